@@ -1,0 +1,19 @@
+// The `murmur` command line. Subcommands live beside the code they drive; this file only
+// parses arguments and dispatches.
+import { Command } from 'commander';
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command('murmur')
+    .description('Train small language models on donated GPUs with NoLoCo gossip')
+    .showHelpAfterError();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    const e = err as { code?: string; exitCode?: number; message?: string };
+    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return;
+    if (e.code?.startsWith('commander.')) process.exit(e.exitCode ?? 1);
+    console.error(`murmur: ${e.message ?? String(err)}`);
+    process.exit(1);
+  }
+}
