@@ -1,0 +1,35 @@
+// What the mesh (src/sync) needs from the coordinator connection, as a type only: the mesh is
+// given an implementation (the real WebSocket client, or a stub in tests) and never imports one.
+
+export interface PairAssignment {
+  /** Outer round the peer asked a partner for. */
+  round: number;
+  /** Partner's peer id, or null: no partner within the wait, take a solo step. */
+  partner: string | null;
+  /** Exactly one side of a pair initiates the WebRTC connection. */
+  initiator: boolean;
+}
+
+export interface SignalingEventMap {
+  /** The coordinator accepted us (again, after a reconnect). */
+  open: { peerId: string };
+  /** The coordinator connection dropped; the client reconnects by itself with backoff. */
+  close: { reason: string };
+  /** A simple-peer signal relayed from another live peer of the same run. */
+  signal: { from: string; data: unknown };
+  /** Live peers of the run, for choosing and rewiring neighbours. */
+  peers: { peers: string[] };
+  /** The coordinator's ready-pool answer to `ready()`. */
+  paired: PairAssignment;
+}
+
+export interface Signaling {
+  /** Our peer id once the coordinator accepted us, else null. */
+  readonly peerId: string | null;
+  readonly connected: boolean;
+  /** Relay a simple-peer signal to another peer of the run (dropped if disconnected). */
+  sendSignal(to: string, data: unknown): void;
+  /** Enter the ready pool for outer round `round`, waiting at most `waitMs` for a partner. */
+  ready(round: number, waitMs: number): void;
+  on<K extends keyof SignalingEventMap>(event: K, fn: (e: SignalingEventMap[K]) => void): () => void;
+}
