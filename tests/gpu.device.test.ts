@@ -1,11 +1,15 @@
 // acquireDevice on Dawn: limits are checked before requestDevice, loss is reported as a typed
 // error, and a machine without a Vulkan driver gets an error that says what to install.
 import { execFile } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { acquireDevice, checkLimits } from '../src/gpu/device.ts';
-import { DeviceLostError, GpuError, LimitsTooSmallError, NoWebGPUError } from '../src/gpu/errors.ts';
+import { DeviceLostError, GpuError, InsecureContextError, LimitsTooSmallError, NoWebGPUError } from '../src/gpu/errors.ts';
 import { acquireNodeDevice, nodeGpu } from '../src/gpu/node-gpu.ts';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 describe('acquireDevice', () => {
   it('grants requested limits the adapter has', async () => {
@@ -66,13 +70,25 @@ describe('acquireDevice', () => {
     expect(err.message).toMatch(/navigator\.gpu is missing/);
   });
 
+  it('outside a secure context throws InsecureContextError', async () => {
+    const g = globalThis as { isSecureContext?: boolean };
+    g.isSecureContext = false;
+    try {
+      const err = await acquireNodeDevice().catch((e) => e);
+      expect(err).toBeInstanceOf(InsecureContextError);
+      expect(err.message).toMatch(/https:\/\/ or from http:\/\/localhost/);
+    } finally {
+      delete g.isSecureContext;
+    }
+  });
+
   it('with no Vulkan driver fails with what to install', async () => {
     // A child process, because the Vulkan loader reads VK_ICD_FILENAMES once per process.
     const script = "const { acquireNodeDevice } = await import('./src/gpu/node-gpu.ts');" +
       'await acquireNodeDevice().then(() => console.log("GOT A DEVICE"), (e) => console.log(e.name + ": " + e.message));';
     const { stdout } = await promisify(execFile)(process.execPath,
       ['--import', './scripts/node-register.mjs', '--input-type=module', '-e', script],
-      { env: { ...process.env, VK_ICD_FILENAMES: '/nonexistent/icd.json' }, timeout: 60_000 });
+      { cwd: ROOT, env: { ...process.env, VK_ICD_FILENAMES: '/nonexistent/icd.json' }, timeout: 60_000 });
     expect(stdout).toMatch(/NoAdapterError: .*apt-get install chromium libvulkan1/);
   });
 });

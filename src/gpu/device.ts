@@ -81,11 +81,12 @@ export function checkLimits(adapter: GPUAdapter, required: Record<string, number
 }
 
 function gpuEntry(gpu: GPU | undefined): GPU {
-  if (gpu) return gpu;
-  // Browsers hide navigator.gpu outside secure contexts: say that, not "no WebGPU".
+  // Browsers hide navigator.gpu outside secure contexts: say that, not "no WebGPU". Node has no
+  // isSecureContext at all, so only an explicit false counts.
   if ((globalThis as { isSecureContext?: boolean }).isSecureContext === false) {
     throw new InsecureContextError((globalThis as { location?: Location }).location?.origin);
   }
+  if (gpu) return gpu;
   const nav = (globalThis as { navigator?: Navigator }).navigator;
   if (!nav?.gpu) throw new NoWebGPUError(typeof document === 'undefined' ? 'this worker' : 'this browser');
   return nav.gpu;
@@ -93,9 +94,6 @@ function gpuEntry(gpu: GPU | undefined): GPU {
 
 export async function acquireDevice(opts: AcquireOptions = {}): Promise<AcquiredDevice> {
   const label = opts.label ?? 'murmur';
-  if (opts.gpu && (globalThis as { isSecureContext?: boolean }).isSecureContext === false) {
-    throw new InsecureContextError((globalThis as { location?: Location }).location?.origin);
-  }
   const gpu = gpuEntry(opts.gpu);
   const adapter = await gpu.requestAdapter(opts.powerPreference ? { powerPreference: opts.powerPreference } : undefined);
   if (!adapter) throw new NoAdapterError(opts.noAdapterHint);
