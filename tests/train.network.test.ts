@@ -59,11 +59,12 @@ describe('network model', () => {
 
   it('sync table: all-reduce over pair grows with n and is the same for the same seed', () => {
     const ns = [2, 8, 32, 128];
-    const a = syncTable(ns, 140_000, HOME_LINK, 1, () => 30);
-    const b = syncTable(ns, 140_000, HOME_LINK, 1, () => 30);
+    const trials = { tree: 200, pair: 2000, ring: () => 30 };
+    const a = syncTable(ns, 140_000, HOME_LINK, 1, trials);
+    const b = syncTable(ns, 140_000, HOME_LINK, 1, trials);
     expect(a).toEqual(b);
     for (let i = 1; i < a.length; i++) expect(a[i].ratio).toBeGreaterThan(a[i - 1].ratio);
-    expect(a[0].trials).toBe(30);
+    expect(a[0].trials).toEqual({ tree: 200, ring: 30, pair: 2000 });
   });
 
   it('rejects a network that cannot carry bytes', () => {

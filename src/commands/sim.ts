@@ -32,7 +32,8 @@ export function register(program: Command): void {
     .option('--alpha <a>', 'outer momentum (default 0.5 NoLoCo, 0.3 DiLoCo)', nonneg('alpha'))
     .option('--beta <b>', 'outer learning rate (default 0.7)', pos('beta'))
     .option('--gamma <g>', 'NoLoCo consensus (default 0.7)', nonneg('gamma'))
-    .option('--wait <f>', 'noloco-async: wait for a partner up to this fraction of own inner-loop time', pos('wait'), SPEC_DEFAULTS.wait)
+    .option('--wait <f>', 'noloco-async: wait for a partner up to this fraction of own inner-loop time',
+      num('wait (a fraction > 0: with no wait nobody is ever in the pool and every outer step is solo)', (v) => Number.isFinite(v) && v > 0), SPEC_DEFAULTS.wait)
     .option('--time <s>', 'simulated-time budget in seconds (default 600 unless --steps)', pos('time'))
     .option('--steps <n>', 'step budget: each replica stops after n inner steps', int('steps'))
     .option('--step-time <s>', 'seconds per inner step at speed 1', pos('step-time'), SPEC_DEFAULTS.stepTime)

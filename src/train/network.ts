@@ -127,28 +127,41 @@ export interface SyncRow {
   ratio: number;
   /** ring_s / pair_s. */
   ring_ratio: number;
-  trials: number;
+  /** Monte-Carlo draws behind each mean. */
+  trials: { tree: number; ring: number; pair: number };
 }
+
+export interface SyncTrials {
+  tree: number;
+  pair: number;
+  /** The ring at n=1024 draws 2M message times per trial, so its count may shrink with n. */
+  ring: (n: number) => number;
+}
+
+export const DEFAULT_SYNC_TRIALS: SyncTrials = { tree: 400, pair: 4000, ring: (n) => (n <= 64 ? 400 : n <= 256 ? 100 : 20) };
 
 /**
  * Monte-Carlo sync times for each n. The all-reduce moves one tensor (`bytes`, DiLoCo's delta);
  * the pair exchange moves two (phi and delta), exactly what the simulator charges each method.
- * `trialsFor(n)` sets the sample count (the ring at n=1024 draws 2M message times per trial).
+ * A pair exchange does not depend on n, but it is drawn afresh for each row so that every row
+ * is an independent estimate.
  */
 export function syncTable(ns: number[], bytes: number, net: NetworkModel, seed: number,
-  trialsFor: (n: number) => number = (n) => (n <= 64 ? 400 : n <= 256 ? 100 : 20)): SyncRow[] {
+  trials: SyncTrials = DEFAULT_SYNC_TRIALS): SyncRow[] {
   validateNetwork(net);
   return ns.map((n) => {
-    const trials = trialsFor(n);
     const rng = new Rng(seed, 0x5c00 + n);
-    let tree = 0, ring = 0, pair = 0;
-    for (let t = 0; t < trials; t++) {
-      tree += treeAllReduceTime(n, bytes, net, rng);
-      ring += ringAllReduceTime(n, bytes, net, rng);
-      pair += pairExchangeTime(2 * bytes, net, rng);
-    }
-    tree /= trials; ring /= trials; pair /= trials;
-    return { n, allreduce_s: tree, ring_s: ring, pair_s: pair, ratio: tree / pair, ring_ratio: ring / pair, trials };
+    const ringTrials = trials.ring(n);
+    const avg = (count: number, draw: () => number) => {
+      let s = 0;
+      for (let t = 0; t < count; t++) s += draw();
+      return s / count;
+    };
+    const tree = avg(trials.tree, () => treeAllReduceTime(n, bytes, net, rng));
+    const ring = avg(ringTrials, () => ringAllReduceTime(n, bytes, net, rng));
+    const pair = avg(trials.pair, () => pairExchangeTime(2 * bytes, net, rng));
+    return { n, allreduce_s: tree, ring_s: ring, pair_s: pair, ratio: tree / pair, ring_ratio: ring / pair,
+      trials: { tree: trials.tree, ring: ringTrials, pair: trials.pair } };
   });
 }
 
