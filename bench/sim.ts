@@ -7,7 +7,7 @@
 // Writes bench/results/sim.json and SVG plots next to it, and prints the tables and whether
 // each claim of issue 4 holds on this run (it reports; it does not assert).
 import { Worker } from 'node:worker_threads';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import os from 'node:os';
@@ -118,7 +118,7 @@ function writePlots(runs: RunRecord[], sync: (SyncRow & { bytes: number })[]): s
   const yRange: [number, number] = [Math.min(...byTime.flatMap((s) => s.lo!.slice(1))) - 0.05, Math.max(...yAll) + 0.05];
   const seeds = `${SEEDS.length} seeds, band = min..max`;
   files.push(['sim-loss-time.svg', linePlot({
-    title: `Validation loss vs simulated time (8 replicas, speeds U[1,4], ${seeds})`,
+    title: `Validation loss vs simulated time: 8 replicas, speeds U[1,4] (${seeds})`,
     xLabel: 'simulated seconds', yLabel: 'mean validation loss over replicas', series: byTime, yRange,
   })]);
   files.push(['sim-loss-step.svg', linePlot({
@@ -127,7 +127,7 @@ function writePlots(runs: RunRecord[], sync: (SyncRow & { bytes: number })[]): s
   })]);
   files.push(['sim-sync.svg', linePlot({
     title: `Modelled sync time vs replicas (${(sync[0].bytes / 1e3).toFixed(0)} KB tensor, 20 Mbit/s up, 50 ms)`,
-    xLabel: 'replicas n', yLabel: 'seconds (mean of Monte-Carlo draws)', logX: true, logY: true,
+    xLabel: 'replicas n', yLabel: 'seconds (mean of Monte-Carlo draws)', logX: true, logY: true, xTicks: sync.map((r) => r.n),
     series: [
       { label: 'tree all-reduce', x: sync.map((r) => r.n), y: sync.map((r) => r.allreduce_s) },
       { label: 'ring all-reduce', x: sync.map((r) => r.n), y: sync.map((r) => r.ring_s) },
@@ -172,6 +172,13 @@ function atomicWrite(path: string, text: string): void {
 }
 
 async function main(): Promise<void> {
+  if (args.includes('--replot')) {
+    // Re-draw the figures from an existing sim.json (e.g. after a change to the plot code).
+    const j = JSON.parse(readFileSync(join(outDir, 'sim.json'), 'utf8'));
+    SEEDS.splice(0, SEEDS.length, ...j.setup.seeds);
+    console.log(`re-drew ${writePlots(j.runs, j.sync).join(', ')} from bench/results/sim.json`);
+    return;
+  }
   const t0 = performance.now();
   mkdirSync(outDir, { recursive: true });
   const micro = buildLayout(preset(base.preset));

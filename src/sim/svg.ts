@@ -24,6 +24,8 @@ export interface PlotSpec {
   height?: number;
   /** Optional fixed y range (else fitted to the data and bands). */
   yRange?: [number, number];
+  /** Optional x ticks; on a log axis the range then spans exactly the data (e.g. n = 2..1024). */
+  xTicks?: number[];
 }
 
 const PALETTE = ['#1b6ca8', '#d1495b', '#edae49', '#00798c', '#66a182', '#8d5a97', '#30343f', '#e07a5f'];
@@ -36,14 +38,14 @@ export function linePlot(spec: PlotSpec): string {
   const xs = all.map((p) => p.x).filter((v) => ok(v, spec.logX));
   const ys = all.flatMap((p) => p.ys).filter((v): v is number => v !== undefined && ok(v, spec.logY));
   if (xs.length === 0 || ys.length === 0) throw new Error(`linePlot "${spec.title}": no finite points to draw`);
-  const fx = axis(Math.min(...xs), Math.max(...xs), spec.logX ?? false);
+  const fx = axis(Math.min(...xs), Math.max(...xs), spec.logX ?? false, spec.xTicks);
   const fy = axis(spec.yRange?.[0] ?? Math.min(...ys), spec.yRange?.[1] ?? Math.max(...ys), spec.logY ?? false);
   const X = (v: number) => m.l + fx.frac(v) * pw;
   const Y = (v: number) => m.t + (1 - fy.frac(v)) * ph;
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
   out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
-  out.push(`<text x="${m.l + pw / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${esc(spec.title)}</text>`);
+  out.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="14" font-weight="bold">${esc(spec.title)}</text>`);
   // grid and ticks
   for (const t of fx.ticks) {
     out.push(`<line x1="${f(X(t))}" y1="${m.t}" x2="${f(X(t))}" y2="${m.t + ph}" stroke="#e5e5e5"/>`);
@@ -86,7 +88,13 @@ function ok(v: number | undefined, log?: boolean): v is number {
 
 interface Axis { frac(v: number): number; ticks: number[] }
 
-function axis(lo: number, hi: number, log: boolean): Axis {
+function axis(lo: number, hi: number, log: boolean, fixed?: number[]): Axis {
+  if (fixed && fixed.length > 0) {
+    const a = Math.min(lo, ...fixed), b = Math.max(hi, ...fixed);
+    const t = (v: number) => (log ? Math.log10(v) : v);
+    const span = t(b) - t(a) || 1;
+    return { frac: (v) => (t(v) - t(a)) / span, ticks: fixed };
+  }
   if (log) {
     const a = Math.floor(Math.log10(lo)), b = Math.ceil(Math.log10(hi));
     const span = Math.max(b - a, 1);
