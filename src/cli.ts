@@ -1,12 +1,16 @@
 // The `murmur` command line. Subcommands live beside the code they drive; this file only
 // parses arguments and dispatches.
 import { Command } from 'commander';
+import { register as registerServe } from './commands/serve.ts';
+import { register as registerExport } from './commands/export.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('murmur')
     .description('Train small language models on donated GPUs with NoLoCo gossip')
     .showHelpAfterError();
   program.exitOverride();
+  registerServe(program);
+  registerExport(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {
