@@ -1,20 +1,27 @@
 // The ready pool (DESIGN.md section 3): a peer that finished its H inner steps asks for a
-// partner; if other peers of the run are waiting, it is matched with one of them chosen
-// uniformly at random; otherwise it waits, and when its wait runs out it is told to take a
-// solo outer step. The wait is the peer's own (a fraction of its inner-loop time), clamped so
-// it is never zero — with no wait nobody is ever in the pool and every step is solo.
+// partner and waits in the pool; ready peers are paired uniformly at random; a peer still
+// unpaired when its own wait runs out is told to take a solo outer step. The wait is the peer's
+// (a fraction of its inner-loop time), clamped so it is never zero: with no wait nobody is ever
+// in the pool and every step is solo.
+//
+// Matching runs on a short gather tick (gatherMs) after the pool holds two or more peers, and
+// pairs a random shuffle of everyone then waiting. Matching each newcomer at once with the one
+// peer already waiting would pair by arrival order, so peers of similar speed would keep
+// meeting each other and gossip would mix slowly; the tick costs at most gatherMs of idle time.
 import type { PairedMsg } from '../src/protocol/messages.ts';
 import type { Clock } from './clock.ts';
 
 export interface ReadyPoolOptions {
   clock: Clock;
-  /** Uniform in [0, 1): which waiting peer a newcomer is matched with. */
+  /** Uniform in [0, 1): the shuffle that decides who meets whom. */
   rng: () => number;
   send: (peerId: string, msg: PairedMsg) => void;
   /** Lower clamp of a peer's wait. */
   minWaitMs?: number;
   /** Upper clamp: a stuck pool must not hold a peer for ever. */
   maxWaitMs?: number;
+  /** Delay between the pool holding two peers and matching it. */
+  gatherMs?: number;
 }
 
 interface Waiting {
@@ -27,12 +34,15 @@ export class ReadyPool {
   private readonly waiting = new Map<string, Waiting>();
   private readonly minWaitMs: number;
   private readonly maxWaitMs: number;
+  private readonly gatherMs: number;
+  private matchTimer: unknown = null;
   /** Counters for the dashboard and the benchmark. */
   readonly stats = { pairs: 0, solos: 0 };
 
   constructor(private readonly o: ReadyPoolOptions) {
     this.minWaitMs = o.minWaitMs ?? 50;
     this.maxWaitMs = o.maxWaitMs ?? 120_000;
+    this.gatherMs = o.gatherMs ?? 20;
   }
 
   get size(): number {
@@ -47,17 +57,6 @@ export class ReadyPool {
   ready(peer: string, round: number, waitMs: number): void {
     // A repeated ready replaces the earlier one (the peer moved on to a newer round).
     this.remove(peer);
-    const others = [...this.waiting.keys()];
-    if (others.length > 0) {
-      const partner = others[Math.min(others.length - 1, Math.floor(this.o.rng() * others.length))]!;
-      const w = this.waiting.get(partner)!;
-      this.remove(partner);
-      this.stats.pairs++;
-      // The newcomer initiates the WebRTC connection; the waiting peer answers.
-      this.o.send(peer, { t: 'paired', round, partner, initiator: true });
-      this.o.send(partner, { t: 'paired', round: w.round, partner: peer, initiator: false });
-      return;
-    }
     const wait = Math.min(this.maxWaitMs, Math.max(this.minWaitMs, waitMs));
     const timer = this.o.clock.setTimeout(() => {
       if (this.waiting.get(peer)?.timer !== timer) return;
@@ -66,6 +65,31 @@ export class ReadyPool {
       this.o.send(peer, { t: 'paired', round, partner: null, initiator: false });
     }, wait);
     this.waiting.set(peer, { round, since: this.o.clock.now(), timer });
+    if (this.waiting.size >= 2 && this.matchTimer === null) {
+      this.matchTimer = this.o.clock.setTimeout(() => {
+        this.matchTimer = null;
+        this.match();
+      }, this.gatherMs);
+    }
+  }
+
+  /** Pairs a uniformly random shuffle of the waiting peers; an odd one out keeps waiting. */
+  match(): void {
+    const ids = [...this.waiting.keys()];
+    for (let i = ids.length - 1; i > 0; i--) {
+      const j = Math.min(i, Math.floor(this.o.rng() * (i + 1)));
+      [ids[i], ids[j]] = [ids[j]!, ids[i]!];
+    }
+    for (let i = 0; i + 1 < ids.length; i += 2) {
+      const a = ids[i]!, b = ids[i + 1]!;
+      const wa = this.waiting.get(a)!, wb = this.waiting.get(b)!;
+      this.remove(a);
+      this.remove(b);
+      this.stats.pairs++;
+      // Exactly one side initiates the WebRTC connection.
+      this.o.send(a, { t: 'paired', round: wa.round, partner: b, initiator: true });
+      this.o.send(b, { t: 'paired', round: wb.round, partner: a, initiator: false });
+    }
   }
 
   /** Forget a peer (it left, or asked again). Safe for peers that are not waiting. */
@@ -78,5 +102,7 @@ export class ReadyPool {
 
   clear(): void {
     for (const p of [...this.waiting.keys()]) this.remove(p);
+    this.o.clock.clearTimeout(this.matchTimer);
+    this.matchTimer = null;
   }
 }

@@ -45,6 +45,8 @@ export interface PeerHubOptions {
   /** Bounds of a peer's pairing wait (DESIGN.md section 3: never zero). */
   minPairWaitMs: number;
   maxPairWaitMs: number;
+  /** Gather tick of the ready pool (pairing.ts). */
+  pairGatherMs: number;
 }
 
 export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
@@ -57,6 +59,7 @@ export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
   maxSendBufferBytes: 4 << 20,
   minPairWaitMs: 50,
   maxPairWaitMs: 120_000,
+  pairGatherMs: 20,
 };
 
 export interface PeerHubDeps {
@@ -143,7 +146,7 @@ export class PeerHub {
     let p = this.pools.get(runId);
     if (!p) {
       p = new ReadyPool({
-        clock: this.d.clock, rng: this.d.rng, minWaitMs: this.o.minPairWaitMs, maxWaitMs: this.o.maxPairWaitMs,
+        clock: this.d.clock, rng: this.d.rng, minWaitMs: this.o.minPairWaitMs, maxWaitMs: this.o.maxPairWaitMs, gatherMs: this.o.pairGatherMs,
         send: (peer, msg) => this.sendTo(peer, msg),
       });
       this.pools.set(runId, p);
@@ -457,7 +460,7 @@ export class PeerHub {
     if (run.status === 'stopped') {
       for (const p of this.livePeers(run.id)) {
         const c = this.byPeer.get(p);
-        if (c) this.close(c, CLOSE.runStopped, 'run stopped');
+        if (c) this.close(c, CLOSE.runStopped, 'run-stopped');
       }
       this.pools.get(run.id)?.clear();
     }

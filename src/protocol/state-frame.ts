@@ -62,7 +62,7 @@ export function stateFrameBytes(floats: number, headerBytes: number): number {
   return padTo4(12 + headerBytes) + 8 * floats;
 }
 
-export function encodeStateFrame(f: StateFrame): Uint8Array {
+export function encodeStateFrame(f: StateFrame): Uint8Array<ArrayBuffer> {
   const { meta, phi, momentum } = f;
   if (phi.length !== meta.floats || momentum.length !== meta.floats) {
     throw new StateFrameError(`state frame: meta.floats=${meta.floats} but phi has ${phi.length} and momentum ${momentum.length}`);
