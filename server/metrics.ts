@@ -101,10 +101,12 @@ export class MetricsStore {
     // Buckets over the range actually covered, so a wide default range does not waste points.
     const span = this.db.prepare(`SELECT MIN(t) AS lo, MAX(t) AS hi FROM reports WHERE ${where}`).get(params) as { lo: number; hi: number };
     const bucketMs = Math.max(1, Math.ceil((span.hi - span.lo + 1) / q.maxPoints));
-    const points = this.db.prepare(`SELECT @lo + ((t - @lo) / @bucketMs) * @bucketMs AS t, COUNT(*) AS n, COUNT(DISTINCT peer_id) AS peers,
+    // Bound JS numbers arrive as REAL: cast so the bucket index is an integer division.
+    const bucket = '((t - CAST(@lo AS INTEGER)) / CAST(@bucketMs AS INTEGER))';
+    const points = this.db.prepare(`SELECT CAST(@lo AS INTEGER) + ${bucket} * CAST(@bucketMs AS INTEGER) AS t, COUNT(*) AS n, COUNT(DISTINCT peer_id) AS peers,
         MAX(step) AS step, MAX(round) AS round, AVG(train_loss) AS trainLoss, AVG(val_loss) AS valLoss,
         AVG(tokens_per_s) AS tokensPerS, SUM(bytes_in) AS bytesIn, SUM(bytes_out) AS bytesOut, AVG(partner_dist) AS partnerDist
-      FROM reports WHERE ${where} GROUP BY (t - @lo) / @bucketMs ORDER BY 1`).all({ ...params, lo: span.lo, bucketMs }) as BucketPoint[];
+      FROM reports WHERE ${where} GROUP BY ${bucket} ORDER BY 1`).all({ ...params, lo: span.lo, bucketMs }) as BucketPoint[];
     return { downsampled: true, total, bucketMs, points };
   }
 }
