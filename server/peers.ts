@@ -182,10 +182,17 @@ export class PeerHub {
     if (c.closed) return;
     this.stats.frames++;
     if (!this.takeToken(c)) return;
-    if (isBinary) return this.reject(c, 'bad-message', 'binary frames are not accepted; send JSON text');
+    if (isBinary) {
+      if (!c.peerId) return this.fail(c, 'bad-message', 'binary frames are not accepted; the first frame must be a hello', CLOSE.protocol);
+      return this.reject(c, 'bad-message', 'binary frames are not accepted; send JSON text');
+    }
     const raw = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
     const parsed = parseClientMessage(raw, this.o.limits);
-    if (!parsed.ok) return this.reject(c, parsed.code, parsed.error);
+    if (!parsed.ok) {
+      // Before joining, the only acceptable frame is a valid hello: anything else ends it.
+      if (!c.peerId) return this.fail(c, parsed.code, `${parsed.error} (the first frame must be a valid hello)`, CLOSE.protocol);
+      return this.reject(c, parsed.code, parsed.error);
+    }
     const msg = parsed.msg;
     if (!c.peerId) {
       if (msg.t !== 'hello') return this.fail(c, 'not-joined', `"${msg.t}" before hello; the first frame must be hello`, CLOSE.protocol);
@@ -380,15 +387,17 @@ export class PeerHub {
     const { messagesPerSecond, burst } = this.o.limits;
     c.bucket = Math.min(burst, c.bucket + ((now - c.refilledAt) / 1000) * messagesPerSecond);
     c.refilledAt = now;
+    // Dropped frames are forgiven only once the bucket has refilled (the sender calmed down),
+    // so a flood that lets a token trickle in now and then still adds up to a close.
+    if (c.bucket >= burst) c.overRate = 0;
     if (c.bucket >= 1) {
       c.bucket -= 1;
-      c.overRate = 0;
       return true;
     }
     this.stats.rejected++;
     c.overRate++;
     if (c.overRate > burst) {
-      this.fail(c, 'rate-limited', `more than ${messagesPerSecond} frames/s sustained; closing`, CLOSE.protocol);
+      this.fail(c, 'rate-limited', `more than ${burst} frames dropped for exceeding ${messagesPerSecond} frames/s; closing`, CLOSE.protocol);
       return false;
     }
     // One error per second at most: the reply must not amplify a flood.

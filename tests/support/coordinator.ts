@@ -100,6 +100,19 @@ export class RawPeer {
     }
   }
 
+  /** Resolves once `cond()` holds, re-checked on every frame and on close; false after `ms`. */
+  async waitUntil(cond: () => boolean, ms = 5000): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    while (!cond()) {
+      if (Date.now() >= deadline) return false;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, deadline - Date.now());
+        this.waiters.push(() => { clearTimeout(t); resolve(); });
+      });
+    }
+    return true;
+  }
+
   /** Resolves when the server closed the connection (or after `ms`, with null). */
   async waitClosed(ms = 5000): Promise<{ code: number; reason: string } | null> {
     const deadline = Date.now() + ms;
