@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
+import type { InjectOptions } from 'fastify';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { tableCounts } from '../server/db.ts';
@@ -14,7 +15,7 @@ afterAll(async () => {
   await s?.close();
 });
 
-const inject = (o: Parameters<TestServer['c']['app']['inject']>[0]) => s.c.app.inject(o);
+const inject = (o: InjectOptions) => s.c.app.inject(o);
 
 describe('coordinator REST', () => {
   it('has the default run (tiny on Moby Dick) after the first start', async () => {
