@@ -8,6 +8,7 @@
 //   6 * L * C * T * tokens: causal attention, QK^T and AV over the T(T+1)/2 visible pairs,
 //     2 * (2 * T^2/2 * C) per sequence per layer forward, times 3 for forward + backward.
 import { writeFileSync, mkdirSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { preset, trainConfig, type PresetName } from '../src/model/config.ts';
@@ -48,6 +49,8 @@ function benchPreset(name: PresetName, B: number, warmup: number, steps: number)
 const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
 
 function main(): void {
+  // Timings on a shared machine swing with its load: the load average is recorded beside them.
+  const loadBefore = loadavg()[0]!;
   const rows = [benchPreset('micro', 8, 10, 30), benchPreset('tiny', 8, 3, 9)];
   console.log('CPU reference: one training step (forward + backward + clip + AdamW), median');
   console.log('FLOPs/step = 6*params*tokens + 6*layers*d*T*tokens (causal attention)\n');
@@ -55,12 +58,15 @@ function main(): void {
   for (const r of rows) {
     console.log(`${r.preset.padEnd(8)} ${String(r.params).padStart(8)} ${String(r.B).padStart(4)} ${String(r.T).padStart(4)} ${String(r.tokens).padStart(7)} ${r.step_ms.toFixed(2).padStart(9)} ${r.gflops.toFixed(3).padStart(8)}`);
   }
+  const load = [loadBefore, loadavg()[0]!].map((x) => round(x, 2));
+  console.log(`\n1-min load average before/after: ${load.join(' / ')} on ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'})`);
   const out = join(dirname(fileURLToPath(import.meta.url)), 'results', 'cpu.json');
   mkdirSync(dirname(out), { recursive: true });
   const doc = {
     benchmark: 'cpu-reference-train-step',
     flops_formula: '6*params*tokens + 6*layers*d*T*tokens',
-    node: process.version, arch: process.arch, date: new Date().toISOString(),
+    node: process.version, arch: process.arch, cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length,
+    loadavg_1m_before_after: load, date: new Date().toISOString(),
     rows,
   };
   writeFileSync(out, JSON.stringify(doc, null, 2) + '\n');

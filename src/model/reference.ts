@@ -694,7 +694,7 @@ export class ReferenceGPT {
   /** (B, T, V) logits of the last forward; a view that the next forward overwrites. */
   logits(): FloatArray {
     if (this.acts === null) throw new Error('ReferenceGPT.logits: call forward() first');
-    return this.acts.logits.subarray(0, this.acts.B * this.acts.T * this.layout.config.vocab);
+    return this.acts.logits;
   }
 
   /** (B*T) per-token losses of the last forward; a view that the next forward overwrites. */
