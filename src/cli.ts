@@ -1,6 +1,8 @@
 // The `murmur` command line. Subcommands live beside the code they drive; this file only
 // parses arguments and dispatches.
 import { Command } from 'commander';
+import { register as registerPrepare } from './commands/prepare.ts';
+import { register as registerTrain } from './commands/train.ts';
 import { register as registerServe } from './commands/serve.ts';
 import { register as registerExport } from './commands/export.ts';
 
@@ -9,6 +11,8 @@ export async function main(argv: string[]): Promise<void> {
     .description('Train small language models on donated GPUs with NoLoCo gossip')
     .showHelpAfterError();
   program.exitOverride();
+  registerPrepare(program);
+  registerTrain(program);
   registerServe(program);
   registerExport(program);
   try {
