@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import type { InjectOptions } from 'fastify';
-import { readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tableCounts } from '../server/db.ts';
 import { buildApp } from '../server/app.ts';
@@ -177,5 +178,29 @@ describe('coordinator REST', () => {
     peer.close();
     ctl.abort();
     await pump;
+  });
+});
+
+describe('web app serving', () => {
+  it('serves the built app at /, /dashboard and /embed.js beside the API', async () => {
+    const web = mkdtempSync(join(tmpdir(), 'murmur-web-'));
+    writeFileSync(join(web, 'index.html'), '<title>volunteer</title>');
+    writeFileSync(join(web, 'dashboard.html'), '<title>dashboard</title>');
+    writeFileSync(join(web, 'embed.js'), 'export {}');
+    const w = await startServer({ webRoot: web });
+    try {
+      const get = (url: string) => w.c.app.inject({ method: 'GET', url });
+      expect((await get('/')).body).toContain('volunteer');
+      expect((await get('/dashboard')).body).toContain('dashboard');
+      expect((await get('/embed.js')).headers['content-type']).toMatch(/javascript/);
+      expect((await get('/api/runs')).json().runs[0].id).toBe('default');
+      const missing = await get('/api/nothing-here');
+      expect(missing.statusCode).toBe(404);
+    } finally {
+      await w.close();
+      rmSync(web, { recursive: true });
+    }
+    // Without a build, / says how to make one instead of failing.
+    expect((await inject({ method: 'GET', url: '/' })).body).toMatch(/vite build/);
   });
 });
