@@ -7,7 +7,7 @@ import { RawPeer, report, sleep, startServer, until, type TestServer } from './s
 
 let s: TestServer;
 beforeAll(async () => {
-  s = await startServer({ hub: { heartbeatMs: 100, livenessMs: 400, helloTimeoutMs: 500 } });
+  s = await startServer({ hub: { heartbeatMs: 200, livenessMs: 1500, helloTimeoutMs: 800 } });
   const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'other', dataset: 'moby-dick', preset: 'micro' } });
   expect(r.statusCode).toBe(201);
 });
@@ -140,7 +140,7 @@ describe('volunteer WebSocket', () => {
     const alive = await RawPeer.join(s.wsUrl);
     const stop = heartbeat(alive.peer);
     try {
-      const closed = await silent.peer.waitClosed(3000);
+      const closed = await silent.peer.waitClosed(6000);
       expect(closed?.code).toBe(4001);
       expect(silent.peer.frames.at(-1)).toMatchObject({ t: 'error', code: 'timeout' });
       expect(s.c.hub.isLive(silent.welcome.peerId)).toBe(false);
