@@ -10,7 +10,6 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { WebSocket } from 'ws';
 import { Rng } from '../src/model/rng.ts';
 import { RawPeer, report, sleep, startServer, until, type TestServer } from './support/coordinator.ts';
 import type { ServerMessage } from '../src/protocol/messages.ts';

@@ -2,7 +2,7 @@
 // the Hugging Face GPT-2 layout, so a researcher continues in PyTorch with
 //   GPT2LMHeadModel.from_pretrained(dir)
 import type { Command } from 'commander';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export function register(program: Command): void {
