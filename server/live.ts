@@ -16,7 +16,7 @@ export class LiveHub {
   private keepAlive: ReturnType<typeof setInterval> | null = null;
   readonly stats = { sent: 0, dropped: 0 };
 
-  constructor(private readonly maxBufferedBytes = 1 << 20, keepAliveMs = 15_000) {
+  constructor(private readonly maxBufferedBytes = 1 << 20, keepAliveMs = 15_000, readonly maxSubscribers = 1000) {
     // A comment line now and then keeps proxies from closing an idle stream.
     this.keepAlive = setInterval(() => {
       for (const s of this.subs) s.res.write(': keep-alive\n\n');
@@ -26,6 +26,11 @@ export class LiveHub {
 
   get size(): number {
     return this.subs.size;
+  }
+
+  /** Room for one more dashboard? Each holds a socket and a send buffer. */
+  get full(): boolean {
+    return this.subs.size >= this.maxSubscribers;
   }
 
   /** Takes over a raw response (already hijacked from Fastify) as an event stream. */

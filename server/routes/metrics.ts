@@ -30,6 +30,7 @@ export function registerMetricRoutes(ctx: AppContext): void {
 
   app.get<{ Params: { run: string } }>('/api/runs/:run/stream', { schema: { params: RUN_PARAMS } }, async (req, reply) => {
     if (!runs.get(req.params.run)) throw new RunError(`no run "${req.params.run}"`, 404);
+    if (live.full) return reply.code(503).send({ error: `${live.size} dashboards are connected, the limit; try again later` });
     reply.hijack();
     live.subscribe(req.params.run, reply.raw);
   });
