@@ -95,9 +95,9 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: deps.logLevel ? { level: deps.logLevel, ...(deps.logStream ? { stream: deps.logStream } : {}) } : false }),
     // JSON bodies are small (run configs); state uploads set their own limit.
     bodyLimit: 64 * 1024,
-    // Clients must not be able to hold a socket open for ever with a slow request.
-    requestTimeout: 60_000,
-    connectionTimeout: 120_000,
+    // A slow request cannot hold a socket for ever, yet a `small` checkpoint upload (~80 MB)
+    // still fits through a slow home uplink; headers must arrive within Node's 60 s anyway.
+    requestTimeout: 600_000,
     return503OnClosing: true,
   });
   app.setValidatorCompiler(validatorCompiler);
