@@ -33,6 +33,9 @@ export class CheckpointScheduler {
     readonly o: SchedulerOptions,
   ) {
     d.hub.onStateFail = (peerId, id, reason) => this.fail(id, peerId, `peer could not serve its state: ${reason}`);
+    d.hub.onPeerLeft = (peerId) => {
+      for (const p of [...this.pending.values()]) if (p.peerId === peerId) this.fail(p.id, peerId, 'peer left before uploading its state');
+    };
   }
 
   start(): void {

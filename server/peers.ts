@@ -118,6 +118,8 @@ export class PeerHub {
   private nextConn = 1;
   /** Set by the checkpoint scheduler. */
   onStateFail: StateFailHandler | null = null;
+  /** Set by the checkpoint scheduler: a peer that leaves cannot answer a state request. */
+  onPeerLeft: ((peerId: string) => void) | null = null;
   readonly stats = { frames: 0, rejected: 0, closedForAbuse: 0, relayed: 0 };
 
   constructor(private readonly d: PeerHubDeps, readonly o: PeerHubOptions = DEFAULT_HUB_OPTIONS) {
@@ -331,6 +333,7 @@ export class PeerHub {
     this.byPeer.delete(peerId);
     this.byRun.get(runId)?.delete(peerId);
     this.pools.get(runId)?.remove(peerId);
+    this.onPeerLeft?.(peerId);
     const now = this.d.clock.now();
     this.d.db.prepare('UPDATE peers SET last_seen = ? WHERE id = ?').run(now, peerId);
     this.d.events.append(runId, 'peer-left', peerId, { reason });

@@ -104,6 +104,7 @@ describe('checkpoints', () => {
     } finally {
       newcomer.stop();
     }
+    await until(() => s.c.hub.livePeers('m').length === 1, 5000, 'the newcomer to leave');
 
     const dir = mkdtempSync(join(tmpdir(), 'hf-'));
     try {
@@ -190,6 +191,22 @@ describe('checkpoints', () => {
     expect((await post(good, auth)).statusCode).toBe(201);
     expect((await post(good, auth)).statusCode).toBe(404);
     client.setStateProvider(() => state);
+  });
+
+  it('a request to a peer that leaves fails at once, so the next one can go', async () => {
+    await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'm2', dataset: 'moby-dick', preset: 'micro' } });
+    const c = new SignalingClient({ url: s.url, run: 'm2', WebSocket: WebSocket as unknown as WebSocketCtor });
+    c.setStateProvider(() => new Promise(() => {}));
+    c.start();
+    await until(() => c.connected, 5000, 'the peer to join');
+    const r = await s.c.app.inject({ method: 'POST', url: '/api/runs/m2/checkpoints', headers: s.admin });
+    expect(r.statusCode).toBe(202);
+    expect(s.c.scheduler.pendingFor('m2')?.peerId).toBe(c.peerId);
+    c.stop();
+    await until(() => s.c.scheduler.pendingFor('m2') === null, 5000, 'the request to fail');
+    const ev = (await s.c.app.inject({ method: 'GET', url: '/api/runs/m2/events' })).json().events;
+    expect(ev.find((e: { kind: string }) => e.kind === 'checkpoint-failed')).toMatchObject({ peerId: c.peerId, data: { reason: expect.stringMatching(/peer left/) } });
+    expect((await s.c.app.inject({ method: 'POST', url: '/api/runs/m2/checkpoints', headers: s.admin })).statusCode).toBe(409);
   });
 
   it('takes checkpoints on its schedule and repairs the store after a crash', async () => {
