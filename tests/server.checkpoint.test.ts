@@ -201,11 +201,12 @@ describe('checkpoints', () => {
     await until(() => c.connected, 5000, 'the peer to join');
     const r = await s.c.app.inject({ method: 'POST', url: '/api/runs/m2/checkpoints', headers: s.admin });
     expect(r.statusCode).toBe(202);
-    expect(s.c.scheduler.pendingFor('m2')?.peerId).toBe(c.peerId);
+    const peerId = c.peerId;
+    expect(s.c.scheduler.pendingFor('m2')?.peerId).toBe(peerId);
     c.stop();
     await until(() => s.c.scheduler.pendingFor('m2') === null, 5000, 'the request to fail');
     const ev = (await s.c.app.inject({ method: 'GET', url: '/api/runs/m2/events' })).json().events;
-    expect(ev.find((e: { kind: string }) => e.kind === 'checkpoint-failed')).toMatchObject({ peerId: c.peerId, data: { reason: expect.stringMatching(/peer left/) } });
+    expect(ev.find((e: { kind: string }) => e.kind === 'checkpoint-failed')).toMatchObject({ peerId, data: { reason: expect.stringMatching(/peer left/) } });
     expect((await s.c.app.inject({ method: 'POST', url: '/api/runs/m2/checkpoints', headers: s.admin })).statusCode).toBe(409);
   });
 
