@@ -1,4 +1,4 @@
-// npm run bench:sim [-- --quick] [-- --workers N]
+// npm run bench:sim [-- --quick] [--workers N] [--lr X --tag NAME] [--replot]
 //
 // NoLoCo (ready pool and lockstep), DiLoCo, data-parallel AdamW and no communication, side by
 // side on the simulated wall clock: 8 replicas with speeds drawn from U[1,4], the same simulated
@@ -24,16 +24,32 @@ const root = join(here, '..');
 const outDir = join(here, 'results');
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
-const workersArg = args.indexOf('--workers');
-const workers = workersArg >= 0 ? Number(args[workersArg + 1]) : Math.min(2, os.availableParallelism());
-if (!(Number.isInteger(workers) && workers >= 1)) throw new Error(`--workers must be a positive integer, got ${args[workersArg + 1]}`);
+function arg(name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const v = args[i + 1];
+  if (v === undefined || v.startsWith('--')) throw new Error(`${name} needs a value`);
+  return v;
+}
+const workers = Number(arg('--workers') ?? Math.min(2, os.availableParallelism()));
+if (!(Number.isInteger(workers) && workers >= 1)) throw new Error(`--workers must be a positive integer, got ${arg('--workers')}`);
+// --lr runs the same comparison at another common inner rate; --tag names its output files
+// (sim-TAG.json, sim-TAG-*.svg) so it does not overwrite the main result.
+const LR = Number(arg('--lr') ?? 6e-3);
+if (!(LR > 0)) throw new Error(`--lr must be a positive number, got ${arg('--lr')}`);
+const TAG = arg('--tag');
+if (TAG !== undefined && !/^[\w.-]+$/.test(TAG)) throw new Error(`--tag "${TAG}": use letters, digits, dot, dash or underscore`);
+const stem = TAG ? `sim-${TAG}` : 'sim';
 
 // ---- the setup, and why ------------------------------------------------------------------------
 // The CPU reference runs at roughly 1 GFLOPS, so the model is the `micro` preset (35K parameters)
 // with 2 x 32 tokens per step: ~8-15 ms a step on one busy core. One step takes 1 s of simulated
 // time at speed 1 (the issue's unit: replica i's step takes 1/speed_i). A budget of 600 simulated
-// seconds gives the slowest-paced barrier methods ~13 NoLoCo / ~6 DiLoCo rounds and the ready
-// pool ~28 rounds for an average replica; 3 seeds x 5 methods is ~60K inner steps on the CPU.
+// seconds gives the barrier methods ~900 steps (~18 NoLoCo / ~9 DiLoCo rounds) and the ready
+// pool ~1400 steps per replica; 3 seeds x 5 methods is ~75K inner steps on the CPU.
+// The common inner rate 6e-3 is the better of {2e-3, 6e-3} for data-parallel AdamW, the baseline
+// the papers tune on, and every method uses it. The rate matters: at 2e-3 `local` ends ahead of
+// the barrier methods (see `--lr 2e-3 --tag lr2e-3`, bench/results/sim-lr2e-3.json).
 // --quick: 2 seeds of 120 s, enough to check the machinery and the direction of the results.
 const SEEDS = quick ? [1, 2] : [1, 2, 3];
 const TIME = quick ? 120 : 600;
@@ -47,7 +63,7 @@ const base: Omit<SimSpec, 'method' | 'seed'> = {
   evals: EVALS,
   batch: 2,
   seqLen: 32,
-  lr: 2e-3,
+  lr: LR,
   warmup: 0.05,
   valBatches: 4,
   valBatch: 16,
@@ -117,15 +133,15 @@ function writePlots(runs: RunRecord[], sync: (SyncRow & { bytes: number })[]): s
   const yAll = byTime.flatMap((s) => s.y.slice(1)); // the shared starting loss squashes the rest
   const yRange: [number, number] = [Math.min(...byTime.flatMap((s) => s.lo!.slice(1))) - 0.05, Math.max(...yAll) + 0.05];
   const seeds = `${SEEDS.length} seeds, band = min..max`;
-  files.push(['sim-loss-time.svg', linePlot({
+  files.push([`${stem}-loss-time.svg`, linePlot({
     title: `Validation loss vs simulated time: 8 replicas, speeds U[1,4] (${seeds})`,
     xLabel: 'simulated seconds', yLabel: 'mean validation loss over replicas', series: byTime, yRange,
   })]);
-  files.push(['sim-loss-step.svg', linePlot({
+  files.push([`${stem}-loss-step.svg`, linePlot({
     title: `Validation loss vs inner steps per replica (${seeds})`,
     xLabel: 'mean inner steps per replica', yLabel: 'mean validation loss over replicas', series: curveSeries(runs, 'step'), yRange,
   })]);
-  files.push(['sim-sync.svg', linePlot({
+  files.push([`${stem}-sync.svg`, linePlot({
     title: `Modelled sync time vs replicas (${(sync[0].bytes / 1e3).toFixed(0)} KB tensor, 20 Mbit/s up, 50 ms)`,
     xLabel: 'replicas n', yLabel: 'seconds (mean of Monte-Carlo draws)', logX: true, logY: true, xTicks: sync.map((r) => r.n),
     series: [
@@ -174,9 +190,9 @@ function atomicWrite(path: string, text: string): void {
 async function main(): Promise<void> {
   if (args.includes('--replot')) {
     // Re-draw the figures from an existing sim.json (e.g. after a change to the plot code).
-    const j = JSON.parse(readFileSync(join(outDir, 'sim.json'), 'utf8'));
+    const j = JSON.parse(readFileSync(join(outDir, `${stem}.json`), 'utf8'));
     SEEDS.splice(0, SEEDS.length, ...j.setup.seeds);
-    console.log(`re-drew ${writePlots(j.runs, j.sync).join(', ')} from bench/results/sim.json`);
+    console.log(`re-drew ${writePlots(j.runs, j.sync).join(', ')} from bench/results/${stem}.json`);
     return;
   }
   const t0 = performance.now();
@@ -188,7 +204,11 @@ async function main(): Promise<void> {
   console.log(`  model ${base.preset} (${micro.params} params, ${(bytes / 1e3).toFixed(1)} KB per tensor on the wire), batch ${base.batch}x${base.seqLen}, inner AdamW lr ${base.lr} (warm-up ${base.warmup * 100}% then cosine on the clock)`);
   console.log(`  8 replicas, speeds ${base.speeds}, ${base.stepTime} s per step at speed 1, ${TIME} simulated s for every method, seeds ${SEEDS.join(',')}`);
   console.log(`  network: ${HOME_LINK.upBps / 1e6} Mbit/s up, ${HOME_LINK.latency * 1e3} ms, log-normal sigma ${HOME_LINK.sigma}; DiLoCo and ddp pay a ${base.allReduce} all-reduce`);
-  console.log(`  NoLoCo H=50 alpha=0.5 beta=gamma=0.7 (ready-pool wait 0.3 of own loop time); DiLoCo H=100 alpha=0.3 beta=0.7\n`);
+  console.log(`  NoLoCo H=50 alpha=0.5 beta=gamma=0.7 (ready-pool wait 0.3 of own loop time); DiLoCo H=100 alpha=0.3 beta=0.7`);
+  console.log('  why: the CPU reference runs ~1 GFLOPS on a shared core, so a 35K-parameter model with 64 tokens a step (~10 ms);');
+  console.log(`  ${TIME} simulated s gives barrier methods ~${Math.round(TIME * 1.5)} steps and the ready pool ~${Math.round(TIME * 2.3)} per replica within the time limit.`);
+  console.log('  inner lr: 6e-3 is the better of {2e-3, 6e-3} for data-parallel AdamW (the baseline the papers tune on) and is');
+  console.log('  used by every method; at 2e-3 local ends ahead of the barrier methods (npm run bench:sim -- --lr 2e-3 --tag lr2e-3).\n');
 
   const syncT0 = performance.now();
   const ns = [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
@@ -214,7 +234,7 @@ async function main(): Promise<void> {
     sync_tiny: syncTiny,
     claims: verdicts,
   };
-  atomicWrite(join(outDir, 'sim.json'), JSON.stringify(result, null, 1) + '\n');
+  atomicWrite(join(outDir, `${stem}.json`), JSON.stringify(result, null, 1) + '\n');
 
   console.log('\nEvery run:\n' + runsTable(runs));
   console.log('\nMean over seeds:\n' + summaryTable(runs));
@@ -225,7 +245,7 @@ async function main(): Promise<void> {
   console.log('\nClaims (issue 4) on this run:\n' + verdicts.map((v) => '  - ' + v).join('\n'));
   const spread = groupRuns(runs).map(({ label, runs: g }) => `${label} ${sd(g.map((r) => r.final_val_loss)).toFixed(4)}`).join(', ');
   console.log(`\nSeed-to-seed sd of the final loss: ${spread}`);
-  console.log(`\nwrote bench/results/sim.json and ${plots.map((p) => 'bench/results/' + p).join(', ')} in ${wall.toFixed(0)} s (sync tables ${syncSeconds.toFixed(1)} s)`);
+  console.log(`\nwrote bench/results/${stem}.json and ${plots.map((p) => 'bench/results/' + p).join(', ')} in ${wall.toFixed(0)} s (sync tables ${syncSeconds.toFixed(1)} s)`);
 }
 
 main().catch((e) => { console.error(`bench:sim failed: ${(e as Error).message}`); process.exit(1); });
