@@ -1,11 +1,13 @@
 // npm run bench:sim [-- --quick] [--workers N] [--lr X --tag NAME] [--replot]
+//   full:    bench/results/sim.json + sim-*.svg   (3 seeds x 600 simulated s; < 45 min on 2 cores)
+//   --quick: bench/results/sim-quick.json + svgs (2 seeds x 120 simulated s; < 5 min on 2 cores)
 //
 // NoLoCo (ready pool and lockstep), DiLoCo, data-parallel AdamW and no communication, side by
 // side on the simulated wall clock: 8 replicas with speeds drawn from U[1,4], the same simulated
 // time for every method, the NoLoCo paper's hyper-parameters, several seeds. Also Monte-Carlo
 // sync times of tree / ring all-reduce vs a pair exchange for n = 2..1024.
-// Writes bench/results/sim.json and SVG plots next to it, and prints the tables and whether
-// each claim of issue 4 holds on this run (it reports; it does not assert).
+// Writes the JSON and SVG plots next to it, and prints the tables and whether each claim of
+// issue 4 holds on this run (it reports; it does not assert).
 import { Worker } from 'node:worker_threads';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -37,7 +39,8 @@ if (!(Number.isInteger(workers) && workers >= 1)) throw new Error(`--workers mus
 // (sim-TAG.json, sim-TAG-*.svg) so it does not overwrite the main result.
 const LR = Number(arg('--lr') ?? 6e-3);
 if (!(LR > 0)) throw new Error(`--lr must be a positive number, got ${arg('--lr')}`);
-const TAG = arg('--tag');
+// --quick writes sim-quick.* so a smoke run never overwrites the committed full result.
+const TAG = arg('--tag') ?? (quick ? 'quick' : undefined);
 if (TAG !== undefined && !/^[\w.-]+$/.test(TAG)) throw new Error(`--tag "${TAG}": use letters, digits, dot, dash or underscore`);
 const stem = TAG ? `sim-${TAG}` : 'sim';
 

@@ -41,8 +41,8 @@ export class Replica {
   outerSteps = 0;
   soloSteps = 0;
   bytesSent = 0;
+  /** Training loss of the last inner step (its own batch). */
   lastTrainLoss = Number.NaN;
-  joinedAt = 0;
   readonly stepRng: Rng;
 
   constructor(readonly slot: number, stream: number, speed: number, learner: Learner, seed: number) {
@@ -85,6 +85,8 @@ export interface EvalRow {
   meanLoss: number;
   /** Validation loss of the present replicas' averaged weights. */
   avgModelLoss: number;
+  /** Mean over present replicas of the training loss of each one's last inner step. */
+  trainLoss: number;
   /** RMS distance of the replicas' weights from their mean, per parameter. */
   spread: number;
   /** Of the replicas' present time so far: waiting for others, communicating. */
@@ -253,7 +255,6 @@ export class Simulation {
     r.stream = this.nextStream++;
     r.speed = drawSpeed(this.cfg.speeds, this.speedsDrawn++, this.speedRng);
     r.alive = true;
-    r.joinedAt = this.now;
     r.inLoop = 0;
     r.msg = null;
     this.joins++;
@@ -372,6 +373,7 @@ export class Simulation {
       losses,
       meanLoss: mean(presentLosses),
       avgModelLoss: lossOf(avg),
+      trainLoss: mean(present.map((r) => r.lastTrainLoss).filter(Number.isFinite)),
       spread: weightSpread(thetas, this.factory.paramCount),
       idleFraction: total > 0 ? wait / total : 0,
       commFraction: total > 0 ? comm / total : 0,
