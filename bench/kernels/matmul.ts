@@ -1,0 +1,58 @@
+// Matmul kernel lab: every numbered variant in ./matmul/ is validated against a CPU matmul and
+// timed on the transformer block's shapes. Only the winner moves into src/shaders.
+// Run: node --import ./scripts/node-register.mjs bench/kernels/matmul.ts [variant...]
+import { readFileSync, readdirSync } from 'node:fs';
+import { labDevice, maxRelErr, randn, readBack, storage, timeIt, uniform } from './lab.ts';
+
+interface Variant { file: string; colsPerThread: number; rowsPerThread: number; wg: [number, number]; overrides?: Record<string, number>; vec4: boolean }
+const dir = new URL('./matmul/', import.meta.url);
+const VARIANTS: Variant[] = [
+  { file: '01_naive.wgsl', colsPerThread: 1, rowsPerThread: 1, wg: [16, 16], vec4: false },
+  { file: '02_reg8x4_vec4.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [8, 8], vec4: true },
+  { file: '02_reg8x4_vec4.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [16, 4], vec4: true },
+  { file: '02_reg8x4_vec4.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [4, 16], vec4: true },
+  { file: '02_reg8x4_vec4.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [16, 16], vec4: true },
+  { file: '03_reg8x4_scalar.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [8, 8], vec4: false },
+  { file: '04_shared16.wgsl', colsPerThread: 1, rowsPerThread: 1, wg: [16, 16], vec4: false },
+  { file: '05_reg_override_loop.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [8, 8], overrides: { TM: 8 }, vec4: true },
+  { file: '05_reg_override_loop.wgsl', colsPerThread: 4, rowsPerThread: 4, wg: [8, 8], overrides: { TM: 4 }, vec4: true },
+];
+
+function cpuMatmul(A: Float32Array, B: Float32Array, M: number, K: number, N: number): Float64Array {
+  const C = new Float64Array(M * N);
+  for (let i = 0; i < M; i++) for (let k = 0; k < K; k++) {
+    const a = A[i * K + k];
+    for (let j = 0; j < N; j++) C[i * N + j] += a * B[k * N + j];
+  }
+  return C;
+}
+
+const device = await labDevice();
+const only = process.argv.slice(2);
+const shapes: [number, number, number][] = [[512, 256, 1024], [512, 1024, 256], [512, 256, 768], [36, 20, 44]];
+console.log('variant                         wg      ' + shapes.map(([m, k, n]) => `${m}x${k}x${n}`.padStart(14)).join('') + '   (GFLOPS; err)');
+for (const v of VARIANTS) {
+  if (only.length && !only.some((o) => v.file.startsWith(o))) continue;
+  const module = device.createShaderModule({ label: `lab.${v.file}`, code: readFileSync(new URL(v.file, dir), 'utf8') });
+  const pipeline = device.createComputePipeline({
+    label: `lab.${v.file}`, layout: 'auto',
+    compute: { module, entryPoint: 'main', constants: { WG_X: v.wg[0], WG_Y: v.wg[1], ...(v.overrides ?? {}) } },
+  });
+  const cells: string[] = [];
+  for (const [M, K, N] of shapes) {
+    const A = randn(M * K, 1), B = randn(K * N, 2);
+    const bA = storage(device, A, 'lab.A'), bB = storage(device, B, 'lab.B'), bC = storage(device, M * N, 'lab.C');
+    const u = uniform(device, [M, N, K, 0], 'lab.dims');
+    const bg = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [bA, bB, bC, u].map((buffer, binding) => ({ binding, resource: { buffer } })) });
+    const gx = Math.ceil(N / v.colsPerThread / v.wg[0]), gy = Math.ceil(M / v.rowsPerThread / v.wg[1]);
+    const encode = (enc: GPUCommandEncoder) => {
+      const pass = enc.beginComputePass(); pass.setPipeline(pipeline); pass.setBindGroup(0, bg); pass.dispatchWorkgroups(gx, gy); pass.end();
+    };
+    const ms = await timeIt(device, encode, M * N * K > 1e6 ? 3 : 5);
+    const err = maxRelErr(await readBack(device, bC, M * N), cpuMatmul(A, B, M, K, N));
+    cells.push(`${(2 * M * N * K / ms / 1e6).toFixed(2)};${err < 1e-5 ? 'ok' : err.toExponential(0)}`.padStart(14));
+    for (const b of [bA, bB, bC, u]) b.destroy();
+  }
+  console.log(`${v.file.padEnd(30)}  ${`${v.wg[0]}x${v.wg[1]}`.padEnd(6)}${cells.join('')}`);
+}
+device.destroy();

@@ -1,0 +1,119 @@
+// matmul.wgsl against a float64 CPU product: every mode, epilogue and batching, on shapes that
+// are not multiples of the 8x4 register block, on both the vec4 and the scalar load path.
+// Tolerance: 1e-5 relative to the largest output (f32 sums of up to ~100 terms).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Kernels, type MatmulMode } from '../../src/gpu/kernels.ts';
+import { matmul, vec4Aligned, type MatmulSpec } from '../../src/gpu/matmul.ts';
+import { localDevice, read, upload } from './local-device.ts';
+import { randomArray, relErr } from './numeric.ts';
+import { run } from './run.ts';
+
+const TOL = 1e-5;
+let device: GPUDevice;
+let k: Kernels;
+beforeAll(async () => { device = await localDevice(); k = new Kernels(device); });
+afterAll(() => { k?.destroy(); device?.destroy(); });
+
+const geluGrad = (x: number) => {
+  const s = Math.sqrt(2 / Math.PI), t = Math.tanh(s * (x + 0.044715 * x ** 3));
+  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * s * (1 + 3 * 0.044715 * x * x);
+};
+
+interface Case { mode: MatmulMode; M: number; N: number; K: number; lda?: number; ldb?: number; bias?: boolean; accum?: boolean; epi?: 'residual' | 'geluGrad'; alpha?: number }
+
+/** CPU: C (M, N) in row-major with ldc = N. A, B stored as the mode says with the given ld. */
+function cpu(c: Case, A: Float32Array, B: Float32Array, lda: number, ldb: number, bias: Float32Array, R: Float32Array, C0: Float32Array): Float64Array {
+  const out = new Float64Array(c.M * c.N);
+  for (let i = 0; i < c.M; i++) for (let j = 0; j < c.N; j++) {
+    let s = 0;
+    for (let p = 0; p < c.K; p++) {
+      const a = c.mode === 'tn' ? A[p * lda + i] : A[i * lda + p];
+      const b = c.mode === 'nt' ? B[j * ldb + p] : B[p * ldb + j];
+      s += a * b;
+    }
+    let v = (c.alpha ?? 1) * s;
+    if (c.bias) v += bias[j];
+    if (c.epi === 'residual') v += R[i * c.N + j];
+    if (c.epi === 'geluGrad') v *= geluGrad(R[i * c.N + j]);
+    if (c.accum) v += C0[i * c.N + j];
+    out[i * c.N + j] = v;
+  }
+  return out;
+}
+
+async function check(c: Case): Promise<{ err: number; vec4: boolean }> {
+  const aRows = c.mode === 'tn' ? c.K : c.M, aCols = c.mode === 'tn' ? c.M : c.K;
+  const bRows = c.mode === 'nt' ? c.N : c.K, bCols = c.mode === 'nt' ? c.K : c.N;
+  const lda = c.lda ?? aCols, ldb = c.ldb ?? bCols;
+  const A = randomArray(aRows * lda, 1), B = randomArray(bRows * ldb, 2);
+  const bias = randomArray(c.N, 3), R = randomArray(c.M * c.N, 4, 2), C0 = randomArray(c.M * c.N, 5);
+  const bufs = [upload(device, A, 'A'), upload(device, B, 'B'), upload(device, bias, 'bias'), upload(device, R, 'R'), upload(device, C0, 'C')];
+  const spec: MatmulSpec = {
+    label: 'test.matmul', mode: c.mode, M: c.M, N: c.N, K: c.K,
+    a: { ref: bufs[0], ld: lda }, b: { ref: bufs[1], ld: ldb }, c: { ref: bufs[4], ld: c.N },
+    bias: c.bias ? { ref: bufs[2] } : undefined,
+    epilogue: c.epi ? { kind: c.epi, ref: bufs[3], ld: c.N } : undefined,
+    accumulate: c.accum, alpha: c.alpha,
+  };
+  await run(device, [matmul(k, spec)]);
+  const got = await read(device, bufs[4], c.M * c.N);
+  for (const b of bufs) b.destroy();
+  return { err: relErr(got, cpu(c, A, B, lda, ldb, bias, R, C0)), vec4: vec4Aligned(spec) };
+}
+
+describe('matmul.wgsl', () => {
+  const modes: MatmulMode[] = ['nn', 'nt', 'tn'];
+  for (const mode of modes) {
+    it(`${mode}: aligned shapes take the vec4 path and match`, async () => {
+      const r = await check({ mode, M: 16, N: 32, K: 24 });
+      expect(r.vec4).toBe(true);
+      expect(r.err).toBeLessThan(TOL);
+    });
+    it(`${mode}: M, N, K not multiples of the block or of 4 (scalar path)`, async () => {
+      const r = await check({ mode, M: 13, N: 7, K: 5 });
+      expect(r.vec4).toBe(false);
+      expect(r.err).toBeLessThan(TOL);
+    });
+    it(`${mode}: one row, one column, K = 1`, async () => {
+      expect((await check({ mode, M: 1, N: 1, K: 1 })).err).toBeLessThan(TOL);
+    });
+    it(`${mode}: vec4 path with K not a multiple of 4 and M, N ragged`, async () => {
+      const r = await check({ mode, M: 9, N: 12, K: 13, lda: mode === 'tn' ? 12 : 16, ldb: mode === 'nt' ? 16 : 12 });
+      expect(r.vec4).toBe(true);
+      expect(r.err).toBeLessThan(TOL);
+    });
+  }
+  it('bias + residual epilogue (forward with the residual add fused)', async () => {
+    expect((await check({ mode: 'nn', M: 11, N: 20, K: 16, bias: true, epi: 'residual' })).err).toBeLessThan(TOL);
+  });
+  it("geluGrad epilogue (dx = dy W^T * gelu'(x))", async () => {
+    expect((await check({ mode: 'nt', M: 10, N: 16, K: 8, epi: 'geluGrad' })).err).toBeLessThan(TOL);
+  });
+  it('accumulate (dW += x^T dy) and alpha', async () => {
+    expect((await check({ mode: 'tn', M: 12, N: 8, K: 21, accum: true, alpha: 0.25 })).err).toBeLessThan(TOL);
+  });
+
+  it('batched heads: per-(b, h) offsets into interleaved qkv', async () => {
+    // Q K^T for B=2, NH=3, T=5, hs=4 out of qkv (B, T, 3C) with C = 12.
+    const B = 2, NH = 3, T = 5, hs = 4, C = NH * hs, ld = 8;
+    const qkv = randomArray(B * T * 3 * C, 7);
+    const bq = upload(device, qkv, 'qkv'), bo = upload(device, new Float32Array(B * NH * T * ld), 'att');
+    const head = (part: number) => ({ ref: bq, ld: 3 * C, off: part * C, outer: T * 3 * C, inner: hs });
+    await run(device, [matmul(k, {
+      label: 'test.qk', mode: 'nt', M: T, N: T, K: hs, batch: { count: B * NH, inner: NH }, alpha: 0.5,
+      a: head(0), b: head(1), c: { ref: bo, ld, outer: NH * T * ld, inner: T * ld },
+    })]);
+    const got = await read(device, bo, B * NH * T * ld);
+    const want = new Float64Array(B * NH * T * ld);
+    const gotValid = new Float64Array(want.length);
+    for (let b = 0; b < B; b++) for (let h = 0; h < NH; h++) for (let t = 0; t < T; t++) for (let s = 0; s < T; s++) {
+      let dot = 0;
+      for (let i = 0; i < hs; i++) dot += qkv[(b * T + t) * 3 * C + h * hs + i] * qkv[(b * T + s) * 3 * C + C + h * hs + i];
+      const o = ((b * NH + h) * T + t) * ld + s;
+      want[o] = 0.5 * dot;
+      gotValid[o] = got[o];
+    }
+    bq.destroy(); bo.destroy();
+    expect(relErr(gotValid, want)).toBeLessThan(TOL);
+  });
+});
