@@ -30,7 +30,7 @@ export function randn(n: number, seed: number): Float32Array {
 export function storage(device: GPUDevice, data: Float32Array | number, label: string): GPUBuffer {
   const size = typeof data === 'number' ? data * 4 : data.byteLength;
   const buf = device.createBuffer({ label, size: Math.max(16, Math.ceil(size / 16) * 16), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
-  if (typeof data !== 'number') device.queue.writeBuffer(buf, 0, data);
+  if (typeof data !== 'number') device.queue.writeBuffer(buf, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
   return buf;
 }
 

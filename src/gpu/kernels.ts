@@ -167,3 +167,8 @@ export function encodeDispatches(pass: GPUComputePassEncoder, list: readonly Dis
     pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
   }
 }
+
+/** queue.writeBuffer for any typed array (SharedArrayBuffer-backed ones included). */
+export function writeArray(queue: GPUQueue, buf: GPUBuffer, data: Float32Array | Uint32Array, byteOffset = 0): void {
+  queue.writeBuffer(buf, byteOffset, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+}

@@ -1,18 +1,16 @@
 // matmul.wgsl against a float64 CPU product: every mode, epilogue and batching, on shapes that
 // are not multiples of the 8x4 register block, on both the vec4 and the scalar load path.
 // Tolerance: 1e-5 relative to the largest output (f32 sums of up to ~100 terms).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Kernels, type MatmulMode } from '../../src/gpu/kernels.ts';
-import { matmul, vec4Aligned, type MatmulSpec } from '../../src/gpu/matmul.ts';
-import { localDevice, read, upload } from './local-device.ts';
-import { randomArray, relErr } from './numeric.ts';
-import { run } from './run.ts';
+import { afterAll, describe, expect } from 'vitest';
+import { Kernels, type MatmulMode } from '../src/gpu/kernels.ts';
+import { matmul, vec4Aligned, type MatmulSpec } from '../src/gpu/matmul.ts';
+import { gpuTest, readF32, uploadF32 } from './support/gpu.ts';
+import { randomArray, relErr, runDispatches } from './support/engine.ts';
 
 const TOL = 1e-5;
-let device: GPUDevice;
-let k: Kernels;
-beforeAll(async () => { device = await localDevice(); k = new Kernels(device); });
-afterAll(() => { k?.destroy(); device?.destroy(); });
+let kernels: Kernels | undefined;
+const kernelsFor = (device: GPUDevice) => (kernels ??= new Kernels(device));
+afterAll(() => kernels?.destroy());
 
 const geluGrad = (x: number) => {
   const s = Math.sqrt(2 / Math.PI), t = Math.tanh(s * (x + 0.044715 * x ** 3));
@@ -41,13 +39,13 @@ function cpu(c: Case, A: Float32Array, B: Float32Array, lda: number, ldb: number
   return out;
 }
 
-async function check(c: Case): Promise<{ err: number; vec4: boolean }> {
+async function check(device: GPUDevice, c: Case): Promise<{ err: number; vec4: boolean }> {
   const aRows = c.mode === 'tn' ? c.K : c.M, aCols = c.mode === 'tn' ? c.M : c.K;
   const bRows = c.mode === 'nt' ? c.N : c.K, bCols = c.mode === 'nt' ? c.K : c.N;
   const lda = c.lda ?? aCols, ldb = c.ldb ?? bCols;
   const A = randomArray(aRows * lda, 1), B = randomArray(bRows * ldb, 2);
   const bias = randomArray(c.N, 3), R = randomArray(c.M * c.N, 4, 2), C0 = randomArray(c.M * c.N, 5);
-  const bufs = [upload(device, A, 'A'), upload(device, B, 'B'), upload(device, bias, 'bias'), upload(device, R, 'R'), upload(device, C0, 'C')];
+  const bufs = [uploadF32(device, A), uploadF32(device, B), uploadF32(device, bias), uploadF32(device, R), uploadF32(device, C0)];
   const spec: MatmulSpec = {
     label: 'test.matmul', mode: c.mode, M: c.M, N: c.N, K: c.K,
     a: { ref: bufs[0], ld: lda }, b: { ref: bufs[1], ld: ldb }, c: { ref: bufs[4], ld: c.N },
@@ -55,55 +53,54 @@ async function check(c: Case): Promise<{ err: number; vec4: boolean }> {
     epilogue: c.epi ? { kind: c.epi, ref: bufs[3], ld: c.N } : undefined,
     accumulate: c.accum, alpha: c.alpha,
   };
-  await run(device, [matmul(k, spec)]);
-  const got = await read(device, bufs[4], c.M * c.N);
-  for (const b of bufs) b.destroy();
+  await runDispatches(device, [matmul(kernelsFor(device), spec)]);
+  const got = await readF32(device, bufs[4], c.M * c.N);
   return { err: relErr(got, cpu(c, A, B, lda, ldb, bias, R, C0)), vec4: vec4Aligned(spec) };
 }
 
 describe('matmul.wgsl', () => {
   const modes: MatmulMode[] = ['nn', 'nt', 'tn'];
   for (const mode of modes) {
-    it(`${mode}: aligned shapes take the vec4 path and match`, async () => {
-      const r = await check({ mode, M: 16, N: 32, K: 24 });
+    gpuTest(`${mode}: aligned shapes take the vec4 path and match`, async (device) => {
+      const r = await check(device, { mode, M: 16, N: 32, K: 24 });
       expect(r.vec4).toBe(true);
       expect(r.err).toBeLessThan(TOL);
     });
-    it(`${mode}: M, N, K not multiples of the block or of 4 (scalar path)`, async () => {
-      const r = await check({ mode, M: 13, N: 7, K: 5 });
+    gpuTest(`${mode}: M, N, K not multiples of the block or of 4 (scalar path)`, async (device) => {
+      const r = await check(device, { mode, M: 13, N: 7, K: 5 });
       expect(r.vec4).toBe(false);
       expect(r.err).toBeLessThan(TOL);
     });
-    it(`${mode}: one row, one column, K = 1`, async () => {
-      expect((await check({ mode, M: 1, N: 1, K: 1 })).err).toBeLessThan(TOL);
+    gpuTest(`${mode}: one row, one column, K = 1`, async (device) => {
+      expect((await check(device, { mode, M: 1, N: 1, K: 1 })).err).toBeLessThan(TOL);
     });
-    it(`${mode}: vec4 path with K not a multiple of 4 and M, N ragged`, async () => {
-      const r = await check({ mode, M: 9, N: 12, K: 13, lda: mode === 'tn' ? 12 : 16, ldb: mode === 'nt' ? 16 : 12 });
+    gpuTest(`${mode}: vec4 path with K not a multiple of 4 and M, N ragged`, async (device) => {
+      const r = await check(device, { mode, M: 9, N: 12, K: 13, lda: mode === 'tn' ? 12 : 16, ldb: mode === 'nt' ? 16 : 12 });
       expect(r.vec4).toBe(true);
       expect(r.err).toBeLessThan(TOL);
     });
   }
-  it('bias + residual epilogue (forward with the residual add fused)', async () => {
-    expect((await check({ mode: 'nn', M: 11, N: 20, K: 16, bias: true, epi: 'residual' })).err).toBeLessThan(TOL);
+  gpuTest('bias + residual epilogue (forward with the residual add fused)', async (device) => {
+    expect((await check(device, { mode: 'nn', M: 11, N: 20, K: 16, bias: true, epi: 'residual' })).err).toBeLessThan(TOL);
   });
-  it("geluGrad epilogue (dx = dy W^T * gelu'(x))", async () => {
-    expect((await check({ mode: 'nt', M: 10, N: 16, K: 8, epi: 'geluGrad' })).err).toBeLessThan(TOL);
+  gpuTest("geluGrad epilogue (dx = dy W^T * gelu'(x))", async (device) => {
+    expect((await check(device, { mode: 'nt', M: 10, N: 16, K: 8, epi: 'geluGrad' })).err).toBeLessThan(TOL);
   });
-  it('accumulate (dW += x^T dy) and alpha', async () => {
-    expect((await check({ mode: 'tn', M: 12, N: 8, K: 21, accum: true, alpha: 0.25 })).err).toBeLessThan(TOL);
+  gpuTest('accumulate (dW += x^T dy) and alpha', async (device) => {
+    expect((await check(device, { mode: 'tn', M: 12, N: 8, K: 21, accum: true, alpha: 0.25 })).err).toBeLessThan(TOL);
   });
 
-  it('batched heads: per-(b, h) offsets into interleaved qkv', async () => {
+  gpuTest('batched heads: per-(b, h) offsets into interleaved qkv', async (device) => {
     // Q K^T for B=2, NH=3, T=5, hs=4 out of qkv (B, T, 3C) with C = 12.
     const B = 2, NH = 3, T = 5, hs = 4, C = NH * hs, ld = 8;
     const qkv = randomArray(B * T * 3 * C, 7);
-    const bq = upload(device, qkv, 'qkv'), bo = upload(device, new Float32Array(B * NH * T * ld), 'att');
+    const bq = uploadF32(device, qkv), bo = uploadF32(device, new Float32Array(B * NH * T * ld));
     const head = (part: number) => ({ ref: bq, ld: 3 * C, off: part * C, outer: T * 3 * C, inner: hs });
-    await run(device, [matmul(k, {
+    await runDispatches(device, [matmul(kernelsFor(device), {
       label: 'test.qk', mode: 'nt', M: T, N: T, K: hs, batch: { count: B * NH, inner: NH }, alpha: 0.5,
       a: head(0), b: head(1), c: { ref: bo, ld, outer: NH * T * ld, inner: T * ld },
     })]);
-    const got = await read(device, bo, B * NH * T * ld);
+    const got = await readF32(device, bo, B * NH * T * ld);
     const want = new Float64Array(B * NH * T * ld);
     const gotValid = new Float64Array(want.length);
     for (let b = 0; b < B; b++) for (let h = 0; h < NH; h++) for (let t = 0; t < T; t++) for (let s = 0; s < T; s++) {
@@ -113,7 +110,6 @@ describe('matmul.wgsl', () => {
       want[o] = 0.5 * dot;
       gotValid[o] = got[o];
     }
-    bq.destroy(); bo.destroy();
     expect(relErr(gotValid, want)).toBeLessThan(TOL);
   });
 });
