@@ -42,7 +42,7 @@ export function buildOptim(k: Kernels, s: GpuState, losses: Ref, N: number, hist
   ];
 
   const outerUniform = k.device.createBuffer({ label: 'GpuOptim.outer.uniform', size: OUTER_UNIFORM_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-  const outerDeltaU = k.uniform('GpuOptim.outerDelta.uniform', new UniformData().u32(n, 0, 0, 0));
+  const outerDeltaU = k.uniform('GpuOptim.outerDelta.uniform', new UniformData().u32(n, 0).f32(0, 0, 0).u32(0, 0, 0));
   const outerDelta = k.dispatch('GpuOptim.outerDelta', k.pipeline('outer', 'delta'), [s.params, s.phi, null, null, s.grads, outerDeltaU], strideGrid(n, 256));
   const outerApply = k.dispatch('GpuOptim.outerApply', k.pipeline('outer', 'apply'), [s.params, s.phi, s.outerM, s.partnerPhi, s.grads, outerUniform], strideGrid(n, 256));
   return { lossTrain, lossEval, update, outerDelta, outerApply, outerUniform };
