@@ -40,13 +40,24 @@ fn partial(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: v
   if (l == 0u) { partials[wg.x] = total; }
 }
 
+/**
+ * cos(pi p) for p in [0, 1] to ~1e-7: WGSL's cos() only promises an absolute error of 2^-11,
+ * which would put the learning rate 1e-4 off the TypeScript schedule. sin(x), x = pi (1/2 - p)
+ * in [-pi/2, pi/2], by its Taylor series to x^11 (truncation < 6e-8).
+ */
+fn cosPi(p: f32) -> f32 {
+  let x = PI * (0.5 - p);
+  let x2 = x * x;
+  return x * (1.0 + x2 * (-1.0 / 6.0 + x2 * (1.0 / 120.0 + x2 * (-1.0 / 5040.0 + x2 * (1.0 / 362880.0 + x2 * (-1.0 / 39916800.0))))));
+}
+
 /** learningRate(step) of src/train/schedule.ts; `step` is 0-based. */
 fn learningRate(step: f32) -> f32 {
   let minLr = h.lr * h.minLrFrac;
   if (step < h.warmupSteps) { return h.lr * (step + 1.0) / h.warmupSteps; }
   if (step >= h.totalSteps) { return minLr; }
   let progress = (step - h.warmupSteps) / (h.totalSteps - h.warmupSteps);
-  return minLr + 0.5 * (1.0 + cos(PI * progress)) * (h.lr - minLr);
+  return minLr + 0.5 * (1.0 + cosPi(progress)) * (h.lr - minLr);
 }
 
 @compute @workgroup_size(WG)

@@ -1,0 +1,113 @@
+// The optimizer kernels against the TypeScript math, within 1e-6 (max |gpu - ts| / max |ts|):
+//   gradnorm.wgsl + adamw.wgsl  vs  gradNorm / clipGrads (src/model/adamw.ts),
+//                                   learningRate (src/train/schedule.ts), adamwUpdate
+//   outer.wgsl                  vs  the NoLoCo outer step of DESIGN.md section 1
+import { afterAll, describe, expect } from 'vitest';
+import { preset, trainConfig, type TrainConfig } from '../src/model/config.ts';
+import { buildLayout } from '../src/model/layout.ts';
+import { adamwUpdate, clipGrads, gradNorm } from '../src/model/adamw.ts';
+import { learningRate } from '../src/train/schedule.ts';
+import { Kernels, writeArray } from '../src/gpu/kernels.ts';
+import { buildOptim } from '../src/gpu/optim.ts';
+import { GpuState } from '../src/gpu/state.ts';
+import { GpuEngine } from '../src/gpu/engine.ts';
+import { gpuTest, readF32, readU32 } from './support/gpu.ts';
+import { randomArray, relErr, runDispatches } from './support/engine.ts';
+
+const model = preset('micro');
+const layout = buildLayout(model);
+const TOL = 1e-6;
+
+const owned: { destroy(): void }[] = [];
+afterAll(() => { for (const o of owned) o.destroy(); });
+
+/** Random state with zero padding (as real grads have), v > 0. */
+function randomState(seed: number, gradScale: number) {
+  const pad = (a: Float32Array) => {
+    const keep = new Uint8Array(layout.total);
+    for (const t of layout.tensors) keep.fill(1, t.offset, t.offset + t.size);
+    for (let i = 0; i < a.length; i++) if (!keep[i]) a[i] = 0;
+    return a;
+  };
+  return {
+    params: pad(randomArray(layout.total, seed)),
+    grads: pad(randomArray(layout.total, seed + 1, gradScale)),
+    m: pad(randomArray(layout.total, seed + 2, 0.01)),
+    v: pad(randomArray(layout.total, seed + 3, 1e-4).map(Math.abs)),
+  };
+}
+
+describe('grad norm + clip + schedule + AdamW kernels', () => {
+  const cases: { name: string; step: number; gradScale: number; cfg: TrainConfig }[] = [
+    { name: 'warm-up step 0, clipped', step: 0, gradScale: 0.1, cfg: trainConfig({ warmupSteps: 10, totalSteps: 100, lr: 1e-3 }, model) },
+    { name: 'cosine step 57, not clipped', step: 57, gradScale: 1e-4, cfg: trainConfig({ warmupSteps: 10, totalSteps: 100, lr: 1e-3 }, model) },
+    { name: 'past the schedule, no clipping configured', step: 150, gradScale: 0.1, cfg: trainConfig({ warmupSteps: 10, totalSteps: 100, gradClip: 0 }, model) },
+  ];
+  for (const c of cases) {
+    gpuTest(c.name, async (device) => {
+      const k = new Kernels(device), s = new GpuState(device, layout);
+      owned.push(k, s);
+      const hist = device.createBuffer({ label: 'test.hist', size: 64, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+      const acc = device.createBuffer({ label: 'test.acc', size: 16, usage: GPUBufferUsage.STORAGE });
+      owned.push(hist, acc);
+      const o = buildOptim(k, s, k.dummy, 1, hist, 8, acc, c.cfg);
+      owned.push(o.outerUniform);
+      const x = randomState(c.step + 1, c.gradScale);
+      for (const [buf, a] of [[s.params, x.params], [s.grads, x.grads], [s.m, x.m], [s.v, x.v]] as const) writeArray(device.queue, buf, a);
+      writeArray(device.queue, s.stepState, new Uint32Array([c.step, 0, 0, 0, 0, 0, 0, 0]));
+      await runDispatches(device, o.update);
+
+      const grads = x.grads.slice();
+      const norm = c.cfg.gradClip > 0 ? clipGrads(grads, c.cfg.gradClip) : gradNorm(grads);
+      const lr = learningRate(c.step, c.cfg);
+      const params = x.params.slice(), m = x.m.slice(), v = x.v.slice();
+      adamwUpdate(params, grads, m, v, layout, c.step + 1, lr, c.cfg);
+
+      const st = await readF32(device, s.stepState, 8);
+      expect((await readU32(device, s.stepState, 1))[0]).toBe(c.step + 1);
+      expect(Math.abs(st[1] - lr) / lr).toBeLessThan(TOL);
+      expect(Math.abs(st[2] - norm) / norm).toBeLessThan(TOL);
+      expect(relErr(await readF32(device, s.m, layout.total), m)).toBeLessThan(TOL);
+      expect(relErr(await readF32(device, s.v, layout.total), v)).toBeLessThan(TOL);
+      expect(relErr(await readF32(device, s.params, layout.total), params)).toBeLessThan(TOL);
+      expect((await readF32(device, hist, 16))[(c.step % 8) * 2 + 1]).toBeCloseTo(norm, 5);
+    });
+  }
+});
+
+/** DESIGN.md section 1, in f64 (the reference for outer.wgsl). */
+function outerStep(theta: Float32Array, phi: Float32Array, m: Float32Array, partners: { phi: Float32Array; delta: Float32Array }[], a: number, b: number, g: number) {
+  const G = partners.length + 1;
+  const outPhi = new Float32Array(phi.length), outM = new Float32Array(phi.length);
+  for (let i = 0; i < phi.length; i++) {
+    let d = theta[i] - phi[i], p = phi[i];
+    for (const q of partners) { d += q.delta[i]; p += q.phi[i]; }
+    outM[i] = a * m[i] + b * (d / G) + g * (p / G - phi[i]);
+    outPhi[i] = phi[i] + outM[i];
+  }
+  return { phi: outPhi, m: outM };
+}
+
+describe('outer step kernel (NoLoCo / DiLoCo)', () => {
+  const cfg = trainConfig({ batch: 1, seqLen: 8 }, model);
+  for (const partnersCount of [0, 1, 2]) {
+    gpuTest(`${partnersCount === 0 ? 'solo step' : `${partnersCount} partner(s)`}: φ, m, θ and the payload`, async (device) => {
+      const engine = new GpuEngine(device, { layout, train: cfg, B: 1, T: 8 });
+      owned.push(engine);
+      const theta = randomArray(layout.total, 11), phi = randomArray(layout.total, 12), m = randomArray(layout.total, 13, 0.1);
+      engine.writeState({ params: theta, m: new Float32Array(layout.total), v: new Float32Array(layout.total), phi, outerM: m, step: 7 });
+      const payload = await engine.outerPayload();
+      expect(payload.phi).toEqual(phi);
+      expect(relErr(payload.delta, theta.map((t, i) => t - phi[i]))).toBeLessThan(TOL);
+      const partners = Array.from({ length: partnersCount }, (_, j) => ({ phi: randomArray(layout.total, 20 + j), delta: randomArray(layout.total, 30 + j, 0.05) }));
+      const h = { alpha: 0.5, beta: 0.7, gamma: partnersCount === 0 ? 0.7 : 0.6 };
+      const got = await engine.applyOuter(partners, h);
+      const want = outerStep(theta, phi, m, partners, h.alpha, h.beta, h.gamma);
+      expect(relErr(got.phi, want.phi)).toBeLessThan(TOL);
+      expect(relErr(got.outerM, want.m)).toBeLessThan(TOL);
+      const st = await engine.readState();
+      expect(st.params).toEqual(st.phi); // θ <- φ
+      expect(st.step).toBe(7);
+    });
+  }
+});
