@@ -51,7 +51,7 @@ describe('grad norm + clip + schedule + AdamW kernels', () => {
       const acc = device.createBuffer({ label: 'test.acc', size: 16, usage: GPUBufferUsage.STORAGE });
       owned.push(hist, acc);
       const o = buildOptim(k, s, k.dummy, 1, hist, 8, acc, c.cfg);
-      owned.push(o.outerUniform);
+      owned.push(...o.owned.map((b) => ({ destroy: () => b.destroy() })));
       const x = randomState(c.step + 1, c.gradScale);
       for (const [buf, a] of [[s.params, x.params], [s.grads, x.grads], [s.m, x.m], [s.v, x.v]] as const) writeArray(device.queue, buf, a);
       writeArray(device.queue, s.stepState, new Uint32Array([c.step, 0, 0, 0, 0, 0, 0, 0]));

@@ -4,7 +4,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { labDevice, maxRelErr, randn, readBack, storage, timeIt, uniform } from './lab.ts';
 
-interface Variant { file: string; colsPerThread: number; rowsPerThread: number; wg: [number, number]; overrides?: Record<string, number>; vec4: boolean }
+interface Variant { file: string; colsPerThread: number; rowsPerThread: number; wg: [number, number]; overrides?: Record<string, number>; vec4: boolean; production?: boolean }
 const dir = new URL('./matmul/', import.meta.url);
 const VARIANTS: Variant[] = [
   { file: '01_naive.wgsl', colsPerThread: 1, rowsPerThread: 1, wg: [16, 16], vec4: false },
@@ -16,7 +16,11 @@ const VARIANTS: Variant[] = [
   { file: '04_shared16.wgsl', colsPerThread: 1, rowsPerThread: 1, wg: [16, 16], vec4: false },
   { file: '05_reg_override_loop.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [8, 8], overrides: { TM: 8 }, vec4: true },
   { file: '05_reg_override_loop.wgsl', colsPerThread: 4, rowsPerThread: 4, wg: [8, 8], overrides: { TM: 4 }, vec4: true },
+  // The kernel the trainer uses (src/shaders/matmul.wgsl + vec4 prelude), entry nn.
+  { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [8, 8], vec4: true, production: true },
 ];
+const srcDir = new URL('../../src/shaders/', import.meta.url);
+const productionCode = () => readFileSync(new URL('matmul.wgsl', srcDir), 'utf8') + readFileSync(new URL('matmul.vec4.wgsl', srcDir), 'utf8');
 
 function cpuMatmul(A: Float32Array, B: Float32Array, M: number, K: number, N: number): Float64Array {
   const C = new Float64Array(M * N);
@@ -33,17 +37,24 @@ const shapes: [number, number, number][] = [[512, 256, 1024], [512, 1024, 256], 
 console.log('variant                         wg      ' + shapes.map(([m, k, n]) => `${m}x${k}x${n}`.padStart(14)).join('') + '   (GFLOPS; err)');
 for (const v of VARIANTS) {
   if (only.length && !only.some((o) => v.file.startsWith(o))) continue;
-  const module = device.createShaderModule({ label: `lab.${v.file}`, code: readFileSync(new URL(v.file, dir), 'utf8') });
+  const module = device.createShaderModule({ label: `lab.${v.file}`, code: v.production ? productionCode() : readFileSync(new URL(v.file, dir), 'utf8') });
   const pipeline = device.createComputePipeline({
     label: `lab.${v.file}`, layout: 'auto',
-    compute: { module, entryPoint: 'main', constants: { WG_X: v.wg[0], WG_Y: v.wg[1], ...(v.overrides ?? {}) } },
+    compute: { module, entryPoint: v.production ? 'nn' : 'main', constants: { WG_X: v.wg[0], WG_Y: v.wg[1], ...(v.overrides ?? {}) } },
   });
   const cells: string[] = [];
   for (const [M, K, N] of shapes) {
     const A = randn(M * K, 1), B = randn(K * N, 2);
     const bA = storage(device, A, 'lab.A'), bB = storage(device, B, 'lab.B'), bC = storage(device, M * N, 'lab.C');
-    const u = uniform(device, [M, N, K, 0], 'lab.dims');
-    const bg = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [bA, bB, bC, u].map((buffer, binding) => ({ binding, resource: { buffer } })) });
+    // production uniform: M N K lda | ldb ldc offA offB | offC offBias offR ldr | nInner aOuter aInner bOuter | bInner cOuter cInner alpha
+    const u = v.production
+      ? uniform(device, [M, N, K, K, N, N, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x3f800000], 'lab.mm')
+      : uniform(device, [M, N, K, 0], 'lab.dims');
+    const bufs = v.production ? [bA, bB, bC, u] : [bA, bB, bC, u];
+    const entries = v.production
+      ? [[0, bA], [1, bB], [2, bA], [3, bA], [4, bC], [5, u]].map(([binding, buffer]) => ({ binding: binding as number, resource: { buffer: buffer as GPUBuffer } }))
+      : bufs.map((buffer, binding) => ({ binding, resource: { buffer } }));
+    const bg = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     const gx = Math.ceil(N / v.colsPerThread / v.wg[0]), gy = Math.ceil(M / v.rowsPerThread / v.wg[1]);
     const encode = (enc: GPUCommandEncoder) => {
       const pass = enc.beginComputePass(); pass.setPipeline(pipeline); pass.setBindGroup(0, bg); pass.dispatchWorkgroups(gx, gy); pass.end();

@@ -224,7 +224,7 @@ export class GpuEngine {
     this.model.destroy();
     this.state.destroy();
     this.kernels.destroy();
-    for (const b of [this.hist, this.evalAcc, this.optim.outerUniform, ...this.staging]) b.destroy();
+    for (const b of [this.hist, this.evalAcc, ...this.optim.owned, ...this.staging]) b.destroy();
   }
 
   private assertLive(): void {

@@ -16,14 +16,24 @@ export type MatmulMode = 'nn' | 'nt' | 'tn';
 /** Workgroup shape of the matmul kernel (invocations along columns x rows), per product kind. */
 export interface MatmulShape { wgX: number; wgY: number }
 
+/**
+ * Grid of the grid-stride kernels over whole state buffers (AdamW, outer step, grad norm,
+ * embeddings, GELU): workgroup size and the most workgroups launched. SwiftShader pays ~50 us
+ * per workgroup, so few large ones win there; a discrete GPU needs tens of thousands of
+ * invocations in flight.
+ */
+export interface StrideShape { wg: number; groups: number }
+
 /** Kernel shapes chosen per adapter by the autotuner (src/gpu/autotune.ts). */
 export interface Tuning {
   matmul: Record<MatmulMode, MatmulShape>;
+  stride: StrideShape;
 }
 
-/** Used when no autotune ran: 8x8 was best or close on both SwiftShader and discrete GPUs. */
+/** Used when no autotune ran: shapes that are reasonable everywhere. */
 export const DEFAULT_TUNING: Tuning = {
   matmul: { nn: { wgX: 8, wgY: 8 }, nt: { wgX: 8, wgY: 8 }, tn: { wgX: 8, wgY: 8 } },
+  stride: { wg: 256, groups: 256 },
 };
 
 /** A binding: a whole buffer, or a range of one (offset and size in bytes). */
@@ -39,7 +49,7 @@ export function bindingBytes(r: Ref): number {
   return b.size ?? b.buffer.size - (b.offset ?? 0);
 }
 
-/** Grid for a grid-stride kernel: enough workgroups to cover n, at most the per-dimension cap. */
+/** Grid for a grid-stride kernel: enough workgroups to cover n, at most `cap`. */
 export function strideGrid(n: number, wg: number, cap = 65535): [number, number, number] {
   return [Math.max(1, Math.min(cap, Math.ceil(n / wg))), 1, 1];
 }
@@ -82,6 +92,16 @@ export class Kernels {
   constructor(readonly device: GPUDevice, readonly tuning: Tuning = DEFAULT_TUNING) {
     this.dummy = device.createBuffer({ label: 'Kernels.dummy', size: 256, usage: GPUBufferUsage.STORAGE });
     this.owned.push(this.dummy);
+  }
+
+  /** Grid of a grid-stride kernel over n elements, with the tuned workgroup count cap. */
+  strideGrid(n: number): [number, number, number] {
+    return strideGrid(n, this.tuning.stride.wg, this.tuning.stride.groups);
+  }
+
+  /** The pipeline of a grid-stride kernel (its workgroup size is the override WG). */
+  stridePipeline(name: ShaderName, entry: string, constants: Record<string, number | boolean> = {}): GPUComputePipeline {
+    return this.pipeline(name, entry, { WG: this.tuning.stride.wg, ...constants });
   }
 
   module(name: ShaderName): GPUShaderModule {

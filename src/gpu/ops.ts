@@ -7,14 +7,14 @@ import { matmul } from './matmul.ts';
 /** out (B,T,C) = wte[tokens] + wpe[t]. */
 export function encoderForward(k: Kernels, label: string, out: Ref, tokens: Ref, wte: Ref, wpe: Ref, B: number, T: number, C: number): Dispatch {
   const u = k.uniform(`${label}.uniform`, new UniformData().u32(B * T, T, C, 0));
-  return k.dispatch(label, k.pipeline('encoderFwd', 'main'), [tokens, wte, wpe, out, u], strideGrid(B * T * C, 256));
+  return k.dispatch(label, k.stridePipeline('encoderFwd', 'main'), [tokens, wte, wpe, out, u], k.strideGrid(B * T * C));
 }
 
 /** dwte (V,C) += scatter of dout by token; dwpe (T,C) += sum over the batch. */
 export function encoderBackward(k: Kernels, label: string, dwte: Ref, dwpe: Ref, dout: Ref, tokens: Ref, B: number, T: number, C: number): Dispatch[] {
   const u = k.uniform(`${label}.uniform`, new UniformData().u32(B * T, T, C, 0));
   return [
-    k.dispatch(`${label}.wpe`, k.pipeline('encoderBwd', 'wpe'), [null, dout, dwpe, u], strideGrid(T * C, 64)),
+    k.dispatch(`${label}.wpe`, k.stridePipeline('encoderBwd', 'wpe'), [null, dout, dwpe, u], k.strideGrid(T * C)),
     k.dispatch(`${label}.wte`, k.pipeline('encoderBwd', 'wte'), [tokens, dout, dwte, u], [Math.ceil(C / 64), 1, 1]),
   ];
 }
@@ -71,7 +71,7 @@ export function matmulBackward(k: Kernels, label: string, dinp: Ref | null, dwei
 /** out (N,n) = GELU(inp). */
 export function geluForward(k: Kernels, label: string, out: Ref, inp: Ref, n: number): Dispatch {
   const u = k.uniform(`${label}.uniform`, new UniformData().u32(n, 0, 0, 0));
-  return k.dispatch(label, k.pipeline('geluFwd', 'main'), [inp, out, u], strideGrid(n, 256));
+  return k.dispatch(label, k.stridePipeline('geluFwd', 'main'), [inp, out, u], k.strideGrid(n));
 }
 
 /** Row stride of the attention matrix: T rounded up to 4 so att V can load vec4s. */

@@ -6,8 +6,6 @@ import { writeArray, type Ref } from './kernels.ts';
 
 /** StepState in gradnorm.wgsl / adamw.wgsl / loss.wgsl: 8 words. */
 export const STEP_STATE_WORDS = 8;
-/** Workgroups of the grad-norm partial pass (their sums are added in a fixed order). */
-export const NORM_PARTIALS = 256;
 
 const STORAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
@@ -29,8 +27,6 @@ export class GpuState {
   readonly decayMask: GPUBuffer;
   /** StepState: step counter, lr, grad norm, clip factor, Adam bias corrections. */
   readonly stepState: GPUBuffer;
-  /** (NORM_PARTIALS) grad-norm partial sums. */
-  readonly partials: GPUBuffer;
   readonly bytes: number;
 
   constructor(readonly device: GPUDevice, readonly layout: Layout) {
@@ -47,7 +43,6 @@ export class GpuState {
     this.partnerPhi = mk('partnerPhi');
     this.decayMask = mk('decayMask', (layout.total / ALIGN) * 4);
     this.stepState = mk('stepState', STEP_STATE_WORDS * 4);
-    this.partials = mk('partials', NORM_PARTIALS * 4);
     writeArray(device.queue, this.decayMask, decayMask(layout));
   }
 
@@ -57,7 +52,7 @@ export class GpuState {
   }
 
   destroy(): void {
-    for (const b of [this.params, this.grads, this.m, this.v, this.phi, this.outerM, this.partnerPhi, this.decayMask, this.stepState, this.partials]) b.destroy();
+    for (const b of [this.params, this.grads, this.m, this.v, this.phi, this.outerM, this.partnerPhi, this.decayMask, this.stepState]) b.destroy();
   }
 }
 

@@ -1,6 +1,8 @@
 // Global gradient norm, clip factor, learning-rate schedule and Adam bias corrections, all on
 // the GPU so a training step needs no CPU round trip.
-//   partial:  each workgroup sums squares over a grid-stride range -> partials[wg]
+//   partial:  each invocation sums squares over a grid-stride range -> partials[invocation];
+//             no workgroup barriers (on SwiftShader a barrier per workgroup cost more than
+//             the sums)
 //   finalize: one workgroup sums the partials in a fixed order, then thread 0 advances the step
 //             counter and writes everything adamw.wgsl needs into StepState.
 // Math as src/model/adamw.ts (clip like torch clip_grad_norm_: factor maxNorm / (norm + 1e-6),
@@ -31,13 +33,14 @@ fn treeSum(l: u32) -> f32 {
   return part[0];
 }
 
-@compute @workgroup_size(WG)
-fn partial(@builtin(local_invocation_index) l: u32, @builtin(workgroup_id) wg: vec3u) {
+/** Invocations per workgroup of `partial` (autotuned); nPartials = workgroups * PARTIAL_WG. */
+override PARTIAL_WG: u32 = 256;
+
+@compute @workgroup_size(PARTIAL_WG)
+fn partial(@builtin(global_invocation_id) gid: vec3u) {
   var s = 0.0;
-  for (var i = wg.x * WG + l; i < p.n; i += p.nPartials * WG) { let g = grads[i]; s += g * g; }
-  part[l] = s;
-  let total = treeSum(l);
-  if (l == 0u) { partials[wg.x] = total; }
+  for (var i = gid.x; i < p.n; i += p.nPartials) { let g = grads[i]; s += g * g; }
+  partials[gid.x] = s;
 }
 
 /**
