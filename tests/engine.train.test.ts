@@ -89,3 +89,34 @@ describe('GpuEngine vs CpuTrainer on micro', () => {
     });
   });
 });
+
+describe('GpuEngine on an awkward model (scalar-load paths, ragged tiles)', () => {
+  it('d=30, heads=3 (head size 10), vocab=253, B=1, T=13: 3 steps match CpuTrainer', async () => {
+    const m = { vocab: 253, ctx: 16, layers: 1, d: 30, heads: 3 };
+    const lay = buildLayout(m);
+    const c = trainConfig({ batch: 1, seqLen: 13, lr: 1e-2, warmupSteps: 1, totalSteps: 10 }, m);
+    const bs = [randomBatch(1, 13, 5, 253), randomBatch(1, 13, 6, 253)];
+    const theta0 = initParams(lay, 4);
+    const cpu = new CpuTrainer(lay, c, theta0);
+    const want = [0, 1, 2].map((s) => cpu.trainStep(bs[s % 2]));
+    await withGpuScope(device, async () => {
+      const e = new GpuEngine(device, { layout: lay, train: c, B: 1, T: 13, readEvery: 2 });
+      try {
+        const z = new Float32Array(lay.total);
+        e.writeState({ params: theta0, m: z, v: z, phi: theta0, outerM: z, step: 0 });
+        let s = 0;
+        const got = await e.train(3, () => bs[s++ % 2]);
+        for (let i = 0; i < 3; i++) expect(Math.abs(got.losses[i] - want[i]) / want[i]).toBeLessThan(1e-3);
+        const st = await e.readState();
+        let diff = 0, change = 0;
+        for (let i = 0; i < lay.total; i++) {
+          diff = Math.max(diff, Math.abs(st.params[i] - cpu.params[i]));
+          change = Math.max(change, Math.abs(cpu.params[i] - theta0[i]));
+        }
+        expect(diff / change).toBeLessThan(2e-3);
+      } finally {
+        e.destroy();
+      }
+    });
+  });
+});

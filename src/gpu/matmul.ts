@@ -1,7 +1,7 @@
 // Host side of src/shaders/matmul.wgsl: turns a product description into one Dispatch, picking
 // the vec4 or scalar load prelude from the operands' alignment and the workgroup shape from the
 // autotuned Tuning.
-import { bindingBytes, type Dispatch, type Kernels, type MatmulMode, type Ref, UniformData } from './kernels.ts';
+import { bindingBytes, type Dispatch, type Kernels, type MatmulMode, type MatmulShape, type Ref, UniformData } from './kernels.ts';
 
 /** One matrix operand: a buffer binding plus an element offset and row stride (floats). */
 export interface Operand {
@@ -46,11 +46,11 @@ export function vec4Aligned(s: MatmulSpec): boolean {
   return ints.every((x) => x % 4 === 0) && bytes.every((x) => x % 16 === 0);
 }
 
-export function matmul(k: Kernels, s: MatmulSpec): Dispatch {
+/** One Dispatch for `s`; `shape` overrides the tuned workgroup shape (the autotuner's candidates). */
+export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = k.tuning.matmul[s.mode]): Dispatch {
   for (const [name, v] of [['M', s.M], ['N', s.N], ['K', s.K]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`${s.label}: matmul ${name} must be a positive integer, got ${v}`);
   }
-  const shape = k.tuning.matmul[s.mode];
   const constants = {
     WG_X: shape.wgX,
     WG_Y: shape.wgY,
