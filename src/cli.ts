@@ -2,6 +2,7 @@
 // parses arguments and dispatches.
 import { Command } from 'commander';
 import { register as registerPrepare } from './commands/prepare.ts';
+import { register as registerTrain } from './commands/train.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('murmur')
@@ -9,6 +10,7 @@ export async function main(argv: string[]): Promise<void> {
     .showHelpAfterError();
   program.exitOverride();
   registerPrepare(program);
+  registerTrain(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -38,13 +38,16 @@ export function adamwUpdate(
   cfg: AdamWConfig,
 ): void {
   if (!Number.isInteger(step) || step < 1) throw new Error(`adamwUpdate: step counts from 1, got ${step}`);
-  for (const [name, buf] of [['params', params], ['grads', grads], ['m', m], ['v', v]] as const) {
-    if (buf.length !== layout.total) throw new Error(`adamwUpdate: ${name} has ${buf.length} floats, the layout needs ${layout.total}`);
-  }
+  checkLength(params, 'params', layout);
+  checkLength(grads, 'grads', layout);
+  checkLength(m, 'm', layout);
+  checkLength(v, 'v', layout);
   const { beta1: b1, beta2: b2, eps, weightDecay: wd } = cfg;
   const stepSize = lr / (1 - Math.pow(b1, step));
   const bc2Sqrt = Math.sqrt(1 - Math.pow(b2, step));
-  for (const t of layout.tensors) {
+  const tensors = layout.tensors;
+  for (let ti = 0; ti < tensors.length; ti++) {
+    const t = tensors[ti]!;
     const keep = t.decay ? 1 - lr * wd : 1;
     const end = t.offset + t.size;
     for (let i = t.offset; i < end; i++) {
@@ -56,4 +59,8 @@ export function adamwUpdate(
       params[i] = params[i]! * keep - stepSize * mi / (Math.sqrt(vi) / bc2Sqrt + eps);
     }
   }
+}
+
+function checkLength(buf: Float32Array, name: string, layout: Layout): void {
+  if (buf.length !== layout.total) throw new Error(`adamwUpdate: ${name} has ${buf.length} floats, the layout needs ${layout.total}`);
 }

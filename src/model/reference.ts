@@ -10,86 +10,19 @@
 import type { Batch } from '../data/batch.ts';
 import type { Layout } from './layout.ts';
 import { layerTensor, tensor } from './layout.ts';
+import { gemm } from './gemm.ts';
 
-export type FloatArray = Float32Array | Float64Array;
+export type { FloatArray } from './gemm.ts';
+import type { FloatArray } from './gemm.ts';
 
 /** LayerNorm epsilon, as torch.nn.LayerNorm and GPT-2. */
 export const LN_EPS = 1e-5;
 const GELU_SCALE = Math.sqrt(2 / Math.PI);
 const GELU_CUBE = 0.044715;
 
-// ---------------------------------------------------------------------------------------------
-// The one matrix kernel. out(M,N) = A(M,K) @ Bm(K,N) [+ bias(N)], or out += A @ Bm, where A and
-// Bm are read through strides so the same code serves x @ W, dout @ W^T and x^T @ dout without
-// transposing anything: A(i,k) = a[i*sai + k*sak], Bm(k,j) = b[k*sbk + j*sbj].
-// It computes 4x4 output tiles with 16 accumulators held in locals (registers, once the JIT has
-// run); the inner loop over k does 8 loads per 16 multiply-adds. Ragged edges fall back to one
-// output at a time.
-// ---------------------------------------------------------------------------------------------
-function gemm(
-  out: FloatArray, // (M, N) row-major
-  a: FloatArray, // A(M, K) through strides sai, sak
-  b: FloatArray, // Bm(K, N) through strides sbk, sbj
-  bias: FloatArray | null, // (N) added when not accumulating, or null
-  M: number, K: number, N: number,
-  sai: number, sak: number, sbk: number, sbj: number,
-  accumulate: boolean,
-): void {
-  const M4 = M - (M % 4);
-  const N4 = N - (N % 4);
-  const sbj2 = 2 * sbj, sbj3 = 3 * sbj;
-  for (let i = 0; i < M4; i += 4) {
-    const ai0 = i * sai, ai1 = ai0 + sai, ai2 = ai1 + sai, ai3 = ai2 + sai;
-    for (let j = 0; j < N4; j += 4) {
-      let c00 = 0, c01 = 0, c02 = 0, c03 = 0;
-      let c10 = 0, c11 = 0, c12 = 0, c13 = 0;
-      let c20 = 0, c21 = 0, c22 = 0, c23 = 0;
-      let c30 = 0, c31 = 0, c32 = 0, c33 = 0;
-      let ak = 0;
-      let bk = j * sbj;
-      for (let k = 0; k < K; k++) {
-        const x0 = a[ai0 + ak], x1 = a[ai1 + ak], x2 = a[ai2 + ak], x3 = a[ai3 + ak];
-        const y0 = b[bk], y1 = b[bk + sbj], y2 = b[bk + sbj2], y3 = b[bk + sbj3];
-        c00 += x0 * y0; c01 += x0 * y1; c02 += x0 * y2; c03 += x0 * y3;
-        c10 += x1 * y0; c11 += x1 * y1; c12 += x1 * y2; c13 += x1 * y3;
-        c20 += x2 * y0; c21 += x2 * y1; c22 += x2 * y2; c23 += x2 * y3;
-        c30 += x3 * y0; c31 += x3 * y1; c32 += x3 * y2; c33 += x3 * y3;
-        ak += sak;
-        bk += sbk;
-      }
-      const o0 = i * N + j, o1 = o0 + N, o2 = o1 + N, o3 = o2 + N;
-      if (accumulate) {
-        out[o0] += c00; out[o0 + 1] += c01; out[o0 + 2] += c02; out[o0 + 3] += c03;
-        out[o1] += c10; out[o1 + 1] += c11; out[o1 + 2] += c12; out[o1 + 3] += c13;
-        out[o2] += c20; out[o2 + 1] += c21; out[o2 + 2] += c22; out[o2 + 3] += c23;
-        out[o3] += c30; out[o3 + 1] += c31; out[o3 + 2] += c32; out[o3 + 3] += c33;
-      } else {
-        let b0 = 0, b1 = 0, b2 = 0, b3 = 0;
-        if (bias !== null) { b0 = bias[j]; b1 = bias[j + 1]; b2 = bias[j + 2]; b3 = bias[j + 3]; }
-        out[o0] = c00 + b0; out[o0 + 1] = c01 + b1; out[o0 + 2] = c02 + b2; out[o0 + 3] = c03 + b3;
-        out[o1] = c10 + b0; out[o1 + 1] = c11 + b1; out[o1 + 2] = c12 + b2; out[o1 + 3] = c13 + b3;
-        out[o2] = c20 + b0; out[o2 + 1] = c21 + b1; out[o2 + 2] = c22 + b2; out[o2 + 3] = c23 + b3;
-        out[o3] = c30 + b0; out[o3 + 1] = c31 + b1; out[o3 + 2] = c32 + b2; out[o3 + 3] = c33 + b3;
-      }
-    }
-    for (let ii = i; ii < i + 4; ii++) gemmCells(out, a, b, bias, ii, N4, N, K, N, sai, sak, sbk, sbj, accumulate);
-  }
-  for (let i = M4; i < M; i++) gemmCells(out, a, b, bias, i, 0, N, K, N, sai, sak, sbk, sbj, accumulate);
-}
-
-/** One output row's columns [j0, j1) of gemm, one at a time (the ragged edges). */
-function gemmCells(
-  out: FloatArray, a: FloatArray, b: FloatArray, bias: FloatArray | null,
-  i: number, j0: number, j1: number, K: number, N: number,
-  sai: number, sak: number, sbk: number, sbj: number, accumulate: boolean,
-): void {
-  const ai = i * sai;
-  for (let j = j0; j < j1; j++) {
-    let s = 0;
-    for (let k = 0, ak = ai, bk = j * sbj; k < K; k++, ak += sak, bk += sbk) s += a[ak] * b[bk];
-    if (accumulate) out[i * N + j] += s;
-    else out[i * N + j] = s + (bias !== null ? bias[j] : 0);
-  }
+/** tanh through one exp: ~1.6x faster than Math.tanh in V8, exact to ~1e-16 absolute. */
+function tanh(x: number): number {
+  return 1 - 2 / (Math.exp(2 * x) + 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,19 +202,38 @@ export function attentionForward(
 ): void {
   const hs = C / NH, C3 = 3 * C;
   const scale = 1 / Math.sqrt(hs);
+  // Keys and values are taken four at a time: four independent sums per pass over the head
+  // instead of one long dependent chain, and one load/store of out per four values.
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < NH; h++) {
+      const kh = b * T * C3 + C + h * hs; // key of position 0 for this (b, h)
+      const vh = kh + C; // value of position 0
       for (let t = 0; t < T; t++) {
         const q = (b * T + t) * C3 + h * hs;
         const row = ((b * NH + h) * T + t) * T;
         let max = -Infinity;
-        for (let t2 = 0; t2 <= t; t2++) {
-          const k = (b * T + t2) * C3 + C + h * hs;
-          let dot = 0;
-          for (let i = 0; i < hs; i++) dot += qkv[q + i] * qkv[k + i];
-          const s = dot * scale;
-          preatt[row + t2] = s;
-          if (s > max) max = s;
+        let t2 = 0;
+        for (; t2 + 3 <= t; t2 += 4) {
+          const k0 = kh + t2 * C3, k1 = k0 + C3, k2 = k1 + C3, k3 = k2 + C3;
+          let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          for (let i = 0; i < hs; i++) {
+            const qi = qkv[q + i];
+            s0 += qi * qkv[k0 + i]; s1 += qi * qkv[k1 + i]; s2 += qi * qkv[k2 + i]; s3 += qi * qkv[k3 + i];
+          }
+          s0 *= scale; s1 *= scale; s2 *= scale; s3 *= scale;
+          preatt[row + t2] = s0; preatt[row + t2 + 1] = s1; preatt[row + t2 + 2] = s2; preatt[row + t2 + 3] = s3;
+          if (s0 > max) max = s0;
+          if (s1 > max) max = s1;
+          if (s2 > max) max = s2;
+          if (s3 > max) max = s3;
+        }
+        for (; t2 <= t; t2++) {
+          const k = kh + t2 * C3;
+          let s0 = 0;
+          for (let i = 0; i < hs; i++) s0 += qkv[q + i] * qkv[k + i];
+          s0 *= scale;
+          preatt[row + t2] = s0;
+          if (s0 > max) max = s0;
         }
         let sum = 0;
         for (let t2 = 0; t2 <= t; t2++) {
@@ -295,8 +247,16 @@ export function attentionForward(
 
         const o = (b * T + t) * C + h * hs;
         for (let i = 0; i < hs; i++) out[o + i] = 0;
-        for (let t2 = 0; t2 <= t; t2++) {
-          const v = (b * T + t2) * C3 + 2 * C + h * hs;
+        t2 = 0;
+        for (; t2 + 3 <= t; t2 += 4) {
+          const v0 = vh + t2 * C3, v1 = v0 + C3, v2 = v1 + C3, v3 = v2 + C3;
+          const a0 = att[row + t2], a1 = att[row + t2 + 1], a2 = att[row + t2 + 2], a3 = att[row + t2 + 3];
+          for (let i = 0; i < hs; i++) {
+            out[o + i] += a0 * qkv[v0 + i] + a1 * qkv[v1 + i] + a2 * qkv[v2 + i] + a3 * qkv[v3 + i];
+          }
+        }
+        for (; t2 <= t; t2++) {
+          const v = vh + t2 * C3;
           const a = att[row + t2];
           for (let i = 0; i < hs; i++) out[o + i] += a * qkv[v + i];
         }
@@ -320,12 +280,26 @@ export function attentionBackward(
   dqkv.fill(0, 0, B * T * C3);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < NH; h++) {
+      const kh = b * T * C3 + C + h * hs; // key of position 0 for this (b, h)
+      const vh = kh + C; // value of position 0
       for (let t = 0; t < T; t++) {
         const row = ((b * NH + h) * T + t) * T;
         const o = (b * T + t) * C + h * hs;
-        // out = sum_t2 att[t2] * v[t2]: into datt and dv
-        for (let t2 = 0; t2 <= t; t2++) {
-          const v = (b * T + t2) * C3 + 2 * C + h * hs;
+        // out = sum_t2 att[t2] * v[t2]: into datt and dv, four positions at a time
+        let t2 = 0;
+        for (; t2 + 3 <= t; t2 += 4) {
+          const v0 = vh + t2 * C3, v1 = v0 + C3, v2 = v1 + C3, v3 = v2 + C3;
+          const a0 = att[row + t2], a1 = att[row + t2 + 1], a2 = att[row + t2 + 2], a3 = att[row + t2 + 3];
+          let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          for (let i = 0; i < hs; i++) {
+            const d = dout[o + i];
+            s0 += qkv[v0 + i] * d; s1 += qkv[v1 + i] * d; s2 += qkv[v2 + i] * d; s3 += qkv[v3 + i] * d;
+            dqkv[v0 + i] += a0 * d; dqkv[v1 + i] += a1 * d; dqkv[v2 + i] += a2 * d; dqkv[v3 + i] += a3 * d;
+          }
+          datt[row + t2] = s0; datt[row + t2 + 1] = s1; datt[row + t2 + 2] = s2; datt[row + t2 + 3] = s3;
+        }
+        for (; t2 <= t; t2++) {
+          const v = vh + t2 * C3;
           const a = att[row + t2];
           let s = 0;
           for (let i = 0; i < hs; i++) {
@@ -340,10 +314,21 @@ export function attentionBackward(
         for (let t2 = 0; t2 <= t; t2++) dot += att[row + t2] * datt[row + t2];
         for (let t2 = 0; t2 <= t; t2++) dpreatt[row + t2] = att[row + t2] * (datt[row + t2] - dot);
         for (let t2 = t + 1; t2 < T; t2++) { datt[row + t2] = 0; dpreatt[row + t2] = 0; }
-        // preatt = scale * q . k[t2]: into dq and dk
+        // preatt = scale * q . k[t2]: into dq and dk, four keys at a time
         const q = (b * T + t) * C3 + h * hs;
-        for (let t2 = 0; t2 <= t; t2++) {
-          const k = (b * T + t2) * C3 + C + h * hs;
+        t2 = 0;
+        for (; t2 + 3 <= t; t2 += 4) {
+          const k0 = kh + t2 * C3, k1 = k0 + C3, k2 = k1 + C3, k3 = k2 + C3;
+          const g0 = dpreatt[row + t2] * scale, g1 = dpreatt[row + t2 + 1] * scale;
+          const g2 = dpreatt[row + t2 + 2] * scale, g3 = dpreatt[row + t2 + 3] * scale;
+          for (let i = 0; i < hs; i++) {
+            const qi = qkv[q + i];
+            dqkv[q + i] += qkv[k0 + i] * g0 + qkv[k1 + i] * g1 + qkv[k2 + i] * g2 + qkv[k3 + i] * g3;
+            dqkv[k0 + i] += qi * g0; dqkv[k1 + i] += qi * g1; dqkv[k2 + i] += qi * g2; dqkv[k3 + i] += qi * g3;
+          }
+        }
+        for (; t2 <= t; t2++) {
+          const k = kh + t2 * C3;
           const g = dpreatt[row + t2] * scale;
           for (let i = 0; i < hs; i++) {
             dqkv[q + i] += qkv[k + i] * g;
@@ -366,7 +351,7 @@ export function geluForward(
 ): void {
   for (let i = 0; i < N; i++) {
     const x = inp[i];
-    out[i] = 0.5 * x * (1 + Math.tanh(GELU_SCALE * (x + GELU_CUBE * x * x * x)));
+    out[i] = 0.5 * x * (1 + tanh(GELU_SCALE * (x + GELU_CUBE * x * x * x)));
   }
 }
 
@@ -378,7 +363,7 @@ export function geluBackward(
 ): void {
   for (let i = 0; i < N; i++) {
     const x = inp[i];
-    const th = Math.tanh(GELU_SCALE * (x + GELU_CUBE * x * x * x));
+    const th = tanh(GELU_SCALE * (x + GELU_CUBE * x * x * x));
     const sech2 = 1 - th * th;
     const local = 0.5 * (1 + th) + 0.5 * x * sech2 * GELU_SCALE * (1 + 3 * GELU_CUBE * x * x);
     dinp[i] = local * dout[i];
@@ -637,7 +622,7 @@ export class ReferenceGPT {
   /** (B, T, V) logits of the last forward; a view that the next forward overwrites. */
   logits(): FloatArray {
     if (this.acts === null) throw new Error('ReferenceGPT.logits: call forward() first');
-    return this.acts.logits.subarray(0, this.acts.B * this.acts.T * this.layout.config.vocab);
+    return this.acts.logits;
   }
 
   /** (B*T) per-token losses of the last forward; a view that the next forward overwrites. */
@@ -683,6 +668,7 @@ export class ReferenceGPT {
   }
 
   private activations(B: number, T: number): Acts {
+    if (this.acts !== null && this.acts.B === B && this.acts.T === T) return this.acts; // the usual case: no lookup
     const key = `${B}x${T}`;
     let a = this.shapes.get(key);
     if (a === undefined) {
