@@ -4,13 +4,13 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect } from 'vitest';
-import { autotune, memoryStore, tuningKey } from '../src/gpu/autotune.ts';
+import { autotune, memoryStore, shapeName, tuningKey } from '../src/gpu/autotune.ts';
 import { fileStore } from '../src/gpu/autotune-node.ts';
 import { getTestGpu, gpuTest } from './support/gpu.ts';
 
 const small = {
   size: 64,
-  matmulCandidates: [{ wgX: 8, wgY: 8 }, { wgX: 16, wgY: 4 }],
+  matmulCandidates: [{ wgX: 8, wgY: 8, tm: 8 as const }, { wgX: 16, wgY: 4, tm: 4 as const }],
   strideCandidates: [{ wg: 256, groups: 16 }, { wg: 64, groups: 64 }],
 };
 const dirs: string[] = [];
@@ -27,7 +27,7 @@ describe('autotune', () => {
     for (const mode of ['nn', 'nt', 'tn'] as const) {
       const mine = r.timings.filter((t) => t.kernel === `matmul.${mode}`);
       const fastest = mine.reduce((a, b) => (b.ms < a.ms ? b : a));
-      expect(`${r.tuning.matmul[mode].wgX}x${r.tuning.matmul[mode].wgY}`).toBe(fastest.shape);
+      expect(shapeName(r.tuning.matmul[mode])).toBe(fastest.shape);
     }
     expect(small.strideCandidates).toContainEqual(r.tuning.stride);
     expect(store.entries.get(tuningKey(info))).toEqual(r.tuning);

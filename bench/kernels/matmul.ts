@@ -1,7 +1,15 @@
 // Matmul kernel lab: every numbered variant in ./matmul/ is validated against a CPU matmul and
 // timed on the transformer block's shapes. Only the winner moves into src/shaders.
-// Run: node --import ./scripts/node-register.mjs bench/kernels/matmul.ts [variant...]
-import { readFileSync, readdirSync } from 'node:fs';
+// Run: npx tsx bench/kernels/matmul.ts [variant prefix...]   (writes bench/results/kernels-matmul.json)
+//
+// Findings on SwiftShader (2 shared cores, so absolute numbers swing with load; compare rows of
+// one run): 01 naive ~0.2 GFLOPS; 04 16x16 workgroup-memory tile ~0.08 (slower than naive:
+// barriers are expensive on a CPU); 02 8x4 register block with vec4 loads ~1-2.7; 03 the same
+// with scalar loads close to 02 on some shapes, 2-3x worse on others; 05 the block as a loop
+// over an array with an override row count 3-5x slower than 02 (the array is not promoted to
+// registers). The trainer's kernel (src/shaders/matmul.wgsl) is 02 generalised: nn/nt/tn,
+// epilogues, batching, TM = 8 or 4 rows kept as hand-written rows behind `if (TM == 8u)`.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { labDevice, maxRelErr, randn, readBack, storage, timeIt, uniform } from './lab.ts';
 
 interface Variant { file: string; colsPerThread: number; rowsPerThread: number; wg: [number, number]; overrides?: Record<string, number>; vec4: boolean; production?: boolean }
@@ -18,6 +26,8 @@ const VARIANTS: Variant[] = [
   { file: '05_reg_override_loop.wgsl', colsPerThread: 4, rowsPerThread: 4, wg: [8, 8], overrides: { TM: 4 }, vec4: true },
   // The kernel the trainer uses (src/shaders/matmul.wgsl + vec4 prelude), entry nn.
   { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [8, 8], vec4: true, production: true },
+  { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [16, 4], vec4: true, production: true },
+  { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 4, wg: [16, 16], overrides: { TM: 4 }, vec4: true, production: true },
 ];
 const srcDir = new URL('../../src/shaders/', import.meta.url);
 const productionCode = () => readFileSync(new URL('matmul.wgsl', srcDir), 'utf8') + readFileSync(new URL('matmul.vec4.wgsl', srcDir), 'utf8');
@@ -34,6 +44,7 @@ function cpuMatmul(A: Float32Array, B: Float32Array, M: number, K: number, N: nu
 const device = await labDevice();
 const only = process.argv.slice(2);
 const shapes: [number, number, number][] = [[512, 256, 1024], [512, 1024, 256], [512, 256, 768], [36, 20, 44]];
+const results: { variant: string; wg: string; overrides: Record<string, number>; shape: string; gflops: number; maxRelErr: number }[] = [];
 console.log('variant                         wg      ' + shapes.map(([m, k, n]) => `${m}x${k}x${n}`.padStart(14)).join('') + '   (GFLOPS; err)');
 for (const v of VARIANTS) {
   if (only.length && !only.some((o) => v.file.startsWith(o))) continue;
@@ -62,8 +73,12 @@ for (const v of VARIANTS) {
     const ms = await timeIt(device, encode, M * N * K > 1e6 ? 3 : 5);
     const err = maxRelErr(await readBack(device, bC, M * N), cpuMatmul(A, B, M, K, N));
     cells.push(`${(2 * M * N * K / ms / 1e6).toFixed(2)};${err < 1e-5 ? 'ok' : err.toExponential(0)}`.padStart(14));
+    results.push({ variant: v.file, wg: `${v.wg[0]}x${v.wg[1]}`, overrides: v.overrides ?? {}, shape: `${M}x${K}x${N}`, gflops: 2 * M * N * K / ms / 1e6, maxRelErr: err });
     for (const b of [bA, bB, bC, u]) b.destroy();
   }
   console.log(`${v.file.padEnd(30)}  ${`${v.wg[0]}x${v.wg[1]}`.padEnd(6)}${cells.join('')}`);
 }
 device.destroy();
+const outDir = new URL('../results/', import.meta.url);
+mkdirSync(outDir, { recursive: true });
+writeFileSync(new URL('kernels-matmul.json', outDir), JSON.stringify({ date: new Date().toISOString(), results }, null, 2) + '\n');

@@ -8,7 +8,7 @@ import { DEFAULT_TUNING, encodeDispatches, Kernels, type Dispatch, type MatmulMo
 import { matmul } from './matmul.ts';
 
 /** Bump when kernels change enough that cached shapes should be re-measured. */
-export const AUTOTUNE_VERSION = 1;
+export const AUTOTUNE_VERSION = 2;
 
 export interface TuningStore {
   load(key: string): Promise<Tuning | undefined>;
@@ -34,11 +34,15 @@ export interface AutotuneResult {
 }
 
 export const MATMUL_CANDIDATES: MatmulShape[] = [
-  { wgX: 8, wgY: 8 }, { wgX: 16, wgY: 4 }, { wgX: 4, wgY: 16 }, { wgX: 16, wgY: 16 },
+  { wgX: 8, wgY: 8, tm: 8 }, { wgX: 16, wgY: 4, tm: 8 }, { wgX: 4, wgY: 16, tm: 8 }, { wgX: 16, wgY: 16, tm: 8 }, { wgX: 16, wgY: 16, tm: 4 },
 ];
 export const STRIDE_CANDIDATES: StrideShape[] = [
   { wg: 256, groups: 64 }, { wg: 256, groups: 256 }, { wg: 256, groups: 1024 }, { wg: 256, groups: 4096 },
 ];
+
+export function shapeName(s: MatmulShape): string {
+  return `${s.wgX}x${s.wgY}/${s.tm}`;
+}
 
 /** The cache key: which adapter, and which version of the kernels. */
 export function tuningKey(info: AdapterSummary): string {
@@ -70,7 +74,7 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
         if (shape.wgX * shape.wgY > device.limits.maxComputeInvocationsPerWorkgroup) continue;
         const d = matmul(k, { label: `autotune.matmul.${mode}`, mode, M: n, N: n, K: n, a: { ref: A, ld: n }, b: { ref: B, ld: n }, c: { ref: C, ld: n } }, shape);
         const ms = await timeDispatch(device, d);
-        timings.push({ kernel: `matmul.${mode}`, shape: `${shape.wgX}x${shape.wgY}`, ms });
+        timings.push({ kernel: `matmul.${mode}`, shape: shapeName(shape), ms });
         if (ms < best.ms) best = { ms, shape };
       }
       matmulBest[mode] = best.shape;
@@ -122,7 +126,7 @@ async function timeDispatch(device: GPUDevice, d: Dispatch): Promise<number> {
 
 function isTuning(t: unknown): t is Tuning {
   const x = t as Tuning;
-  const shape = (s: MatmulShape | undefined) => !!s && Number.isInteger(s.wgX) && Number.isInteger(s.wgY) && s.wgX > 0 && s.wgY > 0;
+  const shape = (s: MatmulShape | undefined) => !!s && Number.isInteger(s.wgX) && Number.isInteger(s.wgY) && s.wgX > 0 && s.wgY > 0 && (s.tm === 4 || s.tm === 8);
   return !!x && !!x.matmul && shape(x.matmul.nn) && shape(x.matmul.nt) && shape(x.matmul.tn)
     && !!x.stride && Number.isInteger(x.stride.wg) && Number.isInteger(x.stride.groups) && x.stride.wg > 0 && x.stride.groups > 0;
 }

@@ -13,8 +13,11 @@ export interface Dispatch {
 
 export type MatmulMode = 'nn' | 'nt' | 'tn';
 
-/** Workgroup shape of the matmul kernel (invocations along columns x rows), per product kind. */
-export interface MatmulShape { wgX: number; wgY: number }
+/**
+ * Shape of the matmul kernel per product kind: invocations per workgroup along columns (wgX,
+ * 4 columns each) and rows (wgY), and rows per invocation (tm: 8 or 4).
+ */
+export interface MatmulShape { wgX: number; wgY: number; tm: 4 | 8 }
 
 /**
  * Grid of the grid-stride kernels over whole state buffers (AdamW, outer step, grad norm,
@@ -32,7 +35,7 @@ export interface Tuning {
 
 /** Used when no autotune ran: shapes that are reasonable everywhere. */
 export const DEFAULT_TUNING: Tuning = {
-  matmul: { nn: { wgX: 8, wgY: 8 }, nt: { wgX: 8, wgY: 8 }, tn: { wgX: 8, wgY: 8 } },
+  matmul: { nn: { wgX: 8, wgY: 8, tm: 8 }, nt: { wgX: 8, wgY: 8, tm: 8 }, tn: { wgX: 8, wgY: 8, tm: 8 } },
   stride: { wg: 256, groups: 256 },
 };
 

@@ -32,8 +32,9 @@ export function requirements(layout: Layout, B: number, T: number, tuning: Tunin
   // Largest matmul grid dimension: rows N / 8 (or V / 8) over wgY, columns up to max(V, 4C) / 4
   // over wgX, and B * NH attention heads along z.
   const minWg = Math.min(...Object.values(tuning.matmul).map((s) => Math.min(s.wgX, s.wgY)));
+  const minTm = Math.min(...Object.values(tuning.matmul).map((s) => s.tm));
   const grid = Math.max(
-    Math.ceil(Math.max(N, layout.config.vocab, 4 * C) / 8 / minWg),
+    Math.ceil(Math.max(N, layout.config.vocab, 4 * C) / minTm / minWg),
     Math.ceil(Math.max(layout.config.vocab, 4 * C, attRowStride(T), hs) / 4 / minWg),
     B * NH,
   );

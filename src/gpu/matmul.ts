@@ -54,6 +54,7 @@ export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = k.tuning.
   const constants = {
     WG_X: shape.wgX,
     WG_Y: shape.wgY,
+    TM: shape.tm,
     HAS_BIAS: !!s.bias,
     ACCUM: !!s.accumulate,
     EPI: s.epilogue ? (s.epilogue.kind === 'residual' ? 1 : 2) : 0,
@@ -69,7 +70,7 @@ export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = k.tuning.
     .u32(s.b.inner ?? 0, s.c.outer ?? 0, s.c.inner ?? 0)
     .f32(s.alpha ?? 1);
   const uniform = k.uniform(`${s.label}.uniform`, u);
-  const grid: [number, number, number] = [Math.ceil(Math.ceil(s.N / 4) / shape.wgX), Math.ceil(Math.ceil(s.M / 8) / shape.wgY), batch.count];
+  const grid: [number, number, number] = [Math.ceil(Math.ceil(s.N / 4) / shape.wgX), Math.ceil(Math.ceil(s.M / shape.tm) / shape.wgY), batch.count];
   return k.dispatch(s.label, pipeline,
     [s.a.ref, s.b.ref, s.bias?.ref ?? k.dummy, s.epilogue?.ref ?? k.dummy, s.c.ref, uniform], grid);
 }

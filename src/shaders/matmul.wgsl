@@ -1,8 +1,10 @@
-// Matrix products with bias and epilogues, register-blocked: each invocation owns an 8x4 block
-// of C (8 rows, 4 adjacent columns) held in eight vec4 registers, and reads A and B four
-// contiguous floats at a time. No workgroup memory: on SwiftShader a shared-memory tile was
-// slower than the naive kernel (bench/kernels/matmul), while register blocks reuse each load
-// 4-8 times from registers on any GPU.
+// Matrix products with bias and epilogues, register-blocked: each invocation owns a TMx4 block
+// of C (TM = 8 or 4 rows, 4 adjacent columns) held in TM vec4 registers, and reads A and B four
+// contiguous floats at a time. The block's rows are written out by hand (s0..s7): a loop over
+// an array indexed by row kept the block in memory on SwiftShader, 4x slower; TM = 4 drops
+// rows 4..7 through `if (TM == 8u)`, which the compiler folds once the override is known.
+// No workgroup memory: on SwiftShader a shared-memory tile was slower than the naive kernel
+// (bench/kernels/matmul), while register blocks reuse each load 4-8 times from registers.
 //
 // Three entry points cover forward and backward of y = x @ W + b with W stored (in, out):
 //   nn: C = A @ B        forward (x @ W), dlnf = dlogits @ wte, attention att @ V and dQ
@@ -30,9 +32,11 @@ struct Mm {
 @group(0) @binding(4) var<storage, read_write> C: array<f32>;     // (M, ldc)
 @group(0) @binding(5) var<uniform> u: Mm;
 
-/** Invocations per workgroup along columns (x, 4 columns each) and rows (y, 8 rows each). */
+/** Invocations per workgroup along columns (x, 4 columns each) and rows (y, TM rows each). */
 override WG_X: u32 = 8;
 override WG_Y: u32 = 8;
+/** Rows per invocation: 8 or 4 (fewer registers, more invocations). */
+override TM: u32 = 8u;
 override HAS_BIAS: bool = false;
 /** C += result instead of C = result (parameter gradients accumulate, llm.c's rule). */
 override ACCUM: bool = false;
@@ -78,8 +82,10 @@ fn storeBlock(r0: u32, c0: u32, offC: u32, s0: vec4f, s1: vec4f, s2: vec4f, s3: 
               s4: vec4f, s5: vec4f, s6: vec4f, s7: vec4f) {
   storeRow(r0, c0, s0, offC); storeRow(r0 + 1u, c0, s1, offC);
   storeRow(r0 + 2u, c0, s2, offC); storeRow(r0 + 3u, c0, s3, offC);
-  storeRow(r0 + 4u, c0, s4, offC); storeRow(r0 + 5u, c0, s5, offC);
-  storeRow(r0 + 6u, c0, s6, offC); storeRow(r0 + 7u, c0, s7, offC);
+  if (TM == 8u) {
+    storeRow(r0 + 4u, c0, s4, offC); storeRow(r0 + 5u, c0, s5, offC);
+    storeRow(r0 + 6u, c0, s6, offC); storeRow(r0 + 7u, c0, s7, offC);
+  }
 }
 
 // a . (b0, b1, b2, b3) as rows: the four k-steps of one vec4 of A against four rows of B.
@@ -95,7 +101,7 @@ fn dot4(s: vec4f, a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f
 @compute @workgroup_size(WG_X, WG_Y)
 fn nn(@builtin(global_invocation_id) g: vec3u) {
   let c0 = g.x * 4u;
-  let r0 = g.y * 8u;
+  let r0 = g.y * TM;
   if (c0 >= u.N || r0 >= u.M) { return; }
   let o = batchOffsets(g.z);
   let last = u.M - 1u;
@@ -113,13 +119,15 @@ fn nn(@builtin(global_invocation_id) g: vec3u) {
     bi += 4u * ldb;
     s0 = fma4(s0, lda4(a0 + k), b0, b1, b2, b3); s1 = fma4(s1, lda4(a1 + k), b0, b1, b2, b3);
     s2 = fma4(s2, lda4(a2 + k), b0, b1, b2, b3); s3 = fma4(s3, lda4(a3 + k), b0, b1, b2, b3);
-    s4 = fma4(s4, lda4(a4 + k), b0, b1, b2, b3); s5 = fma4(s5, lda4(a5 + k), b0, b1, b2, b3);
-    s6 = fma4(s6, lda4(a6 + k), b0, b1, b2, b3); s7 = fma4(s7, lda4(a7 + k), b0, b1, b2, b3);
+    if (TM == 8u) {
+      s4 = fma4(s4, lda4(a4 + k), b0, b1, b2, b3); s5 = fma4(s5, lda4(a5 + k), b0, b1, b2, b3);
+      s6 = fma4(s6, lda4(a6 + k), b0, b1, b2, b3); s7 = fma4(s7, lda4(a7 + k), b0, b1, b2, b3);
+    }
   }
   for (var k = k4; k < u.K; k++) {
     let b = ldb4(o.b + k * ldb + c0);
     s0 += lda1(a0 + k) * b; s1 += lda1(a1 + k) * b; s2 += lda1(a2 + k) * b; s3 += lda1(a3 + k) * b;
-    s4 += lda1(a4 + k) * b; s5 += lda1(a5 + k) * b; s6 += lda1(a6 + k) * b; s7 += lda1(a7 + k) * b;
+    if (TM == 8u) { s4 += lda1(a4 + k) * b; s5 += lda1(a5 + k) * b; s6 += lda1(a6 + k) * b; s7 += lda1(a7 + k) * b; }
   }
   storeBlock(r0, c0, o.c, s0, s1, s2, s3, s4, s5, s6, s7);
 }
@@ -127,7 +135,7 @@ fn nn(@builtin(global_invocation_id) g: vec3u) {
 @compute @workgroup_size(WG_X, WG_Y)
 fn nt(@builtin(global_invocation_id) g: vec3u) {
   let c0 = g.x * 4u;
-  let r0 = g.y * 8u;
+  let r0 = g.y * TM;
   if (c0 >= u.N || r0 >= u.M) { return; }
   let o = batchOffsets(g.z);
   let last = u.M - 1u;
@@ -145,13 +153,15 @@ fn nt(@builtin(global_invocation_id) g: vec3u) {
     let b0 = ldb4(q0 + k); let b1 = ldb4(q1 + k); let b2 = ldb4(q2 + k); let b3 = ldb4(q3 + k);
     s0 = dot4(s0, lda4(a0 + k), b0, b1, b2, b3); s1 = dot4(s1, lda4(a1 + k), b0, b1, b2, b3);
     s2 = dot4(s2, lda4(a2 + k), b0, b1, b2, b3); s3 = dot4(s3, lda4(a3 + k), b0, b1, b2, b3);
-    s4 = dot4(s4, lda4(a4 + k), b0, b1, b2, b3); s5 = dot4(s5, lda4(a5 + k), b0, b1, b2, b3);
-    s6 = dot4(s6, lda4(a6 + k), b0, b1, b2, b3); s7 = dot4(s7, lda4(a7 + k), b0, b1, b2, b3);
+    if (TM == 8u) {
+      s4 = dot4(s4, lda4(a4 + k), b0, b1, b2, b3); s5 = dot4(s5, lda4(a5 + k), b0, b1, b2, b3);
+      s6 = dot4(s6, lda4(a6 + k), b0, b1, b2, b3); s7 = dot4(s7, lda4(a7 + k), b0, b1, b2, b3);
+    }
   }
   for (var k = k4; k < u.K; k++) {
     let b = vec4f(ldb1(q0 + k), ldb1(q1 + k), ldb1(q2 + k), ldb1(q3 + k));
     s0 += lda1(a0 + k) * b; s1 += lda1(a1 + k) * b; s2 += lda1(a2 + k) * b; s3 += lda1(a3 + k) * b;
-    s4 += lda1(a4 + k) * b; s5 += lda1(a5 + k) * b; s6 += lda1(a6 + k) * b; s7 += lda1(a7 + k) * b;
+    if (TM == 8u) { s4 += lda1(a4 + k) * b; s5 += lda1(a5 + k) * b; s6 += lda1(a6 + k) * b; s7 += lda1(a7 + k) * b; }
   }
   storeBlock(r0, c0, o.c, s0, s1, s2, s3, s4, s5, s6, s7);
 }
@@ -159,23 +169,25 @@ fn nt(@builtin(global_invocation_id) g: vec3u) {
 @compute @workgroup_size(WG_X, WG_Y)
 fn tn(@builtin(global_invocation_id) g: vec3u) {
   let c0 = g.x * 4u;
-  let r0 = g.y * 8u;
+  let r0 = g.y * TM;
   if (c0 >= u.N || r0 >= u.M) { return; }
   let o = batchOffsets(g.z);
   var s0 = vec4f(0.0); var s1 = vec4f(0.0); var s2 = vec4f(0.0); var s3 = vec4f(0.0);
   var s4 = vec4f(0.0); var s5 = vec4f(0.0); var s6 = vec4f(0.0); var s7 = vec4f(0.0);
-  // Rows r0..r0+7 of C are 8 adjacent columns of A: two vec4 loads per k. Past the last row
-  // they read neighbouring floats that storeRow then discards.
+  // Rows r0..r0+TM-1 of C are TM adjacent columns of A: one or two vec4 loads per k. Past the
+  // last row they read neighbouring floats that storeRow then discards.
   var ai = o.a + r0;
   var bi = o.b + c0;
   for (var k = 0u; k < u.K; k++) {
     let lo = lda4(ai);
-    let hi = lda4(ai + 4u);
     let b = ldb4(bi);
+    s0 += lo.x * b; s1 += lo.y * b; s2 += lo.z * b; s3 += lo.w * b;
+    if (TM == 8u) {
+      let hi = lda4(ai + 4u);
+      s4 += hi.x * b; s5 += hi.y * b; s6 += hi.z * b; s7 += hi.w * b;
+    }
     ai += u.lda;
     bi += u.ldb;
-    s0 += lo.x * b; s1 += lo.y * b; s2 += lo.z * b; s3 += lo.w * b;
-    s4 += hi.x * b; s5 += hi.y * b; s6 += hi.z * b; s7 += hi.w * b;
   }
   storeBlock(r0, c0, o.c, s0, s1, s2, s3, s4, s5, s6, s7);
 }
