@@ -74,7 +74,10 @@ describe('Trainer (Node, Dawn)', () => {
     await expect(t.train(-1)).rejects.toThrow(/non-negative integer/);
     const s0 = await t.exportState();
     await expect(t.applyOuter([{ phi: new ArrayBuffer(8), delta: new ArrayBuffer(8) }])).rejects.toThrow(new RegExp(`${layout.total * 4} bytes`));
+    const nan = new Float32Array(layout.total); nan[5] = NaN;
+    await expect(t.applyOuter([{ phi: nan.buffer, delta: new ArrayBuffer(layout.total * 4) }])).rejects.toThrow(/non-finite value at float 5/);
     await expect(t.load({ ...s0, model: { ...model, d: 64 } })).rejects.toThrow(/d=64/);
+    await expect(t.load({ ...s0, phi: nan.slice().buffer })).rejects.toThrow(/phi has a non-finite value at float 5/);
     await expect(t.load({ ...s0, params: new ArrayBuffer(4) })).rejects.toThrow(/params must be an ArrayBuffer/);
     await expect(t.evaluate([{ B: 2, T: 16, tokens: new Uint32Array(32).fill(300), targets: new Uint32Array(32) }])).rejects.toThrow(/outside the vocabulary/);
     await expect(t.evaluate([{ B: 1, T: 16, tokens: new Uint32Array(16), targets: new Uint32Array(16) }])).rejects.toThrow(/B=1, T=16/);
@@ -107,6 +110,32 @@ describe('Trainer (Node, Dawn)', () => {
     expect(s.step).toBe(outer.step + 2); // the two steps after the outer step were lost
     expect(f32(s.phi)).toEqual(f32(outer.phi));
     expect(f32(s.outerM)).toEqual(f32(outer.outerM));
+  });
+
+  it('a device lost in the middle of train() is rebuilt and the call completes', async () => {
+    const t = make();
+    const events: string[] = [];
+    t.setEventListener((e) => events.push(e.type));
+    await t.init({ ...config, readEvery: 2 }, 4);
+    const old = t.device!;
+    const run = t.train(12);
+    await new Promise((r) => setTimeout(r, 30)); // some steps are queued or running
+    old.destroy();
+    const losses = await run;
+    expect(losses).toHaveLength(12);
+    expect(losses.every(Number.isFinite)).toBe(true);
+    expect(events).toEqual(['device-lost', 'rebuilt']);
+    expect((await t.getInfo()).step).toBe(12); // re-run from the last outer state (step 0)
+  });
+
+  it('a diverging run throws, naming the step, and is reset to the last outer state', async () => {
+    const t = make();
+    await t.init({ ...config, train: { ...config.train, lr: 1e30, warmupSteps: 1 } }, 2);
+    const start = await t.exportState();
+    await expect(t.train(6)).rejects.toThrow(/loss is (NaN|Infinity|-Infinity) at step \d; the weights were reset to the last outer state \(step 0\)/);
+    const s = await t.exportState();
+    expect(s.step).toBe(0);
+    expect(f32(s.params)).toEqual(f32(start.params));
   });
 
   it('a config too large for the device fails before allocating, naming the limit', async () => {

@@ -6,7 +6,7 @@
 import type { TrainConfig } from '../model/config.ts';
 import type { Layout } from '../model/layout.ts';
 import type { Batch } from '../data/batch.ts';
-import { GpuGPT } from './gpt.ts';
+import { activationBytes, GpuGPT } from './gpt.ts';
 import { DEFAULT_TUNING, encodeDispatches, Kernels, writeArray, type Dispatch, type Tuning } from './kernels.ts';
 import { checkDeviceLimits, requirements } from './limits.ts';
 import { buildOptim, outerUniformData, type OptimDispatches } from './optim.ts';
@@ -70,6 +70,11 @@ export class GpuEngine {
     this.evalAcc = device.createBuffer({ label: 'GpuEngine.evalAcc', size: 16, usage });
     this.optim = buildOptim(this.kernels, this.state, this.model.losses, this.model.N, this.hist, this.readEvery, this.evalAcc, opts.train);
     this.stepList = [...this.model.forward, this.optim.lossTrain, ...this.model.backward, ...this.optim.update];
+  }
+
+  /** Bytes of GPU memory allocated: the seven state buffers plus activations. */
+  get gpuBytes(): number {
+    return 7 * this.state.bytes + activationBytes(this.opts.layout, this.opts.B, this.opts.T).total;
   }
 
   /** Kernel launches in one training step. */

@@ -26,15 +26,21 @@ interface LayerActs {
   res3: GPUBuffer; // (N, C)
 }
 
-/** Bytes of activation memory for a (layout, B, T), as allocated by GpuGPT. */
+/**
+ * Activation memory of a (layout, B, T) exactly as GpuGPT allocates it: total bytes, the largest
+ * single buffer (what maxStorageBufferBindingSize must hold), the attention matrix's bytes, and
+ * whether attention probabilities are kept per layer or recomputed in the backward pass.
+ */
 export function activationBytes(layout: Layout, B: number, T: number): { total: number; largest: number; att: number; keepAtt: boolean } {
   const { d: C, layers: L, heads: NH, vocab: V } = layout.config;
   const N = B * T;
   const att = B * NH * T * attRowStride(T) * 4;
   const keepAtt = att * L <= ATT_KEEP_BYTES;
-  const perLayer = (N * C * 7 + N * 4 + N * 3 * C + N * 8 * C) * 4;
+  const perLayer = (15 * N * C + 4 * N) * 4; // ln1, qkv(3), atty, res2, ln2, fch(4), fchGelu(4), res3; 4 row stats
+  const shared = (4 * N + N * C /* tokens, targets, losses, lnf stats; encoded */ + N * C + N * V /* lnf, logits */
+    + 10 * N * C /* dres, dln, datty, dqkv(3), dfch(4) */) * 4;
+  const total = perLayer * L + (keepAtt ? att * L : att) + att /* datt */ + shared;
   const largest = Math.max(att, N * V * 4, N * 4 * C * 4);
-  const total = perLayer * L + (keepAtt ? att * L : att) + att + N * V * 4 + (N * C * 4) * 5 + N * 3 * C * 4 + N * 4 * C * 4;
   return { total, largest, att, keepAtt };
 }
 

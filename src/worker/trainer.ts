@@ -111,9 +111,10 @@ export class Trainer {
       const bad = stats.losses.findIndex((l) => !Number.isFinite(l));
       if (bad >= 0) {
         // Diverged: go back to the last shared weights rather than keep training on NaNs.
+        const at = this.engine!.step - steps + bad;
         await this.restoreLastOuter();
-        throw new Error(`Trainer.train: loss is ${stats.losses[bad]} at step ${this.engine!.step - steps + bad + 1}; ` +
-          'the weights were reset to the last outer state. Lower the learning rate or check the data.');
+        throw new Error(`Trainer.train: loss is ${stats.losses[bad]} at step ${at}; ` +
+          `the weights were reset to the last outer state (step ${this.lastOuter!.step}). Lower the learning rate or check the data.`);
       }
       return stats.losses;
     });
@@ -151,7 +152,10 @@ export class Trainer {
             throw new RangeError(`Trainer.applyOuter: partner ${i}'s ${k} must be an ArrayBuffer of ${total * 4} bytes (${total} float32), got ${p?.[k]?.byteLength ?? typeof p?.[k]}`);
           }
         }
-        return { phi: new Float32Array(p.phi), delta: new Float32Array(p.delta) };
+        const phi = new Float32Array(p.phi), delta = new Float32Array(p.delta);
+        const bad = firstNonFinite(phi) ?? firstNonFinite(delta);
+        if (bad !== undefined) throw new RangeError(`Trainer.applyOuter: partner ${i}'s payload has a non-finite value at float ${bad}; refusing it`);
+        return { phi, delta };
       });
       const { outerMomentum: alpha, outerLr: beta, consensus: gamma } = setup.train;
       const out = await this.withRecovery(() => this.engine!.applyOuter(arrays, { alpha, beta, gamma }));
@@ -207,7 +211,7 @@ export class Trainer {
     const g = this.gpu!;
     return {
       adapter: describeAdapter(g.info), isSoftware: g.info.isSoftware, params: layout.params, total: layout.total,
-      dispatchesPerStep: this.engine!.dispatchesPerStep, tuning: this.tuning, tuningFromCache: this.tuningFromCache, step: this.engine!.step,
+      dispatchesPerStep: this.engine!.dispatchesPerStep, gpuBytes: this.engine!.gpuBytes, tuning: this.tuning, tuningFromCache: this.tuningFromCache, step: this.engine!.step,
     };
   }
 
@@ -323,7 +327,15 @@ function checkState(state: TrainerState, setup: Setup) {
     if (!(b instanceof ArrayBuffer) || b.byteLength !== total * 4) {
       throw new RangeError(`Trainer.load: ${k} must be an ArrayBuffer of ${total * 4} bytes, got ${b instanceof ArrayBuffer ? b.byteLength : typeof b}`);
     }
-    return new Float32Array(b);
+    const a = new Float32Array(b);
+    const bad = firstNonFinite(a);
+    if (bad !== undefined) throw new RangeError(`Trainer.load: ${k} has a non-finite value at float ${bad}`);
+    return a;
   };
   return { params: arr('params'), m: arr('m'), v: arr('v'), phi: arr('phi'), outerM: arr('outerM'), step: state.step };
+}
+
+function firstNonFinite(a: Float32Array): number | undefined {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return i;
+  return undefined;
 }

@@ -24,6 +24,8 @@ export interface TrainerInfo {
   params: number;
   total: number;
   dispatchesPerStep: number;
+  /** GPU memory the engine allocated: state buffers plus activations, bytes. */
+  gpuBytes: number;
   tuning: Tuning;
   tuningFromCache: boolean;
   /** Optimizer steps taken. */
