@@ -137,7 +137,7 @@ export class GpuEngine {
       this.step++;
       if (staging) {
         const first = chunkStart, count = s + 1 - chunkStart, firstGlobal = this.step - count, buf = staging;
-        pending.push(buf.mapAsync(GPUMapMode.READ).then(() => {
+        const read = buf.mapAsync(GPUMapMode.READ).then(() => {
           const h = new Float32Array(buf.getMappedRange(0, cap * 8));
           for (let i = 0; i < count; i++) {
             const slot = (firstGlobal + i) % cap;
@@ -146,7 +146,11 @@ export class GpuEngine {
           }
           buf.unmap();
           this.freeStaging.push(buf);
-        }));
+        });
+        // Marked handled now: if the device is lost, every pending read rejects, and only the
+        // one being awaited reports it (the caller rebuilds; the rest are moot).
+        read.catch(() => {});
+        pending.push(read);
         chunkStart = s + 1;
         // At most two chunks in flight: the CPU never runs far ahead of the GPU.
         if (pending.length >= 2) await pending.shift();
