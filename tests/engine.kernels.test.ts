@@ -10,7 +10,7 @@ import * as ref from '../src/model/reference.ts';
 import { Kernels } from '../src/gpu/kernels.ts';
 import {
   attRowStride, attentionBackward, attentionForward, crossentropy, encoderBackward, encoderForward,
-  geluForward, layernormBackward, layernormForward, matmulBackward, matmulForward,
+  geluForward, layernormBackward, layernormForward, layernormScratchFloats, matmulBackward, matmulForward,
 } from '../src/gpu/ops.ts';
 import { emptyF32, gpuTest, readF32, uploadF32, uploadU32 } from './support/gpu.ts';
 import { randomArray, relErr, runDispatches } from './support/engine.ts';
@@ -44,7 +44,7 @@ describe('encoder', () => {
 });
 
 describe('layernorm', () => {
-  for (const [N, C] of [[7, 10], [1, 3], [33, 32]]) {
+  for (const [N, C] of [[7, 10], [1, 3], [33, 32], [200, 12]]) {
     gpuTest(`forward and backward N=${N} C=${C} (dinp +=, dweight/dbias +=)`, async (device) => {
       const inp = randomArray(N * C, 1, 3), w = randomArray(C, 2), b = randomArray(C, 3), dout = randomArray(N * C, 4);
       const dinp0 = randomArray(N * C, 5), dw0 = randomArray(C, 6), db0 = randomArray(C, 7);
@@ -52,10 +52,11 @@ describe('layernorm', () => {
         inp: uploadF32(device, inp), w: uploadF32(device, w), b: uploadF32(device, b), out: emptyF32(device, N * C),
         mean: emptyF32(device, N), rstd: emptyF32(device, N), dout: uploadF32(device, dout),
         dinp: uploadF32(device, dinp0), dw: uploadF32(device, dw0), db: uploadF32(device, db0),
+        scratch: emptyF32(device, layernormScratchFloats(N, C)),
       };
       await runDispatches(device, [
         layernormForward(K(device), 't.ln', g.out, g.mean, g.rstd, g.inp, g.w, g.b, N, C),
-        ...layernormBackward(K(device), 't.ln.bwd', g.dinp, g.dw, g.db, g.dout, g.inp, g.w, g.mean, g.rstd, N, C),
+        ...layernormBackward(K(device), 't.ln.bwd', g.dinp, g.dw, g.db, g.dout, g.inp, g.w, g.mean, g.rstd, g.scratch, N, C),
       ]);
       const out = new Float32Array(N * C), mean = new Float32Array(N), rstd = new Float32Array(N);
       ref.layernormForward(out, mean, rstd, inp, w, b, N, C);

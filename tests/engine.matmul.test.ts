@@ -100,6 +100,24 @@ describe('matmul.wgsl', () => {
     expect((await check(device, { mode: 'tn', M: 12, N: 8, K: 21, accum: true, alpha: 0.25 })).err).toBeLessThan(TOL);
   });
 
+  gpuTest('tn with the bias gradient riding along (dW += x^T dy, db += column sums of dy)', async (device) => {
+    for (const [M, N, K] of [[12, 8, 21], [5, 7, 3], [16, 32, 9]]) {
+      const A = randomArray(K * M, 1), B = randomArray(K * N, 2), C0 = randomArray(M * N, 3), db0 = randomArray(N, 4);
+      const want = cpu({ mode: 'tn', M, N, K, accum: true }, A, B, M, N, new Float32Array(N), new Float32Array(M * N), C0);
+      const wantDb = Float64Array.from(db0);
+      for (let k = 0; k < K; k++) for (let j = 0; j < N; j++) wantDb[j] += B[k * N + j];
+      for (let t = 0; t < TUNINGS.length; t++) {
+        const gA = uploadF32(device, A), gB = uploadF32(device, B), gC = uploadF32(device, C0), gDb = uploadF32(device, db0);
+        await runDispatches(device, [matmul(kernelsFor(device, t), {
+          label: 'test.tn.bias', mode: 'tn', M, N, K, accumulate: true,
+          a: { ref: gA, ld: M }, b: { ref: gB, ld: N }, c: { ref: gC, ld: N }, biasGrad: { ref: gDb },
+        })]);
+        expect(relErr(await readF32(device, gC, M * N), want)).toBeLessThan(TOL);
+        expect(relErr(await readF32(device, gDb, N), wantDb)).toBeLessThan(TOL);
+      }
+    }
+  });
+
   gpuTest('batched heads: per-(b, h) offsets into interleaved qkv', async (device) => {
     // Q K^T for B=2, NH=3, T=5, hs=4 out of qkv (B, T, 3C) with C = 12.
     const B = 2, NH = 3, T = 5, hs = 4, C = NH * hs, ld = 8;

@@ -8,7 +8,7 @@ import { type Dispatch, type Kernels, writeArray } from './kernels.ts';
 import { matmul } from './matmul.ts';
 import {
   attRowStride, attentionBackward, attentionForward, crossentropy, encoderBackward, encoderForward,
-  geluForward, layernormBackward, layernormForward, matmulBackward, matmulForward,
+  geluForward, layernormBackward, layernormForward, layernormScratchFloats, matmulBackward, matmulForward,
 } from './ops.ts';
 import type { GpuState } from './state.ts';
 
@@ -38,7 +38,7 @@ export function activationBytes(layout: Layout, B: number, T: number): { total: 
   const keepAtt = att * L <= ATT_KEEP_BYTES;
   const perLayer = (15 * N * C + 4 * N) * 4; // ln1, qkv(3), atty, res2, ln2, fch(4), fchGelu(4), res3; 4 row stats
   const shared = (4 * N + N * C /* tokens, targets, losses, lnf stats; encoded */ + N * C + N * V /* lnf, logits */
-    + 10 * N * C /* dres, dln, datty, dqkv(3), dfch(4) */) * 4;
+    + 10 * N * C /* dres, dln, datty, dqkv(3), dfch(4) */ + layernormScratchFloats(N, C)) * 4;
   const total = perLayer * L + (keepAtt ? att * L : att) + att /* datt */ + shared;
   const largest = Math.max(att, N * V * 4, N * 4 * C * 4);
   return { total, largest, att, keepAtt };
@@ -89,6 +89,7 @@ export class GpuGPT {
     this.dres = f32('dres', N * C);
     const dln = f32('dln', N * C), datty = f32('datty', N * C), dqkv = f32('dqkv', N * 3 * C), dfch = f32('dfch', N * 4 * C);
     const datt = f32('datt', attBytes / 4);
+    const lnScratch = f32('lnScratch', layernormScratchFloats(N, C));
 
     const P = (name: string) => state.tensor(state.params, tensor(layout, name));
     const G = (name: string) => state.tensor(state.grads, tensor(layout, name));
@@ -123,19 +124,19 @@ export class GpuGPT {
     const bwd = this.backward;
     bwd.push(matmul(k, { label: 'GpuGPT.logits.dinp', mode: 'nn', M: N, N: C, K: V, a: { ref: logits, ld: V }, b: { ref: wte, ld: C }, c: { ref: dln, ld: C } }));
     bwd.push(matmul(k, { label: 'GpuGPT.logits.dweight', mode: 'tn', M: V, N: C, K: N, a: { ref: logits, ld: V }, b: { ref: lnf, ld: C }, c: { ref: G('transformer.wte.weight'), ld: C }, accumulate: true }));
-    bwd.push(...layernormBackward(k, 'GpuGPT.lnf.bwd', this.dres, G('transformer.ln_f.weight'), G('transformer.ln_f.bias'), dln, last, P('transformer.ln_f.weight'), lnfMean, lnfRstd, N, C));
+    bwd.push(...layernormBackward(k, 'GpuGPT.lnf.bwd', this.dres, G('transformer.ln_f.weight'), G('transformer.ln_f.bias'), dln, last, P('transformer.ln_f.weight'), lnfMean, lnfRstd, lnScratch, N, C));
     for (let l = L - 1; l >= 0; l--) {
       const a = acts[l];
       const resid = l === 0 ? encoded : acts[l - 1].res3;
       const h = `GpuGPT.h${l}`;
       bwd.push(...matmulBackward(k, `${h}.fcproj.bwd`, dfch, LG(l, 'mlp.c_proj.weight'), LG(l, 'mlp.c_proj.bias'), this.dres, a.fchGelu, LP(l, 'mlp.c_proj.weight'), N, 4 * C, C, a.fch));
       bwd.push(...matmulBackward(k, `${h}.fc.bwd`, dln, LG(l, 'mlp.c_fc.weight'), LG(l, 'mlp.c_fc.bias'), dfch, a.ln2, LP(l, 'mlp.c_fc.weight'), N, C, 4 * C));
-      bwd.push(...layernormBackward(k, `${h}.ln2.bwd`, this.dres, LG(l, 'ln_2.weight'), LG(l, 'ln_2.bias'), dln, a.res2, LP(l, 'ln_2.weight'), a.ln2Mean, a.ln2Rstd, N, C));
+      bwd.push(...layernormBackward(k, `${h}.ln2.bwd`, this.dres, LG(l, 'ln_2.weight'), LG(l, 'ln_2.bias'), dln, a.res2, LP(l, 'ln_2.weight'), a.ln2Mean, a.ln2Rstd, lnScratch, N, C));
       bwd.push(...matmulBackward(k, `${h}.attproj.bwd`, datty, LG(l, 'attn.c_proj.weight'), LG(l, 'attn.c_proj.bias'), this.dres, a.atty, LP(l, 'attn.c_proj.weight'), N, C, C));
       if (!keepAtt) bwd.push(...attentionForward(k, `${h}.attn.recompute`, a.atty, a.att, a.qkv, B, T, C, NH).slice(0, 2));
       bwd.push(...attentionBackward(k, `${h}.attn.bwd`, dqkv, datt, a.att, datty, a.qkv, B, T, C, NH));
       bwd.push(...matmulBackward(k, `${h}.qkv.bwd`, dln, LG(l, 'attn.c_attn.weight'), LG(l, 'attn.c_attn.bias'), dqkv, a.ln1, LP(l, 'attn.c_attn.weight'), N, C, 3 * C));
-      bwd.push(...layernormBackward(k, `${h}.ln1.bwd`, this.dres, LG(l, 'ln_1.weight'), LG(l, 'ln_1.bias'), dln, resid, LP(l, 'ln_1.weight'), a.ln1Mean, a.ln1Rstd, N, C));
+      bwd.push(...layernormBackward(k, `${h}.ln1.bwd`, this.dres, LG(l, 'ln_1.weight'), LG(l, 'ln_1.bias'), dln, resid, LP(l, 'ln_1.weight'), a.ln1Mean, a.ln1Rstd, lnScratch, N, C));
     }
     bwd.push(...encoderBackward(k, 'GpuGPT.encoder.bwd', G('transformer.wte.weight'), G('transformer.wpe.weight'), this.dres, this.tokens, B, T, C));
   }

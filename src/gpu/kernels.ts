@@ -89,12 +89,15 @@ export class Kernels {
   private readonly layouts = new Map<string, GPUBindGroupLayout>();
   /** Bound where a kernel's binding is unused (a bias-free matmul's bias slot). */
   readonly dummy: GPUBuffer;
-  /** Every buffer this object created (uniforms, dummy), destroyed by destroy(). */
+  /** Bound where a writable binding is unused (a separate buffer: one buffer may not be both). */
+  readonly dummyOut: GPUBuffer;
+  /** Every buffer this object created (uniforms, dummies), destroyed by destroy(). */
   private readonly owned: GPUBuffer[] = [];
 
   constructor(readonly device: GPUDevice, readonly tuning: Tuning = DEFAULT_TUNING) {
     this.dummy = device.createBuffer({ label: 'Kernels.dummy', size: 256, usage: GPUBufferUsage.STORAGE });
-    this.owned.push(this.dummy);
+    this.dummyOut = device.createBuffer({ label: 'Kernels.dummyOut', size: 256, usage: GPUBufferUsage.STORAGE });
+    this.owned.push(this.dummy, this.dummyOut);
   }
 
   /** Grid of a grid-stride kernel over n elements, with the tuned workgroup count cap. */

@@ -27,6 +27,8 @@ export interface MatmulSpec {
   c: Operand;
   /** Adds bias[col] (N floats at `off`). */
   bias?: { ref: Ref; off?: number };
+  /** tn only: also dbias[col] += sum over the K rows of B (the bias gradient next to dW). */
+  biasGrad?: { ref: Ref; off?: number };
   /** residual: C = ... + R;  geluGrad: C = ... * gelu'(R). R is (M, ld). */
   epilogue?: { kind: 'residual' | 'geluGrad'; ref: Ref; ld: number; off?: number };
   /** C += result (parameter gradients). */
@@ -37,7 +39,7 @@ export interface MatmulSpec {
   batch?: { count: number; inner: number };
 }
 
-const MM_LAYOUT = ['read', 'read', 'read', 'read', 'write', 'uniform'] as const;
+const MM_LAYOUT = ['read', 'read', 'read', 'read', 'write', 'uniform', 'write'] as const;
 
 /** True when every A/B load of the product can be an aligned vec4. */
 export function vec4Aligned(s: MatmulSpec): boolean {
@@ -58,19 +60,22 @@ export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = k.tuning.
     HAS_BIAS: !!s.bias,
     ACCUM: !!s.accumulate,
     EPI: s.epilogue ? (s.epilogue.kind === 'residual' ? 1 : 2) : 0,
+    BIAS_GRAD: !!s.biasGrad,
   };
+  if (s.biasGrad && (s.mode !== 'tn' || s.bias)) throw new Error(`${s.label}: biasGrad needs mode tn and no bias`);
   const layout = k.layout('matmul', [...MM_LAYOUT]);
   const pipeline = k.pipeline(vec4Aligned(s) ? 'matmulVec4' : 'matmulScalar', s.mode, constants, layout);
   const batch = s.batch ?? { count: 1, inner: 1 };
   const u = new UniformData()
     .u32(s.M, s.N, s.K, s.a.ld)
     .u32(s.b.ld, s.c.ld, s.a.off ?? 0, s.b.off ?? 0)
-    .u32(s.c.off ?? 0, s.bias?.off ?? 0, s.epilogue?.off ?? 0, s.epilogue?.ld ?? 0)
+    .u32(s.c.off ?? 0, s.bias?.off ?? s.biasGrad?.off ?? 0, s.epilogue?.off ?? 0, s.epilogue?.ld ?? 0)
     .u32(batch.inner, s.a.outer ?? 0, s.a.inner ?? 0, s.b.outer ?? 0)
     .u32(s.b.inner ?? 0, s.c.outer ?? 0, s.c.inner ?? 0)
     .f32(s.alpha ?? 1);
   const uniform = k.uniform(`${s.label}.uniform`, u);
-  const grid: [number, number, number] = [Math.ceil(Math.ceil(s.N / 4) / shape.wgX), Math.ceil(Math.ceil(s.M / shape.tm) / shape.wgY), batch.count];
+  const blockRows = Math.ceil(s.M / shape.tm) + (s.biasGrad ? 1 : 0);
+  const grid: [number, number, number] = [Math.ceil(Math.ceil(s.N / 4) / shape.wgX), Math.ceil(blockRows / shape.wgY), batch.count];
   return k.dispatch(s.label, pipeline,
-    [s.a.ref, s.b.ref, s.bias?.ref ?? k.dummy, s.epilogue?.ref ?? k.dummy, s.c.ref, uniform], grid);
+    [s.a.ref, s.b.ref, s.bias?.ref ?? k.dummy, s.epilogue?.ref ?? k.dummy, s.c.ref, uniform, s.biasGrad?.ref ?? k.dummyOut], grid);
 }

@@ -25,12 +25,25 @@ export function layernormForward(k: Kernels, label: string, out: Ref, mean: Ref,
   return k.dispatch(label, k.pipeline('layernormFwd', 'main'), [inp, weight, bias, out, mean, rstd, u], strideGrid(N, 64));
 }
 
-/** dinp (N,C) += ..., dweight (C) += ..., dbias (C) += ... */
-export function layernormBackward(k: Kernels, label: string, dinp: Ref, dweight: Ref, dbias: Ref, dout: Ref, inp: Ref, weight: Ref, mean: Ref, rstd: Ref, N: number, C: number): Dispatch[] {
-  const u = k.uniform(`${label}.uniform`, new UniformData().u32(N, C, 0, 0));
+/** Rows per chunk of the LayerNorm parameter-gradient reduction. */
+export const LN_ROWS_PER_CHUNK = 64;
+
+/** Floats of scratch layernormBackward needs for N rows of C channels. */
+export function layernormScratchFloats(N: number, C: number): number {
+  return Math.ceil(N / LN_ROWS_PER_CHUNK) * C * 2;
+}
+
+/**
+ * dinp (N,C) += ..., dweight (C) += ..., dbias (C) += ...; scratch holds
+ * layernormScratchFloats(N, C) floats (shared by every LayerNorm of a step: they run in turn).
+ */
+export function layernormBackward(k: Kernels, label: string, dinp: Ref, dweight: Ref, dbias: Ref, dout: Ref, inp: Ref, weight: Ref, mean: Ref, rstd: Ref, scratch: Ref, N: number, C: number): Dispatch[] {
+  const chunks = Math.ceil(N / LN_ROWS_PER_CHUNK);
+  const u = k.uniform(`${label}.uniform`, new UniformData().u32(N, C, LN_ROWS_PER_CHUNK, chunks));
   return [
     k.dispatch(`${label}.dinp`, k.pipeline('layernormBwd', 'dinput'), [dout, inp, weight, mean, rstd, dinp, null, null, u], strideGrid(N, 64)),
-    k.dispatch(`${label}.dparams`, k.pipeline('layernormBwd', 'dparams'), [dout, inp, null, mean, rstd, null, dweight, dbias, u], [Math.ceil(C / 64), 1, 1]),
+    k.dispatch(`${label}.dparamsPartial`, k.pipeline('layernormBwd', 'dparamsPartial'), [dout, inp, null, mean, rstd, null, null, null, u, scratch], strideGrid(C * chunks, 64)),
+    k.dispatch(`${label}.dparamsFinal`, k.pipeline('layernormBwd', 'dparamsFinal'), [null, null, null, null, null, null, dweight, dbias, u, scratch], [Math.ceil(C / 64), 1, 1]),
   ];
 }
 
@@ -57,14 +70,12 @@ export function matmulBackward(k: Kernels, label: string, dinp: Ref | null, dwei
       epilogue: geluInput ? { kind: 'geluGrad', ref: geluInput, ld: C } : undefined,
     }));
   }
+  // dW and db in one dispatch: the bias gradient is the tn kernel's extra block row.
   out.push(matmul(k, {
     label: `${label}.dweight`, mode: 'tn', M: C, N: OC, K: N,
     a: { ref: inp, ld: C }, b: { ref: dout, ld: OC }, c: { ref: dweight, ld: OC }, accumulate: true,
+    biasGrad: dbias ? { ref: dbias } : undefined,
   }));
-  if (dbias) {
-    const u = k.uniform(`${label}.dbias.uniform`, new UniformData().u32(N, OC, 0, 0));
-    out.push(k.dispatch(`${label}.dbias`, k.pipeline('biasBwd', 'main'), [dout, dbias, u], [Math.ceil(OC / 64), 1, 1]));
-  }
   return out;
 }
 

@@ -3,7 +3,6 @@
 import adamw from '../shaders/adamw.wgsl?raw';
 import attentionBwd from '../shaders/attention.bwd.wgsl?raw';
 import attentionFwd from '../shaders/attention.fwd.wgsl?raw';
-import biasBwd from '../shaders/bias.bwd.wgsl?raw';
 import crossentropy from '../shaders/crossentropy.wgsl?raw';
 import encoderBwd from '../shaders/encoder.bwd.wgsl?raw';
 import encoderFwd from '../shaders/encoder.fwd.wgsl?raw';
@@ -21,7 +20,6 @@ export const SHADERS = {
   adamw,
   attentionBwd,
   attentionFwd,
-  biasBwd,
   crossentropy,
   encoderBwd,
   encoderFwd,

@@ -10,6 +10,8 @@
 //   nn: C = A @ B        forward (x @ W), dlnf = dlogits @ wte, attention att @ V and dQ
 //   nt: C = A @ B^T      dx = dy @ W^T, logits = lnf @ wte^T, attention Q K^T and dAtt
 //   tn: C = A^T @ B      dW = x^T @ dy, dwte, attention dV and dK
+//       with BIAS_GRAD, one extra row of workgroups also adds the column sums of B into dbias
+//       (db = sum over rows of dy): the bias gradient rides along with dW at no extra latency.
 // C(M,N) = alpha * op(A) op(B) (+ bias[col]) (epilogue) (+ C if ACCUM). A batch index z
 // (attention: z = b * NH + h) offsets each operand by zOuter * outer + zInner * inner.
 //
@@ -31,6 +33,7 @@ struct Mm {
 @group(0) @binding(3) var<storage, read> R: array<f32>;           // (M, ldr) when EPI != 0
 @group(0) @binding(4) var<storage, read_write> C: array<f32>;     // (M, ldc)
 @group(0) @binding(5) var<uniform> u: Mm;
+@group(0) @binding(6) var<storage, read_write> dbias: array<f32>; // (N) at offBias, tn with BIAS_GRAD
 
 /** Invocations per workgroup along columns (x, 4 columns each) and rows (y, TM rows each). */
 override WG_X: u32 = 8;
@@ -42,6 +45,8 @@ override HAS_BIAS: bool = false;
 override ACCUM: bool = false;
 /** 0: none; 1: + R (residual stream); 2: * gelu'(R) (backward through GELU, R = pre-activation). */
 override EPI: u32 = 0u;
+/** tn only: the workgroup row after the last block row sums B's columns into dbias (+=). */
+override BIAS_GRAD: bool = false;
 
 const GELU_S: f32 = 0.7978845608028654; // sqrt(2 / pi)
 
@@ -166,12 +171,30 @@ fn nt(@builtin(global_invocation_id) g: vec3u) {
   storeBlock(r0, c0, o.c, s0, s1, s2, s3, s4, s5, s6, s7);
 }
 
+// dbias[c0..c0+3] += sum over the K rows of B (dy) of columns c0..c0+3.
+fn biasGrad(c0: u32, offB: u32) {
+  var s = vec4f(0.0);
+  var bi = offB + c0;
+  for (var k = 0u; k < u.K; k++) {
+    s += ldb4(bi);
+    bi += u.ldb;
+  }
+  for (var q = 0u; q < 4u; q++) {
+    if (c0 + q < u.N) { dbias[u.offBias + c0 + q] += s[q]; }
+  }
+}
+
 @compute @workgroup_size(WG_X, WG_Y)
 fn tn(@builtin(global_invocation_id) g: vec3u) {
   let c0 = g.x * 4u;
   let r0 = g.y * TM;
-  if (c0 >= u.N || r0 >= u.M) { return; }
+  if (c0 >= u.N) { return; }
   let o = batchOffsets(g.z);
+  if (BIAS_GRAD && g.y == (u.M + TM - 1u) / TM) {
+    biasGrad(c0, o.b);
+    return;
+  }
+  if (r0 >= u.M) { return; }
   var s0 = vec4f(0.0); var s1 = vec4f(0.0); var s2 = vec4f(0.0); var s3 = vec4f(0.0);
   var s4 = vec4f(0.0); var s5 = vec4f(0.0); var s6 = vec4f(0.0); var s7 = vec4f(0.0);
   // Rows r0..r0+TM-1 of C are TM adjacent columns of A: one or two vec4 loads per k. Past the
