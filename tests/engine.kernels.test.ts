@@ -5,12 +5,12 @@
 //   encoder fwd 1e-6 (one add), encoder bwd 1e-5, layernorm fwd 1e-5, layernorm bwd 1e-4
 //   (two reductions), matmul fwd/bwd 1e-5, attention fwd 1e-5, attention bwd 1e-4, gelu 1e-6,
 //   softmax + cross-entropy fwd/bwd 1e-5.
-import { afterAll, describe, expect } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import * as ref from '../src/model/reference.ts';
 import { Kernels } from '../src/gpu/kernels.ts';
 import {
   attRowStride, attentionBackward, attentionForward, crossentropy, encoderBackward, encoderForward,
-  geluForward, layernormBackward, layernormForward, layernormScratchFloats, matmulBackward, matmulForward,
+  geluForward, layernormBackward, layernormForward, layernormScratchFloats, matmulBackward, matmulForward, tokenIndex,
 } from '../src/gpu/ops.ts';
 import { emptyF32, gpuTest, readF32, uploadF32, uploadU32 } from './support/gpu.ts';
 import { randomArray, relErr, runDispatches } from './support/engine.ts';
@@ -21,6 +21,16 @@ afterAll(() => kernels?.destroy());
 
 const tokensFor = (n: number, V: number, seed: number) => Uint32Array.from(randomArray(n, seed), (x) => Math.floor(((x + 1) / 2) * V) % V);
 
+describe('tokenIndex (host side of the embedding gradient)', () => {
+  it('counting-sorts positions by token id, ascending within a token', () => {
+    const tokens = Uint32Array.from([3, 1, 3, 0, 1, 3]);
+    const idx = tokenIndex(new Uint32Array(5 + 6), tokens, 4);
+    expect(Array.from(idx.subarray(0, 5))).toEqual([0, 1, 3, 3, 6]);
+    expect(Array.from(idx.subarray(5))).toEqual([3, 1, 4, 0, 2, 5]);
+    expect(() => tokenIndex(new Uint32Array(11), Uint32Array.from([0, 0, 0, 0, 0, 9]), 4)).toThrow(/token 9 at position 5 is outside the vocabulary/);
+  });
+});
+
 describe('encoder', () => {
   for (const [B, T, C, V] of [[2, 5, 12, 11], [1, 3, 6, 7], [3, 9, 32, 256]]) {
     gpuTest(`forward and backward B=${B} T=${T} C=${C} V=${V}`, async (device) => {
@@ -28,9 +38,10 @@ describe('encoder', () => {
       const gTok = uploadU32(device, tokens), gWte = uploadF32(device, wte), gWpe = uploadF32(device, wpe), gOut = emptyF32(device, B * T * C);
       const dwte0 = randomArray(V * C, 5), dwpe0 = randomArray(T * C, 6);
       const gDout = uploadF32(device, dout), gDwte = uploadF32(device, dwte0), gDwpe = uploadF32(device, dwpe0);
+      const gIndex = uploadU32(device, tokenIndex(new Uint32Array(V + 1 + B * T), tokens, V));
       await runDispatches(device, [
         encoderForward(K(device), 't.enc', gOut, gTok, gWte, gWpe, B, T, C),
-        ...encoderBackward(K(device), 't.enc.bwd', gDwte, gDwpe, gDout, gTok, B, T, C),
+        ...encoderBackward(K(device), 't.enc.bwd', gDwte, gDwpe, gDout, gIndex, B, T, C, V),
       ]);
       const out = new Float32Array(B * T * C);
       ref.encoderForward(out, tokens, wte, wpe, B, T, C);

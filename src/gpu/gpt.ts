@@ -8,7 +8,7 @@ import { type Dispatch, type Kernels, writeArray } from './kernels.ts';
 import { matmul } from './matmul.ts';
 import {
   attRowStride, attentionBackward, attentionForward, crossentropy, encoderBackward, encoderForward,
-  geluForward, layernormBackward, layernormForward, layernormScratchFloats, matmulBackward, matmulForward,
+  geluForward, layernormBackward, layernormForward, layernormScratchFloats, matmulBackward, matmulForward, tokenIndex,
 } from './ops.ts';
 import type { GpuState } from './state.ts';
 
@@ -37,7 +37,7 @@ export function activationBytes(layout: Layout, B: number, T: number): { total: 
   const att = B * NH * T * attRowStride(T) * 4;
   const keepAtt = att * L <= ATT_KEEP_BYTES;
   const perLayer = (15 * N * C + 4 * N) * 4; // ln1, qkv(3), atty, res2, ln2, fch(4), fchGelu(4), res3; 4 row stats
-  const shared = (4 * N + N * C /* tokens, targets, losses, lnf stats; encoded */ + N * C + N * V /* lnf, logits */
+  const shared = (5 * N + V + 1 + N * C /* tokens, targets, index, losses, lnf stats; encoded */ + N * C + N * V /* lnf, logits */
     + 10 * N * C /* dres, dln, datty, dqkv(3), dfch(4) */ + layernormScratchFloats(N, C)) * 4;
   const total = perLayer * L + (keepAtt ? att * L : att) + att /* datt */ + shared;
   const largest = Math.max(att, N * V * 4, N * 4 * C * 4);
@@ -49,6 +49,9 @@ export class GpuGPT {
   /** (B, T) u32 inputs and next-token targets, written per step with queue.writeBuffer. */
   readonly tokens: GPUBuffer;
   readonly targets: GPUBuffer;
+  /** (V+1+N) u32: the batch's tokens counting-sorted by id, for the embedding gradient. */
+  readonly tokenIndex: GPUBuffer;
+  private readonly tokenIndexHost: Uint32Array;
   /** (N) per-position losses. */
   readonly losses: GPUBuffer;
   /** Gradient scratch cleared at the start of every step (the residual-stream gradient is +=). */
@@ -68,6 +71,8 @@ export class GpuGPT {
     const f32 = (member: string, floats: number) => this.buffer(member, floats);
     this.tokens = this.buffer('tokens', N);
     this.targets = this.buffer('targets', N);
+    this.tokenIndex = this.buffer('tokenIndex', V + 1 + N);
+    this.tokenIndexHost = new Uint32Array(V + 1 + N);
     this.losses = f32('losses', N);
     const encoded = f32('encoded', N * C);
     const { att: attBytes, keepAtt } = activationBytes(layout, B, T);
@@ -138,7 +143,7 @@ export class GpuGPT {
       bwd.push(...matmulBackward(k, `${h}.qkv.bwd`, dln, LG(l, 'attn.c_attn.weight'), LG(l, 'attn.c_attn.bias'), dqkv, a.ln1, LP(l, 'attn.c_attn.weight'), N, C, 3 * C));
       bwd.push(...layernormBackward(k, `${h}.ln1.bwd`, this.dres, LG(l, 'ln_1.weight'), LG(l, 'ln_1.bias'), dln, resid, LP(l, 'ln_1.weight'), a.ln1Mean, a.ln1Rstd, lnScratch, N, C));
     }
-    bwd.push(...encoderBackward(k, 'GpuGPT.encoder.bwd', G('transformer.wte.weight'), G('transformer.wpe.weight'), this.dres, this.tokens, B, T, C));
+    bwd.push(...encoderBackward(k, 'GpuGPT.encoder.bwd', G('transformer.wte.weight'), G('transformer.wpe.weight'), this.dres, this.tokenIndex, B, T, C, V));
   }
 
   private buffer(member: string, elems: number): GPUBuffer {
@@ -151,13 +156,20 @@ export class GpuGPT {
     return buf;
   }
 
-  /** Writes one batch's tokens and targets (queued before the next submit). */
+  /** Writes one batch's tokens, targets and token index (queued before the next submit). */
   writeBatch(tokens: Uint32Array, targets: Uint32Array): void {
     if (tokens.length !== this.N || targets.length !== this.N) {
       throw new RangeError(`batch has ${tokens.length} tokens and ${targets.length} targets; this model was built for B*T = ${this.B}*${this.T} = ${this.N}`);
     }
-    writeArray(this.k.device.queue, this.tokens, tokens);
-    writeArray(this.k.device.queue, this.targets, targets);
+    const V = this.layout.config.vocab;
+    for (let i = 0; i < this.N; i++) {
+      if (targets[i] >= V) throw new RangeError(`target ${targets[i]} at position ${i} is outside the vocabulary (size ${V})`);
+    }
+    tokenIndex(this.tokenIndexHost, tokens, V); // also checks the tokens
+    const q = this.k.device.queue;
+    writeArray(q, this.tokens, tokens);
+    writeArray(q, this.targets, targets);
+    writeArray(q, this.tokenIndex, this.tokenIndexHost);
   }
 
   destroy(): void {

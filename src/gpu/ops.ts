@@ -10,12 +10,33 @@ export function encoderForward(k: Kernels, label: string, out: Ref, tokens: Ref,
   return k.dispatch(label, k.stridePipeline('encoderFwd', 'main'), [tokens, wte, wpe, out, u], k.strideGrid(B * T * C));
 }
 
-/** dwte (V,C) += scatter of dout by token; dwpe (T,C) += sum over the batch. */
-export function encoderBackward(k: Kernels, label: string, dwte: Ref, dwpe: Ref, dout: Ref, tokens: Ref, B: number, T: number, C: number): Dispatch[] {
-  const u = k.uniform(`${label}.uniform`, new UniformData().u32(B * T, T, C, 0));
+/**
+ * The token index encoderBackward reads: offsets (V+1) then the positions of each token id in
+ * ascending order (N), a counting sort of `tokens`. Written into `out` (V+1+N u32).
+ */
+export function tokenIndex(out: Uint32Array, tokens: Uint32Array, V: number): Uint32Array {
+  const N = tokens.length;
+  if (out.length !== V + 1 + N) throw new RangeError(`tokenIndex: out has ${out.length} slots, needs V+1+N = ${V + 1 + N}`);
+  out.fill(0, 0, V + 1);
+  for (let n = 0; n < N; n++) {
+    const t = tokens[n];
+    if (t >= V) throw new RangeError(`token ${t} at position ${n} is outside the vocabulary (size ${V})`);
+    out[t + 1]++;
+  }
+  for (let v = 0; v < V; v++) out[v + 1] += out[v];
+  // Fill positions by walking n upwards, using offsets[t] as a moving cursor, then restore.
+  for (let n = 0; n < N; n++) out[V + 1 + out[tokens[n]]++] = n;
+  for (let v = V; v > 0; v--) out[v] = out[v - 1];
+  out[0] = 0;
+  return out;
+}
+
+/** dwte (V,C) += dout gathered by token (via tokenIndex); dwpe (T,C) += sum over the batch. */
+export function encoderBackward(k: Kernels, label: string, dwte: Ref, dwpe: Ref, dout: Ref, index: Ref, B: number, T: number, C: number, V: number): Dispatch[] {
+  const u = k.uniform(`${label}.uniform`, new UniformData().u32(B * T, T, C, V));
   return [
     k.dispatch(`${label}.wpe`, k.stridePipeline('encoderBwd', 'wpe'), [null, dout, dwpe, u], k.strideGrid(T * C)),
-    k.dispatch(`${label}.wte`, k.pipeline('encoderBwd', 'wte'), [tokens, dout, dwte, u], [Math.ceil(C / 64), 1, 1]),
+    k.dispatch(`${label}.wte`, k.stridePipeline('encoderBwd', 'wte'), [index, dout, dwte, u], k.strideGrid(V * C)),
   ];
 }
 
