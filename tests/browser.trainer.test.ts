@@ -35,6 +35,16 @@ describe('training worker in Chromium', () => {
     expect(pageErrors(page)).toEqual([]);
   });
 
+  it('a model too large for the adapter arrives as a typed LimitsTooSmallError', async () => {
+    const err = await page.evaluate(() => window.trainerPage.tooLarge());
+    expect(err).not.toBeNull();
+    expect(err!.name).toBe('LimitsTooSmallError');
+    expect(err!.code).toBe('limits-too-small');
+    expect(err!.limit).toBe('maxStorageBufferBindingSize');
+    expect(err!.needed).toBeGreaterThan(err!.available!);
+    expect(err!.message).toMatch(/maxStorageBufferBindingSize/);
+  });
+
   it('caches kernel shapes in IndexedDB', async () => {
     const r = await page.evaluate(() => window.trainerPage.idbRoundTrip());
     expect(r.got).toEqual(DEFAULT_TUNING);

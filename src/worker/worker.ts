@@ -3,8 +3,12 @@
 //   const trainer = Comlink.wrap<TrainerApi>(new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' }));
 import * as Comlink from 'comlink';
 import { indexedDbStore, memoryStore } from '../gpu/autotune.ts';
+import { installErrorTransfer } from './errors-transfer.ts';
 import { Trainer } from './trainer.ts';
 import type { OuterPayload, TrainerState } from './types.ts';
+
+// Typed errors (GpuError.code, LimitsTooSmallError.limit, ...) reach the page intact.
+installErrorTransfer();
 
 const trainer = new Trainer({ tuningStore: typeof indexedDB !== 'undefined' ? indexedDbStore() : memoryStore() });
 

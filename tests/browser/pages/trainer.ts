@@ -24,6 +24,21 @@ const trainerPage = {
     return { info, losses, payloadBytes: [payload.phi.byteLength, payload.delta.byteLength], stepAfter: after.step, events };
   },
 
+  /** A model too large for the adapter: the typed error as the page receives it. */
+  async tooLarge() {
+    const big = new Worker(new URL('../../../src/worker/worker.ts', import.meta.url), { type: 'module', name: 'trainer-big' });
+    const t = Comlink.wrap<TrainerApi>(big);
+    try {
+      await t.init({ model: { vocab: 256, ctx: 4096, layers: 1, d: 32, heads: 2 }, train: { batch: 64, seqLen: 4096 }, data: new Uint8Array(5000), autotune: false }, 1);
+      return null;
+    } catch (e) {
+      const err = e as Error & { code?: string; limit?: string; needed?: number; available?: number };
+      return { name: err.name, code: err.code, limit: err.limit, needed: err.needed, available: err.available, message: err.message };
+    } finally {
+      big.terminate();
+    }
+  },
+
   /** The browser autotune cache: an IndexedDB round trip. */
   async idbRoundTrip() {
     const store = indexedDbStore('murmur-test');
