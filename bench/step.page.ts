@@ -8,6 +8,7 @@ import { initParams } from '../src/model/init.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { Rng } from '../src/model/rng.ts';
 import { indexedDbStore } from '../src/gpu/autotune.ts';
+import type { Tuning } from '../src/gpu/kernels.ts';
 import { Trainer } from '../src/worker/trainer.ts';
 import { stepFlops } from './flops.ts';
 import { TfjsGPT } from './tfjs-gpt.ts';
@@ -32,10 +33,10 @@ function randomBytes(n: number, seed: number): Uint8Array {
   return Uint8Array.from({ length: n }, () => rng.int(256));
 }
 
-async function murmurTrainer(model: ModelConfig, B: number, T: number): Promise<{ trainer: Trainer; dispatches: number; adapter: string }> {
+async function murmurTrainer(model: ModelConfig, B: number, T: number) {
   const trainer = new Trainer({ tuningStore: indexedDbStore('murmur-bench') });
   const info = await trainer.init({ model, train: { batch: B, seqLen: T }, data: randomBytes(1 << 17, 1), readEvery: 1, autotune: true }, 1);
-  return { trainer, dispatches: info.dispatchesPerStep, adapter: info.adapter };
+  return { trainer, dispatches: info.dispatchesPerStep, adapter: info.adapter, tuning: info.tuning };
 }
 
 async function timeMs(fn: () => Promise<unknown>): Promise<number> {
@@ -45,7 +46,7 @@ async function timeMs(fn: () => Promise<unknown>): Promise<number> {
 }
 
 const bench = {
-  async run(o: BenchOptions): Promise<{ adapter: string; tfjsBackend: string; rows: StepRow[]; log: string[] }> {
+  async run(o: BenchOptions): Promise<{ adapter: string; tfjsBackend: string; tuning: Tuning; rows: StepRow[]; log: string[] }> {
     const log: string[] = [];
     await tf.setBackend('webgpu');
     await tf.ready();
@@ -92,7 +93,7 @@ const bench = {
       });
       mt2.trainer.dispose();
     }
-    return { adapter: m.adapter, tfjsBackend: tf.getBackend(), rows, log };
+    return { adapter: m.adapter, tfjsBackend: tf.getBackend(), tuning: m.tuning, rows, log };
   },
 };
 

@@ -29,11 +29,12 @@ try {
   const widths = head.map((hd, i) => Math.max(hd.length, ...cells.map((c) => c[i].length)));
   const line = (c: string[]) => c.map((s, i) => (i === 0 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  ');
   console.log(`\nadapter: ${r.adapter} (TF.js backend: ${r.tfjsBackend}); medians of ${reps} steps after ${warmup} warm-up`);
+  console.log(`autotuned shapes: ${JSON.stringify(r.tuning)}`);
   console.log(line(head));
   for (const c of cells) console.log(line(c));
   const out = join(ROOT, 'bench', 'results', 'step.json');
   await mkdir(join(ROOT, 'bench', 'results'), { recursive: true });
-  await writeFile(out, JSON.stringify({ adapter: r.adapter, tfjsBackend: r.tfjsBackend, reps, warmup, date: new Date().toISOString(), rows: r.rows }, null, 2) + '\n');
+  await writeFile(out, JSON.stringify({ adapter: r.adapter, tfjsBackend: r.tfjsBackend, reps, warmup, date: new Date().toISOString(), tuning: r.tuning, rows: r.rows }, null, 2) + '\n');
   console.log(`\nwrote ${out}`);
 } finally {
   await h.close();
