@@ -10,7 +10,7 @@ import { getTestGpu, gpuTest } from './support/gpu.ts';
 
 const small = {
   size: 64,
-  matmulCandidates: [{ wgX: 8, wgY: 8, tm: 8 as const }, { wgX: 16, wgY: 4, tm: 4 as const }],
+  matmulCandidates: [{ wgX: 8, wgY: 8, tm: 8 as const, vec4: true }, { wgX: 16, wgY: 4, tm: 4 as const, vec4: true }],
   strideCandidates: [{ wg: 256, groups: 16 }, { wg: 64, groups: 64 }],
 };
 const dirs: string[] = [];
@@ -22,7 +22,7 @@ describe('autotune', () => {
     const store = memoryStore();
     const r = await autotune(device, info, { ...small, store });
     expect(r.fromCache).toBe(false);
-    expect(r.timings).toHaveLength(3 * 2 + 2);
+    expect(r.timings).toHaveLength(3 * (2 + 1) + 2); // per mode: 2 shapes + the winner's other load width; 2 grids
     for (const t of r.timings) expect(t.ms).toBeGreaterThan(0);
     for (const mode of ['nn', 'nt', 'tn'] as const) {
       const mine = r.timings.filter((t) => t.kernel === `matmul.${mode}`);

@@ -8,10 +8,12 @@ import { gpuTest, readF32, uploadF32 } from './support/gpu.ts';
 import { randomArray, relErr, runDispatches } from './support/engine.ts';
 
 const TOL = 1e-5;
-// Every case runs with both register-block heights (TM = 8 and 4) and two workgroup shapes.
+// Every case runs with both register-block heights (TM = 8 and 4), two workgroup shapes, and
+// (for aligned operands) both load widths.
 const TUNINGS: Tuning[] = [
   DEFAULT_TUNING,
-  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 16, wgY: 4, tm: 4 }, nt: { wgX: 4, wgY: 16, tm: 4 }, tn: { wgX: 16, wgY: 4, tm: 4 } } },
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 16, wgY: 4, tm: 4, vec4: true }, nt: { wgX: 4, wgY: 16, tm: 4, vec4: true }, tn: { wgX: 16, wgY: 4, tm: 4, vec4: true } } },
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: false }, nt: { wgX: 8, wgY: 8, tm: 4, vec4: false }, tn: { wgX: 8, wgY: 8, tm: 8, vec4: false } } },
 ];
 const kernels: Kernels[] = [];
 const kernelsFor = (device: GPUDevice, t: number) => (kernels[t] ??= new Kernels(device, TUNINGS[t]));

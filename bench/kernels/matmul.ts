@@ -28,9 +28,10 @@ const VARIANTS: Variant[] = [
   { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [8, 8], vec4: true, production: true },
   { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [16, 4], vec4: true, production: true },
   { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 4, wg: [16, 16], overrides: { TM: 4 }, vec4: true, production: true },
+  { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [16, 4], overrides: { VEC4: 0 }, vec4: false, production: true },
 ];
 const srcDir = new URL('../../src/shaders/', import.meta.url);
-const productionCode = () => readFileSync(new URL('matmul.wgsl', srcDir), 'utf8') + readFileSync(new URL('matmul.vec4.wgsl', srcDir), 'utf8');
+const productionCode = () => readFileSync(new URL('matmul.wgsl', srcDir), 'utf8');
 
 function cpuMatmul(A: Float32Array, B: Float32Array, M: number, K: number, N: number): Float64Array {
   const C = new Float64Array(M * N);
@@ -49,8 +50,13 @@ console.log('variant                         wg      ' + shapes.map(([m, k, n]) 
 for (const v of VARIANTS) {
   if (only.length && !only.some((o) => v.file.startsWith(o))) continue;
   const module = device.createShaderModule({ label: `lab.${v.file}`, code: v.production ? productionCode() : readFileSync(new URL(v.file, dir), 'utf8') });
+  // The production kernel declares every binding of its explicit layout; 'auto' would drop the
+  // unused ones, so give it the full layout.
+  const layout = v.production
+    ? device.createPipelineLayout({ bindGroupLayouts: [device.createBindGroupLayout({ entries: ['read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'uniform', 'storage', 'read-only-storage', 'read-only-storage'].map((type, binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: type as GPUBufferBindingType } })) })] })
+    : 'auto';
   const pipeline = device.createComputePipeline({
-    label: `lab.${v.file}`, layout: 'auto',
+    label: `lab.${v.file}`, layout,
     compute: { module, entryPoint: v.production ? 'nn' : 'main', constants: { WG_X: v.wg[0], WG_Y: v.wg[1], ...(v.overrides ?? {}) } },
   });
   const cells: string[] = [];
@@ -62,8 +68,9 @@ for (const v of VARIANTS) {
       ? uniform(device, [M, N, K, K, N, N, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x3f800000], 'lab.mm')
       : uniform(device, [M, N, K, 0], 'lab.dims');
     const bufs = v.production ? [bA, bB, bC, u] : [bA, bB, bC, u];
+    const dbias = storage(device, N, 'lab.dbias');
     const entries = v.production
-      ? [[0, bA], [1, bB], [2, bA], [3, bA], [4, bC], [5, u]].map(([binding, buffer]) => ({ binding: binding as number, resource: { buffer: buffer as GPUBuffer } }))
+      ? [[0, bA], [1, bB], [2, bA], [3, bA], [4, bC], [5, u], [6, dbias], [7, bA], [8, bB]].map(([binding, buffer]) => ({ binding: binding as number, resource: { buffer: buffer as GPUBuffer } }))
       : bufs.map((buffer, binding) => ({ binding, resource: { buffer } }));
     const bg = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     const gx = Math.ceil(N / v.colsPerThread / v.wg[0]), gy = Math.ceil(M / v.rowsPerThread / v.wg[1]);
@@ -74,7 +81,7 @@ for (const v of VARIANTS) {
     const err = maxRelErr(await readBack(device, bC, M * N), cpuMatmul(A, B, M, K, N));
     cells.push(`${(2 * M * N * K / ms / 1e6).toFixed(2)};${err < 1e-5 ? 'ok' : err.toExponential(0)}`.padStart(14));
     results.push({ variant: v.file, wg: `${v.wg[0]}x${v.wg[1]}`, overrides: v.overrides ?? {}, shape: `${M}x${K}x${N}`, gflops: 2 * M * N * K / ms / 1e6, maxRelErr: err });
-    for (const b of [bA, bB, bC, u]) b.destroy();
+    for (const b of [bA, bB, bC, u, dbias]) b.destroy();
   }
   console.log(`${v.file.padEnd(30)}  ${`${v.wg[0]}x${v.wg[1]}`.padEnd(6)}${cells.join('')}`);
 }

@@ -1,5 +1,5 @@
-// Kernel shapes per adapter: a short timing run at start-up picks the matmul workgroup shape
-// (per product kind) and the grid-stride workgroup count, and the result is cached by adapter
+// Kernel shapes per adapter: a short timing run at start-up picks the matmul workgroup shape,
+// rows per invocation and load width (per product kind) and the grid-stride workgroup count, and the result is cached by adapter
 // (IndexedDB in a browser, a JSON file in Node), so it runs once per machine. The best shape
 // on a software GPU is not the best on a real one: SwiftShader pays per workgroup and runs a
 // few wide workgroups best, a discrete GPU wants many.
@@ -8,7 +8,7 @@ import { DEFAULT_TUNING, encodeDispatches, Kernels, type Dispatch, type MatmulMo
 import { matmul } from './matmul.ts';
 
 /** Bump when kernels change enough that cached shapes should be re-measured. */
-export const AUTOTUNE_VERSION = 2;
+export const AUTOTUNE_VERSION = 3;
 
 export interface TuningStore {
   load(key: string): Promise<Tuning | undefined>;
@@ -33,15 +33,17 @@ export interface AutotuneResult {
   timings: { kernel: string; shape: string; ms: number }[];
 }
 
+/** Workgroup shapes tried with vec4 loads; the fastest is then also tried with scalar loads. */
 export const MATMUL_CANDIDATES: MatmulShape[] = [
-  { wgX: 8, wgY: 8, tm: 8 }, { wgX: 16, wgY: 4, tm: 8 }, { wgX: 4, wgY: 16, tm: 8 }, { wgX: 16, wgY: 16, tm: 8 }, { wgX: 16, wgY: 16, tm: 4 },
+  { wgX: 8, wgY: 8, tm: 8, vec4: true }, { wgX: 16, wgY: 4, tm: 8, vec4: true }, { wgX: 4, wgY: 16, tm: 8, vec4: true },
+  { wgX: 16, wgY: 16, tm: 8, vec4: true }, { wgX: 16, wgY: 16, tm: 4, vec4: true },
 ];
 export const STRIDE_CANDIDATES: StrideShape[] = [
   { wg: 256, groups: 64 }, { wg: 256, groups: 256 }, { wg: 256, groups: 1024 }, { wg: 256, groups: 4096 },
 ];
 
 export function shapeName(s: MatmulShape): string {
-  return `${s.wgX}x${s.wgY}/${s.tm}`;
+  return `${s.wgX}x${s.wgY}/${s.tm}${s.vec4 ? '' : '/scalar'}`;
 }
 
 /** The cache key: which adapter, and which version of the kernels. */
@@ -70,13 +72,18 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
     const matmulBest = {} as Record<MatmulMode, MatmulShape>;
     for (const mode of ['nn', 'nt', 'tn'] as MatmulMode[]) {
       let best = { ms: Infinity, shape: DEFAULT_TUNING.matmul[mode] };
-      for (const shape of opts.matmulCandidates ?? MATMUL_CANDIDATES) {
-        if (shape.wgX * shape.wgY > device.limits.maxComputeInvocationsPerWorkgroup) continue;
+      const measure = async (shape: MatmulShape) => {
         const d = matmul(k, { label: `autotune.matmul.${mode}`, mode, M: n, N: n, K: n, a: { ref: A, ld: n }, b: { ref: B, ld: n }, c: { ref: C, ld: n } }, shape);
         const ms = await timeDispatch(device, d);
         timings.push({ kernel: `matmul.${mode}`, shape: shapeName(shape), ms });
         if (ms < best.ms) best = { ms, shape };
+      };
+      for (const shape of opts.matmulCandidates ?? MATMUL_CANDIDATES) {
+        if (shape.wgX * shape.wgY > device.limits.maxComputeInvocationsPerWorkgroup) continue;
+        await measure(shape);
       }
+      // The load width: the winning shape again with the other width.
+      await measure({ ...best.shape, vec4: !best.shape.vec4 });
       matmulBest[mode] = best.shape;
     }
     // The grid-stride shape, timed on AdamW over 1M floats (the largest such kernel per step).
@@ -126,7 +133,7 @@ async function timeDispatch(device: GPUDevice, d: Dispatch): Promise<number> {
 
 function isTuning(t: unknown): t is Tuning {
   const x = t as Tuning;
-  const shape = (s: MatmulShape | undefined) => !!s && Number.isInteger(s.wgX) && Number.isInteger(s.wgY) && s.wgX > 0 && s.wgY > 0 && (s.tm === 4 || s.tm === 8);
+  const shape = (s: MatmulShape | undefined) => !!s && Number.isInteger(s.wgX) && Number.isInteger(s.wgY) && s.wgX > 0 && s.wgY > 0 && (s.tm === 4 || s.tm === 8) && typeof s.vec4 === 'boolean';
   return !!x && !!x.matmul && shape(x.matmul.nn) && shape(x.matmul.nt) && shape(x.matmul.tn)
     && !!x.stride && Number.isInteger(x.stride.wg) && Number.isInteger(x.stride.groups) && x.stride.wg > 0 && x.stride.groups > 0;
 }

@@ -15,9 +15,10 @@ export type MatmulMode = 'nn' | 'nt' | 'tn';
 
 /**
  * Shape of the matmul kernel per product kind: invocations per workgroup along columns (wgX,
- * 4 columns each) and rows (wgY), and rows per invocation (tm: 8 or 4).
+ * 4 columns each) and rows (wgY), rows per invocation (tm: 8 or 4), and whether aligned
+ * operands use vec4 loads (vec4) or scalar ones.
  */
-export interface MatmulShape { wgX: number; wgY: number; tm: 4 | 8 }
+export interface MatmulShape { wgX: number; wgY: number; tm: 4 | 8; vec4: boolean }
 
 /**
  * Grid of the grid-stride kernels over whole state buffers (AdamW, outer step, grad norm,
@@ -35,7 +36,7 @@ export interface Tuning {
 
 /** Used when no autotune ran: shapes that are reasonable everywhere. */
 export const DEFAULT_TUNING: Tuning = {
-  matmul: { nn: { wgX: 8, wgY: 8, tm: 8 }, nt: { wgX: 8, wgY: 8, tm: 8 }, tn: { wgX: 8, wgY: 8, tm: 8 } },
+  matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true }, tn: { wgX: 8, wgY: 8, tm: 8, vec4: true } },
   stride: { wg: 256, groups: 256 },
 };
 

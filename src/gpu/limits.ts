@@ -41,7 +41,7 @@ export function requirements(layout: Layout, B: number, T: number, tuning: Tunin
   const needs: Record<string, number> = {
     maxStorageBufferBindingSize: largestBinding,
     maxBufferSize: largestBinding,
-    maxStorageBuffersPerShaderStage: 6,
+    maxStorageBuffersPerShaderStage: 8, // matmul: A and B as vec4 and f32, bias, R, C, dbias
     maxComputeInvocationsPerWorkgroup: wgInvocations,
     maxComputeWorkgroupSizeX: wgX,
     maxComputeWorkgroupSizeY: wgY,

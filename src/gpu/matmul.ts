@@ -1,6 +1,6 @@
-// Host side of src/shaders/matmul.wgsl: turns a product description into one Dispatch, picking
-// the vec4 or scalar load prelude from the operands' alignment and the workgroup shape from the
-// autotuned Tuning.
+// Host side of src/shaders/matmul.wgsl: turns a product description into one Dispatch, with
+// the load width (VEC4) from the operands' alignment and the tuned preference, and the
+// workgroup shape from the autotuned Tuning.
 import { bindingBytes, type Dispatch, type Kernels, type MatmulMode, type MatmulShape, type Ref, UniformData } from './kernels.ts';
 
 /** One matrix operand: a buffer binding plus an element offset and row stride (floats). */
@@ -39,9 +39,9 @@ export interface MatmulSpec {
   batch?: { count: number; inner: number };
 }
 
-const MM_LAYOUT = ['read', 'read', 'read', 'read', 'write', 'uniform', 'write'] as const;
+const MM_LAYOUT = ['read', 'read', 'read', 'read', 'write', 'uniform', 'write', 'read', 'read'] as const;
 
-/** True when every A/B load of the product can be an aligned vec4. */
+/** True when every A/B load of the product can be an aligned vec4 (the tuning may still prefer scalar). */
 export function vec4Aligned(s: MatmulSpec): boolean {
   const ints = [s.a.ld, s.b.ld, s.a.off ?? 0, s.b.off ?? 0, s.a.outer ?? 0, s.a.inner ?? 0, s.b.outer ?? 0, s.b.inner ?? 0];
   const bytes = [s.a.ref, s.b.ref].flatMap((r) => ['buffer' in r ? r.offset ?? 0 : 0, bindingBytes(r)]);
@@ -53,7 +53,9 @@ export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = k.tuning.
   for (const [name, v] of [['M', s.M], ['N', s.N], ['K', s.K]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`${s.label}: matmul ${name} must be a positive integer, got ${v}`);
   }
+  const vec4 = shape.vec4 && vec4Aligned(s);
   const constants = {
+    VEC4: vec4,
     WG_X: shape.wgX,
     WG_Y: shape.wgY,
     TM: shape.tm,
@@ -64,7 +66,7 @@ export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = k.tuning.
   };
   if (s.biasGrad && (s.mode !== 'tn' || s.bias)) throw new Error(`${s.label}: biasGrad needs mode tn and no bias`);
   const layout = k.layout('matmul', [...MM_LAYOUT]);
-  const pipeline = k.pipeline(vec4Aligned(s) ? 'matmulVec4' : 'matmulScalar', s.mode, constants, layout);
+  const pipeline = k.pipeline('matmul', s.mode, constants, layout);
   const batch = s.batch ?? { count: 1, inner: 1 };
   const u = new UniformData()
     .u32(s.M, s.N, s.K, s.a.ld)
@@ -77,5 +79,7 @@ export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = k.tuning.
   const blockRows = Math.ceil(s.M / shape.tm) + (s.biasGrad ? 1 : 0);
   const grid: [number, number, number] = [Math.ceil(Math.ceil(s.N / 4) / shape.wgX), Math.ceil(blockRows / shape.wgY), batch.count];
   return k.dispatch(s.label, pipeline,
-    [s.a.ref, s.b.ref, s.bias?.ref ?? k.dummy, s.epilogue?.ref ?? k.dummy, s.c.ref, uniform, s.biasGrad?.ref ?? k.dummyOut], grid);
+    // Each operand goes to the view its load width reads; the other view gets the dummy.
+    [vec4 ? s.a.ref : k.dummy, vec4 ? s.b.ref : k.dummy, s.bias?.ref ?? k.dummy, s.epilogue?.ref ?? k.dummy, s.c.ref, uniform,
+      s.biasGrad?.ref ?? k.dummyOut, vec4 ? k.dummy : s.a.ref, vec4 ? k.dummy : s.b.ref], grid);
 }

@@ -12,8 +12,6 @@ import layernormBwd from '../shaders/layernorm.bwd.wgsl?raw';
 import layernormFwd from '../shaders/layernorm.fwd.wgsl?raw';
 import loss from '../shaders/loss.wgsl?raw';
 import matmul from '../shaders/matmul.wgsl?raw';
-import matmulScalar from '../shaders/matmul.scalar.wgsl?raw';
-import matmulVec4 from '../shaders/matmul.vec4.wgsl?raw';
 import outer from '../shaders/outer.wgsl?raw';
 
 export const SHADERS = {
@@ -28,10 +26,7 @@ export const SHADERS = {
   layernormBwd,
   layernormFwd,
   loss,
-  /** matmul.wgsl with aligned vec4 loads (every stride and offset a multiple of 4). */
-  matmulVec4: matmul + '\n' + matmulVec4,
-  /** matmul.wgsl with scalar loads (any stride). */
-  matmulScalar: matmul + '\n' + matmulScalar,
+  matmul,
   outer,
 } as const;
 

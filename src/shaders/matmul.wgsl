@@ -15,9 +15,12 @@
 // C(M,N) = alpha * op(A) op(B) (+ bias[col]) (epilogue) (+ C if ACCUM). A batch index z
 // (attention: z = b * NH + h) offsets each operand by zOuter * outer + zInner * inner.
 //
-// The loads come from a prelude appended by src/gpu (matmul.vec4.wgsl when every stride and
-// offset is a multiple of 4, matmul.scalar.wgsl otherwise): lda4(i) reads A[i..i+3], lda1(i)
-// reads A[i], with i in floats.
+// Loads: lda4(i) reads A[i..i+3] and lda1(i) reads A[i], i in floats. The vector width of a
+// load is the override VEC4: one aligned 16-byte load from the vec4 view of the buffer (A4),
+// or four scalar loads from its f32 view (A1), which any stride allows. The host binds the same
+// buffer to both views (read-only bindings may alias) and picks VEC4 from the operands'
+// alignment and the autotuner's preference for this adapter. Scalar reads past the end of a row
+// land on neighbouring floats (or WebGPU's bounds clamp) and are discarded by the store.
 
 struct Mm {
   M: u32, N: u32, K: u32, lda: u32,
@@ -27,19 +30,23 @@ struct Mm {
   bInner: u32, cOuter: u32, cInner: u32, alpha: f32,
 }
 
-@group(0) @binding(0) var<storage, read> A: array<E>;
-@group(0) @binding(1) var<storage, read> B: array<E>;
+@group(0) @binding(0) var<storage, read> A4: array<vec4f>;      // A as vec4 [VEC4]
+@group(0) @binding(1) var<storage, read> B4: array<vec4f>;      // B as vec4 [VEC4]
 @group(0) @binding(2) var<storage, read> bias: array<f32>;        // (N) when HAS_BIAS
 @group(0) @binding(3) var<storage, read> R: array<f32>;           // (M, ldr) when EPI != 0
 @group(0) @binding(4) var<storage, read_write> C: array<f32>;     // (M, ldc)
 @group(0) @binding(5) var<uniform> u: Mm;
 @group(0) @binding(6) var<storage, read_write> dbias: array<f32>; // (N) at offBias, tn with BIAS_GRAD
+@group(0) @binding(7) var<storage, read> A1: array<f32>;        // A as f32 [!VEC4]
+@group(0) @binding(8) var<storage, read> B1: array<f32>;        // B as f32 [!VEC4]
 
 /** Invocations per workgroup along columns (x, 4 columns each) and rows (y, TM rows each). */
 override WG_X: u32 = 8;
 override WG_Y: u32 = 8;
 /** Rows per invocation: 8 or 4 (fewer registers, more invocations). */
 override TM: u32 = 8u;
+/** Vector width of the loads: true = vec4 loads (strides and offsets multiples of 4), false = scalar. */
+override VEC4: bool = true;
 override HAS_BIAS: bool = false;
 /** C += result instead of C = result (parameter gradients accumulate, llm.c's rule). */
 override ACCUM: bool = false;
@@ -49,6 +56,23 @@ override EPI: u32 = 0u;
 override BIAS_GRAD: bool = false;
 
 const GELU_S: f32 = 0.7978845608028654; // sqrt(2 / pi)
+
+fn lda4(i: u32) -> vec4f {
+  if (VEC4) { return A4[i >> 2u]; }
+  return vec4f(A1[i], A1[i + 1u], A1[i + 2u], A1[i + 3u]);
+}
+fn ldb4(i: u32) -> vec4f {
+  if (VEC4) { return B4[i >> 2u]; }
+  return vec4f(B1[i], B1[i + 1u], B1[i + 2u], B1[i + 3u]);
+}
+fn lda1(i: u32) -> f32 {
+  if (VEC4) { return A4[i >> 2u][i & 3u]; }
+  return A1[i];
+}
+fn ldb1(i: u32) -> f32 {
+  if (VEC4) { return B4[i >> 2u][i & 3u]; }
+  return B1[i];
+}
 
 fn geluGrad(x: f32) -> f32 {
   let cube = 0.044715 * x * x * x;
