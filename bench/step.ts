@@ -4,6 +4,7 @@
 // medians after warm-up; then Murmur alone on the `tiny` preset. Prints a table and writes
 // bench/results/step.json. Options: --reps N (default 5), --warmup N (default 1), --no-tiny.
 import { mkdir, writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { startBrowser, ROOT } from '../tests/support/browser.ts';
 import type { StepRow } from './step.page.ts';
@@ -17,6 +18,8 @@ function arg(name: string, dflt: number): number {
 }
 
 const reps = arg('reps', 5), warmup = arg('warmup', 1), tiny = !process.argv.includes('--no-tiny');
+// The machine may be shared: record its load, since absolute times (TF.js's most) swing with it.
+const loadBefore = loadavg()[0];
 const h = await startBrowser({ optimizeDeps: ['@tensorflow/tfjs', '@tensorflow/tfjs-backend-webgpu'] });
 try {
   const page = await h.openPage('/bench/step.html');
@@ -30,11 +33,13 @@ try {
   const line = (c: string[]) => c.map((s, i) => (i === 0 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  ');
   console.log(`\nadapter: ${r.adapter} (TF.js backend: ${r.tfjsBackend}); medians of ${reps} steps after ${warmup} warm-up`);
   console.log(`autotuned shapes: ${JSON.stringify(r.tuning)}`);
+  const load = { before: loadBefore, after: loadavg()[0] };
+  console.log(`1-minute load average: ${load.before.toFixed(2)} before, ${load.after.toFixed(2)} after`);
   console.log(line(head));
   for (const c of cells) console.log(line(c));
   const out = join(ROOT, 'bench', 'results', 'step.json');
   await mkdir(join(ROOT, 'bench', 'results'), { recursive: true });
-  await writeFile(out, JSON.stringify({ adapter: r.adapter, tfjsBackend: r.tfjsBackend, reps, warmup, date: new Date().toISOString(), tuning: r.tuning, rows: r.rows }, null, 2) + '\n');
+  await writeFile(out, JSON.stringify({ adapter: r.adapter, tfjsBackend: r.tfjsBackend, reps, warmup, date: new Date().toISOString(), loadavg1: load, tuning: r.tuning, rows: r.rows }, null, 2) + '\n');
   console.log(`\nwrote ${out}`);
 } finally {
   await h.close();
