@@ -62,14 +62,25 @@ export class GpuEngine {
     if (!Number.isInteger(this.readEvery) || this.readEvery < 1) throw new RangeError(`readEvery must be a positive integer, got ${this.readEvery}`);
     // Fail before allocating anything if this device cannot hold the model.
     checkDeviceLimits(device.limits, requirements(layout, B, T, tuning).needs);
-    this.kernels = new Kernels(device, tuning);
-    this.state = new GpuState(device, layout);
-    this.model = new GpuGPT(this.kernels, layout, this.state, B, T);
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    this.kernels = new Kernels(device, tuning);
     this.hist = device.createBuffer({ label: 'GpuEngine.hist', size: this.readEvery * 8, usage });
     this.evalAcc = device.createBuffer({ label: 'GpuEngine.evalAcc', size: 16, usage });
-    this.optim = buildOptim(this.kernels, this.state, this.model.losses, this.model.N, this.hist, this.readEvery, this.evalAcc, opts.train);
-    this.stepList = [...this.model.forward, this.optim.lossTrain, ...this.model.backward, ...this.optim.update];
+    let state: GpuState | undefined, model: GpuGPT | undefined;
+    try {
+      this.state = state = new GpuState(device, layout);
+      this.model = model = new GpuGPT(this.kernels, layout, state, B, T);
+      this.optim = buildOptim(this.kernels, state, model.losses, model.N, this.hist, this.readEvery, this.evalAcc, opts.train);
+    } catch (e) {
+      // Free what was made before the failure: a half-built engine holds no GPU memory.
+      model?.destroy();
+      state?.destroy();
+      this.kernels.destroy();
+      this.hist.destroy();
+      this.evalAcc.destroy();
+      throw e;
+    }
+    this.stepList = [...model.forward, this.optim.lossTrain, ...model.backward, ...this.optim.update];
   }
 
   /** Bytes of GPU memory allocated: the seven state buffers plus activations. */
