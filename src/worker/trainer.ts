@@ -28,7 +28,7 @@ export interface TrainerOptions {
   tuningStore?: TuningStore;
   /** Hint shown when there is no adapter (Node says which packages give it a driver). */
   noAdapterHint?: string;
-  /** Rebuild attempts after device loss before giving up. */
+  /** Device losses in a row (with no successful call between) before giving up; default 3. */
   maxRebuilds?: number;
 }
 
@@ -269,14 +269,18 @@ export class Trainer {
   private async withRecovery<T>(fn: () => Promise<T>): Promise<T> {
     await this.live();
     try {
-      return await fn();
+      const r = await fn();
+      this.rebuilds = 0; // maxRebuilds counts losses in a row, not over a volunteer's whole day
+      return r;
     } catch (e) {
       // A lost device rejects pending maps; the lost promise may settle a moment later.
       if (!this.lost) await new Promise((r) => setTimeout(r, 0));
       if (!this.lost) throw e;
     }
     await this.live();
-    return fn();
+    const r = await fn();
+    this.rebuilds = 0;
+    return r;
   }
 
   private emit(e: TrainerEvent): void {
