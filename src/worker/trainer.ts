@@ -176,7 +176,11 @@ export class Trainer {
   }
 
   getInfo(): Promise<TrainerInfo> {
-    return this.serial(async () => { this.requireSetup('getInfo'); return this.info(); });
+    return this.serial(async () => {
+      this.requireSetup('getInfo');
+      await this.live();
+      return this.info();
+    });
   }
 
   /** The current GPUDevice (diagnostics and tests); undefined before init or after dispose. */
