@@ -93,6 +93,11 @@ export class GpuEngine {
     return this.stepList.length;
   }
 
+  /** The dispatches of one training step, in order (for profilers; replaying them trains). */
+  get stepDispatches(): readonly Dispatch[] {
+    return this.stepList;
+  }
+
   /** Writes every kind of state (and the step counter) to the GPU. */
   writeState(s: EngineState): void {
     const total = this.opts.layout.total;
