@@ -6,6 +6,7 @@ import { register as registerTrain } from './commands/train.ts';
 import { register as registerServe } from './commands/serve.ts';
 import { register as registerExport } from './commands/export.ts';
 import { register as registerTrainGpu } from './commands/train-gpu.ts';
+import { register as registerSim } from './commands/sim.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('murmur')
@@ -17,6 +18,7 @@ export async function main(argv: string[]): Promise<void> {
   registerServe(program);
   registerExport(program);
   registerTrainGpu(program);
+  registerSim(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {
