@@ -1,7 +1,7 @@
 // The optimizer kernels against the TypeScript math, within 1e-6 (max |gpu - ts| / max |ts|):
 //   gradnorm.wgsl + adamw.wgsl  vs  gradNorm / clipGrads (src/model/adamw.ts),
 //                                   learningRate (src/train/schedule.ts), adamwUpdate
-//   outer.wgsl                  vs  the NoLoCo outer step of DESIGN.md section 1
+//   outer.wgsl                  vs  nolocoOuterStep / dilocoOuterStep (src/train/outer.ts)
 import { afterAll, describe, expect } from 'vitest';
 import { preset, trainConfig, type TrainConfig } from '../src/model/config.ts';
 import { buildLayout } from '../src/model/layout.ts';
@@ -11,6 +11,7 @@ import { Kernels, writeArray } from '../src/gpu/kernels.ts';
 import { buildOptim } from '../src/gpu/optim.ts';
 import { GpuState } from '../src/gpu/state.ts';
 import { GpuEngine } from '../src/gpu/engine.ts';
+import { dilocoOuterStep, meanInto, nolocoOuterStep, outerMessage } from '../src/train/outer.ts';
 import { gpuTest, readF32, readU32 } from './support/gpu.ts';
 import { randomArray, relErr, runDispatches } from './support/engine.ts';
 
@@ -75,38 +76,38 @@ describe('grad norm + clip + schedule + AdamW kernels', () => {
   }
 });
 
-/** DESIGN.md section 1, in f64 (the reference for outer.wgsl). */
-function outerStep(theta: Float32Array, phi: Float32Array, m: Float32Array, partners: { phi: Float32Array; delta: Float32Array }[], a: number, b: number, g: number) {
-  const G = partners.length + 1;
-  const outPhi = new Float32Array(phi.length), outM = new Float32Array(phi.length);
-  for (let i = 0; i < phi.length; i++) {
-    let d = theta[i] - phi[i], p = phi[i];
-    for (const q of partners) { d += q.delta[i]; p += q.phi[i]; }
-    outM[i] = a * m[i] + b * (d / G) + g * (p / G - phi[i]);
-    outPhi[i] = phi[i] + outM[i];
-  }
-  return { phi: outPhi, m: outM };
-}
-
-describe('outer step kernel (NoLoCo / DiLoCo)', () => {
+describe('outer step kernel vs src/train/outer.ts (NoLoCo and DiLoCo)', () => {
   const cfg = trainConfig({ batch: 1, seqLen: 8 }, model);
-  for (const partnersCount of [0, 1, 2]) {
-    gpuTest(`${partnersCount === 0 ? 'solo step' : `${partnersCount} partner(s)`}: φ, m, θ and the payload`, async (device) => {
+  // partners: 0 = solo, 1 = a NoLoCo pair, 2 = a group of three; diloco: gamma = 0 with the
+  // mean over all replicas (dilocoOuterStep on the all-reduced delta).
+  const cases = [
+    { name: 'NoLoCo solo step', partners: 0, diloco: false },
+    { name: 'NoLoCo pair', partners: 1, diloco: false },
+    { name: 'NoLoCo group of three', partners: 2, diloco: false },
+    { name: 'DiLoCo over four replicas (gamma = 0)', partners: 3, diloco: true },
+  ];
+  for (const c of cases) {
+    gpuTest(`${c.name}: φ, m, θ and the payload`, async (device) => {
       const engine = new GpuEngine(device, { layout, train: cfg, B: 1, T: 8 });
       owned.push(engine);
       const theta = randomArray(layout.total, 11), phi = randomArray(layout.total, 12), m = randomArray(layout.total, 13, 0.1);
       engine.writeState({ params: theta, m: new Float32Array(layout.total), v: new Float32Array(layout.total), phi, outerM: m, step: 7 });
       const payload = await engine.outerPayload();
-      expect(payload.phi).toEqual(phi);
-      expect(relErr(payload.delta, theta.map((t, i) => t - phi[i]))).toBeLessThan(TOL);
-      const partners = Array.from({ length: partnersCount }, (_, j) => ({ phi: randomArray(layout.total, 20 + j), delta: randomArray(layout.total, 30 + j, 0.05) }));
-      const h = { alpha: 0.5, beta: 0.7, gamma: partnersCount === 0 ? 0.7 : 0.6 };
-      const got = await engine.applyOuter(partners, h);
-      const want = outerStep(theta, phi, m, partners, h.alpha, h.beta, h.gamma);
+      const mine = outerMessage(phi, theta);
+      expect(payload.phi).toEqual(mine.phi);
+      expect(relErr(payload.delta, mine.delta)).toBeLessThan(TOL);
+      const partners = Array.from({ length: c.partners }, (_, j) => ({ phi: randomArray(layout.total, 20 + j), delta: randomArray(layout.total, 30 + j, 0.05) }));
+      const h = { momentum: 0.5, lr: 0.7, consensus: c.diloco ? 0 : 0.7 };
+      const got = await engine.applyOuter(partners, { alpha: h.momentum, beta: h.lr, gamma: h.consensus });
+
+      const want = { phi: phi.slice(), momentum: m.slice(), theta: theta.slice() };
+      if (c.diloco) dilocoOuterStep(want, meanInto(new Float32Array(layout.total), [mine.delta, ...partners.map((p) => p.delta)]), h);
+      else nolocoOuterStep(want, [mine, ...partners], h);
       expect(relErr(got.phi, want.phi)).toBeLessThan(TOL);
-      expect(relErr(got.outerM, want.m)).toBeLessThan(TOL);
+      expect(relErr(got.outerM, want.momentum)).toBeLessThan(TOL);
       const st = await engine.readState();
-      expect(st.params).toEqual(st.phi); // θ <- φ
+      expect(relErr(st.params, want.theta)).toBeLessThan(TOL); // θ <- φ
+      expect(st.params).toEqual(st.phi);
       expect(st.step).toBe(7);
     });
   }

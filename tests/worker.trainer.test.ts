@@ -87,6 +87,7 @@ describe('Trainer (Node, Dawn)', () => {
     const bad = new Trainer({ gpu: nodeGpu });
     await expect(bad.init({ ...config, data: new Uint8Array(4) }, 1)).rejects.toThrow(/fewer than one window/);
     await expect(bad.init({ ...config, model: { ...model, d: 33 } }, 1)).rejects.toThrow(/d=33 is not divisible by heads=2/);
+    await expect(bad.init({ ...config, train: { ...config.train, outerMomentum: 1.5 } }, 1)).rejects.toThrow(/momentum alpha must be in \[0, 1\), got 1.5/);
     bad.dispose();
   });
 

@@ -19,6 +19,7 @@ import { GpuEngine } from '../gpu/engine.ts';
 import { DeviceLostError } from '../gpu/errors.ts';
 import { DEFAULT_TUNING, type Tuning } from '../gpu/kernels.ts';
 import { requirements } from '../gpu/limits.ts';
+import { validateOuterHyper } from '../train/outer.ts';
 import { STATE_FORMAT, STATE_VERSION, type OuterPayload, type TrainerConfig, type TrainerEvent, type TrainerInfo, type TrainerState } from './types.ts';
 
 export interface TrainerOptions {
@@ -297,6 +298,7 @@ function makeSetup(config: TrainerConfig, seed: number): Setup {
   const model = { ...config.model };
   validateModelConfig(model);
   const train = trainConfig(config.train ?? {}, model);
+  validateOuterHyper({ momentum: train.outerMomentum, lr: train.outerLr, consensus: train.consensus });
   if (!(config.data instanceof Uint8Array)) throw new TypeError('Trainer.init: config.data must be a Uint8Array of training tokens');
   if (config.data.length < train.seqLen + 1) {
     throw new RangeError(`Trainer.init: the training data has ${config.data.length} tokens, fewer than one window of seqLen + 1 = ${train.seqLen + 1}`);
