@@ -141,6 +141,7 @@ describe('mesh (in-memory links)', () => {
     const s = (swarm = new Swarm({ n: 6, transport: 'memory', elements: 512, init: { neighbours: { min: 1, max: 1 } }, seed: 9 }));
     await s.connected(1);
     const results = await runRounds(s, 6, 400);
+    if (process.env.DBG) console.log(JSON.stringify(results.map((rs) => rs.map((r) => `${r.partner}:${r.reason ?? "ok"}`))));
     const partners = new Map(s.peers.map((p, i) => [p.id, new Set(results[i].filter((r) => r.partner).map((r) => r.partner!))]));
     // With one neighbour each, pairing only via neighbours would give one partner per peer.
     expect([...partners.values()].some((set) => set.size >= 2)).toBe(true);

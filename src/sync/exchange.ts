@@ -141,7 +141,7 @@ export class ExchangeRun {
       if (r !== 'coordinator-down') return r;
     }
     const remaining = Math.max(0, this.waitMs - (mesh.clock.now() - this.t0));
-    this.direct = new DirectPairing(mesh, this.round, remaining);
+    this.direct = new DirectPairing(mesh, this.round, remaining, mesh.lastPartner);
     const onDestroy = () => this.direct?.cancel();
     this.onDestroy.push(onDestroy);
     const partner = await this.direct.result;
@@ -235,6 +235,7 @@ export class ExchangeRun {
       mesh.offence(partner, verdict.reason, verdict.detail);
       return this.solo('rejected', partner, pairMs, via, transferMs, budgetExtra, verdict.reason);
     }
+    mesh.lastPartner = partner;
     const received = outcome.phi.length + outcome.delta.length;
     mesh.estimator.observe(received, mesh.clock.now() - inbound.at);
     const result: PartnerPayload = {

@@ -158,6 +158,8 @@ export class MeshImpl implements Mesh {
   /** The coordinator did not answer a ready in time: pair through neighbours until it does. */
   coordinatorSuspect = false;
   run: ExchangeRun | null = null;
+  /** Partner of our last successful exchange (direct pairing avoids it for a while). */
+  lastPartner: string | null = null;
 
   private readonly links: LinkFactory;
   private readonly conns = new Map<string, Conn>();

@@ -3,6 +3,10 @@
 // other open question, so every peer ends with at most one partner. Two peers that asked each
 // other at once both say yes and pair. A yes that arrives after we moved on is answered with an
 // abort so the asker does not wait for us.
+//
+// Partners finish an exchange together, so equal-speed peers would find each other ready first
+// every round and never change partners; for the first quarter of the wait we neither ask nor
+// accept our last partner, which gives the others the chance to be found.
 import { pick } from './components.ts';
 import type { MeshImpl } from './mesh.ts';
 import type { ControlMessage } from '../protocol/messages.ts';
@@ -14,6 +18,8 @@ type PairAck = Extract<ControlMessage, { t: 'pair-ack' }>;
 const RETRY_JITTER_MS = 15;
 /** How often to look again when no neighbour is connected. */
 const NO_NEIGHBOUR_POLL_MS = 20;
+/** Fraction of the wait during which the last partner is skipped. */
+const AVOID_LAST_FRAC = 0.25;
 
 export class DirectPairing {
   private outstanding: { to: string; nonce: number; timer: unknown } | null = null;
@@ -23,8 +29,11 @@ export class DirectPairing {
   private resolve!: (peer: string | null) => void;
   readonly result: Promise<string | null>;
 
-  constructor(private readonly mesh: MeshImpl, private readonly round: number, budgetMs: number) {
+  private readonly avoidUntil: number;
+
+  constructor(private readonly mesh: MeshImpl, private readonly round: number, budgetMs: number, private readonly avoid: string | null = null) {
     this.result = new Promise((r) => { this.resolve = r; });
+    this.avoidUntil = mesh.clock.now() + AVOID_LAST_FRAC * budgetMs;
     this.later(() => this.finish(null), Math.max(0, budgetMs));
     this.attempt();
   }
@@ -37,7 +46,7 @@ export class DirectPairing {
   onRequest(from: string, msg: PairReq): void {
     const reply = (ok: boolean, reason?: string) =>
       this.mesh.sendControl(from, reason ? { t: 'pair-ack', nonce: msg.nonce, ok, reason } : { t: 'pair-ack', nonce: msg.nonce, ok });
-    if (this.finished || this.mesh.isBanned(from)) { reply(false, 'busy'); return; }
+    if (this.finished || this.mesh.isBanned(from) || this.avoiding(from)) { reply(false, 'busy'); return; }
     if (this.outstanding && this.outstanding.to !== from) { reply(false, 'busy'); return; }
     // Not asking anyone, or asking exactly this peer (crossed questions): yes.
     reply(true);
@@ -72,7 +81,7 @@ export class DirectPairing {
 
   private attempt(): void {
     if (this.finished || this.outstanding) return;
-    const to = pick(this.mesh.random, this.mesh.eligibleNeighbours());
+    const to = pick(this.mesh.random, this.mesh.eligibleNeighbours().filter((p) => !this.avoiding(p)));
     if (!to) { this.later(() => this.attempt(), NO_NEIGHBOUR_POLL_MS); return; }
     const nonce = this.mesh.randomU32();
     if (!this.mesh.sendControl(to, { t: 'pair-req', round: this.round, nonce })) {
@@ -85,6 +94,10 @@ export class DirectPairing {
       this.attempt();
     }, this.mesh.settings.pairRequestTimeoutMs);
     this.outstanding = { to, nonce, timer };
+  }
+
+  private avoiding(peer: string): boolean {
+    return peer === this.avoid && this.mesh.clock.now() < this.avoidUntil;
   }
 
   private clearOutstanding(): void {

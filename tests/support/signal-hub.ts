@@ -1,7 +1,7 @@
 // An in-memory coordinator for mesh tests: relays signals between peers of one run, keeps the
 // live peer list, pairs ready peers with the same ReadyPool rule as the server, records
 // reports, and can be stopped and started to simulate the coordinator going down.
-import { ReadyPool } from '../../src/protocol/ready-pool.ts';
+import { ReadyPool, type PoolMatch } from '../../src/protocol/ready-pool.ts';
 import type { Signaling, SignalingEventMap } from '../../src/protocol/signaling.ts';
 import { Emitter } from '../../src/sync/emitter.ts';
 
@@ -21,9 +21,15 @@ export class SignalHub {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private seq = 0;
   readonly latencyMs: number;
+  private random: () => number;
+
+  private newPool(): ReadyPool {
+    return new ReadyPool(this.random, { liveCount: () => [...this.clients.values()].filter((c) => c.connected).length });
+  }
 
   constructor(opts: HubOptions = {}) {
-    this.pool = new ReadyPool(opts.random ?? Math.random);
+    this.random = opts.random ?? Math.random;
+    this.pool = this.newPool();
     this.latencyMs = opts.latencyMs ?? 1;
   }
 
@@ -37,7 +43,7 @@ export class SignalHub {
 
   leave(id: string): void {
     this.clients.delete(id);
-    this.pool.remove(id);
+    this.pool.forget(id);
     if (this.running) this.broadcastPeers();
   }
 
@@ -46,13 +52,13 @@ export class SignalHub {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    this.pool = new ReadyPool(Math.random);
+    this.pool = this.newPool(); // the coordinator's memory is gone
     for (const c of this.clients.values()) c.drop('coordinator stopped');
   }
 
-  start(random: () => number = Math.random): void {
+  start(): void {
     this.running = true;
-    this.pool = new ReadyPool(random);
+    this.pool = this.newPool();
     for (const c of this.clients.values()) this.later(() => c.accept());
     this.later(() => this.broadcastPeers());
   }
@@ -69,30 +75,34 @@ export class SignalHub {
   ready(peer: string, round: number, waitMs: number): void {
     if (!this.running) return;
     const m = this.pool.enter(peer, round, waitMs, performance.now());
-    if (m) {
-      this.pairings.push({ a: m.initiator.peer, b: m.responder.peer, roundA: m.initiator.round, roundB: m.responder.round });
-      this.send(m.initiator.peer, 'paired', { round: m.initiator.round, partner: m.responder.peer, initiator: true });
-      this.send(m.responder.peer, 'paired', { round: m.responder.round, partner: m.initiator.peer, initiator: false });
-    }
-    this.armExpiry();
+    if (m) this.announce(m);
+    this.armTimer();
   }
 
   report(from: string, peer: string, reason: string): void {
     if (this.running) this.reports.push({ from, peer, reason });
   }
 
-  private armExpiry(): void {
+  private announce(m: PoolMatch): void {
+    this.pairings.push({ a: m.initiator.peer, b: m.responder.peer, roundA: m.initiator.round, roundB: m.responder.round });
+    this.send(m.initiator.peer, 'paired', { round: m.initiator.round, partner: m.responder.peer, initiator: true });
+    this.send(m.responder.peer, 'paired', { round: m.responder.round, partner: m.initiator.peer, initiator: false });
+  }
+
+  private armTimer(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    const t = this.pool.nextExpiry();
+    const t = this.pool.nextDeadline();
     if (t === null) return;
     this.timer = setTimeout(() => {
       this.timer = null;
-      for (const e of this.pool.expire(performance.now())) {
+      const { matches, expired } = this.pool.tick(performance.now());
+      for (const m of matches) this.announce(m);
+      for (const e of expired) {
         this.solos.push({ peer: e.peer, round: e.round });
         this.send(e.peer, 'paired', { round: e.round, partner: null, initiator: false });
       }
-      this.armExpiry();
+      this.armTimer();
     }, Math.max(0, t - performance.now()));
   }
 

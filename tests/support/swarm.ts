@@ -58,7 +58,7 @@ export class Swarm {
       random: seededRandom((opts.seed ?? 1) * 1000 + this.peers.length + 1),
       logger: opts.verbose ? consoleLogger(`[${id}]`, true) : silentLogger,
     });
-    const peer = { id, client, mesh, results: [] };
+    const peer: SwarmPeer = { id, client, mesh, results: [] };
     mesh.on('exchange', (r) => peer.results.push(r));
     this.peers.push(peer);
     return peer;
