@@ -1,9 +1,10 @@
 // Installs what `npm start` / `npm test` need on a fresh clone, using only Node built-ins:
-//   - node_modules (npm ci) when missing or older than package-lock.json;
+//   - node_modules (npm ci) when it does not match package-lock.json (never into a symlinked,
+//     shared node_modules: that only gets an error);
 //   - with --browser or --gpu: Debian's chromium (its SwiftShader Vulkan driver serves Dawn in
 //     Node too) and libvulkan1, through apt-get when root; otherwise a clear error.
 import { execSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
@@ -11,20 +12,48 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = new Set(process.argv.slice(2));
 const run = (cmd) => execSync(cmd, { cwd: root, stdio: 'inherit' });
 
-function ensureNodeModules() {
-  const marker = join(root, 'node_modules', '.package-lock.json');
-  const lock = join(root, 'package-lock.json');
-  const stale = !existsSync(marker) || statSync(marker).mtimeMs < statSync(lock).mtimeMs;
-  if (stale) {
-    console.log('[murmur] installing dependencies (npm ci)...');
-    run('npm ci --no-audit --no-fund');
+// Stale = some package the lockfile pins is missing from node_modules or at another version.
+// Compared by content (npm's hidden lockfile), not mtimes: a git checkout touches
+// package-lock.json and would otherwise look newer than a perfectly good install.
+function staleNodeModules() {
+  const hidden = join(root, 'node_modules', '.package-lock.json');
+  if (!existsSync(hidden)) return 'node_modules is missing';
+  const want = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')).packages ?? {};
+  const have = JSON.parse(readFileSync(hidden, 'utf8')).packages ?? {};
+  for (const [path, pkg] of Object.entries(want)) {
+    // '' is the project itself; optional entries are other platforms' binaries (never installed here).
+    if (path === '' || pkg.optional || pkg.link) continue;
+    if (have[path]?.version !== pkg.version) return `${path} is ${have[path]?.version ?? 'missing'}, lockfile wants ${pkg.version}`;
   }
+  return null;
+}
+
+function ensureNodeModules() {
+  const why = staleNodeModules();
+  if (!why) return;
+  // A symlinked node_modules is an install shared with other checkouts: `npm ci` would first
+  // empty the directory it points to, under everyone using it. Never do that from here.
+  if (lstatSync(join(root, 'node_modules'), { throwIfNoEntry: false })?.isSymbolicLink()) {
+    console.error(`[murmur] node_modules is a shared (symlinked) install and out of date: ${why}. ` +
+      'Update it where it lives (npm ci in that checkout), not from here.');
+    process.exit(1);
+  }
+  console.log(`[murmur] installing dependencies (npm ci): ${why}`);
+  run('npm ci --no-audit --no-fund');
 }
 
 const CHROMIUM = '/usr/bin/chromium';
 const ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+// Dawn (Node) and Chromium both load the Vulkan loader libvulkan.so.1 (Debian: libvulkan1).
+// ldconfig lives in /sbin, which is not on a normal user's PATH; fall back to the usual paths.
 const hasVulkanLoader = () => {
-  try { return execSync('ldconfig -p', { encoding: 'utf8' }).includes('libvulkan.so.1'); } catch { return false; }
+  for (const ldconfig of ['ldconfig', '/sbin/ldconfig', '/usr/sbin/ldconfig']) {
+    try {
+      return execSync(`${ldconfig} -p`, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).includes('libvulkan.so.1');
+    } catch { /* try the next */ }
+  }
+  return ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib/x86_64-linux-gnu']
+    .some((dir) => existsSync(join(dir, 'libvulkan.so.1')));
 };
 
 function ensureSystemPackages() {

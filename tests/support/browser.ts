@@ -1,0 +1,128 @@
+// Browser test harness: a Vite dev server (the repo's vite.config.ts, root = repo root) on
+// 127.0.0.1 and a free port, and Debian's headless Chromium driven by playwright-core.
+//
+//   let h: BrowserHarness;
+//   beforeAll(async () => { h = await startBrowser(); });
+//   afterAll(() => h?.close());
+//   it('...', async () => { const page = await h.openPage('/tests/browser/pages/smoke.html'); ... });
+//
+// Pages live in tests/browser/pages/. http://127.0.0.1 is a secure context, so navigator.gpu
+// exists there (and in the page's workers). Console output and page errors are forwarded to the
+// test log; pageErrors(page) lists uncaught errors so a test can assert there were none.
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { createServer, type ViteDevServer } from 'vite';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CHROMIUM = '/usr/bin/chromium';
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--enable-unsafe-webgpu', // WebGPU on Linux is still behind this flag
+  '--enable-features=Vulkan', // Dawn's Vulkan backend: SwiftShader when there is no GPU driver
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+];
+
+export interface BrowserHarness {
+  /** e.g. http://127.0.0.1:41234 */
+  baseUrl: string;
+  browser: Browser;
+  /** A fresh page (own context) at baseUrl + path, loaded. */
+  openPage(path: string): Promise<Page>;
+  /** Stops the browser and the server; safe to call twice. */
+  close(): Promise<void>;
+}
+
+export interface BrowserOptions {
+  /** Extra Chromium flags (e.g. --disable-features=WebRtcHideLocalIpsWithMdns). */
+  args?: string[];
+  /** The Chromium binary; default /usr/bin/chromium (Debian's, which ships SwiftShader). */
+  executablePath?: string;
+  /** Bare imports to pre-bundle up front (CommonJS packages such as simple-peer need it). */
+  optimizeDeps?: string[];
+}
+
+const errorsByPage = new WeakMap<Page, Error[]>();
+
+/** Uncaught errors (pageerror events) seen on this page so far. */
+export function pageErrors(page: Page): Error[] {
+  return errorsByPage.get(page) ?? [];
+}
+
+export async function startBrowser(opts: BrowserOptions = {}): Promise<BrowserHarness> {
+  const executablePath = opts.executablePath ?? CHROMIUM;
+  if (!existsSync(executablePath)) {
+    throw new Error(`Chromium not found at ${executablePath}: install Debian's chromium package ` +
+      '(apt-get install chromium libvulkan1; `npm test` does it through scripts/ensure.mjs when run as root).');
+  }
+  // Pre-bundled deps go to a private cache: the default (node_modules/.vite) is shared by every
+  // worktree through the node_modules symlink, and concurrent test files would race on it.
+  const cacheDir = await mkdtemp(join(tmpdir(), 'murmur-vite-'));
+  let server: ViteDevServer | undefined;
+  let browser: Browser | undefined;
+  const close = async (): Promise<void> => {
+    const b = browser, s = server;
+    browser = undefined; server = undefined;
+    await b?.close().catch(() => {});
+    await s?.close().catch(() => {});
+    await rm(cacheDir, { recursive: true, force: true });
+  };
+  try {
+    server = await createServer({
+      configFile: join(ROOT, 'vite.config.ts'),
+      root: ROOT,
+      cacheDir,
+      logLevel: 'warn',
+      clearScreen: false,
+      // No file watching or HMR: pages load once per test, and the machine is shared.
+      server: { host: '127.0.0.1', port: 0, strictPort: true, hmr: false, watch: null },
+      // Crawl the test pages (and the workers they start) at startup and hold requests until
+      // done, so a dependency found late never triggers a full reload in the middle of a test.
+      optimizeDeps: {
+        entries: ['tests/browser/pages/**/*.html', 'tests/browser/pages/**/*.ts'],
+        include: ['comlink', ...(opts.optimizeDeps ?? [])],
+        holdUntilCrawlEnd: true,
+      },
+    });
+    await server.listen();
+    const address = server.httpServer?.address() as AddressInfo | null;
+    if (!address || typeof address === 'string') throw new Error('Vite dev server did not report a TCP port');
+    const baseUrl = `http://127.0.0.1:${address.port}`;
+
+    browser = await chromium.launch({ executablePath, args: [...CHROMIUM_ARGS, ...(opts.args ?? [])] });
+    const b = browser;
+
+    const openPage = async (path: string): Promise<Page> => {
+      const context = await b.newContext();
+      const page = await context.newPage();
+      const errors: Error[] = [];
+      errorsByPage.set(page, errors);
+      page.on('console', (m) => {
+        const line = `[browser ${m.type()}] ${m.text()}`;
+        (m.type() === 'error' || m.type() === 'warning' ? console.warn : console.log)(line);
+      });
+      page.on('pageerror', (e) => {
+        errors.push(e);
+        console.error(`[browser pageerror] ${e.stack ?? e.message}`);
+      });
+      // Chromium's console says only "404 (Not Found)"; name the URL.
+      page.on('response', (r) => { if (r.status() >= 400) console.warn(`[browser http ${r.status()}] ${r.url()}`); });
+      page.on('worker', (w) => w.on('close', () => console.log(`[browser] worker closed: ${w.url()}`)));
+      const response = await page.goto(baseUrl + path);
+      if (!response?.ok()) throw new Error(`GET ${path} gave HTTP ${response?.status()}: is the page under tests/browser/pages/?`);
+      return page;
+    };
+    return { baseUrl, browser, openPage, close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
