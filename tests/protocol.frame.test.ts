@@ -7,7 +7,7 @@ import {
   type ChunkHeader,
 } from '../src/protocol/frame.ts';
 import { FrameError } from '../src/protocol/errors.ts';
-import { parseControl } from '../src/protocol/messages.ts';
+import { parseControl } from '../src/protocol/peer-messages.ts';
 
 function randomBytes(n: number, seed: number): Uint8Array {
   const out = new Uint8Array(n);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  bf16ToF32, compressionForRun, decodeBf16, encodeBf16, f32ToBf16,
   decodeF16, decodeTensor, dequantizeQ8, encodeF16, encodeTensor, f16ToF32, f32ToF16, quantizeQ8,
 } from '../src/sync/compress.ts';
 import { Q8_BLOCK, payloadBytes } from '../src/protocol/frame.ts';
@@ -39,6 +40,30 @@ describe('f16', () => {
       if (Math.abs(x[i]) < 2 ** -14) continue;
       expect(Math.abs(y[i] - x[i])).toBeLessThanOrEqual(Math.abs(x[i]) * 2 ** -11);
     }
+  });
+});
+
+describe('bf16', () => {
+  it('rounds to nearest even on the upper half and keeps f32 range', () => {
+    const cases: [number, number][] = [
+      [1, 0x3f80], [-2, 0xc000], [0, 0], [1 + 2 ** -8, 0x3f80], [1 + 3 * 2 ** -8, 0x3f82], [3e38, 0x7f62],
+      [Infinity, 0x7f80], [3.4028234663852886e38, 0x7f80],
+    ];
+    for (const [x, h] of cases) expect(f32ToBf16(x).toString(16), `bf16(${x})`).toBe(h.toString(16));
+    expect(Number.isNaN(bf16ToF32(f32ToBf16(NaN)))).toBe(true);
+    const x = normals(5000, 3, 0.05);
+    const y = decodeBf16(encodeBf16(x), x.length);
+    for (let i = 0; i < x.length; i++) {
+      expect(y[i]).toBe(bf16ToF32(f32ToBf16(x[i])));
+      expect(Math.abs(y[i] - x[i])).toBeLessThanOrEqual(Math.abs(x[i]) * 2 ** -8);
+    }
+  });
+
+  it('maps the run setting names', () => {
+    expect(compressionForRun('none')).toEqual({ phi: 'f32', delta: 'f32' });
+    expect(compressionForRun('int8')).toEqual({ phi: 'f16', delta: 'q8' });
+    expect(compressionForRun('bf16')).toEqual({ phi: 'bf16', delta: 'bf16' });
+    expect(() => compressionForRun('zstd')).toThrow(/unknown compression "zstd"/);
   });
 });
 
@@ -92,7 +117,7 @@ describe('q8 blockwise', () => {
 
   it('encodeTensor copies, so the caller may overwrite its buffer at once', () => {
     const x = normals(300, 9);
-    for (const dtype of ['f32', 'f16', 'q8'] as const) {
+    for (const dtype of ['f32', 'f16', 'bf16', 'q8'] as const) {
       const bytes = encodeTensor(dtype, x);
       const before = decodeTensor(dtype, bytes, x.length).slice();
       const saved = x.slice();

@@ -5,7 +5,7 @@
 //
 //   tensor chunk (type 1), little-endian:
 //     0  u32 magic 'MRMR'        4  u8 version        5  u8 type = 1
-//     6  u8  kind (phi|delta|state)                    7  u8 dtype (f32|f16|q8)
+//     6  u8  kind (phi|delta|state)                    7  u8 dtype (f32|f16|q8|bf16)
 //     8  u32 transfer id         12 u32 outer round of the sender
 //     16 u32 elements            20 u32 total payload bytes of the whole tensor
 //     24 u32 chunk size          28 u32 chunk index   32 u32 chunk count
@@ -38,7 +38,7 @@ const MAX_ID_BYTES = 255;
 
 export const KINDS = { phi: 1, delta: 2, state: 3 } as const;
 export type TensorKind = keyof typeof KINDS;
-export const DTYPES = { f32: 1, f16: 2, q8: 3 } as const;
+export const DTYPES = { f32: 1, f16: 2, q8: 3, bf16: 4 } as const;
 export type Dtype = keyof typeof DTYPES;
 const KIND_NAMES = invert(KINDS);
 const DTYPE_NAMES = invert(DTYPES);
@@ -50,7 +50,8 @@ export const Q8_BLOCK = 128;
 export function payloadBytes(dtype: Dtype, elements: number): number {
   switch (dtype) {
     case 'f32': return 4 * elements;
-    case 'f16': return 2 * elements;
+    case 'f16':
+    case 'bf16': return 2 * elements;
     // q8: f32 scale per block, then one int8 per element (scales first keeps them 4-aligned).
     case 'q8': return 4 * Math.ceil(elements / Q8_BLOCK) + elements;
   }

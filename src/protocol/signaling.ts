@@ -36,6 +36,6 @@ export interface Signaling {
    * mesh's error code and detail). Optional so a client without it still type-checks; the
    * mesh queues reports while the coordinator is down.
    */
-  report?(peer: string, reason: string): void;
+  reportOffender?(peer: string, reason: string): void;
   on<K extends keyof SignalingEventMap>(event: K, fn: (e: SignalingEventMap[K]) => void): () => void;
 }

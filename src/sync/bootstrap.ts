@@ -2,7 +2,7 @@
 // random live neighbour, as one 'state' tensor (φ ‖ m, f32) verified like any other transfer.
 // Without an answer the caller falls back to the coordinator's newest checkpoint.
 import { FrameError } from '../protocol/errors.ts';
-import type { ControlMessage } from '../protocol/messages.ts';
+import type { ControlMessage } from '../protocol/peer-messages.ts';
 import { pick, sleep } from './components.ts';
 import { BootstrapError } from './errors.ts';
 import type { Conn, MeshImpl } from './mesh.ts';

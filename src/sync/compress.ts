@@ -1,5 +1,5 @@
 // Tensor encodings on the wire: f32 (exact), f16 for φ (half the bytes, relative error <= 2^-11),
-// and q8 for Δ: int8 per element with one f32 scale per block of Q8_BLOCK values (a quarter of
+// bf16 (half the bytes, f32's range, relative error <= 2^-8), and q8 for Δ: int8 per element with one f32 scale per block of Q8_BLOCK values (a quarter of
 // the bytes). q8 is lossy, so the sender keeps what rounding dropped (error feedback) and adds it
 // to the next Δ it sends: over rounds nothing is lost, only delayed.
 import { Q8_BLOCK, payloadBytes, type Dtype } from '../protocol/frame.ts';
@@ -38,6 +38,19 @@ export function f32ToF16(x: number): number {
   const rem = mant & 0x1fff;
   if (rem > 0x1000 || (rem === 0x1000 && (h & 1) === 1)) h++; // carry may reach Inf: correct
   return h;
+}
+
+/** bfloat16 bits of `x`: the upper half of its f32 bits, rounded to nearest, ties to even. */
+export function f32ToBf16(x: number): number {
+  f32Box[0] = x;
+  const b = u32Box[0];
+  if ((b & 0x7f800000) === 0x7f800000 && (b & 0x7fffff) !== 0) return (b >>> 16) | 0x40; // keep NaN a NaN
+  return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff; // a carry into the exponent is correct rounding
+}
+
+export function bf16ToF32(h: number): number {
+  u32Box[0] = (h & 0xffff) << 16;
+  return f32Box[0];
 }
 
 let f16Table: Float32Array | null = null;
@@ -125,11 +138,32 @@ export function decodeF16(bytes: Uint8Array, elements: number): Float32Array {
   return out;
 }
 
+export function encodeBf16(src: Float32Array): Uint8Array {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  const h = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    const b = bits[i];
+    h[i] = (b & 0x7f800000) === 0x7f800000 && (b & 0x7fffff) !== 0 ? (b >>> 16) | 0x40 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+  }
+  return new Uint8Array(h.buffer);
+}
+
+export function decodeBf16(bytes: Uint8Array, elements: number): Float32Array {
+  if (bytes.length !== 2 * elements) throw new CompressionError(`bf16 payload of ${bytes.length} bytes, ${elements} elements need ${2 * elements}`);
+  const aligned = alignedCopy(bytes);
+  const h = new Uint16Array(aligned.buffer, aligned.byteOffset, elements);
+  const out = new Float32Array(elements);
+  const bits = new Uint32Array(out.buffer);
+  for (let i = 0; i < elements; i++) bits[i] = h[i] << 16;
+  return out;
+}
+
 /** Encode a tensor for the wire. The bytes are a fresh copy: the caller may reuse `src` at once. */
 export function encodeTensor(dtype: Dtype, src: Float32Array, residual?: Float32Array): Uint8Array {
   switch (dtype) {
     case 'f32': return new Uint8Array(src.slice().buffer);
     case 'f16': return encodeF16(src);
+    case 'bf16': return encodeBf16(src);
     case 'q8': return quantizeQ8(src, residual);
   }
 }
@@ -142,6 +176,7 @@ export function decodeTensor(dtype: Dtype, bytes: Uint8Array, elements: number):
       return new Float32Array(a.buffer, a.byteOffset, elements);
     }
     case 'f16': return decodeF16(bytes, elements);
+    case 'bf16': return decodeBf16(bytes, elements);
     case 'q8': return dequantizeQ8(bytes, elements);
   }
 }
@@ -153,8 +188,26 @@ function alignedCopy(bytes: Uint8Array): Uint8Array {
 
 /** Run setting: which encodings peers use. Off (f32 both) until the simulator shows no loss regression. */
 export interface CompressionSetting {
-  phi: 'f32' | 'f16';
-  delta: 'f32' | 'q8';
+  phi: 'f32' | 'f16' | 'bf16';
+  /** q8 only for Δ: its error feedback lives with the sender across rounds; φ has no such memory. */
+  delta: 'f32' | 'f16' | 'bf16' | 'q8';
 }
 
 export const NO_COMPRESSION: CompressionSetting = { phi: 'f32', delta: 'f32' };
+export const PHI_DTYPES: readonly Dtype[] = ['f32', 'f16', 'bf16'];
+export const DELTA_DTYPES: readonly Dtype[] = ['f32', 'f16', 'bf16', 'q8'];
+
+/**
+ * The coordinator's run setting (RunInfo.compression) as mesh encodings: 'none' sends f32;
+ * 'fp16' and 'bf16' halve both tensors; 'int8' sends φ as f16 and Δ as blockwise int8 with
+ * error feedback (about 3.6x fewer bytes per exchange).
+ */
+export function compressionForRun(name: string): CompressionSetting {
+  switch (name) {
+    case 'none': return { phi: 'f32', delta: 'f32' };
+    case 'fp16': return { phi: 'f16', delta: 'f16' };
+    case 'bf16': return { phi: 'bf16', delta: 'bf16' };
+    case 'int8': return { phi: 'f16', delta: 'q8' };
+    default: throw new CompressionError(`unknown compression "${name}"; expected none, fp16, bf16 or int8`);
+  }
+}

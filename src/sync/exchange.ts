@@ -8,7 +8,7 @@
 // Every wait is bounded: pairing by the caller's wait, connecting by connectTimeoutMs, the
 // transfer by the deadline. A closed link or a partner's abort ends the wait at once.
 import { FrameError, SizeError } from '../protocol/errors.ts';
-import type { ControlMessage, Announce } from '../protocol/messages.ts';
+import type { ControlMessage, Announce } from '../protocol/peer-messages.ts';
 import { chunkHeaderBytes, maxChunkSize, payloadBytes, type Dtype } from '../protocol/frame.ts';
 import { decodeTensor, encodeTensor } from './compress.ts';
 import { LinkClosedError, MeshDestroyedError, PayloadError } from './errors.ts';

@@ -3,10 +3,10 @@
 // (bootstrap.ts) run on top of it. Built js-libp2p style: createMesh(init)(components).
 import { decodeFrame, encodeControl } from '../protocol/frame.ts';
 import { FrameError } from '../protocol/errors.ts';
-import { parseControl, type ControlMessage } from '../protocol/messages.ts';
+import { parseControl, type ControlMessage } from '../protocol/peer-messages.ts';
 import type { Signaling } from '../protocol/signaling.ts';
 import { isConfigHash } from '../protocol/hash.ts';
-import { NO_COMPRESSION, type CompressionSetting } from './compress.ts';
+import { DELTA_DTYPES, NO_COMPRESSION, PHI_DTYPES, type CompressionSetting } from './compress.ts';
 import { pick, silentLogger, systemClock, type Clock, type Logger } from './components.ts';
 import { Emitter } from './emitter.ts';
 import { ConnectTimeoutError, LinkClosedError, MeshBusyError, MeshConfigError, MeshDestroyedError } from './errors.ts';
@@ -93,8 +93,8 @@ function resolveSettings(init: MeshInit): MeshSettings {
     throw new MeshConfigError(`deadline needs 0 < minMs <= maxMs and multiple >= 1, got ${JSON.stringify(deadline)}`);
   }
   const compression = { ...NO_COMPRESSION, ...init.compression };
-  if (!['f32', 'f16'].includes(compression.phi) || !['f32', 'q8'].includes(compression.delta)) {
-    throw new MeshConfigError(`compression must be {phi: f32|f16, delta: f32|q8}, got ${JSON.stringify(compression)}`);
+  if (!PHI_DTYPES.includes(compression.phi) || !DELTA_DTYPES.includes(compression.delta)) {
+    throw new MeshConfigError(`compression must be {phi: ${PHI_DTYPES.join('|')}, delta: ${DELTA_DTYPES.join('|')}}, got ${JSON.stringify(compression)}`);
   }
   return {
     runId: init.runId,
@@ -566,7 +566,7 @@ export class MeshImpl implements Mesh {
   }
 
   private flushReports(): void {
-    if (!this.signaling.connected || !this.signaling.report) return;
-    for (const [peer, reason] of this.reports.splice(0)) this.signaling.report(peer, reason);
+    if (!this.signaling.connected || !this.signaling.reportOffender) return;
+    for (const [peer, reason] of this.reports.splice(0)) this.signaling.reportOffender(peer, reason);
   }
 }

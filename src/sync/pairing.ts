@@ -9,7 +9,7 @@
 // accept our last partner, which gives the others the chance to be found.
 import { pick } from './components.ts';
 import type { MeshImpl } from './mesh.ts';
-import type { ControlMessage } from '../protocol/messages.ts';
+import type { ControlMessage } from '../protocol/peer-messages.ts';
 
 type PairReq = Extract<ControlMessage, { t: 'pair-req' }>;
 type PairAck = Extract<ControlMessage, { t: 'pair-ack' }>;

@@ -157,7 +157,7 @@ export class HubClient implements Signaling {
     if (this.connected) this.hub.ready(this.id, round, waitMs);
   }
 
-  report(peer: string, reason: string): void {
+  reportOffender(peer: string, reason: string): void {
     if (this.connected) this.hub.report(this.id, peer, reason);
   }
 
