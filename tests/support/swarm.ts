@@ -49,7 +49,7 @@ export class Swarm {
     if (opts.wrap) links = opts.wrap(id, links);
     const init: MeshInit = {
       runId: 'test-run', configHash: CONFIG_HASH, elements: opts.elements,
-      neighbours: { min: Math.min(4, opts.n - 1), max: Math.min(8, opts.n - 1) },
+      neighbours: { min: Math.max(1, Math.min(4, opts.n - 1)), max: Math.max(1, Math.min(8, opts.n - 1)) },
       maintainMs: 50, connectTimeoutMs: 5_000,
       ...opts.init, ...opts.initFor?.(id),
     };
@@ -104,4 +104,14 @@ export function syntheticPayload(n: number, peerIndex: number, round: number): O
   const off = gaussian(n, 100 + peerIndex, 1e-3);
   const phi = base.map((x, i) => x + off[i]);
   return { phi, delta: gaussian(n, 10_000 + peerIndex * 1000 + round, 1e-3) };
+}
+
+/**
+ * Exact equality of two float arrays, reporting only the first difference: vitest's toEqual
+ * would render a diff of 100K elements on failure, which takes minutes.
+ */
+export function sameFloats(a: Float32Array, b: Float32Array): string {
+  if (a.length !== b.length) return `lengths ${a.length} != ${b.length}`;
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return `first difference at ${i}: ${a[i]} != ${b[i]}`;
+  return 'same';
 }
