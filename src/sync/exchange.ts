@@ -84,6 +84,8 @@ export class ExchangeRun {
   private abortSend = { aborted: false, reason: '' };
   private readonly t0: number;
   private bytesSent = 0;
+  /** Grows as the exchange enters each bounded phase: connect timeout, then transfer deadline. */
+  private budgetExtra = 0;
 
   constructor(
     private readonly mesh: MeshImpl,
@@ -119,6 +121,7 @@ export class ExchangeRun {
       this.partner = p.partner;
       if (mesh.isBanned(p.partner)) return this.solo('banned-partner', p.partner, pairMs, p.via);
       this.phase = 'connecting';
+      this.budgetExtra += mesh.settings.connectTimeoutMs;
       try {
         await this.guard(mesh.ensureOpen(p.partner, p.initiator, mesh.settings.connectTimeoutMs));
       } catch (err) {
@@ -188,6 +191,7 @@ export class ExchangeRun {
     const tStart = mesh.clock.now();
     const deadlineMs = mesh.estimator.deadlineMs(payloadBytes(s.compression.phi, n) + payloadBytes(s.compression.delta, n));
     this.phase = 'transfer';
+    this.budgetExtra += deadlineMs;
 
     // Our half: encode (copies, so the caller may overwrite its buffers), announce, stream.
     if (s.compression.delta === 'q8' && !mesh.residual) mesh.residual = new Float32Array(n);
@@ -217,12 +221,11 @@ export class ExchangeRun {
       if (early) { this.stash.delete(partner); this.adopt(early); }
     });
     const transferMs = mesh.clock.now() - tStart;
-    const budgetExtra = s.connectTimeoutMs + deadlineMs;
     if (outcome.kind === 'destroyed') throw new MeshDestroyedError('exchange');
     if (outcome.kind === 'solo') {
       this.stopAndAbort(partner, outcome.reason);
       if (outcome.reason === 'rejected') mesh.offence(partner, outcome.code ?? 'rejected', outcome.detail ?? '');
-      return this.solo(outcome.reason, partner, pairMs, via, transferMs, budgetExtra, outcome.code);
+      return this.solo(outcome.reason, partner, pairMs, via, transferMs, outcome.code);
     }
 
     // Everything arrived and matched its checksum: now judge the values.
@@ -233,7 +236,7 @@ export class ExchangeRun {
     if (!verdict.ok) {
       this.stopAndAbort(partner, 'rejected');
       mesh.offence(partner, verdict.reason, verdict.detail);
-      return this.solo('rejected', partner, pairMs, via, transferMs, budgetExtra, verdict.reason);
+      return this.solo('rejected', partner, pairMs, via, transferMs, verdict.reason);
     }
     mesh.lastPartner = partner;
     const received = outcome.phi.length + outcome.delta.length;
@@ -243,7 +246,7 @@ export class ExchangeRun {
       deltaNorm: verdict.deltaNorm, phiDistance: verdict.phiDistance, clipped: verdict.clipped,
     };
     return {
-      ...this.base(partner, pairMs, via, transferMs, budgetExtra),
+      ...this.base(partner, pairMs, via, transferMs),
       outcome: 'paired', payload: result, reason: null, rejection: null,
       bytesReceived: wireBytes(s.runId, partner, outcome.phi.length, undefined) + wireBytes(s.runId, partner, outcome.delta.length, undefined),
     };
@@ -397,23 +400,23 @@ export class ExchangeRun {
     }
   }
 
-  private base(partner: string | null, pairMs: number, via: 'coordinator' | 'direct' | null, transferMs: number, budgetExtra: number) {
+  private base(partner: string | null, pairMs: number, via: 'coordinator' | 'direct' | null, transferMs: number) {
     const s = this.mesh.settings;
     const pairBudget = this.waitMs + (this.viaCoordinator ? s.coordinatorGraceMs : 0);
     return {
       round: this.round, partner, via, pairMs, transferMs,
       elapsedMs: this.mesh.clock.now() - this.t0,
-      budgetMs: pairBudget + budgetExtra,
+      budgetMs: pairBudget + this.budgetExtra,
       bytesSent: this.bytesSent,
     };
   }
 
   private solo(
     reason: SoloReason, partner: string | null, pairMs: number, via: 'coordinator' | 'direct' | null = null,
-    transferMs = 0, budgetExtra = 0, rejection?: string,
+    transferMs = 0, rejection?: string,
   ): ExchangeResult {
     return {
-      ...this.base(partner, pairMs, via, transferMs, budgetExtra),
+      ...this.base(partner, pairMs, via, transferMs),
       outcome: 'solo', payload: null, reason, rejection: rejection ?? null, bytesReceived: 0,
     };
   }

@@ -115,3 +115,18 @@ export function sameFloats(a: Float32Array, b: Float32Array): string {
   for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return `first difference at ${i}: ${a[i]} != ${b[i]}`;
   return 'same';
 }
+
+/**
+ * Watches this process's event-loop lag. A timer can fire no earlier than the loop gets to it:
+ * on a loaded machine "never past the deadline" means within the deadline plus this lag.
+ */
+export function lagMonitor(periodMs = 20): { readonly max: number; stop(): void } {
+  let max = 0;
+  let last = performance.now();
+  const iv = setInterval(() => {
+    const now = performance.now();
+    max = Math.max(max, now - last - periodMs);
+    last = now;
+  }, periodMs);
+  return { get max() { return max; }, stop: () => clearInterval(iv) };
+}
