@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { chaosLinks, corruptPayload } from './support/chaos.ts';
 import { Swarm, gaussian, sameFloats } from './support/swarm.ts';
 import type { BootState } from '../src/sync/types.ts';
+import { joinRun } from '../src/sync/replica.ts';
 
 let swarm: Swarm | null = null;
 afterEach(() => { swarm?.destroy(); swarm = null; });
@@ -83,5 +84,30 @@ describe('bootstrap from a live peer', () => {
     s.peers[0].mesh.serveState(() => state(1));
     expect(await joiner.mesh.bootstrap({ timeoutMs: 1000, tries: 1 })).toBeNull();
     expect(served).toBe(1);
+  });
+});
+
+describe('joinRun', () => {
+  it('prefers a live peer, then the checkpoint, then a fresh start', async () => {
+    const s = (swarm = new Swarm({ n: 1, transport: 'memory', elements: n, init: { neighbours: { min: 2, max: 3 } } }));
+    const ckpt = state(99);
+    const joiner = s.add('newcomer');
+    await s.connected(1);
+    let asked = 0;
+    const checkpoint = async () => { asked++; return ckpt; };
+    // Nobody serves: the checkpoint.
+    expect(await joinRun(joiner.mesh, { checkpoint, timeoutMs: 2000, tries: 1 })).toMatchObject({ source: 'checkpoint', state: { innerStep: ckpt.innerStep, from: 'checkpoint' } });
+    expect(asked).toBe(1);
+    // No checkpoint either: fresh.
+    expect(await joinRun(joiner.mesh, { checkpoint: async () => null, timeoutMs: 300, tries: 1 })).toEqual({ source: 'fresh', state: null });
+    // A live peer serves: the peer, and the checkpoint is not fetched.
+    const server = s.add('server');
+    server.mesh.serveState(() => state(5));
+    await s.connected(2, 5000, [joiner]);
+    const got = await joinRun(joiner.mesh, { checkpoint, timeoutMs: 3000, tries: 2 });
+    expect(got.source).toBe('peer');
+    expect(got.state!.from).toBe('server');
+    expect(got.state!.innerStep).toBe(state(5).innerStep);
+    expect(asked).toBe(1);
   });
 });

@@ -96,8 +96,9 @@ export class ExchangeRun {
     this.t0 = mesh.clock.now();
   }
 
+  /** Whether `peer`'s link is in use by this round (housekeeping must not close it). */
   involves(peer: string): boolean {
-    return this.partner === peer || this.direct?.asking === peer;
+    return this.partner === peer || this.expectedPartner === peer || this.direct?.asking === peer;
   }
 
   async start(): Promise<ExchangeResult> {

@@ -3,7 +3,7 @@
 // the GPU trainer in a Web Worker (worker-bridge.ts) and the tests all implement this one
 // interface; the mesh itself never sees a model.
 import type { Mesh } from './mesh.ts';
-import type { ExchangeResult, OuterPayload, PartnerPayload } from './types.ts';
+import type { BootState, ExchangeResult, OuterPayload, PartnerPayload } from './types.ts';
 
 export interface Replica {
   /** φ_i and Δ_i = θ_i − φ_i after the inner loop (the mesh copies them before sending). */
@@ -30,4 +30,22 @@ export async function outerRound(mesh: Mesh, replica: Replica, round: number, wa
 export function pairWaitMs(innerLoopMs: number, frac = 0.3, minMs = 50, maxMs = 60_000): number {
   if (!(innerLoopMs >= 0) || !(frac > 0)) throw new RangeError(`pairWaitMs: need innerLoopMs >= 0 and frac > 0, got ${innerLoopMs}, ${frac}`);
   return Math.min(maxMs, Math.max(minMs, frac * innerLoopMs));
+}
+
+export type JoinSource = 'peer' | 'checkpoint' | 'fresh';
+
+/**
+ * Where a new peer's state comes from: a random live peer (φ, outer momentum and step
+ * counters over the mesh, verified), else the coordinator's newest checkpoint, else a fresh
+ * start. The caller continues its LR schedule from `state.innerStep`.
+ */
+export async function joinRun(
+  mesh: Mesh,
+  opts: { checkpoint: () => Promise<Omit<BootState, 'from'> | null>; timeoutMs?: number; tries?: number },
+): Promise<{ source: JoinSource; state: BootState | null }> {
+  const fromPeer = await mesh.bootstrap({ timeoutMs: opts.timeoutMs, tries: opts.tries });
+  if (fromPeer) return { source: 'peer', state: fromPeer };
+  const ckpt = await opts.checkpoint();
+  if (ckpt) return { source: 'checkpoint', state: { ...ckpt, from: 'checkpoint' } };
+  return { source: 'fresh', state: null };
 }
