@@ -130,7 +130,6 @@ export interface Conn {
   /** Tensor assemblers by transfer id. */
   inbound: Map<number, Assembler>;
   lastStateRequest: number;
-  openWaiters: ((ok: boolean) => void)[];
   /** Control messages for whoever is waiting on this link (exchange, bootstrap). */
   listeners: Set<(msg: ControlMessage) => void>;
 }
@@ -369,7 +368,7 @@ export class MeshImpl implements Mesh {
     const link = this.links({ remote: peer, initiator });
     const c: Conn = {
       peer, cid, link, initiator, state: 'connecting', createdAt: this.clock.now(),
-      inbound: new Map(), lastStateRequest: -Infinity, openWaiters: [], listeners: new Set(),
+      inbound: new Map(), lastStateRequest: -Infinity, listeners: new Set(),
     };
     this.conns.set(peer, c);
     link.on('signal', (sig) => {
@@ -406,7 +405,8 @@ export class MeshImpl implements Mesh {
       const mine = this.signaling.peerId ?? '';
       if (existing.state === 'connecting' && existing.initiator && mine < from) return;
       this.dropConn(existing, 'replaced by a new connection from the remote', true);
-    } else if (this.conns.size >= this.settings.maxNeighbours + 2 && this.run?.expectedPartner !== from) {
+    } else if (this.conns.size >= this.settings.maxNeighbours + 2 && this.run?.phase !== 'pairing' && this.run?.expectedPartner !== from) {
+      // While we wait for a partner the dialler may be it (its pool answer came first): accept.
       this.logger.debug('refusing a connection: at the hard cap', { from });
       return;
     }
