@@ -3,6 +3,7 @@
 //      frame accounting, checked against a measured exchange);
 //   2. exchange time on loopback: two peers over real WebRTC (@roamhq/wrtc) in this process;
 //   3. the CPU cost of the sync pipeline per MB (CRC-32, f16, q8 encode/decode);
+//   4. compression on vs off in a NoLoCo simulation on the CPU reference: bytes and final loss.
 // Prints tables and writes bench/results/mesh.json. Usage: npm run bench:mesh [-- --quick]
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -16,6 +17,7 @@ import { compressionForRun, decodeTensor, encodeTensor } from '../src/sync/compr
 import { wireBytes } from '../src/sync/exchange.ts';
 import { Swarm, gaussian, sleep } from '../tests/support/swarm.ts';
 import { chaosLinks } from '../tests/support/chaos.ts';
+import { lossRows, type LossRow } from './mesh-loss.ts';
 
 const quick = process.argv.includes('--quick');
 const COMPRESSIONS = ['none', 'fp16', 'bf16', 'int8'] as const;
@@ -141,6 +143,13 @@ async function main(): Promise<void> {
   table(['operation', 'MB/s of f32 input'], cpu.map((r) => [r.op, r.mb_per_s]));
 
 
+  console.log('\n4. Compression in a NoLoCo simulation (CPU reference, micro, lockstep random pairs): same seeds and pairings\n');
+  const loss: LossRow[] = await lossRows(quick);
+  table(['compression', 'replicas', 'rounds x H', 'MB sent/peer', 'final val loss', 'vs none', 'weight spread'], loss.map((r) => [
+    r.compression, r.replicas, `${r.rounds} x ${r.H}`, mb(r.bytes_per_peer).toFixed(2), r.final_val_loss.toFixed(4),
+    (r.vs_none >= 0 ? '+' : '') + r.vs_none.toFixed(4), r.weight_spread.toExponential(2),
+  ]));
+
   const load = [loadBefore, loadavg()[0]!].map((x) => round(x, 2));
   console.log(`\n1-min load average before/after: ${load.join(' / ')} on ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'})`);
   const out = join(dirname(fileURLToPath(import.meta.url)), 'results', 'mesh.json');
@@ -148,7 +157,7 @@ async function main(): Promise<void> {
   writeFileSync(out, JSON.stringify({
     benchmark: 'mesh', node: process.version, cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length,
     loadavg_1m_before_after: load, date: new Date().toISOString(), quick,
-    bytes_per_exchange: bytes, loopback_exchange: times, cpu_pipeline: cpu,
+    bytes_per_exchange: bytes, loopback_exchange: times, cpu_pipeline: cpu, compression_loss: loss,
   }, null, 2) + '\n');
   console.log(`\nwrote ${out}`);
   // wrtc keeps native threads until its connections are collected; the results are written.
