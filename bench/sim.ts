@@ -13,6 +13,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import os from 'node:os';
+import { execSync } from 'node:child_process';
 import { METHODS, methodDefaults } from '../src/sim/config.ts';
 import { SPEC_DEFAULTS, type SimSpec } from '../src/sim/setup.ts';
 import { groupRuns, mean, runLabel, runsTable, sd, summaryTable, table, type RunRecord } from '../src/sim/report.ts';
@@ -185,6 +186,17 @@ function claims(runs: RunRecord[], sync: SyncRow[]): string[] {
   ];
 }
 
+/** The commit the results came from (with "+dirty" when the tree had changes), or null outside git. */
+function gitCommit(): string | null {
+  try {
+    const head = execSync('git rev-parse --short HEAD', { cwd: root, encoding: 'utf8' }).trim();
+    const dirty = execSync('git status --porcelain -- src bench ":(exclude)bench/results"', { cwd: root, encoding: 'utf8' }).trim() !== '';
+    return head + (dirty ? '+dirty' : '');
+  } catch {
+    return null;
+  }
+}
+
 function atomicWrite(path: string, text: string): void {
   writeFileSync(path + '.tmp', text);
   renameSync(path + '.tmp', path);
@@ -230,7 +242,8 @@ async function main(): Promise<void> {
     generated: new Date().toISOString(),
     quick,
     wall_s: Math.round(wall),
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, workers },
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, workers, loadavg: os.loadavg() },
+    commit: gitCommit(),
     setup: { ...base, network: HOME_LINK, methods: METHODS, seeds: SEEDS, H: { noloco: 50, diloco: 100 }, wait: 0.3 },
     runs,
     sync: sync.map(({ n, allreduce_s, ring_s, pair_s, ratio, ring_ratio, trials: t, bytes: b }) => ({ n, allreduce_s, pair_s, ratio, ring_s, ring_ratio, trials: t, bytes: b })),

@@ -41,6 +41,13 @@ describe('simulator with the GPT learner', () => {
     expect(a.finalWeights).toEqual(b.finalWeights);
   });
 
+  it('evaluating more often does not change training', () => {
+    const a = runSpec(spec('diloco', { evals: 1 }));
+    const b = runSpec(spec('diloco', { evals: 7 }));
+    expect(b.evals.length).toBeGreaterThan(a.evals.length);
+    expect(a.finalWeights).toEqual(b.finalWeights);
+  });
+
   it('runs the learning-rate schedule on the clock for a time budget, on steps otherwise', () => {
     const byTime = makeLr({ time: 100, lr: 1e-3, warmup: 0.1, minLrFrac: 0.1 });
     expect(byTime(0, 0)).toBeCloseTo(1e-5, 12); // first warm-up step of 100
