@@ -83,14 +83,17 @@ export function table(header: string[], rows: string[][]): string {
   return [line(header), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(line)].join('\n');
 }
 
-/** One row per run. */
+/** One row per run (with joins and leaves when there was churn). */
 export function runsTable(runs: RunRecord[]): string {
+  const churn = runs.some((r) => r.joins + r.leaves > 0);
   return table(
-    ['method', 'seed', 'H', 'steps', 'sim s', 'val loss', 'avg-model', 'spread', 'idle', 'comm', 'solo', 'MB/replica', 'syncs'],
+    ['method', 'seed', 'H', 'steps', 'sim s', 'val loss', 'avg-model', 'spread', 'idle', 'comm', 'solo', 'MB/replica', 'syncs',
+      ...(churn ? ['left', 'joined'] : [])],
     runs.map((r) => [
       r.method, String(r.seed), String(r.H), r.steps.toFixed(0), r.sim_time.toFixed(0),
       r.final_val_loss.toFixed(4), r.avg_model_val_loss.toFixed(4), r.final_spread.toExponential(2),
       pct(r.idle_fraction), pct(r.comm_fraction), pct(r.solo_fraction), (r.bytes_per_replica / 1e6).toFixed(2), String(r.exchanges),
+      ...(churn ? [String(r.leaves), String(r.joins)] : []),
     ]),
   );
 }
