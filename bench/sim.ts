@@ -212,6 +212,7 @@ async function main(): Promise<void> {
     return;
   }
   const t0 = performance.now();
+  const commit = gitCommit(); // before the run: the code the results come from
   mkdirSync(outDir, { recursive: true });
   const micro = buildLayout(preset(base.preset));
   const bytes = 4 * micro.total;
@@ -244,7 +245,7 @@ async function main(): Promise<void> {
     quick,
     wall_s: Math.round(wall),
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, workers, loadavg: os.loadavg() },
-    commit: gitCommit(),
+    commit,
     setup: { ...base, network: HOME_LINK, methods: METHODS, seeds: SEEDS, H: { noloco: 50, diloco: 100 }, wait: 0.3 },
     runs,
     sync: sync.map(({ n, allreduce_s, ring_s, pair_s, ratio, ring_ratio, trials: t, bytes: b }) => ({ n, allreduce_s, pair_s, ratio, ring_s, ring_ratio, trials: t, bytes: b })),
