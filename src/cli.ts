@@ -7,6 +7,7 @@ import { register as registerServe } from './commands/serve.ts';
 import { register as registerExport } from './commands/export.ts';
 import { register as registerTrainGpu } from './commands/train-gpu.ts';
 import { register as registerSim } from './commands/sim.ts';
+import { register as registerVolunteer } from './commands/volunteer.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('murmur')
@@ -19,6 +20,7 @@ export async function main(argv: string[]): Promise<void> {
   registerExport(program);
   registerTrainGpu(program);
   registerSim(program);
+  registerVolunteer(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

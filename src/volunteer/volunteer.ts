@@ -236,7 +236,9 @@ class HeadlessVolunteer implements Volunteer {
     const joined = await joinRun(this.mesh, {
       // Alone in the run nobody can answer: skip the wait for a neighbour.
       timeoutMs: others.length > 0 ? this.settings.bootstrapTimeoutMs : 1,
-      tries: 3,
+      // Each live peer asked at most once: peers that started together all decline ('no state
+      // yet'), and waiting out the timeout for a peer that is not there helps nobody.
+      tries: Math.max(1, Math.min(3, others.length)),
       checkpoint: () => this.checkpointState(),
     });
     if (joined.state) await this.adopt(joined.state);
