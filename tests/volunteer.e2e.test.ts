@@ -145,6 +145,55 @@ describe('murmur volunteer (headless)', () => {
     expect(new Set(live.events.map((e) => e.peerId))).toEqual(new Set(ids));
   }, 120_000);
 
+  it('GPU and CPU volunteers share one run: the CPU peer copies the GPU peer\'s state, they pair, and a later peer starts from a checkpoint the GPU peer served', async () => {
+    const r = await s.c.app.inject({
+      method: 'POST', url: '/api/runs', headers: s.admin,
+      payload: { id: 'mixed', dataset: 'moby-dick', preset: 'micro', train: { batch: 4, H: 8, lr: 3e-3, warmupSteps: 4 }, pairWaitFrac: 3 },
+    });
+    expect(r.statusCode).toBe(201);
+    const base: VolunteerOptions = { url: s.url, run: 'mixed', evalEveryRounds: 1, autotune: false, chunkSteps: 4, neighbours: { min: 1, max: 2 } };
+    const g = runVolunteer({ ...base, backend: 'gpu' }, logged('[g]'));
+    volunteers.push(g);
+    const gRounds: RoundEvent[] = [];
+    g.onRound((e) => gRounds.push(e));
+    const jg = await g.joined;
+    await until(() => gRounds.length >= 1, 30_000, 'a first outer round of the GPU peer');
+
+    // The coordinator asks the GPU peer for its state (φ, momentum) and stores a checkpoint.
+    const req = await s.c.app.inject({ method: 'POST', url: '/api/runs/mixed/checkpoints', headers: s.admin });
+    expect(req.statusCode).toBe(202);
+    expect(req.json().peerId).toBe(jg.peerId);
+    const ckpt = await until(async () => {
+      const list = (await s.c.app.inject({ method: 'GET', url: '/api/runs/mixed/checkpoints' })).json() as { checkpoints: { id: string; step: number; round: number }[] };
+      return list.checkpoints[0];
+    }, 20_000, 'the checkpoint upload');
+    expect(ckpt.step % 8).toBe(0); // labelled with the step of an outer step, where φ is from
+    expect(ckpt.round).toBeGreaterThanOrEqual(1);
+
+    // A CPU peer joins while the GPU peer is live: state over WebRTC, then pairing across backends.
+    const c = runVolunteer({ ...base, backend: 'cpu', rounds: 3 }, logged('[c]'));
+    volunteers.push(c);
+    const cRounds: RoundEvent[] = [];
+    c.onRound((e) => cRounds.push(e));
+    const jc = await c.joined;
+    expect(jc.source).toBe('peer');
+    const sc = await c.done;
+    expect(sc.rounds).toBe(3);
+    expect(cRounds.filter((e) => e.exchange.outcome === 'paired' && e.report.partner === jg.peerId).length,
+      `C's rounds: ${JSON.stringify(cRounds.map((e) => e.exchange.reason))}`).toBeGreaterThan(0);
+    await g.stop();
+
+    // Nobody live: a new peer starts from the newest checkpoint, at its step.
+    const d = runVolunteer({ ...base, backend: 'cpu', rounds: 1 }, logged('[d]'));
+    volunteers.push(d);
+    const dRounds: RoundEvent[] = [];
+    d.onRound((e) => dRounds.push(e));
+    expect((await d.joined).source).toBe('checkpoint');
+    await d.done;
+    expect(dRounds[0]!.report.step).toBe(ckpt.step + 8);
+    expect(dRounds[0]!.report.valLoss!).toBeLessThan(Math.log(256) - 0.3);
+  }, 120_000);
+
   it('refuses bad options, an unknown run and data that does not match its hash, naming the problem', async () => {
     expect(() => runVolunteer({ url: 'not a url' }, components)).toThrow(VolunteerConfigError);
     expect(() => runVolunteer({ url: s.url, backend: 'tpu' as 'gpu' }, components)).toThrow(/--backend must be one of gpu, cpu/);
