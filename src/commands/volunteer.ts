@@ -39,6 +39,7 @@ export function register(program: Command): void {
         url: o.url, run: o.run, backend: o.backend as BackendKind, rounds: o.rounds, steps: o.steps, seed: o.seed,
         evalEveryRounds: o.evalEvery, autotune: o.autotune,
       }, { WebSocket: WebSocket as unknown as WebSocketCtor, rtc: wrtc, logger });
+      v.done.catch(() => { /* the same failure arrives through joined or the await below */ });
       let interrupts = 0;
       const onSignal = (sig: string) => {
         if (++interrupts > 1) process.exit(130); // a second Ctrl-C: leave now
@@ -47,7 +48,14 @@ export function register(program: Command): void {
       };
       process.on('SIGINT', () => onSignal('SIGINT'));
       process.on('SIGTERM', () => onSignal('SIGTERM'));
-      const j = await v.joined;
+      let j;
+      try {
+        j = await v.joined;
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'ERR_STOPPED') throw err;
+        console.log(`murmur volunteer: ${(err as Error).message}`);
+        process.exit(0);
+      }
       if (!o.quiet) {
         console.log(`murmur volunteer: peer ${j.peerId} in run ${j.run.id} (${j.run.preset}, H=${j.run.train.H}), ${o.backend} on ${j.adapter}; state from ${j.source}`);
         console.log('  round    step   train loss   val loss   tokens/s   partner');

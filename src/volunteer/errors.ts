@@ -6,7 +6,8 @@ export type VolunteerErrorCode =
   | 'ERR_COORDINATOR_UNREACHABLE'
   | 'ERR_COORDINATOR_REFUSED'
   | 'ERR_DATA'
-  | 'ERR_BACKEND';
+  | 'ERR_BACKEND'
+  | 'ERR_STOPPED';
 
 export class VolunteerError extends Error {
   readonly code: VolunteerErrorCode;
@@ -43,4 +44,9 @@ export class DataIntegrityError extends VolunteerError {
 /** The training backend could not start (no GPU adapter, a run config it cannot train). */
 export class BackendError extends VolunteerError {
   constructor(message: string, options?: { cause?: unknown }) { super('ERR_BACKEND', message, options); }
+}
+
+/** stop() came before the volunteer had joined: nothing was trained. */
+export class VolunteerStoppedError extends VolunteerError {
+  constructor(reason: string) { super('ERR_STOPPED', `stopped before joining the run (${reason})`); }
 }

@@ -17,7 +17,7 @@ import { SignalingClient, memorySessionStore, type SessionStore, type WebSocketC
 import type { BootState, ExchangeResult } from '../sync/types.ts';
 import { BACKENDS, createBackend, type BackendKind, type ReplicaBackend } from './backend.ts';
 import { downloadAssignment } from './data.ts';
-import { CoordinatorRefusedError, CoordinatorUnreachableError, VolunteerConfigError } from './errors.ts';
+import { CoordinatorRefusedError, CoordinatorUnreachableError, VolunteerConfigError, VolunteerStoppedError } from './errors.ts';
 import { runOuterRound } from './round.ts';
 import { runConfigHash } from './run-config.ts';
 import { withPeerReplay } from './signaling.ts';
@@ -147,7 +147,12 @@ class HeadlessVolunteer implements Volunteer {
     });
     this.meshSignaling = withPeerReplay(this.signaling);
     this.signaling.on('stopped', (e) => this.requestStop(`coordinator: ${e.reason}`));
-    this.signaling.on('close', (e) => this.stopping || this.log.warn('coordinator connection lost; training goes on, reports are buffered', { reason: e.reason }));
+    this.signaling.on('close', (e) => {
+      if (this.stopping) return;
+      // Before the first welcome there is no training to go on with: the join timeout speaks then.
+      if (this.summary.peerId) this.log.warn('coordinator connection lost; training goes on, reports are buffered', { reason: e.reason });
+      else this.log.debug('coordinator connection closed before the welcome', { reason: e.reason });
+    });
     let joinedResolve!: (v: { peerId: string; run: RunInfo; source: JoinSource; adapter: string }) => void;
     let joinedReject!: (e: unknown) => void;
     this.joined = new Promise((res, rej) => { joinedResolve = res; joinedReject = rej; });
@@ -214,7 +219,7 @@ class HeadlessVolunteer implements Volunteer {
         s.on('error', (e) => { if (e.fatal) this.log.warn('coordinator error', { code: e.code, message: e.message }); }),
       ];
       const timer = setTimeout(() => finish(() => reject(new CoordinatorUnreachableError(this.opts.url, ms, s.lastCloseReason))), ms);
-      this.wake = () => finish(() => reject(new CoordinatorRefusedError(this.stopReason ?? 'stopped before joining')));
+      this.wake = () => finish(() => reject(new VolunteerStoppedError(this.stopReason ?? 'stop()')));
       s.start();
     });
   }
