@@ -6,7 +6,12 @@
 import type { Signaling, SignalingEventMap } from '../protocol/signaling.ts';
 import type { SignalingClient } from '../sync/signaling-client.ts';
 
-export function withPeerReplay(client: SignalingClient): Signaling {
+/** What the replay needs of the client (a SignalingClient, or a stub in tests). */
+export type PeerListSource = Pick<SignalingClient, 'welcome' | 'peerId' | 'connected' | 'sendSignal' | 'ready'> & {
+  on<K extends keyof SignalingEventMap>(event: K, fn: (e: SignalingEventMap[K]) => void): () => void;
+};
+
+export function withPeerReplay(client: PeerListSource): Signaling {
   let last: string[] = client.welcome?.peers ?? [];
   client.on('peers', (e) => { last = e.peers; });
   client.on('close', () => { last = []; });
