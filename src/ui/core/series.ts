@@ -1,0 +1,151 @@
+// Turning thousands of raw metric reports from hundreds of peers into what a chart can draw
+// smoothly: per-peer smoothing, binning onto one shared x grid (uPlot needs aligned data), the
+// median across peers and a min/max band of the raw values. Pure functions over plain arrays.
+
+export interface XY {
+  x: ArrayLike<number>;
+  /** null = no value at this x (e.g. a report without a validation loss) */
+  y: ArrayLike<number | null>;
+}
+
+/**
+ * Exponential moving average with TensorBoard's debiasing (the first points are not dragged
+ * towards 0). weight 0 = raw, 0.99 = very smooth. Non-finite values pass through as null and do
+ * not poison the average.
+ */
+export function smoothEma(y: ArrayLike<number | null>, weight: number): (number | null)[] {
+  if (!(weight >= 0 && weight < 1)) throw new Error(`smoothing weight must be in [0, 1), got ${weight}`);
+  const out: (number | null)[] = new Array(y.length);
+  let acc = 0;
+  let n = 0;
+  for (let i = 0; i < y.length; i++) {
+    const v = y[i];
+    if (v === null || v === undefined || !Number.isFinite(v)) { out[i] = null; continue; }
+    acc = acc * weight + (1 - weight) * v;
+    n++;
+    out[i] = weight === 0 ? v : acc / (1 - weight ** n);
+  }
+  return out;
+}
+
+export interface Grid {
+  /** bin centres (arithmetic, or geometric when log) */
+  x: number[];
+  /** bin edges, length x.length + 1 */
+  edges: number[];
+  log: boolean;
+}
+
+/** `bins` bins over [lo, hi]; log spacing needs lo > 0 (the caller drops x <= 0 for log-x). */
+export function makeGrid(lo: number, hi: number, bins: number, log: boolean): Grid {
+  if (!(bins >= 1) || !Number.isInteger(bins)) throw new Error(`bins must be a positive integer, got ${bins}`);
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) throw new Error(`grid bounds must be finite, got [${lo}, ${hi}]`);
+  if (log && !(lo > 0)) throw new Error(`a log-x grid needs a positive lower bound, got ${lo}`);
+  if (hi <= lo) hi = lo + (log ? lo : 1);
+  const edges: number[] = [];
+  const x: number[] = [];
+  const a = log ? Math.log(lo) : lo;
+  const b = log ? Math.log(hi) : hi;
+  for (let i = 0; i <= bins; i++) {
+    const e = a + ((b - a) * i) / bins;
+    edges.push(log ? Math.exp(e) : e);
+  }
+  for (let i = 0; i < bins; i++) {
+    const c = a + ((b - a) * (i + 0.5)) / bins;
+    x.push(log ? Math.exp(c) : c);
+  }
+  return { x, edges, log };
+}
+
+export function binIndex(grid: Grid, v: number): number {
+  const n = grid.x.length;
+  const lo = grid.edges[0]!, hi = grid.edges[n]!;
+  if (!(v >= lo) || !(v <= hi)) return -1;
+  const f = grid.log ? (Math.log(v) - Math.log(lo)) / (Math.log(hi) - Math.log(lo)) : (v - lo) / (hi - lo);
+  return Math.min(n - 1, Math.max(0, Math.floor(f * n)));
+}
+
+/** Mean of each series' finite values per bin; null where a bin holds none. */
+export function binMean(grid: Grid, s: XY): (number | null)[] {
+  const n = grid.x.length;
+  const sum = new Float64Array(n), cnt = new Uint32Array(n);
+  for (let i = 0; i < s.x.length; i++) {
+    const v = s.y[i];
+    if (v === null || v === undefined || !Number.isFinite(v)) continue;
+    const k = binIndex(grid, s.x[i]!);
+    if (k < 0) continue;
+    sum[k] += v; cnt[k]++;
+  }
+  return Array.from(sum, (v, k) => (cnt[k] ? v / cnt[k]! : null));
+}
+
+/** Min and max of all finite raw values of all series per bin: the band drawn under the lines. */
+export function binRange(grid: Grid, series: XY[]): { min: (number | null)[]; max: (number | null)[] } {
+  const n = grid.x.length;
+  const min: (number | null)[] = new Array(n).fill(null);
+  const max: (number | null)[] = new Array(n).fill(null);
+  for (const s of series) {
+    for (let i = 0; i < s.x.length; i++) {
+      const v = s.y[i];
+      if (v === null || v === undefined || !Number.isFinite(v)) continue;
+      const k = binIndex(grid, s.x[i]!);
+      if (k < 0) continue;
+      if (min[k] === null || v < min[k]!) min[k] = v;
+      if (max[k] === null || v > max[k]!) max[k] = v;
+    }
+  }
+  return { min, max };
+}
+
+export function median(values: number[]): number | null {
+  if (values.length === 0) return null;
+  const s = [...values].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/**
+ * Median across series per bin. A series that has stopped reporting does not count in later bins
+ * (it has no value there), so the median follows the live peers.
+ */
+export function binMedian(binned: (number | null)[][], bins: number): (number | null)[] {
+  const out: (number | null)[] = new Array(bins);
+  for (let k = 0; k < bins; k++) {
+    const vals: number[] = [];
+    for (const s of binned) { const v = s[k]; if (v !== null && v !== undefined) vals.push(v); }
+    out[k] = median(vals);
+  }
+  return out;
+}
+
+/**
+ * Keeps at most `maxPoints` of a long series for drawing, preserving spikes: per bucket of
+ * consecutive points it keeps the first, the minimum and the maximum (in x order). A NaN spike is
+ * what a researcher must see, so non-finite points are always kept.
+ */
+export function downsampleMinMax(x: ArrayLike<number>, y: ArrayLike<number | null>, maxPoints: number): { x: number[]; y: (number | null)[] } {
+  const n = x.length;
+  if (maxPoints < 3) throw new Error(`maxPoints must be at least 3, got ${maxPoints}`);
+  if (n <= maxPoints) return { x: Array.from(x), y: Array.from(y) };
+  const buckets = Math.floor(maxPoints / 3);
+  const size = n / buckets;
+  const keep = new Set<number>();
+  for (let b = 0; b < buckets; b++) {
+    const from = Math.floor(b * size), to = Math.min(n, Math.floor((b + 1) * size));
+    if (from >= to) continue;
+    keep.add(from);
+    let lo = -1, hi = -1;
+    for (let i = from; i < to; i++) {
+      const v = y[i];
+      if (v === null || v === undefined) continue;
+      if (!Number.isFinite(v)) { keep.add(i); continue; }
+      if (lo < 0 || v < (y[lo] as number)) lo = i;
+      if (hi < 0 || v > (y[hi] as number)) hi = i;
+    }
+    if (lo >= 0) keep.add(lo);
+    if (hi >= 0) keep.add(hi);
+  }
+  keep.add(n - 1);
+  const idx = [...keep].sort((a, b) => a - b);
+  return { x: idx.map((i) => x[i]!), y: idx.map((i) => y[i] ?? null) };
+}
