@@ -1,12 +1,16 @@
 // The `murmur` command line. Subcommands live beside the code they drive; this file only
 // parses arguments and dispatches.
 import { Command } from 'commander';
+import { register as registerPrepare } from './commands/prepare.ts';
+import { register as registerTrain } from './commands/train.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('murmur')
     .description('Train small language models on donated GPUs with NoLoCo gossip')
     .showHelpAfterError();
   program.exitOverride();
+  registerPrepare(program);
+  registerTrain(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

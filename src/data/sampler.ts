@@ -1,0 +1,98 @@
+// Training windows and the fixed validation set. Every replica draws its own random windows
+// from the whole training text, seeded by (run seed, replica id): replicas see different data
+// (the point of averaging their progress) yet any replica's stream can be replayed exactly.
+// Validation windows are evenly spaced and use no randomness, so every replica and the server
+// score the same text and their losses can be compared.
+import { Rng } from '../model/rng.ts';
+import type { Batch } from './batch.ts';
+
+export interface SamplerOptions {
+  /** The run's seed. */
+  seed: number;
+  /** This replica's id; Rng(seed, replica) streams are independent. */
+  replica: number;
+}
+
+/** Draws B windows of T+1 tokens at uniformly random starts (with replacement). */
+export class WindowSampler {
+  private readonly rng: Rng;
+  private drawn = 0;
+
+  constructor(private readonly data: Uint8Array, opts: SamplerOptions) {
+    if (!Number.isInteger(opts.seed) || !Number.isInteger(opts.replica) || opts.replica < 0) {
+      throw new RangeError(`WindowSampler needs an integer seed and a replica id >= 0, got seed ${opts.seed}, replica ${opts.replica}`);
+    }
+    this.rng = new Rng(opts.seed, opts.replica);
+  }
+
+  /** Windows drawn so far (B per call): how far into its stream this replica is. */
+  get windows(): number {
+    return this.drawn;
+  }
+
+  /**
+   * The next batch. Pass `out` (a Batch of the same B, T) to refill its arrays instead of
+   * allocating, e.g. for a staging buffer that is uploaded every step.
+   */
+  next(B: number, T: number, out?: Batch): Batch {
+    checkShape(B, T);
+    const N = this.data.length;
+    if (N < T + 1) throw new RangeError(tooShort('training', N, T));
+    const batch = out ?? emptyBatch(B, T);
+    if (batch.B !== B || batch.T !== T || batch.tokens.length !== B * T || batch.targets.length !== B * T) {
+      throw new RangeError(`reused batch is (${batch.B}, ${batch.T}) but next() was asked for (${B}, ${T})`);
+    }
+    for (let b = 0; b < B; b++) fillWindow(batch, b, this.data, this.rng.int(N - T));
+    this.drawn += B;
+    return batch;
+  }
+}
+
+/**
+ * `count` batches of B windows of T+1 tokens, their starts spread evenly from the first to the
+ * last possible one (windows overlap when the text is short). Deterministic.
+ */
+export function validationBatches(tokens: Uint8Array, B: number, T: number, count: number): Batch[] {
+  checkShape(B, T);
+  if (!Number.isInteger(count) || count < 1) throw new RangeError(`validation batch count must be a positive integer, got ${count}`);
+  const N = tokens.length;
+  if (N < T + 1) throw new RangeError(tooShort('validation', N, T));
+  const windows = B * count;
+  const lastStart = N - T - 1;
+  const batches: Batch[] = [];
+  for (let k = 0; k < count; k++) {
+    const batch = emptyBatch(B, T);
+    for (let b = 0; b < B; b++) {
+      const w = k * B + b;
+      // Integer arithmetic (exact below 2^53) so every platform picks the same starts.
+      const start = windows === 1 ? 0 : Math.floor((w * lastStart) / (windows - 1));
+      fillWindow(batch, b, tokens, start);
+    }
+    batches.push(batch);
+  }
+  return batches;
+}
+
+/** Row b of batch <- data[start .. start+T) as tokens, data[start+1 .. start+T] as targets. */
+function fillWindow(batch: Batch, b: number, data: Uint8Array, start: number): void {
+  const T = batch.T;
+  const row = b * T;
+  for (let t = 0; t < T; t++) {
+    batch.tokens[row + t] = data[start + t];
+    batch.targets[row + t] = data[start + t + 1];
+  }
+}
+
+function emptyBatch(B: number, T: number): Batch {
+  return { B, T, tokens: new Uint32Array(B * T), targets: new Uint32Array(B * T) };
+}
+
+function checkShape(B: number, T: number): void {
+  if (!Number.isInteger(B) || B < 1 || !Number.isInteger(T) || T < 1) {
+    throw new RangeError(`batch shape must be positive integers, got B=${B}, T=${T}`);
+  }
+}
+
+function tooShort(which: string, N: number, T: number): string {
+  return `${which} text is ${N} tokens, shorter than one window of T+1 = ${T + 1}; use a shorter context or more text`;
+}
