@@ -125,3 +125,83 @@ export const realClock: Clock = {
 };
 
 export type { PressureState, Sensors };
+
+// ---------- dashboard ----------
+
+/** One stored metric report (the coordinator's raw point / live `report` event). */
+export interface MetricReport {
+  /** Plot time (ms since epoch). */
+  t: number;
+  peerId: string;
+  step: number;
+  round: number;
+  trainLoss: number | null;
+  valLoss: number | null;
+  tokensPerS: number;
+  /** Bytes received / sent since the peer's previous report. */
+  bytesIn: number;
+  bytesOut: number;
+  partner: string | null;
+  /** L2 distance between the peer's φ and its partner's at that outer step. */
+  partnerDist: number | null;
+  adapter: string | null;
+}
+
+export interface DashboardRun {
+  id: string;
+  name: string;
+  preset: string;
+  dataset: string;
+  status: 'running' | 'stopped';
+  tokensPerStep: number;
+  warmupSteps: number;
+  totalSteps: number;
+  H: number;
+  createdAt: number;
+  livePeers: number;
+}
+
+export interface CheckpointItem {
+  id: string;
+  step: number;
+  round: number;
+  valLoss: number | null;
+  tokens: number;
+  peerId: string | null;
+  bytes: number;
+  createdAt: number;
+  /** The checkpoint itself: φ and outer momentum, safetensors. */
+  fileUrl: string;
+  /** Hugging Face GPT-2 export: model.safetensors and config.json. */
+  exportUrl: string;
+  exportConfigUrl: string;
+}
+
+export interface TextSample {
+  checkpointId: string;
+  step: number;
+  prompt: string;
+  text: string;
+}
+
+export type PeerEvent = { kind: 'peer-joined' | 'peer-left'; peerId: string; t: number };
+
+export interface DashboardHandlers {
+  report(r: MetricReport): void;
+  peer(e: PeerEvent): void;
+  /** The checkpoint list changed. */
+  checkpoints(): void;
+  /** The run changed (stopped, hyper-parameters). */
+  run(): void;
+  connection(state: 'live' | 'reconnecting'): void;
+}
+
+export interface DashboardSource {
+  run(): Promise<DashboardRun>;
+  /** Stored reports, oldest first. */
+  history(): Promise<MetricReport[]>;
+  checkpoints(): Promise<CheckpointItem[]>;
+  /** Text generated from a checkpoint (may take seconds: the model runs on demand). */
+  sample(c: CheckpointItem): Promise<TextSample>;
+  subscribe(h: DashboardHandlers): () => void;
+}

@@ -6,6 +6,7 @@ import type {
   VolunteerBackend, VolunteerReport, VolunteerSession,
 } from '../../src/ui/ports.ts';
 import type { Sensors } from '../../src/ui/core/policy.ts';
+import type { CheckpointItem, DashboardHandlers, DashboardRun, DashboardSource, MetricReport, TextSample } from '../../src/ui/ports.ts';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -155,4 +156,54 @@ export class MemoryStorage {
   getItem(k: string): string | null { return this.m.get(k) ?? null; }
   setItem(k: string, v: string): void { this.m.set(k, v); }
   removeItem(k: string): void { this.m.delete(k); }
+}
+
+// ---------- dashboard ----------
+
+export const FAKE_DASH_RUN: DashboardRun = {
+  id: 'default', name: 'Moby Dick, tiny GPT', preset: 'tiny', dataset: 'moby-dick', status: 'running',
+  tokensPerStep: 1024, warmupSteps: 100, totalSteps: 5000, H: 50, createdAt: 1_700_000_000_000, livePeers: 3,
+};
+
+/** A coordinator as the dashboard sees it: history, a live feed the test pushes, checkpoints. */
+export class FakeDashboardSource implements DashboardSource {
+  handlers: DashboardHandlers | null = null;
+  historyRows: MetricReport[] = [];
+  checkpointRows: CheckpointItem[] = [];
+  sampled: string[] = [];
+
+  constructor(public runInfo: DashboardRun = FAKE_DASH_RUN) {}
+
+  async run() { return this.runInfo; }
+  async history() { return this.historyRows; }
+  async checkpoints() { return this.checkpointRows; }
+  async sample(c: CheckpointItem): Promise<TextSample> {
+    this.sampled.push(c.id);
+    return { checkpointId: c.id, step: c.step, prompt: 'Call me', text: `Call me Ishmael (step ${c.step})` };
+  }
+  subscribe(h: DashboardHandlers) {
+    this.handlers = h;
+    return () => { this.handlers = null; };
+  }
+  push(r: MetricReport) { this.handlers?.report(r); }
+}
+
+/** A plausible report for peer `i` at step `step` and time `t`. */
+export function fakeReport(i: number, step: number, t: number, over: Partial<MetricReport> = {}): MetricReport {
+  const id = `p-${i.toString(16).padStart(16, '0')}`;
+  const partner = `p-${((i + 1) % 3).toString(16).padStart(16, '0')}`;
+  return {
+    t, peerId: id, step, round: Math.floor(step / 50), trainLoss: 1.6 + 3.9 * Math.exp(-step / 300) + 0.05 * Math.sin(i + step),
+    valLoss: step % 100 === 0 ? 1.7 + 3.9 * Math.exp(-step / 300) : null, tokensPerS: 2000 + 100 * i,
+    bytesIn: 4000, bytesOut: 4000, partner, partnerDist: 0.5 + 0.1 * i, adapter: `fake GPU ${i}`, ...over,
+  };
+}
+
+export function fakeCheckpoint(step: number, createdAt: number): CheckpointItem {
+  const id = `c-${step}`;
+  return {
+    id, step, round: step / 50, valLoss: 2.5, tokens: step * 1024, peerId: 'p-0000000000000000', bytes: 8_200_000, createdAt,
+    fileUrl: `/api/runs/default/checkpoints/${id}/file`, exportUrl: `/api/runs/default/checkpoints/${id}/export/model.safetensors`,
+    exportConfigUrl: `/api/runs/default/checkpoints/${id}/export/config.json`,
+  };
 }
