@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { CONSENT_DAYS, CONSENT_KEY, ConsentStore, type ConsentStorage } from '../src/ui/core/consent.ts';
 import { chunkSteps, clampIntensity, DutyMeter, restMs } from '../src/ui/core/duty.ts';
 import { HOLD_MS, initialPolicy, nextRecheck, stepPolicy, type PolicyState, type Sensors } from '../src/ui/core/policy.ts';
-import { binMean, binMedian, binRange, downsampleMinMax, makeGrid, median, smoothEma } from '../src/ui/core/series.ts';
+import { binMean, binMedian, binRange, downsampleMinMax, fillGaps, makeGrid, median, smoothEma } from '../src/ui/core/series.ts';
 import { divergenceAlerts, nanAlerts, stallAlerts, throughputAlerts, type LossPoint } from '../src/ui/core/alerts.ts';
 import { csvCell, toCsv } from '../src/ui/core/csv.ts';
 
@@ -188,6 +188,11 @@ describe('series for charts', () => {
     expect(binRange(g, [a, b, c])).toEqual({ min: [1, 4], max: [10, 4] });
     expect(median([])).toBeNull();
     expect(median([4, 1, 3, 2])).toBe(2.5);
+  });
+
+  it('fills interior gaps by interpolation, never extrapolates', () => {
+    expect(fillGaps([null, 1, null, null, 4, null])).toEqual([null, 1, 2, 3, 4, null]);
+    expect(fillGaps([null, null])).toEqual([null, null]);
   });
 
   it('downsamples long series keeping extremes and non-finite spikes', () => {

@@ -94,7 +94,9 @@ describe('DashboardController', () => {
     const [tokens, bw, live] = c.throughputView.series;
     expect(tokens!.values[0]).toBe(2000 + 2100 + 2200);
     expect(live!.values[0]).toBe(3);
-    expect(bw!.values[0]).toBeGreaterThan(0);
+    // 8000 bytes per report, a report every 2 s, 3 peers; carried between reports
+    expect(bw!.values[30]).toBe(3 * 8000 / 2);
+    expect(tokens!.values[31]).toBe(2000 + 2100 + 2200);
     const [mn, mx, md] = c.spreadView.series;
     expect(md!.values[0]).toBeCloseTo(0.6, 6);
     expect(mn!.values[0]).toBeCloseTo(0.5, 6);

@@ -179,7 +179,7 @@ export class FakeDashboardSource implements DashboardSource {
   async checkpoints() { return this.checkpointRows; }
   async sample(c: CheckpointItem): Promise<TextSample> {
     this.sampled.push(c.id);
-    return { checkpointId: c.id, step: c.step, prompt: 'Call me', text: `Call me Ishmael (step ${c.step})` };
+    return { checkpointId: c.id, step: c.step, prompt: 'Call me', text: ` Ishmael. Some years ago (step ${c.step})` };
   }
   subscribe(h: DashboardHandlers) {
     this.handlers = h;
@@ -193,8 +193,8 @@ export function fakeReport(i: number, step: number, t: number, over: Partial<Met
   const id = `p-${i.toString(16).padStart(16, '0')}`;
   const partner = `p-${((i + 1) % 3).toString(16).padStart(16, '0')}`;
   return {
-    t, peerId: id, step, round: Math.floor(step / 50), trainLoss: 1.6 + 3.9 * Math.exp(-step / 300) + 0.05 * Math.sin(i + step),
-    valLoss: step % 100 === 0 ? 1.7 + 3.9 * Math.exp(-step / 300) : null, tokensPerS: 2000 + 100 * i,
+    t, peerId: id, step, round: Math.floor(step / 50), trainLoss: 1.6 + 0.12 * i + 3.9 * Math.exp(-step / 300) + 0.08 * Math.sin(7 * i + step / 7),
+    valLoss: step % 100 === 0 ? 1.7 + 0.12 * i + 3.9 * Math.exp(-step / 300) : null, tokensPerS: 2000 + 100 * i,
     bytesIn: 4000, bytesOut: 4000, partner, partnerDist: 0.5 + 0.1 * i, adapter: `fake GPU ${i}`, ...over,
   };
 }

@@ -4,7 +4,7 @@
 // the views are recomputed at most once per `refreshMs` and only when something changed.
 import { divergenceAlerts, nanAlerts, stallAlerts, throughputAlerts, type Alert, type LossPoint } from '../core/alerts.ts';
 import { toCsv } from '../core/csv.ts';
-import { binMean, binMedian, binRange, makeGrid, median, smoothEma } from '../core/series.ts';
+import { binMean, binMedian, binRange, fillGaps, makeGrid, median, smoothEma } from '../core/series.ts';
 import type { CheckpointItem, DashboardRun, DashboardSource, MetricReport, PeerEvent, TextSample } from '../ports.ts';
 import { Observable, type Task } from './observable.ts';
 
@@ -266,6 +266,11 @@ export class DashboardController extends Observable {
 
   get reportCount(): number { return this.log.length; }
 
+  /** The controller's clock (the grid and graph compute "ago" against it). */
+  clockNow(): number { return this.now(); }
+
+  get staleMs(): number { return this.o.staleMs; }
+
   isStale(p: PeerRow, now = this.now()): boolean {
     return p.left || now - p.lastSeen > this.o.staleMs;
   }
@@ -310,8 +315,14 @@ export class DashboardController extends Observable {
     switch (this.xAxis) {
       case 'tokens': return s.step[i]! * tokensPerStep;
       case 'step': return s.step[i]!;
-      case 'time': return (s.t[i]! - (this.t0 ?? 0)) / 1000;
+      case 'time': return (s.t[i]! - this.startTime()) / 1000;
     }
+  }
+
+  /** Wall time zero: the run's creation, or the first report if that is earlier (clock skew). */
+  private startTime(): number {
+    const created = this.run.status === 'complete' ? this.run.value.createdAt : Infinity;
+    return Math.min(created, this.t0 ?? Infinity);
   }
 
   private lossView(which: 'train' | 'val'): ChartView {
@@ -333,8 +344,9 @@ export class DashboardController extends Observable {
     }
     if (perPeer.length === 0) return emptyView();
     const grid = makeGrid(lo, hi, this.o.bins, this.logX);
-    const binned = perPeer.map((p) => binMean(grid, { x: p.x, y: p.y }));
-    const band = binRange(grid, perPeer.map((p) => ({ x: p.x, y: p.raw })));
+    const binned = perPeer.map((p) => fillGaps(binMean(grid, { x: p.x, y: p.y })));
+    const range = binRange(grid, perPeer.map((p) => ({ x: p.x, y: p.raw })));
+    const band = { min: fillGaps(range.min), max: fillGaps(range.max) };
     // Own lines for the most recently seen peers; all of them count in the median and the band.
     const recent = new Set([...perPeer].sort((a, b) => (this.peers.get(b.id)?.lastSeen ?? 0) - (this.peers.get(a.id)?.lastSeen ?? 0))
       .slice(0, this.o.maxPeerLines).map((p) => p.id));
@@ -347,38 +359,45 @@ export class DashboardController extends Observable {
     return { x: grid.x, series, shownPeers: recent.size, totalPeers: perPeer.length };
   }
 
-  /** Throughput, bandwidth, live peers and partner spread per time bucket. */
+  /**
+   * Throughput, bandwidth, live peers and partner spread per time bucket. Rates are carried
+   * forward from each peer's last report until it goes stale, so a bucket between two reports
+   * still counts the peer (reports come every few seconds, buckets can be shorter).
+   */
   private computeTimeViews(): void {
     if (this.t0 === null) { this.throughputView = emptyView(); this.spreadView = emptyView(); return; }
-    let tMax = this.t0;
+    const t0 = this.t0;
+    let tMax = t0;
     for (const s of this.series.values()) if (s.t.length) tMax = Math.max(tMax, s.t[s.t.length - 1]!);
-    const span = Math.max(1000, tMax - this.t0);
-    const bucketMs = Math.max(5000, Math.ceil(span / this.o.bins / 1000) * 1000);
+    const span = Math.max(1000, tMax - t0);
+    const bucketMs = Math.max(1000, Math.ceil(span / this.o.bins / 1000) * 1000);
     const n = Math.floor(span / bucketMs) + 1;
     const tokens = new Float64Array(n), bytes = new Float64Array(n), live = new Uint32Array(n);
     const dists: number[][] = Array.from({ length: n }, () => []);
     for (const s of this.series.values()) {
-      const seen = new Uint8Array(n);
-      const tpsSum = new Float64Array(n), tpsCnt = new Uint32Array(n);
-      for (let i = 0; i < s.t.length; i++) {
-        const k = Math.min(n - 1, Math.floor((s.t[i]! - this.t0) / bucketMs));
-        seen[k] = 1;
-        tpsSum[k] += s.tps[i]!; tpsCnt[k]++;
-        bytes[k] += s.bytes[i]!;
-        const d = s.dist[i];
-        if (d !== null && d !== undefined && Number.isFinite(d)) dists[k]!.push(d);
-      }
+      let j = 0, lastT = -Infinity, tps = 0, rate = 0, dist: number | null = null;
       for (let k = 0; k < n; k++) {
-        live[k] += seen[k]!;
-        if (tpsCnt[k]) tokens[k] += tpsSum[k]! / tpsCnt[k]!;
+        const end = t0 + (k + 1) * bucketMs;
+        for (; j < s.t.length && s.t[j]! < end; j++) {
+          rate = j > 0 ? s.bytes[j]! / Math.max(1, (s.t[j]! - s.t[j - 1]!) / 1000) : 0;
+          tps = s.tps[j]!;
+          lastT = s.t[j]!;
+          const d = s.dist[j];
+          if (d !== null && d !== undefined && Number.isFinite(d)) dist = d;
+        }
+        if (end - lastT > this.o.staleMs + bucketMs) continue;
+        tokens[k] += tps;
+        bytes[k] += rate;
+        live[k]++;
+        if (dist !== null) dists[k]!.push(dist);
       }
     }
-    const x = Array.from({ length: n }, (_, k) => (this.t0! + k * bucketMs) / 1000);
+    const x = Array.from({ length: n }, (_, k) => (t0 + k * bucketMs) / 1000);
     this.throughputView = {
       x, shownPeers: 0, totalPeers: this.series.size,
       series: [
-        { label: 'tokens/s (all peers)', role: 'total', values: Array.from(tokens) },
-        { label: 'bandwidth (bytes/s)', role: 'total', values: Array.from(bytes, (b) => b / (bucketMs / 1000)) },
+        { label: 'tokens/s', role: 'total', values: Array.from(tokens) },
+        { label: 'bytes/s', role: 'total', values: Array.from(bytes) },
         { label: 'live peers', role: 'total', values: Array.from(live) },
       ],
     };

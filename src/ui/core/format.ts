@@ -27,7 +27,8 @@ export function formatCount(n: number): string {
   const units = ['K', 'M', 'G', 'T'];
   let i = -1, v = a;
   while (v >= 1000 && i < units.length - 1) { v /= 1000; i++; }
-  return `${n < 0 ? '-' : ''}${v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)} ${units[i]}`;
+  // 2.2 K, not 2.20 K: trailing zeros read as precision we do not have.
+  return `${n < 0 ? '-' : ''}${Number(v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0))} ${units[i]}`;
 }
 
 export function formatLoss(x: number | null | undefined): string {

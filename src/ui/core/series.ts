@@ -149,3 +149,23 @@ export function downsampleMinMax(x: ArrayLike<number>, y: ArrayLike<number | nul
   const idx = [...keep].sort((a, b) => a - b);
   return { x: idx.map((i) => x[i]!), y: idx.map((i) => y[i] ?? null) };
 }
+
+/**
+ * Fills interior gaps (nulls between two values) by linear interpolation over the bin index;
+ * leading and trailing nulls stay (no extrapolation beyond where a peer reported). A sparse
+ * series binned onto a fine grid becomes one continuous line, and the median across peers then
+ * compares peers at the same x instead of whichever peer happened to report in a bin.
+ */
+export function fillGaps(values: (number | null)[]): (number | null)[] {
+  const out = values.slice();
+  let prev = -1;
+  for (let i = 0; i < out.length; i++) {
+    if (out[i] === null) continue;
+    if (prev >= 0 && i - prev > 1) {
+      const a = out[prev]!, b = out[i]!;
+      for (let k = prev + 1; k < i; k++) out[k] = a + ((b - a) * (k - prev)) / (i - prev);
+    }
+    prev = i;
+  }
+  return out;
+}
