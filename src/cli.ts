@@ -3,6 +3,8 @@
 import { Command } from 'commander';
 import { register as registerPrepare } from './commands/prepare.ts';
 import { register as registerTrain } from './commands/train.ts';
+import { register as registerServe } from './commands/serve.ts';
+import { register as registerExport } from './commands/export.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('murmur')
@@ -11,6 +13,8 @@ export async function main(argv: string[]): Promise<void> {
   program.exitOverride();
   registerPrepare(program);
   registerTrain(program);
+  registerServe(program);
+  registerExport(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

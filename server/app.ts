@@ -1,0 +1,169 @@
+// Builds the coordinator as one Fastify instance from injected dependencies, so tests start it
+// in-process on port 0 with a temp data dir and a fake clock, and `murmur serve` starts the same
+// thing on a real port. HTTP and WebSocket share the port.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import websocket from '@fastify/websocket';
+import type { Db } from './db.ts';
+import { openDb } from './db.ts';
+import { systemClock, type Clock } from './clock.ts';
+import { ADMIN_TOKEN_FILE, SESSION_SECRET_FILE, SessionSigner, loadOrCreateSecret } from './auth.ts';
+import { RunStore } from './runs.ts';
+import { MetricsStore } from './metrics.ts';
+import { LiveHub } from './live.ts';
+import { EventLog } from './events.ts';
+import { DirDatasetSource, prepareMobyDick, type DatasetSource } from './datasets.ts';
+import { CheckpointStore } from './checkpoints.ts';
+import { DEFAULT_HUB_OPTIONS, PeerHub, type PeerHubOptions } from './peers.ts';
+import { CheckpointScheduler } from './checkpoint-scheduler.ts';
+import { validatorCompiler } from './validation.ts';
+import { registerRunRoutes } from './routes/runs.ts';
+import { registerMetricRoutes } from './routes/metrics.ts';
+import { registerCheckpointRoutes } from './routes/checkpoints.ts';
+import { registerDataRoutes } from './routes/data.ts';
+import { registerWsRoute } from './routes/ws.ts';
+import { registerWebRoutes } from './routes/web.ts';
+import { DEFAULT_LIMITS } from '../src/protocol/messages.ts';
+
+export interface AppDeps {
+  dataDir: string;
+  /** Defaults to `<dataDir>/murmur.sqlite`. */
+  db?: Db;
+  clock?: Clock;
+  /** Pino-compatible logger; defaults to Fastify's JSON logger at `logLevel`, or silence. */
+  logger?: FastifyBaseLogger;
+  logLevel?: string | false;
+  /** Where the default logger writes (stdout if unset); `murmur serve` keeps stdout for people. */
+  logStream?: NodeJS.WritableStream;
+  /** Uniform [0, 1): pairing and checkpoint peer choice. */
+  rng?: () => number;
+  /** Data sets; defaults to `<dataDir>/datasets/` (the default run's Moby Dick is prepared there). */
+  datasets?: DatasetSource;
+}
+
+export interface AppOptions {
+  /** Scheduled checkpoint interval per run (0: only on request). */
+  checkpointEveryMs: number;
+  /** Newest checkpoints kept per run. */
+  checkpointKeep: number;
+  stateRequestTimeoutMs: number;
+  hub: Partial<PeerHubOptions>;
+  /** Built web app (volunteer page, dashboard, embed script); served when it exists. */
+  webRoot: string;
+  /** Create the default run (tiny on Moby Dick) when absent. */
+  defaultRun: boolean;
+}
+
+export const DEFAULT_APP_OPTIONS: AppOptions = {
+  checkpointEveryMs: 10 * 60_000,
+  checkpointKeep: 5,
+  stateRequestTimeoutMs: 120_000,
+  hub: {},
+  webRoot: join(import.meta.dirname, '..', 'dist', 'web'),
+  defaultRun: true,
+};
+
+export interface Coordinator {
+  app: FastifyInstance;
+  db: Db;
+  hub: PeerHub;
+  runs: RunStore;
+  metrics: MetricsStore;
+  live: LiveHub;
+  events: EventLog;
+  checkpoints: CheckpointStore;
+  scheduler: CheckpointScheduler;
+  datasets: DatasetSource;
+  adminToken: string;
+  /** True on the first start of this data dir: the caller prints the token once. */
+  adminTokenCreated: boolean;
+  close(): Promise<void>;
+}
+
+export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): Promise<Coordinator> {
+  const o: AppOptions = { ...DEFAULT_APP_OPTIONS, ...opts };
+  const clock = deps.clock ?? systemClock;
+  const rng = deps.rng ?? Math.random;
+  mkdirSync(deps.dataDir, { recursive: true, mode: 0o700 });
+  const db = deps.db ?? openDb(join(deps.dataDir, 'murmur.sqlite'));
+  const admin = loadOrCreateSecret(deps.dataDir, ADMIN_TOKEN_FILE);
+  const signer = new SessionSigner(loadOrCreateSecret(deps.dataDir, SESSION_SECRET_FILE).value);
+  const hubOptions: PeerHubOptions = { ...DEFAULT_HUB_OPTIONS, ...o.hub, limits: { ...DEFAULT_LIMITS, ...(o.hub.limits ?? {}) } };
+
+  const app = Fastify({
+    ...(deps.logger ? { loggerInstance: deps.logger } : { logger: deps.logLevel ? { level: deps.logLevel, ...(deps.logStream ? { stream: deps.logStream } : {}) } : false }),
+    // JSON bodies are small (run configs); state uploads set their own limit.
+    bodyLimit: 64 * 1024,
+    // A slow request cannot hold a socket for ever, yet a `small` checkpoint upload (~80 MB)
+    // still fits through a slow home uplink; headers must arrive within Node's 60 s anyway.
+    requestTimeout: 600_000,
+    return503OnClosing: true,
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setErrorHandler((err: Error & { statusCode?: number; validationContext?: string; code?: string }, req, reply) => {
+    const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
+    if (status >= 500) req.log.error({ err }, 'request failed');
+    void reply.code(status).send({ error: status >= 500 ? 'internal error' : err.message, ...(err.code ? { code: err.code } : {}) });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 200)}` });
+  });
+
+  const now = () => clock.now();
+  const runs = new RunStore(db, now);
+  const metrics = new MetricsStore(db);
+  const live = new LiveHub();
+  const events = new EventLog(db, live, now);
+  const datasets = deps.datasets ?? new DirDatasetSource(join(deps.dataDir, 'datasets'));
+  const checkpoints = new CheckpointStore(db, join(deps.dataDir, 'checkpoints'), o.checkpointKeep);
+  const logger = app.log;
+
+  if (o.defaultRun && !runs.get('default')) {
+    if (!deps.datasets) prepareMobyDick(join(deps.dataDir, 'datasets'));
+    const run = runs.ensureDefault();
+    events.append(run.id, 'run-created', null, { run });
+  }
+  const fixed = checkpoints.reconcile();
+  if (fixed.indexed + fixed.dropped + fixed.temps > 0) logger.warn(fixed, 'checkpoint store repaired after an unclean stop');
+
+  const hub = new PeerHub({ db, clock, rng, logger, signer, runs, metrics, events, live, datasets, checkpoints }, hubOptions);
+  const scheduler = new CheckpointScheduler({ hub, runs, events, clock, rng, logger }, {
+    intervalMs: o.checkpointEveryMs, requestTimeoutMs: o.stateRequestTimeoutMs,
+  });
+
+  await app.register(websocket, {
+    options: { maxPayload: hubOptions.limits.maxMessageBytes },
+  });
+  const ctx = { app, db, hub, runs, metrics, live, events, checkpoints, scheduler, datasets, signer, adminToken: admin.value, clock };
+  app.get('/health', { schema: {} }, async () => ({ ok: true, peers: hub.connectionCount(), time: clock.now() }));
+  registerRunRoutes(ctx);
+  registerMetricRoutes(ctx);
+  registerCheckpointRoutes(ctx);
+  registerDataRoutes(ctx);
+  registerWsRoute(ctx);
+  await registerWebRoutes(app, o.webRoot);
+
+  app.addHook('onClose', async () => {
+    scheduler.stop();
+    hub.shutdown();
+    live.close();
+    metrics.flush();
+  });
+  scheduler.start();
+
+  return {
+    app, db, hub, runs, metrics, live, events, checkpoints, scheduler, datasets,
+    adminToken: admin.value, adminTokenCreated: admin.created,
+    close: async () => {
+      await app.close();
+      if (!deps.db) db.close();
+    },
+  };
+}
+
+export type AppContext = {
+  app: FastifyInstance; db: Db; hub: PeerHub; runs: RunStore; metrics: MetricsStore; live: LiveHub; events: EventLog;
+  checkpoints: CheckpointStore; scheduler: CheckpointScheduler; datasets: DatasetSource; signer: SessionSigner;
+  adminToken: string; clock: Clock;
+};

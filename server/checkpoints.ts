@@ -1,0 +1,232 @@
+// Checkpoints: one replica's slow state (φ, outer momentum) plus counters and config, in
+// safetensors so any reader opens it. Layout of `<dataDir>/checkpoints/<run>/<id>.safetensors`:
+//   tensors   phi.<HF name>       e.g. phi.transformer.h.0.attn.c_attn.weight  (C, 3C)
+//             momentum.<HF name>  same shapes
+//   metadata  format "murmur-checkpoint", version "1", run / model / train (JSON), step,
+//             round, tokens, val_loss ("" if unknown), peer, created_at, layout (sha256 of the
+//             layout signature)
+// and beside it `<id>.json` with {id, runId, step, round, valLoss, tokens, peerId, sha256, bytes,
+// file, createdAt}. Both are written atomically, the .json second, and the SQLite row last: a
+// checkpoint is "completed" once its row exists. On start, `reconcile` finishes or undoes
+// whatever a crash interrupted.
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Db } from './db.ts';
+import { removeStaleTemps, writeFileAtomic } from './fsutil.ts';
+import type { ModelConfig } from '../src/model/config.ts';
+import { buildLayout, layoutSignature, view, type Layout } from '../src/model/layout.ts';
+import { readSafetensors, tensorF32, writeSafetensors, type SafeTensorIn } from '../src/model/safetensors.ts';
+import type { CheckpointRef, RunInfo } from '../src/protocol/messages.ts';
+import type { StateFrame } from '../src/protocol/state-frame.ts';
+
+export const CHECKPOINT_FORMAT = 'murmur-checkpoint';
+export const CHECKPOINT_VERSION = '1';
+
+export interface CheckpointInfo {
+  id: string;
+  runId: string;
+  step: number;
+  round: number;
+  valLoss: number | null;
+  tokens: number;
+  peerId: string | null;
+  sha256: string;
+  bytes: number;
+  file: string;
+  createdAt: number;
+}
+
+export interface LoadedCheckpoint {
+  info: CheckpointInfo;
+  model: ModelConfig;
+  layout: Layout;
+  phi: Float32Array;
+  momentum: Float32Array;
+  metadata: Record<string, string>;
+}
+
+interface Row {
+  id: string; run_id: string; step: number; round: number; val_loss: number | null; tokens: number;
+  peer_id: string | null; sha256: string; bytes: number; file: string; created_at: number;
+}
+
+const fromRow = (r: Row): CheckpointInfo => ({
+  id: r.id, runId: r.run_id, step: r.step, round: r.round, valLoss: r.val_loss, tokens: r.tokens,
+  peerId: r.peer_id, sha256: r.sha256, bytes: r.bytes, file: r.file, createdAt: r.created_at,
+});
+
+export function layoutHash(layout: Layout): string {
+  return createHash('sha256').update(layoutSignature(layout)).digest('hex');
+}
+
+/** Encodes a checkpoint file (φ and momentum under HF names, config and counters as metadata). */
+export function encodeCheckpoint(run: RunInfo, frame: StateFrame, peerId: string | null, createdAt: number): Uint8Array {
+  const layout = buildLayout(run.model);
+  if (frame.meta.floats !== layout.total) {
+    throw new Error(`state has ${frame.meta.floats} floats; run ${run.id} (${run.preset}) needs ${layout.total}`);
+  }
+  const tensors: SafeTensorIn[] = [];
+  for (const [prefix, flat] of [['phi.', frame.phi], ['momentum.', frame.momentum]] as const) {
+    for (const t of layout.tensors) tensors.push({ name: prefix + t.name, shape: t.shape, data: view(flat, t) });
+  }
+  const { meta } = frame;
+  return writeSafetensors(tensors, {
+    format: CHECKPOINT_FORMAT,
+    version: CHECKPOINT_VERSION,
+    run: JSON.stringify(run),
+    model: JSON.stringify(run.model),
+    train: JSON.stringify(run.train),
+    step: String(meta.step),
+    round: String(meta.round),
+    tokens: String(meta.tokens),
+    val_loss: meta.valLoss === null ? '' : String(meta.valLoss),
+    peer: peerId ?? '',
+    created_at: String(createdAt),
+    layout: layoutHash(layout),
+  });
+}
+
+/** Reads a checkpoint file from bytes: checks its magic, version and layout, returns flat state. */
+export function decodeCheckpoint(bytes: Uint8Array): Omit<LoadedCheckpoint, 'info'> {
+  const f = readSafetensors(bytes);
+  const md = f.metadata;
+  if (md.format !== CHECKPOINT_FORMAT) throw new Error(`not a Murmur checkpoint (metadata format=${JSON.stringify(md.format)})`);
+  if (md.version !== CHECKPOINT_VERSION) throw new Error(`checkpoint version ${md.version}; this build reads version ${CHECKPOINT_VERSION}`);
+  const model = JSON.parse(md.model ?? 'null') as ModelConfig;
+  const layout = buildLayout(model);
+  if (md.layout !== layoutHash(layout)) throw new Error('checkpoint layout hash does not match its model config');
+  const phi = new Float32Array(layout.total);
+  const momentum = new Float32Array(layout.total);
+  for (const [prefix, flat] of [['phi.', phi], ['momentum.', momentum]] as const) {
+    for (const t of layout.tensors) {
+      const v = tensorF32(f, prefix + t.name);
+      if (v.length !== t.size) throw new Error(`checkpoint tensor ${prefix}${t.name} has ${v.length} values, expected ${t.size}`);
+      flat.set(v, t.offset);
+    }
+  }
+  return { model, layout, phi, momentum, metadata: md };
+}
+
+export function sha256Hex(b: Uint8Array): string {
+  return createHash('sha256').update(b).digest('hex');
+}
+
+export class CheckpointStore {
+  constructor(
+    private readonly db: Db,
+    readonly root: string,
+    /** Newest checkpoints kept per run. */
+    readonly keep: number,
+  ) {
+    mkdirSync(root, { recursive: true });
+  }
+
+  dir(runId: string): string {
+    return join(this.root, runId);
+  }
+
+  /** Writes a checkpoint durably, then prunes to the newest `keep`. */
+  save(run: RunInfo, frame: StateFrame, peerId: string | null, createdAt: number): CheckpointInfo {
+    const dir = this.dir(run.id);
+    mkdirSync(dir, { recursive: true });
+    const bytes = encodeCheckpoint(run, frame, peerId, createdAt);
+    const id = `s${frame.meta.step}-${randomBytes(4).toString('hex')}`;
+    const file = `${id}.safetensors`;
+    const info: CheckpointInfo = {
+      id, runId: run.id, step: frame.meta.step, round: frame.meta.round, valLoss: frame.meta.valLoss,
+      tokens: frame.meta.tokens, peerId, sha256: sha256Hex(bytes), bytes: bytes.length, file, createdAt,
+    };
+    writeFileAtomic(join(dir, file), bytes);
+    writeFileAtomic(join(dir, `${id}.json`), new TextEncoder().encode(JSON.stringify(info, null, 2) + '\n'));
+    this.insert(info);
+    this.prune(run.id);
+    return info;
+  }
+
+  list(runId: string): CheckpointInfo[] {
+    return (this.db.prepare('SELECT * FROM checkpoints WHERE run_id = ? ORDER BY created_at DESC, step DESC').all(runId) as Row[]).map(fromRow);
+  }
+
+  get(runId: string, id: string): CheckpointInfo | null {
+    const r = this.db.prepare('SELECT * FROM checkpoints WHERE run_id = ? AND id = ?').get(runId, id) as Row | undefined;
+    return r ? fromRow(r) : null;
+  }
+
+  latest(runId: string): CheckpointInfo | null {
+    return this.list(runId)[0] ?? null;
+  }
+
+  path(info: CheckpointInfo): string {
+    return join(this.dir(info.runId), info.file);
+  }
+
+  load(info: CheckpointInfo): LoadedCheckpoint {
+    const bytes = readFileSync(this.path(info));
+    if (sha256Hex(bytes) !== info.sha256) throw new Error(`checkpoint ${info.id}: file does not match its sha256 (corrupt on disk)`);
+    return { info, ...decodeCheckpoint(bytes) };
+  }
+
+  /** Deletes files first, the row last: a crash in between leaves a row that reconcile drops. */
+  delete(info: CheckpointInfo): void {
+    const dir = this.dir(info.runId);
+    for (const f of [`${info.id}.json`, info.file]) {
+      try { unlinkSync(join(dir, f)); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; }
+    }
+    this.db.prepare('DELETE FROM checkpoints WHERE id = ?').run(info.id);
+  }
+
+  ref(info: CheckpointInfo): CheckpointRef {
+    return {
+      id: info.id, step: info.step, round: info.round, sha256: info.sha256,
+      stateUrl: `/api/runs/${info.runId}/checkpoints/${info.id}/state`,
+    };
+  }
+
+  /**
+   * After a crash: drop temp files, index a checkpoint whose files were complete but whose row
+   * was not yet written (verified by sha256), and drop rows whose files are gone.
+   */
+  reconcile(): { indexed: number; dropped: number; temps: number } {
+    let indexed = 0, dropped = 0, temps = 0;
+    const known = new Set((this.db.prepare('SELECT id FROM checkpoints').all() as { id: string }[]).map((r) => r.id));
+    const runs = new Set((this.db.prepare('SELECT id FROM runs').all() as { id: string }[]).map((r) => r.id));
+    for (const runId of readdirSync(this.root)) {
+      const dir = join(this.root, runId);
+      temps += removeStaleTemps(dir);
+      for (const f of readdirSync(dir)) {
+        if (!f.endsWith('.json')) continue;
+        const id = f.slice(0, -'.json'.length);
+        if (known.has(id)) continue;
+        let info: CheckpointInfo;
+        try {
+          info = JSON.parse(readFileSync(join(dir, f), 'utf8')) as CheckpointInfo;
+        } catch {
+          continue;
+        }
+        const data = join(dir, info.file ?? '');
+        if (info.id === id && info.runId === runId && runs.has(runId) && existsSync(data) && sha256Hex(readFileSync(data)) === info.sha256) {
+          this.insert(info);
+          indexed++;
+        }
+      }
+    }
+    for (const info of (this.db.prepare('SELECT * FROM checkpoints').all() as Row[]).map(fromRow)) {
+      if (!existsSync(this.path(info)) || !existsSync(join(this.dir(info.runId), `${info.id}.json`))) {
+        this.delete(info);
+        dropped++;
+      }
+    }
+    for (const runId of runs) this.prune(runId);
+    return { indexed, dropped, temps };
+  }
+
+  private insert(i: CheckpointInfo): void {
+    this.db.prepare(`INSERT INTO checkpoints (id, run_id, step, round, val_loss, tokens, peer_id, sha256, bytes, file, created_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(i.id, i.runId, i.step, i.round, i.valLoss, i.tokens, i.peerId, i.sha256, i.bytes, i.file, i.createdAt);
+  }
+
+  private prune(runId: string): void {
+    for (const old of this.list(runId).slice(this.keep)) this.delete(old);
+  }
+}

@@ -1,0 +1,113 @@
+// The coordinator's only store: one SQLite file (better-sqlite3) under the data directory.
+// WAL mode so dashboards read while reports are written; synchronous=NORMAL because in WAL
+// mode a commit is then durable against a process crash (kill -9) — only an OS crash or power
+// loss can lose the last commits, and those are metric rows the peers still hold until acked.
+// Schema changes are numbered migrations tracked in PRAGMA user_version.
+import Database from 'better-sqlite3';
+
+export type Db = Database.Database;
+
+const MIGRATIONS: string[] = [
+  // 1: runs, peers, metric reports, run events, checkpoints.
+  `
+  CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    preset TEXT NOT NULL,
+    model_json TEXT NOT NULL,
+    train_json TEXT NOT NULL,
+    compression TEXT NOT NULL,
+    pair_wait_frac REAL NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'stopped')),
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE TABLE peers (
+    id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    replica INTEGER NOT NULL,
+    client_json TEXT,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    UNIQUE (run_id, replica)
+  );
+  CREATE TABLE reports (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    peer_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    t INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    round INTEGER NOT NULL,
+    train_loss REAL,
+    val_loss REAL,
+    tokens_per_s REAL NOT NULL,
+    bytes_in INTEGER NOT NULL,
+    bytes_out INTEGER NOT NULL,
+    partner TEXT,
+    partner_dist REAL,
+    adapter TEXT,
+    UNIQUE (run_id, peer_id, seq)
+  );
+  CREATE INDEX reports_run_t ON reports (run_id, t);
+  CREATE INDEX reports_run_peer_t ON reports (run_id, peer_id, t);
+  CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    t INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    peer_id TEXT,
+    data_json TEXT
+  );
+  CREATE INDEX events_run_t ON events (run_id, t);
+  CREATE TABLE checkpoints (
+    id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    step INTEGER NOT NULL,
+    round INTEGER NOT NULL,
+    val_loss REAL,
+    tokens INTEGER NOT NULL,
+    peer_id TEXT,
+    sha256 TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    file TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  CREATE INDEX checkpoints_run ON checkpoints (run_id, created_at);
+  `,
+];
+
+export function openDb(file: string): Db {
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+export function migrate(db: Db): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new Error(`database schema version ${current} is newer than this build (${MIGRATIONS.length}); upgrade murmur`);
+  }
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}
+
+/** Row counts of every table: tests use it to prove that invalid input wrote nothing. */
+export function tableCounts(db: Db): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const t of ['runs', 'peers', 'reports', 'events', 'checkpoints']) {
+    out[t] = (db.prepare(`SELECT COUNT(*) AS n FROM ${t}`).get() as { n: number }).n;
+  }
+  return out;
+}

@@ -1,0 +1,40 @@
+// Run events (peer joined / left, run created / changed / stopped, checkpoint saved / deleted):
+// one SQLite row each, and the same object pushed live to dashboards.
+import type { Db } from './db.ts';
+import type { LiveHub } from './live.ts';
+
+export type RunEventKind =
+  | 'run-created' | 'run-updated' | 'run-stopped' | 'peer-joined' | 'peer-left'
+  | 'checkpoint-saved' | 'checkpoint-deleted' | 'checkpoint-failed';
+
+export interface RunEvent {
+  id: number;
+  runId: string;
+  t: number;
+  kind: RunEventKind;
+  peerId: string | null;
+  data: unknown;
+}
+
+export class EventLog {
+  private readonly insert;
+
+  constructor(private readonly db: Db, private readonly live: LiveHub, private readonly now: () => number) {
+    this.insert = db.prepare('INSERT INTO events (run_id, t, kind, peer_id, data_json) VALUES (?, ?, ?, ?, ?)');
+  }
+
+  append(runId: string, kind: RunEventKind, peerId: string | null, data: unknown = null): RunEvent {
+    const t = this.now();
+    const id = Number(this.insert.run(runId, t, kind, peerId, data === null ? null : JSON.stringify(data)).lastInsertRowid);
+    const ev: RunEvent = { id, runId, t, kind, peerId, data };
+    const channel = kind.startsWith('peer-') ? 'peer' : kind.startsWith('checkpoint-') ? 'checkpoint' : 'run';
+    this.live.publish(runId, channel, ev);
+    return ev;
+  }
+
+  list(runId: string, from: number, to: number, limit: number): RunEvent[] {
+    const rows = this.db.prepare(`SELECT id, run_id AS runId, t, kind, peer_id AS peerId, data_json AS data FROM events
+      WHERE run_id = ? AND t >= ? AND t <= ? ORDER BY t, id LIMIT ?`).all(runId, from, to, limit) as (Omit<RunEvent, 'data'> & { data: string | null })[];
+    return rows.map((r) => ({ ...r, data: r.data === null ? null : JSON.parse(r.data) }));
+  }
+}

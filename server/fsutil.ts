@@ -1,0 +1,46 @@
+// Durable file writes: a reader (or a restart after kill -9) sees either the old file or the
+// complete new one, never a torn write. Temp file in the same folder, fsync, rename, fsync the
+// folder so the rename itself survives a crash.
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+
+export const TMP_MARK = '.tmp-';
+
+export function writeFileAtomic(path: string, data: Uint8Array, mode = 0o644): void {
+  const tmp = join(dirname(path), `${basename(path)}${TMP_MARK}${randomBytes(4).toString('hex')}`);
+  const fd = openSync(tmp, 'wx', mode);
+  try {
+    let off = 0;
+    while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+    fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    try { unlinkSync(tmp); } catch { /* already gone */ }
+    throw err;
+  }
+  closeSync(fd);
+  renameSync(tmp, path);
+  fsyncDir(dirname(path));
+}
+
+export function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Removes temp files a crash left behind in `dir`; returns how many. */
+export function removeStaleTemps(dir: string): number {
+  let n = 0;
+  for (const f of readdirSync(dir)) {
+    if (f.includes(TMP_MARK)) {
+      unlinkSync(join(dir, f));
+      n++;
+    }
+  }
+  return n;
+}

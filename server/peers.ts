@@ -1,0 +1,488 @@
+// The volunteers' WebSocket side: join (peer id + signed session), heartbeats, signal relay,
+// the ready pool, metric reports and state requests. Every frame is validated
+// (src/protocol/messages.ts) and every connection lives under a size limit (the WebSocket
+// server's maxPayload), a token-bucket rate limit, a count of invalid frames it may send before
+// it is closed, and a bound on what may queue unsent towards it.
+//
+// Identity: the server stamps `from` on every relayed signal with the connection's own peer id,
+// and a peer id is bound to a connection only through a session token the server signed. So a
+// peer can never speak as another.
+import { randomBytes } from 'node:crypto';
+import type { FastifyBaseLogger } from 'fastify';
+import type { WebSocket, RawData } from 'ws';
+import type { Db } from './db.ts';
+import type { Clock } from './clock.ts';
+import type { SessionSigner } from './auth.ts';
+import type { RunStore } from './runs.ts';
+import type { MetricsStore, ReportRow } from './metrics.ts';
+import { plotTime } from './metrics.ts';
+import type { EventLog } from './events.ts';
+import type { LiveHub } from './live.ts';
+import type { DatasetSource } from './datasets.ts';
+import { fileRefs } from './datasets.ts';
+import type { CheckpointStore } from './checkpoints.ts';
+import { ReadyPool } from './pairing.ts';
+import {
+  DEFAULT_LIMITS, PROTOCOL_VERSION, parseClientMessage,
+  type ClientMessage, type DataAssignment, type ErrorCode, type HelloMsg, type ReportMsg, type RunInfo, type ServerMessage,
+} from '../src/protocol/messages.ts';
+import { DEFAULT_RUN_ID } from './runs.ts';
+
+export interface PeerHubOptions {
+  /** Interval peers send heartbeats at (announced in welcome). */
+  heartbeatMs: number;
+  /** A peer silent for this long is dropped. */
+  livenessMs: number;
+  /** A connection that has not said hello by then is closed. */
+  helloTimeoutMs: number;
+  limits: typeof DEFAULT_LIMITS;
+  /** Open connections at most (joined or not). */
+  maxConnections: number;
+  /** Invalid frames a connection may send before it is closed. */
+  maxStrikes: number;
+  /** Unsent bytes towards one peer before it is treated as dead. */
+  maxSendBufferBytes: number;
+  /** Bounds of a peer's pairing wait (DESIGN.md section 3: never zero). */
+  minPairWaitMs: number;
+  maxPairWaitMs: number;
+  /** Gather tick of the ready pool (pairing.ts). */
+  pairGatherMs: number;
+}
+
+export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
+  heartbeatMs: 5_000,
+  livenessMs: 20_000,
+  helloTimeoutMs: 10_000,
+  limits: DEFAULT_LIMITS,
+  maxConnections: 10_000,
+  maxStrikes: 20,
+  maxSendBufferBytes: 4 << 20,
+  minPairWaitMs: 50,
+  maxPairWaitMs: 120_000,
+  pairGatherMs: 20,
+};
+
+export interface PeerHubDeps {
+  db: Db;
+  clock: Clock;
+  rng: () => number;
+  logger: FastifyBaseLogger;
+  signer: SessionSigner;
+  runs: RunStore;
+  metrics: MetricsStore;
+  events: EventLog;
+  live: LiveHub;
+  datasets: DatasetSource;
+  checkpoints: CheckpointStore;
+}
+
+/** WebSocket close codes we use (4000-4999 are for applications). */
+export const CLOSE = {
+  protocol: 1008,
+  shutdown: 1001,
+  overloaded: 1013,
+  replaced: 4000,
+  heartbeat: 4001,
+  runStopped: 4002,
+  fatal: 4003,
+} as const;
+
+interface Conn {
+  n: number;
+  ws: WebSocket;
+  peerId: string | null;
+  runId: string | null;
+  lastSeen: number;
+  bucket: number;
+  refilledAt: number;
+  lastRateError: number;
+  overRate: number;
+  strikes: number;
+  helloTimer: unknown;
+  /** Highest inner step this peer reported: the checkpoint scheduler asks the furthest peer. */
+  lastStep: number;
+  closed: boolean;
+}
+
+export interface StateFailHandler {
+  (peerId: string, requestId: string, reason: string): void;
+}
+
+export class PeerHub {
+  private readonly conns = new Set<Conn>();
+  private readonly byPeer = new Map<string, Conn>();
+  private readonly byRun = new Map<string, Set<string>>();
+  private readonly pools = new Map<string, ReadyPool>();
+  private readonly peersBroadcast = new Map<string, unknown>();
+  private sweepTimer: unknown = null;
+  private nextConn = 1;
+  /** Set by the checkpoint scheduler. */
+  onStateFail: StateFailHandler | null = null;
+  /** Set by the checkpoint scheduler: a peer that leaves cannot answer a state request. */
+  onPeerLeft: ((peerId: string) => void) | null = null;
+  readonly stats = { frames: 0, rejected: 0, closedForAbuse: 0, relayed: 0 };
+
+  constructor(private readonly d: PeerHubDeps, readonly o: PeerHubOptions = DEFAULT_HUB_OPTIONS) {
+    this.scheduleSweep();
+  }
+
+  // ---------- queries ----------
+
+  livePeers(runId: string): string[] {
+    return [...(this.byRun.get(runId) ?? [])];
+  }
+
+  isLive(peerId: string): boolean {
+    return this.byPeer.has(peerId);
+  }
+
+  lastStep(peerId: string): number {
+    return this.byPeer.get(peerId)?.lastStep ?? -1;
+  }
+
+  connectionCount(): number {
+    return this.conns.size;
+  }
+
+  pool(runId: string): ReadyPool {
+    let p = this.pools.get(runId);
+    if (!p) {
+      p = new ReadyPool({
+        clock: this.d.clock, rng: this.d.rng, minWaitMs: this.o.minPairWaitMs, maxWaitMs: this.o.maxPairWaitMs, gatherMs: this.o.pairGatherMs,
+        send: (peer, msg) => this.sendTo(peer, msg),
+      });
+      this.pools.set(runId, p);
+    }
+    return p;
+  }
+
+  // ---------- connection lifecycle ----------
+
+  attach(ws: WebSocket, remote: string): void {
+    const now = this.d.clock.now();
+    const c: Conn = {
+      n: this.nextConn++, ws, peerId: null, runId: null, lastSeen: now, bucket: this.o.limits.burst, refilledAt: now,
+      lastRateError: -Infinity, overRate: 0, strikes: 0, helloTimer: null, lastStep: -1, closed: false,
+    };
+    if (this.conns.size >= this.o.maxConnections) {
+      this.fail(c, 'server-full', `the coordinator holds ${this.conns.size} connections, its limit; try again later`, CLOSE.overloaded);
+      return;
+    }
+    this.conns.add(c);
+    c.helloTimer = this.d.clock.setTimeout(() => {
+      if (!c.peerId && !c.closed) this.fail(c, 'timeout', `no hello within ${this.o.helloTimeoutMs} ms`, CLOSE.protocol);
+    }, this.o.helloTimeoutMs);
+    ws.on('message', (data: RawData, isBinary: boolean) => this.onFrame(c, data, isBinary));
+    ws.on('close', () => this.onClose(c));
+    ws.on('error', (err) => {
+      // ws reports oversized frames here (then closes with 1009); keep it at debug level.
+      this.d.logger.debug({ conn: c.n, peer: c.peerId, remote, err: err.message }, 'websocket error');
+    });
+  }
+
+  private onFrame(c: Conn, data: RawData, isBinary: boolean): void {
+    if (c.closed) return;
+    this.stats.frames++;
+    if (!this.takeToken(c)) return;
+    if (isBinary) {
+      if (!c.peerId) return this.fail(c, 'bad-message', 'binary frames are not accepted; the first frame must be a hello', CLOSE.protocol);
+      return this.reject(c, 'bad-message', 'binary frames are not accepted; send JSON text');
+    }
+    const raw = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+    const parsed = parseClientMessage(raw, this.o.limits);
+    if (!parsed.ok) {
+      // Before joining, the only acceptable frame is a valid hello: anything else ends it.
+      if (!c.peerId) return this.fail(c, parsed.code, `${parsed.error} (the first frame must be a valid hello)`, CLOSE.protocol);
+      return this.reject(c, parsed.code, parsed.error);
+    }
+    const msg = parsed.msg;
+    if (!c.peerId) {
+      if (msg.t !== 'hello') return this.fail(c, 'not-joined', `"${msg.t}" before hello; the first frame must be hello`, CLOSE.protocol);
+      return this.onHello(c, msg);
+    }
+    c.lastSeen = this.d.clock.now();
+    this.dispatch(c, msg);
+  }
+
+  private dispatch(c: Conn, msg: ClientMessage): void {
+    const peerId = c.peerId!, runId = c.runId!;
+    switch (msg.t) {
+      case 'hello':
+        return this.reject(c, 'already-joined', `this connection already joined as ${peerId}`);
+      case 'hb':
+        return;
+      case 'signal': {
+        const to = this.byPeer.get(msg.to);
+        if (!to || to.runId !== runId || msg.to === peerId) {
+          return this.reject(c, 'unknown-peer', `peer ${msg.to} is not a live peer of run ${runId}`, 'signal');
+        }
+        this.stats.relayed++;
+        this.send(to, { t: 'signal', from: peerId, data: msg.data });
+        return;
+      }
+      case 'ready':
+        return this.pool(runId).ready(peerId, msg.round, msg.waitMs);
+      case 'report':
+        return this.onReport(c, msg);
+      case 'state-fail':
+        this.onStateFail?.(peerId, msg.id, msg.reason);
+        return;
+    }
+  }
+
+  private onHello(c: Conn, msg: HelloMsg): void {
+    if (msg.v !== PROTOCOL_VERSION) {
+      return this.fail(c, 'bad-version', `protocol version ${msg.v} is not supported; this coordinator speaks ${PROTOCOL_VERSION}`, CLOSE.protocol);
+    }
+    let runId = msg.run ?? DEFAULT_RUN_ID;
+    let peerId: string | null = null;
+    if (msg.session) {
+      const claims = this.d.signer.verify(msg.session);
+      if (!claims) return this.fail(c, 'bad-session', 'session token is not valid here; reconnect without it to join as a new peer', CLOSE.fatal);
+      if (msg.run && msg.run !== claims.r) return this.fail(c, 'bad-session', `session belongs to run ${claims.r}, not ${msg.run}`, CLOSE.fatal);
+      runId = claims.r;
+      peerId = claims.p;
+    }
+    const run = this.d.runs.get(runId);
+    if (!run) return this.fail(c, 'unknown-run', `no run "${runId}"`, CLOSE.fatal);
+    if (run.status !== 'running') return this.fail(c, 'run-stopped', `run "${runId}" is stopped`, CLOSE.runStopped);
+    const manifest = this.d.datasets.manifest(run.dataset);
+    if (!manifest) return this.fail(c, 'internal', `dataset "${run.dataset}" of run ${runId} is missing on the coordinator`, CLOSE.fatal);
+
+    const now = this.d.clock.now();
+    const resumed = peerId !== null;
+    if (peerId) {
+      // The same peer reconnecting (its old socket may not have timed out yet): the new one wins.
+      const old = this.byPeer.get(peerId);
+      if (old && old !== c) {
+        this.detach(old, 'replaced by a newer connection');
+        this.close(old, CLOSE.replaced, 'replaced by a newer connection');
+      }
+    } else {
+      peerId = `p-${randomBytes(8).toString('hex')}`;
+    }
+    const replica = this.peerRow(peerId, runId, msg.client ?? null, now);
+    this.d.clock.clearTimeout(c.helloTimer);
+    c.peerId = peerId;
+    c.runId = runId;
+    c.lastSeen = now;
+    this.byPeer.set(peerId, c);
+    let set = this.byRun.get(runId);
+    if (!set) this.byRun.set(runId, (set = new Set()));
+    set.add(peerId);
+
+    const files = fileRefs(runId, manifest);
+    const assignment: DataAssignment = {
+      dataset: run.dataset, train: files.train, val: files.val,
+      // One shard per replica, round robin; with a single train file every replica reads it
+      // and differs only by its window seed.
+      shards: [replica % files.train.length],
+      seed: (run.seed * 7919 + (replica + 1) * 104729) % 2147483647,
+      replica,
+    };
+    const latest = this.d.checkpoints.latest(runId);
+    this.send(c, {
+      t: 'welcome', peerId, session: this.d.signer.sign({ p: peerId, r: runId, i: now }), resumed, run, assignment,
+      checkpoint: latest ? this.d.checkpoints.ref(latest) : null,
+      peers: this.livePeers(runId).filter((p) => p !== peerId),
+      heartbeatMs: this.o.heartbeatMs,
+      limits: { maxMessageBytes: this.o.limits.maxMessageBytes, messagesPerSecond: this.o.limits.messagesPerSecond, burst: this.o.limits.burst },
+    });
+    this.d.events.append(runId, 'peer-joined', peerId, { replica, resumed, client: msg.client ?? null });
+    this.d.logger.info({ peer: peerId, run: runId, replica, resumed }, 'peer joined');
+    this.schedulePeersBroadcast(runId);
+  }
+
+  /** The peer's row (created on first join); returns its replica number in the run. */
+  private peerRow(peerId: string, runId: string, client: HelloMsg['client'] | null, now: number): number {
+    const db = this.d.db;
+    const row = db.prepare('SELECT replica FROM peers WHERE id = ?').get(peerId) as { replica: number } | undefined;
+    if (row) {
+      db.prepare('UPDATE peers SET last_seen = ?, client_json = ? WHERE id = ?').run(now, client ? JSON.stringify(client) : null, peerId);
+      return row.replica;
+    }
+    const next = (db.prepare('SELECT COALESCE(MAX(replica), -1) + 1 AS r FROM peers WHERE run_id = ?').get(runId) as { r: number }).r;
+    db.prepare('INSERT INTO peers (id, run_id, replica, client_json, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(peerId, runId, next, client ? JSON.stringify(client) : null, now, now);
+    return next;
+  }
+
+  private onReport(c: Conn, msg: ReportMsg): void {
+    const now = this.d.clock.now();
+    const { t: _t, seq, ...fields } = msg;
+    const row: ReportRow = { ...fields, runId: c.runId!, peerId: c.peerId!, seq, t: plotTime(msg.time, now), receivedAt: now };
+    if (msg.step > c.lastStep) c.lastStep = msg.step;
+    this.d.metrics.enqueue(row, (r, duplicate) => {
+      // Ack whichever connection the peer holds now: after a reconnect the new one needs it.
+      this.sendTo(r.peerId, duplicate ? { t: 'ack', seq: r.seq, duplicate: true } : { t: 'ack', seq: r.seq });
+      if (!duplicate) this.d.live.publish(r.runId, 'report', r);
+    });
+  }
+
+  private onClose(c: Conn): void {
+    c.closed = true;
+    this.d.clock.clearTimeout(c.helloTimer);
+    this.conns.delete(c);
+    this.detach(c, 'disconnected');
+  }
+
+  /** Removes a joined connection from the live set (once). */
+  private detach(c: Conn, reason: string): void {
+    const peerId = c.peerId, runId = c.runId;
+    if (!peerId || !runId || this.byPeer.get(peerId) !== c) return;
+    this.byPeer.delete(peerId);
+    this.byRun.get(runId)?.delete(peerId);
+    this.pools.get(runId)?.remove(peerId);
+    this.onPeerLeft?.(peerId);
+    const now = this.d.clock.now();
+    this.d.db.prepare('UPDATE peers SET last_seen = ? WHERE id = ?').run(now, peerId);
+    this.d.events.append(runId, 'peer-left', peerId, { reason });
+    this.d.logger.info({ peer: peerId, run: runId, reason }, 'peer left');
+    this.schedulePeersBroadcast(runId);
+  }
+
+  // ---------- sending ----------
+
+  sendTo(peerId: string, msg: ServerMessage): boolean {
+    const c = this.byPeer.get(peerId);
+    return c ? this.send(c, msg) : false;
+  }
+
+  broadcast(runId: string, msg: ServerMessage): void {
+    const text = JSON.stringify(msg);
+    for (const p of this.byRun.get(runId) ?? []) {
+      const c = this.byPeer.get(p);
+      if (c) this.sendRaw(c, text);
+    }
+  }
+
+  private send(c: Conn, msg: ServerMessage): boolean {
+    return this.sendRaw(c, JSON.stringify(msg));
+  }
+
+  private sendRaw(c: Conn, text: string): boolean {
+    if (c.closed || c.ws.readyState !== c.ws.OPEN) return false;
+    if (c.ws.bufferedAmount > this.o.maxSendBufferBytes) {
+      // A peer that does not read would make us hold its frames for ever.
+      this.d.logger.warn({ peer: c.peerId, buffered: c.ws.bufferedAmount }, 'closing a peer that does not read');
+      this.close(c, CLOSE.overloaded, 'too much unsent data; reconnect');
+      return false;
+    }
+    c.ws.send(text);
+    return true;
+  }
+
+  private schedulePeersBroadcast(runId: string): void {
+    // Coalesce: a burst of joins sends one list, not one per join.
+    if (this.peersBroadcast.has(runId)) return;
+    this.peersBroadcast.set(runId, this.d.clock.setTimeout(() => {
+      this.peersBroadcast.delete(runId);
+      const peers = this.livePeers(runId);
+      for (const p of peers) this.sendTo(p, { t: 'peers', peers: peers.filter((x) => x !== p) });
+    }, 100));
+  }
+
+  // ---------- limits and errors ----------
+
+  /** Token bucket; false (and the frame dropped) when the connection sends too fast. */
+  private takeToken(c: Conn): boolean {
+    const now = this.d.clock.now();
+    const { messagesPerSecond, burst } = this.o.limits;
+    c.bucket = Math.min(burst, c.bucket + ((now - c.refilledAt) / 1000) * messagesPerSecond);
+    c.refilledAt = now;
+    // Dropped frames are forgiven only once the bucket has refilled (the sender calmed down),
+    // so a flood that lets a token trickle in now and then still adds up to a close.
+    if (c.bucket >= burst) c.overRate = 0;
+    if (c.bucket >= 1) {
+      c.bucket -= 1;
+      return true;
+    }
+    this.stats.rejected++;
+    c.overRate++;
+    if (c.overRate > burst) {
+      this.fail(c, 'rate-limited', `more than ${burst} frames dropped for exceeding ${messagesPerSecond} frames/s; closing`, CLOSE.protocol);
+      return false;
+    }
+    // One error per second at most: the reply must not amplify a flood.
+    if (now - c.lastRateError >= 1000) {
+      c.lastRateError = now;
+      this.send(c, { t: 'error', code: 'rate-limited', message: `over ${messagesPerSecond} frames/s (burst ${burst}); frames are being dropped` });
+    }
+    return false;
+  }
+
+  /** A bad frame: say why; after too many, close. Nothing is written for it. */
+  private reject(c: Conn, code: ErrorCode, message: string, ref?: string): void {
+    this.stats.rejected++;
+    c.strikes++;
+    if (c.strikes > this.o.maxStrikes) {
+      this.fail(c, code, `${message} (and ${this.o.maxStrikes} earlier invalid frames); closing`, CLOSE.protocol);
+      return;
+    }
+    this.send(c, ref ? { t: 'error', code, message, ref } : { t: 'error', code, message });
+  }
+
+  /** A fatal error: tell the peer why, then close. */
+  private fail(c: Conn, code: ErrorCode, message: string, closeCode: number): void {
+    this.stats.closedForAbuse++;
+    this.send(c, { t: 'error', code, message, fatal: true });
+    this.close(c, closeCode, code);
+  }
+
+  private close(c: Conn, code: number, reason: string): void {
+    if (c.closed) return;
+    c.closed = true;
+    try {
+      c.ws.close(code, reason.slice(0, 120));
+    } catch {
+      c.ws.terminate();
+    }
+    // A client that never answers the close handshake must not hold the socket.
+    const ws = c.ws;
+    this.d.clock.setTimeout(() => { if (ws.readyState !== ws.CLOSED) ws.terminate(); }, 5_000);
+    if (c.peerId) this.detach(c, reason);
+    this.conns.delete(c);
+  }
+
+  // ---------- liveness ----------
+
+  private scheduleSweep(): void {
+    this.sweepTimer = this.d.clock.setTimeout(() => {
+      this.sweep();
+      this.scheduleSweep();
+    }, Math.max(100, Math.min(this.o.heartbeatMs, this.o.livenessMs / 2)));
+  }
+
+  /** Drops peers that have been silent longer than livenessMs. */
+  sweep(): void {
+    const now = this.d.clock.now();
+    for (const c of [...this.conns]) {
+      if (c.peerId && now - c.lastSeen > this.o.livenessMs) {
+        this.send(c, { t: 'error', code: 'timeout', message: `no heartbeat for ${now - c.lastSeen} ms`, fatal: true });
+        this.close(c, CLOSE.heartbeat, 'heartbeat timeout');
+      }
+    }
+  }
+
+  // ---------- run changes ----------
+
+  /** A researcher changed or stopped a run: tell its peers; a stopped run's peers are closed. */
+  runChanged(run: RunInfo): void {
+    this.broadcast(run.id, { t: 'config', run });
+    if (run.status === 'stopped') {
+      for (const p of this.livePeers(run.id)) {
+        const c = this.byPeer.get(p);
+        if (c) this.close(c, CLOSE.runStopped, 'run-stopped');
+      }
+      this.pools.get(run.id)?.clear();
+    }
+  }
+
+  shutdown(): void {
+    this.d.clock.clearTimeout(this.sweepTimer);
+    for (const t of this.peersBroadcast.values()) this.d.clock.clearTimeout(t);
+    this.peersBroadcast.clear();
+    for (const p of this.pools.values()) p.clear();
+    for (const c of [...this.conns]) this.close(c, CLOSE.shutdown, 'coordinator shutting down');
+  }
+}

@@ -1,0 +1,46 @@
+// A run's token files and validation set. ETag = the file's sha256 from the dataset manifest,
+// so volunteers revalidate with If-None-Match and a browser cache serves repeat visits.
+import { createReadStream, statSync } from 'node:fs';
+import type { AppContext } from '../app.ts';
+import { RunError } from '../runs.ts';
+import { RUN_PARAMS } from './guard.ts';
+import { fileRefs } from '../datasets.ts';
+
+export function registerDataRoutes(ctx: AppContext): void {
+  const { app, runs, datasets } = ctx;
+
+  const manifestOf = (runId: string) => {
+    const run = runs.get(runId);
+    if (!run) throw new RunError(`no run "${runId}"`, 404);
+    const m = datasets.manifest(run.dataset);
+    if (!m) throw new RunError(`dataset "${run.dataset}" of run ${runId} is missing on the coordinator`, 404);
+    return m;
+  };
+
+  app.get<{ Params: { run: string } }>('/api/runs/:run/data', { schema: { params: RUN_PARAMS } }, async (req) => {
+    const m = manifestOf(req.params.run);
+    return { dataset: m.name, tokenizer: m.tokenizer, vocab: m.vocab, files: m.files, ...fileRefs(req.params.run, m) };
+  });
+
+  app.get<{ Params: { run: string; file: string } }>('/api/runs/:run/data/:file', {
+    schema: {
+      params: {
+        type: 'object', additionalProperties: false, required: ['run', 'file'],
+        properties: { ...RUN_PARAMS.properties, file: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$' } },
+      },
+    },
+  }, async (req, reply) => {
+    const m = manifestOf(req.params.run);
+    // Only names listed in the manifest are ever opened: no path from the URL reaches the disk.
+    const f = m.files.find((x) => x.name === req.params.file);
+    if (!f) throw new RunError(`dataset ${m.name} has no file "${req.params.file}"`, 404);
+    const etag = `"${f.sha256}"`;
+    void reply.header('etag', etag).header('cache-control', 'public, max-age=300');
+    if (req.headers['if-none-match'] === etag) return reply.code(304).send();
+    const path = datasets.filePath(m.name, f.name);
+    const size = statSync(path).size;
+    if (size !== f.bytes) throw new Error(`dataset ${m.name}/${f.name} is ${size} bytes on disk but ${f.bytes} in its manifest`);
+    return reply.type('application/octet-stream').header('content-length', size).header('x-token-dtype', f.dtype)
+      .send(createReadStream(path));
+  });
+}

@@ -1,0 +1,69 @@
+// Runs: read-only views for everyone; create / change / stop for the admin token only.
+import type { AppContext } from '../app.ts';
+import { CREATE_RUN_SCHEMA, RunError, UPDATE_RUN_SCHEMA, type CreateRun, type UpdateRun } from '../runs.ts';
+import { RUN_PARAMS, requireAdmin } from './guard.ts';
+import type { RunInfo } from '../../src/protocol/messages.ts';
+
+export function registerRunRoutes(ctx: AppContext): void {
+  const { app, runs, hub, events, datasets, clock } = ctx;
+  const admin = requireAdmin(ctx.adminToken);
+  const getRun = (id: string): RunInfo => {
+    const r = runs.get(id);
+    if (!r) throw new RunError(`no run "${id}"`, 404);
+    return r;
+  };
+  const summary = (r: RunInfo) => ({ ...r, livePeers: hub.livePeers(r.id).length });
+
+  app.get('/api/runs', { schema: {} }, async () => ({ runs: runs.list().map(summary) }));
+
+  app.get<{ Params: { run: string } }>('/api/runs/:run', { schema: { params: RUN_PARAMS } }, async (req) => summary(getRun(req.params.run)));
+
+  app.post<{ Body: CreateRun }>('/api/runs', { onRequest: admin, schema: { body: CREATE_RUN_SCHEMA } }, async (req, reply) => {
+    if (!datasets.manifest(req.body.dataset)) throw new RunError(`no dataset "${req.body.dataset}" on this coordinator`, 400);
+    const run = runs.create(req.body);
+    events.append(run.id, 'run-created', null, { run });
+    req.log.info({ run: run.id }, 'run created');
+    return reply.code(201).send(summary(run));
+  });
+
+  app.patch<{ Params: { run: string }; Body: UpdateRun }>('/api/runs/:run', {
+    onRequest: admin, schema: { params: RUN_PARAMS, body: UPDATE_RUN_SCHEMA },
+  }, async (req) => {
+    getRun(req.params.run);
+    const run = runs.update(req.params.run, req.body);
+    events.append(run.id, run.status === 'stopped' ? 'run-stopped' : 'run-updated', null, { change: req.body });
+    hub.runChanged(run);
+    req.log.info({ run: run.id, change: req.body }, 'run changed');
+    return summary(run);
+  });
+
+  app.post<{ Params: { run: string } }>('/api/runs/:run/stop', { onRequest: admin, schema: { params: RUN_PARAMS } }, async (req) => {
+    const before = getRun(req.params.run);
+    if (before.status === 'stopped') return summary(before);
+    const run = runs.update(before.id, { status: 'stopped' });
+    events.append(run.id, 'run-stopped', null, null);
+    hub.runChanged(run);
+    req.log.info({ run: run.id }, 'run stopped');
+    return summary(run);
+  });
+
+  app.get<{ Params: { run: string } }>('/api/runs/:run/peers', { schema: { params: RUN_PARAMS } }, async (req) => {
+    getRun(req.params.run);
+    const peers = hub.livePeers(req.params.run).map((id) => ({ id, step: hub.lastStep(id) }));
+    return { peers, pool: hub.pool(req.params.run).size, pairs: hub.pool(req.params.run).stats };
+  });
+
+  app.get<{ Params: { run: string }; Querystring: { from?: number; to?: number; limit?: number } }>('/api/runs/:run/events', {
+    schema: {
+      params: RUN_PARAMS,
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: { from: { type: 'integer', minimum: 0 }, to: { type: 'integer', minimum: 0 }, limit: { type: 'integer', minimum: 1, maximum: 10000 } },
+      },
+    },
+  }, async (req) => {
+    getRun(req.params.run);
+    const { from = 0, to = clock.now(), limit = 1000 } = req.query;
+    return { events: events.list(req.params.run, from, to, limit) };
+  });
+}

@@ -1,0 +1,160 @@
+// Runs: a dataset, a model preset, hyper-parameters and a seed. The config a volunteer trains
+// with is always read from here, so a researcher's change reaches every peer the same way.
+import type { Db } from './db.ts';
+import { DEFAULT_TRAIN, PRESETS, preset as presetConfig, trainConfig, type TrainConfig } from '../src/model/config.ts';
+import { COMPRESSIONS, ID_PATTERN, type Compression, type RunInfo, type RunStatus } from '../src/protocol/messages.ts';
+import type { Schema } from '../src/protocol/schema.ts';
+
+export const DEFAULT_RUN_ID = 'default';
+/** DESIGN.md section 3: wait 30% of the own inner-loop time for a partner. */
+export const DEFAULT_PAIR_WAIT_FRAC = 0.3;
+
+/** Bounds of every hyper-parameter a researcher may set (anything outside is a 400). */
+export const TRAIN_OVERRIDES_SCHEMA: Schema = {
+  type: 'object', additionalProperties: false,
+  properties: {
+    batch: { type: 'integer', minimum: 1, maximum: 4096 },
+    seqLen: { type: 'integer', minimum: 2, maximum: 65536 },
+    lr: { type: 'number', minimum: 0, maximum: 1 },
+    warmupSteps: { type: 'integer', minimum: 0, maximum: 1e9 },
+    totalSteps: { type: 'integer', minimum: 1, maximum: 1e12 },
+    minLrFrac: { type: 'number', minimum: 0, maximum: 1 },
+    weightDecay: { type: 'number', minimum: 0, maximum: 10 },
+    beta1: { type: 'number', minimum: 0, maximum: 0.99999 },
+    beta2: { type: 'number', minimum: 0, maximum: 0.99999 },
+    eps: { type: 'number', minimum: 0, maximum: 1 },
+    gradClip: { type: 'number', minimum: 0, maximum: 1e6 },
+    H: { type: 'integer', minimum: 1, maximum: 1e6 },
+    outerMomentum: { type: 'number', minimum: 0, maximum: 0.9999 },
+    outerLr: { type: 'number', minimum: 0, maximum: 10 },
+    consensus: { type: 'number', minimum: 0, maximum: 1 },
+  },
+};
+
+export const CREATE_RUN_SCHEMA: Schema = {
+  type: 'object', additionalProperties: false, required: ['id', 'dataset', 'preset'],
+  properties: {
+    id: { type: 'string', pattern: ID_PATTERN },
+    name: { type: 'string', minLength: 1, maxLength: 200 },
+    dataset: { type: 'string', pattern: ID_PATTERN },
+    preset: { enum: Object.keys(PRESETS) },
+    train: TRAIN_OVERRIDES_SCHEMA,
+    compression: { enum: [...COMPRESSIONS] },
+    pairWaitFrac: { type: 'number', minimum: 0.01, maximum: 10 },
+    seed: { type: 'integer', minimum: 0, maximum: 2 ** 31 - 1 },
+  },
+};
+
+export const UPDATE_RUN_SCHEMA: Schema = {
+  type: 'object', additionalProperties: false,
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 200 },
+    train: TRAIN_OVERRIDES_SCHEMA,
+    compression: { enum: [...COMPRESSIONS] },
+    pairWaitFrac: { type: 'number', minimum: 0.01, maximum: 10 },
+    status: { enum: ['running', 'stopped'] },
+  },
+};
+
+export interface CreateRun {
+  id: string;
+  name?: string;
+  dataset: string;
+  preset: string;
+  train?: Partial<TrainConfig>;
+  compression?: Compression;
+  pairWaitFrac?: number;
+  seed?: number;
+}
+
+export interface UpdateRun {
+  name?: string;
+  train?: Partial<TrainConfig>;
+  compression?: Compression;
+  pairWaitFrac?: number;
+  status?: RunStatus;
+}
+
+/** A request the caller got wrong (becomes a 4xx with this message). */
+export class RunError extends Error {
+  override name = 'RunError';
+  constructor(message: string, readonly statusCode: 400 | 404 | 409) {
+    super(message);
+  }
+}
+
+interface RunRow {
+  id: string; name: string; dataset: string; preset: string; model_json: string; train_json: string;
+  compression: string; pair_wait_frac: number; seed: number; status: string; created_at: number; updated_at: number;
+}
+
+function fromRow(r: RunRow): RunInfo {
+  return {
+    id: r.id, name: r.name, dataset: r.dataset, preset: r.preset,
+    model: JSON.parse(r.model_json), train: JSON.parse(r.train_json),
+    compression: r.compression as Compression, pairWaitFrac: r.pair_wait_frac, seed: r.seed,
+    status: r.status as RunStatus, createdAt: r.created_at, updatedAt: r.updated_at,
+  };
+}
+
+export class RunStore {
+  constructor(private readonly db: Db, private readonly now: () => number) {}
+
+  list(): RunInfo[] {
+    return (this.db.prepare('SELECT * FROM runs ORDER BY created_at, id').all() as RunRow[]).map(fromRow);
+  }
+
+  get(id: string): RunInfo | null {
+    const r = this.db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as RunRow | undefined;
+    return r ? fromRow(r) : null;
+  }
+
+  create(req: CreateRun): RunInfo {
+    if (this.get(req.id)) throw new RunError(`run "${req.id}" already exists`, 409);
+    const model = presetConfig(req.preset);
+    const train = checkedTrain({ ...DEFAULT_TRAIN, seqLen: model.ctx, ...(req.train ?? {}) }, model.ctx);
+    const t = this.now();
+    const run: RunInfo = {
+      id: req.id, name: req.name ?? req.id, dataset: req.dataset, preset: req.preset, model, train,
+      compression: req.compression ?? 'none', pairWaitFrac: req.pairWaitFrac ?? DEFAULT_PAIR_WAIT_FRAC,
+      seed: req.seed ?? 1337, status: 'running', createdAt: t, updatedAt: t,
+    };
+    this.db.prepare(`INSERT INTO runs (id, name, dataset, preset, model_json, train_json, compression, pair_wait_frac, seed, status, created_at, updated_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+      run.id, run.name, run.dataset, run.preset, JSON.stringify(run.model), JSON.stringify(run.train),
+      run.compression, run.pairWaitFrac, run.seed, run.status, run.createdAt, run.updatedAt,
+    );
+    return run;
+  }
+
+  update(id: string, u: UpdateRun): RunInfo {
+    const run = this.get(id);
+    if (!run) throw new RunError(`no run "${id}"`, 404);
+    const train = u.train ? checkedTrain({ ...run.train, ...u.train }, run.model.ctx) : run.train;
+    const next: RunInfo = {
+      ...run,
+      name: u.name ?? run.name,
+      train,
+      compression: u.compression ?? run.compression,
+      pairWaitFrac: u.pairWaitFrac ?? run.pairWaitFrac,
+      status: u.status ?? run.status,
+      updatedAt: this.now(),
+    };
+    this.db.prepare(`UPDATE runs SET name = ?, train_json = ?, compression = ?, pair_wait_frac = ?, status = ?, updated_at = ? WHERE id = ?`)
+      .run(next.name, JSON.stringify(next.train), next.compression, next.pairWaitFrac, next.status, next.updatedAt, id);
+    return next;
+  }
+
+  /** The embedded default run (DESIGN.md section 4): `tiny` on Moby Dick, created once. */
+  ensureDefault(): RunInfo {
+    return this.get(DEFAULT_RUN_ID) ?? this.create({ id: DEFAULT_RUN_ID, name: 'tiny on Moby Dick', dataset: 'moby-dick', preset: 'tiny' });
+  }
+}
+
+function checkedTrain(t: TrainConfig, ctx: number): TrainConfig {
+  try {
+    return trainConfig(t, { vocab: 256, ctx, layers: 1, d: 1, heads: 1 });
+  } catch (err) {
+    throw new RunError((err as Error).message, 400);
+  }
+}

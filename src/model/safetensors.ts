@@ -1,0 +1,169 @@
+// A small safetensors reader/writer (the Hugging Face tensor file format), so checkpoints and
+// exports open in PyTorch, numpy or any other safetensors reader without our code.
+//
+// Format: u64 little-endian N, then N bytes of JSON header
+//   { "<name>": { "dtype": "F32", "shape": [..], "data_offsets": [begin, end] }, ...,
+//     "__metadata__": { "<key>": "<string value>" } }
+// then the raw little-endian tensor bytes; offsets are relative to the end of the header.
+// We only write F32 (all Murmur state is f32) but read the common dtypes so a reader can
+// inspect files made elsewhere. The header is padded with spaces to 8 bytes, as the reference
+// implementation does, so tensor data stays aligned for zero-copy views.
+
+export type SafeDtype = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+
+const DTYPE_BYTES: Record<SafeDtype, number> = {
+  F32: 4, F16: 2, BF16: 2, F64: 8, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
+};
+
+export interface SafeTensorIn {
+  name: string;
+  shape: number[];
+  /** f32 values, shape.reduce(*) of them. */
+  data: Float32Array;
+}
+
+export interface SafeTensorOut {
+  name: string;
+  dtype: SafeDtype;
+  shape: number[];
+  /** Raw little-endian bytes of this tensor (a view into the file buffer). */
+  bytes: Uint8Array;
+}
+
+export interface SafeFile {
+  tensors: Map<string, SafeTensorOut>;
+  /** Names in file order (by data offset). */
+  names: string[];
+  metadata: Record<string, string>;
+}
+
+export class SafetensorsError extends Error {
+  override name = 'SafetensorsError';
+}
+
+/** Largest header we accept: the reference implementation's limit is 100 MB. */
+const MAX_HEADER = 100_000_000;
+
+/** Encodes tensors (in the given order) and string metadata into one safetensors buffer. */
+export function writeSafetensors(tensors: SafeTensorIn[], metadata: Record<string, string> = {}): Uint8Array {
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length > 0) {
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== 'string') throw new SafetensorsError(`metadata "${k}" must be a string, got ${typeof v}`);
+    }
+    header.__metadata__ = metadata;
+  }
+  let offset = 0;
+  const seen = new Set<string>();
+  for (const t of tensors) {
+    if (t.name === '__metadata__' || t.name.length === 0) throw new SafetensorsError(`invalid tensor name "${t.name}"`);
+    if (seen.has(t.name)) throw new SafetensorsError(`duplicate tensor name "${t.name}"`);
+    seen.add(t.name);
+    const n = t.shape.reduce((a, x) => a * x, 1);
+    if (!t.shape.every((x) => Number.isInteger(x) && x >= 0)) throw new SafetensorsError(`tensor "${t.name}": bad shape [${t.shape}]`);
+    if (n !== t.data.length) {
+      throw new SafetensorsError(`tensor "${t.name}": shape [${t.shape}] holds ${n} values but data has ${t.data.length}`);
+    }
+    header[t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + n * 4] };
+    offset += n * 4;
+  }
+  let json = new TextEncoder().encode(JSON.stringify(header));
+  const padded = Math.ceil(json.length / 8) * 8;
+  if (padded !== json.length) {
+    const p = new Uint8Array(padded).fill(0x20);
+    p.set(json);
+    json = p;
+  }
+  const out = new Uint8Array(8 + json.length + offset);
+  const dv = new DataView(out.buffer);
+  dv.setBigUint64(0, BigInt(json.length), true);
+  out.set(json, 8);
+  let at = 8 + json.length;
+  for (const t of tensors) {
+    out.set(f32Bytes(t.data), at);
+    at += t.data.length * 4;
+  }
+  return out;
+}
+
+/** Parses a safetensors buffer; checks every offset so a corrupt file fails with a reason. */
+export function readSafetensors(buf: Uint8Array): SafeFile {
+  if (buf.length < 8) throw new SafetensorsError(`file too short (${buf.length} bytes) for a safetensors header`);
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const n64 = dv.getBigUint64(0, true);
+  if (n64 > BigInt(MAX_HEADER) || Number(n64) > buf.length - 8) {
+    throw new SafetensorsError(`header length ${n64} exceeds the file (${buf.length} bytes) or the 100 MB limit`);
+  }
+  const n = Number(n64);
+  let header: Record<string, unknown>;
+  try {
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(8, 8 + n)));
+  } catch (err) {
+    throw new SafetensorsError(`header is not valid UTF-8 JSON: ${(err as Error).message}`);
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new SafetensorsError('header is not a JSON object');
+  const dataStart = 8 + n;
+  const dataLen = buf.length - dataStart;
+  const tensors = new Map<string, SafeTensorOut>();
+  let metadata: Record<string, string> = {};
+  const spans: [number, number, string][] = [];
+  for (const [name, raw] of Object.entries(header)) {
+    if (name === '__metadata__') {
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new SafetensorsError('__metadata__ must be an object');
+      for (const [k, v] of Object.entries(raw)) if (typeof v !== 'string') throw new SafetensorsError(`metadata "${k}" is not a string`);
+      metadata = raw as Record<string, string>;
+      continue;
+    }
+    const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (typeof e !== 'object' || e === null) throw new SafetensorsError(`tensor "${name}": entry is not an object`);
+    const dtype = e.dtype as SafeDtype;
+    if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) throw new SafetensorsError(`tensor "${name}": unsupported dtype ${String(e.dtype)}`);
+    const shape = e.shape;
+    if (!Array.isArray(shape) || !shape.every((x) => Number.isInteger(x) && x >= 0)) throw new SafetensorsError(`tensor "${name}": bad shape`);
+    const off = e.data_offsets;
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((x) => Number.isInteger(x) && x >= 0)) {
+      throw new SafetensorsError(`tensor "${name}": bad data_offsets`);
+    }
+    const [b, end] = off as [number, number];
+    const count = (shape as number[]).reduce((a, x) => a * x, 1);
+    if (end < b || end > dataLen) throw new SafetensorsError(`tensor "${name}": data_offsets [${b}, ${end}] outside the data (${dataLen} bytes)`);
+    if (end - b !== count * DTYPE_BYTES[dtype]) {
+      throw new SafetensorsError(`tensor "${name}": ${end - b} bytes do not match ${dtype} shape [${shape}]`);
+    }
+    tensors.set(name, { name, dtype, shape: shape as number[], bytes: buf.subarray(dataStart + b, dataStart + end) });
+    spans.push([b, end, name]);
+  }
+  spans.sort((x, y) => x[0] - y[0]);
+  for (let i = 1; i < spans.length; i++) {
+    if (spans[i]![0] < spans[i - 1]![1]) throw new SafetensorsError(`tensors "${spans[i - 1]![2]}" and "${spans[i]![2]}" overlap`);
+  }
+  return { tensors, names: spans.map((s) => s[2]), metadata };
+}
+
+/** The f32 values of a tensor (copied, so the result is aligned and independent of the file). */
+export function tensorF32(file: SafeFile, name: string): Float32Array {
+  const t = file.tensors.get(name);
+  if (!t) throw new SafetensorsError(`no tensor named "${name}" in this file`);
+  if (t.dtype !== 'F32') throw new SafetensorsError(`tensor "${name}" is ${t.dtype}, expected F32`);
+  const out = new Float32Array(t.bytes.length / 4);
+  new Uint8Array(out.buffer).set(t.bytes);
+  if (!LITTLE_ENDIAN) byteSwap32(new Uint8Array(out.buffer));
+  return out;
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+function f32Bytes(a: Float32Array): Uint8Array {
+  const b = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  if (LITTLE_ENDIAN) return b;
+  const c = b.slice();
+  byteSwap32(c);
+  return c;
+}
+
+function byteSwap32(b: Uint8Array): void {
+  for (let i = 0; i < b.length; i += 4) {
+    let t = b[i]!; b[i] = b[i + 3]!; b[i + 3] = t;
+    t = b[i + 1]!; b[i + 1] = b[i + 2]!; b[i + 2] = t;
+  }
+}

@@ -1,0 +1,128 @@
+// The binary frame that carries one replica's slow state (φ and outer momentum, both flat
+// Float32Arrays in layout order) between a peer and the coordinator: a peer uploads it for a
+// checkpoint, a newcomer downloads it to bootstrap. Flat buffers, not per-tensor records, because
+// both ends already share the layout's offset table (src/model/layout.ts).
+//
+//   0   4 bytes  magic "MRST"
+//   4   u32 LE   version (1)
+//   8   u32 LE   header length N
+//   12  N bytes  JSON StateMeta, then zero padding to a multiple of 4
+//   ..  floats * 4 bytes  φ (f32 LE)
+//   ..  floats * 4 bytes  outer momentum (f32 LE)
+import { validateSchema, type Schema } from './schema.ts';
+import { ID_PATTERN } from './messages.ts';
+
+export const STATE_MAGIC = 'MRST';
+export const STATE_VERSION = 1;
+
+export interface StateMeta {
+  runId: string;
+  /** Inner steps this replica has taken. */
+  step: number;
+  /** Outer rounds this replica has completed. */
+  round: number;
+  /** Floats in each of φ and momentum (layout.total). */
+  floats: number;
+  /** Validation loss of φ if the peer measured it, else null. */
+  valLoss: number | null;
+  /** Tokens this replica has trained on. */
+  tokens: number;
+}
+
+export interface StateFrame {
+  meta: StateMeta;
+  phi: Float32Array;
+  momentum: Float32Array;
+}
+
+const META_SCHEMA: Schema = {
+  type: 'object', additionalProperties: false, required: ['runId', 'step', 'round', 'floats', 'valLoss', 'tokens'],
+  properties: {
+    runId: { type: 'string', pattern: ID_PATTERN },
+    step: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+    round: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+    floats: { type: 'integer', minimum: 1, maximum: 2 ** 30 },
+    valLoss: { type: ['number', 'null'], minimum: 0, maximum: 1e6 },
+    tokens: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+  },
+};
+
+const MAX_META = 4096;
+
+export class StateFrameError extends Error {
+  override name = 'StateFrameError';
+}
+
+function padTo4(n: number): number {
+  return (n + 3) & ~3;
+}
+
+/** Byte length of a frame for `floats` floats with a header of `headerBytes` bytes. */
+export function stateFrameBytes(floats: number, headerBytes: number): number {
+  return padTo4(12 + headerBytes) + 8 * floats;
+}
+
+export function encodeStateFrame(f: StateFrame): Uint8Array<ArrayBuffer> {
+  const { meta, phi, momentum } = f;
+  if (phi.length !== meta.floats || momentum.length !== meta.floats) {
+    throw new StateFrameError(`state frame: meta.floats=${meta.floats} but phi has ${phi.length} and momentum ${momentum.length}`);
+  }
+  const json = new TextEncoder().encode(JSON.stringify(meta));
+  const head = padTo4(12 + json.length);
+  const out = new Uint8Array(head + 8 * meta.floats);
+  out.set(new TextEncoder().encode(STATE_MAGIC), 0);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(4, STATE_VERSION, true);
+  dv.setUint32(8, json.length, true);
+  out.set(json, 12);
+  const f32 = new Float32Array(out.buffer, head, 2 * meta.floats);
+  f32.set(phi, 0);
+  f32.set(momentum, meta.floats);
+  if (!littleEndian()) swap32(out.subarray(head));
+  return out;
+}
+
+/** Reads only the header: lets the server check a frame before trusting its length. */
+export function decodeStateMeta(buf: Uint8Array): { meta: StateMeta; dataOffset: number } {
+  if (buf.length < 12) throw new StateFrameError(`state frame too short (${buf.length} bytes)`);
+  const magic = new TextDecoder().decode(buf.subarray(0, 4));
+  if (magic !== STATE_MAGIC) throw new StateFrameError(`not a state frame (magic ${JSON.stringify(magic)}, expected "${STATE_MAGIC}")`);
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const version = dv.getUint32(4, true);
+  if (version !== STATE_VERSION) throw new StateFrameError(`state frame version ${version}; this build reads version ${STATE_VERSION}`);
+  const n = dv.getUint32(8, true);
+  if (n > MAX_META || 12 + n > buf.length) throw new StateFrameError(`state frame header of ${n} bytes is too long`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(12, 12 + n)));
+  } catch (err) {
+    throw new StateFrameError(`state frame header is not JSON: ${(err as Error).message}`);
+  }
+  const r = validateSchema<StateMeta>(META_SCHEMA, raw);
+  if (!r.ok) throw new StateFrameError(`state frame header: ${r.error}`);
+  return { meta: r.value, dataOffset: padTo4(12 + n) };
+}
+
+export function decodeStateFrame(buf: Uint8Array): StateFrame {
+  const { meta, dataOffset } = decodeStateMeta(buf);
+  const expected = dataOffset + 8 * meta.floats;
+  if (buf.length !== expected) {
+    throw new StateFrameError(`state frame is ${buf.length} bytes; its header (floats=${meta.floats}) needs exactly ${expected}`);
+  }
+  // Copy into fresh aligned arrays: the input may be a view at any byte offset.
+  const data = buf.slice(dataOffset);
+  if (!littleEndian()) swap32(data);
+  const all = new Float32Array(data.buffer, 0, 2 * meta.floats);
+  return { meta, phi: all.subarray(0, meta.floats), momentum: all.subarray(meta.floats) };
+}
+
+function littleEndian(): boolean {
+  return new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+}
+
+function swap32(b: Uint8Array): void {
+  for (let i = 0; i < b.length; i += 4) {
+    let t = b[i]!; b[i] = b[i + 3]!; b[i + 3] = t;
+    t = b[i + 1]!; b[i + 1] = b[i + 2]!; b[i + 2] = t;
+  }
+}

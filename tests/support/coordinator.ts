@@ -1,0 +1,151 @@
+// Test helpers for the coordinator: an in-process server on 127.0.0.1:0 with a temp data dir,
+// and a raw WebSocket peer that records every frame it receives.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { WebSocket } from 'ws';
+import { buildApp, type AppDeps, type AppOptions, type Coordinator } from '../../server/app.ts';
+import type { ServerMessage } from '../../src/protocol/messages.ts';
+
+export interface TestServer {
+  c: Coordinator;
+  url: string;
+  wsUrl: string;
+  dataDir: string;
+  admin: Record<string, string>;
+  close(): Promise<void>;
+}
+
+export async function startServer(opts: Partial<AppOptions> = {}, deps: Partial<AppDeps> = {}, dataDir?: string): Promise<TestServer> {
+  const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'murmur-server-'));
+  const c = await buildApp({ dataDir: dir, ...deps }, { checkpointEveryMs: 0, ...opts });
+  const address = await c.app.listen({ port: 0, host: '127.0.0.1' });
+  return {
+    c, url: address, wsUrl: address.replace('http', 'ws') + '/api/ws', dataDir: dir,
+    admin: { authorization: `Bearer ${c.adminToken}` },
+    close: async () => {
+      await c.close();
+      if (!dataDir) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A raw WebSocket peer: sends anything, records every frame and the close. */
+export class RawPeer {
+  readonly ws: WebSocket;
+  readonly frames: ServerMessage[] = [];
+  closed: { code: number; reason: string } | null = null;
+  private waiters: (() => void)[] = [];
+  readonly opened: Promise<void>;
+
+  constructor(url: string) {
+    this.ws = new WebSocket(url);
+    this.opened = new Promise((resolve, reject) => {
+      this.ws.on('open', () => resolve());
+      this.ws.on('error', reject);
+    });
+    this.ws.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
+      if (isBinary) return;
+      this.frames.push(JSON.parse(String(data)) as ServerMessage);
+      this.wake();
+    });
+    this.ws.on('close', (code: number, reason: Buffer) => {
+      this.closed = { code, reason: reason.toString() };
+      this.wake();
+    });
+    this.ws.on('error', () => { /* the close event follows */ });
+  }
+
+  static async connect(url: string): Promise<RawPeer> {
+    const p = new RawPeer(url);
+    await p.opened;
+    return p;
+  }
+
+  /** Joins (hello) and waits for the welcome. */
+  static async join(url: string, hello: Record<string, unknown> = {}): Promise<{ peer: RawPeer; welcome: Extract<ServerMessage, { t: 'welcome' }> }> {
+    const peer = await RawPeer.connect(url);
+    peer.send({ t: 'hello', v: 1, ...hello });
+    const welcome = await peer.next((m) => m.t === 'welcome');
+    return { peer, welcome: welcome as Extract<ServerMessage, { t: 'welcome' }> };
+  }
+
+  send(m: unknown): void {
+    this.ws.send(typeof m === 'string' ? m : JSON.stringify(m));
+  }
+
+  sendRaw(data: string | Buffer): void {
+    this.ws.send(data);
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  /** The first frame (from index `from` on) matching `pred`; rejects after `ms` or on close. */
+  async next<T extends ServerMessage = ServerMessage>(pred: (m: ServerMessage) => boolean, ms = 5000, from = 0): Promise<T> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const hit = this.frames.slice(from).find(pred);
+      if (hit) return hit as T;
+      if (this.closed) throw new Error(`connection closed (${this.closed.code} ${this.closed.reason}) before the expected frame; got ${JSON.stringify(this.frames.slice(-3))}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for a frame; last frames: ${JSON.stringify(this.frames.slice(-3))}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => { clearTimeout(t); resolve(); });
+      });
+    }
+  }
+
+  /** Resolves once `cond()` holds, re-checked on every frame and on close; false after `ms`. */
+  async waitUntil(cond: () => boolean, ms = 5000): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    while (!cond()) {
+      if (Date.now() >= deadline) return false;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, deadline - Date.now());
+        this.waiters.push(() => { clearTimeout(t); resolve(); });
+      });
+    }
+    return true;
+  }
+
+  /** Resolves when the server closed the connection (or after `ms`, with null). */
+  async waitClosed(ms = 5000): Promise<{ code: number; reason: string } | null> {
+    const deadline = Date.now() + ms;
+    while (!this.closed && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, deadline - Date.now());
+        this.waiters.push(() => { clearTimeout(t); resolve(); });
+      });
+    }
+    return this.closed;
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}
+
+export function report(seq: number, over: Partial<Record<string, unknown>> = {}): Record<string, unknown> {
+  return {
+    t: 'report', seq, time: Date.now(), step: seq, round: Math.floor(seq / 10), trainLoss: 5 - seq * 0.001, valLoss: null,
+    tokensPerS: 1000, bytesIn: 10, bytesOut: 20, partner: null, partnerDist: null, adapter: 'test', ...over,
+  };
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` until it returns truthy (or throws after `ms`). */
+export async function until<T>(fn: () => T | Promise<T>, ms = 5000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
