@@ -412,7 +412,9 @@ export class DashboardController extends Observable {
   }
 
   private computePairings(now: number): Pairing[] {
-    const edges = new Map<string, Pairing>();
+    // Both sides report an exchange (when both report at all): count each side's reports and
+    // take the larger, so a pair is not counted twice nor missed when one side is silent.
+    const edges = new Map<string, Pairing & { fromA: number; fromB: number }>();
     const since = now - this.o.pairingWindowMs;
     for (let i = this.log.length - 1; i >= 0; i--) {
       const r = this.log[i]!;
@@ -420,11 +422,13 @@ export class DashboardController extends Observable {
       if (!r.partner) continue;
       const [a, b] = r.peerId < r.partner ? [r.peerId, r.partner] : [r.partner, r.peerId];
       const key = `${a}|${b}`;
-      const e = edges.get(key);
-      // Both sides report the same exchange: count rounds once per pair.
-      if (e) { e.t = Math.max(e.t, r.t); if (r.peerId === a) e.count++; } else edges.set(key, { a, b, t: r.t, count: 1 });
+      let e = edges.get(key);
+      if (!e) edges.set(key, (e = { a, b, t: r.t, count: 0, fromA: 0, fromB: 0 }));
+      e.t = Math.max(e.t, r.t);
+      if (r.peerId === a) e.fromA++; else e.fromB++;
+      e.count = Math.max(e.fromA, e.fromB);
     }
-    return [...edges.values()].sort((x, y) => y.t - x.t);
+    return [...edges.values()].map(({ a, b, t, count }) => ({ a, b, t, count })).sort((x, y) => y.t - x.t);
   }
 
   private updateAlerts(): void {

@@ -112,7 +112,9 @@ export class LiveChart extends LitElement {
     let peer = 0, total = 0;
     const axes: uPlot.Axis[] = [{
       // uPlot copies keys as given: an explicit `undefined` would erase its defaults.
-      ...(this.compact ? { size: 28 } : { label: this.xLabel }), stroke: '#5a6272', grid: { stroke: '#eceef1' }, space: 70,
+      ...(this.compact ? { size: 28 } : { label: this.xLabel }),
+      // Clock time ticks on whole seconds and round minutes, never between two seconds.
+      ...(this.xKind === 'time' ? { incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400] } : {}), stroke: '#5a6272', grid: { stroke: '#eceef1' }, space: 70,
       values: (u, ticks) => {
         const { min = 0, max = 0 } = u.scales.x!;
         const decades = this.logX && min > 0 ? Math.log10(max / min) : 0;
