@@ -188,6 +188,13 @@ describe('series for charts', () => {
     expect(binRange(g, [a, b, c])).toEqual({ min: [1, 4], max: [10, 4] });
     expect(median([])).toBeNull();
     expect(median([4, 1, 3, 2])).toBe(2.5);
+    // quickselect against a sort, with duplicates
+    for (let n = 1; n < 60; n++) {
+      const v = Array.from({ length: n }, (_, i) => ((i * 7919) % 13) - 6);
+      const s = [...v].sort((a, b) => a - b);
+      const want = n % 2 ? s[n >> 1] : (s[(n >> 1) - 1]! + s[n >> 1]!) / 2;
+      expect(median(v)).toBe(want);
+    }
   });
 
   it('fills interior gaps by interpolation, never extrapolates', () => {

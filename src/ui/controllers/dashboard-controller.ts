@@ -140,7 +140,7 @@ export class DashboardController extends Observable {
    */
   private schedule(): void {
     const delay = Math.max(this.o.refreshMs, 10 * this.lastRefreshMs);
-    this.timer = setTimeout(() => { this.tick(); if (this.timer !== null) this.schedule(); }, delay);
+    this.timer = setTimeout(() => { void this.tick().then(() => { if (this.timer !== null) this.schedule(); }); }, delay);
   }
 
   /** Duration of the last refresh (ms), for the adaptive interval and the page's footer. */
@@ -290,18 +290,54 @@ export class DashboardController extends Observable {
 
   // ---------- derived views ----------
 
-  private tick(): void {
-    if (this.dirty) this.refresh();
+  private async tick(): Promise<void> {
+    if (this.dirty) await this.refreshSliced();
     else { this.updateAlerts(); this.notify(); } // staleness and stalls change with time alone
   }
+
+  /**
+   * The scheduled refresh, in slices with a yield between them: with 500 peers each view costs
+   * ~20 ms, and one 80 ms task would delay input and frames. lastRefreshMs sums the slices.
+   */
+  private async refreshSliced(): Promise<void> {
+    const yieldNow = () => new Promise<void>((r) => setTimeout(r, 0));
+    let spent = 0;
+    const slice = (fn: () => void) => { const t0 = performance.now(); fn(); spent += performance.now() - t0; };
+    this.dirty = false;
+    slice(() => this.refreshPeers(this.now()));
+    await yieldNow();
+    slice(() => { this.trainView = this.lossView('train'); });
+    await yieldNow();
+    slice(() => { this.valView = this.lossView('val'); });
+    await yieldNow();
+    slice(() => { this.computeTimeViews(); this.pairings = this.computePairings(this.now()); this.updateAlerts(); });
+    this.lastRefreshMs = spent;
+    this.notify();
+  }
+
+  private refreshPeers(now: number): void {
+    const stale = new Map([...this.peers.values()].map((p) => [p.id, this.isStale(p, now)]));
+    this.peerRows = [...this.peers.values()].sort((a, b) =>
+      Number(stale.get(a.id)) - Number(stale.get(b.id)) || b.tokensPerS - a.tokensPerS || a.id.localeCompare(b.id));
+    this.totalTokensPerS = this.peerRows.filter((p) => !stale.get(p.id)).reduce((s, p) => s + p.tokensPerS, 0);
+    // Peers with a line of their own: sticky while they stay live, so the charts keep their
+    // series (and colours) from one refresh to the next; free places go to the most recent.
+    for (const id of this.linePeers) if (stale.get(id) !== false) this.linePeers.delete(id);
+    const byRecent = [...this.peers.values()].filter((p) => !stale.get(p.id) && !this.linePeers.has(p.id)).sort((a, b) => b.lastSeen - a.lastSeen);
+    for (const p of byRecent) {
+      if (this.linePeers.size >= this.o.maxPeerLines) break;
+      this.linePeers.add(p.id);
+    }
+  }
+
+  /** Peers drawn with their own line (see refreshPeers). */
+  private readonly linePeers = new Set<string>();
 
   refresh(): void {
     const started = performance.now();
     this.dirty = false;
     const now = this.now();
-    this.peerRows = [...this.peers.values()].sort((a, b) =>
-      Number(this.isStale(a, now)) - Number(this.isStale(b, now)) || b.tokensPerS - a.tokensPerS || a.id.localeCompare(b.id));
-    this.totalTokensPerS = this.peerRows.filter((p) => !this.isStale(p, now)).reduce((s, p) => s + p.tokensPerS, 0);
+    this.refreshPeers(now);
     this.trainView = this.lossView('train');
     this.valView = this.lossView('val');
     this.computeTimeViews();
@@ -347,16 +383,20 @@ export class DashboardController extends Observable {
     const binned = perPeer.map((p) => fillGaps(binMean(grid, { x: p.x, y: p.y })));
     const range = binRange(grid, perPeer.map((p) => ({ x: p.x, y: p.raw })));
     const band = { min: fillGaps(range.min), max: fillGaps(range.max) };
-    // Own lines for the most recently seen peers; all of them count in the median and the band.
-    const recent = new Set([...perPeer].sort((a, b) => (this.peers.get(b.id)?.lastSeen ?? 0) - (this.peers.get(a.id)?.lastSeen ?? 0))
-      .slice(0, this.o.maxPeerLines).map((p) => p.id));
+    // Own lines for a stable set of live peers (all of them when few); every peer counts in the
+    // median and the band. With no live peer (a finished run), the most recent ones.
+    const recent = this.linePeers.size > 0 ? this.linePeers
+      : new Set([...perPeer].sort((a, b) => (this.peers.get(b.id)?.lastSeen ?? 0) - (this.peers.get(a.id)?.lastSeen ?? 0))
+        .slice(0, this.o.maxPeerLines).map((p) => p.id));
     const series: ChartView['series'] = [
       { label: 'min', role: 'min', values: band.min },
       { label: 'max', role: 'max', values: band.max },
     ];
-    perPeer.forEach((p, i) => { if (recent.has(p.id)) series.push({ label: p.id, role: 'peer', values: binned[i]! }); });
+    // Sorted by id: the same peer keeps the same series index (and colour) across refreshes.
+    const order = perPeer.map((p, i) => ({ p, i })).filter(({ p }) => recent.has(p.id)).sort((a, b) => a.p.id.localeCompare(b.p.id));
+    for (const { p, i } of order) series.push({ label: p.id, role: 'peer', values: binned[i]! });
     series.push({ label: 'median', role: 'median', values: binMedian(binned, grid.x.length) });
-    return { x: grid.x, series, shownPeers: recent.size, totalPeers: perPeer.length };
+    return { x: grid.x, series, shownPeers: order.length, totalPeers: perPeer.length };
   }
 
   /**
