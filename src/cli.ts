@@ -5,6 +5,7 @@ import { register as registerPrepare } from './commands/prepare.ts';
 import { register as registerTrain } from './commands/train.ts';
 import { register as registerServe } from './commands/serve.ts';
 import { register as registerExport } from './commands/export.ts';
+import { register as registerSim } from './commands/sim.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('murmur')
@@ -15,6 +16,7 @@ export async function main(argv: string[]): Promise<void> {
   registerTrain(program);
   registerServe(program);
   registerExport(program);
+  registerSim(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -1,0 +1,231 @@
+// npm run bench:sim [-- --quick] [-- --workers N]
+//
+// NoLoCo (ready pool and lockstep), DiLoCo, data-parallel AdamW and no communication, side by
+// side on the simulated wall clock: 8 replicas with speeds drawn from U[1,4], the same simulated
+// time for every method, the NoLoCo paper's hyper-parameters, several seeds. Also Monte-Carlo
+// sync times of tree / ring all-reduce vs a pair exchange for n = 2..1024.
+// Writes bench/results/sim.json and SVG plots next to it, and prints the tables and whether
+// each claim of issue 4 holds on this run (it reports; it does not assert).
+import { Worker } from 'node:worker_threads';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import os from 'node:os';
+import { METHODS, methodDefaults } from '../src/sim/config.ts';
+import { SPEC_DEFAULTS, type SimSpec } from '../src/sim/setup.ts';
+import { groupRuns, mean, runLabel, runsTable, sd, summaryTable, table, type RunRecord } from '../src/sim/report.ts';
+import { linePlot, type Series } from '../src/sim/svg.ts';
+import { DEFAULT_SYNC_TRIALS, HOME_LINK, syncTable, type SyncRow } from '../src/train/network.ts';
+import { buildLayout } from '../src/model/layout.ts';
+import { preset } from '../src/model/config.ts';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..');
+const outDir = join(here, 'results');
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const workersArg = args.indexOf('--workers');
+const workers = workersArg >= 0 ? Number(args[workersArg + 1]) : Math.min(2, os.availableParallelism());
+if (!(Number.isInteger(workers) && workers >= 1)) throw new Error(`--workers must be a positive integer, got ${args[workersArg + 1]}`);
+
+// ---- the setup, and why ------------------------------------------------------------------------
+// The CPU reference runs at roughly 1 GFLOPS, so the model is the `micro` preset (35K parameters)
+// with 2 x 32 tokens per step: ~8-15 ms a step on one busy core. One step takes 1 s of simulated
+// time at speed 1 (the issue's unit: replica i's step takes 1/speed_i). A budget of 600 simulated
+// seconds gives the slowest-paced barrier methods ~13 NoLoCo / ~6 DiLoCo rounds and the ready
+// pool ~28 rounds for an average replica; 3 seeds x 5 methods is ~60K inner steps on the CPU.
+// --quick: 2 seeds of 120 s, enough to check the machinery and the direction of the results.
+const SEEDS = quick ? [1, 2] : [1, 2, 3];
+const TIME = quick ? 120 : 600;
+const EVALS = quick ? 4 : 10;
+const base: Omit<SimSpec, 'method' | 'seed'> = {
+  ...SPEC_DEFAULTS,
+  replicas: 8,
+  speeds: 'uniform:1:4',
+  stepTime: 1,
+  time: TIME,
+  evals: EVALS,
+  batch: 2,
+  seqLen: 32,
+  lr: 2e-3,
+  warmup: 0.05,
+  valBatches: 4,
+  valBatch: 16,
+  network: HOME_LINK,
+  allReduce: 'tree',
+};
+
+function specs(): SimSpec[] {
+  const out: SimSpec[] = [];
+  for (const seed of SEEDS) {
+    for (const method of METHODS) {
+      const d = methodDefaults(method);
+      out.push({ ...base, method, seed, H: d.H, alpha: d.outer.momentum, beta: d.outer.lr, gamma: d.outer.consensus, wait: 0.3 });
+    }
+  }
+  // Longest first (the ready pool and local run the most steps), so two workers finish together.
+  const cost: Record<string, number> = { 'noloco-async': 5, local: 5, 'noloco-lockstep': 3, diloco: 3, ddp: 1 };
+  return out.sort((a, b) => cost[b.method] - cost[a.method]);
+}
+
+async function runAll(list: SimSpec[]): Promise<RunRecord[]> {
+  const register = pathToFileURL(join(root, 'scripts', 'node-register.mjs')).href;
+  const results: RunRecord[] = new Array(list.length);
+  let next = 0, done = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: Math.min(workers, list.length) }, () => new Promise<void>((resolve, reject) => {
+    const w = new Worker(new URL('./sim-worker.ts', import.meta.url), { execArgv: ['--import', register] });
+    const feed = () => {
+      if (next >= list.length) { void w.terminate(); resolve(); return; }
+      const id = next++;
+      w.postMessage({ id, spec: list[id] });
+    };
+    w.on('message', (m: { id: number; record?: RunRecord; error?: string }) => {
+      if (m.error) { void w.terminate(); reject(new Error(`run ${list[m.id].method} seed ${list[m.id].seed} failed: ${m.error}`)); return; }
+      results[m.id] = m.record!;
+      done++;
+      const r = m.record!;
+      console.log(`  [${done}/${list.length}] ${runLabel(r).padEnd(24)} seed ${r.seed}  val ${r.final_val_loss.toFixed(4)}  steps ${r.steps.toFixed(0).padStart(5)}  idle ${(100 * r.idle_fraction).toFixed(1)}%  (${r.wall_s.toFixed(0)} s; ${((performance.now() - t0) / 1000).toFixed(0)} s elapsed)`);
+      feed();
+    });
+    w.on('error', reject);
+    feed();
+  })));
+  return results;
+}
+
+// ---- plots ------------------------------------------------------------------------------------
+
+function curveSeries(runs: RunRecord[], x: 't' | 'step'): Series[] {
+  return groupRuns(runs).map(({ label, runs: g }) => {
+    const n = Math.min(...g.map((r) => r.curve.length));
+    const idx = Array.from({ length: n }, (_, i) => i);
+    const at = (i: number) => g.map((r) => r.curve[i]);
+    return {
+      label,
+      x: idx.map((i) => mean(at(i).map((p) => p[x]))),
+      y: idx.map((i) => mean(at(i).map((p) => p.loss))),
+      lo: idx.map((i) => Math.min(...at(i).map((p) => p.loss))),
+      hi: idx.map((i) => Math.max(...at(i).map((p) => p.loss))),
+    };
+  });
+}
+
+function writePlots(runs: RunRecord[], sync: (SyncRow & { bytes: number })[]): string[] {
+  const files: [string, string][] = [];
+  const byTime = curveSeries(runs, 't');
+  const yAll = byTime.flatMap((s) => s.y.slice(1)); // the shared starting loss squashes the rest
+  const yRange: [number, number] = [Math.min(...byTime.flatMap((s) => s.lo!.slice(1))) - 0.05, Math.max(...yAll) + 0.05];
+  const seeds = `${SEEDS.length} seeds, band = min..max`;
+  files.push(['sim-loss-time.svg', linePlot({
+    title: `Validation loss vs simulated time: 8 replicas, speeds U[1,4] (${seeds})`,
+    xLabel: 'simulated seconds', yLabel: 'mean validation loss over replicas', series: byTime, yRange,
+  })]);
+  files.push(['sim-loss-step.svg', linePlot({
+    title: `Validation loss vs inner steps per replica (${seeds})`,
+    xLabel: 'mean inner steps per replica', yLabel: 'mean validation loss over replicas', series: curveSeries(runs, 'step'), yRange,
+  })]);
+  files.push(['sim-sync.svg', linePlot({
+    title: `Modelled sync time vs replicas (${(sync[0].bytes / 1e3).toFixed(0)} KB tensor, 20 Mbit/s up, 50 ms)`,
+    xLabel: 'replicas n', yLabel: 'seconds (mean of Monte-Carlo draws)', logX: true, logY: true, xTicks: sync.map((r) => r.n),
+    series: [
+      { label: 'tree all-reduce', x: sync.map((r) => r.n), y: sync.map((r) => r.allreduce_s) },
+      { label: 'ring all-reduce', x: sync.map((r) => r.n), y: sync.map((r) => r.ring_s) },
+      { label: 'pair exchange', x: sync.map((r) => r.n), y: sync.map((r) => r.pair_s) },
+    ],
+  })]);
+  for (const [name, svg] of files) atomicWrite(join(outDir, name), svg);
+  return files.map(([n]) => n);
+}
+
+// ---- the claims of issue 4, checked on this run ----------------------------------------------
+
+function claims(runs: RunRecord[], sync: SyncRow[]): string[] {
+  const g = new Map(groupRuns(runs).map(({ runs: r }) => [r[0].method, r]));
+  const loss = (m: string) => mean(g.get(m)!.map((r) => r.final_val_loss));
+  const f = (x: number) => x.toFixed(4);
+  const verdict = (ok: boolean) => (ok ? 'holds' : 'DOES NOT HOLD');
+  const a = loss('noloco-async'), l = loss('noloco-lockstep'), d = loss('diloco'), p = loss('ddp'), z = loss('local');
+  const asyncRuns = g.get('noloco-async')!;
+  const idle = mean(asyncRuns.map((r) => r.idle_fraction)), solo = mean(asyncRuns.map((r) => r.solo_fraction));
+  const maxIdle = Math.max(...asyncRuns.map((r) => r.idle_fraction)), maxSolo = Math.max(...asyncRuns.map((r) => r.solo_fraction));
+  const row256 = sync.find((r) => r.n === 256)!;
+  const grows = sync.every((r, i) => i === 0 || r.ratio > sync[i - 1].ratio);
+  const others = ['noloco-async', 'noloco-lockstep', 'diloco', 'ddp'].filter((m) => loss(m) <= z);
+  const barrierIdle = ['noloco-lockstep', 'diloco', 'ddp'].map((m) => `${m} ${(100 * mean(g.get(m)!.map((r) => r.idle_fraction))).toFixed(1)}%`).join(', ');
+  const steps = (m: string) => mean(g.get(m)!.map((r) => r.steps));
+  return [
+    `noloco-async < noloco-lockstep: ${f(a)} vs ${f(l)} (by ${f(l - a)} nats): ${verdict(a < l)}`,
+    `noloco-async < diloco: ${f(a)} vs ${f(d)} (by ${f(d - a)} nats): ${verdict(a < d)}`,
+    `local is worst: local ${f(z)}; methods at or below it: ${others.length === 4 ? 'all four' : others.join(', ') || 'none'}: ${verdict(others.length === 4)}`,
+    `ddp (all-reduce charged every step) ${f(p)} vs noloco-async ${f(a)}: ddp ${p < a ? 'better' : 'worse'} by ${f(Math.abs(p - a))} nats, with ${steps('ddp').toFixed(0)} steps vs ${steps('noloco-async').toFixed(0)}`,
+    `noloco-async idle ${(100 * idle).toFixed(1)}% (max ${(100 * maxIdle).toFixed(1)}%) <= 8%: ${verdict(maxIdle <= 0.08)}; solo ${(100 * solo).toFixed(1)}% (max ${(100 * maxSolo).toFixed(1)}%) <= 10%: ${verdict(maxSolo <= 0.1)}`,
+    `barrier idle: ${barrierIdle}`,
+    `noloco-async ran ${(steps('noloco-async') / steps('noloco-lockstep')).toFixed(2)}x the inner steps of noloco-lockstep and ${(steps('noloco-async') / steps('diloco')).toFixed(2)}x those of diloco`,
+    `tree all-reduce / pair at n=256: ${row256.ratio.toFixed(1)}x >= 5x: ${verdict(row256.ratio >= 5)}; grows with n: ${verdict(grows)} (log2 n = 8)`,
+  ];
+}
+
+function atomicWrite(path: string, text: string): void {
+  writeFileSync(path + '.tmp', text);
+  renameSync(path + '.tmp', path);
+}
+
+async function main(): Promise<void> {
+  if (args.includes('--replot')) {
+    // Re-draw the figures from an existing sim.json (e.g. after a change to the plot code).
+    const j = JSON.parse(readFileSync(join(outDir, 'sim.json'), 'utf8'));
+    SEEDS.splice(0, SEEDS.length, ...j.setup.seeds);
+    console.log(`re-drew ${writePlots(j.runs, j.sync).join(', ')} from bench/results/sim.json`);
+    return;
+  }
+  const t0 = performance.now();
+  mkdirSync(outDir, { recursive: true });
+  const micro = buildLayout(preset(base.preset));
+  const bytes = 4 * micro.total;
+  const list = specs();
+  console.log(`bench:sim ${quick ? '--quick' : '(full)'}: ${list.length} runs on ${workers} worker thread(s)`);
+  console.log(`  model ${base.preset} (${micro.params} params, ${(bytes / 1e3).toFixed(1)} KB per tensor on the wire), batch ${base.batch}x${base.seqLen}, inner AdamW lr ${base.lr} (warm-up ${base.warmup * 100}% then cosine on the clock)`);
+  console.log(`  8 replicas, speeds ${base.speeds}, ${base.stepTime} s per step at speed 1, ${TIME} simulated s for every method, seeds ${SEEDS.join(',')}`);
+  console.log(`  network: ${HOME_LINK.upBps / 1e6} Mbit/s up, ${HOME_LINK.latency * 1e3} ms, log-normal sigma ${HOME_LINK.sigma}; DiLoCo and ddp pay a ${base.allReduce} all-reduce`);
+  console.log(`  NoLoCo H=50 alpha=0.5 beta=gamma=0.7 (ready-pool wait 0.3 of own loop time); DiLoCo H=100 alpha=0.3 beta=0.7\n`);
+
+  const syncT0 = performance.now();
+  const ns = [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+  const trials = quick ? { tree: 200, pair: 2000, ring: (n: number) => (n <= 64 ? 100 : n <= 256 ? 30 : 5) } : DEFAULT_SYNC_TRIALS;
+  const sync = syncTable(ns, bytes, HOME_LINK, 1, trials).map((r) => ({ ...r, bytes }));
+  const tinyBytes = 4 * buildLayout(preset('tiny')).total;
+  const syncTiny = syncTable(ns, tinyBytes, HOME_LINK, 1, trials).map((r) => ({ ...r, bytes: tinyBytes }));
+  const syncSeconds = (performance.now() - syncT0) / 1000;
+
+  const runs = await runAll(list);
+  runs.sort((a, b) => METHODS.indexOf(a.method as never) - METHODS.indexOf(b.method as never) || a.seed - b.seed);
+  const plots = writePlots(runs, sync);
+  const verdicts = claims(runs, sync);
+  const wall = (performance.now() - t0) / 1000;
+  const result = {
+    generated: new Date().toISOString(),
+    quick,
+    wall_s: Math.round(wall),
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, workers },
+    setup: { ...base, network: HOME_LINK, methods: METHODS, seeds: SEEDS, H: { noloco: 50, diloco: 100 }, wait: 0.3 },
+    runs,
+    sync: sync.map(({ n, allreduce_s, ring_s, pair_s, ratio, ring_ratio, trials: t, bytes: b }) => ({ n, allreduce_s, pair_s, ratio, ring_s, ring_ratio, trials: t, bytes: b })),
+    sync_tiny: syncTiny,
+    claims: verdicts,
+  };
+  atomicWrite(join(outDir, 'sim.json'), JSON.stringify(result, null, 1) + '\n');
+
+  console.log('\nEvery run:\n' + runsTable(runs));
+  console.log('\nMean over seeds:\n' + summaryTable(runs));
+  const syncRows = (rows: (SyncRow & { bytes: number })[]) => table(['n', 'tree s', 'ring s', 'pair s', 'tree/pair', 'ring/pair', 'log2 n'],
+    rows.map((r) => [String(r.n), r.allreduce_s.toFixed(3), r.ring_s.toFixed(3), r.pair_s.toFixed(3), r.ratio.toFixed(1), r.ring_ratio.toFixed(1), Math.log2(r.n).toFixed(0)]));
+  console.log(`\nModelled sync time, ${(bytes / 1e3).toFixed(1)} KB per tensor (the simulated model; all-reduce moves delta, the pair moves phi and delta):\n` + syncRows(sync));
+  console.log(`\nThe same for the tiny preset (${(tinyBytes / 1e6).toFixed(2)} MB per tensor):\n` + syncRows(syncTiny));
+  console.log('\nClaims (issue 4) on this run:\n' + verdicts.map((v) => '  - ' + v).join('\n'));
+  const spread = groupRuns(runs).map(({ label, runs: g }) => `${label} ${sd(g.map((r) => r.final_val_loss)).toFixed(4)}`).join(', ');
+  console.log(`\nSeed-to-seed sd of the final loss: ${spread}`);
+  console.log(`\nwrote bench/results/sim.json and ${plots.map((p) => 'bench/results/' + p).join(', ')} in ${wall.toFixed(0)} s (sync tables ${syncSeconds.toFixed(1)} s)`);
+}
+
+main().catch((e) => { console.error(`bench:sim failed: ${(e as Error).message}`); process.exit(1); });

@@ -1,0 +1,94 @@
+// The real learner for the simulator: the CPU reference GPT with AdamW (src/model), each replica
+// reading its own random windows of the training text (WindowSampler with its own stream) and
+// all scored on one fixed validation set. Gradients and the update are separate calls so
+// data-parallel can average gradients across replicas before one identical AdamW update.
+import type { ModelConfig, TrainConfig } from '../model/config.ts';
+import type { Layout } from '../model/layout.ts';
+import { buildLayout } from '../model/layout.ts';
+import { initParams } from '../model/init.ts';
+import { ReferenceGPT } from '../model/reference.ts';
+import { adamwUpdate, clipGrads, gradNorm } from '../model/adamw.ts';
+import type { Batch } from '../data/batch.ts';
+import { WindowSampler, validationBatches } from '../data/sampler.ts';
+import type { Learner, LearnerFactory } from './learner.ts';
+
+export interface GptLearnerOptions {
+  model: ModelConfig;
+  /** batch, seqLen, AdamW settings and gradClip are used; the schedule comes from the simulator. */
+  train: TrainConfig;
+  /** Seeds the initial weights and every replica's data stream. */
+  seed: number;
+  data: { train: Uint8Array; val: Uint8Array };
+  /** Validation batches of `valBatch` sequences of train.seqLen tokens. */
+  valBatches: number;
+  valBatch: number;
+}
+
+class GptLearner implements Learner {
+  readonly params: Float32Array;
+  readonly grads: Float32Array;
+  readonly m: Float32Array;
+  readonly v: Float32Array;
+  step = 0;
+  private readonly model: ReferenceGPT;
+  private readonly sampler: WindowSampler;
+  private batch: Batch | undefined;
+
+  constructor(private readonly layout: Layout, private readonly cfg: TrainConfig, params: Float32Array,
+    data: Uint8Array, seed: number, readonly stream: number) {
+    this.params = params.slice();
+    this.grads = new Float32Array(layout.total);
+    this.m = new Float32Array(layout.total);
+    this.v = new Float32Array(layout.total);
+    this.model = new ReferenceGPT(layout, 'f32');
+    this.sampler = new WindowSampler(data, { seed, replica: stream });
+  }
+
+  computeGrads(): number {
+    this.batch = this.sampler.next(this.cfg.batch, this.cfg.seqLen, this.batch);
+    const loss = this.model.forward(this.params, this.batch);
+    if (!Number.isFinite(loss)) throw new Error(`replica stream ${this.stream}: loss is ${loss} at step ${this.step}; lower the learning rate`);
+    this.model.backward(this.params, this.grads);
+    return loss;
+  }
+
+  applyGrads(grads: Float32Array, lr: number): void {
+    // Data-parallel hands every replica the same mean gradient: clip a private copy.
+    if (grads !== this.grads) this.grads.set(grads);
+    const norm = this.cfg.gradClip > 0 ? clipGrads(this.grads, this.cfg.gradClip) : gradNorm(this.grads);
+    if (!Number.isFinite(norm)) throw new Error(`replica stream ${this.stream}: gradient norm is ${norm} at step ${this.step}`);
+    adamwUpdate(this.params, this.grads, this.m, this.v, this.layout, this.step + 1, lr, this.cfg);
+    this.step++;
+  }
+
+  copyOptimizerFrom(other: Learner): void {
+    if (!(other instanceof GptLearner)) throw new Error('GptLearner.copyOptimizerFrom: the donor is not a GPT learner');
+    this.m.set(other.m);
+    this.v.set(other.v);
+    this.step = other.step;
+  }
+}
+
+export function gptFactory(o: GptLearnerOptions): LearnerFactory {
+  const layout = buildLayout(o.model);
+  if (o.train.seqLen > o.model.ctx) throw new Error(`seqLen ${o.train.seqLen} exceeds the model's ctx ${o.model.ctx}`);
+  const initial = initParams(layout, o.seed);
+  const val = validationBatches(o.data.val, o.valBatch, o.train.seqLen, o.valBatches);
+  const evaluator = new ReferenceGPT(layout, 'f32');
+  const m = o.model;
+  return {
+    size: layout.total,
+    paramCount: layout.params,
+    // The wire format sends the flat buffer as laid out (padding included).
+    messageBytes: 4 * layout.total,
+    initial,
+    describe: () => `GPT L${m.layers} d${m.d} h${m.heads} ctx${m.ctx} (${layout.params} params), ` +
+      `batch ${o.train.batch}x${o.train.seqLen}, val ${o.valBatches}x${o.valBatch}x${o.train.seqLen} tokens`,
+    create: (stream, params) => new GptLearner(layout, o.train, params, o.data.train, o.seed, stream),
+    evaluate(params) {
+      let sum = 0;
+      for (const b of val) sum += evaluator.forward(params, b);
+      return sum / val.length; // equal-shape batches: the token-weighted mean
+    },
+  };
+}

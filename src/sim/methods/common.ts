@@ -1,0 +1,42 @@
+// Pieces NoLoCo's two pairing rules share: a pair exchange and a solo step.
+import { nolocoOuterStep, outerMessage } from '../../train/outer.ts';
+import { pairExchangeTime } from '../../train/network.ts';
+import type { Replica, Simulation } from '../simulator.ts';
+import { PRIORITY } from '../simulator.ts';
+
+/** Freezes what r would send now: copies of phi and delta = theta - phi. */
+export function prepareMessage(r: Replica): void {
+  r.msg = outerMessage(r.phi, r.theta);
+}
+
+/**
+ * a and b exchange phi and delta (each sends both tensors); when both messages have arrived each
+ * applies the pair outer step and starts its next inner loop. A member that left meanwhile is
+ * skipped; its message had already been sent, so the other still completes its step.
+ */
+export function pairExchange(sim: Simulation, a: Replica, b: Replica): void {
+  const bytes = 2 * sim.factory.messageBytes;
+  const seconds = pairExchangeTime(bytes, sim.cfg.network, sim.netRng);
+  sim.beginComm([a, b], bytes);
+  const group = [a.msg!, b.msg!];
+  for (const r of [a, b]) {
+    sim.atFor(r, sim.now + seconds, PRIORITY.comm, () => {
+      nolocoOuterStep({ phi: r.phi, momentum: r.mom, theta: r.theta }, group, sim.cfg.outer);
+      sim.countOuter(r, false);
+      sim.startLoop(r);
+    });
+  }
+}
+
+/** r found no partner: an outer step with a group of one, no communication. */
+export function soloStep(sim: Simulation, r: Replica): void {
+  nolocoOuterStep({ phi: r.phi, momentum: r.mom, theta: r.theta }, [r.msg!], sim.cfg.outer);
+  sim.countOuter(r, true);
+  sim.startLoop(r);
+}
+
+/** Default join: bootstrap from a random present replica and start training at once. */
+export function joinNow(sim: Simulation, r: Replica): void {
+  sim.bootstrapFrom(r, sim.pickDonor(r));
+  sim.startLoop(r);
+}

@@ -1,0 +1,129 @@
+// Turning simulation results into records (the rows of bench/results/sim.json and of
+// `murmur sim --json`) and into tables a person can read.
+import type { SimResult } from './simulator.ts';
+import type { SimSpec } from './setup.ts';
+
+export interface CurvePoint {
+  /** Simulated seconds. */
+  t: number;
+  /** Mean inner steps per replica. */
+  step: number;
+  /** Mean over replicas of each one's validation loss. */
+  loss: number;
+  /** Validation loss of the replicas' averaged weights. */
+  avg: number;
+  spread: number;
+  /** Per-replica validation losses (null: slot empty). */
+  losses: (number | null)[];
+}
+
+export interface RunRecord {
+  method: string;
+  replicas: number;
+  H: number;
+  wait: number;
+  seed: number;
+  /** Mean inner steps per replica at the end. */
+  steps: number;
+  sim_time: number;
+  final_val_loss: number;
+  avg_model_val_loss: number;
+  final_spread: number;
+  idle_fraction: number;
+  solo_fraction: number;
+  bytes_per_replica: number;
+  comm_fraction: number;
+  exchanges: number;
+  speeds: number[];
+  steps_per_replica: number[];
+  joins: number;
+  leaves: number;
+  wall_s: number;
+  curve: CurvePoint[];
+}
+
+export function runRecord(spec: SimSpec, r: SimResult, wallSeconds: number): RunRecord {
+  const f = r.final;
+  return {
+    method: r.method, replicas: r.replicas, H: usesH(spec) ? r.H : 1, wait: spec.method === 'noloco-async' ? r.wait : 0,
+    seed: r.seed, steps: f.meanStep, sim_time: r.simTime,
+    final_val_loss: f.meanLoss, avg_model_val_loss: f.avgModelLoss, final_spread: f.spread,
+    idle_fraction: f.idleFraction, solo_fraction: f.soloFraction, bytes_per_replica: f.bytesPerReplica,
+    comm_fraction: f.commFraction, exchanges: f.exchanges,
+    speeds: r.perReplica.map((p) => round(p.speed, 4)),
+    steps_per_replica: r.perReplica.map((p) => p.steps),
+    joins: r.joins, leaves: r.leaves, wall_s: round(wallSeconds, 2),
+    curve: r.evals.map((e) => ({ t: round(e.t, 3), step: round(e.meanStep, 2), loss: e.meanLoss, avg: e.avgModelLoss, spread: e.spread, losses: e.losses })),
+  };
+}
+
+function usesH(spec: SimSpec): boolean {
+  return spec.method !== 'ddp';
+}
+
+function round(x: number, d: number): number {
+  const k = 10 ** d;
+  return Math.round(x * k) / k;
+}
+
+export function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
+export function sd(xs: number[]): number {
+  if (xs.length < 2) return 0;
+  const m = mean(xs);
+  return Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1));
+}
+
+/** Fixed-width table with a header row. */
+export function table(header: string[], rows: string[][]): string {
+  const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ');
+  return [line(header), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(line)].join('\n');
+}
+
+/** One row per run. */
+export function runsTable(runs: RunRecord[]): string {
+  return table(
+    ['method', 'seed', 'H', 'steps', 'sim s', 'val loss', 'avg-model', 'spread', 'idle', 'comm', 'solo', 'MB/replica', 'syncs'],
+    runs.map((r) => [
+      r.method, String(r.seed), String(r.H), r.steps.toFixed(0), r.sim_time.toFixed(0),
+      r.final_val_loss.toFixed(4), r.avg_model_val_loss.toFixed(4), r.final_spread.toExponential(2),
+      pct(r.idle_fraction), pct(r.comm_fraction), pct(r.solo_fraction), (r.bytes_per_replica / 1e6).toFixed(2), String(r.exchanges),
+    ]),
+  );
+}
+
+/** Mean (and sd) over seeds per configuration. */
+export function summaryTable(runs: RunRecord[]): string {
+  const groups = groupRuns(runs);
+  return table(
+    ['method', 'seeds', 'steps', 'val loss (mean ± sd)', 'avg-model', 'spread', 'idle', 'comm', 'solo', 'MB/replica'],
+    groups.map(({ label, runs: g }) => [
+      label, String(g.length), mean(g.map((r) => r.steps)).toFixed(0),
+      `${mean(g.map((r) => r.final_val_loss)).toFixed(4)} ± ${sd(g.map((r) => r.final_val_loss)).toFixed(4)}`,
+      mean(g.map((r) => r.avg_model_val_loss)).toFixed(4), mean(g.map((r) => r.final_spread)).toExponential(2),
+      pct(mean(g.map((r) => r.idle_fraction))), pct(mean(g.map((r) => r.comm_fraction))),
+      pct(mean(g.map((r) => r.solo_fraction))), (mean(g.map((r) => r.bytes_per_replica)) / 1e6).toFixed(2),
+    ]),
+  );
+}
+
+/** Runs grouped by method (and wait for the ready pool), in first-seen order. */
+export function groupRuns(runs: RunRecord[]): { label: string; runs: RunRecord[] }[] {
+  const out: { label: string; runs: RunRecord[] }[] = [];
+  for (const r of runs) {
+    const label = runLabel(r);
+    let g = out.find((x) => x.label === label);
+    if (!g) out.push((g = { label, runs: [] }));
+    g.runs.push(r);
+  }
+  return out;
+}
+
+export function runLabel(r: Pick<RunRecord, 'method' | 'wait'>): string {
+  return r.method === 'noloco-async' ? `noloco-async (wait ${r.wait})` : r.method;
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;

@@ -1,0 +1,152 @@
+// From a plain, JSON-able run description (what the CLI parses and the benchmark sends to worker
+// threads) to a finished simulation. Everything a run depends on is in the spec, so a spec and
+// its result can be stored side by side and replayed.
+import { preset, trainConfig } from '../model/config.ts';
+import { learningRate } from '../train/schedule.ts';
+import type { NetworkModel, AllReduceKind } from '../train/network.ts';
+import type { Corpus } from '../data/corpus.ts';
+import { loadDefaultCorpus } from '../data/corpus.ts';
+import type { ChurnConfig, Method, SimConfig } from './config.ts';
+import { SIM_DEFAULTS, methodDefaults } from './config.ts';
+import type { LearnerFactory } from './learner.ts';
+import { gptFactory } from './gpt-learner.ts';
+import { quadraticFactory } from './quadratic.ts';
+import { makeStrategy } from './methods/index.ts';
+import { Simulation, type EvalRow, type SimResult } from './simulator.ts';
+import { parseSpeeds, type SpeedSpec } from './speeds.ts';
+
+export interface SimSpec {
+  method: Method;
+  replicas: number;
+  /** Defaults per method (NoLoCo paper): see methodDefaults. */
+  H?: number;
+  alpha?: number;
+  beta?: number;
+  gamma?: number;
+  wait: number;
+  stepTime: number;
+  speeds: string;
+  jitter: number;
+  seed: number;
+  time?: number;
+  steps?: number;
+  /** Evaluations over the run (plus the one at t = 0). */
+  evals: number;
+  network: NetworkModel;
+  allReduce: AllReduceKind;
+  churn: ChurnConfig | null;
+  learner: 'gpt' | 'quadratic';
+  preset: string;
+  batch: number;
+  seqLen: number;
+  /** Peak inner learning rate. */
+  lr: number;
+  /** Warm-up as a fraction of the budget (time or steps). */
+  warmup: number;
+  minLrFrac: number;
+  valBatches: number;
+  valBatch: number;
+}
+
+export const SPEC_DEFAULTS: Omit<SimSpec, 'method' | 'seed'> = {
+  replicas: SIM_DEFAULTS.replicas,
+  wait: SIM_DEFAULTS.wait,
+  stepTime: SIM_DEFAULTS.stepTime,
+  speeds: 'uniform:1:4',
+  jitter: 0,
+  time: 600,
+  evals: 10,
+  network: SIM_DEFAULTS.network,
+  allReduce: SIM_DEFAULTS.allReduce,
+  churn: null,
+  learner: 'gpt',
+  preset: 'micro',
+  // micro on the CPU reference: 4 x 32 tokens is ~10-20 ms a step on one core.
+  batch: 4,
+  seqLen: 32,
+  // A 35K-parameter model tolerates a higher rate than the 6e-4 meant for bigger ones.
+  lr: 2e-3,
+  warmup: 0.05,
+  minLrFrac: 0.1,
+  valBatches: 4,
+  valBatch: 16,
+};
+
+/** Steps of the clock-driven schedule: the cosine is evaluated at this resolution over the budget. */
+const SCHEDULE_RESOLUTION = 1000;
+
+/**
+ * Inner learning rate. With a time budget the schedule runs on the simulated clock, so every
+ * method warms up and decays to its floor over the same wall time whatever its step count;
+ * with a step budget it runs on each replica's own step.
+ */
+export function makeLr(spec: Pick<SimSpec, 'time' | 'steps' | 'lr' | 'warmup' | 'minLrFrac'>): (step: number, t: number) => number {
+  if (spec.time !== undefined) {
+    const T = spec.time;
+    const cfg = { lr: spec.lr, warmupSteps: Math.max(1, Math.round(spec.warmup * SCHEDULE_RESOLUTION)), totalSteps: SCHEDULE_RESOLUTION, minLrFrac: spec.minLrFrac };
+    return (_step, t) => learningRate(Math.min(SCHEDULE_RESOLUTION, Math.floor((t / T) * SCHEDULE_RESOLUTION)), cfg);
+  }
+  const S = spec.steps!;
+  const cfg = { lr: spec.lr, warmupSteps: Math.max(1, Math.round(spec.warmup * S)), totalSteps: S, minLrFrac: spec.minLrFrac };
+  return (step) => learningRate(step, cfg);
+}
+
+/** The slowest speed a distribution is likely to give, to size evaluation intervals in step mode. */
+function slowSpeed(s: SpeedSpec): number {
+  switch (s.kind) {
+    case 'uniform': return s.lo;
+    case 'lognormal': return Math.exp(-2 * s.sigma);
+    case 'equal': return 1;
+    case 'list': return Math.min(...s.values);
+  }
+}
+
+export function simConfig(spec: SimSpec): SimConfig {
+  const d = methodDefaults(spec.method);
+  const speeds = parseSpeeds(spec.speeds);
+  if (!(Number.isInteger(spec.evals) && spec.evals >= 1)) throw new Error(`evals must be a positive integer, got ${spec.evals}`);
+  const horizon = spec.time ?? ((spec.steps ?? 1) * spec.stepTime) / slowSpeed(speeds);
+  return {
+    method: spec.method,
+    replicas: spec.replicas,
+    H: spec.H ?? d.H,
+    outer: {
+      momentum: spec.alpha ?? d.outer.momentum,
+      lr: spec.beta ?? d.outer.lr,
+      consensus: spec.method === 'diloco' ? (spec.gamma ?? 0) : (spec.gamma ?? d.outer.consensus),
+    },
+    wait: spec.wait,
+    stepTime: spec.stepTime,
+    speeds,
+    jitter: spec.jitter,
+    seed: spec.seed,
+    time: spec.time,
+    steps: spec.steps,
+    evalEvery: horizon / spec.evals,
+    network: spec.network,
+    allReduce: spec.allReduce,
+    churn: spec.churn,
+    lr: makeLr(spec),
+  };
+}
+
+let corpusCache: Corpus | null = null;
+
+export function learnerFactory(spec: SimSpec): LearnerFactory {
+  if (spec.learner === 'quadratic') return quadraticFactory({ dim: 256, seed: spec.seed, noise: 2, bias: 0.2 });
+  if (spec.learner !== 'gpt') throw new Error(`unknown learner "${String(spec.learner)}"; use gpt or quadratic`);
+  corpusCache ??= loadDefaultCorpus();
+  const model = preset(spec.preset);
+  const train = trainConfig({ batch: spec.batch, seqLen: spec.seqLen, lr: spec.lr }, model);
+  return gptFactory({ model, train, seed: spec.seed, data: corpusCache, valBatches: spec.valBatches, valBatch: spec.valBatch });
+}
+
+/** Checks the spec and returns warnings (bad hyper-parameters for the method, etc.) without running. */
+export function prepare(spec: SimSpec): { sim: Simulation; warnings: string[] } {
+  const sim = new Simulation(simConfig(spec), learnerFactory(spec), makeStrategy(spec.method));
+  return { sim, warnings: sim.warnings };
+}
+
+export function runSpec(spec: SimSpec, onEval?: (row: EvalRow) => void): SimResult {
+  return prepare(spec).sim.run(onEval);
+}

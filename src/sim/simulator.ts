@@ -1,0 +1,394 @@
+// N replicas in one process on a simulated clock. Replica i's inner step takes stepTime/speed_i;
+// communication takes what the network model says. Methods are strategies (src/sim/methods):
+// they decide what happens when replicas finish an inner loop; this file owns the clock, the
+// replicas' time accounting, churn, and the evaluations.
+//
+// Determinism: every random choice comes from a generator seeded by (seed, purpose), events at
+// equal times run in a fixed order, and replicas that finish an inner loop at the same instant
+// are handed to the strategy together, in slot order. Same config -> identical results.
+import { Rng } from '../model/rng.ts';
+import type { OuterMessage } from '../train/outer.ts';
+import type { Learner, LearnerFactory } from './learner.ts';
+import type { Method, SimConfig } from './config.ts';
+import { validateSimConfig } from './config.ts';
+import { EventQueue } from './events.ts';
+import { averageWeights, sameWeights, weightSpread } from './metrics.ts';
+import { drawSpeed } from './speeds.ts';
+
+export type ReplicaState = 'run' | 'wait' | 'comm' | 'done' | 'off';
+
+/** One slot in the run. When a volunteer leaves and another joins, the slot gets a new instance. */
+export class Replica {
+  /** Which data stream the current instance reads (slot for the first, fresh ones for joiners). */
+  stream: number;
+  speed: number;
+  learner: Learner;
+  /** (P) slow weights at the last outer step. */
+  phi: Float32Array;
+  /** (P) outer momentum. */
+  mom: Float32Array;
+  alive = true;
+  /** Inner steps since the last outer step. */
+  inLoop = 0;
+  state: ReplicaState = 'run';
+  since = 0;
+  /** Seconds spent computing, waiting for others, and communicating (all instances of the slot). */
+  spent = { run: 0, wait: 0, comm: 0 };
+  /** Bumped when an instance leaves: events scheduled for the old instance are dropped. */
+  epoch = 0;
+  /** The message sent at the last outer step (copies of phi and delta). */
+  msg: OuterMessage | null = null;
+  outerSteps = 0;
+  soloSteps = 0;
+  bytesSent = 0;
+  lastTrainLoss = Number.NaN;
+  joinedAt = 0;
+  readonly stepRng: Rng;
+
+  constructor(readonly slot: number, stream: number, speed: number, learner: Learner, seed: number) {
+    this.stream = stream;
+    this.speed = speed;
+    this.learner = learner;
+    this.phi = learner.params.slice();
+    this.mom = new Float32Array(learner.params.length);
+    this.stepRng = new Rng(seed, 0x5e00 + slot);
+  }
+
+  get theta(): Float32Array { return this.learner.params; }
+  /** Nominal seconds of one inner loop of `H` steps at this replica's speed. */
+  loopTime(H: number, stepTime: number): number { return (H * stepTime) / this.speed; }
+}
+
+/** What happens when replicas finish their inner loops; see src/sim/methods. */
+export interface Strategy {
+  readonly method: Method;
+  /** Inner steps per loop: H, or 1 for data-parallel (it syncs every step). */
+  loopLength(sim: Simulation): number;
+  /** One inner step's computation (default: a local optimiser step). */
+  work?(sim: Simulation, r: Replica): void;
+  /** Replicas that finished a loop at sim.now, in slot order. */
+  onLoopsDone(sim: Simulation, rs: Replica[]): void;
+  /** A replica left or hit the step budget: release anything that waits for it. */
+  onGone(sim: Simulation, r: Replica): void;
+  /** A new instance took a vacant slot; bootstrap it and start it (or hold it). */
+  onJoin(sim: Simulation, r: Replica): void;
+}
+
+export interface EvalRow {
+  /** Simulated seconds. */
+  t: number;
+  /** Mean inner steps per present replica. */
+  meanStep: number;
+  /** Per slot: inner steps, validation loss of its current weights (null while the slot is empty). */
+  steps: (number | null)[];
+  losses: (number | null)[];
+  meanLoss: number;
+  /** Validation loss of the present replicas' averaged weights. */
+  avgModelLoss: number;
+  /** RMS distance of the replicas' weights from their mean, per parameter. */
+  spread: number;
+  /** Of the replicas' present time so far: waiting for others, communicating. */
+  idleFraction: number;
+  commFraction: number;
+  /** Outer steps taken alone / all outer steps (NoLoCo). */
+  soloFraction: number;
+  bytesPerReplica: number;
+  /** Synchronisation events so far: pair exchanges plus all-reduces. */
+  exchanges: number;
+  present: number;
+}
+
+export interface ReplicaSummary {
+  slot: number;
+  speed: number;
+  steps: number;
+  outerSteps: number;
+  soloSteps: number;
+  idleFraction: number;
+  commFraction: number;
+  bytesSent: number;
+}
+
+export interface SimResult {
+  method: Method;
+  replicas: number;
+  H: number;
+  wait: number;
+  seed: number;
+  learner: string;
+  /** Simulated seconds at the end. */
+  simTime: number;
+  evals: EvalRow[];
+  final: EvalRow;
+  perReplica: ReplicaSummary[];
+  joins: number;
+  leaves: number;
+  warnings: string[];
+  /** Each slot's weights at the end (null for an empty slot). */
+  finalWeights: (Float32Array | null)[];
+}
+
+interface SimEvent { time: number; priority: number; step?: { r: Replica; epoch: number }; fn?: () => void }
+
+/** Among events at one instant: inner steps, then communication, pool timeouts, churn, evaluation, end. */
+export const PRIORITY = { step: 0, comm: 1, timeout: 2, churn: 3, eval: 4, end: 5 } as const;
+
+export class Simulation {
+  now = 0;
+  readonly replicas: Replica[] = [];
+  readonly pairRng: Rng;
+  readonly netRng: Rng;
+  private readonly churnRng: Rng;
+  private readonly speedRng: Rng;
+  private readonly queue = new EventQueue<SimEvent>();
+  private arrivals: Replica[] = [];
+  private evals: EvalRow[] = [];
+  private stopped = false;
+  private speedsDrawn = 0;
+  private nextStream: number;
+  exchanges = 0;
+  joins = 0;
+  leaves = 0;
+  readonly warnings: string[];
+
+  constructor(readonly cfg: SimConfig, readonly factory: LearnerFactory, readonly strategy: Strategy) {
+    this.warnings = validateSimConfig(cfg);
+    if (strategy.method !== cfg.method) throw new Error(`strategy ${strategy.method} does not match config method ${cfg.method}`);
+    this.pairRng = new Rng(cfg.seed, 0x9a1e);
+    this.netRng = new Rng(cfg.seed, 0x4e7);
+    this.churnRng = new Rng(cfg.seed, 0xc4a);
+    this.speedRng = new Rng(cfg.seed, 0x59d);
+    for (let i = 0; i < cfg.replicas; i++) {
+      const speed = drawSpeed(cfg.speeds, this.speedsDrawn++, this.speedRng);
+      this.replicas.push(new Replica(i, i, speed, factory.create(i, factory.initial), cfg.seed));
+    }
+    this.nextStream = cfg.replicas;
+  }
+
+  // ---- scheduling -------------------------------------------------------------------------
+
+  /** Runs `fn` at simulated time `time`. */
+  at(time: number, priority: number, fn: () => void): void {
+    this.queue.push({ time, priority, fn });
+  }
+
+  /** Runs `fn` at `time` only if replica r's current instance is still there. */
+  atFor(r: Replica, time: number, priority: number, fn: () => void): void {
+    const epoch = r.epoch;
+    this.at(time, priority, () => { if (r.epoch === epoch && r.alive) fn(); });
+  }
+
+  get H(): number { return this.cfg.H; }
+
+  /** Replicas present and still training (not left, not at the step budget). */
+  active(): Replica[] { return this.replicas.filter((r) => r.alive && r.state !== 'done'); }
+
+  setState(r: Replica, s: ReplicaState): void {
+    if (r.state === 'run' || r.state === 'wait' || r.state === 'comm') r.spent[r.state] += this.now - r.since;
+    r.state = s;
+    r.since = this.now;
+  }
+
+  /** Starts a fresh inner loop (after an outer step, a join, or at the start). */
+  startLoop(r: Replica): void {
+    r.inLoop = 0;
+    this.continueLoop(r);
+  }
+
+  private continueLoop(r: Replica): void {
+    if (this.cfg.steps !== undefined && r.learner.step >= this.cfg.steps) {
+      this.setState(r, 'done');
+      this.strategy.onGone(this, r);
+      return;
+    }
+    if (r.state !== 'run') this.setState(r, 'run');
+    let dt = this.cfg.stepTime / r.speed;
+    if (this.cfg.jitter > 0) dt *= Math.exp(this.cfg.jitter * r.stepRng.normal());
+    this.queue.push({ time: this.now + dt, priority: PRIORITY.step, step: { r, epoch: r.epoch } });
+  }
+
+  private onStep(r: Replica): void {
+    if (this.strategy.work) this.strategy.work(this, r);
+    else {
+      r.lastTrainLoss = r.learner.computeGrads();
+      r.learner.applyGrads(r.learner.grads, this.cfg.lr(r.learner.step, this.now));
+    }
+    r.inLoop++;
+    if (r.inLoop >= this.strategy.loopLength(this)) this.arrivals.push(r);
+    else this.continueLoop(r);
+  }
+
+  // ---- communication helpers shared by methods ---------------------------------------------
+
+  /** Marks the start of a sync of `seconds` for the given replicas, each sending `bytesEach`. */
+  beginComm(rs: readonly Replica[], bytesEach: number): void {
+    for (const r of rs) { this.setState(r, 'comm'); r.bytesSent += bytesEach; }
+    this.exchanges++;
+  }
+
+  /** Counts an outer step on r (solo when it had no partner). */
+  countOuter(r: Replica, solo: boolean): void {
+    r.outerSteps++;
+    if (solo) r.soloSteps++;
+  }
+
+  // ---- churn --------------------------------------------------------------------------------
+
+  private scheduleLeave(r: Replica): void {
+    const c = this.cfg.churn!;
+    this.atFor(r, this.now + exponential(this.churnRng, c.session), PRIORITY.churn, () => this.leave(r));
+  }
+
+  private leave(r: Replica): void {
+    if (this.replicas.filter((x) => x.alive).length <= 1) { this.scheduleLeave(r); return; } // never empty the run
+    this.setState(r, 'off');
+    r.alive = false;
+    r.epoch++;
+    this.leaves++;
+    this.strategy.onGone(this, r);
+    this.at(this.now + exponential(this.churnRng, this.cfg.churn!.offline), PRIORITY.churn, () => this.join(r));
+  }
+
+  private join(r: Replica): void {
+    r.stream = this.nextStream++;
+    r.speed = drawSpeed(this.cfg.speeds, this.speedsDrawn++, this.speedRng);
+    r.alive = true;
+    r.joinedAt = this.now;
+    r.inLoop = 0;
+    r.msg = null;
+    this.joins++;
+    r.state = 'off';
+    this.setState(r, 'wait');
+    this.strategy.onJoin(this, r);
+    this.scheduleLeave(r);
+  }
+
+  /** A random present replica other than r (the bootstrap donor), or null if there is none. */
+  pickDonor(r: Replica): Replica | null {
+    const live = this.replicas.filter((x) => x.alive && x !== r && x.state !== 'off');
+    return live.length === 0 ? null : live[this.churnRng.int(live.length)];
+  }
+
+  /**
+   * A joiner takes phi, outer momentum and step from the donor and starts from theta = phi with
+   * fresh inner-optimiser moments (they are local and never exchanged).
+   */
+  bootstrapFrom(r: Replica, donor: Replica | null): void {
+    const phi = donor ? donor.phi : this.factory.initial;
+    r.learner = this.factory.create(r.stream, phi);
+    r.learner.step = donor ? donor.learner.step : 0;
+    r.phi = phi.slice();
+    r.mom = donor ? donor.mom.slice() : new Float32Array(phi.length);
+  }
+
+  // ---- the run ------------------------------------------------------------------------------
+
+  run(onEval?: (row: EvalRow) => void): SimResult {
+    const cfg = this.cfg;
+    for (const r of this.replicas) { r.since = 0; this.startLoop(r); }
+    if (cfg.churn) for (const r of this.replicas) this.scheduleLeave(r);
+    const scheduleEval = (k: number) => {
+      const t = k * cfg.evalEvery;
+      if (cfg.time !== undefined && t >= cfg.time) return;
+      this.at(t, PRIORITY.eval, () => {
+        const row = this.evaluate();
+        this.evals.push(row);
+        onEval?.(row);
+        scheduleEval(k + 1);
+      });
+    };
+    scheduleEval(0);
+    if (cfg.time !== undefined) this.at(cfg.time, PRIORITY.end, () => { this.stopped = true; });
+
+    for (;;) {
+      const next = this.queue.peek();
+      if (this.arrivals.length > 0 && (!next || next.time > this.now || !next.step)) {
+        const rs = this.arrivals.sort((a, b) => a.slot - b.slot);
+        this.arrivals = [];
+        this.strategy.onLoopsDone(this, rs);
+        continue;
+      }
+      if (!next || this.stopped) break;
+      if (cfg.time === undefined && this.replicas.every((r) => !r.alive || r.state === 'done')) break;
+      this.queue.pop();
+      this.now = next.time;
+      if (next.step) {
+        const { r, epoch } = next.step;
+        if (r.epoch === epoch && r.alive && r.state === 'run') this.onStep(r);
+      } else next.fn!();
+    }
+    for (const r of this.replicas) if (r.alive) this.setState(r, r.state); // close open intervals
+    const final = this.evaluate();
+    if (this.evals.at(-1)?.t !== final.t) { this.evals.push(final); onEval?.(final); }
+    else this.evals[this.evals.length - 1] = final;
+    return {
+      method: cfg.method, replicas: cfg.replicas, H: cfg.H, wait: cfg.wait, seed: cfg.seed,
+      learner: this.factory.describe(),
+      simTime: this.now, evals: this.evals, final,
+      perReplica: this.replicas.map((r) => {
+        const live = r.spent.run + r.spent.wait + r.spent.comm;
+        return {
+          slot: r.slot, speed: r.speed, steps: r.learner.step, outerSteps: r.outerSteps, soloSteps: r.soloSteps,
+          idleFraction: live > 0 ? r.spent.wait / live : 0, commFraction: live > 0 ? r.spent.comm / live : 0,
+          bytesSent: r.bytesSent,
+        };
+      }),
+      joins: this.joins, leaves: this.leaves, warnings: this.warnings,
+      finalWeights: this.replicas.map((r) => (r.alive ? r.theta.slice() : null)),
+    };
+  }
+
+  /** Metrics of the present replicas at sim.now (time fractions include intervals still open). */
+  evaluate(): EvalRow {
+    const present = this.replicas.filter((r) => r.alive);
+    const seen: { w: Float32Array; loss: number }[] = [];
+    const lossOf = (w: Float32Array) => {
+      // Data-parallel replicas hold identical weights: evaluate each distinct vector once.
+      const hit = seen.find((s) => sameWeights(s.w, w));
+      if (hit) return hit.loss;
+      const loss = this.factory.evaluate(w);
+      seen.push({ w, loss });
+      return loss;
+    };
+    const losses = this.replicas.map((r) => (r.alive ? lossOf(r.theta) : null));
+    const thetas = present.map((r) => r.theta);
+    const avg = averageWeights(thetas);
+    let run = 0, wait = 0, comm = 0, outer = 0, solo = 0, bytes = 0;
+    for (const r of this.replicas) {
+      const open = r.alive ? this.now - r.since : 0;
+      run += r.spent.run + (r.state === 'run' ? open : 0);
+      wait += r.spent.wait + (r.state === 'wait' ? open : 0);
+      comm += r.spent.comm + (r.state === 'comm' ? open : 0);
+      outer += r.outerSteps;
+      solo += r.soloSteps;
+      bytes += r.bytesSent;
+    }
+    const total = run + wait + comm;
+    const presentLosses = losses.filter((x): x is number => x !== null);
+    return {
+      t: this.now,
+      meanStep: mean(present.map((r) => r.learner.step)),
+      steps: this.replicas.map((r) => (r.alive ? r.learner.step : null)),
+      losses,
+      meanLoss: mean(presentLosses),
+      avgModelLoss: lossOf(avg),
+      spread: weightSpread(thetas, this.factory.paramCount),
+      idleFraction: total > 0 ? wait / total : 0,
+      commFraction: total > 0 ? comm / total : 0,
+      soloFraction: outer > 0 ? solo / outer : 0,
+      bytesPerReplica: bytes / this.replicas.length,
+      exchanges: this.exchanges,
+      present: present.length,
+    };
+  }
+}
+
+function mean(xs: number[]): number {
+  return xs.length === 0 ? Number.NaN : xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
+function exponential(rng: Rng, meanValue: number): number {
+  let u = 0;
+  while (u === 0) u = rng.uniform();
+  return -Math.log(u) * meanValue;
+}

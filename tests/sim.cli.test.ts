@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../src/cli.ts';
+import { buildSpecs } from '../src/commands/sim.ts';
+
+const defaults = {
+  method: 'noloco-async', replicas: 8, wait: 0.3, stepTime: 1, speeds: 'uniform:1:4', jitter: 0, seeds: [1], evals: 10,
+  latency: 0.05, up: 20, netSigma: 0.5, allreduce: 'tree', learner: 'gpt', preset: 'micro', batch: 4, seqLen: 32,
+  lr: 2e-3, warmup: 0.05, valBatches: 4, valBatch: 16,
+};
+
+describe('murmur sim', () => {
+  it('makes one spec per method and seed, with the paper defaults per method', () => {
+    const specs = buildSpecs({ ...defaults, method: 'all', seeds: [1, 2] });
+    expect(specs).toHaveLength(10);
+    expect(specs[0]).toMatchObject({ method: 'noloco-async', seed: 1, time: 600, network: { upBps: 20e6 } });
+    expect(buildSpecs({ ...defaults, steps: 100 })[0]).toMatchObject({ steps: 100, time: undefined });
+    expect(buildSpecs({ ...defaults, churn: '600:60' })[0].churn).toEqual({ session: 600, offline: 60 });
+  });
+
+  it('names what is wrong before running anything', () => {
+    expect(() => buildSpecs({ ...defaults, method: 'gossip' })).toThrow(/unknown method "gossip"/);
+    expect(() => buildSpecs({ ...defaults, time: 10, steps: 5 })).toThrow(/either --time or --steps/);
+    expect(() => buildSpecs({ ...defaults, churn: 'often' })).toThrow(/SESSION:OFFLINE/);
+    expect(() => buildSpecs({ ...defaults, seqLen: 64 })).toThrow(/exceeds preset micro's context of 32/);
+    expect(() => buildSpecs({ ...defaults, preset: 'huge' })).toThrow(/unknown model preset "huge"/);
+  });
+
+  it('runs every method and writes the runs as JSON', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'murmur-sim-'));
+    try {
+      const out = join(dir, 'runs.json');
+      await main(['node', 'murmur', 'sim', '-m', 'all', '--learner', 'quadratic', '--time', '60', '--H', '5', '--seeds', '4,5', '-q', '--json', out]);
+      const j = JSON.parse(readFileSync(out, 'utf8'));
+      expect(j.runs).toHaveLength(10);
+      expect(j.runs[0]).toMatchObject({ method: 'noloco-async', seed: 4, H: 5, wait: 0.3, sim_time: 60 });
+      for (const k of ['final_val_loss', 'avg_model_val_loss', 'final_spread', 'idle_fraction', 'solo_fraction', 'bytes_per_replica']) {
+        expect(Number.isFinite(j.runs[0][k])).toBe(true);
+      }
+      expect(existsSync(out + '.tmp')).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest';
+import { SPEC_DEFAULTS, runSpec, makeLr, type SimSpec } from '../src/sim/setup.ts';
+import { METHODS, type Method } from '../src/sim/config.ts';
+
+// The real learner (CPU reference GPT, micro preset) in runs of a few dozen tiny steps: the
+// simulator's machinery with the real model and data, not the benchmark's outcomes.
+function spec(method: Method, over: Partial<SimSpec> = {}): SimSpec {
+  return {
+    ...SPEC_DEFAULTS, method, seed: 3, replicas: 4, H: 4, time: 14, evals: 2,
+    batch: 1, seqLen: 16, valBatches: 1, valBatch: 4, lr: 3e-3, ...over,
+  };
+}
+
+describe('simulator with the GPT learner', () => {
+  it('every method trains the micro model on the default corpus', () => {
+    for (const method of METHODS) {
+      const r = runSpec(spec(method));
+      expect(r.learner).toMatch(/GPT L2 d32/);
+      expect(r.final.meanLoss).toBeLessThan(r.evals[0].meanLoss);
+      expect(r.final.t).toBe(14);
+      if (method === 'ddp') {
+        const w = r.finalWeights as Float32Array[];
+        for (const x of w) expect(x).toEqual(w[0]); // one identical AdamW update everywhere
+      } else expect(r.final.spread).toBeGreaterThan(0);
+    }
+  });
+
+  it('with equal speeds, noloco-async and noloco-lockstep give identical GPT weights', () => {
+    const over = { speeds: 'equal', network: { latency: 0.05, upBps: 20e6, sigma: 0 } };
+    const a = runSpec(spec('noloco-async', over));
+    const l = runSpec(spec('noloco-lockstep', over));
+    expect(a.perReplica.every((p) => p.outerSteps >= 3)).toBe(true);
+    expect(a.finalWeights).toEqual(l.finalWeights);
+    expect(a.final.meanLoss).toBe(l.final.meanLoss);
+  });
+
+  it('the same seed replays exactly', () => {
+    const a = runSpec(spec('noloco-async', { jitter: 0.3 }));
+    const b = runSpec(spec('noloco-async', { jitter: 0.3 }));
+    expect(a.evals).toEqual(b.evals);
+    expect(a.finalWeights).toEqual(b.finalWeights);
+  });
+
+  it('runs the learning-rate schedule on the clock for a time budget, on steps otherwise', () => {
+    const byTime = makeLr({ time: 100, lr: 1e-3, warmup: 0.1, minLrFrac: 0.1 });
+    expect(byTime(0, 0)).toBeCloseTo(1e-5, 12); // first warm-up step of 100
+    expect(byTime(999, 10)).toBeCloseTo(1e-3, 9); // the step count does not matter
+    expect(byTime(0, 100)).toBeCloseTo(1e-4, 12); // floor at the end of the budget
+    const bySteps = makeLr({ steps: 10, lr: 1e-3, warmup: 0.2, minLrFrac: 0.1 });
+    expect(bySteps(0, 1e9)).toBeCloseTo(5e-4, 12);
+    expect(bySteps(10, 0)).toBeCloseTo(1e-4, 12);
+  });
+});

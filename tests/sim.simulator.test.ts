@@ -1,0 +1,176 @@
+import { describe, expect, it } from 'vitest';
+import { quadraticFactory } from '../src/sim/quadratic.ts';
+import { Simulation, type SimResult } from '../src/sim/simulator.ts';
+import { makeStrategy } from '../src/sim/methods/index.ts';
+import { METHODS, SIM_DEFAULTS, methodDefaults, validateSimConfig, type Method, type SimConfig } from '../src/sim/config.ts';
+import { EventQueue } from '../src/sim/events.ts';
+import { parseSpeeds } from '../src/sim/speeds.ts';
+import { shuffle, weightSpread } from '../src/sim/metrics.ts';
+import { Rng } from '../src/model/rng.ts';
+
+// The toy quadratic learner keeps these runs at milliseconds; the GPT learner has its own test.
+function config(method: Method, over: Partial<SimConfig> = {}): SimConfig {
+  const d = methodDefaults(method);
+  return {
+    ...SIM_DEFAULTS, method, replicas: 8, H: 10, outer: d.outer, speeds: { kind: 'uniform', lo: 1, hi: 4 },
+    seed: 1, time: 200, evalEvery: 50, churn: null, lr: () => 0.05, ...over,
+  };
+}
+
+function run(method: Method, over: Partial<SimConfig> = {}, dim = 32): SimResult {
+  const cfg = config(method, over);
+  return new Simulation(cfg, quadraticFactory({ dim, seed: cfg.seed, noise: 2, bias: 0.2 }), makeStrategy(method)).run();
+}
+
+const FLAT_NET = { latency: 0.05, upBps: 20e6, sigma: 0 };
+
+describe('simulated clock', () => {
+  it('orders events by time, then priority, then insertion', () => {
+    const q = new EventQueue<{ time: number; priority: number; id: string }>();
+    for (const e of [
+      { time: 2, priority: 0, id: 'c' }, { time: 1, priority: 4, id: 'b2' }, { time: 1, priority: 0, id: 'a' },
+      { time: 1, priority: 4, id: 'b3' }, { time: 0.5, priority: 9, id: 'first' },
+    ]) q.push(e);
+    const out: string[] = [];
+    while (q.size) out.push(q.pop()!.id);
+    expect(out).toEqual(['first', 'a', 'b2', 'b3', 'c']);
+    expect(() => q.push({ time: Number.NaN, priority: 0, id: 'x' })).toThrow(/finite/);
+  });
+
+  it('a local replica of speed s does floor(T * s / stepTime) steps, never idle', () => {
+    // step times 0.5 and 0.125 s are exact in binary, so the clock does not drift
+    const res = run('local', { speeds: { kind: 'list', values: [1, 4] }, replicas: 2, time: 100, stepTime: 0.5 });
+    expect(res.perReplica.map((r) => r.steps)).toEqual([200, 800]);
+    expect(res.final.idleFraction).toBe(0);
+    expect(res.final.bytesPerReplica).toBe(0);
+  });
+});
+
+describe('every method runs', () => {
+  for (const method of METHODS) {
+    it(`${method}: a short run trains, evaluates and accounts its time`, () => {
+      const res = run(method);
+      expect(res.evals.length).toBe(5); // t = 0, 50, 100, 150, and the end (200)
+      expect(res.evals[0].t).toBe(0);
+      expect(res.final.t).toBe(200);
+      expect(res.final.meanLoss).toBeLessThan(res.evals[0].meanLoss);
+      expect(res.final.losses.every((x) => x !== null && Number.isFinite(x))).toBe(true);
+      const f = res.final;
+      expect(f.idleFraction + f.commFraction).toBeLessThanOrEqual(1);
+      if (method === 'local') expect(f.exchanges).toBe(0);
+      else expect(f.exchanges).toBeGreaterThan(0);
+    });
+  }
+
+  it('ddp keeps every replica identical and pays an all-reduce every step', () => {
+    const res = run('ddp');
+    const w = res.finalWeights as Float32Array[];
+    for (const x of w) expect(x).toEqual(w[0]);
+    expect(res.final.spread).toBe(0);
+    // one all-reduce per applied step, plus possibly one still in flight at the end
+    expect(res.final.exchanges - res.perReplica[0].steps).toBeGreaterThanOrEqual(0);
+    expect(res.final.exchanges - res.perReplica[0].steps).toBeLessThanOrEqual(1);
+    expect(res.final.commFraction).toBeGreaterThan(0);
+    // free communication takes no time
+    const free = run('ddp', { network: { latency: 0, upBps: 1e30, sigma: 0 } });
+    expect(free.final.commFraction).toBeLessThan(1e-9);
+    expect(free.perReplica[0].steps).toBeGreaterThan(res.perReplica[0].steps);
+  });
+
+  it('diloco replicas share phi after every outer step; a barrier makes fast replicas idle', () => {
+    const res = run('diloco', { steps: 30, time: undefined, evalEvery: 1000 });
+    const w = res.finalWeights as Float32Array[];
+    for (const x of w) expect(x).toEqual(w[0]); // 30 = 3 loops: they end on an outer step
+    expect(res.perReplica.every((r) => r.steps === 30 && r.outerSteps === 3)).toBe(true);
+    expect(res.final.idleFraction).toBeGreaterThan(0.1);
+  });
+
+  it('noloco-async: a tiny wait leaves the pool empty, so every step is solo', () => {
+    const res = run('noloco-async', { wait: 1e-9 });
+    expect(res.final.soloFraction).toBe(1);
+    expect(res.final.bytesPerReplica).toBe(0);
+    const waited = run('noloco-async', { wait: 0.3 });
+    expect(waited.final.soloFraction).toBeLessThan(0.5);
+  });
+});
+
+describe('determinism and the equal-speed identity', () => {
+  it('the same seed gives identical results; another seed does not', () => {
+    for (const method of ['noloco-async', 'diloco'] as Method[]) {
+      const a = run(method, { jitter: 0.2 });
+      const b = run(method, { jitter: 0.2 });
+      expect(a.evals).toEqual(b.evals);
+      expect(a.finalWeights).toEqual(b.finalWeights);
+      const c = run(method, { jitter: 0.2, seed: 2 });
+      expect(c.final.meanLoss).not.toBe(a.final.meanLoss);
+    }
+  });
+
+  it('with equal speeds, noloco-async and noloco-lockstep give bit-identical weights', () => {
+    const over = { speeds: { kind: 'equal' as const }, network: FLAT_NET, time: 400 };
+    const a = run('noloco-async', over);
+    const l = run('noloco-lockstep', over);
+    expect(a.perReplica.reduce((s, r) => s + r.outerSteps, 0)).toBeGreaterThan(8 * 10);
+    expect(a.final.soloFraction).toBe(0);
+    expect(a.finalWeights).toEqual(l.finalWeights);
+    // and the test can fail: with uneven speeds the pool makes other pairs
+    const au = run('noloco-async', { network: FLAT_NET, time: 400 });
+    const lu = run('noloco-lockstep', { network: FLAT_NET, time: 400 });
+    expect(au.finalWeights).not.toEqual(lu.finalWeights);
+  });
+});
+
+describe('churn', () => {
+  const churn = { session: 60, offline: 10 };
+  it('replicas leave and join; joiners keep shared state consistent', () => {
+    for (const method of METHODS) {
+      const res = run(method, { churn, time: 400 });
+      expect(res.leaves).toBeGreaterThan(0);
+      expect(res.joins).toBeGreaterThan(0);
+      expect(res.final.present).toBeGreaterThan(0);
+      expect(Number.isFinite(res.final.meanLoss)).toBe(true);
+      if (method === 'ddp') {
+        const w = res.finalWeights.filter((x): x is Float32Array => x !== null);
+        for (const x of w) expect(x).toEqual(w[0]);
+      }
+    }
+  });
+
+  it('a noloco joiner starts from a live replica, not from scratch', () => {
+    const res = run('noloco-async', { churn, time: 400 });
+    // no replica is back at step 0 territory: joiners inherit their donor's step
+    const steps = res.final.steps.filter((x): x is number => x !== null);
+    expect(Math.min(...steps)).toBeGreaterThan(50);
+  });
+});
+
+describe('config and helpers', () => {
+  it('rejects a zero wait and a missing budget, warns on an unstable pair', () => {
+    expect(() => validateSimConfig(config('noloco-async', { wait: 0 }))).toThrow(/wait must be a positive fraction/);
+    expect(() => validateSimConfig(config('local', { time: undefined }))).toThrow(/time budget or a step budget/);
+    const w = validateSimConfig(config('noloco-lockstep', { outer: { momentum: 0.5, lr: 0.7, consensus: 0.3 } }));
+    expect(w.join('\n')).toMatch(/pair stability condition/);
+    expect(validateSimConfig(config('noloco-async'))).toEqual([]);
+  });
+
+  it('parses speed distributions and names bad ones', () => {
+    expect(parseSpeeds('uniform:1:4')).toEqual({ kind: 'uniform', lo: 1, hi: 4 });
+    expect(parseSpeeds('1,2,4')).toEqual({ kind: 'list', values: [1, 2, 4] });
+    expect(parseSpeeds('equal')).toEqual({ kind: 'equal' });
+    expect(() => parseSpeeds('uniform:0:4')).toThrow(/0 < lo <= hi/);
+    expect(() => parseSpeeds('gauss:1')).toThrow(/unknown distribution/);
+  });
+
+  it('weight spread is the per-parameter RMS distance from the mean', () => {
+    // values 1 and 3 around mean 2 in both params: each replica is at distance 1 per parameter
+    expect(weightSpread([Float32Array.from([1, 1, 0]), Float32Array.from([3, 3, 0])], 2)).toBeCloseTo(1, 12);
+    expect(weightSpread([Float32Array.from([5])], 1)).toBe(0);
+  });
+
+  it('shuffle draws nothing for one element and is a permutation', () => {
+    const rng = new Rng(3), probe = new Rng(3);
+    expect(shuffle([7], rng)).toEqual([7]);
+    expect(rng.nextU32()).toBe(probe.nextU32());
+    expect(shuffle([1, 2, 3, 4, 5], rng).sort()).toEqual([1, 2, 3, 4, 5]);
+  });
+});
