@@ -84,7 +84,9 @@ describe('embeddable widget', () => {
   });
 
   it('starts training in the Murmur frame after a real click, with status, pause, intensity and stop', async () => {
-    await part(page, 'consent-button').click();
+    // From the keyboard: Enter on the focused button is a real (trusted) activation.
+    await part(page, 'consent-button').focus();
+    await page.keyboard.press('Enter');
     await page.locator('murmur-volunteer iframe').waitFor({ state: 'attached' });
     await page.waitForFunction(() => /Training/.test(document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('[part=status]')!.textContent!), null, { timeout: 30_000 });
     const frame = trainingFrame(page);
@@ -100,7 +102,8 @@ describe('embeddable widget', () => {
     await frame.waitForFunction(() => Math.abs(window.frameTest.controller!.intensity - 0.55) < 1e-9);
     await page.screenshot({ path: join(OUT, 'widget-training.png') });
 
-    await part(page, 'pause-button').click();
+    await part(page, 'pause-button').focus();
+    await page.keyboard.press('Space');
     await frame.waitForFunction(() => window.frameTest.controller!.phase === 'paused');
     await page.waitForFunction(() => document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('[part=pause-button]')!.textContent === 'Resume');
     expect(await part(page, 'status').innerText()).toMatch(/Paused/);
@@ -135,6 +138,17 @@ describe('embeddable widget', () => {
     });
     // The frame was not told where it is embedded.
     expect(await trainingFrame(page).evaluate(() => document.referrer)).toBe('');
+  });
+
+  it('labels every control', async () => {
+    const unlabelled = await page.evaluate(() => {
+      const root = document.querySelector('murmur-volunteer')!.shadowRoot!;
+      const bad: string[] = [];
+      for (const b of root.querySelectorAll('button')) if (!b.textContent?.trim()) bad.push(b.outerHTML);
+      for (const i of root.querySelectorAll('input')) if (!i.labels?.length) bad.push(i.outerHTML);
+      return bad;
+    });
+    expect(unlabelled).toEqual([]);
   });
 
   it('saw no uncaught page errors', () => {

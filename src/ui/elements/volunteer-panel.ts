@@ -96,7 +96,7 @@ export class VolunteerPanel extends LitElement {
             <ul>
               <li>A background worker in this tab trains the model on your GPU (WebGPU), in short bursts with rests
                 set by the intensity control below.</li>
-              <li>It downloads the training text and the current model from this coordinator.</li>
+              <li>It downloads the training text from this coordinator, and the current model from it or from another volunteer.</li>
               <li>Nothing is installed, nothing on your disk is read, and everything stops when you close the tab.</li>
             </ul>
           </div>
