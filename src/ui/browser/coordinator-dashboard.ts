@@ -100,7 +100,8 @@ export class CoordinatorDashboardSource implements DashboardSource {
     es.addEventListener('error', () => h.connection('reconnecting'));
     es.addEventListener('report', (e) => {
       const r = parse<RawPoint>(e);
-      if (r) h.report(toReport(r));
+      // A frame that is not a report (a proxy's page, a version skew) is dropped, not plotted.
+      if (r && typeof r === 'object' && typeof r.peerId === 'string' && Number.isFinite(r.t) && Number.isFinite(r.step)) h.report(toReport(r));
     });
     es.addEventListener('peer', (e) => {
       const ev = parse<{ kind: string; peerId: string | null; t: number }>(e);
