@@ -210,6 +210,22 @@ describe('TrainingController', () => {
     await stop(c);
   });
 
+  it('goes on after the trainer reset a diverged round, and reports the NaN', async () => {
+    const { c, backend } = await setup();
+    c.giveConsent();
+    c.start();
+    await advance(300);
+    backend.trainer!.divergeNext = true;
+    await advance(1000);
+    expect(c.phase).not.toBe('error');
+    expect(c.figures.divergences).toBe(1);
+    expect(backend.reports.some((r) => r.trainLoss !== null && Number.isNaN(r.trainLoss))).toBe(true);
+    const s = c.figures.step;
+    await advance(500);
+    expect(c.figures.step).toBeGreaterThan(s);
+    await stop(c);
+  });
+
   it('shows the error when joining fails, and can start again', async () => {
     const { c, backend } = await setup();
     backend.joinError = new Error('coordinator unreachable at http://127.0.0.1:1: connection refused');

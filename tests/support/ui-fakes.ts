@@ -38,11 +38,17 @@ export class FakeTrainer implements TrainerPort {
   disposed = false;
   /** Loss to return at the next step instead of the curve (e.g. NaN). */
   inject: number | null = null;
+  /** Make the next train() fail like the real Trainer does when the loss blows up. */
+  divergeNext = false;
 
   constructor(public msPerStep = 20) {}
 
   async train(steps: number): Promise<number[]> {
     if (this.disposed) throw new Error('FakeTrainer: train() after dispose()');
+    if (this.divergeNext) {
+      this.divergeNext = false;
+      throw new Error(`Trainer.train: loss is NaN at step ${this.step + 1}; the weights were reset to the last outer state (step ${this.step}). Lower the learning rate or check the data.`);
+    }
     const t0 = Date.now();
     await sleep(steps * this.msPerStep);
     this.busy.push([t0, Date.now()]);

@@ -49,6 +49,8 @@ export interface Figures {
   soloRounds: number;
   /** Inner steps left before the next outer step. */
   stepsToOuter: number;
+  /** Times the loss blew up and the worker went back to the last outer state. */
+  divergences: number;
 }
 
 export interface TrainingOptions {
@@ -68,7 +70,7 @@ export interface TrainingOptions {
 
 const emptyFigures = (): Figures => ({
   step: 0, rounds: 0, loss: null, valLoss: null, tokensPerS: 0, duty: 0, partner: null, peersOnline: 0,
-  bytesUp: 0, bytesDown: 0, donatedMs: 0, tokensTrained: 0, exchangesAccepted: 0, soloRounds: 0, stepsToOuter: 0,
+  bytesUp: 0, bytesDown: 0, donatedMs: 0, tokensTrained: 0, exchangesAccepted: 0, soloRounds: 0, stepsToOuter: 0, divergences: 0,
 });
 
 export class TrainingController extends Observable {
@@ -263,7 +265,23 @@ export class TrainingController extends Observable {
         this.setPhase('training');
         const k = chunkSteps(this.msPerStep, run.H - inRound);
         const t0 = this.clock.now();
-        const losses = await session.trainer.train(k);
+        let losses: ArrayLike<number>;
+        try {
+          losses = await session.trainer.train(k);
+        } catch (e) {
+          if (!isDivergence(e)) throw e;
+          // The worker went back to the last outer state: the steps of this round are gone.
+          // Tell the coordinator (the dashboard raises its NaN alert) and train on.
+          this.nonFinite = NaN;
+          this.figures.divergences++;
+          this.figures.step -= inRound;
+          this.figures.tokensTrained -= inRound * run.tokensPerStep;
+          inRound = 0;
+          this.figures.stepsToOuter = run.H;
+          this.report(session, null, null);
+          this.notify();
+          continue;
+        }
         const t1 = this.clock.now();
         this.afterChunk(run, k, losses, t0, t1);
         inRound += k;
@@ -396,6 +414,14 @@ function l2Distance(a: Float32Array, b: Float32Array): number | null {
   let s = 0;
   for (let i = 0; i < a.length; i++) { const d = a[i]! - b[i]!; s += d * d; }
   return Math.sqrt(s);
+}
+
+/**
+ * The trainer's "loss is NaN at step N; the weights were reset to the last outer state" (it has
+ * recovered by itself), as opposed to a lost device or a bug.
+ */
+export function isDivergence(e: unknown): boolean {
+  return e instanceof Error && (e.name === 'DivergedError' || /\bloss is (NaN|-?Infinity)\b.*reset/.test(e.message));
 }
 
 function errText(e: unknown): string {

@@ -252,6 +252,7 @@ export class VolunteerPanel extends LitElement {
           ${fig('donated', 'GPU time donated', formatDuration(f.donatedMs))}
           ${fig('tokens', 'Tokens you trained', formatCount(f.tokensTrained))}
           ${fig('accepted', 'Exchanges accepted by partners', String(f.exchangesAccepted))}
+          ${f.divergences ? fig('divergences', 'Steps redone after the loss blew up', `${f.divergences} time${f.divergences === 1 ? '' : 's'}`) : nothing}
         </dl>
         ${run ? html`<p class="muted">One step trains on ${formatCount(run.tokensPerStep)} tokens; an outer step is every ${run.H} steps.</p>` : nothing}
       </section>`;
