@@ -105,8 +105,8 @@ describe('embeddable widget', () => {
     await part(page, 'pause-button').focus();
     await page.keyboard.press('Space');
     await frame.waitForFunction(() => window.frameTest.controller!.phase === 'paused');
-    await page.waitForFunction(() => document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('[part=pause-button]')!.textContent === 'Resume');
-    expect(await part(page, 'status').innerText()).toMatch(/Paused/);
+    await page.waitForFunction(() => /Paused/.test(document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('[part=status]')!.textContent!));
+    expect(await part(page, 'pause-button').innerText()).toBe('Resume');
     await part(page, 'pause-button').click();
     await frame.waitForFunction(() => window.frameTest.controller!.phase !== 'paused');
     await part(page, 'stop-button').click();

@@ -39,7 +39,11 @@ export function widgetStatus(c: TrainingController): FrameStatus {
     switch (c.phase) {
       case 'idle': phase = 'ready'; text = 'Ready. Nothing runs until you click.'; break;
       case 'starting': phase = 'starting'; text = 'Starting: preparing your GPU…'; break;
-      case 'training': phase = 'training'; text = `Training: ${formatCount(f.tokensPerS)} tokens/s, ${f.rounds} exchange${f.rounds === 1 ? '' : 's'} so far.`; break;
+      case 'training':
+        phase = 'training';
+        text = c.pauseReasons.includes('user') ? 'Pausing after this burst…'
+          : `Training: ${formatCount(f.tokensPerS)} tokens/s, ${f.rounds} exchange${f.rounds === 1 ? '' : 's'} so far.`;
+        break;
       case 'waiting-peers': phase = 'waiting'; text = f.peersOnline === 0 ? 'Waiting for peers: none online, training alone for now.' : 'Waiting for a partner to exchange with…'; break;
       case 'paused':
         phase = 'paused';
