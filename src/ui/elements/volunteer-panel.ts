@@ -158,9 +158,9 @@ export class VolunteerPanel extends LitElement {
           ${!running ? html`<button class="primary" data-action="start" ?disabled=${!consented} @click=${() => c.start()}>Start training</button>` : nothing}
           ${running && !userPaused ? html`
             <button data-action="pause-now" @click=${() => c.pauseNow()}>Pause now</button>
-            <button data-action="pause-after" ?disabled=${c.pauseAfterStep} @click=${() => c.pauseAfterOuterStep()}
+            ${c.phase === 'paused' ? nothing : html`<button data-action="pause-after" ?disabled=${c.pauseAfterStep} @click=${() => c.pauseAfterOuterStep()}
               title="Finish the current outer step (its remaining inner steps and the exchange with a partner), then pause">
-              Finish this step, then pause</button>` : nothing}
+              Finish this step, then pause</button>`}` : nothing}
           ${running && userPaused ? html`<button class="primary" data-action="resume" @click=${() => c.resume()}>Resume</button>` : nothing}
           ${running ? html`<button data-action="stop" ?disabled=${c.phase === 'stopping'} @click=${() => void c.stop()}>Stop</button>` : nothing}
         </div>
