@@ -24,6 +24,8 @@ function pagesAtRoot(): Plugin {
 
 export default defineConfig({
   plugins: [pagesAtRoot()],
+  // simple-peer and its stream dependencies are CommonJS written for Node and read `global`.
+  define: { global: 'globalThis' },
   // Workers are ES modules so they can import the trainer and comlink like the page does.
   worker: { format: 'es' },
   server: { host: '127.0.0.1' },

@@ -241,6 +241,22 @@ describe('TrainingController', () => {
     await stop(c);
   });
 
+  it('stops while still connecting, and closes the session that arrives late', async () => {
+    const { c, backend } = await setup();
+    let release!: () => void;
+    const realJoin = backend.join.bind(backend);
+    backend.join = () => new Promise((r) => { release = () => r(realJoin()); });
+    c.giveConsent();
+    c.start();
+    await advance(100);
+    expect(c.phase).toBe('starting');
+    await stop(c);
+    expect(c.phase).toBe('stopped');
+    release();
+    await advance(100);
+    expect(backend.closes).toBe(1);
+  });
+
   it('refuses to start without a usable GPU', async () => {
     const backend = new FakeBackend(FAKE_RUN, { ok: false, code: 'no-webgpu', title: 't', explanation: 'e', advice: 'a' });
     const c = new TrainingController({ backend, sensors: new FakeSensors(), consent: new ConsentStore(new MemoryStorage()) });

@@ -64,6 +64,8 @@ export interface MeshStats {
   /** Cumulative bytes received / sent on data channels. */
   bytesIn: number;
   bytesOut: number;
+  /** Why the last outer step was taken alone, in words ("no partner was ready"); null after a pair. */
+  lastSolo?: string | null;
 }
 
 export interface MeshPort {

@@ -110,7 +110,8 @@ export class FakeMesh implements MeshPort {
   }
 
   stats(): MeshStats {
-    return { peers: this.peers, bytesIn: this.bytesIn, bytesOut: this.bytesOut };
+    const last = this.exchanges[this.exchanges.length - 1];
+    return { peers: this.peers, bytesIn: this.bytesIn, bytesOut: this.bytesOut, lastSolo: last && !last.partner ? 'no partner was ready' : null };
   }
 }
 

@@ -35,7 +35,13 @@ export function requiredLimits(run: RunInfo): Record<string, number> {
 }
 
 export interface TrainerFactoryArgs { run: RunInfo; welcome: WelcomeMsg; baseUrl: string }
-export interface MeshFactoryArgs { run: RunInfo; signaling: SignalingClient; welcome: WelcomeMsg }
+export interface MeshFactoryArgs {
+  run: RunInfo;
+  signaling: SignalingClient;
+  welcome: WelcomeMsg;
+  /** Other live peers of the run right now (kept from the welcome on, before the mesh exists). */
+  otherPeers(): number;
+}
 
 export interface VolunteerBackendInit {
   baseUrl: string;
@@ -75,9 +81,12 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
       url: this.init.baseUrl, run: this.init.runId, WebSocket: this.init.WebSocket, session: this.init.session,
       client: { kind: 'browser', version: 'murmur-web' },
     });
+    // Peer lists arrive from the welcome on; the trainer takes a while to start, so listen now.
+    let others: string[] = [];
+    const offPeers = signaling.on('peers', (e) => { others = e.peers.filter((p) => p !== signaling.peerId); });
     const welcome = await new Promise<WelcomeMsg>((resolve, reject) => {
       const offs = [
-        signaling.on('welcome', (w) => { offs.forEach((o) => o()); resolve(w); }),
+        signaling.on('welcome', (w) => { offs.forEach((o) => o()); others = w.peers.filter((p) => p !== w.peerId); resolve(w); }),
         signaling.on('stopped', (e) => { offs.forEach((o) => o()); reject(new Error(`the coordinator refused this volunteer: ${e.reason}`)); }),
       ];
       signaling.start();
@@ -86,8 +95,9 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
     let mesh: (MeshPort & { destroy(): void }) | null = null;
     try {
       trainer = await this.init.createTrainer({ run: welcome.run, welcome, baseUrl: this.init.baseUrl });
-      mesh = await this.init.createMesh({ run: welcome.run, signaling, welcome });
+      mesh = await this.init.createMesh({ run: welcome.run, signaling, welcome, otherPeers: () => others.length });
     } catch (e) {
+      offPeers();
       await trainer?.dispose();
       signaling.stop('could not start training');
       throw e;
@@ -103,6 +113,7 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
         signaling.report({ ...r, trainLoss: fin(r.trainLoss), valLoss: fin(r.valLoss) });
       },
       close: async () => {
+        offPeers();
         m.destroy();
         await t.dispose();
         signaling.stop('the volunteer stopped');

@@ -51,6 +51,8 @@ export interface Figures {
   stepsToOuter: number;
   /** Times the loss blew up and the worker went back to the last outer state. */
   divergences: number;
+  /** Why the last outer step was solo, in words (from the mesh); null after a pair. */
+  soloReason: string | null;
 }
 
 export interface TrainingOptions {
@@ -70,7 +72,7 @@ export interface TrainingOptions {
 
 const emptyFigures = (): Figures => ({
   step: 0, rounds: 0, loss: null, valLoss: null, tokensPerS: 0, duty: 0, partner: null, peersOnline: 0,
-  bytesUp: 0, bytesDown: 0, donatedMs: 0, tokensTrained: 0, exchangesAccepted: 0, soloRounds: 0, stepsToOuter: 0, divergences: 0,
+  bytesUp: 0, bytesDown: 0, donatedMs: 0, tokensTrained: 0, exchangesAccepted: 0, soloRounds: 0, stepsToOuter: 0, divergences: 0, soloReason: null,
 });
 
 export class TrainingController extends Observable {
@@ -187,9 +189,13 @@ export class TrainingController extends Observable {
     if (!this.loop) return;
     this.stopRequested = true;
     this.phase = 'stopping';
+    this.onStop();
     this.poke();
     await this.loop;
   }
+
+  /** Ends a join() still in progress (see runLoop). */
+  private onStop: () => void = () => {};
 
   setIntensity(x: number): void {
     this.intensity = clampIntensity(x, this.maxIntensity);
@@ -245,7 +251,15 @@ export class TrainingController extends Observable {
   private async runLoop(): Promise<void> {
     let session: VolunteerSession | null = null;
     try {
-      session = await this.opts.backend.join();
+      // Stop must work while we are still connecting (the coordinator may be unreachable and the
+      // client retries for ever): race the join against the stop, and close a late session.
+      const joining = this.opts.backend.join();
+      const stopped = new Promise<null>((r) => { this.onStop = () => r(null); });
+      session = await Promise.race([joining, stopped]);
+      if (!session) {
+        joining.then((s) => s.close(), () => {});
+        return;
+      }
       this.session = session;
       if (this.stopRequested) return;
       const run = (this.run as { value: RunSummary }).value;
@@ -383,6 +397,7 @@ export class TrainingController extends Observable {
     this.figures.peersOnline = s.peers;
     this.figures.bytesDown = s.bytesIn;
     this.figures.bytesUp = s.bytesOut;
+    this.figures.soloReason = this.figures.partner ? null : s.lastSolo ?? null;
   }
 
   private report(session: VolunteerSession, partner: string | null, partnerDist: number | null): void {

@@ -246,7 +246,7 @@ export class VolunteerPanel extends LitElement {
           ${fig('tokens-per-s', 'Tokens per second', formatCount(f.tokensPerS))}
           ${fig('duty', 'GPU busy (last 30 s)', `${Math.round(f.duty * 100)}%`)}
           ${fig('rounds', 'Outer steps', `${f.rounds}${f.soloRounds ? ` (${f.soloRounds} alone)` : ''}`)}
-          ${fig('partner', 'Current partner', f.partner ?? (f.peersOnline === 0 ? 'none online' : '–'))}
+          ${fig('partner', 'Current partner', f.partner ?? (f.peersOnline === 0 ? 'none online' : f.soloReason ? `none: ${f.soloReason}` : '–'))}
           ${fig('bytes-up', 'Uploaded', formatBytes(f.bytesUp))}
           ${fig('bytes-down', 'Downloaded', formatBytes(f.bytesDown))}
           ${fig('donated', 'GPU time donated', formatDuration(f.donatedMs))}
