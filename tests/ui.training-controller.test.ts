@@ -1,7 +1,7 @@
 // TrainingController against fakes under vitest's fake timers: the whole volunteer flow, the
 // duty cycle, pause variants, policy back-off, reports and errors, deterministically.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { TrainingController } from '../src/ui/controllers/training-controller.ts';
+import { MIN_PAIR_WAIT_MS, TrainingController } from '../src/ui/controllers/training-controller.ts';
 import { ConsentStore } from '../src/ui/core/consent.ts';
 import { FAKE_RUN, FakeBackend, FakeSensors, MemoryStorage } from './support/ui-fakes.ts';
 
@@ -110,7 +110,7 @@ describe('TrainingController', () => {
     await stop(c);
   });
 
-  it('solo outer steps while no peer is online, waiting at least a second for one', async () => {
+  it('solo outer steps while no peer is online, after waiting for one', async () => {
     const { c, backend } = await setup();
     c.giveConsent();
     c.start();
@@ -119,7 +119,7 @@ describe('TrainingController', () => {
     expect(c.figures.partner).toBeNull();
     expect(c.figures.peersOnline).toBe(0);
     expect(backend.trainer!.outerSteps.every((n) => n === 0)).toBe(true);
-    expect(backend.mesh.exchanges.every((e) => e.waitMs >= 1000)).toBe(true);
+    expect(backend.mesh.exchanges.every((e) => e.waitMs >= MIN_PAIR_WAIT_MS)).toBe(true);
     await stop(c);
   });
 

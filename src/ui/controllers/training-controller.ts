@@ -26,6 +26,9 @@ export type Phase =
 
 export type PauseReason = 'user' | Source;
 
+/** Shortest ready-pool wait: a coordinator round trip with room for a loaded machine. */
+export const MIN_PAIR_WAIT_MS = 250;
+
 export interface Figures {
   step: number;
   /** Outer steps completed (with a partner or solo). */
@@ -370,8 +373,10 @@ export class TrainingController extends Observable {
     const mine = await session.trainer.outerPayload();
     this.syncMesh();
     this.setPhase('waiting-peers');
+    // DESIGN.md section 3: wait a fraction of our own inner-loop time (wall time, rests included),
+    // never zero; 250 ms at least, so a partner a round trip away can still be found.
     const innerLoopMs = (this.msPerStep ?? 100) * run.H / Math.max(this.effectiveIntensity, 0.1);
-    const waitMs = Math.max(1000, run.pairWaitFrac * innerLoopMs);
+    const waitMs = Math.max(MIN_PAIR_WAIT_MS, run.pairWaitFrac * innerLoopMs);
     const got = await session.mesh.exchange(f.rounds, mine, waitMs);
     let partnerDist: number | null = null;
     if (got) {

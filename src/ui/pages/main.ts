@@ -1,5 +1,6 @@
 // Entry of the volunteer page (/): the panel, its TrainingController, the coordinator backend,
 // the browser's sensors and the consent store. The only place these meet.
+import '../browser/node-shims/process.ts'; // before anything that loads simple-peer
 import '../elements/volunteer-panel.ts';
 import { TrainingController } from '../controllers/training-controller.ts';
 import { ConsentStore } from '../core/consent.ts';
