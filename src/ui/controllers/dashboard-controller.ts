@@ -18,6 +18,7 @@ export interface PeerRow {
   round: number;
   trainLoss: number | null;
   valLoss: number | null;
+  /** The last partner this peer reported an exchange with. */
   partner: string | null;
   firstSeen: number;
   lastSeen: number;
@@ -169,7 +170,9 @@ export class DashboardController extends Observable {
     }
     if (r.t >= p.lastSeen || p.reports === 0) {
       if (r.step !== p.step) p.stepChangedAt = r.t;
-      p.step = r.step; p.round = r.round; p.tokensPerS = r.tokensPerS; p.partner = r.partner; p.lastSeen = r.t;
+      p.step = r.step; p.round = r.round; p.tokensPerS = r.tokensPerS; p.lastSeen = r.t;
+      // Reports between outer steps carry no partner: keep the last one the peer exchanged with.
+      if (r.partner) p.partner = r.partner;
       if (r.trainLoss !== null) p.trainLoss = r.trainLoss;
       if (r.valLoss !== null) p.valLoss = r.valLoss;
       if (r.adapter) p.adapter = r.adapter;

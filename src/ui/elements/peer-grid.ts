@@ -56,7 +56,7 @@ export class PeerGrid extends LitElement {
         <div class="head" role="row" aria-rowindex="1">
           <span role="columnheader">Peer</span><span role="columnheader">GPU adapter</span>
           <span role="columnheader" class="num">tokens/s</span><span role="columnheader" class="num">step</span>
-          <span role="columnheader" class="num">loss</span><span role="columnheader">last seen</span><span role="columnheader">partner</span>
+          <span role="columnheader" class="num">loss</span><span role="columnheader">last seen</span><span role="columnheader">last partner</span>
         </div>
         <div style="height:${rows.length * ROW}px" role="presentation"></div>
         ${rows.slice(first, last).map((r, k) => {

@@ -42,6 +42,7 @@ export function widgetStatus(c: TrainingController): FrameStatus {
       case 'training':
         phase = 'training';
         text = c.pauseReasons.includes('user') ? 'Pausing after this burst…'
+          : f.step === 0 ? 'Training: running the first steps on your GPU…'
           : `Training: ${formatCount(f.tokensPerS)} tokens/s, ${f.rounds} exchange${f.rounds === 1 ? '' : 's'} so far.`;
         break;
       case 'waiting-peers': phase = 'waiting'; text = f.peersOnline === 0 ? 'Waiting for peers: none online, training alone for now.' : 'Waiting for a partner to exchange with…'; break;
