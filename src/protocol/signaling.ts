@@ -31,5 +31,11 @@ export interface Signaling {
   sendSignal(to: string, data: unknown): void;
   /** Enter the ready pool for outer round `round`, waiting at most `waitMs` for a partner. */
   ready(round: number, waitMs: number): void;
+  /**
+   * Tell the coordinator that `peer` sent a payload that failed validation (`reason` is the
+   * mesh's error code and detail). Optional so a client without it still type-checks; the
+   * mesh queues reports while the coordinator is down.
+   */
+  reportOffender?(peer: string, reason: string): void;
   on<K extends keyof SignalingEventMap>(event: K, fn: (e: SignalingEventMap[K]) => void): () => void;
 }

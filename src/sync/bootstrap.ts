@@ -1,0 +1,125 @@
+// Joining a run mid-way: a new peer pulls φ, the outer momentum and the step counters from a
+// random live neighbour, as one 'state' tensor (φ ‖ m, f32) verified like any other transfer.
+// Without an answer the caller falls back to the coordinator's newest checkpoint.
+import { FrameError } from '../protocol/errors.ts';
+import type { ControlMessage } from '../protocol/peer-messages.ts';
+import { pick, sleep } from './components.ts';
+import { BootstrapError } from './errors.ts';
+import type { Conn, MeshImpl } from './mesh.ts';
+import { Assembler, sendTensor } from './transfer.ts';
+import { allFinite } from './validate.ts';
+import type { BootState, StateProvider } from './types.ts';
+
+/** One bootstrap request per neighbour per this long: a state transfer is the largest we make. */
+const MIN_STATE_REQUEST_GAP_MS = 5_000;
+/** How long a neighbour may take to say yes or no. */
+const OFFER_TIMEOUT_MS = 5_000;
+const POLL_MS = 50;
+
+type StateOffer = Extract<ControlMessage, { t: 'state-offer' }>;
+
+export async function requestState(mesh: MeshImpl, timeoutMs: number, tries: number): Promise<BootState | null> {
+  const end = mesh.clock.now() + timeoutMs;
+  const tried = new Set<string>();
+  for (let attempt = 0; attempt < tries; attempt++) {
+    let peer: string | undefined;
+    while (!(peer = pick(mesh.random, mesh.eligibleNeighbours().filter((p) => !tried.has(p))))) {
+      if (mesh.isDestroyed || mesh.clock.now() >= end) return null;
+      await sleep(mesh.clock, POLL_MS);
+    }
+    tried.add(peer);
+    try {
+      return await pullFrom(mesh, peer, end);
+    } catch (err) {
+      mesh.logger.info('bootstrap from a neighbour failed', { peer, error: String(err) });
+      if (err instanceof FrameError) mesh.offence(peer, err.code, err.message);
+      else if (err instanceof BootstrapError && err.message.includes('non-finite')) mesh.offence(peer, 'non-finite', err.message);
+    }
+  }
+  return null;
+}
+
+function pullFrom(mesh: MeshImpl, peer: string, end: number): Promise<BootState> {
+  const n = mesh.settings.elements;
+  const nonce = mesh.randomU32();
+  const conn = mesh.conn(peer);
+  if (!conn) return Promise.reject(new BootstrapError(`no link to ${peer}`));
+  return new Promise<BootState>((resolve, reject) => {
+    let asm: Assembler | null = null;
+    let timer: unknown = null;
+    const arm = (ms: number, what: string) => {
+      if (timer !== null) mesh.clock.clearTimeout(timer);
+      timer = mesh.clock.setTimeout(() => fail(new BootstrapError(`${what} from ${peer} timed out`)), Math.max(0, Math.min(ms, end - mesh.clock.now())));
+    };
+    const finish = () => {
+      off();
+      if (timer !== null) mesh.clock.clearTimeout(timer);
+      if (asm) conn.inbound.delete(asm.expect.transferId);
+    };
+    const fail = (err: unknown) => { finish(); asm?.fail(err); reject(err); };
+    // Registered synchronously on the offer: the state's chunks follow it on the same channel.
+    const off = mesh.listen(peer, (msg) => {
+      if (msg.t !== 'state-offer' || msg.nonce !== nonce || asm) return;
+      if (!msg.ok) { fail(new BootstrapError(`${peer} declined: ${msg.reason}`)); return; }
+      const offer = msg as Extract<StateOffer, { ok: true }>;
+      if (offer.tensor.elements !== 2 * n || offer.tensor.dtype !== 'f32') {
+        fail(new BootstrapError(`${peer} offered ${offer.tensor.elements} ${offer.tensor.dtype} values; a state is ${2 * n} f32`));
+        return;
+      }
+      const id = mesh.identity();
+      asm = new Assembler({ runId: id.runId, configHash: id.configHash, sender: peer, kind: 'state', transferId: offer.tensor.tid, dtype: 'f32', elements: 2 * n });
+      conn.inbound.set(offer.tensor.tid, asm);
+      arm(mesh.estimator.deadlineMs(offer.tensor.bytes), 'state transfer');
+      asm.done.then((bytes) => {
+        finish();
+        const all = new Float32Array(bytes.buffer, bytes.byteOffset, 2 * n);
+        if (!allFinite(all)) { reject(new BootstrapError(`state from ${peer} has non-finite values`)); return; }
+        resolve({ from: peer, phi: all.slice(0, n), momentum: all.slice(n), outerRound: offer.outerRound, innerStep: offer.innerStep });
+      }, fail);
+    });
+    arm(OFFER_TIMEOUT_MS, 'state offer');
+    if (!mesh.sendControl(peer, { t: 'state-req', nonce })) fail(new BootstrapError(`link to ${peer} closed`));
+  });
+}
+
+/** Answer one state request on `conn`. */
+export async function serveState(mesh: MeshImpl, conn: Conn, nonce: number, provider: StateProvider | null): Promise<void> {
+  const peer = conn.peer;
+  const no = (reason: string) => { mesh.sendControl(peer, { t: 'state-offer', nonce, ok: false, reason }); };
+  const now = mesh.clock.now();
+  if (now - conn.lastStateRequest < MIN_STATE_REQUEST_GAP_MS) { no('rate-limited'); return; }
+  conn.lastStateRequest = now;
+  if (!provider) { no('not serving state'); return; }
+  const n = mesh.settings.elements;
+  let snap;
+  try {
+    snap = await provider();
+  } catch (err) {
+    mesh.logger.warn('state provider failed', { error: String(err) });
+    no('state unavailable');
+    return;
+  }
+  if (!snap) { no('no state yet'); return; }
+  if (snap.phi.length !== n || snap.momentum.length !== n) {
+    mesh.logger.error('state provider returned wrong sizes', { phi: snap.phi.length, momentum: snap.momentum.length, want: n });
+    no('state unavailable');
+    return;
+  }
+  const all = new Float32Array(2 * n); // φ ‖ m
+  all.set(snap.phi, 0);
+  all.set(snap.momentum, n);
+  const bytes = new Uint8Array(all.buffer);
+  const tid = mesh.randomU32();
+  if (!mesh.sendControl(peer, {
+    t: 'state-offer', nonce, ok: true, tensor: { tid, dtype: 'f32', elements: 2 * n, bytes: bytes.length },
+    outerRound: snap.outerRound, innerStep: snap.innerStep,
+  })) return;
+  try {
+    await sendTensor(conn.link, mesh.identity(), { kind: 'state', dtype: 'f32', round: snap.outerRound, transferId: tid, elements: 2 * n, bytes }, {
+      chunkSize: mesh.settings.chunkSize, highWater: mesh.settings.highWaterBytes,
+    });
+    mesh.events.emit('state:served', { peer, bytes: bytes.length });
+  } catch (err) {
+    mesh.logger.info('state transfer ended early', { peer, error: String(err) });
+  }
+}

@@ -1,0 +1,49 @@
+// What the mesh takes from its environment, injected so tests can replace each piece
+// (js-libp2p's components pattern): time, logging and randomness. Signaling and the RTC
+// layer are declared beside the code that uses them (src/protocol/signaling.ts, links.ts).
+
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const systemClock: Clock = {
+  now: () => performance.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
+};
+
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** Logs warnings and errors to the console with a prefix; debug/info only when `verbose`. */
+export function consoleLogger(prefix: string, verbose = false): Logger {
+  const fmt = (m: string, f?: Record<string, unknown>) => (f ? `${prefix} ${m} ${JSON.stringify(f)}` : `${prefix} ${m}`);
+  return {
+    debug: (m, f) => { if (verbose) console.debug(fmt(m, f)); },
+    info: (m, f) => { if (verbose) console.info(fmt(m, f)); },
+    warn: (m, f) => console.warn(fmt(m, f)),
+    error: (m, f) => console.error(fmt(m, f)),
+  };
+}
+
+/** Resolves after `ms` on the given clock. */
+export function sleep(clock: Clock, ms: number): Promise<void> {
+  return new Promise((resolve) => { clock.setTimeout(resolve, Math.max(0, ms)); });
+}
+
+/** Uniform index in [0, n). */
+export function pickIndex(random: () => number, n: number): number {
+  return Math.min(n - 1, Math.floor(random() * n));
+}
+
+export function pick<T>(random: () => number, items: readonly T[]): T | undefined {
+  return items.length === 0 ? undefined : items[pickIndex(random, items.length)];
+}

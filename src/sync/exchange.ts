@@ -1,0 +1,431 @@
+// One outer round's communication, as a small state machine:
+//
+//   pairing (coordinator pool, or neighbours when it is unreachable)
+//     -> connecting (only if the partner is not a neighbour yet)
+//       -> transfer (send our φ, Δ; receive and verify theirs, under an adaptive deadline)
+//         -> validation -> paired result, or a solo result with its reason
+//
+// Every wait is bounded: pairing by the caller's wait, connecting by connectTimeoutMs, the
+// transfer by the deadline. A closed link or a partner's abort ends the wait at once.
+import { FrameError, SizeError } from '../protocol/errors.ts';
+import type { ControlMessage, Announce } from '../protocol/peer-messages.ts';
+import { chunkHeaderBytes, maxChunkSize, payloadBytes, type Dtype } from '../protocol/frame.ts';
+import { decodeTensor, encodeTensor } from './compress.ts';
+import { LinkClosedError, MeshDestroyedError, PayloadError } from './errors.ts';
+import type { MeshImpl } from './mesh.ts';
+import { DirectPairing } from './pairing.ts';
+import { Assembler, sendTensor } from './transfer.ts';
+import { allFinite, norm2 } from './validate.ts';
+import type { DeadlineSettings, ExchangeResult, OuterPayload, PartnerPayload, SoloReason } from './types.ts';
+
+export const DEFAULT_DEADLINE: DeadlineSettings = {
+  // 4x the expected time absorbs a GC pause or a burst of cross traffic on an honest link.
+  multiple: 4,
+  // Data channels need a few round trips to ramp up; below 2 s honest peers on slow home links
+  // would time out on small models.
+  minMs: 2_000,
+  // A partner that needs more than a minute costs more than a solo step.
+  maxMs: 60_000,
+  // First exchange: no measurement yet.
+  initialMs: 15_000,
+};
+
+/** Measures transfers and turns the expected size of the next one into a deadline. */
+export class DeadlineEstimator {
+  private bytesPerMs: number | null = null;
+
+  constructor(readonly settings: DeadlineSettings) {}
+
+  deadlineMs(bytes: number): number {
+    const { multiple, minMs, maxMs, initialMs } = this.settings;
+    const raw = this.bytesPerMs === null ? initialMs : (multiple * bytes) / this.bytesPerMs;
+    return Math.min(maxMs, Math.max(minMs, raw));
+  }
+
+  /** A completed receive of `bytes` that took `ms`. */
+  observe(bytes: number, ms: number): void {
+    const rate = bytes / Math.max(1, ms);
+    // An exponential average: follows a link that got slower within a few rounds.
+    this.bytesPerMs = this.bytesPerMs === null ? rate : 0.7 * this.bytesPerMs + 0.3 * rate;
+  }
+}
+
+type Xchg = Extract<ControlMessage, { t: 'xchg' }>;
+type Pairing = { partner: string; initiator: boolean; via: 'coordinator' | 'direct' } | { reason: SoloReason; via: 'coordinator' | 'direct' | null };
+
+/** Chunks of the partner's φ and Δ as they arrive (or why they cannot be used). */
+interface Inbound {
+  peer: string;
+  msg: Xchg;
+  phi: Assembler | null;
+  delta: Assembler | null;
+  /** Announced sizes that do not fit this run: an offence once this is our partner's. */
+  bad: string | null;
+  at: number;
+}
+
+type Outcome =
+  | { kind: 'received'; phi: Uint8Array; delta: Uint8Array; inbound: Inbound }
+  | { kind: 'solo'; reason: SoloReason; code?: string; detail?: string }
+  | { kind: 'destroyed' };
+
+export class ExchangeRun {
+  phase: 'pairing' | 'connecting' | 'transfer' | 'done' = 'pairing';
+  /** Set while pairing via the coordinator said this peer: it may connect past the hard cap. */
+  expectedPartner: string | null = null;
+  private partner: string | null = null;
+  private direct: DirectPairing | null = null;
+  private viaCoordinator = false;
+  private stash = new Map<string, Inbound>();
+  private inbound: Inbound | null = null;
+  private settle: ((o: Outcome) => void) | null = null;
+  private destroyed = false;
+  private onDestroy: (() => void)[] = [];
+  private abortSend = { aborted: false, reason: '' };
+  private readonly t0: number;
+  private bytesSent = 0;
+  /** Grows as the exchange enters each bounded phase: connect timeout, then transfer deadline. */
+  private budgetExtra = 0;
+
+  constructor(
+    private readonly mesh: MeshImpl,
+    readonly round: number,
+    private readonly payload: OuterPayload,
+    private readonly waitMs: number,
+  ) {
+    this.t0 = mesh.clock.now();
+  }
+
+  /** Whether `peer`'s link is in use by this round (housekeeping must not close it). */
+  involves(peer: string): boolean {
+    return this.partner === peer || this.expectedPartner === peer || this.direct?.asking === peer;
+  }
+
+  async start(): Promise<ExchangeResult> {
+    const { mesh, payload, round } = this;
+    const n = mesh.settings.elements;
+    if (!(Number.isInteger(round) && round >= 0 && round <= 0xffffffff)) throw new PayloadError(`round must be a uint32, got ${round}`);
+    if (!(this.waitMs >= 0)) throw new PayloadError(`waitMs must be >= 0, got ${this.waitMs}`);
+    if (payload.phi?.length !== n || payload.delta?.length !== n) {
+      throw new PayloadError(`payload must be φ and Δ of ${n} floats each, got ${payload.phi?.length} and ${payload.delta?.length}`);
+    }
+    if (!allFinite(payload.phi) || !allFinite(payload.delta)) {
+      throw new PayloadError('our own φ or Δ contains NaN/Inf: the local training diverged; not sending it to a partner');
+    }
+    try {
+      if (!mesh.signaling.peerId) return this.solo('no-identity', null, 0);
+      mesh.validator.observeOwn(norm2(payload.delta));
+      const p = await this.pair();
+      if (this.destroyed) throw new MeshDestroyedError('exchange');
+      const pairMs = mesh.clock.now() - this.t0;
+      if ('reason' in p) return this.solo(p.reason, null, pairMs, p.via);
+      this.partner = p.partner;
+      if (mesh.isBanned(p.partner)) return this.solo('banned-partner', p.partner, pairMs, p.via);
+      this.phase = 'connecting';
+      this.budgetExtra += mesh.settings.connectTimeoutMs;
+      try {
+        await this.guard(mesh.ensureOpen(p.partner, p.initiator, mesh.settings.connectTimeoutMs));
+      } catch (err) {
+        if (this.destroyed) throw new MeshDestroyedError('exchange');
+        mesh.logger.info('no connection to partner', { partner: p.partner, error: String(err) });
+        return this.solo('connect-failed', p.partner, pairMs, p.via);
+      }
+      return await this.transfer(p.partner, p.via, pairMs);
+    } finally {
+      this.cleanup();
+    }
+  }
+
+  // ---- pairing ----------------------------------------------------------------------------
+
+  private async pair(): Promise<Pairing> {
+    const { mesh } = this;
+    if (mesh.signaling.connected && !mesh.coordinatorSuspect) {
+      const r = await this.pairViaCoordinator();
+      if (r !== 'coordinator-down') return r;
+    }
+    const remaining = Math.max(0, this.waitMs - (mesh.clock.now() - this.t0));
+    this.direct = new DirectPairing(mesh, this.round, remaining, mesh.lastPartner);
+    const onDestroy = () => this.direct?.cancel();
+    this.onDestroy.push(onDestroy);
+    const partner = await this.direct.result;
+    return partner ? { partner, initiator: false, via: 'direct' } : { reason: 'no-partner', via: 'direct' };
+  }
+
+  private pairViaCoordinator(): Promise<Pairing | 'coordinator-down'> {
+    const { mesh, round } = this;
+    this.viaCoordinator = true;
+    return new Promise((resolve) => {
+      const offs: (() => void)[] = [];
+      const done = (r: Pairing | 'coordinator-down') => {
+        for (const off of offs) off();
+        mesh.clock.clearTimeout(timer);
+        resolve(r);
+      };
+      offs.push(mesh.signaling.on('paired', (e) => {
+        if (e.round !== round) return;
+        if (e.partner === null) done({ reason: 'no-partner', via: 'coordinator' });
+        else {
+          this.expectedPartner = e.partner;
+          done({ partner: e.partner, initiator: e.initiator, via: 'coordinator' });
+        }
+      }));
+      offs.push(mesh.signaling.on('close', () => done('coordinator-down')));
+      const timer = mesh.clock.setTimeout(() => {
+        // No answer: treat the coordinator as unreachable until it says hello again.
+        mesh.coordinatorSuspect = true;
+        mesh.logger.warn('coordinator did not answer ready in time; pairing through neighbours', { round });
+        done({ reason: 'coordinator-timeout', via: 'coordinator' });
+      }, this.waitMs + mesh.settings.coordinatorGraceMs);
+      this.onDestroy.push(() => done({ reason: 'no-partner', via: null }));
+      mesh.signaling.ready(round, this.waitMs);
+    });
+  }
+
+  // ---- transfer ---------------------------------------------------------------------------
+
+  private async transfer(partner: string, via: 'coordinator' | 'direct', pairMs: number): Promise<ExchangeResult> {
+    const { mesh, round, payload } = this;
+    const s = mesh.settings;
+    const n = s.elements;
+    const id = mesh.identity();
+    const tStart = mesh.clock.now();
+    const deadlineMs = mesh.estimator.deadlineMs(payloadBytes(s.compression.phi, n) + payloadBytes(s.compression.delta, n));
+    this.phase = 'transfer';
+    this.budgetExtra += deadlineMs;
+
+    // Our half: encode (copies, so the caller may overwrite its buffers), announce, stream.
+    if (s.compression.delta === 'q8' && !mesh.residual) mesh.residual = new Float32Array(n);
+    const phiBytes = encodeTensor(s.compression.phi, payload.phi);
+    const deltaBytes = encodeTensor(s.compression.delta, payload.delta, s.compression.delta === 'q8' ? mesh.residual! : undefined);
+    const phiA: Announce = { tid: mesh.randomU32(), dtype: s.compression.phi, elements: n, bytes: phiBytes.length };
+    const deltaA: Announce = { tid: mesh.randomU32(), dtype: s.compression.delta, elements: n, bytes: deltaBytes.length };
+    const conn = mesh.conn(partner);
+    if (this.partnerAborted) return this.solo('partner-aborted', partner, pairMs, via);
+    if (!conn || !mesh.sendControl(partner, { t: 'xchg', round, phi: phiA, delta: deltaA })) {
+      return this.solo('partner-gone', partner, pairMs, via);
+    }
+    this.bytesSent = wireBytes(id.runId, id.sender, phiBytes.length, s.chunkSize) + wireBytes(id.runId, id.sender, deltaBytes.length, s.chunkSize);
+    const opts = { chunkSize: s.chunkSize, highWater: s.highWaterBytes, abort: this.abortSend };
+    // Keeps streaming after this round resolves: the partner may still be receiving.
+    void (async () => {
+      await sendTensor(conn.link, id, { kind: 'phi', dtype: phiA.dtype, round, transferId: phiA.tid, elements: n, bytes: phiBytes }, opts);
+      await sendTensor(conn.link, id, { kind: 'delta', dtype: deltaA.dtype, round, transferId: deltaA.tid, elements: n, bytes: deltaBytes }, opts);
+    })().catch((err) => mesh.logger.debug('send to partner ended early', { partner, error: String(err) }));
+
+    // Their half.
+    const outcome = await new Promise<Outcome>((resolve) => {
+      const timer = mesh.clock.setTimeout(() => resolve({ kind: 'solo', reason: 'deadline' }), deadlineMs);
+      this.settle = (o) => { mesh.clock.clearTimeout(timer); this.settle = null; resolve(o); };
+      if (this.destroyed) this.settle({ kind: 'destroyed' });
+      const early = this.stash.get(partner);
+      if (early) { this.stash.delete(partner); this.adopt(early); }
+    });
+    const transferMs = mesh.clock.now() - tStart;
+    if (outcome.kind === 'destroyed') throw new MeshDestroyedError('exchange');
+    if (outcome.kind === 'solo') {
+      this.stopAndAbort(partner, outcome.reason);
+      if (outcome.reason === 'rejected') mesh.offence(partner, outcome.code ?? 'rejected', outcome.detail ?? '');
+      return this.solo(outcome.reason, partner, pairMs, via, transferMs, outcome.code);
+    }
+
+    // Everything arrived and matched its checksum: now judge the values.
+    const { inbound } = outcome;
+    const phi = decodeTensor(inbound.msg.phi.dtype, outcome.phi, n);
+    const delta = decodeTensor(inbound.msg.delta.dtype, outcome.delta, n);
+    const verdict = mesh.validator.check(payload.phi, { phi, delta });
+    if (!verdict.ok) {
+      this.stopAndAbort(partner, 'rejected');
+      mesh.offence(partner, verdict.reason, verdict.detail);
+      return this.solo('rejected', partner, pairMs, via, transferMs, verdict.reason);
+    }
+    mesh.lastPartner = partner;
+    const received = outcome.phi.length + outcome.delta.length;
+    mesh.estimator.observe(received, mesh.clock.now() - inbound.at);
+    const result: PartnerPayload = {
+      peer: partner, round: inbound.msg.round, phi, delta: verdict.delta,
+      deltaNorm: verdict.deltaNorm, phiDistance: verdict.phiDistance, clipped: verdict.clipped,
+    };
+    return {
+      ...this.base(partner, pairMs, via, transferMs),
+      outcome: 'paired', payload: result, reason: null, rejection: null,
+      bytesReceived: wireBytes(s.runId, partner, outcome.phi.length, undefined) + wireBytes(s.runId, partner, outcome.delta.length, undefined),
+    };
+  }
+
+  /** Take the partner's announcement: check its sizes, then wait for both tensors. */
+  private adopt(inb: Inbound): void {
+    if (!this.settle) return;
+    this.inbound = inb;
+    if (inb.bad) {
+      this.settle({ kind: 'solo', reason: 'rejected', code: 'ERR_FRAME_SIZE', detail: inb.bad });
+      return;
+    }
+    Promise.all([inb.phi!.done, inb.delta!.done]).then(
+      ([phi, delta]) => this.settle?.({ kind: 'received', phi, delta, inbound: inb }),
+      (err) => {
+        if (err instanceof FrameError) this.settle?.({ kind: 'solo', reason: 'rejected', code: err.code, detail: err.message });
+        else if (err instanceof LinkClosedError) this.settle?.({ kind: 'solo', reason: 'partner-gone' });
+        else this.settle?.({ kind: 'solo', reason: 'partner-aborted', detail: String(err) });
+      },
+    );
+  }
+
+  /** Register assemblers for an announcement so its chunks are kept from the first one on. */
+  private prepare(peer: string, msg: Xchg): Inbound {
+    const { mesh } = this;
+    const n = mesh.settings.elements;
+    const inb: Inbound = { peer, msg, phi: null, delta: null, bad: null, at: mesh.clock.now() };
+    if (msg.phi.elements !== n || msg.delta.elements !== n) {
+      inb.bad = `announced φ of ${msg.phi.elements} and Δ of ${msg.delta.elements} elements; this run's tensors have ${n}`;
+      return inb;
+    }
+    const conn = mesh.conn(peer);
+    if (!conn) { inb.bad = 'link closed'; return inb; }
+    const id = mesh.identity();
+    const make = (kind: 'phi' | 'delta', a: Announce) => {
+      const asm = new Assembler({ runId: id.runId, configHash: id.configHash, sender: peer, kind, transferId: a.tid, dtype: a.dtype as Dtype, elements: n });
+      conn.inbound.set(a.tid, asm);
+      return asm;
+    };
+    inb.phi = make('phi', msg.phi);
+    inb.delta = make('delta', msg.delta);
+    return inb;
+  }
+
+  // ---- events routed from the mesh --------------------------------------------------------
+
+  onControl(peer: string, msg: ControlMessage): void {
+    const { mesh } = this;
+    switch (msg.t) {
+      case 'pair-req':
+        if (this.phase === 'pairing' && this.direct) this.direct.onRequest(peer, msg);
+        else mesh.sendControl(peer, { t: 'pair-ack', nonce: msg.nonce, ok: false, reason: 'busy' });
+        return;
+      case 'pair-ack':
+        if (this.direct) this.direct.onAck(peer, msg);
+        else if (msg.ok) mesh.sendControl(peer, { t: 'abort', round: this.round, reason: 'not pairing directly' });
+        return;
+      case 'xchg':
+        this.onXchg(peer, msg);
+        return;
+      case 'abort':
+        this.dropStash(peer);
+        if (peer === this.partner && (this.phase === 'connecting' || this.phase === 'transfer')) {
+          if (this.settle) this.settle({ kind: 'solo', reason: 'partner-aborted', detail: msg.reason });
+          else this.partnerAborted = true;
+        }
+        return;
+      default:
+        return;
+    }
+  }
+
+  private partnerAborted = false;
+
+  private onXchg(peer: string, msg: Xchg): void {
+    const { mesh } = this;
+    if (this.phase === 'transfer' && peer === this.partner && this.settle && !this.inbound) {
+      this.adopt(this.prepare(peer, msg));
+      return;
+    }
+    // Early: the coordinator told our partner before us, or our link opened after theirs.
+    const early = (this.phase === 'pairing' && this.viaCoordinator && !this.direct) ||
+      (this.phase === 'connecting' && peer === this.partner) ||
+      (this.phase === 'transfer' && peer === this.partner && !this.settle);
+    if (early) {
+      this.dropStash(peer);
+      this.stash.set(peer, this.prepare(peer, msg));
+      return;
+    }
+    mesh.sendControl(peer, { t: 'abort', round: this.round, reason: this.partner ? 'busy with another partner' : 'not paired with you' });
+  }
+
+  onLinkClosed(peer: string): void {
+    this.dropStash(peer);
+    this.direct?.onLinkClosed(peer);
+    if (peer === this.partner && this.settle) this.settle({ kind: 'solo', reason: 'partner-gone' });
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.abortSend.aborted = true;
+    this.abortSend.reason = 'mesh destroyed';
+    for (const fn of this.onDestroy.splice(0)) fn();
+    this.settle?.({ kind: 'destroyed' });
+  }
+
+  // ---- helpers ----------------------------------------------------------------------------
+
+  /** Race a promise with destroy(). */
+  private guard<T>(p: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.onDestroy.push(() => reject(new MeshDestroyedError('exchange')));
+      p.then(resolve, reject);
+    });
+  }
+
+  private stopAndAbort(partner: string, reason: string): void {
+    this.abortSend.aborted = true;
+    this.abortSend.reason = reason;
+    if (reason !== 'partner-gone' && reason !== 'partner-aborted') {
+      this.mesh.sendControl(partner, { t: 'abort', round: this.round, reason });
+    }
+  }
+
+  private dropStash(peer: string): void {
+    const s = this.stash.get(peer);
+    if (!s) return;
+    this.stash.delete(peer);
+    this.forget(s);
+  }
+
+  private forget(inb: Inbound): void {
+    const conn = this.mesh.conn(inb.peer);
+    for (const a of [inb.phi, inb.delta]) {
+      if (!a) continue;
+      conn?.inbound.delete(a.expect.transferId);
+      a.fail(new SizeError('transfer no longer wanted'));
+    }
+  }
+
+  private cleanup(): void {
+    this.phase = 'done';
+    this.direct?.cancel();
+    for (const s of this.stash.values()) this.forget(s);
+    this.stash.clear();
+    if (this.inbound) {
+      const conn = this.mesh.conn(this.inbound.peer);
+      for (const a of [this.inbound.phi, this.inbound.delta]) if (a) conn?.inbound.delete(a.expect.transferId);
+    }
+  }
+
+  private base(partner: string | null, pairMs: number, via: 'coordinator' | 'direct' | null, transferMs: number) {
+    const s = this.mesh.settings;
+    const pairBudget = this.waitMs + (this.viaCoordinator ? s.coordinatorGraceMs : 0);
+    return {
+      round: this.round, partner, via, pairMs, transferMs,
+      elapsedMs: this.mesh.clock.now() - this.t0,
+      budgetMs: pairBudget + this.budgetExtra,
+      bytesSent: this.bytesSent,
+    };
+  }
+
+  private solo(
+    reason: SoloReason, partner: string | null, pairMs: number, via: 'coordinator' | 'direct' | null = null,
+    transferMs = 0, rejection?: string,
+  ): ExchangeResult {
+    return {
+      ...this.base(partner, pairMs, via, transferMs),
+      outcome: 'solo', payload: null, reason, rejection: rejection ?? null, bytesReceived: 0,
+    };
+  }
+}
+
+/** Wire bytes (frames with headers) of a payload of `bytes` sent by `sender`. */
+export function wireBytes(runId: string, sender: string, bytes: number, chunkSize: number | undefined): number {
+  const size = Math.min(maxChunkSize(runId, sender), chunkSize ?? Infinity);
+  const frames = Math.max(1, Math.ceil(bytes / size));
+  return bytes + frames * chunkHeaderBytes(runId, sender);
+}

@@ -1,0 +1,142 @@
+// One WebRTC data channel to one remote peer, behind a small interface so the mesh never
+// touches simple-peer directly: tests swap in an in-memory link, and chaos tests wrap a real one.
+import SimplePeer from 'simple-peer';
+import type { Clock } from './components.ts';
+import { systemClock } from './components.ts';
+import { Emitter } from './emitter.ts';
+import { LinkClosedError } from './errors.ts';
+
+export interface LinkEvents {
+  /** Signal data to relay to the remote through the coordinator. */
+  signal: unknown;
+  /** The data channel is open. */
+  connect: undefined;
+  /** One whole message from the remote. */
+  data: Uint8Array;
+  /** Closed for good (by either side, or the network); emitted once. */
+  close: { reason: string };
+}
+
+export interface Link {
+  readonly remote: string;
+  readonly initiator: boolean;
+  /** The data channel is open and send() will not throw. */
+  readonly open: boolean;
+  /** Bytes queued in the data channel and not yet handed to the network. */
+  readonly bufferedAmount: number;
+  /** Feed a signal the remote produced. */
+  signal(data: unknown): void;
+  /** Queue one message; throws LinkClosedError if the channel is not open. */
+  send(bytes: Uint8Array): void;
+  /** Resolves once bufferedAmount <= threshold, or the link closed. */
+  whenBufferBelow(threshold: number): Promise<void>;
+  on<K extends keyof LinkEvents>(event: K, fn: (e: LinkEvents[K]) => void): () => void;
+  /** Close the channel; safe to call any number of times. */
+  destroy(reason?: string): void;
+}
+
+export interface LinkOptions {
+  remote: string;
+  initiator: boolean;
+}
+
+export type LinkFactory = (opts: LinkOptions) => Link;
+
+/** What simple-peer needs as `wrtc` in Node (the @roamhq/wrtc module); browsers use globals. */
+export interface RtcImplementation {
+  RTCPeerConnection: unknown;
+  RTCSessionDescription: unknown;
+  RTCIceCandidate: unknown;
+}
+
+export interface SimplePeerLinkOptions {
+  /** @roamhq/wrtc in Node; undefined in browsers (simple-peer then uses the page's globals). */
+  rtc?: RtcImplementation;
+  /** STUN/TURN servers; [] on loopback and in tests. */
+  iceServers?: RTCIceServer[];
+  clock?: Clock;
+}
+
+/** Links over simple-peer data channels (reliable, ordered: chunks arrive in order or not at all). */
+export function simplePeerLinks(opts: SimplePeerLinkOptions = {}): LinkFactory {
+  const clock = opts.clock ?? systemClock;
+  return ({ remote, initiator }) => new SimplePeerLink(remote, initiator, opts, clock);
+}
+
+// While a sender waits for the channel to drain it checks this often. Polling instead of the
+// channel's bufferedamountlow event: simple-peer owns that handler and does not re-emit it.
+const DRAIN_POLL_MS = 2;
+
+class SimplePeerLink implements Link {
+  private readonly peer: SimplePeer.Instance;
+  private readonly events = new Emitter<LinkEvents>();
+  private closed = false;
+
+  constructor(readonly remote: string, readonly initiator: boolean, opts: SimplePeerLinkOptions, private readonly clock: Clock) {
+    this.peer = new SimplePeer({
+      initiator,
+      wrtc: opts.rtc as SimplePeer.Options['wrtc'],
+      config: { iceServers: opts.iceServers ?? [] },
+      trickle: true,
+    });
+    this.peer.on('signal', (data) => this.events.emit('signal', data));
+    this.peer.on('connect', () => this.events.emit('connect', undefined));
+    this.peer.on('data', (data: Uint8Array) => this.events.emit('data', data));
+    let lastError = '';
+    this.peer.on('error', (err: Error & { code?: string }) => { lastError = err.code ?? err.message; });
+    this.peer.on('close', () => this.onClose(lastError || 'closed by remote'));
+  }
+
+  get open(): boolean {
+    return !this.closed && this.peer.connected;
+  }
+
+  get bufferedAmount(): number {
+    return this.peer.bufferSize;
+  }
+
+  signal(data: unknown): void {
+    if (this.closed) return;
+    try {
+      this.peer.signal(data as SimplePeer.SignalData);
+    } catch (err) {
+      this.destroy(`bad signal: ${(err as Error).message}`);
+    }
+  }
+
+  send(bytes: Uint8Array): void {
+    if (!this.open) throw new LinkClosedError(this.remote);
+    try {
+      this.peer.send(bytes);
+    } catch (err) {
+      throw new LinkClosedError(this.remote, { cause: err });
+    }
+  }
+
+  whenBufferBelow(threshold: number): Promise<void> {
+    return new Promise((resolve) => {
+      const check = () => {
+        if (!this.open || this.peer.bufferSize <= threshold) resolve();
+        else this.clock.setTimeout(check, DRAIN_POLL_MS);
+      };
+      check();
+    });
+  }
+
+  on<K extends keyof LinkEvents>(event: K, fn: (e: LinkEvents[K]) => void): () => void {
+    return this.events.on(event, fn);
+  }
+
+  destroy(reason = 'destroyed locally'): void {
+    if (this.closed) return;
+    this.peer.destroy();
+    this.onClose(reason);
+  }
+
+  private onClose(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.events.emit('close', { reason });
+    this.events.clear();
+  }
+}

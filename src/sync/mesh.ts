@@ -1,0 +1,572 @@
+// The WebRTC mesh of one peer: a bounded, random, slowly rewired set of neighbour links,
+// signalled through the coordinator; the outer exchange (exchange.ts) and bootstrap
+// (bootstrap.ts) run on top of it. Built js-libp2p style: createMesh(init)(components).
+import { decodeFrame, encodeControl } from '../protocol/frame.ts';
+import { FrameError } from '../protocol/errors.ts';
+import { parseControl, type ControlMessage } from '../protocol/peer-messages.ts';
+import type { Signaling } from '../protocol/signaling.ts';
+import { isConfigHash } from '../protocol/hash.ts';
+import { DELTA_DTYPES, NO_COMPRESSION, PHI_DTYPES, type CompressionSetting } from './compress.ts';
+import { pick, silentLogger, systemClock, type Clock, type Logger } from './components.ts';
+import { Emitter } from './emitter.ts';
+import { ConnectTimeoutError, LinkClosedError, MeshBusyError, MeshConfigError, MeshDestroyedError } from './errors.ts';
+import { ExchangeRun, DeadlineEstimator, DEFAULT_DEADLINE } from './exchange.ts';
+import { requestState, serveState } from './bootstrap.ts';
+import { simplePeerLinks, type Link, type LinkFactory, type RtcImplementation } from './links.ts';
+import type { Assembler, TransferIdentity } from './transfer.ts';
+import { DEFAULT_VALIDATION, PartnerValidator, type ValidationSettings } from './validate.ts';
+import type {
+  BootState, DeadlineSettings, ExchangeResult, MeshEvents, MeshInit, MeshStats, Offence, OuterPayload, StateProvider,
+} from './types.ts';
+
+export interface MeshComponents {
+  signaling: Signaling;
+  /** @roamhq/wrtc in Node; undefined in browsers. Ignored when `links` is given. */
+  rtc?: RtcImplementation;
+  /** Replace the WebRTC layer (tests: in-memory links, chaos wrappers). */
+  links?: LinkFactory;
+  clock?: Clock;
+  logger?: Logger;
+  /** Uniform [0, 1): every random choice of the mesh (neighbours, partners, ids) uses it. */
+  random?: () => number;
+}
+
+export interface Mesh {
+  /** Our id as the coordinator assigned it; null until it accepted us. */
+  readonly peerId: string | null;
+  on<K extends keyof MeshEvents>(event: K, fn: (e: MeshEvents[K]) => void): () => void;
+  /** Ids of neighbours with an open, greeted link. */
+  neighbours(): string[];
+  /**
+   * One outer step's communication: find one partner (coordinator pool, else a random
+   * neighbour), swap φ and Δ, validate what arrived. Resolves within `budgetMs` of the result
+   * (pairing wait + connect + transfer deadline) with a validated payload or a solo reason;
+   * rejects only on bad arguments or destroy().
+   */
+  exchange(round: number, payload: OuterPayload, opts: { waitMs: number }): Promise<ExchangeResult>;
+  /** Answer new peers' bootstrap requests with snapshots from `provider` (null: refuse them). */
+  serveState(provider: StateProvider | null): void;
+  /** Pull φ, outer momentum and step counters from a random live neighbour; null if none could. */
+  bootstrap(opts?: { timeoutMs?: number; tries?: number }): Promise<BootState | null>;
+  stats(): MeshStats;
+  /** Close every link and stop all timers. Safe to call twice. */
+  destroy(): void;
+}
+
+/** Resolved settings: every default filled in. */
+export interface MeshSettings {
+  runId: string;
+  configHash: string;
+  elements: number;
+  minNeighbours: number;
+  maxNeighbours: number;
+  rewireMs: number;
+  maintainMs: number;
+  connectTimeoutMs: number;
+  chunkSize: number | undefined;
+  highWaterBytes: number;
+  deadline: DeadlineSettings;
+  coordinatorGraceMs: number;
+  pairRequestTimeoutMs: number;
+  validation: ValidationSettings;
+  banAfter: number;
+  compression: CompressionSetting;
+  iceServers: RTCIceServer[];
+}
+
+export function createMesh(init: MeshInit): (components: MeshComponents) => Mesh {
+  const settings = resolveSettings(init);
+  return (components) => new MeshImpl(settings, components);
+}
+
+function resolveSettings(init: MeshInit): MeshSettings {
+  if (typeof init.runId !== 'string' || init.runId.length === 0) throw new MeshConfigError('runId must be a non-empty string');
+  if (!isConfigHash(init.configHash)) throw new MeshConfigError(`configHash must be 16 lowercase hex digits (configHash()), got "${init.configHash}"`);
+  if (!(Number.isInteger(init.elements) && init.elements > 0)) throw new MeshConfigError(`elements must be a positive integer, got ${init.elements}`);
+  const min = init.neighbours?.min ?? 4;
+  const max = init.neighbours?.max ?? 8;
+  if (!(Number.isInteger(min) && min >= 1 && Number.isInteger(max) && max >= min)) {
+    throw new MeshConfigError(`neighbours must satisfy 1 <= min <= max, got min=${min} max=${max}`);
+  }
+  const deadline = { ...DEFAULT_DEADLINE, ...init.deadline };
+  if (!(deadline.minMs > 0 && deadline.maxMs >= deadline.minMs && deadline.multiple >= 1)) {
+    throw new MeshConfigError(`deadline needs 0 < minMs <= maxMs and multiple >= 1, got ${JSON.stringify(deadline)}`);
+  }
+  const compression = { ...NO_COMPRESSION, ...init.compression };
+  if (!PHI_DTYPES.includes(compression.phi) || !DELTA_DTYPES.includes(compression.delta)) {
+    throw new MeshConfigError(`compression must be {phi: ${PHI_DTYPES.join('|')}, delta: ${DELTA_DTYPES.join('|')}}, got ${JSON.stringify(compression)}`);
+  }
+  return {
+    runId: init.runId,
+    configHash: init.configHash,
+    elements: init.elements,
+    minNeighbours: min,
+    maxNeighbours: max,
+    rewireMs: init.rewireMs ?? 60_000,
+    maintainMs: init.maintainMs ?? 1_000,
+    connectTimeoutMs: init.connectTimeoutMs ?? 10_000,
+    chunkSize: init.chunkSize,
+    highWaterBytes: init.highWaterBytes ?? 1 << 20,
+    deadline,
+    coordinatorGraceMs: init.coordinatorGraceMs ?? 1_000,
+    pairRequestTimeoutMs: init.pairRequestTimeoutMs ?? 500,
+    validation: { ...DEFAULT_VALIDATION, ...init.validation },
+    banAfter: init.banAfter ?? 2,
+    compression,
+    iceServers: init.iceServers ?? [],
+  };
+}
+
+/** One link to one remote peer and what is in flight on it. */
+export interface Conn {
+  peer: string;
+  /** Connection id chosen by the initiator; wraps every relayed signal of this link. */
+  cid: string;
+  link: Link;
+  initiator: boolean;
+  /** 'open' once both hellos matched: only then is it a neighbour. */
+  state: 'connecting' | 'open';
+  createdAt: number;
+  /** Tensor assemblers by transfer id. */
+  inbound: Map<number, Assembler>;
+  lastStateRequest: number;
+  /** Control messages for whoever is waiting on this link (exchange, bootstrap). */
+  listeners: Set<(msg: ControlMessage) => void>;
+}
+
+/** A relayed signal: simple-peer's data wrapped with the link it belongs to. */
+interface WrappedSignal {
+  mesh: 1;
+  cid: string;
+  sig: unknown;
+}
+
+const MAX_QUEUED_REPORTS = 100;
+
+/** The mesh internals that exchange.ts and bootstrap.ts use. */
+export class MeshImpl implements Mesh {
+  readonly events: Emitter<MeshEvents>;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly random: () => number;
+  readonly signaling: Signaling;
+  readonly validator: PartnerValidator;
+  readonly estimator: DeadlineEstimator;
+  /** Sender-side error feedback for q8 Δ: what rounding has not delivered yet. */
+  residual: Float32Array | null = null;
+  /** The coordinator did not answer a ready in time: pair through neighbours until it does. */
+  coordinatorSuspect = false;
+  run: ExchangeRun | null = null;
+  /** Partner of our last successful exchange (direct pairing avoids it for a while). */
+  lastPartner: string | null = null;
+
+  private readonly links: LinkFactory;
+  private readonly conns = new Map<string, Conn>();
+  private readonly banned = new Set<string>();
+  private readonly strikes = new Map<string, number>();
+  private readonly reports: [string, string][] = [];
+  private livePeers: string[] = [];
+  private provider: StateProvider | null = null;
+  private timer: unknown = null;
+  private lastRewire: number;
+  private destroyed = false;
+  private readonly unsubscribe: (() => void)[] = [];
+  private readonly totals = { exchanges: 0, paired: 0, solo: 0, bytesSent: 0, bytesReceived: 0 };
+
+  constructor(readonly settings: MeshSettings, components: MeshComponents) {
+    if (!components?.signaling) throw new MeshConfigError('components.signaling is required');
+    this.signaling = components.signaling;
+    this.clock = components.clock ?? systemClock;
+    this.logger = components.logger ?? silentLogger;
+    this.random = components.random ?? Math.random;
+    this.links = components.links ?? simplePeerLinks({ rtc: components.rtc, iceServers: settings.iceServers, clock: this.clock });
+    this.events = new Emitter<MeshEvents>((err, ev) => this.logger.error('mesh event listener threw', { event: String(ev), error: String(err) }));
+    this.validator = new PartnerValidator(settings.elements, settings.validation);
+    this.estimator = new DeadlineEstimator(settings.deadline);
+    this.lastRewire = this.clock.now();
+    const s = this.signaling;
+    this.unsubscribe.push(
+      s.on('signal', (e) => this.onSignal(e.from, e.data)),
+      s.on('peers', (e) => { this.livePeers = e.peers.filter((p) => typeof p === 'string'); this.maintain(); }),
+      s.on('open', () => { this.coordinatorSuspect = false; this.events.emit('coordinator', { up: true }); this.flushReports(); this.maintain(); }),
+      s.on('close', () => this.events.emit('coordinator', { up: false })),
+    );
+    this.schedule();
+  }
+
+  // ---- public API -------------------------------------------------------------------------
+
+  get peerId(): string | null {
+    return this.signaling.peerId;
+  }
+
+  on<K extends keyof MeshEvents>(event: K, fn: (e: MeshEvents[K]) => void): () => void {
+    return this.events.on(event, fn);
+  }
+
+  neighbours(): string[] {
+    return [...this.conns.values()].filter((c) => c.state === 'open').map((c) => c.peer);
+  }
+
+  async exchange(round: number, payload: OuterPayload, opts: { waitMs: number }): Promise<ExchangeResult> {
+    if (this.destroyed) throw new MeshDestroyedError('exchange');
+    if (this.run) throw new MeshBusyError(round);
+    const run = new ExchangeRun(this, round, payload, opts.waitMs);
+    this.run = run;
+    try {
+      const result = await run.start();
+      this.totals.exchanges++;
+      if (result.outcome === 'paired') this.totals.paired++; else this.totals.solo++;
+      this.totals.bytesSent += result.bytesSent;
+      this.totals.bytesReceived += result.bytesReceived;
+      this.events.emit('exchange', result);
+      return result;
+    } finally {
+      if (this.run === run) this.run = null;
+    }
+  }
+
+  serveState(provider: StateProvider | null): void {
+    this.provider = provider;
+  }
+
+  bootstrap(opts: { timeoutMs?: number; tries?: number } = {}): Promise<BootState | null> {
+    if (this.destroyed) return Promise.reject(new MeshDestroyedError('bootstrap'));
+    return requestState(this, opts.timeoutMs ?? 30_000, opts.tries ?? 3);
+  }
+
+  stats(): MeshStats {
+    const conns = [...this.conns.values()];
+    return {
+      neighbours: conns.filter((c) => c.state === 'open').length,
+      connecting: conns.filter((c) => c.state === 'connecting').length,
+      banned: [...this.banned],
+      ...this.totals,
+      deadlineMs: this.estimator.deadlineMs(2 * 4 * this.settings.elements),
+    };
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    if (this.timer !== null) this.clock.clearTimeout(this.timer);
+    this.timer = null;
+    for (const off of this.unsubscribe.splice(0)) off();
+    this.run?.destroy();
+    for (const c of [...this.conns.values()]) this.dropConn(c, 'mesh destroyed', true);
+    this.events.clear();
+  }
+
+  get isDestroyed(): boolean {
+    return this.destroyed;
+  }
+
+  // ---- used by exchange.ts and bootstrap.ts ----------------------------------------------
+
+  identity(): TransferIdentity {
+    return { runId: this.settings.runId, configHash: this.settings.configHash, sender: this.signaling.peerId ?? '' };
+  }
+
+  conn(peer: string): Conn | undefined {
+    return this.conns.get(peer);
+  }
+
+  isBanned(peer: string): boolean {
+    return this.banned.has(peer);
+  }
+
+  /** Open neighbours we may pair with. */
+  eligibleNeighbours(): string[] {
+    return this.neighbours().filter((p) => !this.banned.has(p));
+  }
+
+  /** Send a control message; false if the link is not open. */
+  sendControl(peer: string, msg: ControlMessage): boolean {
+    const c = this.conns.get(peer);
+    if (!c || !c.link.open) return false;
+    try {
+      c.link.send(encodeControl(msg));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** An open, greeted link to `peer`, connecting first if needed (as `initiator`). */
+  ensureOpen(peer: string, initiator: boolean, timeoutMs: number): Promise<Conn> {
+    if (this.destroyed) return Promise.reject(new MeshDestroyedError('connect'));
+    let c = this.conns.get(peer);
+    if (c?.state === 'open') return Promise.resolve(c);
+    if (!c && initiator) c = this.connect(peer);
+    return new Promise<Conn>((resolve, reject) => {
+      let done = false;
+      const finish = (ok: boolean) => {
+        if (done) return;
+        done = true;
+        this.clock.clearTimeout(timer);
+        const now = this.conns.get(peer);
+        if (ok && now?.state === 'open') resolve(now);
+        else reject(ok ? new LinkClosedError(peer) : new ConnectTimeoutError(peer, timeoutMs));
+      };
+      const timer = this.clock.setTimeout(() => finish(false), timeoutMs);
+      // Not yet connecting (we are the responder): wait for the initiator's offer to create it.
+      this.waitOpen(peer, finish);
+    });
+  }
+
+  /** A validation failure: strike, report to the coordinator, cut off a repeated offender. */
+  offence(peer: string, code: string, detail: string, immediateBan = false): void {
+    const strikes = (this.strikes.get(peer) ?? 0) + 1;
+    this.strikes.set(peer, strikes);
+    const cutOff = immediateBan || strikes >= this.settings.banAfter;
+    this.logger.warn('partner rejected', { peer, code, detail, strikes, cutOff });
+    this.report(peer, `${code}: ${detail}`);
+    if (cutOff) {
+      this.banned.add(peer);
+      const c = this.conns.get(peer);
+      if (c) this.dropConn(c, `cut off: ${code}`, false);
+    }
+    const e: Offence = { peer, code, detail, strikes, cutOff };
+    this.events.emit('offence', e);
+  }
+
+  /** Listen to control messages arriving on `peer`'s link; returns the unsubscribe. */
+  listen(peer: string, fn: (msg: ControlMessage) => void): () => void {
+    const c = this.conns.get(peer);
+    if (!c) return () => {};
+    c.listeners.add(fn);
+    return () => { c.listeners.delete(fn); };
+  }
+
+  randomU32(): number {
+    return Math.floor(this.random() * 0x100000000) >>> 0;
+  }
+
+  // ---- links ------------------------------------------------------------------------------
+
+  private waiters = new Map<string, Set<(ok: boolean) => void>>();
+
+  private waitOpen(peer: string, fn: (ok: boolean) => void): void {
+    let set = this.waiters.get(peer);
+    if (!set) this.waiters.set(peer, (set = new Set()));
+    set.add(fn);
+  }
+
+  private wake(peer: string, ok: boolean): void {
+    const set = this.waiters.get(peer);
+    if (!set) return;
+    this.waiters.delete(peer);
+    for (const fn of set) fn(ok);
+  }
+
+  private connect(peer: string): Conn {
+    const cid = this.randomU32().toString(36) + this.randomU32().toString(36);
+    return this.addConn(peer, cid, true);
+  }
+
+  private addConn(peer: string, cid: string, initiator: boolean): Conn {
+    const link = this.links({ remote: peer, initiator });
+    const c: Conn = {
+      peer, cid, link, initiator, state: 'connecting', createdAt: this.clock.now(),
+      inbound: new Map(), lastStateRequest: -Infinity, listeners: new Set(),
+    };
+    this.conns.set(peer, c);
+    link.on('signal', (sig) => {
+      const wrapped: WrappedSignal = { mesh: 1, cid, sig };
+      this.signaling.sendSignal(peer, wrapped);
+    });
+    link.on('connect', () => {
+      const id = this.signaling.peerId;
+      if (!id) { this.dropConn(c, 'no peer id', false); return; }
+      this.sendRaw(c, { t: 'hello', peer: id, runId: this.settings.runId, configHash: this.settings.configHash, elements: this.settings.elements });
+    });
+    link.on('data', (bytes) => this.onData(c, bytes));
+    link.on('close', ({ reason }) => this.onLinkClosed(c, reason));
+    return c;
+  }
+
+  private sendRaw(c: Conn, msg: ControlMessage): void {
+    try { c.link.send(encodeControl(msg)); } catch { /* closed: onLinkClosed handles it */ }
+  }
+
+  private onSignal(from: string, data: unknown): void {
+    if (this.destroyed || typeof from !== 'string' || from === this.signaling.peerId || this.banned.has(from)) return;
+    const w = data as Partial<WrappedSignal> | null;
+    if (!w || w.mesh !== 1 || typeof w.cid !== 'string' || w.cid.length > 64 || w.sig === undefined) {
+      this.logger.debug('ignoring a malformed relayed signal', { from });
+      return;
+    }
+    const existing = this.conns.get(from);
+    if (existing && existing.cid === w.cid) { existing.link.signal(w.sig); return; }
+    const isOffer = (w.sig as { type?: unknown } | null)?.type === 'offer';
+    if (!isOffer) return; // a late candidate of a link we already replaced
+    if (existing) {
+      // Both sides dialled at once: the smaller id's offer wins, the other side yields.
+      const mine = this.signaling.peerId ?? '';
+      if (existing.state === 'connecting' && existing.initiator && mine < from) return;
+      this.dropConn(existing, 'replaced by a new connection from the remote', true);
+    } else if (this.conns.size >= this.settings.maxNeighbours + 2 && this.run?.phase !== 'pairing' && this.run?.expectedPartner !== from) {
+      // While we wait for a partner the dialler may be it (its pool answer came first): accept.
+      this.logger.debug('refusing a connection: at the hard cap', { from });
+      return;
+    }
+    const c = this.addConn(from, w.cid, false);
+    c.link.signal(w.sig);
+  }
+
+  private onData(c: Conn, bytes: Uint8Array): void {
+    if (this.conns.get(c.peer) !== c) return;
+    let frame;
+    try {
+      frame = decodeFrame(bytes);
+    } catch (err) {
+      // On an ordered channel a bad frame breaks whatever transfer it belonged to: fail them all.
+      const code = err instanceof FrameError ? err.code : 'ERR_FRAME';
+      this.logger.warn('bad frame', { peer: c.peer, code, error: String(err) });
+      for (const a of c.inbound.values()) a.fail(err);
+      return;
+    }
+    if (frame.type === 'chunk') {
+      if (c.state !== 'open') return;
+      c.inbound.get(frame.header.transferId)?.add(frame.header, frame.payload);
+      return;
+    }
+    let msg: ControlMessage;
+    try {
+      msg = parseControl(frame.message);
+    } catch (err) {
+      this.logger.warn('bad control message', { peer: c.peer, error: String(err) });
+      return;
+    }
+    if (c.state !== 'open') {
+      if (msg.t === 'hello') this.onHello(c, msg);
+      return;
+    }
+    this.onControl(c, msg);
+  }
+
+  private onHello(c: Conn, msg: Extract<ControlMessage, { t: 'hello' }>): void {
+    const s = this.settings;
+    const problem =
+      msg.peer !== c.peer ? ['ERR_HELLO_IDENTITY', `says it is "${msg.peer}"`] :
+      msg.runId !== s.runId ? ['ERR_FRAME_RUN', `is in run "${msg.runId}", not "${s.runId}"`] :
+      msg.configHash !== s.configHash ? ['ERR_FRAME_CONFIG', `has config ${msg.configHash}, ours is ${s.configHash}`] :
+      msg.elements !== s.elements ? ['ERR_FRAME_SIZE', `has ${msg.elements} elements, ours ${s.elements}`] : null;
+    if (problem) {
+      // It can never be a valid partner: cut it off at once.
+      this.offence(c.peer, problem[0], `hello from ${c.peer} ${problem[1]}`, true);
+      this.dropConn(c, problem[0], false);
+      return;
+    }
+    c.state = 'open';
+    this.logger.debug('neighbour up', { peer: c.peer });
+    this.events.emit('neighbour:up', { peer: c.peer });
+    this.wake(c.peer, true);
+  }
+
+  private onControl(c: Conn, msg: ControlMessage): void {
+    for (const fn of [...c.listeners]) fn(msg);
+    switch (msg.t) {
+      case 'bye':
+        this.dropConn(c, 'remote said bye', false);
+        return;
+      case 'state-req':
+        void serveState(this, c, msg.nonce, this.provider);
+        return;
+      case 'pair-req':
+      case 'pair-ack':
+      case 'xchg':
+      case 'abort':
+        if (this.run) this.run.onControl(c.peer, msg);
+        else if (msg.t === 'pair-req') this.sendControl(c.peer, { t: 'pair-ack', nonce: msg.nonce, ok: false, reason: 'not-ready' });
+        else if (msg.t === 'xchg' || (msg.t === 'pair-ack' && msg.ok)) this.sendControl(c.peer, { t: 'abort', round: 0, reason: 'not-ready' });
+        return;
+      default:
+        return;
+    }
+  }
+
+  private onLinkClosed(c: Conn, reason: string): void {
+    if (this.conns.get(c.peer) !== c) return;
+    this.conns.delete(c.peer);
+    const err = new LinkClosedError(c.peer);
+    for (const a of c.inbound.values()) a.fail(err);
+    c.inbound.clear();
+    c.listeners.clear();
+    if (c.state === 'open') this.events.emit('neighbour:down', { peer: c.peer, reason });
+    this.logger.debug('link closed', { peer: c.peer, reason });
+    this.run?.onLinkClosed(c.peer);
+    this.wake(c.peer, false);
+  }
+
+  /** Close a link; `bye` first when it is a planned disconnect the remote should not mistake for a crash. */
+  private dropConn(c: Conn, reason: string, bye: boolean): void {
+    if (bye && c.state === 'open') this.sendRaw(c, { t: 'bye' });
+    c.link.destroy(reason);
+    this.onLinkClosed(c, reason);
+  }
+
+  // ---- housekeeping -----------------------------------------------------------------------
+
+  private schedule(): void {
+    if (this.destroyed) return;
+    this.timer = this.clock.setTimeout(() => {
+      this.maintain();
+      this.schedule();
+    }, this.settings.maintainMs);
+  }
+
+  private busy(peer: string): boolean {
+    return this.run?.involves(peer) ?? false;
+  }
+
+  private maintain(): void {
+    if (this.destroyed) return;
+    const now = this.clock.now();
+    const s = this.settings;
+    for (const c of [...this.conns.values()]) {
+      if (c.state === 'connecting' && now - c.createdAt > s.connectTimeoutMs) this.dropConn(c, 'connect timeout', false);
+    }
+    const me = this.signaling.peerId;
+    if (!this.signaling.connected || !me) return; // without signaling no new link can form
+    const live = new Set(this.livePeers);
+    const strangers = () => this.livePeers.filter((p) => p !== me && !this.conns.has(p) && !this.banned.has(p));
+    // Fill up to min.
+    for (let missing = s.minNeighbours - this.conns.size; missing > 0; missing--) {
+      const p = pick(this.random, strangers());
+      if (!p) break;
+      this.connect(p);
+    }
+    // Trim to max: evict random idle neighbours (prefer ones the coordinator no longer lists).
+    const idle = () => this.neighbours().filter((p) => !this.busy(p));
+    while (this.conns.size > s.maxNeighbours) {
+      const gone = idle().filter((p) => !live.has(p));
+      const p = pick(this.random, gone.length > 0 ? gone : idle());
+      if (!p) break;
+      this.dropConn(this.conns.get(p)!, 'trimmed to max neighbours', true);
+    }
+    // Rewire: swap one random idle neighbour for a random stranger.
+    if (now - this.lastRewire >= s.rewireMs) {
+      this.lastRewire = now;
+      const stranger = pick(this.random, strangers());
+      const victim = pick(this.random, idle());
+      if (stranger && victim && this.conns.size >= s.minNeighbours) {
+        this.logger.debug('rewiring', { drop: victim, add: stranger });
+        this.dropConn(this.conns.get(victim)!, 'rewired', true);
+        this.connect(stranger);
+      }
+    }
+    this.flushReports();
+  }
+
+  private report(peer: string, reason: string): void {
+    this.reports.push([peer, reason]);
+    if (this.reports.length > MAX_QUEUED_REPORTS) this.reports.shift();
+    this.flushReports();
+  }
+
+  private flushReports(): void {
+    if (!this.signaling.connected || !this.signaling.reportOffender) return;
+    for (const [peer, reason] of this.reports.splice(0)) this.signaling.reportOffender(peer, reason);
+  }
+}

@@ -1,0 +1,125 @@
+// Pairing without the coordinator: a ready peer asks random neighbours, one at a time, "be my
+// partner for this round?". A neighbour says yes only while it is itself ready and has no
+// other open question, so every peer ends with at most one partner. Two peers that asked each
+// other at once both say yes and pair. A yes that arrives after we moved on is answered with an
+// abort so the asker does not wait for us.
+//
+// Partners finish an exchange together, so equal-speed peers would find each other ready first
+// every round and never change partners; for the first quarter of the wait we neither ask nor
+// accept our last partner, which gives the others the chance to be found.
+import { pick } from './components.ts';
+import type { MeshImpl } from './mesh.ts';
+import type { ControlMessage } from '../protocol/peer-messages.ts';
+
+type PairReq = Extract<ControlMessage, { t: 'pair-req' }>;
+type PairAck = Extract<ControlMessage, { t: 'pair-ack' }>;
+
+/** Between two unanswered questions: long enough for a crossing question to land. */
+const RETRY_JITTER_MS = 15;
+/** How often to look again when no neighbour is connected. */
+const NO_NEIGHBOUR_POLL_MS = 20;
+/** Fraction of the wait during which the last partner is skipped. */
+const AVOID_LAST_FRAC = 0.25;
+
+export class DirectPairing {
+  private outstanding: { to: string; nonce: number; timer: unknown } | null = null;
+  private partner: string | null = null;
+  private finished = false;
+  private timers = new Set<unknown>();
+  private resolve!: (peer: string | null) => void;
+  readonly result: Promise<string | null>;
+
+  private readonly avoidUntil: number;
+
+  constructor(private readonly mesh: MeshImpl, private readonly round: number, budgetMs: number, private readonly avoid: string | null = null) {
+    this.result = new Promise((r) => { this.resolve = r; });
+    this.avoidUntil = mesh.clock.now() + AVOID_LAST_FRAC * budgetMs;
+    this.later(() => this.finish(null), Math.max(0, budgetMs));
+    this.attempt();
+  }
+
+  /** The peer we asked and are waiting on, if any. */
+  get asking(): string | null {
+    return this.outstanding?.to ?? null;
+  }
+
+  onRequest(from: string, msg: PairReq): void {
+    const reply = (ok: boolean, reason?: string) =>
+      this.mesh.sendControl(from, reason ? { t: 'pair-ack', nonce: msg.nonce, ok, reason } : { t: 'pair-ack', nonce: msg.nonce, ok });
+    if (this.finished || this.mesh.isBanned(from) || this.avoiding(from)) { reply(false, 'busy'); return; }
+    if (this.outstanding && this.outstanding.to !== from) { reply(false, 'busy'); return; }
+    // Not asking anyone, or asking exactly this peer (crossed questions): yes.
+    reply(true);
+    this.finish(from);
+  }
+
+  onAck(from: string, msg: PairAck): void {
+    if (msg.ok) {
+      if (!this.finished && !this.mesh.isBanned(from)) { this.finish(from); return; }
+      // A yes after we paired elsewhere or gave up: free the other side now.
+      if (from !== this.partner) this.mesh.sendControl(from, { t: 'abort', round: this.round, reason: 'paired elsewhere' });
+      return;
+    }
+    if (this.outstanding?.to === from && this.outstanding.nonce === msg.nonce) {
+      this.clearOutstanding();
+      this.later(() => this.attempt(), this.mesh.random() * RETRY_JITTER_MS);
+    }
+  }
+
+  /** A neighbour's link closed: stop waiting on it. */
+  onLinkClosed(peer: string): void {
+    if (this.outstanding?.to === peer) {
+      this.clearOutstanding();
+      this.attempt();
+    }
+  }
+
+  /** Stop (the exchange ended): resolves null if no partner was found yet. */
+  cancel(): void {
+    this.finish(null);
+  }
+
+  private attempt(): void {
+    if (this.finished || this.outstanding) return;
+    const to = pick(this.mesh.random, this.mesh.eligibleNeighbours().filter((p) => !this.avoiding(p)));
+    if (!to) { this.later(() => this.attempt(), NO_NEIGHBOUR_POLL_MS); return; }
+    const nonce = this.mesh.randomU32();
+    if (!this.mesh.sendControl(to, { t: 'pair-req', round: this.round, nonce })) {
+      this.later(() => this.attempt(), NO_NEIGHBOUR_POLL_MS);
+      return;
+    }
+    const timer = this.later(() => {
+      if (this.outstanding?.nonce !== nonce) return;
+      this.outstanding = null;
+      this.attempt();
+    }, this.mesh.settings.pairRequestTimeoutMs);
+    this.outstanding = { to, nonce, timer };
+  }
+
+  private avoiding(peer: string): boolean {
+    return peer === this.avoid && this.mesh.clock.now() < this.avoidUntil;
+  }
+
+  private clearOutstanding(): void {
+    if (!this.outstanding) return;
+    this.mesh.clock.clearTimeout(this.outstanding.timer);
+    this.timers.delete(this.outstanding.timer);
+    this.outstanding = null;
+  }
+
+  private finish(partner: string | null): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.partner = partner;
+    this.outstanding = null;
+    for (const t of this.timers) this.mesh.clock.clearTimeout(t);
+    this.timers.clear();
+    this.resolve(partner);
+  }
+
+  private later(fn: () => void, ms: number): unknown {
+    const t = this.mesh.clock.setTimeout(() => { this.timers.delete(t); fn(); }, ms);
+    this.timers.add(t);
+    return t;
+  }
+}

@@ -1,0 +1,51 @@
+// The glue between the mesh and whatever trains: a Replica hands over φ and Δ at an outer step
+// and applies the outer update with the partner payloads the mesh validated. The CPU trainer,
+// the GPU trainer in a Web Worker (worker-bridge.ts) and the tests all implement this one
+// interface; the mesh itself never sees a model.
+import type { Mesh } from './mesh.ts';
+import type { BootState, ExchangeResult, OuterPayload, PartnerPayload } from './types.ts';
+
+export interface Replica {
+  /** φ_i and Δ_i = θ_i − φ_i after the inner loop (the mesh copies them before sending). */
+  outerPayload(): OuterPayload | Promise<OuterPayload>;
+  /**
+   * The NoLoCo outer step with these validated partner payloads: one for a pair, none for a
+   * solo step. θ_i ← φ_i afterwards.
+   */
+  applyOuter(partners: PartnerPayload[]): void | Promise<void>;
+}
+
+/** One outer round: payload out, one partner's (or none) back in, outer step applied. */
+export async function outerRound(mesh: Mesh, replica: Replica, round: number, waitMs: number): Promise<ExchangeResult> {
+  const payload = await replica.outerPayload();
+  const result = await mesh.exchange(round, payload, { waitMs });
+  await replica.applyOuter(result.payload ? [result.payload] : []);
+  return result;
+}
+
+/**
+ * How long a ready peer waits in the pool: a fraction of its own inner-loop time (DESIGN.md
+ * section 3, default 0.3), never below `minMs`: with no wait nobody is ever in the pool together.
+ */
+export function pairWaitMs(innerLoopMs: number, frac = 0.3, minMs = 50, maxMs = 60_000): number {
+  if (!(innerLoopMs >= 0) || !(frac > 0)) throw new RangeError(`pairWaitMs: need innerLoopMs >= 0 and frac > 0, got ${innerLoopMs}, ${frac}`);
+  return Math.min(maxMs, Math.max(minMs, frac * innerLoopMs));
+}
+
+export type JoinSource = 'peer' | 'checkpoint' | 'fresh';
+
+/**
+ * Where a new peer's state comes from: a random live peer (φ, outer momentum and step
+ * counters over the mesh, verified), else the coordinator's newest checkpoint, else a fresh
+ * start. The caller continues its LR schedule from `state.innerStep`.
+ */
+export async function joinRun(
+  mesh: Mesh,
+  opts: { checkpoint: () => Promise<Omit<BootState, 'from'> | null>; timeoutMs?: number; tries?: number },
+): Promise<{ source: JoinSource; state: BootState | null }> {
+  const fromPeer = await mesh.bootstrap({ timeoutMs: opts.timeoutMs, tries: opts.tries });
+  if (fromPeer) return { source: 'peer', state: fromPeer };
+  const ckpt = await opts.checkpoint();
+  if (ckpt) return { source: 'checkpoint', state: { ...ckpt, from: 'checkpoint' } };
+  return { source: 'fresh', state: null };
+}

@@ -1,0 +1,142 @@
+// Partner validation: the last gate before a partner's φ and Δ reach the outer step. Frame-level
+// checks (checksums, run, config hash, sizes) already happened in transfer.ts; this judges the
+// values. Only magnitudes are tested: honest partners' Δ are nearly orthogonal (cosine ~ 0 in
+// high dimension), so any direction test would reject honest peers.
+
+export interface ValidationSettings {
+  /** κ: ||Δ_j|| is scaled down to at most κ × the median of recently accepted Δ norms. */
+  clipFactor: number;
+  /** ||Δ_j|| above this × the median is not noise but an attack or a bug: rejected outright. */
+  rejectFactor: number;
+  /** ||φ_j − φ_i|| above this × the reference distance is an outlier: rejected. */
+  phiFactor: number;
+  /** Recent norms kept for the medians (our own Δ norms enter too, so there is always one). */
+  window: number;
+}
+
+export const DEFAULT_VALIDATION: ValidationSettings = {
+  // Honest Δ norms of peers at the same LR differ by well under 2x; 3x leaves room for noisy
+  // batches while bounding what one partner can move us.
+  clipFactor: 3,
+  // 30x the median is beyond any honest spread (even across LR warm-up); clipping alone would
+  // let a peer that sends junk every round stay unnoticed.
+  rejectFactor: 30,
+  // Consensus keeps replicas within a few Δ norms of each other; 10x flags a stranger's weights.
+  phiFactor: 10,
+  window: 16,
+};
+
+export type RejectReason = 'size' | 'non-finite' | 'delta-norm' | 'phi-distance';
+
+export type Verdict =
+  | {
+    ok: true;
+    /** The partner's Δ, scaled in place when clipped. */
+    delta: Float32Array;
+    deltaNorm: number;
+    clipped: boolean;
+    phiDistance: number;
+  }
+  | { ok: false; reason: RejectReason; detail: string };
+
+export class PartnerValidator {
+  private deltaNorms: number[] = [];
+  private phiDistances: number[] = [];
+
+  constructor(readonly elements: number, readonly settings: ValidationSettings = DEFAULT_VALIDATION) {
+    for (const k of ['clipFactor', 'rejectFactor', 'phiFactor'] as const) {
+      if (!(settings[k] > 0)) throw new RangeError(`validation: ${k} must be > 0, got ${settings[k]}`);
+    }
+    if (settings.rejectFactor < settings.clipFactor) throw new RangeError('validation: rejectFactor must be >= clipFactor');
+    if (!(Number.isInteger(settings.window) && settings.window >= 1)) throw new RangeError(`validation: window must be a positive integer`);
+  }
+
+  /** Our own ||Δ_i|| of this round: the honest scale every partner is compared with. */
+  observeOwn(deltaNorm: number): void {
+    if (Number.isFinite(deltaNorm)) push(this.deltaNorms, deltaNorm, this.settings.window);
+  }
+
+  /** Median of recently accepted Δ norms (ours included); 0 before any. */
+  get deltaScale(): number {
+    return median(this.deltaNorms);
+  }
+
+  /** Judge a partner's payload against our own φ. Records its norms when accepted. */
+  check(ownPhi: Float32Array, partner: { phi: Float32Array; delta: Float32Array }): Verdict {
+    const n = this.elements;
+    if (ownPhi.length !== n || partner.phi.length !== n || partner.delta.length !== n) {
+      return { ok: false, reason: 'size', detail: `expected ${n} elements, got φ ${partner.phi.length}, Δ ${partner.delta.length}` };
+    }
+    let dd = 0, pd = 0;
+    const { phi, delta } = partner;
+    for (let i = 0; i < n; i++) {
+      const d = delta[i], p = phi[i];
+      // One test for NaN and ±Inf in both tensors: any non-finite makes (d - d) or (p - p) NaN.
+      if ((d - d) + (p - p) !== 0) {
+        const which = Number.isFinite(d) ? 'φ' : 'Δ';
+        return { ok: false, reason: 'non-finite', detail: `${which}[${i}] = ${which === 'Δ' ? d : p}` };
+      }
+      dd += d * d;
+      const diff = p - ownPhi[i];
+      pd += diff * diff;
+    }
+    const deltaNorm = Math.sqrt(dd);
+    const phiDistance = Math.sqrt(pd);
+    const scale = median(this.deltaNorms);
+    if (scale > 0 && deltaNorm > this.settings.rejectFactor * scale) {
+      return { ok: false, reason: 'delta-norm', detail: `||Δ|| = ${fmt(deltaNorm)} > ${this.settings.rejectFactor} × median ${fmt(scale)}` };
+    }
+    const ref = Math.max(median(this.phiDistances), scale);
+    if (ref > 0 && phiDistance > this.settings.phiFactor * ref) {
+      return { ok: false, reason: 'phi-distance', detail: `||φ_j − φ_i|| = ${fmt(phiDistance)} > ${this.settings.phiFactor} × reference ${fmt(ref)}` };
+    }
+    let clipped = false;
+    let accepted = deltaNorm;
+    const bound = this.settings.clipFactor * scale;
+    if (scale > 0 && deltaNorm > bound) {
+      const s = bound / deltaNorm;
+      for (let i = 0; i < n; i++) delta[i] *= s;
+      clipped = true;
+      accepted = bound;
+    }
+    // Record the clipped norm: a peer sending the largest unclipped Δ every round cannot ratchet
+    // the median up by more than its share of the window.
+    push(this.deltaNorms, accepted, this.settings.window);
+    push(this.phiDistances, phiDistance, this.settings.window);
+    return { ok: true, delta, deltaNorm, clipped, phiDistance };
+  }
+}
+
+/** ||x||_2 in double precision. */
+export function norm2(x: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += x[i] * x[i];
+  return Math.sqrt(s);
+}
+
+/** True if every value is finite. */
+export function allFinite(x: Float32Array): boolean {
+  for (let i = 0; i < x.length; i++) if (x[i] - x[i] !== 0) return false;
+  return true;
+}
+
+function push(list: number[], x: number, max: number): void {
+  list.push(x);
+  if (list.length > max) list.shift();
+}
+
+/**
+ * The lower median (for an even count, the smaller middle value). Our own norms fill half the
+ * window when every round is paired; with the lower median a partner that always sends the
+ * largest unclipped Δ cannot pull the scale above our own, where the averaged median would let
+ * it grow 1.5x per round.
+ */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[(s.length - 1) >> 1];
+}
+
+function fmt(x: number): string {
+  return x.toPrecision(3);
+}

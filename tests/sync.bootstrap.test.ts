@@ -1,0 +1,113 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { chaosLinks, corruptPayload } from './support/chaos.ts';
+import { Swarm, gaussian, sameFloats } from './support/swarm.ts';
+import type { BootState } from '../src/sync/types.ts';
+import { joinRun } from '../src/sync/replica.ts';
+
+let swarm: Swarm | null = null;
+afterEach(() => { swarm?.destroy(); swarm = null; });
+
+const n = 50_000; // a state of 2n floats: 7 chunks
+
+function state(seed: number): Omit<BootState, 'from'> {
+  return { phi: gaussian(n, seed, 0.02), momentum: gaussian(n, seed + 1, 1e-3), outerRound: 40 + seed, innerStep: 2000 + seed };
+}
+
+describe('bootstrap from a live peer', () => {
+  it('pulls φ, momentum and both counters from a random live neighbour, verified', async () => {
+    const s = (swarm = new Swarm({ n: 3, transport: 'wrtc', elements: n, seed: 2 }));
+    s.peers.forEach((p, i) => p.mesh.serveState(() => state(10 * i)));
+    await s.connected(2);
+    const joiner = s.add('newcomer');
+    const served: string[] = [];
+    for (const p of s.peers) p.mesh.on('state:served', (e) => served.push(`${p.id}->${e.peer}`));
+    const got = await joiner.mesh.bootstrap({ timeoutMs: 10_000 });
+    expect(got).not.toBeNull();
+    const i = s.peers.findIndex((p) => p.id === got!.from);
+    expect(i).toBeGreaterThanOrEqual(0);
+    const want = state(10 * i);
+    expect(sameFloats(got!.phi, want.phi)).toBe('same');
+    expect(sameFloats(got!.momentum, want.momentum)).toBe('same');
+    expect(got!.outerRound).toBe(want.outerRound);
+    expect(got!.innerStep).toBe(want.innerStep);
+    expect(served).toEqual([`${got!.from}->newcomer`]);
+  });
+
+  it('returns null when nobody serves state (caller falls back to the checkpoint)', async () => {
+    const s = (swarm = new Swarm({ n: 2, transport: 'memory', elements: n }));
+    await s.connected(1);
+    const joiner = s.add('newcomer');
+    const t0 = Date.now();
+    expect(await joiner.mesh.bootstrap({ timeoutMs: 3000, tries: 2 })).toBeNull();
+    expect(Date.now() - t0).toBeLessThan(3000); // declines are answered, not waited out
+  });
+
+  it('returns null when no neighbour appears within the timeout', async () => {
+    const s = (swarm = new Swarm({ n: 1, transport: 'memory', elements: n }));
+    const t0 = Date.now();
+    expect(await s.peers[0].mesh.bootstrap({ timeoutMs: 300 })).toBeNull();
+    expect(Date.now() - t0).toBeLessThan(1000);
+  });
+
+  it('a corrupted state fails its checksum, is reported and never returned; the next peer is asked', async () => {
+    const s = (swarm = new Swarm({
+      n: 2, transport: 'memory', elements: n, seed: 3,
+      wrap: (id, links) => (id === 'p0' ? chaosLinks(links, (f, { chunk }) => (chunk?.kind === 'state' && chunk.chunkIndex === 2 ? [corruptPayload(f)] : [f])) : links),
+    }));
+    s.peers[0].mesh.serveState(() => state(0)); // p0 serves, but its chunks get corrupted
+    await s.connected(1);
+    const joiner = s.add('newcomer');
+    await s.connected(2, 5000, [joiner]);
+    const offences: string[] = [];
+    joiner.mesh.on('offence', (e) => offences.push(`${e.peer}:${e.code}`));
+    const asked: string[] = [];
+    for (const p of s.peers) p.mesh.on('state:served', () => asked.push(p.id));
+    expect(await joiner.mesh.bootstrap({ timeoutMs: 5000, tries: 2 })).toBeNull(); // p1 declines
+    expect(offences).toEqual(['p0:ERR_FRAME_CHECKSUM']);
+    expect(s.hub.reports.map((r) => [r.from, r.peer])).toEqual([['newcomer', 'p0']]);
+    expect(asked).toEqual(['p0']);
+  });
+
+  it('refuses a state with NaN, and a neighbour serves one peer at most once per 5 s', async () => {
+    const s = (swarm = new Swarm({ n: 1, transport: 'memory', elements: n }));
+    s.peers[0].mesh.serveState(() => { const st = state(1); st.momentum[5] = NaN; return st; });
+    let served = 0;
+    s.peers[0].mesh.on('state:served', () => served++);
+    const joiner = s.add('newcomer');
+    await s.connected(1);
+    const offences: string[] = [];
+    joiner.mesh.on('offence', (e) => offences.push(e.code));
+    expect(await joiner.mesh.bootstrap({ timeoutMs: 3000, tries: 1 })).toBeNull();
+    expect(offences).toEqual(['non-finite']);
+    expect(served).toBe(1);
+    // One strike does not cut it off, but within 5 s it declines instead of sending again.
+    s.peers[0].mesh.serveState(() => state(1));
+    expect(await joiner.mesh.bootstrap({ timeoutMs: 1000, tries: 1 })).toBeNull();
+    expect(served).toBe(1);
+  });
+});
+
+describe('joinRun', () => {
+  it('prefers a live peer, then the checkpoint, then a fresh start', async () => {
+    const s = (swarm = new Swarm({ n: 1, transport: 'memory', elements: n, init: { neighbours: { min: 2, max: 3 } } }));
+    const ckpt = state(99);
+    const joiner = s.add('newcomer');
+    await s.connected(1);
+    let asked = 0;
+    const checkpoint = async () => { asked++; return ckpt; };
+    // Nobody serves: the checkpoint.
+    expect(await joinRun(joiner.mesh, { checkpoint, timeoutMs: 2000, tries: 1 })).toMatchObject({ source: 'checkpoint', state: { innerStep: ckpt.innerStep, from: 'checkpoint' } });
+    expect(asked).toBe(1);
+    // No checkpoint either: fresh.
+    expect(await joinRun(joiner.mesh, { checkpoint: async () => null, timeoutMs: 300, tries: 1 })).toEqual({ source: 'fresh', state: null });
+    // A live peer serves: the peer, and the checkpoint is not fetched.
+    const server = s.add('server');
+    server.mesh.serveState(() => state(5));
+    await s.connected(2, 5000, [joiner]);
+    const got = await joinRun(joiner.mesh, { checkpoint, timeoutMs: 3000, tries: 2 });
+    expect(got.source).toBe('peer');
+    expect(got.state!.from).toBe('server');
+    expect(got.state!.innerStep).toBe(state(5).innerStep);
+    expect(asked).toBe(1);
+  });
+});

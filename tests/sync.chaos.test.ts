@@ -1,0 +1,200 @@
+// Chaos over real WebRTC (@roamhq/wrtc): dead partners, damaged chunks, hostile payloads.
+// Honest peers must never apply a corrupt update, never wait past their deadline, and keep
+// going; offenders are reported and cut off.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { chaosLinks, corruptPayload, type Tamper } from './support/chaos.ts';
+import { Rogue } from './support/rogue.ts';
+import { CONFIG_HASH, Swarm, gaussian, lagMonitor, sameFloats, sleep, syntheticPayload, type SwarmPeer } from './support/swarm.ts';
+import { MeshDestroyedError } from '../src/sync/errors.ts';
+import type { ExchangeResult } from '../src/sync/types.ts';
+
+const DEADLINE = { minMs: 800, initialMs: 1500, maxMs: 4000 };
+const N = 100_000; // 400 KB per tensor: 7 chunks each
+
+let swarm: Swarm | null = null;
+let rogue: Rogue | null = null;
+let lag = lagMonitor();
+beforeEach(() => { lag = lagMonitor(); });
+afterEach(() => { swarm?.destroy(); swarm = null; rogue?.stop(); rogue = null; lag.stop(); });
+
+/** Run `rounds` exchanges on each peer with a short "inner loop" in between. */
+async function train(s: Swarm, rounds: number, opts: { gapMs?: number; waitMs?: number; peers?: SwarmPeer[] } = {}): Promise<Map<string, ExchangeResult[]>> {
+  const out = new Map<string, ExchangeResult[]>();
+  await Promise.all((opts.peers ?? s.peers).map(async (p) => {
+    const idx = s.peers.indexOf(p);
+    const rs: ExchangeResult[] = [];
+    out.set(p.id, rs);
+    for (let r = 0; r < rounds; r++) {
+      await sleep(opts.gapMs ?? 20);
+      try {
+        rs.push(await p.mesh.exchange(r, syntheticPayload(s.opts.elements, idx, r), { waitMs: opts.waitMs ?? 400 }));
+      } catch (err) {
+        if (err instanceof MeshDestroyedError) return;
+        throw err;
+      }
+    }
+  }));
+  return out;
+}
+
+function withinBudget(results: Iterable<ExchangeResult[]>): void {
+  // Within the deadline plus this process's event-loop lag (a timer cannot fire earlier).
+  for (const rs of results) for (const r of rs) expect(r.elapsedMs, `round ${r.round} ${r.reason} lag ${lag.max}`).toBeLessThanOrEqual(r.budgetMs + lag.max + 20);
+}
+
+describe('chaos: a partner killed mid-transfer', () => {
+  it('its partner goes solo at once, applies nothing, and pairs with a survivor next round', async () => {
+    let victim: string | null = null;
+    let noticed: string | null = null;
+    const chunksFrom = new Map<string, number>();
+    const s = (swarm = new Swarm({
+      n: 3, transport: 'wrtc', elements: N, init: { deadline: DEADLINE },
+      wrap: (id, links) => chaosLinks(links, (f) => [f], (remote, bytes) => {
+        if (victim || bytes[5] !== 1) return; // count tensor chunks only
+        const k = (chunksFrom.get(id + remote) ?? 0) + 1;
+        chunksFrom.set(id + remote, k);
+        if (k === 2) { victim = remote; noticed = id; s.peer(remote).mesh.destroy(); }
+      }),
+    }));
+    await s.connected(2);
+    const results = await train(s, 2, { waitMs: 500 });
+    expect(victim).not.toBeNull();
+    const first = results.get(noticed!)![0];
+    expect(first.partner).toBe(victim);
+    expect(first.outcome).toBe('solo');
+    expect(first.reason).toBe('partner-gone');
+    expect(first.payload).toBeNull();
+    expect(first.transferMs).toBeLessThan(DEADLINE.initialMs); // did not wait for the deadline
+    const survivor = s.peers.find((p) => p.id !== victim && p.id !== noticed)!.id;
+    const second = results.get(noticed!)![1];
+    expect(second.outcome, String(second.reason)).toBe('paired');
+    expect(second.partner).toBe(survivor);
+    // Rounds drift: the survivor may have sent its round 0 (it waited alone while we lost ours).
+    expect(sameFloats(second.payload!.delta, syntheticPayload(N, s.peers.findIndex((p) => p.id === survivor), second.payload!.round).delta)).toBe('same');
+    withinBudget(results.values());
+  });
+});
+
+describe('chaos: damaged chunks', () => {
+  /** p0 tampers with its round-0 Δ; p1 is honest. Returns p1's results. */
+  async function scenario(tamper: (f: Uint8Array, index: number, count: number) => Uint8Array[]): Promise<{ honest: ExchangeResult[]; sender: ExchangeResult[]; s: Swarm }> {
+    let deltaTid: number | null = null;
+    const t: Tamper = (f, { chunk }) => {
+      if (!chunk || chunk.kind !== 'delta' || chunk.round !== 0) return [f];
+      if (deltaTid === null) deltaTid = chunk.transferId;
+      if (chunk.transferId !== deltaTid) return [f];
+      return tamper(f, chunk.chunkIndex, chunk.chunkCount);
+    };
+    const s = (swarm = new Swarm({ n: 2, transport: 'wrtc', elements: N, init: { deadline: DEADLINE }, wrap: (id, links) => (id === 'p0' ? chaosLinks(links, t) : links) }));
+    await s.connected(1);
+    const results = await train(s, 4, { waitMs: 500 });
+    withinBudget(results.values());
+    return { honest: results.get('p1')!, sender: results.get('p0')!, s };
+  }
+
+  it('a dropped middle chunk is caught on the next chunk: solo, reported, nothing applied', async () => {
+    const { honest, s } = await scenario((f, i) => (i === 3 ? [] : [f]));
+    expect(honest[0]).toMatchObject({ outcome: 'solo', reason: 'rejected', rejection: 'ERR_FRAME_MISSING_CHUNK', payload: null });
+    expect(honest[0].transferMs).toBeLessThan(DEADLINE.initialMs);
+    expect(s.hub.reports.some((r) => r.from === 'p1' && r.peer === 'p0' && r.reason.startsWith('ERR_FRAME_MISSING_CHUNK'))).toBe(true);
+    // One strike is not a ban: later rounds pair again and succeed.
+    expect(honest.slice(1).some((r) => r.outcome === 'paired')).toBe(true);
+  });
+
+  it('a dropped last chunk ends in the deadline, not a hang', async () => {
+    const { honest } = await scenario((f, i, count) => (i === count - 1 ? [] : [f]));
+    expect(honest[0]).toMatchObject({ outcome: 'solo', reason: 'deadline', payload: null });
+    expect(honest[0].transferMs).toBeGreaterThanOrEqual(DEADLINE.initialMs - 20);
+    expect(honest[0].elapsedMs).toBeLessThanOrEqual(honest[0].budgetMs + lag.max + 20);
+    expect(honest.slice(1).some((r) => r.outcome === 'paired')).toBe(true);
+  });
+
+  it('a duplicated chunk is ignored and the payload is still exact', async () => {
+    const { honest } = await scenario((f, i) => (i === 2 ? [f, f] : [f]));
+    expect(honest[0].outcome).toBe('paired');
+    expect(sameFloats(honest[0].payload!.delta, syntheticPayload(N, 0, 0).delta)).toBe('same');
+  });
+
+  it('a corrupted payload byte fails the tensor checksum: solo, reported', async () => {
+    const { honest, s } = await scenario((f, i) => (i === 1 ? [corruptPayload(f)] : [f]));
+    expect(honest[0]).toMatchObject({ outcome: 'solo', reason: 'rejected', rejection: 'ERR_FRAME_CHECKSUM', payload: null });
+    expect(s.hub.reports.filter((r) => r.peer === 'p0').length).toBe(1);
+  });
+});
+
+describe('chaos: a malicious peer', () => {
+  const n = 20_000;
+  const honestPhi = syntheticPayload(n, 0, 0).phi;
+  const kinds: [string, () => { phi: Float32Array; delta: Float32Array }, Partial<{ frameConfigHash: string; helloConfigHash: string; elements: number }>, string][] = [
+    ['NaN', () => { const d = gaussian(n, 5, 1e-3); d[123] = NaN; return { phi: honestPhi.slice(), delta: d }; }, {}, 'non-finite'],
+    ['huge-norm Δ', () => ({ phi: honestPhi.slice(), delta: gaussian(n, 6, 1e3) }), {}, 'delta-norm'],
+    ['far-away φ', () => ({ phi: gaussian(n, 7, 5), delta: gaussian(n, 8, 1e-3) }), {}, 'phi-distance'],
+    ['wrong shape', () => ({ phi: new Float32Array(n + 64), delta: new Float32Array(n + 64) }), {}, 'ERR_FRAME_SIZE'],
+    ['wrong config hash in frames', () => ({ phi: honestPhi.slice(), delta: gaussian(n, 9, 1e-3) }), { frameConfigHash: 'ffffffffffffffff' }, 'ERR_FRAME_CONFIG'],
+  ];
+
+  for (const [name, payload, over, code] of kinds) {
+    it(`${name}: rejected (${code}) and reported each time, cut off after two strikes, never applied`, async () => {
+      const s = (swarm = new Swarm({ n: 1, transport: 'wrtc', elements: n, init: { deadline: DEADLINE, banAfter: 2 } }));
+      rogue = new Rogue(s.hub, 'rogue', {
+        runId: 'test-run', helloConfigHash: CONFIG_HASH, frameConfigHash: CONFIG_HASH, elements: n, payload, ...over,
+      });
+      const honest = s.peers[0];
+      const cutOff = new Promise((r) => honest.mesh.on('offence', (e) => { if (e.cutOff) r(e); }));
+      void rogue.loop(20, 150, 600);
+      const results = await train(s, 4, { gapMs: 100, waitMs: 600 });
+      await cutOff;
+      const rs = results.get(honest.id)!;
+      const withRogue = rs.filter((r) => r.partner === 'rogue');
+      expect(withRogue.length).toBeGreaterThanOrEqual(3);
+      for (const r of rs) expect(r.payload).toBeNull(); // nothing from the rogue was ever applied
+      expect(withRogue.slice(0, 2).map((r) => [r.reason, r.rejection])).toEqual([['rejected', code], ['rejected', code]]);
+      expect(withRogue.slice(2).every((r) => r.reason === 'banned-partner')).toBe(true);
+      expect(s.hub.reports.filter((r) => r.peer === 'rogue' && r.from === honest.id).map((r) => r.reason.split(':')[0])).toEqual([code, code]);
+      expect(honest.mesh.stats().banned).toEqual(['rogue']);
+      expect(honest.mesh.neighbours()).not.toContain('rogue');
+      withinBudget(results.values());
+    });
+  }
+
+  it('a hello with another config hash is cut off at once, before any tensor', async () => {
+    const s = (swarm = new Swarm({ n: 1, transport: 'wrtc', elements: n, init: { deadline: DEADLINE } }));
+    rogue = new Rogue(s.hub, 'rogue', {
+      runId: 'test-run', helloConfigHash: 'ffffffffffffffff', frameConfigHash: 'ffffffffffffffff', elements: n,
+      payload: () => ({ phi: honestPhi.slice(), delta: gaussian(n, 1, 1e-3) }),
+    });
+    void rogue.loop(10, 150, 600);
+    const results = await train(s, 3, { gapMs: 100, waitMs: 600 });
+    const rs = results.get(s.peers[0].id)!;
+    for (const r of rs) expect(r.payload).toBeNull();
+    expect(s.peers[0].mesh.stats().banned).toEqual(['rogue']);
+    expect(s.hub.reports.filter((r) => r.peer === 'rogue').length).toBe(1);
+    expect(s.hub.reports[0].reason).toMatch(/^ERR_FRAME_CONFIG/);
+    withinBudget(results.values());
+  });
+
+  it('among three honest peers, the rogue is cut off by those it met twice and honest pairs keep working', async () => {
+    const s = (swarm = new Swarm({ n: 3, transport: 'wrtc', elements: n, init: { deadline: DEADLINE, banAfter: 2 }, seed: 4 }));
+    rogue = new Rogue(s.hub, 'rogue', {
+      runId: 'test-run', helloConfigHash: CONFIG_HASH, frameConfigHash: CONFIG_HASH, elements: n,
+      payload: () => { const d = gaussian(n, 5, 1e-3); d[7] = Infinity; return { phi: honestPhi.slice(), delta: d }; },
+    });
+    await s.connected(2);
+    void rogue.loop(60, 80, 500);
+    const results = await train(s, 12, { gapMs: 60, waitMs: 500 });
+    let honestPairs = 0;
+    for (const p of s.peers) {
+      const rs = results.get(p.id)!;
+      const met = rs.filter((r) => r.partner === 'rogue');
+      for (const r of met) expect(r.payload).toBeNull();
+      for (const r of rs) if (r.partner && r.partner !== 'rogue' && r.outcome === 'paired') honestPairs++;
+      const rejected = met.filter((r) => r.reason === 'rejected').length;
+      expect(rejected).toBeLessThanOrEqual(2);
+      if (rejected === 2) expect(p.mesh.stats().banned).toContain('rogue');
+      expect(s.hub.reports.filter((x) => x.from === p.id).length).toBe(rejected);
+    }
+    expect(honestPairs).toBeGreaterThanOrEqual(6);
+    expect(s.hub.reports.length).toBeGreaterThanOrEqual(1);
+    withinBudget(results.values());
+  });
+});

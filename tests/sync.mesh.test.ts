@@ -1,0 +1,180 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { createMesh } from '../src/sync/mesh.ts';
+import { MeshDestroyedError, MeshConfigError, PayloadError, MeshBusyError } from '../src/sync/errors.ts';
+import { Swarm, syntheticPayload, sleep, CONFIG_HASH, sameFloats } from './support/swarm.ts';
+import { chiSquareUniform } from './support/stats.ts';
+import type { ExchangeResult } from '../src/sync/types.ts';
+
+let swarm: Swarm | null = null;
+afterEach(() => { swarm?.destroy(); swarm = null; });
+
+const N = 2000;
+
+/** Every peer runs `rounds` exchanges back to back; returns results per peer. */
+async function runRounds(s: Swarm, rounds: number, waitMs: number, peers = s.peers): Promise<ExchangeResult[][]> {
+  return Promise.all(peers.map(async (p) => {
+    const idx = s.peers.indexOf(p);
+    const out: ExchangeResult[] = [];
+    for (let r = 0; r < rounds; r++) {
+      out.push(await p.mesh.exchange(r, syntheticPayload(s.opts.elements, idx, r), { waitMs }));
+    }
+    return out;
+  }));
+}
+
+describe('mesh (in-memory links)', () => {
+  it('forms a bounded neighbour set and exchanges φ, Δ bit-exactly with one partner', async () => {
+    swarm = new Swarm({ n: 4, transport: 'memory', elements: N });
+    await swarm.connected(3);
+    for (const p of swarm.peers) expect(p.mesh.neighbours().length).toBeLessThanOrEqual(3);
+    const results = await runRounds(swarm, 1, 500);
+    const byPeer = new Map(swarm.peers.map((p, i) => [p.id, results[i][0]]));
+    for (const [id, r] of byPeer) {
+      expect(r.outcome, `${id}: ${r.reason}`).toBe('paired');
+      expect(r.via).toBe('coordinator');
+      const partner = r.partner!;
+      // Symmetric: my partner's partner is me.
+      expect(byPeer.get(partner)!.partner).toBe(id);
+      const sent = syntheticPayload(N, swarm.peers.findIndex((p) => p.id === partner), 0);
+      expect(sameFloats(r.payload!.phi, sent.phi)).toBe('same');
+      expect(sameFloats(r.payload!.delta, sent.delta)).toBe('same');
+      expect(r.payload!.peer).toBe(partner);
+      expect(r.bytesSent).toBeGreaterThan(8 * N);
+      expect(r.bytesReceived).toBeGreaterThan(8 * N);
+    }
+  });
+
+  it('partner choice is uniform over 240 rounds via the coordinator (chi-square over all pairs)', async () => {
+    swarm = new Swarm({ n: 6, transport: 'memory', elements: 256, seed: 3 });
+    await swarm.connected(4);
+    const rounds = 240;
+    const results = await Promise.all(swarm.peers.map(async (p, idx) => {
+      const out: ExchangeResult[] = [];
+      for (let r = 0; r < rounds; r++) {
+        // H inner steps with timing noise, as in a real run: partners that finished an
+        // exchange together reach the pool in random order next time.
+        await sleep(Math.floor(Math.random() * 20));
+        out.push(await p.mesh.exchange(r, syntheticPayload(256, idx, r % 7), { waitMs: 300 }));
+      }
+      return out;
+    }));
+    const counts = pairCounts(swarm.peers.map((p) => p.id), results);
+    const total = counts.reduce((a, b) => a + b, 0);
+    expect(total).toBeGreaterThan(rounds * 2.5); // nearly every round gives 3 pairs
+    const { p } = chiSquareUniform(counts);
+    expect(p, `pair counts ${counts.join(',')}`).toBeGreaterThan(0.001);
+    // Each outer step exchanged with at most one partner, and pairs agree with each other.
+    assertSymmetric(swarm.peers.map((p) => p.id), results);
+  }, 120_000);
+
+  it('without the coordinator, pairs through random neighbours; partner choice stays uniform (chi-square)', async () => {
+    swarm = new Swarm({ n: 6, transport: 'memory', elements: 256, seed: 5 });
+    await swarm.connected(5); // 6 peers, max 5 neighbours: a complete graph
+    swarm.hub.stop();
+    const rounds = 220;
+    const results = await Promise.all(swarm.peers.map(async (p, idx) => {
+      const out: ExchangeResult[] = [];
+      for (let r = 0; r < rounds; r++) {
+        await sleep(Math.floor(Math.random() * 3));
+        out.push(await p.mesh.exchange(r, syntheticPayload(256, idx, r % 7), { waitMs: 300 }));
+      }
+      return out;
+    }));
+    for (const rs of results) for (const r of rs) if (r.outcome === 'paired') expect(r.via).toBe('direct');
+    const counts = pairCounts(swarm.peers.map((p) => p.id), results);
+    expect(counts.reduce((a, b) => a + b, 0)).toBeGreaterThan(rounds * 2);
+    const { p } = chiSquareUniform(counts);
+    expect(p, `pair counts ${counts.join(',')}`).toBeGreaterThan(0.001);
+    assertSymmetric(swarm.peers.map((p) => p.id), results);
+  }, 120_000);
+
+  it('a peer alone goes solo after its wait, within budget', async () => {
+    swarm = new Swarm({ n: 2, transport: 'memory', elements: N });
+    await swarm.connected(1);
+    const r = await swarm.peers[0].mesh.exchange(0, syntheticPayload(N, 0, 0), { waitMs: 100 });
+    expect(r.outcome).toBe('solo');
+    expect(r.reason).toBe('no-partner');
+    expect(r.elapsedMs).toBeLessThan(r.budgetMs);
+    expect(r.elapsedMs).toBeGreaterThanOrEqual(90);
+  });
+
+  it('rejects bad arguments, concurrent exchanges and use after destroy(); destroy() twice is safe', async () => {
+    expect(() => createMesh({ runId: '', configHash: CONFIG_HASH, elements: 1 })).toThrow(MeshConfigError);
+    expect(() => createMesh({ runId: 'r', configHash: 'nope', elements: 1 })).toThrow(/configHash/);
+    expect(() => createMesh({ runId: 'r', configHash: CONFIG_HASH, elements: 0 })).toThrow(/elements/);
+    expect(() => createMesh({ runId: 'r', configHash: CONFIG_HASH, elements: 1, neighbours: { min: 5, max: 2 } })).toThrow(/neighbours/);
+    expect(() => createMesh({ runId: 'r', configHash: CONFIG_HASH, elements: 1, compression: { delta: 'int4' as 'q8' } })).toThrow(/compression/);
+    swarm = new Swarm({ n: 2, transport: 'memory', elements: N });
+    await swarm.connected(1);
+    const m = swarm.peers[0].mesh;
+    await expect(m.exchange(0, { phi: new Float32Array(N - 1), delta: new Float32Array(N) }, { waitMs: 10 })).rejects.toThrow(PayloadError);
+    const nan = syntheticPayload(N, 0, 0); nan.delta[3] = NaN;
+    await expect(m.exchange(0, nan, { waitMs: 10 })).rejects.toThrow(/NaN/);
+    const first = m.exchange(0, syntheticPayload(N, 0, 0), { waitMs: 200 });
+    await expect(m.exchange(1, syntheticPayload(N, 0, 1), { waitMs: 10 })).rejects.toThrow(MeshBusyError);
+    m.destroy();
+    m.destroy();
+    await expect(first).rejects.toThrow(MeshDestroyedError);
+    await expect(m.exchange(2, syntheticPayload(N, 0, 2), { waitMs: 10 })).rejects.toThrow(MeshDestroyedError);
+    expect(m.neighbours()).toEqual([]);
+  });
+
+  it('rewires: neighbour sets change over time while staying within bounds', async () => {
+    const s = (swarm = new Swarm({ n: 8, transport: 'memory', elements: 64, init: { neighbours: { min: 2, max: 3 }, rewireMs: 100 } }));
+    await s.connected(2);
+    const before = new Map(s.peers.map((p) => [p.id, new Set(p.mesh.neighbours())]));
+    const seen = new Map(s.peers.map((p) => [p.id, new Set(p.mesh.neighbours())]));
+    let samples = 0, withinMax = 0;
+    for (let t = 0; t < 30; t++) {
+      await sleep(50);
+      for (const p of s.peers) {
+        const k = p.mesh.neighbours().length;
+        expect(k).toBeLessThanOrEqual(3 + 2); // never past the hard cap (max + 2 for incoming links)
+        samples++;
+        if (k <= 3) withinMax++;
+        for (const q of p.mesh.neighbours()) seen.get(p.id)!.add(q);
+      }
+    }
+    // Incoming links may briefly exceed max until the next housekeeping tick trims them.
+    expect(withinMax / samples).toBeGreaterThan(0.8);
+    const changed = s.peers.filter((p) => [...seen.get(p.id)!].some((q) => !before.get(p.id)!.has(q))).length;
+    expect(changed).toBeGreaterThanOrEqual(6);
+  });
+
+  it('uses the coordinator pool to meet non-neighbours, connecting on demand', async () => {
+    const s = (swarm = new Swarm({ n: 6, transport: 'memory', elements: 512, init: { neighbours: { min: 1, max: 1 } }, seed: 9 }));
+    await s.connected(1);
+    const results = await runRounds(s, 6, 400);
+    if (process.env.DBG) console.log(JSON.stringify(results.map((rs) => rs.map((r) => `${r.partner}:${r.reason ?? "ok"}`))));
+    const partners = new Map(s.peers.map((p, i) => [p.id, new Set(results[i].filter((r) => r.partner).map((r) => r.partner!))]));
+    // With one neighbour each, pairing only via neighbours would give one partner per peer.
+    expect([...partners.values()].some((set) => set.size >= 2)).toBe(true);
+    expect(results.flat().filter((r) => r.outcome === 'paired').length).toBeGreaterThan(6 * 6 * 0.8);
+  });
+});
+
+function pairCounts(ids: string[], results: ExchangeResult[][]): number[] {
+  const idx = (a: string, b: string) => {
+    const [i, j] = [ids.indexOf(a), ids.indexOf(b)].sort((x, y) => x - y);
+    return i * ids.length - (i * (i + 1)) / 2 + (j - i - 1);
+  };
+  const counts = new Array((ids.length * (ids.length - 1)) / 2).fill(0);
+  // Count each pair once, from the lexicographically smaller side.
+  results.forEach((rs, i) => {
+    for (const r of rs) if (r.outcome === 'paired' && ids[i] < r.partner!) counts[idx(ids[i], r.partner!)]++;
+  });
+  return counts;
+}
+
+/** A paired result of A with B at A's round rA must be matched by B's result at B's round. */
+function assertSymmetric(ids: string[], results: ExchangeResult[][]): void {
+  results.forEach((rs, i) => {
+    for (const r of rs) {
+      if (r.outcome !== 'paired') continue;
+      const j = ids.indexOf(r.partner!);
+      const theirs = results[j][r.payload!.round];
+      // Their round-rB exchange was with us (it may have failed on their side: never with someone else).
+      expect(theirs.partner, `${ids[i]} r${r.round} paired with ${ids[j]} r${r.payload!.round}`).toBe(ids[i]);
+    }
+  });
+}
