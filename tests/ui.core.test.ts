@@ -58,6 +58,22 @@ describe('consent', () => {
     expect(s.get('default')).toBeNull();
   });
 
+  it('writes nothing before consent is given', () => {
+    const storage = new MemStorage();
+    const s = new ConsentStore(storage, () => 1);
+    expect(s.get('default')).toBeNull();
+    expect([...storage.m.keys()]).toEqual([]);
+  });
+
+  it('keeps consent for the page when writing is refused', () => {
+    const readOnly: ConsentStorage = { getItem: () => null, setItem() { throw new Error('QuotaExceededError'); }, removeItem() {} };
+    const s = new ConsentStore(readOnly, () => 1);
+    expect(s.persistent).toBe(true);
+    s.grant('default');
+    expect(s.persistent).toBe(false);
+    expect(s.get('default')).not.toBeNull();
+  });
+
   it('falls back to page-lifetime consent when storage is blocked', () => {
     const s = new ConsentStore(blocked, () => 1);
     expect(s.persistent).toBe(false);

@@ -25,7 +25,7 @@ export class ConsentStore {
   /** The record when storage refused it: consent then lasts only as long as the page. */
   private memory: ConsentRecord | null = null;
   /** False when the browser blocks storage here; the UI says consent will not be remembered. */
-  readonly persistent: boolean;
+  persistent: boolean;
 
   constructor(
     private readonly storage: ConsentStorage | null,
@@ -52,7 +52,8 @@ export class ConsentStore {
       try {
         this.storage!.setItem(this.key, JSON.stringify(rec));
       } catch {
-        // Quota or a policy change since the probe: keep the in-memory record for this page.
+        // Writing is refused (quota, or storage blocked for writes only): this page only.
+        this.persistent = false;
       }
     }
     return rec;
@@ -66,12 +67,13 @@ export class ConsentStore {
   }
 }
 
-/** Browsers with storage blocked throw on access (not just on write): test once. */
+/**
+ * Browsers with storage blocked throw on any access. Only a read here: nothing is written to the
+ * visitor's machine before they agree.
+ */
 function probe(storage: ConsentStorage, key: string): boolean {
   try {
-    const probeKey = `${key}.probe`;
-    storage.setItem(probeKey, '1');
-    storage.removeItem(probeKey);
+    storage.getItem(key);
     return true;
   } catch {
     return false;
