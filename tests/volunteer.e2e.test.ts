@@ -194,6 +194,21 @@ describe('murmur volunteer (headless)', () => {
     expect(dRounds[0]!.report.valLoss!).toBeLessThan(Math.log(256) - 0.3);
   }, 120_000);
 
+  it('leaves when a researcher stops the run, saying why', async () => {
+    const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'stopme', dataset: 'moby-dick', preset: 'micro', train: { batch: 2, H: 4 } } });
+    expect(r.statusCode).toBe(201);
+    const v = runVolunteer({ url: s.url, run: 'stopme', backend: 'cpu', evalEveryRounds: 0 }, components);
+    volunteers.push(v);
+    let rounds = 0;
+    v.onRound(() => rounds++);
+    await v.joined;
+    await until(() => rounds >= 1, 20_000, 'a first round');
+    expect((await s.c.app.inject({ method: 'POST', url: '/api/runs/stopme/stop', headers: s.admin })).statusCode).toBe(200);
+    const sum = await v.done;
+    expect(sum.reason).toMatch(/^coordinator: run-stopped/);
+    expect(sum.rounds).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+
   it('refuses bad options, an unknown run and data that does not match its hash, naming the problem', async () => {
     expect(() => runVolunteer({ url: 'not a url' }, components)).toThrow(VolunteerConfigError);
     expect(() => runVolunteer({ url: s.url, backend: 'tpu' as 'gpu' }, components)).toThrow(/--backend must be one of gpu, cpu/);

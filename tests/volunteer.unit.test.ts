@@ -115,6 +115,13 @@ describe('CPU backend', () => {
     await expect(b.applyOuter([])).rejects.toThrow(/before outerPayload/);
   });
 
+  it('fingerprints the run exactly as the browser volunteer does, so Node and browser peers pair', async () => {
+    const { runConfigHash: browserHash } = await import('../src/ui/pages/engine-wiring.ts');
+    expect(runConfigHash(run)).toBe(browserHash(run));
+    const other = { ...run, compression: 'int8' as const, train: { ...run.train, consensus: 0.5 } };
+    expect(runConfigHash(other)).toBe(browserHash(other));
+  });
+
   it('fingerprints the run so only identical configs exchange', () => {
     expect(runConfigHash(run)).toBe(runConfigHash({ ...run, name: 'renamed' }));
     expect(runConfigHash(run)).not.toBe(runConfigHash({ ...run, train: { ...run.train, H: 5 } }));

@@ -146,7 +146,8 @@ class HeadlessVolunteer implements Volunteer {
       client: { kind: 'node', version: 'murmur-volunteer' },
     });
     this.meshSignaling = withPeerReplay(this.signaling);
-    this.signaling.on('stopped', (e) => this.requestStop(`coordinator: ${e.reason}`));
+    // Before the welcome, awaitWelcome turns this into a CoordinatorRefusedError instead.
+    this.signaling.on('stopped', (e) => { if (this.summary.peerId) this.requestStop(`coordinator: ${e.reason}`); });
     this.signaling.on('close', (e) => {
       if (this.stopping) return;
       // Before the first welcome there is no training to go on with: the join timeout speaks then.
