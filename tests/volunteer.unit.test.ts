@@ -7,6 +7,7 @@ import { withPeerReplay, type PeerListSource } from '../src/volunteer/signaling.
 import { runOuterRound } from '../src/volunteer/round.ts';
 import { createBackend } from '../src/volunteer/backend.ts';
 import { runConfigHash } from '../src/volunteer/run-config.ts';
+import { DivergedError } from '../src/volunteer/errors.ts';
 import { preset, trainConfig } from '../src/model/config.ts';
 import type { Mesh } from '../src/sync/mesh.ts';
 import type { ExchangeResult, OuterPayload, PartnerPayload } from '../src/sync/types.ts';
@@ -113,6 +114,19 @@ describe('CPU backend', () => {
     expect(await a.evaluate()).toBeLessThan(fresh);
     await expect(b.load({ phi: new Float32Array(3), momentum: new Float32Array(3), innerStep: 0 })).rejects.toThrow(/layout needs/);
     await expect(b.applyOuter([])).rejects.toThrow(/before outerPayload/);
+  });
+
+  it('a non-finite loss rejects with DivergedError and puts θ back at φ and the schedule at the last outer step', async () => {
+    const a = await createBackend('cpu', { run, train: text, val: text, stream: 0 });
+    const st = await a.slowState();
+    const phi = st.phi.slice();
+    phi[5] = Number.POSITIVE_INFINITY; // a poisoned weight in the token embedding
+    await a.load({ phi, momentum: st.momentum, innerStep: 12 });
+    const err = await a.train(2).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DivergedError);
+    expect((err as Error).message).toMatch(/reset to the last outer state \(step 12\)/);
+    const p = await a.outerPayload();
+    expect(Array.from(p.delta).every((x) => x === 0 || Number.isNaN(x))).toBe(true); // θ = φ again
   });
 
   it('fingerprints the run exactly as the browser volunteer does, so Node and browser peers pair', async () => {

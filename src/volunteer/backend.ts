@@ -15,7 +15,7 @@ import type { Replica } from '../sync/replica.ts';
 import type { OuterPayload, PartnerPayload } from '../sync/types.ts';
 import { CpuTrainer } from '../train/cpu-trainer.ts';
 import { nolocoOuterStep, type OuterMessage } from '../train/outer.ts';
-import { BackendError } from './errors.ts';
+import { BackendError, DivergedError } from './errors.ts';
 import { VAL_BATCHES } from './run-config.ts';
 
 export type BackendKind = 'gpu' | 'cpu';
@@ -33,7 +33,10 @@ export interface ReplicaBackend extends Replica {
   readonly adapter: string;
   /** Floats per state buffer (layout.total). */
   readonly total: number;
-  /** `steps` inner AdamW steps on this replica's windows; the loss of each. */
+  /**
+   * `steps` inner AdamW steps on this replica's windows; the loss of each. A non-finite loss
+   * rejects with DivergedError after θ was reset to φ (step counter at the last outer step).
+   */
   train(steps: number): Promise<number[]>;
   /** Mean loss over the run's fixed validation batches (θ = φ right after an outer step). */
   evaluate(): Promise<number>;
@@ -96,8 +99,14 @@ class GpuBackend implements ReplicaBackend {
     }
   }
 
-  train(steps: number): Promise<number[]> {
-    return this.trainer.train(steps);
+  async train(steps: number): Promise<number[]> {
+    try {
+      return await this.trainer.train(steps);
+    } catch (err) {
+      // The Trainer already went back to its last outer state (θ = φ, moments zero).
+      if (err instanceof Error && /\bloss is (NaN|-?Infinity)\b.*reset/.test(err.message)) throw new DivergedError(err.message, { cause: err });
+      throw err;
+    }
   }
 
   evaluate(): Promise<number> {
@@ -145,6 +154,8 @@ class CpuBackend implements ReplicaBackend {
   private readonly momentum: Float32Array;
   private sent: OuterMessage | null = null;
   private batch: Batch | undefined;
+  /** Inner steps at the last outer step (or load): where a divergence resets the schedule to. */
+  private stepAtOuter = 0;
 
   constructor(init: BackendInit, private readonly cfg: TrainConfig, private readonly val: Batch[]) {
     this.layout = buildLayout(init.run.model);
@@ -160,7 +171,16 @@ class CpuBackend implements ReplicaBackend {
     const losses: number[] = [];
     for (let i = 0; i < steps; i++) {
       this.batch = this.sampler.next(this.cfg.batch, this.cfg.seqLen, this.batch);
-      losses.push(this.trainer.trainStep(this.batch));
+      try {
+        losses.push(this.trainer.trainStep(this.batch));
+      } catch (err) {
+        // As the GPU Trainer does: back to the last shared weights rather than train on NaNs.
+        this.trainer.setParams(this.phi);
+        this.trainer.m.fill(0);
+        this.trainer.v.fill(0);
+        this.trainer.step = this.stepAtOuter;
+        throw new DivergedError(`${(err as Error).message}; the weights were reset to the last outer state (step ${this.stepAtOuter})`, { cause: err });
+      }
       // One step of a small model is milliseconds: let signals and heartbeats through between them.
       await new Promise((r) => setImmediate(r));
     }
@@ -191,6 +211,7 @@ class CpuBackend implements ReplicaBackend {
     const { outerMomentum: momentum, outerLr: lr, consensus } = this.cfg;
     nolocoOuterStep({ phi: this.phi, momentum: this.momentum, theta: this.trainer.params }, group, { momentum, lr, consensus });
     this.sent = null;
+    this.stepAtOuter = this.trainer.step;
   }
 
   async slowState(): Promise<SlowState> {
@@ -206,7 +227,7 @@ class CpuBackend implements ReplicaBackend {
     this.trainer.setParams(s.phi);
     this.trainer.m.fill(0);
     this.trainer.v.fill(0);
-    this.trainer.step = s.innerStep;
+    this.trainer.step = this.stepAtOuter = s.innerStep;
   }
 
   dispose(): void { /* nothing held outside the heap */ }

@@ -7,7 +7,8 @@ export type VolunteerErrorCode =
   | 'ERR_COORDINATOR_REFUSED'
   | 'ERR_DATA'
   | 'ERR_BACKEND'
-  | 'ERR_STOPPED';
+  | 'ERR_STOPPED'
+  | 'ERR_DIVERGED';
 
 export class VolunteerError extends Error {
   readonly code: VolunteerErrorCode;
@@ -49,4 +50,9 @@ export class BackendError extends VolunteerError {
 /** stop() came before the volunteer had joined: nothing was trained. */
 export class VolunteerStoppedError extends VolunteerError {
   constructor(reason: string) { super('ERR_STOPPED', `stopped before joining the run (${reason})`); }
+}
+
+/** The loss went non-finite; θ is back at φ of the last outer step and the inner loop restarts. */
+export class DivergedError extends VolunteerError {
+  constructor(message: string, options?: { cause?: unknown }) { super('ERR_DIVERGED', message, options); }
 }

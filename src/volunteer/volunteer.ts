@@ -9,7 +9,7 @@
 import type { ReportFields, RunInfo, WelcomeMsg } from '../protocol/messages.ts';
 import type { Signaling } from '../protocol/signaling.ts';
 import type { StateFrame } from '../protocol/state-frame.ts';
-import { consoleLogger, silentLogger, type Logger } from '../sync/components.ts';
+import { silentLogger, type Logger } from '../sync/components.ts';
 import { createMesh, type Mesh } from '../sync/mesh.ts';
 import type { RtcImplementation } from '../sync/links.ts';
 import { joinRun, type JoinSource } from '../sync/replica.ts';
@@ -17,7 +17,7 @@ import { SignalingClient, memorySessionStore, type SessionStore, type WebSocketC
 import type { BootState, ExchangeResult } from '../sync/types.ts';
 import { BACKENDS, createBackend, type BackendKind, type ReplicaBackend } from './backend.ts';
 import { downloadAssignment } from './data.ts';
-import { CoordinatorRefusedError, CoordinatorUnreachableError, VolunteerConfigError, VolunteerStoppedError } from './errors.ts';
+import { CoordinatorRefusedError, CoordinatorUnreachableError, DivergedError, VolunteerConfigError, VolunteerStoppedError } from './errors.ts';
 import { runOuterRound } from './round.ts';
 import { runConfigHash } from './run-config.ts';
 import { withPeerReplay } from './signaling.ts';
@@ -114,6 +114,9 @@ export function validateVolunteerOptions(o: VolunteerOptions): Required<Pick<Vol
 export function runVolunteer(opts: VolunteerOptions, components: VolunteerComponents): Volunteer {
   return new HeadlessVolunteer(opts, components);
 }
+
+/** Inner loops in a row that may end in a non-finite loss before the volunteer gives up. */
+const MAX_DIVERGED_IN_A_ROW = 3;
 
 class HeadlessVolunteer implements Volunteer {
   readonly joined: Promise<{ peerId: string; run: RunInfo; source: JoinSource; adapter: string }>;
@@ -293,17 +296,28 @@ class HeadlessVolunteer implements Volunteer {
     const chunk = Math.min(this.settings.chunkSteps, H);
     const every = this.settings.evalEveryRounds;
     const startRound = this.round, startStep = this.step;
+    let diverged = 0;
     for (;;) {
       if (this.stopping) return;
       if (this.opts.rounds !== undefined && this.round - startRound >= this.opts.rounds) return;
       if (this.opts.steps !== undefined && this.step - startStep >= this.opts.steps) return;
       const t0 = performance.now();
       const losses: number[] = [];
-      while (losses.length < H) {
-        if (this.stopping) return; // an unfinished inner loop is dropped, not half-exchanged
-        losses.push(...await backend.train(Math.min(chunk, H - losses.length)));
-        await new Promise((r) => setImmediate(r));
+      try {
+        while (losses.length < H) {
+          if (this.stopping) return; // an unfinished inner loop is dropped, not half-exchanged
+          losses.push(...await backend.train(Math.min(chunk, H - losses.length)));
+          await new Promise((r) => setImmediate(r));
+        }
+      } catch (err) {
+        if (!(err instanceof DivergedError)) throw err;
+        // θ is back at φ: run this inner loop again; a run that keeps diverging needs a person.
+        if (++diverged >= MAX_DIVERGED_IN_A_ROW) throw new DivergedError(`${err.message}; ${diverged} inner loops in a row diverged, giving up (lower the run's lr)`, { cause: err });
+        this.log.warn('loss diverged; the inner loop restarts from the last outer state', { error: err.message, inARow: diverged });
+        this.step = this.stepAtOuter;
+        continue;
       }
+      diverged = 0;
       this.step += H;
       this.tokens += H * batch * seqLen;
       const innerMs = performance.now() - t0;
@@ -347,4 +361,3 @@ class HeadlessVolunteer implements Volunteer {
   }
 }
 
-export { consoleLogger };
