@@ -5,6 +5,7 @@ import { register as registerPrepare } from './commands/prepare.ts';
 import { register as registerTrain } from './commands/train.ts';
 import { register as registerServe } from './commands/serve.ts';
 import { register as registerExport } from './commands/export.ts';
+import { register as registerTrainGpu } from './commands/train-gpu.ts';
 import { register as registerSim } from './commands/sim.ts';
 
 export async function main(argv: string[]): Promise<void> {
@@ -16,6 +17,7 @@ export async function main(argv: string[]): Promise<void> {
   registerTrain(program);
   registerServe(program);
   registerExport(program);
+  registerTrainGpu(program);
   registerSim(program);
   try {
     await program.parseAsync(argv);

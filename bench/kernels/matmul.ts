@@ -1,0 +1,91 @@
+// Matmul kernel lab: every numbered variant in ./matmul/ is validated against a CPU matmul and
+// timed on the transformer block's shapes. Only the winner moves into src/shaders.
+// Run: npx tsx bench/kernels/matmul.ts [variant prefix...]   (writes bench/results/kernels-matmul.json)
+//
+// Findings on SwiftShader (2 shared cores, so absolute numbers swing with load; compare rows of
+// one run): 01 naive ~0.2 GFLOPS; 04 16x16 workgroup-memory tile ~0.08 (slower than naive:
+// barriers are expensive on a CPU); 02 8x4 register block with vec4 loads ~1-2.7; 03 the same
+// with scalar loads close to 02 on some shapes, 2-3x worse on others; 05 the block as a loop
+// over an array with an override row count 3-5x slower than 02 (the array is not promoted to
+// registers). The trainer's kernel (src/shaders/matmul.wgsl) is 02 generalised: nn/nt/tn,
+// epilogues, batching, TM = 8 or 4 rows kept as hand-written rows behind `if (TM == 8u)`.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { labDevice, maxRelErr, randn, readBack, storage, timeIt, uniform } from './lab.ts';
+
+interface Variant { file: string; colsPerThread: number; rowsPerThread: number; wg: [number, number]; overrides?: Record<string, number>; vec4: boolean; production?: boolean }
+const dir = new URL('./matmul/', import.meta.url);
+const VARIANTS: Variant[] = [
+  { file: '01_naive.wgsl', colsPerThread: 1, rowsPerThread: 1, wg: [16, 16], vec4: false },
+  { file: '02_reg8x4_vec4.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [8, 8], vec4: true },
+  { file: '02_reg8x4_vec4.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [16, 4], vec4: true },
+  { file: '02_reg8x4_vec4.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [4, 16], vec4: true },
+  { file: '02_reg8x4_vec4.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [16, 16], vec4: true },
+  { file: '03_reg8x4_scalar.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [8, 8], vec4: false },
+  { file: '04_shared16.wgsl', colsPerThread: 1, rowsPerThread: 1, wg: [16, 16], vec4: false },
+  { file: '05_reg_override_loop.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [8, 8], overrides: { TM: 8 }, vec4: true },
+  { file: '05_reg_override_loop.wgsl', colsPerThread: 4, rowsPerThread: 4, wg: [8, 8], overrides: { TM: 4 }, vec4: true },
+  // The kernel the trainer uses (src/shaders/matmul.wgsl + vec4 prelude), entry nn.
+  { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [8, 8], vec4: true, production: true },
+  { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [16, 4], vec4: true, production: true },
+  { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 4, wg: [16, 16], overrides: { TM: 4 }, vec4: true, production: true },
+  { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [16, 4], overrides: { VEC4: 0 }, vec4: false, production: true },
+];
+const srcDir = new URL('../../src/shaders/', import.meta.url);
+const productionCode = () => readFileSync(new URL('matmul.wgsl', srcDir), 'utf8');
+
+function cpuMatmul(A: Float32Array, B: Float32Array, M: number, K: number, N: number): Float64Array {
+  const C = new Float64Array(M * N);
+  for (let i = 0; i < M; i++) for (let k = 0; k < K; k++) {
+    const a = A[i * K + k];
+    for (let j = 0; j < N; j++) C[i * N + j] += a * B[k * N + j];
+  }
+  return C;
+}
+
+const device = await labDevice();
+const only = process.argv.slice(2);
+const shapes: [number, number, number][] = [[512, 256, 1024], [512, 1024, 256], [512, 256, 768], [36, 20, 44]];
+const results: { variant: string; wg: string; overrides: Record<string, number>; shape: string; gflops: number; maxRelErr: number }[] = [];
+console.log('variant                         wg      ' + shapes.map(([m, k, n]) => `${m}x${k}x${n}`.padStart(14)).join('') + '   (GFLOPS; err)');
+for (const v of VARIANTS) {
+  if (only.length && !only.some((o) => v.file.startsWith(o))) continue;
+  const module = device.createShaderModule({ label: `lab.${v.file}`, code: v.production ? productionCode() : readFileSync(new URL(v.file, dir), 'utf8') });
+  // The production kernel declares every binding of its explicit layout; 'auto' would drop the
+  // unused ones, so give it the full layout.
+  const layout = v.production
+    ? device.createPipelineLayout({ bindGroupLayouts: [device.createBindGroupLayout({ entries: ['read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'storage', 'uniform', 'storage', 'read-only-storage', 'read-only-storage'].map((type, binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: type as GPUBufferBindingType } })) })] })
+    : 'auto';
+  const pipeline = device.createComputePipeline({
+    label: `lab.${v.file}`, layout,
+    compute: { module, entryPoint: v.production ? 'nn' : 'main', constants: { WG_X: v.wg[0], WG_Y: v.wg[1], ...(v.overrides ?? {}) } },
+  });
+  const cells: string[] = [];
+  for (const [M, K, N] of shapes) {
+    const A = randn(M * K, 1), B = randn(K * N, 2);
+    const bA = storage(device, A, 'lab.A'), bB = storage(device, B, 'lab.B'), bC = storage(device, M * N, 'lab.C');
+    // production uniform: M N K lda | ldb ldc offA offB | offC offBias offR ldr | nInner aOuter aInner bOuter | bInner cOuter cInner alpha
+    const u = v.production
+      ? uniform(device, [M, N, K, K, N, N, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x3f800000], 'lab.mm')
+      : uniform(device, [M, N, K, 0], 'lab.dims');
+    const bufs = v.production ? [bA, bB, bC, u] : [bA, bB, bC, u];
+    const dbias = storage(device, N, 'lab.dbias');
+    const entries = v.production
+      ? [[0, bA], [1, bB], [2, bA], [3, bA], [4, bC], [5, u], [6, dbias], [7, bA], [8, bB]].map(([binding, buffer]) => ({ binding: binding as number, resource: { buffer: buffer as GPUBuffer } }))
+      : bufs.map((buffer, binding) => ({ binding, resource: { buffer } }));
+    const bg = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const gx = Math.ceil(N / v.colsPerThread / v.wg[0]), gy = Math.ceil(M / v.rowsPerThread / v.wg[1]);
+    const encode = (enc: GPUCommandEncoder) => {
+      const pass = enc.beginComputePass(); pass.setPipeline(pipeline); pass.setBindGroup(0, bg); pass.dispatchWorkgroups(gx, gy); pass.end();
+    };
+    const ms = await timeIt(device, encode, M * N * K > 1e6 ? 3 : 5);
+    const err = maxRelErr(await readBack(device, bC, M * N), cpuMatmul(A, B, M, K, N));
+    cells.push(`${(2 * M * N * K / ms / 1e6).toFixed(2)};${err < 1e-5 ? 'ok' : err.toExponential(0)}`.padStart(14));
+    results.push({ variant: v.file, wg: `${v.wg[0]}x${v.wg[1]}`, overrides: v.overrides ?? {}, shape: `${M}x${K}x${N}`, gflops: 2 * M * N * K / ms / 1e6, maxRelErr: err });
+    for (const b of [bA, bB, bC, u, dbias]) b.destroy();
+  }
+  console.log(`${v.file.padEnd(30)}  ${`${v.wg[0]}x${v.wg[1]}`.padEnd(6)}${cells.join('')}`);
+}
+device.destroy();
+const outDir = new URL('../results/', import.meta.url);
+mkdirSync(outDir, { recursive: true });
+writeFileSync(new URL('kernels-matmul.json', outDir), JSON.stringify({ date: new Date().toISOString(), results }, null, 2) + '\n');

@@ -1,0 +1,89 @@
+// `murmur train-gpu`: one replica on the WGSL engine in Node (Dawn; SwiftShader when there is no
+// GPU driver), no network: the headless volunteer's Trainer on the default corpus or a prepared
+// dataset, printing train/validation loss like `murmur train` does for the CPU reference.
+import type { Command } from 'commander';
+import { preset, trainConfig } from '../model/config.ts';
+import { datasetFromCorpus, loadDataset } from '../data/dataset.ts';
+import { validationBatches } from '../data/sampler.ts';
+import { createNodeTrainer } from '../worker/node.ts';
+import type { TrainerInfo } from '../worker/types.ts';
+
+export interface TrainGpuOptions {
+  preset: string;
+  steps: number;
+  batch: number;
+  seqLen?: number;
+  lr: number;
+  evalEvery: number;
+  evalBatches: number;
+  seed: number;
+  data?: string;
+  autotune: boolean;
+}
+
+export interface GpuEvalPoint { step: number; trainLoss: number; valLoss: number; ms: number; info: TrainerInfo }
+
+/** Trains on the GPU engine and yields a point at every evaluation (step 0 included). */
+export async function* trainGpu(o: TrainGpuOptions): AsyncGenerator<GpuEvalPoint> {
+  const model = preset(o.preset);
+  const T = o.seqLen ?? model.ctx;
+  const train = trainConfig({ batch: o.batch, seqLen: T, lr: o.lr, totalSteps: o.steps, warmupSteps: Math.min(100, Math.ceil(o.steps / 10)) }, model);
+  const data = o.data ? loadDataset(o.data) : datasetFromCorpus();
+  const val = validationBatches(data.val, o.batch, T, o.evalBatches);
+  const trainer = createNodeTrainer();
+  try {
+    const info = await trainer.init({ model, train, data: data.train, autotune: o.autotune, readEvery: Math.min(o.evalEvery, 50) }, o.seed);
+    const t0 = performance.now();
+    yield { step: 0, trainLoss: NaN, valLoss: await trainer.evaluate(val), ms: 0, info };
+    for (let s = 0; s < o.steps;) {
+      const n = Math.min(o.evalEvery, o.steps - s);
+      const losses = await trainer.train(n);
+      s += n;
+      yield { step: s, trainLoss: losses.reduce((a, b) => a + b, 0) / n, valLoss: await trainer.evaluate(val), ms: performance.now() - t0, info };
+    }
+  } finally {
+    trainer.dispose();
+  }
+}
+
+export function register(program: Command): void {
+  program
+    .command('train-gpu')
+    .description('train one replica on the WGSL engine (Dawn in Node) and print train/validation loss')
+    .option('--preset <name>', 'model preset (micro, tiny, small, base)', 'tiny')
+    .option('--steps <n>', 'inner steps', (v) => positiveInt(v, '--steps'), 300)
+    .option('--batch <n>', 'sequences per step', (v) => positiveInt(v, '--batch'), 8)
+    .option('--seq-len <n>', 'tokens per sequence (default: the preset context)', (v) => positiveInt(v, '--seq-len'))
+    .option('--lr <x>', 'peak learning rate', (v) => positiveNum(v, '--lr'), 2e-3)
+    .option('--eval-every <n>', 'steps between validation evaluations', (v) => positiveInt(v, '--eval-every'), 25)
+    .option('--eval-batches <n>', 'fixed validation batches', (v) => positiveInt(v, '--eval-batches'), 4)
+    .option('--seed <n>', 'run seed', (v) => Number.parseInt(v, 10), 1)
+    .option('--data <dir>', 'a dataset made by `murmur prepare` (default: Moby Dick)')
+    .option('--no-autotune', 'use the default kernel shapes instead of measuring (cached per adapter)')
+    .action(async (o: TrainGpuOptions) => {
+      console.log(`murmur train-gpu: preset ${o.preset}, ${o.steps} steps of ${o.batch}x${o.seqLen ?? preset(o.preset).ctx} tokens, ` +
+        `data ${o.data ?? 'Moby Dick (default)'}`);
+      for await (const p of trainGpu(o)) {
+        if (p.step === 0) {
+          console.log(`  ${p.info.adapter}; ${(p.info.params / 1e6).toFixed(2)}M params; ${p.info.dispatchesPerStep} dispatches/step; ` +
+            `${(p.info.gpuBytes / 2 ** 20).toFixed(0)} MiB of GPU buffers`);
+          console.log('  step   train loss   val loss   elapsed   ms/step');
+        }
+        const tl = Number.isNaN(p.trainLoss) ? '      -' : p.trainLoss.toFixed(4).padStart(7);
+        const per = p.step > 0 ? (p.ms / p.step).toFixed(0).padStart(7) : '      -';
+        console.log(`${String(p.step).padStart(6)}   ${tl}      ${p.valLoss.toFixed(4)}   ${(p.ms / 1000).toFixed(1).padStart(6)}s   ${per}`);
+      }
+    });
+}
+
+function positiveInt(v: string, name: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got "${v}"`);
+  return n;
+}
+
+function positiveNum(v: string, name: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got "${v}"`);
+  return n;
+}

@@ -1,0 +1,180 @@
+// Kernel shapes per adapter: a short timing run at start-up picks the matmul workgroup shape,
+// rows per invocation and load width (per product kind) and the grid-stride workgroup count, and the result is cached by adapter
+// (IndexedDB in a browser, a JSON file in Node), so it runs once per machine. The best shape
+// on a software GPU is not the best on a real one: SwiftShader pays per workgroup and runs a
+// few wide workgroups best, a discrete GPU wants many.
+import type { AdapterSummary } from './device.ts';
+import { DEFAULT_TUNING, encodeDispatches, Kernels, type Dispatch, type MatmulMode, type MatmulShape, type StrideShape, type Tuning, UniformData } from './kernels.ts';
+import { matmul } from './matmul.ts';
+
+/** Bump when kernels change enough that cached shapes should be re-measured. */
+export const AUTOTUNE_VERSION = 3;
+
+export interface TuningStore {
+  load(key: string): Promise<Tuning | undefined>;
+  save(key: string, tuning: Tuning): Promise<void>;
+}
+
+export interface AutotuneOptions {
+  store?: TuningStore;
+  /** Re-measure even when the store has shapes for this adapter. */
+  force?: boolean;
+  matmulCandidates?: MatmulShape[];
+  strideCandidates?: StrideShape[];
+  /** Problem size of the timed matmuls (M = N = K). */
+  size?: number;
+}
+
+export interface AutotuneResult {
+  tuning: Tuning;
+  fromCache: boolean;
+  key: string;
+  /** Mean milliseconds per dispatch of every candidate measured (empty when cached). */
+  timings: { kernel: string; shape: string; ms: number }[];
+}
+
+/** Workgroup shapes tried with vec4 loads; the fastest is then also tried with scalar loads. */
+export const MATMUL_CANDIDATES: MatmulShape[] = [
+  { wgX: 8, wgY: 8, tm: 8, vec4: true }, { wgX: 16, wgY: 4, tm: 8, vec4: true }, { wgX: 4, wgY: 16, tm: 8, vec4: true },
+  { wgX: 16, wgY: 16, tm: 8, vec4: true }, { wgX: 16, wgY: 16, tm: 4, vec4: true },
+];
+export const STRIDE_CANDIDATES: StrideShape[] = [
+  { wg: 256, groups: 64 }, { wg: 256, groups: 256 }, { wg: 256, groups: 1024 }, { wg: 256, groups: 4096 },
+];
+
+export function shapeName(s: MatmulShape): string {
+  return `${s.wgX}x${s.wgY}/${s.tm}${s.vec4 ? '' : '/scalar'}`;
+}
+
+/** The cache key: which adapter, and which version of the kernels. */
+export function tuningKey(info: AdapterSummary): string {
+  return `v${AUTOTUNE_VERSION}|${info.vendor}|${info.architecture}|${info.description}`;
+}
+
+export async function autotune(device: GPUDevice, info: AdapterSummary, opts: AutotuneOptions = {}): Promise<AutotuneResult> {
+  const key = tuningKey(info);
+  if (opts.store && !opts.force) {
+    const cached = await opts.store.load(key).catch(() => undefined);
+    if (cached && isTuning(cached)) return { tuning: cached, fromCache: true, key, timings: [] };
+  }
+  const timings: AutotuneResult['timings'] = [];
+  const n = opts.size ?? 256;
+  const k = new Kernels(device, DEFAULT_TUNING);
+  const usage = GPUBufferUsage.STORAGE;
+  const owned: GPUBuffer[] = [];
+  const buf = (label: string, floats: number) => {
+    const b = device.createBuffer({ label: `autotune.${label}`, size: floats * 4, usage });
+    owned.push(b);
+    return b;
+  };
+  try {
+    const A = buf('A', n * n), B = buf('B', n * n), C = buf('C', n * n);
+    const matmulBest = {} as Record<MatmulMode, MatmulShape>;
+    for (const mode of ['nn', 'nt', 'tn'] as MatmulMode[]) {
+      let best = { ms: Infinity, shape: DEFAULT_TUNING.matmul[mode] };
+      const measure = async (shape: MatmulShape) => {
+        const d = matmul(k, { label: `autotune.matmul.${mode}`, mode, M: n, N: n, K: n, a: { ref: A, ld: n }, b: { ref: B, ld: n }, c: { ref: C, ld: n } }, shape);
+        const ms = await timeDispatch(device, d);
+        timings.push({ kernel: `matmul.${mode}`, shape: shapeName(shape), ms });
+        if (ms < best.ms) best = { ms, shape };
+      };
+      for (const shape of opts.matmulCandidates ?? MATMUL_CANDIDATES) {
+        if (shape.wgX * shape.wgY > device.limits.maxComputeInvocationsPerWorkgroup) continue;
+        await measure(shape);
+      }
+      // The load width: the winning shape again with the other width.
+      await measure({ ...best.shape, vec4: !best.shape.vec4 });
+      matmulBest[mode] = best.shape;
+    }
+    // The grid-stride shape, timed on AdamW over 1M floats (the largest such kernel per step).
+    const total = 1 << 20;
+    const P = buf('params', total), G = buf('grads', total), M = buf('m', total), V = buf('v', total);
+    const mask = buf('mask', total / 64), st = buf('stepState', 8);
+    const u = k.uniform('autotune.adamw.uniform', new UniformData().u32(total).f32(0.9, 0.95, 1e-8));
+    let bestStride = { ms: Infinity, shape: DEFAULT_TUNING.stride };
+    for (const shape of opts.strideCandidates ?? STRIDE_CANDIDATES) {
+      if (shape.wg > device.limits.maxComputeInvocationsPerWorkgroup) continue;
+      const pipeline = k.pipeline('adamw', 'main', { WG: shape.wg });
+      const d = k.dispatch('autotune.adamw', pipeline, [P, G, M, V, mask, st, u], [Math.min(shape.groups, Math.ceil(total / shape.wg)), 1, 1]);
+      const ms = await timeDispatch(device, d);
+      timings.push({ kernel: 'adamw', shape: `${shape.wg}x${shape.groups}`, ms });
+      if (ms < bestStride.ms) bestStride = { ms, shape };
+    }
+    const tuning: Tuning = { matmul: matmulBest, stride: bestStride.shape };
+    await opts.store?.save(key, tuning).catch(() => {});
+    return { tuning, fromCache: false, key, timings };
+  } finally {
+    for (const b of owned) b.destroy();
+    k.destroy();
+  }
+}
+
+/**
+ * Ms per dispatch: one warm-up (compiles), then as many repeats in one submit as make the batch
+ * take >= 10 ms (so submit overhead does not decide on a fast GPU), timed three times; the
+ * minimum wins, because anything else on the machine only ever adds time.
+ */
+async function timeDispatch(device: GPUDevice, d: Dispatch): Promise<number> {
+  const run = async (reps: number) => {
+    const enc = device.createCommandEncoder({ label: 'autotune.time' });
+    const pass = enc.beginComputePass({ label: 'autotune.time.pass' });
+    encodeDispatches(pass, Array.from({ length: reps }, () => d));
+    pass.end();
+    const t0 = performance.now();
+    device.queue.submit([enc.finish()]);
+    await device.queue.onSubmittedWorkDone();
+    return performance.now() - t0;
+  };
+  await run(1);
+  let reps = 1;
+  let best = await run(reps);
+  while (best < 10 && reps < 256) {
+    reps *= 4;
+    best = await run(reps);
+  }
+  for (let i = 0; i < 2; i++) best = Math.min(best, await run(reps));
+  return best / reps;
+}
+
+function isTuning(t: unknown): t is Tuning {
+  const x = t as Tuning;
+  const shape = (s: MatmulShape | undefined) => !!s && Number.isInteger(s.wgX) && Number.isInteger(s.wgY) && s.wgX > 0 && s.wgY > 0 && (s.tm === 4 || s.tm === 8) && typeof s.vec4 === 'boolean';
+  return !!x && !!x.matmul && shape(x.matmul.nn) && shape(x.matmul.nt) && shape(x.matmul.tn)
+    && !!x.stride && Number.isInteger(x.stride.wg) && Number.isInteger(x.stride.groups) && x.stride.wg > 0 && x.stride.groups > 0;
+}
+
+/** In-memory store (tests, and a fallback where nothing persists). */
+export function memoryStore(): TuningStore & { entries: Map<string, Tuning> } {
+  const entries = new Map<string, Tuning>();
+  return {
+    entries,
+    async load(key) { return entries.get(key); },
+    async save(key, tuning) { entries.set(key, tuning); },
+  };
+}
+
+/** IndexedDB store for browsers (page or worker): database `murmur`, object store `autotune`. */
+export function indexedDbStore(dbName = 'murmur'): TuningStore {
+  const open = () => new Promise<IDBDatabase>((resolve, reject) => {
+    const req = indexedDB.open(dbName, 1);
+    req.onupgradeneeded = () => { if (!req.result.objectStoreNames.contains('autotune')) req.result.createObjectStore('autotune'); };
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+  const tx = async <T>(mode: IDBTransactionMode, fn: (s: IDBObjectStore) => IDBRequest): Promise<T> => {
+    const db = await open();
+    try {
+      return await new Promise<T>((resolve, reject) => {
+        const req = fn(db.transaction('autotune', mode).objectStore('autotune'));
+        req.onsuccess = () => resolve(req.result as T);
+        req.onerror = () => reject(req.error);
+      });
+    } finally {
+      db.close();
+    }
+  };
+  return {
+    load: (key) => tx<Tuning | undefined>('readonly', (s) => s.get(key)),
+    save: async (key, tuning) => { await tx('readwrite', (s) => s.put(tuning, key)); },
+  };
+}

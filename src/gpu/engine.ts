@@ -1,0 +1,286 @@
+// GpuEngine: one model replica on one GPUDevice. A training step (forward, backward, clip,
+// AdamW) is one command buffer replaying precreated dispatches, with no CPU readback; losses
+// land in a GPU ring that is copied out and mapped asynchronously every `readEvery` steps.
+// The outer step and the state transfers are here too; device acquisition and recovery from
+// device loss belong to the caller (src/worker/trainer.ts), which rebuilds an engine.
+import type { TrainConfig } from '../model/config.ts';
+import type { Layout } from '../model/layout.ts';
+import type { Batch } from '../data/batch.ts';
+import { activationBytes, GpuGPT } from './gpt.ts';
+import { DEFAULT_TUNING, encodeDispatches, Kernels, writeArray, type Dispatch, type Tuning } from './kernels.ts';
+import { checkDeviceLimits, requirements } from './limits.ts';
+import { buildOptim, outerUniformData, type OptimDispatches } from './optim.ts';
+import { GpuState, STEP_STATE_WORDS } from './state.ts';
+
+export interface EngineOptions {
+  layout: Layout;
+  train: TrainConfig;
+  /** Batch shape every step uses (evaluation batches must match it). */
+  B: number;
+  T: number;
+  /** Steps between asynchronous loss read-backs (also the loss ring's length). */
+  readEvery?: number;
+  tuning?: Tuning;
+}
+
+/** Every kind of state of a replica, laid out by the layout (Float32Array of layout.total). */
+export interface EngineState {
+  params: Float32Array;
+  m: Float32Array;
+  v: Float32Array;
+  phi: Float32Array;
+  outerM: Float32Array;
+  /** Optimizer steps taken (the LR schedule's position). */
+  step: number;
+}
+
+export interface OuterHyper { alpha: number; beta: number; gamma: number }
+
+export interface StepStats { losses: number[]; gradNorms: number[] }
+
+const COPY = () => GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ;
+
+export class GpuEngine {
+  readonly kernels: Kernels;
+  readonly state: GpuState;
+  readonly model: GpuGPT;
+  readonly optim: OptimDispatches;
+  readonly readEvery: number;
+  /** Optimizer steps taken; mirrors StepState.step on the GPU. */
+  step = 0;
+  private readonly hist: GPUBuffer;
+  private readonly evalAcc: GPUBuffer;
+  private readonly stepList: Dispatch[];
+  private readonly staging: GPUBuffer[] = [];
+  private readonly freeStaging: GPUBuffer[] = [];
+  private destroyed = false;
+
+  constructor(readonly device: GPUDevice, readonly opts: EngineOptions) {
+    const { layout, B, T } = opts;
+    const tuning = opts.tuning ?? DEFAULT_TUNING;
+    this.readEvery = opts.readEvery ?? 10;
+    if (!Number.isInteger(this.readEvery) || this.readEvery < 1) throw new RangeError(`readEvery must be a positive integer, got ${this.readEvery}`);
+    // Fail before allocating anything if this device cannot hold the model.
+    checkDeviceLimits(device.limits, requirements(layout, B, T, tuning).needs);
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    this.kernels = new Kernels(device, tuning);
+    this.hist = device.createBuffer({ label: 'GpuEngine.hist', size: this.readEvery * 8, usage });
+    this.evalAcc = device.createBuffer({ label: 'GpuEngine.evalAcc', size: 16, usage });
+    let state: GpuState | undefined, model: GpuGPT | undefined;
+    try {
+      this.state = state = new GpuState(device, layout);
+      this.model = model = new GpuGPT(this.kernels, layout, state, B, T);
+      this.optim = buildOptim(this.kernels, state, model.losses, model.N, this.hist, this.readEvery, this.evalAcc, opts.train);
+    } catch (e) {
+      // Free what was made before the failure: a half-built engine holds no GPU memory.
+      model?.destroy();
+      state?.destroy();
+      this.kernels.destroy();
+      this.hist.destroy();
+      this.evalAcc.destroy();
+      throw e;
+    }
+    this.stepList = [...model.forward, this.optim.lossTrain, ...model.backward, ...this.optim.update];
+  }
+
+  /** Bytes of GPU memory allocated: the seven state buffers plus activations. */
+  get gpuBytes(): number {
+    return 7 * this.state.bytes + activationBytes(this.opts.layout, this.opts.B, this.opts.T).total;
+  }
+
+  /** Kernel launches in one training step. */
+  get dispatchesPerStep(): number {
+    return this.stepList.length;
+  }
+
+  /** The dispatches of one training step, in order (for profilers; replaying them trains). */
+  get stepDispatches(): readonly Dispatch[] {
+    return this.stepList;
+  }
+
+  /** Writes every kind of state (and the step counter) to the GPU. */
+  writeState(s: EngineState): void {
+    const total = this.opts.layout.total;
+    for (const [name, a] of Object.entries({ params: s.params, m: s.m, v: s.v, phi: s.phi, outerM: s.outerM })) {
+      if (a.length !== total) throw new RangeError(`state.${name} has ${a.length} floats; this model's layout needs ${total}`);
+    }
+    if (!Number.isInteger(s.step) || s.step < 0) throw new RangeError(`state.step must be a non-negative integer, got ${s.step}`);
+    const q = this.device.queue;
+    writeArray(q, this.state.params, s.params);
+    writeArray(q, this.state.m, s.m);
+    writeArray(q, this.state.v, s.v);
+    writeArray(q, this.state.phi, s.phi);
+    writeArray(q, this.state.outerM, s.outerM);
+    const st = new Uint32Array(STEP_STATE_WORDS);
+    st[0] = s.step;
+    writeArray(q, this.state.stepState, st);
+    this.step = s.step;
+  }
+
+  /** Reads every kind of state back (for checkpoints and tests). */
+  async readState(): Promise<EngineState> {
+    const [params, m, v, phi, outerM] = await this.readBuffers([this.state.params, this.state.m, this.state.v, this.state.phi, this.state.outerM]);
+    return { params, m, v, phi, outerM, step: this.step };
+  }
+
+  /**
+   * Runs `steps` training steps on batches from `next`; one submit each. Returns every step's
+   * loss and pre-clip gradient norm, read back asynchronously every `readEvery` steps.
+   */
+  async train(steps: number, next: () => Batch): Promise<StepStats> {
+    this.assertLive();
+    if (!Number.isInteger(steps) || steps < 0) throw new RangeError(`steps must be a non-negative integer, got ${steps}`);
+    const losses = new Array<number>(steps), gradNorms = new Array<number>(steps);
+    const pending: Promise<void>[] = [];
+    const cap = this.readEvery;
+    let chunkStart = 0;
+    for (let s = 0; s < steps; s++) {
+      const batch = next();
+      this.model.writeBatch(batch.tokens, batch.targets);
+      const enc = this.device.createCommandEncoder({ label: 'GpuEngine.step' });
+      enc.clearBuffer(this.state.grads);
+      enc.clearBuffer(this.model.dres);
+      const pass = enc.beginComputePass({ label: 'GpuEngine.step.pass' });
+      encodeDispatches(pass, this.stepList);
+      pass.end();
+      const chunkEnd = s + 1 - chunkStart === cap || s === steps - 1;
+      let staging: GPUBuffer | undefined;
+      if (chunkEnd) {
+        staging = this.takeStaging(cap * 8);
+        enc.copyBufferToBuffer(this.hist, 0, staging, 0, cap * 8);
+      }
+      this.device.queue.submit([enc.finish()]);
+      this.step++;
+      if (staging) {
+        const first = chunkStart, count = s + 1 - chunkStart, firstGlobal = this.step - count, buf = staging;
+        const read = buf.mapAsync(GPUMapMode.READ).then(() => {
+          const h = new Float32Array(buf.getMappedRange(0, cap * 8));
+          for (let i = 0; i < count; i++) {
+            const slot = (firstGlobal + i) % cap;
+            losses[first + i] = h[2 * slot];
+            gradNorms[first + i] = h[2 * slot + 1];
+          }
+          buf.unmap();
+          this.freeStaging.push(buf);
+        });
+        // Marked handled now: if the device is lost, every pending read rejects, and only the
+        // one being awaited reports it (the caller rebuilds; the rest are moot).
+        read.catch(() => {});
+        pending.push(read);
+        chunkStart = s + 1;
+        // At most two chunks in flight: the CPU never runs far ahead of the GPU.
+        if (pending.length >= 2) await pending.shift();
+      }
+    }
+    await Promise.all(pending);
+    return { losses, gradNorms };
+  }
+
+  /** Mean loss over `batches` (forward only; parameters untouched). */
+  async evaluate(batches: readonly Batch[]): Promise<number> {
+    this.assertLive();
+    if (batches.length === 0) throw new RangeError('evaluate needs at least one batch');
+    for (let i = 0; i < batches.length; i++) {
+      const b = batches[i];
+      if (b.B !== this.opts.B || b.T !== this.opts.T) {
+        throw new RangeError(`evaluation batch ${i} is (B=${b.B}, T=${b.T}); this engine runs (B=${this.opts.B}, T=${this.opts.T})`);
+      }
+      this.model.writeBatch(b.tokens, b.targets);
+      const enc = this.device.createCommandEncoder({ label: 'GpuEngine.evaluate' });
+      if (i === 0) enc.clearBuffer(this.evalAcc);
+      const pass = enc.beginComputePass({ label: 'GpuEngine.evaluate.pass' });
+      encodeDispatches(pass, [...this.model.evalForward, this.optim.lossEval]);
+      pass.end();
+      this.device.queue.submit([enc.finish()]);
+    }
+    const [acc] = await this.readBuffers([this.evalAcc], 1);
+    return acc[0] / batches.length;
+  }
+
+  /** φ and Δ = θ - φ: what this replica sends its partner at an outer step. */
+  async outerPayload(): Promise<{ phi: Float32Array; delta: Float32Array }> {
+    this.assertLive();
+    const enc = this.device.createCommandEncoder({ label: 'GpuEngine.outerPayload' });
+    const pass = enc.beginComputePass({ label: 'GpuEngine.outerPayload.pass' });
+    encodeDispatches(pass, [this.optim.outerDelta]);
+    pass.end();
+    this.device.queue.submit([enc.finish()]);
+    const [phi, delta] = await this.readBuffers([this.state.phi, this.state.grads]);
+    return { phi, delta };
+  }
+
+  /**
+   * The outer step with `partners`' payloads (none: a solo step). Several partners are summed
+   * here, so the kernel always sees one φ sum and one Δ sum. Returns the new φ and outer
+   * momentum (the "last outer state" a lost device is rebuilt from).
+   */
+  async applyOuter(partners: readonly { phi: Float32Array; delta: Float32Array }[], h: OuterHyper): Promise<{ phi: Float32Array; outerM: Float32Array }> {
+    this.assertLive();
+    const total = this.opts.layout.total;
+    partners.forEach((p, i) => {
+      if (p.phi.length !== total || p.delta.length !== total) {
+        throw new RangeError(`partner payload ${i} has phi ${p.phi.length} / delta ${p.delta.length} floats; this model's layout needs ${total}`);
+      }
+    });
+    const q = this.device.queue;
+    if (partners.length > 0) {
+      const sum = (key: 'phi' | 'delta') => {
+        if (partners.length === 1) return partners[0][key];
+        const out = new Float32Array(total);
+        for (const p of partners) { const a = p[key]; for (let i = 0; i < total; i++) out[i] += a[i]; }
+        return out;
+      };
+      writeArray(q, this.state.partnerPhi, sum('phi'));
+      writeArray(q, this.state.grads, sum('delta'));
+    }
+    q.writeBuffer(this.optim.outerUniform, 0, outerUniformData(total, partners.length, h.alpha, h.beta, h.gamma));
+    const enc = this.device.createCommandEncoder({ label: 'GpuEngine.applyOuter' });
+    const pass = enc.beginComputePass({ label: 'GpuEngine.applyOuter.pass' });
+    encodeDispatches(pass, [this.optim.outerApply]);
+    pass.end();
+    q.submit([enc.finish()]);
+    const [phi, outerM] = await this.readBuffers([this.state.phi, this.state.outerM]);
+    return { phi, outerM };
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.model.destroy();
+    this.state.destroy();
+    this.kernels.destroy();
+    for (const b of [this.hist, this.evalAcc, ...this.optim.owned, ...this.staging]) b.destroy();
+  }
+
+  private assertLive(): void {
+    if (this.destroyed) throw new Error('GpuEngine: used after destroy()');
+  }
+
+  private takeStaging(bytes: number): GPUBuffer {
+    const b = this.freeStaging.pop();
+    if (b) return b;
+    const nb = this.device.createBuffer({ label: `GpuEngine.staging[${this.staging.length}]`, size: bytes, usage: COPY() });
+    this.staging.push(nb);
+    return nb;
+  }
+
+  /** Copies each buffer's first `floats` floats (default: the layout's total) out, in one submit. */
+  private async readBuffers(bufs: GPUBuffer[], floats = this.opts.layout.total): Promise<Float32Array[]> {
+    const bytes = Math.ceil(floats / 4) * 16;
+    const enc = this.device.createCommandEncoder({ label: 'GpuEngine.read' });
+    const outs = bufs.map((b) => {
+      const s = this.device.createBuffer({ label: `GpuEngine.read.${b.label}`, size: bytes, usage: COPY() });
+      enc.copyBufferToBuffer(b, 0, s, 0, Math.min(bytes, b.size));
+      return s;
+    });
+    this.device.queue.submit([enc.finish()]);
+    try {
+      return await Promise.all(outs.map(async (s) => {
+        await s.mapAsync(GPUMapMode.READ);
+        return new Float32Array(s.getMappedRange().slice(0, floats * 4));
+      }));
+    } finally {
+      for (const s of outs) s.destroy();
+    }
+  }
+}

@@ -1,0 +1,201 @@
+// Pipelines, uniforms and bind groups, made once. A training step is then only a replay of a
+// list of Dispatch records (pipeline + bind group + grid) into one compute pass: no pipeline
+// or bind group is created and no uniform is written per step.
+import { SHADERS, type ShaderName } from './shaders.ts';
+
+/** One recorded kernel launch. */
+export interface Dispatch {
+  label: string;
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  workgroups: [number, number, number];
+}
+
+export type MatmulMode = 'nn' | 'nt' | 'tn';
+
+/**
+ * Shape of the matmul kernel per product kind: invocations per workgroup along columns (wgX,
+ * 4 columns each) and rows (wgY), rows per invocation (tm: 8 or 4), and whether aligned
+ * operands use vec4 loads (vec4) or scalar ones.
+ */
+export interface MatmulShape { wgX: number; wgY: number; tm: 4 | 8; vec4: boolean }
+
+/**
+ * Grid of the grid-stride kernels over whole state buffers (AdamW, outer step, grad norm,
+ * embeddings, GELU): workgroup size and the most workgroups launched. SwiftShader pays ~50 us
+ * per workgroup, so few large ones win there; a discrete GPU needs tens of thousands of
+ * invocations in flight.
+ */
+export interface StrideShape { wg: number; groups: number }
+
+/** Kernel shapes chosen per adapter by the autotuner (src/gpu/autotune.ts). */
+export interface Tuning {
+  matmul: Record<MatmulMode, MatmulShape>;
+  stride: StrideShape;
+}
+
+/** Used when no autotune ran: shapes that are reasonable everywhere. */
+export const DEFAULT_TUNING: Tuning = {
+  matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true }, tn: { wgX: 8, wgY: 8, tm: 8, vec4: true } },
+  stride: { wg: 256, groups: 256 },
+};
+
+/** A binding: a whole buffer, or a range of one (offset and size in bytes). */
+export type Ref = GPUBuffer | GPUBufferBinding;
+
+export function asBinding(r: Ref): GPUBufferBinding {
+  return 'buffer' in r ? r : { buffer: r };
+}
+
+/** Bytes a binding spans. */
+export function bindingBytes(r: Ref): number {
+  const b = asBinding(r);
+  return b.size ?? b.buffer.size - (b.offset ?? 0);
+}
+
+/** Grid for a grid-stride kernel: enough workgroups to cover n, at most `cap`. */
+export function strideGrid(n: number, wg: number, cap = 65535): [number, number, number] {
+  return [Math.max(1, Math.min(cap, Math.ceil(n / wg))), 1, 1];
+}
+
+/** Packs a uniform struct of 4-byte fields: integers as u32 unless wrapped with f32(). */
+export class UniformData {
+  private readonly words: ArrayBuffer;
+  private readonly view: DataView;
+  private n = 0;
+  constructor(capacityWords = 32) {
+    this.words = new ArrayBuffer(capacityWords * 4);
+    this.view = new DataView(this.words);
+  }
+  u32(...xs: number[]): this {
+    for (const x of xs) {
+      if (!Number.isInteger(x) || x < 0 || x > 0xffffffff) throw new RangeError(`uniform u32 field out of range: ${x}`);
+      this.view.setUint32(4 * this.n++, x, true);
+    }
+    return this;
+  }
+  f32(...xs: number[]): this {
+    for (const x of xs) this.view.setFloat32(4 * this.n++, x, true);
+    return this;
+  }
+  /** Bytes, padded to 16 (uniform structs are 16-byte aligned). */
+  bytes(): ArrayBuffer {
+    return this.words.slice(0, Math.max(16, Math.ceil(this.n / 4) * 16));
+  }
+}
+
+export class Kernels {
+  private readonly modules = new Map<string, GPUShaderModule>();
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly layouts = new Map<string, GPUBindGroupLayout>();
+  /** Bound where a kernel's binding is unused (a bias-free matmul's bias slot). */
+  readonly dummy: GPUBuffer;
+  /** Bound where a writable binding is unused (a separate buffer: one buffer may not be both). */
+  readonly dummyOut: GPUBuffer;
+  /** Every buffer this object created (uniforms, dummies), destroyed by destroy(). */
+  private readonly owned: GPUBuffer[] = [];
+
+  constructor(readonly device: GPUDevice, readonly tuning: Tuning = DEFAULT_TUNING) {
+    this.dummy = device.createBuffer({ label: 'Kernels.dummy', size: 256, usage: GPUBufferUsage.STORAGE });
+    this.dummyOut = device.createBuffer({ label: 'Kernels.dummyOut', size: 256, usage: GPUBufferUsage.STORAGE });
+    this.owned.push(this.dummy, this.dummyOut);
+  }
+
+  /** Grid of a grid-stride kernel over n elements, with the tuned workgroup count cap. */
+  strideGrid(n: number): [number, number, number] {
+    return strideGrid(n, this.tuning.stride.wg, this.tuning.stride.groups);
+  }
+
+  /** The pipeline of a grid-stride kernel (its workgroup size is the override WG). */
+  stridePipeline(name: ShaderName, entry: string, constants: Record<string, number | boolean> = {}): GPUComputePipeline {
+    return this.pipeline(name, entry, { WG: this.tuning.stride.wg, ...constants });
+  }
+
+  module(name: ShaderName): GPUShaderModule {
+    let m = this.modules.get(name);
+    if (!m) {
+      m = this.device.createShaderModule({ label: `Kernels.${name}`, code: SHADERS[name] });
+      this.modules.set(name, m);
+    }
+    return m;
+  }
+
+  /**
+   * A bind group layout of `kinds` (binding i gets kinds[i]). Explicit layouts let a pipeline
+   * keep bindings that its override constants leave unused, so one bind group shape fits all
+   * variants of a kernel.
+   */
+  layout(key: string, kinds: ('read' | 'write' | 'uniform')[]): GPUBindGroupLayout {
+    let l = this.layouts.get(key);
+    if (!l) {
+      l = this.device.createBindGroupLayout({
+        label: `Kernels.layout.${key}`,
+        entries: kinds.map((k, binding) => ({
+          binding,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: { type: k === 'uniform' ? 'uniform' : k === 'read' ? 'read-only-storage' : 'storage' },
+        })),
+      });
+      this.layouts.set(key, l);
+    }
+    return l;
+  }
+
+  /** The pipeline for `entry` of shader `name` with `constants`, created on first use. */
+  pipeline(name: ShaderName, entry: string, constants: Record<string, number | boolean> = {}, layout?: GPUBindGroupLayout): GPUComputePipeline {
+    const key = `${name}:${entry}:${JSON.stringify(constants)}:${layout?.label ?? 'auto'}`;
+    let p = this.pipelines.get(key);
+    if (!p) {
+      const numeric: Record<string, number> = {};
+      for (const [k, v] of Object.entries(constants)) numeric[k] = typeof v === 'boolean' ? Number(v) : v;
+      p = this.device.createComputePipeline({
+        label: `Kernels.${name}.${entry}`,
+        layout: layout ? this.device.createPipelineLayout({ label: `Kernels.${name}.${entry}.layout`, bindGroupLayouts: [layout] }) : 'auto',
+        compute: { module: this.module(name), entryPoint: entry, constants: numeric },
+      });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  /** A uniform buffer holding `data`, written once at creation. */
+  uniform(label: string, data: UniformData): GPUBuffer {
+    const bytes = data.bytes();
+    const buf = this.device.createBuffer({ label, size: bytes.byteLength, usage: GPUBufferUsage.UNIFORM, mappedAtCreation: true });
+    new Uint8Array(buf.getMappedRange()).set(new Uint8Array(bytes));
+    buf.unmap();
+    this.owned.push(buf);
+    return buf;
+  }
+
+  /** A Dispatch whose bind group binds `refs[i]` at binding i (null: binding i is absent). */
+  dispatch(label: string, pipeline: GPUComputePipeline, refs: (Ref | null)[], workgroups: [number, number, number]): Dispatch {
+    const max = this.device.limits.maxComputeWorkgroupsPerDimension;
+    if (workgroups.some((w) => w > max)) {
+      throw new RangeError(`${label}: grid ${workgroups.join('x')} exceeds maxComputeWorkgroupsPerDimension=${max}`);
+    }
+    const entries: GPUBindGroupEntry[] = [];
+    refs.forEach((r, binding) => { if (r) entries.push({ binding, resource: asBinding(r) }); });
+    const bindGroup = this.device.createBindGroup({ label, layout: pipeline.getBindGroupLayout(0), entries });
+    return { label, pipeline, bindGroup, workgroups };
+  }
+
+  destroy(): void {
+    for (const b of this.owned) b.destroy();
+    this.owned.length = 0;
+  }
+}
+
+/** Records `list` into one compute pass (WebGPU orders the dispatches' storage accesses). */
+export function encodeDispatches(pass: GPUComputePassEncoder, list: readonly Dispatch[]): void {
+  for (const d of list) {
+    pass.setPipeline(d.pipeline);
+    pass.setBindGroup(0, d.bindGroup);
+    pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+  }
+}
+
+/** queue.writeBuffer for any typed array (SharedArrayBuffer-backed ones included). */
+export function writeArray(queue: GPUQueue, buf: GPUBuffer, data: Float32Array | Uint32Array, byteOffset = 0): void {
+  queue.writeBuffer(buf, byteOffset, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+}

@@ -1,0 +1,85 @@
+// Host side of src/shaders/matmul.wgsl: turns a product description into one Dispatch, with
+// the load width (VEC4) from the operands' alignment and the tuned preference, and the
+// workgroup shape from the autotuned Tuning.
+import { bindingBytes, type Dispatch, type Kernels, type MatmulMode, type MatmulShape, type Ref, UniformData } from './kernels.ts';
+
+/** One matrix operand: a buffer binding plus an element offset and row stride (floats). */
+export interface Operand {
+  ref: Ref;
+  /** Row stride in floats. */
+  ld: number;
+  /** Offset of element (0, 0) in floats, inside the binding. */
+  off?: number;
+  /** Batched products: offset per outer batch index (z / inner) and per inner index (z % inner). */
+  outer?: number;
+  inner?: number;
+}
+
+export interface MatmulSpec {
+  label: string;
+  /** nn: A @ B;  nt: A @ B^T;  tn: A^T @ B.  C is (M, N); K is the summed dimension. */
+  mode: MatmulMode;
+  M: number;
+  N: number;
+  K: number;
+  a: Operand;
+  b: Operand;
+  c: Operand;
+  /** Adds bias[col] (N floats at `off`). */
+  bias?: { ref: Ref; off?: number };
+  /** tn only: also dbias[col] += sum over the K rows of B (the bias gradient next to dW). */
+  biasGrad?: { ref: Ref; off?: number };
+  /** residual: C = ... + R;  geluGrad: C = ... * gelu'(R). R is (M, ld). */
+  epilogue?: { kind: 'residual' | 'geluGrad'; ref: Ref; ld: number; off?: number };
+  /** C += result (parameter gradients). */
+  accumulate?: boolean;
+  /** Scales the product (attention's 1/sqrt(head size)). */
+  alpha?: number;
+  /** z = 0..count-1, split as (z / inner, z % inner) for the operands' outer/inner offsets. */
+  batch?: { count: number; inner: number };
+}
+
+const MM_LAYOUT = ['read', 'read', 'read', 'read', 'write', 'uniform', 'write', 'read', 'read'] as const;
+
+/** True when every A/B load of the product can be an aligned vec4 (the tuning may still prefer scalar). */
+export function vec4Aligned(s: MatmulSpec): boolean {
+  const ints = [s.a.ld, s.b.ld, s.a.off ?? 0, s.b.off ?? 0, s.a.outer ?? 0, s.a.inner ?? 0, s.b.outer ?? 0, s.b.inner ?? 0];
+  const bytes = [s.a.ref, s.b.ref].flatMap((r) => ['buffer' in r ? r.offset ?? 0 : 0, bindingBytes(r)]);
+  return ints.every((x) => x % 4 === 0) && bytes.every((x) => x % 16 === 0);
+}
+
+/** One Dispatch for `s`; `shape` overrides the tuned workgroup shape (the autotuner's candidates). */
+export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = k.tuning.matmul[s.mode]): Dispatch {
+  for (const [name, v] of [['M', s.M], ['N', s.N], ['K', s.K]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`${s.label}: matmul ${name} must be a positive integer, got ${v}`);
+  }
+  const vec4 = shape.vec4 && vec4Aligned(s);
+  const constants = {
+    VEC4: vec4,
+    WG_X: shape.wgX,
+    WG_Y: shape.wgY,
+    TM: shape.tm,
+    HAS_BIAS: !!s.bias,
+    ACCUM: !!s.accumulate,
+    EPI: s.epilogue ? (s.epilogue.kind === 'residual' ? 1 : 2) : 0,
+    BIAS_GRAD: !!s.biasGrad,
+  };
+  if (s.biasGrad && (s.mode !== 'tn' || s.bias)) throw new Error(`${s.label}: biasGrad needs mode tn and no bias`);
+  const layout = k.layout('matmul', [...MM_LAYOUT]);
+  const pipeline = k.pipeline('matmul', s.mode, constants, layout);
+  const batch = s.batch ?? { count: 1, inner: 1 };
+  const u = new UniformData()
+    .u32(s.M, s.N, s.K, s.a.ld)
+    .u32(s.b.ld, s.c.ld, s.a.off ?? 0, s.b.off ?? 0)
+    .u32(s.c.off ?? 0, s.bias?.off ?? s.biasGrad?.off ?? 0, s.epilogue?.off ?? 0, s.epilogue?.ld ?? 0)
+    .u32(batch.inner, s.a.outer ?? 0, s.a.inner ?? 0, s.b.outer ?? 0)
+    .u32(s.b.inner ?? 0, s.c.outer ?? 0, s.c.inner ?? 0)
+    .f32(s.alpha ?? 1);
+  const uniform = k.uniform(`${s.label}.uniform`, u);
+  const blockRows = Math.ceil(s.M / shape.tm) + (s.biasGrad ? 1 : 0);
+  const grid: [number, number, number] = [Math.ceil(Math.ceil(s.N / 4) / shape.wgX), Math.ceil(blockRows / shape.wgY), batch.count];
+  return k.dispatch(s.label, pipeline,
+    // Each operand goes to the view its load width reads; the other view gets the dummy.
+    [vec4 ? s.a.ref : k.dummy, vec4 ? s.b.ref : k.dummy, s.bias?.ref ?? k.dummy, s.epilogue?.ref ?? k.dummy, s.c.ref, uniform,
+      s.biasGrad?.ref ?? k.dummyOut, vec4 ? k.dummy : s.a.ref, vec4 ? k.dummy : s.b.ref], grid);
+}

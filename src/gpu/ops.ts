@@ -1,0 +1,174 @@
+// One builder per GPT-2 operation, named and ordered like the CPU reference
+// (src/model/reference.ts, after llm.c): outputs first, then inputs, then sizes. Each returns
+// the Dispatch records of its kernels, with their uniforms written once, here.
+import { type Dispatch, type Kernels, type Ref, strideGrid, UniformData } from './kernels.ts';
+import { matmul } from './matmul.ts';
+
+/** out (B,T,C) = wte[tokens] + wpe[t]. */
+export function encoderForward(k: Kernels, label: string, out: Ref, tokens: Ref, wte: Ref, wpe: Ref, B: number, T: number, C: number): Dispatch {
+  const u = k.uniform(`${label}.uniform`, new UniformData().u32(B * T, T, C, 0));
+  return k.dispatch(label, k.stridePipeline('encoderFwd', 'main'), [tokens, wte, wpe, out, u], k.strideGrid(B * T * C));
+}
+
+/**
+ * The token index encoderBackward reads: offsets (V+1) then the positions of each token id in
+ * ascending order (N), a counting sort of `tokens`. Written into `out` (V+1+N u32).
+ */
+export function tokenIndex(out: Uint32Array, tokens: Uint32Array, V: number): Uint32Array {
+  const N = tokens.length;
+  if (out.length !== V + 1 + N) throw new RangeError(`tokenIndex: out has ${out.length} slots, needs V+1+N = ${V + 1 + N}`);
+  out.fill(0, 0, V + 1);
+  for (let n = 0; n < N; n++) {
+    const t = tokens[n];
+    if (t >= V) throw new RangeError(`token ${t} at position ${n} is outside the vocabulary (size ${V})`);
+    out[t + 1]++;
+  }
+  for (let v = 0; v < V; v++) out[v + 1] += out[v];
+  // Fill positions by walking n upwards, using offsets[t] as a moving cursor, then restore.
+  for (let n = 0; n < N; n++) out[V + 1 + out[tokens[n]]++] = n;
+  for (let v = V; v > 0; v--) out[v] = out[v - 1];
+  out[0] = 0;
+  return out;
+}
+
+/** dwte (V,C) += dout gathered by token (via tokenIndex); dwpe (T,C) += sum over the batch. */
+export function encoderBackward(k: Kernels, label: string, dwte: Ref, dwpe: Ref, dout: Ref, index: Ref, B: number, T: number, C: number, V: number): Dispatch[] {
+  const u = k.uniform(`${label}.uniform`, new UniformData().u32(B * T, T, C, V));
+  return [
+    k.dispatch(`${label}.wpe`, k.stridePipeline('encoderBwd', 'wpe'), [null, dout, dwpe, u], k.strideGrid(T * C)),
+    k.dispatch(`${label}.wte`, k.stridePipeline('encoderBwd', 'wte'), [index, dout, dwte, u], k.strideGrid(V * C)),
+  ];
+}
+
+/** out (N,C), mean (N), rstd (N) = LayerNorm(inp (N,C)) with weight, bias (C). */
+export function layernormForward(k: Kernels, label: string, out: Ref, mean: Ref, rstd: Ref, inp: Ref, weight: Ref, bias: Ref, N: number, C: number): Dispatch {
+  const u = k.uniform(`${label}.uniform`, new UniformData().u32(N, C, 0, 0));
+  return k.dispatch(label, k.pipeline('layernormFwd', 'main'), [inp, weight, bias, out, mean, rstd, u], strideGrid(N, 64));
+}
+
+/** Rows per chunk of the LayerNorm parameter-gradient reduction. */
+export const LN_ROWS_PER_CHUNK = 64;
+
+/** Floats of scratch layernormBackward needs for N rows of C channels. */
+export function layernormScratchFloats(N: number, C: number): number {
+  return Math.ceil(N / LN_ROWS_PER_CHUNK) * C * 2;
+}
+
+/**
+ * dinp (N,C) += ..., dweight (C) += ..., dbias (C) += ...; scratch holds
+ * layernormScratchFloats(N, C) floats (shared by every LayerNorm of a step: they run in turn).
+ */
+export function layernormBackward(k: Kernels, label: string, dinp: Ref, dweight: Ref, dbias: Ref, dout: Ref, inp: Ref, weight: Ref, mean: Ref, rstd: Ref, scratch: Ref, N: number, C: number): Dispatch[] {
+  const chunks = Math.ceil(N / LN_ROWS_PER_CHUNK);
+  const u = k.uniform(`${label}.uniform`, new UniformData().u32(N, C, LN_ROWS_PER_CHUNK, chunks));
+  return [
+    k.dispatch(`${label}.dinp`, k.pipeline('layernormBwd', 'dinput'), [dout, inp, weight, mean, rstd, dinp, null, null, u], strideGrid(N, 64)),
+    k.dispatch(`${label}.dparamsPartial`, k.pipeline('layernormBwd', 'dparamsPartial'), [dout, inp, null, mean, rstd, null, null, null, u, scratch], strideGrid(C * chunks, 64)),
+    k.dispatch(`${label}.dparamsFinal`, k.pipeline('layernormBwd', 'dparamsFinal'), [null, null, null, null, null, null, dweight, dbias, u, scratch], [Math.ceil(C / 64), 1, 1]),
+  ];
+}
+
+/** out (N,OC) = inp (N,C) @ weight (C,OC) + bias (OC) [+ residual (N,OC)]. */
+export function matmulForward(k: Kernels, label: string, out: Ref, inp: Ref, weight: Ref, bias: Ref | null, N: number, C: number, OC: number, residual?: Ref): Dispatch {
+  return matmul(k, {
+    label, mode: 'nn', M: N, N: OC, K: C,
+    a: { ref: inp, ld: C }, b: { ref: weight, ld: OC }, c: { ref: out, ld: OC },
+    bias: bias ? { ref: bias } : undefined,
+    epilogue: residual ? { kind: 'residual', ref: residual, ld: OC } : undefined,
+  });
+}
+
+/**
+ * dinp (N,C) = dout @ weight^T [* gelu'(geluInput) when the input came out of a GELU],
+ * dweight (C,OC) += inp^T @ dout, dbias (OC) += column sums of dout.
+ */
+export function matmulBackward(k: Kernels, label: string, dinp: Ref | null, dweight: Ref, dbias: Ref | null, dout: Ref, inp: Ref, weight: Ref, N: number, C: number, OC: number, geluInput?: Ref): Dispatch[] {
+  const out: Dispatch[] = [];
+  if (dinp) {
+    out.push(matmul(k, {
+      label: `${label}.dinp`, mode: 'nt', M: N, N: C, K: OC,
+      a: { ref: dout, ld: OC }, b: { ref: weight, ld: OC }, c: { ref: dinp, ld: C },
+      epilogue: geluInput ? { kind: 'geluGrad', ref: geluInput, ld: C } : undefined,
+    }));
+  }
+  // dW and db in one dispatch: the bias gradient is the tn kernel's extra block row.
+  out.push(matmul(k, {
+    label: `${label}.dweight`, mode: 'tn', M: C, N: OC, K: N,
+    a: { ref: inp, ld: C }, b: { ref: dout, ld: OC }, c: { ref: dweight, ld: OC }, accumulate: true,
+    biasGrad: dbias ? { ref: dbias } : undefined,
+  }));
+  return out;
+}
+
+/** out (N,n) = GELU(inp). */
+export function geluForward(k: Kernels, label: string, out: Ref, inp: Ref, n: number): Dispatch {
+  const u = k.uniform(`${label}.uniform`, new UniformData().u32(n, 0, 0, 0));
+  return k.dispatch(label, k.stridePipeline('geluFwd', 'main'), [inp, out, u], k.strideGrid(n));
+}
+
+/** Row stride of the attention matrix: T rounded up to 4 so att V can load vec4s. */
+export function attRowStride(T: number): number {
+  return Math.ceil(T / 4) * 4;
+}
+
+function headOperand(ref: Ref, T: number, C: number, hs: number, part: number): { ref: Ref; ld: number; off: number; outer: number; inner: number } {
+  // qkv (B, T, 3C): head h of part (0 q, 1 k, 2 v) starts at part*C + h*hs, rows 3C apart.
+  return { ref, ld: 3 * C, off: part * C, outer: T * 3 * C, inner: hs };
+}
+
+/**
+ * out (B,T,C) = causal multi-head attention of qkv (B,T,3C); att (B,NH,T,ld) keeps the softmax
+ * for the backward pass (which recomputes it when att is shared between layers).
+ */
+export function attentionForward(k: Kernels, label: string, out: Ref, att: Ref, qkv: Ref, B: number, T: number, C: number, NH: number): Dispatch[] {
+  const hs = C / NH;
+  const ld = attRowStride(T);
+  const batch = { count: B * NH, inner: NH };
+  const attOp = { ref: att, ld, outer: NH * T * ld, inner: T * ld };
+  const u = k.uniform(`${label}.softmax.uniform`, new UniformData().u32(B * NH * T, T, ld, 0));
+  return [
+    matmul(k, {
+      label: `${label}.preatt`, mode: 'nt', M: T, N: T, K: hs, alpha: 1 / Math.sqrt(hs), batch,
+      a: headOperand(qkv, T, C, hs, 0), b: headOperand(qkv, T, C, hs, 1), c: attOp,
+    }),
+    k.dispatch(`${label}.softmax`, k.pipeline('attentionFwd', 'main'), [att, u], strideGrid(B * NH * T, 64)),
+    matmul(k, {
+      label: `${label}.out`, mode: 'nn', M: T, N: hs, K: T, batch,
+      a: attOp, b: headOperand(qkv, T, C, hs, 2), c: { ref: out, ld: C, outer: T * C, inner: hs },
+    }),
+  ];
+}
+
+/**
+ * dqkv (B,T,3C) = gradient of attention wrt qkv, given dout (B,T,C) and att from the forward
+ * pass; datt (B,NH,T,ld) is scratch.
+ */
+export function attentionBackward(k: Kernels, label: string, dqkv: Ref, datt: Ref, att: Ref, dout: Ref, qkv: Ref, B: number, T: number, C: number, NH: number): Dispatch[] {
+  const hs = C / NH;
+  const ld = attRowStride(T);
+  const batch = { count: B * NH, inner: NH };
+  const attOp = { ref: att, ld, outer: NH * T * ld, inner: T * ld };
+  const dattOp = { ...attOp, ref: datt };
+  const doutOp = { ref: dout, ld: C, outer: T * C, inner: hs };
+  const u = k.uniform(`${label}.softmax.uniform`, new UniformData().u32(B * NH * T, T, ld, 0));
+  const scale = 1 / Math.sqrt(hs);
+  return [
+    // dAtt = dOut V^T
+    matmul(k, { label: `${label}.datt`, mode: 'nt', M: T, N: T, K: hs, batch, a: doutOp, b: headOperand(qkv, T, C, hs, 2), c: dattOp }),
+    // dV = att^T dOut
+    matmul(k, { label: `${label}.dv`, mode: 'tn', M: T, N: hs, K: T, batch, a: attOp, b: doutOp, c: headOperand(dqkv, T, C, hs, 2) }),
+    k.dispatch(`${label}.softmax`, k.pipeline('attentionBwd', 'main'), [att, datt, u], strideGrid(B * NH * T, 64)),
+    // dQ = scale dPre K ; dK = scale dPre^T Q
+    matmul(k, { label: `${label}.dq`, mode: 'nn', M: T, N: hs, K: T, alpha: scale, batch, a: dattOp, b: headOperand(qkv, T, C, hs, 1), c: headOperand(dqkv, T, C, hs, 0) }),
+    matmul(k, { label: `${label}.dk`, mode: 'tn', M: T, N: hs, K: T, alpha: scale, batch, a: dattOp, b: headOperand(qkv, T, C, hs, 0), c: headOperand(dqkv, T, C, hs, 1) }),
+  ];
+}
+
+/**
+ * losses (N) = cross-entropy of softmax(logits (N,V)) at targets; with backward, logits are
+ * replaced by dlogits for a mean loss over the N positions.
+ */
+export function crossentropy(k: Kernels, label: string, losses: Ref, logits: Ref, targets: Ref, N: number, V: number, backward: boolean): Dispatch {
+  const u = k.uniform(`${label}.uniform`, new UniformData().u32(N, V).f32(1 / N).u32(0));
+  return k.dispatch(label, k.pipeline('crossentropy', 'main', { BACKWARD: backward }), [logits, targets, losses, u], strideGrid(N, 64));
+}

@@ -1,0 +1,90 @@
+// Global gradient norm, clip factor, learning-rate schedule and Adam bias corrections, all on
+// the GPU so a training step needs no CPU round trip.
+//   partial:  each invocation sums squares over a grid-stride range -> partials[invocation];
+//             no workgroup barriers (on SwiftShader a barrier per workgroup cost more than
+//             the sums)
+//   finalize: one workgroup sums the partials in a fixed order, then thread 0 advances the step
+//             counter and writes everything adamw.wgsl needs into StepState.
+// Math as src/model/adamw.ts (clip like torch clip_grad_norm_: factor maxNorm / (norm + 1e-6),
+// applied only below 1) and src/train/schedule.ts (warm-up from lr/warmup, cosine to a floor).
+struct P { n: u32, nPartials: u32, cap: u32, pad: u32 }
+struct Hyper {
+  lr: f32, warmupSteps: f32, totalSteps: f32, minLrFrac: f32,
+  beta1: f32, beta2: f32, eps: f32, weightDecay: f32,
+  gradClip: f32, pad0: f32, pad1: f32, pad2: f32,
+}
+struct StepState { step: u32, lr: f32, gradNorm: f32, clipScale: f32, stepSize: f32, bc2Sqrt: f32, decayKeep: f32, pad: u32 }
+@group(0) @binding(0) var<storage, read> grads: array<f32>;          // (P) [partial]
+@group(0) @binding(1) var<storage, read_write> partials: array<f32>; // (nPartials)
+@group(0) @binding(2) var<storage, read_write> st: StepState;        // [finalize]
+@group(0) @binding(3) var<storage, read_write> hist: array<f32>;     // (cap, 2) [finalize]
+@group(0) @binding(4) var<uniform> p: P;
+@group(0) @binding(5) var<uniform> h: Hyper;                         // [finalize]
+const WG: u32 = 256u;
+const PI: f32 = 3.141592653589793;
+var<workgroup> part: array<f32, WG>;
+
+fn treeSum(l: u32) -> f32 {
+  workgroupBarrier();
+  for (var w = WG / 2u; w > 0u; w >>= 1u) {
+    if (l < w) { part[l] += part[l + w]; }
+    workgroupBarrier();
+  }
+  return part[0];
+}
+
+/** Invocations per workgroup of `partial` (autotuned); nPartials = workgroups * PARTIAL_WG. */
+override PARTIAL_WG: u32 = 256;
+
+@compute @workgroup_size(PARTIAL_WG)
+fn partial(@builtin(global_invocation_id) gid: vec3u) {
+  var s = 0.0;
+  for (var i = gid.x; i < p.n; i += p.nPartials) { let g = grads[i]; s += g * g; }
+  partials[gid.x] = s;
+}
+
+/**
+ * cos(pi p) for p in [0, 1] to ~1e-7: WGSL's cos() only promises an absolute error of 2^-11,
+ * which would put the learning rate 1e-4 off the TypeScript schedule. sin(x), x = pi (1/2 - p)
+ * in [-pi/2, pi/2], by its Taylor series to x^11 (truncation < 6e-8).
+ */
+fn cosPi(p: f32) -> f32 {
+  let x = PI * (0.5 - p);
+  let x2 = x * x;
+  return x * (1.0 + x2 * (-1.0 / 6.0 + x2 * (1.0 / 120.0 + x2 * (-1.0 / 5040.0 + x2 * (1.0 / 362880.0 + x2 * (-1.0 / 39916800.0))))));
+}
+
+/** learningRate(step) of src/train/schedule.ts; `step` is 0-based. */
+fn learningRate(step: f32) -> f32 {
+  let minLr = h.lr * h.minLrFrac;
+  if (step < h.warmupSteps) { return h.lr * (step + 1.0) / h.warmupSteps; }
+  if (step >= h.totalSteps) { return minLr; }
+  let progress = (step - h.warmupSteps) / (h.totalSteps - h.warmupSteps);
+  return minLr + 0.5 * (1.0 + cosPi(progress)) * (h.lr - minLr);
+}
+
+@compute @workgroup_size(WG)
+fn finalize(@builtin(local_invocation_index) l: u32) {
+  var s = 0.0;
+  for (var i = l; i < p.nPartials; i += WG) { s += partials[i]; }
+  part[l] = s;
+  let total = treeSum(l);
+  if (l != 0u) { return; }
+  let norm = sqrt(total);
+  var scale = 1.0;
+  if (h.gradClip > 0.0) {
+    let coef = h.gradClip / (norm + 1e-6);
+    if (coef < 1.0) { scale = coef; }
+  }
+  let step0 = st.step;
+  let lr = learningRate(f32(step0));
+  let t = f32(step0 + 1u); // AdamW counts steps from 1
+  hist[(step0 % p.cap) * 2u + 1u] = norm;
+  st.step = step0 + 1u;
+  st.lr = lr;
+  st.gradNorm = norm;
+  st.clipScale = scale;
+  st.stepSize = lr / (1.0 - pow(h.beta1, t));
+  st.bc2Sqrt = sqrt(1.0 - pow(h.beta2, t));
+  st.decayKeep = 1.0 - lr * h.weightDecay;
+}

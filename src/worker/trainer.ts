@@ -1,0 +1,370 @@
+// The Trainer: one replica's whole training state on one GPU. It owns the device, the engine,
+// the data stream and the last outer state, and is what the page talks to through comlink
+// (src/worker/worker.ts) and what the headless volunteer runs directly in Node on Dawn. It has
+// no DOM dependency: the GPU entry point and the autotune cache are injected.
+//
+// Device loss: after every outer step (and at init/load) the Trainer keeps φ, the outer
+// momentum and the step counter on the CPU. If the device is lost for any reason but
+// dispose(), it acquires a new one, rebuilds every pipeline and buffer, and restarts from that
+// state: θ = φ, AdamW moments zero (they are local and cheap to rebuild). A train() call that
+// was interrupted is run again on the new device.
+import { WindowSampler } from '../data/sampler.ts';
+import type { Batch } from '../data/batch.ts';
+import { trainConfig, validateModelConfig, type ModelConfig, type TrainConfig } from '../model/config.ts';
+import { initParams } from '../model/init.ts';
+import { buildLayout, type Layout } from '../model/layout.ts';
+import { autotune, type TuningStore } from '../gpu/autotune.ts';
+import { acquireDevice, describeAdapter, type AcquiredDevice } from '../gpu/device.ts';
+import { GpuEngine } from '../gpu/engine.ts';
+import { DeviceLostError } from '../gpu/errors.ts';
+import { DEFAULT_TUNING, type Tuning } from '../gpu/kernels.ts';
+import { requirements } from '../gpu/limits.ts';
+import { validateOuterHyper } from '../train/outer.ts';
+import {
+  STATE_FORMAT, STATE_VERSION, type LoadState, type OuterPayload, type OuterSnapshot, type PartnerInput, type TrainerConfig,
+  type TrainerEvent, type TrainerInfo, type TrainerState,
+} from './types.ts';
+
+export interface TrainerOptions {
+  /** The WebGPU entry point; default navigator.gpu. Node passes nodeGpu. */
+  gpu?: () => GPU | Promise<GPU>;
+  /** Where autotuned kernel shapes are cached (IndexedDB in a browser, a file in Node). */
+  tuningStore?: TuningStore;
+  /** Hint shown when there is no adapter (Node says which packages give it a driver). */
+  noAdapterHint?: string;
+  /** Device losses in a row (with no successful call between) before giving up; default 3. */
+  maxRebuilds?: number;
+}
+
+interface Setup {
+  model: ModelConfig;
+  train: TrainConfig;
+  layout: Layout;
+  readEvery: number;
+  autotune: boolean;
+  sampler: WindowSampler;
+}
+
+export class Trainer {
+  private setup?: Setup;
+  private gpu?: AcquiredDevice;
+  private engine?: GpuEngine;
+  private tuning: Tuning = DEFAULT_TUNING;
+  private tuningFromCache = false;
+  /** φ, outer momentum and step at the last outer step: what a lost device restarts from. */
+  private lastOuter?: OuterSnapshot;
+  private batch?: Batch;
+  private listener: ((e: TrainerEvent) => void) | null = null;
+  private lost: DeviceLostError | null = null;
+  private rebuilds = 0;
+  private disposed = false;
+  /** Public calls run one at a time (comlink lets the page issue them concurrently). */
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly opts: TrainerOptions = {}) {}
+
+  /** Receives autotune, device-lost and rebuilt events (a comlink proxy from the page). */
+  setEventListener(listener: ((e: TrainerEvent) => void) | null): void {
+    this.listener = listener;
+  }
+
+  /** Acquires the GPU, autotunes (cached), builds the engine and initialises the weights from `seed`. */
+  init(config: TrainerConfig, seed: number): Promise<TrainerInfo> {
+    return this.serial(async () => {
+      if (this.setup) throw new Error('Trainer.init: already initialised; dispose() it and make a new Trainer');
+      if (!Number.isInteger(seed)) throw new RangeError(`Trainer.init: seed must be an integer, got ${seed}`);
+      const setup = makeSetup(config, seed);
+      this.setup = setup;
+      try {
+        await this.build();
+        const theta = initParams(setup.layout, seed);
+        const zeros = new Float32Array(setup.layout.total);
+        this.engine!.writeState({ params: theta, m: zeros, v: zeros, phi: theta, outerM: zeros, step: 0 });
+        this.lastOuter = { phi: theta.slice(), outerM: zeros.slice(), step: 0 };
+      } catch (e) {
+        this.teardown();
+        this.setup = undefined;
+        throw e;
+      }
+      return this.info();
+    });
+  }
+
+  /**
+   * Replaces the replica's state with `state`: a full export, or only the outer state of a
+   * peer or checkpoint (θ = φ, AdamW moments zero). It becomes the last outer state.
+   */
+  load(state: LoadState | TrainerState): Promise<TrainerInfo> {
+    return this.serial(async () => {
+      const setup = this.requireSetup('load');
+      const s = checkState(state, setup);
+      await this.live();
+      this.engine!.writeState(s);
+      this.lastOuter = { phi: s.phi.slice(), outerM: s.outerM.slice(), step: s.step };
+      return this.info();
+    });
+  }
+
+  /** `steps` inner steps on this replica's data stream; returns each step's loss. */
+  train(steps: number): Promise<number[]> {
+    return this.serial(async () => {
+      const setup = this.requireSetup('train');
+      if (!Number.isInteger(steps) || steps < 0) throw new RangeError(`Trainer.train: steps must be a non-negative integer, got ${steps}`);
+      const { batch: B, seqLen: T } = setup.train;
+      const next = () => (this.batch = setup.sampler.next(B, T, this.batch));
+      const stats = await this.withRecovery(() => this.engine!.train(steps, next));
+      const bad = stats.losses.findIndex((l) => !Number.isFinite(l));
+      if (bad >= 0) {
+        // Diverged: go back to the last shared weights rather than keep training on NaNs.
+        const at = this.engine!.step - steps + bad;
+        await this.restoreLastOuter();
+        throw new Error(`Trainer.train: loss is ${stats.losses[bad]} at step ${at}; ` +
+          `the weights were reset to the last outer state (step ${this.lastOuter!.step}). Lower the learning rate or check the data.`);
+      }
+      return stats.losses;
+    });
+  }
+
+  /** Mean loss over `batches` (each of the training shape B x T); changes nothing. */
+  evaluate(batches: Batch[]): Promise<number> {
+    return this.serial(async () => {
+      const setup = this.requireSetup('evaluate');
+      for (const b of batches) checkBatch(b, setup.model.vocab);
+      return this.withRecovery(() => this.engine!.evaluate(batches));
+    });
+  }
+
+  /** φ and Δ = θ - φ for this replica's partner (each array owns its buffer: transferable). */
+  outerPayload(): Promise<OuterPayload> {
+    return this.serial(async () => {
+      this.requireSetup('outerPayload');
+      return this.withRecovery(() => this.engine!.outerPayload());
+    });
+  }
+
+  /**
+   * φ, outer momentum and step of the last outer step (copies, no GPU read): what this peer
+   * serves to a newcomer, who loads it with load().
+   */
+  outerState(): Promise<OuterSnapshot> {
+    return this.serial(async () => {
+      this.requireSetup('outerState');
+      const o = this.lastOuter!;
+      return { phi: o.phi.slice(), outerM: o.outerM.slice(), step: o.step };
+    });
+  }
+
+  /**
+   * The outer step with the partners' payloads; none is a solo step. Hyper-parameters come from
+   * the train config (α = outerMomentum, β = outerLr, γ = consensus; γ = 0 gives DiLoCo's rule).
+   */
+  applyOuter(partners: PartnerInput[] = []): Promise<void> {
+    return this.serial(async () => {
+      const setup = this.requireSetup('applyOuter');
+      const total = setup.layout.total;
+      const arrays = partners.map((p, i) => {
+        const phi = floats(p?.phi, total, `Trainer.applyOuter: partner ${i}'s phi`);
+        const delta = floats(p?.delta, total, `Trainer.applyOuter: partner ${i}'s delta`);
+        const bad = firstNonFinite(phi) ?? firstNonFinite(delta);
+        if (bad !== undefined) throw new RangeError(`Trainer.applyOuter: partner ${i}'s payload has a non-finite value at float ${bad}; refusing it`);
+        return { phi, delta };
+      });
+      const { outerMomentum: alpha, outerLr: beta, consensus: gamma } = setup.train;
+      const out = await this.withRecovery(() => this.engine!.applyOuter(arrays, { alpha, beta, gamma }));
+      this.lastOuter = { phi: out.phi, outerM: out.outerM, step: this.engine!.step };
+    });
+  }
+
+  exportState(): Promise<TrainerState> {
+    return this.serial(async () => {
+      const setup = this.requireSetup('exportState');
+      const s = await this.withRecovery(() => this.engine!.readState());
+      return {
+        format: STATE_FORMAT, version: STATE_VERSION, model: { ...setup.model }, train: { ...setup.train }, step: s.step,
+        params: s.params, m: s.m, v: s.v, phi: s.phi, outerM: s.outerM,
+      };
+    });
+  }
+
+  getInfo(): Promise<TrainerInfo> {
+    return this.serial(async () => {
+      this.requireSetup('getInfo');
+      await this.live();
+      return this.info();
+    });
+  }
+
+  /** The current GPUDevice (diagnostics and tests); undefined before init or after dispose. */
+  get device(): GPUDevice | undefined {
+    return this.gpu?.device;
+  }
+
+  /** Frees the GPU; safe to call twice. The Trainer cannot be used afterwards. */
+  dispose(): void {
+    this.disposed = true;
+    this.teardown();
+  }
+
+  // ---- internals ----
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(() => {
+      if (this.disposed) throw new Error('Trainer: used after dispose()');
+      return fn();
+    });
+    this.tail = run.catch(() => {});
+    return run;
+  }
+
+  private requireSetup(what: string): Setup {
+    if (!this.setup) throw new Error(`Trainer.${what}: call init(config, seed) first`);
+    return this.setup;
+  }
+
+  private info(): TrainerInfo {
+    const { layout } = this.setup!;
+    const g = this.gpu!;
+    return {
+      adapter: describeAdapter(g.info), isSoftware: g.info.isSoftware, params: layout.params, total: layout.total,
+      dispatchesPerStep: this.engine!.dispatchesPerStep, gpuBytes: this.engine!.gpuBytes, tuning: this.tuning, tuningFromCache: this.tuningFromCache, step: this.engine!.step,
+    };
+  }
+
+  /** Acquires a device and builds the engine (init and every rebuild). */
+  private async build(): Promise<void> {
+    const setup = this.setup!;
+    const gpu = this.opts.gpu ? await this.opts.gpu() : undefined;
+    const req = requirements(setup.layout, setup.train.batch, setup.train.seqLen, DEFAULT_TUNING);
+    const acquired = await acquireDevice({ gpu, requiredLimits: req.requested, label: 'Trainer.device', noAdapterHint: this.opts.noAdapterHint });
+    this.gpu = acquired;
+    this.lost = null;
+    void acquired.lost.then((err) => {
+      if (this.disposed || this.gpu !== acquired) return; // our own dispose or an old device
+      this.lost = err;
+      this.emit({ type: 'device-lost', message: err.message });
+    });
+    if (setup.autotune) {
+      const r = await autotune(acquired.device, acquired.info, { store: this.opts.tuningStore });
+      this.tuning = r.tuning;
+      this.tuningFromCache = r.fromCache;
+      this.emit({ type: 'autotune', fromCache: r.fromCache, tuning: r.tuning });
+    }
+    this.engine = new GpuEngine(acquired.device, { layout: setup.layout, train: setup.train, B: setup.train.batch, T: setup.train.seqLen, readEvery: setup.readEvery, tuning: this.tuning });
+  }
+
+  private teardown(): void {
+    this.engine?.destroy();
+    this.engine = undefined;
+    const g = this.gpu;
+    this.gpu = undefined;
+    g?.device.destroy();
+  }
+
+  /** Rebuilds on a new device if the current one was lost. */
+  private async live(): Promise<void> {
+    if (!this.lost) return;
+    const max = this.opts.maxRebuilds ?? 3;
+    const cause = this.lost;
+    if (this.rebuilds >= max) throw new DeviceLostError(cause.reason, `gave up after ${max} rebuilds`);
+    this.rebuilds++;
+    this.teardown();
+    await this.build();
+    await this.restoreLastOuter();
+    this.emit({ type: 'rebuilt', step: this.engine!.step, attempt: this.rebuilds });
+  }
+
+  /** θ = φ from the last outer step, AdamW moments zero, the step counter of that outer step. */
+  private async restoreLastOuter(): Promise<void> {
+    const o = this.lastOuter!;
+    const zeros = new Float32Array(this.setup!.layout.total);
+    this.engine!.writeState({ params: o.phi, m: zeros, v: zeros, phi: o.phi, outerM: o.outerM, step: o.step });
+  }
+
+  /** Runs fn; if the device was lost before or during it, rebuilds and runs it once more. */
+  private async withRecovery<T>(fn: () => Promise<T>): Promise<T> {
+    await this.live();
+    try {
+      const r = await fn();
+      this.rebuilds = 0; // maxRebuilds counts losses in a row, not over a volunteer's whole day
+      return r;
+    } catch (e) {
+      // A lost device rejects pending maps; the lost promise may settle a moment later.
+      if (!this.lost) await new Promise((r) => setTimeout(r, 0));
+      if (!this.lost) throw e;
+    }
+    await this.live();
+    const r = await fn();
+    this.rebuilds = 0;
+    return r;
+  }
+
+  private emit(e: TrainerEvent): void {
+    try { this.listener?.(e); } catch { /* a listener's failure is not the trainer's */ }
+  }
+}
+
+function makeSetup(config: TrainerConfig, seed: number): Setup {
+  if (!config || typeof config !== 'object') throw new TypeError('Trainer.init: config must be an object');
+  const model = { ...config.model };
+  validateModelConfig(model);
+  const train = trainConfig(config.train ?? {}, model);
+  validateOuterHyper({ momentum: train.outerMomentum, lr: train.outerLr, consensus: train.consensus });
+  if (!(config.data instanceof Uint8Array)) throw new TypeError('Trainer.init: config.data must be a Uint8Array of training tokens');
+  if (config.data.length < train.seqLen + 1) {
+    throw new RangeError(`Trainer.init: the training data has ${config.data.length} tokens, fewer than one window of seqLen + 1 = ${train.seqLen + 1}`);
+  }
+  for (let i = 0; i < config.data.length; i++) {
+    if (config.data[i] >= model.vocab) throw new RangeError(`Trainer.init: data token ${config.data[i]} at ${i} is outside the vocabulary (size ${model.vocab})`);
+  }
+  const readEvery = config.readEvery ?? 10;
+  if (!Number.isInteger(readEvery) || readEvery < 1) throw new RangeError(`Trainer.init: readEvery must be a positive integer, got ${readEvery}`);
+  const replica = config.replica ?? 0;
+  return {
+    model, train, layout: buildLayout(model), readEvery, autotune: config.autotune ?? true,
+    sampler: new WindowSampler(config.data, { seed, replica }),
+  };
+}
+
+function checkBatch(b: Batch, vocab: number): void {
+  if (!(b?.tokens instanceof Uint32Array) || !(b.targets instanceof Uint32Array)) throw new TypeError('evaluate: each batch needs Uint32Array tokens and targets');
+  for (let i = 0; i < b.tokens.length; i++) {
+    if (b.tokens[i] >= vocab || b.targets[i] >= vocab) throw new RangeError(`evaluate: token or target at ${i} is outside the vocabulary (size ${vocab})`);
+  }
+}
+
+function checkState(state: LoadState, setup: Setup) {
+  if (!state || state.format !== STATE_FORMAT) throw new TypeError(`Trainer.load: not a ${STATE_FORMAT} object`);
+  if (state.version !== STATE_VERSION) throw new RangeError(`Trainer.load: state version ${state.version} is not supported (expected ${STATE_VERSION})`);
+  for (const k of ['vocab', 'ctx', 'layers', 'd', 'heads'] as const) {
+    if (state.model?.[k] !== setup.model[k]) {
+      throw new RangeError(`Trainer.load: the state is for a model with ${k}=${state.model?.[k]}, this trainer runs ${k}=${setup.model[k]}`);
+    }
+  }
+  if (!Number.isInteger(state.step) || state.step < 0) throw new RangeError(`Trainer.load: step must be a non-negative integer, got ${state.step}`);
+  const total = setup.layout.total;
+  const arr = (k: 'params' | 'm' | 'v' | 'phi' | 'outerM', fallback?: () => Float32Array) => {
+    if (state[k] === undefined && fallback) return fallback();
+    const a = floats(state[k], total, `Trainer.load: ${k}`);
+    const bad = firstNonFinite(a);
+    if (bad !== undefined) throw new RangeError(`Trainer.load: ${k} has a non-finite value at float ${bad}`);
+    return a;
+  };
+  const phi = arr('phi'), outerM = arr('outerM');
+  const zeros = () => new Float32Array(total);
+  return { params: arr('params', () => phi), m: arr('m', zeros), v: arr('v', zeros), phi, outerM, step: state.step };
+}
+
+/** A Float32Array view of `x` (a Float32Array or its ArrayBuffer) of exactly `total` floats. */
+function floats(x: Float32Array | ArrayBuffer | undefined, total: number, what: string): Float32Array {
+  const a = x instanceof Float32Array ? x : x instanceof ArrayBuffer ? new Float32Array(x) : undefined;
+  if (!a || a.length !== total) {
+    const got = a ? `${a.length} floats` : x === undefined ? 'nothing' : (x as object)?.constructor?.name ?? typeof x;
+    throw new RangeError(`${what} must be a Float32Array (or ArrayBuffer) of ${total} floats, got ${got}`);
+  }
+  return a;
+}
+
+function firstNonFinite(a: Float32Array): number | undefined {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return i;
+  return undefined;
+}

@@ -1,0 +1,54 @@
+// The autotuner: measures candidate kernel shapes, keeps the fastest, caches it per adapter
+// (memory, and the Node JSON file store), and a cached adapter is not measured again.
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect } from 'vitest';
+import { autotune, memoryStore, shapeName, tuningKey } from '../src/gpu/autotune.ts';
+import { fileStore } from '../src/gpu/autotune-node.ts';
+import { getTestGpu, gpuTest } from './support/gpu.ts';
+
+const small = {
+  size: 64,
+  matmulCandidates: [{ wgX: 8, wgY: 8, tm: 8 as const, vec4: true }, { wgX: 16, wgY: 4, tm: 4 as const, vec4: true }],
+  strideCandidates: [{ wg: 256, groups: 16 }, { wg: 64, groups: 64 }],
+};
+const dirs: string[] = [];
+afterAll(async () => { for (const d of dirs) await rm(d, { recursive: true, force: true }); });
+
+describe('autotune', () => {
+  gpuTest('measures every candidate, picks the fastest, and caches it', async (device) => {
+    const { info } = await getTestGpu();
+    const store = memoryStore();
+    const r = await autotune(device, info, { ...small, store });
+    expect(r.fromCache).toBe(false);
+    expect(r.timings).toHaveLength(3 * (2 + 1) + 2); // per mode: 2 shapes + the winner's other load width; 2 grids
+    for (const t of r.timings) expect(t.ms).toBeGreaterThan(0);
+    for (const mode of ['nn', 'nt', 'tn'] as const) {
+      const mine = r.timings.filter((t) => t.kernel === `matmul.${mode}`);
+      const fastest = mine.reduce((a, b) => (b.ms < a.ms ? b : a));
+      expect(shapeName(r.tuning.matmul[mode])).toBe(fastest.shape);
+    }
+    expect(small.strideCandidates).toContainEqual(r.tuning.stride);
+    expect(store.entries.get(tuningKey(info))).toEqual(r.tuning);
+
+    const again = await autotune(device, info, { ...small, store });
+    expect(again.fromCache).toBe(true);
+    expect(again.timings).toHaveLength(0);
+    expect(again.tuning).toEqual(r.tuning);
+  });
+
+  gpuTest('the Node file store persists across instances and survives a corrupt file', async (device) => {
+    const { info } = await getTestGpu();
+    const dir = await mkdtemp(join(tmpdir(), 'murmur-autotune-'));
+    dirs.push(dir);
+    const path = join(dir, 'sub', 'autotune.json');
+    const r = await autotune(device, info, { ...small, store: fileStore(path) });
+    expect(JSON.parse(await readFile(path, 'utf8'))[r.key]).toEqual(r.tuning);
+    expect((await autotune(device, info, { ...small, store: fileStore(path) })).fromCache).toBe(true);
+    await writeFile(path, '{ not json');
+    const fresh = await autotune(device, info, { ...small, store: fileStore(path) });
+    expect(fresh.fromCache).toBe(false);
+    expect(JSON.parse(await readFile(path, 'utf8'))[r.key]).toEqual(fresh.tuning);
+  });
+});

@@ -1,0 +1,182 @@
+// Every WGSL kernel of the model against the CPU reference (src/model/reference.ts) on random
+// inputs, including awkward shapes: B = 1, T not a multiple of the 8-row matmul block, and
+// widths that are not multiples of 4 (which take matmul's scalar-load path).
+// Tolerances (max |gpu - ref| / max |ref|), stated per kernel:
+//   encoder fwd 1e-6 (one add), encoder bwd 1e-5, layernorm fwd 1e-5, layernorm bwd 1e-4
+//   (two reductions), matmul fwd/bwd 1e-5, attention fwd 1e-5, attention bwd 1e-4, gelu 1e-6,
+//   softmax + cross-entropy fwd/bwd 1e-5.
+import { afterAll, describe, expect, it } from 'vitest';
+import * as ref from '../src/model/reference.ts';
+import { Kernels } from '../src/gpu/kernels.ts';
+import {
+  attRowStride, attentionBackward, attentionForward, crossentropy, encoderBackward, encoderForward,
+  geluForward, layernormBackward, layernormForward, layernormScratchFloats, matmulBackward, matmulForward, tokenIndex,
+} from '../src/gpu/ops.ts';
+import { emptyF32, gpuTest, readF32, uploadF32, uploadU32 } from './support/gpu.ts';
+import { randomArray, relErr, runDispatches } from './support/engine.ts';
+
+let kernels: Kernels | undefined;
+const K = (device: GPUDevice) => (kernels ??= new Kernels(device));
+afterAll(() => kernels?.destroy());
+
+const tokensFor = (n: number, V: number, seed: number) => Uint32Array.from(randomArray(n, seed), (x) => Math.floor(((x + 1) / 2) * V) % V);
+
+describe('tokenIndex (host side of the embedding gradient)', () => {
+  it('counting-sorts positions by token id, ascending within a token', () => {
+    const tokens = Uint32Array.from([3, 1, 3, 0, 1, 3]);
+    const idx = tokenIndex(new Uint32Array(5 + 6), tokens, 4);
+    expect(Array.from(idx.subarray(0, 5))).toEqual([0, 1, 3, 3, 6]);
+    expect(Array.from(idx.subarray(5))).toEqual([3, 1, 4, 0, 2, 5]);
+    expect(() => tokenIndex(new Uint32Array(11), Uint32Array.from([0, 0, 0, 0, 0, 9]), 4)).toThrow(/token 9 at position 5 is outside the vocabulary/);
+  });
+});
+
+describe('encoder', () => {
+  for (const [B, T, C, V] of [[2, 5, 12, 11], [1, 3, 6, 7], [3, 9, 32, 256]]) {
+    gpuTest(`forward and backward B=${B} T=${T} C=${C} V=${V}`, async (device) => {
+      const tokens = tokensFor(B * T, V, 1), wte = randomArray(V * C, 2), wpe = randomArray(T * C, 3), dout = randomArray(B * T * C, 4);
+      const gTok = uploadU32(device, tokens), gWte = uploadF32(device, wte), gWpe = uploadF32(device, wpe), gOut = emptyF32(device, B * T * C);
+      const dwte0 = randomArray(V * C, 5), dwpe0 = randomArray(T * C, 6);
+      const gDout = uploadF32(device, dout), gDwte = uploadF32(device, dwte0), gDwpe = uploadF32(device, dwpe0);
+      const gIndex = uploadU32(device, tokenIndex(new Uint32Array(V + 1 + B * T), tokens, V));
+      await runDispatches(device, [
+        encoderForward(K(device), 't.enc', gOut, gTok, gWte, gWpe, B, T, C),
+        ...encoderBackward(K(device), 't.enc.bwd', gDwte, gDwpe, gDout, gIndex, B, T, C, V),
+      ]);
+      const out = new Float32Array(B * T * C);
+      ref.encoderForward(out, tokens, wte, wpe, B, T, C);
+      const dwte = dwte0.slice(), dwpe = dwpe0.slice();
+      ref.encoderBackward(dwte, dwpe, dout, tokens, B, T, C);
+      expect(relErr(await readF32(device, gOut, B * T * C), out)).toBeLessThan(1e-6);
+      expect(relErr(await readF32(device, gDwte, V * C), dwte)).toBeLessThan(1e-5);
+      expect(relErr(await readF32(device, gDwpe, T * C), dwpe)).toBeLessThan(1e-5);
+    });
+  }
+});
+
+describe('layernorm', () => {
+  for (const [N, C] of [[7, 10], [1, 3], [33, 32], [200, 12]]) {
+    gpuTest(`forward and backward N=${N} C=${C} (dinp +=, dweight/dbias +=)`, async (device) => {
+      const inp = randomArray(N * C, 1, 3), w = randomArray(C, 2), b = randomArray(C, 3), dout = randomArray(N * C, 4);
+      const dinp0 = randomArray(N * C, 5), dw0 = randomArray(C, 6), db0 = randomArray(C, 7);
+      const g = {
+        inp: uploadF32(device, inp), w: uploadF32(device, w), b: uploadF32(device, b), out: emptyF32(device, N * C),
+        mean: emptyF32(device, N), rstd: emptyF32(device, N), dout: uploadF32(device, dout),
+        dinp: uploadF32(device, dinp0), dw: uploadF32(device, dw0), db: uploadF32(device, db0),
+        scratch: emptyF32(device, layernormScratchFloats(N, C)),
+      };
+      await runDispatches(device, [
+        layernormForward(K(device), 't.ln', g.out, g.mean, g.rstd, g.inp, g.w, g.b, N, C),
+        ...layernormBackward(K(device), 't.ln.bwd', g.dinp, g.dw, g.db, g.dout, g.inp, g.w, g.mean, g.rstd, g.scratch, N, C),
+      ]);
+      const out = new Float32Array(N * C), mean = new Float32Array(N), rstd = new Float32Array(N);
+      ref.layernormForward(out, mean, rstd, inp, w, b, N, C);
+      const dinp = new Float32Array(N * C), dw = dw0.slice(), db = db0.slice();
+      ref.layernormBackward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+      for (let i = 0; i < dinp.length; i++) dinp[i] += dinp0[i]; // the GPU kernel adds into the residual gradient
+      expect(relErr(await readF32(device, g.out, N * C), out)).toBeLessThan(1e-5);
+      expect(relErr(await readF32(device, g.mean, N), mean)).toBeLessThan(1e-5);
+      expect(relErr(await readF32(device, g.rstd, N), rstd)).toBeLessThan(1e-5);
+      expect(relErr(await readF32(device, g.dinp, N * C), dinp)).toBeLessThan(1e-4);
+      expect(relErr(await readF32(device, g.dw, C), dw)).toBeLessThan(1e-4);
+      expect(relErr(await readF32(device, g.db, C), db)).toBeLessThan(1e-4);
+    });
+  }
+});
+
+describe('matmul forward / backward (y = x W + b, W stored (in, out))', () => {
+  for (const [N, C, OC] of [[7, 10, 6], [1, 4, 12], [33, 32, 128], [45, 30, 90]]) {
+    gpuTest(`N=${N} C=${C} OC=${OC}: forward with residual, backward with and without GELU`, async (device) => {
+      const inp = randomArray(N * C, 1), w = randomArray(C * OC, 2), b = randomArray(OC, 3), res = randomArray(N * OC, 4);
+      const dout = randomArray(N * OC, 5), dw0 = randomArray(C * OC, 6), db0 = randomArray(OC, 7);
+      const g = {
+        inp: uploadF32(device, inp), w: uploadF32(device, w), b: uploadF32(device, b), res: uploadF32(device, res),
+        out: emptyF32(device, N * OC), dout: uploadF32(device, dout), dinp: emptyF32(device, N * C), dinpGelu: emptyF32(device, N * C),
+        dw: uploadF32(device, dw0), db: uploadF32(device, db0), dw2: uploadF32(device, dw0),
+      };
+      await runDispatches(device, [
+        matmulForward(K(device), 't.mm', g.out, g.inp, g.w, g.b, N, C, OC, g.res),
+        ...matmulBackward(K(device), 't.mm.bwd', g.dinp, g.dw, g.db, g.dout, g.inp, g.w, N, C, OC),
+        // the GELU-fused variant: inp plays the pre-activation x and also the GELU output
+        ...matmulBackward(K(device), 't.mm.bwd.gelu', g.dinpGelu, g.dw2, null, g.dout, g.inp, g.w, N, C, OC, g.inp),
+      ]);
+      const out = new Float32Array(N * OC);
+      ref.matmulForward(out, inp, w, b, N, C, OC);
+      ref.residualForward(out, out, res, N * OC);
+      const dinp = new Float32Array(N * C), dw = dw0.slice(), db = db0.slice();
+      ref.matmulBackward(dinp, dw, db, dout, inp, w, N, C, OC);
+      const dinpGelu = new Float32Array(N * C);
+      ref.geluBackward(dinpGelu, inp, dinp, N * C);
+      expect(relErr(await readF32(device, g.out, N * OC), out)).toBeLessThan(1e-5);
+      expect(relErr(await readF32(device, g.dinp, N * C), dinp)).toBeLessThan(1e-5);
+      expect(relErr(await readF32(device, g.dw, C * OC), dw)).toBeLessThan(1e-5);
+      expect(relErr(await readF32(device, g.db, OC), db)).toBeLessThan(1e-5);
+      expect(relErr(await readF32(device, g.dinpGelu, N * C), dinpGelu)).toBeLessThan(1e-5);
+      expect(relErr(await readF32(device, g.dw2, C * OC), dw)).toBeLessThan(1e-5);
+    });
+  }
+});
+
+describe('causal multi-head attention', () => {
+  for (const [B, T, C, NH] of [[1, 5, 8, 2], [2, 13, 32, 4], [1, 1, 6, 3], [2, 9, 12, 3]]) {
+    gpuTest(`B=${B} T=${T} C=${C} NH=${NH}`, async (device) => {
+      const ld = attRowStride(T);
+      const qkv = randomArray(B * T * 3 * C, 1, 2), dout = randomArray(B * T * C, 2);
+      const g = {
+        qkv: uploadF32(device, qkv), out: emptyF32(device, B * T * C), att: emptyF32(device, B * NH * T * ld),
+        dout: uploadF32(device, dout), dqkv: uploadF32(device, randomArray(B * T * 3 * C, 9)), datt: emptyF32(device, B * NH * T * ld),
+      };
+      await runDispatches(device, [
+        ...attentionForward(K(device), 't.attn', g.out, g.att, g.qkv, B, T, C, NH),
+        ...attentionBackward(K(device), 't.attn.bwd', g.dqkv, g.datt, g.att, g.dout, g.qkv, B, T, C, NH),
+      ]);
+      const out = new Float32Array(B * T * C), preatt = new Float32Array(B * NH * T * T), att = new Float32Array(B * NH * T * T);
+      ref.attentionForward(out, preatt, att, qkv, B, T, C, NH);
+      const dqkv = new Float32Array(B * T * 3 * C);
+      ref.attentionBackward(dqkv, new Float32Array(B * NH * T * T), new Float32Array(B * NH * T * T), dout, qkv, att, B, T, C, NH);
+      const gotAtt = await readF32(device, g.att, B * NH * T * ld);
+      const attDense = new Float32Array(B * NH * T * T);
+      for (let r = 0; r < B * NH * T; r++) {
+        for (let j = 0; j < T; j++) attDense[r * T + j] = gotAtt[r * ld + j];
+        for (let j = T; j < ld; j++) expect(gotAtt[r * ld + j]).toBe(0); // padding is zero for att V
+      }
+      expect(relErr(attDense, att)).toBeLessThan(1e-5);
+      expect(relErr(await readF32(device, g.out, B * T * C), out)).toBeLessThan(1e-5);
+      expect(relErr(await readF32(device, g.dqkv, B * T * 3 * C), dqkv)).toBeLessThan(1e-4);
+    });
+  }
+});
+
+describe('gelu', () => {
+  for (const n of [1, 37, 4096]) {
+    gpuTest(`forward n=${n}`, async (device) => {
+      const x = randomArray(n, 3, 4);
+      const gx = uploadF32(device, x), gy = emptyF32(device, n);
+      await runDispatches(device, [geluForward(K(device), 't.gelu', gy, gx, n)]);
+      const y = new Float32Array(n);
+      ref.geluForward(y, x, n);
+      expect(relErr(await readF32(device, gy, n), y)).toBeLessThan(1e-6);
+    });
+  }
+});
+
+describe('fused softmax + cross-entropy', () => {
+  for (const [N, V] of [[7, 13], [1, 256], [20, 256]]) {
+    gpuTest(`N=${N} V=${V}: losses and dlogits (mean loss)`, async (device) => {
+      const logits = randomArray(N * V, 1, 4), targets = tokensFor(N, V, 2);
+      const gL = uploadF32(device, logits), gT = uploadU32(device, targets), gLoss = emptyF32(device, N);
+      const gL2 = uploadF32(device, logits), gLoss2 = emptyF32(device, N);
+      await runDispatches(device, [
+        crossentropy(K(device), 't.ce', gLoss, gL, gT, N, V, true),
+        crossentropy(K(device), 't.ce.eval', gLoss2, gL2, gT, N, V, false),
+      ]);
+      const losses = new Float32Array(N), probs = new Float32Array(N * V), dlogits = new Float32Array(N * V);
+      ref.crossentropySoftmaxForward(losses, probs, logits, targets, N, V);
+      ref.crossentropySoftmaxBackward(dlogits, probs, targets, N, V, 1);
+      expect(relErr(await readF32(device, gLoss, N), losses)).toBeLessThan(1e-5);
+      expect(relErr(await readF32(device, gL, N * V), dlogits)).toBeLessThan(1e-5);
+      expect(relErr(await readF32(device, gLoss2, N), losses)).toBeLessThan(1e-5);
+      expect(await readF32(device, gL2, N * V)).toEqual(logits); // evaluation leaves the logits alone
+    });
+  }
+});

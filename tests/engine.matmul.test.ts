@@ -1,0 +1,145 @@
+// matmul.wgsl against a float64 CPU product: every mode, epilogue and batching, on shapes that
+// are not multiples of the 8x4 register block, on both the vec4 and the scalar load path.
+// Tolerance: 1e-5 relative to the largest output (f32 sums of up to ~100 terms).
+import { afterAll, describe, expect } from 'vitest';
+import { DEFAULT_TUNING, Kernels, writeArray, type MatmulMode, type Tuning } from '../src/gpu/kernels.ts';
+import { matmul, vec4Aligned, type MatmulSpec } from '../src/gpu/matmul.ts';
+import { gpuTest, readF32, uploadF32 } from './support/gpu.ts';
+import { randomArray, relErr, runDispatches } from './support/engine.ts';
+
+const TOL = 1e-5;
+// Every case runs with both register-block heights (TM = 8 and 4), two workgroup shapes, and
+// (for aligned operands) both load widths.
+const TUNINGS: Tuning[] = [
+  DEFAULT_TUNING,
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 16, wgY: 4, tm: 4, vec4: true }, nt: { wgX: 4, wgY: 16, tm: 4, vec4: true }, tn: { wgX: 16, wgY: 4, tm: 4, vec4: true } } },
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: false }, nt: { wgX: 8, wgY: 8, tm: 4, vec4: false }, tn: { wgX: 8, wgY: 8, tm: 8, vec4: false } } },
+];
+const kernels: Kernels[] = [];
+const kernelsFor = (device: GPUDevice, t: number) => (kernels[t] ??= new Kernels(device, TUNINGS[t]));
+afterAll(() => { for (const k of kernels) k?.destroy(); });
+
+const geluGrad = (x: number) => {
+  const s = Math.sqrt(2 / Math.PI), t = Math.tanh(s * (x + 0.044715 * x ** 3));
+  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * s * (1 + 3 * 0.044715 * x * x);
+};
+
+interface Case { mode: MatmulMode; M: number; N: number; K: number; lda?: number; ldb?: number; bias?: boolean; accum?: boolean; epi?: 'residual' | 'geluGrad'; alpha?: number }
+
+/** CPU: C (M, N) in row-major with ldc = N. A, B stored as the mode says with the given ld. */
+function cpu(c: Case, A: Float32Array, B: Float32Array, lda: number, ldb: number, bias: Float32Array, R: Float32Array, C0: Float32Array): Float64Array {
+  const out = new Float64Array(c.M * c.N);
+  for (let i = 0; i < c.M; i++) for (let j = 0; j < c.N; j++) {
+    let s = 0;
+    for (let p = 0; p < c.K; p++) {
+      const a = c.mode === 'tn' ? A[p * lda + i] : A[i * lda + p];
+      const b = c.mode === 'nt' ? B[j * ldb + p] : B[p * ldb + j];
+      s += a * b;
+    }
+    let v = (c.alpha ?? 1) * s;
+    if (c.bias) v += bias[j];
+    if (c.epi === 'residual') v += R[i * c.N + j];
+    if (c.epi === 'geluGrad') v *= geluGrad(R[i * c.N + j]);
+    if (c.accum) v += C0[i * c.N + j];
+    out[i * c.N + j] = v;
+  }
+  return out;
+}
+
+async function check(device: GPUDevice, c: Case): Promise<{ err: number; vec4: boolean }> {
+  const aRows = c.mode === 'tn' ? c.K : c.M, aCols = c.mode === 'tn' ? c.M : c.K;
+  const bRows = c.mode === 'nt' ? c.N : c.K, bCols = c.mode === 'nt' ? c.K : c.N;
+  const lda = c.lda ?? aCols, ldb = c.ldb ?? bCols;
+  const A = randomArray(aRows * lda, 1), B = randomArray(bRows * ldb, 2);
+  const bias = randomArray(c.N, 3), R = randomArray(c.M * c.N, 4, 2), C0 = randomArray(c.M * c.N, 5);
+  const bufs = [uploadF32(device, A), uploadF32(device, B), uploadF32(device, bias), uploadF32(device, R), uploadF32(device, C0)];
+  const spec: MatmulSpec = {
+    label: 'test.matmul', mode: c.mode, M: c.M, N: c.N, K: c.K,
+    a: { ref: bufs[0], ld: lda }, b: { ref: bufs[1], ld: ldb }, c: { ref: bufs[4], ld: c.N },
+    bias: c.bias ? { ref: bufs[2] } : undefined,
+    epilogue: c.epi ? { kind: c.epi, ref: bufs[3], ld: c.N } : undefined,
+    accumulate: c.accum, alpha: c.alpha,
+  };
+  const want = cpu(c, A, B, lda, ldb, bias, R, C0);
+  let err = 0;
+  for (let t = 0; t < TUNINGS.length; t++) {
+    writeArray(device.queue, bufs[4], C0); // accumulate starts from the same C each time
+    await runDispatches(device, [matmul(kernelsFor(device, t), spec)]);
+    err = Math.max(err, relErr(await readF32(device, bufs[4], c.M * c.N), want));
+  }
+  return { err, vec4: vec4Aligned(spec) };
+}
+
+describe('matmul.wgsl', () => {
+  const modes: MatmulMode[] = ['nn', 'nt', 'tn'];
+  for (const mode of modes) {
+    gpuTest(`${mode}: aligned shapes take the vec4 path and match`, async (device) => {
+      const r = await check(device, { mode, M: 16, N: 32, K: 24 });
+      expect(r.vec4).toBe(true);
+      expect(r.err).toBeLessThan(TOL);
+    });
+    gpuTest(`${mode}: M, N, K not multiples of the block or of 4 (scalar path)`, async (device) => {
+      const r = await check(device, { mode, M: 13, N: 7, K: 5 });
+      expect(r.vec4).toBe(false);
+      expect(r.err).toBeLessThan(TOL);
+    });
+    gpuTest(`${mode}: one row, one column, K = 1`, async (device) => {
+      expect((await check(device, { mode, M: 1, N: 1, K: 1 })).err).toBeLessThan(TOL);
+    });
+    gpuTest(`${mode}: vec4 path with K not a multiple of 4 and M, N ragged`, async (device) => {
+      const r = await check(device, { mode, M: 9, N: 12, K: 13, lda: mode === 'tn' ? 12 : 16, ldb: mode === 'nt' ? 16 : 12 });
+      expect(r.vec4).toBe(true);
+      expect(r.err).toBeLessThan(TOL);
+    });
+  }
+  gpuTest('bias + residual epilogue (forward with the residual add fused)', async (device) => {
+    expect((await check(device, { mode: 'nn', M: 11, N: 20, K: 16, bias: true, epi: 'residual' })).err).toBeLessThan(TOL);
+  });
+  gpuTest("geluGrad epilogue (dx = dy W^T * gelu'(x))", async (device) => {
+    expect((await check(device, { mode: 'nt', M: 10, N: 16, K: 8, epi: 'geluGrad' })).err).toBeLessThan(TOL);
+  });
+  gpuTest('accumulate (dW += x^T dy) and alpha', async (device) => {
+    expect((await check(device, { mode: 'tn', M: 12, N: 8, K: 21, accum: true, alpha: 0.25 })).err).toBeLessThan(TOL);
+  });
+
+  gpuTest('tn with the bias gradient riding along (dW += x^T dy, db += column sums of dy)', async (device) => {
+    for (const [M, N, K] of [[12, 8, 21], [5, 7, 3], [16, 32, 9]]) {
+      const A = randomArray(K * M, 1), B = randomArray(K * N, 2), C0 = randomArray(M * N, 3), db0 = randomArray(N, 4);
+      const want = cpu({ mode: 'tn', M, N, K, accum: true }, A, B, M, N, new Float32Array(N), new Float32Array(M * N), C0);
+      const wantDb = Float64Array.from(db0);
+      for (let k = 0; k < K; k++) for (let j = 0; j < N; j++) wantDb[j] += B[k * N + j];
+      for (let t = 0; t < TUNINGS.length; t++) {
+        const gA = uploadF32(device, A), gB = uploadF32(device, B), gC = uploadF32(device, C0), gDb = uploadF32(device, db0);
+        await runDispatches(device, [matmul(kernelsFor(device, t), {
+          label: 'test.tn.bias', mode: 'tn', M, N, K, accumulate: true,
+          a: { ref: gA, ld: M }, b: { ref: gB, ld: N }, c: { ref: gC, ld: N }, biasGrad: { ref: gDb },
+        })]);
+        expect(relErr(await readF32(device, gC, M * N), want)).toBeLessThan(TOL);
+        expect(relErr(await readF32(device, gDb, N), wantDb)).toBeLessThan(TOL);
+      }
+    }
+  });
+
+  gpuTest('batched heads: per-(b, h) offsets into interleaved qkv', async (device) => {
+    // Q K^T for B=2, NH=3, T=5, hs=4 out of qkv (B, T, 3C) with C = 12.
+    const B = 2, NH = 3, T = 5, hs = 4, C = NH * hs, ld = 8;
+    const qkv = randomArray(B * T * 3 * C, 7);
+    const bq = uploadF32(device, qkv), bo = uploadF32(device, new Float32Array(B * NH * T * ld));
+    const head = (part: number) => ({ ref: bq, ld: 3 * C, off: part * C, outer: T * 3 * C, inner: hs });
+    await runDispatches(device, [matmul(kernelsFor(device, 1), {
+      label: 'test.qk', mode: 'nt', M: T, N: T, K: hs, batch: { count: B * NH, inner: NH }, alpha: 0.5,
+      a: head(0), b: head(1), c: { ref: bo, ld, outer: NH * T * ld, inner: T * ld },
+    })]);
+    const got = await readF32(device, bo, B * NH * T * ld);
+    const want = new Float64Array(B * NH * T * ld);
+    const gotValid = new Float64Array(want.length);
+    for (let b = 0; b < B; b++) for (let h = 0; h < NH; h++) for (let t = 0; t < T; t++) for (let s = 0; s < T; s++) {
+      let dot = 0;
+      for (let i = 0; i < hs; i++) dot += qkv[(b * T + t) * 3 * C + h * hs + i] * qkv[(b * T + s) * 3 * C + C + h * hs + i];
+      const o = ((b * NH + h) * T + t) * ld + s;
+      want[o] = 0.5 * dot;
+      gotValid[o] = got[o];
+    }
+    expect(relErr(gotValid, want)).toBeLessThan(TOL);
+  });
+});
