@@ -1,5 +1,4 @@
 // One config for the web app (Vite) and the test suite (Vitest).
-import { fileURLToPath } from 'node:url';
 import { defineConfig, type Plugin } from 'vitest/config';
 
 /**
@@ -26,11 +25,9 @@ function pagesAtRoot(): Plugin {
 export default defineConfig({
   plugins: [pagesAtRoot()],
   // simple-peer and its stream dependencies are CommonJS written for Node: they read `global` and
-  // require('events'); the page gets our EventEmitter (src/ui/browser/node-shims/events.ts).
-  // Only the bare name is mapped: server code imports 'node:events', and Node packages that
-  // Vitest loads are not bundled, so they keep Node's own.
+  // require('events'). In the browser the bare name resolves to the npm package `events` (a
+  // dependency for this reason); server code imports 'node:events' and keeps Node's own.
   define: { global: 'globalThis' },
-  resolve: { alias: [{ find: /^events$/, replacement: fileURLToPath(new URL('./src/ui/browser/node-shims/events.ts', import.meta.url)) }] },
   // Workers are ES modules so they can import the trainer and comlink like the page does.
   worker: { format: 'es' },
   server: { host: '127.0.0.1' },

@@ -1,6 +1,6 @@
 // The one piece of Node's `process` that simple-peer's stream dependency (readable-stream) uses
 // in a browser: process.nextTick. Imported first by the page entries that load the mesh.
-// TODO(lead): the npm package `process` is the maintained polyfill.
+// (Sixteen lines here rather than the npm `process` polyfill: nextTick is all that is used.)
 
 type ProcessLike = { nextTick?: unknown; env?: Record<string, string>; browser?: boolean };
 
