@@ -8,6 +8,7 @@ import { register as registerExport } from './commands/export.ts';
 import { register as registerTrainGpu } from './commands/train-gpu.ts';
 import { register as registerSim } from './commands/sim.ts';
 import { register as registerVolunteer } from './commands/volunteer.ts';
+import { register as registerStart } from './commands/start.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('murmur')
@@ -21,6 +22,7 @@ export async function main(argv: string[]): Promise<void> {
   registerTrainGpu(program);
   registerSim(program);
   registerVolunteer(program);
+  registerStart(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {
