@@ -200,7 +200,13 @@ describe('web app serving', () => {
       await w.close();
       rmSync(web, { recursive: true });
     }
-    // Without a build, / says how to make one instead of failing.
-    expect((await inject({ method: 'GET', url: '/' })).body).toMatch(/vite build/);
+    // Without a build, / says how to make one instead of failing. (An explicit empty web root:
+    // the default, dist/web, exists once `npm start` or the start e2e test has built the app.)
+    const bare = await startServer({ webRoot: join(tmpdir(), 'murmur-no-web-build') });
+    try {
+      expect((await bare.c.app.inject({ method: 'GET', url: '/' })).body).toMatch(/vite build/);
+    } finally {
+      await bare.close();
+    }
   });
 });

@@ -36,9 +36,11 @@ export function progressLine(metrics: MetricsStore, runId: string, now: number, 
   const r = metrics.query({ runId, from: now - windowMs, to: now, maxPoints: 20_000 });
   if (r.downsampled || r.points.length === 0) return null;
   const latest = new Map<string, { round: number; valLoss: number | null; tokensPerS: number | null }>();
-  for (const p of r.points as { peerId: string; round: number; valLoss: number | null; tokensPerS: number | null }[]) {
+  for (const p of r.points) {
     const prev = latest.get(p.peerId);
-    latest.set(p.peerId, { round: p.round, valLoss: p.valLoss ?? prev?.valLoss ?? null, tokensPerS: p.tokensPerS });
+    // A non-finite loss ("NaN" on the wire) is no level to take a median of; the dashboard alerts on it.
+    const val = typeof p.valLoss === 'number' ? p.valLoss : null;
+    latest.set(p.peerId, { round: p.round, valLoss: val ?? prev?.valLoss ?? null, tokensPerS: p.tokensPerS });
   }
   const vals = [...latest.values()].map((x) => x.valLoss).filter((x): x is number => x !== null).sort((a, b) => a - b);
   const median = vals.length ? vals[Math.floor((vals.length - 1) / 2)]! : null;

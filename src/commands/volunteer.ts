@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import type { BackendKind } from '../volunteer/backend.ts';
 import type { WebSocketCtor } from '../sync/signaling-client.ts';
+import type { WireLoss } from '../protocol/messages.ts';
 
 interface VolunteerCliOptions {
   url: string;
@@ -60,7 +61,7 @@ export function register(program: Command): void {
         console.log(`murmur volunteer: peer ${j.peerId} in run ${j.run.id} (${j.run.preset}, H=${j.run.train.H}), ${o.backend} on ${j.adapter}; state from ${j.source}`);
         console.log('  round    step   train loss   val loss   tokens/s   partner');
         v.onRound(({ report: r }) => {
-          const f = (x: number | null) => (x === null ? '       -' : x.toFixed(4).padStart(8));
+          const f = (x: WireLoss) => (x === null ? '       -' : typeof x === 'string' ? x.padStart(8) : x.toFixed(4).padStart(8));
           console.log(`${String(r.round).padStart(7)} ${String(r.step).padStart(7)}     ${f(r.trainLoss)}   ${f(r.valLoss)}   ${r.tokensPerS.toFixed(0).padStart(8)}   ${r.partner ?? 'solo'}`);
         });
       }

@@ -74,7 +74,10 @@ export interface MeshPort {
   stats(): MeshStats;
 }
 
-/** One metric row for the coordinator (src/protocol/messages.ts ReportFields). */
+/**
+ * One metric row for the coordinator (src/protocol/messages.ts ReportFields). Losses may be NaN
+ * or ±Infinity here; the backend sends those as their names (lossToWire).
+ */
 export interface VolunteerReport {
   time: number;
   step: number;

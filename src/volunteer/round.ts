@@ -1,7 +1,7 @@
 // One outer round and the metric row that describes it, shared by every loop that trains a
 // replica against the mesh (the headless volunteer here; the browser's controller has the same
 // shape). DOM-free and trainer-agnostic: it sees only the Replica interface and the mesh.
-import type { ReportFields } from '../protocol/messages.ts';
+import { lossToWire, type ReportFields } from '../protocol/messages.ts';
 import type { Mesh } from '../sync/mesh.ts';
 import { outerRound, pairWaitMs, type Replica } from '../sync/replica.ts';
 import type { ExchangeResult } from '../sync/types.ts';
@@ -47,16 +47,18 @@ export async function runOuterRound(mesh: Mesh, replica: Replica, ctx: RoundCont
   const exchange = await outerRound(mesh, replica, ctx.round, waitMs);
   const valLoss = ctx.evaluate ? await ctx.evaluate() : null;
   const roundMs = ctx.inner.innerMs + (now() - t0);
-  const finite = ctx.inner.losses.filter((l) => Number.isFinite(l));
-  const trainLoss = finite.length === ctx.inner.losses.length && finite.length > 0
-    ? finite.reduce((a, b) => a + b, 0) / finite.length
-    : null; // JSON has no NaN; the trainer already reported and recovered from a divergence
+  // A non-finite inner loss is reported as such (its name on the wire): the trainer recovered
+  // from the divergence, but the dashboard's NaN alert must still see that it happened.
+  const bad = ctx.inner.losses.find((l) => !Number.isFinite(l));
+  const trainLoss = bad !== undefined ? lossToWire(bad)
+    : ctx.inner.losses.length > 0 ? ctx.inner.losses.reduce((a, b) => a + b, 0) / ctx.inner.losses.length
+    : null;
   const report: ReportFields = {
     time: now(),
     step: ctx.inner.step,
     round: ctx.round + 1,
     trainLoss,
-    valLoss: valLoss !== null && Number.isFinite(valLoss) ? valLoss : null,
+    valLoss: lossToWire(valLoss),
     tokensPerS: roundMs > 0 ? ctx.inner.tokens / (roundMs / 1000) : 0,
     bytesIn: exchange.bytesReceived,
     bytesOut: exchange.bytesSent,

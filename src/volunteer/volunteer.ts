@@ -332,7 +332,7 @@ class HeadlessVolunteer implements Volunteer {
       this.summary.rounds++;
       this.summary.steps = this.step;
       if (out.exchange.outcome === 'paired') this.summary.paired++;
-      if (out.report.valLoss !== null) this.lastValLoss = out.report.valLoss;
+      if (typeof out.report.valLoss === 'number') this.lastValLoss = out.report.valLoss;
       this.signaling.report(out.report);
       this.log.info('outer round', {
         round: out.report.round, step: out.report.step, loss: out.report.trainLoss, val: out.report.valLoss,

@@ -2,7 +2,7 @@
 // training worker and the WebRTC mesh, which the entry file supplies as factories. Nothing here
 // runs before join(), which the TrainingController calls only after consent and Start.
 import { buildLayout } from '../../model/layout.ts';
-import type { RunInfo, WelcomeMsg } from '../../protocol/messages.ts';
+import { lossToWire, type RunInfo, type WelcomeMsg } from '../../protocol/messages.ts';
 import { SignalingClient, type SessionStore, type WebSocketCtor } from '../../sync/signaling-client.ts';
 import type { GpuProbe, MeshPort, RunSummary, TrainerPort, VolunteerBackend, VolunteerSession } from '../ports.ts';
 import { browserProbeEnv, probeGpu } from './gpu-probe.ts';
@@ -108,9 +108,9 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
       trainer: t,
       mesh: m,
       report: (r) => {
-        // JSON cannot carry NaN: the coordinator's schema takes null (see the report's notes).
-        const fin = (x: number | null) => (x === null || Number.isFinite(x) ? x : null);
-        signaling.report({ ...r, trainLoss: fin(r.trainLoss), valLoss: fin(r.valLoss) });
+        // JSON cannot carry NaN: a non-finite loss travels as "NaN"/"Infinity" (WireLoss), so
+        // the dashboard's NaN alert sees a diverged replica.
+        signaling.report({ ...r, trainLoss: lossToWire(r.trainLoss), valLoss: lossToWire(r.valLoss) });
       },
       close: async () => {
         offPeers();
