@@ -80,14 +80,19 @@ describe('runOuterRound', () => {
     expect(out.report.tokensPerS).toBeCloseTo(256 / 2, 6); // 1 s inner + 1 s evaluating
   });
 
-  it('reports a solo round with no partner, and null (not NaN) for a diverged loss', async () => {
+  it('reports a solo round with no partner, and "NaN" (JSON-safe) for a diverged loss', async () => {
     const rep = new RecordingReplica();
     const out = await runOuterRound(fakeMesh({}), rep, {
       round: 0, inner: { step: 8, losses: [2, Number.NaN], tokens: 64, innerMs: 10 }, pairWaitFrac: 0.3, adapter: null, evaluate: null,
     });
     expect(rep.applied).toEqual([[]]);
     expect(out.waitMs).toBe(50); // never below the floor: with no wait nobody meets
-    expect(out.report).toMatchObject({ round: 1, trainLoss: null, valLoss: null, partner: null, partnerDist: null });
+    expect(out.report).toMatchObject({ round: 1, trainLoss: 'NaN', valLoss: null, partner: null, partnerDist: null });
+    // An infinite validation loss travels by name too; a healthy round averages its losses.
+    const ok = await runOuterRound(fakeMesh({}), rep, {
+      round: 1, inner: { step: 16, losses: [2, 3], tokens: 64, innerMs: 10 }, pairWaitFrac: 0.3, adapter: null, evaluate: async () => Infinity,
+    });
+    expect(ok.report).toMatchObject({ round: 2, trainLoss: 2.5, valLoss: 'Infinity' });
   });
 });
 
