@@ -5,7 +5,11 @@
 // and from history. Any other string is still refused.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lossFromWire, lossToWire } from '../src/protocol/messages.ts';
+import { WebSocket } from 'ws';
+import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
+import type { MeshPort, TrainerPort } from '../src/ui/ports.ts';
 import { CoordinatorDashboardSource } from '../src/ui/browser/coordinator-dashboard.ts';
+import { CoordinatorVolunteerBackend } from '../src/ui/browser/volunteer-backend.ts';
 import { DashboardController } from '../src/ui/controllers/dashboard-controller.ts';
 import { RawPeer, report, startServer, type TestServer } from './support/coordinator.ts';
 
@@ -135,8 +139,27 @@ describe('non-finite losses through the coordinator', () => {
     }
   });
 
+  it('the volunteer page\'s backend sends a NaN loss by name, and it is stored', async () => {
+    // The page's real backend and signaling client; training worker and mesh are not needed
+    // to report, so their factories return inert stand-ins.
+    const backend = new CoordinatorVolunteerBackend({
+      baseUrl: s.url, runId: 'default', WebSocket: WebSocket as unknown as WebSocketCtor,
+      createTrainer: async () => ({ dispose: async () => {} }) as unknown as TrainerPort,
+      createMesh: async () => ({ destroy: () => {}, stats: () => ({ peers: 0, bytesIn: 0, bytesOut: 0 }) }) as unknown as MeshPort & { destroy(): void },
+    });
+    const session = await backend.join();
+    try {
+      session.report({ time: Date.now(), step: 7, round: 1, trainLoss: NaN, valLoss: -Infinity, tokensPerS: 1, bytesIn: 0, bytesOut: 0, partner: null, partnerDist: null, adapter: null });
+      const stored = () => s.c.db.prepare(`SELECT train_loss AS tl, val_loss AS vl FROM reports WHERE peer_id = ?`).all(session.peerId);
+      await until('the report from the page backend in SQLite', () => stored().length === 1);
+      expect(stored()).toEqual([{ tl: 'NaN', vl: '-Infinity' }]);
+    } finally {
+      await session.close();
+    }
+  });
+
   it('still refuses any other string for a loss', async () => {
-    const { peer } = await RawPeer.join(s.wsUrl);
+    const { peer, welcome } = await RawPeer.join(s.wsUrl);
     try {
       let i = 0;
       for (const bad of ['nan', 'Inf', '1.5', 'NaN ', '', '+Infinity']) {
@@ -148,7 +171,7 @@ describe('non-finite losses through the coordinator', () => {
           expect((err as { message: string }).message).toContain(`$.${field}`);
         }
       }
-      expect(s.c.db.prepare(`SELECT COUNT(*) AS n FROM reports WHERE seq >= 100`).get()).toEqual({ n: 0 });
+      expect(s.c.db.prepare(`SELECT COUNT(*) AS n FROM reports WHERE peer_id = ?`).get(welcome.peerId)).toEqual({ n: 0 });
     } finally {
       peer.close();
     }
