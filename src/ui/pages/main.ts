@@ -4,12 +4,13 @@ import '../browser/node-shims/process.ts'; // before anything that loads simple-
 import '../elements/volunteer-panel.ts';
 import { TrainingController } from '../controllers/training-controller.ts';
 import { ConsentStore } from '../core/consent.ts';
+import { pageOptions } from '../browser/page-options.ts';
 import { volunteerWiring } from './wiring.ts';
 
 const panel = document.querySelector('murmur-volunteer-panel')!;
 try {
   const { backend, sensors, storage } = await volunteerWiring(true);
-  const controller = new TrainingController({ backend, sensors, consent: new ConsentStore(storage) });
+  const controller = new TrainingController({ backend, sensors, consent: new ConsentStore(storage), ...pageOptions(location.search) });
   panel.controller = controller;
   await controller.init();
   (window as unknown as { murmurVolunteer: TrainingController }).murmurVolunteer = controller;
