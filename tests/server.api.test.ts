@@ -201,6 +201,11 @@ describe('web app serving', () => {
       rmSync(web, { recursive: true });
     }
     // Without a build, / says how to make one instead of failing.
-    expect((await inject({ method: 'GET', url: '/' })).body).toMatch(/vite build/);
+    const bare = await startServer({ webRoot: join(web, 'never-built') });
+    try {
+      expect((await bare.c.app.inject({ method: 'GET', url: '/' })).body).toMatch(/vite build/);
+    } finally {
+      await bare.close();
+    }
   });
 });

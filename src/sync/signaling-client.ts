@@ -257,7 +257,8 @@ export class SignalingClient implements Signaling {
       this.dropConnection(ev.reason ? `${closeReason} (${ev.code} ${ev.reason})` : closeReason);
       if (!this.running) return;
       if (ev.code === CLOSE_REPLACED) return this.giveUp('replaced by a newer connection of this peer');
-      if (TERMINAL.has(ev.reason)) return this.giveUp(closeReason);
+      // The close code's reason names why (e.g. run-stopped) when no error frame came first.
+      if (TERMINAL.has(ev.reason)) return this.giveUp(closeReason === 'connection closed' ? `${ev.reason}: the coordinator closed the connection` : closeReason);
       if (wasConnected) this.attempt = 0;
       this.scheduleReconnect(closeReason);
     };

@@ -5,34 +5,22 @@
 import * as Comlink from 'comlink';
 import type { TrainerApi } from '../../worker/worker.ts';
 import { validationBatches } from '../../data/sampler.ts';
-import { sha256Hex } from '../../data/manifest.ts';
-import { buildLayout, layoutSignature } from '../../model/layout.ts';
-import type { DataFileRef, RunInfo } from '../../protocol/messages.ts';
-import { configHash } from '../../protocol/hash.ts';
+import { buildLayout } from '../../model/layout.ts';
 import { createMesh as makeMesh } from '../../sync/mesh.ts';
+import { downloadAssignment } from '../../volunteer/data.ts';
+import { runConfigHash, VAL_BATCHES } from '../../volunteer/run-config.ts';
+import { withPeerReplay } from '../../volunteer/signaling.ts';
 import type { MeshFactoryArgs, TrainerFactoryArgs } from '../browser/volunteer-backend.ts';
 import type { MeshPort, OuterPayload, TrainerPort } from '../ports.ts';
 
-/** Validation batches each replica evaluates (a fixed set, so every replica's loss compares). */
-const VAL_BATCHES = 4;
-
-async function download(baseUrl: string, f: DataFileRef): Promise<Uint8Array> {
-  const res = await fetch(new URL(f.url, baseUrl));
-  if (!res.ok) throw new Error(`downloading ${f.name} from the coordinator failed: HTTP ${res.status}`);
-  const bytes = new Uint8Array(await res.arrayBuffer());
-  if (bytes.length !== f.bytes) throw new Error(`${f.name}: got ${bytes.length} bytes, the coordinator announced ${f.bytes}`);
-  const hash = await sha256Hex(bytes);
-  if (hash !== f.sha256) throw new Error(`${f.name}: sha256 ${hash} does not match the coordinator's ${f.sha256}; refusing the data`);
-  if (f.dtype !== 'u8') throw new Error(`${f.name}: token type ${f.dtype} is not supported by the browser trainer (byte-level only)`);
-  return bytes;
-}
+// The same data download and run fingerprint as the headless volunteer (src/volunteer), so
+// browser and Node peers of one run train on identical tokens and pair with each other.
+export { runConfigHash };
 
 export async function createTrainer({ run, welcome, baseUrl }: TrainerFactoryArgs): Promise<TrainerPort> {
   const a = welcome.assignment;
-  const shards = await Promise.all(a.shards.map((i) => download(baseUrl, a.train[i]!)));
-  const data = new Uint8Array(shards.reduce((n, s) => n + s.length, 0));
-  shards.reduce((at, s) => (data.set(s, at), at + s.length), 0);
-  const val = validationBatches(await download(baseUrl, a.val), run.train.batch, run.train.seqLen, VAL_BATCHES);
+  const { train: data, val: valTokens } = await downloadAssignment(baseUrl, a);
+  const val = validationBatches(valTokens, run.train.batch, run.train.seqLen, VAL_BATCHES);
   const worker = new Worker(new URL('../../worker/worker.ts', import.meta.url), { type: 'module', name: 'murmur-trainer' });
   const api = Comlink.wrap<TrainerApi>(worker);
   try {
@@ -63,11 +51,6 @@ export async function createTrainer({ run, welcome, baseUrl }: TrainerFactoryArg
 }
 
 /** What peers must agree on to exchange weights: the run, the model, the layout and the outer rule. */
-export function runConfigHash(run: RunInfo): string {
-  const { H, outerMomentum, outerLr, consensus } = run.train;
-  return configHash({ run: run.id, model: run.model, layout: layoutSignature(buildLayout(run.model)), H, outerMomentum, outerLr, consensus, compression: run.compression });
-}
-
 const SOLO_TEXT: Record<string, string> = {
   'no-partner': 'no partner was ready',
   'no-identity': 'not registered with the coordinator yet',
@@ -81,7 +64,8 @@ const SOLO_TEXT: Record<string, string> = {
 };
 
 export async function createMesh({ run, signaling, otherPeers }: MeshFactoryArgs): Promise<MeshPort & { destroy(): void }> {
-  const mesh = makeMesh({ runId: run.id, configHash: runConfigHash(run), elements: buildLayout(run.model).total })({ signaling });
+  // The mesh is made after the welcome: replay the peer list it would otherwise have missed.
+  const mesh = makeMesh({ runId: run.id, configHash: runConfigHash(run), elements: buildLayout(run.model).total })({ signaling: withPeerReplay(signaling) });
   let bytesIn = 0, bytesOut = 0;
   let lastSolo: string | null = null;
   return {
