@@ -6,6 +6,7 @@ import { WebSocket } from 'ws';
 import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../src/sync/signaling-client.ts';
 import type { PairedMsg, ServerMessage } from '../src/protocol/messages.ts';
 import { MAX_OFFENDER_REASON } from '../src/protocol/messages.ts';
+import { withPeerReplay } from '../src/volunteer/signaling.ts';
 import { RawPeer, sleep, startServer, until, type TestServer } from './support/coordinator.ts';
 
 let s: TestServer;
@@ -79,6 +80,26 @@ describe('offender reports', () => {
       client.stop();
       accused.peer.close();
       await live.stop();
+    }
+  });
+
+  it('reaches the coordinator through the volunteers\' signaling wrapper (browser and Node) too', async () => {
+    const accused = await RawPeer.join(s.wsUrl, { run: 'off' });
+    const client = new SignalingClient({ url: s.url, run: 'off', WebSocket: WebSocket as unknown as WebSocketCtor, client: { kind: 'node' }, session: memorySessionStore() });
+    const stopHb = heartbeat(accused.peer);
+    client.start();
+    try {
+      await until(() => client.connected, 5000, 'the client to join');
+      const meshSide = withPeerReplay(client); // what src/ui/pages/engine-wiring.ts and src/volunteer give the mesh
+      expect(meshSide.reportOffender).toBeTypeOf('function');
+      const before = offenderRows().length;
+      meshSide.reportOffender!(accused.welcome.peerId, 'phi-distance: 12.5 > 4');
+      await until(() => offenderRows().length === before + 1, 5000, 'the offender event');
+      expect(offenderRows().at(-1)).toMatchObject({ peerId: client.peerId, data: expect.stringContaining(accused.welcome.peerId) });
+    } finally {
+      stopHb();
+      client.stop();
+      accused.peer.close();
     }
   });
 
