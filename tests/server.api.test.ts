@@ -202,9 +202,8 @@ describe('web app serving', () => {
       await w.close();
       rmSync(web, { recursive: true });
     }
-    // Without a build, / says how to make one instead of failing. (An explicit empty web root:
-    // the default, dist/web, exists once `npm start` or the start e2e test has built the app.)
-    const bare = await startServer({ webRoot: join(tmpdir(), 'murmur-no-web-build') });
+    // Without a build, / says how to make one instead of failing.
+    const bare = await startServer({ webRoot: join(web, 'never-built') });
     try {
       expect((await bare.c.app.inject({ method: 'GET', url: '/' })).body).toMatch(/vite build/);
     } finally {

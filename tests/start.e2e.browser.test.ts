@@ -85,8 +85,8 @@ describe('murmur start with two browser volunteers', () => {
     for (let i = 0; i < 2; i++) {
       const p = await calmPage();
       await p.setViewportSize({ width: 1000, height: 1500 });
-      // ?eval=1: a validation loss after every outer step, so the curve has points quickly.
-      await p.goto(`${base}/?run=${RUN}&eval=1`);
+      // ?evalEvery=1: a validation loss after every outer step, so the curve has points quickly.
+      await p.goto(`${base}/?run=${RUN}&evalEvery=1`);
       await p.getByRole('button', { name: /I agree/ }).click({ timeout: 60_000 });
       const slider = p.getByRole('slider', { name: 'GPU intensity' });
       await slider.focus();

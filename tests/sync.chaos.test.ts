@@ -50,8 +50,11 @@ describe('chaos: a partner killed mid-transfer', () => {
     // A longer deadline than the other chaos tests: on a loaded machine the link's close event
     // can take over a second to arrive, and this test is about noticing it before the deadline.
     const deadline = { minMs: 4000, initialMs: 8000, maxMs: 12000 };
+    // 1.6 MB per tensor: more than the 1 MiB the sender may queue on the channel, so when the
+    // victim dies at its second chunk the rest of its payload cannot already be in flight.
+    const elements = 400_000;
     const s = (swarm = new Swarm({
-      n: 3, transport: 'wrtc', elements: N, init: { deadline },
+      n: 3, transport: 'wrtc', elements, init: { deadline },
       wrap: (id, links) => chaosLinks(links, (f) => [f], (remote, bytes) => {
         if (victim || bytes[5] !== 1) return; // count tensor chunks only
         const k = (chunksFrom.get(id + remote) ?? 0) + 1;
@@ -78,7 +81,7 @@ describe('chaos: a partner killed mid-transfer', () => {
     expect(second.outcome, String(second.reason)).toBe('paired');
     expect(second.partner).toBe(survivor);
     // Rounds drift: the survivor may have sent its round 0 (it waited alone while we lost ours).
-    expect(sameFloats(second.payload!.delta, syntheticPayload(N, s.peers.findIndex((p) => p.id === survivor), second.payload!.round).delta)).toBe('same');
+    expect(sameFloats(second.payload!.delta, syntheticPayload(elements, s.peers.findIndex((p) => p.id === survivor), second.payload!.round).delta)).toBe('same');
     withinBudget(results.values());
   });
 });

@@ -10,6 +10,8 @@
 //   report → ack                one metric row; acked only after it is committed to SQLite
 //            state-request      the coordinator wants φ and momentum for a checkpoint (HTTP upload)
 //   state-fail                  the peer cannot serve a state request
+//   offender                    a partner sent a payload that failed validation; the coordinator
+//                               records it and never pairs the two again in this run
 //            peers / config / error
 import { jsonDepth, validateSchema, type Schema, type Validation } from './schema.ts';
 
@@ -143,8 +145,12 @@ export interface ReportFields {
 }
 export interface ReportMsg extends ReportFields { t: 'report'; seq: number }
 export interface StateFailMsg { t: 'state-fail'; id: string; reason: string }
+/** Longest `reason` of an offender report; the mesh's "code: detail" is cut to fit. */
+export const MAX_OFFENDER_REASON = 300;
+/** `peer` (never the sender itself) sent us a payload that failed validation. */
+export interface OffenderMsg { t: 'offender'; peer: string; reason: string }
 
-export type ClientMessage = HelloMsg | HeartbeatMsg | SignalOutMsg | ReadyMsg | ReportMsg | StateFailMsg;
+export type ClientMessage = HelloMsg | HeartbeatMsg | SignalOutMsg | ReadyMsg | ReportMsg | StateFailMsg | OffenderMsg;
 
 // ---------- server → client ----------
 
@@ -233,6 +239,10 @@ export const CLIENT_SCHEMAS: Record<ClientMessage['t'], Schema> = {
   'state-fail': {
     type: 'object', additionalProperties: false, required: ['t', 'id', 'reason'],
     properties: { t: { const: 'state-fail' }, id: { type: 'string', maxLength: 64 }, reason: { type: 'string', maxLength: 500 } },
+  },
+  offender: {
+    type: 'object', additionalProperties: false, required: ['t', 'peer', 'reason'],
+    properties: { t: { const: 'offender' }, peer: peerId, reason: { type: 'string', minLength: 1, maxLength: MAX_OFFENDER_REASON } },
   },
 };
 

@@ -12,7 +12,7 @@
 //   its wait runs out, so the trainer never blocks on pairing.
 import type { PairAssignment, Signaling, SignalingEventMap } from '../protocol/signaling.ts';
 import {
-  PROTOCOL_VERSION, parseServerMessage,
+  MAX_OFFENDER_REASON, PROTOCOL_VERSION, parseServerMessage,
   type ClientMessage, type ErrorMsg, type ReportFields, type ReportMsg, type RunInfo, type ServerMessage, type WelcomeMsg,
 } from '../protocol/messages.ts';
 import { decodeStateFrame, encodeStateFrame, type StateFrame } from '../protocol/state-frame.ts';
@@ -176,6 +176,17 @@ export class SignalingClient implements Signaling {
     }, waitMs + (this.connected ? 2_000 : 0));
     this.pendingReady = { round, timer };
     if (this.connected) this.send({ t: 'ready', round, waitMs });
+  }
+
+  /**
+   * Tells the coordinator that `peer` sent us a payload that failed validation, so it records
+   * the event and never pairs us with that peer again. Dropped while disconnected (the mesh
+   * queues its reports and re-sends them once we are connected again).
+   */
+  reportOffender(peer: string, reason: string): void {
+    if (!this.connected || peer === this.peerId) return;
+    const text = reason.trim() || 'unspecified';
+    this.send({ t: 'offender', peer, reason: text.length > MAX_OFFENDER_REASON ? text.slice(0, MAX_OFFENDER_REASON - 1) + '…' : text });
   }
 
   /** Queues one metric report; it is kept until the coordinator acknowledges it. Returns its seq. */

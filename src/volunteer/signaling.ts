@@ -8,6 +8,8 @@ import type { SignalingClient } from '../sync/signaling-client.ts';
 
 /** What the replay needs of the client (a SignalingClient, or a stub in tests). */
 export type PeerListSource = Pick<SignalingClient, 'welcome' | 'peerId' | 'connected' | 'sendSignal' | 'ready'> & {
+  /** Passed through to the mesh: without it offender reports would never reach the coordinator. */
+  reportOffender?(peer: string, reason: string): void;
   on<K extends keyof SignalingEventMap>(event: K, fn: (e: SignalingEventMap[K]) => void): () => void;
 };
 
@@ -20,6 +22,7 @@ export function withPeerReplay(client: PeerListSource): Signaling {
     get connected() { return client.connected; },
     sendSignal: (to, data) => client.sendSignal(to, data),
     ready: (round, waitMs) => client.ready(round, waitMs),
+    ...(client.reportOffender ? { reportOffender: (peer: string, reason: string) => client.reportOffender!(peer, reason) } : {}),
     on<K extends keyof SignalingEventMap>(event: K, fn: (e: SignalingEventMap[K]) => void): () => void {
       const off = client.on(event, fn);
       if (event === 'peers' && client.connected && last.length > 0) {
