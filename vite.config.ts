@@ -1,11 +1,53 @@
 // One config for the web app (Vite) and the test suite (Vitest).
-import { defineConfig } from 'vitest/config';
+import { defineConfig, type Plugin } from 'vitest/config';
+
+/**
+ * The page entries live in web/ but are served from the site root (/, /dashboard, /frame.html):
+ * move the emitted HTML files up one level. Their asset URLs are absolute (base '/'), so they
+ * stay valid.
+ */
+function pagesAtRoot(): Plugin {
+  return {
+    name: 'murmur-pages-at-root',
+    apply: 'build',
+    enforce: 'post',
+    generateBundle(_opts, bundle) {
+      for (const [key, file] of Object.entries(bundle)) {
+        if (file.type === 'asset' && file.fileName.startsWith('web/') && file.fileName.endsWith('.html')) {
+          delete bundle[key];
+          this.emitFile({ type: 'asset', fileName: file.fileName.slice('web/'.length), source: file.source });
+        }
+      }
+    },
+  };
+}
 
 export default defineConfig({
+  plugins: [pagesAtRoot()],
+  // simple-peer and its stream dependencies are CommonJS written for Node: they read `global` and
+  // require('events'). In the browser the bare name resolves to the npm package `events` (a
+  // dependency for this reason); server code imports 'node:events' and keeps Node's own.
+  define: { global: 'globalThis' },
   // Workers are ES modules so they can import the trainer and comlink like the page does.
   worker: { format: 'es' },
   server: { host: '127.0.0.1' },
-  build: { outDir: 'dist/web', emptyOutDir: true, target: 'es2022' },
+  build: {
+    outDir: 'dist/web',
+    emptyOutDir: true,
+    target: 'es2022',
+    rollupOptions: {
+      input: {
+        index: 'web/index.html',
+        dashboard: 'web/dashboard.html',
+        frame: 'web/frame.html',
+        // A classic script for other sites: a fixed name, no imports (see src/ui/embed/embed.ts).
+        embed: 'src/ui/embed/embed.ts',
+      },
+      output: {
+        entryFileNames: (chunk) => (chunk.name === 'embed' ? 'embed.js' : 'assets/[name]-[hash].js'),
+      },
+    },
+  },
   test: {
     include: ['tests/**/*.test.ts'],
     // The software GPU and headless Chromium are slow and share 2 cores: generous per-test

@@ -144,10 +144,15 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   registerWsRoute(ctx);
   await registerWebRoutes(app, o.webRoot);
 
-  app.addHook('onClose', async () => {
-    scheduler.stop();
+  // Long-lived connections (volunteer WebSockets, dashboard event streams) end before the HTTP
+  // server closes: server.close() waits for every open connection, so an open dashboard tab
+  // would otherwise keep `murmur start` from exiting on Ctrl-C.
+  app.addHook('preClose', async () => {
     hub.shutdown();
     live.close();
+  });
+  app.addHook('onClose', async () => {
+    scheduler.stop();
     metrics.flush();
   });
   scheduler.start();

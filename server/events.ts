@@ -1,10 +1,11 @@
-// Run events (peer joined / left, run created / changed / stopped, checkpoint saved / deleted):
+// Run events (peer joined / left / reported as an offender, run created / changed / stopped,
+// checkpoint saved / deleted):
 // one SQLite row each, and the same object pushed live to dashboards.
 import type { Db } from './db.ts';
 import type { LiveHub } from './live.ts';
 
 export type RunEventKind =
-  | 'run-created' | 'run-updated' | 'run-stopped' | 'peer-joined' | 'peer-left'
+  | 'run-created' | 'run-updated' | 'run-stopped' | 'peer-joined' | 'peer-left' | 'peer-offender'
   | 'checkpoint-saved' | 'checkpoint-deleted' | 'checkpoint-failed';
 
 export interface RunEvent {

@@ -2,8 +2,13 @@
 // event-loop turn shares one transaction), acknowledged to the peer only after that commit, then
 // pushed to dashboards. A report is keyed by (run, peer, seq): a peer that resends after a lost
 // ack or a coordinator restart gets an ack with `duplicate` and nothing is written twice.
+//
+// Non-finite losses ("NaN", "Infinity", "-Infinity" on the wire, see WireLoss) are stored as
+// those TEXT values (SQLite does not coerce them into the REAL columns) and come back verbatim
+// from raw queries. Downsampled buckets average only the numeric losses and count the rows that
+// held a non-finite one in `nonFinite`, so a NaN is never averaged away unseen.
 import type { Db } from './db.ts';
-import type { ReportFields } from '../src/protocol/messages.ts';
+import type { ReportFields, WireLoss } from '../src/protocol/messages.ts';
 
 export interface ReportRow extends ReportFields {
   runId: string;
@@ -34,19 +39,26 @@ export interface MetricsQuery {
 }
 
 export interface RawPoint {
-  t: number; peerId: string; seq: number; step: number; round: number; trainLoss: number | null; valLoss: number | null;
+  t: number; peerId: string; seq: number; step: number; round: number; trainLoss: WireLoss; valLoss: WireLoss;
   tokensPerS: number; bytesIn: number; bytesOut: number; partner: string | null; partnerDist: number | null; adapter: string | null;
 }
 
-/** One time bucket: means of the gauges, sums of the byte counters, maxima of the counters. */
+/**
+ * One time bucket: means of the gauges, sums of the byte counters, maxima of the counters.
+ * The loss means are over the numeric losses only; `nonFinite` counts the bucket's rows whose
+ * training or validation loss was NaN or ±Infinity (0 for a healthy bucket).
+ */
 export interface BucketPoint {
-  t: number; n: number; peers: number; step: number; round: number; trainLoss: number | null; valLoss: number | null;
+  t: number; n: number; peers: number; step: number; round: number; trainLoss: number | null; valLoss: number | null; nonFinite: number;
   tokensPerS: number; bytesIn: number; bytesOut: number; partnerDist: number | null;
 }
 
 export type MetricsResult =
   | { downsampled: false; total: number; points: RawPoint[] }
   | { downsampled: true; total: number; bucketMs: number; points: BucketPoint[] };
+
+/** The column's value when it is a number; NULL for a stored "NaN"/"Infinity" (TEXT). */
+const numeric = (col: string) => `CASE WHEN typeof(${col}) IN ('real', 'integer') THEN ${col} END`;
 
 export class MetricsStore {
   private queue: { row: ReportRow; done: Committed }[] = [];
@@ -104,7 +116,8 @@ export class MetricsStore {
     // Bound JS numbers arrive as REAL: cast so the bucket index is an integer division.
     const bucket = '((t - CAST(@lo AS INTEGER)) / CAST(@bucketMs AS INTEGER))';
     const points = this.db.prepare(`SELECT CAST(@lo AS INTEGER) + ${bucket} * CAST(@bucketMs AS INTEGER) AS t, COUNT(*) AS n, COUNT(DISTINCT peer_id) AS peers,
-        MAX(step) AS step, MAX(round) AS round, AVG(train_loss) AS trainLoss, AVG(val_loss) AS valLoss,
+        MAX(step) AS step, MAX(round) AS round, AVG(${numeric('train_loss')}) AS trainLoss, AVG(${numeric('val_loss')}) AS valLoss,
+        SUM(typeof(train_loss) = 'text' OR typeof(val_loss) = 'text') AS nonFinite,
         AVG(tokens_per_s) AS tokensPerS, SUM(bytes_in) AS bytesIn, SUM(bytes_out) AS bytesOut, AVG(partner_dist) AS partnerDist
       FROM reports WHERE ${where} GROUP BY ${bucket} ORDER BY 1`).all({ ...params, lo: span.lo, bucketMs }) as BucketPoint[];
     return { downsampled: true, total, bucketMs, points };

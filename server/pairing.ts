@@ -8,6 +8,12 @@
 // pairs a random shuffle of everyone then waiting. Matching each newcomer at once with the one
 // peer already waiting would pair by arrival order, so peers of similar speed would keep
 // meeting each other and gossip would mix slowly; the tick costs at most gatherMs of idle time.
+//
+// A pair that `canPair` vetoes (one reported the other as an offender) is never formed: each
+// peer in the shuffle takes the first later peer it may meet, so a vetoed peer keeps waiting
+// for someone else (or goes solo when its wait ends). Peers with a veto inside the pool choose
+// first (a stable sort keeps the shuffle otherwise), so they are not left over when a
+// veto-free peer could have met them.
 import type { PairedMsg } from '../src/protocol/messages.ts';
 import type { Clock } from './clock.ts';
 
@@ -22,6 +28,8 @@ export interface ReadyPoolOptions {
   maxWaitMs?: number;
   /** Delay between the pool holding two peers and matching it. */
   gatherMs?: number;
+  /** Veto a pairing (one peer reported the other); must be symmetric. */
+  canPair?: (a: string, b: string) => boolean;
 }
 
 interface Waiting {
@@ -80,8 +88,16 @@ export class ReadyPool {
       const j = Math.min(i, Math.floor(this.o.rng() * (i + 1)));
       [ids[i], ids[j]] = [ids[j]!, ids[i]!];
     }
-    for (let i = 0; i + 1 < ids.length; i += 2) {
-      const a = ids[i]!, b = ids[i + 1]!;
+    const canPair = this.o.canPair ?? (() => true);
+    const vetoed = new Set(ids.filter((a) => ids.some((b) => b !== a && !canPair(a, b))));
+    if (vetoed.size > 0) ids.sort((x, y) => Number(vetoed.has(y)) - Number(vetoed.has(x)));
+    const taken = new Set<string>();
+    for (let i = 0; i < ids.length; i++) {
+      const a = ids[i]!;
+      if (taken.has(a)) continue;
+      const b = ids.slice(i + 1).find((x) => !taken.has(x) && canPair(a, x));
+      if (b === undefined) continue;
+      taken.add(a).add(b);
       const wa = this.waiting.get(a)!, wb = this.waiting.get(b)!;
       this.remove(a);
       this.remove(b);

@@ -7,6 +7,13 @@
 // Identity: the server stamps `from` on every relayed signal with the connection's own peer id,
 // and a peer id is bound to a connection only through a session token the server signed. So a
 // peer can never speak as another.
+//
+// Offender reports: a peer whose partner sent a payload that failed validation says so
+// (`offender`). The report is accepted only about another peer of the reporter's own run; the
+// first report of each (reporter, accused) pair is stored as a `peer-offender` run event and
+// from then on the ready pool never pairs the two again in this run (also after a coordinator
+// restart: the vetoes are rebuilt from the events table). Repeats of a stored pair write
+// nothing, so a hostile reporter cannot grow the database faster than the run's peer count.
 import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket, RawData } from 'ws';
@@ -24,7 +31,7 @@ import type { CheckpointStore } from './checkpoints.ts';
 import { ReadyPool } from './pairing.ts';
 import {
   DEFAULT_LIMITS, PROTOCOL_VERSION, parseClientMessage,
-  type ClientMessage, type DataAssignment, type ErrorCode, type HelloMsg, type ReportMsg, type RunInfo, type ServerMessage,
+  type ClientMessage, type DataAssignment, type ErrorCode, type HelloMsg, type OffenderMsg, type ReportMsg, type RunInfo, type ServerMessage,
 } from '../src/protocol/messages.ts';
 import { DEFAULT_RUN_ID } from './runs.ts';
 
@@ -113,6 +120,8 @@ export class PeerHub {
   private readonly byPeer = new Map<string, Conn>();
   private readonly byRun = new Map<string, Set<string>>();
   private readonly pools = new Map<string, ReadyPool>();
+  /** Per run: reporter → the peers it reported; a pair is vetoed if either side reported the other. */
+  private readonly vetoes = new Map<string, Map<string, Set<string>>>();
   private readonly peersBroadcast = new Map<string, unknown>();
   private sweepTimer: unknown = null;
   private nextConn = 1;
@@ -144,12 +153,19 @@ export class PeerHub {
     return this.conns.size;
   }
 
+  /** Whether `a` and `b` may be paired in run `runId` (neither reported the other). */
+  canPair(runId: string, a: string, b: string): boolean {
+    const v = this.runVetoes(runId);
+    return !(v.get(a)?.has(b) || v.get(b)?.has(a));
+  }
+
   pool(runId: string): ReadyPool {
     let p = this.pools.get(runId);
     if (!p) {
       p = new ReadyPool({
         clock: this.d.clock, rng: this.d.rng, minWaitMs: this.o.minPairWaitMs, maxWaitMs: this.o.maxPairWaitMs, gatherMs: this.o.pairGatherMs,
         send: (peer, msg) => this.sendTo(peer, msg),
+        canPair: (a, b) => this.canPair(runId, a, b),
       });
       this.pools.set(runId, p);
     }
@@ -227,7 +243,39 @@ export class PeerHub {
       case 'state-fail':
         this.onStateFail?.(peerId, msg.id, msg.reason);
         return;
+      case 'offender':
+        return this.onOffender(c, msg);
     }
+  }
+
+  private onOffender(c: Conn, msg: OffenderMsg): void {
+    const reporter = c.peerId!, runId = c.runId!;
+    if (msg.peer === reporter) return this.reject(c, 'bad-message', 'offender: a peer cannot report itself', 'offender');
+    // The accused may have left already (it was cut off), so ask the peers table, not the live set.
+    const row = this.d.db.prepare('SELECT run_id AS runId FROM peers WHERE id = ?').get(msg.peer) as { runId: string } | undefined;
+    if (!row || row.runId !== runId) return this.reject(c, 'unknown-peer', `offender: ${msg.peer} is not a peer of run ${runId}`, 'offender');
+    const vetoes = this.runVetoes(runId);
+    if (vetoes.get(reporter)?.has(msg.peer)) return; // already recorded: nothing more to write
+    this.addVeto(vetoes, reporter, msg.peer);
+    this.d.events.append(runId, 'peer-offender', reporter, { accused: msg.peer, reason: msg.reason });
+    this.d.logger.warn({ run: runId, reporter, accused: msg.peer, reason: msg.reason }, 'offender reported');
+  }
+
+  /** The run's vetoes, rebuilt from its stored offender events on first use. */
+  private runVetoes(runId: string): Map<string, Set<string>> {
+    let v = this.vetoes.get(runId);
+    if (v) return v;
+    v = new Map();
+    const rows = this.d.db.prepare("SELECT peer_id AS reporter, data_json AS data FROM events WHERE run_id = ? AND kind = 'peer-offender'").all(runId) as { reporter: string; data: string }[];
+    for (const r of rows) this.addVeto(v, r.reporter, (JSON.parse(r.data) as { accused: string }).accused);
+    this.vetoes.set(runId, v);
+    return v;
+  }
+
+  private addVeto(v: Map<string, Set<string>>, reporter: string, accused: string): void {
+    let set = v.get(reporter);
+    if (!set) v.set(reporter, (set = new Set()));
+    set.add(accused);
   }
 
   private onHello(c: Conn, msg: HelloMsg): void {

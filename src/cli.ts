@@ -7,6 +7,8 @@ import { register as registerServe } from './commands/serve.ts';
 import { register as registerExport } from './commands/export.ts';
 import { register as registerTrainGpu } from './commands/train-gpu.ts';
 import { register as registerSim } from './commands/sim.ts';
+import { register as registerVolunteer } from './commands/volunteer.ts';
+import { register as registerStart } from './commands/start.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('murmur')
@@ -19,6 +21,8 @@ export async function main(argv: string[]): Promise<void> {
   registerExport(program);
   registerTrainGpu(program);
   registerSim(program);
+  registerVolunteer(program);
+  registerStart(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -1,5 +1,6 @@
 // The training worker in headless Chromium: src/worker/worker.ts trains 5 steps of micro on
-// WebGPU through comlink, hands out a transferred outer payload and takes a solo outer step.
+// WebGPU through comlink, then takes an outer step through the mesh's worker bridge
+// (src/sync/worker-bridge.ts), payloads crossing as transferred buffers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { pageErrors, startBrowser, type BrowserHarness } from './support/browser.ts';
@@ -30,8 +31,11 @@ describe('training worker in Chromium', () => {
     for (const l of r.losses) expect(Number.isFinite(l)).toBe(true);
     expect(Math.abs(r.losses[0] - Math.log(256))).toBeLessThan(0.1);
     expect(r.losses[4]).toBeLessThan(r.losses[0]);
-    expect(r.payloadBytes).toEqual([layout.total * 4, layout.total * 4]);
+    expect(r.payloadLengths).toEqual([layout.total, layout.total]);
     expect(r.stepAfter).toBe(5);
+    expect(r.partnerDetached).toBe(true); // the partner's φ moved into the worker, not copied
+    expect(r.outerStep).toBe(5);
+    expect(r.phiMoved).toBe(true);
     expect(pageErrors(page)).toEqual([]);
   });
 

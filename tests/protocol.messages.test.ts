@@ -34,7 +34,9 @@ describe('client message validation', () => {
       [JSON.stringify({ t: 'ready', round: 1.5, waitMs: 10 }), /round must be integer/],
       [JSON.stringify({ t: 'signal', to: 'p-0123456789abcdef', from: 'p-aaaaaaaaaaaaaaaa', data: {} }), /from is not an allowed field/],
       [JSON.stringify({ t: 'signal', to: '../admin', data: {} }), /to does not match/],
-      [JSON.stringify({ ...report, trainLoss: 'low' }), /trainLoss must be number or null/],
+      // Only the names of non-finite values are strings a loss may be (WireLoss).
+      [JSON.stringify({ ...report, trainLoss: 'low' }), /trainLoss does not match \^\(\?:NaN\|-\?Infinity\)\$/],
+      [JSON.stringify({ ...report, trainLoss: true }), /trainLoss must be number or string or null/],
       ['{"t":"report","seq":1,"time":1,"step":1,"round":0,"trainLoss":1e999,"valLoss":null,"tokensPerS":1,"bytesIn":0,"bytesOut":0,"partner":null,"partnerDist":null,"adapter":null}', /finite/],
       [JSON.stringify({ ...report, peerId: 'p-0123456789abcdef' }), /peerId is not an allowed field/],
       [JSON.stringify({ t: 'hello' }), /v is required/],

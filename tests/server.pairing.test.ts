@@ -108,3 +108,32 @@ describe('ready pool (DESIGN.md section 3)', () => {
     expect(chi2).toBeLessThan(18.5);
   });
 });
+
+describe('ready pool vetoes (offender reports)', () => {
+  it('never pairs a vetoed pair, pairs each of them with others, and lets a vetoed peer go solo', () => {
+    const clock = new FakeClock();
+    const rng = new Rng(5, 9);
+    const sent: [string, PairedMsg][] = [];
+    const veto = (a: string, b: string) => (a === 'a' && b === 'b') || (a === 'b' && b === 'a');
+    const p = new ReadyPool({ clock, rng: () => rng.uniform(), send: (peer, m) => sent.push([peer, m]), gatherMs: 20, canPair: (a, b) => !veto(a, b) });
+    p.ready('a', 1, 500);
+    p.ready('b', 1, 500);
+    clock.advance(499);
+    expect(sent).toEqual([]);
+    clock.advance(1);
+    expect(sent.map(([peer, m]) => [peer, m.partner])).toEqual([['a', null], ['b', null]]);
+    const met = new Set<string>();
+    for (let round = 2; round < 40; round++) {
+      sent.length = 0;
+      for (const x of ['a', 'b', 'c', 'd']) p.ready(x, round, 500);
+      clock.advance(20);
+      expect(sent).toHaveLength(4); // a vetoed pair never blocks a full matching of four
+      for (const [peer, m] of sent) {
+        expect(veto(peer, m.partner!)).toBe(false);
+        met.add([peer, m.partner].sort().join('-'));
+      }
+    }
+    // c-d never forms: it would leave the vetoed a and b as the only ones to meet each other.
+    expect([...met].sort()).toEqual(['a-c', 'a-d', 'b-c', 'b-d']);
+  });
+});

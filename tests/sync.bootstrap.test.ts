@@ -15,9 +15,12 @@ function state(seed: number): Omit<BootState, 'from'> {
 
 describe('bootstrap from a live peer', () => {
   it('pulls φ, momentum and both counters from a random live neighbour, verified', async () => {
-    const s = (swarm = new Swarm({ n: 3, transport: 'wrtc', elements: n, seed: 2 }));
+    const s = (swarm = new Swarm({ n: 3, transport: 'wrtc', elements: n, seed: 2, verbose: !!process.env.DBG }));
     s.peers.forEach((p, i) => p.mesh.serveState(() => state(10 * i)));
     await s.connected(2);
+    // Let the existing links age past the trim grace period: full peers then make room for the
+    // newcomer by closing an older link, not the newcomer's fresh one.
+    await new Promise((r) => setTimeout(r, 2100));
     const joiner = s.add('newcomer');
     const served: string[] = [];
     for (const p of s.peers) p.mesh.on('state:served', (e) => served.push(`${p.id}->${e.peer}`));
@@ -51,7 +54,7 @@ describe('bootstrap from a live peer', () => {
 
   it('a corrupted state fails its checksum, is reported and never returned; the next peer is asked', async () => {
     const s = (swarm = new Swarm({
-      n: 2, transport: 'memory', elements: n, seed: 3,
+      n: 2, transport: 'memory', elements: n, seed: 3, init: { neighbours: { min: 2, max: 3 } },
       wrap: (id, links) => (id === 'p0' ? chaosLinks(links, (f, { chunk }) => (chunk?.kind === 'state' && chunk.chunkIndex === 2 ? [corruptPayload(f)] : [f])) : links),
     }));
     s.peers[0].mesh.serveState(() => state(0)); // p0 serves, but its chunks get corrupted
@@ -84,6 +87,29 @@ describe('bootstrap from a live peer', () => {
     s.peers[0].mesh.serveState(() => state(1));
     expect(await joiner.mesh.bootstrap({ timeoutMs: 1000, tries: 1 })).toBeNull();
     expect(served).toBe(1);
+  });
+});
+
+describe('housekeeping around transfers', () => {
+  it('never trims a link while a state transfer runs on it', async () => {
+    const s = (swarm = new Swarm({ n: 1, transport: 'memory', elements: n, init: { neighbours: { min: 1, max: 1 } }, verbose: !!process.env.DBG }));
+    const server = s.peers[0];
+    // A provider that takes a while (a GPU readback): the request holds the link meanwhile.
+    server.mesh.serveState(async () => { await new Promise((r) => setTimeout(r, 400)); return state(3); });
+    const joiner = s.add('joiner');
+    await s.connected(1);
+    // The joiner's link is past its grace period, so without the hold it would be the one to go.
+    await new Promise((r) => setTimeout(r, 2100));
+    const closed: string[] = [];
+    server.mesh.on('neighbour:down', (e) => closed.push(e.peer));
+    const pending = joiner.mesh.bootstrap({ timeoutMs: 10_000, tries: 1 });
+    await new Promise((r) => setTimeout(r, 20));
+    s.add('late'); // dials the server, which is then over max and trims one link
+    const got = await pending;
+    expect(got?.from).toBe(server.id);
+    expect(got!.innerStep).toBe(state(3).innerStep);
+    expect(closed).toContain('late');
+    expect(closed).not.toContain('joiner');
   });
 });
 

@@ -33,6 +33,12 @@ describe('f16', () => {
     }
   });
 
+  it('the vector encoder matches the scalar one on every kind of value', () => {
+    const x = new Float32Array([...normals(5000, 4, 3), 0, -0, 1e-8, -3e-6, 6.1e-5, 65504, 65520, 1e9, -1e9, Infinity, -Infinity, NaN, 2 ** -24, 2 ** -25]);
+    const h = new Uint16Array(encodeF16(x).buffer);
+    for (let i = 0; i < x.length; i++) if (h[i] !== f32ToF16(x[i])) throw new Error(`element ${i} (${x[i]}): ${h[i]} vs ${f32ToF16(x[i])}`);
+  });
+
   it('keeps relative error within 2^-11 on normal-range values', () => {
     const x = normals(10_000, 1, 0.05);
     const y = decodeF16(encodeF16(x), x.length);

@@ -63,3 +63,43 @@ describe('mesh over the real coordinator', () => {
     for (const m of meshes) expect(m.stats().banned).toEqual([]);
   }, 60_000);
 });
+
+describe('offender reports through the real coordinator', () => {
+  it('a partner whose Δ fails validation is reported, stored as an event, and never paired with the reporter again', async () => {
+    const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'mesh-bad', dataset: 'moby-dick', preset: 'micro' } });
+    expect(r.statusCode).toBe(201);
+    const pair = [0, 1].map(() => new SignalingClient({ url: s.url, run: 'mesh-bad', WebSocket: WebSocket as unknown as WebSocketCtor, session: memorySessionStore() }));
+    for (const c of pair) { c.start(); clients.push(c); }
+    await until(() => pair.every((c) => c.connected), 5000, 'both peers to join');
+    const hash = configHash({ run: 'mesh-bad', elements: n });
+    const [honest, rogue] = pair.map((client) => {
+      const m = createMesh({ runId: 'mesh-bad', configHash: hash, elements: n, neighbours: { min: 1, max: 1 }, maintainMs: 100 })({
+        signaling: client, links: simplePeerLinks({ rtc: wrtc }),
+      });
+      meshes.push(m);
+      return m;
+    }) as [Mesh, Mesh];
+    const [honestId, rogueId] = pair.map((c) => c.peerId!) as [string, string];
+    await until(() => honest.neighbours().includes(rogueId) && rogue.neighbours().includes(honestId), 15_000, 'the two to link through the relay');
+    // Finite (the sender's own check passes) but a Δ a million times too large: the receiver's
+    // validator refuses it (delta-norm) while the rogue, receiving an honest payload, accepts.
+    const huge = () => { const p = syntheticPayload(n, 1, 0); p.delta = p.delta.map((x) => x * 1e6); return p; };
+
+    // Round 0: the pool pairs the only two peers; the honest side rejects the Δ and reports it.
+    const [h0] = await Promise.all([honest.exchange(0, syntheticPayload(n, 0, 0), { waitMs: 3000 }), rogue.exchange(0, huge(), { waitMs: 3000 })]);
+    expect(h0).toMatchObject({ outcome: 'solo', partner: rogueId, reason: 'rejected', rejection: 'delta-norm' });
+    const offenders = () => s.c.db.prepare("SELECT peer_id AS reporter, data_json AS data FROM events WHERE run_id = 'mesh-bad' AND kind = 'peer-offender'").all() as { reporter: string; data: string }[];
+    await until(() => offenders().length > 0, 5000, 'the stored offender event');
+    const stored = offenders();
+    expect(stored).toHaveLength(1);
+    expect(stored![0]!.reporter).toBe(honestId);
+    expect(JSON.parse(stored![0]!.data)).toMatchObject({ accused: rogueId, reason: expect.stringMatching(/^delta-norm/) });
+
+    // From now on the pool never pairs them, though each is the other's only candidate: both go
+    // solo for want of a partner (not because the honest side cut the rogue off itself).
+    for (let round = 1; round <= 3; round++) {
+      const got = await Promise.all([honest.exchange(round, syntheticPayload(n, 0, round), { waitMs: 400 }), rogue.exchange(round, syntheticPayload(n, 1, round), { waitMs: 400 })]);
+      for (const g of got) expect(g).toMatchObject({ outcome: 'solo', partner: null, reason: 'no-partner', via: 'coordinator' });
+    }
+  }, 60_000);
+});

@@ -25,7 +25,7 @@ const make = () => {
 };
 afterAll(() => { for (const t of trainers) t.dispose(); });
 
-const f32 = (b: ArrayBuffer) => new Float32Array(b);
+const f32 = (x: Float32Array | ArrayBuffer) => (x instanceof Float32Array ? x : new Float32Array(x));
 
 describe('Trainer (Node, Dawn)', () => {
   it('init -> train -> outer step -> export -> load into a second trainer', async () => {
@@ -42,7 +42,9 @@ describe('Trainer (Node, Dawn)', () => {
     expect(Math.abs(losses[0] - Math.log(256))).toBeLessThan(0.1); // uniform predictions at init
 
     const payload = await a.outerPayload();
-    expect(payload.phi.byteLength).toBe(layout.total * 4);
+    expect(payload.phi).toBeInstanceOf(Float32Array);
+    expect(payload.phi.length).toBe(layout.total);
+    expect(payload.phi.buffer.byteLength).toBe(layout.total * 4); // owns its buffer: transferable as is
     // phi is still the init (no outer step yet) and delta is what 6 steps moved the weights.
     const before = await a.exportState();
     const delta = f32(payload.delta), phi = f32(payload.phi), theta = f32(before.params);
@@ -56,6 +58,12 @@ describe('Trainer (Node, Dawn)', () => {
     const m = f32(after.outerM);
     for (let i = 0; i < layout.total; i += 97) expect(m[i]).toBeCloseTo(0.7 * delta[i], 6);
 
+    // The outer state a newcomer bootstraps from: φ and m of this outer step, no GPU read.
+    const snap = await a.outerState();
+    expect(snap.step).toBe(6);
+    expect(snap.phi).toEqual(f32(after.phi));
+    expect(snap.outerM).toEqual(f32(after.outerM));
+
     const val = validationBatches(data, 2, 16, 2);
     const lossA = await a.evaluate(val);
     const b = make();
@@ -64,6 +72,16 @@ describe('Trainer (Node, Dawn)', () => {
     await b.load(after);
     expect(await b.evaluate(val)).toBeCloseTo(lossA, 5);
     expect((await b.getInfo()).step).toBe(6);
+
+    // Bootstrap from a peer's outer state only: θ = φ, AdamW moments zero.
+    const c = make();
+    await c.init(config, 123);
+    await c.load({ format: 'murmur-trainer-state', version: 1, model, step: snap.step, phi: snap.phi, outerM: snap.outerM });
+    const sc = await c.exportState();
+    expect(sc.params).toEqual(snap.phi);
+    expect(sc.m.every((x) => x === 0) && sc.v.every((x) => x === 0)).toBe(true);
+    expect(sc.step).toBe(6);
+    expect(await c.evaluate(val)).toBeCloseTo(lossA, 5); // θ = φ here too (a took a solo step)
   });
 
   it('rejects bad input with a message naming the problem and changes nothing', async () => {
@@ -73,12 +91,12 @@ describe('Trainer (Node, Dawn)', () => {
     await expect(t.init(config, 1)).rejects.toThrow(/already initialised/);
     await expect(t.train(-1)).rejects.toThrow(/non-negative integer/);
     const s0 = await t.exportState();
-    await expect(t.applyOuter([{ phi: new ArrayBuffer(8), delta: new ArrayBuffer(8) }])).rejects.toThrow(new RegExp(`${layout.total * 4} bytes`));
+    await expect(t.applyOuter([{ phi: new ArrayBuffer(8), delta: new ArrayBuffer(8) }])).rejects.toThrow(new RegExp(`partner 0's phi must be a Float32Array \\(or ArrayBuffer\\) of ${layout.total} floats, got 2 floats`));
     const nan = new Float32Array(layout.total); nan[5] = NaN;
     await expect(t.applyOuter([{ phi: nan.buffer, delta: new ArrayBuffer(layout.total * 4) }])).rejects.toThrow(/non-finite value at float 5/);
     await expect(t.load({ ...s0, model: { ...model, d: 64 } })).rejects.toThrow(/d=64/);
     await expect(t.load({ ...s0, phi: nan.slice().buffer })).rejects.toThrow(/phi has a non-finite value at float 5/);
-    await expect(t.load({ ...s0, params: new ArrayBuffer(4) })).rejects.toThrow(/params must be an ArrayBuffer/);
+    await expect(t.load({ ...s0, params: new Float32Array(1) })).rejects.toThrow(/params must be a Float32Array \(or ArrayBuffer\) of \d+ floats, got 1 floats/);
     await expect(t.evaluate([{ B: 2, T: 16, tokens: new Uint32Array(32).fill(300), targets: new Uint32Array(32) }])).rejects.toThrow(/outside the vocabulary/);
     await expect(t.evaluate([{ B: 1, T: 16, tokens: new Uint32Array(16), targets: new Uint32Array(16) }])).rejects.toThrow(/B=1, T=16/);
     const s1 = await t.exportState();

@@ -10,6 +10,8 @@
 //   report → ack                one metric row; acked only after it is committed to SQLite
 //            state-request      the coordinator wants φ and momentum for a checkpoint (HTTP upload)
 //   state-fail                  the peer cannot serve a state request
+//   offender                    a partner sent a payload that failed validation; the coordinator
+//                               records it and never pairs the two again in this run
 //            peers / config / error
 import { jsonDepth, validateSchema, type Schema, type Validation } from './schema.ts';
 
@@ -105,13 +107,34 @@ export interface HelloMsg {
 export interface HeartbeatMsg { t: 'hb' }
 export interface SignalOutMsg { t: 'signal'; to: string; data: Record<string, unknown> }
 export interface ReadyMsg { t: 'ready'; round: number; waitMs: number }
+/**
+ * A loss on the wire. JSON has no NaN or Infinity, and a diverged replica must still be seen
+ * (the dashboard's NaN alert), so a non-finite loss travels as its name; null = not measured.
+ */
+export type NonFiniteLoss = 'NaN' | 'Infinity' | '-Infinity';
+export type WireLoss = number | NonFiniteLoss | null;
+
+/** A measured loss (possibly NaN or ±Infinity) as it goes into a report. */
+export function lossToWire(x: number | null): WireLoss {
+  if (x === null || Number.isFinite(x)) return x;
+  return Number.isNaN(x) ? 'NaN' : x > 0 ? 'Infinity' : '-Infinity';
+}
+
+/** The inverse of lossToWire, for readers of reports (dashboards, progress lines). */
+export function lossFromWire(x: WireLoss): number | null {
+  if (x === 'NaN') return NaN;
+  if (x === 'Infinity') return Infinity;
+  if (x === '-Infinity') return -Infinity;
+  return x;
+}
+
 export interface ReportFields {
   /** Client time of the measurement (ms since epoch). */
   time: number;
   step: number;
   round: number;
-  trainLoss: number | null;
-  valLoss: number | null;
+  trainLoss: WireLoss;
+  valLoss: WireLoss;
   tokensPerS: number;
   bytesIn: number;
   bytesOut: number;
@@ -122,8 +145,12 @@ export interface ReportFields {
 }
 export interface ReportMsg extends ReportFields { t: 'report'; seq: number }
 export interface StateFailMsg { t: 'state-fail'; id: string; reason: string }
+/** Longest `reason` of an offender report; the mesh's "code: detail" is cut to fit. */
+export const MAX_OFFENDER_REASON = 300;
+/** `peer` (never the sender itself) sent us a payload that failed validation. */
+export interface OffenderMsg { t: 'offender'; peer: string; reason: string }
 
-export type ClientMessage = HelloMsg | HeartbeatMsg | SignalOutMsg | ReadyMsg | ReportMsg | StateFailMsg;
+export type ClientMessage = HelloMsg | HeartbeatMsg | SignalOutMsg | ReadyMsg | ReportMsg | StateFailMsg | OffenderMsg;
 
 // ---------- server → client ----------
 
@@ -158,6 +185,8 @@ export type ServerMessage =
 // ---------- schemas ----------
 
 const finite = (min: number, max: number): Schema => ({ type: 'number', minimum: min, maximum: max });
+/** A WireLoss: a number in [0, 1e6], null, or exactly "NaN", "Infinity" or "-Infinity". */
+const wireLoss: Schema = { type: ['number', 'string', 'null'], minimum: 0, maximum: 1e6, pattern: '^(?:NaN|-?Infinity)$' };
 const count: Schema = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER };
 const peerId: Schema = { type: 'string', pattern: PEER_ID_PATTERN };
 
@@ -197,8 +226,8 @@ export const CLIENT_SCHEMAS: Record<ClientMessage['t'], Schema> = {
       time: finite(0, 1e14),
       step: count,
       round: count,
-      trainLoss: { type: ['number', 'null'], minimum: 0, maximum: 1e6 },
-      valLoss: { type: ['number', 'null'], minimum: 0, maximum: 1e6 },
+      trainLoss: wireLoss,
+      valLoss: wireLoss,
       tokensPerS: finite(0, 1e12),
       bytesIn: count,
       bytesOut: count,
@@ -210,6 +239,10 @@ export const CLIENT_SCHEMAS: Record<ClientMessage['t'], Schema> = {
   'state-fail': {
     type: 'object', additionalProperties: false, required: ['t', 'id', 'reason'],
     properties: { t: { const: 'state-fail' }, id: { type: 'string', maxLength: 64 }, reason: { type: 'string', maxLength: 500 } },
+  },
+  offender: {
+    type: 'object', additionalProperties: false, required: ['t', 'peer', 'reason'],
+    properties: { t: { const: 'offender' }, peer: peerId, reason: { type: 'string', minLength: 1, maxLength: MAX_OFFENDER_REASON } },
   },
 };
 

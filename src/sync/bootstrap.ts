@@ -28,8 +28,10 @@ export async function requestState(mesh: MeshImpl, timeoutMs: number, tries: num
       await sleep(mesh.clock, POLL_MS);
     }
     tried.add(peer);
+    const conn = mesh.conn(peer);
     try {
-      return await pullFrom(mesh, peer, end);
+      if (!conn) throw new BootstrapError(`no link to ${peer}`);
+      return await mesh.holding(conn, () => pullFrom(mesh, peer, end));
     } catch (err) {
       mesh.logger.info('bootstrap from a neighbour failed', { peer, error: String(err) });
       if (err instanceof FrameError) mesh.offence(peer, err.code, err.message);
@@ -115,9 +117,9 @@ export async function serveState(mesh: MeshImpl, conn: Conn, nonce: number, prov
     outerRound: snap.outerRound, innerStep: snap.innerStep,
   })) return;
   try {
-    await sendTensor(conn.link, mesh.identity(), { kind: 'state', dtype: 'f32', round: snap.outerRound, transferId: tid, elements: 2 * n, bytes }, {
+    await mesh.holding(conn, () => sendTensor(conn.link, mesh.identity(), { kind: 'state', dtype: 'f32', round: snap.outerRound, transferId: tid, elements: 2 * n, bytes }, {
       chunkSize: mesh.settings.chunkSize, highWater: mesh.settings.highWaterBytes,
-    });
+    }));
     mesh.events.emit('state:served', { peer, bytes: bytes.length });
   } catch (err) {
     mesh.logger.info('state transfer ended early', { peer, error: String(err) });

@@ -208,10 +208,10 @@ export class ExchangeRun {
     this.bytesSent = wireBytes(id.runId, id.sender, phiBytes.length, s.chunkSize) + wireBytes(id.runId, id.sender, deltaBytes.length, s.chunkSize);
     const opts = { chunkSize: s.chunkSize, highWater: s.highWaterBytes, abort: this.abortSend };
     // Keeps streaming after this round resolves: the partner may still be receiving.
-    void (async () => {
+    void mesh.holding(conn, async () => {
       await sendTensor(conn.link, id, { kind: 'phi', dtype: phiA.dtype, round, transferId: phiA.tid, elements: n, bytes: phiBytes }, opts);
       await sendTensor(conn.link, id, { kind: 'delta', dtype: deltaA.dtype, round, transferId: deltaA.tid, elements: n, bytes: deltaBytes }, opts);
-    })().catch((err) => mesh.logger.debug('send to partner ended early', { partner, error: String(err) }));
+    }).catch((err) => mesh.logger.debug('send to partner ended early', { partner, error: String(err) }));
 
     // Their half.
     const outcome = await new Promise<Outcome>((resolve) => {

@@ -127,9 +127,13 @@ export interface Conn {
   /** 'open' once both hellos matched: only then is it a neighbour. */
   state: 'connecting' | 'open';
   createdAt: number;
+  /** When the hellos matched (NaN before). */
+  openedAt: number;
   /** Tensor assemblers by transfer id. */
   inbound: Map<number, Assembler>;
   lastStateRequest: number;
+  /** Tensor transfers in flight on this link either way (housekeeping never closes it then). */
+  active: number;
   /** Control messages for whoever is waiting on this link (exchange, bootstrap). */
   listeners: Set<(msg: ControlMessage) => void>;
 }
@@ -142,6 +146,8 @@ interface WrappedSignal {
 }
 
 const MAX_QUEUED_REPORTS = 100;
+/** Time a planned disconnect leaves its bye to reach the remote before the link closes. */
+const BYE_FLUSH_MS = 200;
 
 /** The mesh internals that exchange.ts and bootstrap.ts use. */
 export class MeshImpl implements Mesh {
@@ -166,6 +172,8 @@ export class MeshImpl implements Mesh {
   private readonly strikes = new Map<string, number>();
   private readonly reports: [string, string][] = [];
   private livePeers: string[] = [];
+  /** Peers we dropped or that dropped us on purpose: not re-dialled by housekeeping until then. */
+  private readonly cooldown = new Map<string, number>();
   private provider: StateProvider | null = null;
   private timer: unknown = null;
   private lastRewire: number;
@@ -338,6 +346,16 @@ export class MeshImpl implements Mesh {
     return () => { c.listeners.delete(fn); };
   }
 
+  /** Run `fn` with `conn` marked busy, so trimming and rewiring leave it alone meanwhile. */
+  async holding<T>(conn: Conn, fn: () => Promise<T>): Promise<T> {
+    conn.active++;
+    try {
+      return await fn();
+    } finally {
+      conn.active--;
+    }
+  }
+
   randomU32(): number {
     return Math.floor(this.random() * 0x100000000) >>> 0;
   }
@@ -367,8 +385,8 @@ export class MeshImpl implements Mesh {
   private addConn(peer: string, cid: string, initiator: boolean): Conn {
     const link = this.links({ remote: peer, initiator });
     const c: Conn = {
-      peer, cid, link, initiator, state: 'connecting', createdAt: this.clock.now(),
-      inbound: new Map(), lastStateRequest: -Infinity, listeners: new Set(),
+      peer, cid, link, initiator, state: 'connecting', createdAt: this.clock.now(), openedAt: NaN,
+      inbound: new Map(), lastStateRequest: -Infinity, active: 0, listeners: new Set(),
     };
     this.conns.set(peer, c);
     link.on('signal', (sig) => {
@@ -459,6 +477,7 @@ export class MeshImpl implements Mesh {
       return;
     }
     c.state = 'open';
+    c.openedAt = this.clock.now();
     this.logger.debug('neighbour up', { peer: c.peer });
     this.events.emit('neighbour:up', { peer: c.peer });
     this.wake(c.peer, true);
@@ -468,10 +487,11 @@ export class MeshImpl implements Mesh {
     for (const fn of [...c.listeners]) fn(msg);
     switch (msg.t) {
       case 'bye':
+        this.coolDown(c.peer);
         this.dropConn(c, 'remote said bye', false);
         return;
       case 'state-req':
-        void serveState(this, c, msg.nonce, this.provider);
+        void this.holding(c, () => serveState(this, c, msg.nonce, this.provider));
         return;
       case 'pair-req':
       case 'pair-ack':
@@ -499,9 +519,22 @@ export class MeshImpl implements Mesh {
     this.wake(c.peer, false);
   }
 
+  /** Housekeeping leaves `peer` alone for a while: a full peer that trimmed us would trim us again. */
+  private coolDown(peer: string): void {
+    this.cooldown.set(peer, this.clock.now() + Math.max(5_000, 20 * this.settings.maintainMs));
+  }
+
   /** Close a link; `bye` first when it is a planned disconnect the remote should not mistake for a crash. */
   private dropConn(c: Conn, reason: string, bye: boolean): void {
-    if (bye && c.state === 'open') this.sendRaw(c, { t: 'bye' });
+    if (bye) this.coolDown(c.peer);
+    if (bye && c.state === 'open' && !this.destroyed) {
+      // Closing the connection at once would drop the bye still queued on the channel: forget
+      // the link now, close it a moment later.
+      this.sendRaw(c, { t: 'bye' });
+      this.onLinkClosed(c, reason);
+      this.clock.setTimeout(() => c.link.destroy(reason), BYE_FLUSH_MS);
+      return;
+    }
     c.link.destroy(reason);
     this.onLinkClosed(c, reason);
   }
@@ -517,7 +550,7 @@ export class MeshImpl implements Mesh {
   }
 
   private busy(peer: string): boolean {
-    return this.run?.involves(peer) ?? false;
+    return (this.run?.involves(peer) ?? false) || (this.conns.get(peer)?.active ?? 0) > 0;
   }
 
   private maintain(): void {
@@ -530,18 +563,24 @@ export class MeshImpl implements Mesh {
     const me = this.signaling.peerId;
     if (!this.signaling.connected || !me) return; // without signaling no new link can form
     const live = new Set(this.livePeers);
-    const strangers = () => this.livePeers.filter((p) => p !== me && !this.conns.has(p) && !this.banned.has(p));
+    for (const [p, until] of this.cooldown) if (until <= now) this.cooldown.delete(p);
+    const strangers = () => this.livePeers.filter((p) => p !== me && !this.conns.has(p) && !this.banned.has(p) && !this.cooldown.has(p));
     // Fill up to min.
     for (let missing = s.minNeighbours - this.conns.size; missing > 0; missing--) {
       const p = pick(this.random, strangers());
       if (!p) break;
       this.connect(p);
     }
-    // Trim to max: evict random idle neighbours (prefer ones the coordinator no longer lists).
+    // Trim to max: evict random idle neighbours. Prefer ones the coordinator no longer lists,
+    // then ones past their grace period: a newcomer that just dialled us needs its first links
+    // to bootstrap and pair, so older links make room for it.
     const idle = () => this.neighbours().filter((p) => !this.busy(p));
+    const grace = Math.max(2_000, 5 * s.maintainMs);
+    const settled = (p: string) => now - (this.conns.get(p)?.openedAt ?? now) >= grace;
     while (this.conns.size > s.maxNeighbours) {
       const gone = idle().filter((p) => !live.has(p));
-      const p = pick(this.random, gone.length > 0 ? gone : idle());
+      const old = idle().filter(settled);
+      const p = pick(this.random, gone.length > 0 ? gone : old.length > 0 ? old : idle());
       if (!p) break;
       this.dropConn(this.conns.get(p)!, 'trimmed to max neighbours', true);
     }

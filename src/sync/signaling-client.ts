@@ -12,7 +12,7 @@
 //   its wait runs out, so the trainer never blocks on pairing.
 import type { PairAssignment, Signaling, SignalingEventMap } from '../protocol/signaling.ts';
 import {
-  PROTOCOL_VERSION, parseServerMessage,
+  MAX_OFFENDER_REASON, PROTOCOL_VERSION, parseServerMessage,
   type ClientMessage, type ErrorMsg, type ReportFields, type ReportMsg, type RunInfo, type ServerMessage, type WelcomeMsg,
 } from '../protocol/messages.ts';
 import { decodeStateFrame, encodeStateFrame, type StateFrame } from '../protocol/state-frame.ts';
@@ -178,6 +178,17 @@ export class SignalingClient implements Signaling {
     if (this.connected) this.send({ t: 'ready', round, waitMs });
   }
 
+  /**
+   * Tells the coordinator that `peer` sent us a payload that failed validation, so it records
+   * the event and never pairs us with that peer again. Dropped while disconnected (the mesh
+   * queues its reports and re-sends them once we are connected again).
+   */
+  reportOffender(peer: string, reason: string): void {
+    if (!this.connected || peer === this.peerId) return;
+    const text = reason.trim() || 'unspecified';
+    this.send({ t: 'offender', peer, reason: text.length > MAX_OFFENDER_REASON ? text.slice(0, MAX_OFFENDER_REASON - 1) + '…' : text });
+  }
+
   /** Queues one metric report; it is kept until the coordinator acknowledges it. Returns its seq. */
   report(fields: ReportFields): number {
     const seq = this.nextSeq++;
@@ -246,7 +257,8 @@ export class SignalingClient implements Signaling {
       this.dropConnection(ev.reason ? `${closeReason} (${ev.code} ${ev.reason})` : closeReason);
       if (!this.running) return;
       if (ev.code === CLOSE_REPLACED) return this.giveUp('replaced by a newer connection of this peer');
-      if (TERMINAL.has(ev.reason)) return this.giveUp(closeReason);
+      // The close code's reason names why (e.g. run-stopped) when no error frame came first.
+      if (TERMINAL.has(ev.reason)) return this.giveUp(closeReason === 'connection closed' ? `${ev.reason}: the coordinator closed the connection` : closeReason);
       if (wasConnected) this.attempt = 0;
       this.scheduleReconnect(closeReason);
     };

@@ -20,7 +20,10 @@ import { DeviceLostError } from '../gpu/errors.ts';
 import { DEFAULT_TUNING, type Tuning } from '../gpu/kernels.ts';
 import { requirements } from '../gpu/limits.ts';
 import { validateOuterHyper } from '../train/outer.ts';
-import { STATE_FORMAT, STATE_VERSION, type OuterPayload, type TrainerConfig, type TrainerEvent, type TrainerInfo, type TrainerState } from './types.ts';
+import {
+  STATE_FORMAT, STATE_VERSION, type LoadState, type OuterPayload, type OuterSnapshot, type PartnerInput, type TrainerConfig,
+  type TrainerEvent, type TrainerInfo, type TrainerState,
+} from './types.ts';
 
 export interface TrainerOptions {
   /** The WebGPU entry point; default navigator.gpu. Node passes nodeGpu. */
@@ -41,8 +44,6 @@ interface Setup {
   autotune: boolean;
   sampler: WindowSampler;
 }
-
-interface OuterSnapshot { phi: Float32Array; outerM: Float32Array; step: number }
 
 export class Trainer {
   private setup?: Setup;
@@ -89,8 +90,11 @@ export class Trainer {
     });
   }
 
-  /** Replaces every kind of state with `state` (a checkpoint or a peer's export). */
-  load(state: TrainerState): Promise<TrainerInfo> {
+  /**
+   * Replaces the replica's state with `state`: a full export, or only the outer state of a
+   * peer or checkpoint (θ = φ, AdamW moments zero). It becomes the last outer state.
+   */
+  load(state: LoadState | TrainerState): Promise<TrainerInfo> {
     return this.serial(async () => {
       const setup = this.requireSetup('load');
       const s = checkState(state, setup);
@@ -130,12 +134,23 @@ export class Trainer {
     });
   }
 
-  /** φ and Δ = θ - φ for this replica's partner (ArrayBuffers, transferable). */
+  /** φ and Δ = θ - φ for this replica's partner (each array owns its buffer: transferable). */
   outerPayload(): Promise<OuterPayload> {
     return this.serial(async () => {
       this.requireSetup('outerPayload');
-      const p = await this.withRecovery(() => this.engine!.outerPayload());
-      return { phi: p.phi.buffer as ArrayBuffer, delta: p.delta.buffer as ArrayBuffer };
+      return this.withRecovery(() => this.engine!.outerPayload());
+    });
+  }
+
+  /**
+   * φ, outer momentum and step of the last outer step (copies, no GPU read): what this peer
+   * serves to a newcomer, who loads it with load().
+   */
+  outerState(): Promise<OuterSnapshot> {
+    return this.serial(async () => {
+      this.requireSetup('outerState');
+      const o = this.lastOuter!;
+      return { phi: o.phi.slice(), outerM: o.outerM.slice(), step: o.step };
     });
   }
 
@@ -143,17 +158,13 @@ export class Trainer {
    * The outer step with the partners' payloads; none is a solo step. Hyper-parameters come from
    * the train config (α = outerMomentum, β = outerLr, γ = consensus; γ = 0 gives DiLoCo's rule).
    */
-  applyOuter(partners: OuterPayload[] = []): Promise<void> {
+  applyOuter(partners: PartnerInput[] = []): Promise<void> {
     return this.serial(async () => {
       const setup = this.requireSetup('applyOuter');
       const total = setup.layout.total;
       const arrays = partners.map((p, i) => {
-        for (const k of ['phi', 'delta'] as const) {
-          if (!(p?.[k] instanceof ArrayBuffer) || p[k].byteLength !== total * 4) {
-            throw new RangeError(`Trainer.applyOuter: partner ${i}'s ${k} must be an ArrayBuffer of ${total * 4} bytes (${total} float32), got ${p?.[k]?.byteLength ?? typeof p?.[k]}`);
-          }
-        }
-        const phi = new Float32Array(p.phi), delta = new Float32Array(p.delta);
+        const phi = floats(p?.phi, total, `Trainer.applyOuter: partner ${i}'s phi`);
+        const delta = floats(p?.delta, total, `Trainer.applyOuter: partner ${i}'s delta`);
         const bad = firstNonFinite(phi) ?? firstNonFinite(delta);
         if (bad !== undefined) throw new RangeError(`Trainer.applyOuter: partner ${i}'s payload has a non-finite value at float ${bad}; refusing it`);
         return { phi, delta };
@@ -170,8 +181,7 @@ export class Trainer {
       const s = await this.withRecovery(() => this.engine!.readState());
       return {
         format: STATE_FORMAT, version: STATE_VERSION, model: { ...setup.model }, train: { ...setup.train }, step: s.step,
-        params: s.params.buffer as ArrayBuffer, m: s.m.buffer as ArrayBuffer, v: s.v.buffer as ArrayBuffer,
-        phi: s.phi.buffer as ArrayBuffer, outerM: s.outerM.buffer as ArrayBuffer,
+        params: s.params, m: s.m, v: s.v, phi: s.phi, outerM: s.outerM,
       };
     });
   }
@@ -322,7 +332,7 @@ function checkBatch(b: Batch, vocab: number): void {
   }
 }
 
-function checkState(state: TrainerState, setup: Setup) {
+function checkState(state: LoadState, setup: Setup) {
   if (!state || state.format !== STATE_FORMAT) throw new TypeError(`Trainer.load: not a ${STATE_FORMAT} object`);
   if (state.version !== STATE_VERSION) throw new RangeError(`Trainer.load: state version ${state.version} is not supported (expected ${STATE_VERSION})`);
   for (const k of ['vocab', 'ctx', 'layers', 'd', 'heads'] as const) {
@@ -332,17 +342,26 @@ function checkState(state: TrainerState, setup: Setup) {
   }
   if (!Number.isInteger(state.step) || state.step < 0) throw new RangeError(`Trainer.load: step must be a non-negative integer, got ${state.step}`);
   const total = setup.layout.total;
-  const arr = (k: 'params' | 'm' | 'v' | 'phi' | 'outerM') => {
-    const b = state[k];
-    if (!(b instanceof ArrayBuffer) || b.byteLength !== total * 4) {
-      throw new RangeError(`Trainer.load: ${k} must be an ArrayBuffer of ${total * 4} bytes, got ${b instanceof ArrayBuffer ? b.byteLength : typeof b}`);
-    }
-    const a = new Float32Array(b);
+  const arr = (k: 'params' | 'm' | 'v' | 'phi' | 'outerM', fallback?: () => Float32Array) => {
+    if (state[k] === undefined && fallback) return fallback();
+    const a = floats(state[k], total, `Trainer.load: ${k}`);
     const bad = firstNonFinite(a);
     if (bad !== undefined) throw new RangeError(`Trainer.load: ${k} has a non-finite value at float ${bad}`);
     return a;
   };
-  return { params: arr('params'), m: arr('m'), v: arr('v'), phi: arr('phi'), outerM: arr('outerM'), step: state.step };
+  const phi = arr('phi'), outerM = arr('outerM');
+  const zeros = () => new Float32Array(total);
+  return { params: arr('params', () => phi), m: arr('m', zeros), v: arr('v', zeros), phi, outerM, step: state.step };
+}
+
+/** A Float32Array view of `x` (a Float32Array or its ArrayBuffer) of exactly `total` floats. */
+function floats(x: Float32Array | ArrayBuffer | undefined, total: number, what: string): Float32Array {
+  const a = x instanceof Float32Array ? x : x instanceof ArrayBuffer ? new Float32Array(x) : undefined;
+  if (!a || a.length !== total) {
+    const got = a ? `${a.length} floats` : x === undefined ? 'nothing' : (x as object)?.constructor?.name ?? typeof x;
+    throw new RangeError(`${what} must be a Float32Array (or ArrayBuffer) of ${total} floats, got ${got}`);
+  }
+  return a;
 }
 
 function firstNonFinite(a: Float32Array): number | undefined {

@@ -32,10 +32,28 @@ export interface TrainerInfo {
   step: number;
 }
 
-/** What a replica sends its partner at an outer step: φ and Δ = θ - φ, (total) float32 each. */
+/**
+ * What a replica sends its partner at an outer step: φ and Δ = θ - φ, (total) float32 each.
+ * Each array is the whole of its own ArrayBuffer, so comlink can transfer it without copying
+ * (the shape src/sync/worker-bridge.ts expects).
+ */
 export interface OuterPayload {
-  phi: ArrayBuffer;
-  delta: ArrayBuffer;
+  phi: Float32Array;
+  delta: Float32Array;
+}
+
+/** A partner's payload as applyOuter takes it (extra fields such as peer and round are ignored). */
+export interface PartnerInput {
+  phi: Float32Array | ArrayBuffer;
+  delta: Float32Array | ArrayBuffer;
+}
+
+/** φ, outer momentum and step at the last outer step: what a new peer bootstraps from. */
+export interface OuterSnapshot {
+  phi: Float32Array;
+  outerM: Float32Array;
+  /** Optimizer (inner) steps at that outer step: the LR schedule continues from here. */
+  step: number;
 }
 
 export const STATE_FORMAT = 'murmur-trainer-state';
@@ -50,11 +68,28 @@ export interface TrainerState {
   /** Optimizer steps taken (the LR schedule's position). */
   step: number;
   /** (total) float32 each: θ, AdamW m and v, φ, outer momentum. */
-  params: ArrayBuffer;
-  m: ArrayBuffer;
-  v: ArrayBuffer;
-  phi: ArrayBuffer;
-  outerM: ArrayBuffer;
+  params: Float32Array;
+  m: Float32Array;
+  v: Float32Array;
+  phi: Float32Array;
+  outerM: Float32Array;
+}
+
+/**
+ * What load() takes: a full TrainerState, or just the outer state (a peer's bootstrap or a
+ * checkpoint of φ and m): missing θ starts at φ, missing AdamW moments at zero. Arrays may be
+ * Float32Arrays or their ArrayBuffers.
+ */
+export interface LoadState {
+  format: typeof STATE_FORMAT;
+  version: typeof STATE_VERSION;
+  model: ModelConfig;
+  step: number;
+  phi: Float32Array | ArrayBuffer;
+  outerM: Float32Array | ArrayBuffer;
+  params?: Float32Array | ArrayBuffer;
+  m?: Float32Array | ArrayBuffer;
+  v?: Float32Array | ArrayBuffer;
 }
 
 export type TrainerEvent =

@@ -5,7 +5,7 @@ import * as Comlink from 'comlink';
 import { indexedDbStore, memoryStore } from '../gpu/autotune.ts';
 import { installErrorTransfer } from './errors-transfer.ts';
 import { Trainer } from './trainer.ts';
-import type { OuterPayload, TrainerState } from './types.ts';
+import type { OuterPayload, OuterSnapshot, TrainerState } from './types.ts';
 
 // Typed errors (GpuError.code, LimitsTooSmallError.limit, ...) reach the page intact.
 installErrorTransfer();
@@ -20,13 +20,18 @@ const api = {
   getInfo: trainer.getInfo.bind(trainer),
   applyOuter: trainer.applyOuter.bind(trainer),
   setEventListener: trainer.setEventListener.bind(trainer),
+  /** φ and Δ, their buffers transferred to the page (src/sync/worker-bridge.ts's shape). */
   async outerPayload(): Promise<OuterPayload> {
     const p = await trainer.outerPayload();
-    return Comlink.transfer(p, [p.phi, p.delta]);
+    return Comlink.transfer(p, [p.phi.buffer, p.delta.buffer]);
+  },
+  async outerState(): Promise<OuterSnapshot> {
+    const o = await trainer.outerState();
+    return Comlink.transfer(o, [o.phi.buffer, o.outerM.buffer]);
   },
   async exportState(): Promise<TrainerState> {
     const s = await trainer.exportState();
-    return Comlink.transfer(s, [s.params, s.m, s.v, s.phi, s.outerM]);
+    return Comlink.transfer(s, [s.params.buffer, s.m.buffer, s.v.buffer, s.phi.buffer, s.outerM.buffer]);
   },
   dispose(): void {
     trainer.dispose();

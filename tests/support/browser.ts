@@ -48,6 +48,8 @@ export interface BrowserOptions {
   executablePath?: string;
   /** Bare imports to pre-bundle up front (CommonJS packages such as simple-peer need it). */
   optimizeDeps?: string[];
+  /** false: launch without --enable-unsafe-webgpu, as a stock Linux Chromium (navigator.gpu exists, no adapter). */
+  webgpu?: boolean;
 }
 
 const errorsByPage = new WeakMap<Page, Error[]>();
@@ -97,7 +99,8 @@ export async function startBrowser(opts: BrowserOptions = {}): Promise<BrowserHa
     if (!address || typeof address === 'string') throw new Error('Vite dev server did not report a TCP port');
     const baseUrl = `http://127.0.0.1:${address.port}`;
 
-    browser = await chromium.launch({ executablePath, args: [...CHROMIUM_ARGS, ...(opts.args ?? [])] });
+    const baseArgs = opts.webgpu === false ? CHROMIUM_ARGS.filter((a) => a !== '--enable-unsafe-webgpu') : CHROMIUM_ARGS;
+    browser = await chromium.launch({ executablePath, args: [...baseArgs, ...(opts.args ?? [])] });
     const b = browser;
 
     const openPage = async (path: string): Promise<Page> => {

@@ -1,6 +1,8 @@
 // Page side of the trainer browser test: the real training worker (src/worker/worker.ts) behind
 // comlink, driven as the volunteer page will drive it.
 import * as Comlink from 'comlink';
+import type { Remote } from 'comlink';
+import { workerReplica, type WorkerOuterApi } from '../../../src/sync/worker-bridge.ts';
 import type { TrainerApi } from '../../../src/worker/worker.ts';
 import { preset } from '../../../src/model/config.ts';
 import { indexedDbStore } from '../../../src/gpu/autotune.ts';
@@ -10,7 +12,7 @@ const worker = new Worker(new URL('../../../src/worker/worker.ts', import.meta.u
 const trainer = Comlink.wrap<TrainerApi>(worker);
 
 const trainerPage = {
-  /** init micro, train `steps` through comlink, then one solo outer step. */
+  /** init micro, train `steps` through comlink, then one outer step through the mesh's worker bridge. */
   async run(steps: number) {
     const text = 'It is a way I have of driving off the spleen and regulating the circulation. ';
     const data = new TextEncoder().encode(text.repeat(30));
@@ -18,10 +20,19 @@ const trainerPage = {
     await trainer.setEventListener(Comlink.proxy((e: { type: string }) => { events.push(e.type); }));
     const info = await trainer.init({ model: preset('micro'), train: { batch: 2, seqLen: 32, lr: 3e-3, warmupSteps: 2 }, data, autotune: false, readEvery: 4 }, 5);
     const losses = await trainer.train(steps);
-    const payload = await trainer.outerPayload();
-    await trainer.applyOuter([]);
+    // The outer step as the mesh drives it: through src/sync/worker-bridge.ts, tensors moving
+    // as transferred buffers in both directions.
+    const replica = workerReplica(trainer as unknown as Remote<WorkerOuterApi>);
+    const payload = await replica.outerPayload();
+    const partner = { peer: 'self-copy', round: 1, phi: payload.phi.slice(), delta: payload.delta.slice(), deltaNorm: 0, phiDistance: 0, clipped: false };
+    const sent = partner.phi;
+    await replica.applyOuter([partner]);
+    const snap = await trainer.outerState();
     const after = await trainer.getInfo();
-    return { info, losses, payloadBytes: [payload.phi.byteLength, payload.delta.byteLength], stepAfter: after.step, events };
+    return {
+      info, losses, payloadLengths: [payload.phi.length, payload.delta.length], stepAfter: after.step, events,
+      partnerDetached: sent.byteLength === 0, outerStep: snap.step, phiMoved: snap.phi.some((x, i) => x !== payload.phi[i]),
+    };
   },
 
   /** A model too large for the adapter: the typed error as the page receives it. */

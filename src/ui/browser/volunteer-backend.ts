@@ -1,0 +1,123 @@
+// The volunteer page's backend: the coordinator (run description, signaling, reports) plus the
+// training worker and the WebRTC mesh, which the entry file supplies as factories. Nothing here
+// runs before join(), which the TrainingController calls only after consent and Start.
+import { buildLayout } from '../../model/layout.ts';
+import { lossToWire, type RunInfo, type WelcomeMsg } from '../../protocol/messages.ts';
+import { SignalingClient, type SessionStore, type WebSocketCtor } from '../../sync/signaling-client.ts';
+import type { GpuProbe, MeshPort, RunSummary, TrainerPort, VolunteerBackend, VolunteerSession } from '../ports.ts';
+import { browserProbeEnv, probeGpu } from './gpu-probe.ts';
+
+/** Bytes per element on the wire for each compression setting of a run. */
+const WIRE_BYTES: Record<string, number> = { none: 4, fp16: 2, bf16: 2, int8: 1 };
+
+export function summarizeRun(run: RunInfo, host: string): RunSummary {
+  const layout = buildLayout(run.model);
+  return {
+    id: run.id,
+    name: run.name,
+    dataset: run.dataset === 'moby-dick' ? 'Moby-Dick by Herman Melville (public domain), one byte per token' : run.dataset,
+    preset: run.preset,
+    params: layout.params,
+    tokensPerStep: run.train.batch * run.train.seqLen,
+    H: run.train.H,
+    pairWaitFrac: run.pairWaitFrac,
+    // φ and Δ, each one value per parameter slot.
+    bytesPerExchange: 2 * layout.total * (WIRE_BYTES[run.compression] ?? 4),
+    operator: `the operator of ${host}`,
+    resultsUrl: '/dashboard',
+  };
+}
+
+/** GPU limits the run's model needs: one flat state buffer must fit a storage binding. */
+export function requiredLimits(run: RunInfo): Record<string, number> {
+  const bytes = buildLayout(run.model).total * 4;
+  return { maxStorageBufferBindingSize: bytes, maxBufferSize: bytes };
+}
+
+export interface TrainerFactoryArgs { run: RunInfo; welcome: WelcomeMsg; baseUrl: string }
+export interface MeshFactoryArgs {
+  run: RunInfo;
+  signaling: SignalingClient;
+  welcome: WelcomeMsg;
+  /** Other live peers of the run right now (kept from the welcome on, before the mesh exists). */
+  otherPeers(): number;
+}
+
+export interface VolunteerBackendInit {
+  baseUrl: string;
+  runId: string;
+  WebSocket: WebSocketCtor;
+  session?: SessionStore;
+  fetch?: typeof fetch;
+  /** Starts the training worker for this run (data download, GPU device, init or bootstrap). */
+  createTrainer(args: TrainerFactoryArgs): Promise<TrainerPort>;
+  /** Joins the run's WebRTC mesh. */
+  createMesh(args: MeshFactoryArgs): Promise<MeshPort & { destroy(): void }>;
+}
+
+export class CoordinatorVolunteerBackend implements VolunteerBackend {
+  private run: RunInfo | null = null;
+
+  constructor(private readonly init: VolunteerBackendInit) {}
+
+  private async runInfo(): Promise<RunInfo> {
+    if (this.run) return this.run;
+    const f = this.init.fetch ?? fetch;
+    const res = await f(`${this.init.baseUrl}/api/runs/${encodeURIComponent(this.init.runId)}`);
+    if (!res.ok) throw new Error(`the coordinator did not describe run "${this.init.runId}" (HTTP ${res.status})`);
+    return (this.run = (await res.json()) as RunInfo);
+  }
+
+  async describeRun(): Promise<RunSummary> {
+    return summarizeRun(await this.runInfo(), new URL(this.init.baseUrl).host);
+  }
+
+  async probeGpu(): Promise<GpuProbe> {
+    return probeGpu(browserProbeEnv(), requiredLimits(await this.runInfo()));
+  }
+
+  async join(): Promise<VolunteerSession> {
+    const signaling = new SignalingClient({
+      url: this.init.baseUrl, run: this.init.runId, WebSocket: this.init.WebSocket, session: this.init.session,
+      client: { kind: 'browser', version: 'murmur-web' },
+    });
+    // Peer lists arrive from the welcome on; the trainer takes a while to start, so listen now.
+    let others: string[] = [];
+    const offPeers = signaling.on('peers', (e) => { others = e.peers.filter((p) => p !== signaling.peerId); });
+    const welcome = await new Promise<WelcomeMsg>((resolve, reject) => {
+      const offs = [
+        signaling.on('welcome', (w) => { offs.forEach((o) => o()); others = w.peers.filter((p) => p !== w.peerId); resolve(w); }),
+        signaling.on('stopped', (e) => { offs.forEach((o) => o()); reject(new Error(`the coordinator refused this volunteer: ${e.reason}`)); }),
+      ];
+      signaling.start();
+    });
+    let trainer: TrainerPort | null = null;
+    let mesh: (MeshPort & { destroy(): void }) | null = null;
+    try {
+      trainer = await this.init.createTrainer({ run: welcome.run, welcome, baseUrl: this.init.baseUrl });
+      mesh = await this.init.createMesh({ run: welcome.run, signaling, welcome, otherPeers: () => others.length });
+    } catch (e) {
+      offPeers();
+      await trainer?.dispose();
+      signaling.stop('could not start training');
+      throw e;
+    }
+    const t = trainer, m = mesh;
+    return {
+      peerId: welcome.peerId,
+      trainer: t,
+      mesh: m,
+      report: (r) => {
+        // JSON cannot carry NaN: a non-finite loss travels as "NaN"/"Infinity" (WireLoss), so
+        // the dashboard's NaN alert sees a diverged replica.
+        signaling.report({ ...r, trainLoss: lossToWire(r.trainLoss), valLoss: lossToWire(r.valLoss) });
+      },
+      close: async () => {
+        offPeers();
+        m.destroy();
+        await t.dispose();
+        signaling.stop('the volunteer stopped');
+      },
+    };
+  }
+}

@@ -1,0 +1,507 @@
+// The research dashboard's state: every report from the coordinator (history, then the live
+// stream), peers and their health, checkpoints, alerts, and the chart-ready views derived from
+// them. Reports arrive at up to hundreds per second with 500 peers, so ingest only appends;
+// the views are recomputed at most once per `refreshMs` and only when something changed.
+import { divergenceAlerts, nanAlerts, stallAlerts, throughputAlerts, type Alert, type LossPoint } from '../core/alerts.ts';
+import { toCsv } from '../core/csv.ts';
+import { binMean, binMedian, binRange, fillGaps, makeGrid, median, smoothEma } from '../core/series.ts';
+import type { CheckpointItem, DashboardRun, DashboardSource, MetricReport, PeerEvent, TextSample } from '../ports.ts';
+import { Observable, type Task } from './observable.ts';
+
+export type XAxis = 'tokens' | 'step' | 'time';
+
+export interface PeerRow {
+  id: string;
+  adapter: string | null;
+  tokensPerS: number;
+  step: number;
+  round: number;
+  trainLoss: number | null;
+  valLoss: number | null;
+  /** The last partner this peer reported an exchange with. */
+  partner: string | null;
+  firstSeen: number;
+  lastSeen: number;
+  stepChangedAt: number;
+  reports: number;
+  /** Left per the coordinator (peer-left event). */
+  left: boolean;
+}
+
+/** Aligned chart data for uPlot: x plus one array per series (null = gap). */
+export interface ChartView {
+  x: number[];
+  series: { label: string; role: 'peer' | 'median' | 'min' | 'max' | 'total'; values: (number | null)[] }[];
+  /** Peers with a line of their own (the rest are in the median and the band). */
+  shownPeers: number;
+  totalPeers: number;
+}
+
+export interface Pairing { a: string; b: string; t: number; count: number }
+
+/** Per-peer arrays for drawing; thinned to every other point when full. */
+interface PeerSeries {
+  t: number[];
+  step: number[];
+  train: (number | null)[];
+  val: (number | null)[];
+  tps: number[];
+  bytes: number[];
+  dist: (number | null)[];
+}
+
+export interface DashboardOptions {
+  source: DashboardSource;
+  now?: () => number;
+  /** A peer not heard from for this long is stale (highlighted in the grid). */
+  staleMs?: number;
+  /** Peers drawn with their own line; the others are in the median and band. */
+  maxPeerLines?: number;
+  /** Bins of the shared x grid. */
+  bins?: number;
+  /** Points kept per peer for drawing before thinning. */
+  perPeerCap?: number;
+  /** Raw reports kept for the CSV export. */
+  logCap?: number;
+  refreshMs?: number;
+  /** How far back the pairing graph looks. */
+  pairingWindowMs?: number;
+}
+
+const DEFAULTS = { staleMs: 30_000, maxPeerLines: 16, bins: 300, perPeerCap: 1000, logCap: 300_000, refreshMs: 1000, pairingWindowMs: 300_000 };
+
+export class DashboardController extends Observable {
+  run: Task<DashboardRun> = { status: 'pending' };
+  checkpoints: Task<CheckpointItem[]> = { status: 'pending' };
+  connection: 'connecting' | 'live' | 'reconnecting' = 'connecting';
+  xAxis: XAxis = 'tokens';
+  logX = false;
+  /** EMA weight, 0 = raw. */
+  smoothing = 0.6;
+  alerts: Alert[] = [];
+  /** Samples by checkpoint id. */
+  samples = new Map<string, Task<TextSample>>();
+
+  // derived (refreshed by tick)
+  trainView: ChartView = emptyView();
+  valView: ChartView = emptyView();
+  throughputView: ChartView = emptyView();
+  spreadView: ChartView = emptyView();
+  pairings: Pairing[] = [];
+  peerRows: PeerRow[] = [];
+  totalTokensPerS = 0;
+
+  private readonly o: typeof DEFAULTS;
+  private readonly now: () => number;
+  private readonly peers = new Map<string, PeerRow>();
+  private readonly series = new Map<string, PeerSeries>();
+  private log: MetricReport[] = [];
+  logTruncated = false;
+  private readonly nanSeen = new Map<string, Alert>();
+  private readonly dismissed = new Set<string>();
+  private dirty = true;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private off: (() => void) | null = null;
+  private t0: number | null = null;
+
+  constructor(private readonly opts: DashboardOptions) {
+    super();
+    this.o = { ...DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as typeof DEFAULTS;
+    this.now = opts.now ?? Date.now;
+  }
+
+  async start(): Promise<void> {
+    const src = this.opts.source;
+    // Subscribe first and buffer, so nothing published while history loads is lost.
+    const early: MetricReport[] = [];
+    let loaded = false;
+    this.off = src.subscribe({
+      report: (r) => (loaded ? this.ingest(r) : early.push(r)),
+      peer: (e) => this.onPeer(e),
+      checkpoints: () => void this.loadCheckpoints(),
+      run: () => void this.loadRun(),
+      connection: (s) => { this.connection = s; this.notify(); },
+    });
+    await Promise.all([this.loadRun(), this.loadCheckpoints(), (async () => {
+      try {
+        for (const r of await src.history()) this.ingest(r);
+      } catch (e) {
+        console.warn(`[murmur] metric history did not load: ${(e as Error).message}`);
+      }
+      loaded = true;
+      for (const r of early) this.ingest(r);
+    })()]);
+    this.refresh();
+    this.schedule();
+  }
+
+  /**
+   * Next refresh after refreshMs, or later when the last one was slow: recomputing the views
+   * never takes more than ~10% of the main thread, however many peers report.
+   */
+  private schedule(): void {
+    const delay = Math.max(this.o.refreshMs, 10 * this.lastRefreshMs);
+    this.timer = setTimeout(() => { void this.tick().then(() => { if (this.timer !== null) this.schedule(); }); }, delay);
+  }
+
+  /** Duration of the last refresh (ms), for the adaptive interval and the page's footer. */
+  lastRefreshMs = 0;
+
+  dispose(): void {
+    this.off?.();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  // ---------- ingest ----------
+
+  ingest(r: MetricReport): void {
+    if (this.log.length >= this.o.logCap) {
+      this.log = this.log.slice(this.log.length >> 1);
+      this.logTruncated = true;
+    }
+    this.log.push(r);
+    if (this.t0 === null || r.t < this.t0) this.t0 = r.t;
+    let p = this.peers.get(r.peerId);
+    if (!p) {
+      p = { id: r.peerId, adapter: r.adapter, tokensPerS: 0, step: -1, round: 0, trainLoss: null, valLoss: null, partner: null,
+        firstSeen: r.t, lastSeen: r.t, stepChangedAt: r.t, reports: 0, left: false };
+      this.peers.set(r.peerId, p);
+    }
+    if (r.t >= p.lastSeen || p.reports === 0) {
+      if (r.step !== p.step) p.stepChangedAt = r.t;
+      p.step = r.step; p.round = r.round; p.tokensPerS = r.tokensPerS; p.lastSeen = r.t;
+      // Reports between outer steps carry no partner: keep the last one the peer exchanged with.
+      if (r.partner) p.partner = r.partner;
+      if (r.trainLoss !== null) p.trainLoss = r.trainLoss;
+      if (r.valLoss !== null) p.valLoss = r.valLoss;
+      if (r.adapter) p.adapter = r.adapter;
+      p.left = false;
+    }
+    p.reports++;
+    let s = this.series.get(r.peerId);
+    if (!s) this.series.set(r.peerId, (s = { t: [], step: [], train: [], val: [], tps: [], bytes: [], dist: [] }));
+    s.t.push(r.t); s.step.push(r.step); s.train.push(r.trainLoss); s.val.push(r.valLoss);
+    s.tps.push(r.tokensPerS); s.bytes.push(r.bytesIn + r.bytesOut); s.dist.push(r.partnerDist);
+    if (s.t.length > this.o.perPeerCap) thin(s);
+    for (const [name, v] of [['training', r.trainLoss], ['validation', r.valLoss]] as const) {
+      if (v !== null && !Number.isFinite(v) && !this.nanSeen.has(r.peerId)) {
+        const [a] = nanAlerts(r.peerId, [{ t: r.t, step: r.step, trainLoss: name === 'training' ? v : null, valLoss: name === 'validation' ? v : null }]);
+        if (a) this.nanSeen.set(r.peerId, a);
+      }
+    }
+    this.dirty = true;
+  }
+
+  private onPeer(e: PeerEvent): void {
+    const p = this.peers.get(e.peerId);
+    if (e.kind === 'peer-left' && p) p.left = true;
+    if (e.kind === 'peer-joined' && !p) {
+      this.peers.set(e.peerId, { id: e.peerId, adapter: null, tokensPerS: 0, step: 0, round: 0, trainLoss: null, valLoss: null,
+        partner: null, firstSeen: e.t, lastSeen: e.t, stepChangedAt: e.t, reports: 0, left: false });
+    }
+    this.dirty = true;
+  }
+
+  private async loadRun(): Promise<void> {
+    try {
+      this.run = { status: 'complete', value: await this.opts.source.run() };
+    } catch (e) {
+      this.run = { status: 'error', error: (e as Error).message };
+    }
+    this.dirty = true;
+    this.notify();
+  }
+
+  private async loadCheckpoints(): Promise<void> {
+    try {
+      const list = await this.opts.source.checkpoints();
+      this.checkpoints = { status: 'complete', value: [...list].sort((a, b) => a.step - b.step || a.createdAt - b.createdAt) };
+    } catch (e) {
+      this.checkpoints = { status: 'error', error: (e as Error).message };
+    }
+    this.notify();
+  }
+
+  // ---------- commands ----------
+
+  setXAxis(x: XAxis): void { this.xAxis = x; this.refresh(); }
+  setLogX(on: boolean): void { this.logX = on; this.refresh(); }
+  setSmoothing(w: number): void {
+    if (!(w >= 0 && w < 1)) throw new Error(`smoothing must be in [0, 1), got ${w}`);
+    this.smoothing = w;
+    this.refresh();
+  }
+  dismissAlert(key: string): void { this.dismissed.add(key); this.refresh(); }
+
+  async loadSample(c: CheckpointItem): Promise<void> {
+    const cur = this.samples.get(c.id);
+    if (cur && cur.status !== 'error') return;
+    this.samples.set(c.id, { status: 'pending' });
+    this.notify();
+    try {
+      this.samples.set(c.id, { status: 'complete', value: await this.opts.source.sample(c) });
+    } catch (e) {
+      this.samples.set(c.id, { status: 'error', error: (e as Error).message });
+    }
+    this.notify();
+  }
+
+  /** Every held report as CSV, oldest first. */
+  csv(): string {
+    const rows = [...this.log].sort((a, b) => a.t - b.t);
+    return toCsv(rows, [
+      { name: 'time_iso', get: (r) => new Date(r.t).toISOString() },
+      { name: 'time_ms', get: (r) => r.t },
+      { name: 'peer', get: (r) => r.peerId },
+      { name: 'step', get: (r) => r.step },
+      { name: 'round', get: (r) => r.round },
+      { name: 'train_loss', get: (r) => r.trainLoss },
+      { name: 'val_loss', get: (r) => r.valLoss },
+      { name: 'tokens_per_s', get: (r) => r.tokensPerS },
+      { name: 'bytes_in', get: (r) => r.bytesIn },
+      { name: 'bytes_out', get: (r) => r.bytesOut },
+      { name: 'partner', get: (r) => r.partner },
+      { name: 'partner_dist', get: (r) => r.partnerDist },
+      { name: 'adapter', get: (r) => r.adapter },
+    ]);
+  }
+
+  get reportCount(): number { return this.log.length; }
+
+  /** The controller's clock (the grid and graph compute "ago" against it). */
+  clockNow(): number { return this.now(); }
+
+  get staleMs(): number { return this.o.staleMs; }
+
+  isStale(p: PeerRow, now = this.now()): boolean {
+    return p.left || now - p.lastSeen > this.o.staleMs;
+  }
+
+  /** The run's phase in words. */
+  get phase(): { key: 'loading' | 'waiting' | 'warmup' | 'training' | 'annealed' | 'stopped'; text: string } {
+    if (this.run.status !== 'complete') return { key: 'loading', text: 'Loading…' };
+    const run = this.run.value;
+    if (run.status === 'stopped') return { key: 'stopped', text: 'Stopped by the operator' };
+    const live = this.peerRows.filter((p) => !this.isStale(p)).length;
+    const step = Math.max(0, ...this.peerRows.map((p) => p.step));
+    if (live === 0) return { key: 'waiting', text: 'Waiting for volunteers (no live peer)' };
+    if (step < run.warmupSteps) return { key: 'warmup', text: `Warm-up: step ${step} of ${run.warmupSteps}` };
+    if (step < run.totalSteps) return { key: 'training', text: `Training (cosine decay): step ${step} of ${run.totalSteps}, ${Math.round((100 * step) / run.totalSteps)}%` };
+    return { key: 'annealed', text: `Past the schedule (step ${step}): learning rate held at its minimum` };
+  }
+
+  // ---------- derived views ----------
+
+  private async tick(): Promise<void> {
+    if (this.dirty) await this.refreshSliced();
+    else { this.updateAlerts(); this.notify(); } // staleness and stalls change with time alone
+  }
+
+  /**
+   * The scheduled refresh, in slices with a yield between them: with 500 peers each view costs
+   * ~20 ms, and one 80 ms task would delay input and frames. lastRefreshMs sums the slices.
+   */
+  private async refreshSliced(): Promise<void> {
+    const yieldNow = () => new Promise<void>((r) => setTimeout(r, 0));
+    let spent = 0;
+    const slice = (fn: () => void) => { const t0 = performance.now(); fn(); spent += performance.now() - t0; };
+    this.dirty = false;
+    slice(() => this.refreshPeers(this.now()));
+    await yieldNow();
+    slice(() => { this.trainView = this.lossView('train'); });
+    await yieldNow();
+    slice(() => { this.valView = this.lossView('val'); });
+    await yieldNow();
+    slice(() => { this.computeTimeViews(); this.pairings = this.computePairings(this.now()); this.updateAlerts(); });
+    this.lastRefreshMs = spent;
+    this.notify();
+  }
+
+  private refreshPeers(now: number): void {
+    const stale = new Map([...this.peers.values()].map((p) => [p.id, this.isStale(p, now)]));
+    this.peerRows = [...this.peers.values()].sort((a, b) =>
+      Number(stale.get(a.id)) - Number(stale.get(b.id)) || b.tokensPerS - a.tokensPerS || a.id.localeCompare(b.id));
+    this.totalTokensPerS = this.peerRows.filter((p) => !stale.get(p.id)).reduce((s, p) => s + p.tokensPerS, 0);
+    // Peers with a line of their own: sticky while they stay live, so the charts keep their
+    // series (and colours) from one refresh to the next; free places go to the most recent.
+    for (const id of this.linePeers) if (stale.get(id) !== false) this.linePeers.delete(id);
+    const byRecent = [...this.peers.values()].filter((p) => !stale.get(p.id) && !this.linePeers.has(p.id)).sort((a, b) => b.lastSeen - a.lastSeen);
+    for (const p of byRecent) {
+      if (this.linePeers.size >= this.o.maxPeerLines) break;
+      this.linePeers.add(p.id);
+    }
+  }
+
+  /** Peers drawn with their own line (see refreshPeers). */
+  private readonly linePeers = new Set<string>();
+
+  refresh(): void {
+    const started = performance.now();
+    this.dirty = false;
+    const now = this.now();
+    this.refreshPeers(now);
+    this.trainView = this.lossView('train');
+    this.valView = this.lossView('val');
+    this.computeTimeViews();
+    this.pairings = this.computePairings(now);
+    this.updateAlerts();
+    this.lastRefreshMs = performance.now() - started;
+    this.notify();
+  }
+
+  private xOf(s: PeerSeries, i: number, tokensPerStep: number): number {
+    switch (this.xAxis) {
+      case 'tokens': return s.step[i]! * tokensPerStep;
+      case 'step': return s.step[i]!;
+      case 'time': return (s.t[i]! - this.startTime()) / 1000;
+    }
+  }
+
+  /** Wall time zero: the run's creation, or the first report if that is earlier (clock skew). */
+  private startTime(): number {
+    const created = this.run.status === 'complete' ? this.run.value.createdAt : Infinity;
+    return Math.min(created, this.t0 ?? Infinity);
+  }
+
+  private lossView(which: 'train' | 'val'): ChartView {
+    const tps = this.run.status === 'complete' ? this.run.value.tokensPerStep : 1;
+    const perPeer: { id: string; x: number[]; y: (number | null)[]; raw: (number | null)[] }[] = [];
+    let lo = Infinity, hi = -Infinity;
+    for (const [id, s] of this.series) {
+      const ys = which === 'train' ? s.train : s.val;
+      const x: number[] = [], raw: (number | null)[] = [];
+      for (let i = 0; i < s.t.length; i++) {
+        if (ys[i] === null) continue;
+        const xv = this.xOf(s, i, tps);
+        if (this.logX && !(xv > 0)) continue;
+        x.push(xv); raw.push(ys[i]!);
+        if (xv < lo) lo = xv;
+        if (xv > hi) hi = xv;
+      }
+      if (x.length) perPeer.push({ id, x, raw, y: smoothEma(raw, this.smoothing) });
+    }
+    if (perPeer.length === 0) return emptyView();
+    const grid = makeGrid(lo, hi, this.o.bins, this.logX);
+    const binned = perPeer.map((p) => fillGaps(binMean(grid, { x: p.x, y: p.y })));
+    const range = binRange(grid, perPeer.map((p) => ({ x: p.x, y: p.raw })));
+    const band = { min: fillGaps(range.min), max: fillGaps(range.max) };
+    // Own lines for a stable set of live peers (all of them when few); every peer counts in the
+    // median and the band. With no live peer (a finished run), the most recent ones.
+    const recent = this.linePeers.size > 0 ? this.linePeers
+      : new Set([...perPeer].sort((a, b) => (this.peers.get(b.id)?.lastSeen ?? 0) - (this.peers.get(a.id)?.lastSeen ?? 0))
+        .slice(0, this.o.maxPeerLines).map((p) => p.id));
+    const series: ChartView['series'] = [
+      { label: 'min', role: 'min', values: band.min },
+      { label: 'max', role: 'max', values: band.max },
+    ];
+    // Sorted by id: the same peer keeps the same series index (and colour) across refreshes.
+    const order = perPeer.map((p, i) => ({ p, i })).filter(({ p }) => recent.has(p.id)).sort((a, b) => a.p.id.localeCompare(b.p.id));
+    for (const { p, i } of order) series.push({ label: p.id, role: 'peer', values: binned[i]! });
+    series.push({ label: 'median', role: 'median', values: binMedian(binned, grid.x.length) });
+    return { x: grid.x, series, shownPeers: order.length, totalPeers: perPeer.length };
+  }
+
+  /**
+   * Throughput, bandwidth, live peers and partner spread per time bucket. Rates are carried
+   * forward from each peer's last report until it goes stale, so a bucket between two reports
+   * still counts the peer (reports come every few seconds, buckets can be shorter).
+   */
+  private computeTimeViews(): void {
+    if (this.t0 === null) { this.throughputView = emptyView(); this.spreadView = emptyView(); return; }
+    const t0 = this.t0;
+    let tMax = t0;
+    for (const s of this.series.values()) if (s.t.length) tMax = Math.max(tMax, s.t[s.t.length - 1]!);
+    const span = Math.max(1000, tMax - t0);
+    const bucketMs = Math.max(1000, Math.ceil(span / this.o.bins / 1000) * 1000);
+    const n = Math.floor(span / bucketMs) + 1;
+    const tokens = new Float64Array(n), bytes = new Float64Array(n), live = new Uint32Array(n);
+    const dists: number[][] = Array.from({ length: n }, () => []);
+    for (const s of this.series.values()) {
+      let j = 0, lastT = -Infinity, tps = 0, rate = 0, dist: number | null = null;
+      for (let k = 0; k < n; k++) {
+        const end = t0 + (k + 1) * bucketMs;
+        for (; j < s.t.length && s.t[j]! < end; j++) {
+          rate = j > 0 ? s.bytes[j]! / Math.max(1, (s.t[j]! - s.t[j - 1]!) / 1000) : 0;
+          tps = s.tps[j]!;
+          lastT = s.t[j]!;
+          const d = s.dist[j];
+          if (d !== null && d !== undefined && Number.isFinite(d)) dist = d;
+        }
+        if (end - lastT > this.o.staleMs + bucketMs) continue;
+        tokens[k] += tps;
+        bytes[k] += rate;
+        live[k]++;
+        if (dist !== null) dists[k]!.push(dist);
+      }
+    }
+    const x = Array.from({ length: n }, (_, k) => (t0 + k * bucketMs) / 1000);
+    this.throughputView = {
+      x, shownPeers: 0, totalPeers: this.series.size,
+      series: [
+        { label: 'tokens/s', role: 'total', values: Array.from(tokens) },
+        { label: 'bytes/s', role: 'total', values: Array.from(bytes) },
+        { label: 'live peers', role: 'total', values: Array.from(live) },
+      ],
+    };
+    this.spreadView = {
+      x, shownPeers: 0, totalPeers: this.series.size,
+      series: [
+        { label: 'min', role: 'min', values: dists.map((d) => (d.length ? Math.min(...d) : null)) },
+        { label: 'max', role: 'max', values: dists.map((d) => (d.length ? Math.max(...d) : null)) },
+        { label: 'median', role: 'median', values: dists.map((d) => median(d)) },
+      ],
+    };
+  }
+
+  private computePairings(now: number): Pairing[] {
+    // Both sides report an exchange (when both report at all): count each side's reports and
+    // take the larger, so a pair is not counted twice nor missed when one side is silent.
+    const edges = new Map<string, Pairing & { fromA: number; fromB: number }>();
+    const since = now - this.o.pairingWindowMs;
+    for (let i = this.log.length - 1; i >= 0; i--) {
+      const r = this.log[i]!;
+      if (r.t < since) break; // the log is in arrival order, close enough to time order
+      if (!r.partner) continue;
+      const [a, b] = r.peerId < r.partner ? [r.peerId, r.partner] : [r.partner, r.peerId];
+      const key = `${a}|${b}`;
+      let e = edges.get(key);
+      if (!e) edges.set(key, (e = { a, b, t: r.t, count: 0, fromA: 0, fromB: 0 }));
+      e.t = Math.max(e.t, r.t);
+      if (r.peerId === a) e.fromA++; else e.fromB++;
+      e.count = Math.max(e.fromA, e.fromB);
+    }
+    return [...edges.values()].map(({ a, b, t, count }) => ({ a, b, t, count })).sort((x, y) => y.t - x.t);
+  }
+
+  private updateAlerts(): void {
+    const now = this.now();
+    const out: Alert[] = [...this.nanSeen.values()];
+    for (const [id, s] of this.series) {
+      const from = Math.max(0, s.t.length - 60);
+      const pts: LossPoint[] = [];
+      for (let i = from; i < s.t.length; i++) pts.push({ t: s.t[i]!, step: s.step[i]!, trainLoss: s.train[i]!, valLoss: s.val[i]! });
+      out.push(...divergenceAlerts(id, pts));
+    }
+    out.push(...stallAlerts(this.peerRows.map((p) => ({ peerId: p.id, step: p.step, lastSeen: p.left ? -Infinity : p.lastSeen, stepChangedAt: p.stepChangedAt })), now, this.o.staleMs));
+    const tv = this.throughputView;
+    if (tv.x.length) {
+      const total = tv.series[0]!.values;
+      // The last bucket is still filling: leave it out of the comparison.
+      out.push(...throughputAlerts(tv.x.slice(0, -1).map((x, k) => ({ t: x * 1000, tokensPerS: total[k] ?? 0 })), tv.x[tv.x.length - 1]! * 1000));
+    }
+    this.alerts = out.filter((a) => !this.dismissed.has(a.key)).sort((a, b) => severityRank(a) - severityRank(b) || b.t - a.t);
+  }
+}
+
+function severityRank(a: Alert): number { return a.severity === 'critical' ? 0 : 1; }
+
+function emptyView(): ChartView {
+  return { x: [], series: [], shownPeers: 0, totalPeers: 0 };
+}
+
+/** Halves a full series, keeping every other point (and always the newest). */
+function thin(s: PeerSeries): void {
+  const keep = (a: unknown[]) => a.filter((_, i) => i % 2 === 1 || i === a.length - 1);
+  for (const k of Object.keys(s) as (keyof PeerSeries)[]) (s as unknown as Record<string, unknown[]>)[k] = keep(s[k]);
+}

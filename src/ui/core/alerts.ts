@@ -1,0 +1,110 @@
+// Alert rules for the research dashboard, as pure functions of what the dashboard already
+// holds. Each rule returns the alerts active now; the controller keeps them keyed by `key`, so
+// an alert is raised once and cleared when its condition goes away (except NaN, which stays
+// until dismissed: a NaN once seen means the run's weights may be poisoned).
+
+export type AlertKind = 'nan' | 'divergence' | 'stall' | 'throughput';
+export type Severity = 'critical' | 'warning';
+
+export interface Alert {
+  key: string;
+  kind: AlertKind;
+  severity: Severity;
+  peerId: string | null;
+  /** When the condition was first seen (ms since epoch). */
+  t: number;
+  message: string;
+}
+
+export interface LossPoint { t: number; step: number; trainLoss: number | null; valLoss: number | null }
+
+export const ALERT_DEFAULTS = {
+  /** A peer diverges when its smoothed loss stays this many times above its best for `divergeReports`. */
+  divergeFactor: 1.5,
+  /** ... and at least this much above it in absolute terms (nats), so a loss near 0 is not flagged. */
+  divergeMin: 0.5,
+  divergeReports: 3,
+  divergeSmoothing: 0.6,
+  /** A live peer whose step has not moved for this long is stalled. */
+  stallMs: 120_000,
+  /** Total tokens/s below this fraction of its recent median is a throughput drop. */
+  dropFraction: 0.5,
+  /** Window the recent median is taken over, and the recent window compared against it. */
+  dropBaselineMs: 300_000,
+  dropRecentMs: 30_000,
+};
+export type AlertConfig = typeof ALERT_DEFAULTS;
+
+/** A non-finite loss in any report. */
+export function nanAlerts(peerId: string, points: LossPoint[]): Alert[] {
+  for (const p of points) {
+    for (const [name, v] of [['training', p.trainLoss], ['validation', p.valLoss]] as const) {
+      if (v !== null && !Number.isFinite(v)) {
+        return [{
+          key: `nan:${peerId}`, kind: 'nan', severity: 'critical', peerId, t: p.t,
+          message: `${peerId} reported a ${Number.isNaN(v) ? 'NaN' : 'infinite'} ${name} loss at step ${p.step}. ` +
+            'Its weights may be corrupt and can spread to partners at the next exchange; check its adapter and the learning rate.',
+        }];
+      }
+    }
+  }
+  return [];
+}
+
+/** The peer's smoothed training loss has risen well above its best for several reports in a row. */
+export function divergenceAlerts(peerId: string, points: LossPoint[], cfg: AlertConfig = ALERT_DEFAULTS): Alert[] {
+  let ema: number | null = null;
+  let best = Infinity;
+  let above = 0;
+  let since = 0;
+  for (const p of points) {
+    const v = p.trainLoss;
+    if (v === null || !Number.isFinite(v)) continue;
+    ema = ema === null ? v : cfg.divergeSmoothing * ema + (1 - cfg.divergeSmoothing) * v;
+    const bad = ema > best * cfg.divergeFactor && ema - best > cfg.divergeMin;
+    if (bad) { if (above++ === 0) since = p.t; } else above = 0;
+    best = Math.min(best, ema);
+  }
+  if (above < cfg.divergeReports || ema === null) return [];
+  return [{
+    key: `divergence:${peerId}`, kind: 'divergence', severity: 'warning', peerId, t: since,
+    message: `${peerId} is diverging: smoothed training loss ${ema.toFixed(3)} vs its best ${best.toFixed(3)} ` +
+      `for ${above} reports. Lower the learning rate or check its data.`,
+  }];
+}
+
+export interface PeerProgress { peerId: string; step: number; lastSeen: number; stepChangedAt: number }
+
+/** Peers still reporting whose step has not moved for stallMs. */
+export function stallAlerts(peers: PeerProgress[], now: number, liveMs: number, cfg: AlertConfig = ALERT_DEFAULTS): Alert[] {
+  const out: Alert[] = [];
+  for (const p of peers) {
+    if (now - p.lastSeen > liveMs) continue; // gone, not stalled: the grid shows it as stale
+    if (now - p.stepChangedAt < cfg.stallMs) continue;
+    out.push({
+      key: `stall:${p.peerId}`, kind: 'stall', severity: 'warning', peerId: p.peerId, t: p.stepChangedAt + cfg.stallMs,
+      message: `${p.peerId} is connected but stuck at step ${p.step} for ${Math.round((now - p.stepChangedAt) / 1000)} s ` +
+        '(paused by its volunteer, waiting for a partner, or its GPU hung).',
+    });
+  }
+  return out;
+}
+
+export interface RatePoint { t: number; tokensPerS: number }
+
+/** Total tokens/s over the last dropRecentMs is below dropFraction of its median over dropBaselineMs before. */
+export function throughputAlerts(total: RatePoint[], now: number, cfg: AlertConfig = ALERT_DEFAULTS): Alert[] {
+  const recent = total.filter((p) => p.t > now - cfg.dropRecentMs);
+  const base = total.filter((p) => p.t <= now - cfg.dropRecentMs && p.t > now - cfg.dropRecentMs - cfg.dropBaselineMs);
+  // Too little history is no baseline: a run that just started has nothing to drop from.
+  if (recent.length < 2 || base.length < 5) return [];
+  const sorted = base.map((p) => p.tokensPerS).sort((a, b) => a - b);
+  const baseline = sorted[sorted.length >> 1]!;
+  const now_ = recent.reduce((s, p) => s + p.tokensPerS, 0) / recent.length;
+  if (baseline <= 0 || now_ >= baseline * cfg.dropFraction) return [];
+  return [{
+    key: 'throughput', kind: 'throughput', severity: 'warning', peerId: null, t: recent[0]!.t,
+    message: `Throughput dropped to ${Math.round(now_)} tokens/s, ${Math.round((100 * now_) / baseline)}% of the ` +
+      `recent median ${Math.round(baseline)} tokens/s: volunteers left, paused, or are throttled.`,
+  }];
+}

@@ -1,0 +1,24 @@
+// CSV (RFC 4180) of metric reports: one row per report, a header line, CRLF line ends.
+// Spreadsheets and pandas read it as is; empty cells are missing values.
+
+export type Cell = string | number | boolean | null | undefined;
+
+export function csvCell(v: Cell): string {
+  if (v === null || v === undefined) return '';
+  if (typeof v === 'number') {
+    if (Number.isNaN(v)) return 'NaN';
+    if (!Number.isFinite(v)) return v > 0 ? 'Infinity' : '-Infinity';
+    return String(v);
+  }
+  const s = String(v);
+  // Quote anything a reader would split on; a leading = + - @ stays as text in a spreadsheet only
+  // when quoted, but quoting alone does not stop formula injection, so prefix a single quote.
+  const safe = /^[=+\-@\t\r]/.test(s) ? `'${s}` : s;
+  return /[",\r\n]/.test(safe) || safe !== s ? `"${safe.replace(/"/g, '""')}"` : safe;
+}
+
+export function toCsv<T>(rows: Iterable<T>, columns: { name: string; get: (r: T) => Cell }[]): string {
+  const lines = [columns.map((c) => csvCell(c.name)).join(',')];
+  for (const r of rows) lines.push(columns.map((c) => csvCell(c.get(r))).join(','));
+  return lines.join('\r\n') + '\r\n';
+}

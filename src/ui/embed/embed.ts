@@ -1,0 +1,199 @@
+// embed.js: `<script src="https://HOST/embed.js" data-run="ID"></script>` on any site inserts a
+// <murmur-volunteer> element after the script tag. Until its button is clicked it does nothing:
+// no request to HOST, no worker, no GPU. The click (a real one: script-dispatched clicks are
+// refused) creates a frame of the Murmur origin that does the training; the host page talks to
+// it only through a private MessageChannel and cannot reach into it.
+//
+// Optional script attributes:
+//   data-max-intensity="0.5"  the site owner's cap on GPU intensity (0.1 to 1)
+//   data-target="#css-selector"  put the widget there instead of after the script
+//   data-frame-path="/frame.html"  where HOST serves the training frame (same origin as embed.js)
+//
+// Styling: every piece has a CSS part (container, title, description, link, consent-button,
+// status, controls, pause-button, stop-button, intensity, intensity-label, intensity-value, intensity-cap),
+// e.g. `murmur-volunteer::part(consent-button) { background: teal; }`.
+//
+// This file must stay a dependency-free classic script: no import or export statement at all
+// (even `import type` makes tools emit `export {}`, which a classic script cannot parse), so the
+// bridge types come in through import() type expressions.
+type ConnectMsg = import('./bridge.ts').ConnectMsg;
+type FrameStatus = import('./bridge.ts').FrameStatus;
+type HostCommand = import('./bridge.ts').HostCommand;
+
+(() => {
+  const TAG = 'murmur-volunteer';
+  const script = document.currentScript as HTMLScriptElement | null;
+
+  const STYLE = `
+    :host { display: inline-block; font: 14px/1.4 system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; color: #1d2330; max-width: 22rem; }
+    [part=container] { border: 1px solid #d9dde3; border-radius: 10px; padding: 0.75rem 0.9rem; background: #fff; display: grid; gap: 0.45rem; }
+    [part=title] { font-weight: 700; margin: 0; font-size: 1rem; }
+    [part=description] { margin: 0; color: #5a6272; font-size: 0.85rem; }
+    button { font: inherit; border-radius: 8px; border: 1px solid #d9dde3; background: #fff; color: #1d2330; padding: 0.35em 0.8em; cursor: pointer; }
+    [part=consent-button] { background: #2453c7; border-color: #2453c7; color: #fff; font-weight: 600; }
+    button:disabled { opacity: 0.5; cursor: not-allowed; }
+    button:focus-visible, input:focus-visible, a:focus-visible { outline: 3px solid rgba(36, 83, 199, 0.55); outline-offset: 2px; }
+    [part=status] { margin: 0; font-size: 0.85rem; }
+    [part=intensity-cap] { margin: 0; font-size: 0.78rem; color: #5a6272; }
+    [part=controls] { display: flex; flex-wrap: wrap; gap: 0.4rem; align-items: center; }
+    label { display: flex; gap: 0.4rem; align-items: center; font-size: 0.85rem; }
+    input[type=range] { flex: 1; min-width: 6rem; accent-color: #2453c7; }
+    a { color: #2453c7; }
+    iframe { position: absolute; width: 1px; height: 1px; border: 0; opacity: 0; pointer-events: none; }
+  `;
+
+  function clampCap(v: string | null): number {
+    const x = Number(v);
+    return Number.isFinite(x) && x > 0 ? Math.min(1, Math.max(0.1, x)) : 1;
+  }
+
+  class MurmurVolunteer extends HTMLElement {
+    static observedAttributes = ['max-intensity'];
+    private readonly root: ShadowRoot;
+    private port: MessagePort | null = null;
+    private frame: HTMLIFrameElement | null = null;
+    private status: FrameStatus | null = null;
+    private intensity = 0.5;
+
+    constructor() {
+      super();
+      this.root = this.attachShadow({ mode: 'open' });
+    }
+
+    private get cap(): number { return clampCap(this.getAttribute('max-intensity')); }
+    private get origin(): string { return this.getAttribute('origin') ?? ''; }
+
+    connectedCallback(): void {
+      this.intensity = Math.min(this.intensity, this.cap);
+      this.render();
+    }
+
+    attributeChangedCallback(): void {
+      this.intensity = Math.min(this.intensity, this.cap);
+      if (this.isConnected) this.render();
+      this.send({ cmd: 'intensity', value: this.intensity });
+    }
+
+    /** Builds the shadow DOM once; later changes only touch text and attributes (focus and a dragged slider survive). */
+    private build(): void {
+      const about = this.origin ? `${this.origin}/` : '#';
+      this.root.innerHTML = `<style>${STYLE}</style>
+        <div part="container" role="group" aria-label="Murmur: lend your GPU to train a language model">
+          <p part="title">Help train an open language model</p>
+          <p part="description">Lends this device's graphics card while this page is open, in short bursts.
+            Nothing runs until you click. <a part="link" target="_blank" rel="noopener">What runs and what is sent</a></p>
+          <button part="consent-button" type="button">Lend my GPU</button>
+          <p part="status" role="status" aria-live="polite"></p>
+          <div part="controls">
+            <button part="pause-button" type="button">Pause</button>
+            <button part="stop-button" type="button">Stop</button>
+          </div>
+          <label part="intensity-label">GPU intensity
+            <input part="intensity" type="range" min="10" step="5">
+            <output part="intensity-value"></output></label>
+          <p part="intensity-cap" hidden></p>
+        </div>`;
+      this.q<HTMLAnchorElement>('link').href = about;
+      this.q('consent-button').addEventListener('click', (e) => this.onConsent(e as MouseEvent));
+      this.q('pause-button').addEventListener('click', () => this.send({ cmd: this.status?.userPaused ? 'resume' : 'pause' }));
+      this.q('stop-button').addEventListener('click', () => this.send({ cmd: 'stop' }));
+      const range = this.q<HTMLInputElement>('intensity');
+      range.addEventListener('input', () => {
+        this.intensity = Math.min(this.cap, Number(range.value) / 100);
+        this.send({ cmd: 'intensity', value: this.intensity });
+        this.render();
+      });
+    }
+
+    private q<T extends HTMLElement = HTMLElement>(part: string): T {
+      return this.root.querySelector(`[part=${part}]`) as T;
+    }
+
+    private render(): void {
+      if (!this.root.firstChild) this.build();
+      const s = this.status;
+      const started = this.frame !== null;
+      const running = s !== null && !['unsupported', 'stopped', 'error', 'ready', 'checking'].includes(s.phase);
+      const pct = Math.round(this.intensity * 100);
+      this.q('consent-button').hidden = started && s?.phase !== 'stopped' && s?.phase !== 'error';
+      this.q('consent-button').textContent = started ? 'Start again' : 'Lend my GPU';
+      this.q('status').textContent = s?.text ?? (started ? 'Starting…' : 'Not running.');
+      const pause = this.q<HTMLButtonElement>('pause-button');
+      pause.disabled = !running;
+      pause.textContent = s?.userPaused ? 'Resume' : 'Pause';
+      this.q<HTMLButtonElement>('stop-button').disabled = !running;
+      const range = this.q<HTMLInputElement>('intensity');
+      range.max = String(Math.round(this.cap * 100));
+      if (this.root.activeElement !== range) range.value = String(pct);
+      range.setAttribute('aria-valuetext', `${pct}% of the time`);
+      this.q('intensity-value').textContent = `${pct}%`;
+      const cap = this.q('intensity-cap');
+      cap.hidden = this.cap >= 1;
+      cap.textContent = `This site allows at most ${Math.round(this.cap * 100)}%.`;
+    }
+
+    /** Only a real click by the visitor counts as consent; el.click() from the page's script does not. */
+    private onConsent(e: MouseEvent): void {
+      if (!e.isTrusted || !this.origin) return;
+      if (this.frame) {
+        // After a stop: same frame, start again (this click is the consent again).
+        this.send({ cmd: 'start' });
+        return;
+      }
+      const frame = document.createElement('iframe');
+      frame.setAttribute('part', 'frame');
+      frame.title = 'Murmur training frame';
+      frame.setAttribute('aria-hidden', 'true');
+      frame.tabIndex = -1;
+      // The frame never learns which page embeds it, and cannot navigate it or open windows.
+      frame.referrerPolicy = 'no-referrer';
+      frame.setAttribute('sandbox', 'allow-scripts allow-same-origin');
+      frame.setAttribute('allow', 'compute-pressure');
+      const path = this.getAttribute('frame-path') ?? '/frame.html';
+      frame.src = `${this.origin}${path}?run=${encodeURIComponent(this.getAttribute('run') ?? '')}`;
+      frame.addEventListener('load', () => this.connectFrame(frame), { once: true });
+      this.frame = frame;
+      this.root.appendChild(frame);
+      this.render();
+    }
+
+    private connectFrame(frame: HTMLIFrameElement): void {
+      const channel = new MessageChannel();
+      this.port = channel.port1;
+      this.port.onmessage = (ev: MessageEvent<FrameStatus>) => {
+        if (ev.data?.type !== 'status') return;
+        this.status = ev.data;
+        this.intensity = Math.min(this.cap, ev.data.intensity);
+        this.render();
+      };
+      const hello: ConnectMsg = { type: 'murmur:connect', run: this.getAttribute('run') ?? '', maxIntensity: this.cap, intensity: this.intensity };
+      // Addressed to the Murmur origin only: if the frame was navigated elsewhere, nothing is delivered.
+      frame.contentWindow?.postMessage(hello, this.origin, [channel.port2]);
+      this.send({ cmd: 'start' });
+    }
+
+    private send(c: HostCommand): void {
+      this.port?.postMessage(c);
+    }
+  }
+
+  function escapeHtml(s: string): string {
+    return s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
+  }
+
+  if (!customElements.get(TAG)) customElements.define(TAG, MurmurVolunteer);
+
+  // Insert one widget for the script tag that loaded us.
+  if (script) {
+    const src = new URL(script.src, location.href);
+    const el = document.createElement(TAG);
+    el.setAttribute('origin', src.origin);
+    el.setAttribute('run', script.dataset.run ?? '');
+    if (script.dataset.maxIntensity) el.setAttribute('max-intensity', script.dataset.maxIntensity);
+    const path = script.dataset.framePath;
+    if (path && path.startsWith('/') && !path.startsWith('//')) el.setAttribute('frame-path', path);
+    const target = script.dataset.target ? document.querySelector(script.dataset.target) : null;
+    if (target) target.appendChild(el);
+    else script.after(el);
+  }
+})();

@@ -1,0 +1,106 @@
+// The training frame's side of the widget: waits for the embedding page's `connect` (from its
+// parent window only), then drives a TrainingController from the commands on the private port
+// and reports a short status back. Consent is the visitor's click on the host widget, given for
+// this page view only (the frame keeps nothing).
+import type { TrainingController } from '../controllers/training-controller.ts';
+import { formatCount } from '../core/format.ts';
+import { CONNECT, type ConnectMsg, type FrameStatus, type HostCommand, type WidgetPhase } from './bridge.ts';
+
+/** Parses the connect message; anything else from anyone is ignored. */
+export function parseConnect(data: unknown): ConnectMsg | null {
+  if (!data || typeof data !== 'object') return null;
+  const d = data as Record<string, unknown>;
+  if (d.type !== CONNECT || typeof d.run !== 'string') return null;
+  const num = (v: unknown, dflt: number) => (typeof v === 'number' && Number.isFinite(v) ? Math.min(1, Math.max(0.1, v)) : dflt);
+  return { type: CONNECT, run: d.run, maxIntensity: num(d.maxIntensity, 1), intensity: num(d.intensity, 0.5) };
+}
+
+export function parseCommand(data: unknown): HostCommand | null {
+  if (!data || typeof data !== 'object') return null;
+  const d = data as Record<string, unknown>;
+  switch (d.cmd) {
+    case 'start': case 'pause': case 'resume': case 'stop': return { cmd: d.cmd };
+    case 'intensity': return typeof d.value === 'number' && Number.isFinite(d.value) ? { cmd: 'intensity', value: d.value } : null;
+    default: return null;
+  }
+}
+
+/** What the host widget may show: a phase and one sentence, nothing identifying. */
+export function widgetStatus(c: TrainingController): FrameStatus {
+  let phase: WidgetPhase, text: string;
+  const f = c.figures;
+  if (c.gpu.status === 'pending' || c.run.status === 'pending') { phase = 'checking'; text = 'Checking whether this device can help…'; }
+  else if (c.run.status === 'error') { phase = 'error'; text = 'The Murmur coordinator did not answer. Try again later.'; }
+  else if (c.gpu.status === 'error' || (c.gpu.status === 'complete' && !c.gpu.value.ok)) {
+    phase = 'unsupported';
+    const title = c.gpu.status === 'complete' && !c.gpu.value.ok ? c.gpu.value.title : 'The GPU check failed';
+    text = `${title}: this device cannot help. Nothing was started.`;
+  } else {
+    switch (c.phase) {
+      case 'idle': phase = 'ready'; text = 'Ready. Nothing runs until you click.'; break;
+      case 'starting': phase = 'starting'; text = 'Starting: preparing your GPU…'; break;
+      case 'training':
+        phase = 'training';
+        text = c.pauseReasons.includes('user') ? 'Pausing after this burst…'
+          : f.step === 0 ? 'Training: running the first steps on your GPU…'
+          : `Training: ${formatCount(f.tokensPerS)} tokens/s, ${f.rounds} exchange${f.rounds === 1 ? '' : 's'} so far.`;
+        break;
+      case 'waiting-peers': phase = 'waiting'; text = f.peersOnline === 0 ? 'Waiting for peers: none online, training alone for now.' : 'Waiting for a partner to exchange with…'; break;
+      case 'paused':
+        phase = 'paused';
+        text = c.pauseReasons.includes('user') ? 'Paused. Your progress is kept.'
+          : c.pauseReasons.includes('hidden') ? 'Paused while this tab is hidden.' : 'Paused: your device is busy, hot or low on battery.';
+        break;
+      case 'stopping': phase = 'training'; text = 'Stopping…'; break;
+      case 'stopped': phase = 'stopped'; text = 'Stopped. Thank you!'; break;
+      default: phase = 'error'; text = 'Training stopped because of an error.';
+    }
+  }
+  return { type: 'status', phase, text, intensity: c.intensity, maxIntensity: c.maxIntensity, tokensPerS: Math.round(f.tokensPerS), userPaused: c.pauseReasons.includes('user') };
+}
+
+/**
+ * Waits for the parent's connect message and serves it. `make` builds the controller with the
+ * site's cap (only once the cap is known).
+ */
+export function serveFrame(make: (hello: ConnectMsg) => TrainingController, win: Window = window): Promise<TrainingController> {
+  return new Promise((resolve) => {
+    const onMessage = (ev: MessageEvent) => {
+      // Only the embedding page (our parent) may connect, and only once.
+      if (ev.source !== win.parent || win.parent === win) return;
+      const hello = parseConnect(ev.data);
+      const port = ev.ports[0];
+      if (!hello || !port) return;
+      win.removeEventListener('message', onMessage);
+      const c = make(hello);
+      let queued = false;
+      const push = () => {
+        if (queued) return;
+        queued = true;
+        // Coalesce bursts of changes: a few status messages per second at most.
+        setTimeout(() => { queued = false; port.postMessage(widgetStatus(c)); }, 150);
+      };
+      c.subscribe(push);
+      const ready = c.init().then(push);
+      port.onmessage = async (m: MessageEvent) => {
+        const cmd = parseCommand(m.data);
+        if (!cmd) return;
+        await ready;
+        switch (cmd.cmd) {
+          case 'start':
+            if (!c.canHelp || c.running) break;
+            if (!c.consentRecord) c.giveConsent();
+            c.start();
+            break;
+          case 'pause': c.pauseNow(); break;
+          case 'resume': c.resume(); break;
+          case 'stop': await c.stop(); break;
+          case 'intensity': c.setIntensity(cmd.value); break;
+        }
+        push();
+      };
+      resolve(c);
+    };
+    win.addEventListener('message', onMessage);
+  });
+}

@@ -1,0 +1,86 @@
+// The training worker and the WebRTC mesh as the volunteer backend needs them: the comlink
+// Trainer (src/worker/worker.ts) fed with this replica's data shard, and the mesh
+// (src/sync/mesh.ts) over the coordinator's signaling. Tensors cross to and from the worker as
+// transferred ArrayBuffers.
+import * as Comlink from 'comlink';
+import type { TrainerApi } from '../../worker/worker.ts';
+import { validationBatches } from '../../data/sampler.ts';
+import { buildLayout } from '../../model/layout.ts';
+import { createMesh as makeMesh } from '../../sync/mesh.ts';
+import { downloadAssignment } from '../../volunteer/data.ts';
+import { runConfigHash, VAL_BATCHES } from '../../volunteer/run-config.ts';
+import { withPeerReplay } from '../../volunteer/signaling.ts';
+import type { MeshFactoryArgs, TrainerFactoryArgs } from '../browser/volunteer-backend.ts';
+import type { MeshPort, OuterPayload, TrainerPort } from '../ports.ts';
+
+// The same data download and run fingerprint as the headless volunteer (src/volunteer), so
+// browser and Node peers of one run train on identical tokens and pair with each other.
+export { runConfigHash };
+
+export async function createTrainer({ run, welcome, baseUrl }: TrainerFactoryArgs): Promise<TrainerPort> {
+  const a = welcome.assignment;
+  const { train: data, val: valTokens } = await downloadAssignment(baseUrl, a);
+  const val = validationBatches(valTokens, run.train.batch, run.train.seqLen, VAL_BATCHES);
+  const worker = new Worker(new URL('../../worker/worker.ts', import.meta.url), { type: 'module', name: 'murmur-trainer' });
+  const api = Comlink.wrap<TrainerApi>(worker);
+  try {
+    await api.init({ model: run.model, train: run.train, data, replica: a.replica }, run.seed);
+  } catch (e) {
+    worker.terminate();
+    throw e;
+  }
+  let disposed = false;
+  return {
+    train: (steps) => api.train(steps),
+    evaluate: () => api.evaluate(val),
+    async outerPayload(): Promise<OuterPayload> {
+      const p = await api.outerPayload();
+      return { phi: new Float32Array(p.phi), delta: new Float32Array(p.delta) };
+    },
+    applyOuter(partners: OuterPayload[]) {
+      // Copies: the mesh may still hold the partner's arrays; ours move to the worker.
+      const plain = partners.map((p) => ({ phi: p.phi.slice().buffer, delta: p.delta.slice().buffer }));
+      return api.applyOuter(Comlink.transfer(plain, plain.flatMap((p) => [p.phi, p.delta])));
+    },
+    async dispose() {
+      if (disposed) return;
+      disposed = true;
+      try { await api.dispose(); } finally { worker.terminate(); }
+    },
+  };
+}
+
+/** What peers must agree on to exchange weights: the run, the model, the layout and the outer rule. */
+const SOLO_TEXT: Record<string, string> = {
+  'no-partner': 'no partner was ready',
+  'no-identity': 'not registered with the coordinator yet',
+  'coordinator-timeout': 'the coordinator did not answer in time',
+  'banned-partner': 'the partner had sent bad updates before',
+  'connect-failed': 'could not connect to the partner',
+  deadline: 'the partner was too slow',
+  'partner-gone': 'the partner left',
+  'partner-aborted': 'the partner gave up',
+  rejected: "the partner's update failed the checks",
+};
+
+export async function createMesh({ run, signaling, otherPeers }: MeshFactoryArgs): Promise<MeshPort & { destroy(): void }> {
+  // The mesh is made after the welcome: replay the peer list it would otherwise have missed.
+  const mesh = makeMesh({ runId: run.id, configHash: runConfigHash(run), elements: buildLayout(run.model).total })({ signaling: withPeerReplay(signaling) });
+  let bytesIn = 0, bytesOut = 0;
+  let lastSolo: string | null = null;
+  return {
+    async exchange(round, mine, waitMs) {
+      const r = await mesh.exchange(round, mine, { waitMs });
+      bytesIn += r.bytesReceived;
+      bytesOut += r.bytesSent;
+      if (!r.payload || !r.partner) {
+        lastSolo = r.reason ? SOLO_TEXT[r.reason] ?? r.reason : 'no partner';
+        return null;
+      }
+      lastSolo = null;
+      return { partner: r.partner, payload: { phi: r.payload.phi, delta: r.payload.delta }, accepted: r.outcome === 'paired' };
+    },
+    stats: () => ({ peers: otherPeers(), bytesIn, bytesOut, lastSolo }),
+    destroy() { mesh.destroy(); },
+  };
+}

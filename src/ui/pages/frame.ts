@@ -1,0 +1,13 @@
+// Entry of the widget's training frame (/frame.html, loaded by embed.js after a click): the
+// frame bridge drives a TrainingController for the embedding page. Nothing is remembered here:
+// the click on the host widget is this page view's consent.
+import '../browser/node-shims/process.ts'; // before anything that loads simple-peer
+import { TrainingController } from '../controllers/training-controller.ts';
+import { ConsentStore } from '../core/consent.ts';
+import { serveFrame } from '../embed/frame-bridge.ts';
+import { volunteerWiring } from './wiring.ts';
+
+const { backend, sensors } = await volunteerWiring(false);
+await serveFrame((hello) => new TrainingController({
+  backend, sensors, consent: new ConsentStore(null), maxIntensity: hello.maxIntensity, intensity: hello.intensity,
+}));

@@ -1,0 +1,212 @@
+// The boundary between the UI and everything it drives. Controllers consume these interfaces;
+// only the page entry files (src/ui/pages/*) build real implementations (the comlink Trainer
+// worker, the WebRTC mesh, the coordinator client), and tests pass fakes.
+import type { AdapterSummary } from '../gpu/device.ts';
+import type { GpuErrorCode } from '../gpu/errors.ts';
+import type { PressureState, Sensors } from './core/policy.ts';
+
+/** What the volunteer page says about the run before anything starts. */
+export interface RunSummary {
+  id: string;
+  name: string;
+  /** e.g. "Moby Dick (byte-level)" */
+  dataset: string;
+  preset: string;
+  /** Trainable parameters of the model. */
+  params: number;
+  /** batch * seqLen: tokens consumed by one inner step. */
+  tokensPerStep: number;
+  /** Inner steps between outer steps (NoLoCo H). */
+  H: number;
+  /** Ready-pool wait as a fraction of the peer's own inner-loop time. */
+  pairWaitFrac: number;
+  /** Bytes this volunteer sends per outer step (φ and Δ after compression). */
+  bytesPerExchange: number;
+  /** Who runs it and where results go, in the coordinator operator's words. */
+  operator: string;
+  /** Where checkpoints and metrics can be seen (the dashboard URL). */
+  resultsUrl: string;
+}
+
+export type GpuProbe =
+  | { ok: true; adapter: AdapterSummary; name: string }
+  | { ok: false; code: GpuErrorCode; title: string; explanation: string; advice: string };
+
+/** φ and Δ = θ − φ of one replica, as flat Float32Arrays of layout.total floats. */
+export interface OuterPayload {
+  phi: Float32Array; // (P,)
+  delta: Float32Array; // (P,)
+}
+
+/** The training worker as the controller uses it (the entry adapts the comlink Trainer). */
+export interface TrainerPort {
+  /** Runs `steps` inner AdamW steps; the training loss of each (NaN if a step blew up). */
+  train(steps: number): Promise<ArrayLike<number>>;
+  /** Mean loss over the run's fixed validation batches. */
+  evaluate(): Promise<number>;
+  outerPayload(): Promise<OuterPayload>;
+  /** NoLoCo outer step with the partners' payloads; [] is a solo step. */
+  applyOuter(partners: OuterPayload[]): Promise<void>;
+  /** Releases the GPU device; safe to call twice. */
+  dispose(): Promise<void>;
+}
+
+export interface ExchangeResult {
+  partner: string;
+  payload: OuterPayload;
+  /** The partner confirmed it received ours whole (an exchange accepted by the partner). */
+  accepted: boolean;
+}
+
+export interface MeshStats {
+  /** Other live peers of the run, as the coordinator lists them. */
+  peers: number;
+  /** Cumulative bytes received / sent on data channels. */
+  bytesIn: number;
+  bytesOut: number;
+  /** Why the last outer step was taken alone, in words ("no partner was ready"); null after a pair. */
+  lastSolo?: string | null;
+}
+
+export interface MeshPort {
+  /** Finds a partner for outer round `round` within `waitMs` and swaps payloads; null = solo step. */
+  exchange(round: number, mine: OuterPayload, waitMs: number): Promise<ExchangeResult | null>;
+  stats(): MeshStats;
+}
+
+/**
+ * One metric row for the coordinator (src/protocol/messages.ts ReportFields). Losses may be NaN
+ * or ±Infinity here; the backend sends those as their names (lossToWire).
+ */
+export interface VolunteerReport {
+  time: number;
+  step: number;
+  round: number;
+  trainLoss: number | null;
+  valLoss: number | null;
+  tokensPerS: number;
+  bytesIn: number;
+  bytesOut: number;
+  partner: string | null;
+  partnerDist: number | null;
+  adapter: string | null;
+}
+
+export interface VolunteerSession {
+  peerId: string;
+  trainer: TrainerPort;
+  mesh: MeshPort;
+  /** Queue a metric row; the client buffers while the coordinator is unreachable. */
+  report(r: VolunteerReport): void;
+  /** Leaves the mesh, closes the coordinator connection, disposes the trainer. */
+  close(): Promise<void>;
+}
+
+export interface VolunteerBackend {
+  /** Public facts about the run; sends nothing about the visitor. */
+  describeRun(): Promise<RunSummary>;
+  /** Looks for a usable GPU without acquiring it (requestAdapter only). */
+  probeGpu(): Promise<GpuProbe>;
+  /** Only after consent + Start: coordinator hello, worker + GPU device, mesh. */
+  join(): Promise<VolunteerSession>;
+}
+
+export interface SensorPort {
+  read(): Sensors;
+  /** Which sensors this browser has, so the page can say what it cannot watch. */
+  support(): { battery: boolean; pressure: boolean };
+  /** Called on any change; returns an unsubscribe function. */
+  subscribe(fn: () => void): () => void;
+}
+
+export interface Clock {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+export const realClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms) => new Promise((r) => setTimeout(r, Math.max(0, ms))),
+};
+
+export type { PressureState, Sensors };
+
+// ---------- dashboard ----------
+
+/** One stored metric report (the coordinator's raw point / live `report` event). */
+export interface MetricReport {
+  /** Plot time (ms since epoch). */
+  t: number;
+  peerId: string;
+  step: number;
+  round: number;
+  trainLoss: number | null;
+  valLoss: number | null;
+  tokensPerS: number;
+  /** Bytes received / sent since the peer's previous report. */
+  bytesIn: number;
+  bytesOut: number;
+  partner: string | null;
+  /** L2 distance between the peer's φ and its partner's at that outer step. */
+  partnerDist: number | null;
+  adapter: string | null;
+}
+
+export interface DashboardRun {
+  id: string;
+  name: string;
+  preset: string;
+  dataset: string;
+  status: 'running' | 'stopped';
+  tokensPerStep: number;
+  warmupSteps: number;
+  totalSteps: number;
+  H: number;
+  createdAt: number;
+  livePeers: number;
+}
+
+export interface CheckpointItem {
+  id: string;
+  step: number;
+  round: number;
+  valLoss: number | null;
+  tokens: number;
+  peerId: string | null;
+  bytes: number;
+  createdAt: number;
+  /** The checkpoint itself: φ and outer momentum, safetensors. */
+  fileUrl: string;
+  /** Hugging Face GPT-2 export: model.safetensors and config.json. */
+  exportUrl: string;
+  exportConfigUrl: string;
+}
+
+export interface TextSample {
+  checkpointId: string;
+  step: number;
+  prompt: string;
+  text: string;
+}
+
+export type PeerEvent = { kind: 'peer-joined' | 'peer-left'; peerId: string; t: number };
+
+export interface DashboardHandlers {
+  report(r: MetricReport): void;
+  peer(e: PeerEvent): void;
+  /** The checkpoint list changed. */
+  checkpoints(): void;
+  /** The run changed (stopped, hyper-parameters). */
+  run(): void;
+  connection(state: 'live' | 'reconnecting'): void;
+}
+
+export interface DashboardSource {
+  run(): Promise<DashboardRun>;
+  /** Stored reports, oldest first. */
+  history(): Promise<MetricReport[]>;
+  checkpoints(): Promise<CheckpointItem[]>;
+  /** Text generated from a checkpoint (may take seconds: the model runs on demand). */
+  sample(c: CheckpointItem): Promise<TextSample>;
+  subscribe(h: DashboardHandlers): () => void;
+}

@@ -1,0 +1,363 @@
+// The headless volunteer: joins a run on the coordinator and trains with the same pieces as the
+// browser page (SignalingClient, the WebRTC mesh, the GPU Trainer), so a GPU server can donate
+// without a browser and tests can run many peers. DOM-free; the WebSocket and WebRTC
+// implementations are injected (components), as in the mesh.
+//
+//   welcome (run config, data assignment) -> download + verify data -> trainer -> mesh
+//   -> join (state from a live peer, else the newest checkpoint, else fresh)
+//   -> loop { H inner steps in chunks -> outer round with one partner or solo -> report }
+import type { ReportFields, RunInfo, WelcomeMsg } from '../protocol/messages.ts';
+import type { Signaling } from '../protocol/signaling.ts';
+import type { StateFrame } from '../protocol/state-frame.ts';
+import { silentLogger, type Logger } from '../sync/components.ts';
+import { createMesh, type Mesh } from '../sync/mesh.ts';
+import type { RtcImplementation } from '../sync/links.ts';
+import { joinRun, type JoinSource } from '../sync/replica.ts';
+import { SignalingClient, memorySessionStore, type SessionStore, type WebSocketCtor } from '../sync/signaling-client.ts';
+import type { BootState, ExchangeResult } from '../sync/types.ts';
+import { BACKENDS, createBackend, type BackendKind, type ReplicaBackend } from './backend.ts';
+import { downloadAssignment } from './data.ts';
+import { CoordinatorRefusedError, CoordinatorUnreachableError, DivergedError, VolunteerConfigError, VolunteerStoppedError } from './errors.ts';
+import { runOuterRound } from './round.ts';
+import { runConfigHash } from './run-config.ts';
+import { withPeerReplay } from './signaling.ts';
+
+export interface VolunteerOptions {
+  /** Coordinator base URL, http(s)://host:port. */
+  url: string;
+  /** Run id (the coordinator's default run if omitted). */
+  run?: string;
+  backend?: BackendKind;
+  /** Stop after this many outer rounds (unbounded if omitted). */
+  rounds?: number;
+  /** Stop after the outer round that reaches this many inner steps (unbounded if omitted). */
+  steps?: number;
+  /** Data-window stream of this replica (default: the replica number the coordinator assigned). */
+  seed?: number;
+  /** Inner steps per trainer call: the loop checks for stop() and yields between chunks. */
+  chunkSteps?: number;
+  /** Validation loss every this many outer rounds (and after the first); 0 never. Default 5. */
+  evalEveryRounds?: number;
+  /** Give up if the coordinator has not welcomed us within this long. Default 60 s. */
+  joinTimeoutMs?: number;
+  /** How long to look for a live peer to copy state from (when others are online). Default 15 s. */
+  bootstrapTimeoutMs?: number;
+  /** GPU only: measure kernel shapes (cached per adapter). Default true. */
+  autotune?: boolean;
+  /** Mesh neighbour bounds (default 4..8, the mesh's). */
+  neighbours?: { min: number; max: number };
+}
+
+export interface VolunteerComponents {
+  /** `WebSocket` from the 'ws' package in Node. */
+  WebSocket: WebSocketCtor;
+  /** @roamhq/wrtc in Node. */
+  rtc: RtcImplementation;
+  fetch?: typeof fetch;
+  session?: SessionStore;
+  logger?: Logger;
+}
+
+export interface RoundEvent {
+  report: ReportFields;
+  exchange: ExchangeResult;
+  waitMs: number;
+}
+
+export interface VolunteerSummary {
+  peerId: string | null;
+  run: string | null;
+  backend: BackendKind;
+  joinedFrom: JoinSource | null;
+  rounds: number;
+  paired: number;
+  steps: number;
+  /** Why the loop ended: a limit, stop(), the coordinator's refusal. */
+  reason: string;
+  /** Reports still unacknowledged when we left (lost unless the peer comes back). */
+  unsentReports: number;
+}
+
+export interface Volunteer {
+  /** Resolves once welcomed, trained-ready and joined; rejects if any of it failed. */
+  readonly joined: Promise<{ peerId: string; run: RunInfo; source: JoinSource; adapter: string }>;
+  /** Resolves when the loop ended and everything was released; rejects on a fatal error. */
+  readonly done: Promise<VolunteerSummary>;
+  onRound(fn: (e: RoundEvent) => void): () => void;
+  /** Ends the loop at the next chunk boundary, destroys the mesh, disposes the trainer. Safe twice. */
+  stop(reason?: string): Promise<VolunteerSummary>;
+}
+
+export function validateVolunteerOptions(o: VolunteerOptions): Required<Pick<VolunteerOptions, 'backend' | 'chunkSteps' | 'evalEveryRounds' | 'joinTimeoutMs' | 'bootstrapTimeoutMs'>> {
+  let u: URL;
+  try {
+    u = new URL(o.url);
+  } catch {
+    throw new VolunteerConfigError(`--url must be the coordinator's http(s) URL, e.g. http://127.0.0.1:8787; got "${o.url}"`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new VolunteerConfigError(`--url must start with http:// or https://, got "${o.url}"`);
+  const backend = o.backend ?? 'gpu';
+  if (!BACKENDS.includes(backend)) throw new VolunteerConfigError(`--backend must be one of ${BACKENDS.join(', ')}, got "${backend}"`);
+  const posInt = (name: string, v: number | undefined) => {
+    if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new VolunteerConfigError(`${name} must be a positive integer, got ${v}`);
+  };
+  posInt('rounds', o.rounds);
+  posInt('steps', o.steps);
+  posInt('chunkSteps', o.chunkSteps);
+  if (o.seed !== undefined && !(Number.isInteger(o.seed) && o.seed >= 0)) throw new VolunteerConfigError(`seed must be a non-negative integer, got ${o.seed}`);
+  const evalEveryRounds = o.evalEveryRounds ?? 5;
+  if (!(Number.isInteger(evalEveryRounds) && evalEveryRounds >= 0)) throw new VolunteerConfigError(`evalEveryRounds must be a non-negative integer, got ${evalEveryRounds}`);
+  return { backend, chunkSteps: o.chunkSteps ?? 10, evalEveryRounds, joinTimeoutMs: o.joinTimeoutMs ?? 60_000, bootstrapTimeoutMs: o.bootstrapTimeoutMs ?? 15_000 };
+}
+
+/** Starts a headless volunteer; see Volunteer for its lifecycle. Throws synchronously on bad options. */
+export function runVolunteer(opts: VolunteerOptions, components: VolunteerComponents): Volunteer {
+  return new HeadlessVolunteer(opts, components);
+}
+
+/** Inner loops in a row that may end in a non-finite loss before the volunteer gives up. */
+const MAX_DIVERGED_IN_A_ROW = 3;
+
+class HeadlessVolunteer implements Volunteer {
+  readonly joined: Promise<{ peerId: string; run: RunInfo; source: JoinSource; adapter: string }>;
+  readonly done: Promise<VolunteerSummary>;
+  private readonly settings: ReturnType<typeof validateVolunteerOptions>;
+  private readonly log: Logger;
+  private readonly signaling: SignalingClient;
+  /** What the mesh gets: the client with the peer list replayed to late subscribers. */
+  private readonly meshSignaling: Signaling;
+  private readonly roundListeners = new Set<(e: RoundEvent) => void>();
+  private mesh: Mesh | null = null;
+  private backend: ReplicaBackend | null = null;
+  private stopReason: string | null = null;
+  private wake: (() => void) | null = null;
+  private summary: VolunteerSummary;
+  /** Inner steps taken and outer rounds completed. */
+  private step = 0;
+  private round = 0;
+  /** Inner steps at the last outer step: φ is from then, so a snapshot is labelled with it. */
+  private stepAtOuter = 0;
+  private lastValLoss: number | null = null;
+  private tokens = 0;
+
+  constructor(private readonly opts: VolunteerOptions, private readonly c: VolunteerComponents) {
+    this.settings = validateVolunteerOptions(opts);
+    this.log = c.logger ?? silentLogger;
+    this.summary = { peerId: null, run: opts.run ?? null, backend: this.settings.backend, joinedFrom: null, rounds: 0, paired: 0, steps: 0, reason: '', unsentReports: 0 };
+    this.signaling = new SignalingClient({
+      url: opts.url, run: opts.run, WebSocket: c.WebSocket, fetch: c.fetch, session: c.session ?? memorySessionStore(),
+      client: { kind: 'node', version: 'murmur-volunteer' },
+    });
+    this.meshSignaling = withPeerReplay(this.signaling);
+    // Before the welcome, awaitWelcome turns this into a CoordinatorRefusedError instead.
+    this.signaling.on('stopped', (e) => { if (this.summary.peerId) this.requestStop(`coordinator: ${e.reason}`); });
+    this.signaling.on('close', (e) => {
+      if (this.stopping) return;
+      // Before the first welcome there is no training to go on with: the join timeout speaks then.
+      if (this.summary.peerId) this.log.warn('coordinator connection lost; training goes on, reports are buffered', { reason: e.reason });
+      else this.log.debug('coordinator connection closed before the welcome', { reason: e.reason });
+    });
+    let joinedResolve!: (v: { peerId: string; run: RunInfo; source: JoinSource; adapter: string }) => void;
+    let joinedReject!: (e: unknown) => void;
+    this.joined = new Promise((res, rej) => { joinedResolve = res; joinedReject = rej; });
+    this.joined.catch(() => { /* reported through done as well */ });
+    this.done = this.main(joinedResolve, joinedReject);
+  }
+
+  onRound(fn: (e: RoundEvent) => void): () => void {
+    this.roundListeners.add(fn);
+    return () => this.roundListeners.delete(fn);
+  }
+
+  async stop(reason = 'stopped by the volunteer'): Promise<VolunteerSummary> {
+    this.requestStop(reason);
+    return this.done.catch(() => this.summary);
+  }
+
+  private requestStop(reason: string): void {
+    this.stopReason ??= reason;
+    this.wake?.();
+  }
+
+  private get stopping(): boolean {
+    return this.stopReason !== null;
+  }
+
+  private async main(
+    joinedResolve: (v: { peerId: string; run: RunInfo; source: JoinSource; adapter: string }) => void,
+    joinedReject: (e: unknown) => void,
+  ): Promise<VolunteerSummary> {
+    try {
+      let welcome: WelcomeMsg;
+      let source: JoinSource;
+      try {
+        welcome = await this.awaitWelcome();
+        this.summary.peerId = welcome.peerId;
+        this.summary.run = welcome.run.id;
+        source = await this.prepare(welcome);
+      } catch (err) {
+        joinedReject(err);
+        throw err;
+      }
+      joinedResolve({ peerId: welcome.peerId, run: welcome.run, source, adapter: this.backend!.adapter });
+      await this.loop(welcome.run);
+      this.summary.reason = this.stopReason ?? 'limit reached';
+      return this.summary;
+    } catch (err) {
+      this.summary.reason = `failed: ${(err as Error).message}`;
+      throw err;
+    } finally {
+      await this.release();
+    }
+  }
+
+  /** Connects and waits for the welcome (or a refusal, or the join timeout). */
+  private awaitWelcome(): Promise<WelcomeMsg> {
+    const s = this.signaling;
+    const ms = this.settings.joinTimeoutMs;
+    return new Promise<WelcomeMsg>((resolve, reject) => {
+      const finish = (f: () => void) => { clearTimeout(timer); offs.forEach((o) => o()); this.wake = null; f(); };
+      const offs = [
+        s.on('welcome', (w) => finish(() => resolve(w))),
+        s.on('stopped', (e) => finish(() => reject(new CoordinatorRefusedError(e.reason)))),
+        s.on('error', (e) => { if (e.fatal) this.log.warn('coordinator error', { code: e.code, message: e.message }); }),
+      ];
+      const timer = setTimeout(() => finish(() => reject(new CoordinatorUnreachableError(this.opts.url, ms, s.lastCloseReason))), ms);
+      this.wake = () => finish(() => reject(new VolunteerStoppedError(this.stopReason ?? 'stop()')));
+      s.start();
+    });
+  }
+
+  /** Data, trainer, mesh, initial state; returns where the state came from. */
+  private async prepare(welcome: WelcomeMsg): Promise<JoinSource> {
+    const { run, assignment } = welcome;
+    const data = await downloadAssignment(this.opts.url, assignment, this.c.fetch);
+    this.log.info('data verified', { train: data.train.length, val: data.val.length });
+    this.backend = await createBackend(this.settings.backend, {
+      run, train: data.train, val: data.val, stream: this.opts.seed ?? assignment.replica, autotune: this.opts.autotune,
+    });
+    this.log.info('trainer ready', { backend: this.backend.kind, adapter: this.backend.adapter, floats: this.backend.total });
+    this.mesh = createMesh({
+      runId: run.id, configHash: runConfigHash(run), elements: this.backend.total,
+      ...(this.opts.neighbours ? { neighbours: this.opts.neighbours } : {}),
+    })({ signaling: this.meshSignaling, rtc: this.c.rtc, logger: this.log });
+    const others = welcome.peers.filter((p) => p !== welcome.peerId);
+    const joined = await joinRun(this.mesh, {
+      // Alone in the run nobody can answer: skip the wait for a neighbour.
+      timeoutMs: others.length > 0 ? this.settings.bootstrapTimeoutMs : 1,
+      // Each live peer asked at most once: peers that started together all decline ('no state
+      // yet'), and waiting out the timeout for a peer that is not there helps nobody.
+      tries: Math.max(1, Math.min(3, others.length)),
+      checkpoint: () => this.checkpointState(),
+    });
+    if (joined.state) await this.adopt(joined.state);
+    this.summary.joinedFrom = joined.source;
+    this.log.info('joined the run', { source: joined.source, step: this.step, round: this.round });
+    // From now on we serve newcomers (over the mesh) and checkpoints (over HTTP).
+    this.mesh.serveState(async () => {
+      const s = await this.backend!.slowState();
+      return { phi: s.phi, momentum: s.momentum, outerRound: this.round, innerStep: this.stepAtOuter };
+    });
+    this.signaling.setStateProvider(async (): Promise<StateFrame> => {
+      const s = await this.backend!.slowState();
+      return {
+        meta: { runId: run.id, step: this.stepAtOuter, round: this.round, floats: this.backend!.total, valLoss: this.lastValLoss, tokens: this.tokens },
+        phi: s.phi, momentum: s.momentum,
+      };
+    });
+    return joined.source;
+  }
+
+  private async checkpointState(): Promise<Omit<BootState, 'from'> | null> {
+    let f: StateFrame | null;
+    try {
+      f = await this.signaling.fetchCheckpointState();
+    } catch (err) {
+      this.log.warn('could not download the newest checkpoint; starting fresh', { error: (err as Error).message });
+      return null;
+    }
+    if (!f) return null;
+    if (f.meta.floats !== this.backend!.total) {
+      this.log.warn('the newest checkpoint does not fit this run\'s layout; starting fresh', { floats: f.meta.floats, want: this.backend!.total });
+      return null;
+    }
+    return { phi: f.phi, momentum: f.momentum, outerRound: f.meta.round, innerStep: f.meta.step };
+  }
+
+  private async adopt(s: Omit<BootState, 'from'>): Promise<void> {
+    await this.backend!.load({ phi: s.phi, momentum: s.momentum, innerStep: s.innerStep });
+    this.step = this.stepAtOuter = s.innerStep;
+    this.round = s.outerRound;
+  }
+
+  private async loop(run: RunInfo): Promise<void> {
+    const backend = this.backend!, mesh = this.mesh!;
+    const { H, batch, seqLen } = run.train;
+    const chunk = Math.min(this.settings.chunkSteps, H);
+    const every = this.settings.evalEveryRounds;
+    const startRound = this.round, startStep = this.step;
+    let diverged = 0;
+    for (;;) {
+      if (this.stopping) return;
+      if (this.opts.rounds !== undefined && this.round - startRound >= this.opts.rounds) return;
+      if (this.opts.steps !== undefined && this.step - startStep >= this.opts.steps) return;
+      const t0 = performance.now();
+      const losses: number[] = [];
+      try {
+        while (losses.length < H) {
+          if (this.stopping) return; // an unfinished inner loop is dropped, not half-exchanged
+          losses.push(...await backend.train(Math.min(chunk, H - losses.length)));
+          await new Promise((r) => setImmediate(r));
+        }
+      } catch (err) {
+        if (!(err instanceof DivergedError)) throw err;
+        // θ is back at φ: run this inner loop again; a run that keeps diverging needs a person.
+        if (++diverged >= MAX_DIVERGED_IN_A_ROW) throw new DivergedError(`${err.message}; ${diverged} inner loops in a row diverged, giving up (lower the run's lr)`, { cause: err });
+        this.log.warn('loss diverged; the inner loop restarts from the last outer state', { error: err.message, inARow: diverged });
+        this.step = this.stepAtOuter;
+        continue;
+      }
+      diverged = 0;
+      this.step += H;
+      this.tokens += H * batch * seqLen;
+      const innerMs = performance.now() - t0;
+      const done = this.summary.rounds + 1;
+      const evaluate = every > 0 && (done === 1 || done % every === 0) ? () => backend.evaluate() : null;
+      const out = await runOuterRound(mesh, backend, {
+        round: this.round, inner: { step: this.step, losses, tokens: H * batch * seqLen, innerMs },
+        pairWaitFrac: run.pairWaitFrac, adapter: backend.adapter, evaluate,
+      });
+      this.round++;
+      this.stepAtOuter = this.step;
+      this.summary.rounds++;
+      this.summary.steps = this.step;
+      if (out.exchange.outcome === 'paired') this.summary.paired++;
+      if (typeof out.report.valLoss === 'number') this.lastValLoss = out.report.valLoss;
+      this.signaling.report(out.report);
+      this.log.info('outer round', {
+        round: out.report.round, step: out.report.step, loss: out.report.trainLoss, val: out.report.valLoss,
+        partner: out.report.partner, solo: out.exchange.reason, waitMs: Math.round(out.waitMs),
+      });
+      for (const fn of this.roundListeners) {
+        try { fn({ report: out.report, exchange: out.exchange, waitMs: out.waitMs }); } catch (err) { this.log.error('round listener threw', { error: String(err) }); }
+      }
+    }
+  }
+
+  /** Lets the last reports reach the coordinator (briefly), then releases everything. */
+  private async release(): Promise<void> {
+    this.stopReason ??= 'volunteer finished';
+    const s = this.signaling;
+    const deadline = Date.now() + 3_000;
+    while (s.connected && s.pendingReports > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    this.summary.unsentReports = s.pendingReports;
+    s.setStateProvider(null);
+    this.mesh?.serveState(null);
+    this.mesh?.destroy();
+    this.mesh = null;
+    this.backend?.dispose();
+    this.backend = null;
+    s.stop(this.stopReason);
+  }
+}
+

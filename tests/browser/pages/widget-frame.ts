@@ -1,0 +1,18 @@
+// Test frame: the real frame bridge, TrainingController, sensors and GPU probe; fake backend.
+import { TrainingController } from '../../../src/ui/controllers/training-controller.ts';
+import { ConsentStore } from '../../../src/ui/core/consent.ts';
+import { BrowserSensors } from '../../../src/ui/browser/sensors.ts';
+import { browserProbeEnv, probeGpu } from '../../../src/ui/browser/gpu-probe.ts';
+import { serveFrame } from '../../../src/ui/embed/frame-bridge.ts';
+import { FakeBackend } from '../../support/ui-fakes.ts';
+
+const backend = new FakeBackend(undefined, undefined, 20);
+backend.mesh.peers = 1;
+backend.probeGpu = () => probeGpu(browserProbeEnv(), { maxStorageBufferBindingSize: 4 << 20 });
+const sensors = await BrowserSensors.start();
+const frameTest = { backend, controller: null as TrainingController | null };
+declare global { interface Window { frameTest: typeof frameTest } }
+window.frameTest = frameTest;
+frameTest.controller = await serveFrame((hello) => new TrainingController({
+  backend, sensors, consent: new ConsentStore(null), maxIntensity: hello.maxIntensity, intensity: hello.intensity,
+}));

@@ -1,0 +1,202 @@
+// Offender reports over the real coordinator: a peer reports a partner whose payload failed
+// validation; the coordinator stores it as a run event, streams it live, refuses malformed or
+// spoofed reports without writing anything, and its ready pool never pairs the two again.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../src/sync/signaling-client.ts';
+import type { PairedMsg, ServerMessage } from '../src/protocol/messages.ts';
+import { MAX_OFFENDER_REASON } from '../src/protocol/messages.ts';
+import { withPeerReplay } from '../src/volunteer/signaling.ts';
+import { RawPeer, sleep, startServer, until, type TestServer } from './support/coordinator.ts';
+
+let s: TestServer;
+beforeAll(async () => {
+  s = await startServer({ hub: { heartbeatMs: 200, livenessMs: 5000, helloTimeoutMs: 2000 } });
+  for (const id of ['off', 'elsewhere']) {
+    const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id, dataset: 'moby-dick', preset: 'micro' } });
+    expect(r.statusCode).toBe(201);
+  }
+});
+afterAll(async () => {
+  await s?.close();
+});
+
+const offenderRows = () => s.c.db.prepare("SELECT run_id AS runId, peer_id AS peerId, data_json AS data FROM events WHERE kind = 'peer-offender' ORDER BY id").all() as { runId: string; peerId: string; data: string }[];
+
+/** Reads the run's live SSE stream into `text` until aborted. */
+function subscribe(run: string): { text: () => string; stop: () => Promise<void> } {
+  const ctl = new AbortController();
+  let text = '';
+  const pump = (async () => {
+    const res = await fetch(`${s.url}/api/runs/${run}/stream`, { signal: ctl.signal });
+    const reader = res.body!.getReader();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      text += new TextDecoder().decode(value);
+    }
+  })().catch(() => {});
+  return { text: () => text, stop: async () => { ctl.abort(); await pump; } };
+}
+
+function heartbeat(...ps: RawPeer[]): () => void {
+  const t = setInterval(() => { for (const p of ps) if (p.ws.readyState === 1) p.send({ t: 'hb' }); }, 50);
+  return () => clearInterval(t);
+}
+
+describe('offender reports', () => {
+  it('SignalingClient.reportOffender is stored as a run event and shown on the live stream, once per pair', async () => {
+    const live = subscribe('off');
+    const accused = await RawPeer.join(s.wsUrl, { run: 'off' });
+    const client = new SignalingClient({ url: s.url, run: 'off', WebSocket: WebSocket as unknown as WebSocketCtor, client: { kind: 'node' }, session: memorySessionStore() });
+    const stopHb = heartbeat(accused.peer);
+    client.start();
+    try {
+      await until(() => client.connected, 5000, 'the client to join');
+      const before = offenderRows().length;
+      const long = 'ERR_BAD_PAYLOAD: ' + 'x'.repeat(2 * MAX_OFFENDER_REASON);
+      client.reportOffender(accused.welcome.peerId, long);
+      await until(() => offenderRows().length > before, 5000, 'the offender event');
+      const row = offenderRows().at(-1)!;
+      expect(row).toMatchObject({ runId: 'off', peerId: client.peerId });
+      const data = JSON.parse(row.data) as { accused: string; reason: string };
+      expect(data.accused).toBe(accused.welcome.peerId);
+      expect(data.reason.startsWith('ERR_BAD_PAYLOAD: xxx')).toBe(true);
+      expect(data.reason.length).toBe(MAX_OFFENDER_REASON); // cut to fit, not refused
+
+      await until(() => live.text().includes('"kind":"peer-offender"'), 5000, 'the event on the live stream');
+      const block = live.text().split('\n\n').find((b) => b.includes('"kind":"peer-offender"'))!;
+      expect(block.startsWith('event: peer\n')).toBe(true);
+      expect(JSON.parse(block.split('\ndata: ')[1]!)).toMatchObject({ runId: 'off', kind: 'peer-offender', peerId: client.peerId, data: { accused: accused.welcome.peerId } });
+
+      // REST shows it too; a repeat of the same pair writes nothing more.
+      const r = await s.c.app.inject({ method: 'GET', url: '/api/runs/off/events' });
+      expect((r.json() as { events: { kind: string }[] }).events.filter((e) => e.kind === 'peer-offender')).toHaveLength(1);
+      client.reportOffender(accused.welcome.peerId, 'ERR_BAD_PAYLOAD: again');
+      await sleep(200);
+      expect(offenderRows()).toHaveLength(before + 1);
+    } finally {
+      stopHb();
+      client.stop();
+      accused.peer.close();
+      await live.stop();
+    }
+  });
+
+  it('reaches the coordinator through the volunteers\' signaling wrapper (browser and Node) too', async () => {
+    const accused = await RawPeer.join(s.wsUrl, { run: 'off' });
+    const client = new SignalingClient({ url: s.url, run: 'off', WebSocket: WebSocket as unknown as WebSocketCtor, client: { kind: 'node' }, session: memorySessionStore() });
+    const stopHb = heartbeat(accused.peer);
+    client.start();
+    try {
+      await until(() => client.connected, 5000, 'the client to join');
+      const meshSide = withPeerReplay(client); // what src/ui/pages/engine-wiring.ts and src/volunteer give the mesh
+      expect(meshSide.reportOffender).toBeTypeOf('function');
+      const before = offenderRows().length;
+      meshSide.reportOffender!(accused.welcome.peerId, 'phi-distance: 12.5 > 4');
+      await until(() => offenderRows().length === before + 1, 5000, 'the offender event');
+      expect(offenderRows().at(-1)).toMatchObject({ peerId: client.peerId, data: expect.stringContaining(accused.welcome.peerId) });
+    } finally {
+      stopHb();
+      client.stop();
+      accused.peer.close();
+    }
+  });
+
+  it('refuses malformed and spoofed reports with an error and writes nothing', async () => {
+    const a = await RawPeer.join(s.wsUrl, { run: 'off' });
+    const b = await RawPeer.join(s.wsUrl, { run: 'off' });
+    const other = await RawPeer.join(s.wsUrl, { run: 'elsewhere' });
+    const stopHb = heartbeat(a.peer, b.peer, other.peer);
+    const before = offenderRows().length;
+    try {
+      const bad: [unknown, string, RegExp][] = [
+        [{ t: 'offender', peer: b.welcome.peerId }, 'bad-message', /reason/],
+        [{ t: 'offender', peer: b.welcome.peerId, reason: '' }, 'bad-message', /reason/],
+        [{ t: 'offender', peer: b.welcome.peerId, reason: 'r'.repeat(MAX_OFFENDER_REASON + 1) }, 'bad-message', /reason/],
+        [{ t: 'offender', peer: 'p-XYZ', reason: 'x' }, 'bad-message', /peer/],
+        [{ t: 'offender', peer: b.welcome.peerId, reason: 7 }, 'bad-message', /reason/],
+        // Spoofing: naming the reporter is not a field; reporting oneself, a peer of another run,
+        // or a peer the coordinator never saw is refused.
+        [{ t: 'offender', from: other.welcome.peerId, peer: b.welcome.peerId, reason: 'x' }, 'bad-message', /from/],
+        [{ t: 'offender', peer: a.welcome.peerId, reason: 'x' }, 'bad-message', /itself/],
+        [{ t: 'offender', peer: other.welcome.peerId, reason: 'x' }, 'unknown-peer', /not a peer of run off/],
+        [{ t: 'offender', peer: 'p-0000000000000000', reason: 'x' }, 'unknown-peer', /not a peer of run off/],
+      ];
+      for (const [msg, code, re] of bad) {
+        const n = a.peer.frames.length;
+        a.peer.send(msg);
+        const err = await a.peer.next<Extract<ServerMessage, { t: 'error' }>>((m) => m.t === 'error', 3000, n);
+        expect(err.code, JSON.stringify(msg)).toBe(code);
+        expect(err.message, JSON.stringify(msg)).toMatch(re);
+        expect(err.fatal).toBeUndefined();
+      }
+      // Before hello, an offender frame ends the connection.
+      const stranger = await RawPeer.connect(s.wsUrl);
+      stranger.send({ t: 'offender', peer: b.welcome.peerId, reason: 'x' });
+      expect(await stranger.waitClosed(3000)).not.toBeNull();
+      await sleep(100);
+      expect(offenderRows()).toHaveLength(before);
+      // The connection survived its rejected frames and still works.
+      a.peer.send({ t: 'offender', peer: b.welcome.peerId, reason: 'ERR_BAD_HASH: mismatch' });
+      await until(() => offenderRows().length === before + 1, 5000, 'the valid report after the refused ones');
+      // Reports are frames like any other: a flood is rate-limited.
+      const n = a.peer.frames.length;
+      for (let i = 0; i < 260; i++) a.peer.send({ t: 'offender', peer: b.welcome.peerId, reason: `flood ${i}` });
+      expect(await a.peer.next((m) => m.t === 'error' && m.code === 'rate-limited', 3000, n)).toBeTruthy();
+      await sleep(100);
+      expect(offenderRows()).toHaveLength(before + 1);
+    } finally {
+      stopHb();
+      a.peer.close(); b.peer.close(); other.peer.close();
+    }
+  });
+
+  it('the ready pool never pairs the reporter with the accused again; others still pair with both', async () => {
+    const [a, b, c] = [
+      await RawPeer.join(s.wsUrl, { run: 'off' }),
+      await RawPeer.join(s.wsUrl, { run: 'off' }),
+      await RawPeer.join(s.wsUrl, { run: 'off' }),
+    ];
+    const stopHb = heartbeat(a.peer, b.peer, c.peer);
+    const ids = [a, b, c].map((p) => p.welcome.peerId);
+    const paired = (p: RawPeer, round: number, from: number) => p.next<PairedMsg>((m) => m.t === 'paired' && m.round === round, 5000, from);
+    try {
+      // Before the report a and b do pair.
+      let na = a.peer.frames.length, nb = b.peer.frames.length;
+      a.peer.send({ t: 'ready', round: 0, waitMs: 2000 });
+      b.peer.send({ t: 'ready', round: 0, waitMs: 2000 });
+      expect((await paired(a.peer, 0, na)).partner).toBe(ids[1]);
+      expect((await paired(b.peer, 0, nb)).partner).toBe(ids[0]);
+
+      // b reports a (the reverse direction of the veto is covered by the pool being symmetric).
+      b.peer.send({ t: 'offender', peer: ids[0], reason: 'ERR_NONFINITE: NaN in phi' });
+      await until(() => offenderRows().some((r) => r.peerId === ids[1] && r.data.includes(ids[0]!)), 5000, 'the report');
+
+      // Now a and b alone in the pool both go solo, round after round.
+      for (let round = 1; round <= 3; round++) {
+        na = a.peer.frames.length; nb = b.peer.frames.length;
+        a.peer.send({ t: 'ready', round, waitMs: 300 });
+        b.peer.send({ t: 'ready', round, waitMs: 300 });
+        expect((await paired(a.peer, round, na)).partner).toBeNull();
+        expect((await paired(b.peer, round, nb)).partner).toBeNull();
+      }
+      // With c in the pool, c meets a or b, never a with b; the odd one out goes solo.
+      const partnersOfC = new Set<string>();
+      for (let round = 4; round <= 15; round++) {
+        const n = [a, b, c].map((p) => p.peer.frames.length);
+        for (const p of [a, b, c]) p.peer.send({ t: 'ready', round, waitMs: 400 });
+        const got = await Promise.all([a, b, c].map((p, i) => paired(p.peer, round, n[i]!)));
+        expect(got[0]!.partner === ids[1] || got[1]!.partner === ids[0]).toBe(false);
+        expect(got[2]!.partner).not.toBeNull();
+        partnersOfC.add(got[2]!.partner!);
+        expect(got.filter((m) => m.partner === null)).toHaveLength(1);
+      }
+      // The shuffle is random: over 12 rounds c meets both (chance it does not: 2 / 2^12).
+      expect(partnersOfC).toEqual(new Set([ids[0], ids[1]]));
+    } finally {
+      stopHb();
+      a.peer.close(); b.peer.close(); c.peer.close();
+    }
+  });
+});

@@ -1,0 +1,138 @@
+// DashboardController against a fake coordinator feed: history + live reports become chart
+// views (per peer, median, band), the x-axis and log-x switch, alerts, pairings, CSV.
+import { afterEach, describe, expect, it } from 'vitest';
+import { DashboardController } from '../src/ui/controllers/dashboard-controller.ts';
+import { FakeDashboardSource, fakeCheckpoint, fakeReport, FAKE_DASH_RUN } from './support/ui-fakes.ts';
+
+const T0 = 1_700_000_000_000;
+let ctl: DashboardController | null = null;
+afterEach(() => { ctl?.dispose(); ctl = null; });
+
+async function setup(now = T0 + 60_000, over: Partial<ConstructorParameters<typeof DashboardController>[0]> = {}) {
+  const src = new FakeDashboardSource();
+  for (let s = 0; s <= 600; s += 20) for (let i = 0; i < 3; i++) src.historyRows.push(fakeReport(i, s, T0 + s * 100));
+  src.checkpointRows = [fakeCheckpoint(500, T0 + 50_000), fakeCheckpoint(200, T0 + 20_000)];
+  let clock = now;
+  const c = (ctl = new DashboardController({ source: src, now: () => clock, ...over }));
+  await c.start();
+  return { c, src, setNow: (t: number) => { clock = t; } };
+}
+
+describe('DashboardController', () => {
+  it('loads run, history and checkpoints (sorted by step) and lists peers', async () => {
+    const { c } = await setup();
+    expect(c.run).toEqual({ status: 'complete', value: FAKE_DASH_RUN });
+    expect(c.checkpoints.status === 'complete' && c.checkpoints.value.map((x) => x.step)).toEqual([200, 500]);
+    expect(c.peerRows.map((p) => p.id).sort()).toEqual(['p-0000000000000000', 'p-0000000000000001', 'p-0000000000000002']);
+    expect(c.peerRows[0]!.adapter).toMatch(/fake GPU/);
+    expect(c.reportCount).toBe(31 * 3);
+    expect(c.totalTokensPerS).toBe(2000 + 2100 + 2200);
+  });
+
+  it('builds loss views with each peer, the median and a min/max band; the x-axis and log-x switch', async () => {
+    const { c } = await setup();
+    const v = c.trainView;
+    expect(v.series.map((s) => s.role)).toEqual(['min', 'max', 'peer', 'peer', 'peer', 'median']);
+    expect(v.x.length).toBe(300);
+    expect(v.x[0]).toBeGreaterThanOrEqual(0);
+    const last = (xs: number[]) => xs[xs.length - 1]!;
+    // bin centres: the last one is half a bin below the largest x
+    expect(last(v.x)).toBeGreaterThan(600 * 1024 * 0.99); // tokens
+    expect(last(v.x)).toBeLessThan(600 * 1024);
+    for (let k = 0; k < v.x.length; k++) {
+      const [mn, mx, , , , md] = v.series.map((s) => s.values[k]);
+      if (md === null) continue;
+      expect(mn!).toBeLessThanOrEqual(mx!);
+    }
+    c.setXAxis('step');
+    expect(last(c.trainView.x)).toBeGreaterThan(594);
+    expect(last(c.trainView.x)).toBeLessThan(600);
+    c.setXAxis('time');
+    expect(last(c.trainView.x)).toBeGreaterThan(59.4); // seconds since the first report
+    expect(last(c.trainView.x)).toBeLessThan(60);
+    c.setLogX(true);
+    const lx = c.trainView.x;
+    expect(lx[0]).toBeGreaterThan(0);
+    // Log spacing: constant ratio between neighbours.
+    expect(lx[2]! / lx[1]!).toBeCloseTo(lx[101]! / lx[100]!, 6);
+    expect(c.valView.series.some((s) => s.role === 'median' && s.values.some((v) => v !== null))).toBe(true);
+  });
+
+  it('draws at most maxPeerLines peers, all in the median', async () => {
+    const { c } = await setup(T0 + 60_000, { maxPeerLines: 2 });
+    expect(c.trainView.series.filter((s) => s.role === 'peer')).toHaveLength(2);
+    expect(c.trainView).toMatchObject({ shownPeers: 2, totalPeers: 3 });
+  });
+
+  it('takes live reports, raises a NaN alert, and exports every report as CSV', async () => {
+    const { c, src } = await setup();
+    src.push(fakeReport(1, 620, T0 + 62_000, { trainLoss: NaN }));
+    c.refresh();
+    const nan = c.alerts.find((a) => a.kind === 'nan');
+    expect(nan).toMatchObject({ peerId: 'p-0000000000000001', severity: 'critical' });
+    const csv = c.csv().trim().split('\r\n');
+    expect(csv[0]).toBe('time_iso,time_ms,peer,step,round,train_loss,val_loss,tokens_per_s,bytes_in,bytes_out,partner,partner_dist,adapter');
+    expect(csv).toHaveLength(1 + 31 * 3 + 1);
+    expect(csv[csv.length - 1]).toContain(',620,12,NaN,');
+    c.dismissAlert(nan!.key);
+    expect(c.alerts.find((a) => a.kind === 'nan')).toBeUndefined();
+  });
+
+  it('marks stale peers and raises a stall alert for a live peer stuck at one step', async () => {
+    const { c, src, setNow } = await setup(T0 + 61_000);
+    setNow(T0 + 200_000);
+    // peer 0 keeps reporting the same step; 1 and 2 went quiet
+    for (let t = 61_000; t <= 200_000; t += 10_000) src.push(fakeReport(0, 600, T0 + t));
+    c.refresh();
+    const rows = Object.fromEntries(c.peerRows.map((p) => [p.id, c.isStale(p)]));
+    expect(rows).toEqual({ 'p-0000000000000000': false, 'p-0000000000000001': true, 'p-0000000000000002': true });
+    expect(c.alerts.filter((a) => a.kind === 'stall').map((a) => a.peerId)).toEqual(['p-0000000000000000']);
+  });
+
+  it('computes throughput, bandwidth, live peers, partner spread and recent pairings', async () => {
+    const { c } = await setup();
+    const [tokens, bw, live] = c.throughputView.series;
+    expect(tokens!.values[0]).toBe(2000 + 2100 + 2200);
+    expect(live!.values[0]).toBe(3);
+    // 8000 bytes per report, a report every 2 s, 3 peers; carried between reports
+    expect(bw!.values[30]).toBe(3 * 8000 / 2);
+    expect(tokens!.values[31]).toBe(2000 + 2100 + 2200);
+    const [mn, mx, md] = c.spreadView.series;
+    expect(md!.values[0]).toBeCloseTo(0.6, 6);
+    expect(mn!.values[0]).toBeCloseTo(0.5, 6);
+    expect(mx!.values[0]).toBeCloseTo(0.7, 6);
+    expect(c.pairings.length).toBe(3); // 0-1, 1-2, 2-0
+  });
+
+  it('names the run phase', async () => {
+    const { c, setNow } = await setup();
+    expect(c.phase.key).toBe('training');
+    expect(c.phase.text).toMatch(/step 600 of 5000/);
+    setNow(T0 + 10_000_000);
+    c.refresh();
+    expect(c.phase.key).toBe('waiting');
+  });
+
+  it('loads text samples per checkpoint once', async () => {
+    const { c, src } = await setup();
+    const ck = fakeCheckpoint(500, T0);
+    await c.loadSample(ck);
+    await c.loadSample(ck);
+    expect(src.sampled).toEqual(['c-500']);
+    expect(c.samples.get('c-500')).toMatchObject({ status: 'complete', value: { step: 500 } });
+  });
+
+  it('keeps reports that arrive while the history loads', async () => {
+    const src = new FakeDashboardSource();
+    let release!: () => void;
+    src.history = () => new Promise((r) => { release = () => r([fakeReport(0, 10, T0)]); });
+    const c = (ctl = new DashboardController({ source: src, now: () => T0 + 1000 }));
+    const started = c.start();
+    await new Promise((r) => setTimeout(r, 0));
+    src.push(fakeReport(0, 20, T0 + 500));
+    release();
+    await started;
+    expect(c.reportCount).toBe(2);
+    expect(c.peerRows[0]!.step).toBe(20);
+  });
+});

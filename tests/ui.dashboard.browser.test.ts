@@ -1,0 +1,122 @@
+// The research dashboard in headless Chromium with a fake coordinator feed (3 peers, live):
+// charts and the peer grid show the data, the x-axis switch and log-x change the charts, a NaN
+// report raises an alert, the CSV export holds every report; controls are labelled and work from
+// the keyboard. (tests/ui.e2e.browser.test.ts runs it against the real coordinator.)
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { pageErrors, ROOT, startBrowser, type BrowserHarness } from './support/browser.ts';
+
+const OUT = join(ROOT, 'tests', 'output');
+mkdirSync(OUT, { recursive: true });
+
+let h: BrowserHarness;
+let page: Page;
+
+/** uPlot's x scale of a chart: [min, max] and its distribution (1 linear, 3 log). */
+const xScale = (p: Page, chart: string) => p.evaluate((chart) => {
+  const el = document.querySelector('murmur-dashboard')!.shadowRoot!.querySelector(`murmur-chart[data-chart="${chart}"]`) as HTMLElement & { plot: { scales: { x: { min: number; max: number; distr: number } }; series: unknown[] } };
+  const x = el.plot.scales.x;
+  return { min: x.min, max: x.max, distr: x.distr, series: el.plot.series.length };
+}, chart);
+
+beforeAll(async () => {
+  h = await startBrowser();
+  page = await h.openPage('/tests/browser/pages/dashboard.html?peers=3&live=1');
+  await page.setViewportSize({ width: 1400, height: 1000 });
+  await page.waitForFunction(() => window.dashTest?.controller.trainView.x.length > 0, null, { timeout: 30_000 });
+});
+afterAll(() => h?.close());
+
+describe('dashboard', () => {
+  it('shows the live data in the charts and the peer grid', async () => {
+    for (const chart of ['train', 'val', 'throughput', 'spread']) {
+      await page.locator(`murmur-chart[data-chart="${chart}"] canvas`).first().waitFor();
+    }
+    const train = await xScale(page, 'train');
+    expect(train.series).toBe(1 + 2 + 3 + 1); // x, band min/max, 3 peers, median
+    expect(await page.locator('murmur-peer-grid [data-peer]').count()).toBe(3);
+    expect(await page.locator('murmur-peer-grid [data-peer="p-0000000000000002"]').innerText()).toMatch(/fake GPU 2[\s\S]*2\.2 K/);
+    expect(await page.locator('[data-kpi="live"]').innerText()).toBe('3');
+    const reports0 = await page.evaluate(() => window.dashTest.controller.reportCount);
+    await page.waitForFunction((n) => window.dashTest.controller.reportCount >= n + 6, reports0, { timeout: 10_000 });
+    const x1 = (await xScale(page, 'train')).max;
+    await page.waitForTimeout(2500);
+    expect((await xScale(page, 'train')).max).toBeGreaterThan(x1); // the chart follows the live feed
+    expect(await page.locator('murmur-pairings').getAttribute('aria-label').catch(() => null)).toBeNull();
+    expect(await page.locator('murmur-pairings svg').getAttribute('aria-label')).toMatch(/^3 pairings among 3 peers/);
+  });
+
+  it('switches the x-axis between tokens, steps and wall time, and log-x', async () => {
+    const tokens = await xScale(page, 'train');
+    await page.getByRole('radio', { name: 'Steps' }).check();
+    const steps = await xScale(page, 'train');
+    expect(tokens.max / steps.max).toBeCloseTo(1024, -1); // tokensPerStep
+    await page.getByRole('radio', { name: 'Wall time' }).focus();
+    await page.keyboard.press('ArrowRight'); // radio group: arrows move and select
+    await page.getByRole('radio', { name: 'Wall time' }).check();
+    const time = await xScale(page, 'train');
+    expect(time.max).toBeGreaterThan(550); // seconds: ten minutes of history
+    expect(time.max).toBeLessThan(1200);
+    expect(time.distr).toBe(1);
+    await page.getByRole('checkbox', { name: 'Log x' }).focus();
+    await page.keyboard.press('Space');
+    const log = await xScale(page, 'train');
+    expect(log.distr).toBe(3);
+    expect(log.min).toBeGreaterThan(0);
+    await page.screenshot({ path: join(OUT, 'dashboard-logx-time.png'), fullPage: true });
+    await page.getByRole('checkbox', { name: 'Log x' }).uncheck();
+    await page.getByRole('radio', { name: 'Tokens' }).check();
+  });
+
+  it('raises an alert on a NaN report', async () => {
+    await page.evaluate(() => {
+      const t = window.dashTest;
+      t.source.push(t.fakeReport(1, t.step(), Date.now(), { trainLoss: NaN }));
+    });
+    const alert = page.locator('murmur-alerts [data-alert="nan"]');
+    await alert.waitFor({ timeout: 5000 });
+    expect(await alert.innerText()).toMatch(/p-0000000000000001 reported a NaN training loss/);
+    await page.screenshot({ path: join(OUT, 'dashboard.png'), fullPage: true });
+  });
+
+  it('exports the reports as CSV', async () => {
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export metrics (CSV)' }).click()]);
+    expect(download.suggestedFilename()).toBe('murmur-default-metrics.csv');
+    const path = join(OUT, 'dashboard-metrics.csv');
+    await download.saveAs(path);
+    const lines = readFileSync(path, 'utf8').trim().split('\r\n');
+    const count = await page.evaluate(() => window.dashTest.controller.reportCount);
+    expect(lines[0]).toMatch(/^time_iso,time_ms,peer,step,round,train_loss,val_loss,tokens_per_s/);
+    expect(lines.length - 1).toBeGreaterThanOrEqual(count - 3); // live reports may arrive between the two reads
+    expect(lines.some((l) => l.includes(',p-0000000000000001,') && l.includes(',NaN,'))).toBe(true);
+  });
+
+  it('labels every control and shows the sample slider over checkpoint steps', async () => {
+    const bad = await page.evaluate(() => {
+      const out: string[] = [];
+      const visit = (root: ShadowRoot | Document) => {
+        for (const el of root.querySelectorAll('*')) {
+          if (el.shadowRoot) visit(el.shadowRoot);
+          if (el instanceof HTMLButtonElement && !el.textContent?.trim() && !el.getAttribute('aria-label')) out.push(el.outerHTML);
+          if (el instanceof HTMLInputElement && !(el.labels?.length || el.getAttribute('aria-label'))) out.push(el.outerHTML);
+        }
+      };
+      visit(document);
+      return out;
+    });
+    expect(bad).toEqual([]);
+    const slider = page.getByRole('slider', { name: /Checkpoint at step/ });
+    await page.locator('murmur-samples pre').filter({ hasText: 'step 500' }).waitFor();
+    await slider.focus();
+    await page.keyboard.press('Home');
+    await page.locator('murmur-samples pre').filter({ hasText: 'step 100' }).waitFor();
+    expect(await page.locator('murmur-samples [data-sample-step]').innerText()).toBe('100');
+    expect(await page.locator('murmur-checkpoints a[data-download="checkpoint"]').count()).toBe(3);
+  });
+
+  it('saw no uncaught page errors', () => {
+    expect(pageErrors(page).map((e) => e.message)).toEqual([]);
+  });
+});

@@ -1,0 +1,268 @@
+// TrainingController against fakes under vitest's fake timers: the whole volunteer flow, the
+// duty cycle, pause variants, policy back-off, reports and errors, deterministically.
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { MIN_PAIR_WAIT_MS, TrainingController } from '../src/ui/controllers/training-controller.ts';
+import { ConsentStore } from '../src/ui/core/consent.ts';
+import { FAKE_RUN, FakeBackend, FakeSensors, MemoryStorage } from './support/ui-fakes.ts';
+
+beforeEach(() => { vi.useFakeTimers({ now: 1_700_000_000_000 }); });
+afterEach(() => { vi.useRealTimers(); });
+
+async function setup(opts: { intensity?: number; maxIntensity?: number; msPerStep?: number } = {}) {
+  const backend = new FakeBackend(FAKE_RUN, undefined, opts.msPerStep ?? 20);
+  const sensors = new FakeSensors({ battery: true, pressure: true });
+  const consent = new ConsentStore(new MemoryStorage(), () => Date.now());
+  const c = new TrainingController({ backend, sensors, consent, intensity: opts.intensity ?? 1, maxIntensity: opts.maxIntensity, evalEveryRounds: 2 });
+  await c.init();
+  return { c, backend, sensors, consent };
+}
+const advance = (ms: number) => vi.advanceTimersByTimeAsync(ms);
+/** stop() waits for the chunk in flight, which runs on fake timers: keep the clock moving. */
+async function stop(c: TrainingController | { stop(): Promise<void> }) {
+  const done = c.stop();
+  await advance(1000);
+  await done;
+}
+
+describe('TrainingController', () => {
+  it('loads the run and GPU, and does nothing before consent and Start', async () => {
+    const { c, backend } = await setup();
+    expect(c.run).toEqual({ status: 'complete', value: FAKE_RUN });
+    expect(c.gpu.status).toBe('complete');
+    expect(c.canHelp).toBe(true);
+    expect(() => c.start()).toThrow(/consent first/);
+    c.giveConsent();
+    expect(c.consentRecord?.runId).toBe('default');
+    await advance(5000);
+    expect(backend.joins).toBe(0);
+    expect(c.phase).toBe('idle');
+  });
+
+  it('remembers consent for the next visit, and revoking stops training', async () => {
+    const { c, consent, backend } = await setup();
+    c.giveConsent();
+    const c2 = new TrainingController({ backend, sensors: new FakeSensors(), consent });
+    await c2.init();
+    expect(c2.consentRecord).not.toBeNull();
+    c2.start();
+    await advance(500);
+    expect(c2.phase).toBe('training');
+    const revoked = c2.revokeConsent();
+    await advance(1000);
+    await revoked;
+    expect(c2.phase).toBe('stopped');
+    expect(c2.consentRecord).toBeNull();
+    expect(() => c2.start()).toThrow(/consent/);
+  });
+
+  it('trains, does outer steps, reports, pauses, resumes and stops with figures changing', async () => {
+    const { c, backend } = await setup();
+    backend.mesh.peers = 2;
+    c.giveConsent();
+    c.start();
+    await advance(2000);
+    expect(c.phase).toMatch(/training|waiting-peers/);
+    const f1 = { ...c.figures };
+    expect(f1.step).toBeGreaterThan(5);
+    expect(f1.rounds).toBeGreaterThan(0);
+    expect(f1.loss).toBeGreaterThan(0);
+    expect(f1.tokensTrained).toBe(f1.step * FAKE_RUN.tokensPerStep);
+    expect(f1.partner).toMatch(/^p-/);
+    expect(f1.exchangesAccepted).toBe(f1.rounds);
+    expect(f1.bytesUp).toBeGreaterThan(0);
+    expect(f1.tokensPerS).toBeGreaterThan(0);
+    expect(backend.reports.length).toBeGreaterThanOrEqual(f1.rounds);
+    expect(backend.reports.some((r) => r.valLoss !== null)).toBe(true);
+    expect(backend.trainer!.outerSteps.every((n) => n === 1)).toBe(true);
+
+    c.pauseNow();
+    await advance(200); // the chunk in flight finishes
+    expect(c.phase).toBe('paused');
+    expect(c.pauseReasons).toEqual(['user']);
+    const paused = c.figures.step;
+    await advance(3000);
+    expect(c.figures.step).toBe(paused);
+
+    c.resume();
+    await advance(1000);
+    expect(c.figures.step).toBeGreaterThan(paused);
+    expect(c.figures.loss).not.toBe(f1.loss);
+
+    await stop(c);
+    expect(c.phase).toBe('stopped');
+    expect(backend.trainer!.disposed).toBe(true);
+    expect(backend.closes).toBe(1);
+  });
+
+  it('"finish this step, then pause" completes the outer step first', async () => {
+    const { c, backend } = await setup();
+    c.giveConsent();
+    c.start();
+    await advance(130); // join + a few inner steps into round 0
+    expect(c.figures.rounds).toBe(0);
+    c.pauseAfterOuterStep();
+    expect(c.pauseAfterStep).toBe(true);
+    await advance(2000);
+    expect(c.phase).toBe('paused');
+    expect(c.figures.rounds).toBe(1);
+    expect(c.figures.step).toBe(FAKE_RUN.H);
+    expect(backend.mesh.exchanges).toHaveLength(1);
+    await stop(c);
+  });
+
+  it('solo outer steps while no peer is online, after waiting for one', async () => {
+    const { c, backend } = await setup();
+    c.giveConsent();
+    c.start();
+    await advance(1500);
+    expect(c.figures.soloRounds).toBeGreaterThan(0);
+    expect(c.figures.partner).toBeNull();
+    expect(c.figures.peersOnline).toBe(0);
+    expect(backend.trainer!.outerSteps.every((n) => n === 0)).toBe(true);
+    expect(backend.mesh.exchanges.every((e) => e.waitMs >= MIN_PAIR_WAIT_MS)).toBe(true);
+    await stop(c);
+  });
+
+  it('lowers the measured duty cycle with the intensity', async () => {
+    const measure = async (intensity: number) => {
+      const { c, backend } = await setup({ intensity });
+      c.giveConsent();
+      c.start();
+      await advance(2000); // warm-up
+      const from = Date.now();
+      await advance(20_000);
+      const duty = backend.trainer!.dutyBetween(from, Date.now());
+      const own = c.figures.duty;
+      console.log(`intensity ${intensity}: fake GPU duty ${duty.toFixed(3)}, controller ${own.toFixed(3)}, tokens/s ${c.figures.tokensPerS.toFixed(0)}`);
+      await stop(c);
+      return { duty, own };
+    };
+    const full = await measure(1);
+    const quarter = await measure(0.25);
+    // Outer-step waits (30 ms per 100 ms of steps) keep even full power below 100%.
+    expect(full.duty).toBeGreaterThan(0.6);
+    expect(quarter.duty).toBeGreaterThan(0.15);
+    expect(quarter.duty).toBeLessThan(0.3);
+    expect(quarter.own).toBeCloseTo(quarter.duty, 1);
+  });
+
+  it('caps intensity at the embedding site\'s maximum', async () => {
+    const { c } = await setup({ intensity: 0.9, maxIntensity: 0.3 });
+    expect(c.intensity).toBe(0.3);
+    c.setIntensity(1);
+    expect(c.intensity).toBe(0.3);
+    c.setIntensity(0.05);
+    expect(c.intensity).toBe(0.1);
+  });
+
+  it('pauses while the tab is hidden and resumes when visible; halves on serious pressure', async () => {
+    const { c, sensors } = await setup();
+    c.giveConsent();
+    c.start();
+    await advance(500);
+    sensors.set({ hidden: true });
+    await advance(200);
+    expect(c.phase).toBe('paused');
+    expect(c.pauseReasons).toEqual(['hidden']);
+    const s = c.figures.step;
+    await advance(5000);
+    expect(c.figures.step).toBe(s);
+    sensors.set({ hidden: false });
+    await advance(500);
+    expect(c.phase).not.toBe('paused');
+    expect(c.figures.step).toBeGreaterThan(s);
+
+    sensors.set({ pressure: 'serious' });
+    expect(c.effectiveIntensity).toBe(0.5);
+    sensors.set({ pressure: 'critical' });
+    await advance(200);
+    expect(c.pauseReasons).toEqual(['pressure']);
+    sensors.set({ pressure: 'nominal' });
+    await advance(10_000);
+    expect(c.phase).toBe('paused'); // hysteresis: 30 s of calm first
+    await advance(25_000);
+    expect(c.phase).not.toBe('paused');
+    await stop(c);
+  });
+
+  it('keeps training in the background when the volunteer allows it', async () => {
+    const { c, sensors } = await setup();
+    c.setPauseWhenHidden(false);
+    c.giveConsent();
+    c.start();
+    sensors.set({ hidden: true });
+    await advance(1000);
+    expect(c.phase).not.toBe('paused');
+    await stop(c);
+  });
+
+  it('reports a NaN loss to the coordinator but shows the last good loss', async () => {
+    const { c, backend } = await setup();
+    c.giveConsent();
+    c.start();
+    await advance(300);
+    const good = c.figures.loss;
+    backend.trainer!.inject = NaN;
+    await advance(1500);
+    expect(backend.reports.some((r) => r.trainLoss !== null && Number.isNaN(r.trainLoss))).toBe(true);
+    expect(Number.isFinite(c.figures.loss)).toBe(true);
+    expect(good).not.toBeNull();
+    await stop(c);
+  });
+
+  it('goes on after the trainer reset a diverged round, and reports the NaN', async () => {
+    const { c, backend } = await setup();
+    c.giveConsent();
+    c.start();
+    await advance(300);
+    backend.trainer!.divergeNext = true;
+    await advance(1000);
+    expect(c.phase).not.toBe('error');
+    expect(c.figures.divergences).toBe(1);
+    expect(backend.reports.some((r) => r.trainLoss !== null && Number.isNaN(r.trainLoss))).toBe(true);
+    const s = c.figures.step;
+    await advance(500);
+    expect(c.figures.step).toBeGreaterThan(s);
+    await stop(c);
+  });
+
+  it('shows the error when joining fails, and can start again', async () => {
+    const { c, backend } = await setup();
+    backend.joinError = new Error('coordinator unreachable at http://127.0.0.1:1: connection refused');
+    c.giveConsent();
+    c.start();
+    await advance(100);
+    expect(c.phase).toBe('error');
+    expect(c.error).toMatch(/coordinator unreachable/);
+    backend.joinError = null;
+    c.start();
+    await advance(300);
+    expect(c.phase).toBe('training');
+    await stop(c);
+  });
+
+  it('stops while still connecting, and closes the session that arrives late', async () => {
+    const { c, backend } = await setup();
+    let release!: () => void;
+    const realJoin = backend.join.bind(backend);
+    backend.join = () => new Promise((r) => { release = () => r(realJoin()); });
+    c.giveConsent();
+    c.start();
+    await advance(100);
+    expect(c.phase).toBe('starting');
+    await stop(c);
+    expect(c.phase).toBe('stopped');
+    release();
+    await advance(100);
+    expect(backend.closes).toBe(1);
+  });
+
+  it('refuses to start without a usable GPU', async () => {
+    const backend = new FakeBackend(FAKE_RUN, { ok: false, code: 'no-webgpu', title: 't', explanation: 'e', advice: 'a' });
+    const c = new TrainingController({ backend, sensors: new FakeSensors(), consent: new ConsentStore(new MemoryStorage()) });
+    await c.init();
+    c.giveConsent();
+    expect(c.canHelp).toBe(false);
+    expect(() => c.start()).toThrow(/GPU check/);
+  });
+});

@@ -1,0 +1,197 @@
+// The volunteer page and the widget doing real work: the Vite build served by the coordinator,
+// two volunteer tabs (separate browser contexts) training the micro preset in their Web Workers
+// on WebGPU (SwiftShader here) and pairing over WebRTC for NoLoCo outer steps; then the widget
+// on a page of another origin training through the coordinator's embed.js and frame.
+// Checks consent -> training -> pause -> resume -> stop with the live figures changing, no
+// worker or connection before Start, the intensity lowering the measured GPU duty cycle, and
+// the dashboard showing the volunteers.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { build } from 'vite';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS, ROOT } from './support/browser.ts';
+import { startServer, type TestServer } from './support/coordinator.ts';
+
+const OUT = join(ROOT, 'tests', 'output');
+mkdirSync(OUT, { recursive: true });
+const RUN = 'micro-e2e';
+
+let webRoot: string;
+let server: TestServer;
+let browser: Browser;
+const errors: string[] = [];
+const pages: Page[] = [];
+
+type Figures = { step: number; rounds: number; loss: number | null; exchangesAccepted: number; partner: string | null; bytesUp: number; duty: number; tokensTrained: number; donatedMs: number };
+const state = (p: Page) => p.evaluate(() => {
+  const c = (window as unknown as { murmurVolunteer: { phase: string; error: string | null; figures: Figures } }).murmurVolunteer;
+  return { phase: c.phase, error: c.error, f: { ...c.figures } };
+});
+async function until(p: Page, what: string, ok: (s: Awaited<ReturnType<typeof state>>) => boolean, ms = 240_000) {
+  const end = Date.now() + ms;
+  let s = await state(p);
+  while (!ok(s)) {
+    if (s.phase === 'error') throw new Error(`volunteer failed while waiting for ${what}: ${s.error}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; last state ${JSON.stringify(s)}`);
+    await p.waitForTimeout(500);
+    s = await state(p);
+  }
+  return s;
+}
+
+/** A page whose Compute Pressure reads "nominal": this shared machine's real load would pause it. */
+async function calmPage(): Promise<Page> {
+  const p = await (await browser.newContext()).newPage();
+  const cdp = await p.context().newCDPSession(p);
+  await cdp.send('Emulation.setPressureSourceOverrideEnabled', { enabled: true, source: 'cpu' });
+  await cdp.send('Emulation.setPressureStateOverride', { source: 'cpu', state: 'nominal' });
+  p.on('pageerror', (e) => errors.push(e.message));
+  p.on('console', (m) => { if (m.type() === 'error') console.warn(`[browser error] ${m.text()}`); });
+  pages.push(p);
+  return p;
+}
+
+beforeAll(async () => {
+  webRoot = mkdtempSync(join(tmpdir(), 'murmur-web-'));
+  await build({ configFile: join(ROOT, 'vite.config.ts'), root: ROOT, logLevel: 'warn', build: { outDir: webRoot, emptyOutDir: true } });
+  server = await startServer({ webRoot });
+  const res = await fetch(`${server.url}/api/runs`, {
+    method: 'POST', headers: { ...server.admin, 'content-type': 'application/json' },
+    // micro on a software GPU: small batches and a short inner loop, so outer steps come quickly.
+    body: JSON.stringify({ id: RUN, name: 'micro end-to-end', dataset: 'moby-dick', preset: 'micro', train: { H: 4, batch: 2 } }),
+  });
+  if (res.status !== 201) throw new Error(`creating the test run failed: HTTP ${res.status} ${await res.text()}`);
+  // Plain host candidates on loopback, so two tabs connect without mDNS resolution.
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, '--disable-features=WebRtcHideLocalIpsWithMdns'] });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+  if (webRoot) rmSync(webRoot, { recursive: true, force: true });
+});
+
+describe('volunteers training for real', () => {
+  it('starts nothing before consent and Start', async () => {
+    for (let i = 0; i < 2; i++) {
+      const p = await calmPage();
+      const sockets: string[] = [];
+      p.on('websocket', (ws) => sockets.push(ws.url()));
+      await p.setViewportSize({ width: 1000, height: 1500 });
+      await p.goto(`${server.url}/?run=${RUN}`);
+      await p.getByRole('button', { name: /I agree/ }).waitFor({ timeout: 60_000 });
+      await p.getByRole('button', { name: /I agree/ }).click();
+      await p.waitForTimeout(300);
+      expect(p.workers()).toHaveLength(0);
+      expect(sockets).toEqual([]);
+      expect((await state(p)).phase).toBe('idle');
+    }
+  });
+
+  it('trains in the worker and pairs the two volunteers for outer steps', async () => {
+    for (const p of pages) await p.getByRole('button', { name: 'Start training' }).click();
+    const [a, b] = pages as [Page, Page];
+    const s1 = await until(a, 'two outer steps', (s) => s.f.rounds >= 2);
+    expect(a.workers().length).toBeGreaterThanOrEqual(1);
+    expect(s1.f.loss).toBeGreaterThan(0);
+    expect(s1.f.loss).toBeLessThan(7);
+    await until(a, 'an exchange with the other tab', (s) => s.f.exchangesAccepted >= 1, 300_000);
+    const s2 = await state(a);
+    const peerB = await b.evaluate(() => (window as unknown as { murmurVolunteer: { figures: { partner: string | null } } }).murmurVolunteer.figures.partner);
+    expect(s2.f.partner).toMatch(/^p-[0-9a-f]{16}$/);
+    expect(peerB).toMatch(/^p-[0-9a-f]{16}$/);
+    expect(s2.f.bytesUp).toBeGreaterThan(0);
+    await until(a, 'more tokens', (s) => s.f.tokensTrained > s2.f.tokensTrained);
+    expect(s2.f.tokensTrained).toBeGreaterThan(0);
+    expect(await a.locator('murmur-volunteer-panel [data-figure="accepted"]').innerText()).not.toBe('0');
+    await a.screenshot({ path: join(OUT, 'volunteer-real-training.png'), fullPage: true });
+  });
+
+  it('lowers the measured GPU duty cycle with the intensity control', async () => {
+    // While the other tab trains too, so outer steps pair quickly and training time dominates.
+    const b = pages[1]!;
+    // GPU time spent in the worker over wall time, after the new setting has settled in.
+    const duty = async () => {
+      await b.waitForTimeout(3000);
+      const t0 = Date.now(), d0 = (await state(b)).f;
+      await b.waitForTimeout(10_000);
+      const d1 = (await state(b)).f;
+      return (d1.donatedMs - d0.donatedMs) / (Date.now() - t0);
+    };
+    const slider = b.getByRole('slider', { name: 'GPU intensity' });
+    await slider.focus();
+    await b.keyboard.press('End');
+    const full = await duty();
+    await b.keyboard.press('Home'); // 10%
+    const low = await duty();
+    console.log(`[duty] measured GPU duty at 100%: ${(full * 100).toFixed(0)}%, at 10%: ${(low * 100).toFixed(0)}%`);
+    expect(low).toBeLessThan(full * 0.5);
+  });
+
+  it('pauses now, resumes, and stops, releasing the worker', async () => {
+    const a = pages[0]!;
+    await a.getByRole('button', { name: 'Pause now' }).click();
+    const p1 = await until(a, 'the pause', (s) => s.phase === 'paused');
+    await a.waitForTimeout(2000);
+    expect((await state(a)).f.step).toBe(p1.f.step);
+    await a.getByRole('button', { name: 'Resume' }).click();
+    await until(a, 'training again', (s) => s.f.step > p1.f.step);
+    await a.getByRole('button', { name: 'Stop' }).click();
+    await until(a, 'the stop', (s) => s.phase === 'stopped');
+    await expect.poll(() => a.workers().length, { timeout: 10_000 }).toBe(0);
+    const b = pages[1]!;
+    await b.getByRole('button', { name: 'Stop' }).click();
+    await until(b, 'the stop', (s) => s.phase === 'stopped');
+  });
+
+  it('shows both volunteers on the dashboard', async () => {
+    const d = await calmPage();
+    await d.setViewportSize({ width: 1400, height: 1000 });
+    await d.goto(`${server.url}/dashboard?run=${RUN}`);
+    await d.locator('murmur-peer-grid [data-peer]').nth(1).waitFor({ timeout: 30_000 });
+    expect(await d.locator('murmur-peer-grid [data-peer]').count()).toBe(2);
+    await d.locator('murmur-chart[data-chart="train"] canvas').first().waitFor();
+    await d.screenshot({ path: join(OUT, 'dashboard-real-training.png'), fullPage: true });
+  });
+});
+
+describe('the widget training for real', () => {
+  let host: Server;
+  afterAll(() => new Promise((r) => host?.close(r)));
+
+  it('trains through embed.js on a page of another origin after the click', async () => {
+    host = createServer((_q, res) => {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Host</title></head><body><h1>Another site</h1>
+        <script src="${server.url}/embed.js" data-run="${RUN}" data-max-intensity="0.8"></script></body></html>`);
+    });
+    await new Promise<void>((r) => host.listen(0, '127.0.0.1', r));
+    const p = await calmPage();
+    const murmurRequests: string[] = [];
+    p.on('request', (r) => { if (r.url().startsWith(server.url)) murmurRequests.push(new URL(r.url()).pathname); });
+    await p.goto(`http://127.0.0.1:${(host.address() as AddressInfo).port}/`);
+    await p.locator('murmur-volunteer [part="consent-button"]').waitFor();
+    await p.waitForTimeout(500);
+    expect(murmurRequests).toEqual(['/embed.js']);
+    await p.locator('murmur-volunteer [part="consent-button"]').click();
+    // "Training: N tokens/s, ..." with N > 0: steps have run in the frame's worker.
+    await p.waitForFunction(() => /Training: [1-9]/.test(document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('[part=status]')!.textContent!), null, { timeout: 240_000 });
+    expect(murmurRequests).toContain('/frame.html');
+    // The training worker belongs to the Murmur frame (its origin), not to the host page.
+    expect(p.workers().length).toBeGreaterThanOrEqual(1);
+    for (const w of p.workers()) expect(w.url().startsWith(`${server.url}/`)).toBe(true);
+    const frame = p.frames().find((f) => f.url().startsWith(`${server.url}/frame.html`))!;
+    expect(frame.childFrames()).toHaveLength(0);
+    await p.screenshot({ path: join(OUT, 'widget-real-training.png') });
+    await p.locator('murmur-volunteer [part="stop-button"]').click();
+    await p.waitForFunction(() => /Stopped/.test(document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('[part=status]')!.textContent!), null, { timeout: 60_000 });
+  });
+
+  it('saw no uncaught page errors', () => {
+    expect(errors).toEqual([]);
+  });
+});

@@ -1,0 +1,157 @@
+// The embeddable widget on a plain page of another origin (its own port): embed.js inserts
+// <murmur-volunteer>, which does nothing (no request, no frame) until a real click; a
+// script-dispatched click is refused; after the click the training frame (the Murmur origin)
+// trains, the widget shows its status, pauses and stops it, the site's intensity cap holds,
+// CSS parts theme it, and the host page cannot reach into the frame.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Frame, Page } from 'playwright-core';
+import { pageErrors, ROOT, startBrowser, type BrowserHarness } from './support/browser.ts';
+
+const OUT = join(ROOT, 'tests', 'output');
+mkdirSync(OUT, { recursive: true });
+
+let h: BrowserHarness;
+let host: Server;
+let hostUrl: string;
+let page: Page;
+const murmurRequests: string[] = [];
+
+function hostPage(murmur: string): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>A site about whales</title>
+<style>
+  body { font: 16px/1.5 Georgia, serif; max-width: 40rem; margin: 2rem auto; color: #222; }
+  murmur-volunteer::part(consent-button) { background: rgb(10, 122, 90); border-color: rgb(10, 122, 90); }
+  murmur-volunteer::part(container) { border-color: #0a7a5a; }
+</style></head><body>
+<h1>The Sperm Whale</h1>
+<p>A page of another site, on another origin, that embeds the Murmur widget with one script tag.</p>
+<script src="${murmur}/src/ui/embed/embed.ts" data-run="default" data-max-intensity="0.6"
+  data-frame-path="/tests/browser/pages/widget-frame.html"></script>
+<p>More text after the widget.</p>
+</body></html>`;
+}
+
+const widget = (p: Page) => p.locator('murmur-volunteer');
+const part = (p: Page, name: string) => p.locator(`murmur-volunteer [part="${name}"]`);
+function trainingFrame(p: Page): Frame {
+  const f = p.frames().find((fr) => fr.url().includes('/widget-frame.html'));
+  if (!f) throw new Error('the training frame is not there');
+  return f;
+}
+
+beforeAll(async () => {
+  h = await startBrowser();
+  host = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }); res.end(hostPage(h.baseUrl)); });
+  await new Promise<void>((r) => host.listen(0, '127.0.0.1', r));
+  hostUrl = `http://127.0.0.1:${(host.address() as AddressInfo).port}/`;
+  const context = await h.browser.newContext();
+  page = await context.newPage();
+  page.on('request', (r) => { if (r.url().startsWith(h.baseUrl)) murmurRequests.push(new URL(r.url()).pathname); });
+  page.on('console', (m) => console.log(`[browser ${m.type()}] ${m.text()}`));
+  await page.setViewportSize({ width: 900, height: 700 });
+  await page.goto(hostUrl);
+  await widget(page).waitFor();
+});
+afterAll(async () => {
+  await h?.close();
+  await new Promise((r) => host?.close(r));
+});
+
+describe('embeddable widget', () => {
+  it('is on another origin and does nothing before the click', async () => {
+    expect(new URL(hostUrl).origin).not.toBe(new URL(h.baseUrl).origin);
+    await page.waitForTimeout(1000);
+    expect(murmurRequests).toEqual(['/src/ui/embed/embed.ts']);
+    expect(await page.locator('murmur-volunteer iframe').count()).toBe(0);
+    expect(await part(page, 'status').innerText()).toBe('Not running.');
+    expect(await part(page, 'pause-button').isDisabled()).toBe(true);
+    // The site owner's cap: the slider stops at 60%.
+    expect(await part(page, 'intensity').getAttribute('max')).toBe('60');
+    // Themed through CSS parts.
+    expect(await part(page, 'consent-button').evaluate((b) => getComputedStyle(b).backgroundColor)).toBe('rgb(10, 122, 90)');
+    await page.screenshot({ path: join(OUT, 'widget-before-click.png') });
+  });
+
+  it('refuses a click dispatched by the host page\'s script', async () => {
+    await page.evaluate(() => (document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('[part=consent-button]') as HTMLButtonElement).click());
+    await page.waitForTimeout(500);
+    expect(await page.locator('murmur-volunteer iframe').count()).toBe(0);
+    expect(murmurRequests).toEqual(['/src/ui/embed/embed.ts']);
+  });
+
+  it('starts training in the Murmur frame after a real click, with status, pause, intensity and stop', async () => {
+    // From the keyboard: Enter on the focused button is a real (trusted) activation.
+    await part(page, 'consent-button').focus();
+    await page.keyboard.press('Enter');
+    await page.locator('murmur-volunteer iframe').waitFor({ state: 'attached' });
+    await page.waitForFunction(() => /Training/.test(document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('[part=status]')!.textContent!), null, { timeout: 30_000 });
+    const frame = trainingFrame(page);
+    expect(new URL(frame.url()).origin).toBe(new URL(h.baseUrl).origin);
+    expect(await frame.evaluate(() => window.frameTest.backend.joins)).toBe(1);
+    await frame.waitForFunction(() => (window.frameTest.controller?.figures.step ?? 0) > 3);
+    // The cap holds inside the frame too.
+    expect(await frame.evaluate(() => window.frameTest.controller!.maxIntensity)).toBe(0.6);
+    await part(page, 'intensity').focus();
+    await page.keyboard.press('End');
+    await frame.waitForFunction(() => window.frameTest.controller!.intensity === 0.6);
+    await page.keyboard.press('ArrowLeft');
+    await frame.waitForFunction(() => Math.abs(window.frameTest.controller!.intensity - 0.55) < 1e-9);
+    await page.screenshot({ path: join(OUT, 'widget-training.png') });
+
+    await part(page, 'pause-button').focus();
+    await page.keyboard.press('Space');
+    await frame.waitForFunction(() => window.frameTest.controller!.phase === 'paused');
+    await page.waitForFunction(() => /Paused/.test(document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('[part=status]')!.textContent!));
+    expect(await part(page, 'pause-button').innerText()).toBe('Resume');
+    await part(page, 'pause-button').click();
+    await frame.waitForFunction(() => window.frameTest.controller!.phase !== 'paused');
+    await part(page, 'stop-button').click();
+    await frame.waitForFunction(() => window.frameTest.controller!.phase === 'stopped');
+    await page.waitForFunction(() => /Stopped/.test(document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('[part=status]')!.textContent!));
+    expect(await frame.evaluate(() => window.frameTest.backend.trainer!.disposed)).toBe(true);
+  });
+
+  it('keeps the training frame out of the host page\'s reach', async () => {
+    const reach = await page.evaluate(() => {
+      const f = document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('iframe')!;
+      const tryIt = (fn: () => unknown) => { try { return { ok: true, value: String(fn()) }; } catch (e) { return { ok: false, value: (e as Error).name }; } };
+      return {
+        contentDocument: f.contentDocument === null,
+        document: tryIt(() => f.contentWindow!.document),
+        globals: tryIt(() => (f.contentWindow as unknown as { frameTest: unknown }).frameTest),
+        storage: tryIt(() => f.contentWindow!.localStorage),
+        sandbox: f.getAttribute('sandbox'),
+        referrer: f.referrerPolicy,
+      };
+    });
+    expect(reach).toEqual({
+      contentDocument: true,
+      document: { ok: false, value: 'SecurityError' },
+      globals: { ok: false, value: 'SecurityError' },
+      storage: { ok: false, value: 'SecurityError' },
+      sandbox: 'allow-scripts allow-same-origin',
+      referrer: 'no-referrer',
+    });
+    // The frame was not told where it is embedded.
+    expect(await trainingFrame(page).evaluate(() => document.referrer)).toBe('');
+  });
+
+  it('labels every control', async () => {
+    const unlabelled = await page.evaluate(() => {
+      const root = document.querySelector('murmur-volunteer')!.shadowRoot!;
+      const bad: string[] = [];
+      for (const b of root.querySelectorAll('button')) if (!b.textContent?.trim()) bad.push(b.outerHTML);
+      for (const i of root.querySelectorAll('input')) if (!i.labels?.length) bad.push(i.outerHTML);
+      return bad;
+    });
+    expect(unlabelled).toEqual([]);
+  });
+
+  it('saw no uncaught page errors', () => {
+    expect(pageErrors(page).map((e) => e.message)).toEqual([]);
+  });
+});

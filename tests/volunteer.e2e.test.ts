@@ -1,0 +1,226 @@
+// The headless volunteer end to end: a real coordinator in-process (port 0) with a `micro` run,
+// two volunteers that train on the GPU Trainer (Dawn on SwiftShader) in this process, pair with
+// each other through the coordinator's ready pool, swap φ/Δ over WebRTC (@roamhq/wrtc), and
+// whose reports land in SQLite, in the REST metrics query and in the live SSE stream.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import wrtc from '@roamhq/wrtc';
+import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
+import { runVolunteer, type RoundEvent, type Volunteer, type VolunteerOptions } from '../src/volunteer/volunteer.ts';
+import { CoordinatorRefusedError, DataIntegrityError, VolunteerConfigError } from '../src/volunteer/errors.ts';
+import { downloadVerified } from '../src/volunteer/data.ts';
+import { startServer, until, type TestServer } from './support/coordinator.ts';
+import type { Logger } from '../src/sync/components.ts';
+
+let s: TestServer;
+let stream: { events: Record<string, unknown>[]; abort: () => void } | null = null;
+const volunteers: Volunteer[] = [];
+const components = { WebSocket: WebSocket as unknown as WebSocketCtor, rtc: wrtc };
+const t0 = Date.now();
+/** MURMUR_TEST_LOG=1 prints each volunteer's log with elapsed seconds (for a failing run). */
+const logged = (name: string) => {
+  if (!process.env.MURMUR_TEST_LOG) return components;
+  const line = (level: string) => (m: string, f?: Record<string, unknown>) => console.log(`${((Date.now() - t0) / 1000).toFixed(1)}s ${name} ${level} ${m} ${f ? JSON.stringify(f) : ''}`);
+  const logger: Logger = { debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error') };
+  return { ...components, logger };
+};
+
+/** Live `report` events of one run's SSE stream, collected until abort. */
+function collectStream(url: string): { events: Record<string, unknown>[]; abort: () => void } {
+  const events: Record<string, unknown>[] = [];
+  const ctl = new AbortController();
+  void (async () => {
+    const res = await fetch(url, { signal: ctl.signal });
+    const reader = res.body!.getReader();
+    const dec = new TextDecoder();
+    let buf = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += dec.decode(value, { stream: true });
+      let cut: number;
+      while ((cut = buf.indexOf('\n\n')) >= 0) {
+        const frame = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        const ev = /^event: (.*)$/m.exec(frame)?.[1];
+        const data = /^data: (.*)$/m.exec(frame)?.[1];
+        if (ev === 'report' && data) events.push(JSON.parse(data) as Record<string, unknown>);
+      }
+    }
+  })().catch(() => { /* aborted */ });
+  return { events, abort: () => ctl.abort() };
+}
+
+beforeAll(async () => {
+  s = await startServer();
+  const r = await s.c.app.inject({
+    method: 'POST', url: '/api/runs', headers: s.admin,
+    payload: {
+      id: 'micro', dataset: 'moby-dick', preset: 'micro',
+      train: { batch: 4, H: 8, lr: 3e-3, warmupSteps: 4, totalSteps: 400 },
+      // A generous pool wait: the two replicas share two loaded cores, so their rounds drift.
+      pairWaitFrac: 3,
+    },
+  });
+  expect(r.statusCode).toBe(201);
+}, 60_000);
+
+afterAll(async () => {
+  // An open event stream would hold the server's close.
+  stream?.abort();
+  await Promise.all(volunteers.map((v) => v.stop('test over')));
+  await s?.close();
+});
+
+describe('murmur volunteer (headless)', () => {
+  it('two GPU volunteers join a micro run, the second from the first\'s state, pair with each other, and report to SQLite, REST and SSE', async () => {
+    stream = collectStream(`${s.url}/api/runs/micro/stream`);
+    const base: VolunteerOptions = { url: s.url, run: 'micro', backend: 'gpu', evalEveryRounds: 1, autotune: false, chunkSteps: 4, neighbours: { min: 1, max: 2 } };
+    const events: RoundEvent[][] = [[], []];
+    // A trains until told to stop; B joins once A is in, copies A's state over WebRTC, trains 3 rounds.
+    const a = runVolunteer(base, logged('[a]'));
+    volunteers.push(a);
+    a.onRound((e) => events[0]!.push(e));
+    const ja = await a.joined;
+    expect(ja.source).toBe('fresh');
+    expect(ja.adapter).toMatch(/swiftshader|vulkan/i);
+    const b = runVolunteer({ ...base, rounds: 3 }, logged('[b]'));
+    volunteers.push(b);
+    b.onRound((e) => events[1]!.push(e));
+    const jb = await b.joined;
+    expect(jb.source).toBe('peer');
+    const ids = [ja.peerId, jb.peerId];
+    const sb = await b.done;
+    const sa = await a.stop();
+    expect(sb.rounds).toBe(3);
+    expect(sb.joinedFrom).toBe('peer');
+    // B continued A's schedule: its step counter starts where A's state was.
+    expect(sb.steps).toBeGreaterThanOrEqual(3 * 8);
+    expect(sa.rounds).toBeGreaterThanOrEqual(1);
+    for (const sum of [sa, sb]) expect(sum.unsentReports).toBe(0);
+
+    // A pairing with each other, as both sides saw it, with both φ and Δ (2 x 35200 f32) each way.
+    const pairedA = events[0]!.filter((e) => e.exchange.outcome === 'paired');
+    const pairedB = events[1]!.filter((e) => e.exchange.outcome === 'paired');
+    expect(pairedB.length, `B's rounds: ${JSON.stringify(events[1]!.map((e) => e.exchange.reason))}`).toBeGreaterThan(0);
+    expect(pairedA.length).toBeGreaterThan(0);
+    for (const e of pairedA) expect(e.report.partner).toBe(ids[1]);
+    for (const e of pairedB) {
+      expect(e.report.partner).toBe(ids[0]);
+      expect(e.report.partnerDist).toBeGreaterThanOrEqual(0);
+      expect(e.report.bytesIn).toBeGreaterThan(2 * 4 * 35_200);
+      expect(e.report.bytesOut).toBeGreaterThan(2 * 4 * 35_200);
+    }
+
+    // SQLite: every round of both peers, each with train and validation loss.
+    const total = sa.rounds + sb.rounds;
+    const rows = s.c.db.prepare('SELECT peer_id AS peer, round, step, train_loss AS train, val_loss AS val, partner FROM reports WHERE run_id = ? ORDER BY peer_id, round')
+      .all('micro') as { peer: string; round: number; step: number; train: number | null; val: number | null; partner: string | null }[];
+    expect(rows).toHaveLength(total);
+    expect(new Set(rows.map((r) => r.peer))).toEqual(new Set(ids));
+    expect(rows.some((r) => r.peer === ids[1] && r.partner === ids[0])).toBe(true);
+    for (const r of rows) {
+      expect(r.val).not.toBeNull();
+      expect(r.train).not.toBeNull();
+    }
+    // Learning happened: validation loss below a fresh model's ln(256) and going down.
+    const aRows = rows.filter((r) => r.peer === ids[0]);
+    const bRows = rows.filter((r) => r.peer === ids[1]);
+    expect(aRows.at(-1)!.val!).toBeLessThan(aRows[0]!.val!);
+    expect(bRows.at(-1)!.val!).toBeLessThan(bRows[0]!.val!);
+    expect(bRows[0]!.val!).toBeLessThan(Math.log(256));
+    // B's steps continue the schedule from the state it copied (A's step at A's last outer step).
+    expect(bRows.map((r) => r.step)).toEqual([1, 2, 3].map((k) => bRows[0]!.step - 8 + 8 * k));
+
+    // REST: the same rows.
+    const q = await (await fetch(`${s.url}/api/runs/micro/metrics`)).json() as { total: number; points: { peerId: string; valLoss: number | null }[] };
+    expect(q.total).toBe(total);
+    expect(q.points.filter((p) => p.valLoss !== null)).toHaveLength(total);
+
+    // SSE: every report was pushed live.
+    const live = stream;
+    await until(() => live.events.length >= total, 5000, 'SSE report events');
+    live.abort();
+    expect(live.events).toHaveLength(total);
+    expect(new Set(live.events.map((e) => e.peerId))).toEqual(new Set(ids));
+  }, 120_000);
+
+  it('GPU and CPU volunteers share one run: the CPU peer copies the GPU peer\'s state, they pair, and a later peer starts from a checkpoint the GPU peer served', async () => {
+    const r = await s.c.app.inject({
+      method: 'POST', url: '/api/runs', headers: s.admin,
+      payload: { id: 'mixed', dataset: 'moby-dick', preset: 'micro', train: { batch: 4, H: 8, lr: 3e-3, warmupSteps: 4 }, pairWaitFrac: 3 },
+    });
+    expect(r.statusCode).toBe(201);
+    const base: VolunteerOptions = { url: s.url, run: 'mixed', evalEveryRounds: 1, autotune: false, chunkSteps: 4, neighbours: { min: 1, max: 2 } };
+    const g = runVolunteer({ ...base, backend: 'gpu' }, logged('[g]'));
+    volunteers.push(g);
+    const gRounds: RoundEvent[] = [];
+    g.onRound((e) => gRounds.push(e));
+    const jg = await g.joined;
+    await until(() => gRounds.length >= 1, 30_000, 'a first outer round of the GPU peer');
+
+    // The coordinator asks the GPU peer for its state (φ, momentum) and stores a checkpoint.
+    const req = await s.c.app.inject({ method: 'POST', url: '/api/runs/mixed/checkpoints', headers: s.admin });
+    expect(req.statusCode).toBe(202);
+    expect(req.json().peerId).toBe(jg.peerId);
+    const ckpt = await until(async () => {
+      const list = (await s.c.app.inject({ method: 'GET', url: '/api/runs/mixed/checkpoints' })).json() as { checkpoints: { id: string; step: number; round: number }[] };
+      return list.checkpoints[0];
+    }, 20_000, 'the checkpoint upload');
+    expect(ckpt.step % 8).toBe(0); // labelled with the step of an outer step, where φ is from
+    expect(ckpt.round).toBeGreaterThanOrEqual(1);
+
+    // A CPU peer joins while the GPU peer is live: state over WebRTC, then pairing across backends.
+    const c = runVolunteer({ ...base, backend: 'cpu', rounds: 3 }, logged('[c]'));
+    volunteers.push(c);
+    const cRounds: RoundEvent[] = [];
+    c.onRound((e) => cRounds.push(e));
+    const jc = await c.joined;
+    expect(jc.source).toBe('peer');
+    const sc = await c.done;
+    expect(sc.rounds).toBe(3);
+    expect(cRounds.filter((e) => e.exchange.outcome === 'paired' && e.report.partner === jg.peerId).length,
+      `C's rounds: ${JSON.stringify(cRounds.map((e) => e.exchange.reason))}`).toBeGreaterThan(0);
+    await g.stop();
+
+    // Nobody live: a new peer starts from the newest checkpoint, at its step.
+    const d = runVolunteer({ ...base, backend: 'cpu', rounds: 1 }, logged('[d]'));
+    volunteers.push(d);
+    const dRounds: RoundEvent[] = [];
+    d.onRound((e) => dRounds.push(e));
+    expect((await d.joined).source).toBe('checkpoint');
+    await d.done;
+    expect(dRounds[0]!.report.step).toBe(ckpt.step + 8);
+    expect(dRounds[0]!.report.valLoss!).toBeLessThan(Math.log(256) - 0.3);
+  }, 120_000);
+
+  it('leaves when a researcher stops the run, saying why', async () => {
+    const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'stopme', dataset: 'moby-dick', preset: 'micro', train: { batch: 2, H: 4 } } });
+    expect(r.statusCode).toBe(201);
+    const v = runVolunteer({ url: s.url, run: 'stopme', backend: 'cpu', evalEveryRounds: 0 }, components);
+    volunteers.push(v);
+    let rounds = 0;
+    v.onRound(() => rounds++);
+    await v.joined;
+    await until(() => rounds >= 1, 20_000, 'a first round');
+    expect((await s.c.app.inject({ method: 'POST', url: '/api/runs/stopme/stop', headers: s.admin })).statusCode).toBe(200);
+    const sum = await v.done;
+    expect(sum.reason).toMatch(/^coordinator: run-stopped/);
+    expect(sum.rounds).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+
+  it('refuses bad options, an unknown run and data that does not match its hash, naming the problem', async () => {
+    expect(() => runVolunteer({ url: 'not a url' }, components)).toThrow(VolunteerConfigError);
+    expect(() => runVolunteer({ url: s.url, backend: 'tpu' as 'gpu' }, components)).toThrow(/--backend must be one of gpu, cpu/);
+    expect(() => runVolunteer({ url: s.url, rounds: 0 }, components)).toThrow(/rounds must be a positive integer/);
+
+    const v = runVolunteer({ url: s.url, run: 'no-such-run', backend: 'cpu', joinTimeoutMs: 10_000 }, components);
+    await expect(v.joined).rejects.toBeInstanceOf(CoordinatorRefusedError);
+    await expect(v.done).rejects.toThrow(/no-such-run|unknown-run/);
+
+    const ref = { name: 'train.bin', url: '/x', sha256: '0'.repeat(64), bytes: 3, dtype: 'u8' as const };
+    const fake = (async () => new Response(new Uint8Array([1, 2, 3]))) as unknown as typeof fetch;
+    await expect(downloadVerified('http://127.0.0.1:1', ref, fake)).rejects.toBeInstanceOf(DataIntegrityError);
+    await expect(downloadVerified('http://127.0.0.1:1', { ...ref, bytes: 4 }, fake)).rejects.toThrow(/got 3 bytes, the coordinator announced 4/);
+  }, 30_000);
+});
