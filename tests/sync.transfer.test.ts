@@ -76,9 +76,26 @@ describe('sendTensor + Assembler over WebRTC (wrtc)', () => {
     const [a, b] = await pair(() => simplePeerLinks({ rtc: wrtc }));
     open.push(a, b);
     const n = 1_000_000;
+    // A receiver that stops reading after 3 frames: the sender sees a full channel from then on
+    // and must wait. (On loopback SCTP otherwise swallows all 4 MB before the receiver's close
+    // can reach the sender, and the send would "succeed".)
+    let sent = 0;
+    const stalled = new Proxy(a, {
+      get(t, k) {
+        if (k === 'send') return (f: Uint8Array) => { sent++; t.send(f); };
+        if (k === 'bufferedAmount') return sent >= 3 && t.open ? Number.MAX_SAFE_INTEGER : t.bufferedAmount;
+        if (k === 'whenBufferBelow') {
+          return (x: number) => sent >= 3
+            ? new Promise<void>((resolve) => { if (!t.open) resolve(); else t.on('close', () => resolve()); })
+            : t.whenBufferBelow(x);
+        }
+        const v = Reflect.get(t, k) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+      },
+    });
     let frames = 0;
     b.on('data', () => { if (++frames === 3) b.destroy(); });
-    const p = sendTensor(a, id, { kind: 'phi', dtype: 'f32', round: 1, transferId: 9, elements: n, bytes: encodeTensor('f32', tensor(n)) }, { highWater: 128 * 1024 });
+    const p = sendTensor(stalled, id, { kind: 'phi', dtype: 'f32', round: 1, transferId: 9, elements: n, bytes: encodeTensor('f32', tensor(n)) }, { highWater: 128 * 1024 });
     await expect(p).rejects.toMatchObject({ code: 'ERR_LINK_CLOSED' });
   });
 });
