@@ -2,6 +2,7 @@
 // GPU driver), no network: the headless volunteer's Trainer on the default corpus or a prepared
 // dataset, printing train/validation loss like `murmur train` does for the CPU reference.
 import type { Command } from 'commander';
+import { singleReplicaOptions } from './options.ts';
 import { preset, trainConfig } from '../model/config.ts';
 import { datasetFromCorpus, loadDataset } from '../data/dataset.ts';
 import { validationBatches } from '../data/sampler.ts';
@@ -47,18 +48,9 @@ export async function* trainGpu(o: TrainGpuOptions): AsyncGenerator<GpuEvalPoint
 }
 
 export function register(program: Command): void {
-  program
+  singleReplicaOptions(program
     .command('train-gpu')
-    .description('train one replica on the WGSL engine (Dawn in Node) and print train/validation loss')
-    .option('--preset <name>', 'model preset (micro, tiny, small, base)', 'tiny')
-    .option('--steps <n>', 'inner steps', (v) => positiveInt(v, '--steps'), 300)
-    .option('--batch <n>', 'sequences per step', (v) => positiveInt(v, '--batch'), 8)
-    .option('--seq-len <n>', 'tokens per sequence (default: the preset context)', (v) => positiveInt(v, '--seq-len'))
-    .option('--lr <x>', 'peak learning rate', (v) => positiveNum(v, '--lr'), 2e-3)
-    .option('--eval-every <n>', 'steps between validation evaluations', (v) => positiveInt(v, '--eval-every'), 25)
-    .option('--eval-batches <n>', 'fixed validation batches', (v) => positiveInt(v, '--eval-batches'), 4)
-    .option('--seed <n>', 'run seed', (v) => Number.parseInt(v, 10), 1)
-    .option('--data <dir>', 'a dataset made by `murmur prepare` (default: Moby Dick)')
+    .description('train one replica on the WGSL engine (Dawn in Node) and print train/validation loss'), { batch: 8, evalBatches: 4 })
     .option('--no-autotune', 'use the default kernel shapes instead of measuring (cached per adapter)')
     .action(async (o: TrainGpuOptions) => {
       console.log(`murmur train-gpu: preset ${o.preset}, ${o.steps} steps of ${o.batch}x${o.seqLen ?? preset(o.preset).ctx} tokens, ` +
@@ -74,16 +66,4 @@ export function register(program: Command): void {
         console.log(`${String(p.step).padStart(6)}   ${tl}      ${p.valLoss.toFixed(4)}   ${(p.ms / 1000).toFixed(1).padStart(6)}s   ${per}`);
       }
     });
-}
-
-function positiveInt(v: string, name: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got "${v}"`);
-  return n;
-}
-
-function positiveNum(v: string, name: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got "${v}"`);
-  return n;
 }

@@ -2,6 +2,7 @@
 // model learn the default corpus (or a prepared dataset), and the oracle for what a volunteer's
 // GPU should report for the same config and seed.
 import type { Command } from 'commander';
+import { singleReplicaOptions } from './options.ts';
 import { preset } from '../model/config.ts';
 import { trainConfig } from '../model/config.ts';
 import { buildLayout } from '../model/layout.ts';
@@ -49,18 +50,9 @@ export async function* trainLocal(o: TrainOptions): AsyncGenerator<EvalPoint> {
 }
 
 export function register(program: Command): void {
-  program
+  singleReplicaOptions(program
     .command('train')
-    .description('train one replica on the CPU reference and print train/validation loss')
-    .option('--preset <name>', 'model preset (micro, tiny, small, base)', 'tiny')
-    .option('--steps <n>', 'inner steps', (v) => positiveInt(v, '--steps'), 300)
-    .option('--batch <n>', 'sequences per step', (v) => positiveInt(v, '--batch'), 4)
-    .option('--seq-len <n>', 'tokens per sequence (default: the preset context)', (v) => positiveInt(v, '--seq-len'))
-    .option('--lr <x>', 'peak learning rate', (v) => positiveNum(v, '--lr'), 2e-3)
-    .option('--eval-every <n>', 'steps between validation evaluations', (v) => positiveInt(v, '--eval-every'), 25)
-    .option('--eval-batches <n>', 'fixed validation batches', (v) => positiveInt(v, '--eval-batches'), 8)
-    .option('--seed <n>', 'run seed', (v) => Number.parseInt(v, 10), 1)
-    .option('--data <dir>', 'a dataset made by `murmur prepare` (default: Moby Dick)')
+    .description('train one replica on the CPU reference and print train/validation loss'), { batch: 4, evalBatches: 8 })
     .action(async (o: TrainOptions) => {
       const layout = buildLayout(preset(o.preset));
       console.log(`murmur train: preset ${o.preset} (${(layout.params / 1e6).toFixed(2)}M params), ` +
@@ -72,15 +64,4 @@ export function register(program: Command): void {
         console.log(`${String(p.step).padStart(6)}   ${tl}      ${p.valLoss.toFixed(4)}   ${(p.ms / 1000).toFixed(1)}s`);
       }
     });
-}
-
-function positiveInt(v: string, name: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got "${v}"`);
-  return n;
-}
-function positiveNum(v: string, name: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got "${v}"`);
-  return n;
 }

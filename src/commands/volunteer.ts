@@ -1,6 +1,7 @@
 // `murmur volunteer`: a headless peer that donates this machine's GPU (or CPU) to a run on a
 // coordinator, with the same Trainer, mesh and signaling client as the browser page.
 import type { Command } from 'commander';
+import { nonNegativeInt, positiveInt } from './options.ts';
 import type { BackendKind } from '../volunteer/backend.ts';
 import type { WebSocketCtor } from '../sync/signaling-client.ts';
 import type { WireLoss } from '../protocol/messages.ts';
@@ -71,16 +72,4 @@ export function register(program: Command): void {
       // wrtc and Dawn keep native handles alive; the work is done.
       process.exit(0);
     });
-}
-
-function positiveInt(v: string, name: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got "${v}"`);
-  return n;
-}
-
-function nonNegativeInt(v: string, name: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got "${v}"`);
-  return n;
 }
