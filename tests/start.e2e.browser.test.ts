@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, ROOT } from './support/browser.ts';
+import { CHROMIUM, CHROMIUM_ARGS, ROOT, calmPage as calmPageIn } from './support/browser.ts';
 import { ensureWebBuild } from '../src/commands/start.ts';
 
 const OUT = join(ROOT, 'tests', 'output');
@@ -39,16 +39,8 @@ async function waitForLine(re: RegExp, ms: number): Promise<RegExpMatchArray> {
   }
 }
 
-/** A page whose Compute Pressure reads "nominal": this shared machine's real load would pause it. */
-async function calmPage(): Promise<Page> {
-  const p = await (await browser.newContext()).newPage();
-  const cdp = await p.context().newCDPSession(p);
-  await cdp.send('Emulation.setPressureSourceOverrideEnabled', { enabled: true, source: 'cpu' });
-  await cdp.send('Emulation.setPressureStateOverride', { source: 'cpu', state: 'nominal' });
-  p.on('pageerror', (e) => errors.push(e.message));
-  p.on('console', (m) => { if (m.type() === 'error') console.warn(`[browser error] ${m.text()}`); });
-  return p;
-}
+/** A calm page (tests/support/browser.ts). */
+const calmPage = (): Promise<Page> => calmPageIn(browser, errors);
 
 beforeAll(async () => {
   // Build once here (the same stamp check `murmur start` does), so the child starts quickly.

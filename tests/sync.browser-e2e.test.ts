@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'vite';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, ROOT } from './support/browser.ts';
+import { CHROMIUM, CHROMIUM_ARGS, ROOT, calmPage as calmPageIn } from './support/browser.ts';
 import { startServer, type TestServer } from './support/coordinator.ts';
 
 const RUN = 'mesh-e2e';
@@ -67,14 +67,9 @@ function summarize(rows: Row[]): Summary {
 
 const describeVal = (s: Summary) => [...s.val].map(([p, v]) => `${p}: ${v.map((x) => x.toFixed(3)).join(' -> ')}`).join('; ');
 
-/** A page in its own context whose Compute Pressure reads "nominal": this machine's load would pause it. */
+/** A calm page (tests/support/browser.ts), closed with the others at the end. */
 async function calmPage(): Promise<Page> {
-  const p = await (await browser.newContext()).newPage();
-  const cdp = await p.context().newCDPSession(p);
-  await cdp.send('Emulation.setPressureSourceOverrideEnabled', { enabled: true, source: 'cpu' });
-  await cdp.send('Emulation.setPressureStateOverride', { source: 'cpu', state: 'nominal' });
-  p.on('pageerror', (e) => errors.push(e.message));
-  p.on('console', (m) => { if (m.type() === 'error') console.warn(`[browser error] ${m.text()}`); });
+  const p = await calmPageIn(browser, errors);
   pages.push(p);
   return p;
 }

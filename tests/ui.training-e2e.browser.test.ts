@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'vite';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, ROOT } from './support/browser.ts';
+import { CHROMIUM, CHROMIUM_ARGS, ROOT, calmPage as calmPageIn } from './support/browser.ts';
 import { startServer, type TestServer } from './support/coordinator.ts';
 
 const OUT = join(ROOT, 'tests', 'output');
@@ -43,14 +43,9 @@ async function until(p: Page, what: string, ok: (s: Awaited<ReturnType<typeof st
   return s;
 }
 
-/** A page whose Compute Pressure reads "nominal": this shared machine's real load would pause it. */
+/** A calm page (tests/support/browser.ts), closed with the others at the end. */
 async function calmPage(): Promise<Page> {
-  const p = await (await browser.newContext()).newPage();
-  const cdp = await p.context().newCDPSession(p);
-  await cdp.send('Emulation.setPressureSourceOverrideEnabled', { enabled: true, source: 'cpu' });
-  await cdp.send('Emulation.setPressureStateOverride', { source: 'cpu', state: 'nominal' });
-  p.on('pageerror', (e) => errors.push(e.message));
-  p.on('console', (m) => { if (m.type() === 'error') console.warn(`[browser error] ${m.text()}`); });
+  const p = await calmPageIn(browser, errors);
   pages.push(p);
   return p;
 }

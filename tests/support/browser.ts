@@ -129,3 +129,18 @@ export async function startBrowser(opts: BrowserOptions = {}): Promise<BrowserHa
     throw e;
   }
 }
+
+/**
+ * A page in its own browser context whose Compute Pressure reads "nominal": this shared
+ * machine's real load would otherwise make the volunteer page back off. Page errors go to
+ * `errors`; console errors are printed.
+ */
+export async function calmPage(browser: Browser, errors: string[]): Promise<Page> {
+  const p = await (await browser.newContext()).newPage();
+  const cdp = await p.context().newCDPSession(p);
+  await cdp.send('Emulation.setPressureSourceOverrideEnabled', { enabled: true, source: 'cpu' });
+  await cdp.send('Emulation.setPressureStateOverride', { source: 'cpu', state: 'nominal' });
+  p.on('pageerror', (e) => errors.push(e.message));
+  p.on('console', (m) => { if (m.type() === 'error') console.warn(`[browser error] ${m.text()}`); });
+  return p;
+}
