@@ -3,6 +3,7 @@
 // worker, the WebRTC mesh, the coordinator client), and tests pass fakes.
 import type { AdapterSummary } from '../gpu/device.ts';
 import type { GpuErrorCode } from '../gpu/errors.ts';
+import type { ReportFields } from '../protocol/messages.ts';
 import type { PressureState, Sensors } from './core/policy.ts';
 
 /** What the volunteer page says about the run before anything starts. */
@@ -78,18 +79,9 @@ export interface MeshPort {
  * One metric row for the coordinator (src/protocol/messages.ts ReportFields). Losses may be NaN
  * or ±Infinity here; the backend sends those as their names (lossToWire).
  */
-export interface VolunteerReport {
-  time: number;
-  step: number;
-  round: number;
+export interface VolunteerReport extends Omit<ReportFields, 'trainLoss' | 'valLoss'> {
   trainLoss: number | null;
   valLoss: number | null;
-  tokensPerS: number;
-  bytesIn: number;
-  bytesOut: number;
-  partner: string | null;
-  partnerDist: number | null;
-  adapter: string | null;
 }
 
 export interface VolunteerSession {
