@@ -12,8 +12,8 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'vite';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, ROOT, calmPage as calmPageIn } from './support/browser.ts';
+import type { Browser, Page } from 'playwright-core';
+import { ROOT, calmPage as calmPageIn, launchWebRtcBrowser } from './support/browser.ts';
 import { startServer, type TestServer } from './support/coordinator.ts';
 
 const OUT = join(ROOT, 'tests', 'output');
@@ -60,8 +60,7 @@ beforeAll(async () => {
     body: JSON.stringify({ id: RUN, name: 'micro end-to-end', dataset: 'moby-dick', preset: 'micro', train: { H: 4, batch: 2 } }),
   });
   if (res.status !== 201) throw new Error(`creating the test run failed: HTTP ${res.status} ${await res.text()}`);
-  // Plain host candidates on loopback, so two tabs connect without mDNS resolution.
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, '--disable-features=WebRtcHideLocalIpsWithMdns'] });
+  browser = await launchWebRtcBrowser();
 });
 
 afterAll(async () => {

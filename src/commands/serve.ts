@@ -1,20 +1,18 @@
 // `murmur serve`: the coordinator (HTTP + WebSocket on one port, SQLite under the data dir).
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
+import { coordinatorOptions, intInRange } from './options.ts';
 
 export function register(program: Command): void {
-  program.command('serve')
-    .description('run the coordinator: web app, volunteer WebSocket, metrics, checkpoints and data on one port')
-    .option('--data-dir <dir>', 'where the SQLite file, secrets, datasets and checkpoints live', '.murmur')
-    .option('--port <n>', 'TCP port (0 picks a free one)', '8787')
-    .option('--host <addr>', 'address to bind; use 0.0.0.0 to accept volunteers from other machines', '127.0.0.1')
+  coordinatorOptions(program.command('serve')
+    .description('run the coordinator: web app, volunteer WebSocket, metrics, checkpoints and data on one port'))
     .option('--checkpoint-every <seconds>', 'seconds between scheduled checkpoints per run (0: only on request)', '600')
     .option('--keep <n>', 'newest checkpoints kept per run', '5')
     .option('--log-level <level>', 'fatal | error | warn | info | debug', 'info')
     .action(async (o: { dataDir: string; port: string; host: string; checkpointEvery: string; keep: string; logLevel: string }) => {
-      const port = intOption('--port', o.port, 0, 65535);
-      const every = intOption('--checkpoint-every', o.checkpointEvery, 0, 365 * 24 * 3600);
-      const keep = intOption('--keep', o.keep, 1, 10_000);
+      const port = intInRange(o.port, '--port', 0, 65535);
+      const every = intInRange(o.checkpointEvery, '--checkpoint-every', 0, 365 * 24 * 3600);
+      const keep = intInRange(o.keep, '--keep', 1, 10_000);
       const { buildApp } = await import('../../server/app.ts');
       const dataDir = resolve(o.dataDir);
       const c = await buildApp({ dataDir, logLevel: o.logLevel, logStream: process.stderr }, {
@@ -32,10 +30,4 @@ export function register(program: Command): void {
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
     });
-}
-
-function intOption(name: string, v: string, min: number, max: number): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer in [${min}, ${max}], got "${v}"`);
-  return n;
 }

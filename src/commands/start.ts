@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { MetricsStore } from '../../server/metrics.ts';
+import { coordinatorOptions, intInRange } from './options.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const WEB_DIST = join(ROOT, 'dist', 'web');
@@ -55,20 +56,15 @@ interface StartOptions {
 }
 
 export function register(program: Command): void {
-  program.command('start')
-    .description('the main job: coordinator + web app on the default run, optional local volunteers, progress lines')
-    .option('--data-dir <dir>', 'SQLite, secrets, datasets and checkpoints', '.murmur')
-    .option('--port <n>', 'TCP port (0 picks a free one)', '8787')
-    .option('--host <addr>', 'address to bind (0.0.0.0 to accept volunteers from other machines)', '127.0.0.1')
+  coordinatorOptions(program.command('start')
+    .description('the main job: coordinator + web app on the default run, optional local volunteers, progress lines'))
     .option('--local-volunteers <n>', 'also start N headless volunteers on this machine', '0')
     .option('--volunteer-backend <kind>', 'gpu (WGSL on Dawn) or cpu (TypeScript reference) for local volunteers', 'gpu')
     .option('--progress-every <seconds>', 'seconds between progress lines (0: none)', '20')
     .action(async (o: StartOptions) => {
-      const n = Number(o.localVolunteers);
-      if (!Number.isInteger(n) || n < 0 || n > 64) throw new Error(`--local-volunteers must be an integer in [0, 64], got "${o.localVolunteers}"`);
+      const n = intInRange(o.localVolunteers, '--local-volunteers', 0, 64);
       if (o.volunteerBackend !== 'gpu' && o.volunteerBackend !== 'cpu') throw new Error(`--volunteer-backend must be gpu or cpu, got "${o.volunteerBackend}"`);
-      const port = Number(o.port);
-      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be an integer in [0, 65535], got "${o.port}"`);
+      const port = intInRange(o.port, '--port', 0, 65535);
       const every = Number(o.progressEvery);
       if (!(every >= 0)) throw new Error(`--progress-every must be a number >= 0, got "${o.progressEvery}"`);
 

@@ -2,23 +2,14 @@
 // GPU driver), no network: the headless volunteer's Trainer on the default corpus or a prepared
 // dataset, printing train/validation loss like `murmur train` does for the CPU reference.
 import type { Command } from 'commander';
-import { singleReplicaOptions } from './options.ts';
+import { singleReplicaOptions, type SingleReplicaOptions } from './options.ts';
 import { preset, trainConfig } from '../model/config.ts';
 import { datasetFromCorpus, loadDataset } from '../data/dataset.ts';
 import { validationBatches } from '../data/sampler.ts';
 import { createNodeTrainer } from '../worker/node.ts';
 import type { TrainerInfo } from '../worker/types.ts';
 
-export interface TrainGpuOptions {
-  preset: string;
-  steps: number;
-  batch: number;
-  seqLen?: number;
-  lr: number;
-  evalEvery: number;
-  evalBatches: number;
-  seed: number;
-  data?: string;
+export interface TrainGpuOptions extends SingleReplicaOptions {
   autotune: boolean;
 }
 

@@ -2,7 +2,7 @@
 // model learn the default corpus (or a prepared dataset), and the oracle for what a volunteer's
 // GPU should report for the same config and seed.
 import type { Command } from 'commander';
-import { singleReplicaOptions } from './options.ts';
+import { singleReplicaOptions, type SingleReplicaOptions } from './options.ts';
 import { preset } from '../model/config.ts';
 import { trainConfig } from '../model/config.ts';
 import { buildLayout } from '../model/layout.ts';
@@ -10,17 +10,7 @@ import { CpuTrainer } from '../train/cpu-trainer.ts';
 import { datasetFromCorpus, loadDataset } from '../data/dataset.ts';
 import { WindowSampler, validationBatches } from '../data/sampler.ts';
 
-export interface TrainOptions {
-  preset: string;
-  steps: number;
-  batch: number;
-  seqLen?: number;
-  lr: number;
-  evalEvery: number;
-  evalBatches: number;
-  seed: number;
-  data?: string;
-}
+export type TrainOptions = SingleReplicaOptions;
 
 export interface EvalPoint { step: number; trainLoss: number; valLoss: number; ms: number }
 

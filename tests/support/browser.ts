@@ -144,3 +144,11 @@ export async function calmPage(browser: Browser, errors: string[]): Promise<Page
   p.on('console', (m) => { if (m.type() === 'error') console.warn(`[browser error] ${m.text()}`); });
   return p;
 }
+
+/**
+ * Chromium for tests where pages connect to each other over WebRTC: plain host candidates on
+ * loopback (no mDNS hiding), so tabs connect without resolving .local names.
+ */
+export function launchWebRtcBrowser(): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, '--disable-features=WebRtcHideLocalIpsWithMdns'] });
+}
