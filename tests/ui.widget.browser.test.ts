@@ -43,6 +43,16 @@ function trainingFrame(p: Page): Frame {
   return f;
 }
 
+/** Waits for the widget's status line to match; on timeout the error quotes the line. */
+async function waitForStatus(re: RegExp, timeout = 30_000): Promise<void> {
+  const status = part(page, 'status');
+  try {
+    await page.waitForFunction(([src, flags]) => new RegExp(src!, flags).test(document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('[part=status]')!.textContent!), [re.source, re.flags], { timeout });
+  } catch (e) {
+    throw new Error(`widget status never matched ${re} in ${timeout} ms; it says "${await status.innerText()}"`, { cause: e });
+  }
+}
+
 beforeAll(async () => {
   h = await startBrowser();
   host = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }); res.end(hostPage(h.baseUrl)); });
@@ -88,7 +98,8 @@ describe('embeddable widget', () => {
     await part(page, 'consent-button').focus();
     await page.keyboard.press('Enter');
     await page.locator('murmur-volunteer iframe').waitFor({ state: 'attached' });
-    await page.waitForFunction(() => /Training/.test(document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('[part=status]')!.textContent!), null, { timeout: 30_000 });
+    // The test frame listens only 1.5 s after its load event: the widget waits for its `ready`.
+    await waitForStatus(/Training/);
     const frame = trainingFrame(page);
     expect(new URL(frame.url()).origin).toBe(new URL(h.baseUrl).origin);
     expect(await frame.evaluate(() => window.frameTest.backend.joins)).toBe(1);
@@ -105,13 +116,15 @@ describe('embeddable widget', () => {
     await part(page, 'pause-button').focus();
     await page.keyboard.press('Space');
     await frame.waitForFunction(() => window.frameTest.controller!.phase === 'paused');
-    await page.waitForFunction(() => /Paused/.test(document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('[part=status]')!.textContent!));
+    await waitForStatus(/^Paused\. Your progress is kept/);
     expect(await part(page, 'pause-button').innerText()).toBe('Resume');
     await part(page, 'pause-button').click();
     await frame.waitForFunction(() => window.frameTest.controller!.phase !== 'paused');
+    await waitForStatus(/Training/);
+
     await part(page, 'stop-button').click();
     await frame.waitForFunction(() => window.frameTest.controller!.phase === 'stopped');
-    await page.waitForFunction(() => /Stopped/.test(document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('[part=status]')!.textContent!));
+    await waitForStatus(/Stopped/);
     expect(await frame.evaluate(() => window.frameTest.backend.trainer!.disposed)).toBe(true);
   });
 

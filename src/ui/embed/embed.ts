@@ -22,6 +22,7 @@ type HostCommand = import('./bridge.ts').HostCommand;
 
 (() => {
   const TAG = 'murmur-volunteer';
+  const READY: import('./bridge.ts').ReadyMsg['type'] = 'murmur:ready';
   const script = document.currentScript as HTMLScriptElement | null;
 
   const STYLE = `
@@ -151,7 +152,14 @@ type HostCommand = import('./bridge.ts').HostCommand;
       frame.setAttribute('allow', 'compute-pressure');
       const path = this.getAttribute('frame-path') ?? '/frame.html';
       frame.src = `${this.origin}${path}?run=${encodeURIComponent(this.getAttribute('run') ?? '')}`;
-      frame.addEventListener('load', () => this.connectFrame(frame), { once: true });
+      // Connect when the frame says it listens (its load event comes before that), and only to
+      // the frame we made, served from the Murmur origin.
+      const onReady = (ev: MessageEvent) => {
+        if (ev.source !== frame.contentWindow || ev.origin !== this.origin || ev.data?.type !== READY) return;
+        window.removeEventListener('message', onReady);
+        this.connectFrame(frame);
+      };
+      window.addEventListener('message', onReady);
       this.frame = frame;
       this.root.appendChild(frame);
       this.render();

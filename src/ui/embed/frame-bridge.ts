@@ -4,7 +4,7 @@
 // this page view only (the frame keeps nothing).
 import type { TrainingController } from '../controllers/training-controller.ts';
 import { formatCount } from '../core/format.ts';
-import { CONNECT, type ConnectMsg, type FrameStatus, type HostCommand, type WidgetPhase } from './bridge.ts';
+import { CONNECT, READY, type ConnectMsg, type ReadyMsg, type FrameStatus, type HostCommand, type WidgetPhase } from './bridge.ts';
 
 /** Parses the connect message; anything else from anyone is ignored. */
 export function parseConnect(data: unknown): ConnectMsg | null {
@@ -60,19 +60,30 @@ export function widgetStatus(c: TrainingController): FrameStatus {
 }
 
 /**
- * Waits for the parent's connect message and serves it. `make` builds the controller with the
- * site's cap (only once the cap is known).
+ * Listens for the parent's connect message, tells the parent it is ready, and serves the
+ * connection. `make` builds the controller with the site's cap (only once the cap is known); it
+ * may be slow (commands wait on the port meanwhile). Call it before anything else the frame
+ * awaits, so the parent is not kept waiting.
  */
-export function serveFrame(make: (hello: ConnectMsg) => TrainingController, win: Window = window): Promise<TrainingController> {
-  return new Promise((resolve) => {
-    const onMessage = (ev: MessageEvent) => {
+export function serveFrame(
+  make: (hello: ConnectMsg) => TrainingController | Promise<TrainingController>,
+  win: Window = window,
+): Promise<TrainingController> {
+  return new Promise((resolve, reject) => {
+    const onMessage = async (ev: MessageEvent) => {
       // Only the embedding page (our parent) may connect, and only once.
       if (ev.source !== win.parent || win.parent === win) return;
       const hello = parseConnect(ev.data);
       const port = ev.ports[0];
       if (!hello || !port) return;
       win.removeEventListener('message', onMessage);
-      const c = make(hello);
+      let c: TrainingController;
+      try {
+        c = await make(hello);
+      } catch (e) {
+        reject(e);
+        return;
+      }
       let queued = false;
       const push = () => {
         if (queued) return;
@@ -102,5 +113,6 @@ export function serveFrame(make: (hello: ConnectMsg) => TrainingController, win:
       resolve(c);
     };
     win.addEventListener('message', onMessage);
+    if (win.parent !== win) win.parent.postMessage({ type: READY } satisfies ReadyMsg, '*');
   });
 }

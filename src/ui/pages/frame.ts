@@ -7,7 +7,11 @@ import { ConsentStore } from '../core/consent.ts';
 import { serveFrame } from '../embed/frame-bridge.ts';
 import { volunteerWiring } from './wiring.ts';
 
-const { backend, sensors } = await volunteerWiring(false);
-await serveFrame((hello) => new TrainingController({
-  backend, sensors, consent: new ConsentStore(null), maxIntensity: hello.maxIntensity, intensity: hello.intensity,
-}));
+// Listen for the embedding page first; the wiring (sensors, GPU probe) gets ready meanwhile.
+const wiring = volunteerWiring(false);
+await serveFrame(async (hello) => {
+  const { backend, sensors } = await wiring;
+  return new TrainingController({
+    backend, sensors, consent: new ConsentStore(null), maxIntensity: hello.maxIntensity, intensity: hello.intensity,
+  });
+});

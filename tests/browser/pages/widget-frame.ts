@@ -9,10 +9,13 @@ import { FakeBackend } from '../../support/ui-fakes.ts';
 const backend = new FakeBackend(undefined, undefined, 20);
 backend.mesh.peers = 1;
 backend.probeGpu = () => probeGpu(browserProbeEnv(), { maxStorageBufferBindingSize: 4 << 20 });
-const sensors = await BrowserSensors.start();
 const frameTest = { backend, controller: null as TrainingController | null };
 declare global { interface Window { frameTest: typeof frameTest } }
 window.frameTest = frameTest;
-frameTest.controller = await serveFrame((hello) => new TrainingController({
-  backend, sensors, consent: new ConsentStore(null), maxIntensity: hello.maxIntensity, intensity: hello.intensity,
+// A slow frame: it starts listening well after its load event (as a frame whose entry module
+// awaits its wiring first would, on a busy machine). The host must wait for its `ready`.
+await new Promise((r) => setTimeout(r, 1500));
+const sensorsReady = BrowserSensors.start();
+frameTest.controller = await serveFrame(async (hello) => new TrainingController({
+  backend, sensors: await sensorsReady, consent: new ConsentStore(null), maxIntensity: hello.maxIntensity, intensity: hello.intensity,
 }));
