@@ -7,9 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lossFromWire, lossToWire } from '../src/protocol/messages.ts';
 import { WebSocket } from 'ws';
 import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
-import type { MeshPort, TrainerPort } from '../src/ui/ports.ts';
+import type { TrainerPort } from '../src/ui/ports.ts';
 import { CoordinatorDashboardSource } from '../src/ui/browser/coordinator-dashboard.ts';
-import { CoordinatorVolunteerBackend } from '../src/ui/browser/volunteer-backend.ts';
+import { CoordinatorVolunteerBackend, type RunMesh } from '../src/ui/browser/volunteer-backend.ts';
 import { DashboardController } from '../src/ui/controllers/dashboard-controller.ts';
 import { RawPeer, report, startServer, type TestServer } from './support/coordinator.ts';
 
@@ -145,7 +145,8 @@ describe('non-finite losses through the coordinator', () => {
     const backend = new CoordinatorVolunteerBackend({
       baseUrl: s.url, runId: 'default', WebSocket: WebSocket as unknown as WebSocketCtor,
       createTrainer: async () => ({ dispose: async () => {} }) as unknown as TrainerPort,
-      createMesh: async () => ({ destroy: () => {}, stats: () => ({ peers: 0, bytesIn: 0, bytesOut: 0 }) }) as unknown as MeshPort & { destroy(): void },
+      // Nobody to copy the run's state from: the session starts fresh and never serves.
+      createMesh: async () => ({ destroy: () => {}, bootstrap: async () => null, serveState: () => {}, stats: () => ({ peers: 0, bytesIn: 0, bytesOut: 0 }) }) as unknown as RunMesh,
     });
     const session = await backend.join();
     try {

@@ -110,6 +110,43 @@ describe('TrainingController', () => {
     await stop(c);
   });
 
+  it('continues the step and round counters of the state it joined from, in figures, pairing rounds and reports', async () => {
+    const { c, backend } = await setup();
+    backend.mesh.peers = 2;
+    backend.start = { source: 'peer', from: 'p-00000000000000b2', step: 120, round: 30 };
+    c.giveConsent();
+    c.start();
+    await advance(130);
+    expect(c.joinedFrom).toEqual(backend.start);
+    expect(backend.trainer!.loads.map((l) => l.innerStep)).toEqual([120]);
+    c.pauseAfterOuterStep();
+    await advance(2000);
+    expect(c.phase).toBe('paused');
+    expect(c.figures.rounds).toBe(31);
+    expect(c.figures.step).toBe(120 + FAKE_RUN.H);
+    // The pairing round is the run's, not this tab's count: partners pair for the same round.
+    expect(backend.mesh.exchanges.map((e) => e.round)).toEqual([30]);
+    // Tokens are this volunteer's own work, not the run's.
+    expect(c.figures.tokensTrained).toBe(FAKE_RUN.H * FAKE_RUN.tokensPerStep);
+    const first = backend.reports[0]!;
+    expect(first.round).toBe(30);
+    expect(first.step).toBeGreaterThan(120);
+    expect(first.step).toBeLessThanOrEqual(120 + FAKE_RUN.H);
+    expect(backend.reports.at(-1)).toMatchObject({ step: 120 + FAKE_RUN.H, round: 31 });
+    await stop(c);
+
+    // A new session starts from its own state (here a checkpoint behind the old one).
+    backend.start = { source: 'checkpoint', from: null, step: 40, round: 10 };
+    c.resume();
+    c.start();
+    await advance(60);
+    expect(c.joinedFrom).toEqual(backend.start);
+    expect(c.figures).toMatchObject({ step: 40, rounds: 10 }); // joined, first chunk still running
+    await advance(1000);
+    expect(backend.mesh.exchanges.map((e) => e.round).slice(0, 3)).toEqual([30, 10, 11]);
+    await stop(c);
+  });
+
   it('solo outer steps while no peer is online, after waiting for one', async () => {
     const { c, backend } = await setup();
     c.giveConsent();

@@ -40,7 +40,7 @@ export type JoinSource = 'peer' | 'checkpoint' | 'fresh';
  * start. The caller continues its LR schedule from `state.innerStep`.
  */
 export async function joinRun(
-  mesh: Mesh,
+  mesh: Pick<Mesh, 'bootstrap'>,
   opts: { checkpoint: () => Promise<Omit<BootState, 'from'> | null>; timeoutMs?: number; tries?: number },
 ): Promise<{ source: JoinSource; state: BootState | null }> {
   const fromPeer = await mesh.bootstrap({ timeoutMs: opts.timeoutMs, tries: opts.tries });

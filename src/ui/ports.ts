@@ -39,6 +39,15 @@ export interface OuterPayload {
   delta: Float32Array; // (P,)
 }
 
+/** A replica's slow state as of one outer step. */
+export interface OuterState {
+  phi: Float32Array; // (P,)
+  /** Outer momentum m. */
+  momentum: Float32Array; // (P,)
+  /** Inner steps taken by then: the LR schedule's position. */
+  innerStep: number;
+}
+
 /** The training worker as the controller uses it (the entry adapts the comlink Trainer). */
 export interface TrainerPort {
   /** Runs `steps` inner AdamW steps; the training loss of each (NaN if a step blew up). */
@@ -48,6 +57,13 @@ export interface TrainerPort {
   outerPayload(): Promise<OuterPayload>;
   /** NoLoCo outer step with the partners' payloads; [] is a solo step. */
   applyOuter(partners: OuterPayload[]): Promise<void>;
+  /**
+   * φ, outer momentum and inner step of the last outer step (or load): what newcomers and
+   * checkpoints get. The worker keeps it on the CPU, so this costs a copy, not a GPU read.
+   */
+  outerState(): Promise<OuterState>;
+  /** Starts from a peer's or checkpoint's state: θ = φ, AdamW moments zero, LR schedule at innerStep. */
+  load(s: OuterState): Promise<void>;
   /** Releases the GPU device; safe to call twice. */
   dispose(): Promise<void>;
 }
@@ -84,8 +100,22 @@ export interface VolunteerReport extends Omit<ReportFields, 'trainLoss' | 'valLo
   valLoss: number | null;
 }
 
+/** Where a session's starting state came from (src/sync/join.ts). */
+export type StartSource = 'peer' | 'checkpoint' | 'fresh';
+
+export interface SessionStart {
+  source: StartSource;
+  /** The live peer that served the state (source 'peer'), else null. */
+  from: string | null;
+  /** Inner steps and outer rounds of the adopted state: the replica's counters go on from here. */
+  step: number;
+  round: number;
+}
+
 export interface VolunteerSession {
   peerId: string;
+  /** The state this session started from; the controller's step and round counters continue it. */
+  start: SessionStart;
   trainer: TrainerPort;
   mesh: MeshPort;
   /** Queue a metric row; the client buffers while the coordinator is unreachable. */
@@ -99,7 +129,7 @@ export interface VolunteerBackend {
   describeRun(): Promise<RunSummary>;
   /** Looks for a usable GPU without acquiring it (requestAdapter only). */
   probeGpu(): Promise<GpuProbe>;
-  /** Only after consent + Start: coordinator hello, worker + GPU device, mesh. */
+  /** Only after consent + Start: coordinator hello, worker + GPU device, mesh, the run's current state. */
   join(): Promise<VolunteerSession>;
 }
 

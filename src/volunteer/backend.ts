@@ -124,8 +124,9 @@ class GpuBackend implements ReplicaBackend {
   }
 
   async slowState(): Promise<SlowState> {
-    const s = await this.trainer.exportState();
-    return { phi: new Float32Array(s.phi), momentum: new Float32Array(s.outerM) };
+    // The Trainer keeps the last outer state on the CPU: no GPU read, no stall of training.
+    const s = await this.trainer.outerState();
+    return { phi: s.phi, momentum: s.outerM };
   }
 
   async load(s: SlowState & { innerStep: number }): Promise<void> {

@@ -8,11 +8,11 @@
 //   -> loop { H inner steps in chunks -> outer round with one partner or solo -> report }
 import type { ReportFields, RunInfo, WelcomeMsg } from '../protocol/messages.ts';
 import type { Signaling } from '../protocol/signaling.ts';
-import type { StateFrame } from '../protocol/state-frame.ts';
 import { silentLogger, type Logger } from '../sync/components.ts';
 import { createMesh, type Mesh } from '../sync/mesh.ts';
 import type { RtcImplementation } from '../sync/links.ts';
-import { joinRun, type JoinSource } from '../sync/replica.ts';
+import { joinRunState, serveRunState } from '../sync/join.ts';
+import type { JoinSource } from '../sync/replica.ts';
 import { SignalingClient, memorySessionStore, type SessionStore, type WebSocketCtor } from '../sync/signaling-client.ts';
 import type { BootState, ExchangeResult } from '../sync/types.ts';
 import { BACKENDS, createBackend, type BackendKind, type ReplicaBackend } from './backend.ts';
@@ -139,6 +139,7 @@ class HeadlessVolunteer implements Volunteer {
   private stepAtOuter = 0;
   private lastValLoss: number | null = null;
   private tokens = 0;
+  private stopServing: () => void = () => {};
 
   constructor(private readonly opts: VolunteerOptions, private readonly c: VolunteerComponents) {
     this.settings = validateVolunteerOptions(opts);
@@ -241,47 +242,20 @@ class HeadlessVolunteer implements Volunteer {
       runId: run.id, configHash: runConfigHash(run), elements: this.backend.total,
       ...(this.opts.neighbours ? { neighbours: this.opts.neighbours } : {}),
     })({ signaling: this.meshSignaling, rtc: this.c.rtc, logger: this.log });
-    const others = welcome.peers.filter((p) => p !== welcome.peerId);
-    const joined = await joinRun(this.mesh, {
-      // Alone in the run nobody can answer: skip the wait for a neighbour.
-      timeoutMs: others.length > 0 ? this.settings.bootstrapTimeoutMs : 1,
-      // Each live peer asked at most once: peers that started together all decline ('no state
-      // yet'), and waiting out the timeout for a peer that is not there helps nobody.
-      tries: Math.max(1, Math.min(3, others.length)),
-      checkpoint: () => this.checkpointState(),
+    const others = welcome.peers.filter((p) => p !== welcome.peerId).length;
+    const floats = this.backend.total;
+    const joined = await joinRunState(this.mesh, this.signaling, {
+      runId: run.id, floats, others, timeoutMs: this.settings.bootstrapTimeoutMs, logger: this.log,
     });
     if (joined.state) await this.adopt(joined.state);
     this.summary.joinedFrom = joined.source;
-    this.log.info('joined the run', { source: joined.source, step: this.step, round: this.round });
+    this.log.info('joined the run', { source: joined.source, from: joined.state?.from ?? null, step: this.step, round: this.round });
     // From now on we serve newcomers (over the mesh) and checkpoints (over HTTP).
-    this.mesh.serveState(async () => {
+    this.stopServing = serveRunState(this.mesh, this.signaling, { runId: run.id, floats, logger: this.log }, async () => {
       const s = await this.backend!.slowState();
-      return { phi: s.phi, momentum: s.momentum, outerRound: this.round, innerStep: this.stepAtOuter };
-    });
-    this.signaling.setStateProvider(async (): Promise<StateFrame> => {
-      const s = await this.backend!.slowState();
-      return {
-        meta: { runId: run.id, step: this.stepAtOuter, round: this.round, floats: this.backend!.total, valLoss: this.lastValLoss, tokens: this.tokens },
-        phi: s.phi, momentum: s.momentum,
-      };
+      return { phi: s.phi, momentum: s.momentum, outerRound: this.round, innerStep: this.stepAtOuter, valLoss: this.lastValLoss, tokens: this.tokens };
     });
     return joined.source;
-  }
-
-  private async checkpointState(): Promise<Omit<BootState, 'from'> | null> {
-    let f: StateFrame | null;
-    try {
-      f = await this.signaling.fetchCheckpointState();
-    } catch (err) {
-      this.log.warn('could not download the newest checkpoint; starting fresh', { error: (err as Error).message });
-      return null;
-    }
-    if (!f) return null;
-    if (f.meta.floats !== this.backend!.total) {
-      this.log.warn('the newest checkpoint does not fit this run\'s layout; starting fresh', { floats: f.meta.floats, want: this.backend!.total });
-      return null;
-    }
-    return { phi: f.phi, momentum: f.momentum, outerRound: f.meta.round, innerStep: f.meta.step };
   }
 
   private async adopt(s: Omit<BootState, 'from'>): Promise<void> {
@@ -351,8 +325,7 @@ class HeadlessVolunteer implements Volunteer {
     const deadline = Date.now() + 3_000;
     while (s.connected && s.pendingReports > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     this.summary.unsentReports = s.pendingReports;
-    s.setStateProvider(null);
-    this.mesh?.serveState(null);
+    this.stopServing();
     this.mesh?.destroy();
     this.mesh = null;
     this.backend?.dispose();

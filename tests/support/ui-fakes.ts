@@ -2,7 +2,7 @@
 // browser test pages. They keep their own records (busy intervals, reports, exchanges) so tests
 // check the controller against an account it did not write itself.
 import type {
-  ExchangeResult, GpuProbe, MeshPort, MeshStats, OuterPayload, RunSummary, SensorPort, TrainerPort,
+  ExchangeResult, GpuProbe, MeshPort, MeshStats, OuterPayload, OuterState, RunSummary, SensorPort, SessionStart, TrainerPort,
   VolunteerBackend, VolunteerReport, VolunteerSession,
 } from '../../src/ui/ports.ts';
 import type { Sensors } from '../../src/ui/core/policy.ts';
@@ -41,7 +41,11 @@ export class FakeTrainer implements TrainerPort {
   /** Make the next train() fail like the real Trainer does when the loss blows up. */
   divergeNext = false;
 
-  constructor(public msPerStep = 20) {}
+  /** `floats`: length of φ, Δ and the momentum (a run's layout.total where a coordinator checks it). */
+  constructor(public msPerStep = 20, readonly floats = 4) {
+    this.phi = Float32Array.from({ length: floats }, (_, i) => 1 + (i % 4));
+    this.momentum = new Float32Array(floats);
+  }
 
   async train(steps: number): Promise<number[]> {
     if (this.disposed) throw new Error('FakeTrainer: train() after dispose()');
@@ -66,11 +70,32 @@ export class FakeTrainer implements TrainerPort {
   }
 
   async outerPayload(): Promise<OuterPayload> {
-    return { phi: new Float32Array([1, 2, 3, 4]), delta: new Float32Array([0.1, 0.1, 0.1, 0.1]) };
+    return { phi: this.phi.slice(), delta: new Float32Array(this.floats).fill(0.1) };
   }
 
   async applyOuter(partners: OuterPayload[]): Promise<void> {
     this.outerSteps.push(partners.length);
+    // Something that changes at every outer step, so tests can tell states apart.
+    this.phi = this.phi.map((v) => v + 1);
+    this.momentum = this.momentum.map((v) => v - 0.25);
+    this.stepAtOuter = this.step;
+  }
+
+  /** The last outer state (φ counts outer steps in this fake) and every state loaded. */
+  phi: Float32Array;
+  momentum: Float32Array;
+  stepAtOuter = 0;
+  readonly loads: OuterState[] = [];
+
+  async outerState(): Promise<OuterState> {
+    return { phi: this.phi.slice(), momentum: this.momentum.slice(), innerStep: this.stepAtOuter };
+  }
+
+  async load(s: OuterState): Promise<void> {
+    this.loads.push(s);
+    this.phi = s.phi.slice();
+    this.momentum = s.momentum.slice();
+    this.step = this.stepAtOuter = s.innerStep;
   }
 
   async dispose(): Promise<void> {
@@ -123,6 +148,8 @@ export class FakeBackend implements VolunteerBackend {
   closes = 0;
   /** Set to make join() fail (e.g. coordinator unreachable). */
   joinError: Error | null = null;
+  /** The state the next session starts from (a peer's or a checkpoint's; fresh by default). */
+  start: SessionStart = { source: 'fresh', from: null, step: 0, round: 0 };
 
   constructor(public run: RunSummary = FAKE_RUN, public gpu: GpuProbe = FAKE_GPU, public msPerStep = 20) {}
 
@@ -134,8 +161,11 @@ export class FakeBackend implements VolunteerBackend {
     await sleep(10);
     if (this.joinError) throw this.joinError;
     const trainer = (this.trainer = new FakeTrainer(this.msPerStep));
+    const start = { ...this.start };
+    if (start.source !== 'fresh') await trainer.load({ phi: new Float32Array(trainer.floats).fill(9), momentum: new Float32Array(trainer.floats), innerStep: start.step });
     return {
       peerId: 'p-00000000000000a1',
+      start,
       trainer,
       mesh: this.mesh,
       report: (r) => { this.reports.push(r); },

@@ -1,11 +1,19 @@
 // The volunteer page's backend: the coordinator (run description, signaling, reports) plus the
 // training worker and the WebRTC mesh, which the entry file supplies as factories. Nothing here
 // runs before join(), which the TrainingController calls only after consent and Start.
+//
+//   join: welcome -> worker (fresh init) -> mesh -> the run's state (a live peer's, else the
+//   newest checkpoint's, else keep the fresh init; src/sync/join.ts) loaded into the worker
+//   -> serve our last outer state to newcomers (mesh) and to checkpoint requests (coordinator)
 import { buildLayout } from '../../model/layout.ts';
 import { lossToWire, type RunInfo, type WelcomeMsg } from '../../protocol/messages.ts';
+import { consoleLogger, type Logger } from '../../sync/components.ts';
+import { joinRunState, serveRunState } from '../../sync/join.ts';
+import type { Mesh } from '../../sync/mesh.ts';
 import { SignalingClient, type SessionStore, type WebSocketCtor } from '../../sync/signaling-client.ts';
-import type { GpuProbe, MeshPort, RunSummary, TrainerPort, VolunteerBackend, VolunteerSession } from '../ports.ts';
+import type { GpuProbe, MeshPort, RunSummary, SessionStart, TrainerPort, VolunteerBackend, VolunteerSession } from '../ports.ts';
 import { browserProbeEnv, probeGpu } from './gpu-probe.ts';
+import { ServingTrainer } from './serving-trainer.ts';
 
 /** Bytes per element on the wire for each compression setting of a run. */
 const WIRE_BYTES: Record<string, number> = { none: 4, fp16: 2, bf16: 2, int8: 1 };
@@ -43,16 +51,23 @@ export interface MeshFactoryArgs {
   otherPeers(): number;
 }
 
+/** The run's mesh as the backend needs it: the controller's port, plus joining and serving state. */
+export type RunMesh = MeshPort & Pick<Mesh, 'bootstrap' | 'serveState' | 'destroy'>;
+
 export interface VolunteerBackendInit {
   baseUrl: string;
   runId: string;
   WebSocket: WebSocketCtor;
   session?: SessionStore;
   fetch?: typeof fetch;
-  /** Starts the training worker for this run (data download, GPU device, init or bootstrap). */
+  /** Starts the training worker for this run (data download, GPU device, fresh init from the run's seed). */
   createTrainer(args: TrainerFactoryArgs): Promise<TrainerPort>;
   /** Joins the run's WebRTC mesh. */
-  createMesh(args: MeshFactoryArgs): Promise<MeshPort & { destroy(): void }>;
+  createMesh(args: MeshFactoryArgs): Promise<RunMesh>;
+  /** How long to look for a live peer to copy the run's state from (when others are online). Default 15 s. */
+  bootstrapTimeoutMs?: number;
+  /** Where join and serve events go; default the console, prefixed [murmur]. */
+  logger?: Logger;
 }
 
 export class CoordinatorVolunteerBackend implements VolunteerBackend {
@@ -91,20 +106,37 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
       ];
       signaling.start();
     });
+    const run = welcome.run;
+    const log = this.init.logger ?? consoleLogger('[murmur]', true);
+    const floats = buildLayout(run.model).total;
     let trainer: TrainerPort | null = null;
-    let mesh: (MeshPort & { destroy(): void }) | null = null;
+    let mesh: RunMesh | null = null;
+    let start: SessionStart;
     try {
-      trainer = await this.init.createTrainer({ run: welcome.run, welcome, baseUrl: this.init.baseUrl });
-      mesh = await this.init.createMesh({ run: welcome.run, signaling, welcome, otherPeers: () => others.length });
+      trainer = await this.init.createTrainer({ run, welcome, baseUrl: this.init.baseUrl });
+      mesh = await this.init.createMesh({ run, signaling, welcome, otherPeers: () => others.length });
+      // The run's current state: a live peer's, else the newest checkpoint's, else the fresh init.
+      const joined = await joinRunState(mesh, signaling, {
+        runId: run.id, floats, others: others.length, timeoutMs: this.init.bootstrapTimeoutMs, logger: log,
+      });
+      const s = joined.state;
+      if (s) await trainer.load({ phi: s.phi, momentum: s.momentum, innerStep: s.innerStep });
+      start = { source: joined.source, from: joined.source === 'peer' ? s!.from : null, step: s?.innerStep ?? 0, round: s?.outerRound ?? 0 };
+      log.info('joined the run', { run: run.id, ...start });
     } catch (e) {
       offPeers();
+      mesh?.destroy();
       await trainer?.dispose();
       signaling.stop('could not start training');
       throw e;
     }
-    const t = trainer, m = mesh;
+    const t = new ServingTrainer(trainer, start, run.train.batch * run.train.seqLen);
+    const m = mesh;
+    // From now on newcomers copy our last outer state, and the coordinator can checkpoint it.
+    const stopServing = serveRunState(m, signaling, { runId: run.id, floats, logger: log }, () => t.snapshot());
     return {
       peerId: welcome.peerId,
+      start,
       trainer: t,
       mesh: m,
       report: (r) => {
@@ -114,6 +146,7 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
       },
       close: async () => {
         offPeers();
+        stopServing();
         m.destroy();
         await t.dispose();
         signaling.stop('the volunteer stopped');

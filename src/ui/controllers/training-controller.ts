@@ -11,7 +11,9 @@
 import { clampIntensity, chunkSteps, DutyMeter, restMs } from '../core/duty.ts';
 import { initialPolicy, LEVEL_FACTOR, nextRecheck, stepPolicy, type PolicyState, type Source } from '../core/policy.ts';
 import { ConsentStore, type ConsentRecord } from '../core/consent.ts';
-import { realClock, type Clock, type GpuProbe, type OuterPayload, type RunSummary, type SensorPort, type VolunteerBackend, type VolunteerSession } from '../ports.ts';
+import {
+  realClock, type Clock, type GpuProbe, type OuterPayload, type RunSummary, type SensorPort, type SessionStart, type VolunteerBackend, type VolunteerSession,
+} from '../ports.ts';
 import { Observable, type Task } from './observable.ts';
 
 export type Phase =
@@ -30,8 +32,9 @@ export type PauseReason = 'user' | Source;
 export const MIN_PAIR_WAIT_MS = 250;
 
 export interface Figures {
+  /** Inner steps of this replica's state: from the adopted state's step on (run-wide, like the peers'). */
   step: number;
-  /** Outer steps completed (with a partner or solo). */
+  /** Outer steps of this replica's state (with a partner or solo), counted on from the adopted state's. */
   rounds: number;
   /** Last finite training loss. */
   loss: number | null;
@@ -84,6 +87,8 @@ export class TrainingController extends Observable {
   gpu: Task<GpuProbe> = { status: 'pending' };
   consentRecord: ConsentRecord | null = null;
   figures: Figures = emptyFigures();
+  /** Where the current (or last) session's state came from; null before the first join. */
+  joinedFrom: SessionStart | null = null;
   /** Why training is paused (empty while it runs). */
   pauseReasons: PauseReason[] = [];
   /** Set by "finish this step, then pause" until that happens. */
@@ -265,6 +270,11 @@ export class TrainingController extends Observable {
       }
       this.session = session;
       if (this.stopRequested) return;
+      // The replica continues the run's counters from the state it adopted: its reports and the
+      // rounds it pairs for line up with the peers it copied from.
+      this.joinedFrom = session.start;
+      this.figures.step = session.start.step;
+      this.figures.rounds = session.start.round;
       const run = (this.run as { value: RunSummary }).value;
       let inRound = 0;
       this.figures.stepsToOuter = run.H;

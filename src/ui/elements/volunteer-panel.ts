@@ -6,7 +6,7 @@ import type { Figures, PauseReason, TrainingController } from '../controllers/tr
 import { LitWatch } from '../controllers/observable.ts';
 import { formatBytes, formatCount, formatDuration, formatLoss } from '../core/format.ts';
 import { MIN_INTENSITY } from '../core/duty.ts';
-import type { RunSummary } from '../ports.ts';
+import type { RunSummary, SessionStart } from '../ports.ts';
 import { theme } from './theme.ts';
 
 const REASON_TEXT: Record<PauseReason, string> = {
@@ -188,7 +188,7 @@ export class VolunteerPanel extends LitElement {
     let text: string, detail: string | TemplateResult = '';
     switch (c.phase) {
       case 'idle': text = 'Not training.'; detail = c.consentRecord ? 'Press Start when you are ready.' : ''; break;
-      case 'starting': text = 'Starting…'; detail = 'Connecting to the coordinator and preparing your GPU.'; break;
+      case 'starting': text = 'Starting…'; detail = 'Connecting to the coordinator, preparing your GPU and fetching the run\'s current model.'; break;
       case 'training':
         text = c.pauseAfterStep ? `Training; will pause after this step (${f.stepsToOuter} inner steps and one exchange left).` : 'Training.';
         detail = f.peersOnline === 0
@@ -254,8 +254,19 @@ export class VolunteerPanel extends LitElement {
           ${fig('accepted', 'Exchanges accepted by partners', String(f.exchangesAccepted))}
           ${f.divergences ? fig('divergences', 'Steps redone after the loss blew up', `${f.divergences} time${f.divergences === 1 ? '' : 's'}`) : nothing}
         </dl>
+        ${c.joinedFrom ? html`<p class="muted" data-start=${c.joinedFrom.source}>${startText(c.joinedFrom)}</p>` : nothing}
         ${run ? html`<p class="muted">One step trains on ${formatCount(run.tokensPerStep)} tokens; an outer step is every ${run.H} steps.</p>` : nothing}
       </section>`;
+  }
+}
+
+/** Where this replica's weights came from, in the volunteer's words. */
+function startText(s: SessionStart): string {
+  const at = `step ${s.step}, outer step ${s.round}`;
+  switch (s.source) {
+    case 'peer': return `Your GPU picked up the run where it stands: it copied the current model from volunteer ${s.from} (${at}).`;
+    case 'checkpoint': return `Your GPU picked up the run from its newest checkpoint (${at}): no other volunteer could share the model.`;
+    case 'fresh': return 'Your GPU started the model from scratch: no volunteer or checkpoint had trained it yet.';
   }
 }
 

@@ -4,14 +4,15 @@
 // transferred ArrayBuffers.
 import * as Comlink from 'comlink';
 import type { TrainerApi } from '../../worker/worker.ts';
+import { STATE_FORMAT, STATE_VERSION, type LoadState } from '../../worker/types.ts';
 import { validationBatches } from '../../data/sampler.ts';
 import { buildLayout } from '../../model/layout.ts';
 import { createMesh as makeMesh } from '../../sync/mesh.ts';
 import { downloadAssignment } from '../../volunteer/data.ts';
 import { runConfigHash, VAL_BATCHES } from '../../volunteer/run-config.ts';
 import { withPeerReplay } from '../../volunteer/signaling.ts';
-import type { MeshFactoryArgs, TrainerFactoryArgs } from '../browser/volunteer-backend.ts';
-import type { MeshPort, OuterPayload, TrainerPort } from '../ports.ts';
+import type { MeshFactoryArgs, RunMesh, TrainerFactoryArgs } from '../browser/volunteer-backend.ts';
+import type { OuterPayload, OuterState, TrainerPort } from '../ports.ts';
 
 // The same data download and run fingerprint as the headless volunteer (src/volunteer), so
 // browser and Node peers of one run train on identical tokens and pair with each other.
@@ -42,6 +43,17 @@ export async function createTrainer({ run, welcome, baseUrl }: TrainerFactoryArg
       const plain = partners.map((p) => ({ phi: p.phi.slice().buffer, delta: p.delta.slice().buffer }));
       return api.applyOuter(Comlink.transfer(plain, plain.flatMap((p) => [p.phi, p.delta])));
     },
+    async outerState(): Promise<OuterState> {
+      // A copy the worker keeps on the CPU after every outer step; its buffers are transferred.
+      const o = await api.outerState();
+      return { phi: o.phi, momentum: o.outerM, innerStep: o.step };
+    },
+    async load(s: OuterState) {
+      // Only the outer state: the worker starts θ at φ with zero AdamW moments.
+      const phi = s.phi.slice().buffer, outerM = s.momentum.slice().buffer;
+      const state: LoadState = { format: STATE_FORMAT, version: STATE_VERSION, model: run.model, step: s.innerStep, phi, outerM };
+      await api.load(Comlink.transfer(state, [phi, outerM]));
+    },
     async dispose() {
       if (disposed) return;
       disposed = true;
@@ -63,7 +75,7 @@ const SOLO_TEXT: Record<string, string> = {
   rejected: "the partner's update failed the checks",
 };
 
-export async function createMesh({ run, signaling, otherPeers }: MeshFactoryArgs): Promise<MeshPort & { destroy(): void }> {
+export async function createMesh({ run, signaling, otherPeers }: MeshFactoryArgs): Promise<RunMesh> {
   // The mesh is made after the welcome: replay the peer list it would otherwise have missed.
   const mesh = makeMesh({ runId: run.id, configHash: runConfigHash(run), elements: buildLayout(run.model).total })({ signaling: withPeerReplay(signaling) });
   let bytesIn = 0, bytesOut = 0;
@@ -81,6 +93,8 @@ export async function createMesh({ run, signaling, otherPeers }: MeshFactoryArgs
       return { partner: r.partner, payload: { phi: r.payload.phi, delta: r.payload.delta }, accepted: r.outcome === 'paired' };
     },
     stats: () => ({ peers: otherPeers(), bytesIn, bytesOut, lastSolo }),
+    bootstrap: (opts) => mesh.bootstrap(opts),
+    serveState: (provider) => mesh.serveState(provider),
     destroy() { mesh.destroy(); },
   };
 }

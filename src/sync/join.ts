@@ -1,0 +1,113 @@
+// Joining a run mid-way, and serving its state afterwards: the same steps for the browser page
+// and the headless volunteer. A newcomer copies φ, the outer momentum and the step counters
+// from a random live peer over the mesh, else from the coordinator's newest checkpoint, else
+// starts fresh (φ_0 from the run's seed). From then on it answers newcomers (mesh) and the
+// coordinator's checkpoint requests (signaling) with the state of its LAST OUTER STEP: φ and m
+// only change there, so a snapshot never holds a half-finished inner loop.
+import type { StateFrame } from '../protocol/state-frame.ts';
+import { silentLogger, type Logger } from './components.ts';
+import type { Mesh } from './mesh.ts';
+import { joinRun, type JoinSource } from './replica.ts';
+import type { SignalingClient } from './signaling-client.ts';
+import type { BootState } from './types.ts';
+
+/** φ, outer momentum and both counters, as of one outer step. */
+export type OuterState = Omit<BootState, 'from'>;
+
+/** What a serving peer hands out: its last outer state plus the figures a checkpoint records. */
+export interface ServedState extends OuterState {
+  /** Validation loss of φ if this peer measured one, else null. */
+  valLoss: number | null;
+  /** Tokens this peer has trained on since it joined. */
+  tokens: number;
+}
+
+export interface RunJoinOptions {
+  runId: string;
+  /** Floats in φ and in the momentum (the layout's total); a checkpoint of another size is ignored. */
+  floats: number;
+  /** Other live peers of the run when we joined (from the welcome). */
+  others: number;
+  /** How long to look for a live peer to copy from, when others are online. Default 15 s. */
+  timeoutMs?: number;
+  logger?: Logger;
+}
+
+export const DEFAULT_BOOTSTRAP_TIMEOUT_MS = 15_000;
+
+/**
+ * Where this peer's starting state comes from: a live peer, else the newest checkpoint, else
+ * nothing (`state` null: keep the fresh init). A checkpoint that cannot be downloaded or does
+ * not fit the layout is skipped with a warning rather than failing the join.
+ */
+export function joinRunState(
+  mesh: Pick<Mesh, 'bootstrap'>,
+  signaling: Pick<SignalingClient, 'fetchCheckpointState'>,
+  o: RunJoinOptions,
+): Promise<{ source: JoinSource; state: BootState | null }> {
+  const log = o.logger ?? silentLogger;
+  return joinRun(mesh, {
+    // Alone in the run nobody can answer: skip the wait for a neighbour.
+    timeoutMs: o.others > 0 ? o.timeoutMs ?? DEFAULT_BOOTSTRAP_TIMEOUT_MS : 1,
+    // Each live peer asked at most once: peers that started together all decline ('no state
+    // yet'), and waiting out the timeout for a peer that is not there helps nobody.
+    tries: Math.max(1, Math.min(3, o.others)),
+    checkpoint: async () => {
+      let f: StateFrame | null;
+      try {
+        f = await signaling.fetchCheckpointState();
+      } catch (err) {
+        log.warn('could not download the newest checkpoint; starting fresh', { error: (err as Error).message });
+        return null;
+      }
+      if (!f) return null;
+      if (f.meta.floats !== o.floats) {
+        log.warn('the newest checkpoint does not fit this run\'s layout; starting fresh', { floats: f.meta.floats, want: o.floats });
+        return null;
+      }
+      if (f.meta.runId !== o.runId) {
+        log.warn('the newest checkpoint belongs to another run; starting fresh', { run: f.meta.runId, want: o.runId });
+        return null;
+      }
+      return { phi: f.phi, momentum: f.momentum, outerRound: f.meta.round, innerStep: f.meta.step };
+    },
+  });
+}
+
+/**
+ * Serves `snapshot()` to newcomers over the mesh and to the coordinator's checkpoint requests.
+ * `snapshot` must return the last outer state (copies: they are sent later), or null while
+ * there is none. Returns the function that stops serving.
+ */
+export function serveRunState(
+  mesh: Pick<Mesh, 'serveState'>,
+  signaling: Pick<SignalingClient, 'setStateProvider'>,
+  o: { runId: string; floats: number; logger?: Logger },
+  snapshot: () => Promise<ServedState | null>,
+): () => void {
+  const log = o.logger ?? silentLogger;
+  mesh.serveState(async () => {
+    const s = await snapshot();
+    if (!s) return null;
+    log.info('a newcomer asked for our state: serving the last outer step', { step: s.innerStep, round: s.outerRound });
+    return { phi: s.phi, momentum: s.momentum, outerRound: s.outerRound, innerStep: s.innerStep };
+  });
+  signaling.setStateProvider(async (): Promise<StateFrame> => {
+    const s = await snapshot();
+    if (!s) throw new Error('this peer has no state to serve yet');
+    log.info('the coordinator asked for a checkpoint: uploading the last outer step', { step: s.innerStep, round: s.outerRound });
+    return {
+      // JSON has no NaN: a diverged loss is "not measured" in a checkpoint's header.
+      meta: { runId: o.runId, step: s.innerStep, round: s.outerRound, floats: o.floats, valLoss: validLoss(s.valLoss), tokens: s.tokens },
+      phi: s.phi, momentum: s.momentum,
+    };
+  });
+  return () => {
+    mesh.serveState(null);
+    signaling.setStateProvider(null);
+  };
+}
+
+function validLoss(v: number | null): number | null {
+  return v !== null && Number.isFinite(v) && v >= 0 ? v : null;
+}

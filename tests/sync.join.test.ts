@@ -1,0 +1,123 @@
+// joinRunState / serveRunState (src/sync/join.ts) against a fake mesh and a fake coordinator
+// client: the order live peer -> checkpoint -> fresh, what is skipped (and why), the wait
+// settings, and what newcomers and checkpoint requests are served.
+import { describe, expect, it } from 'vitest';
+import { decodeStateFrame, encodeStateFrame, type StateFrame } from '../src/protocol/state-frame.ts';
+import type { Logger } from '../src/sync/components.ts';
+import { joinRunState, serveRunState, type ServedState } from '../src/sync/join.ts';
+import type { BootState, StateProvider } from '../src/sync/types.ts';
+import type { StateProvider as CheckpointProvider } from '../src/sync/signaling-client.ts';
+
+const FLOATS = 6;
+const vec = (x: number) => Float32Array.from({ length: FLOATS }, (_, i) => x + i / 10);
+
+class FakeMesh {
+  asked: { timeoutMs?: number; tries?: number }[] = [];
+  provider: StateProvider | null = null;
+  constructor(private readonly answer: BootState | null = null) {}
+  async bootstrap(o: { timeoutMs?: number; tries?: number } = {}): Promise<BootState | null> {
+    this.asked.push(o);
+    return this.answer;
+  }
+  serveState(p: StateProvider | null): void { this.provider = p; }
+}
+
+class FakeClient {
+  fetched = 0;
+  provider: CheckpointProvider | null = null;
+  constructor(private readonly frame: StateFrame | null | Error = null) {}
+  async fetchCheckpointState(): Promise<StateFrame | null> {
+    this.fetched++;
+    if (this.frame instanceof Error) throw this.frame;
+    // Through the wire format, as the real client returns it (views into one buffer).
+    return this.frame && decodeStateFrame(encodeStateFrame(this.frame));
+  }
+  setStateProvider(p: CheckpointProvider | null): void { this.provider = p; }
+}
+
+function recorder(): Logger & { warnings: string[] } {
+  const warnings: string[] = [];
+  return { warnings, debug() {}, info() {}, warn: (m) => { warnings.push(m); }, error() {} };
+}
+
+const checkpoint = (over: Partial<StateFrame['meta']> = {}): StateFrame => ({
+  meta: { runId: 'r1', step: 800, round: 100, floats: FLOATS, valLoss: 2.5, tokens: 1000, ...over },
+  phi: vec(3), momentum: vec(-1),
+});
+
+describe('joinRunState', () => {
+  it('takes a live peer\'s state first, without asking the coordinator', async () => {
+    const peer: BootState = { from: 'p-1', phi: vec(1), momentum: vec(0), outerRound: 7, innerStep: 56 };
+    const mesh = new FakeMesh(peer), client = new FakeClient(checkpoint());
+    const got = await joinRunState(mesh, client, { runId: 'r1', floats: FLOATS, others: 5, timeoutMs: 4000 });
+    expect(got).toEqual({ source: 'peer', state: peer });
+    expect(client.fetched).toBe(0);
+    // At most three peers asked, each once; the caller's timeout.
+    expect(mesh.asked).toEqual([{ timeoutMs: 4000, tries: 3 }]);
+  });
+
+  it('does not wait for a neighbour when nobody else is in the run', async () => {
+    const mesh = new FakeMesh();
+    await joinRunState(mesh, new FakeClient(), { runId: 'r1', floats: FLOATS, others: 0 });
+    expect(mesh.asked).toEqual([{ timeoutMs: 1, tries: 1 }]);
+    const two = new FakeMesh();
+    await joinRunState(two, new FakeClient(), { runId: 'r1', floats: FLOATS, others: 2 });
+    expect(two.asked).toEqual([{ timeoutMs: 15_000, tries: 2 }]);
+  });
+
+  it('falls back to the newest checkpoint, with its counters', async () => {
+    const got = await joinRunState(new FakeMesh(), new FakeClient(checkpoint()), { runId: 'r1', floats: FLOATS, others: 1 });
+    expect(got.source).toBe('checkpoint');
+    expect(got.state).toMatchObject({ from: 'checkpoint', outerRound: 100, innerStep: 800 });
+    expect([...got.state!.phi]).toEqual([...vec(3)]);
+    expect([...got.state!.momentum]).toEqual([...vec(-1)]);
+  });
+
+  it('starts fresh when there is no checkpoint, or one it cannot use, saying why', async () => {
+    const cases: [StateFrame | null | Error, RegExp | null][] = [
+      [null, null],
+      [new Error('GET /state answered 500'), /could not download/],
+      [{ ...checkpoint({ floats: FLOATS + 1 }), phi: new Float32Array(FLOATS + 1), momentum: new Float32Array(FLOATS + 1) }, /does not fit/],
+      [checkpoint({ runId: 'other' }), /another run/],
+    ];
+    for (const [frame, why] of cases) {
+      const log = recorder();
+      const client = new FakeClient(frame);
+      expect(await joinRunState(new FakeMesh(), client, { runId: 'r1', floats: FLOATS, others: 0, logger: log })).toEqual({ source: 'fresh', state: null });
+      expect(client.fetched).toBe(1);
+      if (why) expect(log.warnings.join('; ')).toMatch(why);
+      else expect(log.warnings).toEqual([]);
+    }
+  });
+});
+
+describe('serveRunState', () => {
+  const served = (x: number): ServedState => ({ phi: vec(x), momentum: vec(-x), outerRound: 12, innerStep: 96, valLoss: 2.25, tokens: 4096 });
+
+  it('answers newcomers with φ, momentum and both counters, and the coordinator with a checkpoint frame', async () => {
+    const mesh = new FakeMesh(), client = new FakeClient();
+    let calls = 0;
+    serveRunState(mesh, client, { runId: 'r1', floats: FLOATS }, async () => served(++calls));
+    const boot = await mesh.provider!();
+    expect(boot).toEqual({ phi: vec(1), momentum: vec(-1), outerRound: 12, innerStep: 96 });
+    // The frame must encode (its header is checked against the schema on both ends).
+    const frame = decodeStateFrame(encodeStateFrame(await client.provider!()));
+    expect(frame.meta).toEqual({ runId: 'r1', step: 96, round: 12, floats: FLOATS, valLoss: 2.25, tokens: 4096 });
+    expect([...frame.phi]).toEqual([...vec(2)]);
+    expect([...frame.momentum]).toEqual([...vec(-2)]);
+    expect(calls).toBe(2); // a fresh snapshot per request
+  });
+
+  it('declines while there is no state, sends a diverged loss as "not measured", and stops serving', async () => {
+    const mesh = new FakeMesh(), client = new FakeClient();
+    let state: ServedState | null = null;
+    const stop = serveRunState(mesh, client, { runId: 'r1', floats: FLOATS }, async () => state);
+    expect(await mesh.provider!()).toBeNull();
+    await expect(Promise.resolve(client.provider!())).rejects.toThrow(/no state to serve yet/);
+    state = { ...served(1), valLoss: NaN };
+    expect((await client.provider!()).meta.valLoss).toBeNull();
+    stop();
+    expect(mesh.provider).toBeNull();
+    expect(client.provider).toBeNull();
+  });
+});

@@ -1,0 +1,169 @@
+// The browser volunteer's join and serve (CoordinatorVolunteerBackend.join) against the real
+// coordinator in-process, with a fake worker trainer and a fake mesh: a session starts fresh,
+// from a live peer's state or from the newest checkpoint, loads it into the trainer and
+// continues its counters; and from then on it serves its LAST OUTER state (with the round and
+// step it belongs to) to newcomers and to the coordinator, which stores it as a checkpoint.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { decodeStateFrame } from '../src/protocol/state-frame.ts';
+import type { RunInfo } from '../src/protocol/messages.ts';
+import { buildLayout, type Layout } from '../src/model/layout.ts';
+import type { Logger } from '../src/sync/components.ts';
+import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
+import type { BootState, StateProvider } from '../src/sync/types.ts';
+import { CoordinatorVolunteerBackend, type RunMesh } from '../src/ui/browser/volunteer-backend.ts';
+import type { ExchangeResult, MeshStats, VolunteerSession } from '../src/ui/ports.ts';
+import { startServer, until, type TestServer } from './support/coordinator.ts';
+import { FakeTrainer } from './support/ui-fakes.ts';
+
+const RUN = 'join';
+let s: TestServer;
+let run: RunInfo;
+let P: number;
+let layout: Layout;
+const sessions: VolunteerSession[] = [];
+
+beforeAll(async () => {
+  s = await startServer();
+  const r = await s.c.app.inject({
+    method: 'POST', url: '/api/runs', headers: s.admin,
+    payload: { id: RUN, dataset: 'moby-dick', preset: 'micro', train: { H: 4, batch: 2 } },
+  });
+  expect(r.statusCode).toBe(201);
+  run = (await s.c.app.inject({ method: 'GET', url: `/api/runs/${RUN}` })).json() as RunInfo;
+  layout = buildLayout(run.model);
+  P = layout.total;
+});
+
+afterAll(async () => {
+  for (const x of sessions) await x.close().catch(() => {});
+  await s?.close();
+});
+
+/** The mesh as the backend uses it: records bootstrap requests, holds the state provider. */
+class FakeRunMesh implements RunMesh {
+  asked: { timeoutMs?: number; tries?: number }[] = [];
+  provider: StateProvider | null = null;
+  destroyed = false;
+  constructor(private readonly answer: BootState | null) {}
+  async exchange(): Promise<ExchangeResult | null> { return null; }
+  stats(): MeshStats { return { peers: 0, bytesIn: 0, bytesOut: 0 }; }
+  async bootstrap(o: { timeoutMs?: number; tries?: number } = {}): Promise<BootState | null> {
+    this.asked.push(o);
+    return this.answer;
+  }
+  serveState(p: StateProvider | null): void { this.provider = p; }
+  destroy(): void { this.destroyed = true; }
+}
+
+const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+async function joinWith(answer: BootState | null, trainer = new FakeTrainer(0, P)) {
+  const mesh = new FakeRunMesh(answer);
+  const backend = new CoordinatorVolunteerBackend({
+    baseUrl: s.url, runId: RUN, WebSocket: WebSocket as unknown as WebSocketCtor, bootstrapTimeoutMs: 500, logger: quiet,
+    createTrainer: async () => trainer,
+    createMesh: async () => mesh,
+  });
+  const session = await backend.join();
+  sessions.push(session);
+  return { session, mesh, trainer };
+}
+
+/** One outer round as the TrainingController drives it (H inner steps, then a solo outer step). */
+async function round(x: VolunteerSession): Promise<void> {
+  await x.trainer.train(run.train.H);
+  await x.trainer.outerPayload();
+  await x.trainer.applyOuter([]);
+}
+
+/** The floats a checkpoint keeps: every tensor, without the alignment padding between them. */
+const tensors = (a: Float32Array) => layout.tensors.flatMap((t) => [...a.subarray(t.offset, t.offset + t.size)]);
+
+const gaussian = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 1000 + i) * 0.02);
+
+let first: Awaited<ReturnType<typeof joinWith>>;
+let ckpt: { id: string; step: number; round: number; tokens: number; valLoss: number | null; peerId: string };
+
+describe('the browser volunteer joins a run and serves its state', () => {
+  it('starts fresh when alone (no wait for a neighbour) and serves its last outer state, never a half-done inner loop', async () => {
+    first = await joinWith(null);
+    const { session, mesh, trainer } = first;
+    expect(session.start).toEqual({ source: 'fresh', from: null, step: 0, round: 0 });
+    expect(mesh.asked).toEqual([{ timeoutMs: 1, tries: 1 }]);
+    expect(trainer.loads).toEqual([]);
+    expect(await mesh.provider!()).toMatchObject({ outerRound: 0, innerStep: 0 });
+
+    await round(session);
+    await session.trainer.train(2); // mid inner loop: φ, m and the counters stay at the outer step
+    const a = (await mesh.provider!())!;
+    expect(a).toMatchObject({ outerRound: 1, innerStep: run.train.H });
+    expect(a.phi).toEqual(trainer.phi);
+    expect(a.momentum).toEqual(trainer.momentum);
+
+    // Asked while an outer step is in flight: the answer pairs the new φ with the new round.
+    await session.trainer.train(run.train.H - 2);
+    const applying = session.trainer.applyOuter([]);
+    const during = await mesh.provider!();
+    await applying;
+    expect(during).toMatchObject({ outerRound: 2, innerStep: 2 * run.train.H });
+    expect(during!.phi).toEqual(trainer.phi);
+    expect(during!.phi).not.toEqual(a.phi);
+  });
+
+  it('uploads its last outer state when the coordinator pulls a checkpoint', async () => {
+    const { session, trainer } = first;
+    const val = await session.trainer.evaluate();
+    const req = await s.c.app.inject({ method: 'POST', url: `/api/runs/${RUN}/checkpoints`, headers: s.admin });
+    expect(req.statusCode).toBe(202);
+    expect(req.json().peerId).toBe(session.peerId);
+    ckpt = await until(async () => {
+      const list = (await s.c.app.inject({ method: 'GET', url: `/api/runs/${RUN}/checkpoints` })).json() as { checkpoints: typeof ckpt[] };
+      return list.checkpoints[0];
+    }, 10_000, 'the checkpoint upload');
+    expect(ckpt).toMatchObject({ peerId: session.peerId, step: 2 * run.train.H, round: 2, tokens: 2 * run.train.H * run.train.batch * run.train.seqLen });
+    expect(ckpt.valLoss).toBeCloseTo(val, 5);
+    const res = await s.c.app.inject({ method: 'GET', url: `/api/runs/${RUN}/checkpoints/${ckpt.id}/state` });
+    const frame = decodeStateFrame(new Uint8Array(res.rawPayload));
+    expect(tensors(frame.phi)).toEqual(tensors(trainer.phi));
+    expect(tensors(frame.momentum)).toEqual(tensors(trainer.momentum));
+  });
+
+  it('a later page copies a live peer\'s state into its trainer and continues its counters', async () => {
+    const served: BootState = { from: 'p-00000000000000f1', phi: gaussian(P, 1), momentum: gaussian(P, 2), outerRound: 37, innerStep: 148 };
+    const { session, mesh, trainer } = await joinWith(served);
+    // The first page is live: look for a neighbour (the backend's timeout), ask one peer.
+    expect(mesh.asked).toEqual([{ timeoutMs: 500, tries: 1 }]);
+    expect(session.start).toEqual({ source: 'peer', from: served.from, step: 148, round: 37 });
+    expect(trainer.loads).toHaveLength(1);
+    expect(trainer.loads[0]).toEqual({ phi: served.phi, momentum: served.momentum, innerStep: 148 });
+    // And serves on from there: its next outer state is round 38 at step 152.
+    await round(session);
+    expect(await mesh.provider!()).toMatchObject({ outerRound: 38, innerStep: 152 });
+  });
+
+  it('with no live peer answering, starts from the newest checkpoint', async () => {
+    const { session, trainer } = await joinWith(null);
+    expect(session.start).toEqual({ source: 'checkpoint', from: null, step: ckpt.step, round: ckpt.round });
+    expect(trainer.loads).toHaveLength(1);
+    expect(trainer.loads[0]!.innerStep).toBe(ckpt.step);
+    expect(tensors(trainer.loads[0]!.phi)).toEqual(tensors(first.trainer.phi));
+    expect(tensors(trainer.loads[0]!.momentum)).toEqual(tensors(first.trainer.momentum));
+  });
+
+  it('releases the worker, the mesh and the connection when loading the state fails', async () => {
+    const trainer = new FakeTrainer(0, P);
+    trainer.load = async () => { throw new RangeError('Trainer.load: phi has a non-finite value at float 3'); };
+    const mesh = new FakeRunMesh({ from: 'p-00000000000000f2', phi: gaussian(P, 3), momentum: gaussian(P, 4), outerRound: 1, innerStep: 4 });
+    const live = () => s.c.hub.livePeers(RUN).length;
+    const before = live();
+    const backend = new CoordinatorVolunteerBackend({
+      baseUrl: s.url, runId: RUN, WebSocket: WebSocket as unknown as WebSocketCtor, bootstrapTimeoutMs: 500, logger: quiet,
+      createTrainer: async () => trainer, createMesh: async () => mesh,
+    });
+    await expect(backend.join()).rejects.toThrow(/non-finite value/);
+    expect(trainer.disposed).toBe(true);
+    expect(mesh.destroyed).toBe(true);
+    await until(() => live() === before, 5000, 'the failed page to leave the run');
+  });
+});
