@@ -118,6 +118,7 @@ describe('TrainingController', () => {
     c.start();
     await advance(130);
     expect(c.joinedFrom).toEqual(backend.start);
+    expect(c.peerId).toBe('p-00000000000000a1');
     expect(backend.trainer!.loads.map((l) => l.innerStep)).toEqual([120]);
     c.pauseAfterOuterStep();
     await advance(2000);

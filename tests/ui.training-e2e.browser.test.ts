@@ -3,8 +3,9 @@
 // on WebGPU (SwiftShader here) and pairing over WebRTC for NoLoCo outer steps; then the widget
 // on a page of another origin training through the coordinator's embed.js and frame.
 // Checks consent -> training -> pause -> resume -> stop with the live figures changing, no
-// worker or connection before Start, the intensity lowering the measured GPU duty cycle, and
-// the dashboard showing the volunteers.
+// worker or connection before Start, the intensity lowering the measured GPU duty cycle, a third
+// tab joining later from a live tab's state (and the coordinator checkpointing browser tabs),
+// and the dashboard showing the volunteers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,6 +16,7 @@ import { build } from 'vite';
 import type { Browser, Page } from 'playwright-core';
 import { ROOT, calmPage as calmPageIn, launchWebRtcBrowser } from './support/browser.ts';
 import { startServer, type TestServer } from './support/coordinator.ts';
+import { decodeStateFrame } from '../src/protocol/state-frame.ts';
 
 const OUT = join(ROOT, 'tests', 'output');
 mkdirSync(OUT, { recursive: true });
@@ -43,6 +45,32 @@ async function until(p: Page, what: string, ok: (s: Awaited<ReturnType<typeof st
   return s;
 }
 
+/** Inner steps per outer step of the test run. */
+const H = 4;
+const peerIdOf = (p: Page) => p.evaluate(() => (window as unknown as { murmurVolunteer: { peerId: string } }).murmurVolunteer.peerId);
+/** The coordinator's stored reports of one peer, oldest first. */
+const reportsOf = (peer: string) => server.c.db.prepare('SELECT step, round FROM reports WHERE run_id = ? AND peer_id = ? ORDER BY t, seq').all(RUN, peer) as { step: number; round: number }[];
+type Ckpt = { id: string; step: number; round: number; peerId: string };
+/** Asks the coordinator for a checkpoint now; it must come from `peer` (the only live one). */
+async function checkpointFrom(peer: string): Promise<Ckpt> {
+  const before = new Set((await listCheckpoints()).map((c) => c.id));
+  const res = await fetch(`${server.url}/api/runs/${RUN}/checkpoints`, { method: 'POST', headers: server.admin });
+  expect(res.status).toBe(202);
+  expect(((await res.json()) as { peerId: string }).peerId).toBe(peer);
+  let got: Ckpt | undefined;
+  await expect.poll(async () => (got = (await listCheckpoints()).find((c) => !before.has(c.id))), { timeout: 30_000 }).toBeDefined();
+  expect(got!.peerId).toBe(peer);
+  return got!;
+}
+async function listCheckpoints(): Promise<Ckpt[]> {
+  return ((await (await fetch(`${server.url}/api/runs/${RUN}/checkpoints`)).json()) as { checkpoints: Ckpt[] }).checkpoints;
+}
+async function stateOf(id: string) {
+  const res = await fetch(`${server.url}/api/runs/${RUN}/checkpoints/${id}/state`);
+  expect(res.status).toBe(200);
+  return decodeStateFrame(new Uint8Array(await res.arrayBuffer()));
+}
+
 /** A calm page (tests/support/browser.ts), closed with the others at the end. */
 async function calmPage(): Promise<Page> {
   const p = await calmPageIn(browser, errors);
@@ -57,7 +85,7 @@ beforeAll(async () => {
   const res = await fetch(`${server.url}/api/runs`, {
     method: 'POST', headers: { ...server.admin, 'content-type': 'application/json' },
     // micro on a software GPU: small batches and a short inner loop, so outer steps come quickly.
-    body: JSON.stringify({ id: RUN, name: 'micro end-to-end', dataset: 'moby-dick', preset: 'micro', train: { H: 4, batch: 2 } }),
+    body: JSON.stringify({ id: RUN, name: 'micro end-to-end', dataset: 'moby-dick', preset: 'micro', train: { H, batch: 2 } }),
   });
   if (res.status !== 201) throw new Error(`creating the test run failed: HTTP ${res.status} ${await res.text()}`);
   browser = await launchWebRtcBrowser();
@@ -137,17 +165,66 @@ describe('volunteers training for real', () => {
     await a.getByRole('button', { name: 'Stop' }).click();
     await until(a, 'the stop', (s) => s.phase === 'stopped');
     await expect.poll(() => a.workers().length, { timeout: 10_000 }).toBe(0);
-    const b = pages[1]!;
-    await b.getByRole('button', { name: 'Stop' }).click();
-    await until(b, 'the stop', (s) => s.phase === 'stopped');
   });
 
-  it('shows both volunteers on the dashboard', async () => {
+  it('a tab that joins later copies the live tab\'s model over WebRTC, and the coordinator checkpoints browser tabs', async () => {
+    // Only B is live now (A stopped). Paused, its last outer state (φ, momentum) stays put.
+    const b = pages[1]!;
+    await b.getByRole('button', { name: 'Pause now' }).click();
+    await until(b, 'B paused', (s) => s.phase === 'paused');
+    const peerB = await peerIdOf(b);
+
+    // The coordinator pulls a checkpoint from the only live peer: a browser tab.
+    const first = await checkpointFrom(peerB);
+    expect(first.step, 'a checkpoint is labelled with the step of an outer step').toBeGreaterThan(0);
+    expect(first.step % H).toBe(0);
+    expect(first.round).toBeGreaterThanOrEqual(2);
+    // ... and that is B's own account of its outer step: its report at round R says step S.
+    expect(reportsOf(peerB)).toContainEqual({ step: first.step, round: first.round });
+
+    // C joins while B is live: it must take B's state (not the fresh init, not the checkpoint).
+    const c = await calmPage();
+    await c.setViewportSize({ width: 1000, height: 1500 });
+    await c.goto(`${server.url}/?run=${RUN}`);
+    await c.getByRole('button', { name: /I agree/ }).click();
+    await c.getByRole('button', { name: 'Start training' }).click();
+    // Paused before it trains a step: its state is exactly what it loaded.
+    await c.getByRole('button', { name: 'Pause now' }).click();
+    const joined = await until(c, 'C joined and paused', (s) => s.phase === 'paused');
+    const start = await c.evaluate(() => (window as unknown as { murmurVolunteer: { joinedFrom: unknown } }).murmurVolunteer.joinedFrom);
+    expect(start).toEqual({ source: 'peer', from: peerB, step: first.step, round: first.round });
+    expect(joined.f).toMatchObject({ step: first.step, rounds: first.round });
+    expect(await c.locator('murmur-volunteer-panel [data-start="peer"]').innerText()).toContain(`copied the current model from volunteer ${peerB} (step ${first.step}, outer step ${first.round})`);
+
+    // With B gone, the coordinator's next checkpoint comes from C: the same φ and momentum, bit
+    // for bit, and the same counters: B's worker -> WebRTC -> C's worker -> the coordinator.
+    await b.getByRole('button', { name: 'Stop' }).click();
+    await until(b, 'the stop', (s) => s.phase === 'stopped');
+    const peerC = await peerIdOf(c);
+    const second = await checkpointFrom(peerC);
+    expect({ step: second.step, round: second.round }).toEqual({ step: first.step, round: first.round });
+    const [s1, s2] = [await stateOf(first.id), await stateOf(second.id)];
+    expect(s2.meta).toMatchObject({ step: first.step, round: first.round });
+    expect(Buffer.from(s2.phi.buffer, s2.phi.byteOffset, s2.phi.byteLength).equals(Buffer.from(s1.phi.buffer, s1.phi.byteOffset, s1.phi.byteLength)), 'C\'s φ is B\'s').toBe(true);
+    expect(Buffer.from(s2.momentum.buffer, s2.momentum.byteOffset, s2.momentum.byteLength).equals(Buffer.from(s1.momentum.buffer, s1.momentum.byteOffset, s1.momentum.byteLength)), 'C\'s momentum is B\'s').toBe(true);
+
+    // C trains on from there: its first report continues B's round and step.
+    await c.getByRole('button', { name: 'Resume' }).click();
+    await expect.poll(() => reportsOf(peerC).length, { timeout: 120_000 }).toBeGreaterThan(0);
+    const firstOfC = reportsOf(peerC)[0]!;
+    expect(firstOfC.round).toBe(first.round);
+    expect(firstOfC.step).toBeGreaterThan(first.step);
+    expect(firstOfC.step).toBeLessThanOrEqual(first.step + H);
+    await c.getByRole('button', { name: 'Stop' }).click();
+    await until(c, 'the stop', (s) => s.phase === 'stopped');
+  });
+
+  it('shows the three volunteers on the dashboard', async () => {
     const d = await calmPage();
     await d.setViewportSize({ width: 1400, height: 1000 });
     await d.goto(`${server.url}/dashboard?run=${RUN}`);
-    await d.locator('murmur-peer-grid [data-peer]').nth(1).waitFor({ timeout: 30_000 });
-    expect(await d.locator('murmur-peer-grid [data-peer]').count()).toBe(2);
+    await d.locator('murmur-peer-grid [data-peer]').nth(2).waitFor({ timeout: 30_000 });
+    expect(await d.locator('murmur-peer-grid [data-peer]').count()).toBe(3);
     await d.locator('murmur-chart[data-chart="train"] canvas').first().waitFor();
     await d.screenshot({ path: join(OUT, 'dashboard-real-training.png'), fullPage: true });
   });

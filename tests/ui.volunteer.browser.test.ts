@@ -90,6 +90,8 @@ describe('volunteer page', () => {
     await page.getByRole('button', { name: 'Start training' }).focus();
     await page.keyboard.press('Space');
     await waitFor(page, 'window.volunteerTest.controller.figures.rounds >= 2');
+    // Where the weights came from (the fake backend starts fresh).
+    expect(await page.locator('murmur-volunteer-panel [data-start="fresh"]').innerText()).toMatch(/started the model from scratch/);
     const a = { loss: await figure(page, 'loss'), tokens: await figure(page, 'tokens'), rounds: await figure(page, 'rounds') };
     await page.waitForTimeout(1200);
     const b = { loss: await figure(page, 'loss'), tokens: await figure(page, 'tokens'), rounds: await figure(page, 'rounds') };

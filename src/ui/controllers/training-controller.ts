@@ -89,6 +89,8 @@ export class TrainingController extends Observable {
   figures: Figures = emptyFigures();
   /** Where the current (or last) session's state came from; null before the first join. */
   joinedFrom: SessionStart | null = null;
+  /** This volunteer's id in the run for the current (or last) session; null before the first join. */
+  peerId: string | null = null;
   /** Why training is paused (empty while it runs). */
   pauseReasons: PauseReason[] = [];
   /** Set by "finish this step, then pause" until that happens. */
@@ -273,6 +275,7 @@ export class TrainingController extends Observable {
       // The replica continues the run's counters from the state it adopted: its reports and the
       // rounds it pairs for line up with the peers it copied from.
       this.joinedFrom = session.start;
+      this.peerId = session.peerId;
       this.figures.step = session.start.step;
       this.figures.rounds = session.start.round;
       const run = (this.run as { value: RunSummary }).value;
