@@ -11,6 +11,7 @@ import type { Signaling } from '../protocol/signaling.ts';
 import type { StateFrame } from '../protocol/state-frame.ts';
 import { silentLogger, type Logger } from '../sync/components.ts';
 import { createMesh, type Mesh } from '../sync/mesh.ts';
+import { compressionForRun } from '../sync/compress.ts';
 import type { RtcImplementation } from '../sync/links.ts';
 import { joinRun, type JoinSource } from '../sync/replica.ts';
 import { SignalingClient, memorySessionStore, type SessionStore, type WebSocketCtor } from '../sync/signaling-client.ts';
@@ -238,7 +239,7 @@ class HeadlessVolunteer implements Volunteer {
     });
     this.log.info('trainer ready', { backend: this.backend.kind, adapter: this.backend.adapter, floats: this.backend.total });
     this.mesh = createMesh({
-      runId: run.id, configHash: runConfigHash(run), elements: this.backend.total,
+      runId: run.id, configHash: runConfigHash(run), elements: this.backend.total, compression: compressionForRun(run.compression),
       ...(this.opts.neighbours ? { neighbours: this.opts.neighbours } : {}),
     })({ signaling: this.meshSignaling, rtc: this.c.rtc, logger: this.log });
     const others = welcome.peers.filter((p) => p !== welcome.peerId);
