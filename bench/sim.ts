@@ -1,4 +1,4 @@
-// npm run bench:sim [-- --quick] [--workers N] [--lr X --tag NAME] [--replot]
+// npm run bench:sim [-- --quick] [--workers N] [--lr X] [--data shared|sharded] [--tag NAME] [--replot]
 //   full:    bench/results/sim.json + sim-*.svg   (3 seeds x 600 simulated s; < 45 min on 2 cores)
 //   --quick: bench/results/sim-quick.json + svgs (2 seeds x 120 simulated s; < 5 min on 2 cores)
 //
@@ -15,7 +15,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import os from 'node:os';
 import { execSync } from 'node:child_process';
 import { METHODS, methodDefaults } from '../src/sim/config.ts';
-import { SPEC_DEFAULTS, type SimSpec } from '../src/sim/setup.ts';
+import { DATA_MODES, SPEC_DEFAULTS, type DataMode, type SimSpec } from '../src/sim/setup.ts';
 import { groupRuns, mean, runLabel, runsTable, sd, summaryTable, table, type RunRecord } from '../src/sim/report.ts';
 import { linePlot, type Series } from '../src/sim/svg.ts';
 import { DEFAULT_SYNC_TRIALS, HOME_LINK, syncTable, type SyncRow } from '../src/train/network.ts';
@@ -40,6 +40,9 @@ if (!(Number.isInteger(workers) && workers >= 1)) throw new Error(`--workers mus
 // (sim-TAG.json, sim-TAG-*.svg) so it does not overwrite the main result.
 const LR = Number(arg('--lr') ?? 2e-3);
 if (!(LR > 0)) throw new Error(`--lr must be a positive number, got ${arg('--lr')}`);
+// --data sharded gives replica k only the k-th slice of the training text (see SimSpec.data).
+const DATA = (arg('--data') ?? 'shared') as DataMode;
+if (!DATA_MODES.includes(DATA)) throw new Error(`--data must be ${DATA_MODES.join(' or ')}, got ${DATA}`);
 // --quick writes sim-quick.* so a smoke run never overwrites the committed full result.
 const TAG = arg('--tag') ?? (quick ? 'quick' : undefined);
 if (TAG !== undefined && !/^[\w.-]+$/.test(TAG)) throw new Error(`--tag "${TAG}": use letters, digits, dot, dash or underscore`);
@@ -69,6 +72,7 @@ const base: Omit<SimSpec, 'method' | 'seed'> = {
   batch: 2,
   seqLen: 32,
   lr: LR,
+  data: DATA,
   warmup: 0.05,
   valBatches: 4,
   valBatch: 16,

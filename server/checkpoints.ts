@@ -11,9 +11,10 @@
 // whatever a crash interrupted.
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Db } from './db.ts';
-import { removeStaleTemps, writeFileAtomic } from './fsutil.ts';
+import { removeStaleTemps, writeFileAtomicAsync } from './fsutil.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import { buildLayout, layoutSignature, view, type Layout } from '../src/model/layout.ts';
 import { readSafetensors, tensorF32, writeSafetensors, type SafeTensorIn } from '../src/model/safetensors.ts';
@@ -112,6 +113,19 @@ export function sha256Hex(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex');
 }
 
+/** Bytes hashed between yields to the event loop (~5-10 ms of SHA-256). */
+const HASH_SLICE = 4 << 20;
+
+/** sha256Hex in slices, yielding to the event loop between them: for checkpoint-sized buffers. */
+export async function sha256HexYielding(b: Uint8Array): Promise<string> {
+  const h = createHash('sha256');
+  for (let off = 0; off < b.length; off += HASH_SLICE) {
+    h.update(b.subarray(off, Math.min(b.length, off + HASH_SLICE)));
+    if (off + HASH_SLICE < b.length) await new Promise<void>((r) => setImmediate(r));
+  }
+  return h.digest('hex');
+}
+
 export class CheckpointStore {
   constructor(
     private readonly db: Db,
@@ -126,8 +140,11 @@ export class CheckpointStore {
     return join(this.root, runId);
   }
 
-  /** Writes a checkpoint durably, then prunes to the newest `keep`. */
-  save(run: RunInfo, frame: StateFrame, peerId: string | null, createdAt: number): CheckpointInfo {
+  /**
+   * Writes a checkpoint durably, then prunes to the newest `keep`. The hashing yields and the file
+   * I/O is asynchronous, so the coordinator keeps serving peers meanwhile.
+   */
+  async save(run: RunInfo, frame: StateFrame, peerId: string | null, createdAt: number): Promise<CheckpointInfo> {
     const dir = this.dir(run.id);
     mkdirSync(dir, { recursive: true });
     const bytes = encodeCheckpoint(run, frame, peerId, createdAt);
@@ -135,10 +152,10 @@ export class CheckpointStore {
     const file = `${id}.safetensors`;
     const info: CheckpointInfo = {
       id, runId: run.id, step: frame.meta.step, round: frame.meta.round, valLoss: frame.meta.valLoss,
-      tokens: frame.meta.tokens, peerId, sha256: sha256Hex(bytes), bytes: bytes.length, file, createdAt,
+      tokens: frame.meta.tokens, peerId, sha256: await sha256HexYielding(bytes), bytes: bytes.length, file, createdAt,
     };
-    writeFileAtomic(join(dir, file), bytes);
-    writeFileAtomic(join(dir, `${id}.json`), new TextEncoder().encode(JSON.stringify(info, null, 2) + '\n'));
+    await writeFileAtomicAsync(join(dir, file), bytes);
+    await writeFileAtomicAsync(join(dir, `${id}.json`), new TextEncoder().encode(JSON.stringify(info, null, 2) + '\n'));
     this.insert(info);
     this.prune(run.id);
     return info;
@@ -161,9 +178,10 @@ export class CheckpointStore {
     return join(this.dir(info.runId), info.file);
   }
 
-  load(info: CheckpointInfo): LoadedCheckpoint {
-    const bytes = readFileSync(this.path(info));
-    if (sha256Hex(bytes) !== info.sha256) throw new Error(`checkpoint ${info.id}: file does not match its sha256 (corrupt on disk)`);
+  async load(info: CheckpointInfo): Promise<LoadedCheckpoint> {
+    const buf = await readFile(this.path(info));
+    const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+    if (await sha256HexYielding(bytes) !== info.sha256) throw new Error(`checkpoint ${info.id}: file does not match its sha256 (corrupt on disk)`);
     return { info, ...decodeCheckpoint(bytes) };
   }
 

@@ -3,6 +3,7 @@
 // folder so the rename itself survives a crash.
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 export const TMP_MARK = '.tmp-';
@@ -22,6 +23,33 @@ export function writeFileAtomic(path: string, data: Uint8Array, mode = 0o644): v
   closeSync(fd);
   renameSync(tmp, path);
   fsyncDir(dirname(path));
+}
+
+/**
+ * writeFileAtomic without blocking the event loop: the writes, fsyncs and rename run on libuv's
+ * thread pool. For checkpoints (hundreds of MB for the larger presets), so heartbeats, signals
+ * and reports keep flowing while one is written.
+ */
+export async function writeFileAtomicAsync(path: string, data: Uint8Array, mode = 0o644): Promise<void> {
+  const tmp = join(dirname(path), `${basename(path)}${TMP_MARK}${randomBytes(4).toString('hex')}`);
+  const fh = await open(tmp, 'wx', mode);
+  try {
+    let off = 0;
+    while (off < data.length) off += (await fh.write(data, off, data.length - off)).bytesWritten;
+    await fh.sync();
+  } catch (err) {
+    await fh.close();
+    await unlink(tmp).catch(() => { /* already gone */ });
+    throw err;
+  }
+  await fh.close();
+  await rename(tmp, path);
+  const dir = await open(dirname(path), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
 }
 
 export function fsyncDir(dir: string): void {

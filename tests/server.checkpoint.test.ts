@@ -241,7 +241,7 @@ describe('checkpoints', () => {
       expect(ids).toContain(kept.id);
       expect(ids).not.toContain('s9-deadbeef');
       expect(readdirSync(ck).some((f) => f.includes('.tmp-'))).toBe(false);
-      const loaded = s3.c.checkpoints.load(s3.c.checkpoints.get('default', kept.id)!);
+      const loaded = await s3.c.checkpoints.load(s3.c.checkpoints.get('default', kept.id)!);
       expect(sha(loaded.phi)).toBe(sha(initParams(tiny, 1)));
     } finally {
       await s3.close();

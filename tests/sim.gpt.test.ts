@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { SPEC_DEFAULTS, runSpec, makeLr, type SimSpec } from '../src/sim/setup.ts';
 import { METHODS, type Method } from '../src/sim/config.ts';
+import { shardOf } from '../src/sim/gpt-learner.ts';
 
 // The real learner (CPU reference GPT, micro preset) in runs of a few dozen tiny steps: the
 // simulator's machinery with the real model and data, not the benchmark's outcomes.
@@ -56,5 +57,18 @@ describe('simulator with the GPT learner', () => {
     const bySteps = makeLr({ steps: 10, lr: 1e-3, warmup: 0.2, minLrFrac: 0.1 });
     expect(bySteps(0, 1e9)).toBeCloseTo(5e-4, 12);
     expect(bySteps(10, 0)).toBeCloseTo(1e-4, 12);
+  });
+
+  it('sharded data: stream k reads only the k-th contiguous slice, and it changes what local learns', () => {
+    const train = Uint8Array.from({ length: 103 }, (_, i) => i);
+    expect(shardOf(train, 1, 5, 8)).toBe(train);
+    expect(Array.from(shardOf(train, 4, 1, 8))).toEqual(Array.from({ length: 25 }, (_, i) => 25 + i));
+    expect(Array.from(shardOf(train, 4, 6, 8))).toEqual(Array.from({ length: 25 }, (_, i) => 50 + i)); // a joiner's stream 6 -> slice 2
+    expect(() => shardOf(train, 10, 0, 10)).toThrow(/10 shards of 103 training tokens hold 10 each, fewer than one window \(seqLen \+ 1 = 11\)/);
+    const shared = runSpec(spec('local'));
+    const sharded = runSpec(spec('local', { data: 'sharded' }));
+    expect(sharded.learner).toMatch(/data in 4 shards/);
+    expect(sharded.final.meanLoss).not.toBe(shared.final.meanLoss);
+    expect(() => runSpec(spec('local', { data: 'striped' as never }))).toThrow(/unknown data mode "striped"; use shared or sharded/);
   });
 });

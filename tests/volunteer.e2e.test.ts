@@ -9,6 +9,8 @@ import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
 import { runVolunteer, type RoundEvent, type Volunteer, type VolunteerOptions } from '../src/volunteer/volunteer.ts';
 import { CoordinatorRefusedError, DataIntegrityError, VolunteerConfigError } from '../src/volunteer/errors.ts';
 import { downloadVerified } from '../src/volunteer/data.ts';
+import { buildLayout } from '../src/model/layout.ts';
+import { preset } from '../src/model/config.ts';
 import { startServer, until, type TestServer } from './support/coordinator.ts';
 import type { Logger } from '../src/sync/components.ts';
 
@@ -192,6 +194,31 @@ describe('murmur volunteer (headless)', () => {
     await d.done;
     expect(dRounds[0]!.report.step).toBe(ckpt.step + 8);
     expect(dRounds[0]!.report.valLoss!).toBeLessThan(Math.log(256) - 0.3);
+  }, 120_000);
+
+  it('sends what the run\'s compression setting says: φ as f16 and Δ as int8 on an int8 run', async () => {
+    const r = await s.c.app.inject({
+      method: 'POST', url: '/api/runs', headers: s.admin,
+      payload: { id: 'packed', dataset: 'moby-dick', preset: 'micro', compression: 'int8', train: { batch: 2, H: 4 }, pairWaitFrac: 3 },
+    });
+    expect(r.statusCode).toBe(201);
+    const base: VolunteerOptions = { url: s.url, run: 'packed', backend: 'cpu', evalEveryRounds: 0, rounds: 4, chunkSteps: 4, neighbours: { min: 1, max: 2 } };
+    const rounds: RoundEvent[] = [];
+    const pair = [runVolunteer(base, logged('[p1]')), runVolunteer(base, logged('[p2]'))];
+    volunteers.push(...pair);
+    for (const v of pair) v.onRound((e) => rounds.push(e));
+    await Promise.all(pair.map((v) => v.done));
+    const paired = rounds.filter((e) => e.exchange.outcome === 'paired');
+    expect(paired.length, `rounds: ${JSON.stringify(rounds.map((e) => e.exchange.reason ?? e.exchange.outcome))}`).toBeGreaterThan(0);
+    const floats = buildLayout(preset('micro')).total;
+    for (const e of paired) {
+      // f16 φ (2 B) + int8 Δ (1 B and a scale per block) instead of 2 x 4 B: about 0.38x.
+      const ratio = e.exchange.bytesSent / (8 * floats);
+      expect(ratio).toBeGreaterThan(0.37);
+      expect(ratio).toBeLessThan(0.42);
+      expect(e.exchange.bytesReceived).toBe(e.exchange.bytesSent);
+      expect(Number.isFinite(e.report.trainLoss as number)).toBe(true);
+    }
   }, 120_000);
 
   it('leaves when a researcher stops the run, saying why', async () => {

@@ -72,7 +72,7 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
   app.get<P>('/api/runs/:run/checkpoints/:ckpt/state', { schema: { params: CKPT_PARAMS } }, async (req, reply) => {
     const c = find(req.params.run, req.params.ckpt);
     if (cached(req, reply, `${c.sha256}-state`)) return reply;
-    const l = checkpoints.load(c);
+    const l = await checkpoints.load(c);
     const frame = encodeStateFrame({
       meta: { runId: c.runId, step: c.step, round: c.round, floats: l.layout.total, valLoss: c.valLoss, tokens: c.tokens },
       phi: l.phi, momentum: l.momentum,
@@ -82,14 +82,14 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
 
   app.get<P>('/api/runs/:run/checkpoints/:ckpt/export/config.json', { schema: { params: CKPT_PARAMS } }, async (req, reply) => {
     const c = find(req.params.run, req.params.ckpt);
-    const l = checkpoints.load(c);
+    const l = await checkpoints.load(c);
     return reply.header('content-disposition', 'attachment; filename="config.json"').send(hfGpt2Config(l.model));
   });
 
   app.get<P>('/api/runs/:run/checkpoints/:ckpt/export/model.safetensors', { schema: { params: CKPT_PARAMS } }, async (req, reply) => {
     const c = find(req.params.run, req.params.ckpt);
     if (cached(req, reply, `${c.sha256}-hf`)) return reply;
-    const l = checkpoints.load(c);
+    const l = await checkpoints.load(c);
     const bytes = hfModelSafetensors(l.layout, l.phi, { murmur_run: c.runId, murmur_checkpoint: c.id, murmur_step: String(c.step) });
     return reply.type('application/octet-stream').header('content-disposition', 'attachment; filename="model.safetensors"')
       .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
@@ -151,7 +151,7 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
       }
     }
     scheduler.take(p.id, claims.p);
-    const info = checkpoints.save(run, frame, claims.p, clock.now());
+    const info = await checkpoints.save(run, frame, claims.p, clock.now());
     events.append(run.id, 'checkpoint-saved', claims.p, info);
     req.log.info({ run: run.id, checkpoint: info.id, step: info.step, bytes: info.bytes }, 'checkpoint saved');
     return reply.code(201).send(info);

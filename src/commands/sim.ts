@@ -4,7 +4,7 @@ import { writeFileSync, renameSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { METHODS, parseMethod, type Method } from '../sim/config.ts';
-import { SPEC_DEFAULTS, prepare, type SimSpec } from '../sim/setup.ts';
+import { DATA_MODES, SPEC_DEFAULTS, prepare, type SimSpec } from '../sim/setup.ts';
 import { runRecord, runsTable, summaryTable, type RunRecord } from '../sim/report.ts';
 import { parseSpeeds } from '../sim/speeds.ts';
 import { preset } from '../model/config.ts';
@@ -47,6 +47,7 @@ export function register(program: Command): void {
     .addOption(new Option('--allreduce <kind>', 'the collective DiLoCo and ddp pay for').choices(['tree', 'ring']).default('tree'))
     .option('--churn <session:offline>', 'replicas leave after ~session s (exponential) and a replacement joins ~offline s later')
     .addOption(new Option('--learner <kind>', 'gpt: the CPU reference model; quadratic: a toy for fast what-ifs').choices(['gpt', 'quadratic']).default('gpt'))
+    .addOption(new Option('--data <mode>', 'shared: every replica samples the whole training text; sharded: replica k only the k-th of n contiguous slices').choices([...DATA_MODES]).default('shared'))
     .option('--preset <name>', 'model preset', SPEC_DEFAULTS.preset)
     .option('--batch <n>', 'sequences per inner step', int('batch'), SPEC_DEFAULTS.batch)
     .option('--seq-len <n>', 'tokens per sequence', int('seq-len'), SPEC_DEFAULTS.seqLen)
@@ -104,7 +105,7 @@ export function buildSpecs(o: Record<string, any>): SimSpec[] {
         replicas: o.replicas, H: o.H, alpha: o.alpha, beta: o.beta, gamma: o.gamma, wait: o.wait,
         stepTime: o.stepTime, speeds: o.speeds, jitter: o.jitter, evals: o.evals,
         network: { latency: o.latency, upBps: o.up * 1e6, sigma: o.netSigma }, allReduce: o.allreduce, churn,
-        learner: o.learner, preset: o.preset, batch: o.batch, seqLen: o.seqLen, lr: o.lr, warmup: o.warmup,
+        learner: o.learner, data: o.data ?? 'shared', preset: o.preset, batch: o.batch, seqLen: o.seqLen, lr: o.lr, warmup: o.warmup,
         valBatches: o.valBatches, valBatch: o.valBatch,
       });
     }

@@ -19,6 +19,11 @@ export interface GptLearnerOptions {
   /** Seeds the initial weights and every replica's data stream. */
   seed: number;
   data: { train: Uint8Array; val: Uint8Array };
+  /**
+   * Split the training text into this many contiguous slices; data stream k reads slice
+   * k mod shards. 1 (default): every stream reads all of it.
+   */
+  shards?: number;
   /** Validation batches of `valBatch` sequences of train.seqLen tokens. */
   valBatches: number;
   valBatch: number;
@@ -69,10 +74,26 @@ class GptLearner implements Learner {
   }
 }
 
+/**
+ * The part of the training text data stream `stream` reads when it is split into `shards`
+ * contiguous slices of equal length (the remainder unused): slice stream mod shards. A view, not
+ * a copy. Throws when a slice cannot hold one window of seqLen + 1 tokens.
+ */
+export function shardOf(train: Uint8Array, shards: number, stream: number, seqLen: number): Uint8Array {
+  if (!(Number.isInteger(shards) && shards >= 1)) throw new RangeError(`shards must be a positive integer, got ${shards}`);
+  if (shards === 1) return train;
+  const len = Math.floor(train.length / shards);
+  if (len < seqLen + 1) throw new RangeError(`${shards} shards of ${train.length} training tokens hold ${len} each, fewer than one window (seqLen + 1 = ${seqLen + 1})`);
+  const k = stream % shards;
+  return train.subarray(k * len, (k + 1) * len);
+}
+
 export function gptFactory(o: GptLearnerOptions): LearnerFactory {
   const layout = buildLayout(o.model);
   if (o.train.seqLen > o.model.ctx) throw new Error(`seqLen ${o.train.seqLen} exceeds the model's ctx ${o.model.ctx}`);
   const initial = initParams(layout, o.seed);
+  const shards = o.shards ?? 1;
+  shardOf(o.data.train, shards, 0, o.train.seqLen); // checks the split once, before any run
   const val = validationBatches(o.data.val, o.valBatch, o.train.seqLen, o.valBatches);
   const evaluator = new ReferenceGPT(layout, 'f32');
   const m = o.model;
@@ -83,8 +104,8 @@ export function gptFactory(o: GptLearnerOptions): LearnerFactory {
     messageBytes: 4 * layout.total,
     initial,
     describe: () => `GPT L${m.layers} d${m.d} h${m.heads} ctx${m.ctx} (${layout.params} params), ` +
-      `batch ${o.train.batch}x${o.train.seqLen}, val ${o.valBatches}x${o.valBatch}x${o.train.seqLen} tokens`,
-    create: (stream, params) => new GptLearner(layout, o.train, params, o.data.train, o.seed, stream),
+      `batch ${o.train.batch}x${o.train.seqLen}${shards > 1 ? `, data in ${shards} shards` : ''}, val ${o.valBatches}x${o.valBatch}x${o.train.seqLen} tokens`,
+    create: (stream, params) => new GptLearner(layout, o.train, params, shardOf(o.data.train, shards, stream, o.train.seqLen), o.seed, stream),
     evaluate(params) {
       let sum = 0;
       for (const b of val) sum += evaluator.forward(params, b);

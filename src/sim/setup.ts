@@ -36,6 +36,14 @@ export interface SimSpec {
   allReduce: AllReduceKind;
   churn: ChurnConfig | null;
   learner: 'gpt' | 'quadratic';
+  /**
+   * What each replica reads. shared: random windows of the whole training text (the coordinator's
+   * default with one train file). sharded: replica k only windows of the k-th of `replicas`
+   * contiguous slices (a data-parallel split, as when a dataset has a file per volunteer; a
+   * joiner under churn, with a fresh stream s, reads slice s mod n). Without communication a
+   * sharded replica learns from its slice alone.
+   */
+  data: DataMode;
   preset: string;
   batch: number;
   seqLen: number;
@@ -47,6 +55,9 @@ export interface SimSpec {
   valBatches: number;
   valBatch: number;
 }
+
+export const DATA_MODES = ['shared', 'sharded'] as const;
+export type DataMode = (typeof DATA_MODES)[number];
 
 export const SPEC_DEFAULTS: Omit<SimSpec, 'method' | 'seed'> = {
   replicas: SIM_DEFAULTS.replicas,
@@ -60,6 +71,7 @@ export const SPEC_DEFAULTS: Omit<SimSpec, 'method' | 'seed'> = {
   allReduce: SIM_DEFAULTS.allReduce,
   churn: null,
   learner: 'gpt',
+  data: 'shared',
   preset: 'micro',
   // micro on the CPU reference: 2 x 32 tokens is ~10 ms a step on one core.
   batch: 2,
@@ -139,7 +151,12 @@ export function learnerFactory(spec: SimSpec): LearnerFactory {
   corpusCache ??= loadDefaultCorpus();
   const model = preset(spec.preset);
   const train = trainConfig({ batch: spec.batch, seqLen: spec.seqLen, lr: spec.lr }, model);
-  return gptFactory({ model, train, seed: spec.seed, data: corpusCache, valBatches: spec.valBatches, valBatch: spec.valBatch });
+  const data = spec.data ?? 'shared';
+  if (!DATA_MODES.includes(data)) throw new Error(`unknown data mode "${String(data)}"; use ${DATA_MODES.join(' or ')}`);
+  return gptFactory({
+    model, train, seed: spec.seed, data: corpusCache, valBatches: spec.valBatches, valBatch: spec.valBatch,
+    shards: data === 'sharded' ? spec.replicas : 1,
+  });
 }
 
 /** Checks the spec and returns warnings (bad hyper-parameters for the method, etc.) without running. */

@@ -10,6 +10,7 @@ import type { ReportFields, RunInfo, WelcomeMsg } from '../protocol/messages.ts'
 import type { Signaling } from '../protocol/signaling.ts';
 import { silentLogger, type Logger } from '../sync/components.ts';
 import { createMesh, type Mesh } from '../sync/mesh.ts';
+import { compressionForRun } from '../sync/compress.ts';
 import type { RtcImplementation } from '../sync/links.ts';
 import { joinRunState, serveRunState } from '../sync/join.ts';
 import type { JoinSource } from '../sync/replica.ts';
@@ -239,7 +240,7 @@ class HeadlessVolunteer implements Volunteer {
     });
     this.log.info('trainer ready', { backend: this.backend.kind, adapter: this.backend.adapter, floats: this.backend.total });
     this.mesh = createMesh({
-      runId: run.id, configHash: runConfigHash(run), elements: this.backend.total,
+      runId: run.id, configHash: runConfigHash(run), elements: this.backend.total, compression: compressionForRun(run.compression),
       ...(this.opts.neighbours ? { neighbours: this.opts.neighbours } : {}),
     })({ signaling: this.meshSignaling, rtc: this.c.rtc, logger: this.log });
     const others = welcome.peers.filter((p) => p !== welcome.peerId).length;

@@ -7,6 +7,7 @@ import type { TrainerApi } from '../../worker/worker.ts';
 import { STATE_FORMAT, STATE_VERSION, type LoadState } from '../../worker/types.ts';
 import { validationBatches } from '../../data/sampler.ts';
 import { buildLayout } from '../../model/layout.ts';
+import { compressionForRun } from '../../sync/compress.ts';
 import { createMesh as makeMesh } from '../../sync/mesh.ts';
 import { downloadAssignment } from '../../volunteer/data.ts';
 import { runConfigHash, VAL_BATCHES } from '../../volunteer/run-config.ts';
@@ -77,7 +78,9 @@ const SOLO_TEXT: Record<string, string> = {
 
 export async function createMesh({ run, signaling, otherPeers }: MeshFactoryArgs): Promise<RunMesh> {
   // The mesh is made after the welcome: replay the peer list it would otherwise have missed.
-  const mesh = makeMesh({ runId: run.id, configHash: runConfigHash(run), elements: buildLayout(run.model).total })({ signaling: withPeerReplay(signaling) });
+  const mesh = makeMesh({
+    runId: run.id, configHash: runConfigHash(run), elements: buildLayout(run.model).total, compression: compressionForRun(run.compression),
+  })({ signaling: withPeerReplay(signaling) });
   let bytesIn = 0, bytesOut = 0;
   let lastSolo: string | null = null;
   return {

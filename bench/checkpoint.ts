@@ -1,0 +1,107 @@
+// How long the coordinator's event loop stalls while it stores a checkpoint, and how long the
+// store takes: the blocking path (sha256 and write/fsync/rename on the main thread, as before)
+// side by side with the one the server uses (hashing in slices that yield, file I/O on libuv's
+// thread pool). Both encode the safetensors file the same way. A 2 ms ticker stands in for
+// heartbeats and signals: its longest gap is the stall a peer would see.
+//
+//   npm run bench:checkpoint            (presets tiny, small, base; 3 rounds each, alternating)
+//
+// Prints a table and writes bench/results/checkpoint.json.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { encodeCheckpoint, sha256Hex, sha256HexYielding } from '../server/checkpoints.ts';
+import { writeFileAtomic, writeFileAtomicAsync } from '../server/fsutil.ts';
+import { preset, trainConfig, type PresetName } from '../src/model/config.ts';
+import { buildLayout } from '../src/model/layout.ts';
+import type { RunInfo } from '../src/protocol/messages.ts';
+import type { StateFrame } from '../src/protocol/state-frame.ts';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const PRESETS: PresetName[] = ['tiny', 'small', 'base'];
+const ROUNDS = 3;
+
+function fakeRun(name: PresetName): RunInfo {
+  const model = preset(name);
+  return {
+    id: 'bench', name: 'bench', dataset: 'moby-dick', preset: name, model, train: trainConfig({}, model),
+    seed: 1, status: 'running', compression: 'none', pairWaitFrac: 0.3, createdAt: 0,
+  } as unknown as RunInfo;
+}
+
+function fakeFrame(floats: number): StateFrame {
+  const phi = new Float32Array(floats), momentum = new Float32Array(floats);
+  for (let i = 0; i < floats; i++) { phi[i] = Math.sin(i) * 0.02; momentum[i] = Math.cos(i) * 1e-4; }
+  return { meta: { runId: 'bench', step: 1000, round: 20, floats, valLoss: 2.5, tokens: 1e6 }, phi, momentum };
+}
+
+/** Runs `op` while a 2 ms interval ticks; returns wall ms and the longest gap between ticks. */
+async function measure(op: () => Promise<void> | void): Promise<{ ms: number; stallMs: number }> {
+  let last = performance.now(), worst = 0;
+  const tick = setInterval(() => { const now = performance.now(); worst = Math.max(worst, now - last); last = now; }, 2);
+  await new Promise((r) => setTimeout(r, 20)); // let the ticker settle
+  last = performance.now();
+  const t0 = performance.now();
+  await op();
+  const ms = performance.now() - t0;
+  await new Promise((r) => setTimeout(r, 10)); // the tick right after the op closes its gap
+  clearInterval(tick);
+  return { ms, stallMs: worst };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+const dir = mkdtempSync(join(tmpdir(), 'murmur-bench-ckpt-'));
+const rows: Record<string, unknown>[] = [];
+try {
+  for (const name of PRESETS) {
+    const run = fakeRun(name);
+    const floats = buildLayout(run.model).total;
+    const frame = fakeFrame(floats);
+    const blocking: { ms: number; stallMs: number }[] = [], yielding: { ms: number; stallMs: number }[] = [];
+    let bytes = 0;
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const mode of r % 2 === 0 ? ['blocking', 'yielding'] : ['yielding', 'blocking']) {
+        const file = join(dir, `${name}-${mode}-${r}.safetensors`);
+        const m = await measure(async () => {
+          const data = encodeCheckpoint(run, frame, 'p-bench', 0);
+          bytes = data.length;
+          if (mode === 'blocking') {
+            sha256Hex(data);
+            writeFileAtomic(file, data);
+          } else {
+            await sha256HexYielding(data);
+            await writeFileAtomicAsync(file, data);
+          }
+        });
+        (mode === 'blocking' ? blocking : yielding).push(m);
+        rmSync(file);
+      }
+    }
+    const row = {
+      preset: name, mb: +(bytes / 2 ** 20).toFixed(1),
+      blocking_ms: +median(blocking.map((x) => x.ms)).toFixed(0), blocking_stall_ms: +median(blocking.map((x) => x.stallMs)).toFixed(0),
+      yielding_ms: +median(yielding.map((x) => x.ms)).toFixed(0), yielding_stall_ms: +median(yielding.map((x) => x.stallMs)).toFixed(0),
+    };
+    rows.push({ ...row, stall_ratio: +(row.blocking_stall_ms / Math.max(1, row.yielding_stall_ms)).toFixed(1), time_ratio: +(row.yielding_ms / row.blocking_ms).toFixed(2) });
+    console.log(`${name}: ${JSON.stringify(rows[rows.length - 1])}`);
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+const head = ['preset', 'MB', 'blocking ms', 'stall ms', 'yielding ms', 'stall ms', 'stall ratio', 'time ratio'];
+const body = rows.map((r) => [r.preset, r.mb, r.blocking_ms, r.blocking_stall_ms, r.yielding_ms, r.yielding_stall_ms, `${r.stall_ratio}x`, `${r.time_ratio}x`].map(String));
+const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+console.log('\nstoring one checkpoint (medians of 3; "stall" = longest event-loop gap seen by a 2 ms ticker)');
+console.log(head.map((h, i) => h.padEnd(w[i]!)).join('  '));
+console.log(w.map((n) => '-'.repeat(n)).join('  '));
+for (const b of body) console.log(b.map((c, i) => c.padEnd(w[i]!)).join('  '));
+
+const out = join(ROOT, 'bench', 'results', 'checkpoint.json');
+mkdirSync(dirname(out), { recursive: true });
+writeFileSync(out, JSON.stringify({
+  generated: new Date().toISOString(), machine: { cpus: cpus().length, model: cpus()[0]?.model, loadavg: loadavg() }, rounds: ROUNDS, rows,
+}, null, 1) + '\n');
+console.log(`\nwrote ${out}`);
