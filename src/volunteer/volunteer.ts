@@ -138,6 +138,8 @@ class HeadlessVolunteer implements Volunteer {
   private round = 0;
   /** Inner steps at the last outer step: φ is from then, so a snapshot is labelled with it. */
   private stepAtOuter = 0;
+  /** Settles when the outer round in flight (exchange, φ update, evaluation, counters) is over. */
+  private outerInFlight: Promise<void> | null = null;
   private lastValLoss: number | null = null;
   private tokens = 0;
   private stopServing: () => void = () => {};
@@ -252,11 +254,23 @@ class HeadlessVolunteer implements Volunteer {
     this.summary.joinedFrom = joined.source;
     this.log.info('joined the run', { source: joined.source, from: joined.state?.from ?? null, step: this.step, round: this.round });
     // From now on we serve newcomers (over the mesh) and checkpoints (over HTTP).
-    this.stopServing = serveRunState(this.mesh, this.signaling, { runId: run.id, floats, logger: this.log }, async () => {
-      const s = await this.backend!.slowState();
-      return { phi: s.phi, momentum: s.momentum, outerRound: this.round, innerStep: this.stepAtOuter, valLoss: this.lastValLoss, tokens: this.tokens };
-    });
+    this.stopServing = serveRunState(this.mesh, this.signaling, { runId: run.id, floats, logger: this.log }, () => this.outerSnapshot());
     return joined.source;
+  }
+
+  /**
+   * The last outer state with the counters that belong to it. An outer round replaces φ before
+   * it bumps the counters (and evaluates in between), so wait out a round in flight, and read
+   * again if one began and ended during the read.
+   */
+  private async outerSnapshot() {
+    for (;;) {
+      if (this.outerInFlight) { await this.outerInFlight; continue; }
+      const round = this.round, step = this.stepAtOuter;
+      const s = await this.backend!.slowState();
+      if (this.outerInFlight || this.round !== round) continue;
+      return { phi: s.phi, momentum: s.momentum, outerRound: round, innerStep: step, valLoss: this.lastValLoss, tokens: this.tokens };
+    }
   }
 
   private async adopt(s: Omit<BootState, 'from'>): Promise<void> {
@@ -298,12 +312,20 @@ class HeadlessVolunteer implements Volunteer {
       const innerMs = performance.now() - t0;
       const done = this.summary.rounds + 1;
       const evaluate = every > 0 && (done === 1 || done % every === 0) ? () => backend.evaluate() : null;
-      const out = await runOuterRound(mesh, backend, {
-        round: this.round, inner: { step: this.step, losses, tokens: H * batch * seqLen, innerMs },
-        pairWaitFrac: run.pairWaitFrac, adapter: backend.adapter, evaluate,
-      });
-      this.round++;
-      this.stepAtOuter = this.step;
+      let roundDone!: () => void;
+      this.outerInFlight = new Promise<void>((r) => { roundDone = r; });
+      let out;
+      try {
+        out = await runOuterRound(mesh, backend, {
+          round: this.round, inner: { step: this.step, losses, tokens: H * batch * seqLen, innerMs },
+          pairWaitFrac: run.pairWaitFrac, adapter: backend.adapter, evaluate,
+        });
+        this.round++;
+        this.stepAtOuter = this.step;
+      } finally {
+        this.outerInFlight = null;
+        roundDone();
+      }
       this.summary.rounds++;
       this.summary.steps = this.step;
       if (out.exchange.outcome === 'paired') this.summary.paired++;
