@@ -13,8 +13,8 @@ export class EventList extends LitElement {
   declare controller: DashboardController | null;
   private watch = new LitWatch(this, () => this.controller);
   private renderedVersion = -1;
-  /** Formatted times by event id: Intl formatting is the costliest part of a render. */
-  private times = new Map<number, string>();
+  /** Formatted times by event id: date formatting is the costliest part of a render. */
+  private times = new Map<number, { iso: string; text: string }>();
 
   static override styles = [theme, css`
     :host { display: block; }
@@ -54,20 +54,20 @@ export class EventList extends LitElement {
     return html`
       <p class="muted">${list.length < c.eventsSeen ? `The newest ${list.length} of ${c.eventsSeen} events received` : `${list.length} event${list.length === 1 ? '' : 's'}`}, newest first.</p>
       <ol tabindex="0" role="log" aria-label="Run events, newest first">
-        ${repeat(list, (e) => e.id, (e) => html`<li class=${e.tone} data-event=${e.kind}>
-          <time datetime=${new Date(e.t).toISOString()}>${this.time(e)}</time>
+        ${repeat(list, (e) => e.id, (e) => { const time = this.time(e); return html`<li class=${e.tone} data-event=${e.kind}>
+          <time datetime=${time.iso}>${time.text}</time>
           <span class="tag">${e.tag}</span>
           <span class="text">${e.text}${e.detail ? html`<span class="detail muted">${e.detail}</span>` : nothing}</span>
-        </li>`)}
+        </li>`; })}
       </ol>`;
   }
 
   /** Time of day; the date too when it is not today. */
-  private time(e: RunEventView): string {
+  private time(e: RunEventView): { iso: string; text: string } {
     let s = this.times.get(e.id);
     if (s === undefined) {
       const d = new Date(e.t);
-      s = d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleString();
+      s = { iso: d.toISOString(), text: d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleString() };
       this.times.set(e.id, s);
     }
     return s;
