@@ -33,9 +33,14 @@ export class EventLog {
     return ev;
   }
 
-  list(runId: string, from: number, to: number, limit: number): RunEvent[] {
+  /**
+   * Events with from <= t <= to, at most `limit`: the oldest first ('asc'), or the newest first
+   * ('desc', what a dashboard wants: the latest N of a long run without paging through it all).
+   */
+  list(runId: string, from: number, to: number, limit: number, order: 'asc' | 'desc' = 'asc'): RunEvent[] {
+    const dir = order === 'desc' ? 'DESC' : 'ASC';
     const rows = this.db.prepare(`SELECT id, run_id AS runId, t, kind, peer_id AS peerId, data_json AS data FROM events
-      WHERE run_id = ? AND t >= ? AND t <= ? ORDER BY t, id LIMIT ?`).all(runId, from, to, limit) as (Omit<RunEvent, 'data'> & { data: string | null })[];
+      WHERE run_id = ? AND t >= ? AND t <= ? ORDER BY t ${dir}, id ${dir} LIMIT ?`).all(runId, from, to, limit) as (Omit<RunEvent, 'data'> & { data: string | null })[];
     return rows.map((r) => ({ ...r, data: r.data === null ? null : JSON.parse(r.data) }));
   }
 }

@@ -102,6 +102,10 @@ describe('coordinator REST', () => {
     expect(stopped.json().status).toBe('stopped');
     const ev = (await inject({ method: 'GET', url: '/api/runs/r1/events' })).json().events.map((e: { kind: string }) => e.kind);
     expect(ev).toEqual(['run-created', 'run-updated', 'run-stopped']);
+    // The dashboard asks for the newest N, newest first.
+    const newest = (await inject({ method: 'GET', url: '/api/runs/r1/events?order=desc&limit=2' })).json().events.map((e: { kind: string }) => e.kind);
+    expect(newest).toEqual(['run-stopped', 'run-updated']);
+    expect((await inject({ method: 'GET', url: '/api/runs/r1/events?order=sideways' })).statusCode).toBe(400);
     expect((await inject({ method: 'GET', url: '/api/runs/missing' })).statusCode).toBe(404);
   });
 

@@ -1,8 +1,9 @@
 // DashboardController against a fake coordinator feed: history + live reports become chart
-// views (per peer, median, band), the x-axis and log-x switch, alerts, pairings, CSV.
+// views (per peer, median, band), the x-axis and log-x switch, alerts, pairings, CSV; run events
+// (history, then live) in the events panel, bounded, and the alerts they raise.
 import { afterEach, describe, expect, it } from 'vitest';
 import { DashboardController } from '../src/ui/controllers/dashboard-controller.ts';
-import { FakeDashboardSource, fakeCheckpoint, fakeReport, FAKE_DASH_RUN } from './support/ui-fakes.ts';
+import { FakeDashboardSource, fakeCheckpoint, fakeEvent, fakePeerId, fakeReport, FAKE_DASH_RUN } from './support/ui-fakes.ts';
 
 const T0 = 1_700_000_000_000;
 let ctl: DashboardController | null = null;
@@ -134,5 +135,127 @@ describe('DashboardController', () => {
     await started;
     expect(c.reportCount).toBe(2);
     expect(c.peerRows[0]!.step).toBe(20);
+  });
+});
+
+describe('DashboardController run events', () => {
+  const [P0, P1, P2] = [0, 1, 2].map(fakePeerId) as [string, string, string];
+
+  async function withEvents(stored: ReturnType<typeof fakeEvent>[], over: Partial<ConstructorParameters<typeof DashboardController>[0]> = {}) {
+    const src = new FakeDashboardSource();
+    for (let s = 0; s <= 100; s += 20) for (let i = 0; i < 3; i++) src.historyRows.push(fakeReport(i, s, T0 + s * 100));
+    src.eventRows = stored;
+    const c = (ctl = new DashboardController({ source: src, now: () => T0 + 20_000, ...over }));
+    await c.start();
+    return { c, src };
+  }
+
+  it('shows the stored events newest first, then live ones on top, in words', async () => {
+    const { c, src } = await withEvents([
+      fakeEvent('run-created', T0, null, { run: { preset: 'tiny', dataset: 'moby-dick' } }),
+      fakeEvent('peer-joined', T0 + 100, P0, { replica: 0, resumed: false, client: { kind: 'browser' } }),
+      fakeEvent('checkpoint-saved', T0 + 5000, P0, { step: 1200, valLoss: 2.5, bytes: 1000 }),
+    ]);
+    expect(src.eventRequests).toEqual([1000]);
+    expect(c.events.map((e) => e.text)).toEqual(['checkpoint saved at step 1200', `peer ${P0} joined`, 'run created']);
+    const v0 = c.eventsVersion;
+    src.pushEvent(fakeEvent('peer-left', T0 + 6000, P0, { reason: 'disconnected' }));
+    expect(c.events).toHaveLength(3); // views change at the next refresh, not per event
+    c.refresh();
+    expect(c.events[0]).toMatchObject({ kind: 'peer-left', text: `peer ${P0} left`, detail: 'disconnected', tone: 'info' });
+    expect(c.eventsVersion).toBe(v0 + 1);
+    c.refresh();
+    expect(c.eventsVersion).toBe(v0 + 1); // nothing new: the panel need not render
+    expect(c.eventsSeen).toBe(4);
+  });
+
+  it('keeps only the newest eventCap, and drops events it already holds (a reconnect replays the store)', async () => {
+    const stored = Array.from({ length: 30 }, (_, k) => fakeEvent('peer-joined', T0 + k, `p-${k.toString(16).padStart(16, '0')}`));
+    const { c, src } = await withEvents(stored, { eventCap: 10 });
+    expect(c.events.map((e) => e.t)).toEqual(Array.from({ length: 10 }, (_, k) => T0 + 29 - k));
+    for (const e of stored.slice(-20)) src.handlers!.event(e); // replayed after a reconnect
+    const live = fakeEvent('peer-left', T0 + 40, P1);
+    src.pushEvent(live);
+    src.handlers!.event(live);
+    c.refresh();
+    expect(c.events).toHaveLength(10);
+    expect(c.events.map((e) => e.t).slice(0, 3)).toEqual([T0 + 40, T0 + 29, T0 + 28]);
+    expect(new Set(c.events.map((e) => e.id)).size).toBe(10);
+    expect(c.eventsSeen).toBe(31);
+  });
+
+  it('raises an offender alert naming the accused peer and the reason, from history and live', async () => {
+    const { c, src } = await withEvents([fakeEvent('peer-offender', T0 + 1000, P0, { accused: P2, reason: 'non-finite: Δ[12] = NaN' })], { eventCap: 1 });
+    const off = () => c.alerts.find((a) => a.kind === 'offender');
+    expect(off()).toMatchObject({ peerId: P2, severity: 'warning' });
+    expect(off()!.message).toContain(`${P2} sent ${P0} a bad update: non-finite Δ (Δ[12] = NaN)`);
+    expect(c.events[0]!.text).toBe(`peer ${P0} reported ${P2} for a bad update: non-finite Δ`);
+    // A second reporter makes it critical, even after the first report scrolled out of the panel.
+    src.pushEvent(fakeEvent('peer-left', T0 + 1500, P1));
+    src.pushEvent(fakeEvent('peer-offender', T0 + 2000, P1, { accused: P2, reason: 'delta-norm: ||Δ|| = 1e9 > 30 × median 1' }));
+    c.refresh();
+    expect(c.alerts.filter((a) => a.kind === 'offender')).toHaveLength(1);
+    expect(off()).toMatchObject({ peerId: P2, severity: 'critical', t: T0 + 1000 });
+    expect(c.alerts[0]!.kind).toBe('offender'); // critical first
+    c.dismissAlert(off()!.key);
+    expect(off()).toBeUndefined();
+  });
+
+  it('raises a checkpoint alert on a failure, clears it on the next save, and reloads the list on live checkpoint events', async () => {
+    const { c, src } = await withEvents([fakeEvent('checkpoint-saved', T0 + 1000, P0, { step: 100 })]);
+    expect(c.alerts.find((a) => a.kind === 'checkpoint')).toBeUndefined();
+    const lists = src.calls.checkpoints;
+    src.pushEvent(fakeEvent('checkpoint-failed', T0 + 2000, P1, { request: 'r1', reason: 'no upload within 60000 ms' }));
+    c.refresh();
+    const ck = c.alerts.find((a) => a.kind === 'checkpoint');
+    expect(ck).toMatchObject({ peerId: P1, severity: 'warning' });
+    expect(ck!.message).toMatch(new RegExp(`^Checkpoint from ${P1} failed: no upload within 60000 ms\. The newest saved checkpoint is at step 100`));
+    expect(c.events[0]!.text).toBe(`checkpoint from peer ${P1} failed`);
+    expect(src.calls.checkpoints).toBe(lists + 1);
+    src.checkpointRows = [fakeCheckpoint(200, T0 + 3000)];
+    src.pushEvent(fakeEvent('checkpoint-saved', T0 + 3000, P0, { step: 200 }));
+    await new Promise((r) => setTimeout(r, 0));
+    c.refresh();
+    expect(c.alerts.find((a) => a.kind === 'checkpoint')).toBeUndefined();
+    expect(c.checkpoints.status === 'complete' && c.checkpoints.value.map((x) => x.step)).toEqual([200]);
+  });
+
+  it('marks a peer left on a live event only (history joins and leaves are of peers long gone), and reloads the run on run events', async () => {
+    const { c, src } = await withEvents([fakeEvent('peer-left', T0 + 19_000, P2, { reason: 'disconnected' })]);
+    const left = () => Object.fromEntries(c.peerRows.map((p) => [p.id, p.left]));
+    expect(left()).toEqual({ [P0]: false, [P1]: false, [P2]: false });
+    src.pushEvent(fakeEvent('peer-left', T0 + 19_500, P1, { reason: 'disconnected' }));
+    src.pushEvent(fakeEvent('peer-joined', T0 + 19_600, fakePeerId(9), { replica: 9 }));
+    const runs = src.calls.run;
+    src.pushEvent(fakeEvent('run-updated', T0 + 19_700, null, { change: { train: { H: 20 } } }));
+    c.refresh();
+    expect(left()).toEqual({ [P0]: false, [P1]: true, [P2]: false, [fakePeerId(9)]: false });
+    expect(src.calls.run).toBe(runs + 1);
+  });
+
+  it('keeps events that arrive while the stored ones load', async () => {
+    const src = new FakeDashboardSource();
+    let release!: () => void;
+    const stored = fakeEvent('peer-joined', T0, P0);
+    src.events = () => new Promise((r) => { release = () => r([stored]); });
+    const c = (ctl = new DashboardController({ source: src, now: () => T0 + 1000 }));
+    const started = c.start();
+    await new Promise((r) => setTimeout(r, 0));
+    src.handlers!.event(fakeEvent('peer-offender', T0 + 500, P0, { accused: P1, reason: 'size: expected 10 elements, got φ 9, Δ 9' }));
+    src.handlers!.event(stored); // also on the stream: counted once
+    release();
+    await started;
+    expect(c.events.map((e) => e.kind)).toEqual(['peer-offender', 'peer-joined']);
+    expect(c.alerts.find((a) => a.kind === 'offender')?.message).toContain('wrong payload size');
+  });
+
+  it('still starts when the events cannot be loaded', async () => {
+    const src = new FakeDashboardSource();
+    src.events = () => Promise.reject(new Error('HTTP 500'));
+    src.historyRows = [fakeReport(0, 10, T0)];
+    const c = (ctl = new DashboardController({ source: src, now: () => T0 + 1000 }));
+    await c.start();
+    expect(c.events).toEqual([]);
+    expect(c.reportCount).toBe(1);
   });
 });

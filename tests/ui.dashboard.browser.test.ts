@@ -1,7 +1,9 @@
 // The research dashboard in headless Chromium with a fake coordinator feed (3 peers, live):
-// charts and the peer grid show the data, the x-axis switch and log-x change the charts, a NaN
-// report raises an alert, the CSV export holds every report; controls are labelled and work from
-// the keyboard. (tests/ui.e2e.browser.test.ts runs it against the real coordinator.)
+// charts and the peer grid show the data, the x-axis switch and log-x change the charts, the run
+// events panel lists stored and live events, an offender report and a failed checkpoint raise
+// their alerts, a NaN report raises an alert, the CSV export holds every report; controls are
+// labelled and work from the keyboard. (tests/ui.e2e.browser.test.ts runs it against the real
+// coordinator.)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -68,6 +70,42 @@ describe('dashboard', () => {
     await page.screenshot({ path: join(OUT, 'dashboard-logx-time.png'), fullPage: true });
     await page.getByRole('checkbox', { name: 'Log x' }).uncheck();
     await page.getByRole('radio', { name: 'Tokens' }).check();
+  });
+
+  it('lists run events newest first, and an offender report or a failed checkpoint shows up there and raises its alert', async () => {
+    const events = page.locator('murmur-events li');
+    await page.locator('murmur-events [data-event="checkpoint-saved"]').first().waitFor({ timeout: 5000 });
+    expect(await page.locator('murmur-events [data-event="checkpoint-saved"]').first().innerText()).toMatch(/checkpoint saved at step 500[\s\S]*val\. loss 2\.500/);
+    expect(await page.locator('murmur-events [data-event="run-created"]').innerText()).toMatch(/run created[\s\S]*tiny on moby-dick/);
+    await page.evaluate(() => {
+      const t = window.dashTest;
+      t.source.pushEvent(t.fakeEvent('peer-offender', Date.now(), t.fakePeerId(0), { accused: t.fakePeerId(2), reason: 'non-finite: Δ[12] = NaN' }));
+    });
+    const offender = page.locator('murmur-alerts [data-alert="offender"]');
+    await offender.waitFor({ timeout: 5000 });
+    expect(await offender.innerText()).toMatch(/bad update[\s\S]*p-0000000000000002 sent p-0000000000000000 a bad update: non-finite Δ \(Δ\[12\] = NaN\)/i);
+    expect(await page.locator('murmur-events [data-event="peer-offender"]').innerText()).toMatch(/bad update\s+peer p-0000000000000000 reported p-0000000000000002 for a bad update: non-finite Δ\s+Δ\[12\] = NaN/i);
+    await page.evaluate(() => {
+      const t = window.dashTest;
+      t.source.pushEvent(t.fakeEvent('checkpoint-failed', Date.now() + 1, t.fakePeerId(1), { request: 'r-1', reason: 'no upload within 60000 ms' }));
+    });
+    const ck = page.locator('murmur-alerts [data-alert="checkpoint"]');
+    await ck.waitFor({ timeout: 5000 });
+    expect(await ck.innerText()).toMatch(/checkpoint failed[\s\S]*Checkpoint from p-0000000000000001 failed: no upload within 60000 ms\. The newest saved checkpoint is at step 500/i);
+    expect(await page.locator('murmur-events [data-event="checkpoint-failed"]').innerText()).toMatch(/checkpoint from peer p-0000000000000001 failed\s+no upload within 60000 ms/);
+    // Bounded: the panel holds at most eventCap entries however many arrive.
+    await page.evaluate(() => {
+      const t = window.dashTest;
+      for (let k = 0; k < 250; k++) t.source.pushEvent(t.fakeEvent('peer-joined', Date.now() - 60_000 + k, t.fakePeerId(k % 3), { replica: k % 3, resumed: true }));
+    });
+    await page.waitForFunction(() => window.dashTest.controller.eventsSeen >= 250 + 6);
+    await page.waitForTimeout(1500); // one refresh
+    expect(await events.count()).toBe(200);
+    // Newest first, and the two newer than the 250 (the live churn is newer still) stay in.
+    const times = await page.locator('murmur-events time').evaluateAll((ts) => ts.map((t) => Date.parse(t.getAttribute('datetime')!)));
+    expect(times).toEqual([...times].sort((a, b) => b - a));
+    expect(await page.locator('murmur-events [data-event="checkpoint-failed"]').count()).toBe(1);
+    expect(await page.locator('murmur-events [data-event="peer-offender"]').count()).toBe(1);
   });
 
   it('raises an alert on a NaN report', async () => {

@@ -1,9 +1,10 @@
 // The dashboard as deployed: the Vite build served by the real coordinator, three volunteers
 // connected over the real WebSocket protocol (scripted: they report synthetic training figures
 // and serve a state for checkpoints; the GPU trainer is tested elsewhere), and headless
-// Chromium. The charts and the peer grid show their live data, the x-axis switch and log-x
-// work, the CSV export holds the coordinator's reports, and the checkpoint and GPT-2 export
-// downloads are valid safetensors files.
+// Chromium. The charts and the peer grid show their live data, the run events panel shows the
+// volunteers joining, an offender report (raising its alert) and the checkpoint saved, the
+// x-axis switch and log-x work, the CSV export holds the coordinator's reports, and the
+// checkpoint and GPT-2 export downloads are valid safetensors files.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -107,6 +108,22 @@ describe('dashboard on the coordinator', () => {
     expect(series).toContain('median');
   });
 
+  it('lists the volunteers joining, and an offender report shows up in the events and raises its alert', async () => {
+    // Joined before the page opened: these come from GET /events.
+    for (const v of volunteers) {
+      await page.locator('murmur-events [data-event="peer-joined"]').filter({ hasText: `peer ${v.peerId} joined` }).waitFor({ timeout: 15_000 });
+    }
+    // Live, over the real protocol: volunteer 0 reports volunteer 2's payload as non-finite.
+    const [v0, , v2] = volunteers as [SignalingClient, SignalingClient, SignalingClient];
+    v0.reportOffender(v2.peerId!, 'non-finite: Δ[7] = NaN');
+    const row = page.locator('murmur-events [data-event="peer-offender"]');
+    await row.waitFor({ timeout: 15_000 });
+    expect(await row.innerText()).toContain(`peer ${v0.peerId} reported ${v2.peerId} for a bad update: non-finite Δ`);
+    const alert = page.locator('murmur-alerts [data-alert="offender"]');
+    await alert.waitFor({ timeout: 10_000 });
+    expect(await alert.innerText()).toContain(`${v2.peerId} sent ${v0.peerId} a bad update: non-finite Δ (Δ[7] = NaN)`);
+  });
+
   it('switches the x-axis and log-x', async () => {
     // The chart's x range against the peers' newest step, read together (reports keep coming).
     const xOverStep = () => page.evaluate(() => {
@@ -158,6 +175,7 @@ describe('dashboard on the coordinator', () => {
     const model = readSafetensors(new Uint8Array(readFileSync(await hf.path())));
     expect(model.metadata.format).toBe('pt');
     expect(model.names).toContain('transformer.h.0.attn.c_attn.weight');
+    await page.locator('murmur-events [data-event="checkpoint-saved"]').filter({ hasText: 'checkpoint saved at step 100' }).waitFor({ timeout: 10_000 });
     await page.screenshot({ path: join(OUT, 'dashboard-e2e.png'), fullPage: true });
   });
 

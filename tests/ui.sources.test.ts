@@ -81,26 +81,44 @@ describe('coordinator dashboard source', () => {
     await expect(s.run()).rejects.toThrow(/GET \/ on the coordinator gave HTTP 404: no route \/api\/runs\/nope/);
   });
 
-  it('turns stream events into reports, peer events and refresh signals', async () => {
-    const { fetch } = jsonFetch({ '/api/runs/default/metrics': () => ({ downsampled: false, total: 0, points: [] }) });
+  it('turns stream frames into reports and run events, drops malformed ones, and refetches both after a reconnect', async () => {
+    const stored = [
+      { id: 8, runId: 'default', t: 8, kind: 'checkpoint-failed', peerId: 'p-0000000000000001', data: { request: 'r', reason: 'no upload within 60000 ms' } },
+      { id: 7, runId: 'default', t: 7, kind: 'peer-left', peerId: 'p-0000000000000002', data: { reason: 'disconnected' } },
+    ];
+    const { fetch, urls } = jsonFetch({
+      '/api/runs/default/metrics': () => ({ downsampled: false, total: 1, points: [point(4)] }),
+      '/api/runs/default/events': () => ({ events: stored }),
+    });
     const s = new CoordinatorDashboardSource({ baseUrl: 'http://c.test', runId: 'default', fetch, EventSource: FakeEventSource as unknown as typeof EventSource });
-    const got: { reports: MetricReport[]; peers: string[]; ck: number; conn: string[] } = { reports: [], peers: [], ck: 0, conn: [] };
+    // REST: the newest events, asked newest first, handed over oldest first.
+    expect((await s.events(50)).map((e) => e.id)).toEqual([7, 8]);
+    expect(urls.at(-1)).toBe('/api/runs/default/events?order=desc&limit=50');
+    const got: { reports: MetricReport[]; events: string[]; conn: string[] } = { reports: [], events: [], conn: [] };
     const off = s.subscribe({
-      report: (r) => got.reports.push(r), peer: (e) => got.peers.push(`${e.kind}:${e.peerId}`), checkpoints: () => got.ck++,
-      run: () => {}, connection: (c) => got.conn.push(c),
+      report: (r) => got.reports.push(r), event: (e) => got.events.push(`${e.id}:${e.kind}:${e.peerId}`), connection: (c) => got.conn.push(c),
     });
     const es = FakeEventSource.last!;
     expect(es.url).toBe('http://c.test/api/runs/default/stream');
     es.emit('open');
     es.emit('report', { ...point(5), runId: 'default', receivedAt: 6, time: 5, valLoss: 'Infinity' });
-    es.emit('peer', { kind: 'peer-left', peerId: 'p-0000000000000002', t: 7 });
-    es.emit('checkpoint', { kind: 'checkpoint-saved' });
+    es.emit('peer', { id: 1, runId: 'default', kind: 'peer-left', peerId: 'p-0000000000000002', t: 7, data: { reason: 'disconnected' } });
+    es.emit('peer', { id: 2, runId: 'default', kind: 'peer-offender', peerId: 'p-0000000000000001', t: 8, data: { accused: 'p-0000000000000002', reason: 'non-finite: Δ[3] = NaN' } });
+    es.emit('checkpoint', { id: 3, runId: 'default', kind: 'checkpoint-saved', peerId: null, t: 9, data: { step: 100 } });
+    es.emit('run', { id: 4, runId: 'default', kind: 'run-stopped', peerId: null, t: 10, data: null });
+    es.emit('peer', { id: 5, kind: 'peer-exploded', peerId: 'p-0000000000000001', t: 11 }); // unknown kind
+    es.emit('checkpoint', { kind: 'checkpoint-saved' }); // no id, no time
     es.emit('report', 'not json{');
     es.emit('error');
     expect(got.reports.map((r) => r.valLoss)).toEqual([Infinity]);
-    expect(got.peers).toEqual(['peer-left:p-0000000000000002']);
-    expect(got.ck).toBe(1);
+    expect(got.events).toEqual(['1:peer-left:p-0000000000000002', '2:peer-offender:p-0000000000000001', '3:checkpoint-saved:null', '4:run-stopped:null']);
     expect(got.conn).toEqual(['live', 'reconnecting']);
+    // Reconnected: what was published meanwhile is fetched from the store.
+    got.events.length = 0;
+    es.emit('open');
+    for (let i = 0; i < 100 && (got.events.length < 2 || got.reports.length < 2); i++) await new Promise((r) => setTimeout(r, 5));
+    expect(got.reports.map((r) => r.t)).toEqual([5, 4]);
+    expect(got.events).toEqual(['7:peer-left:p-0000000000000002', '8:checkpoint-failed:p-0000000000000001']);
     off();
     expect(es.closed).toBe(true);
   });

@@ -53,17 +53,20 @@ export function registerRunRoutes(ctx: AppContext): void {
     return { peers, pool: hub.pool(req.params.run).size, pairs: hub.pool(req.params.run).stats };
   });
 
-  app.get<{ Params: { run: string }; Querystring: { from?: number; to?: number; limit?: number } }>('/api/runs/:run/events', {
+  app.get<{ Params: { run: string }; Querystring: { from?: number; to?: number; limit?: number; order?: 'asc' | 'desc' } }>('/api/runs/:run/events', {
     schema: {
       params: RUN_PARAMS,
       querystring: {
         type: 'object', additionalProperties: false,
-        properties: { from: { type: 'integer', minimum: 0 }, to: { type: 'integer', minimum: 0 }, limit: { type: 'integer', minimum: 1, maximum: 10000 } },
+        properties: {
+          from: { type: 'integer', minimum: 0 }, to: { type: 'integer', minimum: 0 }, limit: { type: 'integer', minimum: 1, maximum: 10000 },
+          order: { type: 'string', enum: ['asc', 'desc'] },
+        },
       },
     },
   }, async (req) => {
     getRun(req.params.run);
-    const { from = 0, to = clock.now(), limit = 1000 } = req.query;
-    return { events: events.list(req.params.run, from, to, limit) };
+    const { from = 0, to = clock.now(), limit = 1000, order = 'asc' } = req.query;
+    return { events: events.list(req.params.run, from, to, limit, order) };
   });
 }

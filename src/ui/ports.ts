@@ -211,15 +211,29 @@ export interface TextSample {
   text: string;
 }
 
-export type PeerEvent = { kind: 'peer-joined' | 'peer-left'; peerId: string; t: number };
+export type RunEventKind =
+  | 'run-created' | 'run-updated' | 'run-stopped' | 'peer-joined' | 'peer-left' | 'peer-offender'
+  | 'checkpoint-saved' | 'checkpoint-deleted' | 'checkpoint-failed';
+
+/**
+ * One stored run event (the coordinator's server/events.ts RunEvent, minus runId). `data` is as
+ * the coordinator wrote it; e.g. peer-offender: { accused, reason }, checkpoint-saved: the
+ * checkpoint's info, checkpoint-failed: { request, reason }. Readers check its fields.
+ */
+export interface RunEventItem {
+  /** Increasing per coordinator database: the key that removes duplicates after a reconnect. */
+  id: number;
+  t: number;
+  kind: RunEventKind;
+  /** The peer the event is about (for peer-offender: the reporter). */
+  peerId: string | null;
+  data: unknown;
+}
 
 export interface DashboardHandlers {
   report(r: MetricReport): void;
-  peer(e: PeerEvent): void;
-  /** The checkpoint list changed. */
-  checkpoints(): void;
-  /** The run changed (stopped, hyper-parameters). */
-  run(): void;
+  /** A run event: peers joining/leaving/reported, checkpoints saved/deleted/failed, run changes. */
+  event(e: RunEventItem): void;
   connection(state: 'live' | 'reconnecting'): void;
 }
 
@@ -227,6 +241,8 @@ export interface DashboardSource {
   run(): Promise<DashboardRun>;
   /** Stored reports, oldest first. */
   history(): Promise<MetricReport[]>;
+  /** The newest stored run events (at most `limit`), oldest first. */
+  events(limit: number): Promise<RunEventItem[]>;
   checkpoints(): Promise<CheckpointItem[]>;
   /** Text generated from a checkpoint (may take seconds: the model runs on demand). */
   sample(c: CheckpointItem): Promise<TextSample>;

@@ -6,7 +6,7 @@ import type {
   VolunteerBackend, VolunteerReport, VolunteerSession,
 } from '../../src/ui/ports.ts';
 import type { Sensors } from '../../src/ui/core/policy.ts';
-import type { CheckpointItem, DashboardHandlers, DashboardRun, DashboardSource, MetricReport, TextSample } from '../../src/ui/ports.ts';
+import type { CheckpointItem, DashboardHandlers, DashboardRun, DashboardSource, MetricReport, RunEventItem, RunEventKind, TextSample } from '../../src/ui/ports.ts';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -202,18 +202,25 @@ export const FAKE_DASH_RUN: DashboardRun = {
   tokensPerStep: 1024, warmupSteps: 100, totalSteps: 5000, H: 50, createdAt: 1_700_000_000_000, livePeers: 3,
 };
 
-/** A coordinator as the dashboard sees it: history, a live feed the test pushes, checkpoints. */
+/** A coordinator as the dashboard sees it: history, a live feed the test pushes, checkpoints, run events. */
 export class FakeDashboardSource implements DashboardSource {
   handlers: DashboardHandlers | null = null;
   historyRows: MetricReport[] = [];
   checkpointRows: CheckpointItem[] = [];
+  /** Stored run events, oldest first (what GET /events would hold). */
+  eventRows: RunEventItem[] = [];
+  /** The `limit` of each events() call. */
+  eventRequests: number[] = [];
+  /** checkpoints() and run() calls, to see that live events refresh them. */
+  calls = { checkpoints: 0, run: 0 };
   sampled: string[] = [];
 
   constructor(public runInfo: DashboardRun = FAKE_DASH_RUN) {}
 
-  async run() { return this.runInfo; }
+  async run() { this.calls.run++; return this.runInfo; }
   async history() { return this.historyRows; }
-  async checkpoints() { return this.checkpointRows; }
+  async checkpoints() { this.calls.checkpoints++; return this.checkpointRows; }
+  async events(limit: number) { this.eventRequests.push(limit); return this.eventRows.slice(-limit); }
   async sample(c: CheckpointItem): Promise<TextSample> {
     this.sampled.push(c.id);
     return { checkpointId: c.id, step: c.step, prompt: 'Call me', text: ` Ishmael. Some years ago (step ${c.step})` };
@@ -223,7 +230,18 @@ export class FakeDashboardSource implements DashboardSource {
     return () => { this.handlers = null; };
   }
   push(r: MetricReport) { this.handlers?.report(r); }
+  /** Stores the event and sends it live, as the coordinator's EventLog.append does. */
+  pushEvent(e: RunEventItem) { this.eventRows.push(e); this.handlers?.event(e); }
 }
+
+let nextEventId = 1;
+/** A run event with the next id; `data` as the coordinator writes it for that kind. */
+export function fakeEvent(kind: RunEventKind, t: number, peerId: string | null, data: unknown = null): RunEventItem {
+  return { id: nextEventId++, t, kind, peerId, data };
+}
+
+/** The fake ids of fakeReport's peers. */
+export const fakePeerId = (i: number) => `p-${i.toString(16).padStart(16, '0')}`;
 
 /** A plausible report for peer `i` at step `step` and time `t`. */
 export function fakeReport(i: number, step: number, t: number, over: Partial<MetricReport> = {}): MetricReport {

@@ -1,8 +1,9 @@
 // The dashboard's view of a real coordinator: REST for the run, stored metrics and checkpoints,
 // Server-Sent Events (/api/runs/:run/stream) for everything live. EventSource reconnects by
 // itself; after a reconnect the history is fetched again, so a gap is filled (reports are keyed
-// by peer and time in the controller's views; duplicates only thicken a line, never move it).
-import type { CheckpointItem, DashboardHandlers, DashboardRun, DashboardSource, MetricReport, PeerEvent, TextSample } from '../ports.ts';
+// by peer and time in the controller's views; duplicates only thicken a line, never move it), and
+// so are the run events (the controller drops those it holds by id).
+import type { CheckpointItem, DashboardHandlers, DashboardRun, DashboardSource, MetricReport, RunEventItem, RunEventKind, TextSample } from '../ports.ts';
 
 /** Largest page the coordinator returns raw (its maxPoints limit). */
 const MAX_POINTS = 20_000;
@@ -73,6 +74,11 @@ export class CoordinatorDashboardSource implements DashboardSource {
     return [];
   }
 
+  async events(limit: number): Promise<RunEventItem[]> {
+    const r = await this.get<{ events: unknown[] }>(`/events?order=desc&limit=${Math.max(1, Math.min(10_000, Math.floor(limit)))}`);
+    return r.events.map(toEvent).filter((e): e is RunEventItem => e !== null).reverse();
+  }
+
   async checkpoints(): Promise<CheckpointItem[]> {
     const r = await this.get<{ checkpoints: { id: string; step: number; round: number; valLoss: number | null; tokens: number; peerId: string | null; bytes: number; createdAt: number }[] }>('/checkpoints');
     return r.checkpoints.map((c) => ({
@@ -93,8 +99,11 @@ export class CoordinatorDashboardSource implements DashboardSource {
     let opened = false;
     es.addEventListener('open', () => {
       h.connection('live');
-      // After a reconnect, reports published while we were away are only in the store.
-      if (opened) void this.history().then((rows) => rows.forEach((r) => h.report(r)), () => {});
+      // After a reconnect, reports and events published while we were away are only in the store.
+      if (opened) {
+        void this.history().then((rows) => rows.forEach((r) => h.report(r)), () => {});
+        void this.events(RECONNECT_EVENTS).then((rows) => rows.forEach((e) => h.event(e)), () => {});
+      }
       opened = true;
     });
     es.addEventListener('error', () => h.connection('reconnecting'));
@@ -103,14 +112,31 @@ export class CoordinatorDashboardSource implements DashboardSource {
       // A frame that is not a report (a proxy's page, a version skew) is dropped, not plotted.
       if (r && typeof r === 'object' && typeof r.peerId === 'string' && Number.isFinite(r.t) && Number.isFinite(r.step)) h.report(toReport(r));
     });
-    es.addEventListener('peer', (e) => {
-      const ev = parse<{ kind: string; peerId: string | null; t: number }>(e);
-      if (ev?.peerId && (ev.kind === 'peer-joined' || ev.kind === 'peer-left')) h.peer({ kind: ev.kind, peerId: ev.peerId, t: ev.t } as PeerEvent);
-    });
-    es.addEventListener('checkpoint', () => h.checkpoints());
-    es.addEventListener('run', () => h.run());
+    // Every run event comes on one of three channels; the controller tells them apart by kind.
+    for (const channel of ['peer', 'checkpoint', 'run']) {
+      es.addEventListener(channel, (e) => {
+        const ev = toEvent(parse<unknown>(e));
+        if (ev) h.event(ev);
+      });
+    }
     return () => es.close();
   }
+}
+
+/** Events refetched after a reconnect: more than a short outage writes, fewer than a page. */
+const RECONNECT_EVENTS = 1000;
+
+const EVENT_KINDS = new Set<RunEventKind>([
+  'run-created', 'run-updated', 'run-stopped', 'peer-joined', 'peer-left', 'peer-offender', 'checkpoint-saved', 'checkpoint-deleted', 'checkpoint-failed',
+]);
+
+/** A run event as the coordinator sends it, or null for anything else (a version skew, a proxy's page). */
+function toEvent(v: unknown): RunEventItem | null {
+  if (!v || typeof v !== 'object') return null;
+  const o = v as Record<string, unknown>;
+  if (typeof o.id !== 'number' || typeof o.t !== 'number' || !Number.isFinite(o.t) || !EVENT_KINDS.has(o.kind as RunEventKind)) return null;
+  if (o.peerId !== null && typeof o.peerId !== 'string') return null;
+  return { id: o.id, t: o.t, kind: o.kind as RunEventKind, peerId: o.peerId, data: o.data ?? null };
 }
 
 function parse<T>(e: Event): T | null {

@@ -1,11 +1,17 @@
 // The research dashboard's state: every report from the coordinator (history, then the live
 // stream), peers and their health, checkpoints, alerts, and the chart-ready views derived from
-// them. Reports arrive at up to hundreds per second with 500 peers, so ingest only appends;
-// the views are recomputed at most once per `refreshMs` and only when something changed.
-import { divergenceAlerts, nanAlerts, stallAlerts, throughputAlerts, type Alert, type LossPoint } from '../core/alerts.ts';
+// them, and the run's events (peers joining, leaving or reported for bad updates, checkpoints
+// saved or failed) in words. Reports arrive at up to hundreds per second with 500 peers, so
+// ingest only appends; the views are recomputed at most once per `refreshMs` and only when
+// something changed.
+import {
+  checkpointAlerts, divergenceAlerts, nanAlerts, offenderAlerts, stallAlerts, throughputAlerts,
+  type Alert, type CheckpointOutcome, type LossPoint, type OffenderReport,
+} from '../core/alerts.ts';
 import { toCsv } from '../core/csv.ts';
+import { describeEvent, type EventText } from '../core/events.ts';
 import { binMean, binMedian, binRange, fillGaps, makeGrid, median, smoothEma } from '../core/series.ts';
-import type { CheckpointItem, DashboardRun, DashboardSource, MetricReport, PeerEvent, TextSample } from '../ports.ts';
+import type { CheckpointItem, DashboardRun, DashboardSource, MetricReport, RunEventItem, TextSample } from '../ports.ts';
 import { Observable, type Task } from './observable.ts';
 
 export type XAxis = 'tokens' | 'step' | 'time';
@@ -39,6 +45,9 @@ export interface ChartView {
 
 export interface Pairing { a: string; b: string; t: number; count: number }
 
+/** A run event with its sentence, computed once when it arrives (rendering only reads it). */
+export type RunEventView = RunEventItem & EventText;
+
 /** Per-peer arrays for drawing; thinned to every other point when full. */
 interface PeerSeries {
   t: number[];
@@ -66,9 +75,19 @@ export interface DashboardOptions {
   refreshMs?: number;
   /** How far back the pairing graph looks. */
   pairingWindowMs?: number;
+  /** Run events shown (and held) by the events panel, newest first. */
+  eventCap?: number;
+  /** Stored events fetched on load: more than shown, so older offender reports still alert. */
+  eventHistory?: number;
 }
 
-const DEFAULTS = { staleMs: 30_000, maxPeerLines: 16, bins: 300, perPeerCap: 1000, logCap: 300_000, refreshMs: 1000, pairingWindowMs: 300_000 };
+const DEFAULTS = {
+  staleMs: 30_000, maxPeerLines: 16, bins: 300, perPeerCap: 1000, logCap: 300_000, refreshMs: 1000, pairingWindowMs: 300_000,
+  eventCap: 200, eventHistory: 1000,
+};
+/** Offender reports and checkpoint outcomes held for the alerts (each a few dozen bytes). */
+const OFFENDER_CAP = 2000;
+const OUTCOME_CAP = 50;
 
 export class DashboardController extends Observable {
   run: Task<DashboardRun> = { status: 'pending' };
@@ -90,6 +109,12 @@ export class DashboardController extends Observable {
   pairings: Pairing[] = [];
   peerRows: PeerRow[] = [];
   totalTokensPerS = 0;
+  /** The newest `eventCap` run events, newest first. */
+  events: RunEventView[] = [];
+  /** Bumped whenever `events` changes, so the panel renders only then. */
+  eventsVersion = 0;
+  /** Run events received since the page opened (history included), for "200 of N". */
+  eventsSeen = 0;
 
   private readonly o: typeof DEFAULTS;
   private readonly now: () => number;
@@ -98,6 +123,14 @@ export class DashboardController extends Observable {
   private log: MetricReport[] = [];
   logTruncated = false;
   private readonly nanSeen = new Map<string, Alert>();
+  /** Events not yet in `events` order, trimmed to eventCap at each refresh. */
+  private eventBuf: RunEventView[] = [];
+  private eventsDirty = false;
+  /** Ids of events already taken: history and the live stream overlap after a reconnect. */
+  private eventIds = new Set<number>();
+  /** By "reporter|accused": the coordinator stores one per pair. */
+  private readonly offenders = new Map<string, OffenderReport>();
+  private outcomes: CheckpointOutcome[] = [];
   private readonly dismissed = new Set<string>();
   private dirty = true;
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -114,12 +147,11 @@ export class DashboardController extends Observable {
     const src = this.opts.source;
     // Subscribe first and buffer, so nothing published while history loads is lost.
     const early: MetricReport[] = [];
-    let loaded = false;
+    const earlyEvents: RunEventItem[] = [];
+    let loaded = false, eventsLoaded = false;
     this.off = src.subscribe({
       report: (r) => (loaded ? this.ingest(r) : early.push(r)),
-      peer: (e) => this.onPeer(e),
-      checkpoints: () => void this.loadCheckpoints(),
-      run: () => void this.loadRun(),
+      event: (e) => (eventsLoaded ? this.onEvent(e, true) : earlyEvents.push(e)),
       connection: (s) => { this.connection = s; this.notify(); },
     });
     await Promise.all([this.loadRun(), this.loadCheckpoints(), (async () => {
@@ -130,6 +162,15 @@ export class DashboardController extends Observable {
       }
       loaded = true;
       for (const r of early) this.ingest(r);
+    })(), (async () => {
+      try {
+        for (const e of await src.events(this.o.eventHistory)) this.onEvent(e, false);
+      } catch (e) {
+        console.warn(`[murmur] run events did not load: ${(e as Error).message}`);
+      }
+      eventsLoaded = true;
+      // Live: the checkpoint list or the run may have changed while they loaded.
+      for (const e of earlyEvents) this.onEvent(e, true);
     })()]);
     this.refresh();
     this.schedule();
@@ -193,14 +234,60 @@ export class DashboardController extends Observable {
     this.dirty = true;
   }
 
-  private onPeer(e: PeerEvent): void {
-    const p = this.peers.get(e.peerId);
-    if (e.kind === 'peer-left' && p) p.left = true;
-    if (e.kind === 'peer-joined' && !p) {
-      this.peers.set(e.peerId, { id: e.peerId, adapter: null, tokensPerS: 0, step: 0, round: 0, trainLoss: null, valLoss: null,
-        partner: null, firstSeen: e.t, lastSeen: e.t, stepChangedAt: e.t, reports: 0, left: false });
+  /**
+   * A run event, from history (`live` false) or the stream. Only live peer events touch the
+   * peer grid: the history's joins and leaves are of peers long gone, and the metric history
+   * already says who is there.
+   */
+  private onEvent(e: RunEventItem, live: boolean): void {
+    if (this.eventIds.has(e.id)) return;
+    this.eventIds.add(e.id);
+    if (this.eventIds.size > 4 * this.o.eventHistory) this.eventIds = new Set([...this.eventIds].slice(2 * this.o.eventHistory));
+    this.eventBuf.push({ ...e, ...describeEvent(e) });
+    this.eventsSeen++;
+    this.eventsDirty = true;
+    const d = (e.data && typeof e.data === 'object' ? e.data : {}) as Record<string, unknown>;
+    switch (e.kind) {
+      case 'peer-joined': case 'peer-left':
+        if (live && e.peerId) this.onPeer(e.kind, e.peerId, e.t);
+        break;
+      case 'peer-offender':
+        if (e.peerId && typeof d.accused === 'string') {
+          this.offenders.set(`${e.peerId}|${d.accused}`, { t: e.t, reporter: e.peerId, accused: d.accused, reason: typeof d.reason === 'string' ? d.reason : '' });
+          if (this.offenders.size > OFFENDER_CAP) this.offenders.delete(this.offenders.keys().next().value!);
+        }
+        break;
+      case 'checkpoint-saved': case 'checkpoint-failed':
+        this.outcomes.push({
+          t: e.t, ok: e.kind === 'checkpoint-saved', peerId: e.peerId,
+          step: typeof d.step === 'number' ? d.step : null, reason: typeof d.reason === 'string' ? d.reason : null,
+        });
+        if (this.outcomes.length > 2 * OUTCOME_CAP) this.outcomes = this.outcomes.slice(-OUTCOME_CAP);
+        break;
     }
+    if (live && e.kind.startsWith('checkpoint-')) void this.loadCheckpoints();
+    if (live && e.kind.startsWith('run-')) void this.loadRun();
     this.dirty = true;
+  }
+
+  private onPeer(kind: 'peer-joined' | 'peer-left', peerId: string, t: number): void {
+    const p = this.peers.get(peerId);
+    if (kind === 'peer-left' && p) p.left = true;
+    if (kind === 'peer-joined' && !p) {
+      this.peers.set(peerId, { id: peerId, adapter: null, tokensPerS: 0, step: 0, round: 0, trainLoss: null, valLoss: null,
+        partner: null, firstSeen: t, lastSeen: t, stepChangedAt: t, reports: 0, left: false });
+    }
+  }
+
+  /** Newest first, at most eventCap; the buffer keeps only what is shown. */
+  private refreshEvents(): void {
+    if (!this.eventsDirty) return;
+    this.eventsDirty = false;
+    // History comes oldest first and live events in order, so this is nearly sorted already.
+    this.eventBuf.sort((a, b) => a.t - b.t || a.id - b.id);
+    if (this.eventBuf.length > this.o.eventCap) this.eventBuf = this.eventBuf.slice(-this.o.eventCap);
+    this.events = [...this.eventBuf].reverse();
+    this.eventsVersion++;
   }
 
   private async loadRun(): Promise<void> {
@@ -313,7 +400,7 @@ export class DashboardController extends Observable {
     await yieldNow();
     slice(() => { this.valView = this.lossView('val'); });
     await yieldNow();
-    slice(() => { this.computeTimeViews(); this.pairings = this.computePairings(this.now()); this.updateAlerts(); });
+    slice(() => { this.computeTimeViews(); this.pairings = this.computePairings(this.now()); this.refreshEvents(); this.updateAlerts(); });
     this.lastRefreshMs = spent;
     this.notify();
   }
@@ -345,6 +432,7 @@ export class DashboardController extends Observable {
     this.valView = this.lossView('val');
     this.computeTimeViews();
     this.pairings = this.computePairings(now);
+    this.refreshEvents();
     this.updateAlerts();
     this.lastRefreshMs = performance.now() - started;
     this.notify();
@@ -490,6 +578,8 @@ export class DashboardController extends Observable {
       // The last bucket is still filling: leave it out of the comparison.
       out.push(...throughputAlerts(tv.x.slice(0, -1).map((x, k) => ({ t: x * 1000, tokensPerS: total[k] ?? 0 })), tv.x[tv.x.length - 1]! * 1000));
     }
+    out.push(...offenderAlerts([...this.offenders.values()]));
+    if (this.outcomes.length) out.push(...checkpointAlerts([...this.outcomes].sort((a, b) => a.t - b.t)));
     this.alerts = out.filter((a) => !this.dismissed.has(a.key)).sort((a, b) => severityRank(a) - severityRank(b) || b.t - a.t);
   }
 }

@@ -1,9 +1,11 @@
 // Alert rules for the research dashboard, as pure functions of what the dashboard already
 // holds. Each rule returns the alerts active now; the controller keeps them keyed by `key`, so
 // an alert is raised once and cleared when its condition goes away (except NaN, which stays
-// until dismissed: a NaN once seen means the run's weights may be poisoned).
+// until dismissed: a NaN once seen means the run's weights may be poisoned; and offender reports,
+// which are facts about the past: a peer that sent junk once is not cleared by going quiet).
+import { offenderReason } from './events.ts';
 
-export type AlertKind = 'nan' | 'divergence' | 'stall' | 'throughput';
+export type AlertKind = 'nan' | 'divergence' | 'stall' | 'throughput' | 'offender' | 'checkpoint';
 export type Severity = 'critical' | 'warning';
 
 export interface Alert {
@@ -106,5 +108,65 @@ export function throughputAlerts(total: RatePoint[], now: number, cfg: AlertConf
     key: 'throughput', kind: 'throughput', severity: 'warning', peerId: null, t: recent[0]!.t,
     message: `Throughput dropped to ${Math.round(now_)} tokens/s, ${Math.round((100 * now_) / baseline)}% of the ` +
       `recent median ${Math.round(baseline)} tokens/s: volunteers left, paused, or are throttled.`,
+  }];
+}
+
+/** A peer-offender event: `reporter` rejected a payload from `accused` (reason "code: detail"). */
+export interface OffenderReport { t: number; reporter: string; accused: string; reason: string }
+
+const cut = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
+
+/**
+ * One alert per peer reported for a bad update, naming it and why. One report can be a glitch
+ * (a bit flip, a driver hiccup); reports from two or more peers are independent evidence of a
+ * broken GPU or a hostile volunteer, and raise it to critical.
+ */
+export function offenderAlerts(reports: OffenderReport[]): Alert[] {
+  const byAccused = new Map<string, OffenderReport[]>();
+  for (const r of reports) {
+    const list = byAccused.get(r.accused);
+    if (list) list.push(r); else byAccused.set(r.accused, [r]);
+  }
+  const out: Alert[] = [];
+  for (const [accused, list] of byAccused) {
+    const reporters = [...new Set(list.map((r) => r.reporter))];
+    const words = [...new Set(list.map((r) => offenderReason(r.reason).words))];
+    const first = list.reduce((a, b) => (b.t < a.t ? b : a));
+    const many = reporters.length >= 2;
+    const detail = offenderReason(list[list.length - 1]!.reason).detail;
+    out.push({
+      key: `offender:${accused}`, kind: 'offender', severity: many ? 'critical' : 'warning', peerId: accused, t: first.t,
+      message: many
+        ? `${accused} sent bad updates to ${reporters.length} peers (${reporters.slice(0, 3).join(', ')}${reporters.length > 3 ? ', …' : ''}): ` +
+          `${words.join('; ')}. They rejected them and no longer pair with it. Independent reports point to a broken GPU or a hostile volunteer.`
+        : `${accused} sent ${reporters[0]} a bad update: ${words[0]}${detail ? ` (${cut(detail, 120)})` : ''}. ` +
+          'It was rejected and the two are no longer paired; more reports about this peer would mean a broken GPU or a hostile volunteer.',
+    });
+  }
+  return out;
+}
+
+/** A checkpoint attempt as the run events tell it: saved (with its step) or failed (with why). */
+export interface CheckpointOutcome { t: number; ok: boolean; peerId: string | null; step: number | null; reason: string | null }
+
+/**
+ * Checkpoints that failed since the last one saved; cleared once a newer one is saved.
+ * `outcomes` in time order. Three failures in a row are critical: a restart would lose
+ * everything since the last saved one.
+ */
+export function checkpointAlerts(outcomes: CheckpointOutcome[]): Alert[] {
+  let lastOk = -1;
+  for (let i = outcomes.length - 1; i >= 0; i--) if (outcomes[i]!.ok) { lastOk = i; break; }
+  const fails = outcomes.slice(lastOk + 1);
+  if (fails.length === 0) return [];
+  const first = fails[0]!, last = fails[fails.length - 1]!;
+  const saved = lastOk >= 0 ? outcomes[lastOk]! : null;
+  return [{
+    key: `checkpoint:${first.t}`, kind: 'checkpoint', severity: fails.length >= 3 ? 'critical' : 'warning', peerId: last.peerId, t: first.t,
+    message: `Checkpoint from ${last.peerId ?? 'a peer'} failed: ${cut(last.reason ?? 'no reason given', 160)}. ` +
+      (fails.length > 1 ? `${fails.length} failures in a row. ` : '') +
+      (saved ? `The newest saved checkpoint is at step ${saved.step ?? '?'}: a peer joining with no live peer to copy would start there. `
+        : 'No checkpoint has been saved yet: a peer joining with no live peer to copy would start from scratch. ') +
+      'Training goes on; the next scheduled checkpoint asks the furthest peer again.',
   }];
 }

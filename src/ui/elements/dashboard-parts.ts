@@ -4,8 +4,13 @@
 import { LitElement, html, css, nothing, type PropertyValues } from 'lit';
 import type { DashboardController } from '../controllers/dashboard-controller.ts';
 import { LitWatch } from '../controllers/observable.ts';
+import type { AlertKind } from '../core/alerts.ts';
 import { formatBytes, formatCount, formatLoss } from '../core/format.ts';
 import { theme } from './theme.ts';
+
+const KIND_LABEL: Record<AlertKind, string> = {
+  nan: 'NaN', divergence: 'divergence', stall: 'stall', throughput: 'throughput', offender: 'bad update', checkpoint: 'checkpoint failed',
+};
 
 abstract class Part extends LitElement {
   static override properties = { controller: { attribute: false } };
@@ -28,13 +33,13 @@ export class AlertList extends Part {
 
   override render() {
     const alerts = this.controller?.alerts ?? [];
-    if (alerts.length === 0) return html`<p class="muted" data-alerts="none">No alerts: no NaN, divergence, stall or throughput drop seen.</p>`;
+    if (alerts.length === 0) return html`<p class="muted" data-alerts="none">No alerts: no NaN, divergence, stall, throughput drop, bad update or failed checkpoint seen.</p>`;
     // role=alert on the list announces a new alert once, when it appears.
     return html`<ul role="alert" aria-label="Alerts">
       ${alerts.map((a) => html`<li class=${a.severity} data-alert=${a.kind}>
-        <p><span class="kind">${a.kind === 'nan' ? 'NaN' : a.kind}</span>${a.message}
+        <p><span class="kind">${KIND_LABEL[a.kind]}</span>${a.message}
           <span class="muted">(${new Date(a.t).toLocaleTimeString()})</span></p>
-        <button aria-label=${`Dismiss the ${a.kind} alert${a.peerId ? ` for ${a.peerId}` : ''}`} @click=${() => this.controller!.dismissAlert(a.key)}>Dismiss</button>
+        <button aria-label=${`Dismiss the ${KIND_LABEL[a.kind]} alert${a.peerId ? ` for ${a.peerId}` : ''}`} @click=${() => this.controller!.dismissAlert(a.key)}>Dismiss</button>
       </li>`)}
     </ul>`;
   }

@@ -1,6 +1,7 @@
 // <murmur-dashboard>: the research dashboard. Renders a DashboardController: run phase, alerts,
 // loss charts with the x-axis switch / log-x / smoothing, throughput and peers over time, partner
-// weight spread, the pairing graph, the peer health grid, samples and checkpoints, CSV export.
+// weight spread, the pairing graph, the run's events, the peer health grid, samples and
+// checkpoints, CSV export.
 import { LitElement, html, css, nothing, type PropertyValues } from 'lit';
 import type { DashboardController, XAxis } from '../controllers/dashboard-controller.ts';
 import { LitWatch } from '../controllers/observable.ts';
@@ -9,6 +10,7 @@ import { theme } from './theme.ts';
 import './live-chart.ts';
 import './peer-grid.ts';
 import './pairing-graph.ts';
+import './event-list.ts';
 import './dashboard-parts.ts';
 
 const X_LABEL: Record<XAxis, string> = { tokens: 'tokens (per peer)', step: 'inner steps (per peer)', time: 'wall time since start' };
@@ -105,8 +107,11 @@ export class Dashboard extends LitElement {
           <murmur-chart data-chart="spread" .view=${c.spreadView} label="L2 distance between partners' slow weights" x-label="time" x-kind="time"></murmur-chart></section>
       </div>
 
-      <section aria-labelledby="pair-h"><h2 id="pair-h">Recent pairings</h2>
-        <murmur-pairings .pairings=${c.pairings} now=${now}></murmur-pairings></section>
+      <div class="grid2" style="margin-top:1rem">
+        <section aria-labelledby="pair-h"><h2 id="pair-h">Recent pairings</h2>
+          <murmur-pairings .pairings=${c.pairings} now=${now}></murmur-pairings></section>
+        <section aria-labelledby="events-h"><h2 id="events-h">Run events</h2><murmur-events .controller=${c}></murmur-events></section>
+      </div>
       <section aria-labelledby="peers-h"><h2 id="peers-h">Peers</h2>
         <murmur-peer-grid .rows=${c.peerRows} now=${now} stale-ms=${c.staleMs}></murmur-peer-grid></section>
       <div class="grid2" style="margin-top:1rem">
