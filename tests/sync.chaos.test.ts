@@ -46,20 +46,27 @@ describe('chaos: a partner killed mid-transfer', () => {
   it('its partner goes solo (at once, or at worst at its deadline), applies nothing, and pairs with a survivor next round', async () => {
     let victim: string | null = null;
     let noticed: string | null = null;
-    const chunksFrom = new Map<string, number>();
+    const chunksTo = new Map<string, number>();
     // A longer deadline than the other chaos tests: on a loaded machine the link's close event
     // can take over a second to arrive, and this test is about noticing it before the deadline.
     const deadline = { minMs: 4000, initialMs: 8000, maxMs: 12000 };
-    // 1.6 MB per tensor: more than the 1 MiB the sender may queue on the channel, so when the
-    // victim dies at its second chunk the rest of its payload cannot already be in flight.
     const elements = 400_000;
+    // The victim dies on the sender's side, as a closed tab does: after its first tensor chunk
+    // to the partner nothing more leaves it, and its mesh is torn down. (Killing it when the
+    // receiver saw a chunk raced: on a loaded machine the whole payload could already be on
+    // its way, and the receiver then rightly paired.)
     const s = (swarm = new Swarm({
       n: 3, transport: 'wrtc', elements, init: { deadline },
-      wrap: (id, links) => chaosLinks(links, (f) => [f], (remote, bytes) => {
-        if (victim || bytes[5] !== 1) return; // count tensor chunks only
-        const k = (chunksFrom.get(id + remote) ?? 0) + 1;
-        chunksFrom.set(id + remote, k);
-        if (k === 2) { victim = remote; noticed = id; s.peer(remote).mesh.destroy(); }
+      wrap: (id, links) => chaosLinks(links, (f, { remote, chunk }) => {
+        if (victim === id) return [];
+        if (victim || !chunk) return [f];
+        const k = (chunksTo.get(id + remote) ?? 0) + 1;
+        chunksTo.set(id + remote, k);
+        if (k < 2) return [f];
+        victim = id;
+        noticed = remote;
+        setTimeout(() => s.peer(id).mesh.destroy(), 0);
+        return [];
       }),
     }));
     await s.connected(2);
