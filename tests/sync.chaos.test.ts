@@ -95,7 +95,10 @@ describe('chaos: a partner killed mid-transfer', () => {
 
 describe('chaos: damaged chunks', () => {
   /** p0 tampers with its round-0 Δ; p1 is honest. Returns p1's results. */
-  async function scenario(tamper: (f: Uint8Array, index: number, count: number) => Uint8Array[]): Promise<{ honest: ExchangeResult[]; sender: ExchangeResult[]; s: Swarm }> {
+  async function scenario(
+    tamper: (f: Uint8Array, index: number, count: number) => Uint8Array[],
+    deadline = DEADLINE,
+  ): Promise<{ honest: ExchangeResult[]; sender: ExchangeResult[]; s: Swarm }> {
     let deltaTid: number | null = null;
     const t: Tamper = (f, { chunk }) => {
       if (!chunk || chunk.kind !== 'delta' || chunk.round !== 0) return [f];
@@ -103,17 +106,21 @@ describe('chaos: damaged chunks', () => {
       if (chunk.transferId !== deltaTid) return [f];
       return tamper(f, chunk.chunkIndex, chunk.chunkCount);
     };
-    const s = (swarm = new Swarm({ n: 2, transport: 'wrtc', elements: N, init: { deadline: DEADLINE }, wrap: (id, links) => (id === 'p0' ? chaosLinks(links, t) : links) }));
+    const s = (swarm = new Swarm({ n: 2, transport: 'wrtc', elements: N, init: { deadline }, wrap: (id, links) => (id === 'p0' ? chaosLinks(links, t) : links) }));
     await s.connected(1);
     const results = await train(s, 4, { waitMs: 500 });
     withinBudget(results.values());
     return { honest: results.get('p1')!, sender: results.get('p0')!, s };
   }
 
+  // Where the damage is caught before the deadline, the deadline is long: on a loaded machine
+  // (CI) moving 800 KB over wrtc can take longer than DEADLINE, and the test is about the catch.
+  const PATIENT = { minMs: 4000, initialMs: 8000, maxMs: 12000 };
+
   it('a dropped middle chunk is caught on the next chunk: solo, reported, nothing applied', async () => {
-    const { honest, s } = await scenario((f, i) => (i === 3 ? [] : [f]));
+    const { honest, s } = await scenario((f, i) => (i === 3 ? [] : [f]), PATIENT);
     expect(honest[0]).toMatchObject({ outcome: 'solo', reason: 'rejected', rejection: 'ERR_FRAME_MISSING_CHUNK', payload: null });
-    expect(honest[0].transferMs).toBeLessThan(DEADLINE.initialMs);
+    expect(honest[0].transferMs).toBeLessThan(PATIENT.initialMs);
     expect(s.hub.reports.some((r) => r.from === 'p1' && r.peer === 'p0' && r.reason.startsWith('ERR_FRAME_MISSING_CHUNK'))).toBe(true);
     // One strike is not a ban: later rounds pair again and succeed.
     expect(honest.slice(1).some((r) => r.outcome === 'paired')).toBe(true);
@@ -128,13 +135,13 @@ describe('chaos: damaged chunks', () => {
   });
 
   it('a duplicated chunk is ignored and the payload is still exact', async () => {
-    const { honest } = await scenario((f, i) => (i === 2 ? [f, f] : [f]));
+    const { honest } = await scenario((f, i) => (i === 2 ? [f, f] : [f]), PATIENT);
     expect(honest[0].outcome).toBe('paired');
     expect(sameFloats(honest[0].payload!.delta, syntheticPayload(N, 0, 0).delta)).toBe('same');
   });
 
   it('a corrupted payload byte fails the tensor checksum: solo, reported', async () => {
-    const { honest, s } = await scenario((f, i) => (i === 1 ? [corruptPayload(f)] : [f]));
+    const { honest, s } = await scenario((f, i) => (i === 1 ? [corruptPayload(f)] : [f]), PATIENT);
     expect(honest[0]).toMatchObject({ outcome: 'solo', reason: 'rejected', rejection: 'ERR_FRAME_CHECKSUM', payload: null });
     expect(s.hub.reports.filter((r) => r.peer === 'p0').length).toBe(1);
   });
