@@ -1,0 +1,107 @@
+// DESIGN.md section 2, "dependencies point one way", checked on every import in src/ and
+// server/: the leaves import nothing of ours, the mesh knows only the wire protocol, the UI's
+// components see ports rather than the worker or the mesh, and only the page entry files and
+// the CLI wire the pieces together. A new import that breaks a rule fails here, naming the file.
+import { describe, expect, it } from 'vitest';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { ROOT } from './support/browser.ts';
+
+/** Every .ts file below `dir`, relative to the repo root. */
+function tsFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(join(ROOT, dir))) {
+    const rel = join(dir, name);
+    if (statSync(join(ROOT, rel)).isDirectory()) out.push(...tsFiles(rel));
+    else if (name.endsWith('.ts')) out.push(rel);
+  }
+  return out;
+}
+
+/** Relative module specifiers a file imports or re-exports (static and dynamic), resolved to repo paths. */
+function imports(file: string): string[] {
+  const text = readFileSync(join(ROOT, file), 'utf8');
+  const specs = [
+    ...text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'";]*?\bfrom\s+'([^']+)'/g),
+    ...text.matchAll(/(?:^|\n)\s*import\s+'([^']+)'/g),
+    ...text.matchAll(/\bimport\(\s*'([^']+)'\s*\)/g),
+  ].map((m) => m[1]!);
+  return specs.filter((s) => s.startsWith('.')).map((s) => relative(ROOT, resolve(ROOT, dirname(file), s.replace(/\?.*$/, ''))));
+}
+
+/** The area a repo path belongs to: src/<folder> (src/ui/<folder> for the UI), server, or the file itself. */
+function area(path: string): string {
+  const parts = path.split('/');
+  if (parts[0] === 'server') return 'server';
+  if (parts[0] !== 'src') return parts[0]!;
+  if (parts.length === 2) return path; // src/cli.ts
+  if (parts[1] === 'ui' && parts.length > 3) return `src/ui/${parts[2]}`;
+  return `src/${parts[1]}`;
+}
+
+/** What each constrained area may import besides itself (areas, or single files). */
+const ALLOWED: Record<string, string[]> = {
+  'src/protocol': [],
+  'src/shaders': [],
+  // The reference model takes the data pipeline's Batch type, nothing else of it.
+  'src/model': ['src/data/batch.ts'],
+  'src/data': ['src/model'],
+  'src/gpu': ['src/shaders', 'src/model', 'src/data/batch.ts'],
+  'src/train': ['src/model', 'src/data'],
+  'src/worker': ['src/train', 'src/gpu', 'src/model', 'src/data'],
+  'src/sync': ['src/protocol'],
+  // The coordinator: the wire protocol, plus the model (export, evaluation) and the dataset format.
+  server: ['src/protocol', 'src/model', 'src/data'],
+  // Lit components, their state and the widget see only the UI's own ports and helpers.
+  'src/ui/core': ['src/ui/ports.ts'],
+  'src/ui/controllers': ['src/ui/core', 'src/ui/ports.ts'],
+  'src/ui/elements': ['src/ui/core', 'src/ui/controllers', 'src/ui/ports.ts'],
+  'src/ui/embed': ['src/ui/core', 'src/ui/controllers', 'src/ui/ports.ts'],
+};
+
+/** Who may import the apps: the CLI's commands start the server; only src/cli.ts runs commands. */
+const APPS: Record<string, string[]> = {
+  server: ['src/commands', 'server'],
+  'src/commands': ['src/cli.ts', 'src/commands'],
+  'src/ui/pages': ['src/ui/pages'],
+};
+
+const files = [...tsFiles('src'), ...tsFiles('server')];
+
+function allows(list: string[], target: string): boolean {
+  return list.some((a) => target === a || target.startsWith(a + '/') || area(target) === a);
+}
+
+describe('architecture (DESIGN.md section 2)', () => {
+  it('reads the imports of every source file', () => {
+    expect(files.length).toBeGreaterThan(100);
+    // The parser sees real edges: the worker uses the GPU engine, the mesh the wire frames.
+    expect(imports('src/worker/trainer.ts')).toContain('src/gpu/engine.ts');
+    expect(imports('src/sync/mesh.ts').some((p) => p.startsWith('src/protocol/'))).toBe(true);
+  });
+
+  it('dependencies point one way', () => {
+    const bad: string[] = [];
+    for (const file of files) {
+      const from = area(file);
+      for (const target of imports(file)) {
+        const to = area(target);
+        if (to === from) continue;
+        const allowed = ALLOWED[from];
+        if (allowed && !allows(allowed, target)) bad.push(`${file} imports ${target}: ${from} may use only ${allowed.join(', ') || 'nothing of ours'}`);
+        const importers = APPS[to];
+        if (importers && !allows(importers, file)) bad.push(`${file} imports ${target}: only ${importers.join(', ')} may`);
+      }
+    }
+    expect(bad).toEqual([]);
+  });
+
+  it('catches a forbidden edge (the checker itself)', () => {
+    // The rules applied to made-up edges: a sync module reaching for the GPU, a component for the mesh.
+    expect(allows(ALLOWED['src/sync']!, 'src/gpu/engine.ts')).toBe(false);
+    expect(allows(ALLOWED['src/ui/elements']!, 'src/sync/mesh.ts')).toBe(false);
+    expect(allows(ALLOWED['src/model']!, 'src/data/sampler.ts')).toBe(false);
+    expect(allows(ALLOWED['src/model']!, 'src/data/batch.ts')).toBe(true);
+    expect(allows(APPS['src/ui/pages']!, 'src/ui/elements/dashboard.ts')).toBe(false);
+  });
+});
