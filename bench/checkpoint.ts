@@ -1,7 +1,8 @@
 // How long the coordinator's event loop stalls while it stores a checkpoint, and how long the
-// store takes: the blocking path (sha256 and write/fsync/rename on the main thread, as before)
-// side by side with the one the server uses (hashing in slices that yield, file I/O on libuv's
-// thread pool). Both encode the safetensors file the same way. A 2 ms ticker stands in for
+// store takes: the blocking path (the safetensors file built in one buffer, sha256 and
+// write/fsync/rename on the main thread, as before) side by side with the one the server uses
+// (the file as pieces that view the tensors, hashed in slices that yield, file I/O on libuv's
+// thread pool). A 2 ms ticker stands in for
 // heartbeats and signals: its longest gap is the stall a peer would see.
 //
 //   npm run bench:checkpoint            (presets tiny, small, base; 3 rounds each, alternating)
@@ -11,7 +12,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { encodeCheckpoint, sha256Hex, sha256HexYielding } from '../server/checkpoints.ts';
+import { encodeCheckpoint, encodeCheckpointParts, sha256Hex, sha256HexYielding } from '../server/checkpoints.ts';
 import { writeFileAtomic, writeFileAtomicAsync } from '../server/fsutil.ts';
 import { preset, trainConfig, type PresetName } from '../src/model/config.ts';
 import { buildLayout } from '../src/model/layout.ts';
@@ -65,14 +66,15 @@ try {
       for (const mode of r % 2 === 0 ? ['blocking', 'yielding'] : ['yielding', 'blocking']) {
         const file = join(dir, `${name}-${mode}-${r}.safetensors`);
         const m = await measure(async () => {
-          const data = encodeCheckpoint(run, frame, 'p-bench', 0);
-          bytes = data.length;
           if (mode === 'blocking') {
+            const data = encodeCheckpoint(run, frame, 'p-bench', 0);
+            bytes = data.length;
             sha256Hex(data);
             writeFileAtomic(file, data);
           } else {
-            await sha256HexYielding(data);
-            await writeFileAtomicAsync(file, data);
+            const parts = encodeCheckpointParts(run, frame, 'p-bench', 0);
+            await sha256HexYielding(parts);
+            await writeFileAtomicAsync(file, parts);
           }
         });
         (mode === 'blocking' ? blocking : yielding).push(m);

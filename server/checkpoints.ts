@@ -17,7 +17,7 @@ import type { Db } from './db.ts';
 import { removeStaleTemps, writeFileAtomicAsync } from './fsutil.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import { buildLayout, layoutSignature, view, type Layout } from '../src/model/layout.ts';
-import { readSafetensors, tensorF32, writeSafetensors, type SafeTensorIn } from '../src/model/safetensors.ts';
+import { readSafetensors, safetensorsParts, tensorF32, type SafeTensorIn } from '../src/model/safetensors.ts';
 import type { CheckpointRef, RunInfo } from '../src/protocol/messages.ts';
 import type { StateFrame } from '../src/protocol/state-frame.ts';
 
@@ -63,6 +63,15 @@ export function layoutHash(layout: Layout): string {
 
 /** Encodes a checkpoint file (φ and momentum under HF names, config and counters as metadata). */
 export function encodeCheckpoint(run: RunInfo, frame: StateFrame, peerId: string | null, createdAt: number): Uint8Array {
+  const parts = encodeCheckpointParts(run, frame, peerId, createdAt);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) { out.set(p, at); at += p.length; }
+  return out;
+}
+
+/** encodeCheckpoint as the file's pieces (header, then views of the frame's tensors): no copy. */
+export function encodeCheckpointParts(run: RunInfo, frame: StateFrame, peerId: string | null, createdAt: number): Uint8Array[] {
   const layout = buildLayout(run.model);
   if (frame.meta.floats !== layout.total) {
     throw new Error(`state has ${frame.meta.floats} floats; run ${run.id} (${run.preset}) needs ${layout.total}`);
@@ -72,7 +81,7 @@ export function encodeCheckpoint(run: RunInfo, frame: StateFrame, peerId: string
     for (const t of layout.tensors) tensors.push({ name: prefix + t.name, shape: t.shape, data: view(flat, t) });
   }
   const { meta } = frame;
-  return writeSafetensors(tensors, {
+  return safetensorsParts(tensors, {
     format: CHECKPOINT_FORMAT,
     version: CHECKPOINT_VERSION,
     run: JSON.stringify(run),
@@ -116,12 +125,20 @@ export function sha256Hex(b: Uint8Array): string {
 /** Bytes hashed between yields to the event loop (~5-10 ms of SHA-256). */
 const HASH_SLICE = 4 << 20;
 
-/** sha256Hex in slices, yielding to the event loop between them: for checkpoint-sized buffers. */
-export async function sha256HexYielding(b: Uint8Array): Promise<string> {
+/**
+ * sha256Hex of a buffer, or of pieces taken in order, in slices that yield to the event loop
+ * between them: for checkpoint-sized data.
+ */
+export async function sha256HexYielding(data: Uint8Array | Uint8Array[]): Promise<string> {
   const h = createHash('sha256');
-  for (let off = 0; off < b.length; off += HASH_SLICE) {
-    h.update(b.subarray(off, Math.min(b.length, off + HASH_SLICE)));
-    if (off + HASH_SLICE < b.length) await new Promise<void>((r) => setImmediate(r));
+  let since = 0;
+  for (const b of Array.isArray(data) ? data : [data]) {
+    for (let off = 0; off < b.length; off += HASH_SLICE) {
+      const end = Math.min(b.length, off + HASH_SLICE);
+      h.update(b.subarray(off, end));
+      since += end - off;
+      if (since >= HASH_SLICE) { since = 0; await new Promise<void>((r) => setImmediate(r)); }
+    }
   }
   return h.digest('hex');
 }
@@ -147,14 +164,15 @@ export class CheckpointStore {
   async save(run: RunInfo, frame: StateFrame, peerId: string | null, createdAt: number): Promise<CheckpointInfo> {
     const dir = this.dir(run.id);
     mkdirSync(dir, { recursive: true });
-    const bytes = encodeCheckpoint(run, frame, peerId, createdAt);
+    const parts = encodeCheckpointParts(run, frame, peerId, createdAt);
+    const size = parts.reduce((n, p) => n + p.length, 0);
     const id = `s${frame.meta.step}-${randomBytes(4).toString('hex')}`;
     const file = `${id}.safetensors`;
     const info: CheckpointInfo = {
       id, runId: run.id, step: frame.meta.step, round: frame.meta.round, valLoss: frame.meta.valLoss,
-      tokens: frame.meta.tokens, peerId, sha256: await sha256HexYielding(bytes), bytes: bytes.length, file, createdAt,
+      tokens: frame.meta.tokens, peerId, sha256: await sha256HexYielding(parts), bytes: size, file, createdAt,
     };
-    await writeFileAtomicAsync(join(dir, file), bytes);
+    await writeFileAtomicAsync(join(dir, file), parts);
     await writeFileAtomicAsync(join(dir, `${id}.json`), new TextEncoder().encode(JSON.stringify(info, null, 2) + '\n'));
     this.insert(info);
     this.prune(run.id);

@@ -27,15 +27,18 @@ export function writeFileAtomic(path: string, data: Uint8Array, mode = 0o644): v
 
 /**
  * writeFileAtomic without blocking the event loop: the writes, fsyncs and rename run on libuv's
- * thread pool. For checkpoints (hundreds of MB for the larger presets), so heartbeats, signals
+ * thread pool. `data` may be a list of pieces, written in order. For checkpoints (hundreds of MB for the larger presets), so heartbeats, signals
  * and reports keep flowing while one is written.
  */
-export async function writeFileAtomicAsync(path: string, data: Uint8Array, mode = 0o644): Promise<void> {
+export async function writeFileAtomicAsync(path: string, data: Uint8Array | Uint8Array[], mode = 0o644): Promise<void> {
   const tmp = join(dirname(path), `${basename(path)}${TMP_MARK}${randomBytes(4).toString('hex')}`);
   const fh = await open(tmp, 'wx', mode);
   try {
-    let off = 0;
-    while (off < data.length) off += (await fh.write(data, off, data.length - off)).bytesWritten;
+    // Pieces are written in order (e.g. a safetensors header, then views of each tensor).
+    for (const piece of Array.isArray(data) ? data : [data]) {
+      let off = 0;
+      while (off < piece.length) off += (await fh.write(piece, off, piece.length - off)).bytesWritten;
+    }
     await fh.sync();
   } catch (err) {
     await fh.close();

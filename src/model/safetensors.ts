@@ -46,6 +46,22 @@ const MAX_HEADER = 100_000_000;
 
 /** Encodes tensors (in the given order) and string metadata into one safetensors buffer. */
 export function writeSafetensors(tensors: SafeTensorIn[], metadata: Record<string, string> = {}): Uint8Array {
+  const parts = safetensorsParts(tensors, metadata);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/**
+ * The bytes of a safetensors file as a list of pieces, in order: the length prefix and header,
+ * then each tensor's little-endian bytes as a view of its data (no copy on little-endian
+ * hosts). For writing or hashing a large file piece by piece without building it in memory.
+ */
+export function safetensorsParts(tensors: SafeTensorIn[], metadata: Record<string, string> = {}): Uint8Array[] {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) {
     for (const [k, v] of Object.entries(metadata)) {
@@ -67,23 +83,12 @@ export function writeSafetensors(tensors: SafeTensorIn[], metadata: Record<strin
     header[t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + n * 4] };
     offset += n * 4;
   }
-  let json = new TextEncoder().encode(JSON.stringify(header));
+  const json = new TextEncoder().encode(JSON.stringify(header));
   const padded = Math.ceil(json.length / 8) * 8;
-  if (padded !== json.length) {
-    const p = new Uint8Array(padded).fill(0x20);
-    p.set(json);
-    json = p;
-  }
-  const out = new Uint8Array(8 + json.length + offset);
-  const dv = new DataView(out.buffer);
-  dv.setBigUint64(0, BigInt(json.length), true);
-  out.set(json, 8);
-  let at = 8 + json.length;
-  for (const t of tensors) {
-    out.set(f32Bytes(t.data), at);
-    at += t.data.length * 4;
-  }
-  return out;
+  const head = new Uint8Array(8 + padded).fill(0x20, 8);
+  new DataView(head.buffer).setBigUint64(0, BigInt(padded), true);
+  head.set(json, 8);
+  return [head, ...tensors.map((t) => f32Bytes(t.data))];
 }
 
 /** Parses a safetensors buffer; checks every offset so a corrupt file fails with a reason. */
