@@ -3,19 +3,9 @@
 // one SQLite row each, and the same object pushed live to dashboards.
 import type { Db } from './db.ts';
 import type { LiveHub } from './live.ts';
+import type { RunEvent, RunEventKind } from '../src/protocol/events.ts';
 
-export type RunEventKind =
-  | 'run-created' | 'run-updated' | 'run-stopped' | 'peer-joined' | 'peer-left' | 'peer-offender'
-  | 'checkpoint-saved' | 'checkpoint-deleted' | 'checkpoint-failed';
-
-export interface RunEvent {
-  id: number;
-  runId: string;
-  t: number;
-  kind: RunEventKind;
-  peerId: string | null;
-  data: unknown;
-}
+export type { RunEvent, RunEventKind };
 
 export class EventLog {
   private readonly insert;

@@ -3,6 +3,7 @@
 // worker, the WebRTC mesh, the coordinator client), and tests pass fakes.
 import type { AdapterSummary } from '../gpu/device.ts';
 import type { GpuErrorCode } from '../gpu/errors.ts';
+import type { RunEvent, RunEventKind } from '../protocol/events.ts';
 import type { ReportFields } from '../protocol/messages.ts';
 import type { PressureState, Sensors } from './core/policy.ts';
 
@@ -211,24 +212,10 @@ export interface TextSample {
   text: string;
 }
 
-export type RunEventKind =
-  | 'run-created' | 'run-updated' | 'run-stopped' | 'peer-joined' | 'peer-left' | 'peer-offender'
-  | 'checkpoint-saved' | 'checkpoint-deleted' | 'checkpoint-failed';
+export type { RunEventKind };
 
-/**
- * One stored run event (the coordinator's server/events.ts RunEvent, minus runId). `data` is as
- * the coordinator wrote it; e.g. peer-offender: { accused, reason }, checkpoint-saved: the
- * checkpoint's info, checkpoint-failed: { request, reason }. Readers check its fields.
- */
-export interface RunEventItem {
-  /** Increasing per coordinator database: the key that removes duplicates after a reconnect. */
-  id: number;
-  t: number;
-  kind: RunEventKind;
-  /** The peer the event is about (for peer-offender: the reporter). */
-  peerId: string | null;
-  data: unknown;
-}
+/** One stored run event as the dashboard gets it (the protocol's RunEvent, minus runId). */
+export type RunEventItem = Omit<RunEvent, 'runId'>;
 
 export interface DashboardHandlers {
   report(r: MetricReport): void;

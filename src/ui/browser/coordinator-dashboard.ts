@@ -3,6 +3,7 @@
 // itself; after a reconnect the history is fetched again, so a gap is filled (reports are keyed
 // by peer and time in the controller's views; duplicates only thicken a line, never move it), and
 // so are the run events (the controller drops those it holds by id).
+import { RUN_EVENT_KINDS } from '../../protocol/events.ts';
 import type { CheckpointItem, DashboardHandlers, DashboardRun, DashboardSource, MetricReport, RunEventItem, RunEventKind, TextSample } from '../ports.ts';
 
 /** Largest page the coordinator returns raw (its maxPoints limit). */
@@ -126,9 +127,7 @@ export class CoordinatorDashboardSource implements DashboardSource {
 /** Events refetched after a reconnect: more than a short outage writes, fewer than a page. */
 const RECONNECT_EVENTS = 1000;
 
-const EVENT_KINDS = new Set<RunEventKind>([
-  'run-created', 'run-updated', 'run-stopped', 'peer-joined', 'peer-left', 'peer-offender', 'checkpoint-saved', 'checkpoint-deleted', 'checkpoint-failed',
-]);
+const EVENT_KINDS = new Set<RunEventKind>(RUN_EVENT_KINDS);
 
 /** A run event as the coordinator sends it, or null for anything else (a version skew, a proxy's page). */
 function toEvent(v: unknown): RunEventItem | null {
