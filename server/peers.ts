@@ -9,11 +9,13 @@
 // peer can never speak as another.
 //
 // Offender reports: a peer whose partner sent a payload that failed validation says so
-// (`offender`). The report is accepted only about another peer of the reporter's own run; the
-// first report of each (reporter, accused) pair is stored as a `peer-offender` run event and
-// from then on the ready pool never pairs the two again in this run (also after a coordinator
-// restart: the vetoes are rebuilt from the events table). Repeats of a stored pair write
-// nothing, so a hostile reporter cannot grow the database faster than the run's peer count.
+// (`offender`). The report is accepted only about another peer of the reporter's own run. Each
+// report is a strike, stored as a `peer-offender` run event; at VETO_AFTER strikes of one
+// (reporter, accused) pair the ready pool never pairs the two again in this run (also after a
+// coordinator restart: strikes are counted again from the events table). One strike is not a
+// veto, as in the mesh (banAfter): a single damaged chunk or an outlier φ from a peer that just
+// joined should not split a run. Reports past the veto write nothing, so a hostile reporter
+// cannot grow the database faster than the run's peer count.
 import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket, RawData } from 'ws';
@@ -121,7 +123,8 @@ export class PeerHub {
   private readonly byRun = new Map<string, Set<string>>();
   private readonly pools = new Map<string, ReadyPool>();
   /** Per run: reporter → the peers it reported; a pair is vetoed if either side reported the other. */
-  private readonly vetoes = new Map<string, Map<string, Set<string>>>();
+  /** run -> reporter -> accused -> offender reports (strikes) so far. */
+  private readonly strikes = new Map<string, Map<string, Map<string, number>>>();
   private readonly peersBroadcast = new Map<string, unknown>();
   private sweepTimer: unknown = null;
   private nextConn = 1;
@@ -153,10 +156,10 @@ export class PeerHub {
     return this.conns.size;
   }
 
-  /** Whether `a` and `b` may be paired in run `runId` (neither reported the other). */
+  /** Whether `a` and `b` may be paired in run `runId` (neither reported the other VETO_AFTER times). */
   canPair(runId: string, a: string, b: string): boolean {
-    const v = this.runVetoes(runId);
-    return !(v.get(a)?.has(b) || v.get(b)?.has(a));
+    const v = this.runStrikes(runId);
+    return strikeCount(v, a, b) < VETO_AFTER && strikeCount(v, b, a) < VETO_AFTER;
   }
 
   pool(runId: string): ReadyPool {
@@ -254,28 +257,24 @@ export class PeerHub {
     // The accused may have left already (it was cut off), so ask the peers table, not the live set.
     const row = this.d.db.prepare('SELECT run_id AS runId FROM peers WHERE id = ?').get(msg.peer) as { runId: string } | undefined;
     if (!row || row.runId !== runId) return this.reject(c, 'unknown-peer', `offender: ${msg.peer} is not a peer of run ${runId}`, 'offender');
-    const vetoes = this.runVetoes(runId);
-    if (vetoes.get(reporter)?.has(msg.peer)) return; // already recorded: nothing more to write
-    this.addVeto(vetoes, reporter, msg.peer);
-    this.d.events.append(runId, 'peer-offender', reporter, { accused: msg.peer, reason: msg.reason });
-    this.d.logger.warn({ run: runId, reporter, accused: msg.peer, reason: msg.reason }, 'offender reported');
+    const strikes = this.runStrikes(runId);
+    const before = strikeCount(strikes, reporter, msg.peer);
+    if (before >= VETO_AFTER) return; // already vetoed: nothing more to write
+    addStrike(strikes, reporter, msg.peer);
+    const strike = before + 1;
+    this.d.events.append(runId, 'peer-offender', reporter, { accused: msg.peer, reason: msg.reason, strike, vetoed: strike >= VETO_AFTER });
+    this.d.logger.warn({ run: runId, reporter, accused: msg.peer, reason: msg.reason, strike }, 'offender reported');
   }
 
-  /** The run's vetoes, rebuilt from its stored offender events on first use. */
-  private runVetoes(runId: string): Map<string, Set<string>> {
-    let v = this.vetoes.get(runId);
+  /** The run's strikes per (reporter, accused), counted from its stored offender events on first use. */
+  private runStrikes(runId: string): Map<string, Map<string, number>> {
+    let v = this.strikes.get(runId);
     if (v) return v;
     v = new Map();
     const rows = this.d.db.prepare("SELECT peer_id AS reporter, data_json AS data FROM events WHERE run_id = ? AND kind = 'peer-offender'").all(runId) as { reporter: string; data: string }[];
-    for (const r of rows) this.addVeto(v, r.reporter, (JSON.parse(r.data) as { accused: string }).accused);
-    this.vetoes.set(runId, v);
+    for (const r of rows) addStrike(v, r.reporter, (JSON.parse(r.data) as { accused: string }).accused);
+    this.strikes.set(runId, v);
     return v;
-  }
-
-  private addVeto(v: Map<string, Set<string>>, reporter: string, accused: string): void {
-    let set = v.get(reporter);
-    if (!set) v.set(reporter, (set = new Set()));
-    set.add(accused);
   }
 
   private onHello(c: Conn, msg: HelloMsg): void {
@@ -533,4 +532,17 @@ export class PeerHub {
     for (const p of this.pools.values()) p.clear();
     for (const c of [...this.conns]) this.close(c, CLOSE.shutdown, 'coordinator shutting down');
   }
+}
+
+/** Offender reports of one (reporter, accused) pair that stop the pool from pairing them. */
+export const VETO_AFTER = 2;
+
+function strikeCount(v: Map<string, Map<string, number>>, reporter: string, accused: string): number {
+  return v.get(reporter)?.get(accused) ?? 0;
+}
+
+function addStrike(v: Map<string, Map<string, number>>, reporter: string, accused: string): void {
+  let m = v.get(reporter);
+  if (!m) v.set(reporter, (m = new Map()));
+  m.set(accused, (m.get(accused) ?? 0) + 1);
 }

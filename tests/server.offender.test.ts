@@ -45,7 +45,7 @@ function heartbeat(...ps: RawPeer[]): () => void {
 }
 
 describe('offender reports', () => {
-  it('SignalingClient.reportOffender is stored as a run event and shown on the live stream, once per pair', async () => {
+  it('SignalingClient.reportOffender is stored as a run event and shown on the live stream, up to the veto', async () => {
     const live = subscribe('off');
     const accused = await RawPeer.join(s.wsUrl, { run: 'off' });
     const client = new SignalingClient({ url: s.url, run: 'off', WebSocket: WebSocket as unknown as WebSocketCtor, client: { kind: 'node' }, session: memorySessionStore() });
@@ -69,12 +69,17 @@ describe('offender reports', () => {
       expect(block.startsWith('event: peer\n')).toBe(true);
       expect(JSON.parse(block.split('\ndata: ')[1]!)).toMatchObject({ runId: 'off', kind: 'peer-offender', peerId: client.peerId, data: { accused: accused.welcome.peerId } });
 
-      // REST shows it too; a repeat of the same pair writes nothing more.
+      // REST shows it too. The second report of the pair is its second strike and the veto;
+      // reports past it write nothing more.
       const r = await s.c.app.inject({ method: 'GET', url: '/api/runs/off/events' });
       expect((r.json() as { events: { kind: string }[] }).events.filter((e) => e.kind === 'peer-offender')).toHaveLength(1);
+      expect(data).toMatchObject({ strike: 1, vetoed: false });
       client.reportOffender(accused.welcome.peerId, 'ERR_BAD_PAYLOAD: again');
+      await until(() => offenderRows().length > before + 1, 5000, 'the second strike');
+      expect(JSON.parse(offenderRows().at(-1)!.data)).toMatchObject({ strike: 2, vetoed: true });
+      client.reportOffender(accused.welcome.peerId, 'ERR_BAD_PAYLOAD: and again');
       await sleep(200);
-      expect(offenderRows()).toHaveLength(before + 1);
+      expect(offenderRows()).toHaveLength(before + 2);
     } finally {
       stopHb();
       client.stop();
@@ -145,14 +150,15 @@ describe('offender reports', () => {
       for (let i = 0; i < 260; i++) a.peer.send({ t: 'offender', peer: b.welcome.peerId, reason: `flood ${i}` });
       expect(await a.peer.next((m) => m.t === 'error' && m.code === 'rate-limited', 3000, n)).toBeTruthy();
       await sleep(100);
-      expect(offenderRows()).toHaveLength(before + 1);
+      // The flood's first report got through as the pair's second strike (the veto); no more.
+      expect(offenderRows()).toHaveLength(before + 2);
     } finally {
       stopHb();
       a.peer.close(); b.peer.close(); other.peer.close();
     }
   });
 
-  it('the ready pool never pairs the reporter with the accused again; others still pair with both', async () => {
+  it('after two reports the ready pool never pairs the reporter with the accused again; others still pair with both', async () => {
     const [a, b, c] = [
       await RawPeer.join(s.wsUrl, { run: 'off' }),
       await RawPeer.join(s.wsUrl, { run: 'off' }),
@@ -169,9 +175,19 @@ describe('offender reports', () => {
       expect((await paired(a.peer, 0, na)).partner).toBe(ids[1]);
       expect((await paired(b.peer, 0, nb)).partner).toBe(ids[0]);
 
-      // b reports a (the reverse direction of the veto is covered by the pool being symmetric).
+      // b reports a once: one strike is not a veto, they still pair.
+      const strikes = () => offenderRows().filter((r) => r.peerId === ids[1] && r.data.includes(ids[0]!)).length;
       b.peer.send({ t: 'offender', peer: ids[0], reason: 'ERR_NONFINITE: NaN in phi' });
-      await until(() => offenderRows().some((r) => r.peerId === ids[1] && r.data.includes(ids[0]!)), 5000, 'the report');
+      await until(() => strikes() === 1, 5000, 'the first report');
+      na = a.peer.frames.length; nb = b.peer.frames.length;
+      a.peer.send({ t: 'ready', round: 100, waitMs: 2000 });
+      b.peer.send({ t: 'ready', round: 100, waitMs: 2000 });
+      expect((await paired(a.peer, 100, na)).partner).toBe(ids[1]);
+      expect((await paired(b.peer, 100, nb)).partner).toBe(ids[0]);
+
+      // A second report is the veto (the reverse direction is covered by the pool being symmetric).
+      b.peer.send({ t: 'offender', peer: ids[0], reason: 'ERR_NONFINITE: NaN in phi' });
+      await until(() => strikes() === 2, 5000, 'the second report');
 
       // Now a and b alone in the pool both go solo, round after round.
       for (let round = 1; round <= 3; round++) {

@@ -13,6 +13,9 @@ describe('run events in words', () => {
   it('says who reported whom, and for what', () => {
     const d = describeEvent(ev('peer-offender', A, { accused: B, reason: 'non-finite: Δ[12] = NaN' }));
     expect(d).toEqual({ text: `peer ${A} reported ${B} for a bad update: non-finite Δ`, detail: 'Δ[12] = NaN', tone: 'bad', tag: 'bad update' });
+    // The coordinator's second report of a pair is its veto.
+    const v = describeEvent(ev('peer-offender', A, { accused: B, reason: 'non-finite: Δ[12] = NaN', strike: 2, vetoed: true }));
+    expect(v.detail).toBe('Δ[12] = NaN; no longer paired with each other');
   });
 
   it('decodes every reason the mesh sends, and shows an unknown code as it is', () => {

@@ -88,7 +88,9 @@ export function describeEvent(e: RunEventItem): EventText {
     case 'peer-left': return out(`${peer} left`, str(d.reason), 'info');
     case 'peer-offender': {
       const r = offenderReason(str(d.reason) ?? 'unspecified');
-      return out(`${peer} reported ${str(d.accused) ?? 'a partner'} for a bad update: ${r.words}`, r.detail, 'bad');
+      // The coordinator stops pairing the two at the second report (d.vetoed).
+      const veto = d.vetoed === true ? 'no longer paired with each other' : null;
+      return out(`${peer} reported ${str(d.accused) ?? 'a partner'} for a bad update: ${r.words}`, [r.detail, veto].filter(Boolean).join('; ') || null, 'bad');
     }
     case 'checkpoint-saved': {
       const step = num(d.step), loss = num(d.valLoss), bytes = num(d.bytes);
