@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { tableCounts } from '../server/db.ts';
 import { buildApp } from '../server/app.ts';
 import { RawPeer, report, startServer, until, type TestServer } from './support/coordinator.ts';
+import type { ServerMessage } from '../src/protocol/messages.ts';
 
 let s: TestServer;
 beforeAll(async () => {
@@ -98,13 +99,32 @@ describe('coordinator REST', () => {
     expect(patched.statusCode).toBe(200);
     expect(patched.json()).toMatchObject({ train: { H: 20, consensus: 0.5, outerLr: 0.5 }, pairWaitFrac: 0.5 });
 
+    // With a peer training, the settings peers agree on are fixed; the pool wait is not.
+    const { peer } = await RawPeer.join(s.wsUrl, { run: 'r1' });
+    try {
+      const refused = await inject({ method: 'PATCH', url: '/api/runs/r1', headers: s.admin, payload: { train: { H: 30 }, compression: 'none' } });
+      expect(refused.statusCode).toBe(409);
+      expect(refused.json().error).toMatch(/run r1 has 1 live peer training with its current train and compression settings; .*Stop the run first/);
+      expect((await inject({ method: 'GET', url: '/api/runs/r1' })).json()).toMatchObject({ train: { H: 20 }, compression: 'fp16' });
+      const n = peer.frames.length;
+      const wait = await inject({ method: 'PATCH', url: '/api/runs/r1', headers: s.admin, payload: { pairWaitFrac: 0.4 } });
+      expect(wait.statusCode).toBe(200);
+      // Live peers hear of it at once.
+      expect((await peer.next((m) => m.t === 'config', 3000, n) as Extract<ServerMessage, { t: 'config' }>).run.pairWaitFrac).toBe(0.4);
+    } finally {
+      peer.close();
+    }
+    // Its leaving is an event too: wait for it, so the event list below is settled.
+    await until(async () => (await inject({ method: 'GET', url: '/api/runs/r1/events' })).json().events.some((e: { kind: string }) => e.kind === 'peer-left'), 5000, 'the peer-left event');
+
     const stopped = await inject({ method: 'POST', url: '/api/runs/r1/stop', headers: s.admin });
     expect(stopped.json().status).toBe('stopped');
     const ev = (await inject({ method: 'GET', url: '/api/runs/r1/events' })).json().events.map((e: { kind: string }) => e.kind);
-    expect(ev).toEqual(['run-created', 'run-updated', 'run-stopped']);
+    expect(ev.filter((k: string) => k.startsWith('run-'))).toEqual(['run-created', 'run-updated', 'run-updated', 'run-stopped']);
     // The dashboard asks for the newest N, newest first.
-    const newest = (await inject({ method: 'GET', url: '/api/runs/r1/events?order=desc&limit=2' })).json().events.map((e: { kind: string }) => e.kind);
-    expect(newest).toEqual(['run-stopped', 'run-updated']);
+    const all = (await inject({ method: 'GET', url: '/api/runs/r1/events' })).json().events.map((e: { id: number }) => e.id);
+    const newest = (await inject({ method: 'GET', url: '/api/runs/r1/events?order=desc&limit=2' })).json().events.map((e: { id: number }) => e.id);
+    expect(newest).toEqual(all.slice(-2).reverse());
     expect((await inject({ method: 'GET', url: '/api/runs/r1/events?order=sideways' })).statusCode).toBe(400);
     expect((await inject({ method: 'GET', url: '/api/runs/missing' })).statusCode).toBe(404);
   });

@@ -161,6 +161,27 @@ describe('TrainingController', () => {
     await stop(c);
   });
 
+  it('waits in the pool for the run\'s current pool wait, which the coordinator may change', async () => {
+    // 200 ms steps, H = 5: a 1 s inner loop, so both waits are above the MIN_PAIR_WAIT_MS floor.
+    const { c, backend } = await setup({ msPerStep: 200 });
+    backend.mesh.peers = 1;
+    backend.pairWaitFrac = 0.5;
+    c.giveConsent();
+    c.start();
+    await advance(3000);
+    const before = backend.mesh.exchanges.length;
+    expect(before).toBeGreaterThan(0);
+    const first = backend.mesh.exchanges[0]!.waitMs;
+    expect(first).toBeGreaterThan(MIN_PAIR_WAIT_MS);
+    backend.pairWaitFrac = 2;
+    await advance(3000);
+    const later = backend.mesh.exchanges.slice(before + 1).map((e) => e.waitMs);
+    expect(later.length).toBeGreaterThan(0);
+    // Same inner-loop time (fake steps take msPerStep), four times the fraction.
+    for (const w of later) expect(w / first).toBeCloseTo(4, 1);
+    await stop(c);
+  });
+
   it('lowers the measured duty cycle with the intensity', async () => {
     const measure = async (intensity: number) => {
       const { c, backend } = await setup({ intensity });

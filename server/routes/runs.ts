@@ -28,13 +28,24 @@ export function registerRunRoutes(ctx: AppContext): void {
 
   app.patch<{ Params: { run: string }; Body: UpdateRun }>('/api/runs/:run', {
     onRequest: admin, schema: { params: RUN_PARAMS, body: UPDATE_RUN_SCHEMA },
-  }, async (req) => {
-    getRun(req.params.run);
+  }, async (req, reply) => {
+    const before = getRun(req.params.run);
+    // Training and wire settings are part of what peers must agree on (the config hash): peers
+    // already training keep theirs, so a change while they run would split the run in two
+    // groups that refuse each other's updates. Stop the run first (or create a new one).
+    const fixed = (['train', 'compression'] as const).filter((k) => req.body[k] !== undefined);
+    const live = hub.livePeers(before.id).length;
+    if (fixed.length > 0 && before.status === 'running' && req.body.status !== 'stopped' && live > 0) {
+      return reply.code(409).send({
+        error: `run ${before.id} has ${live} live peer${live === 1 ? '' : 's'} training with its current ${fixed.join(' and ')} settings; ` +
+          'changing them now would split the run (peers agree on them before exchanging weights). Stop the run first, or create a new run.',
+      });
+    }
     const run = runs.update(req.params.run, req.body);
     events.append(run.id, run.status === 'stopped' ? 'run-stopped' : 'run-updated', null, { change: req.body });
     hub.runChanged(run);
     req.log.info({ run: run.id, change: req.body }, 'run changed');
-    return summary(run);
+    return reply.send(summary(run));
   });
 
   app.post<{ Params: { run: string } }>('/api/runs/:run/stop', { onRequest: admin, schema: { params: RUN_PARAMS } }, async (req) => {

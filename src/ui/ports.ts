@@ -117,6 +117,8 @@ export interface VolunteerSession {
   peerId: string;
   /** The state this session started from; the controller's step and round counters continue it. */
   start: SessionStart;
+  /** The run's current pool wait (a fraction of the inner-loop time); it may change while training. */
+  pairWaitFrac?(): number;
   trainer: TrainerPort;
   mesh: MeshPort;
   /** Queue a metric row; the client buffers while the coordinator is unreachable. */

@@ -138,6 +138,8 @@ class HeadlessVolunteer implements Volunteer {
   private round = 0;
   /** Inner steps at the last outer step: φ is from then, so a snapshot is labelled with it. */
   private stepAtOuter = 0;
+  /** The run's pool wait as last changed by the coordinator (null: as in the welcome). */
+  private pairWaitFrac: number | null = null;
   /** Settles when the outer round in flight (exchange, φ update, evaluation, counters) is over. */
   private outerInFlight: Promise<void> | null = null;
   private lastValLoss: number | null = null;
@@ -155,6 +157,9 @@ class HeadlessVolunteer implements Volunteer {
     this.meshSignaling = withPeerReplay(this.signaling);
     // Before the welcome, awaitWelcome turns this into a CoordinatorRefusedError instead.
     this.signaling.on('stopped', (e) => { if (this.summary.peerId) this.requestStop(`coordinator: ${e.reason}`); });
+    // A researcher changed the run: the pool wait applies from the next round (training and wire
+    // settings cannot change while peers train: the coordinator refuses that).
+    this.signaling.on('config', (r) => { this.pairWaitFrac = r.pairWaitFrac; });
     this.signaling.on('close', (e) => {
       if (this.stopping) return;
       // Before the first welcome there is no training to go on with: the join timeout speaks then.
@@ -318,7 +323,7 @@ class HeadlessVolunteer implements Volunteer {
       try {
         out = await runOuterRound(mesh, backend, {
           round: this.round, inner: { step: this.step, losses, tokens: H * batch * seqLen, innerMs },
-          pairWaitFrac: run.pairWaitFrac, adapter: backend.adapter, evaluate,
+          pairWaitFrac: this.pairWaitFrac ?? run.pairWaitFrac, adapter: backend.adapter, evaluate,
         });
         this.round++;
         this.stepAtOuter = this.step;

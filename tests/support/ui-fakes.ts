@@ -150,6 +150,8 @@ export class FakeBackend implements VolunteerBackend {
   joinError: Error | null = null;
   /** The state the next session starts from (a peer's or a checkpoint's; fresh by default). */
   start: SessionStart = { source: 'fresh', from: null, step: 0, round: 0 };
+  /** The pool wait the coordinator says now (null: the session offers none, the run's is used). */
+  pairWaitFrac: number | null = null;
 
   constructor(public run: RunSummary = FAKE_RUN, public gpu: GpuProbe = FAKE_GPU, public msPerStep = 20) {}
 
@@ -166,6 +168,7 @@ export class FakeBackend implements VolunteerBackend {
     return {
       peerId: 'p-00000000000000a1',
       start,
+      ...(this.pairWaitFrac !== null ? { pairWaitFrac: () => this.pairWaitFrac! } : {}),
       trainer,
       mesh: this.mesh,
       report: (r) => { this.reports.push(r); },

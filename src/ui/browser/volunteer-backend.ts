@@ -98,7 +98,12 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
     });
     // Peer lists arrive from the welcome on; the trainer takes a while to start, so listen now.
     let others: string[] = [];
-    const offPeers = signaling.on('peers', (e) => { others = e.peers.filter((p) => p !== signaling.peerId); });
+    const offPeersList = signaling.on('peers', (e) => { others = e.peers.filter((p) => p !== signaling.peerId); });
+    // A researcher may change the pool wait while we train (the coordinator refuses changes to
+    // training and wire settings while peers train).
+    let pairWaitFrac: number | null = null;
+    const offConfig = signaling.on('config', (r) => { pairWaitFrac = r.pairWaitFrac; });
+    const offPeers = () => { offPeersList(); offConfig(); };
     const welcome = await new Promise<WelcomeMsg>((resolve, reject) => {
       const offs = [
         signaling.on('welcome', (w) => { offs.forEach((o) => o()); others = w.peers.filter((p) => p !== w.peerId); resolve(w); }),
@@ -137,6 +142,7 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
     return {
       peerId: welcome.peerId,
       start,
+      pairWaitFrac: () => pairWaitFrac ?? run.pairWaitFrac,
       trainer: t,
       mesh: m,
       report: (r) => {

@@ -389,7 +389,7 @@ export class TrainingController extends Observable {
     // DESIGN.md section 3: wait a fraction of our own inner-loop time (wall time, rests included),
     // never zero; 250 ms at least, so a partner a round trip away can still be found.
     const innerLoopMs = (this.msPerStep ?? 100) * run.H / Math.max(this.effectiveIntensity, 0.1);
-    const waitMs = Math.max(MIN_PAIR_WAIT_MS, run.pairWaitFrac * innerLoopMs);
+    const waitMs = Math.max(MIN_PAIR_WAIT_MS, (session.pairWaitFrac?.() ?? run.pairWaitFrac) * innerLoopMs);
     const got = await session.mesh.exchange(f.rounds, mine, waitMs);
     let partnerDist: number | null = null;
     if (got) {
