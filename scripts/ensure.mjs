@@ -2,7 +2,9 @@
 //   - node_modules (npm ci) when it does not match package-lock.json (never into a symlinked,
 //     shared node_modules: that only gets an error);
 //   - with --browser or --gpu: Debian's chromium (its SwiftShader Vulkan driver serves Dawn in
-//     Node too) and libvulkan1, through apt-get when root; otherwise a clear error.
+//     Node too) and libvulkan1, through apt-get when root; otherwise a clear error;
+//   - with --test: also Debian's python3 with numpy and torch (the independent safetensors
+//     reader and the PyTorch checks of the export run on /usr/bin/python3).
 import { execSync } from 'node:child_process';
 import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -56,10 +58,26 @@ const hasVulkanLoader = () => {
     .some((dir) => existsSync(join(dir, 'libvulkan.so.1')));
 };
 
+// Debian's python3-torch imports only from /usr/bin/python3 (not whichever python3 is on PATH).
+const PYTHON = '/usr/bin/python3';
+const hasPythonModule = (m) => {
+  try {
+    execSync(`${PYTHON} -c "import ${m}"`, { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 function ensureSystemPackages() {
   const missing = [];
   if (!existsSync(CHROMIUM) || !existsSync(ICD)) missing.push('chromium');
   if (!hasVulkanLoader()) missing.push('libvulkan1');
+  if (args.has('--test')) {
+    if (!existsSync(PYTHON)) missing.push('python3');
+    if (!hasPythonModule('numpy')) missing.push('python3-numpy');
+    if (!hasPythonModule('torch')) missing.push('python3-torch');
+  }
   if (missing.length === 0) return;
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   if (!isRoot) {
@@ -73,4 +91,4 @@ function ensureSystemPackages() {
 }
 
 ensureNodeModules();
-if (args.has('--browser') || args.has('--gpu')) ensureSystemPackages();
+if (args.has('--browser') || args.has('--gpu') || args.has('--test')) ensureSystemPackages();
