@@ -90,6 +90,10 @@ describe('dashboard on the coordinator', () => {
     const embed = await fetch(`${server.url}/embed.js`);
     expect(embed.status).toBe(200);
     expect(await embed.text()).toMatch(/murmur-volunteer/);
+    // Static assets from public/ ship with the build.
+    const icon = await fetch(`${server.url}/favicon.svg`);
+    expect(icon.status).toBe(200);
+    expect(icon.headers.get('content-type')).toMatch(/^image\/svg\+xml/);
   });
 
   it('shows the three volunteers live in the charts and the peer grid', async () => {
