@@ -9,20 +9,36 @@ import { basename, dirname, join } from 'node:path';
 export const TMP_MARK = '.tmp-';
 
 export function writeFileAtomic(path: string, data: Uint8Array, mode = 0o644): void {
-  const tmp = join(dirname(path), `${basename(path)}${TMP_MARK}${randomBytes(4).toString('hex')}`);
-  const fd = openSync(tmp, 'wx', mode);
+  writeFilesAtomic([[path, data]], mode);
+}
+
+/**
+ * Several files that belong together (e.g. an export's model and config), all or nothing: every
+ * file is written and fsynced under a temp name first; only when all are complete are they
+ * renamed into place. A failure before that removes the temps and leaves the old files as they
+ * were.
+ */
+export function writeFilesAtomic(files: [path: string, data: Uint8Array][], mode = 0o644): void {
+  const temps: string[] = [];
   try {
-    let off = 0;
-    while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-    fsyncSync(fd);
+    for (const [path, data] of files) {
+      const tmp = join(dirname(path), `${basename(path)}${TMP_MARK}${randomBytes(4).toString('hex')}`);
+      temps.push(tmp);
+      const fd = openSync(tmp, 'wx', mode);
+      try {
+        let off = 0;
+        while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    }
   } catch (err) {
-    closeSync(fd);
-    try { unlinkSync(tmp); } catch { /* already gone */ }
+    for (const t of temps) { try { unlinkSync(t); } catch { /* never created */ } }
     throw err;
   }
-  closeSync(fd);
-  renameSync(tmp, path);
-  fsyncDir(dirname(path));
+  files.forEach(([path], i) => renameSync(temps[i]!, path));
+  for (const dir of new Set(files.map(([p]) => dirname(p)))) fsyncDir(dir);
 }
 
 /**
