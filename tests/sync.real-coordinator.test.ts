@@ -65,7 +65,7 @@ describe('mesh over the real coordinator', () => {
 });
 
 describe('offender reports through the real coordinator', () => {
-  it('a partner whose Δ fails validation is reported, stored as an event, and never paired with the reporter again', async () => {
+  it('a partner whose Δ fails validation is reported, stored as an event, and after a second strike never paired with the reporter again', async () => {
     const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'mesh-bad', dataset: 'moby-dick', preset: 'micro' } });
     expect(r.statusCode).toBe(201);
     const pair = [0, 1].map(() => new SignalingClient({ url: s.url, run: 'mesh-bad', WebSocket: WebSocket as unknown as WebSocketCtor, session: memorySessionStore() }));
@@ -85,19 +85,26 @@ describe('offender reports through the real coordinator', () => {
     // validator refuses it (delta-norm) while the rogue, receiving an honest payload, accepts.
     const huge = () => { const p = syntheticPayload(n, 1, 0); p.delta = p.delta.map((x) => x * 1e6); return p; };
 
-    // Round 0: the pool pairs the only two peers; the honest side rejects the Δ and reports it.
-    const [h0] = await Promise.all([honest.exchange(0, syntheticPayload(n, 0, 0), { waitMs: 3000 }), rogue.exchange(0, huge(), { waitMs: 3000 })]);
-    expect(h0).toMatchObject({ outcome: 'solo', partner: rogueId, reason: 'rejected', rejection: 'delta-norm' });
     const offenders = () => s.c.db.prepare("SELECT peer_id AS reporter, data_json AS data FROM events WHERE run_id = 'mesh-bad' AND kind = 'peer-offender'").all() as { reporter: string; data: string }[];
-    await until(() => offenders().length > 0, 5000, 'the stored offender event');
+
+    // Rounds 0 and 1: the pool pairs the only two peers; each time the honest side rejects the Δ
+    // and reports it. One report is not a veto (round 1 still pairs); the second is.
+    for (let round = 0; round <= 1; round++) {
+      const [h] = await Promise.all([honest.exchange(round, syntheticPayload(n, 0, round), { waitMs: 3000 }), rogue.exchange(round, huge(), { waitMs: 3000 })]);
+      expect(h).toMatchObject({ outcome: 'solo', partner: rogueId, reason: 'rejected', rejection: 'delta-norm' });
+      await until(() => offenders().length > round, 5000, `the stored offender event of round ${round}`);
+    }
     const stored = offenders();
-    expect(stored).toHaveLength(1);
-    expect(stored![0]!.reporter).toBe(honestId);
-    expect(JSON.parse(stored![0]!.data)).toMatchObject({ accused: rogueId, reason: expect.stringMatching(/^delta-norm/) });
+    expect(stored).toHaveLength(2);
+    expect(stored.map((e) => e.reporter)).toEqual([honestId, honestId]);
+    expect(stored.map((e) => JSON.parse(e.data))).toMatchObject([
+      { accused: rogueId, reason: expect.stringMatching(/^delta-norm/), strike: 1, vetoed: false },
+      { accused: rogueId, reason: expect.stringMatching(/^delta-norm/), strike: 2, vetoed: true },
+    ]);
 
     // From now on the pool never pairs them, though each is the other's only candidate: both go
-    // solo for want of a partner (not because the honest side cut the rogue off itself).
-    for (let round = 1; round <= 3; round++) {
+    // solo for want of a partner from the pool.
+    for (let round = 2; round <= 4; round++) {
       const got = await Promise.all([honest.exchange(round, syntheticPayload(n, 0, round), { waitMs: 400 }), rogue.exchange(round, syntheticPayload(n, 1, round), { waitMs: 400 })]);
       for (const g of got) expect(g).toMatchObject({ outcome: 'solo', partner: null, reason: 'no-partner', via: 'coordinator' });
     }
