@@ -17,7 +17,7 @@ import type { Db } from './db.ts';
 import { removeStaleTemps, writeFileAtomicAsync } from './fsutil.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import { buildLayout, layoutSignature, view, type Layout } from '../src/model/layout.ts';
-import { readSafetensors, safetensorsParts, tensorF32, type SafeTensorIn } from '../src/model/safetensors.ts';
+import { concatBytes, readSafetensors, safetensorsParts, tensorF32, type SafeTensorIn } from '../src/model/safetensors.ts';
 import type { CheckpointRef, RunInfo } from '../src/protocol/messages.ts';
 import type { StateFrame } from '../src/protocol/state-frame.ts';
 
@@ -63,11 +63,7 @@ export function layoutHash(layout: Layout): string {
 
 /** Encodes a checkpoint file (φ and momentum under HF names, config and counters as metadata). */
 export function encodeCheckpoint(run: RunInfo, frame: StateFrame, peerId: string | null, createdAt: number): Uint8Array {
-  const parts = encodeCheckpointParts(run, frame, peerId, createdAt);
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) { out.set(p, at); at += p.length; }
-  return out;
+  return concatBytes(encodeCheckpointParts(run, frame, peerId, createdAt));
 }
 
 /** encodeCheckpoint as the file's pieces (header, then views of the frame's tensors): no copy. */

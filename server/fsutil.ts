@@ -8,6 +8,11 @@ import { basename, dirname, join } from 'node:path';
 
 export const TMP_MARK = '.tmp-';
 
+/** A fresh temp name beside `path` (same folder, so the final rename stays on one filesystem). */
+function tempPath(path: string): string {
+  return join(dirname(path), `${basename(path)}${TMP_MARK}${randomBytes(4).toString('hex')}`);
+}
+
 export function writeFileAtomic(path: string, data: Uint8Array, mode = 0o644): void {
   writeFilesAtomic([[path, data]], mode);
 }
@@ -22,7 +27,7 @@ export function writeFilesAtomic(files: [path: string, data: Uint8Array][], mode
   const temps: string[] = [];
   try {
     for (const [path, data] of files) {
-      const tmp = join(dirname(path), `${basename(path)}${TMP_MARK}${randomBytes(4).toString('hex')}`);
+      const tmp = tempPath(path);
       temps.push(tmp);
       const fd = openSync(tmp, 'wx', mode);
       try {
@@ -43,11 +48,11 @@ export function writeFilesAtomic(files: [path: string, data: Uint8Array][], mode
 
 /**
  * writeFileAtomic without blocking the event loop: the writes, fsyncs and rename run on libuv's
- * thread pool. `data` may be a list of pieces, written in order. For checkpoints (hundreds of MB for the larger presets), so heartbeats, signals
- * and reports keep flowing while one is written.
+ * thread pool. `data` may be a list of pieces, written in order. For checkpoints (hundreds of MB
+ * for the larger presets), so heartbeats, signals and reports keep flowing while one is written.
  */
 export async function writeFileAtomicAsync(path: string, data: Uint8Array | Uint8Array[], mode = 0o644): Promise<void> {
-  const tmp = join(dirname(path), `${basename(path)}${TMP_MARK}${randomBytes(4).toString('hex')}`);
+  const tmp = tempPath(path);
   const fh = await open(tmp, 'wx', mode);
   try {
     // Pieces are written in order (e.g. a safetensors header, then views of each tensor).

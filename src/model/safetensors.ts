@@ -46,7 +46,11 @@ const MAX_HEADER = 100_000_000;
 
 /** Encodes tensors (in the given order) and string metadata into one safetensors buffer. */
 export function writeSafetensors(tensors: SafeTensorIn[], metadata: Record<string, string> = {}): Uint8Array {
-  const parts = safetensorsParts(tensors, metadata);
+  return concatBytes(safetensorsParts(tensors, metadata));
+}
+
+/** The pieces (e.g. of safetensorsParts) joined into one buffer. */
+export function concatBytes(parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {
