@@ -202,12 +202,18 @@ describe('murmur volunteer (headless)', () => {
       payload: { id: 'packed', dataset: 'moby-dick', preset: 'micro', compression: 'int8', train: { batch: 2, H: 4 }, pairWaitFrac: 3 },
     });
     expect(r.statusCode).toBe(201);
-    const base: VolunteerOptions = { url: s.url, run: 'packed', backend: 'cpu', evalEveryRounds: 0, rounds: 4, chunkSteps: 4, neighbours: { min: 1, max: 2 } };
+    const base: VolunteerOptions = { url: s.url, run: 'packed', backend: 'cpu', evalEveryRounds: 0, chunkSteps: 4, neighbours: { min: 1, max: 2 } };
     const rounds: RoundEvent[] = [];
-    const pair = [runVolunteer(base, logged('[p1]')), runVolunteer(base, logged('[p2]'))];
-    volunteers.push(...pair);
-    for (const v of pair) v.onRound((e) => rounds.push(e));
-    await Promise.all(pair.map((v) => v.done));
+    // The first trains until stopped, so the second, whenever it is ready, finds it in the pool.
+    const first = runVolunteer(base, logged('[p1]'));
+    volunteers.push(first);
+    first.onRound((e) => rounds.push(e));
+    await first.joined;
+    const second = runVolunteer({ ...base, rounds: 6 }, logged('[p2]'));
+    volunteers.push(second);
+    second.onRound((e) => rounds.push(e));
+    await second.done;
+    await first.stop();
     const paired = rounds.filter((e) => e.exchange.outcome === 'paired');
     expect(paired.length, `rounds: ${JSON.stringify(rounds.map((e) => e.exchange.reason ?? e.exchange.outcome))}`).toBeGreaterThan(0);
     const floats = buildLayout(preset('micro')).total;
