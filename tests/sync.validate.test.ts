@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { PartnerValidator, median, norm2, allFinite } from '../src/sync/validate.ts';
+import { DEFAULT_VALIDATION, PartnerValidator, median, norm2, allFinite } from '../src/sync/validate.ts';
+import { DEFAULT_TRAIN, preset, trainConfig } from '../src/model/config.ts';
+import { buildLayout } from '../src/model/layout.ts';
+import { initParams } from '../src/model/init.ts';
+import { datasetFromCorpus } from '../src/data/dataset.ts';
+import { nolocoOuterStep, type OuterMessage } from '../src/train/outer.ts';
+import { CpuReplica } from './support/cpu-replica.ts';
 import { seededRandom } from './support/stats.ts';
 
 const n = 4096;
@@ -15,6 +21,8 @@ function plus(a: Float32Array, b: Float32Array): Float32Array {
 
 describe('PartnerValidator', () => {
   const phi = gaussian(1, 0.02);
+  /** A partner never met before, in the run's first round. */
+  const at = { peer: 'p', round: 0 };
 
   function honestValidator(): PartnerValidator {
     const v = new PartnerValidator(n);
@@ -27,7 +35,7 @@ describe('PartnerValidator', () => {
     for (let round = 0; round < 40; round++) {
       v.observeOwn(norm2(gaussian(1000 + round, 1e-3)));
       const partner = { phi: plus(phi, gaussian(2000 + round, 1e-3)), delta: gaussian(3000 + round, 1.3e-3) };
-      const res = v.check(phi, partner);
+      const res = v.check(phi, partner, { peer: 'p', round });
       expect(res.ok, JSON.stringify(res)).toBe(true);
       if (res.ok) expect(res.clipped).toBe(false);
     }
@@ -38,7 +46,7 @@ describe('PartnerValidator', () => {
     const big = gaussian(4, 1e-3 * 10); // 10x: above κ = 3, below the reject factor
     const dir = big.slice();
     const scale = v.deltaScale;
-    const res = v.check(phi, { phi: phi.slice(), delta: big });
+    const res = v.check(phi, { phi: phi.slice(), delta: big }, at);
     expect(res.ok).toBe(true);
     if (!res.ok) return;
     expect(res.clipped).toBe(true);
@@ -50,20 +58,20 @@ describe('PartnerValidator', () => {
   it('rejects NaN or Inf anywhere in φ or Δ, naming where', () => {
     const v = honestValidator();
     const d = gaussian(5, 1e-3); d[77] = NaN;
-    expect(v.check(phi, { phi: phi.slice(), delta: d })).toMatchObject({ ok: false, reason: 'non-finite', detail: 'Δ[77] = NaN' });
+    expect(v.check(phi, { phi: phi.slice(), delta: d }, at)).toMatchObject({ ok: false, reason: 'non-finite', detail: 'Δ[77] = NaN' });
     const p = phi.slice(); p[5] = -Infinity;
-    expect(v.check(phi, { phi: p, delta: gaussian(6, 1e-3) })).toMatchObject({ ok: false, reason: 'non-finite', detail: 'φ[5] = -Infinity' });
+    expect(v.check(phi, { phi: p, delta: gaussian(6, 1e-3) }, at)).toMatchObject({ ok: false, reason: 'non-finite', detail: 'φ[5] = -Infinity' });
   });
 
   it('rejects a huge Δ norm and an outlying φ', () => {
     const v = honestValidator();
-    expect(v.check(phi, { phi: phi.slice(), delta: gaussian(7, 1) })).toMatchObject({ ok: false, reason: 'delta-norm' });
-    expect(v.check(phi, { phi: gaussian(8, 0.02), delta: gaussian(9, 1e-3) })).toMatchObject({ ok: false, reason: 'phi-distance' });
+    expect(v.check(phi, { phi: phi.slice(), delta: gaussian(7, 1) }, at)).toMatchObject({ ok: false, reason: 'delta-norm' });
+    expect(v.check(phi, { phi: gaussian(8, 0.02), delta: gaussian(9, 1e-3) }, at)).toMatchObject({ ok: false, reason: 'phi-distance' });
   });
 
   it('rejects wrong sizes', () => {
     const v = honestValidator();
-    expect(v.check(phi, { phi: new Float32Array(n - 1), delta: new Float32Array(n) })).toMatchObject({ ok: false, reason: 'size' });
+    expect(v.check(phi, { phi: new Float32Array(n - 1), delta: new Float32Array(n) }, at)).toMatchObject({ ok: false, reason: 'size' });
   });
 
   it('a persistent attacker just under the clip bound cannot ratchet the scale up', () => {
@@ -73,7 +81,7 @@ describe('PartnerValidator', () => {
       v.observeOwn(own);
       const d = gaussian(500 + round, 1);
       const s = (2.99 * v.deltaScale) / norm2(d);
-      const res = v.check(phi, { phi: phi.slice(), delta: d.map((x) => x * s) });
+      const res = v.check(phi, { phi: phi.slice(), delta: d.map((x) => x * s) }, { peer: 'attacker', round });
       expect(res.ok && !res.clipped).toBe(true); // accepted every time, unclipped
     }
     expect(v.deltaScale).toBeLessThan(1.01 * own);
@@ -87,4 +95,152 @@ describe('PartnerValidator', () => {
     expect(allFinite(new Float32Array([1, NaN]))).toBe(false);
     expect(() => new PartnerValidator(3, { clipFactor: 3, rejectFactor: 2, phiFactor: 1, window: 4 })).toThrow(/rejectFactor/);
   });
+});
+
+// The mesh cut off an honest peer (tests/sync.browser-e2e.test.ts flake: two tabs paired
+// hundreds of times, the third never). Two replicas that pair every round stay identical (same
+// φ_0, same group, same update), while the third trains alone and drifts; when it finally meets
+// them, its φ distance is judged by the Δ scale alone, and two rejections ban it for good.
+describe('PartnerValidator: peers that trained apart for rounds', () => {
+  const hyper = { momentum: DEFAULT_TRAIN.outerMomentum, lr: DEFAULT_TRAIN.outerLr, consensus: DEFAULT_TRAIN.consensus };
+  const phi0 = gaussian(1, 0.02);
+  const dist = (a: Float32Array, b: Float32Array) => norm2(a.map((x, i) => x - b[i]));
+
+  interface Sim { phi: Float32Array; m: Float32Array; theta: Float32Array; v: PartnerValidator }
+  const replica = (): Sim => ({ phi: phi0.slice(), m: new Float32Array(n), theta: phi0.slice(), v: new PartnerValidator(n) });
+  const outer = (r: Sim, group: OuterMessage[]) => nolocoOuterStep({ phi: r.phi, momentum: r.m, theta: r.theta }, group, hyper);
+
+  /**
+   * Rounds 0..k-1: A and B pair (each validates the other), C steps alone. Honest Δ are ~0.064
+   * in norm; `cDelta` gives C's. Returns the three replicas at round k, before its exchange.
+   */
+  function apart(k: number, cDelta: (round: number) => Float32Array): [Sim, Sim, Sim] {
+    const [a, b, c] = [replica(), replica(), replica()];
+    for (let round = 0; round < k; round++) {
+      const ma = { phi: a.phi.slice(), delta: gaussian(10_000 + round, 1e-3) };
+      const mb = { phi: b.phi.slice(), delta: gaussian(20_000 + round, 1e-3) };
+      const mc = { phi: c.phi.slice(), delta: cDelta(round) };
+      a.v.observeOwn(norm2(ma.delta));
+      b.v.observeOwn(norm2(mb.delta));
+      c.v.observeOwn(norm2(mc.delta));
+      expect(a.v.check(a.phi, { phi: mb.phi, delta: mb.delta.slice() }, { peer: 'B', round }).ok).toBe(true);
+      expect(b.v.check(b.phi, { phi: ma.phi, delta: ma.delta.slice() }, { peer: 'A', round }).ok).toBe(true);
+      outer(a, [ma, mb]);
+      outer(b, [mb, ma]);
+      outer(c, [mc]);
+    }
+    return [a, b, c];
+  }
+
+  /** A meets C in round k: both must accept; returns their φ distance in Δ scales. */
+  function meet(a: Sim, c: Sim, k: number): number {
+    const da = gaussian(30_000, 1e-3), dc = gaussian(40_000, 1e-3);
+    a.v.observeOwn(norm2(da));
+    c.v.observeOwn(norm2(dc));
+    const ra = a.v.check(a.phi, { phi: c.phi.slice(), delta: dc.slice() }, { peer: 'C', round: k });
+    const rc = c.v.check(c.phi, { phi: a.phi.slice(), delta: da.slice() }, { peer: 'A', round: k });
+    expect(ra, JSON.stringify(ra)).toMatchObject({ ok: true });
+    expect(rc, JSON.stringify(rc)).toMatchObject({ ok: true });
+    return dist(a.phi, c.phi) / a.v.deltaScale;
+  }
+
+  it('habitual partners stay identical, so the distances they see are all 0', () => {
+    const [a, b] = apart(20, (r) => gaussian(50_000 + r, 1e-3));
+    expect(dist(a.phi, b.phi)).toBe(0);
+  });
+
+  it('accepts a peer that took 60 honest solo steps (independent Δ: a random walk, ~sqrt(k) Δ norms)', () => {
+    const [a, , c] = apart(60, (r) => gaussian(50_000 + r, 1e-3));
+    // Beyond 10 Δ scales: what the old reference (max of the partners' median distance, 0 here,
+    // and the Δ scale) times phiFactor rejected, twice, and then banned.
+    expect(meet(a, c, 60)).toBeGreaterThan(DEFAULT_VALIDATION.phiFactor);
+  });
+
+  it('accepts a peer whose solo steps kept one direction for 12 rounds (~k Δ norms: its own data)', () => {
+    const dir = gaussian(60_000, 1e-3);
+    const [a, , c] = apart(12, (r) => plus(dir, gaussian(50_000 + r, 2e-4)));
+    expect(meet(a, c, 12)).toBeGreaterThan(DEFAULT_VALIDATION.phiFactor);
+  });
+
+  it('accepts the two again in the next rounds, while consensus pulls them together', () => {
+    const [a, , c] = apart(60, (r) => gaussian(50_000 + r, 1e-3));
+    meet(a, c, 60);
+    const dc = gaussian(40_000, 1e-3), da = gaussian(30_000, 1e-3);
+    const before = dist(a.phi, c.phi);
+    // Round 60 pairs A with C.
+    const ma = { phi: a.phi.slice(), delta: da }, mc = { phi: c.phi.slice(), delta: dc };
+    outer(a, [ma, mc]);
+    outer(c, [mc, ma]);
+    for (let round = 61; round < 64; round++) {
+      const ma2 = { phi: a.phi.slice(), delta: gaussian(70_000 + round, 1e-3) };
+      const mc2 = { phi: c.phi.slice(), delta: gaussian(80_000 + round, 1e-3) };
+      a.v.observeOwn(norm2(ma2.delta));
+      c.v.observeOwn(norm2(mc2.delta));
+      expect(a.v.check(a.phi, { phi: mc2.phi, delta: mc2.delta.slice() }, { peer: 'C', round }).ok).toBe(true);
+      expect(c.v.check(c.phi, { phi: ma2.phi, delta: ma2.delta.slice() }, { peer: 'A', round }).ok).toBe(true);
+      outer(a, [ma2, mc2]);
+      outer(c, [mc2, ma2]);
+    }
+    expect(dist(a.phi, c.phi)).toBeLessThan(before / 4);
+  });
+
+  it('the room grows by phiFactor Δ scales per round apart from the last accepted distance, no more', () => {
+    const [a, b] = apart(60, (r) => gaussian(50_000 + r, 1e-3));
+    const da = gaussian(30_000, 1e-3);
+    a.v.observeOwn(norm2(da));
+    const s = a.v.deltaScale;
+    const noise = gaussian(90_000, 1);
+    const at = (d: number) => plus(a.phi, noise.map((x) => (x * d) / norm2(noise)));
+    const f = DEFAULT_VALIDATION.phiFactor;
+    // B was accepted last round at distance 0: one round apart leaves f Δ scales.
+    const jump = a.v.check(a.phi, { phi: at(1.1 * f * s), delta: gaussian(2, 1e-3) }, { peer: 'B', round: 60 });
+    expect(jump).toMatchObject({ ok: false, reason: 'phi-distance' });
+    expect(!jump.ok && jump.detail).toMatch(/at round 59 .* 1 rounds apart$/);
+    expect(a.v.check(a.phi, { phi: at(0.9 * f * s), delta: gaussian(1, 1e-3) }, { peer: 'B', round: 60 }).ok).toBe(true);
+    // A peer never met shares only φ_0 (round 0): 60 rounds of room, and not a round more.
+    expect(a.v.check(a.phi, { phi: at(59 * f * s), delta: gaussian(3, 1e-3) }, { peer: 'D', round: 60 }).ok).toBe(true);
+    expect(a.v.check(a.phi, { phi: at(61 * f * s), delta: gaussian(4, 1e-3) }, { peer: 'E', round: 60 })).toMatchObject({ ok: false, reason: 'phi-distance' });
+    // Weights at another scale (unnormalised, another model's) are rejected whatever the round.
+    expect(a.v.check(a.phi, { phi: gaussian(5, 1), delta: gaussian(6, 1e-3) }, { peer: 'F', round: 60 })).toMatchObject({ ok: false, reason: 'phi-distance' });
+    expect(b.v.check(b.phi, { phi: gaussian(5, 1), delta: gaussian(6, 1e-3) }, { peer: 'F', round: 60 })).toMatchObject({ ok: false, reason: 'phi-distance' });
+  });
+
+  it('rejects a round that is not a count', () => {
+    expect(() => new PartnerValidator(n).check(phi0, { phi: phi0, delta: phi0 }, { peer: 'p', round: -1 })).toThrow(/round/);
+  });
+
+  it('the real model (micro, the browser test\'s settings): a replica alone for 20 rounds is accepted', async () => {
+    const model = preset('micro');
+    const layout = buildLayout(model);
+    const H = 4;
+    const cfg = trainConfig({ batch: 4, lr: 3e-3, warmupSteps: 4, H, totalSteps: 10_000 }, model);
+    const h = { momentum: cfg.outerMomentum, lr: cfg.outerLr, consensus: cfg.consensus };
+    const data = datasetFromCorpus();
+    const init = initParams(layout, 1);
+    const [a, b, c] = [0, 1, 2].map((i) => new CpuReplica(layout, cfg, init, data.train, i, 7, h));
+    const [va, vb] = [new PartnerValidator(layout.total), new PartnerValidator(layout.total)];
+    const K = 20;
+    for (let round = 0; round < K; round++) {
+      for (const r of [a, b, c]) await r.innerLoop(H);
+      const pa = a.outerPayload(), pb = b.outerPayload();
+      c.outerPayload();
+      va.observeOwn(norm2(pa.delta));
+      vb.observeOwn(norm2(pb.delta));
+      const ra = va.check(pa.phi, { phi: pb.phi, delta: pb.delta.slice() }, { peer: 'B', round });
+      const rb = vb.check(pb.phi, { phi: pa.phi, delta: pa.delta.slice() }, { peer: 'A', round });
+      if (!ra.ok || !rb.ok) throw new Error(`A and B rejected each other in round ${round}: ${JSON.stringify([ra, rb])}`);
+      a.applyOuter([{ ...pb, peer: 'B', round, deltaNorm: 0, phiDistance: 0, clipped: false }]);
+      b.applyOuter([{ ...pa, peer: 'A', round, deltaNorm: 0, phiDistance: 0, clipped: false }]);
+      c.applyOuter([]);
+    }
+    for (const r of [a, c]) await r.innerLoop(H);
+    const pa = a.outerPayload(), pc = c.outerPayload();
+    va.observeOwn(norm2(pa.delta));
+    // Measured: 14 Δ scales (Δ norms shrink ~2x over these rounds); the old rule allowed 10.
+    // A fresh init from seed 2 is 33 away, and the two seeds' φ_0 are 11 apart: distance alone
+    // cannot tell a stranger's init from an honest loner here, only grossly foreign weights.
+    expect(dist(pa.phi, pc.phi) / va.deltaScale).toBeGreaterThan(DEFAULT_VALIDATION.phiFactor);
+    const verdict = va.check(pa.phi, { phi: pc.phi, delta: pc.delta.slice() }, { peer: 'C', round: K });
+    expect(verdict, JSON.stringify(verdict)).toMatchObject({ ok: true });
+  }, 60_000);
 });

@@ -8,7 +8,10 @@ export interface ValidationSettings {
   clipFactor: number;
   /** ||Δ_j|| above this × the median is not noise but an attack or a bug: rejected outright. */
   rejectFactor: number;
-  /** ||φ_j − φ_i|| above this × the reference distance is an outlier: rejected. */
+  /**
+   * ||φ_j − φ_i|| may exceed its value at our last accepted exchange with j by this × the Δ
+   * scale per round since then (since round 0 if never): beyond that it is rejected.
+   */
   phiFactor: number;
   /** Recent norms kept for the medians (our own Δ norms enter too, so there is always one). */
   window: number;
@@ -21,7 +24,8 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   // 30x the median is beyond any honest spread (even across LR warm-up); clipping alone would
   // let a peer that sends junk every round stay unnoticed.
   rejectFactor: 30,
-  // Consensus keeps replicas within a few Δ norms of each other; 10x flags a stranger's weights.
+  // An outer step moves φ by |m| <= β/(1−α)·||Δ|| (1.4 Δ norms at the defaults), so two
+  // replicas training apart drift by at most ~3 Δ norms a round; 10 leaves room for larger α.
   phiFactor: 10,
   window: 16,
 };
@@ -39,9 +43,20 @@ export type Verdict =
   }
   | { ok: false; reason: RejectReason; detail: string };
 
+/** Who sent a payload and in which of our outer rounds it arrived. */
+export interface PartnerContext {
+  peer: string;
+  /** Our outer round (the run's count, carried over on join): rounds apart are measured in it. */
+  round: number;
+}
+
+/** Partners remembered for the φ-distance rule; a forgotten one is judged as never met. */
+const MAX_REMEMBERED = 1024;
+
 export class PartnerValidator {
   private deltaNorms: number[] = [];
-  private phiDistances: number[] = [];
+  /** Per partner: our round and ||φ_j − φ_i|| at the last exchange we accepted from it. */
+  private met = new Map<string, { round: number; distance: number }>();
 
   constructor(readonly elements: number, readonly settings: ValidationSettings = DEFAULT_VALIDATION) {
     for (const k of ['clipFactor', 'rejectFactor', 'phiFactor'] as const) {
@@ -62,7 +77,8 @@ export class PartnerValidator {
   }
 
   /** Judge a partner's payload against our own φ. Records its norms when accepted. */
-  check(ownPhi: Float32Array, partner: { phi: Float32Array; delta: Float32Array }): Verdict {
+  check(ownPhi: Float32Array, partner: { phi: Float32Array; delta: Float32Array }, at: PartnerContext): Verdict {
+    if (!(Number.isInteger(at?.round) && at.round >= 0)) throw new RangeError(`validation: round must be an integer >= 0, got ${at?.round}`);
     const n = this.elements;
     if (ownPhi.length !== n || partner.phi.length !== n || partner.delta.length !== n) {
       return { ok: false, reason: 'size', detail: `expected ${n} elements, got φ ${partner.phi.length}, Δ ${partner.delta.length}` };
@@ -86,23 +102,35 @@ export class PartnerValidator {
     if (scale > 0 && deltaNorm > this.settings.rejectFactor * scale) {
       return { ok: false, reason: 'delta-norm', detail: `||Δ|| = ${fmt(deltaNorm)} > ${this.settings.rejectFactor} × median ${fmt(scale)}` };
     }
-    const ref = Math.max(median(this.phiDistances), scale);
-    if (ref > 0 && phiDistance > this.settings.phiFactor * ref) {
-      return { ok: false, reason: 'phi-distance', detail: `||φ_j − φ_i|| = ${fmt(phiDistance)} > ${this.settings.phiFactor} × reference ${fmt(ref)}` };
+    // Replicas that train apart drift apart: a bound that ignores rounds apart (as a median of
+    // recent partner distances did) cuts off an honest peer that was alone for a while. Since we
+    // last accepted j, each of us moved at most a few Δ norms per round; a peer never met shares
+    // only the run's φ_0 with us (round 0). A round count that went back counts as rounds apart.
+    const last = this.met.get(at.peer) ?? { round: 0, distance: 0 };
+    const apart = Math.max(1, Math.abs(at.round - last.round));
+    const bound = last.distance + this.settings.phiFactor * scale * apart;
+    if (scale > 0 && phiDistance > bound) {
+      return {
+        ok: false, reason: 'phi-distance',
+        detail: `||φ_j − φ_i|| = ${fmt(phiDistance)} > ${fmt(bound)} = ${fmt(last.distance)} at round ${last.round} + ${this.settings.phiFactor} × Δ scale ${fmt(scale)} × ${apart} rounds apart`,
+      };
     }
     let clipped = false;
     let accepted = deltaNorm;
-    const bound = this.settings.clipFactor * scale;
-    if (scale > 0 && deltaNorm > bound) {
-      const s = bound / deltaNorm;
+    const clip = this.settings.clipFactor * scale;
+    if (scale > 0 && deltaNorm > clip) {
+      const s = clip / deltaNorm;
       for (let i = 0; i < n; i++) delta[i] *= s;
       clipped = true;
-      accepted = bound;
+      accepted = clip;
     }
     // Record the clipped norm: a peer sending the largest unclipped Δ every round cannot ratchet
     // the median up by more than its share of the window.
     push(this.deltaNorms, accepted, this.settings.window);
-    push(this.phiDistances, phiDistance, this.settings.window);
+    // The consensus step pulls the pair closer: what it leaves is within this plus a round's room.
+    this.met.delete(at.peer);
+    this.met.set(at.peer, { round: at.round, distance: phiDistance });
+    if (this.met.size > MAX_REMEMBERED) this.met.delete(this.met.keys().next().value!);
     return { ok: true, delta, deltaNorm, clipped, phiDistance };
   }
 }
