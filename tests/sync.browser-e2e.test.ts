@@ -67,9 +67,20 @@ function summarize(rows: Row[]): Summary {
 
 const describeVal = (s: Summary) => [...s.val].map(([p, v]) => `${p}: ${v.map((x) => x.toFixed(3)).join(' -> ')}`).join('; ');
 
+/** The pages' "partner rejected" warnings (reason, validator numbers, strikes): why a pair failed. */
+const rejections: string[] = [];
+const lastRejections = () => (rejections.length ? `; rejections (last ${Math.min(5, rejections.length)} of ${rejections.length}): ${rejections.slice(-5).join(' | ')}` : '; no partner was rejected');
+
 /** A calm page (tests/support/browser.ts), closed with the others at the end. */
 async function calmPage(): Promise<Page> {
   const p = await calmPageIn(browser, errors);
+  const tab = pages.length;
+  p.on('console', (m) => {
+    if (m.type() !== 'warning' || !m.text().includes('partner rejected')) return;
+    const line = `tab ${tab}: ${m.text()}`;
+    rejections.push(line);
+    console.warn(`[browser warning] ${line}`);
+  });
   pages.push(p);
   return p;
 }
@@ -127,11 +138,11 @@ describe('three browser volunteers over WebRTC', () => {
       await new Promise((r) => setTimeout(r, 2000));
       s = summarize(reports());
     }
-    console.log(`[mesh-e2e] peers ${s.peers.length}, paired outer rounds ${s.paired}, peers in pairs ${s.inPairs.size}; val loss ${describeVal(s)}`);
+    console.log(`[mesh-e2e] peers ${s.peers.length}, paired outer rounds ${s.paired}, peers in pairs ${s.inPairs.size}; val loss ${describeVal(s)}${lastRejections()}`);
 
     expect(s.peers, 'every page joined and reported').toHaveLength(PEERS);
-    expect(s.paired, 'paired outer rounds in the coordinator\'s reports').toBeGreaterThanOrEqual(MIN_PAIRED);
-    expect([...s.inPairs].sort(), 'every peer took part in a pair').toEqual([...s.peers].sort());
+    expect(s.paired, `paired outer rounds in the coordinator's reports${lastRejections()}`).toBeGreaterThanOrEqual(MIN_PAIRED);
+    expect([...s.inPairs].sort(), `every peer took part in a pair${lastRejections()}`).toEqual([...s.peers].sort());
     // Partners are peers of this run, never strangers.
     for (const r of reports()) if (r.partner !== null) expect(s.peers).toContain(r.partner);
     for (const p of s.peers) {

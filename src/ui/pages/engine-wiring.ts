@@ -8,6 +8,7 @@ import { STATE_FORMAT, STATE_VERSION, type LoadState } from '../../worker/types.
 import { validationBatches } from '../../data/sampler.ts';
 import { buildLayout } from '../../model/layout.ts';
 import { compressionForRun } from '../../sync/compress.ts';
+import { consoleLogger } from '../../sync/components.ts';
 import { createMesh as makeMesh } from '../../sync/mesh.ts';
 import { downloadAssignment } from '../../volunteer/data.ts';
 import { runConfigHash, VAL_BATCHES } from '../../volunteer/run-config.ts';
@@ -78,9 +79,11 @@ const SOLO_TEXT: Record<string, string> = {
 
 export async function createMesh({ run, signaling, otherPeers }: MeshFactoryArgs): Promise<RunMesh> {
   // The mesh is made after the welcome: replay the peer list it would otherwise have missed.
+  // Warnings (a rejected partner with the validator's numbers, a silent coordinator) go to the
+  // console, where a browser test or a volunteer's devtools can see why a pair failed.
   const mesh = makeMesh({
     runId: run.id, configHash: runConfigHash(run), elements: buildLayout(run.model).total, compression: compressionForRun(run.compression),
-  })({ signaling: withPeerReplay(signaling) });
+  })({ signaling: withPeerReplay(signaling), logger: consoleLogger('[murmur mesh]') });
   let bytesIn = 0, bytesOut = 0;
   let lastSolo: string | null = null;
   return {
