@@ -1,21 +1,26 @@
-// npm run bench:sim [-- --quick] [--workers N] [--lr X] [--data shared|sharded] [--tag NAME] [--replot]
+// npm run bench:sim [-- --quick] [--workers N] [--lr X | --lrs X,Y,...] [--time S] [--seeds N]
+//                    [--d N] [--layers N] [--heads N] [--data shared|sharded] [--tag NAME]
+//                    [--out DIR] [--replot]
 //   full:    bench/results/sim.json + sim-*.svg   (3 seeds x 600 simulated s; < 45 min on 2 cores)
 //   --quick: bench/results/sim-quick.json + svgs (2 seeds x 120 simulated s; < 5 min on 2 cores)
+//   --lrs:   every method at every rate; each is judged and plotted at its own best rate
+//   --d/--layers/--heads: a wider or deeper model than micro (cost grows with its size)
 //
 // NoLoCo (ready pool and lockstep), DiLoCo, data-parallel AdamW and no communication, side by
 // side on the simulated wall clock: 8 replicas with speeds drawn from U[1,4], the same simulated
 // time for every method, the NoLoCo paper's hyper-parameters, several seeds. Also Monte-Carlo
 // sync times of tree / ring all-reduce vs a pair exchange for n = 2..1024.
 // Writes the JSON and SVG plots next to it, and prints the tables and whether each claim of
-// issue 4 holds on this run (it reports; it does not assert).
+// issue 4 holds on this run (it reports; it does not assert). `npm run bench:bundle` packs it as
+// plain JavaScript for a machine with more cores (scripts/device-run.sh).
 import { Worker } from 'node:worker_threads';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import os from 'node:os';
 import { execSync } from 'node:child_process';
 import { METHODS, methodDefaults } from '../src/sim/config.ts';
-import { DATA_MODES, SPEC_DEFAULTS, type DataMode, type SimSpec } from '../src/sim/setup.ts';
+import { DATA_MODES, SPEC_DEFAULTS, simModel, type DataMode, type SimSpec } from '../src/sim/setup.ts';
 import { groupRuns, mean, runLabel, runsTable, sd, summaryTable, table, type RunRecord } from '../src/sim/report.ts';
 import { linePlot, type Series } from '../src/sim/svg.ts';
 import { DEFAULT_SYNC_TRIALS, HOME_LINK, syncTable, type SyncRow } from '../src/train/network.ts';
@@ -24,7 +29,6 @@ import { preset } from '../src/model/config.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
-const outDir = join(here, 'results');
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 function arg(name: string): string | undefined {
@@ -40,6 +44,26 @@ if (!(Number.isInteger(workers) && workers >= 1)) throw new Error(`--workers mus
 // (sim-TAG.json, sim-TAG-*.svg) so it does not overwrite the main result.
 const LR = Number(arg('--lr') ?? 2e-3);
 if (!(LR > 0)) throw new Error(`--lr must be a positive number, got ${arg('--lr')}`);
+// --lrs a,b,c runs every method at each inner rate and judges each method at its own best rate
+// (lowest mean final loss over the seeds), the way a tuned baseline is reported.
+const LRS = (arg('--lrs') ?? String(LR)).split(',').map((x) => Number(x));
+for (const x of LRS) if (!(x > 0)) throw new Error(`--lrs must be positive numbers separated by commas, got ${arg('--lrs')}`);
+if (new Set(LRS).size !== LRS.length) throw new Error(`--lrs lists a rate twice: ${arg('--lrs')}`);
+// --time S and --seeds N override the simulated budget and the number of seeds (1..N).
+const TIME = Number(arg('--time') ?? (quick ? 120 : 600));
+if (!(TIME > 0)) throw new Error(`--time must be a positive number of simulated seconds, got ${arg('--time')}`);
+// --d N / --layers N / --heads N widen or deepen the micro preset (the averaging methods' gain
+// over local training grows with the model's size; see README).
+const MODEL: NonNullable<SimSpec['model']> = {};
+for (const k of ['d', 'layers', 'heads'] as const) {
+  const v = arg(`--${k}`);
+  if (v !== undefined) {
+    MODEL[k] = Number(v);
+    if (!(Number.isInteger(MODEL[k]) && MODEL[k]! >= 1)) throw new Error(`--${k} must be a positive integer, got ${v}`);
+  }
+}
+const NSEEDS = Number(arg('--seeds') ?? (quick ? 2 : 3));
+if (!(Number.isInteger(NSEEDS) && NSEEDS >= 1)) throw new Error(`--seeds must be a positive integer, got ${arg('--seeds')}`);
 // --data sharded gives replica k only the k-th slice of the training text (see SimSpec.data).
 const DATA = (arg('--data') ?? 'shared') as DataMode;
 if (!DATA_MODES.includes(DATA)) throw new Error(`--data must be ${DATA_MODES.join(' or ')}, got ${DATA}`);
@@ -47,6 +71,11 @@ if (!DATA_MODES.includes(DATA)) throw new Error(`--data must be ${DATA_MODES.joi
 const TAG = arg('--tag') ?? (quick ? 'quick' : undefined);
 if (TAG !== undefined && !/^[\w.-]+$/.test(TAG)) throw new Error(`--tag "${TAG}": use letters, digits, dot, dash or underscore`);
 const stem = TAG ? `sim-${TAG}` : 'sim';
+// --out DIR writes the results elsewhere (default bench/results).
+const outDir = arg('--out') ?? join(here, 'results');
+// Bundled into one file (scripts/bundle-sim.mjs, to run where only Node is installed) the worker
+// is the bundled sim-worker.mjs next to it, and needs no TypeScript loader.
+const bundled = import.meta.url.endsWith('.mjs');
 
 // ---- the setup, and why ------------------------------------------------------------------------
 // The CPU reference runs at roughly 1 GFLOPS, so the model is the `micro` preset (35K parameters)
@@ -59,8 +88,7 @@ const stem = TAG ? `sim-${TAG}` : 'sim';
 // the methods that average local progress gain from 6e-3 (more gradient noise to average away)
 // while local and ddp lose (`--lr 6e-3 --tag lr6e-3`, bench/results/sim-lr6e-3.json).
 // --quick: 2 seeds of 120 s, enough to check the machinery and the direction of the results.
-const SEEDS = quick ? [1, 2] : [1, 2, 3];
-const TIME = quick ? 120 : 600;
+const SEEDS = Array.from({ length: NSEEDS }, (_, i) => i + 1);
 const EVALS = quick ? 4 : 10;
 const base: Omit<SimSpec, 'method' | 'seed'> = {
   ...SPEC_DEFAULTS,
@@ -71,7 +99,8 @@ const base: Omit<SimSpec, 'method' | 'seed'> = {
   evals: EVALS,
   batch: 2,
   seqLen: 32,
-  lr: LR,
+  lr: LRS[0],
+  ...(Object.keys(MODEL).length ? { model: MODEL } : {}),
   data: DATA,
   warmup: 0.05,
   valBatches: 4,
@@ -82,10 +111,12 @@ const base: Omit<SimSpec, 'method' | 'seed'> = {
 
 function specs(): SimSpec[] {
   const out: SimSpec[] = [];
-  for (const seed of SEEDS) {
-    for (const method of METHODS) {
-      const d = methodDefaults(method);
-      out.push({ ...base, method, seed, H: d.H, alpha: d.outer.momentum, beta: d.outer.lr, gamma: d.outer.consensus, wait: 0.3 });
+  for (const lr of LRS) {
+    for (const seed of SEEDS) {
+      for (const method of METHODS) {
+        const d = methodDefaults(method);
+        out.push({ ...base, method, seed, lr, H: d.H, alpha: d.outer.momentum, beta: d.outer.lr, gamma: d.outer.consensus, wait: 0.3 });
+      }
     }
   }
   // Longest first (the ready pool and local run the most steps), so two workers finish together.
@@ -99,7 +130,9 @@ async function runAll(list: SimSpec[]): Promise<RunRecord[]> {
   let next = 0, done = 0;
   const t0 = performance.now();
   await Promise.all(Array.from({ length: Math.min(workers, list.length) }, () => new Promise<void>((resolve, reject) => {
-    const w = new Worker(new URL('./sim-worker.ts', import.meta.url), { execArgv: ['--import', register] });
+    const w = bundled
+      ? new Worker(new URL('./sim-worker.mjs', import.meta.url))
+      : new Worker(new URL('./sim-worker.ts', import.meta.url), { execArgv: ['--import', register] });
     const feed = () => {
       if (next >= list.length) { void w.terminate(); resolve(); return; }
       const id = next++;
@@ -110,13 +143,39 @@ async function runAll(list: SimSpec[]): Promise<RunRecord[]> {
       results[m.id] = m.record!;
       done++;
       const r = m.record!;
-      console.log(`  [${done}/${list.length}] ${runLabel(r).padEnd(24)} seed ${r.seed}  val ${r.final_val_loss.toFixed(4)}  steps ${r.steps.toFixed(0).padStart(5)}  idle ${(100 * r.idle_fraction).toFixed(1)}%  (${r.wall_s.toFixed(0)} s; ${((performance.now() - t0) / 1000).toFixed(0)} s elapsed)`);
+      console.log(`  [${done}/${list.length}] ${runLabel(r).padEnd(24)}${LRS.length > 1 ? ` lr ${r.lr}` : ''} seed ${r.seed}  val ${r.final_val_loss.toFixed(4)}  steps ${r.steps.toFixed(0).padStart(5)}  idle ${(100 * r.idle_fraction).toFixed(1)}%  (${r.wall_s.toFixed(0)} s; ${((performance.now() - t0) / 1000).toFixed(0)} s elapsed)`);
       feed();
     });
     w.on('error', reject);
     feed();
   })));
   return results;
+}
+
+// ---- the rate grid -----------------------------------------------------------------------------
+
+/** Each method's best inner rate: the lowest mean final loss over seeds (with one rate, that one). */
+function bestRates(runs: RunRecord[]): Map<string, number> {
+  const losses = new Map<string, Map<number, number[]>>();
+  for (const r of runs) {
+    const byLr = losses.get(r.method) ?? new Map<number, number[]>();
+    losses.set(r.method, byLr);
+    byLr.set(r.lr, [...(byLr.get(r.lr) ?? []), r.final_val_loss]);
+  }
+  const best = new Map<string, number>();
+  for (const [method, byLr] of losses) {
+    const [lr] = [...byLr].map(([x, l]) => [x, mean(l)] as const).sort((a, b) => a[1] - b[1])[0];
+    best.set(method, lr);
+  }
+  return best;
+}
+
+/** Mean final loss over seeds for every method at every rate, the best marked with *. */
+function rateTable(runs: RunRecord[], best: Map<string, number>): string {
+  return table(['method', ...LRS.map((lr) => `lr ${lr}`)], METHODS.map((m) => [m, ...LRS.map((lr) => {
+    const g = runs.filter((r) => r.method === m && r.lr === lr).map((r) => r.final_val_loss);
+    return g.length ? `${mean(g).toFixed(4)}${best.get(m) === lr ? '*' : ' '}` : '-';
+  })]));
 }
 
 // ---- plots ------------------------------------------------------------------------------------
@@ -212,24 +271,30 @@ async function main(): Promise<void> {
     // Re-draw the figures from an existing sim.json (e.g. after a change to the plot code).
     const j = JSON.parse(readFileSync(join(outDir, `${stem}.json`), 'utf8'));
     SEEDS.splice(0, SEEDS.length, ...j.setup.seeds);
-    console.log(`re-drew ${writePlots(j.runs, j.sync).join(', ')} from bench/results/${stem}.json`);
+    const best: Record<string, number> | undefined = j.best_lr;
+    const runs = (j.runs as RunRecord[]).filter((r) => !best || r.lr === best[r.method]);
+    console.log(`re-drew ${writePlots(runs, j.sync).join(', ')} from bench/results/${stem}.json`);
     return;
   }
   const t0 = performance.now();
   const commit = gitCommit(); // before the run: the code the results come from
   mkdirSync(outDir, { recursive: true });
-  const micro = buildLayout(preset(base.preset));
+  const simulated = simModel(base);
+  const micro = buildLayout(simulated);
   const bytes = 4 * micro.total;
   const list = specs();
   console.log(`bench:sim ${quick ? '--quick' : '(full)'}: ${list.length} runs on ${workers} worker thread(s)`);
-  console.log(`  model ${base.preset} (${micro.params} params, ${(bytes / 1e3).toFixed(1)} KB per tensor on the wire), batch ${base.batch}x${base.seqLen}, inner AdamW lr ${base.lr} (warm-up ${base.warmup * 100}% then cosine on the clock)`);
+  console.log(`  model ${base.preset}${base.model ? ` with ${JSON.stringify(base.model)}` : ''} (L${simulated.layers} d${simulated.d}, ${micro.params} params, ${(bytes / 1e3).toFixed(1)} KB per tensor on the wire), batch ${base.batch}x${base.seqLen}, inner AdamW lr ${LRS.join(', ')}${LRS.length > 1 ? ' (each method judged at its best)' : ''} (warm-up ${base.warmup * 100}% then cosine on the clock)`);
   console.log(`  8 replicas, speeds ${base.speeds}, ${base.stepTime} s per step at speed 1, ${TIME} simulated s for every method, seeds ${SEEDS.join(',')}`);
   console.log(`  network: ${HOME_LINK.upBps / 1e6} Mbit/s up, ${HOME_LINK.latency * 1e3} ms, log-normal sigma ${HOME_LINK.sigma}; DiLoCo and ddp pay a ${base.allReduce} all-reduce`);
   console.log(`  NoLoCo H=50 alpha=0.5 beta=gamma=0.7 (ready-pool wait 0.3 of own loop time); DiLoCo H=100 alpha=0.3 beta=0.7`);
   console.log('  why: the CPU reference runs ~1 GFLOPS on a shared core, so a 35K-parameter model with 64 tokens a step (~10 ms);');
   console.log(`  ${TIME} simulated s gives barrier methods ~${Math.round(TIME * 1.5)} steps and the ready pool ~${Math.round(TIME * 2.3)} per replica within the time limit.`);
-  console.log('  inner lr: 2e-3 is the better of {2e-3, 6e-3} for both baselines, ddp and local (3 seeds), and every method');
-  console.log('  uses it; the averaging methods do better at 6e-3 (npm run bench:sim -- --lr 6e-3 --tag lr6e-3).\n');
+  if (LRS.length === 1) {
+    console.log(`  inner lr ${LRS[0]} for every method (2e-3, the default, is the better of {2e-3, 6e-3} for ddp and local;`);
+    console.log('  --lrs 2e-3,6e-3 judges each method at its own best rate).');
+  }
+  console.log('');
 
   const syncT0 = performance.now();
   const ns = [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
@@ -241,8 +306,11 @@ async function main(): Promise<void> {
 
   const runs = await runAll(list);
   runs.sort((a, b) => METHODS.indexOf(a.method as never) - METHODS.indexOf(b.method as never) || a.seed - b.seed);
-  const plots = writePlots(runs, sync);
-  const verdicts = claims(runs, sync);
+  // With a rate grid every method is plotted and judged at its own best rate.
+  const best = bestRates(runs);
+  const tuned = runs.filter((r) => r.lr === best.get(r.method));
+  const plots = writePlots(tuned, sync);
+  const verdicts = claims(tuned, sync);
   const wall = (performance.now() - t0) / 1000;
   const result = {
     generated: new Date().toISOString(),
@@ -250,7 +318,9 @@ async function main(): Promise<void> {
     wall_s: Math.round(wall),
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, workers, loadavg: os.loadavg() },
     commit,
-    setup: { ...base, network: HOME_LINK, methods: METHODS, seeds: SEEDS, H: { noloco: 50, diloco: 100 }, wait: 0.3 },
+    setup: { ...base, lrs: LRS, network: HOME_LINK, methods: METHODS, seeds: SEEDS, H: { noloco: 50, diloco: 100 }, wait: 0.3 },
+    // Every run, each with its lr; the plots, the summary and the claims use each method's best_lr.
+    best_lr: Object.fromEntries(best),
     runs,
     sync: sync.map(({ n, allreduce_s, ring_s, pair_s, ratio, ring_ratio, trials: t, bytes: b }) => ({ n, allreduce_s, pair_s, ratio, ring_s, ring_ratio, trials: t, bytes: b })),
     sync_tiny: syncTiny,
@@ -259,15 +329,17 @@ async function main(): Promise<void> {
   atomicWrite(join(outDir, `${stem}.json`), JSON.stringify(result, null, 1) + '\n');
 
   console.log('\nEvery run:\n' + runsTable(runs));
-  console.log('\nMean over seeds:\n' + summaryTable(runs));
+  if (LRS.length > 1) console.log('\nMean final validation loss over seeds per inner rate (* = the method\'s best, used below):\n' + rateTable(runs, best));
+  console.log(`\nMean over seeds${LRS.length > 1 ? ', each method at its best rate' : ''}:\n` + summaryTable(tuned));
   const syncRows = (rows: (SyncRow & { bytes: number })[]) => table(['n', 'tree s', 'ring s', 'pair s', 'tree/pair', 'ring/pair', 'log2 n'],
     rows.map((r) => [String(r.n), r.allreduce_s.toFixed(3), r.ring_s.toFixed(3), r.pair_s.toFixed(3), r.ratio.toFixed(1), r.ring_ratio.toFixed(1), Math.log2(r.n).toFixed(0)]));
   console.log(`\nModelled sync time, ${(bytes / 1e3).toFixed(1)} KB per tensor (the simulated model; all-reduce moves delta, the pair moves phi and delta):\n` + syncRows(sync));
   console.log(`\nThe same for the tiny preset (${(tinyBytes / 1e6).toFixed(2)} MB per tensor):\n` + syncRows(syncTiny));
   console.log('\nClaims (issue 4) on this run:\n' + verdicts.map((v) => '  - ' + v).join('\n'));
-  const spread = groupRuns(runs).map(({ label, runs: g }) => `${label} ${sd(g.map((r) => r.final_val_loss)).toFixed(4)}`).join(', ');
+  const spread = groupRuns(tuned).map(({ label, runs: g }) => `${label} ${sd(g.map((r) => r.final_val_loss)).toFixed(4)}`).join(', ');
   console.log(`\nSeed-to-seed sd of the final loss: ${spread}`);
-  console.log(`\nwrote bench/results/${stem}.json and ${plots.map((p) => 'bench/results/' + p).join(', ')} in ${wall.toFixed(0)} s (sync tables ${syncSeconds.toFixed(1)} s)`);
+  const shown = relative(process.cwd(), outDir) || '.';
+  console.log(`\nwrote ${join(shown, stem + '.json')} and ${plots.map((p) => join(shown, p)).join(', ')} in ${wall.toFixed(0)} s (sync tables ${syncSeconds.toFixed(1)} s)`);
 }
 
 main().catch((e) => { console.error(`bench:sim failed: ${(e as Error).message}`); process.exit(1); });

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { SPEC_DEFAULTS, runSpec, makeLr, type SimSpec } from '../src/sim/setup.ts';
 import { METHODS, type Method } from '../src/sim/config.ts';
 import { shardOf } from '../src/sim/gpt-learner.ts';
+import { runRecord } from '../src/sim/report.ts';
 
 // The real learner (CPU reference GPT, micro preset) in runs of a few dozen tiny steps: the
 // simulator's machinery with the real model and data, not the benchmark's outcomes.
@@ -70,5 +71,17 @@ describe('simulator with the GPT learner', () => {
     expect(sharded.learner).toMatch(/data in 4 shards/);
     expect(sharded.final.meanLoss).not.toBe(shared.final.meanLoss);
     expect(() => runSpec(spec('local', { data: 'striped' as never }))).toThrow(/unknown data mode "striped"; use shared or sharded/);
+  });
+
+  it('a spec can widen the preset; the record keeps the inner rate it ran at', () => {
+    const wide = spec('local', { model: { d: 48 }, lr: 2.5e-3 });
+    const r = runSpec(wide);
+    const micro = runSpec(spec('local', { lr: 2.5e-3 }));
+    expect(r.learner).toMatch(/GPT L2 d48 h2/);
+    expect(Number(/\((\d+) params\)/.exec(r.learner)![1])).toBeGreaterThan(Number(/\((\d+) params\)/.exec(micro.learner)![1]));
+    expect(r.final.meanLoss).not.toBe(micro.final.meanLoss);
+    expect(runRecord(wide, r, 0).lr).toBe(2.5e-3);
+    expect(() => runSpec(spec('local', { model: { d: 33 } }))).toThrow(/d=33 is not divisible by heads=2/);
+    expect(() => runSpec(spec('local', { model: { vocab: 300 } as never }))).toThrow(/only layers, d and heads can change, got "vocab"/);
   });
 });

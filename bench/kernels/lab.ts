@@ -4,6 +4,9 @@
 // dawn.node lives only as long as the object create() returned is referenced: keep it here.
 let gpuRef: GPU | undefined;
 
+/** The adapter the lab ran on, for the results file (set by labDevice). */
+export let labAdapter: { vendor: string; architecture: string; device: string; description: string } | undefined;
+
 export async function labDevice(): Promise<GPUDevice> {
   process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json';
   const { create, globals } = await import('webgpu');
@@ -11,6 +14,8 @@ export async function labDevice(): Promise<GPUDevice> {
   const gpu = (gpuRef ??= create([]) as GPU);
   const adapter = await gpu.requestAdapter();
   if (!adapter) throw new Error('no WebGPU adapter: install chromium (SwiftShader Vulkan ICD) and libvulkan1');
+  const { vendor, architecture, device, description } = adapter.info;
+  labAdapter = { vendor, architecture, device, description };
   return adapter.requestDevice({
     label: 'lab.device',
     requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize },

@@ -10,7 +10,7 @@
 // registers). The trainer's kernel (src/shaders/matmul.wgsl) is 02 generalised: nn/nt/tn,
 // epilogues, batching, TM = 8 or 4 rows kept as hand-written rows behind `if (TM == 8u)`.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { labDevice, maxRelErr, randn, readBack, storage, timeIt, uniform } from './lab.ts';
+import { labAdapter, labDevice, maxRelErr, randn, readBack, storage, timeIt, uniform } from './lab.ts';
 
 interface Variant { file: string; colsPerThread: number; rowsPerThread: number; wg: [number, number]; overrides?: Record<string, number>; vec4: boolean; production?: boolean }
 const dir = new URL('./matmul/', import.meta.url);
@@ -88,4 +88,4 @@ for (const v of VARIANTS) {
 device.destroy();
 const outDir = new URL('../results/', import.meta.url);
 mkdirSync(outDir, { recursive: true });
-writeFileSync(new URL('kernels-matmul.json', outDir), JSON.stringify({ date: new Date().toISOString(), results }, null, 2) + '\n');
+writeFileSync(new URL('kernels-matmul.json', outDir), JSON.stringify({ date: new Date().toISOString(), adapter: labAdapter, results }, null, 2) + '\n');

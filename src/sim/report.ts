@@ -23,6 +23,8 @@ export interface RunRecord {
   H: number;
   wait: number;
   seed: number;
+  /** Peak inner learning rate. */
+  lr: number;
   /** Mean inner steps per replica at the end. */
   steps: number;
   sim_time: number;
@@ -46,7 +48,7 @@ export function runRecord(spec: SimSpec, r: SimResult, wallSeconds: number): Run
   const f = r.final;
   return {
     method: r.method, replicas: r.replicas, H: usesH(spec) ? r.H : 1, wait: spec.method === 'noloco-async' ? r.wait : 0,
-    seed: r.seed, steps: f.meanStep, sim_time: r.simTime,
+    seed: r.seed, lr: spec.lr, steps: f.meanStep, sim_time: r.simTime,
     final_val_loss: f.meanLoss, avg_model_val_loss: f.avgModelLoss, final_spread: f.spread,
     idle_fraction: f.idleFraction, solo_fraction: f.soloFraction, bytes_per_replica: f.bytesPerReplica,
     comm_fraction: f.commFraction, exchanges: f.exchanges,
@@ -87,10 +89,10 @@ export function table(header: string[], rows: string[][]): string {
 export function runsTable(runs: RunRecord[]): string {
   const churn = runs.some((r) => r.joins + r.leaves > 0);
   return table(
-    ['method', 'seed', 'H', 'steps', 'sim s', 'val loss', 'avg-model', 'spread', 'idle', 'comm', 'solo', 'MB/replica', 'syncs',
+    ['method', 'seed', 'lr', 'H', 'steps', 'sim s', 'val loss', 'avg-model', 'spread', 'idle', 'comm', 'solo', 'MB/replica', 'syncs',
       ...(churn ? ['left', 'joined'] : [])],
     runs.map((r) => [
-      r.method, String(r.seed), String(r.H), r.steps.toFixed(0), r.sim_time.toFixed(0),
+      r.method, String(r.seed), String(r.lr), String(r.H), r.steps.toFixed(0), r.sim_time.toFixed(0),
       r.final_val_loss.toFixed(4), r.avg_model_val_loss.toFixed(4), r.final_spread.toExponential(2),
       pct(r.idle_fraction), pct(r.comm_fraction), pct(r.solo_fraction), (r.bytes_per_replica / 1e6).toFixed(2), String(r.exchanges),
       ...(churn ? [String(r.leaves), String(r.joins)] : []),

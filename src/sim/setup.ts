@@ -1,7 +1,7 @@
 // From a plain, JSON-able run description (what the CLI parses and the benchmark sends to worker
 // threads) to a finished simulation. Everything a run depends on is in the spec, so a spec and
 // its result can be stored side by side and replayed.
-import { preset, trainConfig } from '../model/config.ts';
+import { preset, trainConfig, validateModelConfig, type ModelConfig } from '../model/config.ts';
 import { learningRate } from '../train/schedule.ts';
 import type { NetworkModel, AllReduceKind } from '../train/network.ts';
 import type { Corpus } from '../data/corpus.ts';
@@ -45,6 +45,8 @@ export interface SimSpec {
    */
   data: DataMode;
   preset: string;
+  /** Changes to the preset's shape (a wider or deeper model than the preset, same tokenizer). */
+  model?: { layers?: number; d?: number; heads?: number };
   batch: number;
   seqLen: number;
   /** Peak inner learning rate. */
@@ -143,13 +145,23 @@ export function simConfig(spec: SimSpec): SimConfig {
   };
 }
 
+/** The spec's model: its preset with any shape changes applied, checked. */
+export function simModel(spec: Pick<SimSpec, 'preset' | 'model'>): ModelConfig {
+  for (const k of Object.keys(spec.model ?? {})) {
+    if (!['layers', 'd', 'heads'].includes(k)) throw new Error(`sim model: only layers, d and heads can change, got "${k}"`);
+  }
+  const m: ModelConfig = { ...preset(spec.preset), ...(spec.model ?? {}) };
+  validateModelConfig(m);
+  return m;
+}
+
 let corpusCache: Corpus | null = null;
 
 export function learnerFactory(spec: SimSpec): LearnerFactory {
   if (spec.learner === 'quadratic') return quadraticFactory({ dim: 256, seed: spec.seed, noise: 2, bias: 0.2 });
   if (spec.learner !== 'gpt') throw new Error(`unknown learner "${String(spec.learner)}"; use gpt or quadratic`);
   corpusCache ??= loadDefaultCorpus();
-  const model = preset(spec.preset);
+  const model = simModel(spec);
   const train = trainConfig({ batch: spec.batch, seqLen: spec.seqLen, lr: spec.lr }, model);
   const data = spec.data ?? 'shared';
   if (!DATA_MODES.includes(data)) throw new Error(`unknown data mode "${String(data)}"; use ${DATA_MODES.join(' or ')}`);

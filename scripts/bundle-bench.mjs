@@ -1,0 +1,70 @@
+// Bundles two benchmarks as plain JavaScript, for a machine that has Node (or a carried node
+// binary) but not this checkout's node_modules, e.g. a many-core or GPU box lent for a short run:
+//   dist/sim/{sim,sim-worker}.mjs   bench/sim.ts with the corpus inside:
+//                                   node dist/sim/sim.mjs --workers N [bench:sim options]
+//   dist/kernels/matmul.mjs          the matmul kernel lab on Dawn (dawn.node copied beside it;
+//                                   reads src/shaders and writes dist/results/):
+//                                   VK_ICD_FILENAMES=<icd.json> node dist/kernels/matmul.mjs
+// Run: node scripts/bundle-bench.mjs [--device]
+//   --device also packs what scripts/device-run.sh needs on a machine without Node or a Vulkan
+//   loader: dist/node.xz (this Node, xz-compressed) and dist/vk (libvulkan.so.1 and an ICD file
+//   for the NVIDIA driver's headless EGL entry point).
+import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, cpSync, existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+// CommonJS dependencies call require(); give each ESM bundle a real one.
+const banner = { js: "import { createRequire as __murmurCreateRequire } from 'node:module'; const require = __murmurCreateRequire(import.meta.url);" };
+const common = { bundle: true, platform: 'node', format: 'esm', target: 'node20', outExtension: { '.js': '.mjs' }, banner, logLevel: 'warning' };
+
+await build({
+  ...common,
+  entryPoints: { sim: join(root, 'bench/sim.ts'), 'sim-worker': join(root, 'bench/sim-worker.ts') },
+  outdir: join(root, 'dist/sim'),
+  // The corpus package reads its text files from disk under "main"; its "browser" entry imports
+  // them, so the bundle carries the book.
+  mainFields: ['browser', 'module', 'main'],
+});
+
+// The kernel lab sits two folders below the root, as bench/kernels does, so its relative paths
+// (../../src/shaders/, ./matmul/, ../results/) resolve the same way.
+const kernels = join(root, 'dist/kernels');
+mkdirSync(join(root, 'dist/results'), { recursive: true });
+await build({
+  ...common,
+  entryPoints: { matmul: join(root, 'bench/kernels/matmul.ts') },
+  outdir: kernels,
+  plugins: [{
+    name: 'dawn-beside-bundle',
+    setup(b) {
+      b.onResolve({ filter: /^webgpu$/ }, () => ({ path: 'webgpu', namespace: 'dawn' }));
+      b.onLoad({ filter: /.*/, namespace: 'dawn' }, () => ({
+        // A computed name, so esbuild leaves the load to run time (relative to the bundle).
+        contents: "const name = './dawn.node'; const { create, globals } = require(name); export { create, globals };",
+        loader: 'js',
+      }));
+    },
+  }],
+});
+copyFileSync(join(root, `node_modules/webgpu/dist/linux-x64/dawn.node`), join(kernels, 'dawn.node'));
+cpSync(join(root, 'bench/kernels/matmul'), join(kernels, 'matmul'), { recursive: true });
+console.log('wrote dist/sim/{sim,sim-worker}.mjs and dist/kernels/{matmul.mjs,dawn.node,matmul/}');
+
+if (process.argv.includes('--device')) {
+  const vk = join(root, 'dist/vk');
+  mkdirSync(vk, { recursive: true });
+  const loader = ['/usr/lib/x86_64-linux-gnu/libvulkan.so.1', '/usr/lib64/libvulkan.so.1'].find((p) => existsSync(p));
+  if (!loader) throw new Error('no libvulkan.so.1 here to carry: install libvulkan1 (apt-get install libvulkan1)');
+  copyFileSync(loader, join(vk, 'libvulkan.so.1'));
+  writeFileSync(join(vk, 'nvidia_egl_icd.json'), JSON.stringify({ file_format_version: '1.0.1', ICD: { library_path: 'libEGL_nvidia.so.0', api_version: '1.4.312' } }) + '\n');
+  const packed = join(root, 'dist/node.xz');
+  if (!existsSync(packed) || statSync(packed).mtimeMs < statSync(process.execPath).mtimeMs) {
+    console.log(`compressing ${process.execPath} (about a minute)`);
+    execFileSync('sh', ['-c', `xz -T0 -6 -c "${process.execPath}" > "${packed}.tmp"`], { stdio: 'inherit' });
+    renameSync(packed + '.tmp', packed);
+  }
+  console.log('wrote dist/vk/{libvulkan.so.1,nvidia_egl_icd.json} and dist/node.xz');
+}

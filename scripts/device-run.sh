@@ -1,0 +1,32 @@
+#!/bin/bash
+# One prepared run on a lent GPU machine that has no Node and no Vulkan loader (as found on the
+# H100 image: CUDA, PyTorch, the NVIDIA driver's Vulkan ICD, no node, no libvulkan.so.1).
+# Prepare here: npm run bench:bundle -- --device   (dist/sim, dist/kernels, dist/node.xz, dist/vk)
+# Carry those four paths and run from the repository root:
+#   OUT=<dir> SIM_ARGS="<bench:sim options>" [SIM_TIMEOUT=s] bash scripts/device-run.sh
+# It prints what the machine has, runs the matmul kernel lab on the GPU through Dawn (headless:
+# the EGL ICD, since the GLX one finds no display) while the simulator benchmark uses the other
+# cores, and leaves logs and results under $OUT.
+set -u
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+T0=$(date +%s)
+echo "== machine"; nproc; lscpu | grep -m1 'Model name'; free -g | sed -n 2p; nvidia-smi -L 2>&1 | head -2
+echo "== node on the image"; command -v node && node --version || echo "no node on PATH"
+NODE=$(command -v node || true)
+if [ -z "$NODE" ] || ! "$NODE" -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' 2>/dev/null; then
+  if command -v xz >/dev/null; then xz -dc dist/node.xz > /tmp/node
+  else python3 -c "import lzma,shutil;shutil.copyfileobj(lzma.open('dist/node.xz'),open('/tmp/node','wb'))"; fi
+  chmod +x /tmp/node; NODE=/tmp/node
+fi
+echo "using $NODE $($NODE --version)  ($(( $(date +%s) - T0 )) s)"
+echo "== vulkan"; ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>&1 | head
+ldconfig -p | grep -qE "libvulkan\.so\.1 " && echo "libvulkan.so.1 on the image" || echo "no libvulkan.so.1 on the image: using the carried loader"
+( cd dist/sim && timeout ${SIM_TIMEOUT:-480} $NODE sim.mjs --workers $(( $(nproc) - 1 )) --out "$OUT" ${SIM_ARGS:---quick} > "$OUT/sim.log" 2>&1; echo "sim rc=$?" >> "$OUT/sim.log" ) &
+SIM=$!
+mkdir -p dist/results
+( export LD_LIBRARY_PATH=$PWD/dist/vk:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-} VK_ICD_FILENAMES=$PWD/dist/vk/nvidia_egl_icd.json
+  timeout 150 $NODE dist/kernels/matmul.mjs > "$OUT/matmul.log" 2>&1; echo "matmul rc=$?" >> "$OUT/matmul.log" )
+cp dist/results/kernels-matmul.json "$OUT/" 2>/dev/null
+tail -16 "$OUT/matmul.log"
+wait $SIM
+echo "== sim ($(( $(date +%s) - T0 )) s)"; grep -A12 -E "per inner rate|Mean over seeds" "$OUT/sim.log"; grep -A10 "^Claims" "$OUT/sim.log"; tail -2 "$OUT/sim.log"
