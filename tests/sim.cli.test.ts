@@ -18,6 +18,8 @@ describe('murmur sim', () => {
     expect(specs[0]).toMatchObject({ method: 'noloco-async', seed: 1, time: 600, network: { upBps: 20e6 } });
     expect(buildSpecs({ ...defaults, steps: 100 })[0]).toMatchObject({ steps: 100, time: undefined });
     expect(buildSpecs({ ...defaults, churn: '600:60' })[0].churn).toEqual({ session: 600, offline: 60 });
+    expect(buildSpecs(defaults)[0].model).toBeUndefined();
+    expect(buildSpecs({ ...defaults, d: 64, layers: 3 })[0].model).toEqual({ d: 64, layers: 3 });
   });
 
   it('names what is wrong before running anything', () => {
@@ -26,6 +28,7 @@ describe('murmur sim', () => {
     expect(() => buildSpecs({ ...defaults, churn: 'often' })).toThrow(/SESSION:OFFLINE/);
     expect(() => buildSpecs({ ...defaults, seqLen: 64 })).toThrow(/exceeds preset micro's context of 32/);
     expect(() => buildSpecs({ ...defaults, preset: 'huge' })).toThrow(/unknown model preset "huge"/);
+    expect(() => buildSpecs({ ...defaults, d: 50, heads: 4 })).toThrow(/d=50 is not divisible by heads=4/);
   });
 
   it('runs every method and writes the runs as JSON', async () => {

@@ -4,10 +4,9 @@ import { writeFileSync, renameSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { METHODS, parseMethod, type Method } from '../sim/config.ts';
-import { DATA_MODES, SPEC_DEFAULTS, prepare, type SimSpec } from '../sim/setup.ts';
+import { DATA_MODES, SPEC_DEFAULTS, prepare, simModel, type SimSpec } from '../sim/setup.ts';
 import { runRecord, runsTable, summaryTable, type RunRecord } from '../sim/report.ts';
 import { parseSpeeds } from '../sim/speeds.ts';
-import { preset } from '../model/config.ts';
 
 const num = (what: string, check: (v: number) => boolean = Number.isFinite) => (s: string) => {
   const v = Number(s);
@@ -49,6 +48,9 @@ export function register(program: Command): void {
     .addOption(new Option('--learner <kind>', 'gpt: the CPU reference model; quadratic: a toy for fast what-ifs').choices(['gpt', 'quadratic']).default('gpt'))
     .addOption(new Option('--data <mode>', 'shared: every replica samples the whole training text; sharded: replica k only the k-th of n contiguous slices').choices([...DATA_MODES]).default('shared'))
     .option('--preset <name>', 'model preset', SPEC_DEFAULTS.preset)
+    .option('--d <n>', "model width instead of the preset's", int('d'))
+    .option('--layers <n>', "transformer blocks instead of the preset's", int('layers'))
+    .option('--heads <n>', "attention heads instead of the preset's", int('heads'))
     .option('--batch <n>', 'sequences per inner step', int('batch'), SPEC_DEFAULTS.batch)
     .option('--seq-len <n>', 'tokens per sequence', int('seq-len'), SPEC_DEFAULTS.seqLen)
     .option('--lr <x>', 'peak inner AdamW learning rate', pos('lr'), SPEC_DEFAULTS.lr)
@@ -90,8 +92,10 @@ export function register(program: Command): void {
 export function buildSpecs(o: Record<string, any>): SimSpec[] {
   const methods: Method[] = o.method === 'all' ? [...METHODS] : String(o.method).split(',').map((s) => parseMethod(s.trim()));
   parseSpeeds(o.speeds); // fail early with the parser's message
+  const shape = Object.fromEntries((['d', 'layers', 'heads'] as const).filter((k) => o[k] !== undefined).map((k) => [k, o[k] as number]));
+  const modelChange = Object.keys(shape).length ? { model: shape } : {};
   if (o.learner === 'gpt') {
-    const model = preset(o.preset);
+    const model = simModel({ preset: o.preset, ...modelChange });
     if (o.seqLen > model.ctx) throw new Error(`--seq-len ${o.seqLen} exceeds preset ${o.preset}'s context of ${model.ctx}`);
   }
   if (o.time !== undefined && o.steps !== undefined) throw new Error('give either --time or --steps, not both');
@@ -105,7 +109,7 @@ export function buildSpecs(o: Record<string, any>): SimSpec[] {
         replicas: o.replicas, H: o.H, alpha: o.alpha, beta: o.beta, gamma: o.gamma, wait: o.wait,
         stepTime: o.stepTime, speeds: o.speeds, jitter: o.jitter, evals: o.evals,
         network: { latency: o.latency, upBps: o.up * 1e6, sigma: o.netSigma }, allReduce: o.allreduce, churn,
-        learner: o.learner, data: o.data ?? 'shared', preset: o.preset, batch: o.batch, seqLen: o.seqLen, lr: o.lr, warmup: o.warmup,
+        learner: o.learner, data: o.data ?? 'shared', preset: o.preset, ...modelChange, batch: o.batch, seqLen: o.seqLen, lr: o.lr, warmup: o.warmup,
         valBatches: o.valBatches, valBatch: o.valBatch,
       });
     }
