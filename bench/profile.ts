@@ -1,7 +1,8 @@
 // `npm run bench:profile [-- --preset tiny] [--block]`: where a training step's GPU time goes.
 // Runs the engine in Node (Dawn; SwiftShader without a GPU driver), times every dispatch of one
 // step with timestamp queries (one compute pass per dispatch), and prints the kernels grouped
-// by kind (layers folded together), slowest first. Writes bench/results/profile.json.
+// by kind (layers folded together), slowest first; then times --steps N (default 20) whole
+// training steps on the wall clock, loss read-back included. Writes bench/results/profile.json.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,9 +71,17 @@ console.log(`${describeAdapter(summarizeAdapter(adapter))}; ${name}; ${list.leng
   `(${(stepFlops(model, cfg.batch, cfg.seqLen) / total / 1e6).toFixed(2)} GFLOPS)`);
 console.log(`${'kernel'.padEnd(44)} ${'n'.padStart(3)} ${'ms'.padStart(9)} ${'share'.padStart(6)}`);
 for (const r of rows) console.log(`${r.kernel.padEnd(44)} ${String(r.dispatches).padStart(3)} ${r.ms.toFixed(2).padStart(9)} ${(100 * r.share).toFixed(1).padStart(5)}%`);
+// Whole steps as the trainer runs them: one submit each, losses read back in chunks.
+const timedSteps = Number(arg('steps') ?? 20);
+if (!(Number.isInteger(timedSteps) && timedSteps >= 1)) throw new Error(`--steps must be a positive integer, got ${arg('steps')}`);
+const w0 = performance.now();
+await engine.train(timedSteps, () => batch);
+const stepMs = (performance.now() - w0) / timedSteps;
+console.log(`wall clock: ${stepMs.toFixed(2)} ms per step over ${timedSteps} steps (${(stepFlops(model, cfg.batch, cfg.seqLen) / stepMs / 1e6).toFixed(2)} GFLOPS), ` +
+  `${(cfg.batch * cfg.seqLen / stepMs * 1000).toFixed(0)} tokens/s`);
 const out = join(fileURLToPath(new URL('.', import.meta.url)), 'results', 'profile.json');
 await mkdir(join(out, '..'), { recursive: true });
-await writeFile(out, JSON.stringify({ adapter: describeAdapter(summarizeAdapter(adapter)), model: name, dispatches: list.length, totalMs: total, rows }, null, 2) + '\n');
+await writeFile(out, JSON.stringify({ adapter: describeAdapter(summarizeAdapter(adapter)), model: name, dispatches: list.length, totalMs: total, wallMsPerStep: stepMs, timedSteps, rows }, null, 2) + '\n');
 console.log(`wrote ${out}`);
 engine.destroy();
 device.destroy();

@@ -5,13 +5,15 @@
 //   dist/kernels/matmul.mjs          the matmul kernel lab on Dawn (dawn.node copied beside it;
 //                                   reads src/shaders and writes dist/results/):
 //                                   VK_ICD_FILENAMES=<icd.json> node dist/kernels/matmul.mjs
+//   dist/kernels/profile.mjs         bench/profile.ts (the engine's step, per kernel and whole),
+//                                   finding the GPU as the Node volunteer does
 // Run: node scripts/bundle-bench.mjs [--device]
 //   --device also packs what scripts/device-run.sh needs on a machine without Node or a Vulkan
 //   loader: dist/node.xz (this Node, xz-compressed) and dist/vk (libvulkan.so.1 and an ICD file
 //   for the NVIDIA driver's headless EGL entry point).
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
@@ -29,6 +31,19 @@ await build({
   mainFields: ['browser', 'module', 'main'],
 });
 
+// `webgpu` becomes the dawn.node copied beside the bundle.
+const dawnPlugin = {
+  name: 'dawn-beside-bundle',
+  setup(b) {
+    b.onResolve({ filter: /^webgpu$/ }, () => ({ path: 'webgpu', namespace: 'dawn' }));
+    b.onLoad({ filter: /.*/, namespace: 'dawn' }, () => ({
+      // A computed name, so esbuild leaves the load to run time (relative to the bundle).
+      contents: "const name = './dawn.node'; const { create, globals } = require(name); export { create, globals };",
+      loader: 'js',
+    }));
+  },
+};
+
 // The kernel lab sits two folders below the root, as bench/kernels does, so its relative paths
 // (../../src/shaders/, ./matmul/, ../results/) resolve the same way.
 const kernels = join(root, 'dist/kernels');
@@ -37,19 +52,24 @@ await build({
   ...common,
   entryPoints: { matmul: join(root, 'bench/kernels/matmul.ts') },
   outdir: kernels,
-  plugins: [{
-    name: 'dawn-beside-bundle',
+  plugins: [dawnPlugin],
+});
+copyFileSync(join(root, `node_modules/webgpu/dist/linux-x64/dawn.node`), join(kernels, 'dawn.node'));
+
+// The engine profile (bench/profile.ts) with its WGSL inside; it finds the GPU as the Node
+// volunteer does (src/gpu/node-gpu.ts) and writes dist/kernels/results/profile.json.
+await build({
+  ...common,
+  entryPoints: { profile: join(root, 'bench/profile.ts') },
+  outdir: kernels,
+  plugins: [dawnPlugin, {
+    name: 'raw-text',
     setup(b) {
-      b.onResolve({ filter: /^webgpu$/ }, () => ({ path: 'webgpu', namespace: 'dawn' }));
-      b.onLoad({ filter: /.*/, namespace: 'dawn' }, () => ({
-        // A computed name, so esbuild leaves the load to run time (relative to the bundle).
-        contents: "const name = './dawn.node'; const { create, globals } = require(name); export { create, globals };",
-        loader: 'js',
-      }));
+      b.onResolve({ filter: /\?raw$/ }, (a) => ({ path: join(a.resolveDir, a.path.replace(/\?raw$/, '')), namespace: 'raw' }));
+      b.onLoad({ filter: /.*/, namespace: 'raw' }, (a) => ({ contents: readFileSync(a.path, 'utf8'), loader: 'text' }));
     },
   }],
 });
-copyFileSync(join(root, `node_modules/webgpu/dist/linux-x64/dawn.node`), join(kernels, 'dawn.node'));
 cpSync(join(root, 'bench/kernels/matmul'), join(kernels, 'matmul'), { recursive: true });
 console.log('wrote dist/sim/{sim,sim-worker}.mjs and dist/kernels/{matmul.mjs,dawn.node,matmul/}');
 

@@ -4,9 +4,9 @@
 # Prepare here: npm run bench:bundle -- --device   (dist/sim, dist/kernels, dist/node.xz, dist/vk)
 # Carry those four paths and run from the repository root:
 #   OUT=<dir> SIM_ARGS="<bench:sim options>" [SIM_TIMEOUT=s] bash scripts/device-run.sh
-# It prints what the machine has, runs the matmul kernel lab on the GPU through Dawn (headless:
-# the EGL ICD, since the GLX one finds no display) while the simulator benchmark uses the other
-# cores, and leaves logs and results under $OUT.
+# It prints what the machine has, runs the matmul kernel lab (headless EGL ICD) and the engine
+# profile (drivers picked by src/gpu/vulkan-drivers.ts) on the GPU through Dawn while the
+# simulator benchmark uses the other cores, and leaves logs and results under $OUT.
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 T0=$(date +%s)
@@ -28,5 +28,12 @@ mkdir -p dist/results
   timeout 150 $NODE dist/kernels/matmul.mjs > "$OUT/matmul.log" 2>&1; echo "matmul rc=$?" >> "$OUT/matmul.log" )
 cp dist/results/kernels-matmul.json "$OUT/" 2>/dev/null
 tail -16 "$OUT/matmul.log"
+# The engine's step, with the GPU found as the Node volunteer finds it (VK_ICD_FILENAMES unset).
+for p in ${PROFILE_PRESETS:-tiny small base}; do
+  ( unset VK_ICD_FILENAMES; export LD_LIBRARY_PATH=$PWD/dist/vk:${LD_LIBRARY_PATH:-} MURMUR_DEBUG_GPU=1
+    timeout 80 $NODE dist/kernels/profile.mjs --preset $p --steps 20 > "$OUT/profile-$p.log" 2>&1; echo "profile rc=$?" >> "$OUT/profile-$p.log" )
+  cp dist/kernels/results/profile.json "$OUT/profile-$p.json" 2>/dev/null; rm -f dist/kernels/results/profile.json
+  grep -E "Vulkan drivers|preset|wall clock|rc=" "$OUT/profile-$p.log"
+done
 wait $SIM
 echo "== sim ($(( $(date +%s) - T0 )) s)"; grep -A12 -E "per inner rate|Mean over seeds" "$OUT/sim.log"; grep -A10 "^Claims" "$OUT/sim.log"; tail -2 "$OUT/sim.log"

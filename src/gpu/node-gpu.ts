@@ -1,11 +1,14 @@
 // WebGPU for Node (headless peers, benchmarks, GPU tests): Dawn from the npm package `webgpu`.
 // Without a GPU driver Dawn runs on SwiftShader, the software Vulkan driver that Debian's
 // chromium package ships. Imported dynamically so browser bundles never pull the native addon.
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { acquireDevice, type AcquireOptions, type AcquiredDevice } from './device.ts';
 import { NoAdapterError } from './errors.ts';
+import { SWIFTSHADER_ICD, chooseVulkanDrivers, type VulkanHost } from './vulkan-drivers.ts';
 
-export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+export { SWIFTSHADER_ICD };
 
 export const NODE_NO_ADAPTER_HINT =
   'In Node, Dawn needs a Vulkan driver: install Debian\'s chromium (its SwiftShader Vulkan ICD, ' +
@@ -15,8 +18,9 @@ export const NODE_NO_ADAPTER_HINT =
 let entry: Promise<GPU> | undefined;
 
 /**
- * The process-wide GPU entry point (one Dawn instance). Uses SwiftShader unless
- * VK_ICD_FILENAMES already names a driver; set it yourself to pick a hardware driver.
+ * The process-wide GPU entry point (one Dawn instance). Unless VK_ICD_FILENAMES already names
+ * the drivers, it offers Dawn this machine's GPU drivers first and SwiftShader last
+ * (vulkan-drivers.ts), and asks for the high-performance adapter.
  */
 export function nodeGpu(): Promise<GPU> {
   entry ??= load();
@@ -25,7 +29,15 @@ export function nodeGpu(): Promise<GPU> {
 
 async function load(): Promise<GPU> {
   // The Vulkan loader reads this when Dawn creates its instance, i.e. in create() below.
-  if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  const choice = chooseVulkanDrivers(hostView(), tmpdir());
+  if (choice) {
+    if (choice.write) {
+      writeFileSync(choice.write.path + '.tmp', choice.write.text);
+      renameSync(choice.write.path + '.tmp', choice.write.path);
+    }
+    process.env.VK_ICD_FILENAMES = choice.files.join(':');
+    if (process.env.MURMUR_DEBUG_GPU) console.error(`[murmur gpu] Vulkan drivers: ${choice.why}`);
+  }
   const { create, globals } = await import('webgpu');
   // GPUBufferUsage, GPUMapMode, GPUShaderStage... are globals in a browser; kernels use them.
   Object.assign(globalThis, globals);
@@ -35,8 +47,9 @@ async function load(): Promise<GPU> {
   const requestAdapter = gpu.requestAdapter.bind(gpu);
   Object.defineProperty(gpu, 'requestAdapter', {
     configurable: true,
+    // A GPU before SwiftShader when both are offered.
     value: async (options?: GPURequestAdapterOptions): Promise<GPUAdapter> => {
-      const adapter = await requestAdapter(options);
+      const adapter = await requestAdapter({ powerPreference: 'high-performance', ...options });
       if (!adapter) throw new NoAdapterError(NODE_NO_ADAPTER_HINT);
       return adapter;
     },
@@ -48,3 +61,32 @@ async function load(): Promise<GPU> {
 export async function acquireNodeDevice(opts: Omit<AcquireOptions, 'gpu'> = {}): Promise<AcquiredDevice> {
   return acquireDevice({ noAdapterHint: NODE_NO_ADAPTER_HINT, ...opts, gpu: await nodeGpu() });
 }
+
+/** This machine, as chooseVulkanDrivers sees it. */
+function hostView(): VulkanHost {
+  return {
+    env: process.env,
+    exists: existsSync,
+    list: (dir) => { try { return readdirSync(dir); } catch { return []; } },
+    read: (path) => { try { return readFileSync(path, 'utf8'); } catch { return undefined; } },
+    findLibrary,
+  };
+}
+
+/** Absolute path of a library in the dynamic linker's cache (`ldconfig -p`), if any. */
+function findLibrary(soname: string): string | undefined {
+  for (const ldconfig of ['/sbin/ldconfig', '/usr/sbin/ldconfig', 'ldconfig']) {
+    try {
+      const out = execFileSync(ldconfig, ['-p'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 });
+      for (const line of out.split('\n')) {
+        const m = /^\s*(\S+) \(([^)]*)\) => (\S+)$/.exec(line);
+        if (m && m[1] === soname && (process.arch !== 'x64' || m[2].includes('x86-64'))) return m[3];
+      }
+      return undefined;
+    } catch {
+      // not at this path; try the next
+    }
+  }
+  return undefined;
+}
+
