@@ -11,9 +11,9 @@ import { SWIFTSHADER_ICD, chooseVulkanDrivers, type VulkanHost } from './vulkan-
 export { SWIFTSHADER_ICD };
 
 export const NODE_NO_ADAPTER_HINT =
-  'In Node, Dawn needs a Vulkan driver: install Debian\'s chromium (its SwiftShader Vulkan ICD, ' +
+  'In Node, Dawn needs the Vulkan loader and a driver: install Debian\'s chromium (its SwiftShader Vulkan ICD, ' +
   `${SWIFTSHADER_ICD}) and libvulkan1 (apt-get install chromium libvulkan1), ` +
-  'or run on a machine with a GPU driver.';
+  'or on a GPU machine libvulkan1 beside its driver; MURMUR_DEBUG_GPU=1 prints the drivers offered.';
 
 let entry: Promise<GPU> | undefined;
 
