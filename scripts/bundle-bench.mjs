@@ -7,6 +7,7 @@
 //                                   VK_ICD_FILENAMES=<icd.json> node dist/kernels/matmul.mjs
 //   dist/kernels/profile.mjs         bench/profile.ts (the engine's step, per kernel and whole),
 //                                   finding the GPU as the Node volunteer does
+//   dist/kernels/gpu-check.mjs       bench/gpu-check.ts (the GPU's step against the CPU reference)
 // Run: node scripts/bundle-bench.mjs [--device]
 //   --device also packs what scripts/device-run.sh needs on a machine without Node or a Vulkan
 //   loader: dist/node.xz (this Node, xz-compressed) and dist/vk (libvulkan.so.1 and an ICD file
@@ -60,8 +61,9 @@ copyFileSync(join(root, `node_modules/webgpu/dist/linux-x64/dawn.node`), join(ke
 // volunteer does (src/gpu/node-gpu.ts) and writes dist/kernels/results/profile.json.
 await build({
   ...common,
-  entryPoints: { profile: join(root, 'bench/profile.ts') },
+  entryPoints: { profile: join(root, 'bench/profile.ts'), 'gpu-check': join(root, 'bench/gpu-check.ts') },
   outdir: kernels,
+  mainFields: ['browser', 'module', 'main'], // the corpus, inside (see above)
   plugins: [dawnPlugin, {
     name: 'raw-text',
     setup(b) {
@@ -71,7 +73,7 @@ await build({
   }],
 });
 cpSync(join(root, 'bench/kernels/matmul'), join(kernels, 'matmul'), { recursive: true });
-console.log('wrote dist/sim/{sim,sim-worker}.mjs and dist/kernels/{matmul.mjs,dawn.node,matmul/}');
+console.log('wrote dist/sim/{sim,sim-worker}.mjs and dist/kernels/{matmul,profile,gpu-check}.mjs, dawn.node, matmul/');
 
 if (process.argv.includes('--device')) {
   const vk = join(root, 'dist/vk');

@@ -35,5 +35,9 @@ for p in ${PROFILE_PRESETS:-tiny small base}; do
   cp dist/kernels/results/profile.json "$OUT/profile-$p.json" 2>/dev/null; rm -f dist/kernels/results/profile.json
   grep -E "Vulkan drivers|preset|wall clock|rc=" "$OUT/profile-$p.log"
 done
+# The GPU's training step against the CPU reference (bench/gpu-check.ts).
+( unset VK_ICD_FILENAMES; export LD_LIBRARY_PATH=$PWD/dist/vk:${LD_LIBRARY_PATH:-}
+  timeout 120 $NODE dist/kernels/gpu-check.mjs --presets ${CHECK_PRESETS:-micro,tiny} --steps 10 --out "$OUT" > "$OUT/gpu-check.log" 2>&1; echo "gpu-check rc=$?" >> "$OUT/gpu-check.log" )
+grep -vE "^Warning|^    at " "$OUT/gpu-check.log"
 wait $SIM
 echo "== sim ($(( $(date +%s) - T0 )) s)"; grep -A12 -E "per inner rate|Mean over seeds" "$OUT/sim.log"; grep -A10 "^Claims" "$OUT/sim.log"; tail -2 "$OUT/sim.log"

@@ -1,0 +1,89 @@
+// `npm run bench:gpu-check [-- --presets micro,tiny] [--steps N] [--out DIR]`: does this GPU train
+// like the CPU reference? The whole WGSL step (GpuEngine) and CpuTrainer (reference forward and
+// backward, clip, AdamW, schedule) run N steps from the same weights on the same corpus batches;
+// the table gives the worst per-step loss gap and the final parameter and moment gaps, scaled as
+// in tests/engine.train.test.ts (which holds SwiftShader to 1e-3 / 2e-3 / 1e-3). The tests only
+// see SwiftShader; this is how a real GPU's arithmetic (FMA, reduction order, subnormals) is
+// checked. Writes bench/results/gpu-check.json.
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { preset, trainConfig } from '../src/model/config.ts';
+import { initParams } from '../src/model/init.ts';
+import { buildLayout } from '../src/model/layout.ts';
+import { CpuTrainer } from '../src/train/cpu-trainer.ts';
+import { GpuEngine } from '../src/gpu/engine.ts';
+import { describeAdapter, summarizeAdapter } from '../src/gpu/device.ts';
+import { nodeGpu } from '../src/gpu/node-gpu.ts';
+import { loadDefaultCorpus } from '../src/data/corpus.ts';
+import { WindowSampler } from '../src/data/sampler.ts';
+import type { Batch } from '../src/data/batch.ts';
+
+const args = process.argv.slice(2);
+const arg = (name: string) => { const i = args.indexOf(`--${name}`); return i < 0 ? undefined : args[i + 1]; };
+const presets = (arg('presets') ?? 'micro,tiny').split(',');
+const STEPS = Number(arg('steps') ?? 10);
+if (!(Number.isInteger(STEPS) && STEPS >= 1)) throw new Error(`--steps must be a positive integer, got ${arg('steps')}`);
+const outDir = arg('out') ?? join(fileURLToPath(new URL('.', import.meta.url)), 'results');
+
+const gpu = await nodeGpu();
+const adapter = await gpu.requestAdapter();
+const adapterName = describeAdapter(summarizeAdapter(adapter!));
+const device = await adapter!.requestDevice({
+  label: 'gpu-check.device',
+  requiredLimits: { maxStorageBufferBindingSize: adapter!.limits.maxStorageBufferBindingSize, maxBufferSize: adapter!.limits.maxBufferSize },
+});
+const corpus = loadDefaultCorpus();
+console.log(`gpu-check on ${adapterName}: ${STEPS} steps per preset, GPU engine vs CPU reference`);
+
+const rows: { preset: string; B: number; T: number; steps: number; maxLossRel: number; paramRatio: number; momentRatio: number; firstLoss: number; lastLoss: number; cpuMs: number; gpuMs: number }[] = [];
+for (const name of presets) {
+  const model = preset(name);
+  const layout = buildLayout(model);
+  // The preset's context, a small batch: enough tokens to exercise every kernel's tiling.
+  const B = 4, T = model.ctx;
+  const cfg = trainConfig({ batch: B, seqLen: T, lr: 3e-3, warmupSteps: 3, totalSteps: 100 }, model);
+  const sampler = new WindowSampler(corpus.train, { seed: 11, replica: 0 });
+  const batches: Batch[] = Array.from({ length: STEPS }, () => sampler.next(B, T));
+  const theta0 = initParams(layout, 5);
+
+  let t0 = performance.now();
+  const cpu = new CpuTrainer(layout, cfg, theta0);
+  const cpuLosses = batches.map((b) => cpu.trainStep(b));
+  const cpuMs = (performance.now() - t0) / STEPS;
+
+  const engine = new GpuEngine(device, { layout, train: cfg, B, T });
+  const zeros = new Float32Array(layout.total);
+  engine.writeState({ params: theta0, m: zeros, v: zeros, phi: theta0, outerM: zeros, step: 0 });
+  t0 = performance.now();
+  let s = 0;
+  const stats = await engine.train(STEPS, () => batches[s++]);
+  const gpuMs = (performance.now() - t0) / STEPS;
+  const st = await engine.readState();
+  engine.destroy();
+
+  let maxLossRel = 0;
+  for (let i = 0; i < STEPS; i++) maxLossRel = Math.max(maxLossRel, Math.abs(stats.losses[i] - cpuLosses[i]) / cpuLosses[i]);
+  let diff = 0, change = 0, mdiff = 0, mscale = 0;
+  for (let i = 0; i < layout.total; i++) {
+    diff = Math.max(diff, Math.abs(st.params[i] - cpu.params[i]));
+    change = Math.max(change, Math.abs(cpu.params[i] - theta0[i]));
+    mdiff = Math.max(mdiff, Math.abs(st.m[i] - cpu.m[i]));
+    mscale = Math.max(mscale, Math.abs(cpu.m[i]));
+  }
+  rows.push({ preset: name, B, T, steps: STEPS, maxLossRel, paramRatio: diff / change, momentRatio: mdiff / mscale, firstLoss: cpuLosses[0], lastLoss: cpuLosses[STEPS - 1], cpuMs, gpuMs });
+}
+device.destroy();
+
+const pad = (x: string, n: number) => x.padStart(n);
+console.log(`${'preset'.padEnd(8)}${pad('B x T', 10)}${pad('loss cpu first->last', 22)}${pad('max loss rel', 14)}${pad('params', 11)}${pad('moments', 11)}${pad('cpu ms', 10)}${pad('gpu ms', 9)}`);
+for (const r of rows) {
+  console.log(`${r.preset.padEnd(8)}${pad(`${r.B} x ${r.T}`, 10)}${pad(`${r.firstLoss.toFixed(3)} -> ${r.lastLoss.toFixed(3)}`, 22)}${pad(r.maxLossRel.toExponential(2), 14)}` +
+    `${pad(r.paramRatio.toExponential(2), 11)}${pad(r.momentRatio.toExponential(2), 11)}${pad(r.cpuMs.toFixed(0), 10)}${pad(r.gpuMs.toFixed(1), 9)}`);
+}
+console.log('params: |θ_gpu − θ_cpu|∞ / |θ_cpu − θ_0|∞; moments: |m_gpu − m_cpu|∞ / |m_cpu|∞ (SwiftShader tests hold 2e-3 and 1e-3)');
+mkdirSync(outDir, { recursive: true });
+const file = join(outDir, 'gpu-check.json');
+writeFileSync(file + '.tmp', JSON.stringify({ date: new Date().toISOString(), adapter: adapterName, node: process.version, rows }, null, 1) + '\n');
+renameSync(file + '.tmp', file);
+console.log(`wrote ${file}`);
