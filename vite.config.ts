@@ -56,6 +56,9 @@ export default defineConfig({
     hookTimeout: 120_000,
     maxWorkers: 2,
     pool: 'forks',
+    // GPU tests run on SwiftShader even on a machine with a GPU (Node would pick the GPU): their
+    // tolerances and adapter checks are SwiftShader's. Set VK_ICD_FILENAMES to test another driver.
+    env: { VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES || '/usr/lib/chromium/vk_swiftshader_icd.json' },
     reporters: ['default', './tests/support/summary-reporter.ts'],
   },
 });

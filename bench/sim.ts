@@ -46,6 +46,7 @@ const LR = Number(arg('--lr') ?? 2e-3);
 if (!(LR > 0)) throw new Error(`--lr must be a positive number, got ${arg('--lr')}`);
 // --lrs a,b,c runs every method at each inner rate and judges each method at its own best rate
 // (lowest mean final loss over the seeds), the way a tuned baseline is reported.
+if (arg('--lr') !== undefined && arg('--lrs') !== undefined) throw new Error('give --lr or --lrs, not both');
 const LRS = (arg('--lrs') ?? String(LR)).split(',').map((x) => Number(x));
 for (const x of LRS) if (!(x > 0)) throw new Error(`--lrs must be positive numbers separated by commas, got ${arg('--lrs')}`);
 if (new Set(LRS).size !== LRS.length) throw new Error(`--lrs lists a rate twice: ${arg('--lrs')}`);
@@ -71,9 +72,12 @@ if (!DATA_MODES.includes(DATA)) throw new Error(`--data must be ${DATA_MODES.joi
 const TAG = arg('--tag') ?? (quick ? 'quick' : undefined);
 if (TAG !== undefined && !/^[\w.-]+$/.test(TAG)) throw new Error(`--tag "${TAG}": use letters, digits, dot, dash or underscore`);
 const stem = TAG ? `sim-${TAG}` : 'sim';
+// bench/results/sim.json is the committed full result: another setup must name its own files.
+const changed = ['--lr', '--lrs', '--time', '--seeds', '--d', '--layers', '--heads', '--data'].filter((o) => args.includes(o));
+if (!TAG && changed.length && !args.includes('--replot')) throw new Error(`${changed.join(', ')} change the setup: add --tag NAME so bench/results/sim.json is not overwritten`);
 // --out DIR writes the results elsewhere (default bench/results).
 const outDir = arg('--out') ?? join(here, 'results');
-// Bundled into one file (scripts/bundle-sim.mjs, to run where only Node is installed) the worker
+// Bundled into one file (scripts/bundle-bench.mjs, to run where only Node is installed) the worker
 // is the bundled sim-worker.mjs next to it, and needs no TypeScript loader.
 const bundled = import.meta.url.endsWith('.mjs');
 
@@ -164,7 +168,9 @@ function bestRates(runs: RunRecord[]): Map<string, number> {
   }
   const best = new Map<string, number>();
   for (const [method, byLr] of losses) {
-    const [lr] = [...byLr].map(([x, l]) => [x, mean(l)] as const).sort((a, b) => a[1] - b[1])[0];
+    // A rate that diverged (NaN or infinite loss) is never the best.
+    const score = (l: number[]) => { const m = mean(l); return Number.isFinite(m) ? m : Infinity; };
+    const [lr] = [...byLr].map(([x, l]) => [x, score(l)] as const).sort((a, b) => a[1] - b[1])[0];
     best.set(method, lr);
   }
   return best;

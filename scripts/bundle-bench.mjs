@@ -56,6 +56,8 @@ await build({
   plugins: [dawnPlugin],
 });
 copyFileSync(join(root, `node_modules/webgpu/dist/linux-x64/dawn.node`), join(kernels, 'dawn.node'));
+// src/gpu/node-gpu.ts finds the NVIDIA headless manifest beside itself, i.e. beside the bundle.
+copyFileSync(join(root, 'src/gpu/nvidia-egl-icd.json'), join(kernels, 'nvidia-egl-icd.json'));
 
 // The engine profile (bench/profile.ts) with its WGSL inside; it finds the GPU as the Node
 // volunteer does (src/gpu/node-gpu.ts) and writes dist/kernels/results/profile.json.

@@ -8,7 +8,8 @@
 # profile (drivers picked by src/gpu/vulkan-drivers.ts) on the GPU through Dawn while the
 # simulator benchmark uses the other cores, and leaves logs and results under $OUT.
 set -u
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
+WORKERS=$(( $(nproc) > 1 ? $(nproc) - 1 : 1 ))
 T0=$(date +%s)
 echo "== machine"; nproc; lscpu | grep -m1 'Model name'; free -g | sed -n 2p; nvidia-smi -L 2>&1 | head -2
 echo "== node on the image"; command -v node && node --version || echo "no node on PATH"
@@ -21,7 +22,7 @@ fi
 echo "using $NODE $($NODE --version)  ($(( $(date +%s) - T0 )) s)"
 echo "== vulkan"; ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>&1 | head
 ldconfig -p | grep -qE "libvulkan\.so\.1 " && echo "libvulkan.so.1 on the image" || echo "no libvulkan.so.1 on the image: using the carried loader"
-( cd dist/sim && timeout ${SIM_TIMEOUT:-480} $NODE sim.mjs --workers $(( $(nproc) - 1 )) --out "$OUT" ${SIM_ARGS:---quick} > "$OUT/sim.log" 2>&1; echo "sim rc=$?" >> "$OUT/sim.log" ) &
+( cd dist/sim && timeout ${SIM_TIMEOUT:-480} $NODE sim.mjs --workers $WORKERS --out "$OUT" ${SIM_ARGS:---quick} > "$OUT/sim.log" 2>&1; echo "sim rc=$?" >> "$OUT/sim.log" ) &
 SIM=$!
 mkdir -p dist/results
 ( export LD_LIBRARY_PATH=$PWD/dist/vk:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-} VK_ICD_FILENAMES=$PWD/dist/vk/nvidia_egl_icd.json

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
 import { SWIFTSHADER_ICD, chooseVulkanDrivers, type VulkanHost } from '../src/gpu/vulkan-drivers.ts';
+
+const EGL = '/repo/src/gpu/nvidia-egl-icd.json';
 
 // A fake machine: files (path -> text), device nodes and the linker's library cache.
 function host(o: { env?: Record<string, string>; files?: Record<string, string>; dev?: string[]; dri?: string[]; libs?: Record<string, string> }): VulkanHost {
@@ -26,42 +29,59 @@ const SWIFT = { [SWIFTSHADER_ICD]: icd('./libvk_swiftshader.so') };
 
 describe('chooseVulkanDrivers', () => {
   it('leaves the environment alone when the user named the drivers', () => {
-    expect(chooseVulkanDrivers(host({ env: { VK_ICD_FILENAMES: '/x.json' }, files: SWIFT, dev: ['nvidia0'] }), '/tmp')).toBeNull();
-    expect(chooseVulkanDrivers(host({ env: { VK_DRIVER_FILES: '/x.json' }, files: SWIFT }), '/tmp')).toBeNull();
+    expect(chooseVulkanDrivers(host({ env: { VK_ICD_FILENAMES: '/x.json' }, files: SWIFT, dev: ['nvidia0'] }), EGL)).toBeNull();
+    expect(chooseVulkanDrivers(host({ env: { VK_DRIVER_FILES: '/x.json' }, files: SWIFT }), EGL)).toBeNull();
   });
 
   it('without a GPU device: SwiftShader only, even with Mesa manifests installed (this CI machine)', () => {
-    const c = chooseVulkanDrivers(host({ files: { ...MESA, ...SWIFT } }), '/tmp')!;
+    const c = chooseVulkanDrivers(host({ files: { ...MESA, ...SWIFT } }), EGL)!;
     expect(c.files).toEqual([SWIFTSHADER_ICD]);
-    expect(c.write).toBeUndefined();
   });
 
   it('an NVIDIA GPU without a display: its EGL entry first, its own manifest next, SwiftShader last', () => {
     const c = chooseVulkanDrivers(host({
-      files: { '/usr/share/vulkan/icd.d/nvidia_icd.json': icd('libGLX_nvidia.so.0'), ...MESA, ...SWIFT },
+      files: { '/usr/share/vulkan/icd.d/nvidia_icd.json': icd('libGLX_nvidia.so.0'), ...MESA, ...SWIFT, [EGL]: icd('libEGL_nvidia.so.0') },
       dev: ['null', 'nvidia0', 'nvidiactl', 'nvidia-uvm'],
       libs: { 'libEGL_nvidia.so.0': '/usr/local/nvidia/lib64/libEGL_nvidia.so.0' },
-    }), '/tmp/x')!;
-    expect(c.files).toEqual(['/tmp/x/murmur-nvidia-egl-icd.json', '/usr/share/vulkan/icd.d/nvidia_icd.json', SWIFTSHADER_ICD]);
-    expect(c.write!.path).toBe('/tmp/x/murmur-nvidia-egl-icd.json');
-    expect(JSON.parse(c.write!.text).ICD.library_path).toBe('/usr/local/nvidia/lib64/libEGL_nvidia.so.0');
+    }), EGL)!;
+    expect(c.files).toEqual([EGL, '/usr/share/vulkan/icd.d/nvidia_icd.json', SWIFTSHADER_ICD]);
     expect(c.why).toMatch(/NVIDIA through \/usr\/local\/nvidia\/lib64\/libEGL_nvidia\.so\.0 \(headless\)/);
   });
 
+  it('an NVIDIA GPU and a render node: EGL, the NVIDIA manifest, then Mesa, each once', () => {
+    const c = chooseVulkanDrivers(host({
+      files: { '/usr/share/vulkan/icd.d/nvidia_icd.json': icd('libGLX_nvidia.so.0'), ...MESA, [EGL]: icd('libEGL_nvidia.so.0') },
+      dev: ['nvidia0'], dri: ['renderD128'],
+      libs: { 'libEGL_nvidia.so.0': '/usr/lib/x86_64-linux-gnu/libEGL_nvidia.so.0' },
+    }), EGL)!;
+    expect(c.files).toEqual([EGL, '/usr/share/vulkan/icd.d/nvidia_icd.json',
+      '/usr/share/vulkan/icd.d/intel_icd.x86_64.json', '/usr/share/vulkan/icd.d/radeon_icd.x86_64.json']);
+  });
+
+  it('an NVIDIA manifest but no EGL library: the manifest alone', () => {
+    const c = chooseVulkanDrivers(host({ files: { '/etc/vulkan/icd.d/nvidia_icd.json': icd('libGLX_nvidia.so.0'), [EGL]: icd('libEGL_nvidia.so.0') }, dev: ['nvidia0'] }), EGL)!;
+    expect(c.files).toEqual(['/etc/vulkan/icd.d/nvidia_icd.json']);
+  });
+
+  it('the shipped EGL manifest names the library by soname, for the dynamic linker to find', () => {
+    const text = readFileSync(new URL('../src/gpu/nvidia-egl-icd.json', import.meta.url), 'utf8');
+    expect(JSON.parse(text).ICD.library_path).toBe('libEGL_nvidia.so.0');
+  });
+
   it('an NVIDIA device with no Vulkan driver says so and falls back to SwiftShader', () => {
-    const c = chooseVulkanDrivers(host({ files: SWIFT, dev: ['nvidia0'] }), '/tmp')!;
+    const c = chooseVulkanDrivers(host({ files: SWIFT, dev: ['nvidia0'] }), EGL)!;
     expect(c.files).toEqual([SWIFTSHADER_ICD]);
     expect(c.why).toMatch(/an NVIDIA device but no NVIDIA Vulkan driver/);
   });
 
   it('a render node: the hardware Mesa drivers, not the software ones, then SwiftShader', () => {
-    const c = chooseVulkanDrivers(host({ files: { ...MESA, ...SWIFT, '/etc/vulkan/icd.d/broken.json': '{not json' }, dri: ['card0', 'renderD128'] }), '/tmp')!;
+    const c = chooseVulkanDrivers(host({ files: { ...MESA, ...SWIFT, '/etc/vulkan/icd.d/broken.json': '{not json' }, dri: ['card0', 'renderD128'] }), EGL)!;
     expect(c.files).toEqual([
       '/usr/share/vulkan/icd.d/intel_icd.x86_64.json', '/usr/share/vulkan/icd.d/radeon_icd.x86_64.json', SWIFTSHADER_ICD,
     ]);
   });
 
   it('nothing known: the loader searches as it would by itself', () => {
-    expect(chooseVulkanDrivers(host({ files: MESA }), '/tmp')).toBeNull();
+    expect(chooseVulkanDrivers(host({ files: MESA }), EGL)).toBeNull();
   });
 });

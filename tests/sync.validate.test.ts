@@ -93,7 +93,7 @@ describe('PartnerValidator', () => {
     expect(median([])).toBe(0);
     expect(norm2(new Float32Array([3, 4]))).toBe(5);
     expect(allFinite(new Float32Array([1, NaN]))).toBe(false);
-    expect(() => new PartnerValidator(3, { clipFactor: 3, rejectFactor: 2, phiFactor: 1, window: 4 })).toThrow(/rejectFactor/);
+    expect(() => new PartnerValidator(3, { ...DEFAULT_VALIDATION, clipFactor: 3, rejectFactor: 2, phiFactor: 1, window: 4 })).toThrow(/rejectFactor/);
   });
 });
 
@@ -197,12 +197,38 @@ describe('PartnerValidator: peers that trained apart for rounds', () => {
     expect(jump).toMatchObject({ ok: false, reason: 'phi-distance' });
     expect(!jump.ok && jump.detail).toMatch(/at round 59 .* 1 rounds apart$/);
     expect(a.v.check(a.phi, { phi: at(0.9 * f * s), delta: gaussian(1, 1e-3) }, { peer: 'B', round: 60 }).ok).toBe(true);
-    // A peer never met shares only φ_0 (round 0): 60 rounds of room, and not a round more.
-    expect(a.v.check(a.phi, { phi: at(59 * f * s), delta: gaussian(3, 1e-3) }, { peer: 'D', round: 60 }).ok).toBe(true);
-    expect(a.v.check(a.phi, { phi: at(61 * f * s), delta: gaussian(4, 1e-3) }, { peer: 'E', round: 60 })).toMatchObject({ ok: false, reason: 'phi-distance' });
+    // A peer never met shares only φ_0 (round 0): its rounds of room, at most strangerRounds.
+    const k = DEFAULT_VALIDATION.strangerRounds;
+    expect(a.v.check(a.phi, { phi: at((k - 1) * f * s), delta: gaussian(3, 1e-3) }, { peer: 'D', round: 60 }).ok).toBe(true);
+    const far = a.v.check(a.phi, { phi: at((k + 1) * f * s), delta: gaussian(4, 1e-3) }, { peer: 'E', round: 60 });
+    expect(far).toMatchObject({ ok: false, reason: 'phi-distance' });
+    expect(!far.ok && far.detail).toMatch(/16 rounds apart \(never met\)$/);
+    expect(a.v.check(a.phi, { phi: at(0.5 * f * s), delta: gaussian(7, 1e-3) }, { peer: 'G', round: 3 }).ok).toBe(true);
+    expect(a.v.check(a.phi, { phi: at(4 * f * s), delta: gaussian(8, 1e-3) }, { peer: 'H', round: 3 })).toMatchObject({ ok: false, reason: 'phi-distance' });
     // Weights at another scale (unnormalised, another model's) are rejected whatever the round.
     expect(a.v.check(a.phi, { phi: gaussian(5, 1), delta: gaussian(6, 1e-3) }, { peer: 'F', round: 60 })).toMatchObject({ ok: false, reason: 'phi-distance' });
     expect(b.v.check(b.phi, { phi: gaussian(5, 1), delta: gaussian(6, 1e-3) }, { peer: 'F', round: 60 })).toMatchObject({ ok: false, reason: 'phi-distance' });
+  });
+
+  it('a far partner that is accepted pulls us only phiClipFactor Δ scales: its φ is moved towards ours', () => {
+    const [a] = apart(10, (r) => gaussian(70_000 + r, 1e-3));
+    const s = a.v.deltaScale;
+    const noise = gaussian(91_000, 1);
+    const d = 8 * DEFAULT_VALIDATION.phiFactor * s;
+    const sent = plus(a.phi, noise.map((x) => (x * d) / norm2(noise)));
+    const phi = sent.slice();
+    const v = a.v.check(a.phi, { phi, delta: gaussian(9, 1e-3) }, { peer: 'loner', round: 10 });
+    expect(v).toMatchObject({ ok: true, phiClipped: true });
+    expect(v.ok && v.phiDistance).toBeCloseTo(d, 6); // the distance as received is what is reported
+    expect(dist(phi, a.phi) / (DEFAULT_VALIDATION.phiClipFactor * s)).toBeCloseTo(1, 4);
+    // Same direction, only shorter.
+    const along = Array.from(phi, (x, i) => (x - a.phi[i]) * (sent[i] - a.phi[i])).reduce((p, q) => p + q, 0);
+    expect(along / (dist(phi, a.phi) * d)).toBeCloseTo(1, 4);
+    // A near partner's φ is left as sent.
+    const near = plus(a.phi, noise.map((x) => (x * s) / norm2(noise)));
+    const nearCopy = near.slice();
+    expect(a.v.check(a.phi, { phi: near, delta: gaussian(10, 1e-3) }, { peer: 'pal', round: 10 })).toMatchObject({ ok: true, phiClipped: false });
+    expect(near).toEqual(nearCopy);
   });
 
   it('rejects a round that is not a count', () => {

@@ -2,8 +2,8 @@
 // Without a GPU driver Dawn runs on SwiftShader, the software Vulkan driver that Debian's
 // chromium package ships. Imported dynamically so browser bundles never pull the native addon.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { acquireDevice, type AcquireOptions, type AcquiredDevice } from './device.ts';
 import { NoAdapterError } from './errors.ts';
 import { SWIFTSHADER_ICD, chooseVulkanDrivers, type VulkanHost } from './vulkan-drivers.ts';
@@ -29,14 +29,10 @@ export function nodeGpu(): Promise<GPU> {
 
 async function load(): Promise<GPU> {
   // The Vulkan loader reads this when Dawn creates its instance, i.e. in create() below.
-  const choice = chooseVulkanDrivers(hostView(), tmpdir());
-  if (choice) {
-    if (choice.write) {
-      writeFileSync(choice.write.path + '.tmp', choice.write.text);
-      renameSync(choice.write.path + '.tmp', choice.write.path);
-    }
-    process.env.VK_ICD_FILENAMES = choice.files.join(':');
-    if (process.env.MURMUR_DEBUG_GPU) console.error(`[murmur gpu] Vulkan drivers: ${choice.why}`);
+  const choice = chooseVulkanDrivers(hostView(), fileURLToPath(new URL('./nvidia-egl-icd.json', import.meta.url)));
+  if (choice) process.env.VK_ICD_FILENAMES = choice.files.join(':');
+  if (process.env.MURMUR_DEBUG_GPU) {
+    console.error(`[murmur gpu] Vulkan drivers: ${choice ? choice.why : `as the environment says (VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES ?? ''})`}`);
   }
   const { create, globals } = await import('webgpu');
   // GPUBufferUsage, GPUMapMode, GPUShaderStage... are globals in a browser; kernels use them.

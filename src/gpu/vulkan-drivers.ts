@@ -3,7 +3,8 @@
 // - a machine with an NVIDIA GPU uses it even without a display. The driver's own manifest names
 //   libGLX_nvidia, whose Vulkan entry fails on a headless server ("Could not get
 //   'vkCreateInstance'", seen on an H100 image); the same driver's libEGL_nvidia works there, so
-//   we add a manifest for it, first;
+//   its manifest (nvidia-egl-icd.json, shipped beside this file, naming the library by soname)
+//   comes first;
 // - a machine with a Mesa render node (/dev/dri/renderD*) uses its hardware drivers;
 // - SwiftShader (Debian's chromium) comes last, so a machine without a GPU still trains.
 // Pure over a small view of the host, so every case is tested without the hardware.
@@ -22,8 +23,6 @@ export interface VulkanHost {
 export interface DriverChoice {
   /** Manifests for VK_ICD_FILENAMES, in order of preference. */
   files: string[];
-  /** A manifest to write before Dawn starts (the NVIDIA headless one). */
-  write?: { path: string; text: string };
   /** One line for logs. */
   why: string;
 }
@@ -33,23 +32,23 @@ export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 export const ICD_DIRS = ['/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d', '/usr/share/vulkan/icd.d'];
 const SOFTWARE_LIB = /swiftshader|lvp|lavapipe|llvmpipe/i;
 
-/** The driver list to use, or null to leave the environment as it is (the user chose). */
-export function chooseVulkanDrivers(host: VulkanHost, tmpDir: string): DriverChoice | null {
+/**
+ * The driver list to use, or null to leave the environment as it is (the user chose).
+ * `eglManifest`: the path of nvidia-egl-icd.json.
+ */
+export function chooseVulkanDrivers(host: VulkanHost, eglManifest: string): DriverChoice | null {
   if (host.env.VK_ICD_FILENAMES || host.env.VK_DRIVER_FILES) return null;
   const manifests = ICD_DIRS.flatMap((dir) => host.list(dir).filter((f) => f.endsWith('.json')).map((f) => `${dir}/${f}`))
     .map((path) => ({ path, lib: libraryOf(host.read(path)) }))
     .filter((m): m is { path: string; lib: string } => m.lib !== undefined && !SOFTWARE_LIB.test(m.lib));
   const files: string[] = [];
   const why: string[] = [];
-  let write: DriverChoice['write'];
 
   const nvidiaDevice = host.list('/dev').some((f) => /^nvidia\d+$/.test(f));
   if (nvidiaDevice) {
     const egl = host.findLibrary('libEGL_nvidia.so.0');
-    if (egl) {
-      const path = `${tmpDir}/murmur-nvidia-egl-icd.json`;
-      write = { path, text: JSON.stringify({ file_format_version: '1.0.1', ICD: { library_path: egl, api_version: '1.3.0' } }) + '\n' };
-      files.push(path);
+    if (egl && host.exists(eglManifest)) {
+      files.push(eglManifest);
       why.push(`NVIDIA through ${egl} (headless)`);
     }
     const own = manifests.filter((m) => /nvidia/i.test(m.lib));
@@ -67,7 +66,7 @@ export function chooseVulkanDrivers(host: VulkanHost, tmpDir: string): DriverCho
     why.push('SwiftShader last');
   }
   if (!files.length) return null; // nothing known: let the loader search as it would
-  return { files, write, why: why.join('; ') };
+  return { files, why: why.join('; ') };
 }
 
 function libraryOf(text: string | undefined): string | undefined {

@@ -13,6 +13,15 @@ export interface ValidationSettings {
    * scale per round since then (since round 0 if never): beyond that it is rejected.
    */
   phiFactor: number;
+  /**
+   * What reaches the outer step: a partner's φ is moved towards ours until ||φ_j − φ_i|| is at
+   * most this × the Δ scale, as Δ is clipped. Honest pairs sit well inside it; a far partner
+   * (a long-alone peer, or a stranger given room) then pulls us only a few Δ norms a round, so
+   * our usual partners do not in turn see us jump and reject us.
+   */
+  phiClipFactor: number;
+  /** Rounds of room at most for a peer never met (counted from round 0 otherwise). */
+  strangerRounds: number;
   /** Recent norms kept for the medians (our own Δ norms enter too, so there is always one). */
   window: number;
 }
@@ -27,6 +36,13 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   // An outer step moves φ by |m| <= β/(1−α)·||Δ|| (1.4 Δ norms at the defaults), so two
   // replicas training apart drift by at most ~3 Δ norms a round; 10 leaves room for larger α.
   phiFactor: 10,
+  // The consensus term moves φ by γ/2 × the (clipped) distance, up to twice that with momentum:
+  // at 5 Δ norms, at most ~3.5 a round.
+  phiClipFactor: 5,
+  // A newcomer bootstraps φ from a live peer, so a never-met honest peer is close unless it
+  // trained alone; 16 rounds of room (160 Δ norms) covers that without letting a stranger late
+  // in a run send weights arbitrarily far away.
+  strangerRounds: 16,
   window: 16,
 };
 
@@ -39,7 +55,10 @@ export type Verdict =
     delta: Float32Array;
     deltaNorm: number;
     clipped: boolean;
+    /** ||φ_j − φ_i|| as received. */
     phiDistance: number;
+    /** The partner's φ was moved towards ours in place (phiClipFactor). */
+    phiClipped: boolean;
   }
   | { ok: false; reason: RejectReason; detail: string };
 
@@ -56,10 +75,10 @@ const MAX_REMEMBERED = 1024;
 export class PartnerValidator {
   private deltaNorms: number[] = [];
   /** Per partner: our round and ||φ_j − φ_i|| at the last exchange we accepted from it. */
-  private met = new Map<string, { round: number; distance: number }>();
+  private met = new Map<string, { round: number; distance: number; scale: number }>();
 
   constructor(readonly elements: number, readonly settings: ValidationSettings = DEFAULT_VALIDATION) {
-    for (const k of ['clipFactor', 'rejectFactor', 'phiFactor'] as const) {
+    for (const k of ['clipFactor', 'rejectFactor', 'phiFactor', 'phiClipFactor', 'strangerRounds'] as const) {
       if (!(settings[k] > 0)) throw new RangeError(`validation: ${k} must be > 0, got ${settings[k]}`);
     }
     if (settings.rejectFactor < settings.clipFactor) throw new RangeError('validation: rejectFactor must be >= clipFactor');
@@ -106,14 +125,25 @@ export class PartnerValidator {
     // recent partner distances did) cuts off an honest peer that was alone for a while. Since we
     // last accepted j, each of us moved at most a few Δ norms per round; a peer never met shares
     // only the run's φ_0 with us (round 0). A round count that went back counts as rounds apart.
-    const last = this.met.get(at.peer) ?? { round: 0, distance: 0 };
-    const apart = Math.max(1, Math.abs(at.round - last.round));
-    const bound = last.distance + this.settings.phiFactor * scale * apart;
+    // The drift built up at the rate of its time: the larger of the Δ scales then and now.
+    const known = this.met.get(at.peer);
+    const last = known ?? { round: 0, distance: 0, scale };
+    const rounds = Math.max(1, Math.abs(at.round - last.round));
+    const apart = known ? rounds : Math.min(rounds, this.settings.strangerRounds);
+    const roomScale = Math.max(scale, last.scale);
+    const bound = last.distance + this.settings.phiFactor * roomScale * apart;
     if (scale > 0 && phiDistance > bound) {
       return {
         ok: false, reason: 'phi-distance',
-        detail: `||φ_j − φ_i|| = ${fmt(phiDistance)} > ${fmt(bound)} = ${fmt(last.distance)} at round ${last.round} + ${this.settings.phiFactor} × Δ scale ${fmt(scale)} × ${apart} rounds apart`,
+        detail: `||φ_j − φ_i|| = ${fmt(phiDistance)} > ${fmt(bound)} = ${fmt(last.distance)} at round ${last.round} + ${this.settings.phiFactor} × Δ scale ${fmt(roomScale)} × ${apart} rounds apart${known ? '' : ' (never met)'}`,
       };
+    }
+    let phiClipped = false;
+    const phiClip = this.settings.phiClipFactor * scale;
+    if (scale > 0 && phiDistance > phiClip) {
+      const s = phiClip / phiDistance;
+      for (let i = 0; i < n; i++) phi[i] = ownPhi[i] + (phi[i] - ownPhi[i]) * s;
+      phiClipped = true;
     }
     let clipped = false;
     let accepted = deltaNorm;
@@ -129,9 +159,9 @@ export class PartnerValidator {
     push(this.deltaNorms, accepted, this.settings.window);
     // The consensus step pulls the pair closer: what it leaves is within this plus a round's room.
     this.met.delete(at.peer);
-    this.met.set(at.peer, { round: at.round, distance: phiDistance });
+    this.met.set(at.peer, { round: at.round, distance: phiDistance, scale });
     if (this.met.size > MAX_REMEMBERED) this.met.delete(this.met.keys().next().value!);
-    return { ok: true, delta, deltaNorm, clipped, phiDistance };
+    return { ok: true, delta, deltaNorm, clipped, phiDistance, phiClipped };
   }
 }
 
