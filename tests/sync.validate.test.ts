@@ -205,6 +205,10 @@ describe('PartnerValidator: peers that trained apart for rounds', () => {
     expect(!far.ok && far.detail).toMatch(/16 rounds apart \(never met\)$/);
     expect(a.v.check(a.phi, { phi: at(0.5 * f * s), delta: gaussian(7, 1e-3) }, { peer: 'G', round: 3 }).ok).toBe(true);
     expect(a.v.check(a.phi, { phi: at(4 * f * s), delta: gaussian(8, 1e-3) }, { peer: 'H', round: 3 })).toMatchObject({ ok: false, reason: 'phi-distance' });
+    // A fresh peer at round 1 meeting one 40 rounds along (seen in the browser test): the room
+    // counts the partner's rounds too, still capped, whatever it claims.
+    expect(a.v.check(a.phi, { phi: at(4 * f * s), delta: gaussian(11, 1e-3) }, { peer: 'I', round: 1, peerRound: 40 }).ok).toBe(true);
+    expect(a.v.check(a.phi, { phi: at((k + 1) * f * s), delta: gaussian(12, 1e-3) }, { peer: 'J', round: 1, peerRound: 1e9 })).toMatchObject({ ok: false, reason: 'phi-distance' });
     // Weights at another scale (unnormalised, another model's) are rejected whatever the round.
     expect(a.v.check(a.phi, { phi: gaussian(5, 1), delta: gaussian(6, 1e-3) }, { peer: 'F', round: 60 })).toMatchObject({ ok: false, reason: 'phi-distance' });
     expect(b.v.check(b.phi, { phi: gaussian(5, 1), delta: gaussian(6, 1e-3) }, { peer: 'F', round: 60 })).toMatchObject({ ok: false, reason: 'phi-distance' });

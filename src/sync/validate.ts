@@ -67,6 +67,11 @@ export interface PartnerContext {
   peer: string;
   /** Our outer round (the run's count, carried over on join): rounds apart are measured in it. */
   round: number;
+  /**
+   * The round the partner says it is at. Used only for a peer never met, whose room is capped
+   * (strangerRounds) whatever it claims: a fresh tab at round 0 meeting a peer far along.
+   */
+  peerRound?: number;
 }
 
 /** Partners remembered for the φ-distance rule; a forgotten one is judged as never met. */
@@ -128,8 +133,10 @@ export class PartnerValidator {
     // The drift built up at the rate of its time: the larger of the Δ scales then and now.
     const known = this.met.get(at.peer);
     const last = known ?? { round: 0, distance: 0, scale };
-    const rounds = Math.max(1, Math.abs(at.round - last.round));
-    const apart = known ? rounds : Math.min(rounds, this.settings.strangerRounds);
+    const claimed = Number.isInteger(at.peerRound) && at.peerRound! > 0 ? at.peerRound! : 0;
+    const apart = known
+      ? Math.max(1, Math.abs(at.round - last.round))
+      : Math.min(Math.max(1, at.round, claimed), this.settings.strangerRounds);
     const roomScale = Math.max(scale, last.scale);
     const bound = last.distance + this.settings.phiFactor * roomScale * apart;
     if (scale > 0 && phiDistance > bound) {
