@@ -40,17 +40,17 @@ describe('bootstrap from a live peer', () => {
     const s = (swarm = new Swarm({ n: 2, transport: 'memory', elements: n }));
     await s.connected(1);
     const joiner = s.add('newcomer');
-    const t0 = Date.now();
-    expect(await joiner.mesh.bootstrap({ timeoutMs: 3000, tries: 2 })).toBeNull();
-    expect(Date.now() - t0).toBeLessThan(3000); // declines are answered, not waited out
-  });
+    await s.connected(2, 5000, [joiner]);
+    // Declines are answered, not waited out: with a deadline far beyond the test's own time
+    // limit, only the peers' answers can end this (no wall-clock threshold on a shared machine).
+    expect(await joiner.mesh.bootstrap({ timeoutMs: 10 * 60_000, tries: 2 })).toBeNull();
+  }, 60_000);
 
   it('returns null when no neighbour appears within the timeout', async () => {
     const s = (swarm = new Swarm({ n: 1, transport: 'memory', elements: n }));
-    const t0 = Date.now();
+    // The 300 ms deadline ends it; were it ignored, nothing would, and the test's limit fails it.
     expect(await s.peers[0].mesh.bootstrap({ timeoutMs: 300 })).toBeNull();
-    expect(Date.now() - t0).toBeLessThan(1000);
-  });
+  }, 30_000);
 
   it('a corrupted state fails its checksum, is reported and never returned; the next peer is asked', async () => {
     const s = (swarm = new Swarm({
