@@ -40,7 +40,7 @@ describe('bootstrap from a live peer', () => {
     const s = (swarm = new Swarm({ n: 2, transport: 'memory', elements: n }));
     await s.connected(1);
     const joiner = s.add('newcomer');
-    await s.connected(2, 5000, [joiner]);
+    await s.connected(1, 20_000, [joiner]);
     // Declines are answered, not waited out: with a deadline far beyond the test's own time
     // limit, only the peers' answers can end this (no wall-clock threshold on a shared machine).
     expect(await joiner.mesh.bootstrap({ timeoutMs: 10 * 60_000, tries: 2 })).toBeNull();
