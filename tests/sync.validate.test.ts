@@ -110,6 +110,17 @@ describe('PartnerValidator: peers that trained apart for rounds', () => {
   const replica = (): Sim => ({ phi: phi0.slice(), m: new Float32Array(n), theta: phi0.slice(), v: new PartnerValidator(n) });
   const outer = (r: Sim, group: OuterMessage[]) => nolocoOuterStep({ phi: r.phi, momentum: r.m, theta: r.theta }, group, hyper);
 
+  /** One paired round: x and y send (φ, Δ), each validates the other (both must accept), both step. */
+  function pair(x: Sim, xName: string, dx: Float32Array, y: Sim, yName: string, dy: Float32Array, round: number): void {
+    const mx = { phi: x.phi.slice(), delta: dx }, my = { phi: y.phi.slice(), delta: dy };
+    x.v.observeOwn(norm2(dx));
+    y.v.observeOwn(norm2(dy));
+    expect(x.v.check(x.phi, { phi: my.phi, delta: dy.slice() }, { peer: yName, round }).ok).toBe(true);
+    expect(y.v.check(y.phi, { phi: mx.phi, delta: dx.slice() }, { peer: xName, round }).ok).toBe(true);
+    outer(x, [mx, my]);
+    outer(y, [my, mx]);
+  }
+
   /**
    * Rounds 0..k-1: A and B pair (each validates the other), C steps alone. Honest Δ are ~0.064
    * in norm; `cDelta` gives C's. Returns the three replicas at round k, before its exchange.
@@ -117,16 +128,9 @@ describe('PartnerValidator: peers that trained apart for rounds', () => {
   function apart(k: number, cDelta: (round: number) => Float32Array): [Sim, Sim, Sim] {
     const [a, b, c] = [replica(), replica(), replica()];
     for (let round = 0; round < k; round++) {
-      const ma = { phi: a.phi.slice(), delta: gaussian(10_000 + round, 1e-3) };
-      const mb = { phi: b.phi.slice(), delta: gaussian(20_000 + round, 1e-3) };
+      pair(a, 'A', gaussian(10_000 + round, 1e-3), b, 'B', gaussian(20_000 + round, 1e-3), round);
       const mc = { phi: c.phi.slice(), delta: cDelta(round) };
-      a.v.observeOwn(norm2(ma.delta));
-      b.v.observeOwn(norm2(mb.delta));
       c.v.observeOwn(norm2(mc.delta));
-      expect(a.v.check(a.phi, { phi: mb.phi, delta: mb.delta.slice() }, { peer: 'B', round }).ok).toBe(true);
-      expect(b.v.check(b.phi, { phi: ma.phi, delta: ma.delta.slice() }, { peer: 'A', round }).ok).toBe(true);
-      outer(a, [ma, mb]);
-      outer(b, [mb, ma]);
       outer(c, [mc]);
     }
     return [a, b, c];
@@ -171,16 +175,7 @@ describe('PartnerValidator: peers that trained apart for rounds', () => {
     const ma = { phi: a.phi.slice(), delta: da }, mc = { phi: c.phi.slice(), delta: dc };
     outer(a, [ma, mc]);
     outer(c, [mc, ma]);
-    for (let round = 61; round < 64; round++) {
-      const ma2 = { phi: a.phi.slice(), delta: gaussian(70_000 + round, 1e-3) };
-      const mc2 = { phi: c.phi.slice(), delta: gaussian(80_000 + round, 1e-3) };
-      a.v.observeOwn(norm2(ma2.delta));
-      c.v.observeOwn(norm2(mc2.delta));
-      expect(a.v.check(a.phi, { phi: mc2.phi, delta: mc2.delta.slice() }, { peer: 'C', round }).ok).toBe(true);
-      expect(c.v.check(c.phi, { phi: ma2.phi, delta: ma2.delta.slice() }, { peer: 'A', round }).ok).toBe(true);
-      outer(a, [ma2, mc2]);
-      outer(c, [mc2, ma2]);
-    }
+    for (let round = 61; round < 64; round++) pair(a, 'A', gaussian(70_000 + round, 1e-3), c, 'C', gaussian(80_000 + round, 1e-3), round);
     expect(dist(a.phi, c.phi)).toBeLessThan(before / 4);
   });
 
