@@ -1,10 +1,13 @@
 // npm run bench:sim [-- --quick] [--workers N] [--lr X | --lrs X,Y,...] [--time S] [--seeds N]
-//                    [--d N] [--layers N] [--heads N] [--data shared|sharded] [--tag NAME]
-//                    [--out DIR] [--replot]
+//                    [--d N] [--layers N] [--heads N] [--data shared|sharded]
+//                    [--learner gpt|webgpu] [--preset NAME] [--batch N] [--seq-len N]
+//                    [--tag NAME] [--out DIR] [--replot]
 //   full:    bench/results/sim.json + sim-*.svg   (3 seeds x 600 simulated s; < 45 min on 2 cores)
 //   --quick: bench/results/sim-quick.json + svgs (2 seeds x 120 simulated s; < 5 min on 2 cores)
 //   --lrs:   every method at every rate; each is judged and plotted at its own best rate
 //   --d/--layers/--heads: a wider or deeper model than micro (cost grows with its size)
+//   --learner webgpu: every replica on the WGSL engine (Dawn in Node): with a GPU, presets the CPU
+//            reference cannot reach in time (e.g. --preset tiny --batch 8 --seq-len 128)
 //
 // NoLoCo (ready pool and lockstep), DiLoCo, data-parallel AdamW and no communication, side by
 // side on the simulated wall clock: 8 replicas with speeds drawn from U[1,4], the same simulated
@@ -20,7 +23,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import os from 'node:os';
 import { execSync } from 'node:child_process';
 import { METHODS, methodDefaults } from '../src/sim/config.ts';
-import { DATA_MODES, SPEC_DEFAULTS, simModel, type DataMode, type SimSpec } from '../src/sim/setup.ts';
+import { DATA_MODES, LEARNERS, SPEC_DEFAULTS, simModel, type DataMode, type LearnerKind, type SimSpec } from '../src/sim/setup.ts';
 import { groupRuns, mean, runLabel, runsTable, sd, summaryTable, table, type RunRecord } from '../src/sim/report.ts';
 import { linePlot, type Series } from '../src/sim/svg.ts';
 import { DEFAULT_SYNC_TRIALS, HOME_LINK, syncTable, type SyncRow } from '../src/train/network.ts';
@@ -68,12 +71,23 @@ if (!(Number.isInteger(NSEEDS) && NSEEDS >= 1)) throw new Error(`--seeds must be
 // --data sharded gives replica k only the k-th slice of the training text (see SimSpec.data).
 const DATA = (arg('--data') ?? 'shared') as DataMode;
 if (!DATA_MODES.includes(DATA)) throw new Error(`--data must be ${DATA_MODES.join(' or ')}, got ${DATA}`);
+// --learner webgpu runs the replicas on the WGSL engine; --preset/--batch/--seq-len size the run for it.
+const LEARNER = (arg('--learner') ?? 'gpt') as LearnerKind;
+if (!LEARNERS.includes(LEARNER) || LEARNER === 'quadratic') throw new Error(`--learner must be gpt or webgpu, got ${LEARNER}`);
+const PRESET = arg('--preset') ?? 'micro';
+const posInt = (name: string, dflt: number) => {
+  const v = Number(arg(name) ?? dflt);
+  if (!(Number.isInteger(v) && v >= 1)) throw new Error(`${name} must be a positive integer, got ${arg(name)}`);
+  return v;
+};
+const BATCH = posInt('--batch', 2);
+const SEQ_LEN = posInt('--seq-len', 32);
 // --quick writes sim-quick.* so a smoke run never overwrites the committed full result.
 const TAG = arg('--tag') ?? (quick ? 'quick' : undefined);
 if (TAG !== undefined && !/^[\w.-]+$/.test(TAG)) throw new Error(`--tag "${TAG}": use letters, digits, dot, dash or underscore`);
 const stem = TAG ? `sim-${TAG}` : 'sim';
 // bench/results/sim.json is the committed full result: another setup must name its own files.
-const changed = ['--lr', '--lrs', '--time', '--seeds', '--d', '--layers', '--heads', '--data'].filter((o) => args.includes(o));
+const changed = ['--lr', '--lrs', '--time', '--seeds', '--d', '--layers', '--heads', '--data', '--learner', '--preset', '--batch', '--seq-len'].filter((o) => args.includes(o));
 if (!TAG && changed.length && !args.includes('--replot')) throw new Error(`${changed.join(', ')} change the setup: add --tag NAME so bench/results/sim.json is not overwritten`);
 // --out DIR writes the results elsewhere (default bench/results).
 const outDir = arg('--out') ?? join(here, 'results');
@@ -101,8 +115,10 @@ const base: Omit<SimSpec, 'method' | 'seed'> = {
   stepTime: 1,
   time: TIME,
   evals: EVALS,
-  batch: 2,
-  seqLen: 32,
+  learner: LEARNER,
+  preset: PRESET,
+  batch: BATCH,
+  seqLen: SEQ_LEN,
   lr: LRS[0],
   ...(Object.keys(MODEL).length ? { model: MODEL } : {}),
   data: DATA,
@@ -286,16 +302,18 @@ async function main(): Promise<void> {
   const commit = gitCommit(); // before the run: the code the results come from
   mkdirSync(outDir, { recursive: true });
   const simulated = simModel(base);
-  const micro = buildLayout(simulated);
-  const bytes = 4 * micro.total;
+  const layout = buildLayout(simulated);
+  const bytes = 4 * layout.total;
   const list = specs();
   console.log(`bench:sim ${quick ? '--quick' : '(full)'}: ${list.length} runs on ${workers} worker thread(s)`);
-  console.log(`  model ${base.preset}${base.model ? ` with ${JSON.stringify(base.model)}` : ''} (L${simulated.layers} d${simulated.d}, ${micro.params} params, ${(bytes / 1e3).toFixed(1)} KB per tensor on the wire), batch ${base.batch}x${base.seqLen}, inner AdamW lr ${LRS.join(', ')}${LRS.length > 1 ? ' (each method judged at its best)' : ''} (warm-up ${base.warmup * 100}% then cosine on the clock)`);
+  console.log(`  model ${base.preset}${base.model ? ` with ${JSON.stringify(base.model)}` : ''} (L${simulated.layers} d${simulated.d}, ${layout.params} params, ${(bytes / 1e3).toFixed(1)} KB per tensor on the wire), batch ${base.batch}x${base.seqLen}, on ${LEARNER === 'webgpu' ? 'the WGSL engine (WebGPU)' : 'the CPU reference'}, inner AdamW lr ${LRS.join(', ')}${LRS.length > 1 ? ' (each method judged at its best)' : ''} (warm-up ${base.warmup * 100}% then cosine on the clock)`);
   console.log(`  8 replicas, speeds ${base.speeds}, ${base.stepTime} s per step at speed 1, ${TIME} simulated s for every method, seeds ${SEEDS.join(',')}`);
   console.log(`  network: ${HOME_LINK.upBps / 1e6} Mbit/s up, ${HOME_LINK.latency * 1e3} ms, log-normal sigma ${HOME_LINK.sigma}; DiLoCo and ddp pay a ${base.allReduce} all-reduce`);
   console.log(`  NoLoCo H=50 alpha=0.5 beta=gamma=0.7 (ready-pool wait 0.3 of own loop time); DiLoCo H=100 alpha=0.3 beta=0.7`);
-  console.log('  why: the CPU reference runs ~1 GFLOPS on a shared core, so a 35K-parameter model with 64 tokens a step (~10 ms);');
-  console.log(`  ${TIME} simulated s gives barrier methods ~${Math.round(TIME * 1.5)} steps and the ready pool ~${Math.round(TIME * 2.3)} per replica within the time limit.`);
+  if (LEARNER === 'gpt') {
+    console.log('  why: the CPU reference runs ~1 GFLOPS on a shared core, so a 35K-parameter model with 64 tokens a step (~10 ms);');
+    console.log(`  ${TIME} simulated s gives barrier methods ~${Math.round(TIME * 1.5)} steps and the ready pool ~${Math.round(TIME * 2.3)} per replica within the time limit.`);
+  }
   if (LRS.length === 1) {
     console.log(`  inner lr ${LRS[0]} for every method (2e-3, the default, is the better of {2e-3, 6e-3} for ddp and local;`);
     console.log('  --lrs 2e-3,6e-3 judges each method at its own best rate).');

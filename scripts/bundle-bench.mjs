@@ -1,7 +1,9 @@
 // Bundles two benchmarks as plain JavaScript, for a machine that has Node (or a carried node
 // binary) but not this checkout's node_modules, e.g. a many-core or GPU box lent for a short run:
-//   dist/sim/{sim,sim-worker}.mjs   bench/sim.ts with the corpus inside:
-//                                   node dist/sim/sim.mjs --workers N [bench:sim options]
+//   dist/kernels/{sim,sim-worker}.mjs
+//                                   bench/sim.ts with the corpus and the WGSL inside:
+//                                   node dist/kernels/sim.mjs --workers N [bench:sim options]
+//                                   (--learner webgpu: the replicas on this machine's GPU)
 //   dist/kernels/matmul.mjs          the matmul kernel lab on Dawn (dawn.node copied beside it;
 //                                   reads src/shaders and writes dist/results/):
 //                                   VK_ICD_FILENAMES=<icd.json> node dist/kernels/matmul.mjs
@@ -23,15 +25,6 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const banner = { js: "import { createRequire as __murmurCreateRequire } from 'node:module'; const require = __murmurCreateRequire(import.meta.url);" };
 const common = { bundle: true, platform: 'node', format: 'esm', target: 'node20', outExtension: { '.js': '.mjs' }, banner, logLevel: 'warning' };
 
-await build({
-  ...common,
-  entryPoints: { sim: join(root, 'bench/sim.ts'), 'sim-worker': join(root, 'bench/sim-worker.ts') },
-  outdir: join(root, 'dist/sim'),
-  // The corpus package reads its text files from disk under "main"; its "browser" entry imports
-  // them, so the bundle carries the book.
-  mainFields: ['browser', 'module', 'main'],
-});
-
 // `webgpu` becomes the dawn.node copied beside the bundle.
 const dawnPlugin = {
   name: 'dawn-beside-bundle',
@@ -42,6 +35,15 @@ const dawnPlugin = {
       contents: "const name = './dawn.node'; const { create, globals } = require(name); export { create, globals };",
       loader: 'js',
     }));
+  },
+};
+
+// WGSL sources imported with `?raw` become strings inside the bundle.
+const rawPlugin = {
+  name: 'raw-text',
+  setup(b) {
+    b.onResolve({ filter: /\?raw$/ }, (a) => ({ path: join(a.resolveDir, a.path.replace(/\?raw$/, '')), namespace: 'raw' }));
+    b.onLoad({ filter: /.*/, namespace: 'raw' }, (a) => ({ contents: readFileSync(a.path, 'utf8'), loader: 'text' }));
   },
 };
 
@@ -63,19 +65,18 @@ copyFileSync(join(root, 'src/gpu/nvidia-egl-icd.json'), join(kernels, 'nvidia-eg
 // volunteer does (src/gpu/node-gpu.ts) and writes dist/kernels/results/profile.json.
 await build({
   ...common,
-  entryPoints: { profile: join(root, 'bench/profile.ts'), 'gpu-check': join(root, 'bench/gpu-check.ts') },
+  entryPoints: {
+    profile: join(root, 'bench/profile.ts'), 'gpu-check': join(root, 'bench/gpu-check.ts'),
+    sim: join(root, 'bench/sim.ts'), 'sim-worker': join(root, 'bench/sim-worker.ts'),
+  },
   outdir: kernels,
-  mainFields: ['browser', 'module', 'main'], // the corpus, inside (see above)
-  plugins: [dawnPlugin, {
-    name: 'raw-text',
-    setup(b) {
-      b.onResolve({ filter: /\?raw$/ }, (a) => ({ path: join(a.resolveDir, a.path.replace(/\?raw$/, '')), namespace: 'raw' }));
-      b.onLoad({ filter: /.*/, namespace: 'raw' }, (a) => ({ contents: readFileSync(a.path, 'utf8'), loader: 'text' }));
-    },
-  }],
+  // The corpus package reads its text files from disk under "main"; its "browser" entry imports
+  // them, so the bundle carries the book.
+  mainFields: ['browser', 'module', 'main'],
+  plugins: [dawnPlugin, rawPlugin],
 });
 cpSync(join(root, 'bench/kernels/matmul'), join(kernels, 'matmul'), { recursive: true });
-console.log('wrote dist/sim/{sim,sim-worker}.mjs and dist/kernels/{matmul,profile,gpu-check}.mjs, dawn.node, matmul/');
+console.log('wrote dist/kernels/{sim,sim-worker,matmul,profile,gpu-check}.mjs, dawn.node, matmul/');
 
 if (process.argv.includes('--device')) {
   const vk = join(root, 'dist/vk');

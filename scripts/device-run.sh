@@ -1,8 +1,8 @@
 #!/bin/bash
 # One prepared run on a lent GPU machine that has no Node and no Vulkan loader (as found on the
 # H100 image: CUDA, PyTorch, the NVIDIA driver's Vulkan ICD, no node, no libvulkan.so.1).
-# Prepare here: npm run bench:bundle -- --device   (dist/sim, dist/kernels, dist/node.xz, dist/vk)
-# Carry those four paths and run from the repository root:
+# Prepare here: npm run bench:bundle -- --device   (dist/kernels, dist/node.xz, dist/vk)
+# Carry those three paths and run from the repository root:
 #   OUT=<dir> SIM_ARGS="<bench:sim options>" [SIM_TIMEOUT=s] bash scripts/device-run.sh
 # It prints what the machine has, runs the matmul kernel lab (headless EGL ICD) and the engine
 # profile (drivers picked by src/gpu/vulkan-drivers.ts) on the GPU through Dawn while the
@@ -22,7 +22,9 @@ fi
 echo "using $NODE $($NODE --version)  ($(( $(date +%s) - T0 )) s)"
 echo "== vulkan"; ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>&1 | head
 ldconfig -p | grep -qE "libvulkan\.so\.1 " && echo "libvulkan.so.1 on the image" || echo "no libvulkan.so.1 on the image: using the carried loader"
-( cd dist/sim && timeout ${SIM_TIMEOUT:-480} $NODE sim.mjs --workers $WORKERS --out "$OUT" ${SIM_ARGS:---quick} > "$OUT/sim.log" 2>&1; echo "sim rc=$?" >> "$OUT/sim.log" ) &
+# SIM_ARGS may hold --learner webgpu: the replicas then find the GPU as the Node volunteer does.
+( unset VK_ICD_FILENAMES; export LD_LIBRARY_PATH=$PWD/dist/vk:${LD_LIBRARY_PATH:-}
+  cd dist/kernels && timeout ${SIM_TIMEOUT:-480} $NODE sim.mjs --workers $WORKERS --out "$OUT" ${SIM_ARGS:---quick} > "$OUT/sim.log" 2>&1; echo "sim rc=$?" >> "$OUT/sim.log" ) &
 SIM=$!
 mkdir -p dist/results
 ( export LD_LIBRARY_PATH=$PWD/dist/vk:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-} VK_ICD_FILENAMES=$PWD/dist/vk/nvidia_egl_icd.json

@@ -14,9 +14,9 @@ function spec(method: Method, over: Partial<SimSpec> = {}): SimSpec {
 }
 
 describe('simulator with the GPT learner', () => {
-  it('every method trains the micro model on the default corpus', () => {
+  it('every method trains the micro model on the default corpus', async () => {
     for (const method of METHODS) {
-      const r = runSpec(spec(method));
+      const r = await runSpec(spec(method));
       expect(r.learner).toMatch(/GPT L2 d32/);
       expect(r.final.meanLoss).toBeLessThan(r.evals[0].meanLoss);
       expect(r.final.t).toBe(14);
@@ -27,25 +27,25 @@ describe('simulator with the GPT learner', () => {
     }
   });
 
-  it('with equal speeds, noloco-async and noloco-lockstep give identical GPT weights', () => {
+  it('with equal speeds, noloco-async and noloco-lockstep give identical GPT weights', async () => {
     const over = { speeds: 'equal', network: { latency: 0.05, upBps: 20e6, sigma: 0 } };
-    const a = runSpec(spec('noloco-async', over));
-    const l = runSpec(spec('noloco-lockstep', over));
+    const a = await runSpec(spec('noloco-async', over));
+    const l = await runSpec(spec('noloco-lockstep', over));
     expect(a.perReplica.every((p) => p.outerSteps >= 3)).toBe(true);
     expect(a.finalWeights).toEqual(l.finalWeights);
     expect(a.final.meanLoss).toBe(l.final.meanLoss);
   });
 
-  it('the same seed replays exactly', () => {
-    const a = runSpec(spec('noloco-async', { jitter: 0.3 }));
-    const b = runSpec(spec('noloco-async', { jitter: 0.3 }));
+  it('the same seed replays exactly', async () => {
+    const a = await runSpec(spec('noloco-async', { jitter: 0.3 }));
+    const b = await runSpec(spec('noloco-async', { jitter: 0.3 }));
     expect(a.evals).toEqual(b.evals);
     expect(a.finalWeights).toEqual(b.finalWeights);
   });
 
-  it('evaluating more often does not change training', () => {
-    const a = runSpec(spec('diloco', { evals: 1 }));
-    const b = runSpec(spec('diloco', { evals: 7 }));
+  it('evaluating more often does not change training', async () => {
+    const a = await runSpec(spec('diloco', { evals: 1 }));
+    const b = await runSpec(spec('diloco', { evals: 7 }));
     expect(b.evals.length).toBeGreaterThan(a.evals.length);
     expect(a.finalWeights).toEqual(b.finalWeights);
   });
@@ -60,28 +60,28 @@ describe('simulator with the GPT learner', () => {
     expect(bySteps(10, 0)).toBeCloseTo(1e-4, 12);
   });
 
-  it('sharded data: stream k reads only the k-th contiguous slice, and it changes what local learns', () => {
+  it('sharded data: stream k reads only the k-th contiguous slice, and it changes what local learns', async () => {
     const train = Uint8Array.from({ length: 103 }, (_, i) => i);
     expect(shardOf(train, 1, 5, 8)).toBe(train);
     expect(Array.from(shardOf(train, 4, 1, 8))).toEqual(Array.from({ length: 25 }, (_, i) => 25 + i));
     expect(Array.from(shardOf(train, 4, 6, 8))).toEqual(Array.from({ length: 25 }, (_, i) => 50 + i)); // a joiner's stream 6 -> slice 2
     expect(() => shardOf(train, 10, 0, 10)).toThrow(/10 shards of 103 training tokens hold 10 each, fewer than one window \(seqLen \+ 1 = 11\)/);
-    const shared = runSpec(spec('local'));
-    const sharded = runSpec(spec('local', { data: 'sharded' }));
+    const shared = await runSpec(spec('local'));
+    const sharded = await runSpec(spec('local', { data: 'sharded' }));
     expect(sharded.learner).toMatch(/data in 4 shards/);
     expect(sharded.final.meanLoss).not.toBe(shared.final.meanLoss);
-    expect(() => runSpec(spec('local', { data: 'striped' as never }))).toThrow(/unknown data mode "striped"; use shared or sharded/);
+    await expect(runSpec(spec('local', { data: 'striped' as never }))).rejects.toThrow(/unknown data mode "striped"; use shared or sharded/);
   });
 
-  it('a spec can widen the preset; the record keeps the inner rate it ran at', () => {
+  it('a spec can widen the preset; the record keeps the inner rate it ran at', async () => {
     const wide = spec('local', { model: { d: 48 }, lr: 2.5e-3 });
-    const r = runSpec(wide);
-    const micro = runSpec(spec('local', { lr: 2.5e-3 }));
+    const r = await runSpec(wide);
+    const micro = await runSpec(spec('local', { lr: 2.5e-3 }));
     expect(r.learner).toMatch(/GPT L2 d48 h2/);
     expect(Number(/\((\d+) params\)/.exec(r.learner)![1])).toBeGreaterThan(Number(/\((\d+) params\)/.exec(micro.learner)![1]));
     expect(r.final.meanLoss).not.toBe(micro.final.meanLoss);
     expect(runRecord(wide, r, 0).lr).toBe(2.5e-3);
-    expect(() => runSpec(spec('local', { model: { d: 33 } }))).toThrow(/d=33 is not divisible by heads=2/);
-    expect(() => runSpec(spec('local', { model: { vocab: 300 } as never }))).toThrow(/only layers, d and heads can change, got "vocab"/);
+    await expect(runSpec(spec('local', { model: { d: 33 } }))).rejects.toThrow(/d=33 is not divisible by heads=2/);
+    await expect(runSpec(spec('local', { model: { vocab: 300 } as never }))).rejects.toThrow(/only layers, d and heads can change, got "vocab"/);
   });
 });

@@ -17,7 +17,7 @@ function config(method: Method, over: Partial<SimConfig> = {}): SimConfig {
   };
 }
 
-function run(method: Method, over: Partial<SimConfig> = {}, dim = 32): SimResult {
+function run(method: Method, over: Partial<SimConfig> = {}, dim = 32): Promise<SimResult> {
   const cfg = config(method, over);
   return new Simulation(cfg, quadraticFactory({ dim, seed: cfg.seed, noise: 2, bias: 0.2 }), makeStrategy(method)).run();
 }
@@ -37,9 +37,9 @@ describe('simulated clock', () => {
     expect(() => q.push({ time: Number.NaN, priority: 0, id: 'x' })).toThrow(/finite/);
   });
 
-  it('a local replica of speed s does floor(T * s / stepTime) steps, never idle', () => {
+  it('a local replica of speed s does floor(T * s / stepTime) steps, never idle', async () => {
     // step times 0.5 and 0.125 s are exact in binary, so the clock does not drift
-    const res = run('local', { speeds: { kind: 'list', values: [1, 4] }, replicas: 2, time: 100, stepTime: 0.5 });
+    const res = await run('local', { speeds: { kind: 'list', values: [1, 4] }, replicas: 2, time: 100, stepTime: 0.5 });
     expect(res.perReplica.map((r) => r.steps)).toEqual([200, 800]);
     expect(res.final.idleFraction).toBe(0);
     expect(res.final.bytesPerReplica).toBe(0);
@@ -48,8 +48,8 @@ describe('simulated clock', () => {
 
 describe('every method runs', () => {
   for (const method of METHODS) {
-    it(`${method}: a short run trains, evaluates and accounts its time`, () => {
-      const res = run(method);
+    it(`${method}: a short run trains, evaluates and accounts its time`, async () => {
+      const res = await run(method);
       expect(res.evals.length).toBe(5); // t = 0, 50, 100, 150, and the end (200)
       expect(res.evals[0].t).toBe(0);
       expect(res.final.t).toBe(200);
@@ -62,8 +62,8 @@ describe('every method runs', () => {
     });
   }
 
-  it('ddp keeps every replica identical and pays an all-reduce every step', () => {
-    const res = run('ddp');
+  it('ddp keeps every replica identical and pays an all-reduce every step', async () => {
+    const res = await run('ddp');
     const w = res.finalWeights as Float32Array[];
     for (const x of w) expect(x).toEqual(w[0]);
     expect(res.final.spread).toBe(0);
@@ -72,59 +72,59 @@ describe('every method runs', () => {
     expect(res.final.exchanges - res.perReplica[0].steps).toBeLessThanOrEqual(1);
     expect(res.final.commFraction).toBeGreaterThan(0);
     // free communication takes no time
-    const free = run('ddp', { network: { latency: 0, upBps: 1e30, sigma: 0 } });
+    const free = await run('ddp', { network: { latency: 0, upBps: 1e30, sigma: 0 } });
     expect(free.final.commFraction).toBeLessThan(1e-9);
     expect(free.perReplica[0].steps).toBeGreaterThan(res.perReplica[0].steps);
   });
 
-  it('diloco replicas share phi after every outer step; a barrier makes fast replicas idle', () => {
-    const res = run('diloco', { steps: 30, time: undefined, evalEvery: 1000 });
+  it('diloco replicas share phi after every outer step; a barrier makes fast replicas idle', async () => {
+    const res = await run('diloco', { steps: 30, time: undefined, evalEvery: 1000 });
     const w = res.finalWeights as Float32Array[];
     for (const x of w) expect(x).toEqual(w[0]); // 30 = 3 loops: they end on an outer step
     expect(res.perReplica.every((r) => r.steps === 30 && r.outerSteps === 3)).toBe(true);
     expect(res.final.idleFraction).toBeGreaterThan(0.1);
   });
 
-  it('noloco-async: a tiny wait leaves the pool empty, so every step is solo', () => {
-    const res = run('noloco-async', { wait: 1e-9 });
+  it('noloco-async: a tiny wait leaves the pool empty, so every step is solo', async () => {
+    const res = await run('noloco-async', { wait: 1e-9 });
     expect(res.final.soloFraction).toBe(1);
     expect(res.final.bytesPerReplica).toBe(0);
-    const waited = run('noloco-async', { wait: 0.3 });
+    const waited = await run('noloco-async', { wait: 0.3 });
     expect(waited.final.soloFraction).toBeLessThan(0.5);
   });
 });
 
 describe('determinism and the equal-speed identity', () => {
-  it('the same seed gives identical results; another seed does not', () => {
+  it('the same seed gives identical results; another seed does not', async () => {
     for (const method of ['noloco-async', 'diloco'] as Method[]) {
-      const a = run(method, { jitter: 0.2 });
-      const b = run(method, { jitter: 0.2 });
+      const a = await run(method, { jitter: 0.2 });
+      const b = await run(method, { jitter: 0.2 });
       expect(a.evals).toEqual(b.evals);
       expect(a.finalWeights).toEqual(b.finalWeights);
-      const c = run(method, { jitter: 0.2, seed: 2 });
+      const c = await run(method, { jitter: 0.2, seed: 2 });
       expect(c.final.meanLoss).not.toBe(a.final.meanLoss);
     }
   });
 
-  it('with equal speeds, noloco-async and noloco-lockstep give bit-identical weights', () => {
+  it('with equal speeds, noloco-async and noloco-lockstep give bit-identical weights', async () => {
     const over = { speeds: { kind: 'equal' as const }, network: FLAT_NET, time: 400 };
-    const a = run('noloco-async', over);
-    const l = run('noloco-lockstep', over);
+    const a = await run('noloco-async', over);
+    const l = await run('noloco-lockstep', over);
     expect(a.perReplica.reduce((s, r) => s + r.outerSteps, 0)).toBeGreaterThan(8 * 10);
     expect(a.final.soloFraction).toBe(0);
     expect(a.finalWeights).toEqual(l.finalWeights);
     // and the test can fail: with uneven speeds the pool makes other pairs
-    const au = run('noloco-async', { network: FLAT_NET, time: 400 });
-    const lu = run('noloco-lockstep', { network: FLAT_NET, time: 400 });
+    const au = await run('noloco-async', { network: FLAT_NET, time: 400 });
+    const lu = await run('noloco-lockstep', { network: FLAT_NET, time: 400 });
     expect(au.finalWeights).not.toEqual(lu.finalWeights);
   });
 });
 
 describe('churn', () => {
   const churn = { session: 60, offline: 10 };
-  it('replicas leave and join; joiners keep shared state consistent', () => {
+  it('replicas leave and join; joiners keep shared state consistent', async () => {
     for (const method of METHODS) {
-      const res = run(method, { churn, time: 400 });
+      const res = await run(method, { churn, time: 400 });
       expect(res.leaves).toBeGreaterThan(0);
       expect(res.joins).toBeGreaterThan(0);
       expect(res.final.present).toBeGreaterThan(0);
@@ -136,8 +136,8 @@ describe('churn', () => {
     }
   });
 
-  it('a noloco joiner starts from a live replica, not from scratch', () => {
-    const res = run('noloco-async', { churn, time: 400 });
+  it('a noloco joiner starts from a live replica, not from scratch', async () => {
+    const res = await run('noloco-async', { churn, time: 400 });
     // no replica is back at step 0 territory: joiners inherit their donor's step
     const steps = res.final.steps.filter((x): x is number => x !== null);
     expect(Math.min(...steps)).toBeGreaterThan(50);

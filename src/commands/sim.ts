@@ -4,7 +4,7 @@ import { writeFileSync, renameSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { METHODS, parseMethod, type Method } from '../sim/config.ts';
-import { DATA_MODES, SPEC_DEFAULTS, prepare, simModel, type SimSpec } from '../sim/setup.ts';
+import { DATA_MODES, LEARNERS, SPEC_DEFAULTS, checkSpec, prepare, simModel, type SimSpec } from '../sim/setup.ts';
 import { runRecord, runsTable, summaryTable, type RunRecord } from '../sim/report.ts';
 import { parseSpeeds } from '../sim/speeds.ts';
 
@@ -45,7 +45,7 @@ export function register(program: Command): void {
     .option('--net-sigma <s>', 'log-normal spread of message times (0: every message takes the nominal time)', nonneg('net-sigma'), SPEC_DEFAULTS.network.sigma)
     .addOption(new Option('--allreduce <kind>', 'the collective DiLoCo and ddp pay for').choices(['tree', 'ring']).default('tree'))
     .option('--churn <session:offline>', 'replicas leave after ~session s (exponential) and a replacement joins ~offline s later')
-    .addOption(new Option('--learner <kind>', 'gpt: the CPU reference model; quadratic: a toy for fast what-ifs').choices(['gpt', 'quadratic']).default('gpt'))
+    .addOption(new Option('--learner <kind>', 'gpt: the CPU reference model; webgpu: the same model on the WGSL engine (this machine\'s GPU through Dawn, else SwiftShader); quadratic: a toy for fast what-ifs').choices([...LEARNERS]).default('gpt'))
     .addOption(new Option('--data <mode>', 'shared: every replica samples the whole training text; sharded: replica k only the k-th of n contiguous slices').choices([...DATA_MODES]).default('shared'))
     .option('--preset <name>', 'model preset', SPEC_DEFAULTS.preset)
     .option('--d <n>', "model width instead of the preset's", int('d'))
@@ -62,18 +62,23 @@ export function register(program: Command): void {
     .action(async (o) => {
       const specs = buildSpecs(o);
       // Check everything before the first (slow) run: a bad option fails at once, nothing is written.
-      for (const s of specs) for (const w of prepare({ ...s, learner: 'quadratic' }).warnings) console.warn(`warning (${s.method}): ${w}`);
+      for (const s of specs) for (const w of checkSpec(s)) console.warn(`warning (${s.method}): ${w}`);
       const runs: RunRecord[] = [];
       for (const spec of specs) {
         const t0 = performance.now();
         if (!o.quiet) console.log(`\n== ${spec.method}, seed ${spec.seed}`);
-        const { sim } = prepare(spec);
-        if (!o.quiet && runs.length === 0) console.log(`learner: ${sim.factory.describe()}`);
-        const res = sim.run((row) => {
-          if (!o.quiet) {
-            console.log(`  t=${row.t.toFixed(1).padStart(8)}s  step ${row.meanStep.toFixed(0).padStart(6)}  val ${row.meanLoss.toFixed(4)}  avg-model ${row.avgModelLoss.toFixed(4)}  spread ${row.spread.toExponential(2)}  idle ${(100 * row.idleFraction).toFixed(1)}%  solo ${(100 * row.soloFraction).toFixed(1)}%`);
-          }
-        });
+        const sim = await prepare(spec);
+        let res;
+        try {
+          if (!o.quiet && runs.length === 0) console.log(`learner: ${sim.factory.describe()}`);
+          res = await sim.run((row) => {
+            if (!o.quiet) {
+              console.log(`  t=${row.t.toFixed(1).padStart(8)}s  step ${row.meanStep.toFixed(0).padStart(6)}  val ${row.meanLoss.toFixed(4)}  avg-model ${row.avgModelLoss.toFixed(4)}  spread ${row.spread.toExponential(2)}  idle ${(100 * row.idleFraction).toFixed(1)}%  solo ${(100 * row.soloFraction).toFixed(1)}%`);
+            }
+          });
+        } finally {
+          sim.dispose();
+        }
         runs.push(runRecord(spec, res, (performance.now() - t0) / 1000));
       }
       console.log('\n' + runsTable(runs));
@@ -94,7 +99,7 @@ export function buildSpecs(o: Record<string, any>): SimSpec[] {
   parseSpeeds(o.speeds); // fail early with the parser's message
   const shape = Object.fromEntries((['d', 'layers', 'heads'] as const).filter((k) => o[k] !== undefined).map((k) => [k, o[k] as number]));
   const modelChange = Object.keys(shape).length ? { model: shape } : {};
-  if (o.learner === 'gpt') {
+  if (o.learner !== 'quadratic') {
     const model = simModel({ preset: o.preset, ...modelChange });
     if (o.seqLen > model.ctx) throw new Error(`--seq-len ${o.seqLen} exceeds preset ${o.preset}'s context of ${model.ctx}`);
   }

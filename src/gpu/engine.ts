@@ -9,7 +9,7 @@ import type { Batch } from '../data/batch.ts';
 import { activationBytes, GpuGPT } from './gpt.ts';
 import { DEFAULT_TUNING, encodeDispatches, Kernels, writeArray, type Dispatch, type Tuning } from './kernels.ts';
 import { checkDeviceLimits, requirements } from './limits.ts';
-import { buildOptim, outerUniformData, type OptimDispatches } from './optim.ts';
+import { buildOptim, HYPER_FIXED_LR_OFFSET, outerUniformData, type OptimDispatches } from './optim.ts';
 import { GpuState, STEP_STATE_WORDS } from './state.ts';
 
 export interface EngineOptions {
@@ -54,6 +54,8 @@ export class GpuEngine {
   private readonly staging: GPUBuffer[] = [];
   private readonly freeStaging: GPUBuffer[] = [];
   private destroyed = false;
+  /** The step counter when the last enqueueStep ran: its loss is in ring slot lossSlot mod readEvery. */
+  private lossSlot = 0;
 
   constructor(readonly device: GPUDevice, readonly opts: EngineOptions) {
     const { layout, B, T } = opts;
@@ -241,6 +243,91 @@ export class GpuEngine {
     q.submit([enc.finish()]);
     const [phi, outerM] = await this.readBuffers([this.state.phi, this.state.outerM]);
     return { phi, outerM };
+  }
+
+  // ---- step by step: the simulator's GPU replicas (src/sim/gpu-learner.ts) -----------------
+  // Nothing here waits for the GPU: steps are queued, and the queue keeps writes and submits in
+  // order, so a rate or a batch written before a step is the one that step uses.
+
+  /** Later steps use `lr` instead of the schedule; null goes back to the schedule. */
+  setFixedLr(lr: number | null): void {
+    this.assertLive();
+    if (lr !== null && !(lr > 0 && Number.isFinite(lr))) throw new RangeError(`fixed learning rate must be a positive number, got ${lr}`);
+    this.device.queue.writeBuffer(this.optim.hyper, HYPER_FIXED_LR_OFFSET, new Float32Array([lr ?? 0]));
+  }
+
+  /**
+   * Queues one step on `batch`: forward, loss, backward and, unless `update` is false, clip and
+   * AdamW. Without the update the gradient stays in the gradient buffer for enqueueUpdate.
+   */
+  enqueueStep(batch: Batch, update = true): void {
+    this.assertLive();
+    const { B, T } = this.opts;
+    if (batch.B !== B || batch.T !== T) throw new RangeError(`batch is (B=${batch.B}, T=${batch.T}); this engine runs (B=${B}, T=${T})`);
+    this.model.writeBatch(batch.tokens, batch.targets);
+    const enc = this.device.createCommandEncoder({ label: 'GpuEngine.enqueueStep' });
+    enc.clearBuffer(this.state.grads);
+    enc.clearBuffer(this.model.dres);
+    const pass = enc.beginComputePass({ label: 'GpuEngine.enqueueStep.pass' });
+    encodeDispatches(pass, update ? this.stepList : [...this.model.forward, this.optim.lossTrain, ...this.model.backward]);
+    pass.end();
+    this.device.queue.submit([enc.finish()]);
+    this.lossSlot = this.step; // lossTrain writes ring slot (counter before the update) mod cap
+    if (update) this.step++;
+  }
+
+  /** Queues clip and AdamW with the gradient buffer as it is, or with `grads` written to it first. */
+  enqueueUpdate(grads?: Float32Array): void {
+    this.assertLive();
+    const total = this.opts.layout.total;
+    if (grads) {
+      if (grads.length !== total) throw new RangeError(`gradient has ${grads.length} floats; this model's layout needs ${total}`);
+      writeArray(this.device.queue, this.state.grads, grads);
+    }
+    const enc = this.device.createCommandEncoder({ label: 'GpuEngine.enqueueUpdate' });
+    const pass = enc.beginComputePass({ label: 'GpuEngine.enqueueUpdate.pass' });
+    encodeDispatches(pass, this.optim.update);
+    pass.end();
+    this.device.queue.submit([enc.finish()]);
+    this.step++;
+  }
+
+  /** Writes θ only (the other state stays). */
+  writeParams(params: Float32Array): void {
+    this.assertLive();
+    const total = this.opts.layout.total;
+    if (params.length !== total) throw new RangeError(`params have ${params.length} floats; this model's layout needs ${total}`);
+    writeArray(this.device.queue, this.state.params, params);
+  }
+
+  /** Sets the optimizer step counter (AdamW's t and the schedule's position). */
+  setStep(step: number): void {
+    this.assertLive();
+    if (!Number.isInteger(step) || step < 0) throw new RangeError(`step must be a non-negative integer, got ${step}`);
+    const st = new Uint32Array(STEP_STATE_WORDS);
+    st[0] = step;
+    writeArray(this.device.queue, this.state.stepState, st);
+    this.step = step;
+  }
+
+  /** Copies θ, the AdamW moments and the step counter from another engine on the same device. */
+  copyTrainingStateFrom(other: GpuEngine): void {
+    this.assertLive();
+    other.assertLive();
+    if (other.device !== this.device) throw new Error('GpuEngine.copyTrainingStateFrom: the engines are on different devices');
+    if (other.state.bytes !== this.state.bytes) throw new RangeError(`GpuEngine.copyTrainingStateFrom: state of ${other.state.bytes} bytes into ${this.state.bytes}`);
+    const enc = this.device.createCommandEncoder({ label: 'GpuEngine.copyTrainingStateFrom' });
+    for (const k of ['params', 'm', 'v', 'stepState'] as const) enc.copyBufferToBuffer(other.state[k], 0, this.state[k], 0, this.state[k].size);
+    this.device.queue.submit([enc.finish()]);
+    this.step = other.step;
+  }
+
+  /** θ, the gradient buffer and the loss of the last queued step, read back together. */
+  async readTraining(): Promise<{ params: Float32Array; grads: Float32Array; loss: number }> {
+    this.assertLive();
+    const cap = this.readEvery;
+    const [[params, grads], [hist]] = await Promise.all([this.readBuffers([this.state.params, this.state.grads]), this.readBuffers([this.hist], 2 * cap)]);
+    return { params, grads, loss: hist[2 * (this.lossSlot % cap)] };
   }
 
   destroy(): void {

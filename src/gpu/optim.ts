@@ -1,6 +1,7 @@
 // Optimizer-side dispatches: loss reduction, global grad norm + clip + LR schedule, AdamW, and
-// the outer (NoLoCo / DiLoCo) step. Built once per engine; the only per-call uniform is the outer
-// step's partner count and hyper-parameters, written when an outer step happens.
+// the outer (NoLoCo / DiLoCo) step. Built once per engine; the per-call uniforms are the outer
+// step's partner count and hyper-parameters, written when an outer step happens, and the fixed
+// learning rate the simulator writes before each step (GpuEngine.setFixedLr).
 import type { TrainConfig } from '../model/config.ts';
 import { type Dispatch, type Kernels, type Ref, UniformData } from './kernels.ts';
 import type { GpuState } from './state.ts';
@@ -17,9 +18,14 @@ export interface OptimDispatches {
   /** The outer step; its uniform (outerUniform) is written per call. */
   outerApply: Dispatch;
   outerUniform: GPUBuffer;
+  /** gradnorm.wgsl's Hyper; its fixedLr float (at HYPER_FIXED_LR_OFFSET) is rewritten per step by setFixedLr. */
+  hyper: GPUBuffer;
   /** Buffers made here (destroyed with the engine). */
   owned: GPUBuffer[];
 }
+
+/** Byte offset of Hyper.fixedLr in gradnorm.wgsl's uniform. */
+export const HYPER_FIXED_LR_OFFSET = 9 * 4;
 
 /** Bytes of the uniform of outer.wgsl. */
 const OUTER_UNIFORM_BYTES = 32;
@@ -35,10 +41,12 @@ export function buildOptim(k: Kernels, s: GpuState, losses: Ref, N: number, hist
   const nPartials = partialGroups * k.tuning.stride.wg;
   const partials = k.device.createBuffer({ label: 'GpuOptim.partials', size: nPartials * 4, usage: GPUBufferUsage.STORAGE });
   const normU = k.uniform('GpuOptim.gradnorm.uniform', new UniformData().u32(n, nPartials, cap, 0));
-  const hyper = k.uniform('GpuOptim.hyper', new UniformData()
+  const hyperData = new UniformData()
     .f32(cfg.lr, cfg.warmupSteps, cfg.totalSteps, cfg.minLrFrac)
     .f32(cfg.beta1, cfg.beta2, cfg.eps, cfg.weightDecay)
-    .f32(cfg.gradClip, 0, 0, 0));
+    .f32(cfg.gradClip, 0, 0, 0).bytes();
+  const hyper = k.device.createBuffer({ label: 'GpuOptim.hyper', size: hyperData.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+  k.device.queue.writeBuffer(hyper, 0, hyperData);
   const adamU = k.uniform('GpuOptim.adamw.uniform', new UniformData().u32(n).f32(cfg.beta1, cfg.beta2, cfg.eps));
   const update = [
     k.dispatch('GpuOptim.gradnorm.partial', k.pipeline('gradnorm', 'partial', { PARTIAL_WG: k.tuning.stride.wg }), [s.grads, partials, null, null, normU, null], [partialGroups, 1, 1]),
@@ -50,7 +58,7 @@ export function buildOptim(k: Kernels, s: GpuState, losses: Ref, N: number, hist
   const outerDeltaU = k.uniform('GpuOptim.outerDelta.uniform', new UniformData().u32(n, 0).f32(0, 0, 0).u32(0, 0, 0));
   const outerDelta = k.dispatch('GpuOptim.outerDelta', k.stridePipeline('outer', 'delta'), [s.params, s.phi, null, null, s.grads, outerDeltaU], k.strideGrid(n));
   const outerApply = k.dispatch('GpuOptim.outerApply', k.stridePipeline('outer', 'apply'), [s.params, s.phi, s.outerM, s.partnerPhi, s.grads, outerUniform], k.strideGrid(n));
-  return { lossTrain, lossEval, update, outerDelta, outerApply, outerUniform, owned: [partials, outerUniform] };
+  return { lossTrain, lossEval, update, outerDelta, outerApply, outerUniform, hyper, owned: [partials, outerUniform, hyper] };
 }
 
 /** The outer step's uniform: partners (0 = solo) and alpha, beta, gamma. */

@@ -11,7 +11,9 @@ struct P { n: u32, nPartials: u32, cap: u32, pad: u32 }
 struct Hyper {
   lr: f32, warmupSteps: f32, totalSteps: f32, minLrFrac: f32,
   beta1: f32, beta2: f32, eps: f32, weightDecay: f32,
-  gradClip: f32, pad0: f32, pad1: f32, pad2: f32,
+  // fixedLr > 0 replaces the schedule: the simulator runs its schedule on a simulated clock and
+  // writes each step's rate here before the step.
+  gradClip: f32, fixedLr: f32, pad1: f32, pad2: f32,
 }
 struct StepState { step: u32, lr: f32, gradNorm: f32, clipScale: f32, stepSize: f32, bc2Sqrt: f32, decayKeep: f32, pad: u32 }
 @group(0) @binding(0) var<storage, read> grads: array<f32>;          // (P) [partial]
@@ -54,8 +56,9 @@ fn cosPi(p: f32) -> f32 {
   return x * (1.0 + x2 * (-1.0 / 6.0 + x2 * (1.0 / 120.0 + x2 * (-1.0 / 5040.0 + x2 * (1.0 / 362880.0 + x2 * (-1.0 / 39916800.0))))));
 }
 
-/** learningRate(step) of src/train/schedule.ts; `step` is 0-based. */
+/** learningRate(step) of src/train/schedule.ts (unless fixedLr is set); `step` is 0-based. */
 fn learningRate(step: f32) -> f32 {
+  if (h.fixedLr > 0.0) { return h.fixedLr; }
   let minLr = h.lr * h.minLrFrac;
   if (step < h.warmupSteps) { return h.lr * (step + 1.0) / h.warmupSteps; }
   if (step >= h.totalSteps) { return minLr; }

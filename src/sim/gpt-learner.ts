@@ -35,6 +35,7 @@ class GptLearner implements Learner {
   readonly m: Float32Array;
   readonly v: Float32Array;
   step = 0;
+  lastLoss = Number.NaN;
   private readonly model: ReferenceGPT;
   private readonly sampler: WindowSampler;
   private batch: Batch | undefined;
@@ -49,12 +50,12 @@ class GptLearner implements Learner {
     this.sampler = new WindowSampler(data, { seed, replica: stream });
   }
 
-  computeGrads(): number {
+  computeGrads(): void {
     this.batch = this.sampler.next(this.cfg.batch, this.cfg.seqLen, this.batch);
     const loss = this.model.forward(this.params, this.batch);
     if (!Number.isFinite(loss)) throw new Error(`replica stream ${this.stream}: loss is ${loss} at step ${this.step}; lower the learning rate`);
     this.model.backward(this.params, this.grads);
-    return loss;
+    this.lastLoss = loss;
   }
 
   applyGrads(grads: Float32Array, lr: number): void {
@@ -66,8 +67,9 @@ class GptLearner implements Learner {
     this.step++;
   }
 
-  copyOptimizerFrom(other: Learner): void {
-    if (!(other instanceof GptLearner)) throw new Error('GptLearner.copyOptimizerFrom: the donor is not a GPT learner');
+  copyStateFrom(other: Learner): void {
+    if (!(other instanceof GptLearner)) throw new Error('GptLearner.copyStateFrom: the donor is not a GPT learner');
+    this.params.set(other.params);
     this.m.set(other.m);
     this.v.set(other.v);
     this.step = other.step;

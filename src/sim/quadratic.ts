@@ -38,9 +38,10 @@ export function quadraticFactory(o: QuadraticOptions): LearnerFactory {
       for (let k = 0; k < o.dim; k++) b[k] = bias * rng.normal();
       const theta = params.slice();
       const grads = new Float32Array(o.dim);
-      const learner: Learner = {
+      const learner: Learner & { lastLoss: number } = {
         params: theta,
         grads,
+        lastLoss: Number.NaN,
         step: 0,
         computeGrads() {
           let loss = 0;
@@ -49,13 +50,13 @@ export function quadraticFactory(o: QuadraticOptions): LearnerFactory {
             grads[k] = g;
             loss += 0.5 * g * g;
           }
-          return loss / o.dim;
+          learner.lastLoss = loss / o.dim;
         },
         applyGrads(g, lr) {
           for (let k = 0; k < o.dim; k++) theta[k] -= lr * g[k];
           learner.step++;
         },
-        copyOptimizerFrom(other) { learner.step = other.step; },
+        copyStateFrom(other) { theta.set(other.params); learner.step = other.step; },
       };
       return learner;
     },

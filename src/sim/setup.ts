@@ -7,7 +7,7 @@ import type { NetworkModel, AllReduceKind } from '../train/network.ts';
 import type { Corpus } from '../data/corpus.ts';
 import { loadDefaultCorpus } from '../data/corpus.ts';
 import type { ChurnConfig, Method, SimConfig } from './config.ts';
-import { SIM_DEFAULTS, methodDefaults } from './config.ts';
+import { SIM_DEFAULTS, methodDefaults, validateSimConfig } from './config.ts';
 import type { LearnerFactory } from './learner.ts';
 import { gptFactory } from './gpt-learner.ts';
 import { quadraticFactory } from './quadratic.ts';
@@ -35,7 +35,11 @@ export interface SimSpec {
   network: NetworkModel;
   allReduce: AllReduceKind;
   churn: ChurnConfig | null;
-  learner: 'gpt' | 'quadratic';
+  /**
+   * gpt: the CPU reference GPT; webgpu: the same model, data and schedule on the WGSL engine
+   * (Dawn in Node: a GPU server's GPU, or SwiftShader); quadratic: a toy for fast what-ifs.
+   */
+  learner: LearnerKind;
   /**
    * What each replica reads. shared: random windows of the whole training text (the coordinator's
    * default with one train file). sharded: replica k only windows of the k-th of `replicas`
@@ -57,6 +61,9 @@ export interface SimSpec {
   valBatches: number;
   valBatch: number;
 }
+
+export const LEARNERS = ['gpt', 'webgpu', 'quadratic'] as const;
+export type LearnerKind = (typeof LEARNERS)[number];
 
 export const DATA_MODES = ['shared', 'sharded'] as const;
 export type DataMode = (typeof DATA_MODES)[number];
@@ -157,26 +164,46 @@ export function simModel(spec: Pick<SimSpec, 'preset' | 'model'>): ModelConfig {
 
 let corpusCache: Corpus | null = null;
 
-export function learnerFactory(spec: SimSpec): LearnerFactory {
+export async function learnerFactory(spec: SimSpec): Promise<LearnerFactory> {
   if (spec.learner === 'quadratic') return quadraticFactory({ dim: 256, seed: spec.seed, noise: 2, bias: 0.2 });
-  if (spec.learner !== 'gpt') throw new Error(`unknown learner "${String(spec.learner)}"; use gpt or quadratic`);
+  if (!LEARNERS.includes(spec.learner)) throw new Error(`unknown learner "${String(spec.learner)}"; use ${LEARNERS.join(', ')}`);
   corpusCache ??= loadDefaultCorpus();
   const model = simModel(spec);
   const train = trainConfig({ batch: spec.batch, seqLen: spec.seqLen, lr: spec.lr }, model);
   const data = spec.data ?? 'shared';
   if (!DATA_MODES.includes(data)) throw new Error(`unknown data mode "${String(data)}"; use ${DATA_MODES.join(' or ')}`);
-  return gptFactory({
+  const o = {
     model, train, seed: spec.seed, data: corpusCache, valBatches: spec.valBatches, valBatch: spec.valBatch,
     shards: data === 'sharded' ? spec.replicas : 1,
-  });
+  };
+  if (spec.learner === 'gpt') return gptFactory(o);
+  // Loaded only here: the CPU paths never load Dawn or the WGSL sources.
+  const { gpuFactory } = await import('./gpu-learner.ts');
+  return gpuFactory(o);
 }
 
-/** Checks the spec and returns warnings (bad hyper-parameters for the method, etc.) without running. */
-export function prepare(spec: SimSpec): { sim: Simulation; warnings: string[] } {
-  const sim = new Simulation(simConfig(spec), learnerFactory(spec), makeStrategy(spec.method));
-  return { sim, warnings: sim.warnings };
+/** Warnings for the spec (bad hyper-parameters for the method, etc.); throws on an invalid one. Builds nothing. */
+export function checkSpec(spec: SimSpec): string[] {
+  return validateSimConfig(simConfig(spec));
 }
 
-export function runSpec(spec: SimSpec, onEval?: (row: EvalRow) => void): SimResult {
-  return prepare(spec).sim.run(onEval);
+/** The simulation of `spec`, ready to run (the caller disposes it). */
+export async function prepare(spec: SimSpec): Promise<Simulation> {
+  const cfg = simConfig(spec);
+  const factory = await learnerFactory(spec);
+  try {
+    return new Simulation(cfg, factory, makeStrategy(spec.method));
+  } catch (e) {
+    factory.dispose?.();
+    throw e;
+  }
+}
+
+export async function runSpec(spec: SimSpec, onEval?: (row: EvalRow) => void): Promise<SimResult> {
+  const sim = await prepare(spec);
+  try {
+    return await sim.run(onEval);
+  } finally {
+    sim.dispose();
+  }
 }

@@ -41,8 +41,6 @@ export class Replica {
   outerSteps = 0;
   soloSteps = 0;
   bytesSent = 0;
-  /** Training loss of the last inner step (its own batch). */
-  lastTrainLoss = Number.NaN;
   readonly stepRng: Rng;
 
   constructor(readonly slot: number, stream: number, speed: number, learner: Learner, seed: number) {
@@ -59,7 +57,10 @@ export class Replica {
   loopTime(H: number, stepTime: number): number { return (H * stepTime) / this.speed; }
 }
 
-/** What happens when replicas finish their inner loops; see src/sim/methods. */
+/**
+ * What happens when replicas finish their inner loops; see src/sim/methods. The simulator has
+ * synced the learners (Learner.sync) of the replicas it hands to onLoopsDone.
+ */
 export interface Strategy {
   readonly method: Method;
   /** Inner steps per loop: H, or 1 for data-parallel (it syncs every step). */
@@ -130,7 +131,7 @@ export interface SimResult {
   finalWeights: (Float32Array | null)[];
 }
 
-interface SimEvent { time: number; priority: number; step?: { r: Replica; epoch: number }; fn?: () => void }
+interface SimEvent { time: number; priority: number; step?: { r: Replica; epoch: number }; fn?: () => void | Promise<void> }
 
 /** Among events at one instant: inner steps, then communication, pool timeouts, churn, evaluation, end. */
 export const PRIORITY = { step: 0, comm: 1, timeout: 2, churn: 3, eval: 4, end: 5 } as const;
@@ -169,8 +170,8 @@ export class Simulation {
 
   // ---- scheduling -------------------------------------------------------------------------
 
-  /** Runs `fn` at simulated time `time`. */
-  at(time: number, priority: number, fn: () => void): void {
+  /** Runs `fn` at simulated time `time` (the run waits for it if it returns a promise). */
+  at(time: number, priority: number, fn: () => void | Promise<void>): void {
     this.queue.push({ time, priority, fn });
   }
 
@@ -194,7 +195,14 @@ export class Simulation {
   /** Starts a fresh inner loop (after an outer step, a join, or at the start). */
   startLoop(r: Replica): void {
     r.inLoop = 0;
+    r.learner.push?.(); // an outer step or a bootstrap may have changed the weights on the host
     this.continueLoop(r);
+  }
+
+  /** Gives slot r a new learner, freeing the one it had. */
+  replaceLearner(r: Replica, learner: Learner): void {
+    if (r.learner !== learner) r.learner.dispose?.();
+    r.learner = learner;
   }
 
   private continueLoop(r: Replica): void {
@@ -212,7 +220,7 @@ export class Simulation {
   private onStep(r: Replica): void {
     if (this.strategy.work) this.strategy.work(this, r);
     else {
-      r.lastTrainLoss = r.learner.computeGrads();
+      r.learner.computeGrads();
       r.learner.applyGrads(r.learner.grads, this.cfg.lr(r.learner.step, this.now));
     }
     r.inLoop++;
@@ -276,7 +284,7 @@ export class Simulation {
    */
   bootstrapFrom(r: Replica, donor: Replica | null): void {
     const phi = donor ? donor.phi : this.factory.initial;
-    r.learner = this.factory.create(r.stream, phi);
+    this.replaceLearner(r, this.factory.create(r.stream, phi));
     r.learner.step = donor ? donor.learner.step : 0;
     r.phi = phi.slice();
     r.mom = donor ? donor.mom.slice() : new Float32Array(phi.length);
@@ -284,15 +292,15 @@ export class Simulation {
 
   // ---- the run ------------------------------------------------------------------------------
 
-  run(onEval?: (row: EvalRow) => void): SimResult {
+  async run(onEval?: (row: EvalRow) => void): Promise<SimResult> {
     const cfg = this.cfg;
     for (const r of this.replicas) { r.since = 0; this.startLoop(r); }
     if (cfg.churn) for (const r of this.replicas) this.scheduleLeave(r);
     const scheduleEval = (k: number) => {
       const t = k * cfg.evalEvery;
       if (cfg.time !== undefined && t >= cfg.time) return;
-      this.at(t, PRIORITY.eval, () => {
-        const row = this.evaluate();
+      this.at(t, PRIORITY.eval, async () => {
+        const row = await this.evaluate();
         this.evals.push(row);
         onEval?.(row);
         scheduleEval(k + 1);
@@ -306,6 +314,7 @@ export class Simulation {
       if (this.arrivals.length > 0 && (!next || next.time > this.now || !next.step)) {
         const rs = this.arrivals.sort((a, b) => a.slot - b.slot);
         this.arrivals = [];
+        await syncAll(rs);
         this.strategy.onLoopsDone(this, rs);
         continue;
       }
@@ -316,10 +325,13 @@ export class Simulation {
       if (next.step) {
         const { r, epoch } = next.step;
         if (r.epoch === epoch && r.alive && r.state === 'run') this.onStep(r);
-      } else next.fn!();
+      } else {
+        const p = next.fn!();
+        if (p) await p;
+      }
     }
     for (const r of this.replicas) if (r.alive) this.setState(r, r.state); // close open intervals
-    const final = this.evaluate();
+    const final = await this.evaluate();
     if (this.evals.at(-1)?.t !== final.t) { this.evals.push(final); onEval?.(final); }
     else this.evals[this.evals.length - 1] = final;
     return {
@@ -339,21 +351,30 @@ export class Simulation {
     };
   }
 
+  /** Frees every replica's learner and the factory's resources (GPU buffers, the device). */
+  dispose(): void {
+    for (const r of this.replicas) r.learner.dispose?.();
+    this.factory.dispose?.();
+  }
+
   /** Metrics of the present replicas at sim.now (time fractions include intervals still open). */
-  evaluate(): EvalRow {
+  async evaluate(): Promise<EvalRow> {
     const present = this.replicas.filter((r) => r.alive);
+    await syncAll(present);
     const seen: { w: Float32Array; loss: number }[] = [];
-    const lossOf = (w: Float32Array) => {
+    const lossOf = async (w: Float32Array) => {
       // Data-parallel replicas hold identical weights: evaluate each distinct vector once.
       const hit = seen.find((s) => sameWeights(s.w, w));
       if (hit) return hit.loss;
-      const loss = this.factory.evaluate(w);
+      const loss = await this.factory.evaluate(w);
       seen.push({ w, loss });
       return loss;
     };
-    const losses = this.replicas.map((r) => (r.alive ? lossOf(r.theta) : null));
+    const losses: (number | null)[] = [];
+    for (const r of this.replicas) losses.push(r.alive ? await lossOf(r.theta) : null);
     const thetas = present.map((r) => r.theta);
     const avg = averageWeights(thetas);
+    const avgModelLoss = await lossOf(avg);
     let run = 0, wait = 0, comm = 0, outer = 0, solo = 0, bytes = 0;
     for (const r of this.replicas) {
       const open = r.alive ? this.now - r.since : 0;
@@ -372,8 +393,8 @@ export class Simulation {
       steps: this.replicas.map((r) => (r.alive ? r.learner.step : null)),
       losses,
       meanLoss: mean(presentLosses),
-      avgModelLoss: lossOf(avg),
-      trainLoss: mean(present.map((r) => r.lastTrainLoss).filter(Number.isFinite)),
+      avgModelLoss,
+      trainLoss: mean(present.map((r) => r.learner.lastLoss).filter(Number.isFinite)),
       spread: weightSpread(thetas, this.factory.paramCount),
       idleFraction: total > 0 ? wait / total : 0,
       commFraction: total > 0 ? comm / total : 0,
@@ -383,6 +404,12 @@ export class Simulation {
       present: present.length,
     };
   }
+}
+
+/** Brings every device learner's host copies up to date (CPU learners have nothing to do). */
+async function syncAll(rs: readonly Replica[]): Promise<void> {
+  const pending = rs.map((r) => r.learner.sync?.()).filter((p) => p !== undefined);
+  if (pending.length > 0) await Promise.all(pending);
 }
 
 function mean(xs: number[]): number {

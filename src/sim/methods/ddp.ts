@@ -14,16 +14,14 @@ export function ddpStrategy(): Strategy {
     },
     (sim, joiner, donor) => {
       // A joiner takes the shared weights and the (identical) AdamW state.
-      const src = donor ?? null;
-      joiner.learner = sim.factory.create(joiner.stream, src ? src.theta : sim.factory.initial);
-      if (src) joiner.learner.copyOptimizerFrom(src.learner);
-      joiner.phi = joiner.theta.slice();
+      sim.replaceLearner(joiner, sim.factory.create(joiner.stream, sim.factory.initial));
+      if (donor) joiner.learner.copyStateFrom(donor.learner);
     },
   );
   return {
     method: 'ddp',
     loopLength: () => 1,
-    work(_sim, r) { r.lastTrainLoss = r.learner.computeGrads(); },
+    work(_sim, r) { r.learner.computeGrads(); },
     onLoopsDone: (sim, rs) => barrier.arrive(sim, rs),
     onGone: (sim, r) => barrier.gone(sim, r),
     onJoin: (sim, r) => barrier.join(sim, r),

@@ -1,0 +1,57 @@
+// The simulator's replicas on the WGSL engine (Dawn on SwiftShader here): the same spec run on
+// the CPU reference and on the GPU must tell the same story, method by method, churn included
+// (joiners bootstrap on the device, data-parallel joiners copy state between engines). Fails,
+// with what to install, when Dawn finds no adapter.
+import { describe, expect, it } from 'vitest';
+import { SPEC_DEFAULTS, runSpec, type SimSpec } from '../src/sim/setup.ts';
+import { METHODS, type Method } from '../src/sim/config.ts';
+import type { SimResult } from '../src/sim/simulator.ts';
+
+function spec(method: Method, over: Partial<SimSpec> = {}): SimSpec {
+  return {
+    ...SPEC_DEFAULTS, method, seed: 3, replicas: 4, H: 4, time: 14, evals: 2,
+    batch: 1, seqLen: 16, valBatches: 1, valBatch: 4, lr: 3e-3, ...over,
+  };
+}
+
+function maxAbsDiff(a: (Float32Array | null)[], b: (Float32Array | null)[]): number {
+  let m = 0;
+  a.forEach((x, i) => {
+    const y = b[i];
+    expect(x === null).toBe(y === null);
+    if (x && y) for (let k = 0; k < x.length; k++) m = Math.max(m, Math.abs(x[k] - y[k]));
+  });
+  return m;
+}
+
+describe('simulator on the WGSL engine', () => {
+  it('every method, with churn, matches the CPU reference run of the same spec', async () => {
+    const churn = { session: 5, offline: 1 };
+    for (const method of METHODS) {
+      const cpu = await runSpec(spec(method, { churn }));
+      const gpu = await runSpec(spec(method, { churn, learner: 'webgpu' }));
+      expect(gpu.learner).toMatch(/on WebGPU \(.*swiftshader/i);
+      expect(gpu.joins).toBeGreaterThan(0);
+      // The clock and every decision are the learner's business only through its losses: the
+      // same events happen, and the numbers agree to float rounding.
+      expect(gpu.joins).toBe(cpu.joins);
+      expect(gpu.perReplica.map((p) => [p.steps, p.outerSteps, p.soloSteps])).toEqual(cpu.perReplica.map((p) => [p.steps, p.outerSteps, p.soloSteps]));
+      expect(gpu.final.exchanges).toBe(cpu.final.exchanges);
+      expect(Math.abs(gpu.final.meanLoss - cpu.final.meanLoss)).toBeLessThan(1e-4);
+      expect(Math.abs(gpu.final.avgModelLoss - cpu.final.avgModelLoss)).toBeLessThan(1e-4);
+      expect(Math.abs(gpu.final.trainLoss - cpu.final.trainLoss)).toBeLessThan(1e-4);
+      expect(maxAbsDiff(gpu.finalWeights, cpu.finalWeights)).toBeLessThan(1e-4);
+      if (method === 'ddp') {
+        const w = gpu.finalWeights.filter((x): x is Float32Array => x !== null);
+        for (const x of w) expect(x).toEqual(w[0]); // joiners copied weights and moments on the device
+      }
+    }
+  }, 240_000);
+
+  it('the same seed replays exactly on the GPU', async () => {
+    const run = (): Promise<SimResult> => runSpec(spec('noloco-async', { jitter: 0.3, learner: 'webgpu' }));
+    const a = await run(), b = await run();
+    expect(a.evals).toEqual(b.evals);
+    expect(a.finalWeights).toEqual(b.finalWeights);
+  }, 120_000);
+});
