@@ -28,6 +28,7 @@ import { groupRuns, mean, runLabel, runsTable, sd, summaryTable, table, type Run
 import { linePlot, type Series } from '../src/sim/svg.ts';
 import { DEFAULT_SYNC_TRIALS, HOME_LINK, syncTable, type SyncRow } from '../src/train/network.ts';
 import { buildLayout } from '../src/model/layout.ts';
+import { pickVulkanDrivers } from '../src/gpu/node-gpu.ts';
 import { preset } from '../src/model/config.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -82,6 +83,8 @@ const posInt = (name: string, dflt: number) => {
 };
 const BATCH = posInt('--batch', 2);
 const SEQ_LEN = posInt('--seq-len', 32);
+// The worker threads inherit the GPU drivers chosen here: only the main thread can set them.
+if (LEARNER === 'webgpu') pickVulkanDrivers();
 // --quick writes sim-quick.* so a smoke run never overwrites the committed full result.
 const TAG = arg('--tag') ?? (quick ? 'quick' : undefined);
 if (TAG !== undefined && !/^[\w.-]+$/.test(TAG)) throw new Error(`--tag "${TAG}": use letters, digits, dot, dash or underscore`);

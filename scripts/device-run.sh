@@ -3,13 +3,15 @@
 # H100 image: CUDA, PyTorch, the NVIDIA driver's Vulkan ICD, no node, no libvulkan.so.1).
 # Prepare here: npm run bench:bundle -- --device   (dist/kernels, dist/node.xz, dist/vk)
 # Carry those three paths and run from the repository root:
-#   OUT=<dir> SIM_ARGS="<bench:sim options>" [SIM_TIMEOUT=s] bash scripts/device-run.sh
+#   OUT=<dir> SIM_ARGS="<bench:sim options>" [SIM_TIMEOUT=s] [SIM_WORKERS=n] [SIM_ONLY=1] bash scripts/device-run.sh
+# SIM_ONLY=1 skips the kernel lab, the profile and the GPU check (e.g. a --learner webgpu sweep:
+#   SIM_ARGS="--learner webgpu --preset tiny --batch 4 --seq-len 64 --tag tiny-gpu").
 # It prints what the machine has, runs the matmul kernel lab (headless EGL ICD) and the engine
 # profile (drivers picked by src/gpu/vulkan-drivers.ts) on the GPU through Dawn while the
 # simulator benchmark uses the other cores, and leaves logs and results under $OUT.
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
-WORKERS=$(( $(nproc) > 1 ? $(nproc) - 1 : 1 ))
+WORKERS=${SIM_WORKERS:-$(( $(nproc) > 1 ? $(nproc) - 1 : 1 ))}
 T0=$(date +%s)
 echo "== machine"; nproc; lscpu | grep -m1 'Model name'; free -g | sed -n 2p; nvidia-smi -L 2>&1 | head -2
 echo "== node on the image"; command -v node && node --version || echo "no node on PATH"
@@ -26,6 +28,7 @@ ldconfig -p | grep -qE "libvulkan\.so\.1 " && echo "libvulkan.so.1 on the image"
 ( unset VK_ICD_FILENAMES; export LD_LIBRARY_PATH=$PWD/dist/vk:${LD_LIBRARY_PATH:-}
   cd dist/kernels && timeout ${SIM_TIMEOUT:-480} $NODE sim.mjs --workers $WORKERS --out "$OUT" ${SIM_ARGS:---quick} > "$OUT/sim.log" 2>&1; echo "sim rc=$?" >> "$OUT/sim.log" ) &
 SIM=$!
+if [ -z "${SIM_ONLY:-}" ]; then
 mkdir -p dist/results
 ( export LD_LIBRARY_PATH=$PWD/dist/vk:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-} VK_ICD_FILENAMES=$PWD/dist/vk/nvidia_egl_icd.json
   timeout 150 $NODE dist/kernels/matmul.mjs > "$OUT/matmul.log" 2>&1; echo "matmul rc=$?" >> "$OUT/matmul.log" )
@@ -42,5 +45,6 @@ done
 ( unset VK_ICD_FILENAMES; export LD_LIBRARY_PATH=$PWD/dist/vk:${LD_LIBRARY_PATH:-}
   timeout 120 $NODE dist/kernels/gpu-check.mjs --presets ${CHECK_PRESETS:-micro,tiny} --steps 10 --out "$OUT" > "$OUT/gpu-check.log" 2>&1; echo "gpu-check rc=$?" >> "$OUT/gpu-check.log" )
 grep -vE "^Warning|^    at " "$OUT/gpu-check.log"
+fi
 wait $SIM
 echo "== sim ($(( $(date +%s) - T0 )) s)"; grep -A12 -E "per inner rate|Mean over seeds" "$OUT/sim.log"; grep -A10 "^Claims" "$OUT/sim.log"; tail -2 "$OUT/sim.log"

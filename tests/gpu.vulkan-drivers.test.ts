@@ -85,3 +85,21 @@ describe('chooseVulkanDrivers', () => {
     expect(chooseVulkanDrivers(host({ files: MESA }), EGL)).toBeNull();
   });
 });
+
+describe('choosing drivers from a worker thread', () => {
+  // A worker's process.env is its own copy: setting VK_ICD_FILENAMES there never reaches the
+  // Vulkan loader, so Dawn would see the default drivers. bench:sim picks them in the main thread.
+  it('fails with what to do instead of choosing silently in vain', async () => {
+    const { Worker } = await import('node:worker_threads');
+    const register = new URL('../scripts/node-register.mjs', import.meta.url).href;
+    const nodeGpu = new URL('../src/gpu/node-gpu.ts', import.meta.url).href;
+    const env: Record<string, string> = { ...process.env } as Record<string, string>;
+    delete env.VK_ICD_FILENAMES;
+    const w = new Worker(`const { parentPort } = require('node:worker_threads');
+      import('${register}').then(() => import('${nodeGpu}')).then((m) => { m.pickVulkanDrivers(); parentPort.postMessage('chose'); })
+        .catch((e) => parentPort.postMessage(e.message));`, { eval: true, env });
+    const msg = await new Promise<string>((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
+    await w.terminate();
+    expect(msg).toMatch(/must be chosen before worker threads start.*call pickVulkanDrivers\(\) in the main thread, or set VK_ICD_FILENAMES/);
+  }, 60_000);
+});

@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { isMainThread } from 'node:worker_threads';
 import { acquireDevice, type AcquireOptions, type AcquiredDevice } from './device.ts';
 import { NoAdapterError } from './errors.ts';
 import { SWIFTSHADER_ICD, chooseVulkanDrivers, type VulkanHost } from './vulkan-drivers.ts';
@@ -27,12 +28,28 @@ export function nodeGpu(): Promise<GPU> {
   return entry;
 }
 
+/**
+ * Sets VK_ICD_FILENAMES to this machine's drivers (vulkan-drivers.ts) unless it is already set.
+ * The Vulkan loader reads the process environment, which only the main thread can change: a
+ * program that uses the GPU from worker threads calls this before starting them (they inherit
+ * it). Returns why those drivers, or null when the environment already named them.
+ */
+export function pickVulkanDrivers(): string | null {
+  const choice = chooseVulkanDrivers(hostView(), fileURLToPath(new URL('./nvidia-egl-icd.json', import.meta.url)));
+  if (!choice) return null;
+  if (!isMainThread) {
+    throw new Error('the Vulkan drivers must be chosen before worker threads start (a worker\'s process.env does not reach the ' +
+      `Vulkan loader): call pickVulkanDrivers() in the main thread, or set VK_ICD_FILENAMES (here: ${choice.files.join(':')})`);
+  }
+  process.env.VK_ICD_FILENAMES = choice.files.join(':');
+  return choice.why;
+}
+
 async function load(): Promise<GPU> {
   // The Vulkan loader reads this when Dawn creates its instance, i.e. in create() below.
-  const choice = chooseVulkanDrivers(hostView(), fileURLToPath(new URL('./nvidia-egl-icd.json', import.meta.url)));
-  if (choice) process.env.VK_ICD_FILENAMES = choice.files.join(':');
+  const why = pickVulkanDrivers();
   if (process.env.MURMUR_DEBUG_GPU) {
-    console.error(`[murmur gpu] Vulkan drivers: ${choice ? choice.why : `as the environment says (VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES ?? ''})`}`);
+    console.error(`[murmur gpu] Vulkan drivers: ${why ?? `as the environment says (VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES ?? ''})`}`);
   }
   const { create, globals } = await import('webgpu');
   // GPUBufferUsage, GPUMapMode, GPUShaderStage... are globals in a browser; kernels use them.
