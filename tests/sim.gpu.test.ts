@@ -6,6 +6,9 @@ import { describe, expect, it } from 'vitest';
 import { SPEC_DEFAULTS, runSpec, type SimSpec } from '../src/sim/setup.ts';
 import { METHODS, type Method } from '../src/sim/config.ts';
 import type { SimResult } from '../src/sim/simulator.ts';
+import { preset, trainConfig } from '../src/model/config.ts';
+import { gptFactory } from '../src/sim/gpt-learner.ts';
+import { gpuFactory } from '../src/sim/gpu-learner.ts';
 
 function spec(method: Method, over: Partial<SimSpec> = {}): SimSpec {
   return {
@@ -54,4 +57,41 @@ describe('simulator on the WGSL engine', () => {
     expect(a.evals).toEqual(b.evals);
     expect(a.finalWeights).toEqual(b.finalWeights);
   }, 120_000);
+
+  it('a learner on its own: loss after a step, none for a joiner before its first, a rate of 0 is a rate', async () => {
+    const model = preset('micro');
+    const data = { train: Uint8Array.from({ length: 4000 }, (_, i) => (i * 7 + 3) % 251), val: Uint8Array.from({ length: 400 }, (_, i) => (i * 5) % 251) };
+    const opts = { model, train: trainConfig({ batch: 1, seqLen: 16, lr: 3e-3 }, model), seed: 1, data, valBatches: 1, valBatch: 2 };
+    const cpu = gptFactory(opts);
+    const ca = cpu.create(0, cpu.initial);
+    ca.computeGrads();
+    ca.applyGrads(ca.grads, 1e-3);
+    const gpu = await gpuFactory(opts);
+    const a = gpu.create(0, gpu.initial), b = gpu.create(1, gpu.initial);
+    try {
+      a.computeGrads();
+      a.applyGrads(a.grads, 1e-3);
+      await a.sync!();
+      expect(a.lastLoss).toBeCloseTo(ca.lastLoss, 5);
+      expect(a.step).toBe(1);
+      // A data-parallel joiner copies state on the device; synced before its own first step
+      // (an evaluation) it has weights but no training loss, as on the CPU.
+      b.copyStateFrom(a);
+      await b.sync!();
+      expect(b.params).toEqual(a.params);
+      expect(b.step).toBe(1);
+      expect(b.lastLoss).toBeNaN();
+      // The schedule's floor may be 0: a fixed rate of 0 moves nothing (not "use the schedule").
+      const before = b.params.slice();
+      b.computeGrads();
+      b.applyGrads(b.grads, 0);
+      await b.sync!();
+      expect(b.params).toEqual(before);
+      expect(Number.isFinite(b.lastLoss)).toBe(true);
+    } finally {
+      a.dispose!();
+      b.dispose!();
+      gpu.dispose!();
+    }
+  }, 60_000);
 });

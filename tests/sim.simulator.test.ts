@@ -136,6 +136,19 @@ describe('churn', () => {
     }
   });
 
+  it('joiners held during one all-reduce bootstrap from its members, not from each other', async () => {
+    // A slow link makes every all-reduce long, and short sessions make volunteers come and go
+    // during it: several joiners wait for the same all-reduce. One that copied another held
+    // joiner would take the state its slot's departed instance left, and ddp's replicas would
+    // no longer be identical.
+    for (const seed of [1, 2, 3, 4]) {
+      const res = await run('ddp', { seed, churn: { session: 20, offline: 2 }, time: 300, network: { latency: 0.5, upBps: 1e3, sigma: 0 }, replicas: 8 });
+      expect(res.joins).toBeGreaterThan(10);
+      const w = res.finalWeights.filter((x): x is Float32Array => x !== null);
+      for (const x of w) expect(x).toEqual(w[0]);
+    }
+  });
+
   it('a noloco joiner starts from a live replica, not from scratch', async () => {
     const res = await run('noloco-async', { churn, time: 400 });
     // no replica is back at step 0 territory: joiners inherit their donor's step

@@ -9,7 +9,7 @@ import type { Batch } from '../data/batch.ts';
 import { activationBytes, GpuGPT } from './gpt.ts';
 import { DEFAULT_TUNING, encodeDispatches, Kernels, writeArray, type Dispatch, type Tuning } from './kernels.ts';
 import { checkDeviceLimits, requirements } from './limits.ts';
-import { buildOptim, HYPER_FIXED_LR_OFFSET, outerUniformData, type OptimDispatches } from './optim.ts';
+import { buildOptim, HYPER_FIXED_LR_OFFSET, NO_FIXED_LR, outerUniformData, type OptimDispatches } from './optim.ts';
 import { GpuState, STEP_STATE_WORDS } from './state.ts';
 
 export interface EngineOptions {
@@ -249,11 +249,11 @@ export class GpuEngine {
   // Nothing here waits for the GPU: steps are queued, and the queue keeps writes and submits in
   // order, so a rate or a batch written before a step is the one that step uses.
 
-  /** Later steps use `lr` instead of the schedule; null goes back to the schedule. */
+  /** Later steps use `lr` (0 included) instead of the schedule; null goes back to the schedule. */
   setFixedLr(lr: number | null): void {
     this.assertLive();
-    if (lr !== null && !(lr > 0 && Number.isFinite(lr))) throw new RangeError(`fixed learning rate must be a positive number, got ${lr}`);
-    this.device.queue.writeBuffer(this.optim.hyper, HYPER_FIXED_LR_OFFSET, new Float32Array([lr ?? 0]));
+    if (lr !== null && !(lr >= 0 && Number.isFinite(lr))) throw new RangeError(`fixed learning rate must be a finite number >= 0, got ${lr}`);
+    this.device.queue.writeBuffer(this.optim.hyper, HYPER_FIXED_LR_OFFSET, new Float32Array([lr ?? NO_FIXED_LR]));
   }
 
   /**

@@ -26,6 +26,8 @@ export interface OptimDispatches {
 
 /** Byte offset of Hyper.fixedLr in gradnorm.wgsl's uniform. */
 export const HYPER_FIXED_LR_OFFSET = 9 * 4;
+/** Hyper.fixedLr meaning "follow the schedule" (any rate >= 0, zero included, is a fixed rate). */
+export const NO_FIXED_LR = -1;
 
 /** Bytes of the uniform of outer.wgsl. */
 const OUTER_UNIFORM_BYTES = 32;
@@ -44,7 +46,7 @@ export function buildOptim(k: Kernels, s: GpuState, losses: Ref, N: number, hist
   const hyperData = new UniformData()
     .f32(cfg.lr, cfg.warmupSteps, cfg.totalSteps, cfg.minLrFrac)
     .f32(cfg.beta1, cfg.beta2, cfg.eps, cfg.weightDecay)
-    .f32(cfg.gradClip, 0, 0, 0).bytes();
+    .f32(cfg.gradClip, NO_FIXED_LR, 0, 0).bytes();
   const hyper = k.device.createBuffer({ label: 'GpuOptim.hyper', size: hyperData.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
   k.device.queue.writeBuffer(hyper, 0, hyperData);
   const adamU = k.uniform('GpuOptim.adamw.uniform', new UniformData().u32(n).f32(cfg.beta1, cfg.beta2, cfg.eps));

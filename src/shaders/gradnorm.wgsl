@@ -11,8 +11,8 @@ struct P { n: u32, nPartials: u32, cap: u32, pad: u32 }
 struct Hyper {
   lr: f32, warmupSteps: f32, totalSteps: f32, minLrFrac: f32,
   beta1: f32, beta2: f32, eps: f32, weightDecay: f32,
-  // fixedLr > 0 replaces the schedule: the simulator runs its schedule on a simulated clock and
-  // writes each step's rate here before the step.
+  // fixedLr >= 0 replaces the schedule (negative: the schedule): the simulator runs its schedule
+  // on a simulated clock and writes each step's rate here before the step.
   gradClip: f32, fixedLr: f32, pad1: f32, pad2: f32,
 }
 struct StepState { step: u32, lr: f32, gradNorm: f32, clipScale: f32, stepSize: f32, bc2Sqrt: f32, decayKeep: f32, pad: u32 }
@@ -58,7 +58,7 @@ fn cosPi(p: f32) -> f32 {
 
 /** learningRate(step) of src/train/schedule.ts (unless fixedLr is set); `step` is 0-based. */
 fn learningRate(step: f32) -> f32 {
-  if (h.fixedLr > 0.0) { return h.fixedLr; }
+  if (h.fixedLr >= 0.0) { return h.fixedLr; }
   let minLr = h.lr * h.minLrFrac;
   if (step < h.warmupSteps) { return h.lr * (step + 1.0) / h.warmupSteps; }
   if (step >= h.totalSteps) { return minLr; }

@@ -90,24 +90,48 @@ export function shardOf(train: Uint8Array, shards: number, stream: number, seqLe
   return train.subarray(k * len, (k + 1) * len);
 }
 
-export function gptFactory(o: GptLearnerOptions): LearnerFactory {
+/** What the CPU and the GPU learners of one run share: layout, starting weights, validation set. */
+export interface GptRun {
+  layout: Layout;
+  initial: Float32Array;
+  val: Batch[];
+  shards: number;
+  /** The training text data stream `stream` reads. */
+  dataOf(stream: number): Uint8Array;
+  /** "GPT L2 d32 h2 ctx32 (N params)<where>, batch BxT, ..., val ..." */
+  describe(where: string): string;
+}
+
+/** Checks the options (seqLen against ctx, the shard split) and builds what every learner shares. */
+export function gptRun(o: GptLearnerOptions): GptRun {
   const layout = buildLayout(o.model);
   if (o.train.seqLen > o.model.ctx) throw new Error(`seqLen ${o.train.seqLen} exceeds the model's ctx ${o.model.ctx}`);
-  const initial = initParams(layout, o.seed);
   const shards = o.shards ?? 1;
   shardOf(o.data.train, shards, 0, o.train.seqLen); // checks the split once, before any run
-  const val = validationBatches(o.data.val, o.valBatch, o.train.seqLen, o.valBatches);
+  const m = o.model, T = o.train.seqLen;
+  return {
+    layout,
+    initial: initParams(layout, o.seed),
+    val: validationBatches(o.data.val, o.valBatch, T, o.valBatches),
+    shards,
+    dataOf: (stream) => shardOf(o.data.train, shards, stream, T),
+    describe: (where) => `GPT L${m.layers} d${m.d} h${m.heads} ctx${m.ctx} (${layout.params} params)${where}, ` +
+      `batch ${o.train.batch}x${T}${shards > 1 ? `, data in ${shards} shards` : ''}, val ${o.valBatches}x${o.valBatch}x${T} tokens`,
+  };
+}
+
+export function gptFactory(o: GptLearnerOptions): LearnerFactory {
+  const run = gptRun(o);
+  const { layout, val } = run;
   const evaluator = new ReferenceGPT(layout, 'f32');
-  const m = o.model;
   return {
     size: layout.total,
     paramCount: layout.params,
     // The wire format sends the flat buffer as laid out (padding included).
     messageBytes: 4 * layout.total,
-    initial,
-    describe: () => `GPT L${m.layers} d${m.d} h${m.heads} ctx${m.ctx} (${layout.params} params), ` +
-      `batch ${o.train.batch}x${o.train.seqLen}${shards > 1 ? `, data in ${shards} shards` : ''}, val ${o.valBatches}x${o.valBatch}x${o.train.seqLen} tokens`,
-    create: (stream, params) => new GptLearner(layout, o.train, params, shardOf(o.data.train, shards, stream, o.train.seqLen), o.seed, stream),
+    initial: run.initial,
+    describe: () => run.describe(''),
+    create: (stream, params) => new GptLearner(layout, o.train, params, run.dataOf(stream), o.seed, stream),
     evaluate(params) {
       let sum = 0;
       for (const b of val) sum += evaluator.forward(params, b);

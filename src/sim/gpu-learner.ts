@@ -7,18 +7,15 @@
 // simulator's learning rate for that step (the engine's fixed-rate override, since the schedule
 // runs on the simulated clock). sync() reads θ, the gradient and the last loss back; push()
 // uploads θ after the simulator's outer step changed it on the host.
-import type { Layout } from '../model/layout.ts';
-import { buildLayout } from '../model/layout.ts';
-import { initParams } from '../model/init.ts';
 import type { Batch } from '../data/batch.ts';
-import { WindowSampler, validationBatches } from '../data/sampler.ts';
+import { WindowSampler } from '../data/sampler.ts';
 import { GpuEngine } from '../gpu/engine.ts';
 import { DEFAULT_TUNING } from '../gpu/kernels.ts';
 import { requirements } from '../gpu/limits.ts';
 import { describeAdapter } from '../gpu/device.ts';
 import { acquireNodeDevice } from '../gpu/node-gpu.ts';
 import type { Learner, LearnerFactory } from './learner.ts';
-import { shardOf, type GptLearnerOptions } from './gpt-learner.ts';
+import { gptRun, type GptLearnerOptions } from './gpt-learner.ts';
 
 export interface GpuLearnerOptions extends GptLearnerOptions {
   /** Run on this device (the caller owns it); default: acquire one in Node and free it on dispose(). */
@@ -33,6 +30,8 @@ class GpuLearner implements Learner {
   private batch: Batch | undefined;
   /** The engine holds work (steps, an update, a copied state) the host copies do not show yet. */
   private deviceNewer = false;
+  /** A step ran since the last sync: the loss ring holds its loss (a copied state brings none). */
+  private stepped = false;
 
   constructor(readonly engine: GpuEngine, private readonly B: number, private readonly T: number,
     params: Float32Array, data: Uint8Array, seed: number, readonly stream: number) {
@@ -49,6 +48,7 @@ class GpuLearner implements Learner {
     this.batch = this.sampler.next(this.B, this.T, this.batch);
     this.engine.enqueueStep(this.batch, false);
     this.deviceNewer = true;
+    this.stepped = true;
   }
 
   applyGrads(grads: Float32Array, lr: number): void {
@@ -69,9 +69,11 @@ class GpuLearner implements Learner {
     const { params, grads, loss } = await this.engine.readTraining();
     this.params.set(params);
     this.grads.set(grads);
-    this.lastLoss = loss;
     this.deviceNewer = false;
-    if (!Number.isFinite(loss)) throw new Error(`replica stream ${this.stream}: loss is ${loss} at step ${this.step}; lower the learning rate`);
+    if (!this.stepped) return;
+    this.stepped = false;
+    this.lastLoss = loss;
+    if (!Number.isFinite(loss)) throw new Error(`replica stream ${this.stream}: loss is ${loss} at or before step ${this.step}; lower the learning rate`);
   }
 
   push(): void {
@@ -87,12 +89,8 @@ class GpuLearner implements Learner {
 
 /** A factory of GPU replicas; acquires a Dawn device unless `o.device` is given. */
 export async function gpuFactory(o: GpuLearnerOptions): Promise<LearnerFactory> {
-  const layout: Layout = buildLayout(o.model);
-  if (o.train.seqLen > o.model.ctx) throw new Error(`seqLen ${o.train.seqLen} exceeds the model's ctx ${o.model.ctx}`);
-  const shards = o.shards ?? 1;
-  shardOf(o.data.train, shards, 0, o.train.seqLen); // checks the split once, before any run
-  const initial = initParams(layout, o.seed);
-  const val = validationBatches(o.data.val, o.valBatch, o.train.seqLen, o.valBatches);
+  const run = gptRun(o);
+  const { layout, val } = run;
   const B = o.train.batch, T = o.train.seqLen;
   let device = o.device, adapter = 'the given device', owned = false;
   if (!device) {
@@ -111,16 +109,22 @@ export async function gpuFactory(o: GpuLearnerOptions): Promise<LearnerFactory> 
     if (owned) dev.destroy();
     throw e;
   }
-  const m = o.model;
   return {
     size: layout.total,
     paramCount: layout.params,
     messageBytes: 4 * layout.total,
-    initial,
-    describe: () => `GPT L${m.layers} d${m.d} h${m.heads} ctx${m.ctx} (${layout.params} params) on WebGPU (${adapter}), ` +
-      `batch ${B}x${T}${shards > 1 ? `, data in ${shards} shards` : ''}, val ${o.valBatches}x${o.valBatch}x${T} tokens`,
-    create: (stream, params) => new GpuLearner(new GpuEngine(dev, { layout, train: o.train, B, T }), B, T, params,
-      shardOf(o.data.train, shards, stream, T), o.seed, stream),
+    initial: run.initial,
+    describe: () => run.describe(` on WebGPU (${adapter})`),
+    create(stream, params) {
+      const data = run.dataOf(stream);
+      const engine = new GpuEngine(dev, { layout, train: o.train, B, T });
+      try {
+        return new GpuLearner(engine, B, T, params, data, o.seed, stream);
+      } catch (e) {
+        engine.destroy();
+        throw e;
+      }
+    },
     evaluate(params) {
       evaluator.writeParams(params);
       return evaluator.evaluate(val); // equal-shape batches: the mean is the token-weighted mean

@@ -28,6 +28,12 @@ export class Replica {
   /** (P) outer momentum. */
   mom: Float32Array;
   alive = true;
+  /**
+   * The instance holds training state. A joiner has none until it bootstraps (at once for NoLoCo
+   * and local; after the all-reduce in flight for the barrier methods): until then it is neither
+   * a donor nor evaluated, and its slot reads as empty in the metrics.
+   */
+  bootstrapped = true;
   /** Inner steps since the last outer step. */
   inLoop = 0;
   state: ReplicaState = 'run';
@@ -80,7 +86,7 @@ export interface EvalRow {
   t: number;
   /** Mean inner steps per present replica. */
   meanStep: number;
-  /** Per slot: inner steps, validation loss of its current weights (null while the slot is empty). */
+  /** Per slot: inner steps, validation loss of its current weights (null while the slot is empty or its joiner has not bootstrapped). */
   steps: (number | null)[];
   losses: (number | null)[];
   meanLoss: number;
@@ -127,7 +133,7 @@ export interface SimResult {
   joins: number;
   leaves: number;
   warnings: string[];
-  /** Each slot's weights at the end (null for an empty slot). */
+  /** Each slot's weights at the end (null for an empty slot or a joiner not yet bootstrapped). */
   finalWeights: (Float32Array | null)[];
 }
 
@@ -199,10 +205,11 @@ export class Simulation {
     this.continueLoop(r);
   }
 
-  /** Gives slot r a new learner, freeing the one it had. */
+  /** Gives slot r a new learner (its bootstrap), freeing the one it had. */
   replaceLearner(r: Replica, learner: Learner): void {
     if (r.learner !== learner) r.learner.dispose?.();
     r.learner = learner;
+    r.bootstrapped = true;
   }
 
   private continueLoop(r: Replica): void {
@@ -263,6 +270,7 @@ export class Simulation {
     r.stream = this.nextStream++;
     r.speed = drawSpeed(this.cfg.speeds, this.speedsDrawn++, this.speedRng);
     r.alive = true;
+    r.bootstrapped = false;
     r.inLoop = 0;
     r.msg = null;
     this.joins++;
@@ -272,9 +280,9 @@ export class Simulation {
     this.scheduleLeave(r);
   }
 
-  /** A random present replica other than r (the bootstrap donor), or null if there is none. */
+  /** A random present, bootstrapped replica other than r (the bootstrap donor), or null if there is none. */
   pickDonor(r: Replica): Replica | null {
-    const live = this.replicas.filter((x) => x.alive && x !== r && x.state !== 'off');
+    const live = this.replicas.filter((x) => x.alive && x.bootstrapped && x !== r && x.state !== 'off');
     return live.length === 0 ? null : live[this.churnRng.int(live.length)];
   }
 
@@ -347,7 +355,7 @@ export class Simulation {
         };
       }),
       joins: this.joins, leaves: this.leaves, warnings: this.warnings,
-      finalWeights: this.replicas.map((r) => (r.alive ? r.theta.slice() : null)),
+      finalWeights: this.replicas.map((r) => (present(r) ? r.theta.slice() : null)),
     };
   }
 
@@ -359,8 +367,8 @@ export class Simulation {
 
   /** Metrics of the present replicas at sim.now (time fractions include intervals still open). */
   async evaluate(): Promise<EvalRow> {
-    const present = this.replicas.filter((r) => r.alive);
-    await syncAll(present);
+    const here = this.replicas.filter(present);
+    await syncAll(here);
     const seen: { w: Float32Array; loss: number }[] = [];
     const lossOf = async (w: Float32Array) => {
       // Data-parallel replicas hold identical weights: evaluate each distinct vector once.
@@ -371,8 +379,8 @@ export class Simulation {
       return loss;
     };
     const losses: (number | null)[] = [];
-    for (const r of this.replicas) losses.push(r.alive ? await lossOf(r.theta) : null);
-    const thetas = present.map((r) => r.theta);
+    for (const r of this.replicas) losses.push(present(r) ? await lossOf(r.theta) : null);
+    const thetas = here.map((r) => r.theta);
     const avg = averageWeights(thetas);
     const avgModelLoss = await lossOf(avg);
     let run = 0, wait = 0, comm = 0, outer = 0, solo = 0, bytes = 0;
@@ -389,21 +397,26 @@ export class Simulation {
     const presentLosses = losses.filter((x): x is number => x !== null);
     return {
       t: this.now,
-      meanStep: mean(present.map((r) => r.learner.step)),
-      steps: this.replicas.map((r) => (r.alive ? r.learner.step : null)),
+      meanStep: mean(here.map((r) => r.learner.step)),
+      steps: this.replicas.map((r) => (present(r) ? r.learner.step : null)),
       losses,
       meanLoss: mean(presentLosses),
       avgModelLoss,
-      trainLoss: mean(present.map((r) => r.learner.lastLoss).filter(Number.isFinite)),
+      trainLoss: mean(here.map((r) => r.learner.lastLoss).filter(Number.isFinite)),
       spread: weightSpread(thetas, this.factory.paramCount),
       idleFraction: total > 0 ? wait / total : 0,
       commFraction: total > 0 ? comm / total : 0,
       soloFraction: outer > 0 ? solo / outer : 0,
       bytesPerReplica: bytes / this.replicas.length,
       exchanges: this.exchanges,
-      present: present.length,
+      present: here.length,
     };
   }
+}
+
+/** In the run and holding training state: what the metrics count. */
+function present(r: Replica): boolean {
+  return r.alive && r.bootstrapped;
 }
 
 /** Brings every device learner's host copies up to date (CPU learners have nothing to do). */

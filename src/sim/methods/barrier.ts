@@ -40,6 +40,8 @@ export function makeBarrier(
       for (const r of survivors) { apply(r); sim.startLoop(r); }
       const held = heldJoiners;
       heldJoiners = [];
+      // Joiners held together bootstrap from members, never from each other: pickDonor skips
+      // a joiner that has not bootstrapped yet.
       for (const j of held) {
         if (!j.alive) continue;
         bootstrap(sim, j, sim.pickDonor(j));
