@@ -1,11 +1,13 @@
 // npm run bench:sim [-- --quick] [--workers N] [--lr X | --lrs X,Y,...] [--time S] [--seeds N]
 //                    [--d N] [--layers N] [--heads N] [--data shared|sharded]
 //                    [--learner gpt|webgpu] [--preset NAME] [--batch N] [--seq-len N]
-//                    [--tag NAME] [--out DIR] [--replot]
+//                    [--tag NAME] [--out DIR] [--replot] [--from A.json,B.json,...]
 //   full:    bench/results/sim.json + sim-*.svg   (3 seeds x 600 simulated s; < 45 min on 2 cores)
 //   --quick: bench/results/sim-quick.json + svgs (2 seeds x 120 simulated s; < 5 min on 2 cores)
 //   --lrs:   every method at every rate; each is judged and plotted at its own best rate
 //   --d/--layers/--heads: a wider or deeper model than micro (cost grows with its size)
+//   --from:  no runs here: the benchmark's tables, plots and claims from `murmur sim --json` files
+//            whose runs have exactly this setup (a long budget split over processes or machines)
 //   --learner webgpu: every replica on the WGSL engine (Dawn in Node): with a GPU, presets the CPU
 //            reference cannot reach in time (e.g. --preset tiny --batch 8 --seq-len 128)
 //
@@ -90,7 +92,8 @@ const TAG = arg('--tag') ?? (quick ? 'quick' : undefined);
 if (TAG !== undefined && !/^[\w.-]+$/.test(TAG)) throw new Error(`--tag "${TAG}": use letters, digits, dot, dash or underscore`);
 const stem = TAG ? `sim-${TAG}` : 'sim';
 // bench/results/sim.json is the committed full result: another setup must name its own files.
-const changed = ['--lr', '--lrs', '--time', '--seeds', '--d', '--layers', '--heads', '--data', '--learner', '--preset', '--batch', '--seq-len'].filter((o) => args.includes(o));
+const FROM = arg('--from')?.split(',');
+const changed = ['--from', '--lr', '--lrs', '--time', '--seeds', '--d', '--layers', '--heads', '--data', '--learner', '--preset', '--batch', '--seq-len'].filter((o) => args.includes(o));
 if (!TAG && changed.length && !args.includes('--replot')) throw new Error(`${changed.join(', ')} change the setup: add --tag NAME so bench/results/sim.json is not overwritten`);
 // --out DIR writes the results elsewhere (default bench/results).
 const outDir = arg('--out') ?? join(here, 'results');
@@ -275,6 +278,43 @@ function claims(runs: RunRecord[], sync: SyncRow[]): string[] {
   ];
 }
 
+/**
+ * The runs of `murmur sim --json` files ({specs, runs}) that make up this benchmark: every spec
+ * must be one of `wanted` (this setup) up to the number of evaluations, which does not change
+ * training, and every wanted run must be there once.
+ */
+function collectRuns(files: string[], wanted: SimSpec[]): RunRecord[] {
+  const key = (s: SimSpec) => `${s.method} seed ${s.seed} lr ${s.lr}`;
+  const byKey = new Map(wanted.map((s) => [key(s), s]));
+  const found = new Map<string, RunRecord>();
+  for (const f of files) {
+    const j = JSON.parse(readFileSync(f, 'utf8')) as { specs?: SimSpec[]; runs?: RunRecord[] };
+    const runs = j.runs;
+    if (!Array.isArray(j.specs) || !Array.isArray(runs) || j.specs.length !== runs.length) throw new Error(`--from ${f}: not a murmur sim --json file (specs and runs side by side)`);
+    j.specs.forEach((spec, i) => {
+      const want = byKey.get(key(spec));
+      if (!want) throw new Error(`--from ${f}: run ${i} (${key(spec)}) is not part of this setup (methods ${METHODS.join(', ')}, seeds ${SEEDS.join(',')}, lr ${LRS.join(',')})`);
+      const d = methodDefaults(spec.method);
+      // Unset outer hyper-parameters are the method's defaults; the evaluation count does not matter.
+      const norm = (x: SimSpec): Record<string, unknown> => ({ ...x, evals: 0, H: x.H ?? d.H, alpha: x.alpha ?? d.outer.momentum, beta: x.beta ?? d.outer.lr, gamma: x.gamma ?? d.outer.consensus, steps: x.steps ?? null, model: x.model ?? null });
+      const got = norm(spec), exp = norm(want);
+      const diff = Object.keys({ ...got, ...exp }).filter((k) => canonical(got[k]) !== canonical(exp[k]));
+      if (diff.length) throw new Error(`--from ${f}: run ${i} (${key(spec)}) differs from this setup in ${diff.map((k) => `${k} (${canonical(got[k])}, wanted ${canonical(exp[k])})`).join(', ')}`);
+      if (found.has(key(spec))) throw new Error(`--from ${f}: run ${key(spec)} appears twice`);
+      found.set(key(spec), runs[i]);
+    });
+  }
+  const missing = wanted.filter((s) => !found.has(key(s))).map(key);
+  if (missing.length) throw new Error(`--from: ${missing.length} run(s) of this setup missing: ${missing.join('; ')}`);
+  console.log(`  ${found.size} runs read from ${files.join(', ')} (none run here)`);
+  return [...found.values()];
+}
+
+/** JSON with every object's keys sorted: equal values give equal strings. */
+function canonical(v: unknown): string {
+  return JSON.stringify(v, (_k, x) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => a.localeCompare(b))) : x));
+}
+
 /** The commit the results came from (with "+dirty" when the tree had changes), or null outside git. */
 function gitCommit(): string | null {
   try {
@@ -331,7 +371,7 @@ async function main(): Promise<void> {
   const syncTiny = syncTable(ns, tinyBytes, HOME_LINK, 1, trials).map((r) => ({ ...r, bytes: tinyBytes }));
   const syncSeconds = (performance.now() - syncT0) / 1000;
 
-  const runs = await runAll(list);
+  const runs = FROM ? collectRuns(FROM, list) : await runAll(list);
   runs.sort((a, b) => METHODS.indexOf(a.method as never) - METHODS.indexOf(b.method as never) || a.seed - b.seed);
   // With a rate grid every method is plotted and judged at its own best rate.
   const best = bestRates(runs);
@@ -343,6 +383,8 @@ async function main(): Promise<void> {
     generated: new Date().toISOString(),
     quick,
     wall_s: Math.round(wall),
+    // With --from the runs were made elsewhere: their files, and the seconds they took in all.
+    ...(FROM ? { from: FROM, runs_wall_s: Math.round(runs.reduce((a, r) => a + r.wall_s, 0)) } : {}),
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, workers, loadavg: os.loadavg() },
     commit,
     setup: { ...base, lrs: LRS, network: HOME_LINK, methods: METHODS, seeds: SEEDS, H: { noloco: 50, diloco: 100 }, wait: 0.3 },
