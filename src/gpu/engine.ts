@@ -51,6 +51,8 @@ export class GpuEngine {
   private readonly hist: GPUBuffer;
   private readonly evalAcc: GPUBuffer;
   private readonly stepList: Dispatch[];
+  /** A step without the update: forward, loss, backward (enqueueStep(batch, false)). */
+  private readonly gradList: Dispatch[];
   private readonly staging: GPUBuffer[] = [];
   private readonly freeStaging: GPUBuffer[] = [];
   private destroyed = false;
@@ -82,7 +84,8 @@ export class GpuEngine {
       this.evalAcc.destroy();
       throw e;
     }
-    this.stepList = [...model.forward, this.optim.lossTrain, ...model.backward, ...this.optim.update];
+    this.gradList = [...model.forward, this.optim.lossTrain, ...model.backward];
+    this.stepList = [...this.gradList, ...this.optim.update];
   }
 
   /** Bytes of GPU memory allocated: the seven state buffers plus activations. */
@@ -140,11 +143,7 @@ export class GpuEngine {
       const batch = next();
       this.model.writeBatch(batch.tokens, batch.targets);
       const enc = this.device.createCommandEncoder({ label: 'GpuEngine.step' });
-      enc.clearBuffer(this.state.grads);
-      enc.clearBuffer(this.model.dres);
-      const pass = enc.beginComputePass({ label: 'GpuEngine.step.pass' });
-      encodeDispatches(pass, this.stepList);
-      pass.end();
+      this.encodeStep(enc, this.stepList);
       const chunkEnd = s + 1 - chunkStart === cap || s === steps - 1;
       let staging: GPUBuffer | undefined;
       if (chunkEnd) {
@@ -266,11 +265,7 @@ export class GpuEngine {
     if (batch.B !== B || batch.T !== T) throw new RangeError(`batch is (B=${batch.B}, T=${batch.T}); this engine runs (B=${B}, T=${T})`);
     this.model.writeBatch(batch.tokens, batch.targets);
     const enc = this.device.createCommandEncoder({ label: 'GpuEngine.enqueueStep' });
-    enc.clearBuffer(this.state.grads);
-    enc.clearBuffer(this.model.dres);
-    const pass = enc.beginComputePass({ label: 'GpuEngine.enqueueStep.pass' });
-    encodeDispatches(pass, update ? this.stepList : [...this.model.forward, this.optim.lossTrain, ...this.model.backward]);
-    pass.end();
+    this.encodeStep(enc, update ? this.stepList : this.gradList);
     this.device.queue.submit([enc.finish()]);
     this.lossSlot = this.step; // lossTrain writes ring slot (counter before the update) mod cap
     if (update) this.step++;
@@ -322,12 +317,24 @@ export class GpuEngine {
     this.step = other.step;
   }
 
-  /** θ, the gradient buffer and the loss of the last queued step, read back together. */
-  async readTraining(): Promise<{ params: Float32Array; grads: Float32Array; loss: number }> {
+  /** θ, the loss of the last queued step and, if asked, the gradient buffer, read back together. */
+  async readTraining(withGrads: boolean): Promise<{ params: Float32Array; grads: Float32Array | null; loss: number }> {
     this.assertLive();
     const cap = this.readEvery;
-    const [[params, grads], [hist]] = await Promise.all([this.readBuffers([this.state.params, this.state.grads]), this.readBuffers([this.hist], 2 * cap)]);
-    return { params, grads, loss: hist[2 * (this.lossSlot % cap)] };
+    const [[params, grads], [hist]] = await Promise.all([
+      this.readBuffers(withGrads ? [this.state.params, this.state.grads] : [this.state.params]),
+      this.readBuffers([this.hist], 2 * cap),
+    ]);
+    return { params, grads: grads ?? null, loss: hist[2 * (this.lossSlot % cap)] };
+  }
+
+  /** Clears the gradient and residual-gradient buffers and records `list` in one compute pass. */
+  private encodeStep(enc: GPUCommandEncoder, list: readonly Dispatch[]): void {
+    enc.clearBuffer(this.state.grads);
+    enc.clearBuffer(this.model.dres);
+    const pass = enc.beginComputePass({ label: `${enc.label}.pass` });
+    encodeDispatches(pass, list);
+    pass.end();
   }
 
   destroy(): void {

@@ -32,6 +32,8 @@ class GpuLearner implements Learner {
   private deviceNewer = false;
   /** A step ran since the last sync: the loss ring holds its loss (a copied state brings none). */
   private stepped = false;
+  /** The gradient buffer holds a gradient not yet applied (data-parallel reads it back). */
+  private gradPending = false;
 
   constructor(readonly engine: GpuEngine, private readonly B: number, private readonly T: number,
     params: Float32Array, data: Uint8Array, seed: number, readonly stream: number) {
@@ -49,6 +51,7 @@ class GpuLearner implements Learner {
     this.engine.enqueueStep(this.batch, false);
     this.deviceNewer = true;
     this.stepped = true;
+    this.gradPending = true;
   }
 
   applyGrads(grads: Float32Array, lr: number): void {
@@ -56,6 +59,7 @@ class GpuLearner implements Learner {
     // Our own gradient is still in the engine's gradient buffer; anything else is uploaded.
     this.engine.enqueueUpdate(grads === this.grads ? undefined : grads);
     this.deviceNewer = true;
+    this.gradPending = false;
   }
 
   copyStateFrom(other: Learner): void {
@@ -66,9 +70,10 @@ class GpuLearner implements Learner {
 
   async sync(): Promise<void> {
     if (!this.deviceNewer) return;
-    const { params, grads, loss } = await this.engine.readTraining();
+    // Only a gradient not yet applied is worth the read (NoLoCo and local never look at it).
+    const { params, grads, loss } = await this.engine.readTraining(this.gradPending);
     this.params.set(params);
-    this.grads.set(grads);
+    if (grads) this.grads.set(grads);
     this.deviceNewer = false;
     if (!this.stepped) return;
     this.stepped = false;
