@@ -1,0 +1,90 @@
+// Links never offer or accept ICE-TCP candidates: libwebrtc gathers one per local address and, in
+// a process with many peer connections, keeps gathering them and opening TCP connections for each
+// candidate pair (six peers in one Node process reached the open-file limit). Data channels
+// between volunteers go over UDP host candidates or TURN relays.
+import { afterEach, describe, expect, it } from 'vitest';
+import wrtc from '@roamhq/wrtc';
+import { simplePeerLinks, withoutTcpCandidates, type Link, type RtcImplementation } from '../src/sync/links.ts';
+
+const TCP = 'candidate:1 1 tcp 1518280447 192.0.2.2 9 typ host tcptype active generation 0';
+const UDP = 'candidate:2 1 udp 2122260223 127.0.0.1 50000 typ host generation 0';
+
+describe('withoutTcpCandidates', () => {
+  it('drops a trickled TCP candidate and keeps a UDP one untouched', () => {
+    expect(withoutTcpCandidates({ type: 'candidate', candidate: { candidate: TCP, sdpMid: '0' } })).toBeNull();
+    const udp = { type: 'candidate', candidate: { candidate: UDP, sdpMid: '0' } };
+    expect(withoutTcpCandidates(udp)).toBe(udp);
+    // Upper case and the end-of-candidates marker (an empty candidate) pass as they are.
+    expect(withoutTcpCandidates({ candidate: { candidate: TCP.replace('tcp', 'TCP') } })).toBeNull();
+    const end = { type: 'candidate', candidate: { candidate: '', sdpMid: '0' } };
+    expect(withoutTcpCandidates(end)).toBe(end);
+  });
+
+  it('strips TCP candidate lines from an SDP and leaves the rest and the original alone', () => {
+    const sdp = ['v=0', 'm=application 9 UDP/DTLS/SCTP webrtc-datachannel', `a=${UDP}`, `a=${TCP}`, 'a=mid:0', ''].join('\r\n');
+    const offer = { type: 'offer', sdp };
+    const out = withoutTcpCandidates(offer) as { type: string; sdp: string };
+    expect(out).not.toBe(offer);
+    expect(out.type).toBe('offer');
+    expect(out.sdp).toBe(['v=0', 'm=application 9 UDP/DTLS/SCTP webrtc-datachannel', `a=${UDP}`, 'a=mid:0', ''].join('\r\n'));
+    expect(offer.sdp).toBe(sdp);
+    const clean = { type: 'answer', sdp: out.sdp };
+    expect(withoutTcpCandidates(clean)).toBe(clean);
+  });
+
+  it('passes anything else through for the link to judge', () => {
+    for (const x of [null, undefined, 'text', 42, { renegotiate: true }, { candidate: { candidate: 7 } }, { sdp: 5 }]) {
+      expect(withoutTcpCandidates(x)).toBe(x);
+    }
+  });
+});
+
+/** @roamhq/wrtc with every ICE candidate libwebrtc gathers counted by protocol. */
+function countingRtc(): { rtc: RtcImplementation; gathered: { udp: number; tcp: number } } {
+  const gathered = { udp: 0, tcp: 0 };
+  class CountingPeerConnection extends (wrtc.RTCPeerConnection as unknown as typeof RTCPeerConnection) {
+    constructor(config?: RTCConfiguration) {
+      super(config);
+      this.addEventListener('icecandidate', (e) => {
+        const c = (e as RTCPeerConnectionIceEvent).candidate?.candidate;
+        if (c) gathered[/ tcp /i.test(c) ? 'tcp' : 'udp']++;
+      });
+    }
+  }
+  return { rtc: { ...wrtc, RTCPeerConnection: CountingPeerConnection }, gathered };
+}
+
+const links: Link[] = [];
+afterEach(() => { for (const l of links.splice(0)) l.destroy(); });
+
+describe('real WebRTC links', () => {
+  it('connect over UDP with no TCP candidate signalled either way, though libwebrtc gathered some', async () => {
+    const { rtc, gathered } = countingRtc();
+    const make = simplePeerLinks({ rtc });
+    const a = make({ remote: 'B', initiator: true });
+    const b = make({ remote: 'A', initiator: false });
+    links.push(a, b);
+    const signalled: string[] = [];
+    // Hold every signal until the initiator has gathered a TCP candidate (they come after the UDP
+    // ones, and libwebrtc stops gathering once connected), then relay as they come.
+    const held: [Link, unknown][] = [];
+    let relaying = false;
+    const deliver = (to: Link, s: unknown) => { if (relaying) to.signal(s); else held.push([to, s]); };
+    a.on('signal', (s) => { signalled.push(JSON.stringify(s)); deliver(b, s); });
+    b.on('signal', (s) => { signalled.push(JSON.stringify(s)); deliver(a, s); });
+    const connected = Promise.all([new Promise((r) => a.on('connect', r)), new Promise((r) => b.on('connect', r))]);
+    const deadline = Date.now() + 10_000;
+    while (gathered.tcp === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(gathered.tcp, 'libwebrtc gathered no TCP candidate, so this test shows nothing').toBeGreaterThan(0);
+    relaying = true;
+    for (const [to, s] of held.splice(0)) to.signal(s);
+    await connected;
+    expect(signalled.filter((s) => / tcp /i.test(s))).toEqual([]);
+    expect(signalled.some((s) => / udp /i.test(s))).toBe(true);
+    // A TCP candidate fed to a link from outside is ignored too, and the link stays up.
+    a.signal({ type: 'candidate', candidate: { candidate: TCP, sdpMid: '0', sdpMLineIndex: 0 } });
+    a.send(new Uint8Array([1, 2, 3]));
+    const got = await new Promise<Uint8Array>((r) => b.on('data', r));
+    expect([...got]).toEqual([1, 2, 3]);
+  }, 30_000);
+});
