@@ -147,11 +147,11 @@ class SimplePeerLink implements Link {
 }
 
 // ICE over TCP is left out, both ways: a TCP host candidate costs a listening socket per local
-// address and a TCP connection per candidate pair, and libwebrtc keeps gathering them while a
-// connection lives (six peers in one Node process reached 11,000 open sockets, with 924 TCP
-// candidates signalled against 144 UDP ones, and hit the open-file limit). UDP host candidates
-// and TURN relays (which reach the peer over UDP whatever carries them to the TURN server) are
-// what a data channel between volunteers uses.
+// address and a TCP connection per candidate pair, and while several connections are being set
+// up at once libwebrtc gathers them again and again (six peers in one Node process signalled
+// 924 TCP candidates against 144 UDP ones, reached 11,000 open sockets and hit the open-file
+// limit). UDP host candidates and TURN relays (which reach the peer over UDP whatever carries
+// them to the TURN server) are what a data channel between volunteers uses.
 const TCP_CANDIDATE = /^(?:a=)?candidate:\S+ \d+ tcp /i;
 
 /**
