@@ -1,5 +1,5 @@
-// Links never offer or accept ICE-TCP candidates: libwebrtc gathers one per local address and, in
-// a process with many peer connections, keeps gathering them and opening TCP connections for each
+// Links never offer or accept ICE-TCP candidates: libwebrtc gathers one per local address, gathers
+// them again while several connections are being set up at once, and opens a TCP connection per
 // candidate pair (six peers in one Node process reached the open-file limit). Data channels
 // between volunteers go over UDP host candidates or TURN relays.
 import { afterEach, describe, expect, it } from 'vitest';
@@ -14,7 +14,7 @@ describe('withoutTcpCandidates', () => {
     expect(withoutTcpCandidates({ type: 'candidate', candidate: { candidate: TCP, sdpMid: '0' } })).toBeNull();
     const udp = { type: 'candidate', candidate: { candidate: UDP, sdpMid: '0' } };
     expect(withoutTcpCandidates(udp)).toBe(udp);
-    // Upper case and the end-of-candidates marker (an empty candidate) pass as they are.
+    // The protocol's case does not matter; the end-of-candidates marker (an empty candidate) passes.
     expect(withoutTcpCandidates({ candidate: { candidate: TCP.replace('tcp', 'TCP') } })).toBeNull();
     const end = { type: 'candidate', candidate: { candidate: '', sdpMid: '0' } };
     expect(withoutTcpCandidates(end)).toBe(end);
@@ -39,9 +39,13 @@ describe('withoutTcpCandidates', () => {
   });
 });
 
-/** @roamhq/wrtc with every ICE candidate libwebrtc gathers counted by protocol. */
-function countingRtc(): { rtc: RtcImplementation; gathered: { udp: number; tcp: number } } {
+/**
+ * @roamhq/wrtc with every ICE candidate libwebrtc gathers counted by protocol, and every remote
+ * candidate handed to a connection recorded.
+ */
+function countingRtc(): { rtc: RtcImplementation; gathered: { udp: number; tcp: number }; added: string[] } {
   const gathered = { udp: 0, tcp: 0 };
+  const added: string[] = [];
   class CountingPeerConnection extends (wrtc.RTCPeerConnection as unknown as typeof RTCPeerConnection) {
     constructor(config?: RTCConfiguration) {
       super(config);
@@ -49,9 +53,14 @@ function countingRtc(): { rtc: RtcImplementation; gathered: { udp: number; tcp: 
         const c = (e as RTCPeerConnectionIceEvent).candidate?.candidate;
         if (c) gathered[/ tcp /i.test(c) ? 'tcp' : 'udp']++;
       });
+      const add = this.addIceCandidate.bind(this);
+      this.addIceCandidate = ((c?: RTCIceCandidateInit | null) => {
+        if (c?.candidate) added.push(c.candidate);
+        return add(c);
+      }) as typeof this.addIceCandidate;
     }
   }
-  return { rtc: { ...wrtc, RTCPeerConnection: CountingPeerConnection }, gathered };
+  return { rtc: { ...wrtc, RTCPeerConnection: CountingPeerConnection }, gathered, added };
 }
 
 const links: Link[] = [];
@@ -59,7 +68,7 @@ afterEach(() => { for (const l of links.splice(0)) l.destroy(); });
 
 describe('real WebRTC links', () => {
   it('connect over UDP with no TCP candidate signalled either way, though libwebrtc gathered some', async () => {
-    const { rtc, gathered } = countingRtc();
+    const { rtc, gathered, added } = countingRtc();
     const make = simplePeerLinks({ rtc });
     const a = make({ remote: 'B', initiator: true });
     const b = make({ remote: 'A', initiator: false });
@@ -81,8 +90,13 @@ describe('real WebRTC links', () => {
     await connected;
     expect(signalled.filter((s) => / tcp /i.test(s))).toEqual([]);
     expect(signalled.some((s) => / udp /i.test(s))).toBe(true);
-    // A TCP candidate fed to a link from outside is ignored too, and the link stays up.
+    // A TCP candidate fed to a link from outside never reaches its connection, and the link stays up.
+    const before = added.length;
     a.signal({ type: 'candidate', candidate: { candidate: TCP, sdpMid: '0', sdpMLineIndex: 0 } });
+    a.signal({ type: 'candidate', candidate: { candidate: UDP, sdpMid: '0', sdpMLineIndex: 0 } });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(added.slice(before)).toEqual([UDP]);
+    expect(added.filter((c) => / tcp /i.test(c))).toEqual([]);
     a.send(new Uint8Array([1, 2, 3]));
     const got = await new Promise<Uint8Array>((r) => b.on('data', r));
     expect([...got]).toEqual([1, 2, 3]);
