@@ -69,6 +69,9 @@ const hasPythonModule = (m) => {
   }
 };
 
+// Binaries in /usr/sbin are not on a normal user's PATH; look there too.
+const hasBinary = (name) => ['/usr/bin', '/usr/sbin', '/bin', '/sbin'].some((dir) => existsSync(join(dir, name)));
+
 function ensureSystemPackages() {
   const missing = [];
   if (!existsSync(CHROMIUM) || !existsSync(ICD)) missing.push('chromium');
@@ -77,6 +80,12 @@ function ensureSystemPackages() {
     if (!existsSync(PYTHON)) missing.push('python3');
     if (!hasPythonModule('numpy')) missing.push('python3-numpy');
     if (!hasPythonModule('torch')) missing.push('python3-torch');
+    // The NAT tests (tests/nat.*) build homes, routers and an "internet" from network
+    // namespaces: coturn is the TURN server, nftables the NATs, conntrack clears their state.
+    if (!hasBinary('turnserver')) missing.push('coturn');
+    if (!hasBinary('nft')) missing.push('nftables');
+    if (!hasBinary('conntrack')) missing.push('conntrack');
+    if (!hasBinary('ip')) missing.push('iproute2');
   }
   if (missing.length === 0) return;
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
