@@ -16,6 +16,7 @@ import { EventLog } from './events.ts';
 import { DirDatasetSource, prepareMobyDick, type DatasetSource } from './datasets.ts';
 import { CheckpointStore } from './checkpoints.ts';
 import { DEFAULT_HUB_OPTIONS, PeerHub, type PeerHubOptions } from './peers.ts';
+import type { IceSettings } from './ice.ts';
 import { CheckpointScheduler } from './checkpoint-scheduler.ts';
 import { validatorCompiler } from './validation.ts';
 import { registerRunRoutes } from './routes/runs.ts';
@@ -40,6 +41,10 @@ export interface AppDeps {
   rng?: () => number;
   /** Data sets; defaults to `<dataDir>/datasets/` (the default run's Moby Dick is prepared there). */
   datasets?: DatasetSource;
+  /** STUN/TURN servers for volunteers (server/ice.ts); none by default. */
+  ice?: IceSettings;
+  /** Serve HTTPS (and WSS) with this certificate: browsers give WebGPU only to secure contexts. */
+  tls?: { key: Buffer; cert: Buffer };
 }
 
 export interface AppOptions {
@@ -92,6 +97,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   const hubOptions: PeerHubOptions = { ...DEFAULT_HUB_OPTIONS, ...o.hub, limits: { ...DEFAULT_LIMITS, ...(o.hub.limits ?? {}) } };
 
   const app = Fastify({
+    ...(deps.tls ? { https: { key: deps.tls.key, cert: deps.tls.cert } } : {}),
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: deps.logLevel ? { level: deps.logLevel, ...(deps.logStream ? { stream: deps.logStream } : {}) } : false }),
     // JSON bodies are small (run configs); state uploads set their own limit.
     bodyLimit: 64 * 1024,
@@ -127,7 +133,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   const fixed = checkpoints.reconcile();
   if (fixed.indexed + fixed.dropped + fixed.temps > 0) logger.warn(fixed, 'checkpoint store repaired after an unclean stop');
 
-  const hub = new PeerHub({ db, clock, rng, logger, signer, runs, metrics, events, live, datasets, checkpoints }, hubOptions);
+  const hub = new PeerHub({ db, clock, rng, logger, signer, runs, metrics, events, live, datasets, checkpoints, ice: deps.ice }, hubOptions);
   const scheduler = new CheckpointScheduler({ hub, runs, events, clock, rng, logger }, {
     intervalMs: o.checkpointEveryMs, requestTimeoutMs: o.stateRequestTimeoutMs,
   });

@@ -78,6 +78,15 @@ const MIGRATIONS: string[] = [
   );
   CREATE INDEX checkpoints_run ON checkpoints (run_id, created_at);
   `,
+  // 2: a run's ICE policy (relay-only hides volunteers' addresses); each report's link.
+  `
+  ALTER TABLE runs ADD COLUMN ice_policy TEXT NOT NULL DEFAULT 'all' CHECK (ice_policy IN ('all', 'relay'));
+  ALTER TABLE reports ADD COLUMN link_local TEXT;
+  ALTER TABLE reports ADD COLUMN link_remote TEXT;
+  ALTER TABLE reports ADD COLUMN connect_ms REAL;
+  ALTER TABLE reports ADD COLUMN link_failures INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE reports ADD COLUMN link_error TEXT;
+  `,
 ];
 
 export function openDb(file: string): Db {

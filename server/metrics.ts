@@ -8,7 +8,7 @@
 // from raw queries. Downsampled buckets average only the numeric losses and count the rows that
 // held a non-finite one in `nonFinite`, so a NaN is never averaged away unseen.
 import type { Db } from './db.ts';
-import type { ReportFields, WireLoss } from '../src/protocol/messages.ts';
+import type { CandidateType, ReportFields, WireLoss } from '../src/protocol/messages.ts';
 
 export interface ReportRow extends ReportFields {
   runId: string;
@@ -41,6 +41,22 @@ export interface MetricsQuery {
 export interface RawPoint {
   t: number; peerId: string; seq: number; step: number; round: number; trainLoss: WireLoss; valLoss: WireLoss;
   tokensPerS: number; bytesIn: number; bytesOut: number; partner: string | null; partnerDist: number | null; adapter: string | null;
+  linkLocal: CandidateType | null; linkRemote: CandidateType | null; connectMs: number | null; linkFailures: number; linkError: string | null;
+}
+
+/** A run's connectivity over a time range: how exchanges travelled and why links failed. */
+export interface Connectivity {
+  /** Exchanges that went over a link, by the route the link took. */
+  exchanges: { direct: number; relayed: number };
+  /** relayed / (direct + relayed); null when no exchange used a link. */
+  relayFraction: number | null;
+  /** Median time to open a link, ms (over the exchanges that opened one). */
+  medianConnectMs: number | null;
+  /** Links that failed to open, in all and by reason (most frequent first, at most 10). */
+  linkFailures: number;
+  reasons: { reason: string; count: number }[];
+  /** Per peer: its reports' link outcomes; `failing` = links fail and it has not paired lately. */
+  peers: { peerId: string; paired: number; solo: number; linkFailures: number; lastLinkError: string | null; failing: boolean }[];
 }
 
 /**
@@ -67,8 +83,10 @@ export class MetricsStore {
 
   constructor(private readonly db: Db) {
     this.insert = db.prepare(`INSERT OR IGNORE INTO reports
-      (run_id, peer_id, seq, t, received_at, step, round, train_loss, val_loss, tokens_per_s, bytes_in, bytes_out, partner, partner_dist, adapter)
-      VALUES (@runId, @peerId, @seq, @t, @receivedAt, @step, @round, @trainLoss, @valLoss, @tokensPerS, @bytesIn, @bytesOut, @partner, @partnerDist, @adapter)`);
+      (run_id, peer_id, seq, t, received_at, step, round, train_loss, val_loss, tokens_per_s, bytes_in, bytes_out, partner, partner_dist, adapter,
+       link_local, link_remote, connect_ms, link_failures, link_error)
+      VALUES (@runId, @peerId, @seq, @t, @receivedAt, @step, @round, @trainLoss, @valLoss, @tokensPerS, @bytesIn, @bytesOut, @partner, @partnerDist, @adapter,
+       @linkLocal, @linkRemote, @connectMs, @linkFailures, @linkError)`);
   }
 
   /** Queues a report; `done` runs after the transaction holding it committed. */
@@ -93,7 +111,11 @@ export class MetricsStore {
     const dup: boolean[] = [];
     this.db.transaction(() => {
       for (const { row } of batch) {
-        const { time: _t, ...params } = row;
+        const { time: _t, ...fields } = row;
+        const params = {
+          ...fields, linkLocal: row.linkLocal ?? null, linkRemote: row.linkRemote ?? null, connectMs: row.connectMs ?? null,
+          linkFailures: row.linkFailures ?? 0, linkError: row.linkError ?? null,
+        };
         dup.push(this.insert.run(params).changes === 0);
       }
     })();
@@ -106,7 +128,8 @@ export class MetricsStore {
     const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM reports WHERE ${where}`).get(params) as { n: number }).n;
     if (total <= q.maxPoints) {
       const points = this.db.prepare(`SELECT t, peer_id AS peerId, seq, step, round, train_loss AS trainLoss, val_loss AS valLoss,
-          tokens_per_s AS tokensPerS, bytes_in AS bytesIn, bytes_out AS bytesOut, partner, partner_dist AS partnerDist, adapter
+          tokens_per_s AS tokensPerS, bytes_in AS bytesIn, bytes_out AS bytesOut, partner, partner_dist AS partnerDist, adapter,
+          link_local AS linkLocal, link_remote AS linkRemote, connect_ms AS connectMs, link_failures AS linkFailures, link_error AS linkError
         FROM reports WHERE ${where} ORDER BY t, id`).all(params) as RawPoint[];
       return { downsampled: false, total, points };
     }
@@ -122,4 +145,48 @@ export class MetricsStore {
       FROM reports WHERE ${where} GROUP BY ${bucket} ORDER BY 1`).all({ ...params, lo: span.lo, bucketMs }) as BucketPoint[];
     return { downsampled: true, total, bucketMs, points };
   }
+
+  /**
+   * How a run's exchanges travelled (direct vs through a TURN relay) and why links failed, from
+   * the reports in [from, to]. A peer is `failing` when links fail for it and none of its last
+   * FAILING_WINDOW rounds paired: it is training alone, and should be told why.
+   */
+  connectivity(runId: string, from: number, to: number): Connectivity {
+    const range = { runId, from, to };
+    const where = 'run_id = @runId AND t >= @from AND t <= @to';
+    const routes = this.db.prepare(`SELECT
+        SUM(link_local IS NOT NULL AND link_local != 'relay' AND link_remote != 'relay') AS direct,
+        SUM(link_local = 'relay' OR link_remote = 'relay') AS relayed,
+        SUM(link_failures) AS failures
+      FROM reports WHERE ${where}`).get(range) as { direct: number | null; relayed: number | null; failures: number | null };
+    const times = this.db.prepare(`SELECT connect_ms AS ms FROM reports WHERE ${where} AND connect_ms IS NOT NULL ORDER BY connect_ms`)
+      .all(range) as { ms: number }[];
+    const reasons = this.db.prepare(`SELECT link_error AS reason, SUM(link_failures) AS count FROM reports
+      WHERE ${where} AND link_error IS NOT NULL AND link_failures > 0 GROUP BY link_error ORDER BY count DESC, reason LIMIT 10`)
+      .all(range) as { reason: string; count: number }[];
+    const perPeer = this.db.prepare(`SELECT peer_id AS peerId, SUM(partner IS NOT NULL) AS paired, SUM(partner IS NULL) AS solo,
+        SUM(link_failures) AS linkFailures,
+        (SELECT link_error FROM reports r2 WHERE r2.run_id = reports.run_id AND r2.peer_id = reports.peer_id
+           AND r2.link_error IS NOT NULL AND r2.t >= @from AND r2.t <= @to ORDER BY r2.t DESC, r2.id DESC LIMIT 1) AS lastLinkError
+      FROM reports WHERE ${where} GROUP BY peer_id ORDER BY peer_id LIMIT 1000`).all(range) as Omit<Connectivity['peers'][number], 'failing'>[];
+    const recent = this.db.prepare(`SELECT partner FROM reports WHERE run_id = @runId AND peer_id = @peerId AND t >= @from AND t <= @to
+      ORDER BY t DESC, id DESC LIMIT ${FAILING_WINDOW}`);
+    const peers = perPeer.map((p) => {
+      const last = recent.all({ ...range, peerId: p.peerId }) as { partner: string | null }[];
+      const failing = p.linkFailures > 0 && last.length >= Math.min(FAILING_WINDOW, 2) && last.every((r) => r.partner === null);
+      return { ...p, failing };
+    });
+    const direct = routes.direct ?? 0, relayed = routes.relayed ?? 0;
+    return {
+      exchanges: { direct, relayed },
+      relayFraction: direct + relayed > 0 ? relayed / (direct + relayed) : null,
+      medianConnectMs: times.length > 0 ? times[Math.floor((times.length - 1) / 2)]!.ms : null,
+      linkFailures: routes.failures ?? 0,
+      reasons,
+      peers,
+    };
+  }
 }
+
+/** Rounds without a partner (while links fail) after which a peer counts as failing. */
+export const FAILING_WINDOW = 3;

@@ -31,6 +31,7 @@ import type { DatasetSource } from './datasets.ts';
 import { fileRefs } from './datasets.ts';
 import type { CheckpointStore } from './checkpoints.ts';
 import { ReadyPool } from './pairing.ts';
+import { iceFor, renewDelayMs, type IceSettings } from './ice.ts';
 import {
   DEFAULT_LIMITS, PROTOCOL_VERSION, parseClientMessage,
   type ClientMessage, type DataAssignment, type ErrorCode, type HelloMsg, type OffenderMsg, type ReportMsg, type RunInfo, type ServerMessage,
@@ -83,6 +84,8 @@ export interface PeerHubDeps {
   live: LiveHub;
   datasets: DatasetSource;
   checkpoints: CheckpointStore;
+  /** STUN/TURN servers handed to every peer (none: links only where host addresses reach). */
+  ice?: IceSettings;
 }
 
 /** WebSocket close codes we use (4000-4999 are for applications). */
@@ -111,6 +114,8 @@ interface Conn {
   /** Highest inner step this peer reported: the checkpoint scheduler asks the furthest peer. */
   lastStep: number;
   closed: boolean;
+  /** Sends fresh TURN credentials before the current ones expire. */
+  iceTimer?: unknown;
 }
 
 export interface StateFailHandler {
@@ -334,6 +339,7 @@ export class PeerHub {
       peers: this.livePeers(runId).filter((p) => p !== peerId),
       heartbeatMs: this.o.heartbeatMs,
       limits: { maxMessageBytes: this.o.limits.maxMessageBytes, messagesPerSecond: this.o.limits.messagesPerSecond, burst: this.o.limits.burst },
+      ice: this.issueIce(c, peerId, now),
     });
     this.d.events.append(runId, 'peer-joined', peerId, { replica, resumed, client: msg.client ?? null });
     this.d.logger.info({ peer: peerId, run: runId, replica, resumed }, 'peer joined');
@@ -373,8 +379,25 @@ export class PeerHub {
     this.detach(c, 'disconnected');
   }
 
+  /** ICE servers for `peerId`; renewed on this connection before the TURN credential expires. */
+  private issueIce(c: Conn, peerId: string, now: number) {
+    const s = this.d.ice;
+    if (!s) return { iceServers: [], expiresAt: null };
+    const ice = iceFor(s, peerId, now);
+    const delay = renewDelayMs(s, now, ice.expiresAt);
+    this.d.clock.clearTimeout(c.iceTimer);
+    if (delay !== null) {
+      c.iceTimer = this.d.clock.setTimeout(() => {
+        if (c.closed || this.byPeer.get(peerId) !== c) return;
+        this.send(c, { t: 'ice', ice: this.issueIce(c, peerId, this.d.clock.now()) });
+      }, delay);
+    }
+    return ice;
+  }
+
   /** Removes a joined connection from the live set (once). */
   private detach(c: Conn, reason: string): void {
+    this.d.clock.clearTimeout(c.iceTimer);
     const peerId = c.peerId, runId = c.runId;
     if (!peerId || !runId || this.byPeer.get(peerId) !== c) return;
     this.byPeer.delete(peerId);

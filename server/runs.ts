@@ -2,7 +2,7 @@
 // with is always read from here, so a researcher's change reaches every peer the same way.
 import type { Db } from './db.ts';
 import { DEFAULT_TRAIN, PRESETS, preset as presetConfig, trainConfig, type TrainConfig } from '../src/model/config.ts';
-import { COMPRESSIONS, ID_PATTERN, type Compression, type RunInfo, type RunStatus } from '../src/protocol/messages.ts';
+import { COMPRESSIONS, ICE_POLICIES, ID_PATTERN, type Compression, type IcePolicy, type RunInfo, type RunStatus } from '../src/protocol/messages.ts';
 import type { Schema } from '../src/protocol/schema.ts';
 
 export const DEFAULT_RUN_ID = 'default';
@@ -41,6 +41,7 @@ export const CREATE_RUN_SCHEMA: Schema = {
     train: TRAIN_OVERRIDES_SCHEMA,
     compression: { enum: [...COMPRESSIONS] },
     pairWaitFrac: { type: 'number', minimum: 0.01, maximum: 10 },
+    icePolicy: { enum: [...ICE_POLICIES] },
     seed: { type: 'integer', minimum: 0, maximum: 2 ** 31 - 1 },
   },
 };
@@ -52,6 +53,7 @@ export const UPDATE_RUN_SCHEMA: Schema = {
     train: TRAIN_OVERRIDES_SCHEMA,
     compression: { enum: [...COMPRESSIONS] },
     pairWaitFrac: { type: 'number', minimum: 0.01, maximum: 10 },
+    icePolicy: { enum: [...ICE_POLICIES] },
     status: { enum: ['running', 'stopped'] },
   },
 };
@@ -64,6 +66,7 @@ export interface CreateRun {
   train?: Partial<TrainConfig>;
   compression?: Compression;
   pairWaitFrac?: number;
+  icePolicy?: IcePolicy;
   seed?: number;
 }
 
@@ -72,6 +75,8 @@ export interface UpdateRun {
   train?: Partial<TrainConfig>;
   compression?: Compression;
   pairWaitFrac?: number;
+  /** Applies to links opened after the change (live peers get it with the next config). */
+  icePolicy?: IcePolicy;
   status?: RunStatus;
 }
 
@@ -85,14 +90,14 @@ export class RunError extends Error {
 
 interface RunRow {
   id: string; name: string; dataset: string; preset: string; model_json: string; train_json: string;
-  compression: string; pair_wait_frac: number; seed: number; status: string; created_at: number; updated_at: number;
+  compression: string; pair_wait_frac: number; ice_policy: string; seed: number; status: string; created_at: number; updated_at: number;
 }
 
 function fromRow(r: RunRow): RunInfo {
   return {
     id: r.id, name: r.name, dataset: r.dataset, preset: r.preset,
     model: JSON.parse(r.model_json), train: JSON.parse(r.train_json),
-    compression: r.compression as Compression, pairWaitFrac: r.pair_wait_frac, seed: r.seed,
+    compression: r.compression as Compression, pairWaitFrac: r.pair_wait_frac, icePolicy: r.ice_policy as IcePolicy, seed: r.seed,
     status: r.status as RunStatus, createdAt: r.created_at, updatedAt: r.updated_at,
   };
 }
@@ -117,12 +122,12 @@ export class RunStore {
     const run: RunInfo = {
       id: req.id, name: req.name ?? req.id, dataset: req.dataset, preset: req.preset, model, train,
       compression: req.compression ?? 'none', pairWaitFrac: req.pairWaitFrac ?? DEFAULT_PAIR_WAIT_FRAC,
-      seed: req.seed ?? 1337, status: 'running', createdAt: t, updatedAt: t,
+      icePolicy: req.icePolicy ?? 'all', seed: req.seed ?? 1337, status: 'running', createdAt: t, updatedAt: t,
     };
-    this.db.prepare(`INSERT INTO runs (id, name, dataset, preset, model_json, train_json, compression, pair_wait_frac, seed, status, created_at, updated_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+    this.db.prepare(`INSERT INTO runs (id, name, dataset, preset, model_json, train_json, compression, pair_wait_frac, ice_policy, seed, status, created_at, updated_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
       run.id, run.name, run.dataset, run.preset, JSON.stringify(run.model), JSON.stringify(run.train),
-      run.compression, run.pairWaitFrac, run.seed, run.status, run.createdAt, run.updatedAt,
+      run.compression, run.pairWaitFrac, run.icePolicy, run.seed, run.status, run.createdAt, run.updatedAt,
     );
     return run;
   }
@@ -137,11 +142,12 @@ export class RunStore {
       train,
       compression: u.compression ?? run.compression,
       pairWaitFrac: u.pairWaitFrac ?? run.pairWaitFrac,
+      icePolicy: u.icePolicy ?? run.icePolicy,
       status: u.status ?? run.status,
       updatedAt: this.now(),
     };
-    this.db.prepare(`UPDATE runs SET name = ?, train_json = ?, compression = ?, pair_wait_frac = ?, status = ?, updated_at = ? WHERE id = ?`)
-      .run(next.name, JSON.stringify(next.train), next.compression, next.pairWaitFrac, next.status, next.updatedAt, id);
+    this.db.prepare(`UPDATE runs SET name = ?, train_json = ?, compression = ?, pair_wait_frac = ?, ice_policy = ?, status = ?, updated_at = ? WHERE id = ?`)
+      .run(next.name, JSON.stringify(next.train), next.compression, next.pairWaitFrac, next.icePolicy, next.status, next.updatedAt, id);
     return next;
   }
 

@@ -9,6 +9,7 @@ import { register as registerTrainGpu } from './commands/train-gpu.ts';
 import { register as registerSim } from './commands/sim.ts';
 import { register as registerVolunteer } from './commands/volunteer.ts';
 import { register as registerStart } from './commands/start.ts';
+import { register as registerTurnConfig } from './commands/turn-config.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('murmur')
@@ -23,6 +24,7 @@ export async function main(argv: string[]): Promise<void> {
   registerSim(program);
   registerVolunteer(program);
   registerStart(program);
+  registerTurnConfig(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -28,6 +28,17 @@ export function registerMetricRoutes(ctx: AppContext): void {
     return { run: req.params.run, peer: peer ?? null, from, to, ...metrics.query({ runId: req.params.run, peerId: peer, from, to, maxPoints }) };
   });
 
+  // Connectivity: direct vs relayed exchanges, link failures and their reasons, failing peers.
+  app.get<{ Params: { run: string }; Querystring: { from?: number; to?: number } }>('/api/runs/:run/connectivity', {
+    schema: { params: RUN_PARAMS, querystring: { ...METRICS_QUERY, properties: { from: METRICS_QUERY.properties.from, to: METRICS_QUERY.properties.to } } },
+  }, async (req) => {
+    if (!runs.get(req.params.run)) throw new RunError(`no run "${req.params.run}"`, 404);
+    const { from = 0, to = clock.now() } = req.query;
+    if (to < from) throw new RunError(`querystring: to (${to}) is before from (${from})`, 400);
+    metrics.flush();
+    return { run: req.params.run, from, to, ...metrics.connectivity(req.params.run, from, to) };
+  });
+
   app.get<{ Params: { run: string } }>('/api/runs/:run/stream', { schema: { params: RUN_PARAMS } }, async (req, reply) => {
     if (!runs.get(req.params.run)) throw new RunError(`no run "${req.params.run}"`, 404);
     if (live.full) return reply.code(503).send({ error: `${live.size} dashboards are connected, the limit; try again later` });

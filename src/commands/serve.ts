@@ -1,7 +1,17 @@
 // `murmur serve`: the coordinator (HTTP + WebSocket on one port, SQLite under the data dir).
+// On a public host it also hands volunteers their ICE servers (STUN, TURN through coturn with
+// short-lived credentials) and serves HTTPS, which browsers require for WebGPU; docs/deploy.md.
 import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { coordinatorOptions, intInRange } from './options.ts';
+
+interface ServeOptions {
+  dataDir: string; port: string; host: string; checkpointEvery: string; keep: string; logLevel: string;
+  stun: string[]; turn: string[]; turnSecretFile?: string; turnTtl: string; tlsCert?: string; tlsKey?: string;
+}
+
+const collect = (v: string, acc: string[]) => [...acc, v];
 
 export function register(program: Command): void {
   coordinatorOptions(program.command('serve')
@@ -9,13 +19,23 @@ export function register(program: Command): void {
     .option('--checkpoint-every <seconds>', 'seconds between scheduled checkpoints per run (0: only on request)', '600')
     .option('--keep <n>', 'newest checkpoints kept per run', '5')
     .option('--log-level <level>', 'fatal | error | warn | info | debug', 'info')
-    .action(async (o: { dataDir: string; port: string; host: string; checkpointEvery: string; keep: string; logLevel: string }) => {
+    .option('--stun <url>', 'STUN server for volunteers, e.g. stun:turn.example.org:3478 (repeatable)', collect, [])
+    .option('--turn <url>', 'TURN server for volunteers, e.g. turn:turn.example.org:3478 (repeatable; needs the secret)', collect, [])
+    .option('--turn-secret-file <file>', 'coturn\'s static-auth-secret, in a file only its owner can read (or env MURMUR_TURN_SECRET)')
+    .option('--turn-ttl <seconds>', 'lifetime of each volunteer\'s TURN credential (renewed before it expires)', '3600')
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM); browsers give WebGPU only to secure contexts')
+    .option('--tls-key <file>', 'the certificate\'s private key (PEM)')
+    .action(async (o: ServeOptions) => {
       const port = intInRange(o.port, '--port', 0, 65535);
       const every = intInRange(o.checkpointEvery, '--checkpoint-every', 0, 365 * 24 * 3600);
       const keep = intInRange(o.keep, '--keep', 1, 10_000);
-      const { buildApp } = await import('../../server/app.ts');
+      const [{ buildApp }, { iceSettings, readSecretFile }] = await Promise.all([import('../../server/app.ts'), import('../../server/ice.ts')]);
+      const secret = o.turnSecretFile ? readSecretFile(resolve(o.turnSecretFile)) : (process.env.MURMUR_TURN_SECRET?.trim() || null);
+      const ice = iceSettings({ stun: o.stun, turn: o.turn, turnSecret: secret, ttlS: intInRange(o.turnTtl, '--turn-ttl', 10, 7 * 86400) });
+      if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new Error('--tls-cert and --tls-key go together');
+      const tls = o.tlsCert && o.tlsKey ? { cert: readFileSync(resolve(o.tlsCert)), key: readFileSync(resolve(o.tlsKey)) } : undefined;
       const dataDir = resolve(o.dataDir);
-      const c = await buildApp({ dataDir, logLevel: o.logLevel, logStream: process.stderr }, {
+      const c = await buildApp({ dataDir, logLevel: o.logLevel, logStream: process.stderr, ice, tls }, {
         checkpointEveryMs: every * 1000, checkpointKeep: keep,
       });
       const address = await c.app.listen({ port, host: o.host });
@@ -23,6 +43,12 @@ export function register(program: Command): void {
         process.stdout.write(`murmur admin token (shown once; also in ${dataDir}/admin-token): ${c.adminToken}\n`);
       }
       process.stdout.write(`murmur listening on ${address}\n`);
+      // Which ICE servers volunteers get, never the secret.
+      process.stdout.write(`murmur ICE: ${ice.stun.length + ice.turn.length === 0 ? 'none (volunteers connect only where their host addresses reach each other)'
+        : [...ice.stun, ...ice.turn.map((u) => `${u} (credentials for ${ice.ttlS} s)`)].join(', ')}\n`);
+      if (!tls && o.host !== '127.0.0.1' && o.host !== 'localhost' && o.host !== '::1') {
+        process.stdout.write('murmur: serving plain HTTP on a non-loopback address: browsers give WebGPU only to https pages; use --tls-cert/--tls-key or a TLS proxy (docs/deploy.md)\n');
+      }
       const stop = (sig: string) => {
         c.app.log.info({ signal: sig }, 'shutting down');
         c.close().then(() => process.exit(0), () => process.exit(1));

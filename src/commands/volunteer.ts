@@ -17,6 +17,7 @@ interface VolunteerCliOptions {
   autotune: boolean;
   quiet: boolean;
   verbose: boolean;
+  json: boolean;
 }
 
 export function register(program: Command): void {
@@ -32,6 +33,7 @@ export function register(program: Command): void {
     .option('--no-autotune', 'GPU: use the default kernel shapes instead of measuring (cached per adapter)')
     .option('--quiet', 'print only the summary')
     .option('--verbose', 'print mesh and link events too')
+    .option('--json', 'print one JSON object per outer round (report and exchange) and one for the summary, nothing else')
     .action(async (o: VolunteerCliOptions) => {
       const [{ WebSocket }, { default: wrtc }, { runVolunteer }, { consoleLogger }] = await Promise.all([
         import('ws'), import('@roamhq/wrtc'), import('../volunteer/volunteer.ts'), import('../sync/components.ts'),
@@ -58,6 +60,16 @@ export function register(program: Command): void {
         console.log(`murmur volunteer: ${(err as Error).message}`);
         process.exit(0);
       }
+      if (o.json) {
+        v.onRound(({ report, exchange, waitMs }) => {
+          const { payload: _p, ...ex } = exchange;
+          console.log(JSON.stringify({ kind: 'round', report, exchange: ex, waitMs }));
+        });
+        const s = await v.done;
+        console.log(JSON.stringify({ kind: 'summary', ...s }));
+        process.exit(0);
+      }
+      let warnedLinks = false;
       if (!o.quiet) {
         console.log(`murmur volunteer: peer ${j.peerId} in run ${j.run.id} (${j.run.preset}, H=${j.run.train.H}), ${o.backend} on ${j.adapter}; state from ${j.source}`);
         console.log('  round    step   train loss   val loss   tokens/s   partner');
@@ -66,6 +78,12 @@ export function register(program: Command): void {
           console.log(`${String(r.round).padStart(7)} ${String(r.step).padStart(7)}     ${f(r.trainLoss)}   ${f(r.valLoss)}   ${r.tokensPerS.toFixed(0).padStart(8)}   ${r.partner ?? 'solo'}`);
         });
       }
+      // Links that never open turn every outer step into a solo step: say so, and why, once.
+      v.onRound(({ report: r }) => {
+        if (warnedLinks || !r.linkError) return;
+        warnedLinks = true;
+        console.warn(`murmur volunteer: WebRTC links to partners fail, so this volunteer trains alone: ${r.linkError}`);
+      });
       const s = await v.done;
       console.log(`murmur volunteer: ${s.reason}; ${s.rounds} outer rounds (${s.paired} paired), ${s.steps} inner steps` +
         `${s.unsentReports > 0 ? `, ${s.unsentReports} reports not delivered` : ''}`);

@@ -12,6 +12,7 @@
 //   state-fail                  the peer cannot serve a state request
 //   offender                    a partner sent a payload that failed validation; the coordinator
 //                               records it and never pairs the two again in this run
+//            ice                fresh ICE servers (TURN credentials) before the old ones expire
 //            peers / config / error
 import { jsonDepth, validateSchema, type Schema, type Validation } from './schema.ts';
 
@@ -46,6 +47,23 @@ export interface WireTrainConfig {
 
 export type RunStatus = 'running' | 'stopped';
 
+/**
+ * Which ICE candidates a run's volunteers may use: 'all', or 'relay' (only TURN relays, so no
+ * peer ever learns another's address; every exchange then goes through the TURN server).
+ */
+export const ICE_POLICIES = ['all', 'relay'] as const;
+export type IcePolicy = (typeof ICE_POLICIES)[number];
+
+/** An RTCIceServer as the coordinator hands it out (TURN entries carry REST credentials). */
+export interface WireIceServer { urls: string[]; username?: string; credential?: string }
+
+/** ICE servers for one peer; `expiresAt` (ms) is when its TURN credential stops working. */
+export interface WireIce { iceServers: WireIceServer[]; expiresAt: number | null }
+
+/** The kinds of ICE candidate (RTCIceCandidateType). */
+export const CANDIDATE_TYPES = ['host', 'srflx', 'prflx', 'relay'] as const;
+export type CandidateType = (typeof CANDIDATE_TYPES)[number];
+
 /** What a volunteer needs to train on a run. */
 export interface RunInfo {
   id: string;
@@ -57,6 +75,8 @@ export interface RunInfo {
   compression: Compression;
   /** Ready-pool wait as a fraction of the peer's own inner-loop time (DESIGN.md section 3). */
   pairWaitFrac: number;
+  /** Which ICE candidates the run's links may use (relay: TURN only, addresses stay hidden); absent = 'all'. */
+  icePolicy?: IcePolicy;
   seed: number;
   status: RunStatus;
   createdAt: number;
@@ -142,9 +162,20 @@ export interface ReportFields {
   /** L2 distance between our φ and the partner's φ at the last outer step. */
   partnerDist: number | null;
   adapter: string | null;
+  // Connectivity (optional on the wire: absent reads as null / 0).
+  /** Candidate types of the link this round's exchange used (ours, the partner's); null: none. */
+  linkLocal?: CandidateType | null;
+  linkRemote?: CandidateType | null;
+  /** Time that link took to open, ms (null: no link). */
+  connectMs?: number | null;
+  /** WebRTC links that failed to open since the previous report, and why the last one did. */
+  linkFailures?: number;
+  linkError?: string | null;
 }
 export interface ReportMsg extends ReportFields { t: 'report'; seq: number }
 export interface StateFailMsg { t: 'state-fail'; id: string; reason: string }
+/** Longest `linkError` of a report; the mesh's reason is cut to fit. */
+export const MAX_LINK_ERROR = 300;
 /** Longest `reason` of an offender report; the mesh's "code: detail" is cut to fit. */
 export const MAX_OFFENDER_REASON = 300;
 /** `peer` (never the sender itself) sent us a payload that failed validation. */
@@ -170,6 +201,8 @@ export interface WelcomeMsg {
   peers: string[];
   heartbeatMs: number;
   limits: { maxMessageBytes: number; messagesPerSecond: number; burst: number };
+  /** ICE servers for this peer's WebRTC links (STUN, TURN with short-lived credentials). */
+  ice?: WireIce;
 }
 export interface ErrorMsg { t: 'error'; code: ErrorCode; message: string; ref?: string; fatal?: boolean }
 export interface SignalInMsg { t: 'signal'; from: string; data: Record<string, unknown> }
@@ -178,9 +211,10 @@ export interface PairedMsg { t: 'paired'; round: number; partner: string | null;
 export interface AckMsg { t: 'ack'; seq: number; duplicate?: boolean }
 export interface ConfigMsg { t: 'config'; run: RunInfo }
 export interface StateRequestMsg { t: 'state-request'; id: string; url: string }
+export interface IceMsg { t: 'ice'; ice: WireIce }
 
 export type ServerMessage =
-  | WelcomeMsg | ErrorMsg | SignalInMsg | PeersMsg | PairedMsg | AckMsg | ConfigMsg | StateRequestMsg;
+  | WelcomeMsg | ErrorMsg | SignalInMsg | PeersMsg | PairedMsg | AckMsg | ConfigMsg | StateRequestMsg | IceMsg;
 
 // ---------- schemas ----------
 
@@ -234,6 +268,11 @@ export const CLIENT_SCHEMAS: Record<ClientMessage['t'], Schema> = {
       partner: { type: ['string', 'null'], pattern: PEER_ID_PATTERN },
       partnerDist: { type: ['number', 'null'], minimum: 0, maximum: 1e12 },
       adapter: { type: ['string', 'null'], maxLength: 200 },
+      linkLocal: { enum: [...CANDIDATE_TYPES, null] },
+      linkRemote: { enum: [...CANDIDATE_TYPES, null] },
+      connectMs: { type: ['number', 'null'], minimum: 0, maximum: 3_600_000 },
+      linkFailures: { type: 'integer', minimum: 0, maximum: 100_000 },
+      linkError: { type: ['string', 'null'], maxLength: MAX_LINK_ERROR },
     },
   },
   'state-fail': {
@@ -274,7 +313,7 @@ export function parseClientMessage(
   return { ok: true, msg: r.value };
 }
 
-const SERVER_TYPES = new Set(['welcome', 'error', 'signal', 'peers', 'paired', 'ack', 'config', 'state-request']);
+const SERVER_TYPES = new Set(['welcome', 'error', 'signal', 'peers', 'paired', 'ack', 'config', 'state-request', 'ice']);
 
 /**
  * Light check of a server frame for clients: the coordinator is trusted, but a proxy or a

@@ -1,6 +1,16 @@
 // What the mesh (src/sync) needs from the coordinator connection, as a type only: the mesh is
 // given an implementation (the real WebSocket client, or a stub in tests) and never imports one.
 
+import type { IcePolicy, WireIceServer } from './messages.ts';
+
+/** What a new link is configured with. */
+export interface IceConfig {
+  iceServers: WireIceServer[];
+  policy: IcePolicy;
+  /** When the TURN credential among iceServers expires (ms), null when there is none. */
+  expiresAt: number | null;
+}
+
 export interface PairAssignment {
   /** Outer round the peer asked a partner for. */
   round: number;
@@ -37,5 +47,10 @@ export interface Signaling {
    * mesh queues reports while the coordinator is down.
    */
   reportOffender?(peer: string, reason: string): void;
+  /**
+   * The ICE servers and policy new WebRTC links use, as the coordinator last sent them (kept
+   * while it is down: links still need TURN then). Optional: without it links use none.
+   */
+  ice?(): IceConfig | null;
   on<K extends keyof SignalingEventMap>(event: K, fn: (e: SignalingEventMap[K]) => void): () => void;
 }

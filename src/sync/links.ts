@@ -1,6 +1,8 @@
 // One WebRTC data channel to one remote peer, behind a small interface so the mesh never
 // touches simple-peer directly: tests swap in an in-memory link, and chaos tests wrap a real one.
 import SimplePeer from 'simple-peer';
+import type { CandidateType } from '../protocol/messages.ts';
+import type { IceConfig } from '../protocol/signaling.ts';
 import type { Clock } from './components.ts';
 import { systemClock } from './components.ts';
 import { Emitter } from './emitter.ts';
@@ -33,6 +35,39 @@ export interface Link {
   on<K extends keyof LinkEvents>(event: K, fn: (e: LinkEvents[K]) => void): () => void;
   /** Close the channel; safe to call any number of times. */
   destroy(reason?: string): void;
+  /** How the link connected or why it has not (optional: in-memory test links have no ICE). */
+  info?(): LinkInfo;
+}
+
+/** What ICE did for one link: the candidates each side offered and the pair it chose. */
+export interface LinkInfo {
+  /** Candidate types we gathered and signalled, and those the remote signalled. */
+  localTypes: CandidateType[];
+  remoteTypes: CandidateType[];
+  /** The selected candidate pair once connected (null before, or if stats were unavailable). */
+  route: { local: CandidateType; remote: CandidateType } | null;
+  /** Creation to open, ms; null while not open. */
+  connectMs: number | null;
+  /** Whether ICE servers were configured: STUN (srflx possible) and TURN (relay possible). */
+  stun: boolean;
+  turn: boolean;
+  policy: 'all' | 'relay';
+}
+
+/**
+ * Why a link never opened, in words a volunteer or operator can act on: which candidates each
+ * side offered, and what would have given a path.
+ */
+export function describeLinkFailure(i: LinkInfo, reason: string): string {
+  const list = (t: CandidateType[]) => (t.length ? t.join(',') : 'none');
+  const sides = `ours ${list(i.localTypes)}, theirs ${list(i.remoteTypes)}`;
+  let hint: string;
+  if (!i.turn && !i.stun) hint = 'no STUN or TURN server is configured, so only host addresses were tried: peers behind different NATs need the coordinator to hand out STUN and TURN (murmur serve --stun/--turn)';
+  else if (!i.turn) hint = 'no TURN server is configured: NATs that map each destination to a new port (symmetric) need a relay (murmur serve --turn)';
+  else if (!i.localTypes.includes('relay')) hint = 'the TURN server gave us no relay candidate: it is unreachable or refused our credentials';
+  else if (!i.remoteTypes.includes('relay')) hint = 'the partner offered no relay candidate: its TURN server is unreachable or refused its credentials';
+  else hint = 'even relayed candidates found no path';
+  return `${reason}: no ICE path (${sides}); ${hint}`;
 }
 
 export interface LinkOptions {
@@ -54,6 +89,8 @@ export interface SimplePeerLinkOptions {
   rtc?: RtcImplementation;
   /** STUN/TURN servers; [] on loopback and in tests. */
   iceServers?: RTCIceServer[];
+  /** The coordinator's current ICE servers and policy, read as each link is made (renewals apply). */
+  ice?: () => IceConfig | null;
   clock?: Clock;
 }
 
@@ -71,19 +108,36 @@ class SimplePeerLink implements Link {
   private readonly peer: SimplePeer.Instance;
   private readonly events = new Emitter<LinkEvents>();
   private closed = false;
+  private readonly createdAt: number;
+  private readonly state: LinkInfo;
 
   constructor(readonly remote: string, readonly initiator: boolean, opts: SimplePeerLinkOptions, private readonly clock: Clock) {
+    const ice = opts.ice?.() ?? null;
+    const iceServers = (ice?.iceServers ?? opts.iceServers ?? []) as RTCIceServer[];
+    const urls = iceServers.flatMap((s) => (Array.isArray(s.urls) ? s.urls : [s.urls]));
+    const policy = ice?.policy ?? 'all';
+    this.createdAt = clock.now();
+    this.state = {
+      localTypes: [], remoteTypes: [], route: null, connectMs: null, policy,
+      stun: urls.some((u) => u.startsWith('stun:') || u.startsWith('turn')), turn: urls.some((u) => u.startsWith('turn')),
+    };
     this.peer = new SimplePeer({
       initiator,
       wrtc: opts.rtc as SimplePeer.Options['wrtc'],
-      config: { iceServers: opts.iceServers ?? [] },
+      config: { iceServers, iceTransportPolicy: policy },
       trickle: true,
     });
     this.peer.on('signal', (data) => {
       const kept = withoutTcpCandidates(data);
-      if (kept !== null) this.events.emit('signal', kept);
+      if (kept === null) return;
+      noteCandidateTypes(kept, this.state.localTypes);
+      this.events.emit('signal', kept);
     });
-    this.peer.on('connect', () => this.events.emit('connect', undefined));
+    this.peer.on('connect', () => {
+      this.state.connectMs = this.clock.now() - this.createdAt;
+      void this.readRoute();
+      this.events.emit('connect', undefined);
+    });
     this.peer.on('data', (data: Uint8Array) => this.events.emit('data', data));
     let lastError = '';
     this.peer.on('error', (err: Error & { code?: string }) => { lastError = err.code ?? err.message; });
@@ -98,10 +152,24 @@ class SimplePeerLink implements Link {
     return this.peer.bufferSize;
   }
 
+  info(): LinkInfo {
+    return { ...this.state, localTypes: [...this.state.localTypes], remoteTypes: [...this.state.remoteTypes] };
+  }
+
+  /** The selected candidate pair from the connection's stats (standard getStats in both runtimes). */
+  private async readRoute(): Promise<void> {
+    const pc = (this.peer as unknown as { _pc?: RTCPeerConnection })._pc;
+    if (!pc) return;
+    try {
+      this.state.route = selectedRoute(await pc.getStats());
+    } catch { /* closed meanwhile: no route to record */ }
+  }
+
   signal(data: unknown): void {
     if (this.closed) return;
     const kept = withoutTcpCandidates(data);
     if (kept === null) return;
+    noteCandidateTypes(kept, this.state.remoteTypes);
     try {
       this.peer.signal(kept as SimplePeer.SignalData);
     } catch (err) {
@@ -168,4 +236,40 @@ export function withoutTcpCandidates(data: unknown): unknown {
     if (kept.length !== lines.length) return { ...d, sdp: kept.join('\r\n') };
   }
   return data;
+}
+
+const CANDIDATE_TYPE = /\btyp (host|srflx|prflx|relay)\b/g;
+
+/** Adds the candidate types a signal carries (trickled candidate or SDP lines) to `into`. */
+export function noteCandidateTypes(data: unknown, into: CandidateType[]): void {
+  if (typeof data !== 'object' || data === null) return;
+  const d = data as { candidate?: { candidate?: unknown }; sdp?: unknown };
+  const text = typeof d.candidate?.candidate === 'string' ? d.candidate.candidate : typeof d.sdp === 'string' ? d.sdp : '';
+  for (const m of text.matchAll(CANDIDATE_TYPE)) {
+    const t = m[1] as CandidateType;
+    if (!into.includes(t)) into.push(t);
+  }
+}
+
+interface StatLike { type?: string; id?: string; selectedCandidatePairId?: string; selected?: boolean; nominated?: boolean; state?: string;
+  localCandidateId?: string; remoteCandidateId?: string; candidateType?: string }
+
+/** The candidate types of the pair ICE selected, from an RTCStatsReport (null if not found). */
+export function selectedRoute(stats: { forEach(fn: (v: StatLike) => void): void }): { local: CandidateType; remote: CandidateType } | null {
+  const byId = new Map<string, StatLike>();
+  let selectedId: string | undefined;
+  stats.forEach((v) => {
+    if (v.id) byId.set(v.id, v);
+    if (v.type === 'transport' && v.selectedCandidatePairId) selectedId = v.selectedCandidatePairId;
+  });
+  let pair = selectedId ? byId.get(selectedId) : undefined;
+  if (!pair) {
+    for (const v of byId.values()) {
+      if (v.type === 'candidate-pair' && (v.selected || (v.nominated && v.state === 'succeeded'))) { pair = v; break; }
+    }
+  }
+  const local = pair?.localCandidateId ? byId.get(pair.localCandidateId)?.candidateType : undefined;
+  const remote = pair?.remoteCandidateId ? byId.get(pair.remoteCandidateId)?.candidateType : undefined;
+  const ok = (t: string | undefined): t is CandidateType => t === 'host' || t === 'srflx' || t === 'prflx' || t === 'relay';
+  return ok(local) && ok(remote) ? { local, remote } : null;
 }

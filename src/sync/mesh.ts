@@ -12,7 +12,7 @@ import { Emitter } from './emitter.ts';
 import { ConnectTimeoutError, LinkClosedError, MeshBusyError, MeshConfigError, MeshDestroyedError } from './errors.ts';
 import { ExchangeRun, DeadlineEstimator, DEFAULT_DEADLINE } from './exchange.ts';
 import { requestState, serveState } from './bootstrap.ts';
-import { simplePeerLinks, type Link, type LinkFactory, type RtcImplementation } from './links.ts';
+import { describeLinkFailure, simplePeerLinks, type Link, type LinkFactory, type RtcImplementation } from './links.ts';
 import type { Assembler, TransferIdentity } from './transfer.ts';
 import { DEFAULT_VALIDATION, PartnerValidator, type ValidationSettings } from './validate.ts';
 import type {
@@ -136,6 +136,8 @@ export interface Conn {
   active: number;
   /** Control messages for whoever is waiting on this link (exchange, bootstrap). */
   listeners: Set<(msg: ControlMessage) => void>;
+  /** Why we closed it ourselves (dropConn), if we did. */
+  dropped?: string;
 }
 
 /** A relayed signal: simple-peer's data wrapped with the link it belongs to. */
@@ -179,7 +181,10 @@ export class MeshImpl implements Mesh {
   private lastRewire: number;
   private destroyed = false;
   private readonly unsubscribe: (() => void)[] = [];
-  private readonly totals = { exchanges: 0, paired: 0, solo: 0, bytesSent: 0, bytesReceived: 0 };
+  private readonly totals = { exchanges: 0, paired: 0, solo: 0, bytesSent: 0, bytesReceived: 0, linksOpened: 0, linkFailures: 0 };
+  private lastLinkError: string | null = null;
+  /** Per peer: why our last link to it failed to open (for the exchange that needed it). */
+  private readonly linkErrors = new Map<string, string>();
 
   constructor(readonly settings: MeshSettings, components: MeshComponents) {
     if (!components?.signaling) throw new MeshConfigError('components.signaling is required');
@@ -187,7 +192,9 @@ export class MeshImpl implements Mesh {
     this.clock = components.clock ?? systemClock;
     this.logger = components.logger ?? silentLogger;
     this.random = components.random ?? Math.random;
-    this.links = components.links ?? simplePeerLinks({ rtc: components.rtc, iceServers: settings.iceServers, clock: this.clock });
+    this.links = components.links ?? simplePeerLinks({
+      rtc: components.rtc, iceServers: settings.iceServers, ice: () => this.signaling.ice?.() ?? null, clock: this.clock,
+    });
     this.events = new Emitter<MeshEvents>((err, ev) => this.logger.error('mesh event listener threw', { event: String(ev), error: String(err) }));
     this.validator = new PartnerValidator(settings.elements, settings.validation);
     this.estimator = new DeadlineEstimator(settings.deadline);
@@ -222,7 +229,7 @@ export class MeshImpl implements Mesh {
     const run = new ExchangeRun(this, round, payload, opts.waitMs);
     this.run = run;
     try {
-      const result = await run.start();
+      const result = withLink(await run.start(), this);
       this.totals.exchanges++;
       if (result.outcome === 'paired') this.totals.paired++; else this.totals.solo++;
       this.totals.bytesSent += result.bytesSent;
@@ -251,7 +258,20 @@ export class MeshImpl implements Mesh {
       banned: [...this.banned],
       ...this.totals,
       deadlineMs: this.estimator.deadlineMs(2 * 4 * this.settings.elements),
+      lastLinkError: this.lastLinkError,
     };
+  }
+
+  /** The open link to `peer` as ICE made it, or why the last one to it failed (for withLink). */
+  linkOutcome(peer: string): { link: ExchangeResult['link']; error: string | null } {
+    const c = this.conns.get(peer);
+    if (c?.state === 'open') {
+      const i = c.link.info?.();
+      return { link: i?.route ? { ...i.route, connectMs: i.connectMs } : null, error: null };
+    }
+    // Still trying past the exchange's connect timeout: that link has failed for this round.
+    if (c) this.dropConn(c, 'connect timeout', false);
+    return { link: null, error: this.linkErrors.get(peer) ?? null };
   }
 
   destroy(): void {
@@ -477,6 +497,7 @@ export class MeshImpl implements Mesh {
       return;
     }
     c.state = 'open';
+    this.totals.linksOpened++;
     c.openedAt = this.clock.now();
     this.logger.debug('neighbour up', { peer: c.peer });
     this.events.emit('neighbour:up', { peer: c.peer });
@@ -509,6 +530,18 @@ export class MeshImpl implements Mesh {
   private onLinkClosed(c: Conn, reason: string): void {
     if (this.conns.get(c.peer) !== c) return;
     this.conns.delete(c.peer);
+    // A link that never opened is a failure unless we closed it for our own reasons.
+    // A link that never opened failed: it timed out, or the network closed it (ICE failure). One we
+    // dropped for our own reasons (trimmed, replaced, cut off) is not a connectivity problem.
+    if (c.state === 'connecting' && !this.destroyed && (c.dropped === undefined || c.dropped === 'connect timeout')) {
+      const info = c.link.info?.();
+      const error = info && !info.route ? describeLinkFailure(info, reason) : reason;
+      this.totals.linkFailures++;
+      this.lastLinkError = error;
+      this.linkErrors.set(c.peer, error);
+      if (this.linkErrors.size > 256) this.linkErrors.delete(this.linkErrors.keys().next().value!);
+      this.logger.info('link failed to open', { peer: c.peer, error });
+    }
     const err = new LinkClosedError(c.peer);
     for (const a of c.inbound.values()) a.fail(err);
     c.inbound.clear();
@@ -526,6 +559,7 @@ export class MeshImpl implements Mesh {
 
   /** Close a link; `bye` first when it is a planned disconnect the remote should not mistake for a crash. */
   private dropConn(c: Conn, reason: string, bye: boolean): void {
+    c.dropped ??= reason;
     if (bye) this.coolDown(c.peer);
     if (bye && c.state === 'open' && !this.destroyed) {
       // Closing the connection at once would drop the bye still queued on the channel: forget
@@ -608,4 +642,11 @@ export class MeshImpl implements Mesh {
     if (!this.signaling.connected || !this.signaling.reportOffender) return;
     for (const [peer, reason] of this.reports.splice(0)) this.signaling.reportOffender(peer, reason);
   }
+}
+
+/** The exchange's result with its link: the route ICE chose, or why no link opened. */
+function withLink(r: ExchangeResult, mesh: MeshImpl): ExchangeResult {
+  if (r.partner === null) return { ...r, link: null, linkError: null };
+  const o = mesh.linkOutcome(r.partner);
+  return { ...r, link: o.link, linkError: r.reason === 'connect-failed' ? o.error : null };
 }

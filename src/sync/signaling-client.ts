@@ -10,7 +10,7 @@
 //   commit) and re-sent after a reconnect; sequence numbers make re-sends idempotent;
 // - a `ready()` that cannot reach the coordinator is answered locally with a solo step once
 //   its wait runs out, so the trainer never blocks on pairing.
-import type { PairAssignment, Signaling, SignalingEventMap } from '../protocol/signaling.ts';
+import type { IceConfig, PairAssignment, Signaling, SignalingEventMap } from '../protocol/signaling.ts';
 import {
   MAX_OFFENDER_REASON, PROTOCOL_VERSION, parseServerMessage,
   type ClientMessage, type ErrorMsg, type ReportFields, type ReportMsg, type RunInfo, type ServerMessage, type WelcomeMsg,
@@ -80,6 +80,8 @@ export interface ClientEventMap extends SignalingEventMap {
   stopped: { reason: string };
   /** A state upload for a checkpoint finished (ok) or failed (error). */
   'state-served': { id: string; ok: boolean; error?: string };
+  /** New ICE servers (in the welcome, or renewed TURN credentials). */
+  ice: IceConfig;
 }
 
 /** Codes after which reconnecting cannot help. */
@@ -91,6 +93,8 @@ export type StateProvider = () => StateFrame | Promise<StateFrame>;
 export class SignalingClient implements Signaling {
   private ws: WebSocketLike | null = null;
   private welcomeMsg: WelcomeMsg | null = null;
+  /** The last ICE servers the coordinator sent: kept across disconnects (links need TURN then too). */
+  private iceConfig: IceConfig | null = null;
   private readonly listeners = new Map<keyof ClientEventMap, Set<(e: never) => void>>();
   private readonly unacked = new Map<number, ReportMsg>();
   private readonly timers: Timers;
@@ -132,6 +136,16 @@ export class SignalingClient implements Signaling {
 
   get welcome(): WelcomeMsg | null {
     return this.welcomeMsg;
+  }
+
+  /** ICE servers and policy for new links (null until the first welcome). */
+  ice(): IceConfig | null {
+    return this.iceConfig;
+  }
+
+  private setIce(servers: WelcomeMsg['ice'], run: RunInfo): void {
+    this.iceConfig = { iceServers: servers?.iceServers ?? [], expiresAt: servers?.expiresAt ?? null, policy: run.icePolicy ?? 'all' };
+    this.emit('ice', this.iceConfig);
   }
 
   /** Reports not yet acknowledged by the coordinator. */
@@ -268,6 +282,7 @@ export class SignalingClient implements Signaling {
     switch (m.t) {
       case 'welcome':
         this.welcomeMsg = m;
+        this.setIce(m.ice, m.run);
         this.attempt = 0;
         this.session.save(m.session);
         this.startHeartbeat(m.heartbeatMs);
@@ -292,8 +307,12 @@ export class SignalingClient implements Signaling {
       case 'paired':
         if (this.pendingReady && this.pendingReady.round === m.round) this.resolveReady({ round: m.round, partner: m.partner, initiator: m.initiator });
         return;
+      case 'ice':
+        if (this.welcomeMsg) this.setIce(m.ice, this.welcomeMsg.run);
+        return;
       case 'config':
         if (this.welcomeMsg) this.welcomeMsg = { ...this.welcomeMsg, run: m.run };
+        if (this.iceConfig && m.run.icePolicy && m.run.icePolicy !== this.iceConfig.policy) this.iceConfig = { ...this.iceConfig, policy: m.run.icePolicy };
         this.emit('config', m.run);
         return;
       case 'state-request':

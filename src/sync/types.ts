@@ -1,4 +1,5 @@
 // Public types of the mesh: its settings, its events, and what an outer exchange returns.
+import type { CandidateType } from '../protocol/messages.ts';
 import type { CompressionSetting } from './compress.ts';
 import type { ValidationSettings } from './validate.ts';
 
@@ -97,6 +98,10 @@ export interface ExchangeResult {
   /** Wire bytes (frames with headers) we queued for the partner and received from it. */
   bytesSent: number;
   bytesReceived: number;
+  /** The link to the partner: ICE's chosen candidate types and its time to open (null: none opened). */
+  link?: { local: CandidateType; remote: CandidateType; connectMs: number | null } | null;
+  /** Why the link to the partner did not open, when reason is 'connect-failed'. */
+  linkError?: string | null;
 }
 
 export interface Offence {
@@ -142,4 +147,9 @@ export interface MeshStats {
   bytesReceived: number;
   /** Current transfer-deadline estimate for one exchange, ms. */
   deadlineMs: number;
+  /** WebRTC links that opened, and that failed to open (connect timeout, ICE failure). */
+  linksOpened: number;
+  linkFailures: number;
+  /** Why the most recent link failed to open (describeLinkFailure), null if none has. */
+  lastLinkError: string | null;
 }

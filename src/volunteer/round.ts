@@ -1,7 +1,7 @@
 // One outer round and the metric row that describes it, shared by every loop that trains a
 // replica against the mesh (the headless volunteer here; the browser's controller has the same
 // shape). DOM-free and trainer-agnostic: it sees only the Replica interface and the mesh.
-import { lossToWire, type ReportFields } from '../protocol/messages.ts';
+import { MAX_LINK_ERROR, lossToWire, type ReportFields } from '../protocol/messages.ts';
 import type { Mesh } from '../sync/mesh.ts';
 import { outerRound, pairWaitMs, type Replica } from '../sync/replica.ts';
 import type { ExchangeResult } from '../sync/types.ts';
@@ -35,6 +35,24 @@ export interface RoundOutcome {
   report: ReportFields;
 }
 
+/** Link failures of each mesh already counted in a report: each report carries the new ones. */
+const reportedFailures = new WeakMap<Mesh, number>();
+
+/** The report's connectivity fields: the exchange's link, and links that failed since the last report. */
+export function linkFields(mesh: Mesh, exchange: ExchangeResult): Pick<ReportFields, 'linkLocal' | 'linkRemote' | 'connectMs' | 'linkFailures' | 'linkError'> {
+  const s = mesh.stats();
+  const failures = s.linkFailures - (reportedFailures.get(mesh) ?? 0);
+  reportedFailures.set(mesh, s.linkFailures);
+  const error = exchange.linkError ?? (failures > 0 ? s.lastLinkError : null);
+  return {
+    linkLocal: exchange.link?.local ?? null,
+    linkRemote: exchange.link?.remote ?? null,
+    connectMs: exchange.link?.connectMs ?? null,
+    linkFailures: Math.min(failures, 100_000),
+    linkError: error === null ? null : error.slice(0, MAX_LINK_ERROR),
+  };
+}
+
 /**
  * Exchanges φ/Δ with one partner from the coordinator's pool (or none in time: a solo step),
  * applies the NoLoCo outer step, optionally evaluates, and returns the report for this round.
@@ -65,6 +83,7 @@ export async function runOuterRound(mesh: Mesh, replica: Replica, ctx: RoundCont
     partner: exchange.outcome === 'paired' ? exchange.partner : null,
     partnerDist: exchange.payload ? exchange.payload.phiDistance : null,
     adapter: ctx.adapter,
+    ...linkFields(mesh, exchange),
   };
   return { exchange, waitMs, report };
 }

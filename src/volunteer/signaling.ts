@@ -7,7 +7,7 @@ import type { Signaling, SignalingEventMap } from '../protocol/signaling.ts';
 import type { SignalingClient } from '../sync/signaling-client.ts';
 
 /** What the replay needs of the client (a SignalingClient, or a stub in tests). */
-export type PeerListSource = Pick<SignalingClient, 'welcome' | 'peerId' | 'connected' | 'sendSignal' | 'ready'> & {
+export type PeerListSource = Pick<SignalingClient, 'welcome' | 'peerId' | 'connected' | 'sendSignal' | 'ready'> & Partial<Pick<SignalingClient, 'ice'>> & {
   /** Passed through to the mesh: without it offender reports would never reach the coordinator. */
   reportOffender?(peer: string, reason: string): void;
   on<K extends keyof SignalingEventMap>(event: K, fn: (e: SignalingEventMap[K]) => void): () => void;
@@ -22,6 +22,7 @@ export function withPeerReplay(client: PeerListSource): Signaling {
     get connected() { return client.connected; },
     sendSignal: (to, data) => client.sendSignal(to, data),
     ready: (round, waitMs) => client.ready(round, waitMs),
+    ...(client.ice ? { ice: () => client.ice!() } : {}),
     ...(client.reportOffender ? { reportOffender: (peer: string, reason: string) => client.reportOffender!(peer, reason) } : {}),
     on<K extends keyof SignalingEventMap>(event: K, fn: (e: SignalingEventMap[K]) => void): () => void {
       const off = client.on(event, fn);

@@ -77,6 +77,10 @@ export interface VolunteerSummary {
   reason: string;
   /** Reports still unacknowledged when we left (lost unless the peer comes back). */
   unsentReports: number;
+  /** WebRTC links that opened and that failed to open, and why the last failure happened. */
+  linksOpened?: number;
+  linkFailures?: number;
+  lastLinkError?: string | null;
 }
 
 export interface Volunteer {
@@ -353,6 +357,8 @@ class HeadlessVolunteer implements Volunteer {
     const deadline = Date.now() + 3_000;
     while (s.connected && s.pendingReports > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     this.summary.unsentReports = s.pendingReports;
+    const links = this.mesh?.stats();
+    if (links) Object.assign(this.summary, { linksOpened: links.linksOpened, linkFailures: links.linkFailures, lastLinkError: links.lastLinkError });
     this.stopServing();
     this.mesh?.destroy();
     this.mesh = null;

@@ -1,0 +1,79 @@
+// ICE servers for volunteers: STUN to learn their public address, TURN (coturn) to relay
+// where no direct path exists (symmetric NATs, strict firewalls). TURN credentials follow the
+// TURN REST convention that coturn's `use-auth-secret` checks: the username is
+// `<unix expiry>:<peer id>` and the credential is base64(HMAC-SHA1(secret, username)). The
+// secret never leaves this process: peers get only short-lived, per-peer credentials, renewed
+// before they expire while the peer stays connected, and afresh with every welcome.
+import { createHmac } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import type { WireIce, WireIceServer } from '../src/protocol/messages.ts';
+
+export interface IceSettings {
+  /** stun: URLs handed to every volunteer. */
+  stun: string[];
+  /** turn:/turns: URLs; they need `turnSecret`. */
+  turn: string[];
+  /** coturn's static-auth-secret. */
+  turnSecret: string | null;
+  /** Lifetime of a TURN credential, seconds. */
+  ttlS: number;
+}
+
+export const DEFAULT_TURN_TTL_S = 3600;
+/** Credentials are renewed once this fraction of their lifetime has passed. */
+export const RENEW_AT = 0.8;
+
+const URL_RE = /^(stun|turns?):[A-Za-z0-9.\-[\]:]+(?:\?transport=(?:udp|tcp))?$/;
+
+/** Clear error for a bad URL list or a TURN URL without a secret; settings otherwise. */
+export function iceSettings(o: { stun?: string[]; turn?: string[]; turnSecret?: string | null; ttlS?: number }): IceSettings {
+  const stun = o.stun ?? [], turn = o.turn ?? [];
+  for (const u of stun) if (!URL_RE.test(u) || !u.startsWith('stun:')) throw new Error(`STUN URL "${u}" must look like stun:host:port`);
+  for (const u of turn) if (!URL_RE.test(u) || !u.startsWith('turn')) throw new Error(`TURN URL "${u}" must look like turn:host:port or turns:host:port[?transport=tcp]`);
+  const secret = o.turnSecret ?? null;
+  if (turn.length > 0 && !secret) throw new Error('TURN URLs need the TURN shared secret (--turn-secret-file or MURMUR_TURN_SECRET): coturn checks credentials made from it');
+  if (secret !== null && secret.length < 16) throw new Error('the TURN secret must be at least 16 characters');
+  const ttlS = o.ttlS ?? DEFAULT_TURN_TTL_S;
+  if (!(Number.isInteger(ttlS) && ttlS >= 10 && ttlS <= 7 * 86400)) throw new Error(`TURN credential lifetime must be an integer in [10, 604800] s, got ${ttlS}`);
+  return { stun, turn, turnSecret: secret, ttlS };
+}
+
+/**
+ * Reads the TURN secret from a file that only its owner may read (mode 0600 or stricter): a
+ * secret other users can read is as good as published.
+ */
+export function readSecretFile(path: string): string {
+  const st = statSync(path);
+  if ((st.mode & 0o077) !== 0) {
+    throw new Error(`${path} is readable by others (mode ${(st.mode & 0o777).toString(8)}): chmod 600 it; the TURN secret must stay with its owner`);
+  }
+  const secret = readFileSync(path, 'utf8').trim();
+  if (!secret) throw new Error(`${path} is empty: it must hold the TURN shared secret`);
+  return secret;
+}
+
+/** One TURN REST credential for `peerId`, valid until `expiresAtS` (unix seconds). */
+export function turnCredential(secret: string, peerId: string, expiresAtS: number): { username: string; credential: string } {
+  const username = `${expiresAtS}:${peerId}`;
+  return { username, credential: createHmac('sha1', secret).update(username).digest('base64') };
+}
+
+/** What a volunteer gets in its welcome (and again before the TURN credential expires). */
+export function iceFor(s: IceSettings, peerId: string, nowMs: number): WireIce {
+  const servers: WireIceServer[] = [];
+  if (s.stun.length > 0) servers.push({ urls: s.stun });
+  let expiresAt: number | null = null;
+  if (s.turn.length > 0 && s.turnSecret) {
+    const expiresAtS = Math.floor(nowMs / 1000) + s.ttlS;
+    expiresAt = expiresAtS * 1000;
+    servers.push({ urls: s.turn, ...turnCredential(s.turnSecret, peerId, expiresAtS) });
+  }
+  return { iceServers: servers, expiresAt };
+}
+
+/** When to send fresh credentials to a peer given ones that expire at `expiresAt` (ms). */
+export function renewDelayMs(s: IceSettings, nowMs: number, expiresAt: number | null): number | null {
+  if (expiresAt === null) return null;
+  const life = s.ttlS * 1000;
+  return Math.max(1000, expiresAt - life * (1 - RENEW_AT) - nowMs);
+}

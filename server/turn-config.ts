@@ -1,0 +1,125 @@
+// A coturn configuration that matches the coordinator: the same shared secret (TURN REST
+// credentials, server/ice.ts), and the lines that keep a public TURN server from becoming a
+// proxy into its operator's network: relaying to private, loopback, link-local, carrier-grade
+// NAT, documentation, benchmarking and multicast ranges is denied; so is any range the operator
+// names (the coordinator's other addresses, the office LAN). Relay ports are a bounded range,
+// allocations per user and bandwidth are capped, and the admin CLI is off.
+import { isIP } from 'node:net';
+
+export interface TurnConfigOptions {
+  secret: string;
+  realm: string;
+  /** Address coturn listens on (the host's public or private interface address). */
+  listenIp: string;
+  /** Address relays are allocated on (default: listenIp). */
+  relayIp?: string;
+  /** Public address when the host sits behind 1:1 NAT (cloud instances): coturn's external-ip. */
+  externalIp?: string;
+  port: number;
+  /** TLS listener (turns:) with these PEM files; port 5349. */
+  tls?: { cert: string; key: string; port: number };
+  minPort: number;
+  maxPort: number;
+  /** Concurrent allocations per TURN user (one volunteer) and in all. */
+  userQuota: number;
+  totalQuota: number;
+  /** Bytes per second per session, and for the whole server (0: no cap). */
+  maxBps: number;
+  bpsCapacity: number;
+  /** Extra ranges to deny ("a.b.c.d-e.f.g.h" or CIDR), and exceptions to every deny. */
+  deny: string[];
+  allow: string[];
+}
+
+export const TURN_DEFAULTS = {
+  port: 3478, minPort: 49160, maxPort: 49359, userQuota: 12, totalQuota: 1200, maxBps: 3_000_000, bpsCapacity: 0,
+} as const;
+
+/**
+ * Ranges a relay must never reach (IANA special-purpose registries): this host's loopback, the
+ * operator's private networks, link-local (cloud metadata at 169.254.169.254), CGNAT, and
+ * ranges that are not public unicast.
+ */
+export const DENIED_RANGES: readonly string[] = [
+  '0.0.0.0-0.255.255.255', // "this" network
+  '10.0.0.0-10.255.255.255', // private
+  '100.64.0.0-100.127.255.255', // carrier-grade NAT
+  '127.0.0.0-127.255.255.255', // loopback
+  '169.254.0.0-169.254.255.255', // link-local, cloud metadata
+  '172.16.0.0-172.31.255.255', // private
+  '192.0.0.0-192.0.0.255', // IETF protocol assignments
+  '192.0.2.0-192.0.2.255', // documentation
+  '192.88.99.0-192.88.99.255', // 6to4 relay anycast
+  '192.168.0.0-192.168.255.255', // private
+  '198.18.0.0-198.19.255.255', // benchmarking
+  '198.51.100.0-198.51.100.255', // documentation
+  '203.0.113.0-203.0.113.255', // documentation
+  '224.0.0.0-255.255.255.255', // multicast, reserved, broadcast
+  '::1', // loopback
+  '::ffff:0.0.0.0-::ffff:255.255.255.255', // IPv4-mapped: the IPv4 rules must not be bypassed
+  '64:ff9b::-64:ff9b::ffff:ffff', // NAT64
+  'fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', // unique local
+  'fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff', // link-local
+];
+
+/** "a.b.c.d/n" -> "first-last" (coturn takes ranges); single addresses and ranges pass through. */
+export function toRange(spec: string): string {
+  const s = spec.trim();
+  const cidr = /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(s);
+  if (cidr) {
+    const bits = Number(cidr[2]);
+    if (isIP(cidr[1]!) !== 4 || bits > 32) throw new Error(`"${spec}" is not an IPv4 CIDR range`);
+    const ip = cidr[1]!.split('.').reduce((a, o) => a * 256 + Number(o), 0);
+    const size = 2 ** (32 - bits);
+    const first = Math.floor(ip / size) * size;
+    return `${dotted(first)}-${dotted(first + size - 1)}`;
+  }
+  const parts = s.split('-');
+  if (parts.length > 2 || parts.some((p) => isIP(p) === 0)) throw new Error(`"${spec}" is not an address, a range a-b or an IPv4 CIDR`);
+  return s;
+}
+
+const dotted = (n: number) => [24, 16, 8, 0].map((sh) => Math.floor(n / 2 ** sh) % 256).join('.');
+
+export function turnConfig(o: TurnConfigOptions): string {
+  for (const [name, ip] of [['listen', o.listenIp], ['relay', o.relayIp], ['external', o.externalIp]] as const) {
+    if (ip !== undefined && isIP(ip) === 0) throw new Error(`--${name}-ip "${ip}" is not an IP address`);
+  }
+  if (!/^[A-Za-z0-9.-]{1,100}$/.test(o.realm)) throw new Error(`realm "${o.realm}" must be a domain-like name`);
+  if (o.secret.length < 16 || /\s/.test(o.secret)) throw new Error('the TURN secret must be at least 16 characters, without spaces');
+  if (!(o.minPort >= 1024 && o.maxPort <= 65535 && o.minPort <= o.maxPort)) throw new Error(`relay ports ${o.minPort}-${o.maxPort} must lie within 1024-65535`);
+  const relayIp = o.relayIp ?? o.listenIp;
+  const lines = [
+    '# coturn configuration written by `murmur turn-config`; it holds the TURN secret: keep it mode 600.',
+    '# Volunteers get credentials from the coordinator (TURN REST: username "<expiry>:<peer id>").',
+    `listening-ip=${o.listenIp}`,
+    `listening-port=${o.port}`,
+    `relay-ip=${relayIp}`,
+    ...(o.externalIp ? [`external-ip=${o.externalIp}${o.externalIp !== relayIp ? `/${relayIp}` : ''}`] : []),
+    ...(o.tls ? [`tls-listening-port=${o.tls.port}`, `cert=${o.tls.cert}`, `pkey=${o.tls.key}`, 'no-tlsv1', 'no-tlsv1_1'] : ['no-tls', 'no-dtls']),
+    `realm=${o.realm}`,
+    'use-auth-secret',
+    `static-auth-secret=${o.secret}`,
+    'fingerprint',
+    'stale-nonce=600',
+    // Volunteers relay WebRTC data channels over UDP: no TCP relays (RFC 6062) to open for anyone.
+    'no-tcp-relay',
+    'no-cli',
+    'no-multicast-peers',
+    `min-port=${o.minPort}`,
+    `max-port=${o.maxPort}`,
+    `user-quota=${o.userQuota}`,
+    `total-quota=${o.totalQuota}`,
+    ...(o.maxBps > 0 ? [`max-bps=${o.maxBps}`] : []),
+    ...(o.bpsCapacity > 0 ? [`bps-capacity=${o.bpsCapacity}`] : []),
+    '# Never relay into the operator\'s network or to special-purpose addresses:',
+    ...[...DENIED_RANGES, ...o.deny.map(toRange)].map((r) => `denied-peer-ip=${r}`),
+    '# Exceptions: the relay address itself (two relayed volunteers reach each other through it)',
+    '# and any range the operator allowed.',
+    ...[relayIp, ...(o.externalIp ? [o.externalIp] : []), ...o.allow.map(toRange)].map((r) => `allowed-peer-ip=${r}`),
+    'simple-log',
+    'log-file=stdout',
+    '',
+  ];
+  return lines.join('\n');
+}

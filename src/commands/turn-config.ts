@@ -1,0 +1,54 @@
+// `murmur turn-config`: writes a coturn config that matches this coordinator's TURN secret, with
+// the deny lists and caps a public TURN server needs (server/turn-config.ts, docs/deploy.md).
+import type { Command } from 'commander';
+import { writeFileSync, renameSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { intInRange, nonNegativeInt } from './options.ts';
+
+const collect = (v: string, acc: string[]) => [...acc, v];
+
+interface TurnConfigCli {
+  secretFile: string; realm: string; listenIp: string; relayIp?: string; externalIp?: string; port: string;
+  tlsCert?: string; tlsKey?: string; tlsPort: string; minPort: string; maxPort: string; userQuota: string; totalQuota: string;
+  maxBps: number; bpsCapacity: number; deny: string[]; allow: string[]; out: string;
+}
+
+export function register(program: Command): void {
+  program.command('turn-config')
+    .description('write a coturn config for this coordinator: shared-secret auth, private ranges denied, bounded ports and quotas')
+    .requiredOption('--secret-file <file>', 'the TURN shared secret (mode 600), the same file `murmur serve --turn-secret-file` reads')
+    .requiredOption('--realm <name>', 'TURN realm, e.g. your domain')
+    .requiredOption('--listen-ip <ip>', 'address coturn listens on')
+    .option('--relay-ip <ip>', 'address relays are allocated on (default: --listen-ip)')
+    .option('--external-ip <ip>', 'public address when the host is behind 1:1 NAT (cloud instances)')
+    .option('--port <n>', 'TURN/STUN UDP and TCP port', '3478')
+    .option('--tls-cert <file>', 'also listen for turns: with this certificate')
+    .option('--tls-key <file>', 'its private key')
+    .option('--tls-port <n>', 'turns: port', '5349')
+    .option('--min-port <n>', 'lowest relay port', '49160')
+    .option('--max-port <n>', 'highest relay port', '49359')
+    .option('--user-quota <n>', 'concurrent allocations per volunteer', '12')
+    .option('--total-quota <n>', 'concurrent allocations in all', '1200')
+    .option('--max-bps <n>', 'bytes/s per relayed session (0: no cap)', (v) => nonNegativeInt(v, '--max-bps'), 3_000_000)
+    .option('--bps-capacity <n>', 'bytes/s for the whole server (0: no cap)', (v) => nonNegativeInt(v, '--bps-capacity'), 0)
+    .option('--deny <range>', 'also deny relaying to this range (CIDR, a-b or one address); e.g. the coordinator\'s private addresses (repeatable)', collect, [])
+    .option('--allow <range>', 'exception to every deny (repeatable; only what volunteers must reach)', collect, [])
+    .option('--out <file>', 'where to write the config (mode 600)', 'turnserver.conf')
+    .action(async (o: TurnConfigCli) => {
+      const [{ readSecretFile }, { turnConfig }] = await Promise.all([import('../../server/ice.ts'), import('../../server/turn-config.ts')]);
+      if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new Error('--tls-cert and --tls-key go together');
+      const text = turnConfig({
+        secret: readSecretFile(resolve(o.secretFile)), realm: o.realm, listenIp: o.listenIp, relayIp: o.relayIp, externalIp: o.externalIp,
+        port: intInRange(o.port, '--port', 1, 65535),
+        tls: o.tlsCert && o.tlsKey ? { cert: resolve(o.tlsCert), key: resolve(o.tlsKey), port: intInRange(o.tlsPort, '--tls-port', 1, 65535) } : undefined,
+        minPort: intInRange(o.minPort, '--min-port', 1024, 65535), maxPort: intInRange(o.maxPort, '--max-port', 1024, 65535),
+        userQuota: intInRange(o.userQuota, '--user-quota', 1, 10_000), totalQuota: intInRange(o.totalQuota, '--total-quota', 1, 1_000_000),
+        maxBps: o.maxBps, bpsCapacity: o.bpsCapacity, deny: o.deny, allow: o.allow,
+      });
+      // Written whole or not at all, never readable by others: it holds the secret.
+      const out = resolve(o.out), tmp = `${out}.${process.pid}.tmp`;
+      writeFileSync(tmp, text, { mode: 0o600 });
+      renameSync(tmp, out);
+      console.log(`murmur turn-config: wrote ${out} (mode 600; run: turnserver -c ${out})`);
+    });
+}

@@ -1,0 +1,152 @@
+// A Murmur run across the namespace internet (tests/support/netns.ts): coturn and the
+// coordinator (`murmur serve`) in the internet namespace, headless volunteers (`murmur
+// volunteer`, CPU backend) in the homes. Used by tests/nat.*.test.ts and bench/nat.ts.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { turnConfig } from '../../server/turn-config.ts';
+import { ROOT } from './browser.ts';
+import type { Topology } from './netns.ts';
+
+export const COORDINATOR_PORT = 8787;
+export const TURN_PORT = 3478;
+const NODE = process.execPath;
+const REGISTER = join(ROOT, 'scripts', 'node-register.mjs');
+const MURMUR = join(ROOT, 'bin', 'murmur.mjs');
+
+/** Lines a child printed, kept for the failure message. */
+function capture(child: ChildProcess, into: string[]): void {
+  const keep = (d: Buffer) => {
+    for (const line of String(d).split('\n')) if (line) into.push(line);
+    if (into.length > 400) into.splice(0, into.length - 400);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+}
+
+/** Resolves once `test()` holds, checking every `everyMs`; rejects with `what` after `timeoutMs`. */
+export async function waitFor<T>(what: string, test: () => T | null | undefined | false | Promise<T | null | undefined | false>, timeoutMs: number, everyMs = 200): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await test();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export interface IceMode {
+  stun: boolean;
+  turn: boolean;
+  /** Secret coturn checks; the coordinator's is this unless `coordinatorSecret` differs. */
+  secret?: string;
+  coordinatorSecret?: string;
+  ttlS?: number;
+}
+
+export interface NatRun {
+  dir: string;
+  base: string;
+  adminToken: string;
+  coordinatorLog: string[];
+  turnLog: string[];
+  /** GET (or send) JSON to the coordinator from inside the internet namespace. */
+  api<T = unknown>(path: string, init?: { method?: string; body?: unknown; admin?: boolean }): T;
+  /** A volunteer in home `k` (0-based); resolves with its exit code and output. */
+  volunteer(k: number, args: string[]): { child: ChildProcess; log: string[]; exit: Promise<number | null> };
+  stop(): void;
+}
+
+const DEFAULT_SECRET = 'nat-test-secret-0123456789';
+
+export async function startNatRun(topo: Topology, ice: IceMode): Promise<NatRun> {
+  const dir = mkdtempSync(join(tmpdir(), 'murmur-nat-'));
+  const children: ChildProcess[] = [];
+  const coordinatorLog: string[] = [], turnLog: string[] = [];
+  const secret = ice.secret ?? DEFAULT_SECRET;
+  const ip = topo.inetAddr;
+  try {
+    if (ice.stun || ice.turn) {
+      // The generated config as an operator would use it, with the test's internet segment as the
+      // one range relays may reach (everything else in 198.18.0.0/15 stays denied: the homes).
+      const conf = turnConfig({
+        secret, realm: 'murmur.test', listenIp: ip, port: TURN_PORT, minPort: 49160, maxPort: 49400,
+        userQuota: 24, totalQuota: 400, maxBps: 0, bpsCapacity: 0, deny: [], allow: ['198.18.0.0/24'],
+      });
+      writeFileSync(join(dir, 'turnserver.conf'), conf, { mode: 0o600 });
+      const turn = topo.spawn(topo.inet, '/usr/bin/turnserver', ['-c', join(dir, 'turnserver.conf'), '--pidfile', join(dir, 'turn.pid')]);
+      capture(turn, turnLog);
+      children.push(turn);
+      await waitFor('coturn to listen', () => turnLog.some((l) => /Total (UDP|General) servers/i.test(l) || /IPv4. UDP listener opened/i.test(l)), 20_000);
+    }
+    writeFileSync(join(dir, 'turn-secret'), ice.coordinatorSecret ?? secret, { mode: 0o600 });
+    const args = [MURMUR, 'serve', '--host', ip, '--port', String(COORDINATOR_PORT), '--data-dir', join(dir, 'coord'), '--checkpoint-every', '0', '--log-level', 'warn'];
+    if (ice.stun) args.push('--stun', `stun:${ip}:${TURN_PORT}`);
+    if (ice.turn) args.push('--turn', `turn:${ip}:${TURN_PORT}`, '--turn-secret-file', join(dir, 'turn-secret'));
+    if (ice.ttlS) args.push('--turn-ttl', String(ice.ttlS));
+    const coord = topo.spawn(topo.inet, NODE, args, { cwd: ROOT });
+    capture(coord, coordinatorLog);
+    children.push(coord);
+    await waitFor('the coordinator to listen', () => {
+      if (coord.exitCode !== null) throw new Error(`murmur serve exited (${coord.exitCode}):\n${coordinatorLog.join('\n')}`);
+      return coordinatorLog.some((l) => l.startsWith('murmur listening on'));
+    }, 60_000);
+  } catch (err) {
+    for (const c of children) try { process.kill(-c.pid!, 'SIGKILL'); } catch { /* gone */ }
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  const base = `http://${ip}:${COORDINATOR_PORT}`;
+  const adminToken = readFileSync(join(dir, 'coord', 'admin-token'), 'utf8').trim();
+  const run: NatRun = {
+    dir, base, adminToken, coordinatorLog, turnLog,
+    api<T>(path: string, init: { method?: string; body?: unknown; admin?: boolean } = {}): T {
+      const req = {
+        method: init.method ?? 'GET',
+        headers: { 'content-type': 'application/json', ...(init.admin ? { authorization: `Bearer ${adminToken}` } : {}) },
+        ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
+      };
+      const script = 'const [u, r] = JSON.parse(process.argv[1]); fetch(u, r).then(async (x) => { const t = await x.text(); ' +
+        'if (!x.ok) { console.error(x.status + " " + t); process.exit(1); } process.stdout.write(t); }, (e) => { console.error(String(e)); process.exit(1); });';
+      const out = topo.exec(topo.inet, NODE, ['-e', script, JSON.stringify([base + path, req])], { timeoutMs: 30_000 });
+      return JSON.parse(out) as T;
+    },
+    volunteer(k, extra) {
+      const home = topo.homes[k]!;
+      const child = topo.spawn(home.ns, NODE, [MURMUR, 'volunteer', '--url', base, '--backend', 'cpu', ...extra], { cwd: ROOT });
+      const log: string[] = [];
+      capture(child, log);
+      children.push(child);
+      const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      return { child, log, exit };
+    },
+    stop() {
+      for (const c of children) try { process.kill(-c.pid!, 'SIGKILL'); } catch { /* gone */ }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return run;
+}
+
+/** The `micro` run every NAT case trains: small enough for two CPU volunteers on two cores. */
+export function createMicroRun(run: NatRun, id: string, extra: Record<string, unknown> = {}): void {
+  run.api('/api/runs', {
+    method: 'POST', admin: true,
+    body: {
+      id, dataset: 'moby-dick', preset: 'micro',
+      train: { batch: 4, H: 10, lr: 3e-3, warmupSteps: 4, totalSteps: 2000 },
+      // Both volunteers share two cores with everything else: a generous pool wait pairs them.
+      pairWaitFrac: 2,
+      ...extra,
+    },
+  });
+}
+
+/** What coturn answers a client in `ns` (tests/support/turn-probe.ts). */
+export function turnProbe(topo: Topology, ns: string, username: string, password: string, peers: string[] = []): {
+  allocate: 'ok' | number | 'timeout'; relayed: boolean; permissions: Record<string, 'ok' | number | 'timeout'>;
+} {
+  const out = topo.exec(ns, NODE, ['--import', REGISTER, join(ROOT, 'tests', 'support', 'turn-probe.ts'), `${topo.inetAddr}:${TURN_PORT}`, username, password, ...peers], { timeoutMs: 60_000 });
+  return JSON.parse(out.trim().split('\n').pop()!);
+}
