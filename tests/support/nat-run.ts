@@ -150,3 +150,66 @@ export function turnProbe(topo: Topology, ns: string, username: string, password
   const out = topo.exec(ns, NODE, ['--import', REGISTER, join(ROOT, 'tests', 'support', 'turn-probe.ts'), `${topo.inetAddr}:${TURN_PORT}`, username, password, ...peers], { timeoutMs: 60_000 });
   return JSON.parse(out.trim().split('\n').pop()!);
 }
+
+/** One outer round as `murmur volunteer --json` prints it. */
+export interface RoundLine {
+  report: { round: number; step: number; valLoss: number | string | null; partner: string | null; linkLocal: string | null; linkRemote: string | null; connectMs: number | null; linkFailures: number; linkError: string | null };
+  exchange: { partner: string | null; outcome: 'paired' | 'solo'; reason: string | null; elapsedMs: number; budgetMs: number; pairMs: number; transferMs: number; link: { local: string; remote: string; connectMs: number | null } | null; linkError: string | null; bytesReceived: number };
+}
+
+export interface SwarmMember {
+  home: number;
+  rounds: RoundLine[];
+  summary: Record<string, unknown> | null;
+  log: string[];
+}
+
+/**
+ * Volunteers in homes `homes` (one each) on run `runId`, until `done(members)` holds; then each
+ * is asked to stop (SIGTERM: it leaves after its current chunk and prints its summary).
+ */
+export async function swarmUntil(
+  run: NatRun, runId: string, homes: number[], done: (m: SwarmMember[]) => boolean, timeoutMs: number,
+  opts: { extra?: string[]; startWhen?: Record<number, (m: SwarmMember[]) => boolean> } = {},
+): Promise<SwarmMember[]> {
+  const members: SwarmMember[] = homes.map((home) => ({ home, rounds: [], summary: null, log: [] }));
+  const procs: (ReturnType<NatRun['volunteer']> | null)[] = homes.map(() => null);
+  const start = (i: number) => {
+    const m = members[i]!;
+    const v = run.volunteer(m.home, ['--run', runId, '--json', '--eval-every', '2', ...(opts.extra ?? [])]);
+    let buf = '';
+    v.child.stdout!.on('data', (d: Buffer) => {
+      buf += String(d);
+      let cut: number;
+      while ((cut = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, cut);
+        buf = buf.slice(cut + 1);
+        if (!line.startsWith('{')) continue;
+        const o = JSON.parse(line) as { kind: string } & RoundLine & Record<string, unknown>;
+        if (o.kind === 'round') m.rounds.push({ report: o.report, exchange: o.exchange });
+        else if (o.kind === 'summary') m.summary = o;
+      }
+    });
+    m.log = v.log;
+    procs[i] = v;
+  };
+  try {
+    await waitFor('the volunteers to reach the test\'s condition', () => {
+      for (const [i, p] of procs.entries()) {
+        if (!p) {
+          const when = opts.startWhen?.[homes[i]!];
+          if (!when || when(members)) start(i);
+        } else if (p.child.exitCode !== null) {
+          throw new Error(`volunteer in home ${homes[i]} exited early (${p.child.exitCode}):\n${p.log.slice(-30).join('\n')}`);
+        }
+      }
+      return procs.every((p) => p !== null) && done(members);
+    }, timeoutMs, 250);
+  } catch (err) {
+    for (const p of procs) p?.child.kill('SIGKILL');
+    throw new Error(`${(err as Error).message}\nrounds: ${members.map((m) => m.rounds.map((r) => r.exchange.outcome === 'paired' ? 'P' : (r.exchange.reason ?? 's')[0]).join('')).join(' | ')}\ncoordinator:\n${run.coordinatorLog.slice(-20).join('\n')}`);
+  }
+  for (const p of procs) p!.child.kill('SIGTERM');
+  await Promise.all(procs.map((p, i) => waitFor('a volunteer to leave', () => p!.child.exitCode !== null || members[i]!.summary !== null, 30_000)));
+  return members;
+}
