@@ -177,6 +177,11 @@ function natRules(kind: NatKind): string {
     '  chain filter_forward { type filter hook forward priority 0; policy drop;',
     '    ct state established,related accept;',
     '    iifname "lan" oifname "wan" accept; }',
+    // Unsolicited packets to the router itself are dropped before conntrack confirms them: an
+    // entry for one would occupy the port a later outbound mapping wants to keep, and turn a
+    // cone NAT symmetric for that destination.
+    '  chain filter_input { type filter hook input priority 0; policy accept;',
+    '    iifname "wan" ct state new,invalid drop; }',
     '}',
   ].join('\n');
 }
