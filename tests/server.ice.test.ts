@@ -1,0 +1,184 @@
+// ICE servers from the coordinator (server/ice.ts): TURN REST credentials exactly as coturn's
+// use-auth-secret checks them, handed out in the welcome, renewed before they expire, and the
+// secret itself never sent or logged. Also the coturn config generator and the link helpers
+// that turn ICE's candidates into a route or a reason.
+import { afterEach, describe, expect, it } from 'vitest';
+import { createHmac } from 'node:crypto';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { iceFor, iceSettings, readSecretFile, renewDelayMs, turnCredential } from '../server/ice.ts';
+import { toRange, turnConfig, TURN_DEFAULTS } from '../server/turn-config.ts';
+import { describeLinkFailure, noteCandidateTypes, selectedRoute } from '../src/sync/links.ts';
+import { parseClientMessage, type CandidateType, type ServerMessage } from '../src/protocol/messages.ts';
+import { FakeClock } from './support/fake-clock.ts';
+import { RawPeer, startServer, type TestServer } from './support/coordinator.ts';
+
+const SECRET = 'unit-test-turn-secret-42';
+const dirs: string[] = [];
+const tmp = () => { const d = mkdtempSync(join(tmpdir(), 'murmur-ice-')); dirs.push(d); return d; };
+let server: TestServer | null = null;
+afterEach(async () => {
+  await server?.close();
+  server = null;
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe('TURN REST credentials', () => {
+  it('username is "<expiry>:<peer>", credential base64(HMAC-SHA1(secret, username))', () => {
+    const c = turnCredential(SECRET, 'p-0123456789abcdef', 1_800_000_000);
+    expect(c.username).toBe('1800000000:p-0123456789abcdef');
+    expect(c.credential).toBe(createHmac('sha1', SECRET).update(c.username).digest('base64'));
+  });
+
+  it('iceFor gives STUN and TURN with a credential that expires after the TTL', () => {
+    const s = iceSettings({ stun: ['stun:turn.example.org:3478'], turn: ['turn:turn.example.org:3478', 'turns:turn.example.org:5349?transport=tcp'], turnSecret: SECRET, ttlS: 3600 });
+    const ice = iceFor(s, 'p-0123456789abcdef', 1_700_000_000_500);
+    expect(ice.expiresAt).toBe((1_700_000_000 + 3600) * 1000);
+    expect(ice.iceServers[0]).toEqual({ urls: ['stun:turn.example.org:3478'] });
+    expect(ice.iceServers[1]!.urls).toHaveLength(2);
+    expect(ice.iceServers[1]!.username).toBe(`${1_700_000_000 + 3600}:p-0123456789abcdef`);
+    expect(JSON.stringify(ice)).not.toContain(SECRET);
+    expect(renewDelayMs(s, 1_700_000_000_500, ice.expiresAt)).toBe(ice.expiresAt! - 720_000 - 1_700_000_000_500);
+  });
+
+  it('refuses TURN without a secret, bad URLs, a short secret and an absurd TTL', () => {
+    expect(() => iceSettings({ turn: ['turn:x.org:3478'] })).toThrow(/TURN URLs need the TURN shared secret/);
+    expect(() => iceSettings({ stun: ['http://x.org'] })).toThrow(/STUN URL "http:\/\/x.org"/);
+    expect(() => iceSettings({ turn: ['turn:x.org:3478'], turnSecret: 'short' })).toThrow(/at least 16/);
+    expect(() => iceSettings({ ttlS: 1 })).toThrow(/lifetime/);
+  });
+
+  it('reads the secret only from a file nobody else can read', () => {
+    const f = join(tmp(), 'secret');
+    writeFileSync(f, `${SECRET}\n`, { mode: 0o644 });
+    chmodSync(f, 0o644);
+    expect(() => readSecretFile(f)).toThrow(/readable by others.*chmod 600/);
+    chmodSync(f, 0o600);
+    expect(readSecretFile(f)).toBe(SECRET);
+  });
+});
+
+describe('the coordinator hands out ICE', () => {
+  it('welcome carries per-peer credentials; fresh ones arrive before expiry; the secret never appears in a frame or a log line', async () => {
+    const clock = new FakeClock(Date.now());
+    const logged: string[] = [];
+    const logStream = new Writable({ write(chunk, _enc, cb) { logged.push(String(chunk)); cb(); } });
+    // Liveness longer than the test's jumps in time: heartbeats are not what this tests.
+    server = await startServer({ hub: { livenessMs: 3_600_000 } }, {
+      clock, logLevel: 'debug', logStream,
+      ice: iceSettings({ stun: ['stun:198.18.0.1:3478'], turn: ['turn:198.18.0.1:3478'], turnSecret: SECRET, ttlS: 60 }),
+    });
+    const { peer, welcome } = await RawPeer.join(server.wsUrl);
+    const ice = welcome.ice!;
+    expect(ice.iceServers.map((s) => s.urls[0])).toEqual(['stun:198.18.0.1:3478', 'turn:198.18.0.1:3478']);
+    const turn = ice.iceServers[1]!;
+    expect(turn.username).toBe(`${Math.floor(clock.now() / 1000) + 60}:${welcome.peerId}`);
+    expect(turn.credential).toBe(createHmac('sha1', SECRET).update(turn.username!).digest('base64'));
+    expect(ice.expiresAt).toBe((Math.floor(clock.now() / 1000) + 60) * 1000);
+    // Not yet: 80% of the lifetime has not passed.
+    clock.advance(40_000);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(peer.frames.some((f) => f.t === 'ice')).toBe(false);
+    clock.advance(10_000);
+    const renewed = await peer.next<Extract<ServerMessage, { t: 'ice' }>>((m) => m.t === 'ice');
+    expect(renewed.ice.expiresAt!).toBeGreaterThan(ice.expiresAt!);
+    expect(renewed.ice.iceServers[1]!.username).toBe(`${renewed.ice.expiresAt! / 1000}:${welcome.peerId}`);
+    for (const f of peer.frames) expect(JSON.stringify(f)).not.toContain(SECRET);
+    expect(logged.join('')).not.toContain(SECRET);
+    peer.ws.close();
+  });
+
+  it('without ICE settings the welcome says so (no servers), and a run may force relay-only', async () => {
+    server = await startServer();
+    const r = await server.c.app.inject({ method: 'POST', url: '/api/runs', headers: server.admin, payload: { id: 'hidden', dataset: 'moby-dick', preset: 'micro', icePolicy: 'relay' } });
+    expect(r.statusCode).toBe(201);
+    expect(r.json().icePolicy).toBe('relay');
+    const bad = await server.c.app.inject({ method: 'PATCH', url: '/api/runs/hidden', headers: server.admin, payload: { icePolicy: 'direct' } });
+    expect(bad.statusCode).toBe(400);
+    const { welcome } = await RawPeer.join(server.wsUrl, { run: 'hidden' });
+    expect(welcome.ice).toEqual({ iceServers: [], expiresAt: null });
+    expect(welcome.run.icePolicy).toBe('relay');
+  });
+});
+
+describe('reports carry connectivity', () => {
+  it('link fields are validated, stored and summarised as direct vs relayed with failure reasons', async () => {
+    const base = { t: 'report', seq: 1, time: 1, step: 1, round: 1, trainLoss: 1, valLoss: null, tokensPerS: 1, bytesIn: 0, bytesOut: 0, partner: null, partnerDist: null, adapter: null };
+    expect(parseClientMessage(JSON.stringify({ ...base, linkLocal: 'teleport' })).ok).toBe(false);
+    expect(parseClientMessage(JSON.stringify({ ...base, linkError: 'x'.repeat(301) })).ok).toBe(false);
+    expect(parseClientMessage(JSON.stringify({ ...base, linkFailures: -1 })).ok).toBe(false);
+    expect(parseClientMessage(JSON.stringify(base)).ok).toBe(true);
+
+    server = await startServer();
+    const a = await RawPeer.join(server.wsUrl), b = await RawPeer.join(server.wsUrl);
+    const pa = a.welcome.peerId, pb = b.welcome.peerId;
+    let seq = 1;
+    const send = (p: RawPeer, f: Record<string, unknown>) => p.send({ ...base, seq: seq++, time: Date.now(), ...f });
+    send(a.peer, { partner: pb, linkLocal: 'srflx', linkRemote: 'prflx', connectMs: 300 });
+    send(a.peer, { partner: pb, linkLocal: 'relay', linkRemote: 'relay', connectMs: 900 });
+    send(b.peer, { partner: pa, linkLocal: 'host', linkRemote: 'host', connectMs: 100 });
+    for (let i = 0; i < 3; i++) send(b.peer, { linkFailures: 1, linkError: 'connect timeout: no ICE path' });
+    await Promise.all([a.peer.next((m) => m.t === 'ack' && m.seq === 2), b.peer.next((m) => m.t === 'ack' && m.seq === 6)]);
+    const c = (await server.c.app.inject({ url: '/api/runs/default/connectivity' })).json();
+    expect(c.exchanges).toEqual({ direct: 2, relayed: 1 });
+    expect(c.relayFraction).toBeCloseTo(1 / 3);
+    expect(c.medianConnectMs).toBe(300);
+    expect(c.linkFailures).toBe(3);
+    expect(c.reasons).toEqual([{ reason: 'connect timeout: no ICE path', count: 3 }]);
+    const byPeer = Object.fromEntries(c.peers.map((p: { peerId: string }) => [p.peerId, p]));
+    expect(byPeer[pa]).toMatchObject({ paired: 2, failing: false });
+    expect(byPeer[pb]).toMatchObject({ paired: 1, solo: 3, linkFailures: 3, failing: true, lastLinkError: 'connect timeout: no ICE path' });
+    const points = (await server.c.app.inject({ url: `/api/runs/default/metrics?peer=${pa}` })).json().points;
+    expect(points.map((p: { linkLocal: string }) => p.linkLocal)).toEqual(['srflx', 'relay']);
+  });
+});
+
+describe('link helpers', () => {
+  it('collects candidate types from trickled candidates and SDP lines', () => {
+    const into: CandidateType[] = [];
+    noteCandidateTypes({ candidate: { candidate: 'candidate:1 1 udp 2122260223 198.18.1.2 5000 typ host generation 0' } }, into);
+    noteCandidateTypes({ type: 'offer', sdp: 'v=0\r\na=candidate:2 1 udp 1 198.18.0.11 6000 typ srflx raddr 0.0.0.0 rport 0\r\na=candidate:3 1 udp 1 198.18.0.1 7000 typ relay raddr x rport 1\r\n' }, into);
+    noteCandidateTypes({ candidate: { candidate: 'candidate:4 1 udp 1 198.18.1.2 5000 typ host' } }, into);
+    expect(into).toEqual(['host', 'srflx', 'relay']);
+  });
+
+  it('finds the selected pair through the transport, or a nominated succeeded pair', () => {
+    const report = (entries: object[]) => ({ forEach: (fn: (v: never) => void) => entries.forEach((e) => fn(e as never)) });
+    const cands = [{ id: 'L', type: 'local-candidate', candidateType: 'relay' }, { id: 'R', type: 'remote-candidate', candidateType: 'srflx' }];
+    expect(selectedRoute(report([...cands, { id: 'P', type: 'candidate-pair', localCandidateId: 'L', remoteCandidateId: 'R' }, { type: 'transport', selectedCandidatePairId: 'P' }])))
+      .toEqual({ local: 'relay', remote: 'srflx' });
+    expect(selectedRoute(report([...cands, { id: 'P', type: 'candidate-pair', nominated: true, state: 'succeeded', localCandidateId: 'L', remoteCandidateId: 'R' }])))
+      .toEqual({ local: 'relay', remote: 'srflx' });
+    expect(selectedRoute(report(cands))).toBeNull();
+  });
+
+  it('names what would have given a path', () => {
+    const info = { localTypes: ['host'] as CandidateType[], remoteTypes: ['host'] as CandidateType[], route: null, connectMs: null, stun: false, turn: false, policy: 'all' as const };
+    expect(describeLinkFailure(info, 'connect timeout')).toMatch(/^connect timeout: no ICE path \(ours host, theirs host\); no STUN or TURN server/);
+    expect(describeLinkFailure({ ...info, stun: true, localTypes: ['host', 'srflx'] }, 'x')).toMatch(/no TURN server is configured/);
+    expect(describeLinkFailure({ ...info, stun: true, turn: true, localTypes: ['host', 'srflx'] }, 'x')).toMatch(/gave us no relay candidate/);
+    expect(describeLinkFailure({ ...info, stun: true, turn: true, localTypes: ['relay'], remoteTypes: ['host'] }, 'x')).toMatch(/partner offered no relay/);
+  });
+});
+
+describe('murmur turn-config', () => {
+  const opts = { ...TURN_DEFAULTS, secret: SECRET, realm: 'murmur.example.org', listenIp: '203.0.113.7', deny: ['10.20.0.0/16'], allow: [] };
+  it('writes shared-secret auth, deny lists, bounded ports and quotas', () => {
+    const lines = turnConfig(opts).split('\n');
+    for (const l of ['use-auth-secret', `static-auth-secret=${SECRET}`, 'realm=murmur.example.org', 'no-cli', 'no-multicast-peers', 'no-tcp-relay',
+      'min-port=49160', 'max-port=49359', 'user-quota=12', 'denied-peer-ip=127.0.0.0-127.255.255.255', 'denied-peer-ip=10.20.0.0-10.20.255.255',
+      'allowed-peer-ip=203.0.113.7', 'max-bps=3000000']) {
+      expect(lines).toContain(l);
+    }
+  });
+  it('refuses what coturn would misread', () => {
+    expect(toRange('192.168.4.0/22')).toBe('192.168.4.0-192.168.7.255');
+    expect(() => toRange('10.0.0.0/40')).toThrow(/CIDR/);
+    expect(() => toRange('a.b.c.d')).toThrow(/not an address/);
+    expect(() => turnConfig({ ...opts, listenIp: 'turn.example.org' })).toThrow(/not an IP address/);
+    expect(() => turnConfig({ ...opts, minPort: 80 })).toThrow(/relay ports/);
+    expect(() => turnConfig({ ...opts, realm: 'bad realm\nno-auth' })).toThrow(/realm/);
+  });
+});
