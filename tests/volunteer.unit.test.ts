@@ -57,6 +57,7 @@ function fakeMesh(result: Partial<ExchangeResult>): Mesh {
       round, outcome: 'solo', partner: null, payload: null, reason: 'no-partner', rejection: null, via: null,
       pairMs: 0, transferMs: 0, elapsedMs: 0, budgetMs: 0, bytesSent: 0, bytesReceived: 0, ...result,
     }),
+    stats: () => ({ linkFailures: 0, lastLinkError: null }),
   } as unknown as Mesh;
 }
 class RecordingReplica implements Replica {

@@ -81,7 +81,8 @@ export async function startNatRun(topo: Topology, ice: IceMode): Promise<NatRun>
       await waitFor('coturn to listen', () => turnLog.some((l) => /Total (UDP|General) servers/i.test(l) || /IPv4. UDP listener opened/i.test(l)), 20_000);
     }
     writeFileSync(join(dir, 'turn-secret'), ice.coordinatorSecret ?? secret, { mode: 0o600 });
-    const args = [MURMUR, 'serve', '--host', ip, '--port', String(COORDINATOR_PORT), '--data-dir', join(dir, 'coord'), '--checkpoint-every', '0', '--log-level', 'warn'];
+    // A fresh namespace has every port free; on loopback let the system pick one.
+    const args = [MURMUR, 'serve', '--host', ip, '--port', String(topo.inet === '' ? 0 : COORDINATOR_PORT), '--data-dir', join(dir, 'coord'), '--checkpoint-every', '0', '--log-level', 'warn'];
     if (ice.stun) args.push('--stun', `stun:${ip}:${TURN_PORT}`);
     if (ice.turn) args.push('--turn', `turn:${ip}:${TURN_PORT}`, '--turn-secret-file', join(dir, 'turn-secret'));
     if (ice.ttlS) args.push('--turn-ttl', String(ice.ttlS));
@@ -97,7 +98,7 @@ export async function startNatRun(topo: Topology, ice: IceMode): Promise<NatRun>
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
-  const base = `http://${ip}:${COORDINATOR_PORT}`;
+  const base = /^murmur listening on (\S+)/.exec(coordinatorLog.find((l) => l.startsWith('murmur listening on'))!)![1]!;
   const adminToken = readFileSync(join(dir, 'coord', 'admin-token'), 'utf8').trim();
   const run: NatRun = {
     dir, base, adminToken, coordinatorLog, turnLog,

@@ -185,3 +185,29 @@ function natRules(kind: NatKind): string {
     '}',
   ].join('\n');
 }
+
+/**
+ * The reference "topology" for benchmarks: everything on this machine's loopback, no
+ * namespaces, no NAT (one home, the host itself).
+ */
+export function loopbackTopology(homes = 2): Topology {
+  const children = new Set<ChildProcess>();
+  return {
+    inet: '', inetAddr: '127.0.0.1', nat: 'cone',
+    homes: Array.from({ length: homes }, () => ({ ns: '', router: '', addr: '127.0.0.1', wan: '127.0.0.1' })),
+    setNat() { /* no NAT on loopback */ },
+    spawn(_ns, cmd, args, o = {}) {
+      const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...o, detached: true });
+      children.add(child);
+      child.once('exit', () => children.delete(child));
+      return child;
+    },
+    exec(_ns, cmd, args, o = {}) {
+      return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input: o.input, timeout: o.timeoutMs ?? 60_000 });
+    },
+    destroy() {
+      for (const child of children) try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ }
+      children.clear();
+    },
+  };
+}
