@@ -79,6 +79,23 @@ describe('DashboardController', () => {
     expect(c.alerts.find((a) => a.kind === 'nan')).toBeUndefined();
   });
 
+  it('counts direct vs relayed exchanges and link failures, and flags a peer whose links keep failing', async () => {
+    const { c, src } = await setup();
+    src.push(fakeReport(0, 620, T0 + 62_000, { linkLocal: 'srflx', linkRemote: 'prflx' }));
+    src.push(fakeReport(1, 620, T0 + 62_000, { linkLocal: 'relay', linkRemote: 'srflx' }));
+    const why = 'connect timeout: no ICE path (ours host,srflx; theirs host,srflx); no TURN server is configured';
+    for (let k = 0; k < 3; k++) src.push(fakeReport(2, 620 + 20 * k, T0 + 62_000 + k, { partner: null, linkFailures: 1, linkError: why }));
+    c.refresh();
+    expect(c.connectivity).toMatchObject({ direct: 1, relayed: 1, relayFraction: 0.5, linkFailures: 3, reasons: [{ reason: why, count: 3 }] });
+    expect(c.connectivity.failing).toEqual([{ peerId: 'p-0000000000000002', reason: why }]);
+    expect(c.alerts.find((a) => a.kind === 'connectivity')).toMatchObject({ peerId: 'p-0000000000000002', severity: 'warning' });
+    // Once its link opens again (a paired round), it is no longer flagged.
+    src.push(fakeReport(2, 700, T0 + 63_000, { linkLocal: 'relay', linkRemote: 'relay' }));
+    c.refresh();
+    expect(c.connectivity.failing).toEqual([]);
+    expect(c.alerts.find((a) => a.kind === 'connectivity')).toBeUndefined();
+  });
+
   it('marks stale peers and raises a stall alert for a live peer stuck at one step', async () => {
     const { c, src, setNow } = await setup(T0 + 61_000);
     setNow(T0 + 200_000);

@@ -175,6 +175,12 @@ export interface MetricReport {
   /** L2 distance between the peer's φ and its partner's at that outer step. */
   partnerDist: number | null;
   adapter: string | null;
+  /** Candidate types of the exchange's link (relay = through TURN); absent from older coordinators. */
+  linkLocal?: string | null;
+  linkRemote?: string | null;
+  /** Links that failed to open since the peer's previous report, and why the last one did. */
+  linkFailures?: number;
+  linkError?: string | null;
 }
 
 export interface DashboardRun {

@@ -22,6 +22,7 @@ export interface CoordinatorDashboardInit {
 interface RawPoint {
   t: number; peerId: string; step: number; round: number; trainLoss: unknown; valLoss: unknown; tokensPerS: number;
   bytesIn: number; bytesOut: number; partner: string | null; partnerDist: number | null; adapter: string | null;
+  linkLocal?: string | null; linkRemote?: string | null; linkFailures?: number; linkError?: string | null;
 }
 
 export class CoordinatorDashboardSource implements DashboardSource {
@@ -155,5 +156,6 @@ function toReport(p: RawPoint): MetricReport {
   return {
     t: p.t, peerId: p.peerId, step: p.step, round: p.round, trainLoss: loss(p.trainLoss), valLoss: loss(p.valLoss), tokensPerS: p.tokensPerS,
     bytesIn: p.bytesIn, bytesOut: p.bytesOut, partner: p.partner, partnerDist: p.partnerDist, adapter: p.adapter,
+    linkLocal: p.linkLocal ?? null, linkRemote: p.linkRemote ?? null, linkFailures: p.linkFailures ?? 0, linkError: p.linkError ?? null,
   };
 }

@@ -4,8 +4,9 @@
 // saved or failed) in words. Reports arrive at up to hundreds per second with 500 peers, so
 // ingest only appends; the views are recomputed at most once per `refreshMs` and only when
 // something changed.
+import { emptyConnectivity, finishConnectivity, ingestLinks, type ConnectivityView, type PeerLinkState } from '../core/connectivity.ts';
 import {
-  checkpointAlerts, divergenceAlerts, nanAlerts, offenderAlerts, stallAlerts, throughputAlerts,
+  checkpointAlerts, connectivityAlerts, divergenceAlerts, nanAlerts, offenderAlerts, stallAlerts, throughputAlerts,
   type Alert, type CheckpointOutcome, type LossPoint, type OffenderReport,
 } from '../core/alerts.ts';
 import { toCsv } from '../core/csv.ts';
@@ -107,6 +108,11 @@ export class DashboardController extends Observable {
   throughputView: ChartView = emptyView();
   spreadView: ChartView = emptyView();
   pairings: Pairing[] = [];
+  /** Direct vs relayed exchanges, link failures and their reasons, peers whose links keep failing. */
+  connectivity: ConnectivityView = emptyConnectivity();
+  private readonly linkCounts = emptyConnectivity();
+  private readonly linkReasons = new Map<string, number>();
+  private readonly linkPeers = new Map<string, PeerLinkState>();
   peerRows: PeerRow[] = [];
   totalTokensPerS = 0;
   /** The newest `eventCap` run events, newest first. */
@@ -220,6 +226,9 @@ export class DashboardController extends Observable {
       p.left = false;
     }
     p.reports++;
+    let lp = this.linkPeers.get(r.peerId);
+    if (!lp) this.linkPeers.set(r.peerId, (lp = { soloInARow: 0, failedSinceLinked: false, lastError: null }));
+    ingestLinks(this.linkCounts, this.linkReasons, lp, r);
     let s = this.series.get(r.peerId);
     if (!s) this.series.set(r.peerId, (s = { t: [], step: [], train: [], val: [], tps: [], bytes: [], dist: [] }));
     s.t.push(r.t); s.step.push(r.step); s.train.push(r.trainLoss); s.val.push(r.valLoss);
@@ -400,7 +409,13 @@ export class DashboardController extends Observable {
     await yieldNow();
     slice(() => { this.valView = this.lossView('val'); });
     await yieldNow();
-    slice(() => { this.computeTimeViews(); this.pairings = this.computePairings(this.now()); this.refreshEvents(); this.updateAlerts(); });
+    slice(() => {
+      this.computeTimeViews();
+      this.pairings = this.computePairings(this.now());
+      this.refreshLinks();
+      this.refreshEvents();
+      this.updateAlerts();
+    });
     this.lastRefreshMs = spent;
     this.notify();
   }
@@ -423,6 +438,10 @@ export class DashboardController extends Observable {
   /** Peers drawn with their own line (see refreshPeers). */
   private readonly linePeers = new Set<string>();
 
+  private refreshLinks(): void {
+    this.connectivity = finishConnectivity(this.linkCounts, this.linkReasons, this.linkPeers, (id) => this.peers.get(id)?.left === false);
+  }
+
   refresh(): void {
     const started = performance.now();
     this.dirty = false;
@@ -432,6 +451,7 @@ export class DashboardController extends Observable {
     this.valView = this.lossView('val');
     this.computeTimeViews();
     this.pairings = this.computePairings(now);
+    this.refreshLinks();
     this.refreshEvents();
     this.updateAlerts();
     this.lastRefreshMs = performance.now() - started;
@@ -579,6 +599,7 @@ export class DashboardController extends Observable {
       out.push(...throughputAlerts(tv.x.slice(0, -1).map((x, k) => ({ t: x * 1000, tokensPerS: total[k] ?? 0 })), tv.x[tv.x.length - 1]! * 1000));
     }
     out.push(...offenderAlerts([...this.offenders.values()]));
+    out.push(...connectivityAlerts(this.connectivity.failing, now));
     if (this.outcomes.length) out.push(...checkpointAlerts([...this.outcomes].sort((a, b) => a.t - b.t)));
     this.alerts = out.filter((a) => !this.dismissed.has(a.key)).sort((a, b) => severityRank(a) - severityRank(b) || b.t - a.t);
   }

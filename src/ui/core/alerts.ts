@@ -5,7 +5,7 @@
 // which are facts about the past: a peer that sent junk once is not cleared by going quiet).
 import { offenderReason } from './events.ts';
 
-export type AlertKind = 'nan' | 'divergence' | 'stall' | 'throughput' | 'offender' | 'checkpoint';
+export type AlertKind = 'nan' | 'divergence' | 'stall' | 'throughput' | 'offender' | 'checkpoint' | 'connectivity';
 export type Severity = 'critical' | 'warning';
 
 export interface Alert {
@@ -169,4 +169,16 @@ export function checkpointAlerts(outcomes: CheckpointOutcome[]): Alert[] {
         : 'No checkpoint has been saved yet: a peer joining with no live peer to copy would start from scratch. ') +
       'Training goes on; the next scheduled checkpoint asks the furthest peer again.',
   }];
+}
+
+/**
+ * Peers whose WebRTC links keep failing: every outer step they take is a solo step, which is
+ * local training, and nothing in their losses shows it. One warning per peer, with the reason
+ * the volunteer itself measured (e.g. "no TURN server is configured").
+ */
+export function connectivityAlerts(failing: { peerId: string; reason: string }[], now: number): Alert[] {
+  return failing.map(({ peerId, reason }) => ({
+    key: `connectivity:${peerId}`, kind: 'connectivity', severity: 'warning', peerId, t: now,
+    message: `${peerId} cannot open WebRTC links to its partners, so it trains alone: ${cut(reason, 240)}`,
+  }));
 }

@@ -10,6 +10,7 @@ import { theme } from './theme.ts';
 
 const KIND_LABEL: Record<AlertKind, string> = {
   nan: 'NaN', divergence: 'divergence', stall: 'stall', throughput: 'throughput', offender: 'bad update', checkpoint: 'checkpoint failed',
+  connectivity: 'links fail',
 };
 
 abstract class Part extends LitElement {
@@ -114,9 +115,34 @@ export class SampleViewer extends Part {
   }
 }
 
+/** How volunteers reach each other: direct vs relayed exchanges, link failures and why, flagged peers. */
+export class ConnectivityPanel extends Part {
+  static override styles = [theme, css`
+    p { margin: 0 0 0.4rem; }
+    ul { margin: 0.2rem 0 0.6rem; padding-left: 1.2rem; }
+    li { overflow-wrap: anywhere; }
+  `];
+  override render() {
+    const c = this.controller;
+    if (!c) return nothing;
+    const v = c.connectivity;
+    const total = v.direct + v.relayed;
+    return html`
+      <p data-connectivity-shares>${total === 0 ? 'No exchange has named its link yet.'
+        : html`<strong>${formatCount(v.direct)}</strong> direct, <strong>${formatCount(v.relayed)}</strong> through a TURN relay
+          (${Math.round((v.relayFraction ?? 0) * 100)}% relayed).`}
+        <span data-link-failures>${v.linkFailures === 0 ? 'No link has failed to open.' : `${formatCount(v.linkFailures)} links failed to open.`}</span></p>
+      ${v.reasons.length === 0 ? nothing : html`<p>Why links failed:</p>
+        <ul data-link-reasons>${v.reasons.map((r) => html`<li>${formatCount(r.count)} × ${r.reason}</li>`)}</ul>`}
+      ${v.failing.length === 0 ? nothing : html`<p>Training alone because links keep failing:</p>
+        <ul data-failing-peers>${v.failing.map((f) => html`<li><code>${f.peerId}</code>: ${f.reason}</li>`)}</ul>`}`;
+  }
+}
+
 customElements.define('murmur-alerts', AlertList);
+customElements.define('murmur-connectivity', ConnectivityPanel);
 customElements.define('murmur-checkpoints', CheckpointList);
 customElements.define('murmur-samples', SampleViewer);
 declare global {
-  interface HTMLElementTagNameMap { 'murmur-alerts': AlertList; 'murmur-checkpoints': CheckpointList; 'murmur-samples': SampleViewer }
+  interface HTMLElementTagNameMap { 'murmur-alerts': AlertList; 'murmur-checkpoints': CheckpointList; 'murmur-samples': SampleViewer; 'murmur-connectivity': ConnectivityPanel }
 }

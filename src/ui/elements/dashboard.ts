@@ -112,6 +112,7 @@ export class Dashboard extends LitElement {
           <murmur-pairings .pairings=${c.pairings} now=${now}></murmur-pairings></section>
         <section aria-labelledby="events-h"><h2 id="events-h">Run events</h2><murmur-events .controller=${c}></murmur-events></section>
       </div>
+      <section aria-labelledby="conn-h"><h2 id="conn-h">Connectivity</h2><murmur-connectivity .controller=${c}></murmur-connectivity></section>
       <section aria-labelledby="peers-h"><h2 id="peers-h">Peers</h2>
         <murmur-peer-grid .rows=${c.peerRows} now=${now} stale-ms=${c.staleMs}></murmur-peer-grid></section>
       <div class="grid2" style="margin-top:1rem">
