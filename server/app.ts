@@ -16,7 +16,9 @@ import { EventLog } from './events.ts';
 import { DirDatasetSource, prepareMobyDick, type DatasetSource } from './datasets.ts';
 import { CheckpointStore } from './checkpoints.ts';
 import { DEFAULT_HUB_OPTIONS, PeerHub, type PeerHubOptions } from './peers.ts';
-import type { IceSettings } from './ice.ts';
+import { iceFor, iceSettings, type IceSettings } from './ice.ts';
+import { requireAdmin } from './routes/guard.ts';
+import { randomBytes } from 'node:crypto';
 import { CheckpointScheduler } from './checkpoint-scheduler.ts';
 import { validatorCompiler } from './validation.ts';
 import { registerRunRoutes } from './routes/runs.ts';
@@ -143,6 +145,9 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   });
   const ctx = { app, db, hub, runs, metrics, live, events, checkpoints, scheduler, datasets, signer, adminToken: admin.value, clock };
   app.get('/health', { schema: {} }, async () => ({ ok: true, peers: hub.connectionCount(), time: clock.now() }));
+  // Operators check a deployment's TURN with credentials of their own (`murmur ice-check`).
+  app.post('/api/ice-check', { onRequest: requireAdmin(admin.value), schema: {} }, async () =>
+    iceFor(deps.ice ?? iceSettings({}), `p-${randomBytes(8).toString('hex')}`, clock.now()));
   registerRunRoutes(ctx);
   registerMetricRoutes(ctx);
   registerCheckpointRoutes(ctx);

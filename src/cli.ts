@@ -10,6 +10,7 @@ import { register as registerSim } from './commands/sim.ts';
 import { register as registerVolunteer } from './commands/volunteer.ts';
 import { register as registerStart } from './commands/start.ts';
 import { register as registerTurnConfig } from './commands/turn-config.ts';
+import { register as registerIceCheck } from './commands/ice-check.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('murmur')
@@ -25,6 +26,7 @@ export async function main(argv: string[]): Promise<void> {
   registerVolunteer(program);
   registerStart(program);
   registerTurnConfig(program);
+  registerIceCheck(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {
