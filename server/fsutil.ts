@@ -2,7 +2,7 @@
 // complete new one, never a torn write. Temp file in the same folder, fsync, rename, fsync the
 // folder so the rename itself survives a crash.
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
@@ -95,4 +95,44 @@ export function removeStaleTemps(dir: string): number {
     }
   }
   return n;
+}
+
+/**
+ * Runs `fn` holding the lock `path` (a directory: mkdir is atomic), so processes that share a
+ * folder (test files building the web app at once) take turns. A lock whose holder process is
+ * gone is taken over; one held longer than `timeoutMs` is an error naming the lock to remove.
+ */
+export async function withDirLock<T>(path: string, fn: () => Promise<T>, opts: { pollMs?: number; timeoutMs?: number } = {}): Promise<T> {
+  const end = Date.now() + (opts.timeoutMs ?? 600_000);
+  for (;;) {
+    try {
+      mkdirSync(path);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let holder = NaN;
+    try { holder = Number(readFileSync(join(path, 'pid'), 'utf8')); } catch { /* not written yet: held */ }
+    if (Number.isInteger(holder) && holder > 0 && !alive(holder)) {
+      rmSync(path, { recursive: true, force: true });
+      continue;
+    }
+    if (Date.now() > end) throw new Error(`${path} is still locked${Number.isInteger(holder) ? ` by process ${holder}` : ''}; remove it if no build is running`);
+    await new Promise((r) => setTimeout(r, opts.pollMs ?? 200));
+  }
+  try {
+    writeFileSync(join(path, 'pid'), String(process.pid));
+    return await fn();
+  } finally {
+    rmSync(path, { recursive: true, force: true });
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

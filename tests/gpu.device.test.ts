@@ -76,7 +76,7 @@ describe('acquireDevice', () => {
     try {
       const err = await acquireNodeDevice().catch((e) => e);
       expect(err).toBeInstanceOf(InsecureContextError);
-      expect(err.message).toMatch(/https:\/\/ or from http:\/\/localhost/);
+      expect(err.message).toMatch(/WebGPU needs https: .*https:\/\/ or from http:\/\/localhost/);
     } finally {
       delete g.isSecureContext;
     }

@@ -1,9 +1,10 @@
 // Durable writes: one file, or several that belong together, all or nothing.
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeFileAtomic, writeFileAtomicAsync, writeFilesAtomic } from '../server/fsutil.ts';
+import { withDirLock, writeFileAtomic, writeFileAtomicAsync, writeFilesAtomic } from '../server/fsutil.ts';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 
@@ -33,6 +34,48 @@ describe('durable writes', () => {
       await writeFileAtomicAsync(join(dir, 'c'), bytes('xyz'));
       expect(['a', 'b', 'c'].map((f) => readFileSync(join(dir, f), 'utf8'))).toEqual(['abc', 'abcd', 'xyz']);
       expect(readdirSync(dir).sort()).toEqual(['a', 'b', 'c']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('directory lock', () => {
+  it('holders take turns, and the lock goes when the holder finishes or throws', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'murmur-fsutil-'));
+    const lock = join(dir, 'build.lock');
+    try {
+      let release!: () => void;
+      const held = new Promise<void>((r) => { release = r; });
+      const order: string[] = [];
+      const a = withDirLock(lock, async () => { order.push('a in'); await held; order.push('a out'); }, { pollMs: 5 });
+      const b = withDirLock(lock, async () => { order.push('b in'); }, { pollMs: 5 });
+      // b polls many times while a holds the lock; it must not get in.
+      await new Promise((r) => setTimeout(r, 100));
+      expect(order).toEqual(['a in']);
+      expect(readFileSync(join(lock, 'pid'), 'utf8')).toBe(String(process.pid));
+      release();
+      await Promise.all([a, b]);
+      expect(order).toEqual(['a in', 'a out', 'b in']);
+      expect(existsSync(lock)).toBe(false);
+      await expect(withDirLock(lock, async () => { throw new Error('build failed'); })).rejects.toThrow('build failed');
+      expect(existsSync(lock)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('takes over a lock whose holder is gone, and names a lock held too long', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'murmur-fsutil-'));
+    const lock = join(dir, 'build.lock');
+    try {
+      const gone = spawnSync(process.execPath, ['-e', '']).pid!;
+      mkdirSync(lock);
+      writeFileSync(join(lock, 'pid'), String(gone));
+      expect(await withDirLock(lock, async () => 'ran')).toBe('ran');
+      mkdirSync(lock);
+      writeFileSync(join(lock, 'pid'), String(process.pid));
+      await expect(withDirLock(lock, async () => 'ran', { timeoutMs: 0 })).rejects.toThrow(`${lock} is still locked by process ${process.pid}`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -2,8 +2,9 @@
 // web app when its sources changed, starts the coordinator, prints where to volunteer, watch and
 // embed, optionally starts N headless volunteers, and prints the run's progress as it trains.
 import type { Command } from 'commander';
-import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { withDirLock } from '../../server/fsutil.ts';
 import type { MetricsStore } from '../../server/metrics.ts';
 import { coordinatorOptions, intInRange } from './options.ts';
 
@@ -23,13 +24,23 @@ function newestSource(): number {
   return newest;
 }
 
-/** Runs `vite build` unless dist/web is newer than every source. */
+const fresh = () => existsSync(STAMP) && statSync(STAMP).mtimeMs >= newestSource();
+
+/**
+ * Runs `vite build` unless dist/web is newer than every source. One build at a time: vite empties
+ * dist/web first, so a second build (another test file, another `murmur start`) would delete what
+ * the first is writing; the second waits and then finds the build fresh.
+ */
 export async function ensureWebBuild(log: (s: string) => void = console.log): Promise<void> {
-  if (existsSync(STAMP) && statSync(STAMP).mtimeMs >= newestSource()) return;
-  log('murmur start: building the web app (vite build)...');
-  const { build } = await import('vite');
-  await build({ root: ROOT, configFile: join(ROOT, 'vite.config.ts'), logLevel: 'warn' });
-  writeFileSync(STAMP, new Date().toISOString() + '\n');
+  if (fresh()) return;
+  mkdirSync(join(ROOT, 'dist'), { recursive: true });
+  await withDirLock(join(ROOT, 'dist', '.web-build.lock'), async () => {
+    if (fresh()) return;
+    log('murmur start: building the web app (vite build)...');
+    const { build } = await import('vite');
+    await build({ root: ROOT, configFile: join(ROOT, 'vite.config.ts'), logLevel: 'warn' });
+    writeFileSync(STAMP, new Date().toISOString() + '\n');
+  });
 }
 
 /** One line on the run's state: live reporters, newest round, median of each peer's latest val loss. */

@@ -26,12 +26,12 @@ export class NoWebGPUError extends GpuError {
   }
 }
 
-/** The page is not a secure context, so browsers hide navigator.gpu. */
+/** The page is not a secure context (plain http off localhost), so browsers hide navigator.gpu. */
 export class InsecureContextError extends GpuError {
   constructor(origin?: string) {
     super('insecure-context',
-      `WebGPU needs a secure context, but ${origin ? `"${origin}"` : 'this page'} is not one. ` +
-      'Open the page over https:// or from http://localhost.');
+      `WebGPU needs https: browsers give the GPU only to pages opened over https:// or from http://localhost, ` +
+      `and ${origin ? `"${origin}"` : 'this page'} is neither.`);
     this.name = 'InsecureContextError';
   }
 }

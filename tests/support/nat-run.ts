@@ -1,10 +1,11 @@
 // A Murmur run across the namespace internet (tests/support/netns.ts): coturn and the
 // coordinator (`murmur serve`) in the internet namespace, headless volunteers (`murmur
 // volunteer`, CPU backend) in the homes. Used by tests/nat.*.test.ts and bench/nat.ts.
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { createHash, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ChildProcess } from 'node:child_process';
 import { turnConfig } from '../../server/turn-config.ts';
 import { ROOT } from './browser.ts';
 import type { Topology } from './netns.ts';
@@ -45,9 +46,16 @@ export interface IceMode {
   ttlS?: number;
 }
 
+export interface NatRunOptions {
+  /** Serve the coordinator over https with a fresh self-signed certificate for its address. */
+  tls?: boolean;
+}
+
 export interface NatRun {
   dir: string;
   base: string;
+  /** With `tls`: the certificate file (PEM) and its SPKI sha256 (base64) for Chromium's --ignore-certificate-errors-spki-list. */
+  tls: { cert: string; spki: string } | null;
   adminToken: string;
   coordinatorLog: string[];
   turnLog: string[];
@@ -60,8 +68,11 @@ export interface NatRun {
 
 const DEFAULT_SECRET = 'nat-test-secret-0123456789';
 
-export async function startNatRun(topo: Topology, ice: IceMode): Promise<NatRun> {
+export async function startNatRun(topo: Topology, ice: IceMode, opts: NatRunOptions = {}): Promise<NatRun> {
   const dir = mkdtempSync(join(tmpdir(), 'murmur-nat-'));
+  let tls: NatRun['tls'] = null;
+  // Node children (api calls, volunteers) trust the test certificate, and only it, besides the usual CAs.
+  let env: NodeJS.ProcessEnv | undefined;
   const children: ChildProcess[] = [];
   const coordinatorLog: string[] = [], turnLog: string[] = [];
   const secret = ice.secret ?? DEFAULT_SECRET;
@@ -86,7 +97,12 @@ export async function startNatRun(topo: Topology, ice: IceMode): Promise<NatRun>
     if (ice.stun) args.push('--stun', `stun:${ip}:${TURN_PORT}`);
     if (ice.turn) args.push('--turn', `turn:${ip}:${TURN_PORT}`, '--turn-secret-file', join(dir, 'turn-secret'));
     if (ice.ttlS) args.push('--turn-ttl', String(ice.ttlS));
-    const coord = topo.spawn(topo.inet, NODE, args, { cwd: ROOT });
+    if (opts.tls) {
+      tls = selfSignedCert(dir, ip);
+      args.push('--tls-cert', tls.cert, '--tls-key', join(dir, 'tls-key.pem'));
+      env = { ...process.env, NODE_EXTRA_CA_CERTS: tls.cert };
+    }
+    const coord = topo.spawn(topo.inet, NODE, args, { cwd: ROOT, env });
     capture(coord, coordinatorLog);
     children.push(coord);
     await waitFor('the coordinator to listen', () => {
@@ -101,7 +117,7 @@ export async function startNatRun(topo: Topology, ice: IceMode): Promise<NatRun>
   const base = /^murmur listening on (\S+)/.exec(coordinatorLog.find((l) => l.startsWith('murmur listening on'))!)![1]!;
   const adminToken = readFileSync(join(dir, 'coord', 'admin-token'), 'utf8').trim();
   const run: NatRun = {
-    dir, base, adminToken, coordinatorLog, turnLog,
+    dir, base, tls, adminToken, coordinatorLog, turnLog,
     api<T>(path: string, init: { method?: string; body?: unknown; admin?: boolean } = {}): T {
       const req = {
         method: init.method ?? 'GET',
@@ -110,12 +126,12 @@ export async function startNatRun(topo: Topology, ice: IceMode): Promise<NatRun>
       };
       const script = 'const [u, r] = JSON.parse(process.argv[1]); fetch(u, r).then(async (x) => { const t = await x.text(); ' +
         'if (!x.ok) { console.error(x.status + " " + t); process.exit(1); } process.stdout.write(t); }, (e) => { console.error(String(e)); process.exit(1); });';
-      const out = topo.exec(topo.inet, NODE, ['-e', script, JSON.stringify([base + path, req])], { timeoutMs: 30_000 });
+      const out = topo.exec(topo.inet, NODE, ['-e', script, JSON.stringify([base + path, req])], { timeoutMs: 30_000, env });
       return JSON.parse(out) as T;
     },
     volunteer(k, extra) {
       const home = topo.homes[k]!;
-      const child = topo.spawn(home.ns, NODE, [MURMUR, 'volunteer', '--url', base, '--backend', 'cpu', ...extra], { cwd: ROOT });
+      const child = topo.spawn(home.ns, NODE, [MURMUR, 'volunteer', '--url', base, '--backend', 'cpu', ...extra], { cwd: ROOT, env });
       const log: string[] = [];
       capture(child, log);
       children.push(child);
@@ -128,6 +144,15 @@ export async function startNatRun(topo: Topology, ice: IceMode): Promise<NatRun>
     },
   };
   return run;
+}
+
+/** A self-signed certificate (and key) for `ip`, as an operator testing TLS without a CA would make. */
+function selfSignedCert(dir: string, ip: string): { cert: string; spki: string } {
+  const cert = join(dir, 'tls-cert.pem'), key = join(dir, 'tls-key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+    '-subj', `/CN=${ip}`, '-addext', `subjectAltName=IP:${ip}`, '-keyout', key, '-out', cert], { stdio: 'pipe' });
+  const der = new X509Certificate(readFileSync(cert)).publicKey.export({ type: 'spki', format: 'der' });
+  return { cert, spki: createHash('sha256').update(der).digest('base64') };
 }
 
 /** The `micro` run every NAT case trains: small enough for two CPU volunteers on two cores. */

@@ -34,7 +34,7 @@ export interface Topology {
   /** Starts `cmd args` inside namespace `ns`; killed by destroy() if still running. */
   spawn(ns: string, cmd: string, args: string[], opts?: SpawnOptions): ChildProcess;
   /** Runs to completion inside `ns` and returns stdout. */
-  exec(ns: string, cmd: string, args: string[], opts?: { timeoutMs?: number; input?: string }): string;
+  exec(ns: string, cmd: string, args: string[], opts?: { timeoutMs?: number; input?: string; env?: NodeJS.ProcessEnv }): string;
   destroy(): void;
 }
 
@@ -112,7 +112,7 @@ export function createTopology(opts: { homes: number; nat: NatKind }): Topology 
     },
     exec(ns, cmd, args, o = {}) {
       return execFileSync(IP, ['netns', 'exec', ns, cmd, ...args], {
-        encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input: o.input, timeout: o.timeoutMs ?? 60_000,
+        encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input: o.input, timeout: o.timeoutMs ?? 60_000, env: o.env,
       });
     },
     destroy() {
@@ -203,7 +203,7 @@ export function loopbackTopology(homes = 2): Topology {
       return child;
     },
     exec(_ns, cmd, args, o = {}) {
-      return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input: o.input, timeout: o.timeoutMs ?? 60_000 });
+      return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input: o.input, timeout: o.timeoutMs ?? 60_000, env: o.env });
     },
     destroy() {
       for (const child of children) try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ }

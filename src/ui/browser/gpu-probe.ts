@@ -16,7 +16,7 @@ export function browserProbeEnv(): ProbeEnv {
 
 const TITLES: Record<string, string> = {
   'no-webgpu': 'This browser has no WebGPU',
-  'insecure-context': 'This page is not a secure context',
+  'insecure-context': 'WebGPU needs https',
   'no-adapter': 'WebGPU found no usable GPU',
   'limits-too-small': 'This GPU has too little memory for this run',
   'bad-limit': 'This run asks for an unknown GPU limit',
@@ -26,7 +26,9 @@ const TITLES: Record<string, string> = {
 
 const ADVICE: Record<string, string> = {
   'no-webgpu': 'Open this page in a current Chrome or Edge (113+), Safari 26+, or Firefox 141+ on Windows. Nothing else is needed: no install, no account.',
-  'insecure-context': 'Open the page through its https:// address. Browsers hide the GPU from pages served over plain http.',
+  // The volunteer cannot fix this; the operator can, so say exactly what they must do.
+  'insecure-context': "Open the run's https:// address if it has one. This coordinator serves plain http, where browsers hide the GPU: " +
+    'whoever runs it must serve it over https, with `murmur serve --tls-cert FILE --tls-key FILE` or behind a TLS reverse proxy (see docs/deploy.md).',
   'no-adapter': 'The browser may block your GPU or its driver (see chrome://gpu), or WebGPU is switched off. Update the browser and the GPU driver, or try another browser.',
   'limits-too-small': 'A device with more GPU memory can help with this run; a run with a smaller model would fit this one.',
   'bad-limit': 'This is a bug in the run configuration; the operator has to fix it.',
