@@ -83,10 +83,10 @@ for (const c of CASES) {
 const load = loadavg();
 console.log(`\nNAT benchmark (2 CPU volunteers on micro, ${ROUNDS} partnered rounds each; ${cpus().length} cores, load ${load.map((x) => x.toFixed(1)).join(' ')})\n`);
 const head = ['nat', 'ice', 'links tried', 'opened', 'connect ms', 'relay', 'MB/s', 'paired/partnered', 's'];
-console.log(head.map((h) => h.padEnd(16)).join(''));
+console.log(head.map((h) => h.padEnd(18)).join(''));
 for (const r of rows) {
   console.log([r.nat, r.ice, r.links_tried, r.links_opened, r.median_connect_ms ?? '-', r.relay_fraction ?? '-', r.exchange_MBps ?? '-', `${r.paired_rounds}/${r.partnered_rounds}`, r.seconds]
-    .map((x) => String(x).padEnd(16)).join(''));
+    .map((x) => String(x).padEnd(18)).join(''));
 }
 const ref = rows[0]!;
 console.log(`\nconnect time vs loopback: ${rows.slice(1).map((r) => `${r.nat}/${r.ice} ${r.median_connect_ms && ref.median_connect_ms ? (r.median_connect_ms / ref.median_connect_ms).toFixed(1) + 'x' : '-'}`).join(', ')}`);

@@ -86,6 +86,8 @@ function ensureSystemPackages() {
     if (!hasBinary('nft')) missing.push('nftables');
     if (!hasBinary('conntrack')) missing.push('conntrack');
     if (!hasBinary('ip')) missing.push('iproute2');
+    // The browser NAT test serves the coordinator over https with a self-signed certificate.
+    if (!hasBinary('openssl')) missing.push('openssl');
   }
   if (missing.length === 0) return;
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;

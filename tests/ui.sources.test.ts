@@ -132,6 +132,9 @@ describe('volunteer backend', () => {
     expect(s.bytesPerExchange).toBe(2 * layout.total * 4);
     expect(summarizeRun({ ...RUN, compression: 'int8' }, 'x').bytesPerExchange).toBe(2 * layout.total);
     expect(s.operator).toBe('the operator of murmur.example');
+    // The consent text says whether partners may see the volunteer's address.
+    expect(s.icePolicy).toBe('all');
+    expect(summarizeRun({ ...RUN, icePolicy: 'relay' }, 'x').icePolicy).toBe('relay');
     expect(requiredLimits(RUN)).toEqual({ maxStorageBufferBindingSize: layout.total * 4, maxBufferSize: layout.total * 4 });
   });
 

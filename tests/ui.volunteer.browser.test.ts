@@ -61,6 +61,8 @@ describe('volunteer page', () => {
   it('finds the GPU and starts nothing before consent', async () => {
     await expect(page.locator('murmur-volunteer-panel [data-gpu="ok"]').innerText()).resolves.toMatch(/Found:/);
     await expect(page.getByRole('button', { name: 'Start training' }).isDisabled()).resolves.toBe(true);
+    // Before consent the page says who may see the volunteer's address (the run allows direct links).
+    await expect(page.locator('murmur-volunteer-panel [data-ice-policy="all"]').innerText()).resolves.toMatch(/direct link .* shows that volunteer your IP address/);
     await page.waitForTimeout(1500);
     expect(await state(page)).toMatchObject({ phase: 'idle', joins: 0, step: 0 });
     await page.screenshot({ path: join(OUT, 'volunteer-before-consent.png'), fullPage: true });

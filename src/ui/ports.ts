@@ -24,6 +24,8 @@ export interface RunSummary {
   pairWaitFrac: number;
   /** Bytes this volunteer sends per outer step (φ and Δ after compression). */
   bytesPerExchange: number;
+  /** 'relay': links go only through the run's TURN server, so partners never see this volunteer's address. */
+  icePolicy?: 'all' | 'relay';
   /** Who runs it and where results go, in the coordinator operator's words. */
   operator: string;
   /** Where checkpoints and metrics can be seen (the dashboard URL). */

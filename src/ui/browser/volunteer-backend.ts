@@ -31,6 +31,7 @@ export function summarizeRun(run: RunInfo, host: string): RunSummary {
     pairWaitFrac: run.pairWaitFrac,
     // φ and Δ, each one value per parameter slot.
     bytesPerExchange: 2 * layout.total * (WIRE_BYTES[run.compression] ?? 4),
+    icePolicy: run.icePolicy ?? 'all',
     operator: `the operator of ${host}`,
     resultsUrl: '/dashboard',
   };

@@ -103,8 +103,10 @@ export class VolunteerPanel extends LitElement {
           <div>
             <h2>What leaves your machine</h2>
             <ul>
-              <li>Every ${r.H} training steps: the model's weights and your progress (about ${formatBytes(r.bytesPerExchange)})
-                go to one other volunteer over a direct WebRTC link, which shows them your IP address.</li>
+              <li data-ice-policy=${r.icePolicy ?? 'all'}>Every ${r.H} training steps: the model's weights and your progress (about ${formatBytes(r.bytesPerExchange)})
+                go to one other volunteer over a WebRTC link. ${r.icePolicy === 'relay'
+                  ? 'This run sends every link through its own relay server, so other volunteers never see your IP address.'
+                  : 'Where a direct link works it is used, and it shows that volunteer your IP address; otherwise the link goes through this run\'s relay server.'}</li>
               <li>To this coordinator: training figures (loss, speed, bytes sent) and your GPU's name, under a random
                 id for this session. No account, no cookies, no tracking.</li>
               <li>Your consent is kept in this browser only, for 30 days.</li>
