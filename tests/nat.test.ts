@@ -10,6 +10,7 @@ import { createTopology, netnsUnavailable, type NatKind, type Topology } from '.
 import { createMicroRun, startNatRun, swarmUntil, turnProbe, type IceMode, type NatRun, type SwarmMember } from './support/nat-run.ts';
 import { turnCredential } from '../server/ice.ts';
 import { DENIED_RANGES } from '../server/turn-config.ts';
+import { ROOT } from './support/browser.ts';
 
 let topo: Topology | null = null;
 let run: NatRun | null = null;
@@ -161,5 +162,8 @@ describe('volunteers across NATs (network namespaces, coturn)', () => {
     expect(turnProbe(topo!, home, expired.username, expired.credential).allocate).toBe(401);
     const forged = turnCredential('not-the-secret-at-all-000', 'p-00000000000000aa', now + 600);
     expect(turnProbe(topo!, home, forged.username, forged.credential).allocate).toBe(401);
+    // docs/deploy.md's check: a relay-only link through the deployed TURN, from behind a NAT.
+    const check = topo!.exec(home, process.execPath, [join(ROOT, 'bin', 'murmur.mjs'), 'ice-check', '--url', r.base, '--admin-token', r.adminToken], { timeoutMs: 60_000 });
+    expect(check).toMatch(/link open in \d+ ms via relay -> relay; 1 MiB in \d+ ms/);
   }, 120_000);
 });
