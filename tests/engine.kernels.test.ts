@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import * as ref from '../src/model/reference.ts';
 import { Kernels } from '../src/gpu/kernels.ts';
 import {
-  attRowStride, attentionBackward, attentionForward, crossentropy, encoderBackward, encoderForward,
+  attentionBackward, attentionForward, crossentropy, encoderBackward, encoderForward,
   geluForward, layernormBackward, layernormForward, layernormScratchFloats, matmulBackward, matmulForward, tokenIndex,
 } from '../src/gpu/ops.ts';
 import { emptyF32, gpuTest, readF32, uploadF32, uploadU32 } from './support/gpu.ts';
@@ -117,34 +117,42 @@ describe('matmul forward / backward (y = x W + b, W stored (in, out))', () => {
   }
 });
 
-describe('causal multi-head attention', () => {
-  for (const [B, T, C, NH] of [[1, 5, 8, 2], [2, 13, 32, 4], [1, 1, 6, 3], [2, 9, 12, 3]]) {
-    gpuTest(`B=${B} T=${T} C=${C} NH=${NH}`, async (device) => {
-      const ld = attRowStride(T);
+describe('causal multi-head attention (fused: forward one kernel, backward two)', () => {
+  // T not a multiple of the 16-row tile, one row, several tiles; head sizes 2, 4, 8, 24, 64.
+  for (const [B, T, C, NH] of [[1, 5, 8, 2], [2, 13, 32, 4], [1, 1, 6, 3], [2, 9, 12, 3], [1, 37, 48, 2], [2, 33, 128, 2]]) {
+    gpuTest(`B=${B} T=${T} C=${C} NH=${NH} (head size ${C / NH})`, async (device) => {
       const qkv = randomArray(B * T * 3 * C, 1, 2), dout = randomArray(B * T * C, 2);
       const g = {
-        qkv: uploadF32(device, qkv), out: emptyF32(device, B * T * C), att: emptyF32(device, B * NH * T * ld),
-        dout: uploadF32(device, dout), dqkv: uploadF32(device, randomArray(B * T * 3 * C, 9)), datt: emptyF32(device, B * NH * T * ld),
+        qkv: uploadF32(device, qkv), out: emptyF32(device, B * T * C), lse: emptyF32(device, B * NH * T),
+        dout: uploadF32(device, dout), dqkv: uploadF32(device, randomArray(B * T * 3 * C, 9)), D: emptyF32(device, B * NH * T),
       };
       await runDispatches(device, [
-        ...attentionForward(K(device), 't.attn', g.out, g.att, g.qkv, B, T, C, NH),
-        ...attentionBackward(K(device), 't.attn.bwd', g.dqkv, g.datt, g.att, g.dout, g.qkv, B, T, C, NH),
+        attentionForward(K(device), 't.attn', g.out, g.lse, g.qkv, B, T, C, NH),
+        ...attentionBackward(K(device), 't.attn.bwd', g.dqkv, g.D, g.lse, g.out, g.dout, g.qkv, B, T, C, NH),
       ]);
       const out = new Float32Array(B * T * C), preatt = new Float32Array(B * NH * T * T), att = new Float32Array(B * NH * T * T);
       ref.attentionForward(out, preatt, att, qkv, B, T, C, NH);
       const dqkv = new Float32Array(B * T * 3 * C);
       ref.attentionBackward(dqkv, new Float32Array(B * NH * T * T), new Float32Array(B * NH * T * T), dout, qkv, att, B, T, C, NH);
-      const gotAtt = await readF32(device, g.att, B * NH * T * ld);
-      const attDense = new Float32Array(B * NH * T * T);
+      // lse of row (z, t) = log sum_{j<=t} exp(preatt): the reference's preatt is already scaled.
+      const lse = new Float32Array(B * NH * T);
       for (let r = 0; r < B * NH * T; r++) {
-        for (let j = 0; j < T; j++) attDense[r * T + j] = gotAtt[r * ld + j];
-        for (let j = T; j < ld; j++) expect(gotAtt[r * ld + j]).toBe(0); // padding is zero for att V
+        const t = r % T;
+        let mx = -Infinity, sum = 0;
+        for (let j = 0; j <= t; j++) mx = Math.max(mx, preatt[r * T + j]);
+        for (let j = 0; j <= t; j++) sum += Math.exp(preatt[r * T + j] - mx);
+        lse[r] = mx + Math.log(sum);
       }
-      expect(relErr(attDense, att)).toBeLessThan(1e-5);
       expect(relErr(await readF32(device, g.out, B * T * C), out)).toBeLessThan(1e-5);
+      expect(relErr(await readF32(device, g.lse, B * NH * T), lse)).toBeLessThan(1e-5);
       expect(relErr(await readF32(device, g.dqkv, B * T * 3 * C), dqkv)).toBeLessThan(1e-4);
     });
   }
+
+  it('refuses a head size above the kernels\' register rows', () => {
+    expect(() => attentionForward({ uniform: () => { throw new Error('unreachable'); } } as unknown as Kernels, 't.big', null!, null!, null!, 1, 4, 258, 1))
+      .toThrow(/head size C\/NH = 258\/1 must be an integer of at most 128/);
+  });
 });
 
 describe('gelu', () => {

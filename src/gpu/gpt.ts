@@ -7,18 +7,15 @@ import { layerTensor, tensor } from '../model/layout.ts';
 import { type Dispatch, type Kernels, writeArray } from './kernels.ts';
 import { matmul } from './matmul.ts';
 import {
-  attRowStride, attentionBackward, attentionForward, crossentropy, encoderBackward, encoderForward,
+  attentionBackward, attentionForward, crossentropy, encoderBackward, encoderForward,
   geluForward, layernormBackward, layernormForward, layernormScratchFloats, matmulBackward, matmulForward, tokenIndex,
 } from './ops.ts';
 import type { GpuState } from './state.ts';
 
-/** Attention probabilities are kept per layer up to this many bytes; beyond, backward recomputes them. */
-export const ATT_KEEP_BYTES = 256 << 20;
-
 interface LayerActs {
   ln1: GPUBuffer; ln1Mean: GPUBuffer; ln1Rstd: GPUBuffer; // (N,C) (N) (N)
   qkv: GPUBuffer; // (N, 3C)
-  att: GPUBuffer; // (B, NH, T, ld), shared by all layers when recomputed
+  lse: GPUBuffer; // (B, NH, T) log-sum-exp of the attention score rows
   atty: GPUBuffer; // (N, C)
   res2: GPUBuffer; // (N, C)
   ln2: GPUBuffer; ln2Mean: GPUBuffer; ln2Rstd: GPUBuffer;
@@ -27,21 +24,19 @@ interface LayerActs {
 }
 
 /**
- * Activation memory of a (layout, B, T) exactly as GpuGPT allocates it: total bytes, the largest
- * single buffer (what maxStorageBufferBindingSize must hold), the attention matrix's bytes, and
- * whether attention probabilities are kept per layer or recomputed in the backward pass.
+ * Activation memory of a (layout, B, T) exactly as GpuGPT allocates it: total bytes and the
+ * largest single buffer (what maxStorageBufferBindingSize must hold). Attention is fused, so it
+ * keeps only a log-sum-exp per score row: memory grows linearly in T.
  */
-export function activationBytes(layout: Layout, B: number, T: number): { total: number; largest: number; att: number; keepAtt: boolean } {
+export function activationBytes(layout: Layout, B: number, T: number): { total: number; largest: number } {
   const { d: C, layers: L, heads: NH, vocab: V } = layout.config;
   const N = B * T;
-  const att = B * NH * T * attRowStride(T) * 4;
-  const keepAtt = att * L <= ATT_KEEP_BYTES;
-  const perLayer = (15 * N * C + 4 * N) * 4; // ln1, qkv(3), atty, res2, ln2, fch(4), fchGelu(4), res3; 4 row stats
+  const perLayer = (15 * N * C + 4 * N + B * NH * T) * 4; // ln1, qkv(3), atty, res2, ln2, fch(4), fchGelu(4), res3; 4 row stats; lse
   const shared = (5 * N + V + 1 + N * C /* tokens, targets, index, losses, lnf stats; encoded */ + N * C + N * V /* lnf, logits */
-    + 10 * N * C /* dres, dln, datty, dqkv(3), dfch(4) */ + layernormScratchFloats(N, C)) * 4;
-  const total = perLayer * L + (keepAtt ? att * L : att) + att /* datt */ + shared;
-  const largest = Math.max(att, N * V * 4, N * 4 * C * 4);
-  return { total, largest, att, keepAtt };
+    + 10 * N * C /* dres, dln, datty, dqkv(3), dfch(4) */ + B * NH * T /* attention D */ + layernormScratchFloats(N, C)) * 4;
+  const total = perLayer * L + shared;
+  const largest = Math.max(N * V * 4, N * 4 * C * 4);
+  return { total, largest };
 }
 
 export class GpuGPT {
@@ -56,7 +51,6 @@ export class GpuGPT {
   readonly losses: GPUBuffer;
   /** Gradient scratch cleared at the start of every step (the residual-stream gradient is +=). */
   readonly dres: GPUBuffer;
-  readonly keepAtt: boolean;
   /** Forward through the fused softmax + cross-entropy, which leaves dlogits for backward. */
   readonly forward: Dispatch[] = [];
   /** Forward for evaluation: the same kernels, cross-entropy without its backward half. */
@@ -76,15 +70,12 @@ export class GpuGPT {
       this.tokenIndexHost = new Uint32Array(V + 1 + N);
       this.losses = f32('losses', N);
       const encoded = f32('encoded', N * C);
-      const { att: attBytes, keepAtt } = activationBytes(layout, B, T);
-      this.keepAtt = keepAtt;
-      const attShared = keepAtt ? null : f32('att', attBytes / 4);
       const acts: LayerActs[] = [];
       for (let l = 0; l < L; l++) {
         const b = (name: string, floats: number) => f32(`${name}[${l}]`, floats);
         acts.push({
           ln1: b('ln1', N * C), ln1Mean: b('ln1Mean', N), ln1Rstd: b('ln1Rstd', N), qkv: b('qkv', N * 3 * C),
-          att: attShared ?? b('att', attBytes / 4), atty: b('atty', N * C), res2: b('res2', N * C),
+          lse: b('lse', B * NH * T), atty: b('atty', N * C), res2: b('res2', N * C),
           ln2: b('ln2', N * C), ln2Mean: b('ln2Mean', N), ln2Rstd: b('ln2Rstd', N),
           fch: b('fch', N * 4 * C), fchGelu: b('fchGelu', N * 4 * C), res3: b('res3', N * C),
         });
@@ -94,7 +85,7 @@ export class GpuGPT {
       // backward scratch
       this.dres = f32('dres', N * C);
       const dln = f32('dln', N * C), datty = f32('datty', N * C), dqkv = f32('dqkv', N * 3 * C), dfch = f32('dfch', N * 4 * C);
-      const datt = f32('datt', attBytes / 4);
+      const attD = f32('attD', B * NH * T);
       const lnScratch = f32('lnScratch', layernormScratchFloats(N, C));
 
       const P = (name: string) => state.tensor(state.params, tensor(layout, name));
@@ -112,7 +103,7 @@ export class GpuGPT {
         const h = `GpuGPT.h${l}`;
         fwd.push(layernormForward(k, `${h}.ln1`, a.ln1, a.ln1Mean, a.ln1Rstd, resid, LP(l, 'ln_1.weight'), LP(l, 'ln_1.bias'), N, C));
         fwd.push(matmulForward(k, `${h}.qkv`, a.qkv, a.ln1, LP(l, 'attn.c_attn.weight'), LP(l, 'attn.c_attn.bias'), N, C, 3 * C));
-        fwd.push(...attentionForward(k, `${h}.attn`, a.atty, a.att, a.qkv, B, T, C, NH));
+        fwd.push(attentionForward(k, `${h}.attn`, a.atty, a.lse, a.qkv, B, T, C, NH));
         fwd.push(matmulForward(k, `${h}.attproj`, a.res2, a.atty, LP(l, 'attn.c_proj.weight'), LP(l, 'attn.c_proj.bias'), N, C, C, resid));
         fwd.push(layernormForward(k, `${h}.ln2`, a.ln2, a.ln2Mean, a.ln2Rstd, a.res2, LP(l, 'ln_2.weight'), LP(l, 'ln_2.bias'), N, C));
         fwd.push(matmulForward(k, `${h}.fc`, a.fch, a.ln2, LP(l, 'mlp.c_fc.weight'), LP(l, 'mlp.c_fc.bias'), N, C, 4 * C));
@@ -139,8 +130,7 @@ export class GpuGPT {
         bwd.push(...matmulBackward(k, `${h}.fc.bwd`, dln, LG(l, 'mlp.c_fc.weight'), LG(l, 'mlp.c_fc.bias'), dfch, a.ln2, LP(l, 'mlp.c_fc.weight'), N, C, 4 * C));
         bwd.push(...layernormBackward(k, `${h}.ln2.bwd`, this.dres, LG(l, 'ln_2.weight'), LG(l, 'ln_2.bias'), dln, a.res2, LP(l, 'ln_2.weight'), a.ln2Mean, a.ln2Rstd, lnScratch, N, C));
         bwd.push(...matmulBackward(k, `${h}.attproj.bwd`, datty, LG(l, 'attn.c_proj.weight'), LG(l, 'attn.c_proj.bias'), this.dres, a.atty, LP(l, 'attn.c_proj.weight'), N, C, C));
-        if (!keepAtt) bwd.push(...attentionForward(k, `${h}.attn.recompute`, a.atty, a.att, a.qkv, B, T, C, NH).slice(0, 2));
-        bwd.push(...attentionBackward(k, `${h}.attn.bwd`, dqkv, datt, a.att, datty, a.qkv, B, T, C, NH));
+        bwd.push(...attentionBackward(k, `${h}.attn.bwd`, dqkv, attD, a.lse, a.atty, datty, a.qkv, B, T, C, NH));
         bwd.push(...matmulBackward(k, `${h}.qkv.bwd`, dln, LG(l, 'attn.c_attn.weight'), LG(l, 'attn.c_attn.bias'), dqkv, a.ln1, LP(l, 'attn.c_attn.weight'), N, C, 3 * C));
         bwd.push(...layernormBackward(k, `${h}.ln1.bwd`, this.dres, LG(l, 'ln_1.weight'), LG(l, 'ln_1.bias'), dln, resid, LP(l, 'ln_1.weight'), a.ln1Mean, a.ln1Rstd, lnScratch, N, C));
       }

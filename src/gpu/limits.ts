@@ -5,7 +5,7 @@ import type { Layout } from '../model/layout.ts';
 import { LimitsTooSmallError } from './errors.ts';
 import { activationBytes } from './gpt.ts';
 import type { Tuning } from './kernels.ts';
-import { attRowStride } from './ops.ts';
+import { ATT_TILE } from './ops.ts';
 
 /** WebGPU's default limits: asking for no more than these works on every adapter. */
 const DEFAULTS: Record<string, number> = {
@@ -28,15 +28,15 @@ export function requirements(layout: Layout, B: number, T: number, tuning: Tunin
   const wgInvocations = Math.max(256, ...Object.values(tuning.matmul).map((s) => s.wgX * s.wgY));
   const wgX = Math.max(256, ...Object.values(tuning.matmul).map((s) => s.wgX));
   const wgY = Math.max(1, ...Object.values(tuning.matmul).map((s) => s.wgY));
-  const hs = C / NH;
-  // Largest matmul grid dimension: rows N / 8 (or V / 8) over wgY, columns up to max(V, 4C) / 4
-  // over wgX, and B * NH attention heads along z.
+  // Largest grid dimension: matmul rows N / 8 (or V / 8) over wgY, columns up to max(V, 4C) / 4
+  // over wgX; attention's B * NH heads and T / ATT_TILE tiles.
   const minWg = Math.min(...Object.values(tuning.matmul).map((s) => Math.min(s.wgX, s.wgY)));
   const minTm = Math.min(...Object.values(tuning.matmul).map((s) => s.tm));
   const grid = Math.max(
     Math.ceil(Math.max(N, layout.config.vocab, 4 * C) / minTm / minWg),
-    Math.ceil(Math.max(layout.config.vocab, 4 * C, attRowStride(T), hs) / 4 / minWg),
+    Math.ceil(Math.max(layout.config.vocab, 4 * C) / 4 / minWg),
     B * NH,
+    Math.ceil(T / ATT_TILE),
   );
   const needs: Record<string, number> = {
     maxStorageBufferBindingSize: largestBinding,
@@ -45,7 +45,7 @@ export function requirements(layout: Layout, B: number, T: number, tuning: Tunin
     maxComputeInvocationsPerWorkgroup: wgInvocations,
     maxComputeWorkgroupSizeX: wgX,
     maxComputeWorkgroupSizeY: wgY,
-    maxComputeWorkgroupStorageSize: 256 * 4,
+    maxComputeWorkgroupStorageSize: 16384, // attention: two 16 x 128 float tiles
     maxComputeWorkgroupsPerDimension: grid,
   };
   const requested: Record<string, number> = {};

@@ -106,61 +106,41 @@ export function geluForward(k: Kernels, label: string, out: Ref, inp: Ref, n: nu
   return k.dispatch(label, k.stridePipeline('geluFwd', 'main'), [inp, out, u], k.strideGrid(n));
 }
 
-/** Row stride of the attention matrix: T rounded up to 4 so att V can load vec4s. */
-export function attRowStride(T: number): number {
-  return Math.ceil(T / 4) * 4;
-}
+/** Query/key rows per tile of the fused attention kernels (BT in attention.*.wgsl). */
+export const ATT_TILE = 16;
+/** Largest head size the fused attention kernels hold in registers (HS_MAX in attention.*.wgsl). */
+export const ATT_MAX_HEAD = 128;
 
-function headOperand(ref: Ref, T: number, C: number, hs: number, part: number): { ref: Ref; ld: number; off: number; outer: number; inner: number } {
-  // qkv (B, T, 3C): head h of part (0 q, 1 k, 2 v) starts at part*C + h*hs, rows 3C apart.
-  return { ref, ld: 3 * C, off: part * C, outer: T * 3 * C, inner: hs };
+function attentionUniform(k: Kernels, label: string, T: number, C: number, NH: number): { u: GPUBuffer; hs: number; tiles: number } {
+  const hs = C / NH;
+  if (!Number.isInteger(hs) || hs > ATT_MAX_HEAD) {
+    throw new RangeError(`${label}: head size C/NH = ${C}/${NH} must be an integer of at most ${ATT_MAX_HEAD}`);
+  }
+  const u = k.uniform(`${label}.uniform`, new UniformData().u32(T, C, NH).f32(1 / Math.sqrt(hs)));
+  return { u, hs, tiles: Math.ceil(T / ATT_TILE) };
 }
 
 /**
- * out (B,T,C) = causal multi-head attention of qkv (B,T,3C); att (B,NH,T,ld) keeps the softmax
- * for the backward pass (which recomputes it when att is shared between layers).
+ * out (B,T,C) = causal multi-head attention of qkv (B,T,3C), one fused kernel; lse (B,NH,T)
+ * keeps each score row's log-sum-exp for the backward pass.
  */
-export function attentionForward(k: Kernels, label: string, out: Ref, att: Ref, qkv: Ref, B: number, T: number, C: number, NH: number): Dispatch[] {
-  const hs = C / NH;
-  const ld = attRowStride(T);
-  const batch = { count: B * NH, inner: NH };
-  const attOp = { ref: att, ld, outer: NH * T * ld, inner: T * ld };
-  const u = k.uniform(`${label}.softmax.uniform`, new UniformData().u32(B * NH * T, T, ld, 0));
-  return [
-    matmul(k, {
-      label: `${label}.preatt`, mode: 'nt', M: T, N: T, K: hs, alpha: 1 / Math.sqrt(hs), batch,
-      a: headOperand(qkv, T, C, hs, 0), b: headOperand(qkv, T, C, hs, 1), c: attOp,
-    }),
-    k.dispatch(`${label}.softmax`, k.pipeline('attentionFwd', 'main'), [att, u], strideGrid(B * NH * T, 64)),
-    matmul(k, {
-      label: `${label}.out`, mode: 'nn', M: T, N: hs, K: T, batch,
-      a: attOp, b: headOperand(qkv, T, C, hs, 2), c: { ref: out, ld: C, outer: T * C, inner: hs },
-    }),
-  ];
+export function attentionForward(k: Kernels, label: string, out: Ref, lse: Ref, qkv: Ref, B: number, T: number, C: number, NH: number): Dispatch {
+  const { u, hs, tiles } = attentionUniform(k, label, T, C, NH);
+  return k.dispatch(label, k.pipeline('attentionFwd', 'main', { HS: hs }), [qkv, out, lse, u], [tiles, B * NH, 1]);
 }
 
 /**
- * dqkv (B,T,3C) = gradient of attention wrt qkv, given dout (B,T,C) and att from the forward
- * pass; datt (B,NH,T,ld) is scratch.
+ * dqkv (B,T,3C) = gradient of attention wrt qkv, given the forward's output `out` and `lse`
+ * and dout (B,T,C); D (B,NH,T) is scratch. Two kernels; no T x T matrix in global memory.
  */
-export function attentionBackward(k: Kernels, label: string, dqkv: Ref, datt: Ref, att: Ref, dout: Ref, qkv: Ref, B: number, T: number, C: number, NH: number): Dispatch[] {
-  const hs = C / NH;
-  const ld = attRowStride(T);
-  const batch = { count: B * NH, inner: NH };
-  const attOp = { ref: att, ld, outer: NH * T * ld, inner: T * ld };
-  const dattOp = { ...attOp, ref: datt };
-  const doutOp = { ref: dout, ld: C, outer: T * C, inner: hs };
-  const u = k.uniform(`${label}.softmax.uniform`, new UniformData().u32(B * NH * T, T, ld, 0));
-  const scale = 1 / Math.sqrt(hs);
+export function attentionBackward(k: Kernels, label: string, dqkv: Ref, D: Ref, lse: Ref, out: Ref, dout: Ref, qkv: Ref, B: number, T: number, C: number, NH: number): Dispatch[] {
+  const { u, hs, tiles } = attentionUniform(k, label, T, C, NH);
+  const refs = [qkv, out, dout, lse, dqkv, D, u];
+  // One explicit layout for both entry points (dkv does not read `out`).
+  const layout = k.layout('attentionBwd', ['read', 'read', 'read', 'read', 'write', 'write', 'uniform']);
   return [
-    // dAtt = dOut V^T
-    matmul(k, { label: `${label}.datt`, mode: 'nt', M: T, N: T, K: hs, batch, a: doutOp, b: headOperand(qkv, T, C, hs, 2), c: dattOp }),
-    // dV = att^T dOut
-    matmul(k, { label: `${label}.dv`, mode: 'tn', M: T, N: hs, K: T, batch, a: attOp, b: doutOp, c: headOperand(dqkv, T, C, hs, 2) }),
-    k.dispatch(`${label}.softmax`, k.pipeline('attentionBwd', 'main'), [att, datt, u], strideGrid(B * NH * T, 64)),
-    // dQ = scale dPre K ; dK = scale dPre^T Q
-    matmul(k, { label: `${label}.dq`, mode: 'nn', M: T, N: hs, K: T, alpha: scale, batch, a: dattOp, b: headOperand(qkv, T, C, hs, 1), c: headOperand(dqkv, T, C, hs, 0) }),
-    matmul(k, { label: `${label}.dk`, mode: 'tn', M: T, N: hs, K: T, alpha: scale, batch, a: dattOp, b: headOperand(qkv, T, C, hs, 0), c: headOperand(dqkv, T, C, hs, 1) }),
+    k.dispatch(`${label}.dq`, k.pipeline('attentionBwd', 'dq', { HS: hs }, layout), refs, [tiles, B * NH, 1]),
+    k.dispatch(`${label}.dkv`, k.pipeline('attentionBwd', 'dkv', { HS: hs }, layout), refs, [tiles, B * NH, 1]),
   ];
 }
 
