@@ -3,14 +3,14 @@
 // widths that are not multiples of 4 (which take matmul's scalar-load path).
 // Tolerances (max |gpu - ref| / max |ref|), stated per kernel:
 //   encoder fwd 1e-6 (one add), encoder bwd 1e-5, layernorm fwd 1e-5, layernorm bwd 1e-4
-//   (two reductions), matmul fwd/bwd 1e-5, attention fwd 1e-5, attention bwd 1e-4, gelu 1e-6,
+//   (two reductions), matmul fwd/bwd 1e-5 (+ GELU 1e-5), attention fwd 1e-5, attention bwd 1e-4,
 //   softmax + cross-entropy fwd/bwd 1e-5.
 import { afterAll, describe, expect, it } from 'vitest';
 import * as ref from '../src/model/reference.ts';
 import { Kernels } from '../src/gpu/kernels.ts';
 import {
   attentionBackward, attentionForward, crossentropy, encoderBackward, encoderForward,
-  geluForward, layernormBackward, layernormForward, layernormScratchFloats, matmulBackward, matmulForward, tokenIndex,
+  layernormBackward, layernormForward, layernormScratchFloats, matmulBackward, matmulForward, matmulGeluForward, tokenIndex,
 } from '../src/gpu/ops.ts';
 import { emptyF32, gpuTest, readF32, uploadF32, uploadU32 } from './support/gpu.ts';
 import { randomArray, relErr, runDispatches } from './support/engine.ts';
@@ -155,15 +155,17 @@ describe('causal multi-head attention (fused: forward one kernel, backward two)'
   });
 });
 
-describe('gelu', () => {
-  for (const n of [1, 37, 4096]) {
-    gpuTest(`forward n=${n}`, async (device) => {
-      const x = randomArray(n, 3, 4);
-      const gx = uploadF32(device, x), gy = emptyF32(device, n);
-      await runDispatches(device, [geluForward(K(device), 't.gelu', gy, gx, n)]);
-      const y = new Float32Array(n);
-      ref.geluForward(y, x, n);
-      expect(relErr(await readF32(device, gy, n), y)).toBeLessThan(1e-6);
+describe('matmul + bias + GELU fused (the MLP\'s first layer)', () => {
+  for (const [N, C, OC] of [[7, 10, 6], [33, 32, 128], [45, 30, 90]]) {
+    gpuTest(`N=${N} C=${C} OC=${OC}: GELU output and pre-activation`, async (device) => {
+      const inp = randomArray(N * C, 1), w = randomArray(C * OC, 2), b = randomArray(OC, 3);
+      const g = { inp: uploadF32(device, inp), w: uploadF32(device, w), b: uploadF32(device, b), out: emptyF32(device, N * OC), pre: emptyF32(device, N * OC) };
+      await runDispatches(device, [matmulGeluForward(K(device), 't.mm.gelu', g.out, g.pre, g.inp, g.w, g.b, N, C, OC)]);
+      const pre = new Float32Array(N * OC), out = new Float32Array(N * OC);
+      ref.matmulForward(pre, inp, w, b, N, C, OC);
+      ref.geluForward(out, pre, N * OC);
+      expect(relErr(await readF32(device, g.pre, N * OC), pre)).toBeLessThan(1e-5);
+      expect(relErr(await readF32(device, g.out, N * OC), out)).toBeLessThan(1e-5);
     });
   }
 });

@@ -8,7 +8,7 @@ import { type Dispatch, type Kernels, writeArray } from './kernels.ts';
 import { matmul } from './matmul.ts';
 import {
   attentionBackward, attentionForward, crossentropy, encoderBackward, encoderForward,
-  geluForward, layernormBackward, layernormForward, layernormScratchFloats, matmulBackward, matmulForward, tokenIndex,
+  layernormBackward, layernormForward, layernormScratchFloats, matmulBackward, matmulForward, matmulGeluForward, tokenIndex,
 } from './ops.ts';
 import type { GpuState } from './state.ts';
 
@@ -106,8 +106,7 @@ export class GpuGPT {
         fwd.push(attentionForward(k, `${h}.attn`, a.atty, a.lse, a.qkv, B, T, C, NH));
         fwd.push(matmulForward(k, `${h}.attproj`, a.res2, a.atty, LP(l, 'attn.c_proj.weight'), LP(l, 'attn.c_proj.bias'), N, C, C, resid));
         fwd.push(layernormForward(k, `${h}.ln2`, a.ln2, a.ln2Mean, a.ln2Rstd, a.res2, LP(l, 'ln_2.weight'), LP(l, 'ln_2.bias'), N, C));
-        fwd.push(matmulForward(k, `${h}.fc`, a.fch, a.ln2, LP(l, 'mlp.c_fc.weight'), LP(l, 'mlp.c_fc.bias'), N, C, 4 * C));
-        fwd.push(geluForward(k, `${h}.gelu`, a.fchGelu, a.fch, N * 4 * C));
+        fwd.push(matmulGeluForward(k, `${h}.fc`, a.fchGelu, a.fch, a.ln2, LP(l, 'mlp.c_fc.weight'), LP(l, 'mlp.c_fc.bias'), N, C, 4 * C));
         fwd.push(matmulForward(k, `${h}.fcproj`, a.res3, a.fchGelu, LP(l, 'mlp.c_proj.weight'), LP(l, 'mlp.c_proj.bias'), N, 4 * C, C, a.res2));
       }
       const last = acts[L - 1].res3;

@@ -29,8 +29,11 @@ export interface MatmulSpec {
   bias?: { ref: Ref; off?: number };
   /** tn only: also dbias[col] += sum over the K rows of B (the bias gradient next to dW). */
   biasGrad?: { ref: Ref; off?: number };
-  /** residual: C = ... + R;  geluGrad: C = ... * gelu'(R). R is (M, ld). */
-  epilogue?: { kind: 'residual' | 'geluGrad'; ref: Ref; ld: number; off?: number };
+  /**
+   * residual: C = ... + R;  geluGrad: C = ... * gelu'(R);  gelu: C = GELU(...) and the
+   * pre-activation is written to R (the output the GELU backward reads). R is (M, ld).
+   */
+  epilogue?: { kind: 'residual' | 'geluGrad' | 'gelu'; ref: Ref; ld: number; off?: number };
   /** C += result (parameter gradients). */
   accumulate?: boolean;
   /** Scales the product (attention's 1/sqrt(head size)). */
@@ -61,10 +64,12 @@ export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = k.tuning.
     TM: shape.tm,
     HAS_BIAS: !!s.bias,
     ACCUM: !!s.accumulate,
-    EPI: s.epilogue ? (s.epilogue.kind === 'residual' ? 1 : 2) : 0,
+    EPI: s.epilogue ? { residual: 1, geluGrad: 2, gelu: 3 }[s.epilogue.kind] : 0,
     BIAS_GRAD: !!s.biasGrad,
   };
   if (s.biasGrad && (s.mode !== 'tn' || s.bias)) throw new Error(`${s.label}: biasGrad needs mode tn and no bias`);
+  const geluOut = s.epilogue?.kind === 'gelu';
+  if (geluOut && (s.biasGrad || s.accumulate)) throw new Error(`${s.label}: the gelu epilogue writes its own output; it cannot accumulate or take biasGrad`);
   const layout = k.layout('matmul', [...MM_LAYOUT]);
   const pipeline = k.pipeline('matmul', s.mode, constants, layout);
   const batch = s.batch ?? { count: 1, inner: 1 };
@@ -80,6 +85,7 @@ export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = k.tuning.
   const grid: [number, number, number] = [Math.ceil(Math.ceil(s.N / 4) / shape.wgX), Math.ceil(blockRows / shape.wgY), batch.count];
   return k.dispatch(s.label, pipeline,
     // Each operand goes to the view its load width reads; the other view gets the dummy.
-    [vec4 ? s.a.ref : k.dummy, vec4 ? s.b.ref : k.dummy, s.bias?.ref ?? k.dummy, s.epilogue?.ref ?? k.dummy, s.c.ref, uniform,
-      s.biasGrad?.ref ?? k.dummyOut, vec4 ? k.dummy : s.a.ref, vec4 ? k.dummy : s.b.ref], grid);
+    // The gelu epilogue's pre-activation output and biasGrad share the writable aux binding.
+    [vec4 ? s.a.ref : k.dummy, vec4 ? s.b.ref : k.dummy, s.bias?.ref ?? k.dummy, (!geluOut && s.epilogue?.ref) || k.dummy, s.c.ref, uniform,
+      s.biasGrad?.ref ?? (geluOut ? s.epilogue!.ref : k.dummyOut), vec4 ? k.dummy : s.a.ref, vec4 ? k.dummy : s.b.ref], grid);
 }

@@ -100,10 +100,16 @@ export function matmulBackward(k: Kernels, label: string, dinp: Ref | null, dwei
   return out;
 }
 
-/** out (N,n) = GELU(inp). */
-export function geluForward(k: Kernels, label: string, out: Ref, inp: Ref, n: number): Dispatch {
-  const u = k.uniform(`${label}.uniform`, new UniformData().u32(n, 0, 0, 0));
-  return k.dispatch(label, k.stridePipeline('geluFwd', 'main'), [inp, out, u], k.strideGrid(n));
+/**
+ * out (N,OC) = GELU(inp (N,C) @ weight (C,OC) + bias (OC)), and preact (N,OC) the value before
+ * the GELU (what the backward's gelu' reads): the MLP's first layer and its GELU in one kernel.
+ */
+export function matmulGeluForward(k: Kernels, label: string, out: Ref, preact: Ref, inp: Ref, weight: Ref, bias: Ref, N: number, C: number, OC: number): Dispatch {
+  return matmul(k, {
+    label, mode: 'nn', M: N, N: OC, K: C,
+    a: { ref: inp, ld: C }, b: { ref: weight, ld: OC }, c: { ref: out, ld: OC },
+    bias: { ref: bias }, epilogue: { kind: 'gelu', ref: preact, ld: OC },
+  });
 }
 
 /** Query/key rows per tile of the fused attention kernels (BT in attention.*.wgsl). */

@@ -6,7 +6,6 @@ import attentionFwd from '../shaders/attention.fwd.wgsl?raw';
 import crossentropy from '../shaders/crossentropy.wgsl?raw';
 import encoderBwd from '../shaders/encoder.bwd.wgsl?raw';
 import encoderFwd from '../shaders/encoder.fwd.wgsl?raw';
-import geluFwd from '../shaders/gelu.fwd.wgsl?raw';
 import gradnorm from '../shaders/gradnorm.wgsl?raw';
 import layernormBwd from '../shaders/layernorm.bwd.wgsl?raw';
 import layernormFwd from '../shaders/layernorm.fwd.wgsl?raw';
@@ -21,7 +20,6 @@ export const SHADERS = {
   crossentropy,
   encoderBwd,
   encoderFwd,
-  geluFwd,
   gradnorm,
   layernormBwd,
   layernormFwd,

@@ -33,10 +33,10 @@ struct Mm {
 @group(0) @binding(0) var<storage, read> A4: array<vec4f>;      // A as vec4 [VEC4]
 @group(0) @binding(1) var<storage, read> B4: array<vec4f>;      // B as vec4 [VEC4]
 @group(0) @binding(2) var<storage, read> bias: array<f32>;        // (N) when HAS_BIAS
-@group(0) @binding(3) var<storage, read> R: array<f32>;           // (M, ldr) when EPI != 0
+@group(0) @binding(3) var<storage, read> R: array<f32>;           // (M, ldr) when EPI is 1 or 2
 @group(0) @binding(4) var<storage, read_write> C: array<f32>;     // (M, ldc)
 @group(0) @binding(5) var<uniform> u: Mm;
-@group(0) @binding(6) var<storage, read_write> dbias: array<f32>; // (N) at offBias, tn with BIAS_GRAD
+@group(0) @binding(6) var<storage, read_write> aux: array<f32>;   // dbias (N) at offBias with BIAS_GRAD; pre-activation (M, ldr) at offR with EPI 3
 @group(0) @binding(7) var<storage, read> A1: array<f32>;        // A as f32 [!VEC4]
 @group(0) @binding(8) var<storage, read> B1: array<f32>;        // B as f32 [!VEC4]
 
@@ -50,9 +50,12 @@ override VEC4: bool = true;
 override HAS_BIAS: bool = false;
 /** C += result instead of C = result (parameter gradients accumulate, llm.c's rule). */
 override ACCUM: bool = false;
-/** 0: none; 1: + R (residual stream); 2: * gelu'(R) (backward through GELU, R = pre-activation). */
+/**
+ * 0: none; 1: + R (residual stream); 2: * gelu'(R) (backward through GELU, R = pre-activation);
+ * 3: C = GELU(result) and the pre-activation result goes to aux (bias + GELU fused into the product).
+ */
 override EPI: u32 = 0u;
-/** tn only: the workgroup row after the last block row sums B's columns into dbias (+=). */
+/** tn only: the workgroup row after the last block row sums B's columns into aux as dbias (+=). */
 override BIAS_GRAD: bool = false;
 
 const GELU_S: f32 = 0.7978845608028654; // sqrt(2 / pi)
@@ -72,6 +75,10 @@ fn lda1(i: u32) -> f32 {
 fn ldb1(i: u32) -> f32 {
   if (VEC4) { return B4[i >> 2u][i & 3u]; }
   return B1[i];
+}
+
+fn gelu(x: f32) -> f32 {
+  return 0.5 * x * (1.0 + tanh(GELU_S * (x + 0.044715 * x * x * x)));
 }
 
 fn geluGrad(x: f32) -> f32 {
@@ -100,6 +107,7 @@ fn storeRow(row: u32, c0: u32, s: vec4f, offC: u32) {
       if (HAS_BIAS) { v += bias[u.offBias + col]; }
       if (EPI == 1u) { v += R[u.offR + row * u.ldr + col]; }
       if (EPI == 2u) { v *= geluGrad(R[u.offR + row * u.ldr + col]); }
+      if (EPI == 3u) { aux[u.offR + row * u.ldr + col] = v; v = gelu(v); }
       let ci = offC + row * u.ldc + col;
       if (ACCUM) { v += C[ci]; }
       C[ci] = v;
@@ -195,7 +203,7 @@ fn nt(@builtin(global_invocation_id) g: vec3u) {
   storeBlock(r0, c0, o.c, s0, s1, s2, s3, s4, s5, s6, s7);
 }
 
-// dbias[c0..c0+3] += sum over the K rows of B (dy) of columns c0..c0+3.
+// aux as dbias: dbias[c0..c0+3] += sum over the K rows of B (dy) of columns c0..c0+3.
 fn biasGrad(c0: u32, offB: u32) {
   var s = vec4f(0.0);
   var bi = offB + c0;
@@ -204,7 +212,7 @@ fn biasGrad(c0: u32, offB: u32) {
     bi += u.ldb;
   }
   for (var q = 0u; q < 4u; q++) {
-    if (c0 + q < u.N) { dbias[u.offBias + c0 + q] += s[q]; }
+    if (c0 + q < u.N) { aux[u.offBias + c0 + q] += s[q]; }
   }
 }
 
