@@ -62,8 +62,7 @@ export function layernormBackward(k: Kernels, label: string, dinp: Ref, dweight:
   const chunks = Math.ceil(N / LN_ROWS_PER_CHUNK);
   const u = k.uniform(`${label}.uniform`, new UniformData().u32(N, C, LN_ROWS_PER_CHUNK, chunks));
   return [
-    k.dispatch(`${label}.dinp`, k.pipeline('layernormBwd', 'dinput'), [dout, inp, weight, mean, rstd, dinp, null, null, u], strideGrid(N, 64)),
-    k.dispatch(`${label}.dparamsPartial`, k.pipeline('layernormBwd', 'dparamsPartial'), [dout, inp, null, mean, rstd, null, null, null, u, scratch], strideGrid(C * chunks, 64)),
+    k.dispatch(`${label}.partial`, k.pipeline('layernormBwd', 'partial'), [dout, inp, weight, mean, rstd, dinp, null, null, u, scratch], strideGrid(Math.max(N, C * chunks), 64)),
     k.dispatch(`${label}.dparamsFinal`, k.pipeline('layernormBwd', 'dparamsFinal'), [null, null, null, null, null, null, dweight, dbias, u, scratch], [Math.ceil(C / 64), 1, 1]),
   ];
 }

@@ -1,10 +1,12 @@
 // LayerNorm backward (llm.c layernorm_backward), split so that no two invocations write the
 // same float and no invocation walks all N rows alone (that serial loop was the slowest part of
 // a backward pass on a discrete GPU):
-//   dinput:          one invocation per row; dinp += the input gradient (it is the residual
-//                    stream's gradient, which also flows around the block).
-//   dparamsPartial:  one invocation per (chunk of ROWS rows, channel): partial sums of
-//                    dout * norm and dout into scratch.
+//   partial:         invocation i does two independent jobs in one launch (they only read the
+//                    same inputs):
+//                    dinput, row i < N: dinp += the input gradient (it is the residual
+//                    stream's gradient, which also flows around the block);
+//                    dparamsPartial, (chunk, channel) i < chunks * C: partial sums of
+//                    dout * norm and dout over the chunk's ROWS rows into scratch.
 //   dparamsFinal:    one invocation per channel sums its chunks in order:
 //                    dweight += sum_n dout * norm, dbias += sum_n dout.
 struct P { N: u32, C: u32, rows: u32, chunks: u32 }
@@ -21,45 +23,47 @@ struct P { N: u32, C: u32, rows: u32, chunks: u32 }
 override WG: u32 = 64;
 
 @compute @workgroup_size(WG)
-fn dinput(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  for (var n = g.x; n < p.N; n += nwg.x * WG) {
-    let x = n * p.C;
-    let m = mean[n];
-    let s = rstd[n];
-    var dnormMean = 0.0;
-    var dnormNormMean = 0.0;
-    for (var c = 0u; c < p.C; c++) {
-      let norm = (inp[x + c] - m) * s;
-      let dnorm = weight[c] * dout[x + c];
-      dnormMean += dnorm;
-      dnormNormMean += dnorm * norm;
-    }
-    dnormMean /= f32(p.C);
-    dnormNormMean /= f32(p.C);
-    for (var c = 0u; c < p.C; c++) {
-      let norm = (inp[x + c] - m) * s;
-      let dnorm = weight[c] * dout[x + c];
-      dinp[x + c] += (dnorm - dnormMean - norm * dnormNormMean) * s;
-    }
+fn partial(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  for (var i = g.x; i < max(p.N, p.C * p.chunks); i += nwg.x * WG) {
+    if (i < p.N) { dinput(i); }
+    if (i < p.C * p.chunks) { dparamsPartial(i); }
   }
 }
 
-@compute @workgroup_size(WG)
-fn dparamsPartial(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  for (var i = g.x; i < p.C * p.chunks; i += nwg.x * WG) {
-    let c = i % p.C;
-    let chunk = i / p.C;
-    let end = min(p.N, (chunk + 1u) * p.rows);
-    var sw = 0.0;
-    var sb = 0.0;
-    for (var n = chunk * p.rows; n < end; n++) {
-      let d = dout[n * p.C + c];
-      sw += d * (inp[n * p.C + c] - mean[n]) * rstd[n];
-      sb += d;
-    }
-    scratch[2u * i] = sw;
-    scratch[2u * i + 1u] = sb;
+fn dinput(n: u32) {
+  let x = n * p.C;
+  let m = mean[n];
+  let s = rstd[n];
+  var dnormMean = 0.0;
+  var dnormNormMean = 0.0;
+  for (var c = 0u; c < p.C; c++) {
+    let norm = (inp[x + c] - m) * s;
+    let dnorm = weight[c] * dout[x + c];
+    dnormMean += dnorm;
+    dnormNormMean += dnorm * norm;
   }
+  dnormMean /= f32(p.C);
+  dnormNormMean /= f32(p.C);
+  for (var c = 0u; c < p.C; c++) {
+    let norm = (inp[x + c] - m) * s;
+    let dnorm = weight[c] * dout[x + c];
+    dinp[x + c] += (dnorm - dnormMean - norm * dnormNormMean) * s;
+  }
+}
+
+fn dparamsPartial(i: u32) {
+  let c = i % p.C;
+  let chunk = i / p.C;
+  let end = min(p.N, (chunk + 1u) * p.rows);
+  var sw = 0.0;
+  var sb = 0.0;
+  for (var n = chunk * p.rows; n < end; n++) {
+    let d = dout[n * p.C + c];
+    sw += d * (inp[n * p.C + c] - mean[n]) * rstd[n];
+    sb += d;
+  }
+  scratch[2u * i] = sw;
+  scratch[2u * i + 1u] = sb;
 }
 
 @compute @workgroup_size(WG)
