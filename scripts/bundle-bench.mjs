@@ -10,6 +10,8 @@
 //   dist/kernels/profile.mjs         bench/profile.ts (the engine's step, per kernel and whole),
 //                                   finding the GPU as the Node volunteer does
 //   dist/kernels/gpu-check.mjs       bench/gpu-check.ts (the GPU's step against the CPU reference)
+//   dist/kernels/torch.mjs           bench/torch.ts (Murmur vs PyTorch on this GPU; torch_gpt.py
+//                                   beside it, run by the machine's python3 with its torch)
 // Run: node scripts/bundle-bench.mjs [--device]
 //   --device also packs what scripts/device-run.sh needs on a machine without Node or a Vulkan
 //   loader: dist/node.xz (this Node, xz-compressed) and dist/vk (libvulkan.so.1 and an ICD file
@@ -66,7 +68,7 @@ copyFileSync(join(root, 'src/gpu/nvidia-egl-icd.json'), join(kernels, 'nvidia-eg
 await build({
   ...common,
   entryPoints: {
-    profile: join(root, 'bench/profile.ts'), 'gpu-check': join(root, 'bench/gpu-check.ts'),
+    profile: join(root, 'bench/profile.ts'), 'gpu-check': join(root, 'bench/gpu-check.ts'), torch: join(root, 'bench/torch.ts'),
     sim: join(root, 'bench/sim.ts'), 'sim-worker': join(root, 'bench/sim-worker.ts'),
   },
   outdir: kernels,
@@ -76,7 +78,8 @@ await build({
   plugins: [dawnPlugin, rawPlugin],
 });
 cpSync(join(root, 'bench/kernels/matmul'), join(kernels, 'matmul'), { recursive: true });
-console.log('wrote dist/kernels/{sim,sim-worker,matmul,profile,gpu-check}.mjs, dawn.node, matmul/');
+copyFileSync(join(root, 'bench/torch_gpt.py'), join(kernels, 'torch_gpt.py'));
+console.log('wrote dist/kernels/{sim,sim-worker,matmul,profile,gpu-check,torch}.mjs, torch_gpt.py, dawn.node, matmul/');
 
 if (process.argv.includes('--device')) {
   const vk = join(root, 'dist/vk');

@@ -6,6 +6,8 @@
 #   OUT=<dir> SIM_ARGS="<bench:sim options>" [SIM_TIMEOUT=s] [SIM_WORKERS=n] [SIM_ONLY=1] bash scripts/device-run.sh
 # SIM_ONLY=1 skips the kernel lab, the profile and the GPU check (e.g. a --learner webgpu sweep:
 #   SIM_ARGS="--learner webgpu --preset tiny --batch 4 --seq-len 64 --tag tiny-gpu").
+# TORCH_ONLY=1 runs only bench:torch (Murmur vs PyTorch on this GPU, nothing else on the CPUs):
+#   TORCH_PRESETS (default small,base), TORCH_ARGS (more bench/torch.ts options), TORCH_TIMEOUT.
 # It prints what the machine has, runs the matmul kernel lab (headless EGL ICD) and the engine
 # profile (drivers picked by src/gpu/vulkan-drivers.ts) on the GPU through Dawn while the
 # simulator benchmark uses the other cores, and leaves logs and results under $OUT.
@@ -24,6 +26,13 @@ fi
 echo "using $NODE $($NODE --version)  ($(( $(date +%s) - T0 )) s)"
 echo "== vulkan"; ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>&1 | head
 ldconfig -p | grep -qE "libvulkan\.so\.1 " && echo "libvulkan.so.1 on the image" || echo "no libvulkan.so.1 on the image: using the carried loader"
+if [ -n "${TORCH_ONLY:-}" ]; then
+  echo "== bench:torch ($(python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' 2>&1))"
+  ( unset VK_ICD_FILENAMES; export LD_LIBRARY_PATH=$PWD/dist/vk:${LD_LIBRARY_PATH:-}
+    timeout ${TORCH_TIMEOUT:-420} $NODE dist/kernels/torch.mjs --presets ${TORCH_PRESETS:-small,base} --python python3 --out "$OUT" ${TORCH_ARGS:-} > "$OUT/torch.log" 2>&1; echo "torch rc=$?" >> "$OUT/torch.log" )
+  grep -vE "^Warning|^    at " "$OUT/torch.log" | tail -30
+  exit 0
+fi
 # SIM_ARGS may hold --learner webgpu: the replicas then find the GPU as the Node volunteer does.
 ( unset VK_ICD_FILENAMES; export LD_LIBRARY_PATH=$PWD/dist/vk:${LD_LIBRARY_PATH:-}
   cd dist/kernels && timeout ${SIM_TIMEOUT:-480} $NODE sim.mjs --workers $WORKERS --out "$OUT" ${SIM_ARGS:---quick} > "$OUT/sim.log" 2>&1; echo "sim rc=$?" >> "$OUT/sim.log" ) &
