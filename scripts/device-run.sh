@@ -40,9 +40,9 @@ SIM=$!
 if [ -z "${SIM_ONLY:-}" ]; then
 mkdir -p dist/results
 ( export LD_LIBRARY_PATH=$PWD/dist/vk:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-} VK_ICD_FILENAMES=$PWD/dist/vk/nvidia_egl_icd.json
-  timeout 150 $NODE dist/kernels/matmul.mjs > "$OUT/matmul.log" 2>&1; echo "matmul rc=$?" >> "$OUT/matmul.log" )
+  timeout ${MATMUL_TIMEOUT:-300} $NODE dist/kernels/matmul.mjs > "$OUT/matmul.log" 2>&1; echo "matmul rc=$?" >> "$OUT/matmul.log" )
 cp dist/results/kernels-matmul.json "$OUT/" 2>/dev/null
-tail -16 "$OUT/matmul.log"
+tail -24 "$OUT/matmul.log"
 # The engine's step, with the GPU found as the Node volunteer finds it (VK_ICD_FILENAMES unset).
 for p in ${PROFILE_PRESETS:-tiny small base}; do
   ( unset VK_ICD_FILENAMES; export LD_LIBRARY_PATH=$PWD/dist/vk:${LD_LIBRARY_PATH:-} MURMUR_DEBUG_GPU=1

@@ -1,6 +1,11 @@
 // Matmul kernel lab: every numbered variant in ./matmul/ is validated against a CPU matmul and
 // timed on the transformer block's shapes. Only the winner moves into src/shaders.
-// Run: npx tsx bench/kernels/matmul.ts [variant prefix...]   (writes bench/results/kernels-matmul.json)
+// Run: npx tsx bench/kernels/matmul.ts [--max-size S] [variant prefix...]
+//   (writes bench/results/kernels-matmul.json). Besides the block's shapes, square shapes
+//   1024^3, 2048^3, 4096^3 (those up to --max-size, default 4096; SwiftShader needs a small cap,
+//   e.g. 1024) show what the kernel reaches on a large problem, as GFLOPS and as a share of the
+//   adapter's fp32 peak where it is known (FP32_PEAKS). Large results are checked on sampled
+//   entries, not the whole product.
 //
 // Findings on SwiftShader (2 shared cores, so absolute numbers swing with load; compare rows of
 // one run): 01 naive ~0.2 GFLOPS; 04 16x16 workgroup-memory tile ~0.08 (slower than naive:
@@ -42,10 +47,48 @@ function cpuMatmul(A: Float32Array, B: Float32Array, M: number, K: number, N: nu
   return C;
 }
 
+/** Vendor fp32 peaks (dense, non-tensor-core) in GFLOPS, matched against the adapter's name. */
+export const FP32_PEAKS: [RegExp, number, string][] = [
+  [/H200/i, 66900, 'NVIDIA H200 SXM'],
+  [/H100.*PCIe/i, 51200, 'NVIDIA H100 PCIe'],
+  [/H100/i, 66900, 'NVIDIA H100 SXM'],
+  [/A100/i, 19500, 'NVIDIA A100'],
+  [/L40S/i, 91600, 'NVIDIA L40S'],
+  [/RTX 4090/i, 82600, 'NVIDIA RTX 4090'],
+  [/RTX 3080/i, 29800, 'NVIDIA RTX 3080'],
+];
+
+export function fp32Peak(adapterText: string): { gflops: number; name: string } | null {
+  const hit = FP32_PEAKS.find(([re]) => re.test(adapterText));
+  return hit ? { gflops: hit[1], name: hit[2] } : null;
+}
+
+/** C[i,j] of A (M,K) @ B (K,N) for `count` sampled (i, j), in float64. */
+function sampledCheck(A: Float32Array, B: Float32Array, C: Float32Array, M: number, K: number, N: number, count: number): number {
+  let err = 0, scale = 0;
+  for (let s = 0; s < count; s++) {
+    const i = (s * 7919) % M, j = (s * 104729 + 13) % N;
+    let want = 0;
+    for (let k = 0; k < K; k++) want += A[i * K + k] * B[k * N + j];
+    err = Math.max(err, Math.abs(C[i * N + j] - want));
+    scale = Math.max(scale, Math.abs(want));
+  }
+  return err / Math.max(scale, 1e-30);
+}
+
+const argv = process.argv.slice(2);
+const capAt = argv.indexOf('--max-size');
+const maxSize = capAt < 0 ? 4096 : Number(argv[capAt + 1]);
+if (!(Number.isInteger(maxSize) && maxSize >= 1)) throw new Error(`--max-size needs a positive integer, got ${argv[capAt + 1]}`);
+const only = argv.filter((a, i) => a !== '--max-size' && !(capAt >= 0 && i === capAt + 1));
 const device = await labDevice();
-const only = process.argv.slice(2);
-const shapes: [number, number, number][] = [[512, 256, 1024], [512, 1024, 256], [512, 256, 768], [36, 20, 44]];
-const results: { variant: string; wg: string; overrides: Record<string, number>; shape: string; gflops: number; maxRelErr: number }[] = [];
+const adapterText = labAdapter ? `${labAdapter.vendor} ${labAdapter.architecture} ${labAdapter.device} ${labAdapter.description}` : '';
+const peak = fp32Peak(adapterText);
+const large = [1024, 2048, 4096].filter((n) => n <= maxSize).map((n): [number, number, number] => [n, n, n]);
+const shapes: [number, number, number][] = [[512, 256, 1024], [512, 1024, 256], [512, 256, 768], [36, 20, 44], ...large];
+const results: { variant: string; wg: string; overrides: Record<string, number>; shape: string; gflops: number; peakShare: number | null; maxRelErr: number }[] = [];
+console.log(peak ? `fp32 peak: ${peak.gflops} GFLOPS (${peak.name})` : `fp32 peak of "${adapterText}" unknown: no share of peak`);
+if (large.length < 3) console.log(`large shapes capped at ${maxSize} (--max-size)`);
 console.log('variant                         wg      ' + shapes.map(([m, k, n]) => `${m}x${k}x${n}`.padStart(14)).join('') + '   (GFLOPS; err)');
 for (const v of VARIANTS) {
   if (only.length && !only.some((o) => v.file.startsWith(o))) continue;
@@ -78,9 +121,11 @@ for (const v of VARIANTS) {
       const pass = enc.beginComputePass(); pass.setPipeline(pipeline); pass.setBindGroup(0, bg); pass.dispatchWorkgroups(gx, gy); pass.end();
     };
     const ms = await timeIt(device, encode, M * N * K > 1e6 ? 3 : 5);
-    const err = maxRelErr(await readBack(device, bC, M * N), cpuMatmul(A, B, M, K, N));
-    cells.push(`${(2 * M * N * K / ms / 1e6).toFixed(2)};${err < 1e-5 ? 'ok' : err.toExponential(0)}`.padStart(14));
-    results.push({ variant: v.file, wg: `${v.wg[0]}x${v.wg[1]}`, overrides: v.overrides ?? {}, shape: `${M}x${K}x${N}`, gflops: 2 * M * N * K / ms / 1e6, maxRelErr: err });
+    const C = await readBack(device, bC, M * N);
+    const err = M * N * K > 1e9 ? sampledCheck(A, B, C, M, K, N, 512) : maxRelErr(C, cpuMatmul(A, B, M, K, N));
+    const gflops = 2 * M * N * K / ms / 1e6;
+    cells.push(`${gflops.toFixed(2)};${err < 1e-5 ? 'ok' : err.toExponential(0)}`.padStart(14));
+    results.push({ variant: v.file, wg: `${v.wg[0]}x${v.wg[1]}`, overrides: v.overrides ?? {}, shape: `${M}x${K}x${N}`, gflops, peakShare: peak ? gflops / peak.gflops : null, maxRelErr: err });
     for (const b of [bA, bB, bC, u, dbias]) b.destroy();
   }
   console.log(`${v.file.padEnd(30)}  ${`${v.wg[0]}x${v.wg[1]}`.padEnd(6)}${cells.join('')}`);
@@ -88,4 +133,9 @@ for (const v of VARIANTS) {
 device.destroy();
 const outDir = new URL('../results/', import.meta.url);
 mkdirSync(outDir, { recursive: true });
-writeFileSync(new URL('kernels-matmul.json', outDir), JSON.stringify({ date: new Date().toISOString(), adapter: labAdapter, results }, null, 2) + '\n');
+const best = (shape: string) => results.filter((r) => r.shape === shape).sort((a, b) => b.gflops - a.gflops)[0];
+for (const [n] of large) {
+  const b = best(`${n}x${n}x${n}`);
+  if (b) console.log(`best at ${n}^3: ${b.variant} ${b.wg} ${JSON.stringify(b.overrides)} ${b.gflops.toFixed(1)} GFLOPS${b.peakShare === null ? '' : ` = ${(100 * b.peakShare).toFixed(1)}% of fp32 peak`}`);
+}
+writeFileSync(new URL('kernels-matmul.json', outDir), JSON.stringify({ date: new Date().toISOString(), adapter: labAdapter, fp32PeakGflops: peak?.gflops ?? null, peakOf: peak?.name ?? null, maxSize, results }, null, 2) + '\n');
