@@ -1,6 +1,7 @@
 // FLOPs of one training step as the engine computes it (for GFLOPS in benchmarks): every
 // matmul of forward and backward (backward = 2x forward: input and weight gradients), with the
-// attention products over the full T x T (the kernels do not skip the masked half).
+// attention products over the full T x T (a fixed convention, so older results compare; the fused
+// attention kernels skip the masked half, and PyTorch rows in bench:torch count the same way).
 import type { ModelConfig } from '../src/model/config.ts';
 
 export function stepFlops(cfg: ModelConfig, B: number, T: number): number {

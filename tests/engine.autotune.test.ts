@@ -3,8 +3,9 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { autotune, memoryStore, shapeName, tuningKey } from '../src/gpu/autotune.ts';
+import { DEFAULT_TUNING, LARGE_GEMM, tunedShape, type Tuning } from '../src/gpu/kernels.ts';
 import { fileStore } from '../src/gpu/autotune-node.ts';
 import { getTestGpu, gpuTest } from './support/gpu.ts';
 
@@ -36,6 +37,28 @@ describe('autotune', () => {
     expect(again.fromCache).toBe(true);
     expect(again.timings).toHaveLength(0);
     expect(again.tuning).toEqual(r.tuning);
+  });
+
+  gpuTest('on a hardware adapter also tunes the large GEMM class; a software one leaves it out', async (device) => {
+    const { info } = await getTestGpu();
+    const hw = await autotune(device, { ...info, isSoftware: false }, { ...small, largeSize: 96, store: memoryStore() });
+    expect(hw.timings).toHaveLength(2 * 3 * (2 + 1) + 2);
+    for (const mode of ['nn', 'nt', 'tn'] as const) {
+      const mine = hw.timings.filter((t) => t.kernel === `matmul.${mode}.large`);
+      expect(mine).toHaveLength(3);
+      expect(shapeName(hw.tuning.matmulLarge![mode])).toBe(mine.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
+    }
+    const sw = await autotune(device, { ...info, isSoftware: true }, { ...small, largeSize: 96, store: memoryStore() });
+    expect(sw.tuning.matmulLarge).toBeUndefined();
+  });
+
+  it('a product uses its shape class: large from LARGE_GEMM multiply-adds, small below or without a large class', () => {
+    const big = { wgX: 16, wgY: 16, tm: 8 as const, vec4: true };
+    const t: Tuning = { ...DEFAULT_TUNING, matmulLarge: { nn: big, nt: big, tn: big } };
+    expect(tunedShape(t, 'nn', 512, 512, 512)).toBe(big);
+    expect(512 ** 3).toBe(LARGE_GEMM);
+    expect(tunedShape(t, 'nt', 512, 512, 511)).toBe(DEFAULT_TUNING.matmul.nt);
+    expect(tunedShape(DEFAULT_TUNING, 'tn', 4096, 4096, 4096)).toBe(DEFAULT_TUNING.matmul.tn);
   });
 
   gpuTest('the Node file store persists across instances and survives a corrupt file', async (device) => {

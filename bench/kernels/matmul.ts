@@ -89,7 +89,7 @@ const shapes: [number, number, number][] = [[512, 256, 1024], [512, 1024, 256], 
 const results: { variant: string; wg: string; overrides: Record<string, number>; shape: string; gflops: number; peakShare: number | null; maxRelErr: number }[] = [];
 console.log(peak ? `fp32 peak: ${peak.gflops} GFLOPS (${peak.name})` : `fp32 peak of "${adapterText}" unknown: no share of peak`);
 if (large.length < 3) console.log(`large shapes capped at ${maxSize} (--max-size)`);
-console.log('variant                         wg      ' + shapes.map(([m, k, n]) => `${m}x${k}x${n}`.padStart(14)).join('') + '   (GFLOPS; err)');
+console.log('variant                         wg      ' + shapes.map(([m, k, n]) => `${m}x${k}x${n}`.padStart(16)).join('') + '   (GFLOPS; err)');
 for (const v of VARIANTS) {
   if (only.length && !only.some((o) => v.file.startsWith(o))) continue;
   const module = device.createShaderModule({ label: `lab.${v.file}`, code: v.production ? productionCode() : readFileSync(new URL(v.file, dir), 'utf8') });
@@ -124,7 +124,7 @@ for (const v of VARIANTS) {
     const C = await readBack(device, bC, M * N);
     const err = M * N * K > 1e9 ? sampledCheck(A, B, C, M, K, N, 512) : maxRelErr(C, cpuMatmul(A, B, M, K, N));
     const gflops = 2 * M * N * K / ms / 1e6;
-    cells.push(`${gflops.toFixed(2)};${err < 1e-5 ? 'ok' : err.toExponential(0)}`.padStart(14));
+    cells.push(`${gflops.toFixed(2)};${err < 1e-5 ? 'ok' : err.toExponential(0)}`.padStart(16));
     results.push({ variant: v.file, wg: `${v.wg[0]}x${v.wg[1]}`, overrides: v.overrides ?? {}, shape: `${M}x${K}x${N}`, gflops, peakShare: peak ? gflops / peak.gflops : null, maxRelErr: err });
     for (const b of [bA, bB, bC, u, dbias]) b.destroy();
   }

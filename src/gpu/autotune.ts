@@ -1,5 +1,6 @@
 // Kernel shapes per adapter: a short timing run at start-up picks the matmul workgroup shape,
-// rows per invocation and load width (per product kind) and the grid-stride workgroup count, and the result is cached by adapter
+// rows per invocation and load width (per product kind, and per GEMM shape class on hardware
+// adapters: small and large, see LARGE_GEMM) and the grid-stride workgroup count, and the result is cached by adapter
 // (IndexedDB in a browser, a JSON file in Node), so it runs once per machine. The best shape
 // on a software GPU is not the best on a real one: SwiftShader pays per workgroup and runs a
 // few wide workgroups best, a discrete GPU wants many.
@@ -8,7 +9,7 @@ import { DEFAULT_TUNING, encodeDispatches, Kernels, type Dispatch, type MatmulMo
 import { matmul } from './matmul.ts';
 
 /** Bump when kernels change enough that cached shapes should be re-measured. */
-export const AUTOTUNE_VERSION = 3;
+export const AUTOTUNE_VERSION = 4;
 
 export interface TuningStore {
   load(key: string): Promise<Tuning | undefined>;
@@ -23,6 +24,12 @@ export interface AutotuneOptions {
   strideCandidates?: StrideShape[];
   /** Problem size of the timed matmuls (M = N = K). */
   size?: number;
+  /**
+   * Problem size of the large GEMM class (M = N = K, default 1024 so that M*N*K >= LARGE_GEMM);
+   * measured on hardware adapters only: on a software one (SwiftShader pays per workgroup, and
+   * 1024^3 takes seconds a candidate) the small class's shapes serve every product.
+   */
+  largeSize?: number;
 }
 
 export interface AutotuneResult {
@@ -59,6 +66,7 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
   }
   const timings: AutotuneResult['timings'] = [];
   const n = opts.size ?? 256;
+  const nLarge = info.isSoftware ? 0 : opts.largeSize ?? 1024;
   const k = new Kernels(device, DEFAULT_TUNING);
   const usage = GPUBufferUsage.STORAGE;
   const owned: GPUBuffer[] = [];
@@ -68,24 +76,30 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
     return b;
   };
   try {
-    const A = buf('A', n * n), B = buf('B', n * n), C = buf('C', n * n);
-    const matmulBest = {} as Record<MatmulMode, MatmulShape>;
-    for (const mode of ['nn', 'nt', 'tn'] as MatmulMode[]) {
-      let best = { ms: Infinity, shape: DEFAULT_TUNING.matmul[mode] };
-      const measure = async (shape: MatmulShape) => {
-        const d = matmul(k, { label: `autotune.matmul.${mode}`, mode, M: n, N: n, K: n, a: { ref: A, ld: n }, b: { ref: B, ld: n }, c: { ref: C, ld: n } }, shape);
-        const ms = await timeDispatch(device, d);
-        timings.push({ kernel: `matmul.${mode}`, shape: shapeName(shape), ms });
-        if (ms < best.ms) best = { ms, shape };
-      };
-      for (const shape of opts.matmulCandidates ?? MATMUL_CANDIDATES) {
-        if (shape.wgX * shape.wgY > device.limits.maxComputeInvocationsPerWorkgroup) continue;
-        await measure(shape);
+    // Per GEMM shape class (the small one, then the large one where measured) and product kind.
+    const searchClass = async (size: number, suffix: string): Promise<Record<MatmulMode, MatmulShape>> => {
+      const A = buf(`A${suffix}`, size * size), B = buf(`B${suffix}`, size * size), C = buf(`C${suffix}`, size * size);
+      const chosen = {} as Record<MatmulMode, MatmulShape>;
+      for (const mode of ['nn', 'nt', 'tn'] as MatmulMode[]) {
+        let best = { ms: Infinity, shape: DEFAULT_TUNING.matmul[mode] };
+        const measure = async (shape: MatmulShape) => {
+          const d = matmul(k, { label: `autotune.matmul.${mode}`, mode, M: size, N: size, K: size, a: { ref: A, ld: size }, b: { ref: B, ld: size }, c: { ref: C, ld: size } }, shape);
+          const ms = await timeDispatch(device, d);
+          timings.push({ kernel: `matmul.${mode}${suffix}`, shape: shapeName(shape), ms });
+          if (ms < best.ms) best = { ms, shape };
+        };
+        for (const shape of opts.matmulCandidates ?? MATMUL_CANDIDATES) {
+          if (shape.wgX * shape.wgY > device.limits.maxComputeInvocationsPerWorkgroup) continue;
+          await measure(shape);
+        }
+        // The load width: the winning shape again with the other width.
+        await measure({ ...best.shape, vec4: !best.shape.vec4 });
+        chosen[mode] = best.shape;
       }
-      // The load width: the winning shape again with the other width.
-      await measure({ ...best.shape, vec4: !best.shape.vec4 });
-      matmulBest[mode] = best.shape;
-    }
+      return chosen;
+    };
+    const matmulBest = await searchClass(n, '');
+    const matmulLarge = nLarge > 0 ? await searchClass(nLarge, '.large') : undefined;
     // The grid-stride shape, timed on AdamW over 1M floats (the largest such kernel per step).
     const total = 1 << 20;
     const P = buf('params', total), G = buf('grads', total), M = buf('m', total), V = buf('v', total);
@@ -100,7 +114,7 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
       timings.push({ kernel: 'adamw', shape: `${shape.wg}x${shape.groups}`, ms });
       if (ms < bestStride.ms) bestStride = { ms, shape };
     }
-    const tuning: Tuning = { matmul: matmulBest, stride: bestStride.shape };
+    const tuning: Tuning = { matmul: matmulBest, ...(matmulLarge ? { matmulLarge } : {}), stride: bestStride.shape };
     await opts.store?.save(key, tuning).catch(() => {});
     return { tuning, fromCache: false, key, timings };
   } finally {
@@ -139,7 +153,8 @@ async function timeDispatch(device: GPUDevice, d: Dispatch): Promise<number> {
 function isTuning(t: unknown): t is Tuning {
   const x = t as Tuning;
   const shape = (s: MatmulShape | undefined) => !!s && Number.isInteger(s.wgX) && Number.isInteger(s.wgY) && s.wgX > 0 && s.wgY > 0 && (s.tm === 4 || s.tm === 8) && typeof s.vec4 === 'boolean';
-  return !!x && !!x.matmul && shape(x.matmul.nn) && shape(x.matmul.nt) && shape(x.matmul.tn)
+  const modes = (m: Tuning['matmul'] | undefined) => !!m && shape(m.nn) && shape(m.nt) && shape(m.tn);
+  return !!x && modes(x.matmul) && (x.matmulLarge === undefined || modes(x.matmulLarge))
     && !!x.stride && Number.isInteger(x.stride.wg) && Number.isInteger(x.stride.groups) && x.stride.wg > 0 && x.stride.groups > 0;
 }
 

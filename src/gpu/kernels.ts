@@ -30,8 +30,27 @@ export interface StrideShape { wg: number; groups: number }
 
 /** Kernel shapes chosen per adapter by the autotuner (src/gpu/autotune.ts). */
 export interface Tuning {
+  /** Per product kind, for products below LARGE_GEMM multiply-adds (and all of them without matmulLarge). */
   matmul: Record<MatmulMode, MatmulShape>;
+  /** Per product kind, for products of LARGE_GEMM multiply-adds or more; measured on hardware adapters only. */
+  matmulLarge?: Record<MatmulMode, MatmulShape>;
   stride: StrideShape;
+}
+
+/**
+ * M*N*K from which a product counts as large: a discrete GPU wants other tiles for the MLP's
+ * and the logits' products (millions of outputs) than for a small model's (2^27 = 512^3).
+ */
+export const LARGE_GEMM = 1 << 27;
+
+/** The tuned shape for a product of kind `mode` and size M x N x K (its GEMM shape class). */
+export function tunedShape(t: Tuning, mode: MatmulMode, M: number, N: number, K: number): MatmulShape {
+  return t.matmulLarge && M * N * K >= LARGE_GEMM ? t.matmulLarge[mode] : t.matmul[mode];
+}
+
+/** Every matmul shape a tuning may use (for the device limits they need). */
+export function allMatmulShapes(t: Tuning): MatmulShape[] {
+  return [...Object.values(t.matmul), ...Object.values(t.matmulLarge ?? {})];
 }
 
 /** Used when no autotune ran: shapes that are reasonable everywhere. */

@@ -4,7 +4,7 @@
 import type { Layout } from '../model/layout.ts';
 import { LimitsTooSmallError } from './errors.ts';
 import { activationBytes } from './gpt.ts';
-import type { Tuning } from './kernels.ts';
+import { allMatmulShapes, type Tuning } from './kernels.ts';
 import { ATT_TILE } from './ops.ts';
 
 /** WebGPU's default limits: asking for no more than these works on every adapter. */
@@ -25,13 +25,14 @@ export function requirements(layout: Layout, B: number, T: number, tuning: Tunin
   const N = B * T;
   const acts = activationBytes(layout, B, T);
   const largestBinding = Math.max(layout.total * 4, acts.largest);
-  const wgInvocations = Math.max(256, ...Object.values(tuning.matmul).map((s) => s.wgX * s.wgY));
-  const wgX = Math.max(256, ...Object.values(tuning.matmul).map((s) => s.wgX));
-  const wgY = Math.max(1, ...Object.values(tuning.matmul).map((s) => s.wgY));
+  const shapes = allMatmulShapes(tuning);
+  const wgInvocations = Math.max(256, ...shapes.map((s) => s.wgX * s.wgY));
+  const wgX = Math.max(256, ...shapes.map((s) => s.wgX));
+  const wgY = Math.max(1, ...shapes.map((s) => s.wgY));
   // Largest grid dimension: matmul rows N / 8 (or V / 8) over wgY, columns up to max(V, 4C) / 4
   // over wgX; attention's B * NH heads and T / ATT_TILE tiles.
-  const minWg = Math.min(...Object.values(tuning.matmul).map((s) => Math.min(s.wgX, s.wgY)));
-  const minTm = Math.min(...Object.values(tuning.matmul).map((s) => s.tm));
+  const minWg = Math.min(...shapes.map((s) => Math.min(s.wgX, s.wgY)));
+  const minTm = Math.min(...shapes.map((s) => s.tm));
   const grid = Math.max(
     Math.ceil(Math.max(N, layout.config.vocab, 4 * C) / minTm / minWg),
     Math.ceil(Math.max(layout.config.vocab, 4 * C) / 4 / minWg),

@@ -1,7 +1,7 @@
 // Host side of src/shaders/matmul.wgsl: turns a product description into one Dispatch, with
 // the load width (VEC4) from the operands' alignment and the tuned preference, and the
 // workgroup shape from the autotuned Tuning.
-import { bindingBytes, type Dispatch, type Kernels, type MatmulMode, type MatmulShape, type Ref, UniformData } from './kernels.ts';
+import { bindingBytes, type Dispatch, type Kernels, type MatmulMode, type MatmulShape, type Ref, tunedShape, UniformData } from './kernels.ts';
 
 /** One matrix operand: a buffer binding plus an element offset and row stride (floats). */
 export interface Operand {
@@ -52,7 +52,7 @@ export function vec4Aligned(s: MatmulSpec): boolean {
 }
 
 /** One Dispatch for `s`; `shape` overrides the tuned workgroup shape (the autotuner's candidates). */
-export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = k.tuning.matmul[s.mode]): Dispatch {
+export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = tunedShape(k.tuning, s.mode, s.M, s.N, s.K)): Dispatch {
   for (const [name, v] of [['M', s.M], ['N', s.N], ['K', s.K]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`${s.label}: matmul ${name} must be a positive integer, got ${v}`);
   }
