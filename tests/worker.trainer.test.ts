@@ -159,7 +159,8 @@ describe('Trainer (Node, Dawn)', () => {
 
   it('a config too large for the device fails before allocating, naming the limit', async () => {
     const t = make();
-    const big: TrainerConfig = { ...config, model: { vocab: 256, ctx: 4096, layers: 1, d: 32, heads: 2 }, train: { batch: 64, seqLen: 4096 }, data: new Uint8Array(5000) };
+    // Attention keeps no T x T matrix, so the logits (B*T x vocab, 68 GB here) are what no binding holds.
+    const big: TrainerConfig = { ...config, model: { vocab: 65536, ctx: 4096, layers: 1, d: 32, heads: 2 }, train: { batch: 64, seqLen: 4096 }, data: new Uint8Array(5000) };
     const err = await t.init(big, 1).catch((e) => e);
     expect(err).toBeInstanceOf(LimitsTooSmallError);
     expect(err.message).toMatch(/maxStorageBufferBindingSize/);
