@@ -218,7 +218,8 @@ describe('checkpoints', () => {
     c2.setStateProvider(() => ({ meta: { runId: 'default', step: 1, round: 0, floats: tiny.total, valLoss: null, tokens: 0 }, phi: initParams(tiny, 1), momentum: new Float32Array(tiny.total) }));
     c2.start();
     try {
-      await until(() => s2.c.checkpoints.list('default').length >= 1, 10_000, 'a scheduled checkpoint');
+      // Generous: the bound catches a hang, not slowness (a tiny state is built, encoded and stored first).
+      await until(() => s2.c.checkpoints.list('default').length >= 1, 90_000, 'a scheduled checkpoint');
     } finally {
       c2.stop();
       await s2.close();
