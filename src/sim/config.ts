@@ -64,7 +64,7 @@ export function methodDefaults(method: Method): { H: number; outer: OuterHyper }
 
 export const SIM_DEFAULTS = {
   replicas: 8,
-  wait: 0.3,
+  wait: 0.5,
   // One second per step at speed 1: the unit the pilot used (replica i's step takes
   // 1/speed_i). It sets how large communication is against compute; see bench/sim.ts.
   stepTime: 1,
