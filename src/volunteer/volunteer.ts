@@ -20,6 +20,7 @@ import { BACKENDS, createBackend, type BackendKind, type ReplicaBackend } from '
 import { downloadAssignment } from './data.ts';
 import { CoordinatorRefusedError, CoordinatorUnreachableError, DivergedError, VolunteerConfigError, VolunteerStoppedError } from './errors.ts';
 import { runOuterRound } from './round.ts';
+import { MAX_DIVERGED_IN_A_ROW } from '../round/outer-round.ts';
 import { runConfigHash } from './run-config.ts';
 import { withPeerReplay } from './signaling.ts';
 
@@ -119,9 +120,6 @@ export function validateVolunteerOptions(o: VolunteerOptions): Required<Pick<Vol
 export function runVolunteer(opts: VolunteerOptions, components: VolunteerComponents): Volunteer {
   return new HeadlessVolunteer(opts, components);
 }
-
-/** Inner loops in a row that may end in a non-finite loss before the volunteer gives up. */
-const MAX_DIVERGED_IN_A_ROW = 3;
 
 class HeadlessVolunteer implements Volunteer {
   readonly joined: Promise<{ peerId: string; run: RunInfo; source: JoinSource; adapter: string }>;

@@ -120,18 +120,20 @@ export class FakeMesh implements MeshPort {
 
   constructor(public exchangeMs = 30) {}
 
-  async exchange(round: number, mine: OuterPayload, waitMs: number): Promise<ExchangeResult | null> {
+  async exchange(round: number, mine: OuterPayload, waitMs: number): Promise<ExchangeResult> {
     await sleep(this.exchangeMs);
     if (this.peers === 0) {
       this.exchanges.push({ round, waitMs, partner: null });
-      return null;
+      return { partner: null, payload: null, partnerDist: null, bytesIn: 0, bytesOut: 0, solo: 'no-partner' };
     }
     const partner = this.partners[round % this.partners.length]!;
     this.exchanges.push({ round, waitMs, partner });
     const bytes = (mine.phi.byteLength + mine.delta.byteLength);
     this.bytesOut += bytes;
     this.bytesIn += bytes;
-    return { partner, accepted: true, payload: { phi: mine.phi.map((v) => v + 0.5), delta: mine.delta.slice() } };
+    // The partner's φ is ours + 0.5 everywhere: the validator would measure 0.5 √P.
+    const phi = mine.phi.map((v) => v + 0.5);
+    return { partner, payload: { phi, delta: mine.delta.slice() }, partnerDist: 0.5 * Math.sqrt(phi.length), bytesIn: bytes, bytesOut: bytes, solo: null };
   }
 
   stats(): MeshStats {
