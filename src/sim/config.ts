@@ -1,6 +1,6 @@
 // Simulator configuration: one documented place for every knob, with the NoLoCo paper's
 // settings as defaults for each method.
-import type { OuterHyper } from '../train/outer.ts';
+import type { DilocoMomentum, OuterHyper } from '../train/outer.ts';
 import { pairStabilityWarnings, validateOuterHyper } from '../train/outer.ts';
 import type { AllReduceKind, NetworkModel } from '../train/network.ts';
 import { HOME_LINK, validateNetwork } from '../train/network.ts';
@@ -29,6 +29,8 @@ export interface SimConfig {
   H: number;
   /** Outer optimiser; DiLoCo ignores `consensus` (it is 0 by definition). */
   outer: OuterHyper;
+  /** DiLoCo's outer momentum (other methods ignore it): every table names the one that ran. */
+  dilocoMomentum: DilocoMomentum;
   /**
    * noloco-async: how long a replica that finished its inner loop waits in the ready pool for a
    * partner, as a fraction of its own inner-loop time (H steps at its speed). Never zero: with no
@@ -65,6 +67,7 @@ export function methodDefaults(method: Method): { H: number; outer: OuterHyper }
 export const SIM_DEFAULTS = {
   replicas: 8,
   wait: 0.5,
+  dilocoMomentum: 'heavy-ball' as DilocoMomentum,
   // One second per step at speed 1: the unit the issue's pilot used (replica i's step takes
   // 1/speed_i). It sets how large communication is against compute; see bench/sim.ts.
   stepTime: 1,
