@@ -124,10 +124,12 @@ export class ReadyPool {
     const due = this.nextDue(peer, now);
     if (candidates.length > 0) {
       // Only the last partner waits: take it unless someone else is due within the hold-off.
-      const holdEnd = now + this.repeatHoldFrac * wait;
+      // With cadences known, hold for anyone due within the whole wait: groups that pair among
+      // themselves at different phases (two pairs of equal speed) merge into one phase that way,
+      // once, instead of repeating the same pairs for ever.
       const hold = this.repeatHoldFrac <= 0 ? now
-        : due === 'unknown' ? holdEnd
-        : due !== null && due.at <= holdEnd ? Math.min(now + wait, due.at + due.grace)
+        : due === 'unknown' ? now + this.repeatHoldFrac * wait
+        : due !== null && due.at <= now + wait ? Math.min(now + wait, due.at + due.grace)
         : now;
       if (hold <= now) {
         events.matches.push(this.match(me, candidates[this.index(candidates.length)]!));

@@ -27,6 +27,8 @@ export interface SimSpec {
   wait: number;
   /** DiLoCo's outer momentum (default heavy-ball, as the NoLoCo authors' baseline). */
   dilocoMomentum?: DilocoMomentum;
+  /** Start phase offsets as a fraction of H (SimConfig.startSpread; default 0). */
+  startSpread?: number;
   stepTime: number;
   speeds: string;
   jitter: number;
@@ -142,6 +144,7 @@ export function simConfig(spec: SimSpec): SimConfig {
     },
     wait: spec.wait,
     dilocoMomentum: spec.dilocoMomentum ?? SIM_DEFAULTS.dilocoMomentum,
+    startSpread: spec.startSpread ?? SIM_DEFAULTS.startSpread,
     stepTime: spec.stepTime,
     speeds,
     jitter: spec.jitter,

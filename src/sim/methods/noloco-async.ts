@@ -1,5 +1,6 @@
 // NoLoCo with the ready pool: the one pool rule (src/protocol/ready-pool.ts, docs/pairing.md)
-// that the coordinator runs, here on the simulated clock (seconds × 1000 as the pool's ms). A
+// that the coordinator runs, here on the simulated clock (in seconds: with no wait clamps the
+// rule has no unit, and no conversion can round a deadline to just before itself). A
 // replica that finished its H inner steps enters with a wait of `wait` × its own inner-loop
 // time; the pool pairs it, holds it while a partner is due, or sends it to a solo step.
 // Nobody waits for the slowest.
@@ -19,14 +20,14 @@ export function nolocoAsyncStrategy(): Strategy {
   let armedAt: number | null = null;
 
   const poolOf = (sim: Simulation): ReadyPool =>
-    pool ??= new ReadyPool({ now: () => sim.now * 1000, random: () => sim.pairRng.uniform(), minWaitMs: 0, maxWaitMs: Infinity });
+    pool ??= new ReadyPool({ now: () => sim.now, random: () => sim.pairRng.uniform(), minWaitMs: 0, maxWaitMs: Infinity });
 
   const apply = (sim: Simulation, e: PoolEvents) => {
     for (const m of e.matches) pairExchange(sim, bySlot.get(m.responder.peer)!, bySlot.get(m.initiator.peer)!);
     for (const s of e.solos) soloStep(sim, bySlot.get(s.peer)!);
     const next = poolOf(sim).nextDeadline();
     if (next === null) return;
-    const t = next / 1000;
+    const t = next;
     if (armedAt !== null && armedAt <= t && armedAt >= sim.now) return;
     armedAt = t;
     sim.at(t, PRIORITY.timeout, () => {
@@ -40,7 +41,7 @@ export function nolocoAsyncStrategy(): Strategy {
     const key = String(r.slot);
     bySlot.set(key, r);
     sim.setState(r, 'wait');
-    apply(sim, poolOf(sim).enter(key, r.outerSteps, 1000 * sim.cfg.wait * r.loopTime(sim.H, sim.cfg.stepTime)));
+    apply(sim, poolOf(sim).enter(key, r.outerSteps, sim.cfg.wait * r.loopTime(sim.H, sim.cfg.stepTime)));
   };
 
   return {
