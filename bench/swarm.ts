@@ -6,6 +6,7 @@
 // simulator's prediction for the same setup (sim_*: the same pool rule, speeds, H, measured step
 // time and start phases spread over a loop, as real volunteers start whenever they are ready).
 // Prints a table and writes bench/results/swarm.json. Usage: npm run bench:swarm [-- --quick]
+// [--seconds S] [--H N] [--only 2,4]
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -37,6 +38,8 @@ interface Row {
   rounds: number; pair_fraction: number; solo_fraction: number; idle_fraction: number; exchanges_per_min: number;
   final_val_loss: number | null; local_val_loss: number | null; mean_steps: number; step_ms: number;
   sim_pair_fraction: number; sim_idle_fraction: number; load_avg_1m: number;
+  /** Why rounds were solo (the mesh's reasons), and what the coordinator's pool decided. */
+  solo_reasons: Record<string, number>; pool: { pairs: number; solos: number };
 }
 
 /** Relative speeds: all 1, or U[1,4] from a fixed seed. */
@@ -61,7 +64,7 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
   try {
     for (let i = 0; i < n; i++) {
       const v = runVolunteer({
-        url: s.url, run: runId, backend: 'cpu', evalEveryRounds: 3, chunkSteps: 5, throttle: fastest / speeds[i]!,
+        url: s.url, run: runId, backend: 'cpu', evalEveryRounds: 3, chunkSteps: 2, throttle: fastest / speeds[i]!,
         neighbours: { min: 1, max: Math.min(8, n - 1) },
       }, components);
       v.onRound((e) => rounds[i]!.push(e));
@@ -71,11 +74,14 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
     const t0 = performance.now();
     await new Promise((res) => setTimeout(res, SECONDS * 1000));
     const load = loadavg()[0]!;
+    const poolStats = (await s.c.app.inject({ method: 'GET', url: `/api/runs/${runId}/peers` })).json().pairs as { pairs: number; solos: number };
     await Promise.all(vs.map((v) => v.stop('benchmark over')));
     const wallMs = performance.now() - t0;
     const all = rounds.flat();
     const paired = all.filter((e) => e.exchange.outcome === 'paired').length;
     const pooledMs = all.reduce((a, e) => a + e.exchange.pairMs, 0);
+    const soloReasons: Record<string, number> = {};
+    for (const e of all) if (e.exchange.outcome !== 'paired') soloReasons[e.exchange.reason ?? '?'] = (soloReasons[e.exchange.reason ?? '?'] ?? 0) + 1;
     const vals = rounds.map((rs) => [...rs].reverse().find((e) => typeof e.report.valLoss === 'number')?.report.valLoss as number | undefined)
       .filter((x): x is number => x !== undefined);
     const steps = rounds.map((rs) => rs.at(-1)?.report.step ?? 0);
@@ -94,6 +100,7 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
       final_val_loss: vals.length ? round(vals.reduce((a, b) => a + b, 0) / vals.length, 4) : null, local_val_loss: local,
       mean_steps: round(meanSteps, 1), step_ms: round(stepMs, 1),
       sim_pair_fraction: round(sim.pair, 4), sim_idle_fraction: round(sim.idle, 4), load_avg_1m: round(load, 2),
+      solo_reasons: soloReasons, pool: poolStats,
     };
   } finally {
     await Promise.all(vs.map((v) => v.stop('benchmark over').catch(() => {})));
@@ -129,9 +136,11 @@ function table(rows: Row[]): string {
 async function main(): Promise<void> {
   console.log(`swarm benchmark: ${quick ? 'quick, ' : ''}${SECONDS} s per setup, micro, H=${H}, CPU volunteers in one process, ${cpus().length} cores, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   const rows: Row[] = [];
-  for (const s of SETUPS) {
+  const only = arg('--only');
+  for (const s of SETUPS.filter((x) => !only || only.split(',').includes(String(x.n)))) {
     rows.push(await swarm(s.n, s.speeds));
     console.log(table(rows.slice(-1)));
+    console.log(`  solo reasons ${JSON.stringify(rows.at(-1)!.solo_reasons)}, coordinator pool ${JSON.stringify(rows.at(-1)!.pool)}`);
   }
   console.log('\n' + table(rows));
   const out = join(dirname(fileURLToPath(import.meta.url)), 'results', 'swarm.json');

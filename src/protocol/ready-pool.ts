@@ -48,7 +48,7 @@ export interface ReadyPoolOptions {
   /** A repeat of the last partner waits this fraction of the wait for another peer (0.25). */
   repeatHoldFrac?: number;
   /** A peer waiting for a due partner stays until its due time plus this fraction of that
-   *  partner's cadence (0.1): the jitter of a loop on a shared machine. */
+   *  partner's cadence (0.25): the jitter of a loop and the latency of a loaded machine. */
   graceFrac?: number;
   /** Live peers of the run, when the owner knows: alone, a peer leaves at once. */
   liveCount?: () => number;
@@ -94,7 +94,7 @@ export class ReadyPool {
     this.minWaitMs = o.minWaitMs ?? 50;
     this.maxWaitMs = o.maxWaitMs ?? 120_000;
     this.repeatHoldFrac = o.repeatHoldFrac ?? 0.25;
-    this.graceFrac = o.graceFrac ?? 0.1;
+    this.graceFrac = o.graceFrac ?? 0.25;
   }
 
   get size(): number {
