@@ -55,8 +55,9 @@ describe('one outer round (page and headless volunteer)', () => {
     const result: ExchangeResult = {
       round: 0, outcome: 'paired', partner, payload, reason: null, rejection: null, via: 'coordinator',
       pairMs: 1, transferMs: 1, elapsedMs: 2, budgetMs: 1000, bytesSent: bytes, bytesReceived: bytes,
+      link: { local: 'host', remote: 'host', connectMs: 12 }, linkError: null,
     };
-    const mesh = { exchange: async () => result } as unknown as Mesh;
+    const mesh = { exchange: async () => result, stats: () => ({ linkFailures: 0, lastLinkError: null }) } as unknown as Mesh;
     const headless = await runOuterRound(mesh, trainer, {
       round: 0, inner: { step: trainer.step, losses, tokens: FAKE_RUN.H * FAKE_RUN.tokensPerStep, innerMs: 100 },
       pairWaitFrac: FAKE_RUN.pairWaitFrac, adapter: GPU_NAME, evaluate: () => trainer.evaluate(),
@@ -65,7 +66,7 @@ describe('one outer round (page and headless volunteer)', () => {
     expect(Object.keys(pageWire).sort()).toEqual(Object.keys(headless.report).sort());
     expect(comparable(pageWire)).toEqual(comparable(headless.report));
     // Not vacuous: a paired round with a measured distance, loss and validation loss.
-    expect(headless.report).toMatchObject({ step: 5, round: 1, partner, partnerDist: 1, bytesIn: bytes, bytesOut: bytes, adapter: GPU_NAME });
+    expect(headless.report).toMatchObject({ step: 5, round: 1, partner, partnerDist: 1, bytesIn: bytes, bytesOut: bytes, adapter: GPU_NAME, linkLocal: 'host', connectMs: 12 });
     expect(typeof headless.report.trainLoss).toBe('number');
     expect(typeof headless.report.valLoss).toBe('number');
   });

@@ -133,7 +133,10 @@ export class FakeMesh implements MeshPort {
     this.bytesIn += bytes;
     // The partner's φ is ours + 0.5 everywhere: the validator would measure 0.5 √P.
     const phi = mine.phi.map((v) => v + 0.5);
-    return { partner, payload: { phi, delta: mine.delta.slice() }, partnerDist: 0.5 * Math.sqrt(phi.length), bytesIn: bytes, bytesOut: bytes, solo: null };
+    return {
+      partner, payload: { phi, delta: mine.delta.slice() }, partnerDist: 0.5 * Math.sqrt(phi.length), bytesIn: bytes, bytesOut: bytes, solo: null,
+      link: { linkLocal: 'host', linkRemote: 'host', connectMs: 12, linkFailures: 0, linkError: null },
+    };
   }
 
   stats(): MeshStats {
