@@ -39,7 +39,7 @@ interface Row {
   final_val_loss: number | null; local_val_loss: number | null; mean_steps: number; step_ms: number;
   sim_pair_fraction: number; sim_idle_fraction: number; load_avg_1m: number;
   /** Why rounds were solo (the mesh's reasons), and what the coordinator's pool decided. */
-  solo_reasons: Record<string, number>; pool: { pairs: number; solos: number };
+  solo_reasons: Record<string, number>; pool: { pairs: number; solos: number; leftAtOnce: number };
 }
 
 /** Relative speeds: all 1, or U[1,4] from a fixed seed. */
@@ -74,7 +74,7 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
     const t0 = performance.now();
     await new Promise((res) => setTimeout(res, SECONDS * 1000));
     const load = loadavg()[0]!;
-    const poolStats = (await s.c.app.inject({ method: 'GET', url: `/api/runs/${runId}/peers` })).json().pairs as { pairs: number; solos: number };
+    const poolStats = (await s.c.app.inject({ method: 'GET', url: `/api/runs/${runId}/peers` })).json().pairs as { pairs: number; solos: number; leftAtOnce: number };
     await Promise.all(vs.map((v) => v.stop('benchmark over')));
     const wallMs = performance.now() - t0;
     const all = rounds.flat();

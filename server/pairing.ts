@@ -31,7 +31,7 @@ export class ReadyPool {
   }
 
   /** Counters for the dashboard and the benchmark. */
-  get stats(): { pairs: number; solos: number } {
+  get stats(): { pairs: number; solos: number; leftAtOnce: number } {
     return this.rule.stats;
   }
 

@@ -122,7 +122,7 @@ describe('ready pool: giving up', () => {
     expect(f.log.solos).toEqual([]);
     f.run(300);
     expect(f.log.solos).toEqual([{ peer: 'a', round: 1 }]);
-    expect(f.pool.stats).toEqual({ pairs: 0, solos: 1 });
+    expect(f.pool.stats).toEqual({ pairs: 0, solos: 1, leftAtOnce: 0 });
   });
 
   it('clamps the wait: never zero, never unbounded', () => {
@@ -164,6 +164,7 @@ describe('ready pool: the small-swarm rule (wait only for a partner who is due)'
     expect(f.log.solos.length).toBe(before + 1);
     expect(f.log.solos.at(-1)).toEqual({ peer: 'a', round: 2 });
     expect(f.pool.size).toBe(0);
+    expect(f.pool.stats.leftAtOnce).toBeGreaterThanOrEqual(1);
   });
 
   it('waits for a partner due within its wait, and pairs when it comes', () => {

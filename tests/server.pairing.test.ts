@@ -26,7 +26,7 @@ describe('ready pool on the server (DESIGN.md section 3)', () => {
       ['a', { t: 'paired', round: 4, partner: 'b', initiator: false }],
     ]);
     expect(p.size).toBe(0);
-    expect(p.stats).toEqual({ pairs: 1, solos: 0 });
+    expect(p.stats).toEqual({ pairs: 1, solos: 0, leftAtOnce: 0 });
     expect(clock.pending).toBe(0);
   });
 
@@ -37,7 +37,7 @@ describe('ready pool on the server (DESIGN.md section 3)', () => {
     expect(sent).toEqual([]);
     clock.advance(1);
     expect(sent).toEqual([['a', { t: 'paired', round: 1, partner: null, initiator: false }]]);
-    expect(p.stats).toEqual({ pairs: 0, solos: 1 });
+    expect(p.stats).toEqual({ pairs: 0, solos: 1, leftAtOnce: 0 });
   });
 
   it('a peer alone in its run is told at once (no idle wait)', () => {

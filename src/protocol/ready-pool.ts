@@ -86,8 +86,8 @@ export class ReadyPool {
   private readonly maxWaitMs: number;
   private readonly repeatHoldFrac: number;
   private readonly graceFrac: number;
-  /** Counters for the dashboard and the benchmark. */
-  readonly stats = { pairs: 0, solos: 0 };
+  /** Counters for the dashboard and the benchmark; `leftAtOnce` of the solos had nobody due. */
+  readonly stats = { pairs: 0, solos: 0, leftAtOnce: 0 };
 
   constructor(private readonly o: ReadyPoolOptions) {
     this.canPair = o.canPair ?? (() => true);
@@ -148,6 +148,7 @@ export class ReadyPool {
       // Nobody is due within our wait: waiting would only be idle time.
       this.release(peer, now);
       this.stats.solos++;
+      this.stats.leftAtOnce++;
       events.solos.push({ peer, round });
     }
     return events;

@@ -40,6 +40,8 @@ export class FakeTrainer implements TrainerPort {
   inject: number | null = null;
   /** Make the next train() fail like the real Trainer does when the loss blows up. */
   divergeNext = false;
+  /** Make this many train() calls in a row fail that way. */
+  divergeTimes = 0;
 
   /** `floats`: length of φ, Δ and the momentum (a run's layout.total where a coordinator checks it). */
   constructor(public msPerStep = 20, readonly floats = 4) {
@@ -49,8 +51,9 @@ export class FakeTrainer implements TrainerPort {
 
   async train(steps: number): Promise<number[]> {
     if (this.disposed) throw new Error('FakeTrainer: train() after dispose()');
-    if (this.divergeNext) {
+    if (this.divergeNext || this.divergeTimes > 0) {
       this.divergeNext = false;
+      this.divergeTimes = Math.max(0, this.divergeTimes - 1);
       throw new Error(`Trainer.train: loss is NaN at step ${this.step + 1}; the weights were reset to the last outer state (step ${this.step}). Lower the learning rate or check the data.`);
     }
     const t0 = Date.now();
