@@ -55,8 +55,6 @@ export interface PeerHubOptions {
   /** Bounds of a peer's pairing wait (DESIGN.md section 3: never zero). */
   minPairWaitMs: number;
   maxPairWaitMs: number;
-  /** Gather tick of the ready pool (pairing.ts). */
-  pairGatherMs: number;
 }
 
 export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
@@ -69,7 +67,6 @@ export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
   maxSendBufferBytes: 4 << 20,
   minPairWaitMs: 50,
   maxPairWaitMs: 120_000,
-  pairGatherMs: 20,
 };
 
 export interface PeerHubDeps {
@@ -171,7 +168,8 @@ export class PeerHub {
     let p = this.pools.get(runId);
     if (!p) {
       p = new ReadyPool({
-        clock: this.d.clock, rng: this.d.rng, minWaitMs: this.o.minPairWaitMs, maxWaitMs: this.o.maxPairWaitMs, gatherMs: this.o.pairGatherMs,
+        clock: this.d.clock, rng: this.d.rng, minWaitMs: this.o.minPairWaitMs, maxWaitMs: this.o.maxPairWaitMs,
+        liveCount: () => this.byRun.get(runId)?.size ?? 0,
         send: (peer, msg) => this.sendTo(peer, msg),
         canPair: (a, b) => this.canPair(runId, a, b),
       });
@@ -402,7 +400,7 @@ export class PeerHub {
     if (!peerId || !runId || this.byPeer.get(peerId) !== c) return;
     this.byPeer.delete(peerId);
     this.byRun.get(runId)?.delete(peerId);
-    this.pools.get(runId)?.remove(peerId);
+    this.pools.get(runId)?.forget(peerId);
     this.onPeerLeft?.(peerId);
     const now = this.d.clock.now();
     this.d.db.prepare('UPDATE peers SET last_seen = ? WHERE id = ?').run(now, peerId);

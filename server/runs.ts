@@ -6,8 +6,9 @@ import { COMPRESSIONS, ICE_POLICIES, ID_PATTERN, type Compression, type IcePolic
 import type { Schema } from '../src/protocol/schema.ts';
 
 export const DEFAULT_RUN_ID = 'default';
-/** DESIGN.md section 3: wait 30% of the own inner-loop time for a partner. */
-export const DEFAULT_PAIR_WAIT_FRAC = 0.3;
+/** The most a peer waits for a partner, as a fraction of its own inner-loop time: half a loop, so
+ *  the ready pool can bring two peers of equal speed into phase (docs/pairing.md). */
+export const DEFAULT_PAIR_WAIT_FRAC = 0.5;
 
 /** Bounds of every hyper-parameter a researcher may set (anything outside is a 400). */
 export const TRAIN_OVERRIDES_SCHEMA: Schema = {

@@ -50,11 +50,17 @@ const ALLOWED: Record<string, string[]> = {
   'src/train': ['src/model', 'src/data'],
   'src/worker': ['src/train', 'src/gpu', 'src/model', 'src/data'],
   'src/sync': ['src/protocol'],
+  // The one outer round (wait, exchange, apply, evaluate, report) that the page and the headless
+  // volunteer share: it knows the wire protocol's report and nothing else of ours.
+  'src/round': ['src/protocol'],
   // The coordinator: the wire protocol, plus the model (export, evaluation) and the dataset format.
   server: ['src/protocol', 'src/model', 'src/data'],
   // Lit components, their state and the widget see only the UI's own ports and helpers.
   'src/ui/core': ['src/ui/ports.ts'],
-  'src/ui/controllers': ['src/ui/core', 'src/ui/ports.ts'],
+  // Controllers may run the shared outer round: it sees its trainer and mesh only through the
+  // RoundPorts the controller hands it (built from the UI's ports), so this edge brings in no
+  // worker, GPU or mesh code, and the page cannot drift from the headless volunteer (issue 14).
+  'src/ui/controllers': ['src/ui/core', 'src/ui/ports.ts', 'src/round'],
   'src/ui/elements': ['src/ui/core', 'src/ui/controllers', 'src/ui/ports.ts'],
   'src/ui/embed': ['src/ui/core', 'src/ui/controllers', 'src/ui/ports.ts'],
 };
@@ -103,5 +109,7 @@ describe('architecture (DESIGN.md section 2)', () => {
     expect(allows(ALLOWED['src/model']!, 'src/data/sampler.ts')).toBe(false);
     expect(allows(ALLOWED['src/model']!, 'src/data/batch.ts')).toBe(true);
     expect(allows(APPS['src/ui/pages']!, 'src/ui/elements/dashboard.ts')).toBe(false);
+    expect(allows(ALLOWED['src/round']!, 'src/sync/mesh.ts')).toBe(false);
+    expect(allows(ALLOWED['src/ui/controllers']!, 'src/sync/mesh.ts')).toBe(false);
   });
 });

@@ -1,6 +1,26 @@
+// The one ready-pool rule (src/protocol/ready-pool.ts, docs/pairing.md) on a fake clock: who
+// meets whom, when a waiter gives up, and the small-swarm rule (wait only for a partner due).
 import { describe, expect, it } from 'vitest';
-import { ReadyPool } from '../src/protocol/ready-pool.ts';
+import { ReadyPool, type PoolEvents, type ReadyPoolOptions } from '../src/protocol/ready-pool.ts';
 import { chiSquareSurvival, chiSquareUniform, seededRandom } from './support/stats.ts';
+
+/** A pool on a clock the test moves; `run(to)` fires its deadlines up to `to`, collecting events. */
+function fakePool(o: Partial<ReadyPoolOptions> = {}) {
+  let t = 0;
+  const pool = new ReadyPool({ now: () => t, random: seededRandom(1), ...o });
+  const log: PoolEvents = { matches: [], solos: [] };
+  const take = (e: PoolEvents) => { log.matches.push(...e.matches); log.solos.push(...e.solos); return e; };
+  return {
+    pool, log,
+    get t() { return t; },
+    run(to: number) {
+      let d;
+      while ((d = pool.nextDeadline()) !== null && d <= to) { t = Math.max(t, d); take(pool.tick()); }
+      t = to;
+    },
+    enter(peer: string, round: number, waitMs: number, at: number) { this.run(at); return take(pool.enter(peer, round, waitMs)); },
+  };
+}
 
 const PEERS = ['a', 'b', 'c', 'd', 'e', 'f'];
 const pairIndex = (x: string, y: string) => {
@@ -9,63 +29,52 @@ const pairIndex = (x: string, y: string) => {
 };
 
 /**
- * Rounds of 6 peers; `arrivals(round, lastPartner)` gives each round's arrival order and times.
- * Returns how often each of the 15 pairs formed and how many waits expired.
+ * Rounds of 6 peers, 10 s apart; `arrivals(round, lastPartner)` gives each round's arrival order
+ * and times. Returns how often each of the 15 pairs formed and how many waits ended solo.
  */
-function simulate(pool: ReadyPool, rounds: number, arrivals: (r: number, last: Map<string, string>) => [string, number][]) {
-  const counts = new Array(15).fill(0);
+function simulate(o: Partial<ReadyPoolOptions>, rounds: number, arrivals: (r: number, last: Map<string, string>) => [string, number][]) {
+  const f = fakePool(o);
   const last = new Map<string, string>();
   const partners = new Map(PEERS.map((p) => [p, new Set<string>()]));
-  let solo = 0;
-  const record = (a: string, b: string) => {
-    counts[pairIndex(a, b)]++;
-    last.set(a, b); last.set(b, a);
-    partners.get(a)!.add(b); partners.get(b)!.add(a);
+  let seen = 0;
+  const record = () => {
+    for (; seen < f.log.matches.length; seen++) {
+      const m = f.log.matches[seen]!;
+      const [a, b] = [m.initiator.peer, m.responder.peer];
+      last.set(a, b); last.set(b, a);
+      partners.get(a)!.add(b); partners.get(b)!.add(a);
+    }
   };
   for (let r = 0; r < rounds; r++) {
-    const base = r * 10_000;
-    for (const [p, t] of arrivals(r, last)) {
-      // Let the pool's timers fire up to this arrival.
-      let d;
-      while ((d = pool.nextDeadline()) !== null && d <= base + t) {
-        const { matches, expired } = pool.tick(d);
-        for (const m of matches) record(m.initiator.peer, m.responder.peer);
-        solo += expired.length;
-      }
-      const m = pool.enter(p, r, 1000, base + t);
-      if (m) record(m.initiator.peer, m.responder.peer);
-    }
-    let d;
-    while ((d = pool.nextDeadline()) !== null) {
-      const { matches, expired } = pool.tick(d);
-      for (const m of matches) record(m.initiator.peer, m.responder.peer);
-      solo += expired.length;
-    }
+    for (const [p, t] of arrivals(r, last)) { f.enter(p, r, 1000, r * 10_000 + t); record(); }
+    f.run(r * 10_000 + 5000);
+    record();
   }
-  return { counts, solo, partners };
+  const counts = new Array(15).fill(0);
+  for (const m of f.log.matches) counts[pairIndex(m.initiator.peer, m.responder.peer)]++;
+  return { counts, solo: f.log.solos.length, partners };
 }
 
 function shuffle<T>(xs: T[], random: () => number): T[] {
   const a = [...xs];
-  for (let i = a.length - 1; i > 0; i--) { const j = Math.floor(random() * (i + 1)); [a[i], a[j]] = [a[j], a[i]]; }
+  for (let i = a.length - 1; i > 0; i--) { const j = Math.floor(random() * (i + 1)); [a[i], a[j]] = [a[j]!, a[i]!]; }
   return a;
 }
 
-describe('ReadyPool', () => {
+describe('ready pool: who meets whom', () => {
   it('pairs each ready peer with a uniformly random waiting peer (chi-square, 300 rounds of random arrivals)', () => {
     const random = seededRandom(2);
-    // Arrivals spread over 0..400 ms of a 1000 ms wait, in random order.
-    const { counts, solo } = simulate(new ReadyPool(seededRandom(1)), 300, () => shuffle(PEERS, random).map((p) => [p, Math.floor(random() * 400)]));
+    // Rounds 10 s apart with arrivals spread over 0..400 ms: everyone is due, nobody leaves early.
+    const { counts, solo } = simulate({ random: seededRandom(1) }, 300, () => shuffle(PEERS, random).map((p) => [p, Math.floor(random() * 400)]));
     expect(counts.reduce((a, b) => a + b, 0)).toBe(300 * 3);
     expect(solo).toBe(0);
-    const { p } = chiSquareUniform(counts);
-    expect(p, counts.join(',')).toBeGreaterThan(0.01);
+    expect(chiSquareUniform(counts).p, counts.join(',')).toBeGreaterThan(0.01);
   });
 
   it('the same test catches a biased rule', () => {
     const random = seededRandom(4);
-    // Always the longest waiter, and arrivals in a fixed order: a-b, c-d, e-f every round.
-    const { counts } = simulate(new ReadyPool(() => 0, { repeatDelayFrac: 0 }), 300, () => PEERS.map((p, i) => [p, i * 10 + Math.floor(random() * 5)]));
+    // Always the first candidate, arrivals in a fixed order, no hold-off: a-b, c-d, e-f every round.
+    const { counts } = simulate({ random: () => 0, repeatHoldFrac: 0 }, 300, () => PEERS.map((p, i) => [p, i * 10 + Math.floor(random() * 5)]));
     expect(chiSquareUniform(counts).p).toBeLessThan(1e-6);
   });
 
@@ -79,44 +88,189 @@ describe('ReadyPool', () => {
       for (const p of PEERS) if (!seen.has(p)) { const q = last.get(p)!; seen.add(p); seen.add(q); pairs.push([p, q]); }
       return shuffle(pairs, random).flat().map((p, i) => [p, i * 0.5]);
     };
-    const plain = simulate(new ReadyPool(seededRandom(6), { repeatDelayFrac: 0 }), 60, lockstep);
-    const held = simulate(new ReadyPool(seededRandom(6)), 60, lockstep);
-    // The plain rule never changes partners; the hold-off meets (nearly) everyone.
+    const plain = simulate({ random: seededRandom(6), repeatHoldFrac: 0 }, 60, lockstep);
+    const held = simulate({ random: seededRandom(6) }, 60, lockstep);
+    // Without the hold-off partners never change; with it everyone meets (nearly) everyone.
     for (const p of PEERS) expect(plain.partners.get(p)!.size).toBe(1);
     for (const p of PEERS) expect(held.partners.get(p)!.size).toBeGreaterThanOrEqual(4);
     expect(held.solo).toBe(0);
   });
 
-  it('takes a repeat partner at once when only two peers are live', () => {
-    const pool = new ReadyPool(seededRandom(3), { liveCount: () => 2 });
-    expect(pool.enter('a', 0, 100, 0)).toBeNull();
-    expect(pool.enter('b', 0, 100, 1)).not.toBeNull();
-    expect(pool.enter('a', 1, 100, 10)).toBeNull();
-    expect(pool.enter('b', 1, 100, 11)).not.toBeNull(); // a repeat, no hold-off
+  it('the later arrival initiates; a repeated ready replaces the earlier one; vetoes hold', () => {
+    // Four live peers, two not seen yet: nobody's cadence is known, so waits are plain.
+    const f = fakePool({ canPair: (a, b) => !(a === 'x' || b === 'x'), liveCount: () => 4 });
+    f.enter('c', 2, 100, 0);
+    f.enter('c', 3, 100, 50);
+    expect(f.pool.size).toBe(1);
+    f.enter('x', 1, 100, 60); // vetoed with c: waits instead
+    expect(f.log.matches).toEqual([]);
+    f.enter('d', 7, 100, 70);
+    expect(f.log.matches).toEqual([{ initiator: { peer: 'd', round: 7 }, responder: { peer: 'c', round: 3 } }]);
+    expect(f.pool.remove('x')).toBe(true);
+    expect(f.pool.remove('x')).toBe(false);
+    expect(f.pool.nextDeadline()).toBeNull();
+    expect(() => f.pool.enter('f', 1, -1)).toThrow(/waitMs/);
+    expect(() => f.pool.enter('f', 1, NaN)).toThrow(/waitMs/);
+  });
+});
+
+describe('ready pool: giving up', () => {
+  it('a peer whose partners are not known yet waits its whole wait, then goes solo, never sooner', () => {
+    const f = fakePool();
+    f.enter('a', 1, 300, 0);
+    f.run(299);
+    expect(f.log.solos).toEqual([]);
+    f.run(300);
+    expect(f.log.solos).toEqual([{ peer: 'a', round: 1 }]);
+    expect(f.pool.stats).toEqual({ pairs: 0, solos: 1, leftAtOnce: 0 });
   });
 
-  it('holds a repeat off, then allows it; expires waits; replaces repeated readies; respects vetoes', () => {
-    const pool = new ReadyPool(seededRandom(3), { canPair: (a, b) => !(a === 'x' || b === 'x') });
-    pool.enter('a', 0, 100, 0);
-    expect(pool.enter('b', 0, 100, 0)).not.toBeNull();
-    expect(pool.enter('a', 1, 100, 1000)).toBeNull();
-    expect(pool.enter('b', 1, 100, 1000)).toBeNull(); // only its last partner waits: hold off
-    expect(pool.nextDeadline()).toBe(1025);
-    const t = pool.tick(1025);
-    expect(t.matches.map((m) => [m.initiator.peer, m.responder.peer].sort())).toEqual([['a', 'b']]);
-    expect(pool.size).toBe(0);
-    expect(pool.enter('c', 2, 100, 2000)).toBeNull();
-    expect(pool.enter('c', 3, 100, 2050)).toBeNull(); // replaces its own entry
-    expect(pool.size).toBe(1);
-    expect(pool.enter('x', 1, 100, 2060)).toBeNull(); // vetoed: waits instead of pairing with c
-    expect(pool.tick(2149).expired).toEqual([]);
-    expect(pool.tick(2150).expired.map((e) => e.peer)).toEqual(['c']);
-    expect(pool.remove('x')).toBe(true);
-    expect(pool.remove('x')).toBe(false);
-    expect(pool.nextDeadline()).toBeNull();
-    pool.enter('d', 7, 100, 3000);
-    expect(pool.enter('e', 9, 100, 3010)).toEqual({ initiator: { peer: 'e', round: 9 }, responder: { peer: 'd', round: 7 } });
-    expect(() => pool.enter('f', 1, -1, 0)).toThrow(/waitMs/);
+  it('clamps the wait: never zero, never unbounded', () => {
+    const f = fakePool({ minWaitMs: 50, maxWaitMs: 1000 });
+    f.enter('a', 1, 0, 0);
+    f.run(49);
+    expect(f.log.solos).toHaveLength(0);
+    f.run(50);
+    expect(f.log.solos).toHaveLength(1);
+    f.pool.forget('a');
+    f.enter('b', 1, 1e9, 100);
+    f.run(1099);
+    expect(f.log.solos).toHaveLength(1);
+    f.run(1100);
+    expect(f.log.solos).toHaveLength(2);
+  });
+
+  it('a peer alone in the run leaves at once', () => {
+    const f = fakePool({ liveCount: () => 1 });
+    f.enter('a', 0, 5000, 0);
+    expect(f.log.solos).toEqual([{ peer: 'a', round: 0 }]);
+    expect(f.pool.size).toBe(0);
+  });
+});
+
+describe('ready pool: the small-swarm rule (wait only for a partner who is due)', () => {
+  /** Two peers' cadences: each ready at its own offset, every `period` ms. */
+  function learn(f: ReturnType<typeof fakePool>, at: Record<string, number>, period: number) {
+    // Two readies each with no wait (the pool built with minWaitMs 0): each is let go as it
+    // comes, so the pool learns a cadence of exactly `period`.
+    for (const k of [0, 1]) for (const [p, t] of Object.entries(at)) { f.enter(p, k, 0, k * period + t); f.run(k * period + t); }
+  }
+
+  it('leaves at once when nobody is due within its wait', () => {
+    const f = fakePool({ minWaitMs: 0 });
+    learn(f, { a: 0, b: 400 }, 1000); // b is ready at 400, 1400, 2400...
+    const before = f.log.solos.length;
+    f.enter('a', 2, 300, 2000); // b is due at 2400, beyond a's 300 ms
+    expect(f.log.solos.length).toBe(before + 1);
+    expect(f.log.solos.at(-1)).toEqual({ peer: 'a', round: 2 });
+    expect(f.pool.size).toBe(0);
+    expect(f.pool.stats.leftAtOnce).toBeGreaterThanOrEqual(1);
+  });
+
+  it('waits for a partner due within its wait, and pairs when it comes', () => {
+    const f = fakePool({ minWaitMs: 0 });
+    learn(f, { a: 0, b: 400 }, 1000);
+    const before = f.log.solos.length;
+    f.enter('a', 2, 500, 2000); // b due at 2400
+    expect(f.pool.has('a')).toBe(true);
+    f.enter('b', 2, 500, 2410);
+    expect(f.log.solos.length).toBe(before);
+    expect(f.log.matches.at(-1)).toEqual({ initiator: { peer: 'b', round: 2 }, responder: { peer: 'a', round: 2 } });
+  });
+
+  it('gives up at the due time plus a grace when the partner does not come, not at the end of its wait', () => {
+    const f = fakePool({ minWaitMs: 0, graceFrac: 0.1 });
+    learn(f, { a: 0, b: 400 }, 1000);
+    f.enter('a', 2, 900, 2000); // b due at 2400, grace 0.1 × 1000
+    f.run(2499);
+    expect(f.pool.has('a')).toBe(true);
+    f.run(2500);
+    expect(f.pool.has('a')).toBe(false);
+    expect(f.log.solos.at(-1)).toEqual({ peer: 'a', round: 2 });
+  });
+
+  it('does not count on a peer overdue by more than half its cadence (it paused or left)', () => {
+    const f = fakePool({ minWaitMs: 0 });
+    learn(f, { a: 0, b: 400 }, 1000);
+    // b was due at 2400 and has not come; at 3000 it is overdue by 600 > 500.
+    const before = f.log.solos.length;
+    f.enter('a', 3, 900, 3000);
+    expect(f.log.solos.length).toBe(before + 1);
+  });
+
+  it('a repeat is taken at once when nobody else is due, held while someone is', () => {
+    const two = fakePool({ minWaitMs: 0 });
+    learn(two, { a: 0, b: 500 }, 1000);
+    two.enter('a', 2, 1000, 2000);
+    two.enter('b', 2, 1000, 2400); // pairs: a and b now are each other's last partner
+    two.enter('a', 3, 1000, 3400);
+    two.enter('b', 3, 1000, 3401);
+    expect(two.log.matches.at(-1)!.initiator.peer).toBe('b'); // at once: nobody else exists
+
+    const three = fakePool({ minWaitMs: 0 });
+    learn(three, { a: 0, b: 500, c: 700 }, 1000);
+    three.enter('a', 2, 1000, 2000);
+    three.enter('b', 2, 1000, 2500); // a-b pair
+    three.enter('c', 2, 0, 2700); // nobody due within no wait: solo, back at 3700
+    const pairs = three.log.matches.length;
+    // a and b arrive together; c is due at 3700, 300 ms after b.
+    three.enter('a', 3, 1000, 3400);
+    three.enter('b', 3, 2000, 3401); // hold-off 0.25 × 2000 = 500 covers c's due time
+    expect(three.log.matches.length).toBe(pairs);
+    three.enter('c', 3, 1000, 3700);
+    const m = three.log.matches.at(-1)!;
+    expect(m.initiator.peer).toBe('c');
+    expect(['a', 'b']).toContain(m.responder.peer);
+  });
+
+  it('two equal-speed peers at any phase offset pair from the third round on with a wait of half a loop', () => {
+    const L = 1000;
+    for (const offset of [50, 300, 480, 520, 700, 950]) {
+      const f = fakePool();
+      // Each peer is ready L after its last outer step ended (exchanges take no time here).
+      const next = new Map([['a', 0], ['b', offset]]);
+      const round = new Map([['a', 0], ['b', 0]]);
+      let waited = 0;
+      const since = new Map<string, number>();
+      for (let guard = 0; guard < 1000 && Math.min(round.get('a')!, round.get('b')!) < 30; guard++) {
+        const due = [...next].filter(([, at]) => at < Infinity).sort((x, y) => x[1] - y[1])[0];
+        const d = f.pool.nextDeadline();
+        const [m, s] = [f.log.matches.length, f.log.solos.length];
+        if (due && (d === null || due[1] <= d)) {
+          const [p, at] = due;
+          next.set(p, Infinity);
+          since.set(p, at);
+          f.enter(p, round.get(p)!, L / 2, at);
+        } else f.run(d!);
+        const ended = [...f.log.matches.slice(m).flatMap((x) => [x.initiator.peer, x.responder.peer]), ...f.log.solos.slice(s).map((x) => x.peer)];
+        for (const p of ended) {
+          if (round.get(p)! >= 3) waited += f.t - since.get(p)!;
+          next.set(p, f.t + L);
+          round.set(p, round.get(p)! + 1);
+        }
+      }
+      // The first readies teach the pool the cadences; from then on every outer step is a pair
+      // and, once in phase, nobody waits.
+      expect(f.log.solos.filter((s) => s.round >= 3), `offset ${offset}`).toEqual([]);
+      expect(f.log.matches.filter((m) => m.initiator.round >= 3).length, `offset ${offset}`).toBeGreaterThanOrEqual(27);
+      expect(waited / (27 * 2 * L), `offset ${offset}`).toBeLessThan(0.02);
+    }
+  });
+
+  it('without the rule (a wait of 0.3 loops and no cadence) the same peers drift apart: the rule is what pairs them', () => {
+    // The reference point: at offset 480 a plain 300 ms wait never covers the other's arrival.
+    const f = fakePool({ liveCount: undefined });
+    let solos = 0;
+    for (let i = 0; i < 10; i++) {
+      const g = fakePool();
+      g.enter('a', i, 300, 0);
+      g.run(480);
+      g.enter('b', i, 300, 480);
+      g.run(2000);
+      solos += g.log.solos.length;
+    }
+    void f;
+    expect(solos).toBe(20);
   });
 });
 

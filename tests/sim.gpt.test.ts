@@ -27,13 +27,11 @@ describe('simulator with the GPT learner', () => {
     }
   });
 
-  it('with equal speeds, noloco-async and noloco-lockstep give identical GPT weights', async () => {
+  it('with equal speeds, noloco-async pairs every outer step of the GPT replicas', async () => {
     const over = { speeds: 'equal', network: { latency: 0.05, upBps: 20e6, sigma: 0 } };
     const a = await runSpec(spec('noloco-async', over));
-    const l = await runSpec(spec('noloco-lockstep', over));
     expect(a.perReplica.every((p) => p.outerSteps >= 3)).toBe(true);
-    expect(a.finalWeights).toEqual(l.finalWeights);
-    expect(a.final.meanLoss).toBe(l.final.meanLoss);
+    expect(a.final.soloFraction).toBe(0);
   });
 
   it('the same seed replays exactly', async () => {

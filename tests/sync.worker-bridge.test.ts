@@ -3,7 +3,8 @@ import { Worker } from 'node:worker_threads';
 import { wrap, type Remote } from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { workerReplica, type WorkerOuterApi } from '../src/sync/worker-bridge.ts';
-import { outerRound, pairWaitMs } from '../src/sync/replica.ts';
+import { outerRound } from '../src/sync/replica.ts';
+import { pairWaitMs } from '../src/round/outer-round.ts';
 import type { Mesh } from '../src/sync/mesh.ts';
 import type { ExchangeResult, PartnerPayload } from '../src/sync/types.ts';
 
@@ -52,9 +53,10 @@ describe('worker bridge: tensors cross as transferred buffers', () => {
     expect(await api.getReceived()).toEqual([]);
   });
 
-  it('pairWaitMs is a fraction of the inner loop, never zero', () => {
-    expect(pairWaitMs(1000)).toBe(300);
-    expect(pairWaitMs(0)).toBe(50);
+  it('pairWaitMs is a fraction of the inner loop (half by default), never below 250 ms', () => {
+    expect(pairWaitMs(1000)).toBe(500);
+    expect(pairWaitMs(1000, 0.3)).toBe(300);
+    expect(pairWaitMs(0)).toBe(250);
     expect(pairWaitMs(1e9)).toBe(60_000);
     expect(() => pairWaitMs(-1)).toThrow(RangeError);
   });

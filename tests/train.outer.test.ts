@@ -102,6 +102,22 @@ describe('DiLoCo outer step and the all-reduce mean', () => {
     expectClose(s.theta, [3, 2.7]);
   });
 
+  it('nesterov (Douillard et al.): the same momentum, and phi moves by the step plus alpha times the new momentum', () => {
+    // g = 0.7*[1,1]; m = 0.3*[1,0] + g = [1.0, 0.7]; phi = [2,2] + g + 0.3*m = [3.0, 2.91]
+    const mean = f32(1, 1);
+    const s = { phi: f32(2, 2), theta: f32(9, 9), momentum: f32(1, 0) };
+    dilocoOuterStep(s, mean, { momentum: 0.3, lr: 0.7 }, 'nesterov');
+    expectClose(s.momentum, [1.0, 0.7]);
+    expectClose(s.phi, [3.0, 2.91]);
+    expectClose(s.theta, [3.0, 2.91]);
+    // With no momentum the two are the same step.
+    const a = { phi: f32(2, 2), theta: f32(0, 0), momentum: f32(1, 0) };
+    const b = { phi: f32(2, 2), theta: f32(0, 0), momentum: f32(1, 0) };
+    dilocoOuterStep(a, mean, { momentum: 0, lr: 0.7 }, 'nesterov');
+    dilocoOuterStep(b, mean, { momentum: 0, lr: 0.7 }, 'heavy-ball');
+    expectClose(a.phi, Array.from(b.phi));
+  });
+
   it('equals the NoLoCo rule with gamma=0 over the whole group', () => {
     const h = { momentum: 0.3, lr: 0.7, consensus: 0 };
     const phi = f32(0.5, -0.25, 2);

@@ -285,6 +285,28 @@ describe('TrainingController', () => {
     await stop(c);
   });
 
+  it('stops with an error when three inner loops in a row diverge (as the headless volunteer does)', async () => {
+    const { c, backend } = await setup();
+    c.giveConsent();
+    c.start();
+    await advance(300);
+    backend.trainer!.divergeTimes = 3;
+    await advance(1000);
+    expect(c.figures.divergences).toBe(3);
+    expect(c.phase).toBe('error');
+    expect(c.error).toMatch(/3 inner loops in a row diverged/);
+    // Two in a row, then a good loop: training goes on.
+    const again = await setup();
+    again.c.giveConsent();
+    again.c.start();
+    await advance(300);
+    again.backend.trainer!.divergeTimes = 2;
+    await advance(1000);
+    expect(again.c.figures.divergences).toBe(2);
+    expect(again.c.phase).not.toBe('error');
+    await stop(again.c);
+  });
+
   it('shows the error when joining fails, and can start again', async () => {
     const { c, backend } = await setup();
     backend.joinError = new Error('coordinator unreachable at http://127.0.0.1:1: connection refused');

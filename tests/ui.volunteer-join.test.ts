@@ -46,7 +46,7 @@ class FakeRunMesh implements RunMesh {
   provider: StateProvider | null = null;
   destroyed = false;
   constructor(private readonly answer: BootState | null) {}
-  async exchange(): Promise<ExchangeResult | null> { return null; }
+  async exchange(): Promise<ExchangeResult> { return { partner: null, payload: null, partnerDist: null, bytesIn: 0, bytesOut: 0, solo: 'no-partner' }; }
   stats(): MeshStats { return { peers: 0, bytesIn: 0, bytesOut: 0 }; }
   async bootstrap(o: { timeoutMs?: number; tries?: number } = {}): Promise<BootState | null> {
     this.asked.push(o);

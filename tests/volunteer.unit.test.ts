@@ -87,7 +87,7 @@ describe('runOuterRound', () => {
       round: 0, inner: { step: 8, losses: [2, Number.NaN], tokens: 64, innerMs: 10 }, pairWaitFrac: 0.3, adapter: null, evaluate: null,
     });
     expect(rep.applied).toEqual([[]]);
-    expect(out.waitMs).toBe(50); // never below the floor: with no wait nobody meets
+    expect(out.waitMs).toBe(250); // never below the floor: with no wait nobody meets
     expect(out.report).toMatchObject({ round: 1, trainLoss: 'NaN', valLoss: null, partner: null, partnerDist: null });
     // An infinite validation loss travels by name too; a healthy round averages its losses.
     const ok = await runOuterRound(fakeMesh({}), rep, {

@@ -7,6 +7,7 @@ import { METHODS, parseMethod, type Method } from '../sim/config.ts';
 import { DATA_MODES, LEARNERS, SPEC_DEFAULTS, checkSpec, prepare, simModel, type SimSpec } from '../sim/setup.ts';
 import { runRecord, runsTable, summaryTable, type RunRecord } from '../sim/report.ts';
 import { parseSpeeds } from '../sim/speeds.ts';
+import { DILOCO_MOMENTA, type DilocoMomentum } from '../train/outer.ts';
 
 const num = (what: string, check: (v: number) => boolean = Number.isFinite) => (s: string) => {
   const v = Number(s);
@@ -33,8 +34,10 @@ export function register(program: Command): void {
     .option('--gamma <g>', 'NoLoCo consensus (default 0.7)', nonneg('gamma'))
     .option('--wait <f>', 'noloco-async: wait for a partner up to this fraction of own inner-loop time',
       num('wait (a fraction > 0: with no wait nobody is ever in the pool and every outer step is solo)', (v) => Number.isFinite(v) && v > 0), SPEC_DEFAULTS.wait)
+    .addOption(new Option('--diloco-momentum <kind>', 'DiLoCo outer momentum: heavy-ball (the NoLoCo authors\' baseline) or nesterov (Douillard et al.)').choices(DILOCO_MOMENTA).default('heavy-ball'))
     .option('--time <s>', 'simulated-time budget in seconds (default 600 unless --steps)', pos('time'))
     .option('--steps <n>', 'step budget: each replica stops after n inner steps', int('steps'))
+    .option('--start-spread <f>', 'replicas start part-way into their first inner loop, uniform in [0, f) of H (real volunteers: 1)', num('start-spread (in [0, 1])', (v) => Number.isFinite(v) && v >= 0 && v <= 1), 0)
     .option('--step-time <s>', 'seconds per inner step at speed 1', pos('step-time'), SPEC_DEFAULTS.stepTime)
     .option('--speeds <spec>', 'speed distribution: uniform:LO:HI, lognormal:SIGMA, equal, or a list 1,2,4', SPEC_DEFAULTS.speeds)
     .option('--jitter <sigma>', 'log-normal spread of each step time around 1/speed', nonneg('jitter'), 0)
@@ -111,7 +114,7 @@ export function buildSpecs(o: Record<string, any>): SimSpec[] {
     for (const seed of o.seeds as number[]) {
       specs.push({
         ...SPEC_DEFAULTS, method, seed, ...budget,
-        replicas: o.replicas, H: o.H, alpha: o.alpha, beta: o.beta, gamma: o.gamma, wait: o.wait,
+        replicas: o.replicas, H: o.H, alpha: o.alpha, beta: o.beta, gamma: o.gamma, wait: o.wait, dilocoMomentum: o.dilocoMomentum as DilocoMomentum, startSpread: o.startSpread,
         stepTime: o.stepTime, speeds: o.speeds, jitter: o.jitter, evals: o.evals,
         network: { latency: o.latency, upBps: o.up * 1e6, sigma: o.netSigma }, allReduce: o.allreduce, churn,
         learner: o.learner, data: o.data ?? 'shared', preset: o.preset, ...modelChange, batch: o.batch, seqLen: o.seqLen, lr: o.lr, warmup: o.warmup,

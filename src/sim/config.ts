@@ -1,6 +1,6 @@
 // Simulator configuration: one documented place for every knob, with the NoLoCo paper's
 // settings as defaults for each method.
-import type { OuterHyper } from '../train/outer.ts';
+import type { DilocoMomentum, OuterHyper } from '../train/outer.ts';
 import { pairStabilityWarnings, validateOuterHyper } from '../train/outer.ts';
 import type { AllReduceKind, NetworkModel } from '../train/network.ts';
 import { HOME_LINK, validateNetwork } from '../train/network.ts';
@@ -29,12 +29,20 @@ export interface SimConfig {
   H: number;
   /** Outer optimiser; DiLoCo ignores `consensus` (it is 0 by definition). */
   outer: OuterHyper;
+  /** DiLoCo's outer momentum (other methods ignore it): every table names the one that ran. */
+  dilocoMomentum: DilocoMomentum;
   /**
    * noloco-async: how long a replica that finished its inner loop waits in the ready pool for a
    * partner, as a fraction of its own inner-loop time (H steps at its speed). Never zero: with no
    * wait nobody is ever in the pool and every outer step is solo (DESIGN.md section 3).
    */
   wait: number;
+  /**
+   * Phase offsets at the start: replica i begins part-way into its first inner loop, at a uniform
+   * fraction in [0, startSpread) of H. 0 (the default) starts everyone in step; real volunteers
+   * start whenever their page or process is ready, so compare them with 1.
+   */
+  startSpread: number;
   /** Seconds per inner step at speed 1; a replica of speed s takes stepTime / s. */
   stepTime: number;
   speeds: SpeedSpec;
@@ -64,7 +72,9 @@ export function methodDefaults(method: Method): { H: number; outer: OuterHyper }
 
 export const SIM_DEFAULTS = {
   replicas: 8,
-  wait: 0.3,
+  wait: 0.5,
+  dilocoMomentum: 'heavy-ball' as DilocoMomentum,
+  startSpread: 0,
   // One second per step at speed 1: the unit the issue's pilot used (replica i's step takes
   // 1/speed_i). It sets how large communication is against compute; see bench/sim.ts.
   stepTime: 1,
@@ -80,6 +90,7 @@ export function validateSimConfig(c: SimConfig): string[] {
   need(Number.isInteger(c.H) && c.H >= 1, `H must be a positive integer, got ${c.H}`);
   need(Number.isFinite(c.stepTime) && c.stepTime > 0, `stepTime must be > 0 seconds, got ${c.stepTime}`);
   need(Number.isFinite(c.jitter) && c.jitter >= 0, `jitter must be >= 0, got ${c.jitter}`);
+  need(Number.isFinite(c.startSpread) && c.startSpread >= 0 && c.startSpread <= 1, `startSpread must be in [0, 1], got ${c.startSpread}`);
   need(Number.isFinite(c.wait) && c.wait > 0,
     `wait must be a positive fraction of the inner-loop time, got ${c.wait} (with no wait nobody is ever in the pool and every outer step is solo)`);
   need(c.time !== undefined || c.steps !== undefined, 'give a time budget or a step budget');

@@ -22,6 +22,8 @@ export interface RunRecord {
   replicas: number;
   H: number;
   wait: number;
+  /** DiLoCo's outer momentum; null for the other methods. */
+  diloco_momentum?: 'heavy-ball' | 'nesterov' | null;
   seed: number;
   /** Peak inner learning rate. */
   lr: number;
@@ -48,6 +50,7 @@ export function runRecord(spec: SimSpec, r: SimResult, wallSeconds: number): Run
   const f = r.final;
   return {
     method: r.method, replicas: r.replicas, H: usesH(spec) ? r.H : 1, wait: spec.method === 'noloco-async' ? r.wait : 0,
+    diloco_momentum: spec.method === 'diloco' ? spec.dilocoMomentum ?? 'heavy-ball' : null,
     seed: r.seed, lr: spec.lr, steps: f.meanStep, sim_time: r.simTime,
     final_val_loss: f.meanLoss, avg_model_val_loss: f.avgModelLoss, final_spread: f.spread,
     idle_fraction: f.idleFraction, solo_fraction: f.soloFraction, bytes_per_replica: f.bytesPerReplica,
@@ -92,7 +95,7 @@ export function runsTable(runs: RunRecord[]): string {
     ['method', 'seed', 'lr', 'H', 'steps', 'sim s', 'val loss', 'avg-model', 'spread', 'idle', 'comm', 'solo', 'MB/replica', 'syncs',
       ...(churn ? ['left', 'joined'] : [])],
     runs.map((r) => [
-      r.method, String(r.seed), String(r.lr), String(r.H), r.steps.toFixed(0), r.sim_time.toFixed(0),
+      runLabel(r), String(r.seed), String(r.lr), String(r.H), r.steps.toFixed(0), r.sim_time.toFixed(0),
       r.final_val_loss.toFixed(4), r.avg_model_val_loss.toFixed(4), r.final_spread.toExponential(2),
       pct(r.idle_fraction), pct(r.comm_fraction), pct(r.solo_fraction), (r.bytes_per_replica / 1e6).toFixed(2), String(r.exchanges),
       ...(churn ? [String(r.leaves), String(r.joins)] : []),
@@ -127,8 +130,11 @@ export function groupRuns(runs: RunRecord[]): { label: string; runs: RunRecord[]
   return out;
 }
 
-export function runLabel(r: Pick<RunRecord, 'method' | 'wait'>): string {
-  return r.method === 'noloco-async' ? `noloco-async (wait ${r.wait})` : r.method;
+export function runLabel(r: Pick<RunRecord, 'method' | 'wait' | 'diloco_momentum'>): string {
+  if (r.method === 'noloco-async') return `noloco-async (wait ${r.wait})`;
+  // Records written before the option existed ran heavy-ball.
+  if (r.method === 'diloco') return `diloco (${r.diloco_momentum ?? 'heavy-ball'})`;
+  return r.method;
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;

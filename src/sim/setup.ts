@@ -4,6 +4,7 @@
 import { preset, trainConfig, validateModelConfig, type ModelConfig } from '../model/config.ts';
 import { learningRate } from '../train/schedule.ts';
 import type { NetworkModel, AllReduceKind } from '../train/network.ts';
+import type { DilocoMomentum } from '../train/outer.ts';
 import type { Corpus } from '../data/corpus.ts';
 import { loadDefaultCorpus } from '../data/corpus.ts';
 import type { ChurnConfig, Method, SimConfig } from './config.ts';
@@ -24,6 +25,10 @@ export interface SimSpec {
   beta?: number;
   gamma?: number;
   wait: number;
+  /** DiLoCo's outer momentum (default heavy-ball, as the NoLoCo authors' baseline). */
+  dilocoMomentum?: DilocoMomentum;
+  /** Start phase offsets as a fraction of H (SimConfig.startSpread; default 0). */
+  startSpread?: number;
   stepTime: number;
   speeds: string;
   jitter: number;
@@ -138,6 +143,8 @@ export function simConfig(spec: SimSpec): SimConfig {
       consensus: spec.method === 'diloco' ? (spec.gamma ?? 0) : (spec.gamma ?? d.outer.consensus),
     },
     wait: spec.wait,
+    dilocoMomentum: spec.dilocoMomentum ?? SIM_DEFAULTS.dilocoMomentum,
+    startSpread: spec.startSpread ?? SIM_DEFAULTS.startSpread,
     stepTime: spec.stepTime,
     speeds,
     jitter: spec.jitter,

@@ -302,7 +302,13 @@ export class Simulation {
 
   async run(onEval?: (row: EvalRow) => void): Promise<SimResult> {
     const cfg = this.cfg;
-    for (const r of this.replicas) { r.since = 0; this.startLoop(r); }
+    // Start phases come from their own generator so a spread of 0 replays earlier runs exactly.
+    const phaseRng = new Rng(cfg.seed, 0x57a7);
+    for (const r of this.replicas) {
+      r.since = 0;
+      this.startLoop(r);
+      if (cfg.startSpread > 0) r.inLoop = Math.floor(phaseRng.uniform() * cfg.startSpread * this.strategy.loopLength(this));
+    }
     if (cfg.churn) for (const r of this.replicas) this.scheduleLeave(r);
     const scheduleEval = (k: number) => {
       const t = k * cfg.evalEvery;

@@ -23,15 +23,6 @@ export async function outerRound(mesh: Mesh, replica: Replica, round: number, wa
   return result;
 }
 
-/**
- * How long a ready peer waits in the pool: a fraction of its own inner-loop time (DESIGN.md
- * section 3, default 0.3), never below `minMs`: with no wait nobody is ever in the pool together.
- */
-export function pairWaitMs(innerLoopMs: number, frac = 0.3, minMs = 50, maxMs = 60_000): number {
-  if (!(innerLoopMs >= 0) || !(frac > 0)) throw new RangeError(`pairWaitMs: need innerLoopMs >= 0 and frac > 0, got ${innerLoopMs}, ${frac}`);
-  return Math.min(maxMs, Math.max(minMs, frac * innerLoopMs));
-}
-
 export type JoinSource = 'peer' | 'checkpoint' | 'fresh';
 
 /**

@@ -87,18 +87,28 @@ export function nolocoOuterStep(state: OuterState, group: readonly OuterMessage[
   }
 }
 
+/** DiLoCo's outer momentum: heavy-ball (the NoLoCo authors' baseline code) or Nesterov (Douillard et al.). */
+export const DILOCO_MOMENTA = ['heavy-ball', 'nesterov'] as const;
+export type DilocoMomentum = (typeof DILOCO_MOMENTA)[number];
+
 /**
- * One DiLoCo outer step: the NoLoCo rule with G = all replicas and gamma = 0, i.e.
- * m <- alpha*m + beta*mean(delta); phi <- phi + m; theta <- phi. `meanDelta` is the all-reduced
- * mean of every replica's delta (compute it once with meanInto and apply it on every replica).
+ * One DiLoCo outer step on the all-reduced mean delta (compute it once with meanInto and apply
+ * it on every replica); theta <- phi afterwards.
+ * - heavy-ball: the NoLoCo rule with G = all replicas and gamma = 0, as the NoLoCo authors'
+ *   baseline runs it: m <- alpha*m + beta*mean(delta); phi <- phi + m.
+ * - nesterov: SGD with Nesterov momentum on the outer gradient -mean(delta), as DiLoCo
+ *   (Douillard et al.) publishes it: m <- alpha*m + beta*mean(delta); phi <- phi + beta*mean(delta)
+ *   + alpha*m (torch.optim.SGD(nesterov=True) with the learning rate folded into m).
  */
-export function dilocoOuterStep(state: OuterState, meanDelta: Float32Array, h: Pick<OuterHyper, 'momentum' | 'lr'>): void {
+export function dilocoOuterStep(state: OuterState, meanDelta: Float32Array, h: Pick<OuterHyper, 'momentum' | 'lr'>, kind: DilocoMomentum = 'heavy-ball'): void {
   const { phi, momentum: m, theta } = state;
   sameLength('dilocoOuterStep', phi, m, theta, meanDelta);
   const { momentum: alpha, lr: beta } = h;
+  const nesterov = kind === 'nesterov';
   for (let k = 0; k < phi.length; k++) {
-    m[k] = alpha * m[k] + beta * meanDelta[k];
-    phi[k] = phi[k] + m[k];
+    const g = beta * meanDelta[k];
+    m[k] = alpha * m[k] + g;
+    phi[k] = phi[k] + (nesterov ? g + alpha * m[k] : m[k]);
     theta[k] = phi[k];
   }
 }

@@ -5,6 +5,7 @@ import type { AdapterSummary } from '../gpu/device.ts';
 import type { GpuErrorCode } from '../gpu/errors.ts';
 import type { RunEvent, RunEventKind } from '../protocol/events.ts';
 import type { ReportFields } from '../protocol/messages.ts';
+import type { RoundExchange } from '../round/outer-round.ts';
 import type { PressureState, Sensors } from './core/policy.ts';
 
 /** What the volunteer page says about the run before anything starts. */
@@ -71,12 +72,8 @@ export interface TrainerPort {
   dispose(): Promise<void>;
 }
 
-export interface ExchangeResult {
-  partner: string;
-  payload: OuterPayload;
-  /** The partner confirmed it received ours whole (an exchange accepted by the partner). */
-  accepted: boolean;
-}
+/** One exchange as the outer round (src/round/outer-round.ts) sees it; payload null = solo step. */
+export type ExchangeResult = RoundExchange<OuterPayload>;
 
 export interface MeshStats {
   /** Other live peers of the run, as the coordinator lists them. */
@@ -89,8 +86,8 @@ export interface MeshStats {
 }
 
 export interface MeshPort {
-  /** Finds a partner for outer round `round` within `waitMs` and swaps payloads; null = solo step. */
-  exchange(round: number, mine: OuterPayload, waitMs: number): Promise<ExchangeResult | null>;
+  /** Finds a partner for outer round `round` within `waitMs` and swaps validated payloads. */
+  exchange(round: number, mine: OuterPayload, waitMs: number): Promise<ExchangeResult>;
   stats(): MeshStats;
 }
 

@@ -1,33 +1,13 @@
-// One outer round and the metric row that describes it, shared by every loop that trains a
-// replica against the mesh (the headless volunteer here; the browser's controller has the same
-// shape). DOM-free and trainer-agnostic: it sees only the Replica interface and the mesh.
-import { MAX_LINK_ERROR, lossToWire, type ReportFields } from '../protocol/messages.ts';
+// The headless volunteer's side of the one outer round (src/round/outer-round.ts, which the
+// page's TrainingController runs too): the mesh and a Replica as RoundPorts. The mesh's full
+// ExchangeResult (outcome, reason, timings) stays available to the caller's log.
+import { MAX_LINK_ERROR, type ReportFields } from '../protocol/messages.ts';
 import type { Mesh } from '../sync/mesh.ts';
-import { outerRound, pairWaitMs, type Replica } from '../sync/replica.ts';
-import type { ExchangeResult } from '../sync/types.ts';
+import type { Replica } from '../sync/replica.ts';
+import type { ExchangeResult, OuterPayload, PartnerPayload } from '../sync/types.ts';
+import { runOuterRound as outerRound, type LinkFields, type RoundInput } from '../round/outer-round.ts';
 
-export interface InnerLoopStats {
-  /** Inner steps taken so far in the run (the LR schedule's position) after this loop. */
-  step: number;
-  /** Losses of this loop's steps. */
-  losses: readonly number[];
-  /** Tokens the loop trained on (steps × batch × seqLen). */
-  tokens: number;
-  /** Wall time of the inner loop, ms (what the pairing wait is a fraction of). */
-  innerMs: number;
-}
-
-export interface RoundContext {
-  /** Outer round number (0-based) this exchange is for. */
-  round: number;
-  inner: InnerLoopStats;
-  /** The run's ready-pool wait as a fraction of the inner-loop time. */
-  pairWaitFrac: number;
-  adapter: string | null;
-  /** Measures the validation loss after the outer step; null skips it this round. */
-  evaluate: (() => Promise<number>) | null;
-  now?: () => number;
-}
+export type { InnerLoopStats, RoundInput as RoundContext } from '../round/outer-round.ts';
 
 export interface RoundOutcome {
   exchange: ExchangeResult;
@@ -36,10 +16,10 @@ export interface RoundOutcome {
 }
 
 /** Link failures of each mesh already counted in a report: each report carries the new ones. */
-const reportedFailures = new WeakMap<Mesh, number>();
+const reportedFailures = new WeakMap<Pick<Mesh, 'stats'>, number>();
 
 /** The report's connectivity fields: the exchange's link, and links that failed since the last report. */
-export function linkFields(mesh: Mesh, exchange: ExchangeResult): Pick<ReportFields, 'linkLocal' | 'linkRemote' | 'connectMs' | 'linkFailures' | 'linkError'> {
+export function linkFields(mesh: Pick<Mesh, 'stats'>, exchange: Pick<ExchangeResult, 'link' | 'linkError'>): LinkFields {
   const s = mesh.stats();
   const failures = s.linkFailures - (reportedFailures.get(mesh) ?? 0);
   reportedFailures.set(mesh, s.linkFailures);
@@ -53,37 +33,19 @@ export function linkFields(mesh: Mesh, exchange: ExchangeResult): Pick<ReportFie
   };
 }
 
-/**
- * Exchanges φ/Δ with one partner from the coordinator's pool (or none in time: a solo step),
- * applies the NoLoCo outer step, optionally evaluates, and returns the report for this round.
- * tokens/s counts the whole round (inner loop, waiting and transfer), i.e. what the run gains.
- */
-export async function runOuterRound(mesh: Mesh, replica: Replica, ctx: RoundContext): Promise<RoundOutcome> {
-  const now = ctx.now ?? Date.now;
-  const t0 = now();
-  const waitMs = pairWaitMs(ctx.inner.innerMs, ctx.pairWaitFrac);
-  const exchange = await outerRound(mesh, replica, ctx.round, waitMs);
-  const valLoss = ctx.evaluate ? await ctx.evaluate() : null;
-  const roundMs = ctx.inner.innerMs + (now() - t0);
-  // A non-finite inner loss is reported as such (its name on the wire): the trainer recovered
-  // from the divergence, but the dashboard's NaN alert must still see that it happened.
-  const bad = ctx.inner.losses.find((l) => !Number.isFinite(l));
-  const trainLoss = bad !== undefined ? lossToWire(bad)
-    : ctx.inner.losses.length > 0 ? ctx.inner.losses.reduce((a, b) => a + b, 0) / ctx.inner.losses.length
-    : null;
-  const report: ReportFields = {
-    time: now(),
-    step: ctx.inner.step,
-    round: ctx.round + 1,
-    trainLoss,
-    valLoss: lossToWire(valLoss),
-    tokensPerS: roundMs > 0 ? ctx.inner.tokens / (roundMs / 1000) : 0,
-    bytesIn: exchange.bytesReceived,
-    bytesOut: exchange.bytesSent,
-    partner: exchange.outcome === 'paired' ? exchange.partner : null,
-    partnerDist: exchange.payload ? exchange.payload.phiDistance : null,
-    adapter: ctx.adapter,
-    ...linkFields(mesh, exchange),
-  };
-  return { exchange, waitMs, report };
+export async function runOuterRound(mesh: Mesh, replica: Replica, ctx: RoundInput): Promise<RoundOutcome> {
+  let full: ExchangeResult | null = null;
+  const out = await outerRound<OuterPayload | PartnerPayload>({
+    outerPayload: () => replica.outerPayload(),
+    exchange: async (round, mine, waitMs) => {
+      const r = full = await mesh.exchange(round, mine, { waitMs });
+      return {
+        partner: r.payload ? r.partner : null, payload: r.payload, partnerDist: r.payload ? r.payload.phiDistance : null,
+        bytesIn: r.bytesReceived, bytesOut: r.bytesSent, solo: r.payload ? null : r.reason ?? 'no-partner', link: linkFields(mesh, r),
+      };
+    },
+    // Only the exchange's own payloads come back here: validated partner payloads.
+    applyOuter: (partners) => replica.applyOuter(partners as PartnerPayload[]),
+  }, ctx);
+  return { exchange: full!, waitMs: out.waitMs, report: out.report };
 }

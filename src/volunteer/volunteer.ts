@@ -20,6 +20,7 @@ import { BACKENDS, createBackend, type BackendKind, type ReplicaBackend } from '
 import { downloadAssignment } from './data.ts';
 import { CoordinatorRefusedError, CoordinatorUnreachableError, DivergedError, VolunteerConfigError, VolunteerStoppedError } from './errors.ts';
 import { runOuterRound } from './round.ts';
+import { MAX_DIVERGED_IN_A_ROW } from '../round/outer-round.ts';
 import { runConfigHash } from './run-config.ts';
 import { withPeerReplay } from './signaling.ts';
 
@@ -37,6 +38,12 @@ export interface VolunteerOptions {
   seed?: number;
   /** Inner steps per trainer call: the loop checks for stop() and yields between chunks. */
   chunkSteps?: number;
+  /**
+   * Run this many times slower than the machine allows (>= 1; default 1): after each chunk the
+   * volunteer rests (throttle − 1) × that chunk's compute time, as a page does at a lower
+   * intensity. The swarm benchmark draws volunteers' speeds with it.
+   */
+  throttle?: number;
   /** Validation loss every this many outer rounds (and after the first); 0 never. Default 5. */
   evalEveryRounds?: number;
   /** Give up if the coordinator has not welcomed us within this long. Default 60 s. */
@@ -109,6 +116,7 @@ export function validateVolunteerOptions(o: VolunteerOptions): Required<Pick<Vol
   posInt('rounds', o.rounds);
   posInt('steps', o.steps);
   posInt('chunkSteps', o.chunkSteps);
+  if (o.throttle !== undefined && !(Number.isFinite(o.throttle) && o.throttle >= 1)) throw new VolunteerConfigError(`throttle must be a number >= 1, got ${o.throttle}`);
   if (o.seed !== undefined && !(Number.isInteger(o.seed) && o.seed >= 0)) throw new VolunteerConfigError(`seed must be a non-negative integer, got ${o.seed}`);
   const evalEveryRounds = o.evalEveryRounds ?? 5;
   if (!(Number.isInteger(evalEveryRounds) && evalEveryRounds >= 0)) throw new VolunteerConfigError(`evalEveryRounds must be a non-negative integer, got ${evalEveryRounds}`);
@@ -119,9 +127,6 @@ export function validateVolunteerOptions(o: VolunteerOptions): Required<Pick<Vol
 export function runVolunteer(opts: VolunteerOptions, components: VolunteerComponents): Volunteer {
   return new HeadlessVolunteer(opts, components);
 }
-
-/** Inner loops in a row that may end in a non-finite loss before the volunteer gives up. */
-const MAX_DIVERGED_IN_A_ROW = 3;
 
 class HeadlessVolunteer implements Volunteer {
   readonly joined: Promise<{ peerId: string; run: RunInfo; source: JoinSource; adapter: string }>;
@@ -304,8 +309,10 @@ class HeadlessVolunteer implements Volunteer {
       try {
         while (losses.length < H) {
           if (this.stopping) return; // an unfinished inner loop is dropped, not half-exchanged
+          const c0 = performance.now();
           losses.push(...await backend.train(Math.min(chunk, H - losses.length)));
-          await new Promise((r) => setImmediate(r));
+          const rest = ((this.opts.throttle ?? 1) - 1) * (performance.now() - c0);
+          await new Promise((r) => (rest > 0 ? setTimeout(r, rest) : setImmediate(r)));
         }
       } catch (err) {
         if (!(err instanceof DivergedError)) throw err;

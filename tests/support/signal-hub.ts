@@ -1,7 +1,8 @@
 // An in-memory coordinator for mesh tests: relays signals between peers of one run, keeps the
-// live peer list, pairs ready peers with the same ReadyPool rule as the server, records
-// reports, and can be stopped and started to simulate the coordinator going down.
-import { ReadyPool, type PoolMatch } from '../../src/protocol/ready-pool.ts';
+// live peer list, pairs ready peers with the one ready-pool rule (src/protocol/ready-pool.ts, as
+// the server does), records reports, and can be stopped and started to simulate the coordinator
+// going down.
+import { ReadyPool, type PoolEvents } from '../../src/protocol/ready-pool.ts';
 import type { Signaling, SignalingEventMap } from '../../src/protocol/signaling.ts';
 import { Emitter } from '../../src/sync/emitter.ts';
 
@@ -24,7 +25,9 @@ export class SignalHub {
   private random: () => number;
 
   private newPool(): ReadyPool {
-    return new ReadyPool(this.random, { liveCount: () => [...this.clients.values()].filter((c) => c.connected).length });
+    return new ReadyPool({
+      now: () => performance.now(), random: this.random, liveCount: () => [...this.clients.values()].filter((c) => c.connected).length,
+    });
   }
 
   constructor(opts: HubOptions = {}) {
@@ -74,19 +77,24 @@ export class SignalHub {
 
   ready(peer: string, round: number, waitMs: number): void {
     if (!this.running) return;
-    const m = this.pool.enter(peer, round, waitMs, performance.now());
-    if (m) this.announce(m);
-    this.armTimer();
+    this.announce(this.pool.enter(peer, round, waitMs));
   }
 
   report(from: string, peer: string, reason: string): void {
     if (this.running) this.reports.push({ from, peer, reason });
   }
 
-  private announce(m: PoolMatch): void {
-    this.pairings.push({ a: m.initiator.peer, b: m.responder.peer, roundA: m.initiator.round, roundB: m.responder.round });
-    this.send(m.initiator.peer, 'paired', { round: m.initiator.round, partner: m.responder.peer, initiator: true });
-    this.send(m.responder.peer, 'paired', { round: m.responder.round, partner: m.initiator.peer, initiator: false });
+  private announce(e: PoolEvents): void {
+    for (const m of e.matches) {
+      this.pairings.push({ a: m.initiator.peer, b: m.responder.peer, roundA: m.initiator.round, roundB: m.responder.round });
+      this.send(m.initiator.peer, 'paired', { round: m.initiator.round, partner: m.responder.peer, initiator: true });
+      this.send(m.responder.peer, 'paired', { round: m.responder.round, partner: m.initiator.peer, initiator: false });
+    }
+    for (const s of e.solos) {
+      this.solos.push(s);
+      this.send(s.peer, 'paired', { round: s.round, partner: null, initiator: false });
+    }
+    this.armTimer();
   }
 
   private armTimer(): void {
@@ -96,13 +104,7 @@ export class SignalHub {
     if (t === null) return;
     this.timer = setTimeout(() => {
       this.timer = null;
-      const { matches, expired } = this.pool.tick(performance.now());
-      for (const m of matches) this.announce(m);
-      for (const e of expired) {
-        this.solos.push({ peer: e.peer, round: e.round });
-        this.send(e.peer, 'paired', { round: e.round, partner: null, initiator: false });
-      }
-      this.armTimer();
+      this.announce(this.pool.tick());
     }, Math.max(0, t - performance.now()));
   }
 

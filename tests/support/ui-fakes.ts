@@ -40,6 +40,8 @@ export class FakeTrainer implements TrainerPort {
   inject: number | null = null;
   /** Make the next train() fail like the real Trainer does when the loss blows up. */
   divergeNext = false;
+  /** Make this many train() calls in a row fail that way. */
+  divergeTimes = 0;
 
   /** `floats`: length of φ, Δ and the momentum (a run's layout.total where a coordinator checks it). */
   constructor(public msPerStep = 20, readonly floats = 4) {
@@ -49,8 +51,9 @@ export class FakeTrainer implements TrainerPort {
 
   async train(steps: number): Promise<number[]> {
     if (this.disposed) throw new Error('FakeTrainer: train() after dispose()');
-    if (this.divergeNext) {
+    if (this.divergeNext || this.divergeTimes > 0) {
       this.divergeNext = false;
+      this.divergeTimes = Math.max(0, this.divergeTimes - 1);
       throw new Error(`Trainer.train: loss is NaN at step ${this.step + 1}; the weights were reset to the last outer state (step ${this.step}). Lower the learning rate or check the data.`);
     }
     const t0 = Date.now();
@@ -120,18 +123,23 @@ export class FakeMesh implements MeshPort {
 
   constructor(public exchangeMs = 30) {}
 
-  async exchange(round: number, mine: OuterPayload, waitMs: number): Promise<ExchangeResult | null> {
+  async exchange(round: number, mine: OuterPayload, waitMs: number): Promise<ExchangeResult> {
     await sleep(this.exchangeMs);
     if (this.peers === 0) {
       this.exchanges.push({ round, waitMs, partner: null });
-      return null;
+      return { partner: null, payload: null, partnerDist: null, bytesIn: 0, bytesOut: 0, solo: 'no-partner' };
     }
     const partner = this.partners[round % this.partners.length]!;
     this.exchanges.push({ round, waitMs, partner });
     const bytes = (mine.phi.byteLength + mine.delta.byteLength);
     this.bytesOut += bytes;
     this.bytesIn += bytes;
-    return { partner, accepted: true, payload: { phi: mine.phi.map((v) => v + 0.5), delta: mine.delta.slice() } };
+    // The partner's φ is ours + 0.5 everywhere: the validator would measure 0.5 √P.
+    const phi = mine.phi.map((v) => v + 0.5);
+    return {
+      partner, payload: { phi, delta: mine.delta.slice() }, partnerDist: 0.5 * Math.sqrt(phi.length), bytesIn: bytes, bytesOut: bytes, solo: null,
+      link: { linkLocal: 'host', linkRemote: 'host', connectMs: 12, linkFailures: 0, linkError: null },
+    };
   }
 
   stats(): MeshStats {

@@ -1,41 +1,47 @@
-// NoLoCo with the ready pool (DESIGN.md section 3): a replica that finished its H inner steps
-// pairs at once with a replica already waiting in the pool (uniformly at random among them), or
-// joins the pool and waits up to `wait` x its own inner-loop time, then steps alone. Nobody waits
-// for the slowest.
+// NoLoCo with the ready pool: the one pool rule (src/protocol/ready-pool.ts, docs/pairing.md)
+// that the coordinator runs, here on the simulated clock (in seconds: with no wait clamps the
+// rule has no unit, and no conversion can round a deadline to just before itself). A
+// replica that finished its H inner steps enters with a wait of `wait` × its own inner-loop
+// time; the pool pairs it, holds it while a partner is due, or sends it to a solo step.
+// Nobody waits for the slowest.
 //
-// Replicas finishing at the same instant are served in a random order (one shuffle from the
-// pairing generator); with equal speeds and a jitter-free network this makes the same pairs as
-// noloco-lockstep, which shuffles all replicas once per round with the same generator.
+// Replicas finishing at the same instant enter in a random order (one shuffle from the pairing
+// generator), as messages reach the coordinator one at a time.
 import type { Replica, Simulation, Strategy } from '../simulator.ts';
 import { PRIORITY } from '../simulator.ts';
 import { shuffle } from '../metrics.ts';
+import { ReadyPool, type PoolEvents } from '../../protocol/ready-pool.ts';
 import { joinNow, pairExchange, prepareMessage, soloStep } from './common.ts';
 
 export function nolocoAsyncStrategy(): Strategy {
-  const pool: Replica[] = [];
-  const token = new Map<Replica, number>();
+  let pool: ReadyPool | null = null;
+  const bySlot = new Map<string, Replica>();
+  /** Simulated time of the pool timer already scheduled, if any. */
+  let armedAt: number | null = null;
+
+  const poolOf = (sim: Simulation): ReadyPool =>
+    pool ??= new ReadyPool({ now: () => sim.now, random: () => sim.pairRng.uniform(), minWaitMs: 0, maxWaitMs: Infinity });
+
+  const apply = (sim: Simulation, e: PoolEvents) => {
+    for (const m of e.matches) pairExchange(sim, bySlot.get(m.responder.peer)!, bySlot.get(m.initiator.peer)!);
+    for (const s of e.solos) soloStep(sim, bySlot.get(s.peer)!);
+    const next = poolOf(sim).nextDeadline();
+    if (next === null) return;
+    const t = next;
+    if (armedAt !== null && armedAt <= t && armedAt >= sim.now) return;
+    armedAt = t;
+    sim.at(t, PRIORITY.timeout, () => {
+      if (armedAt === t) armedAt = null;
+      apply(sim, poolOf(sim).tick());
+    });
+  };
 
   const arrive = (sim: Simulation, r: Replica) => {
     prepareMessage(r);
-    if (pool.length > 0) {
-      // One waiting replica needs no draw, so a 2-at-a-time pool consumes the generator exactly
-      // like lockstep's shuffle does.
-      const i = pool.length === 1 ? 0 : sim.pairRng.int(pool.length);
-      const partner = pool.splice(i, 1)[0];
-      token.set(partner, (token.get(partner) ?? 0) + 1); // cancels its timeout
-      pairExchange(sim, partner, r);
-      return;
-    }
-    pool.push(r);
+    const key = String(r.slot);
+    bySlot.set(key, r);
     sim.setState(r, 'wait');
-    const mine = (token.get(r) ?? 0) + 1;
-    token.set(r, mine);
-    const deadline = sim.now + sim.cfg.wait * r.loopTime(sim.H, sim.cfg.stepTime);
-    sim.atFor(r, deadline, PRIORITY.timeout, () => {
-      if (token.get(r) !== mine || r.state !== 'wait') return;
-      pool.splice(pool.indexOf(r), 1);
-      soloStep(sim, r);
-    });
+    apply(sim, poolOf(sim).enter(key, r.outerSteps, sim.cfg.wait * r.loopTime(sim.H, sim.cfg.stepTime)));
   };
 
   return {
@@ -45,9 +51,7 @@ export function nolocoAsyncStrategy(): Strategy {
       for (const r of rs.length > 1 ? shuffle(rs, sim.pairRng) : rs) arrive(sim, r);
     },
     onGone(_sim, r) {
-      const i = pool.indexOf(r);
-      if (i >= 0) pool.splice(i, 1);
-      token.set(r, (token.get(r) ?? 0) + 1);
+      pool?.forget(String(r.slot));
     },
     onJoin: joinNow,
   };

@@ -14,6 +14,7 @@ import { ConsentStore, type ConsentRecord } from '../core/consent.ts';
 import {
   realClock, type Clock, type GpuProbe, type OuterPayload, type RunSummary, type SensorPort, type SessionStart, type VolunteerBackend, type VolunteerSession,
 } from '../ports.ts';
+import { MAX_DIVERGED_IN_A_ROW, MIN_PAIR_WAIT_MS, runOuterRound } from '../../round/outer-round.ts';
 import { Observable, type Task } from './observable.ts';
 
 export type Phase =
@@ -28,8 +29,7 @@ export type Phase =
 
 export type PauseReason = 'user' | Source;
 
-/** Shortest ready-pool wait: a coordinator round trip with room for a loaded machine. */
-export const MIN_PAIR_WAIT_MS = 250;
+export { MIN_PAIR_WAIT_MS };
 
 export interface Figures {
   /** Inner steps of this replica's state: from the adopted state's step on (run-wide, like the peers'). */
@@ -50,7 +50,7 @@ export interface Figures {
   /** GPU time spent on training (ms). */
   donatedMs: number;
   tokensTrained: number;
-  /** Exchanges whose partner confirmed receipt of our φ and Δ. */
+  /** Outer steps taken with a partner's validated φ and Δ. */
   exchangesAccepted: number;
   soloRounds: number;
   /** Inner steps left before the next outer step. */
@@ -301,9 +301,15 @@ export class TrainingController extends Observable {
         } catch (e) {
           if (!isDivergence(e)) throw e;
           // The worker went back to the last outer state: the steps of this round are gone.
-          // Tell the coordinator (the dashboard raises its NaN alert) and train on.
+          // Tell the coordinator (the dashboard raises its NaN alert) and train on, unless the
+          // run keeps diverging (the same limit as the headless volunteer: src/round).
           this.nonFinite = NaN;
           this.figures.divergences++;
+          this.roundLosses = [];
+          if (++this.divergedInARow >= MAX_DIVERGED_IN_A_ROW) {
+            this.report(session, null, null);
+            throw new Error(`${errText(e)}; ${this.divergedInARow} inner loops in a row diverged, giving up (the run's learning rate needs lowering)`);
+          }
           this.figures.step -= inRound;
           this.figures.tokensTrained -= inRound * run.tokensPerStep;
           inRound = 0;
@@ -313,6 +319,8 @@ export class TrainingController extends Observable {
           continue;
         }
         const t1 = this.clock.now();
+        this.divergedInARow = 0;
+        for (let i = 0; i < losses.length; i++) this.roundLosses.push(losses[i]!);
         this.afterChunk(run, k, losses, t0, t1);
         inRound += k;
         this.figures.stepsToOuter = run.H - inRound;
@@ -380,32 +388,47 @@ export class TrainingController extends Observable {
 
   /** First non-finite loss since the last report: sent so the dashboard raises its NaN alert. */
   private nonFinite: number | null = null;
+  /** Losses of the current round's inner steps (the round report's mean). */
+  private roundLosses: number[] = [];
+  private divergedInARow = 0;
 
   private async outerStep(session: VolunteerSession, run: RunSummary): Promise<void> {
     const f = this.figures;
-    const mine = await session.trainer.outerPayload();
-    this.syncMesh();
-    this.setPhase('waiting-peers');
-    // DESIGN.md section 3: wait a fraction of our own inner-loop time (wall time, rests included),
-    // never zero; 250 ms at least, so a partner a round trip away can still be found.
+    // DESIGN.md section 3: wait a fraction of our own inner-loop time (wall time, rests included).
     const innerLoopMs = (this.msPerStep ?? 100) * run.H / Math.max(this.effectiveIntensity, 0.1);
-    const waitMs = Math.max(MIN_PAIR_WAIT_MS, (session.pairWaitFrac?.() ?? run.pairWaitFrac) * innerLoopMs);
-    const got = await session.mesh.exchange(f.rounds, mine, waitMs);
-    let partnerDist: number | null = null;
-    if (got) {
-      partnerDist = l2Distance(mine.phi, got.payload.phi);
-      f.partner = got.partner;
-      if (got.accepted) f.exchangesAccepted++;
-    } else {
-      f.partner = null;
-      f.soloRounds++;
-    }
-    await session.trainer.applyOuter(got ? [got.payload] : []);
-    f.rounds++;
     const every = this.opts.evalEveryRounds ?? 5;
-    if (every > 0 && f.rounds % every === 0) f.valLoss = await session.trainer.evaluate();
+    const gpu = this.gpu.status === 'complete' && this.gpu.value.ok ? this.gpu.value.name : null;
+    // The one outer round (src/round/outer-round.ts), as the headless volunteer runs it; the page
+    // keeps its figures and phase.
+    const out = await runOuterRound({
+      outerPayload: async () => {
+        const mine = await session.trainer.outerPayload();
+        this.syncMesh();
+        this.setPhase('waiting-peers');
+        return mine;
+      },
+      exchange: (round, mine, waitMs) => session.mesh.exchange(round, mine, waitMs),
+      applyOuter: (partners) => session.trainer.applyOuter(partners),
+    }, {
+      round: f.rounds,
+      inner: { step: f.step, losses: this.roundLosses, tokens: run.H * run.tokensPerStep, innerMs: innerLoopMs },
+      pairWaitFrac: session.pairWaitFrac?.() ?? run.pairWaitFrac,
+      adapter: gpu,
+      evaluate: every > 0 && (f.rounds + 1) % every === 0 ? () => session.trainer.evaluate() : null,
+      now: () => this.clock.now(),
+    });
+    this.roundLosses = [];
+    f.partner = out.exchange.payload ? out.exchange.partner : null;
+    if (f.partner) f.exchangesAccepted++;
+    else f.soloRounds++;
+    f.rounds++;
+    if (out.valLoss !== null) f.valLoss = out.valLoss;
     this.syncMesh();
-    this.report(session, got?.partner ?? null, partnerDist);
+    this.lastReportAt = out.report.time;
+    session.report({ ...out.report, trainLoss: out.trainLoss, valLoss: out.valLoss });
+    // The round report carried the exchange's bytes; reports between rounds carry the rest.
+    this.reportedBytes = { in: f.bytesDown, out: f.bytesUp };
+    this.nonFinite = null;
     this.setPhase('training');
   }
 
@@ -440,13 +463,6 @@ export class TrainingController extends Observable {
     this.nonFinite = null;
     this.reportedBytes = { in: f.bytesDown, out: f.bytesUp };
   }
-}
-
-function l2Distance(a: Float32Array, b: Float32Array): number | null {
-  if (a.length !== b.length) return null;
-  let s = 0;
-  for (let i = 0; i < a.length; i++) { const d = a[i]! - b[i]!; s += d * d; }
-  return Math.sqrt(s);
 }
 
 /**

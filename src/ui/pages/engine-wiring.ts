@@ -13,6 +13,8 @@ import { createMesh as makeMesh } from '../../sync/mesh.ts';
 import { downloadAssignment } from '../../volunteer/data.ts';
 import { runConfigHash, VAL_BATCHES } from '../../volunteer/run-config.ts';
 import { withPeerReplay } from '../../volunteer/signaling.ts';
+// The report's connectivity fields, measured as the headless volunteer measures them.
+import { linkFields } from '../../volunteer/round.ts';
 import type { MeshFactoryArgs, RunMesh, TrainerFactoryArgs } from '../browser/volunteer-backend.ts';
 import type { OuterPayload, OuterState, TrainerPort } from '../ports.ts';
 
@@ -93,10 +95,14 @@ export async function createMesh({ run, signaling, otherPeers }: MeshFactoryArgs
       bytesOut += r.bytesSent;
       if (!r.payload || !r.partner) {
         lastSolo = r.reason ? SOLO_TEXT[r.reason] ?? r.reason : 'no partner';
-        return null;
+        return { partner: null, payload: null, partnerDist: null, bytesIn: r.bytesReceived, bytesOut: r.bytesSent, solo: lastSolo, link: linkFields(mesh, r) };
       }
       lastSolo = null;
-      return { partner: r.partner, payload: { phi: r.payload.phi, delta: r.payload.delta }, accepted: r.outcome === 'paired' };
+      // The validator's distance, measured before it clips a far φ (src/round/outer-round.ts).
+      return {
+        partner: r.partner, payload: { phi: r.payload.phi, delta: r.payload.delta }, partnerDist: r.payload.phiDistance,
+        bytesIn: r.bytesReceived, bytesOut: r.bytesSent, solo: null, link: linkFields(mesh, r),
+      };
     },
     stats: () => ({ peers: otherPeers(), bytesIn, bytesOut, lastSolo }),
     bootstrap: (opts) => mesh.bootstrap(opts),

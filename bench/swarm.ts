@@ -1,0 +1,157 @@
+// Swarm benchmark (issue 14): do real volunteers pair? N headless CPU volunteers (the same code
+// as `murmur volunteer --backend cpu`, in this process) train one `micro` run against the real
+// coordinator (in-process, 127.0.0.1) and exchange over WebRTC (@roamhq/wrtc) on loopback, for
+// a fixed wall time, at equal speeds or speeds drawn from U[1,4] (a per-volunteer throttle).
+// Beside each row: the same number of inner steps trained alone (local_val_loss), and the
+// simulator's prediction for the same setup (sim_*: the same pool rule, speeds, H, measured step
+// time and start phases spread over a loop, as real volunteers start whenever they are ready).
+// Prints a table and writes bench/results/swarm.json. Usage: npm run bench:swarm [-- --quick]
+// [--seconds S] [--H N] [--only 2,4]
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WebSocket } from 'ws';
+import wrtc from '@roamhq/wrtc';
+import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
+import { runVolunteer, type RoundEvent, type Volunteer } from '../src/volunteer/volunteer.ts';
+import type { Logger } from '../src/sync/components.ts';
+import { Rng } from '../src/model/rng.ts';
+import { trainLocal } from '../src/commands/train.ts';
+import { SPEC_DEFAULTS, runSpec } from '../src/sim/setup.ts';
+import { startServer } from '../tests/support/coordinator.ts';
+
+const quick = process.argv.includes('--quick');
+const arg = (name: string) => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined; };
+const SECONDS = Number(arg('--seconds') ?? (quick ? 40 : 150));
+const H = Number(arg('--H') ?? (quick ? 10 : 20));
+const BATCH = 4, LR = 3e-3;
+const SETUPS: { n: number; speeds: 'equal' | 'uniform:1:4' }[] = [
+  { n: 2, speeds: 'equal' }, { n: 4, speeds: 'equal' }, { n: 8, speeds: 'uniform:1:4' },
+];
+const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
+const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+const components = { WebSocket: WebSocket as unknown as WebSocketCtor, rtc: wrtc, logger: silent };
+
+interface Row {
+  n: number; speeds: string; speed_list: number[]; H: number; seconds: number;
+  rounds: number; pair_fraction: number; solo_fraction: number; idle_fraction: number; exchanges_per_min: number;
+  final_val_loss: number | null; local_val_loss: number | null; mean_steps: number; step_ms: number;
+  sim_pair_fraction: number; sim_idle_fraction: number; load_avg_1m: number;
+  /** Why rounds were solo (the mesh's reasons), and what the coordinator's pool decided. */
+  solo_reasons: Record<string, number>; pool: { pairs: number; solos: number; leftAtOnce: number };
+}
+
+/** Relative speeds: all 1, or U[1,4] from a fixed seed. */
+function drawSpeeds(n: number, spec: string): number[] {
+  if (spec === 'equal') return new Array(n).fill(1);
+  const rng = new Rng(14, n);
+  return Array.from({ length: n }, () => round(1 + 3 * rng.uniform(), 3));
+}
+
+async function swarm(n: number, speedSpec: string): Promise<Row> {
+  const s = await startServer();
+  const runId = 'swarm';
+  const r = await s.c.app.inject({
+    method: 'POST', url: '/api/runs', headers: s.admin,
+    payload: { id: runId, dataset: 'moby-dick', preset: 'micro', train: { batch: BATCH, H, lr: LR, warmupSteps: 10, totalSteps: 100_000 } },
+  });
+  if (r.statusCode !== 201) throw new Error(`creating the run failed: ${r.statusCode} ${r.body}`);
+  const speeds = drawSpeeds(n, speedSpec);
+  const fastest = Math.max(...speeds);
+  const rounds: RoundEvent[][] = speeds.map(() => []);
+  const vs: Volunteer[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const v = runVolunteer({
+        url: s.url, run: runId, backend: 'cpu', evalEveryRounds: 3, chunkSteps: 2, throttle: fastest / speeds[i]!,
+        neighbours: { min: 1, max: Math.min(8, n - 1) },
+      }, components);
+      v.onRound((e) => rounds[i]!.push(e));
+      vs.push(v);
+    }
+    await Promise.all(vs.map((v) => v.joined));
+    const t0 = performance.now();
+    await new Promise((res) => setTimeout(res, SECONDS * 1000));
+    const load = loadavg()[0]!;
+    const poolStats = (await s.c.app.inject({ method: 'GET', url: `/api/runs/${runId}/peers` })).json().pairs as { pairs: number; solos: number; leftAtOnce: number };
+    await Promise.all(vs.map((v) => v.stop('benchmark over')));
+    const wallMs = performance.now() - t0;
+    const all = rounds.flat();
+    const paired = all.filter((e) => e.exchange.outcome === 'paired').length;
+    const pooledMs = all.reduce((a, e) => a + e.exchange.pairMs, 0);
+    const soloReasons: Record<string, number> = {};
+    for (const e of all) if (e.exchange.outcome !== 'paired') soloReasons[e.exchange.reason ?? '?'] = (soloReasons[e.exchange.reason ?? '?'] ?? 0) + 1;
+    const vals = rounds.map((rs) => [...rs].reverse().find((e) => typeof e.report.valLoss === 'number')?.report.valLoss as number | undefined)
+      .filter((x): x is number => x !== undefined);
+    const steps = rounds.map((rs) => rs.at(-1)?.report.step ?? 0);
+    const meanSteps = steps.reduce((a, b) => a + b, 0) / n;
+    // Compute time per inner step at the fastest speed: the fastest volunteers' rounds minus
+    // their exchange time, over H.
+    const fast = rounds.filter((_, i) => speeds[i] === fastest).flat();
+    const loopMs = fast.map((e) => (e.report.tokensPerS > 0 ? (H * BATCH * 32 * 1000) / e.report.tokensPerS - e.exchange.elapsedMs : NaN)).filter(Number.isFinite);
+    const stepMs = loopMs.length > 0 ? loopMs.reduce((a, b) => a + b, 0) / loopMs.length / H : NaN;
+    const local = await localLoss(Math.max(1, Math.round(meanSteps)));
+    const sim = await simulate(n, speeds, stepMs / 1000);
+    return {
+      n, speeds: speedSpec, speed_list: speeds, H, seconds: round(wallMs / 1000, 1), rounds: all.length,
+      pair_fraction: round(all.length ? paired / all.length : 0, 4), solo_fraction: round(all.length ? 1 - paired / all.length : 0, 4),
+      idle_fraction: round(pooledMs / (n * wallMs), 4), exchanges_per_min: round(paired / 2 / (wallMs / 60_000), 2),
+      final_val_loss: vals.length ? round(vals.reduce((a, b) => a + b, 0) / vals.length, 4) : null, local_val_loss: local,
+      mean_steps: round(meanSteps, 1), step_ms: round(stepMs, 1),
+      sim_pair_fraction: round(sim.pair, 4), sim_idle_fraction: round(sim.idle, 4), load_avg_1m: round(load, 2),
+      solo_reasons: soloReasons, pool: poolStats,
+    };
+  } finally {
+    await Promise.all(vs.map((v) => v.stop('benchmark over').catch(() => {})));
+    await s.close();
+  }
+}
+
+/** One replica alone for `steps` inner steps: what the swarm's replicas would reach without gossip. */
+async function localLoss(steps: number): Promise<number | null> {
+  let last: number | null = null;
+  for await (const p of trainLocal({ preset: 'micro', steps, batch: BATCH, lr: LR, evalEvery: steps, evalBatches: 8, seed: 1 })) last = p.valLoss;
+  return last === null ? null : round(last, 4);
+}
+
+/** The simulator on the same setup (the toy learner: only the pairing figures are used). */
+async function simulate(n: number, speeds: number[], stepTime: number): Promise<{ pair: number; idle: number }> {
+  if (!(stepTime > 0)) return { pair: NaN, idle: NaN };
+  const res = await runSpec({
+    ...SPEC_DEFAULTS, method: 'noloco-async', seed: 1, replicas: n, H, speeds: speeds.join(','), stepTime: stepTime * Math.max(...speeds),
+    jitter: 0.1, startSpread: 1, time: SECONDS, learner: 'quadratic', network: { latency: 0.005, upBps: 1e9, sigma: 0.5 },
+  });
+  return { pair: 1 - res.final.soloFraction, idle: res.final.idleFraction };
+}
+
+function table(rows: Row[]): string {
+  const head = ['n', 'speeds', 'H', 's', 'rounds', 'paired', 'sim paired', 'idle', 'sim idle', 'exch/min', 'val', 'local val', 'load'];
+  const body = rows.map((r) => [String(r.n), r.speeds, String(r.H), r.seconds.toFixed(0), String(r.rounds), r.pair_fraction.toFixed(3), r.sim_pair_fraction.toFixed(3),
+    r.idle_fraction.toFixed(3), r.sim_idle_fraction.toFixed(3), r.exchanges_per_min.toFixed(1), r.final_val_loss?.toFixed(3) ?? '-', r.local_val_loss?.toFixed(3) ?? '-', r.load_avg_1m.toFixed(1)]);
+  const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  return [head, ...body].map((cells) => cells.map((c, i) => c.padStart(w[i]!)).join('  ')).join('\n');
+}
+
+async function main(): Promise<void> {
+  console.log(`swarm benchmark: ${quick ? 'quick, ' : ''}${SECONDS} s per setup, micro, H=${H}, CPU volunteers in one process, ${cpus().length} cores, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  const rows: Row[] = [];
+  const only = arg('--only');
+  for (const s of SETUPS.filter((x) => !only || only.split(',').includes(String(x.n)))) {
+    rows.push(await swarm(s.n, s.speeds));
+    console.log(table(rows.slice(-1)));
+    console.log(`  solo reasons ${JSON.stringify(rows.at(-1)!.solo_reasons)}, coordinator pool ${JSON.stringify(rows.at(-1)!.pool)}`);
+  }
+  console.log('\n' + table(rows));
+  const out = join(dirname(fileURLToPath(import.meta.url)), 'results', 'swarm.json');
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, JSON.stringify({
+    when: new Date().toISOString(), quick, cores: cpus().length,
+    note: 'volunteers share one Node process (one core of compute); idle = time in the ready pool / wall time; final_val_loss = mean of each volunteer\'s last measured validation loss (every 3 rounds); local_val_loss = one replica trained alone for the mean steps (own validation batches)',
+    rows,
+  }, null, 2) + '\n');
+  console.log(`wrote ${out}`);
+  process.exit(0);
+}
+
+void main();
