@@ -248,5 +248,5 @@ describe('checkpoints', () => {
       await s3.close();
       rmSync(dir, { recursive: true });
     }
-  });
+  }, 300_000);
 });
