@@ -26,7 +26,7 @@ import { registerMetricRoutes } from './routes/metrics.ts';
 import { registerCheckpointRoutes } from './routes/checkpoints.ts';
 import { registerDataRoutes } from './routes/data.ts';
 import { registerWsRoute } from './routes/ws.ts';
-import { registerWebRoutes } from './routes/web.ts';
+import { registerSecurityHeaders, registerWebRoutes } from './routes/web.ts';
 import { DEFAULT_LIMITS } from '../src/protocol/messages.ts';
 
 export interface AppDeps {
@@ -144,6 +144,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     options: { maxPayload: hubOptions.limits.maxMessageBytes },
   });
   const ctx = { app, db, hub, runs, metrics, live, events, checkpoints, scheduler, datasets, signer, adminToken: admin.value, clock };
+  registerSecurityHeaders(app, (run) => runs.embedSites(run));
   app.get('/health', { schema: {} }, async () => ({ ok: true, peers: hub.connectionCount(), time: clock.now() }));
   // Operators check a deployment's TURN with credentials of their own (`murmur ice-check`).
   app.post('/api/ice-check', { onRequest: requireAdmin(admin.value), schema: {} }, async () =>
