@@ -24,7 +24,7 @@ import type { Clock } from './clock.ts';
 import type { SessionSigner } from './auth.ts';
 import type { RunStore } from './runs.ts';
 import type { MetricsStore, ReportRow } from './metrics.ts';
-import { plotTime } from './metrics.ts';
+import { reportError } from './report-bounds.ts';
 import type { EventLog } from './events.ts';
 import type { LiveHub } from './live.ts';
 import type { DatasetSource } from './datasets.ts';
@@ -116,7 +116,14 @@ interface Conn {
   closed: boolean;
   /** Sends fresh TURN credentials before the current ones expire. */
   iceTimer?: unknown;
+  /** When the hello was accepted, and the furthest step the peer could have started from (report-bounds.ts). */
+  joinedAt: number;
+  stepBase: number;
+  lastReportAt: number;
 }
+
+/** Partners the pool gave a peer that its reports may name (a report covers the last few rounds). */
+const PARTNERS_KEPT = 4;
 
 export interface StateFailHandler {
   (peerId: string, requestId: string, reason: string): void;
@@ -131,6 +138,8 @@ export class PeerHub {
   /** run -> reporter -> accused -> offender reports (strikes) so far. */
   private readonly strikes = new Map<string, Map<string, Map<string, number>>>();
   private readonly peersBroadcast = new Map<string, unknown>();
+  /** Live peer -> the partners the pool gave it lately, newest last (a report may name only these). */
+  private readonly partners = new Map<string, string[]>();
   private sweepTimer: unknown = null;
   private nextConn = 1;
   /** Set by the checkpoint scheduler. */
@@ -172,12 +181,22 @@ export class PeerHub {
     if (!p) {
       p = new ReadyPool({
         clock: this.d.clock, rng: this.d.rng, minWaitMs: this.o.minPairWaitMs, maxWaitMs: this.o.maxPairWaitMs, gatherMs: this.o.pairGatherMs,
-        send: (peer, msg) => this.sendTo(peer, msg),
+        send: (peer, msg) => {
+          if (msg.partner) this.notePartner(peer, msg.partner);
+          this.sendTo(peer, msg);
+        },
         canPair: (a, b) => this.canPair(runId, a, b),
       });
       this.pools.set(runId, p);
     }
     return p;
+  }
+
+  private notePartner(peer: string, partner: string): void {
+    const list = this.partners.get(peer) ?? [];
+    list.push(partner);
+    if (list.length > PARTNERS_KEPT) list.shift();
+    this.partners.set(peer, list);
   }
 
   // ---------- connection lifecycle ----------
@@ -187,6 +206,7 @@ export class PeerHub {
     const c: Conn = {
       n: this.nextConn++, ws, peerId: null, runId: null, lastSeen: now, bucket: this.o.limits.burst, refilledAt: now,
       lastRateError: -Infinity, overRate: 0, strikes: 0, helloTimer: null, lastStep: -1, closed: false,
+      joinedAt: now, stepBase: 0, lastReportAt: now,
     };
     if (this.conns.size >= this.o.maxConnections) {
       this.fail(c, 'server-full', `the coordinator holds ${this.conns.size} connections, its limit; try again later`, CLOSE.overloaded);
@@ -318,6 +338,8 @@ export class PeerHub {
     c.peerId = peerId;
     c.runId = runId;
     c.lastSeen = now;
+    c.joinedAt = c.lastReportAt = now;
+    c.stepBase = this.stepBase(runId, peerId, resumed);
     this.byPeer.set(peerId, c);
     let set = this.byRun.get(runId);
     if (!set) this.byRun.set(runId, (set = new Set()));
@@ -360,10 +382,34 @@ export class PeerHub {
     return next;
   }
 
+  /**
+   * The furthest inner step a peer joining now could start from: the run's latest checkpoint,
+   * the state of any live peer of the run (a newcomer may adopt one), or its own earlier reports.
+   */
+  private stepBase(runId: string, peerId: string, resumed: boolean): number {
+    let base = Math.max(0, this.d.checkpoints.latest(runId)?.step ?? 0);
+    for (const p of this.byRun.get(runId) ?? []) if (p !== peerId) base = Math.max(base, this.byPeer.get(p)?.lastStep ?? 0);
+    if (resumed) {
+      const own = this.d.db.prepare('SELECT MAX(step) AS s FROM reports WHERE run_id = ? AND peer_id = ?').get(runId, peerId) as { s: number | null };
+      base = Math.max(base, own.s ?? 0);
+    }
+    return base;
+  }
+
   private onReport(c: Conn, msg: ReportMsg): void {
     const now = this.d.clock.now();
+    const run = this.d.runs.get(c.runId!);
+    if (!run) return;
+    const impossible = reportError(msg, { run, now, joinedAt: c.joinedAt, stepBase: c.stepBase, lastReportAt: c.lastReportAt });
+    if (impossible) return this.reject(c, 'bad-message', `report ${msg.seq}: ${impossible}`, 'report');
+    c.lastReportAt = now;
     const { t: _t, seq, ...fields } = msg;
-    const row: ReportRow = { ...fields, runId: c.runId!, peerId: c.peerId!, seq, t: plotTime(msg.time, now), receivedAt: now };
+    // A partner the pool never gave this peer (or gave it before a reconnect) is not plotted as one.
+    const paired = fields.partner !== null && (this.partners.get(c.peerId!) ?? []).includes(fields.partner);
+    const row: ReportRow = {
+      ...fields, partner: paired ? fields.partner : null, partnerDist: paired ? fields.partnerDist : null,
+      runId: c.runId!, peerId: c.peerId!, seq, t: now, receivedAt: now,
+    };
     if (msg.step > c.lastStep) c.lastStep = msg.step;
     this.d.metrics.enqueue(row, (r, duplicate) => {
       // Ack whichever connection the peer holds now: after a reconnect the new one needs it.
@@ -401,6 +447,7 @@ export class PeerHub {
     const peerId = c.peerId, runId = c.runId;
     if (!peerId || !runId || this.byPeer.get(peerId) !== c) return;
     this.byPeer.delete(peerId);
+    this.partners.delete(peerId);
     this.byRun.get(runId)?.delete(peerId);
     this.pools.get(runId)?.remove(peerId);
     this.onPeerLeft?.(peerId);
