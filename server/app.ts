@@ -11,7 +11,7 @@ import { systemClock, type Clock } from './clock.ts';
 import { ADMIN_TOKEN_FILE, SESSION_SECRET_FILE, SessionSigner, loadOrCreateSecret } from './auth.ts';
 import { RunStore } from './runs.ts';
 import { MetricsStore } from './metrics.ts';
-import { LiveHub } from './live.ts';
+import { DEFAULT_LIVE_LIMITS, LiveHub, type LiveLimits } from './live.ts';
 import { EventLog } from './events.ts';
 import { DirDatasetSource, prepareMobyDick, type DatasetSource } from './datasets.ts';
 import { CheckpointStore } from './checkpoints.ts';
@@ -56,6 +56,8 @@ export interface AppOptions {
   checkpointKeep: number;
   stateRequestTimeoutMs: number;
   hub: Partial<PeerHubOptions>;
+  /** Caps on dashboard event streams (global, per client address, per run). */
+  live: Partial<LiveLimits>;
   /** Built web app (volunteer page, dashboard, embed script); served when it exists. */
   webRoot: string;
   /** Create the default run (tiny on Moby Dick) when absent. */
@@ -67,6 +69,7 @@ export const DEFAULT_APP_OPTIONS: AppOptions = {
   checkpointKeep: 5,
   stateRequestTimeoutMs: 120_000,
   hub: {},
+  live: {},
   webRoot: join(import.meta.dirname, '..', 'dist', 'web'),
   defaultRun: true,
 };
@@ -121,7 +124,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   const now = () => clock.now();
   const runs = new RunStore(db, now);
   const metrics = new MetricsStore(db);
-  const live = new LiveHub();
+  const live = new LiveHub(undefined, undefined, { ...DEFAULT_LIVE_LIMITS, ...o.live });
   const events = new EventLog(db, live, now);
   const datasets = deps.datasets ?? new DirDatasetSource(join(deps.dataDir, 'datasets'));
   const checkpoints = new CheckpointStore(db, join(deps.dataDir, 'checkpoints'), o.checkpointKeep);

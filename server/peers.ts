@@ -25,6 +25,7 @@ import type { SessionSigner } from './auth.ts';
 import type { RunStore } from './runs.ts';
 import type { MetricsStore, ReportRow } from './metrics.ts';
 import { reportError } from './report-bounds.ts';
+import { OpenCounter, RateBudget, addressKey } from './address-budget.ts';
 import type { EventLog } from './events.ts';
 import type { LiveHub } from './live.ts';
 import type { DatasetSource } from './datasets.ts';
@@ -48,6 +49,11 @@ export interface PeerHubOptions {
   limits: typeof DEFAULT_LIMITS;
   /** Open connections at most (joined or not). */
   maxConnections: number;
+  /** Open WebSockets one client address (IPv6: one /64) may hold: a household or a lab shares one. */
+  maxConnectionsPerAddress: number;
+  /** Hellos (joins) per minute one address may send, and its burst. */
+  hellosPerMinute: number;
+  helloBurst: number;
   /** Invalid frames a connection may send before it is closed. */
   maxStrikes: number;
   /** Unsent bytes towards one peer before it is treated as dead. */
@@ -65,6 +71,9 @@ export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
   helloTimeoutMs: 10_000,
   limits: DEFAULT_LIMITS,
   maxConnections: 10_000,
+  maxConnectionsPerAddress: 64,
+  hellosPerMinute: 60,
+  helloBurst: 120,
   maxStrikes: 20,
   maxSendBufferBytes: 4 << 20,
   minPairWaitMs: 50,
@@ -101,6 +110,10 @@ export const CLOSE = {
 
 interface Conn {
   n: number;
+  /** Frees this connection's slot in its address's budget (once). */
+  release: () => void;
+  /** The client's addressKey (IPv6: its /64). */
+  address: string;
   ws: WebSocket;
   peerId: string | null;
   runId: string | null;
@@ -131,6 +144,8 @@ export interface StateFailHandler {
 
 export class PeerHub {
   private readonly conns = new Set<Conn>();
+  private readonly perAddress: OpenCounter;
+  private readonly hellos: RateBudget;
   private readonly byPeer = new Map<string, Conn>();
   private readonly byRun = new Map<string, Set<string>>();
   private readonly pools = new Map<string, ReadyPool>();
@@ -149,6 +164,8 @@ export class PeerHub {
   readonly stats = { frames: 0, rejected: 0, closedForAbuse: 0, relayed: 0 };
 
   constructor(private readonly d: PeerHubDeps, readonly o: PeerHubOptions = DEFAULT_HUB_OPTIONS) {
+    this.perAddress = new OpenCounter(o.maxConnectionsPerAddress);
+    this.hellos = new RateBudget(o.hellosPerMinute, o.helloBurst, () => d.clock.now());
     this.scheduleSweep();
   }
 
@@ -203,8 +220,9 @@ export class PeerHub {
 
   attach(ws: WebSocket, remote: string): void {
     const now = this.d.clock.now();
+    const address = addressKey(remote);
     const c: Conn = {
-      n: this.nextConn++, ws, peerId: null, runId: null, lastSeen: now, bucket: this.o.limits.burst, refilledAt: now,
+      n: this.nextConn++, ws, release: () => {}, address, peerId: null, runId: null, lastSeen: now, bucket: this.o.limits.burst, refilledAt: now,
       lastRateError: -Infinity, overRate: 0, strikes: 0, helloTimer: null, lastStep: -1, closed: false,
       joinedAt: now, stepBase: 0, lastReportAt: now,
     };
@@ -212,6 +230,12 @@ export class PeerHub {
       this.fail(c, 'server-full', `the coordinator holds ${this.conns.size} connections, its limit; try again later`, CLOSE.overloaded);
       return;
     }
+    const release = this.perAddress.acquire(address);
+    if (!release) {
+      this.fail(c, 'rate-limited', `this address holds ${this.o.maxConnectionsPerAddress} connections, the limit; close one first`, CLOSE.overloaded);
+      return;
+    }
+    c.release = release;
     this.conns.add(c);
     c.helloTimer = this.d.clock.setTimeout(() => {
       if (!c.peerId && !c.closed) this.fail(c, 'timeout', `no hello within ${this.o.helloTimeoutMs} ms`, CLOSE.protocol);
@@ -303,6 +327,9 @@ export class PeerHub {
   }
 
   private onHello(c: Conn, msg: HelloMsg): void {
+    if (!this.hellos.take(c.address)) {
+      return this.fail(c, 'rate-limited', `this address sent more than ${this.o.hellosPerMinute} hellos a minute; wait before joining again`, CLOSE.overloaded);
+    }
     if (msg.v !== PROTOCOL_VERSION) {
       return this.fail(c, 'bad-version', `protocol version ${msg.v} is not supported; this coordinator speaks ${PROTOCOL_VERSION}`, CLOSE.protocol);
     }
@@ -420,6 +447,7 @@ export class PeerHub {
 
   private onClose(c: Conn): void {
     c.closed = true;
+    c.release();
     this.d.clock.clearTimeout(c.helloTimer);
     this.conns.delete(c);
     this.detach(c, 'disconnected');
