@@ -8,7 +8,7 @@ import websocket from '@fastify/websocket';
 import type { Db } from './db.ts';
 import { openDb } from './db.ts';
 import { systemClock, type Clock } from './clock.ts';
-import { ADMIN_TOKEN_FILE, SESSION_SECRET_FILE, SessionSigner, loadOrCreateSecret } from './auth.ts';
+import { ADMIN_TOKEN_FILE, DEFAULT_SESSION_TTL_MS, SessionSigner, loadOrCreateSecret, loadSessionKeys } from './auth.ts';
 import { RunStore } from './runs.ts';
 import { MetricsStore } from './metrics.ts';
 import { DEFAULT_LIVE_LIMITS, LiveHub, type LiveLimits } from './live.ts';
@@ -56,6 +56,8 @@ export interface AppOptions {
   checkpointKeep: number;
   stateRequestTimeoutMs: number;
   hub: Partial<PeerHubOptions>;
+  /** How long a volunteer's session token stays valid after it was issued (each welcome renews it). */
+  sessionTtlMs: number;
   /** Caps on dashboard event streams (global, per client address, per run). */
   live: Partial<LiveLimits>;
   /** Built web app (volunteer page, dashboard, embed script); served when it exists. */
@@ -70,6 +72,7 @@ export const DEFAULT_APP_OPTIONS: AppOptions = {
   stateRequestTimeoutMs: 120_000,
   hub: {},
   live: {},
+  sessionTtlMs: DEFAULT_SESSION_TTL_MS,
   webRoot: join(import.meta.dirname, '..', 'dist', 'web'),
   defaultRun: true,
 };
@@ -98,7 +101,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   mkdirSync(deps.dataDir, { recursive: true, mode: 0o700 });
   const db = deps.db ?? openDb(join(deps.dataDir, 'murmur.sqlite'));
   const admin = loadOrCreateSecret(deps.dataDir, ADMIN_TOKEN_FILE);
-  const signer = new SessionSigner(loadOrCreateSecret(deps.dataDir, SESSION_SECRET_FILE).value);
+  const signer = new SessionSigner(loadSessionKeys(deps.dataDir), () => clock.now(), o.sessionTtlMs);
   const hubOptions: PeerHubOptions = { ...DEFAULT_HUB_OPTIONS, ...o.hub, limits: { ...DEFAULT_LIMITS, ...(o.hub.limits ?? {}) } };
 
   const app = Fastify({

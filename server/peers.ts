@@ -337,7 +337,7 @@ export class PeerHub {
     let peerId: string | null = null;
     if (msg.session) {
       const claims = this.d.signer.verify(msg.session);
-      if (!claims) return this.fail(c, 'bad-session', 'session token is not valid here; reconnect without it to join as a new peer', CLOSE.fatal);
+      if (!claims) return this.fail(c, 'bad-session', 'session token is not valid here (expired, forged or from another coordinator); reconnect without it to join as a new peer', CLOSE.fatal);
       if (msg.run && msg.run !== claims.r) return this.fail(c, 'bad-session', `session belongs to run ${claims.r}, not ${msg.run}`, CLOSE.fatal);
       runId = claims.r;
       peerId = claims.p;
