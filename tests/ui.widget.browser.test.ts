@@ -88,6 +88,11 @@ beforeAll(async () => {
   forgerUrl = `http://127.0.0.1:${(forger.address() as AddressInfo).port}/`;
   const context = await h.browser.newContext();
   page = await context.newPage();
+  // Compute Pressure reads "nominal" (as in calmPage): this shared machine's real load would
+  // otherwise make the frame pause training ("your device is busy").
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Emulation.setPressureSourceOverrideEnabled', { enabled: true, source: 'cpu' });
+  await cdp.send('Emulation.setPressureStateOverride', { source: 'cpu', state: 'nominal' });
   page.on('request', (r) => { if (r.url().startsWith(h.baseUrl)) murmurRequests.push(new URL(r.url()).pathname); });
   page.on('console', (m) => console.log(`[browser ${m.type()}] ${m.text()}`));
   await page.setViewportSize({ width: 900, height: 700 });
