@@ -8,10 +8,10 @@ import websocket from '@fastify/websocket';
 import type { Db } from './db.ts';
 import { openDb } from './db.ts';
 import { systemClock, type Clock } from './clock.ts';
-import { ADMIN_TOKEN_FILE, SESSION_SECRET_FILE, SessionSigner, loadOrCreateSecret } from './auth.ts';
+import { ADMIN_TOKEN_FILE, DEFAULT_SESSION_TTL_MS, SessionSigner, loadOrCreateSecret, loadSessionKeys } from './auth.ts';
 import { RunStore } from './runs.ts';
 import { MetricsStore } from './metrics.ts';
-import { LiveHub } from './live.ts';
+import { DEFAULT_LIVE_LIMITS, LiveHub, type LiveLimits } from './live.ts';
 import { EventLog } from './events.ts';
 import { DirDatasetSource, prepareMobyDick, type DatasetSource } from './datasets.ts';
 import { CheckpointStore } from './checkpoints.ts';
@@ -26,7 +26,7 @@ import { registerMetricRoutes } from './routes/metrics.ts';
 import { registerCheckpointRoutes } from './routes/checkpoints.ts';
 import { registerDataRoutes } from './routes/data.ts';
 import { registerWsRoute } from './routes/ws.ts';
-import { registerWebRoutes } from './routes/web.ts';
+import { registerSecurityHeaders, registerWebRoutes } from './routes/web.ts';
 import { DEFAULT_LIMITS } from '../src/protocol/messages.ts';
 
 export interface AppDeps {
@@ -56,6 +56,10 @@ export interface AppOptions {
   checkpointKeep: number;
   stateRequestTimeoutMs: number;
   hub: Partial<PeerHubOptions>;
+  /** How long a volunteer's session token stays valid after it was issued (each welcome renews it). */
+  sessionTtlMs: number;
+  /** Caps on dashboard event streams (global, per client address, per run). */
+  live: Partial<LiveLimits>;
   /** Built web app (volunteer page, dashboard, embed script); served when it exists. */
   webRoot: string;
   /** Create the default run (tiny on Moby Dick) when absent. */
@@ -67,6 +71,8 @@ export const DEFAULT_APP_OPTIONS: AppOptions = {
   checkpointKeep: 5,
   stateRequestTimeoutMs: 120_000,
   hub: {},
+  live: {},
+  sessionTtlMs: DEFAULT_SESSION_TTL_MS,
   webRoot: join(import.meta.dirname, '..', 'dist', 'web'),
   defaultRun: true,
 };
@@ -95,7 +101,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   mkdirSync(deps.dataDir, { recursive: true, mode: 0o700 });
   const db = deps.db ?? openDb(join(deps.dataDir, 'murmur.sqlite'));
   const admin = loadOrCreateSecret(deps.dataDir, ADMIN_TOKEN_FILE);
-  const signer = new SessionSigner(loadOrCreateSecret(deps.dataDir, SESSION_SECRET_FILE).value);
+  const signer = new SessionSigner(loadSessionKeys(deps.dataDir), () => clock.now(), o.sessionTtlMs);
   const hubOptions: PeerHubOptions = { ...DEFAULT_HUB_OPTIONS, ...o.hub, limits: { ...DEFAULT_LIMITS, ...(o.hub.limits ?? {}) } };
 
   const app = Fastify({
@@ -121,7 +127,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   const now = () => clock.now();
   const runs = new RunStore(db, now);
   const metrics = new MetricsStore(db);
-  const live = new LiveHub();
+  const live = new LiveHub(undefined, undefined, { ...DEFAULT_LIVE_LIMITS, ...o.live });
   const events = new EventLog(db, live, now);
   const datasets = deps.datasets ?? new DirDatasetSource(join(deps.dataDir, 'datasets'));
   const checkpoints = new CheckpointStore(db, join(deps.dataDir, 'checkpoints'), o.checkpointKeep);
@@ -144,6 +150,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     options: { maxPayload: hubOptions.limits.maxMessageBytes },
   });
   const ctx = { app, db, hub, runs, metrics, live, events, checkpoints, scheduler, datasets, signer, adminToken: admin.value, clock };
+  registerSecurityHeaders(app, (run) => runs.embedSites(run));
   app.get('/health', { schema: {} }, async () => ({ ok: true, peers: hub.connectionCount(), time: clock.now() }));
   // Operators check a deployment's TURN with credentials of their own (`murmur ice-check`).
   app.post('/api/ice-check', { onRequest: requireAdmin(admin.value), schema: {} }, async () =>

@@ -3,8 +3,12 @@
 //   generated and printed once, on the first start;
 // - the session secret that signs volunteers' session tokens (HMAC-SHA256), so a peer keeps its
 //   id across reconnects and coordinator restarts and nobody can mint a token for another peer.
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+//   A token expires (default 7 days after it was issued; every welcome issues a fresh one, so a
+//   peer that reconnects keeps renewing it): a replayed old token cannot take over a peer id.
+//   The file holds one key per line, the signing key first: rotateSessionSecret adds a new
+//   signing key and keeps the previous one for checking, so rotation logs nobody out.
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmodSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const ADMIN_TOKEN_FILE = 'admin-token';
@@ -28,6 +32,32 @@ export function loadOrCreateSecret(dataDir: string, name: string): { value: stri
   return { value, created: true };
 }
 
+const KEY = /^[0-9a-f]{64}$/;
+
+/** The session keys of a data dir, signing key first (created on first use). */
+export function loadSessionKeys(dataDir: string): string[] {
+  const path = join(dataDir, SESSION_SECRET_FILE);
+  if (!existsSync(path)) return [loadOrCreateSecret(dataDir, SESSION_SECRET_FILE).value];
+  if (statSync(path).mode & 0o077) chmodSync(path, 0o600);
+  const keys = readFileSync(path, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  if (keys.length === 0 || !keys.every((k) => KEY.test(k))) throw new Error(`${path} must hold 64-hex-digit keys, one a line; delete it to generate a new one`);
+  return keys;
+}
+
+/**
+ * A new signing key; the previous signing key is kept for checking tokens it signed (older keys
+ * are dropped: their tokens have had a whole rotation period to be renewed). Takes effect when
+ * the coordinator starts.
+ */
+export function rotateSessionSecret(dataDir: string): string[] {
+  const keys = [randomBytes(32).toString('hex'), loadSessionKeys(dataDir)[0]!];
+  const path = join(dataDir, SESSION_SECRET_FILE);
+  const tmp = `${path}.tmp-${randomBytes(4).toString('hex')}`;
+  writeFileSync(tmp, keys.join('\n') + '\n', { mode: 0o600, flag: 'wx' });
+  renameSync(tmp, path);
+  return keys;
+}
+
 /** Constant-time comparison of a presented token with the expected one. */
 export function tokenEquals(presented: string, expected: string): boolean {
   const a = Buffer.from(presented, 'utf8');
@@ -49,35 +79,64 @@ export interface SessionClaims {
   r: string;
   /** Issued at (ms). */
   i: number;
+  /** Expires at (ms); tokens from before expiry existed expire `ttl` after `i`. */
+  e?: number;
+  /** Which key signed it (a short hash of the key): rotation keeps old tokens checkable. */
+  k?: string;
 }
 
-/** Signs and checks session tokens: base64url(JSON claims) "." base64url(HMAC-SHA256). */
-export class SessionSigner {
-  constructor(private readonly secret: string) {}
+export const DEFAULT_SESSION_TTL_MS = 7 * 24 * 3600_000;
 
-  sign(c: SessionClaims): string {
-    const body = Buffer.from(JSON.stringify({ p: c.p, r: c.r, i: c.i })).toString('base64url');
-    return `${body}.${this.mac(body)}`;
+const keyId = (secret: string) => createHash('sha256').update(secret).digest('hex').slice(0, 8);
+
+/**
+ * Signs and checks session tokens: base64url(JSON claims) "." base64url(HMAC-SHA256). Signs with
+ * the first key; checks with whichever key the token names.
+ */
+export class SessionSigner {
+  private readonly keys: Map<string, string>;
+  private readonly signing: string;
+
+  constructor(secrets: string | string[], private readonly now: () => number = Date.now, readonly ttlMs = DEFAULT_SESSION_TTL_MS) {
+    const list = Array.isArray(secrets) ? secrets : [secrets];
+    this.keys = new Map(list.map((k) => [keyId(k), k]));
+    this.signing = list[0]!;
   }
 
-  /** The claims of a valid token, or null for anything forged, truncated or malformed. */
-  verify(token: string): SessionClaims | null {
+  /** A token for `c`, expiring ttlMs after it was issued. */
+  sign(c: SessionClaims): string {
+    const body = Buffer.from(JSON.stringify({ p: c.p, r: c.r, i: c.i, e: c.i + this.ttlMs, k: keyId(this.signing) })).toString('base64url');
+    return `${body}.${this.mac(body, this.signing)}`;
+  }
+
+  /**
+   * The claims of a valid token, or null for anything forged, truncated, malformed, signed by a
+   * key this coordinator no longer has, or expired (unless `allowExpired`: an upload answering
+   * the coordinator's own request to a live peer).
+   */
+  verify(token: string, opts: { allowExpired?: boolean } = {}): SessionClaims | null {
     if (token.length > 512) return null;
     const dot = token.indexOf('.');
     if (dot <= 0) return null;
     const body = token.slice(0, dot);
     const mac = token.slice(dot + 1);
-    if (!tokenEquals(mac, this.mac(body))) return null;
+    let c: SessionClaims;
     try {
-      const c = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as SessionClaims;
-      if (typeof c.p !== 'string' || typeof c.r !== 'string' || typeof c.i !== 'number') return null;
-      return c;
+      c = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as SessionClaims;
     } catch {
       return null;
     }
+    if (!c || typeof c !== 'object') return null;
+    // Tokens from before key ids were written were signed by the first key there was.
+    const secret = c.k === undefined ? this.signing : this.keys.get(String(c.k));
+    if (!secret || !tokenEquals(mac, this.mac(body, secret))) return null;
+    if (typeof c.p !== 'string' || typeof c.r !== 'string' || typeof c.i !== 'number') return null;
+    const expires = typeof c.e === 'number' ? c.e : c.i + this.ttlMs;
+    if (!opts.allowExpired && !(this.now() < expires)) return null;
+    return c;
   }
 
-  private mac(body: string): string {
-    return createHmac('sha256', this.secret).update(body).digest('base64url');
+  private mac(body: string, secret: string): string {
+    return createHmac('sha256', secret).update(body).digest('base64url');
   }
 }

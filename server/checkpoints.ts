@@ -9,8 +9,14 @@
 // file, createdAt}. Both are written atomically, the .json second, and the SQLite row last: a
 // checkpoint is "completed" once its row exists. On start, `reconcile` finishes or undoes
 // whatever a crash interrupted.
+//
+// What the downloads serve is derived once, when the checkpoint is saved, into files beside it
+// (`<id>.state.bin`: the bootstrap state frame; `<id>.hf-model.bin` and `<id>.hf-config.bin`:
+// the Hugging Face export), and streamed from disk: a request never reads, hashes or decodes a
+// whole checkpoint. A checkpoint saved before these files existed gets them on first request,
+// derived once however many requests wait for them.
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Db } from './db.ts';
@@ -19,7 +25,16 @@ import type { ModelConfig } from '../src/model/config.ts';
 import { buildLayout, layoutSignature, view, type Layout } from '../src/model/layout.ts';
 import { concatBytes, readSafetensors, safetensorsParts, tensorF32, type SafeTensorIn } from '../src/model/safetensors.ts';
 import type { CheckpointRef, RunInfo } from '../src/protocol/messages.ts';
-import type { StateFrame } from '../src/protocol/state-frame.ts';
+import { encodeStateFrame, type StateFrame } from '../src/protocol/state-frame.ts';
+import { hfGpt2Config, hfModelSafetensors } from '../src/model/hf-export.ts';
+
+/** The files derived from a checkpoint for downloads, by kind. */
+export const DERIVED = {
+  state: (id: string) => `${id}.state.bin`,
+  hfModel: (id: string) => `${id}.hf-model.bin`,
+  hfConfig: (id: string) => `${id}.hf-config.bin`,
+} as const;
+export type DerivedKind = keyof typeof DERIVED;
 
 export const CHECKPOINT_FORMAT = 'murmur-checkpoint';
 export const CHECKPOINT_VERSION = '1';
@@ -140,6 +155,9 @@ export async function sha256HexYielding(data: Uint8Array | Uint8Array[]): Promis
 }
 
 export class CheckpointStore {
+  /** Derivations under way (checkpoints saved before derived files existed): one per checkpoint. */
+  private readonly deriving = new Map<string, Promise<void>>();
+
   constructor(
     private readonly db: Db,
     readonly root: string,
@@ -169,6 +187,7 @@ export class CheckpointStore {
       tokens: frame.meta.tokens, peerId, sha256: await sha256HexYielding(parts), bytes: size, file, createdAt,
     };
     await writeFileAtomicAsync(join(dir, file), parts);
+    await this.writeDerived(info, run.model, buildLayout(run.model), frame.phi, frame.momentum);
     await writeFileAtomicAsync(join(dir, `${id}.json`), new TextEncoder().encode(JSON.stringify(info, null, 2) + '\n'));
     this.insert(info);
     this.prune(run.id);
@@ -192,6 +211,37 @@ export class CheckpointStore {
     return join(this.dir(info.runId), info.file);
   }
 
+  /**
+   * Path of a derived download file of a checkpoint, derived now if it was saved before derived
+   * files existed (concurrent callers share the one derivation).
+   */
+  async derived(info: CheckpointInfo, kind: DerivedKind): Promise<string> {
+    const path = join(this.dir(info.runId), DERIVED[kind](info.id));
+    // Empty: what an unsynced file can be after the machine crashed. Derive it again.
+    if (existsSync(path) && statSync(path).size > 0) return path;
+    let p = this.deriving.get(info.id);
+    if (!p) {
+      p = this.load(info).then((l) => this.writeDerived(info, l.model, l.layout, l.phi, l.momentum))
+        .finally(() => this.deriving.delete(info.id));
+      this.deriving.set(info.id, p);
+    }
+    await p;
+    return path;
+  }
+
+  private async writeDerived(info: CheckpointInfo, model: ModelConfig, layout: Layout, phi: Float32Array, momentum: Float32Array): Promise<void> {
+    const dir = this.dir(info.runId);
+    const state = encodeStateFrame({
+      meta: { runId: info.runId, step: info.step, round: info.round, floats: layout.total, valLoss: info.valLoss, tokens: info.tokens },
+      phi, momentum,
+    });
+    // Not fsynced: they are made again from the checkpoint if lost (see derived()).
+    await writeFileAtomicAsync(join(dir, DERIVED.state(info.id)), state, 0o644, false);
+    const hf = hfModelSafetensors(layout, phi, { murmur_run: info.runId, murmur_checkpoint: info.id, murmur_step: String(info.step) });
+    await writeFileAtomicAsync(join(dir, DERIVED.hfModel(info.id)), hf, 0o644, false);
+    await writeFileAtomicAsync(join(dir, DERIVED.hfConfig(info.id)), new TextEncoder().encode(JSON.stringify(hfGpt2Config(model))), 0o644, false);
+  }
+
   async load(info: CheckpointInfo): Promise<LoadedCheckpoint> {
     const buf = await readFile(this.path(info));
     const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -202,7 +252,7 @@ export class CheckpointStore {
   /** Deletes files first, the row last: a crash in between leaves a row that reconcile drops. */
   delete(info: CheckpointInfo): void {
     const dir = this.dir(info.runId);
-    for (const f of [`${info.id}.json`, info.file]) {
+    for (const f of [`${info.id}.json`, info.file, ...Object.values(DERIVED).map((name) => name(info.id))]) {
       try { unlinkSync(join(dir, f)); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; }
     }
     this.db.prepare('DELETE FROM checkpoints WHERE id = ?').run(info.id);
@@ -229,6 +279,7 @@ export class CheckpointStore {
       for (const f of readdirSync(dir)) {
         if (!f.endsWith('.json')) continue;
         const id = f.slice(0, -'.json'.length);
+        if (id.includes('.')) continue; // a derived file (ids have no dots)
         if (known.has(id)) continue;
         let info: CheckpointInfo;
         try {

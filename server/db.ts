@@ -87,6 +87,8 @@ const MIGRATIONS: string[] = [
   ALTER TABLE reports ADD COLUMN link_failures INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE reports ADD COLUMN link_error TEXT;
   `,
+  // 3: the sites allowed to frame a run's widget (CSP frame-ancestors); none until the admin adds one.
+  `ALTER TABLE runs ADD COLUMN embed_sites_json TEXT NOT NULL DEFAULT '[]';`,
 ];
 
 export function openDb(file: string): Db {

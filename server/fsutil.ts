@@ -51,7 +51,11 @@ export function writeFilesAtomic(files: [path: string, data: Uint8Array][], mode
  * thread pool. `data` may be a list of pieces, written in order. For checkpoints (hundreds of MB
  * for the larger presets), so heartbeats, signals and reports keep flowing while one is written.
  */
-export async function writeFileAtomicAsync(path: string, data: Uint8Array | Uint8Array[], mode = 0o644): Promise<void> {
+/**
+ * `durable: false` skips the fsyncs, for files that can be made again from durable ones (a
+ * checkpoint's derived downloads): still never torn for a reader while the process runs.
+ */
+export async function writeFileAtomicAsync(path: string, data: Uint8Array | Uint8Array[], mode = 0o644, durable = true): Promise<void> {
   const tmp = tempPath(path);
   const fh = await open(tmp, 'wx', mode);
   try {
@@ -60,7 +64,7 @@ export async function writeFileAtomicAsync(path: string, data: Uint8Array | Uint
       let off = 0;
       while (off < piece.length) off += (await fh.write(piece, off, piece.length - off)).bytesWritten;
     }
-    await fh.sync();
+    if (durable) await fh.sync();
   } catch (err) {
     await fh.close();
     await unlink(tmp).catch(() => { /* already gone */ });
@@ -68,6 +72,7 @@ export async function writeFileAtomicAsync(path: string, data: Uint8Array | Uint
   }
   await fh.close();
   await rename(tmp, path);
+  if (!durable) return;
   const dir = await open(dirname(path), 'r');
   try {
     await dir.sync();

@@ -2,7 +2,21 @@
 // per dashboard, events `report`, `peer`, `checkpoint`, `run`. A dashboard that cannot keep up
 // (more than maxBufferedBytes unsent) is disconnected rather than allowed to grow memory; the
 // browser's EventSource reconnects by itself and fills the gap through the REST query.
+// Streams are capped per client address and per run besides the global cap, so one client
+// cannot take the slots a researcher's dashboard needs.
 import type { ServerResponse } from 'node:http';
+import { OpenCounter } from './address-budget.ts';
+
+export interface LiveLimits {
+  /** All streams together: each holds a socket and a send buffer. */
+  maxSubscribers: number;
+  /** Streams one client address (IPv6: one /64) may hold. */
+  perAddress: number;
+  /** Streams on one run. */
+  perRun: number;
+}
+
+export const DEFAULT_LIVE_LIMITS: LiveLimits = { maxSubscribers: 1000, perAddress: 8, perRun: 500 };
 
 export type LiveEvent = 'report' | 'peer' | 'checkpoint' | 'run';
 
@@ -16,7 +30,12 @@ export class LiveHub {
   private keepAlive: ReturnType<typeof setInterval> | null = null;
   readonly stats = { sent: 0, dropped: 0 };
 
-  constructor(private readonly maxBufferedBytes = 1 << 20, keepAliveMs = 15_000, readonly maxSubscribers = 1000) {
+  private readonly byAddress: OpenCounter;
+  private readonly byRun: OpenCounter;
+
+  constructor(private readonly maxBufferedBytes = 1 << 20, keepAliveMs = 15_000, readonly limits: LiveLimits = DEFAULT_LIVE_LIMITS) {
+    this.byAddress = new OpenCounter(limits.perAddress);
+    this.byRun = new OpenCounter(limits.perRun);
     // A comment line now and then keeps proxies from closing an idle stream.
     this.keepAlive = setInterval(() => {
       for (const s of this.subs) s.res.write(': keep-alive\n\n');
@@ -28,13 +47,24 @@ export class LiveHub {
     return this.subs.size;
   }
 
-  /** Room for one more dashboard? Each holds a socket and a send buffer. */
-  get full(): boolean {
-    return this.subs.size >= this.maxSubscribers;
+  /**
+   * Reserves a stream for `address` (an addressKey) on `runId`: null when a cap is reached (the
+   * error says which), otherwise a function that takes over the raw response (already hijacked
+   * from Fastify) as the event stream.
+   */
+  admit(runId: string, address: string): { error: string; status: 429 | 503 } | ((res: ServerResponse) => void) {
+    if (this.subs.size >= this.limits.maxSubscribers) return { status: 503, error: `${this.subs.size} dashboards are connected, the limit; try again later` };
+    const addr = this.byAddress.acquire(address);
+    if (!addr) return { status: 429, error: `this address holds ${this.limits.perAddress} live streams, the limit; close one first` };
+    const run = this.byRun.acquire(runId);
+    if (!run) {
+      addr();
+      return { status: 503, error: `run ${runId} has ${this.limits.perRun} live streams, the limit; try again later` };
+    }
+    return (res) => this.subscribe(runId, res, () => { addr(); run(); });
   }
 
-  /** Takes over a raw response (already hijacked from Fastify) as an event stream. */
-  subscribe(runId: string, res: ServerResponse): void {
+  private subscribe(runId: string, res: ServerResponse, release: () => void): void {
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
@@ -44,7 +74,7 @@ export class LiveHub {
     res.write('retry: 2000\n\n');
     const sub: Subscriber = { res, runId };
     this.subs.add(sub);
-    const drop = () => this.subs.delete(sub);
+    const drop = () => { this.subs.delete(sub); release(); };
     res.on('close', drop);
     res.on('error', drop);
   }
@@ -57,7 +87,7 @@ export class LiveHub {
       if (s.res.writableLength > this.maxBufferedBytes) {
         this.stats.dropped++;
         this.subs.delete(s);
-        s.res.destroy();
+        s.res.destroy(); // its close event releases the slot
         continue;
       }
       s.res.write(frame);

@@ -14,20 +14,12 @@ export interface ReportRow extends ReportFields {
   runId: string;
   peerId: string;
   seq: number;
-  /** Time the point is plotted at: the client's measurement time, clamped to the receipt time. */
+  /** Time the point is plotted at: when the coordinator received it (a client's clock is not trusted). */
   t: number;
   receivedAt: number;
 }
 
 export type Committed = (row: ReportRow, duplicate: boolean) => void;
-
-/** Client clocks are not trusted beyond this: older points are plotted when received. */
-const MAX_CLIENT_LAG_MS = 7 * 24 * 3600 * 1000;
-
-export function plotTime(clientTime: number, receivedAt: number): number {
-  if (clientTime > receivedAt || clientTime < receivedAt - MAX_CLIENT_LAG_MS) return receivedAt;
-  return Math.round(clientTime);
-}
 
 export interface MetricsQuery {
   runId: string;
@@ -61,6 +53,7 @@ export interface Connectivity {
 
 /**
  * One time bucket: means of the gauges, sums of the byte counters, maxima of the counters.
+ * The sums are TOTAL (a float), never SUM: an integer SUM that overflows fails the whole query.
  * The loss means are over the numeric losses only; `nonFinite` counts the bucket's rows whose
  * training or validation loss was NaN or ±Infinity (0 for a healthy bucket).
  */
@@ -141,7 +134,7 @@ export class MetricsStore {
     const points = this.db.prepare(`SELECT CAST(@lo AS INTEGER) + ${bucket} * CAST(@bucketMs AS INTEGER) AS t, COUNT(*) AS n, COUNT(DISTINCT peer_id) AS peers,
         MAX(step) AS step, MAX(round) AS round, AVG(${numeric('train_loss')}) AS trainLoss, AVG(${numeric('val_loss')}) AS valLoss,
         SUM(typeof(train_loss) = 'text' OR typeof(val_loss) = 'text') AS nonFinite,
-        AVG(tokens_per_s) AS tokensPerS, SUM(bytes_in) AS bytesIn, SUM(bytes_out) AS bytesOut, AVG(partner_dist) AS partnerDist
+        AVG(tokens_per_s) AS tokensPerS, TOTAL(bytes_in) AS bytesIn, TOTAL(bytes_out) AS bytesOut, AVG(partner_dist) AS partnerDist
       FROM reports WHERE ${where} GROUP BY ${bucket} ORDER BY 1`).all({ ...params, lo: span.lo, bucketMs }) as BucketPoint[];
     return { downsampled: true, total, bucketMs, points };
   }

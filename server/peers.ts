@@ -24,7 +24,8 @@ import type { Clock } from './clock.ts';
 import type { SessionSigner } from './auth.ts';
 import type { RunStore } from './runs.ts';
 import type { MetricsStore, ReportRow } from './metrics.ts';
-import { plotTime } from './metrics.ts';
+import { reportError } from './report-bounds.ts';
+import { OpenCounter, RateBudget, addressKey } from './address-budget.ts';
 import type { EventLog } from './events.ts';
 import type { LiveHub } from './live.ts';
 import type { DatasetSource } from './datasets.ts';
@@ -48,6 +49,11 @@ export interface PeerHubOptions {
   limits: typeof DEFAULT_LIMITS;
   /** Open connections at most (joined or not). */
   maxConnections: number;
+  /** Open WebSockets one client address (IPv6: one /64) may hold: a household or a lab shares one. */
+  maxConnectionsPerAddress: number;
+  /** Hellos (joins) per minute one address may send, and its burst. */
+  hellosPerMinute: number;
+  helloBurst: number;
   /** Invalid frames a connection may send before it is closed. */
   maxStrikes: number;
   /** Unsent bytes towards one peer before it is treated as dead. */
@@ -63,6 +69,9 @@ export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
   helloTimeoutMs: 10_000,
   limits: DEFAULT_LIMITS,
   maxConnections: 10_000,
+  maxConnectionsPerAddress: 64,
+  hellosPerMinute: 60,
+  helloBurst: 120,
   maxStrikes: 20,
   maxSendBufferBytes: 4 << 20,
   minPairWaitMs: 50,
@@ -98,6 +107,10 @@ export const CLOSE = {
 
 interface Conn {
   n: number;
+  /** Frees this connection's slot in its address's budget (once). */
+  release: () => void;
+  /** The client's addressKey (IPv6: its /64). */
+  address: string;
   ws: WebSocket;
   peerId: string | null;
   runId: string | null;
@@ -113,7 +126,14 @@ interface Conn {
   closed: boolean;
   /** Sends fresh TURN credentials before the current ones expire. */
   iceTimer?: unknown;
+  /** When the hello was accepted, and the furthest step the peer could have started from (report-bounds.ts). */
+  joinedAt: number;
+  stepBase: number;
+  lastReportAt: number;
 }
+
+/** Partners the pool gave a peer that its reports may name (a report covers the last few rounds). */
+const PARTNERS_KEPT = 4;
 
 export interface StateFailHandler {
   (peerId: string, requestId: string, reason: string): void;
@@ -121,6 +141,8 @@ export interface StateFailHandler {
 
 export class PeerHub {
   private readonly conns = new Set<Conn>();
+  private readonly perAddress: OpenCounter;
+  private readonly hellos: RateBudget;
   private readonly byPeer = new Map<string, Conn>();
   private readonly byRun = new Map<string, Set<string>>();
   private readonly pools = new Map<string, ReadyPool>();
@@ -128,6 +150,8 @@ export class PeerHub {
   /** run -> reporter -> accused -> offender reports (strikes) so far. */
   private readonly strikes = new Map<string, Map<string, Map<string, number>>>();
   private readonly peersBroadcast = new Map<string, unknown>();
+  /** Live peer -> the partners the pool gave it lately, newest last (a report may name only these). */
+  private readonly partners = new Map<string, string[]>();
   private sweepTimer: unknown = null;
   private nextConn = 1;
   /** Set by the checkpoint scheduler. */
@@ -137,6 +161,8 @@ export class PeerHub {
   readonly stats = { frames: 0, rejected: 0, closedForAbuse: 0, relayed: 0 };
 
   constructor(private readonly d: PeerHubDeps, readonly o: PeerHubOptions = DEFAULT_HUB_OPTIONS) {
+    this.perAddress = new OpenCounter(o.maxConnectionsPerAddress);
+    this.hellos = new RateBudget(o.hellosPerMinute, o.helloBurst, () => d.clock.now());
     this.scheduleSweep();
   }
 
@@ -170,7 +196,10 @@ export class PeerHub {
       p = new ReadyPool({
         clock: this.d.clock, rng: this.d.rng, minWaitMs: this.o.minPairWaitMs, maxWaitMs: this.o.maxPairWaitMs,
         liveCount: () => this.byRun.get(runId)?.size ?? 0,
-        send: (peer, msg) => this.sendTo(peer, msg),
+        send: (peer, msg) => {
+          if (msg.partner) this.notePartner(peer, msg.partner);
+          this.sendTo(peer, msg);
+        },
         canPair: (a, b) => this.canPair(runId, a, b),
       });
       this.pools.set(runId, p);
@@ -178,18 +207,33 @@ export class PeerHub {
     return p;
   }
 
+  private notePartner(peer: string, partner: string): void {
+    const list = this.partners.get(peer) ?? [];
+    list.push(partner);
+    if (list.length > PARTNERS_KEPT) list.shift();
+    this.partners.set(peer, list);
+  }
+
   // ---------- connection lifecycle ----------
 
   attach(ws: WebSocket, remote: string): void {
     const now = this.d.clock.now();
+    const address = addressKey(remote);
     const c: Conn = {
-      n: this.nextConn++, ws, peerId: null, runId: null, lastSeen: now, bucket: this.o.limits.burst, refilledAt: now,
+      n: this.nextConn++, ws, release: () => {}, address, peerId: null, runId: null, lastSeen: now, bucket: this.o.limits.burst, refilledAt: now,
       lastRateError: -Infinity, overRate: 0, strikes: 0, helloTimer: null, lastStep: -1, closed: false,
+      joinedAt: now, stepBase: 0, lastReportAt: now,
     };
     if (this.conns.size >= this.o.maxConnections) {
       this.fail(c, 'server-full', `the coordinator holds ${this.conns.size} connections, its limit; try again later`, CLOSE.overloaded);
       return;
     }
+    const release = this.perAddress.acquire(address);
+    if (!release) {
+      this.fail(c, 'rate-limited', `this address holds ${this.o.maxConnectionsPerAddress} connections, the limit; close one first`, CLOSE.overloaded);
+      return;
+    }
+    c.release = release;
     this.conns.add(c);
     c.helloTimer = this.d.clock.setTimeout(() => {
       if (!c.peerId && !c.closed) this.fail(c, 'timeout', `no hello within ${this.o.helloTimeoutMs} ms`, CLOSE.protocol);
@@ -281,6 +325,9 @@ export class PeerHub {
   }
 
   private onHello(c: Conn, msg: HelloMsg): void {
+    if (!this.hellos.take(c.address)) {
+      return this.fail(c, 'rate-limited', `this address sent more than ${this.o.hellosPerMinute} hellos a minute; wait before joining again`, CLOSE.overloaded);
+    }
     if (msg.v !== PROTOCOL_VERSION) {
       return this.fail(c, 'bad-version', `protocol version ${msg.v} is not supported; this coordinator speaks ${PROTOCOL_VERSION}`, CLOSE.protocol);
     }
@@ -288,7 +335,7 @@ export class PeerHub {
     let peerId: string | null = null;
     if (msg.session) {
       const claims = this.d.signer.verify(msg.session);
-      if (!claims) return this.fail(c, 'bad-session', 'session token is not valid here; reconnect without it to join as a new peer', CLOSE.fatal);
+      if (!claims) return this.fail(c, 'bad-session', 'session token is not valid here (expired, forged or from another coordinator); reconnect without it to join as a new peer', CLOSE.fatal);
       if (msg.run && msg.run !== claims.r) return this.fail(c, 'bad-session', `session belongs to run ${claims.r}, not ${msg.run}`, CLOSE.fatal);
       runId = claims.r;
       peerId = claims.p;
@@ -316,6 +363,8 @@ export class PeerHub {
     c.peerId = peerId;
     c.runId = runId;
     c.lastSeen = now;
+    c.joinedAt = c.lastReportAt = now;
+    c.stepBase = this.stepBase(runId, peerId, resumed);
     this.byPeer.set(peerId, c);
     let set = this.byRun.get(runId);
     if (!set) this.byRun.set(runId, (set = new Set()));
@@ -358,10 +407,34 @@ export class PeerHub {
     return next;
   }
 
+  /**
+   * The furthest inner step a peer joining now could start from: the run's latest checkpoint,
+   * the state of any live peer of the run (a newcomer may adopt one), or its own earlier reports.
+   */
+  private stepBase(runId: string, peerId: string, resumed: boolean): number {
+    let base = Math.max(0, this.d.checkpoints.latest(runId)?.step ?? 0);
+    for (const p of this.byRun.get(runId) ?? []) if (p !== peerId) base = Math.max(base, this.byPeer.get(p)?.lastStep ?? 0);
+    if (resumed) {
+      const own = this.d.db.prepare('SELECT MAX(step) AS s FROM reports WHERE run_id = ? AND peer_id = ?').get(runId, peerId) as { s: number | null };
+      base = Math.max(base, own.s ?? 0);
+    }
+    return base;
+  }
+
   private onReport(c: Conn, msg: ReportMsg): void {
     const now = this.d.clock.now();
+    const run = this.d.runs.get(c.runId!);
+    if (!run) return;
+    const impossible = reportError(msg, { run, now, joinedAt: c.joinedAt, stepBase: c.stepBase, lastReportAt: c.lastReportAt });
+    if (impossible) return this.reject(c, 'bad-message', `report ${msg.seq}: ${impossible}`, 'report');
+    c.lastReportAt = now;
     const { t: _t, seq, ...fields } = msg;
-    const row: ReportRow = { ...fields, runId: c.runId!, peerId: c.peerId!, seq, t: plotTime(msg.time, now), receivedAt: now };
+    // A partner the pool never gave this peer (or gave it before a reconnect) is not plotted as one.
+    const paired = fields.partner !== null && (this.partners.get(c.peerId!) ?? []).includes(fields.partner);
+    const row: ReportRow = {
+      ...fields, partner: paired ? fields.partner : null, partnerDist: paired ? fields.partnerDist : null,
+      runId: c.runId!, peerId: c.peerId!, seq, t: now, receivedAt: now,
+    };
     if (msg.step > c.lastStep) c.lastStep = msg.step;
     this.d.metrics.enqueue(row, (r, duplicate) => {
       // Ack whichever connection the peer holds now: after a reconnect the new one needs it.
@@ -372,6 +445,7 @@ export class PeerHub {
 
   private onClose(c: Conn): void {
     c.closed = true;
+    c.release();
     this.d.clock.clearTimeout(c.helloTimer);
     this.conns.delete(c);
     this.detach(c, 'disconnected');
@@ -399,6 +473,7 @@ export class PeerHub {
     const peerId = c.peerId, runId = c.runId;
     if (!peerId || !runId || this.byPeer.get(peerId) !== c) return;
     this.byPeer.delete(peerId);
+    this.partners.delete(peerId);
     this.byRun.get(runId)?.delete(peerId);
     this.pools.get(runId)?.forget(peerId);
     this.onPeerLeft?.(peerId);

@@ -32,6 +32,14 @@ export const TRAIN_OVERRIDES_SCHEMA: Schema = {
   },
 };
 
+/**
+ * An embedding site is one web origin (scheme, host, optional port; no path), lower case, as a
+ * browser writes `location.origin`: it goes verbatim into a CSP header, so nothing else passes.
+ */
+export const EMBED_SITE_PATTERN = '^https?://[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?$';
+export const MAX_EMBED_SITES = 100;
+const EMBED_SITES_SCHEMA: Schema = { type: 'array', maxItems: MAX_EMBED_SITES, items: { type: 'string', maxLength: 200, pattern: EMBED_SITE_PATTERN } };
+
 export const CREATE_RUN_SCHEMA: Schema = {
   type: 'object', additionalProperties: false, required: ['id', 'dataset', 'preset'],
   properties: {
@@ -44,6 +52,7 @@ export const CREATE_RUN_SCHEMA: Schema = {
     pairWaitFrac: { type: 'number', minimum: 0.01, maximum: 10 },
     icePolicy: { enum: [...ICE_POLICIES] },
     seed: { type: 'integer', minimum: 0, maximum: 2 ** 31 - 1 },
+    embedSites: EMBED_SITES_SCHEMA,
   },
 };
 
@@ -56,6 +65,8 @@ export const UPDATE_RUN_SCHEMA: Schema = {
     pairWaitFrac: { type: 'number', minimum: 0.01, maximum: 10 },
     icePolicy: { enum: [...ICE_POLICIES] },
     status: { enum: ['running', 'stopped'] },
+    /** Replaces the whole list (send [] to allow none). */
+    embedSites: EMBED_SITES_SCHEMA,
   },
 };
 
@@ -69,6 +80,7 @@ export interface CreateRun {
   pairWaitFrac?: number;
   icePolicy?: IcePolicy;
   seed?: number;
+  embedSites?: string[];
 }
 
 export interface UpdateRun {
@@ -79,6 +91,7 @@ export interface UpdateRun {
   /** Applies to links opened after the change (live peers get it with the next config). */
   icePolicy?: IcePolicy;
   status?: RunStatus;
+  embedSites?: string[];
 }
 
 /** A request the caller got wrong (becomes a 4xx with this message). */
@@ -92,6 +105,7 @@ export class RunError extends Error {
 interface RunRow {
   id: string; name: string; dataset: string; preset: string; model_json: string; train_json: string;
   compression: string; pair_wait_frac: number; ice_policy: string; seed: number; status: string; created_at: number; updated_at: number;
+  embed_sites_json: string;
 }
 
 function fromRow(r: RunRow): RunInfo {
@@ -130,6 +144,7 @@ export class RunStore {
       run.id, run.name, run.dataset, run.preset, JSON.stringify(run.model), JSON.stringify(run.train),
       run.compression, run.pairWaitFrac, run.icePolicy, run.seed, run.status, run.createdAt, run.updatedAt,
     );
+    if (req.embedSites) this.setEmbedSites(run.id, req.embedSites);
     return run;
   }
 
@@ -149,7 +164,21 @@ export class RunStore {
     };
     this.db.prepare(`UPDATE runs SET name = ?, train_json = ?, compression = ?, pair_wait_frac = ?, ice_policy = ?, status = ?, updated_at = ? WHERE id = ?`)
       .run(next.name, JSON.stringify(next.train), next.compression, next.pairWaitFrac, next.icePolicy, next.status, next.updatedAt, id);
+    if (u.embedSites) this.setEmbedSites(id, u.embedSites);
     return next;
+  }
+
+  /**
+   * The sites allowed to frame this run's widget (kept apart from RunInfo: volunteers need not
+   * know them). Empty for an unknown run: no site may frame it.
+   */
+  embedSites(id: string): string[] {
+    const r = this.db.prepare('SELECT embed_sites_json FROM runs WHERE id = ?').get(id) as { embed_sites_json: string } | undefined;
+    return r ? JSON.parse(r.embed_sites_json) as string[] : [];
+  }
+
+  private setEmbedSites(id: string, sites: string[]): void {
+    this.db.prepare('UPDATE runs SET embed_sites_json = ? WHERE id = ?').run(JSON.stringify([...new Set(sites)]), id);
   }
 
   /** The embedded default run (DESIGN.md section 4): `tiny` on Moby Dick, created once. */

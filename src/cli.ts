@@ -11,6 +11,7 @@ import { register as registerVolunteer } from './commands/volunteer.ts';
 import { register as registerStart } from './commands/start.ts';
 import { register as registerTurnConfig } from './commands/turn-config.ts';
 import { register as registerIceCheck } from './commands/ice-check.ts';
+import { register as registerRotateSessionKey } from './commands/rotate-session-key.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('murmur')
@@ -27,6 +28,7 @@ export async function main(argv: string[]): Promise<void> {
   registerStart(program);
   registerTurnConfig(program);
   registerIceCheck(program);
+  registerRotateSessionKey(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

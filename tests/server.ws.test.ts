@@ -125,7 +125,8 @@ describe('volunteer WebSocket', () => {
       peer.send(report(7, { valLoss: 4.5, partner: 'p-0123456789abcdef', partnerDist: 0.25 }));
       expect(await peer.next((m) => m.t === 'ack' && m.seq === 7)).toEqual({ t: 'ack', seq: 7 });
       const row = s.c.db.prepare('SELECT * FROM reports WHERE peer_id = ? AND seq = 7').get(welcome.peerId) as Record<string, unknown>;
-      expect(row).toMatchObject({ run_id: 'default', val_loss: 4.5, partner: 'p-0123456789abcdef', partner_dist: 0.25, adapter: 'test' });
+      // A partner the pool never gave this peer is not stored as one (server.metrics-bounds.test.ts).
+      expect(row).toMatchObject({ run_id: 'default', val_loss: 4.5, partner: null, partner_dist: null, adapter: 'test' });
       const before = tableCounts(s.c.db).reports;
       peer.send(report(7, { trainLoss: 99 }));
       expect(await peer.next((m) => m.t === 'ack' && m.seq === 7 && m.duplicate === true)).toBeTruthy();

@@ -154,6 +154,35 @@ describe('dashboard', () => {
     expect(await page.locator('murmur-checkpoints a[data-download="checkpoint"]').count()).toBe(3);
   });
 
+  it('shows every peer-supplied string as text, never as markup', async () => {
+    const xss = '<img src=x onerror="window.pwned=1">';
+    await page.evaluate((xss) => {
+      const t = window.dashTest;
+      // Peer 9 is not in the live feed, whose reports would replace the adapter.
+      t.source.push(t.fakeReport(9, t.step(), Date.now(), { adapter: xss }));
+      t.source.pushEvent(t.fakeEvent('peer-joined', Date.now(), t.fakePeerId(1), { replica: 1, resumed: true, client: { kind: 'browser', adapter: xss } }));
+      t.source.pushEvent(t.fakeEvent('peer-offender', Date.now() + 1, t.fakePeerId(0), { accused: t.fakePeerId(1), reason: `non-finite: ${xss}` }));
+      t.source.pushEvent(t.fakeEvent('peer-left', Date.now() + 2, t.fakePeerId(2), { reason: xss }));
+    }, xss);
+    await page.locator('murmur-peer-grid [data-peer="p-0000000000000009"]', { hasText: xss }).waitFor();
+    await page.locator('murmur-events [data-event="peer-left"]').first().waitFor();
+    expect(await page.locator('murmur-events [data-event="peer-left"]').first().innerText()).toContain(xss);
+    expect(await page.locator('murmur-events [data-event="peer-offender"]').first().innerText()).toContain(xss);
+    const found = await page.evaluate(() => {
+      // Every element in the page and in every shadow root, however deep.
+      const imgs: string[] = [];
+      const walk = (root: Document | ShadowRoot) => {
+        for (const el of root.querySelectorAll('*')) {
+          if (el.tagName === 'IMG' || el.hasAttribute('onerror')) imgs.push(el.outerHTML);
+          if (el.shadowRoot) walk(el.shadowRoot);
+        }
+      };
+      walk(document);
+      return { imgs, pwned: (window as unknown as { pwned?: number }).pwned ?? null };
+    });
+    expect(found).toEqual({ imgs: [], pwned: null });
+  });
+
   it('saw no uncaught page errors', () => {
     expect(pageErrors(page).map((e) => e.message)).toEqual([]);
   });

@@ -1,8 +1,11 @@
 // The embeddable widget on a plain page of another origin (its own port): embed.js inserts
 // <murmur-volunteer>, which does nothing (no request, no frame) until a real click; a
-// script-dispatched click is refused; after the click the training frame (the Murmur origin)
-// trains, the widget shows its status, pauses and stops it, the site's intensity cap holds,
-// CSS parts theme it, and the host page cannot reach into the frame.
+// script-dispatched click is refused; the click opens the training frame (the Murmur origin),
+// which trains only after a click on its own start button (not on a click dispatched by script,
+// not on a `start` posted by the embedding page); the widget shows its status, pauses and stops
+// it, the site's intensity cap holds, CSS parts theme it, and the host page cannot reach into
+// the frame. A forging page on a third origin that frames the training frame itself and posts
+// `connect` and `start` trains nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -18,7 +21,29 @@ let h: BrowserHarness;
 let host: Server;
 let hostUrl: string;
 let page: Page;
+let forgerUrl: string;
+let forger: Server;
 const murmurRequests: string[] = [];
+
+/** A page that skips embed.js: it frames the training frame itself and drives the bridge. */
+function forgerPage(murmur: string): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>Free games</title></head><body>
+<iframe id="f" src="${murmur}/tests/browser/pages/widget-frame.html?run=default" sandbox="allow-scripts allow-same-origin"></iframe>
+<script>
+  window.statuses = [];
+  const f = document.getElementById('f');
+  addEventListener('message', (ev) => {
+    if (ev.source !== f.contentWindow || ev.data?.type !== 'murmur:ready') return;
+    const ch = new MessageChannel();
+    ch.port1.onmessage = (m) => window.statuses.push(m.data);
+    f.contentWindow.postMessage({ type: 'murmur:connect', run: 'default', maxIntensity: 1, intensity: 0.5 }, '*', [ch.port2]);
+    // What the old bridge obeyed; the intensity after it answers with a status once both are handled.
+    ch.port1.postMessage({ cmd: 'start' });
+    ch.port1.postMessage({ cmd: 'resume' });
+    ch.port1.postMessage({ cmd: 'intensity', value: 0.3 });
+  });
+</script></body></html>`;
+}
 
 function hostPage(murmur: string): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>A site about whales</title>
@@ -58,8 +83,16 @@ beforeAll(async () => {
   host = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }); res.end(hostPage(h.baseUrl)); });
   await new Promise<void>((r) => host.listen(0, '127.0.0.1', r));
   hostUrl = `http://127.0.0.1:${(host.address() as AddressInfo).port}/`;
+  forger = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }); res.end(forgerPage(h.baseUrl)); });
+  await new Promise<void>((r) => forger.listen(0, '127.0.0.1', r));
+  forgerUrl = `http://127.0.0.1:${(forger.address() as AddressInfo).port}/`;
   const context = await h.browser.newContext();
   page = await context.newPage();
+  // Compute Pressure reads "nominal" (as in calmPage): this shared machine's real load would
+  // otherwise make the frame pause training ("your device is busy").
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Emulation.setPressureSourceOverrideEnabled', { enabled: true, source: 'cpu' });
+  await cdp.send('Emulation.setPressureStateOverride', { source: 'cpu', state: 'nominal' });
   page.on('request', (r) => { if (r.url().startsWith(h.baseUrl)) murmurRequests.push(new URL(r.url()).pathname); });
   page.on('console', (m) => console.log(`[browser ${m.type()}] ${m.text()}`));
   await page.setViewportSize({ width: 900, height: 700 });
@@ -69,6 +102,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await h?.close();
   await new Promise((r) => host?.close(r));
+  await new Promise((r) => forger?.close(r));
 });
 
 describe('embeddable widget', () => {
@@ -93,14 +127,26 @@ describe('embeddable widget', () => {
     expect(murmurRequests).toEqual(['/src/ui/embed/embed.ts']);
   });
 
-  it('starts training in the Murmur frame after a real click, with status, pause, intensity and stop', async () => {
+  it('starts training in the Murmur frame only on a real click on the frame\'s own button, with status, pause, intensity and stop', async () => {
     // From the keyboard: Enter on the focused button is a real (trusted) activation.
     await part(page, 'consent-button').focus();
     await page.keyboard.press('Enter');
     await page.locator('murmur-volunteer iframe').waitFor({ state: 'attached' });
     // The test frame listens only 1.5 s after its load event: the widget waits for its `ready`.
-    await waitForStatus(/Training/);
+    await waitForStatus(/^Ready: nothing runs until you press Start/);
     const frame = trainingFrame(page);
+    const start = frame.locator('#murmur-start');
+    await start.waitFor({ state: 'visible' });
+    expect(await start.isEnabled()).toBe(true);
+    // A click dispatched by script (even the frame's own) is no user activation.
+    await frame.evaluate(() => (document.getElementById('murmur-start') as HTMLButtonElement).click());
+    await part(page, 'intensity').focus();
+    await page.keyboard.press('ArrowLeft');
+    await frame.waitForFunction(() => Math.abs(window.frameTest.controller!.intensity - 0.45) < 1e-9);
+    expect(await frame.evaluate(() => [window.frameTest.controller!.phase, window.frameTest.backend.joins])).toEqual(['idle', 0]);
+    await start.click();
+    await waitForStatus(/Training/);
+    expect(await start.isHidden()).toBe(true);
     expect(new URL(frame.url()).origin).toBe(new URL(h.baseUrl).origin);
     expect(await frame.evaluate(() => window.frameTest.backend.joins)).toBe(1);
     await frame.waitForFunction(() => (window.frameTest.controller?.figures.step ?? 0) > 3);
@@ -126,6 +172,18 @@ describe('embeddable widget', () => {
     await frame.waitForFunction(() => window.frameTest.controller!.phase === 'stopped');
     await waitForStatus(/Stopped/);
     expect(await frame.evaluate(() => window.frameTest.backend.trainer!.disposed)).toBe(true);
+    // Starting again takes the frame's button again.
+    expect(await start.innerText()).toBe('Start again');
+  });
+
+  it('trains nothing for a page that frames the training frame and posts start itself', async () => {
+    const p = await (await h.browser.newContext()).newPage();
+    await p.goto(forgerUrl);
+    const f = () => p.frames().find((fr) => fr.url().includes('/widget-frame.html'));
+    // The forger's `intensity` (sent after its `start` and `resume`) is answered: all three were handled.
+    await p.waitForFunction(() => (window as unknown as { statuses: { intensity: number }[] }).statuses.some((s) => s.intensity === 0.3));
+    expect(await f()!.evaluate(() => [window.frameTest.controller!.phase, window.frameTest.backend.joins, window.frameTest.controller!.consentRecord])).toEqual(['idle', 0, null]);
+    await p.close();
   });
 
   it('keeps the training frame out of the host page\'s reach', async () => {

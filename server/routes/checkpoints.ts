@@ -1,16 +1,16 @@
 // Checkpoint listing, downloads (the checkpoint file, a bootstrap state frame, the Hugging Face
 // export), admin request / delete, and the peers' state upload.
 import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AppContext } from '../app.ts';
 import { RunError } from '../runs.ts';
 import { RUN_PARAMS, requireAdmin } from './guard.ts';
 import { bearer } from '../auth.ts';
-import type { CheckpointInfo } from '../checkpoints.ts';
+import type { CheckpointInfo, DerivedKind } from '../checkpoints.ts';
 import { buildLayout } from '../../src/model/layout.ts';
 import { PRESETS } from '../../src/model/config.ts';
-import { hfGpt2Config, hfModelSafetensors } from '../../src/model/hf-export.ts';
-import { decodeStateFrame, encodeStateFrame, stateFrameBytes, StateFrameError } from '../../src/protocol/state-frame.ts';
+import { decodeStateFrame, stateFrameBytes, StateFrameError } from '../../src/protocol/state-frame.ts';
 
 const CKPT_PARAMS = {
   type: 'object', additionalProperties: false, required: ['run', 'ckpt'],
@@ -69,30 +69,28 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
       .send(createReadStream(checkpoints.path(c)));
   });
 
+  /** Streams a file derived at save time (checkpoints.ts): no request decodes a checkpoint. */
+  const sendDerived = async (reply: FastifyReply, c: CheckpointInfo, kind: DerivedKind, type: string, download: string | null) => {
+    const path = await checkpoints.derived(c, kind);
+    if (download) void reply.header('content-disposition', `attachment; filename="${download}"`);
+    return reply.type(type).header('content-length', (await stat(path)).size).send(createReadStream(path));
+  };
+
   app.get<P>('/api/runs/:run/checkpoints/:ckpt/state', { schema: { params: CKPT_PARAMS } }, async (req, reply) => {
     const c = find(req.params.run, req.params.ckpt);
     if (cached(req, reply, `${c.sha256}-state`)) return reply;
-    const l = await checkpoints.load(c);
-    const frame = encodeStateFrame({
-      meta: { runId: c.runId, step: c.step, round: c.round, floats: l.layout.total, valLoss: c.valLoss, tokens: c.tokens },
-      phi: l.phi, momentum: l.momentum,
-    });
-    return reply.type('application/octet-stream').send(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
+    return sendDerived(reply, c, 'state', 'application/octet-stream', null);
   });
 
   app.get<P>('/api/runs/:run/checkpoints/:ckpt/export/config.json', { schema: { params: CKPT_PARAMS } }, async (req, reply) => {
     const c = find(req.params.run, req.params.ckpt);
-    const l = await checkpoints.load(c);
-    return reply.header('content-disposition', 'attachment; filename="config.json"').send(hfGpt2Config(l.model));
+    return sendDerived(reply, c, 'hfConfig', 'application/json; charset=utf-8', 'config.json');
   });
 
   app.get<P>('/api/runs/:run/checkpoints/:ckpt/export/model.safetensors', { schema: { params: CKPT_PARAMS } }, async (req, reply) => {
     const c = find(req.params.run, req.params.ckpt);
     if (cached(req, reply, `${c.sha256}-hf`)) return reply;
-    const l = await checkpoints.load(c);
-    const bytes = hfModelSafetensors(l.layout, l.phi, { murmur_run: c.runId, murmur_checkpoint: c.id, murmur_step: String(c.step) });
-    return reply.type('application/octet-stream').header('content-disposition', 'attachment; filename="model.safetensors"')
-      .send(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    return sendDerived(reply, c, 'hfModel', 'application/octet-stream', 'model.safetensors');
   });
 
   app.delete<P>('/api/runs/:run/checkpoints/:ckpt', { onRequest: admin, schema: { params: CKPT_PARAMS } }, async (req) => {
@@ -105,55 +103,61 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
 
   // ---------- peer upload ----------
 
-  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: MAX_STATE_BYTES }, (_req, body, done) => done(null, body));
+  // The binary parser (and its checkpoint-sized limit) exists only inside this plugin's scope:
+  // every other route refuses an octet-stream body with 415 instead of buffering it.
+  void app.register(async (scope) => {
+    scope.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: MAX_STATE_BYTES }, (_req, body, done) => done(null, body));
 
-  type U = { Params: { id: string }; Body: Buffer };
-  app.post<U>('/api/peer/state/:id', {
-    bodyLimit: MAX_STATE_BYTES,
-    schema: {
-      params: { type: 'object', additionalProperties: false, required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9a-f]{24}$' } } },
-    },
-    // Everything that can be checked before reading the body is: who, which request, how big.
-    onRequest: async (req: FastifyRequest<U>, reply) => {
-      const token = bearer(req.headers.authorization);
-      if (!token) return reply.code(401).send({ error: 'session token required: Authorization: Bearer <session from welcome>' });
-      const claims = signer.verify(token);
-      if (!claims) return reply.code(403).send({ error: 'session token is not valid' });
-      const id = (req.params as { id?: string }).id ?? '';
-      const p = scheduler.peek(id, claims.p);
-      if (!p) return reply.code(404).send({ error: `no open state request ${id.slice(0, 32)} for peer ${claims.p}` });
-      const run = runs.get(p.runId);
-      if (!run) return reply.code(404).send({ error: `run ${p.runId} no longer exists` });
-      const max = stateFrameBytes(buildLayout(run.model).total, STATE_HEADER_MAX);
-      const len = Number(req.headers['content-length']);
-      if (!Number.isInteger(len)) return reply.code(411).send({ error: 'content-length required' });
-      if (len > max) return reply.code(413).send({ error: `state frame of ${len} bytes exceeds ${max} for run ${run.id}` });
-      if (!String(req.headers['content-type'] ?? '').startsWith('application/octet-stream')) return reply.code(415).send({ error: 'content-type must be application/octet-stream' });
-    },
-  }, async (req, reply) => {
-    const claims = signer.verify(bearer(req.headers.authorization)!)!;
-    const p = scheduler.peek(req.params.id, claims.p);
-    if (!p) return reply.code(404).send({ error: 'state request already answered or lapsed' });
-    const run = runs.get(p.runId)!;
-    let frame;
-    try {
-      frame = decodeStateFrame(new Uint8Array(req.body.buffer, req.body.byteOffset, req.body.byteLength));
-    } catch (err) {
-      if (err instanceof StateFrameError) return reply.code(400).send({ error: err.message });
-      throw err;
-    }
-    const total = buildLayout(run.model).total;
-    if (frame.meta.runId !== run.id) return reply.code(400).send({ error: `state is for run ${frame.meta.runId}, the request was for ${run.id}` });
-    if (frame.meta.floats !== total) return reply.code(400).send({ error: `state has ${frame.meta.floats} floats; run ${run.id} (${run.preset}) needs ${total}` });
-    for (const a of [frame.phi, frame.momentum]) {
-      for (let i = 0; i < a.length; i++) {
-        if (!Number.isFinite(a[i]!)) return reply.code(400).send({ error: `state holds a non-finite value at float ${i}; not saved` });
+    type U = { Params: { id: string }; Body: Buffer };
+    scope.post<U>('/api/peer/state/:id', {
+      bodyLimit: MAX_STATE_BYTES,
+      schema: {
+        params: { type: 'object', additionalProperties: false, required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9a-f]{24}$' } } },
+      },
+      // Everything that can be checked before reading the body is: who, which request, how big.
+      onRequest: async (req: FastifyRequest<U>, reply) => {
+        const token = bearer(req.headers.authorization);
+        if (!token) return reply.code(401).send({ error: 'session token required: Authorization: Bearer <session from welcome>' });
+        // An expired session still answers the coordinator's own request to this live peer (a
+        // peer connected for longer than the session lifetime); peek() below checks that.
+        const claims = signer.verify(token, { allowExpired: true });
+        if (!claims) return reply.code(403).send({ error: 'session token is not valid' });
+        const id = (req.params as { id?: string }).id ?? '';
+        const p = scheduler.peek(id, claims.p);
+        if (!p) return reply.code(404).send({ error: `no open state request ${id.slice(0, 32)} for peer ${claims.p}` });
+        const run = runs.get(p.runId);
+        if (!run) return reply.code(404).send({ error: `run ${p.runId} no longer exists` });
+        const max = stateFrameBytes(buildLayout(run.model).total, STATE_HEADER_MAX);
+        const len = Number(req.headers['content-length']);
+        if (!Number.isInteger(len)) return reply.code(411).send({ error: 'content-length required' });
+        if (len > max) return reply.code(413).send({ error: `state frame of ${len} bytes exceeds ${max} for run ${run.id}` });
+        if (!String(req.headers['content-type'] ?? '').startsWith('application/octet-stream')) return reply.code(415).send({ error: 'content-type must be application/octet-stream' });
+      },
+    }, async (req, reply) => {
+      const claims = signer.verify(bearer(req.headers.authorization)!, { allowExpired: true })!;
+      const p = scheduler.peek(req.params.id, claims.p);
+      if (!p) return reply.code(404).send({ error: 'state request already answered or lapsed' });
+      const run = runs.get(p.runId)!;
+      let frame;
+      try {
+        frame = decodeStateFrame(new Uint8Array(req.body.buffer, req.body.byteOffset, req.body.byteLength));
+      } catch (err) {
+        if (err instanceof StateFrameError) return reply.code(400).send({ error: err.message });
+        throw err;
       }
-    }
-    scheduler.take(p.id, claims.p);
-    const info = await checkpoints.save(run, frame, claims.p, clock.now());
-    events.append(run.id, 'checkpoint-saved', claims.p, info);
-    req.log.info({ run: run.id, checkpoint: info.id, step: info.step, bytes: info.bytes }, 'checkpoint saved');
-    return reply.code(201).send(info);
+      const total = buildLayout(run.model).total;
+      if (frame.meta.runId !== run.id) return reply.code(400).send({ error: `state is for run ${frame.meta.runId}, the request was for ${run.id}` });
+      if (frame.meta.floats !== total) return reply.code(400).send({ error: `state has ${frame.meta.floats} floats; run ${run.id} (${run.preset}) needs ${total}` });
+      for (const a of [frame.phi, frame.momentum]) {
+        for (let i = 0; i < a.length; i++) {
+          if (!Number.isFinite(a[i]!)) return reply.code(400).send({ error: `state holds a non-finite value at float ${i}; not saved` });
+        }
+      }
+      scheduler.take(p.id, claims.p);
+      const info = await checkpoints.save(run, frame, claims.p, clock.now());
+      events.append(run.id, 'checkpoint-saved', claims.p, info);
+      req.log.info({ run: run.id, checkpoint: info.id, step: info.step, bytes: info.bytes }, 'checkpoint saved');
+      return reply.code(201).send(info);
+    });
   });
 }

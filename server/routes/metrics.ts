@@ -2,6 +2,7 @@
 import type { AppContext } from '../app.ts';
 import { RunError } from '../runs.ts';
 import { RUN_PARAMS } from './guard.ts';
+import { addressKey } from '../address-budget.ts';
 import { PEER_ID_PATTERN } from '../../src/protocol/messages.ts';
 
 const METRICS_QUERY = {
@@ -41,8 +42,9 @@ export function registerMetricRoutes(ctx: AppContext): void {
 
   app.get<{ Params: { run: string } }>('/api/runs/:run/stream', { schema: { params: RUN_PARAMS } }, async (req, reply) => {
     if (!runs.get(req.params.run)) throw new RunError(`no run "${req.params.run}"`, 404);
-    if (live.full) return reply.code(503).send({ error: `${live.size} dashboards are connected, the limit; try again later` });
+    const admitted = live.admit(req.params.run, addressKey(req.ip));
+    if (typeof admitted !== 'function') return reply.code(admitted.status).send({ error: admitted.error });
     reply.hijack();
-    live.subscribe(req.params.run, reply.raw);
+    admitted(reply.raw);
   });
 }

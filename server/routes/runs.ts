@@ -12,7 +12,7 @@ export function registerRunRoutes(ctx: AppContext): void {
     if (!r) throw new RunError(`no run "${id}"`, 404);
     return r;
   };
-  const summary = (r: RunInfo) => ({ ...r, livePeers: hub.livePeers(r.id).length });
+  const summary = (r: RunInfo) => ({ ...r, livePeers: hub.livePeers(r.id).length, embedSites: runs.embedSites(r.id) });
 
   app.get('/api/runs', { schema: {} }, async () => ({ runs: runs.list().map(summary) }));
 

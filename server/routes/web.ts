@@ -1,9 +1,45 @@
 // The built web app (volunteer page `/`, dashboard `/dashboard`, embed script `/embed.js`) from
 // dist/web when it has been built; otherwise `/` says how to build it. The API works either way.
+// Every response carries the content security policy; only the widget's training frame may be
+// framed, and only by the sites its run allows.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import fastifyStatic from '@fastify/static';
+
+/** Where the widget's training frame is served (embed.js loads it with ?run=ID). */
+export const FRAME_PATH = '/frame.html';
+
+/**
+ * The policy of every page (and of the workers they start, which take the policy of their own
+ * script's response). No inline or evaluated script anywhere: the schemas are checked by an
+ * interpreter in the browser, not compiled with new Function. Inline styles stay allowed for
+ * the pages' <style> blocks.
+ */
+const PAGE_POLICY = [
+  "default-src 'self'", "script-src 'self'", "style-src 'self' 'unsafe-inline'", "img-src 'self' data: blob:",
+  "connect-src 'self'", "worker-src 'self'", "object-src 'none'", "base-uri 'none'", "form-action 'none'",
+].join('; ');
+
+/** The frame-ancestors source list for a path: the frame's run's sites, nothing for the rest. */
+export function frameAncestors(url: string, embedSites: (run: string) => string[]): string {
+  const u = new URL(url, 'http://x');
+  if (u.pathname !== FRAME_PATH) return "'none'";
+  const run = u.searchParams.get('run');
+  const sites = run ? embedSites(run) : [];
+  return sites.length > 0 ? sites.join(' ') : "'none'";
+}
+
+export function registerSecurityHeaders(app: FastifyInstance, embedSites: (run: string) => string[]): void {
+  app.addHook('onSend', async (req, reply) => {
+    const ancestors = frameAncestors(req.url, embedSites);
+    void reply.header('content-security-policy', `${PAGE_POLICY}; frame-ancestors ${ancestors}`);
+    // For browsers without CSP level 2; a browser that knows frame-ancestors ignores it.
+    if (ancestors === "'none'") void reply.header('x-frame-options', 'DENY');
+    void reply.header('x-content-type-options', 'nosniff');
+    void reply.header('referrer-policy', 'no-referrer');
+  });
+}
 
 export async function registerWebRoutes(app: FastifyInstance, webRoot: string): Promise<void> {
   if (!existsSync(join(webRoot, 'index.html'))) {

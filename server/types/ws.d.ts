@@ -4,7 +4,7 @@ declare module 'ws' {
   import type { EventEmitter } from 'node:events';
   export type RawData = Buffer | ArrayBuffer | Buffer[];
   export class WebSocket extends EventEmitter {
-    constructor(url: string, options?: { maxPayload?: number; headers?: Record<string, string> });
+    constructor(url: string, options?: { maxPayload?: number; headers?: Record<string, string>; localAddress?: string });
     static readonly CONNECTING: 0;
     static readonly OPEN: 1;
     static readonly CLOSING: 2;

@@ -91,6 +91,7 @@ export function register(program: Command): void {
       console.log(`  volunteer page  ${base}/`);
       console.log(`  dashboard       ${base}/dashboard`);
       console.log(`  embed           <script src="${base}/embed.js" data-run="${run?.id ?? 'default'}"></script>`);
+      console.log(`                  on sites the run allows: PATCH /api/runs/${run?.id ?? 'default'} {"embedSites": ["https://your.site"]}`);
 
       let volunteers: { stop(graceMs?: number): Promise<unknown> } | null = null;
       if (n > 0) {

@@ -25,9 +25,11 @@ export interface ConnectMsg {
   intensity: number;
 }
 
-/** host -> frame, over the port. `start` is sent only after a trusted click on the consent button. */
+/**
+ * host -> frame, over the port. There is no `start`: only a click on the frame's own button
+ * starts training (the host page could forge any message it sends).
+ */
 export type HostCommand =
-  | { cmd: 'start' }
   | { cmd: 'pause' }
   | { cmd: 'resume' }
   | { cmd: 'stop' }

@@ -1,8 +1,11 @@
-// embed.js: `<script src="https://HOST/embed.js" data-run="ID"></script>` on any site inserts a
-// <murmur-volunteer> element after the script tag. Until its button is clicked it does nothing:
-// no request to HOST, no worker, no GPU. The click (a real one: script-dispatched clicks are
-// refused) creates a frame of the Murmur origin that does the training; the host page talks to
-// it only through a private MessageChannel and cannot reach into it.
+// embed.js: `<script src="https://HOST/embed.js" data-run="ID"></script>` on a site the run allows
+// (the coordinator's admin adds it to the run's `embedSites`: HOST refuses to be framed by any
+// other) inserts a <murmur-volunteer> element after the script tag. Until its button is clicked
+// it does nothing: no request to HOST, no worker, no GPU. The click (a real one:
+// script-dispatched clicks are refused) opens a frame of the Murmur origin holding the start
+// button; training starts only on a click inside that frame, which the host page cannot forge.
+// The host page talks to the frame only through a private MessageChannel (pause, resume, stop,
+// intensity: never start) and cannot reach into it.
 //
 // Optional script attributes:
 //   data-max-intensity="0.5"  the site owner's cap on GPU intensity (0.1 to 1)
@@ -40,7 +43,7 @@ type HostCommand = import('./bridge.ts').HostCommand;
     label { display: flex; gap: 0.4rem; align-items: center; font-size: 0.85rem; }
     input[type=range] { flex: 1; min-width: 6rem; accent-color: #2453c7; }
     a { color: #2453c7; }
-    iframe { position: absolute; width: 1px; height: 1px; border: 0; opacity: 0; pointer-events: none; }
+    iframe { display: block; width: 100%; height: 2.6rem; border: 0; }
   `;
 
   function clampCap(v: string | null): number {
@@ -116,9 +119,8 @@ type HostCommand = import('./bridge.ts').HostCommand;
       const started = this.frame !== null;
       const running = s !== null && !['unsupported', 'stopped', 'error', 'ready', 'checking'].includes(s.phase);
       const pct = Math.round(this.intensity * 100);
-      this.q('consent-button').hidden = started && s?.phase !== 'stopped' && s?.phase !== 'error';
-      this.q('consent-button').textContent = started ? 'Start again' : 'Lend my GPU';
-      this.q('status').textContent = s?.text ?? (started ? 'Starting…' : 'Not running.');
+      this.q('consent-button').hidden = started;
+      this.q('status').textContent = s?.text ?? (started ? 'Loading…' : 'Not running.');
       const pause = this.q<HTMLButtonElement>('pause-button');
       pause.disabled = !running;
       pause.textContent = s?.userPaused ? 'Resume' : 'Pause';
@@ -133,19 +135,15 @@ type HostCommand = import('./bridge.ts').HostCommand;
       cap.textContent = `This site allows at most ${Math.round(this.cap * 100)}%.`;
     }
 
-    /** Only a real click by the visitor counts as consent; el.click() from the page's script does not. */
+    /**
+     * Opens the training frame (its start button is the consent). Only a real click opens it:
+     * el.click() from the page's script does not.
+     */
     private onConsent(e: MouseEvent): void {
-      if (!e.isTrusted || !this.origin) return;
-      if (this.frame) {
-        // After a stop: same frame, start again (this click is the consent again).
-        this.send({ cmd: 'start' });
-        return;
-      }
+      if (!e.isTrusted || !this.origin || this.frame) return;
       const frame = document.createElement('iframe');
       frame.setAttribute('part', 'frame');
-      frame.title = 'Murmur training frame';
-      frame.setAttribute('aria-hidden', 'true');
-      frame.tabIndex = -1;
+      frame.title = 'Murmur: start training on this device';
       // The frame never learns which page embeds it, and cannot navigate it or open windows.
       frame.referrerPolicy = 'no-referrer';
       frame.setAttribute('sandbox', 'allow-scripts allow-same-origin');
@@ -177,7 +175,6 @@ type HostCommand = import('./bridge.ts').HostCommand;
       const hello: ConnectMsg = { type: 'murmur:connect', run: this.getAttribute('run') ?? '', maxIntensity: this.cap, intensity: this.intensity };
       // Addressed to the Murmur origin only: if the frame was navigated elsewhere, nothing is delivered.
       frame.contentWindow?.postMessage(hello, this.origin, [channel.port2]);
-      this.send({ cmd: 'start' });
     }
 
     private send(c: HostCommand): void {

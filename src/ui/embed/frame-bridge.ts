@@ -1,7 +1,9 @@
 // The training frame's side of the widget: waits for the embedding page's `connect` (from its
-// parent window only), then drives a TrainingController from the commands on the private port
-// and reports a short status back. Consent is the visitor's click on the host widget, given for
-// this page view only (the frame keeps nothing).
+// parent window only), then shows its own start button and drives a TrainingController from the
+// commands on the private port, reporting a short status back. Consent is a click on the frame's
+// own button (a user activation inside this frame, which no embedding page can forge or
+// dispatch), given for this page view only (the frame keeps nothing). The embedding page can
+// pause, resume, stop and lower the intensity, never start.
 import type { TrainingController } from '../controllers/training-controller.ts';
 import { formatCount } from '../core/format.ts';
 import { CONNECT, READY, type ConnectMsg, type ReadyMsg, type FrameStatus, type HostCommand, type WidgetPhase } from './bridge.ts';
@@ -19,7 +21,7 @@ export function parseCommand(data: unknown): HostCommand | null {
   if (!data || typeof data !== 'object') return null;
   const d = data as Record<string, unknown>;
   switch (d.cmd) {
-    case 'start': case 'pause': case 'resume': case 'stop': return { cmd: d.cmd };
+    case 'pause': case 'resume': case 'stop': return { cmd: d.cmd };
     case 'intensity': return typeof d.value === 'number' && Number.isFinite(d.value) ? { cmd: 'intensity', value: d.value } : null;
     default: return null;
   }
@@ -37,7 +39,7 @@ export function widgetStatus(c: TrainingController): FrameStatus {
     text = `${title}: this device cannot help. Nothing was started.`;
   } else {
     switch (c.phase) {
-      case 'idle': phase = 'ready'; text = 'Ready. Nothing runs until you click.'; break;
+      case 'idle': phase = 'ready'; text = 'Ready: nothing runs until you press Start.'; break;
       case 'starting': phase = 'starting'; text = 'Starting: preparing your GPU…'; break;
       case 'training':
         phase = 'training';
@@ -57,6 +59,27 @@ export function widgetStatus(c: TrainingController): FrameStatus {
     }
   }
   return { type: 'status', phase, text, intensity: c.intensity, maxIntensity: c.maxIntensity, tokensPerS: Math.round(f.tokensPerS), userPaused: c.pauseReasons.includes('user') };
+}
+
+/**
+ * True when this frame has a user activation right now (a real click or key press inside it).
+ * Where the browser has no navigator.userActivation, the trusted event is the activation.
+ */
+export function frameActivated(ev: Event, win: Window): boolean {
+  if (!ev.isTrusted) return false;
+  const ua = (win.navigator as Navigator & { userActivation?: { isActive: boolean } }).userActivation;
+  return ua ? ua.isActive : true;
+}
+
+/** The frame's start button: shown while the visitor may start (or start again). */
+function startButton(doc: Document): HTMLButtonElement {
+  const b = doc.createElement('button');
+  b.type = 'button';
+  b.id = 'murmur-start';
+  b.textContent = 'Start training on my GPU';
+  b.disabled = true;
+  doc.body.appendChild(b);
+  return b;
 }
 
 /**
@@ -91,18 +114,27 @@ export function serveFrame(
         // Coalesce bursts of changes: a few status messages per second at most.
         setTimeout(() => { queued = false; port.postMessage(widgetStatus(c)); }, 150);
       };
+      const button = startButton(win.document);
+      const showButton = () => {
+        button.hidden = c.running;
+        button.disabled = !c.canHelp;
+        button.textContent = c.phase === 'stopped' ? 'Start again' : 'Start training on my GPU';
+      };
       c.subscribe(push);
-      const ready = c.init().then(push);
+      c.subscribe(showButton);
+      const ready = c.init().then(() => { push(); showButton(); });
+      button.addEventListener('click', (ev) => {
+        if (!frameActivated(ev, win) || !c.canHelp || c.running) return;
+        if (!c.consentRecord) c.giveConsent();
+        c.start();
+        showButton();
+        push();
+      });
       port.onmessage = async (m: MessageEvent) => {
         const cmd = parseCommand(m.data);
         if (!cmd) return;
         await ready;
         switch (cmd.cmd) {
-          case 'start':
-            if (!c.canHelp || c.running) break;
-            if (!c.consentRecord) c.giveConsent();
-            c.start();
-            break;
           case 'pause': c.pauseNow(); break;
           case 'resume': c.resume(); break;
           case 'stop': await c.stop(); break;

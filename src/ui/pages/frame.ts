@@ -1,6 +1,6 @@
 // Entry of the widget's training frame (/frame.html, loaded by embed.js after a click): the
-// frame bridge drives a TrainingController for the embedding page. Nothing is remembered here:
-// the click on the host widget is this page view's consent.
+// frame bridge shows the start button and drives a TrainingController for the embedding page.
+// Nothing is remembered here: the click on the frame's own button is this page view's consent.
 import '../browser/node-shims/process.ts'; // before anything that loads simple-peer
 import { TrainingController } from '../controllers/training-controller.ts';
 import { ConsentStore } from '../core/consent.ts';

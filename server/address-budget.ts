@@ -1,0 +1,76 @@
+// Budgets per client address: how many long-lived connections (volunteer WebSockets, dashboard
+// event streams) one address may hold at once, and how many hellos it may send per minute. One
+// client can then take only its share, never every slot a researcher or a volunteer needs.
+// An IPv6 client usually owns a whole /64, so its budget is per /64 prefix.
+import { isIPv6 } from 'node:net';
+
+/** The budget key of an address: IPv4 as is (IPv4-mapped IPv6 unwrapped), IPv6 by its /64. */
+export function addressKey(ip: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped) return mapped[1]!;
+  if (!isIPv6(ip)) return ip;
+  // Expand "::" so the first four groups are the /64 prefix.
+  const [head, tail = ''] = ip.toLowerCase().split('::');
+  const h = head ? head.split(':') : [];
+  const t = ip.includes('::') ? (tail ? tail.split(':') : []) : [];
+  const groups = [...h, ...Array(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+}
+
+/** Open things per key, each under a cap; `acquire` hands back the release (once), or null when full. */
+export class OpenCounter {
+  private readonly open = new Map<string, number>();
+
+  constructor(readonly cap: number) {}
+
+  count(key: string): number {
+    return this.open.get(key) ?? 0;
+  }
+
+  acquire(key: string): (() => void) | null {
+    const n = this.count(key);
+    if (n >= this.cap) return null;
+    this.open.set(key, n + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = this.count(key) - 1;
+      if (left > 0) this.open.set(key, left);
+      else this.open.delete(key);
+    };
+  }
+
+  get keys(): number {
+    return this.open.size;
+  }
+}
+
+/**
+ * A token bucket per key (`burst` tokens, refilled at `perMinute`). At most `maxKeys` are kept
+ * (the least recently used go first, and a forgotten key starts full again), so an attacker
+ * with many addresses cannot grow it without bound.
+ */
+export class RateBudget {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(readonly perMinute: number, readonly burst: number, private readonly now: () => number, readonly maxKeys = 100_000) {}
+
+  take(key: string): boolean {
+    const t = this.now();
+    const b = this.buckets.get(key);
+    const tokens = b ? Math.min(this.burst, b.tokens + ((t - b.at) / 60_000) * this.perMinute) : this.burst;
+    if (tokens < 1) {
+      if (b) { b.tokens = tokens; b.at = t; }
+      return false;
+    }
+    this.buckets.delete(key); // re-inserted last: Map order is the eviction order
+    this.buckets.set(key, { tokens: tokens - 1, at: t });
+    while (this.buckets.size > this.maxKeys) this.buckets.delete(this.buckets.keys().next().value!);
+    return true;
+  }
+
+  get keys(): number {
+    return this.buckets.size;
+  }
+}

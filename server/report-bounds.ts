@@ -1,0 +1,70 @@
+// What a metric report may claim. The schema only says a field is a number; a peer could still
+// report step 2^53-1, loss 0, 10^12 tokens/s or 2^53 bytes (enough to overflow SUM over a bucket
+// and break the dashboard for good). Every field is bounded here by what could be physically
+// true for this peer on this run since it joined; a report past a bound is refused with an error
+// naming the field and the bound, and nothing is stored. Plot time is the coordinator's receive
+// time (a client's clock is not trusted at all), so these bounds use only the server's clock.
+import { buildLayout } from '../src/model/layout.ts';
+import type { ReportFields, RunInfo, WireLoss } from '../src/protocol/messages.ts';
+
+/** Fastest inner loop any device could run on any preset (steps per second): far above real GPUs. */
+export const MAX_STEPS_PER_S = 1000;
+/** Steps a report may be ahead of the bound besides the rate (a round finishes after the check). */
+export const STEP_SLACK = 100;
+/** A cross-entropy over 256 bytes starts near ln 256 = 5.5; below this or above the max it is not a loss. */
+export const MIN_LOSS = 1e-4;
+export const MAX_LOSS = 1e4;
+/** Fastest link any volunteer could have (10 Gbit/s), and whole exchanges a report may cover at once. */
+export const MAX_LINK_BYTES_PER_S = 1.25e9;
+export const EXCHANGES_PER_REPORT = 4;
+
+/** What the coordinator knows about a peer's connection when it checks a report. */
+export interface ReportContext {
+  run: RunInfo;
+  now: number;
+  /** When this connection joined. */
+  joinedAt: number;
+  /** The furthest step this peer could have started from when it joined (checkpoint, live peers, its own history). */
+  stepBase: number;
+  /** When this connection's previous accepted report arrived (joinedAt before the first). */
+  lastReportAt: number;
+}
+
+const floatsByModel = new Map<string, number>();
+
+/** Parameter count of a run's model (cached: the layout is the same for every report). */
+function paramCount(run: RunInfo): number {
+  const key = JSON.stringify(run.model);
+  let n = floatsByModel.get(key);
+  if (n === undefined) {
+    n = buildLayout({ ...run.model }).total;
+    floatsByModel.set(key, n);
+  }
+  return n;
+}
+
+function lossError(name: string, v: WireLoss): string | null {
+  if (v === null || typeof v === 'string') return null; // null, or "NaN"/"Infinity": the dashboard's alert
+  return v >= MIN_LOSS && v <= MAX_LOSS ? null : `${name} ${v} is outside [${MIN_LOSS}, ${MAX_LOSS}], no cross-entropy this model can have`;
+}
+
+/** Null when the report could be true; otherwise what is impossible about it. */
+export function reportError(r: ReportFields & { seq: number }, x: ReportContext): string | null {
+  const sinceJoin = Math.max(0, x.now - x.joinedAt) / 1000;
+  const maxStep = x.stepBase + Math.ceil(sinceJoin * MAX_STEPS_PER_S) + STEP_SLACK;
+  if (r.step > maxStep) {
+    return `step ${r.step} is more than this peer could have trained: at most ${maxStep} (from step ${x.stepBase} at ${MAX_STEPS_PER_S} steps/s for the ${sinceJoin.toFixed(1)} s since it joined)`;
+  }
+  if (r.round > r.step + 1) return `round ${r.round} is ahead of step ${r.step}: every outer round takes at least one inner step`;
+  const loss = lossError('trainLoss', r.trainLoss) ?? lossError('valLoss', r.valLoss);
+  if (loss) return loss;
+  const { batch, seqLen } = x.run.train;
+  const maxTps = MAX_STEPS_PER_S * batch * seqLen;
+  if (r.tokensPerS > maxTps) return `tokensPerS ${r.tokensPerS} exceeds ${maxTps} (${MAX_STEPS_PER_S} steps/s of ${batch}×${seqLen} tokens)`;
+  const sinceLast = Math.max(0, x.now - x.lastReportAt) / 1000;
+  const maxBytes = Math.ceil(EXCHANGES_PER_REPORT * 8 * paramCount(x.run) + MAX_LINK_BYTES_PER_S * sinceLast);
+  for (const k of ['bytesIn', 'bytesOut'] as const) {
+    if (r[k] > maxBytes) return `${k} ${r[k]} exceeds ${maxBytes}: ${EXCHANGES_PER_REPORT} exchanges of this model plus ${sinceLast.toFixed(1)} s at 10 Gbit/s since the last report`;
+  }
+  return null;
+}

@@ -1,0 +1,154 @@
+// Per-client budgets: one client (one address, or one IPv6 /64) cannot take the slots others
+// need. 1,005 dashboard streams from one address leave a researcher elsewhere able to connect;
+// WebSockets per address are capped; hellos per address are rate limited.
+import { afterAll, describe, expect, it } from 'vitest';
+import { get, type ClientRequest, type IncomingMessage } from 'node:http';
+import { WebSocket } from 'ws';
+import { DEFAULT_LIVE_LIMITS } from '../server/live.ts';
+import { OpenCounter, RateBudget, addressKey } from '../server/address-budget.ts';
+import { startServer, until, type TestServer } from './support/coordinator.ts';
+import { FakeClock } from './support/fake-clock.ts';
+
+const servers: TestServer[] = [];
+afterAll(async () => { for (const s of servers) await s.close(); });
+
+/** Opens GET url from `localAddress`; resolves with the response (its body left streaming) and the request. */
+function open(url: string, localAddress = '127.0.0.1'): Promise<{ res: IncomingMessage; req: ClientRequest }> {
+  return new Promise((resolve, reject) => {
+    const req = get(url, { agent: false, localAddress }, (res) => resolve({ res, req }));
+    req.on('error', reject);
+  });
+}
+
+/** A WebSocket from `localAddress`; resolves with the first frame, or the close. */
+function wsFrom(url: string, localAddress: string, hello: boolean): Promise<{ ws: WebSocket; first: Record<string, unknown> | null; closed: number | null }> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url, { localAddress });
+    let done = false;
+    const finish = (first: Record<string, unknown> | null, closed: number | null) => { if (!done) { done = true; resolve({ ws, first, closed }); } };
+    ws.on('open', () => { if (hello) ws.send(JSON.stringify({ t: 'hello', v: 1 })); else setTimeout(() => finish(null, null), 50); });
+    ws.on('message', (d) => finish(JSON.parse(String(d)), null));
+    ws.on('close', (code) => finish(null, code));
+    ws.on('error', () => finish(null, -1));
+  });
+}
+
+describe('address keys', () => {
+  it('groups IPv6 by /64 and unwraps IPv4-mapped addresses', () => {
+    expect(addressKey('203.0.113.7')).toBe('203.0.113.7');
+    expect(addressKey('::ffff:203.0.113.7')).toBe('203.0.113.7');
+    expect(addressKey('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:db8:1:2:ffff:ffff:ffff:ffff')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(addressKey('::1')).toBe('0:0:0:0::/64');
+  });
+
+  it('counts open things per key and keeps a bounded number of rate buckets', () => {
+    const c = new OpenCounter(2);
+    const a = c.acquire('x')!, b = c.acquire('x')!;
+    expect(c.acquire('x')).toBeNull();
+    a(); a(); // releasing twice frees one slot only
+    expect(c.count('x')).toBe(1);
+    b();
+    expect(c.keys).toBe(0);
+    const clock = new FakeClock();
+    const r = new RateBudget(60, 2, clock.now, 100);
+    expect([r.take('k'), r.take('k'), r.take('k')]).toEqual([true, true, false]);
+    clock.advance(1000); // one token a second
+    expect(r.take('k')).toBe(true);
+    for (let i = 0; i < 1000; i++) r.take(`a${i}`);
+    expect(r.keys).toBe(100);
+  });
+});
+
+describe('dashboard streams', () => {
+  it('after 1,005 streams from one address, a researcher elsewhere still connects', async () => {
+    const s = await startServer();
+    servers.push(s);
+    const url = `${s.url}/api/runs/default/stream`;
+    const held: ClientRequest[] = [];
+    const status: Record<number, number> = {};
+    try {
+      for (let i = 0; i < 1005; i++) {
+        const { res, req } = await open(url);
+        status[res.statusCode!] = (status[res.statusCode!] ?? 0) + 1;
+        if (res.statusCode === 200) held.push(req);
+        else res.resume();
+      }
+      expect(status).toEqual({ 200: DEFAULT_LIVE_LIMITS.perAddress, 429: 1005 - DEFAULT_LIVE_LIMITS.perAddress });
+      const researcher = await open(url, '127.0.0.2');
+      expect(researcher.res.statusCode).toBe(200);
+      expect(researcher.res.headers['content-type']).toMatch(/text\/event-stream/);
+      researcher.req.destroy();
+      // Closing a stream frees its slot.
+      held.pop()!.destroy();
+      await until(async () => {
+        const again = await open(url);
+        again.req.destroy();
+        return again.res.statusCode === 200;
+      }, 5000, 'a freed stream slot');
+    } finally {
+      for (const r of held) r.destroy();
+    }
+  });
+
+  it('caps streams per run', async () => {
+    const s = await startServer({ live: { perRun: 3 } });
+    servers.push(s);
+    const url = `${s.url}/api/runs/default/stream`;
+    const codes: number[] = [];
+    const held: ClientRequest[] = [];
+    for (let i = 2; i <= 5; i++) {
+      const { res, req } = await open(url, `127.0.0.${i}`);
+      codes.push(res.statusCode!);
+      held.push(req);
+    }
+    for (const r of held) r.destroy();
+    expect(codes).toEqual([200, 200, 200, 503]);
+  });
+});
+
+describe('volunteer connections', () => {
+  it('caps WebSockets per address; others still connect and join', async () => {
+    const s = await startServer({ hub: { maxConnectionsPerAddress: 5 } });
+    servers.push(s);
+    const socks: WebSocket[] = [];
+    try {
+      for (let i = 0; i < 5; i++) {
+        const r = await wsFrom(s.wsUrl, '127.0.0.1', false);
+        expect(r.closed).toBeNull();
+        socks.push(r.ws);
+      }
+      const sixth = await wsFrom(s.wsUrl, '127.0.0.1', true);
+      expect(sixth.first ?? sixth.closed).toMatchObject({ t: 'error', code: 'rate-limited' });
+      const other = await wsFrom(s.wsUrl, '127.0.0.3', true);
+      expect(other.first).toMatchObject({ t: 'welcome' });
+      other.ws.close();
+      // A closed connection frees its slot.
+      socks.pop()!.close();
+      await until(async () => {
+        const r = await wsFrom(s.wsUrl, '127.0.0.1', true);
+        r.ws.close();
+        return r.first?.t === 'welcome';
+      }, 5000, 'a freed connection slot');
+    } finally {
+      for (const w of socks) w.close();
+    }
+  });
+
+  it('rate-limits hellos per address', async () => {
+    const clock = new FakeClock();
+    const s = await startServer({ hub: { hellosPerMinute: 6, helloBurst: 3 } }, { clock });
+    servers.push(s);
+    const firsts: unknown[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await wsFrom(s.wsUrl, '127.0.0.1', true);
+      firsts.push((r.first as { t: string; code?: string } | null)?.code ?? r.first?.t);
+      r.ws.close();
+    }
+    expect(firsts).toEqual(['welcome', 'welcome', 'welcome', 'rate-limited']);
+    expect((await wsFrom(s.wsUrl, '127.0.0.4', true)).first).toMatchObject({ t: 'welcome' });
+    clock.advance(10_000); // one hello per 10 s
+    expect((await wsFrom(s.wsUrl, '127.0.0.1', true)).first).toMatchObject({ t: 'welcome' });
+  });
+});

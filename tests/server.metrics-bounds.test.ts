@@ -1,0 +1,124 @@
+// Metrics that a client cannot corrupt: every report field is bounded by what could be true for
+// that peer (step by the time since it joined, losses, throughput, bytes), each impossible report
+// is refused with an error naming the field and nothing is stored; points are plotted at the
+// coordinator's receive time whatever the client's clock says; a partner is stored only if the
+// pool paired the two; and the metrics queries answer over byte counts whose sum overflows a
+// 64-bit integer (rows a coordinator without these bounds accepted).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tableCounts } from '../server/db.ts';
+import { MAX_STEPS_PER_S, STEP_SLACK } from '../server/report-bounds.ts';
+import { RawPeer, report, startServer, until, type TestServer } from './support/coordinator.ts';
+import { FakeClock } from './support/fake-clock.ts';
+
+let s: TestServer;
+const clock = new FakeClock();
+
+beforeAll(async () => {
+  s = await startServer({}, { clock });
+});
+afterAll(() => s?.close());
+
+const errorFor = (peer: RawPeer, from: number) => peer.next((m) => m.t === 'error' || m.t === 'ack', 5000, from);
+
+describe('metric report bounds', () => {
+  it('refuses impossible reports, naming the field, and stores none of them', async () => {
+    const { peer } = await RawPeer.join(s.wsUrl);
+    try {
+      const before = tableCounts(s.c.db).reports;
+      const absurd: [Record<string, unknown>, RegExp][] = [
+        [{ step: Number.MAX_SAFE_INTEGER }, /step 9007199254740991 is more than this peer could have trained/],
+        [{ step: 10, round: 50 }, /round 50 is ahead of step 10/],
+        [{ trainLoss: 0 }, /trainLoss 0 is outside/],
+        [{ valLoss: 1e5 }, /valLoss 100000 is outside/],
+        [{ tokensPerS: 1e12 }, /tokensPerS 1000000000000 exceeds/],
+        [{ bytesIn: Number.MAX_SAFE_INTEGER }, /bytesIn 9007199254740991 exceeds/],
+        [{ bytesOut: 2 ** 40 }, /bytesOut 1099511627776 exceeds/],
+      ];
+      for (const [k, [over, why]] of absurd.entries()) {
+        const at = peer.frames.length;
+        peer.send(report(k + 1, over));
+        const answer = await errorFor(peer, at);
+        expect(answer, JSON.stringify(over)).toMatchObject({ t: 'error', code: 'bad-message', ref: 'report' });
+        expect((answer as { message: string }).message).toMatch(why);
+      }
+      expect(tableCounts(s.c.db).reports).toBe(before);
+      // An honest one still goes through (NaN losses too: they are the dashboard's alert).
+      peer.send(report(20, { trainLoss: 'NaN', valLoss: 2.5, bytesIn: 300_000 }));
+      expect(await peer.next((m) => m.t === 'ack' && m.seq === 20)).toEqual({ t: 'ack', seq: 20 });
+      expect(tableCounts(s.c.db).reports).toBe(before + 1);
+    } finally {
+      peer.close();
+    }
+  });
+
+  it('bounds step progress by the time since the peer joined', async () => {
+    const { peer, welcome } = await RawPeer.join(s.wsUrl);
+    try {
+      const first = STEP_SLACK + 1;
+      let at = peer.frames.length;
+      peer.send(report(1, { step: first }));
+      expect(await errorFor(peer, at)).toMatchObject({ t: 'error', ref: 'report' });
+      clock.advance(2000);
+      const allowed = 2 * MAX_STEPS_PER_S + STEP_SLACK;
+      at = peer.frames.length;
+      peer.send(report(2, { step: allowed + 1, round: 3 }));
+      expect(await errorFor(peer, at)).toMatchObject({ t: 'error', ref: 'report' });
+      peer.send(report(3, { step: allowed, round: 3 }));
+      expect(await peer.next((m) => m.t === 'ack' && m.seq === 3)).toEqual({ t: 'ack', seq: 3 });
+      expect(s.c.hub.lastStep(welcome.peerId)).toBe(allowed);
+    } finally {
+      peer.close();
+    }
+  });
+
+  it('plots every point at the coordinator\'s receive time, whatever the client clock says', async () => {
+    const { peer, welcome } = await RawPeer.join(s.wsUrl);
+    try {
+      peer.send(report(1, { time: 0 }));
+      peer.send(report(2, { time: 1e14 }));
+      peer.send(report(3, { time: clock.now() - 3600_000 }));
+      await peer.next((m) => m.t === 'ack' && m.seq === 3);
+      const ts = s.c.db.prepare('SELECT t, received_at AS r FROM reports WHERE peer_id = ? ORDER BY seq').all(welcome.peerId) as { t: number; r: number }[];
+      expect(ts).toEqual([1, 2, 3].map(() => ({ t: clock.now(), r: clock.now() })));
+    } finally {
+      peer.close();
+    }
+  });
+
+  it('stores a partner only if the pool paired the two', async () => {
+    const a = await RawPeer.join(s.wsUrl), b = await RawPeer.join(s.wsUrl), stranger = await RawPeer.join(s.wsUrl);
+    try {
+      a.peer.send({ t: 'ready', round: 0, waitMs: 5000 });
+      b.peer.send({ t: 'ready', round: 0, waitMs: 5000 });
+      await until(() => s.c.hub.pool('default').size === 2, 5000, 'both peers in the ready pool');
+      clock.advance(100); // the pool's gather tick
+      const paired = await a.peer.next((m) => m.t === 'paired');
+      expect(paired).toMatchObject({ partner: b.welcome.peerId });
+      a.peer.send(report(1, { partner: b.welcome.peerId, partnerDist: 0.5 }));
+      a.peer.send(report(2, { partner: stranger.welcome.peerId, partnerDist: 0.7 }));
+      await a.peer.next((m) => m.t === 'ack' && m.seq === 2);
+      const rows = s.c.db.prepare('SELECT partner, partner_dist AS d FROM reports WHERE peer_id = ? ORDER BY seq').all(a.welcome.peerId);
+      expect(rows).toEqual([{ partner: b.welcome.peerId, d: 0.5 }, { partner: null, d: null }]);
+    } finally {
+      a.peer.close(); b.peer.close(); stranger.peer.close();
+    }
+  });
+
+  it('answers metric queries over byte counts whose sum overflows a 64-bit integer', async () => {
+    // Rows as a coordinator without the bounds stored them: 2,000 reports of 2^53-1 bytes each.
+    const insert = s.c.db.prepare(`INSERT INTO reports (run_id, peer_id, seq, t, received_at, step, round, train_loss, val_loss, tokens_per_s, bytes_in, bytes_out, partner, partner_dist, adapter)
+      VALUES ('default', 'p-00000000000000ff', ?, ?, ?, ?, 0, 3, NULL, 1, ?, ?, NULL, NULL, NULL)`);
+    const t0 = clock.now();
+    s.c.db.transaction(() => {
+      for (let i = 0; i < 2000; i++) insert.run(100_000 + i, t0 + i, t0 + i, i, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+    })();
+    // One or two buckets: 1,000+ such rows in a bucket overflow an integer SUM.
+    for (const q of ['maxPoints=1', 'maxPoints=2', 'maxPoints=1&peer=p-00000000000000ff']) {
+      const r = await s.c.app.inject({ method: 'GET', url: `/api/runs/default/metrics?from=0&to=${t0 + 10_000}&${q}` });
+      expect(r.statusCode, `${q}: ${r.body.slice(0, 200)}`).toBe(200);
+    }
+    const body = (await s.c.app.inject({ method: 'GET', url: `/api/runs/default/metrics?from=${t0}&to=${t0 + 10_000}&maxPoints=1&peer=p-00000000000000ff` })).json();
+    expect(body.downsampled).toBe(true);
+    expect(body.points[0].bytesIn).toBeCloseTo(2000 * Number.MAX_SAFE_INTEGER, -10);
+  });
+});
