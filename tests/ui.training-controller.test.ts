@@ -161,6 +161,25 @@ describe('TrainingController', () => {
     await stop(c);
   });
 
+  it('tells the volunteer when its links keep failing (it trains alone), and why; clears once a link opens', async () => {
+    const { c, backend } = await setup();
+    backend.mesh.peers = 1;
+    const why = 'connect timeout: no ICE path (ours host, theirs host); no STUN or TURN server is configured';
+    backend.mesh.linkError = why;
+    c.giveConsent();
+    c.start();
+    for (let i = 0; i < 200 && c.figures.rounds < 3; i++) await advance(100);
+    expect(c.figures.rounds).toBeGreaterThanOrEqual(3);
+    expect(c.figures.linksFailing).toBe(why);
+    expect(backend.reports.some((r) => r.linkFailures === 1 && r.linkError === why)).toBe(true);
+    backend.mesh.linkError = null;
+    const before = c.figures.rounds;
+    for (let i = 0; i < 200 && c.figures.rounds < before + 1; i++) await advance(100);
+    expect(c.figures.exchangesAccepted).toBeGreaterThan(0);
+    expect(c.figures.linksFailing).toBeNull();
+    await stop(c);
+  });
+
   it('waits in the pool for the run\'s current pool wait, which the coordinator may change', async () => {
     // 200 ms steps, H = 5: a 1 s inner loop, so both waits are above the MIN_PAIR_WAIT_MS floor.
     const { c, backend } = await setup({ msPerStep: 200 });

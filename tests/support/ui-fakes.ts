@@ -120,6 +120,8 @@ export class FakeMesh implements MeshPort {
   exchanges: { round: number; waitMs: number; partner: string | null }[] = [];
   /** Partner ids used in turn while peers > 0. */
   partners = ['p-00000000000000b2', 'p-00000000000000c3'];
+  /** Set: links to partners fail to open for this reason (every exchange is solo, 'connect-failed'). */
+  linkError: string | null = null;
 
   constructor(public exchangeMs = 30) {}
 
@@ -130,6 +132,11 @@ export class FakeMesh implements MeshPort {
       return { partner: null, payload: null, partnerDist: null, bytesIn: 0, bytesOut: 0, solo: 'no-partner' };
     }
     const partner = this.partners[round % this.partners.length]!;
+    if (this.linkError) {
+      this.exchanges.push({ round, waitMs, partner: null });
+      return { partner: null, payload: null, partnerDist: null, bytesIn: 0, bytesOut: 0, solo: 'connect-failed',
+        link: { linkLocal: null, linkRemote: null, connectMs: null, linkFailures: 1, linkError: this.linkError } };
+    }
     this.exchanges.push({ round, waitMs, partner });
     const bytes = (mine.phi.byteLength + mine.delta.byteLength);
     this.bytesOut += bytes;

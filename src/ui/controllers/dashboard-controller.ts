@@ -4,7 +4,7 @@
 // saved or failed) in words. Reports arrive at up to hundreds per second with 500 peers, so
 // ingest only appends; the views are recomputed at most once per `refreshMs` and only when
 // something changed.
-import { emptyConnectivity, finishConnectivity, ingestLinks, type ConnectivityView, type PeerLinkState } from '../core/connectivity.ts';
+import { emptyConnectivity, finishConnectivity, ingestLinks, newPeerLinkState, type ConnectivityView, type PeerLinkState } from '../core/connectivity.ts';
 import {
   checkpointAlerts, connectivityAlerts, divergenceAlerts, nanAlerts, offenderAlerts, stallAlerts, throughputAlerts,
   type Alert, type CheckpointOutcome, type LossPoint, type OffenderReport,
@@ -227,7 +227,7 @@ export class DashboardController extends Observable {
     }
     p.reports++;
     let lp = this.linkPeers.get(r.peerId);
-    if (!lp) this.linkPeers.set(r.peerId, (lp = { soloInARow: 0, failedSinceLinked: false, lastError: null }));
+    if (!lp) this.linkPeers.set(r.peerId, (lp = newPeerLinkState()));
     ingestLinks(this.linkCounts, this.linkReasons, lp, r);
     let s = this.series.get(r.peerId);
     if (!s) this.series.set(r.peerId, (s = { t: [], step: [], train: [], val: [], tps: [], bytes: [], dist: [] }));

@@ -11,6 +11,7 @@
 import { clampIntensity, chunkSteps, DutyMeter, restMs } from '../core/duty.ts';
 import { initialPolicy, LEVEL_FACTOR, nextRecheck, stepPolicy, type PolicyState, type Source } from '../core/policy.ts';
 import { ConsentStore, type ConsentRecord } from '../core/consent.ts';
+import { failingLinks, newPeerLinkState, notePeerLinks } from '../core/connectivity.ts';
 import {
   realClock, type Clock, type GpuProbe, type OuterPayload, type RunSummary, type SensorPort, type SessionStart, type VolunteerBackend, type VolunteerSession,
 } from '../ports.ts';
@@ -59,6 +60,8 @@ export interface Figures {
   divergences: number;
   /** Why the last outer step was solo, in words (from the mesh); null after a pair. */
   soloReason: string | null;
+  /** Why this volunteer's WebRTC links keep failing (it trains alone), null while they work. */
+  linksFailing: string | null;
 }
 
 export interface TrainingOptions {
@@ -78,7 +81,7 @@ export interface TrainingOptions {
 
 const emptyFigures = (): Figures => ({
   step: 0, rounds: 0, loss: null, valLoss: null, tokensPerS: 0, duty: 0, partner: null, peersOnline: 0,
-  bytesUp: 0, bytesDown: 0, donatedMs: 0, tokensTrained: 0, exchangesAccepted: 0, soloRounds: 0, stepsToOuter: 0, divergences: 0, soloReason: null,
+  bytesUp: 0, bytesDown: 0, donatedMs: 0, tokensTrained: 0, exchangesAccepted: 0, soloRounds: 0, stepsToOuter: 0, divergences: 0, soloReason: null, linksFailing: null,
 });
 
 export class TrainingController extends Observable {
@@ -392,6 +395,9 @@ export class TrainingController extends Observable {
   private roundLosses: number[] = [];
   private divergedInARow = 0;
 
+  /** This volunteer's link outcomes, folded the way the dashboard folds every peer's. */
+  private readonly links = newPeerLinkState();
+
   private async outerStep(session: VolunteerSession, run: RunSummary): Promise<void> {
     const f = this.figures;
     // DESIGN.md section 3: wait a fraction of our own inner-loop time (wall time, rests included).
@@ -424,6 +430,8 @@ export class TrainingController extends Observable {
     f.rounds++;
     if (out.valLoss !== null) f.valLoss = out.valLoss;
     this.syncMesh();
+    notePeerLinks(this.links, out.report);
+    f.linksFailing = failingLinks(this.links);
     this.lastReportAt = out.report.time;
     session.report({ ...out.report, trainLoss: out.trainLoss, valLoss: out.valLoss });
     // The round report carried the exchange's bytes; reports between rounds carry the rest.

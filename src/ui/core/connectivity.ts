@@ -25,6 +25,24 @@ export function emptyConnectivity(): ConnectivityView {
   return { direct: 0, relayed: 0, relayFraction: null, linkFailures: 0, reasons: [], failing: [] };
 }
 
+export function newPeerLinkState(): PeerLinkState {
+  return { soloInARow: 0, failedSinceLinked: false, lastError: null };
+}
+
+/** One report's link outcome folded into its peer's state (the dashboard's, or the page's own). */
+export function notePeerLinks(peer: PeerLinkState, r: Pick<MetricReport, 'partner' | 'linkFailures' | 'linkError'>): void {
+  if ((r.linkFailures ?? 0) > 0) {
+    peer.failedSinceLinked = true;
+    if (r.linkError) peer.lastError = r.linkError;
+  }
+  if (r.partner) { peer.soloInARow = 0; peer.failedSinceLinked = false; } else peer.soloInARow++;
+}
+
+/** Why this peer's links keep failing, or null: links failed and none of its last rounds paired. */
+export function failingLinks(peer: PeerLinkState): string | null {
+  return peer.failedSinceLinked && peer.soloInARow >= FAILING_AFTER ? (peer.lastError ?? 'links to partners do not open') : null;
+}
+
 /** Folds one report into the run's counters and its peer's link state. */
 export function ingestLinks(view: ConnectivityView, reasons: Map<string, number>, peer: PeerLinkState, r: MetricReport): void {
   if (r.linkLocal && r.linkRemote) {
@@ -33,15 +51,13 @@ export function ingestLinks(view: ConnectivityView, reasons: Map<string, number>
   const failures = r.linkFailures ?? 0;
   if (failures > 0) {
     view.linkFailures += failures;
-    peer.failedSinceLinked = true;
     if (r.linkError) {
-      peer.lastError = r.linkError;
       reasons.set(r.linkError, (reasons.get(r.linkError) ?? 0) + failures);
       // Peer-supplied text: the map of reasons stays bounded whatever a client sends.
       if (reasons.size > 200) reasons.delete(reasons.keys().next().value!);
     }
   }
-  if (r.partner) { peer.soloInARow = 0; peer.failedSinceLinked = false; } else peer.soloInARow++;
+  notePeerLinks(peer, r);
 }
 
 /** The view's derived parts: shares, top reasons, flagged peers. */
@@ -51,7 +67,7 @@ export function finishConnectivity(view: ConnectivityView, reasons: Map<string, 
     ...view,
     relayFraction: total > 0 ? view.relayed / total : null,
     reasons: [...reasons].map(([reason, count]) => ({ reason, count })).sort((a, b) => b.count - a.count || a.reason.localeCompare(b.reason)).slice(0, 5),
-    failing: [...peers].filter(([id, p]) => live(id) && p.failedSinceLinked && p.soloInARow >= FAILING_AFTER)
-      .map(([peerId, p]) => ({ peerId, reason: p.lastError ?? 'links to partners do not open' })),
+    failing: [...peers].filter(([id, p]) => live(id) && failingLinks(p) !== null)
+      .map(([peerId, p]) => ({ peerId, reason: failingLinks(p)! })),
   };
 }

@@ -243,6 +243,9 @@ export class VolunteerPanel extends LitElement {
     return html`
       <section aria-labelledby="fig-h">
         <h2 id="fig-h">Live figures</h2>
+        ${f.linksFailing ? html`<p class="links-failing" role="alert" data-links-failing>Your browser cannot open a link to other volunteers,
+          so it is training alone and your work is not shared yet: ${f.linksFailing}. The run's operator can fix this (docs/deploy.md);
+          training goes on meanwhile.</p>` : nothing}
         <dl class="figures">
           ${fig('loss', 'Local training loss', formatLoss(f.loss))}
           ${fig('tokens-per-s', 'Tokens per second', formatCount(f.tokensPerS))}
