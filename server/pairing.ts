@@ -18,6 +18,8 @@ export interface ReadyPoolOptions {
   canPair?: (a: string, b: string) => boolean;
   /** Live peers of the run: a peer alone leaves at once. */
   liveCount?: () => number;
+  /** Cadence prediction (src/protocol/ready-pool.ts); off: every waiter waits its whole wait. */
+  predict?: boolean;
 }
 
 export class ReadyPool {
@@ -26,7 +28,7 @@ export class ReadyPool {
 
   constructor(private readonly o: ReadyPoolOptions) {
     this.rule = new PoolRule({
-      now: () => o.clock.now(), random: o.rng, canPair: o.canPair, minWaitMs: o.minWaitMs, maxWaitMs: o.maxWaitMs, liveCount: o.liveCount,
+      now: () => o.clock.now(), random: o.rng, canPair: o.canPair, minWaitMs: o.minWaitMs, maxWaitMs: o.maxWaitMs, liveCount: o.liveCount, predict: o.predict,
     });
   }
 

@@ -61,6 +61,8 @@ export interface PeerHubOptions {
   /** Bounds of a peer's pairing wait (DESIGN.md section 3: never zero). */
   minPairWaitMs: number;
   maxPairWaitMs: number;
+  /** The pool predicts partners from their cadence (docs/pairing.md); off: the plain wait. */
+  pairPrediction: boolean;
 }
 
 export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
@@ -76,6 +78,7 @@ export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
   maxSendBufferBytes: 4 << 20,
   minPairWaitMs: 50,
   maxPairWaitMs: 120_000,
+  pairPrediction: true,
 };
 
 export interface PeerHubDeps {
@@ -195,7 +198,7 @@ export class PeerHub {
     if (!p) {
       p = new ReadyPool({
         clock: this.d.clock, rng: this.d.rng, minWaitMs: this.o.minPairWaitMs, maxWaitMs: this.o.maxPairWaitMs,
-        liveCount: () => this.byRun.get(runId)?.size ?? 0,
+        liveCount: () => this.byRun.get(runId)?.size ?? 0, predict: this.o.pairPrediction,
         send: (peer, msg) => {
           if (msg.partner) this.notePartner(peer, msg.partner);
           this.sendTo(peer, msg);

@@ -114,6 +114,10 @@ describe('reports carry connectivity', () => {
     server = await startServer();
     const a = await RawPeer.join(server.wsUrl), b = await RawPeer.join(server.wsUrl);
     const pa = a.welcome.peerId, pb = b.welcome.peerId;
+    // A report keeps its partner only if the pool paired the two.
+    a.peer.send({ t: 'ready', round: 0, waitMs: 5000 });
+    b.peer.send({ t: 'ready', round: 0, waitMs: 5000 });
+    await Promise.all([a.peer.next((m) => m.t === 'paired'), b.peer.next((m) => m.t === 'paired')]);
     let seq = 1;
     const send = (p: RawPeer, f: Record<string, unknown>) => p.send({ ...base, seq: seq++, time: Date.now(), ...f });
     send(a.peer, { partner: pb, linkLocal: 'srflx', linkRemote: 'prflx', connectMs: 300 });

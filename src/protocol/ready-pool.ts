@@ -52,6 +52,11 @@ export interface ReadyPoolOptions {
   graceFrac?: number;
   /** Live peers of the run, when the owner knows: alone, a peer leaves at once. */
   liveCount?: () => number;
+  /**
+   * Predict partners from their cadence (rule 2, the default). Off: the plain rule, every waiter
+   * waits its whole wait; for callers whose peers have no inner loop to learn a cadence from.
+   */
+  predict?: boolean;
 }
 
 interface Waiting {
@@ -233,6 +238,7 @@ export class ReadyPool {
   private nextDue(peer: string, now: number): { at: number; grace: number } | 'unknown' | null {
     const live = this.o.liveCount?.();
     if (live !== undefined && live <= 1) return null;
+    if (this.o.predict === false) return 'unknown';
     let best: { at: number; grace: number } | null = null;
     let seen = 0;
     for (const [other, c] of this.cadence) {
