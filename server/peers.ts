@@ -58,7 +58,7 @@ export interface PeerHubOptions {
   maxStrikes: number;
   /** Unsent bytes towards one peer before it is treated as dead. */
   maxSendBufferBytes: number;
-  /** Bounds of a peer's pairing wait (DESIGN.md section 3: never zero). */
+  /** Bounds of a peer's pairing wait (docs/design.md section 3: never zero). */
   minPairWaitMs: number;
   maxPairWaitMs: number;
 }

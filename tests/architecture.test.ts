@@ -1,4 +1,4 @@
-// DESIGN.md section 2, "dependencies point one way", checked on every import in src/ and
+// docs/design.md section 2, "dependencies point one way", checked on every import in src/ and
 // server/: the leaves import nothing of ours, the mesh knows only the wire protocol, the UI's
 // components see ports rather than the worker or the mesh, and only the page entry files and
 // the CLI wire the pieces together. A new import that breaks a rule fails here, naming the file.
@@ -78,7 +78,7 @@ function allows(list: string[], target: string): boolean {
   return list.some((a) => target === a || target.startsWith(a + '/') || area(target) === a);
 }
 
-describe('architecture (DESIGN.md section 2)', () => {
+describe('architecture (docs/design.md section 2)', () => {
   it('reads the imports of every source file', () => {
     expect(files.length).toBeGreaterThan(100);
     // The parser sees real edges: the worker uses the GPU engine, the mesh the wire frames.

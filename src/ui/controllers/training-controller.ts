@@ -400,7 +400,7 @@ export class TrainingController extends Observable {
 
   private async outerStep(session: VolunteerSession, run: RunSummary): Promise<void> {
     const f = this.figures;
-    // DESIGN.md section 3: wait a fraction of our own inner-loop time (wall time, rests included).
+    // docs/design.md section 3: wait a fraction of our own inner-loop time (wall time, rests included).
     const innerLoopMs = (this.msPerStep ?? 100) * run.H / Math.max(this.effectiveIntensity, 0.1);
     const every = this.opts.evalEveryRounds ?? 5;
     const gpu = this.gpu.status === 'complete' && this.gpu.value.ok ? this.gpu.value.name : null;
