@@ -233,4 +233,12 @@ describe('benchmark numbers in README and docs/benchmarks.md', () => {
     expect([...'loss 2.386, 34.0% idle, 7.3× faster, 8×32 tokens, 4e-3, 12.7 ms, 118K'.matchAll(MEASURE)].map((m) => m[0]))
       .toEqual(['2.386', '34.0%', '7.3×', '12.7 ms', '118K']);
   });
+
+describe('bench/flops.ts, the one FLOP formula', () => {
+  it('counts micro by hand: matmuls times 3, attention over the full T x T', () => {
+    const { d: C, layers: L, vocab: V } = PRESETS.micro;
+    const B = 2, T = 32, N = B * T;
+    const matmuls = 2 * N * (L * (3 * C * C + C * C + 4 * C * C + 4 * C * C) + V * C);
+    expect(stepFlops(PRESETS.micro, B, T)).toBe(3 * (matmuls + L * B * 2 * (2 * T * T * C)));
+  });
 });
