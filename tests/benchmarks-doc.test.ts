@@ -233,6 +233,7 @@ describe('benchmark numbers in README and docs/benchmarks.md', () => {
     expect([...'loss 2.386, 34.0% idle, 7.3× faster, 8×32 tokens, 4e-3, 12.7 ms, 118K'.matchAll(MEASURE)].map((m) => m[0]))
       .toEqual(['2.386', '34.0%', '7.3×', '12.7 ms', '118K']);
   });
+});
 
 describe('bench/flops.ts, the one FLOP formula', () => {
   it('counts micro by hand: matmuls times 3, attention over the full T x T', () => {
