@@ -7,7 +7,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import websocket from '@fastify/websocket';
 import type { Db } from './db.ts';
 import { openDb } from './db.ts';
-import { systemClock, type Clock } from './clock.ts';
+import { backgroundClock, type Clock } from '../src/protocol/clock.ts';
 import { ADMIN_TOKEN_FILE, DEFAULT_SESSION_TTL_MS, SessionSigner, loadOrCreateSecret, loadSessionKeys } from './auth.ts';
 import { RunStore } from './runs.ts';
 import { MetricsStore } from './metrics.ts';
@@ -96,7 +96,7 @@ export interface Coordinator {
 
 export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): Promise<Coordinator> {
   const o: AppOptions = { ...DEFAULT_APP_OPTIONS, ...opts };
-  const clock = deps.clock ?? systemClock;
+  const clock = deps.clock ?? backgroundClock;
   const rng = deps.rng ?? Math.random;
   mkdirSync(deps.dataDir, { recursive: true, mode: 0o700 });
   const db = deps.db ?? openDb(join(deps.dataDir, 'murmur.sqlite'));

@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket, RawData } from 'ws';
 import type { Db } from './db.ts';
-import type { Clock } from './clock.ts';
+import type { Clock } from '../src/protocol/clock.ts';
 import type { SessionSigner } from './auth.ts';
 import type { RunStore } from './runs.ts';
 import type { MetricsStore, ReportRow } from './metrics.ts';

@@ -173,4 +173,15 @@ describe('architecture (docs/design.md section 2)', () => {
     expect(circles(g({ a: ['a'] }))).toEqual([['a']]);
     expect(circles(g({ a: ['b'], b: ['c'], c: [], d: ['a', 'c'] }))).toEqual([]);
   });
+
+  it('declares each shared concept once', () => {
+    // A second Clock (with its own time base) or FLOP formula drifts from the first unseen.
+    const once: Array<[string, RegExp, string]> = [
+      ['Clock', /^export interface Clock\b/m, 'src/protocol/clock.ts'],
+    ];
+    for (const [name, pattern, home] of once) {
+      const where = files.filter((f) => pattern.test(readFileSync(join(ROOT, f), 'utf8')));
+      expect(where, `${name} is declared in`).toEqual([home]);
+    }
+  });
 });

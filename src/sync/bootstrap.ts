@@ -3,7 +3,8 @@
 // Without an answer the caller falls back to the coordinator's newest checkpoint.
 import { FrameError } from '../protocol/errors.ts';
 import type { ControlMessage } from '../protocol/peer-messages.ts';
-import { pick, sleep } from './components.ts';
+import { sleep } from '../protocol/clock.ts';
+import { pick } from './components.ts';
 import { BootstrapError } from './errors.ts';
 import type { Conn, MeshImpl } from './mesh.ts';
 import { Assembler, sendTensor } from './transfer.ts';

@@ -7,7 +7,8 @@ import { parseControl, type ControlMessage } from '../protocol/peer-messages.ts'
 import type { Signaling } from '../protocol/signaling.ts';
 import { isConfigHash } from '../protocol/hash.ts';
 import { DELTA_DTYPES, NO_COMPRESSION, PHI_DTYPES, type CompressionSetting } from './compress.ts';
-import { pick, silentLogger, systemClock, type Clock, type Logger } from './components.ts';
+import { systemClock, type Clock } from '../protocol/clock.ts';
+import { pick, silentLogger, type Logger } from './components.ts';
 import { Emitter } from './emitter.ts';
 import { ConnectTimeoutError, LinkClosedError, MeshBusyError, MeshConfigError, MeshDestroyedError } from './errors.ts';
 import { ExchangeRun, DeadlineEstimator, DEFAULT_DEADLINE } from './exchange.ts';
