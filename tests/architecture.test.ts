@@ -46,7 +46,8 @@ const ALLOWED: Record<string, string[]> = {
   // The reference model takes the data pipeline's Batch type, nothing else of it.
   'src/model': ['src/data/batch.ts'],
   'src/data': ['src/model'],
-  'src/gpu': ['src/shaders', 'src/model', 'src/data/batch.ts'],
+  // The GPU's typed errors share the one error base (a leaf file of the protocol).
+  'src/gpu': ['src/shaders', 'src/model', 'src/data/batch.ts', 'src/protocol/errors.ts'],
   'src/train': ['src/model', 'src/data'],
   'src/worker': ['src/train', 'src/gpu', 'src/model', 'src/data'],
   'src/sync': ['src/protocol'],
@@ -73,6 +74,18 @@ const APPS: Record<string, string[]> = {
 };
 
 const files = [...tsFiles('src'), ...tsFiles('server')];
+
+/** Source files of a folder that may use our exports (results and fixtures are data). */
+function sourceFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(join(ROOT, dir))) {
+    const rel = join(dir, name);
+    if (name === 'results' || name === 'node_modules') continue;
+    if (statSync(join(ROOT, rel)).isDirectory()) out.push(...sourceFiles(rel));
+    else if (/\.(ts|mjs|js|html)$/.test(name)) out.push(rel);
+  }
+  return out;
+}
 
 /** Strongly connected components of more than one file (or a file importing itself): the import circles. */
 export function circles(graph: Map<string, string[]>): string[][] {
@@ -178,10 +191,29 @@ describe('architecture (docs/design.md section 2)', () => {
     // A second Clock (with its own time base) or FLOP formula drifts from the first unseen.
     const once: Array<[string, RegExp, string]> = [
       ['Clock', /^export interface Clock\b/m, 'src/protocol/clock.ts'],
+      // The base of the coded errors (FrameError, SyncError, VolunteerError narrow its code).
+      ['an error base with a code', /constructor\(code: \w+, message: string/, 'src/protocol/errors.ts'],
     ];
     for (const [name, pattern, home] of once) {
       const where = files.filter((f) => pattern.test(readFileSync(join(ROOT, f), 'utf8')));
       expect(where, `${name} is declared in`).toEqual([home]);
     }
+  });
+
+  it('exports nothing that no file uses', () => {
+    // An export nobody imports (and its own file does not use either) is dead code that still
+    // looks like an API. Tests, benchmarks, pages and scripts count as users.
+    const users = ['tests', 'bench', 'web', 'scripts'].flatMap((d) => sourceFiles(d));
+    const texts = new Map([...files, ...users].map((f) => [f, readFileSync(join(ROOT, f), 'utf8')]));
+    const dead: string[] = [];
+    for (const file of files) {
+      const own = texts.get(file)!;
+      for (const m of own.matchAll(/^export (?:declare )?(?:async )?(?:abstract )?(?:function\*?|class|const|let|type|interface|enum) (\w+)/gm)) {
+        const word = new RegExp(`\\b${m[1]}\\b`);
+        const usedHere = own.split(word).length > 2;
+        if (!usedHere && ![...texts].some(([f, t]) => f !== file && word.test(t))) dead.push(`${file}: ${m[1]}`);
+      }
+    }
+    expect(dead).toEqual([]);
   });
 });
