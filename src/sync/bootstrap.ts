@@ -6,7 +6,7 @@ import type { ControlMessage } from '../protocol/peer-messages.ts';
 import { sleep } from '../protocol/clock.ts';
 import { pick } from './components.ts';
 import { BootstrapError } from './errors.ts';
-import type { Conn, MeshImpl } from './mesh.ts';
+import type { Conn, MeshCore } from './mesh-core.ts';
 import { Assembler, sendTensor } from './transfer.ts';
 import { allFinite } from './validate.ts';
 import type { BootState, StateProvider } from './types.ts';
@@ -19,7 +19,7 @@ const POLL_MS = 50;
 
 type StateOffer = Extract<ControlMessage, { t: 'state-offer' }>;
 
-export async function requestState(mesh: MeshImpl, timeoutMs: number, tries: number): Promise<BootState | null> {
+export async function requestState(mesh: MeshCore, timeoutMs: number, tries: number): Promise<BootState | null> {
   const end = mesh.clock.now() + timeoutMs;
   const tried = new Set<string>();
   for (let attempt = 0; attempt < tries; attempt++) {
@@ -42,7 +42,7 @@ export async function requestState(mesh: MeshImpl, timeoutMs: number, tries: num
   return null;
 }
 
-function pullFrom(mesh: MeshImpl, peer: string, end: number): Promise<BootState> {
+function pullFrom(mesh: MeshCore, peer: string, end: number): Promise<BootState> {
   const n = mesh.settings.elements;
   const nonce = mesh.randomU32();
   const conn = mesh.conn(peer);
@@ -86,7 +86,7 @@ function pullFrom(mesh: MeshImpl, peer: string, end: number): Promise<BootState>
 }
 
 /** Answer one state request on `conn`. */
-export async function serveState(mesh: MeshImpl, conn: Conn, nonce: number, provider: StateProvider | null): Promise<void> {
+export async function serveState(mesh: MeshCore, conn: Conn, nonce: number, provider: StateProvider | null): Promise<void> {
   const peer = conn.peer;
   const no = (reason: string) => { mesh.sendControl(peer, { t: 'state-offer', nonce, ok: false, reason }); };
   const now = mesh.clock.now();
