@@ -31,6 +31,10 @@ export interface TurnConfigOptions {
   allow: string[];
 }
 
+export const TURN_DEFAULTS = {
+  port: 3478, minPort: 49160, maxPort: 49359, userQuota: 12, totalQuota: 1200, maxBps: 3_000_000, bpsCapacity: 0,
+} as const;
+
 /**
  * Ranges a relay must never reach (IANA special-purpose registries): this host's loopback, the
  * operator's private networks, link-local (cloud metadata at 169.254.169.254), CGNAT, and
