@@ -5,7 +5,7 @@ import { FrameError } from '../protocol/errors.ts';
 import type { ControlMessage } from '../protocol/peer-messages.ts';
 import { sleep } from '../protocol/clock.ts';
 import { pick } from './components.ts';
-import { BootstrapError } from './errors.ts';
+import { BootstrapError, LinkClosedError } from './errors.ts';
 import type { Conn, MeshCore } from './mesh-core.ts';
 import { Assembler, sendTensor } from './transfer.ts';
 import { allFinite } from './validate.ts';
@@ -28,13 +28,21 @@ export async function requestState(mesh: MeshCore, timeoutMs: number, tries: num
       if (mesh.isDestroyed || mesh.clock.now() >= end) return null;
       await sleep(mesh.clock, POLL_MS);
     }
-    tried.add(peer);
     const conn = mesh.conn(peer);
     try {
-      if (!conn) throw new BootstrapError(`no link to ${peer}`);
+      if (!conn) throw new LinkClosedError(peer);
       return await mesh.holding(conn, () => pullFrom(mesh, peer, end));
     } catch (err) {
       mesh.logger.info('bootstrap from a neighbour failed', { peer, error: String(err) });
+      if (err instanceof LinkClosedError) {
+        // The link went before we could ask (two peers dialling each other at once replace one
+        // link by the other): not an answer, so neither a try nor this peer used up.
+        attempt--;
+        if (mesh.isDestroyed || mesh.clock.now() >= end) return null;
+        await sleep(mesh.clock, POLL_MS);
+        continue;
+      }
+      tried.add(peer);
       if (err instanceof FrameError) mesh.offence(peer, err.code, err.message);
       else if (err instanceof BootstrapError && err.message.includes('non-finite')) mesh.offence(peer, 'non-finite', err.message);
     }
@@ -46,7 +54,7 @@ function pullFrom(mesh: MeshCore, peer: string, end: number): Promise<BootState>
   const n = mesh.settings.elements;
   const nonce = mesh.randomU32();
   const conn = mesh.conn(peer);
-  if (!conn) return Promise.reject(new BootstrapError(`no link to ${peer}`));
+  if (!conn) return Promise.reject(new LinkClosedError(peer));
   return new Promise<BootState>((resolve, reject) => {
     let asm: Assembler | null = null;
     let timer: unknown = null;
@@ -81,7 +89,7 @@ function pullFrom(mesh: MeshCore, peer: string, end: number): Promise<BootState>
       }, fail);
     });
     arm(OFFER_TIMEOUT_MS, 'state offer');
-    if (!mesh.sendControl(peer, { t: 'state-req', nonce })) fail(new BootstrapError(`link to ${peer} closed`));
+    if (!mesh.sendControl(peer, { t: 'state-req', nonce })) fail(new LinkClosedError(peer));
   });
 }
 
