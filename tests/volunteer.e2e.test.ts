@@ -203,31 +203,6 @@ describe('murmur volunteer (headless)', () => {
     expect(dRounds[0]!.report.valLoss!).toBeLessThan(Math.log(256) - 0.3);
   }, 120_000);
 
-  it('a newcomer gets a live peer\'s state while that peer waits alone in the ready pool', async () => {
-    // The pool wait of a lone peer (here 10x an inner loop of a few seconds) is far longer than a newcomer
-    // waits for a state offer (5 s): the peer must answer with its last outer state at once, not
-    // after its round. The newcomer asks only once the peer is known to be in the pool.
-    const r = await s.c.app.inject({
-      method: 'POST', url: '/api/runs', headers: s.admin,
-      payload: { id: 'lonely', dataset: 'moby-dick', preset: 'micro', train: { batch: 4, H: 100, lr: 3e-3, warmupSteps: 4 }, pairWaitFrac: 10 },
-    });
-    expect(r.statusCode).toBe(201);
-    const base: VolunteerOptions = {
-      url: s.url, run: 'lonely', backend: 'cpu', evalEveryRounds: 0, chunkSteps: 50, neighbours: { min: 1, max: 2 }, rounds: 1, bootstrapTimeoutMs: 60_000,
-    };
-    const a = runVolunteer(base, logged('[a]'));
-    volunteers.push(a);
-    const ja = await a.joined;
-    await until(() => s.c.hub.pool('lonely').has(ja.peerId), 60_000, 'the first peer waiting in the ready pool');
-    const b = runVolunteer(base, logged('[b]'));
-    volunteers.push(b);
-    const jb = await b.joined;
-    expect(jb.source).toBe('peer');
-    // One round each; B's arrival in the pool ends A's wait.
-    const [sa, sb] = await Promise.all([a.done, b.done]);
-    expect([sa.rounds, sb.rounds]).toEqual([1, 1]);
-  }, 120_000);
-
   it('sends what the run\'s compression setting says: φ as f16 and Δ as int8 on an int8 run', async () => {
     const r = await s.c.app.inject({
       method: 'POST', url: '/api/runs', headers: s.admin,
