@@ -1,12 +1,8 @@
 // CPU reference training-step benchmark: forward + backward + clip + AdamW (one CpuTrainer step)
 // for the micro and tiny presets. Prints a table and writes bench/results/cpu.json.
 //
-// FLOPs per step = 6 * P * tokens + 6 * L * C * T * tokens
-//   6 * P * tokens: the multiply-adds of every weight, forward (2) and backward (4), with P all
-//     parameters (the tied wte counted once: it is the LM head matmul; the embedding lookup is
-//     free, and LayerNorm/bias/wpe parameters are a few percent).
-//   6 * L * C * T * tokens: causal attention, QK^T and AV over the T(T+1)/2 visible pairs,
-//     2 * (2 * T^2/2 * C) per sequence per layer forward, times 3 for forward + backward.
+// FLOPs per step: bench/flops.ts, the one convention of every benchmark (attention over the full
+// T x T, though the reference visits only the causal half), so GFLOPS compare across them.
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -15,6 +11,7 @@ import { preset, trainConfig, type PresetName } from '../src/model/config.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { Rng } from '../src/model/rng.ts';
 import { CpuTrainer } from '../src/train/cpu-trainer.ts';
+import { stepFlops } from './flops.ts';
 
 interface Row { preset: string; params: number; B: number; T: number; tokens: number; step_ms: number; gflops: number }
 
@@ -42,7 +39,7 @@ function benchPreset(name: PresetName, B: number, warmup: number, steps: number)
   times.sort((a, b) => a - b);
   const stepMs = times[Math.floor(times.length / 2)]!;
   const tokens = B * T;
-  const flops = 6 * layout.params * tokens + 6 * model.layers * model.d * T * tokens;
+  const flops = stepFlops(model, B, T);
   return { preset: name, params: layout.params, B, T, tokens, step_ms: round(stepMs, 2), gflops: round(flops / (stepMs * 1e6), 3) };
 }
 
@@ -53,7 +50,7 @@ function main(): void {
   const loadBefore = loadavg()[0]!;
   const rows = [benchPreset('micro', 8, 10, 30), benchPreset('tiny', 8, 3, 9)];
   console.log('CPU reference: one training step (forward + backward + clip + AdamW), median');
-  console.log('FLOPs/step = 6*params*tokens + 6*layers*d*T*tokens (causal attention)\n');
+  console.log('FLOPs/step: bench/flops.ts (matmuls forward and backward, attention over the full T x T)\n');
   console.log('preset   params      B    T  tokens   step ms   GFLOPS');
   for (const r of rows) {
     console.log(`${r.preset.padEnd(8)} ${String(r.params).padStart(8)} ${String(r.B).padStart(4)} ${String(r.T).padStart(4)} ${String(r.tokens).padStart(7)} ${r.step_ms.toFixed(2).padStart(9)} ${r.gflops.toFixed(3).padStart(8)}`);
@@ -64,7 +61,7 @@ function main(): void {
   mkdirSync(dirname(out), { recursive: true });
   const doc = {
     benchmark: 'cpu-reference-train-step',
-    flops_formula: '6*params*tokens + 6*layers*d*T*tokens',
+    flops_formula: 'bench/flops.ts stepFlops(model, B, T)',
     node: process.version, arch: process.arch, cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length,
     loadavg_1m_before_after: load, date: new Date().toISOString(),
     rows,

@@ -7,7 +7,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import websocket from '@fastify/websocket';
 import type { Db } from './db.ts';
 import { openDb } from './db.ts';
-import { systemClock, type Clock } from './clock.ts';
+import { backgroundClock, type Clock } from '../src/protocol/clock.ts';
 import { ADMIN_TOKEN_FILE, DEFAULT_SESSION_TTL_MS, SessionSigner, loadOrCreateSecret, loadSessionKeys } from './auth.ts';
 import { RunStore } from './runs.ts';
 import { MetricsStore } from './metrics.ts';
@@ -21,6 +21,7 @@ import { requireAdmin } from './routes/guard.ts';
 import { randomBytes } from 'node:crypto';
 import { CheckpointScheduler } from './checkpoint-scheduler.ts';
 import { validatorCompiler } from './validation.ts';
+import type { AppContext } from './context.ts';
 import { registerRunRoutes } from './routes/runs.ts';
 import { registerMetricRoutes } from './routes/metrics.ts';
 import { registerCheckpointRoutes } from './routes/checkpoints.ts';
@@ -96,7 +97,7 @@ export interface Coordinator {
 
 export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): Promise<Coordinator> {
   const o: AppOptions = { ...DEFAULT_APP_OPTIONS, ...opts };
-  const clock = deps.clock ?? systemClock;
+  const clock = deps.clock ?? backgroundClock;
   const rng = deps.rng ?? Math.random;
   mkdirSync(deps.dataDir, { recursive: true, mode: 0o700 });
   const db = deps.db ?? openDb(join(deps.dataDir, 'murmur.sqlite'));
@@ -149,7 +150,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   await app.register(websocket, {
     options: { maxPayload: hubOptions.limits.maxMessageBytes },
   });
-  const ctx = { app, db, hub, runs, metrics, live, events, checkpoints, scheduler, datasets, signer, adminToken: admin.value, clock };
+  const ctx: AppContext = { app, db, hub, runs, metrics, live, events, checkpoints, scheduler, datasets, signer, adminToken: admin.value, clock };
   registerSecurityHeaders(app, (run) => runs.embedSites(run));
   app.get('/health', { schema: {} }, async () => ({ ok: true, peers: hub.connectionCount(), time: clock.now() }));
   // Operators check a deployment's TURN with credentials of their own (`murmur ice-check`).
@@ -184,9 +185,3 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     },
   };
 }
-
-export type AppContext = {
-  app: FastifyInstance; db: Db; hub: PeerHub; runs: RunStore; metrics: MetricsStore; live: LiveHub; events: EventLog;
-  checkpoints: CheckpointStore; scheduler: CheckpointScheduler; datasets: DatasetSource; signer: SessionSigner;
-  adminToken: string; clock: Clock;
-};

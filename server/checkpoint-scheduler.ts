@@ -5,7 +5,7 @@
 // requestTimeoutMs lapses and is recorded as a failed checkpoint.
 import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
-import type { Clock } from './clock.ts';
+import type { Clock } from '../src/protocol/clock.ts';
 import type { EventLog } from './events.ts';
 import type { PeerHub } from './peers.ts';
 import type { RunStore } from './runs.ts';

@@ -3,7 +3,7 @@
 // pool's next deadline, and the `paired` messages it sends.
 import type { PairedMsg } from '../src/protocol/messages.ts';
 import { ReadyPool as PoolRule, type PoolEvents } from '../src/protocol/ready-pool.ts';
-import type { Clock } from './clock.ts';
+import type { Clock } from '../src/protocol/clock.ts';
 
 export interface ReadyPoolOptions {
   clock: Clock;

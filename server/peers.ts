@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket, RawData } from 'ws';
 import type { Db } from './db.ts';
-import type { Clock } from './clock.ts';
+import type { Clock } from '../src/protocol/clock.ts';
 import type { SessionSigner } from './auth.ts';
 import type { RunStore } from './runs.ts';
 import type { MetricsStore, ReportRow } from './metrics.ts';
@@ -58,7 +58,7 @@ export interface PeerHubOptions {
   maxStrikes: number;
   /** Unsent bytes towards one peer before it is treated as dead. */
   maxSendBufferBytes: number;
-  /** Bounds of a peer's pairing wait (DESIGN.md section 3: never zero). */
+  /** Bounds of a peer's pairing wait (docs/design.md section 3: never zero). */
   minPairWaitMs: number;
   maxPairWaitMs: number;
   /** The pool predicts partners from their cadence (docs/pairing.md); off: the plain wait. */

@@ -181,7 +181,7 @@ export class RunStore {
     this.db.prepare('UPDATE runs SET embed_sites_json = ? WHERE id = ?').run(JSON.stringify([...new Set(sites)]), id);
   }
 
-  /** The embedded default run (DESIGN.md section 4): `tiny` on Moby Dick, created once. */
+  /** The embedded default run (docs/design.md section 4): `tiny` on Moby Dick, created once. */
   ensureDefault(): RunInfo {
     return this.get(DEFAULT_RUN_ID) ?? this.create({ id: DEFAULT_RUN_ID, name: 'tiny on Moby Dick', dataset: 'moby-dick', preset: 'tiny' });
   }

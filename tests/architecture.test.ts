@@ -1,4 +1,4 @@
-// DESIGN.md section 2, "dependencies point one way", checked on every import in src/ and
+// docs/design.md section 2, "dependencies point one way", checked on every import in src/ and
 // server/: the leaves import nothing of ours, the mesh knows only the wire protocol, the UI's
 // components see ports rather than the worker or the mesh, and only the page entry files and
 // the CLI wire the pieces together. A new import that breaks a rule fails here, naming the file.
@@ -46,7 +46,8 @@ const ALLOWED: Record<string, string[]> = {
   // The reference model takes the data pipeline's Batch type, nothing else of it.
   'src/model': ['src/data/batch.ts'],
   'src/data': ['src/model'],
-  'src/gpu': ['src/shaders', 'src/model', 'src/data/batch.ts'],
+  // The GPU's typed errors share the one error base (a leaf file of the protocol).
+  'src/gpu': ['src/shaders', 'src/model', 'src/data/batch.ts', 'src/protocol/errors.ts'],
   'src/train': ['src/model', 'src/data'],
   'src/worker': ['src/train', 'src/gpu', 'src/model', 'src/data'],
   'src/sync': ['src/protocol'],
@@ -74,11 +75,65 @@ const APPS: Record<string, string[]> = {
 
 const files = [...tsFiles('src'), ...tsFiles('server')];
 
+/** Source files of a folder that may use our exports (results and fixtures are data). */
+function sourceFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(join(ROOT, dir))) {
+    const rel = join(dir, name);
+    if (name === 'results' || name === 'node_modules') continue;
+    if (statSync(join(ROOT, rel)).isDirectory()) out.push(...sourceFiles(rel));
+    else if (/\.(ts|mjs|js|html)$/.test(name)) out.push(rel);
+  }
+  return out;
+}
+
+/** Strongly connected components of more than one file (or a file importing itself): the import circles. */
+export function circles(graph: Map<string, string[]>): string[][] {
+  // Tarjan's algorithm, iterative so a deep chain cannot overflow the stack.
+  let next = 0;
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const out: string[][] = [];
+  for (const root of graph.keys()) {
+    if (index.has(root)) continue;
+    const work: Array<{ node: string; edges: string[]; i: number }> = [];
+    const enter = (node: string) => {
+      index.set(node, next); low.set(node, next); next++;
+      stack.push(node); onStack.add(node);
+      work.push({ node, edges: (graph.get(node) ?? []).filter((t) => graph.has(t)), i: 0 });
+    };
+    enter(root);
+    while (work.length > 0) {
+      const top = work[work.length - 1]!;
+      if (top.i < top.edges.length) {
+        const to = top.edges[top.i++]!;
+        if (!index.has(to)) enter(to);
+        else if (onStack.has(to)) low.set(top.node, Math.min(low.get(top.node)!, index.get(to)!));
+        continue;
+      }
+      work.pop();
+      if (work.length > 0) {
+        const parent = work[work.length - 1]!.node;
+        low.set(parent, Math.min(low.get(parent)!, low.get(top.node)!));
+      }
+      if (low.get(top.node) === index.get(top.node)) {
+        const scc: string[] = [];
+        let n: string;
+        do { n = stack.pop()!; onStack.delete(n); scc.push(n); } while (n !== top.node);
+        if (scc.length > 1 || (graph.get(top.node) ?? []).includes(top.node)) out.push(scc.sort());
+      }
+    }
+  }
+  return out.sort((a, b) => a[0]!.localeCompare(b[0]!));
+}
+
 function allows(list: string[], target: string): boolean {
   return list.some((a) => target === a || target.startsWith(a + '/') || area(target) === a);
 }
 
-describe('architecture (DESIGN.md section 2)', () => {
+describe('architecture (docs/design.md section 2)', () => {
   it('reads the imports of every source file', () => {
     expect(files.length).toBeGreaterThan(100);
     // The parser sees real edges: the worker uses the GPU engine, the mesh the wire frames.
@@ -111,5 +166,47 @@ describe('architecture (DESIGN.md section 2)', () => {
     expect(allows(APPS['src/ui/pages']!, 'src/ui/elements/dashboard.ts')).toBe(false);
     expect(allows(ALLOWED['src/round']!, 'src/sync/mesh.ts')).toBe(false);
     expect(allows(ALLOWED['src/ui/controllers']!, 'src/sync/mesh.ts')).toBe(false);
+  });
+
+  it('has no import circle in src/ or server/', () => {
+    const graph = new Map(files.map((f) => [f, imports(f)]));
+    expect(circles(graph).map((c) => c.join(' <-> '))).toEqual([]);
+  });
+
+  it('finds a circle (the checker itself)', () => {
+    const g = (edges: Record<string, string[]>) => new Map(Object.entries(edges));
+    expect(circles(g({ a: ['b'], b: ['c'], c: ['a'], d: ['a'] }))).toEqual([['a', 'b', 'c']]);
+    expect(circles(g({ a: ['a'] }))).toEqual([['a']]);
+    expect(circles(g({ a: ['b'], b: ['c'], c: [], d: ['a', 'c'] }))).toEqual([]);
+  });
+
+  it('declares each shared concept once', () => {
+    // A second Clock (with its own time base) or FLOP formula drifts from the first unseen.
+    const once: Array<[string, RegExp, string]> = [
+      ['Clock', /^export interface Clock\b/m, 'src/protocol/clock.ts'],
+      // The base of the coded errors (FrameError, SyncError, VolunteerError narrow its code).
+      ['an error base with a code', /constructor\(code: \w+, message: string/, 'src/protocol/errors.ts'],
+    ];
+    for (const [name, pattern, home] of once) {
+      const where = files.filter((f) => pattern.test(readFileSync(join(ROOT, f), 'utf8')));
+      expect(where, `${name} is declared in`).toEqual([home]);
+    }
+  });
+
+  it('exports nothing that no file uses', () => {
+    // An export nobody imports (and its own file does not use either) is dead code that still
+    // looks like an API. Tests, benchmarks, pages and scripts count as users.
+    const users = ['tests', 'bench', 'web', 'scripts'].flatMap((d) => sourceFiles(d));
+    const texts = new Map([...files, ...users].map((f) => [f, readFileSync(join(ROOT, f), 'utf8')]));
+    const dead: string[] = [];
+    for (const file of files) {
+      const own = texts.get(file)!;
+      for (const m of own.matchAll(/^export (?:declare )?(?:async )?(?:abstract )?(?:function\*?|class|const|let|type|interface|enum) (\w+)/gm)) {
+        const word = new RegExp(`\\b${m[1]}\\b`);
+        const usedHere = own.split(word).length > 2;
+        if (!usedHere && ![...texts].some(([f, t]) => f !== file && word.test(t))) dead.push(`${file}: ${m[1]}`);
+      }
+    }
+    expect(dead).toEqual([]);
   });
 });

@@ -14,7 +14,7 @@ function pool(seed = 1, o: Partial<ReadyPoolOptions> = {}) {
   return { clock, p, sent };
 }
 
-describe('ready pool on the server (DESIGN.md section 3)', () => {
+describe('ready pool on the server (docs/design.md section 3)', () => {
   it('pairs a ready peer with one already waiting; exactly one side (the later) initiates', () => {
     const { p, sent, clock } = pool();
     p.ready('a', 4, 1000);

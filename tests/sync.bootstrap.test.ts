@@ -3,6 +3,11 @@ import { chaosLinks, corruptPayload } from './support/chaos.ts';
 import { Swarm, gaussian, sameFloats } from './support/swarm.ts';
 import type { BootState } from '../src/sync/types.ts';
 import { joinRun } from '../src/sync/replica.ts';
+import { requestState } from '../src/sync/bootstrap.ts';
+import type { MeshCore } from '../src/sync/mesh-core.ts';
+import type { ControlMessage } from '../src/protocol/peer-messages.ts';
+import { systemClock } from '../src/protocol/clock.ts';
+import { silentLogger } from '../src/sync/components.ts';
 
 let swarm: Swarm | null = null;
 afterEach(() => { swarm?.destroy(); swarm = null; });
@@ -135,5 +140,31 @@ describe('joinRun', () => {
     expect(got.state!.from).toBe('server');
     expect(got.state!.innerStep).toBe(state(5).innerStep);
     expect(asked).toBe(1);
+  });
+});
+
+describe('requestState', () => {
+  it('a link that closes before the request is sent uses up neither the try nor the peer', async () => {
+    // Two peers that dial each other at once keep one of the two links: a newcomer that picked
+    // the other one finds it closed. It must ask again over the link that stays.
+    const asked: string[] = [];
+    let listener: ((msg: ControlMessage) => void) | null = null;
+    const core = {
+      clock: systemClock, random: () => 0, logger: silentLogger, isDestroyed: false, settings: { elements: 4 },
+      eligibleNeighbours: () => ['p-0000000000000001'],
+      conn: (peer: string) => ({ peer }),
+      holding: <T>(_c: unknown, fn: () => Promise<T>) => fn(),
+      randomU32: () => 7,
+      listen: (_p: string, fn: (msg: ControlMessage) => void) => { listener = fn; return () => { listener = null; }; },
+      sendControl: (peer: string, msg: ControlMessage) => {
+        asked.push(`${peer} ${msg.t}`);
+        if (asked.length === 1) return false; // the link replaced by the remote's
+        queueMicrotask(() => listener?.({ t: 'state-offer', nonce: 7, ok: false, reason: 'no state yet' }));
+        return true;
+      },
+      offence: () => { throw new Error('a closed link is no offence'); },
+    } as unknown as MeshCore;
+    expect(await requestState(core, 2000, 1)).toBeNull();
+    expect(asked).toEqual(['p-0000000000000001 state-req', 'p-0000000000000001 state-req']);
   });
 });

@@ -77,24 +77,34 @@ afterAll(async () => {
 describe('murmur volunteer (headless)', () => {
   it('two GPU volunteers join a micro run, the second from the first\'s state, pair with each other, and report to SQLite, REST and SSE', async () => {
     stream = collectStream(`${s.url}/api/runs/micro/stream`);
-    const base: VolunteerOptions = { url: s.url, run: 'micro', backend: 'gpu', evalEveryRounds: 1, autotune: false, chunkSteps: 4, neighbours: { min: 1, max: 2 } };
+    // A newcomer's state request waits while the peer it asks is inside an outer round (the
+    // snapshot is of a finished outer step), and with pairWaitFrac 3 a lone peer spends most of
+    // its time waiting in the pool: give the request all the time the test has.
+    const base: VolunteerOptions = {
+      url: s.url, run: 'micro', backend: 'gpu', evalEveryRounds: 1, autotune: false, chunkSteps: 4,
+      neighbours: { min: 1, max: 2 }, bootstrapTimeoutMs: 100_000,
+    };
     const events: RoundEvent[][] = [[], []];
-    // A trains until told to stop; B joins once A is in, copies A's state over WebRTC, trains 3 rounds.
+    const paired = (k: number) => events[k]!.filter((e) => e.exchange.outcome === 'paired');
+    // A trains until told to stop; B joins once A is in, copies A's state over WebRTC, and trains
+    // until it has done 3 rounds and the two have paired (who meets whom is the pool's draw).
     const a = runVolunteer(base, logged('[a]'));
     volunteers.push(a);
     a.onRound((e) => events[0]!.push(e));
     const ja = await a.joined;
     expect(ja.source).toBe('fresh');
     expect(ja.adapter).toMatch(/swiftshader|vulkan/i);
-    const b = runVolunteer({ ...base, rounds: 3 }, logged('[b]'));
+    const b = runVolunteer(base, logged('[b]'));
     volunteers.push(b);
     b.onRound((e) => events[1]!.push(e));
     const jb = await b.joined;
     expect(jb.source).toBe('peer');
     const ids = [ja.peerId, jb.peerId];
-    const sb = await b.done;
+    await until(() => events[1]!.length >= 3 && paired(0).length > 0 && paired(1).length > 0, 100_000, '3 rounds of B and a pairing seen by both')
+      .catch((err: Error) => { throw new Error(`${err.message}; B's rounds: ${JSON.stringify(events[1]!.map((e) => e.exchange.reason))}`); });
+    const sb = await b.stop();
     const sa = await a.stop();
-    expect(sb.rounds).toBe(3);
+    expect(sb.rounds).toBeGreaterThanOrEqual(3);
     expect(sb.joinedFrom).toBe('peer');
     // B continued A's schedule: its step counter starts where A's state was.
     expect(sb.steps).toBeGreaterThanOrEqual(3 * 8);
@@ -102,12 +112,8 @@ describe('murmur volunteer (headless)', () => {
     for (const sum of [sa, sb]) expect(sum.unsentReports).toBe(0);
 
     // A pairing with each other, as both sides saw it, with both φ and Δ (2 x 35200 f32) each way.
-    const pairedA = events[0]!.filter((e) => e.exchange.outcome === 'paired');
-    const pairedB = events[1]!.filter((e) => e.exchange.outcome === 'paired');
-    expect(pairedB.length, `B's rounds: ${JSON.stringify(events[1]!.map((e) => e.exchange.reason))}`).toBeGreaterThan(0);
-    expect(pairedA.length).toBeGreaterThan(0);
-    for (const e of pairedA) expect(e.report.partner).toBe(ids[1]);
-    for (const e of pairedB) {
+    for (const e of paired(0)) expect(e.report.partner).toBe(ids[1]);
+    for (const e of paired(1)) {
       expect(e.report.partner).toBe(ids[0]);
       expect(e.report.partnerDist).toBeGreaterThanOrEqual(0);
       expect(e.report.bytesIn).toBeGreaterThan(2 * 4 * 35_200);
@@ -132,7 +138,7 @@ describe('murmur volunteer (headless)', () => {
     expect(bRows.at(-1)!.val!).toBeLessThan(bRows[0]!.val!);
     expect(bRows[0]!.val!).toBeLessThan(Math.log(256));
     // B's steps continue the schedule from the state it copied (A's step at A's last outer step).
-    expect(bRows.map((r) => r.step)).toEqual([1, 2, 3].map((k) => bRows[0]!.step - 8 + 8 * k));
+    expect(bRows.map((r) => r.step)).toEqual(bRows.map((_, k) => bRows[0]!.step + 8 * k));
 
     // REST: the same rows.
     const q = await (await fetch(`${s.url}/api/runs/micro/metrics`)).json() as { total: number; points: { peerId: string; valLoss: number | null }[] };
@@ -173,16 +179,17 @@ describe('murmur volunteer (headless)', () => {
     expect(ckpt.round).toBeGreaterThanOrEqual(1);
 
     // A CPU peer joins while the GPU peer is live: state over WebRTC, then pairing across backends.
-    const c = runVolunteer({ ...base, backend: 'cpu', rounds: 3 }, logged('[c]'));
+    // Its state request may wait out the GPU peer's outer round, however long the pool wait; it
+    // trains until it has paired with the GPU peer (who meets whom is the pool's draw).
+    const c = runVolunteer({ ...base, backend: 'cpu', bootstrapTimeoutMs: 100_000 }, logged('[c]'));
     volunteers.push(c);
     const cRounds: RoundEvent[] = [];
     c.onRound((e) => cRounds.push(e));
     const jc = await c.joined;
     expect(jc.source).toBe('peer');
-    const sc = await c.done;
-    expect(sc.rounds).toBe(3);
-    expect(cRounds.filter((e) => e.exchange.outcome === 'paired' && e.report.partner === jg.peerId).length,
-      `C's rounds: ${JSON.stringify(cRounds.map((e) => e.exchange.reason))}`).toBeGreaterThan(0);
+    await until(() => cRounds.some((e) => e.exchange.outcome === 'paired' && e.report.partner === jg.peerId), 80_000, 'C pairing with the GPU peer')
+      .catch((err: Error) => { throw new Error(`${err.message}; C's rounds: ${JSON.stringify(cRounds.map((e) => e.exchange.reason))}`); });
+    await c.stop();
     await g.stop();
 
     // Nobody live: a new peer starts from the newest checkpoint, at its step.

@@ -3,7 +3,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { AppContext } from '../app.ts';
+import type { AppContext } from '../context.ts';
 import { RunError } from '../runs.ts';
 import { RUN_PARAMS, requireAdmin } from './guard.ts';
 import { bearer } from '../auth.ts';

@@ -1,7 +1,7 @@
 // A run's token files and validation set. ETag = the file's sha256 from the dataset manifest,
 // so volunteers revalidate with If-None-Match and a browser cache serves repeat visits.
 import { createReadStream, statSync } from 'node:fs';
-import type { AppContext } from '../app.ts';
+import type { AppContext } from '../context.ts';
 import { RunError } from '../runs.ts';
 import { RUN_PARAMS } from './guard.ts';
 import { fileRefs } from '../datasets.ts';

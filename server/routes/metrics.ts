@@ -1,5 +1,5 @@
 // Metric queries (by run, peer and time range, downsampled for long runs) and the live stream.
-import type { AppContext } from '../app.ts';
+import type { AppContext } from '../context.ts';
 import { RunError } from '../runs.ts';
 import { RUN_PARAMS } from './guard.ts';
 import { addressKey } from '../address-budget.ts';

@@ -1,5 +1,5 @@
 // Runs: read-only views for everyone; create / change / stop for the admin token only.
-import type { AppContext } from '../app.ts';
+import type { AppContext } from '../context.ts';
 import { CREATE_RUN_SCHEMA, RunError, UPDATE_RUN_SCHEMA, type CreateRun, type UpdateRun } from '../runs.ts';
 import { RUN_PARAMS, requireAdmin } from './guard.ts';
 import type { RunInfo } from '../../src/protocol/messages.ts';

@@ -60,18 +60,7 @@ export async function prepareDataset(files: string[], outDir: string, opts: Prep
   checkSplitLength('training', train.length, opts.ctx, valFraction);
   checkSplitLength('validation', val.length, opts.ctx, valFraction);
 
-  const manifest: Manifest = {
-    format: DATASET_FORMAT,
-    version: DATASET_VERSION,
-    vocab: VOCAB,
-    tokenizer: 'bytes',
-    train: { file: TRAIN_FILE, tokens: train.length, sha256: sha256(train) },
-    val: { file: VAL_FILE, tokens: val.length, sha256: sha256(val) },
-    sources,
-    valFraction,
-    ...(opts.ctx !== undefined ? { ctx: opts.ctx } : {}),
-    created: new Date().toISOString(),
-  };
+  const manifest = buildManifest(train, val, sources, valFraction, opts.ctx);
   saveDataset({ train, val, manifest }, outDir, { force: opts.force });
   return manifest;
 }
@@ -118,20 +107,22 @@ export function datasetFromCorpus(): Dataset {
   const { train, val, meta } = loadDefaultCorpus();
   // The source hash covers the book as laid out (train, the chapter break, val).
   const book = createHash('sha256').update(train).update('\n\n\n').update(val).digest('hex');
+  return { train, val, manifest: buildManifest(train, val, [{ file: CORPUS_SOURCE, bytes: meta.bytes, sha256: book }], DEFAULT_VAL_FRACTION) };
+}
+
+/** The manifest of two splits: the one place its fields and hashes are filled in. */
+function buildManifest(train: Uint8Array, val: Uint8Array, sources: SourceInfo[], valFraction: number, ctx?: number): Manifest {
   return {
-    train,
-    val,
-    manifest: {
-      format: DATASET_FORMAT,
-      version: DATASET_VERSION,
-      vocab: VOCAB,
-      tokenizer: 'bytes',
-      train: { file: TRAIN_FILE, tokens: train.length, sha256: sha256(train) },
-      val: { file: VAL_FILE, tokens: val.length, sha256: sha256(val) },
-      sources: [{ file: CORPUS_SOURCE, bytes: meta.bytes, sha256: book }],
-      valFraction: DEFAULT_VAL_FRACTION,
-      created: new Date().toISOString(),
-    },
+    format: DATASET_FORMAT,
+    version: DATASET_VERSION,
+    vocab: VOCAB,
+    tokenizer: 'bytes',
+    train: { file: TRAIN_FILE, tokens: train.length, sha256: sha256(train) },
+    val: { file: VAL_FILE, tokens: val.length, sha256: sha256(val) },
+    sources,
+    valFraction,
+    ...(ctx !== undefined ? { ctx } : {}),
+    created: new Date().toISOString(),
   };
 }
 

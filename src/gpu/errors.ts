@@ -1,18 +1,16 @@
 // Typed WebGPU errors the UI can show as they are: each message names what went wrong and
 // what the volunteer (or developer) can do about it. `code` is stable for programmatic use
 // (the UI picks an icon or help link by code; messages may change).
+import { CodedError } from '../protocol/errors.ts';
 
 export type GpuErrorCode =
   | 'no-webgpu' | 'insecure-context' | 'no-adapter' | 'limits-too-small' | 'bad-limit'
   | 'request-device-failed' | 'device-lost';
 
-export class GpuError extends Error {
-  readonly code: GpuErrorCode;
-  constructor(code: GpuErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'GpuError';
-    this.code = code;
-  }
+export class GpuError extends CodedError<GpuErrorCode> {
+  // Spelled out (here and in each subclass): the UI shows these names, and a minified bundle
+  // would otherwise rename the classes.
+  override name = 'GpuError';
 }
 
 /** `navigator.gpu` is missing: the browser has no WebGPU (or it is switched off). */

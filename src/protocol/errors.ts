@@ -18,15 +18,22 @@ export type FrameErrorCode =
   | 'ERR_FRAME_SIZE'
   | 'ERR_MESSAGE_INVALID';
 
-/** Base class: a frame or message that must not be used. */
-export class FrameError extends Error {
-  readonly code: FrameErrorCode;
-  constructor(code: FrameErrorCode, message: string, options?: { cause?: unknown }) {
+/**
+ * The one base of Murmur's named errors: a stable `code` callers branch on (messages may
+ * change), the class's own name, and the cause kept. The mesh (SyncError), the wire (FrameError)
+ * and the headless volunteer (VolunteerError) each narrow `code` to their own list.
+ */
+export class CodedError<Code extends string = string> extends Error {
+  readonly code: Code;
+  constructor(code: Code, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
   }
 }
+
+/** Base class: a frame or message that must not be used. */
+export class FrameError extends CodedError<FrameErrorCode> {}
 
 /** Fewer bytes than the header or declared payload needs. */
 export class TruncatedFrameError extends FrameError {

@@ -6,7 +6,7 @@
 //   hello  → welcome            first frame; `session` resumes an earlier peer id
 //   hb                          heartbeat (every welcome.heartbeatMs); the server drops silent peers
 //   signal → signal             simple-peer signal; the server stamps `from`, never the client
-//   ready  → paired             enter the ready pool for an outer round (DESIGN.md section 3)
+//   ready  → paired             enter the ready pool for an outer round (docs/design.md section 3)
 //   report → ack                one metric row; acked only after it is committed to SQLite
 //            state-request      the coordinator wants φ and momentum for a checkpoint (HTTP upload)
 //   state-fail                  the peer cannot serve a state request
@@ -73,7 +73,7 @@ export interface RunInfo {
   model: WireModelConfig;
   train: WireTrainConfig;
   compression: Compression;
-  /** Ready-pool wait as a fraction of the peer's own inner-loop time (DESIGN.md section 3). */
+  /** Ready-pool wait as a fraction of the peer's own inner-loop time (docs/design.md section 3). */
   pairWaitFrac: number;
   /** Which ICE candidates the run's links may use (relay: TURN only, addresses stay hidden); absent = 'all'. */
   icePolicy?: IcePolicy;

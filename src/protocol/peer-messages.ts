@@ -30,8 +30,6 @@ export type ControlMessage =
   | { t: 'state-offer'; nonce: number; ok: true; tensor: Announce; outerRound: number; innerStep: number }
   | { t: 'state-offer'; nonce: number; ok: false; reason: string };
 
-export type ControlType = ControlMessage['t'];
-
 const MAX_TEXT = 200;
 
 /** Validate a decoded JSON value against the message schemas; throws MessageError naming the field. */

@@ -1,4 +1,4 @@
-// The ready pool (DESIGN.md section 3; the rule and its reasons: docs/pairing.md), the one copy
+// The ready pool (docs/design.md section 3; the rule and its reasons: docs/pairing.md), the one copy
 // of it: the coordinator (server/pairing.ts) wraps it with real timers, the tests' signal hub
 // with its own, and the simulator runs it on its simulated clock. It is pure logic: time comes
 // from the injected `now`, randomness from `random`, and the owner calls tick() at

@@ -1,4 +1,4 @@
-// The NoLoCo / DiLoCo outer step of DESIGN.md section 1, over the flat state buffers
+// The NoLoCo / DiLoCo outer step of docs/design.md section 1, over the flat state buffers
 // (same math as src/train/outer.ts):
 //   delta: out = theta - phi                       (what this replica sends, with phi)
 //   apply: with G = this replica + `partners` others whose phi and delta are summed into

@@ -34,7 +34,7 @@ export interface SimConfig {
   /**
    * noloco-async: how long a replica that finished its inner loop waits in the ready pool for a
    * partner, as a fraction of its own inner-loop time (H steps at its speed). Never zero: with no
-   * wait nobody is ever in the pool and every outer step is solo (DESIGN.md section 3).
+   * wait nobody is ever in the pool and every outer step is solo (docs/design.md section 3).
    */
   wait: number;
   /**

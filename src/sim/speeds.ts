@@ -40,15 +40,6 @@ export function validateSpeeds(spec: SpeedSpec): void {
   if (spec.kind === 'list' && !(spec.values.length > 0 && spec.values.every((v) => v > 0))) throw new Error(`speeds: a list needs positive speeds, got ${spec.values.join(',')}`);
 }
 
-export function formatSpeeds(spec: SpeedSpec): string {
-  switch (spec.kind) {
-    case 'uniform': return `uniform:${spec.lo}:${spec.hi}`;
-    case 'lognormal': return `lognormal:${spec.sigma}`;
-    case 'equal': return 'equal';
-    case 'list': return spec.values.join(',');
-  }
-}
-
 /** The speed of the `index`-th replica to exist (joiners continue the sequence). */
 export function drawSpeed(spec: SpeedSpec, index: number, rng: Rng): number {
   switch (spec.kind) {

@@ -3,9 +3,10 @@
 // Without an answer the caller falls back to the coordinator's newest checkpoint.
 import { FrameError } from '../protocol/errors.ts';
 import type { ControlMessage } from '../protocol/peer-messages.ts';
-import { pick, sleep } from './components.ts';
-import { BootstrapError } from './errors.ts';
-import type { Conn, MeshImpl } from './mesh.ts';
+import { sleep } from '../protocol/clock.ts';
+import { pick } from './components.ts';
+import { BootstrapError, LinkClosedError } from './errors.ts';
+import type { Conn, MeshCore } from './mesh-core.ts';
 import { Assembler, sendTensor } from './transfer.ts';
 import { allFinite } from './validate.ts';
 import type { BootState, StateProvider } from './types.ts';
@@ -18,7 +19,7 @@ const POLL_MS = 50;
 
 type StateOffer = Extract<ControlMessage, { t: 'state-offer' }>;
 
-export async function requestState(mesh: MeshImpl, timeoutMs: number, tries: number): Promise<BootState | null> {
+export async function requestState(mesh: MeshCore, timeoutMs: number, tries: number): Promise<BootState | null> {
   const end = mesh.clock.now() + timeoutMs;
   const tried = new Set<string>();
   for (let attempt = 0; attempt < tries; attempt++) {
@@ -27,13 +28,21 @@ export async function requestState(mesh: MeshImpl, timeoutMs: number, tries: num
       if (mesh.isDestroyed || mesh.clock.now() >= end) return null;
       await sleep(mesh.clock, POLL_MS);
     }
-    tried.add(peer);
     const conn = mesh.conn(peer);
     try {
-      if (!conn) throw new BootstrapError(`no link to ${peer}`);
+      if (!conn) throw new LinkClosedError(peer);
       return await mesh.holding(conn, () => pullFrom(mesh, peer, end));
     } catch (err) {
       mesh.logger.info('bootstrap from a neighbour failed', { peer, error: String(err) });
+      if (err instanceof LinkClosedError) {
+        // The link went before we could ask (two peers dialling each other at once replace one
+        // link by the other): not an answer, so neither a try nor this peer used up.
+        attempt--;
+        if (mesh.isDestroyed || mesh.clock.now() >= end) return null;
+        await sleep(mesh.clock, POLL_MS);
+        continue;
+      }
+      tried.add(peer);
       if (err instanceof FrameError) mesh.offence(peer, err.code, err.message);
       else if (err instanceof BootstrapError && err.message.includes('non-finite')) mesh.offence(peer, 'non-finite', err.message);
     }
@@ -41,11 +50,11 @@ export async function requestState(mesh: MeshImpl, timeoutMs: number, tries: num
   return null;
 }
 
-function pullFrom(mesh: MeshImpl, peer: string, end: number): Promise<BootState> {
+function pullFrom(mesh: MeshCore, peer: string, end: number): Promise<BootState> {
   const n = mesh.settings.elements;
   const nonce = mesh.randomU32();
   const conn = mesh.conn(peer);
-  if (!conn) return Promise.reject(new BootstrapError(`no link to ${peer}`));
+  if (!conn) return Promise.reject(new LinkClosedError(peer));
   return new Promise<BootState>((resolve, reject) => {
     let asm: Assembler | null = null;
     let timer: unknown = null;
@@ -80,12 +89,12 @@ function pullFrom(mesh: MeshImpl, peer: string, end: number): Promise<BootState>
       }, fail);
     });
     arm(OFFER_TIMEOUT_MS, 'state offer');
-    if (!mesh.sendControl(peer, { t: 'state-req', nonce })) fail(new BootstrapError(`link to ${peer} closed`));
+    if (!mesh.sendControl(peer, { t: 'state-req', nonce })) fail(new LinkClosedError(peer));
   });
 }
 
 /** Answer one state request on `conn`. */
-export async function serveState(mesh: MeshImpl, conn: Conn, nonce: number, provider: StateProvider | null): Promise<void> {
+export async function serveState(mesh: MeshCore, conn: Conn, nonce: number, provider: StateProvider | null): Promise<void> {
   const peer = conn.peer;
   const no = (reason: string) => { mesh.sendControl(peer, { t: 'state-offer', nonce, ok: false, reason }); };
   const now = mesh.clock.now();

@@ -1,18 +1,7 @@
 // What the mesh takes from its environment, injected so tests can replace each piece
-// (js-libp2p's components pattern): time, logging and randomness. Signaling and the RTC
-// layer are declared beside the code that uses them (src/protocol/signaling.ts, links.ts).
-
-export interface Clock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const systemClock: Clock = {
-  now: () => performance.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-};
+// (js-libp2p's components pattern): logging and randomness here; time is the one Clock of
+// src/protocol/clock.ts. Signaling and the RTC layer are declared beside the code that uses them
+// (src/protocol/signaling.ts, links.ts).
 
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -32,11 +21,6 @@ export function consoleLogger(prefix: string, verbose = false): Logger {
     warn: (m, f) => console.warn(fmt(m, f)),
     error: (m, f) => console.error(fmt(m, f)),
   };
-}
-
-/** Resolves after `ms` on the given clock. */
-export function sleep(clock: Clock, ms: number): Promise<void> {
-  return new Promise((resolve) => { clock.setTimeout(resolve, Math.max(0, ms)); });
 }
 
 /** Uniform index in [0, n). */

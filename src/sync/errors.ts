@@ -1,27 +1,18 @@
 // Named errors of the mesh. Each has a stable `code` (simple-peer's habit) and keeps its cause.
+import { CodedError } from '../protocol/errors.ts';
 
 export type SyncErrorCode =
   | 'ERR_MESH_DESTROYED'
   | 'ERR_MESH_BUSY'
   | 'ERR_MESH_CONFIG'
   | 'ERR_PAYLOAD'
-  | 'ERR_NOT_CONNECTED'
   | 'ERR_CONNECT_TIMEOUT'
   | 'ERR_LINK_CLOSED'
   | 'ERR_TRANSFER_ABORTED'
-  | 'ERR_DEADLINE'
-  | 'ERR_PARTNER_REJECTED'
   | 'ERR_COMPRESSION'
   | 'ERR_BOOTSTRAP';
 
-export class SyncError extends Error {
-  readonly code: SyncErrorCode;
-  constructor(code: SyncErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = new.target.name;
-    this.code = code;
-  }
-}
+export class SyncError extends CodedError<SyncErrorCode> {}
 
 /** The mesh was destroyed while the call was pending, or a call came after destroy(). */
 export class MeshDestroyedError extends SyncError {
@@ -39,10 +30,6 @@ export class MeshConfigError extends SyncError {
 export class PayloadError extends SyncError {
   constructor(message: string) { super('ERR_PAYLOAD', message); }
 }
-/** No open link to that peer. */
-export class NotConnectedError extends SyncError {
-  constructor(peer: string) { super('ERR_NOT_CONNECTED', `no open link to peer ${peer}`); }
-}
 export class ConnectTimeoutError extends SyncError {
   constructor(peer: string, ms: number) { super('ERR_CONNECT_TIMEOUT', `WebRTC connection to ${peer} not open after ${ms} ms`); }
 }
@@ -52,15 +39,6 @@ export class LinkClosedError extends SyncError {
 }
 export class TransferAbortedError extends SyncError {
   constructor(reason: string) { super('ERR_TRANSFER_ABORTED', `transfer aborted: ${reason}`); }
-}
-export class DeadlineError extends SyncError {
-  constructor(what: string, ms: number) { super('ERR_DEADLINE', `${what} did not finish within its ${Math.round(ms)} ms deadline`); }
-}
-/** A partner's payload failed validation; `reason` is one of the validator's codes. */
-export class PartnerRejectedError extends SyncError {
-  constructor(readonly peer: string, readonly reason: string, detail: string) {
-    super('ERR_PARTNER_REJECTED', `payload from ${peer} rejected (${reason}): ${detail}`);
-  }
 }
 export class CompressionError extends SyncError {
   constructor(message: string) { super('ERR_COMPRESSION', message); }

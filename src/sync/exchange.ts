@@ -12,43 +12,11 @@ import type { ControlMessage, Announce } from '../protocol/peer-messages.ts';
 import { chunkHeaderBytes, maxChunkSize, payloadBytes, type Dtype } from '../protocol/frame.ts';
 import { decodeTensor, encodeTensor } from './compress.ts';
 import { LinkClosedError, MeshDestroyedError, PayloadError } from './errors.ts';
-import type { MeshImpl } from './mesh.ts';
+import type { MeshCore } from './mesh-core.ts';
 import { DirectPairing } from './pairing.ts';
 import { Assembler, sendTensor } from './transfer.ts';
 import { allFinite, norm2 } from './validate.ts';
-import type { DeadlineSettings, ExchangeResult, OuterPayload, PartnerPayload, SoloReason } from './types.ts';
-
-export const DEFAULT_DEADLINE: DeadlineSettings = {
-  // 4x the expected time absorbs a GC pause or a burst of cross traffic on an honest link.
-  multiple: 4,
-  // Data channels need a few round trips to ramp up; below 2 s honest peers on slow home links
-  // would time out on small models.
-  minMs: 2_000,
-  // A partner that needs more than a minute costs more than a solo step.
-  maxMs: 60_000,
-  // First exchange: no measurement yet.
-  initialMs: 15_000,
-};
-
-/** Measures transfers and turns the expected size of the next one into a deadline. */
-export class DeadlineEstimator {
-  private bytesPerMs: number | null = null;
-
-  constructor(readonly settings: DeadlineSettings) {}
-
-  deadlineMs(bytes: number): number {
-    const { multiple, minMs, maxMs, initialMs } = this.settings;
-    const raw = this.bytesPerMs === null ? initialMs : (multiple * bytes) / this.bytesPerMs;
-    return Math.min(maxMs, Math.max(minMs, raw));
-  }
-
-  /** A completed receive of `bytes` that took `ms`. */
-  observe(bytes: number, ms: number): void {
-    const rate = bytes / Math.max(1, ms);
-    // An exponential average: follows a link that got slower within a few rounds.
-    this.bytesPerMs = this.bytesPerMs === null ? rate : 0.7 * this.bytesPerMs + 0.3 * rate;
-  }
-}
+import type { ExchangeResult, OuterPayload, PartnerPayload, SoloReason } from './types.ts';
 
 type Xchg = Extract<ControlMessage, { t: 'xchg' }>;
 type Pairing = { partner: string; initiator: boolean; via: 'coordinator' | 'direct' } | { reason: SoloReason; via: 'coordinator' | 'direct' | null };
@@ -88,7 +56,7 @@ export class ExchangeRun {
   private budgetExtra = 0;
 
   constructor(
-    private readonly mesh: MeshImpl,
+    private readonly mesh: MeshCore,
     readonly round: number,
     private readonly payload: OuterPayload,
     private readonly waitMs: number,
@@ -173,7 +141,7 @@ export class ExchangeRun {
       offs.push(mesh.signaling.on('close', () => done('coordinator-down')));
       const timer = mesh.clock.setTimeout(() => {
         // No answer: treat the coordinator as unreachable until it says hello again.
-        mesh.coordinatorSuspect = true;
+        mesh.suspectCoordinator();
         mesh.logger.warn('coordinator did not answer ready in time; pairing through neighbours', { round });
         done({ reason: 'coordinator-timeout', via: 'coordinator' });
       }, this.waitMs + mesh.settings.coordinatorGraceMs);
@@ -195,9 +163,8 @@ export class ExchangeRun {
     this.budgetExtra += deadlineMs;
 
     // Our half: encode (copies, so the caller may overwrite its buffers), announce, stream.
-    if (s.compression.delta === 'q8' && !mesh.residual) mesh.residual = new Float32Array(n);
     const phiBytes = encodeTensor(s.compression.phi, payload.phi);
-    const deltaBytes = encodeTensor(s.compression.delta, payload.delta, s.compression.delta === 'q8' ? mesh.residual! : undefined);
+    const deltaBytes = encodeTensor(s.compression.delta, payload.delta, s.compression.delta === 'q8' ? mesh.q8Residual() : undefined);
     const phiA: Announce = { tid: mesh.randomU32(), dtype: s.compression.phi, elements: n, bytes: phiBytes.length };
     const deltaA: Announce = { tid: mesh.randomU32(), dtype: s.compression.delta, elements: n, bytes: deltaBytes.length };
     const conn = mesh.conn(partner);
@@ -239,7 +206,7 @@ export class ExchangeRun {
       mesh.offence(partner, verdict.reason, verdict.detail);
       return this.solo('rejected', partner, pairMs, via, transferMs, verdict.reason);
     }
-    mesh.lastPartner = partner;
+    mesh.notePartner(partner);
     const received = outcome.phi.length + outcome.delta.length;
     mesh.estimator.observe(received, mesh.clock.now() - inbound.at);
     const result: PartnerPayload = {

@@ -3,8 +3,7 @@
 import SimplePeer from 'simple-peer';
 import type { CandidateType } from '../protocol/messages.ts';
 import type { IceConfig } from '../protocol/signaling.ts';
-import type { Clock } from './components.ts';
-import { systemClock } from './components.ts';
+import { systemClock, type Clock } from '../protocol/clock.ts';
 import { Emitter } from './emitter.ts';
 import { LinkClosedError } from './errors.ts';
 

@@ -6,17 +6,20 @@ import { FrameError } from '../protocol/errors.ts';
 import { parseControl, type ControlMessage } from '../protocol/peer-messages.ts';
 import type { Signaling } from '../protocol/signaling.ts';
 import { isConfigHash } from '../protocol/hash.ts';
-import { DELTA_DTYPES, NO_COMPRESSION, PHI_DTYPES, type CompressionSetting } from './compress.ts';
-import { pick, silentLogger, systemClock, type Clock, type Logger } from './components.ts';
+import { DELTA_DTYPES, NO_COMPRESSION, PHI_DTYPES } from './compress.ts';
+import { systemClock, type Clock } from '../protocol/clock.ts';
+import { pick, silentLogger, type Logger } from './components.ts';
 import { Emitter } from './emitter.ts';
 import { ConnectTimeoutError, LinkClosedError, MeshBusyError, MeshConfigError, MeshDestroyedError } from './errors.ts';
-import { ExchangeRun, DeadlineEstimator, DEFAULT_DEADLINE } from './exchange.ts';
+import { DeadlineEstimator, DEFAULT_DEADLINE } from './deadline.ts';
+import { ExchangeRun } from './exchange.ts';
+import type { Conn, MeshCore, MeshSettings } from './mesh-core.ts';
 import { requestState, serveState } from './bootstrap.ts';
-import { describeLinkFailure, simplePeerLinks, type Link, type LinkFactory, type RtcImplementation } from './links.ts';
-import type { Assembler, TransferIdentity } from './transfer.ts';
-import { DEFAULT_VALIDATION, PartnerValidator, type ValidationSettings } from './validate.ts';
+import { describeLinkFailure, simplePeerLinks, type LinkFactory, type RtcImplementation } from './links.ts';
+import type { TransferIdentity } from './transfer.ts';
+import { DEFAULT_VALIDATION, PartnerValidator } from './validate.ts';
 import type {
-  BootState, DeadlineSettings, ExchangeResult, MeshEvents, MeshInit, MeshStats, Offence, OuterPayload, StateProvider,
+  BootState, ExchangeResult, MeshEvents, MeshInit, MeshStats, Offence, OuterPayload, StateProvider,
 } from './types.ts';
 
 export interface MeshComponents {
@@ -51,27 +54,6 @@ export interface Mesh {
   stats(): MeshStats;
   /** Close every link and stop all timers. Safe to call twice. */
   destroy(): void;
-}
-
-/** Resolved settings: every default filled in. */
-export interface MeshSettings {
-  runId: string;
-  configHash: string;
-  elements: number;
-  minNeighbours: number;
-  maxNeighbours: number;
-  rewireMs: number;
-  maintainMs: number;
-  connectTimeoutMs: number;
-  chunkSize: number | undefined;
-  highWaterBytes: number;
-  deadline: DeadlineSettings;
-  coordinatorGraceMs: number;
-  pairRequestTimeoutMs: number;
-  validation: ValidationSettings;
-  banAfter: number;
-  compression: CompressionSetting;
-  iceServers: RTCIceServer[];
 }
 
 export function createMesh(init: MeshInit): (components: MeshComponents) => Mesh {
@@ -117,29 +99,6 @@ function resolveSettings(init: MeshInit): MeshSettings {
   };
 }
 
-/** One link to one remote peer and what is in flight on it. */
-export interface Conn {
-  peer: string;
-  /** Connection id chosen by the initiator; wraps every relayed signal of this link. */
-  cid: string;
-  link: Link;
-  initiator: boolean;
-  /** 'open' once both hellos matched: only then is it a neighbour. */
-  state: 'connecting' | 'open';
-  createdAt: number;
-  /** When the hellos matched (NaN before). */
-  openedAt: number;
-  /** Tensor assemblers by transfer id. */
-  inbound: Map<number, Assembler>;
-  lastStateRequest: number;
-  /** Tensor transfers in flight on this link either way (housekeeping never closes it then). */
-  active: number;
-  /** Control messages for whoever is waiting on this link (exchange, bootstrap). */
-  listeners: Set<(msg: ControlMessage) => void>;
-  /** Why we closed it ourselves (dropConn), if we did. */
-  dropped?: string;
-}
-
 /** A relayed signal: simple-peer's data wrapped with the link it belongs to. */
 interface WrappedSignal {
   mesh: 1;
@@ -151,8 +110,8 @@ const MAX_QUEUED_REPORTS = 100;
 /** Time a planned disconnect leaves its bye to reach the remote before the link closes. */
 const BYE_FLUSH_MS = 200;
 
-/** The mesh internals that exchange.ts and bootstrap.ts use. */
-export class MeshImpl implements Mesh {
+/** The mesh: its public API (Mesh) and the narrow core its exchange, pairing and bootstrap use. */
+class MeshImpl implements Mesh, MeshCore {
   readonly events: Emitter<MeshEvents>;
   readonly clock: Clock;
   readonly logger: Logger;
@@ -161,12 +120,10 @@ export class MeshImpl implements Mesh {
   readonly validator: PartnerValidator;
   readonly estimator: DeadlineEstimator;
   /** Sender-side error feedback for q8 Δ: what rounding has not delivered yet. */
-  residual: Float32Array | null = null;
-  /** The coordinator did not answer a ready in time: pair through neighbours until it does. */
-  coordinatorSuspect = false;
+  private residual: Float32Array | null = null;
+  private suspect = false;
   run: ExchangeRun | null = null;
-  /** Partner of our last successful exchange (direct pairing avoids it for a while). */
-  lastPartner: string | null = null;
+  private partner: string | null = null;
 
   private readonly links: LinkFactory;
   private readonly conns = new Map<string, Conn>();
@@ -203,7 +160,7 @@ export class MeshImpl implements Mesh {
     this.unsubscribe.push(
       s.on('signal', (e) => this.onSignal(e.from, e.data)),
       s.on('peers', (e) => { this.livePeers = e.peers.filter((p) => typeof p === 'string'); this.maintain(); }),
-      s.on('open', () => { this.coordinatorSuspect = false; this.events.emit('coordinator', { up: true }); this.flushReports(); this.maintain(); }),
+      s.on('open', () => { this.suspect = false; this.events.emit('coordinator', { up: true }); this.flushReports(); this.maintain(); }),
       s.on('close', () => this.events.emit('coordinator', { up: false })),
     );
     this.schedule();
@@ -289,7 +246,27 @@ export class MeshImpl implements Mesh {
     return this.destroyed;
   }
 
-  // ---- used by exchange.ts and bootstrap.ts ----------------------------------------------
+  // ---- MeshCore: used by exchange.ts, pairing.ts and bootstrap.ts ------------------------
+
+  get coordinatorSuspect(): boolean {
+    return this.suspect;
+  }
+
+  suspectCoordinator(): void {
+    this.suspect = true;
+  }
+
+  get lastPartner(): string | null {
+    return this.partner;
+  }
+
+  notePartner(peer: string): void {
+    this.partner = peer;
+  }
+
+  q8Residual(): Float32Array {
+    return (this.residual ??= new Float32Array(this.settings.elements));
+  }
 
   identity(): TransferIdentity {
     return { runId: this.settings.runId, configHash: this.settings.configHash, sender: this.signaling.peerId ?? '' };

@@ -8,7 +8,7 @@
 // every round and never change partners; for the first quarter of the wait we neither ask nor
 // accept our last partner, which gives the others the chance to be found.
 import { pick } from './components.ts';
-import type { MeshImpl } from './mesh.ts';
+import type { MeshCore } from './mesh-core.ts';
 import type { ControlMessage } from '../protocol/peer-messages.ts';
 
 type PairReq = Extract<ControlMessage, { t: 'pair-req' }>;
@@ -31,7 +31,7 @@ export class DirectPairing {
 
   private readonly avoidUntil: number;
 
-  constructor(private readonly mesh: MeshImpl, private readonly round: number, budgetMs: number, private readonly avoid: string | null = null) {
+  constructor(private readonly mesh: MeshCore, private readonly round: number, budgetMs: number, private readonly avoid: string | null = null) {
     this.result = new Promise((r) => { this.resolve = r; });
     this.avoidUntil = mesh.clock.now() + AVOID_LAST_FRAC * budgetMs;
     this.later(() => this.finish(null), Math.max(0, budgetMs));

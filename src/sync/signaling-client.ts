@@ -3,7 +3,7 @@
 // mesh's `Signaling` boundary and adds what the trainer needs: metric reports that survive a
 // coordinator outage, and serving state for checkpoints.
 //
-// Training must go on while the coordinator is down (DESIGN.md section 3), so:
+// Training must go on while the coordinator is down (docs/design.md section 3), so:
 // - a dropped connection is retried for ever with exponential backoff and jitter; the signed
 //   session token brings back the same peer id, even across a coordinator restart;
 // - reports are kept until the coordinator acknowledges them (it acks only after its SQLite

@@ -1,4 +1,4 @@
-// Outer optimisers as pure functions over flat Float32Arrays (DESIGN.md section 1): NoLoCo's pair
+// Outer optimisers as pure functions over flat Float32Arrays (docs/design.md section 1): NoLoCo's pair
 // step, DiLoCo's all-replica step (the same rule with gamma = 0) and the all-reduce mean that
 // data-parallel AdamW applies to gradients every step. The GPU outer kernel and the simulator
 // both implement exactly this math; tests compare them element by element.
@@ -49,7 +49,7 @@ export function outerMessage(phi: Float32Array, theta: Float32Array): OuterMessa
 }
 
 /**
- * One NoLoCo outer step for replica i with group G (DESIGN.md section 1):
+ * One NoLoCo outer step for replica i with group G (docs/design.md section 1):
  *   delta_bar = mean_j delta_j,  phi_bar = mean_j phi_j          (j in G, i included)
  *   m_i   <- alpha*m_i + beta*delta_bar + gamma*(phi_bar - phi_i)
  *   phi_i <- phi_i + m_i;  theta_i <- phi_i

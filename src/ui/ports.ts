@@ -143,15 +143,8 @@ export interface SensorPort {
   subscribe(fn: () => void): () => void;
 }
 
-export interface Clock {
-  now(): number;
-  sleep(ms: number): Promise<void>;
-}
-
-export const realClock: Clock = {
-  now: () => Date.now(),
-  sleep: (ms) => new Promise((r) => setTimeout(r, Math.max(0, ms))),
-};
+// Time: the one Clock of the project, passed through the ports so components need not know where it lives.
+export { sleep, systemClock, type Clock } from '../protocol/clock.ts';
 
 export type { PressureState, Sensors };
 

@@ -1,5 +1,6 @@
 // Named errors of the headless volunteer. Each says what was wrong and what to do, and keeps
 // its cause (the mesh's SyncError habit: a stable `code` for callers that branch on it).
+import { CodedError } from '../protocol/errors.ts';
 
 export type VolunteerErrorCode =
   | 'ERR_VOLUNTEER_CONFIG'
@@ -10,14 +11,7 @@ export type VolunteerErrorCode =
   | 'ERR_STOPPED'
   | 'ERR_DIVERGED';
 
-export class VolunteerError extends Error {
-  readonly code: VolunteerErrorCode;
-  constructor(code: VolunteerErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = new.target.name;
-    this.code = code;
-  }
-}
+export class VolunteerError extends CodedError<VolunteerErrorCode> {}
 
 /** Options the volunteer cannot run with (bad URL, unknown backend, bad limits). */
 export class VolunteerConfigError extends VolunteerError {

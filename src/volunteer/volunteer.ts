@@ -13,7 +13,7 @@ import { createMesh, type Mesh } from '../sync/mesh.ts';
 import { compressionForRun } from '../sync/compress.ts';
 import type { RtcImplementation } from '../sync/links.ts';
 import { joinRunState, serveRunState } from '../sync/join.ts';
-import type { JoinSource } from '../sync/replica.ts';
+import type { JoinSource, Replica } from '../sync/replica.ts';
 import { SignalingClient, memorySessionStore, type SessionStore, type WebSocketCtor } from '../sync/signaling-client.ts';
 import type { BootState, ExchangeResult } from '../sync/types.ts';
 import { BACKENDS, createBackend, type BackendKind, type ReplicaBackend } from './backend.ts';
@@ -149,7 +149,12 @@ class HeadlessVolunteer implements Volunteer {
   private stepAtOuter = 0;
   /** The run's pool wait as last changed by the coordinator (null: as in the welcome). */
   private pairWaitFrac: number | null = null;
-  /** Settles when the outer round in flight (exchange, φ update, evaluation, counters) is over. */
+  /**
+   * Set from the moment an outer round starts replacing φ until its counters moved (φ update,
+   * evaluation, counters); settles then. Not during the pool wait and the exchange: φ and the
+   * counters still agree there, and a newcomer asking for our state must not wait out our pool
+   * wait (its state offer times out long before a generous wait ends).
+   */
   private outerInFlight: Promise<void> | null = null;
   private lastValLoss: number | null = null;
   private tokens = 0;
@@ -274,8 +279,8 @@ class HeadlessVolunteer implements Volunteer {
 
   /**
    * The last outer state with the counters that belong to it. An outer round replaces φ before
-   * it bumps the counters (and evaluates in between), so wait out a round in flight, and read
-   * again if one began and ended during the read.
+   * it bumps the counters (and evaluates in between), so wait out a φ update in flight, and read
+   * again if one began during the read.
    */
   private async outerSnapshot() {
     for (;;) {
@@ -328,11 +333,17 @@ class HeadlessVolunteer implements Volunteer {
       const innerMs = performance.now() - t0;
       const done = this.summary.rounds + 1;
       const evaluate = every > 0 && (done === 1 || done % every === 0) ? () => backend.evaluate() : null;
-      let roundDone!: () => void;
-      this.outerInFlight = new Promise<void>((r) => { roundDone = r; });
+      let roundDone: (() => void) | null = null;
+      const replica: Replica = {
+        outerPayload: () => backend.outerPayload(),
+        applyOuter: (partners) => {
+          this.outerInFlight = new Promise<void>((r) => { roundDone = r; });
+          return backend.applyOuter(partners);
+        },
+      };
       let out;
       try {
-        out = await runOuterRound(mesh, backend, {
+        out = await runOuterRound(mesh, replica, {
           round: this.round, inner: { step: this.step, losses, tokens: H * batch * seqLen, innerMs },
           pairWaitFrac: this.pairWaitFrac ?? run.pairWaitFrac, adapter: backend.adapter, evaluate,
         });
@@ -340,7 +351,7 @@ class HeadlessVolunteer implements Volunteer {
         this.stepAtOuter = this.step;
       } finally {
         this.outerInFlight = null;
-        roundDone();
+        (roundDone as (() => void) | null)?.();
       }
       this.summary.rounds++;
       this.summary.steps = this.step;

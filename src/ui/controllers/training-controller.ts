@@ -13,7 +13,7 @@ import { initialPolicy, LEVEL_FACTOR, nextRecheck, stepPolicy, type PolicyState,
 import { ConsentStore, type ConsentRecord } from '../core/consent.ts';
 import { failingLinks, newPeerLinkState, notePeerLinks } from '../core/connectivity.ts';
 import {
-  realClock, type Clock, type GpuProbe, type OuterPayload, type RunSummary, type SensorPort, type SessionStart, type VolunteerBackend, type VolunteerSession,
+  sleep, systemClock, type Clock, type GpuProbe, type OuterPayload, type RunSummary, type SensorPort, type SessionStart, type VolunteerBackend, type VolunteerSession,
 } from '../ports.ts';
 import { MAX_DIVERGED_IN_A_ROW, MIN_PAIR_WAIT_MS, runOuterRound } from '../../round/outer-round.ts';
 import { Observable, type Task } from './observable.ts';
@@ -119,7 +119,7 @@ export class TrainingController extends Observable {
 
   constructor(private readonly opts: TrainingOptions) {
     super();
-    this.clock = opts.clock ?? realClock;
+    this.clock = opts.clock ?? systemClock;
     this.maxIntensity = clampIntensity(opts.maxIntensity ?? 1);
     this.intensity = clampIntensity(opts.intensity ?? 0.5, this.maxIntensity);
   }
@@ -258,7 +258,7 @@ export class TrainingController extends Observable {
   /** Sleeps until `ms` passed or a command / sensor change woke us. */
   private async rest(ms: number): Promise<void> {
     if (ms <= 0) return;
-    await Promise.race([this.clock.sleep(ms), new Promise<void>((r) => { this.wakeUp = r; })]);
+    await Promise.race([sleep(this.clock, ms), new Promise<void>((r) => { this.wakeUp = r; })]);
   }
 
   private async runLoop(): Promise<void> {
@@ -400,7 +400,7 @@ export class TrainingController extends Observable {
 
   private async outerStep(session: VolunteerSession, run: RunSummary): Promise<void> {
     const f = this.figures;
-    // DESIGN.md section 3: wait a fraction of our own inner-loop time (wall time, rests included).
+    // docs/design.md section 3: wait a fraction of our own inner-loop time (wall time, rests included).
     const innerLoopMs = (this.msPerStep ?? 100) * run.H / Math.max(this.effectiveIntensity, 0.1);
     const every = this.opts.evalEveryRounds ?? 5;
     const gpu = this.gpu.status === 'complete' && this.gpu.value.ok ? this.gpu.value.name : null;

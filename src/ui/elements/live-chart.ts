@@ -10,8 +10,6 @@ import { theme } from './theme.ts';
 const PEER_COLORS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
 const TOTAL_COLORS = ['#2453c7', '#c2410c', '#15803d'];
 
-export type ValueFormat = 'loss' | 'count' | 'bytes' | 'plain';
-
 export class LiveChart extends LitElement {
   static override properties = {
     view: { attribute: false },

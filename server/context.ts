@@ -1,0 +1,20 @@
+// What every route module gets from the app: the stores, the hub and the secrets. In its own
+// module so the routes depend on these types and not on server/app.ts, which imports them.
+import type { FastifyInstance } from 'fastify';
+import type { Clock } from '../src/protocol/clock.ts';
+import type { SessionSigner } from './auth.ts';
+import type { CheckpointScheduler } from './checkpoint-scheduler.ts';
+import type { CheckpointStore } from './checkpoints.ts';
+import type { DatasetSource } from './datasets.ts';
+import type { Db } from './db.ts';
+import type { EventLog } from './events.ts';
+import type { LiveHub } from './live.ts';
+import type { MetricsStore } from './metrics.ts';
+import type { PeerHub } from './peers.ts';
+import type { RunStore } from './runs.ts';
+
+export type AppContext = {
+  app: FastifyInstance; db: Db; hub: PeerHub; runs: RunStore; metrics: MetricsStore; live: LiveHub; events: EventLog;
+  checkpoints: CheckpointStore; scheduler: CheckpointScheduler; datasets: DatasetSource; signer: SessionSigner;
+  adminToken: string; clock: Clock;
+};

@@ -1,0 +1,36 @@
+// Adaptive deadlines for tensor transfers: a receive may take a multiple of what the link's
+// measured rate says the bytes need, within fixed bounds. The mesh owns one estimator; the
+// exchange and the state bootstrap arm their timers with it.
+import type { DeadlineSettings } from './types.ts';
+
+export const DEFAULT_DEADLINE: DeadlineSettings = {
+  // 4x the expected time absorbs a GC pause or a burst of cross traffic on an honest link.
+  multiple: 4,
+  // Data channels need a few round trips to ramp up; below 2 s honest peers on slow home links
+  // would time out on small models.
+  minMs: 2_000,
+  // A partner that needs more than a minute costs more than a solo step.
+  maxMs: 60_000,
+  // First exchange: no measurement yet.
+  initialMs: 15_000,
+};
+
+/** Measures transfers and turns the expected size of the next one into a deadline. */
+export class DeadlineEstimator {
+  private bytesPerMs: number | null = null;
+
+  constructor(readonly settings: DeadlineSettings) {}
+
+  deadlineMs(bytes: number): number {
+    const { multiple, minMs, maxMs, initialMs } = this.settings;
+    const raw = this.bytesPerMs === null ? initialMs : (multiple * bytes) / this.bytesPerMs;
+    return Math.min(maxMs, Math.max(minMs, raw));
+  }
+
+  /** A completed receive of `bytes` that took `ms`. */
+  observe(bytes: number, ms: number): void {
+    const rate = bytes / Math.max(1, ms);
+    // An exponential average: follows a link that got slower within a few rounds.
+    this.bytesPerMs = this.bytesPerMs === null ? rate : 0.7 * this.bytesPerMs + 0.3 * rate;
+  }
+}
