@@ -241,6 +241,12 @@ describe('the widget training for real', () => {
         <script src="${server.url}/embed.js" data-run="${RUN}" data-max-intensity="0.8"></script></body></html>`);
     });
     await new Promise<void>((r) => host.listen(0, '127.0.0.1', r));
+    // The run must list the embedding site: frame-ancestors allows only those (none by default).
+    const site = `http://127.0.0.1:${(host.address() as AddressInfo).port}`;
+    const allow = await fetch(`${server.url}/api/runs/${RUN}`, {
+      method: 'PATCH', headers: { ...server.admin, 'content-type': 'application/json' }, body: JSON.stringify({ embedSites: [site] }),
+    });
+    expect(allow.status).toBe(200);
     const p = await calmPage();
     const murmurRequests: string[] = [];
     p.on('request', (r) => { if (r.url().startsWith(server.url)) murmurRequests.push(new URL(r.url()).pathname); });
@@ -249,6 +255,11 @@ describe('the widget training for real', () => {
     await p.waitForTimeout(500);
     expect(murmurRequests).toEqual(['/embed.js']);
     await p.locator('murmur-volunteer [part="consent-button"]').click();
+    // The host's button only opens the frame; consent is a click on the frame's own button.
+    const frameStart = p.frameLocator('murmur-volunteer iframe').locator('#murmur-start');
+    await frameStart.waitFor({ state: 'visible', timeout: 60_000 });
+    await expect.poll(() => frameStart.isEnabled(), { timeout: 60_000 }).toBe(true);
+    await frameStart.click();
     // "Training: N tokens/s, ..." with N > 0: steps have run in the frame's worker.
     await p.waitForFunction(() => /Training: [1-9]/.test(document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('[part=status]')!.textContent!), null, { timeout: 240_000 });
     expect(murmurRequests).toContain('/frame.html');

@@ -34,7 +34,9 @@ describe('volunteer across a coordinator restart', () => {
     const port = Number(new URL(first.url).port);
     const r = await c.app.inject({
       method: 'POST', url: '/api/runs', headers: { authorization: `Bearer ${c.adminToken}` },
-      payload: { id: 'restart', dataset: 'moby-dick', preset: 'micro', train: { batch: 2, H: 4, lr: 3e-3, warmupSteps: 2 } },
+      // H = 32: a lone peer leaves the pool at once (nobody is due), so with a tiny H rounds would
+      // outrun the coordinator's per-connection message rate and the stored count would trail.
+      payload: { id: 'restart', dataset: 'moby-dick', preset: 'micro', train: { batch: 2, H: 32, lr: 3e-3, warmupSteps: 2 } },
     });
     expect(r.statusCode).toBe(201);
     v = runVolunteer({ url: first.url, run: 'restart', backend: 'cpu', evalEveryRounds: 2 }, { WebSocket: WebSocket as unknown as WebSocketCtor, rtc: wrtc });
