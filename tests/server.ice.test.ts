@@ -168,18 +168,18 @@ describe('link helpers', () => {
 });
 
 describe('murmur turn-config', () => {
-  const opts = { ...TURN_DEFAULTS, secret: SECRET, realm: 'murmur.example.org', listenIp: '203.0.113.7', deny: ['10.20.0.0/16'], allow: [] };
+  const opts = { ...TURN_DEFAULTS, secret: SECRET, realm: 'murmur.example.org', listenIp: '198.18.0.1', deny: ['198.19.32.0/20'], allow: [] };
   it('writes shared-secret auth, deny lists, bounded ports and quotas', () => {
     const lines = turnConfig(opts).split('\n');
     for (const l of ['use-auth-secret', `static-auth-secret=${SECRET}`, 'realm=murmur.example.org', 'no-cli', 'no-multicast-peers', 'no-tcp-relay',
-      'min-port=49160', 'max-port=49359', 'user-quota=12', 'denied-peer-ip=127.0.0.0-127.255.255.255', 'denied-peer-ip=10.20.0.0-10.20.255.255',
-      'allowed-peer-ip=203.0.113.7', 'max-bps=3000000']) {
+      'min-port=49160', 'max-port=49359', 'user-quota=12', 'denied-peer-ip=127.0.0.0-127.255.255.255', 'denied-peer-ip=198.19.32.0-198.19.47.255',
+      'allowed-peer-ip=198.18.0.1', 'max-bps=3000000']) {
       expect(lines).toContain(l);
     }
   });
   it('refuses what coturn would misread', () => {
-    expect(toRange('192.168.4.0/22')).toBe('192.168.4.0-192.168.7.255');
-    expect(() => toRange('10.0.0.0/40')).toThrow(/CIDR/);
+    expect(toRange('198.19.4.0/22')).toBe('198.19.4.0-198.19.7.255');
+    expect(() => toRange('198.18.0.0/40')).toThrow(/CIDR/);
     expect(() => toRange('a.b.c.d')).toThrow(/not an address/);
     expect(() => turnConfig({ ...opts, listenIp: 'turn.example.org' })).toThrow(/not an IP address/);
     expect(() => turnConfig({ ...opts, minPort: 80 })).toThrow(/relay ports/);
