@@ -1,7 +1,9 @@
-// Swarm benchmark (issue 14): do real volunteers pair? N headless CPU volunteers (the same code
-// as `murmur volunteer --backend cpu`, in this process) train one `micro` run against the real
-// coordinator (in-process, 127.0.0.1) and exchange over WebRTC (@roamhq/wrtc) on loopback, for
-// a fixed wall time, at equal speeds or speeds drawn from U[1,4] (a per-volunteer throttle).
+// Swarm benchmark (issue 14): do real volunteers pair? N headless CPU volunteers, each its own
+// process running `murmur volunteer --backend cpu --json` exactly as a donor would, train one
+// `micro` run against the real coordinator (in this process, 127.0.0.1) and exchange over WebRTC
+// (@roamhq/wrtc) on loopback, at equal speeds or speeds drawn from U[1,4] (`--throttle`).
+// The window measured starts once every volunteer has finished its first round (all joined and
+// training) and lasts --seconds; rounds whose report falls inside it count.
 // Beside each row: the same number of inner steps trained alone (local_val_loss), and the
 // simulator's prediction for the same setup (sim_*: the same pool rule, speeds, H, measured step
 // time and start phases spread over a loop, as real volunteers start whenever they are ready).
@@ -10,14 +12,12 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { WebSocket } from 'ws';
-import wrtc from '@roamhq/wrtc';
-import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
-import { runVolunteer, type RoundEvent, type Volunteer } from '../src/volunteer/volunteer.ts';
-import type { Logger } from '../src/sync/components.ts';
+import type { ReportFields } from '../src/protocol/messages.ts';
 import { Rng } from '../src/model/rng.ts';
 import { trainLocal } from '../src/commands/train.ts';
+import { startLocalVolunteers, type LocalVolunteers } from '../src/volunteer/local.ts';
 import { SPEC_DEFAULTS, runSpec } from '../src/sim/setup.ts';
 import { startServer } from '../tests/support/coordinator.ts';
 
@@ -30,14 +30,20 @@ const SETUPS: { n: number; speeds: 'equal' | 'uniform:1:4' }[] = [
   { n: 2, speeds: 'equal' }, { n: 4, speeds: 'equal' }, { n: 8, speeds: 'uniform:1:4' },
 ];
 const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
-const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
-const components = { WebSocket: WebSocket as unknown as WebSocketCtor, rtc: wrtc, logger: silent };
+/** What `murmur volunteer --json` prints for each outer round (the fields used here). */
+interface RoundLine {
+  report: ReportFields;
+  exchange: { outcome: 'paired' | 'solo'; reason: string | null; pairMs: number; elapsedMs: number };
+}
 
 interface Row {
   n: number; speeds: string; speed_list: number[]; H: number; seconds: number;
   rounds: number; pair_fraction: number; solo_fraction: number; idle_fraction: number; exchanges_per_min: number;
   final_val_loss: number | null; local_val_loss: number | null; mean_steps: number; step_ms: number;
   sim_pair_fraction: number; sim_idle_fraction: number; load_avg_1m: number;
+  /** Coefficient of variation of a volunteer's loop time (inner loop and evaluation), and the
+   *  per-step jitter σ given to the simulator so that its loops vary as much (see below). */
+  loop_cv: number; sim_jitter: number; pair_wait_frac: number;
   /** Why rounds were solo (the mesh's reasons), and what the coordinator's pool decided. */
   solo_reasons: Record<string, number>; pool: { pairs: number; solos: number; leftAtOnce: number };
 }
@@ -57,26 +63,41 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
     payload: { id: runId, dataset: 'moby-dick', preset: 'micro', train: { batch: BATCH, H, lr: LR, warmupSteps: 10, totalSteps: 100_000 } },
   });
   if (r.statusCode !== 201) throw new Error(`creating the run failed: ${r.statusCode} ${r.body}`);
+  const wait = (r.json() as { pairWaitFrac: number }).pairWaitFrac;
   const speeds = drawSpeeds(n, speedSpec);
   const fastest = Math.max(...speeds);
-  const rounds: RoundEvent[][] = speeds.map(() => []);
-  const vs: Volunteer[] = [];
+  const rounds: RoundLine[][] = speeds.map(() => []);
+  const procs: LocalVolunteers[] = [];
+  let started!: () => void;
+  const allStarted = new Promise<void>((res) => { started = res; });
   try {
     for (let i = 0; i < n; i++) {
-      const v = runVolunteer({
-        url: s.url, run: runId, backend: 'cpu', evalEveryRounds: 3, chunkSteps: 2, throttle: fastest / speeds[i]!,
-        neighbours: { min: 1, max: Math.min(8, n - 1) },
-      }, components);
-      v.onRound((e) => rounds[i]!.push(e));
-      vs.push(v);
+      const p = startLocalVolunteers(s.url, 1, { run: runId, backend: 'cpu', evalEvery: 3, throttle: fastest / speeds[i]!, json: true, output: 'pipe' });
+      procs.push(p);
+      const child = p.children[0]!;
+      let err = '';
+      child.stderr!.on('data', (b: Buffer) => { err = (err + b.toString()).slice(-2000); });
+      void p.exited.then(([code]) => { if (code !== 0) console.error(`volunteer ${i} exited ${code}: ${err}`); });
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        let m: { kind?: string } & Partial<RoundLine>;
+        try { m = JSON.parse(line); } catch { return; }
+        if (m.kind !== 'round') return;
+        rounds[i]!.push(m as RoundLine);
+        if (rounds.every((r) => r.length > 0)) started();
+      });
     }
-    await Promise.all(vs.map((v) => v.joined));
-    const t0 = performance.now();
+    const exited = Promise.all(procs.map((p) => p.exited));
+    await Promise.race([allStarted, exited.then(() => { throw new Error('every volunteer exited before training'); })]);
+    const t0 = Date.now();
+    const firsts = rounds.map((r) => r.length);
     await new Promise((res) => setTimeout(res, SECONDS * 1000));
+    const t1 = Date.now();
     const load = loadavg()[0]!;
     const poolStats = (await s.c.app.inject({ method: 'GET', url: `/api/runs/${runId}/peers` })).json().pairs as { pairs: number; solos: number; leftAtOnce: number };
-    await Promise.all(vs.map((v) => v.stop('benchmark over')));
-    const wallMs = performance.now() - t0;
+    await Promise.all(procs.map((p) => p.stop()));
+    const wallMs = t1 - t0;
+    // Rounds that began inside the window: the first round of each (bootstrap) is left out.
+    for (let i = 0; i < n; i++) rounds[i] = rounds[i]!.slice(firsts[i]).filter((e) => e.report.time <= t1);
     const all = rounds.flat();
     const paired = all.filter((e) => e.exchange.outcome === 'paired').length;
     const pooledMs = all.reduce((a, e) => a + e.exchange.pairMs, 0);
@@ -89,10 +110,18 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
     // Compute time per inner step at the fastest speed: the fastest volunteers' rounds minus
     // their exchange time, over H.
     const fast = rounds.filter((_, i) => speeds[i] === fastest).flat();
-    const loopMs = fast.map((e) => (e.report.tokensPerS > 0 ? (H * BATCH * 32 * 1000) / e.report.tokensPerS - e.exchange.elapsedMs : NaN)).filter(Number.isFinite);
+    const loopMs = loopTimes(fast);
     const stepMs = loopMs.length > 0 ? loopMs.reduce((a, b) => a + b, 0) / loopMs.length / H : NaN;
     const local = await localLoss(Math.max(1, Math.round(meanSteps)));
-    const sim = await simulate(n, speeds, stepMs / 1000);
+    // How much each volunteer's loop time varies round to round (a loaded machine, evaluation
+    // rounds): the simulator's per-step jitter is set so that its loops of H steps vary as much.
+    const cvs = rounds.map((rs) => loopTimes(rs)).filter((xs) => xs.length >= 3).map(cv);
+    const loopCv = cvs.length > 0 ? cvs.reduce((a, b) => a + b, 0) / cvs.length : 0.1 / Math.sqrt(H);
+    // The simulator draws each step's time as stepTime × exp(σ·N(0,1)): a loop of H such steps
+    // has CV √((e^σ² − 1)/H) and mean stepTime × e^(σ²/2), so σ = √ln(1 + H·cv²) and stepTime
+    // is divided by e^(σ²/2) to keep the measured mean.
+    const jitter = Math.sqrt(Math.log(1 + H * loopCv * loopCv));
+    const sim = await simulate(n, speeds, stepMs / 1000 / Math.exp((jitter * jitter) / 2), jitter, wait);
     return {
       n, speeds: speedSpec, speed_list: speeds, H, seconds: round(wallMs / 1000, 1), rounds: all.length,
       pair_fraction: round(all.length ? paired / all.length : 0, 4), solo_fraction: round(all.length ? 1 - paired / all.length : 0, 4),
@@ -100,10 +129,11 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
       final_val_loss: vals.length ? round(vals.reduce((a, b) => a + b, 0) / vals.length, 4) : null, local_val_loss: local,
       mean_steps: round(meanSteps, 1), step_ms: round(stepMs, 1),
       sim_pair_fraction: round(sim.pair, 4), sim_idle_fraction: round(sim.idle, 4), load_avg_1m: round(load, 2),
+      loop_cv: round(loopCv, 3), sim_jitter: round(jitter, 3), pair_wait_frac: wait,
       solo_reasons: soloReasons, pool: poolStats,
     };
   } finally {
-    await Promise.all(vs.map((v) => v.stop('benchmark over').catch(() => {})));
+    await Promise.all(procs.map((p) => p.stop(1_000)));
     await s.close();
   }
 }
@@ -116,25 +146,36 @@ async function localLoss(steps: number): Promise<number | null> {
 }
 
 /** The simulator on the same setup (the toy learner: only the pairing figures are used). */
-async function simulate(n: number, speeds: number[], stepTime: number): Promise<{ pair: number; idle: number }> {
+/** Each round's loop time, ms: the round's whole time (from tokens/s) less its exchange. */
+function loopTimes(rs: RoundLine[]): number[] {
+  return rs.map((e) => (e.report.tokensPerS > 0 ? (H * BATCH * 32 * 1000) / e.report.tokensPerS - e.exchange.elapsedMs : NaN)).filter(Number.isFinite);
+}
+
+function cv(xs: number[]): number {
+  const m = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const v = xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1);
+  return m > 0 ? Math.sqrt(v) / m : 0;
+}
+
+async function simulate(n: number, speeds: number[], stepTime: number, jitter: number, wait: number): Promise<{ pair: number; idle: number }> {
   if (!(stepTime > 0)) return { pair: NaN, idle: NaN };
   const res = await runSpec({
     ...SPEC_DEFAULTS, method: 'noloco-async', seed: 1, replicas: n, H, speeds: speeds.join(','), stepTime: stepTime * Math.max(...speeds),
-    jitter: 0.1, startSpread: 1, time: SECONDS, learner: 'quadratic', network: { latency: 0.005, upBps: 1e9, sigma: 0.5 },
+    jitter, wait, startSpread: 1, time: SECONDS, learner: 'quadratic', network: { latency: 0.005, upBps: 1e9, sigma: 0.5 },
   });
   return { pair: 1 - res.final.soloFraction, idle: res.final.idleFraction };
 }
 
 function table(rows: Row[]): string {
-  const head = ['n', 'speeds', 'H', 's', 'rounds', 'paired', 'sim paired', 'idle', 'sim idle', 'exch/min', 'val', 'local val', 'load'];
+  const head = ['n', 'speeds', 'H', 's', 'rounds', 'paired', 'sim paired', 'idle', 'sim idle', 'exch/min', 'val', 'local val', 'loop cv', 'load'];
   const body = rows.map((r) => [String(r.n), r.speeds, String(r.H), r.seconds.toFixed(0), String(r.rounds), r.pair_fraction.toFixed(3), r.sim_pair_fraction.toFixed(3),
-    r.idle_fraction.toFixed(3), r.sim_idle_fraction.toFixed(3), r.exchanges_per_min.toFixed(1), r.final_val_loss?.toFixed(3) ?? '-', r.local_val_loss?.toFixed(3) ?? '-', r.load_avg_1m.toFixed(1)]);
+    r.idle_fraction.toFixed(3), r.sim_idle_fraction.toFixed(3), r.exchanges_per_min.toFixed(1), r.final_val_loss?.toFixed(3) ?? '-', r.local_val_loss?.toFixed(3) ?? '-', r.loop_cv.toFixed(2), r.load_avg_1m.toFixed(1)]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   return [head, ...body].map((cells) => cells.map((c, i) => c.padStart(w[i]!)).join('  ')).join('\n');
 }
 
 async function main(): Promise<void> {
-  console.log(`swarm benchmark: ${quick ? 'quick, ' : ''}${SECONDS} s per setup, micro, H=${H}, CPU volunteers in one process, ${cpus().length} cores, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  console.log(`swarm benchmark: ${quick ? 'quick, ' : ''}${SECONDS} s per setup, micro, H=${H}, each CPU volunteer its own murmur volunteer process, ${cpus().length} cores, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   const rows: Row[] = [];
   const only = arg('--only');
   for (const s of SETUPS.filter((x) => !only || only.split(',').includes(String(x.n)))) {
@@ -147,7 +188,7 @@ async function main(): Promise<void> {
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify({
     when: new Date().toISOString(), quick, cores: cpus().length,
-    note: 'volunteers share one Node process (one core of compute); idle = time in the ready pool / wall time; final_val_loss = mean of each volunteer\'s last measured validation loss (every 3 rounds); local_val_loss = one replica trained alone for the mean steps (own validation batches)',
+    note: 'each volunteer is its own `murmur volunteer --backend cpu` process (all share this machine\'s cores); the window starts once every volunteer finished its first round; idle = time in the ready pool / wall time; final_val_loss = mean of each volunteer\'s last measured validation loss (every 3 rounds); local_val_loss = one replica trained alone for the mean steps (own validation batches)',
     rows,
   }, null, 2) + '\n');
   console.log(`wrote ${out}`);

@@ -4,12 +4,9 @@ import type { Db } from './db.ts';
 import { DEFAULT_TRAIN, PRESETS, preset as presetConfig, trainConfig, type TrainConfig } from '../src/model/config.ts';
 import { COMPRESSIONS, ICE_POLICIES, ID_PATTERN, type Compression, type IcePolicy, type RunInfo, type RunStatus } from '../src/protocol/messages.ts';
 import type { Schema } from '../src/protocol/schema.ts';
+import { DEFAULT_PAIR_WAIT_FRAC } from '../src/protocol/ready-pool.ts';
 
 export const DEFAULT_RUN_ID = 'default';
-/** The most a peer waits for a partner, as a fraction of its own inner-loop time: half a loop, so
- *  the ready pool can bring two peers of equal speed into phase (docs/pairing.md). */
-export const DEFAULT_PAIR_WAIT_FRAC = 0.5;
-
 /** Bounds of every hyper-parameter a researcher may set (anything outside is a 400). */
 export const TRAIN_OVERRIDES_SCHEMA: Schema = {
   type: 'object', additionalProperties: false,

@@ -25,7 +25,7 @@ describe('coordinator REST', () => {
     expect(r.statusCode).toBe(200);
     const runs = r.json().runs;
     expect(runs).toHaveLength(1);
-    expect(runs[0]).toMatchObject({ id: 'default', dataset: 'moby-dick', preset: 'tiny', status: 'running', pairWaitFrac: 0.5 });
+    expect(runs[0]).toMatchObject({ id: 'default', dataset: 'moby-dick', preset: 'tiny', status: 'running', pairWaitFrac: 1 });
     expect(runs[0].model).toEqual({ vocab: 256, ctx: 128, layers: 5, d: 128, heads: 4 });
     expect(runs[0].train).toMatchObject({ H: 50, outerMomentum: 0.5, outerLr: 0.7, consensus: 0.7, lr: 6e-4 });
     expect((await inject({ method: 'GET', url: '/health' })).json()).toMatchObject({ ok: true });

@@ -38,7 +38,7 @@ describe('murmur sim', () => {
       await main(['node', 'murmur', 'sim', '-m', 'all', '--learner', 'quadratic', '--time', '60', '--H', '5', '--seeds', '4,5', '-q', '--json', out]);
       const j = JSON.parse(readFileSync(out, 'utf8'));
       expect(j.runs).toHaveLength(10);
-      expect(j.runs[0]).toMatchObject({ method: 'noloco-async', seed: 4, H: 5, wait: 0.5, sim_time: 60, diloco_momentum: null });
+      expect(j.runs[0]).toMatchObject({ method: 'noloco-async', seed: 4, H: 5, wait: 1, sim_time: 60, diloco_momentum: null });
       // Which DiLoCo momentum ran is in every record (heavy-ball unless --diloco-momentum says otherwise).
       expect(j.runs.filter((r: { method: string }) => r.method === 'diloco').map((r: { diloco_momentum: string }) => r.diloco_momentum)).toEqual(['heavy-ball', 'heavy-ball']);
       for (const k of ['final_val_loss', 'avg_model_val_loss', 'final_spread', 'idle_fraction', 'solo_fraction', 'bytes_per_replica']) {

@@ -3,6 +3,7 @@
 // machine down, and the GPU path is covered in-process by volunteer.e2e.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalVolunteers, volunteerArgs, type LocalVolunteers } from '../src/volunteer/local.ts';
+import { atLeastOne } from '../src/commands/options.ts';
 import { startServer, until, type TestServer } from './support/coordinator.ts';
 
 let s: TestServer;
@@ -28,6 +29,10 @@ describe('startLocalVolunteers', () => {
   it('builds the murmur volunteer command line', () => {
     expect(volunteerArgs('http://127.0.0.1:1', { run: 'r', backend: 'cpu', rounds: 3, evalEvery: 1, autotune: false }))
       .toEqual(['volunteer', '--url', 'http://127.0.0.1:1', '--backend', 'cpu', '--run', 'r', '--rounds', '3', '--eval-every', '1', '--no-autotune']);
+    expect(volunteerArgs('http://127.0.0.1:1', { backend: 'cpu', throttle: 2.5, json: true }))
+      .toEqual(['volunteer', '--url', 'http://127.0.0.1:1', '--backend', 'cpu', '--throttle', '2.5', '--json']);
+    expect(atLeastOne('1.5', '--throttle')).toBe(1.5);
+    for (const bad of ['0.5', 'fast', 'Infinity', '']) expect(() => atLeastOne(bad, '--throttle')).toThrow(/--throttle must be a number >= 1/);
     expect(() => startLocalVolunteers('http://127.0.0.1:1', 0)).toThrow(/--local-volunteers must be an integer/);
   });
 

@@ -13,6 +13,12 @@ export function nonNegativeInt(v: string, name: string): number {
   return n;
 }
 
+export function atLeastOne(v: string, name: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 1) throw new Error(`${name} must be a number >= 1, got "${v}"`);
+  return n;
+}
+
 export function positiveNum(v: string, name: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got "${v}"`);

@@ -1,7 +1,7 @@
 // `murmur volunteer`: a headless peer that donates this machine's GPU (or CPU) to a run on a
 // coordinator, with the same Trainer, mesh and signaling client as the browser page.
 import type { Command } from 'commander';
-import { nonNegativeInt, positiveInt } from './options.ts';
+import { atLeastOne, nonNegativeInt, positiveInt } from './options.ts';
 import type { BackendKind } from '../volunteer/backend.ts';
 import type { WebSocketCtor } from '../sync/signaling-client.ts';
 import type { WireLoss } from '../protocol/messages.ts';
@@ -14,6 +14,7 @@ interface VolunteerCliOptions {
   steps?: number;
   seed?: number;
   evalEvery: number;
+  throttle: number;
   autotune: boolean;
   quiet: boolean;
   verbose: boolean;
@@ -30,6 +31,7 @@ export function register(program: Command): void {
     .option('--steps <n>', 'stop after the outer round that reaches this many inner steps', (v) => positiveInt(v, '--steps'))
     .option('--seed <n>', 'data-window stream of this replica (default: the replica number the coordinator assigns)', (v) => nonNegativeInt(v, '--seed'))
     .option('--eval-every <n>', 'validation loss every n outer rounds (0: never)', (v) => nonNegativeInt(v, '--eval-every'), 5)
+    .option('--throttle <x>', 'train x times slower than this machine allows (>= 1): rest (x − 1) × each chunk\'s compute time, to donate a share of it', (v) => atLeastOne(v, '--throttle'), 1)
     .option('--no-autotune', 'GPU: use the default kernel shapes instead of measuring (cached per adapter)')
     .option('--quiet', 'print only the summary')
     .option('--verbose', 'print mesh and link events too')
@@ -41,7 +43,7 @@ export function register(program: Command): void {
       const logger = consoleLogger('[volunteer]', o.verbose);
       const v = runVolunteer({
         url: o.url, run: o.run, backend: o.backend as BackendKind, rounds: o.rounds, steps: o.steps, seed: o.seed,
-        evalEveryRounds: o.evalEvery, autotune: o.autotune,
+        evalEveryRounds: o.evalEvery, throttle: o.throttle, autotune: o.autotune,
       }, { WebSocket: WebSocket as unknown as WebSocketCtor, rtc: wrtc, logger });
       v.done.catch(() => { /* the same failure arrives through joined or the await below */ });
       let interrupts = 0;

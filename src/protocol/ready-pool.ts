@@ -23,6 +23,14 @@
 // Issue 15 will add: a cap on a waiter at a fraction of the run's typical inner-loop time, and
 // pairing a peer at most once per its observed cadence; `Cadence` is where that state lives.
 
+/**
+ * A run's default `pairWaitFrac`: the longest a ready peer waits, as a fraction of its inner-loop
+ * time. A ceiling, not a wait: the pool holds a peer only while a partner is due (rule 2). It
+ * must cover half a whole round (inner loop, exchange, evaluation: more than half the inner
+ * loop) plus the jitter of a loaded machine, or rule 3 fails (docs/pairing.md, "Why a whole loop").
+ */
+export const DEFAULT_PAIR_WAIT_FRAC = 1;
+
 export interface PoolMatch {
   /** The later arrival: it initiates the WebRTC connection. */
   initiator: { peer: string; round: number };

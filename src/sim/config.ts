@@ -6,6 +6,7 @@ import type { AllReduceKind, NetworkModel } from '../train/network.ts';
 import { HOME_LINK, validateNetwork } from '../train/network.ts';
 import type { SpeedSpec } from './speeds.ts';
 import { validateSpeeds } from './speeds.ts';
+import { DEFAULT_PAIR_WAIT_FRAC } from '../protocol/ready-pool.ts';
 
 export const METHODS = ['noloco-async', 'noloco-lockstep', 'diloco', 'ddp', 'local'] as const;
 export type Method = (typeof METHODS)[number];
@@ -72,7 +73,7 @@ export function methodDefaults(method: Method): { H: number; outer: OuterHyper }
 
 export const SIM_DEFAULTS = {
   replicas: 8,
-  wait: 0.5,
+  wait: DEFAULT_PAIR_WAIT_FRAC,
   dilocoMomentum: 'heavy-ball' as DilocoMomentum,
   startSpread: 0,
   // One second per step at speed 1: the unit the pilot used (replica i's step takes

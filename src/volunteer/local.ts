@@ -13,8 +13,15 @@ export interface LocalVolunteersOptions {
   steps?: number;
   evalEvery?: number;
   autotune?: boolean;
-  /** Where each child's output goes: this process's (prefixed lines), or nowhere. Default 'prefixed'. */
-  output?: 'prefixed' | 'ignore';
+  /** Train this many times slower than the machine allows (`--throttle`, >= 1). */
+  throttle?: number;
+  /** One JSON object per outer round on stdout (`--json`), for a caller that reads it. */
+  json?: boolean;
+  /**
+   * Where each child's output goes: this process's (prefixed lines), nowhere, or the child's own
+   * stdout/stderr pipes for the caller to read. Default 'prefixed'.
+   */
+  output?: 'prefixed' | 'ignore' | 'pipe';
   /** Extra arguments for every child (after the others). */
   extraArgs?: string[];
 }
@@ -36,7 +43,9 @@ export function volunteerArgs(url: string, opts: LocalVolunteersOptions = {}): s
   if (opts.rounds !== undefined) args.push('--rounds', String(opts.rounds));
   if (opts.steps !== undefined) args.push('--steps', String(opts.steps));
   if (opts.evalEvery !== undefined) args.push('--eval-every', String(opts.evalEvery));
+  if (opts.throttle !== undefined) args.push('--throttle', String(opts.throttle));
   if (opts.autotune === false) args.push('--no-autotune');
+  if (opts.json) args.push('--json');
   return [...args, ...(opts.extraArgs ?? [])];
 }
 
@@ -50,7 +59,7 @@ export function startLocalVolunteers(url: string, n: number, opts: LocalVoluntee
       stdio: opts.output === 'ignore' ? 'ignore' : ['ignore', 'pipe', 'pipe'],
       env: process.env,
     });
-    if (opts.output !== 'ignore') {
+    if (opts.output === undefined || opts.output === 'prefixed') {
       const prefix = `[volunteer ${i + 1}/${n}] `;
       for (const [from, to] of [[child.stdout, process.stdout], [child.stderr, process.stderr]] as const) {
         let rest = '';
