@@ -1,12 +1,36 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createMesh } from '../src/sync/mesh.ts';
+import { MAX_EARLY_ANNOUNCEMENTS } from '../src/sync/exchange.ts';
+import { Assembler } from '../src/sync/transfer.ts';
+import type { LinkFactory } from '../src/sync/links.ts';
+import { Rogue } from './support/rogue.ts';
 import { MeshDestroyedError, MeshConfigError, PayloadError, MeshBusyError } from '../src/sync/errors.ts';
 import { Swarm, syntheticPayload, sleep, CONFIG_HASH, sameFloats } from './support/swarm.ts';
 import { chiSquareUniform } from './support/stats.ts';
 import type { ExchangeResult } from '../src/sync/types.ts';
 
 let swarm: Swarm | null = null;
-afterEach(() => { swarm?.destroy(); swarm = null; });
+let rogues: Rogue[] = [];
+afterEach(() => { swarm?.destroy(); swarm = null; for (const r of rogues) r.stop(); rogues = []; vi.restoreAllMocks(); });
+
+/** Hostile peers on the swarm's in-memory network that speak the wire protocol by hand. */
+function makeRogues(s: Swarm, count: number, elements: number): Rogue[] {
+  for (let i = 0; i < count; i++) {
+    rogues.push(new Rogue(s.hub, `r${i}`, {
+      runId: 'test-run', helloConfigHash: CONFIG_HASH, frameConfigHash: CONFIG_HASH, elements,
+      payload: () => syntheticPayload(elements, 1, 0), links: s.net.links(`r${i}`),
+    }));
+  }
+  return rogues;
+}
+
+async function until(what: string, cond: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
 
 const N = 2000;
 
@@ -151,6 +175,95 @@ describe('mesh (in-memory links)', () => {
     expect([...partners.values()].some((set) => set.size >= 2)).toBe(true);
     expect(results.flat().filter((r) => r.outcome === 'paired').length).toBeGreaterThan(6 * 6 * 0.8);
   });
+});
+
+describe('mesh: bounded resources towards strangers', () => {
+  it(`keeps early announcements from at most ${MAX_EARLY_ANNOUNCEMENTS} peers before the pool answers, and only the partner's after`, async () => {
+    const s = (swarm = new Swarm({ n: 2, transport: 'memory', elements: N, init: { neighbours: { min: 1, max: 8 } } }));
+    await s.connected(1);
+    const [victim, honest] = s.peers;
+    const hostile = makeRogues(s, 5, N);
+    await Promise.all(hostile.map((r) => r.dial(victim.id)));
+    // Whose chunks the victim's assemblers were fed: each one it feeds holds a tensor buffer.
+    const fed = new Set<string>();
+    const add = Assembler.prototype.add;
+    vi.spyOn(Assembler.prototype, 'add').mockImplementation(function (this: Assembler, h, payload) {
+      fed.add(h.sender);
+      return add.call(this, h, payload);
+    });
+    // The victim waits for its pool answer; meanwhile every stranger announces an exchange.
+    const mine = victim.mesh.exchange(0, syntheticPayload(N, 0, 0), { waitMs: 5_000 });
+    await Promise.all(hostile.map((r) => r.announce(victim.id)));
+    await until('every stranger told off or kept', () => hostile.every((x) => fed.has(x.client.id) || x.received.some((m) => m.t === 'abort')));
+    const theirs = honest.mesh.exchange(0, syntheticPayload(N, 1, 0), { waitMs: 5_000 });
+    const [r, h] = await Promise.all([mine, theirs]);
+    expect(r.outcome, String(r.reason)).toBe('paired');
+    expect(r.partner).toBe(honest.id);
+    expect(sameFloats(r.payload!.delta, syntheticPayload(N, 1, 0).delta)).toBe('same');
+    expect(h.outcome).toBe('paired');
+    const strangersFed = [...fed].filter((p) => p.startsWith('r'));
+    console.log(`early announcements from ${hostile.length} strangers: ${strangersFed.length} fed to buffers (cap ${MAX_EARLY_ANNOUNCEMENTS})`);
+    expect(strangersFed.length).toBeLessThanOrEqual(MAX_EARLY_ANNOUNCEMENTS);
+    // Once the pool named the partner every stranger was told no.
+    await until('every stranger aborted', () => hostile.every((x) => x.received.some((m) => m.t === 'abort')));
+  });
+
+  it("an announcement in another dtype than the run's compression is rejected, never decoded", async () => {
+    const s = (swarm = new Swarm({ n: 1, transport: 'memory', elements: N, init: { compression: { delta: 'q8' } } }));
+    const [victim] = s.peers;
+    const [rogue] = makeRogues(s, 1, N); // announces f32 φ and f32 Δ: four times the bytes a q8 Δ takes
+    await until('both joined', () => victim.client.connected && rogue.client.connected);
+    const decoded = vi.spyOn(Assembler.prototype, 'add');
+    const mine = victim.mesh.exchange(0, syntheticPayload(N, 0, 0), { waitMs: 3_000 });
+    rogue.client.ready(0, 3_000);
+    const r = await mine;
+    expect(r.partner).toBe(rogue.client.id);
+    expect(r.outcome).toBe('solo');
+    expect(r.reason).toBe('rejected');
+    expect(r.rejection).toBe('ERR_FRAME_DTYPE');
+    expect(r.payload).toBeNull();
+    expect(decoded).not.toHaveBeenCalled();
+    expect(s.hub.reports.some((x) => x.peer === rogue.client.id && x.reason.startsWith('ERR_FRAME_DTYPE'))).toBe(true);
+  });
+
+  it('never passes its hard neighbour cap while pairing, however many strangers dial; still pairs with its partner', async () => {
+    const max = 1, hardCap = max + 2;
+    let live = 0, peak = 0;
+    // Count the victim's links to strangers that are alive at once.
+    const counting = (links: LinkFactory): LinkFactory => (o) => {
+      const link = links(o);
+      if (o.remote.startsWith('a')) {
+        live++;
+        peak = Math.max(peak, live);
+        link.on('close', () => { live--; });
+      }
+      return link;
+    };
+    const s = (swarm = new Swarm({
+      n: 2, transport: 'memory', elements: 256, init: { neighbours: { min: max, max }, connectTimeoutMs: 1_000 },
+      wrap: (id, links) => (id === 'p0' ? counting(links) : links),
+    }));
+    await s.connected(1);
+    const [victim, honest] = s.peers;
+    const attackers = Array.from({ length: 8 }, (_, i) => s.hub.client(`a${i}`));
+    await until('attackers joined', () => attackers.every((a) => a.connected));
+    let flooding = true;
+    const flood = (async () => {
+      for (let k = 0; flooding; k++) {
+        // Offers that never complete: each one accepted is a link held until its connect timeout.
+        for (const a of attackers) a.sendSignal(victim.id, { mesh: 1, cid: `x${k}${a.id}`, sig: { type: 'offer', token: 'none' } });
+        await sleep(5);
+      }
+    })();
+    const rounds = 8;
+    const results = await runRounds(s, rounds, 1_500);
+    flooding = false;
+    await flood;
+    console.log(`victim's links to 8 flooding strangers at once: peak ${peak} (hard cap ${hardCap})`);
+    expect(peak).toBeLessThanOrEqual(hardCap);
+    const paired = results[0].filter((r) => r.outcome === 'paired' && r.partner === honest.id).length;
+    expect(paired, JSON.stringify(results[0].map((r) => r.reason))).toBeGreaterThanOrEqual(rounds - 2);
+  }, 60_000);
 });
 
 function pairCounts(ids: string[], results: ExchangeResult[][]): number[] {

@@ -16,6 +16,7 @@ export type FrameErrorCode =
   | 'ERR_FRAME_MISSING_CHUNK'
   | 'ERR_FRAME_CHECKSUM'
   | 'ERR_FRAME_SIZE'
+  | 'ERR_FRAME_DTYPE'
   | 'ERR_MESSAGE_INVALID';
 
 /**

@@ -27,10 +27,17 @@ interface Inbound {
   msg: Xchg;
   phi: Assembler | null;
   delta: Assembler | null;
-  /** Announced sizes that do not fit this run: an offence once this is our partner's. */
-  bad: string | null;
+  /** An announcement that does not fit this run (sizes, dtype): an offence once this is our partner's. */
+  bad: { code: string; detail: string } | null;
   at: number;
 }
+
+/**
+ * Announcements we keep (with their buffers) from peers that may turn out to be our partner
+ * while our own pool answer has not arrived: the partner's answer can come first, and its chunks
+ * follow at once. More than this would let any neighbour make us allocate φ and Δ for it.
+ */
+export const MAX_EARLY_ANNOUNCEMENTS = 2;
 
 type Outcome =
   | { kind: 'received'; phi: Uint8Array; delta: Uint8Array; inbound: Inbound }
@@ -132,9 +139,10 @@ export class ExchangeRun {
       };
       offs.push(mesh.signaling.on('paired', (e) => {
         if (e.round !== round) return;
-        if (e.partner === null) done({ reason: 'no-partner', via: 'coordinator' });
+        if (e.partner === null) { this.keepOnlyStash(null); done({ reason: 'no-partner', via: 'coordinator' }); }
         else {
           this.expectedPartner = e.partner;
+          this.keepOnlyStash(e.partner);
           done({ partner: e.partner, initiator: e.initiator, via: 'coordinator' });
         }
       }));
@@ -225,7 +233,7 @@ export class ExchangeRun {
     if (!this.settle) return;
     this.inbound = inb;
     if (inb.bad) {
-      this.settle({ kind: 'solo', reason: 'rejected', code: 'ERR_FRAME_SIZE', detail: inb.bad });
+      this.settle({ kind: 'solo', reason: 'rejected', code: inb.bad.code, detail: inb.bad.detail });
       return;
     }
     Promise.all([inb.phi!.done, inb.delta!.done]).then(
@@ -242,13 +250,20 @@ export class ExchangeRun {
   private prepare(peer: string, msg: Xchg): Inbound {
     const { mesh } = this;
     const n = mesh.settings.elements;
+    const want = mesh.settings.compression;
     const inb: Inbound = { peer, msg, phi: null, delta: null, bad: null, at: mesh.clock.now() };
     if (msg.phi.elements !== n || msg.delta.elements !== n) {
-      inb.bad = `announced φ of ${msg.phi.elements} and Δ of ${msg.delta.elements} elements; this run's tensors have ${n}`;
+      inb.bad = { code: 'ERR_FRAME_SIZE', detail: `announced φ of ${msg.phi.elements} and Δ of ${msg.delta.elements} elements; this run's tensors have ${n}` };
+      return inb;
+    }
+    // The run fixes the wire dtypes: a sender that picks its own could make us allocate and
+    // decode 4 bytes an element where the run sends 1, or round-trip values the run never rounds.
+    if (msg.phi.dtype !== want.phi || msg.delta.dtype !== want.delta) {
+      inb.bad = { code: 'ERR_FRAME_DTYPE', detail: `announced φ ${msg.phi.dtype} and Δ ${msg.delta.dtype}; this run sends φ ${want.phi} and Δ ${want.delta}` };
       return inb;
     }
     const conn = mesh.conn(peer);
-    if (!conn) { inb.bad = 'link closed'; return inb; }
+    if (!conn) { inb.bad = { code: 'ERR_FRAME_SIZE', detail: 'link closed' }; return inb; }
     const id = mesh.identity();
     const make = (kind: 'phi' | 'delta', a: Announce) => {
       const asm = new Assembler({ runId: id.runId, configHash: id.configHash, sender: peer, kind, transferId: a.tid, dtype: a.dtype as Dtype, elements: n });
@@ -297,7 +312,11 @@ export class ExchangeRun {
       return;
     }
     // Early: the coordinator told our partner before us, or our link opened after theirs.
-    const early = (this.phase === 'pairing' && this.viaCoordinator && !this.direct) ||
+    // Before our own answer any peer may be the partner, but only a few are kept; once the pool
+    // named one, only its announcement is.
+    const beforeAnswer = this.phase === 'pairing' && this.viaCoordinator && !this.direct && this.expectedPartner === null;
+    const early = (beforeAnswer && (this.stash.has(peer) || this.stash.size < MAX_EARLY_ANNOUNCEMENTS)) ||
+      (this.phase === 'pairing' && this.expectedPartner === peer) ||
       (this.phase === 'connecting' && peer === this.partner) ||
       (this.phase === 'transfer' && peer === this.partner && !this.settle);
     if (early) {
@@ -338,6 +357,15 @@ export class ExchangeRun {
     this.abortSend.reason = reason;
     if (reason !== 'partner-gone' && reason !== 'partner-aborted') {
       this.mesh.sendControl(partner, { t: 'abort', round: this.round, reason });
+    }
+  }
+
+  /** The pool answered: announcements from anyone but `partner` are released (and told so). */
+  private keepOnlyStash(partner: string | null): void {
+    for (const peer of [...this.stash.keys()]) {
+      if (peer === partner) continue;
+      this.dropStash(peer);
+      this.mesh.sendControl(peer, { t: 'abort', round: this.round, reason: 'not paired with you' });
     }
   }
 

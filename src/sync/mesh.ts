@@ -107,6 +107,8 @@ interface WrappedSignal {
 }
 
 const MAX_QUEUED_REPORTS = 100;
+/** Signals (the offer and its trickled ICE candidates) kept of a held offer. */
+const MAX_HELD_SIGNALS = 32;
 /** Time a planned disconnect leaves its bye to reach the remote before the link closes. */
 const BYE_FLUSH_MS = 200;
 
@@ -142,6 +144,8 @@ class MeshImpl implements Mesh, MeshCore {
   private lastLinkError: string | null = null;
   /** Per peer: why our last link to it failed to open (for the exchange that needed it). */
   private readonly linkErrors = new Map<string, string>();
+  /** A dialler's offer that came at the hard cap while we wait for our pool answer (see onSignal). */
+  private held: { from: string; cid: string; sigs: unknown[]; at: number } | null = null;
 
   constructor(readonly settings: MeshSettings, components: MeshComponents) {
     if (!components?.signaling) throw new MeshConfigError('components.signaling is required');
@@ -161,7 +165,8 @@ class MeshImpl implements Mesh, MeshCore {
       s.on('signal', (e) => this.onSignal(e.from, e.data)),
       s.on('peers', (e) => { this.livePeers = e.peers.filter((p) => typeof p === 'string'); this.maintain(); }),
       s.on('open', () => { this.suspect = false; this.events.emit('coordinator', { up: true }); this.flushReports(); this.maintain(); }),
-      s.on('close', () => this.events.emit('coordinator', { up: false })),
+      s.on('close', () => { this.held = null; this.events.emit('coordinator', { up: false }); }),
+      s.on('paired', (e) => { if (this.run && e.round === this.run.round) this.onPaired(e.partner); }),
     );
     this.schedule();
   }
@@ -413,6 +418,12 @@ class MeshImpl implements Mesh, MeshCore {
     }
     const existing = this.conns.get(from);
     if (existing && existing.cid === w.cid) { existing.link.signal(w.sig); return; }
+    const h = this.held;
+    if (h && h.from === from && h.cid === w.cid) {
+      // Its ICE candidates trickle in after the offer: keep a few for when it is admitted.
+      if (h.sigs.length < MAX_HELD_SIGNALS) h.sigs.push(w.sig);
+      return;
+    }
     const isOffer = (w.sig as { type?: unknown } | null)?.type === 'offer';
     if (!isOffer) return; // a late candidate of a link we already replaced
     if (existing) {
@@ -420,13 +431,31 @@ class MeshImpl implements Mesh, MeshCore {
       const mine = this.signaling.peerId ?? '';
       if (existing.state === 'connecting' && existing.initiator && mine < from) return;
       this.dropConn(existing, 'replaced by a new connection from the remote', true);
-    } else if (this.conns.size >= this.settings.maxNeighbours + 2 && this.run?.phase !== 'pairing' && this.run?.expectedPartner !== from) {
-      // While we wait for a partner the dialler may be it (its pool answer came first): accept.
+    } else if (this.conns.size >= this.settings.maxNeighbours + 2 && this.run?.expectedPartner !== from) {
+      // At the hard cap only the partner the pool named gets a link. While our own pool answer
+      // is still on its way the dialler may be that partner (its answer came first): hold its
+      // offer, one at most, and admit it only if the pool names it.
+      if (this.run?.phase === 'pairing' && this.run.expectedPartner === null) {
+        this.held = { from, cid: w.cid, sigs: [w.sig], at: this.clock.now() };
+        return;
+      }
       this.logger.debug('refusing a connection: at the hard cap', { from });
       return;
     }
     const c = this.addConn(from, w.cid, false);
     c.link.signal(w.sig);
+  }
+
+  /** The pool answered our ready: admit the held offer if it is from the partner, else drop it. */
+  private onPaired(partner: string | null): void {
+    const h = this.held;
+    if (!h) return;
+    this.held = null;
+    if (partner !== h.from || this.destroyed || this.banned.has(h.from)) return;
+    const existing = this.conns.get(h.from);
+    if (existing) return; // a link of its own since: that one is used
+    const c = this.addConn(h.from, h.cid, false);
+    for (const sig of h.sigs) c.link.signal(sig);
   }
 
   private onData(c: Conn, bytes: Uint8Array): void {
@@ -571,6 +600,7 @@ class MeshImpl implements Mesh, MeshCore {
     for (const c of [...this.conns.values()]) {
       if (c.state === 'connecting' && now - c.createdAt > s.connectTimeoutMs) this.dropConn(c, 'connect timeout', false);
     }
+    if (this.held && (this.run?.phase !== 'pairing' || now - this.held.at > s.connectTimeoutMs)) this.held = null;
     const me = this.signaling.peerId;
     if (!this.signaling.connected || !me) return; // without signaling no new link can form
     const live = new Set(this.livePeers);

@@ -25,6 +25,8 @@ export interface RogueOptions {
 export class Rogue {
   readonly client: HubClient;
   readonly sentTo: string[] = [];
+  /** Control messages the honest side sent it, by sender. */
+  readonly received: { from: string; t: string; reason?: string }[] = [];
   private links = new Map<string, { link: Link; cid: string }>();
   private round = 0;
   private stopped = false;
@@ -49,6 +51,22 @@ export class Rogue {
     this.stopped = true;
     for (const { link } of this.links.values()) link.destroy();
     this.client.close();
+  }
+
+  /** Dial `peer` unasked (a neighbour link, not a pairing); resolves when the link is open. */
+  async dial(peer: string, timeoutMs = 5000): Promise<void> {
+    this.connect(peer, true, `rogue${Math.random().toString(36).slice(2)}`);
+    const end = Date.now() + timeoutMs;
+    while (!this.links.get(peer)?.link.open) {
+      if (Date.now() > end) throw new Error(`rogue ${this.client.id}: no link to ${peer} after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await new Promise((r) => setTimeout(r, 30)); // let both hellos land
+  }
+
+  /** Announce and stream a φ, Δ exchange to `peer` on an open link, paired or not. */
+  announce(peer: string): Promise<void> {
+    return this.send(peer);
   }
 
   private connect(peer: string, initiator: boolean, cid: string): Link {
@@ -77,6 +95,7 @@ export class Rogue {
   }
 
   private onControl(peer: string, link: Link, msg: ControlMessage): void {
+    this.received.push({ from: peer, t: msg.t, ...(msg.t === 'abort' ? { reason: msg.reason } : {}) });
     // Accept every direct pairing request: a rogue wants partners.
     if (msg.t === 'pair-req') link.send(encodeControl({ t: 'pair-ack', nonce: msg.nonce, ok: true }));
     if (msg.t === 'pair-req' || msg.t === 'xchg') void this.send(peer);

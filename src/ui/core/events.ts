@@ -35,6 +35,7 @@ export function offenderReason(reason: string): { words: string; detail: string 
       case 'delta-norm': return 'Δ norm far above the honest scale';
       case 'phi-distance': return 'φ far from its partner’s';
       case 'size': case 'ERR_FRAME_SIZE': return 'wrong payload size';
+      case 'ERR_FRAME_DTYPE': return 'another wire dtype than the run’s compression';
       case 'ERR_FRAME_CONFIG': return 'a different model or training config';
       case 'ERR_FRAME_RUN': return 'a payload for another run';
       case 'ERR_FRAME_CHECKSUM': return 'a corrupted payload (checksum mismatch)';
