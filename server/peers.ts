@@ -63,6 +63,8 @@ export interface PeerHubOptions {
   maxPairWaitMs: number;
   /** The pool predicts partners from their cadence (docs/pairing.md); off: the plain wait. */
   pairPrediction: boolean;
+  /** Joins and leaves within this window go out as one peer-list change. */
+  peersEveryMs: number;
 }
 
 export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
@@ -79,6 +81,7 @@ export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
   minPairWaitMs: 50,
   maxPairWaitMs: 120_000,
   pairPrediction: true,
+  peersEveryMs: 100,
 };
 
 export interface PeerHubDeps {
@@ -133,7 +136,22 @@ interface Conn {
   joinedAt: number;
   stepBase: number;
   lastReportAt: number;
+  /** Order of this join among all joins, and the newest join the peer lists sent to it covered. */
+  joinSeq: number;
+  listedSeq: number;
+  /** Peers that signalled this one lately -> signals it may still answer them with, free of its rate. */
+  replies: Map<string, number>;
 }
+
+/**
+ * Signal relay accounting. A signal answering one that reached a peer (simple-peer's answer and
+ * its ICE candidates) is free for the answering side up to REPLY_CREDITS per signal received: so
+ * a stranger flooding a peer with offers spends its own rate, never its victim's.
+ */
+const REPLY_CREDITS = 8;
+const MAX_REPLY_CREDITS = 64;
+/** Peers one connection keeps answer credits for (the oldest are forgotten first). */
+const MAX_REPLY_PEERS = 64;
 
 /** Partners the pool gave a peer that its reports may name (a report covers the last few rounds). */
 const PARTNERS_KEPT = 4;
@@ -152,7 +170,9 @@ export class PeerHub {
   /** Per run: reporter → the peers it reported; a pair is vetoed if either side reported the other. */
   /** run -> reporter -> accused -> offender reports (strikes) so far. */
   private readonly strikes = new Map<string, Map<string, Map<string, number>>>();
-  private readonly peersBroadcast = new Map<string, unknown>();
+  /** Per run: peer-list changes not yet sent, and the timer that sends them. */
+  private readonly peersPending = new Map<string, { timer: unknown; joined: Set<string>; left: Set<string> }>();
+  private joins = 0;
   /** Live peer -> the partners the pool gave it lately, newest last (a report may name only these). */
   private readonly partners = new Map<string, string[]>();
   private sweepTimer: unknown = null;
@@ -225,7 +245,7 @@ export class PeerHub {
     const c: Conn = {
       n: this.nextConn++, ws, release: () => {}, address, peerId: null, runId: null, lastSeen: now, bucket: this.o.limits.burst, refilledAt: now,
       lastRateError: -Infinity, overRate: 0, strikes: 0, helloTimer: null, lastStep: -1, closed: false,
-      joinedAt: now, stepBase: 0, lastReportAt: now,
+      joinedAt: now, stepBase: 0, lastReportAt: now, joinSeq: 0, listedSeq: 0, replies: new Map(),
     };
     if (this.conns.size >= this.o.maxConnections) {
       this.fail(c, 'server-full', `the coordinator holds ${this.conns.size} connections, its limit; try again later`, CLOSE.overloaded);
@@ -280,15 +300,8 @@ export class PeerHub {
         return this.reject(c, 'already-joined', `this connection already joined as ${peerId}`);
       case 'hb':
         return;
-      case 'signal': {
-        const to = this.byPeer.get(msg.to);
-        if (!to || to.runId !== runId || msg.to === peerId) {
-          return this.reject(c, 'unknown-peer', `peer ${msg.to} is not a live peer of run ${runId}`, 'signal');
-        }
-        this.stats.relayed++;
-        this.send(to, { t: 'signal', from: peerId, data: msg.data });
-        return;
-      }
+      case 'signal':
+        return this.relay(c, msg.to, msg.data);
       case 'ready':
         return this.pool(runId).ready(peerId, msg.round, msg.waitMs);
       case 'report':
@@ -299,6 +312,41 @@ export class PeerHub {
       case 'offender':
         return this.onOffender(c, msg);
     }
+  }
+
+  /**
+   * Relays a signal only between peers this coordinator introduced: one listed to the sender
+   * (in its welcome or a later peer-list change), a partner the pool gave either of them, or a
+   * peer that signalled the sender first (an answer). Answers are free of the sender's rate.
+   */
+  private relay(c: Conn, toId: string, data: Record<string, unknown>): void {
+    const peerId = c.peerId!, runId = c.runId!;
+    const credit = c.replies.get(toId) ?? 0;
+    if (credit > 0) {
+      c.replies.set(toId, credit - 1);
+      c.bucket = Math.min(this.o.limits.burst, c.bucket + 1); // the token onFrame took
+    }
+    const to = this.byPeer.get(toId);
+    if (!to || to.runId !== runId || toId === peerId) {
+      // An answer to a peer that has left since, or a peer of the run that left before its
+      // leave reached the sender: a race, not an offence.
+      if (toId !== peerId && (credit > 0 || this.wasPeerOf(runId, toId))) return;
+      return this.reject(c, 'unknown-peer', `peer ${toId} is not a live peer of run ${runId}`, 'signal');
+    }
+    const introduced = credit > 0 || to.joinSeq <= c.listedSeq ||
+      (this.partners.get(peerId) ?? []).includes(toId) || (this.partners.get(toId) ?? []).includes(peerId);
+    if (!introduced) return this.reject(c, 'unknown-peer', `peer ${toId} was not introduced to you; signal peers from your peer list or your pool partner`, 'signal');
+    this.stats.relayed++;
+    const left = to.replies.get(peerId);
+    to.replies.delete(peerId); // re-inserted last: the oldest entry is the one to forget
+    to.replies.set(peerId, Math.min(MAX_REPLY_CREDITS, (left ?? 0) + REPLY_CREDITS));
+    if (to.replies.size > MAX_REPLY_PEERS) to.replies.delete(to.replies.keys().next().value!);
+    this.send(to, { t: 'signal', from: peerId, data });
+  }
+
+  private wasPeerOf(runId: string, peerId: string): boolean {
+    const row = this.d.db.prepare('SELECT run_id AS runId FROM peers WHERE id = ?').get(peerId) as { runId: string } | undefined;
+    return row?.runId === runId;
   }
 
   private onOffender(c: Conn, msg: OffenderMsg): void {
@@ -372,6 +420,7 @@ export class PeerHub {
     let set = this.byRun.get(runId);
     if (!set) this.byRun.set(runId, (set = new Set()));
     set.add(peerId);
+    c.joinSeq = c.listedSeq = ++this.joins; // the welcome lists every live peer
 
     const files = fileRefs(runId, manifest);
     const assignment: DataAssignment = {
@@ -393,7 +442,7 @@ export class PeerHub {
     });
     this.d.events.append(runId, 'peer-joined', peerId, { replica, resumed, client: msg.client ?? null });
     this.d.logger.info({ peer: peerId, run: runId, replica, resumed }, 'peer joined');
-    this.schedulePeersBroadcast(runId);
+    this.peersChanged(runId, peerId, true);
   }
 
   /** The peer's row (created on first join); returns its replica number in the run. */
@@ -484,7 +533,7 @@ export class PeerHub {
     this.d.db.prepare('UPDATE peers SET last_seen = ? WHERE id = ?').run(now, peerId);
     this.d.events.append(runId, 'peer-left', peerId, { reason });
     this.d.logger.info({ peer: peerId, run: runId, reason }, 'peer left');
-    this.schedulePeersBroadcast(runId);
+    this.peersChanged(runId, peerId, false);
   }
 
   // ---------- sending ----------
@@ -518,14 +567,33 @@ export class PeerHub {
     return true;
   }
 
-  private schedulePeersBroadcast(runId: string): void {
-    // Coalesce: a burst of joins sends one list, not one per join.
-    if (this.peersBroadcast.has(runId)) return;
-    this.peersBroadcast.set(runId, this.d.clock.setTimeout(() => {
-      this.peersBroadcast.delete(runId);
-      const peers = this.livePeers(runId);
-      for (const p of peers) this.sendTo(p, { t: 'peers', peers: peers.filter((x) => x !== p) });
-    }, 100));
+  /**
+   * A peer joined or left: its run's peers hear of it as a change (the whole list goes only in
+   * a welcome), so a join costs the run one small frame per peer, not a list per peer.
+   * Changes within peersEveryMs go out together.
+   */
+  private peersChanged(runId: string, peerId: string, joined: boolean): void {
+    let p = this.peersPending.get(runId);
+    if (!p) {
+      const pending = { joined: new Set<string>(), left: new Set<string>(), timer: null as unknown };
+      pending.timer = this.d.clock.setTimeout(() => this.sendPeersChange(runId), this.o.peersEveryMs);
+      this.peersPending.set(runId, (p = pending));
+    }
+    // A peer that joined and left within one window is still sent as left: a welcome in between listed it.
+    if (joined) { p.left.delete(peerId); p.joined.add(peerId); } else { p.joined.delete(peerId); p.left.add(peerId); }
+  }
+
+  private sendPeersChange(runId: string): void {
+    const p = this.peersPending.get(runId);
+    if (!p) return;
+    this.peersPending.delete(runId);
+    const text = JSON.stringify({ t: 'peers-change', joined: [...p.joined], left: [...p.left] } satisfies ServerMessage);
+    for (const id of this.byRun.get(runId) ?? []) {
+      const c = this.byPeer.get(id);
+      if (!c) continue;
+      c.listedSeq = this.joins;
+      this.sendRaw(c, text);
+    }
   }
 
   // ---------- limits and errors ----------
@@ -626,8 +694,8 @@ export class PeerHub {
 
   shutdown(): void {
     this.d.clock.clearTimeout(this.sweepTimer);
-    for (const t of this.peersBroadcast.values()) this.d.clock.clearTimeout(t);
-    this.peersBroadcast.clear();
+    for (const p of this.peersPending.values()) this.d.clock.clearTimeout(p.timer);
+    this.peersPending.clear();
     for (const p of this.pools.values()) p.clear();
     for (const c of [...this.conns]) this.close(c, CLOSE.shutdown, 'coordinator shutting down');
   }

@@ -38,7 +38,7 @@ describe('volunteer WebSocket', () => {
       expect(a.welcome.assignment.replica).not.toBe(b.welcome.assignment.replica);
       expect(a.welcome.assignment.seed).not.toBe(b.welcome.assignment.seed);
       expect(b.welcome.peers).toContain(a.welcome.peerId);
-      await a.peer.next((m) => m.t === 'peers' && m.peers.includes(b.welcome.peerId));
+      await a.peer.next((m) => m.t === 'peers-change' && m.joined.includes(b.welcome.peerId));
       expect(s.c.hub.livePeers('default')).toEqual(expect.arrayContaining([a.welcome.peerId, b.welcome.peerId]));
     } finally {
       stopA(); stopB(); a.peer.close(); b.peer.close();
@@ -50,6 +50,8 @@ describe('volunteer WebSocket', () => {
     const b = await RawPeer.join(s.wsUrl);
     const c = await RawPeer.join(s.wsUrl, { run: 'other' });
     try {
+      // a hears of b as a peer-list change; only then may it signal b.
+      await a.peer.next((m) => m.t === 'peers-change' && m.joined.includes(b.welcome.peerId));
       a.peer.send({ t: 'signal', to: b.welcome.peerId, data: { type: 'offer', sdp: 'v=0' } });
       const got = await b.peer.next((m) => m.t === 'signal');
       expect(got).toEqual({ t: 'signal', from: a.welcome.peerId, data: { type: 'offer', sdp: 'v=0' } });
@@ -68,6 +70,38 @@ describe('volunteer WebSocket', () => {
       expect(c.peer.frames.filter((m) => m.t === 'signal')).toHaveLength(0);
     } finally {
       a.peer.close(); b.peer.close(); c.peer.close();
+    }
+  });
+
+  it('relays only between peers it introduced: listed to the sender, its pool partner, or answering a signal', async () => {
+    // Peer-list changes held back for the whole test: a later joiner is never listed to earlier ones.
+    const t = await startServer({ hub: { peersEveryMs: 600_000 } });
+    const peers: RawPeer[] = [];
+    try {
+      const a = await RawPeer.join(t.wsUrl);
+      const b = await RawPeer.join(t.wsUrl);
+      peers.push(a.peer, b.peer);
+      expect(b.welcome.peers).toEqual([a.welcome.peerId]);
+      // b was never listed to a: a cannot reach it.
+      a.peer.send({ t: 'signal', to: b.welcome.peerId, data: { type: 'offer' } });
+      expect(await a.peer.next((m) => m.t === 'error' && m.code === 'unknown-peer')).toMatchObject({ message: expect.stringMatching(/not introduced/) });
+      // b knows a from its welcome; a may then answer b.
+      b.peer.send({ t: 'signal', to: a.welcome.peerId, data: { type: 'offer' } });
+      expect(await a.peer.next((m) => m.t === 'signal')).toMatchObject({ from: b.welcome.peerId });
+      a.peer.send({ t: 'signal', to: b.welcome.peerId, data: { type: 'answer' } });
+      expect(await b.peer.next((m) => m.t === 'signal')).toMatchObject({ from: a.welcome.peerId, data: { type: 'answer' } });
+      // A pair the pool made may signal each other, listed or not.
+      const c = await RawPeer.join(t.wsUrl);
+      peers.push(c.peer);
+      a.peer.send({ t: 'ready', round: 0, waitMs: 5000 });
+      c.peer.send({ t: 'ready', round: 0, waitMs: 5000 });
+      await a.peer.next((m) => m.t === 'paired' && m.partner === c.welcome.peerId);
+      a.peer.send({ t: 'signal', to: c.welcome.peerId, data: { type: 'offer' } });
+      expect(await c.peer.next((m) => m.t === 'signal')).toMatchObject({ from: a.welcome.peerId });
+      expect(b.peer.frames.filter((m) => m.t === 'signal')).toHaveLength(1);
+    } finally {
+      for (const p of peers) p.close();
+      await t.close();
     }
   });
 

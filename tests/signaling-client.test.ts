@@ -75,6 +75,21 @@ describe('signaling client', () => {
     expect(sock().sent[0]).toEqual({ t: 'hello', v: 1, session: 'sess.mac' });
   });
 
+  it('keeps the live peer list from the welcome and applies the changes the coordinator sends; a new welcome replaces it', () => {
+    const { c, sock, join, clock } = setup();
+    const lists: string[][] = [];
+    c.on('peers', (e) => lists.push([...e.peers].sort()));
+    c.start();
+    join({ peers: ['p-x', 'p-y'] });
+    sock().deliver({ t: 'peers-change', joined: ['p-z', 'p-00000000000000aa'], left: ['p-x', 'p-never'] });
+    sock().deliver({ t: 'peers-change', joined: ['p-z'], left: [] });
+    expect(lists).toEqual([['p-x', 'p-y'], ['p-y', 'p-z'], ['p-y', 'p-z']]);
+    sock().drop();
+    clock.advance(100);
+    join({ peers: ['p-w'] });
+    expect(lists.at(-1)).toEqual(['p-w']);
+  });
+
   it('reconnects with exponential backoff, capped, with jitter, reset after a welcome', () => {
     const draws = [0, 1, 0.5, 0, 0, 0, 0, 0, 0];
     let i = 0;

@@ -13,7 +13,9 @@
 //   offender                    a partner sent a payload that failed validation; the coordinator
 //                               records it and never pairs the two again in this run
 //            ice                fresh ICE servers (TURN credentials) before the old ones expire
-//            peers / config / error
+//            peers-change       peers that joined and left since the last change (the full
+//                               list comes only in welcome)
+//            config / error
 import { jsonDepth, validateSchema, type Schema, type Validation } from './schema.ts';
 
 export const PROTOCOL_VERSION = 1;
@@ -206,7 +208,8 @@ export interface WelcomeMsg {
 }
 export interface ErrorMsg { t: 'error'; code: ErrorCode; message: string; ref?: string; fatal?: boolean }
 export interface SignalInMsg { t: 'signal'; from: string; data: Record<string, unknown> }
-export interface PeersMsg { t: 'peers'; peers: string[] }
+/** Live peers of the run that joined and left since the last change (the full list comes in welcome). */
+export interface PeersChangeMsg { t: 'peers-change'; joined: string[]; left: string[] }
 export interface PairedMsg { t: 'paired'; round: number; partner: string | null; initiator: boolean }
 export interface AckMsg { t: 'ack'; seq: number; duplicate?: boolean }
 export interface ConfigMsg { t: 'config'; run: RunInfo }
@@ -214,7 +217,7 @@ export interface StateRequestMsg { t: 'state-request'; id: string; url: string }
 export interface IceMsg { t: 'ice'; ice: WireIce }
 
 export type ServerMessage =
-  | WelcomeMsg | ErrorMsg | SignalInMsg | PeersMsg | PairedMsg | AckMsg | ConfigMsg | StateRequestMsg | IceMsg;
+  | WelcomeMsg | ErrorMsg | SignalInMsg | PeersChangeMsg | PairedMsg | AckMsg | ConfigMsg | StateRequestMsg | IceMsg;
 
 // ---------- schemas ----------
 
@@ -313,7 +316,7 @@ export function parseClientMessage(
   return { ok: true, msg: r.value };
 }
 
-const SERVER_TYPES = new Set(['welcome', 'error', 'signal', 'peers', 'paired', 'ack', 'config', 'state-request', 'ice']);
+const SERVER_TYPES = new Set(['welcome', 'error', 'signal', 'peers-change', 'paired', 'ack', 'config', 'state-request', 'ice']);
 
 /**
  * Light check of a server frame for clients: the coordinator is trusted, but a proxy or a

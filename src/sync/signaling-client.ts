@@ -93,6 +93,8 @@ export type StateProvider = () => StateFrame | Promise<StateFrame>;
 export class SignalingClient implements Signaling {
   private ws: WebSocketLike | null = null;
   private welcomeMsg: WelcomeMsg | null = null;
+  /** Other live peers of the run: the welcome's list, then the coordinator's changes applied to it. */
+  private livePeers = new Set<string>();
   /** The last ICE servers the coordinator sent: kept across disconnects (links need TURN then too). */
   private iceConfig: IceConfig | null = null;
   private readonly listeners = new Map<keyof ClientEventMap, Set<(e: never) => void>>();
@@ -288,7 +290,8 @@ export class SignalingClient implements Signaling {
         this.startHeartbeat(m.heartbeatMs);
         this.emit('welcome', m);
         this.emit('open', { peerId: m.peerId });
-        this.emit('peers', { peers: m.peers });
+        this.livePeers = new Set(m.peers);
+        this.emit('peers', { peers: [...this.livePeers] });
         // Everything not yet acknowledged goes again (the coordinator drops duplicates).
         this.flushQueue = [...this.unacked.keys()];
         this.pumpFlush();
@@ -301,9 +304,13 @@ export class SignalingClient implements Signaling {
       case 'signal':
         this.emit('signal', { from: m.from, data: m.data });
         return;
-      case 'peers':
-        this.emit('peers', { peers: m.peers });
+      case 'peers-change': {
+        const self = this.welcomeMsg?.peerId;
+        for (const p of m.left) this.livePeers.delete(p);
+        for (const p of m.joined) if (p !== self) this.livePeers.add(p);
+        this.emit('peers', { peers: [...this.livePeers] });
         return;
+      }
       case 'paired':
         if (this.pendingReady && this.pendingReady.round === m.round) this.resolveReady({ round: m.round, partner: m.partner, initiator: m.initiator });
         return;
