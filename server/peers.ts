@@ -146,10 +146,12 @@ interface Conn {
 /**
  * Signal relay accounting. A signal answering one that reached a peer (simple-peer's answer and
  * its ICE candidates) is free for the answering side up to REPLY_CREDITS per signal received: so
- * a stranger flooding a peer with offers spends its own rate, never its victim's.
+ * a stranger flooding a peer with offers spends its own rate, never its victim's. Credits pile up
+ * while a burst of offers waits for its answers; the pile is capped so two peers in league can
+ * push at most a few times their rate through the relay.
  */
-const REPLY_CREDITS = 8;
-const MAX_REPLY_CREDITS = 64;
+const REPLY_CREDITS = 4;
+const MAX_REPLY_CREDITS = 1024;
 /** Peers one connection keeps answer credits for (the oldest are forgotten first). */
 const MAX_REPLY_PEERS = 64;
 
