@@ -1,0 +1,72 @@
+// Silent joins (issue 16): every join used to re-send the whole peer list to every peer, so the
+// bytes one join pushed grew with the square of the run's size. Now a join costs a welcome with
+// the list to the newcomer and one small change frame to each peer: linear in the run's size.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { startServer, until, type TestServer } from './support/coordinator.ts';
+
+let s: TestServer;
+beforeAll(async () => {
+  // One address joins them all (the per-address budgets are tested in server.budgets.test.ts);
+  // changes go out 1 ms after a join, so each join is measured on its own.
+  s = await startServer({
+    hub: { maxConnectionsPerAddress: 10_000, hellosPerMinute: 1e6, helloBurst: 1e6, peersEveryMs: 1, livenessMs: 600_000, heartbeatMs: 60_000 },
+  });
+});
+afterAll(async () => {
+  await s?.close();
+});
+
+/** A peer that joins and says nothing more; counts the bytes the coordinator pushes to it. */
+class Silent {
+  bytes = 0;
+  id = '';
+  /** Peers it has heard of (kept only where asked: parsing every list would cost the test more than the server). */
+  readonly known = new Set<string>();
+  readonly ws: WebSocket;
+  constructor(url: string, track: boolean) {
+    this.ws = new WebSocket(url);
+    this.ws.on('open', () => this.ws.send(JSON.stringify({ t: 'hello', v: 1 })));
+    this.ws.on('message', (data: Buffer) => {
+      this.bytes += data.length;
+      if (!track && this.id) return;
+      const m = JSON.parse(String(data)) as { t: string; peerId?: string; peers?: string[]; joined?: string[]; left?: string[] };
+      if (m.t === 'welcome') { this.id = m.peerId!; for (const p of m.peers!) this.known.add(p); }
+      if (m.t === 'peers-change') { for (const p of m.joined!) this.known.add(p); for (const p of m.left!) this.known.delete(p); }
+      if ((m as { t: string }).t === 'peers') { this.known.clear(); for (const p of m.peers!) this.known.add(p); } // main's full lists, for the comparison
+    });
+  }
+}
+
+describe('peer list under silent joins', () => {
+  it('a join pushes bytes linear in the number of live peers, not quadratic', async () => {
+    const JOINS = 300;
+    const peers: Silent[] = [];
+    const pushed: number[] = []; // total bytes pushed to all peers once join k had reached the first peer
+    const total = () => peers.reduce((a, p) => a + p.bytes, 0);
+    try {
+      for (let k = 0; k < JOINS; k++) {
+        const p = new Silent(s.wsUrl, k === 0);
+        peers.push(p);
+        await until(() => p.id !== '', 10_000, `join ${k}`);
+        if (k > 0) await until(() => peers[0]!.known.has(p.id), 10_000, `the first peer to hear of join ${k}`);
+        pushed.push(total());
+      }
+      expect(s.c.hub.livePeers('default')).toHaveLength(JOINS);
+      const perJoin = (from: number, to: number) => (pushed[to - 1]! - pushed[from - 1]!) / (to - from);
+      const early = perJoin(100, 150), late = perJoin(250, 300);
+      const liveEarly = 125, liveLate = 275;
+      console.log([
+        `peer list: ${JOINS} silent joins, ${total()} bytes pushed in all`,
+        `  joins 100-150 (~${liveEarly} live): ${early.toFixed(0)} bytes per join (${(early / liveEarly).toFixed(1)} per live peer)`,
+        `  joins 250-300 (~${liveLate} live): ${late.toFixed(0)} bytes per join (${(late / liveLate).toFixed(1)} per live peer)`,
+        `  growth ${(late / early).toFixed(2)}x for ${(liveLate / liveEarly).toFixed(2)}x the peers (quadratic would be ${((liveLate / liveEarly) ** 2).toFixed(2)}x)`,
+      ].join('\n'));
+      // Linear: the bytes of a join grow as the live count does (2.2x here), a quadratic list
+      // re-broadcast would grow 4.8x.
+      expect(late / early).toBeLessThan(((liveLate / liveEarly) + (liveLate / liveEarly) ** 2) / 2);
+    } finally {
+      for (const p of peers) p.ws.close();
+    }
+  }, 240_000);
+});
