@@ -2,11 +2,22 @@
 // The relay charges the flood to the flooders: they are closed for their rate, while the victim,
 // which answers every offer as simple-peer would, is never closed and keeps pairing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RawPeer, startServer, until, type TestServer } from './support/coordinator.ts';
+import { WebSocket } from 'ws';
+import wrtc from '@roamhq/wrtc';
+import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../src/sync/signaling-client.ts';
+import { createMesh, type Mesh } from '../src/sync/mesh.ts';
+import { simplePeerLinks } from '../src/sync/links.ts';
+import { configHash } from '../src/protocol/hash.ts';
+import type { ExchangeResult } from '../src/sync/types.ts';
+import { RawPeer, sleep, startServer, until, type TestServer } from './support/coordinator.ts';
+import { syntheticPayload } from './support/swarm.ts';
+import { consoleLogger } from '../src/sync/components.ts';
 
 let s: TestServer;
 beforeAll(async () => {
-  s = await startServer();
+  // The flooders are fresh ids as if from many addresses: the per-address hello budget
+  // (server.budgets.test.ts) would otherwise stop them before the relay is tested.
+  s = await startServer({ hub: { hellosPerMinute: 1e6, helloBurst: 1e6 } });
   const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'flood', dataset: 'moby-dick', preset: 'micro' } });
   expect(r.statusCode).toBe(201);
 });
@@ -67,4 +78,70 @@ describe('signal relay under an offer flood', () => {
       victim.peer.close(); honest.peer.close();
     }
   }, 60_000);
+});
+
+describe('meshes over the real coordinator under an offer flood', () => {
+  it('the victim keeps its coordinator connection and keeps pairing while waves of fresh ids flood it with real offers', async () => {
+    const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'flood-mesh', dataset: 'moby-dick', preset: 'micro' } });
+    expect(r.statusCode).toBe(201);
+    const n = 2000;
+    const hash = configHash({ run: 'flood-mesh', elements: n });
+    const clients = [0, 1].map(() => new SignalingClient({ url: s.url, run: 'flood-mesh', WebSocket: WebSocket as unknown as WebSocketCtor, session: memorySessionStore() }));
+    const drops = [0, 0];
+    clients.forEach((c, i) => { c.on('close', () => { drops[i]++; }); c.start(); });
+    const meshes: Mesh[] = [];
+    let flooding = true;
+    const flooders: RawPeer[] = [];
+    try {
+      await until(() => clients.every((c) => c.connected), 10_000, 'both peers to join');
+      for (const client of clients) {
+        meshes.push(createMesh({ runId: 'flood-mesh', configHash: hash, elements: n, neighbours: { min: 1, max: 2 }, maintainMs: 100, connectTimeoutMs: 4_000 })({
+          signaling: client, links: simplePeerLinks({ rtc: wrtc }),
+          ...(process.env.DBG ? { logger: consoleLogger(`[${meshes.length}]`, true) } : {}),
+        }));
+      }
+      await until(() => meshes.every((m) => m.neighbours().length >= 1), 45_000, 'the two peers to link');
+      const victim = clients[0]!.peerId!;
+      // A real SDP offer, as a browser would send: the victim's WebRTC stack answers it.
+      const probe = simplePeerLinks({ rtc: wrtc })({ remote: victim, initiator: true });
+      const offer = await new Promise<unknown>((res) => probe.on('signal', (sig) => { if ((sig as { type?: string }).type === 'offer') res(sig); }));
+      probe.destroy();
+      const { burst } = s.c.hub.o.limits;
+      // Waves of four fresh ids until the rounds end.
+      const flood = (async () => {
+        for (let wave = 0; flooding; wave++) {
+          const fs = await Promise.all([0, 1, 2, 3].map(() => RawPeer.join(s.wsUrl, { run: 'flood-mesh' })));
+          flooders.push(...fs.map((f) => f.peer));
+          // Each sends its whole burst and keeps sending until the coordinator closes it.
+          await Promise.all(fs.map(async (f, j) => {
+            for (let i = 0; !f.peer.closed; i++) {
+              if (f.peer.ws.readyState === 1) f.peer.send({ t: 'signal', to: victim, data: { mesh: 1, cid: `w${wave}f${j}o${i}`, sig: offer } });
+              if (i >= burst && i % 50 === 0) await sleep(5);
+            }
+          }));
+        }
+      })();
+      const rounds = 8;
+      const results: ExchangeResult[][] = await Promise.all(meshes.map(async (m, i) => {
+        const out: ExchangeResult[] = [];
+        for (let round = 0; round < rounds; round++) {
+          await sleep(20 + Math.random() * 50);
+          out.push(await m.exchange(round, syntheticPayload(n, i, round), { waitMs: 2_000 }));
+        }
+        return out;
+      }));
+      flooding = false;
+      await flood;
+      const paired = results[0]!.filter((x) => x.outcome === 'paired').length;
+      console.log(`mesh flood: ${flooders.length} flooders in ${flooders.length / 4} waves; closed ${flooders.filter((f) => f.closed).length}; victim paired ${paired}/${rounds}, coordinator drops ${drops.join('/')}`);
+      expect(drops).toEqual([0, 0]);
+      expect(flooders.every((f) => f.closed !== null)).toBe(true);
+      expect(paired, JSON.stringify(results[0]!.map((x) => x.reason))).toBeGreaterThanOrEqual(rounds - 2);
+    } finally {
+      flooding = false;
+      for (const f of flooders) f.close();
+      for (const m of meshes) m.destroy();
+      for (const c of clients) c.stop();
+    }
+  }, 120_000);
 });

@@ -107,6 +107,8 @@ interface WrappedSignal {
 }
 
 const MAX_QUEUED_REPORTS = 100;
+/** A remote may replace its own unopened incoming link this often at most. */
+const REOFFER_MS = 1_000;
 /** Signals (the offer and its trickled ICE candidates) kept of a held offer. */
 const MAX_HELD_SIGNALS = 32;
 /** Time a planned disconnect leaves its bye to reach the remote before the link closes. */
@@ -430,6 +432,9 @@ class MeshImpl implements Mesh, MeshCore {
       // Both sides dialled at once: the smaller id's offer wins, the other side yields.
       const mine = this.signaling.peerId ?? '';
       if (existing.state === 'connecting' && existing.initiator && mine < from) return;
+      // A dialler re-offering before its last offer could have failed would make us build a
+      // WebRTC connection per offer it sends: one per REOFFER_MS at most.
+      if (!existing.initiator && existing.state === 'connecting' && this.clock.now() - existing.createdAt < Math.min(REOFFER_MS, this.settings.connectTimeoutMs)) return;
       this.dropConn(existing, 'replaced by a new connection from the remote', true);
     } else if (this.conns.size >= this.settings.maxNeighbours + 2 && this.run?.expectedPartner !== from) {
       // At the hard cap only the partner the pool named gets a link. While our own pool answer
@@ -618,7 +623,9 @@ class MeshImpl implements Mesh, MeshCore {
     const idle = () => this.neighbours().filter((p) => !this.busy(p));
     const grace = Math.max(2_000, 5 * s.maintainMs);
     const settled = (p: string) => now - (this.conns.get(p)?.openedAt ?? now) >= grace;
-    while (this.conns.size > s.maxNeighbours) {
+    // Only open links count: unopened incoming ones (a flood of offers that never complete) must
+    // not push out working neighbours; the hard cap in onSignal bounds them.
+    while (this.neighbours().length > s.maxNeighbours) {
       const gone = idle().filter((p) => !live.has(p));
       const old = idle().filter(settled);
       const p = pick(this.random, gone.length > 0 ? gone : old.length > 0 ? old : idle());
