@@ -89,6 +89,11 @@ const MIGRATIONS: string[] = [
   `,
   // 3: the sites allowed to frame a run's widget (CSP frame-ancestors); none until the admin adds one.
   `ALTER TABLE runs ADD COLUMN embed_sites_json TEXT NOT NULL DEFAULT '[]';`,
+  // 4: retention finds departed peers and their events without scanning (server/peers.ts, prune).
+  `
+  CREATE INDEX peers_last_seen ON peers (last_seen);
+  CREATE INDEX events_peer ON events (peer_id);
+  `,
 ];
 
 export function openDb(file: string): Db {

@@ -65,6 +65,11 @@ export interface PeerHubOptions {
   pairPrediction: boolean;
   /** Joins and leaves within this window go out as one peer-list change. */
   peersEveryMs: number;
+  /**
+   * A peer gone this long loses its row and its events (its metric reports stay: they are the
+   * run's curves). Silent joins then cost the database nothing lasting.
+   */
+  departedRetentionMs: number;
 }
 
 export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
@@ -82,7 +87,11 @@ export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
   maxPairWaitMs: 120_000,
   pairPrediction: true,
   peersEveryMs: 100,
+  departedRetentionMs: 7 * 24 * 3600_000,
 };
+
+/** Departed peers forgotten per prune pass (one transaction); the next pass takes the rest. */
+const PRUNE_BATCH = 500;
 
 export interface PeerHubDeps {
   db: Db;
@@ -178,12 +187,13 @@ export class PeerHub {
   /** Live peer -> the partners the pool gave it lately, newest last (a report may name only these). */
   private readonly partners = new Map<string, string[]>();
   private sweepTimer: unknown = null;
+  private lastPrune = -Infinity;
   private nextConn = 1;
   /** Set by the checkpoint scheduler. */
   onStateFail: StateFailHandler | null = null;
   /** Set by the checkpoint scheduler: a peer that leaves cannot answer a state request. */
   onPeerLeft: ((peerId: string) => void) | null = null;
-  readonly stats = { frames: 0, rejected: 0, closedForAbuse: 0, relayed: 0 };
+  readonly stats = { frames: 0, rejected: 0, closedForAbuse: 0, relayed: 0, forgotten: 0 };
 
   constructor(private readonly d: PeerHubDeps, readonly o: PeerHubOptions = DEFAULT_HUB_OPTIONS) {
     this.perAddress = new OpenCounter(o.maxConnectionsPerAddress);
@@ -669,15 +679,36 @@ export class PeerHub {
     }, Math.max(100, Math.min(this.o.heartbeatMs, this.o.livenessMs / 2)));
   }
 
-  /** Drops peers that have been silent longer than livenessMs. */
+  /** Drops peers that have been silent longer than livenessMs; now and then, forgets departed ones. */
   sweep(): void {
     const now = this.d.clock.now();
+    if (now - this.lastPrune >= Math.min(60_000, this.o.departedRetentionMs)) {
+      this.lastPrune = now;
+      this.prune(now);
+    }
     for (const c of [...this.conns]) {
       if (c.peerId && now - c.lastSeen > this.o.livenessMs) {
         this.send(c, { t: 'error', code: 'timeout', message: `no heartbeat for ${now - c.lastSeen} ms`, fatal: true });
         this.close(c, CLOSE.heartbeat, 'heartbeat timeout');
       }
     }
+  }
+
+  /**
+   * Deletes the rows and events of peers gone longer than departedRetentionMs (a live peer's
+   * last_seen is its join time, so live ones are skipped by id). Returns how many it forgot.
+   */
+  prune(now = this.d.clock.now()): number {
+    const db = this.d.db;
+    const ids = (db.prepare('SELECT id FROM peers WHERE last_seen < ? ORDER BY last_seen LIMIT ?').all(now - this.o.departedRetentionMs, PRUNE_BATCH) as { id: string }[])
+      .map((r) => r.id).filter((id) => !this.byPeer.has(id));
+    if (ids.length === 0) return 0;
+    const events = db.prepare('DELETE FROM events WHERE peer_id = ?');
+    const peer = db.prepare('DELETE FROM peers WHERE id = ?');
+    db.transaction(() => { for (const id of ids) { events.run(id); peer.run(id); } })();
+    this.stats.forgotten += ids.length;
+    this.d.logger.info({ peers: ids.length }, 'forgot departed peers');
+    return ids.length;
   }
 
   // ---------- run changes ----------
