@@ -133,7 +133,7 @@ describe('meshes over the real coordinator under an offer flood', () => {
       flooding = false;
       await flood;
       const paired = results[0]!.filter((x) => x.outcome === 'paired').length;
-      console.log(`mesh flood: ${flooders.length} flooders in ${flooders.length / 4} waves; closed ${flooders.filter((f) => f.closed).length}; victim paired ${paired}/${rounds}, coordinator drops ${drops.join('/')}`);
+      console.log(`mesh flood: ${flooders.length} flooders in ${flooders.length / 4} waves; closed ${flooders.filter((f) => f.closed).length}; victim paired ${paired}/${rounds} (${results[0]!.map((x) => x.reason ?? 'ok').join(' ')}), coordinator drops ${drops.join('/')}`);
       expect(drops).toEqual([0, 0]);
       expect(flooders.every((f) => f.closed !== null)).toBe(true);
       expect(paired, JSON.stringify(results[0]!.map((x) => x.reason))).toBeGreaterThanOrEqual(rounds - 2);
