@@ -198,7 +198,7 @@ export class PeerHub {
     if (!p) {
       p = new ReadyPool({
         clock: this.d.clock, rng: this.d.rng, minWaitMs: this.o.minPairWaitMs, maxWaitMs: this.o.maxPairWaitMs,
-        liveCount: () => this.byRun.get(runId)?.size ?? 0, predict: this.o.pairPrediction,
+        liveCount: () => this.byRun.get(runId)?.size ?? 0, predict: this.o.pairPrediction, trackProgress: true,
         send: (peer, msg) => {
           if (msg.partner) this.notePartner(peer, msg.partner);
           this.sendTo(peer, msg);
@@ -439,6 +439,7 @@ export class PeerHub {
       runId: c.runId!, peerId: c.peerId!, seq, t: now, receivedAt: now,
     };
     if (msg.step > c.lastStep) c.lastStep = msg.step;
+    this.pool(c.runId!).progress(c.peerId!, msg.step, run.train.H);
     this.d.metrics.enqueue(row, (r, duplicate) => {
       // Ack whichever connection the peer holds now: after a reconnect the new one needs it.
       this.sendTo(r.peerId, duplicate ? { t: 'ack', seq: r.seq, duplicate: true } : { t: 'ack', seq: r.seq });
