@@ -199,6 +199,8 @@ export interface WelcomeMsg {
   assignment: DataAssignment;
   checkpoint: CheckpointRef | null;
   peers: string[];
+  /** Those of `peers` still on probation (as in PeersMsg). */
+  probation?: string[];
   heartbeatMs: number;
   limits: { maxMessageBytes: number; messagesPerSecond: number; burst: number };
   /** ICE servers for this peer's WebRTC links (STUN, TURN with short-lived credentials). */
@@ -206,8 +208,10 @@ export interface WelcomeMsg {
 }
 export interface ErrorMsg { t: 'error'; code: ErrorCode; message: string; ref?: string; fatal?: boolean }
 export interface SignalInMsg { t: 'signal'; from: string; data: Record<string, unknown> }
-export interface PeersMsg { t: 'peers'; peers: string[] }
-export interface PairedMsg { t: 'paired'; round: number; partner: string | null; initiator: boolean }
+/** `probation`: those of `peers` still on probation (a new id; no bootstrap source). */
+export interface PeersMsg { t: 'peers'; peers: string[]; probation?: string[] }
+/** `probation`: the partner is a new id on probation (judge its update with the stricter margin). */
+export interface PairedMsg { t: 'paired'; round: number; partner: string | null; initiator: boolean; probation?: boolean }
 export interface AckMsg { t: 'ack'; seq: number; duplicate?: boolean }
 export interface ConfigMsg { t: 'config'; run: RunInfo }
 export interface StateRequestMsg { t: 'state-request'; id: string; url: string }

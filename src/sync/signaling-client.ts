@@ -288,7 +288,7 @@ export class SignalingClient implements Signaling {
         this.startHeartbeat(m.heartbeatMs);
         this.emit('welcome', m);
         this.emit('open', { peerId: m.peerId });
-        this.emit('peers', { peers: m.peers });
+        this.emit('peers', m.probation ? { peers: m.peers, probation: m.probation } : { peers: m.peers });
         // Everything not yet acknowledged goes again (the coordinator drops duplicates).
         this.flushQueue = [...this.unacked.keys()];
         this.pumpFlush();
@@ -302,10 +302,10 @@ export class SignalingClient implements Signaling {
         this.emit('signal', { from: m.from, data: m.data });
         return;
       case 'peers':
-        this.emit('peers', { peers: m.peers });
+        this.emit('peers', m.probation ? { peers: m.peers, probation: m.probation } : { peers: m.peers });
         return;
       case 'paired':
-        if (this.pendingReady && this.pendingReady.round === m.round) this.resolveReady({ round: m.round, partner: m.partner, initiator: m.initiator });
+        if (this.pendingReady && this.pendingReady.round === m.round) this.resolveReady(m.probation ? { round: m.round, partner: m.partner, initiator: m.initiator, probation: true } : { round: m.round, partner: m.partner, initiator: m.initiator });
         return;
       case 'ice':
         if (this.welcomeMsg) this.setIce(m.ice, this.welcomeMsg.run);
