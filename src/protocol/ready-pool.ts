@@ -333,7 +333,7 @@ export class ReadyPool {
     if (cadence === null) return -Infinity;
     // The allowance for a loop's jitter is for peers whose steps show they train; one whose
     // steps never advanced waits a whole typical cadence.
-    const frac = this.o.trackProgress && c.stepPeriod === null ? UNPROVEN_TURNS : this.fairFrac;
+    const frac = this.o.trackProgress && c.stepPeriod === null && this.typicalCadence() !== null ? UNPROVEN_TURNS : this.fairFrac;
     return Math.max(c.paired + frac * cadence, this.shareTurn(peer, c));
   }
 
