@@ -22,6 +22,8 @@ export interface ReadyPoolOptions {
   predict?: boolean;
   /** Step progress is fed from reports (`progress`): rule 4 of the pool then checks cadences by steps. */
   trackProgress?: boolean;
+  /** Rule 4 (fairness); off only to measure what it does. */
+  fair?: boolean;
 }
 
 export class ReadyPool {
@@ -31,7 +33,7 @@ export class ReadyPool {
   constructor(private readonly o: ReadyPoolOptions) {
     this.rule = new PoolRule({
       now: () => o.clock.now(), random: o.rng, canPair: o.canPair, minWaitMs: o.minWaitMs, maxWaitMs: o.maxWaitMs, liveCount: o.liveCount, predict: o.predict,
-      trackProgress: o.trackProgress,
+      trackProgress: o.trackProgress, fair: o.fair,
     });
   }
 

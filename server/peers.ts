@@ -74,6 +74,8 @@ export interface PeerHubOptions {
   maxPairWaitMs: number;
   /** The pool predicts partners from their cadence (docs/pairing.md); off: the plain wait. */
   pairPrediction: boolean;
+  /** Rule 4 of the pool, fairness (docs/pairing.md); off only to measure what it does. */
+  pairFairness: boolean;
 }
 
 export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
@@ -90,6 +92,7 @@ export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
   minPairWaitMs: 50,
   maxPairWaitMs: 120_000,
   pairPrediction: true,
+  pairFairness: true,
 };
 
 export interface PeerHubDeps {
@@ -260,7 +263,7 @@ export class PeerHub {
     if (!p) {
       p = new ReadyPool({
         clock: this.d.clock, rng: this.d.rng, minWaitMs: this.o.minPairWaitMs, maxWaitMs: this.o.maxPairWaitMs,
-        liveCount: () => this.byRun.get(runId)?.size ?? 0, predict: this.o.pairPrediction, trackProgress: true,
+        liveCount: () => this.byRun.get(runId)?.size ?? 0, predict: this.o.pairPrediction, trackProgress: true, fair: this.o.pairFairness,
         send: (peer, msg) => {
           if (msg.partner) {
             this.notePartner(peer, msg.partner);

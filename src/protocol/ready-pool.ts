@@ -124,12 +124,12 @@ const CADENCE_EWMA = 0.5;
  */
 const UNPROVEN_TURNS = 2;
 /** The share rule's memory, in typical cadences (see shareTurn). */
-const SHARE_CADENCES = 30;
+const SHARE_CADENCES = 8;
 /**
  * How many pairings over the share a peer may be: honest peers of equal speed drift a pairing
  * or two apart (who met the third peer last), and a margin of one would hold them back for it.
  */
-const SHARE_MARGIN = 2;
+const SHARE_MARGIN = 1;
 /** Departed peers whose last pairing time the pool keeps (a bound: ids are free to make). */
 const DEPARTED_KEPT = 4096;
 
@@ -333,8 +333,12 @@ export class ReadyPool {
     if (cadence === null) return -Infinity;
     // The allowance for a loop's jitter is for peers whose steps show they train; one whose
     // steps never advanced waits a whole typical cadence.
-    const frac = this.o.trackProgress && c.stepPeriod === null && this.typicalCadence() !== null ? UNPROVEN_TURNS : this.fairFrac;
-    return Math.max(c.paired + frac * cadence, this.shareTurn(peer, c));
+    const typical = this.typicalCadence();
+    const frac = this.o.trackProgress && c.stepPeriod === null && typical !== null ? UNPROVEN_TURNS : this.fairFrac;
+    // Nobody pairs more often than the run's typical loop allows: a peer's readies and steps are
+    // its own claims, and one that claims to be fast is then no better off than a typical peer.
+    const gap = Math.max(frac * cadence, typical === null ? 0 : this.fairFrac * typical);
+    return Math.max(c.paired + gap, this.shareTurn(peer, c));
   }
 
   /**
