@@ -124,7 +124,7 @@ const CADENCE_EWMA = 0.5;
  */
 const UNPROVEN_TURNS = 2;
 /** The share rule's memory, in typical cadences (see shareTurn). */
-const SHARE_CADENCES = 8;
+const SHARE_CADENCES = 16;
 /**
  * How many pairings over the share a peer may be: honest peers of equal speed drift a pairing
  * or two apart (who met the third peer last), and a margin of one would hold them back for it.
@@ -335,15 +335,12 @@ export class ReadyPool {
     // steps never advanced waits a whole typical cadence.
     const typical = this.typicalCadence();
     const frac = this.o.trackProgress && c.stepPeriod === null && typical !== null ? UNPROVEN_TURNS : this.fairFrac;
-    // Nobody pairs more often than the run's typical loop allows: a peer's readies and steps are
-    // its own claims, and one that claims to be fast is then no better off than a typical peer.
-    const gap = Math.max(frac * cadence, typical === null ? 0 : this.fairFrac * typical);
-    return Math.max(c.paired + gap, this.shareTurn(peer, c));
+    return Math.max(c.paired + frac * cadence, this.shareTurn(peer, c));
   }
 
   /**
    * The share rule: a peer's pairings, decayed over SHARE_CADENCES typical cadences, may exceed
-   * the upper median of the other peers' by at most SHARE_MARGIN. Its steps and readies are its own claims (a
+   * the busiest other peer's by at most SHARE_MARGIN. Its steps and readies are its own claims (a
    * peer can report fake steps up to report-bounds' physical limit); its share of partners is not.
    * Returns from when it is back within its share (all scores decay alike, so only the margin of
    * margin shrinks: score·e^(−x) ≤ median·e^(−x) + M from x = ln((score − median) / M)).
@@ -357,10 +354,9 @@ export class ReadyPool {
     const others: number[] = [];
     for (const [p, x] of this.cadence) if (p !== peer) others.push(score(x));
     if (others.length === 0) return -Infinity;
-    // The upper median: with one other peer, that peer; a peer the rule holds back does not
-    // pull the others' share down with it.
-    others.sort((a, b) => a - b);
-    const excess = score(c) - others[others.length >> 1]!;
+    // "No more partners than anyone else": the busiest other peer sets the share, so the
+    // fastest honest peer of a mixed swarm is held back only to the next fastest.
+    const excess = score(c) - Math.max(...others);
     const margin = this.o.shareMargin ?? SHARE_MARGIN;
     return excess <= margin ? -Infinity : now + tau * Math.log(excess / margin);
   }
