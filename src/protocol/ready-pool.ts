@@ -20,14 +20,15 @@
 //    waits once, they pair, finish their exchange together and stay in phase. So a pool wait
 //    of 0.5 of the inner loop is the default, and the pool, not the wait, keeps idle time low.
 //
-// 4. Fairness (issue 15). A peer that never trains but always waits must not collect more
-//    partners than anyone else. Its own wait is capped at `capFrac` of the run's typical cadence
-//    (whatever it asks for), and it is paired at most once per `fairFrac` of its own observed
-//    cadence: the larger of the time it takes between release and its next ready and, when the
-//    owner feeds step progress (`progress()`), the time its reported steps take for one round.
-//    A peer whose steps the pool never saw advance counts as the run's typical peer. The typical
-//    cadence is the median over peers, counting, when progress is fed, only peers whose steps did
-//    advance, so a camper cannot pull it down.
+// 4. Fairness (issue 15; docs/pairing.md, "Fairness"). A peer that never trains but always
+//    waits must not collect more partners than anyone else. (a) A wait is capped at `capFrac`
+//    of the run's typical cadence, whatever the peer asks for. (b) A peer pairs at most once per
+//    `fairFrac` of its own observed cadence: the larger of its release-to-ready time and, when
+//    the owner feeds step progress (`progress()`), the time its reported steps take for one
+//    round; one whose steps never advanced waits UNPROVEN_TURNS typical cadences. (c) Steps are
+//    claims, so the share rule (shareTurn) holds any peer to about the busiest other peer's
+//    count of partners. The typical cadence is the median over peers, counting, when progress
+//    is fed, only peers whose steps advanced, so a camper cannot pull it down.
 
 /**
  * A run's default `pairWaitFrac`: the longest a ready peer waits, as a fraction of its inner-loop
