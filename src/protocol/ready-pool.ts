@@ -27,8 +27,9 @@
 //    the owner feeds step progress (`progress()`), the time its reported steps take for one
 //    round; one whose steps never advanced waits UNPROVEN_TURNS typical cadences. (c) Steps are
 //    claims, so the share rule (shareTurn) holds any peer to about the busiest other peer's
-//    count of partners. The typical cadence is the median over peers, counting, when progress
-//    is fed, only peers whose steps advanced, so a camper cannot pull it down.
+//    count of partners. (a) and (b) need step progress (`trackProgress`, the coordinator):
+//    readies alone are claims a camper makes as fast as it likes. The typical cadence is the
+//    median over peers, counting, when progress is fed, only peers whose steps advanced.
 
 /**
  * A run's default `pairWaitFrac`: the longest a ready peer waits, as a fraction of its inner-loop
@@ -76,7 +77,7 @@ export interface ReadyPoolOptions {
   fair?: boolean;
   /** Longest wait as a fraction of the run's typical cadence (0.75), once that is known (rule 4). */
   capFrac?: number;
-  /** A peer pairs at most once per this fraction of its own observed cadence (0.9; rule 4). */
+  /** A peer pairs at most once per this fraction of its own observed cadence (0.5; rule 4). */
   fairFrac?: number;
   /** Pairings over the others' share a peer may be (3; rule 4, shareTurn). */
   shareMargin?: number;
@@ -162,7 +163,7 @@ export class ReadyPool {
     this.repeatHoldFrac = o.repeatHoldFrac ?? 0.25;
     this.graceFrac = o.graceFrac ?? 0.25;
     this.capFrac = o.capFrac ?? 0.75;
-    this.fairFrac = o.fairFrac ?? 0.9;
+    this.fairFrac = o.fairFrac ?? 0.5;
   }
 
   get size(): number {
@@ -182,7 +183,9 @@ export class ReadyPool {
     let wait = Math.min(this.maxWaitMs, Math.max(this.minWaitMs, waitMs));
     const typical = this.typicalCadence();
     // Rule 4: what a peer asks for is its own claim; the run's typical loop bounds it.
-    if (typical !== null && this.o.fair !== false) wait = Math.min(wait, Math.max(this.minWaitMs, this.capFrac * typical));
+    // Only a typical cadence from step progress is a loop time: readies alone can be as fast as
+    // a test's peers with no inner loop, and a cap from them would cut every wait to the minimum.
+    if (typical !== null && this.o.trackProgress && this.o.fair !== false) wait = Math.min(wait, Math.max(this.minWaitMs, this.capFrac * typical));
     const me: Waiting = { peer, round, since: now, until: now + wait, repeatAt: now };
     const events: PoolEvents = { matches: [], solos: [] };
 
@@ -330,6 +333,10 @@ export class ReadyPool {
     if (this.o.predict === false || this.o.fair === false) return -Infinity;
     const c = this.cadence.get(peer);
     if (!c || c.paired === null) return -Infinity;
+    // Without step progress a peer's cadence is only its readies, which a camper makes as fast
+    // as it likes and an honest peer's vary from round to round (a slow exchange, then quick
+    // ones): a turn from them would hold back only honest peers. The share rule still applies.
+    if (!this.o.trackProgress) return this.shareTurn(peer, c);
     const cadence = this.observedCadence(peer);
     if (cadence === null) return -Infinity;
     // The allowance for a loop's jitter is for peers whose steps show they train; one whose
