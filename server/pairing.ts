@@ -20,6 +20,10 @@ export interface ReadyPoolOptions {
   liveCount?: () => number;
   /** Cadence prediction (src/protocol/ready-pool.ts); off: every waiter waits its whole wait. */
   predict?: boolean;
+  /** Step progress is fed from reports (`progress`): rule 4 of the pool then checks cadences by steps. */
+  trackProgress?: boolean;
+  /** Rule 4 (fairness); off only to measure what it does. */
+  fair?: boolean;
 }
 
 export class ReadyPool {
@@ -29,6 +33,7 @@ export class ReadyPool {
   constructor(private readonly o: ReadyPoolOptions) {
     this.rule = new PoolRule({
       now: () => o.clock.now(), random: o.rng, canPair: o.canPair, minWaitMs: o.minWaitMs, maxWaitMs: o.maxWaitMs, liveCount: o.liveCount, predict: o.predict,
+      trackProgress: o.trackProgress, fair: o.fair,
     });
   }
 
@@ -48,6 +53,16 @@ export class ReadyPool {
   /** `peer` is ready for outer round `round` and will wait at most `waitMs` for a partner. */
   ready(peer: string, round: number, waitMs: number): void {
     this.announce(this.rule.enter(peer, round, waitMs));
+  }
+
+  /** `peer` reported inner step `step` in a run of `stepsPerRound` inner steps per round. */
+  progress(peer: string, step: number, stepsPerRound: number): void {
+    this.rule.progress(peer, step, stepsPerRound);
+  }
+
+  /** How many times the pool paired `peer` while it was live. */
+  partnersOf(peer: string): number {
+    return this.rule.partnersOf.get(peer) ?? 0;
   }
 
   /** Stop a peer's wait (it asked again, or its connection closed). */

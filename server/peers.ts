@@ -9,13 +9,24 @@
 // peer can never speak as another.
 //
 // Offender reports: a peer whose partner sent a payload that failed validation says so
-// (`offender`). The report is accepted only about another peer of the reporter's own run. Each
+// (`offender`). The report is accepted only about one of the reporter's recent partners as the
+// pool recorded them (anyone else is refused and nothing is stored), so fresh ids cannot accuse
+// a peer they never met. Each
 // report is a strike, stored as a `peer-offender` run event; at VETO_AFTER strikes of one
 // (reporter, accused) pair the ready pool never pairs the two again in this run (also after a
 // coordinator restart: strikes are counted again from the events table). One strike is not a
 // veto, as in the mesh (banAfter): a single damaged chunk or an outlier φ from a peer that just
 // joined should not split a run. Reports past the veto write nothing, so a hostile reporter
 // cannot grow the database faster than the run's peer count.
+//
+// Identities cost something (issue 15). A veto follows the accused across reconnects (its session
+// keeps its id) and across new ids from the same client address (addressKey: an IPv4 address or
+// an IPv6 /64), unless reporter and accused share that address (a household or a lab: the
+// coordinator cannot tell them apart). Hellos per address are rate limited (RateBudget), so new
+// ids come slowly. A new id is on probation until PROBATION_EXCHANGES accepted exchanges: the
+// pool paired the two, both reported the round as paired with each other, and neither reported
+// the other. On probation its partners are told (`probation` in `paired`), peer lists mark it,
+// and it gets no checkpoint duty (eligibleForDuty).
 import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket, RawData } from 'ws';
@@ -70,6 +81,8 @@ export interface PeerHubOptions {
    * run's curves). Silent joins then cost the database nothing lasting.
    */
   departedRetentionMs: number;
+  /** Rule 4 of the pool, fairness (docs/pairing.md); off only to measure what it does. */
+  pairFairness: boolean;
 }
 
 export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
@@ -88,6 +101,7 @@ export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
   pairPrediction: true,
   peersEveryMs: 100,
   departedRetentionMs: 7 * 24 * 3600_000,
+  pairFairness: true,
 };
 
 /** Departed peers forgotten per prune pass (one transaction); the next pass takes the rest. */
@@ -166,6 +180,22 @@ const MAX_REPLY_PEERS = 64;
 
 /** Partners the pool gave a peer that its reports may name (a report covers the last few rounds). */
 const PARTNERS_KEPT = 4;
+/** Accepted exchanges a new id needs to leave probation. */
+export const PROBATION_EXCHANGES = 3;
+/** Peer ids whose accepted-exchange count is kept (the oldest go first; ids are free to make). */
+const ACCEPTED_KEPT = 100_000;
+
+/** One pairing the pool made, until both sides reported it (or a report about it came). */
+interface Exchange {
+  a: string;
+  b: string;
+  /** Which sides reported the round as paired with the other. */
+  aOk: boolean;
+  bOk: boolean;
+  /** One side reported the other as an offender. */
+  offended: boolean;
+  counted: boolean;
+}
 
 export interface StateFailHandler {
   (peerId: string, requestId: string, reason: string): void;
@@ -182,10 +212,16 @@ export class PeerHub {
   /** run -> reporter -> accused -> offender reports (strikes) so far. */
   private readonly strikes = new Map<string, Map<string, Map<string, number>>>();
   /** Per run: peer-list changes not yet sent, and the timer that sends them. */
-  private readonly peersPending = new Map<string, { timer: unknown; joined: Set<string>; left: Set<string> }>();
+  private readonly peersPending = new Map<string, { timer: unknown; joined: Set<string>; left: Set<string>; probation: Set<string>; trusted: Set<string> }>();
   private joins = 0;
   /** Live peer -> the partners the pool gave it lately, newest last (a report may name only these). */
   private readonly partners = new Map<string, string[]>();
+  /** Live peer -> its recent pairings (as partners), newest last, until both sides reported them. */
+  private readonly exchanges = new Map<string, Exchange[]>();
+  /** Peer -> accepted exchanges so far (kept across reconnects of the same id). */
+  private readonly accepted = new Map<string, number>();
+  /** run -> reporter -> accused address key -> strikes: a veto that follows new ids from that address. */
+  private readonly addressStrikes = new Map<string, Map<string, Map<string, number>>>();
   private sweepTimer: unknown = null;
   private lastPrune = -Infinity;
   private nextConn = 1;
@@ -219,10 +255,39 @@ export class PeerHub {
     return this.conns.size;
   }
 
-  /** Whether `a` and `b` may be paired in run `runId` (neither reported the other VETO_AFTER times). */
+  /**
+   * Whether `a` and `b` may be paired in run `runId`: neither reported the other VETO_AFTER times,
+   * nor an earlier id from the other's address (when their addresses differ).
+   */
   canPair(runId: string, a: string, b: string): boolean {
     const v = this.runStrikes(runId);
-    return strikeCount(v, a, b) < VETO_AFTER && strikeCount(v, b, a) < VETO_AFTER;
+    if (strikeCount(v, a, b) >= VETO_AFTER || strikeCount(v, b, a) >= VETO_AFTER) return false;
+    const byAddr = this.addressStrikes.get(runId);
+    if (!byAddr) return true;
+    const [aa, ab] = [this.byPeer.get(a)?.address, this.byPeer.get(b)?.address];
+    if (aa === undefined || ab === undefined || aa === ab) return true;
+    return strikeCount(byAddr, a, ab) < VETO_AFTER && strikeCount(byAddr, b, aa) < VETO_AFTER;
+  }
+
+  /** The peer-list field naming those of `peers` on probation; absent when none is. */
+  private probationField(peers: string[]): { probation?: string[] } {
+    const on = peers.filter((p) => this.onProbation(p));
+    return on.length > 0 ? { probation: on } : {};
+  }
+
+  /** Accepted exchanges of `peerId` so far (see the header). */
+  acceptedExchanges(peerId: string): number {
+    return this.accepted.get(peerId) ?? 0;
+  }
+
+  /** A new id until it has PROBATION_EXCHANGES accepted exchanges. */
+  onProbation(peerId: string): boolean {
+    return this.acceptedExchanges(peerId) < PROBATION_EXCHANGES;
+  }
+
+  /** May serve checkpoint duty: live, off probation, with at least one accepted exchange. */
+  eligibleForDuty(peerId: string): boolean {
+    return this.isLive(peerId) && !this.onProbation(peerId) && this.acceptedExchanges(peerId) >= 1;
   }
 
   pool(runId: string): ReadyPool {
@@ -230,9 +295,13 @@ export class PeerHub {
     if (!p) {
       p = new ReadyPool({
         clock: this.d.clock, rng: this.d.rng, minWaitMs: this.o.minPairWaitMs, maxWaitMs: this.o.maxPairWaitMs,
-        liveCount: () => this.byRun.get(runId)?.size ?? 0, predict: this.o.pairPrediction,
+        liveCount: () => this.byRun.get(runId)?.size ?? 0, predict: this.o.pairPrediction, trackProgress: true, fair: this.o.pairFairness,
         send: (peer, msg) => {
-          if (msg.partner) this.notePartner(peer, msg.partner);
+          if (msg.partner) {
+            this.notePartner(peer, msg.partner);
+            if (!msg.initiator) this.noteExchange(peer, msg.partner);
+            if (this.onProbation(msg.partner)) msg = { ...msg, probation: true };
+          }
           this.sendTo(peer, msg);
         },
         canPair: (a, b) => this.canPair(runId, a, b),
@@ -247,6 +316,46 @@ export class PeerHub {
     list.push(partner);
     if (list.length > PARTNERS_KEPT) list.shift();
     this.partners.set(peer, list);
+  }
+
+  /** The pool paired `a` and `b` (called once per pair): an exchange waiting for both reports. */
+  private noteExchange(a: string, b: string): void {
+    const x: Exchange = { a, b, aOk: false, bOk: false, offended: false, counted: false };
+    for (const p of [a, b]) {
+      const list = this.exchanges.get(p) ?? [];
+      list.push(x);
+      if (list.length > PARTNERS_KEPT) list.shift();
+      this.exchanges.set(p, list);
+    }
+  }
+
+  /** The newest recorded exchange between `peer` and `partner`, if still kept. */
+  private exchangeOf(peer: string, partner: string): Exchange | undefined {
+    const list = this.exchanges.get(peer) ?? [];
+    for (let i = list.length - 1; i >= 0; i--) {
+      const x = list[i]!;
+      if ((x.a === peer && x.b === partner) || (x.b === peer && x.a === partner)) return x;
+    }
+    return undefined;
+  }
+
+  /** `peer` reported a round as paired with `partner`: the exchange counts once both did. */
+  private confirmExchange(runId: string, peer: string, partner: string): void {
+    const x = this.exchangeOf(peer, partner);
+    if (!x || x.counted || x.offended) return;
+    if (x.a === peer) x.aOk = true; else x.bOk = true;
+    if (!x.aOk || !x.bOk) return;
+    x.counted = true;
+    for (const p of [x.a, x.b]) this.addAccepted(runId, p, 1);
+  }
+
+  private addAccepted(runId: string, peer: string, d: number): void {
+    const was = this.onProbation(peer);
+    const n = Math.max(0, this.acceptedExchanges(peer) + d);
+    this.accepted.delete(peer); // re-inserted last: Map order is the eviction order
+    this.accepted.set(peer, n);
+    while (this.accepted.size > ACCEPTED_KEPT) this.accepted.delete(this.accepted.keys().next().value!);
+    if (was !== this.onProbation(peer)) this.peersChanged(runId, peer, this.onProbation(peer) ? 'probation' : 'trusted');
   }
 
   // ---------- connection lifecycle ----------
@@ -367,12 +476,29 @@ export class PeerHub {
     // The accused may have left already (it was cut off), so ask the peers table, not the live set.
     const row = this.d.db.prepare('SELECT run_id AS runId FROM peers WHERE id = ?').get(msg.peer) as { runId: string } | undefined;
     if (!row || row.runId !== runId) return this.reject(c, 'unknown-peer', `offender: ${msg.peer} is not a peer of run ${runId}`, 'offender');
+    // Only a partner the pool gave the reporter can have sent it a payload.
+    if (!(this.partners.get(reporter) ?? []).includes(msg.peer)) {
+      return this.reject(c, 'unknown-peer', `offender: ${msg.peer} is not one of your recent partners (the last ${PARTNERS_KEPT} the pool paired you with on this connection); only a partner can be reported`, 'offender');
+    }
+    // The exchange it reports is not an accepted one, for either side.
+    const x = this.exchangeOf(reporter, msg.peer);
+    if (x && !x.offended) {
+      x.offended = true;
+      if (x.counted) for (const p of [x.a, x.b]) this.addAccepted(runId, p, -1);
+    }
     const strikes = this.runStrikes(runId);
     const before = strikeCount(strikes, reporter, msg.peer);
+    const accusedAddress = this.byPeer.get(msg.peer)?.address;
+    if (accusedAddress !== undefined && accusedAddress !== c.address) {
+      let byAddr = this.addressStrikes.get(runId);
+      if (!byAddr) this.addressStrikes.set(runId, (byAddr = new Map()));
+      if (strikeCount(byAddr, reporter, accusedAddress) < VETO_AFTER) addStrike(byAddr, reporter, accusedAddress);
+    }
     if (before >= VETO_AFTER) return; // already vetoed: nothing more to write
     addStrike(strikes, reporter, msg.peer);
     const strike = before + 1;
-    this.d.events.append(runId, 'peer-offender', reporter, { accused: msg.peer, reason: msg.reason, strike, vetoed: strike >= VETO_AFTER });
+    // `paired`: the reporter was the accused's partner (the dashboard counts only such reports).
+    this.d.events.append(runId, 'peer-offender', reporter, { accused: msg.peer, reason: msg.reason, strike, vetoed: strike >= VETO_AFTER, paired: true });
     this.d.logger.warn({ run: runId, reporter, accused: msg.peer, reason: msg.reason, strike }, 'offender reported');
   }
 
@@ -448,13 +574,14 @@ export class PeerHub {
       t: 'welcome', peerId, session: this.d.signer.sign({ p: peerId, r: runId, i: now }), resumed, run, assignment,
       checkpoint: latest ? this.d.checkpoints.ref(latest) : null,
       peers: this.livePeers(runId).filter((p) => p !== peerId),
+      ...this.probationField(this.livePeers(runId).filter((p) => p !== peerId)),
       heartbeatMs: this.o.heartbeatMs,
       limits: { maxMessageBytes: this.o.limits.maxMessageBytes, messagesPerSecond: this.o.limits.messagesPerSecond, burst: this.o.limits.burst },
       ice: this.issueIce(c, peerId, now),
     });
     this.d.events.append(runId, 'peer-joined', peerId, { replica, resumed, client: msg.client ?? null });
     this.d.logger.info({ peer: peerId, run: runId, replica, resumed }, 'peer joined');
-    this.peersChanged(runId, peerId, true);
+    this.peersChanged(runId, peerId, 'joined');
   }
 
   /** The peer's row (created on first join); returns its replica number in the run. */
@@ -495,11 +622,13 @@ export class PeerHub {
     const { t: _t, seq, ...fields } = msg;
     // A partner the pool never gave this peer (or gave it before a reconnect) is not plotted as one.
     const paired = fields.partner !== null && (this.partners.get(c.peerId!) ?? []).includes(fields.partner);
+    if (paired) this.confirmExchange(c.runId!, c.peerId!, fields.partner!);
     const row: ReportRow = {
       ...fields, partner: paired ? fields.partner : null, partnerDist: paired ? fields.partnerDist : null,
       runId: c.runId!, peerId: c.peerId!, seq, t: now, receivedAt: now,
     };
     if (msg.step > c.lastStep) c.lastStep = msg.step;
+    this.pool(c.runId!).progress(c.peerId!, msg.step, run.train.H);
     this.d.metrics.enqueue(row, (r, duplicate) => {
       // Ack whichever connection the peer holds now: after a reconnect the new one needs it.
       this.sendTo(r.peerId, duplicate ? { t: 'ack', seq: r.seq, duplicate: true } : { t: 'ack', seq: r.seq });
@@ -538,6 +667,7 @@ export class PeerHub {
     if (!peerId || !runId || this.byPeer.get(peerId) !== c) return;
     this.byPeer.delete(peerId);
     this.partners.delete(peerId);
+    this.exchanges.delete(peerId);
     this.byRun.get(runId)?.delete(peerId);
     this.pools.get(runId)?.forget(peerId);
     this.onPeerLeft?.(peerId);
@@ -545,7 +675,7 @@ export class PeerHub {
     this.d.db.prepare('UPDATE peers SET last_seen = ? WHERE id = ?').run(now, peerId);
     this.d.events.append(runId, 'peer-left', peerId, { reason });
     this.d.logger.info({ peer: peerId, run: runId, reason }, 'peer left');
-    this.peersChanged(runId, peerId, false);
+    this.peersChanged(runId, peerId, 'left');
   }
 
   // ---------- sending ----------
@@ -584,22 +714,28 @@ export class PeerHub {
    * a welcome), so a join costs the run one small frame per peer, not a list per peer.
    * Changes within peersEveryMs go out together.
    */
-  private peersChanged(runId: string, peerId: string, joined: boolean): void {
+  private peersChanged(runId: string, peerId: string, change: 'joined' | 'left' | 'probation' | 'trusted'): void {
     let p = this.peersPending.get(runId);
     if (!p) {
-      const pending = { joined: new Set<string>(), left: new Set<string>(), timer: null as unknown };
+      const pending = { joined: new Set<string>(), left: new Set<string>(), probation: new Set<string>(), trusted: new Set<string>(), timer: null as unknown };
       pending.timer = this.d.clock.setTimeout(() => this.sendPeersChange(runId), this.o.peersEveryMs);
       this.peersPending.set(runId, (p = pending));
     }
     // A peer that joined and left within one window is still sent as left: a welcome in between listed it.
-    if (joined) { p.left.delete(peerId); p.joined.add(peerId); } else { p.joined.delete(peerId); p.left.add(peerId); }
+    if (change === 'joined') { p.left.delete(peerId); p.joined.add(peerId); if (this.onProbation(peerId)) p.probation.add(peerId); }
+    else if (change === 'left') { p.joined.delete(peerId); p.left.add(peerId); p.probation.delete(peerId); p.trusted.delete(peerId); }
+    else if (change === 'probation') { p.trusted.delete(peerId); p.probation.add(peerId); }
+    else { p.probation.delete(peerId); p.trusted.add(peerId); }
   }
 
   private sendPeersChange(runId: string): void {
     const p = this.peersPending.get(runId);
     if (!p) return;
     this.peersPending.delete(runId);
-    const text = JSON.stringify({ t: 'peers-change', joined: [...p.joined], left: [...p.left] } satisfies ServerMessage);
+    const text = JSON.stringify({
+      t: 'peers-change', joined: [...p.joined], left: [...p.left],
+      ...(p.probation.size > 0 ? { probation: [...p.probation] } : {}), ...(p.trusted.size > 0 ? { trusted: [...p.trusted] } : {}),
+    } satisfies ServerMessage);
     for (const id of this.byRun.get(runId) ?? []) {
       const c = this.byPeer.get(id);
       if (!c) continue;

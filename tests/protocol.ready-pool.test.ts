@@ -281,3 +281,80 @@ describe('chi-square helper', () => {
     expect(chiSquareSurvival(11.07, 5)).toBeCloseTo(0.05, 3);
   });
 });
+
+describe('ready pool: fairness (a peer that never trains but always waits)', () => {
+  /**
+   * Two honest peers (a loop of L ± 10%, a 0.5 L wait, their steps reported as they go) and a
+   * camper that never trains: it asks to wait 120 s and is ready again 50 ms after every release,
+   * reporting no progress, or (`fakeSteps`) reporting a round's steps before each ready. Returns
+   * how often the pool paired each over `rounds` loops, and how often the honest two paired with
+   * each other.
+   */
+  function camp(o: Partial<ReadyPoolOptions>, fakeSteps = false, rounds = 300) {
+    const L = 10_000, H = 20, EXCHANGE = 300;
+    let t = 0;
+    const jitter = seededRandom(11);
+    const pool = new ReadyPool({ now: () => t, random: seededRandom(5), liveCount: () => 3, trackProgress: true, ...o });
+    const honest = (p: string) => p !== 'k';
+    const next = new Map<string, number>([['a', 0.3 * L], ['b', 0.8 * L], ['k', 0]]);
+    const round = new Map<string, number>([['a', 0], ['b', 0], ['k', 0]]);
+    const steps = new Map<string, number>([['a', 0], ['b', 0], ['k', 0]]);
+    const partners = new Map<string, number>([['a', 0], ['b', 0], ['k', 0]]);
+    let honestPairs = 0;
+    const back = (p: string, exchanged: boolean) => {
+      round.set(p, round.get(p)! + 1);
+      next.set(p, t + (exchanged ? EXCHANGE : 0) + (honest(p) ? L * (0.9 + 0.2 * jitter()) : 50));
+    };
+    const handle = (e: PoolEvents) => {
+      for (const m of e.matches) {
+        const [x, y] = [m.initiator.peer, m.responder.peer];
+        partners.set(x, partners.get(x)! + 1);
+        partners.set(y, partners.get(y)! + 1);
+        if (honest(x) && honest(y)) honestPairs++;
+        back(x, true);
+        back(y, true);
+      }
+      for (const s of e.solos) back(s.peer, false);
+    };
+    const end = rounds * L;
+    while (t < end) {
+      const [p, at] = [...next].sort((x, y) => x[1] - y[1])[0]!;
+      const d = pool.nextDeadline() ?? Infinity;
+      if (d <= at) { t = Math.max(t, d); handle(pool.tick()); continue; }
+      t = at;
+      next.set(p, Infinity);
+      if (honest(p) || fakeSteps) pool.progress(p, steps.set(p, steps.get(p)! + H).get(p)!, H);
+      handle(pool.enter(p, round.get(p)!, honest(p) ? L / 2 : 120_000));
+    }
+    return { a: partners.get('a')!, b: partners.get('b')!, k: partners.get('k')!, honestPairs, rounds: { a: round.get('a')!, b: round.get('b')! } };
+  }
+
+  it('pairs the camper at most about as often as an honest peer; without rule 4 it takes half the honest pairings', () => {
+    /** Of the honest peers' pairings, the share that went to the camper (an honest third peer would get half). */
+    const campShare = (r: ReturnType<typeof camp>) => r.k / (r.a + r.b);
+    for (const fakeSteps of [false, true]) {
+      const fair = camp({}, fakeSteps);
+      const open = camp({ fair: false }, fakeSteps);
+      const line = `camper (fake steps ${fakeSteps}): with rule 4 a=${fair.a} b=${fair.b} camper=${fair.k} honest-honest=${fair.honestPairs} of ${fair.rounds.a} rounds; ` +
+        `without a=${open.a} b=${open.b} camper=${open.k} honest-honest=${open.honestPairs}`;
+      console.log(line);
+      // With no progress the camper pairs at most once per two typical cadences: less than an
+      // honest peer. With faked steps its cadence looks fast, and the share rule holds it to
+      // about the honest peers' share (its decayed count at most SHARE_MARGIN above theirs).
+      if (fakeSteps) {
+        expect(fair.k, line).toBeLessThanOrEqual(1.2 * ((fair.a + fair.b) / 2));
+      } else {
+        expect(fair.k, line).toBeLessThanOrEqual((fair.a + fair.b) / 2);
+        expect(campShare(fair), line).toBeLessThan(0.4);
+      }
+      // Most honest rounds are still pairs, many of them with each other.
+      expect(fair.a / fair.rounds.a, line).toBeGreaterThan(0.55);
+      expect(fair.b / fair.rounds.b, line).toBeGreaterThan(0.55);
+      expect(fair.honestPairs, line).toBeGreaterThan(0.3 * fair.a);
+      // Without rule 4 the camper is there whenever an honest peer is ready: it takes more
+      // partners than either honest peer, and half of all their pairings.
+      expect(open.k, line).toBeGreaterThan((open.a + open.b) / 2);
+      expect(campShare(open), line).toBeGreaterThan(0.45);
+    }
+  });
+});

@@ -7,14 +7,15 @@ import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../src/
 import type { PairedMsg, ServerMessage } from '../src/protocol/messages.ts';
 import { MAX_OFFENDER_REASON } from '../src/protocol/messages.ts';
 import { withPeerReplay } from '../src/volunteer/signaling.ts';
-import { RawPeer, sleep, startServer, until, type TestServer } from './support/coordinator.ts';
+import { PROBATION_EXCHANGES } from '../server/peers.ts';
+import { RawPeer, report, sleep, startServer, until, type TestServer } from './support/coordinator.ts';
 
 let s: TestServer;
 beforeAll(async () => {
   // These raw peers answer at once, with no inner loop between rounds: there is no cadence for
   // the pool to predict from, so it runs the plain rule (everyone waits its whole wait).
   s = await startServer({ hub: { heartbeatMs: 200, livenessMs: 5000, helloTimeoutMs: 2000, pairPrediction: false } });
-  for (const id of ['off', 'elsewhere']) {
+  for (const id of ['off', 'elsewhere', 'ids', 'probation']) {
     const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id, dataset: 'moby-dick', preset: 'micro' } });
     expect(r.statusCode).toBe(201);
   }
@@ -46,6 +47,18 @@ function heartbeat(...ps: RawPeer[]): () => void {
   return () => clearInterval(t);
 }
 
+/**
+ * Has the pool pair `a` (raw) with `b` (raw, or a SignalingClient through its ready()): a report
+ * is accepted only about a partner the pool gave the reporter.
+ */
+async function pairUp(a: RawPeer, b: RawPeer | SignalingClient, bId: string, round = 0): Promise<void> {
+  const n = a.frames.length;
+  a.send({ t: 'ready', round, waitMs: 3000 });
+  if (b instanceof RawPeer) b.send({ t: 'ready', round, waitMs: 3000 }); else b.ready(round, 3000);
+  const m = await a.next<PairedMsg>((x) => x.t === 'paired' && x.round === round, 5000, n);
+  expect(m.partner).toBe(bId);
+}
+
 describe('offender reports', () => {
   it('SignalingClient.reportOffender is stored as a run event and shown on the live stream, up to the veto', async () => {
     const live = subscribe('off');
@@ -55,6 +68,7 @@ describe('offender reports', () => {
     client.start();
     try {
       await until(() => client.connected, 5000, 'the client to join');
+      await pairUp(accused.peer, client, client.peerId!);
       const before = offenderRows().length;
       const long = 'ERR_BAD_PAYLOAD: ' + 'x'.repeat(2 * MAX_OFFENDER_REASON);
       client.reportOffender(accused.welcome.peerId, long);
@@ -97,6 +111,7 @@ describe('offender reports', () => {
     client.start();
     try {
       await until(() => client.connected, 5000, 'the client to join');
+      await pairUp(accused.peer, client, client.peerId!);
       const meshSide = withPeerReplay(client); // what src/ui/pages/engine-wiring.ts and src/volunteer give the mesh
       expect(meshSide.reportOffender).toBeTypeOf('function');
       const before = offenderRows().length;
@@ -129,6 +144,9 @@ describe('offender reports', () => {
         [{ t: 'offender', peer: a.welcome.peerId, reason: 'x' }, 'bad-message', /itself/],
         [{ t: 'offender', peer: other.welcome.peerId, reason: 'x' }, 'unknown-peer', /not a peer of run off/],
         [{ t: 'offender', peer: 'p-0000000000000000', reason: 'x' }, 'unknown-peer', /not a peer of run off/],
+        // A peer of the run that the pool never paired with the reporter (issue 15: fresh ids
+        // accusing a peer they never met).
+        [{ t: 'offender', peer: b.welcome.peerId, reason: 'ERR_BAD_HASH: mismatch' }, 'unknown-peer', /not one of your recent partners/],
       ];
       for (const [msg, code, re] of bad) {
         const n = a.peer.frames.length;
@@ -144,7 +162,9 @@ describe('offender reports', () => {
       expect(await stranger.waitClosed(3000)).not.toBeNull();
       await sleep(100);
       expect(offenderRows()).toHaveLength(before);
-      // The connection survived its rejected frames and still works.
+      // The connection survived its rejected frames and still works: once the pool paired the
+      // two, the same report is accepted.
+      await pairUp(a.peer, b.peer, b.welcome.peerId);
       a.peer.send({ t: 'offender', peer: b.welcome.peerId, reason: 'ERR_BAD_HASH: mismatch' });
       await until(() => offenderRows().length === before + 1, 5000, 'the valid report after the refused ones');
       // Reports are frames like any other: a flood is rate-limited.
@@ -215,6 +235,120 @@ describe('offender reports', () => {
     } finally {
       stopHb();
       a.peer.close(); b.peer.close(); c.peer.close();
+    }
+  });
+});
+
+describe('identities that cost something (issue 15)', () => {
+  /** Both ready for `round` with little wait; resolves with what each was told. */
+  async function meet(a: RawPeer, b: RawPeer, round: number, waitMs = 300): Promise<[PairedMsg, PairedMsg]> {
+    const [na, nb] = [a.frames.length, b.frames.length];
+    a.send({ t: 'ready', round, waitMs });
+    b.send({ t: 'ready', round, waitMs });
+    const got = (p: RawPeer, n: number) => p.next<PairedMsg>((m) => m.t === 'paired' && m.round === round, 5000, n);
+    return [await got(a, na), await got(b, nb)];
+  }
+
+  it('a veto follows the accused across a reconnect and to a new id from its address; a peer from elsewhere still pairs', async () => {
+    const r = await RawPeer.join(s.wsUrl, { run: 'ids' });
+    let x = await RawPeer.join(s.wsUrl, { run: 'ids' }, { localAddress: '127.0.0.2' });
+    const stops = [heartbeat(r.peer, x.peer)];
+    try {
+      const [rx] = await meet(r.peer, x.peer, 0, 3000);
+      expect(rx.partner).toBe(x.welcome.peerId);
+      for (let i = 0; i < 2; i++) r.peer.send({ t: 'offender', peer: x.welcome.peerId, reason: 'ERR_NONFINITE: NaN in delta' });
+      await until(() => offenderRows().filter((row) => row.runId === 'ids').length === 2, 5000, 'the two strikes');
+
+      // The same peer back with its session: the same id, still vetoed.
+      x.peer.close();
+      x = await RawPeer.join(s.wsUrl, { run: 'ids', session: x.welcome.session }, { localAddress: '127.0.0.2' });
+      expect(x.welcome.resumed).toBe(true);
+      stops.push(heartbeat(x.peer));
+      expect((await meet(r.peer, x.peer, 1))[0].partner).toBeNull();
+
+      // A new id from the same address (no session): the veto follows it.
+      x.peer.close();
+      const x2 = await RawPeer.join(s.wsUrl, { run: 'ids' }, { localAddress: '127.0.0.2' });
+      expect(x2.welcome.peerId).not.toBe(x.welcome.peerId);
+      stops.push(heartbeat(x2.peer));
+      for (let round = 2; round <= 4; round++) {
+        const [a, b] = await meet(r.peer, x2.peer, round);
+        expect(a.partner).toBeNull();
+        expect(b.partner).toBeNull();
+      }
+      // A peer from another address is not touched by it.
+      const y = await RawPeer.join(s.wsUrl, { run: 'ids' }, { localAddress: '127.0.0.3' });
+      stops.push(heartbeat(y.peer));
+      x2.peer.close();
+      await until(() => !s.c.hub.isLive(x2.welcome.peerId), 5000, 'x2 to leave');
+      expect((await meet(r.peer, y.peer, 5, 3000))[0].partner).toBe(y.welcome.peerId);
+      y.peer.close();
+    } finally {
+      for (const stop of stops) stop();
+      r.peer.close();
+    }
+  });
+
+  it('a new id is on probation until it has PROBATION_EXCHANGES accepted exchanges: partners are told, peer lists mark it, no duty', async () => {
+    const a = await RawPeer.join(s.wsUrl, { run: 'probation' });
+    const b = await RawPeer.join(s.wsUrl, { run: 'probation' });
+    const stop = heartbeat(a.peer, b.peer);
+    const [ia, ib] = [a.welcome.peerId, b.welcome.peerId];
+    let seq = 0;
+    /** `p` reports round `round` as paired with `partner`; waits for the ack. */
+    const reportRound = async (p: RawPeer, round: number, partner: string | null) => {
+      const n = p.frames.length, k = ++seq;
+      p.send(report(k, { round, step: round + 1, partner, partnerDist: partner ? 0.5 : null }));
+      await p.next((m) => m.t === 'ack' && m.seq === k, 5000, n);
+    };
+    try {
+      // b joined after a: its welcome names a as a peer on probation.
+      expect(b.welcome.peers).toContain(ia);
+      expect(b.welcome.probation).toContain(ia);
+      expect(s.c.hub.onProbation(ia)).toBe(true);
+      expect(s.c.hub.eligibleForDuty(ia)).toBe(false);
+
+      let round = 0;
+      for (let k = 0; k < PROBATION_EXCHANGES; k++, round++) {
+        const [ma, mb] = await meet(a.peer, b.peer, round, 3000);
+        // Both are new: each is told its partner is on probation.
+        expect(ma).toMatchObject({ partner: ib, probation: true });
+        expect(mb).toMatchObject({ partner: ia, probation: true });
+        // Only one side reporting the pairing is not an accepted exchange.
+        await reportRound(a.peer, round, ib);
+        expect(s.c.hub.acceptedExchanges(ia)).toBe(k);
+        await reportRound(b.peer, round, ia);
+        expect(s.c.hub.acceptedExchanges(ia)).toBe(k + 1);
+        expect(s.c.hub.acceptedExchanges(ib)).toBe(k + 1);
+      }
+      expect(s.c.hub.onProbation(ia)).toBe(false);
+      expect(s.c.hub.eligibleForDuty(ia)).toBe(true);
+      // Off probation: the pair message says nothing, and a peer-list change says it is trusted now.
+      const [ma] = await meet(a.peer, b.peer, round, 3000);
+      expect(ma.partner).toBe(ib);
+      expect(ma.probation).toBeUndefined();
+      const change = await a.peer.next<Extract<ServerMessage, { t: 'peers-change' }>>((m) => m.t === 'peers-change' && (m.trusted ?? []).includes(ib), 5000, 0);
+      expect(change.probation ?? []).not.toContain(ib);
+
+      // A report about an exchange takes its acceptance back from both sides.
+      await reportRound(a.peer, round, ib);
+      await reportRound(b.peer, round, ia);
+      expect(s.c.hub.acceptedExchanges(ib)).toBe(PROBATION_EXCHANGES + 1);
+      a.peer.send({ t: 'offender', peer: ib, reason: 'probe: paired loss 3.1 > solo 2.4 + margin 0.05' });
+      await until(() => s.c.hub.acceptedExchanges(ib) === PROBATION_EXCHANGES, 5000, 'the acceptance taken back');
+      expect(s.c.hub.acceptedExchanges(ia)).toBe(PROBATION_EXCHANGES);
+
+      // A newcomer is on probation, and not eligible for duty; a peer that left is not either.
+      const c = await RawPeer.join(s.wsUrl, { run: 'probation' });
+      expect(c.welcome.probation ?? []).not.toContain(ia);
+      expect(s.c.hub.eligibleForDuty(c.welcome.peerId)).toBe(false);
+      c.peer.close();
+      b.peer.close();
+      await until(() => !s.c.hub.isLive(ib), 5000, 'b to leave');
+      expect(s.c.hub.eligibleForDuty(ib)).toBe(false);
+    } finally {
+      stop();
+      a.peer.close(); b.peer.close();
     }
   });
 });

@@ -202,14 +202,18 @@ describe('DashboardController run events', () => {
   });
 
   it('raises an offender alert naming the accused peer and the reason, from history and live', async () => {
-    const { c, src } = await withEvents([fakeEvent('peer-offender', T0 + 1000, P0, { accused: P2, reason: 'non-finite: Δ[12] = NaN' })], { eventCap: 1 });
+    const { c, src } = await withEvents([fakeEvent('peer-offender', T0 + 1000, P0, { accused: P2, reason: 'non-finite: Δ[12] = NaN', paired: true })], { eventCap: 1 });
     const off = () => c.alerts.find((a) => a.kind === 'offender');
     expect(off()).toMatchObject({ peerId: P2, severity: 'warning' });
     expect(off()!.message).toContain(`${P2} sent ${P0} a bad update: non-finite Δ (Δ[12] = NaN)`);
     expect(c.events[0]!.text).toBe(`peer ${P0} reported ${P2} for a bad update: non-finite Δ`);
-    // A second reporter makes it critical, even after the first report scrolled out of the panel.
+    // A report the coordinator did not check as coming from a partner does not count.
+    src.pushEvent(fakeEvent('peer-offender', T0 + 1200, fakePeerId(3), { accused: P2, reason: 'non-finite: Δ[1] = NaN' }));
+    c.refresh();
+    expect(off()).toMatchObject({ peerId: P2, severity: 'warning' });
+    // A second checked reporter makes it critical, even after the first report scrolled out of the panel.
     src.pushEvent(fakeEvent('peer-left', T0 + 1500, P1));
-    src.pushEvent(fakeEvent('peer-offender', T0 + 2000, P1, { accused: P2, reason: 'delta-norm: ||Δ|| = 1e9 > 30 × median 1' }));
+    src.pushEvent(fakeEvent('peer-offender', T0 + 2000, P1, { accused: P2, reason: 'delta-norm: ||Δ|| = 1e9 > 30 × median 1', paired: true }));
     c.refresh();
     expect(c.alerts.filter((a) => a.kind === 'offender')).toHaveLength(1);
     expect(off()).toMatchObject({ peerId: P2, severity: 'critical', t: T0 + 1000 });

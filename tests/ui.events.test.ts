@@ -54,7 +54,7 @@ describe('run events in words', () => {
 });
 
 describe('alerts from run events', () => {
-  const report = (t: number, reporter: string, accused: string, reason: string): OffenderReport => ({ t, reporter, accused, reason });
+  const report = (t: number, reporter: string, accused: string, reason: string, paired = true): OffenderReport => ({ t, reporter, accused, reason, paired });
 
   it('names the accused peer, its reporter and the reason; a warning while one peer says so', () => {
     const [a, ...rest] = offenderAlerts([report(5000, A, B, 'non-finite: Δ[12] = NaN')]);
@@ -72,6 +72,17 @@ describe('alerts from run events', () => {
     expect(alerts.map((a) => [a.peerId, a.severity, a.t])).toEqual([[B, 'critical', 5000], [C, 'warning', 6000]]);
     expect(alerts[0]!.message).toMatch(new RegExp(`^${B} sent bad updates to 2 peers \\(${C}, ${A}\\): Δ norm far above the honest scale; non-finite Δ\\.`));
     expect(offenderAlerts([])).toEqual([]);
+  });
+
+  it('stays a warning when the reporters were not checked as the accused\'s partners (issue 15)', () => {
+    // Two fresh ids accusing a peer they never met: events from before the coordinator checked
+    // partners, or forged ones, carry no `paired`. One checked report plus one unchecked is one.
+    const unchecked = offenderAlerts([report(5000, A, B, 'non-finite: Δ[12] = NaN', false), report(6000, C, B, 'non-finite: Δ[1] = NaN', false)]);
+    expect(unchecked.map((a) => [a.peerId, a.severity])).toEqual([[B, 'warning']]);
+    const one = offenderAlerts([report(5000, A, B, 'non-finite: Δ[12] = NaN', true), report(6000, C, B, 'non-finite: Δ[1] = NaN', false)]);
+    expect(one.map((a) => a.severity)).toEqual(['warning']);
+    const two = offenderAlerts([report(5000, A, B, 'non-finite: Δ[12] = NaN', true), report(6000, C, B, 'non-finite: Δ[1] = NaN', true)]);
+    expect(two.map((a) => a.severity)).toEqual(['critical']);
   });
 
   const out = (t: number, ok: boolean, step: number | null, reason: string | null = null): CheckpointOutcome => ({ t, ok, peerId: A, step, reason });

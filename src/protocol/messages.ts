@@ -201,6 +201,8 @@ export interface WelcomeMsg {
   assignment: DataAssignment;
   checkpoint: CheckpointRef | null;
   peers: string[];
+  /** Those of `peers` still on probation (a new id; no bootstrap source). */
+  probation?: string[];
   heartbeatMs: number;
   limits: { maxMessageBytes: number; messagesPerSecond: number; burst: number };
   /** ICE servers for this peer's WebRTC links (STUN, TURN with short-lived credentials). */
@@ -208,9 +210,14 @@ export interface WelcomeMsg {
 }
 export interface ErrorMsg { t: 'error'; code: ErrorCode; message: string; ref?: string; fatal?: boolean }
 export interface SignalInMsg { t: 'signal'; from: string; data: Record<string, unknown> }
-/** Live peers of the run that joined and left since the last change (the full list comes in welcome). */
-export interface PeersChangeMsg { t: 'peers-change'; joined: string[]; left: string[] }
-export interface PairedMsg { t: 'paired'; round: number; partner: string | null; initiator: boolean }
+/**
+ * Live peers of the run that joined and left since the last change (the full list comes in
+ * welcome); `probation`: ids now on probation (a new id; no bootstrap source), `trusted`: ids
+ * that left it.
+ */
+export interface PeersChangeMsg { t: 'peers-change'; joined: string[]; left: string[]; probation?: string[]; trusted?: string[] }
+/** `probation`: the partner is a new id on probation (judge its update with the stricter margin). */
+export interface PairedMsg { t: 'paired'; round: number; partner: string | null; initiator: boolean; probation?: boolean }
 export interface AckMsg { t: 'ack'; seq: number; duplicate?: boolean }
 export interface ConfigMsg { t: 'config'; run: RunInfo }
 export interface StateRequestMsg { t: 'state-request'; id: string; url: string }

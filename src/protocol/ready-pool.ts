@@ -20,8 +20,16 @@
 //    waits once, they pair, finish their exchange together and stay in phase. So a pool wait
 //    of 0.5 of the inner loop is the default, and the pool, not the wait, keeps idle time low.
 //
-// Issue 15 will add: a cap on a waiter at a fraction of the run's typical inner-loop time, and
-// pairing a peer at most once per its observed cadence; `Cadence` is where that state lives.
+// 4. Fairness (issue 15; docs/pairing.md, "Fairness"). A peer that never trains but always
+//    waits must not collect more partners than anyone else. (a) A wait is capped at `capFrac`
+//    of the run's typical cadence, whatever the peer asks for. (b) A peer pairs at most once per
+//    `fairFrac` of its own observed cadence: the larger of its release-to-ready time and, when
+//    the owner feeds step progress (`progress()`), the time its reported steps take for one
+//    round; one whose steps never advanced waits UNPROVEN_TURNS typical cadences. (c) Steps are
+//    claims, so the share rule (shareTurn) holds any peer to about the busiest other peer's
+//    count of partners. (a) and (b) need step progress (`trackProgress`, the coordinator):
+//    readies alone are claims a camper makes as fast as it likes. The typical cadence is the
+//    median over peers, counting, when progress is fed, only peers whose steps advanced.
 
 /**
  * A run's default `pairWaitFrac`: the longest a ready peer waits, as a fraction of its inner-loop
@@ -65,6 +73,19 @@ export interface ReadyPoolOptions {
    * waits its whole wait; for callers whose peers have no inner loop to learn a cadence from.
    */
   predict?: boolean;
+  /** Rule 4 (fairness: the cap, the turn and the share); off only to measure what it does. */
+  fair?: boolean;
+  /** Longest wait as a fraction of the run's typical cadence (0.75), once that is known (rule 4). */
+  capFrac?: number;
+  /** A peer pairs at most once per this fraction of its own observed cadence (0.5; rule 4). */
+  fairFrac?: number;
+  /** Pairings over the others' share a peer may be (3; rule 4, shareTurn). */
+  shareMargin?: number;
+  /**
+   * The owner feeds step progress (`progress()`; the coordinator, from reports): a peer's cadence
+   * is then also bounded below by its steps, and one whose steps never advanced counts as typical.
+   */
+  trackProgress?: boolean;
 }
 
 interface Waiting {
@@ -85,10 +106,34 @@ interface Cadence {
   released: number | null;
   /** Smoothed time from release to the next ready; null until it came back once. */
   period: number | null;
+  /** When the pool last paired it (rule 4 counts from there). */
+  paired: number | null;
+  /** Smoothed time its reported steps take for one round; null until they advanced twice. */
+  stepPeriod: number | null;
+  /** Its last reported step that advanced, and when. */
+  lastStep: { step: number; at: number } | null;
+  /** Its pairings, decayed (the share rule), as of `scoreAt`. */
+  score: number;
+  scoreAt: number;
 }
 
 /** Weight of the newest interval in the smoothed cadence. */
 const CADENCE_EWMA = 0.5;
+/**
+ * With step progress fed, a peer whose steps never advanced pairs at most once per this many
+ * typical cadences: a trainer's steps advance within a round or two of joining, so only a peer
+ * that does not train stays here, and it must not take the partners of peers that do.
+ */
+const UNPROVEN_TURNS = 2;
+/** The share rule's memory, in typical cadences (see shareTurn). */
+const SHARE_CADENCES = 16;
+/**
+ * How many pairings over the share a peer may be: honest peers of equal speed drift a pairing
+ * or two apart (who met the third peer last), and a margin of one would hold them back for it.
+ */
+const SHARE_MARGIN = 1;
+/** Departed peers whose last pairing time the pool keeps (a bound: ids are free to make). */
+const DEPARTED_KEPT = 4096;
 
 export class ReadyPool {
   private waiting: Waiting[] = [];
@@ -99,8 +144,17 @@ export class ReadyPool {
   private readonly maxWaitMs: number;
   private readonly repeatHoldFrac: number;
   private readonly graceFrac: number;
+  private readonly capFrac: number;
+  private readonly fairFrac: number;
   /** Counters for the dashboard and the benchmark; `leftAtOnce` of the solos had nobody due. */
   readonly stats = { pairs: 0, solos: 0, leftAtOnce: 0 };
+  /** How many times the pool paired each live peer. */
+  readonly partnersOf = new Map<string, number>();
+  /**
+   * When peers that left were last paired: one that reconnects under the same id (its session)
+   * gets its turn back from there, not at once. The oldest go first past DEPARTED_KEPT.
+   */
+  private readonly departed = new Map<string, number>();
 
   constructor(private readonly o: ReadyPoolOptions) {
     this.canPair = o.canPair ?? (() => true);
@@ -108,6 +162,8 @@ export class ReadyPool {
     this.maxWaitMs = o.maxWaitMs ?? 120_000;
     this.repeatHoldFrac = o.repeatHoldFrac ?? 0.25;
     this.graceFrac = o.graceFrac ?? 0.25;
+    this.capFrac = o.capFrac ?? 0.75;
+    this.fairFrac = o.fairFrac ?? 0.5;
   }
 
   get size(): number {
@@ -124,11 +180,30 @@ export class ReadyPool {
     const now = this.o.now();
     this.remove(peer); // a repeated ready replaces the earlier one: one wait per peer
     this.observe(peer, now);
-    const wait = Math.min(this.maxWaitMs, Math.max(this.minWaitMs, waitMs));
+    let wait = Math.min(this.maxWaitMs, Math.max(this.minWaitMs, waitMs));
+    const typical = this.typicalCadence();
+    // Rule 4: what a peer asks for is its own claim; the run's typical loop bounds it.
+    // Only a typical cadence from step progress is a loop time: readies alone can be as fast as
+    // a test's peers with no inner loop, and a cap from them would cut every wait to the minimum.
+    if (typical !== null && this.o.trackProgress && this.o.fair !== false) wait = Math.min(wait, Math.max(this.minWaitMs, this.capFrac * typical));
     const me: Waiting = { peer, round, since: now, until: now + wait, repeatAt: now };
     const events: PoolEvents = { matches: [], solos: [] };
 
-    const candidates = this.waiting.filter((w) => this.canPair(peer, w.peer));
+    if (this.eligibleAt(peer) > now) {
+      // Paired too recently for its cadence: it may wait for its turn (tick() pairs it then),
+      // but only when someone could be there to meet it.
+      const due = this.nextDue(peer, now);
+      if (this.waiting.some((w) => this.canPair(peer, w.peer)) || due === 'unknown' || (due !== null && due.at <= me.until)) {
+        this.waiting.push(me);
+      } else {
+        this.release(peer, now);
+        this.stats.solos++;
+        this.stats.leftAtOnce++;
+        events.solos.push({ peer, round });
+      }
+      return events;
+    }
+    const candidates = this.waiting.filter((w) => this.canPair(peer, w.peer) && this.eligibleAt(w.peer) <= now);
     const fresh = candidates.filter((w) => !this.isRepeat(peer, w.peer));
     if (fresh.length > 0) {
       events.matches.push(this.match(me, fresh[this.index(fresh.length)]!));
@@ -152,7 +227,10 @@ export class ReadyPool {
       this.waiting.push(me);
       return events;
     }
-    if (due === 'unknown') {
+    // A waiter whose turn (rule 4) comes within our wait is as good as a peer due then.
+    let turn = Infinity;
+    for (const w of this.waiting) if (this.canPair(peer, w.peer)) turn = Math.min(turn, this.eligibleAt(w.peer));
+    if (due === 'unknown' || turn <= me.until) {
       this.waiting.push(me);
     } else if (due !== null && due.at <= me.until) {
       me.until = Math.min(me.until, due.at + due.grace);
@@ -201,7 +279,104 @@ export class ReadyPool {
   /** From when two waiting peers may pair: a repeat only once both hold-offs ended. */
   private pairableAt(a: Waiting, b: Waiting): number {
     if (!this.canPair(a.peer, b.peer)) return Infinity;
-    return this.isRepeat(a.peer, b.peer) ? Math.max(a.repeatAt, b.repeatAt) : Math.max(a.since, b.since);
+    const turn = Math.max(this.eligibleAt(a.peer), this.eligibleAt(b.peer));
+    return Math.max(turn, this.isRepeat(a.peer, b.peer) ? Math.max(a.repeatAt, b.repeatAt) : Math.max(a.since, b.since));
+  }
+
+  /**
+   * `peer` reported inner step `step` (the coordinator, from its reports), in a run of
+   * `stepsPerRound` inner steps per outer round: its step progress bounds its cadence (rule 4).
+   */
+  progress(peer: string, step: number, stepsPerRound: number): void {
+    if (!(step >= 0) || !(stepsPerRound >= 1)) return;
+    const now = this.o.now();
+    const c = this.cadenceOf(peer);
+    const last = c.lastStep;
+    if (last !== null && step <= last.step) return; // no progress: nothing learned
+    c.lastStep = { step, at: now };
+    if (last === null) return;
+    const perRound = ((now - last.at) / (step - last.step)) * stepsPerRound;
+    c.stepPeriod = c.stepPeriod === null ? perRound : (1 - CADENCE_EWMA) * c.stepPeriod + CADENCE_EWMA * perRound;
+  }
+
+  /**
+   * The run's typical cadence: the median over peers of their observed cadence; when progress
+   * is fed, only peers whose steps advanced count. Null until one is known.
+   */
+  typicalCadence(): number | null {
+    const xs: number[] = [];
+    for (const c of this.cadence.values()) {
+      if (this.o.trackProgress) {
+        if (c.stepPeriod !== null) xs.push(Math.max(c.period ?? 0, c.stepPeriod));
+      } else if (c.period !== null) xs.push(c.period);
+    }
+    if (xs.length === 0) return null;
+    xs.sort((a, b) => a - b);
+    const m = xs.length >> 1;
+    return xs.length % 2 === 1 ? xs[m]! : (xs[m - 1]! + xs[m]!) / 2;
+  }
+
+  /** A peer's own cadence as the pool observed it (rule 4); null when nothing is known. */
+  observedCadence(peer: string): number | null {
+    const c = this.cadence.get(peer);
+    if (!c) return null;
+    // Steps that stopped advancing count from the last advance: training for a while and then
+    // only waiting does not keep a fast cadence.
+    const stalled = c.lastStep === null ? 0 : this.o.now() - c.lastStep.at;
+    const steps = !this.o.trackProgress ? null : c.stepPeriod === null ? this.typicalCadence() : Math.max(c.stepPeriod, stalled);
+    if (c.period === null && steps === null) return null;
+    return Math.max(c.period ?? 0, steps ?? 0);
+  }
+
+  /** From when a peer may be paired again: once per `fairFrac` of its observed cadence. */
+  private eligibleAt(peer: string): number {
+    if (this.o.predict === false || this.o.fair === false) return -Infinity;
+    const c = this.cadence.get(peer);
+    if (!c || c.paired === null) return -Infinity;
+    // Without step progress a peer's cadence is only its readies, which a camper makes as fast
+    // as it likes and an honest peer's vary from round to round (a slow exchange, then quick
+    // ones): a turn from them would hold back only honest peers. The share rule still applies.
+    if (!this.o.trackProgress) return this.shareTurn(peer, c);
+    const cadence = this.observedCadence(peer);
+    if (cadence === null) return -Infinity;
+    // The allowance for a loop's jitter is for peers whose steps show they train; one whose
+    // steps never advanced waits a whole typical cadence.
+    const typical = this.typicalCadence();
+    const frac = this.o.trackProgress && c.stepPeriod === null && typical !== null ? UNPROVEN_TURNS : this.fairFrac;
+    return Math.max(c.paired + frac * cadence, this.shareTurn(peer, c));
+  }
+
+  /**
+   * The share rule: a peer's pairings, decayed over SHARE_CADENCES typical cadences, may exceed
+   * the busiest other peer's by at most SHARE_MARGIN. Its steps and readies are its own claims (a
+   * peer can report fake steps up to report-bounds' physical limit); its share of partners is not.
+   * Returns from when it is back within its share (all scores decay alike, so only the margin of
+   * margin shrinks: score·e^(−x) ≤ median·e^(−x) + M from x = ln((score − median) / M)).
+   */
+  private shareTurn(peer: string, c: Cadence): number {
+    const typical = this.typicalCadence();
+    if (typical === null || !(typical > 0) || c.score === 0) return -Infinity;
+    const now = this.o.now();
+    const tau = SHARE_CADENCES * typical;
+    const score = (x: Cadence) => x.score * Math.exp(-(now - x.scoreAt) / tau);
+    const others: number[] = [];
+    for (const [p, x] of this.cadence) if (p !== peer) others.push(score(x));
+    if (others.length === 0) return -Infinity;
+    // "No more partners than anyone else": the busiest other peer sets the share, so the
+    // fastest honest peer of a mixed swarm is held back only to the next fastest.
+    const excess = score(c) - Math.max(...others);
+    const margin = this.o.shareMargin ?? SHARE_MARGIN;
+    return excess <= margin ? -Infinity : now + tau * Math.log(excess / margin);
+  }
+
+  private cadenceOf(peer: string): Cadence {
+    let c = this.cadence.get(peer);
+    if (!c) {
+      c = { released: null, period: null, paired: this.departed.get(peer) ?? null, stepPeriod: null, lastStep: null, score: 0, scoreAt: this.o.now() };
+      this.cadence.set(peer, c);
+      this.departed.delete(peer);
+    }
+    return c;
   }
 
   /** Stop a peer's wait (it asked again, or its connection closed). True if it was waiting. */
@@ -214,8 +389,15 @@ export class ReadyPool {
   /** A peer left the run: forget its wait and its cadence. */
   forget(peer: string): void {
     this.remove(peer);
+    const paired = this.cadence.get(peer)?.paired;
+    if (paired != null) {
+      this.departed.delete(peer);
+      this.departed.set(peer, paired);
+      while (this.departed.size > DEPARTED_KEPT) this.departed.delete(this.departed.keys().next().value!);
+    }
     this.cadence.delete(peer);
     this.lastPartner.delete(peer);
+    this.partnersOf.delete(peer);
   }
 
   /** Forget every wait (the run stopped); cadences stay. */
@@ -225,7 +407,7 @@ export class ReadyPool {
 
   private observe(peer: string, now: number): void {
     const c = this.cadence.get(peer);
-    if (!c) { this.cadence.set(peer, { released: null, period: null }); return; }
+    if (!c) { this.cadenceOf(peer); return; }
     if (c.released === null) return;
     const interval = now - c.released;
     c.period = c.period === null ? interval : (1 - CADENCE_EWMA) * c.period + CADENCE_EWMA * interval;
@@ -286,6 +468,16 @@ export class ReadyPool {
     const now = this.o.now();
     this.release(newcomer.peer, now);
     this.release(other.peer, now);
+    for (const p of [newcomer.peer, other.peer]) {
+      const c = this.cadence.get(p);
+      if (c) {
+        c.paired = now;
+        const typical = this.typicalCadence();
+        c.score = (typical === null || !(typical > 0) ? c.score : c.score * Math.exp(-(now - c.scoreAt) / (SHARE_CADENCES * typical))) + 1;
+        c.scoreAt = now;
+      }
+      this.partnersOf.set(p, (this.partnersOf.get(p) ?? 0) + 1);
+    }
     this.stats.pairs++;
     return { initiator: { peer: newcomer.peer, round: newcomer.round }, responder: { peer: other.peer, round: other.round } };
   }

@@ -18,6 +18,8 @@ export interface PairAssignment {
   partner: string | null;
   /** Exactly one side of a pair initiates the WebRTC connection. */
   initiator: boolean;
+  /** The partner is a new id on probation (the coordinator says so; judge it strictly). */
+  probation?: boolean;
 }
 
 export interface SignalingEventMap {
@@ -28,7 +30,7 @@ export interface SignalingEventMap {
   /** A simple-peer signal relayed from another live peer of the same run. */
   signal: { from: string; data: unknown };
   /** Live peers of the run, for choosing and rewiring neighbours. */
-  peers: { peers: string[] };
+  peers: { peers: string[]; probation?: string[] };
   /** The coordinator's ready-pool answer to `ready()`. */
   paired: PairAssignment;
 }

@@ -95,6 +95,8 @@ export class SignalingClient implements Signaling {
   private welcomeMsg: WelcomeMsg | null = null;
   /** Other live peers of the run: the welcome's list, then the coordinator's changes applied to it. */
   private livePeers = new Set<string>();
+  /** Those of livePeers the coordinator says are on probation (asked last for bootstrap state). */
+  private onProbation = new Set<string>();
   /** The last ICE servers the coordinator sent: kept across disconnects (links need TURN then too). */
   private iceConfig: IceConfig | null = null;
   private readonly listeners = new Map<keyof ClientEventMap, Set<(e: never) => void>>();
@@ -291,7 +293,8 @@ export class SignalingClient implements Signaling {
         this.emit('welcome', m);
         this.emit('open', { peerId: m.peerId });
         this.livePeers = new Set(m.peers);
-        this.emit('peers', { peers: [...this.livePeers] });
+        this.onProbation = new Set(m.probation ?? []);
+        this.emitPeers();
         // Everything not yet acknowledged goes again (the coordinator drops duplicates).
         this.flushQueue = [...this.unacked.keys()];
         this.pumpFlush();
@@ -306,13 +309,15 @@ export class SignalingClient implements Signaling {
         return;
       case 'peers-change': {
         const self = this.welcomeMsg?.peerId;
-        for (const p of m.left) this.livePeers.delete(p);
+        for (const p of m.left) { this.livePeers.delete(p); this.onProbation.delete(p); }
         for (const p of m.joined) if (p !== self) this.livePeers.add(p);
-        this.emit('peers', { peers: [...this.livePeers] });
+        for (const p of m.probation ?? []) if (this.livePeers.has(p)) this.onProbation.add(p);
+        for (const p of m.trusted ?? []) this.onProbation.delete(p);
+        this.emitPeers();
         return;
       }
       case 'paired':
-        if (this.pendingReady && this.pendingReady.round === m.round) this.resolveReady({ round: m.round, partner: m.partner, initiator: m.initiator });
+        if (this.pendingReady && this.pendingReady.round === m.round) this.resolveReady(m.probation ? { round: m.round, partner: m.partner, initiator: m.initiator, probation: true } : { round: m.round, partner: m.partner, initiator: m.initiator });
         return;
       case 'ice':
         if (this.welcomeMsg) this.setIce(m.ice, this.welcomeMsg.run);
@@ -362,6 +367,12 @@ export class SignalingClient implements Signaling {
   private giveUp(reason: string): void {
     this.running = false;
     this.emit('stopped', { reason });
+  }
+
+  private emitPeers(): void {
+    const peers = [...this.livePeers];
+    const probation = peers.filter((p) => this.onProbation.has(p));
+    this.emit('peers', probation.length > 0 ? { peers, probation } : { peers });
   }
 
   private startHeartbeat(ms: number): void {

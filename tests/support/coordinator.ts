@@ -38,8 +38,9 @@ export class RawPeer {
   private waiters: (() => void)[] = [];
   readonly opened: Promise<void>;
 
-  constructor(url: string) {
-    this.ws = new WebSocket(url);
+  /** `localAddress`: the loopback address to connect from (127.0.0.2 looks like another client). */
+  constructor(url: string, opts: { localAddress?: string } = {}) {
+    this.ws = new WebSocket(url, opts.localAddress ? { localAddress: opts.localAddress } : {});
     this.opened = new Promise((resolve, reject) => {
       this.ws.on('open', () => resolve());
       this.ws.on('error', reject);
@@ -56,15 +57,15 @@ export class RawPeer {
     this.ws.on('error', () => { /* the close event follows */ });
   }
 
-  static async connect(url: string): Promise<RawPeer> {
-    const p = new RawPeer(url);
+  static async connect(url: string, opts: { localAddress?: string } = {}): Promise<RawPeer> {
+    const p = new RawPeer(url, opts);
     await p.opened;
     return p;
   }
 
   /** Joins (hello) and waits for the welcome. */
-  static async join(url: string, hello: Record<string, unknown> = {}): Promise<{ peer: RawPeer; welcome: Extract<ServerMessage, { t: 'welcome' }> }> {
-    const peer = await RawPeer.connect(url);
+  static async join(url: string, hello: Record<string, unknown> = {}, opts: { localAddress?: string } = {}): Promise<{ peer: RawPeer; welcome: Extract<ServerMessage, { t: 'welcome' }> }> {
+    const peer = await RawPeer.connect(url, opts);
     peer.send({ t: 'hello', v: 1, ...hello });
     const welcome = await peer.next((m) => m.t === 'welcome');
     return { peer, welcome: welcome as Extract<ServerMessage, { t: 'welcome' }> };

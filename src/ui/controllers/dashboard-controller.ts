@@ -262,7 +262,7 @@ export class DashboardController extends Observable {
         break;
       case 'peer-offender':
         if (e.peerId && typeof d.accused === 'string') {
-          this.offenders.set(`${e.peerId}|${d.accused}`, { t: e.t, reporter: e.peerId, accused: d.accused, reason: typeof d.reason === 'string' ? d.reason : '' });
+          this.offenders.set(`${e.peerId}|${d.accused}`, { t: e.t, reporter: e.peerId, accused: d.accused, reason: typeof d.reason === 'string' ? d.reason : '', paired: d.paired === true });
           if (this.offenders.size > OFFENDER_CAP) this.offenders.delete(this.offenders.keys().next().value!);
         }
         break;

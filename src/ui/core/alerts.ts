@@ -111,15 +111,19 @@ export function throughputAlerts(total: RatePoint[], now: number, cfg: AlertConf
   }];
 }
 
-/** A peer-offender event: `reporter` rejected a payload from `accused` (reason "code: detail"). */
-export interface OffenderReport { t: number; reporter: string; accused: string; reason: string }
+/**
+ * A peer-offender event: `reporter` rejected a payload from `accused` (reason "code: detail").
+ * `paired`: the coordinator checked the reporter was one of the accused's partners.
+ */
+export interface OffenderReport { t: number; reporter: string; accused: string; reason: string; paired?: boolean }
 
 const cut = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
 
 /**
  * One alert per peer reported for a bad update, naming it and why. One report can be a glitch
  * (a bit flip, a driver hiccup); reports from two or more peers are independent evidence of a
- * broken GPU or a hostile volunteer, and raise it to critical.
+ * broken GPU or a hostile volunteer, and raise it to critical, but only from peers the
+ * coordinator checked were paired with the accused: ids that never met it prove nothing.
  */
 export function offenderAlerts(reports: OffenderReport[]): Alert[] {
   const byAccused = new Map<string, OffenderReport[]>();
@@ -132,7 +136,7 @@ export function offenderAlerts(reports: OffenderReport[]): Alert[] {
     const reporters = [...new Set(list.map((r) => r.reporter))];
     const words = [...new Set(list.map((r) => offenderReason(r.reason).words))];
     const first = list.reduce((a, b) => (b.t < a.t ? b : a));
-    const many = reporters.length >= 2;
+    const many = new Set(list.filter((r) => r.paired === true).map((r) => r.reporter)).size >= 2;
     const detail = offenderReason(list[list.length - 1]!.reason).detail;
     out.push({
       key: `offender:${accused}`, kind: 'offender', severity: many ? 'critical' : 'warning', peerId: accused, t: first.t,
