@@ -196,10 +196,7 @@ export class ReadyPool {
       if (this.waiting.some((w) => this.canPair(peer, w.peer)) || due === 'unknown' || (due !== null && due.at <= me.until)) {
         this.waiting.push(me);
       } else {
-        this.release(peer, now);
-        this.stats.solos++;
-        this.stats.leftAtOnce++;
-        events.solos.push({ peer, round });
+        this.leaveAtOnce(me, now, events);
       }
       return events;
     }
@@ -237,12 +234,17 @@ export class ReadyPool {
       this.waiting.push(me);
     } else {
       // Nobody is due within our wait: waiting would only be idle time.
-      this.release(peer, now);
-      this.stats.solos++;
-      this.stats.leftAtOnce++;
-      events.solos.push({ peer, round });
+      this.leaveAtOnce(me, now, events);
     }
     return events;
+  }
+
+  /** A solo step with no wait: nobody could be there to meet the peer in time. */
+  private leaveAtOnce(w: Waiting, now: number, events: PoolEvents): void {
+    this.release(w.peer, now);
+    this.stats.solos++;
+    this.stats.leftAtOnce++;
+    events.solos.push({ peer: w.peer, round: w.round });
   }
 
   /** Advance to now: repeat hold-offs that ended pair up, waits that ended go solo. */
