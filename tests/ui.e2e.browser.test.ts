@@ -117,8 +117,16 @@ describe('dashboard on the coordinator', () => {
     for (const v of volunteers) {
       await page.locator('murmur-events [data-event="peer-joined"]').filter({ hasText: `peer ${v.peerId} joined` }).waitFor({ timeout: 15_000 });
     }
-    // Live, over the real protocol: volunteer 0 reports volunteer 2's payload as non-finite.
+    // Live, over the real protocol: volunteer 0 reports volunteer 2's payload as non-finite. A
+    // report is taken only about one of the reporter's recent pool partners: pair them first.
     const [v0, , v2] = volunteers as [SignalingClient, SignalingClient, SignalingClient];
+    const paired = (c: SignalingClient) => new Promise<string | null>((resolve) => {
+      const off = c.on('paired', (e) => { off(); resolve(e.partner); });
+    });
+    const met = Promise.all([paired(v0), paired(v2)]);
+    v0.ready(1000, 10_000);
+    v2.ready(1000, 10_000);
+    expect(await met).toEqual([v2.peerId, v0.peerId]);
     v0.reportOffender(v2.peerId!, 'non-finite: Δ[7] = NaN');
     const row = page.locator('murmur-events [data-event="peer-offender"]');
     await row.waitFor({ timeout: 15_000 });
