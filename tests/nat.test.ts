@@ -143,10 +143,10 @@ describe('volunteers across NATs (network namespaces, coturn)', () => {
     for (const line of ['use-auth-secret', 'no-cli', 'no-multicast-peers', 'no-tcp-relay', 'realm=murmur.test', 'min-port=49160', 'max-port=49400', 'user-quota=24']) {
       expect(conf.split('\n')).toContain(line);
     }
-    for (const range of ['10.0.0.0-10.255.255.255', '127.0.0.0-127.255.255.255', '169.254.0.0-169.254.255.255', '172.16.0.0-172.31.255.255', '192.168.0.0-192.168.255.255', '::1', 'fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff']) {
-      expect(DENIED_RANGES).toContain(range);
-      expect(conf.split('\n')).toContain(`denied-peer-ip=${range}`);
-    }
+    // Every range the config module denies is in the file (which ranges those are is pinned by
+    // the turn-config unit test); the probe below shows coturn refusing them.
+    expect(DENIED_RANGES).toContain('127.0.0.0-127.255.255.255');
+    for (const range of DENIED_RANGES) expect(conf.split('\n')).toContain(`denied-peer-ip=${range}`);
     const secret = 'nat-test-secret-0123456789';
     const now = Math.floor(Date.now() / 1000);
     const fresh = turnCredential(secret, 'p-00000000000000aa', now + 600);
