@@ -44,6 +44,9 @@ interface Row {
   /** Coefficient of variation of a volunteer's loop time (inner loop and evaluation), and the
    *  per-step jitter σ given to the simulator so that its loops vary as much (see below). */
   loop_cv: number; sim_jitter: number; pair_wait_frac: number;
+  /** Mean correlation of two volunteers' loop times at the same moment (the machine's shared
+   *  load); the simulator gets the independent part of loop_cv, loop_cv·√(1 − loop_corr). */
+  loop_corr: number;
   /** Why rounds were solo (the mesh's reasons), and what the coordinator's pool decided. */
   solo_reasons: Record<string, number>; pool: { pairs: number; solos: number; leftAtOnce: number };
 }
@@ -113,14 +116,25 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
     const loopMs = loopTimes(fast);
     const stepMs = loopMs.length > 0 ? loopMs.reduce((a, b) => a + b, 0) / loopMs.length / H : NaN;
     const local = await localLoss(Math.max(1, Math.round(meanSteps)));
-    // How much each volunteer's loop time varies round to round (a loaded machine, evaluation
-    // rounds): the simulator's per-step jitter is set so that its loops of H steps vary as much.
-    const cvs = rounds.map((rs) => loopTimes(rs)).filter((xs) => xs.length >= 3).map(cv);
+    // How much each volunteer's loop time varies round to round (a loaded machine): the
+    // simulator's per-step jitter is set so that its loops of H steps vary as much as the part
+    // of the measured variation that is each volunteer's own. Rounds that measured the
+    // validation loss (every third) are left out: that time is the same fixed extra for every
+    // volunteer. Most of the rest is shared: when the machine is busy every volunteer slows at
+    // once (loop times of two volunteers at the same moment correlate by 0.5-0.7 on 2 cores),
+    // which moves nobody's phase against the others'. The simulator draws every replica's steps
+    // independently, so it gets only the independent part, cv·√(1 − corr); given the whole cv it
+    // predicted 0.72 paired where 4 volunteers paired 0.91.
+    const series = rounds.map((rs) => rs.filter((e) => e.report.valLoss === null)
+      .map((e) => ({ t: e.report.time, ms: loopTimes([e])[0] })).filter((x): x is { t: number; ms: number } => x.ms !== undefined));
+    const cvs = series.filter((xs) => xs.length >= 3).map((xs) => cv(xs.map((x) => x.ms)));
     const loopCv = cvs.length > 0 ? cvs.reduce((a, b) => a + b, 0) / cvs.length : 0.1 / Math.sqrt(H);
+    const loopCorr = sharedFraction(series);
+    const indepCv = loopCv * Math.sqrt(1 - loopCorr);
     // The simulator draws each step's time as stepTime × exp(σ·N(0,1)): a loop of H such steps
     // has CV √((e^σ² − 1)/H) and mean stepTime × e^(σ²/2), so σ = √ln(1 + H·cv²) and stepTime
     // is divided by e^(σ²/2) to keep the measured mean.
-    const jitter = Math.sqrt(Math.log(1 + H * loopCv * loopCv));
+    const jitter = Math.sqrt(Math.log(1 + H * indepCv * indepCv));
     const sim = await simulate(n, speeds, stepMs / 1000 / Math.exp((jitter * jitter) / 2), jitter, wait);
     return {
       n, speeds: speedSpec, speed_list: speeds, H, seconds: round(wallMs / 1000, 1), rounds: all.length,
@@ -129,7 +143,7 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
       final_val_loss: vals.length ? round(vals.reduce((a, b) => a + b, 0) / vals.length, 4) : null, local_val_loss: local,
       mean_steps: round(meanSteps, 1), step_ms: round(stepMs, 1),
       sim_pair_fraction: round(sim.pair, 4), sim_idle_fraction: round(sim.idle, 4), load_avg_1m: round(load, 2),
-      loop_cv: round(loopCv, 3), sim_jitter: round(jitter, 3), pair_wait_frac: wait,
+      loop_cv: round(loopCv, 3), loop_corr: round(loopCorr, 3), sim_jitter: round(jitter, 3), pair_wait_frac: wait,
       solo_reasons: soloReasons, pool: poolStats,
     };
   } finally {
@@ -151,6 +165,30 @@ function loopTimes(rs: RoundLine[]): number[] {
   return rs.map((e) => (e.report.tokensPerS > 0 ? (H * BATCH * 32 * 1000) / e.report.tokensPerS - e.exchange.elapsedMs : NaN)).filter(Number.isFinite);
 }
 
+/**
+ * Mean over pairs of volunteers of the correlation between one's loop times and the other's loop
+ * nearest in time, clamped to [0, 1): how much of the variation all share. 0 with one volunteer.
+ */
+function sharedFraction(series: { t: number; ms: number }[][]): number {
+  const cs: number[] = [];
+  for (let i = 0; i < series.length; i++) for (let j = i + 1; j < series.length; j++) {
+    const a = series[i]!, b = series[j]!;
+    if (a.length < 3 || b.length < 3) continue;
+    let k = 0;
+    const xs: number[] = [], ys: number[] = [];
+    for (const p of a) {
+      while (k + 1 < b.length && Math.abs(b[k + 1]!.t - p.t) <= Math.abs(b[k]!.t - p.t)) k++;
+      xs.push(p.ms); ys.push(b[k]!.ms);
+    }
+    const mx = xs.reduce((s, x) => s + x, 0) / xs.length, my = ys.reduce((s, y) => s + y, 0) / ys.length;
+    let sxy = 0, sxx = 0, syy = 0;
+    for (let m = 0; m < xs.length; m++) { sxy += (xs[m]! - mx) * (ys[m]! - my); sxx += (xs[m]! - mx) ** 2; syy += (ys[m]! - my) ** 2; }
+    if (sxx > 0 && syy > 0) cs.push(sxy / Math.sqrt(sxx * syy));
+  }
+  const c = cs.length > 0 ? cs.reduce((s, x) => s + x, 0) / cs.length : 0;
+  return Math.min(0.95, Math.max(0, c));
+}
+
 function cv(xs: number[]): number {
   const m = xs.reduce((a, b) => a + b, 0) / xs.length;
   const v = xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1);
@@ -167,9 +205,9 @@ async function simulate(n: number, speeds: number[], stepTime: number, jitter: n
 }
 
 function table(rows: Row[]): string {
-  const head = ['n', 'speeds', 'H', 's', 'rounds', 'paired', 'sim paired', 'idle', 'sim idle', 'exch/min', 'val', 'local val', 'loop cv', 'load'];
+  const head = ['n', 'speeds', 'H', 's', 'rounds', 'paired', 'sim paired', 'idle', 'sim idle', 'exch/min', 'val', 'local val', 'loop cv', 'shared', 'load'];
   const body = rows.map((r) => [String(r.n), r.speeds, String(r.H), r.seconds.toFixed(0), String(r.rounds), r.pair_fraction.toFixed(3), r.sim_pair_fraction.toFixed(3),
-    r.idle_fraction.toFixed(3), r.sim_idle_fraction.toFixed(3), r.exchanges_per_min.toFixed(1), r.final_val_loss?.toFixed(3) ?? '-', r.local_val_loss?.toFixed(3) ?? '-', r.loop_cv.toFixed(2), r.load_avg_1m.toFixed(1)]);
+    r.idle_fraction.toFixed(3), r.sim_idle_fraction.toFixed(3), r.exchanges_per_min.toFixed(1), r.final_val_loss?.toFixed(3) ?? '-', r.local_val_loss?.toFixed(3) ?? '-', r.loop_cv.toFixed(2), r.loop_corr.toFixed(2), r.load_avg_1m.toFixed(1)]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   return [head, ...body].map((cells) => cells.map((c, i) => c.padStart(w[i]!)).join('  ')).join('\n');
 }

@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { ReadyPool } from '../src/protocol/ready-pool.ts';
 import { quadraticFactory } from '../src/sim/quadratic.ts';
 import { Simulation, type SimResult } from '../src/sim/simulator.ts';
 import { makeStrategy } from '../src/sim/methods/index.ts';
@@ -91,6 +92,33 @@ describe('every method runs', () => {
     expect(res.final.bytesPerReplica).toBe(0);
     const waited = await run('noloco-async', { wait: 0.3 });
     expect(waited.final.soloFraction).toBeLessThan(0.5);
+  });
+});
+
+describe('the ready pool on the simulated clock', () => {
+  // A volunteer's pool wait is a fraction of the inner loop it just timed (runOuterRound): a
+  // slow loop waits longer. The simulator once used the nominal loop time, which with jitter is
+  // shorter than the mean loop (the lognormal's mean correction) and predicted too few pairs.
+  async function waits(jitter: number): Promise<{ wait: number; loop: number }[]> {
+    const cfg = config('noloco-async', { replicas: 2, speeds: { kind: 'list', values: [1, 1] }, stepTime: 0.5, jitter, wait: 0.8, time: 100 });
+    const sim = new Simulation(cfg, quadraticFactory({ dim: 8, seed: 1, noise: 2, bias: 0.2 }), makeStrategy('noloco-async'));
+    const seen: { wait: number; loop: number }[] = [];
+    const enter = ReadyPool.prototype.enter;
+    const spy = vi.spyOn(ReadyPool.prototype, 'enter').mockImplementation(function (this: ReadyPool, peer: string, round: number, waitS: number) {
+      seen.push({ wait: waitS, loop: sim.replicas[Number(peer)]!.loopSeconds });
+      return enter.call(this, peer, round, waitS);
+    });
+    try { await sim.run(); } finally { spy.mockRestore(); }
+    return seen;
+  }
+
+  it('a replica waits `wait` times the inner loop it just ran', async () => {
+    const steady = await waits(0);
+    expect(steady.length).toBeGreaterThan(10);
+    for (const w of steady) expect(w.wait).toBeCloseTo(0.8 * 10 * 0.5, 9);
+    const jittered = await waits(0.6);
+    expect(new Set(jittered.map((w) => w.wait.toFixed(6))).size).toBeGreaterThan(5);
+    for (const w of jittered) expect(w.wait).toBeCloseTo(0.8 * w.loop, 9);
   });
 });
 

@@ -36,6 +36,9 @@ export class Replica {
   bootstrapped = true;
   /** Inner steps since the last outer step. */
   inLoop = 0;
+  /** Seconds and steps drawn for the current inner loop (what a volunteer times as innerMs). */
+  loopSeconds = 0;
+  loopSteps = 0;
   state: ReplicaState = 'run';
   since = 0;
   /** Seconds spent computing, waiting for others, and communicating (all instances of the slot). */
@@ -61,6 +64,14 @@ export class Replica {
   get theta(): Float32Array { return this.learner.params; }
   /** Nominal seconds of one inner loop of `H` steps at this replica's speed. */
   loopTime(H: number, stepTime: number): number { return (H * stepTime) / this.speed; }
+  /**
+   * The inner loop just run, as a volunteer times it (its pairing wait is a fraction of this):
+   * with jitter a slow loop waits longer, as on a real machine. A first loop that began part-way
+   * (startSpread) is scaled to H steps; before any step, the nominal time.
+   */
+  lastLoopTime(H: number, stepTime: number): number {
+    return this.loopSteps > 0 ? (this.loopSeconds * H) / this.loopSteps : this.loopTime(H, stepTime);
+  }
 }
 
 /**
@@ -201,6 +212,8 @@ export class Simulation {
   /** Starts a fresh inner loop (after an outer step, a join, or at the start). */
   startLoop(r: Replica): void {
     r.inLoop = 0;
+    r.loopSeconds = 0;
+    r.loopSteps = 0;
     r.learner.push?.(); // an outer step or a bootstrap may have changed the weights on the host
     this.continueLoop(r);
   }
@@ -221,6 +234,8 @@ export class Simulation {
     if (r.state !== 'run') this.setState(r, 'run');
     let dt = this.cfg.stepTime / r.speed;
     if (this.cfg.jitter > 0) dt *= Math.exp(this.cfg.jitter * r.stepRng.normal());
+    r.loopSeconds += dt;
+    r.loopSteps++;
     this.queue.push({ time: this.now + dt, priority: PRIORITY.step, step: { r, epoch: r.epoch } });
   }
 

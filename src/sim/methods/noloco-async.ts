@@ -1,8 +1,9 @@
 // NoLoCo with the ready pool: the one pool rule (src/protocol/ready-pool.ts, docs/pairing.md)
 // that the coordinator runs, here on the simulated clock (in seconds: with no wait clamps the
 // rule has no unit, and no conversion can round a deadline to just before itself). A
-// replica that finished its H inner steps enters with a wait of `wait` × its own inner-loop
-// time; the pool pairs it, holds it while a partner is due, or sends it to a solo step.
+// replica that finished its H inner steps enters with a wait of `wait` × the inner loop it just
+// ran (as a volunteer times it; a nominal loop time would shrink every wait by the jitter's mean
+// correction); the pool pairs it, holds it while a partner is due, or sends it to a solo step.
 // Nobody waits for the slowest.
 //
 // Replicas finishing at the same instant enter in a random order (one shuffle from the pairing
@@ -41,7 +42,7 @@ export function nolocoAsyncStrategy(): Strategy {
     const key = String(r.slot);
     bySlot.set(key, r);
     sim.setState(r, 'wait');
-    apply(sim, poolOf(sim).enter(key, r.outerSteps, sim.cfg.wait * r.loopTime(sim.H, sim.cfg.stepTime)));
+    apply(sim, poolOf(sim).enter(key, r.outerSteps, sim.cfg.wait * r.lastLoopTime(sim.H, sim.cfg.stepTime)));
   };
 
   return {
