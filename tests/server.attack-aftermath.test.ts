@@ -1,13 +1,15 @@
 // After the attacks (issue 16, "Must hold"): the attacks of issue 16 run one after another
 // against ONE coordinator, a real `murmur serve` child process with its default limits, and
 // afterwards the dashboard's queries answer with sane JSON, a researcher's dashboard stream
-// connects and receives an event, two honest peers pair as often as they did before the
-// attacks, and the coordinator's resident memory (its kernel high-water mark, VmHWM, so no peak
-// is missed between samples) stayed under the bound stated in docs/design.md section 6.
+// connects and receives an event, two honest peers, training throughout, pair as often as they
+// did before the attacks, and the coordinator's resident memory (its kernel high-water mark,
+// VmHWM, so no peak is missed between samples) stayed under the bound stated in
+// docs/design.md section 6.
 //
-// Each attack runs at full size in its own test; here some are scaled down to keep the file
-// short on a loaded machine (each says so). The attackers come from 127.0.1.x, the honest peers
-// from 127.0.0.3 and .4, the researcher from 127.0.0.2: one attacker per address budget.
+// The attacks run at the sizes the issue names, except the offer flood: one burst per flooder
+// here, as in server.signal-flood.test.ts, whose second test floods real meshes in waves (the
+// issue's 40 s version). The attackers come from 127.0.0.1 and 127.0.1.x, the honest peers from
+// 127.0.0.3 and .4, the researcher from 127.0.0.2, so each address budget applies as deployed.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -33,7 +35,7 @@ let wsUrl = '';
 let checkpointId = '';
 let checkpointBytes = 0;
 
-/** The attack sizes here (the full-size test of each is named beside it). */
+/** The attack sizes here (the test of each defence is named beside it). */
 const SIZE = {
   /** server.budgets.test.ts: 1,005 */
   streams: 1005,
@@ -41,11 +43,11 @@ const SIZE = {
   exports: 60,
   /** server.signal-flood.test.ts: 8 flooders, and waves of them against real meshes */
   flooders: 8,
-  /** server.peer-list.test.ts: 300 joins for the bytes pushed, 300 join-and-leave for the rows (issue: 1,500) */
-  silentJoins: 240,
+  /** the issue's 1,500 (server.peer-list.test.ts: 300 for the bytes pushed, 300 join-and-leave for the rows) */
+  silentJoins: 1500,
 };
 /** Addresses the silent joins come from: each holds at most 64 sockets and sends 120 hellos at once. */
-const SILENT_ADDRESSES = 4;
+const SILENT_ADDRESSES = 25;
 
 /**
  * The bound on what the attacks may add to the coordinator's resident memory, from the caps
@@ -166,7 +168,7 @@ class HonestPair {
   a!: Awaited<ReturnType<typeof RawPeer.join>>;
   b!: Awaited<ReturnType<typeof RawPeer.join>>;
   private answering: { stop(): void }[] = [];
-  private round = 0;
+  private rounds = 0;
   private seq = 0;
 
   async join(): Promise<void> {
@@ -176,30 +178,26 @@ class HonestPair {
   }
 
   /**
-   * `rounds` outer rounds, one every PACE ms (the inner loop they would be training): both
-   * report the round's 50 steps, both say ready; returns how many rounds paired the two.
+   * One outer round: both report the steps so far and say ready together, then train PACE ms
+   * (the inner loop they would be running). True when the pool paired the two.
    */
-  async pairRounds(rounds: number): Promise<number> {
+  async round(): Promise<boolean> {
     const PACE = 400;
-    let paired = 0;
-    for (let k = 0; k < rounds; k++, this.round++) {
-      const r = this.round;
-      const seq = ++this.seq;
-      const froms = [this.a.peer.frames.length, this.b.peer.frames.length];
-      for (const p of [this.a.peer, this.b.peer]) {
-        p.send(report(seq, { step: r * 50, round: Math.max(0, r - 1) }));
-        p.send({ t: 'ready', round: r, waitMs: 2 * PACE });
-      }
-      const got = await Promise.all([this.a.peer, this.b.peer].map((p, i) => p.next((m) => m.t === 'paired' && m.round === r, 10_000, froms[i])));
-      if (got.every((m) => (m as { partner: string | null }).partner !== null)) paired++;
-      await sleep(PACE);
+    const r = this.rounds++;
+    const seq = ++this.seq;
+    const froms = [this.a.peer.frames.length, this.b.peer.frames.length];
+    for (const p of [this.a.peer, this.b.peer]) {
+      p.send(report(seq, { step: r * 50, round: Math.max(0, r - 1) }));
+      p.send({ t: 'ready', round: r, waitMs: 2 * PACE });
     }
-    return paired;
+    const got = await Promise.all([this.a.peer, this.b.peer].map((p, i) => p.next((m) => m.t === 'paired' && m.round === r, 10_000, froms[i])));
+    await sleep(PACE);
+    return got.every((m) => (m as { partner: string | null }).partner !== null);
   }
 
   /** One more report of the steps done so far (what a researcher's stream shows next). */
   reportNow(p: RawPeer): void {
-    p.send(report(++this.seq, { step: this.round * 50, round: Math.max(0, this.round - 1) }));
+    p.send(report(++this.seq, { step: this.rounds * 50, round: Math.max(0, this.rounds - 1) }));
   }
 
   close(): void {
@@ -281,16 +279,29 @@ describe('after the attacks', () => {
     const honest = new HonestPair();
     let silent: SilentPeer[] = [];
     let streams: Awaited<ReturnType<typeof floodStreams>> | null = null;
+    // The honest pair trains throughout, as volunteers would; each round is counted in the phase it started in.
+    const state = { phase: 'before' as 'before' | 'during' | 'after' | 'done' };
+    const rounds: Record<'before' | 'during' | 'after', boolean[]> = { before: [], during: [], after: [] };
+    let training: Promise<void> = Promise.resolve();
+    const ROUNDS = 8;
+    const count = (ph: 'before' | 'during' | 'after') => rounds[ph].filter(Boolean).length;
     try {
       await honest.join();
-      const ROUNDS = 8;
-      const before = await honest.pairRounds(ROUNDS);
+      training = (async () => {
+        while (state.phase !== 'done') {
+          const ph = state.phase;
+          const ok = await honest.round();
+          rounds[ph].push(ok);
+        }
+      })();
       await dashboardAnswers();
       await researcherSees('report', () => honest.reportNow(honest.a.peer));
       await drain(`${url}/api/runs/default/checkpoints/${checkpointId}/export/model.safetensors`);
+      await until(() => rounds.before.length >= ROUNDS, 60_000, `${ROUNDS} rounds before the attacks`);
       const rest = memory().rss;
       resetPeak();
 
+      state.phase = 'during';
       await forgedFrame();
       await absurdReports();
       streams = await floodStreams(`${url}/api/runs/default/stream`, SIZE.streams, '127.0.1.3');
@@ -302,9 +313,12 @@ describe('after the attacks', () => {
       const joined = silent.length;
 
       // Everything must work while the flood's streams and the silent peers are still there.
+      state.phase = 'after';
       expect(await dashboardAnswers(), 'the metrics summary over the overflow rows').toBe(true);
       await researcherSees('report', () => honest.reportNow(honest.b.peer));
-      const after = await honest.pairRounds(ROUNDS);
+      await until(() => rounds.after.length >= ROUNDS, 60_000, `${ROUNDS} rounds after the attacks`);
+      state.phase = 'done';
+      await training;
       expect(honest.a.peer.closed).toBeNull();
       expect(honest.b.peer.closed).toBeNull();
 
@@ -313,15 +327,18 @@ describe('after the attacks', () => {
         streams: DEFAULT_LIVE_LIMITS.perAddress + 2, sockets: joined + SIZE.flooders + 4, downloads: SIZE.exports,
       });
       const mb = (n: number) => (n / MiB).toFixed(1);
+      const before = count('before'), after = count('after');
       console.log([
-        `aftermath: honest pair paired ${before}/${ROUNDS} rounds before the attacks, ${after}/${ROUNDS} after`,
+        `aftermath: the honest pair paired ${before}/${rounds.before.length} rounds before the attacks, ${count('during')}/${rounds.during.length} during (this process busy with the attackers' side), ${after}/${rounds.after.length} after`,
         `  coordinator RSS at rest ${mb(rest)} MiB; peak during and after the attacks ${mb(peak)} MiB (+${mb(peak - rest)} MiB); bound +${mb(bound)} MiB`,
         `  attacks: ${SIZE.streams} streams (${streams.held.length} admitted), ${SIZE.exports} exports of a ${mb(checkpointBytes)} MiB checkpoint, ${SIZE.flooders} flooders, ${joined} silent joins, ${ABSURD_REPORTS.length} absurd reports + 2,000 overflow rows, 1 replayed session`,
       ].join('\n'));
-      expect(before).toBeGreaterThanOrEqual(ROUNDS - 1);
-      expect(after).toBeGreaterThanOrEqual(before - 1);
+      expect(before).toBeGreaterThanOrEqual(rounds.before.length - 1);
+      expect(after / rounds.after.length).toBeGreaterThanOrEqual(before / rounds.before.length - 1 / ROUNDS);
       expect(peak - rest).toBeLessThan(bound);
     } finally {
+      state.phase = 'done';
+      await training.catch(() => {});
       for (const r of streams?.held ?? []) r.destroy();
       for (const p of silent) p.ws.close();
       honest.close();
