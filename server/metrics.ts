@@ -90,9 +90,10 @@ export interface MetricsOptions {
 }
 
 /**
- * A run's rows: 200,000 × at most ~1 KB (REPORT_ROW_BYTES_MAX) is ~200 MB of SQLite per run at the
- * very worst, ~40 MB for real reports (about 200 bytes each with their index entries); at one
- * report per peer per outer round that is weeks of raw history for tens of peers.
+ * A run's rows: 200,000 × at most 1 KiB (REPORT_ROW_BYTES_MAX) is ~200 MB of SQLite per run at the
+ * very worst, ~60 MB for real reports (about 290 bytes each with their index entries, measured in
+ * tests/server.db-growth.test.ts); at one report per peer per outer round that is weeks of raw
+ * history for tens of peers.
  */
 export const DEFAULT_METRICS_OPTIONS: MetricsOptions = { maxReportsPerRun: 200_000 };
 
