@@ -10,9 +10,9 @@ import { openDb } from './db.ts';
 import { backgroundClock, type Clock } from '../src/protocol/clock.ts';
 import { ADMIN_TOKEN_FILE, DEFAULT_SESSION_TTL_MS, SessionSigner, loadOrCreateSecret, loadSessionKeys } from './auth.ts';
 import { RunStore } from './runs.ts';
-import { MetricsStore } from './metrics.ts';
+import { DEFAULT_METRICS_OPTIONS, MetricsStore, type MetricsOptions } from './metrics.ts';
 import { DEFAULT_LIVE_LIMITS, LiveHub, type LiveLimits } from './live.ts';
-import { EventLog } from './events.ts';
+import { DEFAULT_MAX_PEER_EVENTS_PER_RUN, EventLog } from './events.ts';
 import { DirDatasetSource, prepareMobyDick, type DatasetSource } from './datasets.ts';
 import { CheckpointStore } from './checkpoints.ts';
 import { DEFAULT_HUB_OPTIONS, PeerHub, type PeerHubOptions } from './peers.ts';
@@ -61,6 +61,10 @@ export interface AppOptions {
   sessionTtlMs: number;
   /** Caps on dashboard event streams (global, per client address, per run). */
   live: Partial<LiveLimits>;
+  /** Metric retention: report rows per run before the oldest are thinned (server/metrics.ts). */
+  metrics: Partial<MetricsOptions>;
+  /** Join and leave events kept per run before the oldest go (server/events.ts). */
+  maxPeerEventsPerRun: number;
   /** Built web app (volunteer page, dashboard, embed script); served when it exists. */
   webRoot: string;
   /** Create the default run (tiny on Moby Dick) when absent. */
@@ -73,6 +77,8 @@ export const DEFAULT_APP_OPTIONS: AppOptions = {
   stateRequestTimeoutMs: 120_000,
   hub: {},
   live: {},
+  metrics: {},
+  maxPeerEventsPerRun: DEFAULT_MAX_PEER_EVENTS_PER_RUN,
   sessionTtlMs: DEFAULT_SESSION_TTL_MS,
   webRoot: join(import.meta.dirname, '..', 'dist', 'web'),
   defaultRun: true,
@@ -127,9 +133,9 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
 
   const now = () => clock.now();
   const runs = new RunStore(db, now);
-  const metrics = new MetricsStore(db);
+  const metrics = new MetricsStore(db, { ...DEFAULT_METRICS_OPTIONS, ...o.metrics });
   const live = new LiveHub(undefined, undefined, { ...DEFAULT_LIVE_LIMITS, ...o.live });
-  const events = new EventLog(db, live, now);
+  const events = new EventLog(db, live, now, o.maxPeerEventsPerRun);
   const datasets = deps.datasets ?? new DirDatasetSource(join(deps.dataDir, 'datasets'));
   const checkpoints = new CheckpointStore(db, join(deps.dataDir, 'checkpoints'), o.checkpointKeep);
   const logger = app.log;

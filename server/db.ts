@@ -94,6 +94,8 @@ const MIGRATIONS: string[] = [
   CREATE INDEX peers_last_seen ON peers (last_seen);
   CREATE INDEX events_peer ON events (peer_id);
   `,
+  // 5: a report row thinned into by older ones stands for `weight` reports (server/metrics.ts, thin).
+  `ALTER TABLE reports ADD COLUMN weight INTEGER NOT NULL DEFAULT 1;`,
 ];
 
 export function openDb(file: string): Db {

@@ -1,26 +1,56 @@
 // Run events (peer joined / left / reported as an offender, run created / changed / stopped,
 // checkpoint saved / deleted):
 // one SQLite row each, and the same object pushed live to dashboards.
+//
+// Retention: joins and leaves are the one kind a client makes at will (a peer reconnecting with
+// its session all day never departs, so departed-peer retention never reaches its events). A
+// run keeps at most `maxPeerEventsPerRun` of them; past it the oldest quarter goes. Other events
+// (run changes, checkpoints, offender reports, which the veto is counted from) stay.
 import type { Db } from './db.ts';
 import type { LiveHub } from './live.ts';
 import type { RunEvent, RunEventKind } from '../src/protocol/events.ts';
 
 export type { RunEvent, RunEventKind };
 
+/** Join and leave events kept per run: at ~150 bytes each, 100,000 is ~15 MB. */
+export const DEFAULT_MAX_PEER_EVENTS_PER_RUN = 100_000;
+
+const CHURN = "kind IN ('peer-joined', 'peer-left')";
+
 export class EventLog {
   private readonly insert;
+  /** run -> its join and leave events, counted once and kept up to date. */
+  private readonly churn = new Map<string, number>();
 
-  constructor(private readonly db: Db, private readonly live: LiveHub, private readonly now: () => number) {
+  constructor(private readonly db: Db, private readonly live: LiveHub, private readonly now: () => number,
+    readonly maxPeerEventsPerRun = DEFAULT_MAX_PEER_EVENTS_PER_RUN) {
     this.insert = db.prepare('INSERT INTO events (run_id, t, kind, peer_id, data_json) VALUES (?, ?, ?, ?, ?)');
   }
 
   append(runId: string, kind: RunEventKind, peerId: string | null, data: unknown = null): RunEvent {
     const t = this.now();
     const id = Number(this.insert.run(runId, t, kind, peerId, data === null ? null : JSON.stringify(data)).lastInsertRowid);
+    if (kind === 'peer-joined' || kind === 'peer-left') this.countChurn(runId);
     const ev: RunEvent = { id, runId, t, kind, peerId, data };
     const channel = kind.startsWith('peer-') ? 'peer' : kind.startsWith('checkpoint-') ? 'checkpoint' : 'run';
     this.live.publish(runId, channel, ev);
     return ev;
+  }
+
+  /** One more join or leave in `runId` (already written); past the cap the oldest quarter goes. */
+  private countChurn(runId: string): void {
+    let n = this.churn.get(runId);
+    n = n === undefined ? (this.db.prepare(`SELECT COUNT(*) AS n FROM events WHERE run_id = ? AND ${CHURN}`).get(runId) as { n: number }).n : n + 1;
+    if (n > this.maxPeerEventsPerRun) {
+      const drop = n - Math.floor((this.maxPeerEventsPerRun * 3) / 4);
+      n -= this.db.prepare(`DELETE FROM events WHERE id IN (SELECT id FROM events WHERE run_id = ? AND ${CHURN} ORDER BY t, id LIMIT ?)`).run(runId, drop).changes;
+    }
+    this.churn.set(runId, n);
+  }
+
+  /** Departed peers' events were deleted behind the log's back (PeerHub.prune): count again. */
+  recount(): void {
+    this.churn.clear();
   }
 
   /**

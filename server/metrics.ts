@@ -7,6 +7,17 @@
 // those TEXT values (SQLite does not coerce them into the REAL columns) and come back verbatim
 // from raw queries. Downsampled buckets average only the numeric losses and count the rows that
 // held a non-finite one in `nonFinite`, so a NaN is never averaged away unseen.
+//
+// Retention (docs/design.md section 6): a run keeps at most `maxReportsPerRun` rows. Past it the
+// run is thinned to half: pairs of one peer's consecutive reports merge into one row that
+// stands for both (`weight`), at their weighted mean time, with their byte counts summed, the
+// higher step and round, a non-finite loss if either had one, and weighted means of the rest.
+// So the run's report count, byte totals and progress stay exact, every curve (the raw points
+// the dashboard draws per peer, the downsampled buckets) keeps its shape at an even resolution,
+// halved at each pass, and however long a peer reports or however many peers a run sees, its rows stay bounded.
+// A merged row may stand for reports on both sides of a bucket edge, so a bucket's count is exact
+// only over spans wider than the merged rows. A report re-sent after its row merged away would be
+// stored again; peers re-send only unacknowledged reports, and those are the newest.
 import type { Db } from './db.ts';
 import type { CandidateType, ReportFields, WireLoss } from '../src/protocol/messages.ts';
 
@@ -34,6 +45,8 @@ export interface RawPoint {
   t: number; peerId: string; seq: number; step: number; round: number; trainLoss: WireLoss; valLoss: WireLoss;
   tokensPerS: number; bytesIn: number; bytesOut: number; partner: string | null; partnerDist: number | null; adapter: string | null;
   linkLocal: CandidateType | null; linkRemote: CandidateType | null; connectMs: number | null; linkFailures: number; linkError: string | null;
+  /** Reports this point stands for: 1, or more once retention merged older ones into it. */
+  weight: number;
 }
 
 /** A run's connectivity over a time range: how exchanges travelled and why links failed. */
@@ -68,13 +81,45 @@ export type MetricsResult =
 
 /** The column's value when it is a number; NULL for a stored "NaN"/"Infinity" (TEXT). */
 const numeric = (col: string) => `CASE WHEN typeof(${col}) IN ('real', 'integer') THEN ${col} END`;
+/** Mean of a column over the rows holding a number, each counted `weight` times. */
+const weightedMean = (col: string) => `SUM(${numeric(col)} * weight) / SUM(CASE WHEN typeof(${col}) IN ('real', 'integer') THEN weight END)`;
+
+export interface MetricsOptions {
+  /** Report rows one run keeps; past it they are thinned to about half of it. */
+  maxReportsPerRun: number;
+}
+
+/**
+ * A run's rows: 200,000 × at most 1 KiB (REPORT_ROW_BYTES_MAX) is ~200 MB of SQLite per run at the
+ * very worst, ~60 MB for real reports (about 290 bytes each with their index entries, measured in
+ * tests/server.db-growth.test.ts); at one report per peer per outer round that is weeks of raw
+ * history for tens of peers.
+ */
+export const DEFAULT_METRICS_OPTIONS: MetricsOptions = { maxReportsPerRun: 200_000 };
+
+/**
+ * Most bytes one report row can take in the file, with its three index entries: the longest
+ * strings the schema allows (adapter 200, link error 300, run and peer ids), 16 numbers, and
+ * SQLite's per-record and per-cell overhead, rounded up.
+ */
+export const REPORT_ROW_BYTES_MAX = 1024;
+
+/** One stored row as thinning reads and rewrites it. */
+interface ThinRow {
+  id: number; peer: string; t: number; step: number; round: number; train: WireLoss; val: WireLoss; tps: number; bytesIn: number; bytesOut: number;
+  partner: string | null; dist: number | null; linkLocal: string | null; linkRemote: string | null; connectMs: number | null;
+  linkFailures: number; linkError: string | null; weight: number;
+}
 
 export class MetricsStore {
   private queue: { row: ReportRow; done: Committed }[] = [];
   private scheduled = false;
   private readonly insert;
+  /** run -> its report rows, counted once and kept up to date by flush and thin. */
+  private readonly rows = new Map<string, number>();
+  readonly stats = { thinned: 0 };
 
-  constructor(private readonly db: Db) {
+  constructor(private readonly db: Db, readonly o: MetricsOptions = DEFAULT_METRICS_OPTIONS) {
     this.insert = db.prepare(`INSERT OR IGNORE INTO reports
       (run_id, peer_id, seq, t, received_at, step, round, train_loss, val_loss, tokens_per_s, bytes_in, bytes_out, partner, partner_dist, adapter,
        link_local, link_remote, connect_ms, link_failures, link_error)
@@ -112,7 +157,86 @@ export class MetricsStore {
         dup.push(this.insert.run(params).changes === 0);
       }
     })();
+    const added = new Set<string>();
+    for (let i = 0; i < batch.length; i++) {
+      if (dup[i]) continue;
+      const run = batch[i]!.row.runId;
+      // A run not counted yet is counted from the table, which holds this batch already.
+      const n = this.rows.get(run);
+      if (n !== undefined) this.rows.set(run, n + 1);
+      added.add(run);
+    }
+    for (const run of added) if (this.rowCount(run) > this.o.maxReportsPerRun) this.thin(run);
     for (let i = 0; i < batch.length; i++) batch[i]!.done(batch[i]!.row, dup[i]!);
+  }
+
+  /** Report rows of a run (counted from the table on first use). */
+  rowCount(runId: string): number {
+    let n = this.rows.get(runId);
+    if (n === undefined) {
+      n = (this.db.prepare('SELECT COUNT(*) AS n FROM reports WHERE run_id = ?').get(runId) as { n: number }).n;
+      this.rows.set(runId, n);
+    }
+    return n;
+  }
+
+  /**
+   * Halves a run's rows. Each peer's consecutive rows merge in groups of about twice its mean
+   * weight (reports per row), each group into its latest row, so every row ends up standing for
+   * about as many reports as the others: the curve keeps an even resolution along the whole run,
+   * halved at each pass. Peers with a single row pair with each other in time order. Pages
+   * through the run by (peer, t, id), holding one page; one transaction. Returns rows removed.
+   */
+  thin(runId: string): number {
+    const perPeer = new Map((this.db.prepare('SELECT peer_id AS peer, COUNT(*) AS n, SUM(weight) AS w FROM reports WHERE run_id = ? GROUP BY peer_id')
+      .all(runId) as { peer: string; n: number; w: number }[]).map((p) => [p.peer, p]));
+    const page = this.db.prepare(`SELECT id, peer_id AS peer, t, step, round, train_loss AS train, val_loss AS val, tokens_per_s AS tps,
+        bytes_in AS bytesIn, bytes_out AS bytesOut, partner, partner_dist AS dist, link_local AS linkLocal, link_remote AS linkRemote,
+        connect_ms AS connectMs, link_failures AS linkFailures, link_error AS linkError, weight
+      FROM reports WHERE run_id = @runId AND (peer_id, t, id) > (@peer, @t, @id) ORDER BY peer_id, t, id LIMIT ${THIN_PAGE}`);
+    const update = this.db.prepare(`UPDATE reports SET t = @t, step = @step, round = @round, train_loss = @train, val_loss = @val, tokens_per_s = @tps,
+        bytes_in = @bytesIn, bytes_out = @bytesOut, partner = @partner, partner_dist = @dist, link_local = @linkLocal, link_remote = @linkRemote,
+        connect_ms = @connectMs, link_failures = @linkFailures, link_error = @linkError, weight = @weight WHERE id = @id`);
+    const remove = this.db.prepare('DELETE FROM reports WHERE id = ?');
+    let removed = 0;
+    /** Folds a group into its last row. */
+    const fold = (group: ThinRow[]) => {
+      if (group.length < 2) return;
+      let acc = group[0]!;
+      for (let i = 1; i < group.length; i++) {
+        remove.run(acc.id);
+        acc = mergeRows(acc, group[i]!);
+      }
+      const { peer: _p, ...params } = acc;
+      update.run(params);
+      removed += group.length - 1;
+    };
+    this.db.transaction(() => {
+      const single: ThinRow[] = [];
+      let group: ThinRow[] = [];
+      let groupWeight = 0;
+      let cursor = { peer: '', t: -Infinity, id: -Infinity };
+      for (;;) {
+        const rows = page.all({ runId, ...cursor }) as ThinRow[];
+        if (rows.length === 0) break;
+        for (const r of rows) {
+          const p = perPeer.get(r.peer)!;
+          if (p.n === 1) { single.push(r); continue; }
+          const target = Math.max(2, Math.ceil((2 * p.w) / p.n));
+          if (group.length > 0 && (group[0]!.peer !== r.peer || groupWeight + r.weight > target)) { fold(group); group = []; groupWeight = 0; }
+          group.push(r);
+          groupWeight += r.weight;
+        }
+        const last = rows[rows.length - 1]!;
+        cursor = { peer: last.peer, t: last.t, id: last.id };
+      }
+      fold(group);
+      single.sort((x, y) => x.t - y.t || x.id - y.id);
+      for (let i = 0; i + 1 < single.length; i += 2) fold([single[i]!, single[i + 1]!]);
+    })();
+    this.rows.set(runId, this.rowCount(runId) - removed);
+    this.stats.thinned += removed;
+    return removed;
   }
 
   query(q: MetricsQuery): MetricsResult {
@@ -122,7 +246,7 @@ export class MetricsStore {
     if (total <= q.maxPoints) {
       const points = this.db.prepare(`SELECT t, peer_id AS peerId, seq, step, round, train_loss AS trainLoss, val_loss AS valLoss,
           tokens_per_s AS tokensPerS, bytes_in AS bytesIn, bytes_out AS bytesOut, partner, partner_dist AS partnerDist, adapter,
-          link_local AS linkLocal, link_remote AS linkRemote, connect_ms AS connectMs, link_failures AS linkFailures, link_error AS linkError
+          link_local AS linkLocal, link_remote AS linkRemote, connect_ms AS connectMs, link_failures AS linkFailures, link_error AS linkError, weight
         FROM reports WHERE ${where} ORDER BY t, id`).all(params) as RawPoint[];
       return { downsampled: false, total, points };
     }
@@ -131,10 +255,12 @@ export class MetricsStore {
     const bucketMs = Math.max(1, Math.ceil((span.hi - span.lo + 1) / q.maxPoints));
     // Bound JS numbers arrive as REAL: cast so the bucket index is an integer division.
     const bucket = '((t - CAST(@lo AS INTEGER)) / CAST(@bucketMs AS INTEGER))';
-    const points = this.db.prepare(`SELECT CAST(@lo AS INTEGER) + ${bucket} * CAST(@bucketMs AS INTEGER) AS t, COUNT(*) AS n, COUNT(DISTINCT peer_id) AS peers,
-        MAX(step) AS step, MAX(round) AS round, AVG(${numeric('train_loss')}) AS trainLoss, AVG(${numeric('val_loss')}) AS valLoss,
-        SUM(typeof(train_loss) = 'text' OR typeof(val_loss) = 'text') AS nonFinite,
-        AVG(tokens_per_s) AS tokensPerS, TOTAL(bytes_in) AS bytesIn, TOTAL(bytes_out) AS bytesOut, AVG(partner_dist) AS partnerDist
+    // A thinned row stands for `weight` reports: counts and means weigh it so.
+    const points = this.db.prepare(`SELECT CAST(@lo AS INTEGER) + ${bucket} * CAST(@bucketMs AS INTEGER) AS t, SUM(weight) AS n, COUNT(DISTINCT peer_id) AS peers,
+        MAX(step) AS step, MAX(round) AS round, ${weightedMean('train_loss')} AS trainLoss, ${weightedMean('val_loss')} AS valLoss,
+        SUM(weight * (typeof(train_loss) = 'text' OR typeof(val_loss) = 'text')) AS nonFinite,
+        SUM(tokens_per_s * weight) / SUM(weight) AS tokensPerS, TOTAL(bytes_in) AS bytesIn, TOTAL(bytes_out) AS bytesOut,
+        SUM(partner_dist * weight) / SUM(CASE WHEN partner_dist IS NOT NULL THEN weight END) AS partnerDist
       FROM reports WHERE ${where} GROUP BY ${bucket} ORDER BY 1`).all({ ...params, lo: span.lo, bucketMs }) as BucketPoint[];
     return { downsampled: true, total, bucketMs, points };
   }
@@ -148,8 +274,8 @@ export class MetricsStore {
     const range = { runId, from, to };
     const where = 'run_id = @runId AND t >= @from AND t <= @to';
     const routes = this.db.prepare(`SELECT
-        SUM(link_local IS NOT NULL AND link_local != 'relay' AND link_remote != 'relay') AS direct,
-        SUM(link_local = 'relay' OR link_remote = 'relay') AS relayed,
+        SUM(weight * (link_local IS NOT NULL AND link_local != 'relay' AND link_remote != 'relay')) AS direct,
+        SUM(weight * (link_local = 'relay' OR link_remote = 'relay')) AS relayed,
         SUM(link_failures) AS failures
       FROM reports WHERE ${where}`).get(range) as { direct: number | null; relayed: number | null; failures: number | null };
     const times = this.db.prepare(`SELECT connect_ms AS ms FROM reports WHERE ${where} AND connect_ms IS NOT NULL ORDER BY connect_ms`)
@@ -157,7 +283,7 @@ export class MetricsStore {
     const reasons = this.db.prepare(`SELECT link_error AS reason, SUM(link_failures) AS count FROM reports
       WHERE ${where} AND link_error IS NOT NULL AND link_failures > 0 GROUP BY link_error ORDER BY count DESC, reason LIMIT 10`)
       .all(range) as { reason: string; count: number }[];
-    const perPeer = this.db.prepare(`SELECT peer_id AS peerId, SUM(partner IS NOT NULL) AS paired, SUM(partner IS NULL) AS solo,
+    const perPeer = this.db.prepare(`SELECT peer_id AS peerId, SUM(weight * (partner IS NOT NULL)) AS paired, SUM(weight * (partner IS NULL)) AS solo,
         SUM(link_failures) AS linkFailures,
         (SELECT link_error FROM reports r2 WHERE r2.run_id = reports.run_id AND r2.peer_id = reports.peer_id
            AND r2.link_error IS NOT NULL AND r2.t >= @from AND r2.t <= @to ORDER BY r2.t DESC, r2.id DESC LIMIT 1) AS lastLinkError
@@ -183,3 +309,29 @@ export class MetricsStore {
 
 /** Rounds without a partner (while links fail) after which a peer counts as failing. */
 export const FAILING_WINDOW = 3;
+
+/** Rows thinning reads at a time. */
+const THIN_PAGE = 5000;
+
+/** A weighted mean of two losses; a non-finite one wins (the alert must survive), a null yields. */
+function mergeLoss(a: WireLoss, wa: number, b: WireLoss, wb: number): WireLoss {
+  if (typeof b === 'string') return b;
+  if (typeof a === 'string') return a;
+  if (a === null) return b;
+  if (b === null) return a;
+  return (a * wa + b * wb) / (wa + wb);
+}
+
+/** The row `b` becomes when `a` merges into it. */
+function mergeRows(a: ThinRow, b: ThinRow): ThinRow {
+  const w = a.weight + b.weight;
+  const dist = a.dist !== null && b.dist !== null ? (a.dist * a.weight + b.dist * b.weight) / w : (b.dist ?? a.dist);
+  return {
+    // Plotted at the weighted mean time of what it stands for, so the curve keeps its place.
+    id: b.id, peer: b.peer, t: a.t + Math.round(((b.t - a.t) * b.weight) / w), step: Math.max(a.step, b.step), round: Math.max(a.round, b.round),
+    train: mergeLoss(a.train, a.weight, b.train, b.weight), val: mergeLoss(a.val, a.weight, b.val, b.weight),
+    tps: (a.tps * a.weight + b.tps * b.weight) / w, bytesIn: a.bytesIn + b.bytesIn, bytesOut: a.bytesOut + b.bytesOut,
+    partner: b.partner ?? a.partner, dist, linkLocal: b.linkLocal ?? a.linkLocal, linkRemote: b.linkRemote ?? a.linkRemote,
+    connectMs: b.connectMs ?? a.connectMs, linkFailures: a.linkFailures + b.linkFailures, linkError: b.linkError ?? a.linkError, weight: w,
+  };
+}

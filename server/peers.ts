@@ -842,9 +842,41 @@ export class PeerHub {
     const events = db.prepare('DELETE FROM events WHERE peer_id = ?');
     const peer = db.prepare('DELETE FROM peers WHERE id = ?');
     db.transaction(() => { for (const id of ids) { events.run(id); peer.run(id); } })();
+    this.d.events.recount();
+    this.forgetIds(new Set(ids));
     this.stats.forgotten += ids.length;
     this.d.logger.info({ peers: ids.length }, 'forgot departed peers');
     return ids.length;
+  }
+
+  /**
+   * What the hub remembers of forgotten peers goes with their rows: their strikes (as reporter or
+   * accused) and their accepted exchanges. After a restart the same would be counted again from
+   * the events that are now deleted, so nothing changes but that memory stays bounded by the
+   * peers within the retention time.
+   */
+  private forgetIds(ids: Set<string>): void {
+    for (const id of ids) this.accepted.delete(id);
+    for (const runs of [this.strikes, this.addressStrikes]) {
+      for (const byReporter of runs.values()) {
+        for (const [reporter, accused] of byReporter) {
+          if (ids.has(reporter)) { byReporter.delete(reporter); continue; }
+          if (runs !== this.strikes) continue; // keyed by address, not by id
+          for (const id of ids) accused.delete(id);
+          if (accused.size === 0) byReporter.delete(reporter);
+        }
+      }
+    }
+  }
+
+  /** Entries the hub holds per peer id, by table: each is bounded (tests measure it). */
+  remembered(): { accepted: number; strikes: number; addressStrikes: number } {
+    const count = (runs: Map<string, Map<string, Map<string, number>>>) => {
+      let n = 0;
+      for (const byReporter of runs.values()) for (const m of byReporter.values()) n += m.size;
+      return n;
+    };
+    return { accepted: this.accepted.size, strikes: count(this.strikes), addressStrikes: count(this.addressStrikes) };
   }
 
   // ---------- run changes ----------

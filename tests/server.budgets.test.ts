@@ -2,23 +2,16 @@
 // need. 1,005 dashboard streams from one address leave a researcher elsewhere able to connect;
 // WebSockets per address are capped; hellos per address are rate limited.
 import { afterAll, describe, expect, it } from 'vitest';
-import { get, type ClientRequest, type IncomingMessage } from 'node:http';
+import type { ClientRequest } from 'node:http';
 import { WebSocket } from 'ws';
 import { DEFAULT_LIVE_LIMITS } from '../server/live.ts';
 import { OpenCounter, RateBudget, addressKey } from '../server/address-budget.ts';
 import { startServer, until, type TestServer } from './support/coordinator.ts';
 import { FakeClock } from './support/fake-clock.ts';
+import { floodStreams, openStream as open } from './support/attacks.ts';
 
 const servers: TestServer[] = [];
 afterAll(async () => { for (const s of servers) await s.close(); });
-
-/** Opens GET url from `localAddress`; resolves with the response (its body left streaming) and the request. */
-function open(url: string, localAddress = '127.0.0.1'): Promise<{ res: IncomingMessage; req: ClientRequest }> {
-  return new Promise((resolve, reject) => {
-    const req = get(url, { agent: false, localAddress }, (res) => resolve({ res, req }));
-    req.on('error', reject);
-  });
-}
 
 /** A WebSocket from `localAddress`; resolves with the first frame, or the close. */
 function wsFrom(url: string, localAddress: string, hello: boolean): Promise<{ ws: WebSocket; first: Record<string, unknown> | null; closed: number | null }> {
@@ -66,15 +59,8 @@ describe('dashboard streams', () => {
     const s = await startServer();
     servers.push(s);
     const url = `${s.url}/api/runs/default/stream`;
-    const held: ClientRequest[] = [];
-    const status: Record<number, number> = {};
+    const { held, status } = await floodStreams(url, 1005);
     try {
-      for (let i = 0; i < 1005; i++) {
-        const { res, req } = await open(url);
-        status[res.statusCode!] = (status[res.statusCode!] ?? 0) + 1;
-        if (res.statusCode === 200) held.push(req);
-        else res.resume();
-      }
       expect(status).toEqual({ 200: DEFAULT_LIVE_LIMITS.perAddress, 429: 1005 - DEFAULT_LIVE_LIMITS.perAddress });
       const researcher = await open(url, '127.0.0.2');
       expect(researcher.res.statusCode).toBe(200);

@@ -14,6 +14,7 @@ import { buildLayout } from '../src/model/layout.ts';
 import { initParams } from '../src/model/init.ts';
 import { encodeStateFrame } from '../src/protocol/state-frame.ts';
 import { startServer, type TestServer } from './support/coordinator.ts';
+import { drain } from './support/attacks.ts';
 
 let s: TestServer;
 let ck: CheckpointInfo;
@@ -30,14 +31,7 @@ afterAll(() => s?.close());
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-/** Downloads `path` and returns the body's sha256 and length, holding no more than a chunk. */
-async function drain(path: string): Promise<{ status: number; sha: string; bytes: number }> {
-  const res = await fetch(s.url + path);
-  const h = createHash('sha256');
-  let bytes = 0;
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) { h.update(chunk); bytes += chunk.length; }
-  return { status: res.status, sha: h.digest('hex'), bytes };
-}
+const download = (path: string) => drain(s.url + path);
 
 describe('checkpoint downloads', () => {
   it('derives the state and the export once at save time', () => {
@@ -60,8 +54,8 @@ describe('checkpoint downloads', () => {
     let results;
     try {
       results = await Promise.all([
-        ...Array.from({ length: 60 }, () => drain(`${base}/export/model.safetensors`)),
-        ...Array.from({ length: 60 }, () => drain(`${base}/state`)),
+        ...Array.from({ length: 60 }, () => download(`${base}/export/model.safetensors`)),
+        ...Array.from({ length: 60 }, () => download(`${base}/state`)),
       ]);
     } finally {
       clearInterval(sampler);
@@ -85,7 +79,7 @@ describe('checkpoint downloads', () => {
     let loads = 0;
     store.load = (info) => { loads++; return load(info); };
     try {
-      const rs = await Promise.all(Array.from({ length: 20 }, () => drain(`/api/runs/default/checkpoints/${ck.id}/state`)));
+      const rs = await Promise.all(Array.from({ length: 20 }, () => download(`/api/runs/default/checkpoints/${ck.id}/state`)));
       expect(new Set(rs.map((r) => r.status))).toEqual(new Set([200]));
       expect(new Set(rs.map((r) => r.bytes)).size).toBe(1);
       expect(loads).toBe(1);

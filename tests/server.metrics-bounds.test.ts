@@ -9,6 +9,7 @@ import { tableCounts } from '../server/db.ts';
 import { MAX_STEPS_PER_S, STEP_SLACK } from '../server/report-bounds.ts';
 import { RawPeer, report, startServer, until, type TestServer } from './support/coordinator.ts';
 import { FakeClock } from './support/fake-clock.ts';
+import { ABSURD_REPORTS, insertOverflowRows } from './support/attacks.ts';
 
 let s: TestServer;
 const clock = new FakeClock();
@@ -25,16 +26,7 @@ describe('metric report bounds', () => {
     const { peer } = await RawPeer.join(s.wsUrl);
     try {
       const before = tableCounts(s.c.db).reports;
-      const absurd: [Record<string, unknown>, RegExp][] = [
-        [{ step: Number.MAX_SAFE_INTEGER }, /step 9007199254740991 is more than this peer could have trained/],
-        [{ step: 10, round: 50 }, /round 50 is ahead of step 10/],
-        [{ trainLoss: 0 }, /trainLoss 0 is outside/],
-        [{ valLoss: 1e5 }, /valLoss 100000 is outside/],
-        [{ tokensPerS: 1e12 }, /tokensPerS 1000000000000 exceeds/],
-        [{ bytesIn: Number.MAX_SAFE_INTEGER }, /bytesIn 9007199254740991 exceeds/],
-        [{ bytesOut: 2 ** 40 }, /bytesOut 1099511627776 exceeds/],
-      ];
-      for (const [k, [over, why]] of absurd.entries()) {
+      for (const [k, [over, why]] of ABSURD_REPORTS.entries()) {
         const at = peer.frames.length;
         peer.send(report(k + 1, over));
         const answer = await errorFor(peer, at);
@@ -104,12 +96,8 @@ describe('metric report bounds', () => {
 
   it('answers metric queries over byte counts whose sum overflows a 64-bit integer', async () => {
     // Rows as a coordinator without the bounds stored them: 2,000 reports of 2^53-1 bytes each.
-    const insert = s.c.db.prepare(`INSERT INTO reports (run_id, peer_id, seq, t, received_at, step, round, train_loss, val_loss, tokens_per_s, bytes_in, bytes_out, partner, partner_dist, adapter)
-      VALUES ('default', 'p-00000000000000ff', ?, ?, ?, ?, 0, 3, NULL, 1, ?, ?, NULL, NULL, NULL)`);
     const t0 = clock.now();
-    s.c.db.transaction(() => {
-      for (let i = 0; i < 2000; i++) insert.run(100_000 + i, t0 + i, t0 + i, i, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
-    })();
+    insertOverflowRows(s.c.db, 'default', t0);
     // One or two buckets: 1,000+ such rows in a bucket overflow an integer SUM.
     for (const q of ['maxPoints=1', 'maxPoints=2', 'maxPoints=1&peer=p-00000000000000ff']) {
       const r = await s.c.app.inject({ method: 'GET', url: `/api/runs/default/metrics?from=0&to=${t0 + 10_000}&${q}` });

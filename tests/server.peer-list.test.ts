@@ -3,9 +3,9 @@
 // the list to the newcomer and one small change frame to each peer: linear in the run's size.
 // And a peer that left is forgotten after the retention time: the rows stay bounded.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
 import { tableCounts } from '../server/db.ts';
 import { report, startServer, until, type TestServer } from './support/coordinator.ts';
+import { SilentPeer } from './support/attacks.ts';
 
 let s: TestServer;
 beforeAll(async () => {
@@ -19,36 +19,15 @@ afterAll(async () => {
   await s?.close();
 });
 
-/** A peer that joins and says nothing more; counts the bytes the coordinator pushes to it. */
-class Silent {
-  bytes = 0;
-  id = '';
-  /** Peers it has heard of (kept only where asked: parsing every list would cost the test more than the server). */
-  readonly known = new Set<string>();
-  readonly ws: WebSocket;
-  constructor(url: string, track: boolean) {
-    this.ws = new WebSocket(url);
-    this.ws.on('open', () => this.ws.send(JSON.stringify({ t: 'hello', v: 1 })));
-    this.ws.on('message', (data: Buffer) => {
-      this.bytes += data.length;
-      if (!track && this.id) return;
-      const m = JSON.parse(String(data)) as { t: string; peerId?: string; peers?: string[]; joined?: string[]; left?: string[] };
-      if (m.t === 'welcome') { this.id = m.peerId!; for (const p of m.peers!) this.known.add(p); }
-      if (m.t === 'peers-change') { for (const p of m.joined!) this.known.add(p); for (const p of m.left!) this.known.delete(p); }
-      if ((m as { t: string }).t === 'peers') { this.known.clear(); for (const p of m.peers!) this.known.add(p); } // main's full lists, for the comparison
-    });
-  }
-}
-
 describe('peer list under silent joins', () => {
   it('a join pushes bytes linear in the number of live peers, not quadratic', async () => {
     const JOINS = 300;
-    const peers: Silent[] = [];
+    const peers: SilentPeer[] = [];
     const pushed: number[] = []; // total bytes pushed to all peers once join k had reached the first peer
     const total = () => peers.reduce((a, p) => a + p.bytes, 0);
     try {
       for (let k = 0; k < JOINS; k++) {
-        const p = new Silent(s.wsUrl, k === 0);
+        const p = new SilentPeer(s.wsUrl, k === 0);
         peers.push(p);
         await until(() => p.id !== '', 10_000, `join ${k}`);
         if (k > 0) await until(() => peers[0]!.known.has(p.id), 10_000, `the first peer to hear of join ${k}`);
@@ -78,10 +57,10 @@ describe('database rows under silent joins', () => {
     const t = await startServer({
       hub: { maxConnectionsPerAddress: 10_000, hellosPerMinute: 1e6, helloBurst: 1e6, departedRetentionMs: 200, heartbeatMs: 100, livenessMs: 60_000 },
     });
-    const stay: Silent[] = [];
+    const stay: SilentPeer[] = [];
     try {
       // Two peers stay for the whole test; one of them reports a metric point first.
-      for (let i = 0; i < 2; i++) stay.push(new Silent(t.wsUrl, true));
+      for (let i = 0; i < 2; i++) stay.push(new SilentPeer(t.wsUrl, true));
       await until(() => stay.every((p) => p.id !== ''), 10_000, 'the staying peers to join');
       stay[0]!.ws.send(JSON.stringify(report(1)));
       await until(() => tableCounts(t.c.db).reports === 1, 10_000, 'the report to be stored');
@@ -89,7 +68,7 @@ describe('database rows under silent joins', () => {
       for (const wave of [100, 200]) {
         // Silent joins: join, say nothing, leave (each writes a peer row and two events).
         for (let k = 0; k < wave; k += 20) {
-          const batch = Array.from({ length: 20 }, () => new Silent(t.wsUrl, false));
+          const batch = Array.from({ length: 20 }, () => new SilentPeer(t.wsUrl, false));
           await until(() => batch.every((p) => p.id !== ''), 10_000, 'a batch of joins');
           for (const p of batch) p.ws.close();
           await until(() => batch.every((p) => !t.c.hub.isLive(p.id)), 10_000, 'the batch to leave');

@@ -12,6 +12,7 @@ import type { ExchangeResult } from '../src/sync/types.ts';
 import { RawPeer, sleep, startServer, until, type TestServer } from './support/coordinator.ts';
 import { syntheticPayload } from './support/swarm.ts';
 import { consoleLogger } from '../src/sync/components.ts';
+import { answerEverySignal, floodOffers } from './support/attacks.ts';
 
 let s: TestServer;
 beforeAll(async () => {
@@ -25,37 +26,18 @@ afterAll(async () => {
   await s?.close();
 });
 
-/** A victim that answers every signal it gets with an answer and two ICE candidates, and heartbeats. */
-function answering(p: RawPeer): { answered: number; stop(): void } {
-  const state = { answered: 0, stop: () => {} };
-  p.ws.on('message', (data: Buffer) => {
-    const m = JSON.parse(String(data)) as { t: string; from?: string };
-    if (m.t !== 'signal' || p.ws.readyState !== 1) return;
-    for (const sig of [{ type: 'answer', sdp: 'v=0' }, { candidate: 'a' }, { candidate: 'b' }]) {
-      p.send({ t: 'signal', to: m.from, data: { mesh: 1, cid: 'c', sig } });
-      state.answered++;
-    }
-  });
-  const hb = setInterval(() => p.ws.readyState === 1 && p.send({ t: 'hb' }), 1000);
-  state.stop = () => clearInterval(hb);
-  return state;
-}
-
 describe('signal relay under an offer flood', () => {
   it('closes the flooders for their rate; the victim answering every offer stays connected and keeps pairing', async () => {
     const victim = await RawPeer.join(s.wsUrl, { run: 'flood' });
     const honest = await RawPeer.join(s.wsUrl, { run: 'flood' });
-    const v = answering(victim.peer);
-    const h = answering(honest.peer);
+    const v = answerEverySignal(victim.peer);
+    const h = answerEverySignal(honest.peer);
     const { burst } = s.c.hub.o.limits;
     try {
       // Eight fresh ids, each sending twice its burst of offers at once, then leaving: the
       // victim's answers reach peers that are gone.
-      const flooders = await Promise.all(Array.from({ length: 8 }, () => RawPeer.join(s.wsUrl, { run: 'flood' })));
-      for (const f of flooders) expect(f.welcome.peers).toContain(victim.welcome.peerId);
-      for (const f of flooders) {
-        for (let i = 0; i < 2 * burst + 20; i++) f.peer.send({ t: 'signal', to: victim.welcome.peerId, data: { mesh: 1, cid: `f${i}`, sig: { type: 'offer', sdp: 'v=0' } } });
-      }
+      const flooders = await floodOffers(s.wsUrl, 'flood', victim.welcome.peerId, 8, 2 * burst + 20);
+      for (const f of flooders) expect(f.peers).toContain(victim.welcome.peerId);
       const closed = await Promise.all(flooders.map((f) => f.peer.waitClosed(20_000)));
       for (const c of closed) expect(c, 'every flooder is closed').not.toBeNull();
       expect(closed.every((c) => c!.code === 1008)).toBe(true);
