@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { CLIENT_SCHEMAS, SERVER_SCHEMAS, parseClientMessage, parseServerMessage } from '../src/protocol/messages.ts';
 import { CONTROL_SCHEMAS, parseControl } from '../src/protocol/peer-messages.ts';
 import { StateMeta, decodeStateMeta } from '../src/protocol/state-frame.ts';
+import Value from 'typebox/value';
 import { describeIssues, jsonDepth, schemaProblem } from '../src/protocol/check.ts';
 import { INF_MARK, asJson, mutants, naming, type Shape } from './support/mutants.ts';
 
@@ -137,9 +138,12 @@ describe('every message kind: a valid sample passes, each spoiled field is refus
     let n = 0;
     for (const [t, sample] of Object.entries(CLIENT_SAMPLES)) {
       expect(parseClientMessage(JSON.stringify(sample)), t).toMatchObject({ ok: true });
+      expect(Value.Check(CLIENT_SCHEMAS[t as keyof typeof CLIENT_SCHEMAS], sample), t).toBe(true);
       for (const m of mutants(CLIENT_SCHEMAS[t as keyof typeof CLIENT_SCHEMAS] as Shape, sample, t, (v) => v)) {
         const r = parseClientMessage(asJson(m.value), { maxMessageBytes: 1 << 24, maxSignalDepth: 8 });
         expect(r.ok, m.what).toBe(false);
+        // Node checks with the compiled schema, pages with the interpreter: both refuse it.
+        expect(Value.Check(CLIENT_SCHEMAS[t as keyof typeof CLIENT_SCHEMAS], JSON.parse(asJson(m.value))), m.what).toBe(false);
         if (!r.ok) expect(r.error, m.what).toMatch(naming(m.names));
         n++;
       }
@@ -154,6 +158,7 @@ describe('every message kind: a valid sample passes, each spoiled field is refus
       for (const m of mutants(SERVER_SCHEMAS[t as keyof typeof SERVER_SCHEMAS] as Shape, sample, t, (v) => v)) {
         const r = parseServerMessage(asJson(m.value));
         expect(r.ok, m.what).toBe(false);
+        expect(Value.Check(SERVER_SCHEMAS[t as keyof typeof SERVER_SCHEMAS], JSON.parse(asJson(m.value))), m.what).toBe(false);
         if (!r.ok) expect(r.error, m.what).toMatch(naming(m.names));
         n++;
       }
@@ -170,6 +175,7 @@ describe('every message kind: a valid sample passes, each spoiled field is refus
       for (const m of spoiled) {
         const value = JSON.parse(JSON.stringify(m.value), (_k, v) => (v === INF_MARK ? Infinity : v));
         expect(() => parseControl(value), m.what).toThrow(naming(m.names));
+        expect(Value.Check(CONTROL_SCHEMAS[t], value), m.what).toBe(false);
         const nan = JSON.parse(JSON.stringify(m.value), (_k, v) => (v === INF_MARK ? NaN : v));
         expect(() => parseControl(nan), m.what).toThrow(naming(m.names));
         n++;
