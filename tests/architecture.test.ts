@@ -198,7 +198,7 @@ describe('architecture (docs/design.md section 2)', () => {
     // The files that define what arrives (WebSocket, peer, state frame, HTTP) declare no type
     // apart from its schema, write no JSON Schema by hand, and their parse functions run the
     // library's check; no validator of our own exists anywhere.
-    const wire = ['src/protocol/messages.ts', 'src/protocol/peer-messages.ts', 'src/protocol/state-frame.ts', 'server/runs.ts', ...tsFiles('server/routes')];
+    const wire = ['src/protocol/messages.ts', 'src/protocol/peer-messages.ts', 'src/protocol/state-frame.ts', 'src/ui/embed/bridge-schemas.ts', 'server/runs.ts', ...tsFiles('server/routes')];
     /** Declared types that are not messages: decoded binary arrays, not JSON. */
     const notMessages = new Set(['src/protocol/state-frame.ts: StateFrame']);
     const bad: string[] = [];

@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { CLIENT_SCHEMAS, SERVER_SCHEMAS, parseClientMessage, parseServerMessage } from '../src/protocol/messages.ts';
 import { CONTROL_SCHEMAS, parseControl } from '../src/protocol/peer-messages.ts';
 import { StateMeta, decodeStateMeta } from '../src/protocol/state-frame.ts';
+import { ConnectMsg, HOST_COMMANDS } from '../src/ui/embed/bridge-schemas.ts';
+import { parseCommand, parseConnect } from '../src/ui/embed/frame-bridge.ts';
 import Value from 'typebox/value';
 import { describeIssues, jsonDepth, schemaProblem } from '../src/protocol/check.ts';
 import { INF_MARK, asJson, mutants, naming, type Shape } from './support/mutants.ts';
@@ -199,6 +201,24 @@ describe('every message kind: a valid sample passes, each spoiled field is refus
     const spoiled = mutants(StateMeta as Shape, meta, 'meta', (v) => v);
     for (const m of spoiled) expect(() => decodeStateMeta(frame(m.value)), m.what).toThrow(naming(m.names));
     expect(spoiled.length).toBeGreaterThan(15);
+  });
+
+  it('embedding page → training frame (postMessage from any origin)', () => {
+    const connect = { type: 'murmur:connect', run: 'default', maxIntensity: 0.5, intensity: 0.3 };
+    expect(parseConnect(connect)).toEqual(connect);
+    // The widget without a run attribute, and the intensities settled: at least 0.1, defaults when absent.
+    expect(parseConnect({ type: 'murmur:connect', run: '', maxIntensity: 0 })).toEqual({ type: 'murmur:connect', run: '', maxIntensity: 0.1, intensity: 0.5 });
+    const spoiled = mutants(ConnectMsg as unknown as Shape, connect, 'connect', (v) => v);
+    for (const m of spoiled) expect(parseConnect(JSON.parse(JSON.stringify(m.value), (_k, v) => (v === INF_MARK ? Infinity : v))), m.what).toBeNull();
+    expect(parseConnect({ ...connect, run: '../admin' })).toBeNull();
+    expect(spoiled.length).toBeGreaterThan(8);
+    for (const [cmd, sample] of Object.entries({ pause: { cmd: 'pause' }, resume: { cmd: 'resume' }, stop: { cmd: 'stop' }, intensity: { cmd: 'intensity', value: 0.4 } })) {
+      expect(parseCommand(sample), cmd).toEqual(sample);
+      for (const m of mutants(HOST_COMMANDS[cmd as keyof typeof HOST_COMMANDS] as unknown as Shape, sample, cmd, (v) => v)) {
+        expect(parseCommand(JSON.parse(JSON.stringify(m.value), (_k, v) => (v === INF_MARK ? NaN : v))), m.what).toBeNull();
+      }
+    }
+    for (const bad of [null, 'pause', { cmd: 'start' }, { cmd: 'toString' }, { cmd: 'intensity', value: 7 }]) expect(parseCommand(bad)).toBeNull();
   });
 
   it('the mutations follow the schema: each bound it states gets a sample just past it', () => {
