@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CLIENT_SCHEMAS, SERVER_SCHEMAS, parseClientMessage, parseServerMessage } from '../src/protocol/messages.ts';
+import { CLIENT_SCHEMAS, SERVER_SCHEMAS, parseClientMessage, parseMeshSignal, parseServerMessage } from '../src/protocol/messages.ts';
 import { CONTROL_SCHEMAS, parseControl } from '../src/protocol/peer-messages.ts';
 import { StateMeta, decodeStateMeta } from '../src/protocol/state-frame.ts';
 import { ConnectMsg, HOST_COMMANDS } from '../src/ui/embed/bridge-schemas.ts';
@@ -70,6 +70,18 @@ describe('client message validation', () => {
     for (let i = 0; i < 20; i++) deep = { a: deep };
     expect(parseClientMessage(JSON.stringify({ t: 'signal', to: P1, data: deep }))).toMatchObject({ ok: false, error: expect.stringMatching(/signal\.data nests deeper/) });
     expect(jsonDepth({ a: [{ b: 1 }] })).toBe(3);
+  });
+});
+
+describe('relayed mesh signals', () => {
+  it('reads the link id and the signal, refusing anything else by name', () => {
+    const ok = { mesh: 1, cid: 'c1', sig: { type: 'offer', sdp: 'v=0' } };
+    expect(parseMeshSignal(ok)).toEqual({ ok: true, value: ok });
+    expect(parseMeshSignal({ mesh: 1, cid: 'c1' })).toEqual({ ok: false, error: 'signal.data.sig is required' });
+    expect(parseMeshSignal({ ...ok, mesh: 2 })).toMatchObject({ ok: false, error: 'signal.data.mesh must be 1, got 2' });
+    expect(parseMeshSignal({ ...ok, cid: 'x'.repeat(65) })).toMatchObject({ ok: false, error: 'signal.data.cid must have at most 64 characters' });
+    expect(parseMeshSignal({ ...ok, from: 'p-0123456789abcdef' })).toMatchObject({ ok: false, error: 'signal.data.from is not an allowed field' });
+    expect(parseMeshSignal(null)).toMatchObject({ ok: false, error: expect.stringMatching(/^signal\.data must be object/) });
   });
 });
 

@@ -169,6 +169,9 @@ const HeartbeatMsg = strict({ t: Type.Literal('hb') });
 /** Free-form JSON (a simple-peer signal), bounded by the frame size and by maxSignalDepth. */
 const SignalData = Type.Record(Type.String(), Type.Unknown());
 const SignalOutMsg = strict({ t: Type.Literal('signal'), to: peerId, data: SignalData });
+/** What the mesh puts in a signal's `data`: the link it belongs to, and simple-peer's own signal. */
+const MeshSignal = strict({ mesh: Type.Literal(1), cid: text(64), sig: Type.Unknown() });
+export type MeshSignal = Static<typeof MeshSignal>;
 const ReadyMsg = strict({ t: Type.Literal('ready'), round: count, waitMs: finite(1, 600_000) });
 
 /**
@@ -339,6 +342,12 @@ export function parseClientMessage(
     return { ok: false, code: 'bad-message', error: `signal.data nests deeper than ${limits.maxSignalDepth}` };
   }
   return { ok: true, msg };
+}
+
+/** A relayed signal's `data` as the receiving mesh reads it, or what was wrong with it. */
+export function parseMeshSignal(data: unknown): { ok: true; value: MeshSignal } | { ok: false; error: string } {
+  const problem = schemaProblem(MeshSignal, data, 'signal.data');
+  return problem === null ? { ok: true, value: data as MeshSignal } : { ok: false, error: problem };
 }
 
 /**
