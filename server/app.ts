@@ -20,7 +20,8 @@ import { iceFor, iceSettings, type IceSettings } from './ice.ts';
 import { requireAdmin } from './routes/guard.ts';
 import { randomBytes } from 'node:crypto';
 import { CheckpointScheduler } from './checkpoint-scheduler.ts';
-import { validatorCompiler } from './validation.ts';
+import Ajv from 'ajv';
+import { describeIssues, type SchemaIssue } from '../src/protocol/check.ts';
 import type { AppContext } from './context.ts';
 import { registerRunRoutes } from './routes/runs.ts';
 import { registerMetricRoutes } from './routes/metrics.ts';
@@ -101,6 +102,16 @@ export interface Coordinator {
   close(): Promise<void>;
 }
 
+/**
+ * Fastify's Ajv, set per part of the request as Fastify's documentation shows: nothing is ever
+ * removed (an unknown field is refused, not dropped) and a JSON body is taken as sent ("5" is
+ * not 5). Query strings and path parameters are text, so only they convert "5" to a number.
+ * Stopping at the first error keeps a hostile body from costing more than one error.
+ */
+const ajvOptions = { removeAdditional: false, useDefaults: false, allErrors: false } as const;
+const strictAjv = new Ajv({ ...ajvOptions, coerceTypes: false });
+const textAjv = new Ajv({ ...ajvOptions, coerceTypes: true });
+
 export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): Promise<Coordinator> {
   const o: AppOptions = { ...DEFAULT_APP_OPTIONS, ...opts };
   const clock = deps.clock ?? backgroundClock;
@@ -120,8 +131,11 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     // still fits through a slow home uplink; headers must arrive within Node's 60 s anyway.
     requestTimeout: 600_000,
     return503OnClosing: true,
+    // Routes declare TypeBox schemas; a refused request names the field in the words the
+    // WebSocket and peer messages use (src/protocol/check.ts).
+    schemaErrorFormatter: (errors, dataVar) => new Error(describeIssues(errors as unknown as SchemaIssue[], dataVar)),
   });
-  app.setValidatorCompiler(validatorCompiler);
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strictAjv : textAjv).compile(schema));
   app.setErrorHandler((err: Error & { statusCode?: number; validationContext?: string; code?: string }, req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
     if (status >= 500) req.log.error({ err }, 'request failed');

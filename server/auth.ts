@@ -10,6 +10,8 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import Type, { type Static } from 'typebox';
+import { schemaProblem } from '../src/protocol/check.ts';
 
 export const ADMIN_TOKEN_FILE = 'admin-token';
 export const SESSION_SECRET_FILE = 'session-secret';
@@ -72,18 +74,19 @@ export function bearer(header: string | undefined): string | null {
   return m ? m[1]! : null;
 }
 
-export interface SessionClaims {
+const SessionClaims = Type.Object({
   /** Peer id. */
-  p: string;
+  p: Type.String({ maxLength: 64 }),
   /** Run id. */
-  r: string;
+  r: Type.String({ maxLength: 64 }),
   /** Issued at (ms). */
-  i: number;
+  i: Type.Number(),
   /** Expires at (ms); tokens from before expiry existed expire `ttl` after `i`. */
-  e?: number;
+  e: Type.Optional(Type.Number()),
   /** Which key signed it (a short hash of the key): rotation keeps old tokens checkable. */
-  k?: string;
-}
+  k: Type.Optional(Type.String({ maxLength: 64 })),
+}, { additionalProperties: false });
+export type SessionClaims = Static<typeof SessionClaims>;
 
 export const DEFAULT_SESSION_TTL_MS = 7 * 24 * 3600_000;
 
@@ -120,20 +123,20 @@ export class SessionSigner {
     if (dot <= 0) return null;
     const body = token.slice(0, dot);
     const mac = token.slice(dot + 1);
-    let c: SessionClaims;
+    let c: unknown;
     try {
-      c = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as SessionClaims;
+      c = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'));
     } catch {
       return null;
     }
-    if (!c || typeof c !== 'object') return null;
+    if (schemaProblem(SessionClaims, c, 'session') !== null) return null;
+    const claims = c as SessionClaims;
     // Tokens from before key ids were written were signed by the first key there was.
-    const secret = c.k === undefined ? this.signing : this.keys.get(String(c.k));
+    const secret = claims.k === undefined ? this.signing : this.keys.get(claims.k);
     if (!secret || !tokenEquals(mac, this.mac(body, secret))) return null;
-    if (typeof c.p !== 'string' || typeof c.r !== 'string' || typeof c.i !== 'number') return null;
-    const expires = typeof c.e === 'number' ? c.e : c.i + this.ttlMs;
+    const expires = claims.e ?? claims.i + this.ttlMs;
     if (!opts.allowExpired && !(this.now() < expires)) return null;
-    return c;
+    return claims;
   }
 
   private mac(body: string, secret: string): string {

@@ -2,32 +2,32 @@
 // with is always read from here, so a researcher's change reaches every peer the same way.
 import type { Db } from './db.ts';
 import { DEFAULT_TRAIN, PRESETS, preset as presetConfig, trainConfig, type TrainConfig } from '../src/model/config.ts';
-import { COMPRESSIONS, ICE_POLICIES, ID_PATTERN, type Compression, type IcePolicy, type RunInfo, type RunStatus } from '../src/protocol/messages.ts';
-import type { Schema } from '../src/protocol/schema.ts';
+import Type, { type Static } from 'typebox';
+import { Compression, ID_PATTERN, IcePolicy, RunStatus, type RunInfo } from '../src/protocol/messages.ts';
 import { DEFAULT_PAIR_WAIT_FRAC } from '../src/protocol/ready-pool.ts';
 
 export const DEFAULT_RUN_ID = 'default';
+
+const int = (minimum: number, maximum: number) => Type.Optional(Type.Integer({ minimum, maximum }));
+const num = (minimum: number, maximum: number) => Type.Optional(Type.Number({ minimum, maximum }));
 /** Bounds of every hyper-parameter a researcher may set (anything outside is a 400). */
-export const TRAIN_OVERRIDES_SCHEMA: Schema = {
-  type: 'object', additionalProperties: false,
-  properties: {
-    batch: { type: 'integer', minimum: 1, maximum: 4096 },
-    seqLen: { type: 'integer', minimum: 2, maximum: 65536 },
-    lr: { type: 'number', minimum: 0, maximum: 1 },
-    warmupSteps: { type: 'integer', minimum: 0, maximum: 1e9 },
-    totalSteps: { type: 'integer', minimum: 1, maximum: 1e12 },
-    minLrFrac: { type: 'number', minimum: 0, maximum: 1 },
-    weightDecay: { type: 'number', minimum: 0, maximum: 10 },
-    beta1: { type: 'number', minimum: 0, maximum: 0.99999 },
-    beta2: { type: 'number', minimum: 0, maximum: 0.99999 },
-    eps: { type: 'number', minimum: 0, maximum: 1 },
-    gradClip: { type: 'number', minimum: 0, maximum: 1e6 },
-    H: { type: 'integer', minimum: 1, maximum: 1e6 },
-    outerMomentum: { type: 'number', minimum: 0, maximum: 0.9999 },
-    outerLr: { type: 'number', minimum: 0, maximum: 10 },
-    consensus: { type: 'number', minimum: 0, maximum: 1 },
-  },
-};
+const TrainOverrides = Type.Object({
+  batch: int(1, 4096),
+  seqLen: int(2, 65536),
+  lr: num(0, 1),
+  warmupSteps: int(0, 1e9),
+  totalSteps: int(1, 1e12),
+  minLrFrac: num(0, 1),
+  weightDecay: num(0, 10),
+  beta1: num(0, 0.99999),
+  beta2: num(0, 0.99999),
+  eps: num(0, 1),
+  gradClip: num(0, 1e6),
+  H: int(1, 1e6),
+  outerMomentum: num(0, 0.9999),
+  outerLr: num(0, 10),
+  consensus: num(0, 1),
+}, { additionalProperties: false });
 
 /**
  * An embedding site is one web origin (scheme, host, optional port; no path), lower case, as a
@@ -35,61 +35,34 @@ export const TRAIN_OVERRIDES_SCHEMA: Schema = {
  */
 export const EMBED_SITE_PATTERN = '^https?://[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?$';
 export const MAX_EMBED_SITES = 100;
-const EMBED_SITES_SCHEMA: Schema = { type: 'array', maxItems: MAX_EMBED_SITES, items: { type: 'string', maxLength: 200, pattern: EMBED_SITE_PATTERN } };
+const EmbedSites = Type.Array(Type.String({ maxLength: 200, pattern: EMBED_SITE_PATTERN }), { maxItems: MAX_EMBED_SITES });
 
-export const CREATE_RUN_SCHEMA: Schema = {
-  type: 'object', additionalProperties: false, required: ['id', 'dataset', 'preset'],
-  properties: {
-    id: { type: 'string', pattern: ID_PATTERN },
-    name: { type: 'string', minLength: 1, maxLength: 200 },
-    dataset: { type: 'string', pattern: ID_PATTERN },
-    preset: { enum: Object.keys(PRESETS) },
-    train: TRAIN_OVERRIDES_SCHEMA,
-    compression: { enum: [...COMPRESSIONS] },
-    pairWaitFrac: { type: 'number', minimum: 0.01, maximum: 10 },
-    icePolicy: { enum: [...ICE_POLICIES] },
-    seed: { type: 'integer', minimum: 0, maximum: 2 ** 31 - 1 },
-    embedSites: EMBED_SITES_SCHEMA,
-  },
-};
+export const CreateRun = Type.Object({
+  id: Type.String({ pattern: ID_PATTERN }),
+  name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  dataset: Type.String({ pattern: ID_PATTERN }),
+  preset: Type.Enum(Object.keys(PRESETS)),
+  train: Type.Optional(TrainOverrides),
+  compression: Type.Optional(Compression),
+  pairWaitFrac: num(0.01, 10),
+  icePolicy: Type.Optional(IcePolicy),
+  seed: int(0, 2 ** 31 - 1),
+  embedSites: Type.Optional(EmbedSites),
+}, { additionalProperties: false });
+export type CreateRun = Static<typeof CreateRun>;
 
-export const UPDATE_RUN_SCHEMA: Schema = {
-  type: 'object', additionalProperties: false,
-  properties: {
-    name: { type: 'string', minLength: 1, maxLength: 200 },
-    train: TRAIN_OVERRIDES_SCHEMA,
-    compression: { enum: [...COMPRESSIONS] },
-    pairWaitFrac: { type: 'number', minimum: 0.01, maximum: 10 },
-    icePolicy: { enum: [...ICE_POLICIES] },
-    status: { enum: ['running', 'stopped'] },
-    /** Replaces the whole list (send [] to allow none). */
-    embedSites: EMBED_SITES_SCHEMA,
-  },
-};
-
-export interface CreateRun {
-  id: string;
-  name?: string;
-  dataset: string;
-  preset: string;
-  train?: Partial<TrainConfig>;
-  compression?: Compression;
-  pairWaitFrac?: number;
-  icePolicy?: IcePolicy;
-  seed?: number;
-  embedSites?: string[];
-}
-
-export interface UpdateRun {
-  name?: string;
-  train?: Partial<TrainConfig>;
-  compression?: Compression;
-  pairWaitFrac?: number;
+export const UpdateRun = Type.Object({
+  name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  train: Type.Optional(TrainOverrides),
+  compression: Type.Optional(Compression),
+  pairWaitFrac: num(0.01, 10),
   /** Applies to links opened after the change (live peers get it with the next config). */
-  icePolicy?: IcePolicy;
-  status?: RunStatus;
-  embedSites?: string[];
-}
+  icePolicy: Type.Optional(IcePolicy),
+  status: Type.Optional(RunStatus),
+  /** Replaces the whole list (send [] to allow none). */
+  embedSites: Type.Optional(EmbedSites),
+}, { additionalProperties: false });
+export type UpdateRun = Static<typeof UpdateRun>;
 
 /** A request the caller got wrong (becomes a 4xx with this message). */
 export class RunError extends Error {

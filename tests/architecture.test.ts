@@ -3,7 +3,7 @@
 // components see ports rather than the worker or the mesh, and only the page entry files and
 // the CLI wire the pieces together. A new import that breaks a rule fails here, naming the file.
 import { describe, expect, it } from 'vitest';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { ROOT } from './support/browser.ts';
 
@@ -191,6 +191,39 @@ describe('architecture (docs/design.md section 2)', () => {
       const where = files.filter((f) => pattern.test(readFileSync(join(ROOT, f), 'utf8')));
       expect(where, `${name} is declared in`).toEqual([home]);
     }
+  });
+
+  it('checks what arrives against one TypeBox schema per message, never by hand', () => {
+    // Issue 16: one schema per message, from the library, on every path that parses input.
+    // The files that define what arrives (WebSocket, peer, state frame, HTTP) declare no type
+    // apart from its schema, write no JSON Schema by hand, and their parse functions run the
+    // library's check; no validator of our own exists anywhere.
+    const wire = ['src/protocol/messages.ts', 'src/protocol/peer-messages.ts', 'src/protocol/state-frame.ts', 'src/ui/embed/bridge-schemas.ts', 'server/runs.ts', ...tsFiles('server/routes')];
+    /** Declared types that are not messages: decoded binary arrays, not JSON. */
+    const notMessages = new Set(['src/protocol/state-frame.ts: StateFrame']);
+    const bad: string[] = [];
+    for (const f of wire) {
+      const text = readFileSync(join(ROOT, f), 'utf8');
+      for (const m of text.matchAll(/^export (interface|type) (\w+)([\s\S]*?)(?:;\n|\n\})/gm)) {
+        if (notMessages.has(`${f}: ${m[2]}`)) continue;
+        if (m[1] === 'interface' || !m[3]!.includes('Static<')) bad.push(`${f}: ${m[1]} ${m[2]} is declared apart from its schema (derive it: Static<typeof Schema>)`);
+      }
+      if (/\btype: '(object|string|integer|number|boolean|array|null)'/.test(text)) bad.push(`${f}: a JSON schema written by hand (build it with TypeBox)`);
+    }
+    for (const f of ['src/protocol/messages.ts', 'src/protocol/peer-messages.ts', 'src/protocol/state-frame.ts']) {
+      if (!readFileSync(join(ROOT, f), 'utf8').includes('schemaProblem(')) bad.push(`${f}: parses messages without the schema check (src/protocol/check.ts)`);
+    }
+    expect(readFileSync(join(ROOT, 'src/protocol/check.ts'), 'utf8')).toMatch(/from 'typebox\/value'[\s\S]*from 'typebox\/compile'/);
+    for (const f of files) {
+      const text = readFileSync(join(ROOT, f), 'utf8');
+      if (/function validateSchema\b|interface Schema \{/.test(text)) bad.push(`${f}: a hand-written schema validator`);
+      // HTTP: Fastify's Ajv compiles each route's schema; no compiler of our own.
+      for (const m of text.matchAll(/setValidatorCompiler\(([^\n]*)/g)) {
+        if (!/Ajv\)\.compile\(schema\)\);$/.test(m[1]!)) bad.push(`${f}: a validator compiler that is not Ajv's`);
+      }
+    }
+    for (const gone of ['src/protocol/schema.ts', 'server/validation.ts']) if (existsSync(join(ROOT, gone))) bad.push(`${gone} is back`);
+    expect(bad).toEqual([]);
   });
 
   it('exports nothing that no file uses', () => {

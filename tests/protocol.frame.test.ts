@@ -149,7 +149,9 @@ describe('control messages', () => {
       [{ t: 'pair-req', round: 1.5, nonce: 1 }, /pair-req.round/],
       [{ t: 'hello', peer: 'a', runId: 'r', configHash: 'ABC', elements: 1 }, /hello.configHash/],
       [{ t: 'xchg', round: 1, phi: { tid: 1, dtype: 'f64', elements: 1, bytes: 8 }, delta: {} }, /xchg.phi.dtype/],
-      [{ t: 'xchg', round: 1, phi: { tid: 1, dtype: 'f32', elements: 10, bytes: 41 }, delta: {} }, /xchg.phi/],
+      [{ t: 'xchg', round: 1, phi: { tid: 1, dtype: 'f32', elements: 10, bytes: 41 }, delta: { tid: 2, dtype: 'f32', elements: 1, bytes: 4 } }, /xchg\.phi: 10 f32 elements take 40 bytes, not 41/],
+      [{ t: 'state-offer', nonce: 1, ok: true, tensor: { tid: 3, dtype: 'q8', elements: 200, bytes: 200 }, outerRound: 1, innerStep: 1 }, /state-offer\.tensor: 200 q8 elements take 208 bytes/],
+      [{ t: 'bye', extra: 1 }, /bye\.extra is not an allowed field/],
       [{ t: 'abort', round: 1, reason: 'x'.repeat(500) }, /abort.reason/],
     ];
     for (const [m, re] of bad) expect(() => parseControl(m)).toThrow(re);

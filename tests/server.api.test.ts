@@ -8,6 +8,8 @@ import { tableCounts } from '../server/db.ts';
 import { buildApp } from '../server/app.ts';
 import { RawPeer, report, startServer, until, type TestServer } from './support/coordinator.ts';
 import type { ServerMessage } from '../src/protocol/messages.ts';
+import { CreateRun, UpdateRun } from '../server/runs.ts';
+import { asJson, mutants, naming, type Shape } from './support/mutants.ts';
 
 let s: TestServer;
 beforeAll(async () => {
@@ -127,6 +129,30 @@ describe('coordinator REST', () => {
     expect(newest).toEqual(all.slice(-2).reverse());
     expect((await inject({ method: 'GET', url: '/api/runs/r1/events?order=sideways' })).statusCode).toBe(400);
     expect((await inject({ method: 'GET', url: '/api/runs/missing' })).statusCode).toBe(404);
+  });
+
+  it('refuses each spoiled field of a run body by name, through Fastify\'s Ajv, storing nothing', async () => {
+    const train = {
+      batch: 4, seqLen: 32, lr: 0.001, warmupSteps: 10, totalSteps: 1000, minLrFrac: 0.1, weightDecay: 0.1, beta1: 0.9,
+      beta2: 0.95, eps: 1e-8, gradClip: 1, H: 20, outerMomentum: 0.5, outerLr: 0.7, consensus: 0.5,
+    };
+    const create = {
+      id: 'fuzz', name: 'fuzz', dataset: 'moby-dick', preset: 'micro', train, compression: 'fp16', pairWaitFrac: 0.5,
+      icePolicy: 'relay', seed: 7, embedSites: ['https://whales.example.org'],
+    };
+    const before = tableCounts(s.c.db);
+    let n = 0;
+    for (const [method, url, schema, sample] of [['POST', '/api/runs', CreateRun, create], ['PATCH', '/api/runs/default', UpdateRun, { ...create, id: undefined, dataset: undefined, preset: undefined, seed: undefined, status: 'running' }]] as const) {
+      const body = JSON.parse(JSON.stringify(sample));
+      for (const m of mutants(schema as unknown as Shape, body, 'body', (v) => v)) {
+        const r = await inject({ method, url, headers: { ...s.admin, 'content-type': 'application/json' }, payload: asJson(m.value) });
+        expect(r.statusCode, `${method} ${m.what}`).toBe(400);
+        expect(r.json().error, `${method} ${m.what}`).toMatch(naming(m.names));
+        n++;
+      }
+    }
+    expect(n).toBeGreaterThan(60);
+    expect(tableCounts(s.c.db)).toEqual(before);
   });
 
   it('serves token files with ETag = sha256, 304 on revalidation, only manifest names', async () => {

@@ -169,7 +169,7 @@ describe('non-finite losses through the coordinator', () => {
           peer.send(report(100 + i++, { [field]: bad }));
           const err = await peer.next((m) => m.t === 'error');
           expect(err).toMatchObject({ t: 'error', code: 'bad-message' });
-          expect((err as { message: string }).message).toContain(`$.${field}`);
+          expect((err as { message: string }).message).toContain(`report.${field} must be`);
         }
       }
       expect(s.c.db.prepare(`SELECT COUNT(*) AS n FROM reports WHERE peer_id = ?`).get(welcome.peerId)).toEqual({ n: 0 });

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createHmac } from 'node:crypto';
 import { SessionSigner, loadSessionKeys, rotateSessionSecret } from '../server/auth.ts';
 import { RawPeer, startServer, type TestServer } from './support/coordinator.ts';
 import { FakeClock } from './support/fake-clock.ts';
@@ -105,5 +106,22 @@ describe('volunteer sessions', () => {
     const later = new SessionSigner(['a'.repeat(64)], () => now + HOUR, HOUR);
     expect(later.verify(t)).toBeNull();
     expect(later.verify(t, { allowExpired: true })).toMatchObject({ p: 'p-0123456789abcdef' });
+  });
+
+  it('refuses a correctly signed token whose claims do not fit their schema', () => {
+    // Even with the key (a bug elsewhere, an old format), claims of the wrong shape are no session.
+    const secret = 'a'.repeat(64);
+    const now = 1_700_000_000_000;
+    const signer = new SessionSigner([secret], () => now, HOUR);
+    const k = claims(signer.sign({ p: 'p-0123456789abcdef', r: 'default', i: now })).k;
+    const signed = (c: object) => {
+      const body = Buffer.from(JSON.stringify(c)).toString('base64url');
+      return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+    };
+    const good = { p: 'p-0123456789abcdef', r: 'default', i: now, e: now + HOUR, k };
+    expect(signer.verify(signed(good))).toEqual(good);
+    for (const bad of [{ ...good, i: String(now) }, { ...good, e: 'never' }, { ...good, p: 7 }, { ...good, admin: true }, [good]]) {
+      expect(signer.verify(signed(bad)), JSON.stringify(bad)).toBeNull();
+    }
   });
 });

@@ -36,11 +36,23 @@ class FakeSocket implements WebSocketLike {
   }
 }
 
+// A welcome the client's schema check accepts (src/protocol/messages.ts).
+const run: WelcomeMsg['run'] = {
+  id: 'default', name: 'default', dataset: 'moby-dick', preset: 'micro',
+  model: { vocab: 256, ctx: 32, layers: 1, d: 32, heads: 2 },
+  train: {
+    batch: 4, seqLen: 32, lr: 0.001, warmupSteps: 0, totalSteps: 100, minLrFrac: 0.1, weightDecay: 0, beta1: 0.9,
+    beta2: 0.95, eps: 1e-8, gradClip: 1, H: 10, outerMomentum: 0.5, outerLr: 0.7, consensus: 0.5,
+  },
+  compression: 'none', pairWaitFrac: 1, seed: 1, status: 'running', createdAt: 0, updatedAt: 0,
+};
+const file = { name: 'val.bin', url: '/api/runs/default/data/val.bin', sha256: '0'.repeat(64), bytes: 10, dtype: 'u8' as const };
 const welcome = (over: Partial<WelcomeMsg> = {}): WelcomeMsg => ({
   t: 'welcome', peerId: 'p-00000000000000aa', session: 'sess.mac', resumed: false,
-  run: {} as WelcomeMsg['run'], assignment: {} as WelcomeMsg['assignment'], checkpoint: null, peers: [], heartbeatMs: 1000,
+  run, assignment: { dataset: 'moby-dick', train: [file], val: file, shards: [0], seed: 1, replica: 0 }, checkpoint: null, peers: [], heartbeatMs: 1000,
   limits: { maxMessageBytes: 65536, messagesPerSecond: 50, burst: 200 }, ...over,
 });
+const [X, Y, Z, NEVER, W] = ['a1', 'a2', 'a3', 'a4', 'a5'].map((h) => `p-00000000000000${h}`) as [string, string, string, string, string];
 const fields = (step: number): ReportFields => ({
   time: 1, step, round: 0, trainLoss: 1, valLoss: null, tokensPerS: 1, bytesIn: 0, bytesOut: 0, partner: null, partnerDist: null, adapter: null,
 });
@@ -80,14 +92,27 @@ describe('signaling client', () => {
     const lists: string[][] = [];
     c.on('peers', (e) => lists.push([...e.peers].sort()));
     c.start();
-    join({ peers: ['p-x', 'p-y'] });
-    sock().deliver({ t: 'peers-change', joined: ['p-z', 'p-00000000000000aa'], left: ['p-x', 'p-never'] });
-    sock().deliver({ t: 'peers-change', joined: ['p-z'], left: [] });
-    expect(lists).toEqual([['p-x', 'p-y'], ['p-y', 'p-z'], ['p-y', 'p-z']]);
+    join({ peers: [X, Y] });
+    sock().deliver({ t: 'peers-change', joined: [Z, 'p-00000000000000aa'], left: [X, NEVER] });
+    sock().deliver({ t: 'peers-change', joined: [Z], left: [] });
+    expect(lists).toEqual([[X, Y], [Y, Z], [Y, Z]]);
     sock().drop();
     clock.advance(100);
-    join({ peers: ['p-w'] });
-    expect(lists.at(-1)).toEqual(['p-w']);
+    join({ peers: [W] });
+    expect(lists.at(-1)).toEqual([W]);
+  });
+
+  it('reports a coordinator frame its schema refuses, and does not act on it', () => {
+    const { c, sock, join } = setup();
+    const errors: string[] = [];
+    const lists: string[][] = [];
+    c.on('error', (e) => errors.push(e.message));
+    c.on('peers', (e) => lists.push([...e.peers]));
+    c.start();
+    join({ peers: [X] });
+    sock().deliver({ t: 'peers-change', joined: ['../x'], left: [X] } as unknown as ServerMessage);
+    expect(errors).toEqual(['refused a coordinator frame: peers-change.joined[0] does not match ^p-[0-9a-f]{16}$, got "../x"']);
+    expect(lists).toEqual([[X]]);
   });
 
   it('reconnects with exponential backoff, capped, with jitter, reset after a welcome', () => {

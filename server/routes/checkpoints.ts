@@ -5,17 +5,17 @@ import { stat } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AppContext } from '../context.ts';
 import { RunError } from '../runs.ts';
-import { RUN_PARAMS, requireAdmin } from './guard.ts';
+import Type, { type Static } from 'typebox';
+import { RUN_ID, RUN_PARAMS, requireAdmin, type RunParams } from './guard.ts';
 import { bearer } from '../auth.ts';
 import type { CheckpointInfo, DerivedKind } from '../checkpoints.ts';
 import { buildLayout } from '../../src/model/layout.ts';
 import { PRESETS } from '../../src/model/config.ts';
 import { decodeStateFrame, stateFrameBytes, StateFrameError } from '../../src/protocol/state-frame.ts';
 
-const CKPT_PARAMS = {
-  type: 'object', additionalProperties: false, required: ['run', 'ckpt'],
-  properties: { ...RUN_PARAMS.properties, ckpt: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,63}$' } },
-} as const;
+const CKPT_PARAMS = Type.Object({ run: RUN_ID, ckpt: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,63}$' }) }, { additionalProperties: false });
+/** A state request's id (the scheduler's 12 random bytes in hex). */
+const UPLOAD_PARAMS = Type.Object({ id: Type.String({ pattern: '^[0-9a-f]{24}$' }) }, { additionalProperties: false });
 
 /** Room for the state frame's JSON header. */
 const STATE_HEADER_MAX = 4096;
@@ -32,7 +32,7 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
     if (!c) throw new RunError(`no checkpoint "${id}" in run ${runId}`, 404);
     return c;
   };
-  type P = { Params: { run: string; ckpt: string } };
+  type P = { Params: Static<typeof CKPT_PARAMS> };
   /** Immutable content: ETag = sha256, and a 304 for a client that already has it. */
   const cached = (req: FastifyRequest, reply: FastifyReply, etag: string): boolean => {
     void reply.header('etag', `"${etag}"`).header('cache-control', 'public, max-age=31536000, immutable');
@@ -43,13 +43,13 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
     return false;
   };
 
-  app.get<{ Params: { run: string } }>('/api/runs/:run/checkpoints', { schema: { params: RUN_PARAMS } }, async (req) => {
+  app.get<{ Params: RunParams }>('/api/runs/:run/checkpoints', { schema: { params: RUN_PARAMS } }, async (req) => {
     if (!runs.get(req.params.run)) throw new RunError(`no run "${req.params.run}"`, 404);
     const p = scheduler.pendingFor(req.params.run);
     return { checkpoints: checkpoints.list(req.params.run), pending: p ? { id: p.id, peerId: p.peerId, requestedAt: p.requestedAt } : null };
   });
 
-  app.post<{ Params: { run: string } }>('/api/runs/:run/checkpoints', { onRequest: admin, schema: { params: RUN_PARAMS } }, async (req, reply) => {
+  app.post<{ Params: RunParams }>('/api/runs/:run/checkpoints', { onRequest: admin, schema: { params: RUN_PARAMS } }, async (req, reply) => {
     const run = runs.get(req.params.run);
     if (!run) throw new RunError(`no run "${req.params.run}"`, 404);
     if (run.status !== 'running') throw new RunError(`run ${run.id} is stopped`, 409);
@@ -108,12 +108,10 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
   void app.register(async (scope) => {
     scope.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: MAX_STATE_BYTES }, (_req, body, done) => done(null, body));
 
-    type U = { Params: { id: string }; Body: Buffer };
+    type U = { Params: Static<typeof UPLOAD_PARAMS>; Body: Buffer };
     scope.post<U>('/api/peer/state/:id', {
       bodyLimit: MAX_STATE_BYTES,
-      schema: {
-        params: { type: 'object', additionalProperties: false, required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9a-f]{24}$' } } },
-      },
+      schema: { params: UPLOAD_PARAMS },
       // Everything that can be checked before reading the body is: who, which request, how big.
       onRequest: async (req: FastifyRequest<U>, reply) => {
         const token = bearer(req.headers.authorization);

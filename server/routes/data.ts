@@ -3,8 +3,11 @@
 import { createReadStream, statSync } from 'node:fs';
 import type { AppContext } from '../context.ts';
 import { RunError } from '../runs.ts';
-import { RUN_PARAMS } from './guard.ts';
+import Type, { type Static } from 'typebox';
+import { RUN_ID, RUN_PARAMS, type RunParams } from './guard.ts';
 import { fileRefs } from '../datasets.ts';
+
+const FILE_PARAMS = Type.Object({ run: RUN_ID, file: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$' }) }, { additionalProperties: false });
 
 export function registerDataRoutes(ctx: AppContext): void {
   const { app, runs, datasets } = ctx;
@@ -17,19 +20,12 @@ export function registerDataRoutes(ctx: AppContext): void {
     return m;
   };
 
-  app.get<{ Params: { run: string } }>('/api/runs/:run/data', { schema: { params: RUN_PARAMS } }, async (req) => {
+  app.get<{ Params: RunParams }>('/api/runs/:run/data', { schema: { params: RUN_PARAMS } }, async (req) => {
     const m = manifestOf(req.params.run);
     return { dataset: m.name, tokenizer: m.tokenizer, vocab: m.vocab, files: m.files, ...fileRefs(req.params.run, m) };
   });
 
-  app.get<{ Params: { run: string; file: string } }>('/api/runs/:run/data/:file', {
-    schema: {
-      params: {
-        type: 'object', additionalProperties: false, required: ['run', 'file'],
-        properties: { ...RUN_PARAMS.properties, file: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$' } },
-      },
-    },
-  }, async (req, reply) => {
+  app.get<{ Params: Static<typeof FILE_PARAMS> }>('/api/runs/:run/data/:file', { schema: { params: FILE_PARAMS } }, async (req, reply) => {
     const m = manifestOf(req.params.run);
     // Only names listed in the manifest are ever opened: no path from the URL reaches the disk.
     const f = m.files.find((x) => x.name === req.params.file);

@@ -2,6 +2,8 @@
 // wrong → 403. Checked in onRequest, before the body is read, so an unauthorised request
 // cannot make the server parse (or store) anything.
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import Type, { type Static } from 'typebox';
+import { ID_PATTERN } from '../../src/protocol/messages.ts';
 import { bearer, tokenEquals } from '../auth.ts';
 
 export function requireAdmin(adminToken: string) {
@@ -19,8 +21,7 @@ export function requireAdmin(adminToken: string) {
   };
 }
 
-/** Common param / query schemas. */
-export const RUN_PARAMS = {
-  type: 'object', additionalProperties: false, required: ['run'],
-  properties: { run: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,39}$' } },
-} as const;
+/** A run id in the path: the params schema (and its type) of every per-run route. */
+export const RUN_ID = Type.String({ pattern: ID_PATTERN });
+export const RUN_PARAMS = Type.Object({ run: RUN_ID }, { additionalProperties: false });
+export type RunParams = Static<typeof RUN_PARAMS>;

@@ -1,24 +1,24 @@
 // Metric queries (by run, peer and time range, downsampled for long runs) and the live stream.
 import type { AppContext } from '../context.ts';
 import { RunError } from '../runs.ts';
-import { RUN_PARAMS } from './guard.ts';
+import Type, { type Static } from 'typebox';
+import { RUN_PARAMS, type RunParams } from './guard.ts';
 import { addressKey } from '../address-budget.ts';
 import { PEER_ID_PATTERN } from '../../src/protocol/messages.ts';
 
-const METRICS_QUERY = {
-  type: 'object', additionalProperties: false,
-  properties: {
-    peer: { type: 'string', pattern: PEER_ID_PATTERN },
-    from: { type: 'integer', minimum: 0, maximum: 1e14 },
-    to: { type: 'integer', minimum: 0, maximum: 1e14 },
-    maxPoints: { type: 'integer', minimum: 1, maximum: 20000 },
-  },
-} as const;
+const time = Type.Optional(Type.Integer({ minimum: 0, maximum: 1e14 }));
+const METRICS_QUERY = Type.Object({
+  peer: Type.Optional(Type.String({ pattern: PEER_ID_PATTERN })),
+  from: time,
+  to: time,
+  maxPoints: Type.Optional(Type.Integer({ minimum: 1, maximum: 20000 })),
+}, { additionalProperties: false });
+const RANGE_QUERY = Type.Object({ from: time, to: time }, { additionalProperties: false });
 
 export function registerMetricRoutes(ctx: AppContext): void {
   const { app, runs, metrics, live, clock } = ctx;
 
-  app.get<{ Params: { run: string }; Querystring: { peer?: string; from?: number; to?: number; maxPoints?: number } }>('/api/runs/:run/metrics', {
+  app.get<{ Params: RunParams; Querystring: Static<typeof METRICS_QUERY> }>('/api/runs/:run/metrics', {
     schema: { params: RUN_PARAMS, querystring: METRICS_QUERY },
   }, async (req) => {
     if (!runs.get(req.params.run)) throw new RunError(`no run "${req.params.run}"`, 404);
@@ -30,8 +30,8 @@ export function registerMetricRoutes(ctx: AppContext): void {
   });
 
   // Connectivity: direct vs relayed exchanges, link failures and their reasons, failing peers.
-  app.get<{ Params: { run: string }; Querystring: { from?: number; to?: number } }>('/api/runs/:run/connectivity', {
-    schema: { params: RUN_PARAMS, querystring: { ...METRICS_QUERY, properties: { from: METRICS_QUERY.properties.from, to: METRICS_QUERY.properties.to } } },
+  app.get<{ Params: RunParams; Querystring: Static<typeof RANGE_QUERY> }>('/api/runs/:run/connectivity', {
+    schema: { params: RUN_PARAMS, querystring: RANGE_QUERY },
   }, async (req) => {
     if (!runs.get(req.params.run)) throw new RunError(`no run "${req.params.run}"`, 404);
     const { from = 0, to = clock.now() } = req.query;
@@ -40,7 +40,7 @@ export function registerMetricRoutes(ctx: AppContext): void {
     return { run: req.params.run, from, to, ...metrics.connectivity(req.params.run, from, to) };
   });
 
-  app.get<{ Params: { run: string } }>('/api/runs/:run/stream', { schema: { params: RUN_PARAMS } }, async (req, reply) => {
+  app.get<{ Params: RunParams }>('/api/runs/:run/stream', { schema: { params: RUN_PARAMS } }, async (req, reply) => {
     if (!runs.get(req.params.run)) throw new RunError(`no run "${req.params.run}"`, 404);
     const admitted = live.admit(req.params.run, addressKey(req.ip));
     if (typeof admitted !== 'function') return reply.code(admitted.status).send({ error: admitted.error });

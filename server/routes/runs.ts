@@ -1,8 +1,16 @@
 // Runs: read-only views for everyone; create / change / stop for the admin token only.
 import type { AppContext } from '../context.ts';
-import { CREATE_RUN_SCHEMA, RunError, UPDATE_RUN_SCHEMA, type CreateRun, type UpdateRun } from '../runs.ts';
-import { RUN_PARAMS, requireAdmin } from './guard.ts';
+import Type, { type Static } from 'typebox';
+import { CreateRun, RunError, UpdateRun } from '../runs.ts';
+import { RUN_PARAMS, requireAdmin, type RunParams } from './guard.ts';
 import type { RunInfo } from '../../src/protocol/messages.ts';
+
+const EVENTS_QUERY = Type.Object({
+  from: Type.Optional(Type.Integer({ minimum: 0, maximum: 1e14 })),
+  to: Type.Optional(Type.Integer({ minimum: 0, maximum: 1e14 })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000 })),
+  order: Type.Optional(Type.Enum(['asc', 'desc'])),
+}, { additionalProperties: false });
 
 export function registerRunRoutes(ctx: AppContext): void {
   const { app, runs, hub, events, datasets, clock } = ctx;
@@ -16,9 +24,9 @@ export function registerRunRoutes(ctx: AppContext): void {
 
   app.get('/api/runs', { schema: {} }, async () => ({ runs: runs.list().map(summary) }));
 
-  app.get<{ Params: { run: string } }>('/api/runs/:run', { schema: { params: RUN_PARAMS } }, async (req) => summary(getRun(req.params.run)));
+  app.get<{ Params: RunParams }>('/api/runs/:run', { schema: { params: RUN_PARAMS } }, async (req) => summary(getRun(req.params.run)));
 
-  app.post<{ Body: CreateRun }>('/api/runs', { onRequest: admin, schema: { body: CREATE_RUN_SCHEMA } }, async (req, reply) => {
+  app.post<{ Body: CreateRun }>('/api/runs', { onRequest: admin, schema: { body: CreateRun } }, async (req, reply) => {
     if (!datasets.manifest(req.body.dataset)) throw new RunError(`no dataset "${req.body.dataset}" on this coordinator`, 400);
     const run = runs.create(req.body);
     events.append(run.id, 'run-created', null, { run });
@@ -26,8 +34,8 @@ export function registerRunRoutes(ctx: AppContext): void {
     return reply.code(201).send(summary(run));
   });
 
-  app.patch<{ Params: { run: string }; Body: UpdateRun }>('/api/runs/:run', {
-    onRequest: admin, schema: { params: RUN_PARAMS, body: UPDATE_RUN_SCHEMA },
+  app.patch<{ Params: RunParams; Body: UpdateRun }>('/api/runs/:run', {
+    onRequest: admin, schema: { params: RUN_PARAMS, body: UpdateRun },
   }, async (req, reply) => {
     const before = getRun(req.params.run);
     // Training and wire settings are part of what peers must agree on (the config hash): peers
@@ -48,7 +56,7 @@ export function registerRunRoutes(ctx: AppContext): void {
     return reply.send(summary(run));
   });
 
-  app.post<{ Params: { run: string } }>('/api/runs/:run/stop', { onRequest: admin, schema: { params: RUN_PARAMS } }, async (req) => {
+  app.post<{ Params: RunParams }>('/api/runs/:run/stop', { onRequest: admin, schema: { params: RUN_PARAMS } }, async (req) => {
     const before = getRun(req.params.run);
     if (before.status === 'stopped') return summary(before);
     const run = runs.update(before.id, { status: 'stopped' });
@@ -58,23 +66,14 @@ export function registerRunRoutes(ctx: AppContext): void {
     return summary(run);
   });
 
-  app.get<{ Params: { run: string } }>('/api/runs/:run/peers', { schema: { params: RUN_PARAMS } }, async (req) => {
+  app.get<{ Params: RunParams }>('/api/runs/:run/peers', { schema: { params: RUN_PARAMS } }, async (req) => {
     getRun(req.params.run);
     const peers = hub.livePeers(req.params.run).map((id) => ({ id, step: hub.lastStep(id) }));
     return { peers, pool: hub.pool(req.params.run).size, pairs: hub.pool(req.params.run).stats };
   });
 
-  app.get<{ Params: { run: string }; Querystring: { from?: number; to?: number; limit?: number; order?: 'asc' | 'desc' } }>('/api/runs/:run/events', {
-    schema: {
-      params: RUN_PARAMS,
-      querystring: {
-        type: 'object', additionalProperties: false,
-        properties: {
-          from: { type: 'integer', minimum: 0 }, to: { type: 'integer', minimum: 0 }, limit: { type: 'integer', minimum: 1, maximum: 10000 },
-          order: { type: 'string', enum: ['asc', 'desc'] },
-        },
-      },
-    },
+  app.get<{ Params: RunParams; Querystring: Static<typeof EVENTS_QUERY> }>('/api/runs/:run/events', {
+    schema: { params: RUN_PARAMS, querystring: EVENTS_QUERY },
   }, async (req) => {
     getRun(req.params.run);
     const { from = 0, to = clock.now(), limit = 1000, order = 'asc' } = req.query;

@@ -12,9 +12,9 @@ export const FRAME_PATH = '/frame.html';
 
 /**
  * The policy of every page (and of the workers they start, which take the policy of their own
- * script's response). No inline or evaluated script anywhere: the schemas are checked by an
- * interpreter in the browser, not compiled with new Function. Inline styles stay allowed for
- * the pages' <style> blocks.
+ * script's response). No inline or evaluated script anywhere: the pages check messages with
+ * TypeBox's Value module, which interprets each schema rather than compiling it with new Function
+ * (src/protocol/check.ts). Inline styles stay allowed for the pages' <style> blocks.
  */
 const PAGE_POLICY = [
   "default-src 'self'", "script-src 'self'", "style-src 'self' 'unsafe-inline'", "img-src 'self' data: blob:",

@@ -38,7 +38,11 @@ export function canonicalJson(value: unknown): string {
   return '{' + keys.map((k) => JSON.stringify(k) + ':' + canonicalJson((value as Record<string, unknown>)[k])).join(',') + '}';
 }
 
+/** The shape of what configHash returns: 16 lowercase hex digits (schemas use the pattern). */
+export const CONFIG_HASH_PATTERN = '^[0-9a-f]{16}$';
+const CONFIG_HASH_RE = new RegExp(CONFIG_HASH_PATTERN);
+
 /** True for the 16-hex-digit strings configHash returns. */
 export function isConfigHash(s: unknown): s is string {
-  return typeof s === 'string' && /^[0-9a-f]{16}$/.test(s);
+  return typeof s === 'string' && CONFIG_HASH_RE.test(s);
 }

@@ -1,6 +1,6 @@
 // The coordinator's WebSocket protocol: every frame is one JSON object with a type tag `t`.
-// Types, JSON schemas and the validators live together so the server, the browser client and
-// the headless client accept exactly the same frames. Imports nothing outside src/protocol.
+// One schema per message for the server, the browser client and the headless client, so all
+// accept exactly the same frames. Imports nothing of ours outside src/protocol.
 //
 // Session (client → server, server → client):
 //   hello  → welcome            first frame; `session` resumes an earlier peer id
@@ -16,7 +16,13 @@
 //            peers-change       peers that joined and left since the last change (the full
 //                               list comes only in welcome)
 //            config / error
-import { jsonDepth, validateSchema, type Schema, type Validation } from './schema.ts';
+//
+// Each message is one TypeBox schema below and its TypeScript type is derived from it
+// (Static), so the type, the coordinator's check and the clients' check cannot drift apart
+// (docs/design.md section 5.4). What a schema cannot state (signal nesting) is checked right
+// after it, in the parse function.
+import Type, { type Static, type TProperties, type TSchema } from 'typebox';
+import { jsonDepth, schemaProblem } from './check.ts';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -35,106 +41,147 @@ export const DEFAULT_LIMITS = {
 export const ID_PATTERN = '^[a-z0-9][a-z0-9-]{0,39}$';
 export const PEER_ID_PATTERN = '^p-[0-9a-f]{16}$';
 export const COMPRESSIONS = ['none', 'fp16', 'bf16', 'int8'] as const;
-export type Compression = (typeof COMPRESSIONS)[number];
+export const Compression = Type.Enum(COMPRESSIONS);
+export type Compression = Static<typeof Compression>;
+
+// ---------- building blocks ----------
+
+/** An object that refuses fields it does not name (no field is silently dropped or ignored). */
+function strict<P extends TProperties>(properties: P) {
+  return Type.Object(properties, { additionalProperties: false });
+}
+const nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const count = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+const finite = (minimum: number, maximum: number) => Type.Number({ minimum, maximum });
+const peerId = Type.String({ pattern: PEER_ID_PATTERN });
+const text = (maxLength: number) => Type.String({ maxLength });
 
 // ---------- shared shapes (structurally equal to src/model's types; protocol imports nothing) ----
 
-export interface WireModelConfig { vocab: number; ctx: number; layers: number; d: number; heads: number }
+const WireModelConfig = strict({ vocab: count, ctx: count, layers: count, d: count, heads: count });
+export type WireModelConfig = Static<typeof WireModelConfig>;
 
-export interface WireTrainConfig {
-  batch: number; seqLen: number; lr: number; warmupSteps: number; totalSteps: number; minLrFrac: number;
-  weightDecay: number; beta1: number; beta2: number; eps: number; gradClip: number;
-  H: number; outerMomentum: number; outerLr: number; consensus: number;
-}
+const WireTrainConfig = strict({
+  batch: count, seqLen: count, lr: Type.Number(), warmupSteps: count, totalSteps: count, minLrFrac: Type.Number(),
+  weightDecay: Type.Number(), beta1: Type.Number(), beta2: Type.Number(), eps: Type.Number(), gradClip: Type.Number(),
+  H: count, outerMomentum: Type.Number(), outerLr: Type.Number(), consensus: Type.Number(),
+});
+export type WireTrainConfig = Static<typeof WireTrainConfig>;
 
-export type RunStatus = 'running' | 'stopped';
+export const RunStatus = Type.Enum(['running', 'stopped']);
+export type RunStatus = Static<typeof RunStatus>;
 
 /**
  * Which ICE candidates a run's volunteers may use: 'all', or 'relay' (only TURN relays, so no
  * peer ever learns another's address; every exchange then goes through the TURN server).
  */
 export const ICE_POLICIES = ['all', 'relay'] as const;
-export type IcePolicy = (typeof ICE_POLICIES)[number];
+export const IcePolicy = Type.Enum(ICE_POLICIES);
+export type IcePolicy = Static<typeof IcePolicy>;
 
 /** An RTCIceServer as the coordinator hands it out (TURN entries carry REST credentials). */
-export interface WireIceServer { urls: string[]; username?: string; credential?: string }
+const WireIceServer = strict({
+  urls: Type.Array(text(500), { maxItems: 32 }),
+  username: Type.Optional(text(500)),
+  credential: Type.Optional(text(500)),
+});
+export type WireIceServer = Static<typeof WireIceServer>;
 
 /** ICE servers for one peer; `expiresAt` (ms) is when its TURN credential stops working. */
-export interface WireIce { iceServers: WireIceServer[]; expiresAt: number | null }
+const WireIce = strict({ iceServers: Type.Array(WireIceServer, { maxItems: 32 }), expiresAt: nullable(count) });
+export type WireIce = Static<typeof WireIce>;
 
 /** The kinds of ICE candidate (RTCIceCandidateType). */
 export const CANDIDATE_TYPES = ['host', 'srflx', 'prflx', 'relay'] as const;
-export type CandidateType = (typeof CANDIDATE_TYPES)[number];
+const CandidateType = Type.Enum(CANDIDATE_TYPES);
+export type CandidateType = Static<typeof CandidateType>;
 
 /** What a volunteer needs to train on a run. */
-export interface RunInfo {
-  id: string;
-  name: string;
-  dataset: string;
-  preset: string;
-  model: WireModelConfig;
-  train: WireTrainConfig;
-  compression: Compression;
+const RunInfo = strict({
+  id: Type.String({ pattern: ID_PATTERN }),
+  name: text(200),
+  dataset: Type.String({ pattern: ID_PATTERN }),
+  preset: text(40),
+  model: WireModelConfig,
+  train: WireTrainConfig,
+  compression: Compression,
   /** Ready-pool wait as a fraction of the peer's own inner-loop time (docs/design.md section 3). */
-  pairWaitFrac: number;
+  pairWaitFrac: Type.Number(),
   /** Which ICE candidates the run's links may use (relay: TURN only, addresses stay hidden); absent = 'all'. */
-  icePolicy?: IcePolicy;
-  seed: number;
-  status: RunStatus;
-  createdAt: number;
-  updatedAt: number;
-}
+  icePolicy: Type.Optional(IcePolicy),
+  seed: count,
+  status: RunStatus,
+  createdAt: count,
+  updatedAt: count,
+});
+export type RunInfo = Static<typeof RunInfo>;
 
-export interface DataFileRef {
-  name: string;
+const DataFileRef = strict({
+  name: text(100),
   /** Path on the coordinator (relative URL). */
-  url: string;
-  sha256: string;
-  bytes: number;
+  url: text(300),
+  sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  bytes: count,
   /** Token element type of the file. */
-  dtype: 'u8' | 'u16' | 'u32';
-}
+  dtype: Type.Enum(['u8', 'u16', 'u32']),
+});
+export type DataFileRef = Static<typeof DataFileRef>;
 
 /** Which data a replica trains on: its own shard(s) and its own window seed. */
-export interface DataAssignment {
-  dataset: string;
-  train: DataFileRef[];
-  val: DataFileRef;
+const DataAssignment = strict({
+  dataset: Type.String({ pattern: ID_PATTERN }),
+  train: Type.Array(DataFileRef, { maxItems: 10_000 }),
+  val: DataFileRef,
   /** Indices into `train` this replica reads. */
-  shards: number[];
+  shards: Type.Array(count, { maxItems: 10_000 }),
   /** Seed of this replica's own window sampler. */
-  seed: number;
+  seed: count,
   /** Replica number within the run (order of first join). */
-  replica: number;
-}
+  replica: count,
+});
+export type DataAssignment = Static<typeof DataAssignment>;
 
-export interface CheckpointRef {
-  id: string;
-  step: number;
-  round: number;
-  sha256: string;
+const CheckpointRef = strict({
+  id: text(64),
+  step: count,
+  round: count,
+  sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
   /** State-frame download (src/protocol/state-frame.ts) for bootstrapping. */
-  stateUrl: string;
-}
+  stateUrl: text(300),
+});
+export type CheckpointRef = Static<typeof CheckpointRef>;
 
 // ---------- client → server ----------
 
-export interface HelloMsg {
-  t: 'hello';
-  v: number;
-  run?: string;
-  session?: string;
-  client?: { kind: 'browser' | 'node'; adapter?: string; version?: string };
-}
-export interface HeartbeatMsg { t: 'hb' }
-export interface SignalOutMsg { t: 'signal'; to: string; data: Record<string, unknown> }
-export interface ReadyMsg { t: 'ready'; round: number; waitMs: number }
+const HelloMsg = strict({
+  t: Type.Literal('hello'),
+  v: Type.Integer({ minimum: 0, maximum: 1000 }),
+  run: Type.Optional(Type.String({ pattern: ID_PATTERN })),
+  session: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
+  client: Type.Optional(strict({
+    kind: Type.Enum(['browser', 'node']),
+    adapter: Type.Optional(text(200)),
+    version: Type.Optional(text(40)),
+  })),
+});
+export type HelloMsg = Static<typeof HelloMsg>;
+const HeartbeatMsg = strict({ t: Type.Literal('hb') });
+/** Free-form JSON (a simple-peer signal), bounded by the frame size and by maxSignalDepth. */
+const SignalData = Type.Record(Type.String(), Type.Unknown());
+const SignalOutMsg = strict({ t: Type.Literal('signal'), to: peerId, data: SignalData });
+/** What the mesh puts in a signal's `data`: the link it belongs to, and simple-peer's own signal. */
+const MeshSignal = strict({ mesh: Type.Literal(1), cid: text(64), sig: Type.Unknown() });
+export type MeshSignal = Static<typeof MeshSignal>;
+const ReadyMsg = strict({ t: Type.Literal('ready'), round: count, waitMs: finite(1, 600_000) });
+
 /**
  * A loss on the wire. JSON has no NaN or Infinity, and a diverged replica must still be seen
  * (the dashboard's NaN alert), so a non-finite loss travels as its name; null = not measured.
  */
-export type NonFiniteLoss = 'NaN' | 'Infinity' | '-Infinity';
-export type WireLoss = number | NonFiniteLoss | null;
+const NonFiniteLoss = Type.Enum(['NaN', 'Infinity', '-Infinity']);
+export type NonFiniteLoss = Static<typeof NonFiniteLoss>;
+const WireLoss = Type.Union([finite(0, 1e6), NonFiniteLoss, Type.Null()]);
+export type WireLoss = Static<typeof WireLoss>;
 
 /** A measured loss (possibly NaN or ±Infinity) as it goes into a report. */
 export function lossToWire(x: number | null): WireLoss {
@@ -150,194 +197,164 @@ export function lossFromWire(x: WireLoss): number | null {
   return x;
 }
 
-export interface ReportFields {
-  /** Client time of the measurement (ms since epoch). */
-  time: number;
-  step: number;
-  round: number;
-  trainLoss: WireLoss;
-  valLoss: WireLoss;
-  tokensPerS: number;
-  bytesIn: number;
-  bytesOut: number;
-  partner: string | null;
-  /** L2 distance between our φ and the partner's φ at the last outer step. */
-  partnerDist: number | null;
-  adapter: string | null;
-  // Connectivity (optional on the wire: absent reads as null / 0).
-  /** Candidate types of the link this round's exchange used (ours, the partner's); null: none. */
-  linkLocal?: CandidateType | null;
-  linkRemote?: CandidateType | null;
-  /** Time that link took to open, ms (null: no link). */
-  connectMs?: number | null;
-  /** WebRTC links that failed to open since the previous report, and why the last one did. */
-  linkFailures?: number;
-  linkError?: string | null;
-}
-export interface ReportMsg extends ReportFields { t: 'report'; seq: number }
-export interface StateFailMsg { t: 'state-fail'; id: string; reason: string }
 /** Longest `linkError` of a report; the mesh's reason is cut to fit. */
 export const MAX_LINK_ERROR = 300;
 /** Longest `reason` of an offender report; the mesh's "code: detail" is cut to fit. */
 export const MAX_OFFENDER_REASON = 300;
-/** `peer` (never the sender itself) sent us a payload that failed validation. */
-export interface OffenderMsg { t: 'offender'; peer: string; reason: string }
 
-export type ClientMessage = HelloMsg | HeartbeatMsg | SignalOutMsg | ReadyMsg | ReportMsg | StateFailMsg | OffenderMsg;
+/** The fields of one metric row (a report is these plus `t` and `seq`). */
+const REPORT_FIELDS = {
+  /** Client time of the measurement (ms since epoch). */
+  time: finite(0, 1e14),
+  step: count,
+  round: count,
+  trainLoss: WireLoss,
+  valLoss: WireLoss,
+  tokensPerS: finite(0, 1e12),
+  bytesIn: count,
+  bytesOut: count,
+  partner: nullable(peerId),
+  /** L2 distance between our φ and the partner's φ at the last outer step. */
+  partnerDist: nullable(finite(0, 1e12)),
+  adapter: nullable(text(200)),
+  // Connectivity (optional on the wire: absent reads as null / 0).
+  /** Candidate types of the link this round's exchange used (ours, the partner's); null: none. */
+  linkLocal: Type.Optional(nullable(CandidateType)),
+  linkRemote: Type.Optional(nullable(CandidateType)),
+  /** Time that link took to open, ms (null: no link). */
+  connectMs: Type.Optional(nullable(finite(0, 3_600_000))),
+  /** WebRTC links that failed to open since the previous report, and why the last one did. */
+  linkFailures: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })),
+  linkError: Type.Optional(nullable(text(MAX_LINK_ERROR))),
+};
+const ReportFields = strict(REPORT_FIELDS);
+export type ReportFields = Static<typeof ReportFields>;
+const ReportMsg = strict({ t: Type.Literal('report'), seq: count, ...REPORT_FIELDS });
+export type ReportMsg = Static<typeof ReportMsg>;
+const StateFailMsg = strict({ t: Type.Literal('state-fail'), id: text(64), reason: text(500) });
+/** `peer` (never the sender itself) sent us a payload that failed validation. */
+const OffenderMsg = strict({ t: Type.Literal('offender'), peer: peerId, reason: Type.String({ minLength: 1, maxLength: MAX_OFFENDER_REASON }) });
+export type OffenderMsg = Static<typeof OffenderMsg>;
+
+/** The schema of each client message, by its tag. */
+export const CLIENT_SCHEMAS = {
+  hello: HelloMsg, hb: HeartbeatMsg, signal: SignalOutMsg, ready: ReadyMsg, report: ReportMsg,
+  'state-fail': StateFailMsg, offender: OffenderMsg,
+};
+type ClientSchemas = typeof CLIENT_SCHEMAS;
+export type ClientMessage = { [K in keyof ClientSchemas]: Static<ClientSchemas[K]> }[keyof ClientSchemas];
 
 // ---------- server → client ----------
 
-export type ErrorCode =
-  | 'bad-json' | 'bad-message' | 'too-large' | 'rate-limited' | 'not-joined' | 'already-joined'
-  | 'bad-session' | 'unknown-run' | 'run-stopped' | 'unknown-peer' | 'bad-version' | 'server-full'
-  | 'timeout' | 'internal';
+const ErrorCode = Type.Enum([
+  'bad-json', 'bad-message', 'too-large', 'rate-limited', 'not-joined', 'already-joined',
+  'bad-session', 'unknown-run', 'run-stopped', 'unknown-peer', 'bad-version', 'server-full',
+  'timeout', 'internal',
+]);
+export type ErrorCode = Static<typeof ErrorCode>;
 
-export interface WelcomeMsg {
-  t: 'welcome';
-  peerId: string;
-  session: string;
-  resumed: boolean;
-  run: RunInfo;
-  assignment: DataAssignment;
-  checkpoint: CheckpointRef | null;
-  peers: string[];
+const peerList = Type.Array(peerId, { maxItems: 100_000 });
+const WelcomeMsg = strict({
+  t: Type.Literal('welcome'),
+  peerId,
+  session: Type.String({ minLength: 1, maxLength: 512 }),
+  resumed: Type.Boolean(),
+  run: RunInfo,
+  assignment: DataAssignment,
+  checkpoint: nullable(CheckpointRef),
+  peers: peerList,
   /** Those of `peers` still on probation (a new id; no bootstrap source). */
-  probation?: string[];
-  heartbeatMs: number;
-  limits: { maxMessageBytes: number; messagesPerSecond: number; burst: number };
+  probation: Type.Optional(peerList),
+  heartbeatMs: count,
+  limits: strict({ maxMessageBytes: count, messagesPerSecond: count, burst: count }),
   /** ICE servers for this peer's WebRTC links (STUN, TURN with short-lived credentials). */
-  ice?: WireIce;
-}
-export interface ErrorMsg { t: 'error'; code: ErrorCode; message: string; ref?: string; fatal?: boolean }
-export interface SignalInMsg { t: 'signal'; from: string; data: Record<string, unknown> }
+  ice: Type.Optional(WireIce),
+});
+export type WelcomeMsg = Static<typeof WelcomeMsg>;
+const ErrorMsg = strict({
+  t: Type.Literal('error'), code: ErrorCode, message: text(2000), ref: Type.Optional(text(100)), fatal: Type.Optional(Type.Boolean()),
+});
+export type ErrorMsg = Static<typeof ErrorMsg>;
+const SignalInMsg = strict({ t: Type.Literal('signal'), from: peerId, data: SignalData });
 /**
  * Live peers of the run that joined and left since the last change (the full list comes in
  * welcome); `probation`: ids now on probation (a new id; no bootstrap source), `trusted`: ids
  * that left it.
  */
-export interface PeersChangeMsg { t: 'peers-change'; joined: string[]; left: string[]; probation?: string[]; trusted?: string[] }
+const PeersChangeMsg = strict({
+  t: Type.Literal('peers-change'), joined: peerList, left: peerList,
+  probation: Type.Optional(peerList), trusted: Type.Optional(peerList),
+});
 /** `probation`: the partner is a new id on probation (judge its update with the stricter margin). */
-export interface PairedMsg { t: 'paired'; round: number; partner: string | null; initiator: boolean; probation?: boolean }
-export interface AckMsg { t: 'ack'; seq: number; duplicate?: boolean }
-export interface ConfigMsg { t: 'config'; run: RunInfo }
-export interface StateRequestMsg { t: 'state-request'; id: string; url: string }
-export interface IceMsg { t: 'ice'; ice: WireIce }
+const PairedMsg = strict({
+  t: Type.Literal('paired'), round: count, partner: nullable(peerId), initiator: Type.Boolean(), probation: Type.Optional(Type.Boolean()),
+});
+export type PairedMsg = Static<typeof PairedMsg>;
+const AckMsg = strict({ t: Type.Literal('ack'), seq: count, duplicate: Type.Optional(Type.Boolean()) });
+const ConfigMsg = strict({ t: Type.Literal('config'), run: RunInfo });
+const StateRequestMsg = strict({ t: Type.Literal('state-request'), id: text(64), url: text(300) });
+const IceMsg = strict({ t: Type.Literal('ice'), ice: WireIce });
 
-export type ServerMessage =
-  | WelcomeMsg | ErrorMsg | SignalInMsg | PeersChangeMsg | PairedMsg | AckMsg | ConfigMsg | StateRequestMsg | IceMsg;
-
-// ---------- schemas ----------
-
-const finite = (min: number, max: number): Schema => ({ type: 'number', minimum: min, maximum: max });
-/** A WireLoss: a number in [0, 1e6], null, or exactly "NaN", "Infinity" or "-Infinity". */
-const wireLoss: Schema = { type: ['number', 'string', 'null'], minimum: 0, maximum: 1e6, pattern: '^(?:NaN|-?Infinity)$' };
-const count: Schema = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER };
-const peerId: Schema = { type: 'string', pattern: PEER_ID_PATTERN };
-
-export const CLIENT_SCHEMAS: Record<ClientMessage['t'], Schema> = {
-  hello: {
-    type: 'object', additionalProperties: false, required: ['t', 'v'],
-    properties: {
-      t: { const: 'hello' },
-      v: { type: 'integer', minimum: 0, maximum: 1000 },
-      run: { type: 'string', pattern: ID_PATTERN },
-      session: { type: 'string', minLength: 1, maxLength: 512 },
-      client: {
-        type: 'object', additionalProperties: false, required: ['kind'],
-        properties: {
-          kind: { enum: ['browser', 'node'] },
-          adapter: { type: 'string', maxLength: 200 },
-          version: { type: 'string', maxLength: 40 },
-        },
-      },
-    },
-  },
-  hb: { type: 'object', additionalProperties: false, required: ['t'], properties: { t: { const: 'hb' } } },
-  signal: {
-    type: 'object', additionalProperties: false, required: ['t', 'to', 'data'],
-    properties: { t: { const: 'signal' }, to: peerId, data: { type: 'object' } },
-  },
-  ready: {
-    type: 'object', additionalProperties: false, required: ['t', 'round', 'waitMs'],
-    properties: { t: { const: 'ready' }, round: count, waitMs: finite(1, 600_000) },
-  },
-  report: {
-    type: 'object', additionalProperties: false,
-    required: ['t', 'seq', 'time', 'step', 'round', 'trainLoss', 'valLoss', 'tokensPerS', 'bytesIn', 'bytesOut', 'partner', 'partnerDist', 'adapter'],
-    properties: {
-      t: { const: 'report' },
-      seq: count,
-      time: finite(0, 1e14),
-      step: count,
-      round: count,
-      trainLoss: wireLoss,
-      valLoss: wireLoss,
-      tokensPerS: finite(0, 1e12),
-      bytesIn: count,
-      bytesOut: count,
-      partner: { type: ['string', 'null'], pattern: PEER_ID_PATTERN },
-      partnerDist: { type: ['number', 'null'], minimum: 0, maximum: 1e12 },
-      adapter: { type: ['string', 'null'], maxLength: 200 },
-      linkLocal: { enum: [...CANDIDATE_TYPES, null] },
-      linkRemote: { enum: [...CANDIDATE_TYPES, null] },
-      connectMs: { type: ['number', 'null'], minimum: 0, maximum: 3_600_000 },
-      linkFailures: { type: 'integer', minimum: 0, maximum: 100_000 },
-      linkError: { type: ['string', 'null'], maxLength: MAX_LINK_ERROR },
-    },
-  },
-  'state-fail': {
-    type: 'object', additionalProperties: false, required: ['t', 'id', 'reason'],
-    properties: { t: { const: 'state-fail' }, id: { type: 'string', maxLength: 64 }, reason: { type: 'string', maxLength: 500 } },
-  },
-  offender: {
-    type: 'object', additionalProperties: false, required: ['t', 'peer', 'reason'],
-    properties: { t: { const: 'offender' }, peer: peerId, reason: { type: 'string', minLength: 1, maxLength: MAX_OFFENDER_REASON } },
-  },
+/** The schema of each server message, by its tag. */
+export const SERVER_SCHEMAS = {
+  welcome: WelcomeMsg, error: ErrorMsg, signal: SignalInMsg, 'peers-change': PeersChangeMsg, paired: PairedMsg,
+  ack: AckMsg, config: ConfigMsg, 'state-request': StateRequestMsg, ice: IceMsg,
 };
+type ServerSchemas = typeof SERVER_SCHEMAS;
+export type ServerMessage = { [K in keyof ServerSchemas]: Static<ServerSchemas[K]> }[keyof ServerSchemas];
+
+// ---------- parsing ----------
+
+/** JSON text → the tagged message its schema accepts, or what was wrong. */
+function parseTagged<S extends Record<string, TSchema>>(
+  raw: string, schemas: S, what: string,
+): { ok: true; value: Static<S[keyof S]> } | { ok: false; code: 'bad-json' | 'bad-message'; error: string } {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch (err) {
+    return { ok: false, code: 'bad-json', error: `${what} is not JSON: ${(err as Error).message.slice(0, 120)}` };
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return { ok: false, code: 'bad-message', error: `${what} must be a JSON object` };
+  const t = (v as { t?: unknown }).t;
+  if (typeof t !== 'string' || !Object.prototype.hasOwnProperty.call(schemas, t)) {
+    return { ok: false, code: 'bad-message', error: `unknown message type ${JSON.stringify(t)?.slice(0, 40) ?? 'undefined'}; expected one of ${Object.keys(schemas).join(', ')}` };
+  }
+  const problem = schemaProblem(schemas[t]!, v, t);
+  if (problem !== null) return { ok: false, code: 'bad-message', error: problem };
+  return { ok: true, value: v as Static<S[keyof S]> };
+}
 
 /**
  * Parses and validates one client frame. Never throws: bad input gives an error code and a
- * message that names the field, which the server sends back verbatim.
+ * message that names the field ("ready.round must be >= 0, got -1"), which the server sends
+ * back verbatim.
  */
 export function parseClientMessage(
   raw: string,
   limits: { maxMessageBytes: number; maxSignalDepth: number } = DEFAULT_LIMITS,
 ): { ok: true; msg: ClientMessage } | { ok: false; code: ErrorCode; error: string } {
   if (raw.length > limits.maxMessageBytes) return { ok: false, code: 'too-large', error: `frame of ${raw.length} bytes exceeds ${limits.maxMessageBytes}` };
-  let v: unknown;
-  try {
-    v = JSON.parse(raw);
-  } catch (err) {
-    return { ok: false, code: 'bad-json', error: `frame is not JSON: ${(err as Error).message.slice(0, 120)}` };
+  const r = parseTagged(raw, CLIENT_SCHEMAS, 'frame');
+  if (!r.ok) return r;
+  const msg = r.value as ClientMessage;
+  if (msg.t === 'signal' && jsonDepth(msg.data, limits.maxSignalDepth) > limits.maxSignalDepth) {
+    return { ok: false, code: 'bad-message', error: `signal.data nests deeper than ${limits.maxSignalDepth}` };
   }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) return { ok: false, code: 'bad-message', error: 'frame must be a JSON object' };
-  const t = (v as { t?: unknown }).t;
-  if (typeof t !== 'string' || !Object.prototype.hasOwnProperty.call(CLIENT_SCHEMAS, t)) {
-    return { ok: false, code: 'bad-message', error: `unknown message type ${JSON.stringify(t)?.slice(0, 40) ?? 'undefined'}; expected one of ${Object.keys(CLIENT_SCHEMAS).join(', ')}` };
-  }
-  const r: Validation<ClientMessage> = validateSchema(CLIENT_SCHEMAS[t as ClientMessage['t']], v);
-  if (!r.ok) return { ok: false, code: 'bad-message', error: `${t}: ${r.error}` };
-  if (r.value.t === 'signal' && jsonDepth(r.value.data, limits.maxSignalDepth) > limits.maxSignalDepth) {
-    return { ok: false, code: 'bad-message', error: `signal: data nests deeper than ${limits.maxSignalDepth}` };
-  }
-  return { ok: true, msg: r.value };
+  return { ok: true, msg };
 }
 
-const SERVER_TYPES = new Set(['welcome', 'error', 'signal', 'peers-change', 'paired', 'ack', 'config', 'state-request', 'ice']);
+/** A relayed signal's `data` as the receiving mesh reads it, or what was wrong with it. */
+export function parseMeshSignal(data: unknown): { ok: true; value: MeshSignal } | { ok: false; error: string } {
+  const problem = schemaProblem(MeshSignal, data, 'signal.data');
+  return problem === null ? { ok: true, value: data as MeshSignal } : { ok: false, error: problem };
+}
 
 /**
- * Light check of a server frame for clients: the coordinator is trusted, but a proxy or a
- * version skew must fail with a message rather than a TypeError deep in the mesh.
+ * Checks a server frame for clients against the same schemas: the coordinator is trusted, but
+ * a proxy or a version skew must fail with a message rather than a TypeError deep in the mesh.
  */
 export function parseServerMessage(raw: string): { ok: true; msg: ServerMessage } | { ok: false; error: string } {
-  let v: unknown;
-  try {
-    v = JSON.parse(raw);
-  } catch (err) {
-    return { ok: false, error: `server frame is not JSON: ${(err as Error).message}` };
-  }
-  if (v === null || typeof v !== 'object' || !SERVER_TYPES.has((v as { t?: string }).t as string)) {
-    return { ok: false, error: `unknown server frame ${raw.slice(0, 80)}` };
-  }
-  return { ok: true, msg: v as ServerMessage };
+  const r = parseTagged(raw, SERVER_SCHEMAS, 'server frame');
+  return r.ok ? { ok: true, msg: r.value as ServerMessage } : { ok: false, error: r.error };
 }

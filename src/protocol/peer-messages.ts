@@ -1,106 +1,73 @@
 // Control messages between two peers on their data channel (JSON inside a type-2 frame).
-// Every message from the network passes parseControl before any field is read.
-import { DTYPES, payloadBytes, type Dtype } from './frame.ts';
-import { isConfigHash } from './hash.ts';
+// Every message from the network passes parseControl before any field is read. Each message
+// is one TypeBox schema, its type derived from it; what a schema cannot say (an announced byte
+// count that must match its dtype and length) is checked right after, in parseControl.
+import Type, { type Static, type TProperties } from 'typebox';
+import { DTYPES, payloadBytes } from './frame.ts';
+import { CONFIG_HASH_PATTERN } from './hash.ts';
 import { MessageError } from './errors.ts';
-
-/** What a sender promises about one tensor before its chunks follow. */
-export interface Announce {
-  /** Transfer id written in every chunk of this tensor. */
-  tid: number;
-  dtype: Dtype;
-  elements: number;
-  bytes: number;
-}
-
-export type ControlMessage =
-  /** First message on a new link: who I am and what I train. */
-  | { t: 'hello'; peer: string; runId: string; configHash: string; elements: number }
-  /** Coordinator unreachable: "I finished round `round`; be my partner?" */
-  | { t: 'pair-req'; round: number; nonce: number }
-  | { t: 'pair-ack'; nonce: number; ok: boolean; reason?: string }
-  /** Start of my half of an exchange: φ and Δ chunks follow. */
-  | { t: 'xchg'; round: number; phi: Announce; delta: Announce }
-  /** I stopped this exchange (deadline, rejection, shutdown): do not wait for me. */
-  | { t: 'abort'; round: number; reason: string }
-  /** A planned disconnect (rewiring), not a failure. */
-  | { t: 'bye' }
-  /** Bootstrap: send me φ, outer momentum and your step counters. */
-  | { t: 'state-req'; nonce: number }
-  | { t: 'state-offer'; nonce: number; ok: true; tensor: Announce; outerRound: number; innerStep: number }
-  | { t: 'state-offer'; nonce: number; ok: false; reason: string };
+import { schemaProblem } from './check.ts';
 
 const MAX_TEXT = 200;
 
+const strict = <P extends TProperties>(properties: P) => Type.Object(properties, { additionalProperties: false });
+const u32 = Type.Integer({ minimum: 0, maximum: 0xffffffff });
+const text = Type.String({ minLength: 1, maxLength: MAX_TEXT });
+
+/** What a sender promises about one tensor before its chunks follow. */
+const Announce = strict({
+  /** Transfer id written in every chunk of this tensor. */
+  tid: u32,
+  dtype: Type.Enum(Object.keys(DTYPES) as (keyof typeof DTYPES)[]),
+  elements: u32,
+  bytes: u32,
+});
+export type Announce = Static<typeof Announce>;
+
+/** The schema of each control message, by its tag. */
+export const CONTROL_SCHEMAS = {
+  /** First message on a new link: who I am and what I train. */
+  hello: strict({ t: Type.Literal('hello'), peer: text, runId: text, configHash: Type.String({ pattern: CONFIG_HASH_PATTERN }), elements: u32 }),
+  /** Coordinator unreachable: "I finished round `round`; be my partner?" */
+  'pair-req': strict({ t: Type.Literal('pair-req'), round: u32, nonce: u32 }),
+  'pair-ack': strict({ t: Type.Literal('pair-ack'), nonce: u32, ok: Type.Boolean(), reason: Type.Optional(text) }),
+  /** Start of my half of an exchange: φ and Δ chunks follow. */
+  xchg: strict({ t: Type.Literal('xchg'), round: u32, phi: Announce, delta: Announce }),
+  /** I stopped this exchange (deadline, rejection, shutdown): do not wait for me. */
+  abort: strict({ t: Type.Literal('abort'), round: u32, reason: text }),
+  /** A planned disconnect (rewiring), not a failure. */
+  bye: strict({ t: Type.Literal('bye') }),
+  /** Bootstrap: send me φ, outer momentum and your step counters. */
+  'state-req': strict({ t: Type.Literal('state-req'), nonce: u32 }),
+  'state-offer': Type.Union([
+    strict({ t: Type.Literal('state-offer'), nonce: u32, ok: Type.Literal(true), tensor: Announce, outerRound: u32, innerStep: u32 }),
+    strict({ t: Type.Literal('state-offer'), nonce: u32, ok: Type.Literal(false), reason: text }),
+  ]),
+};
+type ControlSchemas = typeof CONTROL_SCHEMAS;
+export type ControlMessage = { [K in keyof ControlSchemas]: Static<ControlSchemas[K]> }[keyof ControlSchemas];
+
 /** Validate a decoded JSON value against the message schemas; throws MessageError naming the field. */
 export function parseControl(value: unknown): ControlMessage {
-  const o = obj(value, 'message');
-  switch (o.t) {
-    case 'hello':
-      return {
-        t: 'hello', peer: text(o.peer, 'hello.peer'), runId: text(o.runId, 'hello.runId'),
-        configHash: hash(o.configHash, 'hello.configHash'), elements: u32(o.elements, 'hello.elements'),
-      };
-    case 'pair-req':
-      return { t: 'pair-req', round: u32(o.round, 'pair-req.round'), nonce: u32(o.nonce, 'pair-req.nonce') };
-    case 'pair-ack': {
-      const m: ControlMessage = { t: 'pair-ack', nonce: u32(o.nonce, 'pair-ack.nonce'), ok: bool(o.ok, 'pair-ack.ok') };
-      if (o.reason !== undefined) m.reason = text(o.reason, 'pair-ack.reason');
-      return m;
-    }
-    case 'xchg':
-      return {
-        t: 'xchg', round: u32(o.round, 'xchg.round'),
-        phi: announce(o.phi, 'xchg.phi'), delta: announce(o.delta, 'xchg.delta'),
-      };
-    case 'abort':
-      return { t: 'abort', round: u32(o.round, 'abort.round'), reason: text(o.reason, 'abort.reason') };
-    case 'bye':
-      return { t: 'bye' };
-    case 'state-req':
-      return { t: 'state-req', nonce: u32(o.nonce, 'state-req.nonce') };
-    case 'state-offer': {
-      const nonce = u32(o.nonce, 'state-offer.nonce');
-      if (bool(o.ok, 'state-offer.ok')) {
-        return {
-          t: 'state-offer', nonce, ok: true, tensor: announce(o.tensor, 'state-offer.tensor'),
-          outerRound: u32(o.outerRound, 'state-offer.outerRound'), innerStep: u32(o.innerStep, 'state-offer.innerStep'),
-        };
-      }
-      return { t: 'state-offer', nonce, ok: false, reason: text(o.reason, 'state-offer.reason') };
-    }
-    default:
-      throw new MessageError(`unknown control message type ${JSON.stringify(o.t)?.slice(0, 40)}`);
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new MessageError('control message must be an object');
+  const t = (value as { t?: unknown }).t;
+  if (typeof t !== 'string' || !Object.prototype.hasOwnProperty.call(CONTROL_SCHEMAS, t)) {
+    throw new MessageError(`unknown control message type ${JSON.stringify(t)?.slice(0, 40)}`);
   }
+  const problem = schemaProblem(CONTROL_SCHEMAS[t as keyof ControlSchemas], value, t);
+  if (problem !== null) throw new MessageError(problem);
+  const m = value as ControlMessage;
+  if (m.t === 'xchg') {
+    checkAnnounce(m.phi, 'xchg.phi');
+    checkAnnounce(m.delta, 'xchg.delta');
+  } else if (m.t === 'state-offer' && m.ok) {
+    checkAnnounce(m.tensor, 'state-offer.tensor');
+  }
+  return m;
 }
 
-function announce(v: unknown, where: string): Announce {
-  const o = obj(v, where);
-  if (typeof o.dtype !== 'string' || !(o.dtype in DTYPES)) throw new MessageError(`${where}.dtype must be one of ${Object.keys(DTYPES).join('|')}`);
-  const a: Announce = { tid: u32(o.tid, where + '.tid'), dtype: o.dtype as Dtype, elements: u32(o.elements, where + '.elements'), bytes: u32(o.bytes, where + '.bytes') };
-  if (a.bytes !== payloadBytes(a.dtype, a.elements)) {
-    throw new MessageError(`${where}: ${a.elements} ${a.dtype} elements take ${payloadBytes(a.dtype, a.elements)} bytes, not ${a.bytes}`);
-  }
-  return a;
-}
-
-function obj(v: unknown, where: string): Record<string, unknown> {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new MessageError(`${where} must be an object`);
-  return v as Record<string, unknown>;
-}
-function u32(v: unknown, where: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new MessageError(`${where} must be a uint32, got ${String(v).slice(0, 40)}`);
-  return v;
-}
-function bool(v: unknown, where: string): boolean {
-  if (typeof v !== 'boolean') throw new MessageError(`${where} must be a boolean`);
-  return v;
-}
-function text(v: unknown, where: string): string {
-  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_TEXT) throw new MessageError(`${where} must be a string of 1..${MAX_TEXT} characters`);
-  return v;
-}
-function hash(v: unknown, where: string): string {
-  if (!isConfigHash(v)) throw new MessageError(`${where} must be 16 lowercase hex digits`);
-  return v;
+/** The byte count must be what `elements` values of `dtype` take. */
+function checkAnnounce(a: Announce, where: string): void {
+  const need = payloadBytes(a.dtype, a.elements);
+  if (a.bytes !== need) throw new MessageError(`${where}: ${a.elements} ${a.dtype} elements take ${need} bytes, not ${a.bytes}`);
 }

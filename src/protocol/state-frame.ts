@@ -9,43 +9,34 @@
 //   12  N bytes  JSON StateMeta, then zero padding to a multiple of 4
 //   ..  floats * 4 bytes  φ (f32 LE)
 //   ..  floats * 4 bytes  outer momentum (f32 LE)
-import { validateSchema, type Schema } from './schema.ts';
+import Type, { type Static } from 'typebox';
+import { schemaProblem } from './check.ts';
 import { ID_PATTERN } from './messages.ts';
 
 export const STATE_MAGIC = 'MRST';
 export const STATE_VERSION = 1;
 
-export interface StateMeta {
-  runId: string;
+const count = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+export const StateMeta = Type.Object({
+  runId: Type.String({ pattern: ID_PATTERN }),
   /** Inner steps this replica has taken. */
-  step: number;
+  step: count,
   /** Outer rounds this replica has completed. */
-  round: number;
+  round: count,
   /** Floats in each of φ and momentum (layout.total). */
-  floats: number;
+  floats: Type.Integer({ minimum: 1, maximum: 2 ** 30 }),
   /** Validation loss of φ if the peer measured it, else null. */
-  valLoss: number | null;
+  valLoss: Type.Union([Type.Number({ minimum: 0, maximum: 1e6 }), Type.Null()]),
   /** Tokens this replica has trained on. */
-  tokens: number;
-}
+  tokens: count,
+}, { additionalProperties: false });
+export type StateMeta = Static<typeof StateMeta>;
 
 export interface StateFrame {
   meta: StateMeta;
   phi: Float32Array;
   momentum: Float32Array;
 }
-
-const META_SCHEMA: Schema = {
-  type: 'object', additionalProperties: false, required: ['runId', 'step', 'round', 'floats', 'valLoss', 'tokens'],
-  properties: {
-    runId: { type: 'string', pattern: ID_PATTERN },
-    step: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
-    round: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
-    floats: { type: 'integer', minimum: 1, maximum: 2 ** 30 },
-    valLoss: { type: ['number', 'null'], minimum: 0, maximum: 1e6 },
-    tokens: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
-  },
-};
 
 const MAX_META = 4096;
 
@@ -98,9 +89,9 @@ export function decodeStateMeta(buf: Uint8Array): { meta: StateMeta; dataOffset:
   } catch (err) {
     throw new StateFrameError(`state frame header is not JSON: ${(err as Error).message}`);
   }
-  const r = validateSchema<StateMeta>(META_SCHEMA, raw);
-  if (!r.ok) throw new StateFrameError(`state frame header: ${r.error}`);
-  return { meta: r.value, dataOffset: padTo4(12 + n) };
+  const problem = schemaProblem(StateMeta, raw, 'meta');
+  if (problem !== null) throw new StateFrameError(`state frame header: ${problem}`);
+  return { meta: raw as StateMeta, dataOffset: padTo4(12 + n) };
 }
 
 export function decodeStateFrame(buf: Uint8Array): StateFrame {

@@ -4,6 +4,7 @@
 import { decodeFrame, encodeControl } from '../protocol/frame.ts';
 import { FrameError } from '../protocol/errors.ts';
 import { parseControl, type ControlMessage } from '../protocol/peer-messages.ts';
+import { parseMeshSignal, type MeshSignal } from '../protocol/messages.ts';
 import type { Signaling } from '../protocol/signaling.ts';
 import { isConfigHash } from '../protocol/hash.ts';
 import { DELTA_DTYPES, NO_COMPRESSION, PHI_DTYPES } from './compress.ts';
@@ -97,13 +98,6 @@ function resolveSettings(init: MeshInit): MeshSettings {
     compression,
     iceServers: init.iceServers ?? [],
   };
-}
-
-/** A relayed signal: simple-peer's data wrapped with the link it belongs to. */
-interface WrappedSignal {
-  mesh: 1;
-  cid: string;
-  sig: unknown;
 }
 
 const MAX_QUEUED_REPORTS = 100;
@@ -394,7 +388,7 @@ class MeshImpl implements Mesh, MeshCore {
     };
     this.conns.set(peer, c);
     link.on('signal', (sig) => {
-      const wrapped: WrappedSignal = { mesh: 1, cid, sig };
+      const wrapped: MeshSignal = { mesh: 1, cid, sig };
       this.signaling.sendSignal(peer, wrapped);
     });
     link.on('connect', () => {
@@ -413,11 +407,12 @@ class MeshImpl implements Mesh, MeshCore {
 
   private onSignal(from: string, data: unknown): void {
     if (this.destroyed || typeof from !== 'string' || from === this.signaling.peerId || this.banned.has(from)) return;
-    const w = data as Partial<WrappedSignal> | null;
-    if (!w || w.mesh !== 1 || typeof w.cid !== 'string' || w.cid.length > 64 || w.sig === undefined) {
-      this.logger.debug('ignoring a malformed relayed signal', { from });
+    const parsed = parseMeshSignal(data);
+    if (!parsed.ok) {
+      this.logger.debug('ignoring a malformed relayed signal', { from, error: parsed.error });
       return;
     }
+    const w = parsed.value;
     const existing = this.conns.get(from);
     if (existing && existing.cid === w.cid) { existing.link.signal(w.sig); return; }
     const h = this.held;

@@ -263,7 +263,8 @@ export class SignalingClient implements Signaling {
     ws.onmessage = (ev) => {
       if (typeof ev.data !== 'string') return;
       const r = parseServerMessage(ev.data);
-      if (!r.ok) return;
+      // A frame its schema refuses (a proxy, a version skew) is dropped, and said so.
+      if (!r.ok) return this.emit('error', { t: 'error', code: 'bad-message', message: `refused a coordinator frame: ${r.error}` });
       const m = r.msg;
       if (m.t === 'error' && m.fatal) closeReason = `${m.code}: ${m.message}`;
       this.onMessage(m);

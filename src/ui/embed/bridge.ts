@@ -6,34 +6,16 @@
 // the intensity and a tokens/s figure. No GPU name, no peer ids: the host site learns nothing it
 // could fingerprint the visitor with.
 //
-// Types only (erased at build time): embed.js must stay a dependency-free classic script.
+// Types only (erased at build time): embed.js must stay a dependency-free classic script. What
+// the host sends the frame is typed from its schema (bridge-schemas.ts), which the frame checks.
+export type { ConnectMsg, HostCommand } from './bridge-schemas.ts';
 
-export const CONNECT = 'murmur:connect';
 export const READY = 'murmur:ready';
 
 /** frame -> host, through window.postMessage to the parent (any origin: it carries nothing). */
 export interface ReadyMsg {
   type: typeof READY;
 }
-
-/** host -> frame, through window.postMessage, once; carries the port. */
-export interface ConnectMsg {
-  type: typeof CONNECT;
-  run: string;
-  /** The site owner's cap on intensity (0.1..1). */
-  maxIntensity: number;
-  intensity: number;
-}
-
-/**
- * host -> frame, over the port. There is no `start`: only a click on the frame's own button
- * starts training (the host page could forge any message it sends).
- */
-export type HostCommand =
-  | { cmd: 'pause' }
-  | { cmd: 'resume' }
-  | { cmd: 'stop' }
-  | { cmd: 'intensity'; value: number };
 
 export type WidgetPhase = 'checking' | 'unsupported' | 'ready' | 'starting' | 'training' | 'waiting' | 'paused' | 'stopped' | 'error';
 

@@ -6,25 +6,22 @@
 // pause, resume, stop and lower the intensity, never start.
 import type { TrainingController } from '../controllers/training-controller.ts';
 import { formatCount } from '../core/format.ts';
-import { CONNECT, READY, type ConnectMsg, type ReadyMsg, type FrameStatus, type HostCommand, type WidgetPhase } from './bridge.ts';
+import Value from 'typebox/value';
+import { READY, type ReadyMsg, type FrameStatus, type WidgetPhase } from './bridge.ts';
+import { ConnectMsg, HOST_COMMANDS, type HostCommand } from './bridge-schemas.ts';
 
-/** Parses the connect message; anything else from anyone is ignored. */
-export function parseConnect(data: unknown): ConnectMsg | null {
-  if (!data || typeof data !== 'object') return null;
-  const d = data as Record<string, unknown>;
-  if (d.type !== CONNECT || typeof d.run !== 'string') return null;
-  const num = (v: unknown, dflt: number) => (typeof v === 'number' && Number.isFinite(v) ? Math.min(1, Math.max(0.1, v)) : dflt);
-  return { type: CONNECT, run: d.run, maxIntensity: num(d.maxIntensity, 1), intensity: num(d.intensity, 0.5) };
+/** The connect message its schema accepts, with the intensities settled; anything else is ignored. */
+export function parseConnect(data: unknown): Required<ConnectMsg> | null {
+  if (!Value.Check(ConnectMsg, data)) return null;
+  const share = (v: number | undefined, dflt: number) => (v === undefined ? dflt : Math.max(0.1, v));
+  return { ...data, maxIntensity: share(data.maxIntensity, 1), intensity: share(data.intensity, 0.5) };
 }
 
+/** A command its schema accepts; anything else is ignored. */
 export function parseCommand(data: unknown): HostCommand | null {
-  if (!data || typeof data !== 'object') return null;
-  const d = data as Record<string, unknown>;
-  switch (d.cmd) {
-    case 'pause': case 'resume': case 'stop': return { cmd: d.cmd };
-    case 'intensity': return typeof d.value === 'number' && Number.isFinite(d.value) ? { cmd: 'intensity', value: d.value } : null;
-    default: return null;
-  }
+  const cmd = (data as { cmd?: unknown } | null)?.cmd;
+  if (typeof cmd !== 'string' || !Object.prototype.hasOwnProperty.call(HOST_COMMANDS, cmd)) return null;
+  return Value.Check(HOST_COMMANDS[cmd as keyof typeof HOST_COMMANDS], data) ? data as HostCommand : null;
 }
 
 /** What the host widget may show: a phase and one sentence, nothing identifying. */
@@ -89,7 +86,7 @@ function startButton(doc: Document): HTMLButtonElement {
  * awaits, so the parent is not kept waiting.
  */
 export function serveFrame(
-  make: (hello: ConnectMsg) => TrainingController | Promise<TrainingController>,
+  make: (hello: Required<ConnectMsg>) => TrainingController | Promise<TrainingController>,
   win: Window = window,
 ): Promise<TrainingController> {
   return new Promise((resolve, reject) => {
