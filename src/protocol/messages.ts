@@ -113,6 +113,12 @@ export interface CheckpointRef {
   step: number;
   round: number;
   sha256: string;
+  /**
+   * Validation loss of its φ as the coordinator measured it on the run's validation windows
+   * (server/checkpoint-validate.ts), never a peer's claim; a newcomer judges bootstrap states
+   * against it (maxStateLoss). Null: not known.
+   */
+  valLoss: number | null;
   /** State-frame download (src/protocol/state-frame.ts) for bootstrapping. */
   stateUrl: string;
 }
