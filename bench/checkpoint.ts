@@ -6,9 +6,17 @@
 // heartbeats and signals: its longest gap is the stall a peer would see.
 //
 //   npm run bench:checkpoint            (presets tiny, small, base; 3 rounds each, alternating)
+//   npm run bench:checkpoint -- --eval-only   (only the validation part below; keeps the rest)
 //
-// Prints a table and writes bench/results/checkpoint.json.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// Then what the coordinator's own validation of an upload costs (server/checkpoint-validate.ts):
+// the validation loss measured in a worker thread with the CPU reference model on the run's
+// windows (batch 8, seqLen = ctx, RUN_VAL_BATCHES batches), through the real CheckpointEvaluator
+// (worker start included) for micro and tiny, with the same 2 ms ticker watching the event loop.
+// small takes minutes on one core: one batch is timed and the whole estimated (×RUN_VAL_BATCHES);
+// base is estimated from small by forward FLOPs (bench/flops.ts), not measured.
+//
+// Prints tables and writes bench/results/checkpoint.json.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +26,12 @@ import { preset, trainConfig, type PresetName } from '../src/model/config.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
 import type { StateFrame } from '../src/protocol/state-frame.ts';
+import { CheckpointEvaluator } from '../server/checkpoint-validate.ts';
+import { DirDatasetSource, prepareMobyDick } from '../server/datasets.ts';
+import { RUN_VAL_BATCHES, validationBatches } from '../src/data/sampler.ts';
+import { ReferenceGPT } from '../src/model/reference.ts';
+import { initParams } from '../src/model/init.ts';
+import { stepFlops } from './flops.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PRESETS: PresetName[] = ['tiny', 'small', 'base'];
@@ -53,10 +67,12 @@ async function measure(op: () => Promise<void> | void): Promise<{ ms: number; st
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
+const evalOnly = process.argv.includes('--eval-only');
+const out = join(ROOT, 'bench', 'results', 'checkpoint.json');
 const dir = mkdtempSync(join(tmpdir(), 'murmur-bench-ckpt-'));
-const rows: Record<string, unknown>[] = [];
+const rows: Record<string, unknown>[] = evalOnly && existsSync(out) ? JSON.parse(readFileSync(out, 'utf8')).rows : [];
 try {
-  for (const name of PRESETS) {
+  for (const name of evalOnly ? [] : PRESETS) {
     const run = fakeRun(name);
     const floats = buildLayout(run.model).total;
     const frame = fakeFrame(floats);
@@ -101,9 +117,43 @@ console.log(head.map((h, i) => h.padEnd(w[i]!)).join('  '));
 console.log(w.map((n) => '-'.repeat(n)).join('  '));
 for (const b of body) console.log(b.map((c, i) => c.padEnd(w[i]!)).join('  '));
 
-const out = join(ROOT, 'bench', 'results', 'checkpoint.json');
+// ---- the coordinator's validation of an upload --------------------------------------------------
+
+const validation: Record<string, unknown>[] = [];
+const data = mkdtempSync(join(tmpdir(), 'murmur-bench-val-'));
+prepareMobyDick(data);
+const evaluator = new CheckpointEvaluator(new DirDatasetSource(data));
+let smallBatchMs = 0;
+for (const name of ['micro', 'tiny', 'small', 'base'] as PresetName[]) {
+  const run = { ...fakeRun(name), train: trainConfig({ batch: 8 }, preset(name)) } as RunInfo;
+  const phi = initParams(buildLayout(run.model), 1);
+  const tokens = run.train.batch * run.train.seqLen * RUN_VAL_BATCHES;
+  if (name === 'micro' || name === 'tiny') {
+    let loss = NaN;
+    const m = await measure(async () => { loss = await evaluator.measure(run, phi); });
+    validation.push({ preset: name, tokens, measured: true, ms: Math.round(m.ms), stall_ms: Math.round(m.stallMs), loss: +loss.toFixed(4) });
+  } else if (name === 'small') {
+    // One batch in this thread, the forward the worker runs RUN_VAL_BATCHES times.
+    const [batch] = validationBatches(evaluator.valTokens(run), run.train.batch, run.train.seqLen, 1);
+    const ref = new ReferenceGPT(buildLayout(run.model), 'f32');
+    const t0 = performance.now();
+    ref.forward(phi, batch!);
+    smallBatchMs = performance.now() - t0;
+    validation.push({ preset: name, tokens, measured: false, ms: Math.round(smallBatchMs * RUN_VAL_BATCHES), note: `${RUN_VAL_BATCHES} x one measured batch (${Math.round(smallBatchMs)} ms), in the test thread` });
+  } else {
+    const fwd = (p: PresetName) => stepFlops(preset(p), 8, preset(p).ctx) / 3;
+    validation.push({ preset: name, tokens, measured: false, ms: Math.round(smallBatchMs * (fwd(name) / fwd('small')) * RUN_VAL_BATCHES), note: 'small\'s batch time scaled by forward FLOPs' });
+  }
+  console.log(`validation ${name}: ${JSON.stringify(validation[validation.length - 1])}`);
+}
+await evaluator.close();
+rmSync(data, { recursive: true, force: true });
+
+console.log('\nthe coordinator measuring one upload\'s validation loss (CPU reference, worker thread; batch 8 x ctx, 4 batches)');
+for (const v of validation) console.log(`${String(v.preset).padEnd(6)} ${String(v.tokens).padStart(6)} tokens  ${String(v.ms).padStart(8)} ms${v.measured ? `  stall ${v.stall_ms} ms` : `  (estimate: ${v.note})`}`);
+
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, JSON.stringify({
-  generated: new Date().toISOString(), machine: { cpus: cpus().length, model: cpus()[0]?.model, loadavg: loadavg() }, rounds: ROUNDS, rows,
+  generated: new Date().toISOString(), machine: { cpus: cpus().length, model: cpus()[0]?.model, loadavg: loadavg() }, rounds: ROUNDS, rows, validation,
 }, null, 1) + '\n');
 console.log(`\nwrote ${out}`);

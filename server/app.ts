@@ -22,6 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { CheckpointScheduler } from './checkpoint-scheduler.ts';
 import Ajv from 'ajv';
 import { describeIssues, type SchemaIssue } from '../src/protocol/check.ts';
+import { CheckpointEvaluator } from './checkpoint-validate.ts';
 import type { AppContext } from './context.ts';
 import { registerRunRoutes } from './routes/runs.ts';
 import { registerMetricRoutes } from './routes/metrics.ts';
@@ -95,6 +96,7 @@ export interface Coordinator {
   events: EventLog;
   checkpoints: CheckpointStore;
   scheduler: CheckpointScheduler;
+  evaluator: CheckpointEvaluator;
   datasets: DatasetSource;
   adminToken: string;
   /** True on the first start of this data dir: the caller prints the token once. */
@@ -166,11 +168,12 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   const scheduler = new CheckpointScheduler({ hub, runs, events, clock, rng, logger }, {
     intervalMs: o.checkpointEveryMs, requestTimeoutMs: o.stateRequestTimeoutMs,
   });
+  const evaluator = new CheckpointEvaluator(datasets);
 
   await app.register(websocket, {
     options: { maxPayload: hubOptions.limits.maxMessageBytes },
   });
-  const ctx: AppContext = { app, db, hub, runs, metrics, live, events, checkpoints, scheduler, datasets, signer, adminToken: admin.value, clock };
+  const ctx: AppContext = { app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, datasets, signer, adminToken: admin.value, clock };
   registerSecurityHeaders(app, (run) => runs.embedSites(run));
   app.get('/health', { schema: {} }, async () => ({ ok: true, peers: hub.connectionCount(), time: clock.now() }));
   // Operators check a deployment's TURN with credentials of their own (`murmur ice-check`).
@@ -192,12 +195,13 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   });
   app.addHook('onClose', async () => {
     scheduler.stop();
+    await evaluator.close();
     metrics.flush();
   });
   scheduler.start();
 
   return {
-    app, db, hub, runs, metrics, live, events, checkpoints, scheduler, datasets,
+    app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, datasets,
     adminToken: admin.value, adminTokenCreated: admin.created,
     close: async () => {
       await app.close();

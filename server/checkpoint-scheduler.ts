@@ -1,7 +1,10 @@
-// Pulls checkpoints from live peers: on a schedule (and on an admin's request) it asks one live
-// peer of each running run — the one furthest ahead in inner steps — for its slow state.
+// Pulls checkpoints from live peers: on a schedule (and on an admin's request) it asks one peer
+// of each running run, chosen at random among those eligible for duty (PeerHub.eligibleForDuty:
+// off probation, with accepted exchanges) whose upload was never refused. Never by the step a
+// peer reports about itself: a peer that claims to be furthest ahead must not get the duty for it.
 // The peer answers by uploading a state frame over HTTP to the one-time URL it was given
-// (POST /api/peer/state/:id with its session token); a request that is not answered within
+// (POST /api/peer/state/:id with its session token); the upload is checked and measured
+// (server/checkpoint-validate.ts) before it is stored. A request that is not answered within
 // requestTimeoutMs lapses and is recorded as a failed checkpoint.
 import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
@@ -26,6 +29,8 @@ export interface SchedulerOptions {
 
 export class CheckpointScheduler {
   private readonly pending = new Map<string, PendingState>();
+  /** Peers whose upload failed the coordinator's checks: never asked again by this process. */
+  private readonly refused = new Set<string>();
   private timer: unknown = null;
 
   constructor(
@@ -57,18 +62,17 @@ export class CheckpointScheduler {
     return null;
   }
 
-  /** Asks the furthest live peer of `runId` for its state; null when no peer is live. */
+  /** Peers eligible for checkpoint duty in `runId` now (live, off probation, never refused). */
+  eligible(runId: string): string[] {
+    return this.d.hub.livePeers(runId).filter((p) => this.d.hub.eligibleForDuty(p) && !this.refused.has(p));
+  }
+
+  /** Asks a random eligible peer of `runId` for its state; null when no peer is eligible. */
   request(runId: string): PendingState | null {
     const existing = this.pendingFor(runId);
     if (existing) return existing;
-    const peers = this.d.hub.livePeers(runId);
-    if (peers.length === 0) return null;
-    let best = -Infinity;
-    let candidates: string[] = [];
-    for (const p of peers) {
-      const s = this.d.hub.lastStep(p);
-      if (s > best) { best = s; candidates = [p]; } else if (s === best) candidates.push(p);
-    }
+    const candidates = this.eligible(runId);
+    if (candidates.length === 0) return null;
     const peerId = candidates[Math.floor(this.d.rng() * candidates.length)] ?? candidates[0]!;
     const id = randomBytes(12).toString('hex');
     const timer = this.d.clock.setTimeout(() => this.fail(id, peerId, `no upload within ${this.o.requestTimeoutMs} ms`), this.o.requestTimeoutMs);
@@ -92,6 +96,22 @@ export class CheckpointScheduler {
     this.d.clock.clearTimeout(p.timer);
     this.pending.delete(id);
     return p;
+  }
+
+  /**
+   * The upload of a taken request failed the coordinator's own checks: a failed checkpoint event
+   * naming why, and this peer gets no checkpoint duty again.
+   */
+  reject(p: PendingState, reason: string): void {
+    this.refused.add(p.peerId);
+    this.d.events.append(p.runId, 'checkpoint-failed', p.peerId, { request: p.id, reason, rejected: true });
+    this.d.logger.warn({ run: p.runId, peer: p.peerId, request: p.id, reason }, 'checkpoint upload rejected');
+  }
+
+  /** The coordinator could not judge an upload (busy, closing): a failed checkpoint, no blame. */
+  abandon(p: PendingState, reason: string): void {
+    this.d.events.append(p.runId, 'checkpoint-failed', p.peerId, { request: p.id, reason });
+    this.d.logger.warn({ run: p.runId, peer: p.peerId, request: p.id, reason }, 'checkpoint failed');
   }
 
   private fail(id: string, peerId: string, reason: string): void {

@@ -260,7 +260,7 @@ export class CheckpointStore {
 
   ref(info: CheckpointInfo): CheckpointRef {
     return {
-      id: info.id, step: info.step, round: info.round, sha256: info.sha256,
+      id: info.id, step: info.step, round: info.round, sha256: info.sha256, valLoss: info.valLoss,
       stateUrl: `/api/runs/${info.runId}/checkpoints/${info.id}/state`,
     };
   }

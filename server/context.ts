@@ -5,6 +5,7 @@ import type { Clock } from '../src/protocol/clock.ts';
 import type { SessionSigner } from './auth.ts';
 import type { CheckpointScheduler } from './checkpoint-scheduler.ts';
 import type { CheckpointStore } from './checkpoints.ts';
+import type { CheckpointEvaluator } from './checkpoint-validate.ts';
 import type { DatasetSource } from './datasets.ts';
 import type { Db } from './db.ts';
 import type { EventLog } from './events.ts';
@@ -15,6 +16,6 @@ import type { RunStore } from './runs.ts';
 
 export type AppContext = {
   app: FastifyInstance; db: Db; hub: PeerHub; runs: RunStore; metrics: MetricsStore; live: LiveHub; events: EventLog;
-  checkpoints: CheckpointStore; scheduler: CheckpointScheduler; datasets: DatasetSource; signer: SessionSigner;
+  checkpoints: CheckpointStore; scheduler: CheckpointScheduler; evaluator: CheckpointEvaluator; datasets: DatasetSource; signer: SessionSigner;
   adminToken: string; clock: Clock;
 };

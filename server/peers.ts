@@ -35,7 +35,7 @@ import type { Clock } from '../src/protocol/clock.ts';
 import type { SessionSigner } from './auth.ts';
 import type { RunStore } from './runs.ts';
 import type { MetricsStore, ReportRow } from './metrics.ts';
-import { reportError } from './report-bounds.ts';
+import { maxStepNow, reportError } from './report-bounds.ts';
 import { OpenCounter, RateBudget, addressKey } from './address-budget.ts';
 import type { EventLog } from './events.ts';
 import type { LiveHub } from './live.ts';
@@ -249,6 +249,16 @@ export class PeerHub {
 
   lastStep(peerId: string): number {
     return this.byPeer.get(peerId)?.lastStep ?? -1;
+  }
+
+  /**
+   * The furthest step a live peer could have trained to by now (report-bounds.ts: from what it
+   * could have started from when it joined, at the fastest rate any device has); -1 when it is
+   * not live. An upload claiming more is refused.
+   */
+  maxStep(peerId: string): number {
+    const c = this.byPeer.get(peerId);
+    return c ? maxStepNow({ now: this.d.clock.now(), joinedAt: c.joinedAt, stepBase: c.stepBase }) : -1;
   }
 
   connectionCount(): number {

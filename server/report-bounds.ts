@@ -48,10 +48,16 @@ function lossError(name: string, v: WireLoss): string | null {
   return v >= MIN_LOSS && v <= MAX_LOSS ? null : `${name} ${v} is outside [${MIN_LOSS}, ${MAX_LOSS}], no cross-entropy this model can have`;
 }
 
+/** The furthest step this peer could have reached by `now`: also the bound on its checkpoint uploads. */
+export function maxStepNow(x: Pick<ReportContext, 'now' | 'joinedAt' | 'stepBase'>): number {
+  const sinceJoin = Math.max(0, x.now - x.joinedAt) / 1000;
+  return x.stepBase + Math.ceil(sinceJoin * MAX_STEPS_PER_S) + STEP_SLACK;
+}
+
 /** Null when the report could be true; otherwise what is impossible about it. */
 export function reportError(r: ReportFields & { seq: number }, x: ReportContext): string | null {
   const sinceJoin = Math.max(0, x.now - x.joinedAt) / 1000;
-  const maxStep = x.stepBase + Math.ceil(sinceJoin * MAX_STEPS_PER_S) + STEP_SLACK;
+  const maxStep = maxStepNow(x);
   if (r.step > maxStep) {
     return `step ${r.step} is more than this peer could have trained: at most ${maxStep} (from step ${x.stepBase} at ${MAX_STEPS_PER_S} steps/s for the ${sinceJoin.toFixed(1)} s since it joined)`;
   }

@@ -172,6 +172,9 @@ const CLAIMS: Claim[] = [
   rd('training step is 7.4×', () => json('step.json').rows[0].speedup),
   rd('(0.38× the bytes)', () => json('mesh.json').bytes_per_exchange.find((r: any) => r.preset === 'tiny' && r.compression === 'int8').vs_f32),
   bm('`tiny` sends 0.38×', () => json('mesh.json').bytes_per_exchange.find((r: any) => r.preset === 'tiny' && r.compression === 'int8').vs_f32),
+  // checkpoint.json: the coordinator's validation of an upload
+  bm('micro took 0.68 s', () => json('checkpoint.json').validation.find((r: any) => r.preset === 'micro').ms / 1000),
+  bm('tiny 5.07 s', () => json('checkpoint.json').validation.find((r: any) => r.preset === 'tiny').ms / 1000),
 ];
 
 function section(text: string, name: string): string {

@@ -12,7 +12,10 @@ import { preset } from '../src/model/config.ts';
 import { initParams } from '../src/model/init.ts';
 import { Rng } from '../src/model/rng.ts';
 import { encodeStateFrame, type StateFrame } from '../src/protocol/state-frame.ts';
-import { startServer, until, type TestServer } from './support/coordinator.ts';
+import { earnTrust, startServer, until, type TestServer } from './support/coordinator.ts';
+import { PROBATION_EXCHANGES } from '../server/peers.ts';
+import type { RunInfo } from '../src/protocol/messages.ts';
+import { valLoss } from './support/states.ts';
 
 const layout = buildLayout(preset('micro'));
 const sha = (a: Float32Array) => createHash('sha256').update(Buffer.from(a.buffer, a.byteOffset, a.byteLength)).digest('hex');
@@ -34,13 +37,17 @@ let s: TestServer;
 let client: SignalingClient;
 let state: StateFrame;
 beforeAll(async () => {
-  s = await startServer({ checkpointKeep: 2, stateRequestTimeoutMs: 2000 });
+  // Raw witnesses (earnTrust) have no inner loop for the pool to learn a cadence from: the plain rule.
+  s = await startServer({ checkpointKeep: 2, stateRequestTimeoutMs: 2000, hub: { pairPrediction: false } });
   expect((await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'm', dataset: 'moby-dick', preset: 'micro' } })).statusCode).toBe(201);
   state = peerState(5, 100);
   client = new SignalingClient({ url: s.url, run: 'm', WebSocket: WebSocket as unknown as WebSocketCtor, session: memorySessionStore() });
   client.setStateProvider(() => state);
   client.start();
   await until(() => client.connected, 5000, 'the peer to join');
+  // Only a peer off probation gets checkpoint duty.
+  await earnTrust(s.url, 'm', client, { exchanges: PROBATION_EXCHANGES, H: 50 });
+  await until(() => s.c.hub.eligibleForDuty(client.peerId!), 5000, 'the peer to leave probation');
 });
 afterAll(async () => {
   client?.stop();
@@ -60,7 +67,10 @@ async function takeCheckpoint(): Promise<Record<string, unknown>> {
 describe('checkpoints', () => {
   it('stores the peer state as safetensors that an independent reader sees as equal', async () => {
     const info = await takeCheckpoint();
-    expect(info).toMatchObject({ runId: 'm', step: 100, round: 10, valLoss: 3.25, tokens: 25600, peerId: client.peerId });
+    // The loss stored is the coordinator's own measurement of φ, not the 3.25 the peer claimed.
+    const run = (await s.c.app.inject({ method: 'GET', url: '/api/runs/m' })).json() as RunInfo;
+    const measured = valLoss(run, state.phi);
+    expect(info).toMatchObject({ runId: 'm', step: 100, round: 10, valLoss: measured, tokens: 25600, peerId: client.peerId });
     const dir = join(s.dataDir, 'checkpoints', 'm');
     const file = join(dir, info.file as string);
     const bytes = readFileSync(file);
@@ -68,7 +78,7 @@ describe('checkpoints', () => {
     expect(JSON.parse(readFileSync(join(dir, `${info.id}.json`), 'utf8'))).toEqual(info);
 
     const py = pyRead(file);
-    expect(py.metadata).toMatchObject({ format: 'murmur-checkpoint', version: '1', step: '100', round: '10', tokens: '25600', val_loss: '3.25', peer: client.peerId });
+    expect(py.metadata).toMatchObject({ format: 'murmur-checkpoint', version: '1', step: '100', round: '10', tokens: '25600', val_loss: String(measured), peer: client.peerId });
     expect(JSON.parse(py.metadata.model!)).toEqual(preset('micro'));
     expect(JSON.parse(py.metadata.train!).H).toBe(50);
     expect(Object.keys(py.tensors)).toHaveLength(2 * layout.tensors.length);
@@ -199,6 +209,8 @@ describe('checkpoints', () => {
     c.setStateProvider(() => new Promise(() => {}));
     c.start();
     await until(() => c.connected, 5000, 'the peer to join');
+    await earnTrust(s.url, 'm2', c, { exchanges: PROBATION_EXCHANGES, H: 50 });
+    await until(() => s.c.hub.eligibleForDuty(c.peerId!), 5000, 'the peer to leave probation');
     const r = await s.c.app.inject({ method: 'POST', url: '/api/runs/m2/checkpoints', headers: s.admin });
     expect(r.statusCode).toBe(202);
     const peerId = c.peerId;
@@ -212,14 +224,17 @@ describe('checkpoints', () => {
 
   it('takes checkpoints on its schedule and repairs the store after a crash', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'murmur-sched-'));
-    const s2 = await startServer({ checkpointEveryMs: 300, checkpointKeep: 3 }, {}, dir);
+    const s2 = await startServer({ checkpointEveryMs: 300, checkpointKeep: 3, hub: { pairPrediction: false } }, {}, dir);
     const c2 = new SignalingClient({ url: s2.url, WebSocket: WebSocket as unknown as WebSocketCtor });
     const tiny = buildLayout(preset('tiny'));
     c2.setStateProvider(() => ({ meta: { runId: 'default', step: 1, round: 0, floats: tiny.total, valLoss: null, tokens: 0 }, phi: initParams(tiny, 1), momentum: new Float32Array(tiny.total) }));
     c2.start();
     try {
-      // Generous: the bound catches a hang, not slowness (a tiny state is built, encoded and stored first).
-      await until(() => s2.c.checkpoints.list('default').length >= 1, 90_000, 'a scheduled checkpoint');
+      await until(() => c2.connected, 5000, 'the peer to join');
+      await earnTrust(s2.url, 'default', c2, { exchanges: PROBATION_EXCHANGES, H: 50 });
+      // Generous: the bound catches a hang, not slowness (a tiny state is built, encoded, measured
+      // by the coordinator on the CPU and stored first).
+      await until(() => s2.c.checkpoints.list('default').length >= 1, 180_000, 'a scheduled checkpoint');
     } finally {
       c2.stop();
       await s2.close();
@@ -248,5 +263,5 @@ describe('checkpoints', () => {
       await s3.close();
       rmSync(dir, { recursive: true });
     }
-  }, 300_000);
+  }, 400_000);
 });

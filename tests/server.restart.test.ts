@@ -12,7 +12,8 @@ import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../src/
 import { buildLayout } from '../src/model/layout.ts';
 import { preset } from '../src/model/config.ts';
 import { initParams } from '../src/model/init.ts';
-import { sleep, until } from './support/coordinator.ts';
+import { earnTrust, sleep, until } from './support/coordinator.ts';
+import { PROBATION_EXCHANGES } from '../server/peers.ts';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'murmur-restart-'));
 const children: ChildProcess[] = [];
@@ -71,6 +72,8 @@ describe('coordinator restart after kill -9', () => {
     try {
       await until(() => client.connected, 10_000, 'the volunteer to join');
       const peerId = client.peerId!;
+      // Only a peer off probation gets checkpoint duty; its reports on the way count as sent.
+      sent.push(...await earnTrust(first.url, 'r', client, { exchanges: PROBATION_EXCHANGES, H: 7 }));
       const fields = (step: number) => ({ time: Date.now(), step, round: step >> 3, trainLoss: 5, valLoss: null, tokensPerS: 100, bytesIn: 1, bytesOut: 1, partner: null, partnerDist: null, adapter: 'restart-test' });
 
       // A completed checkpoint.

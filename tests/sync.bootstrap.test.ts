@@ -95,6 +95,43 @@ describe('bootstrap from a live peer', () => {
   });
 });
 
+describe('a newcomer that cannot be poisoned or crashed', () => {
+  it('refuses a state whose round would overflow and one whose measured loss is too high, reports both, and joins from a good source', async () => {
+    const s = (swarm = new Swarm({ n: 3, transport: 'memory', elements: n, seed: 4, init: { neighbours: { min: 3, max: 4 } } }));
+    const overflow = { ...state(0), outerRound: 0xffffffff, innerStep: 0xffffffff };
+    const honest = state(1);
+    const poisoned = { ...honest, phi: honest.phi.map((x) => -x) };
+    s.peers[0]!.mesh.serveState(() => overflow);
+    s.peers[1]!.mesh.serveState(() => poisoned);
+    s.peers[2]!.mesh.serveState(null);
+    await s.connected(2);
+    const joiner = s.add('newcomer');
+    await s.connected(3, 10_000, [joiner]);
+    const offences: string[] = [];
+    joiner.mesh.on('offence', (e) => offences.push(`${e.peer}:${e.code}`));
+    // Stands in for the trainer's validation loss: the negated φ scores as badly as it did in the attack.
+    const measured: number[] = [];
+    const check = {
+      floats: n, maxLoss: 2.8,
+      measure: async (c: { phi: Float32Array }) => { const l = c.phi[0] === poisoned.phi[0] ? 7.98 : 2.3; measured.push(l); return l; },
+    };
+    // All three asked: the overflow refused before measuring, the poisoned by its loss, p2 declines.
+    expect(await joiner.mesh.bootstrap({ timeoutMs: 10_000, tries: 3, check })).toBeNull();
+    expect(offences.sort()).toEqual([`${s.peers[0]!.id}:bad-state`, `${s.peers[1]!.id}:bad-state`]);
+    expect(measured).toEqual([7.98]);
+
+    // joinRun goes on to the checkpoint: a bad one (round 2^53 - 1) is skipped, a fresh start follows;
+    // a good one is adopted. Nothing throws.
+    const refused: string[] = [];
+    const onRefused = (src: string, err: Error) => refused.push(`${src}: ${err.message}`);
+    const bad = { ...honest, outerRound: 2 ** 53 - 1 };
+    expect(await joinRun(joiner.mesh, { checkpoint: async () => bad, timeoutMs: 300, tries: 1, check, onRefused })).toEqual({ source: 'fresh', state: null });
+    expect(refused.join('; ')).toMatch(/checkpoint: .*round 9007199254740991 is outside/);
+    const got = await joinRun(joiner.mesh, { checkpoint: async () => honest, timeoutMs: 300, tries: 1, check, onRefused });
+    expect(got).toMatchObject({ source: 'checkpoint', state: { outerRound: honest.outerRound, innerStep: honest.innerStep } });
+  });
+});
+
 describe('housekeeping around transfers', () => {
   it('never trims a link while a state transfer runs on it', async () => {
     const s = (swarm = new Swarm({ n: 1, transport: 'memory', elements: n, init: { neighbours: { min: 1, max: 1 } }, verbose: !!process.env.DBG }));
@@ -152,6 +189,7 @@ describe('requestState', () => {
     const core = {
       clock: systemClock, random: () => 0, logger: silentLogger, isDestroyed: false, settings: { elements: 4 },
       eligibleNeighbours: () => ['p-0000000000000001'],
+      onProbation: () => false,
       conn: (peer: string) => ({ peer }),
       holding: <T>(_c: unknown, fn: () => Promise<T>) => fn(),
       randomU32: () => 7,

@@ -6,6 +6,7 @@ import { decodeStateFrame, encodeStateFrame, type StateFrame } from '../src/prot
 import type { Logger } from '../src/sync/components.ts';
 import { joinRunState, serveRunState, type ServedState } from '../src/sync/join.ts';
 import type { BootState, StateProvider } from '../src/sync/types.ts';
+import { checkState, type StateCheck } from '../src/sync/state-check.ts';
 import type { StateProvider as CheckpointProvider } from '../src/sync/signaling-client.ts';
 
 const FLOATS = 6;
@@ -15,9 +16,16 @@ class FakeMesh {
   asked: { timeoutMs?: number; tries?: number }[] = [];
   provider: StateProvider | null = null;
   constructor(private readonly answer: BootState | null = null) {}
-  async bootstrap(o: { timeoutMs?: number; tries?: number } = {}): Promise<BootState | null> {
-    this.asked.push(o);
-    return this.answer;
+  /** Like the mesh: the answer only if it passes the check (state-check.ts). */
+  async bootstrap(o: { timeoutMs?: number; tries?: number; check?: StateCheck } = {}): Promise<BootState | null> {
+    this.asked.push({ timeoutMs: o.timeoutMs, tries: o.tries });
+    if (!this.answer) return null;
+    try {
+      if (o.check) await checkState(this.answer, o.check, this.answer.from);
+      return this.answer;
+    } catch {
+      return null;
+    }
   }
   serveState(p: StateProvider | null): void { this.provider = p; }
 }
@@ -87,6 +95,44 @@ describe('joinRunState', () => {
       expect(client.fetched).toBe(1);
       if (why) expect(log.warnings.join('; ')).toMatch(why);
       else expect(log.warnings).toEqual([]);
+    }
+  });
+});
+
+describe('joinRunState checks every source before adopting it', () => {
+  const measureBy = (loss: (phi: Float32Array) => number) => async (s: { phi: Float32Array }) => loss(s.phi);
+
+  it('a peer\'s state with round 0xffffffff or a worse measured loss is refused; the checkpoint is taken', async () => {
+    const overflow: BootState = { from: 'p-1', phi: vec(1), momentum: vec(0), outerRound: 0xffffffff, innerStep: 0xffffffff };
+    const negated: BootState = { from: 'p-2', phi: vec(-1), momentum: vec(0), outerRound: 7, innerStep: 56 };
+    for (const peer of [overflow, negated]) {
+      const client = new FakeClient(checkpoint());
+      const got = await joinRunState(new FakeMesh(peer), client, {
+        runId: 'r1', floats: FLOATS, others: 1, maxLoss: 3, measure: measureBy((phi) => (phi[0]! < 0 ? 7.98 : 2.5)),
+      });
+      expect(got.source).toBe('checkpoint');
+      expect(got.state).toMatchObject({ from: 'checkpoint', outerRound: 100, innerStep: 800 });
+      expect(client.fetched).toBe(1);
+    }
+  });
+
+  it('a checkpoint with impossible counters, non-finite values or a worse measured loss is skipped: a fresh start, never a throw', async () => {
+    const nan = checkpoint();
+    nan.phi[2] = NaN;
+    const cases: [StateFrame, RegExp][] = [
+      [checkpoint({ round: 2 ** 53 - 1, step: 2 ** 53 - 1 }), /step 9007199254740991 is outside/],
+      [checkpoint({ round: 0xffffffff, step: 0xffffffff }), /step 4294967295 is outside/],
+      [checkpoint({ round: 900, step: 800 }), /round 900 is ahead of step 800/],
+      [nan, /non-finite/],
+      [checkpoint(), /validation loss 9\.0000, worse than the bound 3\.0000/],
+    ];
+    for (const [frame, why] of cases) {
+      const log = recorder();
+      const got = await joinRunState(new FakeMesh(), new FakeClient(frame), {
+        runId: 'r1', floats: FLOATS, others: 0, logger: log, maxLoss: 3, measure: measureBy(() => 9),
+      });
+      expect(got).toEqual({ source: 'fresh', state: null });
+      expect(log.warnings.join('; '), why.source).toMatch(why);
     }
   });
 });

@@ -13,7 +13,8 @@ import { WebSocket } from 'ws';
 import { build } from 'vite';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { CHROMIUM, CHROMIUM_ARGS, ROOT, pageErrors } from './support/browser.ts';
-import { startServer, until, type TestServer } from './support/coordinator.ts';
+import { earnTrustTogether, startServer, until, type TestServer } from './support/coordinator.ts';
+import { PROBATION_EXCHANGES } from '../server/peers.ts';
 import { SignalingClient, type WebSocketCtor } from '../src/sync/signaling-client.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { readSafetensors } from '../src/model/safetensors.ts';
@@ -49,8 +50,11 @@ async function volunteer(i: number): Promise<SignalingClient> {
 beforeAll(async () => {
   webRoot = mkdtempSync(join(tmpdir(), 'murmur-web-'));
   await build({ configFile: join(ROOT, 'vite.config.ts'), root: ROOT, logLevel: 'warn', build: { outDir: webRoot, emptyOutDir: true } });
-  server = await startServer({ webRoot });
+  // Scripted volunteers have no inner loop for the pool to learn a cadence from: the plain rule.
+  server = await startServer({ webRoot, hub: { pairPrediction: false } });
   for (let i = 0; i < 3; i++) volunteers.push(await volunteer(i));
+  // Only peers off probation get checkpoint duty: two of them earn it with each other.
+  await earnTrustTogether(volunteers[0]!, volunteers[1]!, { exchanges: PROBATION_EXCHANGES, H: 50 });
   let step = 0;
   const send = () => {
     if (hold) return;

@@ -9,11 +9,14 @@ import { decodeStateFrame } from '../src/protocol/state-frame.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
 import { buildLayout, type Layout } from '../src/model/layout.ts';
 import type { Logger } from '../src/sync/components.ts';
-import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
+import type { SignalingClient, WebSocketCtor } from '../src/sync/signaling-client.ts';
 import type { BootState, StateProvider } from '../src/sync/types.ts';
 import { CoordinatorVolunteerBackend, type RunMesh } from '../src/ui/browser/volunteer-backend.ts';
 import type { ExchangeResult, MeshStats, VolunteerSession } from '../src/ui/ports.ts';
-import { startServer, until, type TestServer } from './support/coordinator.ts';
+import { earnTrust, startServer, until, type TestServer } from './support/coordinator.ts';
+import { PROBATION_EXCHANGES } from '../server/peers.ts';
+import { initParams } from '../src/model/init.ts';
+import { valLoss } from './support/states.ts';
 import { FakeTrainer } from './support/ui-fakes.ts';
 
 const RUN = 'join';
@@ -24,7 +27,8 @@ let layout: Layout;
 const sessions: VolunteerSession[] = [];
 
 beforeAll(async () => {
-  s = await startServer();
+  // The trust witness has no inner loop for the pool to learn a cadence from: the plain rule.
+  s = await startServer({ hub: { pairPrediction: false } });
   const r = await s.c.app.inject({
     method: 'POST', url: '/api/runs', headers: s.admin,
     payload: { id: RUN, dataset: 'moby-dick', preset: 'micro', train: { H: 4, batch: 2 } },
@@ -49,7 +53,7 @@ class FakeRunMesh implements RunMesh {
   async exchange(): Promise<ExchangeResult> { return { partner: null, payload: null, partnerDist: null, bytesIn: 0, bytesOut: 0, solo: 'no-partner' }; }
   stats(): MeshStats { return { peers: 0, bytesIn: 0, bytesOut: 0 }; }
   async bootstrap(o: { timeoutMs?: number; tries?: number } = {}): Promise<BootState | null> {
-    this.asked.push(o);
+    this.asked.push({ timeoutMs: o.timeoutMs, tries: o.tries });
     return this.answer;
   }
   serveState(p: StateProvider | null): void { this.provider = p; }
@@ -58,16 +62,32 @@ class FakeRunMesh implements RunMesh {
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
-async function joinWith(answer: BootState | null, trainer = new FakeTrainer(0, P)) {
+/**
+ * A fake trainer whose φ is a real model's (the GPT-2 init, nudged at each outer step), so the
+ * coordinator's own measurement of what it serves is a real validation loss.
+ */
+class ModelTrainer extends FakeTrainer {
+  constructor() {
+    super(0, P);
+    this.phi = initParams(layout, 1);
+  }
+  override async applyOuter(partners: Parameters<FakeTrainer['applyOuter']>[0]): Promise<void> {
+    await super.applyOuter(partners);
+    this.phi = this.phi.map((v) => v - 1 + 1e-4); // undo the fake's +1: a small, real step
+  }
+}
+
+async function joinWith(answer: BootState | null, trainer: FakeTrainer = new ModelTrainer()) {
   const mesh = new FakeRunMesh(answer);
+  let signaling: SignalingClient | null = null;
   const backend = new CoordinatorVolunteerBackend({
     baseUrl: s.url, runId: RUN, WebSocket: WebSocket as unknown as WebSocketCtor, bootstrapTimeoutMs: 500, logger: quiet,
     createTrainer: async () => trainer,
-    createMesh: async () => mesh,
+    createMesh: async (a) => { signaling = a.signaling; return mesh; },
   });
   const session = await backend.join();
   sessions.push(session);
-  return { session, mesh, trainer };
+  return { session, mesh, trainer, signaling: signaling! as SignalingClient };
 }
 
 /** One outer round as the TrainingController drives it (H inner steps, then a solo outer step). */
@@ -112,8 +132,10 @@ describe('the browser volunteer joins a run and serves its state', () => {
   });
 
   it('uploads its last outer state when the coordinator pulls a checkpoint', async () => {
-    const { session, trainer } = first;
-    const val = await session.trainer.evaluate();
+    const { session, trainer, signaling } = first;
+    // Only a peer off probation gets checkpoint duty: the page earns it through its own client.
+    await earnTrust(s.url, RUN, signaling, { exchanges: PROBATION_EXCHANGES, H: run.train.H });
+    await until(() => s.c.hub.eligibleForDuty(session.peerId), 5000, 'the page to leave probation');
     const req = await s.c.app.inject({ method: 'POST', url: `/api/runs/${RUN}/checkpoints`, headers: s.admin });
     expect(req.statusCode).toBe(202);
     expect(req.json().peerId).toBe(session.peerId);
@@ -122,7 +144,8 @@ describe('the browser volunteer joins a run and serves its state', () => {
       return list.checkpoints[0];
     }, 10_000, 'the checkpoint upload');
     expect(ckpt).toMatchObject({ peerId: session.peerId, step: 2 * run.train.H, round: 2, tokens: 2 * run.train.H * run.train.batch * run.train.seqLen });
-    expect(ckpt.valLoss).toBeCloseTo(val, 5);
+    // The stored loss is the coordinator's measurement of the φ served.
+    expect(ckpt.valLoss).toBe(valLoss(run, trainer.phi));
     const res = await s.c.app.inject({ method: 'GET', url: `/api/runs/${RUN}/checkpoints/${ckpt.id}/state` });
     const frame = decodeStateFrame(new Uint8Array(res.rawPayload));
     expect(tensors(frame.phi)).toEqual(tensors(trainer.phi));

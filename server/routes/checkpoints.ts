@@ -1,5 +1,7 @@
 // Checkpoint listing, downloads (the checkpoint file, a bootstrap state frame, the Hugging Face
-// export), admin request / delete, and the peers' state upload.
+// export), admin request / delete, and the peers' state upload. Only an upload that passed the
+// coordinator's own checks and measurement (server/checkpoint-validate.ts) is ever stored, so
+// the list, the downloads and the welcome's newest checkpoint serve nothing else.
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -12,6 +14,7 @@ import type { CheckpointInfo, DerivedKind } from '../checkpoints.ts';
 import { buildLayout } from '../../src/model/layout.ts';
 import { PRESETS } from '../../src/model/config.ts';
 import { decodeStateFrame, stateFrameBytes, StateFrameError } from '../../src/protocol/state-frame.ts';
+import { measuredLossError, uploadCounterError, uploadShapeError } from '../checkpoint-validate.ts';
 
 const CKPT_PARAMS = Type.Object({ run: RUN_ID, ckpt: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,63}$' }) }, { additionalProperties: false });
 /** A state request's id (the scheduler's 12 random bytes in hex). */
@@ -23,7 +26,7 @@ const STATE_HEADER_MAX = 4096;
 const MAX_STATE_BYTES = Math.max(...Object.values(PRESETS).map((c) => stateFrameBytes(buildLayout(c).total, STATE_HEADER_MAX)));
 
 export function registerCheckpointRoutes(ctx: AppContext): void {
-  const { app, runs, checkpoints, scheduler, events, signer, clock } = ctx;
+  const { app, runs, checkpoints, scheduler, events, signer, clock, hub, evaluator } = ctx;
   const admin = requireAdmin(ctx.adminToken);
 
   const find = (runId: string, id: string): CheckpointInfo => {
@@ -54,7 +57,7 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
     if (!run) throw new RunError(`no run "${req.params.run}"`, 404);
     if (run.status !== 'running') throw new RunError(`run ${run.id} is stopped`, 409);
     const p = scheduler.request(run.id);
-    if (!p) throw new RunError(`run ${run.id} has no live peer to take a checkpoint from`, 409);
+    if (!p) throw new RunError(`run ${run.id} has no peer eligible to serve a checkpoint (live, off probation, never refused)`, 409);
     return reply.code(202).send({ request: p.id, peerId: p.peerId });
   });
 
@@ -143,18 +146,32 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
         if (err instanceof StateFrameError) return reply.code(400).send({ error: err.message });
         throw err;
       }
-      const total = buildLayout(run.model).total;
-      if (frame.meta.runId !== run.id) return reply.code(400).send({ error: `state is for run ${frame.meta.runId}, the request was for ${run.id}` });
-      if (frame.meta.floats !== total) return reply.code(400).send({ error: `state has ${frame.meta.floats} floats; run ${run.id} (${run.preset}) needs ${total}` });
-      for (const a of [frame.phi, frame.momentum]) {
-        for (let i = 0; i < a.length; i++) {
-          if (!Number.isFinite(a[i]!)) return reply.code(400).send({ error: `state holds a non-finite value at float ${i}; not saved` });
-        }
-      }
+      // Checks 1-2 (server/checkpoint-validate.ts): a malformed upload leaves the request open.
+      const shape = uploadShapeError(run, frame);
+      if (shape) return reply.code(400).send({ error: shape });
+      // Checks 3-4 judge what the peer served: the request is used up either way.
       scheduler.take(p.id, claims.p);
-      const info = await checkpoints.save(run, frame, claims.p, clock.now());
-      events.append(run.id, 'checkpoint-saved', claims.p, info);
-      req.log.info({ run: run.id, checkpoint: info.id, step: info.step, bytes: info.bytes }, 'checkpoint saved');
+      const refuse = (reason: string) => {
+        scheduler.reject(p, reason);
+        return reply.code(422).send({ error: `checkpoint rejected: ${reason}` });
+      };
+      const counters = uploadCounterError(frame, hub.maxStep(claims.p));
+      if (counters) return refuse(counters);
+      let measured: number;
+      try {
+        measured = await evaluator.measure(run, frame.phi);
+      } catch (err) {
+        const reason = `not evaluated: ${(err as Error).message}`;
+        scheduler.abandon(p, reason);
+        return reply.code(503).send({ error: reason });
+      }
+      const newest = checkpoints.latest(run.id);
+      const bad = measuredLossError(measured, newest?.valLoss ?? null, run.model.vocab);
+      if (bad) return refuse(bad);
+      // Stored with the coordinator's measurement: the peer's own figure is kept in the event only.
+      const info = await checkpoints.save(run, { ...frame, meta: { ...frame.meta, valLoss: measured } }, claims.p, clock.now());
+      events.append(run.id, 'checkpoint-saved', claims.p, { ...info, claimedValLoss: frame.meta.valLoss });
+      req.log.info({ run: run.id, checkpoint: info.id, step: info.step, bytes: info.bytes, valLoss: measured, evalMs: Math.round(evaluator.stats.lastMs) }, 'checkpoint saved');
       return reply.code(201).send(info);
     });
   });

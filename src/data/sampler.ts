@@ -49,6 +49,16 @@ export class WindowSampler {
 }
 
 /**
+ * Validation batches of a run: every replica and the coordinator evaluate on these same windows
+ * (the run's batch × seqLen, RUN_VAL_BATCHES of them), so their losses compare exactly.
+ */
+export const RUN_VAL_BATCHES = 4;
+
+export function runValidationBatches(tokens: Uint8Array, train: { batch: number; seqLen: number }): Batch[] {
+  return validationBatches(tokens, train.batch, train.seqLen, RUN_VAL_BATCHES);
+}
+
+/**
  * `count` batches of B windows of T+1 tokens, their starts spread evenly from the first to the
  * last possible one (windows overlap when the text is short). Deterministic.
  */

@@ -146,6 +146,12 @@ const CheckpointRef = strict({
   step: count,
   round: count,
   sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  /**
+   * Validation loss of its φ as the coordinator measured it on the run's validation windows
+   * (server/checkpoint-validate.ts), never a peer's claim; a newcomer judges bootstrap states
+   * against it (maxStateLoss). Null: not known.
+   */
+  valLoss: nullable(finite(0, 1e6)),
   /** State-frame download (src/protocol/state-frame.ts) for bootstrapping. */
   stateUrl: text(300),
 });

@@ -38,6 +38,40 @@ export interface StateFrame {
   momentum: Float32Array;
 }
 
+/**
+ * Largest step or round a state may carry. Counters grow by one round (and H steps) per outer
+ * step and cross the wire as uint32 (src/protocol/peer-messages.ts): a state at 0xffffffff would
+ * be adopted and then overflow on the next round. 2^31 leaves room for 2^31 more rounds, decades
+ * of training at any speed.
+ */
+export const MAX_STATE_COUNTER = 2 ** 31;
+
+/**
+ * How much worse than the newest accepted checkpoint (in nats of validation loss, measured on the
+ * run's fixed validation windows) a state may be and still be taken: by the coordinator for a
+ * checkpoint, by a newcomer for its starting state. docs/design.md section 6 gives the reasons.
+ */
+export const STATE_LOSS_MARGIN = 0.5;
+
+/** Null when a state's counters could be true; otherwise what is wrong with them. */
+export function stateCounterError(c: { step: number; round: number }): string | null {
+  for (const [name, v] of [['step', c.step], ['round', c.round]] as const) {
+    if (!(Number.isInteger(v) && v >= 0 && v <= MAX_STATE_COUNTER)) return `${name} ${String(v).slice(0, 24)} is outside [0, ${MAX_STATE_COUNTER}]`;
+  }
+  if (c.round > c.step + 1) return `round ${c.round} is ahead of step ${c.step}: every outer round takes at least one inner step`;
+  return null;
+}
+
+/**
+ * The validation loss a state may have at most: `margin` above the newest accepted checkpoint's
+ * (the coordinator's own measurement), and never above that of guessing uniformly over the
+ * vocabulary plus the margin (a fresh init scores about ln(vocab); worse than that is no model).
+ */
+export function maxStateLoss(newest: number | null, vocab: number, margin = STATE_LOSS_MARGIN): number {
+  const uniform = Math.log(vocab);
+  return (newest !== null && Number.isFinite(newest) ? Math.min(newest, uniform) : uniform) + margin;
+}
+
 const MAX_META = 4096;
 
 export class StateFrameError extends Error {

@@ -1,11 +1,13 @@
 // Joining a run mid-way: a new peer pulls φ, the outer momentum and the step counters from a
-// random live neighbour, as one 'state' tensor (φ ‖ m, f32) verified like any other transfer.
-// Without an answer the caller falls back to the coordinator's newest checkpoint.
+// random live neighbour (one off probation when it has one), as one 'state' tensor (φ ‖ m, f32)
+// verified like any other transfer, then checked before it is adopted (state-check.ts). Without
+// a state that passes, the caller falls back to the coordinator's newest checkpoint.
 import { FrameError } from '../protocol/errors.ts';
 import type { ControlMessage } from '../protocol/peer-messages.ts';
 import { sleep } from '../protocol/clock.ts';
 import { pick } from './components.ts';
-import { BootstrapError, LinkClosedError } from './errors.ts';
+import { BootstrapError, LinkClosedError, StateCheckError } from './errors.ts';
+import { checkState, type StateCheck } from './state-check.ts';
 import type { Conn, MeshCore } from './mesh-core.ts';
 import { Assembler, sendTensor } from './transfer.ts';
 import { allFinite } from './validate.ts';
@@ -19,19 +21,31 @@ const POLL_MS = 50;
 
 type StateOffer = Extract<ControlMessage, { t: 'state-offer' }>;
 
-export async function requestState(mesh: MeshCore, timeoutMs: number, tries: number): Promise<BootState | null> {
+/**
+ * Pulls a state from up to `tries` neighbours in turn, neighbours the coordinator trusts first
+ * (off probation), until one passes `check` (state-check.ts); a neighbour whose state fails is
+ * reported and not asked again. Null when none did in time.
+ */
+export async function requestState(mesh: MeshCore, timeoutMs: number, tries: number, check?: StateCheck): Promise<BootState | null> {
   const end = mesh.clock.now() + timeoutMs;
   const tried = new Set<string>();
+  const next = (): string | undefined => {
+    const open = mesh.eligibleNeighbours().filter((p) => !tried.has(p));
+    const trusted = open.filter((p) => !mesh.onProbation(p));
+    return pick(mesh.random, trusted.length > 0 ? trusted : open);
+  };
   for (let attempt = 0; attempt < tries; attempt++) {
     let peer: string | undefined;
-    while (!(peer = pick(mesh.random, mesh.eligibleNeighbours().filter((p) => !tried.has(p))))) {
+    while (!(peer = next())) {
       if (mesh.isDestroyed || mesh.clock.now() >= end) return null;
       await sleep(mesh.clock, POLL_MS);
     }
     const conn = mesh.conn(peer);
     try {
       if (!conn) throw new LinkClosedError(peer);
-      return await mesh.holding(conn, () => pullFrom(mesh, peer, end));
+      const got = await mesh.holding(conn, () => pullFrom(mesh, peer, end));
+      if (check) await checkState(got, check, `neighbour ${peer}`);
+      return got;
     } catch (err) {
       mesh.logger.info('bootstrap from a neighbour failed', { peer, error: String(err) });
       if (err instanceof LinkClosedError) {
@@ -43,7 +57,8 @@ export async function requestState(mesh: MeshCore, timeoutMs: number, tries: num
         continue;
       }
       tried.add(peer);
-      if (err instanceof FrameError) mesh.offence(peer, err.code, err.message);
+      if (err instanceof StateCheckError) mesh.offence(peer, 'bad-state', err.message);
+      else if (err instanceof FrameError) mesh.offence(peer, err.code, err.message);
       else if (err instanceof BootstrapError && err.message.includes('non-finite')) mesh.offence(peer, 'non-finite', err.message);
     }
   }

@@ -10,7 +10,7 @@ export type SyncErrorCode =
   | 'ERR_LINK_CLOSED'
   | 'ERR_TRANSFER_ABORTED'
   | 'ERR_COMPRESSION'
-  | 'ERR_BOOTSTRAP';
+  | 'ERR_BOOTSTRAP' | 'ERR_STATE_CHECK';
 
 export class SyncError extends CodedError<SyncErrorCode> {}
 
@@ -45,4 +45,8 @@ export class CompressionError extends SyncError {
 }
 export class BootstrapError extends SyncError {
   constructor(message: string, options?: { cause?: unknown }) { super('ERR_BOOTSTRAP', message, options); }
+}
+/** A bootstrap state (a peer's or a checkpoint's) failed the newcomer's checks (state-check.ts). */
+export class StateCheckError extends SyncError {
+  constructor(message: string, options?: { cause?: unknown }) { super('ERR_STATE_CHECK', message, options); }
 }

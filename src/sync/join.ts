@@ -30,6 +30,14 @@ export interface RunJoinOptions {
   others: number;
   /** How long to look for a live peer to copy from, when others are online. Default 15 s. */
   timeoutMs?: number;
+  /**
+   * Validation loss of a candidate state on the run's windows (it may load the candidate into
+   * the trainer; the caller loads what joinRunState returns, or its fresh state back). With
+   * `maxLoss`, a source whose state measures worse is refused (state-check.ts).
+   */
+  measure?: (s: Omit<BootState, 'from'>) => Promise<number>;
+  /** maxStateLoss(the coordinator's loss of its newest accepted checkpoint, vocab). */
+  maxLoss?: number;
   logger?: Logger;
 }
 
@@ -37,8 +45,10 @@ export const DEFAULT_BOOTSTRAP_TIMEOUT_MS = 15_000;
 
 /**
  * Where this peer's starting state comes from: a live peer, else the newest checkpoint, else
- * nothing (`state` null: keep the fresh init). A checkpoint that cannot be downloaded or does
- * not fit the layout is skipped with a warning rather than failing the join.
+ * nothing (`state` null: keep the fresh init). Each source's state is checked first
+ * (state-check.ts): a peer's that fails is reported and the next peer asked; a checkpoint that
+ * cannot be downloaded, does not fit the layout or fails the checks is skipped with a warning.
+ * Nothing a source serves fails the join.
  */
 export function joinRunState(
   mesh: Pick<Mesh, 'bootstrap'>,
@@ -52,6 +62,9 @@ export function joinRunState(
     // Each live peer asked at most once: peers that started together all decline ('no state
     // yet'), and waiting out the timeout for a peer that is not there helps nobody.
     tries: Math.max(1, Math.min(3, o.others)),
+    // Every source is checked before adoption: sizes, finite values, counters, and its measured loss.
+    check: { floats: o.floats, ...(o.measure && o.maxLoss !== undefined ? { measure: o.measure, maxLoss: o.maxLoss } : {}) },
+    onRefused: (source, err) => log.warn(`the ${source} failed the newcomer's checks (${err.message}); starting fresh`),
     checkpoint: async () => {
       let f: StateFrame | null;
       try {

@@ -83,6 +83,8 @@ export interface MeshCore {
   isBanned(peer: string): boolean;
   /** Open neighbours we may pair with. */
   eligibleNeighbours(): string[];
+  /** The coordinator says `peer` is a new id on probation (asked last for bootstrap state). */
+  onProbation(peer: string): boolean;
   /** Send a control message; false if the link is not open. */
   sendControl(peer: string, msg: ControlMessage): boolean;
   /** An open, greeted link to `peer`, connecting first if needed (as `initiator`). */

@@ -16,6 +16,7 @@ import { DeadlineEstimator, DEFAULT_DEADLINE } from './deadline.ts';
 import { ExchangeRun } from './exchange.ts';
 import type { Conn, MeshCore, MeshSettings } from './mesh-core.ts';
 import { requestState, serveState } from './bootstrap.ts';
+import type { StateCheck } from './state-check.ts';
 import { describeLinkFailure, simplePeerLinks, type LinkFactory, type RtcImplementation } from './links.ts';
 import type { TransferIdentity } from './transfer.ts';
 import { DEFAULT_VALIDATION, PartnerValidator } from './validate.ts';
@@ -50,8 +51,11 @@ export interface Mesh {
   exchange(round: number, payload: OuterPayload, opts: { waitMs: number }): Promise<ExchangeResult>;
   /** Answer new peers' bootstrap requests with snapshots from `provider` (null: refuse them). */
   serveState(provider: StateProvider | null): void;
-  /** Pull φ, outer momentum and step counters from a random live neighbour; null if none could. */
-  bootstrap(opts?: { timeoutMs?: number; tries?: number }): Promise<BootState | null>;
+  /**
+   * Pull φ, outer momentum and step counters from a random live neighbour (trusted ones first)
+   * whose state passes `check` (state-check.ts); null if none could.
+   */
+  bootstrap(opts?: { timeoutMs?: number; tries?: number; check?: StateCheck }): Promise<BootState | null>;
   stats(): MeshStats;
   /** Close every link and stop all timers. Safe to call twice. */
   destroy(): void;
@@ -129,6 +133,8 @@ class MeshImpl implements Mesh, MeshCore {
   private readonly strikes = new Map<string, number>();
   private readonly reports: [string, string][] = [];
   private livePeers: string[] = [];
+  /** Live peers the coordinator says are on probation. */
+  private probation = new Set<string>();
   /** Peers we dropped or that dropped us on purpose: not re-dialled by housekeeping until then. */
   private readonly cooldown = new Map<string, number>();
   private provider: StateProvider | null = null;
@@ -159,7 +165,11 @@ class MeshImpl implements Mesh, MeshCore {
     const s = this.signaling;
     this.unsubscribe.push(
       s.on('signal', (e) => this.onSignal(e.from, e.data)),
-      s.on('peers', (e) => { this.livePeers = e.peers.filter((p) => typeof p === 'string'); this.maintain(); }),
+      s.on('peers', (e) => {
+        this.livePeers = e.peers.filter((p) => typeof p === 'string');
+        this.probation = new Set(e.probation ?? []);
+        this.maintain();
+      }),
       s.on('open', () => { this.suspect = false; this.events.emit('coordinator', { up: true }); this.flushReports(); this.maintain(); }),
       s.on('close', () => { this.held = null; this.events.emit('coordinator', { up: false }); }),
       s.on('paired', (e) => { if (this.run && e.round === this.run.round) this.onPaired(e.partner); }),
@@ -203,9 +213,9 @@ class MeshImpl implements Mesh, MeshCore {
     this.provider = provider;
   }
 
-  bootstrap(opts: { timeoutMs?: number; tries?: number } = {}): Promise<BootState | null> {
+  bootstrap(opts: { timeoutMs?: number; tries?: number; check?: StateCheck } = {}): Promise<BootState | null> {
     if (this.destroyed) return Promise.reject(new MeshDestroyedError('bootstrap'));
-    return requestState(this, opts.timeoutMs ?? 30_000, opts.tries ?? 3);
+    return requestState(this, opts.timeoutMs ?? 30_000, opts.tries ?? 3, opts.check);
   }
 
   stats(): MeshStats {
@@ -284,6 +294,10 @@ class MeshImpl implements Mesh, MeshCore {
   /** Open neighbours we may pair with. */
   eligibleNeighbours(): string[] {
     return this.neighbours().filter((p) => !this.banned.has(p));
+  }
+
+  onProbation(peer: string): boolean {
+    return this.probation.has(peer);
   }
 
   /** Send a control message; false if the link is not open. */

@@ -11,5 +11,5 @@ export function runConfigHash(run: RunInfo): string {
   return configHash({ run: run.id, model: run.model, layout: layoutSignature(buildLayout(run.model)), H, outerMomentum, outerLr, consensus, compression: run.compression });
 }
 
-/** Fixed validation batches every replica evaluates, so their losses compare. */
-export const VAL_BATCHES = 4;
+/** Fixed validation batches every replica (and the coordinator) evaluates, so their losses compare. */
+export { RUN_VAL_BATCHES as VAL_BATCHES } from '../data/sampler.ts';

@@ -14,9 +14,9 @@ export type PeerListSource = Pick<SignalingClient, 'welcome' | 'peerId' | 'conne
 };
 
 export function withPeerReplay(client: PeerListSource): Signaling {
-  let last: string[] = client.welcome?.peers ?? [];
-  client.on('peers', (e) => { last = e.peers; });
-  client.on('close', () => { last = []; });
+  let last: SignalingEventMap['peers'] = { peers: client.welcome?.peers ?? [], ...(client.welcome?.probation ? { probation: client.welcome.probation } : {}) };
+  client.on('peers', (e) => { last = e; });
+  client.on('close', () => { last = { peers: [] }; });
   return {
     get peerId() { return client.peerId; },
     get connected() { return client.connected; },
@@ -26,9 +26,9 @@ export function withPeerReplay(client: PeerListSource): Signaling {
     ...(client.reportOffender ? { reportOffender: (peer: string, reason: string) => client.reportOffender!(peer, reason) } : {}),
     on<K extends keyof SignalingEventMap>(event: K, fn: (e: SignalingEventMap[K]) => void): () => void {
       const off = client.on(event, fn);
-      if (event === 'peers' && client.connected && last.length > 0) {
-        const peers = last.slice();
-        queueMicrotask(() => (fn as (e: SignalingEventMap['peers']) => void)({ peers }));
+      if (event === 'peers' && client.connected && last.peers.length > 0) {
+        const e = { ...last, peers: last.peers.slice() };
+        queueMicrotask(() => (fn as (e: SignalingEventMap['peers']) => void)(e));
       }
       return off;
     },

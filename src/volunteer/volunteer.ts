@@ -7,6 +7,7 @@
 //   -> join (state from a live peer, else the newest checkpoint, else fresh)
 //   -> loop { H inner steps in chunks -> outer round with one partner or solo -> report }
 import type { ReportFields, RunInfo, WelcomeMsg } from '../protocol/messages.ts';
+import { maxStateLoss } from '../protocol/state-frame.ts';
 import type { Signaling } from '../protocol/signaling.ts';
 import { silentLogger, type Logger } from '../sync/components.ts';
 import { createMesh, type Mesh } from '../sync/mesh.ts';
@@ -266,10 +267,22 @@ class HeadlessVolunteer implements Volunteer {
     })({ signaling: this.meshSignaling, rtc: this.c.rtc, logger: this.log });
     const others = welcome.peers.filter((p) => p !== welcome.peerId).length;
     const floats = this.backend.total;
+    // A candidate state is measured in the trainer itself; if none is adopted, the fresh init goes back.
+    const backend = this.backend;
+    const fresh = await backend.slowState();
+    /** The φ last loaded to be measured (undefined: none): adopting it needs no second load. */
+    let inTrainer: Float32Array | undefined;
     const joined = await joinRunState(this.mesh, this.signaling, {
       runId: run.id, floats, others, timeoutMs: this.settings.bootstrapTimeoutMs, logger: this.log,
+      maxLoss: maxStateLoss(welcome.checkpoint?.valLoss ?? null, run.model.vocab),
+      measure: async (s) => {
+        inTrainer = s.phi;
+        await backend.load({ phi: s.phi, momentum: s.momentum, innerStep: s.innerStep });
+        return backend.evaluate();
+      },
     });
-    if (joined.state) await this.adopt(joined.state);
+    if (joined.state) await this.adopt(joined.state, joined.state.phi === inTrainer);
+    else if (inTrainer) await backend.load({ ...fresh, innerStep: 0 });
     this.summary.joinedFrom = joined.source;
     this.log.info('joined the run', { source: joined.source, from: joined.state?.from ?? null, step: this.step, round: this.round });
     // From now on we serve newcomers (over the mesh) and checkpoints (over HTTP).
@@ -292,8 +305,9 @@ class HeadlessVolunteer implements Volunteer {
     }
   }
 
-  private async adopt(s: Omit<BootState, 'from'>): Promise<void> {
-    await this.backend!.load({ phi: s.phi, momentum: s.momentum, innerStep: s.innerStep });
+  /** Takes `s` as our state; `loaded`: the trainer holds it already (it was just measured). */
+  private async adopt(s: Omit<BootState, 'from'>, loaded = false): Promise<void> {
+    if (!loaded) await this.backend!.load({ phi: s.phi, momentum: s.momentum, innerStep: s.innerStep });
     this.step = this.stepAtOuter = s.innerStep;
     this.round = s.outerRound;
   }

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { buildApp, type AppDeps, type AppOptions, type Coordinator } from '../../server/app.ts';
-import type { ServerMessage } from '../../src/protocol/messages.ts';
+import type { ReportFields, ServerMessage } from '../../src/protocol/messages.ts';
+import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../../src/sync/signaling-client.ts';
 
 export interface TestServer {
   c: Coordinator;
@@ -148,5 +149,73 @@ export async function until<T>(fn: () => T | Promise<T>, ms = 5000, what = 'cond
     if (v) return v;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(20);
+  }
+}
+
+/** What earnTrust needs of a peer: a SignalingClient, or anything with its ready/report/events. */
+export interface TrustSeeker {
+  readonly peerId: string | null;
+  ready(round: number, waitMs: number): void;
+  report(fields: ReportFields): number;
+  on(event: 'paired', fn: (e: { round: number; partner: string | null }) => void): () => void;
+  on(event: 'peers', fn: (e: { peers: string[]; probation?: string[] }) => void): () => void;
+}
+
+/**
+ * Takes `a` and `b` (two peers of one run) off probation the way the coordinator's rule says
+ * (server/peers.ts): exchanges the ready pool paired them for and that both reported as paired
+ * with each other, until each has `exchanges` (PROBATION_EXCHANGES). Each round reports H steps
+ * of progress, as a real inner loop would. Resolves once `b` hears that `a` is trusted; returns
+ * the seqs of the reports each made.
+ */
+export async function earnTrustTogether(a: TrustSeeker, b: TrustSeeker, o: { exchanges: number; H: number }): Promise<{ a: number[]; b: number[] }> {
+  const [ia, ib] = [a.peerId!, b.peerId!];
+  const trusted = new Promise<void>((resolve) => {
+    const off = b.on('peers', (e) => { if (e.peers.includes(ia) && !(e.probation ?? []).includes(ia)) { off(); resolve(); } });
+  });
+  const seqs = { a: [] as number[], b: [] as number[] };
+  const answer = (p: TrustSeeker, round: number) => new Promise<string | null>((resolve) => {
+    const off = p.on('paired', (e) => { if (e.round === round) { off(); resolve(e.partner); } });
+  });
+  let done = 0;
+  for (let round = 0; done < o.exchanges; round++) {
+    if (round > 6 * o.exchanges) throw new Error(`earnTrust: only ${done} of ${o.exchanges} exchanges paired after ${round} rounds`);
+    const [pa, pb] = [answer(a, round), answer(b, round)];
+    a.ready(round, 3000);
+    b.ready(round, 3000);
+    const paired = (await pa) === ib && (await pb) === ia;
+    const step = (round + 1) * o.H;
+    const fields = (partner: string) => ({
+      time: Date.now(), step, round, trainLoss: 5, valLoss: null, tokensPerS: 100, bytesIn: 1, bytesOut: 1,
+      partner: paired ? partner : null, partnerDist: paired ? 0.5 : null, adapter: 'earn-trust',
+    });
+    seqs.a.push(a.report(fields(ib)));
+    seqs.b.push(b.report(fields(ia)));
+    if (paired) done++;
+  }
+  await trusted;
+  return seqs;
+}
+
+/**
+ * earnTrustTogether with a witness joined to the run for it, which leaves once `peer` is trusted
+ * (so it never takes checkpoint duty itself). Returns the seqs of the reports `peer` made.
+ */
+export async function earnTrust(url: string, run: string, peer: TrustSeeker, o: { exchanges: number; H: number }): Promise<number[]> {
+  const witness = new SignalingClient({ url, run, WebSocket: WebSocket as unknown as WebSocketCtor, session: memorySessionStore() });
+  witness.start();
+  try {
+    await until(() => witness.connected, 10_000, 'the trust witness to join');
+    const seqs = (await earnTrustTogether(peer, witness, o)).a;
+    // Gone once the coordinator tells `peer` it left: from then on it cannot be drawn for duty.
+    const id = witness.peerId!;
+    const left = new Promise<void>((resolve) => {
+      const off = peer.on('peers', (e) => { if (!e.peers.includes(id)) { off(); resolve(); } });
+    });
+    witness.stop();
+    await left;
+    return seqs;
+  } finally {
+    witness.stop();
   }
 }

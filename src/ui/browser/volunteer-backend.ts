@@ -7,6 +7,7 @@
 //   -> serve our last outer state to newcomers (mesh) and to checkpoint requests (coordinator)
 import { buildLayout } from '../../model/layout.ts';
 import { lossToWire, type RunInfo, type WelcomeMsg } from '../../protocol/messages.ts';
+import { maxStateLoss } from '../../protocol/state-frame.ts';
 import { consoleLogger, type Logger } from '../../sync/components.ts';
 import { joinRunState, serveRunState } from '../../sync/join.ts';
 import type { Mesh } from '../../sync/mesh.ts';
@@ -121,12 +122,24 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
     try {
       trainer = await this.init.createTrainer({ run, welcome, baseUrl: this.init.baseUrl });
       mesh = await this.init.createMesh({ run, signaling, welcome, otherPeers: () => others.length });
-      // The run's current state: a live peer's, else the newest checkpoint's, else the fresh init.
+      // The run's current state: a live peer's, else the newest checkpoint's, else the fresh init;
+      // each candidate measured in the trainer before it is adopted (src/sync/state-check.ts).
+      const t0 = trainer;
+      const fresh = await t0.outerState();
+      /** The φ last loaded to be measured (undefined: none): adopting it needs no second load. */
+      let inTrainer: Float32Array | undefined;
       const joined = await joinRunState(mesh, signaling, {
         runId: run.id, floats, others: others.length, timeoutMs: this.init.bootstrapTimeoutMs, logger: log,
+        maxLoss: maxStateLoss(welcome.checkpoint?.valLoss ?? null, run.model.vocab),
+        measure: async (c) => {
+          inTrainer = c.phi;
+          await t0.load({ phi: c.phi, momentum: c.momentum, innerStep: c.innerStep });
+          return t0.evaluate();
+        },
       });
       const s = joined.state;
-      if (s) await trainer.load({ phi: s.phi, momentum: s.momentum, innerStep: s.innerStep });
+      if (s && s.phi !== inTrainer) await trainer.load({ phi: s.phi, momentum: s.momentum, innerStep: s.innerStep });
+      else if (!s && inTrainer) await trainer.load(fresh);
       start = { source: joined.source, from: joined.source === 'peer' ? s!.from : null, step: s?.innerStep ?? 0, round: s?.outerRound ?? 0 };
       log.info('joined the run', { run: run.id, ...start });
     } catch (e) {

@@ -1,0 +1,142 @@
+// Checkpoints the coordinator checks itself (issue 15, docs/design.md section 6): an upload is
+// stored only after its counters are judged against what the peer could have trained and its
+// validation loss is MEASURED by the coordinator; the stored loss is that measurement, never
+// the peer's claim; only eligible peers (off probation, never refused) are asked; a rejected
+// upload is never listed, served as bootstrap state or exported.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readdirSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { WebSocket } from 'ws';
+import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../src/sync/signaling-client.ts';
+import { PROBATION_EXCHANGES } from '../server/peers.ts';
+import { STATE_LOSS_MARGIN, type StateFrame } from '../src/protocol/state-frame.ts';
+import type { RunInfo } from '../src/protocol/messages.ts';
+import { earnTrust, RawPeer, startServer, until, type TestServer } from './support/coordinator.ts';
+import { honestState, negated, valLoss } from './support/states.ts';
+
+let s: TestServer;
+const clients: SignalingClient[] = [];
+beforeAll(async () => {
+  // Raw witnesses have no inner loop for the pool to learn a cadence from: the plain rule.
+  s = await startServer({ stateRequestTimeoutMs: 60_000, hub: { pairPrediction: false } });
+});
+afterAll(async () => {
+  for (const c of clients) c.stop();
+  await s?.close();
+});
+
+async function newRun(id: string): Promise<RunInfo> {
+  const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id, dataset: 'moby-dick', preset: 'micro', train: { H: 10 } } });
+  expect(r.statusCode).toBe(201);
+  return r.json() as RunInfo;
+}
+
+/** A scripted peer of `run` that serves whatever `state()` returns, off probation unless told. */
+async function peer(run: string, state: () => StateFrame, trusted = true): Promise<SignalingClient> {
+  const c = new SignalingClient({ url: s.url, run, WebSocket: WebSocket as unknown as WebSocketCtor, session: memorySessionStore() });
+  clients.push(c);
+  c.setStateProvider(() => state());
+  c.start();
+  await until(() => c.connected, 5000, 'the peer to join');
+  if (trusted) {
+    await earnTrust(s.url, run, c, { exchanges: PROBATION_EXCHANGES, H: 10 });
+    await until(() => s.c.hub.eligibleForDuty(c.peerId!), 5000, 'the peer to be eligible for duty');
+  }
+  return c;
+}
+
+/** Asks the coordinator for a checkpoint of `run` from `c`; what the upload answered. */
+async function pull(run: string, c: SignalingClient): Promise<{ ok: boolean; error?: string }> {
+  const served = new Promise<{ ok: boolean; error?: string }>((resolve) => { const off = c.on('state-served', (e) => { off(); resolve(e); }); });
+  const r = await s.c.app.inject({ method: 'POST', url: `/api/runs/${run}/checkpoints`, headers: s.admin });
+  expect(r.statusCode, JSON.stringify(r.json())).toBe(202);
+  expect(r.json().peerId).toBe(c.peerId);
+  return served;
+}
+
+const failed = (run: string) => (s.c.db.prepare("SELECT peer_id AS peerId, data_json AS data FROM events WHERE run_id = ? AND kind = 'checkpoint-failed' ORDER BY id").all(run) as { peerId: string; data: string }[])
+  .map((e) => ({ peerId: e.peerId, ...JSON.parse(e.data) as { reason: string; rejected?: boolean } }));
+
+/** Nothing of `run` is listed, stored on disk, or offered to a newcomer. */
+async function nothingServed(run: string): Promise<void> {
+  expect((await s.c.app.inject({ method: 'GET', url: `/api/runs/${run}/checkpoints` })).json().checkpoints).toEqual([]);
+  const dir = join(s.dataDir, 'checkpoints', run);
+  expect(existsSync(dir) ? readdirSync(dir) : []).toEqual([]);
+  const { peer: p, welcome } = await RawPeer.join(s.wsUrl, { run });
+  p.close();
+  expect(welcome.checkpoint).toBeNull();
+}
+
+describe('checkpoints the coordinator checks itself', () => {
+  it('refuses a garbage upload after a huge claimed step, and garbage at a plausible step by its measured loss; nothing is listed, served or exported', async () => {
+    const run = await newRun('garbage');
+    const honest = honestState(run, 0);
+    let state: StateFrame = { ...honest, meta: { ...honest.meta, step: 2 ** 53 - 1, round: 2 ** 32 - 1, valLoss: 0.001 } };
+    const c = await peer('garbage', () => state);
+    const first = await pull('garbage', c);
+    expect(first.ok).toBe(false);
+    expect(first.error).toMatch(/422.*counters: step 9007199254740991 is outside/);
+    await nothingServed('garbage');
+
+    // The peer that served it is never asked again; a second one serves finite garbage at step 20.
+    expect((await s.c.app.inject({ method: 'POST', url: '/api/runs/garbage/checkpoints', headers: s.admin })).statusCode).toBe(409);
+    const garbage = new Float32Array(honest.phi.length);
+    for (let i = 0; i < garbage.length; i++) garbage[i] = 3 * Math.sin(i * 12.9898);
+    state = { meta: { ...honest.meta, step: 20, round: 2, valLoss: 0.001 }, phi: garbage, momentum: honest.momentum };
+    const c2 = await peer('garbage', () => state);
+    const second = await pull('garbage', c2);
+    expect(second.ok).toBe(false);
+    expect(second.error).toMatch(/422.*the coordinator measured a validation loss of/);
+    await nothingServed('garbage');
+    expect(failed('garbage')).toEqual([
+      expect.objectContaining({ peerId: c.peerId, rejected: true, reason: expect.stringMatching(/counters/) }),
+      expect.objectContaining({ peerId: c2.peerId, rejected: true, reason: expect.stringMatching(/measured a validation loss/) }),
+    ]);
+  });
+
+  it('stores an honest upload with the loss it measured, not the claim; refuses the same state with φ negated', async () => {
+    const run = await newRun('honest');
+    const good = honestState(run, 60);
+    const want = valLoss(run, good.phi);
+    expect(want).toBeLessThan(Math.log(256) - 1); // it did learn: the test means something
+    let state: StateFrame = { ...good, meta: { ...good.meta, valLoss: 0.001 } };
+    const c = await peer('honest', () => state);
+    expect(await pull('honest', c)).toMatchObject({ ok: true });
+    const [info] = (await s.c.app.inject({ method: 'GET', url: '/api/runs/honest/checkpoints' })).json().checkpoints;
+    expect(info).toMatchObject({ step: 60, peerId: c.peerId });
+    expect(info.valLoss).toBe(want);
+    const saved = s.c.db.prepare("SELECT data_json AS d FROM events WHERE run_id = 'honest' AND kind = 'checkpoint-saved'").get() as { d: string };
+    expect(JSON.parse(saved.d)).toMatchObject({ valLoss: want, claimedValLoss: 0.001 });
+    // A newcomer is told the coordinator's figure for the state it may bootstrap from.
+    const { peer: p, welcome } = await RawPeer.join(s.wsUrl, { run: 'honest' });
+    p.close();
+    expect(welcome.checkpoint).toMatchObject({ id: info.id, valLoss: want });
+
+    // φ negated: finite, the right shape, plausible counters; only its loss gives it away.
+    const bad = negated(good);
+    bad.meta.step = 70;
+    const badLoss = valLoss(run, bad.phi);
+    console.log(`coordinator's measurement: honest φ ${want.toFixed(4)}, φ negated ${badLoss.toFixed(4)} (bound ${(want + STATE_LOSS_MARGIN).toFixed(4)})`);
+    expect(badLoss).toBeGreaterThan(want + STATE_LOSS_MARGIN);
+    state = bad;
+    const r = await pull('honest', c);
+    expect(r.ok).toBe(false);
+    expect(r.error).toMatch(/above the bound/);
+    const list = (await s.c.app.inject({ method: 'GET', url: '/api/runs/honest/checkpoints' })).json().checkpoints;
+    expect(list.map((x: { id: string }) => x.id)).toEqual([info.id]);
+    expect(failed('honest').at(-1)).toMatchObject({ peerId: c.peerId, rejected: true });
+  });
+
+  it('asks only peers eligible for duty: none while the only peer is on probation', async () => {
+    await newRun('duty');
+    const good = honestState({ ...(await s.c.app.inject({ method: 'GET', url: '/api/runs/duty' })).json() as RunInfo }, 0);
+    const c = await peer('duty', () => good, false);
+    expect(s.c.hub.onProbation(c.peerId!)).toBe(true);
+    const r = await s.c.app.inject({ method: 'POST', url: '/api/runs/duty/checkpoints', headers: s.admin });
+    expect(r.statusCode).toBe(409);
+    expect(r.json().error).toMatch(/no peer eligible/);
+    await earnTrust(s.url, 'duty', c, { exchanges: PROBATION_EXCHANGES, H: 10 });
+    await until(() => s.c.hub.eligibleForDuty(c.peerId!), 5000, 'the peer to leave probation');
+    expect(await pull('duty', c)).toMatchObject({ ok: true });
+  });
+});

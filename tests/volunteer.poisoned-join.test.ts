@@ -1,0 +1,109 @@
+// Newcomers that cannot be poisoned or crashed (issue 15), with the real coordinator, real
+// WebRTC and CPU volunteers on `micro`: a newcomer offered (a) bootstrap states from live peers
+// with φ negated and round 0xffffffff, (b) a bad checkpoint, refuses them, joins from a good
+// source (the newest good checkpoint, or a fresh start) and keeps training. Before the
+// newcomer's checks it adopted the poison and then crashed ("round must be a uint32").
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import wrtc from '@roamhq/wrtc';
+import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../src/sync/signaling-client.ts';
+import { createMesh, type Mesh } from '../src/sync/mesh.ts';
+import { withPeerReplay } from '../src/volunteer/signaling.ts';
+import { runConfigHash } from '../src/volunteer/run-config.ts';
+import { runVolunteer, type RoundEvent, type Volunteer } from '../src/volunteer/volunteer.ts';
+import { buildLayout } from '../src/model/layout.ts';
+import type { RunInfo } from '../src/protocol/messages.ts';
+import type { Logger } from '../src/sync/components.ts';
+import type { BootState } from '../src/sync/types.ts';
+import { startServer, until, type TestServer } from './support/coordinator.ts';
+import { honestState, negated, valLoss } from './support/states.ts';
+
+let s: TestServer;
+const volunteers: Volunteer[] = [];
+const rogues: { client: SignalingClient; mesh: Mesh }[] = [];
+/** Rogue peer id -> states it sent to newcomers. */
+const served = new Map<string, number>();
+const components = { WebSocket: WebSocket as unknown as WebSocketCtor, rtc: wrtc };
+/** MURMUR_TEST_LOG=1 prints the newcomer's log. */
+const logged = (name: string): typeof components & { logger?: Logger } => {
+  if (!process.env.MURMUR_TEST_LOG) return components;
+  const line = (level: string) => (m: string, f?: Record<string, unknown>) => console.log(`${name} ${level} ${m} ${f ? JSON.stringify(f) : ''}`);
+  return { ...components, logger: { debug: () => {}, info: line('info'), warn: line('warn'), error: line('error') } };
+};
+
+beforeAll(async () => {
+  s = await startServer();
+});
+afterAll(async () => {
+  for (const v of volunteers) await v.stop().catch(() => {});
+  for (const r of rogues) { r.mesh.destroy(); r.client.stop(); }
+  await s?.close();
+});
+
+async function newRun(id: string): Promise<RunInfo> {
+  const r = await s.c.app.inject({
+    method: 'POST', url: '/api/runs', headers: s.admin,
+    payload: { id, dataset: 'moby-dick', preset: 'micro', train: { batch: 4, H: 5, lr: 3e-3, warmupSteps: 2 } },
+  });
+  expect(r.statusCode).toBe(201);
+  return r.json() as RunInfo;
+}
+
+/** A live peer of `run` built from Murmur's own client and mesh, serving `state` to newcomers. */
+async function rogue(run: RunInfo, state: Omit<BootState, 'from'>): Promise<string> {
+  const client = new SignalingClient({ url: s.url, run: run.id, WebSocket: components.WebSocket, session: memorySessionStore() });
+  client.start();
+  await until(() => client.connected, 5000, 'the rogue to join');
+  const mesh = createMesh({ runId: run.id, configHash: runConfigHash(run), elements: buildLayout(run.model).total })({ signaling: withPeerReplay(client), rtc: wrtc });
+  mesh.serveState(() => state);
+  mesh.on('state:served', () => served.set(client.peerId!, (served.get(client.peerId!) ?? 0) + 1));
+  rogues.push({ client, mesh });
+  return client.peerId!;
+}
+
+/** A CPU newcomer for `rounds` outer rounds; resolves with where it joined from and its rounds. */
+async function newcomer(run: string, rounds: number) {
+  const v = runVolunteer({ url: s.url, run, backend: 'cpu', rounds, evalEveryRounds: 1, bootstrapTimeoutMs: 60_000 }, logged('[newcomer]'));
+  volunteers.push(v);
+  const seen: RoundEvent[] = [];
+  v.onRound((e) => seen.push(e));
+  const joined = await v.joined;
+  const summary = await v.done;
+  return { joined, summary, rounds: seen };
+}
+
+describe('a newcomer that cannot be poisoned or crashed', () => {
+  it('refuses live peers serving φ negated and round 0xffffffff, joins from the good checkpoint and keeps training', async () => {
+    const run = await newRun('poison-peer');
+    const good = honestState(run, 60);
+    // The checkpoint the coordinator accepted earlier, with its own measurement.
+    const ckpt = await s.c.checkpoints.save(run, { ...good, meta: { ...good.meta, valLoss: valLoss(run, good.phi) } }, null, Date.now());
+    const bad = negated(good);
+    const overflow = await rogue(run, { phi: bad.phi, momentum: bad.momentum, outerRound: 0xffffffff, innerStep: 0xffffffff });
+    const worse = await rogue(run, { phi: bad.phi, momentum: bad.momentum, outerRound: 20, innerStep: 100 });
+    const { joined, summary, rounds } = await newcomer('poison-peer', 2);
+    expect(joined.source).toBe('checkpoint');
+    expect(summary).toMatchObject({ joinedFrom: 'checkpoint', rounds: 2, reason: 'limit reached' });
+    // It went on from the checkpoint's counters, with a model as good as the checkpoint's.
+    expect(rounds.map((r) => r.report.round)).toEqual([ckpt.round + 1, ckpt.round + 2]);
+    expect(rounds[0]!.report.step).toBe(ckpt.step + run.train.H);
+    expect(rounds[1]!.report.valLoss as number).toBeLessThan(ckpt.valLoss! + 0.5);
+    // Both rogues were asked (a newcomer asks up to min(3, others) live peers) and refused.
+    expect(served.get(overflow)).toBe(1);
+    expect(served.get(worse)).toBe(1);
+  }, 180_000);
+
+  it('refuses a bad checkpoint (round 2^53 - 1, garbage φ) with no live peer, starts fresh and keeps training', async () => {
+    const run = await newRun('poison-ckpt');
+    const good = honestState(run, 0);
+    const garbage = good.phi.map((_, i) => 3 * Math.sin(i * 12.9898));
+    // Stored behind the coordinator's back (an old store, a disk edited by hand): the newcomer
+    // must not trust even the coordinator's file.
+    await s.c.checkpoints.save(run, { meta: { ...good.meta, step: 2 ** 53 - 1, round: 2 ** 53 - 1, valLoss: 0.001 }, phi: garbage, momentum: good.momentum }, null, Date.now());
+    const { joined, summary, rounds } = await newcomer('poison-ckpt', 2);
+    expect(joined.source).toBe('fresh');
+    expect(summary).toMatchObject({ joinedFrom: 'fresh', rounds: 2, reason: 'limit reached' });
+    expect(rounds.map((r) => r.report.round)).toEqual([1, 2]);
+    expect(Number.isFinite(rounds[1]!.report.valLoss as number)).toBe(true);
+  }, 180_000);
+});
