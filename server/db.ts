@@ -94,6 +94,14 @@ const MIGRATIONS: string[] = [
   CREATE INDEX peers_last_seen ON peers (last_seen);
   CREATE INDEX events_peer ON events (peer_id);
   `,
+  // 5: the probe's figures in each report (src/round/probe.ts): its time, both candidates' probe
+  // losses, and whether the partner's update was rejected.
+  `
+  ALTER TABLE reports ADD COLUMN probe_ms REAL;
+  ALTER TABLE reports ADD COLUMN probe_solo REAL;
+  ALTER TABLE reports ADD COLUMN probe_paired REAL;
+  ALTER TABLE reports ADD COLUMN probe_rejected INTEGER;
+  `,
 ];
 
 export function openDb(file: string): Db {

@@ -33,6 +33,8 @@ describe('metric report bounds', () => {
         [{ tokensPerS: 1e12 }, /tokensPerS 1000000000000 exceeds/],
         [{ bytesIn: Number.MAX_SAFE_INTEGER }, /bytesIn 9007199254740991 exceeds/],
         [{ bytesOut: 2 ** 40 }, /bytesOut 1099511627776 exceeds/],
+        [{ probeSolo: 0 }, /probeSolo 0 is outside/],
+        [{ probePaired: 1e-5 }, /probePaired 0.00001 is outside/],
       ];
       for (const [k, [over, why]] of absurd.entries()) {
         const at = peer.frames.length;
@@ -46,6 +48,11 @@ describe('metric report bounds', () => {
       peer.send(report(20, { trainLoss: 'NaN', valLoss: 2.5, bytesIn: 300_000 }));
       expect(await peer.next((m) => m.t === 'ack' && m.seq === 20)).toEqual({ t: 'ack', seq: 20 });
       expect(tableCounts(s.c.db).reports).toBe(before + 1);
+      // The probe's figures (src/round/probe.ts) are stored with the report.
+      peer.send(report(21, { probeMs: 12.5, probeSolo: 2.5, probePaired: 2.9, probeRejected: true }));
+      expect(await peer.next((m) => m.t === 'ack' && m.seq === 21)).toEqual({ t: 'ack', seq: 21 });
+      expect(s.c.db.prepare('SELECT probe_ms AS ms, probe_solo AS solo, probe_paired AS paired, probe_rejected AS rejected FROM reports WHERE seq = 21 AND probe_ms IS NOT NULL').get())
+        .toEqual({ ms: 12.5, solo: 2.5, paired: 2.9, rejected: 1 });
     } finally {
       peer.close();
     }

@@ -173,6 +173,14 @@ export interface ReportFields {
   /** WebRTC links that failed to open since the previous report, and why the last one did. */
   linkFailures?: number;
   linkError?: string | null;
+  // The probe (src/round/probe.ts; optional on the wire: absent when no partner was judged).
+  /** Time the probe took this round, ms. */
+  probeMs?: number | null;
+  /** Mean probe loss of the solo and of the paired candidate (null: not finite). */
+  probeSolo?: number | null;
+  probePaired?: number | null;
+  /** The partner's update was rejected this round: a solo step was taken. */
+  probeRejected?: boolean;
 }
 export interface ReportMsg extends ReportFields { t: 'report'; seq: number }
 export interface StateFailMsg { t: 'state-fail'; id: string; reason: string }
@@ -283,6 +291,10 @@ export const CLIENT_SCHEMAS: Record<ClientMessage['t'], Schema> = {
       connectMs: { type: ['number', 'null'], minimum: 0, maximum: 3_600_000 },
       linkFailures: { type: 'integer', minimum: 0, maximum: 100_000 },
       linkError: { type: ['string', 'null'], maxLength: MAX_LINK_ERROR },
+      probeMs: { type: ['number', 'null'], minimum: 0, maximum: 3_600_000 },
+      probeSolo: { type: ['number', 'null'], minimum: 0, maximum: 1e4 },
+      probePaired: { type: ['number', 'null'], minimum: 0, maximum: 1e4 },
+      probeRejected: { type: 'boolean' },
     },
   },
   'state-fail': {
