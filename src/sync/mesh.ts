@@ -52,6 +52,11 @@ export interface Mesh {
   /** Pull φ, outer momentum and step counters from a random live neighbour; null if none could. */
   bootstrap(opts?: { timeoutMs?: number; tries?: number }): Promise<BootState | null>;
   stats(): MeshStats;
+  /**
+   * A partner's update that the mesh accepted was judged harmful later (the probe,
+   * src/round/probe.ts): the same strike, report and cut-off as a validation failure.
+   */
+  reportOffence(peer: string, code: string, detail: string): void;
   /** Close every link and stop all timers. Safe to call twice. */
   destroy(): void;
 }
@@ -324,6 +329,10 @@ class MeshImpl implements Mesh, MeshCore {
       // Not yet connecting (we are the responder): wait for the initiator's offer to create it.
       this.waitOpen(peer, finish);
     });
+  }
+
+  reportOffence(peer: string, code: string, detail: string): void {
+    this.offence(peer, code, detail);
   }
 
   /** A validation failure: strike, report to the coordinator, cut off a repeated offender. */
