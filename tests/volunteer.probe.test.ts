@@ -46,20 +46,20 @@ async function attackRun(runId: string, attack: Attack, meetings: number) {
   const [ia, ib, ik] = await Promise.all(all.map(async (v) => (await v.joined).peerId)) as [string, string, string];
   const events: RoundEvent[][] = [[], []];
   honest.forEach((v, i) => v.onRound((e) => { events[i]!.push(e); }));
-  /** Honest volunteer i's rounds in which the attacker's payload reached the probe. */
-  const met = (i: number) => events[i]!.filter((e) => e.exchange.partner === ik && e.probe !== null);
+  /** Honest volunteer i's rounds in which the attacker's validated payload arrived (without the probe: applied). */
+  const met = (i: number) => events[i]!.filter((e) => e.exchange.partner === ik && e.exchange.outcome === 'paired');
   const reportedBy = (id: string) => offences().some((o) => o.reporter === id && o.accused === ik);
   await until(() => [0, 1].every((i) => reportedBy([ia, ib][i]!) || met(i).length >= meetings), 400_000,
     `each honest volunteer to report the attacker (or meet it ${meetings} times)`);
   await Promise.all(all.map((v) => v.stop('test over')));
-  const brief = (e: RoundEvent) => ({
-    round: e.report.round, accept: e.probe!.accept, d: +(e.probe!.paired - e.probe!.solo).toFixed(4), excess: +e.probe!.excess.toFixed(4),
+  const brief = (e: RoundEvent) => (e.probe === null ? { round: e.report.round, judged: false } : {
+    round: e.report.round, accept: e.probe.accept, d: +(e.probe!.paired - e.probe!.solo).toFixed(4), excess: +e.probe!.excess.toFixed(4),
     margin: +e.probe!.margin.toFixed(4), offence: e.probe!.offence?.code ?? null,
   });
   const honestPairs = [0, 1].flatMap((i) => events[i]!.filter((e) => e.exchange.partner === [ib, ia][i] && e.probe !== null));
   const peers = [0, 1].map((i) => {
     const rounds = met(i);
-    const at = rounds.findIndex((e) => e.probe!.offence !== null);
+    const at = rounds.findIndex((e) => e.probe?.offence);
     return { id: [ia, ib][i]!, rounds, reportedAt: at >= 0 ? at + 1 : null, line: `honest ${i} vs ${attack}: ${JSON.stringify(rounds.map(brief))}` };
   });
   for (const p of peers) console.log(p.line);

@@ -47,12 +47,12 @@ export interface ProbeSettings {
 }
 
 /**
- * Why these numbers (measured in bench/results/probe.json): late in a run an honest pair's
- * (paired − solo) on 4 windows scatters within about one noise unit, so z = 3 rejects well
- * under 2% of honest exchanges; a partner on probation gets 2. The CUSUM adds at most
- * cusumCap − slack = 2.5 an exchange, so no single honest outlier is reported, a partner rejected
- * twice is reported at its second exchange and a steady harm of 2.5 units at its third; a
- * harm of 2.5 margins is reported at once.
+ * Why these numbers (docs/design.md section 6.1; measured in bench/results/probe.json): after
+ * the first rounds an honest pair's (paired − solo) on 4 windows scatters within about one noise
+ * unit, so z = 3 rejected none of 185 honest exchanges; a partner on probation gets 2. A short
+ * history (8) follows a run's fast early phase. The CUSUM adds at most cusumCap − slack = 2.5 an
+ * exchange, so no single honest outlier is reported, a partner rejected twice is reported at its
+ * second exchange and a steady harm of 2.5 units at its third; 2.5 margins is reported at once.
  */
 export const DEFAULT_PROBE: ProbeSettings = {
   z: 3, zProbation: 2, relFloor: 0.004, coldFloor: 0.01, history: 8, minHistory: 4,
