@@ -68,18 +68,32 @@ async function attackRun(runId: string, attack: Attack, meetings: number) {
 }
 
 describe('the probe with real volunteers', () => {
-  it('honest volunteers reject a partner sending Δ × −20 (clipped to 3× by the size checks) and each reports it within 3 of its exchanges', async () => {
+  it('honest volunteers reject a partner sending Δ × −20 (clipped to 3× by the size checks) and each reports it within 3 of its harmful exchanges', async () => {
     const { ids, events, peers, honestPairs } = await attackRun('scale-flip', 'scale-flip', 4);
     for (const p of peers) {
-      expect(p.reportedAt, p.line).not.toBeNull();
-      expect(p.reportedAt!, p.line).toBeLessThanOrEqual(3);
-      expect(offences().find((o) => o.reporter === p.id && o.accused === ids.ik)!.reason, p.line).toMatch(/^probe-(gross|harm): paired .* vs solo/);
-      // Every payload of the attacker's up to the report was rejected: a solo step, and a report
-      // that names no partner (the coordinator counts no accepted exchange with it).
-      for (const e of p.rounds.slice(0, p.reportedAt!)) {
-        expect(e.probe!.accept, p.line).toBe(false);
-        expect(e.report).toMatchObject({ partner: null, probeRejected: true });
-        expect(e.report.probePaired!).toBeGreaterThan(e.report.probeSolo!);
+      // Δ × −20 of a peer whose norm is far above ours can exceed the size check's 30× bound:
+      // then the mesh rejected and reported it before the probe saw it, which is as good.
+      const first = offences().find((o) => o.reporter === p.id && o.accused === ids.ik);
+      expect(first, p.line).toBeDefined();
+      if (!first!.reason.startsWith('probe-')) {
+        expect(first!.reason, p.line).toMatch(/^delta-norm: /);
+        continue;
+      }
+      // Reported within 3 of its harmful exchanges (those the probe rejected); an exchange whose
+      // pair step was no worse than solo for this volunteer is taken (it did no harm here).
+      const harmful = p.rounds.filter((e) => e.probe && !e.probe.accept);
+      const at = harmful.findIndex((e) => e.probe!.offence);
+      expect(at, p.line).toBeGreaterThanOrEqual(0);
+      expect(at + 1, p.line).toBeLessThanOrEqual(3);
+      expect(first!.reason, p.line).toMatch(/^probe-(gross|harm): paired .* vs solo/);
+      for (const e of p.rounds) {
+        expect(e.probe!.accept, p.line).toBe(e.probe!.excess <= e.probe!.margin);
+        // A rejected update: a solo step, and a report that names no partner (the coordinator
+        // counts no accepted exchange with it).
+        if (!e.probe!.accept) {
+          expect(e.report).toMatchObject({ partner: null, probeRejected: true });
+          expect(e.report.probePaired!).toBeGreaterThan(e.report.probeSolo!);
+        }
       }
     }
     // No honest volunteer reported the other (the attacker may report anyone: the coordinator

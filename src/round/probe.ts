@@ -173,19 +173,20 @@ export class ProbeJudge {
     const margin = z * noise;
     const excess = diff - baseline;
     const accept = excess <= margin;
-    // Reports wait for a trusted history: in a run's first rounds an honest pair step can be far
-    // worse than solo (a partner's φ a round behind; bench/results/probe.json), so a cold start
-    // rejects what looks harmful but reports only a harm no honest partner came near.
-    if (trusted) rec.cusum = Math.max(0, rec.cusum + Math.min(excess / noise, s.cusumCap) - s.cusumSlack);
+    // In a run's first rounds an honest pair step can be far worse than solo (a partner's φ a
+    // round behind; bench/results/probe.json): a cold start judges with its wide floor and
+    // reports at once only a harm no honest partner came near; the CUSUM, capped per exchange,
+    // needs two such exchanges in a row.
+    rec.cusum = Math.max(0, rec.cusum + Math.min(excess / noise, s.cusumCap) - s.cusumSlack);
     let offence: ProbeVerdict['offence'] = null;
     const numbers = `paired ${pairedMean.toFixed(4)} vs solo ${soloMean.toFixed(4)} on ${d.length} probe windows: excess ${excess.toFixed(4)}, margin ${margin.toFixed(4)}`;
     if (trusted ? excess > s.gross * margin : excess > Math.max(s.gross * margin, s.coldGross * Math.abs(soloMean))) offence = { code: 'probe-gross', detail: numbers };
     else if (rec.cusum > s.cusumLimit) offence = { code: 'probe-harm', detail: `${numbers}; cusum ${rec.cusum.toFixed(2)} > ${s.cusumLimit}` };
     if (offence) rec.cusum = 0;
-    // The history is what honest exchanges look like: accepted ones, and before it is trusted
-    // also rejected ones short of a gross harm, so that a cold start whose floor is too tight
-    // for this run's honest scatter learns that scatter instead of rejecting every partner.
-    if (accept || (!trusted && excess <= s.gross * margin)) {
+    // The history is what honest exchanges look like: accepted ones only (a rejected harm in it
+    // would widen the margin for the next attacker; the cold floor is wide enough that honest
+    // exchanges of a run's first rounds are taken, bench/results/probe.json).
+    if (accept) {
       this.diffs.push(diff);
       if (this.diffs.length > s.history) this.diffs.shift();
     }
