@@ -379,6 +379,7 @@ async function main(): Promise<void> {
   const plots = writePlots(tuned, sync);
   const verdicts = claims(tuned, sync);
   const wall = (performance.now() - t0) / 1000;
+  const probe = probeCost(runs);
   const result = {
     generated: new Date().toISOString(),
     quick,
@@ -394,10 +395,16 @@ async function main(): Promise<void> {
     sync: sync.map(({ n, allreduce_s, ring_s, pair_s, ratio, ring_ratio, trials: t, bytes: b }) => ({ n, allreduce_s, pair_s, ratio, ring_s, ring_ratio, trials: t, bytes: b })),
     sync_tiny: syncTiny,
     claims: verdicts,
+    // The defence every NoLoCo run ran with (docs/design.md section 6.1): its cost per outer round.
+    probe,
   };
   atomicWrite(join(outDir, `${stem}.json`), JSON.stringify(result, null, 1) + '\n');
 
   console.log('\nEvery run:\n' + runsTable(runs));
+  for (const [m, p] of Object.entries(probe)) {
+    console.log(`probe (${m}): ${p.on ? 'on' : 'off'}, ${p.judged} pair steps judged, ${p.rejected} rejected (${(100 * p.rejected_fraction).toFixed(2)}%), ` +
+      `${p.seconds_per_outer_round.toFixed(3)} simulated s per outer round = ${(100 * p.fraction_of_inner_loop).toFixed(1)}% of an inner loop`);
+  }
   if (LRS.length > 1) console.log('\nMean final validation loss over seeds per inner rate (* = the method\'s best, used below):\n' + rateTable(runs, best));
   console.log(`\nMean over seeds${LRS.length > 1 ? ', each method at its best rate' : ''}:\n` + summaryTable(tuned));
   const syncRows = (rows: (SyncRow & { bytes: number })[]) => table(['n', 'tree s', 'ring s', 'pair s', 'tree/pair', 'ring/pair', 'log2 n'],
@@ -412,3 +419,19 @@ async function main(): Promise<void> {
 }
 
 main().catch((e) => { console.error(`bench:sim failed: ${(e as Error).message}`); process.exit(1); });
+
+/** The probe's figures per NoLoCo method over all its runs (other methods have no pair steps to judge). */
+function probeCost(runs: RunRecord[]): Record<string, { on: boolean; judged: number; rejected: number; rejected_fraction: number; seconds_per_outer_round: number; fraction_of_inner_loop: number }> {
+  const out: ReturnType<typeof probeCost> = {};
+  for (const m of ['noloco-async', 'noloco-lockstep']) {
+    const g = runs.filter((r) => r.method === m && r.probe);
+    if (g.length === 0) continue;
+    const judged = g.reduce((a, r) => a + r.probe!.judged, 0), rejected = g.reduce((a, r) => a + r.probe!.rejected, 0);
+    out[m] = {
+      on: g.every((r) => r.probe!.on), judged, rejected, rejected_fraction: judged > 0 ? rejected / judged : 0,
+      seconds_per_outer_round: g.reduce((a, r) => a + r.probe!.seconds_per_outer_round, 0) / g.length,
+      fraction_of_inner_loop: g.reduce((a, r) => a + r.probe!.fraction_of_inner_loop, 0) / g.length,
+    };
+  }
+  return out;
+}

@@ -49,6 +49,9 @@ interface Row {
   loop_corr: number;
   /** Why rounds were solo (the mesh's reasons), and what the coordinator's pool decided. */
   solo_reasons: Record<string, number>; pool: { pairs: number; solos: number; leftAtOnce: number };
+  /** The probe (docs/design.md section 6.1), on in every volunteer: its time per outer round
+   *  (solo rounds included, as 0), the pair steps it judged and those it rejected. */
+  probe_ms_per_round: number; probe_judged: number; probe_rejected: number;
 }
 
 /** Relative speeds: all 1, or U[1,4] from a fixed seed. */
@@ -104,6 +107,8 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
     const all = rounds.flat();
     const paired = all.filter((e) => e.exchange.outcome === 'paired').length;
     const pooledMs = all.reduce((a, e) => a + e.exchange.pairMs, 0);
+    const judged = all.filter((e) => typeof e.report.probeMs === 'number');
+    const probeMs = judged.reduce((a, e) => a + e.report.probeMs!, 0);
     const soloReasons: Record<string, number> = {};
     for (const e of all) if (e.exchange.outcome !== 'paired') soloReasons[e.exchange.reason ?? '?'] = (soloReasons[e.exchange.reason ?? '?'] ?? 0) + 1;
     const vals = rounds.map((rs) => [...rs].reverse().find((e) => typeof e.report.valLoss === 'number')?.report.valLoss as number | undefined)
@@ -145,6 +150,8 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
       sim_pair_fraction: round(sim.pair, 4), sim_idle_fraction: round(sim.idle, 4), load_avg_1m: round(load, 2),
       loop_cv: round(loopCv, 3), loop_corr: round(loopCorr, 3), sim_jitter: round(jitter, 3), pair_wait_frac: wait,
       solo_reasons: soloReasons, pool: poolStats,
+      probe_ms_per_round: round(all.length ? probeMs / all.length : 0, 2), probe_judged: judged.length,
+      probe_rejected: judged.filter((e) => e.report.probeRejected === true).length,
     };
   } finally {
     await Promise.all(procs.map((p) => p.stop(1_000)));
@@ -162,7 +169,7 @@ async function localLoss(steps: number): Promise<number | null> {
 /** The simulator on the same setup (the toy learner: only the pairing figures are used). */
 /** Each round's loop time, ms: the round's whole time (from tokens/s) less its exchange. */
 function loopTimes(rs: RoundLine[]): number[] {
-  return rs.map((e) => (e.report.tokensPerS > 0 ? (H * BATCH * 32 * 1000) / e.report.tokensPerS - e.exchange.elapsedMs : NaN)).filter(Number.isFinite);
+  return rs.map((e) => (e.report.tokensPerS > 0 ? (H * BATCH * 32 * 1000) / e.report.tokensPerS - e.exchange.elapsedMs - (e.report.probeMs ?? 0) : NaN)).filter(Number.isFinite);
 }
 
 /**
@@ -205,9 +212,10 @@ async function simulate(n: number, speeds: number[], stepTime: number, jitter: n
 }
 
 function table(rows: Row[]): string {
-  const head = ['n', 'speeds', 'H', 's', 'rounds', 'paired', 'sim paired', 'idle', 'sim idle', 'exch/min', 'val', 'local val', 'loop cv', 'shared', 'load'];
+  const head = ['n', 'speeds', 'H', 's', 'rounds', 'paired', 'sim paired', 'idle', 'sim idle', 'exch/min', 'val', 'local val', 'loop cv', 'shared', 'load', 'probe ms/round', 'rejected'];
   const body = rows.map((r) => [String(r.n), r.speeds, String(r.H), r.seconds.toFixed(0), String(r.rounds), r.pair_fraction.toFixed(3), r.sim_pair_fraction.toFixed(3),
-    r.idle_fraction.toFixed(3), r.sim_idle_fraction.toFixed(3), r.exchanges_per_min.toFixed(1), r.final_val_loss?.toFixed(3) ?? '-', r.local_val_loss?.toFixed(3) ?? '-', r.loop_cv.toFixed(2), r.loop_corr.toFixed(2), r.load_avg_1m.toFixed(1)]);
+    r.idle_fraction.toFixed(3), r.sim_idle_fraction.toFixed(3), r.exchanges_per_min.toFixed(1), r.final_val_loss?.toFixed(3) ?? '-', r.local_val_loss?.toFixed(3) ?? '-', r.loop_cv.toFixed(2), r.loop_corr.toFixed(2), r.load_avg_1m.toFixed(1),
+    r.probe_ms_per_round.toFixed(1), `${r.probe_rejected}/${r.probe_judged}`]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   return [head, ...body].map((cells) => cells.map((c, i) => c.padStart(w[i]!)).join('  ')).join('\n');
 }

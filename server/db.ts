@@ -96,6 +96,14 @@ const MIGRATIONS: string[] = [
   `,
   // 5: a report row thinned into by older ones stands for `weight` reports (server/metrics.ts, thin).
   `ALTER TABLE reports ADD COLUMN weight INTEGER NOT NULL DEFAULT 1;`,
+  // 6: the probe's figures in each report (src/round/probe.ts): its time, both candidates' probe
+  // losses, and whether the partner's update was rejected.
+  `
+  ALTER TABLE reports ADD COLUMN probe_ms REAL;
+  ALTER TABLE reports ADD COLUMN probe_solo REAL;
+  ALTER TABLE reports ADD COLUMN probe_paired REAL;
+  ALTER TABLE reports ADD COLUMN probe_rejected INTEGER;
+  `,
 ];
 
 export function openDb(file: string): Db {

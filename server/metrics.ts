@@ -47,6 +47,7 @@ export interface RawPoint {
   linkLocal: CandidateType | null; linkRemote: CandidateType | null; connectMs: number | null; linkFailures: number; linkError: string | null;
   /** Reports this point stands for: 1, or more once retention merged older ones into it. */
   weight: number;
+  probeMs: number | null; probeSolo: number | null; probePaired: number | null; probeRejected: boolean | null;
 }
 
 /** A run's connectivity over a time range: how exchanges travelled and why links failed. */
@@ -122,9 +123,9 @@ export class MetricsStore {
   constructor(private readonly db: Db, readonly o: MetricsOptions = DEFAULT_METRICS_OPTIONS) {
     this.insert = db.prepare(`INSERT OR IGNORE INTO reports
       (run_id, peer_id, seq, t, received_at, step, round, train_loss, val_loss, tokens_per_s, bytes_in, bytes_out, partner, partner_dist, adapter,
-       link_local, link_remote, connect_ms, link_failures, link_error)
+       link_local, link_remote, connect_ms, link_failures, link_error, probe_ms, probe_solo, probe_paired, probe_rejected)
       VALUES (@runId, @peerId, @seq, @t, @receivedAt, @step, @round, @trainLoss, @valLoss, @tokensPerS, @bytesIn, @bytesOut, @partner, @partnerDist, @adapter,
-       @linkLocal, @linkRemote, @connectMs, @linkFailures, @linkError)`);
+       @linkLocal, @linkRemote, @connectMs, @linkFailures, @linkError, @probeMs, @probeSolo, @probePaired, @probeRejected)`);
   }
 
   /** Queues a report; `done` runs after the transaction holding it committed. */
@@ -153,6 +154,8 @@ export class MetricsStore {
         const params = {
           ...fields, linkLocal: row.linkLocal ?? null, linkRemote: row.linkRemote ?? null, connectMs: row.connectMs ?? null,
           linkFailures: row.linkFailures ?? 0, linkError: row.linkError ?? null,
+          probeMs: row.probeMs ?? null, probeSolo: row.probeSolo ?? null, probePaired: row.probePaired ?? null,
+          probeRejected: row.probeRejected === undefined ? null : row.probeRejected ? 1 : 0,
         };
         dup.push(this.insert.run(params).changes === 0);
       }
@@ -246,9 +249,10 @@ export class MetricsStore {
     if (total <= q.maxPoints) {
       const points = this.db.prepare(`SELECT t, peer_id AS peerId, seq, step, round, train_loss AS trainLoss, val_loss AS valLoss,
           tokens_per_s AS tokensPerS, bytes_in AS bytesIn, bytes_out AS bytesOut, partner, partner_dist AS partnerDist, adapter,
-          link_local AS linkLocal, link_remote AS linkRemote, connect_ms AS connectMs, link_failures AS linkFailures, link_error AS linkError, weight
-        FROM reports WHERE ${where} ORDER BY t, id`).all(params) as RawPoint[];
-      return { downsampled: false, total, points };
+          link_local AS linkLocal, link_remote AS linkRemote, connect_ms AS connectMs, link_failures AS linkFailures, link_error AS linkError, weight,
+          probe_ms AS probeMs, probe_solo AS probeSolo, probe_paired AS probePaired, probe_rejected AS probeRejected
+        FROM reports WHERE ${where} ORDER BY t, id`).all(params) as (Omit<RawPoint, 'probeRejected'> & { probeRejected: number | null })[];
+      return { downsampled: false, total, points: points.map((p) => ({ ...p, probeRejected: p.probeRejected === null ? null : p.probeRejected === 1 })) };
     }
     // Buckets over the range actually covered, so a wide default range does not waste points.
     const span = this.db.prepare(`SELECT MIN(t) AS lo, MAX(t) AS hi FROM reports WHERE ${where}`).get(params) as { lo: number; hi: number };

@@ -62,7 +62,8 @@ export function reportError(r: ReportFields & { seq: number }, x: ReportContext)
     return `step ${r.step} is more than this peer could have trained: at most ${maxStep} (from step ${x.stepBase} at ${MAX_STEPS_PER_S} steps/s for the ${sinceJoin.toFixed(1)} s since it joined)`;
   }
   if (r.round > r.step + 1) return `round ${r.round} is ahead of step ${r.step}: every outer round takes at least one inner step`;
-  const loss = lossError('trainLoss', r.trainLoss) ?? lossError('valLoss', r.valLoss);
+  const loss = lossError('trainLoss', r.trainLoss) ?? lossError('valLoss', r.valLoss)
+    ?? lossError('probeSolo', r.probeSolo ?? null) ?? lossError('probePaired', r.probePaired ?? null);
   if (loss) return loss;
   const { batch, seqLen } = x.run.train;
   const maxTps = MAX_STEPS_PER_S * batch * seqLen;

@@ -38,6 +38,11 @@ describe('metric report bounds', () => {
       peer.send(report(20, { trainLoss: 'NaN', valLoss: 2.5, bytesIn: 300_000 }));
       expect(await peer.next((m) => m.t === 'ack' && m.seq === 20)).toEqual({ t: 'ack', seq: 20 });
       expect(tableCounts(s.c.db).reports).toBe(before + 1);
+      // The probe's figures (src/round/probe.ts) are stored with the report.
+      peer.send(report(21, { probeMs: 12.5, probeSolo: 2.5, probePaired: 2.9, probeRejected: true }));
+      expect(await peer.next((m) => m.t === 'ack' && m.seq === 21)).toEqual({ t: 'ack', seq: 21 });
+      expect(s.c.db.prepare('SELECT probe_ms AS ms, probe_solo AS solo, probe_paired AS paired, probe_rejected AS rejected FROM reports WHERE seq = 21 AND probe_ms IS NOT NULL').get())
+        .toEqual({ ms: 12.5, solo: 2.5, paired: 2.9, rejected: 1 });
     } finally {
       peer.close();
     }

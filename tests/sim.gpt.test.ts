@@ -28,10 +28,28 @@ describe('simulator with the GPT learner', () => {
   });
 
   it('with equal speeds, noloco-async pairs every outer step of the GPT replicas', async () => {
-    const over = { speeds: 'equal', network: { latency: 0.05, upBps: 20e6, sigma: 0 } };
+    // The pool alone: with H = 4 the probe's 8 forward passes would be two thirds of a loop.
+    const over = { speeds: 'equal', network: { latency: 0.05, upBps: 20e6, sigma: 0 }, probe: false };
     const a = await runSpec(spec('noloco-async', over));
     expect(a.perReplica.every((p) => p.outerSteps >= 3)).toBe(true);
     expect(a.final.soloFraction).toBe(0);
+  });
+
+  it('judges every NoLoCo pair step with the probe by default, charging its forward passes to the clock', async () => {
+    const over = { speeds: 'equal', network: { latency: 0.05, upBps: 20e6, sigma: 0 } };
+    const on = await runSpec(spec('noloco-async', over));
+    const off = await runSpec(spec('noloco-async', { ...over, probe: false }));
+    const outer = on.perReplica.reduce((a, p) => a + p.outerSteps, 0);
+    console.log(`probe on: ${on.probe.judged} judged, ${on.probe.rejected} rejected of ${outer} outer steps; ${on.probe.secondsPerOuterRound.toFixed(3)} s per round`);
+    expect(on.probe.on).toBe(true);
+    expect(on.probe.judged).toBe(outer); // equal speeds: every outer step is a pair step
+    // 2 candidates x 4 windows of a third of a step each, at speed 1 and stepTime 1.
+    expect(on.probe.secondsPerOuterRound).toBeCloseTo(8 / 3, 6);
+    expect(on.probe.fractionOfInnerLoop).toBeCloseTo(8 / 3 / 4, 6);
+    expect(off.probe).toMatchObject({ on: false, judged: 0, rejected: 0, secondsPerOuterRound: 0 });
+    expect(runRecord(spec('noloco-async'), on, 1).probe).toMatchObject({ on: true, judged: on.probe.judged });
+    // Other methods have no pair step to judge.
+    expect((await runSpec(spec('diloco'))).probe.on).toBe(false);
   });
 
   it('the same seed replays exactly', async () => {

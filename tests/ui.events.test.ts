@@ -29,6 +29,8 @@ describe('run events in words', () => {
     expect(words('ERR_FRAME_CHECKSUM: tensor checksum 0x1 != declared 0x2')).toBe('a corrupted payload (checksum mismatch)');
     expect(words('ERR_FRAME_TRUNCATED: 3 bytes')).toBe('a malformed frame');
     expect(words('ERR_HELLO_IDENTITY: hello from p-1 says it is "p-2"')).toBe('a false sender id');
+    expect(words('probe-gross: paired 3.1 vs solo 2.5 on 4 probe windows: excess 0.6, margin 0.03')).toBe('an update that made the loss much worse');
+    expect(words('probe-harm: paired 2.52 vs solo 2.5 on 4 probe windows: excess 0.02, margin 0.03; cusum 4.5 > 4')).toBe('updates that kept making the loss worse');
     expect(offenderReason('ERR_SOMETHING_NEW: x')).toEqual({ words: 'ERR_SOMETHING_NEW', detail: 'x' });
     expect(offenderReason('no colon here')).toEqual({ words: 'no colon here', detail: null });
   });

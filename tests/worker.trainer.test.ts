@@ -9,7 +9,9 @@ import { memoryStore } from '../src/gpu/autotune.ts';
 import { NODE_NO_ADAPTER_HINT, nodeGpu } from '../src/gpu/node-gpu.ts';
 import { Trainer } from '../src/worker/trainer.ts';
 import type { TrainerConfig, TrainerEvent } from '../src/worker/types.ts';
-import { validationBatches } from '../src/data/sampler.ts';
+import { validationBatches, WindowSampler } from '../src/data/sampler.ts';
+import { probeCandidates } from '../src/train/outer.ts';
+import { ReferenceGPT } from '../src/model/reference.ts';
 
 const model = preset('micro');
 const layout = buildLayout(model);
@@ -82,6 +84,37 @@ describe('Trainer (Node, Dawn)', () => {
     expect(sc.m.every((x) => x === 0) && sc.v.every((x) => x === 0)).toBe(true);
     expect(sc.step).toBe(6);
     expect(await c.evaluate(val)).toBeCloseTo(lossA, 5); // θ = φ here too (a took a solo step)
+  });
+
+  it('probe: the solo and paired candidates\' losses on private windows match the CPU reference, and training state is unchanged', async () => {
+    const t = make();
+    await t.init({ ...config, replica: 1, probeSeed: 42 }, 5);
+    await t.train(4);
+    await t.applyOuter([]);
+    await t.train(4);
+    const mine = await t.outerPayload();
+    const before = await t.exportState();
+    const partner = { phi: f32(mine.phi).map((x, i) => x + (i % 7 === 0 ? 1e-3 : 0)), delta: f32(mine.delta).map((x) => -x) };
+    const got = await t.probe({ phi: partner.phi, delta: partner.delta }, 3);
+    // The same candidates and windows on the CPU reference (f32; the GPU's sums differ a little).
+    const o = await t.outerState();
+    const c = probeCandidates(o.phi, o.outerM, { phi: f32(mine.phi), delta: f32(mine.delta) }, partner, { momentum: 0.5, lr: 0.7, consensus: 0.7 });
+    const sampler = new WindowSampler(data, { seed: 42, replica: 1 });
+    const windows = [0, 1, 2].map(() => sampler.next(2, 16));
+    const ref = new ReferenceGPT(layout, 'f32');
+    expect(got.solo).toHaveLength(3);
+    for (let k = 0; k < 3; k++) {
+      expect(got.solo[k]).toBeCloseTo(ref.forward(c.solo, windows[k]!), 3);
+      expect(got.paired[k]).toBeCloseTo(ref.forward(c.paired, windows[k]!), 3);
+    }
+    // A negated Δ makes the paired step worse than solo on this replica's own data.
+    expect(got.paired.reduce((a, b) => a + b, 0)).toBeGreaterThan(got.solo.reduce((a, b) => a + b, 0));
+    const after = await t.exportState();
+    expect(f32(after.params)).toEqual(f32(before.params));
+    expect(f32(after.phi)).toEqual(f32(before.phi));
+    expect(f32(after.outerM)).toEqual(f32(before.outerM));
+    await expect(t.probe({ phi: new ArrayBuffer(8), delta: new ArrayBuffer(8) }, 3)).rejects.toThrow(/the partner's phi must be a Float32Array/);
+    await expect(t.probe(partner, 0)).rejects.toThrow(/windows must be a positive integer/);
   });
 
   it('rejects bad input with a message naming the problem and changes nothing', async () => {

@@ -60,6 +60,7 @@ export function register(program: Command): void {
     .option('--warmup <f>', 'warm-up as a fraction of the budget', nonneg('warmup'), SPEC_DEFAULTS.warmup)
     .option('--val-batches <n>', 'validation batches', int('val-batches'), SPEC_DEFAULTS.valBatches)
     .option('--val-batch <n>', 'sequences per validation batch', int('val-batch'), SPEC_DEFAULTS.valBatch)
+    .option('--no-probe', 'NoLoCo: take every pair step unjudged (the probe, docs/design.md section 6.1, is on by default)')
     .option('--json <file>', 'also write every run (summary and curves) to this JSON file')
     .option('-q, --quiet', 'print only the tables')
     .action(async (o) => {
@@ -118,7 +119,7 @@ export function buildSpecs(o: Record<string, any>): SimSpec[] {
         stepTime: o.stepTime, speeds: o.speeds, jitter: o.jitter, evals: o.evals,
         network: { latency: o.latency, upBps: o.up * 1e6, sigma: o.netSigma }, allReduce: o.allreduce, churn,
         learner: o.learner, data: o.data ?? 'shared', preset: o.preset, ...modelChange, batch: o.batch, seqLen: o.seqLen, lr: o.lr, warmup: o.warmup,
-        valBatches: o.valBatches, valBatch: o.valBatch,
+        valBatches: o.valBatches, valBatch: o.valBatch, ...(o.probe === false ? { probe: false } : {}),
       });
     }
   }

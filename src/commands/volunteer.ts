@@ -16,6 +16,7 @@ interface VolunteerCliOptions {
   evalEvery: number;
   throttle: number;
   autotune: boolean;
+  probe: boolean;
   quiet: boolean;
   verbose: boolean;
   json: boolean;
@@ -33,6 +34,7 @@ export function register(program: Command): void {
     .option('--eval-every <n>', 'validation loss every n outer rounds (0: never)', (v) => nonNegativeInt(v, '--eval-every'), 5)
     .option('--throttle <x>', 'train x times slower than this machine allows (>= 1): rest (x − 1) × each chunk\'s compute time, to donate a share of it', (v) => atLeastOne(v, '--throttle'), 1)
     .option('--no-autotune', 'GPU: use the default kernel shapes instead of measuring (cached per adapter)')
+    .option('--no-probe', 'apply partners\' updates unjudged (only to measure what the probe costs; docs/design.md section 6.1)')
     .option('--quiet', 'print only the summary')
     .option('--verbose', 'print mesh and link events too')
     .option('--json', 'print one JSON object per outer round (report and exchange) and one for the summary, nothing else')
@@ -43,7 +45,7 @@ export function register(program: Command): void {
       const logger = consoleLogger('[volunteer]', o.verbose);
       const v = runVolunteer({
         url: o.url, run: o.run, backend: o.backend as BackendKind, rounds: o.rounds, steps: o.steps, seed: o.seed,
-        evalEveryRounds: o.evalEvery, throttle: o.throttle, autotune: o.autotune,
+        evalEveryRounds: o.evalEvery, throttle: o.throttle, autotune: o.autotune, probe: o.probe,
       }, { WebSocket: WebSocket as unknown as WebSocketCtor, rtc: wrtc, logger });
       v.done.catch(() => { /* the same failure arrives through joined or the await below */ });
       let interrupts = 0;

@@ -13,6 +13,11 @@ export interface SamplerOptions {
   replica: number;
 }
 
+/** A seed nobody else can know: this machine's own randomness (the probe's private windows). */
+export function randomSeed(): number {
+  return globalThis.crypto.getRandomValues(new Uint32Array(1))[0]! >>> 1;
+}
+
 /** Draws B windows of T+1 tokens at uniformly random starts (with replacement). */
 export class WindowSampler {
   private readonly rng: Rng;

@@ -198,6 +198,38 @@ export class GpuEngine {
     return acc[0] / batches.length;
   }
 
+  /**
+   * The probe (docs/design.md section 6.1): the loss of each candidate weight set on each batch,
+   * [candidate][batch]. θ waits meanwhile in the partners' φ buffer, free between outer steps (a
+   * pair step writes it before use, a solo step never reads it), and is copied back after, so
+   * training state is unchanged and no extra buffer is needed.
+   */
+  async probeLosses(candidates: readonly Float32Array[], batches: readonly Batch[]): Promise<number[][]> {
+    this.assertLive();
+    const total = this.opts.layout.total;
+    candidates.forEach((c, i) => {
+      if (c.length !== total) throw new RangeError(`probe candidate ${i} has ${c.length} floats; this model's layout needs ${total}`);
+    });
+    const copy = (from: GPUBuffer, to: GPUBuffer, label: string) => {
+      const enc = this.device.createCommandEncoder({ label });
+      enc.copyBufferToBuffer(from, 0, to, 0, total * 4);
+      this.device.queue.submit([enc.finish()]);
+    };
+    copy(this.state.params, this.state.partnerPhi, 'GpuEngine.probe.keepTheta');
+    try {
+      const out: number[][] = [];
+      for (const c of candidates) {
+        writeArray(this.device.queue, this.state.params, c);
+        const losses: number[] = [];
+        for (const b of batches) losses.push(await this.evaluate([b]));
+        out.push(losses);
+      }
+      return out;
+    } finally {
+      copy(this.state.partnerPhi, this.state.params, 'GpuEngine.probe.restoreTheta');
+    }
+  }
+
   /** φ and Δ = θ - φ: what this replica sends its partner at an outer step. */
   async outerPayload(): Promise<{ phi: Float32Array; delta: Float32Array }> {
     this.assertLive();

@@ -232,6 +232,13 @@ const REPORT_FIELDS = {
   /** WebRTC links that failed to open since the previous report, and why the last one did. */
   linkFailures: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })),
   linkError: Type.Optional(nullable(text(MAX_LINK_ERROR))),
+  // The probe (src/round/probe.ts; optional on the wire: absent when no partner was judged).
+  /** Time the probe took this round, ms. */
+  probeMs: Type.Optional(nullable(finite(0, 3_600_000))),
+  /** Mean probe loss of the solo and of the paired candidate (null: not finite). */
+  probeSolo: Type.Optional(nullable(finite(0, 1e4))),
+  probePaired: Type.Optional(nullable(finite(0, 1e4))),
+  probeRejected: Type.Optional(Type.Boolean()),
 };
 const ReportFields = strict(REPORT_FIELDS);
 export type ReportFields = Static<typeof ReportFields>;

@@ -3,7 +3,8 @@
 // runOuterRound(). It imports only the wire protocol, so the page's controller (which sees only
 // the UI's ports) may use it too; each caller adapts its trainer and mesh to RoundPorts.
 //
-// wait -> exchange (the mesh validates the partner's payload) -> apply -> evaluate -> report.
+// wait -> exchange (the mesh validates the partner's payload) -> probe (the partner's update
+// judged by its effect on our loss, probe.ts) -> apply -> evaluate -> report.
 //
 // Where the page and the headless volunteer used to differ, the choice made here:
 // - Pair-wait floor: 250 ms (the page's), not 50. The ready pool now holds a peer only while a
@@ -18,6 +19,7 @@
 // - `accepted`: gone. The page set it from "the exchange paired", so it was always true; a round
 //   is paired exactly when a validated partner payload came back (`partner` below).
 import { lossToWire, type ReportFields } from '../protocol/messages.ts';
+import type { ProbeJudge, ProbeLosses, ProbeVerdict } from './probe.ts';
 
 /** Shortest ready-pool wait: a coordinator round trip with room for a loaded machine. */
 export const MIN_PAIR_WAIT_MS = 250;
@@ -53,6 +55,8 @@ export interface RoundExchange<P> {
   solo: string | null;
   /** The link this exchange used and links that failed since the last report; absent: unknown. */
   link?: LinkFields;
+  /** The coordinator said the partner is on probation: its update gets the strict margin. */
+  probation?: boolean;
 }
 
 export interface RoundPorts<P> {
@@ -60,6 +64,13 @@ export interface RoundPorts<P> {
   exchange(round: number, mine: P, waitMs: number): Promise<RoundExchange<P>>;
   /** The outer step with the partners' payloads: one for a pair, none for a solo step. */
   applyOuter(partners: P[]): void | Promise<void>;
+  /**
+   * The probe (probe.ts): loss of the solo and of the paired candidate state on the same few
+   * private windows, drawn afresh. Absent: the partner's update is applied unjudged.
+   */
+  probe?(partner: P): Promise<ProbeLosses>;
+  /** Reports `peer` to the coordinator as an offender (the mesh's offence path). */
+  reportOffence?(peer: string, code: string, detail: string): void;
 }
 
 export interface InnerLoopStats {
@@ -82,6 +93,8 @@ export interface RoundInput {
   adapter: string | null;
   /** Measures the validation loss after the outer step; null skips it this round. */
   evaluate: (() => Promise<number>) | null;
+  /** This peer's judge of its partners' updates, kept across rounds; null: no probe. */
+  judge?: ProbeJudge | null;
   now?: () => number;
 }
 
@@ -93,6 +106,8 @@ export interface RoundOutcome<P> {
   /** The validation loss measured this round; null if not measured. */
   valLoss: number | null;
   report: ReportFields;
+  /** The probe's verdict on this round's partner; null when there was none or no probe. */
+  probe: ProbeVerdict | null;
 }
 
 /**
@@ -106,7 +121,20 @@ export async function runOuterRound<P>(ports: RoundPorts<P>, input: RoundInput):
   const waitMs = pairWaitMs(input.inner.innerMs, input.pairWaitFrac);
   const mine = await ports.outerPayload();
   const exchange = await ports.exchange(input.round, mine, waitMs);
-  await ports.applyOuter(exchange.payload ? [exchange.payload] : []);
+  let partners = exchange.payload ? [exchange.payload] : [];
+  let probe: ProbeVerdict | null = null;
+  let probeMs: number | null = null;
+  if (exchange.payload && exchange.partner && ports.probe && input.judge) {
+    const p0 = now();
+    probe = input.judge.judge(exchange.partner, await ports.probe(exchange.payload), { probation: exchange.probation === true });
+    probeMs = now() - p0;
+    if (!probe.accept) partners = [];
+    if (probe.offence) ports.reportOffence?.(exchange.partner, probe.offence.code, probe.offence.detail);
+  }
+  await ports.applyOuter(partners);
+  // A rejected update is a solo step: the report names no partner, so the coordinator does not
+  // count the round as an accepted exchange with it.
+  const applied = partners.length > 0;
   const valLoss = input.evaluate ? await input.evaluate() : null;
   const roundMs = input.inner.innerMs + (now() - t0);
   // A non-finite inner loss is reported as such (its name on the wire): the trainer recovered
@@ -125,10 +153,15 @@ export async function runOuterRound<P>(ports: RoundPorts<P>, input: RoundInput):
     tokensPerS: roundMs > 0 ? input.inner.tokens / (roundMs / 1000) : 0,
     bytesIn: exchange.bytesIn,
     bytesOut: exchange.bytesOut,
-    partner: exchange.payload ? exchange.partner : null,
-    partnerDist: exchange.payload ? exchange.partnerDist : null,
+    partner: applied ? exchange.partner : null,
+    partnerDist: applied ? exchange.partnerDist : null,
     adapter: input.adapter,
     ...exchange.link,
+    ...(probe ? { probeMs, probeSolo: finiteOrNull(probe.solo), probePaired: finiteOrNull(probe.paired), probeRejected: !probe.accept } : {}),
   };
-  return { exchange, waitMs, trainLoss, valLoss, report };
+  return { exchange, waitMs, trainLoss, valLoss, report, probe };
+}
+
+function finiteOrNull(x: number): number | null {
+  return Number.isFinite(x) ? x : null;
 }

@@ -63,6 +63,13 @@ export interface SimConfig {
   churn: ChurnConfig | null;
   /** Inner learning rate for a replica at optimiser step `step` and simulated time `time`. */
   lr: (step: number, time: number) => number;
+  /**
+   * NoLoCo: judge every pair step by its effect on the replica's loss before taking it (the
+   * probe, src/round/probe.ts; docs/design.md section 6.1), as volunteers do, and charge its
+   * forward passes to the replica's clock. On by default so benchmarks measure the defended
+   * system; learners that cannot evaluate candidates (the quadratic toy, the WGSL learner) skip it.
+   */
+  probe: boolean;
 }
 
 /** NoLoCo paper settings: NoLoCo H=50, alpha=0.5, beta=gamma=0.7; DiLoCo H=100, alpha=0.3, beta=0.7. */
@@ -82,7 +89,15 @@ export const SIM_DEFAULTS = {
   jitter: 0,
   network: HOME_LINK,
   allReduce: 'tree' as AllReduceKind,
+  probe: true,
 };
+
+/**
+ * What one probe forward pass costs against a training step (forward, backward and AdamW): about
+ * a third, the backward being twice the forward. The simulator charges the probe 2 candidates ×
+ * PROBE_WINDOWS windows of this.
+ */
+export const FORWARD_FRACTION_OF_STEP = 1 / 3;
 
 /** Throws on a config that cannot run; returns warnings for one that runs but is suspect. */
 export function validateSimConfig(c: SimConfig): string[] {

@@ -29,6 +29,9 @@ export interface GptLearnerOptions {
   valBatch: number;
 }
 
+/** Mixed into the run seed for the probe's window streams (apart from every training stream). */
+const PROBE_STREAM = 0x9e0be5;
+
 class GptLearner implements Learner {
   readonly params: Float32Array;
   readonly grads: Float32Array;
@@ -38,6 +41,8 @@ class GptLearner implements Learner {
   lastLoss = Number.NaN;
   private readonly model: ReferenceGPT;
   private readonly sampler: WindowSampler;
+  /** The probe's windows: this learner's data, a stream of its own (a volunteer seeds it at random). */
+  private readonly probeSampler: WindowSampler;
   private batch: Batch | undefined;
 
   constructor(private readonly layout: Layout, private readonly cfg: TrainConfig, params: Float32Array,
@@ -48,6 +53,12 @@ class GptLearner implements Learner {
     this.v = new Float32Array(layout.total);
     this.model = new ReferenceGPT(layout, 'f32');
     this.sampler = new WindowSampler(data, { seed, replica: stream });
+    this.probeSampler = new WindowSampler(data, { seed: (seed ^ PROBE_STREAM) >>> 1, replica: stream });
+  }
+
+  probeLosses(candidates: readonly Float32Array[], windows: number): number[][] {
+    const batches = Array.from({ length: windows }, () => this.probeSampler.next(this.cfg.batch, this.cfg.seqLen));
+    return candidates.map((c) => batches.map((b) => this.model.forward(c, b)));
   }
 
   computeGrads(): void {

@@ -33,6 +33,12 @@ export interface Learner {
   push?(): void;
   /** Frees what the learner holds (GPU buffers); it is not used again. */
   dispose?(): void;
+  /**
+   * The probe (src/round/probe.ts): the loss of each candidate weight set on `windows` fresh
+   * windows of this learner's own data, drawn from a stream apart from its training batches;
+   * [candidate][window]. Absent: the simulator takes pair steps unjudged.
+   */
+  probeLosses?(candidates: readonly Float32Array[], windows: number): number[][];
 }
 
 /** Creates learners that share one model, one starting point and one validation set. */

@@ -42,6 +42,11 @@ export interface RunRecord {
   steps_per_replica: number[];
   joins: number;
   leaves: number;
+  /**
+   * The probe (NoLoCo; docs/design.md section 6.1): on or off, pair steps it judged and
+   * rejected, and its cost per outer round in simulated seconds and as a share of an inner loop.
+   */
+  probe?: { on: boolean; judged: number; rejected: number; seconds_per_outer_round: number; fraction_of_inner_loop: number };
   wall_s: number;
   curve: CurvePoint[];
 }
@@ -57,7 +62,12 @@ export function runRecord(spec: SimSpec, r: SimResult, wallSeconds: number): Run
     comm_fraction: f.commFraction, exchanges: f.exchanges,
     speeds: r.perReplica.map((p) => round(p.speed, 4)),
     steps_per_replica: r.perReplica.map((p) => p.steps),
-    joins: r.joins, leaves: r.leaves, wall_s: round(wallSeconds, 2),
+    joins: r.joins, leaves: r.leaves,
+    probe: {
+      on: r.probe.on, judged: r.probe.judged, rejected: r.probe.rejected,
+      seconds_per_outer_round: round(r.probe.secondsPerOuterRound, 4), fraction_of_inner_loop: round(r.probe.fractionOfInnerLoop, 4),
+    },
+    wall_s: round(wallSeconds, 2),
     curve: r.evals.map((e) => ({ t: round(e.t, 3), step: round(e.meanStep, 2), loss: e.meanLoss, avg: e.avgModelLoss, spread: e.spread, losses: e.losses })),
   };
 }

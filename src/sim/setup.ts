@@ -40,6 +40,8 @@ export interface SimSpec {
   network: NetworkModel;
   allReduce: AllReduceKind;
   churn: ChurnConfig | null;
+  /** NoLoCo: the probe judges every pair step (default true; SimConfig.probe). */
+  probe?: boolean;
   /**
    * gpt: the CPU reference GPT; webgpu: the same model, data and schedule on the WGSL engine
    * (Dawn in Node: a GPU server's GPU, or SwiftShader); quadratic: a toy for fast what-ifs.
@@ -156,6 +158,7 @@ export function simConfig(spec: SimSpec): SimConfig {
     allReduce: spec.allReduce,
     churn: spec.churn,
     lr: makeLr(spec),
+    probe: spec.probe ?? SIM_DEFAULTS.probe,
   };
 }
 

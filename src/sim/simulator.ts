@@ -7,10 +7,11 @@
 // equal times run in a fixed order, and replicas that finish an inner loop at the same instant
 // are handed to the strategy together, in slot order. Same config -> identical results.
 import { Rng } from '../model/rng.ts';
-import type { OuterMessage } from '../train/outer.ts';
+import { probeCandidates, type OuterMessage } from '../train/outer.ts';
+import { PROBE_WINDOWS, ProbeJudge } from '../round/probe.ts';
 import type { Learner, LearnerFactory } from './learner.ts';
 import type { Method, SimConfig } from './config.ts';
-import { validateSimConfig } from './config.ts';
+import { FORWARD_FRACTION_OF_STEP, validateSimConfig } from './config.ts';
 import { EventQueue } from './events.ts';
 import { averageWeights, sameWeights, weightSpread } from './metrics.ts';
 import { drawSpeed } from './speeds.ts';
@@ -50,6 +51,8 @@ export class Replica {
   outerSteps = 0;
   soloSteps = 0;
   bytesSent = 0;
+  /** This instance's probe judge (src/round/probe.ts); made at its first judged pair step. */
+  judge: ProbeJudge | null = null;
   readonly stepRng: Rng;
 
   constructor(readonly slot: number, stream: number, speed: number, learner: Learner, seed: number) {
@@ -143,9 +146,22 @@ export interface SimResult {
   perReplica: ReplicaSummary[];
   joins: number;
   leaves: number;
+  /** The probe (NoLoCo with SimConfig.probe): pair steps judged and rejected, and its cost. */
+  probe: ProbeSummary;
   warnings: string[];
   /** Each slot's weights at the end (null for an empty slot or a joiner not yet bootstrapped). */
   finalWeights: (Float32Array | null)[];
+}
+
+export interface ProbeSummary {
+  /** On in this run (NoLoCo with SimConfig.probe and a learner that can evaluate candidates). */
+  on: boolean;
+  /** Pair steps judged, and those rejected (a solo step taken instead). */
+  judged: number;
+  rejected: number;
+  /** Simulated seconds the probe charged, per outer round (solo rounds included) and as a fraction of an inner loop. */
+  secondsPerOuterRound: number;
+  fractionOfInnerLoop: number;
 }
 
 interface SimEvent { time: number; priority: number; step?: { r: Replica; epoch: number }; fn?: () => void | Promise<void> }
@@ -259,6 +275,35 @@ export class Simulation {
   }
 
   /** Counts an outer step on r (solo when it had no partner). */
+  private probeTotals = { judged: 0, rejected: 0, seconds: 0 };
+
+  /** Whether pair steps are judged: the config asks for it and the learners can evaluate. */
+  get probing(): boolean {
+    return this.cfg.probe && (this.cfg.method === 'noloco-async' || this.cfg.method === 'noloco-lockstep')
+      && this.replicas.length > 0 && typeof this.replicas[0]!.learner.probeLosses === 'function';
+  }
+
+  /** Simulated seconds r's probe takes: 2 candidates × PROBE_WINDOWS forward passes; 0 when off. */
+  probeSeconds(r: Replica): number {
+    return this.probing ? (2 * PROBE_WINDOWS * FORWARD_FRACTION_OF_STEP * this.cfg.stepTime) / r.speed : 0;
+  }
+
+  /**
+   * The probe on r's pair step with `partner`'s message (docs/design.md section 6.1): true to
+   * take the pair step, false for a solo step. Charges its time to the probe totals.
+   */
+  probePair(r: Replica, partnerId: string, partner: OuterMessage): boolean {
+    if (!this.probing || !r.msg) return true;
+    const c = probeCandidates(r.phi, r.mom, r.msg, partner, this.cfg.outer);
+    const [solo, paired] = r.learner.probeLosses!([c.solo, c.paired], PROBE_WINDOWS);
+    r.judge ??= new ProbeJudge();
+    const v = r.judge.judge(partnerId, { solo: solo!, paired: paired! });
+    this.probeTotals.judged++;
+    this.probeTotals.seconds += this.probeSeconds(r);
+    if (!v.accept) this.probeTotals.rejected++;
+    return v.accept;
+  }
+
   countOuter(r: Replica, solo: boolean): void {
     r.outerSteps++;
     if (solo) r.soloSteps++;
@@ -376,7 +421,19 @@ export class Simulation {
         };
       }),
       joins: this.joins, leaves: this.leaves, warnings: this.warnings,
+      probe: this.probeSummary(),
       finalWeights: this.replicas.map((r) => (present(r) ? r.theta.slice() : null)),
+    };
+  }
+
+  private probeSummary(): ProbeSummary {
+    const rounds = this.replicas.reduce((a, r) => a + r.outerSteps, 0);
+    const perRound = rounds > 0 ? this.probeTotals.seconds / rounds : 0;
+    // Against one inner loop of H steps: the share is the same at every speed.
+    return {
+      on: this.probing, judged: this.probeTotals.judged, rejected: this.probeTotals.rejected,
+      secondsPerOuterRound: perRound,
+      fractionOfInnerLoop: this.probing ? (2 * PROBE_WINDOWS * FORWARD_FRACTION_OF_STEP) / this.cfg.H : 0,
     };
   }
 

@@ -49,6 +49,8 @@ export class ExchangeRun {
   /** Set while pairing via the coordinator said this peer: it may connect past the hard cap. */
   expectedPartner: string | null = null;
   private partner: string | null = null;
+  /** The coordinator's pool said our partner is on probation (a new id). */
+  private probation = false;
   private direct: DirectPairing | null = null;
   private viaCoordinator = false;
   private stash = new Map<string, Inbound>();
@@ -142,6 +144,7 @@ export class ExchangeRun {
         if (e.partner === null) { this.keepOnlyStash(null); done({ reason: 'no-partner', via: 'coordinator' }); }
         else {
           this.expectedPartner = e.partner;
+          this.probation = e.probation === true;
           this.keepOnlyStash(e.partner);
           done({ partner: e.partner, initiator: e.initiator, via: 'coordinator' });
         }
@@ -223,7 +226,7 @@ export class ExchangeRun {
     };
     return {
       ...this.base(partner, pairMs, via, transferMs),
-      outcome: 'paired', payload: result, reason: null, rejection: null,
+      outcome: 'paired', payload: result, reason: null, rejection: null, ...(this.probation ? { probation: true } : {}),
       bytesReceived: wireBytes(s.runId, partner, outcome.phi.length, undefined) + wireBytes(s.runId, partner, outcome.delta.length, undefined),
     };
   }

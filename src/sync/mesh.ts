@@ -57,6 +57,11 @@ export interface Mesh {
    */
   bootstrap(opts?: { timeoutMs?: number; tries?: number; check?: StateCheck }): Promise<BootState | null>;
   stats(): MeshStats;
+  /**
+   * A partner's update that the mesh accepted was judged harmful later (the probe,
+   * src/round/probe.ts): the same strike, report and cut-off as a validation failure.
+   */
+  reportOffence(peer: string, code: string, detail: string): void;
   /** Close every link and stop all timers. Safe to call twice. */
   destroy(): void;
 }
@@ -332,6 +337,10 @@ class MeshImpl implements Mesh, MeshCore {
       // Not yet connecting (we are the responder): wait for the initiator's offer to create it.
       this.waitOpen(peer, finish);
     });
+  }
+
+  reportOffence(peer: string, code: string, detail: string): void {
+    this.offence(peer, code, detail);
   }
 
   /** A validation failure: strike, report to the coordinator, cut off a repeated offender. */

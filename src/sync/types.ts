@@ -102,6 +102,8 @@ export interface ExchangeResult {
   link?: { local: CandidateType; remote: CandidateType; connectMs: number | null } | null;
   /** Why the link to the partner did not open, when reason is 'connect-failed'. */
   linkError?: string | null;
+  /** The coordinator said the partner is on probation (judge its update with the strict margin). */
+  probation?: boolean;
 }
 
 export interface Offence {

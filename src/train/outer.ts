@@ -87,6 +87,22 @@ export function nolocoOuterStep(state: OuterState, group: readonly OuterMessage[
   }
 }
 
+/**
+ * The probe's two candidate states (docs/design.md section 6.1): the φ_i replica i would hold
+ * after a solo step and after the pair step with `partner`, each from the same φ_i and m_i.
+ * Nothing passed in is changed; the two results are fresh arrays.
+ */
+export function probeCandidates(
+  phi: Float32Array, momentum: Float32Array, own: OuterMessage, partner: OuterMessage, h: OuterHyper,
+): { solo: Float32Array; paired: Float32Array } {
+  const one = (group: OuterMessage[]) => {
+    const out = { phi: phi.slice(), momentum: momentum.slice(), theta: new Float32Array(phi.length) };
+    nolocoOuterStep(out, group, h);
+    return out.phi;
+  };
+  return { solo: one([own]), paired: one([own, partner]) };
+}
+
 /** DiLoCo's outer momentum: heavy-ball (the NoLoCo authors' baseline code) or Nesterov (Douillard et al.). */
 export const DILOCO_MOMENTA = ['heavy-ball', 'nesterov'] as const;
 export type DilocoMomentum = (typeof DILOCO_MOMENTA)[number];

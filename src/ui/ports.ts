@@ -6,6 +6,9 @@ import type { GpuErrorCode } from '../gpu/errors.ts';
 import type { RunEvent, RunEventKind } from '../protocol/events.ts';
 import type { ReportFields } from '../protocol/messages.ts';
 import type { RoundExchange } from '../round/outer-round.ts';
+import type { ProbeLosses } from '../round/probe.ts';
+
+export type { ProbeLosses };
 import type { PressureState, Sensors } from './core/policy.ts';
 
 /** What the volunteer page says about the run before anything starts. */
@@ -62,6 +65,11 @@ export interface TrainerPort {
   /** NoLoCo outer step with the partners' payloads; [] is a solo step. */
   applyOuter(partners: OuterPayload[]): Promise<void>;
   /**
+   * The probe (src/round/probe.ts), between outerPayload and applyOuter: the solo and the paired
+   * candidate's loss on the same fresh private windows. Absent: updates are applied unjudged.
+   */
+  probe?(partner: OuterPayload): Promise<ProbeLosses>;
+  /**
    * φ, outer momentum and inner step of the last outer step (or load): what newcomers and
    * checkpoints get. The worker keeps it on the CPU, so this costs a copy, not a GPU read.
    */
@@ -88,6 +96,8 @@ export interface MeshStats {
 export interface MeshPort {
   /** Finds a partner for outer round `round` within `waitMs` and swaps validated payloads. */
   exchange(round: number, mine: OuterPayload, waitMs: number): Promise<ExchangeResult>;
+  /** Reports a partner whose update the probe found harmful (strike, coordinator report, cut-off). */
+  reportOffence?(peer: string, code: string, detail: string): void;
   stats(): MeshStats;
 }
 

@@ -6,7 +6,7 @@
 //   (src/train/outer.ts), for many-peer tests where a software GPU would be too slow.
 // Both start from initParams(layout, run.seed), so fresh replicas of one run share φ_0.
 import type { Batch } from '../data/batch.ts';
-import { validationBatches, WindowSampler } from '../data/sampler.ts';
+import { randomSeed, validationBatches, WindowSampler } from '../data/sampler.ts';
 import { trainConfig, type TrainConfig } from '../model/config.ts';
 import { initParams } from '../model/init.ts';
 import { buildLayout, type Layout } from '../model/layout.ts';
@@ -14,7 +14,8 @@ import type { RunInfo } from '../protocol/messages.ts';
 import type { Replica } from '../sync/replica.ts';
 import type { OuterPayload, PartnerPayload } from '../sync/types.ts';
 import { CpuTrainer } from '../train/cpu-trainer.ts';
-import { nolocoOuterStep, type OuterMessage } from '../train/outer.ts';
+import { nolocoOuterStep, probeCandidates, type OuterMessage } from '../train/outer.ts';
+import { PROBE_WINDOWS, type ProbeLosses } from '../round/probe.ts';
 import { BackendError, DivergedError } from './errors.ts';
 import { VAL_BATCHES } from './run-config.ts';
 
@@ -41,6 +42,12 @@ export interface ReplicaBackend extends Replica {
   /** Mean loss over the run's fixed validation batches (θ = φ right after an outer step). */
   evaluate(): Promise<number>;
   outerPayload(): Promise<OuterPayload>;
+  /**
+   * The probe (src/round/probe.ts), between outerPayload and applyOuter: the loss of the solo
+   * and the paired candidate state on PROBE_WINDOWS fresh windows of this replica's own data
+   * that no partner can predict. Changes no training state.
+   */
+  probe(partner: PartnerPayload): Promise<ProbeLosses>;
   applyOuter(partners: PartnerPayload[]): Promise<void>;
   slowState(): Promise<SlowState>;
   /** Starts from a peer's or a checkpoint's state: θ = φ, AdamW moments zero, schedule at innerStep. */
@@ -59,6 +66,8 @@ export interface BackendInit {
   stream: number;
   /** GPU only: measure kernel shapes for this adapter (cached on disk). */
   autotune?: boolean;
+  /** Seed of the probe's private windows; default: random on this machine (tests and benchmarks fix it). */
+  probeSeed?: number;
 }
 
 export async function createBackend(kind: BackendKind, init: BackendInit): Promise<ReplicaBackend> {
@@ -91,7 +100,10 @@ class GpuBackend implements ReplicaBackend {
     const { createNodeTrainer } = await import('../worker/node.ts');
     const trainer = createNodeTrainer();
     try {
-      const info = await trainer.init({ model: init.run.model, train: cfg, data: init.train, replica: init.stream, autotune: init.autotune ?? true }, init.run.seed);
+      const info = await trainer.init({
+        model: init.run.model, train: cfg, data: init.train, replica: init.stream, autotune: init.autotune ?? true,
+        ...(init.probeSeed !== undefined ? { probeSeed: init.probeSeed } : {}),
+      }, init.run.seed);
       return new GpuBackend(trainer, info.adapter, info.total, init.run, val);
     } catch (err) {
       trainer.dispose();
@@ -116,6 +128,10 @@ class GpuBackend implements ReplicaBackend {
   async outerPayload(): Promise<OuterPayload> {
     const p = await this.trainer.outerPayload();
     return { phi: new Float32Array(p.phi), delta: new Float32Array(p.delta) };
+  }
+
+  probe(partner: PartnerPayload): Promise<ProbeLosses> {
+    return this.trainer.probe({ phi: partner.phi, delta: partner.delta }, PROBE_WINDOWS);
   }
 
   applyOuter(partners: PartnerPayload[]): Promise<void> {
@@ -150,6 +166,8 @@ class CpuBackend implements ReplicaBackend {
   private readonly layout: Layout;
   private readonly trainer: CpuTrainer;
   private readonly sampler: WindowSampler;
+  /** The probe's private windows: this replica's data, a stream seeded at random here. */
+  private readonly probeSampler: WindowSampler;
   /** (P) φ_i and outer momentum m_i. */
   private readonly phi: Float32Array;
   private readonly momentum: Float32Array;
@@ -166,6 +184,7 @@ class CpuBackend implements ReplicaBackend {
     this.phi = theta.slice();
     this.momentum = new Float32Array(this.total);
     this.sampler = new WindowSampler(init.train, { seed: init.run.seed, replica: init.stream });
+    this.probeSampler = new WindowSampler(init.train, { seed: init.probeSeed ?? randomSeed(), replica: init.stream });
   }
 
   async train(steps: number): Promise<number[]> {
@@ -204,6 +223,23 @@ class CpuBackend implements ReplicaBackend {
     for (let k = 0; k < delta.length; k++) delta[k] = theta[k] - this.phi[k];
     this.sent = { phi: this.phi.slice(), delta };
     return { phi: this.sent.phi, delta: this.sent.delta };
+  }
+
+  async probe(partner: PartnerPayload): Promise<ProbeLosses> {
+    if (!this.sent) throw new BackendError('probe called before outerPayload: the candidates need this replica\'s own φ and Δ');
+    const { outerMomentum: momentum, outerLr: lr, consensus, batch, seqLen } = this.cfg;
+    const c = probeCandidates(this.phi, this.momentum, this.sent, { phi: partner.phi, delta: partner.delta }, { momentum, lr, consensus });
+    const windows = Array.from({ length: PROBE_WINDOWS }, () => this.probeSampler.next(batch, seqLen));
+    const keep = this.trainer.params.slice();
+    try {
+      const losses = (params: Float32Array) => {
+        this.trainer.setParams(params);
+        return windows.map((w) => this.trainer.evaluate([w]));
+      };
+      return { solo: losses(c.solo), paired: losses(c.paired) };
+    } finally {
+      this.trainer.setParams(keep);
+    }
   }
 
   async applyOuter(partners: PartnerPayload[]): Promise<void> {

@@ -6,6 +6,7 @@ import type { Mesh } from '../sync/mesh.ts';
 import type { Replica } from '../sync/replica.ts';
 import type { ExchangeResult, OuterPayload, PartnerPayload } from '../sync/types.ts';
 import { runOuterRound as outerRound, type LinkFields, type RoundInput } from '../round/outer-round.ts';
+import type { ProbeLosses, ProbeVerdict } from '../round/probe.ts';
 
 export type { InnerLoopStats, RoundInput as RoundContext } from '../round/outer-round.ts';
 
@@ -13,6 +14,13 @@ export interface RoundOutcome {
   exchange: ExchangeResult;
   waitMs: number;
   report: ReportFields;
+  /** The probe's verdict on the partner's update; null: no partner (or no probe). */
+  probe: ProbeVerdict | null;
+}
+
+/** A replica that can also evaluate the probe's two candidates (src/volunteer/backend.ts). */
+export interface ProbingReplica extends Replica {
+  probe?(partner: PartnerPayload): Promise<ProbeLosses>;
 }
 
 /** Link failures of each mesh already counted in a report: each report carries the new ones. */
@@ -33,7 +41,7 @@ export function linkFields(mesh: Pick<Mesh, 'stats'>, exchange: Pick<ExchangeRes
   };
 }
 
-export async function runOuterRound(mesh: Mesh, replica: Replica, ctx: RoundInput): Promise<RoundOutcome> {
+export async function runOuterRound(mesh: Mesh, replica: ProbingReplica, ctx: RoundInput): Promise<RoundOutcome> {
   let full: ExchangeResult | null = null;
   const out = await outerRound<OuterPayload | PartnerPayload>({
     outerPayload: () => replica.outerPayload(),
@@ -42,10 +50,13 @@ export async function runOuterRound(mesh: Mesh, replica: Replica, ctx: RoundInpu
       return {
         partner: r.payload ? r.partner : null, payload: r.payload, partnerDist: r.payload ? r.payload.phiDistance : null,
         bytesIn: r.bytesReceived, bytesOut: r.bytesSent, solo: r.payload ? null : r.reason ?? 'no-partner', link: linkFields(mesh, r),
+        ...(r.probation ? { probation: true } : {}),
       };
     },
     // Only the exchange's own payloads come back here: validated partner payloads.
     applyOuter: (partners) => replica.applyOuter(partners as PartnerPayload[]),
+    ...(replica.probe ? { probe: (p: OuterPayload | PartnerPayload) => replica.probe!(p as PartnerPayload) } : {}),
+    reportOffence: (peer, code, detail) => mesh.reportOffence(peer, code, detail),
   }, ctx);
-  return { exchange: full!, waitMs: out.waitMs, report: out.report };
+  return { exchange: full!, waitMs: out.waitMs, report: out.report, probe: out.probe };
 }

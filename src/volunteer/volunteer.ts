@@ -14,13 +14,14 @@ import { createMesh, type Mesh } from '../sync/mesh.ts';
 import { compressionForRun } from '../sync/compress.ts';
 import type { RtcImplementation } from '../sync/links.ts';
 import { joinRunState, serveRunState } from '../sync/join.ts';
-import type { JoinSource, Replica } from '../sync/replica.ts';
+import type { JoinSource } from '../sync/replica.ts';
 import { SignalingClient, memorySessionStore, type SessionStore, type WebSocketCtor } from '../sync/signaling-client.ts';
 import type { BootState, ExchangeResult } from '../sync/types.ts';
 import { BACKENDS, createBackend, type BackendKind, type ReplicaBackend } from './backend.ts';
 import { downloadAssignment } from './data.ts';
 import { CoordinatorRefusedError, CoordinatorUnreachableError, DivergedError, VolunteerConfigError, VolunteerStoppedError } from './errors.ts';
-import { runOuterRound } from './round.ts';
+import { runOuterRound, type ProbingReplica } from './round.ts';
+import { ProbeJudge, type ProbeVerdict } from '../round/probe.ts';
 import { MAX_DIVERGED_IN_A_ROW } from '../round/outer-round.ts';
 import { runConfigHash } from './run-config.ts';
 import { withPeerReplay } from './signaling.ts';
@@ -55,6 +56,13 @@ export interface VolunteerOptions {
   autotune?: boolean;
   /** Mesh neighbour bounds (default 4..8, the mesh's). */
   neighbours?: { min: number; max: number };
+  /**
+   * Judge each partner's update by its effect on the loss (src/round/probe.ts). Default true;
+   * false only to measure what the probe costs and changes.
+   */
+  probe?: boolean;
+  /** Seed of the probe's private windows (default: random on this machine). */
+  probeSeed?: number;
 }
 
 export interface VolunteerComponents {
@@ -65,12 +73,16 @@ export interface VolunteerComponents {
   fetch?: typeof fetch;
   session?: SessionStore;
   logger?: Logger;
+  /** Makes the trainer (default: createBackend); tests wrap it, e.g. to play a hostile peer. */
+  createBackend?: typeof createBackend;
 }
 
 export interface RoundEvent {
   report: ReportFields;
   exchange: ExchangeResult;
   waitMs: number;
+  /** The probe's verdict on this round's partner; null: no partner (or the probe is off). */
+  probe: ProbeVerdict | null;
 }
 
 export interface VolunteerSummary {
@@ -79,7 +91,10 @@ export interface VolunteerSummary {
   backend: BackendKind;
   joinedFrom: JoinSource | null;
   rounds: number;
+  /** Rounds with a partner's validated payload (the probe may still have rejected it). */
   paired: number;
+  /** Of those, partners' updates the probe rejected (a solo step taken instead). */
+  probeRejected?: number;
   steps: number;
   /** Why the loop ended: a limit, stop(), the coordinator's refusal. */
   reason: string;
@@ -119,6 +134,7 @@ export function validateVolunteerOptions(o: VolunteerOptions): Required<Pick<Vol
   posInt('chunkSteps', o.chunkSteps);
   if (o.throttle !== undefined && !(Number.isFinite(o.throttle) && o.throttle >= 1)) throw new VolunteerConfigError(`throttle must be a number >= 1, got ${o.throttle}`);
   if (o.seed !== undefined && !(Number.isInteger(o.seed) && o.seed >= 0)) throw new VolunteerConfigError(`seed must be a non-negative integer, got ${o.seed}`);
+  if (o.probeSeed !== undefined && !(Number.isInteger(o.probeSeed) && o.probeSeed >= 0)) throw new VolunteerConfigError(`probeSeed must be a non-negative integer, got ${o.probeSeed}`);
   const evalEveryRounds = o.evalEveryRounds ?? 5;
   if (!(Number.isInteger(evalEveryRounds) && evalEveryRounds >= 0)) throw new VolunteerConfigError(`evalEveryRounds must be a non-negative integer, got ${evalEveryRounds}`);
   return { backend, chunkSteps: o.chunkSteps ?? 10, evalEveryRounds, joinTimeoutMs: o.joinTimeoutMs ?? 60_000, bootstrapTimeoutMs: o.bootstrapTimeoutMs ?? 15_000 };
@@ -257,8 +273,9 @@ class HeadlessVolunteer implements Volunteer {
     const { run, assignment } = welcome;
     const data = await downloadAssignment(this.opts.url, assignment, this.c.fetch);
     this.log.info('data verified', { train: data.train.length, val: data.val.length });
-    this.backend = await createBackend(this.settings.backend, {
+    this.backend = await (this.c.createBackend ?? createBackend)(this.settings.backend, {
       run, train: data.train, val: data.val, stream: this.opts.seed ?? assignment.replica, autotune: this.opts.autotune,
+      ...(this.opts.probeSeed !== undefined ? { probeSeed: this.opts.probeSeed } : {}),
     });
     this.log.info('trainer ready', { backend: this.backend.kind, adapter: this.backend.adapter, floats: this.backend.total });
     this.mesh = createMesh({
@@ -319,6 +336,8 @@ class HeadlessVolunteer implements Volunteer {
     const every = this.settings.evalEveryRounds;
     const startRound = this.round, startStep = this.step;
     let diverged = 0;
+    // One judge for the whole run: the margin is calibrated from this peer's own history.
+    const judge = this.opts.probe === false ? null : new ProbeJudge();
     for (;;) {
       if (this.stopping) return;
       if (this.opts.rounds !== undefined && this.round - startRound >= this.opts.rounds) return;
@@ -348,8 +367,9 @@ class HeadlessVolunteer implements Volunteer {
       const done = this.summary.rounds + 1;
       const evaluate = every > 0 && (done === 1 || done % every === 0) ? () => backend.evaluate() : null;
       let roundDone: (() => void) | null = null;
-      const replica: Replica = {
+      const replica: ProbingReplica = {
         outerPayload: () => backend.outerPayload(),
+        probe: (partner) => backend.probe(partner),
         applyOuter: (partners) => {
           this.outerInFlight = new Promise<void>((r) => { roundDone = r; });
           return backend.applyOuter(partners);
@@ -359,7 +379,7 @@ class HeadlessVolunteer implements Volunteer {
       try {
         out = await runOuterRound(mesh, replica, {
           round: this.round, inner: { step: this.step, losses, tokens: H * batch * seqLen, innerMs },
-          pairWaitFrac: this.pairWaitFrac ?? run.pairWaitFrac, adapter: backend.adapter, evaluate,
+          pairWaitFrac: this.pairWaitFrac ?? run.pairWaitFrac, adapter: backend.adapter, evaluate, judge,
         });
         this.round++;
         this.stepAtOuter = this.step;
@@ -370,14 +390,16 @@ class HeadlessVolunteer implements Volunteer {
       this.summary.rounds++;
       this.summary.steps = this.step;
       if (out.exchange.outcome === 'paired') this.summary.paired++;
+      if (out.probe && !out.probe.accept) this.summary.probeRejected = (this.summary.probeRejected ?? 0) + 1;
       if (typeof out.report.valLoss === 'number') this.lastValLoss = out.report.valLoss;
       this.signaling.report(out.report);
       this.log.info('outer round', {
         round: out.report.round, step: out.report.step, loss: out.report.trainLoss, val: out.report.valLoss,
         partner: out.report.partner, solo: out.exchange.reason, waitMs: Math.round(out.waitMs),
+        ...(out.probe ? { probeRejected: !out.probe.accept, probeExcess: out.probe.excess, probeMargin: out.probe.margin } : {}),
       });
       for (const fn of this.roundListeners) {
-        try { fn({ report: out.report, exchange: out.exchange, waitMs: out.waitMs }); } catch (err) { this.log.error('round listener threw', { error: String(err) }); }
+        try { fn({ report: out.report, exchange: out.exchange, waitMs: out.waitMs, probe: out.probe }); } catch (err) { this.log.error('round listener threw', { error: String(err) }); }
       }
     }
   }

@@ -8,7 +8,7 @@
 // dispose(), it acquires a new one, rebuilds every pipeline and buffer, and restarts from that
 // state: θ = φ, AdamW moments zero (they are local and cheap to rebuild). A train() call that
 // was interrupted is run again on the new device.
-import { WindowSampler } from '../data/sampler.ts';
+import { randomSeed, WindowSampler } from '../data/sampler.ts';
 import type { Batch } from '../data/batch.ts';
 import { trainConfig, validateModelConfig, type ModelConfig, type TrainConfig } from '../model/config.ts';
 import { initParams } from '../model/init.ts';
@@ -19,7 +19,7 @@ import { GpuEngine } from '../gpu/engine.ts';
 import { DeviceLostError } from '../gpu/errors.ts';
 import { DEFAULT_TUNING, type Tuning } from '../gpu/kernels.ts';
 import { requirements } from '../gpu/limits.ts';
-import { validateOuterHyper } from '../train/outer.ts';
+import { probeCandidates, validateOuterHyper } from '../train/outer.ts';
 import {
   STATE_FORMAT, STATE_VERSION, type LoadState, type OuterPayload, type OuterSnapshot, type PartnerInput, type TrainerConfig,
   type TrainerEvent, type TrainerInfo, type TrainerState,
@@ -43,6 +43,11 @@ interface Setup {
   readEvery: number;
   autotune: boolean;
   sampler: WindowSampler;
+  /**
+   * The probe's windows (docs/design.md section 6.1): from this replica's own training data but
+   * a stream seeded at random on this device, so no partner can know or fit them.
+   */
+  probeSampler: WindowSampler;
 }
 
 export class Trainer {
@@ -172,6 +177,32 @@ export class Trainer {
       const { outerMomentum: alpha, outerLr: beta, consensus: gamma } = setup.train;
       const out = await this.withRecovery(() => this.engine!.applyOuter(arrays, { alpha, beta, gamma }));
       this.lastOuter = { phi: out.phi, outerM: out.outerM, step: this.engine!.step };
+    });
+  }
+
+  /**
+   * The probe (docs/design.md section 6.1), after outerPayload and before applyOuter: the loss of
+   * the solo and of the paired candidate state on `windows` fresh private windows, per window.
+   * The candidates are computed on the CPU from the last outer state (the same rule as the
+   * kernel); training state is unchanged.
+   */
+  probe(partner: PartnerInput, windows: number): Promise<{ solo: number[]; paired: number[] }> {
+    return this.serial(async () => {
+      const setup = this.requireSetup('probe');
+      if (!(Number.isInteger(windows) && windows >= 1)) throw new RangeError(`Trainer.probe: windows must be a positive integer, got ${windows}`);
+      const total = setup.layout.total;
+      const phi = floats(partner?.phi, total, "Trainer.probe: the partner's phi");
+      const delta = floats(partner?.delta, total, "Trainer.probe: the partner's delta");
+      const { B, T } = { B: setup.train.batch, T: setup.train.seqLen };
+      const batches = Array.from({ length: windows }, () => setup.probeSampler.next(B, T));
+      return this.withRecovery(async () => {
+        const own = await this.engine!.outerPayload();
+        const o = this.lastOuter!;
+        const { outerMomentum: momentum, outerLr: lr, consensus } = setup.train;
+        const c = probeCandidates(o.phi, o.outerM, own, { phi, delta }, { momentum, lr, consensus });
+        const [solo, paired] = await this.engine!.probeLosses([c.solo, c.paired], batches);
+        return { solo: solo!, paired: paired! };
+      });
     });
   }
 
@@ -322,6 +353,7 @@ function makeSetup(config: TrainerConfig, seed: number): Setup {
   return {
     model, train, layout: buildLayout(model), readEvery, autotune: config.autotune ?? true,
     sampler: new WindowSampler(config.data, { seed, replica }),
+    probeSampler: new WindowSampler(config.data, { seed: config.probeSeed ?? randomSeed(), replica }),
   };
 }
 

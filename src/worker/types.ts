@@ -15,6 +15,8 @@ export interface TrainerConfig {
   readEvery?: number;
   /** Measure kernel shapes for this adapter (cached); false uses the defaults. Default true. */
   autotune?: boolean;
+  /** Seed of the probe's private windows; default: random on this device (tests fix it). */
+  probeSeed?: number;
 }
 
 export interface TrainerInfo {

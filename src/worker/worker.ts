@@ -19,6 +19,7 @@ const api = {
   evaluate: trainer.evaluate.bind(trainer),
   getInfo: trainer.getInfo.bind(trainer),
   applyOuter: trainer.applyOuter.bind(trainer),
+  probe: trainer.probe.bind(trainer),
   setEventListener: trainer.setEventListener.bind(trainer),
   /** φ and Δ, their buffers transferred to the page (src/sync/worker-bridge.ts's shape). */
   async outerPayload(): Promise<OuterPayload> {

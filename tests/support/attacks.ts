@@ -19,6 +19,8 @@ export const ABSURD_REPORTS: [Record<string, unknown>, RegExp][] = [
   [{ tokensPerS: 1e12 }, /tokensPerS 1000000000000 exceeds/],
   [{ bytesIn: Number.MAX_SAFE_INTEGER }, /bytesIn 9007199254740991 exceeds/],
   [{ bytesOut: 2 ** 40 }, /bytesOut 1099511627776 exceeds/],
+  [{ probeSolo: 0 }, /probeSolo 0 is outside/],
+  [{ probePaired: 1e-5 }, /probePaired 0.00001 is outside/],
 ];
 
 /**

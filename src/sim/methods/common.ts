@@ -11,17 +11,22 @@ export function prepareMessage(r: Replica): void {
 
 /**
  * a and b exchange phi and delta (each sends both tensors); when both messages have arrived each
- * applies the pair outer step and starts its next inner loop. A member that left meanwhile is
- * skipped; its message had already been sent, so the other still completes its step.
+ * judges the pair step with the probe (its forward passes on its own clock; src/round/probe.ts),
+ * applies the pair outer step or, if the probe rejected it, a solo step, and starts its next
+ * inner loop. A member that left meanwhile is skipped; its message had already been sent, so the
+ * other still completes its step.
  */
 export function pairExchange(sim: Simulation, a: Replica, b: Replica): void {
   const bytes = 2 * sim.factory.messageBytes;
   const seconds = pairExchangeTime(bytes, sim.cfg.network, sim.netRng);
   sim.beginComm([a, b], bytes);
   const group = [a.msg!, b.msg!];
-  for (const r of [a, b]) {
-    sim.atFor(r, sim.now + seconds, PRIORITY.comm, () => {
-      nolocoOuterStep({ phi: r.phi, momentum: r.mom, theta: r.theta }, group, sim.cfg.outer);
+  for (const [r, other] of [[a, b], [b, a]] as const) {
+    const partner = other.msg!, partnerId = `${other.slot}/${other.stream}`;
+    sim.atFor(r, sim.now + seconds + sim.probeSeconds(r), PRIORITY.comm, () => {
+      const accept = sim.probePair(r, partnerId, partner);
+      nolocoOuterStep({ phi: r.phi, momentum: r.mom, theta: r.theta }, accept ? group : [r.msg!], sim.cfg.outer);
+      // Counted as paired either way (the pool did pair them); the probe counts its rejections.
       sim.countOuter(r, false);
       sim.startLoop(r);
     });

@@ -3,7 +3,7 @@
 // outer rounds the trainer completed (from the round the session started at) and keeps the
 // last validation loss, so a snapshot pairs φ and m with the round and step they belong to.
 import type { ServedState } from '../../sync/join.ts';
-import type { OuterPayload, OuterState, SessionStart, TrainerPort } from '../ports.ts';
+import type { OuterPayload, OuterState, ProbeLosses, SessionStart, TrainerPort } from '../ports.ts';
 
 export class ServingTrainer implements TrainerPort {
   private round: number;
@@ -11,8 +11,12 @@ export class ServingTrainer implements TrainerPort {
   /** The latest applyOuter in flight (settled when none is). */
   private applying: Promise<unknown> = Promise.resolve();
 
+  /** The probe's candidates, when the trainer can evaluate them (TrainerPort.probe). */
+  readonly probe?: (partner: OuterPayload) => Promise<ProbeLosses>;
+
   constructor(private readonly t: TrainerPort, private readonly start: SessionStart, private readonly tokensPerStep: number) {
     this.round = start.round;
+    if (t.probe) this.probe = (partner) => t.probe!(partner);
   }
 
   train(steps: number): Promise<ArrayLike<number>> {

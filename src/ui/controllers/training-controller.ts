@@ -16,6 +16,7 @@ import {
   sleep, systemClock, type Clock, type GpuProbe, type OuterPayload, type RunSummary, type SensorPort, type SessionStart, type VolunteerBackend, type VolunteerSession,
 } from '../ports.ts';
 import { MAX_DIVERGED_IN_A_ROW, MIN_PAIR_WAIT_MS, runOuterRound } from '../../round/outer-round.ts';
+import { ProbeJudge } from '../../round/probe.ts';
 import { Observable, type Task } from './observable.ts';
 
 export type Phase =
@@ -398,6 +399,14 @@ export class TrainingController extends Observable {
   /** This volunteer's link outcomes, folded the way the dashboard folds every peer's. */
   private readonly links = newPeerLinkState();
 
+  /** The probe's judge: one per session, its margin calibrated from this session's exchanges. */
+  private judges = new WeakMap<VolunteerSession, ProbeJudge>();
+  private judgeFor(session: VolunteerSession): ProbeJudge {
+    let j = this.judges.get(session);
+    if (!j) this.judges.set(session, (j = new ProbeJudge()));
+    return j;
+  }
+
   private async outerStep(session: VolunteerSession, run: RunSummary): Promise<void> {
     const f = this.figures;
     // docs/design.md section 3: wait a fraction of our own inner-loop time (wall time, rests included).
@@ -415,16 +424,20 @@ export class TrainingController extends Observable {
       },
       exchange: (round, mine, waitMs) => session.mesh.exchange(round, mine, waitMs),
       applyOuter: (partners) => session.trainer.applyOuter(partners),
+      ...(session.trainer.probe ? { probe: (partner: OuterPayload) => session.trainer.probe!(partner) } : {}),
+      ...(session.mesh.reportOffence ? { reportOffence: (peer: string, code: string, detail: string) => session.mesh.reportOffence!(peer, code, detail) } : {}),
     }, {
       round: f.rounds,
       inner: { step: f.step, losses: this.roundLosses, tokens: run.H * run.tokensPerStep, innerMs: innerLoopMs },
       pairWaitFrac: session.pairWaitFrac?.() ?? run.pairWaitFrac,
       adapter: gpu,
       evaluate: every > 0 && (f.rounds + 1) % every === 0 ? () => session.trainer.evaluate() : null,
+      judge: this.judgeFor(session),
       now: () => this.clock.now(),
     });
     this.roundLosses = [];
-    f.partner = out.exchange.payload ? out.exchange.partner : null;
+    // A partner's update the probe rejected was a solo step.
+    f.partner = out.report.partner;
     if (f.partner) f.exchangesAccepted++;
     else f.soloRounds++;
     f.rounds++;

@@ -22,8 +22,8 @@ const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFi
 
 /**
  * What a partner's payload was rejected for. The mesh reports "code: detail" (src/sync/mesh.ts
- * offence): a validator reason (src/sync/validate.ts), a frame error code (src/protocol/errors.ts)
- * or a hello mismatch. Unknown codes are shown as they are.
+ * offence): a validator reason (src/sync/validate.ts), a frame error code (src/protocol/errors.ts),
+ * a hello mismatch or the probe's verdict (src/round/probe.ts). Unknown codes are shown as they are.
  */
 export function offenderReason(reason: string): { words: string; detail: string | null } {
   const at = reason.indexOf(': ');
@@ -41,6 +41,9 @@ export function offenderReason(reason: string): { words: string; detail: string 
       case 'ERR_FRAME_CHECKSUM': return 'a corrupted payload (checksum mismatch)';
       case 'ERR_FRAME_SENDER': case 'ERR_HELLO_IDENTITY': return 'a false sender id';
       case 'rejected': case 'ERR_PARTNER_REJECTED': return 'a rejected payload';
+      // The probe (src/round/probe.ts): the update made the reporter's own loss worse.
+      case 'probe-gross': return 'an update that made the loss much worse';
+      case 'probe-harm': return 'updates that kept making the loss worse';
       default: return code.startsWith('ERR_FRAME_') ? 'a malformed frame' : code || 'unspecified';
     }
   })();

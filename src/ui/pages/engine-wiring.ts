@@ -15,6 +15,7 @@ import { runConfigHash, VAL_BATCHES } from '../../volunteer/run-config.ts';
 import { withPeerReplay } from '../../volunteer/signaling.ts';
 // The report's connectivity fields, measured as the headless volunteer measures them.
 import { linkFields } from '../../volunteer/round.ts';
+import { PROBE_WINDOWS } from '../../round/probe.ts';
 import type { MeshFactoryArgs, RunMesh, TrainerFactoryArgs } from '../browser/volunteer-backend.ts';
 import type { OuterPayload, OuterState, TrainerPort } from '../ports.ts';
 
@@ -41,6 +42,11 @@ export async function createTrainer({ run, welcome, baseUrl }: TrainerFactoryArg
     async outerPayload(): Promise<OuterPayload> {
       const p = await api.outerPayload();
       return { phi: new Float32Array(p.phi), delta: new Float32Array(p.delta) };
+    },
+    probe(partner: OuterPayload) {
+      // Copies, as for applyOuter: the partner's arrays stay with the mesh until the step.
+      const plain = { phi: partner.phi.slice().buffer, delta: partner.delta.slice().buffer };
+      return api.probe(Comlink.transfer(plain, [plain.phi, plain.delta]), PROBE_WINDOWS);
     },
     applyOuter(partners: OuterPayload[]) {
       // Copies: the mesh may still hold the partner's arrays; ours move to the worker.
@@ -101,9 +107,10 @@ export async function createMesh({ run, signaling, otherPeers }: MeshFactoryArgs
       // The validator's distance, measured before it clips a far φ (src/round/outer-round.ts).
       return {
         partner: r.partner, payload: { phi: r.payload.phi, delta: r.payload.delta }, partnerDist: r.payload.phiDistance,
-        bytesIn: r.bytesReceived, bytesOut: r.bytesSent, solo: null, link: linkFields(mesh, r),
+        bytesIn: r.bytesReceived, bytesOut: r.bytesSent, solo: null, link: linkFields(mesh, r), ...(r.probation ? { probation: true } : {}),
       };
     },
+    reportOffence: (peer, code, detail) => mesh.reportOffence(peer, code, detail),
     stats: () => ({ peers: otherPeers(), bytesIn, bytesOut, lastSolo }),
     bootstrap: (opts) => mesh.bootstrap(opts),
     serveState: (provider) => mesh.serveState(provider),

@@ -1,0 +1,143 @@
+// Probe benchmark (issue 15, docs/design.md section 6.1): what judging partners' updates by
+// their effect on the loss costs honest volunteers and what it saves them from. Three CPU
+// volunteers train one `micro` run in this process against the real coordinator (127.0.0.1),
+// exchanging over WebRTC on loopback, in these scenarios:
+//   honest-off   three honest volunteers, probe off: the system as it was (the control)
+//   honest-on    three honest volunteers, probe on: the false-rejection rate and its cost
+//   attack-on    two honest + one whose Δ is negated at the honest norm, probe on
+//   attack-off   the same attack with the probe off (what it did before)
+// Prints a table and writes bench/results/probe.json: per scenario the honest volunteers'
+// final validation loss, their exchanges judged and rejected (honest partners only / the
+// attacker), the probe's time per round, and at which of its exchanges the attacker was reported.
+// Usage: npm run bench:probe [-- --rounds N] [--H N] [--only honest-on,attack-on] [--seeds 1,2]
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WebSocket } from 'ws';
+import wrtc from '@roamhq/wrtc';
+import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
+import { runVolunteer, type RoundEvent, type Volunteer } from '../src/volunteer/volunteer.ts';
+import { startServer } from '../tests/support/coordinator.ts';
+import { hostileFactory } from '../tests/support/hostile-backend.ts';
+
+const arg = (name: string) => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined; };
+const ROUNDS = Number(arg('--rounds') ?? 30);
+const H = Number(arg('--H') ?? 20);
+const SEEDS = (arg('--seeds') ?? '1').split(',').map(Number);
+const SCENARIOS = ['honest-off', 'honest-on', 'attack-on', 'attack-off'] as const;
+type Scenario = (typeof SCENARIOS)[number];
+const only = arg('--only')?.split(',');
+const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
+const components = { WebSocket: WebSocket as unknown as WebSocketCtor, rtc: wrtc };
+
+interface Row {
+  scenario: Scenario; seed: number; rounds: number; H: number;
+  /** Mean over the honest volunteers of their validation loss after their last round. */
+  honest_final_val_loss: number;
+  honest_val_losses: number[];
+  /** Honest volunteers' exchanges with honest partners that reached the probe, and those rejected. */
+  honest_judged: number; honest_rejected: number; honest_rejection_rate: number | null;
+  /** Honest volunteers' exchanges with the attacker that reached a partner's update (judged or not), rejected. */
+  attacker_exchanges: number; attacker_rejected: number;
+  /** Per honest volunteer that met the attacker: at which of its exchanges with it the report came (null: never). */
+  reported_at: (number | null)[];
+  /** Mean probe time per outer round (all rounds, solo ones as 0), ms; and per judged exchange. */
+  probe_ms_per_round: number; probe_ms_per_judged: number;
+  /** Mean inner-loop time, ms (what the probe is a fraction of). */
+  inner_ms: number;
+  wall_s: number;
+  /** Every judged exchange of the honest volunteers: its partner's kind, paired − solo, excess, noise unit, taken or not. */
+  verdicts: { partner: 'honest' | 'attacker'; round: number; d: number; excess: number; noise: number; accept: boolean; offence: string | null }[];
+}
+
+async function scenario(name: Scenario, seed: number): Promise<Row> {
+  const t0 = performance.now();
+  const s = await startServer();
+  const vs: Volunteer[] = [];
+  try {
+    const r = await s.c.app.inject({
+      method: 'POST', url: '/api/runs', headers: s.admin,
+      payload: { id: 'probe', dataset: 'moby-dick', preset: 'micro', seed, train: { batch: 4, H, lr: 3e-3, warmupSteps: 10, totalSteps: ROUNDS * H } },
+    });
+    if (r.statusCode !== 201) throw new Error(`creating the run failed: ${r.statusCode} ${r.body}`);
+    const probe = name.endsWith('-on');
+    const base = { url: s.url, run: 'probe', backend: 'cpu' as const, evalEveryRounds: ROUNDS, chunkSteps: 10, bootstrapTimeoutMs: 2000, rounds: ROUNDS, probe };
+    const honest = [runVolunteer(base, components), runVolunteer(base, components)];
+    const third = name.startsWith('attack')
+      ? runVolunteer({ ...base, rounds: undefined }, { ...components, createBackend: hostileFactory('sign-flip') })
+      : runVolunteer(base, components);
+    vs.push(...honest, third);
+    const ids = await Promise.all(vs.map(async (v) => (await v.joined).peerId));
+    const attacker = name.startsWith('attack') ? ids[2]! : null;
+    const events: RoundEvent[][] = [[], []];
+    const innerMs: number[] = [];
+    honest.forEach((v, i) => v.onRound((e) => { events[i]!.push(e); }));
+    if (!attacker) third.onRound((e) => { (events[2] ??= []).push(e); });
+    await Promise.all(honest.map((v) => v.done));
+    if (!attacker) await third.done;
+    const honestIds = attacker ? ids.slice(0, 2) : ids;
+    const all = events.flat();
+    const withHonest = all.filter((e) => e.exchange.outcome === 'paired' && honestIds.includes(e.exchange.partner!) && e.probe);
+    const withAttacker = events.slice(0, 2).map((es) => es.filter((e) => e.exchange.outcome === 'paired' && e.exchange.partner === attacker));
+    const vals = events.slice(0, honestIds.length).map((es) => [...es].reverse().find((e) => typeof e.report.valLoss === 'number')!.report.valLoss as number);
+    const probeMs = all.reduce((a, e) => a + (e.report.probeMs ?? 0), 0);
+    const judged = all.filter((e) => e.probe).length;
+    for (const e of all) innerMs.push((H * 4 * 32 * 1000) / e.report.tokensPerS - e.exchange.elapsedMs - (e.report.probeMs ?? 0));
+    const rejectedH = withHonest.filter((e) => !e.probe!.accept).length;
+    return {
+      scenario: name, seed, rounds: ROUNDS, H,
+      honest_final_val_loss: round(vals.reduce((a, b) => a + b, 0) / vals.length, 4), honest_val_losses: vals.map((v) => round(v, 4)),
+      honest_judged: withHonest.length, honest_rejected: rejectedH, honest_rejection_rate: withHonest.length ? round(rejectedH / withHonest.length, 4) : null,
+      attacker_exchanges: withAttacker.flat().length, attacker_rejected: withAttacker.flat().filter((e) => e.probe && !e.probe.accept).length,
+      reported_at: attacker ? withAttacker.filter((es) => es.length > 0).map((es) => { const k = es.findIndex((e) => e.probe?.offence); return k >= 0 ? k + 1 : null; }) : [],
+      probe_ms_per_round: round(all.length ? probeMs / all.length : 0, 2), probe_ms_per_judged: round(judged ? probeMs / judged : 0, 2),
+      inner_ms: round(innerMs.filter(Number.isFinite).reduce((a, b) => a + b, 0) / innerMs.length, 1),
+      wall_s: round((performance.now() - t0) / 1000, 1),
+      verdicts: events.slice(0, honestIds.length).flat().filter((e) => e.probe).map((e) => ({
+        partner: e.exchange.partner === attacker ? 'attacker' as const : 'honest' as const, round: e.report.round,
+        d: round(e.probe!.paired - e.probe!.solo, 5), excess: round(e.probe!.excess, 5), noise: round(e.probe!.noise, 5), accept: e.probe!.accept, offence: e.probe!.offence?.code ?? null,
+      })),
+    };
+  } finally {
+    await Promise.all(vs.map((v) => v.stop('benchmark over')));
+    await s.close();
+  }
+}
+
+function table(rows: Row[]): string {
+  const head = ['scenario', 'seed', 'val (honest)', 'honest rejected', 'attacker rejected', 'reported at', 'probe ms/round', 'inner ms', 's'];
+  const body = rows.map((r) => [r.scenario, String(r.seed), r.honest_final_val_loss.toFixed(4), `${r.honest_rejected}/${r.honest_judged}`,
+    `${r.attacker_rejected}/${r.attacker_exchanges}`, r.reported_at.map((x) => x ?? '-').join(',') || '-', r.probe_ms_per_round.toFixed(1), r.inner_ms.toFixed(0), r.wall_s.toFixed(0)]);
+  const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  return [head, ...body].map((cells) => cells.map((c, i) => c.padStart(w[i]!)).join('  ')).join('\n');
+}
+
+async function main(): Promise<void> {
+  console.log(`probe benchmark: micro, ${ROUNDS} rounds of H=${H}, 3 CPU volunteers in this process, seeds ${SEEDS.join(',')}, ${cpus().length} cores, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  const rows: Row[] = [];
+  for (const seed of SEEDS) {
+    for (const sc of SCENARIOS.filter((x) => !only || only.includes(x))) {
+      rows.push(await scenario(sc, seed));
+      console.log(table(rows.slice(-1)));
+    }
+  }
+  console.log('\n' + table(rows));
+  const out = join(dirname(fileURLToPath(import.meta.url)), 'results', 'probe.json');
+  mkdirSync(dirname(out), { recursive: true });
+  // With --only, the other scenarios' rows of the last run stay (one run of all four takes minutes).
+  if (only && existsSync(out)) {
+    const kept = (JSON.parse(readFileSync(out, 'utf8')) as { rows: Row[] }).rows
+      .filter((r) => r.rounds === ROUNDS && r.H === H && !rows.some((x) => x.scenario === r.scenario && x.seed === r.seed));
+    rows.unshift(...kept);
+  }
+  writeFileSync(out, JSON.stringify({
+    when: new Date().toISOString(), cores: cpus().length, load_avg_1m: round(loadavg()[0]!, 2),
+    note: 'three CPU volunteers (attack-*: two honest + one sending its Δ negated at the honest norm) in one process through the real coordinator; honest_* counts only honest volunteers\' exchanges with honest partners; val losses are each honest volunteer\'s own after its last round',
+    rows,
+  }, null, 2) + '\n');
+  console.log(`wrote ${out}`);
+  process.exit(0);
+}
+
+void main();

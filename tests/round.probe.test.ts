@@ -1,0 +1,188 @@
+// The probe's judge (src/round/probe.ts) on made-up losses: honest noise is accepted, a harmful
+// update is rejected and reported, a steady harm under the margin is reported by the CUSUM
+// within 3 exchanges, and a partner on probation gets the strict margin.
+import { describe, expect, it } from 'vitest';
+import { Rng } from '../src/model/rng.ts';
+import { DEFAULT_PROBE, PROBE_WINDOWS, ProbeError, ProbeJudge, type ProbeLosses } from '../src/round/probe.ts';
+import { runOuterRound, type RoundPorts } from '../src/round/outer-round.ts';
+
+/**
+ * One exchange's probe losses: windows of differing difficulty shared by both candidates, a
+ * per-round effect of the partner (`effect`, plus honest round-to-round scatter `scatter`) and
+ * a little per-window noise on the difference.
+ */
+function exchange(rng: Rng, effect: number, scatter = 0.004, base = 2.5): ProbeLosses {
+  const round = effect + scatter * rng.normal();
+  const solo: number[] = [], paired: number[] = [];
+  for (let k = 0; k < PROBE_WINDOWS; k++) {
+    const s = base + 0.05 * rng.normal();
+    solo.push(s);
+    paired.push(s + round + 0.002 * rng.normal());
+  }
+  return { solo, paired };
+}
+
+/** A judge that has seen `n` honest exchanges with four honest partners. */
+function warmJudge(rng: Rng, n = 40): ProbeJudge {
+  const j = new ProbeJudge();
+  for (let i = 0; i < n; i++) j.judge(`honest${i % 4}`, exchange(rng, -0.002));
+  return j;
+}
+
+describe('ProbeJudge', () => {
+  it('accepts honest noise: at most 2% of 2000 honest exchanges rejected, none reported', () => {
+    const rng = new Rng(15, 1);
+    const j = new ProbeJudge();
+    let rejected = 0, reported = 0;
+    for (let i = 0; i < 2000; i++) {
+      const v = j.judge(`honest${i % 6}`, exchange(rng, -0.002));
+      if (!v.accept) rejected++;
+      if (v.offence) reported++;
+    }
+    console.log(`honest fake losses: ${rejected}/2000 rejected (${(rejected / 20).toFixed(2)}%), ${reported} reported`);
+    expect(rejected / 2000).toBeLessThanOrEqual(0.02);
+    expect(reported).toBe(0);
+  });
+
+  it('rejects a negated Δ (the paired step far worse than solo) and reports it at once', () => {
+    const rng = new Rng(15, 2);
+    const j = warmJudge(rng);
+    const v = j.judge('attacker', exchange(rng, 0.3));
+    expect(v.accept).toBe(false);
+    expect(v.excess).toBeGreaterThan(v.margin);
+    expect(v.offence?.code).toBe('probe-gross');
+    expect(v.offence?.detail).toMatch(/paired .* vs solo .* on 4 probe windows/);
+    expect(j.strikes('attacker')).toBe(1);
+  });
+
+  it('before it has any history (the cold start) rejects large harms but reports only a gross one', () => {
+    const rng = new Rng(15, 3);
+    const j = new ProbeJudge();
+    // An honest pair step of a run's first rounds may be 5% worse than solo: rejected, not reported.
+    const v = j.judge('honest', exchange(rng, 0.12));
+    expect(v.accept).toBe(false);
+    expect(v.offence).toBeNull();
+    expect(v.noise).toBeCloseTo(DEFAULT_PROBE.coldFloor * v.solo, 6);
+    expect(j.judge('attacker', exchange(rng, 1.0)).offence?.code).toBe('probe-gross');
+    // Once the history is trusted, a far smaller harm is reported at once.
+    const warm = warmJudge(rng);
+    expect(warm.judge('attacker', exchange(rng, 0.12)).offence?.code).toBe('probe-gross');
+  });
+
+  it('reports a steady harm under the margin through the CUSUM within 3 exchanges', () => {
+    const rng = new Rng(15, 4);
+    const j = warmJudge(rng);
+    // The noise unit the warm judge uses, and a harm of 2.5 of them: each exchange is accepted
+    // (under the margin of 3) but the harm adds up.
+    const unit = j.judge('probe-of-noise', exchange(rng, -0.002)).noise;
+    const verdicts = [];
+    for (let i = 0; i < 3; i++) {
+      const v = j.judge('drifter', exchange(rng, -0.002 + 2.5 * unit, 0));
+      verdicts.push(v);
+      if (v.offence) break;
+    }
+    console.log('steady harm of 2.5 noise units:', verdicts.map((v) => `excess ${(v.excess / v.noise).toFixed(2)} noise, cusum ${v.cusum.toFixed(2)}, ${v.offence?.code ?? '-'}`).join('; '));
+    expect(verdicts.at(-1)!.offence?.code).toBe('probe-harm');
+    expect(verdicts.length).toBeLessThanOrEqual(3);
+  });
+
+  it('reports a partner rejected twice in a row (each rejection adds at least z − slack to its CUSUM)', () => {
+    const rng = new Rng(15, 5);
+    const j = warmJudge(rng);
+    const unit = j.judge('probe-of-noise', exchange(rng, -0.002)).noise;
+    const a = j.judge('attacker', exchange(rng, -0.002 + 3.5 * unit, 0));
+    const b = j.judge('attacker', exchange(rng, -0.002 + 3.5 * unit, 0));
+    expect([a.accept, b.accept]).toEqual([false, false]);
+    expect(a.offence).toBeNull();
+    expect(b.offence?.code).toBe('probe-harm');
+  });
+
+  it('judges a partner on probation with the strict margin', () => {
+    const rng = new Rng(15, 6);
+    const j = warmJudge(rng);
+    const unit = j.judge('probe-of-noise', exchange(rng, -0.002)).noise;
+    const losses = exchange(rng, -0.002 + 2.5 * unit, 0);
+    const trusted = warmJudge(new Rng(15, 6)).judge('p', losses);
+    const onProbation = j.judge('p', losses, { probation: true });
+    expect(trusted.accept).toBe(true);
+    expect(onProbation.accept).toBe(false);
+    expect(onProbation.margin).toBeCloseTo((DEFAULT_PROBE.zProbation / DEFAULT_PROBE.z) * trusted.margin, 2);
+  });
+
+  it('rejects a paired step whose loss is not finite, and never blames a partner for our own NaN', () => {
+    const j = new ProbeJudge();
+    const bad = j.judge('nan', { solo: [2.5, 2.6], paired: [Number.NaN, 2.6] });
+    expect(bad.accept).toBe(false);
+    expect(bad.offence?.code).toBe('probe-gross');
+    const ours = j.judge('honest', { solo: [Number.NaN, 2.6], paired: [2.5, 2.6] });
+    expect(ours.accept).toBe(true);
+    expect(ours.offence).toBeNull();
+  });
+
+  it('refuses mismatched windows and bad settings with errors naming the problem', () => {
+    const j = new ProbeJudge();
+    expect(() => j.judge('p', { solo: [1, 2], paired: [1] })).toThrow(ProbeError);
+    expect(() => j.judge('p', { solo: [], paired: [] })).toThrow(/same positive number of windows/);
+    expect(() => new ProbeJudge({ z: 0 })).toThrow(/z, zProbation/);
+    expect(() => new ProbeJudge({ cusumCap: 0.5 })).toThrow(/cusumCap > cusumSlack/);
+    expect(() => new ProbeJudge({ minHistory: 10, history: 5 })).toThrow(/minHistory <= history/);
+  });
+});
+
+describe('the outer round with the probe', () => {
+  /** One round against a partner whose update has `effect` on our probe loss. */
+  async function round(judge: ProbeJudge, effect: number, rng: Rng, probation = false) {
+    const applied: string[][] = [];
+    const reported: { peer: string; code: string }[] = [];
+    const ports: RoundPorts<string> = {
+      outerPayload: () => 'mine',
+      exchange: async () => ({ partner: 'p-1', payload: 'theirs', partnerDist: 1, bytesIn: 10, bytesOut: 10, solo: null, ...(probation ? { probation: true } : {}) }),
+      applyOuter: (partners) => { applied.push(partners); },
+      probe: async () => exchange(rng, effect),
+      reportOffence: (peer, code) => { reported.push({ peer, code }); },
+    };
+    const out = await runOuterRound(ports, {
+      round: 3, inner: { step: 40, losses: [2.5], tokens: 100, innerMs: 50 }, pairWaitFrac: 0.5, adapter: null, evaluate: null, judge,
+    });
+    return { out, applied, reported };
+  }
+
+  it('applies an accepted update and reports the probe\'s figures', async () => {
+    const rng = new Rng(15, 7);
+    const { out, applied, reported } = await round(warmJudge(rng), -0.002, rng);
+    expect(applied).toEqual([['theirs']]);
+    expect(reported).toEqual([]);
+    expect(out.report).toMatchObject({ partner: 'p-1', partnerDist: 1, probeRejected: false });
+    expect(out.report.probeMs).toBeGreaterThanOrEqual(0);
+    expect(out.report.probePaired).toBeCloseTo(out.probe!.paired, 10);
+  });
+
+  it('takes a solo step for a harmful update, names no partner in the report and reports the partner', async () => {
+    const rng = new Rng(15, 8);
+    const { out, applied, reported } = await round(warmJudge(rng), 0.3, rng);
+    expect(applied).toEqual([[]]);
+    expect(reported).toEqual([{ peer: 'p-1', code: 'probe-gross' }]);
+    expect(out.report).toMatchObject({ partner: null, partnerDist: null, probeRejected: true });
+    expect(out.report.probePaired!).toBeGreaterThan(out.report.probeSolo!);
+  });
+
+  it('passes the coordinator\'s probation on to the judge', async () => {
+    const rng = new Rng(15, 9);
+    const judge = warmJudge(rng);
+    const { out } = await round(judge, -0.002, rng, true);
+    expect(out.probe!.margin / out.probe!.noise).toBeCloseTo(DEFAULT_PROBE.zProbation, 10);
+  });
+
+  it('applies the update unjudged when the round has no judge (the probe off)', async () => {
+    const ports: RoundPorts<string> = {
+      outerPayload: () => 'mine',
+      exchange: async () => ({ partner: 'p-1', payload: 'theirs', partnerDist: 1, bytesIn: 10, bytesOut: 10, solo: null }),
+      applyOuter: () => {},
+      probe: async () => { throw new Error('must not be called'); },
+    };
+    const out = await runOuterRound(ports, { round: 0, inner: { step: 10, losses: [2.5], tokens: 100, innerMs: 50 }, pairWaitFrac: 0.5, adapter: null, evaluate: null });
+    expect(out.probe).toBeNull();
+    expect(out.report.partner).toBe('p-1');
+    expect('probeMs' in out.report).toBe(false);
+  });
+});
