@@ -125,13 +125,15 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
       // The run's current state: a live peer's, else the newest checkpoint's, else the fresh init;
       // each candidate measured in the trainer before it is adopted (src/sync/state-check.ts).
       const t0 = trainer;
-      const fresh = await t0.outerState();
+      /** The trainer's fresh init, kept before the first candidate overwrites it (none: never loaded). */
+      let fresh: Awaited<ReturnType<TrainerPort['outerState']>> | undefined;
       /** The φ last loaded to be measured (undefined: none): adopting it needs no second load. */
       let inTrainer: Float32Array | undefined;
       const joined = await joinRunState(mesh, signaling, {
         runId: run.id, floats, others: others.length, timeoutMs: this.init.bootstrapTimeoutMs, logger: log,
         maxLoss: maxStateLoss(welcome.checkpoint?.valLoss ?? null, run.model.vocab),
         measure: async (c) => {
+          fresh ??= await t0.outerState();
           inTrainer = c.phi;
           await t0.load({ phi: c.phi, momentum: c.momentum, innerStep: c.innerStep });
           return t0.evaluate();
@@ -139,7 +141,7 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
       });
       const s = joined.state;
       if (s && s.phi !== inTrainer) await trainer.load({ phi: s.phi, momentum: s.momentum, innerStep: s.innerStep });
-      else if (!s && inTrainer) await trainer.load(fresh);
+      else if (!s && inTrainer && fresh) await trainer.load(fresh);
       start = { source: joined.source, from: joined.source === 'peer' ? s!.from : null, step: s?.innerStep ?? 0, round: s?.outerRound ?? 0 };
       log.info('joined the run', { run: run.id, ...start });
     } catch (e) {
