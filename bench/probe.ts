@@ -68,12 +68,13 @@ async function scenario(name: Scenario, seed: number): Promise<Row> {
       ? runVolunteer({ ...base, rounds: undefined }, { ...components, createBackend: hostileFactory('sign-flip') })
       : runVolunteer(base, components);
     vs.push(...honest, third);
-    const ids = await Promise.all(vs.map(async (v) => (await v.joined).peerId));
-    const attacker = name.startsWith('attack') ? ids[2]! : null;
+    // Every round from the first: a volunteer may train rounds before the others have joined.
     const events: RoundEvent[][] = [[], []];
     const innerMs: number[] = [];
     honest.forEach((v, i) => v.onRound((e) => { events[i]!.push(e); }));
-    if (!attacker) third.onRound((e) => { (events[2] ??= []).push(e); });
+    if (!name.startsWith('attack')) third.onRound((e) => { (events[2] ??= []).push(e); });
+    const ids = await Promise.all(vs.map(async (v) => (await v.joined).peerId));
+    const attacker = name.startsWith('attack') ? ids[2]! : null;
     await Promise.all(honest.map((v) => v.done));
     if (!attacker) await third.done;
     const honestIds = attacker ? ids.slice(0, 2) : ids;

@@ -86,6 +86,28 @@ describe('ProbeJudge', () => {
     expect(verdicts.length).toBeLessThanOrEqual(3);
   });
 
+  it('does not let a partner calibrate its own judge: a steady harm inside the honest scatter, alternating with an honest partner, is reported within 3 of its exchanges', () => {
+    // Three volunteers: this one meets the honest b and the attacker k in turn. k's update costs
+    // 0.018 of probe loss every time, about 1.8 noise units as b's exchanges set them: under the margin
+    // each time, so accepted. Were k's accepted exchanges part of the history, they would raise
+    // the baseline and widen the noise k is judged with, and k would never be reported.
+    const rng = new Rng(15, 9);
+    const j = new ProbeJudge();
+    for (let i = 0; i < DEFAULT_PROBE.minHistory; i++) expect(j.judge('b', exchange(rng, -0.002, 0.012)).accept).toBe(true);
+    const seen: string[] = [];
+    let reportedAt = -1;
+    for (let i = 0; i < 12 && reportedAt < 0; i++) {
+      const v = j.judge('k', exchange(rng, 0.018, 0.003));
+      seen.push(`${v.accept ? 'accepted' : 'rejected'} excess ${(v.excess / v.noise).toFixed(2)} noise, cusum ${v.cusum.toFixed(2)}${v.offence ? ` ${v.offence.code}` : ''}`);
+      if (v.offence) reportedAt = i + 1;
+      const h = j.judge('b', exchange(rng, -0.002, 0.012));
+      expect(h.offence).toBeNull();
+    }
+    console.log(`steady harm beside an honest partner: ${seen.join('; ')}`);
+    expect(reportedAt, seen.join('; ')).toBeGreaterThan(0);
+    expect(reportedAt, seen.join('; ')).toBeLessThanOrEqual(3);
+  });
+
   it('reports a partner rejected twice in a row (each rejection adds at least z − slack to its CUSUM)', () => {
     const rng = new Rng(15, 5);
     const j = warmJudge(rng);

@@ -8,7 +8,7 @@ import { WebSocket } from 'ws';
 import wrtc from '@roamhq/wrtc';
 import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
 import { runVolunteer, type Volunteer } from '../src/volunteer/volunteer.ts';
-import { startServer, until, type TestServer } from './support/coordinator.ts';
+import { startServer, until, whileRunning, type TestServer } from './support/coordinator.ts';
 
 /** The data stream the camper asks for: how the mocked backend factory tells it apart. */
 const CAMPER_STREAM = 999;
@@ -50,11 +50,22 @@ describe('fair pairing with real volunteers', () => {
     const honest = [runVolunteer({ ...base, rounds: ROUNDS }, components), runVolunteer({ ...base, rounds: ROUNDS }, components)];
     const camper = runVolunteer({ ...base, seed: CAMPER_STREAM }, components);
     volunteers.push(...honest, camper);
-    const ids = await Promise.all([...honest, camper].map(async (v) => (await v.joined).peerId));
-    // Who the pool gave each honest volunteer, round by round (null: solo for want of one).
+    // Who the pool gave each honest volunteer, round by round (null: solo for want of one);
+    // listened to from the start, before the others have joined: an honest volunteer may be
+    // rounds ahead by then, and it stops after ROUNDS.
     const partners: (string | null)[][] = [[], []];
     honest.forEach((v, i) => v.onRound((e) => { partners[i]!.push(e.exchange.partner); }));
-    await until(() => partners.some((p) => p.length >= ROUNDS - 1), 540_000, `${ROUNDS - 1} rounds of an honest volunteer`);
+    const ids = await Promise.all([...honest, camper].map(async (v) => (await v.joined).peerId));
+    // What each volunteer did so far, as the coordinator saw it: printed with the result, and in
+    // the error should the honest volunteers stall.
+    const state = () => {
+      const rows = s.c.db.prepare("SELECT peer_id AS id, COUNT(*) AS n, MAX(round) AS round FROM reports WHERE run_id = 'fair' GROUP BY peer_id").all() as { id: string; n: number; round: number }[];
+      const who = (id: string) => (id === ids[2] ? 'camper' : `honest ${ids.indexOf(id)}`);
+      return `reports: ${rows.map((r) => `${who(r.id)} ${r.n} (round ${r.round})`).join(', ')}; rounds seen: ${partners.map((p) => p.length).join(', ')}`;
+    };
+    const running = whileRunning([...honest, camper], ['honest 0', 'honest 1', 'camper']);
+    await until(() => partners.some((p) => p.length >= ROUNDS - 1) || running(), 540_000, `${ROUNDS - 1} rounds of an honest volunteer`)
+      .catch((e: Error) => { throw new Error(`${e.message}; ${state()}`); });
     const n = Math.min(partners[0]!.length, partners[1]!.length);
     const seen = partners.map((p) => p.slice(0, n));
     const [ia, ib, ik] = ids as [string, string, string];
@@ -64,7 +75,7 @@ describe('fair pairing with real volunteers', () => {
     const k = seen.flat().filter((p) => p === ik).length;
     const withEachOther = seen[0]!.filter((p) => p === ib).length + seen[1]!.filter((p) => p === ia).length;
     const line = `over ${n} rounds each: honest paired ${a} and ${b} times (${withEachOther / 2} with each other); the camper ${k} times`;
-    console.log(line);
+    console.log(`${line}; ${state()}`);
     // The honest volunteers did pair, and the camper got no more than about an honest peer's
     // share. The bound is loose: three volunteers share this process's one thread on a loaded
     // machine, so rounds jitter by a large fraction of a loop (over 20 rounds we measured the

@@ -8,7 +8,7 @@ import { WebSocket } from 'ws';
 import wrtc from '@roamhq/wrtc';
 import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
 import { runVolunteer, type RoundEvent, type Volunteer } from '../src/volunteer/volunteer.ts';
-import { startServer, until, type TestServer } from './support/coordinator.ts';
+import { startServer, until, whileRunning, type TestServer } from './support/coordinator.ts';
 import { hostileFactory, type Attack } from './support/hostile-backend.ts';
 
 let s: TestServer;
@@ -30,7 +30,8 @@ afterAll(async () => {
 
 /**
  * Two honest CPU volunteers and one running `attack`, until each honest one reported the
- * attacker or met it `meetings` times; the verdicts of each honest volunteer's exchanges.
+ * attacker or had `meetings` exchanges with it that did it harm (the pair step judged worse than
+ * solo: excess > 0), or 3 × `meetings` in all; the verdicts of each honest volunteer's exchanges.
  */
 async function attackRun(runId: string, attack: Attack, meetings: number) {
   const r = await s.c.app.inject({
@@ -43,14 +44,17 @@ async function attackRun(runId: string, attack: Attack, meetings: number) {
   const attacker = runVolunteer(base, { ...components, createBackend: hostileFactory(attack) });
   const all = [...honest, attacker];
   volunteers.push(...all);
-  const [ia, ib, ik] = await Promise.all(all.map(async (v) => (await v.joined).peerId)) as [string, string, string];
+  // Every round from the first (a volunteer may train rounds before the others have joined).
   const events: RoundEvent[][] = [[], []];
   honest.forEach((v, i) => v.onRound((e) => { events[i]!.push(e); }));
+  const [ia, ib, ik] = await Promise.all(all.map(async (v) => (await v.joined).peerId)) as [string, string, string];
   /** Honest volunteer i's rounds in which the attacker's validated payload arrived (without the probe: applied). */
   const met = (i: number) => events[i]!.filter((e) => e.exchange.partner === ik && e.exchange.outcome === 'paired');
+  const harmed = (i: number) => met(i).filter((e) => e.probe !== null && e.probe.excess > 0);
   const reportedBy = (id: string) => offences().some((o) => o.reporter === id && o.accused === ik);
-  await until(() => [0, 1].every((i) => reportedBy([ia, ib][i]!) || met(i).length >= meetings), 400_000,
-    `each honest volunteer to report the attacker (or meet it ${meetings} times)`);
+  const running = whileRunning(all, ['honest 0', 'honest 1', 'attacker']);
+  await until(() => [0, 1].every((i) => reportedBy([ia, ib][i]!) || harmed(i).length >= meetings || met(i).length >= 3 * meetings) || running(), 400_000,
+    `each honest volunteer to report the attacker (or be harmed by it ${meetings} times)`);
   await Promise.all(all.map((v) => v.stop('test over')));
   const brief = (e: RoundEvent) => (e.probe === null ? { round: e.report.round, judged: false } : {
     round: e.report.round, accept: e.probe.accept, d: +(e.probe!.paired - e.probe!.solo).toFixed(4), excess: +e.probe!.excess.toFixed(4),
@@ -60,7 +64,7 @@ async function attackRun(runId: string, attack: Attack, meetings: number) {
   const peers = [0, 1].map((i) => {
     const rounds = met(i);
     const at = rounds.findIndex((e) => e.probe?.offence);
-    return { id: [ia, ib][i]!, rounds, reportedAt: at >= 0 ? at + 1 : null, line: `honest ${i} vs ${attack}: ${JSON.stringify(rounds.map(brief))}` };
+    return { id: [ia, ib][i]!, rounds, harmed: harmed(i), reportedAt: at >= 0 ? at + 1 : null, line: `honest ${i} vs ${attack}: ${JSON.stringify(rounds.map(brief))}` };
   });
   for (const p of peers) console.log(p.line);
   console.log(`honest with each other: ${honestPairs.filter((e) => !e.probe!.accept).length}/${honestPairs.length} rejected ${JSON.stringify(honestPairs.map(brief))}`);
@@ -79,10 +83,10 @@ describe('the probe with real volunteers', () => {
         expect(first!.reason, p.line).toMatch(/^delta-norm: /);
         continue;
       }
-      // Reported within 3 of its harmful exchanges (those the probe rejected); an exchange whose
-      // pair step was no worse than solo for this volunteer is taken (it did no harm here).
-      const harmful = p.rounds.filter((e) => e.probe && !e.probe.accept);
-      const at = harmful.findIndex((e) => e.probe!.offence);
+      // Reported within 3 of its harmful exchanges: those whose pair step the probe found worse
+      // than solo beyond this volunteer's honest baseline, rejected (beyond the margin) or taken
+      // (inside it, where the CUSUM adds them up). An exchange no worse than solo did no harm here.
+      const at = p.harmed.findIndex((e) => e.probe!.offence);
       expect(at, p.line).toBeGreaterThanOrEqual(0);
       expect(at + 1, p.line).toBeLessThanOrEqual(3);
       expect(first!.reason, p.line).toMatch(/^probe-(gross|harm): paired .* vs solo/);
@@ -98,7 +102,8 @@ describe('the probe with real volunteers', () => {
     }
     // No honest volunteer reported the other (the attacker may report anyone: the coordinator
     // turns its alert critical only on reports from two distinct partners).
-    expect(offences().filter((o) => o.reporter !== ids.ik && (o.accused === ids.ia || o.accused === ids.ib))).toEqual([]);
+    const blamed = offences().filter((o) => o.reporter !== ids.ik && (o.accused === ids.ia || o.accused === ids.ib));
+    expect(blamed, JSON.stringify(blamed)).toEqual([]);
     expect(honestPairs.filter((e) => !e.probe!.accept).length).toBeLessThanOrEqual(Math.max(1, 0.25 * honestPairs.length));
     // Each judged round's report carries the probe's figures, and the coordinator stored them.
     for (const e of events.flat().filter((x) => x.probe)) expect(e.report.probeMs).toBeGreaterThanOrEqual(0);
@@ -120,6 +125,7 @@ describe('the probe with real volunteers', () => {
         if (e.probe!.offence) expect(e.probe!.accept, p.line).toBe(false);
       }
     }
-    expect(offences().filter((o) => o.reporter !== ids.ik && (o.accused === ids.ia || o.accused === ids.ib))).toEqual([]);
+    const blamed = offences().filter((o) => o.reporter !== ids.ik && (o.accused === ids.ia || o.accused === ids.ib));
+    expect(blamed, JSON.stringify(blamed)).toEqual([]);
   }, 480_000);
 });

@@ -50,14 +50,20 @@ export interface ProbeSettings {
  * Why these numbers (docs/design.md section 6.1; measured in bench/results/probe.json): after
  * the first rounds an honest pair's (paired − solo) on 4 windows scatters within about one noise
  * unit, so z = 3 rejected none of 185 honest exchanges; a partner on probation gets 2. A short
- * history (8) follows a run's fast early phase. The CUSUM adds at most cusumCap − slack = 2.5 an
+ * history (8) follows a run's fast early phase. The CUSUM adds at most cusumCap − slack = 3 an
  * exchange, so no single honest outlier is reported, a partner rejected twice is reported at its
- * second exchange and a steady harm of 2.5 units at its third; 2.5 margins is reported at once.
+ * second exchange and a steady harm of 2 units at its third (an honest partner would need three
+ * exchanges in a row each two units worse than its usual: with the history's own spread as the
+ * unit, rarer than 1 in 10,000); 2.5 margins is reported at once. The slack was 1 until a Δ × −20
+ * attacker in a fresh-clone CI run cost 1.2 to 2.8 units an exchange and went unreported.
  */
 export const DEFAULT_PROBE: ProbeSettings = {
   z: 3, zProbation: 2, relFloor: 0.004, coldFloor: 0.01, history: 8, minHistory: 4,
-  cusumSlack: 1, cusumCap: 3.5, cusumLimit: 4, gross: 2.5, coldGross: 0.1,
+  cusumSlack: 0.5, cusumCap: 3.5, cusumLimit: 4, gross: 2.5, coldGross: 0.1,
 };
+
+/** The history keeps this many times `history` exchanges, for the leave-one-partner-out baseline. */
+const HISTORY_KEPT = 4;
 
 export interface ProbeLosses {
   /** Loss of the solo candidate on each probe window. */
@@ -116,8 +122,11 @@ export class ProbeError extends Error {
 /** One peer's judge of its partners' updates: keeps the history the margin is calibrated from. */
 export class ProbeJudge {
   readonly settings: ProbeSettings;
-  /** (paired − solo) of recently accepted exchanges, oldest first. */
-  private readonly diffs: number[] = [];
+  /**
+   * (paired − solo) of recently accepted exchanges and whose they were, oldest first; bounded
+   * (HISTORY_KEPT × history) so the last `history` of every other partner's are there.
+   */
+  private readonly diffs: { partner: string; diff: number }[] = [];
   private readonly partners = new Map<string, PartnerRecord>();
 
   constructor(settings: Partial<ProbeSettings> = {}) {
@@ -162,11 +171,17 @@ export class ProbeJudge {
     // Noise: the windows' own standard error, this peer's recent honest exchanges, the spread of
     // partners' mean effects, and a floor relative to the loss.
     const se = d.length > 1 ? Math.sqrt(d.reduce((a, x) => a + (x - diff) ** 2, 0) / (d.length - 1) / d.length) : 0;
-    const trusted = this.diffs.length >= s.minHistory;
+    // What honest exchanges look like is learnt from the other partners' accepted exchanges: a
+    // partner's own accepted harms would raise the baseline and widen the spread it is judged
+    // with. Until there are enough of those (and in a swarm of two, where there are none), every
+    // accepted exchange is the history, as a cold start would judge still more loosely.
+    const others = this.diffs.filter((e) => e.partner !== partner);
+    const past = (others.length >= s.minHistory ? others : this.diffs).slice(-s.history).map((e) => e.diff);
+    const trusted = past.length >= s.minHistory;
     const floor = (trusted ? s.relFloor : s.coldFloor) * Math.abs(soloMean);
-    const baseline = trusted ? median(this.diffs) : 0;
-    const history = trusted ? robustSpread(this.diffs, baseline) : 0;
-    const means = [...this.partners.values()].filter((r) => r.accepted >= 2).map((r) => r.meanDiff);
+    const baseline = trusted ? median(past) : 0;
+    const history = trusted ? robustSpread(past, baseline) : 0;
+    const means = [...this.partners].filter(([id, r]) => id !== partner && r.accepted >= 2).map(([, r]) => r.meanDiff);
     const across = means.length >= 3 ? robustSpread(means, median(means)) : 0;
     const noise = Math.max(se, history, across, floor);
     const z = opts.probation ? s.zProbation : s.z;
@@ -187,8 +202,8 @@ export class ProbeJudge {
     // would widen the margin for the next attacker; the cold floor is wide enough that honest
     // exchanges of a run's first rounds are taken, bench/results/probe.json).
     if (accept) {
-      this.diffs.push(diff);
-      if (this.diffs.length > s.history) this.diffs.shift();
+      this.diffs.push({ partner, diff });
+      if (this.diffs.length > HISTORY_KEPT * s.history) this.diffs.shift();
     }
     if (accept) rec.meanDiff += (diff - rec.meanDiff) / ++rec.accepted;
     else rec.strikes++;

@@ -152,6 +152,22 @@ export async function until<T>(fn: () => T | Promise<T>, ms = 5000, what = 'cond
   }
 }
 
+/**
+ * For an `until` over volunteers' progress: a check that throws, naming who and why, once any of
+ * them ended (or failed) before the condition held, so a test never waits out its deadline on a
+ * volunteer that is gone. Call it in the condition after testing what is awaited.
+ */
+export function whileRunning(volunteers: readonly { done: Promise<unknown> }[], names: readonly string[] = []): () => void {
+  const ended: string[] = [];
+  volunteers.forEach((v, i) => {
+    const who = names[i] ?? `volunteer ${i}`;
+    v.done.then(() => { ended.push(`${who} ended`); }, (e: unknown) => { ended.push(`${who} failed: ${e instanceof Error ? e.message : String(e)}`); });
+  });
+  return () => {
+    if (ended.length > 0) throw new Error(`before the condition held: ${ended.join('; ')}`);
+  };
+}
+
 /** What earnTrust needs of a peer: a SignalingClient, or anything with its ready/report/events. */
 export interface TrustSeeker {
   readonly peerId: string | null;
