@@ -6,6 +6,8 @@
 //   honest-on    three honest volunteers, probe on: the false-rejection rate and its cost
 //   attack-on    two honest + one whose Δ is negated at the honest norm, probe on
 //   attack-off   the same attack with the probe off (what it did before)
+//   scale-on     two honest + one sending its Δ × −20 (the size checks clip it to 3×), probe on
+//   scale-off    the same attack with the probe off
 // Prints a table and writes bench/results/probe.json: per scenario the honest volunteers'
 // final validation loss, their exchanges judged and rejected (honest partners only / the
 // attacker), the probe's time per round, and at which of its exchanges the attacker was reported.
@@ -19,14 +21,18 @@ import wrtc from '@roamhq/wrtc';
 import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
 import { runVolunteer, type RoundEvent, type Volunteer } from '../src/volunteer/volunteer.ts';
 import { startServer } from '../tests/support/coordinator.ts';
-import { hostileFactory } from '../tests/support/hostile-backend.ts';
+import { hostileFactory, type Attack } from '../tests/support/hostile-backend.ts';
 
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined; };
 const ROUNDS = Number(arg('--rounds') ?? 30);
 const H = Number(arg('--H') ?? 20);
 const SEEDS = (arg('--seeds') ?? '1').split(',').map(Number);
-const SCENARIOS = ['honest-off', 'honest-on', 'attack-on', 'attack-off'] as const;
+const SCENARIOS = ['honest-off', 'honest-on', 'attack-on', 'attack-off', 'scale-on', 'scale-off'] as const;
 type Scenario = (typeof SCENARIOS)[number];
+/** The third volunteer's attack in each scenario; null: it is honest. */
+const ATTACK: Record<Scenario, Attack | null> = {
+  'honest-off': null, 'honest-on': null, 'attack-on': 'sign-flip', 'attack-off': 'sign-flip', 'scale-on': 'scale-flip', 'scale-off': 'scale-flip',
+};
 const only = arg('--only')?.split(',');
 const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
 const components = { WebSocket: WebSocket as unknown as WebSocketCtor, rtc: wrtc };
@@ -64,17 +70,18 @@ async function scenario(name: Scenario, seed: number): Promise<Row> {
     const probe = name.endsWith('-on');
     const base = { url: s.url, run: 'probe', backend: 'cpu' as const, evalEveryRounds: ROUNDS, chunkSteps: 10, bootstrapTimeoutMs: 2000, rounds: ROUNDS, probe };
     const honest = [runVolunteer(base, components), runVolunteer(base, components)];
-    const third = name.startsWith('attack')
-      ? runVolunteer({ ...base, rounds: undefined }, { ...components, createBackend: hostileFactory('sign-flip') })
+    const attack = ATTACK[name];
+    const third = attack
+      ? runVolunteer({ ...base, rounds: undefined }, { ...components, createBackend: hostileFactory(attack) })
       : runVolunteer(base, components);
     vs.push(...honest, third);
     // Every round from the first: a volunteer may train rounds before the others have joined.
     const events: RoundEvent[][] = [[], []];
     const innerMs: number[] = [];
     honest.forEach((v, i) => v.onRound((e) => { events[i]!.push(e); }));
-    if (!name.startsWith('attack')) third.onRound((e) => { (events[2] ??= []).push(e); });
+    if (!attack) third.onRound((e) => { (events[2] ??= []).push(e); });
     const ids = await Promise.all(vs.map(async (v) => (await v.joined).peerId));
-    const attacker = name.startsWith('attack') ? ids[2]! : null;
+    const attacker = attack ? ids[2]! : null;
     await Promise.all(honest.map((v) => v.done));
     if (!attacker) await third.done;
     const honestIds = attacker ? ids.slice(0, 2) : ids;
@@ -134,7 +141,7 @@ async function main(): Promise<void> {
   }
   writeFileSync(out, JSON.stringify({
     when: new Date().toISOString(), cores: cpus().length, load_avg_1m: round(loadavg()[0]!, 2),
-    note: 'three CPU volunteers (attack-*: two honest + one sending its Δ negated at the honest norm) in one process through the real coordinator; honest_* counts only honest volunteers\' exchanges with honest partners; val losses are each honest volunteer\'s own after its last round',
+    note: 'three CPU volunteers (attack-*: two honest + one sending its Δ negated at the honest norm; scale-*: its Δ × −20, clipped to 3× by the size checks) in one process through the real coordinator; honest_* counts only honest volunteers\' exchanges with honest partners; val losses are each honest volunteer\'s own after its last round',
     rows,
   }, null, 2) + '\n');
   console.log(`wrote ${out}`);
