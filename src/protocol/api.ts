@@ -16,11 +16,19 @@ const time = Type.Number({ minimum: 0, maximum: 1e14 });
 const runId = Type.String({ pattern: ID_PATTERN });
 const peerId = Type.String({ pattern: PEER_ID_PATTERN });
 
+/**
+ * An embedding site is one web origin (scheme, host, optional port; no path), lower case, as a
+ * browser writes `location.origin`: it goes verbatim into a CSP header, so nothing else passes.
+ */
+const EMBED_SITE_PATTERN = '^https?://[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?$';
+const MAX_EMBED_SITES = 100;
+export const EmbedSites = Type.Array(Type.String({ maxLength: 200, pattern: EMBED_SITE_PATTERN }), { maxItems: MAX_EMBED_SITES });
+
 /** GET /api/runs/:run (and each of GET /api/runs): the run, its live peers and embedding sites. */
 export const RunSummary = strict({
   ...RunInfo.properties,
   livePeers: count,
-  embedSites: Type.Array(Type.String({ maxLength: 300 }), { maxItems: 1000 }),
+  embedSites: EmbedSites,
 });
 export type RunSummary = Static<typeof RunSummary>;
 

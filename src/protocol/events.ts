@@ -26,3 +26,17 @@ export const RunEvent = Type.Object({
   data: Type.Unknown(),
 }, { additionalProperties: false });
 export type RunEvent = Static<typeof RunEvent>;
+
+/**
+ * The data of a peer-offender event: `accused` sent the reporter (the event's peer) a payload
+ * that failed validation. The coordinator counts strikes from these when it restarts.
+ */
+export const OffenderEventData = Type.Object({
+  accused: Type.String({ maxLength: 40 }),
+  reason: Type.String({ maxLength: 300 }),
+  strike: Type.Integer({ minimum: 1 }),
+  vetoed: Type.Boolean(),
+  /** The reporter was one of the accused's partners (the dashboard counts only such reports). */
+  paired: Type.Boolean(),
+}, { additionalProperties: false });
+export type OffenderEventData = Static<typeof OffenderEventData>;
