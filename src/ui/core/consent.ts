@@ -5,7 +5,7 @@
 // A record stops counting when it expires, when it was given for another run, or when the text
 // the volunteer agreed to changes (CONSENT_TEXT_VERSION): people agree to what they were shown.
 import Type, { type Static } from 'typebox';
-import { schemaProblem } from '../../protocol/check.ts';
+import Value from 'typebox/value';
 
 /** Bump when the "what runs / what leaves your machine" text changes materially. */
 export const CONSENT_TEXT_VERSION = '1';
@@ -95,6 +95,8 @@ function parse(raw: string | null): ConsentRecord | null {
   if (!raw) return null;
   let v: unknown;
   try { v = JSON.parse(raw); } catch { return null; }
-  // The caller can only ask again: the problem is not shown, the record just does not count.
-  return schemaProblem(ConsentRecord, v, 'consent') === null ? v as ConsentRecord : null;
+  // The caller can only ask again, so the problem is not worded: the record just does not count.
+  // TypeBox's Value module interprets the schema (pages run without 'unsafe-eval'; ui/core
+  // depends on nothing of ours, as frame-bridge.ts checks the host's messages).
+  return Value.Check(ConsentRecord, v) ? v : null;
 }
