@@ -239,11 +239,6 @@ describe('architecture (docs/design.md section 2)', () => {
       'src/ui/browser/coordinator-dashboard.ts': 'the error body of a failed request is only worded',
       // Not yet converted (issue 16 follow-up): the CLI's own checkpoint directory listing.
       'src/commands/export.ts': 'resolveCheckpoint reads <id>.json beside the checkpoint files',
-      // Not yet converted (found by this test; issue 16 follow-up). Their schemas exist:
-      // RunInfo and RunSummary (src/protocol), WireIce (messages.ts).
-      'src/ui/browser/volunteer-backend.ts': 'GET /api/runs/:run read as RunInfo',
-      'src/ui/browser/runs.ts': 'GET /api/runs read as { runs }',
-      'src/commands/ice-check.ts': 'the ICE endpoint read as WireIce',
       // The checkpoint's exported HF config.json (the coordinator's own derived file).
       'src/ui/sampling/sampler.worker.ts': 'config.json handed to modelFromHfConfig, which checks its fields',
     };

@@ -3,7 +3,8 @@
 // volunteer backend's description of a run.
 import { describe, expect, it } from 'vitest';
 import { CoordinatorDashboardSource } from '../src/ui/browser/coordinator-dashboard.ts';
-import { requiredLimits, summarizeRun } from '../src/ui/browser/volunteer-backend.ts';
+import { CoordinatorVolunteerBackend, requiredLimits, summarizeRun } from '../src/ui/browser/volunteer-backend.ts';
+import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
 import { pickRun } from '../src/ui/browser/runs.ts';
 import { preset, trainConfig } from '../src/model/config.ts';
 import { buildLayout } from '../src/model/layout.ts';
@@ -188,10 +189,26 @@ describe('volunteer backend', () => {
   });
 
   it('picks ?run= or the first running run', async () => {
-    const { fetch } = jsonFetch({ '/api/runs': () => ({ runs: [{ id: 'old', status: 'stopped' }, { id: 'live', status: 'running' }] }) });
+    const reply = (id: string, status: string) => ({ ...RUN, id, status, livePeers: 0, embedSites: [] });
+    const { fetch } = jsonFetch({ '/api/runs': () => ({ runs: [reply('old', 'stopped'), reply('live', 'running')] }) });
     expect(await pickRun('http://c.test', '?run=mine', fetch)).toBe('mine');
     expect(await pickRun('http://c.test', '', fetch)).toBe('live');
     const empty = jsonFetch({ '/api/runs': () => ({ runs: [] }) });
     await expect(pickRun('http://c.test', '', empty.fetch)).rejects.toThrow(/has no run yet/);
+    // Issue 16: the list is checked against its schema (before, a run with no id was picked as undefined).
+    const bad = jsonFetch({ '/api/runs': () => ({ runs: [{ status: 'running' }] }) });
+    await expect(pickRun('http://c.test', '', bad.fetch)).rejects.toThrow('the coordinator at http://c.test listed its runs in a form this page cannot read: reply.runs[0].id is required');
+  });
+
+  it('refuses to describe a run the coordinator sent in a form its schema refuses', async () => {
+    // Issue 16: before, the reply was cast to RunInfo and a missing train config crashed later.
+    const { train: _train, ...noTrain } = RUN;
+    const { fetch } = jsonFetch({ '/api/runs/default': () => ({ ...noTrain, livePeers: 0, embedSites: [] }) });
+    const unused = { WebSocket: class {} as unknown as WebSocketCtor, createTrainer: () => Promise.reject(new Error('unused')), createMesh: () => Promise.reject(new Error('unused')) };
+    const backend = new CoordinatorVolunteerBackend({ baseUrl: 'http://c.test', runId: 'default', fetch, ...unused });
+    await expect(backend.describeRun()).rejects.toThrow('the coordinator described run "default" in a form this page cannot read: run.train is required');
+    const good = jsonFetch({ '/api/runs/default': () => ({ ...RUN, livePeers: 0, embedSites: [] }) });
+    const ok = new CoordinatorVolunteerBackend({ baseUrl: 'http://c.test', runId: 'default', fetch: good.fetch, ...unused });
+    expect(await ok.describeRun()).toMatchObject({ id: 'default', H: RUN.train.H });
   });
 });

@@ -25,12 +25,16 @@ const MAX_EMBED_SITES = 100;
 export const EmbedSites = Type.Array(Type.String({ maxLength: 200, pattern: EMBED_SITE_PATTERN }), { maxItems: MAX_EMBED_SITES });
 
 /** GET /api/runs/:run (and each of GET /api/runs): the run, its live peers and embedding sites. */
-export const RunSummary = strict({
+export const RunReply = strict({
   ...RunInfo.properties,
   livePeers: count,
   embedSites: EmbedSites,
 });
-export type RunSummary = Static<typeof RunSummary>;
+export type RunReply = Static<typeof RunReply>;
+
+/** GET /api/runs: every run, oldest first. */
+export const RunList = strict({ runs: Type.Array(RunReply) });
+export type RunList = Static<typeof RunList>;
 
 /** A committed report as the live stream pushes it: the peer's fields, stamped by the coordinator. */
 export const LiveReport = strict({

@@ -88,7 +88,7 @@ const WireIceServer = strict({
 export type WireIceServer = Static<typeof WireIceServer>;
 
 /** ICE servers for one peer; `expiresAt` (ms) is when its TURN credential stops working. */
-const WireIce = strict({ iceServers: Type.Array(WireIceServer, { maxItems: 32 }), expiresAt: nullable(count) });
+export const WireIce = strict({ iceServers: Type.Array(WireIceServer, { maxItems: 32 }), expiresAt: nullable(count) });
 export type WireIce = Static<typeof WireIce>;
 
 /** The kinds of ICE candidate (RTCIceCandidateType). */

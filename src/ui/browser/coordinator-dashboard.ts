@@ -8,7 +8,7 @@
 // the coordinator's stores are typed by): a bad reply fails its request with the field named, a
 // bad stream frame is dropped (a proxy's page, a version skew), never plotted.
 import type { TSchema, Static } from 'typebox';
-import { CheckpointList, EventsPage, LiveReport, MetricsPage, RunSummary, type MetricPoint } from '../../protocol/api.ts';
+import { CheckpointList, EventsPage, LiveReport, MetricsPage, RunReply, type MetricPoint } from '../../protocol/api.ts';
 import { schemaProblem } from '../../protocol/check.ts';
 import { RunEvent } from '../../protocol/events.ts';
 import { lossFromWire } from '../../protocol/messages.ts';
@@ -54,7 +54,7 @@ export class CoordinatorDashboardSource implements DashboardSource {
   }
 
   async run(): Promise<DashboardRun> {
-    const r = await this.get('', RunSummary);
+    const r = await this.get('', RunReply);
     return {
       id: r.id, name: r.name, preset: r.preset, dataset: r.dataset, status: r.status, createdAt: r.createdAt, livePeers: r.livePeers,
       tokensPerStep: r.train.batch * r.train.seqLen, warmupSteps: r.train.warmupSteps, totalSteps: r.train.totalSteps, H: r.train.H,
