@@ -237,8 +237,6 @@ describe('architecture (docs/design.md section 2)', () => {
       'src/gpu/vulkan-drivers.ts': 'ICD.library_path is checked to be a string before use',
       // An HTTP error's body: any `message` is only shown in the error text.
       'src/ui/browser/coordinator-dashboard.ts': 'the error body of a failed request is only worded',
-      // Not yet converted (issue 16 follow-up): the CLI's own checkpoint directory listing.
-      'src/commands/export.ts': 'resolveCheckpoint reads <id>.json beside the checkpoint files',
       // The checkpoint's exported HF config.json (the coordinator's own derived file).
       'src/ui/sampling/sampler.worker.ts': 'config.json handed to modelFromHfConfig, which checks its fields',
     };
