@@ -24,7 +24,9 @@ import { removeStaleTemps, writeFileAtomicAsync } from './fsutil.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import { buildLayout, layoutSignature, view, type Layout } from '../src/model/layout.ts';
 import { concatBytes, readSafetensors, safetensorsParts, tensorF32, type SafeTensorIn } from '../src/model/safetensors.ts';
-import type { CheckpointRef, RunInfo } from '../src/protocol/messages.ts';
+import { WireModelConfig, type CheckpointRef, type RunInfo } from '../src/protocol/messages.ts';
+import { CheckpointInfo } from '../src/protocol/api.ts';
+import { schemaProblem } from '../src/protocol/check.ts';
 import { encodeStateFrame, type StateFrame } from '../src/protocol/state-frame.ts';
 import { hfGpt2Config, hfModelSafetensors } from '../src/model/hf-export.ts';
 
@@ -39,19 +41,7 @@ export type DerivedKind = keyof typeof DERIVED;
 export const CHECKPOINT_FORMAT = 'murmur-checkpoint';
 export const CHECKPOINT_VERSION = '1';
 
-export interface CheckpointInfo {
-  id: string;
-  runId: string;
-  step: number;
-  round: number;
-  valLoss: number | null;
-  tokens: number;
-  peerId: string | null;
-  sha256: string;
-  bytes: number;
-  file: string;
-  createdAt: number;
-}
+export type { CheckpointInfo };
 
 export interface LoadedCheckpoint {
   info: CheckpointInfo;
@@ -114,7 +104,12 @@ export function decodeCheckpoint(bytes: Uint8Array): Omit<LoadedCheckpoint, 'inf
   const md = f.metadata;
   if (md.format !== CHECKPOINT_FORMAT) throw new Error(`not a Murmur checkpoint (metadata format=${JSON.stringify(md.format)})`);
   if (md.version !== CHECKPOINT_VERSION) throw new Error(`checkpoint version ${md.version}; this build reads version ${CHECKPOINT_VERSION}`);
-  const model = JSON.parse(md.model ?? 'null') as ModelConfig;
+  let v: unknown;
+  try { v = JSON.parse(md.model ?? 'null'); } catch { throw new Error('checkpoint metadata model is not JSON'); }
+  // The same schema a run's model travels under: a layout is never built from fields it names wrongly.
+  const problem = schemaProblem(WireModelConfig, v, 'checkpoint metadata model');
+  if (problem !== null) throw new Error(problem);
+  const model = v as ModelConfig;
   const layout = buildLayout(model);
   if (md.layout !== layoutHash(layout)) throw new Error('checkpoint layout hash does not match its model config');
   const phi = new Float32Array(layout.total);
@@ -269,8 +264,9 @@ export class CheckpointStore {
    * After a crash: drop temp files, index a checkpoint whose files were complete but whose row
    * was not yet written (verified by sha256), and drop rows whose files are gone.
    */
-  reconcile(): { indexed: number; dropped: number; temps: number } {
+  reconcile(): { indexed: number; dropped: number; temps: number; unreadable: string[] } {
     let indexed = 0, dropped = 0, temps = 0;
+    const unreadable: string[] = [];
     const known = new Set((this.db.prepare('SELECT id FROM checkpoints').all() as { id: string }[]).map((r) => r.id));
     const runs = new Set((this.db.prepare('SELECT id FROM runs').all() as { id: string }[]).map((r) => r.id));
     for (const runId of readdirSync(this.root)) {
@@ -281,13 +277,22 @@ export class CheckpointStore {
         const id = f.slice(0, -'.json'.length);
         if (id.includes('.')) continue; // a derived file (ids have no dots)
         if (known.has(id)) continue;
-        let info: CheckpointInfo;
+        let v: unknown;
         try {
-          info = JSON.parse(readFileSync(join(dir, f), 'utf8')) as CheckpointInfo;
-        } catch {
+          v = JSON.parse(readFileSync(join(dir, f), 'utf8'));
+        } catch (err) {
+          unreadable.push(`${runId}/${f} is not JSON: ${(err as Error).message.slice(0, 120)}`);
           continue;
         }
-        const data = join(dir, info.file ?? '');
+        // A hand-edited or half-written record is left on disk and named, never indexed: its
+        // `file` would otherwise be joined into a path and its fields served as they are.
+        const problem = schemaProblem(CheckpointInfo, v, `${runId}/${f}`);
+        if (problem !== null) {
+          unreadable.push(problem);
+          continue;
+        }
+        const info = v as CheckpointInfo;
+        const data = join(dir, info.file);
         if (info.id === id && info.runId === runId && runs.has(runId) && existsSync(data) && sha256Hex(readFileSync(data)) === info.sha256) {
           this.insert(info);
           indexed++;
@@ -301,7 +306,7 @@ export class CheckpointStore {
       }
     }
     for (const runId of runs) this.prune(runId);
-    return { indexed, dropped, temps };
+    return { indexed, dropped, temps, unreadable };
   }
 
   private insert(i: CheckpointInfo): void {

@@ -19,16 +19,11 @@
 // only over spans wider than the merged rows. A report re-sent after its row merged away would be
 // stored again; peers re-send only unacknowledged reports, and those are the newest.
 import type { Db } from './db.ts';
-import type { CandidateType, ReportFields, WireLoss } from '../src/protocol/messages.ts';
+import type { BucketPoint, LiveReport, MetricPoint } from '../src/protocol/api.ts';
+import type { WireLoss } from '../src/protocol/messages.ts';
 
-export interface ReportRow extends ReportFields {
-  runId: string;
-  peerId: string;
-  seq: number;
-  /** Time the point is plotted at: when the coordinator received it (a client's clock is not trusted). */
-  t: number;
-  receivedAt: number;
-}
+/** A committed report: the peer's fields stamped by the coordinator, as the live stream pushes it. */
+export type ReportRow = LiveReport;
 
 export type Committed = (row: ReportRow, duplicate: boolean) => void;
 
@@ -39,15 +34,6 @@ export interface MetricsQuery {
   to: number;
   /** Downsample to about this many points when the range holds more rows. */
   maxPoints: number;
-}
-
-export interface RawPoint {
-  t: number; peerId: string; seq: number; step: number; round: number; trainLoss: WireLoss; valLoss: WireLoss;
-  tokensPerS: number; bytesIn: number; bytesOut: number; partner: string | null; partnerDist: number | null; adapter: string | null;
-  linkLocal: CandidateType | null; linkRemote: CandidateType | null; connectMs: number | null; linkFailures: number; linkError: string | null;
-  /** Reports this point stands for: 1, or more once retention merged older ones into it. */
-  weight: number;
-  probeMs: number | null; probeSolo: number | null; probePaired: number | null; probeRejected: boolean | null;
 }
 
 /** A run's connectivity over a time range: how exchanges travelled and why links failed. */
@@ -70,14 +56,10 @@ export interface Connectivity {
  * The sums are TOTAL (a float), never SUM: an integer SUM that overflows fails the whole query.
  * The loss means are over the numeric losses only; `nonFinite` counts the bucket's rows whose
  * training or validation loss was NaN or ±Infinity (0 for a healthy bucket).
+ * Each bucket is a BucketPoint (src/protocol/api.ts, the schema the dashboard checks it by).
  */
-export interface BucketPoint {
-  t: number; n: number; peers: number; step: number; round: number; trainLoss: number | null; valLoss: number | null; nonFinite: number;
-  tokensPerS: number; bytesIn: number; bytesOut: number; partnerDist: number | null;
-}
-
 export type MetricsResult =
-  | { downsampled: false; total: number; points: RawPoint[] }
+  | { downsampled: false; total: number; points: MetricPoint[] }
   | { downsampled: true; total: number; bucketMs: number; points: BucketPoint[] };
 
 /** The column's value when it is a number; NULL for a stored "NaN"/"Infinity" (TEXT). */
@@ -251,7 +233,7 @@ export class MetricsStore {
           tokens_per_s AS tokensPerS, bytes_in AS bytesIn, bytes_out AS bytesOut, partner, partner_dist AS partnerDist, adapter,
           link_local AS linkLocal, link_remote AS linkRemote, connect_ms AS connectMs, link_failures AS linkFailures, link_error AS linkError, weight,
           probe_ms AS probeMs, probe_solo AS probeSolo, probe_paired AS probePaired, probe_rejected AS probeRejected
-        FROM reports WHERE ${where} ORDER BY t, id`).all(params) as (Omit<RawPoint, 'probeRejected'> & { probeRejected: number | null })[];
+        FROM reports WHERE ${where} ORDER BY t, id`).all(params) as (Omit<MetricPoint, 'probeRejected'> & { probeRejected: number | null })[];
       return { downsampled: false, total, points: points.map((p) => ({ ...p, probeRejected: p.probeRejected === null ? null : p.probeRejected === 1 })) };
     }
     // Buckets over the range actually covered, so a wide default range does not waste points.

@@ -32,6 +32,8 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket, RawData } from 'ws';
 import type { Db } from './db.ts';
 import type { Clock } from '../src/protocol/clock.ts';
+import { schemaProblem } from '../src/protocol/check.ts';
+import { OffenderEventData } from '../src/protocol/events.ts';
 import type { SessionSigner } from './auth.ts';
 import type { RunStore } from './runs.ts';
 import type { MetricsStore, ReportRow } from './metrics.ts';
@@ -508,7 +510,8 @@ export class PeerHub {
     addStrike(strikes, reporter, msg.peer);
     const strike = before + 1;
     // `paired`: the reporter was the accused's partner (the dashboard counts only such reports).
-    this.d.events.append(runId, 'peer-offender', reporter, { accused: msg.peer, reason: msg.reason, strike, vetoed: strike >= VETO_AFTER, paired: true });
+    const data: OffenderEventData = { accused: msg.peer, reason: msg.reason, strike, vetoed: strike >= VETO_AFTER, paired: true };
+    this.d.events.append(runId, 'peer-offender', reporter, data);
     this.d.logger.warn({ run: runId, reporter, accused: msg.peer, reason: msg.reason, strike }, 'offender reported');
   }
 
@@ -518,7 +521,15 @@ export class PeerHub {
     if (v) return v;
     v = new Map();
     const rows = this.d.db.prepare("SELECT peer_id AS reporter, data_json AS data FROM events WHERE run_id = ? AND kind = 'peer-offender'").all(runId) as { reporter: string; data: string }[];
-    for (const r of rows) addStrike(v, r.reporter, (JSON.parse(r.data) as { accused: string }).accused);
+    for (const r of rows) {
+      // A row its schema refuses (a damaged database) counts no strike: it is logged, never thrown
+      // into the joining peer's hello.
+      let data: unknown;
+      try { data = JSON.parse(r.data); } catch { data = r.data; }
+      const problem = schemaProblem(OffenderEventData, data, 'peer-offender.data');
+      if (problem === null) addStrike(v, r.reporter, (data as OffenderEventData).accused);
+      else this.d.logger.warn({ run: runId, reporter: r.reporter, problem }, 'stored offender event skipped');
+    }
     this.strikes.set(runId, v);
     return v;
   }

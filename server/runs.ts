@@ -3,8 +3,10 @@
 import type { Db } from './db.ts';
 import { DEFAULT_TRAIN, PRESETS, preset as presetConfig, trainConfig, type TrainConfig } from '../src/model/config.ts';
 import Type, { type Static } from 'typebox';
-import { Compression, ID_PATTERN, IcePolicy, RunStatus, type RunInfo } from '../src/protocol/messages.ts';
+import { Compression, ID_PATTERN, IcePolicy, RunInfo, RunStatus } from '../src/protocol/messages.ts';
 import { DEFAULT_PAIR_WAIT_FRAC } from '../src/protocol/ready-pool.ts';
+import { EmbedSites } from '../src/protocol/api.ts';
+import { schemaProblem } from '../src/protocol/check.ts';
 
 export const DEFAULT_RUN_ID = 'default';
 
@@ -29,13 +31,6 @@ const TrainOverrides = Type.Object({
   consensus: num(0, 1),
 }, { additionalProperties: false });
 
-/**
- * An embedding site is one web origin (scheme, host, optional port; no path), lower case, as a
- * browser writes `location.origin`: it goes verbatim into a CSP header, so nothing else passes.
- */
-export const EMBED_SITE_PATTERN = '^https?://[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?$';
-export const MAX_EMBED_SITES = 100;
-const EmbedSites = Type.Array(Type.String({ maxLength: 200, pattern: EMBED_SITE_PATTERN }), { maxItems: MAX_EMBED_SITES });
 
 export const CreateRun = Type.Object({
   id: Type.String({ pattern: ID_PATTERN }),
@@ -78,13 +73,25 @@ interface RunRow {
   embed_sites_json: string;
 }
 
+/** A JSON column as stored; a torn or hand-edited one is named, not thrown as a bare SyntaxError. */
+function column(text: string, what: string): unknown {
+  try { return JSON.parse(text); } catch { throw new Error(`${what} in the database is not JSON`); }
+}
+
+/**
+ * A row as the run every peer is sent: checked against RunInfo's schema (the one the peers
+ * check it by), so a damaged database fails here, naming the field, and not in every volunteer.
+ */
 function fromRow(r: RunRow): RunInfo {
-  return {
+  const run = {
     id: r.id, name: r.name, dataset: r.dataset, preset: r.preset,
-    model: JSON.parse(r.model_json), train: JSON.parse(r.train_json),
-    compression: r.compression as Compression, pairWaitFrac: r.pair_wait_frac, icePolicy: r.ice_policy as IcePolicy, seed: r.seed,
-    status: r.status as RunStatus, createdAt: r.created_at, updatedAt: r.updated_at,
+    model: column(r.model_json, `run ${r.id} model_json`), train: column(r.train_json, `run ${r.id} train_json`),
+    compression: r.compression, pairWaitFrac: r.pair_wait_frac, icePolicy: r.ice_policy, seed: r.seed,
+    status: r.status, createdAt: r.created_at, updatedAt: r.updated_at,
   };
+  const problem = schemaProblem(RunInfo, run, 'run');
+  if (problem !== null) throw new Error(`run ${JSON.stringify(r.id)} in the database is damaged: ${problem}`);
+  return run as RunInfo;
 }
 
 export class RunStore {
@@ -144,7 +151,12 @@ export class RunStore {
    */
   embedSites(id: string): string[] {
     const r = this.db.prepare('SELECT embed_sites_json FROM runs WHERE id = ?').get(id) as { embed_sites_json: string } | undefined;
-    return r ? JSON.parse(r.embed_sites_json) as string[] : [];
+    if (!r) return [];
+    const sites = column(r.embed_sites_json, `run ${id} embed_sites_json`);
+    // These go verbatim into a CSP header: only origins its schema accepts.
+    const problem = schemaProblem(EmbedSites, sites, 'embedSites');
+    if (problem !== null) throw new Error(`run ${JSON.stringify(id)} in the database is damaged: ${problem}`);
+    return sites as string[];
   }
 
   private setEmbedSites(id: string, sites: string[]): void {

@@ -198,7 +198,7 @@ describe('architecture (docs/design.md section 2)', () => {
     // The files that define what arrives (WebSocket, peer, state frame, HTTP) declare no type
     // apart from its schema, write no JSON Schema by hand, and their parse functions run the
     // library's check; no validator of our own exists anywhere.
-    const wire = ['src/protocol/messages.ts', 'src/protocol/peer-messages.ts', 'src/protocol/state-frame.ts', 'src/ui/embed/bridge-schemas.ts', 'server/runs.ts', ...tsFiles('server/routes')];
+    const wire = ['src/protocol/messages.ts', 'src/protocol/peer-messages.ts', 'src/protocol/state-frame.ts', 'src/protocol/api.ts', 'src/ui/embed/bridge-schemas.ts', 'server/runs.ts', ...tsFiles('server/routes')];
     /** Declared types that are not messages: decoded binary arrays, not JSON. */
     const notMessages = new Set(['src/protocol/state-frame.ts: StateFrame']);
     const bad: string[] = [];
@@ -224,6 +224,27 @@ describe('architecture (docs/design.md section 2)', () => {
     }
     for (const gone of ['src/protocol/schema.ts', 'server/validation.ts']) if (existsSync(join(ROOT, gone))) bad.push(`${gone} is back`);
     expect(bad).toEqual([]);
+  });
+
+  it('reads no parsed JSON by casting it: each goes through its schema', () => {
+    // Issue 16: `JSON.parse(...) as T` or `(await res.json()) as T` trusts whatever arrived. Each
+    // parse is checked with schemaProblem (or Value.Check where a page can only ignore bad input)
+    // before its fields are read. The casts left, and why each is safe:
+    const allowed: Record<string, string> = {
+      // Only the format tag is compared; anything else in the manifest is parseManifest's.
+      'src/data/dataset.ts': 'isDatasetDir sniffs { format } and compares it to one string',
+      // The system's Vulkan ICD file: the one field is used only if it is a string.
+      'src/gpu/vulkan-drivers.ts': 'ICD.library_path is checked to be a string before use',
+      // An HTTP error's body: any `message` is only shown in the error text.
+      'src/ui/browser/coordinator-dashboard.ts': 'the error body of a failed request is only worded',
+      // The checkpoint's exported HF config.json (the coordinator's own derived file).
+      'src/ui/sampling/sampler.worker.ts': 'config.json handed to modelFromHfConfig, which checks its fields',
+    };
+    const cast = /JSON\.parse\((?:[^()]|\([^()]*(?:\([^()]*\))?[^()]*\))*\)\s*\)?\s*as\s+(?!unknown\b)|\.json\(\)\)?\s*as\s+(?!unknown\b)/;
+    const found = files.filter((f) => (f.startsWith('src/') || f.startsWith('server/')) && cast.test(readFileSync(join(ROOT, f), 'utf8')));
+    expect(found.filter((f) => !(f in allowed)), 'parsed JSON cast without its schema').toEqual([]);
+    // An entry whose cast is gone is dropped from the list, so the list stays the truth.
+    expect(Object.keys(allowed).filter((f) => !found.includes(f)), 'allowed casts that no longer exist').toEqual([]);
   });
 
   it('exports nothing that no file uses', () => {

@@ -1,7 +1,7 @@
 // Pure logic behind the three faces: consent, duty cycle, back-off policy, series for charts,
 // alert rules, CSV. No browser needed.
 import { describe, expect, it } from 'vitest';
-import { CONSENT_DAYS, CONSENT_KEY, ConsentStore, type ConsentStorage } from '../src/ui/core/consent.ts';
+import { CONSENT_DAYS, CONSENT_KEY, CONSENT_TEXT_VERSION, ConsentStore, type ConsentStorage } from '../src/ui/core/consent.ts';
 import { chunkSteps, clampIntensity, DutyMeter, restMs } from '../src/ui/core/duty.ts';
 import { HOLD_MS, initialPolicy, nextRecheck, stepPolicy, type PolicyState, type Sensors } from '../src/ui/core/policy.ts';
 import { binMean, binMedian, binRange, downsampleMinMax, fillGaps, makeGrid, median, smoothEma } from '../src/ui/core/series.ts';
@@ -56,6 +56,25 @@ describe('consent', () => {
     expect(s.get('default')).toBeNull();
     storage.setItem(CONSENT_KEY, JSON.stringify({ runId: 'default', textVersion: '0', grantedAt: 0, expiresAt: 1e15 }));
     expect(s.get('default')).toBeNull();
+  });
+
+  it('checks the stored record against its schema: a record grant() never writes is no consent', () => {
+    // Issue 16: each of these passed the old hand check (strings and finite numbers).
+    const storage = new MemStorage();
+    const s = new ConsentStore(storage, () => 5);
+    const good = { runId: 'default', textVersion: CONSENT_TEXT_VERSION, grantedAt: 1, expiresAt: 1e13 };
+    storage.setItem(CONSENT_KEY, JSON.stringify(good));
+    expect(s.get('default')).toEqual(good);
+    for (const bad of [
+      { ...good, expiresAt: 1e300 }, // never lapses
+      { ...good, grantedAt: -1 },
+      { ...good, expiresAt: 1e13 + 0.5 },
+      { ...good, forever: true },
+      [good],
+    ]) {
+      storage.setItem(CONSENT_KEY, JSON.stringify(bad));
+      expect(s.get('default'), JSON.stringify(bad)).toBeNull();
+    }
   });
 
   it('writes nothing before consent is given', () => {

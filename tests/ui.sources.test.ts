@@ -3,7 +3,8 @@
 // volunteer backend's description of a run.
 import { describe, expect, it } from 'vitest';
 import { CoordinatorDashboardSource } from '../src/ui/browser/coordinator-dashboard.ts';
-import { requiredLimits, summarizeRun } from '../src/ui/browser/volunteer-backend.ts';
+import { CoordinatorVolunteerBackend, requiredLimits, summarizeRun } from '../src/ui/browser/volunteer-backend.ts';
+import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
 import { pickRun } from '../src/ui/browser/runs.ts';
 import { preset, trainConfig } from '../src/model/config.ts';
 import { buildLayout } from '../src/model/layout.ts';
@@ -38,17 +39,30 @@ class FakeEventSource extends EventTarget {
   }
 }
 
+/** A stored report row as GET /metrics returns it. */
 const point = (t: number, over: Record<string, unknown> = {}) => ({
-  t, peerId: 'p-0000000000000001', seq: t, step: t / 10, round: 0, trainLoss: 3, valLoss: null, tokensPerS: 100,
-  bytesIn: 0, bytesOut: 0, partner: null, partnerDist: null, adapter: 'gpu', ...over,
+  t, peerId: 'p-0000000000000001', seq: t, step: Math.floor(t / 10), round: 0, trainLoss: 3, valLoss: null, tokensPerS: 100,
+  bytesIn: 0, bytesOut: 0, partner: null, partnerDist: null, adapter: 'gpu', linkLocal: null, linkRemote: null, connectMs: null,
+  linkFailures: 0, linkError: null, weight: 1, probeMs: null, probeSolo: null, probePaired: null, probeRejected: null, ...over,
 });
+/** A raw page of GET /metrics. */
+const page = (points: unknown[]) => ({ run: 'default', peer: null, from: 0, to: 1e6, downsampled: false, total: points.length, points });
+/** A committed report as the stream pushes it. */
+const live = (t: number, over: Record<string, unknown> = {}) => ({
+  time: t, step: t, round: 0, trainLoss: 3, valLoss: null, tokensPerS: 100, bytesIn: 0, bytesOut: 0, partner: null, partnerDist: null,
+  adapter: 'gpu', runId: 'default', peerId: 'p-0000000000000001', seq: t, t, receivedAt: t, ...over,
+});
+const checkpoint = {
+  id: 'c-1', runId: 'default', step: 100, round: 2, valLoss: 2.5, tokens: 102400, peerId: null, sha256: 'ab'.repeat(32), bytes: 9,
+  file: 'c-1.safetensors', createdAt: 5,
+};
 
 describe('coordinator dashboard source', () => {
   it('maps the run, checkpoints (with download URLs) and history', async () => {
     const { fetch } = jsonFetch({
-      '/api/runs/default': () => ({ ...RUN, livePeers: 2 }),
-      '/api/runs/default/checkpoints': () => ({ checkpoints: [{ id: 'c-1', step: 100, round: 2, valLoss: 2.5, tokens: 102400, peerId: null, bytes: 9, createdAt: 5 }] }),
-      '/api/runs/default/metrics': () => ({ downsampled: false, total: 2, points: [point(10), point(20, { trainLoss: 'NaN' })] }),
+      '/api/runs/default': () => ({ ...RUN, livePeers: 2, embedSites: [] }),
+      '/api/runs/default/checkpoints': () => ({ checkpoints: [checkpoint], pending: null }),
+      '/api/runs/default/metrics': () => page([point(10), point(20, { trainLoss: 'NaN' })]),
     });
     const s = new CoordinatorDashboardSource({ baseUrl: 'http://c.test', runId: 'default', fetch });
     expect(await s.run()).toMatchObject({ id: 'default', tokensPerStep: RUN.train.batch * RUN.train.seqLen, H: RUN.train.H, livePeers: 2 });
@@ -66,13 +80,49 @@ describe('coordinator dashboard source', () => {
   it('narrows to the most recent span when the store would only give time buckets', async () => {
     const { fetch, urls } = jsonFetch({
       '/api/runs/default/metrics': (u) => Number(u.searchParams.get('from')) < 5000
-        ? { downsampled: true, total: 50_000, points: [{ t: 1000 }] }
-        : { downsampled: false, total: 1, points: [point(9000)] },
+        ? {
+          run: 'default', peer: null, from: 0, to: 1e6, downsampled: true, total: 50_000, bucketMs: 100, points: [{
+            t: 1000, n: 50_000, peers: 1, step: 10, round: 0, trainLoss: 3, valLoss: null, nonFinite: 0, tokensPerS: 100, bytesIn: 0, bytesOut: 0, partnerDist: null,
+          }],
+        }
+        : page([point(9000)]),
     });
     const s = new CoordinatorDashboardSource({ baseUrl: 'http://c.test', runId: 'default', fetch });
     const h = await s.history();
     expect(h).toHaveLength(1);
     expect(urls.length).toBeGreaterThan(1);
+  });
+
+  it('checks every reply against its schema and names the field a bad one gets wrong', async () => {
+    // Issue 16: each of these was read as it came (cast, not checked).
+    const { fetch } = jsonFetch({
+      '/api/runs/default': () => ({ ...RUN, livePeers: -1, embedSites: [] }),
+      '/api/runs/default/checkpoints': () => ({ checkpoints: [{ ...checkpoint, step: '100' }], pending: null }),
+      '/api/runs/default/metrics': () => page([point(10, { trainLoss: 'lots' })]),
+      '/api/runs/default/events': () => ({ events: [{ id: 1.5, runId: 'default', t: 7, kind: 'peer-left', peerId: null, data: null }] }),
+    });
+    const s = new CoordinatorDashboardSource({ baseUrl: 'http://c.test', runId: 'default', fetch });
+    await expect(s.run()).rejects.toThrow('GET / on the coordinator gave a reply this page cannot read: reply.livePeers must be >= 0, got -1');
+    await expect(s.checkpoints()).rejects.toThrow('GET /checkpoints on the coordinator gave a reply this page cannot read: reply.checkpoints[0].step must be integer, got "100"');
+    await expect(s.history()).rejects.toThrow(/cannot read: reply\.points\[0\]\.trainLoss must be /);
+    await expect(s.events(10)).rejects.toThrow('cannot read: reply.events[0].id must be integer, got 1.5');
+  });
+
+  it('drops a stream frame its schema refuses instead of plotting it', () => {
+    const s = new CoordinatorDashboardSource({ baseUrl: 'http://c.test', runId: 'default', fetch: jsonFetch({}).fetch, EventSource: FakeEventSource as unknown as typeof EventSource });
+    const got: { reports: number[]; events: number[] } = { reports: [], events: [] };
+    const off = s.subscribe({ report: (r) => got.reports.push(r.t), event: (e) => got.events.push(e.id), connection: () => {} });
+    const es = FakeEventSource.last!;
+    // Each passed the old hand check (a peer id, a finite time and step; a known kind and a numeric id).
+    es.emit('report', live(1, { bytesIn: 'lots' }));
+    es.emit('report', live(2, { partner: 42 }));
+    es.emit('report', live(3, { trainLoss: 'NaNa' }));
+    es.emit('peer', { id: 1.5, runId: 'default', kind: 'peer-left', peerId: null, t: 7, data: null });
+    es.emit('peer', { id: 2, kind: 'peer-left', peerId: null, t: 7, data: null }); // no run
+    es.emit('report', live(4));
+    es.emit('peer', { id: 3, runId: 'default', kind: 'peer-left', peerId: null, t: 7, data: null });
+    expect(got).toEqual({ reports: [4], events: [3] });
+    off();
   });
 
   it('names the failing request', async () => {
@@ -87,7 +137,7 @@ describe('coordinator dashboard source', () => {
       { id: 7, runId: 'default', t: 7, kind: 'peer-left', peerId: 'p-0000000000000002', data: { reason: 'disconnected' } },
     ];
     const { fetch, urls } = jsonFetch({
-      '/api/runs/default/metrics': () => ({ downsampled: false, total: 1, points: [point(4)] }),
+      '/api/runs/default/metrics': () => page([point(4)]),
       '/api/runs/default/events': () => ({ events: stored }),
     });
     const s = new CoordinatorDashboardSource({ baseUrl: 'http://c.test', runId: 'default', fetch, EventSource: FakeEventSource as unknown as typeof EventSource });
@@ -101,7 +151,7 @@ describe('coordinator dashboard source', () => {
     const es = FakeEventSource.last!;
     expect(es.url).toBe('http://c.test/api/runs/default/stream');
     es.emit('open');
-    es.emit('report', { ...point(5), runId: 'default', receivedAt: 6, time: 5, valLoss: 'Infinity' });
+    es.emit('report', live(5, { valLoss: 'Infinity' }));
     es.emit('peer', { id: 1, runId: 'default', kind: 'peer-left', peerId: 'p-0000000000000002', t: 7, data: { reason: 'disconnected' } });
     es.emit('peer', { id: 2, runId: 'default', kind: 'peer-offender', peerId: 'p-0000000000000001', t: 8, data: { accused: 'p-0000000000000002', reason: 'non-finite: Δ[3] = NaN' } });
     es.emit('checkpoint', { id: 3, runId: 'default', kind: 'checkpoint-saved', peerId: null, t: 9, data: { step: 100 } });
@@ -139,10 +189,26 @@ describe('volunteer backend', () => {
   });
 
   it('picks ?run= or the first running run', async () => {
-    const { fetch } = jsonFetch({ '/api/runs': () => ({ runs: [{ id: 'old', status: 'stopped' }, { id: 'live', status: 'running' }] }) });
+    const reply = (id: string, status: string) => ({ ...RUN, id, status, livePeers: 0, embedSites: [] });
+    const { fetch } = jsonFetch({ '/api/runs': () => ({ runs: [reply('old', 'stopped'), reply('live', 'running')] }) });
     expect(await pickRun('http://c.test', '?run=mine', fetch)).toBe('mine');
     expect(await pickRun('http://c.test', '', fetch)).toBe('live');
     const empty = jsonFetch({ '/api/runs': () => ({ runs: [] }) });
     await expect(pickRun('http://c.test', '', empty.fetch)).rejects.toThrow(/has no run yet/);
+    // Issue 16: the list is checked against its schema (before, a run with no id was picked as undefined).
+    const bad = jsonFetch({ '/api/runs': () => ({ runs: [{ status: 'running' }] }) });
+    await expect(pickRun('http://c.test', '', bad.fetch)).rejects.toThrow('the coordinator at http://c.test listed its runs in a form this page cannot read: reply.runs[0].id is required');
+  });
+
+  it('refuses to describe a run the coordinator sent in a form its schema refuses', async () => {
+    // Issue 16: before, the reply was cast to RunInfo and a missing train config crashed later.
+    const { train: _train, ...noTrain } = RUN;
+    const { fetch } = jsonFetch({ '/api/runs/default': () => ({ ...noTrain, livePeers: 0, embedSites: [] }) });
+    const unused = { WebSocket: class {} as unknown as WebSocketCtor, createTrainer: () => Promise.reject(new Error('unused')), createMesh: () => Promise.reject(new Error('unused')) };
+    const backend = new CoordinatorVolunteerBackend({ baseUrl: 'http://c.test', runId: 'default', fetch, ...unused });
+    await expect(backend.describeRun()).rejects.toThrow('the coordinator described run "default" in a form this page cannot read: run.train is required');
+    const good = jsonFetch({ '/api/runs/default': () => ({ ...RUN, livePeers: 0, embedSites: [] }) });
+    const ok = new CoordinatorVolunteerBackend({ baseUrl: 'http://c.test', runId: 'default', fetch: good.fetch, ...unused });
+    expect(await ok.describeRun()).toMatchObject({ id: 'default', H: RUN.train.H });
   });
 });

@@ -4,6 +4,8 @@
 import type { Command } from 'commander';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { CheckpointInfo } from '../protocol/api.ts';
+import { schemaProblem } from '../protocol/check.ts';
 
 export function register(program: Command): void {
   program.command('export')
@@ -25,10 +27,18 @@ function resolveCheckpoint(arg: string, dataDir: string, run: string): string {
   if (existsSync(arg) && statSync(arg).isFile()) return resolve(arg);
   const dir = resolve(dataDir, 'checkpoints', run);
   if (!existsSync(dir)) throw new Error(`"${arg}" is not a file, and ${dir} does not exist (set --data-dir / --run)`);
-  const infos = readdirSync(dir).filter((f) => f.endsWith('.json'))
-    .map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as { id: string; file: string; createdAt: number })
+  const infos = readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => checkpointInfo(join(dir, f)))
     .sort((a, b) => b.createdAt - a.createdAt);
   const hit = arg === 'latest' ? infos[0] : infos.find((i) => i.id === arg);
   if (!hit) throw new Error(`no checkpoint "${arg}" in ${dir} (have: ${infos.map((i) => i.id).join(', ') || 'none'})`);
   return join(dir, hit.file);
+}
+
+/** A checkpoint's `<id>.json`, checked against the schema the coordinator writes it by. */
+export function checkpointInfo(file: string): CheckpointInfo {
+  let v: unknown;
+  try { v = JSON.parse(readFileSync(file, 'utf8')); } catch (err) { throw new Error(`${file} is not JSON: ${(err as Error).message.slice(0, 120)}`); }
+  const problem = schemaProblem(CheckpointInfo, v, file);
+  if (problem !== null) throw new Error(problem);
+  return v as CheckpointInfo;
 }

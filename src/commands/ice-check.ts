@@ -3,7 +3,8 @@
 // relay-only policy, so the only possible path is volunteer -> TURN -> TURN -> volunteer, and
 // sends 1 MiB through it. Prints the route, the time to open and the transfer rate, or why not.
 import type { Command } from 'commander';
-import type { WireIce } from '../protocol/messages.ts';
+import { schemaProblem } from '../protocol/check.ts';
+import { WireIce } from '../protocol/messages.ts';
 
 interface IceCheckOptions { url: string; adminToken?: string; timeout: string; all: boolean }
 
@@ -19,7 +20,7 @@ export function register(program: Command): void {
       if (!token) throw new Error('--admin-token (or MURMUR_ADMIN_TOKEN) is required: ICE credentials for checks are an admin action');
       const res = await fetch(new URL('/api/ice-check', o.url), { method: 'POST', headers: { authorization: `Bearer ${token}` } });
       if (!res.ok) throw new Error(`the coordinator answered ${res.status}: ${(await res.text()).slice(0, 300)}`);
-      const ice = (await res.json()) as WireIce;
+      const ice = readIce(await res.json());
       if (!o.all && !ice.iceServers.some((s) => s.urls.some((u) => u.startsWith('turn')))) {
         throw new Error('the coordinator hands out no TURN server: start it with --turn and --turn-secret-file (docs/deploy.md)');
       }
@@ -28,6 +29,13 @@ export function register(program: Command): void {
         `1 MiB in ${r.transferMs.toFixed(0)} ms (${(1.048576 / (r.transferMs / 1000)).toFixed(1)} MB/s)`);
       process.exit(0);
     });
+}
+
+/** The coordinator's reply, checked against the schema volunteers read their ICE servers by. */
+export function readIce(body: unknown): WireIce {
+  const problem = schemaProblem(WireIce, body, 'ice');
+  if (problem !== null) throw new Error(`the coordinator's ICE servers are not in the form volunteers get them: ${problem}`);
+  return body as WireIce;
 }
 
 async function checkRelay(ice: WireIce, policy: 'all' | 'relay', timeoutMs: number) {

@@ -58,7 +58,7 @@ const text = (maxLength: number) => Type.String({ maxLength });
 
 // ---------- shared shapes (structurally equal to src/model's types; protocol imports nothing) ----
 
-const WireModelConfig = strict({ vocab: count, ctx: count, layers: count, d: count, heads: count });
+export const WireModelConfig = strict({ vocab: count, ctx: count, layers: count, d: count, heads: count });
 export type WireModelConfig = Static<typeof WireModelConfig>;
 
 const WireTrainConfig = strict({
@@ -88,16 +88,16 @@ const WireIceServer = strict({
 export type WireIceServer = Static<typeof WireIceServer>;
 
 /** ICE servers for one peer; `expiresAt` (ms) is when its TURN credential stops working. */
-const WireIce = strict({ iceServers: Type.Array(WireIceServer, { maxItems: 32 }), expiresAt: nullable(count) });
+export const WireIce = strict({ iceServers: Type.Array(WireIceServer, { maxItems: 32 }), expiresAt: nullable(count) });
 export type WireIce = Static<typeof WireIce>;
 
 /** The kinds of ICE candidate (RTCIceCandidateType). */
 export const CANDIDATE_TYPES = ['host', 'srflx', 'prflx', 'relay'] as const;
-const CandidateType = Type.Enum(CANDIDATE_TYPES);
+export const CandidateType = Type.Enum(CANDIDATE_TYPES);
 export type CandidateType = Static<typeof CandidateType>;
 
 /** What a volunteer needs to train on a run. */
-const RunInfo = strict({
+export const RunInfo = strict({
   id: Type.String({ pattern: ID_PATTERN }),
   name: text(200),
   dataset: Type.String({ pattern: ID_PATTERN }),
@@ -186,7 +186,7 @@ const ReadyMsg = strict({ t: Type.Literal('ready'), round: count, waitMs: finite
  */
 const NonFiniteLoss = Type.Enum(['NaN', 'Infinity', '-Infinity']);
 export type NonFiniteLoss = Static<typeof NonFiniteLoss>;
-const WireLoss = Type.Union([finite(0, 1e6), NonFiniteLoss, Type.Null()]);
+export const WireLoss = Type.Union([finite(0, 1e6), NonFiniteLoss, Type.Null()]);
 export type WireLoss = Static<typeof WireLoss>;
 
 /** A measured loss (possibly NaN or ±Infinity) as it goes into a report. */
@@ -209,7 +209,7 @@ export const MAX_LINK_ERROR = 300;
 export const MAX_OFFENDER_REASON = 300;
 
 /** The fields of one metric row (a report is these plus `t` and `seq`). */
-const REPORT_FIELDS = {
+export const REPORT_FIELDS = {
   /** Client time of the measurement (ms since epoch). */
   time: finite(0, 1e14),
   step: count,

@@ -1,10 +1,16 @@
 // Which run a page shows: ?run=ID, else the coordinator's first running run.
+import { RunList } from '../../protocol/api.ts';
+import { schemaProblem } from '../../protocol/check.ts';
+
 export async function pickRun(baseUrl: string, search: string, fetchImpl: typeof fetch = fetch): Promise<string> {
   const asked = new URLSearchParams(search).get('run');
   if (asked) return asked;
   const res = await fetchImpl(`${baseUrl}/api/runs`);
   if (!res.ok) throw new Error(`the coordinator at ${baseUrl} did not list its runs (HTTP ${res.status})`);
-  const { runs } = (await res.json()) as { runs: { id: string; status: string }[] };
+  const body: unknown = await res.json();
+  const problem = schemaProblem(RunList, body, 'reply');
+  if (problem !== null) throw new Error(`the coordinator at ${baseUrl} listed its runs in a form this page cannot read: ${problem}`);
+  const { runs } = body as RunList;
   const run = runs.find((r) => r.status === 'running') ?? runs[0];
   if (!run) throw new Error(`the coordinator at ${baseUrl} has no run yet`);
   return run.id;

@@ -6,6 +6,8 @@
 //   newest checkpoint's, else keep the fresh init; src/sync/join.ts) loaded into the worker
 //   -> serve our last outer state to newcomers (mesh) and to checkpoint requests (coordinator)
 import { buildLayout } from '../../model/layout.ts';
+import { RunReply } from '../../protocol/api.ts';
+import { schemaProblem } from '../../protocol/check.ts';
 import { lossToWire, type RunInfo, type WelcomeMsg } from '../../protocol/messages.ts';
 import { maxStateLoss } from '../../protocol/state-frame.ts';
 import { consoleLogger, type Logger } from '../../sync/components.ts';
@@ -82,7 +84,11 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
     const f = this.init.fetch ?? fetch;
     const res = await f(`${this.init.baseUrl}/api/runs/${encodeURIComponent(this.init.runId)}`);
     if (!res.ok) throw new Error(`the coordinator did not describe run "${this.init.runId}" (HTTP ${res.status})`);
-    return (this.run = (await res.json()) as RunInfo);
+    const body: unknown = await res.json();
+    // The run a volunteer would train on: the page says what is wrong rather than train on it.
+    const problem = schemaProblem(RunReply, body, 'run');
+    if (problem !== null) throw new Error(`the coordinator described run "${this.init.runId}" in a form this page cannot read: ${problem}`);
+    return (this.run = body as RunReply);
   }
 
   async describeRun(): Promise<RunSummary> {

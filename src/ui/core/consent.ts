@@ -4,6 +4,8 @@
 //
 // A record stops counting when it expires, when it was given for another run, or when the text
 // the volunteer agreed to changes (CONSENT_TEXT_VERSION): people agree to what they were shown.
+import Type, { type Static } from 'typebox';
+import Value from 'typebox/value';
 
 /** Bump when the "what runs / what leaves your machine" text changes materially. */
 export const CONSENT_TEXT_VERSION = '1';
@@ -11,12 +13,16 @@ export const CONSENT_TEXT_VERSION = '1';
 export const CONSENT_DAYS = 30;
 export const CONSENT_KEY = 'murmur.consent';
 
-export interface ConsentRecord {
-  runId: string;
-  textVersion: string;
-  grantedAt: number;
-  expiresAt: number;
-}
+/** ms since epoch: no real grant or expiry lies past year 5000 (a hand-edited 1e300 would never lapse). */
+const time = Type.Integer({ minimum: 0, maximum: 1e14 });
+/** The stored record, exactly as grant() writes it; anything else read back is no consent. */
+const ConsentRecord = Type.Object({
+  runId: Type.String({ maxLength: 200 }),
+  textVersion: Type.String({ maxLength: 40 }),
+  grantedAt: time,
+  expiresAt: time,
+}, { additionalProperties: false });
+export type ConsentRecord = Static<typeof ConsentRecord>;
 
 /** The part of Storage we use; localStorage can be missing or throw (blocked storage). */
 export type ConsentStorage = Pick<Storage, 'getItem' | 'setItem' | 'removeItem'>;
@@ -89,9 +95,8 @@ function parse(raw: string | null): ConsentRecord | null {
   if (!raw) return null;
   let v: unknown;
   try { v = JSON.parse(raw); } catch { return null; }
-  if (!v || typeof v !== 'object') return null;
-  const r = v as Record<string, unknown>;
-  if (typeof r.runId !== 'string' || typeof r.textVersion !== 'string') return null;
-  if (!Number.isFinite(r.grantedAt) || !Number.isFinite(r.expiresAt)) return null;
-  return { runId: r.runId, textVersion: r.textVersion, grantedAt: r.grantedAt as number, expiresAt: r.expiresAt as number };
+  // The caller can only ask again, so the problem is not worded: the record just does not count.
+  // TypeBox's Value module interprets the schema (pages run without 'unsafe-eval'; ui/core
+  // depends on nothing of ours, as frame-bridge.ts checks the host's messages).
+  return Value.Check(ConsentRecord, v) ? v : null;
 }

@@ -1,0 +1,100 @@
+// The coordinator's HTTP replies and live-stream frames that the dashboard reads. Each has one
+// TypeBox schema here: the coordinator's stores derive their types from it (server/metrics.ts,
+// server/checkpoints.ts) and the dashboard checks what arrives against it
+// (src/ui/browser/coordinator-dashboard.ts), so the two cannot drift apart. Pages import this
+// file, so it imports nothing that needs Node.
+import Type, { type Static, type TProperties, type TSchema } from 'typebox';
+import { CandidateType, ID_PATTERN, PEER_ID_PATTERN, REPORT_FIELDS, RunInfo, WireLoss } from './messages.ts';
+import { RunEvent } from './events.ts';
+
+const strict = <P extends TProperties>(properties: P) => Type.Object(properties, { additionalProperties: false });
+const nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const count = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+/** Stored values that retention may have averaged (a merged row's time, rate or distance). */
+const amount = Type.Number({ minimum: 0 });
+const time = Type.Number({ minimum: 0, maximum: 1e14 });
+const runId = Type.String({ pattern: ID_PATTERN });
+const peerId = Type.String({ pattern: PEER_ID_PATTERN });
+
+/**
+ * An embedding site is one web origin (scheme, host, optional port; no path), lower case, as a
+ * browser writes `location.origin`: it goes verbatim into a CSP header, so nothing else passes.
+ */
+const EMBED_SITE_PATTERN = '^https?://[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?$';
+const MAX_EMBED_SITES = 100;
+export const EmbedSites = Type.Array(Type.String({ maxLength: 200, pattern: EMBED_SITE_PATTERN }), { maxItems: MAX_EMBED_SITES });
+
+/** GET /api/runs/:run (and each of GET /api/runs): the run, its live peers and embedding sites. */
+export const RunReply = strict({
+  ...RunInfo.properties,
+  livePeers: count,
+  embedSites: EmbedSites,
+});
+export type RunReply = Static<typeof RunReply>;
+
+/** GET /api/runs: every run, oldest first. */
+export const RunList = strict({ runs: Type.Array(RunReply) });
+export type RunList = Static<typeof RunList>;
+
+/** A committed report as the live stream pushes it: the peer's fields, stamped by the coordinator. */
+export const LiveReport = strict({
+  ...REPORT_FIELDS,
+  runId,
+  peerId,
+  seq: count,
+  /** Time the point is plotted at: when the coordinator received it (a client's clock is not trusted). */
+  t: time,
+  receivedAt: time,
+});
+export type LiveReport = Static<typeof LiveReport>;
+
+/** One stored report row of a raw metrics page (a merged row stands for `weight` reports). */
+export const MetricPoint = strict({
+  t: time, peerId, seq: count, step: count, round: count, trainLoss: WireLoss, valLoss: WireLoss,
+  tokensPerS: amount, bytesIn: amount, bytesOut: amount, partner: nullable(peerId), partnerDist: nullable(amount), adapter: nullable(Type.String()),
+  linkLocal: nullable(CandidateType), linkRemote: nullable(CandidateType), connectMs: nullable(amount), linkFailures: amount, linkError: nullable(Type.String()),
+  /** Reports this point stands for: 1, or more once retention merged older ones into it. */
+  weight: Type.Integer({ minimum: 1 }),
+  probeMs: nullable(amount), probeSolo: nullable(amount), probePaired: nullable(amount), probeRejected: nullable(Type.Boolean()),
+});
+export type MetricPoint = Static<typeof MetricPoint>;
+
+/** One time bucket of a downsampled page: means over numeric losses, `nonFinite` counts the rest. */
+export const BucketPoint = strict({
+  t: time, n: amount, peers: count, step: amount, round: amount, trainLoss: nullable(Type.Number()), valLoss: nullable(Type.Number()), nonFinite: amount,
+  tokensPerS: amount, bytesIn: amount, bytesOut: amount, partnerDist: nullable(amount),
+});
+export type BucketPoint = Static<typeof BucketPoint>;
+
+const pageOf = { run: runId, peer: nullable(peerId), from: time, to: time, total: count };
+/** GET /api/runs/:run/metrics: raw rows when the range holds few enough, time buckets otherwise. */
+export const MetricsPage = Type.Union([
+  strict({ ...pageOf, downsampled: Type.Literal(false), points: Type.Array(MetricPoint) }),
+  strict({ ...pageOf, downsampled: Type.Literal(true), bucketMs: amount, points: Type.Array(BucketPoint) }),
+]);
+
+/** GET /api/runs/:run/events. */
+export const EventsPage = strict({ events: Type.Array(RunEvent) });
+
+/** A saved checkpoint: its row in the index, and the `<id>.json` beside its file (re-read at start). */
+export const CheckpointInfo = strict({
+  id: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,63}$' }),
+  runId,
+  step: count,
+  round: count,
+  valLoss: nullable(Type.Number()),
+  tokens: count,
+  peerId: nullable(Type.String({ maxLength: 64 })),
+  sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  bytes: count,
+  /** Its file's name in the run's directory (never a path). */
+  file: Type.String({ pattern: '^[^/\\\\]{1,200}$' }),
+  createdAt: time,
+});
+export type CheckpointInfo = Static<typeof CheckpointInfo>;
+
+/** GET /api/runs/:run/checkpoints: the saved ones and the request in flight, if any. */
+export const CheckpointList = strict({
+  checkpoints: Type.Array(CheckpointInfo),
+  pending: nullable(strict({ id: Type.String({ maxLength: 64 }), peerId: Type.String({ maxLength: 64 }), requestedAt: time })),
+});
