@@ -119,6 +119,21 @@ describe('ProbeJudge', () => {
     expect(b.offence?.code).toBe('probe-harm');
   });
 
+  it('judges a partner it has reported with the strict margin from then on', () => {
+    const rng = new Rng(15, 10);
+    const j = warmJudge(rng);
+    const unit = j.judge('probe-of-noise', exchange(rng, -0.002)).noise;
+    // Gross at once: reported.
+    expect(j.judge('k', exchange(rng, 0.3)).offence?.code).toBe('probe-gross');
+    // Then a harm of 2.5 noise units, under the margin of 3 a partner in good standing gets, is
+    // over the strict margin of 2 for k, and still under it for a partner never reported.
+    const after = j.judge('k', exchange(rng, -0.002 + 2.5 * unit, 0));
+    const other = j.judge('b', exchange(rng, -0.002 + 2.5 * unit, 0));
+    expect(after.margin).toBeCloseTo(DEFAULT_PROBE.zProbation * after.noise, 10);
+    expect(after.accept).toBe(false);
+    expect(other.accept).toBe(true);
+  });
+
   it('judges a partner on probation with the strict margin', () => {
     const rng = new Rng(15, 6);
     const j = warmJudge(rng);

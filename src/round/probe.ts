@@ -92,6 +92,8 @@ export interface ProbeVerdict {
 interface PartnerRecord {
   cusum: number;
   strikes: number;
+  /** Times this judge reported the partner: one reported is judged with the strict margin. */
+  reports: number;
   exchanges: number;
   /** Mean (paired − solo) of this partner's accepted exchanges: the spread across partners. */
   meanDiff: number;
@@ -153,14 +155,17 @@ export class ProbeJudge {
     }
     const s = this.settings;
     const soloMean = mean(solo), pairedMean = mean(paired);
-    const rec = this.partners.get(partner) ?? { cusum: 0, strikes: 0, exchanges: 0, meanDiff: 0, accepted: 0 };
+    const rec = this.partners.get(partner) ?? { cusum: 0, strikes: 0, reports: 0, exchanges: 0, meanDiff: 0, accepted: 0 };
     this.partners.set(partner, rec);
     rec.exchanges++;
     // A non-finite paired loss is the worst harm there is; a non-finite solo loss is our own
     // divergence, which the partner cannot be blamed for: take its step if it is finite.
     if (!Number.isFinite(soloMean) || !Number.isFinite(pairedMean)) {
       const harmed = !Number.isFinite(pairedMean) && Number.isFinite(soloMean);
-      if (harmed) rec.strikes++;
+      if (harmed) {
+        rec.strikes++;
+        rec.reports++;
+      }
       return {
         accept: !harmed, solo: soloMean, paired: pairedMean, excess: harmed ? Infinity : 0, noise: NaN, margin: NaN, cusum: rec.cusum,
         offence: harmed ? { code: 'probe-gross', detail: `probe loss of the paired step is ${pairedMean} (solo ${soloMean.toFixed(4)})` } : null,
@@ -184,7 +189,10 @@ export class ProbeJudge {
     const means = [...this.partners].filter(([id, r]) => id !== partner && r.accepted >= 2).map(([, r]) => r.meanDiff);
     const across = means.length >= 3 ? robustSpread(means, median(means)) : 0;
     const noise = Math.max(se, history, across, floor);
-    const z = opts.probation ? s.zProbation : s.z;
+    // A partner on probation at the coordinator, or one this judge has reported (its harm was
+    // gross or added up), gets the strict margin: the one-step probe sees only part of what an
+    // accepted harm does (the outer momentum carries it into the next steps).
+    const z = opts.probation || rec.reports > 0 ? s.zProbation : s.z;
     const margin = z * noise;
     const excess = diff - baseline;
     const accept = excess <= margin;
@@ -197,7 +205,10 @@ export class ProbeJudge {
     const numbers = `paired ${pairedMean.toFixed(4)} vs solo ${soloMean.toFixed(4)} on ${d.length} probe windows: excess ${excess.toFixed(4)}, margin ${margin.toFixed(4)}`;
     if (trusted ? excess > s.gross * margin : excess > Math.max(s.gross * margin, s.coldGross * Math.abs(soloMean))) offence = { code: 'probe-gross', detail: numbers };
     else if (rec.cusum > s.cusumLimit) offence = { code: 'probe-harm', detail: `${numbers}; cusum ${rec.cusum.toFixed(2)} > ${s.cusumLimit}` };
-    if (offence) rec.cusum = 0;
+    if (offence) {
+      rec.cusum = 0;
+      rec.reports++;
+    }
     // The history is what honest exchanges look like: accepted ones only (a rejected harm in it
     // would widen the margin for the next attacker; the cold floor is wide enough that honest
     // exchanges of a run's first rounds are taken, bench/results/probe.json).
