@@ -94,6 +94,9 @@ describe('murmur volunteer (headless)', () => {
     const ja = await a.joined;
     expect(ja.source).toBe('fresh');
     expect(ja.adapter).toMatch(/swiftshader|vulkan/i);
+    // A serves the state of its last outer step: until its first one there is none, and a
+    // newcomer asking then (a loaded machine's slow first loop) rightly starts fresh.
+    await until(() => events[0]!.length >= 1, 100_000, 'A\'s first outer step');
     const b = runVolunteer(base, logged('[b]'));
     volunteers.push(b);
     b.onRound((e) => events[1]!.push(e));

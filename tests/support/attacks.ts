@@ -58,12 +58,19 @@ export function answerEverySignal(p: RawPeer): { readonly answered: number; stop
 
 /**
  * The offer flood: `count` fresh ids join `run`, each sends `perFlooder` offers at `victim` at
- * once. Returns the flooders (the caller waits for their close).
+ * once and goes on until the relay closes it. Returns the flooders (the caller waits for their
+ * close).
  */
 export async function floodOffers(wsUrl: string, run: string, victim: string, count: number, perFlooder: number): Promise<{ peer: RawPeer; peers: string[] }[]> {
   const flooders = await Promise.all(Array.from({ length: count }, () => RawPeer.join(wsUrl, { run })));
-  for (const f of flooders) {
-    for (let i = 0; i < perFlooder; i++) f.peer.send({ t: 'signal', to: victim, data: { mesh: 1, cid: `f${i}`, sig: { type: 'offer', sdp: 'v=0' } } });
+  const offer = (f: RawPeer, i: number) => f.send({ t: 'signal', to: victim, data: { mesh: 1, cid: `f${i}`, sig: { type: 'offer', sdp: 'v=0' } } });
+  for (const f of flooders) for (let i = 0; i < perFlooder; i++) offer(f.peer, i);
+  // The relay's rate is measured when it reads the frames: on a loaded machine it reads slowly
+  // and its bucket refills meanwhile, so a fixed burst may not be over the rate. A flooder keeps
+  // sending, as fast as its socket drains, until it is closed (at most 20 times the first burst).
+  for (let sent = perFlooder; sent < 20 * perFlooder && flooders.some((f) => !f.peer.closed); sent += 50) {
+    await new Promise((r) => setTimeout(r, 0));
+    for (const f of flooders) if (!f.peer.closed) for (let i = 0; i < 50; i++) offer(f.peer, sent + i);
   }
   return flooders.map((f) => ({ peer: f.peer, peers: f.welcome.peers }));
 }
