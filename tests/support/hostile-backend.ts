@@ -13,7 +13,7 @@ import { camping } from './camper.ts';
  * The attacks of issue 15 on what a volunteer sends its partner (Δ_i = θ_i − φ_i is its progress):
  * - 'sign-flip'   Δ negated at the honest norm (passes the size checks of src/sync/validate.ts)
  * - 'scale-flip'  Δ × −20: inside the 30× reject bound, clipped to 3× by the receiver
- * - 'nan'         one element of Δ is NaN (the size checks reject it: non-finite)
+ * - 'nan'         one element of Δ is NaN on the wire (the size checks reject it: non-finite)
  * - 'scale100'    Δ × 100: beyond the 30× bound (the size checks reject it: delta-norm)
  * - 'phi-bias'    its own honest Δ, and φ shifted against its progress: φ − PHI_BIAS × Δ, a
  *                 distance of PHI_BIAS Δ norms, inside the φ bound (last distance + 10 Δ scales
@@ -47,9 +47,24 @@ function scaleFlip(p: OuterPayload): OuterPayload {
   return { phi: p.phi, delta: p.delta.map((x) => -20 * x) };
 }
 
+/**
+ * A Δ that is finite when read and carries a NaN in the bytes sent. The sender's own guard
+ * (src/sync/exchange.ts) refuses to send a non-finite payload, and an attacker runs its own code
+ * without it; here the guard reads the honest values, and the copy encodeTensor
+ * (src/sync/compress.ts) takes with slice() has its middle element NaN, so the wire carries it.
+ */
+class NaNOnTheWire extends Float32Array {
+  override slice(start?: number, end?: number): Float32Array<ArrayBuffer> {
+    const copy = new Float32Array(this.length);
+    copy.set(this);
+    copy[copy.length >> 1] = NaN;
+    return copy.slice(start, end);
+  }
+}
+
 function nan(p: OuterPayload): OuterPayload {
-  const delta = p.delta.slice();
-  delta[delta.length >> 1] = NaN;
+  const delta = new NaNOnTheWire(p.delta.length);
+  delta.set(p.delta);
   return { phi: p.phi, delta };
 }
 
