@@ -12,7 +12,10 @@
 // - the honest volunteers' final validation loss (their mean) is within LOSS_BOUND of the
 //   control's: max(0.05, the control's own spread, max − min of its three volunteers' final
 //   losses), both ways.
-// Each scenario prints one line with its numbers (`attack <name>: ...`).
+// Each scenario prints its numbers (`attack <name>: ...`), and all of them once more at the end.
+// The loss check is soft, so a scenario's report checks are judged even when its loss is not.
+// Scenarios marked NOT MET below did not meet Must-hold 1 in the runs that wrote these tests; the
+// assertions are kept as the Must-hold states them (the decision is issue 15's).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import wrtc from '@roamhq/wrtc';
@@ -156,9 +159,9 @@ async function attackRun(name: string, sc: Scenario & { attack: Attack }) {
   return { ...run, met, harmed, reportedAt, line, diff };
 }
 
-/** The final loss is within the bound of the control's. */
+/** The final loss is within the bound of the control's (soft: the report checks are judged too). */
 function expectLossWithinBound(r: { diff: number; line: string }) {
-  expect(Math.abs(r.diff), r.line).toBeLessThanOrEqual(control!.bound);
+  expect.soft(Math.abs(r.diff), `final loss vs control: ${r.line}`).toBeLessThanOrEqual(control!.bound);
 }
 
 /** Each honest volunteer the attacker harmed REPORT_WITHIN times or more reported it by then. */
@@ -194,10 +197,11 @@ async function expectCutOffBySizeChecks(r: Awaited<ReturnType<typeof attackRun>>
 
 describe('every attack of issue 15 against real volunteers (the probe on)', () => {
   it('control: three honest volunteers; their final validation loss and its spread set the bound', async () => {
-    const { ids, vals } = await scenario('control', { attack: null });
+    const { ids, vals, events } = await scenario('control', { attack: null });
     const spread = Math.max(...vals) - Math.min(...vals);
     control = { mean: mean(vals), vals, bound: Math.max(MIN_LOSS_BOUND, spread) };
-    const line = `control: honest final val ${vals.map(r4).join(', ')} (mean ${r4(control.mean)}, spread ${r4(spread)}): bound ±${r4(control.bound)}`;
+    const paired = events.map((es) => es.filter((e) => e.report.partner !== null).length);
+    const line = `control: honest final val ${vals.map(r4).join(', ')} (mean ${r4(control.mean)}, spread ${r4(spread)}): bound ±${r4(control.bound)}; rounds paired ${paired.join(', ')} of ${ROUNDS}`;
     console.log(line);
     summary.unshift(line);
     const blamed = offences().filter((o) => ids.includes(o.reporter));
@@ -207,50 +211,65 @@ describe('every attack of issue 15 against real volunteers (the probe on)', () =
 
   it('a NaN in Δ: cut off by the size checks (non-finite); the honest loss within the bound', async () => {
     const r = await attackRun('nan', { attack: 'nan' });
-    await expectCutOffBySizeChecks(r, 'non-finite');
     expectLossWithinBound(r);
+    await expectCutOffBySizeChecks(r, 'non-finite');
   }, 200_000);
 
   it('Δ × 100: cut off by the size checks (delta-norm); the honest loss within the bound', async () => {
     const r = await attackRun('scale100', { attack: 'scale100' });
-    await expectCutOffBySizeChecks(r, 'delta-norm');
     expectLossWithinBound(r);
+    await expectCutOffBySizeChecks(r, 'delta-norm');
   }, 200_000);
 
+  // NOT MET in one of two runs (2026-12, this machine under load): honest 1 found 3 exchanges
+  // harmful (excess 0.006, 0.007, 0.012 against margins 0.04-0.09: inside the honest scatter) and
+  // never reported it (the known gap, docs/design.md section 6.1); loss +0.031 and +0.005 (met).
   it('Δ negated at the honest norm: reported within 3 harmful exchanges; the honest loss within the bound', async () => {
     const r = await attackRun('sign-flip', { attack: 'sign-flip' });
-    await expectReportedWithin(r);
     expectLossWithinBound(r);
+    await expectReportedWithin(r);
   }, 200_000);
 
+  // NOT MET in both runs (2026-12, this machine under load): final loss +0.101 and +0.061 against
+  // a bound of 0.05 (reported within 3 in both; in the first run one clipped update was taken,
+  // excess 0.061 just under its margin 0.064).
   it('Δ × −20 (clipped to 3× by the size checks): reported within 3 harmful exchanges; the honest loss within the bound', async () => {
     const r = await attackRun('scale-flip', { attack: 'scale-flip' });
-    await expectReportedWithin(r);
     expectLossWithinBound(r);
+    await expectReportedWithin(r);
   }, 200_000);
 
+  // NOT MET in one of two runs (2026-12, this machine under load): final loss +0.022 (met), then
+  // +0.077 against 0.05 (reported at the 1st harmful exchange in both; later updates were taken,
+  // excess -0.04 to +0.03 inside the margin).
   it('φ shifted against progress inside the φ bound: reported within 3 harmful exchanges; the honest loss within the bound', async () => {
     const r = await attackRun('phi-bias', { attack: 'phi-bias' });
-    await expectReportedWithin(r);
     expectLossWithinBound(r);
+    await expectReportedWithin(r);
   }, 200_000);
 
+  // NOT MET in one of two runs (2026-12, this machine under load): final loss +0.017 (met), then
+  // +0.058 against 0.05; honest 0 had not reported the attacker in run 1 after 2 harmful exchanges
+  // (fewer than 3: the rule did not apply).
   it('Δ negated and φ shifted against progress: reported within 3 harmful exchanges; the honest loss within the bound', async () => {
     const r = await attackRun('combined', { attack: 'combined' });
-    await expectReportedWithin(r);
     expectLossWithinBound(r);
+    await expectReportedWithin(r);
   }, 200_000);
 
+  // NOT MET in both runs (2026-12, this machine under load): run 1, honest 1 found 6 of its
+  // exchanges harmful (excess 0.003-0.005, margin ~0.037: inside the honest scatter) and never
+  // reported it (loss +0.015, met); run 2, final loss +0.110 against 0.05 (reported at the 1st).
   it('a camper mirroring its last partner\'s Δ negated: reported within 3 harmful exchanges; the honest loss within the bound', async () => {
     const r = await attackRun('camp-mirror', { attack: 'camp-mirror' });
-    await expectReportedWithin(r);
     expectLossWithinBound(r);
+    await expectReportedWithin(r);
   }, 200_000);
 
   it(`Δ × −20 under a new identity every ${REJOIN_EVERY} rounds (from another address): each identity reported within 3 harmful exchanges; the honest loss within the bound`, async () => {
     const r = await attackRun('rejoin', { attack: 'scale-flip', rejoin: true });
     expect(r.attackers.length).toBeGreaterThan(1);
-    await expectReportedWithin(r);
     expectLossWithinBound(r);
+    await expectReportedWithin(r);
   }, 200_000);
 });
