@@ -164,22 +164,21 @@ function table(rows: Row[], pool: readonly Row[] = rows): string {
 
 async function main(): Promise<void> {
   console.log(`probe benchmark: micro, ${ROUNDS} rounds of H=${H}, 3 CPU volunteers in this process, seeds ${SEEDS.join(',')}, ${cpus().length} cores, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
-  const rows: Row[] = [];
-  for (const seed of SEEDS) {
-    for (const sc of SCENARIOS.filter((x) => !only || only.includes(x))) {
-      rows.push(await scenario(sc, seed));
-      console.log(table(rows.slice(-1), rows));
-    }
-  }
   const out = join(dirname(fileURLToPath(import.meta.url)), 'results', 'probe.json');
   mkdirSync(dirname(out), { recursive: true });
   // With --only, the other scenarios' rows of the last run stay (one run of all of them takes long);
   // the control of an attack row may be one of them.
-  const kept = only && existsSync(out)
-    ? (JSON.parse(readFileSync(out, 'utf8')) as { rows: Row[] }).rows
-      .filter((r) => r.rounds === ROUNDS && r.H === H && !rows.some((x) => x.scenario === r.scenario && x.seed === r.seed))
-    : [];
-  console.log('\n' + table(rows, [...rows, ...kept]));
+  const previous = only && existsSync(out) ? (JSON.parse(readFileSync(out, 'utf8')) as { rows: Row[] }).rows.filter((r) => r.rounds === ROUNDS && r.H === H) : [];
+  const rows: Row[] = [];
+  const pool = () => [...rows, ...previous.filter((r) => !rows.some((x) => x.scenario === r.scenario && x.seed === r.seed))];
+  for (const seed of SEEDS) {
+    for (const sc of SCENARIOS.filter((x) => !only || only.includes(x))) {
+      rows.push(await scenario(sc, seed));
+      console.log(table(rows.slice(-1), pool()));
+    }
+  }
+  console.log('\n' + table(rows, pool()));
+  const kept = pool().filter((r) => !rows.includes(r));
   rows.unshift(...kept);
   writeFileSync(out, JSON.stringify({
     when: new Date().toISOString(), cores: cpus().length, load_avg_1m: round(loadavg()[0]!, 2),
