@@ -102,7 +102,7 @@ export function hostile(b: ReplicaBackend, attack: Attack): ReplicaBackend {
   const inner = attack === 'camp-mirror' ? camping(b) : b;
   // The partner's validated payload reaches the backend in probe() (probe on) and applyOuter()
   // (accepted, or probe off); the mirror keeps a copy of its Δ.
-  const see = (p: PartnerPayload | undefined) => { if (p) memory.partnerDelta = p.delta.slice(); };
+  const see = (p: PartnerPayload | undefined) => { if (p && attack === 'camp-mirror') memory.partnerDelta = p.delta.slice(); };
   return new Proxy(inner, {
     get(target, prop, receiver) {
       if (prop === 'outerPayload') return async () => alter(attack, await target.outerPayload(), memory);
