@@ -229,45 +229,44 @@ describe('every attack of issue 15 against real volunteers (the probe on)', () =
     await expectCutOffBySizeChecks(r, 'delta-norm');
   }, 200_000);
 
-  // NOT MET in one of two runs (2026-12, this machine under load): honest 1 found 3 exchanges
-  // harmful (excess 0.006, 0.007, 0.012 against margins 0.04-0.09: inside the honest scatter) and
-  // never reported it (the known gap, docs/design.md section 6.1); loss +0.031 and +0.005 (met).
+  // NOT MET in one of the two runs with this schedule (2026-12, 2 loaded cores): honest 0 found
+  // 4 exchanges harmful (excess 0.106 rejected but not reported, then 0.042, 0.009, 0.004 taken)
+  // and honest 1 found 5 (0.003-0.010 against margins ~0.037, inside the honest scatter); neither
+  // reported it: the known gap of docs/design.md section 6.1. Loss +0.039 and +0.020 (met).
   it('Δ negated at the honest norm: reported within 3 harmful exchanges; the honest loss within the bound', async () => {
     const r = await attackRun('sign-flip', { attack: 'sign-flip' });
     expectLossWithinBound(r);
     await expectReportedWithin(r);
   }, 200_000);
 
-  // NOT MET in both runs (2026-12, this machine under load): final loss +0.101 and +0.061 against
-  // a bound of 0.05 (reported within 3 in both; in the first run one clipped update was taken,
-  // excess 0.061 just under its margin 0.064).
+  // Met in both runs with this schedule. With the LR decay squeezed into ROUNDS (earlier runs)
+  // the final loss was +0.10, +0.06 and +0.15 (clipped updates taken just inside the margin).
   it('Δ × −20 (clipped to 3× by the size checks): reported within 3 harmful exchanges; the honest loss within the bound', async () => {
     const r = await attackRun('scale-flip', { attack: 'scale-flip' });
     expectLossWithinBound(r);
     await expectReportedWithin(r);
   }, 200_000);
 
-  // NOT MET in one of two runs (2026-12, this machine under load): final loss +0.022 (met), then
-  // +0.077 against 0.05 (reported at the 1st harmful exchange in both; later updates were taken,
-  // excess -0.04 to +0.03 inside the margin).
+  // Met in both runs with this schedule; with the decay squeezed into ROUNDS: +0.022, +0.077, +0.080.
   it('φ shifted against progress inside the φ bound: reported within 3 harmful exchanges; the honest loss within the bound', async () => {
     const r = await attackRun('phi-bias', { attack: 'phi-bias' });
     expectLossWithinBound(r);
     await expectReportedWithin(r);
   }, 200_000);
 
-  // NOT MET in one of two runs (2026-12, this machine under load): final loss +0.017 (met), then
-  // +0.058 against 0.05; honest 0 had not reported the attacker in run 1 after 2 harmful exchanges
-  // (fewer than 3: the rule did not apply).
+  // NOT MET in both runs with this schedule (2026-12, 2 loaded cores). Run A: final loss −0.104
+  // (better than the control; the bound is two-sided as the Must-hold states it; one honest
+  // volunteer ended at 3.05). Run B: loss +0.001, but the two honest volunteers reported EACH
+  // OTHER (probe-gross, excess 0.71 and 0.73 early in the run, then probe-harm: vetoed), after one
+  // of them had taken a combined update inside the cold-start margin (excess 0.017 < 0.098).
   it('Δ negated and φ shifted against progress: reported within 3 harmful exchanges; the honest loss within the bound', async () => {
     const r = await attackRun('combined', { attack: 'combined' });
     expectLossWithinBound(r);
     await expectReportedWithin(r);
   }, 200_000);
 
-  // NOT MET in both runs (2026-12, this machine under load): run 1, honest 1 found 6 of its
-  // exchanges harmful (excess 0.003-0.005, margin ~0.037: inside the honest scatter) and never
-  // reported it (loss +0.015, met); run 2, final loss +0.110 against 0.05 (reported at the 1st).
+  // Met in both runs with this schedule; with the decay squeezed into ROUNDS: once 6 harmful
+  // exchanges (excess 0.003-0.005) never reported, once a final loss of +0.110.
   it('a camper mirroring its last partner\'s Δ negated: reported within 3 harmful exchanges; the honest loss within the bound', async () => {
     const r = await attackRun('camp-mirror', { attack: 'camp-mirror' });
     expectLossWithinBound(r);
