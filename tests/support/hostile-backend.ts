@@ -27,8 +27,6 @@ import { camping } from './camper.ts';
  */
 export type Attack = 'sign-flip' | 'scale-flip' | 'nan' | 'scale100' | 'phi-bias' | 'combined' | 'camp-mirror';
 
-
-
 /** φ shift of the phi-bias attacks, in the sender's own Δ norms (see Attack). */
 const PHI_BIAS = 4;
 
