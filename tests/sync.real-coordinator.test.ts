@@ -45,7 +45,7 @@ describe('mesh over the real coordinator', () => {
   it('neighbours connect through the server relay and exchanges pair through its pool', async () => {
     // WebRTC setup through the relay: a few seconds here, but a connect that times out under
     // load is retried after backoff, so give it room (the claim is that links form, not how fast).
-    await until(() => meshes.every((m) => m.neighbours().length >= 2), 45_000,
+    await until(() => meshes.every((m) => m.neighbours().length >= 2), 100_000,
       'neighbour links through the relay').catch((e: Error) => {
       throw new Error(`${e.message}; now ${meshes.map((m) => m.neighbours().length).join(', ')} neighbours`);
     });
@@ -66,7 +66,7 @@ describe('mesh over the real coordinator', () => {
       expect(sameFloats(r.payload!.delta, syntheticPayload(n, j, r.payload!.round).delta)).toBe('same');
     }
     for (const m of meshes) expect(m.stats().banned).toEqual([]);
-  }, 60_000);
+  }, 120_000);
 });
 
 describe('offender reports through the real coordinator', () => {

@@ -122,11 +122,12 @@ describe('volunteers training for real', () => {
     expect(a.workers().length).toBeGreaterThanOrEqual(1);
     expect(s1.f.loss).toBeGreaterThan(0);
     expect(s1.f.loss).toBeLessThan(7);
-    await until(a, 'an exchange with the other tab', (s) => s.f.exchangesAccepted >= 1, 300_000);
-    const s2 = await state(a);
-    const peerB = await b.evaluate(() => (window as unknown as { murmurVolunteer: { figures: { partner: string | null } } }).murmurVolunteer.figures.partner);
+    // `partner` is the last round's: read it in a state that shows a paired round (a solo round
+    // after the exchange sets it back to null).
+    const s2 = await until(a, 'an exchange with the other tab', (s) => s.f.exchangesAccepted >= 1 && s.f.partner !== null, 300_000);
+    const sb = await until(b, 'an exchange with the first tab', (s) => s.f.exchangesAccepted >= 1 && s.f.partner !== null, 300_000);
     expect(s2.f.partner).toMatch(/^p-[0-9a-f]{16}$/);
-    expect(peerB).toMatch(/^p-[0-9a-f]{16}$/);
+    expect(sb.f.partner).toMatch(/^p-[0-9a-f]{16}$/);
     expect(s2.f.bytesUp).toBeGreaterThan(0);
     await until(a, 'more tokens', (s) => s.f.tokensTrained > s2.f.tokensTrained);
     expect(s2.f.tokensTrained).toBeGreaterThan(0);
