@@ -84,6 +84,9 @@ describe('ProbeJudge', () => {
     console.log('steady harm of 2.5 noise units:', verdicts.map((v) => `excess ${(v.excess / v.noise).toFixed(2)} noise, cusum ${v.cusum.toFixed(2)}, ${v.offence?.code ?? '-'}`).join('; '));
     expect(verdicts.at(-1)!.offence?.code).toBe('probe-harm');
     expect(verdicts.length).toBeLessThanOrEqual(3);
+    // The exchange that makes the CUSUM report is under the margin, but not applied.
+    expect(verdicts.at(-1)!.excess).toBeLessThan(verdicts.at(-1)!.margin);
+    expect(verdicts.at(-1)!.accept).toBe(false);
   });
 
   it('does not let a partner calibrate its own judge: a steady harm inside the honest scatter, alternating with an honest partner, is reported within 3 of its exchanges', () => {

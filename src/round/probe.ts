@@ -73,7 +73,7 @@ export interface ProbeLosses {
 }
 
 export interface ProbeVerdict {
-  /** Take the paired step (true) or the solo step (false). */
+  /** Take the paired step (true) or the solo step (false: over the margin, or reported now). */
   accept: boolean;
   /** Mean probe loss of each candidate. */
   solo: number;
@@ -195,7 +195,6 @@ export class ProbeJudge {
     const z = opts.probation || rec.reports > 0 ? s.zProbation : s.z;
     const margin = z * noise;
     const excess = diff - baseline;
-    const accept = excess <= margin;
     // In a run's first rounds an honest pair step can be far worse than solo (a partner's φ a
     // round behind; bench/results/probe.json): a cold start judges with its wide floor and
     // reports at once only a harm no honest partner came near; the CUSUM, capped per exchange,
@@ -209,6 +208,9 @@ export class ProbeJudge {
       rec.cusum = 0;
       rec.reports++;
     }
+    // Under the margin, an update is taken, unless it is the one that makes this peer report the
+    // partner: a harm the CUSUM has added up to an offence is not applied once more.
+    const accept = excess <= margin && offence === null;
     // The history is what honest exchanges look like: accepted ones only (a rejected harm in it
     // would widen the margin for the next attacker; the cold floor is wide enough that honest
     // exchanges of a run's first rounds are taken, bench/results/probe.json).
