@@ -3,7 +3,7 @@
 // within 3 exchanges, and a partner on probation gets the strict margin.
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../src/model/rng.ts';
-import { DEFAULT_PROBE, PROBE_WINDOWS, ProbeError, ProbeJudge, type ProbeLosses } from '../src/round/probe.ts';
+import { DEFAULT_PROBE, PARTNERS_KEPT, PROBE_WINDOWS, ProbeError, ProbeJudge, type ProbeLosses } from '../src/round/probe.ts';
 import { runOuterRound, type RoundPorts } from '../src/round/outer-round.ts';
 
 /**
@@ -147,6 +147,29 @@ describe('ProbeJudge', () => {
     expect(trusted.accept).toBe(true);
     expect(onProbation.accept).toBe(false);
     expect(onProbation.margin).toBeCloseTo((DEFAULT_PROBE.zProbation / DEFAULT_PROBE.z) * trusted.margin, 2);
+  });
+
+  it('keeps records of at most PARTNERS_KEPT partners, dropping the one met longest ago', () => {
+    const rng = new Rng(15, 12);
+    const j = warmJudge(rng);
+    // A reported partner, then a stream of ids (a long run's churn, or an attacker rejoining).
+    expect(j.judge('k', exchange(rng, 0.3)).offence).not.toBeNull();
+    const stream = 1500;
+    expect(PARTNERS_KEPT).toBeLessThan(stream / 2);
+    for (let i = 0; i < stream; i++) {
+      j.judge(`id${i}`, exchange(rng, -0.002));
+      // k is met again now and then: its record, and the strict margin with it, stay.
+      if (i % 200 === 0) {
+        const v = j.judge('k', exchange(rng, -0.002));
+        expect(v.margin).toBeCloseTo(DEFAULT_PROBE.zProbation * v.noise, 10);
+      }
+    }
+    expect(j.tracked).toBe(PARTNERS_KEPT);
+    expect(j.strikes('k')).toBeGreaterThan(0);
+    // The first ids of the stream were met longest ago: gone.
+    expect(j.strikes('id0')).toBe(0);
+    expect(j.judge('id0', exchange(rng, 0.3)).offence?.code).toBe('probe-gross');
+    expect(j.tracked).toBe(PARTNERS_KEPT);
   });
 
   it('rejects a paired step whose loss is not finite, and never blames a partner for our own NaN', () => {

@@ -65,6 +65,13 @@ export const DEFAULT_PROBE: ProbeSettings = {
 /** The history keeps this many times `history` exchanges, for the leave-one-partner-out baseline. */
 const HISTORY_KEPT = 4;
 
+/**
+ * Partners a judge keeps records of. A long run meets many ids (and an attacker can rejoin under
+ * new ones), so the oldest-met records go first; a partner met again after that starts fresh, as
+ * a new id would. 512 records are about 50 KB.
+ */
+export const PARTNERS_KEPT = 512;
+
 export interface ProbeLosses {
   /** Loss of the solo candidate on each probe window. */
   solo: readonly number[];
@@ -147,6 +154,11 @@ export class ProbeJudge {
     return this.partners.get(partner)?.strikes ?? 0;
   }
 
+  /** Partners this judge keeps records of (at most PARTNERS_KEPT). */
+  get tracked(): number {
+    return this.partners.size;
+  }
+
   /** Judges one exchange with `partner` and records it. */
   judge(partner: string, losses: ProbeLosses, opts: { probation?: boolean } = {}): ProbeVerdict {
     const { solo, paired } = losses;
@@ -156,7 +168,10 @@ export class ProbeJudge {
     const s = this.settings;
     const soloMean = mean(solo), pairedMean = mean(paired);
     const rec = this.partners.get(partner) ?? { cusum: 0, strikes: 0, reports: 0, exchanges: 0, meanDiff: 0, accepted: 0 };
+    // Re-inserted on every exchange, so the map's order is the order partners were last met.
+    this.partners.delete(partner);
     this.partners.set(partner, rec);
+    if (this.partners.size > PARTNERS_KEPT) this.partners.delete(this.partners.keys().next().value!);
     rec.exchanges++;
     // A non-finite paired loss is the worst harm there is; a non-finite solo loss is our own
     // divergence, which the partner cannot be blamed for: take its step if it is finite.
