@@ -9,7 +9,7 @@
 // time and start phases spread over a loop, as real volunteers start whenever they are ready).
 // Prints a table and writes bench/results/swarm.json. Usage: npm run bench:swarm [-- --quick]
 // [--seconds S] [--H N] [--only 2,4]
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -37,6 +37,8 @@ interface RoundLine {
 }
 
 interface Row {
+  /** When this row was measured (an --only rerun keeps the other rows of the last run). */
+  when?: string;
   n: number; speeds: string; speed_list: number[]; H: number; seconds: number;
   rounds: number; pair_fraction: number; solo_fraction: number; idle_fraction: number; exchanges_per_min: number;
   final_val_loss: number | null; local_val_loss: number | null; mean_steps: number; step_ms: number;
@@ -232,8 +234,16 @@ async function main(): Promise<void> {
   console.log('\n' + table(rows));
   const out = join(dirname(fileURLToPath(import.meta.url)), 'results', 'swarm.json');
   mkdirSync(dirname(out), { recursive: true });
+  // --only reruns some setups: the other rows of the last full run stay, each with its own `when`.
+  const when = new Date().toISOString();
+  for (const r of rows) r.when = when;
+  if (only && existsSync(out)) {
+    const kept = (JSON.parse(readFileSync(out, 'utf8')) as { rows?: Row[] }).rows ?? [];
+    rows.push(...kept.filter((k) => !rows.some((r) => r.n === k.n)));
+    rows.sort((a, b) => a.n - b.n);
+  }
   writeFileSync(out, JSON.stringify({
-    when: new Date().toISOString(), quick, cores: cpus().length,
+    when, quick, cores: cpus().length,
     note: 'each volunteer is its own `murmur volunteer --backend cpu` process (all share this machine\'s cores); the window starts once every volunteer finished its first round; idle = time in the ready pool / wall time; final_val_loss = mean of each volunteer\'s last measured validation loss (every 3 rounds); local_val_loss = one replica trained alone for the mean steps (own validation batches)',
     rows,
   }, null, 2) + '\n');
