@@ -50,10 +50,14 @@ export default defineConfig({
   },
   test: {
     include: ['tests/**/*.test.ts'],
-    // The software GPU and headless Chromium are slow and share 2 cores: generous per-test
-    // limits, and at most two test files at once.
-    testTimeout: 120_000,
-    hookTimeout: 120_000,
+    // The software GPU and headless Chromium are slow and share 2 cores: at most two test files
+    // at once. A test waits for named conditions, each with its own deadline (up to 300 s, two
+    // or three in a row in the end-to-end tests); these limits are only the outer guard against
+    // a hang outside them, so they must be longer than the waits they contain. At 120 s a
+    // loaded machine cut the volunteer and tab end-to-end tests short while their conditions
+    // were still coming (two fresh clones tested at once, load 11).
+    testTimeout: 900_000,
+    hookTimeout: 300_000,
     maxWorkers: 2,
     pool: 'forks',
     // GPU tests run on SwiftShader even on a machine with a GPU (Node would pick the GPU): their
