@@ -53,8 +53,13 @@ describe('coordinator down for 30 s', () => {
       expect(after.filter((e) => e.peer === p.id && e.r.via === 'coordinator' && e.r.outcome === 'paired').length,
         `${p.id} back on the pool`).toBeGreaterThanOrEqual(1);
     }
-    // Never past a deadline (beyond this process's own event-loop lag); no honest peer was reported.
-    for (const e of log) expect(e.r.elapsedMs, JSON.stringify({ ...e.r, payload: null, lag: lag.max })).toBeLessThanOrEqual(e.r.budgetMs + lag.max + 20);
+    // Never past a deadline, beyond the stalls of this process's event loop while the exchange
+    // ran (on a loaded machine a late timer and the work after it can each be delayed); no
+    // honest peer was reported.
+    for (const e of log) {
+      const stalled = lag.during(e.start, e.start + e.r.elapsedMs);
+      expect(e.r.elapsedMs, JSON.stringify({ ...e.r, payload: null, stalled, maxLag: lag.max })).toBeLessThanOrEqual(e.r.budgetMs + stalled + 20);
+    }
     expect(offences).toEqual([]);
     expect(s.hub.reports).toEqual([]);
     // Exactly one partner per outer step, and partners agree.

@@ -120,13 +120,29 @@ export function sameFloats(a: Float32Array, b: Float32Array): string {
  * Watches this process's event-loop lag. A timer can fire no earlier than the loop gets to it:
  * on a loaded machine "never past the deadline" means within the deadline plus this lag.
  */
-export function lagMonitor(periodMs = 20): { readonly max: number; stop(): void } {
+export function lagMonitor(periodMs = 20): { readonly max: number; during(fromMs: number, toMs: number): number; stop(): void } {
   let max = 0;
   let last = performance.now();
+  let lastWall = Date.now();
+  // Each stall of the event loop, as wall-clock spans: a wait that ends late can have met more
+  // than one (its timer fired late, then what runs after it waited again).
+  const stalls: { from: number; to: number; ms: number }[] = [];
   const iv = setInterval(() => {
-    const now = performance.now();
-    max = Math.max(max, now - last - periodMs);
+    const now = performance.now(), wall = Date.now();
+    const stall = now - last - periodMs;
+    max = Math.max(max, stall);
+    if (stall > 1) stalls.push({ from: lastWall, to: wall, ms: stall });
     last = now;
+    lastWall = wall;
   }, periodMs);
-  return { get max() { return max; }, stop: () => clearInterval(iv) };
+  return {
+    get max() { return max; },
+    /** The event loop's stalls, ms, in ticks that overlap [fromMs, toMs] (Date.now() times). */
+    during(fromMs: number, toMs: number) {
+      let sum = 0;
+      for (const x of stalls) if (x.to >= fromMs && x.from <= toMs) sum += x.ms;
+      return sum;
+    },
+    stop: () => clearInterval(iv),
+  };
 }
