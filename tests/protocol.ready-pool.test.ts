@@ -243,6 +243,7 @@ describe('ready pool: the small-swarm rule (wait only for a partner who is due)'
         }
       }
       const pairs = 2 * f.log.matches.length, solos = f.log.solos.length;
+      console.log(`jittery pair, seed ${seed}: paired ${(pairs / (pairs + solos)).toFixed(3)} of ${pairs + solos} rounds`);
       expect(pairs / (pairs + solos), `seed ${seed}`).toBeGreaterThanOrEqual(0.9);
     }
   });
