@@ -189,6 +189,65 @@ describe('ready pool: the small-swarm rule (wait only for a partner who is due)'
     expect(f.log.solos.at(-1)).toEqual({ peer: 'a', round: 2 });
   });
 
+  it('gives a partner whose loop jitters a grace of its jitter, a steady one a quarter of its cadence', () => {
+    // b's loop alternates 700 and 1300 ms (a loaded machine, a throttled tab); a's is steady.
+    const f = fakePool({ minWaitMs: 0 });
+    let tb = 400;
+    for (let k = 0; k < 8; k++) {
+      f.enter('a', k, 0, k * 1000);
+      f.run(k * 1000);
+      f.enter('b', k, 0, tb);
+      f.run(tb);
+      tb += k % 2 === 0 ? 700 : 1300;
+    }
+    const released = tb - (7 % 2 === 0 ? 700 : 1300); // b's last ready, when it was let go
+    // b's cadence is now about 900 with a deviation of about 300: a is there at 1000, and b
+    // comes back 1300 ms after its last release, later than a quarter of its cadence allows
+    // but within three deviations, capped at half its cadence (a peer's jitter is its own claim).
+    const before = f.log.solos.length;
+    f.enter('a', 8, 3000, released + 1000);
+    f.enter('b', 8, 3000, released + 1300);
+    expect(f.log.solos.length, 'a gave up on b before it came').toBe(before);
+    expect(f.log.matches.at(-1)).toEqual({ initiator: { peer: 'b', round: 8 }, responder: { peer: 'a', round: 8 } });
+    // The steady a is given only a quarter of its cadence: b waiting for it gives up 250 ms
+    // after its due time.
+    const g = fakePool({ minWaitMs: 0 });
+    learn(g, { a: 0, b: 400 }, 1000);
+    g.enter('b', 2, 3000, 1900); // a due at 2000
+    g.run(2249);
+    expect(g.pool.has('b')).toBe(true);
+    g.run(2250);
+    expect(g.pool.has('b')).toBe(false);
+  });
+
+  it('two peers whose loops jitter by 30% still pair at least 90% of their rounds (four seeds)', () => {
+    // Each loop is L ± 0.3 L (normal), an exchange adds 0.3 L to a paired round; waits of one L.
+    const L = 1000;
+    for (const seed of [1, 2, 3, 4]) {
+      const random = seededRandom(seed);
+      const normal = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+      const f = fakePool({ random: seededRandom(100 + seed) });
+      const next = new Map([['a', random() * L], ['b', random() * L]]);
+      const round = new Map([['a', 0], ['b', 0]]);
+      for (let guard = 0; guard < 10_000 && Math.min(...round.values()) < 200; guard++) {
+        const [p, at] = [...next].sort((x, y) => x[1] - y[1])[0]!;
+        const d = f.pool.nextDeadline();
+        const [m, s] = [f.log.matches.length, f.log.solos.length];
+        if (d !== null && d < at) f.run(d);
+        else { next.set(p, Infinity); f.enter(p, round.get(p)!, L, at); }
+        const paired = f.log.matches.slice(m).flatMap((x) => [x.initiator.peer, x.responder.peer]);
+        const solo = f.log.solos.slice(s).map((x) => x.peer);
+        for (const q of [...paired, ...solo]) {
+          next.set(q, f.t + Math.max(0.1 * L, L + (paired.includes(q) ? 0.3 * L : 0) + 0.3 * L * normal()));
+          round.set(q, round.get(q)! + 1);
+        }
+      }
+      const pairs = 2 * f.log.matches.length, solos = f.log.solos.length;
+      console.log(`jittery pair, seed ${seed}: paired ${(pairs / (pairs + solos)).toFixed(3)} of ${pairs + solos} rounds`);
+      expect(pairs / (pairs + solos), `seed ${seed}`).toBeGreaterThanOrEqual(0.9);
+    }
+  });
+
   it('does not count on a peer overdue by more than half its cadence (it paused or left)', () => {
     const f = fakePool({ minWaitMs: 0 });
     learn(f, { a: 0, b: 400 }, 1000);

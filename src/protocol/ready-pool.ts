@@ -11,8 +11,9 @@
 //    that finish together do not split the run into fixed pairs.
 // 2. Nobody waits: the pool predicts when each other peer will next be ready from its cadence
 //    (the interval between its readies) and the peer waits only if one is due within its wait,
-//    until that peer's due time plus a grace; with nobody due it leaves at once (a solo step
-//    with no idle time). While some peer's cadence is still unknown (its first round), the
+//    until that peer's due time plus a grace (a quarter of its cadence, or three times its
+//    jitter up to half its cadence, whichever is more); with nobody due it leaves at once (a solo step with no idle
+//    time). While some peer's cadence is still unknown (its first round), the
 //    plain rule applies: wait the whole wait.
 // 3. Small swarms. Two peers of equal speed keep whatever phase offset they started with, and a
 //    wait shorter than the offset never bridges it. With rule 2 and a wait of half a loop one of
@@ -106,6 +107,8 @@ interface Cadence {
   released: number | null;
   /** Smoothed time from release to the next ready; null until it came back once. */
   period: number | null;
+  /** Smoothed absolute deviation of that time from `period`: how much the peer's loop jitters. */
+  dev: number;
   /** When the pool last paired it (rule 4 counts from there). */
   paired: number | null;
   /** Smoothed time its reported steps take for one round; null until they advanced twice. */
@@ -119,6 +122,15 @@ interface Cadence {
 
 /** Weight of the newest interval in the smoothed cadence. */
 const CADENCE_EWMA = 0.5;
+/** How fast a peer's jitter estimate (mean absolute deviation of its cadence) follows. */
+const DEV_EWMA = 0.25;
+/**
+ * A waiter gives a due partner this many of the partner's own deviations of grace (at most half
+ * its cadence: the jitter is the peer's to inflate, and a wider grace is idle time for others),
+ * and counts on an overdue one until it is this many deviations late (or half a cadence): a
+ * loaded machine or a throttled tab is late by its jitter, not by a fixed share of its loop.
+ */
+const DEV_GRACE = 3;
 /**
  * With step progress fed, a peer whose steps never advanced pairs at most once per this many
  * typical cadences: a trainer's steps advance within a round or two of joining, so only a peer
@@ -374,7 +386,7 @@ export class ReadyPool {
   private cadenceOf(peer: string): Cadence {
     let c = this.cadence.get(peer);
     if (!c) {
-      c = { released: null, period: null, paired: this.departed.get(peer) ?? null, stepPeriod: null, lastStep: null, score: 0, scoreAt: this.o.now() };
+      c = { released: null, period: null, dev: 0, paired: this.departed.get(peer) ?? null, stepPeriod: null, lastStep: null, score: 0, scoreAt: this.o.now() };
       this.cadence.set(peer, c);
       this.departed.delete(peer);
     }
@@ -412,6 +424,7 @@ export class ReadyPool {
     if (!c) { this.cadenceOf(peer); return; }
     if (c.released === null) return;
     const interval = now - c.released;
+    if (c.period !== null) c.dev = (1 - DEV_EWMA) * c.dev + DEV_EWMA * Math.abs(interval - c.period);
     c.period = c.period === null ? interval : (1 - CADENCE_EWMA) * c.period + CADENCE_EWMA * interval;
     c.released = null;
   }
@@ -424,8 +437,8 @@ export class ReadyPool {
   /**
    * The earliest time another pairable peer (not waiting) is expected ready, with the grace a
    * waiter allows it; 'unknown' while some peer's cadence is not known yet; null if nobody is
-   * expected. A peer overdue by more than half its cadence is not counted on (it paused, or
-   * left without saying).
+   * expected. A peer overdue by more than half its cadence (or three times its jitter, if
+   * more) is not counted on (it paused, or left without saying).
    */
   private nextDue(peer: string, now: number): { at: number; grace: number } | 'unknown' | null {
     const live = this.o.liveCount?.();
@@ -441,10 +454,10 @@ export class ReadyPool {
       if (c.released === null) continue; // on its way back from a wait we did not see end
       let at = c.released + c.period;
       if (at < now) {
-        if (now - at > c.period / 2) continue;
+        if (now - at > Math.max(c.period / 2, DEV_GRACE * c.dev)) continue;
         at = now;
       }
-      const grace = Math.max(this.minWaitMs, this.graceFrac * c.period);
+      const grace = Math.max(this.minWaitMs, this.graceFrac * c.period, Math.min(DEV_GRACE * c.dev, c.period / 2));
       if (best === null || at < best.at) best = { at, grace };
     }
     // Someone live has not been ready yet (a newcomer), or we know of nobody at all: we cannot
