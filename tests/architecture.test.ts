@@ -46,8 +46,9 @@ const ALLOWED: Record<string, string[]> = {
   // The reference model takes the data pipeline's Batch type, nothing else of it.
   'src/model': ['src/data/batch.ts'],
   'src/data': ['src/model'],
-  // The GPU's typed errors share the one error base (a leaf file of the protocol).
-  'src/gpu': ['src/shaders', 'src/model', 'src/data/batch.ts', 'src/protocol/errors.ts'],
+  // The GPU's typed errors share the one error base, and its cache is read through the one schema
+  // check (both leaf files of the protocol).
+  'src/gpu': ['src/shaders', 'src/model', 'src/data/batch.ts', 'src/protocol/errors.ts', 'src/protocol/check.ts'],
   'src/train': ['src/model', 'src/data'],
   'src/worker': ['src/train', 'src/gpu', 'src/model', 'src/data'],
   'src/sync': ['src/protocol'],
