@@ -234,8 +234,6 @@ describe('architecture (docs/design.md section 2)', () => {
     // parse is checked with schemaProblem (or Value.Check where a page can only ignore bad input)
     // before its fields are read. The casts left, and why each is safe:
     const allowed: Record<string, string> = {
-      // The system's Vulkan ICD file: the one field is used only if it is a string.
-      'src/gpu/vulkan-drivers.ts': 'ICD.library_path is checked to be a string before use',
       // An HTTP error's body: any `message` is only shown in the error text.
       'src/ui/browser/coordinator-dashboard.ts': 'the error body of a failed request is only worded',
       // The checkpoint's exported HF config.json (the coordinator's own derived file).
