@@ -151,7 +151,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   const runs = new RunStore(db, now);
   const metrics = new MetricsStore(db, { ...DEFAULT_METRICS_OPTIONS, ...o.metrics });
   const live = new LiveHub(undefined, undefined, { ...DEFAULT_LIVE_LIMITS, ...o.live });
-  const events = new EventLog(db, live, now, o.maxPeerEventsPerRun);
+  const events = new EventLog(db, live, now, o.maxPeerEventsPerRun, (problem) => app.log.warn({ problem }, 'stored event skipped'));
   const datasets = deps.datasets ?? new DirDatasetSource(join(deps.dataDir, 'datasets'));
   const checkpoints = new CheckpointStore(db, join(deps.dataDir, 'checkpoints'), o.checkpointKeep);
   const logger = app.log;

@@ -49,7 +49,9 @@ export class DirDatasetSource implements DatasetSource {
     const hit = this.cache.get(name);
     if (hit && hit.mtimeMs === mtimeMs) return hit.m;
     // parseManifest rejects anything but plain file names, so no manifest can point outside.
-    const pm = parseManifest(JSON.parse(readFileSync(path, 'utf8')), path);
+    let json: unknown;
+    try { json = JSON.parse(readFileSync(path, 'utf8')); } catch (err) { throw new Error(`${path} is not JSON: ${(err as Error).message.slice(0, 120)}`); }
+    const pm = parseManifest(json, path);
     const file = (role: 'train' | 'val', s: typeof pm.train): DatasetFile => ({
       name: s.file, role, dtype: 'u8', tokens: s.tokens, bytes: s.tokens, sha256: s.sha256,
     });

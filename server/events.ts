@@ -8,7 +8,8 @@
 // (run changes, checkpoints, offender reports, which the veto is counted from) stay.
 import type { Db } from './db.ts';
 import type { LiveHub } from './live.ts';
-import type { RunEvent, RunEventKind } from '../src/protocol/events.ts';
+import { jsonDepth, schemaProblem } from '../src/protocol/check.ts';
+import { RunEvent, type RunEventKind } from '../src/protocol/events.ts';
 
 export type { RunEvent, RunEventKind };
 
@@ -17,13 +18,34 @@ export const DEFAULT_MAX_PEER_EVENTS_PER_RUN = 100_000;
 
 const CHURN = "kind IN ('peer-joined', 'peer-left')";
 
+/** Longest and deepest stored `data` read back (the coordinator writes a few hundred bytes). */
+const MAX_DATA_CHARS = 64 * 1024;
+const MAX_DATA_DEPTH = 16;
+
+type EventRow = Omit<RunEvent, 'data'> & { data: string | null };
+
+/** A stored row as the event it was, or the reason it is not one (a damaged database). */
+function readRow(r: EventRow): RunEvent | string {
+  const where = `event ${r.id}`;
+  let data: unknown = null;
+  if (r.data !== null) {
+    if (r.data.length > MAX_DATA_CHARS) return `${where}.data has ${r.data.length} characters, at most ${MAX_DATA_CHARS}`;
+    try { data = JSON.parse(r.data); } catch { return `${where}.data is not JSON`; }
+    if (jsonDepth(data, MAX_DATA_DEPTH) > MAX_DATA_DEPTH) return `${where}.data nests deeper than ${MAX_DATA_DEPTH}`;
+  }
+  const ev = { ...r, data };
+  const problem = schemaProblem(RunEvent, ev, where);
+  return problem === null ? (ev as RunEvent) : problem;
+}
+
 export class EventLog {
   private readonly insert;
   /** run -> its join and leave events, counted once and kept up to date. */
   private readonly churn = new Map<string, number>();
 
+  /** `skipped` hears of each stored row that `list` leaves out, and why. */
   constructor(private readonly db: Db, private readonly live: LiveHub, private readonly now: () => number,
-    readonly maxPeerEventsPerRun = DEFAULT_MAX_PEER_EVENTS_PER_RUN) {
+    readonly maxPeerEventsPerRun = DEFAULT_MAX_PEER_EVENTS_PER_RUN, private readonly skipped: (problem: string) => void = () => {}) {
     this.insert = db.prepare('INSERT INTO events (run_id, t, kind, peer_id, data_json) VALUES (?, ?, ?, ?, ?)');
   }
 
@@ -60,7 +82,14 @@ export class EventLog {
   list(runId: string, from: number, to: number, limit: number, order: 'asc' | 'desc' = 'asc'): RunEvent[] {
     const dir = order === 'desc' ? 'DESC' : 'ASC';
     const rows = this.db.prepare(`SELECT id, run_id AS runId, t, kind, peer_id AS peerId, data_json AS data FROM events
-      WHERE run_id = ? AND t >= ? AND t <= ? ORDER BY t ${dir}, id ${dir} LIMIT ?`).all(runId, from, to, limit) as (Omit<RunEvent, 'data'> & { data: string | null })[];
-    return rows.map((r) => ({ ...r, data: r.data === null ? null : JSON.parse(r.data) }));
+      WHERE run_id = ? AND t >= ? AND t <= ? ORDER BY t ${dir}, id ${dir} LIMIT ?`).all(runId, from, to, limit) as EventRow[];
+    // A damaged row is left out and named; the rest of the page is still served.
+    const out: RunEvent[] = [];
+    for (const r of rows) {
+      const ev = readRow(r);
+      if (typeof ev === 'string') this.skipped(ev);
+      else out.push(ev);
+    }
+    return out;
   }
 }

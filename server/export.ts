@@ -5,12 +5,28 @@ import { join } from 'node:path';
 import { decodeCheckpoint } from './checkpoints.ts';
 import { writeFilesAtomic } from './fsutil.ts';
 import { hfGpt2Config, hfModelSafetensors } from '../src/model/hf-export.ts';
+import Type from 'typebox';
+import { schemaProblem } from '../src/protocol/check.ts';
+import { ID_PATTERN } from '../src/protocol/messages.ts';
+
+/** The one field of a checkpoint's `run` metadata the export reads (the rest is the run as it was). */
+const RunRef = Type.Object({ id: Type.String({ pattern: ID_PATTERN }) });
+
+/** The id of the run a checkpoint was saved from; '' when it names none. */
+function runIdOf(metadata: Record<string, string>): string {
+  if (metadata.run === undefined) return '';
+  let v: unknown;
+  try { v = JSON.parse(metadata.run); } catch { throw new Error('checkpoint metadata run is not JSON'); }
+  const problem = schemaProblem(RunRef, v, 'checkpoint metadata run');
+  if (problem !== null) throw new Error(problem);
+  return (v as { id: string }).id;
+}
 
 export function exportCheckpoint(file: string, outDir: string): { dir: string; step: number } {
   const c = decodeCheckpoint(readFileSync(file));
   mkdirSync(outDir, { recursive: true });
   const step = Number(c.metadata.step ?? 0);
-  const bytes = hfModelSafetensors(c.layout, c.phi, { murmur_step: String(step), murmur_run: JSON.parse(c.metadata.run ?? '{}').id ?? '' });
+  const bytes = hfModelSafetensors(c.layout, c.phi, { murmur_step: String(step), murmur_run: runIdOf(c.metadata) });
   // Both files or neither: a researcher never finds a model without its config (or an old one).
   writeFilesAtomic([
     [join(outDir, 'model.safetensors'), bytes],

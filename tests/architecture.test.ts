@@ -43,11 +43,14 @@ function area(path: string): string {
 const ALLOWED: Record<string, string[]> = {
   'src/protocol': [],
   'src/shaders': [],
-  // The reference model takes the data pipeline's Batch type, nothing else of it.
-  'src/model': ['src/data/batch.ts'],
-  'src/data': ['src/model'],
-  // The GPU's typed errors share the one error base (a leaf file of the protocol).
-  'src/gpu': ['src/shaders', 'src/model', 'src/data/batch.ts', 'src/protocol/errors.ts'],
+  // The reference model takes the data pipeline's Batch type, nothing else of it; a file's header
+  // goes through the one schema check.
+  'src/model': ['src/data/batch.ts', 'src/protocol/check.ts'],
+  // A prepared dataset's manifest is read through the one schema check.
+  'src/data': ['src/model', 'src/protocol/check.ts'],
+  // The GPU's typed errors share the one error base, and its cache is read through the one schema
+  // check (both leaf files of the protocol).
+  'src/gpu': ['src/shaders', 'src/model', 'src/data/batch.ts', 'src/protocol/errors.ts', 'src/protocol/check.ts'],
   'src/train': ['src/model', 'src/data'],
   'src/worker': ['src/train', 'src/gpu', 'src/model', 'src/data'],
   'src/sync': ['src/protocol'],
@@ -74,6 +77,54 @@ const APPS: Record<string, string[]> = {
 };
 
 const files = [...tsFiles('src'), ...tsFiles('server')];
+
+/** Lines that open a block which is not a function body (control flow, object literals). */
+const NOT_A_FUNCTION = /^\s*(?:\}\s*)?(?:try|if|else|for|while|catch|finally|switch|do|case|default)\b|(?:=|\(|return|,|:|\?\?)\s*\{$/;
+
+/**
+ * The function around line `at` (the nearest line above it, less indented, that opens a
+ * function body with `{`): its opening line, and its text from `at` to where the body closes.
+ */
+function enclosing(lines: string[], at: number): { head: string; rest: string } {
+  const indent = (l: string) => l.length - l.trimStart().length;
+  let h = at - 1;
+  while (h >= 0 && !(lines[h]!.trim() !== '' && indent(lines[h]!) < indent(lines[at]!) && lines[h]!.trimEnd().endsWith('{') && !NOT_A_FUNCTION.test(lines[h]!))) h--;
+  if (h < 0) return { head: '', rest: lines.slice(at).join('\n') };
+  let end = at + 1;
+  while (end < lines.length && !(lines[end]!.trim() !== '' && indent(lines[end]!) <= indent(lines[h]!))) end++;
+  return { head: lines[h]!, rest: lines.slice(at, end + 1).join('\n') };
+}
+
+/** Calls that check a value by its schema: the library's own, or a function of ours that makes one. */
+function schemaCheckers(texts: Iterable<string>): Set<string> {
+  const names = new Set(['schemaProblem', 'Value.Check']);
+  for (const text of texts) {
+    const lines = text.split('\n');
+    lines.forEach((l, i) => {
+      const m = /^\s*(?:export )?(?:async )?function (\w+)/.exec(l);
+      if (!m || !l.trimEnd().endsWith('{')) return;
+      const body = enclosing(lines, i + 1).rest;
+      if (/\bschemaProblem\(|\bValue\.Check\(/.test(body)) names.add(m[1]!);
+    });
+  }
+  return names;
+}
+
+/**
+ * Each `JSON.parse(` in `text` whose function neither calls a schema checker after it nor
+ * returns the value as `unknown` for its caller to check: "file:line".
+ */
+function uncheckedParses(file: string, text: string, checkers: Set<string>): string[] {
+  const call = new RegExp(`(?:^|[^\\w.])(?:${[...checkers].map((c) => c.replace('.', '\\.')).join('|')})\\(`);
+  const lines = text.split('\n');
+  const bad: string[] = [];
+  lines.forEach((l, i) => {
+    if (!l.includes('JSON.parse(') || /^\s*(?:\/\/|\*)/.test(l)) return;
+    const { head, rest } = enclosing(lines, i);
+    if (!call.test(rest) && !/\):\s*unknown\s*\{$/.test(head.trimEnd())) bad.push(`${file}:${i + 1}`);
+  });
+  return bad;
+}
 
 /** Source files of a folder that may use our exports (results and fixtures are data). */
 function sourceFiles(dir: string): string[] {
@@ -231,10 +282,6 @@ describe('architecture (docs/design.md section 2)', () => {
     // parse is checked with schemaProblem (or Value.Check where a page can only ignore bad input)
     // before its fields are read. The casts left, and why each is safe:
     const allowed: Record<string, string> = {
-      // Only the format tag is compared; anything else in the manifest is parseManifest's.
-      'src/data/dataset.ts': 'isDatasetDir sniffs { format } and compares it to one string',
-      // The system's Vulkan ICD file: the one field is used only if it is a string.
-      'src/gpu/vulkan-drivers.ts': 'ICD.library_path is checked to be a string before use',
       // An HTTP error's body: any `message` is only shown in the error text.
       'src/ui/browser/coordinator-dashboard.ts': 'the error body of a failed request is only worded',
       // The checkpoint's exported HF config.json (the coordinator's own derived file).
@@ -245,6 +292,24 @@ describe('architecture (docs/design.md section 2)', () => {
     expect(found.filter((f) => !(f in allowed)), 'parsed JSON cast without its schema').toEqual([]);
     // An entry whose cast is gone is dropped from the list, so the list stays the truth.
     expect(Object.keys(allowed).filter((f) => !found.includes(f)), 'allowed casts that no longer exist').toEqual([]);
+  });
+
+  it('checks every JSON.parse by a schema in the function that parses', () => {
+    // Issue 16: what JSON.parse returns is checked by its one schema (schemaProblem or Value.Check,
+    // directly or through a function of ours that calls one) before the function that parsed it is
+    // done, or that function hands it on typed `unknown` for its caller to check.
+    const texts = new Map(files.map((f) => [f, readFileSync(join(ROOT, f), 'utf8')]));
+    const checkers = schemaCheckers(texts.values());
+    expect(checkers).toContain('parseManifest');
+    const bad = files.filter((f) => f.startsWith('src/') || f.startsWith('server/')).flatMap((f) => uncheckedParses(f, texts.get(f)!, checkers));
+    expect(bad, 'JSON.parse with no schema check in its function').toEqual([]);
+    // The rule itself: each of these shapes is caught, each checked one passes.
+    const probe = (code: string) => uncheckedParses('x.ts', code, checkers);
+    expect(probe('function f(s: string): number {\n  const v = JSON.parse(s) as { n: number };\n  return v.n;\n}\nfunction g(v: unknown) {\n  return schemaProblem(S, v, "v");\n}')).toEqual(['x.ts:2']);
+    expect(probe('class A {\n  list(rows: Row[]): Ev[] {\n    return rows.map((r) => ({ ...r, data: JSON.parse(r.data) }));\n  }\n  other(v: unknown) { return Value.Check(S, v); }\n}')).toEqual(['x.ts:3']);
+    expect(probe('function f(s: string): T | null {\n  let v: unknown;\n  try {\n    v = JSON.parse(s);\n  } catch {\n    return null;\n  }\n  return schemaProblem(T, v, "t") === null ? v as T : null;\n}')).toEqual([]);
+    expect(probe('function f(s: string): Manifest {\n  return parseManifest(JSON.parse(s), "m");\n}')).toEqual([]);
+    expect(probe('function f(s: string): unknown {\n  try { return JSON.parse(s); } catch { return null; }\n}')).toEqual([]);
   });
 
   it('exports nothing that no file uses', () => {

@@ -215,12 +215,29 @@ describe('loadDataset', () => {
     fs.writeFileSync(mp, JSON.stringify({ ...m, version: 2 }));
     expect(() => loadDataset(out)).toThrow(/version 2 is not supported/);
     fs.writeFileSync(mp, JSON.stringify({ ...m, train: { ...m.train, file: '../../etc/passwd' } }));
-    expect(() => loadDataset(out)).toThrow(/train\.file "\.\.\/\.\.\/etc\/passwd" is not a plain file name/);
+    expect(() => loadDataset(out)).toThrow(/manifest\.train\.file does not match .*, got "\.\.\/\.\.\/etc\/passwd"/);
+    fs.writeFileSync(mp, JSON.stringify({ ...m, val: { ...m.val, file: '..' } }));
+    expect(() => loadDataset(out)).toThrow(/manifest\.val\.file is not a plain file name/);
   });
 
   it('parseManifest checks every field', () => {
-    expect(() => parseManifest([], 'm')).toThrow(/m: not a JSON object/);
+    expect(() => parseManifest([], 'm')).toThrow(/m: manifest must be object, got array/);
     expect(() => parseManifest({ format: 'other' }, 'm')).toThrow(/format is "other"/);
+    const good = {
+      format: 'murmur-dataset', version: 1, vocab: 256, tokenizer: 'bytes',
+      train: { file: 'train.bin', tokens: 10, sha256: 'a'.repeat(64) },
+      val: { file: 'val.bin', tokens: 2, sha256: 'b'.repeat(64) },
+      sources: [{ file: 'a.txt', bytes: 12, sha256: 'c'.repeat(64) }],
+      valFraction: 0.1, created: '2026-01-01T00:00:00.000Z',
+    };
+    expect(parseManifest(good, 'm')).toEqual(good);
+    // Each refusal names the field, as the one schema words it.
+    expect(() => parseManifest({ ...good, train: { ...good.train, tokens: '10' } }, 'm')).toThrow(/^m: manifest\.train\.tokens must be integer, got "10"/);
+    expect(() => parseManifest({ ...good, val: { ...good.val, tokens: 2 ** 60 } }, 'm')).toThrow(/m: manifest\.val\.tokens must be <= \d+/);
+    expect(() => parseManifest({ ...good, sources: [{ file: 'a.txt', sha256: 'c'.repeat(64) }] }, 'm')).toThrow(/m: manifest\.sources\[0\]\.bytes is required/);
+    expect(() => parseManifest({ ...good, ctx: 1.5 }, 'm')).toThrow(/m: manifest\.ctx must be integer/);
+    expect(() => parseManifest({ ...good, created: 'x'.repeat(10_000) }, 'm')).toThrow(/m: manifest\.created must have at most 64 characters/);
+    expect(() => parseManifest({ ...good, extra: 'x'.repeat(10_000) }, 'm')).toThrow(/m: manifest\.extra is not an allowed field/);
   });
 });
 

@@ -3,7 +3,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { autotune, memoryStore, shapeName, tuningKey } from '../src/gpu/autotune.ts';
 import { DEFAULT_TUNING, LARGE_GEMM, tunedShape, type Tuning } from '../src/gpu/kernels.ts';
 import { fileStore } from '../src/gpu/autotune-node.ts';
@@ -73,5 +73,33 @@ describe('autotune', () => {
     const fresh = await autotune(device, info, { ...small, store: fileStore(path) });
     expect(fresh.fromCache).toBe(false);
     expect(JSON.parse(await readFile(path, 'utf8'))[r.key]).toEqual(fresh.tuning);
+  });
+
+  it('the Node file store ignores cache entries its schema refuses, naming the field', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'murmur-autotune-'));
+    dirs.push(dir);
+    const path = join(dir, 'autotune.json');
+    const bad = (f: (t: Tuning) => void): Tuning => { const t = structuredClone(DEFAULT_TUNING); f(t); return t; };
+    await writeFile(path, JSON.stringify({
+      good: DEFAULT_TUNING,
+      text: bad((t) => { (t.matmul.nn as { wgX: unknown }).wgX = '8'; }),
+      huge: bad((t) => { t.stride.groups = 1e12; }),
+      missing: bad((t) => { delete (t.matmul as Partial<Tuning['matmul']>).tn; }),
+    }));
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
+    try {
+      const store = fileStore(path);
+      expect(await store.load('good')).toEqual(DEFAULT_TUNING);
+      for (const key of ['text', 'huge', 'missing']) expect(await store.load(key)).toBeUndefined();
+      const said = warn.mock.calls.map((c) => String(c[0]));
+      expect(said.some((w) => w.includes('autotune["text"].matmul.nn.wgX'))).toBe(true);
+      expect(said.some((w) => w.includes('autotune["huge"].stride.groups'))).toBe(true);
+      expect(said.some((w) => w.includes('autotune["missing"].matmul.tn'))).toBe(true);
+      // A file that is JSON but not an object counts as no cache.
+      await writeFile(path, '[1, 2]');
+      expect(await fileStore(path).load('0')).toBeUndefined();
+    } finally {
+      warn.mockRestore();
+    }
   });
 });

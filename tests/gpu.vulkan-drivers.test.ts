@@ -81,6 +81,21 @@ describe('chooseVulkanDrivers', () => {
     ]);
   });
 
+  it('skips a manifest its schema refuses and names the field in the log line', () => {
+    const bad = {
+      '/etc/vulkan/icd.d/empty.json': icd(''),
+      '/etc/vulkan/icd.d/number.json': JSON.stringify({ ICD: { library_path: 7 } }),
+      '/etc/vulkan/icd.d/none.json': JSON.stringify({ file_format_version: '1.0.1' }),
+    };
+    const c = chooseVulkanDrivers(host({ files: { ...MESA, ...SWIFT, ...bad }, dri: ['renderD128'] }), EGL)!;
+    expect(c.files).toEqual([
+      '/usr/share/vulkan/icd.d/intel_icd.x86_64.json', '/usr/share/vulkan/icd.d/radeon_icd.x86_64.json', SWIFTSHADER_ICD,
+    ]);
+    expect(c.why).toContain('skipped /etc/vulkan/icd.d/empty.json.ICD.library_path must have at least 1 characters');
+    expect(c.why).toContain('skipped /etc/vulkan/icd.d/number.json.ICD.library_path must be string, got 7');
+    expect(c.why).toContain('skipped /etc/vulkan/icd.d/none.json.ICD is required');
+  });
+
   it('nothing known: the loader searches as it would by itself', () => {
     expect(chooseVulkanDrivers(host({ files: MESA }), EGL)).toBeNull();
   });

@@ -50,6 +50,29 @@ describe('safetensors', () => {
     badJson[8] = 0x7b + 1;
     expect(() => readSafetensors(badJson)).toThrow(/not valid UTF-8 JSON/);
   });
+
+  it('checks the header against its schema first, naming the field', () => {
+    /** A file whose header is `header` (as JSON), followed by 8 zero bytes of data. */
+    const file = (header: unknown): Uint8Array => {
+      const json = new TextEncoder().encode(JSON.stringify(header));
+      const buf = new Uint8Array(8 + json.length + 8);
+      new DataView(buf.buffer).setBigUint64(0, BigInt(json.length), true);
+      buf.set(json, 8);
+      return buf;
+    };
+    const a = { dtype: 'F32', shape: [2], data_offsets: [0, 8] };
+    expect(readSafetensors(file({ a })).tensors.get('a')!.shape).toEqual([2]);
+    expect(() => readSafetensors(file([a]))).toThrow(/safetensors header must be object/);
+    expect(() => readSafetensors(file({ a: { ...a, dtype: 5 } }))).toThrow(/safetensors header\.a\.dtype/);
+    expect(() => readSafetensors(file({ a: { ...a, shape: [1e300] } }))).toThrow(/safetensors header\.a\.shape\[0\]/);
+    expect(() => readSafetensors(file({ a: { ...a, shape: ['2'] } }))).toThrow(/safetensors header\.a\.shape\[0\]/);
+    expect(() => readSafetensors(file({ a: { dtype: 'F32', shape: [2] } }))).toThrow(/safetensors header\.a\.data_offsets/);
+    expect(() => readSafetensors(file({ a: { ...a, data_offsets: [0, 8, 16] } }))).toThrow(/safetensors header\.a\.data_offsets/);
+    expect(() => readSafetensors(file({ a, __metadata__: { k: 1 } }))).toThrow(/safetensors header\.__metadata__\.k/);
+    // The checks the schema cannot make stay: offsets inside the data, sizes that match the shape.
+    expect(() => readSafetensors(file({ a: { ...a, data_offsets: [0, 16] } }))).toThrow(/outside the data/);
+    expect(() => readSafetensors(file({ a: { ...a, shape: [3] } }))).toThrow(/8 bytes do not match F32 shape \[3\]/);
+  });
 });
 
 describe('state frame', () => {

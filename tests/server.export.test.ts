@@ -47,4 +47,24 @@ describe('Hugging Face export', () => {
       rmSync(dir, { recursive: true });
     }
   });
+
+  it('refuses a checkpoint whose run metadata has no valid id, naming the field', () => {
+    const model = preset('micro');
+    const layout = buildLayout(model);
+    const train = trainConfig({ batch: 4, lr: 3e-3, warmupSteps: 2, totalSteps: 40 }, model);
+    const run = { id: 'x', name: 'x', dataset: 'moby-dick', preset: 'micro', model, train, compression: 'none', pairWaitFrac: 0.3, seed: 3, status: 'running', createdAt: 0, updatedAt: 0 } as RunInfo;
+    const frame = { meta: { runId: 'x', step: 1, round: 0, floats: layout.total, valLoss: null, tokens: 0 }, phi: new Float32Array(layout.total), momentum: new Float32Array(layout.total) };
+    const dir = mkdtempSync(join(tmpdir(), 'murmur-export-'));
+    try {
+      const ck = join(dir, 'ck.safetensors');
+      writeFileSync(ck, encodeCheckpoint({ ...run, id: 42 } as unknown as RunInfo, frame, null, 1));
+      expect(() => exportCheckpoint(ck, join(dir, 'hf'))).toThrow('checkpoint metadata run.id must be string, got 42');
+      writeFileSync(ck, encodeCheckpoint({ ...run, id: 'x'.repeat(500) }, frame, null, 1));
+      expect(() => exportCheckpoint(ck, join(dir, 'hf'))).toThrow(/^checkpoint metadata run\.id does not match /);
+      writeFileSync(ck, encodeCheckpoint(run, frame, null, 1));
+      expect(exportCheckpoint(ck, join(dir, 'hf')).step).toBe(1);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  });
 });

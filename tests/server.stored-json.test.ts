@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { openDb } from '../server/db.ts';
 import { RunStore } from '../server/runs.ts';
 import { VETO_AFTER } from '../server/peers.ts';
+import { EventLog } from '../server/events.ts';
+import { LiveHub } from '../server/live.ts';
 import { startServer, type TestServer } from './support/coordinator.ts';
 
 const dirs: string[] = [];
@@ -61,5 +63,35 @@ describe('offender events read back from the database', () => {
     for (let n = 1; n < VETO_AFTER; n++) add(strike(n));
     // One strike short of the veto: the damaged rows counted nothing (and threw nothing).
     expect(server.c.hub.canPair('default', reporter, accused)).toBe(true);
+  });
+});
+
+describe('run events read back from the database', () => {
+  it('lists the rows its schema accepts and names each one it leaves out', () => {
+    const { db } = runs();
+    const live = new LiveHub();
+    const skipped: string[] = [];
+    const log = new EventLog(db, live, () => 5, undefined, (p) => skipped.push(p));
+    try {
+      const add = (kind: string, data: string | null) =>
+        Number(db.prepare("INSERT INTO events (run_id, t, kind, peer_id, data_json) VALUES ('default', 5, ?, NULL, ?)").run(kind, data).lastInsertRowid);
+      const good = log.append('default', 'run-updated', null, { name: 'x' });
+      const torn = add('run-updated', '{"name": ');
+      const kind = add('run-exploded', null);
+      const huge = add('run-updated', JSON.stringify({ pad: 'x'.repeat(100_000) }));
+      const deep = add('run-updated', '['.repeat(40) + ']'.repeat(40));
+      const plain = add('run-stopped', null);
+      expect(log.list('default', 0, 10, 100).map((e) => e.id)).toEqual([good.id, plain]);
+      expect(log.list('default', 0, 10, 100)[0]!.data).toEqual({ name: 'x' });
+      expect(skipped.slice(0, 4)).toEqual([
+        `event ${torn}.data is not JSON`,
+        `event ${kind}.kind must be one of "run-created", "run-updated", "run-stopped", "peer-joined", "peer-left", "peer-offender", "checkpoint-saved", "checkpoint-deleted", "checkpoint-failed", got "run-exploded"`,
+        `event ${huge}.data has 100010 characters, at most 65536`,
+        `event ${deep}.data nests deeper than 16`,
+      ]);
+    } finally {
+      live.close();
+      db.close();
+    }
   });
 });

@@ -176,15 +176,17 @@ function checkOutDir(outDir: string, force: boolean): boolean {
   if (!st.isDirectory()) throw new Error(`refusing to replace ${outDir}: it is not a directory`);
   const entries = fs.readdirSync(outDir);
   if (entries.length > 0 && !isDatasetDir(outDir)) {
-    throw new Error(`refusing to replace ${outDir}: it is not a Murmur dataset (no ${MANIFEST} with format "${DATASET_FORMAT}")`);
+    throw new Error(`refusing to replace ${outDir}: it is not a Murmur dataset (no valid ${MANIFEST} with format "${DATASET_FORMAT}")`);
   }
   return true;
 }
 
+/** True when `dir` holds a manifest its schema accepts (the one loadDataset reads it by). */
 function isDatasetDir(dir: string): boolean {
+  const file = path.join(dir, MANIFEST);
   try {
-    const m = JSON.parse(fs.readFileSync(path.join(dir, MANIFEST), 'utf8')) as { format?: unknown };
-    return m.format === DATASET_FORMAT;
+    parseManifest(JSON.parse(fs.readFileSync(file, 'utf8')), file);
+    return true;
   } catch {
     return false;
   }

@@ -1,40 +1,50 @@
 // The manifest of a prepared dataset, and checks that need no file system, so the server,
 // Node peers and browsers all read and verify datasets the same way.
+import Type, { type Static } from 'typebox';
+import { schemaProblem } from '../protocol/check.ts';
 import { VOCAB } from './tokenizer.ts';
 
 export const DATASET_FORMAT = 'murmur-dataset';
 export const DATASET_VERSION = 1;
 
-/** One tokenised split as stored: raw uint8 tokens in `file`. */
-export interface SplitInfo {
-  file: string;
-  tokens: number;
+const Size = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
+
+/** One tokenised split as stored: raw uint8 tokens in `file`, inside the dataset directory. */
+const SplitInfo = Type.Object({
+  // A plain file name: a path here could read anything on disk.
+  file: Type.String({ pattern: '^[A-Za-z0-9._-]+$', maxLength: 255 }),
+  tokens: Size,
   /** Lowercase hex sha256 of the file's bytes. */
-  sha256: string;
-}
+  sha256: Sha256,
+}, { additionalProperties: false });
+export type SplitInfo = Static<typeof SplitInfo>;
 
 /** One input text as it was read (before the UTF-8 BOM, if any, was dropped). */
-export interface SourceInfo {
-  file: string;
-  bytes: number;
-  sha256: string;
-}
+const SourceInfo = Type.Object({
+  file: Type.String({ minLength: 1, maxLength: 4096 }),
+  bytes: Size,
+  sha256: Sha256,
+}, { additionalProperties: false });
+export type SourceInfo = Static<typeof SourceInfo>;
 
-export interface Manifest {
-  format: typeof DATASET_FORMAT;
-  version: typeof DATASET_VERSION;
-  vocab: typeof VOCAB;
-  tokenizer: 'bytes';
-  train: SplitInfo;
-  val: SplitInfo;
-  sources: SourceInfo[];
+/** manifest.json of a prepared dataset. */
+const Manifest = Type.Object({
+  format: Type.Literal(DATASET_FORMAT),
+  version: Type.Literal(DATASET_VERSION),
+  vocab: Type.Literal(VOCAB),
+  tokenizer: Type.Literal('bytes'),
+  train: SplitInfo,
+  val: SplitInfo,
+  sources: Type.Array(SourceInfo, { maxItems: 100_000 }),
   /** Share of the text held out for validation (as requested; the cut moves to a line end). */
-  valFraction: number;
+  valFraction: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1 }),
   /** Longest context the splits were checked against (each split holds at least ctx+1 tokens). */
-  ctx?: number;
+  ctx: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })),
   /** ISO-8601 time of preparation. Not part of the data's identity; the hashes are. */
-  created: string;
-}
+  created: Type.String({ maxLength: 64 }),
+}, { additionalProperties: false });
+export type Manifest = Static<typeof Manifest>;
 
 /** A dataset in memory: what training and evaluation read, whatever it was loaded from. */
 export interface Dataset {
@@ -45,41 +55,22 @@ export interface Dataset {
   manifest: Manifest;
 }
 
-/** Checks an untrusted parsed manifest.json; `where` names it in errors. */
+/** Checks an untrusted parsed manifest.json against its schema; `where` names it in errors. */
 export function parseManifest(json: unknown, where: string): Manifest {
   const fail = (what: string): never => {
     throw new Error(`${where}: ${what}; prepare the dataset again with \`murmur prepare\``);
   };
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) fail('not a JSON object');
-  const m = json as Record<string, unknown>;
-  if (m.format !== DATASET_FORMAT) fail(`format is ${JSON.stringify(m.format)}, expected "${DATASET_FORMAT}"`);
-  if (m.version !== DATASET_VERSION) fail(`version ${JSON.stringify(m.version)} is not supported (this Murmur reads version ${DATASET_VERSION})`);
-  if (m.vocab !== VOCAB) fail(`vocab is ${JSON.stringify(m.vocab)}, expected ${VOCAB}`);
-  if (m.tokenizer !== 'bytes') fail(`tokenizer is ${JSON.stringify(m.tokenizer)}, expected "bytes"`);
-  for (const key of ['train', 'val'] as const) checkEntry(m[key], `${key}`, 'tokens', fail, true);
-  if (!Array.isArray(m.sources)) fail('sources is not a list');
-  (m.sources as unknown[]).forEach((s, i) => checkEntry(s, `sources[${i}]`, 'bytes', fail, false));
-  if (typeof m.valFraction !== 'number' || !(m.valFraction > 0 && m.valFraction < 1)) fail('valFraction is not a number in (0, 1)');
-  if (m.ctx !== undefined && !(Number.isInteger(m.ctx) && (m.ctx as number) > 0)) fail('ctx is not a positive integer');
-  if (typeof m.created !== 'string') fail('created is not a string');
-  return m as unknown as Manifest;
-}
-
-function checkEntry(
-  v: unknown,
-  name: string,
-  sizeKey: 'tokens' | 'bytes',
-  fail: (what: string) => never,
-  localFile: boolean,
-): void {
-  if (typeof v !== 'object' || v === null) fail(`${name} is missing`);
-  const e = v as Record<string, unknown>;
-  if (typeof e.file !== 'string' || e.file === '') fail(`${name}.file is not a file name`);
-  // Split files live inside the dataset directory: a path here could read anything on disk.
-  if (localFile && !/^[A-Za-z0-9._-]+$/.test(e.file as string)) fail(`${name}.file ${JSON.stringify(e.file)} is not a plain file name`);
-  if (localFile && (e.file === '.' || e.file === '..')) fail(`${name}.file is not a plain file name`);
-  if (!Number.isSafeInteger(e[sizeKey]) || (e[sizeKey] as number) < 0) fail(`${name}.${sizeKey} is not a size`);
-  if (typeof e.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(e.sha256)) fail(`${name}.sha256 is not a sha256 hex digest`);
+  // Another format or version is worded as such, not as a field that is off.
+  const m = json !== null && typeof json === 'object' && !Array.isArray(json) ? (json as Record<string, unknown>) : {};
+  if (m.format !== undefined && m.format !== DATASET_FORMAT) fail(`format is ${JSON.stringify(m.format)}, expected "${DATASET_FORMAT}"`);
+  if (m.version !== undefined && m.version !== DATASET_VERSION) fail(`version ${JSON.stringify(m.version)} is not supported (this Murmur reads version ${DATASET_VERSION})`);
+  const problem = schemaProblem(Manifest, json, 'manifest');
+  if (problem !== null) fail(problem);
+  const manifest = json as Manifest;
+  for (const key of ['train', 'val'] as const) {
+    if (manifest[key].file === '.' || manifest[key].file === '..') fail(`manifest.${key}.file is not a plain file name`);
+  }
+  return manifest;
 }
 
 /** Lowercase hex sha256 via WebCrypto (browsers and Node alike). */

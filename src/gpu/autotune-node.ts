@@ -3,7 +3,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Tuning } from './kernels.ts';
-import type { TuningStore } from './autotune.ts';
+import { tuningProblem, type TuningStore } from './autotune.ts';
 
 /** Default cache file: $MURMUR_CACHE_DIR/autotune.json, else .murmur/autotune.json under the cwd. */
 export function defaultTuningFile(): string {
@@ -12,12 +12,24 @@ export function defaultTuningFile(): string {
 
 export function fileStore(path = defaultTuningFile()): TuningStore {
   const readAll = async (): Promise<Record<string, Tuning>> => {
+    let parsed: unknown;
     try {
-      const parsed = JSON.parse(await readFile(path, 'utf8'));
-      return parsed && typeof parsed === 'object' ? parsed : {};
+      parsed = JSON.parse(await readFile(path, 'utf8'));
     } catch {
       return {}; // missing or unreadable: measure again
     }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+      console.warn(`${path} is not a JSON object; ignoring the autotune cache`);
+      return {};
+    }
+    // Each entry is checked on its own: a bad one is measured again, the others still count.
+    const all: Record<string, Tuning> = {};
+    for (const [key, t] of Object.entries(parsed)) {
+      const problem = tuningProblem(t, key);
+      if (problem === null) all[key] = t as Tuning;
+      else console.warn(`${path}: ${problem}; ignoring this entry`);
+    }
+    return all;
   };
   return {
     async load(key) { return (await readAll())[key]; },

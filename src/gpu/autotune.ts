@@ -4,6 +4,8 @@
 // (IndexedDB in a browser, a JSON file in Node), so it runs once per machine. The best shape
 // on a software GPU is not the best on a real one: SwiftShader pays per workgroup and runs a
 // few wide workgroups best, a discrete GPU wants many.
+import Type from 'typebox';
+import { schemaProblem } from '../protocol/check.ts';
 import type { AdapterSummary } from './device.ts';
 import { DEFAULT_TUNING, encodeDispatches, Kernels, type Dispatch, type MatmulMode, type MatmulShape, type StrideShape, type Tuning, UniformData } from './kernels.ts';
 import { matmul } from './matmul.ts';
@@ -62,7 +64,7 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
   const key = tuningKey(info);
   if (opts.store && !opts.force) {
     const cached = await opts.store.load(key).catch(() => undefined);
-    if (cached && isTuning(cached)) return { tuning: cached, fromCache: true, key, timings: [] };
+    if (cached && tuningProblem(cached, key) === null) return { tuning: cached, fromCache: true, key, timings: [] };
   }
   const timings: AutotuneResult['timings'] = [];
   const n = opts.size ?? 256;
@@ -150,12 +152,20 @@ async function timeDispatch(device: GPUDevice, d: Dispatch): Promise<number> {
   return best / reps;
 }
 
-function isTuning(t: unknown): t is Tuning {
-  const x = t as Tuning;
-  const shape = (s: MatmulShape | undefined) => !!s && Number.isInteger(s.wgX) && Number.isInteger(s.wgY) && s.wgX > 0 && s.wgY > 0 && (s.tm === 4 || s.tm === 8) && typeof s.vec4 === 'boolean';
-  const modes = (m: Tuning['matmul'] | undefined) => !!m && shape(m.nn) && shape(m.nt) && shape(m.tn);
-  return !!x && modes(x.matmul) && (x.matmulLarge === undefined || modes(x.matmulLarge))
-    && !!x.stride && Number.isInteger(x.stride.wg) && Number.isInteger(x.stride.groups) && x.stride.wg > 0 && x.stride.groups > 0;
+// A cached tuning as stored (IndexedDB or the Node JSON file): workgroup sizes within WebGPU's
+// 1024 invocations, grid sizes within one dispatch dimension (65535).
+const Side = Type.Integer({ minimum: 1, maximum: 1024 });
+const MatmulShapeSchema = Type.Object({ wgX: Side, wgY: Side, tm: Type.Union([Type.Literal(4), Type.Literal(8)]), vec4: Type.Boolean() }, { additionalProperties: false });
+const ModesSchema = Type.Object({ nn: MatmulShapeSchema, nt: MatmulShapeSchema, tn: MatmulShapeSchema }, { additionalProperties: false });
+const TuningSchema = Type.Object({
+  matmul: ModesSchema,
+  matmulLarge: Type.Optional(ModesSchema),
+  stride: Type.Object({ wg: Side, groups: Type.Integer({ minimum: 1, maximum: 65535 }) }, { additionalProperties: false }),
+}, { additionalProperties: false });
+
+/** Null when `t` is a tuning these kernels can run; otherwise the first problem, naming the field. */
+export function tuningProblem(t: unknown, key: string): string | null {
+  return schemaProblem(TuningSchema, t, `autotune[${JSON.stringify(key)}]`);
 }
 
 /** In-memory store (tests, and a fallback where nothing persists). */

@@ -8,6 +8,8 @@
 // - a machine with a Mesa render node (/dev/dri/renderD*) uses its hardware drivers;
 // - SwiftShader (Debian's chromium) comes last, so a machine without a GPU still trains.
 // Pure over a small view of the host, so every case is tested without the hardware.
+import Type from 'typebox';
+import { schemaProblem } from '../protocol/check.ts';
 
 export interface VulkanHost {
   env: Record<string, string | undefined>;
@@ -38,11 +40,13 @@ const SOFTWARE_LIB = /swiftshader|lvp|lavapipe|llvmpipe/i;
  */
 export function chooseVulkanDrivers(host: VulkanHost, eglManifest: string): DriverChoice | null {
   if (host.env.VK_ICD_FILENAMES || host.env.VK_DRIVER_FILES) return null;
-  const manifests = ICD_DIRS.flatMap((dir) => host.list(dir).filter((f) => f.endsWith('.json')).map((f) => `${dir}/${f}`))
-    .map((path) => ({ path, lib: libraryOf(host.read(path)) }))
-    .filter((m): m is { path: string; lib: string } => m.lib !== undefined && !SOFTWARE_LIB.test(m.lib));
+  const read = ICD_DIRS.flatMap((dir) => host.list(dir).filter((f) => f.endsWith('.json')).map((f) => `${dir}/${f}`))
+    .map((path) => ({ path, ...libraryOf(path, host.read(path)) }));
+  const manifests = read.filter((m): m is { path: string; lib: string } => m.lib !== undefined && !SOFTWARE_LIB.test(m.lib));
   const files: string[] = [];
   const why: string[] = [];
+  // A broken manifest is the loader's to skip, not ours to fail on; the log line names it.
+  for (const m of read) if (m.problem !== undefined) why.push(`skipped ${m.problem}`);
 
   const nvidiaDevice = host.list('/dev').some((f) => /^nvidia\d+$/.test(f));
   if (nvidiaDevice) {
@@ -69,12 +73,13 @@ export function chooseVulkanDrivers(host: VulkanHost, eglManifest: string): Driv
   return { files, why: why.join('; ') };
 }
 
-function libraryOf(text: string | undefined): string | undefined {
-  if (text === undefined) return undefined;
-  try {
-    const lib = (JSON.parse(text) as { ICD?: { library_path?: unknown } }).ICD?.library_path;
-    return typeof lib === 'string' ? lib : undefined;
-  } catch {
-    return undefined; // a broken manifest is the loader's to skip, not ours to fail on
-  }
+/** The one field of a driver manifest read here: the library the loader would open. */
+const IcdManifest = Type.Object({ ICD: Type.Object({ library_path: Type.String({ minLength: 1, maxLength: 4096 }) }) });
+
+function libraryOf(path: string, text: string | undefined): { lib?: string; problem?: string } {
+  if (text === undefined) return {};
+  let v: unknown;
+  try { v = JSON.parse(text); } catch { return { problem: `${path} (not JSON)` }; }
+  const problem = schemaProblem(IcdManifest, v, path);
+  return problem === null ? { lib: (v as { ICD: { library_path: string } }).ICD.library_path } : { problem };
 }

@@ -9,11 +9,28 @@
 // inspect files made elsewhere. The header is padded with spaces to 8 bytes, as the reference
 // implementation does, so tensor data stays aligned for zero-copy views.
 
-export type SafeDtype = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+import Type, { type Static } from 'typebox';
+import { schemaProblem } from '../protocol/check.ts';
+
+const DTYPES = ['F32', 'F16', 'BF16', 'F64', 'I64', 'I32', 'I16', 'I8', 'U8', 'BOOL'] as const;
+export type SafeDtype = (typeof DTYPES)[number];
 
 const DTYPE_BYTES: Record<SafeDtype, number> = {
   F32: 4, F16: 2, BF16: 2, F64: 8, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
 };
+
+const Size = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+/** One tensor's entry in the header. Offsets and sizes are checked against the data below. */
+const HeaderEntry = Type.Object({
+  dtype: Type.Enum(DTYPES),
+  shape: Type.Array(Size, { maxItems: 64 }),
+  data_offsets: Type.Tuple([Size, Size]),
+});
+/** The JSON header: tensor entries by name, plus an optional string map `__metadata__`. */
+const Header = Type.Object({
+  __metadata__: Type.Optional(Type.Record(Type.String(), Type.String())),
+}, { additionalProperties: HeaderEntry });
+type HeaderEntry = Static<typeof HeaderEntry>;
 
 export interface SafeTensorIn {
   name: string;
@@ -104,42 +121,32 @@ export function readSafetensors(buf: Uint8Array): SafeFile {
     throw new SafetensorsError(`header length ${n64} exceeds the file (${buf.length} bytes) or the 100 MB limit`);
   }
   const n = Number(n64);
-  let header: Record<string, unknown>;
+  let header: unknown;
   try {
     header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(8, 8 + n)));
   } catch (err) {
     throw new SafetensorsError(`header is not valid UTF-8 JSON: ${(err as Error).message}`);
   }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new SafetensorsError('header is not a JSON object');
+  const problem = schemaProblem(Header, header, 'safetensors header');
+  if (problem !== null) throw new SafetensorsError(problem);
   const dataStart = 8 + n;
   const dataLen = buf.length - dataStart;
   const tensors = new Map<string, SafeTensorOut>();
   let metadata: Record<string, string> = {};
   const spans: [number, number, string][] = [];
-  for (const [name, raw] of Object.entries(header)) {
+  for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
-      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new SafetensorsError('__metadata__ must be an object');
-      for (const [k, v] of Object.entries(raw)) if (typeof v !== 'string') throw new SafetensorsError(`metadata "${k}" is not a string`);
       metadata = raw as Record<string, string>;
       continue;
     }
-    const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof e !== 'object' || e === null) throw new SafetensorsError(`tensor "${name}": entry is not an object`);
-    const dtype = e.dtype as SafeDtype;
-    if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) throw new SafetensorsError(`tensor "${name}": unsupported dtype ${String(e.dtype)}`);
-    const shape = e.shape;
-    if (!Array.isArray(shape) || !shape.every((x) => Number.isInteger(x) && x >= 0)) throw new SafetensorsError(`tensor "${name}": bad shape`);
-    const off = e.data_offsets;
-    if (!Array.isArray(off) || off.length !== 2 || !off.every((x) => Number.isInteger(x) && x >= 0)) {
-      throw new SafetensorsError(`tensor "${name}": bad data_offsets`);
-    }
-    const [b, end] = off as [number, number];
-    const count = (shape as number[]).reduce((a, x) => a * x, 1);
+    const { dtype, shape, data_offsets: off } = raw as HeaderEntry;
+    const [b, end] = off;
+    const count = shape.reduce((a, x) => a * x, 1);
     if (end < b || end > dataLen) throw new SafetensorsError(`tensor "${name}": data_offsets [${b}, ${end}] outside the data (${dataLen} bytes)`);
     if (end - b !== count * DTYPE_BYTES[dtype]) {
       throw new SafetensorsError(`tensor "${name}": ${end - b} bytes do not match ${dtype} shape [${shape}]`);
     }
-    tensors.set(name, { name, dtype, shape: shape as number[], bytes: buf.subarray(dataStart + b, dataStart + end) });
+    tensors.set(name, { name, dtype, shape, bytes: buf.subarray(dataStart + b, dataStart + end) });
     spans.push([b, end, name]);
   }
   spans.sort((x, y) => x[0] - y[0]);

@@ -166,8 +166,13 @@ function decodeControl(bytes: Uint8Array, dv: DataView): Frame {
   const want = crc32(json);
   const got = dv.getUint32(12, true);
   if (got !== want) throw new HeaderChecksumError(got, want);
+  return { type: 'control', message: controlJson(json) };
+}
+
+/** A control frame's JSON, as yet unchecked: the receiver checks it by its schema (parseControl). */
+function controlJson(json: Uint8Array): unknown {
   try {
-    return { type: 'control', message: JSON.parse(fromUtf8.decode(json)) };
+    return JSON.parse(fromUtf8.decode(json));
   } catch (err) {
     throw new MessageError('control frame is not valid UTF-8 JSON', { cause: err });
   }
