@@ -328,4 +328,27 @@ describe('architecture (docs/design.md section 2)', () => {
     }
     expect(dead).toEqual([]);
   });
+  it('sets no test or hook limit shorter than the config\'s outer guard', () => {
+    // A test waits for named conditions with their own deadlines; the limit around it only guards
+    // against a hang and must be longer than those waits (vite.config.ts). A per-test limit below
+    // the config's cut the end-to-end tests short on a loaded machine while their conditions were
+    // still coming; a longer one (a hook that builds a whole swarm) is allowed.
+    const config = readFileSync(join(ROOT, 'vite.config.ts'), 'utf8');
+    const testLimit = Number(/testTimeout: ([\d_]+)/.exec(config)![1].replace(/_/g, ''));
+    const hookLimit = Number(/hookTimeout: ([\d_]+)/.exec(config)![1].replace(/_/g, ''));
+    const short = (text: string, file: string): string[] => {
+      const found: string[] = [];
+      text.split('\n').forEach((line, i) => {
+        const m = /^(\s*)\}, ([\d_]{4,})\);$/.exec(line);
+        if (!m) return;
+        const limit = Number(m[2].replace(/_/g, ''));
+        if (limit < (m[1].length === 0 ? hookLimit : testLimit)) found.push(`${file}:${i + 1}`);
+      });
+      return found;
+    };
+    const tests = readdirSync(join(ROOT, 'tests')).filter((f) => f.endsWith('.test.ts'));
+    expect(tests.flatMap((f) => short(readFileSync(join(ROOT, 'tests', f), 'utf8'), `tests/${f}`))).toEqual([]);
+    // The checker itself: a 120 s test limit and a 60 s hook limit are found, 900 s and a timer are not.
+    expect(short("  it('x', async () => {\n  }, 120_000);\nbeforeAll(() => {\n}, 60_000);\n  }, 900_000);\n    }, 2);", 'x.ts')).toEqual(['x.ts:2', 'x.ts:4']);
+  });
 });

@@ -116,5 +116,5 @@ describe('choosing drivers from a worker thread', () => {
     const msg = await new Promise<string>((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
     await w.terminate();
     expect(msg).toMatch(/must be chosen before worker threads start.*call pickVulkanDrivers\(\) in the main thread, or set VK_ICD_FILENAMES/);
-  }, 60_000);
+  });
 });

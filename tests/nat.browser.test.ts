@@ -128,7 +128,7 @@ describe('a browser volunteer across NATs (network namespaces, coturn, https)', 
     expect(c.exchanges.direct).toBe(0);
     expect(c.relayFraction).toBe(1);
     expect(errors).toEqual([]);
-  }, 600_000);
+  });
 
   it('the volunteer page over plain http on a public address says WebGPU needs https and what the operator must do', async () => {
     topo = createTopology({ homes: 1, nat: 'cone' });
@@ -145,5 +145,5 @@ describe('a browser volunteer across NATs (network namespaces, coturn, https)', 
     expect(text).toContain('"http://198.18.0.1:8787"');
     expect(text).toContain('murmur serve --tls-cert FILE --tls-key FILE');
     expect(text).toContain('docs/deploy.md');
-  }, 240_000);
+  });
 });

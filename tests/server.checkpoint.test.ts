@@ -263,5 +263,5 @@ describe('checkpoints', () => {
       await s3.close();
       rmSync(dir, { recursive: true });
     }
-  }, 400_000);
+  });
 });

@@ -36,7 +36,7 @@ beforeAll(async () => {
     payload: { id: 'fair', dataset: 'moby-dick', preset: 'micro', train: { batch: 4, H: 20, lr: 3e-3, warmupSteps: 4 } },
   });
   expect(r.statusCode).toBe(201);
-}, 60_000);
+});
 
 afterAll(async () => {
   await Promise.all(volunteers.map((v) => v.stop('test over')));
@@ -84,5 +84,5 @@ describe('fair pairing with real volunteers', () => {
     expect(a + b, line).toBeGreaterThan(0);
     expect(k, line).toBeLessThanOrEqual(Math.ceil(1.5 * ((a + b) / 2)) + 2);
     await Promise.all(volunteers.map((v) => v.stop('test over')));
-  }, 600_000);
+  });
 });

@@ -49,7 +49,7 @@ describe('peer list under silent joins', () => {
     } finally {
       for (const p of peers) p.ws.close();
     }
-  }, 240_000);
+  });
 });
 
 describe('database rows under silent joins', () => {
@@ -91,5 +91,5 @@ describe('database rows under silent joins', () => {
       for (const p of stay) p.ws.close();
       await t.close();
     }
-  }, 120_000);
+  });
 });

@@ -61,7 +61,7 @@ describe('simulator on the WGSL engine', () => {
     const a = await run(), b = await run();
     expect(a.evals).toEqual(b.evals);
     expect(a.finalWeights).toEqual(b.finalWeights);
-  }, 120_000);
+  });
 
   it('a learner on its own: loss after a step, none for a joiner before its first, a rate of 0 is a rate', async () => {
     const model = preset('micro');
@@ -98,5 +98,5 @@ describe('simulator on the WGSL engine', () => {
       b.dispose!();
       gpu.dispose!();
     }
-  }, 60_000);
+  });
 });

@@ -102,7 +102,7 @@ beforeAll(async () => {
   });
   if (res.status !== 201) throw new Error(`creating the test run failed: HTTP ${res.status} ${await res.text()}`);
   browser = await launchWebRtcBrowser();
-}, 120_000);
+});
 
 afterAll(async () => {
   await browser?.close();
@@ -158,5 +158,5 @@ describe('three browser volunteers over WebRTC', () => {
     expect(server.c.hub.pool(RUN).stats.pairs).toBeGreaterThanOrEqual(Math.ceil(MIN_PAIRED / 2));
     for (const p of pages) await p.getByRole('button', { name: 'Stop' }).click();
     expect(errors).toEqual([]);
-  }, 220_000);
+  });
 });

@@ -100,5 +100,5 @@ describe('real WebRTC links', () => {
     a.send(new Uint8Array([1, 2, 3]));
     const got = await new Promise<Uint8Array>((r) => b.on('data', r));
     expect([...got]).toEqual([1, 2, 3]);
-  }, 30_000);
+  });
 });

@@ -89,7 +89,7 @@ describe('mesh (in-memory links)', () => {
     expect(p, `pair counts ${counts.join(',')}`).toBeGreaterThan(0.001);
     // Each outer step exchanged with at most one partner, and pairs agree with each other.
     assertSymmetric(swarm.peers.map((p) => p.id), results);
-  }, 120_000);
+  });
 
   it('without the coordinator, pairs through random neighbours; partner choice stays uniform (chi-square)', async () => {
     swarm = new Swarm({ n: 6, transport: 'memory', elements: 256, seed: 5 });
@@ -110,7 +110,7 @@ describe('mesh (in-memory links)', () => {
     const { p } = chiSquareUniform(counts);
     expect(p, `pair counts ${counts.join(',')}`).toBeGreaterThan(0.001);
     assertSymmetric(swarm.peers.map((p) => p.id), results);
-  }, 120_000);
+  });
 
   it('a peer alone goes solo after its wait, within budget', async () => {
     swarm = new Swarm({ n: 2, transport: 'memory', elements: N });
@@ -263,7 +263,7 @@ describe('mesh: bounded resources towards strangers', () => {
     expect(peak).toBeLessThanOrEqual(hardCap);
     const paired = results[0].filter((r) => r.outcome === 'paired' && r.partner === honest.id).length;
     expect(paired, JSON.stringify(results[0].map((r) => r.reason))).toBeGreaterThanOrEqual(rounds - 2);
-  }, 60_000);
+  });
 });
 
 function pairCounts(ids: string[], results: ExchangeResult[][]): number[] {

@@ -267,5 +267,5 @@ describe('PartnerValidator: peers that trained apart for rounds', () => {
     expect(dist(pa.phi, pc.phi) / va.deltaScale).toBeGreaterThan(DEFAULT_VALIDATION.phiFactor);
     const verdict = va.check(pa.phi, { phi: pc.phi, delta: pc.delta.slice() }, { peer: 'C', round: K });
     expect(verdict, JSON.stringify(verdict)).toMatchObject({ ok: true });
-  }, 60_000);
+  });
 });

@@ -16,7 +16,7 @@ beforeAll(async () => {
     payload: { id: 'local', dataset: 'moby-dick', preset: 'micro', train: { batch: 4, H: 16, lr: 3e-3, warmupSteps: 4 }, pairWaitFrac: 10 },
   });
   expect(r.statusCode).toBe(201);
-}, 60_000);
+});
 
 afterAll(async () => {
   await local?.stop(2_000);
@@ -52,5 +52,5 @@ describe('startLocalVolunteers', () => {
     for (const x of r) expect(x.val).not.toBeNull();
     // They left: the coordinator lists nobody live any more.
     await until(() => s.c.hub.livePeers('local').length === 0, 10_000, 'the children to leave the run');
-  }, 90_000);
+  });
 });

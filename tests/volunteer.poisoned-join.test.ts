@@ -91,7 +91,7 @@ describe('a newcomer that cannot be poisoned or crashed', () => {
     // Both rogues were asked (a newcomer asks up to min(3, others) live peers) and refused.
     expect(served.get(overflow)).toBe(1);
     expect(served.get(worse)).toBe(1);
-  }, 180_000);
+  });
 
   it('refuses a bad checkpoint (round 2^53 - 1, garbage φ) with no live peer, starts fresh and keeps training', async () => {
     const run = await newRun('poison-ckpt');
@@ -105,5 +105,5 @@ describe('a newcomer that cannot be poisoned or crashed', () => {
     expect(summary).toMatchObject({ joinedFrom: 'fresh', rounds: 2, reason: 'limit reached' });
     expect(rounds.map((r) => r.report.round)).toEqual([1, 2]);
     expect(Number.isFinite(rounds[1]!.report.valLoss as number)).toBe(true);
-  }, 180_000);
+  });
 });

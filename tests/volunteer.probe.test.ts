@@ -23,7 +23,7 @@ const offences = () => (s.c.db.prepare("SELECT peer_id AS reporter, data_json AS
 
 beforeAll(async () => {
   s = await startServer();
-}, 60_000);
+});
 
 afterAll(async () => {
   await Promise.all(volunteers.map((v) => v.stop('test over')));
@@ -118,7 +118,7 @@ describe('the probe with real volunteers', () => {
     for (const e of events.flat().filter((x) => x.probe)) expect(e.report.probeMs).toBeGreaterThanOrEqual(0);
     const rows = s.c.db.prepare('SELECT probe_rejected AS rejected FROM reports WHERE peer_id IN (?, ?) AND probe_ms IS NOT NULL').all(ids.ia, ids.ib) as { rejected: number }[];
     expect(rows.some((r) => r.rejected === 1)).toBe(true);
-  }, 480_000);
+  });
 
   it('a partner sending Δ negated at the honest norm: every update of its that the probe found harmful beyond the margin is rejected, and no honest peer is blamed (printed: each exchange\'s numbers)', async () => {
     // What this attack costs a receiver varies: early in a run the negated Δ undoes a large share
@@ -136,5 +136,5 @@ describe('the probe with real volunteers', () => {
     }
     const blamed = offences().filter((o) => o.reporter !== ids.ik && (o.accused === ids.ia || o.accused === ids.ib));
     expect(blamed, JSON.stringify(blamed)).toEqual([]);
-  }, 480_000);
+  });
 });

@@ -64,5 +64,5 @@ describe('volunteer across a coordinator restart', () => {
     // The signed session brought back the same peer id; every round is there exactly once.
     expect(new Set(rows.map((x) => x.peer))).toEqual(new Set([peerId]));
     expect(rows.map((x) => x.round)).toEqual(rounds.map((e) => e.report.round));
-  }, 120_000);
+  });
 });
