@@ -132,6 +132,14 @@ const DEV_EWMA = 0.25;
  */
 const DEV_GRACE = 3;
 /**
+ * A peer whose loop's mean deviation is more than this fraction of its cadence is not predicted
+ * (rule 2): nobody waits for it or holds a repeat for it; it pairs with whoever is waiting when it
+ * comes. A loaded machine's loop varies by about a quarter (σ = 0.3 L gives a mean deviation of
+ * 0.24 L; its smoothed estimate wanders, and at 0.5 it sometimes crossed); a peer alternating
+ * short and long loops is far over.
+ */
+const UNPREDICTABLE = 0.75;
+/**
  * With step progress fed, a peer whose steps never advanced pairs at most once per this many
  * typical cadences: a trainer's steps advance within a round or two of joining, so only a peer
  * that does not train stays here, and it must not take the partners of peers that do.
@@ -228,11 +236,13 @@ export class ReadyPool {
         : due === 'unknown' ? now + this.repeatHoldFrac * wait
         : due !== null && due.at <= now + wait ? Math.min(now + wait, due.at + due.grace)
         : now;
-      if (hold <= now) {
+      // The hold ends by the time the last partner would give up: a repeat beats a solo step.
+      const held = Math.min(hold, ...candidates.map((c) => c.until));
+      if (held <= now) {
         events.matches.push(this.match(me, candidates[this.index(candidates.length)]!));
         return events;
       }
-      me.repeatAt = hold;
+      me.repeatAt = held;
       this.waiting.push(me);
       return events;
     }
@@ -264,8 +274,9 @@ export class ReadyPool {
     const now = this.o.now();
     const events: PoolEvents = { matches: [], solos: [] };
     for (const w of [...this.waiting]) {
-      if (!this.waiting.includes(w) || w.until <= now) continue;
-      const others = this.waiting.filter((o) => o !== w && o.until > now && this.pairableAt(w, o) <= now);
+      // A wait that ends now still takes a partner pairable now (a held repeat) over a solo step.
+      if (!this.waiting.includes(w) || w.until < now) continue;
+      const others = this.waiting.filter((o) => o !== w && o.until >= now && this.pairableAt(w, o) <= now);
       if (others.length === 0) continue;
       this.waiting = this.waiting.filter((o) => o !== w);
       events.matches.push(this.match(w, others[this.index(others.length)]!));
@@ -452,9 +463,13 @@ export class ReadyPool {
       if (!this.canPair(peer, other) || this.has(other)) continue;
       if (c.period === null) return 'unknown';
       if (c.released === null) continue; // on its way back from a wait we did not see end
+      // A loop that varies by more than UNPREDICTABLE of itself tells nobody when it comes back:
+      // waiting on it is idle time its owner chose for others (a hostile peer alternating short
+      // and long loops was always due).
+      if (c.dev > UNPREDICTABLE * c.period) continue;
       let at = c.released + c.period;
       if (at < now) {
-        if (now - at > Math.max(c.period / 2, DEV_GRACE * c.dev)) continue;
+        if (now - at > Math.min(c.period, Math.max(c.period / 2, DEV_GRACE * c.dev))) continue;
         at = now;
       }
       const grace = Math.max(this.minWaitMs, this.graceFrac * c.period, Math.min(DEV_GRACE * c.dev, c.period / 2));
