@@ -46,6 +46,8 @@ interface Row {
   /** Coefficient of variation of a volunteer's loop time (inner loop and evaluation), and the
    *  per-step jitter σ given to the simulator so that its loops vary as much (see below). */
   loop_cv: number; sim_jitter: number; pair_wait_frac: number;
+  /** The run's offender reports among these honest volunteers, by reason ("(veto)": the one that parted a pair). */
+  offences: Record<string, number>;
   /** Mean correlation of two volunteers' loop times at the same moment (the machine's shared
    *  load); the simulator gets the independent part of loop_cv, loop_cv·√(1 − loop_corr). */
   loop_corr: number;
@@ -102,6 +104,15 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
     const t1 = Date.now();
     const load = loadavg()[0]!;
     const poolStats = (await s.c.app.inject({ method: 'GET', url: `/api/runs/${runId}/peers` })).json().pairs as { pairs: number; solos: number; leftAtOnce: number };
+    // Honest volunteers report each other too (the probe judges noisy losses): each report is a
+    // strike, and VETO_AFTER strikes of one pair part the two for the run.
+    const offences: Record<string, number> = {};
+    for (const e of s.c.events.list(runId, 0, Date.now(), 10_000)) {
+      if (e.kind !== 'peer-offender') continue;
+      const d = e.data as { reason: string; vetoed: boolean };
+      const key = `${d.reason}${d.vetoed ? ' (veto)' : ''}`;
+      offences[key] = (offences[key] ?? 0) + 1;
+    }
     await Promise.all(procs.map((p) => p.stop()));
     const wallMs = t1 - t0;
     // Rounds that began inside the window: the first round of each (bootstrap) is left out.
@@ -151,7 +162,7 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
       mean_steps: round(meanSteps, 1), step_ms: round(stepMs, 1),
       sim_pair_fraction: round(sim.pair, 4), sim_idle_fraction: round(sim.idle, 4), load_avg_1m: round(load, 2),
       loop_cv: round(loopCv, 3), loop_corr: round(loopCorr, 3), sim_jitter: round(jitter, 3), pair_wait_frac: wait,
-      solo_reasons: soloReasons, pool: poolStats,
+      solo_reasons: soloReasons, pool: poolStats, offences,
       probe_ms_per_round: round(all.length ? probeMs / all.length : 0, 2), probe_judged: judged.length,
       probe_rejected: judged.filter((e) => e.report.probeRejected === true).length,
     };
@@ -229,7 +240,7 @@ async function main(): Promise<void> {
   for (const s of SETUPS.filter((x) => !only || only.split(',').includes(String(x.n)))) {
     rows.push(await swarm(s.n, s.speeds));
     console.log(table(rows.slice(-1)));
-    console.log(`  solo reasons ${JSON.stringify(rows.at(-1)!.solo_reasons)}, coordinator pool ${JSON.stringify(rows.at(-1)!.pool)}`);
+    console.log(`  solo reasons ${JSON.stringify(rows.at(-1)!.solo_reasons)}, coordinator pool ${JSON.stringify(rows.at(-1)!.pool)}, offender reports ${JSON.stringify(rows.at(-1)!.offences)}`);
   }
   console.log('\n' + table(rows));
   const out = join(dirname(fileURLToPath(import.meta.url)), 'results', 'swarm.json');

@@ -7,7 +7,7 @@ import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../src/
 import type { PairedMsg, ServerMessage } from '../src/protocol/messages.ts';
 import { MAX_OFFENDER_REASON } from '../src/protocol/messages.ts';
 import { withPeerReplay } from '../src/volunteer/signaling.ts';
-import { PROBATION_EXCHANGES } from '../server/peers.ts';
+import { PROBATION_EXCHANGES, SOFT_REPORTS_KEPT } from '../server/peers.ts';
 import { RawPeer, report, sleep, startServer, until, type TestServer } from './support/coordinator.ts';
 
 let s: TestServer;
@@ -15,7 +15,7 @@ beforeAll(async () => {
   // These raw peers answer at once, with no inner loop between rounds: there is no cadence for
   // the pool to predict from, so it runs the plain rule (everyone waits its whole wait).
   s = await startServer({ hub: { heartbeatMs: 200, livenessMs: 5000, helloTimeoutMs: 2000, pairPrediction: false } });
-  for (const id of ['off', 'elsewhere', 'ids', 'probation']) {
+  for (const id of ['off', 'soft', 'elsewhere', 'ids', 'probation']) {
     const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id, dataset: 'moby-dick', preset: 'micro' } });
     expect(r.statusCode).toBe(201);
   }
@@ -235,6 +235,43 @@ describe('offender reports', () => {
     } finally {
       stopHb();
       a.peer.close(); b.peer.close(); c.peer.close();
+    }
+  });
+});
+
+describe('probe CUSUM reports', () => {
+  it('are stored as evidence (at most SOFT_REPORTS_KEPT per pair) but are no strike: the two still pair; a gross harm still counts', async () => {
+    // Honest partners' noisy probe losses add up to a CUSUM report about once per hundred
+    // exchanges; two such reports used to part the only pair of a swarm of two for the run.
+    const [a, b] = [await RawPeer.join(s.wsUrl, { run: 'soft' }), await RawPeer.join(s.wsUrl, { run: 'soft' })];
+    const stopHb = heartbeat(a.peer, b.peer);
+    const ids = [a, b].map((p) => p.welcome.peerId);
+    const rows = () => offenderRows().filter((r) => r.runId === 'soft');
+    try {
+      await pairUp(a.peer, b.peer, ids[1]!, 0);
+      for (let k = 0; k < SOFT_REPORTS_KEPT + 3; k++) {
+        b.peer.send({ t: 'offender', peer: ids[0], reason: `probe-harm: paired 2.08 vs solo 2.09 on 4 probe windows: excess 0.02, margin 0.03; cusum 4.4 > 4 (${k})` });
+      }
+      // Each report answers nothing; a gross one after them shows when all were handled.
+      b.peer.send({ t: 'offender', peer: ids[0], reason: 'probe-gross: paired 3.1 vs solo 2.1' });
+      await until(() => rows().some((r) => r.data.includes('probe-gross')), 5000, 'the gross report');
+      const soft = rows().filter((r) => r.data.includes('probe-harm'));
+      expect(soft).toHaveLength(SOFT_REPORTS_KEPT);
+      for (const r of soft) expect(JSON.parse(r.data)).toMatchObject({ accused: ids[0], vetoed: false });
+      expect(JSON.parse(rows().at(-1)!.data)).toMatchObject({ reason: 'probe-gross: paired 3.1 vs solo 2.1', strike: 1, vetoed: false });
+      // Seven CUSUM reports and one gross harm: no veto, the two still pair.
+      await pairUp(a.peer, b.peer, ids[1]!, 1);
+      // A second gross harm is the veto.
+      b.peer.send({ t: 'offender', peer: ids[0], reason: 'probe-gross: paired 3.2 vs solo 2.1' });
+      await until(() => rows().filter((r) => r.data.includes('probe-gross')).length === 2, 5000, 'the second gross report');
+      expect(JSON.parse(rows().at(-1)!.data)).toMatchObject({ strike: 2, vetoed: true });
+      const n = a.peer.frames.length;
+      a.peer.send({ t: 'ready', round: 2, waitMs: 300 });
+      b.peer.send({ t: 'ready', round: 2, waitMs: 300 });
+      expect((await a.peer.next<PairedMsg>((m) => m.t === 'paired' && m.round === 2, 5000, n)).partner).toBeNull();
+    } finally {
+      stopHb();
+      a.peer.close(); b.peer.close();
     }
   });
 });
