@@ -110,7 +110,7 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
     for (const e of s.c.events.list(runId, 0, Date.now(), 10_000)) {
       if (e.kind !== 'peer-offender') continue;
       const d = e.data as { reason: string; vetoed: boolean };
-      const key = `${d.reason}${d.vetoed ? ' (veto)' : ''}`;
+      const key = `${d.reason.split(':')[0]}${d.vetoed ? ' (veto)' : ''}`;
       offences[key] = (offences[key] ?? 0) + 1;
     }
     await Promise.all(procs.map((p) => p.stop()));
