@@ -66,11 +66,11 @@ const L = 1000;
 type Loop = (peer: string, k: number, paired: boolean, normal: () => number) => number;
 
 /**
- * Peers on the fake clock, each entering the pool with a wait of L whenever its loop ends, until
+ * Peers on the fake clock, each entering the pool with `wait` whenever its loop ends, until
  * every peer has done `rounds` rounds. Per peer: the fraction of its rounds paired and of the
  * time it spent waiting in the pool; overall: the fraction of all rounds paired.
  */
-function loops(peers: string[], loop: Loop, seed: number, rounds: number) {
+function loops(peers: string[], loop: Loop, seed: number, rounds: number, wait = L) {
   const random = seededRandom(seed);
   const normal = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
   const f = fakePool({ random: seededRandom(100 + seed) });
@@ -84,7 +84,7 @@ function loops(peers: string[], loop: Loop, seed: number, rounds: number) {
     const d = f.pool.nextDeadline();
     const [m, s] = [f.log.matches.length, f.log.solos.length];
     if (d !== null && d < at) f.run(d);
-    else { next.set(p, Infinity); entered.set(p, at); f.enter(p, round.get(p)!, L, at); }
+    else { next.set(p, Infinity); entered.set(p, at); f.enter(p, round.get(p)!, wait, at); }
     const met = f.log.matches.slice(m).flatMap((x) => [x.initiator.peer, x.responder.peer]);
     const solo = f.log.solos.slice(s).map((x) => x.peer);
     for (const q of [...met, ...solo]) {
@@ -197,9 +197,11 @@ describe('ready pool: the small-swarm rule (wait only for a partner who is due)'
 
   it('leaves at once when nobody is due within its wait', () => {
     const f = fakePool({ minWaitMs: 0 });
-    learn(f, { a: 0, b: 400 }, 1000); // b is ready at 400, 1400, 2400...
+    learn(f, { a: 0, b: 900 }, 1000); // b is ready at 900, 1900, 2900...
     const before = f.log.solos.length;
-    f.enter('a', 2, 300, 2000); // b is due at 2400, beyond a's 300 ms
+    // b is due at 2900: beyond a's 300 ms, and beyond the 750 ms (3/4 of a's own cadence) the
+    // pool lets a wait whatever it asks.
+    f.enter('a', 2, 300, 2000);
     expect(f.log.solos.length).toBe(before + 1);
     expect(f.log.solos.at(-1)).toEqual({ peer: 'a', round: 2 });
     expect(f.pool.size).toBe(0);
@@ -215,6 +217,26 @@ describe('ready pool: the small-swarm rule (wait only for a partner who is due)'
     f.enter('b', 2, 500, 2410);
     expect(f.log.solos.length).toBe(before);
     expect(f.log.matches.at(-1)).toEqual({ initiator: { peer: 'b', round: 2 }, responder: { peer: 'a', round: 2 } });
+  });
+
+  it('waits at least 3/4 of its own cadence, whatever shorter wait it asks (its round is longer than its inner loop)', () => {
+    // A volunteer asks for a wait from its inner loop; its whole round (exchange, probe,
+    // evaluation) can be twice that. Asked 300 ms with a cadence of 1000, a still waits for b
+    // due 600 ms later, and pairs.
+    const f = fakePool({ minWaitMs: 0 });
+    learn(f, { a: 0, b: 600 }, 1000);
+    const before = f.log.solos.length;
+    f.enter('a', 2, 300, 2000);
+    expect(f.pool.has('a')).toBe(true);
+    f.enter('b', 2, 300, 2600);
+    expect(f.log.solos.length).toBe(before);
+    expect(f.log.matches.at(-1)).toEqual({ initiator: { peer: 'b', round: 2 }, responder: { peer: 'a', round: 2 } });
+    // Two peers asking 0.3 of their round (L ± 5%, an exchange adds 0.3 L) pair at least 90%
+    // of their rounds, where a plain wait of 0.3 L would leave them at their random offset.
+    for (const seed of [1, 2, 3]) {
+      const r = loops(['a', 'b'], (_p, _k, paired, normal) => L + (paired ? 0.3 * L : 0) + 0.05 * L * normal(), seed, 100, 0.3 * L);
+      expect(r.paired, `seed ${seed}`).toBeGreaterThanOrEqual(0.9);
+    }
   });
 
   it('gives up at the due time plus a grace when the partner does not come, not at the end of its wait', () => {
