@@ -12,15 +12,23 @@
 //   dist/kernels/gpu-check.mjs       bench/gpu-check.ts (the GPU's step against the CPU reference)
 //   dist/kernels/torch.mjs           bench/torch.ts (Murmur vs PyTorch on this GPU; torch_gpt.py
 //                                   beside it, run by the machine's python3 with its torch)
-// Run: node scripts/bundle-bench.mjs [--device]
+// It also measures what the browser downloads: the training worker (what a volunteer's browser
+// loads before the first step) and embed.js (what a site that embeds the widget loads), minified
+// as a production build ships them, raw and gzipped, with TypeBox's share of each; a table, and
+// bench/results/bundle-size.json.
+// Run: node scripts/bundle-bench.mjs [--device] [--against REV]...
 //   --device also packs what scripts/device-run.sh needs on a machine without Node or a Vulkan
 //   loader: dist/node.xz (this Node, xz-compressed) and dist/vk (libvulkan.so.1 and an ICD file
 //   for the NVIDIA driver's headless EGL entry point).
+//   --against REV (repeatable, newest first) measures the same browser bundles from the src/ of
+//   older commits beside this tree's, e.g. the commit before TypeBox entered the worker: 54aae15^.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // CommonJS dependencies call require(); give each ESM bundle a real one.
@@ -80,6 +88,63 @@ await build({
 cpSync(join(root, 'bench/kernels/matmul'), join(kernels, 'matmul'), { recursive: true });
 copyFileSync(join(root, 'bench/torch_gpt.py'), join(kernels, 'torch_gpt.py'));
 console.log('wrote dist/kernels/{sim,sim-worker,matmul,profile,gpu-check,torch}.mjs, torch_gpt.py, dawn.node, matmul/');
+
+// ---------- browser bundle sizes ----------
+
+/** The browser entries whose download size matters, as the production build bundles them. */
+const BROWSER_ENTRIES = { worker: 'src/worker/worker.ts', 'embed.js': 'src/ui/embed/embed.ts' };
+
+/** Each entry of `srcRoot` (a tree holding src/) minified for the browser: bytes, gzip -9 bytes, TypeBox's minified bytes. */
+async function browserSizes(srcRoot) {
+  const sizes = {};
+  for (const [name, entry] of Object.entries(BROWSER_ENTRIES)) {
+    const r = await build({
+      entryPoints: [join(srcRoot, entry)], bundle: true, write: false, minify: true, format: 'esm', platform: 'browser', target: 'es2022',
+      // This checkout's tsconfig and packages for every tree, so only src/ differs between columns.
+      metafile: true, tsconfig: join(root, 'tsconfig.json'), nodePaths: [join(root, 'node_modules')], define: { global: 'globalThis' }, plugins: [rawPlugin], logLevel: 'error',
+    });
+    const code = r.outputFiles[0].contents;
+    const inputs = Object.entries(Object.values(r.metafile.outputs)[0].inputs);
+    const typebox = inputs.filter(([path]) => path.includes('node_modules/typebox/')).reduce((a, [, v]) => a + v.bytesInOutput, 0);
+    sizes[name] = { bytes: code.length, gzipBytes: gzipSync(code, { level: 9 }).length, typeboxBytes: typebox };
+  }
+  return sizes;
+}
+
+const git = (...args) => execFileSync('git', ['-C', root, ...args], { encoding: 'utf8' }).trim();
+const here = { rev: 'this tree', commit: git('rev-parse', '--short', 'HEAD'), dirty: git('status', '--porcelain', '--', 'src').length > 0, sizes: await browserSizes(root) };
+const columns = [here];
+for (const [i, arg] of process.argv.entries()) {
+  if (arg !== '--against') continue;
+  const rev = process.argv[i + 1];
+  if (!rev || rev.startsWith('--')) throw new Error('--against needs a commit, e.g. --against 54aae15^');
+  const dir = mkdtempSync(join(tmpdir(), 'murmur-src-'));
+  try {
+    execFileSync('sh', ['-c', `git -C "${root}" archive "${rev}" src | tar -x -C "${dir}"`]);
+    columns.push({ rev, commit: git('rev-parse', '--short', rev), dirty: false, sizes: await browserSizes(dir) });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+const kb = (n) => (n / 1024).toFixed(1).padStart(7);
+console.log(`\nbrowser bundles, minified (KiB; gzip -9; TypeBox's minified share)`);
+console.log(['bundle'.padEnd(10), ...columns.map((c) => `${c.rev} (${c.commit}${c.dirty ? '+' : ''})`.padEnd(30))].join(''));
+for (const name of Object.keys(BROWSER_ENTRIES)) {
+  const cells = columns.map((c) => { const s = c.sizes[name]; return `${kb(s.bytes)} ${kb(s.gzipBytes)} ${kb(s.typeboxBytes)}`.padEnd(30); });
+  // Growth over the oldest commit asked for (the last --against).
+  const base = columns.at(-1).sizes[name];
+  const growth = columns.length > 1 ? `  ${kb(here.sizes[name].gzipBytes - base.gzipBytes).trim()} KiB gzip more than ${columns.at(-1).rev}` : '';
+  console.log([name.padEnd(10), ...cells].join('') + growth);
+}
+const sizesOut = join(root, 'bench/results/bundle-size.json');
+writeFileSync(sizesOut, JSON.stringify({
+  generated: new Date().toISOString(),
+  machine: { cpus: cpus().length, loadavg: loadavg().map((x) => +x.toFixed(2)) },
+  method: 'esbuild bundle of each entry (this checkout\'s tsconfig and node_modules for every column), minified, browser, es2022; gzip at level 9; typeboxBytes: minified bytes from node_modules/typebox',
+  entries: BROWSER_ENTRIES,
+  columns,
+}, null, 1) + '\n');
+console.log(`wrote ${sizesOut}`);
 
 if (process.argv.includes('--device')) {
   const vk = join(root, 'dist/vk');

@@ -9,6 +9,7 @@
 import type { Db } from './db.ts';
 import type { LiveHub } from './live.ts';
 import { jsonDepth, schemaProblem } from '../src/protocol/check.ts';
+import type { RunEventData } from '../src/protocol/api.ts';
 import { RunEvent, type RunEventKind } from '../src/protocol/events.ts';
 
 export type { RunEvent, RunEventKind };
@@ -49,7 +50,8 @@ export class EventLog {
     this.insert = db.prepare('INSERT INTO events (run_id, t, kind, peer_id, data_json) VALUES (?, ?, ?, ?, ?)');
   }
 
-  append(runId: string, kind: RunEventKind, peerId: string | null, data: unknown = null): RunEvent {
+  /** Writes an event and pushes it live; `data` is what its kind's schema describes (RUN_EVENT_DATA). */
+  append<K extends RunEventKind>(runId: string, kind: K, peerId: string | null, data: RunEventData[K]): RunEvent {
     const t = this.now();
     const id = Number(this.insert.run(runId, t, kind, peerId, data === null ? null : JSON.stringify(data)).lastInsertRowid);
     if (kind === 'peer-joined' || kind === 'peer-left') this.countChurn(runId);

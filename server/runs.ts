@@ -3,34 +3,15 @@
 import type { Db } from './db.ts';
 import { DEFAULT_TRAIN, PRESETS, preset as presetConfig, trainConfig, type TrainConfig } from '../src/model/config.ts';
 import Type, { type Static } from 'typebox';
-import { Compression, ID_PATTERN, IcePolicy, RunInfo, RunStatus } from '../src/protocol/messages.ts';
+import { Compression, ID_PATTERN, IcePolicy, RunInfo } from '../src/protocol/messages.ts';
 import { DEFAULT_PAIR_WAIT_FRAC } from '../src/protocol/ready-pool.ts';
-import { EmbedSites } from '../src/protocol/api.ts';
+import { EmbedSites, TrainOverrides, type UpdateRun } from '../src/protocol/api.ts';
 import { schemaProblem } from '../src/protocol/check.ts';
 
 export const DEFAULT_RUN_ID = 'default';
 
 const int = (minimum: number, maximum: number) => Type.Optional(Type.Integer({ minimum, maximum }));
 const num = (minimum: number, maximum: number) => Type.Optional(Type.Number({ minimum, maximum }));
-/** Bounds of every hyper-parameter a researcher may set (anything outside is a 400). */
-const TrainOverrides = Type.Object({
-  batch: int(1, 4096),
-  seqLen: int(2, 65536),
-  lr: num(0, 1),
-  warmupSteps: int(0, 1e9),
-  totalSteps: int(1, 1e12),
-  minLrFrac: num(0, 1),
-  weightDecay: num(0, 10),
-  beta1: num(0, 0.99999),
-  beta2: num(0, 0.99999),
-  eps: num(0, 1),
-  gradClip: num(0, 1e6),
-  H: int(1, 1e6),
-  outerMomentum: num(0, 0.9999),
-  outerLr: num(0, 10),
-  consensus: num(0, 1),
-}, { additionalProperties: false });
-
 
 export const CreateRun = Type.Object({
   id: Type.String({ pattern: ID_PATTERN }),
@@ -45,19 +26,6 @@ export const CreateRun = Type.Object({
   embedSites: Type.Optional(EmbedSites),
 }, { additionalProperties: false });
 export type CreateRun = Static<typeof CreateRun>;
-
-export const UpdateRun = Type.Object({
-  name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-  train: Type.Optional(TrainOverrides),
-  compression: Type.Optional(Compression),
-  pairWaitFrac: num(0.01, 10),
-  /** Applies to links opened after the change (live peers get it with the next config). */
-  icePolicy: Type.Optional(IcePolicy),
-  status: Type.Optional(RunStatus),
-  /** Replaces the whole list (send [] to allow none). */
-  embedSites: Type.Optional(EmbedSites),
-}, { additionalProperties: false });
-export type UpdateRun = Static<typeof UpdateRun>;
 
 /** A request the caller got wrong (becomes a 4xx with this message). */
 export class RunError extends Error {

@@ -1,10 +1,18 @@
 // The autotuner: measures candidate kernel shapes, keeps the fastest, caches it per adapter
-// (memory, and the Node JSON file store), and a cached adapter is not measured again.
+// (memory, and the Node JSON file store), and a cached adapter is not measured again; a cached
+// entry its schema refuses is measured again, in Node (named by field) and in the worker (by
+// TypeBox's compiled check, which must be what scripts/compile-checks.ts writes now).
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import Value from 'typebox/value';
 import { autotune, memoryStore, shapeName, tuningKey } from '../src/gpu/autotune.ts';
+import { isTuning } from '../src/gpu/tuning-check.ts';
+import { TuningSchema } from '../src/gpu/tuning-schema.ts';
+import { COMPILED_CHECKS, compiledModule } from '../scripts/compile-checks.ts';
+import { ROOT } from './support/browser.ts';
 import { DEFAULT_TUNING, LARGE_GEMM, tunedShape, type Tuning } from '../src/gpu/kernels.ts';
 import { fileStore } from '../src/gpu/autotune-node.ts';
 import { getTestGpu, gpuTest } from './support/gpu.ts';
@@ -101,5 +109,41 @@ describe('autotune', () => {
     } finally {
       warn.mockRestore();
     }
+  });
+
+  /** DEFAULT_TUNING with one change. */
+  const bad = (f: (t: Tuning) => void): Tuning => { const t = structuredClone(DEFAULT_TUNING); f(t); return t; };
+
+  gpuTest('measures again when the cached entry is not what the schema accepts', async (device) => {
+    const { info } = await getTestGpu();
+    const store = memoryStore();
+    store.entries.set(tuningKey(info), bad((t) => { t.stride.groups = 1e12; }));
+    const r = await autotune(device, info, { ...small, store });
+    expect(r.fromCache).toBe(false);
+    expect(store.entries.get(tuningKey(info))).toEqual(r.tuning);
+  });
+
+  it('the worker\'s check is TypeBox\'s compiled code for the schema, as the script writes it now', () => {
+    for (const c of COMPILED_CHECKS) {
+      expect(readFileSync(join(ROOT, c.file), 'utf8'), `${c.file} is stale: run npx tsx scripts/compile-checks.ts`).toBe(compiledModule(c));
+    }
+    // It stands alone: nothing of TypeBox (or anything else) is imported but a type.
+    const text = readFileSync(join(ROOT, 'src/gpu/tuning-check.ts'), 'utf8');
+    expect(text.split('\n').filter((l) => /^import\b/.test(l))).toEqual(["import type { Tuning } from './kernels.ts';"]);
+  });
+
+  it('the worker\'s check answers as the schema does', () => {
+    const large = { nn: DEFAULT_TUNING.matmul.nn, nt: DEFAULT_TUNING.matmul.nt, tn: DEFAULT_TUNING.matmul.tn };
+    const cases: unknown[] = [
+      DEFAULT_TUNING, { ...DEFAULT_TUNING, matmulLarge: large }, { ...DEFAULT_TUNING, matmulLarge: undefined },
+      bad((t) => { (t.matmul.nn as { wgX: unknown }).wgX = '8'; }), bad((t) => { t.stride.groups = 1e12; }),
+      bad((t) => { delete (t.matmul as Partial<Tuning['matmul']>).tn; }), bad((t) => { t.matmul.nt.wgY = 2.5; }),
+      bad((t) => { t.matmul.tn.tm = 6 as 4; }), bad((t) => { t.stride.wg = 0; }), bad((t) => { t.stride.wg = NaN; }),
+      bad((t) => { (t.matmul.nn as { vec4: unknown }).vec4 = 1; }), { ...DEFAULT_TUNING, extra: 1 },
+      { ...DEFAULT_TUNING, matmul: { ...DEFAULT_TUNING.matmul, xx: DEFAULT_TUNING.matmul.nn } }, { ...DEFAULT_TUNING, matmulLarge: null },
+      null, [], 'tuning', { matmul: DEFAULT_TUNING.matmul },
+    ];
+    expect(cases.map((c) => isTuning(c))).toEqual(cases.map((c) => Value.Check(TuningSchema, c)));
+    expect(cases.map((c) => isTuning(c)).filter(Boolean)).toHaveLength(3);
   });
 });

@@ -8,7 +8,10 @@ import { tableCounts } from '../server/db.ts';
 import { buildApp } from '../server/app.ts';
 import { RawPeer, report, startServer, until, type TestServer } from './support/coordinator.ts';
 import type { ServerMessage } from '../src/protocol/messages.ts';
-import { CreateRun, UpdateRun } from '../server/runs.ts';
+import { CreateRun } from '../server/runs.ts';
+import { RUN_EVENT_DATA, UpdateRun } from '../src/protocol/api.ts';
+import { schemaProblem } from '../src/protocol/check.ts';
+import type { RunEvent } from '../src/protocol/events.ts';
 import { asJson, mutants, naming, type Shape } from './support/mutants.ts';
 
 let s: TestServer;
@@ -121,8 +124,12 @@ describe('coordinator REST', () => {
 
     const stopped = await inject({ method: 'POST', url: '/api/runs/r1/stop', headers: s.admin });
     expect(stopped.json().status).toBe('stopped');
-    const ev = (await inject({ method: 'GET', url: '/api/runs/r1/events' })).json().events.map((e: { kind: string }) => e.kind);
+    const events = (await inject({ method: 'GET', url: '/api/runs/r1/events' })).json().events as RunEvent[];
+    const ev = events.map((e) => e.kind);
     expect(ev.filter((k: string) => k.startsWith('run-'))).toEqual(['run-created', 'run-updated', 'run-updated', 'run-stopped']);
+    // Each event's data is what the dashboard checks it against (its kind's schema).
+    expect(new Set(ev)).toEqual(new Set(['run-created', 'run-updated', 'run-stopped', 'peer-joined', 'peer-left']));
+    expect(events.map((e) => schemaProblem(RUN_EVENT_DATA[e.kind], e.data, `${e.kind}.data`)).filter((p) => p !== null)).toEqual([]);
     // The dashboard asks for the newest N, newest first.
     const all = (await inject({ method: 'GET', url: '/api/runs/r1/events' })).json().events.map((e: { id: number }) => e.id);
     const newest = (await inject({ method: 'GET', url: '/api/runs/r1/events?order=desc&limit=2' })).json().events.map((e: { id: number }) => e.id);

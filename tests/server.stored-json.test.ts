@@ -75,14 +75,14 @@ describe('run events read back from the database', () => {
     try {
       const add = (kind: string, data: string | null) =>
         Number(db.prepare("INSERT INTO events (run_id, t, kind, peer_id, data_json) VALUES ('default', 5, ?, NULL, ?)").run(kind, data).lastInsertRowid);
-      const good = log.append('default', 'run-updated', null, { name: 'x' });
+      const good = log.append('default', 'run-updated', null, { change: { name: 'x' } });
       const torn = add('run-updated', '{"name": ');
       const kind = add('run-exploded', null);
       const huge = add('run-updated', JSON.stringify({ pad: 'x'.repeat(100_000) }));
       const deep = add('run-updated', '['.repeat(40) + ']'.repeat(40));
       const plain = add('run-stopped', null);
       expect(log.list('default', 0, 10, 100).map((e) => e.id)).toEqual([good.id, plain]);
-      expect(log.list('default', 0, 10, 100)[0]!.data).toEqual({ name: 'x' });
+      expect(log.list('default', 0, 10, 100)[0]!.data).toEqual({ change: { name: 'x' } });
       expect(skipped.slice(0, 4)).toEqual([
         `event ${torn}.data is not JSON`,
         `event ${kind}.kind must be one of "run-created", "run-updated", "run-stopped", "peer-joined", "peer-left", "peer-offender", "checkpoint-saved", "checkpoint-deleted", "checkpoint-failed", got "run-exploded"`,

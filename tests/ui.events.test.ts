@@ -7,7 +7,8 @@ import { describeEvent, offenderReason } from '../src/ui/core/events.ts';
 import type { RunEventItem, RunEventKind } from '../src/ui/ports.ts';
 
 const A = 'p-1a2b3c4d5e6f7081', B = 'p-9f8e7d6c5b4a3921', C = 'p-0c0c0c0c0c0c0c0c';
-const ev = (kind: RunEventKind, peerId: string | null, data: unknown): RunEventItem => ({ id: 1, t: 1000, kind, peerId, data });
+// Unchecked on purpose: describeEvent words partial or wrong data without throwing.
+const ev = (kind: RunEventKind, peerId: string | null, data: unknown): RunEventItem => ({ id: 1, t: 1000, kind, peerId, data }) as RunEventItem;
 
 describe('run events in words', () => {
   it('says who reported whom, and for what', () => {

@@ -1,8 +1,10 @@
 // The UI's adapters to the coordinator, against a fake fetch and EventSource: the dashboard
-// source (REST + SSE, non-finite losses, narrowing a history too long for one raw page) and the
-// volunteer backend's description of a run.
-import { describe, expect, it } from 'vitest';
+// source (REST + SSE, non-finite losses, narrowing a history too long for one raw page, malformed
+// frames and run events dropped before the dashboard's controller reads them) and the volunteer
+// backend's description of a run.
+import { describe, expect, it, vi } from 'vitest';
 import { CoordinatorDashboardSource } from '../src/ui/browser/coordinator-dashboard.ts';
+import { DashboardController } from '../src/ui/controllers/dashboard-controller.ts';
 import { CoordinatorVolunteerBackend, requiredLimits, summarizeRun } from '../src/ui/browser/volunteer-backend.ts';
 import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
 import { pickRun } from '../src/ui/browser/runs.ts';
@@ -56,6 +58,8 @@ const checkpoint = {
   id: 'c-1', runId: 'default', step: 100, round: 2, valLoss: 2.5, tokens: 102400, peerId: null, sha256: 'ab'.repeat(32), bytes: 9,
   file: 'c-1.safetensors', createdAt: 5,
 };
+/** A peer-offender event's data as the coordinator writes it. */
+const offence = (accused: string, over: Record<string, unknown> = {}) => ({ accused, reason: 'non-finite: Δ[3] = NaN', strike: 1, vetoed: false, paired: true, ...over });
 
 describe('coordinator dashboard source', () => {
   it('maps the run, checkpoints (with download URLs) and history', async () => {
@@ -117,10 +121,10 @@ describe('coordinator dashboard source', () => {
     es.emit('report', live(1, { bytesIn: 'lots' }));
     es.emit('report', live(2, { partner: 42 }));
     es.emit('report', live(3, { trainLoss: 'NaNa' }));
-    es.emit('peer', { id: 1.5, runId: 'default', kind: 'peer-left', peerId: null, t: 7, data: null });
-    es.emit('peer', { id: 2, kind: 'peer-left', peerId: null, t: 7, data: null }); // no run
+    es.emit('peer', { id: 1.5, runId: 'default', kind: 'peer-left', peerId: null, t: 7, data: { reason: 'disconnected' } });
+    es.emit('peer', { id: 2, kind: 'peer-left', peerId: null, t: 7, data: { reason: 'disconnected' } }); // no run
     es.emit('report', live(4));
-    es.emit('peer', { id: 3, runId: 'default', kind: 'peer-left', peerId: null, t: 7, data: null });
+    es.emit('peer', { id: 3, runId: 'default', kind: 'peer-left', peerId: null, t: 7, data: { reason: 'disconnected' } });
     expect(got).toEqual({ reports: [4], events: [3] });
     off();
   });
@@ -153,8 +157,8 @@ describe('coordinator dashboard source', () => {
     es.emit('open');
     es.emit('report', live(5, { valLoss: 'Infinity' }));
     es.emit('peer', { id: 1, runId: 'default', kind: 'peer-left', peerId: 'p-0000000000000002', t: 7, data: { reason: 'disconnected' } });
-    es.emit('peer', { id: 2, runId: 'default', kind: 'peer-offender', peerId: 'p-0000000000000001', t: 8, data: { accused: 'p-0000000000000002', reason: 'non-finite: Δ[3] = NaN' } });
-    es.emit('checkpoint', { id: 3, runId: 'default', kind: 'checkpoint-saved', peerId: null, t: 9, data: { step: 100 } });
+    es.emit('peer', { id: 2, runId: 'default', kind: 'peer-offender', peerId: 'p-0000000000000001', t: 8, data: offence('p-0000000000000002') });
+    es.emit('checkpoint', { id: 3, runId: 'default', kind: 'checkpoint-saved', peerId: null, t: 9, data: { ...checkpoint, claimedValLoss: 2.4 } });
     es.emit('run', { id: 4, runId: 'default', kind: 'run-stopped', peerId: null, t: 10, data: null });
     es.emit('peer', { id: 5, kind: 'peer-exploded', peerId: 'p-0000000000000001', t: 11 }); // unknown kind
     es.emit('checkpoint', { kind: 'checkpoint-saved' }); // no id, no time
@@ -171,6 +175,89 @@ describe('coordinator dashboard source', () => {
     expect(got.events).toEqual(['7:peer-left:p-0000000000000002', '8:checkpoint-failed:p-0000000000000001']);
     off();
     expect(es.closed).toBe(true);
+  });
+});
+
+describe('the dashboard on a coordinator that sends malformed frames (issue 16)', () => {
+  const [P1, P2, P3] = ['p-0000000000000001', 'p-0000000000000002', 'p-0000000000000003'];
+  const event = (id: number, kind: string, peerId: string | null, data: unknown) => ({ id, runId: 'default', t: 1000 + id, kind, peerId, data });
+
+  async function dashboard(stored: unknown[] = []) {
+    const { fetch } = jsonFetch({
+      '/api/runs/default': () => ({ ...RUN, livePeers: 2, embedSites: [] }),
+      '/api/runs/default/checkpoints': () => ({ checkpoints: [checkpoint], pending: null }),
+      '/api/runs/default/metrics': () => page([point(10)]),
+      '/api/runs/default/events': () => ({ events: stored }),
+    });
+    const source = new CoordinatorDashboardSource({ baseUrl: 'http://c.test', runId: 'default', fetch, EventSource: FakeEventSource as unknown as typeof EventSource });
+    const c = new DashboardController({ source, now: () => 2000 });
+    await c.start();
+    return { c, es: FakeEventSource.last! };
+  }
+
+  it('drops each with a warning naming the field, and goes on with the next good one', async () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
+    const { c, es } = await dashboard();
+    try {
+      // Each passed the old checks (an envelope with a known kind; data read field by field).
+      es.emit('peer', event(1, 'peer-offender', P1, offence(P2, { accused: 42 }))); // wrong type in a field
+      es.emit('checkpoint', event(2, 'checkpoint-failed', P1, { request: 'r-1' })); // a field missing
+      es.emit('peer', event(3, 'peer-left', P3, { reason: 'x'.repeat(1_000_000) })); // a huge string
+      es.emit('report', live(4, { adapter: 'x'.repeat(1_000_000) }));
+      es.emit('run', event(5, 'run-updated', null, { change: { train: { H: -1 } } })); // out of bounds
+      es.emit('report', live(6, { step: undefined })); // a field missing from the frame itself
+      es.dispatchEvent(Object.assign(new Event('peer'), { data: '{"id": 7, "runId": "default", "kind": "peer-le' })); // not JSON
+      c.refresh();
+      expect(c.events).toEqual([]);
+      expect(c.alerts.filter((a) => a.kind === 'offender' || a.kind === 'checkpoint')).toEqual([]);
+      expect(c.peerRows.find((p) => p.id === P3)).toBeUndefined();
+      expect(c.reportCount).toBe(1); // the history's one
+      const said = warn.mock.calls.map((args) => String(args[0]));
+      expect(said).toEqual([
+        '[murmur] the dashboard dropped a peer-offender event: peer.data.accused must be string, got 42',
+        '[murmur] the dashboard dropped a checkpoint-failed event: checkpoint.data.reason is required',
+        '[murmur] the dashboard dropped a peer-left event: peer.data.reason must have at most 500 characters',
+        '[murmur] the dashboard dropped a "report" frame: report.adapter must have at most 200 characters',
+        '[murmur] the dashboard dropped a run-updated event: run.data.change.train.H must be >= 1, got -1',
+        '[murmur] the dashboard dropped a "report" frame: report.step is required',
+        '[murmur] the dashboard dropped a "peer" frame: it is not JSON',
+      ]);
+      // The next good ones are read as before: the event list, the alerts, the peers and the charts.
+      es.emit('peer', event(8, 'peer-offender', P1, offence(P2)));
+      es.emit('checkpoint', event(9, 'checkpoint-failed', P1, { request: 'r-1', reason: 'no upload within 60000 ms' }));
+      es.emit('report', live(20, { peerId: P3 }));
+      c.refresh();
+      expect(c.events.map((e) => [e.id, e.text])).toEqual([
+        [9, `checkpoint from peer ${P1} failed`],
+        [8, `peer ${P1} reported ${P2} for a bad update: non-finite Δ`],
+      ]);
+      expect(c.alerts.map((a) => a.kind)).toEqual(expect.arrayContaining(['offender', 'checkpoint']));
+      expect(c.peerRows.find((p) => p.id === P3)).toMatchObject({ step: 20 });
+      expect(c.reportCount).toBe(2);
+      expect(warn).toHaveBeenCalledTimes(7);
+    } finally {
+      c.dispose();
+      warn.mockRestore();
+    }
+  });
+
+  it('keeps the rest of a page of stored events when one of them is malformed, and stops warning after 20', async () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
+    // An offender report from a coordinator older than `paired`: left out, the page still shown.
+    const { c, es } = await dashboard([event(11, 'peer-left', P2, { reason: 'disconnected' }), event(10, 'peer-offender', P1, { accused: P2, reason: 'size' })]);
+    try {
+      expect(c.events.map((e) => e.id)).toEqual([11]);
+      expect(warn.mock.calls.map((args) => String(args[0]))).toEqual(['[murmur] the dashboard dropped a peer-offender event: events[1].data.strike is required']);
+      for (let i = 0; i < 100; i++) es.emit('peer', event(100 + i, 'peer-joined', P3, { replica: 'one', resumed: false, client: null }));
+      es.emit('peer', event(300, 'peer-joined', P3, { replica: 1, resumed: false, client: { kind: 'node' } }));
+      c.refresh();
+      expect(c.events.map((e) => e.id)).toEqual([300, 11]);
+      expect(warn).toHaveBeenCalledTimes(21);
+      expect(String(warn.mock.calls[20]![0])).toBe('[murmur] 20 malformed frames dropped; any more are dropped without a warning');
+    } finally {
+      c.dispose();
+      warn.mockRestore();
+    }
   });
 });
 

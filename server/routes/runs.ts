@@ -1,7 +1,8 @@
 // Runs: read-only views for everyone; create / change / stop for the admin token only.
 import type { AppContext } from '../context.ts';
 import Type, { type Static } from 'typebox';
-import { CreateRun, RunError, UpdateRun } from '../runs.ts';
+import { CreateRun, RunError } from '../runs.ts';
+import { UpdateRun } from '../../src/protocol/api.ts';
 import { RUN_PARAMS, requireAdmin, type RunParams } from './guard.ts';
 import type { RunInfo } from '../../src/protocol/messages.ts';
 

@@ -3,7 +3,8 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Tuning } from './kernels.ts';
-import { tuningProblem, type TuningStore } from './autotune.ts';
+import type { TuningStore } from './autotune.ts';
+import { tuningProblem } from './tuning-schema.ts';
 
 /** Default cache file: $MURMUR_CACHE_DIR/autotune.json, else .murmur/autotune.json under the cwd. */
 export function defaultTuningFile(): string {

@@ -4,11 +4,10 @@
 // (IndexedDB in a browser, a JSON file in Node), so it runs once per machine. The best shape
 // on a software GPU is not the best on a real one: SwiftShader pays per workgroup and runs a
 // few wide workgroups best, a discrete GPU wants many.
-import Type from 'typebox';
-import { schemaProblem } from '../protocol/check.ts';
 import type { AdapterSummary } from './device.ts';
 import { DEFAULT_TUNING, encodeDispatches, Kernels, type Dispatch, type MatmulMode, type MatmulShape, type StrideShape, type Tuning, UniformData } from './kernels.ts';
 import { matmul } from './matmul.ts';
+import { isTuning } from './tuning-check.ts';
 
 /** Bump when kernels change enough that cached shapes should be re-measured. */
 export const AUTOTUNE_VERSION = 4;
@@ -64,7 +63,8 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
   const key = tuningKey(info);
   if (opts.store && !opts.force) {
     const cached = await opts.store.load(key).catch(() => undefined);
-    if (cached && tuningProblem(cached, key) === null) return { tuning: cached, fromCache: true, key, timings: [] };
+    // Checked against the cache's one schema (tuning-schema.ts) by TypeBox's compiled code for it.
+    if (cached && isTuning(cached)) return { tuning: cached, fromCache: true, key, timings: [] };
   }
   const timings: AutotuneResult['timings'] = [];
   const n = opts.size ?? 256;
@@ -150,22 +150,6 @@ async function timeDispatch(device: GPUDevice, d: Dispatch): Promise<number> {
   }
   for (let i = 0; i < 2; i++) best = Math.min(best, await run(reps));
   return best / reps;
-}
-
-// A cached tuning as stored (IndexedDB or the Node JSON file): workgroup sizes within WebGPU's
-// 1024 invocations, grid sizes within one dispatch dimension (65535).
-const Side = Type.Integer({ minimum: 1, maximum: 1024 });
-const MatmulShapeSchema = Type.Object({ wgX: Side, wgY: Side, tm: Type.Union([Type.Literal(4), Type.Literal(8)]), vec4: Type.Boolean() }, { additionalProperties: false });
-const ModesSchema = Type.Object({ nn: MatmulShapeSchema, nt: MatmulShapeSchema, tn: MatmulShapeSchema }, { additionalProperties: false });
-const TuningSchema = Type.Object({
-  matmul: ModesSchema,
-  matmulLarge: Type.Optional(ModesSchema),
-  stride: Type.Object({ wg: Side, groups: Type.Integer({ minimum: 1, maximum: 65535 }) }, { additionalProperties: false }),
-}, { additionalProperties: false });
-
-/** Null when `t` is a tuning these kernels can run; otherwise the first problem, naming the field. */
-export function tuningProblem(t: unknown, key: string): string | null {
-  return schemaProblem(TuningSchema, t, `autotune[${JSON.stringify(key)}]`);
 }
 
 /** In-memory store (tests, and a fallback where nothing persists). */

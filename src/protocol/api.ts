@@ -1,11 +1,13 @@
 // The coordinator's HTTP replies and live-stream frames that the dashboard reads. Each has one
 // TypeBox schema here: the coordinator's stores derive their types from it (server/metrics.ts,
 // server/checkpoints.ts) and the dashboard checks what arrives against it
-// (src/ui/browser/coordinator-dashboard.ts), so the two cannot drift apart. Pages import this
-// file, so it imports nothing that needs Node.
+// (src/ui/browser/coordinator-dashboard.ts), so the two cannot drift apart. So does the data of
+// each kind of run event (RUN_EVENT_DATA): the coordinator's event log takes only what these
+// schemas describe, and the dashboard checks each event's data against its kind's. Pages import
+// this file, so it imports nothing that needs Node.
 import Type, { type Static, type TProperties, type TSchema } from 'typebox';
-import { CandidateType, ID_PATTERN, PEER_ID_PATTERN, REPORT_FIELDS, RunInfo, WireLoss } from './messages.ts';
-import { RunEvent } from './events.ts';
+import { CandidateType, Compression, HelloClient, ID_PATTERN, IcePolicy, PEER_ID_PATTERN, REPORT_FIELDS, RunInfo, RunStatus, WireLoss } from './messages.ts';
+import { OffenderEventData, RunEvent, type RunEventKind } from './events.ts';
 
 const strict = <P extends TProperties>(properties: P) => Type.Object(properties, { additionalProperties: false });
 const nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
@@ -31,6 +33,41 @@ export const RunReply = strict({
   embedSites: EmbedSites,
 });
 export type RunReply = Static<typeof RunReply>;
+
+const int = (minimum: number, maximum: number) => Type.Optional(Type.Integer({ minimum, maximum }));
+const num = (minimum: number, maximum: number) => Type.Optional(Type.Number({ minimum, maximum }));
+/** Bounds of every hyper-parameter a researcher may set (anything outside is a 400). */
+export const TrainOverrides = strict({
+  batch: int(1, 4096),
+  seqLen: int(2, 65536),
+  lr: num(0, 1),
+  warmupSteps: int(0, 1e9),
+  totalSteps: int(1, 1e12),
+  minLrFrac: num(0, 1),
+  weightDecay: num(0, 10),
+  beta1: num(0, 0.99999),
+  beta2: num(0, 0.99999),
+  eps: num(0, 1),
+  gradClip: num(0, 1e6),
+  H: int(1, 1e6),
+  outerMomentum: num(0, 0.9999),
+  outerLr: num(0, 10),
+  consensus: num(0, 1),
+});
+
+/** PATCH /api/runs/:run (server/routes/runs.ts); the run-updated event carries it as `change`. */
+export const UpdateRun = strict({
+  name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  train: Type.Optional(TrainOverrides),
+  compression: Type.Optional(Compression),
+  pairWaitFrac: num(0.01, 10),
+  /** Applies to links opened after the change (live peers get it with the next config). */
+  icePolicy: Type.Optional(IcePolicy),
+  status: Type.Optional(RunStatus),
+  /** Replaces the whole list (send [] to allow none). */
+  embedSites: Type.Optional(EmbedSites),
+});
+export type UpdateRun = Static<typeof UpdateRun>;
 
 /** GET /api/runs: every run, oldest first. */
 export const RunList = strict({ runs: Type.Array(RunReply) });
@@ -98,3 +135,29 @@ export const CheckpointList = strict({
   checkpoints: Type.Array(CheckpointInfo),
   pending: nullable(strict({ id: Type.String({ maxLength: 64 }), peerId: Type.String({ maxLength: 64 }), requestedAt: time })),
 });
+
+// ---------- run events ----------
+
+const RunChange = strict({ change: UpdateRun });
+/** A reason in the coordinator's words (a close reason, a failed check); a peer's part of it is bounded where it arrives. */
+const reason = (maxLength: number) => Type.String({ maxLength });
+
+/**
+ * The `data` of each kind of run event, as the coordinator writes it (EventLog.append takes
+ * nothing else) and the dashboard checks it before it reads a field.
+ */
+export const RUN_EVENT_DATA = {
+  'run-created': strict({ run: RunInfo }),
+  'run-updated': RunChange,
+  // POST /stop writes no data; a PATCH that stops the run, its change.
+  'run-stopped': nullable(RunChange),
+  'peer-joined': strict({ replica: count, resumed: Type.Boolean(), client: nullable(HelloClient) }),
+  'peer-left': strict({ reason: reason(500) }),
+  'peer-offender': OffenderEventData,
+  // The peer's own loss figure is kept beside the coordinator's measurement (valLoss).
+  'checkpoint-saved': strict({ ...CheckpointInfo.properties, claimedValLoss: nullable(Type.Number()) }),
+  'checkpoint-deleted': strict({ id: CheckpointInfo.properties.id }),
+  // `rejected`: the upload failed the coordinator's checks and the peer gets no duty again.
+  'checkpoint-failed': strict({ request: Type.String({ maxLength: 64 }), reason: reason(4000), rejected: Type.Optional(Type.Literal(true)) }),
+} satisfies Record<RunEventKind, TSchema>;
+export type RunEventData = { [K in RunEventKind]: Static<(typeof RUN_EVENT_DATA)[K]> };

@@ -159,16 +159,19 @@ export type CheckpointRef = Static<typeof CheckpointRef>;
 
 // ---------- client → server ----------
 
+/** What a volunteer says of itself in its hello (also the data of its peer-joined event). */
+export const HelloClient = strict({
+  kind: Type.Enum(['browser', 'node']),
+  adapter: Type.Optional(text(200)),
+  version: Type.Optional(text(40)),
+});
+
 const HelloMsg = strict({
   t: Type.Literal('hello'),
   v: Type.Integer({ minimum: 0, maximum: 1000 }),
   run: Type.Optional(Type.String({ pattern: ID_PATTERN })),
   session: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
-  client: Type.Optional(strict({
-    kind: Type.Enum(['browser', 'node']),
-    adapter: Type.Optional(text(200)),
-    version: Type.Optional(text(40)),
-  })),
+  client: Type.Optional(HelloClient),
 });
 export type HelloMsg = Static<typeof HelloMsg>;
 const HeartbeatMsg = strict({ t: Type.Literal('hb') });

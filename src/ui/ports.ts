@@ -3,6 +3,7 @@
 // worker, the WebRTC mesh, the coordinator client), and tests pass fakes.
 import type { AdapterSummary } from '../gpu/device.ts';
 import type { GpuErrorCode } from '../gpu/errors.ts';
+import type { RunEventData } from '../protocol/api.ts';
 import type { RunEvent, RunEventKind } from '../protocol/events.ts';
 import type { ReportFields } from '../protocol/messages.ts';
 import type { RoundExchange } from '../round/outer-round.ts';
@@ -224,8 +225,11 @@ export interface TextSample {
 
 export type { RunEventKind };
 
-/** One stored run event as the dashboard gets it (the protocol's RunEvent, minus runId). */
-export type RunEventItem = Omit<RunEvent, 'runId'>;
+/**
+ * One stored run event as the dashboard gets it (the protocol's RunEvent, minus runId), its data
+ * what its kind's schema says (RUN_EVENT_DATA): the source checks each one before handing it on.
+ */
+export type RunEventItem = { [K in RunEventKind]: Omit<RunEvent, 'runId' | 'kind' | 'data'> & { kind: K; data: RunEventData[K] } }[RunEventKind];
 
 export interface DashboardHandlers {
   report(r: MetricReport): void;

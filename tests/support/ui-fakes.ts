@@ -253,9 +253,12 @@ export class FakeDashboardSource implements DashboardSource {
 }
 
 let nextEventId = 1;
-/** A run event with the next id; `data` as the coordinator writes it for that kind. */
+/**
+ * A run event with the next id; `data` as the coordinator writes it for that kind, or only the
+ * fields a test needs: a fake source hands it on unchecked (the real one checks it by its schema).
+ */
 export function fakeEvent(kind: RunEventKind, t: number, peerId: string | null, data: unknown = null): RunEventItem {
-  return { id: nextEventId++, t, kind, peerId, data };
+  return { id: nextEventId++, t, kind, peerId, data } as RunEventItem;
 }
 
 /** The fake ids of fakeReport's peers. */

@@ -6,9 +6,13 @@
 //
 // Every reply and stream frame is checked against its one schema (src/protocol/api.ts, the same
 // the coordinator's stores are typed by): a bad reply fails its request with the field named, a
-// bad stream frame is dropped (a proxy's page, a version skew), never plotted.
+// bad stream frame is dropped (a proxy's page, a version skew), never plotted, with a console
+// warning that names the field. A run event's data is checked against its kind's schema
+// (RUN_EVENT_DATA, what the coordinator's event log takes) before the controller reads a field of
+// it; one that fails is dropped the same way, from the stream or from a page of stored events
+// (where the rest of the page is kept: an older coordinator may have stored it).
 import type { TSchema, Static } from 'typebox';
-import { CheckpointList, EventsPage, LiveReport, MetricsPage, RunReply, type MetricPoint } from '../../protocol/api.ts';
+import { CheckpointList, EventsPage, LiveReport, MetricsPage, RUN_EVENT_DATA, RunReply, type MetricPoint } from '../../protocol/api.ts';
 import { schemaProblem } from '../../protocol/check.ts';
 import { RunEvent } from '../../protocol/events.ts';
 import { lossFromWire } from '../../protocol/messages.ts';
@@ -16,6 +20,9 @@ import type { CheckpointItem, DashboardHandlers, DashboardRun, DashboardSource, 
 
 /** Largest page the coordinator returns raw (its maxPoints limit). */
 const MAX_POINTS = 20_000;
+
+/** Dropped frames a page warns about before it goes quiet: a stream of junk must not flood the console. */
+const MAX_DROP_WARNINGS = 20;
 
 export interface CoordinatorDashboardInit {
   /** Coordinator origin, e.g. location.origin. */
@@ -30,6 +37,7 @@ export interface CoordinatorDashboardInit {
 export class CoordinatorDashboardSource implements DashboardSource {
   private readonly fetch: typeof fetch;
   private readonly ES: typeof EventSource;
+  private dropped = 0;
 
   constructor(private readonly init: CoordinatorDashboardInit) {
     this.fetch = init.fetch ?? globalThis.fetch.bind(globalThis);
@@ -80,7 +88,7 @@ export class CoordinatorDashboardSource implements DashboardSource {
 
   async events(limit: number): Promise<RunEventItem[]> {
     const r = await this.get(`/events?order=desc&limit=${Math.max(1, Math.min(10_000, Math.floor(limit)))}`, EventsPage);
-    return r.events.map(toEvent).reverse();
+    return r.events.flatMap((e, i) => this.checkEvent(e, `events[${i}]`) ?? []).reverse();
   }
 
   async checkpoints(): Promise<CheckpointItem[]> {
@@ -112,34 +120,47 @@ export class CoordinatorDashboardSource implements DashboardSource {
     });
     es.addEventListener('error', () => h.connection('reconnecting'));
     es.addEventListener('report', (e) => {
-      const r = parse(e, LiveReport);
+      const r = this.parse(e, LiveReport);
       if (r) h.report(toReport(r));
     });
     // Every run event comes on one of three channels; the controller tells them apart by kind.
     for (const channel of ['peer', 'checkpoint', 'run']) {
       es.addEventListener(channel, (e) => {
-        const ev = parse(e, RunEvent);
-        if (ev) h.event(toEvent(ev));
+        const ev = this.parse(e, RunEvent);
+        const item = ev && this.checkEvent(ev, e.type);
+        if (item) h.event(item);
       });
     }
     return () => es.close();
+  }
+
+  /** A stream frame's data, or null when it is not JSON or not what its schema says. */
+  private parse<S extends TSchema>(e: Event, schema: S): Static<S> | null {
+    let v: unknown;
+    try { v = JSON.parse((e as MessageEvent<string>).data); } catch { return this.drop(`a "${e.type}" frame: it is not JSON`); }
+    const problem = schemaProblem(schema, v, e.type);
+    return problem === null ? v as Static<S> : this.drop(`a "${e.type}" frame: ${problem}`);
+  }
+
+  /** A run event as the dashboard holds it (the run is the page's own), or null when its data is not its kind's. */
+  private checkEvent(e: RunEvent, where: string): RunEventItem | null {
+    const problem = schemaProblem(RUN_EVENT_DATA[e.kind], e.data, `${where}.data`);
+    if (problem !== null) return this.drop(`a ${e.kind} event: ${problem}`);
+    // Checked just above against the schema of e.kind, which TypeScript cannot pair with e.data.
+    return { id: e.id, t: e.t, kind: e.kind, peerId: e.peerId, data: e.data } as RunEventItem;
+  }
+
+  /** Says what was dropped and which field was wrong, for the first MAX_DROP_WARNINGS; then drops quietly. */
+  private drop(what: string): null {
+    this.dropped++;
+    if (this.dropped <= MAX_DROP_WARNINGS) console.warn(`[murmur] the dashboard dropped ${what}`);
+    if (this.dropped === MAX_DROP_WARNINGS) console.warn(`[murmur] ${MAX_DROP_WARNINGS} malformed frames dropped; any more are dropped without a warning`);
+    return null;
   }
 }
 
 /** Events refetched after a reconnect: more than a short outage writes, fewer than a page. */
 const RECONNECT_EVENTS = 1000;
-
-/** A run event as the dashboard holds it (the run is the page's own). */
-function toEvent(e: RunEvent): RunEventItem {
-  return { id: e.id, t: e.t, kind: e.kind, peerId: e.peerId, data: e.data };
-}
-
-/** A stream frame's data, or null when it is not JSON or not what its schema says. */
-function parse<S extends TSchema>(e: Event, schema: S): Static<S> | null {
-  let v: unknown;
-  try { v = JSON.parse((e as MessageEvent<string>).data); } catch { return null; }
-  return schemaProblem(schema, v, e.type) === null ? v as Static<S> : null;
-}
 
 function toReport(p: MetricPoint | LiveReport): MetricReport {
   return {

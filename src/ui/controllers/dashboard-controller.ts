@@ -255,21 +255,22 @@ export class DashboardController extends Observable {
     this.eventBuf.push({ ...e, ...describeEvent(e) });
     this.eventsSeen++;
     this.eventsDirty = true;
-    const d = (e.data && typeof e.data === 'object' ? e.data : {}) as Record<string, unknown>;
+    // The source checked the data against its kind's schema (RUN_EVENT_DATA), so its fields are typed.
     switch (e.kind) {
       case 'peer-joined': case 'peer-left':
         if (live && e.peerId) this.onPeer(e.kind, e.peerId, e.t);
         break;
       case 'peer-offender':
-        if (e.peerId && typeof d.accused === 'string') {
-          this.offenders.set(`${e.peerId}|${d.accused}`, { t: e.t, reporter: e.peerId, accused: d.accused, reason: typeof d.reason === 'string' ? d.reason : '', paired: d.paired === true });
+        if (e.peerId) {
+          const { accused, reason, paired } = e.data;
+          this.offenders.set(`${e.peerId}|${accused}`, { t: e.t, reporter: e.peerId, accused, reason, paired });
           if (this.offenders.size > OFFENDER_CAP) this.offenders.delete(this.offenders.keys().next().value!);
         }
         break;
       case 'checkpoint-saved': case 'checkpoint-failed':
         this.outcomes.push({
           t: e.t, ok: e.kind === 'checkpoint-saved', peerId: e.peerId,
-          step: typeof d.step === 'number' ? d.step : null, reason: typeof d.reason === 'string' ? d.reason : null,
+          step: e.kind === 'checkpoint-saved' ? e.data.step : null, reason: e.kind === 'checkpoint-failed' ? e.data.reason : null,
         });
         if (this.outcomes.length > 2 * OUTCOME_CAP) this.outcomes = this.outcomes.slice(-OUTCOME_CAP);
         break;

@@ -1,6 +1,8 @@
 // Run events in words for the dashboard's "Run events" panel and its alerts. Pure: the coordinator's
-// event (kind, peer, free-form data) in, a sentence out. `data` comes from the network, so every
-// field is checked before it is used; a field that is missing only makes the sentence shorter.
+// event (kind, peer, data) in, a sentence out. The source has checked `data` against its kind's
+// schema (RUN_EVENT_DATA in src/protocol/api.ts) before it gets here; the reads below still take
+// nothing for granted, so an event built elsewhere (a test's fake, a demo feed) with a field
+// missing only makes the sentence shorter.
 import type { RunEventItem, RunEventKind } from '../ports.ts';
 import { formatBytes, formatLoss } from './format.ts';
 

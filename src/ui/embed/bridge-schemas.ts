@@ -1,8 +1,10 @@
-// The schemas of what the embedding page (any origin, possibly hostile) may send the training
-// frame; the frame checks each message against its schema before reading a field
-// (frame-bridge.ts). Types are derived from them and named in bridge.ts, whose imports are
-// types only, so embed.js stays a dependency-free script. TypeBox's Value module interprets the
-// schema: the frame runs under a CSP without 'unsafe-eval'.
+// The schemas of the messages between the embedding page (any origin, possibly hostile) and the
+// training frame. The frame checks what the page sends against its schema before reading a field
+// (frame-bridge.ts); TypeBox's Value module interprets the schema: the frame runs under a CSP
+// without 'unsafe-eval'. The frame's status goes the other way, to embed.js, which can import
+// nothing and checks it by hand against FrameStatus below (tests/ui.embed-status.test.ts holds
+// the two to the same answers). Types are derived from the schemas and named in bridge.ts, whose
+// imports are types only, so embed.js stays a dependency-free script.
 import Type, { type Static, type TProperties } from 'typebox';
 
 const strict = <P extends TProperties>(properties: P) => Type.Object(properties, { additionalProperties: false });
@@ -32,3 +34,27 @@ export const HOST_COMMANDS = {
 };
 type HostCommands = typeof HOST_COMMANDS;
 export type HostCommand = { [K in keyof HostCommands]: Static<HostCommands[K]> }[keyof HostCommands];
+
+/** What the widget shows of the frame's state. */
+const WidgetPhase = Type.Enum(['checking', 'unsupported', 'ready', 'starting', 'training', 'waiting', 'paused', 'stopped', 'error']);
+export type WidgetPhase = Static<typeof WidgetPhase>;
+
+/** Longest status sentence (the frame's own are under 120 characters). */
+export const MAX_STATUS_TEXT = 300;
+
+/**
+ * frame -> host, over the port, on every change (at most a few per second): only what the widget
+ * shows, a phase, a sentence, the intensity and a tokens/s figure; nothing identifying.
+ */
+export const FrameStatus = strict({
+  type: Type.Literal('status'),
+  phase: WidgetPhase,
+  /** One sentence for the widget's status line. */
+  text: Type.String({ maxLength: MAX_STATUS_TEXT }),
+  intensity: share,
+  maxIntensity: share,
+  tokensPerS: Type.Integer({ minimum: 0, maximum: 1e12 }),
+  /** True while the volunteer (not the policy) has paused training. */
+  userPaused: Type.Boolean(),
+});
+export type FrameStatus = Static<typeof FrameStatus>;

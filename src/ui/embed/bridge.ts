@@ -6,28 +6,14 @@
 // the intensity and a tokens/s figure. No GPU name, no peer ids: the host site learns nothing it
 // could fingerprint the visitor with.
 //
-// Types only (erased at build time): embed.js must stay a dependency-free classic script. What
-// the host sends the frame is typed from its schema (bridge-schemas.ts), which the frame checks.
-export type { ConnectMsg, HostCommand } from './bridge-schemas.ts';
+// Types only (erased at build time): embed.js must stay a dependency-free classic script. Each
+// message is typed from its schema (bridge-schemas.ts): what the host sends the frame, which the
+// frame checks, and the frame's status, which embed.js checks.
+export type { ConnectMsg, FrameStatus, HostCommand, WidgetPhase } from './bridge-schemas.ts';
 
 export const READY = 'murmur:ready';
 
 /** frame -> host, through window.postMessage to the parent (any origin: it carries nothing). */
 export interface ReadyMsg {
   type: typeof READY;
-}
-
-export type WidgetPhase = 'checking' | 'unsupported' | 'ready' | 'starting' | 'training' | 'waiting' | 'paused' | 'stopped' | 'error';
-
-/** frame -> host, over the port, on every change (at most a few per second). */
-export interface FrameStatus {
-  type: 'status';
-  phase: WidgetPhase;
-  /** One sentence for the widget's status line. */
-  text: string;
-  intensity: number;
-  maxIntensity: number;
-  tokensPerS: number;
-  /** True while the volunteer (not the policy) has paused training. */
-  userPaused: boolean;
 }

@@ -22,6 +22,7 @@
 type ConnectMsg = import('./bridge.ts').ConnectMsg;
 type FrameStatus = import('./bridge.ts').FrameStatus;
 type HostCommand = import('./bridge.ts').HostCommand;
+type WidgetPhase = import('./bridge.ts').WidgetPhase;
 
 (() => {
   const TAG = 'murmur-volunteer';
@@ -45,6 +46,34 @@ type HostCommand = import('./bridge.ts').HostCommand;
     a { color: #2453c7; }
     iframe { display: block; width: 100%; height: 2.6rem; border: 0; }
   `;
+
+  // The frame's status is read only once it is exactly what FrameStatus (bridge-schemas.ts), its
+  // one schema, accepts. This is that schema written out by hand: embed.js runs as a classic
+  // script on other sites' pages, so it can import nothing (an import makes it a module; TypeBox
+  // bundled in would add its weight to every page that embeds the widget, and the bundler would
+  // share it with the app as a chunk this script cannot load). tests/ui.embed-status.test.ts runs
+  // this script's own handler on messages made from the schema and fails where the two disagree.
+  const PHASES: Record<WidgetPhase, true> = {
+    checking: true, unsupported: true, ready: true, starting: true, training: true, waiting: true, paused: true, stopped: true, error: true,
+  };
+  const STATUS_KEYS = ['type', 'phase', 'text', 'intensity', 'maxIntensity', 'tokensPerS', 'userPaused'];
+  const MAX_STATUS_TEXT = 300;
+  const MAX_TOKENS_PER_S = 1e12;
+  const own = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);
+  /** At most `max` code points, as JSON Schema's maxLength counts them. */
+  const fits = (s: string, max: number) => s.length <= max || (s.length <= 2 * max && [...s].length <= max);
+  const share = (x: unknown) => typeof x === 'number' && x >= 0 && x <= 1;
+
+  function isFrameStatus(v: unknown): v is FrameStatus {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+    const s = v as Record<string, unknown>;
+    const keys = Object.keys(s);
+    return keys.length === STATUS_KEYS.length && STATUS_KEYS.every((k) => own(s, k)) &&
+      s.type === 'status' && typeof s.phase === 'string' && own(PHASES, s.phase) &&
+      typeof s.text === 'string' && fits(s.text, MAX_STATUS_TEXT) && share(s.intensity) && share(s.maxIntensity) &&
+      Number.isInteger(s.tokensPerS) && (s.tokensPerS as number) >= 0 && (s.tokensPerS as number) <= MAX_TOKENS_PER_S &&
+      typeof s.userPaused === 'boolean';
+  }
 
   function clampCap(v: string | null): number {
     const x = Number(v);
@@ -166,8 +195,12 @@ type HostCommand = import('./bridge.ts').HostCommand;
     private connectFrame(frame: HTMLIFrameElement): void {
       const channel = new MessageChannel();
       this.port = channel.port1;
-      this.port.onmessage = (ev: MessageEvent<FrameStatus>) => {
-        if (ev.data?.type !== 'status') return;
+      // No origin to check here: a port's messages carry none. The port is the check: its other
+      // end went only to our frame, in a message addressed to the Murmur origin (below), after
+      // that frame said ready from the Murmur origin (onConsent). What comes is still checked
+      // field by field, and anything else is ignored.
+      this.port.onmessage = (ev: MessageEvent<unknown>) => {
+        if (!isFrameStatus(ev.data)) return;
         this.status = ev.data;
         this.intensity = Math.min(this.cap, ev.data.intensity);
         this.render();

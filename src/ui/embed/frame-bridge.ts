@@ -8,7 +8,7 @@ import type { TrainingController } from '../controllers/training-controller.ts';
 import { formatCount } from '../core/format.ts';
 import Value from 'typebox/value';
 import { READY, type ReadyMsg, type FrameStatus, type WidgetPhase } from './bridge.ts';
-import { ConnectMsg, HOST_COMMANDS, type HostCommand } from './bridge-schemas.ts';
+import { ConnectMsg, HOST_COMMANDS, MAX_STATUS_TEXT, type HostCommand } from './bridge-schemas.ts';
 
 /** The connect message its schema accepts, with the intensities settled; anything else is ignored. */
 export function parseConnect(data: unknown): Required<ConnectMsg> | null {
@@ -24,7 +24,10 @@ export function parseCommand(data: unknown): HostCommand | null {
   return Value.Check(HOST_COMMANDS[cmd as keyof typeof HOST_COMMANDS], data) ? data as HostCommand : null;
 }
 
-/** What the host widget may show: a phase and one sentence, nothing identifying. */
+/**
+ * What the host widget may show: a phase and one sentence, nothing identifying. Always within its
+ * schema (FrameStatus), which embed.js holds it to: a status it refused would leave the widget stale.
+ */
 export function widgetStatus(c: TrainingController): FrameStatus {
   let phase: WidgetPhase, text: string;
   const f = c.figures;
@@ -55,7 +58,10 @@ export function widgetStatus(c: TrainingController): FrameStatus {
       default: phase = 'error'; text = 'Training stopped because of an error.';
     }
   }
-  return { type: 'status', phase, text, intensity: c.intensity, maxIntensity: c.maxIntensity, tokensPerS: Math.round(f.tokensPerS), userPaused: c.pauseReasons.includes('user') };
+  return {
+    type: 'status', phase, text: text.slice(0, MAX_STATUS_TEXT), intensity: c.intensity, maxIntensity: c.maxIntensity,
+    tokensPerS: Math.max(0, Math.round(f.tokensPerS) || 0), userPaused: c.pauseReasons.includes('user'),
+  };
 }
 
 /**

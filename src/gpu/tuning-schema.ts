@@ -1,0 +1,22 @@
+// The one schema of a cached tuning, as stored (IndexedDB in a browser, a JSON file in Node):
+// workgroup sizes within WebGPU's 1024 invocations, grid sizes within one dispatch dimension
+// (65535). Node checks each cache entry with it and names the field a bad one gets wrong
+// (autotune-node.ts). The training worker runs tuning-check.ts instead: TypeBox's own compiled
+// code for this schema (scripts/compile-checks.ts), so the worker's bundle carries none of
+// TypeBox (bench/results/bundle-size.json).
+import Type from 'typebox';
+import { schemaProblem } from '../protocol/check.ts';
+
+const Side = Type.Integer({ minimum: 1, maximum: 1024 });
+const MatmulShapeSchema = Type.Object({ wgX: Side, wgY: Side, tm: Type.Union([Type.Literal(4), Type.Literal(8)]), vec4: Type.Boolean() }, { additionalProperties: false });
+const ModesSchema = Type.Object({ nn: MatmulShapeSchema, nt: MatmulShapeSchema, tn: MatmulShapeSchema }, { additionalProperties: false });
+export const TuningSchema = Type.Object({
+  matmul: ModesSchema,
+  matmulLarge: Type.Optional(ModesSchema),
+  stride: Type.Object({ wg: Side, groups: Type.Integer({ minimum: 1, maximum: 65535 }) }, { additionalProperties: false }),
+}, { additionalProperties: false });
+
+/** Null when `t` is a tuning these kernels can run; otherwise the first problem, naming the field. */
+export function tuningProblem(t: unknown, key: string): string | null {
+  return schemaProblem(TuningSchema, t, `autotune[${JSON.stringify(key)}]`);
+}
