@@ -41,18 +41,33 @@ describe('PartnerValidator', () => {
     }
   });
 
-  it('clips a large Δ to κ × the median and keeps the direction', () => {
+  it('clips a large Δ to κ × the median and keeps the direction: 1.5× for a partner not yet proven, 3× after', () => {
     const v = honestValidator();
-    const big = gaussian(4, 1e-3 * 10); // 10x: above κ = 3, below the reject factor
-    const dir = big.slice();
-    const scale = v.deltaScale;
-    const res = v.check(phi, { phi: phi.slice(), delta: big }, at);
-    expect(res.ok).toBe(true);
-    if (!res.ok) return;
-    expect(res.clipped).toBe(true);
-    expect(norm2(res.delta) / scale).toBeCloseTo(3, 5);
-    const cos = res.delta.reduce((s, x, i) => s + x * dir[i], 0) / (norm2(res.delta) * norm2(dir));
-    expect(cos).toBeCloseTo(1, 6);
+    const clippedTo = (round: number, extra: { probation?: boolean } = {}) => {
+      const big = gaussian(4 + round, 1e-3 * 10); // 10x: above κ = 3, below the reject factor
+      const dir = big.slice();
+      const scale = v.deltaScale;
+      const res = v.check(phi, { phi: phi.slice(), delta: big }, { peer: 'p', round, ...extra });
+      expect(res.ok).toBe(true);
+      if (!res.ok) return NaN;
+      expect(res.clipped).toBe(true);
+      const cos = res.delta.reduce((s, x, i) => s + x * dir[i], 0) / (norm2(res.delta) * norm2(dir));
+      expect(cos).toBeCloseTo(1, 6);
+      return norm2(res.delta) / scale;
+    };
+    // A stranger's first DEFAULT_VALIDATION.provenExchanges (3) exchanges get the stranger's clip.
+    expect(DEFAULT_VALIDATION.provenExchanges).toBe(3);
+    for (const round of [0, 1, 2]) expect(clippedTo(round)).toBeCloseTo(1.5, 5);
+    expect(clippedTo(3)).toBeCloseTo(3, 5);
+    // On probation at the coordinator (a new id) it is a stranger again, however often met.
+    expect(clippedTo(4, { probation: true })).toBeCloseTo(1.5, 5);
+    expect(clippedTo(5)).toBeCloseTo(3, 5);
+    // A rejected payload is not an accepted exchange: a fresh partner's NaN does not prove it.
+    const w = honestValidator();
+    const d = gaussian(5, 1e-3); d[0] = NaN;
+    for (const round of [0, 1, 2, 3]) expect(w.check(phi, { phi: phi.slice(), delta: d }, { peer: 'q', round }).ok).toBe(false);
+    const res = w.check(phi, { phi: phi.slice(), delta: gaussian(40, 1e-2) }, { peer: 'q', round: 4 });
+    expect(res.ok && norm2(res.delta) / w.deltaScale).toBeCloseTo(1.5, 5);
   });
 
   it('rejects NaN or Inf anywhere in φ or Δ, naming where', () => {
@@ -82,7 +97,8 @@ describe('PartnerValidator', () => {
       const d = gaussian(500 + round, 1);
       const s = (2.99 * v.deltaScale) / norm2(d);
       const res = v.check(phi, { phi: phi.slice(), delta: d.map((x) => x * s) }, { peer: 'attacker', round });
-      expect(res.ok && !res.clipped).toBe(true); // accepted every time, unclipped
+      // Accepted every time, unclipped once it is proven (its first 3 get the stranger's 1.5×).
+      expect(res.ok && (round < DEFAULT_VALIDATION.provenExchanges || !res.clipped)).toBe(true);
     }
     expect(v.deltaScale).toBeLessThan(1.01 * own);
   });
@@ -94,6 +110,8 @@ describe('PartnerValidator', () => {
     expect(norm2(new Float32Array([3, 4]))).toBe(5);
     expect(allFinite(new Float32Array([1, NaN]))).toBe(false);
     expect(() => new PartnerValidator(3, { ...DEFAULT_VALIDATION, clipFactor: 3, rejectFactor: 2, phiFactor: 1, window: 4 })).toThrow(/rejectFactor/);
+    expect(() => new PartnerValidator(3, { ...DEFAULT_VALIDATION, strangerClipFactor: 4 })).toThrow(/strangerClipFactor/);
+    expect(() => new PartnerValidator(3, { ...DEFAULT_VALIDATION, provenExchanges: 1.5 })).toThrow(/provenExchanges/);
   });
 });
 

@@ -211,7 +211,7 @@ export class ExchangeRun {
     const { inbound } = outcome;
     const phi = decodeTensor(inbound.msg.phi.dtype, outcome.phi, n);
     const delta = decodeTensor(inbound.msg.delta.dtype, outcome.delta, n);
-    const verdict = mesh.validator.check(payload.phi, { phi, delta }, { peer: partner, round, peerRound: inbound.msg.round });
+    const verdict = mesh.validator.check(payload.phi, { phi, delta }, { peer: partner, round, peerRound: inbound.msg.round, probation: this.probation });
     if (!verdict.ok) {
       this.stopAndAbort(partner, 'rejected');
       mesh.offence(partner, verdict.reason, verdict.detail);

@@ -6,6 +6,13 @@
 export interface ValidationSettings {
   /** κ: ||Δ_j|| is scaled down to at most κ × the median of recently accepted Δ norms. */
   clipFactor: number;
+  /**
+   * The clip for a partner not yet proven: fewer than `provenExchanges` of its payloads accepted
+   * here, or on probation at the coordinator. Its Δ counts at most this × the median until then.
+   */
+  strangerClipFactor: number;
+  /** Accepted exchanges after which a partner's Δ is clipped at `clipFactor`, not the stranger's. */
+  provenExchanges: number;
   /** ||Δ_j|| above this × the median is not noise but an attack or a bug: rejected outright. */
   rejectFactor: number;
   /**
@@ -30,6 +37,14 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   // Honest Δ norms of peers at the same LR differ by well under 2x; 3x leaves room for noisy
   // batches while bounding what one partner can move us.
   clipFactor: 3,
+  // A partner's first exchanges are where the probe knows least (its margin rests on the cold
+  // floor until it has a history): a Δ × −20 clipped to 3× was accepted there at +0.01 to +0.05
+  // of probe loss and set a run back 0.3 (bench/results/probe.json, scale-on, seed 3). Until a
+  // partner has 3 accepted exchanges (the coordinator's probation), its Δ counts at most 1.5×:
+  // honest partners at the same LR sit under it, a reversed Δ then does about what one at the
+  // honest norm does, which the probe tells from honest.
+  strangerClipFactor: 1.5,
+  provenExchanges: 3,
   // 30x the median is beyond any honest spread (even across LR warm-up); clipping alone would
   // let a peer that sends junk every round stay unnoticed.
   rejectFactor: 30,
@@ -72,6 +87,8 @@ export interface PartnerContext {
    * (strangerRounds) whatever it claims: a fresh tab at round 0 meeting a peer far along.
    */
   peerRound?: number;
+  /** The coordinator said the partner is on probation (a new id): its Δ gets the stranger's clip. */
+  probation?: boolean;
 }
 
 /** Partners remembered for the φ-distance rule; a forgotten one is judged as never met. */
@@ -80,13 +97,15 @@ const MAX_REMEMBERED = 1024;
 export class PartnerValidator {
   private deltaNorms: number[] = [];
   /** Per partner: our round and ||φ_j − φ_i|| at the last exchange we accepted from it. */
-  private met = new Map<string, { round: number; distance: number; scale: number }>();
+  private met = new Map<string, { round: number; distance: number; scale: number; accepted: number }>();
 
   constructor(readonly elements: number, readonly settings: ValidationSettings = DEFAULT_VALIDATION) {
-    for (const k of ['clipFactor', 'rejectFactor', 'phiFactor', 'phiClipFactor', 'strangerRounds'] as const) {
+    for (const k of ['clipFactor', 'strangerClipFactor', 'rejectFactor', 'phiFactor', 'phiClipFactor', 'strangerRounds'] as const) {
       if (!(settings[k] > 0)) throw new RangeError(`validation: ${k} must be > 0, got ${settings[k]}`);
     }
     if (settings.rejectFactor < settings.clipFactor) throw new RangeError('validation: rejectFactor must be >= clipFactor');
+    if (settings.strangerClipFactor > settings.clipFactor) throw new RangeError('validation: strangerClipFactor must be <= clipFactor');
+    if (!(Number.isInteger(settings.provenExchanges) && settings.provenExchanges >= 0)) throw new RangeError('validation: provenExchanges must be an integer >= 0');
     if (!(Number.isInteger(settings.window) && settings.window >= 1)) throw new RangeError(`validation: window must be a positive integer`);
   }
 
@@ -154,7 +173,8 @@ export class PartnerValidator {
     }
     let clipped = false;
     let accepted = deltaNorm;
-    const clip = this.settings.clipFactor * scale;
+    const proven = (known?.accepted ?? 0) >= this.settings.provenExchanges && at.probation !== true;
+    const clip = (proven ? this.settings.clipFactor : this.settings.strangerClipFactor) * scale;
     if (scale > 0 && deltaNorm > clip) {
       const s = clip / deltaNorm;
       for (let i = 0; i < n; i++) delta[i] *= s;
@@ -166,7 +186,7 @@ export class PartnerValidator {
     push(this.deltaNorms, accepted, this.settings.window);
     // The consensus step pulls the pair closer: what it leaves is within this plus a round's room.
     this.met.delete(at.peer);
-    this.met.set(at.peer, { round: at.round, distance: phiDistance, scale });
+    this.met.set(at.peer, { round: at.round, distance: phiDistance, scale, accepted: (known?.accepted ?? 0) + 1 });
     if (this.met.size > MAX_REMEMBERED) this.met.delete(this.met.keys().next().value!);
     return { ok: true, delta, deltaNorm, clipped, phiDistance, phiClipped };
   }
