@@ -131,8 +131,6 @@ const DEV_EWMA = 0.25;
  * loaded machine or a throttled tab is late by its jitter, not by a fixed share of its loop.
  */
 const DEV_GRACE = 3;
-/** A peer whose cadence is known waits at least this fraction of it (rule 3: over half a round). */
-const OWN_CADENCE_WAIT = 0.75;
 /**
  * With step progress fed, a peer whose steps never advanced pairs at most once per this many
  * typical cadences: a trainer's steps advance within a round or two of joining, so only a peer
@@ -195,13 +193,6 @@ export class ReadyPool {
     this.remove(peer); // a repeated ready replaces the earlier one: one wait per peer
     this.observe(peer, now);
     let wait = Math.min(this.maxWaitMs, Math.max(this.minWaitMs, waitMs));
-    // Rule 3 needs a wait of more than half a whole round. A peer asks from its inner loop; its
-    // round as the pool sees it also holds the exchange, the probe and the evaluation, which on a
-    // small model take as long as the loop (the swarm benchmark's H = 20 micro volunteers: an inner
-    // loop of 250 ms, rounds of 300 to 650 ms). Its own cadence is a floor under the wait; the cap
-    // below still bounds it by the run's typical cadence. A peer that asks for no wait gets none.
-    const own = this.cadence.get(peer)?.period;
-    if (own != null && waitMs > 0 && this.o.predict !== false) wait = Math.min(this.maxWaitMs, Math.max(wait, OWN_CADENCE_WAIT * own));
     const typical = this.typicalCadence();
     // Rule 4: what a peer asks for is its own claim; the run's typical loop bounds it.
     // Only a typical cadence from step progress is a loop time: readies alone can be as fast as

@@ -34,10 +34,8 @@ export interface SimConfig {
   dilocoMomentum: DilocoMomentum;
   /**
    * noloco-async: how long a replica that finished its inner loop waits in the ready pool for a
-   * partner, as a fraction of its own inner-loop time (H steps at its speed), as a volunteer asks.
-   * Never zero: with no wait nobody is ever in the pool and every outer step is solo
-   * (docs/design.md section 3). Once the pool knows a replica's cadence it lets it wait at least
-   * 3/4 of that, whatever it asks (docs/pairing.md, rule 3).
+   * partner, as a fraction of its own inner-loop time (H steps at its speed). Never zero: with no
+   * wait nobody is ever in the pool and every outer step is solo (docs/design.md section 3).
    */
   wait: number;
   /**
