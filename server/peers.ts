@@ -48,7 +48,7 @@ import type { CheckpointStore } from './checkpoints.ts';
 import { ReadyPool } from './pairing.ts';
 import { iceFor, renewDelayMs, type IceSettings } from './ice.ts';
 import {
-  DEFAULT_LIMITS, PROTOCOL_VERSION, parseClientMessage,
+  DEFAULT_LIMITS, PROTOCOL_VERSION, isSoftOffence, parseClientMessage,
   type ClientMessage, type DataAssignment, type ErrorCode, type HelloMsg, type OffenderMsg, type ReportMsg, type RunInfo, type ServerMessage,
 } from '../src/protocol/messages.ts';
 import { DEFAULT_RUN_ID } from './runs.ts';
@@ -960,11 +960,6 @@ export class PeerHub {
 export const VETO_AFTER = 2;
 /** CUSUM reports (no strike) stored per (reporter, accused) pair and run; later ones are dropped. */
 export const SOFT_REPORTS_KEPT = 4;
-
-/** A probe CUSUM report (`probe-harm: …`): evidence, not a strike (see onOffender). */
-export function isSoftOffence(reason: string): boolean {
-  return reason.startsWith('probe-harm');
-}
 
 function strikeCount(v: Map<string, Map<string, number>>, reporter: string, accused: string): number {
   return v.get(reporter)?.get(accused) ?? 0;

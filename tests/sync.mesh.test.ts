@@ -8,6 +8,7 @@ import { MeshDestroyedError, MeshConfigError, PayloadError, MeshBusyError } from
 import { Swarm, syntheticPayload, sleep, CONFIG_HASH, sameFloats } from './support/swarm.ts';
 import { chiSquareUniform } from './support/stats.ts';
 import type { ExchangeResult } from '../src/sync/types.ts';
+import type { MeshCore } from '../src/sync/mesh-core.ts';
 
 let swarm: Swarm | null = null;
 let rogues: Rogue[] = [];
@@ -47,6 +48,22 @@ async function runRounds(s: Swarm, rounds: number, waitMs: number, peers = s.pee
 }
 
 describe('mesh (in-memory links)', () => {
+  it('a probe CUSUM report (probe-harm) is reported but is no strike; a gross harm still cuts the partner off at banAfter', async () => {
+    swarm = new Swarm({ n: 2, transport: 'memory', elements: N, init: { banAfter: 2 } });
+    await swarm.connected(1);
+    const [a, b] = swarm.peers as [typeof swarm.peers[0], typeof swarm.peers[0]];
+    const seen: { code: string; strikes: number; cutOff: boolean }[] = [];
+    a.mesh.on('offence', (e) => seen.push({ code: e.code, strikes: e.strikes, cutOff: e.cutOff }));
+    // The round's probe reaches the mesh's offence path as the exchange does (MeshCore).
+    const core = a.mesh as unknown as MeshCore;
+    for (let k = 0; k < 5; k++) core.offence(b.id, 'probe-harm', `paired 2.08 vs solo 2.09; cusum 4.4 > 4 (${k})`);
+    expect(seen.every((e) => e.strikes === 0 && !e.cutOff)).toBe(true);
+    expect(a.mesh.neighbours()).toContain(b.id);
+    core.offence(b.id, 'probe-gross', 'paired 3.1 vs solo 2.1');
+    core.offence(b.id, 'probe-gross', 'paired 3.2 vs solo 2.1');
+    expect(seen.slice(-2)).toEqual([{ code: 'probe-gross', strikes: 1, cutOff: false }, { code: 'probe-gross', strikes: 2, cutOff: true }]);
+  });
+
   it('forms a bounded neighbour set and exchanges φ, Δ bit-exactly with one partner', async () => {
     swarm = new Swarm({ n: 4, transport: 'memory', elements: N });
     await swarm.connected(3);

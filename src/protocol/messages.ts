@@ -211,6 +211,16 @@ export const MAX_LINK_ERROR = 300;
 /** Longest `reason` of an offender report; the mesh's "code: detail" is cut to fit. */
 export const MAX_OFFENDER_REASON = 300;
 
+/**
+ * Whether an offence (its code, or a report's "code: detail") is evidence only, no strike: the
+ * probe's CUSUM report (`probe-harm`) adds up noisy losses, and honest partners in a swarm of two
+ * reached one about once per hundred exchanges. Neither the mesh's cut-off nor the coordinator's
+ * veto counts it (docs/design.md, section 6.1); a gross harm or a failed size check does.
+ */
+export function isSoftOffence(reason: string): boolean {
+  return reason === 'probe-harm' || reason.startsWith('probe-harm:');
+}
+
 /** The fields of one metric row (a report is these plus `t` and `seq`). */
 export const REPORT_FIELDS = {
   /** Client time of the measurement (ms since epoch). */

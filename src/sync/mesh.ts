@@ -4,7 +4,7 @@
 import { decodeFrame, encodeControl } from '../protocol/frame.ts';
 import { FrameError } from '../protocol/errors.ts';
 import { parseControl, type ControlMessage } from '../protocol/peer-messages.ts';
-import { parseMeshSignal, type MeshSignal } from '../protocol/messages.ts';
+import { isSoftOffence, parseMeshSignal, type MeshSignal } from '../protocol/messages.ts';
 import type { Signaling } from '../protocol/signaling.ts';
 import { isConfigHash } from '../protocol/hash.ts';
 import { DELTA_DTYPES, NO_COMPRESSION, PHI_DTYPES } from './compress.ts';
@@ -345,7 +345,9 @@ class MeshImpl implements Mesh, MeshCore {
 
   /** A validation failure: strike, report to the coordinator, cut off a repeated offender. */
   offence(peer: string, code: string, detail: string, immediateBan = false): void {
-    const strikes = (this.strikes.get(peer) ?? 0) + 1;
+    // A soft offence (the probe's CUSUM) is reported, but is no strike: noisy losses add up to
+    // one between honest partners now and then, and two would cut off a good partner for good.
+    const strikes = (this.strikes.get(peer) ?? 0) + (isSoftOffence(code) && !immediateBan ? 0 : 1);
     this.strikes.set(peer, strikes);
     const cutOff = immediateBan || strikes >= this.settings.banAfter;
     this.logger.warn('partner rejected', { peer, code, detail, strikes, cutOff });
