@@ -74,7 +74,7 @@ async function attackRun(runId: string, attack: Attack, meetings: number) {
 }
 
 describe('the probe with real volunteers', () => {
-  it('honest volunteers reject a partner sending Δ × −20 (clipped to 3× by the size checks) and each reports it within 8 of its harmful exchanges (printed: at which; issue 15 asks for 3)', async () => {
+  it('honest volunteers reject a partner sending Δ × −20 (clipped to 1.5×, then 3×, by the size checks) and each reports it within 8 of its harmful exchanges (printed: at which; issue 15 asks for 3)', async () => {
     // Mostly reported at the 1st or 2nd harmful exchange (bench/results/probe.json); under load
     // the attack has cost a volunteer only 1 to 2.5 noise units an exchange, and the CUSUM then
     // needed a 5th. Issue 15's "within 3" is not met in every run yet: the number is printed.
