@@ -535,24 +535,17 @@ export class PeerHub {
 
   /** The run's stored CUSUM reports per (reporter, accused), counted from its events on first use. */
   private runSoftReports(runId: string): Map<string, Map<string, number>> {
-    let v = this.softReports.get(runId);
-    if (v) return v;
-    v = new Map();
-    const rows = this.d.db.prepare("SELECT peer_id AS reporter, data_json AS data FROM events WHERE run_id = ? AND kind = 'peer-offender'").all(runId) as { reporter: string; data: string }[];
-    for (const r of rows) {
-      let data: unknown;
-      try { data = JSON.parse(r.data); } catch { data = r.data; }
-      if (schemaProblem(OffenderEventData, data, 'peer-offender.data') === null && isSoftOffence((data as OffenderEventData).reason)) addStrike(v, r.reporter, (data as OffenderEventData).accused);
-    }
-    this.softReports.set(runId, v);
-    return v;
+    return this.softReports.get(runId) ?? this.loadOffenders(runId).soft;
   }
 
   /** The run's strikes per (reporter, accused), counted from its stored offender events on first use. */
   private runStrikes(runId: string): Map<string, Map<string, number>> {
-    let v = this.strikes.get(runId);
-    if (v) return v;
-    v = new Map();
+    return this.strikes.get(runId) ?? this.loadOffenders(runId).strikes;
+  }
+
+  /** Counts a run's stored offender events once: strikes, and CUSUM reports (no strike). */
+  private loadOffenders(runId: string): { strikes: Map<string, Map<string, number>>; soft: Map<string, Map<string, number>> } {
+    const strikes = new Map<string, Map<string, number>>(), soft = new Map<string, Map<string, number>>();
     const rows = this.d.db.prepare("SELECT peer_id AS reporter, data_json AS data FROM events WHERE run_id = ? AND kind = 'peer-offender'").all(runId) as { reporter: string; data: string }[];
     for (const r of rows) {
       // A row its schema refuses (a damaged database) counts no strike: it is logged, never thrown
@@ -560,11 +553,13 @@ export class PeerHub {
       let data: unknown;
       try { data = JSON.parse(r.data); } catch { data = r.data; }
       const problem = schemaProblem(OffenderEventData, data, 'peer-offender.data');
-      if (problem === null && !isSoftOffence((data as OffenderEventData).reason)) addStrike(v, r.reporter, (data as OffenderEventData).accused);
-      else this.d.logger.warn({ run: runId, reporter: r.reporter, problem }, 'stored offender event skipped');
+      if (problem !== null) { this.d.logger.warn({ run: runId, reporter: r.reporter, problem }, 'stored offender event skipped'); continue; }
+      const d = data as OffenderEventData;
+      addStrike(isSoftOffence(d.reason) ? soft : strikes, r.reporter, d.accused);
     }
-    this.strikes.set(runId, v);
-    return v;
+    if (!this.strikes.has(runId)) this.strikes.set(runId, strikes);
+    if (!this.softReports.has(runId)) this.softReports.set(runId, soft);
+    return { strikes: this.strikes.get(runId)!, soft: this.softReports.get(runId)! };
   }
 
   private onHello(c: Conn, msg: HelloMsg): void {
