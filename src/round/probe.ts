@@ -52,10 +52,12 @@ export interface ProbeSettings {
  * unit, so z = 3 rejected none of 185 honest exchanges; a partner on probation gets 2. A short
  * history (8) follows a run's fast early phase. The CUSUM adds at most cusumCap − slack = 3 an
  * exchange, so no single honest outlier is reported, a partner rejected twice is reported at its
- * second exchange and a steady harm of 2 units at its third (an honest partner would need three
- * exchanges in a row each two units worse than its usual: with the history's own spread as the
- * unit, rarer than 1 in 10,000); 2.5 margins is reported at once. The slack was 1 until a Δ × −20
- * attacker in a fresh-clone CI run cost 1.2 to 2.8 units an exchange and went unreported.
+ * second exchange and a steady harm of 2 units at its third; 2.5 margins is reported at once. The
+ * price of that speed is false alarms: such a CUSUM alarms on pure noise about once in 340
+ * exchanges, and between honest volunteers in a swarm of two about once per hundred (the noise
+ * from 4 windows runs low). So a CUSUM report is evidence, not a strike (isSoftOffence). The
+ * slack was 1 until a Δ × −20 attacker in a fresh-clone CI run cost 1.2 to 2.8 units an exchange
+ * and went unreported.
  */
 export const DEFAULT_PROBE: ProbeSettings = {
   z: 3, zProbation: 2, relFloor: 0.004, coldFloor: 0.01, history: 8, minHistory: 4,
