@@ -1,7 +1,9 @@
 // The signaling client against a scripted WebSocket and a fake clock: backoff with jitter,
 // the report buffer across outages, paced flushing, and solo steps when the coordinator is gone.
 import { describe, expect, it } from 'vitest';
-import { SignalingClient, memorySessionStore, type WebSocketLike } from '../src/sync/signaling-client.ts';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { WebSocket } from 'ws';
+import { SignalingClient, memorySessionStore, type WebSocketCtor, type WebSocketLike } from '../src/sync/signaling-client.ts';
 import type { ReportFields, ServerMessage, WelcomeMsg } from '../src/protocol/messages.ts';
 import { FakeClock } from './support/fake-clock.ts';
 
@@ -247,5 +249,31 @@ describe('signaling client', () => {
     expect(FakeSocket.all.length).toBe(n);
     expect(c.connected).toBe(false);
     void sock;
+  });
+
+  it('stop() while the socket is still connecting (Node\'s ws) throws nothing and leaves no uncaught error', async () => {
+    // A server that accepts the TCP connection and never answers the upgrade: the socket stays
+    // CONNECTING. Closing it then makes `ws` emit an error; with the handler gone it was uncaught.
+    const held: Socket[] = [];
+    const server = createServer((sock) => { held.push(sock); sock.resume(); }); // read, so its end is seen
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown) => { uncaught.push(e); };
+    process.on('uncaughtException', onUncaught);
+    try {
+      const c = new SignalingClient({ url: `http://127.0.0.1:${port}`, WebSocket: WebSocket as unknown as WebSocketCtor });
+      c.start();
+      await new Promise<void>((r) => { const t = setInterval(() => { if (held.length > 0) { clearInterval(t); r(); } }, 10); });
+      expect(() => c.stop()).not.toThrow();
+      // ws emits the error on a later tick; wait until the socket's close reached the server.
+      await new Promise<void>((r) => { if (held[0]!.destroyed || held[0]!.readableEnded) r(); else held[0]!.once('close', () => r()); });
+      await new Promise((r) => setImmediate(r));
+      expect(uncaught).toEqual([]);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      for (const sock of held) sock.destroy();
+      await new Promise((r) => server.close(r));
+    }
   });
 });

@@ -341,7 +341,11 @@ export class SignalingClient implements Signaling {
   private dropConnection(reason: string): void {
     const had = this.ws !== null;
     if (this.ws) {
-      this.ws.onopen = this.ws.onmessage = this.ws.onerror = this.ws.onclose = null;
+      this.ws.onopen = this.ws.onmessage = this.ws.onclose = null;
+      // Closing a socket still connecting makes Node's `ws` emit an error: with no handler that
+      // is an uncaught exception, and it took the volunteer process down when it stopped during
+      // a reconnect. Whatever the socket we let go says now is ignored.
+      this.ws.onerror = () => {};
     }
     this.ws = null;
     this.welcomeMsg = null;
