@@ -71,7 +71,11 @@ interface Row {
   inner_ms: number;
   wall_s: number;
   /** Every judged exchange of the honest volunteers: its partner's kind, paired − solo, excess, noise unit, taken or not. */
-  verdicts: { partner: 'honest' | 'attacker'; round: number; d: number; excess: number; noise: number; accept: boolean; offence: string | null }[];
+  verdicts: { partner: 'honest' | 'attacker'; round: number; d: number; excess: number; noise: number; accept: boolean; offence: string | null; cos: number | null }[];
+  /** Honest volunteers' exchanges with honest partners refused by the mesh's checks (a direction or size false alarm). */
+  honest_refused: number;
+  /** Honest volunteers' exchanges with the attacker refused by the mesh's checks, by reason (delta-direction, delta-norm, ...). */
+  attacker_refused_by: Record<string, number>;
 }
 
 async function scenario(name: Scenario, seed: number): Promise<Row> {
@@ -126,8 +130,9 @@ async function scenario(name: Scenario, seed: number): Promise<Row> {
     return {
       scenario: name, seed, rounds: ROUNDS, H,
       honest_final_val_loss: round(vals.reduce((a, b) => a + b, 0) / vals.length, 4), honest_val_losses: vals.map((v) => round(v, 4)),
-      honest_judged: withHonest.length, honest_rejected: rejectedH, honest_rejection_rate: withHonest.length ? round(rejectedH / withHonest.length, 4) : null,
+      honest_judged: withHonest.length, honest_refused: all.filter((e) => e.exchange.reason === 'rejected' && honestIds.includes(e.exchange.partner!)).length, honest_rejected: rejectedH, honest_rejection_rate: withHonest.length ? round(rejectedH / withHonest.length, 4) : null,
       attacker_exchanges: withAttacker.flat().length, attacker_rejected: withAttacker.flat().filter(refused).length,
+      attacker_refused_by: withAttacker.flat().reduce<Record<string, number>>((m, e) => { const k = e.exchange.rejection; if (e.exchange.reason === 'rejected' && k) m[k] = (m[k] ?? 0) + 1; return m; }, {}),
       reported_at: attack ? withAttacker.filter((es) => es.length > 0).map((es) => { const k = es.findIndex(reportedIn); return k >= 0 ? k + 1 : null; }) : [],
       probe_ms_per_round: round(all.length ? probeMs / all.length : 0, 2), probe_ms_per_judged: round(judged ? probeMs / judged : 0, 2),
       inner_ms: round(innerMs.filter(Number.isFinite).reduce((a, b) => a + b, 0) / innerMs.length, 1),
@@ -135,6 +140,7 @@ async function scenario(name: Scenario, seed: number): Promise<Row> {
       verdicts: events.slice(0, honestIds.length).flat().filter((e) => e.probe).map((e) => ({
         partner: attackers.includes(e.exchange.partner!) ? 'attacker' as const : 'honest' as const, round: e.report.round,
         d: round(e.probe!.paired - e.probe!.solo, 5), excess: round(e.probe!.excess, 5), noise: round(e.probe!.noise, 5), accept: e.probe!.accept, offence: e.probe!.offence?.code ?? null,
+        cos: e.exchange.payload?.deltaCosine == null ? null : round(e.exchange.payload.deltaCosine, 3),
       })),
     };
   } finally {

@@ -84,6 +84,43 @@ describe('PartnerValidator', () => {
     expect(v.check(phi, { phi: gaussian(8, 0.02), delta: gaussian(9, 1e-3) }, at)).toMatchObject({ ok: false, reason: 'phi-distance' });
   });
 
+  it('rejects a Δ pointing against ours (negated, or reversed and scaled), not an unrelated one; short tensors only past 6/√n', () => {
+    const own = gaussian(20, 1e-3);
+    const shared = gaussian(21, 1e-3);
+    // An honest partner: the same descent direction plus its own noise (cosine ~ 0.5).
+    const honest = plus(shared, gaussian(22, 1e-3));
+    const mine = plus(shared, own);
+    const v = honestValidator();
+    const ok = v.check(phi, { phi: phi.slice(), delta: honest.slice() }, at, mine);
+    expect(ok).toMatchObject({ ok: true });
+    expect(ok.ok && ok.cosine).toBeGreaterThan(0.3);
+    for (const k of [-1, -20]) {
+      const res = v.check(phi, { phi: phi.slice(), delta: honest.map((x) => k * x) }, { peer: `flip${k}`, round: 1 }, mine);
+      expect(res).toMatchObject({ ok: false, reason: 'delta-direction' });
+      if (!res.ok) expect(res.detail).toMatch(/^cos\(Δ_j, Δ_i\) = -0\.\d+ < -0\.2/);
+    }
+    // Unrelated: cosine ~ 0 (±1/√n); and a mildly negative one above −0.2.
+    expect(v.check(phi, { phi: phi.slice(), delta: gaussian(23, 1e-3) }, at, mine)).toMatchObject({ ok: true });
+    const mild = plus(gaussian(24, 1e-3), mine.map((x) => -0.1 * x));
+    const m = v.check(phi, { phi: phi.slice(), delta: mild }, at, mine);
+    expect(m).toMatchObject({ ok: true });
+    expect(m.ok ? m.cosine : null).toBeLessThan(-0.1);
+    // Without our own Δ (or with a zero one) there is no direction to judge.
+    expect(v.check(phi, { phi: phi.slice(), delta: honest.map((x) => -x) }, at)).toMatchObject({ ok: true, cosine: null });
+    expect(v.check(phi, { phi: phi.slice(), delta: honest.map((x) => -x) }, at, new Float32Array(n))).toMatchObject({ ok: true, cosine: null });
+    // 16 elements: unrelated random vectors reach cosines of ±0.5 by chance; there the floor is
+    // −6/√16 = −1.5, below any cosine, so none of 200 such pairs is rejected on direction.
+    const short = new PartnerValidator(16);
+    short.observeOwn(1);
+    let rejected = 0;
+    for (let k = 0; k < 200; k++) {
+      const a = gaussian(1000 + k, 0.1).subarray(0, 16), b = gaussian(2000 + k, 0.1).subarray(0, 16);
+      if (!short.check(new Float32Array(16), { phi: new Float32Array(16), delta: a.slice() }, { peer: `r${k}`, round: 0 }, b).ok) rejected++;
+    }
+    expect(rejected).toBe(0);
+    expect(() => v.check(phi, { phi: phi.slice(), delta: honest.slice() }, at, new Float32Array(3))).toThrow(/own Δ/);
+  });
+
   it('rejects wrong sizes', () => {
     const v = honestValidator();
     expect(v.check(phi, { phi: new Float32Array(n - 1), delta: new Float32Array(n) }, at)).toMatchObject({ ok: false, reason: 'size' });
@@ -263,15 +300,21 @@ describe('PartnerValidator: peers that trained apart for rounds', () => {
     const [a, b, c] = [0, 1, 2].map((i) => new CpuReplica(layout, cfg, init, data.train, i, 7, h));
     const [va, vb] = [new PartnerValidator(layout.total), new PartnerValidator(layout.total)];
     const K = 20;
+    const cosines: number[] = [];
     for (let round = 0; round < K; round++) {
       for (const r of [a, b, c]) await r.innerLoop(H);
       const pa = a.outerPayload(), pb = b.outerPayload();
       c.outerPayload();
       va.observeOwn(norm2(pa.delta));
       vb.observeOwn(norm2(pb.delta));
-      const ra = va.check(pa.phi, { phi: pb.phi, delta: pb.delta.slice() }, { peer: 'B', round });
-      const rb = vb.check(pb.phi, { phi: pa.phi, delta: pa.delta.slice() }, { peer: 'A', round });
+      const ra = va.check(pa.phi, { phi: pb.phi, delta: pb.delta.slice() }, { peer: 'B', round }, pa.delta);
+      const rb = vb.check(pb.phi, { phi: pa.phi, delta: pa.delta.slice() }, { peer: 'A', round }, pb.delta);
       if (!ra.ok || !rb.ok) throw new Error(`A and B rejected each other in round ${round}: ${JSON.stringify([ra, rb])}`);
+      cosines.push(ra.cosine!);
+      // The same Δ negated is refused on direction, whatever round.
+      const flip = new PartnerValidator(layout.total);
+      flip.observeOwn(norm2(pa.delta));
+      expect(flip.check(pa.phi, { phi: pb.phi, delta: pb.delta.map((x) => -x) }, { peer: 'F', round }, pa.delta)).toMatchObject({ ok: false, reason: 'delta-direction' });
       a.applyOuter([{ ...pb, peer: 'B', round, deltaNorm: 0, phiDistance: 0, clipped: false }]);
       b.applyOuter([{ ...pa, peer: 'A', round, deltaNorm: 0, phiDistance: 0, clipped: false }]);
       c.applyOuter([]);
@@ -283,7 +326,11 @@ describe('PartnerValidator: peers that trained apart for rounds', () => {
     // A fresh init from seed 2 is 33 away, and the two seeds' φ_0 are 11 apart: distance alone
     // cannot tell a stranger's init from an honest loner here, only grossly foreign weights.
     expect(dist(pa.phi, pc.phi) / va.deltaScale).toBeGreaterThan(DEFAULT_VALIDATION.phiFactor);
-    const verdict = va.check(pa.phi, { phi: pc.phi, delta: pc.delta.slice() }, { peer: 'C', round: K });
+    const verdict = va.check(pa.phi, { phi: pc.phi, delta: pc.delta.slice() }, { peer: 'C', round: K }, pa.delta);
     expect(verdict, JSON.stringify(verdict)).toMatchObject({ ok: true });
+    // The loner's φ is 14 Δ scales away, and its Δ still points our way.
+    console.log(`cos(Δ_B, Δ_A) over ${K} rounds: ${cosines.map((c) => c.toFixed(2)).join(' ')}; the loner's: ${verdict.ok ? verdict.cosine!.toFixed(2) : '-'}`);
+    expect(verdict.ok && verdict.cosine).toBeGreaterThan(0);
+    expect(Math.min(...cosines)).toBeGreaterThan(0);
   });
 });

@@ -211,7 +211,7 @@ export class ExchangeRun {
     const { inbound } = outcome;
     const phi = decodeTensor(inbound.msg.phi.dtype, outcome.phi, n);
     const delta = decodeTensor(inbound.msg.delta.dtype, outcome.delta, n);
-    const verdict = mesh.validator.check(payload.phi, { phi, delta }, { peer: partner, round, peerRound: inbound.msg.round, probation: this.probation });
+    const verdict = mesh.validator.check(payload.phi, { phi, delta }, { peer: partner, round, peerRound: inbound.msg.round, probation: this.probation }, payload.delta);
     if (!verdict.ok) {
       this.stopAndAbort(partner, 'rejected');
       mesh.offence(partner, verdict.reason, verdict.detail);
@@ -222,7 +222,7 @@ export class ExchangeRun {
     mesh.estimator.observe(received, mesh.clock.now() - inbound.at);
     const result: PartnerPayload = {
       peer: partner, round: inbound.msg.round, phi, delta: verdict.delta,
-      deltaNorm: verdict.deltaNorm, phiDistance: verdict.phiDistance, clipped: verdict.clipped,
+      deltaNorm: verdict.deltaNorm, phiDistance: verdict.phiDistance, clipped: verdict.clipped, deltaCosine: verdict.cosine,
     };
     return {
       ...this.base(partner, pairMs, via, transferMs),

@@ -65,6 +65,8 @@ export interface PartnerPayload {
   deltaNorm: number;
   phiDistance: number;
   clipped: boolean;
+  /** cos(Δ_j, our own Δ of the round), before clipping; null when either was zero; absent when no validator saw it. */
+  deltaCosine?: number | null;
 }
 
 export type SoloReason =

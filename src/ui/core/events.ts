@@ -35,6 +35,7 @@ export function offenderReason(reason: string): { words: string; detail: string 
     switch (code) {
       case 'non-finite': return detail?.startsWith('Δ') ? 'non-finite Δ' : detail?.startsWith('φ') ? 'non-finite φ' : 'non-finite values';
       case 'delta-norm': return 'Δ norm far above the honest scale';
+      case 'delta-direction': return 'Δ pointing against its partner’s';
       case 'phi-distance': return 'φ far from its partner’s';
       case 'size': case 'ERR_FRAME_SIZE': return 'wrong payload size';
       case 'ERR_FRAME_DTYPE': return 'another wire dtype than the run’s compression';
