@@ -92,10 +92,14 @@ describe('volunteers across NATs (network namespaces, coturn)', () => {
 
   it('TURN, symmetric NATs: links open through the relay, >= 95% of partnered rounds exchange, validation loss falls', async () => {
     const r = await setup('symmetric', { stun: true, turn: true });
-    const enough = (m: SwarmMember) => partnered(m).length >= 8 && m.rounds.filter((x) => typeof x.report.valLoss === 'number').length >= 3;
-    const ms = await swarmUntil(r, 'micro', [0, 1], (all) => all.every(enough), 280_000);
+    // A 95% bound needs a sample where one miss is not already a failure: with 8 partnered rounds
+    // each (16 in all) a single round lost to a slow relay allocation on a busy machine read as
+    // 94% (a fresh-clone run with a core busy). 20 each: one or two misses are within the bound.
+    const enough = (m: SwarmMember) => partnered(m).length >= 20 && m.rounds.filter((x) => typeof x.report.valLoss === 'number').length >= 3;
+    const ms = await swarmUntil(r, 'micro', [0, 1], (all) => all.every(enough), 400_000);
     const given = ms.flatMap(partnered), done = ms.flatMap(paired);
-    expect(done.length / given.length, `${done.length} of ${given.length} partnered rounds exchanged`).toBeGreaterThanOrEqual(0.95);
+    const missed = given.filter((x) => x.exchange.outcome !== 'paired').map((x) => `round ${x.report.round}: ${x.exchange.reason}`);
+    expect(done.length / given.length, `${done.length} of ${given.length} partnered rounds exchanged; missed: ${missed.join(', ')}`).toBeGreaterThanOrEqual(0.95);
     for (const x of done) expect(x.exchange.link?.local === 'relay' || x.exchange.link?.remote === 'relay').toBe(true);
     for (const m of ms) {
       const val = m.rounds.map((x) => x.report.valLoss).filter((v): v is number => typeof v === 'number');

@@ -202,6 +202,9 @@ describe('volunteers training for real', () => {
     // no checkpoint duty (issue 15: a fresh identity must not decide what newcomers start from).
     await b.getByRole('button', { name: 'Stop' }).click();
     await until(b, 'the stop', (s) => s.phase === 'stopped');
+    // The tab shows "stopped" before the coordinator has seen its socket close; until it has, B
+    // is still live and eligible, and a checkpoint request goes to B (a fresh-clone run met this).
+    await expect.poll(() => server.c.hub.isLive(peerB), { timeout: 60_000, message: 'the coordinator to see B leave' }).toBe(false);
     const peerC = await peerIdOf(c);
     expect(server.c.hub.onProbation(peerC)).toBe(true);
     const refused = await fetch(`${server.url}/api/runs/${RUN}/checkpoints`, { method: 'POST', headers: server.admin });
