@@ -5,6 +5,8 @@
 //   honest-off    three honest volunteers, probe off: the system as it was
 //   honest-on     three honest volunteers, probe on: the false-rejection rate and its cost; the
 //                 control every attack row is compared with ("Δ vs control", same seed)
+//   duo-on        two honest volunteers and no third, probe on: what the honest pair reaches when
+//                 every exchange with an attacker is refused (its rounds become solo steps)
 //   attack-on     two honest + one whose Δ is negated at the honest norm, probe on
 //   attack-off    the same attack with the probe off (what it did before)
 //   scale-on      two honest + one sending its Δ × −20 (the size checks clip it to 3×), probe on
@@ -37,12 +39,12 @@ const arg = (name: string) => { const i = process.argv.indexOf(name); return i >
 const ROUNDS = Number(arg('--rounds') ?? 30);
 const H = Number(arg('--H') ?? 20);
 const SEEDS = (arg('--seeds') ?? '1').split(',').map(Number);
-const SCENARIOS = ['honest-off', 'honest-on', 'attack-on', 'attack-off', 'scale-on', 'scale-off', 'nan-on', 'scale100-on', 'phibias-on', 'phibias-off',
+const SCENARIOS = ['honest-off', 'honest-on', 'duo-on', 'attack-on', 'attack-off', 'scale-on', 'scale-off', 'nan-on', 'scale100-on', 'phibias-on', 'phibias-off',
   'combined-on', 'combined-off', 'mirror-on', 'mirror-off', 'rejoin-on'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 /** The third volunteer's attack in each scenario; null: it is honest. */
 const ATTACK: Record<Scenario, Attack | null> = {
-  'honest-off': null, 'honest-on': null, 'attack-on': 'sign-flip', 'attack-off': 'sign-flip', 'scale-on': 'scale-flip', 'scale-off': 'scale-flip',
+  'honest-off': null, 'honest-on': null, 'duo-on': null, 'attack-on': 'sign-flip', 'attack-off': 'sign-flip', 'scale-on': 'scale-flip', 'scale-off': 'scale-flip',
   'nan-on': 'nan', 'scale100-on': 'scale100', 'phibias-on': 'phi-bias', 'phibias-off': 'phi-bias', 'combined-on': 'combined', 'combined-off': 'combined',
   'mirror-on': 'camp-mirror', 'mirror-off': 'camp-mirror', 'rejoin-on': 'scale-flip',
 };
@@ -71,7 +73,7 @@ interface Row {
   inner_ms: number;
   wall_s: number;
   /** Every judged exchange of the honest volunteers: its partner's kind, paired − solo, excess, noise unit, taken or not. */
-  verdicts: { partner: 'honest' | 'attacker'; round: number; d: number; excess: number; noise: number; accept: boolean; offence: string | null; cos: number | null }[];
+  verdicts: { partner: 'honest' | 'attacker'; round: number; d: number; excess: number; noise: number; accept: boolean; offence: string | null; cos: number | null; phi_cos: number | null; phi_lag: number | null }[];
   /** Honest volunteers' exchanges with honest partners refused by the mesh's checks (a direction or size false alarm). */
   honest_refused: number;
   /** Honest volunteers' exchanges with the attacker refused by the mesh's checks, by reason (delta-direction, delta-norm, ...). */
@@ -97,7 +99,7 @@ async function scenario(name: Scenario, seed: number): Promise<Row> {
     let third: Volunteer | null = null;
     if (name.startsWith('rejoin-')) {
       rejoiner = rejoining(() => runVolunteer({ ...base, rounds: REJOIN_EVERY }, { ...hostileComponents, WebSocket: webSocketFrom('127.0.0.2') }));
-    } else {
+    } else if (name !== 'duo-on') {
       third = runVolunteer(attack ? { ...base, rounds: undefined } : base, hostileComponents);
     }
     vs.push(...honest, ...(third ? [third] : []));
@@ -105,11 +107,11 @@ async function scenario(name: Scenario, seed: number): Promise<Row> {
     const events: RoundEvent[][] = [[], []];
     const innerMs: number[] = [];
     honest.forEach((v, i) => v.onRound((e) => { events[i]!.push(e); }));
-    if (!attack) third!.onRound((e) => { (events[2] ??= []).push(e); });
+    if (!attack) third?.onRound((e) => { (events[2] ??= []).push(e); });
     const ids = await Promise.all([...honest, ...(third ? [third] : [])].map(async (v) => (await v.joined).peerId));
     try {
       await Promise.all(honest.map((v) => v.done));
-      if (!attack) await third!.done;
+      if (!attack) await third?.done;
     } finally {
       await rejoiner?.stop();
     }
@@ -141,6 +143,8 @@ async function scenario(name: Scenario, seed: number): Promise<Row> {
         partner: attackers.includes(e.exchange.partner!) ? 'attacker' as const : 'honest' as const, round: e.report.round,
         d: round(e.probe!.paired - e.probe!.solo, 5), excess: round(e.probe!.excess, 5), noise: round(e.probe!.noise, 5), accept: e.probe!.accept, offence: e.probe!.offence?.code ?? null,
         cos: e.exchange.payload?.deltaCosine == null ? null : round(e.exchange.payload.deltaCosine, 3),
+        phi_cos: e.exchange.payload?.phiCosine == null ? null : round(e.exchange.payload.phiCosine, 3),
+        phi_lag: e.exchange.payload?.phiLag == null ? null : round(e.exchange.payload.phiLag, 3),
       })),
     };
   } finally {
@@ -188,7 +192,7 @@ async function main(): Promise<void> {
   rows.unshift(...kept);
   writeFileSync(out, JSON.stringify({
     when: new Date().toISOString(), cores: cpus().length, load_avg_1m: round(loadavg()[0]!, 2),
-    note: 'three CPU volunteers in one process through the real coordinator (attack-*: two honest + one sending its Δ negated at the honest norm; scale-*: its Δ × −20, clipped to 3× by the size checks; nan-*: a NaN in Δ; scale100-*: Δ × 100; phibias-*: its honest Δ and φ − 4Δ; combined-*: Δ negated and φ − 4Δ; mirror-*: a camper sending the last partner\'s Δ negated; rejoin-*: Δ × −20 under a new identity every ' + REJOIN_EVERY + ' rounds from 127.0.0.2); honest_* counts only honest volunteers\' exchanges with honest partners; attacker_* and reported_at count exchanges whose payload was validated or rejected by the size checks (any identity of a rejoining attacker); val losses are each honest volunteer\'s own after its last round; compare an attack row with honest-on of the same seed',
+    note: 'three CPU volunteers in one process through the real coordinator (duo-on: only the two honest ones; attack-*: two honest + one sending its Δ negated at the honest norm; scale-*: its Δ × −20, clipped to 3× by the size checks; nan-*: a NaN in Δ; scale100-*: Δ × 100; phibias-*: its honest Δ and φ − 4Δ; combined-*: Δ negated and φ − 4Δ; mirror-*: a camper sending the last partner\'s Δ negated; rejoin-*: Δ × −20 under a new identity every ' + REJOIN_EVERY + ' rounds from 127.0.0.2); honest_* counts only honest volunteers\' exchanges with honest partners; attacker_* and reported_at count exchanges whose payload was validated or rejected by the size checks (any identity of a rejoining attacker); val losses are each honest volunteer\'s own after its last round; compare an attack row with honest-on of the same seed',
     rows,
   }, null, 2) + '\n');
   console.log(`wrote ${out}`);

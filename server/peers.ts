@@ -15,7 +15,8 @@
 // report is a strike (but a probe CUSUM report, `probe-harm`, is evidence only: honest partners'
 // noisy losses add up to one now and then), stored as a `peer-offender` run event; at VETO_AFTER strikes of one
 // (reporter, accused) pair the ready pool never pairs the two again in this run (also after a
-// coordinator restart: strikes are counted again from the events table). One strike is not a
+// coordinator restart: strikes are counted again from the events table). A second report of
+// any kind rests the pair for a number of the reporter's rounds (rest()). One strike is not a
 // veto, as in the mesh (banAfter): a single damaged chunk or an outlier φ from a peer that just
 // joined should not split a run. Reports past the veto write nothing, so a hostile reporter
 // cannot grow the database faster than the run's peer count.
@@ -225,6 +226,8 @@ export class PeerHub {
   private readonly exchanges = new Map<string, Exchange[]>();
   /** Peer -> accepted exchanges so far (kept across reconnects of the same id). */
   private readonly accepted = new Map<string, number>();
+  /** run -> reporter -> accused -> the reporter's readies left before the pool pairs the two again (REST_READIES). */
+  private readonly rests = new Map<string, Map<string, Map<string, number>>>();
   /** run -> reporter -> accused address key -> strikes: a veto that follows new ids from that address. */
   private readonly addressStrikes = new Map<string, Map<string, Map<string, number>>>();
   private sweepTimer: unknown = null;
@@ -275,6 +278,8 @@ export class PeerHub {
    * nor an earlier id from the other's address (when their addresses differ).
    */
   canPair(runId: string, a: string, b: string): boolean {
+    const rests = this.rests.get(runId);
+    if (rests && (rests.get(a)?.has(b) || rests.get(b)?.has(a))) return false;
     const v = this.runStrikes(runId);
     if (strikeCount(v, a, b) >= VETO_AFTER || strikeCount(v, b, a) >= VETO_AFTER) return false;
     const byAddr = this.addressStrikes.get(runId);
@@ -439,6 +444,7 @@ export class PeerHub {
       case 'signal':
         return this.relay(c, msg.to, msg.data);
       case 'ready':
+        this.restTick(runId, peerId);
         return this.pool(runId).ready(peerId, msg.round, msg.waitMs);
       case 'report':
         return this.onReport(c, msg);
@@ -506,6 +512,7 @@ export class PeerHub {
     // (bench/results/swarm.json, `offences`), so two of them parted the only pair of the run.
     // The judge that made it holds the partner to the strict margin from then on; a gross harm
     // or a failed size check still counts. Its stored reports per pair are bounded.
+    this.rest(runId, reporter, msg.peer);
     if (isSoftOffence(msg.reason)) {
       const soft = this.runSoftReports(runId);
       const n = strikeCount(soft, reporter, msg.peer);
@@ -531,6 +538,42 @@ export class PeerHub {
     const data: OffenderEventData = { accused: msg.peer, reason: msg.reason, strike, vetoed: strike >= VETO_AFTER, paired: true };
     this.d.events.append(runId, 'peer-offender', reporter, data);
     this.d.logger.warn({ run: runId, reporter, accused: msg.peer, reason: msg.reason, strike }, 'offender reported');
+  }
+
+  /**
+   * A pair reported again rests (issue 15): from the reporter's second report of the accused (of
+   * any kind, this one included), the pool does not pair the two for the reporter's next
+   * REST_READIES × 2^(k − 2) readies at its k-th, up to REST_MAX_READIES. One report is free: an
+   * honest pair's probe losses add up to a CUSUM report about once in a few hundred exchanges,
+   * and a second soon after is rarer still. A partner whose updates keep failing the probe (an
+   * anti-progress φ the lag clip shortened, say) would otherwise keep taking a third of its
+   * victims' rounds, each one a solo step for them; rule 1 of the pool (no repeat partner while
+   * another is due) even sends honest peers to it every other round. The rest affects only the
+   * reporter's own pairings with the accused, and a report needs a recent pairing, so a hostile
+   * reporter can part nobody but itself.
+   */
+  private rest(runId: string, reporter: string, accused: string): void {
+    const k = 1 + strikeCount(this.runSoftReports(runId), reporter, accused) + strikeCount(this.runStrikes(runId), reporter, accused);
+    if (k < 2) return;
+    let byReporter = this.rests.get(runId);
+    if (!byReporter) this.rests.set(runId, (byReporter = new Map()));
+    let m = byReporter.get(reporter);
+    if (!m) byReporter.set(reporter, (m = new Map()));
+    m.set(accused, Math.min(REST_MAX_READIES, REST_READIES * 2 ** (k - 2)));
+  }
+
+  /**
+   * One ready of `peer`, before the pool sees it: each pair it rests from comes a ready closer to
+   * pairing again. A rest of N covers the reporter's next N readies; it ends at the one after.
+   */
+  private restTick(runId: string, peer: string): void {
+    const m = this.rests.get(runId)?.get(peer);
+    if (!m) return;
+    for (const [accused, left] of m) {
+      if (left <= 0) m.delete(accused);
+      else m.set(accused, left - 1);
+    }
+    if (m.size === 0) this.rests.get(runId)!.delete(peer);
   }
 
   /** The run's stored CUSUM reports per (reporter, accused), counted from its events on first use. */
@@ -906,7 +949,7 @@ export class PeerHub {
    */
   private forgetIds(ids: Set<string>): void {
     for (const id of ids) this.accepted.delete(id);
-    for (const runs of [this.strikes, this.softReports, this.addressStrikes]) {
+    for (const runs of [this.strikes, this.softReports, this.addressStrikes, this.rests]) {
       for (const byReporter of runs.values()) {
         for (const [reporter, accused] of byReporter) {
           if (ids.has(reporter)) { byReporter.delete(reporter); continue; }
@@ -919,13 +962,13 @@ export class PeerHub {
   }
 
   /** Entries the hub holds per peer id, by table: each is bounded (tests measure it). */
-  remembered(): { accepted: number; strikes: number; softReports: number; addressStrikes: number } {
+  remembered(): { accepted: number; strikes: number; softReports: number; addressStrikes: number; rests: number } {
     const count = (runs: Map<string, Map<string, Map<string, number>>>) => {
       let n = 0;
       for (const byReporter of runs.values()) for (const m of byReporter.values()) n += m.size;
       return n;
     };
-    return { accepted: this.accepted.size, strikes: count(this.strikes), softReports: count(this.softReports), addressStrikes: count(this.addressStrikes) };
+    return { accepted: this.accepted.size, strikes: count(this.strikes), softReports: count(this.softReports), addressStrikes: count(this.addressStrikes), rests: count(this.rests) };
   }
 
   // ---------- run changes ----------
@@ -955,6 +998,10 @@ export class PeerHub {
 export const VETO_AFTER = 2;
 /** CUSUM reports (no strike) stored per (reporter, accused) pair and run; later ones are dropped. */
 export const SOFT_REPORTS_KEPT = 4;
+/** A pair's rest after the reporter's second report of the accused, in the reporter's readies; it doubles with each later report. */
+export const REST_READIES = 8;
+/** The longest rest, in the reporter's readies. */
+export const REST_MAX_READIES = 64;
 
 function strikeCount(v: Map<string, Map<string, number>>, reporter: string, accused: string): number {
   return v.get(reporter)?.get(accused) ?? 0;

@@ -170,17 +170,20 @@ describe('database growth', () => {
     expect(kept).toBe(1);
   });
 
-  it('(e) forgets a departed peer\'s strikes and accepted exchanges with its rows', async () => {
+  it('(e) forgets a departed peer\'s strikes, reports, rests and accepted exchanges with its rows', async () => {
     const a = await RawPeer.join(s.wsUrl, { run: 'many' }), b = await RawPeer.join(s.wsUrl, { run: 'many' });
     a.peer.send({ t: 'ready', round: 0, waitMs: 2000 });
     b.peer.send({ t: 'ready', round: 0, waitMs: 2000 });
     await a.peer.next((m) => m.t === 'paired' && m.round === 0);
+    b.peer.send({ t: 'offender', peer: a.welcome.peerId, reason: 'probe-harm: paired 2.08 vs solo 2.07; cusum 4.4 > 4' });
     b.peer.send({ t: 'offender', peer: a.welcome.peerId, reason: 'ERR_NONFINITE: NaN in phi' });
     await until(() => s.c.hub.remembered().strikes === 1, 5000, 'the strike');
+    // The second report rests the pair (server/peers.ts, rest()).
+    expect(s.c.hub.remembered()).toMatchObject({ softReports: 1, rests: 1 });
     a.peer.close(); b.peer.close();
     await until(() => !s.c.hub.isLive(a.welcome.peerId) && !s.c.hub.isLive(b.welcome.peerId), 5000, 'both to leave');
     clock.advance(24 * HOUR + 1);
     while (s.c.hub.prune() > 0) { /* PRUNE_BATCH at a time */ }
-    expect(s.c.hub.remembered()).toEqual({ accepted: 0, strikes: 0, softReports: 0, addressStrikes: 0 });
+    expect(s.c.hub.remembered()).toEqual({ accepted: 0, strikes: 0, softReports: 0, addressStrikes: 0, rests: 0 });
   });
 });

@@ -7,7 +7,7 @@ import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../src/
 import type { PairedMsg, ServerMessage } from '../src/protocol/messages.ts';
 import { MAX_OFFENDER_REASON } from '../src/protocol/messages.ts';
 import { withPeerReplay } from '../src/volunteer/signaling.ts';
-import { PROBATION_EXCHANGES, SOFT_REPORTS_KEPT } from '../server/peers.ts';
+import { PROBATION_EXCHANGES, REST_READIES, SOFT_REPORTS_KEPT } from '../server/peers.ts';
 import { RawPeer, report, sleep, startServer, until, type TestServer } from './support/coordinator.ts';
 
 let s: TestServer;
@@ -57,6 +57,15 @@ async function pairUp(a: RawPeer, b: RawPeer | SignalingClient, bId: string, rou
   if (b instanceof RawPeer) b.send({ t: 'ready', round, waitMs: 3000 }); else b.ready(round, 3000);
   const m = await a.next<PairedMsg>((x) => x.t === 'paired' && x.round === round, 5000, n);
   expect(m.partner).toBe(bId);
+}
+
+/** Both ready for `round` with little wait; resolves with what each was told. */
+async function meet(a: RawPeer, b: RawPeer, round: number, waitMs = 300): Promise<[PairedMsg, PairedMsg]> {
+  const [na, nb] = [a.frames.length, b.frames.length];
+  a.send({ t: 'ready', round, waitMs });
+  b.send({ t: 'ready', round, waitMs });
+  const got = (p: RawPeer, n: number) => p.next<PairedMsg>((m) => m.t === 'paired' && m.round === round, 5000, n);
+  return [await got(a, na), await got(b, nb)];
 }
 
 describe('offender reports', () => {
@@ -240,35 +249,45 @@ describe('offender reports', () => {
 });
 
 describe('probe CUSUM reports', () => {
-  it('are stored as evidence (at most SOFT_REPORTS_KEPT per pair) but are no strike: the two still pair; a gross harm still counts', async () => {
-    // Honest partners' noisy probe losses add up to a CUSUM report about once per hundred
+  it('are stored as evidence (at most SOFT_REPORTS_KEPT per pair) but are no strike; a second report rests the pair for REST_READIES of the reporter\'s readies, then they pair again; a gross harm still counts', async () => {
+    // Honest partners' noisy probe losses add up to a CUSUM report about once in a few hundred
     // exchanges; two such reports used to part the only pair of a swarm of two for the run.
     const [a, b] = [await RawPeer.join(s.wsUrl, { run: 'soft' }), await RawPeer.join(s.wsUrl, { run: 'soft' })];
     const stopHb = heartbeat(a.peer, b.peer);
     const ids = [a, b].map((p) => p.welcome.peerId);
     const rows = () => offenderRows().filter((r) => r.runId === 'soft');
+    const soft = (k: number) => b.peer.send({ t: 'offender', peer: ids[0], reason: `probe-harm: paired 2.08 vs solo 2.09 on 4 probe windows: excess 0.02, margin 0.03; cusum 4.4 > 4 (${k})` });
     try {
       await pairUp(a.peer, b.peer, ids[1]!, 0);
-      for (let k = 0; k < SOFT_REPORTS_KEPT + 3; k++) {
-        b.peer.send({ t: 'offender', peer: ids[0], reason: `probe-harm: paired 2.08 vs solo 2.09 on 4 probe windows: excess 0.02, margin 0.03; cusum 4.4 > 4 (${k})` });
+      // One report is free: the two pair again at once.
+      soft(0);
+      await until(() => rows().length === 1, 5000, 'the first report');
+      await pairUp(a.peer, b.peer, ids[1]!, 1);
+      // The second rests them for b's next REST_READIES readies (each a solo step for both), then
+      // they pair again.
+      soft(1);
+      await until(() => rows().length === 2, 5000, 'the second report');
+      let round = 2;
+      for (let k = 0; k < REST_READIES; k++, round++) {
+        const [ma, mb] = await meet(a.peer, b.peer, round);
+        expect([ma.partner, mb.partner], `b's ready ${k + 1} of the rest`).toEqual([null, null]);
       }
+      await pairUp(a.peer, b.peer, ids[1]!, round++);
+      // Later reports: stored up to SOFT_REPORTS_KEPT, and each rests the pair again (longer).
+      for (let k = 2; k < SOFT_REPORTS_KEPT + 3; k++) soft(k);
       // Each report answers nothing; a gross one after them shows when all were handled.
       b.peer.send({ t: 'offender', peer: ids[0], reason: 'probe-gross: paired 3.1 vs solo 2.1' });
       await until(() => rows().some((r) => r.data.includes('probe-gross')), 5000, 'the gross report');
-      const soft = rows().filter((r) => r.data.includes('probe-harm'));
-      expect(soft).toHaveLength(SOFT_REPORTS_KEPT);
-      for (const r of soft) expect(JSON.parse(r.data)).toMatchObject({ accused: ids[0], vetoed: false });
+      const stored = rows().filter((r) => r.data.includes('probe-harm'));
+      expect(stored).toHaveLength(SOFT_REPORTS_KEPT);
+      for (const r of stored) expect(JSON.parse(r.data)).toMatchObject({ accused: ids[0], vetoed: false });
       expect(JSON.parse(rows().at(-1)!.data)).toMatchObject({ reason: 'probe-gross: paired 3.1 vs solo 2.1', strike: 1, vetoed: false });
-      // Seven CUSUM reports and one gross harm: no veto, the two still pair.
-      await pairUp(a.peer, b.peer, ids[1]!, 1);
+      const [ma, mb] = await meet(a.peer, b.peer, round++);
+      expect([ma.partner, mb.partner]).toEqual([null, null]);
       // A second gross harm is the veto.
       b.peer.send({ t: 'offender', peer: ids[0], reason: 'probe-gross: paired 3.2 vs solo 2.1' });
       await until(() => rows().filter((r) => r.data.includes('probe-gross')).length === 2, 5000, 'the second gross report');
       expect(JSON.parse(rows().at(-1)!.data)).toMatchObject({ strike: 2, vetoed: true });
-      const n = a.peer.frames.length;
-      a.peer.send({ t: 'ready', round: 2, waitMs: 300 });
-      b.peer.send({ t: 'ready', round: 2, waitMs: 300 });
-      expect((await a.peer.next<PairedMsg>((m) => m.t === 'paired' && m.round === 2, 5000, n)).partner).toBeNull();
     } finally {
       stopHb();
       a.peer.close(); b.peer.close();
@@ -277,15 +296,6 @@ describe('probe CUSUM reports', () => {
 });
 
 describe('identities that cost something (issue 15)', () => {
-  /** Both ready for `round` with little wait; resolves with what each was told. */
-  async function meet(a: RawPeer, b: RawPeer, round: number, waitMs = 300): Promise<[PairedMsg, PairedMsg]> {
-    const [na, nb] = [a.frames.length, b.frames.length];
-    a.send({ t: 'ready', round, waitMs });
-    b.send({ t: 'ready', round, waitMs });
-    const got = (p: RawPeer, n: number) => p.next<PairedMsg>((m) => m.t === 'paired' && m.round === round, 5000, n);
-    return [await got(a, na), await got(b, nb)];
-  }
-
   it('a veto follows the accused across a reconnect and to a new id from its address; a peer from elsewhere still pairs', async () => {
     const r = await RawPeer.join(s.wsUrl, { run: 'ids' });
     let x = await RawPeer.join(s.wsUrl, { run: 'ids' }, { localAddress: '127.0.0.2' });

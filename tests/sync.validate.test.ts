@@ -121,6 +121,40 @@ describe('PartnerValidator', () => {
     expect(() => v.check(phi, { phi: phi.slice(), delta: honest.slice() }, at, new Float32Array(3))).toThrow(/own Δ/);
   });
 
+  it('a φ sent behind ours along our progress (φ − kΔ, issue 15) is moved forward to phiLagFactor Δ scales along our Δ; a φ ahead or beside ours is left as sent', () => {
+    const shared = gaussian(30, 1e-3);
+    const mine = plus(shared, gaussian(31, 1e-3));
+    const honest = plus(shared, gaussian(32, 1e-3));
+    const v = honestValidator();
+    const s = v.deltaScale;
+    const u = mine.map((x) => x / norm2(mine));
+    const along = (x: Float32Array) => Array.from(x, (y, i) => (y - phi[i]) * u[i]).reduce((p, q) => p + q, 0);
+    // The attack: the sender's honest Δ, and its φ set back 3 of its Δ norms (4 would pass the
+    // φ clip of 5 Δ scales here, which shortens the whole of φ_j − φ_i first).
+    const sent = phi.map((x, i) => x - 3 * honest[i]);
+    const back = sent.slice();
+    const r = v.check(phi, { phi: back, delta: honest.slice() }, { peer: 'lagger', round: 1 }, mine);
+    expect(r).toMatchObject({ ok: true, phiLagClipped: true, phiClipped: false });
+    if (!r.ok) return;
+    // As received: about 3 × cos(Δ_j, Δ_i) × ||Δ_j|| / scale behind.
+    expect(r.phiLag).toBeCloseTo(-along(sent) / s, 6);
+    expect(r.phiLag).toBeGreaterThan(2);
+    // What reaches the outer step sits exactly phiLagFactor Δ scales behind along u...
+    expect(along(back) / s).toBeCloseTo(-DEFAULT_VALIDATION.phiLagFactor, 5);
+    // ...and only that component moved: the rest of φ_j − φ_i is as sent.
+    const rest = (x: Float32Array) => x.map((y, i) => y - phi[i] - along(x) * u[i]);
+    const a = rest(back), b = rest(sent);
+    expect(norm2(a.map((x, i) => x - b[i])) / norm2(b)).toBeLessThan(1e-4);
+    // A φ ahead of ours (the same shift forward) and one beside it (orthogonal noise) are untouched.
+    for (const [name, p] of [['ahead', phi.map((x, i) => x + 3 * honest[i])], ['beside', plus(phi, gaussian(33, 1e-3))]] as const) {
+      const copy = p.slice();
+      const res = v.check(phi, { phi: p, delta: honest.slice() }, { peer: name, round: 2 }, mine);
+      expect(res, name).toMatchObject({ ok: true, phiLagClipped: false });
+      expect(p, name).toEqual(copy);
+    }
+    // Without our own Δ there is no progress to measure a lag along.
+    expect(v.check(phi, { phi: sent.slice(), delta: honest.slice() }, { peer: 'blind', round: 3 })).toMatchObject({ ok: true, phiLag: null, phiLagClipped: false });
+  });
   it('rejects wrong sizes', () => {
     const v = honestValidator();
     expect(v.check(phi, { phi: new Float32Array(n - 1), delta: new Float32Array(n) }, at)).toMatchObject({ ok: false, reason: 'size' });

@@ -67,6 +67,10 @@ export interface PartnerPayload {
   clipped: boolean;
   /** cos(Δ_j, our own Δ of the round), before clipping; null when either was zero; absent when no validator saw it. */
   deltaCosine?: number | null;
+  /** cos(φ_j − φ_i, our own Δ of the round): negative when the partner's φ sits behind us along our progress. */
+  phiCosine?: number | null;
+  /** How far φ_j sat behind ours along our Δ, in Δ scales, as received; moved forward to the validator's phiLagFactor when more. */
+  phiLag?: number | null;
 }
 
 export type SoloReason =

@@ -29,6 +29,14 @@ export interface ValidationSettings {
    * our usual partners do not in turn see us jump and reject us.
    */
   phiClipFactor: number;
+  /**
+   * How far behind us along our own progress (the direction of our Δ of the round) a partner's φ
+   * may sit, in Δ scales: a larger lag is cut to this before the outer step. The consensus term
+   * pulls us γ/2 of the way to φ_j, so a φ_j set back 4 Δ norms (issue 15's anti-progress φ)
+   * undoes 1.4 Δ norms of our progress a round while its Δ adds 0.7; cut to 1, the pull back is
+   * 0.35. Only that one component is cut: the rest of φ_j − φ_i, and any lead, still mix.
+   */
+  phiLagFactor: number;
   /** Rounds of room at most for a peer never met (counted from round 0 otherwise). */
   strangerRounds: number;
   /** Recent norms kept for the medians (our own Δ norms enter too, so there is always one). */
@@ -62,6 +70,7 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   // The consensus term moves φ by γ/2 × the (clipped) distance, up to twice that with momentum:
   // at 5 Δ norms, at most ~3.5 a round.
   phiClipFactor: 5,
+  phiLagFactor: 1,
   // A newcomer bootstraps φ from a live peer, so a never-met honest peer is close unless it
   // trained alone; 16 rounds of room (160 Δ norms) covers that without letting a stranger late
   // in a run send weights arbitrarily far away.
@@ -89,6 +98,12 @@ export type Verdict =
     phiClipped: boolean;
     /** cos(Δ_j, Δ_i) as received; null without our own Δ or when either is zero. */
     cosine: number | null;
+    /** cos(φ_j − φ_i, Δ_i) as received: where the partner's φ sits along our progress; null as for `cosine`. */
+    phiCosine: number | null;
+    /** How far φ_j sat behind ours along our Δ, in Δ scales, as received (negative: ahead); null as for `cosine`. */
+    phiLag: number | null;
+    /** That lag was more than phiLagFactor and φ_j was moved forward along our Δ to it, in place. */
+    phiLagClipped: boolean;
   }
   | { ok: false; reason: RejectReason; detail: string };
 
@@ -115,7 +130,7 @@ export class PartnerValidator {
   private met = new Map<string, { round: number; distance: number; scale: number; accepted: number }>();
 
   constructor(readonly elements: number, readonly settings: ValidationSettings = DEFAULT_VALIDATION) {
-    for (const k of ['clipFactor', 'strangerClipFactor', 'rejectFactor', 'phiFactor', 'phiClipFactor', 'strangerRounds', 'antiCosine'] as const) {
+    for (const k of ['clipFactor', 'strangerClipFactor', 'rejectFactor', 'phiFactor', 'phiClipFactor', 'phiLagFactor', 'strangerRounds', 'antiCosine'] as const) {
       if (!(settings[k] > 0)) throw new RangeError(`validation: ${k} must be > 0, got ${settings[k]}`);
     }
     if (settings.rejectFactor < settings.clipFactor) throw new RangeError('validation: rejectFactor must be >= clipFactor');
@@ -145,7 +160,7 @@ export class PartnerValidator {
       return { ok: false, reason: 'size', detail: `expected ${n} elements, got φ ${partner.phi.length}, Δ ${partner.delta.length}` };
     }
     if (ownDelta !== undefined && ownDelta.length !== n) throw new RangeError(`validation: our own Δ has ${ownDelta.length} elements, expected ${n}`);
-    let dd = 0, pd = 0, dot = 0, oo = 0;
+    let dd = 0, pd = 0, dot = 0, oo = 0, pdot = 0;
     const { phi, delta } = partner;
     for (let i = 0; i < n; i++) {
       const d = delta[i], p = phi[i];
@@ -157,7 +172,7 @@ export class PartnerValidator {
       dd += d * d;
       const diff = p - ownPhi[i];
       pd += diff * diff;
-      if (ownDelta) { const o = ownDelta[i]; dot += d * o; oo += o * o; }
+      if (ownDelta) { const o = ownDelta[i]; dot += d * o; oo += o * o; pdot += diff * o; }
     }
     const deltaNorm = Math.sqrt(dd);
     const phiDistance = Math.sqrt(pd);
@@ -166,6 +181,7 @@ export class PartnerValidator {
       return { ok: false, reason: 'delta-norm', detail: `||Δ|| = ${fmt(deltaNorm)} > ${this.settings.rejectFactor} × median ${fmt(scale)}` };
     }
     const cosine = ownDelta && dd > 0 && oo > 0 && Number.isFinite(dot / Math.sqrt(oo)) ? dot / (deltaNorm * Math.sqrt(oo)) : null;
+    const phiCosine = ownDelta && pd > 0 && oo > 0 && Number.isFinite(pdot / Math.sqrt(oo)) ? pdot / (phiDistance * Math.sqrt(oo)) : null;
     const floor = -Math.max(this.settings.antiCosine, 6 / Math.sqrt(n));
     if (cosine !== null && cosine < floor) {
       return { ok: false, reason: 'delta-direction', detail: `cos(Δ_j, Δ_i) = ${fmt(cosine)} < ${fmt(floor)}: the partner's update points against ours` };
@@ -190,11 +206,22 @@ export class PartnerValidator {
       };
     }
     let phiClipped = false;
+    let phiScale = 1;
     const phiClip = this.settings.phiClipFactor * scale;
     if (scale > 0 && phiDistance > phiClip) {
-      const s = phiClip / phiDistance;
-      for (let i = 0; i < n; i++) phi[i] = ownPhi[i] + (phi[i] - ownPhi[i]) * s;
+      phiScale = phiClip / phiDistance;
+      for (let i = 0; i < n; i++) phi[i] = ownPhi[i] + (phi[i] - ownPhi[i]) * phiScale;
       phiClipped = true;
+    }
+    // Our progress direction u = Δ_i/||Δ_i||: φ_j − φ_i's component along −u (after the clip above,
+    // which scaled it by phiScale) is the lag the consensus term would pull us back by.
+    const ownNorm = Math.sqrt(oo);
+    const phiLag = ownDelta && oo > 0 && scale > 0 && Number.isFinite(pdot / ownNorm) ? -pdot / ownNorm / scale : null;
+    let phiLagClipped = false;
+    if (phiLag !== null && phiLag * phiScale > this.settings.phiLagFactor) {
+      const k = ((phiLag * phiScale - this.settings.phiLagFactor) * scale) / ownNorm;
+      for (let i = 0; i < n; i++) phi[i] += k * ownDelta![i];
+      phiLagClipped = true;
     }
     let clipped = false;
     let accepted = deltaNorm;
@@ -213,7 +240,7 @@ export class PartnerValidator {
     this.met.delete(at.peer);
     this.met.set(at.peer, { round: at.round, distance: phiDistance, scale, accepted: (known?.accepted ?? 0) + 1 });
     if (this.met.size > MAX_REMEMBERED) this.met.delete(this.met.keys().next().value!);
-    return { ok: true, delta, deltaNorm, clipped, phiDistance, phiClipped, cosine };
+    return { ok: true, delta, deltaNorm, clipped, phiDistance, phiClipped, cosine, phiCosine, phiLag, phiLagClipped };
   }
 }
 
