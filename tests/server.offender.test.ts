@@ -15,7 +15,7 @@ beforeAll(async () => {
   // These raw peers answer at once, with no inner loop between rounds: there is no cadence for
   // the pool to predict from, so it runs the plain rule (everyone waits its whole wait).
   s = await startServer({ hub: { heartbeatMs: 200, livenessMs: 5000, helloTimeoutMs: 2000, pairPrediction: false } });
-  for (const id of ['off', 'soft', 'elsewhere', 'ids', 'probation']) {
+  for (const id of ['off', 'soft', 'rest', 'elsewhere', 'ids', 'probation']) {
     const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id, dataset: 'moby-dick', preset: 'micro' } });
     expect(r.statusCode).toBe(201);
   }
@@ -291,6 +291,30 @@ describe('probe CUSUM reports', () => {
     } finally {
       stopHb();
       a.peer.close(); b.peer.close();
+    }
+  });
+  it('a hostile reporter rests only its own pairings: the peer it reports at once pairs with another, and a report about a peer it never met rests nothing', async () => {
+    const [r, h, c] = [await RawPeer.join(s.wsUrl, { run: 'rest' }), await RawPeer.join(s.wsUrl, { run: 'rest' }), await RawPeer.join(s.wsUrl, { run: 'rest' })];
+    const stopHb = heartbeat(r.peer, h.peer, c.peer);
+    const [ri, hi, ci] = [r, h, c].map((p) => p.welcome.peerId);
+    try {
+      await pairUp(r.peer, h.peer, hi!, 0);
+      const before = s.c.hub.remembered().rests;
+      for (let k = 0; k < 4; k++) r.peer.send({ t: 'offender', peer: hi, reason: `probe-harm: paired 2.08 vs solo 2.09; cusum 4.4 > 4 (${k})` });
+      // About c, whom the pool never gave it: refused, and (in order on the socket) after the four.
+      const n = r.peer.frames.length;
+      r.peer.send({ t: 'offender', peer: ci, reason: 'probe-harm: paired 2.08 vs solo 2.09; cusum 4.4 > 4' });
+      const err = await r.peer.next<Extract<ServerMessage, { t: 'error' }>>((m) => m.t === 'error', 3000, n);
+      expect(err.message).toMatch(/not one of your recent partners/);
+      expect(s.c.hub.remembered().rests).toBe(before + 1); // r → h only
+      expect(s.c.hub.canPair('rest', ri!, hi!)).toBe(false);
+      expect(s.c.hub.canPair('rest', ri!, ci!)).toBe(true);
+      expect(s.c.hub.canPair('rest', hi!, ci!)).toBe(true);
+      // h pairs with c at once, as if nothing had been said.
+      await pairUp(h.peer, c.peer, ci!, 1);
+    } finally {
+      stopHb();
+      r.peer.close(); h.peer.close(); c.peer.close();
     }
   });
 });
