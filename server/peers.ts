@@ -15,8 +15,9 @@
 // report is a strike (but a probe CUSUM report, `probe-harm`, is evidence only: honest partners'
 // noisy losses add up to one now and then), stored as a `peer-offender` run event; at VETO_AFTER strikes of one
 // (reporter, accused) pair the ready pool never pairs the two again in this run (also after a
-// coordinator restart: strikes are counted again from the events table). A second report of
-// any kind rests the pair for a number of the reporter's rounds (rest()). One strike is not a
+// coordinator restart: strikes are counted again from the events table). A report of any kind
+// soon after another of the same partner rests the pair for a number of the reporter's rounds
+// (rest()). One strike is not a
 // veto, as in the mesh (banAfter): a single damaged chunk or an outlier φ from a peer that just
 // joined should not split a run. Reports past the veto write nothing, so a hostile reporter
 // cannot grow the database faster than the run's peer count.
@@ -226,8 +227,8 @@ export class PeerHub {
   private readonly exchanges = new Map<string, Exchange[]>();
   /** Peer -> accepted exchanges so far (kept across reconnects of the same id). */
   private readonly accepted = new Map<string, number>();
-  /** run -> reporter -> accused -> the reporter's readies left before the pool pairs the two again (REST_READIES). */
-  private readonly rests = new Map<string, Map<string, Map<string, number>>>();
+  /** run -> reporter -> accused -> the pair's rest, from the reporter's last report of the accused until REST_WINDOW readies after it (or after the rest it started). */
+  private readonly rests = new Map<string, Map<string, Map<string, Rest>>>();
   /** run -> reporter -> accused address key -> strikes: a veto that follows new ids from that address. */
   private readonly addressStrikes = new Map<string, Map<string, Map<string, number>>>();
   private sweepTimer: unknown = null;
@@ -279,7 +280,7 @@ export class PeerHub {
    */
   canPair(runId: string, a: string, b: string): boolean {
     const rests = this.rests.get(runId);
-    if (rests && (rests.get(a)?.has(b) || rests.get(b)?.has(a))) return false;
+    if (rests && (rests.get(a)?.get(b)?.resting || rests.get(b)?.get(a)?.resting)) return false;
     const v = this.runStrikes(runId);
     if (strikeCount(v, a, b) >= VETO_AFTER || strikeCount(v, b, a) >= VETO_AFTER) return false;
     const byAddr = this.addressStrikes.get(runId);
@@ -541,37 +542,49 @@ export class PeerHub {
   }
 
   /**
-   * A pair reported again rests (issue 15): from the reporter's second report of the accused (of
-   * any kind, this one included), the pool does not pair the two for the reporter's next
-   * REST_READIES × 2^(k − 2) readies at its k-th, up to REST_MAX_READIES. One report is free: an
-   * honest pair's probe losses add up to a CUSUM report about once in a few hundred exchanges,
-   * and a second soon after is rarer still. A partner whose updates keep failing the probe (an
-   * anti-progress φ the lag clip shortened, say) would otherwise keep taking a third of its
-   * victims' rounds, each one a solo step for them; rule 1 of the pool (no repeat partner while
-   * another is due) even sends honest peers to it every other round. The rest affects only the
-   * reporter's own pairings with the accused, and a report needs a recent pairing, so a hostile
-   * reporter can part nobody but itself.
+   * A pair reported again soon rests (issue 15): a report of the accused (of any kind) within
+   * REST_WINDOW of the reporter's readies after its previous one (or after the rest that one
+   * started) stops the pool from pairing the two for the reporter's next REST_READIES × 2^(k − 2)
+   * readies at its k-th report, up to REST_MAX_READIES. A report alone is free: an honest pair's
+   * probe losses add up to a CUSUM report about once in a few hundred exchanges, two within a
+   * window are rarer still (resting on any second report cost a swarm of two 1.5 points of its
+   * paired share), while a partner whose updates keep failing the probe (an anti-progress φ the
+   * lag clip shortened, say) is reported every few exchanges. It would otherwise keep taking a
+   * third of its victims' rounds, each one a solo step for them; rule 1 of the pool (no repeat
+   * partner while another is due) even sends honest peers to it every other round. The rest
+   * affects only the reporter's own pairings with the accused, and a report needs a recent
+   * pairing, so a hostile reporter can part nobody but itself.
    */
   private rest(runId: string, reporter: string, accused: string): void {
-    const k = 1 + strikeCount(this.runSoftReports(runId), reporter, accused) + strikeCount(this.runStrikes(runId), reporter, accused);
-    if (k < 2) return;
     let byReporter = this.rests.get(runId);
     if (!byReporter) this.rests.set(runId, (byReporter = new Map()));
     let m = byReporter.get(reporter);
     if (!m) byReporter.set(reporter, (m = new Map()));
-    m.set(accused, Math.min(REST_MAX_READIES, REST_READIES * 2 ** (k - 2)));
+    const last = m.get(accused);
+    if (!last) {
+      m.set(accused, { resting: false, left: 0, since: 0 });
+      return;
+    }
+    const k = Math.max(2, 1 + strikeCount(this.runSoftReports(runId), reporter, accused) + strikeCount(this.runStrikes(runId), reporter, accused));
+    last.resting = true;
+    last.left = Math.min(REST_MAX_READIES, REST_READIES * 2 ** (k - 2));
+    last.since = 0;
   }
 
   /**
-   * One ready of `peer`, before the pool sees it: each pair it rests from comes a ready closer to
-   * pairing again. A rest of N covers the reporter's next N readies; it ends at the one after.
+   * One ready of `peer`, before the pool sees it: a rest of N covers the reporter's next N
+   * readies (and its partner's readies until then); it ends at the one after. From there (or
+   * from a report that started none) the window runs REST_WINDOW readies.
    */
   private restTick(runId: string, peer: string): void {
     const m = this.rests.get(runId)?.get(peer);
     if (!m) return;
-    for (const [accused, left] of m) {
-      if (left <= 0) m.delete(accused);
-      else m.set(accused, left - 1);
+    for (const [accused, r] of m) {
+      if (r.resting) {
+        if (r.left > 0) { r.left--; continue; }
+        r.resting = false;
+      }
+      if (++r.since >= REST_WINDOW) m.delete(accused);
     }
     if (m.size === 0) this.rests.get(runId)!.delete(peer);
   }
@@ -963,7 +976,7 @@ export class PeerHub {
 
   /** Entries the hub holds per peer id, by table: each is bounded (tests measure it). */
   remembered(): { accepted: number; strikes: number; softReports: number; addressStrikes: number; rests: number } {
-    const count = (runs: Map<string, Map<string, Map<string, number>>>) => {
+    const count = (runs: Map<string, Map<string, Map<string, unknown>>>) => {
       let n = 0;
       for (const byReporter of runs.values()) for (const m of byReporter.values()) n += m.size;
       return n;
@@ -998,8 +1011,12 @@ export class PeerHub {
 export const VETO_AFTER = 2;
 /** CUSUM reports (no strike) stored per (reporter, accused) pair and run; later ones are dropped. */
 export const SOFT_REPORTS_KEPT = 4;
-/** A pair's rest after the reporter's second report of the accused, in the reporter's readies; it doubles with each later report. */
+/** A pair's rest after a report of the accused within REST_WINDOW of the last, in the reporter's readies; it doubles with each later report. */
 export const REST_READIES = 8;
+/** The reporter's readies after a report (or after the rest it started) within which another report rests the pair. */
+export const REST_WINDOW = 16;
+/** A reported pair: whether it rests and for how many more of the reporter's readies after the next, and readies since the report or the rest's end. */
+interface Rest { resting: boolean; left: number; since: number }
 /** The longest rest, in the reporter's readies. */
 export const REST_MAX_READIES = 64;
 

@@ -7,7 +7,7 @@ import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../src/
 import type { PairedMsg, ServerMessage } from '../src/protocol/messages.ts';
 import { MAX_OFFENDER_REASON } from '../src/protocol/messages.ts';
 import { withPeerReplay } from '../src/volunteer/signaling.ts';
-import { PROBATION_EXCHANGES, REST_READIES, SOFT_REPORTS_KEPT } from '../server/peers.ts';
+import { PROBATION_EXCHANGES, REST_READIES, REST_WINDOW, SOFT_REPORTS_KEPT } from '../server/peers.ts';
 import { RawPeer, report, sleep, startServer, until, type TestServer } from './support/coordinator.ts';
 
 let s: TestServer;
@@ -15,7 +15,7 @@ beforeAll(async () => {
   // These raw peers answer at once, with no inner loop between rounds: there is no cadence for
   // the pool to predict from, so it runs the plain rule (everyone waits its whole wait).
   s = await startServer({ hub: { heartbeatMs: 200, livenessMs: 5000, helloTimeoutMs: 2000, pairPrediction: false } });
-  for (const id of ['off', 'soft', 'rest', 'elsewhere', 'ids', 'probation']) {
+  for (const id of ['off', 'soft', 'rest', 'spread', 'elsewhere', 'ids', 'probation']) {
     const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id, dataset: 'moby-dick', preset: 'micro' } });
     expect(r.statusCode).toBe(201);
   }
@@ -288,6 +288,37 @@ describe('probe CUSUM reports', () => {
       b.peer.send({ t: 'offender', peer: ids[0], reason: 'probe-gross: paired 3.2 vs solo 2.1' });
       await until(() => rows().filter((r) => r.data.includes('probe-gross')).length === 2, 5000, 'the second gross report');
       expect(JSON.parse(rows().at(-1)!.data)).toMatchObject({ strike: 2, vetoed: true });
+    } finally {
+      stopHb();
+      a.peer.close(); b.peer.close();
+    }
+  });
+  it('reports spread out (as honest CUSUM false alarms are) rest nothing: a report REST_WINDOW readies after the last is free, one soon after it rests the pair', async () => {
+    const [a, b] = [await RawPeer.join(s.wsUrl, { run: 'spread' }), await RawPeer.join(s.wsUrl, { run: 'spread' })];
+    const stopHb = heartbeat(a.peer, b.peer);
+    const ids = [a, b].map((p) => p.welcome.peerId);
+    const rows = () => offenderRows().filter((r) => r.runId === 'spread');
+    const soft = (k: number) => b.peer.send({ t: 'offender', peer: ids[0], reason: `probe-harm: paired 2.08 vs solo 2.09 on 4 probe windows: excess 0.02, margin 0.03; cusum 4.4 > 4 (${k})` });
+    try {
+      let round = 0;
+      await pairUp(a.peer, b.peer, ids[1]!, round++);
+      soft(0);
+      await until(() => rows().length === 1, 5000, 'the first report');
+      // REST_WINDOW of b's readies later (each a pairing: nothing rests), the window has closed.
+      for (let k = 0; k < REST_WINDOW; k++) {
+        const [ma, mb] = await meet(a.peer, b.peer, round++);
+        expect([ma.partner, mb.partner]).toEqual([ids[1], ids[0]]);
+      }
+      soft(1);
+      await until(() => rows().length === 2, 5000, 'the second report');
+      expect(s.c.hub.canPair('spread', ids[1]!, ids[0]!)).toBe(true);
+      await pairUp(a.peer, b.peer, ids[1]!, round++);
+      // The next report comes one ready after it: the pair rests (for its third report: 2 × REST_READIES).
+      soft(2);
+      await until(() => rows().length === 3, 5000, 'the third report');
+      expect(s.c.hub.canPair('spread', ids[1]!, ids[0]!)).toBe(false);
+      const [ma, mb] = await meet(a.peer, b.peer, round++);
+      expect([ma.partner, mb.partner]).toEqual([null, null]);
     } finally {
       stopHb();
       a.peer.close(); b.peer.close();

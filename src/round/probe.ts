@@ -24,8 +24,10 @@ export interface ProbeSettings {
   relFloor: number;
   /**
    * The floor before the history is trusted (the first exchanges): early in a run an honest
-   * pair step is often far better or somewhat worse than solo (bench/results/probe.json: −0.5
-   * to +0.07 in the first rounds), so a cold start judges only large harms.
+   * pair step is often far better or somewhat worse than solo (bench/results/probe.json: −0.65
+   * to +0.135 in the first rounds, the worse ones with a partner a round behind), so a cold
+   * start judges only large harms. At 1% it rejected 12 of 1,315 honest exchanges, most of a
+   * run's rejections: with every peer on probation then (z = 2) the margin was 2% of the loss.
    */
   coldFloor: number;
   /** Exchanges kept for the baseline and spread of (paired − solo). */
@@ -60,7 +62,7 @@ export interface ProbeSettings {
  * and went unreported.
  */
 export const DEFAULT_PROBE: ProbeSettings = {
-  z: 3, zProbation: 2, relFloor: 0.004, coldFloor: 0.01, history: 8, minHistory: 4,
+  z: 3, zProbation: 2, relFloor: 0.004, coldFloor: 0.02, history: 8, minHistory: 4,
   cusumSlack: 0.5, cusumCap: 3.5, cusumLimit: 4, gross: 2.5, coldGross: 0.1,
 };
 
