@@ -50,7 +50,7 @@ import type { CheckpointStore } from './checkpoints.ts';
 import { ReadyPool } from './pairing.ts';
 import { iceFor, renewDelayMs, type IceSettings } from './ice.ts';
 import {
-  DEFAULT_LIMITS, PROTOCOL_VERSION, isSoftOffence, parseClientMessage,
+  DEFAULT_LIMITS, PROTOCOL_VERSION, isSoftOffence, isStateOffence, parseClientMessage,
   type ClientMessage, type DataAssignment, type ErrorCode, type HelloMsg, type OffenderMsg, type ReportMsg, type RunInfo, type ServerMessage,
 } from '../src/protocol/messages.ts';
 import { DEFAULT_RUN_ID } from './runs.ts';
@@ -498,9 +498,13 @@ export class PeerHub {
     // The accused may have left already (it was cut off), so ask the peers table, not the live set.
     const row = this.d.db.prepare('SELECT run_id AS runId FROM peers WHERE id = ?').get(msg.peer) as { runId: string } | undefined;
     if (!row || row.runId !== runId) return this.reject(c, 'unknown-peer', `offender: ${msg.peer} is not a peer of run ${runId}`, 'offender');
-    // Only a partner the pool gave the reporter can have sent it a payload.
-    if (!(this.partners.get(reporter) ?? []).includes(msg.peer)) {
-      return this.reject(c, 'unknown-peer', `offender: ${msg.peer} is not one of your recent partners (the last ${PARTNERS_KEPT} the pool paired you with on this connection); only a partner can be reported`, 'offender');
+    // Only a partner the pool gave the reporter can have sent it a payload; or, for a state it
+    // served (a newcomer's bootstrap source is no pool partner), a peer that signalled the
+    // reporter through this relay (which gave the reporter credit to answer it). Such a report
+    // is marked unpaired: the dashboard's alert does not count it.
+    const paired = (this.partners.get(reporter) ?? []).includes(msg.peer);
+    if (!paired && !(isStateOffence(msg.reason) && c.replies.has(msg.peer))) {
+      return this.reject(c, 'unknown-peer', `offender: ${msg.peer} is not one of your recent partners (the last ${PARTNERS_KEPT} the pool paired you with on this connection), nor a peer whose state you asked for; only those can be reported`, 'offender');
     }
     // The exchange it reports is not an accepted one, for either side.
     const x = this.exchangeOf(reporter, msg.peer);
@@ -513,7 +517,7 @@ export class PeerHub {
     // (bench/results/swarm.json, `offences`), so two of them parted the only pair of the run.
     // The judge that made it holds the partner to the strict margin from then on; a gross harm
     // or a failed size check still counts. Its stored reports per pair are bounded.
-    this.rest(runId, reporter, msg.peer);
+    if (paired) this.rest(runId, reporter, msg.peer);
     if (isSoftOffence(msg.reason)) {
       const soft = this.runSoftReports(runId);
       const n = strikeCount(soft, reporter, msg.peer);
@@ -536,7 +540,7 @@ export class PeerHub {
     addStrike(strikes, reporter, msg.peer);
     const strike = before + 1;
     // `paired`: the reporter was the accused's partner (the dashboard counts only such reports).
-    const data: OffenderEventData = { accused: msg.peer, reason: msg.reason, strike, vetoed: strike >= VETO_AFTER, paired: true };
+    const data: OffenderEventData = { accused: msg.peer, reason: msg.reason, strike, vetoed: strike >= VETO_AFTER, paired };
     this.d.events.append(runId, 'peer-offender', reporter, data);
     this.d.logger.warn({ run: runId, reporter, accused: msg.peer, reason: msg.reason, strike }, 'offender reported');
   }

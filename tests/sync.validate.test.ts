@@ -121,6 +121,34 @@ describe('PartnerValidator', () => {
     expect(() => v.check(phi, { phi: phi.slice(), delta: honest.slice() }, at, new Float32Array(3))).toThrow(/own Δ/);
   });
 
+  it('a Δ mildly against ours (cosine between −antiCosineReport and −antiCosine) is refused but is an offence only at its second in a row or from a partner on probation; one further against ours is one at once', () => {
+    const mine = plus(gaussian(40, 1e-3), gaussian(41, 1e-3));
+    /** A Δ whose cosine with ours is about −c (own noise plus −c' of ours). */
+    const against = (seed: number, k: number) => plus(gaussian(seed, 1e-3), mine.map((x) => -k * x));
+    const v = honestValidator();
+    const round = { round: 1 };
+    // Between the bounds (as an honest outlier late in a run was: −0.209): a solo step, no offence.
+    const first = v.check(phi, { phi: phi.slice(), delta: against(42, 0.22) }, { peer: 'late', ...round }, mine);
+    expect(first).toMatchObject({ ok: false, reason: 'delta-direction', offence: false });
+    if (!first.ok) expect(Number(first.detail.match(/= (-[\d.]+)/)![1])).toBeGreaterThan(-DEFAULT_VALIDATION.antiCosineReport);
+    // Its next payload pointing our way clears that; one more mild one is again not an offence.
+    expect(v.check(phi, { phi: phi.slice(), delta: plus(gaussian(43, 1e-3), mine) }, { peer: 'late', ...round }, mine)).toMatchObject({ ok: true });
+    expect(v.check(phi, { phi: phi.slice(), delta: against(44, 0.22) }, { peer: 'late', ...round }, mine)).toMatchObject({ ok: false, offence: false });
+    // Two in a row (a negated Δ late in a run, every round): the second is the offence.
+    const second = v.check(phi, { phi: phi.slice(), delta: against(45, 0.22) }, { peer: 'late', ...round }, mine);
+    expect(second).toMatchObject({ ok: false, reason: 'delta-direction', offence: true });
+    if (!second.ok) expect(second.detail).toMatch(/its last one did too/);
+    // From a partner on probation (a new id: a rejoining attacker has no previous payload), at once.
+    expect(v.check(phi, { phi: phi.slice(), delta: against(47, 0.22) }, { peer: 'new', ...round, probation: true }, mine)).toMatchObject({ ok: false, offence: true });
+    // Further against ours than −antiCosineReport: an offence at once, from a partner never refused.
+    const strong = v.check(phi, { phi: phi.slice(), delta: against(46, 2) }, { peer: 'early', ...round }, mine);
+    expect(strong).toMatchObject({ ok: false, reason: 'delta-direction', offence: true });
+    if (!strong.ok) expect(Number(strong.detail.match(/= (-[\d.]+)/)![1])).toBeLessThan(-DEFAULT_VALIDATION.antiCosineReport);
+    // The size checks are offences at once, as before.
+    expect(v.check(phi, { phi: phi.slice(), delta: mine.map((x) => 100 * x) }, { peer: 'big', ...round }, mine)).toMatchObject({ ok: false, reason: 'delta-norm', offence: true });
+    expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, antiCosineReport: 0.1 })).toThrow(/antiCosineReport/);
+  });
+
   it('a φ sent behind ours along our progress (φ − kΔ, issue 15) is moved forward to phiLagFactor Δ scales along our Δ; a φ ahead or beside ours is left as sent', () => {
     const shared = gaussian(30, 1e-3);
     const mine = plus(shared, gaussian(31, 1e-3));

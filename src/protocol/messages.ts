@@ -221,6 +221,14 @@ export function isSoftOffence(reason: string): boolean {
   return reason === 'probe-harm' || reason.startsWith('probe-harm:');
 }
 
+/**
+ * Whether an offence is about a state a peer served (a newcomer's bootstrap source whose state
+ * failed its check, src/sync/state-check.ts): reportable about a peer that was no pool partner.
+ */
+export function isStateOffence(reason: string): boolean {
+  return reason === 'bad-state' || reason.startsWith('bad-state:');
+}
+
 /** The fields of one metric row (a report is these plus `t` and `seq`). */
 export const REPORT_FIELDS = {
   /** Client time of the measurement (ms since epoch). */

@@ -214,7 +214,8 @@ export class ExchangeRun {
     const verdict = mesh.validator.check(payload.phi, { phi, delta }, { peer: partner, round, peerRound: inbound.msg.round, probation: this.probation }, payload.delta);
     if (!verdict.ok) {
       this.stopAndAbort(partner, 'rejected');
-      mesh.offence(partner, verdict.reason, verdict.detail);
+      if (verdict.offence) mesh.offence(partner, verdict.reason, verdict.detail);
+      else mesh.logger.warn('partner refused (not yet an offence)', { peer: partner, code: verdict.reason, detail: verdict.detail });
       return this.solo('rejected', partner, pairMs, via, transferMs, verdict.reason);
     }
     mesh.notePartner(partner);

@@ -47,6 +47,14 @@ export interface ValidationSettings {
    * vectors, so short test tensors are not rejected by chance).
    */
   antiCosine: number;
+  /**
+   * Such a Δ is an offence (a strike and a report) at once when its cosine is below
+   * −max(antiCosineReport, 6/√n), when the partner's previous payload to us was refused on
+   * direction too, or when the partner is on probation (a new id: an attacker taking a new one
+   * every few rounds has no previous payload); a single one between the two bounds from a proven
+   * partner is refused (a solo step) and remembered.
+   */
+  antiCosineReport: number;
 }
 
 export const DEFAULT_VALIDATION: ValidationSettings = {
@@ -81,6 +89,12 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   // sit on either side of a valley could point against each other along it, but only along the
   // part of Δ that the φ distance spans: −0.2 leaves that room.
   antiCosine: 0.2,
+  // Late in a run, with small batches and short H, honest Δ are mostly noise and their cosines
+  // with ours scatter around 0.1 to 0.3: one of three honest `micro` volunteers (batch 4, H = 10)
+  // sent a Δ at −0.209 (tests/volunteer.attacks.test.ts, the control) and was struck for it. A
+  // negated Δ early in a run sits at −0.5 to −0.9; one late in a run, like that honest outlier,
+  // near −0.2 to −0.4, but every round, so its second in a row is the report.
+  antiCosineReport: 0.4,
 };
 
 export type RejectReason = 'size' | 'non-finite' | 'delta-norm' | 'delta-direction' | 'phi-distance';
@@ -105,7 +119,14 @@ export type Verdict =
     /** That lag was more than phiLagFactor and φ_j was moved forward along our Δ to it, in place. */
     phiLagClipped: boolean;
   }
-  | { ok: false; reason: RejectReason; detail: string };
+  | {
+    ok: false; reason: RejectReason; detail: string;
+    /**
+     * False for a Δ refused on direction that is not yet an offence (a single one between
+     * −antiCosine and −antiCosineReport): a solo step, no strike, no report.
+     */
+    offence: boolean;
+  };
 
 /** Who sent a payload and in which of our outer rounds it arrived. */
 export interface PartnerContext {
@@ -128,11 +149,14 @@ export class PartnerValidator {
   private deltaNorms: number[] = [];
   /** Per partner: our round and ||φ_j − φ_i|| at the last exchange we accepted from it. */
   private met = new Map<string, { round: number; distance: number; scale: number; accepted: number }>();
+  /** Partners whose last payload to us was refused on direction (bounded as `met`). */
+  private againstUs = new Set<string>();
 
   constructor(readonly elements: number, readonly settings: ValidationSettings = DEFAULT_VALIDATION) {
-    for (const k of ['clipFactor', 'strangerClipFactor', 'rejectFactor', 'phiFactor', 'phiClipFactor', 'phiLagFactor', 'strangerRounds', 'antiCosine'] as const) {
+    for (const k of ['clipFactor', 'strangerClipFactor', 'rejectFactor', 'phiFactor', 'phiClipFactor', 'phiLagFactor', 'strangerRounds', 'antiCosine', 'antiCosineReport'] as const) {
       if (!(settings[k] > 0)) throw new RangeError(`validation: ${k} must be > 0, got ${settings[k]}`);
     }
+    if (settings.antiCosineReport < settings.antiCosine) throw new RangeError('validation: antiCosineReport must be >= antiCosine');
     if (settings.rejectFactor < settings.clipFactor) throw new RangeError('validation: rejectFactor must be >= clipFactor');
     if (settings.strangerClipFactor > settings.clipFactor) throw new RangeError('validation: strangerClipFactor must be <= clipFactor');
     if (!(Number.isInteger(settings.provenExchanges) && settings.provenExchanges >= 0)) throw new RangeError('validation: provenExchanges must be an integer >= 0');
@@ -157,7 +181,7 @@ export class PartnerValidator {
     if (!(Number.isInteger(at?.round) && at.round >= 0)) throw new RangeError(`validation: round must be an integer >= 0, got ${at?.round}`);
     const n = this.elements;
     if (ownPhi.length !== n || partner.phi.length !== n || partner.delta.length !== n) {
-      return { ok: false, reason: 'size', detail: `expected ${n} elements, got φ ${partner.phi.length}, Δ ${partner.delta.length}` };
+      return { ok: false, reason: 'size', offence: true, detail: `expected ${n} elements, got φ ${partner.phi.length}, Δ ${partner.delta.length}` };
     }
     if (ownDelta !== undefined && ownDelta.length !== n) throw new RangeError(`validation: our own Δ has ${ownDelta.length} elements, expected ${n}`);
     let dd = 0, pd = 0, dot = 0, oo = 0, pdot = 0;
@@ -167,7 +191,7 @@ export class PartnerValidator {
       // One test for NaN and ±Inf in both tensors: any non-finite makes (d - d) or (p - p) NaN.
       if ((d - d) + (p - p) !== 0) {
         const which = Number.isFinite(d) ? 'φ' : 'Δ';
-        return { ok: false, reason: 'non-finite', detail: `${which}[${i}] = ${which === 'Δ' ? d : p}` };
+        return { ok: false, reason: 'non-finite', offence: true, detail: `${which}[${i}] = ${which === 'Δ' ? d : p}` };
       }
       dd += d * d;
       const diff = p - ownPhi[i];
@@ -178,14 +202,23 @@ export class PartnerValidator {
     const phiDistance = Math.sqrt(pd);
     const scale = median(this.deltaNorms);
     if (scale > 0 && deltaNorm > this.settings.rejectFactor * scale) {
-      return { ok: false, reason: 'delta-norm', detail: `||Δ|| = ${fmt(deltaNorm)} > ${this.settings.rejectFactor} × median ${fmt(scale)}` };
+      return { ok: false, reason: 'delta-norm', offence: true, detail: `||Δ|| = ${fmt(deltaNorm)} > ${this.settings.rejectFactor} × median ${fmt(scale)}` };
     }
     const cosine = ownDelta && dd > 0 && oo > 0 && Number.isFinite(dot / Math.sqrt(oo)) ? dot / (deltaNorm * Math.sqrt(oo)) : null;
     const phiCosine = ownDelta && pd > 0 && oo > 0 && Number.isFinite(pdot / Math.sqrt(oo)) ? pdot / (phiDistance * Math.sqrt(oo)) : null;
     const floor = -Math.max(this.settings.antiCosine, 6 / Math.sqrt(n));
     if (cosine !== null && cosine < floor) {
-      return { ok: false, reason: 'delta-direction', detail: `cos(Δ_j, Δ_i) = ${fmt(cosine)} < ${fmt(floor)}: the partner's update points against ours` };
+      const again = this.againstUs.has(at.peer);
+      this.againstUs.delete(at.peer);
+      this.againstUs.add(at.peer);
+      if (this.againstUs.size > MAX_REMEMBERED) this.againstUs.delete(this.againstUs.values().next().value!);
+      const strong = -Math.max(this.settings.antiCosineReport, 6 / Math.sqrt(n));
+      return {
+        ok: false, reason: 'delta-direction', offence: again || cosine < strong || at.probation === true,
+        detail: `cos(Δ_j, Δ_i) = ${fmt(cosine)} < ${fmt(floor)}: the partner's update points against ours${again ? ' (its last one did too)' : at.probation ? ' (a partner on probation)' : ''}`,
+      };
     }
+    this.againstUs.delete(at.peer);
     // Replicas that train apart drift apart: a bound that ignores rounds apart (as a median of
     // recent partner distances did) cuts off an honest peer that was alone for a while. Since we
     // last accepted j, each of us moved at most a few Δ norms per round; a peer never met shares
@@ -201,7 +234,7 @@ export class PartnerValidator {
     const bound = last.distance + this.settings.phiFactor * roomScale * apart;
     if (scale > 0 && phiDistance > bound) {
       return {
-        ok: false, reason: 'phi-distance',
+        ok: false, reason: 'phi-distance', offence: true,
         detail: `||φ_j − φ_i|| = ${fmt(phiDistance)} > ${fmt(bound)} = ${fmt(last.distance)} at round ${last.round} + ${this.settings.phiFactor} × Δ scale ${fmt(roomScale)} × ${apart} rounds apart${known ? '' : ' (never met)'}`,
       };
     }

@@ -24,8 +24,11 @@ import { camping } from './camper.ts';
  *                 partner's Δ is exact here, not approximated: the backend sees each partner's
  *                 validated payload in probe() and applyOuter(). That Δ has the honest norm (it
  *                 is an honest peer's, clipped by our own validator if it was large).
+ * - 'poison-state' trains and exchanges honestly, but the state it serves (to a newcomer's
+ *                 bootstrap over the mesh, and to the coordinator's checkpoint pull) has φ
+ *                 negated: the right shape, finite, plausible counters; only its loss gives it away.
  */
-export type Attack = 'sign-flip' | 'scale-flip' | 'nan' | 'scale100' | 'phi-bias' | 'combined' | 'camp-mirror';
+export type Attack = 'sign-flip' | 'scale-flip' | 'nan' | 'scale100' | 'phi-bias' | 'combined' | 'camp-mirror' | 'poison-state';
 
 /** φ shift of the phi-bias attacks, in the sender's own Δ norms (see Attack). */
 const PHI_BIAS = 4;
@@ -91,6 +94,7 @@ function alter(attack: Attack, p: OuterPayload, m: Memory): OuterPayload {
     case 'phi-bias': return phiBias(p);
     case 'combined': return combined(p);
     case 'camp-mirror': return campMirror(p, m);
+    case 'poison-state': return p;
   }
 }
 
@@ -106,6 +110,7 @@ export function hostile(b: ReplicaBackend, attack: Attack): ReplicaBackend {
       if (prop === 'outerPayload') return async () => alter(attack, await target.outerPayload(), memory);
       if (prop === 'probe') return async (p: PartnerPayload) => { see(p); return target.probe(p); };
       if (prop === 'applyOuter') return async (ps: PartnerPayload[]) => { see(ps[0]); return target.applyOuter(ps); };
+      if (prop === 'slowState' && attack === 'poison-state') return async () => { const st = await target.slowState(); return { ...st, phi: negate(st.phi) }; };
       const v = Reflect.get(target, prop, receiver) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },

@@ -1,0 +1,390 @@
+// An attacker in the test suite (issue 15): each scenario is its own test, with two honest CPU
+// volunteers on `micro` and a third built from Murmur's own volunteer code with what it sends
+// altered (tests/support/hostile-backend.ts), all through the real coordinator, its pool and
+// WebRTC on loopback; the control, three honest volunteers, runs first in this file.
+//
+// What each test shows is the mechanism a scenario is stopped by: the mesh's checks refuse the
+// payload (src/sync/validate.ts), or the honest peers' probe judges it by its own rule
+// (src/round/probe.ts), and the attacker is reported within REPORT_WITHIN of the exchanges that
+// did harm; the φ of the anti-progress attack is clipped; a poisoned state is refused by a
+// newcomer and by the coordinator's checkpoint check. What the attacks cost the honest
+// volunteers' final validation loss is measured by `npm run bench:probe` over five seeds of 60
+// rounds (bench/results/probe.json, docs/design.md section 6.1): a single run's final loss
+// scatters by up to 0.24 between runs in which the attacker was refused outright, so a loss
+// bound of 0.05 in a test would fail by chance.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import wrtc from '@roamhq/wrtc';
+import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
+import { DEFAULT_VALIDATION } from '../src/sync/validate.ts';
+import { isSoftOffence } from '../src/protocol/messages.ts';
+import { runVolunteer, type RoundEvent, type Volunteer, type VolunteerOptions } from '../src/volunteer/volunteer.ts';
+import { VETO_AFTER } from '../server/peers.ts';
+import { startServer, until, whileRunning, type TestServer } from './support/coordinator.ts';
+import { hostileFactory, rejoining, webSocketFrom, type Attack, type Rejoiner } from './support/hostile-backend.ts';
+
+let s: TestServer;
+/**
+ * Each honest volunteer must have reported the attacker by its 3rd exchange with it that did
+ * harm or could have (issue 15): refused by the mesh's checks, or judged by the probe worse than
+ * solo beyond this volunteer's honest baseline (excess > 0). A reversed Δ from an attacker whose
+ * own Δ happens to be nearly orthogonal to ours (it trained alone for rounds: cosines of 0.004
+ * were seen) is neither: the probe finds it no worse than an honest one.
+ */
+const REPORT_WITHIN = 3;
+/** rejoin: the attacker's rounds per identity, and the identities it must have had. */
+const REJOIN_EVERY = 3;
+const REJOIN_IDENTITIES = 4;
+const volunteers: Volunteer[] = [];
+const rejoiners: Rejoiner[] = [];
+const components = { WebSocket: WebSocket as unknown as WebSocketCtor, rtc: wrtc };
+
+/** peer-offender events the coordinator stored: who reported whom, and why. */
+const offences = () => (s.c.db.prepare("SELECT peer_id AS reporter, data_json AS data FROM events WHERE kind = 'peer-offender' ORDER BY id").all() as { reporter: string; data: string }[])
+  .map((r) => ({ reporter: r.reporter, ...(JSON.parse(r.data) as { accused: string; reason: string }) }));
+
+/** The control's figures, for the attack runs to be read against. */
+let control: { judged: number; rejected: number } | null = null;
+
+beforeAll(async () => {
+  s = await startServer();
+});
+
+afterAll(async () => {
+  await Promise.all(rejoiners.map((r) => r.stop()));
+  await Promise.all(volunteers.map((v) => v.stop('test over')));
+  await s?.close();
+});
+
+async function createRun(runId: string): Promise<VolunteerOptions> {
+  const r = await s.c.app.inject({
+    method: 'POST', url: '/api/runs', headers: s.admin,
+    payload: { id: runId, dataset: 'moby-dick', preset: 'micro', train: { batch: 4, H: 10, lr: 3e-3, warmupSteps: 4 } },
+  });
+  expect(r.statusCode).toBe(201);
+  return { url: s.url, run: runId, backend: 'cpu' as const, evalEveryRounds: 0, chunkSteps: 5, bootstrapTimeoutMs: 2000 };
+}
+
+const brief = (e: RoundEvent) => (e.probe === null ? { round: e.report.round, judged: false, refused: e.exchange.rejection ?? null } : {
+  round: e.report.round, accept: e.probe.accept, cos: +(e.exchange.payload?.deltaCosine ?? NaN).toFixed(3), lag: +(e.exchange.payload?.phiLag ?? NaN).toFixed(2),
+  d: +(e.probe.paired - e.probe.solo).toFixed(4), excess: +e.probe.excess.toFixed(4), margin: +e.probe.margin.toFixed(4), offence: e.probe.offence?.code ?? null,
+});
+
+interface Honest { id: string; arrived: RoundEvent[]; line: string }
+
+/** What a run's end condition can look at; i is an honest volunteer (0 or 1). */
+interface Progress {
+  /** Rounds in which an attacker's payload arrived: refused by the mesh's checks, or validated. */
+  arrived(i: number): RoundEvent[];
+  /** Those validated whose paired step the probe judged worse than solo beyond the baseline. */
+  harmed(i: number): RoundEvent[];
+  reportedBy(i: number): boolean;
+  /** Reports by i of the attacker that are strikes (a probe CUSUM report is evidence only). */
+  strikesBy(i: number): number;
+  honestJudged(): RoundEvent[];
+  attackers(): string[];
+}
+
+/**
+ * Two honest CPU volunteers and a third (`attack`, a rejoiner, or honest for the control), until
+ * `done` holds or a volunteer ends; then all stop. Per honest volunteer: the rounds in which an
+ * attacker's payload arrived (refused by the mesh's checks, or validated and judged by the probe).
+ */
+async function attackRun(runId: string, third: { attack: Attack } | { rejoin: Attack } | { honest: true },
+  done: (r: Progress) => boolean, what: string) {
+  const base = await createRun(runId);
+  const honest = [runVolunteer(base, components), runVolunteer(base, components)];
+  let rejoiner: Rejoiner | null = null;
+  let attacker: Volunteer | null = null;
+  if ('rejoin' in third) {
+    // A new identity every REJOIN_EVERY rounds, from another client address (127.0.0.2).
+    rejoiner = rejoining(() => runVolunteer({ ...base, rounds: REJOIN_EVERY }, { ...components, createBackend: hostileFactory(third.rejoin), WebSocket: webSocketFrom('127.0.0.2') }));
+    rejoiners.push(rejoiner);
+  } else {
+    attacker = runVolunteer(base, 'attack' in third ? { ...components, createBackend: hostileFactory(third.attack) } : components);
+  }
+  const all = [...honest, ...(attacker ? [attacker] : [])];
+  volunteers.push(...all);
+  // Every round from the first (a volunteer may train rounds before the others have joined).
+  const events: RoundEvent[][] = [[], []];
+  honest.forEach((v, i) => v.onRound((e) => { events[i]!.push(e); }));
+  const [ia, ib] = await Promise.all(honest.map(async (v) => (await v.joined).peerId)) as [string, string];
+  const attackers = () => ('honest' in third ? [] : rejoiner ? rejoiner.ids : []);
+  const ik = attacker ? (await attacker.joined).peerId : null;
+  const isAttacker = (id: string | null) => id !== null && ('honest' in third ? false : id === ik || attackers().includes(id));
+  const arrived = (i: number) => events[i]!.filter((e) => isAttacker(e.exchange.partner) && (e.exchange.outcome === 'paired' || e.exchange.reason === 'rejected'));
+  const harmed = (i: number) => arrived(i).filter((e) => e.exchange.outcome === 'paired' && e.probe !== null && e.probe.excess > 0);
+  const reportedBy = (i: number) => offences().some((o) => o.reporter === [ia, ib][i] && isAttacker(o.accused));
+  const strikesBy = (i: number) => offences().filter((o) => o.reporter === [ia, ib][i] && isAttacker(o.accused) && !o.reason.startsWith('probe-harm')).length;
+  /** Exchanges between the two honest volunteers (and, in the control, with the third) that their probe judged. */
+  const honestJudged = () => [0, 1].flatMap((i) => events[i]!.filter((e) => e.probe !== null && !isAttacker(e.exchange.partner)));
+  const running = whileRunning(all, ['honest 0', 'honest 1', 'attacker']);
+  try {
+    await until(() => done({ arrived, harmed, reportedBy, strikesBy, honestJudged, attackers: () => (ik ? [ik] : attackers()) }) || running(), 400_000, what);
+  } finally {
+    await rejoiner?.stop();
+    await Promise.all(all.map((v) => v.stop('test over')));
+  }
+  const peers: Honest[] = [0, 1].map((i) => ({ id: [ia, ib][i]!, arrived: arrived(i), line: `honest ${i} vs ${JSON.stringify(third)}: ${JSON.stringify(arrived(i).map(brief))}` }));
+  for (const p of peers) console.log(p.line);
+  const honestPairs = honestJudged();
+  console.log(`honest exchanges: ${honestPairs.filter((e) => !e.probe!.accept).length}/${honestPairs.length} rejected by the probe ${JSON.stringify(honestPairs.map(brief))}`);
+  return { ids: { ia, ib, attackers: ik ? [ik] : [...attackers()] }, events, peers, honestPairs, isAttacker, strikesBy };
+}
+
+/** Until each honest volunteer reported the attacker or had `meetings` exchanges with it that did harm, or 3 × `meetings` in all; and the two honest ones were judged twice. */
+const reportedOrHarmed = (meetings = REPORT_WITHIN) => (r: Progress) =>
+  [0, 1].every((i) => r.reportedBy(i) || r.harmed(i).length >= meetings || r.arrived(i).length >= 3 * meetings) && r.honestJudged().length >= 2;
+
+/**
+ * Each honest volunteer reported the attacker within REPORT_WITHIN of its harmful exchanges
+ * with it (refused by the checks, or excess > 0 at the probe); every payload of its that passed
+ * the checks was judged by the probe's own rule, and only an accepted one is named in a report.
+ */
+function reportedWithin(attackers: readonly string[], peers: readonly Honest[]) {
+  for (const p of peers) {
+    const first = offences().find((o) => o.reporter === p.id && attackers.includes(o.accused));
+    expect(first, p.line).toBeDefined();
+    judgedByTheRule(p);
+    // The report leaves in the round of the exchange that made it (a refusal by the checks, or
+    // the probe's offence): that exchange's place among the harmful ones.
+    const harmful = p.arrived.filter((e) => e.exchange.reason === 'rejected' || e.probe!.excess > 0);
+    const at = harmful.findIndex((e) => e.exchange.reason === 'rejected' || e.probe?.offence);
+    console.log(`honest volunteer reported the attacker at its harmful exchange ${at + 1} of ${harmful.length}, exchange ${p.arrived.indexOf(harmful[at]!) + 1} of ${p.arrived.length} with it (${first!.reason.split(':')[0]})`);
+    expect(at, p.line).toBeGreaterThanOrEqual(0);
+    expect(at + 1, p.line).toBeLessThanOrEqual(REPORT_WITHIN);
+  }
+}
+
+/** Every payload of the attacker that passed the mesh's checks was taken exactly when the probe's rule says. */
+function judgedByTheRule(p: Honest) {
+  for (const e of p.arrived) {
+    if (e.exchange.outcome !== 'paired') {
+      expect(e.report.partner, p.line).toBeNull();
+      continue;
+    }
+    expect(e.probe, p.line).not.toBeNull();
+    expect(e.probe!.accept, p.line).toBe(e.probe!.excess <= e.probe!.margin && e.probe!.offence === null);
+    expect(e.report.partner, p.line).toBe(e.probe!.accept ? e.exchange.partner : null);
+  }
+}
+
+/**
+ * Every payload that arrived was refused by the mesh's checks for `reason`, but one whose size
+ * the checks could not yet judge: early in a run Δ norms still grow through the warm-up, so a
+ * Δ × 100 of an attacker's first rounds can sit inside 30× of ours; that one was clipped to the
+ * stranger's 1.5× and judged by the probe.
+ */
+function allRefused(peers: readonly Honest[], reason: RegExp) {
+  for (const p of peers) {
+    expect(p.arrived.length, p.line).toBeGreaterThan(0);
+    judgedByTheRule(p);
+    for (const e of p.arrived) {
+      if (e.exchange.outcome === 'paired') expect(e.exchange.payload!.clipped, p.line).toBe(true);
+      else expect(e.exchange.rejection, p.line).toMatch(reason);
+    }
+    expect(p.arrived.some((e) => e.exchange.outcome === 'solo'), p.line).toBe(true);
+  }
+}
+
+/**
+ * Neither honest volunteer vetoed the other (VETO_AFTER strikes), so they still pair. A single
+ * report between them can happen by chance: a probe CUSUM report (evidence, no strike) about once
+ * in a hundred honest exchanges, a gross one about once in 700 (bench/results/probe.json); the
+ * attacker may report anyone (the coordinator's alert needs two distinct partners).
+ */
+function noHonestVetoed(ids: { ia: string; ib: string; attackers: readonly string[] }) {
+  const between = offences().filter((o) => (o.reporter === ids.ia && o.accused === ids.ib) || (o.reporter === ids.ib && o.accused === ids.ia));
+  if (between.length > 0) console.log(`reports between the honest volunteers: ${JSON.stringify(between)}`);
+  for (const [r, a] of [[ids.ia, ids.ib], [ids.ib, ids.ia]] as const) {
+    expect(between.filter((o) => o.reporter === r && o.accused === a && !isSoftOffence(o.reason)).length, JSON.stringify(between)).toBeLessThan(VETO_AFTER);
+  }
+}
+
+/**
+ * The honest volunteers kept pairing with each other and judging what they got (how often the
+ * probe rejects an honest update is the control's, and bench:probe's, to measure).
+ */
+function honestStillPair(honestPairs: readonly RoundEvent[]) {
+  expect(honestPairs.length).toBeGreaterThanOrEqual(2);
+  console.log(`${honestPairs.filter((e) => !e.probe!.accept).length} of ${honestPairs.length} honest exchanges rejected by the probe (control: ${control?.rejected}/${control?.judged})`);
+}
+
+describe('an attacker in the test suite: two honest volunteers and a third', () => {
+  it('control: three honest volunteers pair and judge each other; no pair is vetoed, nearly every update is taken', async () => {
+    const { events, honestPairs } = await attackRun('control', { honest: true }, (r) => r.honestJudged().length >= 12, 'twelve judged honest exchanges');
+    const ids = new Set(events.flat().map((e) => e.exchange.partner).filter((p) => p !== null));
+    const reports = offences().filter((o) => ids.has(o.accused) && ids.has(o.reporter));
+    console.log(`control reports: ${JSON.stringify(reports)}`);
+    // A report by chance is possible (see noHonestVetoed); no honest pair is vetoed.
+    for (const r of ids) for (const a of ids) expect(reports.filter((o) => o.reporter === r && o.accused === a && !isSoftOffence(o.reason)).length, JSON.stringify(reports)).toBeLessThan(VETO_AFTER);
+    const rejected = honestPairs.filter((e) => !e.probe!.accept).length;
+    control = { judged: honestPairs.length, rejected };
+    // Issue 15 asks at most 2% rejected: bench:probe measures that rate over five seeds of 60
+    // rounds; in a dozen exchanges here, 3 or more would be a rate of 25%.
+    expect(rejected, `${rejected}/${honestPairs.length}`).toBeLessThanOrEqual(2);
+    // Each judged round's report carries the probe's figures, and the coordinator stored them.
+    for (const e of events.flat().filter((x) => x.probe)) {
+      expect(e.report.probeMs).toBeGreaterThanOrEqual(0);
+      expect([e.report.probeSolo, e.report.probePaired]).toEqual([e.probe!.solo, e.probe!.paired]);
+    }
+    const rows = s.c.db.prepare("SELECT COUNT(*) AS n FROM reports WHERE run_id = 'control' AND probe_ms IS NOT NULL").get() as { n: number };
+    expect(rows.n).toBeGreaterThan(0);
+  });
+
+  it('nan (a NaN in Δ on the wire): refused as non-finite at its first exchange and reported', async () => {
+    const { ids, peers, honestPairs } = await attackRun('nan', { attack: 'nan' }, reportedOrHarmed(), 'each honest volunteer to report the attacker');
+    allRefused(peers, /^non-finite$/);
+    reportedWithin(ids.attackers, peers);
+    noHonestVetoed(ids);
+    honestStillPair(honestPairs);
+  });
+
+  it('scale100 (Δ × 100, past the 30× bound): refused on its norm at its first exchange and reported', async () => {
+    const { ids, peers, honestPairs } = await attackRun('scale100', { attack: 'scale100' }, reportedOrHarmed(), 'each honest volunteer to report the attacker');
+    allRefused(peers, /^delta-norm$/);
+    reportedWithin(ids.attackers, peers);
+    noHonestVetoed(ids);
+    honestStillPair(honestPairs);
+  });
+
+  it('sign-flip at the honest norm (which the probe alone could not tell from honest): refused on its direction, reported within 3 of its harmful exchanges; what passes is judged by the probe', async () => {
+    const { ids, peers, honestPairs } = await attackRun('sign-flip', { attack: 'sign-flip' }, reportedOrHarmed(), 'each honest volunteer to report the attacker');
+    reportedWithin(ids.attackers, peers);
+    for (const p of peers) {
+      for (const e of p.arrived) {
+        // Refused on direction; only a negated Δ whose cosine with ours stayed above −0.2 (its
+        // own Δ nearly orthogonal to ours) passes the check, to the probe.
+        if (e.exchange.outcome !== 'paired') expect(e.exchange.rejection, p.line).toBe('delta-direction');
+        else expect(e.exchange.payload!.deltaCosine!, p.line).toBeGreaterThanOrEqual(-0.2);
+      }
+    }
+    noHonestVetoed(ids);
+    honestStillPair(honestPairs);
+  });
+
+  it('scale-flip (Δ × −20, inside the 30× bound): refused on its direction (or its size) or by the probe, reported within 3 of its harmful exchanges', async () => {
+    const { ids, peers, honestPairs } = await attackRun('scale-flip', { attack: 'scale-flip' }, reportedOrHarmed(), 'each honest volunteer to report the attacker');
+    reportedWithin(ids.attackers, peers);
+    for (const p of peers) for (const e of p.arrived) if (e.exchange.outcome !== 'paired') expect(e.exchange.rejection, p.line).toMatch(/^(delta-direction|delta-norm)$/);
+    noHonestVetoed(ids);
+    honestStillPair(honestPairs);
+  });
+
+  it('phi-bias (an honest Δ with φ − 4Δ, inside every distance bound): its φ is moved forward to one Δ scale behind ours before the outer step, and each update is judged by the probe', async () => {
+    // The lag clip bounds what this φ can pull an honest peer back; the probe may still reject or
+    // report some (its loss is measured against the control by bench:probe, row phibias-on).
+    // Until six of its payloads arrived (its lag along our Δ was at most 1 Δ scale in 14 of 34
+    // measured exchanges, so six all under it come about once in 250 runs), or both honest
+    // volunteers have reported it VETO_AFTER times and meet it no more.
+    const vetoed = (r: { strikesBy: (i: number) => number }) => [0, 1].every((i) => r.strikesBy(i) >= VETO_AFTER);
+    const { ids, peers, honestPairs, strikesBy } = await attackRun('phi-bias', { attack: 'phi-bias' },
+      (r) => (r.arrived(0).length + r.arrived(1).length >= 6 || vetoed(r)) && r.honestJudged().length >= 2,
+      'six of the attacker\'s payloads to arrive, or its veto by both honest volunteers');
+    const lags = peers.flatMap((p) => p.arrived.filter((e) => e.exchange.outcome === 'paired').map((e) => e.exchange.payload!.phiLag ?? NaN));
+    console.log(`phi-bias lags as received, in Δ scales: ${lags.map((x) => x.toFixed(2)).join(', ')}; vetoed by both: ${vetoed({ strikesBy })}`);
+    // The attack is real: its φ arrived more than the clip's one Δ scale behind (or it was vetoed).
+    expect(lags.some((x) => x > DEFAULT_VALIDATION.phiLagFactor) || vetoed({ strikesBy }), lags.join(', ')).toBe(true);
+    for (const p of peers) judgedByTheRule(p);
+    noHonestVetoed(ids);
+    honestStillPair(honestPairs);
+  });
+
+  it('combined (Δ negated and φ − 4Δ): refused on its direction at its first exchange and reported', async () => {
+    const { ids, peers, honestPairs } = await attackRun('combined', { attack: 'combined' }, reportedOrHarmed(), 'each honest volunteer to report the attacker');
+    reportedWithin(ids.attackers, peers);
+    for (const p of peers) for (const e of p.arrived) if (e.exchange.outcome !== 'paired') expect(e.exchange.rejection, p.line).toBe('delta-direction');
+    noHonestVetoed(ids);
+    honestStillPair(honestPairs);
+  });
+
+  it('camp-mirror (never trains, always waits, sends the last partner\'s Δ negated): reported within 3 of its harmful exchanges, and paired no more often than the honest peers pair with each other', async () => {
+    const { ids, peers, events, honestPairs, isAttacker } = await attackRun('camp-mirror', { attack: 'camp-mirror' }, (r) => reportedOrHarmed()(r) && r.honestJudged().length >= 8,
+      'each honest volunteer to report the camper, and eight judged honest exchanges');
+    reportedWithin(ids.attackers, peers);
+    noHonestVetoed(ids);
+    honestStillPair(honestPairs);
+    // The camper got no more of the honest volunteers' rounds than they gave each other (the
+    // issue's camper had 58 of 60 with each).
+    const withCamper = events.flat().filter((e) => isAttacker(e.exchange.partner)).length;
+    const withEachOther = events.flat().filter((e) => e.exchange.partner === ids.ia || e.exchange.partner === ids.ib).length;
+    expect(withCamper, `${withCamper} rounds with the camper, ${withEachOther} with each other`).toBeLessThanOrEqual(withEachOther);
+  });
+
+  it('rejoin (Δ × −20 under a new identity every 3 rounds, from another address): each identity is refused; after VETO_AFTER reports from an address an honest volunteer meets none of its new ids', async () => {
+    const { ids, peers, honestPairs } = await attackRun('rejoin', { rejoin: 'scale-flip' }, (r) => r.attackers().length >= REJOIN_IDENTITIES && r.honestJudged().length >= 2,
+      `the attacker to have taken ${REJOIN_IDENTITIES} identities`);
+    for (const p of peers) {
+      judgedByTheRule(p);
+      for (const e of p.arrived) if (e.exchange.outcome !== 'paired') expect(e.exchange.rejection, p.line).toMatch(/^(delta-direction|delta-norm)$/);
+      // Its identities' payloads reached this volunteer at most VETO_AFTER times before the
+      // address veto, and one more whose pairing was made before the last report arrived.
+      const identities = new Set(p.arrived.map((e) => e.exchange.partner));
+      console.log(`honest volunteer met ${identities.size} of the attacker's ${ids.attackers.length} identities, ${p.arrived.length} payloads`);
+      expect(p.arrived.length, p.line).toBeLessThanOrEqual(VETO_AFTER + 1);
+      const reports = offences().filter((o) => o.reporter === p.id && ids.attackers.includes(o.accused));
+      expect(reports.length, p.line).toBe(p.arrived.filter((e) => e.exchange.reason === 'rejected' || e.probe?.offence).length);
+    }
+    noHonestVetoed(ids);
+    honestStillPair(honestPairs);
+  });
+
+  it('poison-state (trains honestly, serves φ negated to newcomers and to the checkpoint pull): a newcomer refuses it, reports it and joins from a good source; the coordinator refuses its upload and lists only honest ones', async () => {
+    // A newcomer waits up to 20 s for a neighbour's state: time for its link to the poisoner to
+    // open (a link that fails to open within 10 s is tried again).
+    const base = { ...(await createRun('poison')), bootstrapTimeoutMs: 20_000 };
+    const poisoner = runVolunteer(base, { ...components, createBackend: hostileFactory('poison-state') });
+    volunteers.push(poisoner);
+    const ik = (await poisoner.joined).peerId;
+    let kRounds = 0;
+    poisoner.onRound(() => { kRounds++; });
+    const events = () => s.c.db.prepare("SELECT kind, peer_id AS peerId, data_json AS data FROM events WHERE run_id = 'poison' AND kind IN ('checkpoint-saved', 'checkpoint-failed') ORDER BY id").all() as { kind: string; peerId: string; data: string }[];
+    const badState = (reporter: string) => offences().some((o) => o.reporter === reporter && o.accused === ik && o.reason.startsWith('bad-state'));
+    // Alone first (60 inner steps: its φ negated then measures about 7.8 against a bound of
+    // ln 256 + 0.5 = 6.05), so the first honest newcomer has only it to ask.
+    await until(() => kRounds >= 6 || whileRunning([poisoner], ['poisoner'])(), 120_000, 'the poisoner to train six rounds alone');
+    const a = runVolunteer(base, components);
+    volunteers.push(a);
+    const ja = await a.joined;
+    // Refused and reported; with no other peer and no checkpoint yet, a fresh start.
+    expect(ja.source).toBe('fresh');
+    await until(() => badState(ja.peerId), 30_000, 'the newcomer to report the poisoned state');
+    const b = runVolunteer(base, components);
+    volunteers.push(b);
+    const jb = await b.joined;
+    const running = whileRunning([poisoner, a, b], ['poisoner', 'honest a', 'honest b']);
+    // The three train until all are off probation (accepted exchanges), eligible for checkpoint duty.
+    await until(() => [ik, ja.peerId, jb.peerId].every((p) => s.c.hub.eligibleForDuty(p)) || running(), 300_000, 'all three to be eligible for checkpoint duty');
+    // The coordinator asks a random eligible peer each time: until it asked the poisoner.
+    for (let k = 0; k < 40 && !events().some((e) => e.peerId === ik); k++) {
+      const n = events().length;
+      const r = await s.c.app.inject({ method: 'POST', url: '/api/runs/poison/checkpoints', headers: s.admin });
+      expect(r.statusCode, r.body).toBe(202);
+      await until(() => events().length > n || running(), 60_000, 'the checkpoint pull to end');
+    }
+    const all = events().map((e) => ({ kind: e.kind, peerId: e.peerId, ...(JSON.parse(e.data) as { reason?: string; rejected?: boolean; valLoss?: number }) }));
+    console.log(`checkpoint pulls: ${JSON.stringify(all)}`);
+    const fromPoisoner = all.filter((e) => e.peerId === ik);
+    expect(fromPoisoner).toEqual([expect.objectContaining({ kind: 'checkpoint-failed', rejected: true })]);
+    // A refused peer is never asked again, and it got a strike; the list holds honest uploads only.
+    const list = (await s.c.app.inject({ method: 'GET', url: '/api/runs/poison/checkpoints' })).json().checkpoints as { peerId: string; valLoss: number }[];
+    for (const c of list) expect([ja.peerId, jb.peerId]).toContain(c.peerId);
+    // The next newcomer meets only the poisoner live (the honest two leave): it refuses the state,
+    // reports it, and joins from the newest checkpoint when there is one (an honest upload), else fresh.
+    await Promise.all([a.stop('test over'), b.stop('test over')]);
+    await until(() => s.c.hub.livePeers('poison').length === 1, 30_000, 'the honest two to leave');
+    const log: string[] = [];
+    const keep = (level: string) => (msg: string, f?: Record<string, unknown>) => { log.push(`${level} ${msg} ${JSON.stringify(f ?? {})}`); };
+    const c = runVolunteer(base, { ...components, logger: { debug() {}, info: keep('info'), warn: keep('warn'), error: keep('error') } });
+    volunteers.push(c);
+    const jc = await c.joined;
+    expect(jc.source, log.join('\n')).toBe(list.length > 0 ? 'checkpoint' : 'fresh');
+    await until(() => badState(jc.peerId), 30_000, `the second newcomer to report the poisoned state; its log:\n${log.join('\n')}`);
+    // And it trains on, never crashed.
+    let cRounds = 0;
+    c.onRound(() => { cRounds++; });
+    await until(() => cRounds >= 1 || whileRunning([c], ['newcomer'])(), 120_000, 'the newcomer to finish a round');
+    await Promise.all([poisoner.stop('test over'), c.stop('test over')]);
+    expect((await c.done).reason).toMatch(/test over/);
+  });
+});
