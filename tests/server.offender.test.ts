@@ -15,7 +15,7 @@ beforeAll(async () => {
   // These raw peers answer at once, with no inner loop between rounds: there is no cadence for
   // the pool to predict from, so it runs the plain rule (everyone waits its whole wait).
   s = await startServer({ hub: { heartbeatMs: 200, livenessMs: 5000, helloTimeoutMs: 2000, pairPrediction: false } });
-  for (const id of ['off', 'soft', 'rest', 'spread', 'elsewhere', 'ids', 'probation']) {
+  for (const id of ['off', 'soft', 'rest', 'spread', 'state', 'elsewhere', 'ids', 'probation']) {
     const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id, dataset: 'moby-dick', preset: 'micro' } });
     expect(r.statusCode).toBe(201);
   }
@@ -244,6 +244,40 @@ describe('offender reports', () => {
     } finally {
       stopHb();
       a.peer.close(); b.peer.close(); c.peer.close();
+    }
+  });
+});
+
+describe('a bootstrap source that served a bad state', () => {
+  it('is reportable by the newcomer it signalled (stored as unpaired: the alert does not count it); a peer that never signalled it, or another reason, is refused', async () => {
+    // k and c were there first: the newcomer n's welcome lists them.
+    const [k, c, n] = [await RawPeer.join(s.wsUrl, { run: 'state' }), await RawPeer.join(s.wsUrl, { run: 'state' }), await RawPeer.join(s.wsUrl, { run: 'state' })];
+    const stopHb = heartbeat(n.peer, k.peer, c.peer);
+    const [ni, ki, ci] = [n, k, c].map((p) => p.welcome.peerId);
+    const rows = () => offenderRows().filter((r) => r.runId === 'state');
+    const refused = async (msg: Record<string, unknown>, why: RegExp) => {
+      const at = n.peer.frames.length;
+      n.peer.send(msg);
+      const err = await n.peer.next<Extract<ServerMessage, { t: 'error' }>>((m) => m.t === 'error', 3000, at);
+      expect(err.message).toMatch(why);
+    };
+    try {
+      // The newcomer n asks k for its state over the mesh: k's answer comes through the relay.
+      n.peer.send({ t: 'signal', to: ki, data: { type: 'offer', sdp: 'v=0' } });
+      await k.peer.next((m) => m.t === 'signal', 3000);
+      k.peer.send({ t: 'signal', to: ni, data: { type: 'answer', sdp: 'v=0' } });
+      await n.peer.next((m) => m.t === 'signal', 3000);
+      // c never signalled n: a state n "got" from it is a lie, as is a payload report about k.
+      await refused({ t: 'offender', peer: ci, reason: 'bad-state: state from neighbour has validation loss 7.4, worse than the bound 6.05' }, /nor a peer whose state you asked for/);
+      await refused({ t: 'offender', peer: ki, reason: 'delta-norm: ||Δ|| = 9 > 30 × median 0.1' }, /nor a peer whose state you asked for/);
+      expect(rows()).toEqual([]);
+      n.peer.send({ t: 'offender', peer: ki, reason: 'bad-state: state from neighbour has validation loss 7.4, worse than the bound 6.05' });
+      await until(() => rows().length === 1, 5000, 'the bad-state report');
+      expect(rows()[0]!.peerId).toBe(ni);
+      expect(JSON.parse(rows()[0]!.data)).toMatchObject({ accused: ki, paired: false, strike: 1 });
+    } finally {
+      stopHb();
+      n.peer.close(); k.peer.close(); c.peer.close();
     }
   });
 });
