@@ -122,8 +122,9 @@ async function scenario(name: Scenario, seed: number): Promise<Row> {
     // Exchanges in which an attacker's payload arrived: validated (paired) or rejected by the size checks.
     const withAttacker = events.slice(0, 2).map((es) => es.filter((e) => attackers.includes(e.exchange.partner!) && (e.exchange.outcome === 'paired' || e.exchange.reason === 'rejected')));
     const refused = (e: RoundEvent) => e.exchange.reason === 'rejected' || (e.probe !== null && !e.probe.accept);
-    // Reported: the probe's offence, or the size checks' (a rejection is always reported).
-    const reportedIn = (e: RoundEvent) => e.exchange.reason === 'rejected' || e.probe?.offence;
+    // Reported: the checks' refusal (but a single Δ mildly against ours from a proven partner),
+    // or the probe's offence.
+    const reportedIn = (e: RoundEvent) => (e.exchange.reason === 'rejected' && !e.exchange.unreported) || e.probe?.offence;
     const vals = events.slice(0, honestIds.length).map((es) => [...es].reverse().find((e) => typeof e.report.valLoss === 'number')!.report.valLoss as number);
     const probeMs = all.reduce((a, e) => a + (e.report.probeMs ?? 0), 0);
     const judged = all.filter((e) => e.probe).length;

@@ -115,7 +115,7 @@ async function attackRun(runId: string, third: { attack: Attack } | { rejoin: At
   const arrived = (i: number) => events[i]!.filter((e) => isAttacker(e.exchange.partner) && (e.exchange.outcome === 'paired' || e.exchange.reason === 'rejected'));
   const harmed = (i: number) => arrived(i).filter((e) => e.exchange.outcome === 'paired' && e.probe !== null && e.probe.excess > 0);
   const reportedBy = (i: number) => offences().some((o) => o.reporter === [ia, ib][i] && isAttacker(o.accused));
-  const strikesBy = (i: number) => offences().filter((o) => o.reporter === [ia, ib][i] && isAttacker(o.accused) && !o.reason.startsWith('probe-harm')).length;
+  const strikesBy = (i: number) => offences().filter((o) => o.reporter === [ia, ib][i] && isAttacker(o.accused) && !isSoftOffence(o.reason)).length;
   /** Exchanges between the two honest volunteers (and, in the control, with the third) that their probe judged. */
   const honestJudged = () => [0, 1].flatMap((i) => events[i]!.filter((e) => e.probe !== null && !isAttacker(e.exchange.partner)));
   const running = whileRunning(all, ['honest 0', 'honest 1', 'attacker']);
@@ -148,13 +148,16 @@ function reportedWithin(attackers: readonly string[], peers: readonly Honest[]) 
     judgedByTheRule(p);
     // The report leaves in the round of the exchange that made it (a refusal by the checks, or
     // the probe's offence): that exchange's place among the harmful ones.
-    const harmful = p.arrived.filter((e) => e.exchange.reason === 'rejected' || e.probe!.excess > 0);
-    const at = harmful.findIndex((e) => e.exchange.reason === 'rejected' || e.probe?.offence);
+    const harmful = p.arrived.filter((e) => e.exchange.reason === 'rejected' || e.probe!.excess > 0 || reportedIn(e));
+    const at = harmful.findIndex(reportedIn);
     console.log(`honest volunteer reported the attacker at its harmful exchange ${at + 1} of ${harmful.length}, exchange ${p.arrived.indexOf(harmful[at]!) + 1} of ${p.arrived.length} with it (${first!.reason.split(':')[0]})`);
     expect(at, p.line).toBeGreaterThanOrEqual(0);
     expect(at + 1, p.line).toBeLessThanOrEqual(REPORT_WITHIN);
   }
 }
+
+/** Whether this volunteer reported its partner in that round: the checks' refusal (unless not yet an offence), or the probe's offence. */
+const reportedIn = (e: RoundEvent) => (e.exchange.reason === 'rejected' && !e.exchange.unreported) || e.probe?.offence != null;
 
 /** Every payload of the attacker that passed the mesh's checks was taken exactly when the probe's rule says. */
 function judgedByTheRule(p: Honest) {
@@ -323,7 +326,7 @@ describe('an attacker in the test suite: two honest volunteers and a third', () 
       console.log(`honest volunteer met ${identities.size} of the attacker's ${ids.attackers.length} identities, ${p.arrived.length} payloads`);
       expect(p.arrived.length, p.line).toBeLessThanOrEqual(VETO_AFTER + 1);
       const reports = offences().filter((o) => o.reporter === p.id && ids.attackers.includes(o.accused));
-      expect(reports.length, p.line).toBe(p.arrived.filter((e) => e.exchange.reason === 'rejected' || e.probe?.offence).length);
+      expect(reports.length, p.line).toBe(p.arrived.filter(reportedIn).length);
     }
     noHonestVetoed(ids);
     honestStillPair(honestPairs);

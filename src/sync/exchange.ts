@@ -216,7 +216,8 @@ export class ExchangeRun {
       this.stopAndAbort(partner, 'rejected');
       if (verdict.offence) mesh.offence(partner, verdict.reason, verdict.detail);
       else mesh.logger.warn('partner refused (not yet an offence)', { peer: partner, code: verdict.reason, detail: verdict.detail });
-      return this.solo('rejected', partner, pairMs, via, transferMs, verdict.reason);
+      const result = this.solo('rejected', partner, pairMs, via, transferMs, verdict.reason);
+      return verdict.offence ? result : { ...result, unreported: true };
     }
     mesh.notePartner(partner);
     const received = outcome.phi.length + outcome.delta.length;
