@@ -276,11 +276,15 @@ export class PeerHub {
 
   /**
    * Whether `a` and `b` may be paired in run `runId`: neither reported the other VETO_AFTER times,
-   * nor an earlier id from the other's address (when their addresses differ).
+   * nor an earlier id from the other's address (when their addresses differ), and the pair does
+   * not rest. A rest holds only while the run has someone else live: with nobody else, resting
+   * the pair would only make both train alone (and drift apart, so their next exchanges look
+   * worse on the probe and are reported again: a swarm of two fell from 0.91 to 0.61 paired),
+   * while the probe still refuses any update that does harm.
    */
   canPair(runId: string, a: string, b: string): boolean {
     const rests = this.rests.get(runId);
-    if (rests && (rests.get(a)?.get(b)?.resting || rests.get(b)?.get(a)?.resting)) return false;
+    if (rests && (rests.get(a)?.get(b)?.resting || rests.get(b)?.get(a)?.resting) && (this.byRun.get(runId)?.size ?? 0) > 2) return false;
     const v = this.runStrikes(runId);
     if (strikeCount(v, a, b) >= VETO_AFTER || strikeCount(v, b, a) >= VETO_AFTER) return false;
     const byAddr = this.addressStrikes.get(runId);

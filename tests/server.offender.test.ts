@@ -15,7 +15,7 @@ beforeAll(async () => {
   // These raw peers answer at once, with no inner loop between rounds: there is no cadence for
   // the pool to predict from, so it runs the plain rule (everyone waits its whole wait).
   s = await startServer({ hub: { heartbeatMs: 200, livenessMs: 5000, helloTimeoutMs: 2000, pairPrediction: false } });
-  for (const id of ['off', 'soft', 'rest', 'spread', 'state', 'elsewhere', 'ids', 'probation']) {
+  for (const id of ['off', 'soft', 'rest', 'spread', 'two', 'state', 'elsewhere', 'ids', 'probation']) {
     const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id, dataset: 'moby-dick', preset: 'micro' } });
     expect(r.statusCode).toBe(201);
   }
@@ -286,8 +286,9 @@ describe('probe CUSUM reports', () => {
   it('are stored as evidence (at most SOFT_REPORTS_KEPT per pair) but are no strike; a second report rests the pair for REST_READIES of the reporter\'s readies, then they pair again; a gross harm still counts', async () => {
     // Honest partners' noisy probe losses add up to a CUSUM report about once in a few hundred
     // exchanges; two such reports used to part the only pair of a swarm of two for the run.
-    const [a, b] = [await RawPeer.join(s.wsUrl, { run: 'soft' }), await RawPeer.join(s.wsUrl, { run: 'soft' })];
-    const stopHb = heartbeat(a.peer, b.peer);
+    // A third peer stays live and idle: a rest holds only while the run has someone else.
+    const [a, b, idle] = [await RawPeer.join(s.wsUrl, { run: 'soft' }), await RawPeer.join(s.wsUrl, { run: 'soft' }), await RawPeer.join(s.wsUrl, { run: 'soft' })];
+    const stopHb = heartbeat(a.peer, b.peer, idle.peer);
     const ids = [a, b].map((p) => p.welcome.peerId);
     const rows = () => offenderRows().filter((r) => r.runId === 'soft');
     const soft = (k: number) => b.peer.send({ t: 'offender', peer: ids[0], reason: `probe-harm: paired 2.08 vs solo 2.09 on 4 probe windows: excess 0.02, margin 0.03; cusum 4.4 > 4 (${k})` });
@@ -324,12 +325,12 @@ describe('probe CUSUM reports', () => {
       expect(JSON.parse(rows().at(-1)!.data)).toMatchObject({ strike: 2, vetoed: true });
     } finally {
       stopHb();
-      a.peer.close(); b.peer.close();
+      a.peer.close(); b.peer.close(); idle.peer.close();
     }
   });
   it('reports spread out (as honest CUSUM false alarms are) rest nothing: a report REST_WINDOW readies after the last is free, one soon after it rests the pair', async () => {
-    const [a, b] = [await RawPeer.join(s.wsUrl, { run: 'spread' }), await RawPeer.join(s.wsUrl, { run: 'spread' })];
-    const stopHb = heartbeat(a.peer, b.peer);
+    const [a, b, idle] = [await RawPeer.join(s.wsUrl, { run: 'spread' }), await RawPeer.join(s.wsUrl, { run: 'spread' }), await RawPeer.join(s.wsUrl, { run: 'spread' })];
+    const stopHb = heartbeat(a.peer, b.peer, idle.peer);
     const ids = [a, b].map((p) => p.welcome.peerId);
     const rows = () => offenderRows().filter((r) => r.runId === 'spread');
     const soft = (k: number) => b.peer.send({ t: 'offender', peer: ids[0], reason: `probe-harm: paired 2.08 vs solo 2.09 on 4 probe windows: excess 0.02, margin 0.03; cusum 4.4 > 4 (${k})` });
@@ -355,7 +356,29 @@ describe('probe CUSUM reports', () => {
       expect([ma.partner, mb.partner]).toEqual([null, null]);
     } finally {
       stopHb();
-      a.peer.close(); b.peer.close();
+      a.peer.close(); b.peer.close(); idle.peer.close();
+    }
+  });
+  it('a rest holds only while someone else is live: the only pair of a run is never rested apart', async () => {
+    const [a, b] = [await RawPeer.join(s.wsUrl, { run: 'two' }), await RawPeer.join(s.wsUrl, { run: 'two' })];
+    const stopHb = heartbeat(a.peer, b.peer);
+    const ids = [a, b].map((p) => p.welcome.peerId);
+    const rows = () => offenderRows().filter((r) => r.runId === 'two');
+    let c: RawPeer | null = null;
+    try {
+      await pairUp(a.peer, b.peer, ids[1]!, 0);
+      for (let k = 0; k < 2; k++) b.peer.send({ t: 'offender', peer: ids[0], reason: `probe-harm: paired 2.08 vs solo 2.09; cusum 4.4 > 4 (${k})` });
+      await until(() => rows().length === 2, 5000, 'the two reports');
+      // Rested, but with nobody else to pair with: they pair on.
+      expect(s.c.hub.canPair('two', ids[1]!, ids[0]!)).toBe(true);
+      await pairUp(a.peer, b.peer, ids[1]!, 1);
+      // A third peer joins: now the rest holds.
+      c = (await RawPeer.join(s.wsUrl, { run: 'two' })).peer;
+      await until(() => s.c.hub.livePeers('two').length === 3, 5000, 'the third peer');
+      expect(s.c.hub.canPair('two', ids[1]!, ids[0]!)).toBe(false);
+    } finally {
+      stopHb();
+      a.peer.close(); b.peer.close(); c?.close();
     }
   });
   it('a hostile reporter rests only its own pairings: the peer it reports at once pairs with another, and a report about a peer it never met rests nothing', async () => {
