@@ -55,6 +55,20 @@ describe('ProbeJudge', () => {
     expect(j.strikes('attacker')).toBe(1);
   });
 
+  it('a gross harm from a partner with provenAccepted accepted exchanges is refused and reported as evidence (probe-harm), not a strike', () => {
+    const rng = new Rng(15, 20);
+    // 25 accepted exchanges with each of four honest partners.
+    const j = warmJudge(rng, 4 * 25);
+    const v = j.judge('honest0', exchange(rng, 0.3));
+    expect(v.accept).toBe(false);
+    expect(v.excess).toBeGreaterThan(DEFAULT_PROBE.gross * v.margin);
+    expect(v.offence?.code).toBe('probe-harm');
+    expect(v.offence?.detail).toMatch(/a gross harm from a partner with 25 accepted exchanges: paired/);
+    // A partner with fewer (an attacker new here) is struck for the same harm.
+    expect(j.judge('attacker', exchange(rng, 0.3)).offence?.code).toBe('probe-gross');
+    expect(() => new ProbeJudge({ provenAccepted: 1.5 })).toThrow(/provenAccepted/);
+  });
+
   it('before it has any history (the cold start) rejects large harms but reports only a gross one', () => {
     const rng = new Rng(15, 3);
     const j = new ProbeJudge();

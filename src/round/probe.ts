@@ -46,6 +46,14 @@ export interface ProbeSettings {
    * bench/results/probe.json; a Δ × −20 or a negated Δ then costs 10% to 40%).
    */
   coldGross: number;
+  /**
+   * Accepted exchanges with a partner after which its gross harm is reported as evidence
+   * (`probe-harm`, no strike), not as `probe-gross` (a strike; two are the coordinator's veto).
+   * The update is refused either way. An honest pair that drifted apart over solo rounds reaches
+   * a gross excess now and then (after a first report it is judged at z = 2, so gross is 5 noise
+   * units), and two such strikes vetoed the only pair of a run of two (bench:swarm, 0.468 paired).
+   */
+  provenAccepted: number;
 }
 
 /**
@@ -63,7 +71,7 @@ export interface ProbeSettings {
  */
 export const DEFAULT_PROBE: ProbeSettings = {
   z: 3, zProbation: 2, relFloor: 0.004, coldFloor: 0.02, history: 8, minHistory: 4,
-  cusumSlack: 0.5, cusumCap: 3.5, cusumLimit: 4, gross: 2.5, coldGross: 0.1,
+  cusumSlack: 0.5, cusumCap: 3.5, cusumLimit: 4, gross: 2.5, coldGross: 0.1, provenAccepted: 20,
 };
 
 /** The history keeps this many times `history` exchanges, for the leave-one-partner-out baseline. */
@@ -148,6 +156,7 @@ export class ProbeJudge {
     if (!(s.z > 0 && s.zProbation > 0 && s.relFloor > 0 && s.coldFloor >= s.relFloor && s.cusumLimit > 0 && s.cusumSlack >= 0 && s.cusumCap > s.cusumSlack && s.gross >= 1)) {
       throw new ProbeError(`probe settings need z, zProbation, relFloor, cusumLimit > 0, coldFloor >= relFloor, cusumCap > cusumSlack >= 0 and gross >= 1; got ${JSON.stringify(s)}`);
     }
+    if (!(Number.isInteger(s.provenAccepted) && s.provenAccepted >= 0)) throw new ProbeError(`probe provenAccepted must be an integer >= 0; got ${s.provenAccepted}`);
     if (!(Number.isInteger(s.history) && Number.isInteger(s.minHistory) && s.minHistory >= 2 && s.history >= s.minHistory)) {
       throw new ProbeError(`probe history must be integers with 2 <= minHistory <= history; got ${s.minHistory}, ${s.history}`);
     }
@@ -221,7 +230,11 @@ export class ProbeJudge {
     rec.cusum = Math.max(0, rec.cusum + Math.min(excess / noise, s.cusumCap) - s.cusumSlack);
     let offence: ProbeVerdict['offence'] = null;
     const numbers = `paired ${pairedMean.toFixed(4)} vs solo ${soloMean.toFixed(4)} on ${d.length} probe windows: excess ${excess.toFixed(4)}, margin ${margin.toFixed(4)}`;
-    if (trusted ? excess > s.gross * margin : excess > Math.max(s.gross * margin, s.coldGross * Math.abs(soloMean))) offence = { code: 'probe-gross', detail: numbers };
+    if (trusted ? excess > s.gross * margin : excess > Math.max(s.gross * margin, s.coldGross * Math.abs(soloMean))) {
+      offence = rec.accepted >= s.provenAccepted
+        ? { code: 'probe-harm', detail: `a gross harm from a partner with ${rec.accepted} accepted exchanges: ${numbers}` }
+        : { code: 'probe-gross', detail: numbers };
+    }
     else if (rec.cusum > s.cusumLimit) offence = { code: 'probe-harm', detail: `${numbers}; cusum ${rec.cusum.toFixed(2)} > ${s.cusumLimit}` };
     if (offence) {
       rec.cusum = 0;
