@@ -23,7 +23,7 @@
 // Prints a table and writes bench/results/probe.json: per scenario the honest volunteers'
 // final validation loss, their exchanges judged and rejected (honest partners only / the
 // attacker), the probe's time per round, and at which of its exchanges the attacker was reported.
-// Usage: npm run bench:probe [-- --rounds N] [--H N] [--only honest-on,attack-on] [--seeds 1,2]
+// Usage: npm run bench:probe [-- --rounds N] [--H N] [--only honest-on,attack-on] [--seeds 1,2] [--out file.json] [--trace]
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -33,6 +33,7 @@ import wrtc from '@roamhq/wrtc';
 import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
 import { runVolunteer, type RoundEvent, type Volunteer } from '../src/volunteer/volunteer.ts';
 import { startServer } from '../tests/support/coordinator.ts';
+
 import { hostileFactory, rejoining, webSocketFrom, type Attack, type Rejoiner } from '../tests/support/hostile-backend.ts';
 
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined; };
@@ -53,6 +54,8 @@ const REJOIN_EVERY = 3;
 /** The control an attack row is compared with (same seed, rounds and H). */
 const CONTROL: Scenario = 'honest-on';
 const only = arg('--only')?.split(',');
+/** --trace: print each honest volunteer's rounds (partner h0/h1/A, x: refused by the probe, /reason: solo, @ms to pair). */
+const TRACE = process.argv.includes('--trace');
 const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
 const components = { WebSocket: WebSocket as unknown as WebSocketCtor, rtc: wrtc };
 
@@ -73,7 +76,7 @@ interface Row {
   inner_ms: number;
   wall_s: number;
   /** Every judged exchange of the honest volunteers: its partner's kind, paired − solo, excess, noise unit, taken or not. */
-  verdicts: { partner: 'honest' | 'attacker'; round: number; d: number; excess: number; noise: number; accept: boolean; offence: string | null; cos: number | null; phi_cos: number | null; phi_lag: number | null }[];
+  verdicts: { partner: 'honest' | 'attacker'; round: number; d: number; excess: number; noise: number; accept: boolean; offence: string | null; cos: number | null; phi_cos: number | null; phi_lag: number | null; phi_lag_theirs: number | null }[];
   /** Honest volunteers' exchanges with honest partners refused by the mesh's checks (a direction or size false alarm). */
   honest_refused: number;
   /** Honest volunteers' exchanges with the attacker refused by the mesh's checks, by reason (delta-direction, delta-norm, ...). */
@@ -117,6 +120,14 @@ async function scenario(name: Scenario, seed: number): Promise<Row> {
     }
     const attackers = rejoiner ? rejoiner.ids : attack ? [ids[2]!] : [];
     const honestIds = attack ? ids.slice(0, 2) : ids;
+    if (TRACE) {
+      const who = (p: string | null) => p === null ? '-' : attackers.includes(p) ? 'A' : honestIds.includes(p) ? `h${honestIds.indexOf(p)}` : '?';
+      events.slice(0, 2).forEach((es, i) => console.log(`h${i} ${ids[i]}: ` + es.map((e) => `${e.report.round}:${who(e.exchange.partner)}${e.exchange.outcome === 'paired' ? (e.probe && !e.probe.accept ? 'x' : '') : '/' + (e.exchange.reason ?? '?')}@${Math.round(e.exchange.pairMs)}`).join(' ')));
+      for (const ev of s.c.events.list('probe', 0, Date.now() + 1, 1000).filter((x) => x.kind === 'peer-offender')) {
+        const d = ev.data as { accused: string; reason: string; strike: number };
+        console.log(`  report @${new Date(ev.t).toISOString().slice(14, 21)} ${who(ev.peerId ?? null)} -> ${who(d.accused)} ${d.reason} #${d.strike}`);
+      }
+    }
     const all = events.flat();
     const withHonest = all.filter((e) => e.exchange.outcome === 'paired' && honestIds.includes(e.exchange.partner!) && e.probe);
     // Exchanges in which an attacker's payload arrived: validated (paired) or rejected by the size checks.
@@ -146,6 +157,7 @@ async function scenario(name: Scenario, seed: number): Promise<Row> {
         cos: e.exchange.payload?.deltaCosine == null ? null : round(e.exchange.payload.deltaCosine, 3),
         phi_cos: e.exchange.payload?.phiCosine == null ? null : round(e.exchange.payload.phiCosine, 3),
         phi_lag: e.exchange.payload?.phiLag == null ? null : round(e.exchange.payload.phiLag, 3),
+        phi_lag_theirs: e.exchange.payload?.phiLagTheirs == null ? null : round(e.exchange.payload.phiLagTheirs, 3),
       })),
     };
   } finally {
@@ -175,7 +187,7 @@ function table(rows: Row[], pool: readonly Row[] = rows): string {
 
 async function main(): Promise<void> {
   console.log(`probe benchmark: micro, ${ROUNDS} rounds of H=${H}, 3 CPU volunteers in this process, seeds ${SEEDS.join(',')}, ${cpus().length} cores, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
-  const out = join(dirname(fileURLToPath(import.meta.url)), 'results', 'probe.json');
+  const out = arg('--out') ?? join(dirname(fileURLToPath(import.meta.url)), 'results', 'probe.json');
   mkdirSync(dirname(out), { recursive: true });
   // With --only, the other scenarios' rows of the last run stay (one run of all of them takes long);
   // the control of an attack row may be one of them.

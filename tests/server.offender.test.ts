@@ -283,7 +283,7 @@ describe('a bootstrap source that served a bad state', () => {
 });
 
 describe('probe CUSUM reports', () => {
-  it('are stored as evidence (at most SOFT_REPORTS_KEPT per pair) but are no strike; a second report rests the pair for REST_READIES of the reporter\'s readies, then they pair again; a gross harm still counts', async () => {
+  it('are stored as evidence (at most SOFT_REPORTS_KEPT per pair) but are no strike, as are lag reports (phi-lag); a second report rests the pair for REST_READIES of the reporter\'s readies, then they pair again; a gross harm still counts', async () => {
     // Honest partners' noisy probe losses add up to a CUSUM report about once in a few hundred
     // exchanges; two such reports used to part the only pair of a swarm of two for the run.
     // A third peer stays live and idle: a rest holds only while the run has someone else.
@@ -291,7 +291,9 @@ describe('probe CUSUM reports', () => {
     const stopHb = heartbeat(a.peer, b.peer, idle.peer);
     const ids = [a, b].map((p) => p.welcome.peerId);
     const rows = () => offenderRows().filter((r) => r.runId === 'soft');
-    const soft = (k: number) => b.peer.send({ t: 'offender', peer: ids[0], reason: `probe-harm: paired 2.08 vs solo 2.09 on 4 probe windows: excess 0.02, margin 0.03; cusum 4.4 > 4 (${k})` });
+    // The second is the mesh's lag report (src/sync/validate.ts): evidence too.
+    const soft = (k: number) => b.peer.send({ t: 'offender', peer: ids[0], reason: k === 1 ? 'phi-lag: φ_j sat 3.4 Δ scales behind ours along its own Δ; lag sum 2.9 > 2.5 (slack 1 a payload)'
+      : `probe-harm: paired 2.08 vs solo 2.09 on 4 probe windows: excess 0.02, margin 0.03; cusum 4.4 > 4 (${k})` });
     try {
       await pairUp(a.peer, b.peer, ids[1]!, 0);
       // One report is free: the two pair again at once.
@@ -313,7 +315,7 @@ describe('probe CUSUM reports', () => {
       // Each report answers nothing; a gross one after them shows when all were handled.
       b.peer.send({ t: 'offender', peer: ids[0], reason: 'probe-gross: paired 3.1 vs solo 2.1' });
       await until(() => rows().some((r) => r.data.includes('probe-gross')), 5000, 'the gross report');
-      const stored = rows().filter((r) => r.data.includes('probe-harm'));
+      const stored = rows().filter((r) => r.data.includes('probe-harm') || r.data.includes('phi-lag'));
       expect(stored).toHaveLength(SOFT_REPORTS_KEPT);
       for (const r of stored) expect(JSON.parse(r.data)).toMatchObject({ accused: ids[0], vetoed: false });
       expect(JSON.parse(rows().at(-1)!.data)).toMatchObject({ reason: 'probe-gross: paired 3.1 vs solo 2.1', strike: 1, vetoed: false });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_VALIDATION, PartnerValidator, median, norm2, allFinite } from '../src/sync/validate.ts';
+import { isSoftOffence } from '../src/protocol/messages.ts';
 import { DEFAULT_TRAIN, preset, trainConfig } from '../src/model/config.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { initParams } from '../src/model/init.ts';
@@ -149,14 +150,15 @@ describe('PartnerValidator', () => {
     expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, antiCosineReport: 0.1 })).toThrow(/antiCosineReport/);
   });
 
-  it('a φ sent behind ours along our progress (φ − kΔ, issue 15) is moved forward to phiLagFactor Δ scales along our Δ; a φ ahead or beside ours is left as sent', () => {
+  it('a φ sent behind ours along its own progress (φ − kΔ, issue 15) is moved forward to phiLagFactor Δ scales along its Δ and ours; a φ ahead or beside ours is left as sent', () => {
     const shared = gaussian(30, 1e-3);
     const mine = plus(shared, gaussian(31, 1e-3));
     const honest = plus(shared, gaussian(32, 1e-3));
     const v = honestValidator();
     const s = v.deltaScale;
-    const u = mine.map((x) => x / norm2(mine));
-    const along = (x: Float32Array) => Array.from(x, (y, i) => (y - phi[i]) * u[i]).reduce((p, q) => p + q, 0);
+    const unit = (x: Float32Array) => x.map((y) => y / norm2(x));
+    const u = unit(mine), w = unit(honest);
+    const along = (x: Float32Array, dir: Float32Array) => Array.from(x, (y, i) => (y - phi[i]) * dir[i]).reduce((p, q) => p + q, 0);
     // The attack: the sender's honest Δ, and its φ set back 3 of its Δ norms (4 would pass the
     // φ clip of 5 Δ scales here, which shortens the whole of φ_j − φ_i first).
     const sent = phi.map((x, i) => x - 3 * honest[i]);
@@ -164,15 +166,22 @@ describe('PartnerValidator', () => {
     const r = v.check(phi, { phi: back, delta: honest.slice() }, { peer: 'lagger', round: 1 }, mine);
     expect(r).toMatchObject({ ok: true, phiLagClipped: true, phiClipped: false });
     if (!r.ok) return;
-    // As received: about 3 × cos(Δ_j, Δ_i) × ||Δ_j|| / scale behind.
-    expect(r.phiLag).toBeCloseTo(-along(sent) / s, 6);
-    expect(r.phiLag).toBeGreaterThan(2);
-    // What reaches the outer step sits exactly phiLagFactor Δ scales behind along u...
-    expect(along(back) / s).toBeCloseTo(-DEFAULT_VALIDATION.phiLagFactor, 5);
-    // ...and only that component moved: the rest of φ_j − φ_i is as sent.
-    const rest = (x: Float32Array) => x.map((y, i) => y - phi[i] - along(x) * u[i]);
+    // As received: 3 × ||Δ_j|| / scale behind along its own Δ, about 3 × cos(Δ_j, Δ_i) of that along ours.
+    expect(r.phiLagTheirs).toBeCloseTo(-along(sent, w) / s, 6);
+    expect(r.phiLagTheirs).toBeGreaterThan(3);
+    expect(r.phiLag).toBeCloseTo(-along(sent, u) / s, 6);
+    expect(r.phiLag).toBeGreaterThan(1.5);
+    // What reaches the outer step sits exactly phiLagFactor Δ scales behind along w, and no more
+    // than that along u (moving it forward along w moved it forward along u too).
+    expect(along(back, w) / s).toBeCloseTo(-DEFAULT_VALIDATION.phiLagFactor, 5);
+    expect(along(back, u) / s).toBeGreaterThanOrEqual(-DEFAULT_VALIDATION.phiLagFactor - 1e-6);
+    // Only the components in the span of the two Δ moved: the rest of φ_j − φ_i (here only float
+    // rounding: the attack is all along Δ_j) is as sent.
+    const uw = Array.from(u, (x, i) => x * w[i]).reduce((p, q) => p + q, 0);
+    const w2 = unit(w.map((x, i) => x - uw * u[i])); // Gram–Schmidt: {u, w2} spans both
+    const rest = (x: Float32Array) => x.map((y, i) => y - phi[i] - along(x, u) * u[i] - along(x, w2) * w2[i]);
     const a = rest(back), b = rest(sent);
-    expect(norm2(a.map((x, i) => x - b[i])) / norm2(b)).toBeLessThan(1e-4);
+    expect(norm2(a.map((x, i) => x - b[i])) / norm2(sent.map((x, i) => x - phi[i]))).toBeLessThan(1e-4);
     // A φ ahead of ours (the same shift forward) and one beside it (orthogonal noise) are untouched.
     for (const [name, p] of [['ahead', phi.map((x, i) => x + 3 * honest[i])], ['beside', plus(phi, gaussian(33, 1e-3))]] as const) {
       const copy = p.slice();
@@ -180,9 +189,51 @@ describe('PartnerValidator', () => {
       expect(res, name).toMatchObject({ ok: true, phiLagClipped: false });
       expect(p, name).toEqual(copy);
     }
-    // Without our own Δ there is no progress to measure a lag along.
-    expect(v.check(phi, { phi: sent.slice(), delta: honest.slice() }, { peer: 'blind', round: 3 })).toMatchObject({ ok: true, phiLag: null, phiLagClipped: false });
+    // Without our own Δ the lag along ours is unknown; the one along the partner's Δ is still cut.
+    const blind = sent.slice();
+    const sNow = v.deltaScale; // the accepted norms above moved the median
+    const nb = v.check(phi, { phi: blind, delta: honest.slice() }, { peer: 'blind', round: 3 });
+    expect(nb).toMatchObject({ ok: true, phiLag: null, phiLagClipped: true });
+    expect(along(blind, w) / sNow).toBeCloseTo(-DEFAULT_VALIDATION.phiLagFactor, 5);
   });
+
+  it('a partner whose φ keeps sitting behind along its own Δ is refused and reported (phi-lag, evidence only) at its second payload; one lag alone, or an honest drift either way, is not', () => {
+    const { lagSlack, lagCap, lagLimit } = DEFAULT_VALIDATION;
+    // One payload at the cap adds lagCap − lagSlack (2.5); the limit needs a second one above the slack.
+    expect(lagCap - lagSlack).toBeLessThanOrEqual(lagLimit);
+    expect(2 * (lagCap - lagSlack)).toBeGreaterThan(lagLimit);
+    const v = honestValidator();
+    const s = v.deltaScale;
+    const payload = (seed: number, back: number) => {
+      const delta = plus(gaussian(seed, 0.7e-3), gaussian(40, 0.7e-3));
+      const k = (back * s) / norm2(delta);
+      return { phi: phi.map((x, i) => x - k * delta[i]).map((x, i) => x + 0.2e-3 * Math.sin(seed + i)), delta };
+    };
+    const mine = plus(gaussian(41, 0.7e-3), gaussian(40, 0.7e-3));
+    // Issue 15's φ − 4Δ: accepted (lag clipped) at its first payload, refused and reported at its second.
+    const first = v.check(phi, payload(50, 4), { peer: 'biased', round: 1 }, mine);
+    expect(first).toMatchObject({ ok: true, phiLagClipped: true });
+    if (first.ok) expect(first.lagSum).toBeCloseTo(Math.min(first.phiLagTheirs!, lagCap) - lagSlack, 6);
+    const second = v.check(phi, payload(51, 4), { peer: 'biased', round: 2 }, mine);
+    expect(second).toMatchObject({ ok: false, reason: 'phi-lag', offence: true });
+    if (!second.ok) expect(second.detail).toMatch(/behind ours along its own Δ; lag sum [\d.]+ > 2\.5/);
+    expect(isSoftOffence('phi-lag')).toBe(true);
+    // The sum starts again: its next payload is judged like a first one.
+    expect(v.check(phi, payload(52, 4), { peer: 'biased', round: 3 }, mine)).toMatchObject({ ok: true });
+    expect(v.check(phi, payload(53, 4), { peer: 'biased', round: 4 }, mine)).toMatchObject({ ok: false, reason: 'phi-lag' });
+    // A partner that fell behind once (a long lag, then caught up by the consensus) is not reported,
+    // nor one drifting ahead and behind by an honest Δ norm round after round.
+    const once = [4, 0.5, 0, 0.3, 0, -0.5, 0.2, 0];
+    once.forEach((back, round) => expect(v.check(phi, payload(60 + round, back), { peer: 'fell-behind', round }, mine), `round ${round}`).toMatchObject({ ok: true }));
+    for (let round = 0; round < 40; round++) {
+      const back = Math.sin(round * 1.7) * 1.5; // between 1.5 behind and 1.5 ahead
+      expect(v.check(phi, payload(100 + round, back), { peer: 'drifting', round }, mine), `round ${round}`).toMatchObject({ ok: true });
+    }
+    // The sums are per partner: the biased partner's do not count against another.
+    expect(v.check(phi, payload(200, 4), { peer: 'other', round: 5 }, mine)).toMatchObject({ ok: true });
+    expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, lagCap: 5 })).toThrow(/one lag alone/);
+  });
+
   it('rejects wrong sizes', () => {
     const v = honestValidator();
     expect(v.check(phi, { phi: new Float32Array(n - 1), delta: new Float32Array(n) }, at)).toMatchObject({ ok: false, reason: 'size' });

@@ -66,7 +66,7 @@ async function createRun(runId: string): Promise<VolunteerOptions> {
 }
 
 const brief = (e: RoundEvent) => (e.probe === null ? { round: e.report.round, judged: false, refused: e.exchange.rejection ?? null } : {
-  round: e.report.round, accept: e.probe.accept, cos: +(e.exchange.payload?.deltaCosine ?? NaN).toFixed(3), lag: +(e.exchange.payload?.phiLag ?? NaN).toFixed(2),
+  round: e.report.round, accept: e.probe.accept, cos: +(e.exchange.payload?.deltaCosine ?? NaN).toFixed(3), lag: +(e.exchange.payload?.phiLag ?? NaN).toFixed(2), lagJ: +(e.exchange.payload?.phiLagTheirs ?? NaN).toFixed(2),
   d: +(e.probe.paired - e.probe.solo).toFixed(4), excess: +e.probe.excess.toFixed(4), margin: +e.probe.margin.toFixed(4), offence: e.probe.offence?.code ?? null,
 });
 
@@ -274,21 +274,20 @@ describe('an attacker in the test suite: two honest volunteers and a third', () 
     honestStillPair(honestPairs);
   });
 
-  it('phi-bias (an honest Δ with φ − 4Δ, inside every distance bound): its φ is moved forward to one Δ scale behind ours before the outer step, and each update is judged by the probe', async () => {
-    // The lag clip bounds what this φ can pull an honest peer back; the probe may still reject or
-    // report some (its loss is measured against the control by bench:probe, row phibias-on).
-    // Until six of its payloads arrived (its lag along our Δ was at most 1 Δ scale in 14 of 34
-    // measured exchanges, so six all under it come about once in 250 runs), or both honest
-    // volunteers have reported it VETO_AFTER times and meet it no more.
-    const vetoed = (r: { strikesBy: (i: number) => number }) => [0, 1].every((i) => r.strikesBy(i) >= VETO_AFTER);
-    const { ids, peers, honestPairs, strikesBy } = await attackRun('phi-bias', { attack: 'phi-bias' },
-      (r) => (r.arrived(0).length + r.arrived(1).length >= 6 || vetoed(r)) && r.honestJudged().length >= 2,
-      'six of the attacker\'s payloads to arrive, or its veto by both honest volunteers');
-    const lags = peers.flatMap((p) => p.arrived.filter((e) => e.exchange.outcome === 'paired').map((e) => e.exchange.payload!.phiLag ?? NaN));
-    console.log(`phi-bias lags as received, in Δ scales: ${lags.map((x) => x.toFixed(2)).join(', ')}; vetoed by both: ${vetoed({ strikesBy })}`);
-    // The attack is real: its φ arrived more than the clip's one Δ scale behind (or it was vetoed).
-    expect(lags.some((x) => x > DEFAULT_VALIDATION.phiLagFactor) || vetoed({ strikesBy }), lags.join(', ')).toBe(true);
-    for (const p of peers) judgedByTheRule(p);
+  it('phi-bias (an honest Δ with φ − 4Δ, inside every distance bound): its φ is moved forward to one Δ scale behind along its Δ and ours, and it is reported (phi-lag) within 3 of its exchanges', async () => {
+    // The lag clip bounds what this φ can pull an honest peer back; the lag sum reports it by its
+    // second or third payload (src/sync/validate.ts, lagLimit); what passes is judged by the probe.
+    const { ids, peers, honestPairs } = await attackRun('phi-bias', { attack: 'phi-bias' }, reportedOrHarmed(), 'each honest volunteer to report the attacker');
+    const lags = peers.flatMap((p) => p.arrived.filter((e) => e.exchange.outcome === 'paired').map((e) => e.exchange.payload!.phiLagTheirs ?? NaN));
+    console.log(`phi-bias lags along its own Δ as received, in Δ scales: ${lags.map((x) => x.toFixed(2)).join(', ')}`);
+    reportedWithin(ids.attackers, peers);
+    // The attack is real: what was validated sat more than the clip's one Δ scale behind (the
+    // probe may have reported it first, at its first payload); what was refused was its lag (or a
+    // Δ of its that pointed against ours by chance).
+    expect(lags.some((x) => x > DEFAULT_VALIDATION.phiLagFactor) || lags.length === 0, lags.join(', ')).toBe(true);
+    for (const p of peers) for (const e of p.arrived) if (e.exchange.outcome !== 'paired') expect(e.exchange.rejection, p.line).toMatch(/^(phi-lag|delta-direction)$/);
+    // A lag report is evidence, not a strike.
+    for (const o of offences().filter((x) => ids.attackers.includes(x.accused) && x.reason.startsWith('phi-lag'))) expect(isSoftOffence(o.reason)).toBe(true);
     noHonestVetoed(ids);
     honestStillPair(honestPairs);
   });

@@ -214,11 +214,15 @@ export const MAX_OFFENDER_REASON = 300;
 /**
  * Whether an offence (its code, or a report's "code: detail") is evidence only, no strike: the
  * probe's CUSUM report (`probe-harm`) adds up noisy losses, and honest partners in a swarm of two
- * reached one about once per hundred exchanges. Neither the mesh's cut-off nor the coordinator's
- * veto counts it (docs/design.md, section 6.1); a gross harm or a failed size check does.
+ * reached one about once per hundred exchanges; the lag report (`phi-lag`, src/sync/validate.ts)
+ * adds up how far a partner's φ sat behind along its own progress, which a peer that fell behind
+ * honestly also does for a while. Neither the mesh's cut-off nor the coordinator's veto counts
+ * it (docs/design.md, section 6.1); a gross harm or a failed size check does.
  */
+export const SOFT_OFFENCES = ['probe-harm', 'phi-lag'] as const;
+
 export function isSoftOffence(reason: string): boolean {
-  return reason === 'probe-harm' || reason.startsWith('probe-harm:');
+  return SOFT_OFFENCES.some((code) => reason === code || reason.startsWith(`${code}:`));
 }
 
 /**

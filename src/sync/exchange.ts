@@ -224,7 +224,7 @@ export class ExchangeRun {
     mesh.estimator.observe(received, mesh.clock.now() - inbound.at);
     const result: PartnerPayload = {
       peer: partner, round: inbound.msg.round, phi, delta: verdict.delta,
-      deltaNorm: verdict.deltaNorm, phiDistance: verdict.phiDistance, clipped: verdict.clipped, deltaCosine: verdict.cosine, phiCosine: verdict.phiCosine, phiLag: verdict.phiLag,
+      deltaNorm: verdict.deltaNorm, phiDistance: verdict.phiDistance, clipped: verdict.clipped, deltaCosine: verdict.cosine, phiCosine: verdict.phiCosine, phiLag: verdict.phiLag, phiLagTheirs: verdict.phiLagTheirs,
     };
     return {
       ...this.base(partner, pairMs, via, transferMs),

@@ -71,6 +71,8 @@ export interface PartnerPayload {
   phiCosine?: number | null;
   /** How far φ_j sat behind ours along our Δ, in Δ scales, as received; moved forward to the validator's phiLagFactor when more. */
   phiLag?: number | null;
+  /** How far φ_j sat behind ours along the partner's own Δ, in Δ scales, as received. */
+  phiLagTheirs?: number | null;
 }
 
 export type SoloReason =

@@ -37,6 +37,18 @@ export interface ValidationSettings {
    * 0.35. Only that one component is cut: the rest of φ_j − φ_i, and any lead, still mix.
    */
   phiLagFactor: number;
+  /**
+   * The lag report (issue 15's anti-progress φ, docs/design.md section 6). Per partner, a CUSUM of
+   * its lag along its own Δ (how far φ_j sits behind ours along the progress it claims, in Δ
+   * scales, as received): S ← max(0, S + min(lag, lagCap) − lagSlack). When S passes lagLimit
+   * the payload is refused and reported as `phi-lag`: evidence, not a strike (a peer that fell
+   * behind honestly lags too, for a while). φ − 4Δ lags about 3.4 every exchange and is reported
+   * at its second; honest partners lag 0.04 (median), 2.3 at the 99th percentile, and one lag
+   * alone is never reported (lagCap − lagSlack <= lagLimit).
+   */
+  lagSlack: number;
+  lagCap: number;
+  lagLimit: number;
   /** Rounds of room at most for a peer never met (counted from round 0 otherwise). */
   strangerRounds: number;
   /** Recent norms kept for the medians (our own Δ norms enter too, so there is always one). */
@@ -79,6 +91,11 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   // at 5 Δ norms, at most ~3.5 a round.
   phiClipFactor: 5,
   phiLagFactor: 1,
+  // One payload adds at most lagCap − lagSlack = 2.5: never a report alone. Two lags of 2.25 or
+  // three of 1.85 are; φ − 4Δ lags 2 to 7 (bench/results/probe.json, phi_lag_theirs).
+  lagSlack: 1,
+  lagCap: 3.5,
+  lagLimit: 2.5,
   // A newcomer bootstraps φ from a live peer, so a never-met honest peer is close unless it
   // trained alone; 16 rounds of room (160 Δ norms) covers that without letting a stranger late
   // in a run send weights arbitrarily far away.
@@ -97,7 +114,7 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   antiCosineReport: 0.4,
 };
 
-export type RejectReason = 'size' | 'non-finite' | 'delta-norm' | 'delta-direction' | 'phi-distance';
+export type RejectReason = 'size' | 'non-finite' | 'delta-norm' | 'delta-direction' | 'phi-distance' | 'phi-lag';
 
 export type Verdict =
   | {
@@ -116,8 +133,15 @@ export type Verdict =
     phiCosine: number | null;
     /** How far φ_j sat behind ours along our Δ, in Δ scales, as received (negative: ahead); null as for `cosine`. */
     phiLag: number | null;
-    /** That lag was more than phiLagFactor and φ_j was moved forward along our Δ to it, in place. */
+    /**
+     * That lag, or the one along the partner's own Δ, was more than phiLagFactor and φ_j was moved
+     * forward along that Δ to it, in place.
+     */
     phiLagClipped: boolean;
+    /** How far φ_j sat behind ours along the partner's own Δ, in Δ scales, as received; null without a Δ scale. */
+    phiLagTheirs: number | null;
+    /** The partner's lag CUSUM after this payload (see lagLimit). */
+    lagSum: number;
   }
   | {
     ok: false; reason: RejectReason; detail: string;
@@ -151,11 +175,14 @@ export class PartnerValidator {
   private met = new Map<string, { round: number; distance: number; scale: number; accepted: number }>();
   /** Partners whose last payload to us was refused on direction (bounded as `met`). */
   private againstUs = new Set<string>();
+  /** Per partner: the CUSUM of its lag along its own Δ (bounded as `met`). */
+  private lagSums = new Map<string, number>();
 
   constructor(readonly elements: number, readonly settings: ValidationSettings = DEFAULT_VALIDATION) {
-    for (const k of ['clipFactor', 'strangerClipFactor', 'rejectFactor', 'phiFactor', 'phiClipFactor', 'phiLagFactor', 'strangerRounds', 'antiCosine', 'antiCosineReport'] as const) {
+    for (const k of ['clipFactor', 'strangerClipFactor', 'rejectFactor', 'phiFactor', 'phiClipFactor', 'phiLagFactor', 'lagSlack', 'lagCap', 'lagLimit', 'strangerRounds', 'antiCosine', 'antiCosineReport'] as const) {
       if (!(settings[k] > 0)) throw new RangeError(`validation: ${k} must be > 0, got ${settings[k]}`);
     }
+    if (settings.lagCap - settings.lagSlack > settings.lagLimit) throw new RangeError('validation: lagCap − lagSlack must be <= lagLimit (one lag alone is no report)');
     if (settings.antiCosineReport < settings.antiCosine) throw new RangeError('validation: antiCosineReport must be >= antiCosine');
     if (settings.rejectFactor < settings.clipFactor) throw new RangeError('validation: rejectFactor must be >= clipFactor');
     if (settings.strangerClipFactor > settings.clipFactor) throw new RangeError('validation: strangerClipFactor must be <= clipFactor');
@@ -184,7 +211,7 @@ export class PartnerValidator {
       return { ok: false, reason: 'size', offence: true, detail: `expected ${n} elements, got φ ${partner.phi.length}, Δ ${partner.delta.length}` };
     }
     if (ownDelta !== undefined && ownDelta.length !== n) throw new RangeError(`validation: our own Δ has ${ownDelta.length} elements, expected ${n}`);
-    let dd = 0, pd = 0, dot = 0, oo = 0, pdot = 0;
+    let dd = 0, pd = 0, dot = 0, oo = 0, pdot = 0, jdot = 0;
     const { phi, delta } = partner;
     for (let i = 0; i < n; i++) {
       const d = delta[i], p = phi[i];
@@ -196,6 +223,7 @@ export class PartnerValidator {
       dd += d * d;
       const diff = p - ownPhi[i];
       pd += diff * diff;
+      jdot += diff * d;
       if (ownDelta) { const o = ownDelta[i]; dot += d * o; oo += o * o; pdot += diff * o; }
     }
     const deltaNorm = Math.sqrt(dd);
@@ -238,6 +266,20 @@ export class PartnerValidator {
         detail: `||φ_j − φ_i|| = ${fmt(phiDistance)} > ${fmt(bound)} = ${fmt(last.distance)} at round ${last.round} + ${this.settings.phiFactor} × Δ scale ${fmt(roomScale)} × ${apart} rounds apart${known ? '' : ' (never met)'}`,
       };
     }
+    // The lag along the partner's own Δ, as received: the anti-progress φ's signature (its φ set
+    // back along the progress it claims), added up per partner; see lagLimit.
+    const phiLagTheirs = dd > 0 && scale > 0 && Number.isFinite(jdot / deltaNorm) ? -jdot / deltaNorm / scale : null;
+    const lagSum = Math.max(0, (this.lagSums.get(at.peer) ?? 0) + Math.min(phiLagTheirs ?? 0, this.settings.lagCap) - this.settings.lagSlack);
+    this.lagSums.delete(at.peer);
+    if (lagSum > this.settings.lagLimit) {
+      this.lagSums.set(at.peer, 0);
+      return {
+        ok: false, reason: 'phi-lag', offence: true,
+        detail: `φ_j sat ${fmt(phiLagTheirs!)} Δ scales behind ours along its own Δ; lag sum ${fmt(lagSum)} > ${this.settings.lagLimit} (slack ${this.settings.lagSlack} a payload)`,
+      };
+    }
+    this.lagSums.set(at.peer, lagSum);
+    if (this.lagSums.size > MAX_REMEMBERED) this.lagSums.delete(this.lagSums.keys().next().value!);
     let phiClipped = false;
     let phiScale = 1;
     const phiClip = this.settings.phiClipFactor * scale;
@@ -246,13 +288,25 @@ export class PartnerValidator {
       for (let i = 0; i < n; i++) phi[i] = ownPhi[i] + (phi[i] - ownPhi[i]) * phiScale;
       phiClipped = true;
     }
-    // Our progress direction u = Δ_i/||Δ_i||: φ_j − φ_i's component along −u (after the clip above,
-    // which scaled it by phiScale) is the lag the consensus term would pull us back by.
+    // The lag clip, along the partner's Δ w first, then along ours u = Δ_i/||Δ_i|| (last, so ours
+    // ends within phiLagFactor): φ_j − φ_i's component along −w, −u (after the clip above, which
+    // scaled it by phiScale) is what the consensus term would pull us back along its progress and
+    // ours. φ − 4Δ sits about 3.4 Δ scales behind along w and 1.1 along u (bench/results/probe.json).
     const ownNorm = Math.sqrt(oo);
     const phiLag = ownDelta && oo > 0 && scale > 0 && Number.isFinite(pdot / ownNorm) ? -pdot / ownNorm / scale : null;
     let phiLagClipped = false;
-    if (phiLag !== null && phiLag * phiScale > this.settings.phiLagFactor) {
-      const k = ((phiLag * phiScale - this.settings.phiLagFactor) * scale) / ownNorm;
+    // Both lags as they stand now, in Δ scales.
+    const lagW = phiLagTheirs === null ? null : phiLagTheirs * phiScale;
+    let lagU = phiLag === null ? null : phiLag * phiScale;
+    if (lagW !== null && lagW > this.settings.phiLagFactor) {
+      const k = ((lagW - this.settings.phiLagFactor) * scale) / deltaNorm;
+      for (let i = 0; i < n; i++) phi[i] += k * delta[i];
+      // Moving φ_j forward along w moves it along u by k (Δ_j · u).
+      if (lagU !== null) lagU -= (k * dot) / ownNorm / scale;
+      phiLagClipped = true;
+    }
+    if (lagU !== null && lagU > this.settings.phiLagFactor) {
+      const k = ((lagU - this.settings.phiLagFactor) * scale) / ownNorm;
       for (let i = 0; i < n; i++) phi[i] += k * ownDelta![i];
       phiLagClipped = true;
     }
@@ -273,7 +327,7 @@ export class PartnerValidator {
     this.met.delete(at.peer);
     this.met.set(at.peer, { round: at.round, distance: phiDistance, scale, accepted: (known?.accepted ?? 0) + 1 });
     if (this.met.size > MAX_REMEMBERED) this.met.delete(this.met.keys().next().value!);
-    return { ok: true, delta, deltaNorm, clipped, phiDistance, phiClipped, cosine, phiCosine, phiLag, phiLagClipped };
+    return { ok: true, delta, deltaNorm, clipped, phiDistance, phiClipped, cosine, phiCosine, phiLag, phiLagClipped, phiLagTheirs, lagSum };
   }
 }
 

@@ -37,6 +37,7 @@ export function offenderReason(reason: string): { words: string; detail: string 
       case 'delta-norm': return 'Δ norm far above the honest scale';
       case 'delta-direction': return 'Δ pointing against its partner’s';
       case 'phi-distance': return 'φ far from its partner’s';
+      case 'phi-lag': return 'φ kept behind along its own progress';
       case 'size': case 'ERR_FRAME_SIZE': return 'wrong payload size';
       case 'ERR_FRAME_DTYPE': return 'another wire dtype than the run’s compression';
       case 'ERR_FRAME_CONFIG': return 'a different model or training config';
