@@ -54,7 +54,7 @@ const REJOIN_EVERY = 3;
 /** The control an attack row is compared with (same seed, rounds and H). */
 const CONTROL: Scenario = 'honest-on';
 const only = arg('--only')?.split(',');
-/** --trace: print each honest volunteer's rounds (partner h0/h1/A, x: refused by the probe, /reason: solo, @ms to pair). */
+/** --trace: print each honest volunteer's rounds (partner h0/h1/A, x: refused by the probe, /reason: solo, @ms to pair, ~its probe's solo loss or its train loss) and the reports. */
 const TRACE = process.argv.includes('--trace');
 const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
 const components = { WebSocket: WebSocket as unknown as WebSocketCtor, rtc: wrtc };
@@ -122,7 +122,7 @@ async function scenario(name: Scenario, seed: number): Promise<Row> {
     const honestIds = attack ? ids.slice(0, 2) : ids;
     if (TRACE) {
       const who = (p: string | null) => p === null ? '-' : attackers.includes(p) ? 'A' : honestIds.includes(p) ? `h${honestIds.indexOf(p)}` : '?';
-      events.slice(0, 2).forEach((es, i) => console.log(`h${i} ${ids[i]}: ` + es.map((e) => `${e.report.round}:${who(e.exchange.partner)}${e.exchange.outcome === 'paired' ? (e.probe && !e.probe.accept ? 'x' : '') : '/' + (e.exchange.reason ?? '?')}@${Math.round(e.exchange.pairMs)}`).join(' ')));
+      events.slice(0, 2).forEach((es, i) => console.log(`h${i} ${ids[i]}: ` + es.map((e) => `${e.report.round}:${who(e.exchange.partner)}${e.exchange.outcome === 'paired' ? (e.probe && !e.probe.accept ? 'x' : '') : '/' + (e.exchange.reason ?? '?')}@${Math.round(e.exchange.pairMs)}~${Number(e.probe?.solo ?? e.report.trainLoss).toFixed(2)}`).join(' ')));
       for (const ev of s.c.events.list('probe', 0, Date.now() + 1, 1000).filter((x) => x.kind === 'peer-offender')) {
         const d = ev.data as { accused: string; reason: string; strike: number };
         console.log(`  report @${new Date(ev.t).toISOString().slice(14, 21)} ${who(ev.peerId ?? null)} -> ${who(d.accused)} ${d.reason} #${d.strike}`);
