@@ -8,12 +8,18 @@ import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../src/
 import { createMesh, type Mesh } from '../src/sync/mesh.ts';
 import { simplePeerLinks } from '../src/sync/links.ts';
 import { configHash } from '../src/protocol/hash.ts';
+import { withPeerReplay } from '../src/volunteer/signaling.ts';
+import type { Signaling } from '../src/protocol/signaling.ts';
 import type { ExchangeResult } from '../src/sync/types.ts';
 import { startServer, until, type TestServer } from './support/coordinator.ts';
 import { sameFloats, sleep, syntheticPayload } from './support/swarm.ts';
 
 let s: TestServer;
 const clients: SignalingClient[] = [];
+/** Each client as the mesh sees it, made before it starts: the mesh learns who is live only from
+ * 'peers' events, and all of them may arrive before the meshes are created (0 neighbours for
+ * good, seen in one fresh-clone run); the volunteer replays the list the same way. */
+const signalings: Signaling[] = [];
 const meshes: Mesh[] = [];
 const n = 5000;
 
@@ -23,14 +29,15 @@ beforeAll(async () => {
   expect(r.statusCode).toBe(201);
   for (let i = 0; i < 4; i++) {
     const client = new SignalingClient({ url: s.url, run: 'mesh', WebSocket: WebSocket as unknown as WebSocketCtor, session: memorySessionStore() });
+    signalings.push(withPeerReplay(client));
     client.start();
     clients.push(client);
   }
   await until(() => clients.every((c) => c.connected), 5000, 'all peers to join');
   const hash = configHash({ run: 'mesh', elements: n });
-  for (const client of clients) {
+  for (const signaling of signalings) {
     meshes.push(createMesh({ runId: 'mesh', configHash: hash, elements: n, neighbours: { min: 2, max: 3 }, maintainMs: 100 })({
-      signaling: client, links: simplePeerLinks({ rtc: wrtc }),
+      signaling, links: simplePeerLinks({ rtc: wrtc }),
     }));
   }
 });
@@ -74,12 +81,13 @@ describe('offender reports through the real coordinator', () => {
     const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'mesh-bad', dataset: 'moby-dick', preset: 'micro' } });
     expect(r.statusCode).toBe(201);
     const pair = [0, 1].map(() => new SignalingClient({ url: s.url, run: 'mesh-bad', WebSocket: WebSocket as unknown as WebSocketCtor, session: memorySessionStore() }));
+    const replayed = pair.map((c) => withPeerReplay(c)); // before start: see `signalings`
     for (const c of pair) { c.start(); clients.push(c); }
     await until(() => pair.every((c) => c.connected), 5000, 'both peers to join');
     const hash = configHash({ run: 'mesh-bad', elements: n });
-    const [honest, rogue] = pair.map((client) => {
+    const [honest, rogue] = replayed.map((signaling) => {
       const m = createMesh({ runId: 'mesh-bad', configHash: hash, elements: n, neighbours: { min: 1, max: 1 }, maintainMs: 100 })({
-        signaling: client, links: simplePeerLinks({ rtc: wrtc }),
+        signaling, links: simplePeerLinks({ rtc: wrtc }),
       });
       meshes.push(m);
       return m;
