@@ -289,13 +289,15 @@ class HeadlessVolunteer implements Volunteer {
     const fresh = await backend.slowState();
     /** The φ last loaded to be measured (undefined: none): adopting it needs no second load. */
     let inTrainer: Float32Array | undefined;
+    const maxLoss = maxStateLoss(welcome.checkpoint?.valLoss ?? null, run.model.vocab);
     const joined = await joinRunState(this.mesh, this.signaling, {
-      runId: run.id, floats, others, timeoutMs: this.settings.bootstrapTimeoutMs, logger: this.log,
-      maxLoss: maxStateLoss(welcome.checkpoint?.valLoss ?? null, run.model.vocab),
+      runId: run.id, floats, others, timeoutMs: this.settings.bootstrapTimeoutMs, logger: this.log, maxLoss,
       measure: async (s) => {
         inTrainer = s.phi;
         await backend.load({ phi: s.phi, momentum: s.momentum, innerStep: s.innerStep });
-        return backend.evaluate();
+        const loss = await backend.evaluate();
+        this.log.info('candidate state measured', { round: s.outerRound, valLoss: loss, bound: maxLoss });
+        return loss;
       },
     });
     if (joined.state) await this.adopt(joined.state, joined.state.phi === inTrainer);
