@@ -100,8 +100,14 @@ async function scenario(name: Scenario, seed: number): Promise<Row> {
     const attack = ATTACK[name];
     const hostileComponents = attack ? { ...components, createBackend: hostileFactory(attack) } : components;
     let third: Volunteer | null = null;
+    /** The rejoiner's rounds, all its identities (--trace). */
+    const attackerRounds: RoundEvent[] = [];
     if (name.startsWith('rejoin-')) {
-      rejoiner = rejoining(() => runVolunteer({ ...base, rounds: REJOIN_EVERY }, { ...hostileComponents, WebSocket: webSocketFrom('127.0.0.2') }));
+      rejoiner = rejoining(() => {
+        const v = runVolunteer({ ...base, rounds: REJOIN_EVERY }, { ...hostileComponents, WebSocket: webSocketFrom('127.0.0.2') });
+        v.onRound((e) => { attackerRounds.push(e); });
+        return v;
+      });
     } else if (name !== 'duo-on') {
       third = runVolunteer(attack ? { ...base, rounds: undefined } : base, hostileComponents);
     }
@@ -123,6 +129,8 @@ async function scenario(name: Scenario, seed: number): Promise<Row> {
     if (TRACE) {
       const who = (p: string | null) => p === null ? '-' : attackers.includes(p) ? 'A' : honestIds.includes(p) ? `h${honestIds.indexOf(p)}` : '?';
       events.slice(0, 2).forEach((es, i) => console.log(`h${i} ${ids[i]}: ` + es.map((e) => `${e.report.round}:${who(e.exchange.partner)}${e.exchange.outcome === 'paired' ? (e.probe && !e.probe.accept ? 'x' : '') : '/' + (e.exchange.reason ?? '?')}@${Math.round(e.exchange.pairMs)}~${Number(e.probe?.solo ?? e.report.trainLoss).toFixed(2)}`).join(' ')));
+      if (attackerRounds.length > 0) console.log('A: ' + attackerRounds.map((e) => `${e.report.round}:${who(e.exchange.partner)}${e.exchange.outcome === 'paired' ? '' : '/' + (e.exchange.reason ?? '?')}@${Math.round(e.exchange.pairMs)}`).join(' '));
+      events.slice(0, 2).forEach((es, i) => { for (const e of es) if (e.exchange.reason === 'connect-failed') console.log(`  h${i} round ${e.report.round}: no link to ${who(e.exchange.partner)}: ${e.exchange.linkError ?? '?'}`); });
       for (const ev of s.c.events.list('probe', 0, Date.now() + 1, 1000).filter((x) => x.kind === 'peer-offender')) {
         const d = ev.data as { accused: string; reason: string; strike: number };
         console.log(`  report @${new Date(ev.t).toISOString().slice(14, 21)} ${who(ev.peerId ?? null)} -> ${who(d.accused)} ${d.reason} #${d.strike}`);

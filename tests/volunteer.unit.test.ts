@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import type { SignalingEventMap } from '../src/protocol/signaling.ts';
 import type { RunInfo, WelcomeMsg } from '../src/protocol/messages.ts';
-import { withPeerReplay, type PeerListSource } from '../src/volunteer/signaling.ts';
+import { MAX_EARLY_SIGNALS, withPeerReplay, type PeerListSource } from '../src/volunteer/signaling.ts';
 import { runOuterRound } from '../src/volunteer/round.ts';
 import { createBackend } from '../src/volunteer/backend.ts';
 import { runConfigHash } from '../src/volunteer/run-config.ts';
@@ -47,6 +47,34 @@ describe('withPeerReplay', () => {
     s.on('open', (e) => opened.push(e.peerId));
     await Promise.resolve();
     expect(opened).toEqual([]);
+  });
+
+  it('gives the first signal subscriber the signals that came before it, in order, the newest MAX_EARLY_SIGNALS of them', async () => {
+    // Live peers dial a newcomer as soon as it is listed, before its mesh exists: a lost offer
+    // cost the link a whole connect timeout (the glare rule keeps the lost one as the winner).
+    const c = fakeClient(['p-0000000000000001']);
+    const s = withPeerReplay(c);
+    const sig = (k: number) => ({ from: 'p-0000000000000002', data: { mesh: 1, cid: 'x', sig: { k } } });
+    for (let k = 0; k < MAX_EARLY_SIGNALS + 3; k++) c.emit('signal', sig(k));
+    const got: number[] = [];
+    const off = s.on('signal', (e) => got.push((e.data as { sig: { k: number } }).sig.k));
+    c.emit('signal', sig(1000)); // before the backlog is delivered: it comes after it
+    expect(got).toEqual([]);
+    await Promise.resolve();
+    c.emit('signal', sig(1001));
+    expect(got).toEqual([...Array.from({ length: MAX_EARLY_SIGNALS - 1 }, (_, i) => i + 4), 1000, 1001]);
+    off();
+    c.emit('signal', sig(1002));
+    expect(got.at(-1)).toBe(1001);
+    // Later subscribers get live signals only; an unsubscribe before delivery takes nothing.
+    const later: number[] = [];
+    s.on('signal', (e) => later.push((e.data as { sig: { k: number } }).sig.k));
+    const cancelled: number[] = [];
+    s.on('signal', (e) => cancelled.push((e.data as { sig: { k: number } }).sig.k))();
+    c.emit('signal', sig(1003));
+    await Promise.resolve();
+    expect(later).toEqual([1003]);
+    expect(cancelled).toEqual([]);
   });
 });
 

@@ -1,8 +1,14 @@
-// The SignalingClient as the mesh sees it, with one addition: a 'peers' subscriber made after
-// the welcome gets the current peer list at once. The mesh learns who is live only from
-// 'peers' events, and a volunteer creates its mesh after the welcome (it needs the run's
-// layout, and a trainer first), so without the replay a peer that joined together with others
-// would see nobody until someone else joined or left: no neighbours, no bootstrap from a peer.
+// The SignalingClient as the mesh sees it, with two additions for a mesh made after the welcome
+// (it needs the run's layout, and a trainer first):
+// - A 'peers' subscriber gets the current peer list at once. The mesh learns who is live only
+//   from 'peers' events, so without the replay a peer that joined together with others would
+//   see nobody until someone else joined or left: no neighbours, no bootstrap from a peer.
+// - The first 'signal' subscriber gets the signals that came before it, in order (the newest
+//   MAX_EARLY_SIGNALS). Live peers dial a newcomer as soon as the coordinator lists it, seconds
+//   before its mesh exists. Lost, their offers left every peer whose id is smaller than the
+//   newcomer's waiting out the connect timeout (10 s): the newcomer's own offer to it loses the
+//   glare rule (the smaller id's offer wins), and the winning offer never arrived. In a pairing
+//   that was 10 s idle for both sides (issue 15's rejoiner: honest pairs fell to a tenth).
 import type { Signaling, SignalingEventMap } from '../protocol/signaling.ts';
 import type { SignalingClient } from '../sync/signaling-client.ts';
 
@@ -13,10 +19,20 @@ export type PeerListSource = Pick<SignalingClient, 'welcome' | 'peerId' | 'conne
   on<K extends keyof SignalingEventMap>(event: K, fn: (e: SignalingEventMap[K]) => void): () => void;
 };
 
+/** Signals kept for a mesh not made yet: an offer and its candidates are about 5, per peer. */
+export const MAX_EARLY_SIGNALS = 64;
+
 export function withPeerReplay(client: PeerListSource): Signaling {
   let last: SignalingEventMap['peers'] = { peers: client.welcome?.peers ?? [], ...(client.welcome?.probation ? { probation: client.welcome.probation } : {}) };
   client.on('peers', (e) => { last = e; });
-  client.on('close', () => { last = { peers: [] }; });
+  /** Signals no subscriber took yet (null: one has, from then on they pass straight through). */
+  let early: SignalingEventMap['signal'][] | null = [];
+  client.on('signal', (e) => {
+    if (!early) return;
+    early.push(e);
+    if (early.length > MAX_EARLY_SIGNALS) early.shift();
+  });
+  client.on('close', () => { last = { peers: [] }; if (early) early.length = 0; });
   return {
     get peerId() { return client.peerId; },
     get connected() { return client.connected; },
@@ -25,6 +41,20 @@ export function withPeerReplay(client: PeerListSource): Signaling {
     ...(client.ice ? { ice: () => client.ice!() } : {}),
     ...(client.reportOffender ? { reportOffender: (peer: string, reason: string) => client.reportOffender!(peer, reason) } : {}),
     on<K extends keyof SignalingEventMap>(event: K, fn: (e: SignalingEventMap[K]) => void): () => void {
+      if (event === 'signal' && early) {
+        // Delivered asynchronously, like a frame (the mesh subscribes in its constructor); what
+        // arrives until then joins the backlog, so the order holds.
+        let off: (() => void) | null = null;
+        let cancelled = false;
+        queueMicrotask(() => {
+          if (cancelled) return;
+          const backlog = early ?? [];
+          early = null;
+          for (const e of backlog) (fn as (e: SignalingEventMap['signal']) => void)(e);
+          if (!cancelled) off = client.on(event, fn);
+        });
+        return () => { cancelled = true; off?.(); };
+      }
       const off = client.on(event, fn);
       if (event === 'peers' && client.connected && last.peers.length > 0) {
         const e = { ...last, peers: last.peers.slice() };
