@@ -140,7 +140,7 @@ describe('ProbeJudge', () => {
     expect(b.offence?.code).toBe('probe-harm');
   });
 
-  it('judges a partner it has reported with the strict margin from then on', () => {
+  it('judges a partner it has reported with the strict margin for its next strictExchanges exchanges, counted afresh at each report', () => {
     const rng = new Rng(15, 10);
     const j = warmJudge(rng);
     const unit = j.judge('probe-of-noise', exchange(rng, -0.002)).noise;
@@ -153,6 +153,19 @@ describe('ProbeJudge', () => {
     expect(after.margin).toBeCloseTo(DEFAULT_PROBE.zProbation * after.noise, 10);
     expect(after.accept).toBe(false);
     expect(other.accept).toBe(true);
+    // Its next exchanges, honest ones, are judged strictly until strictExchanges have passed
+    // since the report; then k is in good standing again (a CUSUM report between honest
+    // partners is no reason to judge them at z = 2 for the rest of a long run).
+    const zs: number[] = [];
+    for (let i = 1; i < DEFAULT_PROBE.strictExchanges + 3; i++) {
+      const v = j.judge('k', exchange(rng, -0.002));
+      zs.push(Math.round(v.margin / v.noise));
+    }
+    expect(zs).toEqual([...Array<number>(DEFAULT_PROBE.strictExchanges - 1).fill(DEFAULT_PROBE.zProbation), ...Array<number>(3).fill(DEFAULT_PROBE.z)]);
+    // A new report starts the count again.
+    expect(j.judge('k', exchange(rng, 0.3)).offence).not.toBeNull();
+    const again = j.judge('k', exchange(rng, -0.002));
+    expect(again.margin / again.noise).toBeCloseTo(DEFAULT_PROBE.zProbation, 10);
   });
 
   it('judges a partner on probation with the strict margin', () => {
@@ -176,7 +189,8 @@ describe('ProbeJudge', () => {
     expect(PARTNERS_KEPT).toBeLessThan(stream / 2);
     for (let i = 0; i < stream; i++) {
       j.judge(`id${i}`, exchange(rng, -0.002));
-      // k is met again now and then: its record, and the strict margin with it, stay.
+      // k is met again now and then: its record, and the strict margin with it, stay (its 8
+      // meetings here are the strictExchanges after its report).
       if (i % 200 === 0) {
         const v = j.judge('k', exchange(rng, -0.002));
         expect(v.margin).toBeCloseTo(DEFAULT_PROBE.zProbation * v.noise, 10);

@@ -18,6 +18,14 @@ export interface ProbeSettings {
   z: number;
   zProbation: number;
   /**
+   * A partner this judge reported is held to zProbation for its next this many exchanges with
+   * us (counted afresh at each report). Not for good: a CUSUM report comes between honest
+   * partners too (about once per hundred exchanges in a swarm of two), and with the strict
+   * margin for good every long-lived honest pair ended at z = 2 (bench:swarm: 3.2% and 2.8% of
+   * honest updates refused at n = 2 and 4, against 0.4% at n = 8, where reports were rare).
+   */
+  strictExchanges: number;
+  /**
    * The smallest noise, relative to the solo probe loss: a floor under the per-window standard
    * error (4 windows say little about their own spread).
    */
@@ -70,7 +78,7 @@ export interface ProbeSettings {
  * and went unreported.
  */
 export const DEFAULT_PROBE: ProbeSettings = {
-  z: 3, zProbation: 2, relFloor: 0.004, coldFloor: 0.02, history: 8, minHistory: 4,
+  z: 3, zProbation: 2, strictExchanges: 8, relFloor: 0.004, coldFloor: 0.02, history: 8, minHistory: 4,
   cusumSlack: 0.5, cusumCap: 3.5, cusumLimit: 4, gross: 2.5, coldGross: 0.1, provenAccepted: 20,
 };
 
@@ -111,8 +119,10 @@ export interface ProbeVerdict {
 interface PartnerRecord {
   cusum: number;
   strikes: number;
-  /** Times this judge reported the partner: one reported is judged with the strict margin. */
+  /** Times this judge reported the partner. */
   reports: number;
+  /** Exchanges left that are judged with the strict margin (strictExchanges from a report). */
+  strictLeft: number;
   exchanges: number;
   /** Mean (paired − solo) of this partner's accepted exchanges: the spread across partners. */
   meanDiff: number;
@@ -153,6 +163,7 @@ export class ProbeJudge {
   constructor(settings: Partial<ProbeSettings> = {}) {
     this.settings = { ...DEFAULT_PROBE, ...settings };
     const s = this.settings;
+    if (!(Number.isInteger(s.strictExchanges) && s.strictExchanges >= 0)) throw new ProbeError(`probe strictExchanges must be an integer >= 0; got ${s.strictExchanges}`);
     if (!(s.z > 0 && s.zProbation > 0 && s.relFloor > 0 && s.coldFloor >= s.relFloor && s.cusumLimit > 0 && s.cusumSlack >= 0 && s.cusumCap > s.cusumSlack && s.gross >= 1)) {
       throw new ProbeError(`probe settings need z, zProbation, relFloor, cusumLimit > 0, coldFloor >= relFloor, cusumCap > cusumSlack >= 0 and gross >= 1; got ${JSON.stringify(s)}`);
     }
@@ -180,7 +191,7 @@ export class ProbeJudge {
     }
     const s = this.settings;
     const soloMean = mean(solo), pairedMean = mean(paired);
-    const rec = this.partners.get(partner) ?? { cusum: 0, strikes: 0, reports: 0, exchanges: 0, meanDiff: 0, accepted: 0 };
+    const rec = this.partners.get(partner) ?? { cusum: 0, strikes: 0, reports: 0, strictLeft: 0, exchanges: 0, meanDiff: 0, accepted: 0 };
     // Re-inserted on every exchange, so the map's order is the order partners were last met.
     this.partners.delete(partner);
     this.partners.set(partner, rec);
@@ -193,6 +204,7 @@ export class ProbeJudge {
       if (harmed) {
         rec.strikes++;
         rec.reports++;
+        rec.strictLeft = s.strictExchanges;
       }
       return {
         accept: !harmed, solo: soloMean, paired: pairedMean, excess: harmed ? Infinity : 0, noise: NaN, margin: NaN, cusum: rec.cusum,
@@ -217,10 +229,11 @@ export class ProbeJudge {
     const means = [...this.partners].filter(([id, r]) => id !== partner && r.accepted >= 2).map(([, r]) => r.meanDiff);
     const across = means.length >= 3 ? robustSpread(means, median(means)) : 0;
     const noise = Math.max(se, history, across, floor);
-    // A partner on probation at the coordinator, or one this judge has reported (its harm was
+    // A partner on probation at the coordinator, or one this judge reported lately (its harm was
     // gross or added up), gets the strict margin: the one-step probe sees only part of what an
     // accepted harm does (the outer momentum carries it into the next steps).
-    const z = opts.probation || rec.reports > 0 ? s.zProbation : s.z;
+    const z = opts.probation || rec.strictLeft > 0 ? s.zProbation : s.z;
+    if (rec.strictLeft > 0) rec.strictLeft--;
     const margin = z * noise;
     const excess = diff - baseline;
     // In a run's first rounds an honest pair step can be far worse than solo (a partner's φ a
@@ -239,6 +252,7 @@ export class ProbeJudge {
     if (offence) {
       rec.cusum = 0;
       rec.reports++;
+      rec.strictLeft = s.strictExchanges;
     }
     // Under the margin, an update is taken, unless it is the one that makes this peer report the
     // partner: a harm the CUSUM has added up to an offence is not applied once more.
