@@ -34,7 +34,7 @@ import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
 import { runVolunteer, type RoundEvent, type Volunteer } from '../src/volunteer/volunteer.ts';
 import { startServer } from '../tests/support/coordinator.ts';
 
-import { hostileFactory, rejoining, webSocketFrom, type Attack, type Rejoiner } from '../tests/support/hostile-backend.ts';
+import { hostileFactory, rejoining, reportedAtHarmful, reportedIn, webSocketFrom, type Attack, type Rejoiner } from '../tests/support/hostile-backend.ts';
 
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined; };
 const ROUNDS = Number(arg('--rounds') ?? 30);
@@ -70,6 +70,8 @@ interface Row {
   attacker_exchanges: number; attacker_rejected: number;
   /** Per honest volunteer that met the attacker: at which of its exchanges with it the report came (null: never). */
   reported_at: (number | null)[];
+  /** The same, counting only the exchanges that did harm or could have (harmfulExchanges, as tests/volunteer.attacks.test.ts counts). */
+  reported_at_harmful: (number | null)[];
   /** Mean probe time per outer round (all rounds, solo ones as 0), ms; and per judged exchange. */
   probe_ms_per_round: number; probe_ms_per_judged: number;
   /** Mean inner-loop time, ms (what the probe is a fraction of). */
@@ -141,9 +143,6 @@ async function scenario(name: Scenario, seed: number): Promise<Row> {
     // Exchanges in which an attacker's payload arrived: validated (paired) or rejected by the size checks.
     const withAttacker = events.slice(0, 2).map((es) => es.filter((e) => attackers.includes(e.exchange.partner!) && (e.exchange.outcome === 'paired' || e.exchange.reason === 'rejected')));
     const refused = (e: RoundEvent) => e.exchange.reason === 'rejected' || (e.probe !== null && !e.probe.accept);
-    // Reported: the checks' refusal (but a single Δ mildly against ours from a proven partner),
-    // or the probe's offence.
-    const reportedIn = (e: RoundEvent) => (e.exchange.reason === 'rejected' && !e.exchange.unreported) || e.probe?.offence;
     const vals = events.slice(0, honestIds.length).map((es) => [...es].reverse().find((e) => typeof e.report.valLoss === 'number')!.report.valLoss as number);
     const probeMs = all.reduce((a, e) => a + (e.report.probeMs ?? 0), 0);
     const judged = all.filter((e) => e.probe).length;
@@ -156,6 +155,7 @@ async function scenario(name: Scenario, seed: number): Promise<Row> {
       attacker_exchanges: withAttacker.flat().length, attacker_rejected: withAttacker.flat().filter(refused).length,
       attacker_refused_by: withAttacker.flat().reduce<Record<string, number>>((m, e) => { const k = e.exchange.rejection; if (e.exchange.reason === 'rejected' && k) m[k] = (m[k] ?? 0) + 1; return m; }, {}),
       reported_at: attack ? withAttacker.filter((es) => es.length > 0).map((es) => { const k = es.findIndex(reportedIn); return k >= 0 ? k + 1 : null; }) : [],
+      reported_at_harmful: attack ? withAttacker.filter((es) => es.length > 0).map(reportedAtHarmful) : [],
       probe_ms_per_round: round(all.length ? probeMs / all.length : 0, 2), probe_ms_per_judged: round(judged ? probeMs / judged : 0, 2),
       inner_ms: round(innerMs.filter(Number.isFinite).reduce((a, b) => a + b, 0) / innerMs.length, 1),
       wall_s: round((performance.now() - t0) / 1000, 1),
@@ -183,11 +183,11 @@ function vsControl(r: Row, pool: readonly Row[]): number | null {
 }
 
 function table(rows: Row[], pool: readonly Row[] = rows): string {
-  const head = ['scenario', 'seed', 'val (honest)', 'Δ vs control', 'honest rejected', 'attacker rejected', 'reported at', 'probe ms/round', 'inner ms', 's'];
+  const head = ['scenario', 'seed', 'val (honest)', 'Δ vs control', 'honest rejected', 'attacker rejected', 'reported at (all / harmful)', 'probe ms/round', 'inner ms', 's'];
   const body = rows.map((r) => {
     const dc = vsControl(r, pool);
     return [r.scenario, String(r.seed), r.honest_final_val_loss.toFixed(4), dc === null ? '-' : (dc >= 0 ? '+' : '') + dc.toFixed(4), `${r.honest_rejected}/${r.honest_judged}`,
-      `${r.attacker_rejected}/${r.attacker_exchanges}`, r.reported_at.map((x) => x ?? '-').join(',') || '-', r.probe_ms_per_round.toFixed(1), r.inner_ms.toFixed(0), r.wall_s.toFixed(0)];
+      `${r.attacker_rejected}/${r.attacker_exchanges}`, [r.reported_at, r.reported_at_harmful ?? []].map((xs) => xs.map((x) => x ?? '-').join(',') || '-').join(' / '), r.probe_ms_per_round.toFixed(1), r.inner_ms.toFixed(0), r.wall_s.toFixed(0)];
   });
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   return [head, ...body].map((cells) => cells.map((c, i) => c.padStart(w[i]!)).join('  ')).join('\n');
@@ -213,7 +213,7 @@ async function main(): Promise<void> {
   rows.unshift(...kept);
   writeFileSync(out, JSON.stringify({
     when: new Date().toISOString(), cores: cpus().length, load_avg_1m: round(loadavg()[0]!, 2),
-    note: 'three CPU volunteers in one process through the real coordinator (duo-on: only the two honest ones; attack-*: two honest + one sending its Δ negated at the honest norm; scale-*: its Δ × −20, clipped to 3× by the size checks; nan-*: a NaN in Δ; scale100-*: Δ × 100; phibias-*: its honest Δ and φ − 4Δ; combined-*: Δ negated and φ − 4Δ; mirror-*: a camper sending the last partner\'s Δ negated; rejoin-*: Δ × −20 under a new identity every ' + REJOIN_EVERY + ' rounds from 127.0.0.2); honest_* counts only honest volunteers\' exchanges with honest partners; attacker_* and reported_at count exchanges whose payload was validated or rejected by the size checks (any identity of a rejoining attacker); val losses are each honest volunteer\'s own after its last round; compare an attack row with honest-on of the same seed',
+    note: 'three CPU volunteers in one process through the real coordinator (duo-on: only the two honest ones; attack-*: two honest + one sending its Δ negated at the honest norm; scale-*: its Δ × −20, clipped to 3× by the size checks; nan-*: a NaN in Δ; scale100-*: Δ × 100; phibias-*: its honest Δ and φ − 4Δ; combined-*: Δ negated and φ − 4Δ; mirror-*: a camper sending the last partner\'s Δ negated; rejoin-*: Δ × −20 under a new identity every ' + REJOIN_EVERY + ' rounds from 127.0.0.2); honest_* counts only honest volunteers\' exchanges with honest partners; attacker_* and reported_at count exchanges whose payload was validated or rejected by the size checks (any identity of a rejoining attacker), reported_at_harmful only those that did harm or could have (refused, probe excess > 0, or reported: tests/support/hostile-backend.ts harmfulExchanges); val losses are each honest volunteer\'s own after its last round; compare an attack row with honest-on of the same seed',
     rows,
   }, null, 2) + '\n');
   console.log(`wrote ${out}`);

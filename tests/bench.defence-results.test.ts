@@ -10,7 +10,7 @@ import { ROOT } from './support/browser.ts';
 
 interface ProbeRow {
   scenario: string; seed: number; rounds: number; H: number; honest_final_val_loss: number;
-  honest_judged: number; honest_rejected: number; reported_at: (number | null)[];
+  honest_judged: number; honest_rejected: number; reported_at: (number | null)[]; reported_at_harmful?: (number | null)[];
 }
 interface SwarmRow { n: number; speeds: string; probe_judged: number; probe_rejected: number }
 const read = (file: string) => JSON.parse(readFileSync(join(ROOT, 'bench', 'results', file), 'utf8')) as { rows: unknown[] };
@@ -51,13 +51,14 @@ describe('bench:probe results (issue 15, the probe on)', () => {
     }
   });
 
-  it(`every honest volunteer that met an attacker reported it within ${REPORT_WITHIN} of its exchanges with it`, () => {
+  it(`every honest volunteer that met an attacker reported it within ${REPORT_WITHIN} of its exchanges with it that did harm or could have`, () => {
+    // reported_at_harmful: as tests/volunteer.attacks.test.ts counts (harmfulExchanges). A row
+    // from before that field has only reported_at, which counts every exchange: never less.
     for (const r of rows.filter((x) => attacks.includes(x.scenario))) {
-      expect(r.reported_at.length, `${r.scenario} seed ${r.seed}`).toBeGreaterThan(0);
-      for (const at of r.reported_at) {
-        expect(at, `${r.scenario} seed ${r.seed}: ${JSON.stringify(r.reported_at)}`).not.toBeNull();
-        expect(at!).toBeLessThanOrEqual(REPORT_WITHIN);
-      }
+      const at = r.reported_at_harmful ?? r.reported_at;
+      expect(at!.length, `${r.scenario} seed ${r.seed}`).toBeGreaterThan(0);
+      for (const k of at!) expect(k, `${r.scenario} seed ${r.seed}: ${JSON.stringify(at)}`).not.toBeNull();
+      expect(Math.max(...at!.map(Number)), `${r.scenario} seed ${r.seed}: ${JSON.stringify(at)}`).toBeLessThanOrEqual(REPORT_WITHIN);
     }
   });
 

@@ -21,15 +21,12 @@ import { isSoftOffence } from '../src/protocol/messages.ts';
 import { runVolunteer, type RoundEvent, type Volunteer, type VolunteerOptions } from '../src/volunteer/volunteer.ts';
 import { VETO_AFTER } from '../server/peers.ts';
 import { startServer, until, whileRunning, type TestServer } from './support/coordinator.ts';
-import { hostileFactory, rejoining, webSocketFrom, type Attack, type Rejoiner } from './support/hostile-backend.ts';
+import { harmfulExchanges, hostileFactory, rejoining, reportedIn, webSocketFrom, type Attack, type Rejoiner } from './support/hostile-backend.ts';
 
 let s: TestServer;
 /**
  * Each honest volunteer must have reported the attacker by its 3rd exchange with it that did
- * harm or could have (issue 15): refused by the mesh's checks, or judged by the probe worse than
- * solo beyond this volunteer's honest baseline (excess > 0). A reversed Δ from an attacker whose
- * own Δ happens to be nearly orthogonal to ours (it trained alone for rounds: cosines of 0.004
- * were seen) is neither: the probe finds it no worse than an honest one.
+ * harm or could have (issue 15; harmfulExchanges in tests/support/hostile-backend.ts says which).
  */
 const REPORT_WITHIN = 3;
 /** rejoin: the attacker's rounds per identity, and the identities it must have had. */
@@ -148,7 +145,7 @@ function reportedWithin(attackers: readonly string[], peers: readonly Honest[]) 
     judgedByTheRule(p);
     // The report leaves in the round of the exchange that made it (a refusal by the checks, or
     // the probe's offence): that exchange's place among the harmful ones.
-    const harmful = p.arrived.filter((e) => e.exchange.reason === 'rejected' || e.probe!.excess > 0 || reportedIn(e));
+    const harmful = harmfulExchanges(p.arrived);
     const at = harmful.findIndex(reportedIn);
     console.log(`honest volunteer reported the attacker at its harmful exchange ${at + 1} of ${harmful.length}, exchange ${p.arrived.indexOf(harmful[at]!) + 1} of ${p.arrived.length} with it (${first!.reason.split(':')[0]})`);
     expect(at, p.line).toBeGreaterThanOrEqual(0);
@@ -156,8 +153,6 @@ function reportedWithin(attackers: readonly string[], peers: readonly Honest[]) 
   }
 }
 
-/** Whether this volunteer reported its partner in that round: the checks' refusal (unless not yet an offence), or the probe's offence. */
-const reportedIn = (e: RoundEvent) => (e.exchange.reason === 'rejected' && !e.exchange.unreported) || e.probe?.offence != null;
 
 /** Every payload of the attacker that passed the mesh's checks was taken exactly when the probe's rule says. */
 function judgedByTheRule(p: Honest) {

@@ -6,7 +6,7 @@ import { WebSocket } from 'ws';
 import { createBackend, type BackendInit, type BackendKind, type ReplicaBackend } from '../../src/volunteer/backend.ts';
 import type { OuterPayload, PartnerPayload } from '../../src/sync/types.ts';
 import type { WebSocketCtor } from '../../src/sync/signaling-client.ts';
-import type { Volunteer } from '../../src/volunteer/volunteer.ts';
+import type { RoundEvent, Volunteer } from '../../src/volunteer/volunteer.ts';
 import { camping } from './camper.ts';
 
 /**
@@ -167,4 +167,25 @@ export function rejoining(start: () => Volunteer): Rejoiner {
       await done.catch(() => {});
     },
   };
+}
+
+/** Whether a volunteer reported its partner in that round: the checks' refusal (unless not yet an offence), or the probe's offence. */
+export const reportedIn = (e: RoundEvent): boolean => (e.exchange.reason === 'rejected' && !e.exchange.unreported) || e.probe?.offence != null;
+
+/**
+ * Of one honest volunteer's exchanges in which the attacker's payload arrived (validated or
+ * refused by the checks), those that did harm or could have (issue 15's "reported within 3 of
+ * its exchanges"): refused by the mesh's checks, judged by the probe worse than solo beyond this
+ * volunteer's honest baseline (excess > 0), or reported. A reversed Δ from an attacker whose own
+ * Δ happens to be nearly orthogonal to ours (it trained alone for rounds: cosines of 0.004 were
+ * seen) is none of these: the probe finds it no worse than an honest one.
+ */
+export function harmfulExchanges(arrived: readonly RoundEvent[]): RoundEvent[] {
+  return arrived.filter((e) => e.exchange.reason === 'rejected' || (e.probe !== null && e.probe.excess > 0) || reportedIn(e));
+}
+
+/** At which of its harmful exchanges (harmfulExchanges, from 1) the volunteer reported the attacker; null: never. */
+export function reportedAtHarmful(arrived: readonly RoundEvent[]): number | null {
+  const k = harmfulExchanges(arrived).findIndex(reportedIn);
+  return k >= 0 ? k + 1 : null;
 }
