@@ -50,7 +50,7 @@ import type { CheckpointStore } from './checkpoints.ts';
 import { ReadyPool } from './pairing.ts';
 import { iceFor, renewDelayMs, type IceSettings } from './ice.ts';
 import {
-  DEFAULT_LIMITS, PROTOCOL_VERSION, isSoftOffence, isStateOffence, parseClientMessage,
+  DEFAULT_LIMITS, PROTOCOL_VERSION, isLagReport, isSoftOffence, isStateOffence, parseClientMessage,
   type ClientMessage, type DataAssignment, type ErrorCode, type HelloMsg, type OffenderMsg, type ReportMsg, type RunInfo, type ServerMessage,
 } from '../src/protocol/messages.ts';
 import { DEFAULT_RUN_ID } from './runs.ts';
@@ -521,7 +521,7 @@ export class PeerHub {
     // (bench/results/swarm.json, `offences`), so two of them parted the only pair of the run.
     // The judge that made it holds the partner to the strict margin from then on; a gross harm
     // or a failed size check still counts. Its stored reports per pair are bounded.
-    if (paired) this.rest(runId, reporter, msg.peer);
+    if (paired && !isLagReport(msg.reason)) this.rest(runId, reporter, msg.peer);
     if (isSoftOffence(msg.reason)) {
       const soft = this.runSoftReports(runId);
       const n = strikeCount(soft, reporter, msg.peer);
@@ -550,7 +550,8 @@ export class PeerHub {
   }
 
   /**
-   * A pair reported again soon rests (issue 15): a report of the accused (of any kind) within
+   * A pair reported again soon rests (issue 15): a report of the accused (of any kind but the lag
+   * report, isLagReport: a peer behind catches up only by pairing) within
    * REST_WINDOW of the reporter's readies after its previous one (or after the rest that one
    * started) stops the pool from pairing the two for the reporter's next REST_READIES × 2^(k − 2)
    * readies at its k-th report, up to REST_MAX_READIES. A report alone is free: an honest pair's

@@ -15,7 +15,7 @@ beforeAll(async () => {
   // These raw peers answer at once, with no inner loop between rounds: there is no cadence for
   // the pool to predict from, so it runs the plain rule (everyone waits its whole wait).
   s = await startServer({ hub: { heartbeatMs: 200, livenessMs: 5000, helloTimeoutMs: 2000, pairPrediction: false } });
-  for (const id of ['off', 'soft', 'rest', 'spread', 'two', 'state', 'elsewhere', 'ids', 'probation']) {
+  for (const id of ['off', 'soft', 'lag', 'rest', 'spread', 'two', 'state', 'elsewhere', 'ids', 'probation']) {
     const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id, dataset: 'moby-dick', preset: 'micro' } });
     expect(r.statusCode).toBe(201);
   }
@@ -283,7 +283,7 @@ describe('a bootstrap source that served a bad state', () => {
 });
 
 describe('probe CUSUM reports', () => {
-  it('are stored as evidence (at most SOFT_REPORTS_KEPT per pair) but are no strike, as are lag reports (phi-lag); a second report rests the pair for REST_READIES of the reporter\'s readies, then they pair again; a gross harm still counts', async () => {
+  it('are stored as evidence (at most SOFT_REPORTS_KEPT per pair) but are no strike, as are lag reports (phi-lag); a second CUSUM report rests the pair for REST_READIES of the reporter\'s readies, then they pair again; a gross harm still counts', async () => {
     // Honest partners' noisy probe losses add up to a CUSUM report about once in a few hundred
     // exchanges; two such reports used to part the only pair of a swarm of two for the run.
     // A third peer stays live and idle: a rest holds only while the run has someone else.
@@ -291,8 +291,8 @@ describe('probe CUSUM reports', () => {
     const stopHb = heartbeat(a.peer, b.peer, idle.peer);
     const ids = [a, b].map((p) => p.welcome.peerId);
     const rows = () => offenderRows().filter((r) => r.runId === 'soft');
-    // The second is the mesh's lag report (src/sync/validate.ts): evidence too.
-    const soft = (k: number) => b.peer.send({ t: 'offender', peer: ids[0], reason: k === 1 ? 'phi-lag: φ_j sat 3.4 Δ scales behind ours along its own Δ; lag sum 2.9 > 2.5 (slack 1 a payload)'
+    // The third is the mesh's lag report (src/sync/validate.ts): evidence too.
+    const soft = (k: number) => b.peer.send({ t: 'offender', peer: ids[0], reason: k === 2 ? 'phi-lag: φ_j sat 3.4 Δ scales behind ours along its own Δ; lag sum 2.9 > 2.5 (slack 1 a payload)'
       : `probe-harm: paired 2.08 vs solo 2.09 on 4 probe windows: excess 0.02, margin 0.03; cusum 4.4 > 4 (${k})` });
     try {
       await pairUp(a.peer, b.peer, ids[1]!, 0);
@@ -330,6 +330,29 @@ describe('probe CUSUM reports', () => {
       a.peer.close(); b.peer.close(); idle.peer.close();
     }
   });
+  it('lag reports (phi-lag) rest nothing: a peer behind the reporter catches up only by pairing with it', async () => {
+    const [a, b, idle] = [await RawPeer.join(s.wsUrl, { run: 'lag' }), await RawPeer.join(s.wsUrl, { run: 'lag' }), await RawPeer.join(s.wsUrl, { run: 'lag' })];
+    const stopHb = heartbeat(a.peer, b.peer, idle.peer);
+    const ids = [a, b].map((p) => p.welcome.peerId);
+    const rows = () => offenderRows().filter((r) => r.runId === 'lag');
+    try {
+      let round = 0;
+      // b reports a for its lag after every pairing: stored as evidence, and they pair on.
+      for (let k = 0; k < 4; k++) {
+        await pairUp(a.peer, b.peer, ids[1]!, round++);
+        b.peer.send({ t: 'offender', peer: ids[0], reason: `phi-lag: φ_j sat 3.4 Δ scales behind ours along its own Δ; lag sum 2.9 > 2.5 (slack 1 a payload) (${k})` });
+        await until(() => rows().length === k + 1, 5000, `report ${k + 1}`);
+        expect(s.c.hub.canPair('lag', ids[1]!, ids[0]!), `after report ${k + 1}`).toBe(true);
+      }
+      for (const r of rows()) expect(JSON.parse(r.data)).toMatchObject({ accused: ids[0], vetoed: false });
+      const [ma, mb] = await meet(a.peer, b.peer, round++);
+      expect([ma.partner, mb.partner]).toEqual([ids[1], ids[0]]);
+    } finally {
+      stopHb();
+      a.peer.close(); b.peer.close(); idle.peer.close();
+    }
+  });
+
   it('reports spread out (as honest CUSUM false alarms are) rest nothing: a report REST_WINDOW readies after the last is free, one soon after it rests the pair', async () => {
     const [a, b, idle] = [await RawPeer.join(s.wsUrl, { run: 'spread' }), await RawPeer.join(s.wsUrl, { run: 'spread' }), await RawPeer.join(s.wsUrl, { run: 'spread' })];
     const stopHb = heartbeat(a.peer, b.peer, idle.peer);

@@ -369,7 +369,13 @@ describe('an attacker in the test suite: two honest volunteers and a third', () 
     const jb = await b.joined;
     const running = whileRunning([poisoner, a, b], ['poisoner', 'honest a', 'honest b']);
     // The three train until all are off probation (accepted exchanges), eligible for checkpoint duty.
-    await until(() => [ik, ja.peerId, jb.peerId].every((p) => s.c.hub.eligibleForDuty(p)) || running(), 300_000, 'all three to be eligible for checkpoint duty');
+    const rounds = { poisoner: 0, a: 0, b: 0 };
+    poisoner.onRound(() => { rounds.poisoner++; });
+    a.onRound(() => { rounds.a++; });
+    b.onRound(() => { rounds.b++; });
+    const three = { poisoner: ik, a: ja.peerId, b: jb.peerId };
+    await until(() => Object.values(three).every((p) => s.c.hub.eligibleForDuty(p)) || running(), 300_000,
+      () => `all three to be eligible for checkpoint duty: accepted exchanges ${JSON.stringify(Object.fromEntries(Object.entries(three).map(([k, p]) => [k, s.c.hub.acceptedExchanges(p)])))}, rounds since ${JSON.stringify(rounds)}, reports ${JSON.stringify(offences().filter((o) => Object.values(three).includes(o.reporter)))}`);
     // The coordinator asks a random eligible peer each time: until it asked the poisoner, and
     // one honest upload is listed (a refused peer is never asked again). Without a checkpoint
     // a newcomer's only bound is guessing plus the margin (ln 256 + 0.5): a negated φ trained

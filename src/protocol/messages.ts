@@ -229,6 +229,19 @@ export function isSoftOffence(reason: string): boolean {
  * Whether an offence is about a state a peer served (a newcomer's bootstrap source whose state
  * failed its check, src/sync/state-check.ts): reportable about a peer that was no pool partner.
  */
+/**
+ * Whether a report is the lag report (`phi-lag`). It rests no pair (server/peers.ts, rest): the
+ * refused payload already keeps the lagging φ out, and a peer that is behind honestly (a
+ * newcomer that started fresh or from an old checkpoint, next to peers far along) catches up
+ * only by pairing with the peers ahead of it, taking their φ while they refuse its lag. Rested
+ * apart, the leader trained on alone and the gap never closed: in a fresh-clone run of
+ * volunteer.attacks' poisoned-state test, a fresh newcomer 6 rounds behind the leader kept it
+ * from any accepted exchange for 300 s.
+ */
+export function isLagReport(reason: string): boolean {
+  return reason === 'phi-lag' || reason.startsWith('phi-lag:');
+}
+
 export function isStateOffence(reason: string): boolean {
   return reason === 'bad-state' || reason.startsWith('bad-state:');
 }

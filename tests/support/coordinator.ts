@@ -141,13 +141,13 @@ export function report(seq: number, over: Partial<Record<string, unknown>> = {})
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls `fn` until it returns truthy (or throws after `ms`). */
-export async function until<T>(fn: () => T | Promise<T>, ms = 5000, what = 'condition'): Promise<T> {
+/** Polls `fn` until it returns truthy (or throws after `ms`, saying `what`: a function says what it saw then). */
+export async function until<T>(fn: () => T | Promise<T>, ms = 5000, what: string | (() => string) = 'condition'): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = await fn();
     if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
     await sleep(20);
   }
 }
