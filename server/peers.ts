@@ -521,7 +521,7 @@ export class PeerHub {
     // (bench/results/swarm.json, `offences`), so two of them parted the only pair of the run.
     // The judge that made it holds the partner to the strict margin from then on; a gross harm
     // or a failed size check still counts. Its stored reports per pair are bounded.
-    if (paired && !isLagReport(msg.reason)) this.rest(runId, reporter, msg.peer);
+    if (paired) this.rest(runId, reporter, msg.peer, isLagReport(msg.reason));
     if (isSoftOffence(msg.reason)) {
       const soft = this.runSoftReports(runId);
       const n = strikeCount(soft, reporter, msg.peer);
@@ -550,8 +550,7 @@ export class PeerHub {
   }
 
   /**
-   * A pair reported again soon rests (issue 15): a report of the accused (of any kind but the lag
-   * report, isLagReport: a peer behind catches up only by pairing) within
+   * A pair reported again soon rests (issue 15): a report of the accused (of any kind) within
    * REST_WINDOW of the reporter's readies after its previous one (or after the rest that one
    * started) stops the pool from pairing the two for the reporter's next REST_READIES × 2^(k − 2)
    * readies at its k-th report, up to REST_MAX_READIES. A report alone is free: an honest pair's
@@ -564,7 +563,7 @@ export class PeerHub {
    * affects only the reporter's own pairings with the accused, and a report needs a recent
    * pairing, so a hostile reporter can part nobody but itself.
    */
-  private rest(runId: string, reporter: string, accused: string): void {
+  private rest(runId: string, reporter: string, accused: string, lag = false): void {
     let byReporter = this.rests.get(runId);
     if (!byReporter) this.rests.set(runId, (byReporter = new Map()));
     let m = byReporter.get(reporter);
@@ -576,7 +575,9 @@ export class PeerHub {
     }
     const k = Math.max(2, 1 + strikeCount(this.runSoftReports(runId), reporter, accused) + strikeCount(this.runStrikes(runId), reporter, accused));
     last.resting = true;
-    last.left = Math.min(REST_MAX_READIES, REST_READIES * 2 ** (k - 2));
+    // A lag report rests REST_READIES, never longer (isLagReport): an honest peer behind must
+    // meet the peers ahead again to catch up, while a φ that keeps lagging is rested each time.
+    last.left = lag ? REST_READIES : Math.min(REST_MAX_READIES, REST_READIES * 2 ** (k - 2));
     last.since = 0;
   }
 

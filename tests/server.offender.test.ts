@@ -330,23 +330,30 @@ describe('probe CUSUM reports', () => {
       a.peer.close(); b.peer.close(); idle.peer.close();
     }
   });
-  it('lag reports (phi-lag) rest nothing: a peer behind the reporter catches up only by pairing with it', async () => {
+  it('a lag report (phi-lag) rests a pair for REST_READIES at most, never longer: a peer behind the reporter catches up only by pairing with it', async () => {
     const [a, b, idle] = [await RawPeer.join(s.wsUrl, { run: 'lag' }), await RawPeer.join(s.wsUrl, { run: 'lag' }), await RawPeer.join(s.wsUrl, { run: 'lag' })];
     const stopHb = heartbeat(a.peer, b.peer, idle.peer);
     const ids = [a, b].map((p) => p.welcome.peerId);
     const rows = () => offenderRows().filter((r) => r.runId === 'lag');
+    const lag = (k: number) => b.peer.send({ t: 'offender', peer: ids[0], reason: `phi-lag: φ_j sat 3.4 Δ scales behind ours along its own Δ; lag sum 2.9 > 2.5 (slack 1 a payload) (${k})` });
     try {
       let round = 0;
-      // b reports a for its lag after every pairing: stored as evidence, and they pair on.
-      for (let k = 0; k < 4; k++) {
+      await pairUp(a.peer, b.peer, ids[1]!, round++);
+      lag(0);
+      await until(() => rows().length === 1, 5000, 'the first report');
+      // Each later report soon after rests the pair for REST_READIES of b's readies, the third and
+      // fourth no longer than the second (a CUSUM report's rest doubles).
+      for (let k = 1; k < 4; k++) {
         await pairUp(a.peer, b.peer, ids[1]!, round++);
-        b.peer.send({ t: 'offender', peer: ids[0], reason: `phi-lag: φ_j sat 3.4 Δ scales behind ours along its own Δ; lag sum 2.9 > 2.5 (slack 1 a payload) (${k})` });
+        lag(k);
         await until(() => rows().length === k + 1, 5000, `report ${k + 1}`);
-        expect(s.c.hub.canPair('lag', ids[1]!, ids[0]!), `after report ${k + 1}`).toBe(true);
+        for (let r = 0; r < REST_READIES; r++, round++) {
+          const [ma, mb] = await meet(a.peer, b.peer, round);
+          expect([ma.partner, mb.partner], `report ${k + 1}, b's ready ${r + 1} of the rest`).toEqual([null, null]);
+        }
       }
+      await pairUp(a.peer, b.peer, ids[1]!, round++);
       for (const r of rows()) expect(JSON.parse(r.data)).toMatchObject({ accused: ids[0], vetoed: false });
-      const [ma, mb] = await meet(a.peer, b.peer, round++);
-      expect([ma.partner, mb.partner]).toEqual([ids[1], ids[0]]);
     } finally {
       stopHb();
       a.peer.close(); b.peer.close(); idle.peer.close();
