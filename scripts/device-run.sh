@@ -8,6 +8,9 @@
 #   SIM_ARGS="--learner webgpu --preset tiny --batch 4 --seq-len 64 --tag tiny-gpu").
 # TORCH_ONLY=1 runs only bench:torch (Murmur vs PyTorch on this GPU, nothing else on the CPUs):
 #   TORCH_PRESETS (default small,base), TORCH_ARGS (more bench/torch.ts options), TORCH_TIMEOUT.
+# PARTS picks parts by name, in this order: lab (matmul kernel lab), torch, profile, check, sim;
+#   e.g. PARTS="lab torch" (TORCH_ONLY=1 is PARTS=torch; the default is "lab profile check sim").
+#   LAB_ARGS are more bench/kernels/matmul.ts options (variant prefixes, --max-size).
 # It prints what the machine has, runs the matmul kernel lab (headless EGL ICD) and the engine
 # profile (drivers picked by src/gpu/vulkan-drivers.ts) on the GPU through Dawn while the
 # simulator benchmark uses the other cores, and leaves logs and results under $OUT.
@@ -26,23 +29,30 @@ fi
 echo "using $NODE $($NODE --version)  ($(( $(date +%s) - T0 )) s)"
 echo "== vulkan"; ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>&1 | head
 ldconfig -p | grep -qE "libvulkan\.so\.1 " && echo "libvulkan.so.1 on the image" || echo "no libvulkan.so.1 on the image: using the carried loader"
-if [ -n "${TORCH_ONLY:-}" ]; then
+if [ -n "${SIM_ONLY:-}" ]; then PARTS=sim; elif [ -n "${TORCH_ONLY:-}" ]; then PARTS=torch; fi
+PARTS=" ${PARTS:-lab profile check sim} "
+has() { case "$PARTS" in *" $1 "*) return 0;; esac; return 1; }
+if has lab; then
+mkdir -p dist/results
+( export LD_LIBRARY_PATH=$PWD/dist/vk:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-} VK_ICD_FILENAMES=$PWD/dist/vk/nvidia_egl_icd.json
+  timeout ${MATMUL_TIMEOUT:-300} $NODE dist/kernels/matmul.mjs ${LAB_ARGS:-} > "$OUT/matmul.log" 2>&1; echo "matmul rc=$?" >> "$OUT/matmul.log" )
+cp dist/results/kernels-matmul.json "$OUT/" 2>/dev/null
+tail -30 "$OUT/matmul.log"
+fi
+if has torch; then
   echo "== bench:torch ($(python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' 2>&1))"
   ( unset VK_ICD_FILENAMES; export LD_LIBRARY_PATH=$PWD/dist/vk:${LD_LIBRARY_PATH:-}
     timeout ${TORCH_TIMEOUT:-420} $NODE dist/kernels/torch.mjs --presets ${TORCH_PRESETS:-small,base} --python python3 --out "$OUT" ${TORCH_ARGS:-} > "$OUT/torch.log" 2>&1; echo "torch rc=$?" >> "$OUT/torch.log" )
   grep -vE "^Warning|^    at " "$OUT/torch.log" | tail -30
-  exit 0
 fi
 # SIM_ARGS may hold --learner webgpu: the replicas then find the GPU as the Node volunteer does.
+SIM=
+if has sim; then
 ( unset VK_ICD_FILENAMES; export LD_LIBRARY_PATH=$PWD/dist/vk:${LD_LIBRARY_PATH:-}
   cd dist/kernels && timeout ${SIM_TIMEOUT:-480} $NODE sim.mjs --workers $WORKERS --out "$OUT" ${SIM_ARGS:---quick} > "$OUT/sim.log" 2>&1; echo "sim rc=$?" >> "$OUT/sim.log" ) &
 SIM=$!
-if [ -z "${SIM_ONLY:-}" ]; then
-mkdir -p dist/results
-( export LD_LIBRARY_PATH=$PWD/dist/vk:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-} VK_ICD_FILENAMES=$PWD/dist/vk/nvidia_egl_icd.json
-  timeout ${MATMUL_TIMEOUT:-300} $NODE dist/kernels/matmul.mjs > "$OUT/matmul.log" 2>&1; echo "matmul rc=$?" >> "$OUT/matmul.log" )
-cp dist/results/kernels-matmul.json "$OUT/" 2>/dev/null
-tail -24 "$OUT/matmul.log"
+fi
+if has profile; then
 # The engine's step, with the GPU found as the Node volunteer finds it (VK_ICD_FILENAMES unset).
 for p in ${PROFILE_PRESETS:-tiny small base}; do
   ( unset VK_ICD_FILENAMES; export LD_LIBRARY_PATH=$PWD/dist/vk:${LD_LIBRARY_PATH:-} MURMUR_DEBUG_GPU=1
@@ -50,10 +60,13 @@ for p in ${PROFILE_PRESETS:-tiny small base}; do
   cp dist/kernels/results/profile.json "$OUT/profile-$p.json" 2>/dev/null; rm -f dist/kernels/results/profile.json
   grep -E "Vulkan drivers|preset|wall clock|rc=" "$OUT/profile-$p.log"
 done
+fi
+if has check; then
 # The GPU's training step against the CPU reference (bench/gpu-check.ts).
 ( unset VK_ICD_FILENAMES; export LD_LIBRARY_PATH=$PWD/dist/vk:${LD_LIBRARY_PATH:-}
   timeout 120 $NODE dist/kernels/gpu-check.mjs --presets ${CHECK_PRESETS:-micro,tiny} --steps 10 --out "$OUT" > "$OUT/gpu-check.log" 2>&1; echo "gpu-check rc=$?" >> "$OUT/gpu-check.log" )
 grep -vE "^Warning|^    at " "$OUT/gpu-check.log"
 fi
+[ -z "$SIM" ] && exit 0
 wait $SIM
 echo "== sim ($(( $(date +%s) - T0 )) s)"; grep -A12 -E "per inner rate|Mean over seeds" "$OUT/sim.log"; grep -A10 "^Claims" "$OUT/sim.log"; tail -2 "$OUT/sim.log"

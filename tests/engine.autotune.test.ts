@@ -47,17 +47,28 @@ describe('autotune', () => {
     expect(again.tuning).toEqual(r.tuning);
   });
 
-  gpuTest('on a hardware adapter also tunes the large GEMM class; a software one leaves it out', async (device) => {
+  gpuTest('on a hardware adapter also tunes the large GEMM class and tries the tiled matmul and attention kernels; a software one does neither', async (device) => {
     const { info } = await getTestGpu();
-    const hw = await autotune(device, { ...info, isSoftware: false }, { ...small, largeSize: 96, store: memoryStore() });
-    expect(hw.timings).toHaveLength(2 * 3 * (2 + 1) + 2);
+    const tile = { wgX: 4, wgY: 2, tm: 8 as const, vec4: true, tile: true };
+    const hw = await autotune(device, { ...info, isSoftware: false }, { ...small, tileCandidates: [tile], largeSize: 96, attentionT: 24, store: memoryStore() });
+    expect(hw.timings).toHaveLength(2 * 3 * (3 + 1) + 2 + 2); // 2 classes x 3 modes x (3 shapes + other width); 2 grids; 2 attention kernels
+    const att = hw.timings.filter((t) => t.kernel === 'attention');
+    expect(att.map((t) => t.shape).sort()).toEqual(['rows', 'tiled']);
+    expect(hw.tuning.attention).toBe(att.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
     for (const mode of ['nn', 'nt', 'tn'] as const) {
-      const mine = hw.timings.filter((t) => t.kernel === `matmul.${mode}.large`);
-      expect(mine).toHaveLength(3);
-      expect(shapeName(hw.tuning.matmulLarge![mode])).toBe(mine.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
+      for (const suffix of ['', '.large']) {
+        const mine = hw.timings.filter((t) => t.kernel === `matmul.${mode}${suffix}`);
+        expect(mine).toHaveLength(4);
+        expect(mine.map((t) => t.shape)).toContain(shapeName(tile));
+        const chosen = (suffix ? hw.tuning.matmulLarge! : hw.tuning.matmul)[mode];
+        expect(shapeName(chosen)).toBe(mine.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
+      }
     }
-    const sw = await autotune(device, { ...info, isSoftware: true }, { ...small, largeSize: 96, store: memoryStore() });
+    expect(isTuning(hw.tuning)).toBe(true);
+    const sw = await autotune(device, { ...info, isSoftware: true }, { ...small, tileCandidates: [tile], largeSize: 96, store: memoryStore() });
     expect(sw.tuning.matmulLarge).toBeUndefined();
+    expect(sw.tuning.attention).toBeUndefined();
+    expect(sw.timings.filter((t) => t.shape.startsWith('tile') || t.kernel === 'attention')).toHaveLength(0);
   });
 
   it('a product uses its shape class: large from LARGE_GEMM multiply-adds, small below or without a large class', () => {

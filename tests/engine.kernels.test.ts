@@ -7,9 +7,9 @@
 //   softmax + cross-entropy fwd/bwd 1e-5.
 import { afterAll, describe, expect, it } from 'vitest';
 import * as ref from '../src/model/reference.ts';
-import { Kernels } from '../src/gpu/kernels.ts';
+import { DEFAULT_TUNING, Kernels } from '../src/gpu/kernels.ts';
 import {
-  attentionBackward, attentionForward, crossentropy, encoderBackward, encoderForward,
+  ATT_TILED_MAX_HEAD, attentionBackward, attentionForward, attentionTiled, crossentropy, encoderBackward, encoderForward,
   layernormBackward, layernormForward, layernormScratchFloats, matmulBackward, matmulForward, matmulGeluForward, tokenIndex,
 } from '../src/gpu/ops.ts';
 import { emptyF32, gpuTest, readF32, uploadF32, uploadU32 } from './support/gpu.ts';
@@ -17,6 +17,7 @@ import { randomArray, relErr, runDispatches } from './support/engine.ts';
 
 let kernels: Kernels | undefined;
 const K = (device: GPUDevice) => (kernels ??= new Kernels(device));
+const Kernels0 = K;
 afterAll(() => kernels?.destroy());
 
 const tokensFor = (n: number, V: number, seed: number) => Uint32Array.from(randomArray(n, seed), (x) => Math.floor(((x + 1) / 2) * V) % V);
@@ -117,10 +118,18 @@ describe('matmul forward / backward (y = x W + b, W stored (in, out))', () => {
   }
 });
 
+let tiledKernels: Kernels | undefined;
+afterAll(() => tiledKernels?.destroy());
+const KT = (device: GPUDevice) => (tiledKernels ??= new Kernels(device, { ...DEFAULT_TUNING, attention: 'tiled' }));
+
 describe('causal multi-head attention (fused: forward one kernel, backward two)', () => {
-  // T not a multiple of the 16-row tile, one row, several tiles; head sizes 2, 4, 8, 10, 24, 64.
+  // T not a multiple of the 16-row tile, one row, several tiles; head sizes 2, 4, 8, 10, 24, 64;
+  // on the row kernels (attention.fwd/bwd.wgsl) and on the tiled ones (attention.tiled.wgsl).
+  for (const tiled of [false, true])
   for (const [B, T, C, NH] of [[1, 5, 8, 2], [2, 13, 32, 4], [1, 1, 6, 3], [2, 9, 12, 3], [2, 19, 30, 3], [1, 37, 48, 2], [2, 33, 128, 2]]) {
-    gpuTest(`B=${B} T=${T} C=${C} NH=${NH} (head size ${C / NH})`, async (device) => {
+    gpuTest(`${tiled ? 'tiled' : 'rows'}: B=${B} T=${T} C=${C} NH=${NH} (head size ${C / NH})`, async (device) => {
+      const K = tiled ? KT : Kernels0;
+      expect(attentionTiled(K(device), C / NH)).toBe(tiled);
       const qkv = randomArray(B * T * 3 * C, 1, 2), dout = randomArray(B * T * C, 2);
       const g = {
         qkv: uploadF32(device, qkv), out: emptyF32(device, B * T * C), lse: emptyF32(device, B * NH * T),
@@ -148,6 +157,12 @@ describe('causal multi-head attention (fused: forward one kernel, backward two)'
       expect(relErr(await readF32(device, g.dqkv, B * T * 3 * C), dqkv)).toBeLessThan(1e-4);
     });
   }
+
+  gpuTest('a tiled tuning runs heads above ATT_TILED_MAX_HEAD on the row kernels', async (device) => {
+    expect(attentionTiled(KT(device), ATT_TILED_MAX_HEAD)).toBe(true);
+    expect(attentionTiled(KT(device), ATT_TILED_MAX_HEAD + 1)).toBe(false);
+    expect(attentionTiled(K(device), 8)).toBe(false);
+  });
 
   it('refuses a head size above the kernels\' register rows', () => {
     expect(() => attentionForward({ uniform: () => { throw new Error('unreachable'); } } as unknown as Kernels, 't.big', null!, null!, null!, 1, 4, 258, 1))

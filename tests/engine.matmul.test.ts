@@ -9,11 +9,16 @@ import { randomArray, relErr, runDispatches } from './support/engine.ts';
 
 const TOL = 1e-5;
 // Every case runs with both register-block heights (TM = 8 and 4), two workgroup shapes, and
-// (for aligned operands) both load widths.
+// (for aligned operands) both load widths; and on the workgroup-memory tiled kernels (tile:
+// 128 x 128, 64 x 32 and 32 x 16 workgroup tiles, the last with scalar loads), whose
+// tiles and 8-deep stages the shapes below cut at odd places.
 const TUNINGS: Tuning[] = [
   DEFAULT_TUNING,
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 16, wgY: 4, tm: 4, vec4: true }, nt: { wgX: 4, wgY: 16, tm: 4, vec4: true }, tn: { wgX: 16, wgY: 4, tm: 4, vec4: true } } },
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: false }, nt: { wgX: 8, wgY: 8, tm: 4, vec4: false }, tn: { wgX: 8, wgY: 8, tm: 8, vec4: false } } },
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 16, wgY: 16, tm: 8, vec4: true, tile: true }, nt: { wgX: 16, wgY: 16, tm: 8, vec4: true, tile: true }, tn: { wgX: 16, wgY: 16, tm: 8, vec4: true, tile: true } } },
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 4, tm: 8, vec4: true, tile: true }, nt: { wgX: 4, wgY: 8, tm: 8, vec4: true, tile: true }, tn: { wgX: 8, wgY: 4, tm: 8, vec4: true, tile: true } } },
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 4, wgY: 2, tm: 8, vec4: false, tile: true }, nt: { wgX: 4, wgY: 2, tm: 8, vec4: false, tile: true }, tn: { wgX: 4, wgY: 2, tm: 8, vec4: false, tile: true } } },
 ];
 const kernels: Kernels[] = [];
 const kernelsFor = (device: GPUDevice, t: number) => (kernels[t] ??= new Kernels(device, TUNINGS[t]));
@@ -83,6 +88,12 @@ describe('matmul.wgsl', () => {
       expect(r.vec4).toBe(false);
       expect(r.err).toBeLessThan(TOL);
     });
+    gpuTest(`${mode}: several tiles and stages, every edge ragged`, async (device) => {
+      expect((await check(device, { mode, M: 70, N: 45, K: 37 })).err).toBeLessThan(TOL);
+      const r = await check(device, { mode, M: 67, N: 134, K: 42, lda: mode === 'tn' ? 68 : 44, ldb: mode === 'nt' ? 44 : 136 });
+      expect(r.vec4).toBe(true);
+      expect(r.err).toBeLessThan(TOL);
+    });
     gpuTest(`${mode}: one row, one column, K = 1`, async (device) => {
       expect((await check(device, { mode, M: 1, N: 1, K: 1 })).err).toBeLessThan(TOL);
     });
@@ -103,7 +114,7 @@ describe('matmul.wgsl', () => {
   });
 
   gpuTest('tn with the bias gradient riding along (dW += x^T dy, db += column sums of dy)', async (device) => {
-    for (const [M, N, K] of [[12, 8, 21], [5, 7, 3], [16, 32, 9]]) {
+    for (const [M, N, K] of [[12, 8, 21], [5, 7, 3], [16, 32, 9], [40, 36, 29]]) {
       const A = randomArray(K * M, 1), B = randomArray(K * N, 2), C0 = randomArray(M * N, 3), db0 = randomArray(N, 4);
       const want = cpu({ mode: 'tn', M, N, K, accum: true }, A, B, M, N, new Float32Array(N), new Float32Array(M * N), C0);
       const wantDb = Float64Array.from(db0);
@@ -124,9 +135,11 @@ describe('matmul.wgsl', () => {
     // Q K^T for B=2, NH=3, T=5, hs=4 out of qkv (B, T, 3C) with C = 12.
     const B = 2, NH = 3, T = 5, hs = 4, C = NH * hs, ld = 8;
     const qkv = randomArray(B * T * 3 * C, 7);
-    const bq = uploadF32(device, qkv), bo = uploadF32(device, new Float32Array(B * NH * T * ld));
+    const bq = uploadF32(device, qkv);
     const head = (part: number) => ({ ref: bq, ld: 3 * C, off: part * C, outer: T * 3 * C, inner: hs });
-    await runDispatches(device, [matmul(kernelsFor(device, 1), {
+    for (let t = 0; t < TUNINGS.length; t++) {
+    const bo = uploadF32(device, new Float32Array(B * NH * T * ld));
+    await runDispatches(device, [matmul(kernelsFor(device, t), {
       label: 'test.qk', mode: 'nt', M: T, N: T, K: hs, batch: { count: B * NH, inner: NH }, alpha: 0.5,
       a: head(0), b: head(1), c: { ref: bo, ld, outer: NH * T * ld, inner: T * ld },
     })]);
@@ -141,5 +154,13 @@ describe('matmul.wgsl', () => {
       gotValid[o] = got[o];
     }
     expect(relErr(gotValid, want)).toBeLessThan(TOL);
+    }
+  });
+
+  gpuTest('a tiled shape the kernel cannot run is refused by name', async (device) => {
+    const buf = uploadF32(device, new Float32Array(16));
+    const spec: MatmulSpec = { label: 'test.badtile', mode: 'nn', M: 4, N: 4, K: 4, a: { ref: buf, ld: 4 }, b: { ref: buf, ld: 4 }, c: { ref: buf, ld: 4 } };
+    expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 32, wgY: 8, tm: 8, vec4: true, tile: true })).toThrow(/test\.badtile: a tiled matmul needs/);
+    expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 8, wgY: 3, tm: 8, vec4: true, tile: true })).toThrow(/even wgY/);
   });
 });

@@ -17,7 +17,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { labAdapter, labDevice, maxRelErr, randn, readBack, storage, timeIt, uniform } from './lab.ts';
 
-interface Variant { file: string; colsPerThread: number; rowsPerThread: number; wg: [number, number]; overrides?: Record<string, number>; vec4: boolean; production?: boolean }
+interface Variant { file: string; colsPerThread: number; rowsPerThread: number; wg: [number, number]; overrides?: Record<string, number>; vec4: boolean; production?: boolean; entry?: string }
 const dir = new URL('./matmul/', import.meta.url);
 const VARIANTS: Variant[] = [
   { file: '01_naive.wgsl', colsPerThread: 1, rowsPerThread: 1, wg: [16, 16], vec4: false },
@@ -34,6 +34,12 @@ const VARIANTS: Variant[] = [
   { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [16, 4], vec4: true, production: true },
   { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 4, wg: [16, 16], overrides: { TM: 4 }, vec4: true, production: true },
   { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [16, 4], overrides: { VEC4: 0 }, vec4: false, production: true },
+  // The trainer's workgroup-memory tiles (entry nnTile): an 8x8 block per invocation, so a
+  // (8 wgY) x (8 wgX) tile per workgroup.
+  ...([[16, 16], [16, 8], [8, 16], [8, 8]] as [number, number][]).map((wg): Variant =>
+    ({ file: 'src/shaders/matmul.wgsl', entry: 'nnTile', colsPerThread: 8, rowsPerThread: 8, wg, vec4: true, production: true })),
+  ...([[16, 16], [8, 8]] as [number, number][]).map((wg): Variant =>
+    ({ file: 'src/shaders/matmul.wgsl', entry: 'nnTile', colsPerThread: 8, rowsPerThread: 8, wg, overrides: { TK: 16 }, vec4: true, production: true })),
 ];
 const srcDir = new URL('../../src/shaders/', import.meta.url);
 const productionCode = () => readFileSync(new URL('matmul.wgsl', srcDir), 'utf8');
@@ -100,7 +106,7 @@ for (const v of VARIANTS) {
     : 'auto';
   const pipeline = device.createComputePipeline({
     label: `lab.${v.file}`, layout,
-    compute: { module, entryPoint: v.production ? 'nn' : 'main', constants: { WG_X: v.wg[0], WG_Y: v.wg[1], ...(v.overrides ?? {}) } },
+    compute: { module, entryPoint: v.entry ?? (v.production ? 'nn' : 'main'), constants: { WG_X: v.wg[0], WG_Y: v.wg[1], ...(v.overrides ?? {}) } },
   });
   const cells: string[] = [];
   for (const [M, K, N] of shapes) {
@@ -125,10 +131,10 @@ for (const v of VARIANTS) {
     const err = M * N * K > 1e9 ? sampledCheck(A, B, C, M, K, N, 512) : maxRelErr(C, cpuMatmul(A, B, M, K, N));
     const gflops = 2 * M * N * K / ms / 1e6;
     cells.push(`${gflops.toFixed(2)};${err < 1e-5 ? 'ok' : err.toExponential(0)}`.padStart(16));
-    results.push({ variant: v.file, wg: `${v.wg[0]}x${v.wg[1]}`, overrides: v.overrides ?? {}, shape: `${M}x${K}x${N}`, gflops, peakShare: peak ? gflops / peak.gflops : null, maxRelErr: err });
+    results.push({ variant: v.entry ? `${v.file}:${v.entry}` : v.file, wg: `${v.wg[0]}x${v.wg[1]}`, overrides: v.overrides ?? {}, shape: `${M}x${K}x${N}`, gflops, peakShare: peak ? gflops / peak.gflops : null, maxRelErr: err });
     for (const b of [bA, bB, bC, u, dbias]) b.destroy();
   }
-  console.log(`${v.file.padEnd(30)}  ${`${v.wg[0]}x${v.wg[1]}`.padEnd(6)}${cells.join('')}`);
+  console.log(`${(v.entry ? `${v.file}:${v.entry}` : v.file).padEnd(30)}  ${`${v.wg[0]}x${v.wg[1]}`.padEnd(6)}${cells.join('')}`);
 }
 device.destroy();
 const outDir = new URL('../results/', import.meta.url);

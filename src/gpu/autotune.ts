@@ -7,10 +7,11 @@
 import type { AdapterSummary } from './device.ts';
 import { DEFAULT_TUNING, encodeDispatches, Kernels, type Dispatch, type MatmulMode, type MatmulShape, type StrideShape, type Tuning, UniformData } from './kernels.ts';
 import { matmul } from './matmul.ts';
+import { attentionBackward, attentionForward } from './ops.ts';
 import { isTuning } from './tuning-check.ts';
 
 /** Bump when kernels change enough that cached shapes should be re-measured. */
-export const AUTOTUNE_VERSION = 4;
+export const AUTOTUNE_VERSION = 5;
 
 export interface TuningStore {
   load(key: string): Promise<Tuning | undefined>;
@@ -21,8 +22,15 @@ export interface AutotuneOptions {
   store?: TuningStore;
   /** Re-measure even when the store has shapes for this adapter. */
   force?: boolean;
+  /** Register-block shapes tried on every adapter (default MATMUL_CANDIDATES). */
   matmulCandidates?: MatmulShape[];
+  /** Workgroup-memory tile shapes tried on hardware adapters only (default TILE_CANDIDATES). */
+  tileCandidates?: MatmulShape[];
   strideCandidates?: StrideShape[];
+  /** Attention kernels tried on hardware adapters (default both; software adapters keep 'rows'). */
+  attentionCandidates?: NonNullable<Tuning['attention']>[];
+  /** Sequence length of the timed attention (default 256). */
+  attentionT?: number;
   /** Problem size of the timed matmuls (M = N = K). */
   size?: number;
   /**
@@ -46,12 +54,21 @@ export const MATMUL_CANDIDATES: MatmulShape[] = [
   { wgX: 8, wgY: 8, tm: 8, vec4: true }, { wgX: 16, wgY: 4, tm: 8, vec4: true }, { wgX: 4, wgY: 16, tm: 8, vec4: true },
   { wgX: 16, wgY: 16, tm: 8, vec4: true }, { wgX: 16, wgY: 16, tm: 4, vec4: true },
 ];
+/**
+ * The workgroup-memory tiled kernels (128 x 128 down to 64 x 64 tiles), tried on hardware
+ * adapters only: on SwiftShader their barriers cost more than they save (bench/kernels), and
+ * timing them there would only lengthen the first start.
+ */
+export const TILE_CANDIDATES: MatmulShape[] = [
+  { wgX: 16, wgY: 16, tm: 8, vec4: true, tile: true }, { wgX: 16, wgY: 8, tm: 8, vec4: true, tile: true },
+  { wgX: 8, wgY: 16, tm: 8, vec4: true, tile: true }, { wgX: 8, wgY: 8, tm: 8, vec4: true, tile: true },
+];
 export const STRIDE_CANDIDATES: StrideShape[] = [
   { wg: 256, groups: 64 }, { wg: 256, groups: 256 }, { wg: 256, groups: 1024 }, { wg: 256, groups: 4096 },
 ];
 
 export function shapeName(s: MatmulShape): string {
-  return `${s.wgX}x${s.wgY}/${s.tm}${s.vec4 ? '' : '/scalar'}`;
+  return `${s.tile ? 'tile ' : ''}${s.wgX}x${s.wgY}/${s.tm}${s.vec4 ? '' : '/scalar'}`;
 }
 
 /** The cache key: which adapter, and which version of the kernels. */
@@ -78,19 +95,24 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
     return b;
   };
   try {
+    const candidates = [...opts.matmulCandidates ?? MATMUL_CANDIDATES, ...info.isSoftware ? [] : opts.tileCandidates ?? TILE_CANDIDATES];
     // Per GEMM shape class (the small one, then the large one where measured) and product kind.
+    // The large class times tn (the weight gradients: a layer's in x out from a K of every token
+    // in the batch) as (size/2)^2 outputs over 4 size rows, the same multiply-adds as size^3:
+    // few outputs and a long K, where a tile too large leaves most of a GPU idle.
     const searchClass = async (size: number, suffix: string): Promise<Record<MatmulMode, MatmulShape>> => {
-      const A = buf(`A${suffix}`, size * size), B = buf(`B${suffix}`, size * size), C = buf(`C${suffix}`, size * size);
+      const A = buf(`A${suffix}`, 2 * size * size), B = buf(`B${suffix}`, 2 * size * size), C = buf(`C${suffix}`, size * size);
       const chosen = {} as Record<MatmulMode, MatmulShape>;
       for (const mode of ['nn', 'nt', 'tn'] as MatmulMode[]) {
+        const [M, N, K] = mode === 'tn' && suffix ? [size / 2, size / 2, size * 4] : [size, size, size];
         let best = { ms: Infinity, shape: DEFAULT_TUNING.matmul[mode] };
         const measure = async (shape: MatmulShape) => {
-          const d = matmul(k, { label: `autotune.matmul.${mode}`, mode, M: size, N: size, K: size, a: { ref: A, ld: size }, b: { ref: B, ld: size }, c: { ref: C, ld: size } }, shape);
+          const d = matmul(k, { label: `autotune.matmul.${mode}`, mode, M, N, K, a: { ref: A, ld: mode === 'tn' ? M : K }, b: { ref: B, ld: mode === 'nt' ? K : N }, c: { ref: C, ld: N } }, shape);
           const ms = await timeDispatch(device, d);
           timings.push({ kernel: `matmul.${mode}${suffix}`, shape: shapeName(shape), ms });
           if (ms < best.ms) best = { ms, shape };
         };
-        for (const shape of opts.matmulCandidates ?? MATMUL_CANDIDATES) {
+        for (const shape of candidates) {
           if (shape.wgX * shape.wgY > device.limits.maxComputeInvocationsPerWorkgroup) continue;
           await measure(shape);
         }
@@ -116,7 +138,26 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
       timings.push({ kernel: 'adamw', shape: `${shape.wg}x${shape.groups}`, ms });
       if (ms < bestStride.ms) bestStride = { ms, shape };
     }
-    const tuning: Tuning = { matmul: matmulBest, ...(matmulLarge ? { matmulLarge } : {}), stride: bestStride.shape };
+    // The attention kernels, forward and backward, on 2 sequences of 256 tokens (attentionT), 4 heads of 64.
+    let attention: Tuning['attention'];
+    if (!info.isSoftware) {
+      const [B, T, NH, C] = [2, opts.attentionT ?? 256, 4, 256];
+      const qkv = buf('qkv', B * T * 3 * C), out = buf('att.out', B * T * C), dout = buf('att.dout', B * T * C);
+      const lse = buf('att.lse', B * NH * T), D = buf('att.D', B * NH * T), dqkv = buf('att.dqkv', B * T * 3 * C);
+      let best = Infinity;
+      for (const kind of opts.attentionCandidates ?? ['rows', 'tiled'] as const) {
+        const ka = new Kernels(device, { ...DEFAULT_TUNING, attention: kind });
+        try {
+          const ds = [attentionForward(ka, 'autotune.attn', out, lse, qkv, B, T, C, NH), ...attentionBackward(ka, 'autotune.attn.bwd', dqkv, D, lse, out, dout, qkv, B, T, C, NH)];
+          const ms = await timeDispatch(device, ds);
+          timings.push({ kernel: 'attention', shape: kind, ms });
+          if (ms < best) { best = ms; attention = kind; }
+        } finally {
+          ka.destroy();
+        }
+      }
+    }
+    const tuning: Tuning = { matmul: matmulBest, ...(matmulLarge ? { matmulLarge } : {}), stride: bestStride.shape, ...(attention ? { attention } : {}) };
     await opts.store?.save(key, tuning).catch(() => {});
     return { tuning, fromCache: false, key, timings };
   } finally {
@@ -126,15 +167,16 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
 }
 
 /**
- * Ms per dispatch: one warm-up (compiles), then as many repeats in one submit as make the batch
+ * Ms per dispatch (or per list of dispatches): one warm-up (compiles), then as many repeats in one submit as make the batch
  * take >= 10 ms (so submit overhead does not decide on a fast GPU), timed three times; the
  * minimum wins, because anything else on the machine only ever adds time.
  */
-async function timeDispatch(device: GPUDevice, d: Dispatch): Promise<number> {
+async function timeDispatch(device: GPUDevice, d: Dispatch | Dispatch[]): Promise<number> {
+  const list = Array.isArray(d) ? d : [d];
   const run = async (reps: number) => {
     const enc = device.createCommandEncoder({ label: 'autotune.time' });
     const pass = enc.beginComputePass({ label: 'autotune.time.pass' });
-    encodeDispatches(pass, Array.from({ length: reps }, () => d));
+    encodeDispatches(pass, Array.from({ length: reps }, () => list).flat());
     pass.end();
     const t0 = performance.now();
     device.queue.submit([enc.finish()]);

@@ -16,9 +16,11 @@ export type MatmulMode = 'nn' | 'nt' | 'tn';
 /**
  * Shape of the matmul kernel per product kind: invocations per workgroup along columns (wgX,
  * 4 columns each) and rows (wgY), rows per invocation (tm: 8 or 4), and whether aligned
- * operands use vec4 loads (vec4) or scalar ones.
+ * operands use vec4 loads (vec4) or scalar ones. With `tile`, the workgroup-memory kernels
+ * (nnTile, ntTile, tnTile) run instead: each invocation owns an 8 x 8 block (tm is then 8) of
+ * a (8 wgY) x (8 wgX) workgroup tile; wgX <= 16, and wgY even and <= 16.
  */
-export interface MatmulShape { wgX: number; wgY: number; tm: 4 | 8; vec4: boolean }
+export interface MatmulShape { wgX: number; wgY: number; tm: 4 | 8; vec4: boolean; tile?: boolean }
 
 /**
  * Grid of the grid-stride kernels over whole state buffers (AdamW, outer step, grad norm,
@@ -35,6 +37,12 @@ export interface Tuning {
   /** Per product kind, for products of LARGE_GEMM multiply-adds or more; measured on hardware adapters only. */
   matmulLarge?: Record<MatmulMode, MatmulShape>;
   stride: StrideShape;
+  /**
+   * Causal attention kernels: 'rows' (attention.fwd/bwd.wgsl, an invocation per row; the
+   * default, and what SwiftShader runs best) or 'tiled' (attention.tiled.wgsl, 256 invocations
+   * share each pair of 16-row tiles; head sizes up to ATT_TILED_MAX_HEAD, larger ones use rows).
+   */
+  attention?: 'rows' | 'tiled';
 }
 
 /**

@@ -56,6 +56,9 @@ export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = tunedShap
   for (const [name, v] of [['M', s.M], ['N', s.N], ['K', s.K]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`${s.label}: matmul ${name} must be a positive integer, got ${v}`);
   }
+  if (shape.tile && !(shape.tm === 8 && shape.wgX <= 16 && shape.wgY <= 16 && shape.wgY % 2 === 0)) {
+    throw new RangeError(`${s.label}: a tiled matmul needs tm 8, wgX <= 16 and an even wgY <= 16, got ${JSON.stringify(shape)}`);
+  }
   const vec4 = shape.vec4 && vec4Aligned(s);
   const constants = {
     VEC4: vec4,
@@ -71,7 +74,7 @@ export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = tunedShap
   const geluOut = s.epilogue?.kind === 'gelu';
   if (geluOut && (s.biasGrad || s.accumulate)) throw new Error(`${s.label}: the gelu epilogue writes its own output; it cannot accumulate or take biasGrad`);
   const layout = k.layout('matmul', [...MM_LAYOUT]);
-  const pipeline = k.pipeline('matmul', s.mode, constants, layout);
+  const pipeline = k.pipeline('matmul', shape.tile ? `${s.mode}Tile` : s.mode, constants, layout);
   const batch = s.batch ?? { count: 1, inner: 1 };
   const u = new UniformData()
     .u32(s.M, s.N, s.K, s.a.ld)
@@ -81,8 +84,11 @@ export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = tunedShap
     .u32(s.b.inner ?? 0, s.c.outer ?? 0, s.c.inner ?? 0)
     .f32(s.alpha ?? 1);
   const uniform = k.uniform(`${s.label}.uniform`, u);
-  const blockRows = Math.ceil(s.M / shape.tm) + (s.biasGrad ? 1 : 0);
-  const grid: [number, number, number] = [Math.ceil(Math.ceil(s.N / 4) / shape.wgX), Math.ceil(blockRows / shape.wgY), batch.count];
+  // Register kernels: one invocation per TM x 4 block (biasGrad: one more row of blocks).
+  // Tiled kernels: one workgroup per (8 wgY) x (8 wgX) tile (biasGrad: one more row of tiles).
+  const grid: [number, number, number] = shape.tile
+    ? [Math.ceil(s.N / (8 * shape.wgX)), Math.ceil(s.M / (8 * shape.wgY)) + (s.biasGrad ? 1 : 0), batch.count]
+    : [Math.ceil(Math.ceil(s.N / 4) / shape.wgX), Math.ceil((Math.ceil(s.M / shape.tm) + (s.biasGrad ? 1 : 0)) / shape.wgY), batch.count];
   return k.dispatch(s.label, pipeline,
     // Each operand goes to the view its load width reads; the other view gets the dummy.
     // The gelu epilogue's pre-activation output and biasGrad share the writable aux binding.

@@ -115,6 +115,14 @@ export function matmulGeluForward(k: Kernels, label: string, out: Ref, preact: R
 export const ATT_TILE = 16;
 /** Largest head size the fused attention kernels hold in registers (HS_MAX in attention.*.wgsl). */
 export const ATT_MAX_HEAD = 128;
+/** Largest head size of the tiled attention kernels (HS_MAX in attention.tiled.wgsl: 16 KiB of tiles). */
+export const ATT_TILED_MAX_HEAD = 64;
+const TILED_LAYOUT = ['read', 'read', 'read', 'read', 'write', 'write', 'uniform'] as const;
+
+/** Whether attention over heads of size `hs` runs the tiled kernels on this tuning. */
+export function attentionTiled(k: Kernels, hs: number): boolean {
+  return k.tuning.attention === 'tiled' && hs <= ATT_TILED_MAX_HEAD;
+}
 
 function attentionUniform(k: Kernels, label: string, T: number, C: number, NH: number): { u: GPUBuffer; hs: number; tiles: number } {
   const hs = C / NH;
@@ -131,6 +139,10 @@ function attentionUniform(k: Kernels, label: string, T: number, C: number, NH: n
  */
 export function attentionForward(k: Kernels, label: string, out: Ref, lse: Ref, qkv: Ref, B: number, T: number, C: number, NH: number): Dispatch {
   const { u, hs, tiles } = attentionUniform(k, label, T, C, NH);
+  if (attentionTiled(k, hs)) {
+    const layout = k.layout('attentionTiled', [...TILED_LAYOUT]);
+    return k.dispatch(label, k.pipeline('attentionTiled', 'fwd', { HS: hs }, layout), [qkv, k.dummy, k.dummy, k.dummy, out, lse, u], [tiles, B * NH, 1]);
+  }
   return k.dispatch(label, k.pipeline('attentionFwd', 'main', { HS: hs }), [qkv, out, lse, u], [tiles, B * NH, 1]);
 }
 
@@ -141,6 +153,13 @@ export function attentionForward(k: Kernels, label: string, out: Ref, lse: Ref, 
 export function attentionBackward(k: Kernels, label: string, dqkv: Ref, D: Ref, lse: Ref, out: Ref, dout: Ref, qkv: Ref, B: number, T: number, C: number, NH: number): Dispatch[] {
   const { u, hs, tiles } = attentionUniform(k, label, T, C, NH);
   const refs = [qkv, out, dout, lse, dqkv, D, u];
+  if (attentionTiled(k, hs)) {
+    const layout = k.layout('attentionTiled', [...TILED_LAYOUT]);
+    return [
+      k.dispatch(`${label}.dq`, k.pipeline('attentionTiled', 'dq', { HS: hs }, layout), refs, [tiles, B * NH, 1]),
+      k.dispatch(`${label}.dkv`, k.pipeline('attentionTiled', 'dkv', { HS: hs }, layout), refs, [tiles, B * NH, 1]),
+    ];
+  }
   // One explicit layout for both entry points (dkv does not read `out`).
   const layout = k.layout('attentionBwd', ['read', 'read', 'read', 'read', 'write', 'write', 'uniform']);
   return [

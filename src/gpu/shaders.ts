@@ -3,6 +3,7 @@
 import adamw from '../shaders/adamw.wgsl?raw';
 import attentionBwd from '../shaders/attention.bwd.wgsl?raw';
 import attentionFwd from '../shaders/attention.fwd.wgsl?raw';
+import attentionTiled from '../shaders/attention.tiled.wgsl?raw';
 import crossentropy from '../shaders/crossentropy.wgsl?raw';
 import encoderBwd from '../shaders/encoder.bwd.wgsl?raw';
 import encoderFwd from '../shaders/encoder.fwd.wgsl?raw';
@@ -17,6 +18,7 @@ export const SHADERS = {
   adamw,
   attentionBwd,
   attentionFwd,
+  attentionTiled,
   crossentropy,
   encoderBwd,
   encoderFwd,

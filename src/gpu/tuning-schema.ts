@@ -8,12 +8,13 @@ import Type from 'typebox';
 import { schemaProblem } from '../protocol/check.ts';
 
 const Side = Type.Integer({ minimum: 1, maximum: 1024 });
-const MatmulShapeSchema = Type.Object({ wgX: Side, wgY: Side, tm: Type.Union([Type.Literal(4), Type.Literal(8)]), vec4: Type.Boolean() }, { additionalProperties: false });
+const MatmulShapeSchema = Type.Object({ wgX: Side, wgY: Side, tm: Type.Union([Type.Literal(4), Type.Literal(8)]), vec4: Type.Boolean(), tile: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
 const ModesSchema = Type.Object({ nn: MatmulShapeSchema, nt: MatmulShapeSchema, tn: MatmulShapeSchema }, { additionalProperties: false });
 export const TuningSchema = Type.Object({
   matmul: ModesSchema,
   matmulLarge: Type.Optional(ModesSchema),
   stride: Type.Object({ wg: Side, groups: Type.Integer({ minimum: 1, maximum: 65535 }) }, { additionalProperties: false }),
+  attention: Type.Optional(Type.Union([Type.Literal('rows'), Type.Literal('tiled')])),
 }, { additionalProperties: false });
 
 /** Null when `t` is a tuning these kernels can run; otherwise the first problem, naming the field. */

@@ -246,3 +246,204 @@ fn tn(@builtin(global_invocation_id) g: vec3u) {
   }
   storeBlock(r0, c0, o.c, s0, s1, s2, s3, s4, s5, s6, s7);
 }
+
+// ---- Workgroup-memory tiles: nnTile, ntTile, tnTile (hardware GPUs) ----
+// Each workgroup owns a BM x BN block of C (BM = 8 * WG_Y rows, BN = 8 * WG_X columns, at most
+// 128 x 128) and walks K in stages of TK = 8 (or 16): the whole workgroup copies the A tile (BM x TK) and
+// the B tile (TK x BN) into workgroup memory, k-major, so that every invocation then reads its
+// operands as vec4s of 4 adjacent rows (A) or columns (B). Each invocation accumulates an 8 x 8
+// block: rows ty*4 + 0..3 and BM/2 + ty*4 + 0..3, columns tx*4 + 0..3 and BN/2 + tx*4 + 0..3,
+// so that neighbouring invocations read neighbouring vec4s. A stage's values are each read by
+// WG_X (A) or WG_Y (B) invocations from workgroup memory instead of from global memory: this is
+// what a discrete GPU needs (bench/results/kernels-matmul-h200.json); on SwiftShader barriers
+// cost more than they save, and the autotuner tries these entry points on hardware adapters only.
+// The same uniform, bindings, batching and epilogues as the register kernels; with BIAS_GRAD,
+// tnTile's extra row of workgroups sums B's columns into dbias, split over the workgroup's rows.
+
+/** Depth of a stage, 8 or 16 (a multiple of 4: A and B tiles load as vec4s along k). */
+override TK: u32 = 8u;
+const TILE4: u32 = 512u; // 16 * 128 / 4: the largest tile, in vec4s (8 KiB)
+var<workgroup> tA: array<vec4f, TILE4>; // tA[k * BM/4 + r/4][r % 4] = A(row0 + r, k0 + k)
+var<workgroup> tB: array<vec4f, TILE4>; // tB[k * BN/4 + c/4][c % 4] = B(k0 + k, col0 + c)
+
+// Up to 4 consecutive floats of A from index i, of which the first n are real (n <= 4); zeros after.
+fn lda4n(i: u32, n: u32) -> vec4f {
+  if (n >= 4u) { return lda4(i); }
+  var v = vec4f(0.0);
+  for (var q = 0u; q < n; q++) { v[q] = lda1(i + q); }
+  return v;
+}
+fn ldb4n(i: u32, n: u32) -> vec4f {
+  if (n >= 4u) { return ldb4(i); }
+  var v = vec4f(0.0);
+  for (var q = 0u; q < n; q++) { v[q] = ldb1(i + q); }
+  return v;
+}
+fn left(x: u32, end: u32) -> u32 { return select(0u, min(end - x, 4u), x < end); }
+
+// A tile of stage k0 for nn/nt: A(row, k) at offA + row * lda + k; two vec4 along k per row.
+fn stageArows(o: Offs, row0: u32, k0: u32, t: u32) {
+  let bm = 8u * WG_Y;
+  let per = TK / 4u; // vec4s per row
+  for (var e = t; e < per * bm; e += WG_X * WG_Y) {
+    let r = e / per;
+    let kq = (e % per) * 4u;
+    var v = vec4f(0.0);
+    if (row0 + r < u.M) { v = lda4n(o.a + (row0 + r) * u.lda + k0 + kq, left(k0 + kq, u.K)); }
+    let base = kq * (bm / 4u) + (r >> 2u);
+    let c = r & 3u;
+    tA[base][c] = v.x; tA[base + bm / 4u][c] = v.y;
+    tA[base + bm / 2u][c] = v.z; tA[base + 3u * bm / 4u][c] = v.w;
+  }
+}
+// A tile of stage k0 for tn: A(row, k) at offA + k * lda + row; one vec4 along rows.
+fn stageAcols(o: Offs, row0: u32, k0: u32, t: u32) {
+  let bm4 = 2u * WG_Y;
+  for (var e = t; e < TK * bm4; e += WG_X * WG_Y) {
+    let k = e / bm4;
+    let r = (e % bm4) * 4u;
+    var v = vec4f(0.0);
+    if (k0 + k < u.K) { v = lda4n(o.a + (k0 + k) * u.lda + row0 + r, left(row0 + r, u.M)); }
+    tA[e] = v;
+  }
+}
+// B tile of stage k0 for nn/tn: B(k, col) at offB + k * ldb + col; one vec4 along columns.
+fn stageBrows(o: Offs, col0: u32, k0: u32, t: u32) {
+  let bn4 = 2u * WG_X;
+  for (var e = t; e < TK * bn4; e += WG_X * WG_Y) {
+    let k = e / bn4;
+    let c = (e % bn4) * 4u;
+    var v = vec4f(0.0);
+    if (k0 + k < u.K) { v = ldb4n(o.b + (k0 + k) * u.ldb + col0 + c, left(col0 + c, u.N)); }
+    tB[e] = v;
+  }
+}
+// B tile of stage k0 for nt: B(k, col) at offB + col * ldb + k; two vec4 along k per column.
+fn stageBcols(o: Offs, col0: u32, k0: u32, t: u32) {
+  let bn = 8u * WG_X;
+  let per = TK / 4u; // vec4s per column
+  for (var e = t; e < per * bn; e += WG_X * WG_Y) {
+    let c = e / per;
+    let kq = (e % per) * 4u;
+    var v = vec4f(0.0);
+    if (col0 + c < u.N) { v = ldb4n(o.b + (col0 + c) * u.ldb + k0 + kq, left(k0 + kq, u.K)); }
+    let base = kq * (bn / 4u) + (c >> 2u);
+    let q = c & 3u;
+    tB[base][q] = v.x; tB[base + bn / 4u][q] = v.y;
+    tB[base + bn / 2u][q] = v.z; tB[base + 3u * bn / 4u][q] = v.w;
+  }
+}
+
+// The 8 x 8 block of an invocation: rows ty*4 + 0..3 (r0..r3) and BM/2 + ty*4 + 0..3 (r4..r7),
+// columns tx*4 + 0..3 (l) and BN/2 + tx*4 + 0..3 (h). Named fields, not an array: a GPU
+// compiler keeps each in registers only if it never sees a runtime index.
+struct Acc {
+  r0l: vec4f, r0h: vec4f, r1l: vec4f, r1h: vec4f, r2l: vec4f, r2h: vec4f, r3l: vec4f, r3h: vec4f,
+  r4l: vec4f, r4h: vec4f, r5l: vec4f, r5h: vec4f, r6l: vec4f, r6h: vec4f, r7l: vec4f, r7h: vec4f,
+}
+
+// One stage in workgroup memory into the invocation's block.
+fn stageProduct(tx: u32, ty: u32, acc: ptr<function, Acc>) {
+  let bm4 = 2u * WG_Y;
+  let bn4 = 2u * WG_X;
+  for (var k = 0u; k < TK; k++) {
+    let alo = tA[k * bm4 + ty]; let ahi = tA[k * bm4 + WG_Y + ty];
+    let blo = tB[k * bn4 + tx]; let bhi = tB[k * bn4 + WG_X + tx];
+    (*acc).r0l += alo.x * blo; (*acc).r0h += alo.x * bhi;
+    (*acc).r1l += alo.y * blo; (*acc).r1h += alo.y * bhi;
+    (*acc).r2l += alo.z * blo; (*acc).r2h += alo.z * bhi;
+    (*acc).r3l += alo.w * blo; (*acc).r3h += alo.w * bhi;
+    (*acc).r4l += ahi.x * blo; (*acc).r4h += ahi.x * bhi;
+    (*acc).r5l += ahi.y * blo; (*acc).r5h += ahi.y * bhi;
+    (*acc).r6l += ahi.z * blo; (*acc).r6h += ahi.z * bhi;
+    (*acc).r7l += ahi.w * blo; (*acc).r7h += ahi.w * bhi;
+  }
+}
+
+fn storeTile(row0: u32, col0: u32, tx: u32, ty: u32, offC: u32, acc: ptr<function, Acc>) {
+  let lo = row0 + ty * 4u;
+  let hi = row0 + 4u * WG_Y + ty * 4u;
+  let cl = col0 + tx * 4u;
+  let ch = col0 + 4u * WG_X + tx * 4u;
+  storeRow(lo, cl, (*acc).r0l, offC); storeRow(lo, ch, (*acc).r0h, offC);
+  storeRow(lo + 1u, cl, (*acc).r1l, offC); storeRow(lo + 1u, ch, (*acc).r1h, offC);
+  storeRow(lo + 2u, cl, (*acc).r2l, offC); storeRow(lo + 2u, ch, (*acc).r2h, offC);
+  storeRow(lo + 3u, cl, (*acc).r3l, offC); storeRow(lo + 3u, ch, (*acc).r3h, offC);
+  storeRow(hi, cl, (*acc).r4l, offC); storeRow(hi, ch, (*acc).r4h, offC);
+  storeRow(hi + 1u, cl, (*acc).r5l, offC); storeRow(hi + 1u, ch, (*acc).r5h, offC);
+  storeRow(hi + 2u, cl, (*acc).r6l, offC); storeRow(hi + 2u, ch, (*acc).r6h, offC);
+  storeRow(hi + 3u, cl, (*acc).r7l, offC); storeRow(hi + 3u, ch, (*acc).r7h, offC);
+}
+
+// dbias[col0 .. col0 + BN) += column sums of B (K x N) over all K rows: each invocation sums a
+// vec4 of columns over every (WG_Y / 2)-th row, then the partial sums meet in workgroup memory.
+fn biasGradTile(o: Offs, col0: u32, t: u32) {
+  let bn4 = 2u * WG_X;
+  let slices = (WG_X * WG_Y) / bn4;
+  let c = (t % bn4) * 4u;
+  let slice = t / bn4;
+  var s = vec4f(0.0);
+  let n = left(col0 + c, u.N);
+  for (var k = slice; k < u.K; k += slices) { s += ldb4n(o.b + k * u.ldb + col0 + c, n); }
+  tB[t] = s;
+  workgroupBarrier();
+  if (slice == 0u) {
+    for (var j = 1u; j < slices; j++) { s += tB[j * bn4 + t]; }
+    for (var q = 0u; q < n; q++) { aux[u.offBias + col0 + c + q] += s[q]; }
+  }
+}
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn nnTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let o = batchOffsets(wg.z);
+  let row0 = wg.y * 8u * WG_Y;
+  let col0 = wg.x * 8u * WG_X;
+  let t = l.y * WG_X + l.x;
+  var acc: Acc;
+  for (var k0 = 0u; k0 < u.K; k0 += TK) {
+    stageArows(o, row0, k0, t);
+    stageBrows(o, col0, k0, t);
+    workgroupBarrier();
+    stageProduct(l.x, l.y, &acc);
+    workgroupBarrier();
+  }
+  storeTile(row0, col0, l.x, l.y, o.c, &acc);
+}
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn ntTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let o = batchOffsets(wg.z);
+  let row0 = wg.y * 8u * WG_Y;
+  let col0 = wg.x * 8u * WG_X;
+  let t = l.y * WG_X + l.x;
+  var acc: Acc;
+  for (var k0 = 0u; k0 < u.K; k0 += TK) {
+    stageArows(o, row0, k0, t);
+    stageBcols(o, col0, k0, t);
+    workgroupBarrier();
+    stageProduct(l.x, l.y, &acc);
+    workgroupBarrier();
+  }
+  storeTile(row0, col0, l.x, l.y, o.c, &acc);
+}
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn tnTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let o = batchOffsets(wg.z);
+  let col0 = wg.x * 8u * WG_X;
+  let t = l.y * WG_X + l.x;
+  if (BIAS_GRAD && wg.y == (u.M + 8u * WG_Y - 1u) / (8u * WG_Y)) {
+    biasGradTile(o, col0, t);
+    return;
+  }
+  let row0 = wg.y * 8u * WG_Y;
+  var acc: Acc;
+  for (var k0 = 0u; k0 < u.K; k0 += TK) {
+    stageAcols(o, row0, k0, t);
+    stageBrows(o, col0, k0, t);
+    workgroupBarrier();
+    stageProduct(l.x, l.y, &acc);
+    workgroupBarrier();
+  }
+  storeTile(row0, col0, l.x, l.y, o.c, &acc);
+}
