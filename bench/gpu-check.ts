@@ -4,7 +4,9 @@
 // the table gives the worst per-step loss gap and the final parameter and moment gaps, scaled as
 // in tests/engine.train.test.ts (which holds SwiftShader to 1e-3 / 2e-3 / 1e-3). The tests only
 // see SwiftShader; this is how a real GPU's arithmetic (FMA, reduction order, subnormals) is
-// checked. Writes bench/results/gpu-check.json.
+// checked. The engine runs the autotuner's kernels for this adapter, as a volunteer's does (on
+// a GPU: tiled matmul, K-split weight gradients, tiled attention where they won);
+// --default-tuning runs the untuned defaults. Writes bench/results/gpu-check.json.
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +15,9 @@ import { initParams } from '../src/model/init.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { CpuTrainer } from '../src/train/cpu-trainer.ts';
 import { GpuEngine } from '../src/gpu/engine.ts';
+import { autotune } from '../src/gpu/autotune.ts';
+import { fileStore } from '../src/gpu/autotune-node.ts';
+import { DEFAULT_TUNING } from '../src/gpu/kernels.ts';
 import { describeAdapter, summarizeAdapter } from '../src/gpu/device.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
 import { loadDefaultCorpus } from '../src/data/corpus.ts';
@@ -35,6 +40,8 @@ const device = await adapter!.requestDevice({
 });
 const corpus = loadDefaultCorpus();
 console.log(`gpu-check on ${adapterName}: ${STEPS} steps per preset, GPU engine vs CPU reference`);
+const tuning = process.argv.includes('--default-tuning') ? DEFAULT_TUNING : (await autotune(device, summarizeAdapter(adapter!), { store: fileStore() })).tuning;
+console.log(`tuning: ${JSON.stringify(tuning)}`);
 
 const rows: { preset: string; B: number; T: number; steps: number; maxLossRel: number; paramRatio: number; momentRatio: number; firstLoss: number; lastLoss: number; cpuMs: number; gpuMs: number }[] = [];
 for (const name of presets) {
@@ -52,7 +59,7 @@ for (const name of presets) {
   const cpuLosses = batches.map((b) => cpu.trainStep(b));
   const cpuMs = (performance.now() - t0) / STEPS;
 
-  const engine = new GpuEngine(device, { layout, train: cfg, B, T });
+  const engine = new GpuEngine(device, { layout, train: cfg, B, T, tuning });
   const zeros = new Float32Array(layout.total);
   engine.writeState({ params: theta0, m: zeros, v: zeros, phi: theta0, outerM: zeros, step: 0 });
   t0 = performance.now();
@@ -84,6 +91,6 @@ for (const r of rows) {
 console.log('params: |θ_gpu − θ_cpu|∞ / |θ_cpu − θ_0|∞; moments: |m_gpu − m_cpu|∞ / |m_cpu|∞ (SwiftShader tests hold 2e-3 and 1e-3)');
 mkdirSync(outDir, { recursive: true });
 const file = join(outDir, 'gpu-check.json');
-writeFileSync(file + '.tmp', JSON.stringify({ date: new Date().toISOString(), adapter: adapterName, node: process.version, rows }, null, 1) + '\n');
+writeFileSync(file + '.tmp', JSON.stringify({ date: new Date().toISOString(), adapter: adapterName, node: process.version, tuning, rows }, null, 1) + '\n');
 renameSync(file + '.tmp', file);
 console.log(`wrote ${file}`);

@@ -2,7 +2,9 @@
 // Runs the engine in Node (Dawn; SwiftShader without a GPU driver), times every dispatch of one
 // step with timestamp queries (one compute pass per dispatch), and prints the kernels grouped
 // by kind (layers folded together), slowest first; then times --steps N (default 20) whole
-// training steps on the wall clock, loss read-back included. Writes bench/results/profile.json.
+// training steps on the wall clock, loss read-back included. The kernels' shapes are the
+// autotuner's for this adapter (cached as a volunteer's are; --default-tuning for the untuned
+// defaults). Writes bench/results/profile.json.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +12,9 @@ import { preset, trainConfig, type ModelConfig } from '../src/model/config.ts';
 import { initParams } from '../src/model/init.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { GpuEngine } from '../src/gpu/engine.ts';
+import { autotune } from '../src/gpu/autotune.ts';
+import { fileStore } from '../src/gpu/autotune-node.ts';
+import { DEFAULT_TUNING } from '../src/gpu/kernels.ts';
 import { describeAdapter, summarizeAdapter } from '../src/gpu/device.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
 import { stepFlops } from './flops.ts';
@@ -28,7 +33,9 @@ const device = await adapter.requestDevice({
   label: 'profile.device', requiredFeatures: ['timestamp-query'],
   requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize },
 });
-const engine = new GpuEngine(device, { layout, train: cfg, B: cfg.batch, T: cfg.seqLen });
+const tuning = process.argv.includes('--default-tuning') ? DEFAULT_TUNING : (await autotune(device, summarizeAdapter(adapter), { store: fileStore() })).tuning;
+console.log(`tuning: ${JSON.stringify(tuning)}`);
+const engine = new GpuEngine(device, { layout, train: cfg, B: cfg.batch, T: cfg.seqLen, tuning });
 const theta = initParams(layout, 1), zeros = new Float32Array(layout.total);
 engine.writeState({ params: theta, m: zeros, v: zeros, phi: theta, outerM: zeros, step: 0 });
 const tokens = Uint32Array.from({ length: cfg.batch * cfg.seqLen }, (_, i) => (i * 31) % model.vocab);
@@ -81,7 +88,7 @@ console.log(`wall clock: ${stepMs.toFixed(2)} ms per step over ${timedSteps} ste
   `${(cfg.batch * cfg.seqLen / stepMs * 1000).toFixed(0)} tokens/s`);
 const out = join(fileURLToPath(new URL('.', import.meta.url)), 'results', 'profile.json');
 await mkdir(join(out, '..'), { recursive: true });
-await writeFile(out, JSON.stringify({ adapter: describeAdapter(summarizeAdapter(adapter)), model: name, dispatches: list.length, totalMs: total, wallMsPerStep: stepMs, timedSteps, rows }, null, 2) + '\n');
+await writeFile(out, JSON.stringify({ adapter: describeAdapter(summarizeAdapter(adapter)), tuning, model: name, dispatches: list.length, totalMs: total, wallMsPerStep: stepMs, timedSteps, rows }, null, 2) + '\n');
 console.log(`wrote ${out}`);
 engine.destroy();
 device.destroy();

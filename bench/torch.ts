@@ -44,7 +44,7 @@ const int = (name: string, dflt: number, min: number) => {
 };
 const presets = (arg('presets') ?? 'micro,tiny').split(',');
 const B = int('batch', 8, 1);
-const WARMUP = int('warmup', 1, 0);
+const WARMUP = int('warmup', 3, 0);
 // The loss after 10 updates is step 11's: at least 11 steps in all.
 const TIMED = int('timed', 10, Math.max(1, 11 - WARMUP));
 const MODES = (arg('modes') ?? 'fp32,tf32,compile').split(',');

@@ -7,7 +7,8 @@
 # SIM_ONLY=1 skips the kernel lab, the profile and the GPU check (e.g. a --learner webgpu sweep:
 #   SIM_ARGS="--learner webgpu --preset tiny --batch 4 --seq-len 64 --tag tiny-gpu").
 # TORCH_ONLY=1 runs only bench:torch (Murmur vs PyTorch on this GPU, nothing else on the CPUs):
-#   TORCH_PRESETS (default small,base), TORCH_ARGS (more bench/torch.ts options), TORCH_TIMEOUT.
+#   TORCH_PRESETS (default small,base), TORCH_ARGS (bench/torch.ts options; default --warmup 3
+#   --timed 30: one warm-up step left the GPU's first timed steps slow on the H200), TORCH_TIMEOUT.
 # PARTS picks parts by name, in this order: lab (matmul kernel lab), torch, profile, check, sim;
 #   e.g. PARTS="lab torch" (TORCH_ONLY=1 is PARTS=torch; the default is "lab profile check sim").
 #   LAB_ARGS are more bench/kernels/matmul.ts options (variant prefixes, --max-size).
@@ -42,7 +43,7 @@ fi
 if has torch; then
   echo "== bench:torch ($(python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' 2>&1))"
   ( unset VK_ICD_FILENAMES; export LD_LIBRARY_PATH=$PWD/dist/vk:${LD_LIBRARY_PATH:-}
-    timeout ${TORCH_TIMEOUT:-420} $NODE dist/kernels/torch.mjs --presets ${TORCH_PRESETS:-small,base} --python python3 --out "$OUT" ${TORCH_ARGS:-} > "$OUT/torch.log" 2>&1; echo "torch rc=$?" >> "$OUT/torch.log" )
+    timeout ${TORCH_TIMEOUT:-420} $NODE dist/kernels/torch.mjs --presets ${TORCH_PRESETS:-small,base} --python python3 --out "$OUT" ${TORCH_ARGS:---warmup 3 --timed 30} > "$OUT/torch.log" 2>&1; echo "torch rc=$?" >> "$OUT/torch.log" )
   grep -vE "^Warning|^    at " "$OUT/torch.log" | tail -30
 fi
 # SIM_ARGS may hold --learner webgpu: the replicas then find the GPU as the Node volunteer does.
@@ -67,6 +68,9 @@ if has check; then
   timeout 120 $NODE dist/kernels/gpu-check.mjs --presets ${CHECK_PRESETS:-micro,tiny} --steps 10 --out "$OUT" > "$OUT/gpu-check.log" 2>&1; echo "gpu-check rc=$?" >> "$OUT/gpu-check.log" )
 grep -vE "^Warning|^    at " "$OUT/gpu-check.log"
 fi
-[ -z "$SIM" ] && exit 0
+# The device tool brings back at most 8 files: the logs travel as one archive.
+pack() { ( cd "$OUT" && ls *.log >/dev/null 2>&1 && tar czf logs.tgz *.log && rm -f *.log ); }
+[ -z "$SIM" ] && { pack; exit 0; }
 wait $SIM
 echo "== sim ($(( $(date +%s) - T0 )) s)"; grep -A12 -E "per inner rate|Mean over seeds" "$OUT/sim.log"; grep -A10 "^Claims" "$OUT/sim.log"; tail -2 "$OUT/sim.log"
+pack

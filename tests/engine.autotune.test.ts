@@ -50,16 +50,18 @@ describe('autotune', () => {
   gpuTest('on a hardware adapter also tunes the large GEMM class and tries the tiled matmul and attention kernels; a software one does neither', async (device) => {
     const { info } = await getTestGpu();
     const tile = { wgX: 4, wgY: 2, tm: 8 as const, vec4: true, tile: true };
-    const hw = await autotune(device, { ...info, isSoftware: false }, { ...small, tileCandidates: [tile], largeSize: 96, attentionT: 24, store: memoryStore() });
-    expect(hw.timings).toHaveLength(2 * 3 * (3 + 1) + 2 + 2); // 2 classes x 3 modes x (3 shapes + other width); 2 grids; 2 attention kernels
+    const hw = await autotune(device, { ...info, isSoftware: false }, { ...small, tileCandidates: [tile], splitCandidates: [2, 3], largeSize: 96, attentionT: 24, store: memoryStore() });
+    // 2 classes x 3 modes x (3 shapes + other width), tn's tile split 2 ways in each class; 2 grids; 2 attention kernels
+    expect(hw.timings).toHaveLength(2 * 3 * (3 + 1) + 2 * 2 + 2 + 2);
     const att = hw.timings.filter((t) => t.kernel === 'attention');
     expect(att.map((t) => t.shape).sort()).toEqual(['rows', 'tiled']);
     expect(hw.tuning.attention).toBe(att.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
     for (const mode of ['nn', 'nt', 'tn'] as const) {
       for (const suffix of ['', '.large']) {
         const mine = hw.timings.filter((t) => t.kernel === `matmul.${mode}${suffix}`);
-        expect(mine).toHaveLength(4);
+        expect(mine).toHaveLength(mode === 'tn' ? 6 : 4);
         expect(mine.map((t) => t.shape)).toContain(shapeName(tile));
+        if (mode === 'tn') expect(mine.map((t) => t.shape)).toEqual(expect.arrayContaining([shapeName({ ...tile, splitK: 2 }), shapeName({ ...tile, splitK: 3 })]));
         const chosen = (suffix ? hw.tuning.matmulLarge! : hw.tuning.matmul)[mode];
         expect(shapeName(chosen)).toBe(mine.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
       }

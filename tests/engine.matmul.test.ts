@@ -3,7 +3,7 @@
 // Tolerance: 1e-5 relative to the largest output (f32 sums of up to ~100 terms).
 import { afterAll, describe, expect } from 'vitest';
 import { DEFAULT_TUNING, Kernels, writeArray, type MatmulMode, type Tuning } from '../src/gpu/kernels.ts';
-import { matmul, vec4Aligned, type MatmulSpec } from '../src/gpu/matmul.ts';
+import { matmul, matmulDispatches, splitOf, vec4Aligned, type MatmulSpec } from '../src/gpu/matmul.ts';
 import { gpuTest, readF32, uploadF32 } from './support/gpu.ts';
 import { randomArray, relErr, runDispatches } from './support/engine.ts';
 
@@ -11,7 +11,7 @@ const TOL = 1e-5;
 // Every case runs with both register-block heights (TM = 8 and 4), two workgroup shapes, and
 // (for aligned operands) both load widths; and on the workgroup-memory tiled kernels (tile:
 // 128 x 128, 64 x 32 and 32 x 16 workgroup tiles, the last with scalar loads), whose
-// tiles and 8-deep stages the shapes below cut at odd places.
+// tiles and 8-deep stages the shapes below cut at odd places; and tn with K split in 3 and 5.
 const TUNINGS: Tuning[] = [
   DEFAULT_TUNING,
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 16, wgY: 4, tm: 4, vec4: true }, nt: { wgX: 4, wgY: 16, tm: 4, vec4: true }, tn: { wgX: 16, wgY: 4, tm: 4, vec4: true } } },
@@ -19,6 +19,9 @@ const TUNINGS: Tuning[] = [
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 16, wgY: 16, tm: 8, vec4: true, tile: true }, nt: { wgX: 16, wgY: 16, tm: 8, vec4: true, tile: true }, tn: { wgX: 16, wgY: 16, tm: 8, vec4: true, tile: true } } },
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 4, tm: 8, vec4: true, tile: true }, nt: { wgX: 4, wgY: 8, tm: 8, vec4: true, tile: true }, tn: { wgX: 8, wgY: 4, tm: 8, vec4: true, tile: true } } },
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 4, wgY: 2, tm: 8, vec4: false, tile: true }, nt: { wgX: 4, wgY: 2, tm: 8, vec4: false, tile: true }, tn: { wgX: 4, wgY: 2, tm: 8, vec4: false, tile: true } } },
+  // K split over 3 and 5 workgroups per tile (tn only; the others ignore splitK).
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true }, tn: { wgX: 4, wgY: 2, tm: 8, vec4: true, tile: true, splitK: 3 } } },
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true }, tn: { wgX: 16, wgY: 16, tm: 8, vec4: false, tile: true, splitK: 5 } } },
 ];
 const kernels: Kernels[] = [];
 const kernelsFor = (device: GPUDevice, t: number) => (kernels[t] ??= new Kernels(device, TUNINGS[t]));
@@ -69,7 +72,7 @@ async function check(device: GPUDevice, c: Case): Promise<{ err: number; vec4: b
   let err = 0;
   for (let t = 0; t < TUNINGS.length; t++) {
     writeArray(device.queue, bufs[4], C0); // accumulate starts from the same C each time
-    await runDispatches(device, [matmul(kernelsFor(device, t), spec)]);
+    await runDispatches(device, matmulDispatches(kernelsFor(device, t), spec));
     err = Math.max(err, relErr(await readF32(device, bufs[4], c.M * c.N), want));
   }
   return { err, vec4: vec4Aligned(spec) };
@@ -121,10 +124,10 @@ describe('matmul.wgsl', () => {
       for (let k = 0; k < K; k++) for (let j = 0; j < N; j++) wantDb[j] += B[k * N + j];
       for (let t = 0; t < TUNINGS.length; t++) {
         const gA = uploadF32(device, A), gB = uploadF32(device, B), gC = uploadF32(device, C0), gDb = uploadF32(device, db0);
-        await runDispatches(device, [matmul(kernelsFor(device, t), {
+        await runDispatches(device, matmulDispatches(kernelsFor(device, t), {
           label: 'test.tn.bias', mode: 'tn', M, N, K, accumulate: true,
           a: { ref: gA, ld: M }, b: { ref: gB, ld: N }, c: { ref: gC, ld: N }, biasGrad: { ref: gDb },
-        })]);
+        }));
         expect(relErr(await readF32(device, gC, M * N), want)).toBeLessThan(TOL);
         expect(relErr(await readF32(device, gDb, N), wantDb)).toBeLessThan(TOL);
       }
@@ -155,6 +158,20 @@ describe('matmul.wgsl', () => {
     }
     expect(relErr(gotValid, want)).toBeLessThan(TOL);
     }
+  });
+
+  gpuTest('a K split is two dispatches (partial products, then their sum) for tiled tn only', async (device) => {
+    const buf = uploadF32(device, new Float32Array(64));
+    const spec = (mode: MatmulMode): MatmulSpec => ({ label: `test.split.${mode}`, mode, M: 4, N: 4, K: 40, a: { ref: buf, ld: 4 }, b: { ref: buf, ld: 4 }, c: { ref: buf, ld: 4 } });
+    const t = TUNINGS.length - 2;
+    expect(matmulDispatches(kernelsFor(device, t), spec('tn')).map((d) => d.label)).toEqual(['test.split.tn.split', 'test.split.tn.splitSum']);
+    expect(matmulDispatches(kernelsFor(device, t), spec('nn'))).toHaveLength(1);
+    // No more ranges than 8-deep stages; none with an epilogue or a batch.
+    const tile = { wgX: 4, wgY: 2, tm: 8 as const, vec4: true, tile: true, splitK: 16 };
+    expect(splitOf({ ...spec('tn'), K: 17 }, tile)).toBe(3);
+    expect(splitOf({ ...spec('tn'), batch: { count: 2, inner: 1 } }, tile)).toBe(1);
+    expect(splitOf(spec('tn'), { ...tile, tile: false })).toBe(1);
+    expect(() => splitOf(spec('tn'), { ...tile, splitK: 17 })).toThrow(/test\.split\.tn: splitK must be an integer in 1\.\.16/);
   });
 
   gpuTest('a tiled shape the kernel cannot run is refused by name', async (device) => {

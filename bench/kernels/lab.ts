@@ -66,17 +66,22 @@ export function maxRelErr(got: Float32Array, want: Float32Array | Float64Array):
 
 /** Median wall time in ms of `reps` single submits of `encode`, after one warm-up. */
 export async function timeIt(device: GPUDevice, encode: (enc: GPUCommandEncoder) => void, reps: number): Promise<number> {
-  const once = async () => {
+  // `n` runs in one submit, so that the submit and its completion callback (tens to hundreds
+  // of microseconds in Dawn) do not count as kernel time on a fast GPU; n grows until a submit
+  // takes >= 20 ms. The median of `reps` such submits, per run.
+  const batch = async (n: number) => {
     const enc = device.createCommandEncoder();
-    encode(enc);
+    for (let i = 0; i < n; i++) encode(enc);
     const t0 = performance.now();
     device.queue.submit([enc.finish()]);
     await device.queue.onSubmittedWorkDone();
-    return performance.now() - t0;
+    return (performance.now() - t0) / n;
   };
-  await once();
+  await batch(1);
+  let n = 1;
+  while (n < 256 && n * await batch(n) < 20) n *= 4;
   const ts: number[] = [];
-  for (let i = 0; i < reps; i++) ts.push(await once());
+  for (let i = 0; i < reps; i++) ts.push(await batch(n));
   ts.sort((a, b) => a - b);
   return ts[Math.floor(ts.length / 2)];
 }

@@ -6,7 +6,7 @@
 // few wide workgroups best, a discrete GPU wants many.
 import type { AdapterSummary } from './device.ts';
 import { DEFAULT_TUNING, encodeDispatches, Kernels, type Dispatch, type MatmulMode, type MatmulShape, type StrideShape, type Tuning, UniformData } from './kernels.ts';
-import { matmul } from './matmul.ts';
+import { matmulDispatches } from './matmul.ts';
 import { attentionBackward, attentionForward } from './ops.ts';
 import { isTuning } from './tuning-check.ts';
 
@@ -27,6 +27,8 @@ export interface AutotuneOptions {
   /** Workgroup-memory tile shapes tried on hardware adapters only (default TILE_CANDIDATES). */
   tileCandidates?: MatmulShape[];
   strideCandidates?: StrideShape[];
+  /** K splits tried for tn's fastest tile (default SPLIT_CANDIDATES). */
+  splitCandidates?: number[];
   /** Attention kernels tried on hardware adapters (default both; software adapters keep 'rows'). */
   attentionCandidates?: NonNullable<Tuning['attention']>[];
   /** Sequence length of the timed attention (default 256). */
@@ -63,12 +65,14 @@ export const TILE_CANDIDATES: MatmulShape[] = [
   { wgX: 16, wgY: 16, tm: 8, vec4: true, tile: true }, { wgX: 16, wgY: 8, tm: 8, vec4: true, tile: true },
   { wgX: 8, wgY: 16, tm: 8, vec4: true, tile: true }, { wgX: 8, wgY: 8, tm: 8, vec4: true, tile: true },
 ];
+/** K splits tried on tn with its fastest tile (hardware adapters). */
+export const SPLIT_CANDIDATES = [2, 4, 8];
 export const STRIDE_CANDIDATES: StrideShape[] = [
   { wg: 256, groups: 64 }, { wg: 256, groups: 256 }, { wg: 256, groups: 1024 }, { wg: 256, groups: 4096 },
 ];
 
 export function shapeName(s: MatmulShape): string {
-  return `${s.tile ? 'tile ' : ''}${s.wgX}x${s.wgY}/${s.tm}${s.vec4 ? '' : '/scalar'}`;
+  return `${s.tile ? 'tile ' : ''}${s.wgX}x${s.wgY}/${s.tm}${s.vec4 ? '' : '/scalar'}${(s.splitK ?? 1) > 1 ? `/split${s.splitK}` : ''}`;
 }
 
 /** The cache key: which adapter, and which version of the kernels. */
@@ -106,15 +110,22 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
       for (const mode of ['nn', 'nt', 'tn'] as MatmulMode[]) {
         const [M, N, K] = mode === 'tn' && suffix ? [size / 2, size / 2, size * 4] : [size, size, size];
         let best = { ms: Infinity, shape: DEFAULT_TUNING.matmul[mode] };
+        let bestTile = { ms: Infinity, shape: undefined as MatmulShape | undefined };
         const measure = async (shape: MatmulShape) => {
-          const d = matmul(k, { label: `autotune.matmul.${mode}`, mode, M, N, K, a: { ref: A, ld: mode === 'tn' ? M : K }, b: { ref: B, ld: mode === 'nt' ? K : N }, c: { ref: C, ld: N } }, shape);
-          const ms = await timeDispatch(device, d);
+          const ds = matmulDispatches(k, { label: `autotune.matmul.${mode}`, mode, M, N, K, a: { ref: A, ld: mode === 'tn' ? M : K }, b: { ref: B, ld: mode === 'nt' ? K : N }, c: { ref: C, ld: N } }, shape);
+          const ms = await timeDispatch(device, ds);
           timings.push({ kernel: `matmul.${mode}${suffix}`, shape: shapeName(shape), ms });
           if (ms < best.ms) best = { ms, shape };
+          if (shape.tile && ms < bestTile.ms) bestTile = { ms, shape };
         };
         for (const shape of candidates) {
           if (shape.wgX * shape.wgY > device.limits.maxComputeInvocationsPerWorkgroup) continue;
           await measure(shape);
+        }
+        // Weight gradients: the fastest tile again with K split over 2, 4, 8 workgroups per tile.
+        if (mode === 'tn' && bestTile.shape) {
+          const tile = bestTile.shape;
+          for (const splitK of opts.splitCandidates ?? SPLIT_CANDIDATES) await measure({ ...tile, splitK });
         }
         // The load width: the winning shape again with the other width.
         await measure({ ...best.shape, vec4: !best.shape.vec4 });

@@ -5,7 +5,7 @@
 import type { Layout } from '../model/layout.ts';
 import { layerTensor, tensor } from '../model/layout.ts';
 import { type Dispatch, type Kernels, writeArray } from './kernels.ts';
-import { matmul } from './matmul.ts';
+import { matmul, matmulDispatches } from './matmul.ts';
 import {
   attentionBackward, attentionForward, crossentropy, encoderBackward, encoderForward,
   layernormBackward, layernormForward, layernormScratchFloats, matmulBackward, matmulForward, matmulGeluForward, tokenIndex,
@@ -119,7 +119,7 @@ export class GpuGPT {
       // ---- backward ----
       const bwd = this.backward;
       bwd.push(matmul(k, { label: 'GpuGPT.logits.dinp', mode: 'nn', M: N, N: C, K: V, a: { ref: logits, ld: V }, b: { ref: wte, ld: C }, c: { ref: dln, ld: C } }));
-      bwd.push(matmul(k, { label: 'GpuGPT.logits.dweight', mode: 'tn', M: V, N: C, K: N, a: { ref: logits, ld: V }, b: { ref: lnf, ld: C }, c: { ref: G('transformer.wte.weight'), ld: C }, accumulate: true }));
+      bwd.push(...matmulDispatches(k, { label: 'GpuGPT.logits.dweight', mode: 'tn', M: V, N: C, K: N, a: { ref: logits, ld: V }, b: { ref: lnf, ld: C }, c: { ref: G('transformer.wte.weight'), ld: C }, accumulate: true }));
       bwd.push(...layernormBackward(k, 'GpuGPT.lnf.bwd', this.dres, G('transformer.ln_f.weight'), G('transformer.ln_f.bias'), dln, last, P('transformer.ln_f.weight'), lnfMean, lnfRstd, lnScratch, N, C));
       for (let l = L - 1; l >= 0; l--) {
         const a = acts[l];

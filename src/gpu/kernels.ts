@@ -18,9 +18,11 @@ export type MatmulMode = 'nn' | 'nt' | 'tn';
  * 4 columns each) and rows (wgY), rows per invocation (tm: 8 or 4), and whether aligned
  * operands use vec4 loads (vec4) or scalar ones. With `tile`, the workgroup-memory kernels
  * (nnTile, ntTile, tnTile) run instead: each invocation owns an 8 x 8 block (tm is then 8) of
- * a (8 wgY) x (8 wgX) workgroup tile; wgX <= 16, and wgY even and <= 16.
+ * a (8 wgY) x (8 wgX) workgroup tile; wgX <= 16, and wgY even and <= 16. `splitK` (tiled tn
+ * only, 2..16) splits K over that many workgroups per tile, whose partial products a second
+ * dispatch adds up (matmulDispatches).
  */
-export interface MatmulShape { wgX: number; wgY: number; tm: 4 | 8; vec4: boolean; tile?: boolean }
+export interface MatmulShape { wgX: number; wgY: number; tm: 4 | 8; vec4: boolean; tile?: boolean; splitK?: number }
 
 /**
  * Grid of the grid-stride kernels over whole state buffers (AdamW, outer step, grad norm,
@@ -121,11 +123,26 @@ export class Kernels {
   readonly dummyOut: GPUBuffer;
   /** Every buffer this object created (uniforms, dummies), destroyed by destroy(). */
   private readonly owned: GPUBuffer[] = [];
+  private scratchBuf: GPUBuffer | undefined;
 
   constructor(readonly device: GPUDevice, readonly tuning: Tuning = DEFAULT_TUNING) {
     this.dummy = device.createBuffer({ label: 'Kernels.dummy', size: 256, usage: GPUBufferUsage.STORAGE });
     this.dummyOut = device.createBuffer({ label: 'Kernels.dummyOut', size: 256, usage: GPUBufferUsage.STORAGE });
     this.owned.push(this.dummy, this.dummyOut);
+  }
+
+  /**
+   * Scratch of at least `floats` floats, shared by every dispatch that asks (split-K partial
+   * products: each pair of dispatches writes it, then reads it, before the next pair runs; a
+   * compute pass orders them). A larger request makes a larger buffer for later dispatches.
+   */
+  scratch(floats: number): GPUBuffer {
+    const size = Math.max(256, Math.ceil(floats * 4 / 256) * 256);
+    if (!this.scratchBuf || this.scratchBuf.size < size) {
+      this.scratchBuf = this.device.createBuffer({ label: 'Kernels.scratch', size, usage: GPUBufferUsage.STORAGE });
+      this.owned.push(this.scratchBuf);
+    }
+    return this.scratchBuf;
   }
 
   /** Grid of a grid-stride kernel over n elements, with the tuned workgroup count cap. */

@@ -51,8 +51,48 @@ export function vec4Aligned(s: MatmulSpec): boolean {
   return ints.every((x) => x % 4 === 0) && bytes.every((x) => x % 16 === 0);
 }
 
-/** One Dispatch for `s`; `shape` overrides the tuned workgroup shape (the autotuner's candidates). */
-export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = tunedShape(k.tuning, s.mode, s.M, s.N, s.K)): Dispatch {
+/** The K split that `shape` gives product `s`: above 1 only for an unbatched tiled tn product without bias or epilogue. */
+export function splitOf(s: MatmulSpec, shape: MatmulShape): number {
+  const split = shape.splitK ?? 1;
+  if (!Number.isInteger(split) || split < 1 || split > 16) throw new RangeError(`${s.label}: splitK must be an integer in 1..16, got ${split}`);
+  return shape.tile && s.mode === 'tn' && !s.batch && !s.epilogue && !s.bias ? Math.min(split, Math.ceil(s.K / 8)) : 1;
+}
+
+/**
+ * The dispatches of product `s`: one (matmul), or for a K split (a tiled tn shape with splitK)
+ * two: the partial products of the K ranges into slabs of the shared scratch, then their sum
+ * into C, in slab order (accumulating when `s` accumulates). The bias gradient rides along
+ * with the first range's workgroups.
+ */
+export function matmulDispatches(k: Kernels, s: MatmulSpec, shape: MatmulShape = tunedShape(k.tuning, s.mode, s.M, s.N, s.K)): Dispatch[] {
+  const slab = s.M * s.N;
+  // No more slabs than one storage binding holds.
+  const split = Math.min(splitOf(s, shape), Math.floor(k.device.limits.maxStorageBufferBindingSize / (4 * slab)));
+  if (split <= 1) return [matmul(k, s, { ...shape, splitK: 1 })];
+  const scratch = k.scratch(split * slab);
+  const partial = matmul(k, {
+    ...s, label: `${s.label}.split`, accumulate: false, batch: { count: split, inner: 1 },
+    a: { ...s.a, outer: 0 }, b: { ...s.b, outer: 0 }, c: { ref: scratch, ld: s.N, outer: slab },
+  }, shape, split);
+  const u = new UniformData()
+    .u32(s.M, s.N, split, 0)
+    .u32(0, s.c.ld, 0, 0)
+    .u32(s.c.off ?? 0, 0, 0, 0)
+    .u32(1, 0, 0, 0)
+    .u32(0, 0, 0)
+    .f32(1);
+  const sum = k.dispatch(`${s.label}.splitSum`, k.pipeline('matmul', 'splitSum', { ACCUM: !!s.accumulate }, k.layout('matmul', [...MM_LAYOUT])),
+    [k.dummy, k.dummy, k.dummy, k.dummy, s.c.ref, k.uniform(`${s.label}.splitSum.uniform`, u), k.dummyOut, scratch, k.dummy],
+    [Math.min(k.device.limits.maxComputeWorkgroupsPerDimension, Math.ceil(slab / 256)), 1, 1]);
+  return [partial, sum];
+}
+
+/**
+ * One Dispatch for `s`; `shape` overrides the tuned workgroup shape (the autotuner's
+ * candidates). A shape's splitK is matmulDispatches' business: here `splitK` (internal) is the
+ * K split of a partial-product dispatch, whose batch index z is the K range.
+ */
+export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = tunedShape(k.tuning, s.mode, s.M, s.N, s.K), splitK = 1): Dispatch {
   for (const [name, v] of [['M', s.M], ['N', s.N], ['K', s.K]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`${s.label}: matmul ${name} must be a positive integer, got ${v}`);
   }
@@ -69,6 +109,7 @@ export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = tunedShap
     ACCUM: !!s.accumulate,
     EPI: s.epilogue ? { residual: 1, geluGrad: 2, gelu: 3 }[s.epilogue.kind] : 0,
     BIAS_GRAD: !!s.biasGrad,
+    ...(splitK > 1 ? { SPLIT_K: splitK } : {}),
   };
   if (s.biasGrad && (s.mode !== 'tn' || s.bias)) throw new Error(`${s.label}: biasGrad needs mode tn and no bias`);
   const geluOut = s.epilogue?.kind === 'gelu';

@@ -2,7 +2,7 @@
 // (src/model/reference.ts, after llm.c): outputs first, then inputs, then sizes. Each returns
 // the Dispatch records of its kernels, with their uniforms written once, here.
 import { type Dispatch, type Kernels, type Ref, strideGrid, UniformData } from './kernels.ts';
-import { matmul } from './matmul.ts';
+import { matmul, matmulDispatches } from './matmul.ts';
 
 /** out (B,T,C) = wte[tokens] + wpe[t]. */
 export function encoderForward(k: Kernels, label: string, out: Ref, tokens: Ref, wte: Ref, wpe: Ref, B: number, T: number, C: number): Dispatch {
@@ -90,8 +90,8 @@ export function matmulBackward(k: Kernels, label: string, dinp: Ref | null, dwei
       epilogue: geluInput ? { kind: 'geluGrad', ref: geluInput, ld: C } : undefined,
     }));
   }
-  // dW and db in one dispatch: the bias gradient is the tn kernel's extra block row.
-  out.push(matmul(k, {
+  // dW and db in one dispatch (two with a K split): the bias gradient is the tn kernel's extra block row.
+  out.push(...matmulDispatches(k, {
     label: `${label}.dweight`, mode: 'tn', M: C, N: OC, K: N,
     a: { ref: inp, ld: C }, b: { ref: dout, ld: OC }, c: { ref: dweight, ld: OC }, accumulate: true,
     biasGrad: dbias ? { ref: dbias } : undefined,

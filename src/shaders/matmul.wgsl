@@ -282,14 +282,14 @@ fn ldb4n(i: u32, n: u32) -> vec4f {
 fn left(x: u32, end: u32) -> u32 { return select(0u, min(end - x, 4u), x < end); }
 
 // A tile of stage k0 for nn/nt: A(row, k) at offA + row * lda + k; two vec4 along k per row.
-fn stageArows(o: Offs, row0: u32, k0: u32, t: u32) {
+fn stageArows(o: Offs, row0: u32, k0: u32, kEnd: u32, t: u32) {
   let bm = 8u * WG_Y;
   let per = TK / 4u; // vec4s per row
   for (var e = t; e < per * bm; e += WG_X * WG_Y) {
     let r = e / per;
     let kq = (e % per) * 4u;
     var v = vec4f(0.0);
-    if (row0 + r < u.M) { v = lda4n(o.a + (row0 + r) * u.lda + k0 + kq, left(k0 + kq, u.K)); }
+    if (row0 + r < u.M) { v = lda4n(o.a + (row0 + r) * u.lda + k0 + kq, left(k0 + kq, kEnd)); }
     let base = kq * (bm / 4u) + (r >> 2u);
     let c = r & 3u;
     tA[base][c] = v.x; tA[base + bm / 4u][c] = v.y;
@@ -297,36 +297,36 @@ fn stageArows(o: Offs, row0: u32, k0: u32, t: u32) {
   }
 }
 // A tile of stage k0 for tn: A(row, k) at offA + k * lda + row; one vec4 along rows.
-fn stageAcols(o: Offs, row0: u32, k0: u32, t: u32) {
+fn stageAcols(o: Offs, row0: u32, k0: u32, kEnd: u32, t: u32) {
   let bm4 = 2u * WG_Y;
   for (var e = t; e < TK * bm4; e += WG_X * WG_Y) {
     let k = e / bm4;
     let r = (e % bm4) * 4u;
     var v = vec4f(0.0);
-    if (k0 + k < u.K) { v = lda4n(o.a + (k0 + k) * u.lda + row0 + r, left(row0 + r, u.M)); }
+    if (k0 + k < kEnd) { v = lda4n(o.a + (k0 + k) * u.lda + row0 + r, left(row0 + r, u.M)); }
     tA[e] = v;
   }
 }
 // B tile of stage k0 for nn/tn: B(k, col) at offB + k * ldb + col; one vec4 along columns.
-fn stageBrows(o: Offs, col0: u32, k0: u32, t: u32) {
+fn stageBrows(o: Offs, col0: u32, k0: u32, kEnd: u32, t: u32) {
   let bn4 = 2u * WG_X;
   for (var e = t; e < TK * bn4; e += WG_X * WG_Y) {
     let k = e / bn4;
     let c = (e % bn4) * 4u;
     var v = vec4f(0.0);
-    if (k0 + k < u.K) { v = ldb4n(o.b + (k0 + k) * u.ldb + col0 + c, left(col0 + c, u.N)); }
+    if (k0 + k < kEnd) { v = ldb4n(o.b + (k0 + k) * u.ldb + col0 + c, left(col0 + c, u.N)); }
     tB[e] = v;
   }
 }
 // B tile of stage k0 for nt: B(k, col) at offB + col * ldb + k; two vec4 along k per column.
-fn stageBcols(o: Offs, col0: u32, k0: u32, t: u32) {
+fn stageBcols(o: Offs, col0: u32, k0: u32, kEnd: u32, t: u32) {
   let bn = 8u * WG_X;
   let per = TK / 4u; // vec4s per column
   for (var e = t; e < per * bn; e += WG_X * WG_Y) {
     let c = e / per;
     let kq = (e % per) * 4u;
     var v = vec4f(0.0);
-    if (col0 + c < u.N) { v = ldb4n(o.b + (col0 + c) * u.ldb + k0 + kq, left(k0 + kq, u.K)); }
+    if (col0 + c < u.N) { v = ldb4n(o.b + (col0 + c) * u.ldb + k0 + kq, left(k0 + kq, kEnd)); }
     let base = kq * (bn / 4u) + (c >> 2u);
     let q = c & 3u;
     tB[base][q] = v.x; tB[base + bn / 4u][q] = v.y;
@@ -401,8 +401,8 @@ fn nnTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec
   let t = l.y * WG_X + l.x;
   var acc: Acc;
   for (var k0 = 0u; k0 < u.K; k0 += TK) {
-    stageArows(o, row0, k0, t);
-    stageBrows(o, col0, k0, t);
+    stageArows(o, row0, k0, u.K, t);
+    stageBrows(o, col0, k0, u.K, t);
     workgroupBarrier();
     stageProduct(l.x, l.y, &acc);
     workgroupBarrier();
@@ -418,8 +418,8 @@ fn ntTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec
   let t = l.y * WG_X + l.x;
   var acc: Acc;
   for (var k0 = 0u; k0 < u.K; k0 += TK) {
-    stageArows(o, row0, k0, t);
-    stageBcols(o, col0, k0, t);
+    stageArows(o, row0, k0, u.K, t);
+    stageBcols(o, col0, k0, u.K, t);
     workgroupBarrier();
     stageProduct(l.x, l.y, &acc);
     workgroupBarrier();
@@ -427,23 +427,52 @@ fn ntTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec
   storeTile(row0, col0, l.x, l.y, o.c, &acc);
 }
 
+/**
+ * tnTile only: the K rows split over SPLIT_K workgroups per tile (grid z), each writing its
+ * partial product to its own (M, N) slab of C (the host binds scratch as C with cOuter = M*N,
+ * unbatched); splitSum then adds the slabs into the real C. A weight gradient has few outputs
+ * and a long K (every token of the batch): split, its tiles fill a large GPU.
+ */
+override SPLIT_K: u32 = 1u;
+
 @compute @workgroup_size(WG_X, WG_Y)
 fn tnTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
   let o = batchOffsets(wg.z);
   let col0 = wg.x * 8u * WG_X;
   let t = l.y * WG_X + l.x;
   if (BIAS_GRAD && wg.y == (u.M + 8u * WG_Y - 1u) / (8u * WG_Y)) {
-    biasGradTile(o, col0, t);
+    if (wg.z == 0u) { biasGradTile(batchOffsets(0u), col0, t); }
     return;
+  }
+  var kBegin = 0u;
+  var kEnd = u.K;
+  if (SPLIT_K > 1u) {
+    let per = ((u.K + SPLIT_K - 1u) / SPLIT_K + TK - 1u) / TK * TK;
+    kBegin = min(u.K, wg.z * per);
+    kEnd = min(u.K, kBegin + per);
   }
   let row0 = wg.y * 8u * WG_Y;
   var acc: Acc;
-  for (var k0 = 0u; k0 < u.K; k0 += TK) {
-    stageAcols(o, row0, k0, t);
-    stageBrows(o, col0, k0, t);
+  for (var k0 = kBegin; k0 < kEnd; k0 += TK) {
+    stageAcols(o, row0, k0, kEnd, t);
+    stageBrows(o, col0, k0, kEnd, t);
     workgroupBarrier();
     stageProduct(l.x, l.y, &acc);
     workgroupBarrier();
   }
   storeTile(row0, col0, l.x, l.y, o.c, &acc);
+}
+
+// C (M, N at offC, ldc) (+)= the sum of u.K slabs of M*N floats at A1[offA ..]: tnTile's split
+// partial products, added in slab order (the same sum every run).
+@compute @workgroup_size(256)
+fn splitSum(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) n: vec3u) {
+  let total = u.M * u.N;
+  for (var e = g.x; e < total; e += n.x * 256u) {
+    var v = 0.0;
+    for (var s = 0u; s < u.K; s++) { v += A1[u.offA + s * total + e]; }
+    let ci = u.offC + (e / u.N) * u.ldc + e % u.N;
+    if (ACCUM) { v += C[ci]; }
+    C[ci] = v;
+  }
 }
