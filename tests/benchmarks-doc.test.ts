@@ -70,6 +70,12 @@ const profileTflops = (preset: 'small' | 'base', B: number, T: number) =>
 const gpuCheck = (file: string, preset: string, key: string): number => json(file).rows.find((r: any) => r.preset === preset)[key];
 const matmul = (file: string, wg: string): number =>
   json(file).results.find((r: any) => r.variant === 'src/shaders/matmul.wgsl' && r.wg === wg && r.shape === '512x256x1024' && Object.keys(r.overrides).length === 0).gflops;
+const torchRow = (preset: string) => json('torch-h200.json').rows.find((r: any) => r.preset === preset && r.torch_mode === 'fp32');
+const h200Profile = (preset: string) => json('profile-h200.json').runs.find((r: any) => r.model.startsWith(`${preset} preset`));
+const attentionMs = (file: string): number => json(file).runs.find((r: any) => r.model.startsWith('base preset')).rows
+  .filter((x: any) => x.kernel.includes('.attn')).reduce((a: number, x: any) => a + x.ms, 0);
+const bestAt4096 = (variant: (v: string) => boolean) => json('kernels-matmul-h200.json').results
+  .filter((r: any) => r.shape === '4096x4096x4096' && variant(r.variant)).sort((a: any, b: any) => b.gflops - a.gflops)[0];
 const microParams = (d: number) => buildLayout({ ...PRESETS.micro, d }).params;
 
 // ---- the claims --------------------------------------------------------------------------------
@@ -164,6 +170,27 @@ const CLAIMS: Claim[] = [
     return cells.map((x, i) => bm(`| ${p} | ${shown.slice(0, i + 1).join(' | ')}`, () => x));
   }),
   bm('ran 1.50 TFLOPS', () => matmul('kernels-matmul-h100.json', '8x8') / 1e3),
+  // Murmur against PyTorch on the H200
+  ...(['small', 'base'] as const).flatMap((p) => {
+    const r = torchRow(p);
+    const cells = [`${r.murmur_ms.toFixed(1)} ms`, `${r.torch_ms.toFixed(1)} ms`, `${r.ratio.toFixed(3)}×`, `${r.murmur_tflops.toFixed(2)} TFLOPS`,
+      `${r.torch_tflops.toFixed(2)} TFLOPS`, r.loss_gap_after_10_steps.toExponential(1).replace(/e([-+])0*(\d)/, 'e$1$2')];
+    const values = [r.murmur_ms, r.torch_ms, r.ratio, r.murmur_tflops, r.torch_tflops, r.loss_gap_after_10_steps];
+    return cells.map((_, i) => bm(`| ${p} | ${cells.slice(0, i + 1).join(' | ')}`, () => values[i]!));
+  }),
+  bm('took 22.80 ms', () => h200Profile('small').wallMsPerStep),
+  bm('gave 0.210×', () => json('torch-h200-before.json').rows.find((r: any) => r.preset === 'small' && r.torch_mode === 'fp32').ratio),
+  bm('and 0.149×', () => json('torch-h200-before.json').rows.find((r: any) => r.preset === 'base' && r.torch_mode === 'fp32').ratio),
+  bm('went from 134.8 ms', () => attentionMs('profile-h200-before.json')),
+  bm('a step to\n  40.96 ms', () => attentionMs('profile-h200.json')),
+  bm('127.35 ms', () => h200Profile('base').wallMsPerStep),
+  bm('at 26.38 TFLOPS', () => bestAt4096((v) => v === 'src/shaders/matmul.wgsl').gflops / 1e3),
+  bm('at 26.38 TFLOPS on 4096³, 39.4%', () => pct(bestAt4096((v) => v === 'src/shaders/matmul.wgsl').peakShare)),
+  bm('tile at 25.61 TFLOPS', () => bestAt4096((v) => v.endsWith(':nnTile')).gflops / 1e3),
+  bm('worst loss gap 1.1e-7', () => gpuCheck('gpu-check-h200.json', 'micro', 'maxLossRel')),
+  bm('and 1.6e-6', () => gpuCheck('gpu-check-h200.json', 'tiny', 'maxLossRel')),
+  bm('within 1.2e-4', () => gpuCheck('gpu-check-h200.json', 'micro', 'paramRatio')),
+  bm('and 2.2e-3 of the change', () => gpuCheck('gpu-check-h200.json', 'tiny', 'paramRatio')),
   bm('and 1.95 GFLOPS', () => matmul('kernels-matmul.json', '8x8')),
   rd('reaches a validation loss of 2.394', () => loss('sim.json', 'noloco-async')),
   rd('lockstep NoLoCo 2.454', () => loss('sim.json', 'noloco-lockstep')),
