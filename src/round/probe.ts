@@ -119,8 +119,6 @@ export interface ProbeVerdict {
 interface PartnerRecord {
   cusum: number;
   strikes: number;
-  /** Times this judge reported the partner. */
-  reports: number;
   /** Exchanges left that are judged with the strict margin (strictExchanges from a report). */
   strictLeft: number;
   exchanges: number;
@@ -191,7 +189,7 @@ export class ProbeJudge {
     }
     const s = this.settings;
     const soloMean = mean(solo), pairedMean = mean(paired);
-    const rec = this.partners.get(partner) ?? { cusum: 0, strikes: 0, reports: 0, strictLeft: 0, exchanges: 0, meanDiff: 0, accepted: 0 };
+    const rec = this.partners.get(partner) ?? { cusum: 0, strikes: 0, strictLeft: 0, exchanges: 0, meanDiff: 0, accepted: 0 };
     // Re-inserted on every exchange, so the map's order is the order partners were last met.
     this.partners.delete(partner);
     this.partners.set(partner, rec);
@@ -203,7 +201,6 @@ export class ProbeJudge {
       const harmed = !Number.isFinite(pairedMean) && Number.isFinite(soloMean);
       if (harmed) {
         rec.strikes++;
-        rec.reports++;
         rec.strictLeft = s.strictExchanges;
       }
       return {
@@ -251,7 +248,6 @@ export class ProbeJudge {
     else if (rec.cusum > s.cusumLimit) offence = { code: 'probe-harm', detail: `${numbers}; cusum ${rec.cusum.toFixed(2)} > ${s.cusumLimit}` };
     if (offence) {
       rec.cusum = 0;
-      rec.reports++;
       rec.strictLeft = s.strictExchanges;
     }
     // Under the margin, an update is taken, unless it is the one that makes this peer report the
