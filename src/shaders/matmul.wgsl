@@ -393,16 +393,14 @@ fn biasGradTile(o: Offs, col0: u32, t: u32) {
   }
 }
 
-@compute @workgroup_size(WG_X, WG_Y)
-fn nnTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
-  let o = batchOffsets(wg.z);
-  let row0 = wg.y * 8u * WG_Y;
-  let col0 = wg.x * 8u * WG_X;
+// One workgroup's tile of C over k in [kBegin, kEnd): A and B staged as `mode` lays them out
+// (0: nn, 1: nt, 2: tn; a constant at every call, so the choice folds away).
+fn tileProduct(mode: u32, o: Offs, row0: u32, col0: u32, kBegin: u32, kEnd: u32, l: vec3u) {
   let t = l.y * WG_X + l.x;
   var acc: Acc;
-  for (var k0 = 0u; k0 < u.K; k0 += TK) {
-    stageArows(o, row0, k0, u.K, t);
-    stageBrows(o, col0, k0, u.K, t);
+  for (var k0 = kBegin; k0 < kEnd; k0 += TK) {
+    if (mode == 2u) { stageAcols(o, row0, k0, kEnd, t); } else { stageArows(o, row0, k0, kEnd, t); }
+    if (mode == 1u) { stageBcols(o, col0, k0, kEnd, t); } else { stageBrows(o, col0, k0, kEnd, t); }
     workgroupBarrier();
     stageProduct(l.x, l.y, &acc);
     workgroupBarrier();
@@ -411,20 +409,13 @@ fn nnTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
+fn nnTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  tileProduct(0u, batchOffsets(wg.z), wg.y * 8u * WG_Y, wg.x * 8u * WG_X, 0u, u.K, l);
+}
+
+@compute @workgroup_size(WG_X, WG_Y)
 fn ntTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
-  let o = batchOffsets(wg.z);
-  let row0 = wg.y * 8u * WG_Y;
-  let col0 = wg.x * 8u * WG_X;
-  let t = l.y * WG_X + l.x;
-  var acc: Acc;
-  for (var k0 = 0u; k0 < u.K; k0 += TK) {
-    stageArows(o, row0, k0, u.K, t);
-    stageBcols(o, col0, k0, u.K, t);
-    workgroupBarrier();
-    stageProduct(l.x, l.y, &acc);
-    workgroupBarrier();
-  }
-  storeTile(row0, col0, l.x, l.y, o.c, &acc);
+  tileProduct(1u, batchOffsets(wg.z), wg.y * 8u * WG_Y, wg.x * 8u * WG_X, 0u, u.K, l);
 }
 
 /**
@@ -451,16 +442,7 @@ fn tnTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec
     kBegin = min(u.K, wg.z * per);
     kEnd = min(u.K, kBegin + per);
   }
-  let row0 = wg.y * 8u * WG_Y;
-  var acc: Acc;
-  for (var k0 = kBegin; k0 < kEnd; k0 += TK) {
-    stageAcols(o, row0, k0, kEnd, t);
-    stageBrows(o, col0, k0, kEnd, t);
-    workgroupBarrier();
-    stageProduct(l.x, l.y, &acc);
-    workgroupBarrier();
-  }
-  storeTile(row0, col0, l.x, l.y, o.c, &acc);
+  tileProduct(2u, o, wg.y * 8u * WG_Y, col0, kBegin, kEnd, l);
 }
 
 // C (M, N at offC, ldc) (+)= the sum of u.K slabs of M*N floats at A1[offA ..]: tnTile's split
