@@ -134,6 +134,9 @@ describe('autotune', () => {
     const r = await autotune(device, info, { ...small, store });
     expect(r.fromCache).toBe(false);
     expect(store.entries.get(tuningKey(info))).toEqual(r.tuning);
+    // A tile wider than the kernel's workgroup memory holds passes the schema, not the kernel.
+    store.entries.set(tuningKey(info), bad((t) => { t.matmul.tn = { wgX: 32, wgY: 8, tm: 8, vec4: true, tile: true }; }));
+    expect((await autotune(device, info, { ...small, store })).fromCache).toBe(false);
   });
 
   it('the worker\'s check is TypeBox\'s compiled code for the schema, as the script writes it now', () => {

@@ -5,8 +5,8 @@
 // on a software GPU is not the best on a real one: SwiftShader pays per workgroup and runs a
 // few wide workgroups best, a discrete GPU wants many.
 import type { AdapterSummary } from './device.ts';
-import { DEFAULT_TUNING, encodeDispatches, Kernels, type Dispatch, type MatmulMode, type MatmulShape, type StrideShape, type Tuning, UniformData } from './kernels.ts';
-import { matmulDispatches } from './matmul.ts';
+import { allMatmulShapes, DEFAULT_TUNING, encodeDispatches, Kernels, type Dispatch, type MatmulMode, type MatmulShape, type StrideShape, type Tuning, UniformData } from './kernels.ts';
+import { matmulDispatches, shapeProblem } from './matmul.ts';
 import { attentionBackward, attentionForward } from './ops.ts';
 import { isTuning } from './tuning-check.ts';
 
@@ -85,7 +85,8 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
   if (opts.store && !opts.force) {
     const cached = await opts.store.load(key).catch(() => undefined);
     // Checked against the cache's one schema (tuning-schema.ts) by TypeBox's compiled code for it.
-    if (cached && isTuning(cached)) return { tuning: cached, fromCache: true, key, timings: [] };
+    // ... and the kernels' own limits (a tile's sides), which the schema does not express.
+    if (cached && isTuning(cached) && allMatmulShapes(cached).every((sh) => shapeProblem(sh) === null)) return { tuning: cached, fromCache: true, key, timings: [] };
   }
   const timings: AutotuneResult['timings'] = [];
   const n = opts.size ?? 256;

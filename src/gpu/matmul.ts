@@ -51,6 +51,14 @@ export function vec4Aligned(s: MatmulSpec): boolean {
   return ints.every((x) => x % 4 === 0) && bytes.every((x) => x % 16 === 0);
 }
 
+/** Null when the kernels can run `shape`; otherwise what is wrong with it (a tile's limits). */
+export function shapeProblem(shape: MatmulShape): string | null {
+  if (shape.tile && !(shape.tm === 8 && shape.wgX <= 16 && shape.wgY <= 16 && shape.wgY % 2 === 0)) {
+    return `a tiled matmul needs tm 8, wgX <= 16 and an even wgY <= 16, got ${JSON.stringify(shape)}`;
+  }
+  return null;
+}
+
 /** The K split that `shape` gives product `s`: above 1 only for an unbatched tiled tn product without bias or epilogue. */
 export function splitOf(s: MatmulSpec, shape: MatmulShape): number {
   const split = shape.splitK ?? 1;
@@ -96,9 +104,8 @@ export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = tunedShap
   for (const [name, v] of [['M', s.M], ['N', s.N], ['K', s.K]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`${s.label}: matmul ${name} must be a positive integer, got ${v}`);
   }
-  if (shape.tile && !(shape.tm === 8 && shape.wgX <= 16 && shape.wgY <= 16 && shape.wgY % 2 === 0)) {
-    throw new RangeError(`${s.label}: a tiled matmul needs tm 8, wgX <= 16 and an even wgY <= 16, got ${JSON.stringify(shape)}`);
-  }
+  const problem = shapeProblem(shape);
+  if (problem) throw new RangeError(`${s.label}: ${problem}`);
   const vec4 = shape.vec4 && vec4Aligned(s);
   const constants = {
     VEC4: vec4,
