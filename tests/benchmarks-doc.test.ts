@@ -198,6 +198,7 @@ const CLAIMS: Claim[] = [
   rd('AdamW 2.447', () => loss('sim.json', 'ddp')),
   rd('and 2.407 for no communication', () => loss('sim.json', 'local')),
   rd('training step is 6.7×', () => json('step.json').rows[0].speedup),
+  rd('trains at\n0.326×', () => torchRow('base').ratio),
   rd('(0.38× the bytes)', () => json('mesh.json').bytes_per_exchange.find((r: any) => r.preset === 'tiny' && r.compression === 'int8').vs_f32),
   bm('`tiny` sends 0.38×', () => json('mesh.json').bytes_per_exchange.find((r: any) => r.preset === 'tiny' && r.compression === 'int8').vs_f32),
   // checkpoint.json: the coordinator's validation of an upload
