@@ -9,6 +9,7 @@
 // same code in float64. Sums run in JS doubles and are rounded once on store.
 import type { Batch } from '../data/batch.ts';
 import type { Layout } from './layout.ts';
+import { roundF16 } from './half.ts';
 import { layerTensor, tensor } from './layout.ts';
 import { gemm } from './gemm.ts';
 
@@ -534,12 +535,31 @@ export class ReferenceGPT {
   private lastParams: FloatArray | null = null;
   private pviews: { flat: FloatArray; views: ParamViews } | null = null;
   private gviews: { flat: FloatArray; views: ParamViews } | null = null;
+  /**
+   * f16 operands: every matmul's and the attention's inputs (activations, weights, and in the
+   * backward the incoming gradients) are rounded to f16 before the f32 product, as a GPU with
+   * `shader-f16` would read them; master weights, AdamW, LayerNorm, softmax and the loss stay f32.
+   */
+  readonly half: boolean;
+  private readonly halfSlots: Float32Array[] = [];
 
-  constructor(layout: Layout, kind: FloatKind = 'f32') {
+  constructor(layout: Layout, kind: FloatKind = 'f32', opts: { half?: boolean } = {}) {
     if (kind !== 'f32' && kind !== 'f64') throw new Error(`ReferenceGPT: kind must be 'f32' or 'f64', got "${String(kind)}"`);
+    if (opts.half && kind !== 'f32') throw new Error('ReferenceGPT: f16 operands need kind f32');
     this.layout = layout;
     this.kind = kind;
+    this.half = !!opts.half;
     this.alloc = kind === 'f32' ? (n) => new Float32Array(n) : (n) => new Float64Array(n);
+  }
+
+  /** `x` as the kernels read it: itself, or (half) an f16-rounded copy in scratch slot `slot`. */
+  private h(x: FloatArray, slot: number): FloatArray {
+    if (!this.half) return x;
+    let buf = this.halfSlots[slot];
+    if (!buf || buf.length < x.length) buf = this.halfSlots[slot] = new Float32Array(x.length);
+    const out = buf.subarray(0, x.length);
+    roundF16(out, x as Float32Array);
+    return out;
   }
 
   /** Runs the model on `batch` and returns the mean cross-entropy loss over its B*T tokens. */
@@ -557,19 +577,19 @@ export class ReferenceGPT {
     for (let l = 0; l < p.layers.length; l++) {
       const w = p.layers[l]!, s = a.layers[l]!;
       layernormForward(s.ln1, s.ln1Mean, s.ln1Rstd, x, w.ln1w, w.ln1b, N, C);
-      matmulForward(s.qkv, s.ln1, w.qkvw, w.qkvb, N, C, 3 * C);
-      attentionForward(s.atty, a.preatt, s.att, s.qkv, B, T, C, NH);
-      matmulForward(s.attproj, s.atty, w.attprojw, w.attprojb, N, C, C);
+      matmulForward(s.qkv, this.h(s.ln1, 0), this.h(w.qkvw, 1), w.qkvb, N, C, 3 * C);
+      attentionForward(s.atty, a.preatt, s.att, this.h(s.qkv, 0), B, T, C, NH);
+      matmulForward(s.attproj, this.h(s.atty, 0), this.h(w.attprojw, 1), w.attprojb, N, C, C);
       residualForward(s.res2, x, s.attproj, N * C);
       layernormForward(s.ln2, s.ln2Mean, s.ln2Rstd, s.res2, w.ln2w, w.ln2b, N, C);
-      matmulForward(s.fch, s.ln2, w.fcw, w.fcb, N, C, 4 * C);
+      matmulForward(s.fch, this.h(s.ln2, 0), this.h(w.fcw, 1), w.fcb, N, C, 4 * C);
       geluForward(s.fchGelu, s.fch, N * 4 * C);
-      matmulForward(s.fcproj, s.fchGelu, w.fcprojw, w.fcprojb, N, 4 * C, C);
+      matmulForward(s.fcproj, this.h(s.fchGelu, 0), this.h(w.fcprojw, 1), w.fcprojb, N, 4 * C, C);
       residualForward(s.res3, s.res2, s.fcproj, N * C);
       x = s.res3;
     }
     layernormForward(a.lnf, a.lnfMean, a.lnfRstd, x, p.lnfw, p.lnfb, N, C);
-    matmulTransposedForward(a.logits, a.lnf, p.wte, N, C, V);
+    matmulTransposedForward(a.logits, this.h(a.lnf, 0), this.h(p.wte, 1), N, C, V);
     crossentropySoftmaxForward(a.losses, a.probs, a.logits, targets, N, V);
 
     let sum = 0;
@@ -579,8 +599,11 @@ export class ReferenceGPT {
     return sum / N;
   }
 
-  /** Overwrites `grads` with dLoss/dparams (mean loss) for the last forward call. */
-  backward(params: FloatArray, grads: FloatArray): void {
+  /**
+   * Overwrites `grads` with dLoss/dparams (mean loss) for the last forward call, times
+   * `lossScale` (f16 operands: the scale keeps small gradients above f16's underflow).
+   */
+  backward(params: FloatArray, grads: FloatArray, lossScale = 1): void {
     const a = this.acts, batch = this.batch;
     if (a === null || batch === null) throw new Error('ReferenceGPT.backward: call forward() first');
     if (params !== this.lastParams) throw new Error('ReferenceGPT.backward: params is not the buffer the last forward() used');
@@ -593,8 +616,8 @@ export class ReferenceGPT {
     const g = this.views(grads, 'g');
     grads.fill(0); // parameter grads accumulate (+=) from here
 
-    crossentropySoftmaxBackward(a.dlogits, a.probs, targets, N, V, 1);
-    matmulTransposedBackward(a.dlnf, g.wte, a.dlogits, a.lnf, p.wte, N, C, V);
+    crossentropySoftmaxBackward(a.dlogits, a.probs, targets, N, V, lossScale);
+    matmulTransposedBackward(a.dlnf, g.wte, this.h(a.dlogits, 2), this.h(a.lnf, 0), this.h(p.wte, 1), N, C, V);
     const L = p.layers.length;
     const xLast = L > 0 ? a.layers[L - 1]!.res3 : a.encoded;
     layernormBackward(a.dres, g.lnfw, g.lnfb, a.dlnf, xLast, p.lnfw, a.lnfMean, a.lnfRstd, N, C);
@@ -603,16 +626,16 @@ export class ReferenceGPT {
       const x = l > 0 ? a.layers[l - 1]!.res3 : a.encoded; // (N, C) this block's input
       // res3 = res2 + fcproj
       residualBackward(a.dres2, a.dfcproj, a.dres, N * C);
-      matmulBackward(a.dfchGelu, dw.fcprojw, dw.fcprojb, a.dfcproj, s.fchGelu, w.fcprojw, N, 4 * C, C);
+      matmulBackward(a.dfchGelu, dw.fcprojw, dw.fcprojb, this.h(a.dfcproj, 2), this.h(s.fchGelu, 0), this.h(w.fcprojw, 1), N, 4 * C, C);
       geluBackward(a.dfch, s.fch, a.dfchGelu, N * 4 * C);
-      matmulBackward(a.dln, dw.fcw, dw.fcb, a.dfch, s.ln2, w.fcw, N, C, 4 * C);
+      matmulBackward(a.dln, dw.fcw, dw.fcb, this.h(a.dfch, 2), this.h(s.ln2, 0), this.h(w.fcw, 1), N, C, 4 * C);
       layernormBackward(a.dtmp, dw.ln2w, dw.ln2b, a.dln, s.res2, w.ln2w, s.ln2Mean, s.ln2Rstd, N, C);
       residualForward(a.dres2, a.dres2, a.dtmp, N * C);
       // res2 = x + attproj
       residualBackward(a.dres, a.dattproj, a.dres2, N * C);
-      matmulBackward(a.datty, dw.attprojw, dw.attprojb, a.dattproj, s.atty, w.attprojw, N, C, C);
-      attentionBackward(a.dqkv, a.dpreatt, a.datt, a.datty, s.qkv, s.att, B, T, C, NH);
-      matmulBackward(a.dln, dw.qkvw, dw.qkvb, a.dqkv, s.ln1, w.qkvw, N, C, 3 * C);
+      matmulBackward(a.datty, dw.attprojw, dw.attprojb, this.h(a.dattproj, 2), this.h(s.atty, 0), this.h(w.attprojw, 1), N, C, C);
+      attentionBackward(a.dqkv, a.dpreatt, a.datt, this.h(a.datty, 2), this.h(s.qkv, 0), s.att, B, T, C, NH);
+      matmulBackward(a.dln, dw.qkvw, dw.qkvb, this.h(a.dqkv, 2), this.h(s.ln1, 0), this.h(w.qkvw, 1), N, C, 3 * C);
       layernormBackward(a.dtmp, dw.ln1w, dw.ln1b, a.dln, x, w.ln1w, s.ln1Mean, s.ln1Rstd, N, C);
       residualForward(a.dres, a.dres, a.dtmp, N * C);
     }

@@ -26,25 +26,59 @@ export class CpuTrainer {
   /** Learning rate used by the last step. */
   lastLr = 0;
   private readonly model: ReferenceGPT;
+  /**
+   * Dynamic loss scaling (f16 operands only): the loss gradient is multiplied by `lossScale`
+   * so that small gradients survive f16; a step whose gradients overflow is skipped (weights,
+   * moments and step unchanged) and the scale halves; after `growthInterval` good steps in a
+   * row it doubles. PyTorch's GradScaler defaults.
+   */
+  lossScale: number;
+  readonly growthInterval: number;
+  /** Steps skipped because the scaled gradients overflowed. */
+  skippedSteps = 0;
+  private goodSteps = 0;
 
-  /** `params` is copied (default: initParams(layout, seed)). */
-  constructor(layout: Layout, cfg: TrainConfig, params?: Float32Array, seed = 0) {
+  /**
+   * `params` is copied (default: initParams(layout, seed)). `half`: the matmul and attention
+   * operands in f16, with f32 accumulation, master weights and AdamW, and dynamic loss scaling.
+   */
+  constructor(layout: Layout, cfg: TrainConfig, params?: Float32Array, seed = 0, opts: { half?: boolean; lossScale?: number; growthInterval?: number } = {}) {
     this.layout = layout;
     this.cfg = cfg;
     this.params = params ? copyChecked(params, layout, 'CpuTrainer params') : initParams(layout, seed);
     this.grads = new Float32Array(layout.total);
     this.m = new Float32Array(layout.total);
     this.v = new Float32Array(layout.total);
-    this.model = new ReferenceGPT(layout, 'f32');
+    this.model = new ReferenceGPT(layout, 'f32', { half: opts.half });
+    this.lossScale = opts.half ? opts.lossScale ?? 2 ** 16 : 1;
+    this.growthInterval = opts.growthInterval ?? 2000;
+    if (!(this.lossScale > 0 && Number.isFinite(this.lossScale))) throw new Error(`CpuTrainer: lossScale must be a positive finite number, got ${opts.lossScale}`);
+    if (!(Number.isInteger(this.growthInterval) && this.growthInterval >= 1)) throw new Error(`CpuTrainer: growthInterval must be a positive integer, got ${opts.growthInterval}`);
   }
 
-  /** One inner step on `batch`; returns its loss (measured before the update). */
+  /** One inner step on `batch`; returns its loss (measured before the update, or before a skipped one). */
   trainStep(batch: Batch): number {
     const loss = this.model.forward(this.params, batch);
     if (!Number.isFinite(loss)) {
       throw new Error(`CpuTrainer: loss is ${loss} at step ${this.step}; parameters left unchanged (lower lr or check the data)`);
     }
-    this.model.backward(this.params, this.grads);
+    this.model.backward(this.params, this.grads, this.lossScale);
+    if (this.model.half) {
+      const inv = 1 / this.lossScale;
+      let finite = true;
+      for (let i = 0; i < this.grads.length; i++) {
+        const g = this.grads[i]! * inv;
+        if (!Number.isFinite(g)) { finite = false; break; }
+        this.grads[i] = g;
+      }
+      if (!finite) {
+        this.lossScale /= 2;
+        this.goodSteps = 0;
+        this.skippedSteps++;
+        return loss;
+      }
+      if (++this.goodSteps >= this.growthInterval) { this.lossScale *= 2; this.goodSteps = 0; }
+    }
     this.lastGradNorm = this.cfg.gradClip > 0 ? clipGrads(this.grads, this.cfg.gradClip) : gradNorm(this.grads);
     if (!Number.isFinite(this.lastGradNorm)) {
       throw new Error(`CpuTrainer: gradient norm is ${this.lastGradNorm} at step ${this.step}; parameters left unchanged`);
