@@ -48,12 +48,12 @@ describe('f16round', () => {
 
 describe('training with f16 operands', () => {
   const corpus = loadDefaultCorpus();
-  const run = (name: PresetName, B: number, T: number, steps: number, half: boolean, opts: { lossScale?: number } = {}) => {
+  const run = (name: PresetName, B: number, T: number, steps: number, half: boolean, opts: { lossScale?: number } = {}, seed = 1) => {
     const model = preset(name);
     const layout = buildLayout(model);
     const cfg = trainConfig({ batch: B, seqLen: T, lr: 3e-3, warmupSteps: 5, totalSteps: steps }, model);
-    const trainer = new CpuTrainer(layout, cfg, initParams(layout, 1), 0, { half, ...opts });
-    const sampler = new WindowSampler(corpus.train, { seed: 3, replica: 0 });
+    const trainer = new CpuTrainer(layout, cfg, initParams(layout, seed), 0, { half, ...opts });
+    const sampler = new WindowSampler(corpus.train, { seed: 3 + seed, replica: 0 });
     const batches: Batch[] = Array.from({ length: steps }, () => sampler.next(B, T));
     const losses = batches.map((b) => trainer.trainStep(b));
     // Held-out windows, the same for both runs: one batch of B is too noisy a yardstick.
@@ -61,22 +61,28 @@ describe('training with f16 operands', () => {
     return { trainer, losses, after: trainer.evaluate(Array.from({ length: 8 }, () => val.next(8, T))) };
   };
 
-  // micro only: on tiny at B = 2 one run's trajectory alone moves the loss after 50 steps by
-  // more than 1% (an f32 run that skips its first step ends 1.5% lower), so a 1% bound there
-  // needs runs averaged over seeds or a larger batch; see the issue 17 notes.
-  for (const [name, B, T] of [['micro', 4, 32]] as const) {
-    it(`${name}: the loss after 50 steps is within 1% of the f32 run's`, () => {
-      const f32 = run(name, B, T, 50, false);
-      const f16 = run(name, B, T, 50, true);
-      // The f16 run is not the f32 run: the rounding reached the products.
-      expect(f16.losses.slice(1)).not.toEqual(f32.losses.slice(1));
-      // At most the first steps' overflow at the starting scale (2^16) is skipped.
-      expect(f16.trainer.skippedSteps).toBeLessThanOrEqual(2);
-      console.log(`${name}: loss after 50 steps f32 ${f32.after.toFixed(4)}, f16 operands ${f16.after.toFixed(4)} (${f16.trainer.skippedSteps} skipped, scale 2^${Math.log2(f16.trainer.lossScale)})`);
-      expect(Math.abs(f16.after - f32.after) / f32.after).toBeLessThan(0.01);
-      expect(f16.after).toBeLessThan(f16.losses[0]! - 1); // and it learned
-    });
-  }
+  it('micro: the loss after 50 steps is within 1% of the f32 run\'s', () => {
+    const f32 = run('micro', 4, 32, 50, false);
+    const f16 = run('micro', 4, 32, 50, true);
+    // The f16 run is not the f32 run: the rounding reached the products.
+    expect(f16.losses.slice(1)).not.toEqual(f32.losses.slice(1));
+    expect(f16.trainer.skippedSteps).toBe(0);
+    console.log(`micro: loss after 50 steps f32 ${f32.after.toFixed(4)}, f16 operands ${f16.after.toFixed(4)}`);
+    expect(Math.abs(f16.after - f32.after) / f32.after).toBeLessThan(0.01);
+    expect(f16.after).toBeLessThan(f16.losses[0]! - 1); // and it learned
+  });
+
+  it('tiny: the loss after 50 steps, averaged over 4 seeds, is within 1% of the f32 runs\'', () => {
+    // One tiny run at B = 2 is too noisy a yardstick for 1%: the same f32 run with its first
+    // step skipped ends 1.5% lower. So both sides are averaged over 4 seeds (weights and data).
+    const seeds = [1, 2, 3, 4];
+    const pairs = seeds.map((seed) => [run('tiny', 2, 64, 50, false, {}, seed), run('tiny', 2, 64, 50, true, {}, seed)] as const);
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const f32 = mean(pairs.map(([a]) => a.after)), f16 = mean(pairs.map(([, b]) => b.after));
+    console.log(`tiny: loss after 50 steps per seed (f32, f16 operands): ${pairs.map(([a, b]) => `${a.after.toFixed(4)} ${b.after.toFixed(4)}`).join('; ')}; means ${f32.toFixed(4)} ${f16.toFixed(4)}`);
+    for (const [, b] of pairs) expect(b.trainer.skippedSteps).toBeLessThanOrEqual(2); // the starting scale's overflow, at most
+    expect(Math.abs(f16 - f32) / f32).toBeLessThan(0.01);
+  });
 
   it('a step whose scaled gradients overflow f16 is skipped and the scale halves', () => {
     // 2^40 times the loss gradient does not fit in f16: the first steps overflow.
