@@ -73,14 +73,6 @@ fn loadOther(hd: Head, t0: u32, part: u32, s: f32, li: u32) {
     other[d * ST + c] = select(0.0, qkv[hd.base + t * hd.C3 + part * p.C + d] * s, t < p.T);
   }
 }
-fn loadOtherDout(hd: Head, t0: u32, li: u32) {
-  for (var e = li; e < BT * HS; e += 256u) {
-    let c = e / HS;
-    let d = e % HS;
-    let t = t0 + c;
-    other[d * ST + c] = select(0.0, dout[(hd.b * p.T + t) * p.C + hd.h * HS + d], t < p.T);
-  }
-}
 // Row a of rowsA (or rowsB) . column c of other.
 fn dotA(a: u32, c: u32) -> f32 {
   var s = 0.0;
