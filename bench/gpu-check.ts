@@ -15,9 +15,7 @@ import { initParams } from '../src/model/init.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { CpuTrainer } from '../src/train/cpu-trainer.ts';
 import { GpuEngine } from '../src/gpu/engine.ts';
-import { autotune } from '../src/gpu/autotune.ts';
-import { fileStore } from '../src/gpu/autotune-node.ts';
-import { DEFAULT_TUNING } from '../src/gpu/kernels.ts';
+import { nodeTuning } from '../src/gpu/autotune-node.ts';
 import { describeAdapter, summarizeAdapter } from '../src/gpu/device.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
 import { loadDefaultCorpus } from '../src/data/corpus.ts';
@@ -40,7 +38,7 @@ const device = await adapter!.requestDevice({
 });
 const corpus = loadDefaultCorpus();
 console.log(`gpu-check on ${adapterName}: ${STEPS} steps per preset, GPU engine vs CPU reference`);
-const tuning = process.argv.includes('--default-tuning') ? DEFAULT_TUNING : (await autotune(device, summarizeAdapter(adapter!), { store: fileStore() })).tuning;
+const tuning = await nodeTuning(device, summarizeAdapter(adapter!), process.argv.includes('--default-tuning'));
 console.log(`tuning: ${JSON.stringify(tuning)}`);
 
 const rows: { preset: string; B: number; T: number; steps: number; maxLossRel: number; paramRatio: number; momentRatio: number; firstLoss: number; lastLoss: number; cpuMs: number; gpuMs: number }[] = [];

@@ -12,9 +12,7 @@ import { preset, trainConfig, type ModelConfig } from '../src/model/config.ts';
 import { initParams } from '../src/model/init.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { GpuEngine } from '../src/gpu/engine.ts';
-import { autotune } from '../src/gpu/autotune.ts';
-import { fileStore } from '../src/gpu/autotune-node.ts';
-import { DEFAULT_TUNING } from '../src/gpu/kernels.ts';
+import { nodeTuning } from '../src/gpu/autotune-node.ts';
 import { describeAdapter, summarizeAdapter } from '../src/gpu/device.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
 import { stepFlops } from './flops.ts';
@@ -33,7 +31,7 @@ const device = await adapter.requestDevice({
   label: 'profile.device', requiredFeatures: ['timestamp-query'],
   requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize },
 });
-const tuning = process.argv.includes('--default-tuning') ? DEFAULT_TUNING : (await autotune(device, summarizeAdapter(adapter), { store: fileStore() })).tuning;
+const tuning = await nodeTuning(device, summarizeAdapter(adapter), process.argv.includes('--default-tuning'));
 console.log(`tuning: ${JSON.stringify(tuning)}`);
 const engine = new GpuEngine(device, { layout, train: cfg, B: cfg.batch, T: cfg.seqLen, tuning });
 const theta = initParams(layout, 1), zeros = new Float32Array(layout.total);

@@ -2,13 +2,23 @@
 // autotune.ts so browser bundles never import node:fs.
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { Tuning } from './kernels.ts';
-import type { TuningStore } from './autotune.ts';
+import { DEFAULT_TUNING, type Tuning } from './kernels.ts';
+import { autotune, type TuningStore } from './autotune.ts';
+import type { AdapterSummary } from './device.ts';
 import { tuningProblem } from './tuning-schema.ts';
 
 /** Default cache file: $MURMUR_CACHE_DIR/autotune.json, else .murmur/autotune.json under the cwd. */
 export function defaultTuningFile(): string {
   return join(process.env.MURMUR_CACHE_DIR ?? join(process.cwd(), '.murmur'), 'autotune.json');
+}
+
+/**
+ * The kernel shapes a Node run uses on `device`: the autotuner's for this adapter, cached in the
+ * file store as a volunteer's are; or, with `defaults` (the benches' --default-tuning), the
+ * untuned DEFAULT_TUNING.
+ */
+export async function nodeTuning(device: GPUDevice, info: AdapterSummary, defaults = false): Promise<Tuning> {
+  return defaults ? DEFAULT_TUNING : (await autotune(device, info, { store: fileStore() })).tuning;
 }
 
 export function fileStore(path = defaultTuningFile()): TuningStore {
