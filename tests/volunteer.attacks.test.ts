@@ -117,7 +117,10 @@ async function attackRun(runId: string, third: { attack: Attack } | { rejoin: At
   const honestJudged = () => [0, 1].flatMap((i) => events[i]!.filter((e) => e.probe !== null && !isAttacker(e.exchange.partner)));
   const running = whileRunning(all, ['honest 0', 'honest 1', 'attacker']);
   try {
-    await until(() => done({ arrived, harmed, reportedBy, strikesBy, honestJudged, attackers: () => (ik ? [ik] : attackers()) }) || running(), 400_000, what);
+    // On a timeout, say what was seen: each honest volunteer's rounds, its exchanges with the
+    // attacker, whether it reported it, and the honest exchanges judged so far.
+    const seen = () => `${what} (saw: ${[0, 1].map((i) => `honest ${i}: ${events[i]!.length} rounds, ${arrived(i).length} attacker exchanges, ${harmed(i).length} harmful, reported ${reportedBy(i)}`).join('; ')}; ${honestJudged().length} honest exchanges judged)`;
+    await until(() => done({ arrived, harmed, reportedBy, strikesBy, honestJudged, attackers: () => (ik ? [ik] : attackers()) }) || running(), 400_000, seen);
   } finally {
     await rejoiner?.stop();
     await Promise.all(all.map((v) => v.stop('test over')));
