@@ -2,7 +2,8 @@
 // stored only after its counters are judged against what the peer could have trained and its
 // validation loss is MEASURED by the coordinator; the stored loss is that measurement, never
 // the peer's claim; only eligible peers (off probation, never refused) are asked; a rejected
-// upload is never listed, served as bootstrap state or exported.
+// upload is never listed, served as bootstrap state or exported, and neither is any earlier
+// checkpoint of the peer that made it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -94,7 +95,7 @@ describe('checkpoints the coordinator checks itself', () => {
     ]);
   });
 
-  it('stores an honest upload with the loss it measured, not the claim; refuses the same state with φ negated', async () => {
+  it('stores an honest upload with the loss it measured, not the claim; refuses the same state with φ negated and withdraws the peer\'s earlier checkpoint', async () => {
     const run = await newRun('honest');
     const good = honestState(run, 60);
     const want = valLoss(run, good.phi);
@@ -122,9 +123,12 @@ describe('checkpoints the coordinator checks itself', () => {
     const r = await pull('honest', c);
     expect(r.ok).toBe(false);
     expect(r.error).toMatch(/above the bound/);
-    const list = (await s.c.app.inject({ method: 'GET', url: '/api/runs/honest/checkpoints' })).json().checkpoints;
-    expect(list.map((x: { id: string }) => x.id)).toEqual([info.id]);
     expect(failed('honest').at(-1)).toMatchObject({ peerId: c.peerId, rejected: true });
+    // The peer served a bad state: its earlier checkpoint is withdrawn with it (a first upload
+    // is judged only against ln(vocab) + margin, under which a poisoned state can measure).
+    await nothingServed('honest');
+    const deleted = s.c.db.prepare("SELECT peer_id AS peerId, data_json AS d FROM events WHERE run_id = 'honest' AND kind = 'checkpoint-deleted'").all() as { peerId: string; d: string }[];
+    expect(deleted.map((e) => ({ peerId: e.peerId, ...JSON.parse(e.d) }))).toEqual([{ peerId: c.peerId, id: info.id, reason: expect.stringMatching(/withdrawn/) }]);
   });
 
   it('asks only peers eligible for duty: none while the only peer is on probation', async () => {

@@ -45,6 +45,7 @@ describe('run events in words', () => {
     expect(text('checkpoint-saved', A, { id: 'c1', step: 1200, valLoss: 2.3456, bytes: 8_200_000 })).toEqual(['checkpoint saved at step 1200', `val. loss 2.346, 8.20 MB, from peer ${A}`]);
     expect(text('checkpoint-failed', A, { request: 'r1', reason: 'no upload within 60000 ms' })).toEqual([`checkpoint from peer ${A} failed`, 'no upload within 60000 ms']);
     expect(text('checkpoint-deleted', null, { id: 'c-7' })).toEqual(['checkpoint c-7 deleted', null]);
+    expect(text('checkpoint-deleted', A, { id: 'c-8', reason: 'withdrawn: a later upload of this peer was refused' })).toEqual(['checkpoint c-8 deleted', 'withdrawn: a later upload of this peer was refused']);
     expect(text('run-created', null, { run: { preset: 'tiny', dataset: 'moby-dick' } })).toEqual(['run created', 'tiny on moby-dick']);
     expect(text('run-updated', null, { change: { train: { H: 20 }, pairWaitFrac: 0.5 } })).toEqual(['run settings changed', 'train.H = 20, pairWaitFrac = 0.5']);
     expect(text('run-stopped', null, null)).toEqual(['run stopped by the operator', null]);

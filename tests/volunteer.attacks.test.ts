@@ -67,7 +67,18 @@ const brief = (e: RoundEvent) => (e.probe === null ? { round: e.report.round, ju
   d: +(e.probe.paired - e.probe.solo).toFixed(4), excess: +e.probe.excess.toFixed(4), margin: +e.probe.margin.toFixed(4), offence: e.probe.offence?.code ?? null,
 });
 
-interface Honest { id: string; arrived: RoundEvent[]; line: string }
+interface Honest {
+  id: string;
+  arrived: RoundEvent[];
+  line: string;
+  /**
+   * The attacker's own strikes against this volunteer reached VETO_AFTER, so the pool never
+   * pairs the two again: the attacker runs Murmur's checks too, and reports an honest Δ that
+   * points against its own (a camper's). It can abort its send as it reports, so this volunteer
+   * may never have had one of its payloads: out of its reach, it has nothing to report.
+   */
+  shielded: boolean;
+}
 
 /** What a run's end condition can look at; i is an honest volunteer (0 or 1). */
 interface Progress {
@@ -76,6 +87,8 @@ interface Progress {
   /** Those validated whose paired step the probe judged worse than solo beyond the baseline. */
   harmed(i: number): RoundEvent[];
   reportedBy(i: number): boolean;
+  /** The attacker's strikes vetoed its pairing with i (Honest.shielded). */
+  shielded(i: number): boolean;
   /** Reports by i of the attacker that are strikes (a probe CUSUM report is evidence only). */
   strikesBy(i: number): number;
   honestJudged(): RoundEvent[];
@@ -113,42 +126,59 @@ async function attackRun(runId: string, third: { attack: Attack } | { rejoin: At
   const harmed = (i: number) => arrived(i).filter((e) => e.exchange.outcome === 'paired' && e.probe !== null && e.probe.excess > 0);
   const reportedBy = (i: number) => offences().some((o) => o.reporter === [ia, ib][i] && isAttacker(o.accused));
   const strikesBy = (i: number) => offences().filter((o) => o.reporter === [ia, ib][i] && isAttacker(o.accused) && !isSoftOffence(o.reason)).length;
+  const shielded = (i: number) => offences().filter((o) => isAttacker(o.reporter) && o.accused === [ia, ib][i] && !isSoftOffence(o.reason)).length >= VETO_AFTER;
   /** Exchanges between the two honest volunteers (and, in the control, with the third) that their probe judged. */
   const honestJudged = () => [0, 1].flatMap((i) => events[i]!.filter((e) => e.probe !== null && !isAttacker(e.exchange.partner)));
   const running = whileRunning(all, ['honest 0', 'honest 1', 'attacker']);
   try {
     // On a timeout, say what was seen: each honest volunteer's rounds, its exchanges with the
     // attacker, whether it reported it, and the honest exchanges judged so far.
-    const seen = () => `${what} (saw: ${[0, 1].map((i) => `honest ${i}: ${events[i]!.length} rounds, ${arrived(i).length} attacker exchanges, ${harmed(i).length} harmful, reported ${reportedBy(i)}`).join('; ')}; ${honestJudged().length} honest exchanges judged)`;
-    await until(() => done({ arrived, harmed, reportedBy, strikesBy, honestJudged, attackers: () => (ik ? [ik] : attackers()) }) || running(), 400_000, seen);
+    const outcomes = (i: number) => {
+      const n = new Map<string, number>();
+      for (const e of events[i]!) if (isAttacker(e.exchange.partner)) { const k = e.exchange.outcome === 'paired' ? 'paired' : `${e.exchange.reason}${e.exchange.linkError ? ` (${e.exchange.linkError})` : ''}`; n.set(k, (n.get(k) ?? 0) + 1); }
+      return JSON.stringify(Object.fromEntries(n));
+    };
+    const seen = () => `${what} (saw: ${[0, 1].map((i) => `honest ${i}: ${events[i]!.length} rounds, ${arrived(i).length} attacker exchanges ${outcomes(i)}, ${harmed(i).length} harmful, reported ${reportedBy(i)}, shielded ${shielded(i)}`).join('; ')}; ${honestJudged().length} honest exchanges judged; pairable with the attacker: ${ik ? [ia, ib].map((h) => s.c.hub.canPair(runId, h, ik)).join(', ') : 'n/a'}; the attacker's reports: ${JSON.stringify(offences().filter((o) => isAttacker(o.reporter)))})`;
+    await until(() => done({ arrived, harmed, reportedBy, shielded, strikesBy, honestJudged, attackers: () => (ik ? [ik] : attackers()) }) || running(), 400_000, seen);
   } finally {
     await rejoiner?.stop();
     await Promise.all(all.map((v) => v.stop('test over')));
   }
-  const peers: Honest[] = [0, 1].map((i) => ({ id: [ia, ib][i]!, arrived: arrived(i), line: `honest ${i} vs ${JSON.stringify(third)}: ${JSON.stringify(arrived(i).map(brief))}` }));
+  const peers: Honest[] = [0, 1].map((i) => ({ id: [ia, ib][i]!, arrived: arrived(i), shielded: shielded(i), line: `honest ${i} vs ${JSON.stringify(third)}${shielded(i) ? ' (shielded by the attacker\'s own reports)' : ''}: ${JSON.stringify(arrived(i).map(brief))}` }));
   for (const p of peers) console.log(p.line);
+  console.log(`the attacker's reports: ${JSON.stringify(offences().filter((o) => isAttacker(o.reporter)))}`);
   const honestPairs = honestJudged();
   console.log(`honest exchanges: ${honestPairs.filter((e) => !e.probe!.accept).length}/${honestPairs.length} rejected by the probe ${JSON.stringify(honestPairs.map(brief))}`);
   return { ids: { ia, ib, attackers: ik ? [ik] : [...attackers()] }, events, peers, honestPairs, isAttacker, strikesBy };
 }
 
-/** Until each honest volunteer reported the attacker or had `meetings` exchanges with it that did harm, or 3 × `meetings` in all; and the two honest ones were judged twice. */
+/**
+ * Until each honest volunteer reported the attacker, was shielded from it, or had `meetings`
+ * exchanges with it that did harm, or 3 × `meetings` in all; and the two honest ones were judged twice.
+ */
 const reportedOrHarmed = (meetings = REPORT_WITHIN) => (r: Progress) =>
-  [0, 1].every((i) => r.reportedBy(i) || r.harmed(i).length >= meetings || r.arrived(i).length >= 3 * meetings) && r.honestJudged().length >= 2;
+  [0, 1].every((i) => r.reportedBy(i) || r.shielded(i) || r.harmed(i).length >= meetings || r.arrived(i).length >= 3 * meetings) && r.honestJudged().length >= 2;
 
 /**
  * Each honest volunteer reported the attacker within REPORT_WITHIN of its harmful exchanges
  * with it (refused by the checks, or excess > 0 at the probe); every payload of its that passed
  * the checks was judged by the probe's own rule, and only an accepted one is named in a report.
+ * One the attacker's own reports shielded (Honest.shielded) before it reported may have had
+ * fewer than REPORT_WITHIN harmful exchanges, never more.
  */
 function reportedWithin(attackers: readonly string[], peers: readonly Honest[]) {
   for (const p of peers) {
     const first = offences().find((o) => o.reporter === p.id && attackers.includes(o.accused));
-    expect(first, p.line).toBeDefined();
     judgedByTheRule(p);
+    const harmful = harmfulExchanges(p.arrived);
+    if (!first && p.shielded) {
+      console.log(`honest volunteer never reported the attacker: its reports vetoed the pair after ${harmful.length} harmful exchanges of ${p.arrived.length} with it`);
+      expect(harmful.length, p.line).toBeLessThan(REPORT_WITHIN);
+      continue;
+    }
+    expect(first, p.line).toBeDefined();
     // The report leaves in the round of the exchange that made it (a refusal by the checks, or
     // the probe's offence): that exchange's place among the harmful ones.
-    const harmful = harmfulExchanges(p.arrived);
     const at = harmful.findIndex(reportedIn);
     console.log(`honest volunteer reported the attacker at its harmful exchange ${at + 1} of ${harmful.length}, exchange ${p.arrived.indexOf(harmful[at]!) + 1} of ${p.arrived.length} with it (${first!.reason.split(':')[0]})`);
     expect(at, p.line).toBeGreaterThanOrEqual(0);
@@ -178,6 +208,7 @@ function judgedByTheRule(p: Honest) {
  */
 function allRefused(peers: readonly Honest[], reason: RegExp) {
   for (const p of peers) {
+    if (p.arrived.length === 0 && p.shielded) continue; // none of its payloads reached this one
     expect(p.arrived.length, p.line).toBeGreaterThan(0);
     judgedByTheRule(p);
     for (const e of p.arrived) {
@@ -379,24 +410,30 @@ describe('an attacker in the test suite: two honest volunteers and a third', () 
     const three = { poisoner: ik, a: ja.peerId, b: jb.peerId };
     await until(() => Object.values(three).every((p) => s.c.hub.eligibleForDuty(p)) || running(), 300_000,
       () => `all three to be eligible for checkpoint duty: accepted exchanges ${JSON.stringify(Object.fromEntries(Object.entries(three).map(([k, p]) => [k, s.c.hub.acceptedExchanges(p)])))}, rounds since ${JSON.stringify(rounds)}, reports ${JSON.stringify(offences().filter((o) => Object.values(three).includes(o.reporter)))}`);
-    // The coordinator asks a random eligible peer each time: until it asked the poisoner, and
-    // one honest upload is listed (a refused peer is never asked again). Without a checkpoint
-    // a newcomer's only bound is guessing plus the margin (ln 256 + 0.5): a negated φ trained
-    // for 47 rounds measured under it in one fresh-clone run and was adopted, no worse than an
-    // untrained model; the newest checkpoint's loss is the bound that tells it from a good one.
-    const asked = () => events().some((e) => e.peerId === ik) && events().some((e) => e.kind === 'checkpoint-saved' && e.peerId !== ik);
-    for (let k = 0; k < 40 && !asked(); k++) {
+    // The coordinator asks a random eligible peer each time: until it refused the poisoner's
+    // upload, and one honest upload is listed (a refused peer is never asked again). Without a
+    // checkpoint the only bound is guessing plus the margin (ln 256 + 0.5): a negated φ after 18
+    // rounds measured 5.44 under it in one run and was saved as the first checkpoint, no worse
+    // than an untrained model. Once an honest one is newest, its loss is the bound that tells a
+    // good state from a bad one; the refusal then withdraws what the poisoner saved before.
+    const listed = async () => (await s.c.app.inject({ method: 'GET', url: '/api/runs/poison/checkpoints' })).json().checkpoints as { id: string; peerId: string; valLoss: number }[];
+    const refused = () => events().some((e) => e.peerId === ik && e.kind === 'checkpoint-failed' && (JSON.parse(e.data) as { rejected?: boolean }).rejected === true);
+    for (let k = 0; k < 40 && !(refused() && (await listed()).some((c) => c.peerId !== ik)); k++) {
       const n = events().length;
       const r = await s.c.app.inject({ method: 'POST', url: '/api/runs/poison/checkpoints', headers: s.admin });
       expect(r.statusCode, r.body).toBe(202);
       await until(() => events().length > n || running(), 60_000, 'the checkpoint pull to end');
     }
-    const all = events().map((e) => ({ kind: e.kind, peerId: e.peerId, ...(JSON.parse(e.data) as { reason?: string; rejected?: boolean; valLoss?: number }) }));
+    const all = events().map((e) => ({ kind: e.kind, peerId: e.peerId, ...(JSON.parse(e.data) as { id?: string; reason?: string; rejected?: boolean; valLoss?: number }) }));
     console.log(`checkpoint pulls: ${JSON.stringify(all)}`);
+    // The poisoner's last upload was refused, and it was asked no more.
     const fromPoisoner = all.filter((e) => e.peerId === ik);
-    expect(fromPoisoner).toEqual([expect.objectContaining({ kind: 'checkpoint-failed', rejected: true })]);
-    // A refused peer is never asked again, and it got a strike; the list holds honest uploads only.
-    const list = (await s.c.app.inject({ method: 'GET', url: '/api/runs/poison/checkpoints' })).json().checkpoints as { peerId: string; valLoss: number }[];
+    expect(fromPoisoner.at(-1), JSON.stringify(all)).toEqual(expect.objectContaining({ kind: 'checkpoint-failed', rejected: true }));
+    expect(fromPoisoner.filter((e) => e.kind === 'checkpoint-failed' && e.rejected === true)).toHaveLength(1);
+    // Anything of it saved before was withdrawn; the list holds honest uploads only.
+    const withdrawn = (s.c.db.prepare("SELECT data_json AS d FROM events WHERE run_id = 'poison' AND kind = 'checkpoint-deleted'").all() as { d: string }[]).map((e) => (JSON.parse(e.d) as { id: string }).id);
+    for (const e of fromPoisoner.filter((x) => x.kind === 'checkpoint-saved')) expect(withdrawn).toContain(e.id);
+    const list = await listed();
     for (const c of list) expect([ja.peerId, jb.peerId]).toContain(c.peerId);
     expect(list.length, JSON.stringify(all)).toBeGreaterThan(0);
     // The next newcomer meets only the poisoner live (the honest two leave): it refuses the state,

@@ -104,6 +104,20 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
     return { deleted: c.id };
   });
 
+  /**
+   * A peer whose upload was refused served a bad state: its earlier checkpoints of the run are
+   * withdrawn too. Each passed its measurement, but with no checkpoint before it the only bound
+   * is ln(vocab) + margin, under which a poisoned state can measure (a φ negated after 18 rounds
+   * measured 5.44 against 6.05), and the bound for every later upload is the newest one's loss.
+   */
+  const withdrawFrom = (runId: string, peerId: string, log: FastifyRequest['log']) => {
+    for (const c of checkpoints.list(runId).filter((x) => x.peerId === peerId)) {
+      checkpoints.delete(c);
+      events.append(runId, 'checkpoint-deleted', peerId, { id: c.id, reason: 'withdrawn: a later upload of this peer was refused' });
+      log.warn({ run: runId, checkpoint: c.id, peer: peerId }, 'checkpoint withdrawn: its peer served a refused state');
+    }
+  };
+
   // ---------- peer upload ----------
 
   // The binary parser (and its checkpoint-sized limit) exists only inside this plugin's scope:
@@ -153,6 +167,7 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
       scheduler.take(p.id, claims.p);
       const refuse = (reason: string) => {
         scheduler.reject(p, reason);
+        withdrawFrom(run.id, claims.p, req.log);
         return reply.code(422).send({ error: `checkpoint rejected: ${reason}` });
       };
       const counters = uploadCounterError(frame, hub.maxStep(claims.p));

@@ -156,7 +156,8 @@ export const RUN_EVENT_DATA = {
   'peer-offender': OffenderEventData,
   // The peer's own loss figure is kept beside the coordinator's measurement (valLoss).
   'checkpoint-saved': strict({ ...CheckpointInfo.properties, claimedValLoss: nullable(Type.Number()) }),
-  'checkpoint-deleted': strict({ id: CheckpointInfo.properties.id }),
+  // `reason`: why the coordinator withdrew it itself (absent: an admin deleted it).
+  'checkpoint-deleted': strict({ id: CheckpointInfo.properties.id, reason: Type.Optional(reason(500)) }),
   // `rejected`: the upload failed the coordinator's checks and the peer gets no duty again.
   'checkpoint-failed': strict({ request: Type.String({ maxLength: 64 }), reason: reason(4000), rejected: Type.Optional(Type.Literal(true)) }),
 } satisfies Record<RunEventKind, TSchema>;

@@ -105,7 +105,7 @@ export function describeEvent(e: RunEventItem): EventText {
       const bits = [loss !== null ? `val. loss ${formatLoss(loss)}` : null, bytes !== null ? formatBytes(bytes) : null, e.peerId ? `from peer ${e.peerId}` : null];
       return out(step !== null ? `checkpoint saved at step ${step}` : 'checkpoint saved', bits.filter(Boolean).join(', ') || null, 'ok');
     }
-    case 'checkpoint-deleted': return out(str(d.id) ? `checkpoint ${str(d.id)} deleted` : 'checkpoint deleted', null, 'info');
+    case 'checkpoint-deleted': return out(str(d.id) ? `checkpoint ${str(d.id)} deleted` : 'checkpoint deleted', str(d.reason), str(d.reason) ? 'bad' : 'info');
     case 'checkpoint-failed': return out(`checkpoint from ${peer} failed`, str(d.reason), 'bad');
   }
 }
