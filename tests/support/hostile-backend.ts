@@ -7,6 +7,7 @@ import { createBackend, type BackendInit, type BackendKind, type ReplicaBackend 
 import type { OuterPayload, PartnerPayload } from '../../src/sync/types.ts';
 import type { WebSocketCtor } from '../../src/sync/signaling-client.ts';
 import type { RoundEvent, Volunteer } from '../../src/volunteer/volunteer.ts';
+import { Rng } from '../../src/model/rng.ts';
 import { camping } from './camper.ts';
 
 /**
@@ -25,8 +26,11 @@ import { camping } from './camper.ts';
  *                 validated payload in probe() and applyOuter(). That Δ has the honest norm (it
  *                 is an honest peer's, clipped by our own validator if it was large).
  * - 'poison-state' trains and exchanges honestly, but the state it serves (to a newcomer's
- *                 bootstrap over the mesh, and to the coordinator's checkpoint pull) has φ
- *                 negated: the right shape, finite, plausible counters; only its loss gives it away.
+ *                 bootstrap and to the coordinator's checkpoint pull) has φ negated plus unit
+ *                 Gaussian noise (seeded): the right shape, finite, plausible counters; only its
+ *                 loss gives it away (21 to 32 on `micro`). φ negated alone is no reliable
+ *                 poison: the signs cancel through LayerNorm and the products often enough that
+ *                 it measured 3.70 beside an honest 3.17, within the 0.5 a state may be worse.
  */
 export type Attack = 'sign-flip' | 'scale-flip' | 'nan' | 'scale100' | 'phi-bias' | 'combined' | 'camp-mirror' | 'poison-state';
 
@@ -37,6 +41,8 @@ const PHI_BIAS = 4;
 interface Memory { partnerDelta: Float32Array | null }
 
 const negate = (x: Float32Array) => x.map((v) => -v);
+/** φ negated plus unit Gaussian noise, the same each time for the same φ ('poison-state'). */
+const poisoned = (phi: Float32Array) => { const rng = new Rng(7, 9); return phi.map((v) => -v + rng.normal()); };
 /** φ moved PHI_BIAS × Δ against the direction of progress. */
 const antiProgress = (p: OuterPayload) => p.phi.map((v, k) => v - PHI_BIAS * p.delta[k]!);
 
@@ -110,7 +116,7 @@ export function hostile(b: ReplicaBackend, attack: Attack): ReplicaBackend {
       if (prop === 'outerPayload') return async () => alter(attack, await target.outerPayload(), memory);
       if (prop === 'probe') return async (p: PartnerPayload) => { see(p); return target.probe(p); };
       if (prop === 'applyOuter') return async (ps: PartnerPayload[]) => { see(ps[0]); return target.applyOuter(ps); };
-      if (prop === 'slowState' && attack === 'poison-state') return async () => { const st = await target.slowState(); return { ...st, phi: negate(st.phi) }; };
+      if (prop === 'slowState' && attack === 'poison-state') return async () => { const st = await target.slowState(); return { ...st, phi: poisoned(st.phi) }; };
       const v = Reflect.get(target, prop, receiver) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
