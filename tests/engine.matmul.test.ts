@@ -1,5 +1,5 @@
 // matmul.wgsl against a float64 CPU product: every mode, epilogue and batching, on shapes that
-// are not multiples of the 8x4 register block, on both the vec4 and the scalar load path.
+// are not multiples of the 8x4 or 8x8 register blocks, on both the vec4 and the scalar load path.
 // Tolerance: 1e-5 relative to the largest output (f32 sums of up to ~100 terms).
 import { afterAll, describe, expect } from 'vitest';
 import { DEFAULT_TUNING, Kernels, writeArray, type MatmulMode, type Tuning } from '../src/gpu/kernels.ts';
@@ -8,8 +8,8 @@ import { gpuTest, readF32, uploadF32 } from './support/gpu.ts';
 import { randomArray, relErr, runDispatches } from './support/engine.ts';
 
 const TOL = 1e-5;
-// Every case runs with both register-block heights (TM = 8 and 4), two workgroup shapes, and
-// (for aligned operands) both load widths; and on the workgroup-memory tiled kernels (tile:
+// Every case runs with both register-block heights (TM = 8 and 4) and widths (4 and 8 columns),
+// several workgroup shapes, and (for aligned operands) both load widths; and on the workgroup-memory tiled kernels (tile:
 // 128 x 128, 64 x 32 and 32 x 16 workgroup tiles, the last with scalar loads), whose
 // tiles and 8-deep stages the shapes below cut at odd places; and tn with K split in 3 and 5.
 const TUNINGS: Tuning[] = [
@@ -19,6 +19,9 @@ const TUNINGS: Tuning[] = [
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 16, wgY: 16, tm: 8, vec4: true, tile: true }, nt: { wgX: 16, wgY: 16, tm: 8, vec4: true, tile: true }, tn: { wgX: 16, wgY: 16, tm: 8, vec4: true, tile: true } } },
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 4, tm: 8, vec4: true, tile: true }, nt: { wgX: 4, wgY: 8, tm: 8, vec4: true, tile: true }, tn: { wgX: 8, wgY: 4, tm: 8, vec4: true, tile: true } } },
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 4, wgY: 2, tm: 8, vec4: false, tile: true }, nt: { wgX: 4, wgY: 2, tm: 8, vec4: false, tile: true }, tn: { wgX: 4, wgY: 2, tm: 8, vec4: false, tile: true } } },
+  // 8 x 8 register blocks (cols 8), rows 8 and 4, vec4 and scalar loads.
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 16, wgY: 4, tm: 8, vec4: true, cols: 8 }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true, cols: 8 }, tn: { wgX: 8, wgY: 4, tm: 8, vec4: true, cols: 8 } } },
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 4, wgY: 4, tm: 4, vec4: false, cols: 8 }, nt: { wgX: 4, wgY: 8, tm: 4, vec4: false, cols: 8 }, tn: { wgX: 2, wgY: 8, tm: 4, vec4: false, cols: 8 } } },
   // K split over 3 and 5 workgroups per tile (tn only; the others ignore splitK).
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true }, tn: { wgX: 4, wgY: 2, tm: 8, vec4: true, tile: true, splitK: 3 } } },
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true }, tn: { wgX: 16, wgY: 16, tm: 8, vec4: false, tile: true, splitK: 5 } } },
@@ -179,5 +182,7 @@ describe('matmul.wgsl', () => {
     const spec: MatmulSpec = { label: 'test.badtile', mode: 'nn', M: 4, N: 4, K: 4, a: { ref: buf, ld: 4 }, b: { ref: buf, ld: 4 }, c: { ref: buf, ld: 4 } };
     expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 32, wgY: 8, tm: 8, vec4: true, tile: true })).toThrow(/test\.badtile: a tiled matmul needs/);
     expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 8, wgY: 3, tm: 8, vec4: true, tile: true })).toThrow(/even wgY/);
+    expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 8, wgY: 8, tm: 8, vec4: true, tile: true, cols: 8 })).toThrow(/test\.badtile: cols 8 is a register-block shape/);
+    expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 8, wgY: 8, tm: 8, vec4: true, cols: 6 as 8 })).toThrow(/cols must be 4 or 8/);
   });
 });

@@ -11,7 +11,7 @@ import { attentionBackward, attentionForward } from './ops.ts';
 import { isTuning } from './tuning-check.ts';
 
 /** Bump when kernels change enough that cached shapes should be re-measured. */
-export const AUTOTUNE_VERSION = 5;
+export const AUTOTUNE_VERSION = 6;
 
 export interface TuningStore {
   load(key: string): Promise<Tuning | undefined>;
@@ -55,6 +55,8 @@ export interface AutotuneResult {
 export const MATMUL_CANDIDATES: MatmulShape[] = [
   { wgX: 8, wgY: 8, tm: 8, vec4: true }, { wgX: 16, wgY: 4, tm: 8, vec4: true }, { wgX: 4, wgY: 16, tm: 8, vec4: true },
   { wgX: 16, wgY: 16, tm: 8, vec4: true }, { wgX: 16, wgY: 16, tm: 4, vec4: true },
+  // 8 x 8 blocks: each load feeds twice the multiply-adds (SwiftShader's best, bench/kernels 06).
+  { wgX: 8, wgY: 8, tm: 8, vec4: true, cols: 8 }, { wgX: 16, wgY: 4, tm: 8, vec4: true, cols: 8 }, { wgX: 8, wgY: 4, tm: 8, vec4: true, cols: 8 },
 ];
 /**
  * The workgroup-memory tiled kernels (128 x 128 down to 64 x 64 tiles), tried on hardware
@@ -72,7 +74,7 @@ export const STRIDE_CANDIDATES: StrideShape[] = [
 ];
 
 export function shapeName(s: MatmulShape): string {
-  return `${s.tile ? 'tile ' : ''}${s.wgX}x${s.wgY}/${s.tm}${s.vec4 ? '' : '/scalar'}${(s.splitK ?? 1) > 1 ? `/split${s.splitK}` : ''}`;
+  return `${s.tile ? 'tile ' : ''}${s.wgX}x${s.wgY}/${s.tm}${s.cols === 8 ? 'x8' : ''}${s.vec4 ? '' : '/scalar'}${(s.splitK ?? 1) > 1 ? `/split${s.splitK}` : ''}`;
 }
 
 /** The cache key: which adapter, and which version of the kernels. */

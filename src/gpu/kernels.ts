@@ -15,14 +15,14 @@ export type MatmulMode = 'nn' | 'nt' | 'tn';
 
 /**
  * Shape of the matmul kernel per product kind: invocations per workgroup along columns (wgX,
- * 4 columns each) and rows (wgY), rows per invocation (tm: 8 or 4), and whether aligned
- * operands use vec4 loads (vec4) or scalar ones. With `tile`, the workgroup-memory kernels
+ * `cols` columns each: 4, the default, or 8) and rows (wgY), rows per invocation (tm: 8 or 4),
+ * and whether aligned operands use vec4 loads (vec4) or scalar ones. With `tile`, the workgroup-memory kernels
  * (nnTile, ntTile, tnTile) run instead: each invocation owns an 8 x 8 block (tm is then 8) of
  * a (8 wgY) x (8 wgX) workgroup tile; wgX <= 16, and wgY even and <= 16. `splitK` (tiled tn
  * only, 2..16) splits K over that many workgroups per tile, whose partial products a second
  * dispatch adds up (matmulDispatches).
  */
-export interface MatmulShape { wgX: number; wgY: number; tm: 4 | 8; vec4: boolean; tile?: boolean; splitK?: number }
+export interface MatmulShape { wgX: number; wgY: number; tm: 4 | 8; vec4: boolean; cols?: 4 | 8; tile?: boolean; splitK?: number }
 
 /**
  * Grid of the grid-stride kernels over whole state buffers (AdamW, outer step, grad norm,

@@ -56,6 +56,8 @@ export function shapeProblem(shape: MatmulShape): string | null {
   if (shape.tile && !(shape.tm === 8 && shape.wgX <= 16 && shape.wgY <= 16 && shape.wgY % 2 === 0)) {
     return `a tiled matmul needs tm 8, wgX <= 16 and an even wgY <= 16, got ${JSON.stringify(shape)}`;
   }
+  if (shape.cols !== undefined && shape.cols !== 4 && shape.cols !== 8) return `cols must be 4 or 8, got ${JSON.stringify(shape)}`;
+  if (shape.tile && shape.cols === 8) return `cols 8 is a register-block shape; a tiled matmul has its own 8 x 8 block, got ${JSON.stringify(shape)}`;
   return null;
 }
 
@@ -112,6 +114,7 @@ export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = tunedShap
     WG_X: shape.wgX,
     WG_Y: shape.wgY,
     TM: shape.tm,
+    TN: shape.cols ?? 4,
     HAS_BIAS: !!s.bias,
     ACCUM: !!s.accumulate,
     EPI: s.epilogue ? { residual: 1, geluGrad: 2, gelu: 3 }[s.epilogue.kind] : 0,
@@ -132,11 +135,11 @@ export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = tunedShap
     .u32(s.b.inner ?? 0, s.c.outer ?? 0, s.c.inner ?? 0)
     .f32(s.alpha ?? 1);
   const uniform = k.uniform(`${s.label}.uniform`, u);
-  // Register kernels: one invocation per TM x 4 block (biasGrad: one more row of blocks).
+  // Register kernels: one invocation per TM x cols block (biasGrad: one more row of blocks).
   // Tiled kernels: one workgroup per (8 wgY) x (8 wgX) tile (biasGrad: one more row of tiles).
   const grid: [number, number, number] = shape.tile
     ? [Math.ceil(s.N / (8 * shape.wgX)), Math.ceil(s.M / (8 * shape.wgY)) + (s.biasGrad ? 1 : 0), batch.count]
-    : [Math.ceil(Math.ceil(s.N / 4) / shape.wgX), Math.ceil((Math.ceil(s.M / shape.tm) + (s.biasGrad ? 1 : 0)) / shape.wgY), batch.count];
+    : [Math.ceil(Math.ceil(s.N / (shape.cols ?? 4)) / shape.wgX), Math.ceil((Math.ceil(s.M / shape.tm) + (s.biasGrad ? 1 : 0)) / shape.wgY), batch.count];
   return k.dispatch(s.label, pipeline,
     // Each operand goes to the view its load width reads; the other view gets the dummy.
     // The gelu epilogue's pre-activation output and biasGrad share the writable aux binding.

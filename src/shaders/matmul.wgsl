@@ -1,8 +1,9 @@
-// Matrix products with bias and epilogues, register-blocked: each invocation owns a TMx4 block
-// of C (TM = 8 or 4 rows, 4 adjacent columns) held in TM vec4 registers, and reads A and B four
-// contiguous floats at a time. The block's rows are written out by hand (s0..s7): a loop over
-// an array indexed by row kept the block in memory on SwiftShader, 4x slower; TM = 4 drops
-// rows 4..7 through `if (TM == 8u)`, which the compiler folds once the override is known.
+// Matrix products with bias and epilogues, register-blocked: each invocation owns a TM x TN block
+// of C (TM = 8 or 4 rows, TN = 4 or 8 adjacent columns) held in TM or 2 TM vec4 registers, and
+// reads A and B four contiguous floats at a time. The block's rows are written out by hand
+// (s0..s7, and t0..t7 for columns 4..7): a loop over an array indexed by row kept the block in
+// memory on SwiftShader, 4x slower; TM = 4 drops rows 4..7 through `if (TM == 8u)` and TN = 4
+// the t rows through `if (TN == 8u)`, which the compiler folds once the overrides are known.
 // No workgroup memory: on SwiftShader a shared-memory tile was slower than the naive kernel
 // (bench/kernels/matmul), while register blocks reuse each load 4-8 times from registers.
 //
@@ -45,6 +46,12 @@ override WG_X: u32 = 8;
 override WG_Y: u32 = 8;
 /** Rows per invocation: 8 or 4 (fewer registers, more invocations). */
 override TM: u32 = 8u;
+/**
+ * Columns per invocation: 4 or 8 (a second vec4 of columns, t0..t7 beside s0..s7). Every load
+ * of A then feeds twice the multiply-adds: on SwiftShader, where a load is a gather across the
+ * lanes of a SIMD group, an 8 x 8 block ran 1.4-1.8x the 8 x 4 one (bench/kernels/matmul, 06).
+ */
+override TN: u32 = 4u;
 /** Vector width of the loads: true = vec4 loads (strides and offsets multiples of 4), false = scalar. */
 override VEC4: bool = true;
 override HAS_BIAS: bool = false;
@@ -137,7 +144,7 @@ fn dot4(s: vec4f, a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn nn(@builtin(global_invocation_id) g: vec3u) {
-  let c0 = g.x * 4u;
+  let c0 = g.x * TN;
   let r0 = g.y * TM;
   if (c0 >= u.N || r0 >= u.M) { return; }
   let o = batchOffsets(g.z);
@@ -148,30 +155,44 @@ fn nn(@builtin(global_invocation_id) g: vec3u) {
   let a6 = o.a + min(r0 + 6u, last) * u.lda; let a7 = o.a + min(r0 + 7u, last) * u.lda;
   var s0 = vec4f(0.0); var s1 = vec4f(0.0); var s2 = vec4f(0.0); var s3 = vec4f(0.0);
   var s4 = vec4f(0.0); var s5 = vec4f(0.0); var s6 = vec4f(0.0); var s7 = vec4f(0.0);
+  var t0 = vec4f(0.0); var t1 = vec4f(0.0); var t2 = vec4f(0.0); var t3 = vec4f(0.0);
+  var t4 = vec4f(0.0); var t5 = vec4f(0.0); var t6 = vec4f(0.0); var t7 = vec4f(0.0);
+  var e0 = vec4f(0.0); var e1 = vec4f(0.0); var e2 = vec4f(0.0); var e3 = vec4f(0.0);
   let ldb = u.ldb;
   let k4 = u.K & ~3u;
   var bi = o.b + c0;
   for (var k = 0u; k < k4; k += 4u) {
     let b0 = ldb4(bi); let b1 = ldb4(bi + ldb); let b2 = ldb4(bi + 2u * ldb); let b3 = ldb4(bi + 3u * ldb);
+    if (TN == 8u) { e0 = ldb4(bi + 4u); e1 = ldb4(bi + ldb + 4u); e2 = ldb4(bi + 2u * ldb + 4u); e3 = ldb4(bi + 3u * ldb + 4u); }
     bi += 4u * ldb;
-    s0 = fma4(s0, lda4(a0 + k), b0, b1, b2, b3); s1 = fma4(s1, lda4(a1 + k), b0, b1, b2, b3);
-    s2 = fma4(s2, lda4(a2 + k), b0, b1, b2, b3); s3 = fma4(s3, lda4(a3 + k), b0, b1, b2, b3);
+    var x = lda4(a0 + k); s0 = fma4(s0, x, b0, b1, b2, b3); if (TN == 8u) { t0 = fma4(t0, x, e0, e1, e2, e3); }
+    x = lda4(a1 + k); s1 = fma4(s1, x, b0, b1, b2, b3); if (TN == 8u) { t1 = fma4(t1, x, e0, e1, e2, e3); }
+    x = lda4(a2 + k); s2 = fma4(s2, x, b0, b1, b2, b3); if (TN == 8u) { t2 = fma4(t2, x, e0, e1, e2, e3); }
+    x = lda4(a3 + k); s3 = fma4(s3, x, b0, b1, b2, b3); if (TN == 8u) { t3 = fma4(t3, x, e0, e1, e2, e3); }
     if (TM == 8u) {
-      s4 = fma4(s4, lda4(a4 + k), b0, b1, b2, b3); s5 = fma4(s5, lda4(a5 + k), b0, b1, b2, b3);
-      s6 = fma4(s6, lda4(a6 + k), b0, b1, b2, b3); s7 = fma4(s7, lda4(a7 + k), b0, b1, b2, b3);
+      x = lda4(a4 + k); s4 = fma4(s4, x, b0, b1, b2, b3); if (TN == 8u) { t4 = fma4(t4, x, e0, e1, e2, e3); }
+      x = lda4(a5 + k); s5 = fma4(s5, x, b0, b1, b2, b3); if (TN == 8u) { t5 = fma4(t5, x, e0, e1, e2, e3); }
+      x = lda4(a6 + k); s6 = fma4(s6, x, b0, b1, b2, b3); if (TN == 8u) { t6 = fma4(t6, x, e0, e1, e2, e3); }
+      x = lda4(a7 + k); s7 = fma4(s7, x, b0, b1, b2, b3); if (TN == 8u) { t7 = fma4(t7, x, e0, e1, e2, e3); }
     }
   }
   for (var k = k4; k < u.K; k++) {
     let b = ldb4(o.b + k * ldb + c0);
     s0 += lda1(a0 + k) * b; s1 += lda1(a1 + k) * b; s2 += lda1(a2 + k) * b; s3 += lda1(a3 + k) * b;
     if (TM == 8u) { s4 += lda1(a4 + k) * b; s5 += lda1(a5 + k) * b; s6 += lda1(a6 + k) * b; s7 += lda1(a7 + k) * b; }
+    if (TN == 8u) {
+      let e = ldb4(o.b + k * ldb + c0 + 4u);
+      t0 += lda1(a0 + k) * e; t1 += lda1(a1 + k) * e; t2 += lda1(a2 + k) * e; t3 += lda1(a3 + k) * e;
+      if (TM == 8u) { t4 += lda1(a4 + k) * e; t5 += lda1(a5 + k) * e; t6 += lda1(a6 + k) * e; t7 += lda1(a7 + k) * e; }
+    }
   }
   storeBlock(r0, c0, o.c, s0, s1, s2, s3, s4, s5, s6, s7);
+  if (TN == 8u) { storeBlock(r0, c0 + 4u, o.c, t0, t1, t2, t3, t4, t5, t6, t7); }
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn nt(@builtin(global_invocation_id) g: vec3u) {
-  let c0 = g.x * 4u;
+  let c0 = g.x * TN;
   let r0 = g.y * TM;
   if (c0 >= u.N || r0 >= u.M) { return; }
   let o = batchOffsets(g.z);
@@ -183,24 +204,40 @@ fn nt(@builtin(global_invocation_id) g: vec3u) {
   let lastc = u.N - 1u;
   let q0 = o.b + c0 * u.ldb;                 let q1 = o.b + min(c0 + 1u, lastc) * u.ldb;
   let q2 = o.b + min(c0 + 2u, lastc) * u.ldb; let q3 = o.b + min(c0 + 3u, lastc) * u.ldb;
+  let q4 = o.b + min(c0 + 4u, lastc) * u.ldb; let q5 = o.b + min(c0 + 5u, lastc) * u.ldb;
+  let q6 = o.b + min(c0 + 6u, lastc) * u.ldb; let q7 = o.b + min(c0 + 7u, lastc) * u.ldb;
   var s0 = vec4f(0.0); var s1 = vec4f(0.0); var s2 = vec4f(0.0); var s3 = vec4f(0.0);
   var s4 = vec4f(0.0); var s5 = vec4f(0.0); var s6 = vec4f(0.0); var s7 = vec4f(0.0);
+  var t0 = vec4f(0.0); var t1 = vec4f(0.0); var t2 = vec4f(0.0); var t3 = vec4f(0.0);
+  var t4 = vec4f(0.0); var t5 = vec4f(0.0); var t6 = vec4f(0.0); var t7 = vec4f(0.0);
+  var e0 = vec4f(0.0); var e1 = vec4f(0.0); var e2 = vec4f(0.0); var e3 = vec4f(0.0);
   let k4 = u.K & ~3u;
   for (var k = 0u; k < k4; k += 4u) {
     let b0 = ldb4(q0 + k); let b1 = ldb4(q1 + k); let b2 = ldb4(q2 + k); let b3 = ldb4(q3 + k);
-    s0 = dot4(s0, lda4(a0 + k), b0, b1, b2, b3); s1 = dot4(s1, lda4(a1 + k), b0, b1, b2, b3);
-    s2 = dot4(s2, lda4(a2 + k), b0, b1, b2, b3); s3 = dot4(s3, lda4(a3 + k), b0, b1, b2, b3);
+    if (TN == 8u) { e0 = ldb4(q4 + k); e1 = ldb4(q5 + k); e2 = ldb4(q6 + k); e3 = ldb4(q7 + k); }
+    var x = lda4(a0 + k); s0 = dot4(s0, x, b0, b1, b2, b3); if (TN == 8u) { t0 = dot4(t0, x, e0, e1, e2, e3); }
+    x = lda4(a1 + k); s1 = dot4(s1, x, b0, b1, b2, b3); if (TN == 8u) { t1 = dot4(t1, x, e0, e1, e2, e3); }
+    x = lda4(a2 + k); s2 = dot4(s2, x, b0, b1, b2, b3); if (TN == 8u) { t2 = dot4(t2, x, e0, e1, e2, e3); }
+    x = lda4(a3 + k); s3 = dot4(s3, x, b0, b1, b2, b3); if (TN == 8u) { t3 = dot4(t3, x, e0, e1, e2, e3); }
     if (TM == 8u) {
-      s4 = dot4(s4, lda4(a4 + k), b0, b1, b2, b3); s5 = dot4(s5, lda4(a5 + k), b0, b1, b2, b3);
-      s6 = dot4(s6, lda4(a6 + k), b0, b1, b2, b3); s7 = dot4(s7, lda4(a7 + k), b0, b1, b2, b3);
+      x = lda4(a4 + k); s4 = dot4(s4, x, b0, b1, b2, b3); if (TN == 8u) { t4 = dot4(t4, x, e0, e1, e2, e3); }
+      x = lda4(a5 + k); s5 = dot4(s5, x, b0, b1, b2, b3); if (TN == 8u) { t5 = dot4(t5, x, e0, e1, e2, e3); }
+      x = lda4(a6 + k); s6 = dot4(s6, x, b0, b1, b2, b3); if (TN == 8u) { t6 = dot4(t6, x, e0, e1, e2, e3); }
+      x = lda4(a7 + k); s7 = dot4(s7, x, b0, b1, b2, b3); if (TN == 8u) { t7 = dot4(t7, x, e0, e1, e2, e3); }
     }
   }
   for (var k = k4; k < u.K; k++) {
     let b = vec4f(ldb1(q0 + k), ldb1(q1 + k), ldb1(q2 + k), ldb1(q3 + k));
     s0 += lda1(a0 + k) * b; s1 += lda1(a1 + k) * b; s2 += lda1(a2 + k) * b; s3 += lda1(a3 + k) * b;
     if (TM == 8u) { s4 += lda1(a4 + k) * b; s5 += lda1(a5 + k) * b; s6 += lda1(a6 + k) * b; s7 += lda1(a7 + k) * b; }
+    if (TN == 8u) {
+      let e = vec4f(ldb1(q4 + k), ldb1(q5 + k), ldb1(q6 + k), ldb1(q7 + k));
+      t0 += lda1(a0 + k) * e; t1 += lda1(a1 + k) * e; t2 += lda1(a2 + k) * e; t3 += lda1(a3 + k) * e;
+      if (TM == 8u) { t4 += lda1(a4 + k) * e; t5 += lda1(a5 + k) * e; t6 += lda1(a6 + k) * e; t7 += lda1(a7 + k) * e; }
+    }
   }
   storeBlock(r0, c0, o.c, s0, s1, s2, s3, s4, s5, s6, s7);
+  if (TN == 8u) { storeBlock(r0, c0 + 4u, o.c, t0, t1, t2, t3, t4, t5, t6, t7); }
 }
 
 // aux as dbias: dbias[c0..c0+3] += sum over the K rows of B (dy) of columns c0..c0+3.
@@ -218,17 +255,20 @@ fn biasGrad(c0: u32, offB: u32) {
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn tn(@builtin(global_invocation_id) g: vec3u) {
-  let c0 = g.x * 4u;
+  let c0 = g.x * TN;
   let r0 = g.y * TM;
   if (c0 >= u.N) { return; }
   let o = batchOffsets(g.z);
   if (BIAS_GRAD && g.y == (u.M + TM - 1u) / TM) {
     biasGrad(c0, o.b);
+    if (TN == 8u && c0 + 4u < u.N) { biasGrad(c0 + 4u, o.b); }
     return;
   }
   if (r0 >= u.M) { return; }
   var s0 = vec4f(0.0); var s1 = vec4f(0.0); var s2 = vec4f(0.0); var s3 = vec4f(0.0);
   var s4 = vec4f(0.0); var s5 = vec4f(0.0); var s6 = vec4f(0.0); var s7 = vec4f(0.0);
+  var t0 = vec4f(0.0); var t1 = vec4f(0.0); var t2 = vec4f(0.0); var t3 = vec4f(0.0);
+  var t4 = vec4f(0.0); var t5 = vec4f(0.0); var t6 = vec4f(0.0); var t7 = vec4f(0.0);
   // Rows r0..r0+TM-1 of C are TM adjacent columns of A: one or two vec4 loads per k. Past the
   // last row they read neighbouring floats that storeRow then discards.
   var ai = o.a + r0;
@@ -237,7 +277,15 @@ fn tn(@builtin(global_invocation_id) g: vec3u) {
     let lo = lda4(ai);
     let b = ldb4(bi);
     s0 += lo.x * b; s1 += lo.y * b; s2 += lo.z * b; s3 += lo.w * b;
-    if (TM == 8u) {
+    if (TN == 8u) {
+      let e = ldb4(bi + 4u);
+      t0 += lo.x * e; t1 += lo.y * e; t2 += lo.z * e; t3 += lo.w * e;
+      if (TM == 8u) {
+        let hi = lda4(ai + 4u);
+        s4 += hi.x * b; s5 += hi.y * b; s6 += hi.z * b; s7 += hi.w * b;
+        t4 += hi.x * e; t5 += hi.y * e; t6 += hi.z * e; t7 += hi.w * e;
+      }
+    } else if (TM == 8u) {
       let hi = lda4(ai + 4u);
       s4 += hi.x * b; s5 += hi.y * b; s6 += hi.z * b; s7 += hi.w * b;
     }
@@ -245,6 +293,7 @@ fn tn(@builtin(global_invocation_id) g: vec3u) {
     bi += u.ldb;
   }
   storeBlock(r0, c0, o.c, s0, s1, s2, s3, s4, s5, s6, s7);
+  if (TN == 8u) { storeBlock(r0, c0 + 4u, o.c, t0, t1, t2, t3, t4, t5, t6, t7); }
 }
 
 // ---- Workgroup-memory tiles: nnTile, ntTile, tnTile (hardware GPUs) ----
