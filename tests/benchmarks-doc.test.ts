@@ -192,6 +192,9 @@ const CLAIMS: Claim[] = [
   bm('within 1.2e-4', () => gpuCheck('gpu-check-h200.json', 'micro', 'paramRatio')),
   bm('and 2.2e-3 of the change', () => gpuCheck('gpu-check-h200.json', 'tiny', 'paramRatio')),
   bm('and 1.95 GFLOPS', () => matmul('kernels-matmul.json', '8x8')),
+  bm('ran 3.30 GFLOPS', () => json('kernels-matmul.json').results.find((r: any) => r.variant === 'src/shaders/matmul.wgsl' && r.wg === '16x4' && r.shape === '512x1024x256' && r.overrides.TN === 8).gflops),
+  bm('8 × 4 block\'s best was 2.29 GFLOPS', () => Math.max(...json('kernels-matmul.json').results
+    .filter((r: any) => r.variant === 'src/shaders/matmul.wgsl' && r.shape === '512x1024x256' && r.overrides.TN === undefined).map((r: any) => r.gflops))),
   rd('reaches a validation loss of 2.394', () => loss('sim.json', 'noloco-async')),
   rd('lockstep NoLoCo 2.454', () => loss('sim.json', 'noloco-lockstep')),
   rd('DiLoCo 2.448', () => loss('sim.json', 'diloco')),

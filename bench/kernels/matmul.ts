@@ -12,8 +12,11 @@
 // barriers are expensive on a CPU); 02 8x4 register block with vec4 loads ~1-2.7; 03 the same
 // with scalar loads close to 02 on some shapes, 2-3x worse on others; 05 the block as a loop
 // over an array with an override row count 3-5x slower than 02 (the array is not promoted to
-// registers). The trainer's kernel (src/shaders/matmul.wgsl) is 02 generalised: nn/nt/tn,
-// epilogues, batching, TM = 8 or 4 rows kept as hand-written rows behind `if (TM == 8u)`.
+// registers); 06 an 8x8 block (two vec4 of columns) 1.1-1.8x 02 over repeated runs, since on
+// SwiftShader a load is a gather across a SIMD group's lanes and the wider block feeds twice the
+// multiply-adds from each; 07 the same with 4 rows, between the two. The trainer's kernel
+// (src/shaders/matmul.wgsl) is 02 and 06 generalised: nn/nt/tn, epilogues, batching, TM = 8 or
+// 4 rows and TN = 4 or 8 columns kept as hand-written rows behind `if (TM == 8u)`, `if (TN == 8u)`.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { labAdapter, labDevice, maxRelErr, randn, readBack, storage, timeIt, uniform } from './lab.ts';
 
@@ -42,6 +45,10 @@ const VARIANTS: Variant[] = [
   { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [16, 4], vec4: true, production: true },
   { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 4, wg: [16, 16], overrides: { TM: 4 }, vec4: true, production: true },
   { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [16, 4], overrides: { VEC4: 0 }, vec4: false, production: true },
+  // The trainer's 8 x 8 register block (TN = 8, `cols: 8` in a tuning): the lab's 06 generalised.
+  { file: 'src/shaders/matmul.wgsl', colsPerThread: 8, rowsPerThread: 8, wg: [8, 8], overrides: { TN: 8 }, vec4: true, production: true },
+  { file: 'src/shaders/matmul.wgsl', colsPerThread: 8, rowsPerThread: 8, wg: [16, 4], overrides: { TN: 8 }, vec4: true, production: true },
+  { file: 'src/shaders/matmul.wgsl', colsPerThread: 8, rowsPerThread: 8, wg: [8, 4], overrides: { TN: 8 }, vec4: true, production: true },
   // The trainer's workgroup-memory tiles (entry nnTile): an 8x8 block per invocation, so a
   // (8 wgY) x (8 wgX) tile per workgroup.
   ...([[16, 16], [16, 8], [8, 16], [8, 8]] as [number, number][]).map((wg): Variant =>
