@@ -14,7 +14,7 @@
 // over an array with an override row count 3-5x slower than 02 (the array is not promoted to
 // registers); 06 an 8x8 block (two vec4 of columns) 1.1-1.8x 02 over repeated runs, since on
 // SwiftShader a load is a gather across a SIMD group's lanes and the wider block feeds twice the
-// multiply-adds from each; 07 the same with 4 rows, between the two. The trainer's kernel
+// multiply-adds from each (the same with 4 rows, tried as 07 in c3a1479, fell between the two). The trainer's kernel
 // (src/shaders/matmul.wgsl) is 02 and 06 generalised: nn/nt/tn, epilogues, batching, TM = 8 or
 // 4 rows and TN = 4 or 8 columns kept as hand-written rows behind `if (TM == 8u)`, `if (TN == 8u)`.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -35,11 +35,8 @@ const VARIANTS: Variant[] = [
   { file: '06_reg8x8_vec4.wgsl', colsPerThread: 8, rowsPerThread: 8, wg: [8, 8], vec4: true },
   { file: '06_reg8x8_vec4.wgsl', colsPerThread: 8, rowsPerThread: 8, wg: [16, 4], vec4: true },
   { file: '06_reg8x8_vec4.wgsl', colsPerThread: 8, rowsPerThread: 8, wg: [4, 16], vec4: true },
-  { file: '07_reg4x8_vec4.wgsl', colsPerThread: 8, rowsPerThread: 4, wg: [8, 8], vec4: true },
-  { file: '07_reg4x8_vec4.wgsl', colsPerThread: 8, rowsPerThread: 4, wg: [16, 16], vec4: true },
   { file: '06_reg8x8_vec4.wgsl', colsPerThread: 8, rowsPerThread: 8, wg: [8, 4], vec4: true },
   { file: '06_reg8x8_vec4.wgsl', colsPerThread: 8, rowsPerThread: 8, wg: [16, 8], vec4: true },
-  { file: '07_reg4x8_vec4.wgsl', colsPerThread: 8, rowsPerThread: 4, wg: [16, 4], vec4: true },
   // The kernel the trainer uses (src/shaders/matmul.wgsl + vec4 prelude), entry nn.
   { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [8, 8], vec4: true, production: true },
   { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [16, 4], vec4: true, production: true },
