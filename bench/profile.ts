@@ -16,6 +16,7 @@ import { nodeTuning } from '../src/gpu/autotune-node.ts';
 import { describeAdapter, summarizeAdapter } from '../src/gpu/device.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
 import { stepFlops } from './flops.ts';
+import { profileLines, profileStep } from './profile-core.ts';
 
 const arg = (name: string) => { const i = process.argv.indexOf(`--${name}`); return i < 0 ? undefined : process.argv[i + 1]; };
 const block = process.argv.includes('--block');
@@ -40,42 +41,11 @@ const tokens = Uint32Array.from({ length: cfg.batch * cfg.seqLen }, (_, i) => (i
 const batch = { B: cfg.batch, T: cfg.seqLen, tokens, targets: tokens.map((t) => (t + 1) % model.vocab) };
 await engine.train(1, () => batch); // compile and warm up
 
-const list = engine.stepDispatches;
-const querySet = device.createQuerySet({ label: 'profile.querySet', type: 'timestamp', count: 2 * list.length });
-const resolve = device.createBuffer({ label: 'profile.resolve', size: 16 * list.length, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-const read = device.createBuffer({ label: 'profile.read', size: 16 * list.length, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
-engine.model.writeBatch(batch.tokens, batch.targets);
-const enc = device.createCommandEncoder({ label: 'profile.step' });
-enc.clearBuffer(engine.state.grads);
-enc.clearBuffer(engine.model.dres);
-list.forEach((d, i) => {
-  const pass = enc.beginComputePass({ label: `profile.${d.label}`, timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
-  pass.setPipeline(d.pipeline);
-  pass.setBindGroup(0, d.bindGroup);
-  pass.dispatchWorkgroups(...d.workgroups);
-  pass.end();
-});
-enc.resolveQuerySet(querySet, 0, 2 * list.length, resolve, 0);
-enc.copyBufferToBuffer(resolve, 0, read, 0, read.size);
-device.queue.submit([enc.finish()]);
-await read.mapAsync(GPUMapMode.READ);
-const ts = new BigInt64Array(read.getMappedRange());
-const kinds = new Map<string, { ms: number; count: number }>();
-let total = 0;
-list.forEach((d, i) => {
-  const ms = Number(ts[2 * i + 1] - ts[2 * i]) / 1e6;
-  total += ms;
-  const kind = d.label.replace(/\.h\d+\./, '.h*.');
-  const k = kinds.get(kind) ?? { ms: 0, count: 0 };
-  k.ms += ms; k.count++;
-  kinds.set(kind, k);
-});
-const rows = [...kinds.entries()].map(([kernel, v]) => ({ kernel, dispatches: v.count, ms: v.ms, share: v.ms / total })).sort((a, b) => b.ms - a.ms);
+const { totalMs: total, dispatches, rows } = await profileStep(device, engine, batch);
 const name = block ? 'block d=256 h=4 (1 layer), B x T = 4 x 128' : `${arg('preset') ?? 'tiny'} preset, B x T = ${cfg.batch} x ${cfg.seqLen}`;
-console.log(`${describeAdapter(summarizeAdapter(adapter))}; ${name}; ${list.length} dispatches; GPU time ${total.toFixed(1)} ms ` +
+console.log(`${describeAdapter(summarizeAdapter(adapter))}; ${name}; ${dispatches} dispatches; GPU time ${total.toFixed(1)} ms ` +
   `(${(stepFlops(model, cfg.batch, cfg.seqLen) / total / 1e6).toFixed(2)} GFLOPS)`);
-console.log(`${'kernel'.padEnd(44)} ${'n'.padStart(3)} ${'ms'.padStart(9)} ${'share'.padStart(6)}`);
-for (const r of rows) console.log(`${r.kernel.padEnd(44)} ${String(r.dispatches).padStart(3)} ${r.ms.toFixed(2).padStart(9)} ${(100 * r.share).toFixed(1).padStart(5)}%`);
+for (const l of profileLines(rows)) console.log(l);
 // Whole steps as the trainer runs them: one submit each, losses read back in chunks.
 const timedSteps = Number(arg('steps') ?? 20);
 if (!(Number.isInteger(timedSteps) && timedSteps >= 1)) throw new Error(`--steps must be a positive integer, got ${arg('steps')}`);
@@ -86,7 +56,7 @@ console.log(`wall clock: ${stepMs.toFixed(2)} ms per step over ${timedSteps} ste
   `${(cfg.batch * cfg.seqLen / stepMs * 1000).toFixed(0)} tokens/s`);
 const out = join(fileURLToPath(new URL('.', import.meta.url)), 'results', 'profile.json');
 await mkdir(join(out, '..'), { recursive: true });
-await writeFile(out, JSON.stringify({ adapter: describeAdapter(summarizeAdapter(adapter)), tuning, model: name, dispatches: list.length, totalMs: total, wallMsPerStep: stepMs, timedSteps, rows }, null, 2) + '\n');
+await writeFile(out, JSON.stringify({ adapter: describeAdapter(summarizeAdapter(adapter)), tuning, model: name, dispatches, totalMs: total, wallMsPerStep: stepMs, timedSteps, rows }, null, 2) + '\n');
 console.log(`wrote ${out}`);
 engine.destroy();
 device.destroy();

@@ -12,6 +12,8 @@ import type { Tuning } from '../src/gpu/kernels.ts';
 import { Trainer } from '../src/worker/trainer.ts';
 import { stepFlops } from './flops.ts';
 import { TfjsGPT } from './tfjs-gpt.ts';
+import { GpuEngine } from '../src/gpu/engine.ts';
+import { profileStep, type ProfileRow } from './profile-core.ts';
 
 export interface StepRow {
   model: string;
@@ -24,7 +26,35 @@ export interface StepRow {
   dispatches: number;
 }
 
-export interface BenchOptions { reps: number; warmup: number; tiny: boolean }
+export interface BenchOptions { reps: number; warmup: number; tiny: boolean; autotune: boolean; profile: boolean }
+
+/** The block's step in this page, per kernel (timestamp queries) and on the wall clock (bench:step --profile). */
+export interface PageProfile { totalMs: number; dispatches: number; wallMsPerStep: number; rows: ProfileRow[] }
+
+/** One block step of a GpuEngine with `tuning` on its own device, profiled as bench:profile does in Node. */
+async function profileBlock(block: ModelConfig, B: number, T: number, tuning: Tuning, steps: number): Promise<PageProfile> {
+  const adapter = await navigator.gpu.requestAdapter();
+  if (!adapter) throw new Error('--profile: no WebGPU adapter in the page');
+  if (!adapter.features.has('timestamp-query')) throw new Error('--profile: this adapter has no timestamp-query feature (Chromium needs --enable-dawn-features=allow_unsafe_apis)');
+  const device = await adapter.requestDevice({ label: 'step.profile', requiredFeatures: ['timestamp-query'] });
+  try {
+    const layout = buildLayout(block);
+    const engine = new GpuEngine(device, { layout, train: trainConfig({ batch: B, seqLen: T }, block), B, T, tuning });
+    const theta = initParams(layout, 1), zeros = new Float32Array(layout.total);
+    engine.writeState({ params: theta, m: zeros, v: zeros, phi: theta, outerM: zeros, step: 0 });
+    const tokens = Uint32Array.from({ length: B * T }, (_, i) => (i * 31) % block.vocab);
+    const batch = { B, T, tokens, targets: tokens.map((t) => (t + 1) % block.vocab) };
+    await engine.train(1, () => batch); // compile and warm up
+    const p = await profileStep(device, engine, batch);
+    const t0 = performance.now();
+    await engine.train(steps, () => batch);
+    const wallMsPerStep = (performance.now() - t0) / steps;
+    engine.destroy();
+    return { ...p, wallMsPerStep };
+  } finally {
+    device.destroy();
+  }
+}
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 
@@ -33,9 +63,9 @@ function randomBytes(n: number, seed: number): Uint8Array {
   return Uint8Array.from({ length: n }, () => rng.int(256));
 }
 
-async function murmurTrainer(model: ModelConfig, B: number, T: number) {
+async function murmurTrainer(model: ModelConfig, B: number, T: number, autotune: boolean) {
   const trainer = new Trainer({ tuningStore: indexedDbStore('murmur-bench') });
-  const info = await trainer.init({ model, train: { batch: B, seqLen: T }, data: randomBytes(1 << 17, 1), readEvery: 1, autotune: true }, 1);
+  const info = await trainer.init({ model, train: { batch: B, seqLen: T }, data: randomBytes(1 << 17, 1), readEvery: 1, autotune }, 1);
   return { trainer, dispatches: info.dispatchesPerStep, adapter: info.adapter, tuning: info.tuning };
 }
 
@@ -46,7 +76,7 @@ async function timeMs(fn: () => Promise<unknown>): Promise<number> {
 }
 
 const bench = {
-  async run(o: BenchOptions): Promise<{ adapter: string; tfjsBackend: string; tuning: Tuning; rows: StepRow[]; log: string[] }> {
+  async run(o: BenchOptions): Promise<{ adapter: string; tfjsBackend: string; tuning: Tuning; rows: StepRow[]; log: string[]; profile: PageProfile | null }> {
     const log: string[] = [];
     await tf.setBackend('webgpu');
     await tf.ready();
@@ -55,7 +85,7 @@ const bench = {
     // 1. One transformer block, d=256, 4 heads, B x T = 4 x 128, vocab 256: Murmur vs TF.js.
     const block: ModelConfig = { vocab: 256, ctx: 128, layers: 1, d: 256, heads: 4 };
     const B = 4, T = 128;
-    const m = await murmurTrainer(block, B, T);
+    const m = await murmurTrainer(block, B, T, o.autotune);
     const tfm = new TfjsGPT(block, initParams(buildLayout(block), 1), T, trainConfig({}, block).lr);
     const rng = new Rng(2, 5);
     const tok = Int32Array.from({ length: B * T }, () => rng.int(256));
@@ -77,12 +107,13 @@ const bench = {
     });
     tfm.dispose();
     m.trainer.dispose();
+    const profile = o.profile ? await profileBlock(block, B, T, m.tuning, o.reps) : null;
 
     // 2. The tiny preset at its default batch, Murmur only.
     if (o.tiny) {
       const tiny = PRESETS.tiny;
       const tc = trainConfig({}, tiny);
-      const mt2 = await murmurTrainer(tiny, tc.batch, tc.seqLen);
+      const mt2 = await murmurTrainer(tiny, tc.batch, tc.seqLen, o.autotune);
       for (let i = 0; i < o.warmup; i++) await mt2.trainer.train(1);
       const ts: number[] = [];
       for (let i = 0; i < o.reps; i++) ts.push(await timeMs(() => mt2.trainer.train(1)));
@@ -93,7 +124,7 @@ const bench = {
       });
       mt2.trainer.dispose();
     }
-    return { adapter: m.adapter, tfjsBackend: tf.getBackend(), tuning: m.tuning, rows, log };
+    return { adapter: m.adapter, tfjsBackend: tf.getBackend(), tuning: m.tuning, rows, log, profile };
   },
 };
 
