@@ -3,11 +3,41 @@
 // by `npm run bench:profile` (Node, Dawn) and `npm run bench:step -- --profile` (Chromium), so
 // the two runtimes' SwiftShader can be compared kernel by kernel. The device must have been
 // created with the 'timestamp-query' feature.
-import type { GpuEngine } from '../src/gpu/engine.ts';
+import { GpuEngine } from '../src/gpu/engine.ts';
+import type { Tuning } from '../src/gpu/kernels.ts';
+import type { ModelConfig, TrainConfig } from '../src/model/config.ts';
+import { initParams } from '../src/model/init.ts';
+import { buildLayout } from '../src/model/layout.ts';
+import type { ProfileRow } from './profile-table.ts';
 
-export interface ProfileRow { kernel: string; dispatches: number; ms: number; share: number }
 
 export interface BatchLike { tokens: Uint32Array; targets: Uint32Array }
+
+/** What profileModel measured: one step per kernel, and whole steps on the wall clock. */
+export interface ModelProfile { totalMs: number; dispatches: number; rows: ProfileRow[]; wallMsPerStep: number }
+
+/**
+ * A GpuEngine of `model` with `tuning` on `device`, from the seed-1 init on a fixed batch: one
+ * warm-up step (compiles), one profiled step, then `steps` whole steps as the trainer runs them
+ * (one submit each, losses read back in chunks) on the wall clock.
+ */
+export async function profileModel(device: GPUDevice, model: ModelConfig, cfg: TrainConfig, tuning: Tuning, steps: number): Promise<ModelProfile> {
+  const layout = buildLayout(model);
+  const engine = new GpuEngine(device, { layout, train: cfg, B: cfg.batch, T: cfg.seqLen, tuning });
+  try {
+    const theta = initParams(layout, 1), zeros = new Float32Array(layout.total);
+    engine.writeState({ params: theta, m: zeros, v: zeros, phi: theta, outerM: zeros, step: 0 });
+    const tokens = Uint32Array.from({ length: cfg.batch * cfg.seqLen }, (_, i) => (i * 31) % model.vocab);
+    const batch = { B: cfg.batch, T: cfg.seqLen, tokens, targets: tokens.map((t) => (t + 1) % model.vocab) };
+    await engine.train(1, () => batch); // compile and warm up
+    const p = await profileStep(device, engine, batch);
+    const t0 = performance.now();
+    await engine.train(steps, () => batch);
+    return { ...p, wallMsPerStep: (performance.now() - t0) / steps };
+  } finally {
+    engine.destroy();
+  }
+}
 
 export async function profileStep(device: GPUDevice, engine: GpuEngine, batch: BatchLike): Promise<{ totalMs: number; dispatches: number; rows: ProfileRow[] }> {
   const list = engine.stepDispatches;
@@ -47,10 +77,4 @@ export async function profileStep(device: GPUDevice, engine: GpuEngine, batch: B
   } finally {
     querySet.destroy(); resolve.destroy(); read.destroy();
   }
-}
-
-/** The rows as a table, one line each. */
-export function profileLines(rows: ProfileRow[]): string[] {
-  return [`${'kernel'.padEnd(44)} ${'n'.padStart(3)} ${'ms'.padStart(9)} ${'share'.padStart(6)}`,
-    ...rows.map((r) => `${r.kernel.padEnd(44)} ${String(r.dispatches).padStart(3)} ${r.ms.toFixed(2).padStart(9)} ${(100 * r.share).toFixed(1).padStart(5)}%`)];
 }

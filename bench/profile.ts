@@ -9,20 +9,17 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { preset, trainConfig, type ModelConfig } from '../src/model/config.ts';
-import { initParams } from '../src/model/init.ts';
-import { buildLayout } from '../src/model/layout.ts';
-import { GpuEngine } from '../src/gpu/engine.ts';
 import { nodeTuning } from '../src/gpu/autotune-node.ts';
 import { describeAdapter, summarizeAdapter } from '../src/gpu/device.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
 import { stepFlops } from './flops.ts';
-import { profileLines, profileStep } from './profile-core.ts';
+import { profileModel } from './profile-core.ts';
+import { profileLines } from './profile-table.ts';
 
 const arg = (name: string) => { const i = process.argv.indexOf(`--${name}`); return i < 0 ? undefined : process.argv[i + 1]; };
 const block = process.argv.includes('--block');
 const model: ModelConfig = block ? { vocab: 256, ctx: 128, layers: 1, d: 256, heads: 4 } : preset(arg('preset') ?? 'tiny');
 const cfg = trainConfig(block ? { batch: 4, seqLen: 128 } : {}, model);
-const layout = buildLayout(model);
 
 const gpu = await nodeGpu();
 const adapter = await gpu.requestAdapter();
@@ -34,29 +31,18 @@ const device = await adapter.requestDevice({
 });
 const tuning = await nodeTuning(device, summarizeAdapter(adapter), process.argv.includes('--default-tuning'));
 console.log(`tuning: ${JSON.stringify(tuning)}`);
-const engine = new GpuEngine(device, { layout, train: cfg, B: cfg.batch, T: cfg.seqLen, tuning });
-const theta = initParams(layout, 1), zeros = new Float32Array(layout.total);
-engine.writeState({ params: theta, m: zeros, v: zeros, phi: theta, outerM: zeros, step: 0 });
-const tokens = Uint32Array.from({ length: cfg.batch * cfg.seqLen }, (_, i) => (i * 31) % model.vocab);
-const batch = { B: cfg.batch, T: cfg.seqLen, tokens, targets: tokens.map((t) => (t + 1) % model.vocab) };
-await engine.train(1, () => batch); // compile and warm up
-
-const { totalMs: total, dispatches, rows } = await profileStep(device, engine, batch);
+// Whole steps as the trainer runs them, after the profiled one.
+const timedSteps = Number(arg('steps') ?? 20);
+if (!(Number.isInteger(timedSteps) && timedSteps >= 1)) throw new Error(`--steps must be a positive integer, got ${arg('steps')}`);
+const { totalMs: total, dispatches, rows, wallMsPerStep: stepMs } = await profileModel(device, model, cfg, tuning, timedSteps);
 const name = block ? 'block d=256 h=4 (1 layer), B x T = 4 x 128' : `${arg('preset') ?? 'tiny'} preset, B x T = ${cfg.batch} x ${cfg.seqLen}`;
 console.log(`${describeAdapter(summarizeAdapter(adapter))}; ${name}; ${dispatches} dispatches; GPU time ${total.toFixed(1)} ms ` +
   `(${(stepFlops(model, cfg.batch, cfg.seqLen) / total / 1e6).toFixed(2)} GFLOPS)`);
 for (const l of profileLines(rows)) console.log(l);
-// Whole steps as the trainer runs them: one submit each, losses read back in chunks.
-const timedSteps = Number(arg('steps') ?? 20);
-if (!(Number.isInteger(timedSteps) && timedSteps >= 1)) throw new Error(`--steps must be a positive integer, got ${arg('steps')}`);
-const w0 = performance.now();
-await engine.train(timedSteps, () => batch);
-const stepMs = (performance.now() - w0) / timedSteps;
 console.log(`wall clock: ${stepMs.toFixed(2)} ms per step over ${timedSteps} steps (${(stepFlops(model, cfg.batch, cfg.seqLen) / stepMs / 1e6).toFixed(2)} GFLOPS), ` +
   `${(cfg.batch * cfg.seqLen / stepMs * 1000).toFixed(0)} tokens/s`);
 const out = join(fileURLToPath(new URL('.', import.meta.url)), 'results', 'profile.json');
 await mkdir(join(out, '..'), { recursive: true });
 await writeFile(out, JSON.stringify({ adapter: describeAdapter(summarizeAdapter(adapter)), tuning, model: name, dispatches, totalMs: total, wallMsPerStep: stepMs, timedSteps, rows }, null, 2) + '\n');
 console.log(`wrote ${out}`);
-engine.destroy();
 device.destroy();

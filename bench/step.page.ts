@@ -12,8 +12,7 @@ import type { Tuning } from '../src/gpu/kernels.ts';
 import { Trainer } from '../src/worker/trainer.ts';
 import { stepFlops } from './flops.ts';
 import { TfjsGPT } from './tfjs-gpt.ts';
-import { GpuEngine } from '../src/gpu/engine.ts';
-import { profileStep, type ProfileRow } from './profile-core.ts';
+import { profileModel, type ModelProfile } from './profile-core.ts';
 
 export interface StepRow {
   model: string;
@@ -29,7 +28,7 @@ export interface StepRow {
 export interface BenchOptions { reps: number; warmup: number; tiny: boolean; autotune: boolean; profile: boolean }
 
 /** The block's step in this page, per kernel (timestamp queries) and on the wall clock (bench:step --profile). */
-export interface PageProfile { totalMs: number; dispatches: number; wallMsPerStep: number; rows: ProfileRow[] }
+export type PageProfile = ModelProfile;
 
 /** One block step of a GpuEngine with `tuning` on its own device, profiled as bench:profile does in Node. */
 async function profileBlock(block: ModelConfig, B: number, T: number, tuning: Tuning, steps: number): Promise<PageProfile> {
@@ -38,19 +37,7 @@ async function profileBlock(block: ModelConfig, B: number, T: number, tuning: Tu
   if (!adapter.features.has('timestamp-query')) throw new Error('--profile: this adapter has no timestamp-query feature (Chromium needs --enable-dawn-features=allow_unsafe_apis)');
   const device = await adapter.requestDevice({ label: 'step.profile', requiredFeatures: ['timestamp-query'] });
   try {
-    const layout = buildLayout(block);
-    const engine = new GpuEngine(device, { layout, train: trainConfig({ batch: B, seqLen: T }, block), B, T, tuning });
-    const theta = initParams(layout, 1), zeros = new Float32Array(layout.total);
-    engine.writeState({ params: theta, m: zeros, v: zeros, phi: theta, outerM: zeros, step: 0 });
-    const tokens = Uint32Array.from({ length: B * T }, (_, i) => (i * 31) % block.vocab);
-    const batch = { B, T, tokens, targets: tokens.map((t) => (t + 1) % block.vocab) };
-    await engine.train(1, () => batch); // compile and warm up
-    const p = await profileStep(device, engine, batch);
-    const t0 = performance.now();
-    await engine.train(steps, () => batch);
-    const wallMsPerStep = (performance.now() - t0) / steps;
-    engine.destroy();
-    return { ...p, wallMsPerStep };
+    return await profileModel(device, block, trainConfig({ batch: B, seqLen: T }, block), tuning, steps);
   } finally {
     device.destroy();
   }

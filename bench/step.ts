@@ -10,7 +10,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { startBrowser, ROOT } from '../tests/support/browser.ts';
 import type { StepRow } from './step.page.ts';
-import { profileLines } from './profile-core.ts';
+import { profileLines } from './profile-table.ts';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);

@@ -277,17 +277,15 @@ fn tn(@builtin(global_invocation_id) g: vec3u) {
     let lo = lda4(ai);
     let b = ldb4(bi);
     s0 += lo.x * b; s1 += lo.y * b; s2 += lo.z * b; s3 += lo.w * b;
+    var hi = vec4f(0.0);
+    if (TM == 8u) {
+      hi = lda4(ai + 4u);
+      s4 += hi.x * b; s5 += hi.y * b; s6 += hi.z * b; s7 += hi.w * b;
+    }
     if (TN == 8u) {
       let e = ldb4(bi + 4u);
       t0 += lo.x * e; t1 += lo.y * e; t2 += lo.z * e; t3 += lo.w * e;
-      if (TM == 8u) {
-        let hi = lda4(ai + 4u);
-        s4 += hi.x * b; s5 += hi.y * b; s6 += hi.z * b; s7 += hi.w * b;
-        t4 += hi.x * e; t5 += hi.y * e; t6 += hi.z * e; t7 += hi.w * e;
-      }
-    } else if (TM == 8u) {
-      let hi = lda4(ai + 4u);
-      s4 += hi.x * b; s5 += hi.y * b; s6 += hi.z * b; s7 += hi.w * b;
+      if (TM == 8u) { t4 += hi.x * e; t5 += hi.y * e; t6 += hi.z * e; t7 += hi.w * e; }
     }
     ai += u.lda;
     bi += u.ldb;
