@@ -8,6 +8,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import * as ref from '../src/model/reference.ts';
 import { DEFAULT_TUNING, Kernels } from '../src/gpu/kernels.ts';
+import { STEP_STATE_LOSS_SCALE, STEP_STATE_WORDS } from '../src/gpu/state.ts';
 import {
   ATT_TILED_MAX_HEAD, attentionBackward, attentionForward, attentionTiled, crossentropy, encoderBackward, encoderForward,
   layernormBackward, layernormForward, layernormScratchFloats, matmulBackward, matmulForward, matmulGeluForward, tokenIndex,
@@ -187,17 +188,20 @@ describe('matmul + bias + GELU fused (the MLP\'s first layer)', () => {
 
 describe('fused softmax + cross-entropy', () => {
   for (const [N, V] of [[7, 13], [1, 256], [20, 256]]) {
-    gpuTest(`N=${N} V=${V}: losses and dlogits (mean loss)`, async (device) => {
+    gpuTest(`N=${N} V=${V}: losses and dlogits (mean loss, times StepState's loss scale)`, async (device) => {
       const logits = randomArray(N * V, 1, 4), targets = tokensFor(N, V, 2);
       const gL = uploadF32(device, logits), gT = uploadU32(device, targets), gLoss = emptyF32(device, N);
       const gL2 = uploadF32(device, logits), gLoss2 = emptyF32(device, N);
+      const st = new Float32Array(STEP_STATE_WORDS);
+      st[STEP_STATE_LOSS_SCALE] = 4;
+      const gSt = uploadF32(device, st);
       await runDispatches(device, [
-        crossentropy(K(device), 't.ce', gLoss, gL, gT, N, V, true),
-        crossentropy(K(device), 't.ce.eval', gLoss2, gL2, gT, N, V, false),
+        crossentropy(K(device), 't.ce', gLoss, gL, gT, gSt, N, V, true),
+        crossentropy(K(device), 't.ce.eval', gLoss2, gL2, gT, gSt, N, V, false),
       ]);
       const losses = new Float32Array(N), probs = new Float32Array(N * V), dlogits = new Float32Array(N * V);
       ref.crossentropySoftmaxForward(losses, probs, logits, targets, N, V);
-      ref.crossentropySoftmaxBackward(dlogits, probs, targets, N, V, 1);
+      ref.crossentropySoftmaxBackward(dlogits, probs, targets, N, V, 4);
       expect(relErr(await readF32(device, gLoss, N), losses)).toBeLessThan(1e-5);
       expect(relErr(await readF32(device, gL, N * V), dlogits)).toBeLessThan(1e-5);
       expect(relErr(await readF32(device, gLoss2, N), losses)).toBeLessThan(1e-5);

@@ -1,6 +1,7 @@
 // The optimizer kernels against the TypeScript math, within 1e-6 (max |gpu - ts| / max |ts|):
 //   gradnorm.wgsl + adamw.wgsl  vs  gradNorm / clipGrads (src/model/adamw.ts),
-//                                   learningRate (src/train/schedule.ts), adamwUpdate
+//                                   learningRate (src/train/schedule.ts), adamwUpdate,
+//                                   and the dynamic loss scaling of f16 operands
 //   outer.wgsl                  vs  nolocoOuterStep / dilocoOuterStep (src/train/outer.ts)
 import { afterAll, describe, expect } from 'vitest';
 import { preset, trainConfig, type TrainConfig } from '../src/model/config.ts';
@@ -9,7 +10,7 @@ import { adamwUpdate, clipGrads, gradNorm } from '../src/model/adamw.ts';
 import { learningRate } from '../src/train/schedule.ts';
 import { Kernels, writeArray } from '../src/gpu/kernels.ts';
 import { buildOptim } from '../src/gpu/optim.ts';
-import { GpuState } from '../src/gpu/state.ts';
+import { GpuState, STEP_STATE_LOSS_SCALE, STEP_STATE_SKIPPED, STEP_STATE_WORDS } from '../src/gpu/state.ts';
 import { GpuEngine } from '../src/gpu/engine.ts';
 import { dilocoOuterStep, meanInto, nolocoOuterStep, outerMessage } from '../src/train/outer.ts';
 import { gpuTest, readF32, readU32 } from './support/gpu.ts';
@@ -55,7 +56,7 @@ describe('grad norm + clip + schedule + AdamW kernels', () => {
       owned.push(...o.owned.map((b) => ({ destroy: () => b.destroy() })));
       const x = randomState(c.step + 1, c.gradScale);
       for (const [buf, a] of [[s.params, x.params], [s.grads, x.grads], [s.m, x.m], [s.v, x.v]] as const) writeArray(device.queue, buf, a);
-      writeArray(device.queue, s.stepState, new Uint32Array([c.step, 0, 0, 0, 0, 0, 0, 0]));
+      s.writeStepState(c.step);
       await runDispatches(device, o.update);
 
       const grads = x.grads.slice();
@@ -74,6 +75,65 @@ describe('grad norm + clip + schedule + AdamW kernels', () => {
       expect((await readF32(device, hist, 16))[(c.step % 8) * 2 + 1]).toBeCloseTo(norm, 5);
     });
   }
+});
+
+describe('dynamic loss scaling in the optimizer kernels (f16 operands)', () => {
+  const cfg = trainConfig({ warmupSteps: 10, totalSteps: 100, lr: 1e-3 }, model);
+  /** One update on gradients scaled by `scale` (plus `poison` at one float), from step 20. */
+  const update = async (device: GPUDevice, scale: number, growthInterval: number, poison?: number) => {
+    const k = new Kernels(device), s = new GpuState(device, layout);
+    owned.push(k, s);
+    const hist = device.createBuffer({ label: 'test.hist', size: 64, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+    const acc = device.createBuffer({ label: 'test.acc', size: 16, usage: GPUBufferUsage.STORAGE });
+    owned.push(hist, acc);
+    const o = buildOptim(k, s, k.dummy, 1, hist, 8, acc, cfg, growthInterval);
+    owned.push(...o.owned.map((b) => ({ destroy: () => b.destroy() })));
+    const x = randomState(5, 0.1);
+    const scaled = x.grads.map((g) => g * scale);
+    if (poison !== undefined) scaled[layout.tensors[1]!.offset] = poison;
+    for (const [buf, a] of [[s.params, x.params], [s.grads, scaled], [s.m, x.m], [s.v, x.v]] as const) writeArray(device.queue, buf, a);
+    s.writeStepState(20, scale);
+    await runDispatches(device, o.update);
+    const words = await readU32(device, s.stepState, STEP_STATE_WORDS);
+    const f = new Float32Array(words.buffer);
+    return {
+      x, hist: await readF32(device, hist, 16), step: words[0], gradNorm: f[2], skip: words[7], lossScale: f[STEP_STATE_LOSS_SCALE], goodSteps: words[9], skipped: words[STEP_STATE_SKIPPED],
+      params: await readF32(device, s.params, layout.total), m: await readF32(device, s.m, layout.total), v: await readF32(device, s.v, layout.total),
+    };
+  };
+
+  gpuTest('gradients scaled by 2^10 give the unscaled update; the scale doubles after growthInterval good steps', async (device) => {
+    for (const growthInterval of [2000, 1]) {
+      const r = await update(device, 1024, growthInterval);
+      const grads = r.x.grads.slice();
+      const norm = clipGrads(grads, cfg.gradClip);
+      const params = r.x.params.slice(), m = r.x.m.slice(), v = r.x.v.slice();
+      adamwUpdate(params, grads, m, v, layout, 21, learningRate(20, cfg), cfg);
+      expect(r.step).toBe(21);
+      expect(r.skip).toBe(0);
+      expect(Math.abs(r.gradNorm - norm) / norm).toBeLessThan(TOL);
+      expect(r.hist[(20 % 8) * 2 + 1]).toBeCloseTo(norm, 5);
+      expect(relErr(r.m, m)).toBeLessThan(TOL);
+      expect(relErr(r.v, v)).toBeLessThan(TOL);
+      expect(relErr(r.params, params)).toBeLessThan(TOL);
+      expect([r.lossScale, r.goodSteps]).toEqual(growthInterval === 1 ? [2048, 0] : [1024, 1]);
+    }
+  });
+
+  for (const poison of [Infinity, NaN]) {
+    gpuTest(`${poison === Infinity ? 'an infinity' : 'a NaN'} among the scaled gradients skips the step: weights and moments stay, the scale halves, the step counts`, async (device) => {
+      const r = await update(device, 1024, 2000, poison);
+      expect(r.params).toEqual(r.x.params);
+      expect(r.m).toEqual(r.x.m);
+      expect(r.v).toEqual(r.x.v);
+      expect([r.step, r.skip, r.lossScale, r.goodSteps, r.skipped]).toEqual([21, 1, 512, 0, 1]);
+    });
+  }
+
+  gpuTest('without loss scaling a scale word of 1 changes nothing (growthInterval 0)', async (device) => {
+    const r = await update(device, 1, 0);
+    expect([r.skip, r.lossScale, r.goodSteps, r.skipped]).toEqual([0, 1, 0, 0]);
+  });
 });
 
 describe('outer step kernel vs src/train/outer.ts (NoLoCo and DiLoCo)', () => {

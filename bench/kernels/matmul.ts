@@ -54,7 +54,8 @@ const VARIANTS: Variant[] = [
     ({ file: 'src/shaders/matmul.wgsl', entry: 'nnTile', colsPerThread: 8, rowsPerThread: 8, wg, overrides: { TK: 16 }, vec4: true, production: true })),
 ];
 const srcDir = new URL('../../src/shaders/', import.meta.url);
-const productionCode = () => readFileSync(new URL('matmul.wgsl', srcDir), 'utf8');
+// As src/gpu/shaders.ts compiles it: half.wgsl (the f16 operand rounding, off here) in front.
+const productionCode = () => ['half.wgsl', 'matmul.wgsl'].map((f) => readFileSync(new URL(f, srcDir), 'utf8')).join('');
 
 function cpuMatmul(A: Float32Array, B: Float32Array, M: number, K: number, N: number): Float64Array {
   const C = new Float64Array(M * N);

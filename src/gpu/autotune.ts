@@ -9,6 +9,7 @@ import { allMatmulShapes, DEFAULT_TUNING, encodeDispatches, Kernels, type Dispat
 import { matmulDispatches, shapeProblem } from './matmul.ts';
 import { attentionBackward, attentionForward } from './ops.ts';
 import { isTuning } from './tuning-check.ts';
+import { STEP_STATE_WORDS } from './state.ts';
 
 /** Bump when kernels change enough that cached shapes should be re-measured. */
 export const AUTOTUNE_VERSION = 6;
@@ -141,7 +142,7 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
     // The grid-stride shape, timed on AdamW over 1M floats (the largest such kernel per step).
     const total = 1 << 20;
     const P = buf('params', total), G = buf('grads', total), M = buf('m', total), V = buf('v', total);
-    const mask = buf('mask', total / 64), st = buf('stepState', 8);
+    const mask = buf('mask', total / 64), st = buf('stepState', STEP_STATE_WORDS);
     const u = k.uniform('autotune.adamw.uniform', new UniformData().u32(total).f32(0.9, 0.95, 1e-8));
     let bestStride = { ms: Infinity, shape: DEFAULT_TUNING.stride };
     for (const shape of opts.strideCandidates ?? STRIDE_CANDIDATES) {

@@ -10,7 +10,7 @@ import { activationBytes, GpuGPT } from './gpt.ts';
 import { DEFAULT_TUNING, encodeDispatches, Kernels, writeArray, type Dispatch, type Tuning } from './kernels.ts';
 import { checkDeviceLimits, requirements } from './limits.ts';
 import { buildOptim, HYPER_FIXED_LR_OFFSET, NO_FIXED_LR, outerUniformData, type OptimDispatches } from './optim.ts';
-import { GpuState, STEP_STATE_WORDS } from './state.ts';
+import { GpuState, STEP_STATE_LOSS_SCALE, STEP_STATE_SKIPPED, STEP_STATE_WORDS } from './state.ts';
 
 export interface EngineOptions {
   layout: Layout;
@@ -21,7 +21,22 @@ export interface EngineOptions {
   /** Steps between asynchronous loss read-backs (also the loss ring's length). */
   readEvery?: number;
   tuning?: Tuning;
+  /**
+   * f16 operands (issue 17): matrix products and attention round what they read to f16 and
+   * accumulate in f32; master weights, AdamW, LayerNorm, softmax and the loss stay f32; the
+   * loss is scaled dynamically (a step whose scaled gradients overflow is skipped and the scale
+   * halves; after `growthInterval` good steps it doubles). src/train/cpu-trainer.ts's `half`
+   * is the same step on the CPU.
+   */
+  half?: boolean;
+  /** Starting loss scale with `half` (default 2^16). */
+  lossScale?: number;
+  /** Good steps in a row after which the loss scale doubles (default 2000). */
+  growthInterval?: number;
 }
+
+/** The dynamic loss scaler's state on the GPU (f16 operands). */
+export interface LossScaling { lossScale: number; skipped: number }
 
 /** Every kind of state of a replica, laid out by the layout (Float32Array of layout.total). */
 export interface EngineState {
@@ -58,6 +73,8 @@ export class GpuEngine {
   private destroyed = false;
   /** The step counter when the last enqueueStep ran: its loss is in ring slot lossSlot mod readEvery. */
   private lossSlot = 0;
+  /** The loss scale a fresh state starts from: 1, or with `half` the configured starting scale. */
+  private readonly initialLossScale: number;
 
   constructor(readonly device: GPUDevice, readonly opts: EngineOptions) {
     const { layout, B, T } = opts;
@@ -66,15 +83,20 @@ export class GpuEngine {
     if (!Number.isInteger(this.readEvery) || this.readEvery < 1) throw new RangeError(`readEvery must be a positive integer, got ${this.readEvery}`);
     // Fail before allocating anything if this device cannot hold the model.
     checkDeviceLimits(device.limits, requirements(layout, B, T, tuning).needs);
+    this.initialLossScale = opts.half ? opts.lossScale ?? 2 ** 16 : 1;
+    const growthInterval = opts.half ? opts.growthInterval ?? 2000 : 0;
+    if (!(this.initialLossScale > 0 && Number.isFinite(this.initialLossScale))) throw new RangeError(`lossScale must be a positive finite number, got ${opts.lossScale}`);
+    if (opts.half && !(Number.isInteger(growthInterval) && growthInterval >= 1)) throw new RangeError(`growthInterval must be a positive integer, got ${opts.growthInterval}`);
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-    this.kernels = new Kernels(device, tuning);
+    this.kernels = new Kernels(device, tuning, { half: opts.half });
     this.hist = device.createBuffer({ label: 'GpuEngine.hist', size: this.readEvery * 8, usage });
     this.evalAcc = device.createBuffer({ label: 'GpuEngine.evalAcc', size: 16, usage });
     let state: GpuState | undefined, model: GpuGPT | undefined;
     try {
       this.state = state = new GpuState(device, layout);
       this.model = model = new GpuGPT(this.kernels, layout, state, B, T);
-      this.optim = buildOptim(this.kernels, state, model.losses, model.N, this.hist, this.readEvery, this.evalAcc, opts.train);
+      this.optim = buildOptim(this.kernels, state, model.losses, model.N, this.hist, this.readEvery, this.evalAcc, opts.train, growthInterval);
+      state.writeStepState(0, this.initialLossScale);
     } catch (e) {
       // Free what was made before the failure: a half-built engine holds no GPU memory.
       model?.destroy();
@@ -116,10 +138,15 @@ export class GpuEngine {
     writeArray(q, this.state.v, s.v);
     writeArray(q, this.state.phi, s.phi);
     writeArray(q, this.state.outerM, s.outerM);
-    const st = new Uint32Array(STEP_STATE_WORDS);
-    st[0] = s.step;
-    writeArray(q, this.state.stepState, st);
+    this.state.writeStepState(s.step, this.initialLossScale);
     this.step = s.step;
+  }
+
+  /** The loss scale and the steps skipped so far (f16 operands; without them, 1 and 0). */
+  async lossScaling(): Promise<LossScaling> {
+    this.assertLive();
+    const [st] = await this.readBuffers([this.state.stepState], STEP_STATE_WORDS);
+    return { lossScale: st[STEP_STATE_LOSS_SCALE], skipped: new Uint32Array(st.buffer)[STEP_STATE_SKIPPED] };
   }
 
   /** Reads every kind of state back (for checkpoints and tests). */
@@ -331,9 +358,7 @@ export class GpuEngine {
   setStep(step: number): void {
     this.assertLive();
     if (!Number.isInteger(step) || step < 0) throw new RangeError(`step must be a non-negative integer, got ${step}`);
-    const st = new Uint32Array(STEP_STATE_WORDS);
-    st[0] = step;
-    writeArray(this.device.queue, this.state.stepState, st);
+    this.state.writeStepState(step, this.initialLossScale);
     this.step = step;
   }
 

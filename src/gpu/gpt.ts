@@ -113,8 +113,8 @@ export class GpuGPT {
       fwd.push(layernormForward(k, 'GpuGPT.lnf', lnf, lnfMean, lnfRstd, last, P('transformer.ln_f.weight'), P('transformer.ln_f.bias'), N, C));
       // logits = lnf @ wte^T: the output head is tied to the token embedding.
       fwd.push(matmul(k, { label: 'GpuGPT.logits', mode: 'nt', M: N, N: V, K: C, a: { ref: lnf, ld: C }, b: { ref: wte, ld: C }, c: { ref: logits, ld: V } }));
-      this.forward.push(...fwd, crossentropy(k, 'GpuGPT.crossentropy', this.losses, logits, this.targets, N, V, true));
-      this.evalForward.push(...fwd, crossentropy(k, 'GpuGPT.crossentropyEval', this.losses, logits, this.targets, N, V, false));
+      this.forward.push(...fwd, crossentropy(k, 'GpuGPT.crossentropy', this.losses, logits, this.targets, state.stepState, N, V, true));
+      this.evalForward.push(...fwd, crossentropy(k, 'GpuGPT.crossentropyEval', this.losses, logits, this.targets, state.stepState, N, V, false));
 
       // ---- backward ----
       const bwd = this.backward;

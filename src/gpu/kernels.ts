@@ -125,7 +125,14 @@ export class Kernels {
   private readonly owned: GPUBuffer[] = [];
   private scratchBuf: GPUBuffer | undefined;
 
-  constructor(readonly device: GPUDevice, readonly tuning: Tuning = DEFAULT_TUNING) {
+  /**
+   * f16 operands (half.wgsl): the matrix products and attention round what they read to f16
+   * and accumulate in f32. Off by default; GpuEngine's `half` option turns it on.
+   */
+  readonly half: boolean;
+
+  constructor(readonly device: GPUDevice, readonly tuning: Tuning = DEFAULT_TUNING, opts: { half?: boolean } = {}) {
+    this.half = !!opts.half;
     this.dummy = device.createBuffer({ label: 'Kernels.dummy', size: 256, usage: GPUBufferUsage.STORAGE });
     this.dummyOut = device.createBuffer({ label: 'Kernels.dummyOut', size: 256, usage: GPUBufferUsage.STORAGE });
     this.owned.push(this.dummy, this.dummyOut);
@@ -143,6 +150,11 @@ export class Kernels {
       this.owned.push(this.scratchBuf);
     }
     return this.scratchBuf;
+  }
+
+  /** Override constants of a kernel that reads product or attention operands: HALF when set. */
+  operandConstants(): Record<string, boolean> {
+    return this.half ? { HALF: true } : {};
   }
 
   /** Grid of a grid-stride kernel over n elements, with the tuned workgroup count cap. */

@@ -120,6 +120,7 @@ export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = tunedShap
     EPI: s.epilogue ? { residual: 1, geluGrad: 2, gelu: 3 }[s.epilogue.kind] : 0,
     BIAS_GRAD: !!s.biasGrad,
     ...(splitK > 1 ? { SPLIT_K: splitK } : {}),
+    ...k.operandConstants(),
   };
   if (s.biasGrad && (s.mode !== 'tn' || s.bias)) throw new Error(`${s.label}: biasGrad needs mode tn and no bias`);
   const geluOut = s.epilogue?.kind === 'gelu';

@@ -141,9 +141,9 @@ export function attentionForward(k: Kernels, label: string, out: Ref, lse: Ref, 
   const { u, hs, tiles } = attentionUniform(k, label, T, C, NH);
   if (attentionTiled(k, hs)) {
     const layout = k.layout('attentionTiled', [...TILED_LAYOUT]);
-    return k.dispatch(label, k.pipeline('attentionTiled', 'fwd', { HS: hs }, layout), [qkv, k.dummy, k.dummy, k.dummy, out, lse, u], [tiles, B * NH, 1]);
+    return k.dispatch(label, k.pipeline('attentionTiled', 'fwd', { HS: hs, ...k.operandConstants() }, layout), [qkv, k.dummy, k.dummy, k.dummy, out, lse, u], [tiles, B * NH, 1]);
   }
-  return k.dispatch(label, k.pipeline('attentionFwd', 'main', { HS: hs }), [qkv, out, lse, u], [tiles, B * NH, 1]);
+  return k.dispatch(label, k.pipeline('attentionFwd', 'main', { HS: hs, ...k.operandConstants() }), [qkv, out, lse, u], [tiles, B * NH, 1]);
 }
 
 /**
@@ -156,23 +156,24 @@ export function attentionBackward(k: Kernels, label: string, dqkv: Ref, D: Ref, 
   if (attentionTiled(k, hs)) {
     const layout = k.layout('attentionTiled', [...TILED_LAYOUT]);
     return [
-      k.dispatch(`${label}.dq`, k.pipeline('attentionTiled', 'dq', { HS: hs }, layout), refs, [tiles, B * NH, 1]),
-      k.dispatch(`${label}.dkv`, k.pipeline('attentionTiled', 'dkv', { HS: hs }, layout), refs, [tiles, B * NH, 1]),
+      k.dispatch(`${label}.dq`, k.pipeline('attentionTiled', 'dq', { HS: hs, ...k.operandConstants() }, layout), refs, [tiles, B * NH, 1]),
+      k.dispatch(`${label}.dkv`, k.pipeline('attentionTiled', 'dkv', { HS: hs, ...k.operandConstants() }, layout), refs, [tiles, B * NH, 1]),
     ];
   }
   // One explicit layout for both entry points (dkv does not read `out`).
   const layout = k.layout('attentionBwd', ['read', 'read', 'read', 'read', 'write', 'write', 'uniform']);
   return [
-    k.dispatch(`${label}.dq`, k.pipeline('attentionBwd', 'dq', { HS: hs }, layout), refs, [tiles, B * NH, 1]),
-    k.dispatch(`${label}.dkv`, k.pipeline('attentionBwd', 'dkv', { HS: hs }, layout), refs, [tiles, B * NH, 1]),
+    k.dispatch(`${label}.dq`, k.pipeline('attentionBwd', 'dq', { HS: hs, ...k.operandConstants() }, layout), refs, [tiles, B * NH, 1]),
+    k.dispatch(`${label}.dkv`, k.pipeline('attentionBwd', 'dkv', { HS: hs, ...k.operandConstants() }, layout), refs, [tiles, B * NH, 1]),
   ];
 }
 
 /**
  * losses (N) = cross-entropy of softmax(logits (N,V)) at targets; with backward, logits are
- * replaced by dlogits for a mean loss over the N positions.
+ * replaced by dlogits for a mean loss over the N positions, times the loss scale in
+ * `stepState` (StepState, step-state.wgsl).
  */
-export function crossentropy(k: Kernels, label: string, losses: Ref, logits: Ref, targets: Ref, N: number, V: number, backward: boolean): Dispatch {
+export function crossentropy(k: Kernels, label: string, losses: Ref, logits: Ref, targets: Ref, stepState: Ref, N: number, V: number, backward: boolean): Dispatch {
   const u = k.uniform(`${label}.uniform`, new UniformData().u32(N, V).f32(1 / N).u32(0));
-  return k.dispatch(label, k.pipeline('crossentropy', 'main', { BACKWARD: backward }), [logits, targets, losses, u], strideGrid(N, 64));
+  return k.dispatch(label, k.pipeline('crossentropy', 'main', { BACKWARD: backward }), [logits, targets, losses, u, stepState], strideGrid(N, 64));
 }

@@ -32,7 +32,11 @@ export const NO_FIXED_LR = -1;
 /** Bytes of the uniform of outer.wgsl. */
 const OUTER_UNIFORM_BYTES = 32;
 
-export function buildOptim(k: Kernels, s: GpuState, losses: Ref, N: number, hist: GPUBuffer, cap: number, evalAcc: GPUBuffer, cfg: TrainConfig): OptimDispatches {
+/**
+ * `growthInterval`: dynamic loss scaling (f16 operands) doubles the scale after that many good
+ * steps in a row; 0 turns loss scaling off (the scale stays as StepState holds it, 1).
+ */
+export function buildOptim(k: Kernels, s: GpuState, losses: Ref, N: number, hist: GPUBuffer, cap: number, evalAcc: GPUBuffer, cfg: TrainConfig, growthInterval = 0): OptimDispatches {
   const n = s.layout.total;
   const lossU = k.uniform('GpuOptim.loss.uniform', new UniformData().u32(N, cap, 0, 0));
   const lossTrain = k.dispatch('GpuOptim.lossTrain', k.pipeline('loss', 'train'), [losses, s.stepState, hist, lossU], [1, 1, 1]);
@@ -46,7 +50,7 @@ export function buildOptim(k: Kernels, s: GpuState, losses: Ref, N: number, hist
   const hyperData = new UniformData()
     .f32(cfg.lr, cfg.warmupSteps, cfg.totalSteps, cfg.minLrFrac)
     .f32(cfg.beta1, cfg.beta2, cfg.eps, cfg.weightDecay)
-    .f32(cfg.gradClip, NO_FIXED_LR, 0, 0).bytes();
+    .f32(cfg.gradClip, NO_FIXED_LR, growthInterval, 0).bytes();
   const hyper = k.device.createBuffer({ label: 'GpuOptim.hyper', size: hyperData.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
   k.device.queue.writeBuffer(hyper, 0, hyperData);
   const adamU = k.uniform('GpuOptim.adamw.uniform', new UniformData().u32(n).f32(cfg.beta1, cfg.beta2, cfg.eps));

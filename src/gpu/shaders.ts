@@ -1,5 +1,7 @@
 // Every WGSL source the engine compiles, imported as text (Vite / Vitest / bin/murmur.mjs all
-// resolve `?raw`). Kept in one place so a new kernel is one line here.
+// resolve `?raw`). Kept in one place so a new kernel is one line here. The kernels that read
+// product and attention operands get half.wgsl (f16 rounding of operands) in front, and those
+// that share the optimizer's counters get step-state.wgsl (the StepState struct).
 import adamw from '../shaders/adamw.wgsl?raw';
 import attentionBwd from '../shaders/attention.bwd.wgsl?raw';
 import attentionFwd from '../shaders/attention.fwd.wgsl?raw';
@@ -8,25 +10,27 @@ import crossentropy from '../shaders/crossentropy.wgsl?raw';
 import encoderBwd from '../shaders/encoder.bwd.wgsl?raw';
 import encoderFwd from '../shaders/encoder.fwd.wgsl?raw';
 import gradnorm from '../shaders/gradnorm.wgsl?raw';
+import half from '../shaders/half.wgsl?raw';
 import layernormBwd from '../shaders/layernorm.bwd.wgsl?raw';
 import layernormFwd from '../shaders/layernorm.fwd.wgsl?raw';
 import loss from '../shaders/loss.wgsl?raw';
 import matmul from '../shaders/matmul.wgsl?raw';
 import outer from '../shaders/outer.wgsl?raw';
+import stepState from '../shaders/step-state.wgsl?raw';
 
 export const SHADERS = {
-  adamw,
-  attentionBwd,
-  attentionFwd,
-  attentionTiled,
-  crossentropy,
+  adamw: stepState + adamw,
+  attentionBwd: half + attentionBwd,
+  attentionFwd: half + attentionFwd,
+  attentionTiled: half + attentionTiled,
+  crossentropy: stepState + crossentropy,
   encoderBwd,
   encoderFwd,
-  gradnorm,
+  gradnorm: stepState + gradnorm,
   layernormBwd,
   layernormFwd,
-  loss,
-  matmul,
+  loss: stepState + loss,
+  matmul: half + matmul,
   outer,
 } as const;
 

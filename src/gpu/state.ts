@@ -4,8 +4,12 @@
 import { ALIGN, type Layout, type TensorSpec } from '../model/layout.ts';
 import { writeArray, type Ref } from './kernels.ts';
 
-/** StepState in gradnorm.wgsl / adamw.wgsl / loss.wgsl: 8 words. */
-export const STEP_STATE_WORDS = 8;
+/** StepState (src/shaders/step-state.wgsl): 12 words. */
+export const STEP_STATE_WORDS = 12;
+/** Word of StepState.lossScale (an f32). */
+export const STEP_STATE_LOSS_SCALE = 8;
+/** Word of StepState.skipped (a u32). */
+export const STEP_STATE_SKIPPED = 10;
 
 const STORAGE = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
@@ -25,7 +29,7 @@ export class GpuState {
   readonly partnerPhi: GPUBuffer;
   /** (total / ALIGN) u32: 1 where weight decay applies to that 64-float chunk. */
   readonly decayMask: GPUBuffer;
-  /** StepState: step counter, lr, grad norm, clip factor, Adam bias corrections. */
+  /** StepState: step counter, lr, grad norm, clip factor, Adam bias corrections, loss scale. */
   readonly stepState: GPUBuffer;
   readonly bytes: number;
 
@@ -44,6 +48,20 @@ export class GpuState {
     this.decayMask = mk('decayMask', (layout.total / ALIGN) * 4);
     this.stepState = mk('stepState', STEP_STATE_WORDS * 4);
     writeArray(device.queue, this.decayMask, decayMask(layout));
+    this.writeStepState(0);
+  }
+
+  /**
+   * Resets StepState to `step` optimizer steps taken, loss scale `lossScale` (1 without f16
+   * operands), and no steps skipped.
+   */
+  writeStepState(step: number, lossScale = 1): void {
+    if (!Number.isInteger(step) || step < 0 || step > 0xffffffff) throw new RangeError(`step must be a non-negative integer, got ${step}`);
+    if (!(lossScale > 0 && Number.isFinite(lossScale))) throw new RangeError(`loss scale must be a positive finite number, got ${lossScale}`);
+    const words = new Uint32Array(STEP_STATE_WORDS);
+    words[0] = step;
+    new Float32Array(words.buffer)[STEP_STATE_LOSS_SCALE] = lossScale;
+    writeArray(this.device.queue, this.stepState, words);
   }
 
   /** The binding of one tensor inside a state buffer (offsets are 256-byte aligned by the layout). */

@@ -1,11 +1,11 @@
 // AdamW over the whole flat parameter buffer (PyTorch semantics, as src/model/adamw.ts):
-//   g = grad * clipScale;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+//   g = grad * clipScale (clipScale also undoes the loss scale);  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
 //   p = p * (1 - lr wd if the tensor decays) - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
-// lr, clip and bias corrections come from StepState (gradnorm.wgsl finalize). Whether a float
+// lr, clip and bias corrections come from StepState (gradnorm.wgsl finalize), which also says
+// when a step is skipped. Whether a float
 // decays is looked up per 64-float chunk: tensors start on 64-float boundaries (layout ALIGN),
 // so a chunk never spans two tensors. Padding has zero grads and stays zero.
 struct P { n: u32, beta1: f32, beta2: f32, eps: f32 }
-struct StepState { step: u32, lr: f32, gradNorm: f32, clipScale: f32, stepSize: f32, bc2Sqrt: f32, decayKeep: f32, pad: u32 }
 @group(0) @binding(0) var<storage, read_write> params: array<f32>; // (P)
 @group(0) @binding(1) var<storage, read> grads: array<f32>;        // (P)
 @group(0) @binding(2) var<storage, read_write> m: array<f32>;      // (P)
@@ -17,6 +17,7 @@ override WG: u32 = 256;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  if (st.skip != 0u) { return; } // the loss scale overflowed f16: weights and moments stay
   let scale = st.clipScale;
   let stepSize = st.stepSize;
   let bc2Sqrt = st.bc2Sqrt;

@@ -5,7 +5,8 @@
 //        dq_i = scale * sum_{j<=i} P_ij (dO_i . v_j - D_i) k_j
 //   dkv: a workgroup per tile of BT key rows, walking the query tiles from the diagonal down.
 //        dv_j = sum_{i>=j} P_ij dO_i;  dk_j = scale * sum_{i>=j} P_ij (dO_i . v_j - D_i) q_i
-// dq must run before dkv (D). Both overwrite their part of dqkv.
+// dq must run before dkv (D). Both overwrite their part of dqkv. With HALF (half.wgsl) q, k,
+// v and dO are rounded to f16 as they are read; O (for D) and the probabilities stay f32.
 struct P { T: u32, C: u32, NH: u32, scale: f32 }
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;         // (B, T, 3C)
 @group(0) @binding(1) var<storage, read> out: array<f32>;         // (B, T, C) forward output O
@@ -39,8 +40,8 @@ fn dq(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32
   if (live) {
     let row = (b * p.T + i) * p.C + h * HS;
     for (var d = 0u; d < HS; d++) {
-      q[d] = qkv[base + i * C3 + d] * p.scale;
-      g[d] = dout[row + d];
+      q[d] = h1(qkv[base + i * C3 + d]) * p.scale;
+      g[d] = h1(dout[row + d]);
       Di += g[d] * out[row + d];
       acc[d] = 0.0;
     }
@@ -55,7 +56,7 @@ fn dq(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32
       let d = e % HS;
       var kv = 0.0;
       var vv = 0.0;
-      if (j < p.T) { kv = qkv[base + j * C3 + p.C + d]; vv = qkv[base + j * C3 + 2u * p.C + d]; }
+      if (j < p.T) { kv = h1(qkv[base + j * C3 + p.C + d]); vv = h1(qkv[base + j * C3 + 2u * p.C + d]); }
       ta[e] = kv;
       tb[e] = vv;
     }
@@ -91,8 +92,8 @@ fn dkv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u3
   var dv: array<f32, HS_MAX>;
   if (live) {
     for (var d = 0u; d < HS; d++) {
-      k[d] = qkv[base + j * C3 + p.C + d];
-      v[d] = qkv[base + j * C3 + 2u * p.C + d];
+      k[d] = h1(qkv[base + j * C3 + p.C + d]);
+      v[d] = h1(qkv[base + j * C3 + 2u * p.C + d]);
       dk[d] = 0.0;
       dv[d] = 0.0;
     }
@@ -106,7 +107,7 @@ fn dkv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u3
       let d = e % HS;
       var qv = 0.0;
       var gv = 0.0;
-      if (i < p.T) { qv = qkv[base + i * C3 + d] * p.scale; gv = dout[(b * p.T + i) * p.C + h * HS + d]; }
+      if (i < p.T) { qv = h1(qkv[base + i * C3 + d]) * p.scale; gv = h1(dout[(b * p.T + i) * p.C + h * HS + d]); }
       ta[e] = qv;
       tb[e] = gv;
     }

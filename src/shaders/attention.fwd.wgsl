@@ -4,7 +4,8 @@
 // workgroup memory; each invocation keeps its query row, running max, running sum and output
 // row in registers. The backward pass (attention.bwd.wgsl) recomputes the probabilities from
 // the saved log-sum-exp, so nothing else is kept.
-// qkv is (B, T, 3C) packed q | k | v; head h of part p sits at columns p*C + h*HS.
+// qkv is (B, T, 3C) packed q | k | v; head h of part p sits at columns p*C + h*HS. With HALF
+// (half.wgsl) q, k and v are rounded to f16 as they are read.
 struct P { T: u32, C: u32, NH: u32, scale: f32 }
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;        // (B, T, 3C)
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;  // (B, T, C)
@@ -36,7 +37,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   var o: array<f32, HS_MAX>;
   var s: array<f32, BT>;
   if (live) {
-    for (var d = 0u; d < HS; d++) { q[d] = qkv[base + i * C3 + d] * p.scale; o[d] = 0.0; }
+    for (var d = 0u; d < HS; d++) { q[d] = h1(qkv[base + i * C3 + d]) * p.scale; o[d] = 0.0; }
   }
   var m = NEG;
   var l = 0.0;
@@ -49,7 +50,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
       let d = e % HS;
       var kv = 0.0;
       var vv = 0.0;
-      if (j < p.T) { kv = qkv[base + j * C3 + p.C + d]; vv = qkv[base + j * C3 + 2u * p.C + d]; }
+      if (j < p.T) { kv = h1(qkv[base + j * C3 + p.C + d]); vv = h1(qkv[base + j * C3 + 2u * p.C + d]); }
       kt[e] = kv;
       vt[e] = vv;
     }

@@ -15,7 +15,8 @@
 // Workgroup memory holds at most 16 KiB: this side's rows (one or two BT x HS tiles), the other
 // side's tile transposed (HS x 17), and the scores; so HS <= HS_MAX = 64.
 //
-// qkv is (B, T, 3C) packed q | k | v; head h of part p sits at columns p*C + h*HS.
+// qkv is (B, T, 3C) packed q | k | v; head h of part p sits at columns p*C + h*HS. With HALF
+// (half.wgsl) q, k, v and dO are rounded to f16 as they are read.
 struct P { T: u32, C: u32, NH: u32, scale: f32 }
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;         // (B, T, 3C)
 @group(0) @binding(1) var<storage, read> out: array<f32>;         // (B, T, C) forward output O (dq reads it)
@@ -55,13 +56,13 @@ fn head(z: u32) -> Head {
 fn loadRowsA(hd: Head, t0: u32, part: u32, s: f32, li: u32) {
   for (var e = li; e < BT * HS; e += 256u) {
     let t = t0 + e / HS;
-    rowsA[e] = select(0.0, qkv[hd.base + t * hd.C3 + part * p.C + e % HS] * s, t < p.T);
+    rowsA[e] = select(0.0, h1(qkv[hd.base + t * hd.C3 + part * p.C + e % HS]) * s, t < p.T);
   }
 }
 fn loadRowsB(hd: Head, t0: u32, li: u32) {
   for (var e = li; e < BT * HS; e += 256u) {
     let t = t0 + e / HS;
-    rowsB[e] = select(0.0, dout[(hd.b * p.T + t) * p.C + hd.h * HS + e % HS], t < p.T);
+    rowsB[e] = select(0.0, h1(dout[(hd.b * p.T + t) * p.C + hd.h * HS + e % HS]), t < p.T);
   }
 }
 // other[d * ST + c] = part `part` of row t0 + c, dim d, times `s` (0 past T).
@@ -70,7 +71,7 @@ fn loadOther(hd: Head, t0: u32, part: u32, s: f32, li: u32) {
     let c = e / HS;
     let d = e % HS;
     let t = t0 + c;
-    other[d * ST + c] = select(0.0, qkv[hd.base + t * hd.C3 + part * p.C + d] * s, t < p.T);
+    other[d * ST + c] = select(0.0, h1(qkv[hd.base + t * hd.C3 + part * p.C + d]) * s, t < p.T);
   }
 }
 // Row a of rowsA (or rowsB) . column c of other.
@@ -148,7 +149,7 @@ fn dq(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32
     var Li = 0.0;
     if (i < p.T) {
       let row = (hd.b * p.T + i) * p.C + hd.h * HS;
-      for (var d = 0u; d < HS; d++) { Di += dout[row + d] * out[row + d]; }
+      for (var d = 0u; d < HS; d++) { Di += h1(dout[row + d]) * out[row + d]; }
       Li = lse[hd.z * p.T + i];
       aux[hd.z * p.T + i] = Di;
     }

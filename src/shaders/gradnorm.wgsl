@@ -4,7 +4,10 @@
 //             no workgroup barriers (on SwiftShader a barrier per workgroup cost more than
 //             the sums)
 //   finalize: one workgroup sums the partials in a fixed order, then thread 0 advances the step
-//             counter and writes everything adamw.wgsl needs into StepState.
+//             counter and writes everything adamw.wgsl needs into StepState. With loss scaling
+//             the gradients arrive scaled: their norm is divided by the scale, and a norm that
+//             is not finite (an operand past f16's range became infinite) skips the step and
+//             halves the scale.
 // Math as src/model/adamw.ts (clip like torch clip_grad_norm_: factor maxNorm / (norm + 1e-6),
 // applied only below 1) and src/train/schedule.ts (warm-up from lr/warmup, cosine to a floor).
 struct P { n: u32, nPartials: u32, cap: u32, pad: u32 }
@@ -13,9 +16,11 @@ struct Hyper {
   beta1: f32, beta2: f32, eps: f32, weightDecay: f32,
   // fixedLr >= 0 replaces the schedule (negative: the schedule): the simulator runs its schedule
   // on a simulated clock and writes each step's rate here before the step.
-  gradClip: f32, fixedLr: f32, pad1: f32, pad2: f32,
+  gradClip: f32, fixedLr: f32,
+  // Dynamic loss scaling (f16 operands; 0 = off): after this many good steps in a row the loss
+  // scale doubles. PyTorch's GradScaler rule, as src/train/cpu-trainer.ts.
+  growthInterval: f32, pad: f32,
 }
-struct StepState { step: u32, lr: f32, gradNorm: f32, clipScale: f32, stepSize: f32, bc2Sqrt: f32, decayKeep: f32, pad: u32 }
 @group(0) @binding(0) var<storage, read> grads: array<f32>;          // (P) [partial]
 @group(0) @binding(1) var<storage, read_write> partials: array<f32>; // (nPartials)
 @group(0) @binding(2) var<storage, read_write> st: StepState;        // [finalize]
@@ -56,6 +61,11 @@ fn cosPi(p: f32) -> f32 {
   return x * (1.0 + x2 * (-1.0 / 6.0 + x2 * (1.0 / 120.0 + x2 * (-1.0 / 5040.0 + x2 * (1.0 / 362880.0 + x2 * (-1.0 / 39916800.0))))));
 }
 
+/** Whether x is finite, from its exponent bits (a compiler may assume no float is infinite or NaN). */
+fn finite(x: f32) -> bool {
+  return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
 /** learningRate(step) of src/train/schedule.ts (unless fixedLr is set); `step` is 0-based. */
 fn learningRate(step: f32) -> f32 {
   if (h.fixedLr >= 0.0) { return h.fixedLr; }
@@ -73,21 +83,37 @@ fn finalize(@builtin(local_invocation_index) l: u32) {
   part[l] = s;
   let total = treeSum(l);
   if (l != 0u) { return; }
-  let norm = sqrt(total);
+  let lossScale = st.lossScale;
+  let step0 = st.step;
+  let lr = learningRate(f32(step0));
+  let t = f32(step0 + 1u); // AdamW counts steps from 1
+  // A skipped step still counts: the schedule and AdamW's t move on, so the step counter stays
+  // the number of steps queued and needs no read-back.
+  st.step = step0 + 1u;
+  st.lr = lr;
+  st.stepSize = lr / (1.0 - pow(h.beta1, t));
+  st.bc2Sqrt = sqrt(1.0 - pow(h.beta2, t));
+  st.decayKeep = 1.0 - lr * h.weightDecay;
+  if (h.growthInterval > 0.0) {
+    if (!finite(total)) {
+      st.skip = 1u;
+      st.lossScale = lossScale * 0.5;
+      st.goodSteps = 0u;
+      st.skipped += 1u;
+      hist[(step0 % p.cap) * 2u + 1u] = st.gradNorm; // the last finite norm, as CpuTrainer keeps it
+      return;
+    }
+    st.goodSteps += 1u;
+    if (f32(st.goodSteps) >= h.growthInterval) { st.lossScale = lossScale * 2.0; st.goodSteps = 0u; }
+  }
+  st.skip = 0u;
+  let norm = sqrt(total) / lossScale;
   var scale = 1.0;
   if (h.gradClip > 0.0) {
     let coef = h.gradClip / (norm + 1e-6);
     if (coef < 1.0) { scale = coef; }
   }
-  let step0 = st.step;
-  let lr = learningRate(f32(step0));
-  let t = f32(step0 + 1u); // AdamW counts steps from 1
   hist[(step0 % p.cap) * 2u + 1u] = norm;
-  st.step = step0 + 1u;
-  st.lr = lr;
   st.gradNorm = norm;
-  st.clipScale = scale;
-  st.stepSize = lr / (1.0 - pow(h.beta1, t));
-  st.bc2Sqrt = sqrt(1.0 - pow(h.beta2, t));
-  st.decayKeep = 1.0 - lr * h.weightDecay;
+  st.clipScale = scale / lossScale;
 }

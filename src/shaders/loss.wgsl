@@ -3,7 +3,6 @@
 //          optimizer-step counter before this step's update; read back every few steps.
 //   evaluate:  adds the mean into acc[0] (evaluate() clears it first and divides by the batches).
 struct P { N: u32, cap: u32, pad0: u32, pad1: u32 }
-struct StepState { step: u32, lr: f32, gradNorm: f32, clipScale: f32, stepSize: f32, bc2Sqrt: f32, decayKeep: f32, pad: u32 }
 @group(0) @binding(0) var<storage, read> losses: array<f32>;      // (N)
 @group(0) @binding(1) var<storage, read> st: StepState;
 @group(0) @binding(2) var<storage, read_write> acc: array<f32>;   // train: (cap, 2) loss | grad norm; eval: (1)

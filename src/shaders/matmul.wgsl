@@ -21,7 +21,8 @@
 // or four scalar loads from its f32 view (A1), which any stride allows. The host binds the same
 // buffer to both views (read-only bindings may alias) and picks VEC4 from the operands'
 // alignment and the autotuner's preference for this adapter. Scalar reads past the end of a row
-// land on neighbouring floats (or WebGPU's bounds clamp) and are discarded by the store.
+// land on neighbouring floats (or WebGPU's bounds clamp) and are discarded by the store. With
+// HALF (half.wgsl, put in front of this file) every load rounds A and B to f16.
 
 struct Mm {
   M: u32, N: u32, K: u32, lda: u32,
@@ -68,20 +69,20 @@ override BIAS_GRAD: bool = false;
 const GELU_S: f32 = 0.7978845608028654; // sqrt(2 / pi)
 
 fn lda4(i: u32) -> vec4f {
-  if (VEC4) { return A4[i >> 2u]; }
-  return vec4f(A1[i], A1[i + 1u], A1[i + 2u], A1[i + 3u]);
+  if (VEC4) { return h4(A4[i >> 2u]); }
+  return h4(vec4f(A1[i], A1[i + 1u], A1[i + 2u], A1[i + 3u]));
 }
 fn ldb4(i: u32) -> vec4f {
-  if (VEC4) { return B4[i >> 2u]; }
-  return vec4f(B1[i], B1[i + 1u], B1[i + 2u], B1[i + 3u]);
+  if (VEC4) { return h4(B4[i >> 2u]); }
+  return h4(vec4f(B1[i], B1[i + 1u], B1[i + 2u], B1[i + 3u]));
 }
 fn lda1(i: u32) -> f32 {
-  if (VEC4) { return A4[i >> 2u][i & 3u]; }
-  return A1[i];
+  if (VEC4) { return h1(A4[i >> 2u][i & 3u]); }
+  return h1(A1[i]);
 }
 fn ldb1(i: u32) -> f32 {
-  if (VEC4) { return B4[i >> 2u][i & 3u]; }
-  return B1[i];
+  if (VEC4) { return h1(B4[i >> 2u][i & 3u]); }
+  return h1(B1[i]);
 }
 
 fn gelu(x: f32) -> f32 {

@@ -28,9 +28,10 @@ export class CpuTrainer {
   private readonly model: ReferenceGPT;
   /**
    * Dynamic loss scaling (f16 operands only): the loss gradient is multiplied by `lossScale`
-   * so that small gradients survive f16; a step whose gradients overflow is skipped (weights,
-   * moments and step unchanged) and the scale halves; after `growthInterval` good steps in a
-   * row it doubles. PyTorch's GradScaler defaults.
+   * so that small gradients survive f16; a step whose gradients overflow is skipped (weights
+   * and moments unchanged; the step still counts, so the schedule moves on as with PyTorch's
+   * GradScaler and an LR scheduler) and the scale halves; after `growthInterval` good steps in
+   * a row it doubles. PyTorch's GradScaler defaults.
    */
   lossScale: number;
   readonly growthInterval: number;
@@ -75,6 +76,7 @@ export class CpuTrainer {
         this.lossScale /= 2;
         this.goodSteps = 0;
         this.skippedSteps++;
+        this.step++; // a skipped step still counts (schedule and AdamW's t), as on the GPU
         return loss;
       }
       if (++this.goodSteps >= this.growthInterval) { this.lossScale *= 2; this.goodSteps = 0; }
