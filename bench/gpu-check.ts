@@ -6,7 +6,10 @@
 // see SwiftShader; this is how a real GPU's arithmetic (FMA, reduction order, subnormals) is
 // checked. The engine runs the autotuner's kernels for this adapter, as a volunteer's does (on
 // a GPU: tiled matmul, K-split weight gradients, tiled attention where they won);
-// --default-tuning runs the untuned defaults. Writes bench/results/gpu-check.json.
+// --default-tuning runs the untuned defaults. --half adds a row per preset with f16 operands
+// (GpuEngine and CpuTrainer with `half`: the f16 path against its own CPU reference; a few
+// rounding ties that land differently grow into larger weight gaps than f32 ones, see
+// tests/engine.half.test.ts). Writes bench/results/gpu-check.json.
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,8 +44,9 @@ console.log(`gpu-check on ${adapterName}: ${STEPS} steps per preset, GPU engine 
 const tuning = await nodeTuning(device, summarizeAdapter(adapter!), process.argv.includes('--default-tuning'));
 console.log(`tuning: ${JSON.stringify(tuning)}`);
 
-const rows: { preset: string; B: number; T: number; steps: number; maxLossRel: number; paramRatio: number; momentRatio: number; firstLoss: number; lastLoss: number; cpuMs: number; gpuMs: number }[] = [];
-for (const name of presets) {
+const rows: { preset: string; half: boolean; B: number; T: number; steps: number; maxLossRel: number; paramRatio: number; momentRatio: number; firstLoss: number; lastLoss: number; cpuMs: number; gpuMs: number; skipped: number }[] = [];
+const precisions = process.argv.includes('--half') ? [false, true] : [false];
+for (const half of precisions) for (const name of presets) {
   const model = preset(name);
   const layout = buildLayout(model);
   // The preset's context, a small batch: enough tokens to exercise every kernel's tiling.
@@ -53,11 +57,11 @@ for (const name of presets) {
   const theta0 = initParams(layout, 5);
 
   let t0 = performance.now();
-  const cpu = new CpuTrainer(layout, cfg, theta0);
+  const cpu = new CpuTrainer(layout, cfg, theta0, 0, { half });
   const cpuLosses = batches.map((b) => cpu.trainStep(b));
   const cpuMs = (performance.now() - t0) / STEPS;
 
-  const engine = new GpuEngine(device, { layout, train: cfg, B, T, tuning });
+  const engine = new GpuEngine(device, { layout, train: cfg, B, T, tuning, half });
   const zeros = new Float32Array(layout.total);
   engine.writeState({ params: theta0, m: zeros, v: zeros, phi: theta0, outerM: zeros, step: 0 });
   t0 = performance.now();
@@ -65,6 +69,7 @@ for (const name of presets) {
   const stats = await engine.train(STEPS, () => batches[s++]);
   const gpuMs = (performance.now() - t0) / STEPS;
   const st = await engine.readState();
+  const { skipped } = await engine.lossScaling();
   engine.destroy();
 
   let maxLossRel = 0;
@@ -76,14 +81,14 @@ for (const name of presets) {
     mdiff = Math.max(mdiff, Math.abs(st.m[i] - cpu.m[i]));
     mscale = Math.max(mscale, Math.abs(cpu.m[i]));
   }
-  rows.push({ preset: name, B, T, steps: STEPS, maxLossRel, paramRatio: diff / change, momentRatio: mdiff / mscale, firstLoss: cpuLosses[0], lastLoss: cpuLosses[STEPS - 1], cpuMs, gpuMs });
+  rows.push({ preset: name, half, skipped, B, T, steps: STEPS, maxLossRel, paramRatio: diff / change, momentRatio: mdiff / mscale, firstLoss: cpuLosses[0], lastLoss: cpuLosses[STEPS - 1], cpuMs, gpuMs });
 }
 device.destroy();
 
 const pad = (x: string, n: number) => x.padStart(n);
-console.log(`${'preset'.padEnd(8)}${pad('B x T', 10)}${pad('loss cpu first->last', 22)}${pad('max loss rel', 14)}${pad('params', 11)}${pad('moments', 11)}${pad('cpu ms', 10)}${pad('gpu ms', 9)}`);
+console.log(`${'preset'.padEnd(12)}${pad('B x T', 10)}${pad('loss cpu first->last', 22)}${pad('max loss rel', 14)}${pad('params', 11)}${pad('moments', 11)}${pad('cpu ms', 10)}${pad('gpu ms', 9)}`);
 for (const r of rows) {
-  console.log(`${r.preset.padEnd(8)}${pad(`${r.B} x ${r.T}`, 10)}${pad(`${r.firstLoss.toFixed(3)} -> ${r.lastLoss.toFixed(3)}`, 22)}${pad(r.maxLossRel.toExponential(2), 14)}` +
+  console.log(`${(r.half ? `${r.preset} f16` : r.preset).padEnd(12)}${pad(`${r.B} x ${r.T}`, 10)}${pad(`${r.firstLoss.toFixed(3)} -> ${r.lastLoss.toFixed(3)}`, 22)}${pad(r.maxLossRel.toExponential(2), 14)}` +
     `${pad(r.paramRatio.toExponential(2), 11)}${pad(r.momentRatio.toExponential(2), 11)}${pad(r.cpuMs.toFixed(0), 10)}${pad(r.gpuMs.toFixed(1), 9)}`);
 }
 console.log('params: |θ_gpu − θ_cpu|∞ / |θ_cpu − θ_0|∞; moments: |m_gpu − m_cpu|∞ / |m_cpu|∞ (SwiftShader tests hold 2e-3 and 1e-3)');

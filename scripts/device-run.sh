@@ -63,9 +63,9 @@ for p in ${PROFILE_PRESETS:-tiny small base}; do
 done
 fi
 if has check; then
-# The GPU's training step against the CPU reference (bench/gpu-check.ts).
+# The GPU's training step against the CPU reference (bench/gpu-check.ts), f32 and f16 operands.
 ( unset VK_ICD_FILENAMES; export LD_LIBRARY_PATH=$PWD/dist/vk:${LD_LIBRARY_PATH:-}
-  timeout 120 $NODE dist/kernels/gpu-check.mjs --presets ${CHECK_PRESETS:-micro,tiny} --steps 10 --out "$OUT" > "$OUT/gpu-check.log" 2>&1; echo "gpu-check rc=$?" >> "$OUT/gpu-check.log" )
+  timeout 200 $NODE dist/kernels/gpu-check.mjs --presets ${CHECK_PRESETS:-micro,tiny} --steps 10 --half --out "$OUT" > "$OUT/gpu-check.log" 2>&1; echo "gpu-check rc=$?" >> "$OUT/gpu-check.log" )
 grep -vE "^Warning|^    at " "$OUT/gpu-check.log"
 fi
 # The device tool brings back at most 8 files: the logs travel as one archive.

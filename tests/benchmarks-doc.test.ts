@@ -67,7 +67,7 @@ const longLr4Mean = (method: string): number => avg([1, 2, 3].map((s) => longLr4
 const profile = (preset: string) => json('profile-h100.json').runs.find((r: any) => r.model.startsWith(`${preset} preset`));
 const profileTflops = (preset: 'small' | 'base', B: number, T: number) =>
   stepFlops(PRESETS[preset], B, T) / (profile(preset).wallMsPerStep / 1e3) / 1e12;
-const gpuCheck = (file: string, preset: string, key: string): number => json(file).rows.find((r: any) => r.preset === preset)[key];
+const gpuCheck = (file: string, preset: string, key: string): number => json(file).rows.find((r: any) => r.preset === preset && !r.half)[key];
 const matmul = (file: string, wg: string): number =>
   json(file).results.find((r: any) => r.variant === 'src/shaders/matmul.wgsl' && r.wg === wg && r.shape === '512x256x1024' && Object.keys(r.overrides).length === 0).gflops;
 const torchRow = (preset: string) => json('torch-h200.json').rows.find((r: any) => r.preset === preset && r.torch_mode === 'fp32');
