@@ -203,7 +203,7 @@ describe('GpuEngine with f16 operands vs CpuTrainer with f16 operands on micro',
     const f32 = await gpuRun(device, cfg, theta0, batches, {});
     const f16 = await gpuRun(device, cfg, theta0, batches, { half: true });
     const [a, b] = [await f32.engine.evaluate(held), await f16.engine.evaluate(held)];
-    console.log(`[half] micro, 50 steps on the GPU: held-out loss f32 ${a.toFixed(4)}, f16 operands ${b.toFixed(4)}`);
+    console.log(`[half] micro, 50 steps on the GPU: held-out loss f32 ${a.toFixed(6)}, f16 operands ${b.toFixed(6)}`);
     expect(f16.losses.slice(1)).not.toEqual(f32.losses.slice(1)); // the rounding reached the products
     expect(Math.abs(b - a) / a).toBeLessThan(0.01);
     expect(b).toBeLessThan(f16.losses[0]! - 1); // and it learned

@@ -40,7 +40,7 @@ export interface Tuning {
   matmulLarge?: Record<MatmulMode, MatmulShape>;
   stride: StrideShape;
   /**
-   * Causal attention kernels: 'rows' (attention.fwd/bwd.wgsl, an invocation per row; the
+   * Causal attention kernels: 'rows' (attention.fwd/bwd.wgsl, an invocation per 4 rows; the
    * default, and what SwiftShader runs best) or 'tiled' (attention.tiled.wgsl, 256 invocations
    * share each pair of 16-row tiles; head sizes up to ATT_TILED_MAX_HEAD, larger ones use rows).
    */

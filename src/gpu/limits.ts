@@ -46,7 +46,7 @@ export function requirements(layout: Layout, B: number, T: number, tuning: Tunin
     maxComputeInvocationsPerWorkgroup: wgInvocations,
     maxComputeWorkgroupSizeX: wgX,
     maxComputeWorkgroupSizeY: wgY,
-    maxComputeWorkgroupStorageSize: 16384, // attention: two 16 x 128 float tiles
+    maxComputeWorkgroupStorageSize: 16384, // tiled attention's tiles (16 KiB); the matmul tiles take 16 KiB too
     maxComputeWorkgroupsPerDimension: grid,
   };
   const requested: Record<string, number> = {};

@@ -111,8 +111,10 @@ export function matmulGeluForward(k: Kernels, label: string, out: Ref, preact: R
   });
 }
 
-/** Query/key rows per tile of the fused attention kernels (BT in attention.*.wgsl). */
+/** Query/key rows per tile of the tiled attention kernels (BT in attention.tiled.wgsl). */
 export const ATT_TILE = 16;
+/** Rows per workgroup of the row kernels (attention.fwd/bwd.wgsl): WG = 16 invocations of 4 rows. */
+export const ATT_ROWS_PER_WG = 64;
 /** Largest head size the fused attention kernels hold in registers (HS_MAX in attention.*.wgsl). */
 export const ATT_MAX_HEAD = 128;
 /** Largest head size of the tiled attention kernels (HS_MAX in attention.tiled.wgsl: 16 KiB of tiles). */
@@ -124,13 +126,13 @@ export function attentionTiled(k: Kernels, hs: number): boolean {
   return k.tuning.attention === 'tiled' && hs <= ATT_TILED_MAX_HEAD;
 }
 
-function attentionUniform(k: Kernels, label: string, T: number, C: number, NH: number): { u: GPUBuffer; hs: number; tiles: number } {
+function attentionUniform(k: Kernels, label: string, T: number, C: number, NH: number): { u: GPUBuffer; hs: number; tiles: number; rowGroups: number } {
   const hs = C / NH;
   if (!Number.isInteger(hs) || hs > ATT_MAX_HEAD) {
     throw new RangeError(`${label}: head size C/NH = ${C}/${NH} must be an integer of at most ${ATT_MAX_HEAD}`);
   }
   const u = k.uniform(`${label}.uniform`, new UniformData().u32(T, C, NH).f32(1 / Math.sqrt(hs)));
-  return { u, hs, tiles: Math.ceil(T / ATT_TILE) };
+  return { u, hs, tiles: Math.ceil(T / ATT_TILE), rowGroups: Math.ceil(T / ATT_ROWS_PER_WG) };
 }
 
 /**
@@ -138,12 +140,12 @@ function attentionUniform(k: Kernels, label: string, T: number, C: number, NH: n
  * keeps each score row's log-sum-exp for the backward pass.
  */
 export function attentionForward(k: Kernels, label: string, out: Ref, lse: Ref, qkv: Ref, B: number, T: number, C: number, NH: number): Dispatch {
-  const { u, hs, tiles } = attentionUniform(k, label, T, C, NH);
+  const { u, hs, tiles, rowGroups } = attentionUniform(k, label, T, C, NH);
   if (attentionTiled(k, hs)) {
     const layout = k.layout('attentionTiled', [...TILED_LAYOUT]);
     return k.dispatch(label, k.pipeline('attentionTiled', 'fwd', { HS: hs, ...k.operandConstants() }, layout), [qkv, k.dummy, k.dummy, k.dummy, out, lse, u], [tiles, B * NH, 1]);
   }
-  return k.dispatch(label, k.pipeline('attentionFwd', 'main', { HS: hs, ...k.operandConstants() }), [qkv, out, lse, u], [tiles, B * NH, 1]);
+  return k.dispatch(label, k.pipeline('attentionFwd', 'main', { HS: hs, ...k.operandConstants() }), [qkv, out, lse, u], [rowGroups, B * NH, 1]);
 }
 
 /**
@@ -151,7 +153,7 @@ export function attentionForward(k: Kernels, label: string, out: Ref, lse: Ref, 
  * and dout (B,T,C); D (B,NH,T) is scratch. Two kernels; no T x T matrix in global memory.
  */
 export function attentionBackward(k: Kernels, label: string, dqkv: Ref, D: Ref, lse: Ref, out: Ref, dout: Ref, qkv: Ref, B: number, T: number, C: number, NH: number): Dispatch[] {
-  const { u, hs, tiles } = attentionUniform(k, label, T, C, NH);
+  const { u, hs, tiles, rowGroups } = attentionUniform(k, label, T, C, NH);
   const refs = [qkv, out, dout, lse, dqkv, D, u];
   if (attentionTiled(k, hs)) {
     const layout = k.layout('attentionTiled', [...TILED_LAYOUT]);
@@ -163,8 +165,8 @@ export function attentionBackward(k: Kernels, label: string, dqkv: Ref, D: Ref, 
   // One explicit layout for both entry points (dkv does not read `out`).
   const layout = k.layout('attentionBwd', ['read', 'read', 'read', 'read', 'write', 'write', 'uniform']);
   return [
-    k.dispatch(`${label}.dq`, k.pipeline('attentionBwd', 'dq', { HS: hs, ...k.operandConstants() }, layout), refs, [tiles, B * NH, 1]),
-    k.dispatch(`${label}.dkv`, k.pipeline('attentionBwd', 'dkv', { HS: hs, ...k.operandConstants() }, layout), refs, [tiles, B * NH, 1]),
+    k.dispatch(`${label}.dq`, k.pipeline('attentionBwd', 'dq', { HS: hs, ...k.operandConstants() }, layout), refs, [rowGroups, B * NH, 1]),
+    k.dispatch(`${label}.dkv`, k.pipeline('attentionBwd', 'dkv', { HS: hs, ...k.operandConstants() }, layout), refs, [rowGroups, B * NH, 1]),
   ];
 }
 

@@ -1,9 +1,12 @@
 // Causal multi-head attention, forward, in one kernel (FlashAttention's online softmax): no
-// T x T matrix goes to global memory. A workgroup owns a tile of BT query rows of one head
-// z = b * NH + h and walks the key tiles 0..its own (causal), staging each K and V tile in
-// workgroup memory; each invocation keeps its query row, running max, running sum and output
-// row in registers. The backward pass (attention.bwd.wgsl) recomputes the probabilities from
-// the saved log-sum-exp, so nothing else is kept.
+// T x T matrix goes to global memory. An invocation owns four query rows i0..i0+3 of one head
+// z = b * NH + h (wg.y), packed into the four lanes of vec4s: q, the output rows, the running
+// max and the running sum. It walks the keys 0..i0+3 four at a time, reading each key and
+// value element once for all four rows, so every load feeds four (or sixteen) multiply-adds.
+// No workgroup memory and no barriers: on SwiftShader a load is a gather across the lanes of a
+// SIMD group and a barrier costs more than a shared tile saves (the tiled kernels in
+// attention.tiled.wgsl are what a discrete GPU runs). The backward pass (attention.bwd.wgsl)
+// recomputes the probabilities from the saved log-sum-exp, so nothing else is kept.
 // qkv is (B, T, 3C) packed q | k | v; head h of part p sits at columns p*C + h*HS. With HALF
 // (half.wgsl) q, k and v are rounded to f16 as they are read.
 struct P { T: u32, C: u32, NH: u32, scale: f32 }
@@ -14,73 +17,72 @@ struct P { T: u32, C: u32, NH: u32, scale: f32 }
 
 /** Head size; a pipeline per head size, so the loops over d have a constant bound. */
 override HS: u32 = 64u;
-/** Rows per tile (= invocations per workgroup). */
-const BT: u32 = 16u;
-/** Largest head size: register rows and tiles are sized for it (2 tiles of BT x 128 = 16 KiB). */
+/** Invocations per workgroup (ATT_ROWS_WG in src/gpu/ops.ts); each owns 4 rows. */
+const WG: u32 = 16u;
+/** Largest head size (ATT_MAX_HEAD): the register rows are sized for it. */
 const HS_MAX: u32 = 128u;
 /** Below any score; finite so that exp(m - mt) is 0, never NaN, before the first key. */
 const NEG: f32 = -3.0e38;
 
-var<workgroup> kt: array<f32, 2048>; // BT x HS_MAX
-var<workgroup> vt: array<f32, 2048>;
+/** Element d of part `part` (0 q, 1 k, 2 v) of rows r (clamped to the sequence), per lane. */
+fn rows4(base: u32, r: vec4u, part: u32, d: u32) -> vec4f {
+  let c = base + part * p.C + d;
+  let C3 = 3u * p.C;
+  return vec4f(h1(qkv[c + r.x * C3]), h1(qkv[c + r.y * C3]), h1(qkv[c + r.z * C3]), h1(qkv[c + r.w * C3]));
+}
 
-@compute @workgroup_size(16)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-  let z = wg.y;
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let z = gid.y;
   let b = z / p.NH;
   let h = z % p.NH;
-  let C3 = 3u * p.C;
-  let base = b * p.T * C3 + h * HS;
-  let i = wg.x * BT + li;
-  let live = i < p.T;
-  var q: array<f32, HS_MAX>;
-  var o: array<f32, HS_MAX>;
-  var s: array<f32, BT>;
-  if (live) {
-    for (var d = 0u; d < HS; d++) { q[d] = h1(qkv[base + i * C3 + d]) * p.scale; o[d] = 0.0; }
-  }
-  var m = NEG;
-  var l = 0.0;
-  // Key tiles up to the diagonal one: the loop bound is the same for the whole workgroup.
-  for (var tile = 0u; tile <= wg.x; tile++) {
-    let j0 = tile * BT;
-    workgroupBarrier();
-    for (var e = li; e < BT * HS; e += BT) {
-      let j = j0 + e / HS;
-      let d = e % HS;
-      var kv = 0.0;
-      var vv = 0.0;
-      if (j < p.T) { kv = h1(qkv[base + j * C3 + p.C + d]); vv = h1(qkv[base + j * C3 + 2u * p.C + d]); }
-      kt[e] = kv;
-      vt[e] = vv;
+  let base = b * p.T * 3u * p.C + h * HS;
+  let i0 = gid.x * 4u;
+  if (i0 >= p.T) { return; }
+  let rows = vec4u(i0, i0 + 1u, i0 + 2u, i0 + 3u);
+  let live = rows < vec4u(p.T);
+  let last = vec4u(p.T - 1u);
+  let rc = min(rows, last);
+  var q: array<vec4f, HS_MAX>; // q[d] = (q_i0[d], .., q_i0+3[d]) * scale
+  var o: array<vec4f, HS_MAX>;
+  for (var d = 0u; d < HS; d++) { q[d] = rows4(base, rc, 0u, d) * p.scale; o[d] = vec4f(0.0); }
+  var m = vec4f(NEG);
+  var l = vec4f(0.0);
+  let jEnd = min(i0 + 4u, p.T);
+  for (var j0 = 0u; j0 < jEnd; j0 += 4u) {
+    let kr = min(vec4u(j0, j0 + 1u, j0 + 2u, j0 + 3u), last);
+    // Scores of the four rows (lanes) against keys j0..j0+3.
+    var s0 = vec4f(0.0); var s1 = vec4f(0.0); var s2 = vec4f(0.0); var s3 = vec4f(0.0);
+    for (var d = 0u; d < HS; d++) {
+      let k = rows4(base, kr, 1u, d);
+      let qd = q[d];
+      s0 += qd * k.x; s1 += qd * k.y; s2 += qd * k.z; s3 += qd * k.w;
     }
-    workgroupBarrier();
-    if (live) {
-      // Keys j0 .. min(i, j0 + BT - 1); i >= j0 because tile <= wg.x.
-      let n = min(BT, i + 1u - j0);
-      var mt = m;
-      for (var jj = 0u; jj < n; jj++) {
-        var dot = 0.0;
-        for (var d = 0u; d < HS; d++) { dot += q[d] * kt[jj * HS + d]; }
-        s[jj] = dot;
-        mt = max(mt, dot);
-      }
-      // One rescale per tile, not per key.
-      let corr = exp(m - mt);
-      l *= corr;
-      for (var d = 0u; d < HS; d++) { o[d] *= corr; }
-      for (var jj = 0u; jj < n; jj++) {
-        let pj = exp(s[jj] - mt);
-        l += pj;
-        for (var d = 0u; d < HS; d++) { o[d] += pj * vt[jj * HS + d]; }
-      }
-      m = mt;
+    // Key j counts for row i when j <= i (which also keeps j < T for a live row).
+    let ok0 = (vec4u(j0) <= rows) & live;
+    let ok1 = (vec4u(j0 + 1u) <= rows) & live;
+    let ok2 = (vec4u(j0 + 2u) <= rows) & live;
+    let ok3 = (vec4u(j0 + 3u) <= rows) & live;
+    s0 = select(vec4f(NEG), s0, ok0); s1 = select(vec4f(NEG), s1, ok1);
+    s2 = select(vec4f(NEG), s2, ok2); s3 = select(vec4f(NEG), s3, ok3);
+    let mt = max(m, max(max(s0, s1), max(s2, s3)));
+    // One rescale per four keys.
+    let corr = exp(m - mt);
+    let p0 = select(vec4f(0.0), exp(s0 - mt), ok0); let p1 = select(vec4f(0.0), exp(s1 - mt), ok1);
+    let p2 = select(vec4f(0.0), exp(s2 - mt), ok2); let p3 = select(vec4f(0.0), exp(s3 - mt), ok3);
+    l = l * corr + p0 + p1 + p2 + p3;
+    for (var d = 0u; d < HS; d++) {
+      let v = rows4(base, kr, 2u, d);
+      o[d] = o[d] * corr + p0 * v.x + p1 * v.y + p2 * v.z + p3 * v.w;
     }
+    m = mt;
   }
-  if (live) {
-    let inv = 1.0 / l;
-    let row = (b * p.T + i) * p.C + h * HS;
-    for (var d = 0u; d < HS; d++) { out[row + d] = o[d] * inv; }
-    lse[z * p.T + i] = m + log(l);
+  let inv = 1.0 / l;
+  let C = p.C;
+  for (var r = 0u; r < 4u; r++) {
+    if (!live[r]) { break; }
+    let row = (b * p.T + rows[r]) * C + h * HS;
+    for (var d = 0u; d < HS; d++) { out[row + d] = o[d][r] * inv[r]; }
+    lse[z * p.T + rows[r]] = m[r] + log(l[r]);
   }
 }

@@ -1,8 +1,9 @@
 // Causal multi-head attention, forward (fwd) and backward (dq, then dkv), for GPUs with many
 // lanes: the same algorithm as attention.fwd.wgsl and attention.bwd.wgsl (online softmax; the
 // backward recomputes P from the saved log-sum-exp; no T x T matrix in global memory), but a
-// workgroup of 256 invocations shares each tile pair instead of one invocation per row holding
-// whole head rows in registers (arrays of up to 128 floats that a GPU keeps in local memory).
+// workgroup of 256 invocations shares each tile pair instead of each invocation holding whole
+// head rows of its own (four in the row kernels: arrays of up to 128 vec4s that a GPU keeps in
+// local memory).
 //
 // A workgroup owns a tile of BT = 16 rows of one head z = b * NH + h (query rows for fwd and
 // dq, key rows for dkv) and walks the tiles of the other side on or before (fwd, dq) or on or
