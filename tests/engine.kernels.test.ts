@@ -125,10 +125,11 @@ const KT = (device: GPUDevice) => (tiledKernels ??= new Kernels(device, { ...DEF
 
 describe('causal multi-head attention (fused: forward one kernel, backward two)', () => {
   // T not a multiple of the 16-row tile or of the row kernels' 4 rows an invocation, one row,
-  // several tiles, two row workgroups (T = 70 > 64); head sizes 2, 4, 8, 10, 24, 64; on the row
-  // kernels (attention.fwd/bwd.wgsl) and on the tiled ones (attention.tiled.wgsl).
+  // several tiles, two row workgroups (T = 70 > 64), and base's longest context (T = 1024, head
+  // size 64); head sizes 2, 4, 8, 10, 24, 64; on the row kernels (attention.fwd/bwd.wgsl) and on
+  // the tiled ones (attention.tiled.wgsl).
   for (const tiled of [false, true])
-  for (const [B, T, C, NH] of [[1, 5, 8, 2], [2, 13, 32, 4], [1, 1, 6, 3], [2, 9, 12, 3], [2, 19, 30, 3], [1, 37, 48, 2], [2, 33, 128, 2], [1, 70, 16, 2]]) {
+  for (const [B, T, C, NH] of [[1, 5, 8, 2], [2, 13, 32, 4], [1, 1, 6, 3], [2, 9, 12, 3], [2, 19, 30, 3], [1, 37, 48, 2], [2, 33, 128, 2], [1, 70, 16, 2], [1, 1024, 64, 1]]) {
     gpuTest(`${tiled ? 'tiled' : 'rows'}: B=${B} T=${T} C=${C} NH=${NH} (head size ${C / NH})`, async (device) => {
       const K = tiled ? KT : Kernels0;
       expect(attentionTiled(K(device), C / NH)).toBe(tiled);
