@@ -148,7 +148,7 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
     for (const shape of opts.strideCandidates ?? STRIDE_CANDIDATES) {
       if (shape.wg > device.limits.maxComputeInvocationsPerWorkgroup) continue;
       const pipeline = k.pipeline('adamw', 'main', { WG: shape.wg });
-      const d = k.dispatch('autotune.adamw', pipeline, [P, G, M, V, mask, st, u], [Math.min(shape.groups, Math.ceil(total / shape.wg)), 1, 1]);
+      const d = k.dispatch('autotune.adamw', pipeline, [P, G, M, V, mask, st, u], [Math.min(shape.groups, Math.ceil(total / 4 / shape.wg)), 1, 1]);
       const ms = await timeDispatch(device, d);
       timings.push({ kernel: 'adamw', shape: `${shape.wg}x${shape.groups}`, ms });
       if (ms < bestStride.ms) bestStride = { ms, shape };

@@ -42,8 +42,9 @@ export function buildOptim(k: Kernels, s: GpuState, losses: Ref, N: number, hist
   const lossTrain = k.dispatch('GpuOptim.lossTrain', k.pipeline('loss', 'train'), [losses, s.stepState, hist, lossU], [1, 1, 1]);
   const lossEval = k.dispatch('GpuOptim.lossEval', k.pipeline('loss', 'evaluate'), [losses, null, evalAcc, lossU], [1, 1, 1]);
 
-  // One partial sum per invocation of the partial pass.
-  const [partialGroups] = k.strideGrid(n);
+  // One partial sum per invocation of the partial pass; it and AdamW read vec4s (n / 4 of them).
+  if (n % 4 !== 0) throw new RangeError(`the optimizer kernels read vec4s: the layout's ${n} floats are not a multiple of 4`);
+  const [partialGroups] = k.strideGrid(n / 4);
   const nPartials = partialGroups * k.tuning.stride.wg;
   const partials = k.device.createBuffer({ label: 'GpuOptim.partials', size: nPartials * 4, usage: GPUBufferUsage.STORAGE });
   const normU = k.uniform('GpuOptim.gradnorm.uniform', new UniformData().u32(n, nPartials, cap, 0));
@@ -57,7 +58,7 @@ export function buildOptim(k: Kernels, s: GpuState, losses: Ref, N: number, hist
   const update = [
     k.dispatch('GpuOptim.gradnorm.partial', k.pipeline('gradnorm', 'partial', { PARTIAL_WG: k.tuning.stride.wg }), [s.grads, partials, null, null, normU, null], [partialGroups, 1, 1]),
     k.dispatch('GpuOptim.gradnorm.finalize', k.pipeline('gradnorm', 'finalize'), [null, partials, s.stepState, hist, normU, hyper], [1, 1, 1]),
-    k.dispatch('GpuOptim.adamw', k.stridePipeline('adamw', 'main'), [s.params, s.grads, s.m, s.v, s.decayMask, s.stepState, adamU], k.strideGrid(n)),
+    k.dispatch('GpuOptim.adamw', k.stridePipeline('adamw', 'main'), [s.params, s.grads, s.m, s.v, s.decayMask, s.stepState, adamU], k.strideGrid(n / 4)),
   ];
 
   const outerUniform = k.device.createBuffer({ label: 'GpuOptim.outer.uniform', size: OUTER_UNIFORM_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });

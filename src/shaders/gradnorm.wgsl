@@ -1,6 +1,7 @@
 // Global gradient norm, clip factor, learning-rate schedule and Adam bias corrections, all on
 // the GPU so a training step needs no CPU round trip.
-//   partial:  each invocation sums squares over a grid-stride range -> partials[invocation];
+//   partial:  each invocation sums squares over a grid-stride range of vec4s (P is a multiple
+//             of 64) -> partials[invocation];
 //             no workgroup barriers (on SwiftShader a barrier per workgroup cost more than
 //             the sums)
 //   finalize: one workgroup sums the partials in a fixed order, then thread 0 advances the step
@@ -21,7 +22,7 @@ struct Hyper {
   // scale doubles. PyTorch's GradScaler rule, as src/train/cpu-trainer.ts.
   growthInterval: f32, pad: f32,
 }
-@group(0) @binding(0) var<storage, read> grads: array<f32>;          // (P) [partial]
+@group(0) @binding(0) var<storage, read> grads: array<vec4f>;        // (P / 4) [partial]
 @group(0) @binding(1) var<storage, read_write> partials: array<f32>; // (nPartials)
 @group(0) @binding(2) var<storage, read_write> st: StepState;        // [finalize]
 @group(0) @binding(3) var<storage, read_write> hist: array<f32>;     // (cap, 2) [finalize]
@@ -46,7 +47,7 @@ override PARTIAL_WG: u32 = 256;
 @compute @workgroup_size(PARTIAL_WG)
 fn partial(@builtin(global_invocation_id) gid: vec3u) {
   var s = 0.0;
-  for (var i = gid.x; i < p.n; i += p.nPartials) { let g = grads[i]; s += g * g; }
+  for (var i = gid.x; i < p.n / 4u; i += p.nPartials) { let g = grads[i]; s += dot(g, g); }
   partials[gid.x] = s;
 }
 
