@@ -1,9 +1,11 @@
 // Every WGSL source the engine compiles, imported as text (Vite / Vitest / bin/murmur.mjs all
 // resolve `?raw`). Kept in one place so a new kernel is one line here. The kernels that read
-// product and attention operands get half.wgsl (f16 rounding of operands) in front, and those
+// product and attention operands get half.wgsl (f16 rounding of operands) in front (the row
+// attention kernels also attention-rows.wgsl, their shared reads), and those
 // that share the optimizer's counters get step-state.wgsl (the StepState struct).
 import adamw from '../shaders/adamw.wgsl?raw';
 import attentionBwd from '../shaders/attention.bwd.wgsl?raw';
+import attentionRows from '../shaders/attention-rows.wgsl?raw';
 import attentionFwd from '../shaders/attention.fwd.wgsl?raw';
 import attentionTiled from '../shaders/attention.tiled.wgsl?raw';
 import crossentropy from '../shaders/crossentropy.wgsl?raw';
@@ -20,8 +22,8 @@ import stepState from '../shaders/step-state.wgsl?raw';
 
 export const SHADERS = {
   adamw: stepState + adamw,
-  attentionBwd: half + attentionBwd,
-  attentionFwd: half + attentionFwd,
+  attentionBwd: half + attentionRows + attentionBwd,
+  attentionFwd: half + attentionRows + attentionFwd,
   attentionTiled: half + attentionTiled,
   crossentropy: stepState + crossentropy,
   encoderBwd,

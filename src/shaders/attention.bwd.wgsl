@@ -9,7 +9,7 @@
 // four rows an invocation owns are the lanes of vec4s and the other side is read four rows at a
 // time, each element once for all four (see attention.fwd.wgsl for why: no workgroup memory,
 // no barriers). With HALF (half.wgsl) q, k, v and dO are rounded to f16 as they are read; O
-// (for D) and the probabilities stay f32.
+// (for D) and the probabilities stay f32. Shared helpers (head, qkv4, four): attention-rows.wgsl.
 struct P { T: u32, C: u32, NH: u32, scale: f32 }
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;         // (B, T, 3C)
 @group(0) @binding(1) var<storage, read> out: array<f32>;         // (B, T, C) forward output O
@@ -23,18 +23,6 @@ override HS: u32 = 64u;
 const WG: u32 = 16u;
 const HS_MAX: u32 = 128u;
 
-struct Head { b: u32, h: u32, base: u32 }
-fn head(z: u32) -> Head {
-  let b = z / p.NH;
-  let h = z % p.NH;
-  return Head(b, h, b * p.T * 3u * p.C + h * HS);
-}
-/** Element d of part `part` (0 q, 1 k, 2 v) of rows r (clamped to the sequence), per lane. */
-fn qkv4(hd: Head, r: vec4u, part: u32, d: u32) -> vec4f {
-  let c = hd.base + part * p.C + d;
-  let C3 = 3u * p.C;
-  return vec4f(h1(qkv[c + r.x * C3]), h1(qkv[c + r.y * C3]), h1(qkv[c + r.z * C3]), h1(qkv[c + r.w * C3]));
-}
 /** Element d of dO (or O) at rows r of head hd, per lane. */
 fn dout4(hd: Head, r: vec4u, d: u32) -> vec4f {
   let c = hd.b * p.T * p.C + hd.h * HS + d;
@@ -49,7 +37,6 @@ fn rowStat(buf: u32, z: u32, r: vec4u) -> vec4f {
   if (buf == 0u) { return vec4f(lse[o + r.x], lse[o + r.y], lse[o + r.z], lse[o + r.w]); }
   return vec4f(D[o + r.x], D[o + r.y], D[o + r.z], D[o + r.w]);
 }
-fn four(r0: u32) -> vec4u { return vec4u(r0, r0 + 1u, r0 + 2u, r0 + 3u); }
 
 @compute @workgroup_size(WG)
 fn dq(@builtin(global_invocation_id) gid: vec3u) {
@@ -57,10 +44,11 @@ fn dq(@builtin(global_invocation_id) gid: vec3u) {
   let hd = head(z);
   let i0 = gid.x * 4u;
   if (i0 >= p.T) { return; }
-  let rows = four(i0);
-  let live = rows < vec4u(p.T);
-  let last = vec4u(p.T - 1u);
-  let rc = min(rows, last);
+  let own = rows4(i0);
+  let rows = own.rows;
+  let live = own.live;
+  let last = own.last;
+  let rc = own.clamped;
   var q: array<vec4f, HS_MAX>;   // scale * q of the four rows
   var g: array<vec4f, HS_MAX>;   // dO
   var acc: array<vec4f, HS_MAX>; // dq / scale
@@ -113,10 +101,11 @@ fn dkv(@builtin(global_invocation_id) gid: vec3u) {
   let hd = head(z);
   let j0 = gid.x * 4u;
   if (j0 >= p.T) { return; }
-  let keys = four(j0);
-  let live = keys < vec4u(p.T);
-  let last = vec4u(p.T - 1u);
-  let kc = min(keys, last);
+  let own = rows4(j0);
+  let keys = own.rows;
+  let live = own.live;
+  let last = own.last;
+  let kc = own.clamped;
   var k: array<vec4f, HS_MAX>;
   var v: array<vec4f, HS_MAX>;
   var dk: array<vec4f, HS_MAX>;

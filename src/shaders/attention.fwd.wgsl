@@ -8,7 +8,7 @@
 // attention.tiled.wgsl are what a discrete GPU runs). The backward pass (attention.bwd.wgsl)
 // recomputes the probabilities from the saved log-sum-exp, so nothing else is kept.
 // qkv is (B, T, 3C) packed q | k | v; head h of part p sits at columns p*C + h*HS. With HALF
-// (half.wgsl) q, k and v are rounded to f16 as they are read.
+// (half.wgsl) q, k and v are rounded to f16 as they are read. Shared helpers: attention-rows.wgsl.
 struct P { T: u32, C: u32, NH: u32, scale: f32 }
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;        // (B, T, 3C)
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;  // (B, T, C)
@@ -24,37 +24,29 @@ const HS_MAX: u32 = 128u;
 /** Below any score; finite so that exp(m - mt) is 0, never NaN, before the first key. */
 const NEG: f32 = -3.0e38;
 
-/** Element d of part `part` (0 q, 1 k, 2 v) of rows r (clamped to the sequence), per lane. */
-fn rows4(base: u32, r: vec4u, part: u32, d: u32) -> vec4f {
-  let c = base + part * p.C + d;
-  let C3 = 3u * p.C;
-  return vec4f(h1(qkv[c + r.x * C3]), h1(qkv[c + r.y * C3]), h1(qkv[c + r.z * C3]), h1(qkv[c + r.w * C3]));
-}
-
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let z = gid.y;
-  let b = z / p.NH;
-  let h = z % p.NH;
-  let base = b * p.T * 3u * p.C + h * HS;
+  let hd = head(z);
   let i0 = gid.x * 4u;
   if (i0 >= p.T) { return; }
-  let rows = vec4u(i0, i0 + 1u, i0 + 2u, i0 + 3u);
-  let live = rows < vec4u(p.T);
-  let last = vec4u(p.T - 1u);
-  let rc = min(rows, last);
+  let own = rows4(i0);
+  let rows = own.rows;
+  let live = own.live;
+  let last = own.last;
+  let rc = own.clamped;
   var q: array<vec4f, HS_MAX>; // q[d] = (q_i0[d], .., q_i0+3[d]) * scale
   var o: array<vec4f, HS_MAX>;
-  for (var d = 0u; d < HS; d++) { q[d] = rows4(base, rc, 0u, d) * p.scale; o[d] = vec4f(0.0); }
+  for (var d = 0u; d < HS; d++) { q[d] = qkv4(hd, rc, 0u, d) * p.scale; o[d] = vec4f(0.0); }
   var m = vec4f(NEG);
   var l = vec4f(0.0);
   let jEnd = min(i0 + 4u, p.T);
   for (var j0 = 0u; j0 < jEnd; j0 += 4u) {
-    let kr = min(vec4u(j0, j0 + 1u, j0 + 2u, j0 + 3u), last);
+    let kr = min(four(j0), last);
     // Scores of the four rows (lanes) against keys j0..j0+3.
     var s0 = vec4f(0.0); var s1 = vec4f(0.0); var s2 = vec4f(0.0); var s3 = vec4f(0.0);
     for (var d = 0u; d < HS; d++) {
-      let k = rows4(base, kr, 1u, d);
+      let k = qkv4(hd, kr, 1u, d);
       let qd = q[d];
       s0 += qd * k.x; s1 += qd * k.y; s2 += qd * k.z; s3 += qd * k.w;
     }
@@ -72,7 +64,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     let p2 = select(vec4f(0.0), exp(s2 - mt), ok2); let p3 = select(vec4f(0.0), exp(s3 - mt), ok3);
     l = l * corr + p0 + p1 + p2 + p3;
     for (var d = 0u; d < HS; d++) {
-      let v = rows4(base, kr, 2u, d);
+      let v = qkv4(hd, kr, 2u, d);
       o[d] = o[d] * corr + p0 * v.x + p1 * v.y + p2 * v.z + p3 * v.w;
     }
     m = mt;
@@ -81,7 +73,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let C = p.C;
   for (var r = 0u; r < 4u; r++) {
     if (!live[r]) { break; }
-    let row = (b * p.T + rows[r]) * C + h * HS;
+    let row = (hd.b * p.T + rows[r]) * C + hd.h * HS;
     for (var d = 0u; d < HS; d++) { out[row + d] = o[d][r] * inv[r]; }
     lse[z * p.T + rows[r]] = m[r] + log(l[r]);
   }
