@@ -19,7 +19,7 @@ import { buildLayout } from '../src/model/layout.ts';
 import { CpuTrainer } from '../src/train/cpu-trainer.ts';
 import { GpuEngine } from '../src/gpu/engine.ts';
 import { nodeTuning } from '../src/gpu/autotune-node.ts';
-import { describeAdapter, summarizeAdapter } from '../src/gpu/device.ts';
+import { describeAdapter, optionalFeatures, summarizeAdapter } from '../src/gpu/device.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
 import { loadDefaultCorpus } from '../src/data/corpus.ts';
 import { WindowSampler } from '../src/data/sampler.ts';
@@ -37,6 +37,7 @@ const adapter = await gpu.requestAdapter();
 const adapterName = describeAdapter(summarizeAdapter(adapter!));
 const device = await adapter!.requestDevice({
   label: 'gpu-check.device',
+  requiredFeatures: optionalFeatures(adapter!),
   requiredLimits: { maxStorageBufferBindingSize: adapter!.limits.maxStorageBufferBindingSize, maxBufferSize: adapter!.limits.maxBufferSize },
 });
 const corpus = loadDefaultCorpus();

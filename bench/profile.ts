@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { preset, trainConfig, type ModelConfig } from '../src/model/config.ts';
 import { nodeTuning } from '../src/gpu/autotune-node.ts';
-import { describeAdapter, summarizeAdapter } from '../src/gpu/device.ts';
+import { describeAdapter, optionalFeatures, summarizeAdapter } from '../src/gpu/device.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
 import { stepFlops } from './flops.ts';
 import { profileModel } from './profile-core.ts';
@@ -26,7 +26,7 @@ const adapter = await gpu.requestAdapter();
 if (!adapter) throw new Error('no WebGPU adapter (nodeGpu() says what to install)');
 if (!adapter.features.has('timestamp-query')) throw new Error(`${describeAdapter(summarizeAdapter(adapter))} has no timestamp-query feature; cannot profile`);
 const device = await adapter.requestDevice({
-  label: 'profile.device', requiredFeatures: ['timestamp-query'],
+  label: 'profile.device', requiredFeatures: ['timestamp-query', ...optionalFeatures(adapter)],
   requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize },
 });
 const tuning = await nodeTuning(device, summarizeAdapter(adapter), process.argv.includes('--default-tuning'));

@@ -8,6 +8,7 @@ import { initParams } from '../src/model/init.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { Rng } from '../src/model/rng.ts';
 import { indexedDbStore } from '../src/gpu/autotune.ts';
+import { optionalFeatures } from '../src/gpu/device.ts';
 import type { Tuning } from '../src/gpu/kernels.ts';
 import { Trainer } from '../src/worker/trainer.ts';
 import { stepFlops } from './flops.ts';
@@ -35,7 +36,7 @@ async function profileBlock(block: ModelConfig, B: number, T: number, tuning: Tu
   const adapter = await navigator.gpu.requestAdapter();
   if (!adapter) throw new Error('--profile: no WebGPU adapter in the page');
   if (!adapter.features.has('timestamp-query')) throw new Error('--profile: this adapter has no timestamp-query feature (Chromium needs --enable-dawn-features=allow_unsafe_apis)');
-  const device = await adapter.requestDevice({ label: 'step.profile', requiredFeatures: ['timestamp-query'] });
+  const device = await adapter.requestDevice({ label: 'step.profile', requiredFeatures: ['timestamp-query', ...optionalFeatures(adapter)] });
   try {
     return await profileModel(device, block, trainConfig({ batch: B, seqLen: T }, block), tuning, steps);
   } finally {

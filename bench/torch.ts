@@ -27,7 +27,7 @@ import { hfModelSafetensors } from '../src/model/hf-export.ts';
 import { GpuEngine } from '../src/gpu/engine.ts';
 import { autotune } from '../src/gpu/autotune.ts';
 import { fileStore } from '../src/gpu/autotune-node.ts';
-import { describeAdapter, summarizeAdapter } from '../src/gpu/device.ts';
+import { describeAdapter, optionalFeatures, summarizeAdapter } from '../src/gpu/device.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
 import { checkDeviceLimits, requirements } from '../src/gpu/limits.ts';
 import { loadDefaultCorpus } from '../src/data/corpus.ts';
@@ -67,6 +67,7 @@ const driver = (() => {
 })();
 const device = await adapter.requestDevice({
   label: 'torch-bench.device',
+  requiredFeatures: optionalFeatures(adapter),
   requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize },
 });
 const tuned = await autotune(device, info, { store: fileStore() });

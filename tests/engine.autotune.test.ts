@@ -8,13 +8,18 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import Value from 'typebox/value';
-import { autotune, memoryStore, shapeName, tuningKey } from '../src/gpu/autotune.ts';
+import { autotune, memoryStore, QUAD_TRIES, quadsMatch, shapeName, tuningKey } from '../src/gpu/autotune.ts';
 import { isTuning } from '../src/gpu/tuning-check.ts';
 import { TuningSchema } from '../src/gpu/tuning-schema.ts';
 import { COMPILED_CHECKS, compiledModule } from '../scripts/compile-checks.ts';
 import { ROOT } from './support/browser.ts';
-import { DEFAULT_TUNING, LARGE_GEMM, tunedShape, type Tuning } from '../src/gpu/kernels.ts';
+import { DEFAULT_TUNING, Kernels, LARGE_GEMM, tunedShape, type Tuning } from '../src/gpu/kernels.ts';
+import { SUBGROUP_SHADERS, type ShaderName } from '../src/gpu/shaders.ts';
+import { matmul } from '../src/gpu/matmul.ts';
+import { readF32, uploadF32 } from './support/gpu.ts';
+import { randomArray, runDispatches } from './support/engine.ts';
 import { fileStore } from '../src/gpu/autotune-node.ts';
+import { nodeGpu } from '../src/gpu/node-gpu.ts';
 import { getTestGpu, gpuTest } from './support/gpu.ts';
 
 const small = {
@@ -22,6 +27,8 @@ const small = {
   matmulCandidates: [{ wgX: 8, wgY: 8, tm: 8 as const, vec4: true }, { wgX: 16, wgY: 4, tm: 4 as const, vec4: true }],
   strideCandidates: [{ wg: 256, groups: 16 }, { wg: 64, groups: 64 }],
 };
+// The test device has subgroups (engine.matmul checks it), so the fastest register shapes are also timed as quads.
+const quadTries = Math.min(QUAD_TRIES, small.matmulCandidates.length);
 const dirs: string[] = [];
 afterAll(async () => { for (const d of dirs) await rm(d, { recursive: true, force: true }); });
 
@@ -31,7 +38,9 @@ describe('autotune', () => {
     const store = memoryStore();
     const r = await autotune(device, info, { ...small, store });
     expect(r.fromCache).toBe(false);
-    expect(r.timings).toHaveLength(3 * (2 + 1) + 2); // per mode: 2 shapes + the winner's other load width; 2 grids
+    expect(r.quads).toBe('offered');
+    expect(r.timings).toHaveLength(3 * (2 + quadTries + 1) + 2); // per mode: 2 shapes, their quad variants, the winner's other load width; 2 grids
+    for (const c of small.matmulCandidates) expect(r.timings.map((t) => t.shape)).toContain(shapeName({ ...c, quad: true }));
     for (const t of r.timings) expect(t.ms).toBeGreaterThan(0);
     for (const mode of ['nn', 'nt', 'tn'] as const) {
       const mine = r.timings.filter((t) => t.kernel === `matmul.${mode}`);
@@ -43,6 +52,7 @@ describe('autotune', () => {
 
     const again = await autotune(device, info, { ...small, store });
     expect(again.fromCache).toBe(true);
+    expect(again.quads).toBe('cached');
     expect(again.timings).toHaveLength(0);
     expect(again.tuning).toEqual(r.tuning);
   });
@@ -51,15 +61,15 @@ describe('autotune', () => {
     const { info } = await getTestGpu();
     const tile = { wgX: 4, wgY: 2, tm: 8 as const, vec4: true, tile: true };
     const hw = await autotune(device, { ...info, isSoftware: false }, { ...small, tileCandidates: [tile], splitCandidates: [2, 3], largeSize: 96, attentionT: 24, store: memoryStore() });
-    // 2 classes x 3 modes x (3 shapes + other width), tn's tile split 2 ways in each class; 2 grids; 2 attention kernels
-    expect(hw.timings).toHaveLength(2 * 3 * (3 + 1) + 2 * 2 + 2 + 2);
+    // 2 classes x 3 modes x (3 shapes + quad variants of the 2 register ones + other width), tn's tile split 2 ways in each class; 2 grids; 2 attention kernels
+    expect(hw.timings).toHaveLength(2 * 3 * (3 + quadTries + 1) + 2 * 2 + 2 + 2);
     const att = hw.timings.filter((t) => t.kernel === 'attention');
     expect(att.map((t) => t.shape).sort()).toEqual(['rows', 'tiled']);
     expect(hw.tuning.attention).toBe(att.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
     for (const mode of ['nn', 'nt', 'tn'] as const) {
       for (const suffix of ['', '.large']) {
         const mine = hw.timings.filter((t) => t.kernel === `matmul.${mode}${suffix}`);
-        expect(mine).toHaveLength(mode === 'tn' ? 6 : 4);
+        expect(mine).toHaveLength(mode === 'tn' ? 6 + quadTries : 4 + quadTries);
         expect(mine.map((t) => t.shape)).toContain(shapeName(tile));
         if (mode === 'tn') expect(mine.map((t) => t.shape)).toEqual(expect.arrayContaining([shapeName({ ...tile, splitK: 2 }), shapeName({ ...tile, splitK: 3 })]));
         const chosen = (suffix ? hw.tuning.matmulLarge! : hw.tuning.matmul)[mode];
@@ -71,6 +81,58 @@ describe('autotune', () => {
     expect(sw.tuning.matmulLarge).toBeUndefined();
     expect(sw.tuning.attention).toBeUndefined();
     expect(sw.timings.filter((t) => t.shape.startsWith('tile') || t.kernel === 'attention')).toHaveLength(0);
+  });
+
+  gpuTest('quads are offered only where a quad product equals the plain one: lanes that are not a quad\'s neighbours are caught', async (device) => {
+    const k = new Kernels(device);
+    // A device whose quad lane 1 answered with lane 2's value (a quad that is not 4 adjacent invocations).
+    class Scrambled extends Kernels {
+      override module(name: ShaderName): GPUShaderModule {
+        if (name !== 'matmul') return super.module(name);
+        return this.device.createShaderModule({ label: 'test.scrambled', code: SUBGROUP_SHADERS.matmul!.replaceAll('quadBroadcast(x, 1u)', 'quadBroadcast(x, 2u)') });
+      }
+    }
+    const bad = new Scrambled(device);
+    try {
+      expect(k.quads).toBe(true);
+      expect(await quadsMatch(k)).toBe(true);
+      expect(await quadsMatch(bad)).toBe(false);
+    } finally {
+      k.destroy();
+      bad.destroy();
+    }
+  });
+
+  it('without the subgroups feature: no quad shape is timed, and a cached quad shape runs the plain kernel', async () => {
+    const { info } = await getTestGpu();
+    // A second adapter (the test device's one is consumed), and a device without the feature.
+    const adapter = await (await nodeGpu()).requestAdapter();
+    const plain = await adapter!.requestDevice({ label: 'test.no-subgroups' });
+    try {
+      expect(plain.features.has('subgroups')).toBe(false);
+      const r = await autotune(plain, info, { ...small, store: memoryStore() });
+      expect(r.quads).toBe('no-subgroups');
+      expect(r.timings.filter((t) => t.shape.includes('quad'))).toHaveLength(0);
+      const k = new Kernels(plain);
+      try {
+        expect(k.quads).toBe(false);
+        const [M, N, K] = [9, 12, 8];
+        const A = randomArray(M * K, 1), B = randomArray(K * N, 2);
+        const a = uploadF32(plain, A), b = uploadF32(plain, B), c = uploadF32(plain, new Float32Array(M * N));
+        await runDispatches(plain, [matmul(k, { label: 'test.plain-quad', mode: 'nn', M, N, K, a: { ref: a, ld: K }, b: { ref: b, ld: N }, c: { ref: c, ld: N } }, { wgX: 4, wgY: 4, tm: 8, vec4: true, cols: 8, quad: true })]);
+        const got = await readF32(plain, c, M * N);
+        for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) {
+          let want = 0;
+          for (let p = 0; p < K; p++) want += A[i * K + p] * B[p * N + j];
+          expect(got[i * N + j]).toBeCloseTo(want, 4);
+        }
+        for (const x of [a, b, c]) x.destroy();
+      } finally {
+        k.destroy();
+      }
+    } finally {
+      plain.destroy();
+    }
   });
 
   it('a product uses its shape class: large from LARGE_GEMM multiply-adds, small below or without a large class', () => {

@@ -22,6 +22,10 @@ const TUNINGS: Tuning[] = [
   // 8 x 8 register blocks (cols 8), rows 8 and 4, vec4 and scalar loads.
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 16, wgY: 4, tm: 8, vec4: true, cols: 8 }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true, cols: 8 }, tn: { wgX: 8, wgY: 4, tm: 8, vec4: true, cols: 8 } } },
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 4, wgY: 4, tm: 4, vec4: false, cols: 8 }, nt: { wgX: 4, wgY: 8, tm: 4, vec4: false, cols: 8 }, tn: { wgX: 2, wgY: 8, tm: 4, vec4: false, cols: 8 } } },
+  // Quads (A's loads shared across 4 adjacent invocations by quadBroadcast; the device has subgroups, see below):
+  // 8 x 8 and 8 x 4 blocks, rows 8 and 4, vec4 and scalar loads, lanes past N and M.
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 4, tm: 8, vec4: true, cols: 8, quad: true }, nt: { wgX: 16, wgY: 4, tm: 8, vec4: true, quad: true }, tn: { wgX: 8, wgY: 8, tm: 8, vec4: false, cols: 8, quad: true } } },
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 4, wgY: 4, tm: 4, vec4: false, quad: true }, nt: { wgX: 4, wgY: 8, tm: 4, vec4: false, cols: 8, quad: true }, tn: { wgX: 4, wgY: 4, tm: 4, vec4: true, cols: 8, quad: true } } },
   // K split over 3 and 5 workgroups per tile (tn only; the others ignore splitK).
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true }, tn: { wgX: 4, wgY: 2, tm: 8, vec4: true, tile: true, splitK: 3 } } },
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true }, tn: { wgX: 16, wgY: 16, tm: 8, vec4: false, tile: true, splitK: 5 } } },
@@ -82,6 +86,12 @@ async function check(device: GPUDevice, c: Case): Promise<{ err: number; vec4: b
 }
 
 describe('matmul.wgsl', () => {
+  gpuTest('the test device has subgroups, so the quad tunings below run their quad kernels', async (device) => {
+    // Debian's chromium SwiftShader (and Dawn on any recent GPU driver) has the feature; without
+    // it the quad tunings would silently test the plain kernels twice.
+    expect(device.features.has('subgroups'), 'this adapter lacks the WebGPU "subgroups" feature: install Debian\'s chromium (SwiftShader 5+) or update the GPU driver').toBe(true);
+    expect(kernelsFor(device, 0).quads).toBe(true);
+  });
   const modes: MatmulMode[] = ['nn', 'nt', 'tn'];
   for (const mode of modes) {
     gpuTest(`${mode}: aligned shapes take the vec4 path and match`, async (device) => {

@@ -1,6 +1,8 @@
 // Shared helpers for the kernel lab (llm.c dev/cuda style): a Dawn device in Node, a naive CPU
 // reference, max-relative-error validation and wall-clock timing of a dispatch. Lab code only:
 // the trainer never imports it.
+import { optionalFeatures } from '../../src/gpu/device.ts';
+
 // dawn.node lives only as long as the object create() returned is referenced: keep it here.
 let gpuRef: GPU | undefined;
 
@@ -18,6 +20,7 @@ export async function labDevice(): Promise<GPUDevice> {
   labAdapter = { vendor, architecture, device, description };
   return adapter.requestDevice({
     label: 'lab.device',
+    requiredFeatures: optionalFeatures(adapter),
     requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize },
   });
 }

@@ -12,7 +12,7 @@ import { isTuning } from './tuning-check.ts';
 import { STEP_STATE_WORDS } from './state.ts';
 
 /** Bump when kernels change enough that cached shapes should be re-measured. */
-export const AUTOTUNE_VERSION = 6;
+export const AUTOTUNE_VERSION = 7;
 
 export interface TuningStore {
   load(key: string): Promise<Tuning | undefined>;
@@ -50,6 +50,13 @@ export interface AutotuneResult {
   key: string;
   /** Mean milliseconds per dispatch of every candidate measured (empty when cached). */
   timings: { kernel: string; shape: string; ms: number }[];
+  /**
+   * Quad shapes (MatmulShape.quad): 'offered' when the device has subgroups and a quad product
+   * matched the plain one on every kind, 'mismatch' when one did not (this adapter's quads are
+   * not the 4 adjacent invocations the kernel assumes; none is offered), 'no-subgroups' without
+   * the feature, 'cached' when the tuning came from the store.
+   */
+  quads: 'offered' | 'mismatch' | 'no-subgroups' | 'cached';
 }
 
 /** Workgroup shapes tried with vec4 loads; the fastest is then also tried with scalar loads. */
@@ -68,6 +75,8 @@ export const TILE_CANDIDATES: MatmulShape[] = [
   { wgX: 16, wgY: 16, tm: 8, vec4: true, tile: true }, { wgX: 16, wgY: 8, tm: 8, vec4: true, tile: true },
   { wgX: 8, wgY: 16, tm: 8, vec4: true, tile: true }, { wgX: 8, wgY: 8, tm: 8, vec4: true, tile: true },
 ];
+/** Quad variants are timed of this many of the fastest register shapes (per kind and class). */
+export const QUAD_TRIES = 3;
 /** K splits tried on tn with its fastest tile (hardware adapters). */
 export const SPLIT_CANDIDATES = [2, 4, 8];
 export const STRIDE_CANDIDATES: StrideShape[] = [
@@ -75,7 +84,7 @@ export const STRIDE_CANDIDATES: StrideShape[] = [
 ];
 
 export function shapeName(s: MatmulShape): string {
-  return `${s.tile ? 'tile ' : ''}${s.wgX}x${s.wgY}/${s.tm}${s.cols === 8 ? 'x8' : ''}${s.vec4 ? '' : '/scalar'}${(s.splitK ?? 1) > 1 ? `/split${s.splitK}` : ''}`;
+  return `${s.tile ? 'tile ' : ''}${s.wgX}x${s.wgY}/${s.tm}${s.cols === 8 ? 'x8' : ''}${s.vec4 ? '' : '/scalar'}${s.quad ? '/quad' : ''}${(s.splitK ?? 1) > 1 ? `/split${s.splitK}` : ''}`;
 }
 
 /** The cache key: which adapter, and which version of the kernels. */
@@ -89,7 +98,7 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
     const cached = await opts.store.load(key).catch(() => undefined);
     // Checked against the cache's one schema (tuning-schema.ts) by TypeBox's compiled code for it.
     // ... and the kernels' own limits (a tile's sides), which the schema does not express.
-    if (cached && isTuning(cached) && allMatmulShapes(cached).every((sh) => shapeProblem(sh) === null)) return { tuning: cached, fromCache: true, key, timings: [] };
+    if (cached && isTuning(cached) && allMatmulShapes(cached).every((sh) => shapeProblem(sh) === null)) return { tuning: cached, fromCache: true, key, timings: [], quads: 'cached' };
   }
   const timings: AutotuneResult['timings'] = [];
   const n = opts.size ?? 256;
@@ -103,6 +112,7 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
     return b;
   };
   try {
+    const quads = !k.quads ? 'no-subgroups' : await quadsMatch(k) ? 'offered' : 'mismatch';
     const candidates = [...opts.matmulCandidates ?? MATMUL_CANDIDATES, ...info.isSoftware ? [] : opts.tileCandidates ?? TILE_CANDIDATES];
     // Per GEMM shape class (the small one, then the large one where measured) and product kind.
     // The large class times tn (the weight gradients: a layer's in x out from a K of every token
@@ -115,16 +125,23 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
         const [M, N, K] = mode === 'tn' && suffix ? [size / 2, size / 2, size * 4] : [size, size, size];
         let best = { ms: Infinity, shape: DEFAULT_TUNING.matmul[mode] };
         let bestTile = { ms: Infinity, shape: undefined as MatmulShape | undefined };
+        const registers: { ms: number; shape: MatmulShape }[] = [];
         const measure = async (shape: MatmulShape) => {
           const ds = matmulDispatches(k, { label: `autotune.matmul.${mode}`, mode, M, N, K, a: { ref: A, ld: mode === 'tn' ? M : K }, b: { ref: B, ld: mode === 'nt' ? K : N }, c: { ref: C, ld: N } }, shape);
           const ms = await timeDispatch(device, ds);
           timings.push({ kernel: `matmul.${mode}${suffix}`, shape: shapeName(shape), ms });
           if (ms < best.ms) best = { ms, shape };
           if (shape.tile && ms < bestTile.ms) bestTile = { ms, shape };
+          if (!shape.tile) registers.push({ ms, shape });
         };
         for (const shape of candidates) {
           if (shape.wgX * shape.wgY > device.limits.maxComputeInvocationsPerWorkgroup) continue;
           await measure(shape);
+        }
+        // Quads: the fastest register shapes again with their A loads shared across each quad.
+        if (quads === 'offered') {
+          const top = registers.filter((r) => r.shape.wgX % 4 === 0).sort((a, b) => a.ms - b.ms).slice(0, QUAD_TRIES);
+          for (const r of top) await measure({ ...r.shape, quad: true });
         }
         // Weight gradients: the fastest tile again with K split over 2, 4, 8 workgroups per tile.
         if (mode === 'tn' && bestTile.shape) {
@@ -174,10 +191,58 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
     }
     const tuning: Tuning = { matmul: matmulBest, ...(matmulLarge ? { matmulLarge } : {}), stride: bestStride.shape, ...(attention ? { attention } : {}) };
     await opts.store?.save(key, tuning).catch(() => {});
-    return { tuning, fromCache: false, key, timings };
+    return { tuning, fromCache: false, key, timings, quads };
   } finally {
     for (const b of owned) b.destroy();
     k.destroy();
+  }
+}
+
+/**
+ * Whether quad products equal plain ones here, for each kind (nn, nt, tn) on a shape whose
+ * edges leave lanes past the last row and column (37 x 45, K 21): the kernel assumes a quad is 4
+ * adjacent invocations of a workgroup row, which WebGPU does not promise, so it is checked on
+ * the device before any quad shape is timed. Both run the same multiply-adds in the same order.
+ */
+export async function quadsMatch(k: Kernels): Promise<boolean> {
+  const device = k.device;
+  const [M, N, K] = [37, 45, 21];
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+  const A = device.createBuffer({ label: 'autotune.quads.A', size: M * K * 4, usage });
+  const B = device.createBuffer({ label: 'autotune.quads.B', size: K * N * 4, usage });
+  const C = device.createBuffer({ label: 'autotune.quads.C', size: 6 * M * N * 4, usage });
+  const read = device.createBuffer({ label: 'autotune.quads.read', size: C.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  try {
+    const fill = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(seed + i * 0.7311));
+    device.queue.writeBuffer(A, 0, fill(M * K, 1));
+    device.queue.writeBuffer(B, 0, fill(K * N, 2));
+    const shape: MatmulShape = { wgX: 8, wgY: 4, tm: 8, vec4: false, cols: 8 };
+    const list: Dispatch[] = [];
+    (['nn', 'nt', 'tn'] as MatmulMode[]).forEach((mode, i) => {
+      for (const quad of [false, true]) {
+        list.push(...matmulDispatches(k, {
+          label: `autotune.quads.${mode}`, mode, M, N, K, a: { ref: A, ld: mode === 'tn' ? M : K }, b: { ref: B, ld: mode === 'nt' ? K : N },
+          c: { ref: C, ld: N, off: (2 * i + Number(quad)) * M * N },
+        }, { ...shape, quad }));
+      }
+    });
+    const enc = device.createCommandEncoder({ label: 'autotune.quads' });
+    const pass = enc.beginComputePass();
+    encodeDispatches(pass, list);
+    pass.end();
+    enc.copyBufferToBuffer(C, 0, read, 0, C.size);
+    device.queue.submit([enc.finish()]);
+    await read.mapAsync(GPUMapMode.READ);
+    const c = new Float32Array(read.getMappedRange().slice(0));
+    read.unmap();
+    for (let i = 0; i < 3; i++) {
+      const plain = c.subarray(2 * i * M * N, (2 * i + 1) * M * N), quad = c.subarray((2 * i + 1) * M * N, (2 * i + 2) * M * N);
+      const scale = plain.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+      if (!(scale > 0) || plain.some((x, j) => !(Math.abs(x - quad[j]) <= 1e-5 * scale))) return false;
+    }
+    return true;
+  } finally {
+    for (const b of [A, B, C, read]) b.destroy();
   }
 }
 

@@ -92,6 +92,17 @@ function gpuEntry(gpu: GPU | undefined): GPU {
   return nav.gpu;
 }
 
+/**
+ * Features the kernels use where the adapter has them: `subgroups` (quad-shared loads in the
+ * matrix products, Kernels.quads). Nothing here is required; without it the kernels run plain.
+ */
+export const OPTIONAL_FEATURES: readonly GPUFeatureName[] = ['subgroups'];
+
+/** The optional features this adapter has, for requestDevice's requiredFeatures. */
+export function optionalFeatures(adapter: GPUAdapter): GPUFeatureName[] {
+  return OPTIONAL_FEATURES.filter((f) => adapter.features.has(f));
+}
+
 export async function acquireDevice(opts: AcquireOptions = {}): Promise<AcquiredDevice> {
   const label = opts.label ?? 'murmur';
   const gpu = gpuEntry(opts.gpu);
@@ -104,7 +115,7 @@ export async function acquireDevice(opts: AcquireOptions = {}): Promise<Acquired
 
   let device: GPUDevice;
   try {
-    device = await adapter.requestDevice({ label, requiredLimits, defaultQueue: { label: `${label}.queue` } });
+    device = await adapter.requestDevice({ label, requiredLimits, requiredFeatures: optionalFeatures(adapter), defaultQueue: { label: `${label}.queue` } });
   } catch (cause) {
     throw new GpuError('request-device-failed',
       `requestDevice failed on ${describeAdapter(info)}: ${(cause as Error)?.message ?? cause}. ` +

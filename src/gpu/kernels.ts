@@ -1,7 +1,7 @@
 // Pipelines, uniforms and bind groups, made once. A training step is then only a replay of a
 // list of Dispatch records (pipeline + bind group + grid) into one compute pass: no pipeline
 // or bind group is created and no uniform is written per step.
-import { SHADERS, type ShaderName } from './shaders.ts';
+import { SHADERS, SUBGROUP_SHADERS, type ShaderName } from './shaders.ts';
 
 /** One recorded kernel launch. */
 export interface Dispatch {
@@ -20,9 +20,12 @@ export type MatmulMode = 'nn' | 'nt' | 'tn';
  * (nnTile, ntTile, tnTile) run instead: each invocation owns an 8 x 8 block (tm is then 8) of
  * a (8 wgY) x (8 wgX) workgroup tile; wgX <= 16, and wgY even and <= 16. `splitK` (tiled tn
  * only, 2..16) splits K over that many workgroups per tile, whose partial products a second
- * dispatch adds up (matmulDispatches).
+ * dispatch adds up (matmulDispatches). `quad` (register kernels, wgX a multiple of 4): the four
+ * invocations of a quad share their A loads through quadBroadcast (matmul.wgsl's QUAD); it
+ * takes effect on devices with the `subgroups` feature only (Kernels.quads) and the autotuner
+ * offers it only where a quad product matched the plain one.
  */
-export interface MatmulShape { wgX: number; wgY: number; tm: 4 | 8; vec4: boolean; cols?: 4 | 8; tile?: boolean; splitK?: number }
+export interface MatmulShape { wgX: number; wgY: number; tm: 4 | 8; vec4: boolean; cols?: 4 | 8; tile?: boolean; splitK?: number; quad?: boolean }
 
 /**
  * Grid of the grid-stride kernels over whole state buffers (AdamW, outer step, grad norm,
@@ -131,8 +134,15 @@ export class Kernels {
    */
   readonly half: boolean;
 
+  /**
+   * The device has the `subgroups` feature (acquireDevice asks for it where the adapter has
+   * it): the matmul module then carries quad.wgsl and shapes with `quad` use it.
+   */
+  readonly quads: boolean;
+
   constructor(readonly device: GPUDevice, readonly tuning: Tuning = DEFAULT_TUNING, opts: { half?: boolean } = {}) {
     this.half = !!opts.half;
+    this.quads = device.features.has('subgroups');
     this.dummy = device.createBuffer({ label: 'Kernels.dummy', size: 256, usage: GPUBufferUsage.STORAGE });
     this.dummyOut = device.createBuffer({ label: 'Kernels.dummyOut', size: 256, usage: GPUBufferUsage.STORAGE });
     this.owned.push(this.dummy, this.dummyOut);
@@ -170,7 +180,7 @@ export class Kernels {
   module(name: ShaderName): GPUShaderModule {
     let m = this.modules.get(name);
     if (!m) {
-      m = this.device.createShaderModule({ label: `Kernels.${name}`, code: SHADERS[name] });
+      m = this.device.createShaderModule({ label: `Kernels.${name}`, code: (this.quads && SUBGROUP_SHADERS[name]) || SHADERS[name] });
       this.modules.set(name, m);
     }
     return m;

@@ -58,6 +58,7 @@ export function shapeProblem(shape: MatmulShape): string | null {
   }
   if (shape.cols !== undefined && shape.cols !== 4 && shape.cols !== 8) return `cols must be 4 or 8, got ${JSON.stringify(shape)}`;
   if (shape.tile && shape.cols === 8) return `cols 8 is a register-block shape; a tiled matmul has its own 8 x 8 block, got ${JSON.stringify(shape)}`;
+  if (shape.quad && (shape.tile || shape.wgX % 4 !== 0)) return `quad shares loads across 4 adjacent invocations of a register kernel: it needs no tile and wgX a multiple of 4, got ${JSON.stringify(shape)}`;
   return null;
 }
 
@@ -119,6 +120,8 @@ export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = tunedShap
     ACCUM: !!s.accumulate,
     EPI: s.epilogue ? { residual: 1, geluGrad: 2, gelu: 3 }[s.epilogue.kind] : 0,
     BIAS_GRAD: !!s.biasGrad,
+    // On a device without subgroups a quad shape (a cached tuning) runs the plain kernel.
+    QUAD: !!shape.quad && k.quads,
     ...(splitK > 1 ? { SPLIT_K: splitK } : {}),
     ...k.operandConstants(),
   };

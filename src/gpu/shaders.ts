@@ -2,7 +2,9 @@
 // resolve `?raw`). Kept in one place so a new kernel is one line here. The kernels that read
 // product and attention operands get half.wgsl (f16 rounding of operands) in front (the row
 // attention kernels also attention-rows.wgsl, their shared reads), and those
-// that share the optimizer's counters get step-state.wgsl (the StepState struct).
+// that share the optimizer's counters get step-state.wgsl (the StepState struct). The matrix
+// products get quad.wgsl (quadBroadcast, for QUAD shapes) in front on devices with the
+// `subgroups` feature and quad-off.wgsl on the others: SUBGROUP_SHADERS holds those texts.
 import adamw from '../shaders/adamw.wgsl?raw';
 import attentionBwd from '../shaders/attention.bwd.wgsl?raw';
 import attentionRows from '../shaders/attention-rows.wgsl?raw';
@@ -18,6 +20,8 @@ import layernormFwd from '../shaders/layernorm.fwd.wgsl?raw';
 import loss from '../shaders/loss.wgsl?raw';
 import matmul from '../shaders/matmul.wgsl?raw';
 import outer from '../shaders/outer.wgsl?raw';
+import quad from '../shaders/quad.wgsl?raw';
+import quadOff from '../shaders/quad-off.wgsl?raw';
 import stepState from '../shaders/step-state.wgsl?raw';
 
 export const SHADERS = {
@@ -32,8 +36,13 @@ export const SHADERS = {
   layernormBwd,
   layernormFwd,
   loss: stepState + loss,
-  matmul: half + matmul,
+  matmul: quadOff + half + matmul,
   outer,
 } as const;
 
 export type ShaderName = keyof typeof SHADERS;
+
+/** The texts that differ on a device with the `subgroups` feature (Kernels.module picks them there). */
+export const SUBGROUP_SHADERS: Partial<Record<ShaderName, string>> = {
+  matmul: quad + half + matmul,
+};

@@ -23,6 +23,12 @@
 // alignment and the autotuner's preference for this adapter. Scalar reads past the end of a row
 // land on neighbouring floats (or WebGPU's bounds clamp) and are discarded by the store. With
 // HALF (half.wgsl, put in front of this file) every load rounds A and B to f16.
+//
+// Quads: with QUAD (quad.wgsl in front, on devices with subgroups; wgX a multiple of 4) the
+// four invocations of a quad, which own the same rows of C, each load a quarter of those rows'
+// A values and broadcast them to the others (arow0..3 in nn/nt, pair0..3 in tn). Every lane of
+// a quad then stays to the end of the loop: lanes past the last column compute on clamped or
+// neighbouring reads and store nothing.
 
 struct Mm {
   M: u32, N: u32, K: u32, lda: u32,
@@ -65,6 +71,8 @@ override ACCUM: bool = false;
 override EPI: u32 = 0u;
 /** tn only: the workgroup row after the last block row sums B's columns into aux as dbias (+=). */
 override BIAS_GRAD: bool = false;
+/** A's rows shared across each quad (see the top of this file): only with quad.wgsl in front. */
+override QUAD: bool = false;
 
 const GELU_S: f32 = 0.7978845608028654; // sqrt(2 / pi)
 
@@ -84,6 +92,13 @@ fn ldb1(i: u32) -> f32 {
   if (VEC4) { return h1(B4[i >> 2u][i & 3u]); }
   return h1(B1[i]);
 }
+
+// Row j (0..3, or 4..7 with the quad's second load) of the block's A values at k..k+3: quad
+// lane j's load x with QUAD, else this invocation's own load at i.
+fn arow0(i: u32, x: vec4f) -> vec4f { if (QUAD) { return quad0(x); } return lda4(i); }
+fn arow1(i: u32, x: vec4f) -> vec4f { if (QUAD) { return quad1(x); } return lda4(i); }
+fn arow2(i: u32, x: vec4f) -> vec4f { if (QUAD) { return quad2(x); } return lda4(i); }
+fn arow3(i: u32, x: vec4f) -> vec4f { if (QUAD) { return quad3(x); } return lda4(i); }
 
 // tanh through one exp, 1 - 2 / (1 + e^2y): exact to ~1e-7 absolute (what GELU needs: its
 // result is 0.5 x (1 + tanh)), and on SwiftShader cheaper than the built-in. e^2y overflows to
@@ -151,12 +166,15 @@ fn dot4(s: vec4f, a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
-fn nn(@builtin(global_invocation_id) g: vec3u) {
+fn nn(@builtin(global_invocation_id) g: vec3u, @builtin(local_invocation_index) li: u32) {
   let c0 = g.x * TN;
   let r0 = g.y * TM;
-  if (c0 >= u.N || r0 >= u.M) { return; }
+  if (r0 >= u.M || (!QUAD && c0 >= u.N)) { return; }
   let o = batchOffsets(g.z);
   let last = u.M - 1u;
+  // QUAD: this lane loads rows r0 + lane and r0 + 4 + lane for its quad.
+  let lane = li & 3u;
+  let aq = o.a + min(r0 + lane, last) * u.lda; let aqh = o.a + min(r0 + 4u + lane, last) * u.lda;
   let a0 = o.a + min(r0, last) * u.lda;      let a1 = o.a + min(r0 + 1u, last) * u.lda;
   let a2 = o.a + min(r0 + 2u, last) * u.lda; let a3 = o.a + min(r0 + 3u, last) * u.lda;
   let a4 = o.a + min(r0 + 4u, last) * u.lda; let a5 = o.a + min(r0 + 5u, last) * u.lda;
@@ -173,15 +191,17 @@ fn nn(@builtin(global_invocation_id) g: vec3u) {
     let b0 = ldb4(bi); let b1 = ldb4(bi + ldb); let b2 = ldb4(bi + 2u * ldb); let b3 = ldb4(bi + 3u * ldb);
     if (TN == 8u) { e0 = ldb4(bi + 4u); e1 = ldb4(bi + ldb + 4u); e2 = ldb4(bi + 2u * ldb + 4u); e3 = ldb4(bi + 3u * ldb + 4u); }
     bi += 4u * ldb;
-    var x = lda4(a0 + k); s0 = fma4(s0, x, b0, b1, b2, b3); if (TN == 8u) { t0 = fma4(t0, x, e0, e1, e2, e3); }
-    x = lda4(a1 + k); s1 = fma4(s1, x, b0, b1, b2, b3); if (TN == 8u) { t1 = fma4(t1, x, e0, e1, e2, e3); }
-    x = lda4(a2 + k); s2 = fma4(s2, x, b0, b1, b2, b3); if (TN == 8u) { t2 = fma4(t2, x, e0, e1, e2, e3); }
-    x = lda4(a3 + k); s3 = fma4(s3, x, b0, b1, b2, b3); if (TN == 8u) { t3 = fma4(t3, x, e0, e1, e2, e3); }
+    var xl = vec4f(0.0); var xh = vec4f(0.0);
+    if (QUAD) { xl = lda4(aq + k); if (TM == 8u) { xh = lda4(aqh + k); } }
+    var x = arow0(a0 + k, xl); s0 = fma4(s0, x, b0, b1, b2, b3); if (TN == 8u) { t0 = fma4(t0, x, e0, e1, e2, e3); }
+    x = arow1(a1 + k, xl); s1 = fma4(s1, x, b0, b1, b2, b3); if (TN == 8u) { t1 = fma4(t1, x, e0, e1, e2, e3); }
+    x = arow2(a2 + k, xl); s2 = fma4(s2, x, b0, b1, b2, b3); if (TN == 8u) { t2 = fma4(t2, x, e0, e1, e2, e3); }
+    x = arow3(a3 + k, xl); s3 = fma4(s3, x, b0, b1, b2, b3); if (TN == 8u) { t3 = fma4(t3, x, e0, e1, e2, e3); }
     if (TM == 8u) {
-      x = lda4(a4 + k); s4 = fma4(s4, x, b0, b1, b2, b3); if (TN == 8u) { t4 = fma4(t4, x, e0, e1, e2, e3); }
-      x = lda4(a5 + k); s5 = fma4(s5, x, b0, b1, b2, b3); if (TN == 8u) { t5 = fma4(t5, x, e0, e1, e2, e3); }
-      x = lda4(a6 + k); s6 = fma4(s6, x, b0, b1, b2, b3); if (TN == 8u) { t6 = fma4(t6, x, e0, e1, e2, e3); }
-      x = lda4(a7 + k); s7 = fma4(s7, x, b0, b1, b2, b3); if (TN == 8u) { t7 = fma4(t7, x, e0, e1, e2, e3); }
+      x = arow0(a4 + k, xh); s4 = fma4(s4, x, b0, b1, b2, b3); if (TN == 8u) { t4 = fma4(t4, x, e0, e1, e2, e3); }
+      x = arow1(a5 + k, xh); s5 = fma4(s5, x, b0, b1, b2, b3); if (TN == 8u) { t5 = fma4(t5, x, e0, e1, e2, e3); }
+      x = arow2(a6 + k, xh); s6 = fma4(s6, x, b0, b1, b2, b3); if (TN == 8u) { t6 = fma4(t6, x, e0, e1, e2, e3); }
+      x = arow3(a7 + k, xh); s7 = fma4(s7, x, b0, b1, b2, b3); if (TN == 8u) { t7 = fma4(t7, x, e0, e1, e2, e3); }
     }
   }
   for (var k = k4; k < u.K; k++) {
@@ -199,18 +219,20 @@ fn nn(@builtin(global_invocation_id) g: vec3u) {
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
-fn nt(@builtin(global_invocation_id) g: vec3u) {
+fn nt(@builtin(global_invocation_id) g: vec3u, @builtin(local_invocation_index) li: u32) {
   let c0 = g.x * TN;
   let r0 = g.y * TM;
-  if (c0 >= u.N || r0 >= u.M) { return; }
+  if (r0 >= u.M || (!QUAD && c0 >= u.N)) { return; }
   let o = batchOffsets(g.z);
   let last = u.M - 1u;
+  let lane = li & 3u;
+  let aq = o.a + min(r0 + lane, last) * u.lda; let aqh = o.a + min(r0 + 4u + lane, last) * u.lda;
   let a0 = o.a + min(r0, last) * u.lda;      let a1 = o.a + min(r0 + 1u, last) * u.lda;
   let a2 = o.a + min(r0 + 2u, last) * u.lda; let a3 = o.a + min(r0 + 3u, last) * u.lda;
   let a4 = o.a + min(r0 + 4u, last) * u.lda; let a5 = o.a + min(r0 + 5u, last) * u.lda;
   let a6 = o.a + min(r0 + 6u, last) * u.lda; let a7 = o.a + min(r0 + 7u, last) * u.lda;
   let lastc = u.N - 1u;
-  let q0 = o.b + c0 * u.ldb;                 let q1 = o.b + min(c0 + 1u, lastc) * u.ldb;
+  let q0 = o.b + min(c0, lastc) * u.ldb;     let q1 = o.b + min(c0 + 1u, lastc) * u.ldb;
   let q2 = o.b + min(c0 + 2u, lastc) * u.ldb; let q3 = o.b + min(c0 + 3u, lastc) * u.ldb;
   let q4 = o.b + min(c0 + 4u, lastc) * u.ldb; let q5 = o.b + min(c0 + 5u, lastc) * u.ldb;
   let q6 = o.b + min(c0 + 6u, lastc) * u.ldb; let q7 = o.b + min(c0 + 7u, lastc) * u.ldb;
@@ -223,15 +245,17 @@ fn nt(@builtin(global_invocation_id) g: vec3u) {
   for (var k = 0u; k < k4; k += 4u) {
     let b0 = ldb4(q0 + k); let b1 = ldb4(q1 + k); let b2 = ldb4(q2 + k); let b3 = ldb4(q3 + k);
     if (TN == 8u) { e0 = ldb4(q4 + k); e1 = ldb4(q5 + k); e2 = ldb4(q6 + k); e3 = ldb4(q7 + k); }
-    var x = lda4(a0 + k); s0 = dot4(s0, x, b0, b1, b2, b3); if (TN == 8u) { t0 = dot4(t0, x, e0, e1, e2, e3); }
-    x = lda4(a1 + k); s1 = dot4(s1, x, b0, b1, b2, b3); if (TN == 8u) { t1 = dot4(t1, x, e0, e1, e2, e3); }
-    x = lda4(a2 + k); s2 = dot4(s2, x, b0, b1, b2, b3); if (TN == 8u) { t2 = dot4(t2, x, e0, e1, e2, e3); }
-    x = lda4(a3 + k); s3 = dot4(s3, x, b0, b1, b2, b3); if (TN == 8u) { t3 = dot4(t3, x, e0, e1, e2, e3); }
+    var xl = vec4f(0.0); var xh = vec4f(0.0);
+    if (QUAD) { xl = lda4(aq + k); if (TM == 8u) { xh = lda4(aqh + k); } }
+    var x = arow0(a0 + k, xl); s0 = dot4(s0, x, b0, b1, b2, b3); if (TN == 8u) { t0 = dot4(t0, x, e0, e1, e2, e3); }
+    x = arow1(a1 + k, xl); s1 = dot4(s1, x, b0, b1, b2, b3); if (TN == 8u) { t1 = dot4(t1, x, e0, e1, e2, e3); }
+    x = arow2(a2 + k, xl); s2 = dot4(s2, x, b0, b1, b2, b3); if (TN == 8u) { t2 = dot4(t2, x, e0, e1, e2, e3); }
+    x = arow3(a3 + k, xl); s3 = dot4(s3, x, b0, b1, b2, b3); if (TN == 8u) { t3 = dot4(t3, x, e0, e1, e2, e3); }
     if (TM == 8u) {
-      x = lda4(a4 + k); s4 = dot4(s4, x, b0, b1, b2, b3); if (TN == 8u) { t4 = dot4(t4, x, e0, e1, e2, e3); }
-      x = lda4(a5 + k); s5 = dot4(s5, x, b0, b1, b2, b3); if (TN == 8u) { t5 = dot4(t5, x, e0, e1, e2, e3); }
-      x = lda4(a6 + k); s6 = dot4(s6, x, b0, b1, b2, b3); if (TN == 8u) { t6 = dot4(t6, x, e0, e1, e2, e3); }
-      x = lda4(a7 + k); s7 = dot4(s7, x, b0, b1, b2, b3); if (TN == 8u) { t7 = dot4(t7, x, e0, e1, e2, e3); }
+      x = arow0(a4 + k, xh); s4 = dot4(s4, x, b0, b1, b2, b3); if (TN == 8u) { t4 = dot4(t4, x, e0, e1, e2, e3); }
+      x = arow1(a5 + k, xh); s5 = dot4(s5, x, b0, b1, b2, b3); if (TN == 8u) { t5 = dot4(t5, x, e0, e1, e2, e3); }
+      x = arow2(a6 + k, xh); s6 = dot4(s6, x, b0, b1, b2, b3); if (TN == 8u) { t6 = dot4(t6, x, e0, e1, e2, e3); }
+      x = arow3(a7 + k, xh); s7 = dot4(s7, x, b0, b1, b2, b3); if (TN == 8u) { t7 = dot4(t7, x, e0, e1, e2, e3); }
     }
   }
   for (var k = k4; k < u.K; k++) {
@@ -262,17 +286,18 @@ fn biasGrad(c0: u32, offB: u32) {
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
-fn tn(@builtin(global_invocation_id) g: vec3u) {
+fn tn(@builtin(global_invocation_id) g: vec3u, @builtin(local_invocation_index) li: u32) {
   let c0 = g.x * TN;
   let r0 = g.y * TM;
-  if (c0 >= u.N) { return; }
+  if (!QUAD && c0 >= u.N) { return; }
   let o = batchOffsets(g.z);
   if (BIAS_GRAD && g.y == (u.M + TM - 1u) / TM) {
-    biasGrad(c0, o.b);
+    if (c0 < u.N) { biasGrad(c0, o.b); }
     if (TN == 8u && c0 + 4u < u.N) { biasGrad(c0 + 4u, o.b); }
     return;
   }
   if (r0 >= u.M) { return; }
+  let lane = li & 3u;
   var s0 = vec4f(0.0); var s1 = vec4f(0.0); var s2 = vec4f(0.0); var s3 = vec4f(0.0);
   var s4 = vec4f(0.0); var s5 = vec4f(0.0); var s6 = vec4f(0.0); var s7 = vec4f(0.0);
   var t0 = vec4f(0.0); var t1 = vec4f(0.0); var t2 = vec4f(0.0); var t3 = vec4f(0.0);
@@ -282,12 +307,20 @@ fn tn(@builtin(global_invocation_id) g: vec3u) {
   var ai = o.a + r0;
   var bi = o.b + c0;
   for (var k = 0u; k < u.K; k++) {
-    let lo = lda4(ai);
+    var lo = vec4f(0.0); var hi = vec4f(0.0);
+    if (QUAD) {
+      // Lane j reads rows r0 + j and r0 + 4 + j; four pair broadcasts assemble both vec4s.
+      var p = vec2f(lda1(ai + lane), 0.0);
+      if (TM == 8u) { p.y = lda1(ai + 4u + lane); }
+      let p0 = pair0(p); let p1 = pair1(p); let p2 = pair2(p); let p3 = pair3(p);
+      lo = vec4f(p0.x, p1.x, p2.x, p3.x); hi = vec4f(p0.y, p1.y, p2.y, p3.y);
+    } else {
+      lo = lda4(ai);
+      if (TM == 8u) { hi = lda4(ai + 4u); }
+    }
     let b = ldb4(bi);
     s0 += lo.x * b; s1 += lo.y * b; s2 += lo.z * b; s3 += lo.w * b;
-    var hi = vec4f(0.0);
     if (TM == 8u) {
-      hi = lda4(ai + 4u);
       s4 += hi.x * b; s5 += hi.y * b; s6 += hi.z * b; s7 += hi.w * b;
     }
     if (TN == 8u) {
