@@ -15,7 +15,7 @@ import { COMPILED_CHECKS, compiledModule } from '../scripts/compile-checks.ts';
 import { ROOT } from './support/browser.ts';
 import { DEFAULT_TUNING, Kernels, LARGE_GEMM, tunedShape, type Tuning } from '../src/gpu/kernels.ts';
 import { SUBGROUP_SHADERS, type ShaderName } from '../src/gpu/shaders.ts';
-import { matmul } from '../src/gpu/matmul.ts';
+import { matmul, shapeProblem } from '../src/gpu/matmul.ts';
 import { readF32, uploadF32 } from './support/gpu.ts';
 import { randomArray, runDispatches } from './support/engine.ts';
 import { fileStore } from '../src/gpu/autotune-node.ts';
@@ -27,8 +27,9 @@ const small = {
   matmulCandidates: [{ wgX: 8, wgY: 8, tm: 8 as const, vec4: true }, { wgX: 16, wgY: 4, tm: 4 as const, vec4: true }],
   strideCandidates: [{ wg: 256, groups: 16 }, { wg: 64, groups: 64 }],
 };
-// The test device has subgroups (engine.matmul checks it), so the fastest register shapes are also timed as quads.
-const quadTries = Math.min(QUAD_TRIES, small.matmulCandidates.length);
+// The test device has subgroups (engine.matmul checks it), so the fastest register shapes are
+// also timed as quads, and those of 8 rows as 16-row quads too.
+const quadTries = Math.min(QUAD_TRIES, small.matmulCandidates.length) + small.matmulCandidates.filter((c) => c.tm === 8).length;
 const dirs: string[] = [];
 afterAll(async () => { for (const d of dirs) await rm(d, { recursive: true, force: true }); });
 
@@ -41,6 +42,7 @@ describe('autotune', () => {
     expect(r.quads).toBe('offered');
     expect(r.timings).toHaveLength(3 * (2 + quadTries + 1) + 2); // per mode: 2 shapes, their quad variants, the winner's other load width; 2 grids
     for (const c of small.matmulCandidates) expect(r.timings.map((t) => t.shape)).toContain(shapeName({ ...c, quad: true }));
+    expect(r.timings.map((t) => t.shape)).toContain(shapeName({ ...small.matmulCandidates[0], quad: true, tm: 16 }));
     for (const t of r.timings) expect(t.ms).toBeGreaterThan(0);
     for (const mode of ['nn', 'nt', 'tn'] as const) {
       const mine = r.timings.filter((t) => t.kernel === `matmul.${mode}`);
@@ -119,12 +121,15 @@ describe('autotune', () => {
         const [M, N, K] = [9, 12, 8];
         const A = randomArray(M * K, 1), B = randomArray(K * N, 2);
         const a = uploadF32(plain, A), b = uploadF32(plain, B), c = uploadF32(plain, new Float32Array(M * N));
-        await runDispatches(plain, [matmul(k, { label: 'test.plain-quad', mode: 'nn', M, N, K, a: { ref: a, ld: K }, b: { ref: b, ld: N }, c: { ref: c, ld: N } }, { wgX: 4, wgY: 4, tm: 8, vec4: true, cols: 8, quad: true })]);
-        const got = await readF32(plain, c, M * N);
-        for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) {
-          let want = 0;
-          for (let p = 0; p < K; p++) want += A[i * K + p] * B[p * N + j];
-          expect(got[i * N + j]).toBeCloseTo(want, 4);
+        // 16 rows come from a quad's broadcasts: without quads that shape runs as 8 rows.
+        for (const tm of [8, 16] as const) {
+          await runDispatches(plain, [matmul(k, { label: 'test.plain-quad', mode: 'nn', M, N, K, a: { ref: a, ld: K }, b: { ref: b, ld: N }, c: { ref: c, ld: N } }, { wgX: 4, wgY: 4, tm, vec4: true, cols: 8, quad: true })]);
+          const got = await readF32(plain, c, M * N);
+          for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) {
+            let want = 0;
+            for (let p = 0; p < K; p++) want += A[i * K + p] * B[p * N + j];
+            expect(got[i * N + j]).toBeCloseTo(want, 4);
+          }
         }
         for (const x of [a, b, c]) x.destroy();
       } finally {
@@ -133,6 +138,13 @@ describe('autotune', () => {
     } finally {
       plain.destroy();
     }
+  });
+
+  it('shapes the kernels cannot run are named: 16 rows without quad, quad on a tile or on wgX not a multiple of 4', () => {
+    expect(shapeProblem({ wgX: 8, wgY: 4, tm: 16, vec4: true })).toMatch(/tm 16 .* needs quad/);
+    expect(shapeProblem({ wgX: 8, wgY: 4, tm: 8, vec4: true, tile: true, quad: true })).toMatch(/quad .* needs no tile/);
+    expect(shapeProblem({ wgX: 6, wgY: 4, tm: 8, vec4: true, quad: true })).toMatch(/wgX a multiple of 4/);
+    expect(shapeProblem({ wgX: 8, wgY: 4, tm: 16, vec4: true, cols: 8, quad: true })).toBeNull();
   });
 
   it('a product uses its shape class: large from LARGE_GEMM multiply-adds, small below or without a large class', () => {

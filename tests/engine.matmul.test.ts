@@ -26,6 +26,9 @@ const TUNINGS: Tuning[] = [
   // 8 x 8 and 8 x 4 blocks, rows 8 and 4, vec4 and scalar loads, lanes past N and M.
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 4, tm: 8, vec4: true, cols: 8, quad: true }, nt: { wgX: 16, wgY: 4, tm: 8, vec4: true, quad: true }, tn: { wgX: 8, wgY: 8, tm: 8, vec4: false, cols: 8, quad: true } } },
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 4, wgY: 4, tm: 4, vec4: false, quad: true }, nt: { wgX: 4, wgY: 8, tm: 4, vec4: false, cols: 8, quad: true }, tn: { wgX: 4, wgY: 4, tm: 4, vec4: true, cols: 8, quad: true } } },
+  // 16-row quads (rows 8..15 from the second pair of broadcasts): 8 and 4 columns, vec4 and scalar loads.
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 4, tm: 16, vec4: true, cols: 8, quad: true }, nt: { wgX: 4, wgY: 2, tm: 16, vec4: false, cols: 8, quad: true }, tn: { wgX: 16, wgY: 4, tm: 16, vec4: false, cols: 8, quad: true } } },
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 4, wgY: 2, tm: 16, vec4: false, quad: true }, nt: { wgX: 8, wgY: 4, tm: 16, vec4: true, quad: true }, tn: { wgX: 4, wgY: 4, tm: 16, vec4: true, quad: true } } },
   // K split over 3 and 5 workgroups per tile (tn only; the others ignore splitK).
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true }, tn: { wgX: 4, wgY: 2, tm: 8, vec4: true, tile: true, splitK: 3 } } },
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true }, tn: { wgX: 16, wgY: 16, tm: 8, vec4: false, tile: true, splitK: 5 } } },

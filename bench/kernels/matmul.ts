@@ -21,6 +21,9 @@
 // same A values; in 08 each loads two of the eight rows and quadBroadcast passes them round, a
 // shuffle instead of a gather. On SwiftShader it ran 1.15-1.35x 06 on the block's shapes (the
 // trainer's QUAD shapes, 3.1-4.1 GFLOPS against 2.3-3.5 for the same blocks without, in one run).
+// 09 gives each invocation 16 rows (A's four loads a quad shared): B's loads, which no neighbour
+// shares, then feed 16 rows each; 3.5-5.0 GFLOPS against 08's 2.7-4.2 over three runs (the
+// trainer's `tm: 16` quad shapes 3.3-4.9), despite 128 accumulators that cannot stay in registers.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { labAdapter, labDevice, maxRelErr, randn, readBack, storage, timeIt, uniform } from './lab.ts';
 
@@ -44,6 +47,9 @@ const VARIANTS: Variant[] = [
   { file: '08_reg8x8_quad.wgsl', colsPerThread: 8, rowsPerThread: 8, wg: [8, 8], vec4: true, subgroups: true },
   { file: '08_reg8x8_quad.wgsl', colsPerThread: 8, rowsPerThread: 8, wg: [16, 4], vec4: true, subgroups: true },
   { file: '08_reg8x8_quad.wgsl', colsPerThread: 8, rowsPerThread: 8, wg: [8, 4], vec4: true, subgroups: true },
+  { file: '09_reg16x8_quad.wgsl', colsPerThread: 8, rowsPerThread: 16, wg: [8, 4], vec4: true, subgroups: true },
+  { file: '09_reg16x8_quad.wgsl', colsPerThread: 8, rowsPerThread: 16, wg: [16, 4], vec4: true, subgroups: true },
+  { file: '09_reg16x8_quad.wgsl', colsPerThread: 8, rowsPerThread: 16, wg: [8, 2], vec4: true, subgroups: true },
   // The kernel the trainer uses (src/shaders/matmul.wgsl + vec4 prelude), entry nn.
   { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [8, 8], vec4: true, production: true },
   { file: 'src/shaders/matmul.wgsl', colsPerThread: 4, rowsPerThread: 8, wg: [16, 4], vec4: true, production: true },
@@ -56,6 +62,9 @@ const VARIANTS: Variant[] = [
   // The same with QUAD (08 generalised): on adapters with subgroups only.
   ...([[8, 8], [16, 4], [8, 4]] as [number, number][]).map((wg): Variant =>
     ({ file: 'src/shaders/matmul.wgsl', colsPerThread: 8, rowsPerThread: 8, wg, overrides: { TN: 8, QUAD: 1 }, vec4: true, production: true, subgroups: true })),
+  // ... and with 16 rows an invocation (09 generalised).
+  ...([[8, 4], [16, 4], [8, 2]] as [number, number][]).map((wg): Variant =>
+    ({ file: 'src/shaders/matmul.wgsl', colsPerThread: 8, rowsPerThread: 16, wg, overrides: { TN: 8, TM: 16, QUAD: 1 }, vec4: true, production: true, subgroups: true })),
   // The trainer's workgroup-memory tiles (entry nnTile): an 8x8 block per invocation, so a
   // (8 wgY) x (8 wgX) tile per workgroup.
   ...([[16, 16], [16, 8], [8, 16], [8, 8]] as [number, number][]).map((wg): Variant =>

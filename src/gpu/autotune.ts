@@ -75,7 +75,7 @@ export const TILE_CANDIDATES: MatmulShape[] = [
   { wgX: 16, wgY: 16, tm: 8, vec4: true, tile: true }, { wgX: 16, wgY: 8, tm: 8, vec4: true, tile: true },
   { wgX: 8, wgY: 16, tm: 8, vec4: true, tile: true }, { wgX: 8, wgY: 8, tm: 8, vec4: true, tile: true },
 ];
-/** Quad variants are timed of this many of the fastest register shapes (per kind and class). */
+/** Quad variants (and 16-row ones of 8-row shapes) are timed of this many of the fastest register shapes (per kind and class). */
 export const QUAD_TRIES = 3;
 /** K splits tried on tn with its fastest tile (hardware adapters). */
 export const SPLIT_CANDIDATES = [2, 4, 8];
@@ -138,10 +138,14 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
           if (shape.wgX * shape.wgY > device.limits.maxComputeInvocationsPerWorkgroup) continue;
           await measure(shape);
         }
-        // Quads: the fastest register shapes again with their A loads shared across each quad.
+        // Quads: the fastest register shapes again with their A loads shared across each quad,
+        // and those of 8 rows also with 16 (each B load then feeds twice the rows).
         if (quads === 'offered') {
           const top = registers.filter((r) => r.shape.wgX % 4 === 0).sort((a, b) => a.ms - b.ms).slice(0, QUAD_TRIES);
-          for (const r of top) await measure({ ...r.shape, quad: true });
+          for (const r of top) {
+            await measure({ ...r.shape, quad: true });
+            if (r.shape.tm === 8) await measure({ ...r.shape, quad: true, tm: 16 });
+          }
         }
         // Weight gradients: the fastest tile again with K split over 2, 4, 8 workgroups per tile.
         if (mode === 'tn' && bestTile.shape) {

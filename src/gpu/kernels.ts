@@ -15,7 +15,8 @@ export type MatmulMode = 'nn' | 'nt' | 'tn';
 
 /**
  * Shape of the matmul kernel per product kind: invocations per workgroup along columns (wgX,
- * `cols` columns each: 4, the default, or 8) and rows (wgY), rows per invocation (tm: 8 or 4),
+ * `cols` columns each: 4, the default, or 8) and rows (wgY), rows per invocation (tm: 8 or 4,
+ * or 16 with `quad`),
  * and whether aligned operands use vec4 loads (vec4) or scalar ones. With `tile`, the workgroup-memory kernels
  * (nnTile, ntTile, tnTile) run instead: each invocation owns an 8 x 8 block (tm is then 8) of
  * a (8 wgY) x (8 wgX) workgroup tile; wgX <= 16, and wgY even and <= 16. `splitK` (tiled tn
@@ -25,7 +26,7 @@ export type MatmulMode = 'nn' | 'nt' | 'tn';
  * takes effect on devices with the `subgroups` feature only (Kernels.quads) and the autotuner
  * offers it only where a quad product matched the plain one.
  */
-export interface MatmulShape { wgX: number; wgY: number; tm: 4 | 8; vec4: boolean; cols?: 4 | 8; tile?: boolean; splitK?: number; quad?: boolean }
+export interface MatmulShape { wgX: number; wgY: number; tm: 4 | 8 | 16; vec4: boolean; cols?: 4 | 8; tile?: boolean; splitK?: number; quad?: boolean }
 
 /**
  * Grid of the grid-stride kernels over whole state buffers (AdamW, outer step, grad norm,

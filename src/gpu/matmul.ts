@@ -58,6 +58,7 @@ export function shapeProblem(shape: MatmulShape): string | null {
   }
   if (shape.cols !== undefined && shape.cols !== 4 && shape.cols !== 8) return `cols must be 4 or 8, got ${JSON.stringify(shape)}`;
   if (shape.tile && shape.cols === 8) return `cols 8 is a register-block shape; a tiled matmul has its own 8 x 8 block, got ${JSON.stringify(shape)}`;
+  if (shape.tm === 16 && !shape.quad) return `tm 16 takes its rows 8..15 from a quad's broadcasts: it needs quad, got ${JSON.stringify(shape)}`;
   if (shape.quad && (shape.tile || shape.wgX % 4 !== 0)) return `quad shares loads across 4 adjacent invocations of a register kernel: it needs no tile and wgX a multiple of 4, got ${JSON.stringify(shape)}`;
   return null;
 }
@@ -103,12 +104,14 @@ export function matmulDispatches(k: Kernels, s: MatmulSpec, shape: MatmulShape =
  * candidates). A shape's splitK is matmulDispatches' business: here `splitK` (internal) is the
  * K split of a partial-product dispatch, whose batch index z is the K range.
  */
-export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = tunedShape(k.tuning, s.mode, s.M, s.N, s.K), splitK = 1): Dispatch {
+export function matmul(k: Kernels, s: MatmulSpec, tuned: MatmulShape = tunedShape(k.tuning, s.mode, s.M, s.N, s.K), splitK = 1): Dispatch {
   for (const [name, v] of [['M', s.M], ['N', s.N], ['K', s.K]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`${s.label}: matmul ${name} must be a positive integer, got ${v}`);
   }
-  const problem = shapeProblem(shape);
+  const problem = shapeProblem(tuned);
   if (problem) throw new RangeError(`${s.label}: ${problem}`);
+  // On a device without subgroups a quad shape (a cached tuning) runs the plain kernel, 16 rows as 8.
+  const shape: MatmulShape = tuned.quad && !k.quads ? { ...tuned, quad: false, tm: tuned.tm === 16 ? 8 : tuned.tm } : tuned;
   const vec4 = shape.vec4 && vec4Aligned(s);
   const constants = {
     VEC4: vec4,
@@ -120,8 +123,7 @@ export function matmul(k: Kernels, s: MatmulSpec, shape: MatmulShape = tunedShap
     ACCUM: !!s.accumulate,
     EPI: s.epilogue ? { residual: 1, geluGrad: 2, gelu: 3 }[s.epilogue.kind] : 0,
     BIAS_GRAD: !!s.biasGrad,
-    // On a device without subgroups a quad shape (a cached tuning) runs the plain kernel.
-    QUAD: !!shape.quad && k.quads,
+    QUAD: !!shape.quad,
     ...(splitK > 1 ? { SPLIT_K: splitK } : {}),
     ...k.operandConstants(),
   };

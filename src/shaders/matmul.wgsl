@@ -2,7 +2,7 @@
 // of C (TM = 8 or 4 rows, TN = 4 or 8 adjacent columns) held in TM or 2 TM vec4 registers, and
 // reads A and B four contiguous floats at a time. The block's rows are written out by hand
 // (s0..s7, and t0..t7 for columns 4..7): a loop over an array indexed by row kept the block in
-// memory on SwiftShader, 4x slower; TM = 4 drops rows 4..7 through `if (TM == 8u)` and TN = 4
+// memory on SwiftShader, 4x slower; TM = 4 drops rows 4..7 through `if (TM >= 8u)` and TN = 4
 // the t rows through `if (TN == 8u)`, which the compiler folds once the overrides are known.
 // No workgroup memory: on SwiftShader a shared-memory tile was slower than the naive kernel
 // (bench/kernels/matmul), while register blocks reuse each load 4-8 times from registers.
@@ -51,7 +51,10 @@ struct Mm {
 /** Invocations per workgroup along columns (x, 4 columns each) and rows (y, TM rows each). */
 override WG_X: u32 = 8;
 override WG_Y: u32 = 8;
-/** Rows per invocation: 8 or 4 (fewer registers, more invocations). */
+/**
+ * Rows per invocation: 8 or 4 (fewer registers, more invocations), or 16 with QUAD only (rows
+ * 8..15 come from the quad's broadcasts; each B load then feeds 16 rows).
+ */
 override TM: u32 = 8u;
 /**
  * Columns per invocation: 4 or 8 (a second vec4 of columns, t0..t7 beside s0..s7). Every load
@@ -149,7 +152,7 @@ fn storeBlock(r0: u32, c0: u32, offC: u32, s0: vec4f, s1: vec4f, s2: vec4f, s3: 
               s4: vec4f, s5: vec4f, s6: vec4f, s7: vec4f) {
   storeRow(r0, c0, s0, offC); storeRow(r0 + 1u, c0, s1, offC);
   storeRow(r0 + 2u, c0, s2, offC); storeRow(r0 + 3u, c0, s3, offC);
-  if (TM == 8u) {
+  if (TM >= 8u) {
     storeRow(r0 + 4u, c0, s4, offC); storeRow(r0 + 5u, c0, s5, offC);
     storeRow(r0 + 6u, c0, s6, offC); storeRow(r0 + 7u, c0, s7, offC);
   }
@@ -175,6 +178,12 @@ fn nn(@builtin(global_invocation_id) g: vec3u, @builtin(local_invocation_index) 
   // QUAD: this lane loads rows r0 + lane and r0 + 4 + lane for its quad.
   let lane = li & 3u;
   let aq = o.a + min(r0 + lane, last) * u.lda; let aqh = o.a + min(r0 + 4u + lane, last) * u.lda;
+  // TM = 16 (QUAD only): rows r0 + 8 + lane and r0 + 12 + lane, and the rows' own offsets for the K tail.
+  let aq2 = o.a + min(r0 + 8u + lane, last) * u.lda; let aq3 = o.a + min(r0 + 12u + lane, last) * u.lda;
+  let a8 = o.a + min(r0 + 8u, last) * u.lda;   let a9 = o.a + min(r0 + 9u, last) * u.lda;
+  let a10 = o.a + min(r0 + 10u, last) * u.lda; let a11 = o.a + min(r0 + 11u, last) * u.lda;
+  let a12 = o.a + min(r0 + 12u, last) * u.lda; let a13 = o.a + min(r0 + 13u, last) * u.lda;
+  let a14 = o.a + min(r0 + 14u, last) * u.lda; let a15 = o.a + min(r0 + 15u, last) * u.lda;
   let a0 = o.a + min(r0, last) * u.lda;      let a1 = o.a + min(r0 + 1u, last) * u.lda;
   let a2 = o.a + min(r0 + 2u, last) * u.lda; let a3 = o.a + min(r0 + 3u, last) * u.lda;
   let a4 = o.a + min(r0 + 4u, last) * u.lda; let a5 = o.a + min(r0 + 5u, last) * u.lda;
@@ -183,6 +192,10 @@ fn nn(@builtin(global_invocation_id) g: vec3u, @builtin(local_invocation_index) 
   var s4 = vec4f(0.0); var s5 = vec4f(0.0); var s6 = vec4f(0.0); var s7 = vec4f(0.0);
   var t0 = vec4f(0.0); var t1 = vec4f(0.0); var t2 = vec4f(0.0); var t3 = vec4f(0.0);
   var t4 = vec4f(0.0); var t5 = vec4f(0.0); var t6 = vec4f(0.0); var t7 = vec4f(0.0);
+  var s8 = vec4f(0.0); var s9 = vec4f(0.0); var s10 = vec4f(0.0); var s11 = vec4f(0.0);
+  var s12 = vec4f(0.0); var s13 = vec4f(0.0); var s14 = vec4f(0.0); var s15 = vec4f(0.0);
+  var t8 = vec4f(0.0); var t9 = vec4f(0.0); var t10 = vec4f(0.0); var t11 = vec4f(0.0);
+  var t12 = vec4f(0.0); var t13 = vec4f(0.0); var t14 = vec4f(0.0); var t15 = vec4f(0.0);
   var e0 = vec4f(0.0); var e1 = vec4f(0.0); var e2 = vec4f(0.0); var e3 = vec4f(0.0);
   let ldb = u.ldb;
   let k4 = u.K & ~3u;
@@ -192,30 +205,53 @@ fn nn(@builtin(global_invocation_id) g: vec3u, @builtin(local_invocation_index) 
     if (TN == 8u) { e0 = ldb4(bi + 4u); e1 = ldb4(bi + ldb + 4u); e2 = ldb4(bi + 2u * ldb + 4u); e3 = ldb4(bi + 3u * ldb + 4u); }
     bi += 4u * ldb;
     var xl = vec4f(0.0); var xh = vec4f(0.0);
-    if (QUAD) { xl = lda4(aq + k); if (TM == 8u) { xh = lda4(aqh + k); } }
+    if (QUAD) { xl = lda4(aq + k); if (TM >= 8u) { xh = lda4(aqh + k); } }
     var x = arow0(a0 + k, xl); s0 = fma4(s0, x, b0, b1, b2, b3); if (TN == 8u) { t0 = fma4(t0, x, e0, e1, e2, e3); }
     x = arow1(a1 + k, xl); s1 = fma4(s1, x, b0, b1, b2, b3); if (TN == 8u) { t1 = fma4(t1, x, e0, e1, e2, e3); }
     x = arow2(a2 + k, xl); s2 = fma4(s2, x, b0, b1, b2, b3); if (TN == 8u) { t2 = fma4(t2, x, e0, e1, e2, e3); }
     x = arow3(a3 + k, xl); s3 = fma4(s3, x, b0, b1, b2, b3); if (TN == 8u) { t3 = fma4(t3, x, e0, e1, e2, e3); }
-    if (TM == 8u) {
+    if (TM >= 8u) {
       x = arow0(a4 + k, xh); s4 = fma4(s4, x, b0, b1, b2, b3); if (TN == 8u) { t4 = fma4(t4, x, e0, e1, e2, e3); }
       x = arow1(a5 + k, xh); s5 = fma4(s5, x, b0, b1, b2, b3); if (TN == 8u) { t5 = fma4(t5, x, e0, e1, e2, e3); }
       x = arow2(a6 + k, xh); s6 = fma4(s6, x, b0, b1, b2, b3); if (TN == 8u) { t6 = fma4(t6, x, e0, e1, e2, e3); }
       x = arow3(a7 + k, xh); s7 = fma4(s7, x, b0, b1, b2, b3); if (TN == 8u) { t7 = fma4(t7, x, e0, e1, e2, e3); }
     }
+    if (TM == 16u) {
+      xl = lda4(aq2 + k); xh = lda4(aq3 + k);
+      x = quad0(xl); s8 = fma4(s8, x, b0, b1, b2, b3); if (TN == 8u) { t8 = fma4(t8, x, e0, e1, e2, e3); }
+      x = quad1(xl); s9 = fma4(s9, x, b0, b1, b2, b3); if (TN == 8u) { t9 = fma4(t9, x, e0, e1, e2, e3); }
+      x = quad2(xl); s10 = fma4(s10, x, b0, b1, b2, b3); if (TN == 8u) { t10 = fma4(t10, x, e0, e1, e2, e3); }
+      x = quad3(xl); s11 = fma4(s11, x, b0, b1, b2, b3); if (TN == 8u) { t11 = fma4(t11, x, e0, e1, e2, e3); }
+      x = quad0(xh); s12 = fma4(s12, x, b0, b1, b2, b3); if (TN == 8u) { t12 = fma4(t12, x, e0, e1, e2, e3); }
+      x = quad1(xh); s13 = fma4(s13, x, b0, b1, b2, b3); if (TN == 8u) { t13 = fma4(t13, x, e0, e1, e2, e3); }
+      x = quad2(xh); s14 = fma4(s14, x, b0, b1, b2, b3); if (TN == 8u) { t14 = fma4(t14, x, e0, e1, e2, e3); }
+      x = quad3(xh); s15 = fma4(s15, x, b0, b1, b2, b3); if (TN == 8u) { t15 = fma4(t15, x, e0, e1, e2, e3); }
+    }
   }
   for (var k = k4; k < u.K; k++) {
     let b = ldb4(o.b + k * ldb + c0);
     s0 += lda1(a0 + k) * b; s1 += lda1(a1 + k) * b; s2 += lda1(a2 + k) * b; s3 += lda1(a3 + k) * b;
-    if (TM == 8u) { s4 += lda1(a4 + k) * b; s5 += lda1(a5 + k) * b; s6 += lda1(a6 + k) * b; s7 += lda1(a7 + k) * b; }
+    if (TM >= 8u) { s4 += lda1(a4 + k) * b; s5 += lda1(a5 + k) * b; s6 += lda1(a6 + k) * b; s7 += lda1(a7 + k) * b; }
+    if (TM == 16u) {
+      s8 += lda1(a8 + k) * b; s9 += lda1(a9 + k) * b; s10 += lda1(a10 + k) * b; s11 += lda1(a11 + k) * b;
+      s12 += lda1(a12 + k) * b; s13 += lda1(a13 + k) * b; s14 += lda1(a14 + k) * b; s15 += lda1(a15 + k) * b;
+    }
     if (TN == 8u) {
       let e = ldb4(o.b + k * ldb + c0 + 4u);
       t0 += lda1(a0 + k) * e; t1 += lda1(a1 + k) * e; t2 += lda1(a2 + k) * e; t3 += lda1(a3 + k) * e;
-      if (TM == 8u) { t4 += lda1(a4 + k) * e; t5 += lda1(a5 + k) * e; t6 += lda1(a6 + k) * e; t7 += lda1(a7 + k) * e; }
+      if (TM >= 8u) { t4 += lda1(a4 + k) * e; t5 += lda1(a5 + k) * e; t6 += lda1(a6 + k) * e; t7 += lda1(a7 + k) * e; }
+      if (TM == 16u) {
+        t8 += lda1(a8 + k) * e; t9 += lda1(a9 + k) * e; t10 += lda1(a10 + k) * e; t11 += lda1(a11 + k) * e;
+        t12 += lda1(a12 + k) * e; t13 += lda1(a13 + k) * e; t14 += lda1(a14 + k) * e; t15 += lda1(a15 + k) * e;
+      }
     }
   }
   storeBlock(r0, c0, o.c, s0, s1, s2, s3, s4, s5, s6, s7);
   if (TN == 8u) { storeBlock(r0, c0 + 4u, o.c, t0, t1, t2, t3, t4, t5, t6, t7); }
+  if (TM == 16u) {
+    storeBlock(r0 + 8u, c0, o.c, s8, s9, s10, s11, s12, s13, s14, s15);
+    if (TN == 8u) { storeBlock(r0 + 8u, c0 + 4u, o.c, t8, t9, t10, t11, t12, t13, t14, t15); }
+  }
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
@@ -227,6 +263,12 @@ fn nt(@builtin(global_invocation_id) g: vec3u, @builtin(local_invocation_index) 
   let last = u.M - 1u;
   let lane = li & 3u;
   let aq = o.a + min(r0 + lane, last) * u.lda; let aqh = o.a + min(r0 + 4u + lane, last) * u.lda;
+  // TM = 16 (QUAD only): rows r0 + 8 + lane and r0 + 12 + lane, and the rows' own offsets for the K tail.
+  let aq2 = o.a + min(r0 + 8u + lane, last) * u.lda; let aq3 = o.a + min(r0 + 12u + lane, last) * u.lda;
+  let a8 = o.a + min(r0 + 8u, last) * u.lda;   let a9 = o.a + min(r0 + 9u, last) * u.lda;
+  let a10 = o.a + min(r0 + 10u, last) * u.lda; let a11 = o.a + min(r0 + 11u, last) * u.lda;
+  let a12 = o.a + min(r0 + 12u, last) * u.lda; let a13 = o.a + min(r0 + 13u, last) * u.lda;
+  let a14 = o.a + min(r0 + 14u, last) * u.lda; let a15 = o.a + min(r0 + 15u, last) * u.lda;
   let a0 = o.a + min(r0, last) * u.lda;      let a1 = o.a + min(r0 + 1u, last) * u.lda;
   let a2 = o.a + min(r0 + 2u, last) * u.lda; let a3 = o.a + min(r0 + 3u, last) * u.lda;
   let a4 = o.a + min(r0 + 4u, last) * u.lda; let a5 = o.a + min(r0 + 5u, last) * u.lda;
@@ -240,36 +282,63 @@ fn nt(@builtin(global_invocation_id) g: vec3u, @builtin(local_invocation_index) 
   var s4 = vec4f(0.0); var s5 = vec4f(0.0); var s6 = vec4f(0.0); var s7 = vec4f(0.0);
   var t0 = vec4f(0.0); var t1 = vec4f(0.0); var t2 = vec4f(0.0); var t3 = vec4f(0.0);
   var t4 = vec4f(0.0); var t5 = vec4f(0.0); var t6 = vec4f(0.0); var t7 = vec4f(0.0);
+  var s8 = vec4f(0.0); var s9 = vec4f(0.0); var s10 = vec4f(0.0); var s11 = vec4f(0.0);
+  var s12 = vec4f(0.0); var s13 = vec4f(0.0); var s14 = vec4f(0.0); var s15 = vec4f(0.0);
+  var t8 = vec4f(0.0); var t9 = vec4f(0.0); var t10 = vec4f(0.0); var t11 = vec4f(0.0);
+  var t12 = vec4f(0.0); var t13 = vec4f(0.0); var t14 = vec4f(0.0); var t15 = vec4f(0.0);
   var e0 = vec4f(0.0); var e1 = vec4f(0.0); var e2 = vec4f(0.0); var e3 = vec4f(0.0);
   let k4 = u.K & ~3u;
   for (var k = 0u; k < k4; k += 4u) {
     let b0 = ldb4(q0 + k); let b1 = ldb4(q1 + k); let b2 = ldb4(q2 + k); let b3 = ldb4(q3 + k);
     if (TN == 8u) { e0 = ldb4(q4 + k); e1 = ldb4(q5 + k); e2 = ldb4(q6 + k); e3 = ldb4(q7 + k); }
     var xl = vec4f(0.0); var xh = vec4f(0.0);
-    if (QUAD) { xl = lda4(aq + k); if (TM == 8u) { xh = lda4(aqh + k); } }
+    if (QUAD) { xl = lda4(aq + k); if (TM >= 8u) { xh = lda4(aqh + k); } }
     var x = arow0(a0 + k, xl); s0 = dot4(s0, x, b0, b1, b2, b3); if (TN == 8u) { t0 = dot4(t0, x, e0, e1, e2, e3); }
     x = arow1(a1 + k, xl); s1 = dot4(s1, x, b0, b1, b2, b3); if (TN == 8u) { t1 = dot4(t1, x, e0, e1, e2, e3); }
     x = arow2(a2 + k, xl); s2 = dot4(s2, x, b0, b1, b2, b3); if (TN == 8u) { t2 = dot4(t2, x, e0, e1, e2, e3); }
     x = arow3(a3 + k, xl); s3 = dot4(s3, x, b0, b1, b2, b3); if (TN == 8u) { t3 = dot4(t3, x, e0, e1, e2, e3); }
-    if (TM == 8u) {
+    if (TM >= 8u) {
       x = arow0(a4 + k, xh); s4 = dot4(s4, x, b0, b1, b2, b3); if (TN == 8u) { t4 = dot4(t4, x, e0, e1, e2, e3); }
       x = arow1(a5 + k, xh); s5 = dot4(s5, x, b0, b1, b2, b3); if (TN == 8u) { t5 = dot4(t5, x, e0, e1, e2, e3); }
       x = arow2(a6 + k, xh); s6 = dot4(s6, x, b0, b1, b2, b3); if (TN == 8u) { t6 = dot4(t6, x, e0, e1, e2, e3); }
       x = arow3(a7 + k, xh); s7 = dot4(s7, x, b0, b1, b2, b3); if (TN == 8u) { t7 = dot4(t7, x, e0, e1, e2, e3); }
     }
+    if (TM == 16u) {
+      xl = lda4(aq2 + k); xh = lda4(aq3 + k);
+      x = quad0(xl); s8 = dot4(s8, x, b0, b1, b2, b3); if (TN == 8u) { t8 = dot4(t8, x, e0, e1, e2, e3); }
+      x = quad1(xl); s9 = dot4(s9, x, b0, b1, b2, b3); if (TN == 8u) { t9 = dot4(t9, x, e0, e1, e2, e3); }
+      x = quad2(xl); s10 = dot4(s10, x, b0, b1, b2, b3); if (TN == 8u) { t10 = dot4(t10, x, e0, e1, e2, e3); }
+      x = quad3(xl); s11 = dot4(s11, x, b0, b1, b2, b3); if (TN == 8u) { t11 = dot4(t11, x, e0, e1, e2, e3); }
+      x = quad0(xh); s12 = dot4(s12, x, b0, b1, b2, b3); if (TN == 8u) { t12 = dot4(t12, x, e0, e1, e2, e3); }
+      x = quad1(xh); s13 = dot4(s13, x, b0, b1, b2, b3); if (TN == 8u) { t13 = dot4(t13, x, e0, e1, e2, e3); }
+      x = quad2(xh); s14 = dot4(s14, x, b0, b1, b2, b3); if (TN == 8u) { t14 = dot4(t14, x, e0, e1, e2, e3); }
+      x = quad3(xh); s15 = dot4(s15, x, b0, b1, b2, b3); if (TN == 8u) { t15 = dot4(t15, x, e0, e1, e2, e3); }
+    }
   }
   for (var k = k4; k < u.K; k++) {
     let b = vec4f(ldb1(q0 + k), ldb1(q1 + k), ldb1(q2 + k), ldb1(q3 + k));
     s0 += lda1(a0 + k) * b; s1 += lda1(a1 + k) * b; s2 += lda1(a2 + k) * b; s3 += lda1(a3 + k) * b;
-    if (TM == 8u) { s4 += lda1(a4 + k) * b; s5 += lda1(a5 + k) * b; s6 += lda1(a6 + k) * b; s7 += lda1(a7 + k) * b; }
+    if (TM >= 8u) { s4 += lda1(a4 + k) * b; s5 += lda1(a5 + k) * b; s6 += lda1(a6 + k) * b; s7 += lda1(a7 + k) * b; }
+    if (TM == 16u) {
+      s8 += lda1(a8 + k) * b; s9 += lda1(a9 + k) * b; s10 += lda1(a10 + k) * b; s11 += lda1(a11 + k) * b;
+      s12 += lda1(a12 + k) * b; s13 += lda1(a13 + k) * b; s14 += lda1(a14 + k) * b; s15 += lda1(a15 + k) * b;
+    }
     if (TN == 8u) {
       let e = vec4f(ldb1(q4 + k), ldb1(q5 + k), ldb1(q6 + k), ldb1(q7 + k));
       t0 += lda1(a0 + k) * e; t1 += lda1(a1 + k) * e; t2 += lda1(a2 + k) * e; t3 += lda1(a3 + k) * e;
-      if (TM == 8u) { t4 += lda1(a4 + k) * e; t5 += lda1(a5 + k) * e; t6 += lda1(a6 + k) * e; t7 += lda1(a7 + k) * e; }
+      if (TM >= 8u) { t4 += lda1(a4 + k) * e; t5 += lda1(a5 + k) * e; t6 += lda1(a6 + k) * e; t7 += lda1(a7 + k) * e; }
+      if (TM == 16u) {
+        t8 += lda1(a8 + k) * e; t9 += lda1(a9 + k) * e; t10 += lda1(a10 + k) * e; t11 += lda1(a11 + k) * e;
+        t12 += lda1(a12 + k) * e; t13 += lda1(a13 + k) * e; t14 += lda1(a14 + k) * e; t15 += lda1(a15 + k) * e;
+      }
     }
   }
   storeBlock(r0, c0, o.c, s0, s1, s2, s3, s4, s5, s6, s7);
   if (TN == 8u) { storeBlock(r0, c0 + 4u, o.c, t0, t1, t2, t3, t4, t5, t6, t7); }
+  if (TM == 16u) {
+    storeBlock(r0 + 8u, c0, o.c, s8, s9, s10, s11, s12, s13, s14, s15);
+    if (TN == 8u) { storeBlock(r0 + 8u, c0 + 4u, o.c, t8, t9, t10, t11, t12, t13, t14, t15); }
+  }
 }
 
 // aux as dbias: dbias[c0..c0+3] += sum over the K rows of B (dy) of columns c0..c0+3.
@@ -302,37 +371,59 @@ fn tn(@builtin(global_invocation_id) g: vec3u, @builtin(local_invocation_index) 
   var s4 = vec4f(0.0); var s5 = vec4f(0.0); var s6 = vec4f(0.0); var s7 = vec4f(0.0);
   var t0 = vec4f(0.0); var t1 = vec4f(0.0); var t2 = vec4f(0.0); var t3 = vec4f(0.0);
   var t4 = vec4f(0.0); var t5 = vec4f(0.0); var t6 = vec4f(0.0); var t7 = vec4f(0.0);
-  // Rows r0..r0+TM-1 of C are TM adjacent columns of A: one or two vec4 loads per k. Past the
-  // last row they read neighbouring floats that storeRow then discards.
+  var s8 = vec4f(0.0); var s9 = vec4f(0.0); var s10 = vec4f(0.0); var s11 = vec4f(0.0);
+  var s12 = vec4f(0.0); var s13 = vec4f(0.0); var s14 = vec4f(0.0); var s15 = vec4f(0.0);
+  var t8 = vec4f(0.0); var t9 = vec4f(0.0); var t10 = vec4f(0.0); var t11 = vec4f(0.0);
+  var t12 = vec4f(0.0); var t13 = vec4f(0.0); var t14 = vec4f(0.0); var t15 = vec4f(0.0);
+  // Rows r0..r0+TM-1 of C are TM adjacent columns of A: one, two or four vec4 loads per k. Past
+  // the last row they read neighbouring floats that storeRow then discards.
   var ai = o.a + r0;
   var bi = o.b + c0;
   for (var k = 0u; k < u.K; k++) {
-    var lo = vec4f(0.0); var hi = vec4f(0.0);
-    if (QUAD) {
+    var lo = vec4f(0.0); var hi = vec4f(0.0); var lo2 = vec4f(0.0); var hi2 = vec4f(0.0);
+    if (QUAD && TM == 16u) {
+      // Lane j reads rows r0 + j, + 4 + j, + 8 + j and + 12 + j; four broadcasts assemble all four vec4s.
+      let p = vec4f(lda1(ai + lane), lda1(ai + 4u + lane), lda1(ai + 8u + lane), lda1(ai + 12u + lane));
+      let p0 = quad0(p); let p1 = quad1(p); let p2 = quad2(p); let p3 = quad3(p);
+      lo = vec4f(p0.x, p1.x, p2.x, p3.x); hi = vec4f(p0.y, p1.y, p2.y, p3.y);
+      lo2 = vec4f(p0.z, p1.z, p2.z, p3.z); hi2 = vec4f(p0.w, p1.w, p2.w, p3.w);
+    } else if (QUAD) {
       // Lane j reads rows r0 + j and r0 + 4 + j; four pair broadcasts assemble both vec4s.
       var p = vec2f(lda1(ai + lane), 0.0);
-      if (TM == 8u) { p.y = lda1(ai + 4u + lane); }
+      if (TM >= 8u) { p.y = lda1(ai + 4u + lane); }
       let p0 = pair0(p); let p1 = pair1(p); let p2 = pair2(p); let p3 = pair3(p);
       lo = vec4f(p0.x, p1.x, p2.x, p3.x); hi = vec4f(p0.y, p1.y, p2.y, p3.y);
     } else {
       lo = lda4(ai);
-      if (TM == 8u) { hi = lda4(ai + 4u); }
+      if (TM >= 8u) { hi = lda4(ai + 4u); }
     }
     let b = ldb4(bi);
     s0 += lo.x * b; s1 += lo.y * b; s2 += lo.z * b; s3 += lo.w * b;
-    if (TM == 8u) {
+    if (TM >= 8u) {
       s4 += hi.x * b; s5 += hi.y * b; s6 += hi.z * b; s7 += hi.w * b;
+    }
+    if (TM == 16u) {
+      s8 += lo2.x * b; s9 += lo2.y * b; s10 += lo2.z * b; s11 += lo2.w * b;
+      s12 += hi2.x * b; s13 += hi2.y * b; s14 += hi2.z * b; s15 += hi2.w * b;
     }
     if (TN == 8u) {
       let e = ldb4(bi + 4u);
       t0 += lo.x * e; t1 += lo.y * e; t2 += lo.z * e; t3 += lo.w * e;
-      if (TM == 8u) { t4 += hi.x * e; t5 += hi.y * e; t6 += hi.z * e; t7 += hi.w * e; }
+      if (TM >= 8u) { t4 += hi.x * e; t5 += hi.y * e; t6 += hi.z * e; t7 += hi.w * e; }
+      if (TM == 16u) {
+        t8 += lo2.x * e; t9 += lo2.y * e; t10 += lo2.z * e; t11 += lo2.w * e;
+        t12 += hi2.x * e; t13 += hi2.y * e; t14 += hi2.z * e; t15 += hi2.w * e;
+      }
     }
     ai += u.lda;
     bi += u.ldb;
   }
   storeBlock(r0, c0, o.c, s0, s1, s2, s3, s4, s5, s6, s7);
   if (TN == 8u) { storeBlock(r0, c0 + 4u, o.c, t0, t1, t2, t3, t4, t5, t6, t7); }
+  if (TM == 16u) {
+    storeBlock(r0 + 8u, c0, o.c, s8, s9, s10, s11, s12, s13, s14, s15);
+    if (TN == 8u) { storeBlock(r0 + 8u, c0 + 4u, o.c, t8, t9, t10, t11, t12, t13, t14, t15); }
+  }
 }
 
 // ---- Workgroup-memory tiles: nnTile, ntTile, tnTile (hardware GPUs) ----
