@@ -40,6 +40,7 @@ describe('autotune', () => {
     const r = await autotune(device, info, { ...small, store });
     expect(r.fromCache).toBe(false);
     expect(r.quads).toBe('offered');
+    expect(r.tuning.quads).toBe(true); // the row attention forward's licence to share keys across quads
     expect(r.timings).toHaveLength(3 * (2 + quadTries + 1) + 2); // per mode: 2 shapes, their quad variants, the winner's other load width; 2 grids
     for (const c of small.matmulCandidates) expect(r.timings.map((t) => t.shape)).toContain(shapeName({ ...c, quad: true }));
     expect(r.timings.map((t) => t.shape)).toContain(shapeName({ ...small.matmulCandidates[0], quad: true, tm: 16 }));
@@ -114,6 +115,7 @@ describe('autotune', () => {
       expect(plain.features.has('subgroups')).toBe(false);
       const r = await autotune(plain, info, { ...small, store: memoryStore() });
       expect(r.quads).toBe('no-subgroups');
+      expect(r.tuning.quads).toBeUndefined();
       expect(r.timings.filter((t) => t.shape.includes('quad'))).toHaveLength(0);
       const k = new Kernels(plain);
       try {

@@ -10,7 +10,7 @@ import * as ref from '../src/model/reference.ts';
 import { DEFAULT_TUNING, Kernels } from '../src/gpu/kernels.ts';
 import { STEP_STATE_LOSS_SCALE, STEP_STATE_WORDS } from '../src/gpu/state.ts';
 import {
-  ATT_TILED_MAX_HEAD, attentionBackward, attentionForward, attentionTiled, crossentropy, encoderBackward, encoderForward,
+  ATT_TILED_MAX_HEAD, attentionBackward, attentionForward, attentionQuads, attentionTiled, crossentropy, encoderBackward, encoderForward,
   layernormBackward, layernormForward, layernormScratchFloats, matmulBackward, matmulForward, matmulGeluForward, tokenIndex,
 } from '../src/gpu/ops.ts';
 import { emptyF32, gpuTest, readF32, uploadF32, uploadU32 } from './support/gpu.ts';
@@ -119,20 +119,24 @@ describe('matmul forward / backward (y = x W + b, W stored (in, out))', () => {
   }
 });
 
-let tiledKernels: Kernels | undefined;
-afterAll(() => tiledKernels?.destroy());
+let tiledKernels: Kernels | undefined, quadKernels: Kernels | undefined;
+afterAll(() => { tiledKernels?.destroy(); quadKernels?.destroy(); });
 const KT = (device: GPUDevice) => (tiledKernels ??= new Kernels(device, { ...DEFAULT_TUNING, attention: 'tiled' }));
+// The autotuner's verdict that this device's quads are adjacent invocations (it is: engine.autotune).
+const KQ = (device: GPUDevice) => (quadKernels ??= new Kernels(device, { ...DEFAULT_TUNING, quads: true }));
 
 describe('causal multi-head attention (fused: forward one kernel, backward two)', () => {
   // T not a multiple of the 16-row tile or of the row kernels' 4 rows an invocation, one row,
   // several tiles, two row workgroups (T = 70 > 64), and base's longest context (T = 1024, head
-  // size 64); head sizes 2, 4, 8, 10, 24, 64; on the row kernels (attention.fwd/bwd.wgsl) and on
-  // the tiled ones (attention.tiled.wgsl).
-  for (const tiled of [false, true])
+  // size 64); head sizes 2, 4, 8, 10, 24, 64; on the row kernels (attention.fwd/bwd.wgsl), the
+  // row forward with keys shared across quads (head sizes that are multiples of 4; the others
+  // run plain), and on the tiled ones (attention.tiled.wgsl).
+  for (const kind of ['rows', 'rows+quads', 'tiled'] as const)
   for (const [B, T, C, NH] of [[1, 5, 8, 2], [2, 13, 32, 4], [1, 1, 6, 3], [2, 9, 12, 3], [2, 19, 30, 3], [1, 37, 48, 2], [2, 33, 128, 2], [1, 70, 16, 2], [1, 1024, 64, 1]]) {
-    gpuTest(`${tiled ? 'tiled' : 'rows'}: B=${B} T=${T} C=${C} NH=${NH} (head size ${C / NH})`, async (device) => {
-      const K = tiled ? KT : Kernels0;
-      expect(attentionTiled(K(device), C / NH)).toBe(tiled);
+    gpuTest(`${kind}: B=${B} T=${T} C=${C} NH=${NH} (head size ${C / NH})`, async (device) => {
+      const K = { rows: Kernels0, 'rows+quads': KQ, tiled: KT }[kind];
+      expect(attentionTiled(K(device), C / NH)).toBe(kind === 'tiled');
+      expect(attentionQuads(K(device), C / NH)).toBe(kind === 'rows+quads' && (C / NH) % 4 === 0);
       const qkv = randomArray(B * T * 3 * C, 1, 2), dout = randomArray(B * T * C, 2);
       const g = {
         qkv: uploadF32(device, qkv), out: emptyF32(device, B * T * C), lse: emptyF32(device, B * NH * T),

@@ -193,7 +193,7 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
         }
       }
     }
-    const tuning: Tuning = { matmul: matmulBest, ...(matmulLarge ? { matmulLarge } : {}), stride: bestStride.shape, ...(attention ? { attention } : {}) };
+    const tuning: Tuning = { matmul: matmulBest, ...(matmulLarge ? { matmulLarge } : {}), stride: bestStride.shape, ...(attention ? { attention } : {}), ...(quads === 'offered' ? { quads: true } : {}) };
     await opts.store?.save(key, tuning).catch(() => {});
     return { tuning, fromCache: false, key, timings, quads };
   } finally {

@@ -49,6 +49,11 @@ export interface Tuning {
    * share each pair of 16-row tiles; head sizes up to ATT_TILED_MAX_HEAD, larger ones use rows).
    */
   attention?: 'rows' | 'tiled';
+  /**
+   * The autotuner found this device's quads to be 4 adjacent invocations (quadsMatch): the row
+   * attention forward then shares keys across quads. (Quad matmul shapes are only chosen there.)
+   */
+  quads?: boolean;
 }
 
 /**

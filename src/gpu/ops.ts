@@ -121,6 +121,15 @@ export const ATT_MAX_HEAD = 128;
 export const ATT_TILED_MAX_HEAD = 64;
 const TILED_LAYOUT = ['read', 'read', 'read', 'read', 'write', 'write', 'uniform'] as const;
 
+/**
+ * Whether the row attention forward over heads of size `hs` shares key rows across quads (QUAD):
+ * 1.3x on SwiftShader. The backward kernels gained nothing from it (their time goes to the
+ * register rows they keep, not to the reads) and stay plain.
+ */
+export function attentionQuads(k: Kernels, hs: number): boolean {
+  return k.quads && k.tuning.quads === true && hs % 4 === 0;
+}
+
 /** Whether attention over heads of size `hs` runs the tiled kernels on this tuning. */
 export function attentionTiled(k: Kernels, hs: number): boolean {
   return k.tuning.attention === 'tiled' && hs <= ATT_TILED_MAX_HEAD;
@@ -145,7 +154,7 @@ export function attentionForward(k: Kernels, label: string, out: Ref, lse: Ref, 
     const layout = k.layout('attentionTiled', [...TILED_LAYOUT]);
     return k.dispatch(label, k.pipeline('attentionTiled', 'fwd', { HS: hs, ...k.operandConstants() }, layout), [qkv, k.dummy, k.dummy, k.dummy, out, lse, u], [tiles, B * NH, 1]);
   }
-  return k.dispatch(label, k.pipeline('attentionFwd', 'main', { HS: hs, ...k.operandConstants() }), [qkv, out, lse, u], [rowGroups, B * NH, 1]);
+  return k.dispatch(label, k.pipeline('attentionFwd', 'main', { HS: hs, QUAD: attentionQuads(k, hs), ...k.operandConstants() }), [qkv, out, lse, u], [rowGroups, B * NH, 1]);
 }
 
 /**

@@ -3,8 +3,9 @@
 // product and attention operands get half.wgsl (f16 rounding of operands) in front (the row
 // attention kernels also attention-rows.wgsl, their shared reads), and those
 // that share the optimizer's counters get step-state.wgsl (the StepState struct). The matrix
-// products get quad.wgsl (quadBroadcast, for QUAD shapes) in front on devices with the
-// `subgroups` feature and quad-off.wgsl on the others: SUBGROUP_SHADERS holds those texts.
+// products and the row attention forward get quad.wgsl (quadBroadcast, for QUAD) in front on
+// devices with the `subgroups` feature and quad-off.wgsl on the others: SUBGROUP_SHADERS holds
+// those texts.
 import adamw from '../shaders/adamw.wgsl?raw';
 import attentionBwd from '../shaders/attention.bwd.wgsl?raw';
 import attentionRows from '../shaders/attention-rows.wgsl?raw';
@@ -27,7 +28,7 @@ import stepState from '../shaders/step-state.wgsl?raw';
 export const SHADERS = {
   adamw: stepState + adamw,
   attentionBwd: half + attentionRows + attentionBwd,
-  attentionFwd: half + attentionRows + attentionFwd,
+  attentionFwd: quadOff + half + attentionRows + attentionFwd,
   attentionTiled: half + attentionTiled,
   crossentropy: stepState + crossentropy,
   encoderBwd,
@@ -44,5 +45,6 @@ export type ShaderName = keyof typeof SHADERS;
 
 /** The texts that differ on a device with the `subgroups` feature (Kernels.module picks them there). */
 export const SUBGROUP_SHADERS: Partial<Record<ShaderName, string>> = {
+  attentionFwd: quad + half + attentionRows + attentionFwd,
   matmul: quad + half + matmul,
 };

@@ -1,7 +1,19 @@
 // What the row attention kernels (attention.fwd.wgsl, attention.bwd.wgsl) share: a head's
 // position in qkv, and the read of one element of four rows at once, each row in a lane of a
 // vec4. Both files declare `qkv`, `p` (T, C, NH, scale) and HS; src/gpu/shaders.ts puts this
-// file in front of them (after half.wgsl, whose h1 rounds operands with HALF).
+// file in front of them (after quad.wgsl or quad-off.wgsl, and half.wgsl, whose h1 rounds
+// operands with HALF).
+//
+// Quads (QUAD, forward only, with quad.wgsl; HS a multiple of 4): the four invocations of a
+// quad own 16 consecutive rows and walk the same keys together, to the quad's last row (on
+// SwiftShader the four are lanes of one SIMD group, which runs until its longest lane is done
+// anyway); each reads four elements of one of the four keys (qkvRow4) and quadBroadcast hands
+// them to the others, where each would otherwise gather all four keys' elements itself. The
+// backward kernels gained nothing from the same change (their time goes to the register rows
+// they keep, not to the reads) and are plain.
+
+/** QUAD: keys shared across each quad (attention.fwd.wgsl). */
+override QUAD: bool = false;
 
 /** Head z = b * NH + h: its batch row, its head, and where its q columns start in qkv. */
 struct Head { b: u32, h: u32, base: u32 }
@@ -30,4 +42,10 @@ fn rows4(r0: u32) -> Rows4 {
   let rows = four(r0);
   let last = vec4u(p.T - 1u);
   return Rows4(rows, rows < vec4u(p.T), last, min(rows, last));
+}
+
+/** Elements d..d+3 of part `part` of row r (already clamped), read by one invocation for its quad. */
+fn qkvRow4(hd: Head, r: u32, part: u32, d: u32) -> vec4f {
+  let c = hd.base + part * p.C + r * 3u * p.C + d;
+  return vec4f(h1(qkv[c]), h1(qkv[c + 1u]), h1(qkv[c + 2u]), h1(qkv[c + 3u]));
 }

@@ -25,11 +25,14 @@ const HS_MAX: u32 = 128u;
 const NEG: f32 = -3.0e38;
 
 @compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(local_invocation_index) li: u32) {
   let z = gid.y;
   let hd = head(z);
   let i0 = gid.x * 4u;
-  if (i0 >= p.T) { return; }
+  // QUAD: the quad's rows start at iq; it leaves only as a whole.
+  let lane = li & 3u;
+  let iq = i0 - 4u * lane;
+  if (select(i0, iq, QUAD) >= p.T) { return; }
   let own = rows4(i0);
   let rows = own.rows;
   let live = own.live;
@@ -40,15 +43,28 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   for (var d = 0u; d < HS; d++) { q[d] = qkv4(hd, rc, 0u, d) * p.scale; o[d] = vec4f(0.0); }
   var m = vec4f(NEG);
   var l = vec4f(0.0);
-  let jEnd = min(i0 + 4u, p.T);
+  let jEnd = min(select(i0 + 4u, iq + 16u, QUAD), p.T);
   for (var j0 = 0u; j0 < jEnd; j0 += 4u) {
     let kr = min(four(j0), last);
+    let kq = min(j0 + lane, p.T - 1u); // QUAD: the key this invocation reads for its quad
     // Scores of the four rows (lanes) against keys j0..j0+3.
     var s0 = vec4f(0.0); var s1 = vec4f(0.0); var s2 = vec4f(0.0); var s3 = vec4f(0.0);
-    for (var d = 0u; d < HS; d++) {
-      let k = qkv4(hd, kr, 1u, d);
-      let qd = q[d];
-      s0 += qd * k.x; s1 += qd * k.y; s2 += qd * k.z; s3 += qd * k.w;
+    if (QUAD) {
+      for (var d = 0u; d < HS; d += 4u) {
+        let x = qkvRow4(hd, kq, 1u, d);
+        let k0 = quad0(x); let k1 = quad1(x); let k2 = quad2(x); let k3 = quad3(x); // keys j0..j0+3, elements d..d+3
+        let qa = q[d]; let qb = q[d + 1u]; let qc = q[d + 2u]; let qe = q[d + 3u];
+        s0 += qa * k0.x + qb * k0.y + qc * k0.z + qe * k0.w;
+        s1 += qa * k1.x + qb * k1.y + qc * k1.z + qe * k1.w;
+        s2 += qa * k2.x + qb * k2.y + qc * k2.z + qe * k2.w;
+        s3 += qa * k3.x + qb * k3.y + qc * k3.z + qe * k3.w;
+      }
+    } else {
+      for (var d = 0u; d < HS; d++) {
+        let k = qkv4(hd, kr, 1u, d);
+        let qd = q[d];
+        s0 += qd * k.x; s1 += qd * k.y; s2 += qd * k.z; s3 += qd * k.w;
+      }
     }
     // Key j counts for row i when j <= i (which also keeps j < T for a live row).
     let ok0 = (vec4u(j0) <= rows) & live;
@@ -63,9 +79,20 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     let p0 = select(vec4f(0.0), exp(s0 - mt), ok0); let p1 = select(vec4f(0.0), exp(s1 - mt), ok1);
     let p2 = select(vec4f(0.0), exp(s2 - mt), ok2); let p3 = select(vec4f(0.0), exp(s3 - mt), ok3);
     l = l * corr + p0 + p1 + p2 + p3;
-    for (var d = 0u; d < HS; d++) {
-      let v = qkv4(hd, kr, 2u, d);
-      o[d] = o[d] * corr + p0 * v.x + p1 * v.y + p2 * v.z + p3 * v.w;
+    if (QUAD) {
+      for (var d = 0u; d < HS; d += 4u) {
+        let x = qkvRow4(hd, kq, 2u, d);
+        let v0 = quad0(x); let v1 = quad1(x); let v2 = quad2(x); let v3 = quad3(x);
+        o[d] = o[d] * corr + p0 * v0.x + p1 * v1.x + p2 * v2.x + p3 * v3.x;
+        o[d + 1u] = o[d + 1u] * corr + p0 * v0.y + p1 * v1.y + p2 * v2.y + p3 * v3.y;
+        o[d + 2u] = o[d + 2u] * corr + p0 * v0.z + p1 * v1.z + p2 * v2.z + p3 * v3.z;
+        o[d + 3u] = o[d + 3u] * corr + p0 * v0.w + p1 * v1.w + p2 * v2.w + p3 * v3.w;
+      }
+    } else {
+      for (var d = 0u; d < HS; d++) {
+        let v = qkv4(hd, kr, 2u, d);
+        o[d] = o[d] * corr + p0 * v.x + p1 * v.y + p2 * v.z + p3 * v.w;
+      }
     }
     m = mt;
   }
