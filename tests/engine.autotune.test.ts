@@ -96,13 +96,25 @@ describe('autotune', () => {
       }
     }
     const bad = new Scrambled(device);
+    // Lane 1 wrong only in the rows 8..15 of a 16-row nn block (the other products are right).
+    class Scrambled16 extends Kernels {
+      override module(name: ShaderName): GPUShaderModule {
+        if (name !== 'matmul') return super.module(name);
+        const code = SUBGROUP_SHADERS.matmul!.replace('x = quad1(xl); s9 = fma4(s9,', 'x = quad2(xl); s9 = fma4(s9,');
+        expect(code).not.toBe(SUBGROUP_SHADERS.matmul);
+        return this.device.createShaderModule({ label: 'test.scrambled16', code });
+      }
+    }
+    const bad16 = new Scrambled16(device);
     try {
       expect(k.quads).toBe(true);
       expect(await quadsMatch(k)).toBe(true);
       expect(await quadsMatch(bad)).toBe(false);
+      expect(await quadsMatch(bad16)).toBe(false);
     } finally {
       k.destroy();
       bad.destroy();
+      bad16.destroy();
     }
   });
 

@@ -203,10 +203,11 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
 }
 
 /**
- * Whether quad products equal plain ones here, for each kind (nn, nt, tn) on a shape whose
- * edges leave lanes past the last row and column (37 x 45, K 21): the kernel assumes a quad is 4
- * adjacent invocations of a workgroup row, which WebGPU does not promise, so it is checked on
- * the device before any quad shape is timed. Both run the same multiply-adds in the same order.
+ * Whether quad products (8 and 16 rows) equal plain ones here, for each kind (nn, nt, tn) on a
+ * shape whose edges leave lanes past the last row and column (37 x 45, K 21): the kernels assume
+ * a quad is 4 adjacent invocations of a workgroup row, which WebGPU does not promise, so it is
+ * checked on the device before any quad shape is timed. All run the same multiply-adds per
+ * output in the same order.
  */
 export async function quadsMatch(k: Kernels): Promise<boolean> {
   const device = k.device;
@@ -214,22 +215,23 @@ export async function quadsMatch(k: Kernels): Promise<boolean> {
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
   const A = device.createBuffer({ label: 'autotune.quads.A', size: M * K * 4, usage });
   const B = device.createBuffer({ label: 'autotune.quads.B', size: K * N * 4, usage });
-  const C = device.createBuffer({ label: 'autotune.quads.C', size: 6 * M * N * 4, usage });
+  const shapes: MatmulShape[] = [
+    { wgX: 8, wgY: 4, tm: 8, vec4: false, cols: 8 }, { wgX: 8, wgY: 4, tm: 8, vec4: false, cols: 8, quad: true }, { wgX: 8, wgY: 4, tm: 16, vec4: false, cols: 8, quad: true },
+  ];
+  const C = device.createBuffer({ label: 'autotune.quads.C', size: 3 * shapes.length * M * N * 4, usage });
   const read = device.createBuffer({ label: 'autotune.quads.read', size: C.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   try {
     const fill = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(seed + i * 0.7311));
     device.queue.writeBuffer(A, 0, fill(M * K, 1));
     device.queue.writeBuffer(B, 0, fill(K * N, 2));
-    const shape: MatmulShape = { wgX: 8, wgY: 4, tm: 8, vec4: false, cols: 8 };
     const list: Dispatch[] = [];
-    (['nn', 'nt', 'tn'] as MatmulMode[]).forEach((mode, i) => {
-      for (const quad of [false, true]) {
-        list.push(...matmulDispatches(k, {
-          label: `autotune.quads.${mode}`, mode, M, N, K, a: { ref: A, ld: mode === 'tn' ? M : K }, b: { ref: B, ld: mode === 'nt' ? K : N },
-          c: { ref: C, ld: N, off: (2 * i + Number(quad)) * M * N },
-        }, { ...shape, quad }));
-      }
-    });
+    const slot = (mode: number, shape: number) => (mode * shapes.length + shape) * M * N;
+    (['nn', 'nt', 'tn'] as MatmulMode[]).forEach((mode, i) => shapes.forEach((shape, j) => {
+      list.push(...matmulDispatches(k, {
+        label: `autotune.quads.${mode}`, mode, M, N, K, a: { ref: A, ld: mode === 'tn' ? M : K }, b: { ref: B, ld: mode === 'nt' ? K : N },
+        c: { ref: C, ld: N, off: slot(i, j) },
+      }, shape));
+    }));
     const enc = device.createCommandEncoder({ label: 'autotune.quads' });
     const pass = enc.beginComputePass();
     encodeDispatches(pass, list);
@@ -240,9 +242,13 @@ export async function quadsMatch(k: Kernels): Promise<boolean> {
     const c = new Float32Array(read.getMappedRange().slice(0));
     read.unmap();
     for (let i = 0; i < 3; i++) {
-      const plain = c.subarray(2 * i * M * N, (2 * i + 1) * M * N), quad = c.subarray((2 * i + 1) * M * N, (2 * i + 2) * M * N);
+      const plain = c.subarray(slot(i, 0), slot(i, 0) + M * N);
       const scale = plain.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
-      if (!(scale > 0) || plain.some((x, j) => !(Math.abs(x - quad[j]) <= 1e-5 * scale))) return false;
+      if (!(scale > 0)) return false;
+      for (let j = 1; j < shapes.length; j++) {
+        const quad = c.subarray(slot(i, j), slot(i, j) + M * N);
+        if (plain.some((x, e) => !(Math.abs(x - quad[e]) <= 1e-5 * scale))) return false;
+      }
     }
     return true;
   } finally {
