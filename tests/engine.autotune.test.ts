@@ -225,6 +225,11 @@ describe('autotune', () => {
     // A tile wider than the kernel's workgroup memory holds passes the schema, not the kernel.
     store.entries.set(tuningKey(info), bad((t) => { t.matmul.tn = { wgX: 32, wgY: 8, tm: 8, vec4: true, tile: true }; }));
     expect((await autotune(device, info, { ...small, store })).fromCache).toBe(false);
+    // Quad fields the schema takes but the kernels cannot run: 16 rows without quad, a quad tile, a quad on 6 columns of invocations.
+    for (const shape of [{ wgX: 8, wgY: 4, tm: 16 as const, vec4: true }, { wgX: 8, wgY: 8, tm: 8 as const, vec4: true, tile: true, quad: true }, { wgX: 6, wgY: 4, tm: 8 as const, vec4: true, quad: true }]) {
+      store.entries.set(tuningKey(info), bad((t) => { t.matmul.nn = shape; }));
+      expect((await autotune(device, info, { ...small, store })).fromCache).toBe(false);
+    }
   });
 
   it('the worker\'s check is TypeBox\'s compiled code for the schema, as the script writes it now', () => {

@@ -96,6 +96,10 @@ fn ldb1(i: u32) -> f32 {
   return h1(B1[i]);
 }
 
+/** nn/nt: where row r of A starts (clamped to the last row), and its float at column k. */
+fn arowAt(o: Offs, r: u32) -> u32 { return o.a + min(r, u.M - 1u) * u.lda; }
+fn arow1At(o: Offs, r: u32, k: u32) -> f32 { return lda1(arowAt(o, r) + k); }
+
 // Row j (0..3, or 4..7 with the quad's second load) of the block's A values at k..k+3: quad
 // lane j's load x with QUAD, else this invocation's own load at i.
 fn arow0(i: u32, x: vec4f) -> vec4f { if (QUAD) { return quad0(x); } return lda4(i); }
@@ -177,13 +181,9 @@ fn nn(@builtin(global_invocation_id) g: vec3u, @builtin(local_invocation_index) 
   let last = u.M - 1u;
   // QUAD: this lane loads rows r0 + lane and r0 + 4 + lane for its quad.
   let lane = li & 3u;
-  let aq = o.a + min(r0 + lane, last) * u.lda; let aqh = o.a + min(r0 + 4u + lane, last) * u.lda;
-  // TM = 16 (QUAD only): rows r0 + 8 + lane and r0 + 12 + lane, and the rows' own offsets for the K tail.
-  let aq2 = o.a + min(r0 + 8u + lane, last) * u.lda; let aq3 = o.a + min(r0 + 12u + lane, last) * u.lda;
-  let a8 = o.a + min(r0 + 8u, last) * u.lda;   let a9 = o.a + min(r0 + 9u, last) * u.lda;
-  let a10 = o.a + min(r0 + 10u, last) * u.lda; let a11 = o.a + min(r0 + 11u, last) * u.lda;
-  let a12 = o.a + min(r0 + 12u, last) * u.lda; let a13 = o.a + min(r0 + 13u, last) * u.lda;
-  let a14 = o.a + min(r0 + 14u, last) * u.lda; let a15 = o.a + min(r0 + 15u, last) * u.lda;
+  let aq = arowAt(o, r0 + lane); let aqh = arowAt(o, r0 + 4u + lane);
+  // TM = 16 (QUAD only): rows r0 + 8 + lane and r0 + 12 + lane.
+  let aq2 = arowAt(o, r0 + 8u + lane); let aq3 = arowAt(o, r0 + 12u + lane);
   let a0 = o.a + min(r0, last) * u.lda;      let a1 = o.a + min(r0 + 1u, last) * u.lda;
   let a2 = o.a + min(r0 + 2u, last) * u.lda; let a3 = o.a + min(r0 + 3u, last) * u.lda;
   let a4 = o.a + min(r0 + 4u, last) * u.lda; let a5 = o.a + min(r0 + 5u, last) * u.lda;
@@ -233,16 +233,16 @@ fn nn(@builtin(global_invocation_id) g: vec3u, @builtin(local_invocation_index) 
     s0 += lda1(a0 + k) * b; s1 += lda1(a1 + k) * b; s2 += lda1(a2 + k) * b; s3 += lda1(a3 + k) * b;
     if (TM >= 8u) { s4 += lda1(a4 + k) * b; s5 += lda1(a5 + k) * b; s6 += lda1(a6 + k) * b; s7 += lda1(a7 + k) * b; }
     if (TM == 16u) {
-      s8 += lda1(a8 + k) * b; s9 += lda1(a9 + k) * b; s10 += lda1(a10 + k) * b; s11 += lda1(a11 + k) * b;
-      s12 += lda1(a12 + k) * b; s13 += lda1(a13 + k) * b; s14 += lda1(a14 + k) * b; s15 += lda1(a15 + k) * b;
+      s8 += arow1At(o, r0 + 8u, k) * b; s9 += arow1At(o, r0 + 9u, k) * b; s10 += arow1At(o, r0 + 10u, k) * b; s11 += arow1At(o, r0 + 11u, k) * b;
+      s12 += arow1At(o, r0 + 12u, k) * b; s13 += arow1At(o, r0 + 13u, k) * b; s14 += arow1At(o, r0 + 14u, k) * b; s15 += arow1At(o, r0 + 15u, k) * b;
     }
     if (TN == 8u) {
       let e = ldb4(o.b + k * ldb + c0 + 4u);
       t0 += lda1(a0 + k) * e; t1 += lda1(a1 + k) * e; t2 += lda1(a2 + k) * e; t3 += lda1(a3 + k) * e;
       if (TM >= 8u) { t4 += lda1(a4 + k) * e; t5 += lda1(a5 + k) * e; t6 += lda1(a6 + k) * e; t7 += lda1(a7 + k) * e; }
       if (TM == 16u) {
-        t8 += lda1(a8 + k) * e; t9 += lda1(a9 + k) * e; t10 += lda1(a10 + k) * e; t11 += lda1(a11 + k) * e;
-        t12 += lda1(a12 + k) * e; t13 += lda1(a13 + k) * e; t14 += lda1(a14 + k) * e; t15 += lda1(a15 + k) * e;
+        t8 += arow1At(o, r0 + 8u, k) * e; t9 += arow1At(o, r0 + 9u, k) * e; t10 += arow1At(o, r0 + 10u, k) * e; t11 += arow1At(o, r0 + 11u, k) * e;
+        t12 += arow1At(o, r0 + 12u, k) * e; t13 += arow1At(o, r0 + 13u, k) * e; t14 += arow1At(o, r0 + 14u, k) * e; t15 += arow1At(o, r0 + 15u, k) * e;
       }
     }
   }
@@ -262,13 +262,9 @@ fn nt(@builtin(global_invocation_id) g: vec3u, @builtin(local_invocation_index) 
   let o = batchOffsets(g.z);
   let last = u.M - 1u;
   let lane = li & 3u;
-  let aq = o.a + min(r0 + lane, last) * u.lda; let aqh = o.a + min(r0 + 4u + lane, last) * u.lda;
-  // TM = 16 (QUAD only): rows r0 + 8 + lane and r0 + 12 + lane, and the rows' own offsets for the K tail.
-  let aq2 = o.a + min(r0 + 8u + lane, last) * u.lda; let aq3 = o.a + min(r0 + 12u + lane, last) * u.lda;
-  let a8 = o.a + min(r0 + 8u, last) * u.lda;   let a9 = o.a + min(r0 + 9u, last) * u.lda;
-  let a10 = o.a + min(r0 + 10u, last) * u.lda; let a11 = o.a + min(r0 + 11u, last) * u.lda;
-  let a12 = o.a + min(r0 + 12u, last) * u.lda; let a13 = o.a + min(r0 + 13u, last) * u.lda;
-  let a14 = o.a + min(r0 + 14u, last) * u.lda; let a15 = o.a + min(r0 + 15u, last) * u.lda;
+  let aq = arowAt(o, r0 + lane); let aqh = arowAt(o, r0 + 4u + lane);
+  // TM = 16 (QUAD only): rows r0 + 8 + lane and r0 + 12 + lane.
+  let aq2 = arowAt(o, r0 + 8u + lane); let aq3 = arowAt(o, r0 + 12u + lane);
   let a0 = o.a + min(r0, last) * u.lda;      let a1 = o.a + min(r0 + 1u, last) * u.lda;
   let a2 = o.a + min(r0 + 2u, last) * u.lda; let a3 = o.a + min(r0 + 3u, last) * u.lda;
   let a4 = o.a + min(r0 + 4u, last) * u.lda; let a5 = o.a + min(r0 + 5u, last) * u.lda;
@@ -320,16 +316,16 @@ fn nt(@builtin(global_invocation_id) g: vec3u, @builtin(local_invocation_index) 
     s0 += lda1(a0 + k) * b; s1 += lda1(a1 + k) * b; s2 += lda1(a2 + k) * b; s3 += lda1(a3 + k) * b;
     if (TM >= 8u) { s4 += lda1(a4 + k) * b; s5 += lda1(a5 + k) * b; s6 += lda1(a6 + k) * b; s7 += lda1(a7 + k) * b; }
     if (TM == 16u) {
-      s8 += lda1(a8 + k) * b; s9 += lda1(a9 + k) * b; s10 += lda1(a10 + k) * b; s11 += lda1(a11 + k) * b;
-      s12 += lda1(a12 + k) * b; s13 += lda1(a13 + k) * b; s14 += lda1(a14 + k) * b; s15 += lda1(a15 + k) * b;
+      s8 += arow1At(o, r0 + 8u, k) * b; s9 += arow1At(o, r0 + 9u, k) * b; s10 += arow1At(o, r0 + 10u, k) * b; s11 += arow1At(o, r0 + 11u, k) * b;
+      s12 += arow1At(o, r0 + 12u, k) * b; s13 += arow1At(o, r0 + 13u, k) * b; s14 += arow1At(o, r0 + 14u, k) * b; s15 += arow1At(o, r0 + 15u, k) * b;
     }
     if (TN == 8u) {
       let e = vec4f(ldb1(q4 + k), ldb1(q5 + k), ldb1(q6 + k), ldb1(q7 + k));
       t0 += lda1(a0 + k) * e; t1 += lda1(a1 + k) * e; t2 += lda1(a2 + k) * e; t3 += lda1(a3 + k) * e;
       if (TM >= 8u) { t4 += lda1(a4 + k) * e; t5 += lda1(a5 + k) * e; t6 += lda1(a6 + k) * e; t7 += lda1(a7 + k) * e; }
       if (TM == 16u) {
-        t8 += lda1(a8 + k) * e; t9 += lda1(a9 + k) * e; t10 += lda1(a10 + k) * e; t11 += lda1(a11 + k) * e;
-        t12 += lda1(a12 + k) * e; t13 += lda1(a13 + k) * e; t14 += lda1(a14 + k) * e; t15 += lda1(a15 + k) * e;
+        t8 += arow1At(o, r0 + 8u, k) * e; t9 += arow1At(o, r0 + 9u, k) * e; t10 += arow1At(o, r0 + 10u, k) * e; t11 += arow1At(o, r0 + 11u, k) * e;
+        t12 += arow1At(o, r0 + 12u, k) * e; t13 += arow1At(o, r0 + 13u, k) * e; t14 += arow1At(o, r0 + 14u, k) * e; t15 += arow1At(o, r0 + 15u, k) * e;
       }
     }
   }
