@@ -11,6 +11,7 @@ import { configHash } from '../src/protocol/hash.ts';
 import { outerRound } from '../src/sync/replica.ts';
 import { pairWaitMs } from '../src/round/outer-round.ts';
 import type { ExchangeResult } from '../src/sync/types.ts';
+import { isSoftOffence } from '../src/protocol/messages.ts';
 import { CpuReplica, weightSpread } from './support/cpu-replica.ts';
 import { Swarm } from './support/swarm.ts';
 
@@ -31,11 +32,11 @@ let swarm: Swarm | null = null;
 afterAll(() => swarm?.destroy());
 
 describe('6 headless peers on micro, 10 outer rounds over WebRTC', () => {
-  it('pairs each outer step with at most one partner, never rejects an honest peer, and shrinks the weight spread vs gossip off', async () => {
+  it('pairs each outer step with at most one partner, never strikes an honest peer (lag evidence at most, against one rounds behind), and shrinks the weight spread vs gossip off', async () => {
     const hash = configHash({ model, layout: layout.total, H, hyper });
     const s = (swarm = new Swarm({ n: PEERS, transport: 'wrtc', elements: layout.total, seed: 3, init: { runId: 'integration', configHash: hash } }));
     await s.connected(3, 30_000);
-    const offences: unknown[] = [];
+    const offences: { peer: string; code: string; detail: string; strikes: number; cutOff: boolean }[] = [];
     for (const p of s.peers) p.mesh.on('offence', (e) => offences.push(e));
 
     const on = replicas();
@@ -72,14 +73,23 @@ describe('6 headless peers on micro, 10 outer rounds over WebRTC', () => {
       }
     });
     expect(paired.length / all.length, all.map((r) => r.reason ?? 'ok').join(',')).toBeGreaterThanOrEqual(0.6);
-    expect(offences).toEqual([]);
-    expect(s.hub.reports).toEqual([]);
+    // An honest peer is never struck. The one report an honest peer can draw is the lag report
+    // (evidence, no strike: src/sync/validate.ts, lagLimit), and only as a partner rounds behind
+    // us: its φ then sits behind ours along the progress by nature (up to about one Δ scale a
+    // round here, with peers up to 6 rounds apart), which the allowance for rounds behind covers
+    // only up to lagRounds of them. Its detail says the allowance was in play.
+    const lagEvidence = (code: string, detail: string) => code === 'phi-lag' && isSoftOffence(code) && / for rounds behind /.test(detail);
+    const lagReports = offences.filter((o) => lagEvidence(o.code, o.detail));
+    expect(offences.filter((o) => !lagEvidence(o.code, o.detail))).toEqual([]);
+    expect(offences.every((o) => o.strikes === 0 && !o.cutOff)).toBe(true);
+    expect(s.hub.reports.filter((r) => !lagEvidence(r.reason.split(':')[0], r.reason))).toEqual([]);
+    expect(s.hub.reports.length).toBe(lagReports.length);
 
     const spreadOn = weightSpread(on.map((r) => r.phi));
     const spreadOff = weightSpread(off.map((r) => r.phi));
     expect(spreadOn).toBeLessThan(spreadOff);
     const endLoss = on.reduce((a, r) => a + r.evaluate(val), 0) / PEERS;
     expect(endLoss).toBeLessThan(startLoss);
-    console.log(`spread on ${spreadOn.toExponential(3)} vs off ${spreadOff.toExponential(3)} (ratio ${(spreadOn / spreadOff).toFixed(3)}); paired ${paired.length}/${all.length}; val loss ${startLoss.toFixed(3)} -> ${endLoss.toFixed(3)}`);
+    console.log(`lag reports ${lagReports.length}; spread on ${spreadOn.toExponential(3)} vs off ${spreadOff.toExponential(3)} (ratio ${(spreadOn / spreadOff).toFixed(3)}); paired ${paired.length}/${all.length}; val loss ${startLoss.toFixed(3)} -> ${endLoss.toFixed(3)}`);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_VALIDATION, PartnerValidator, median, norm2, allFinite } from '../src/sync/validate.ts';
+import { DEFAULT_VALIDATION, PartnerValidator, lagAllowance, median, norm2, allFinite } from '../src/sync/validate.ts';
 import { isSoftOffence } from '../src/protocol/messages.ts';
 import { DEFAULT_TRAIN, preset, trainConfig } from '../src/model/config.ts';
 import { buildLayout } from '../src/model/layout.ts';
@@ -232,6 +232,42 @@ describe('PartnerValidator', () => {
     // The sums are per partner: the biased partner's do not count against another.
     expect(v.check(phi, payload(200, 4), { peer: 'other', round: 5 }, mine)).toMatchObject({ ok: true });
     expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, lagCap: 5 })).toThrow(/one lag alone/);
+  });
+
+  it('a partner a few rounds behind us has that much more lag slack (lagPerRound a round, at most lagRounds), so an honest peer that fell behind is not reported where one at our round would be', () => {
+    const { lagSlack, lagLimit, lagPerRound, lagRounds } = DEFAULT_VALIDATION;
+    expect(lagAllowance(DEFAULT_VALIDATION, 10, 10)).toBe(0);
+    expect(lagAllowance(DEFAULT_VALIDATION, 10, 12)).toBe(0); // ahead of us: nothing
+    expect(lagAllowance(DEFAULT_VALIDATION, 10, 9)).toBeCloseTo(lagPerRound, 12);
+    expect(lagAllowance(DEFAULT_VALIDATION, 10, 0)).toBeCloseTo(lagPerRound * lagRounds, 12); // a claim of 10 behind counts as lagRounds
+    expect(lagAllowance(DEFAULT_VALIDATION, 10, undefined)).toBe(0);
+    expect(lagAllowance(DEFAULT_VALIDATION, 10, 2.5)).toBe(0);
+    expect(lagAllowance(DEFAULT_VALIDATION, 10, -3)).toBe(0);
+    const v = honestValidator();
+    const s = v.deltaScale;
+    const mine = plus(gaussian(41, 0.7e-3), gaussian(40, 0.7e-3));
+    const payload = (seed: number, back: number) => {
+      const delta = plus(gaussian(seed, 0.7e-3), gaussian(40, 0.7e-3));
+      const k = (back * s) / norm2(delta);
+      return { phi: phi.map((x, i) => x - k * delta[i]), delta };
+    };
+    // Two lags of 2.4 in a row: past the limit at our round (2 × 1.4 > 2.5), under it two rounds behind (2 × 0.4).
+    const lag = 2.4;
+    expect(2 * (lag - lagSlack)).toBeGreaterThan(lagLimit);
+    expect(2 * (lag - lagSlack - lagPerRound * lagRounds)).toBeLessThan(lagLimit);
+    const level = [v.check(phi, payload(70, lag), { peer: 'level', round: 6, peerRound: 6 }, mine), v.check(phi, payload(71, lag), { peer: 'level', round: 7, peerRound: 7 }, mine)];
+    expect(level[1]).toMatchObject({ ok: false, reason: 'phi-lag' });
+    const behind = [v.check(phi, payload(72, lag), { peer: 'behind', round: 6, peerRound: 4 }, mine), v.check(phi, payload(73, lag), { peer: 'behind', round: 7, peerRound: 5 }, mine)];
+    for (const r of behind) expect(r).toMatchObject({ ok: true });
+    const slack = lagSlack + lagPerRound * lagRounds;
+    if (behind[0].ok && behind[1].ok) expect(behind[1].lagSum).toBeCloseTo(behind[0].phiLagTheirs! - slack + behind[1].phiLagTheirs! - slack, 6);
+    // A partner claiming to be far behind gets no more than lagRounds of it: φ − 4Δ is still reported.
+    const far = [v.check(phi, payload(74, 4), { peer: 'far', round: 30, peerRound: 0 }, mine), v.check(phi, payload(75, 4), { peer: 'far', round: 31, peerRound: 0 }, mine)];
+    expect(far[0]).toMatchObject({ ok: true });
+    expect(far[1]).toMatchObject({ ok: false, reason: 'phi-lag', offence: true });
+    if (!far[1].ok) expect(far[1].detail).toMatch(/\+ 1\.00 for rounds behind/);
+    expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, lagRounds: 1.5 })).toThrow(/lagRounds/);
+    expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, lagPerRound: -1 })).toThrow(/lagPerRound/);
   });
 
   it('rejects wrong sizes', () => {

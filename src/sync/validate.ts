@@ -49,6 +49,13 @@ export interface ValidationSettings {
   lagSlack: number;
   lagCap: number;
   lagLimit: number;
+  /**
+   * A partner that says it is k rounds behind us has lagPerRound × min(k, lagRounds) more slack
+   * in that payload's lag (see `lagAllowance`): an honest peer a few rounds behind sits behind us
+   * along the progress by about that much. Capped, because the claim is the partner's own.
+   */
+  lagPerRound: number;
+  lagRounds: number;
   /** Rounds of room at most for a peer never met (counted from round 0 otherwise). */
   strangerRounds: number;
   /** Recent norms kept for the medians (our own Δ norms enter too, so there is always one). */
@@ -96,6 +103,14 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   lagSlack: 1,
   lagCap: 3.5,
   lagLimit: 2.5,
+  // Six honest peers on micro (tests/sync.integration.test.ts, 19 runs, 983 exchanges) met
+  // partners up to 6 rounds behind them; the lag along the partner's Δ grew with it: a mean of
+  // 0.01 at our round, 0.30 one round behind, 0.82 two, 0.96 three, 2.59 four (6.29 at most).
+  // Without the allowance their sums reached the limit (2.5) eight times, and a fresh-clone CI run
+  // reported an honest peer at 3.10; with 0.5 a round for up to 2 rounds the most was 1.5. φ − 4Δ
+  // claiming 2 rounds behind is still reported at its second payload at its median lag (3.37).
+  lagPerRound: 0.5,
+  lagRounds: 2,
   // A newcomer bootstraps φ from a live peer, so a never-met honest peer is close unless it
   // trained alone; 16 rounds of room (160 Δ norms) covers that without letting a stranger late
   // in a run send weights arbitrarily far away.
@@ -188,6 +203,8 @@ export class PartnerValidator {
     if (settings.strangerClipFactor > settings.clipFactor) throw new RangeError('validation: strangerClipFactor must be <= clipFactor');
     if (!(Number.isInteger(settings.provenExchanges) && settings.provenExchanges >= 0)) throw new RangeError('validation: provenExchanges must be an integer >= 0');
     if (!(Number.isInteger(settings.window) && settings.window >= 1)) throw new RangeError(`validation: window must be a positive integer`);
+    if (!(settings.lagPerRound >= 0)) throw new RangeError(`validation: lagPerRound must be >= 0, got ${settings.lagPerRound}`);
+    if (!(Number.isInteger(settings.lagRounds) && settings.lagRounds >= 0)) throw new RangeError(`validation: lagRounds must be an integer >= 0, got ${settings.lagRounds}`);
   }
 
   /** Our own ||Δ_i|| of this round: the honest scale every partner is compared with. */
@@ -269,13 +286,14 @@ export class PartnerValidator {
     // The lag along the partner's own Δ, as received: the anti-progress φ's signature (its φ set
     // back along the progress it claims), added up per partner; see lagLimit.
     const phiLagTheirs = dd > 0 && scale > 0 && Number.isFinite(jdot / deltaNorm) ? -jdot / deltaNorm / scale : null;
-    const lagSum = Math.max(0, (this.lagSums.get(at.peer) ?? 0) + Math.min(phiLagTheirs ?? 0, this.settings.lagCap) - this.settings.lagSlack);
+    const allowance = lagAllowance(this.settings, at.round, at.peerRound);
+    const lagSum = Math.max(0, (this.lagSums.get(at.peer) ?? 0) + Math.min(phiLagTheirs ?? 0, this.settings.lagCap) - this.settings.lagSlack - allowance);
     this.lagSums.delete(at.peer);
     if (lagSum > this.settings.lagLimit) {
       this.lagSums.set(at.peer, 0);
       return {
         ok: false, reason: 'phi-lag', offence: true,
-        detail: `φ_j sat ${fmt(phiLagTheirs!)} Δ scales behind ours along its own Δ; lag sum ${fmt(lagSum)} > ${this.settings.lagLimit} (slack ${this.settings.lagSlack} a payload)`,
+        detail: `φ_j sat ${fmt(phiLagTheirs!)} Δ scales behind ours along its own Δ; lag sum ${fmt(lagSum)} > ${this.settings.lagLimit} (slack ${this.settings.lagSlack}${allowance > 0 ? ` + ${fmt(allowance)} for rounds behind` : ''} a payload)`,
       };
     }
     this.lagSums.set(at.peer, lagSum);
@@ -329,6 +347,15 @@ export class PartnerValidator {
     if (this.met.size > MAX_REMEMBERED) this.met.delete(this.met.keys().next().value!);
     return { ok: true, delta, deltaNorm, clipped, phiDistance, phiClipped, cosine, phiCosine, phiLag, phiLagClipped, phiLagTheirs, lagSum };
   }
+}
+
+/**
+ * The extra lag slack for a partner that says it is behind us in rounds: lagPerRound a round, for
+ * at most lagRounds of them. Nothing for one at or ahead of our round, or with no valid claim.
+ */
+export function lagAllowance(settings: Pick<ValidationSettings, 'lagPerRound' | 'lagRounds'>, round: number, peerRound: number | undefined): number {
+  if (!(Number.isInteger(peerRound) && peerRound! >= 0 && Number.isInteger(round))) return 0;
+  return settings.lagPerRound * Math.min(Math.max(0, round - peerRound!), settings.lagRounds);
 }
 
 /** ||x||_2 in double precision. */
