@@ -8,7 +8,7 @@
 // simulator's prediction for the same setup (sim_*: the same pool rule, speeds, H, measured step
 // time and start phases spread over a loop, as real volunteers start whenever they are ready).
 // Prints a table and writes bench/results/swarm.json. Usage: npm run bench:swarm [-- --quick]
-// [--seconds S] [--H N] [--only 2,4]
+// [--seconds S] [--H N] [--only 2,4] [--batch B --lr X --warmup W] [--out name.json]
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -25,7 +25,13 @@ const quick = process.argv.includes('--quick');
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined; };
 const SECONDS = Number(arg('--seconds') ?? (quick ? 40 : 150));
 const H = Number(arg('--H') ?? (quick ? 10 : 20));
-const BATCH = 4, LR = 3e-3;
+// The run's batch, LR and warm-up: by default a quick-learning setup; `--batch 2 --lr 6e-4
+// --warmup 100 --H 4` is the browser end-to-end test's run (the run defaults but batch and H),
+// where rounds are short and a fast peer races through the warm-up alone while a slow one loads.
+const BATCH = Number(arg('--batch') ?? 4), LR = Number(arg('--lr') ?? 3e-3), WARMUP = Number(arg('--warmup') ?? 10);
+/** Where the JSON goes (bench/results/); another setup than the default keeps its own file. */
+const OUT_NAME = arg('--out') ?? 'swarm.json';
+if (!(BATCH >= 1 && LR > 0 && WARMUP >= 0) || !/^[\w.-]+\.json$/.test(OUT_NAME)) throw new Error(`bench:swarm: bad --batch ${BATCH}, --lr ${LR}, --warmup ${WARMUP} or --out ${OUT_NAME} (a file name ending .json)`);
 const SETUPS: { n: number; speeds: 'equal' | 'uniform:1:4' }[] = [
   { n: 2, speeds: 'equal' }, { n: 4, speeds: 'equal' }, { n: 8, speeds: 'uniform:1:4' },
 ];
@@ -39,7 +45,7 @@ interface RoundLine {
 interface Row {
   /** When this row was measured (an --only rerun keeps the other rows of the last run). */
   when?: string;
-  n: number; speeds: string; speed_list: number[]; H: number; seconds: number;
+  n: number; speeds: string; speed_list: number[]; H: number; batch: number; lr: number; warmup_steps: number; seconds: number;
   rounds: number; pair_fraction: number; solo_fraction: number; idle_fraction: number; exchanges_per_min: number;
   final_val_loss: number | null; local_val_loss: number | null; mean_steps: number; step_ms: number;
   sim_pair_fraction: number; sim_idle_fraction: number; load_avg_1m: number;
@@ -70,7 +76,7 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
   const runId = 'swarm';
   const r = await s.c.app.inject({
     method: 'POST', url: '/api/runs', headers: s.admin,
-    payload: { id: runId, dataset: 'moby-dick', preset: 'micro', train: { batch: BATCH, H, lr: LR, warmupSteps: 10, totalSteps: 100_000 } },
+    payload: { id: runId, dataset: 'moby-dick', preset: 'micro', train: { batch: BATCH, H, lr: LR, warmupSteps: WARMUP, totalSteps: 100_000 } },
   });
   if (r.statusCode !== 201) throw new Error(`creating the run failed: ${r.statusCode} ${r.body}`);
   const wait = (r.json() as { pairWaitFrac: number }).pairWaitFrac;
@@ -155,7 +161,7 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
     const jitter = Math.sqrt(Math.log(1 + H * indepCv * indepCv));
     const sim = await simulate(n, speeds, stepMs / 1000 / Math.exp((jitter * jitter) / 2), jitter, wait);
     return {
-      n, speeds: speedSpec, speed_list: speeds, H, seconds: round(wallMs / 1000, 1), rounds: all.length,
+      n, speeds: speedSpec, speed_list: speeds, H, batch: BATCH, lr: LR, warmup_steps: WARMUP, seconds: round(wallMs / 1000, 1), rounds: all.length,
       pair_fraction: round(all.length ? paired / all.length : 0, 4), solo_fraction: round(all.length ? 1 - paired / all.length : 0, 4),
       idle_fraction: round(pooledMs / (n * wallMs), 4), exchanges_per_min: round(paired / 2 / (wallMs / 60_000), 2),
       final_val_loss: vals.length ? round(vals.reduce((a, b) => a + b, 0) / vals.length, 4) : null, local_val_loss: local,
@@ -234,7 +240,7 @@ function table(rows: Row[]): string {
 }
 
 async function main(): Promise<void> {
-  console.log(`swarm benchmark: ${quick ? 'quick, ' : ''}${SECONDS} s per setup, micro, H=${H}, each CPU volunteer its own murmur volunteer process, ${cpus().length} cores, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  console.log(`swarm benchmark: ${quick ? 'quick, ' : ''}${SECONDS} s per setup, micro, H=${H}, batch ${BATCH}, lr ${LR}, warm-up ${WARMUP} steps, each CPU volunteer its own murmur volunteer process, ${cpus().length} cores, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   const rows: Row[] = [];
   const only = arg('--only');
   for (const s of SETUPS.filter((x) => !only || only.split(',').includes(String(x.n)))) {
@@ -243,7 +249,7 @@ async function main(): Promise<void> {
     console.log(`  solo reasons ${JSON.stringify(rows.at(-1)!.solo_reasons)}, coordinator pool ${JSON.stringify(rows.at(-1)!.pool)}, offender reports ${JSON.stringify(rows.at(-1)!.offences)}`);
   }
   console.log('\n' + table(rows));
-  const out = join(dirname(fileURLToPath(import.meta.url)), 'results', 'swarm.json');
+  const out = join(dirname(fileURLToPath(import.meta.url)), 'results', OUT_NAME);
   mkdirSync(dirname(out), { recursive: true });
   // --only reruns some setups: the other rows of the last full run stay, each with its own `when`.
   const when = new Date().toISOString();

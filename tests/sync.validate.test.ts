@@ -106,9 +106,10 @@ describe('PartnerValidator', () => {
     const m = v.check(phi, { phi: phi.slice(), delta: mild }, at, mine);
     expect(m).toMatchObject({ ok: true });
     expect(m.ok ? m.cosine : null).toBeLessThan(-0.1);
-    // Without our own Δ (or with a zero one) there is no direction to judge.
-    expect(v.check(phi, { phi: phi.slice(), delta: honest.map((x) => -x) }, at)).toMatchObject({ ok: true, cosine: null });
-    expect(v.check(phi, { phi: phi.slice(), delta: honest.map((x) => -x) }, at, new Float32Array(n))).toMatchObject({ ok: true, cosine: null });
+    // Without our own Δ (or with a zero one) there is no direction to judge (from partners we sent
+    // nothing yet: `p` got `mine`, so its −honest would be our update sent back reversed).
+    expect(v.check(phi, { phi: phi.slice(), delta: honest.map((x) => -x) }, { peer: 'q', round: 0 })).toMatchObject({ ok: true, cosine: null });
+    expect(v.check(phi, { phi: phi.slice(), delta: honest.map((x) => -x) }, { peer: 'r', round: 0 }, new Float32Array(n))).toMatchObject({ ok: true, cosine: null });
     // 16 elements: unrelated random vectors reach cosines of ±0.5 by chance; there the floor is
     // −6/√16 = −1.5, below any cosine, so none of 200 such pairs is rejected on direction.
     const short = new PartnerValidator(16);
@@ -148,6 +149,79 @@ describe('PartnerValidator', () => {
     // The size checks are offences at once, as before.
     expect(v.check(phi, { phi: phi.slice(), delta: mine.map((x) => 100 * x) }, { peer: 'big', ...round }, mine)).toMatchObject({ ok: false, reason: 'delta-norm', offence: true });
     expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, antiCosineReport: 0.1 })).toThrow(/antiCosineReport/);
+  });
+
+  it('a partner that sends back, reversed, the Δ we sent it at our last exchange (the camper\'s mirror) is an offence at once, even where that Δ is only mildly against our Δ of the round', () => {
+    const sent = gaussian(60, 1e-3);
+    // Our Δ two rounds later: partly the same direction (cos about 0.3 with the one we sent).
+    const now = plus(sent.map((x) => 0.32 * x), gaussian(61, 1e-3));
+    const v = honestValidator();
+    // Round 1: the partner's Δ is its own; we send it `sent`.
+    expect(v.check(phi, { phi: phi.slice(), delta: gaussian(62, 1e-3) }, { peer: 'camper', round: 1 }, sent)).toMatchObject({ ok: true });
+    const mirrored = sent.map((x) => -x);
+    const cosNow = mirrored.reduce((a, x, i) => a + x * now[i], 0) / (norm2(mirrored) * norm2(now));
+    // Against our Δ of the round alone it is a first mild refusal (no offence) ...
+    expect(cosNow).toBeLessThan(-DEFAULT_VALIDATION.antiCosine);
+    expect(cosNow).toBeGreaterThan(-DEFAULT_VALIDATION.antiCosineReport);
+    const fresh = new PartnerValidator(n);
+    fresh.observeOwn(norm2(gaussian(2, 1e-3)));
+    expect(fresh.check(phi, { phi: phi.slice(), delta: mirrored.slice() }, { peer: 'camper', round: 3 }, now)).toMatchObject({ ok: false, reason: 'delta-direction', offence: false });
+    // ... but it is what we sent this partner, reversed: an offence at once, naming the round.
+    const back = v.check(phi, { phi: phi.slice(), delta: mirrored.slice() }, { peer: 'camper', round: 3 }, now);
+    expect(back).toMatchObject({ ok: false, reason: 'delta-direction', offence: true });
+    if (!back.ok) expect(back.detail).toMatch(/the Δ we sent it at round 1\) = -(0\.99|1\.00).*sent our update back reversed/);
+    // Scaled and under noise of half its size, still (cos about −0.89).
+    v.check(phi, { phi: phi.slice(), delta: gaussian(63, 1e-3) }, { peer: 'camper2', round: 1 }, sent);
+    const noisy = plus(sent.map((x) => -0.5 * x), gaussian(64, 0.25e-3));
+    expect(v.check(phi, { phi: phi.slice(), delta: noisy }, { peer: 'camper2', round: 2 }, now)).toMatchObject({ ok: false, reason: 'delta-direction', offence: true });
+    // A Δ against the one we sent as far as an honest one once was (−0.415) is no mirror: the
+    // checks against our Δ of the round judge it (here it points our way now).
+    v.check(phi, { phi: phi.slice(), delta: gaussian(67, 1e-3) }, { peer: 'drifted', round: 1 }, sent);
+    const drifted = plus(sent.map((x) => -0.46 * x), gaussian(68, 1e-3));
+    const cosDrifted = drifted.reduce((a, x, i) => a + x * sent[i], 0) / (norm2(drifted) * norm2(sent));
+    expect(cosDrifted).toBeLessThan(-DEFAULT_VALIDATION.antiCosineReport);
+    expect(v.check(phi, { phi: phi.slice(), delta: drifted }, { peer: 'drifted', round: 2 }, plus(drifted, gaussian(69, 1e-3)))).toMatchObject({ ok: true });
+    expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, mirrorCosine: 1.5 })).toThrow(/mirrorCosine/);
+    // An honest partner's next Δ: its own descent, which took some of ours in; accepted.
+    v.check(phi, { phi: phi.slice(), delta: gaussian(65, 1e-3) }, { peer: 'honest', round: 1 }, sent);
+    expect(v.check(phi, { phi: phi.slice(), delta: plus(gaussian(66, 1e-3), sent.map((x) => 0.3 * x)) }, { peer: 'honest', round: 2 }, now)).toMatchObject({ ok: true });
+    // Only what we sent that partner counts: a Δ we sent someone else, reversed, meets the other rules alone.
+    expect(v.check(phi, { phi: phi.slice(), delta: mirrored.slice() }, { peer: 'other', round: 3 }, now)).toMatchObject({ ok: false, reason: 'delta-direction', offence: false });
+    // A short tensor: all of it is sampled, and only past 6/√n (1.5 for 16: never) is it a mirror.
+    const short = new PartnerValidator(16);
+    short.observeOwn(1);
+    const mine16 = new Float32Array(16).map((_, i) => (i % 3) - 1 + 0.1);
+    short.check(new Float32Array(16), { phi: new Float32Array(16), delta: mine16.slice() }, { peer: 's', round: 1 }, mine16);
+    const again = short.check(new Float32Array(16), { phi: new Float32Array(16), delta: mine16.map((x) => -x) }, { peer: 's', round: 2 }, new Float32Array(16).fill(0.1));
+    if (!again.ok) expect(again.detail).not.toMatch(/sent our update back/);
+  });
+
+  it('the φ-distance room counts the rounds a known partner says it trained since our last exchange, at the pace of its own Δ (a fast peer through the LR warm-up while we still load), capped at strangerRounds', () => {
+    const s0 = honestValidator().deltaScale;
+    const unit = gaussian(70, 1);
+    const away = (d: number) => plus(phi, unit.map((x) => (x * d) / norm2(unit)));
+    /** Met at its round 2, accepted; now at our round 3 it says it is at `peerRound`, with a Δ of `k` × our scale, its φ `d` scales away. */
+    const meetAgain = (peerRound: number, k: number, d: number) => {
+      const v = honestValidator();
+      expect(v.check(phi, { phi: phi.slice(), delta: gaussian(71, 1e-3) }, { peer: 'fast', round: 2, peerRound: 2 })).toMatchObject({ ok: true });
+      const delta = gaussian(72, 1e-3).map((x) => x * k);
+      return v.check(phi, { phi: away(d * s0), delta }, { peer: 'fast', round: 3, peerRound });
+    };
+    // 200 Δ scales away, one round later by both counts: refused, an offence, as before.
+    const near = meetAgain(3, 10, 200);
+    expect(near).toMatchObject({ ok: false, reason: 'phi-distance', offence: true });
+    // It says it trained 38 rounds since (16 counted) with a Δ ten times ours: 10 × 10 × 16 = 1,600 scales of room.
+    expect(meetAgain(40, 10, 200)).toMatchObject({ ok: true, phiClipped: true });
+    // The same rounds at our own Δ scale explain 160 scales, not 200.
+    const slow = meetAgain(40, 1, 200);
+    expect(slow).toMatchObject({ ok: false, reason: 'phi-distance', offence: true });
+    if (!slow.ok) expect(slow.detail).toMatch(/× 16 of its rounds since$/);
+    // A claim of a million rounds counts as strangerRounds (16): 1,700 scales is beyond it.
+    const liar = meetAgain(1e6, 10, 1700);
+    expect(liar).toMatchObject({ ok: false, reason: 'phi-distance' });
+    if (!liar.ok) expect(liar.detail).toMatch(/× 16 of its rounds since$/);
+    // A never-met peer is judged as before: its claim counts rounds from round 0, not its Δ.
+    expect(honestValidator().check(phi, { phi: away(200 * s0), delta: gaussian(73, 1e-2) }, { peer: 'new', round: 3, peerRound: 40 })).toMatchObject({ ok: false, reason: 'phi-distance' });
   });
 
   it('a φ sent behind ours along its own progress (φ − kΔ, issue 15) is moved forward to phiLagFactor Δ scales along its Δ and ours; a φ ahead or beside ours is left as sent', () => {

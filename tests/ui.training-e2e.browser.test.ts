@@ -39,11 +39,24 @@ async function until(p: Page, what: string, ok: (s: Awaited<ReturnType<typeof st
   let s = await state(p);
   while (!ok(s)) {
     if (s.phase === 'error') throw new Error(`volunteer failed while waiting for ${what}: ${s.error}`);
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; last state ${JSON.stringify(s)}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; last state ${JSON.stringify(s)}; the run so far: ${await runStory()}`);
     await p.waitForTimeout(500);
     s = await state(p);
   }
   return s;
+}
+
+/**
+ * What the coordinator saw of the run, for a timeout's message: each peer's reports, rounds,
+ * paired rounds and probe rejections, every report of one peer by another, and each open tab's
+ * state (a CI run once timed out with one tab solo for 923 rounds and nothing said of the other).
+ */
+async function runStory(): Promise<string> {
+  const peers = server.c.db.prepare(`SELECT peer_id AS peer, COUNT(*) AS reports, MIN(t) AS first, MAX(t) AS last, MAX(round) AS round,
+    SUM(partner IS NOT NULL) AS paired, SUM(COALESCE(probe_rejected, 0)) AS probeRejected FROM reports WHERE run_id = ? GROUP BY peer_id`).all(RUN);
+  const offences = server.c.db.prepare("SELECT t, peer_id AS reporter, data_json AS data FROM events WHERE run_id = ? AND kind = 'peer-offender' ORDER BY id").all(RUN);
+  const tabs = await Promise.all(pages.filter((p) => !p.isClosed()).map((p) => state(p).catch((err: unknown) => String(err))));
+  return JSON.stringify({ now: Date.now(), peers, offences, tabs });
 }
 
 /** Inner steps per outer step of the test run. */

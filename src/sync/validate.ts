@@ -1,9 +1,10 @@
 // Partner validation: the last gate before a partner's φ and Δ reach the outer step. Frame-level
 // checks (checksums, run, config hash, sizes) already happened in transfer.ts; this judges the
-// values: sizes (finite, ||Δ|| against a median, ||φ_j − φ_i|| against a bound) and one direction
-// test. Honest partners' Δ point the same way as ours: both descend the same loss from nearby φ
+// values: sizes (finite, ||Δ|| against a median, ||φ_j − φ_i|| against a bound) and two direction
+// tests. Honest partners' Δ point the same way as ours: both descend the same loss from nearby φ
 // (cosine 0.12 to 0.87 measured on `micro`, docs/design.md section 6), so a Δ pointing clearly
-// against ours (a negated or reversed update) is rejected; anything subtler is the probe's to judge.
+// against ours (a negated or reversed update) is rejected, and so is the Δ we sent the partner
+// last time, sent back reversed (the mirror); anything subtler is the probe's to judge.
 
 export interface ValidationSettings {
   /** κ: ||Δ_j|| is scaled down to at most κ × the median of recently accepted Δ norms. */
@@ -74,6 +75,14 @@ export interface ValidationSettings {
    * partner is refused (a solo step) and remembered.
    */
   antiCosineReport: number;
+  /**
+   * A partner's Δ whose cosine with the Δ we sent it at our last exchange is below
+   * −max(mirrorCosine, 6/√samples) is that update sent back reversed (the camper's mirror): an
+   * offence at once. Only a near copy: honest partners' next Δ sat at −0.13 at the least against
+   * the one we sent them (micro, pairs every round, 400 rounds) and −0.415 once in a swarm of two
+   * that fell rounds apart (H = 4, batch 2); the mirror sits at −0.99 (q8 rounding).
+   */
+  mirrorCosine: number;
 }
 
 export const DEFAULT_VALIDATION: ValidationSettings = {
@@ -127,6 +136,7 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   // negated Δ early in a run sits at −0.5 to −0.9; one late in a run, like that honest outlier,
   // near −0.2 to −0.4, but every round, so its second in a row is the report.
   antiCosineReport: 0.4,
+  mirrorCosine: 0.8,
 };
 
 export type RejectReason = 'size' | 'non-finite' | 'delta-norm' | 'delta-direction' | 'phi-distance' | 'phi-lag';
@@ -173,8 +183,10 @@ export interface PartnerContext {
   /** Our outer round (the run's count, carried over on join): rounds apart are measured in it. */
   round: number;
   /**
-   * The round the partner says it is at. Used only for a peer never met, whose room is capped
-   * (strangerRounds) whatever it claims: a fresh tab at round 0 meeting a peer far along.
+   * The round the partner says it is at. It widens the φ-distance room by the rounds it says it
+   * trained since our last accepted exchange (or since round 0, for a peer never met: a fresh tab
+   * meeting a peer far along), capped at strangerRounds whatever it claims; and it gives a partner
+   * behind us its lag allowance.
    */
   peerRound?: number;
   /** The coordinator said the partner is on probation (a new id): its Δ gets the stranger's clip. */
@@ -183,28 +195,71 @@ export interface PartnerContext {
 
 /** Partners remembered for the φ-distance rule; a forgotten one is judged as never met. */
 const MAX_REMEMBERED = 1024;
+/**
+ * The mirror check's sample of the Δ we last sent each partner: this many coordinates, a fixed
+ * stride from an offset drawn per validator (a partner cannot tell which), so the cosine it
+ * estimates is within about 1/√4096 = 0.016 of the whole vector's; 16 KB a partner.
+ */
+const MIRROR_SAMPLES = 4096;
+/** Partners whose last Δ from us the mirror check keeps (4 MB at most). */
+const MIRROR_KEPT = 256;
 
 export class PartnerValidator {
   private deltaNorms: number[] = [];
   /** Per partner: our round and ||φ_j − φ_i|| at the last exchange we accepted from it. */
-  private met = new Map<string, { round: number; distance: number; scale: number; accepted: number }>();
+  private met = new Map<string, { round: number; peerRound: number | null; distance: number; scale: number; accepted: number }>();
   /** Partners whose last payload to us was refused on direction (bounded as `met`). */
   private againstUs = new Set<string>();
   /** Per partner: the CUSUM of its lag along its own Δ (bounded as `met`). */
   private lagSums = new Map<string, number>();
+  /** Per partner: our round and a sample of the Δ we sent it then (the mirror check). */
+  private sent = new Map<string, { round: number; sample: Float32Array }>();
+  /** The sampled coordinates: offset + k × stride. */
+  private readonly sampleStride: number;
+  private readonly sampleOffset: number;
 
-  constructor(readonly elements: number, readonly settings: ValidationSettings = DEFAULT_VALIDATION) {
-    for (const k of ['clipFactor', 'strangerClipFactor', 'rejectFactor', 'phiFactor', 'phiClipFactor', 'phiLagFactor', 'lagSlack', 'lagCap', 'lagLimit', 'strangerRounds', 'antiCosine', 'antiCosineReport'] as const) {
+  /** `random` (uniform in [0, 1)) draws which coordinates the mirror check samples. */
+  constructor(readonly elements: number, readonly settings: ValidationSettings = DEFAULT_VALIDATION, random: () => number = Math.random) {
+    this.sampleStride = Math.max(1, Math.floor(elements / MIRROR_SAMPLES));
+    this.sampleOffset = Math.min(this.sampleStride - 1, Math.floor(random() * this.sampleStride));
+    for (const k of ['clipFactor', 'strangerClipFactor', 'rejectFactor', 'phiFactor', 'phiClipFactor', 'phiLagFactor', 'lagSlack', 'lagCap', 'lagLimit', 'strangerRounds', 'antiCosine', 'antiCosineReport', 'mirrorCosine'] as const) {
       if (!(settings[k] > 0)) throw new RangeError(`validation: ${k} must be > 0, got ${settings[k]}`);
     }
     if (settings.lagCap - settings.lagSlack > settings.lagLimit) throw new RangeError('validation: lagCap − lagSlack must be <= lagLimit (one lag alone is no report)');
     if (settings.antiCosineReport < settings.antiCosine) throw new RangeError('validation: antiCosineReport must be >= antiCosine');
+    if (settings.mirrorCosine > 1) throw new RangeError(`validation: mirrorCosine must be <= 1 (a cosine), got ${settings.mirrorCosine}`);
     if (settings.rejectFactor < settings.clipFactor) throw new RangeError('validation: rejectFactor must be >= clipFactor');
     if (settings.strangerClipFactor > settings.clipFactor) throw new RangeError('validation: strangerClipFactor must be <= clipFactor');
     if (!(Number.isInteger(settings.provenExchanges) && settings.provenExchanges >= 0)) throw new RangeError('validation: provenExchanges must be an integer >= 0');
     if (!(Number.isInteger(settings.window) && settings.window >= 1)) throw new RangeError(`validation: window must be a positive integer`);
     if (!(settings.lagPerRound >= 0)) throw new RangeError(`validation: lagPerRound must be >= 0, got ${settings.lagPerRound}`);
     if (!(Number.isInteger(settings.lagRounds) && settings.lagRounds >= 0)) throw new RangeError(`validation: lagRounds must be an integer >= 0, got ${settings.lagRounds}`);
+  }
+
+  /** How many coordinates the mirror check samples. */
+  private get sampled(): number {
+    return Math.ceil((this.elements - this.sampleOffset) / this.sampleStride);
+  }
+
+  /** Keeps a sample of the Δ we send `peer` in `round` (the mirror check). */
+  private remember(peer: string, round: number, own: Float32Array): void {
+    const sample = new Float32Array(this.sampled);
+    for (let k = 0, i = this.sampleOffset; i < this.elements; k++, i += this.sampleStride) sample[k] = own[i];
+    this.sent.delete(peer);
+    this.sent.set(peer, { round, sample });
+    if (this.sent.size > MIRROR_KEPT) this.sent.delete(this.sent.keys().next().value!);
+  }
+
+  /** cos(Δ_j, the Δ we last sent `peer`) on the sampled coordinates; null when none was sent or either is zero there. */
+  private mirrorCosine(peer: string, delta: Float32Array): { cosine: number; round: number } | null {
+    const last = this.sent.get(peer);
+    if (!last) return null;
+    let dot = 0, dd = 0, ss = 0;
+    for (let k = 0, i = this.sampleOffset; i < this.elements; k++, i += this.sampleStride) {
+      const d = delta[i], o = last.sample[k];
+      dot += d * o; dd += d * d; ss += o * o;
+    }
+    return dd > 0 && ss > 0 ? { cosine: dot / Math.sqrt(dd * ss), round: last.round } : null;
   }
 
   /** Our own ||Δ_i|| of this round: the honest scale every partner is compared with. */
@@ -246,8 +301,22 @@ export class PartnerValidator {
     const deltaNorm = Math.sqrt(dd);
     const phiDistance = Math.sqrt(pd);
     const scale = median(this.deltaNorms);
+    // Compared before this round's Δ to it replaces the last one.
+    const mirror = this.mirrorCosine(at.peer, delta);
+    if (ownDelta) this.remember(at.peer, at.round, ownDelta);
     if (scale > 0 && deltaNorm > this.settings.rejectFactor * scale) {
       return { ok: false, reason: 'delta-norm', offence: true, detail: `||Δ|| = ${fmt(deltaNorm)} > ${this.settings.rejectFactor} × median ${fmt(scale)}` };
+    }
+    // The mirror: the Δ we sent this partner at our last exchange, sent back reversed (issue 15's
+    // camper, which never trains, does that). Checked against our Δ of the round alone it can
+    // pass: ours moved on since, and a first mild refusal is forgiven. An honest partner's Δ is
+    // its own descent from a φ that took ours in, never our update turned around.
+    const mirrorFloor = -Math.max(this.settings.mirrorCosine, 6 / Math.sqrt(this.sampled));
+    if (mirror !== null && mirror.cosine < mirrorFloor) {
+      return {
+        ok: false, reason: 'delta-direction', offence: true,
+        detail: `cos(Δ_j, the Δ we sent it at round ${mirror.round}) = ${fmt(mirror.cosine)} < ${fmt(mirrorFloor)}: the partner sent our update back reversed`,
+      };
     }
     const cosine = ownDelta && dd > 0 && oo > 0 && Number.isFinite(dot / Math.sqrt(oo)) ? dot / (deltaNorm * Math.sqrt(oo)) : null;
     const phiCosine = ownDelta && pd > 0 && oo > 0 && Number.isFinite(pdot / Math.sqrt(oo)) ? pdot / (phiDistance * Math.sqrt(oo)) : null;
@@ -276,11 +345,24 @@ export class PartnerValidator {
       ? Math.max(1, Math.abs(at.round - last.round))
       : Math.min(Math.max(1, at.round, claimed), this.settings.strangerRounds);
     const roomScale = Math.max(scale, last.scale);
-    const bound = last.distance + this.settings.phiFactor * roomScale * apart;
+    // The partner's side of the drift: the rounds it says it trained since our last accepted
+    // exchange (capped as a stranger's), at the pace of its own Δ. A fast peer alone runs dozens
+    // of quick solo rounds while a slow one still loads, through the LR warm-up where its Δ grows
+    // ten-fold: two honest volunteers (micro, H = 4, batch 2) struck each other twice on the φ
+    // distance within a second, for good, when only our rounds at our Δ scale counted. Its Δ is
+    // its claim too, but one over rejectFactor × our scale was refused above; and what a far φ
+    // does once accepted is bounded by the φ clip (phiClipFactor), then judged by the probe.
+    const theirs = known?.peerRound != null && Number.isInteger(at.peerRound) ? Math.min(Math.abs(at.peerRound! - known.peerRound), this.settings.strangerRounds) : 0;
+    const theirRoom = Math.max(roomScale, deltaNorm) * theirs;
+    const byTheirs = theirRoom > roomScale * apart;
+    const bound = last.distance + this.settings.phiFactor * Math.max(roomScale * apart, theirRoom);
     if (scale > 0 && phiDistance > bound) {
+      const room = byTheirs
+        ? `its ||Δ|| ${fmt(Math.max(roomScale, deltaNorm))} × ${theirs} of its rounds since`
+        : `Δ scale ${fmt(roomScale)} × ${apart} rounds apart${known ? '' : ' (never met)'}`;
       return {
         ok: false, reason: 'phi-distance', offence: true,
-        detail: `||φ_j − φ_i|| = ${fmt(phiDistance)} > ${fmt(bound)} = ${fmt(last.distance)} at round ${last.round} + ${this.settings.phiFactor} × Δ scale ${fmt(roomScale)} × ${apart} rounds apart${known ? '' : ' (never met)'}`,
+        detail: `||φ_j − φ_i|| = ${fmt(phiDistance)} > ${fmt(bound)} = ${fmt(last.distance)} at round ${last.round} + ${this.settings.phiFactor} × ${room}`,
       };
     }
     // The lag along the partner's own Δ, as received: the anti-progress φ's signature (its φ set
@@ -343,7 +425,7 @@ export class PartnerValidator {
     push(this.deltaNorms, accepted, this.settings.window);
     // The consensus step pulls the pair closer: what it leaves is within this plus a round's room.
     this.met.delete(at.peer);
-    this.met.set(at.peer, { round: at.round, distance: phiDistance, scale, accepted: (known?.accepted ?? 0) + 1 });
+    this.met.set(at.peer, { round: at.round, peerRound: Number.isInteger(at.peerRound) && at.peerRound! >= 0 ? at.peerRound! : null, distance: phiDistance, scale, accepted: (known?.accepted ?? 0) + 1 });
     if (this.met.size > MAX_REMEMBERED) this.met.delete(this.met.keys().next().value!);
     return { ok: true, delta, deltaNorm, clipped, phiDistance, phiClipped, cosine, phiCosine, phiLag, phiLagClipped, phiLagTheirs, lagSum };
   }
