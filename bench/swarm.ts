@@ -20,6 +20,7 @@ import { trainLocal } from '../src/commands/train.ts';
 import { startLocalVolunteers, type LocalVolunteers } from '../src/volunteer/local.ts';
 import { SPEC_DEFAULTS, runSpec } from '../src/sim/setup.ts';
 import { startServer } from '../tests/support/coordinator.ts';
+import { isSoftOffence } from '../src/protocol/messages.ts';
 
 const quick = process.argv.includes('--quick');
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined; };
@@ -54,6 +55,8 @@ interface Row {
   loop_cv: number; sim_jitter: number; pair_wait_frac: number;
   /** The run's offender reports among these honest volunteers, by reason ("(veto)": the one that parted a pair). */
   offences: Record<string, number>;
+  /** The first hard reports (strikes) in full, seconds into the window: what parted a pair, if anything did. */
+  strikes?: { s: number; reporter: string; accused: string; reason: string }[];
   /** Mean correlation of two volunteers' loop times at the same moment (the machine's shared
    *  load); the simulator gets the independent part of loop_cv, loop_cv·√(1 − loop_corr). */
   loop_corr: number;
@@ -113,11 +116,13 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
     // Honest volunteers report each other too (the probe judges noisy losses): each report is a
     // strike, and VETO_AFTER strikes of one pair part the two for the run.
     const offences: Record<string, number> = {};
+    const strikes: NonNullable<Row['strikes']> = [];
     for (const e of s.c.events.list(runId, 0, Date.now(), 10_000)) {
       if (e.kind !== 'peer-offender') continue;
       const d = e.data as { reason: string; vetoed: boolean };
       const key = `${d.reason.split(':')[0]}${d.vetoed ? ' (veto)' : ''}`;
       offences[key] = (offences[key] ?? 0) + 1;
+      if (!isSoftOffence(d.reason) && strikes.length < 10) strikes.push({ s: round((e.t - t0) / 1000, 1), reporter: e.peerId ?? '?', accused: (e.data as { accused: string }).accused, reason: d.reason.slice(0, 240) });
     }
     await Promise.all(procs.map((p) => p.stop()));
     const wallMs = t1 - t0;
@@ -168,7 +173,7 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
       mean_steps: round(meanSteps, 1), step_ms: round(stepMs, 1),
       sim_pair_fraction: round(sim.pair, 4), sim_idle_fraction: round(sim.idle, 4), load_avg_1m: round(load, 2),
       loop_cv: round(loopCv, 3), loop_corr: round(loopCorr, 3), sim_jitter: round(jitter, 3), pair_wait_frac: wait,
-      solo_reasons: soloReasons, pool: poolStats, offences,
+      solo_reasons: soloReasons, pool: poolStats, offences, strikes,
       probe_ms_per_round: round(all.length ? probeMs / all.length : 0, 2), probe_judged: judged.length,
       probe_rejected: judged.filter((e) => e.report.probeRejected === true).length,
     };
@@ -247,6 +252,7 @@ async function main(): Promise<void> {
     rows.push(await swarm(s.n, s.speeds));
     console.log(table(rows.slice(-1)));
     console.log(`  solo reasons ${JSON.stringify(rows.at(-1)!.solo_reasons)}, coordinator pool ${JSON.stringify(rows.at(-1)!.pool)}, offender reports ${JSON.stringify(rows.at(-1)!.offences)}`);
+    for (const x of rows.at(-1)!.strikes ?? []) console.log(`  strike at ${x.s} s: ${x.reporter} reported ${x.accused}: ${x.reason}`);
   }
   console.log('\n' + table(rows));
   const out = join(dirname(fileURLToPath(import.meta.url)), 'results', OUT_NAME);

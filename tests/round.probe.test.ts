@@ -69,6 +69,20 @@ describe('ProbeJudge', () => {
     expect(() => new ProbeJudge({ provenAccepted: 1.5 })).toThrow(/provenAccepted/);
   });
 
+  it('a gross harm from a partner that says it is behindRounds or more behind us is refused and reported as evidence (probe-harm), not a strike', () => {
+    const rng = new Rng(15, 21);
+    const j = warmJudge(rng, 4 * 10);
+    expect(DEFAULT_PROBE.behindRounds).toBe(2);
+    const far = j.judge('slow-starter', exchange(rng, 0.3), { behind: 40 });
+    expect(far.accept).toBe(false);
+    expect(far.excess).toBeGreaterThan(DEFAULT_PROBE.gross * far.margin);
+    expect(far.offence?.code).toBe('probe-harm');
+    expect(far.offence?.detail).toMatch(/a gross harm from a partner 40 rounds behind us: paired/);
+    // One round behind, at our round, ahead, or a claim that is no count: a strike, as before.
+    for (const [k, behind] of [1, 0, -3, 2.5, Number.NaN].entries()) expect(j.judge(`p${k}`, exchange(rng, 0.3), { behind }).offence?.code).toBe('probe-gross');
+    expect(() => new ProbeJudge({ behindRounds: 0 })).toThrow(/behindRounds/);
+  });
+
   it('before it has any history (the cold start) rejects large harms but reports only a gross one', () => {
     const rng = new Rng(15, 3);
     const j = new ProbeJudge();
@@ -226,12 +240,12 @@ describe('ProbeJudge', () => {
 
 describe('the outer round with the probe', () => {
   /** One round against a partner whose update has `effect` on our probe loss. */
-  async function round(judge: ProbeJudge, effect: number, rng: Rng, probation = false) {
+  async function round(judge: ProbeJudge, effect: number, rng: Rng, probation = false, partnerRound?: number) {
     const applied: string[][] = [];
     const reported: { peer: string; code: string }[] = [];
     const ports: RoundPorts<string> = {
       outerPayload: () => 'mine',
-      exchange: async () => ({ partner: 'p-1', payload: 'theirs', partnerDist: 1, bytesIn: 10, bytesOut: 10, solo: null, ...(probation ? { probation: true } : {}) }),
+      exchange: async () => ({ partner: 'p-1', payload: 'theirs', partnerDist: 1, bytesIn: 10, bytesOut: 10, solo: null, ...(probation ? { probation: true } : {}), ...(partnerRound === undefined ? {} : { partnerRound }) }),
       applyOuter: (partners) => { applied.push(partners); },
       probe: async () => exchange(rng, effect),
       reportOffence: (peer, code) => { reported.push({ peer, code }); },
@@ -266,6 +280,14 @@ describe('the outer round with the probe', () => {
     const judge = warmJudge(rng);
     const { out } = await round(judge, -0.002, rng, true);
     expect(out.probe!.margin / out.probe!.noise).toBeCloseTo(DEFAULT_PROBE.zProbation, 10);
+  });
+
+  it('passes how many rounds behind us the partner says it is on to the judge (our round 3, its round 0: evidence, not a strike)', async () => {
+    const rng = new Rng(15, 10);
+    const behind = await round(warmJudge(rng), 0.3, rng, false, 0);
+    expect(behind.reported).toEqual([{ peer: 'p-1', code: 'probe-harm' }]);
+    expect(behind.out.probe!.offence!.detail).toMatch(/3 rounds behind us/);
+    expect((await round(warmJudge(rng), 0.3, rng, false, 3)).reported).toEqual([{ peer: 'p-1', code: 'probe-gross' }]);
   });
 
   it('applies the update unjudged when the round has no judge (the probe off)', async () => {

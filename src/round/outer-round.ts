@@ -57,6 +57,8 @@ export interface RoundExchange<P> {
   link?: LinkFields;
   /** The coordinator said the partner is on probation: its update gets the strict margin. */
   probation?: boolean;
+  /** The outer round the partner's payload says it is at (its claim). */
+  partnerRound?: number;
 }
 
 export interface RoundPorts<P> {
@@ -126,7 +128,8 @@ export async function runOuterRound<P>(ports: RoundPorts<P>, input: RoundInput):
   let probeMs: number | null = null;
   if (exchange.payload && exchange.partner && ports.probe && input.judge) {
     const p0 = now();
-    probe = input.judge.judge(exchange.partner, await ports.probe(exchange.payload), { probation: exchange.probation === true });
+    const behind = exchange.partnerRound === undefined ? undefined : input.round - exchange.partnerRound;
+    probe = input.judge.judge(exchange.partner, await ports.probe(exchange.payload), { probation: exchange.probation === true, behind });
     probeMs = now() - p0;
     if (!probe.accept) partners = [];
     if (probe.offence) ports.reportOffence?.(exchange.partner, probe.offence.code, probe.offence.detail);

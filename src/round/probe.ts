@@ -62,6 +62,14 @@ export interface ProbeSettings {
    * units), and two such strikes vetoed the only pair of a run of two (bench:swarm, 0.468 paired).
    */
   provenAccepted: number;
+  /**
+   * A gross harm from a partner that says it is at least this many rounds behind us is evidence
+   * too (`probe-harm`): a peer that fell behind (a slow starter while a fast one ran solo rounds
+   * through the warm-up) pulls us back grossly, honestly, and two such strikes vetoed the only
+   * pair of a swarm of two for good (bench:swarm, the browser test's run). The claim buys an
+   * attacker no update: it is still refused, and the partner judged strictly after.
+   */
+  behindRounds: number;
 }
 
 /**
@@ -79,7 +87,7 @@ export interface ProbeSettings {
  */
 export const DEFAULT_PROBE: ProbeSettings = {
   z: 3, zProbation: 2, strictExchanges: 8, relFloor: 0.004, coldFloor: 0.02, history: 8, minHistory: 4,
-  cusumSlack: 0.5, cusumCap: 3.5, cusumLimit: 4, gross: 2.5, coldGross: 0.1, provenAccepted: 20,
+  cusumSlack: 0.5, cusumCap: 3.5, cusumLimit: 4, gross: 2.5, coldGross: 0.1, provenAccepted: 20, behindRounds: 2,
 };
 
 /** The history keeps this many times `history` exchanges, for the leave-one-partner-out baseline. */
@@ -166,6 +174,7 @@ export class ProbeJudge {
       throw new ProbeError(`probe settings need z, zProbation, relFloor, cusumLimit > 0, coldFloor >= relFloor, cusumCap > cusumSlack >= 0 and gross >= 1; got ${JSON.stringify(s)}`);
     }
     if (!(Number.isInteger(s.provenAccepted) && s.provenAccepted >= 0)) throw new ProbeError(`probe provenAccepted must be an integer >= 0; got ${s.provenAccepted}`);
+    if (!(Number.isInteger(s.behindRounds) && s.behindRounds >= 1)) throw new ProbeError(`probe behindRounds must be an integer >= 1; got ${s.behindRounds}`);
     if (!(Number.isInteger(s.history) && Number.isInteger(s.minHistory) && s.minHistory >= 2 && s.history >= s.minHistory)) {
       throw new ProbeError(`probe history must be integers with 2 <= minHistory <= history; got ${s.minHistory}, ${s.history}`);
     }
@@ -182,7 +191,7 @@ export class ProbeJudge {
   }
 
   /** Judges one exchange with `partner` and records it. */
-  judge(partner: string, losses: ProbeLosses, opts: { probation?: boolean } = {}): ProbeVerdict {
+  judge(partner: string, losses: ProbeLosses, opts: { probation?: boolean; behind?: number } = {}): ProbeVerdict {
     const { solo, paired } = losses;
     if (solo.length === 0 || solo.length !== paired.length) {
       throw new ProbeError(`probe needs the same positive number of windows for both candidates; got ${solo.length} solo and ${paired.length} paired`);
@@ -241,8 +250,10 @@ export class ProbeJudge {
     let offence: ProbeVerdict['offence'] = null;
     const numbers = `paired ${pairedMean.toFixed(4)} vs solo ${soloMean.toFixed(4)} on ${d.length} probe windows: excess ${excess.toFixed(4)}, margin ${margin.toFixed(4)}`;
     if (trusted ? excess > s.gross * margin : excess > Math.max(s.gross * margin, s.coldGross * Math.abs(soloMean))) {
+      const behind = Number.isInteger(opts.behind) && opts.behind! >= s.behindRounds ? opts.behind! : 0;
       offence = rec.accepted >= s.provenAccepted
         ? { code: 'probe-harm', detail: `a gross harm from a partner with ${rec.accepted} accepted exchanges: ${numbers}` }
+        : behind > 0 ? { code: 'probe-harm', detail: `a gross harm from a partner ${behind} rounds behind us: ${numbers}` }
         : { code: 'probe-gross', detail: numbers };
     }
     else if (rec.cusum > s.cusumLimit) offence = { code: 'probe-harm', detail: `${numbers}; cusum ${rec.cusum.toFixed(2)} > ${s.cusumLimit}` };

@@ -50,7 +50,7 @@ export async function runOuterRound(mesh: Mesh, replica: ProbingReplica, ctx: Ro
       return {
         partner: r.payload ? r.partner : null, payload: r.payload, partnerDist: r.payload ? r.payload.phiDistance : null,
         bytesIn: r.bytesReceived, bytesOut: r.bytesSent, solo: r.payload ? null : r.reason ?? 'no-partner', link: linkFields(mesh, r),
-        ...(r.probation ? { probation: true } : {}),
+        ...(r.probation ? { probation: true } : {}), ...(r.payload ? { partnerRound: r.payload.round } : {}),
       };
     },
     // Only the exchange's own payloads come back here: validated partner payloads.

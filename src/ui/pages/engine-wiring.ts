@@ -108,6 +108,7 @@ export async function createMesh({ run, signaling, otherPeers }: MeshFactoryArgs
       return {
         partner: r.partner, payload: { phi: r.payload.phi, delta: r.payload.delta }, partnerDist: r.payload.phiDistance,
         bytesIn: r.bytesReceived, bytesOut: r.bytesSent, solo: null, link: linkFields(mesh, r), ...(r.probation ? { probation: true } : {}),
+        partnerRound: r.payload.round,
       };
     },
     reportOffence: (peer, code, detail) => mesh.reportOffence(peer, code, detail),
