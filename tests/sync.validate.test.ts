@@ -45,10 +45,12 @@ describe('PartnerValidator', () => {
   it('clips a large Δ to κ × the median and keeps the direction: 1.5× for a partner not yet proven, 3× after', () => {
     const v = honestValidator();
     const clippedTo = (round: number, extra: { probation?: boolean } = {}) => {
-      const big = gaussian(4 + round, 1e-3 * 10); // 10x: above κ = 3, below the reject factor
+      // 10x: above κ = 3, below the reject factor; from a partner ahead of us in rounds (further
+      // along the LR warm-up), so not an offence (normReportFactor).
+      const big = gaussian(4 + round, 1e-3 * 10);
       const dir = big.slice();
       const scale = v.deltaScale;
-      const res = v.check(phi, { phi: phi.slice(), delta: big }, { peer: 'p', round, ...extra });
+      const res = v.check(phi, { phi: phi.slice(), delta: big }, { peer: 'p', round, peerRound: round + 5, ...extra });
       expect(res.ok).toBe(true);
       if (!res.ok) return NaN;
       expect(res.clipped).toBe(true);
@@ -67,7 +69,7 @@ describe('PartnerValidator', () => {
     const w = honestValidator();
     const d = gaussian(5, 1e-3); d[0] = NaN;
     for (const round of [0, 1, 2, 3]) expect(w.check(phi, { phi: phi.slice(), delta: d }, { peer: 'q', round }).ok).toBe(false);
-    const res = w.check(phi, { phi: phi.slice(), delta: gaussian(40, 1e-2) }, { peer: 'q', round: 4 });
+    const res = w.check(phi, { phi: phi.slice(), delta: gaussian(40, 1e-2) }, { peer: 'q', round: 4, peerRound: 9 });
     expect(res.ok && norm2(res.delta) / w.deltaScale).toBeCloseTo(1.5, 5);
   });
 
@@ -95,8 +97,9 @@ describe('PartnerValidator', () => {
     const ok = v.check(phi, { phi: phi.slice(), delta: honest.slice() }, at, mine);
     expect(ok).toMatchObject({ ok: true });
     expect(ok.ok && ok.cosine).toBeGreaterThan(0.3);
+    // Δ × −20 from a partner that says it is ahead of us (normReportFactor: see the next test).
     for (const k of [-1, -20]) {
-      const res = v.check(phi, { phi: phi.slice(), delta: honest.map((x) => k * x) }, { peer: `flip${k}`, round: 1 }, mine);
+      const res = v.check(phi, { phi: phi.slice(), delta: honest.map((x) => k * x) }, { peer: `flip${k}`, round: 1, peerRound: 2 }, mine);
       expect(res).toMatchObject({ ok: false, reason: 'delta-direction' });
       if (!res.ok) expect(res.detail).toMatch(/^cos\(Δ_j, Δ_i\) = -0\.\d+ < -0\.2/);
     }
@@ -121,6 +124,31 @@ describe('PartnerValidator', () => {
     }
     expect(rejected).toBe(0);
     expect(() => v.check(phi, { phi: phi.slice(), delta: honest.slice() }, at, new Float32Array(3))).toThrow(/own Δ/);
+  });
+
+  it('a Δ over normReportFactor × the median from a partner not ahead of us in rounds is refused and an offence (Δ × −20 nearly orthogonal to ours passes the direction check); one ahead of us is only clipped', () => {
+    const v = honestValidator();
+    const scale = v.deltaScale;
+    // Our Δ nearly orthogonal to the attacker's own (late in a run): Δ × −20 sits near cos 0.
+    const mine = gaussian(80, 1e-3);
+    const flipped = gaussian(81, 1e-3).map((x) => -20 * x);
+    expect(norm2(flipped) / scale).toBeGreaterThan(DEFAULT_VALIDATION.normReportFactor);
+    expect(norm2(flipped) / scale).toBeLessThan(DEFAULT_VALIDATION.rejectFactor);
+    for (const peerRound of [5, 3, undefined]) {
+      const res = v.check(phi, { phi: phi.slice(), delta: flipped.slice() }, { peer: `at${peerRound}`, round: 5, peerRound }, mine);
+      expect(res).toMatchObject({ ok: false, reason: 'delta-norm', offence: true });
+      if (!res.ok) expect(res.detail).toMatch(new RegExp(`> 8 × median .* not ahead of our round 5 \\(it says ${peerRound ?? 'nothing'}\\)$`));
+    }
+    // Past rejectFactor it is an offence whatever the partner says.
+    const huge = gaussian(82, 1e-3).map((x) => 40 * x);
+    for (const peerRound of [5, 6, 1e6]) expect(v.check(phi, { phi: phi.slice(), delta: huge.slice() }, { peer: `h${peerRound}`, round: 5, peerRound }, mine)).toMatchObject({ ok: false, reason: 'delta-norm', offence: true });
+    // A partner further along the warm-up: its large Δ is clipped, as before.
+    const ahead = v.check(phi, { phi: phi.slice(), delta: flipped.slice() }, { peer: 'ahead', round: 5, peerRound: 40 }, mine);
+    expect(ahead).toMatchObject({ ok: true, clipped: true });
+    // Under the factor (an honest spread of 2×, or 6×): clipped at most, never refused.
+    for (const k of [2, 6]) expect(v.check(phi, { phi: phi.slice(), delta: gaussian(90 + k, 1e-3).map((x) => k * x) }, { peer: `k${k}`, round: 5, peerRound: 5 }, mine)).toMatchObject({ ok: true });
+    expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, normReportFactor: 2 })).toThrow(/normReportFactor/);
+    expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, normReportFactor: 40 })).toThrow(/normReportFactor/);
   });
 
   it('a Δ mildly against ours (cosine between −antiCosineReport and −antiCosine) is refused but is an offence only at its second in a row or from a partner on probation; one further against ours is one at once', () => {
@@ -207,8 +235,8 @@ describe('PartnerValidator', () => {
       const delta = gaussian(72, 1e-3).map((x) => x * k);
       return v.check(phi, { phi: away(d * s0), delta }, { peer: 'fast', round: 3, peerRound });
     };
-    // 200 Δ scales away, one round later by both counts: refused, an offence, as before.
-    const near = meetAgain(3, 10, 200);
+    // 200 Δ scales away, one round later by both counts (its Δ 5× ours): refused, an offence, as before.
+    const near = meetAgain(3, 5, 200);
     expect(near).toMatchObject({ ok: false, reason: 'phi-distance', offence: true });
     // It says it trained 38 rounds since (16 counted) with a Δ ten times ours: 10 × 10 × 16 = 1,600 scales of room.
     expect(meetAgain(40, 10, 200)).toMatchObject({ ok: true, phiClipped: true });

@@ -135,12 +135,17 @@ describe('volunteers training for real', () => {
     expect(a.workers().length).toBeGreaterThanOrEqual(1);
     expect(s1.f.loss).toBeGreaterThan(0);
     expect(s1.f.loss).toBeLessThan(7);
-    // `partner` is the last round's: read it in a state that shows a paired round (a solo round
-    // after the exchange sets it back to null).
-    const s2 = await until(a, 'an exchange with the other tab', (s) => s.f.exchangesAccepted >= 1 && s.f.partner !== null, 300_000);
-    const sb = await until(b, 'an exchange with the first tab', (s) => s.f.exchangesAccepted >= 1 && s.f.partner !== null, 300_000);
-    expect(s2.f.partner).toMatch(/^p-[0-9a-f]{16}$/);
-    expect(sb.f.partner).toMatch(/^p-[0-9a-f]{16}$/);
+    // The panel's `partner` is the last round's only (a solo round after the exchange sets it
+    // back to null, and rounds can be shorter than a poll): who each tab took an update from is
+    // read from its reports to the coordinator instead.
+    const s2 = await until(a, 'an exchange with the other tab', (s) => s.f.exchangesAccepted >= 1, 300_000);
+    await until(b, 'an exchange with the first tab', (s) => s.f.exchangesAccepted >= 1, 300_000);
+    const [ida, idb] = [await peerIdOf(a), await peerIdOf(b)];
+    expect(ida).toMatch(/^p-[0-9a-f]{16}$/);
+    expect(idb).toMatch(/^p-[0-9a-f]{16}$/);
+    const partnersIn = (peer: string) => (server.c.db.prepare('SELECT DISTINCT partner FROM reports WHERE run_id = ? AND peer_id = ? AND partner IS NOT NULL').all(RUN, peer) as { partner: string }[]).map((r) => r.partner);
+    await expect.poll(() => partnersIn(ida), { timeout: 30_000 }).toEqual([idb]);
+    await expect.poll(() => partnersIn(idb), { timeout: 30_000 }).toEqual([ida]);
     expect(s2.f.bytesUp).toBeGreaterThan(0);
     await until(a, 'more tokens', (s) => s.f.tokensTrained > s2.f.tokensTrained);
     expect(s2.f.tokensTrained).toBeGreaterThan(0);

@@ -19,6 +19,16 @@ export interface ValidationSettings {
   /** ||Δ_j|| above this × the median is not noise but an attack or a bug: rejected outright. */
   rejectFactor: number;
   /**
+   * ||Δ_j|| above this × the median from a partner that does not say it is ahead of us in rounds
+   * is refused and an offence too: peers at the same point of the LR schedule send Δ within about
+   * 2× of each other, and only a peer further along the warm-up sends a much larger one honestly
+   * (a fast peer that ran rounds alone while a slow one loaded: Δ about 0.2 against a Δ scale of
+   * 0.0115 to 0.0173 in the browser test's run, up to 17×). Issue 15's Δ × −20 sat at 20× and, late in a run where its direction is nearly
+   * orthogonal to ours, passed the direction check; clipped, it stayed within the probe's noise
+   * four exchanges running and went unreported in a fresh-clone CI run.
+   */
+  normReportFactor: number;
+  /**
    * ||φ_j − φ_i|| may exceed its value at our last accepted exchange with j by this × the Δ
    * scale per round since then (since round 0 if never): beyond that it is rejected.
    */
@@ -100,6 +110,7 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   // 30x the median is beyond any honest spread (even across LR warm-up); clipping alone would
   // let a peer that sends junk every round stay unnoticed.
   rejectFactor: 30,
+  normReportFactor: 8,
   // An outer step moves φ by |m| <= β/(1−α)·||Δ|| (1.4 Δ norms at the defaults), so two
   // replicas training apart drift by at most ~3 Δ norms a round; 10 leaves room for larger α.
   phiFactor: 10,
@@ -222,13 +233,14 @@ export class PartnerValidator {
   constructor(readonly elements: number, readonly settings: ValidationSettings = DEFAULT_VALIDATION, random: () => number = Math.random) {
     this.sampleStride = Math.max(1, Math.floor(elements / MIRROR_SAMPLES));
     this.sampleOffset = Math.min(this.sampleStride - 1, Math.floor(random() * this.sampleStride));
-    for (const k of ['clipFactor', 'strangerClipFactor', 'rejectFactor', 'phiFactor', 'phiClipFactor', 'phiLagFactor', 'lagSlack', 'lagCap', 'lagLimit', 'strangerRounds', 'antiCosine', 'antiCosineReport', 'mirrorCosine'] as const) {
+    for (const k of ['clipFactor', 'strangerClipFactor', 'rejectFactor', 'normReportFactor', 'phiFactor', 'phiClipFactor', 'phiLagFactor', 'lagSlack', 'lagCap', 'lagLimit', 'strangerRounds', 'antiCosine', 'antiCosineReport', 'mirrorCosine'] as const) {
       if (!(settings[k] > 0)) throw new RangeError(`validation: ${k} must be > 0, got ${settings[k]}`);
     }
     if (settings.lagCap - settings.lagSlack > settings.lagLimit) throw new RangeError('validation: lagCap − lagSlack must be <= lagLimit (one lag alone is no report)');
     if (settings.antiCosineReport < settings.antiCosine) throw new RangeError('validation: antiCosineReport must be >= antiCosine');
     if (settings.mirrorCosine > 1) throw new RangeError(`validation: mirrorCosine must be <= 1 (a cosine), got ${settings.mirrorCosine}`);
     if (settings.rejectFactor < settings.clipFactor) throw new RangeError('validation: rejectFactor must be >= clipFactor');
+    if (settings.normReportFactor < settings.clipFactor || settings.normReportFactor > settings.rejectFactor) throw new RangeError('validation: normReportFactor must be within [clipFactor, rejectFactor]');
     if (settings.strangerClipFactor > settings.clipFactor) throw new RangeError('validation: strangerClipFactor must be <= clipFactor');
     if (!(Number.isInteger(settings.provenExchanges) && settings.provenExchanges >= 0)) throw new RangeError('validation: provenExchanges must be an integer >= 0');
     if (!(Number.isInteger(settings.window) && settings.window >= 1)) throw new RangeError(`validation: window must be a positive integer`);
@@ -306,6 +318,15 @@ export class PartnerValidator {
     if (ownDelta) this.remember(at.peer, at.round, ownDelta);
     if (scale > 0 && deltaNorm > this.settings.rejectFactor * scale) {
       return { ok: false, reason: 'delta-norm', offence: true, detail: `||Δ|| = ${fmt(deltaNorm)} > ${this.settings.rejectFactor} × median ${fmt(scale)}` };
+    }
+    // A partner that says it is ahead of us in rounds may be further along the LR warm-up: its
+    // larger Δ is clipped (a claim buys no more; past rejectFactor it is an offence whatever it says).
+    const ahead = Number.isInteger(at.peerRound) && at.peerRound! > at.round;
+    if (scale > 0 && deltaNorm > this.settings.normReportFactor * scale && !ahead) {
+      return {
+        ok: false, reason: 'delta-norm', offence: true,
+        detail: `||Δ|| = ${fmt(deltaNorm)} > ${this.settings.normReportFactor} × median ${fmt(scale)} from a partner that is not ahead of our round ${at.round} (it says ${Number.isInteger(at.peerRound) ? at.peerRound : 'nothing'})`,
+      };
     }
     // The mirror: the Δ we sent this partner at our last exchange, sent back reversed (issue 15's
     // camper, which never trains, does that). Checked against our Δ of the round alone it can
