@@ -215,6 +215,12 @@ describe('PartnerValidator', () => {
     expect(v.check(phi, { phi: phi.slice(), delta: plus(gaussian(66, 1e-3), sent.map((x) => 0.3 * x)) }, { peer: 'honest', round: 2 }, now)).toMatchObject({ ok: true });
     // Only what we sent that partner counts: a Δ we sent someone else, reversed, meets the other rules alone.
     expect(v.check(phi, { phi: phi.slice(), delta: mirrored.slice() }, { peer: 'other', round: 3 }, now)).toMatchObject({ ok: false, reason: 'delta-direction', offence: false });
+    // The memory is bounded: after 256 other partners the first one's sample is gone (16 KB each),
+    // so its mirror is judged by the other rules alone.
+    const w = honestValidator();
+    w.check(phi, { phi: phi.slice(), delta: gaussian(62, 1e-3) }, { peer: 'first', round: 1 }, sent);
+    for (let k = 0; k < 256; k++) w.check(phi, { phi: phi.slice(), delta: gaussian(62, 1e-3) }, { peer: `other${k}`, round: 1 }, sent);
+    expect(w.check(phi, { phi: phi.slice(), delta: mirrored.slice() }, { peer: 'first', round: 3 }, now)).toMatchObject({ ok: false, reason: 'delta-direction', offence: false });
     // A short tensor: all of it is sampled, and only past 6/√n (1.5 for 16: never) is it a mirror.
     const short = new PartnerValidator(16);
     short.observeOwn(1);
@@ -248,6 +254,8 @@ describe('PartnerValidator', () => {
     const liar = meetAgain(1e6, 10, 1700);
     expect(liar).toMatchObject({ ok: false, reason: 'phi-distance' });
     if (!liar.ok) expect(liar.detail).toMatch(/× 16 of its rounds since$/);
+    // A claim that is no count (negative, fractional) buys no rounds.
+    for (const bad of [-1e6, 2.5]) expect(meetAgain(bad, 5, 200)).toMatchObject({ ok: false, reason: 'phi-distance' });
     // A never-met peer is judged as before: its claim counts rounds from round 0, not its Δ.
     expect(honestValidator().check(phi, { phi: away(200 * s0), delta: gaussian(73, 1e-2) }, { peer: 'new', round: 3, peerRound: 40 })).toMatchObject({ ok: false, reason: 'phi-distance' });
   });

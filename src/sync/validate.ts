@@ -255,7 +255,7 @@ export class PartnerValidator {
 
   /** Keeps a sample of the Δ we send `peer` in `round` (the mirror check). */
   private remember(peer: string, round: number, own: Float32Array): void {
-    const sample = new Float32Array(this.sampled);
+    const sample = this.sent.get(peer)?.sample ?? new Float32Array(this.sampled);
     for (let k = 0, i = this.sampleOffset; i < this.elements; k++, i += this.sampleStride) sample[k] = own[i];
     this.sent.delete(peer);
     this.sent.set(peer, { round, sample });
@@ -321,11 +321,12 @@ export class PartnerValidator {
     }
     // A partner that says it is ahead of us in rounds may be further along the LR warm-up: its
     // larger Δ is clipped (a claim buys no more; past rejectFactor it is an offence whatever it says).
-    const ahead = Number.isInteger(at.peerRound) && at.peerRound! > at.round;
+    const claim = claimedRound(at.peerRound);
+    const ahead = claim !== null && claim > at.round;
     if (scale > 0 && deltaNorm > this.settings.normReportFactor * scale && !ahead) {
       return {
         ok: false, reason: 'delta-norm', offence: true,
-        detail: `||Δ|| = ${fmt(deltaNorm)} > ${this.settings.normReportFactor} × median ${fmt(scale)} from a partner that is not ahead of our round ${at.round} (it says ${Number.isInteger(at.peerRound) ? at.peerRound : 'nothing'})`,
+        detail: `||Δ|| = ${fmt(deltaNorm)} > ${this.settings.normReportFactor} × median ${fmt(scale)} from a partner that is not ahead of our round ${at.round} (it says ${claim ?? 'nothing'})`,
       };
     }
     // The mirror: the Δ we sent this partner at our last exchange, sent back reversed (issue 15's
@@ -361,10 +362,9 @@ export class PartnerValidator {
     // The drift built up at the rate of its time: the larger of the Δ scales then and now.
     const known = this.met.get(at.peer);
     const last = known ?? { round: 0, distance: 0, scale };
-    const claimed = Number.isInteger(at.peerRound) && at.peerRound! > 0 ? at.peerRound! : 0;
     const apart = known
       ? Math.max(1, Math.abs(at.round - last.round))
-      : Math.min(Math.max(1, at.round, claimed), this.settings.strangerRounds);
+      : Math.min(Math.max(1, at.round, claim ?? 0), this.settings.strangerRounds);
     const roomScale = Math.max(scale, last.scale);
     // The partner's side of the drift: the rounds it says it trained since our last accepted
     // exchange (capped as a stranger's), at the pace of its own Δ. A fast peer alone runs dozens
@@ -373,7 +373,7 @@ export class PartnerValidator {
     // distance within a second, for good, when only our rounds at our Δ scale counted. Its Δ is
     // its claim too, but one over rejectFactor × our scale was refused above; and what a far φ
     // does once accepted is bounded by the φ clip (phiClipFactor), then judged by the probe.
-    const theirs = known?.peerRound != null && Number.isInteger(at.peerRound) ? Math.min(Math.abs(at.peerRound! - known.peerRound), this.settings.strangerRounds) : 0;
+    const theirs = known?.peerRound != null && claim !== null ? Math.min(Math.abs(claim - known.peerRound), this.settings.strangerRounds) : 0;
     const theirRoom = Math.max(roomScale, deltaNorm) * theirs;
     const byTheirs = theirRoom > roomScale * apart;
     const bound = last.distance + this.settings.phiFactor * Math.max(roomScale * apart, theirRoom);
@@ -446,7 +446,7 @@ export class PartnerValidator {
     push(this.deltaNorms, accepted, this.settings.window);
     // The consensus step pulls the pair closer: what it leaves is within this plus a round's room.
     this.met.delete(at.peer);
-    this.met.set(at.peer, { round: at.round, peerRound: Number.isInteger(at.peerRound) && at.peerRound! >= 0 ? at.peerRound! : null, distance: phiDistance, scale, accepted: (known?.accepted ?? 0) + 1 });
+    this.met.set(at.peer, { round: at.round, peerRound: claim, distance: phiDistance, scale, accepted: (known?.accepted ?? 0) + 1 });
     if (this.met.size > MAX_REMEMBERED) this.met.delete(this.met.keys().next().value!);
     return { ok: true, delta, deltaNorm, clipped, phiDistance, phiClipped, cosine, phiCosine, phiLag, phiLagClipped, phiLagTheirs, lagSum };
   }
@@ -457,8 +457,14 @@ export class PartnerValidator {
  * at most lagRounds of them. Nothing for one at or ahead of our round, or with no valid claim.
  */
 export function lagAllowance(settings: Pick<ValidationSettings, 'lagPerRound' | 'lagRounds'>, round: number, peerRound: number | undefined): number {
-  if (!(Number.isInteger(peerRound) && peerRound! >= 0 && Number.isInteger(round))) return 0;
-  return settings.lagPerRound * Math.min(Math.max(0, round - peerRound!), settings.lagRounds);
+  const claim = claimedRound(peerRound);
+  if (claim === null || !Number.isInteger(round)) return 0;
+  return settings.lagPerRound * Math.min(Math.max(0, round - claim), settings.lagRounds);
+}
+
+/** The round a partner says it is at, when that is a count (an integer >= 0); null otherwise. */
+function claimedRound(peerRound: number | undefined): number | null {
+  return Number.isInteger(peerRound) && peerRound! >= 0 ? peerRound! : null;
 }
 
 /** ||x||_2 in double precision. */
