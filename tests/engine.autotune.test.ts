@@ -60,15 +60,18 @@ describe('autotune', () => {
     expect(again.tuning).toEqual(r.tuning);
   });
 
-  gpuTest('on a hardware adapter also tunes the large GEMM class and tries the tiled matmul and attention kernels; a software one does neither', async (device) => {
+  gpuTest('on a hardware adapter also tunes the large GEMM class and tries the tiled matmul, attention and wide LayerNorm kernels; a software one does none of it', async (device) => {
     const { info } = await getTestGpu();
     const tile = { wgX: 4, wgY: 2, tm: 8 as const, vec4: true, tile: true };
-    const hw = await autotune(device, { ...info, isSoftware: false }, { ...small, tileCandidates: [tile], splitCandidates: [2, 3], largeSize: 96, attentionT: 24, store: memoryStore() });
-    // 2 classes x 3 modes x (3 shapes + quad variants of the 2 register ones + other width), tn's tile split 2 ways in each class; 2 grids; 2 attention kernels
-    expect(hw.timings).toHaveLength(2 * 3 * (3 + quadTries + 1) + 2 * 2 + 2 + 2);
+    const hw = await autotune(device, { ...info, isSoftware: false }, { ...small, tileCandidates: [tile], splitCandidates: [2, 3], largeSize: 96, attentionT: 24, layernormN: 40, layernormC: 48, store: memoryStore() });
+    // 2 classes x 3 modes x (3 shapes + quad variants of the 2 register ones + other width), tn's tile split 2 ways in each class; 2 grids; 2 attention kernels; 2 LayerNorm kernels
+    expect(hw.timings).toHaveLength(2 * 3 * (3 + quadTries + 1) + 2 * 2 + 2 + 2 + 2);
     const att = hw.timings.filter((t) => t.kernel === 'attention');
     expect(att.map((t) => t.shape).sort()).toEqual(['rows', 'tiled']);
     expect(hw.tuning.attention).toBe(att.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
+    const ln = hw.timings.filter((t) => t.kernel === 'layernorm');
+    expect(ln.map((t) => t.shape).sort()).toEqual(['rows', 'wide']);
+    expect(hw.tuning.layernorm).toBe(ln.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
     for (const mode of ['nn', 'nt', 'tn'] as const) {
       for (const suffix of ['', '.large']) {
         const mine = hw.timings.filter((t) => t.kernel === `matmul.${mode}${suffix}`);
@@ -83,7 +86,8 @@ describe('autotune', () => {
     const sw = await autotune(device, { ...info, isSoftware: true }, { ...small, tileCandidates: [tile], largeSize: 96, store: memoryStore() });
     expect(sw.tuning.matmulLarge).toBeUndefined();
     expect(sw.tuning.attention).toBeUndefined();
-    expect(sw.timings.filter((t) => t.shape.startsWith('tile') || t.kernel === 'attention')).toHaveLength(0);
+    expect(sw.tuning.layernorm).toBeUndefined();
+    expect(sw.timings.filter((t) => t.shape.startsWith('tile') || t.kernel === 'attention' || t.kernel === 'layernorm')).toHaveLength(0);
   });
 
   gpuTest('quads are offered only where a quad product equals the plain one: lanes that are not a quad\'s neighbours are caught', async (device) => {

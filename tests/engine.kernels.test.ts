@@ -11,7 +11,7 @@ import { DEFAULT_TUNING, Kernels } from '../src/gpu/kernels.ts';
 import { STEP_STATE_LOSS_SCALE, STEP_STATE_WORDS } from '../src/gpu/state.ts';
 import {
   ATT_TILED_MAX_HEAD, attentionBackward, attentionForward, attentionQuads, attentionTiled, crossentropy, encoderBackward, encoderForward,
-  layernormBackward, layernormForward, layernormScratchFloats, matmulBackward, matmulForward, matmulGeluForward, tokenIndex,
+  layernormBackward, layernormForward, layernormScratchFloats, layernormWide, matmulBackward, matmulForward, matmulGeluForward, tokenIndex,
 } from '../src/gpu/ops.ts';
 import { emptyF32, gpuTest, readF32, uploadF32, uploadU32 } from './support/gpu.ts';
 import { randomArray, relErr, runDispatches } from './support/engine.ts';
@@ -56,9 +56,17 @@ describe('encoder', () => {
   }
 });
 
+let wideKernels: Kernels | undefined;
+afterAll(() => wideKernels?.destroy());
+const KW = (device: GPUDevice) => (wideKernels ??= new Kernels(device, { ...DEFAULT_TUNING, layernorm: 'wide' }));
+
 describe('layernorm', () => {
-  for (const [N, C] of [[7, 10], [1, 3], [33, 32], [200, 12]]) {
-    gpuTest(`forward and backward N=${N} C=${C} (dinp +=, dweight/dbias +=)`, async (device) => {
+  // rows: an invocation per row; wide: a workgroup of LN_WIDE_WG per row (C = 300 gives some
+  // invocations 3 channels and some 2; C = 3 leaves most of the workgroup idle).
+  for (const [kind, N, C] of [['rows', 7, 10], ['rows', 1, 3], ['rows', 33, 32], ['rows', 200, 12], ['wide', 7, 10], ['wide', 1, 3], ['wide', 33, 32], ['wide', 200, 12], ['wide', 9, 300], ['wide', 70, 768]] as const) {
+    gpuTest(`${kind}: forward and backward N=${N} C=${C} (dinp +=, dweight/dbias +=)`, async (device) => {
+      const k = kind === 'wide' ? KW(device) : K(device);
+      expect(layernormWide(k)).toBe(kind === 'wide');
       const inp = randomArray(N * C, 1, 3), w = randomArray(C, 2), b = randomArray(C, 3), dout = randomArray(N * C, 4);
       const dinp0 = randomArray(N * C, 5), dw0 = randomArray(C, 6), db0 = randomArray(C, 7);
       const g = {
@@ -68,8 +76,8 @@ describe('layernorm', () => {
         scratch: emptyF32(device, layernormScratchFloats(N, C)),
       };
       await runDispatches(device, [
-        layernormForward(K(device), 't.ln', g.out, g.mean, g.rstd, g.inp, g.w, g.b, N, C),
-        ...layernormBackward(K(device), 't.ln.bwd', g.dinp, g.dw, g.db, g.dout, g.inp, g.w, g.mean, g.rstd, g.scratch, N, C),
+        layernormForward(k, 't.ln', g.out, g.mean, g.rstd, g.inp, g.w, g.b, N, C),
+        ...layernormBackward(k, 't.ln.bwd', g.dinp, g.dw, g.db, g.dout, g.inp, g.w, g.mean, g.rstd, g.scratch, N, C),
       ]);
       const out = new Float32Array(N * C), mean = new Float32Array(N), rstd = new Float32Array(N);
       ref.layernormForward(out, mean, rstd, inp, w, b, N, C);

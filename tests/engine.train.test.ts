@@ -10,6 +10,7 @@ import { initParams } from '../src/model/init.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { CpuTrainer } from '../src/train/cpu-trainer.ts';
 import { GpuEngine } from '../src/gpu/engine.ts';
+import type { Tuning } from '../src/gpu/kernels.ts';
 import { getTestDevice, withGpuScope } from './support/gpu.ts';
 import { randomBatch } from './support/batches.ts';
 
@@ -110,6 +111,46 @@ describe('GpuEngine on an awkward model (scalar-load paths, ragged tiles)', () =
         const st = await e.readState();
         let diff = 0, change = 0;
         for (let i = 0; i < lay.total; i++) {
+          diff = Math.max(diff, Math.abs(st.params[i] - cpu.params[i]));
+          change = Math.max(change, Math.abs(cpu.params[i] - theta0[i]));
+        }
+        expect(diff / change).toBeLessThan(2e-3);
+      } finally {
+        e.destroy();
+      }
+    });
+  });
+});
+
+describe('GpuEngine with the kernels a GPU picks (tiled attention, wide LayerNorm, workgroup tiles with K split)', () => {
+  // The H200's tuning (bench/results/torch-h200.json) with the LayerNorm a GPU picks: the same
+  // 20 steps as the default kernels above, within the same bounds.
+  const gpuTuning: Tuning = {
+    matmul: {
+      nn: { wgX: 16, wgY: 4, tm: 8, vec4: true },
+      nt: { wgX: 4, wgY: 16, tm: 8, vec4: true },
+      tn: { wgX: 16, wgY: 8, tm: 8, vec4: true, tile: true, splitK: 8 },
+    },
+    stride: { wg: 256, groups: 1024 },
+    attention: 'tiled',
+    layernorm: 'wide',
+  };
+  it(`${STEPS} steps: losses within 1e-3 relative, parameters within 2e-3 of the largest change`, async () => {
+    const theta0 = initParams(layout, 3);
+    const cpu = new CpuTrainer(layout, cfg, theta0);
+    const cpuLosses = Array.from({ length: STEPS }, (_, s) => cpu.trainStep(batches[s % batches.length]));
+    await withGpuScope(device, async () => {
+      const e = new GpuEngine(device, { layout, train: cfg, B, T, readEvery: 8, tuning: gpuTuning });
+      try {
+        e.writeState({ params: theta0, m: zeros(), v: zeros(), phi: theta0, outerM: zeros(), step: 0 });
+        let s = 0;
+        const got = await e.train(STEPS, () => batches[s++ % batches.length]);
+        for (let i = 0; i < STEPS; i++) {
+          expect(Math.abs(got.losses[i] - cpuLosses[i]) / cpuLosses[i], `step ${i}: gpu ${got.losses[i]} cpu ${cpuLosses[i]}`).toBeLessThan(1e-3);
+        }
+        const st = await e.readState();
+        let diff = 0, change = 0;
+        for (let i = 0; i < layout.total; i++) {
           diff = Math.max(diff, Math.abs(st.params[i] - cpu.params[i]));
           change = Math.max(change, Math.abs(cpu.params[i] - theta0[i]));
         }

@@ -7,7 +7,7 @@
 import type { AdapterSummary } from './device.ts';
 import { allMatmulShapes, DEFAULT_TUNING, encodeDispatches, Kernels, type Dispatch, type MatmulMode, type MatmulShape, type StrideShape, type Tuning, UniformData } from './kernels.ts';
 import { matmulDispatches, shapeProblem } from './matmul.ts';
-import { attentionBackward, attentionForward } from './ops.ts';
+import { attentionBackward, attentionForward, layernormBackward, layernormForward, layernormScratchFloats } from './ops.ts';
 import { isTuning } from './tuning-check.ts';
 import { STEP_STATE_WORDS } from './state.ts';
 
@@ -34,6 +34,11 @@ export interface AutotuneOptions {
   attentionCandidates?: NonNullable<Tuning['attention']>[];
   /** Sequence length of the timed attention (default 256). */
   attentionT?: number;
+  /** LayerNorm kernels tried on hardware adapters (default both; software adapters keep 'rows'). */
+  layernormCandidates?: NonNullable<Tuning['layernorm']>[];
+  /** Rows and channels of the timed LayerNorm (default 2048 x 768). */
+  layernormN?: number;
+  layernormC?: number;
   /** Problem size of the timed matmuls (M = N = K). */
   size?: number;
   /**
@@ -193,7 +198,30 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
         }
       }
     }
-    const tuning: Tuning = { matmul: matmulBest, ...(matmulLarge ? { matmulLarge } : {}), stride: bestStride.shape, ...(attention ? { attention } : {}), ...(quads === 'offered' ? { quads: true } : {}) };
+    // The LayerNorm kernels, forward and backward, on 2048 rows of 768 (layernormN, layernormC).
+    let layernorm: Tuning['layernorm'];
+    if (!info.isSoftware) {
+      const [N, C] = [opts.layernormN ?? 2048, opts.layernormC ?? 768];
+      const x = buf('ln.x', N * C), y = buf('ln.y', N * C), dy = buf('ln.dy', N * C), dx = buf('ln.dx', N * C);
+      const w = buf('ln.w', C), b = buf('ln.b', C), dw = buf('ln.dw', C), db = buf('ln.db', C);
+      const mean = buf('ln.mean', N), rstd = buf('ln.rstd', N), scratch = buf('ln.scratch', layernormScratchFloats(N, C));
+      let best = Infinity;
+      for (const kind of opts.layernormCandidates ?? ['rows', 'wide'] as const) {
+        const kl = new Kernels(device, { ...DEFAULT_TUNING, layernorm: kind });
+        try {
+          const ds = [layernormForward(kl, 'autotune.ln', y, mean, rstd, x, w, b, N, C), ...layernormBackward(kl, 'autotune.ln.bwd', dx, dw, db, dy, x, w, mean, rstd, scratch, N, C)];
+          const ms = await timeDispatch(device, ds);
+          timings.push({ kernel: 'layernorm', shape: kind, ms });
+          if (ms < best) { best = ms; layernorm = kind; }
+        } finally {
+          kl.destroy();
+        }
+      }
+    }
+    const tuning: Tuning = {
+      matmul: matmulBest, ...(matmulLarge ? { matmulLarge } : {}), stride: bestStride.shape,
+      ...(attention ? { attention } : {}), ...(layernorm ? { layernorm } : {}), ...(quads === 'offered' ? { quads: true } : {}),
+    };
     await opts.store?.save(key, tuning).catch(() => {});
     return { tuning, fromCache: false, key, timings, quads };
   } finally {

@@ -50,6 +50,12 @@ export interface Tuning {
    */
   attention?: 'rows' | 'tiled';
   /**
+   * LayerNorm kernels: 'rows' (an invocation per row; the default, and SwiftShader's best) or
+   * 'wide' (a workgroup of LN_WIDE_WG per row, reading each row side by side; for GPUs, where an
+   * invocation walking a row alone reads C floats apart from its neighbours).
+   */
+  layernorm?: 'rows' | 'wide';
+  /**
    * The autotuner found this device's quads to be 4 adjacent invocations (quadsMatch): the row
    * attention forward then shares keys across quads. (Quad matmul shapes are only chosen there.)
    */

@@ -40,10 +40,20 @@ export function encoderBackward(k: Kernels, label: string, dwte: Ref, dwpe: Ref,
   ];
 }
 
+/** Invocations of a workgroup of the `wide` LayerNorm kernels (one workgroup per row). */
+export const LN_WIDE_WG = 128;
+
+/** Whether the LayerNorms run one workgroup per row (`wide`) on this tuning. */
+export function layernormWide(k: Kernels): boolean {
+  return k.tuning.layernorm === 'wide';
+}
+
 /** out (N,C), mean (N), rstd (N) = LayerNorm(inp (N,C)) with weight, bias (C). */
 export function layernormForward(k: Kernels, label: string, out: Ref, mean: Ref, rstd: Ref, inp: Ref, weight: Ref, bias: Ref, N: number, C: number): Dispatch {
   const u = k.uniform(`${label}.uniform`, new UniformData().u32(N, C, 0, 0));
-  return k.dispatch(label, k.pipeline('layernormFwd', 'main'), [inp, weight, bias, out, mean, rstd, u], strideGrid(N, 64));
+  const refs = [inp, weight, bias, out, mean, rstd, u];
+  if (layernormWide(k)) return k.dispatch(label, k.pipeline('layernormFwd', 'wide', { WG: LN_WIDE_WG }), refs, [Math.min(N, 65535), 1, 1]);
+  return k.dispatch(label, k.pipeline('layernormFwd', 'main'), refs, strideGrid(N, 64));
 }
 
 /** Rows per chunk of the LayerNorm parameter-gradient reduction. */
@@ -61,8 +71,12 @@ export function layernormScratchFloats(N: number, C: number): number {
 export function layernormBackward(k: Kernels, label: string, dinp: Ref, dweight: Ref, dbias: Ref, dout: Ref, inp: Ref, weight: Ref, mean: Ref, rstd: Ref, scratch: Ref, N: number, C: number): Dispatch[] {
   const chunks = Math.ceil(N / LN_ROWS_PER_CHUNK);
   const u = k.uniform(`${label}.uniform`, new UniformData().u32(N, C, LN_ROWS_PER_CHUNK, chunks));
+  const refs = [dout, inp, weight, mean, rstd, dinp, null, null, u, scratch];
+  const partial = layernormWide(k)
+    ? k.dispatch(`${label}.partial`, k.pipeline('layernormBwd', 'wide', { WG: LN_WIDE_WG }), refs, [Math.min(N + Math.ceil(C * chunks / LN_WIDE_WG), 65535), 1, 1])
+    : k.dispatch(`${label}.partial`, k.pipeline('layernormBwd', 'partial'), refs, strideGrid(Math.max(N, C * chunks), 64));
   return [
-    k.dispatch(`${label}.partial`, k.pipeline('layernormBwd', 'partial'), [dout, inp, weight, mean, rstd, dinp, null, null, u, scratch], strideGrid(Math.max(N, C * chunks), 64)),
+    partial,
     k.dispatch(`${label}.dparamsFinal`, k.pipeline('layernormBwd', 'dparamsFinal'), [null, null, null, null, null, null, dweight, dbias, u, scratch], [Math.ceil(C / 64), 1, 1]),
   ];
 }

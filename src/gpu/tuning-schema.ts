@@ -15,6 +15,7 @@ export const TuningSchema = Type.Object({
   matmulLarge: Type.Optional(ModesSchema),
   stride: Type.Object({ wg: Side, groups: Type.Integer({ minimum: 1, maximum: 65535 }) }, { additionalProperties: false }),
   attention: Type.Optional(Type.Union([Type.Literal('rows'), Type.Literal('tiled')])),
+  layernorm: Type.Optional(Type.Union([Type.Literal('rows'), Type.Literal('wide')])),
   quads: Type.Optional(Type.Boolean()),
 }, { additionalProperties: false });
 

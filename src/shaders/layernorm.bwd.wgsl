@@ -7,6 +7,10 @@
 //                    stream's gradient, which also flows around the block);
 //                    dparamsPartial, (chunk, channel) i < chunks * C: partial sums of
 //                    dout * norm and dout over the chunk's ROWS rows into scratch.
+//   wide:            the same two jobs for a GPU: workgroup w < N is row w's dinput, its WG
+//                    invocations side by side along the row, reducing in workgroup memory
+//                    (the row walk of one invocation reads C floats apart from its
+//                    neighbours); the workgroups after them do dparamsPartial, WG indices each.
 //   dparamsFinal:    one invocation per channel sums its chunks in order:
 //                    dweight += sum_n dout * norm, dbias += sum_n dout.
 struct P { N: u32, C: u32, rows: u32, chunks: u32 }
@@ -79,4 +83,50 @@ fn dparamsFinal(@builtin(global_invocation_id) g: vec3u) {
   }
   dw[c] += sw;
   db[c] += sb;
+}
+
+var<workgroup> red: array<vec2f, 256>;
+
+/** The sum over the workgroup (WG a power of two of at most 256) of each invocation's `v`. */
+fn workgroupSum2(v: vec2f, li: u32) -> vec2f {
+  red[li] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (li < s) { red[li] += red[li + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(WG)
+fn wide(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let parts = (p.C * p.chunks + WG - 1u) / WG;
+  for (var w = wg.x; w < p.N + parts; w += nwg.x) {
+    if (w < p.N) {
+      dinputWide(w, li);
+    } else {
+      let i = (w - p.N) * WG + li;
+      if (i < p.C * p.chunks) { dparamsPartial(i); }
+    }
+  }
+}
+
+fn dinputWide(n: u32, li: u32) {
+  let x = n * p.C;
+  let m = mean[n];
+  let s = rstd[n];
+  var acc = vec2f(0.0);
+  for (var c = li; c < p.C; c += WG) {
+    let norm = (inp[x + c] - m) * s;
+    let dnorm = weight[c] * dout[x + c];
+    acc += vec2f(dnorm, dnorm * norm);
+  }
+  let t = workgroupSum2(acc, li) / f32(p.C); // (mean of dnorm, mean of dnorm * norm)
+  for (var c = li; c < p.C; c += WG) {
+    let norm = (inp[x + c] - m) * s;
+    let dnorm = weight[c] * dout[x + c];
+    dinp[x + c] += (dnorm - t.x - norm * t.y) * s;
+  }
 }
