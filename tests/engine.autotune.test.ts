@@ -64,10 +64,10 @@ describe('autotune', () => {
     const { info } = await getTestGpu();
     const tile = { wgX: 4, wgY: 2, tm: 8 as const, vec4: true, tile: true };
     const hw = await autotune(device, { ...info, isSoftware: false }, { ...small, tileCandidates: [tile], splitCandidates: [2, 3], largeSize: 96, attentionT: 24, layernormN: 40, layernormC: 48, store: memoryStore() });
-    // 2 classes x 3 modes x (3 shapes + quad variants of the 2 register ones + other width), tn's tile split 2 ways in each class; 2 grids; 2 attention kernels; 2 LayerNorm kernels
-    expect(hw.timings).toHaveLength(2 * 3 * (3 + quadTries + 1) + 2 * 2 + 2 + 2 + 2);
+    // 2 classes x 3 modes x (3 shapes + quad variants of the 2 register ones + other width), tn's tile split 2 ways in each class; 2 grids; 3 attention kernels; 2 LayerNorm kernels
+    expect(hw.timings).toHaveLength(2 * 3 * (3 + quadTries + 1) + 2 * 2 + 2 + 3 + 2);
     const att = hw.timings.filter((t) => t.kernel === 'attention');
-    expect(att.map((t) => t.shape).sort()).toEqual(['rows', 'tiled']);
+    expect(att.map((t) => t.shape).sort()).toEqual(['blocked', 'rows', 'tiled']);
     expect(hw.tuning.attention).toBe(att.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
     const ln = hw.timings.filter((t) => t.kernel === 'layernorm');
     expect(ln.map((t) => t.shape).sort()).toEqual(['rows', 'wide']);

@@ -12,7 +12,7 @@ import { buildLayout } from '../src/model/layout.ts';
 import { CpuTrainer } from '../src/train/cpu-trainer.ts';
 import { DEFAULT_TUNING, Kernels } from '../src/gpu/kernels.ts';
 import { matmul } from '../src/gpu/matmul.ts';
-import { attentionBackward, attentionForward } from '../src/gpu/ops.ts';
+import { attentionBackward, attentionForward, attentionKind } from '../src/gpu/ops.ts';
 import { GpuEngine } from '../src/gpu/engine.ts';
 import { loadDefaultCorpus } from '../src/data/corpus.ts';
 import { WindowSampler } from '../src/data/sampler.ts';
@@ -84,10 +84,11 @@ describe('half.wgsl: operands rounded to f16 as the kernels read them', () => {
     expect(await readF32(device, c, 4)).toEqual(x);
   });
 
-  for (const tiled of [false, true]) {
-    gpuTest(`attention (${tiled ? 'tiled' : 'rows'}): forward and backward on f16-rounded q, k, v and dO match the reference on rounded inputs`, async (device) => {
+  for (const kind of ['rows', 'tiled', 'blocked'] as const) {
+    gpuTest(`attention (${kind}): forward and backward on f16-rounded q, k, v and dO match the reference on rounded inputs`, async (device) => {
       const [B, T, C, NH] = [2, 19, 32, 2];
-      const k = halfKernels(device, tiled ? { ...DEFAULT_TUNING, attention: 'tiled' } : DEFAULT_TUNING);
+      const k = halfKernels(device, { ...DEFAULT_TUNING, attention: kind });
+      expect(attentionKind(k, C / NH)).toBe(kind);
       const qkv = randomArray(B * T * 3 * C, 1, 2), dout = randomArray(B * T * C, 2);
       const g = {
         qkv: uploadF32(device, qkv), out: emptyF32(device, B * T * C), lse: emptyF32(device, B * NH * T),

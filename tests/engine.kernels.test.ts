@@ -10,7 +10,7 @@ import * as ref from '../src/model/reference.ts';
 import { DEFAULT_TUNING, Kernels } from '../src/gpu/kernels.ts';
 import { STEP_STATE_LOSS_SCALE, STEP_STATE_WORDS } from '../src/gpu/state.ts';
 import {
-  ATT_TILED_MAX_HEAD, attentionBackward, attentionForward, attentionQuads, attentionTiled, crossentropy, encoderBackward, encoderForward,
+  ATT_TILED_MAX_HEAD, attentionBackward, attentionForward, attentionKind, attentionQuads, attentionTiled, crossentropy, encoderBackward, encoderForward,
   layernormBackward, layernormForward, layernormScratchFloats, layernormWide, matmulBackward, matmulForward, matmulGeluForward, tokenIndex,
 } from '../src/gpu/ops.ts';
 import { emptyF32, gpuTest, readF32, uploadF32, uploadU32 } from './support/gpu.ts';
@@ -127,9 +127,10 @@ describe('matmul forward / backward (y = x W + b, W stored (in, out))', () => {
   }
 });
 
-let tiledKernels: Kernels | undefined, quadKernels: Kernels | undefined;
-afterAll(() => { tiledKernels?.destroy(); quadKernels?.destroy(); });
+let tiledKernels: Kernels | undefined, quadKernels: Kernels | undefined, blockedKernels: Kernels | undefined;
+afterAll(() => { tiledKernels?.destroy(); quadKernels?.destroy(); blockedKernels?.destroy(); });
 const KT = (device: GPUDevice) => (tiledKernels ??= new Kernels(device, { ...DEFAULT_TUNING, attention: 'tiled' }));
+const KB = (device: GPUDevice) => (blockedKernels ??= new Kernels(device, { ...DEFAULT_TUNING, attention: 'blocked' }));
 // The autotuner's verdict that this device's quads are adjacent invocations (it is: engine.autotune).
 const KQ = (device: GPUDevice) => (quadKernels ??= new Kernels(device, { ...DEFAULT_TUNING, quads: true }));
 
@@ -138,12 +139,16 @@ describe('causal multi-head attention (fused: forward one kernel, backward two)'
   // several tiles, two row workgroups (T = 70 > 64), and base's longest context (T = 1024, head
   // size 64); head sizes 2, 4, 8, 10, 24, 64; on the row kernels (attention.fwd/bwd.wgsl), the
   // row forward with keys shared across quads (head sizes that are multiples of 4; the others
-  // run plain), and on the tiled ones (attention.tiled.wgsl).
-  for (const kind of ['rows', 'rows+quads', 'tiled'] as const)
+  // run plain), on the tiled ones (attention.tiled.wgsl), and on the register-blocked ones
+  // (attention.blocked.wgsl: 32-row tiles, so T = 33, 37 and 70 leave ragged ones; head sizes
+  // that are not a multiple of 4 run tiled there).
+  for (const kind of ['rows', 'rows+quads', 'tiled', 'blocked'] as const)
   for (const [B, T, C, NH] of [[1, 5, 8, 2], [2, 13, 32, 4], [1, 1, 6, 3], [2, 9, 12, 3], [2, 19, 30, 3], [1, 37, 48, 2], [2, 33, 128, 2], [1, 70, 16, 2], [1, 1024, 64, 1]]) {
     gpuTest(`${kind}: B=${B} T=${T} C=${C} NH=${NH} (head size ${C / NH})`, async (device) => {
-      const K = { rows: Kernels0, 'rows+quads': KQ, tiled: KT }[kind];
-      expect(attentionTiled(K(device), C / NH)).toBe(kind === 'tiled');
+      const K = { rows: Kernels0, 'rows+quads': KQ, tiled: KT, blocked: KB }[kind];
+      const runs = kind === 'blocked' ? ((C / NH) % 4 === 0 ? 'blocked' : 'tiled') : kind === 'tiled' ? 'tiled' : 'rows';
+      expect(attentionKind(K(device), C / NH)).toBe(runs);
+      expect(attentionTiled(K(device), C / NH)).toBe(runs === 'tiled');
       expect(attentionQuads(K(device), C / NH)).toBe(kind === 'rows+quads' && (C / NH) % 4 === 0);
       const qkv = randomArray(B * T * 3 * C, 1, 2), dout = randomArray(B * T * C, 2);
       const g = {
@@ -173,10 +178,13 @@ describe('causal multi-head attention (fused: forward one kernel, backward two)'
     });
   }
 
-  gpuTest('a tiled tuning runs heads above ATT_TILED_MAX_HEAD on the row kernels', async (device) => {
+  gpuTest('a tiled or blocked tuning runs heads above ATT_TILED_MAX_HEAD on the row kernels', async (device) => {
     expect(attentionTiled(KT(device), ATT_TILED_MAX_HEAD)).toBe(true);
     expect(attentionTiled(KT(device), ATT_TILED_MAX_HEAD + 1)).toBe(false);
     expect(attentionTiled(K(device), 8)).toBe(false);
+    expect(attentionKind(KB(device), ATT_TILED_MAX_HEAD)).toBe('blocked');
+    expect(attentionKind(KB(device), ATT_TILED_MAX_HEAD + 4)).toBe('rows');
+    expect(attentionKind(KB(device), 10)).toBe('tiled');
   });
 
   it('refuses a head size above the kernels\' register rows', () => {

@@ -122,9 +122,9 @@ describe('GpuEngine on an awkward model (scalar-load paths, ragged tiles)', () =
   });
 });
 
-describe('GpuEngine with the kernels a GPU picks (tiled attention, wide LayerNorm, workgroup tiles with K split)', () => {
-  // The H200's tuning (bench/results/torch-h200.json) with the LayerNorm a GPU picks: the same
-  // 20 steps as the default kernels above, within the same bounds.
+describe('GpuEngine with the kernels a GPU picks (register-blocked attention, wide LayerNorm, workgroup tiles with K split)', () => {
+  // The H200's matmul tuning (bench/results/torch-h200.json) with the attention and LayerNorm
+  // kernels a GPU may pick: the same 20 steps as the default kernels above, within the same bounds.
   const gpuTuning: Tuning = {
     matmul: {
       nn: { wgX: 16, wgY: 4, tm: 8, vec4: true },
@@ -132,7 +132,7 @@ describe('GpuEngine with the kernels a GPU picks (tiled attention, wide LayerNor
       tn: { wgX: 16, wgY: 8, tm: 8, vec4: true, tile: true, splitK: 8 },
     },
     stride: { wg: 256, groups: 1024 },
-    attention: 'tiled',
+    attention: 'blocked',
     layernorm: 'wide',
   };
   it(`${STEPS} steps: losses within 1e-3 relative, parameters within 2e-3 of the largest change`, async () => {

@@ -30,7 +30,7 @@ export interface AutotuneOptions {
   strideCandidates?: StrideShape[];
   /** K splits tried for tn's fastest tile (default SPLIT_CANDIDATES). */
   splitCandidates?: number[];
-  /** Attention kernels tried on hardware adapters (default both; software adapters keep 'rows'). */
+  /** Attention kernels tried on hardware adapters (default all three; software adapters keep 'rows'). */
   attentionCandidates?: NonNullable<Tuning['attention']>[];
   /** Sequence length of the timed attention (default 256). */
   attentionT?: number;
@@ -179,14 +179,15 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
       timings.push({ kernel: 'adamw', shape: `${shape.wg}x${shape.groups}`, ms });
       if (ms < bestStride.ms) bestStride = { ms, shape };
     }
-    // The attention kernels, forward and backward, on 2 sequences of 256 tokens (attentionT), 4 heads of 64.
+    // The attention kernels, forward and backward, on 4 sequences of 256 tokens (attentionT), 8
+    // heads of 64: enough workgroups of each kind to fill a large GPU, as a model's attention does.
     let attention: Tuning['attention'];
     if (!info.isSoftware) {
-      const [B, T, NH, C] = [2, opts.attentionT ?? 256, 4, 256];
+      const [B, T, NH, C] = [4, opts.attentionT ?? 256, 8, 512];
       const qkv = buf('qkv', B * T * 3 * C), out = buf('att.out', B * T * C), dout = buf('att.dout', B * T * C);
       const lse = buf('att.lse', B * NH * T), D = buf('att.D', B * NH * T), dqkv = buf('att.dqkv', B * T * 3 * C);
       let best = Infinity;
-      for (const kind of opts.attentionCandidates ?? ['rows', 'tiled'] as const) {
+      for (const kind of opts.attentionCandidates ?? ['rows', 'tiled', 'blocked'] as const) {
         const ka = new Kernels(device, { ...DEFAULT_TUNING, attention: kind });
         try {
           const ds = [attentionForward(ka, 'autotune.attn', out, lse, qkv, B, T, C, NH), ...attentionBackward(ka, 'autotune.attn.bwd', dqkv, D, lse, out, dout, qkv, B, T, C, NH)];

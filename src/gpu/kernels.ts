@@ -46,9 +46,12 @@ export interface Tuning {
   /**
    * Causal attention kernels: 'rows' (attention.fwd/bwd.wgsl, an invocation per 4 rows; the
    * default, and what SwiftShader runs best) or 'tiled' (attention.tiled.wgsl, 256 invocations
-   * share each pair of 16-row tiles; head sizes up to ATT_TILED_MAX_HEAD, larger ones use rows).
+   * share each pair of 16-row tiles; head sizes up to ATT_TILED_MAX_HEAD, larger ones use rows)
+   * or 'blocked' (attention.blocked.wgsl, 64 invocations per pair of 32-row tiles, each a 4 x 4
+   * block of scores from vec4 loads; head sizes a multiple of 4 up to ATT_TILED_MAX_HEAD, others
+   * as 'tiled').
    */
-  attention?: 'rows' | 'tiled';
+  attention?: 'rows' | 'tiled' | 'blocked';
   /**
    * LayerNorm kernels: 'rows' (an invocation per row; the default, and SwiftShader's best) or
    * 'wide' (a workgroup of LN_WIDE_WG per row, reading each row side by side; for GPUs, where an

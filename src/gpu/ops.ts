@@ -144,9 +144,23 @@ export function attentionQuads(k: Kernels, hs: number): boolean {
   return k.quads && k.tuning.quads === true && hs % 4 === 0;
 }
 
+/** Query/key rows per tile of the register-blocked attention kernels (BT in attention.blocked.wgsl). */
+export const ATT_BLOCK_TILE = 32;
+
+/**
+ * The attention kernels that run heads of size `hs` on this tuning: 'blocked' needs a head size
+ * that is a multiple of 4 of at most ATT_TILED_MAX_HEAD (else it runs 'tiled'), and 'tiled' one
+ * of at most ATT_TILED_MAX_HEAD (else 'rows').
+ */
+export function attentionKind(k: Kernels, hs: number): 'rows' | 'tiled' | 'blocked' {
+  const want = k.tuning.attention ?? 'rows';
+  if (want === 'rows' || hs > ATT_TILED_MAX_HEAD) return 'rows';
+  return want === 'blocked' && hs % 4 === 0 ? 'blocked' : 'tiled';
+}
+
 /** Whether attention over heads of size `hs` runs the tiled kernels on this tuning. */
 export function attentionTiled(k: Kernels, hs: number): boolean {
-  return k.tuning.attention === 'tiled' && hs <= ATT_TILED_MAX_HEAD;
+  return attentionKind(k, hs) === 'tiled';
 }
 
 function attentionUniform(k: Kernels, label: string, T: number, C: number, NH: number): { u: GPUBuffer; hs: number; tiles: number; rowGroups: number } {
@@ -164,7 +178,12 @@ function attentionUniform(k: Kernels, label: string, T: number, C: number, NH: n
  */
 export function attentionForward(k: Kernels, label: string, out: Ref, lse: Ref, qkv: Ref, B: number, T: number, C: number, NH: number): Dispatch {
   const { u, hs, tiles, rowGroups } = attentionUniform(k, label, T, C, NH);
-  if (attentionTiled(k, hs)) {
+  const kind = attentionKind(k, hs);
+  if (kind === 'blocked') {
+    const layout = k.layout('attentionTiled', [...TILED_LAYOUT]);
+    return k.dispatch(label, k.pipeline('attentionBlocked', 'fwd', { HS: hs, ...k.operandConstants() }, layout), [qkv, k.dummy, k.dummy, k.dummy, out, lse, u], [Math.ceil(T / ATT_BLOCK_TILE), B * NH, 1]);
+  }
+  if (kind === 'tiled') {
     const layout = k.layout('attentionTiled', [...TILED_LAYOUT]);
     return k.dispatch(label, k.pipeline('attentionTiled', 'fwd', { HS: hs, ...k.operandConstants() }, layout), [qkv, k.dummy, k.dummy, k.dummy, out, lse, u], [tiles, B * NH, 1]);
   }
@@ -178,7 +197,16 @@ export function attentionForward(k: Kernels, label: string, out: Ref, lse: Ref, 
 export function attentionBackward(k: Kernels, label: string, dqkv: Ref, D: Ref, lse: Ref, out: Ref, dout: Ref, qkv: Ref, B: number, T: number, C: number, NH: number): Dispatch[] {
   const { u, hs, tiles, rowGroups } = attentionUniform(k, label, T, C, NH);
   const refs = [qkv, out, dout, lse, dqkv, D, u];
-  if (attentionTiled(k, hs)) {
+  const kind = attentionKind(k, hs);
+  if (kind === 'blocked') {
+    const layout = k.layout('attentionTiled', [...TILED_LAYOUT]);
+    const grid: [number, number, number] = [Math.ceil(T / ATT_BLOCK_TILE), B * NH, 1];
+    return [
+      k.dispatch(`${label}.dq`, k.pipeline('attentionBlocked', 'dq', { HS: hs, ...k.operandConstants() }, layout), refs, grid),
+      k.dispatch(`${label}.dkv`, k.pipeline('attentionBlocked', 'dkv', { HS: hs, ...k.operandConstants() }, layout), refs, grid),
+    ];
+  }
+  if (kind === 'tiled') {
     const layout = k.layout('attentionTiled', [...TILED_LAYOUT]);
     return [
       k.dispatch(`${label}.dq`, k.pipeline('attentionTiled', 'dq', { HS: hs, ...k.operandConstants() }, layout), refs, [tiles, B * NH, 1]),

@@ -7,6 +7,7 @@
 // devices with the `subgroups` feature and quad-off.wgsl on the others: SUBGROUP_SHADERS holds
 // those texts.
 import adamw from '../shaders/adamw.wgsl?raw';
+import attentionBlocked from '../shaders/attention.blocked.wgsl?raw';
 import attentionBwd from '../shaders/attention.bwd.wgsl?raw';
 import attentionRows from '../shaders/attention-rows.wgsl?raw';
 import attentionFwd from '../shaders/attention.fwd.wgsl?raw';
@@ -27,6 +28,7 @@ import stepState from '../shaders/step-state.wgsl?raw';
 
 export const SHADERS = {
   adamw: stepState + adamw,
+  attentionBlocked: half + attentionBlocked,
   attentionBwd: half + attentionRows + attentionBwd,
   attentionFwd: quadOff + half + attentionRows + attentionFwd,
   attentionTiled: half + attentionTiled,

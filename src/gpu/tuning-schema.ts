@@ -14,7 +14,7 @@ export const TuningSchema = Type.Object({
   matmul: ModesSchema,
   matmulLarge: Type.Optional(ModesSchema),
   stride: Type.Object({ wg: Side, groups: Type.Integer({ minimum: 1, maximum: 65535 }) }, { additionalProperties: false }),
-  attention: Type.Optional(Type.Union([Type.Literal('rows'), Type.Literal('tiled')])),
+  attention: Type.Optional(Type.Union([Type.Literal('rows'), Type.Literal('tiled'), Type.Literal('blocked')])),
   layernorm: Type.Optional(Type.Union([Type.Literal('rows'), Type.Literal('wide')])),
   quads: Type.Optional(Type.Boolean()),
 }, { additionalProperties: false });

@@ -1,0 +1,271 @@
+// Causal multi-head attention, forward (fwd) and backward (dq, then dkv), register-blocked for
+// GPUs ('blocked'): the algorithm of attention.tiled.wgsl (online softmax; the backward
+// recomputes P from the saved log-sum-exp; no T x T matrix in global memory), but each
+// invocation computes a 4 x 4 block of scores from vec4 loads of its 4 query and 4 key rows, so
+// that every load feeds four dot products, where the tiled kernels feed one multiply-add with
+// two workgroup-memory reads. The operands are read straight from global memory (the cache
+// serves the rows the workgroup shares), as the register matmul kernels do; only what the
+// workgroup computes passes through workgroup memory: one 32 x 32 tile of probabilities (and of
+// dS in dkv), 4 KiB each.
+//
+// A workgroup of 64 invocations owns a tile of 32 rows of one head z = b * NH + h (query rows
+// for fwd and dq, key rows for dkv) and walks the 32-row tiles of the other side on or before
+// (fwd, dq) or on or after (dkv) the diagonal. Invocation li = 8 tI + tJ plays:
+//   score role   rows 4 tI .. 4 tI + 3 of the query tile by rows 4 tJ .. 4 tJ + 3 of the key
+//                tile: S (and dO . v in the backward), into workgroup memory;
+//   output role  rows 4 tI .. 4 tI + 3 of its own tile (O, dq; dk and dv in dkv) by the head
+//                dims of vec4s tJ and tJ + 8 (HS <= 64), accumulated over the visiting tile;
+//   row role     (fwd, li < 32) row li's running max and sum over the keys so far.
+// HS is a multiple of 4 of at most 64 (ops.ts falls back to the other kernels otherwise).
+//
+// qkv is (B, T, 3C) packed q | k | v, read here as vec4s; head h of part p sits at vec4 column
+// p * C/4 + h * HS/4. With HALF (half.wgsl) q, k, v and dO are rounded to f16 as they are read.
+struct P { T: u32, C: u32, NH: u32, scale: f32 }
+@group(0) @binding(0) var<storage, read> qkv: array<vec4f>;       // (B, T, 3C)
+@group(0) @binding(1) var<storage, read> out: array<vec4f>;       // (B, T, C) forward output O (dq reads it)
+@group(0) @binding(2) var<storage, read> dout: array<vec4f>;      // (B, T, C)
+@group(0) @binding(3) var<storage, read> lse: array<f32>;         // (B*NH, T)
+@group(0) @binding(4) var<storage, read_write> res: array<vec4f>; // fwd: O (B, T, C); dq, dkv: dqkv (B, T, 3C)
+@group(0) @binding(5) var<storage, read_write> aux: array<f32>;   // fwd: lse (B*NH, T); dq: D (B*NH, T) written; dkv: D read
+@group(0) @binding(6) var<uniform> p: P;
+
+/** Head size: a multiple of 4, at most 64; a pipeline per head size. */
+override HS: u32 = 64u;
+const BT: u32 = 32u;   // rows of a tile, either side
+const NEG: f32 = -3.0e38;
+
+var<workgroup> tileP: array<vec4f, 256>;  // 32 x 8 vec4s (layout per kernel, below)
+var<workgroup> tileS: array<vec4f, 256>;  // dkv: dS beside P
+var<workgroup> rowA: array<vec4f, 8>;     // per row of the own tile: fwd the rescale, then 1/l; dq D
+var<workgroup> rowB: array<vec4f, 8>;     // dq: the row's lse
+
+struct Head { z: u32, C4: u32, C34: u32, qkvBase: u32, rowBase: u32 }
+fn head(z: u32) -> Head {
+  let C4 = p.C / 4u;
+  let b = z / p.NH;
+  let h = z % p.NH;
+  return Head(z, C4, 3u * C4, b * p.T * 3u * C4 + h * (HS / 4u), b * p.T * C4 + h * (HS / 4u));
+}
+// Vec4 `d` of part `part` (0 q, 1 k, 2 v) of row t; row T - 1's past the end (callers mask).
+fn qkvAt(hd: Head, t: u32, part: u32, d: u32) -> vec4f {
+  return h4(qkv[hd.qkvBase + min(t, p.T - 1u) * hd.C34 + part * hd.C4 + d]);
+}
+fn doutAt(hd: Head, t: u32, d: u32) -> vec4f {
+  return h4(dout[hd.rowBase + min(t, p.T - 1u) * hd.C4 + d]);
+}
+fn dot4(a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f {
+  return vec4f(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));
+}
+
+// s[r][c] = scale * q_(i0 + 4 tI + r) . k_(j0 + 4 tJ + c).
+fn scores(hd: Head, i0: u32, j0: u32, tI: u32, tJ: u32) -> array<vec4f, 4> {
+  var s: array<vec4f, 4>;
+  for (var d = 0u; d < HS / 4u; d++) {
+    let k0 = qkvAt(hd, j0 + 4u * tJ, 1u, d);
+    let k1 = qkvAt(hd, j0 + 4u * tJ + 1u, 1u, d);
+    let k2 = qkvAt(hd, j0 + 4u * tJ + 2u, 1u, d);
+    let k3 = qkvAt(hd, j0 + 4u * tJ + 3u, 1u, d);
+    for (var r = 0u; r < 4u; r++) { s[r] += dot4(qkvAt(hd, i0 + 4u * tI + r, 0u, d), k0, k1, k2, k3); }
+  }
+  for (var r = 0u; r < 4u; r++) { s[r] *= p.scale; }
+  return s;
+}
+// g[r][c] = dO_(i0 + 4 tI + r) . v_(j0 + 4 tJ + c).
+fn doutDotV(hd: Head, i0: u32, j0: u32, tI: u32, tJ: u32) -> array<vec4f, 4> {
+  var g: array<vec4f, 4>;
+  for (var d = 0u; d < HS / 4u; d++) {
+    let v0 = qkvAt(hd, j0 + 4u * tJ, 2u, d);
+    let v1 = qkvAt(hd, j0 + 4u * tJ + 1u, 2u, d);
+    let v2 = qkvAt(hd, j0 + 4u * tJ + 2u, 2u, d);
+    let v3 = qkvAt(hd, j0 + 4u * tJ + 3u, 2u, d);
+    for (var r = 0u; r < 4u; r++) { g[r] += dot4(doutAt(hd, i0 + 4u * tI + r, d), v0, v1, v2, v3); }
+  }
+  return g;
+}
+// Whether key j may be seen from query i (causal, both inside the sequence).
+fn visible(i: u32, j: u32) -> bool { return j <= i && i < p.T; }
+
+// tileP[j * 8 + tI][r] = probability of query 4 tI + r for key j of the visiting tile.
+@compute @workgroup_size(64)
+fn fwd(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let hd = head(wg.y);
+  let tI = li / 8u;
+  let tJ = li % 8u;
+  let i0 = wg.x * BT;
+  var m = NEG;  // row role
+  var l = 0.0;
+  var o: array<vec4f, 8>;  // o[4 q + r]: row 4 tI + r, head vec4 tJ + 8 q
+  for (var tile = 0u; tile <= wg.x; tile++) {
+    let j0 = tile * BT;
+    let s = scores(hd, i0, j0, tI, tJ);
+    for (var c = 0u; c < 4u; c++) {
+      let j = j0 + 4u * tJ + c;
+      var col: vec4f;
+      for (var r = 0u; r < 4u; r++) { col[r] = select(NEG, s[r][c], j <= i0 + 4u * tI + r); }
+      tileP[(4u * tJ + c) * 8u + tI] = col;
+    }
+    workgroupBarrier();
+    if (li < BT) {
+      var mt = m;
+      for (var c = 0u; c < BT; c++) { mt = max(mt, tileP[c * 8u + li / 4u][li % 4u]); }
+      let corr = exp(m - mt);
+      l *= corr;
+      for (var c = 0u; c < BT; c++) {
+        let pc = exp(tileP[c * 8u + li / 4u][li % 4u] - mt);
+        tileP[c * 8u + li / 4u][li % 4u] = pc;
+        l += pc;
+      }
+      m = mt;
+      rowA[li / 4u][li % 4u] = corr;
+    }
+    workgroupBarrier();
+    let corr = rowA[tI];
+    for (var q = 0u; q < 2u; q++) {
+      let d = tJ + 8u * q;
+      if (d < HS / 4u) {
+        for (var r = 0u; r < 4u; r++) { o[4u * q + r] *= corr[r]; }
+        for (var c = 0u; c < BT; c++) {
+          let pr = tileP[c * 8u + tI];
+          let v = select(vec4f(0.0), qkvAt(hd, j0 + c, 2u, d), j0 + c < p.T);
+          for (var r = 0u; r < 4u; r++) { o[4u * q + r] += pr[r] * v; }
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  if (li < BT) {
+    rowA[li / 4u][li % 4u] = 1.0 / l;
+    let i = i0 + li;
+    if (i < p.T) { aux[hd.z * p.T + i] = m + log(l); }
+  }
+  workgroupBarrier();
+  let inv = rowA[tI];
+  for (var q = 0u; q < 2u; q++) {
+    let d = tJ + 8u * q;
+    for (var r = 0u; r < 4u; r++) {
+      let i = i0 + 4u * tI + r;
+      if (d < HS / 4u && i < p.T) { res[hd.rowBase + i * hd.C4 + d] = o[4u * q + r] * inv[r]; }
+    }
+  }
+}
+
+// dq_i = scale * sum_{j<=i} P_ij (dO_i . v_j - D_i) k_j, with D_i = dO_i . O_i (written for dkv).
+// tileP[j * 8 + tI][r] = dS of query 4 tI + r and key j of the visiting tile.
+@compute @workgroup_size(64)
+fn dq(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let hd = head(wg.y);
+  let tI = li / 8u;
+  let tJ = li % 8u;
+  let i0 = wg.x * BT;
+  if (li < BT) {
+    let i = i0 + li;
+    var Di = 0.0;
+    var Li = 0.0;
+    if (i < p.T) {
+      for (var d = 0u; d < HS / 4u; d++) { Di += dot(doutAt(hd, i, d), out[hd.rowBase + i * hd.C4 + d]); }
+      Li = lse[hd.z * p.T + i];
+      aux[hd.z * p.T + i] = Di;
+    }
+    rowA[li / 4u][li % 4u] = Di;
+    rowB[li / 4u][li % 4u] = Li;
+  }
+  workgroupBarrier();
+  let Dr = rowA[tI];
+  let Lr = rowB[tI];
+  var acc: array<vec4f, 8>;
+  for (var tile = 0u; tile <= wg.x; tile++) {
+    let j0 = tile * BT;
+    let s = scores(hd, i0, j0, tI, tJ);
+    let g = doutDotV(hd, i0, j0, tI, tJ);
+    for (var c = 0u; c < 4u; c++) {
+      let j = j0 + 4u * tJ + c;
+      var col: vec4f;
+      for (var r = 0u; r < 4u; r++) {
+        col[r] = select(0.0, exp(s[r][c] - Lr[r]) * (g[r][c] - Dr[r]), visible(i0 + 4u * tI + r, j));
+      }
+      tileP[(4u * tJ + c) * 8u + tI] = col;
+    }
+    workgroupBarrier();
+    for (var q = 0u; q < 2u; q++) {
+      let d = tJ + 8u * q;
+      if (d < HS / 4u) {
+        for (var c = 0u; c < BT; c++) {
+          let ds = tileP[c * 8u + tI];
+          let k = select(vec4f(0.0), qkvAt(hd, j0 + c, 1u, d), j0 + c < p.T);
+          for (var r = 0u; r < 4u; r++) { acc[4u * q + r] += ds[r] * k; }
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var q = 0u; q < 2u; q++) {
+    let d = tJ + 8u * q;
+    for (var r = 0u; r < 4u; r++) {
+      let i = i0 + 4u * tI + r;
+      if (d < HS / 4u && i < p.T) { res[hd.qkvBase + i * hd.C34 + d] = acc[4u * q + r] * p.scale; }
+    }
+  }
+}
+
+// A workgroup per tile of key rows j, walking the query tiles from the diagonal one down:
+//   dv_j = sum_{i>=j} P_ij dO_i;  dk_j = scale * sum_{i>=j} P_ij (dO_i . v_j - D_i) q_i
+// The score role here is query rows 4 tI + r of the visiting tile by key rows 4 tJ + c of this
+// one; tileP[i * 8 + tJ][c] = P and tileS[i * 8 + tJ][c] = dS of query i and key 4 tJ + c.
+// The output role is key rows 4 tI + c of this tile by head vec4s tJ and tJ + 8.
+@compute @workgroup_size(64)
+fn dkv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32, @builtin(num_workgroups) nwg: vec3u) {
+  let hd = head(wg.y);
+  let tI = li / 8u;
+  let tJ = li % 8u;
+  let j0 = wg.x * BT;
+  var dk: array<vec4f, 8>;  // [4 q + c]: key 4 tI + c, head vec4 tJ + 8 q
+  var dv: array<vec4f, 8>;
+  for (var tile = wg.x; tile < nwg.x; tile++) {
+    let i0 = tile * BT;
+    let s = scores(hd, i0, j0, tI, tJ);
+    let g = doutDotV(hd, i0, j0, tI, tJ);
+    for (var r = 0u; r < 4u; r++) {
+      let i = i0 + 4u * tI + r;
+      let ok = i < p.T;
+      let Li = select(0.0, lse[hd.z * p.T + min(i, p.T - 1u)], ok);
+      let Di = select(0.0, aux[hd.z * p.T + min(i, p.T - 1u)], ok);
+      var pr: vec4f;
+      var dsr: vec4f;
+      for (var c = 0u; c < 4u; c++) {
+        let pij = select(0.0, exp(s[r][c] - Li), visible(i, j0 + 4u * tJ + c) && j0 + 4u * tJ + c < p.T);
+        pr[c] = pij;
+        dsr[c] = pij * (g[r][c] - Di);
+      }
+      tileP[(4u * tI + r) * 8u + tJ] = pr;
+      tileS[(4u * tI + r) * 8u + tJ] = dsr;
+    }
+    workgroupBarrier();
+    for (var q = 0u; q < 2u; q++) {
+      let d = tJ + 8u * q;
+      if (d < HS / 4u) {
+        for (var a = 0u; a < BT; a++) {
+          let i = i0 + a;
+          let pk = tileP[a * 8u + tI];
+          let dsk = tileS[a * 8u + tI];
+          let dO = select(vec4f(0.0), doutAt(hd, i, d), i < p.T);
+          let qs = select(vec4f(0.0), qkvAt(hd, i, 0u, d) * p.scale, i < p.T);
+          for (var c = 0u; c < 4u; c++) {
+            dv[4u * q + c] += pk[c] * dO;
+            dk[4u * q + c] += dsk[c] * qs;
+          }
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var q = 0u; q < 2u; q++) {
+    let d = tJ + 8u * q;
+    for (var c = 0u; c < 4u; c++) {
+      let j = j0 + 4u * tI + c;
+      if (d < HS / 4u && j < p.T) {
+        res[hd.qkvBase + j * hd.C34 + hd.C4 + d] = dk[4u * q + c];
+        res[hd.qkvBase + j * hd.C34 + 2u * hd.C4 + d] = dv[4u * q + c];
+      }
+    }
+  }
+}
