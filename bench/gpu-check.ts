@@ -17,8 +17,7 @@ import { preset, trainConfig } from '../src/model/config.ts';
 import { initParams } from '../src/model/init.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { CpuTrainer } from '../src/train/cpu-trainer.ts';
-import { GpuEngine } from '../src/gpu/engine.ts';
-import { nodeTuning } from '../src/gpu/autotune-node.ts';
+import { nodeEngine, nodeTuning } from '../src/gpu/autotune-node.ts';
 import { describeAdapter, optionalFeatures, summarizeAdapter } from '../src/gpu/device.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
 import { loadDefaultCorpus } from '../src/data/corpus.ts';
@@ -62,7 +61,7 @@ for (const half of precisions) for (const name of presets) {
   const cpuLosses = batches.map((b) => cpu.trainStep(b));
   const cpuMs = (performance.now() - t0) / STEPS;
 
-  const engine = new GpuEngine(device, { layout, train: cfg, B, T, tuning, half });
+  const engine = await nodeEngine(device, summarizeAdapter(adapter!), { layout, train: cfg, B, T, tuning, half }, process.argv.includes('--default-tuning'));
   const zeros = new Float32Array(layout.total);
   engine.writeState({ params: theta0, m: zeros, v: zeros, phi: theta0, outerM: zeros, step: 0 });
   t0 = performance.now();

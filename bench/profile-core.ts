@@ -3,7 +3,7 @@
 // by `npm run bench:profile` (Node, Dawn) and `npm run bench:step -- --profile` (Chromium), so
 // the two runtimes' SwiftShader can be compared kernel by kernel. The device must have been
 // created with the 'timestamp-query' feature.
-import { GpuEngine } from '../src/gpu/engine.ts';
+import { GpuEngine, type EngineOptions } from '../src/gpu/engine.ts';
 import type { Tuning } from '../src/gpu/kernels.ts';
 import type { ModelConfig, TrainConfig } from '../src/model/config.ts';
 import { initParams } from '../src/model/init.ts';
@@ -14,16 +14,17 @@ import type { ProfileRow } from './profile-table.ts';
 export interface BatchLike { tokens: Uint32Array; targets: Uint32Array }
 
 /** What profileModel measured: one step per kernel, and whole steps on the wall clock. */
-export interface ModelProfile { totalMs: number; dispatches: number; rows: ProfileRow[]; wallMsPerStep: number }
+export interface ModelProfile { totalMs: number; dispatches: number; rows: ProfileRow[]; wallMsPerStep: number; tuning: Tuning }
 
 /**
  * A GpuEngine of `model` with `tuning` on `device`, from the seed-1 init on a fixed batch: one
  * warm-up step (compiles), one profiled step, then `steps` whole steps as the trainer runs them
  * (one submit each, losses read back in chunks) on the wall clock.
  */
-export async function profileModel(device: GPUDevice, model: ModelConfig, cfg: TrainConfig, tuning: Tuning, steps: number): Promise<ModelProfile> {
+export async function profileModel(device: GPUDevice, model: ModelConfig, cfg: TrainConfig, tuning: Tuning, steps: number, build?: (opts: EngineOptions) => Promise<GpuEngine>): Promise<ModelProfile> {
   const layout = buildLayout(model);
-  const engine = new GpuEngine(device, { layout, train: cfg, B: cfg.batch, T: cfg.seqLen, tuning });
+  const opts: EngineOptions = { layout, train: cfg, B: cfg.batch, T: cfg.seqLen, tuning };
+  const engine = build ? await build(opts) : new GpuEngine(device, opts);
   try {
     const theta = initParams(layout, 1), zeros = new Float32Array(layout.total);
     engine.writeState({ params: theta, m: zeros, v: zeros, phi: theta, outerM: zeros, step: 0 });
@@ -33,7 +34,7 @@ export async function profileModel(device: GPUDevice, model: ModelConfig, cfg: T
     const p = await profileStep(device, engine, batch);
     const t0 = performance.now();
     await engine.train(steps, () => batch);
-    return { ...p, wallMsPerStep: (performance.now() - t0) / steps };
+    return { ...p, wallMsPerStep: (performance.now() - t0) / steps, tuning: engine.kernels.tuning };
   } finally {
     engine.destroy();
   }

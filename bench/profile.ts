@@ -9,7 +9,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { preset, trainConfig, type ModelConfig } from '../src/model/config.ts';
-import { nodeTuning } from '../src/gpu/autotune-node.ts';
+import { nodeEngine, nodeTuning } from '../src/gpu/autotune-node.ts';
 import { describeAdapter, optionalFeatures, summarizeAdapter } from '../src/gpu/device.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
 import { stepFlops } from './flops.ts';
@@ -34,7 +34,8 @@ console.log(`tuning: ${JSON.stringify(tuning)}`);
 // Whole steps as the trainer runs them, after the profiled one.
 const timedSteps = Number(arg('steps') ?? 20);
 if (!(Number.isInteger(timedSteps) && timedSteps >= 1)) throw new Error(`--steps must be a positive integer, got ${arg('steps')}`);
-const { totalMs: total, dispatches, rows, wallMsPerStep: stepMs } = await profileModel(device, model, cfg, tuning, timedSteps);
+const defaults = process.argv.includes('--default-tuning');
+const { totalMs: total, dispatches, rows, wallMsPerStep: stepMs, tuning: used } = await profileModel(device, model, cfg, tuning, timedSteps, (o) => nodeEngine(device, summarizeAdapter(adapter), o, defaults));
 const name = block ? 'block d=256 h=4 (1 layer), B x T = 4 x 128' : `${arg('preset') ?? 'tiny'} preset, B x T = ${cfg.batch} x ${cfg.seqLen}`;
 console.log(`${describeAdapter(summarizeAdapter(adapter))}; ${name}; ${dispatches} dispatches; GPU time ${total.toFixed(1)} ms ` +
   `(${(stepFlops(model, cfg.batch, cfg.seqLen) / total / 1e6).toFixed(2)} GFLOPS)`);
@@ -43,6 +44,6 @@ console.log(`wall clock: ${stepMs.toFixed(2)} ms per step over ${timedSteps} ste
   `${(cfg.batch * cfg.seqLen / stepMs * 1000).toFixed(0)} tokens/s`);
 const out = join(fileURLToPath(new URL('.', import.meta.url)), 'results', 'profile.json');
 await mkdir(join(out, '..'), { recursive: true });
-await writeFile(out, JSON.stringify({ adapter: describeAdapter(summarizeAdapter(adapter)), tuning, model: name, dispatches, totalMs: total, wallMsPerStep: stepMs, timedSteps, rows }, null, 2) + '\n');
+await writeFile(out, JSON.stringify({ adapter: describeAdapter(summarizeAdapter(adapter)), tuning: used, model: name, dispatches, totalMs: total, wallMsPerStep: stepMs, timedSteps, rows }, null, 2) + '\n');
 console.log(`wrote ${out}`);
 device.destroy();

@@ -24,9 +24,8 @@ import { preset, trainConfig } from '../src/model/config.ts';
 import { initParams } from '../src/model/init.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { hfModelSafetensors } from '../src/model/hf-export.ts';
-import { GpuEngine } from '../src/gpu/engine.ts';
 import { autotune } from '../src/gpu/autotune.ts';
-import { fileStore } from '../src/gpu/autotune-node.ts';
+import { fileStore, nodeEngine } from '../src/gpu/autotune-node.ts';
 import { describeAdapter, optionalFeatures, summarizeAdapter } from '../src/gpu/device.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
 import { checkDeviceLimits, requirements } from '../src/gpu/limits.ts';
@@ -75,6 +74,7 @@ const corpus = loadDefaultCorpus();
 console.log(`bench:torch on ${adapterName}${driver ? ` (driver ${driver})` : ''}; ${WARMUP} warm-up + ${TIMED} timed steps per preset, batch ${B}; python ${python}`);
 
 const rows: Record<string, unknown>[] = [];
+let usedTuning = tuned.tuning;
 const skipped: { preset: string; mode: string; reason: string }[] = [];
 for (const name of presets) {
   const model = preset(name);
@@ -90,7 +90,9 @@ for (const name of presets) {
 
   // ---- Murmur ----
   checkDeviceLimits(device.limits, requirements(layout, B, T, tuned.tuning).needs, adapterName);
-  const engine = new GpuEngine(device, { layout, train: cfg, B, T, tuning: tuned.tuning });
+  // On a GPU each product then runs the shape measured fastest at its own size (once per model).
+  const engine = await nodeEngine(device, info, { layout, train: cfg, B, T, tuning: tuned.tuning });
+  usedTuning = engine.kernels.tuning;
   const zeros = new Float32Array(layout.total);
   engine.writeState({ params: theta0, m: zeros, v: zeros, phi: theta0, outerM: zeros, step: 0 });
   engine.setFixedLr(cfg.lr);
@@ -154,7 +156,7 @@ if (software) console.log('(software adapter: these rows only prove the harness;
 mkdirSync(outDir, { recursive: true });
 const out = join(outDir, 'torch.json');
 writeFileSync(`${out}.tmp`, JSON.stringify({
-  date: new Date().toISOString(), gpu: adapterName, driver, software, tuning: tuned.tuning, batch: B, rows, skipped,
+  date: new Date().toISOString(), gpu: adapterName, driver, software, tuning: usedTuning, batch: B, rows, skipped,
 }, null, 2) + '\n');
 renameSync(`${out}.tmp`, out);
 console.log(`wrote ${out}`);

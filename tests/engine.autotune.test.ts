@@ -8,14 +8,19 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import Value from 'typebox/value';
-import { autotune, memoryStore, QUAD_TRIES, quadsMatch, shapeName, tuningKey } from '../src/gpu/autotune.ts';
+import { autotune, memoryStore, QUAD_TRIES, quadsMatch, shapeName, tunedEngine, tuningKey } from '../src/gpu/autotune.ts';
+import { GpuEngine } from '../src/gpu/engine.ts';
+import { preset, trainConfig } from '../src/model/config.ts';
+import { buildLayout } from '../src/model/layout.ts';
+import { initParams } from '../src/model/init.ts';
+import { randomBatch } from './support/batches.ts';
 import { isTuning } from '../src/gpu/tuning-check.ts';
 import { TuningSchema } from '../src/gpu/tuning-schema.ts';
 import { COMPILED_CHECKS, compiledModule } from '../scripts/compile-checks.ts';
 import { ROOT } from './support/browser.ts';
-import { DEFAULT_TUNING, Kernels, LARGE_GEMM, tunedShape, type Tuning } from '../src/gpu/kernels.ts';
+import { DEFAULT_TUNING, Kernels, LARGE_GEMM, MAX_TUNED_PRODUCTS, tunedShape, type Tuning } from '../src/gpu/kernels.ts';
 import { SUBGROUP_SHADERS, type ShaderName } from '../src/gpu/shaders.ts';
-import { matmul, shapeProblem } from '../src/gpu/matmul.ts';
+import { matmul, productKey, shapeProblem, tunedFor } from '../src/gpu/matmul.ts';
 import { readF32, uploadF32 } from './support/gpu.ts';
 import { randomArray, runDispatches } from './support/engine.ts';
 import { fileStore } from '../src/gpu/autotune-node.ts';
@@ -258,5 +263,90 @@ describe('autotune', () => {
     ];
     expect(cases.map((c) => isTuning(c))).toEqual(cases.map((c) => Value.Check(TuningSchema, c)));
     expect(cases.map((c) => isTuning(c)).filter(Boolean)).toHaveLength(3);
+  });
+});
+
+describe('tunedEngine: each product of a model at its own size (hardware adapters)', () => {
+  const model = preset('micro');
+  const layout = buildLayout(model);
+  const B = 2, T = 16;
+  const cfg = trainConfig({ batch: B, seqLen: T, lr: 3e-3, warmupSteps: 2, totalSteps: 20 }, model);
+  const candidates = [{ wgX: 8, wgY: 8, tm: 8 as const, vec4: true }, { wgX: 4, wgY: 4, tm: 4 as const, vec4: true }];
+  const engineOpts = { layout, train: cfg, B, T, tuning: DEFAULT_TUNING };
+  const batches = [randomBatch(B, T, 1), randomBatch(B, T, 2), randomBatch(B, T, 3)];
+  const train = async (engine: GpuEngine) => {
+    const theta = initParams(layout, 2), zeros = new Float32Array(layout.total);
+    engine.writeState({ params: theta, m: zeros, v: zeros, phi: theta, outerM: zeros, step: 0 });
+    let s = 0;
+    return (await engine.train(3, () => batches[s++])).losses;
+  };
+
+  gpuTest('times every product the engine builds, keeps the fastest per product, saves the merged tuning, and trains as the untuned engine does', async (device) => {
+    const { info } = await getTestGpu();
+    const hw = { ...info, isSoftware: false };
+    const store = memoryStore();
+    const t = await tunedEngine(device, hw, engineOpts, { store, key: 'k', candidates });
+    try {
+      const keys = [...t.engine.kernels.products.keys()].sort();
+      expect(keys.length).toBeGreaterThan(5); // qkv, attproj, fc, fcproj, logits: forward, dinp, dweight
+      expect(keys).toContain(`nn+bias+residual:${B * T}x${model.d}x${4 * model.d}`); // fcproj forward
+      expect(Object.keys(t.tuning.products!).sort()).toEqual(keys);
+      expect(t.tuned).toBe(keys.length);
+      expect(t.engine.kernels.tuning).toEqual(t.tuning);
+      expect(store.entries.get('k')).toEqual(t.tuning);
+      expect(isTuning(t.tuning)).toBe(true);
+      for (const key of keys) {
+        const mine = t.timings.filter((x) => x.kernel === `product ${key}`);
+        expect(mine.length).toBeGreaterThanOrEqual(candidates.length + 1); // each candidate, and the winner's other width
+        expect(shapeName(t.tuning.products![key])).toBe(mine.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
+      }
+      // The engine runs the tuned shapes: the same losses as the untuned engine's.
+      const plain = new GpuEngine(device, engineOpts);
+      try {
+        const [got, want] = [await train(t.engine), await train(plain)];
+        for (let i = 0; i < 3; i++) expect(Math.abs(got[i] - want[i]) / want[i]).toBeLessThan(1e-4);
+      } finally {
+        plain.destroy();
+      }
+    } finally {
+      t.engine.destroy();
+    }
+    // A tuning that has every product is used as it is; a software adapter tunes none.
+    const again = await tunedEngine(device, hw, { ...engineOpts, tuning: t.tuning }, { store, key: 'k', candidates });
+    again.engine.destroy();
+    expect(again.tuned).toBe(0);
+    expect(again.tuning).toBe(t.tuning);
+    const sw = await tunedEngine(device, info, engineOpts, { candidates });
+    sw.engine.destroy();
+    expect(sw.tuned).toBe(0);
+    expect(sw.tuning.products).toBeUndefined();
+  });
+
+  gpuTest(`keeps at most MAX_TUNED_PRODUCTS (${MAX_TUNED_PRODUCTS}): past it, only the products of the engine tuned last`, async (device) => {
+    const { info } = await getTestGpu();
+    const others = Object.fromEntries(Array.from({ length: MAX_TUNED_PRODUCTS }, (_, i) => [`nn:${i + 1}x7x7`, DEFAULT_TUNING.matmul.nn]));
+    const full: Tuning = { ...DEFAULT_TUNING, products: others };
+    expect(isTuning(full)).toBe(true);
+    expect(isTuning({ ...full, products: { ...others, 'nn:999x7x7': DEFAULT_TUNING.matmul.nn } })).toBe(false); // the schema's bound is this one
+    const t = await tunedEngine(device, { ...info, isSoftware: false }, { ...engineOpts, tuning: full }, { candidates: [candidates[0]] });
+    t.engine.destroy();
+    expect(Object.keys(t.tuning.products!).sort()).toEqual([...t.engine.kernels.products.keys()].sort());
+    expect(isTuning(t.tuning)).toBe(true);
+  });
+
+  gpuTest('a product runs its own tuned shape, else its class\'s; productKey names what it fuses', async (device) => {
+    const spec = { label: 't', mode: 'nn' as const, M: 8, N: 12, K: 4, a: { ref: device.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE }), ld: 4 }, b: { ref: device.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE }), ld: 12 }, c: { ref: device.createBuffer({ size: 512, usage: GPUBufferUsage.STORAGE }), ld: 12 } };
+    expect(productKey(spec)).toBe('nn:8x12x4');
+    expect(productKey({ ...spec, bias: { ref: spec.a.ref }, epilogue: { kind: 'residual', ref: spec.c.ref, ld: 12 } })).toBe('nn+bias+residual:8x12x4');
+    expect(productKey({ ...spec, mode: 'tn', biasGrad: { ref: spec.a.ref }, accumulate: true })).toBe('tn+biasGrad+acc:8x12x4');
+    const own = { wgX: 4, wgY: 4, tm: 4 as const, vec4: false };
+    const k = new Kernels(device, { ...DEFAULT_TUNING, products: { 'nn:8x12x4': own } });
+    try {
+      expect(tunedFor(k, spec)).toEqual(own);
+      expect(tunedFor(k, { ...spec, K: 8 })).toEqual(DEFAULT_TUNING.matmul.nn);
+      expect([...k.products.keys()]).toEqual(['nn:8x12x4', 'nn:8x12x8']);
+    } finally {
+      k.destroy();
+    }
   });
 });

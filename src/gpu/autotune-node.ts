@@ -3,7 +3,8 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { DEFAULT_TUNING, type Tuning } from './kernels.ts';
-import { autotune, type TuningStore } from './autotune.ts';
+import { autotune, tunedEngine, tuningKey, type TuningStore } from './autotune.ts';
+import { GpuEngine, type EngineOptions } from './engine.ts';
 import type { AdapterSummary } from './device.ts';
 import { tuningProblem } from './tuning-schema.ts';
 
@@ -19,6 +20,16 @@ export function defaultTuningFile(): string {
  */
 export async function nodeTuning(device: GPUDevice, info: AdapterSummary, defaults = false): Promise<Tuning> {
   return defaults ? DEFAULT_TUNING : (await autotune(device, info, { store: fileStore() })).tuning;
+}
+
+/**
+ * A GpuEngine for `opts` on `device` as a Node volunteer's trainer builds one: on a GPU, each of
+ * the model's products runs the shape measured fastest at its own size (tunedEngine), cached in
+ * the file store; with `defaults`, or on a software adapter, the engine on `opts.tuning` as it is.
+ */
+export async function nodeEngine(device: GPUDevice, info: AdapterSummary, opts: EngineOptions, defaults = false): Promise<GpuEngine> {
+  if (defaults) return new GpuEngine(device, opts);
+  return (await tunedEngine(device, info, opts, { store: fileStore(), key: tuningKey(info) })).engine;
 }
 
 export function fileStore(path = defaultTuningFile()): TuningStore {

@@ -5,14 +5,15 @@
 // on a software GPU is not the best on a real one: SwiftShader pays per workgroup and runs a
 // few wide workgroups best, a discrete GPU wants many.
 import type { AdapterSummary } from './device.ts';
-import { allMatmulShapes, DEFAULT_TUNING, encodeDispatches, Kernels, type Dispatch, type MatmulMode, type MatmulShape, type StrideShape, type Tuning, UniformData } from './kernels.ts';
-import { matmulDispatches, shapeProblem } from './matmul.ts';
+import { allMatmulShapes, DEFAULT_TUNING, encodeDispatches, Kernels, MAX_TUNED_PRODUCTS, type Dispatch, type MatmulMode, type MatmulShape, type StrideShape, type Tuning, UniformData } from './kernels.ts';
+import { GpuEngine, type EngineOptions } from './engine.ts';
+import { matmulDispatches, shapeProblem, splitOf, type MatmulSpec } from './matmul.ts';
 import { attentionBackward, attentionForward, layernormBackward, layernormForward, layernormScratchFloats } from './ops.ts';
 import { isTuning } from './tuning-check.ts';
 import { STEP_STATE_WORDS } from './state.ts';
 
 /** Bump when kernels change enough that cached shapes should be re-measured. */
-export const AUTOTUNE_VERSION = 7;
+export const AUTOTUNE_VERSION = 8;
 
 export interface TuningStore {
   load(key: string): Promise<Tuning | undefined>;
@@ -123,43 +124,14 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
     // The large class times tn (the weight gradients: a layer's in x out from a K of every token
     // in the batch) as (size/2)^2 outputs over 4 size rows, the same multiply-adds as size^3:
     // few outputs and a long K, where a tile too large leaves most of a GPU idle.
+    const cx: SearchContext = { device, k, candidates, quads: quads === 'offered', splits: opts.splitCandidates ?? SPLIT_CANDIDATES, timings };
     const searchClass = async (size: number, suffix: string): Promise<Record<MatmulMode, MatmulShape>> => {
       const A = buf(`A${suffix}`, 2 * size * size), B = buf(`B${suffix}`, 2 * size * size), C = buf(`C${suffix}`, size * size);
       const chosen = {} as Record<MatmulMode, MatmulShape>;
       for (const mode of ['nn', 'nt', 'tn'] as MatmulMode[]) {
         const [M, N, K] = mode === 'tn' && suffix ? [size / 2, size / 2, size * 4] : [size, size, size];
-        let best = { ms: Infinity, shape: DEFAULT_TUNING.matmul[mode] };
-        let bestTile = { ms: Infinity, shape: undefined as MatmulShape | undefined };
-        const registers: { ms: number; shape: MatmulShape }[] = [];
-        const measure = async (shape: MatmulShape) => {
-          const ds = matmulDispatches(k, { label: `autotune.matmul.${mode}`, mode, M, N, K, a: { ref: A, ld: mode === 'tn' ? M : K }, b: { ref: B, ld: mode === 'nt' ? K : N }, c: { ref: C, ld: N } }, shape);
-          const ms = await timeDispatch(device, ds);
-          timings.push({ kernel: `matmul.${mode}${suffix}`, shape: shapeName(shape), ms });
-          if (ms < best.ms) best = { ms, shape };
-          if (shape.tile && ms < bestTile.ms) bestTile = { ms, shape };
-          if (!shape.tile) registers.push({ ms, shape });
-        };
-        for (const shape of candidates) {
-          if (shape.wgX * shape.wgY > device.limits.maxComputeInvocationsPerWorkgroup) continue;
-          await measure(shape);
-        }
-        // Quads: the fastest register shapes again with their A loads shared across each quad,
-        // and those of 8 rows also with 16 (each B load then feeds twice the rows).
-        if (quads === 'offered') {
-          const top = registers.filter((r) => r.shape.wgX % 4 === 0).sort((a, b) => a.ms - b.ms).slice(0, QUAD_TRIES);
-          for (const r of top) {
-            await measure({ ...r.shape, quad: true });
-            if (r.shape.tm === 8) await measure({ ...r.shape, quad: true, tm: 16 });
-          }
-        }
-        // Weight gradients: the fastest tile again with K split over 2, 4, 8 workgroups per tile.
-        if (mode === 'tn' && bestTile.shape) {
-          const tile = bestTile.shape;
-          for (const splitK of opts.splitCandidates ?? SPLIT_CANDIDATES) await measure({ ...tile, splitK });
-        }
-        // The load width: the winning shape again with the other width.
-        await measure({ ...best.shape, vec4: !best.shape.vec4 });
-        chosen[mode] = best.shape;
+        const spec: MatmulSpec = { label: `autotune.matmul.${mode}`, mode, M, N, K, a: { ref: A, ld: mode === 'tn' ? M : K }, b: { ref: B, ld: mode === 'nt' ? K : N }, c: { ref: C, ld: N } };
+        chosen[mode] = await searchProduct(cx, spec, `matmul.${mode}${suffix}`);
       }
       return chosen;
     };
@@ -290,6 +262,87 @@ export async function quadsMatch(k: Kernels): Promise<boolean> {
  * take >= 10 ms (so submit overhead does not decide on a fast GPU), timed three times; the
  * minimum wins, because anything else on the machine only ever adds time.
  */
+interface SearchContext {
+  device: GPUDevice;
+  /** Kernels to build the candidates with (the engine's own for its products: its f16 and quad settings). */
+  k: Kernels;
+  candidates: MatmulShape[];
+  /** Whether quad shapes may be tried (the device's quads matched the plain kernel). */
+  quads: boolean;
+  splits: number[];
+  timings: AutotuneResult['timings'];
+}
+
+/**
+ * The fastest shape for product `spec` (its buffers are overwritten): every candidate that fits
+ * the device, then quad variants of the fastest register shapes, K splits of the fastest tile
+ * where the product can split, and the winner with the other load width.
+ */
+async function searchProduct(cx: SearchContext, spec: MatmulSpec, kernel: string): Promise<MatmulShape> {
+  let best = { ms: Infinity, shape: DEFAULT_TUNING.matmul[spec.mode] };
+  let bestTile = { ms: Infinity, shape: undefined as MatmulShape | undefined };
+  const registers: { ms: number; shape: MatmulShape }[] = [];
+  const measure = async (shape: MatmulShape) => {
+    const ms = await timeDispatch(cx.device, matmulDispatches(cx.k, spec, shape));
+    cx.timings.push({ kernel, shape: shapeName(shape), ms });
+    if (ms < best.ms) best = { ms, shape };
+    if (shape.tile && ms < bestTile.ms) bestTile = { ms, shape };
+    if (!shape.tile) registers.push({ ms, shape });
+  };
+  for (const shape of cx.candidates) {
+    if (shape.wgX * shape.wgY > cx.device.limits.maxComputeInvocationsPerWorkgroup) continue;
+    await measure(shape);
+  }
+  // Quads: the fastest register shapes again with their A loads shared across each quad,
+  // and those of 8 rows also with 16 (each B load then feeds twice the rows).
+  if (cx.quads) {
+    const top = registers.filter((r) => r.shape.wgX % 4 === 0).sort((a, b) => a.ms - b.ms).slice(0, QUAD_TRIES);
+    for (const r of top) {
+      await measure({ ...r.shape, quad: true });
+      if (r.shape.tm === 8) await measure({ ...r.shape, quad: true, tm: 16 });
+    }
+  }
+  // Weight gradients: the fastest tile again with K split over 2, 4, 8 workgroups per tile.
+  if (spec.mode === 'tn' && bestTile.shape && splitOf(spec, { ...bestTile.shape, splitK: 2 }) > 1) {
+    const tile = bestTile.shape;
+    for (const splitK of cx.splits) await measure({ ...tile, splitK });
+  }
+  // The load width: the winning shape again with the other width.
+  await measure({ ...best.shape, vec4: !best.shape.vec4 });
+  return best.shape;
+}
+
+/**
+ * An engine for `opts` whose matrix products run the shape that was fastest for each of them at
+ * its own size (Tuning.products), on hardware adapters: the product shapes the engine builds that
+ * the tuning does not have yet are timed on the engine's own buffers, and the engine is built
+ * again with them (the first one's buffers are only scratch: nothing has been written yet). The
+ * merged tuning is saved under `key`. A software adapter, or a tuning that has every product,
+ * gets the engine as built.
+ */
+export async function tunedEngine(device: GPUDevice, info: AdapterSummary, opts: EngineOptions, tune: { store?: TuningStore; key?: string; candidates?: MatmulShape[] } = {}): Promise<{ engine: GpuEngine; tuning: Tuning; tuned: number; timings: AutotuneResult['timings'] }> {
+  const tuning = opts.tuning ?? DEFAULT_TUNING;
+  const first = new GpuEngine(device, opts);
+  const missing = [...first.kernels.products].filter(([key]) => !tuning.products?.[key]);
+  if (info.isSoftware || missing.length === 0) return { engine: first, tuning, tuned: 0, timings: [] };
+  const timings: AutotuneResult['timings'] = [];
+  const found: Record<string, MatmulShape> = {};
+  try {
+    const cx: SearchContext = {
+      device, k: first.kernels, candidates: tune.candidates ?? [...MATMUL_CANDIDATES, ...TILE_CANDIDATES],
+      quads: first.kernels.quads && tuning.quads === true, splits: SPLIT_CANDIDATES, timings,
+    };
+    for (const [key, spec] of missing) found[key] = await searchProduct(cx, spec, `product ${key}`);
+  } finally {
+    first.destroy();
+  }
+  let products = { ...tuning.products, ...found };
+  if (Object.keys(products).length > MAX_TUNED_PRODUCTS) products = Object.fromEntries(Object.entries(products).filter(([key]) => first.kernels.products.has(key)));
+  const merged: Tuning = { ...tuning, products };
+  if (tune.store && tune.key) await tune.store.save(tune.key, merged).catch(() => {});
+  return { engine: new GpuEngine(device, { ...opts, tuning: merged }), tuning: merged, tuned: missing.length, timings };
+}
+
 async function timeDispatch(device: GPUDevice, d: Dispatch | Dispatch[]): Promise<number> {
   const list = Array.isArray(d) ? d : [d];
   const run = async (reps: number) => {

@@ -1,6 +1,7 @@
 // Pipelines, uniforms and bind groups, made once. A training step is then only a replay of a
 // list of Dispatch records (pipeline + bind group + grid) into one compute pass: no pipeline
 // or bind group is created and no uniform is written per step.
+import type { MatmulSpec } from './matmul.ts';
 import { SHADERS, SUBGROUP_SHADERS, type ShaderName } from './shaders.ts';
 
 /** One recorded kernel launch. */
@@ -59,6 +60,11 @@ export interface Tuning {
    */
   layernorm?: 'rows' | 'wide';
   /**
+   * Per product of a model, by productKey: the shape that was fastest for it at its own size
+   * (tunedEngine, hardware adapters); it overrides the class shapes above.
+   */
+  products?: Record<string, MatmulShape>;
+  /**
    * The autotuner found this device's quads to be 4 adjacent invocations (quadsMatch): the row
    * attention forward then shares keys across quads. (Quad matmul shapes are only chosen there.)
    */
@@ -78,8 +84,11 @@ export function tunedShape(t: Tuning, mode: MatmulMode, M: number, N: number, K:
 
 /** Every matmul shape a tuning may use (for the device limits they need). */
 export function allMatmulShapes(t: Tuning): MatmulShape[] {
-  return [...Object.values(t.matmul), ...Object.values(t.matmulLarge ?? {})];
+  return [...Object.values(t.matmul), ...Object.values(t.matmulLarge ?? {}), ...Object.values(t.products ?? {})];
 }
+
+/** Most products a tuning keeps (Tuning.products): past it, only those of the engine tuned last. */
+export const MAX_TUNED_PRODUCTS = 128;
 
 /** Used when no autotune ran: shapes that are reasonable everywhere. */
 export const DEFAULT_TUNING: Tuning = {
@@ -141,6 +150,8 @@ export class Kernels {
   readonly dummyOut: GPUBuffer;
   /** Every buffer this object created (uniforms, dummies), destroyed by destroy(). */
   private readonly owned: GPUBuffer[] = [];
+  /** The products built on the tuning's shapes, by productKey (the first of each): what tunedEngine times. */
+  readonly products = new Map<string, MatmulSpec>();
   private scratchBuf: GPUBuffer | undefined;
 
   /**

@@ -51,6 +51,22 @@ export function vec4Aligned(s: MatmulSpec): boolean {
   return ints.every((x) => x % 4 === 0) && bytes.every((x) => x % 16 === 0);
 }
 
+/**
+ * What identifies a product for the tuning: its kind, what it fuses (bias, epilogue, bias
+ * gradient, accumulation) and its sizes, e.g. `nn+bias+residual:4096x768x3072`.
+ */
+export function productKey(s: MatmulSpec): string {
+  const parts = [s.mode, s.bias && 'bias', s.epilogue?.kind, s.biasGrad && 'biasGrad', s.accumulate && 'acc'].filter(Boolean);
+  return `${parts.join('+')}:${s.M}x${s.N}x${s.K}`;
+}
+
+/** The tuning's shape for product `s` (its own, else its class's), noted in k.products. */
+export function tunedFor(k: Kernels, s: MatmulSpec): MatmulShape {
+  const key = productKey(s);
+  if (!s.batch && !k.products.has(key)) k.products.set(key, s);
+  return k.tuning.products?.[key] ?? tunedShape(k.tuning, s.mode, s.M, s.N, s.K);
+}
+
 /** Null when the kernels can run `shape`; otherwise what is wrong with it (a tile's limits). */
 export function shapeProblem(shape: MatmulShape): string | null {
   if (shape.tile && !(shape.tm === 8 && shape.wgX <= 16 && shape.wgY <= 16 && shape.wgY % 2 === 0)) {
@@ -76,7 +92,7 @@ export function splitOf(s: MatmulSpec, shape: MatmulShape): number {
  * into C, in slab order (accumulating when `s` accumulates). The bias gradient rides along
  * with the first range's workgroups.
  */
-export function matmulDispatches(k: Kernels, s: MatmulSpec, shape: MatmulShape = tunedShape(k.tuning, s.mode, s.M, s.N, s.K)): Dispatch[] {
+export function matmulDispatches(k: Kernels, s: MatmulSpec, shape: MatmulShape = tunedFor(k, s)): Dispatch[] {
   const slab = s.M * s.N;
   // No more slabs than one storage binding holds.
   const split = Math.min(splitOf(s, shape), Math.floor(k.device.limits.maxStorageBufferBindingSize / (4 * slab)));
@@ -104,7 +120,7 @@ export function matmulDispatches(k: Kernels, s: MatmulSpec, shape: MatmulShape =
  * candidates). A shape's splitK is matmulDispatches' business: here `splitK` (internal) is the
  * K split of a partial-product dispatch, whose batch index z is the K range.
  */
-export function matmul(k: Kernels, s: MatmulSpec, tuned: MatmulShape = tunedShape(k.tuning, s.mode, s.M, s.N, s.K), splitK = 1): Dispatch {
+export function matmul(k: Kernels, s: MatmulSpec, tuned: MatmulShape = tunedFor(k, s), splitK = 1): Dispatch {
   for (const [name, v] of [['M', s.M], ['N', s.N], ['K', s.K]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`${s.label}: matmul ${name} must be a positive integer, got ${v}`);
   }

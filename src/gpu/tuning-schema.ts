@@ -17,6 +17,9 @@ export const TuningSchema = Type.Object({
   attention: Type.Optional(Type.Union([Type.Literal('rows'), Type.Literal('tiled'), Type.Literal('blocked')])),
   layernorm: Type.Optional(Type.Union([Type.Literal('rows'), Type.Literal('wide')])),
   quads: Type.Optional(Type.Boolean()),
+  // Per product (productKey, e.g. "nn+bias+residual:4096x768x3072"); at most MAX_TUNED_PRODUCTS
+  // (kernels.ts: this file stays free of the kernels' imports; engine.autotune checks the two agree).
+  products: Type.Optional(Type.Record(Type.String({ pattern: '^[a-zA-Z+]{2,40}:[0-9]{1,9}x[0-9]{1,9}x[0-9]{1,9}$' }), MatmulShapeSchema, { additionalProperties: false, maxProperties: 128 })),
 }, { additionalProperties: false });
 
 /** Null when `t` is a tuning these kernels can run; otherwise the first problem, naming the field. */

@@ -13,7 +13,7 @@ import type { Batch } from '../data/batch.ts';
 import { trainConfig, validateModelConfig, type ModelConfig, type TrainConfig } from '../model/config.ts';
 import { initParams } from '../model/init.ts';
 import { buildLayout, type Layout } from '../model/layout.ts';
-import { autotune, type TuningStore } from '../gpu/autotune.ts';
+import { autotune, tunedEngine, type TuningStore } from '../gpu/autotune.ts';
 import { acquireDevice, describeAdapter, type AcquiredDevice } from '../gpu/device.ts';
 import { GpuEngine } from '../gpu/engine.ts';
 import { DeviceLostError } from '../gpu/errors.ts';
@@ -274,13 +274,18 @@ export class Trainer {
       this.lost = err;
       this.emit({ type: 'device-lost', message: err.message });
     });
+    const engineOpts = { layout: setup.layout, train: setup.train, B: setup.train.batch, T: setup.train.seqLen, readEvery: setup.readEvery };
     if (setup.autotune) {
       const r = await autotune(acquired.device, acquired.info, { store: this.opts.tuningStore });
-      this.tuning = r.tuning;
-      this.tuningFromCache = r.fromCache;
-      this.emit({ type: 'autotune', fromCache: r.fromCache, tuning: r.tuning });
+      // On a GPU, also each of this model's products at its own size (once per model and machine).
+      const t = await tunedEngine(acquired.device, acquired.info, { ...engineOpts, tuning: r.tuning }, { store: this.opts.tuningStore, key: r.key });
+      this.engine = t.engine;
+      this.tuning = t.tuning;
+      this.tuningFromCache = r.fromCache && t.tuned === 0;
+      this.emit({ type: 'autotune', fromCache: this.tuningFromCache, tuning: t.tuning });
+    } else {
+      this.engine = new GpuEngine(acquired.device, { ...engineOpts, tuning: this.tuning });
     }
-    this.engine = new GpuEngine(acquired.device, { layout: setup.layout, train: setup.train, B: setup.train.batch, T: setup.train.seqLen, readEvery: setup.readEvery, tuning: this.tuning });
   }
 
   private teardown(): void {
