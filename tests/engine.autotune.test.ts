@@ -69,8 +69,9 @@ describe('autotune', () => {
     const { info } = await getTestGpu();
     const tile = { wgX: 4, wgY: 2, tm: 8 as const, vec4: true, tile: true };
     const hw = await autotune(device, { ...info, isSoftware: false }, { ...small, tileCandidates: [tile], splitCandidates: [2, 3], largeSize: 96, attentionT: 24, layernormN: 40, layernormC: 48, store: memoryStore() });
-    // 2 classes x 3 modes x (3 shapes + quad variants of the 2 register ones + other width), tn's tile split 2 ways in each class; 2 grids; 3 attention kernels; 2 LayerNorm kernels
-    expect(hw.timings).toHaveLength(2 * 3 * (3 + quadTries + 1) + 2 * 2 + 2 + 3 + 2);
+    // 2 classes x 3 modes x (3 shapes + quad variants of the 2 register ones + other width), tn's tile split 2 ways in each class;
+    // nn and nt's winner split where K = 64 or 96 splits into equal multiples of 4 (64: 2 ranges; 96: 2 and 3); 2 grids; 3 attention kernels; 2 LayerNorm kernels
+    expect(hw.timings).toHaveLength(2 * 3 * (3 + quadTries + 1) + 2 * 2 + 2 * (1 + 2) + 2 + 3 + 2);
     const att = hw.timings.filter((t) => t.kernel === 'attention');
     expect(att.map((t) => t.shape).sort()).toEqual(['blocked', 'rows', 'tiled']);
     expect(hw.tuning.attention).toBe(att.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
@@ -80,7 +81,7 @@ describe('autotune', () => {
     for (const mode of ['nn', 'nt', 'tn'] as const) {
       for (const suffix of ['', '.large']) {
         const mine = hw.timings.filter((t) => t.kernel === `matmul.${mode}${suffix}`);
-        expect(mine).toHaveLength(mode === 'tn' ? 6 + quadTries : 4 + quadTries);
+        expect(mine).toHaveLength(mode === 'tn' ? 6 + quadTries : 4 + quadTries + (suffix ? 2 : 1));
         expect(mine.map((t) => t.shape)).toContain(shapeName(tile));
         if (mode === 'tn') expect(mine.map((t) => t.shape)).toEqual(expect.arrayContaining([shapeName({ ...tile, splitK: 2 }), shapeName({ ...tile, splitK: 3 })]));
         const chosen = (suffix ? hw.tuning.matmulLarge! : hw.tuning.matmul)[mode];
@@ -285,7 +286,7 @@ describe('tunedEngine: each product of a model at its own size (hardware adapter
     const { info } = await getTestGpu();
     const hw = { ...info, isSoftware: false };
     const store = memoryStore();
-    const t = await tunedEngine(device, hw, engineOpts, { store, key: 'k', candidates });
+    const t = await tunedEngine(device, hw, engineOpts, { store, key: 'k', candidates, splits: [2] });
     try {
       const keys = [...t.engine.kernels.products.keys()].sort();
       expect(keys.length).toBeGreaterThan(5); // qkv, attproj, fc, fcproj, logits: forward, dinp, dweight
@@ -300,6 +301,8 @@ describe('tunedEngine: each product of a model at its own size (hardware adapter
         expect(mine.length).toBeGreaterThanOrEqual(candidates.length + 1); // each candidate, and the winner's other width
         expect(shapeName(t.tuning.products![key])).toBe(mine.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
       }
+      // fcproj's forward (K = 4d) also ran with K in 2 ranges.
+      expect(t.timings.filter((x) => x.kernel === `product nn+bias+residual:${B * T}x${model.d}x${4 * model.d}`).map((x) => x.shape).some((sh) => sh.endsWith('/split2'))).toBe(true);
       // The engine runs the tuned shapes: the same losses as the untuned engine's.
       const plain = new GpuEngine(device, engineOpts);
       try {
@@ -312,7 +315,7 @@ describe('tunedEngine: each product of a model at its own size (hardware adapter
       t.engine.destroy();
     }
     // A tuning that has every product is used as it is; a software adapter tunes none.
-    const again = await tunedEngine(device, hw, { ...engineOpts, tuning: t.tuning }, { store, key: 'k', candidates });
+    const again = await tunedEngine(device, hw, { ...engineOpts, tuning: t.tuning }, { store, key: 'k', candidates, splits: [2] });
     again.engine.destroy();
     expect(again.tuned).toBe(0);
     expect(again.tuning).toBe(t.tuning);
@@ -328,7 +331,7 @@ describe('tunedEngine: each product of a model at its own size (hardware adapter
     const full: Tuning = { ...DEFAULT_TUNING, products: others };
     expect(isTuning(full)).toBe(true);
     expect(isTuning({ ...full, products: { ...others, 'nn:999x7x7': DEFAULT_TUNING.matmul.nn } })).toBe(false); // the schema's bound is this one
-    const t = await tunedEngine(device, { ...info, isSoftware: false }, { ...engineOpts, tuning: full }, { candidates: [candidates[0]] });
+    const t = await tunedEngine(device, { ...info, isSoftware: false }, { ...engineOpts, tuning: full }, { candidates: [candidates[0]], splits: [] });
     t.engine.destroy();
     expect(Object.keys(t.tuning.products!).sort()).toEqual([...t.engine.kernels.products.keys()].sort());
     expect(isTuning(t.tuning)).toBe(true);

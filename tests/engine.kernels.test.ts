@@ -105,7 +105,7 @@ describe('matmul forward / backward (y = x W + b, W stored (in, out))', () => {
         dw: uploadF32(device, dw0), db: uploadF32(device, db0), dw2: uploadF32(device, dw0),
       };
       await runDispatches(device, [
-        matmulForward(K(device), 't.mm', g.out, g.inp, g.w, g.b, N, C, OC, g.res),
+        ...matmulForward(K(device), 't.mm', g.out, g.inp, g.w, g.b, N, C, OC, g.res),
         ...matmulBackward(K(device), 't.mm.bwd', g.dinp, g.dw, g.db, g.dout, g.inp, g.w, N, C, OC),
         // the GELU-fused variant: inp plays the pre-activation x and also the GELU output
         ...matmulBackward(K(device), 't.mm.bwd.gelu', g.dinpGelu, g.dw2, null, g.dout, g.inp, g.w, N, C, OC, g.inp),
@@ -200,7 +200,7 @@ describe('matmul + bias + GELU fused (the MLP\'s first layer)', () => {
     gpuTest(`N=${N} C=${C} OC=${OC}${scale > 1 ? ', pre-activations in the hundreds' : ''}: GELU output and pre-activation`, async (device) => {
       const inp = randomArray(N * C, 1, scale), w = randomArray(C * OC, 2, scale), b = randomArray(OC, 3);
       const g = { inp: uploadF32(device, inp), w: uploadF32(device, w), b: uploadF32(device, b), out: emptyF32(device, N * OC), pre: emptyF32(device, N * OC) };
-      await runDispatches(device, [matmulGeluForward(K(device), 't.mm.gelu', g.out, g.pre, g.inp, g.w, g.b, N, C, OC)]);
+      await runDispatches(device, matmulGeluForward(K(device), 't.mm.gelu', g.out, g.pre, g.inp, g.w, g.b, N, C, OC));
       const pre = new Float32Array(N * OC), out = new Float32Array(N * OC);
       ref.matmulForward(pre, inp, w, b, N, C, OC);
       ref.geluForward(out, pre, N * OC);

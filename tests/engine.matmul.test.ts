@@ -6,6 +6,7 @@ import { DEFAULT_TUNING, Kernels, writeArray, type MatmulMode, type Tuning } fro
 import { matmul, matmulDispatches, splitOf, vec4Aligned, type MatmulSpec } from '../src/gpu/matmul.ts';
 import { gpuTest, readF32, uploadF32 } from './support/gpu.ts';
 import { randomArray, relErr, runDispatches } from './support/engine.ts';
+import { matmulGeluForward } from '../src/gpu/ops.ts';
 
 const TOL = 1e-5;
 // Every case runs with both register-block heights (TM = 8 and 4) and widths (4 and 8 columns),
@@ -32,6 +33,10 @@ const TUNINGS: Tuning[] = [
   // K split over 3 and 5 workgroups per tile (tn only; the others ignore splitK).
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true }, tn: { wgX: 4, wgY: 2, tm: 8, vec4: true, tile: true, splitK: 3 } } },
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true }, tn: { wgX: 16, wgY: 16, tm: 8, vec4: false, tile: true, splitK: 5 } } },
+  // nn and nt with K in 2, 3 or 4 equal ranges as a batch of partial products (where K splits
+  // into multiples of 4: K = 8, 16, 24 below), register and tiled, through splitSum's epilogues.
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true, splitK: 2 }, nt: { wgX: 4, wgY: 2, tm: 8, vec4: false, tile: true, splitK: 4 }, tn: DEFAULT_TUNING.matmul.tn } },
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 4, wgY: 2, tm: 8, vec4: true, tile: true, splitK: 3 }, nt: { wgX: 8, wgY: 8, tm: 4, vec4: true, splitK: 2 }, tn: DEFAULT_TUNING.matmul.tn } },
 ];
 const kernels: Kernels[] = [];
 const kernelsFor = (device: GPUDevice, t: number) => (kernels[t] ??= new Kernels(device, TUNINGS[t]));
@@ -131,6 +136,29 @@ describe('matmul.wgsl', () => {
   gpuTest('accumulate (dW += x^T dy) and alpha', async (device) => {
     expect((await check(device, { mode: 'tn', M: 12, N: 8, K: 21, accum: true, alpha: 0.25 })).err).toBeLessThan(TOL);
   });
+  gpuTest('alpha, bias and accumulate together on nn and nt, split and whole', async (device) => {
+    for (const mode of ['nn', 'nt'] as const) {
+      expect((await check(device, { mode, M: 12, N: 8, K: 24, accum: true, alpha: 0.25, bias: true })).err).toBeLessThan(TOL);
+    }
+  });
+  gpuTest('nn and nt split K as a batch of equal ranges, summed through the gelu epilogue (its pre-activation too)', async (device) => {
+    const [M, K, N] = [10, 24, 12];
+    const inp = randomArray(M * K, 1), w = randomArray(K * N, 2), b = randomArray(N, 3);
+    const run = async (t: number) => {
+      const g = { inp: uploadF32(device, inp), w: uploadF32(device, w), b: uploadF32(device, b), out: uploadF32(device, new Float32Array(M * N)), pre: uploadF32(device, new Float32Array(M * N)) };
+      const ds = matmulGeluForward(kernelsFor(device, t), 'test.gelu', g.out, g.pre, g.inp, g.w, g.b, M, K, N);
+      await runDispatches(device, ds);
+      return { labels: ds.map((d) => d.label), out: await readF32(device, g.out, M * N), pre: await readF32(device, g.pre, M * N) };
+    };
+    const whole = await run(0);
+    expect(whole.labels).toEqual(['test.gelu']);
+    for (const t of [TUNINGS.length - 2, TUNINGS.length - 1]) {
+      const split = await run(t);
+      expect(split.labels).toEqual(['test.gelu.split', 'test.gelu.splitSum']);
+      expect(relErr(split.pre, whole.pre)).toBeLessThan(TOL);
+      expect(relErr(split.out, whole.out)).toBeLessThan(TOL);
+    }
+  });
 
   gpuTest('tn with the bias gradient riding along (dW += x^T dy, db += column sums of dy)', async (device) => {
     for (const [M, N, K] of [[12, 8, 21], [5, 7, 3], [16, 32, 9], [40, 36, 29]]) {
@@ -176,12 +204,20 @@ describe('matmul.wgsl', () => {
     }
   });
 
-  gpuTest('a K split is two dispatches (partial products, then their sum) for tiled tn only', async (device) => {
+  gpuTest('a K split is two dispatches (partial products, then their sum): tiled tn, and nn and nt where K splits evenly', async (device) => {
     const buf = uploadF32(device, new Float32Array(64));
     const spec = (mode: MatmulMode): MatmulSpec => ({ label: `test.split.${mode}`, mode, M: 4, N: 4, K: 40, a: { ref: buf, ld: 4 }, b: { ref: buf, ld: 4 }, c: { ref: buf, ld: 4 } });
-    const t = TUNINGS.length - 2;
+    const t = TUNINGS.length - 4;
     expect(matmulDispatches(kernelsFor(device, t), spec('tn')).map((d) => d.label)).toEqual(['test.split.tn.split', 'test.split.tn.splitSum']);
     expect(matmulDispatches(kernelsFor(device, t), spec('nn'))).toHaveLength(1);
+    expect(matmulDispatches(kernelsFor(device, TUNINGS.length - 2), spec('nn')).map((d) => d.label)).toEqual(['test.split.nn.split', 'test.split.nn.splitSum']);
+    // nn, nt: equal ranges of a multiple of 4 (K = 40: 2 of 20, not 4 of 10), no bias gradient, no batch.
+    const reg = { wgX: 8, wgY: 8, tm: 8 as const, vec4: true };
+    expect(splitOf(spec('nn'), { ...reg, splitK: 2 })).toBe(2);
+    expect(splitOf(spec('nt'), { ...reg, splitK: 5 })).toBe(5);
+    expect(splitOf(spec('nt'), { ...reg, splitK: 4 })).toBe(1);
+    expect(splitOf({ ...spec('nn'), batch: { count: 2, inner: 1 } }, { ...reg, splitK: 2 })).toBe(1);
+    expect(splitOf(spec('tn'), { ...reg, splitK: 2 })).toBe(1);
     // No more ranges than 8-deep stages; none with an epilogue or a batch.
     const tile = { wgX: 4, wgY: 2, tm: 8 as const, vec4: true, tile: true, splitK: 16 };
     expect(splitOf({ ...spec('tn'), K: 17 }, tile)).toBe(3);

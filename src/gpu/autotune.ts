@@ -124,7 +124,7 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
     // The large class times tn (the weight gradients: a layer's in x out from a K of every token
     // in the batch) as (size/2)^2 outputs over 4 size rows, the same multiply-adds as size^3:
     // few outputs and a long K, where a tile too large leaves most of a GPU idle.
-    const cx: SearchContext = { device, k, candidates, quads: quads === 'offered', splits: opts.splitCandidates ?? SPLIT_CANDIDATES, timings };
+    const cx: SearchContext = { device, k, candidates, quads: quads === 'offered', splits: opts.splitCandidates ?? SPLIT_CANDIDATES, splitAll: !info.isSoftware, timings };
     const searchClass = async (size: number, suffix: string): Promise<Record<MatmulMode, MatmulShape>> => {
       const A = buf(`A${suffix}`, 2 * size * size), B = buf(`B${suffix}`, 2 * size * size), C = buf(`C${suffix}`, size * size);
       const chosen = {} as Record<MatmulMode, MatmulShape>;
@@ -270,6 +270,8 @@ interface SearchContext {
   /** Whether quad shapes may be tried (the device's quads matched the plain kernel). */
   quads: boolean;
   splits: number[];
+  /** Whether nn and nt products also try their K split as a batch of ranges (hardware adapters). */
+  splitAll: boolean;
   timings: AutotuneResult['timings'];
 }
 
@@ -307,6 +309,12 @@ async function searchProduct(cx: SearchContext, spec: MatmulSpec, kernel: string
     const tile = bestTile.shape;
     for (const splitK of cx.splits) await measure({ ...tile, splitK });
   }
+  // nn, nt: the fastest shape again with K in 2, 4, 8 ranges where K splits so (few outputs from
+  // a long K: a layer's output projection from the MLP's width).
+  if (spec.mode !== 'tn' && cx.splitAll) {
+    const top = best.shape;
+    for (const splitK of cx.splits) if (splitOf(spec, { ...top, splitK }) === splitK) await measure({ ...top, splitK });
+  }
   // The load width: the winning shape again with the other width.
   await measure({ ...best.shape, vec4: !best.shape.vec4 });
   return best.shape;
@@ -320,7 +328,7 @@ async function searchProduct(cx: SearchContext, spec: MatmulSpec, kernel: string
  * merged tuning is saved under `key`. A software adapter, or a tuning that has every product,
  * gets the engine as built.
  */
-export async function tunedEngine(device: GPUDevice, info: AdapterSummary, opts: EngineOptions, tune: { store?: TuningStore; key?: string; candidates?: MatmulShape[] } = {}): Promise<{ engine: GpuEngine; tuning: Tuning; tuned: number; timings: AutotuneResult['timings'] }> {
+export async function tunedEngine(device: GPUDevice, info: AdapterSummary, opts: EngineOptions, tune: { store?: TuningStore; key?: string; candidates?: MatmulShape[]; splits?: number[] } = {}): Promise<{ engine: GpuEngine; tuning: Tuning; tuned: number; timings: AutotuneResult['timings'] }> {
   const tuning = opts.tuning ?? DEFAULT_TUNING;
   const first = new GpuEngine(device, opts);
   const missing = [...first.kernels.products].filter(([key]) => !tuning.products?.[key]);
@@ -330,7 +338,7 @@ export async function tunedEngine(device: GPUDevice, info: AdapterSummary, opts:
   try {
     const cx: SearchContext = {
       device, k: first.kernels, candidates: tune.candidates ?? [...MATMUL_CANDIDATES, ...TILE_CANDIDATES],
-      quads: first.kernels.quads && tuning.quads === true, splits: SPLIT_CANDIDATES, timings,
+      quads: first.kernels.quads && tuning.quads === true, splits: tune.splits ?? SPLIT_CANDIDATES, splitAll: true, timings,
     };
     for (const [key, spec] of missing) found[key] = await searchProduct(cx, spec, `product ${key}`);
   } finally {

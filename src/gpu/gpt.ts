@@ -5,7 +5,7 @@
 import type { Layout } from '../model/layout.ts';
 import { layerTensor, tensor } from '../model/layout.ts';
 import { type Dispatch, type Kernels, writeArray } from './kernels.ts';
-import { matmul, matmulDispatches } from './matmul.ts';
+import { matmulDispatches } from './matmul.ts';
 import {
   attentionBackward, attentionForward, crossentropy, encoderBackward, encoderForward,
   layernormBackward, layernormForward, layernormScratchFloats, matmulBackward, matmulForward, matmulGeluForward, tokenIndex,
@@ -102,23 +102,23 @@ export class GpuGPT {
         const resid = l === 0 ? encoded : acts[l - 1].res3;
         const h = `GpuGPT.h${l}`;
         fwd.push(layernormForward(k, `${h}.ln1`, a.ln1, a.ln1Mean, a.ln1Rstd, resid, LP(l, 'ln_1.weight'), LP(l, 'ln_1.bias'), N, C));
-        fwd.push(matmulForward(k, `${h}.qkv`, a.qkv, a.ln1, LP(l, 'attn.c_attn.weight'), LP(l, 'attn.c_attn.bias'), N, C, 3 * C));
+        fwd.push(...matmulForward(k, `${h}.qkv`, a.qkv, a.ln1, LP(l, 'attn.c_attn.weight'), LP(l, 'attn.c_attn.bias'), N, C, 3 * C));
         fwd.push(attentionForward(k, `${h}.attn`, a.atty, a.lse, a.qkv, B, T, C, NH));
-        fwd.push(matmulForward(k, `${h}.attproj`, a.res2, a.atty, LP(l, 'attn.c_proj.weight'), LP(l, 'attn.c_proj.bias'), N, C, C, resid));
+        fwd.push(...matmulForward(k, `${h}.attproj`, a.res2, a.atty, LP(l, 'attn.c_proj.weight'), LP(l, 'attn.c_proj.bias'), N, C, C, resid));
         fwd.push(layernormForward(k, `${h}.ln2`, a.ln2, a.ln2Mean, a.ln2Rstd, a.res2, LP(l, 'ln_2.weight'), LP(l, 'ln_2.bias'), N, C));
-        fwd.push(matmulGeluForward(k, `${h}.fc`, a.fchGelu, a.fch, a.ln2, LP(l, 'mlp.c_fc.weight'), LP(l, 'mlp.c_fc.bias'), N, C, 4 * C));
-        fwd.push(matmulForward(k, `${h}.fcproj`, a.res3, a.fchGelu, LP(l, 'mlp.c_proj.weight'), LP(l, 'mlp.c_proj.bias'), N, 4 * C, C, a.res2));
+        fwd.push(...matmulGeluForward(k, `${h}.fc`, a.fchGelu, a.fch, a.ln2, LP(l, 'mlp.c_fc.weight'), LP(l, 'mlp.c_fc.bias'), N, C, 4 * C));
+        fwd.push(...matmulForward(k, `${h}.fcproj`, a.res3, a.fchGelu, LP(l, 'mlp.c_proj.weight'), LP(l, 'mlp.c_proj.bias'), N, 4 * C, C, a.res2));
       }
       const last = acts[L - 1].res3;
       fwd.push(layernormForward(k, 'GpuGPT.lnf', lnf, lnfMean, lnfRstd, last, P('transformer.ln_f.weight'), P('transformer.ln_f.bias'), N, C));
       // logits = lnf @ wte^T: the output head is tied to the token embedding.
-      fwd.push(matmul(k, { label: 'GpuGPT.logits', mode: 'nt', M: N, N: V, K: C, a: { ref: lnf, ld: C }, b: { ref: wte, ld: C }, c: { ref: logits, ld: V } }));
+      fwd.push(...matmulDispatches(k, { label: 'GpuGPT.logits', mode: 'nt', M: N, N: V, K: C, a: { ref: lnf, ld: C }, b: { ref: wte, ld: C }, c: { ref: logits, ld: V } }));
       this.forward.push(...fwd, crossentropy(k, 'GpuGPT.crossentropy', this.losses, logits, this.targets, state.stepState, N, V, true));
       this.evalForward.push(...fwd, crossentropy(k, 'GpuGPT.crossentropyEval', this.losses, logits, this.targets, state.stepState, N, V, false));
 
       // ---- backward ----
       const bwd = this.backward;
-      bwd.push(matmul(k, { label: 'GpuGPT.logits.dinp', mode: 'nn', M: N, N: C, K: V, a: { ref: logits, ld: V }, b: { ref: wte, ld: C }, c: { ref: dln, ld: C } }));
+      bwd.push(...matmulDispatches(k, { label: 'GpuGPT.logits.dinp', mode: 'nn', M: N, N: C, K: V, a: { ref: logits, ld: V }, b: { ref: wte, ld: C }, c: { ref: dln, ld: C } }));
       bwd.push(...matmulDispatches(k, { label: 'GpuGPT.logits.dweight', mode: 'tn', M: V, N: C, K: N, a: { ref: logits, ld: V }, b: { ref: lnf, ld: C }, c: { ref: G('transformer.wte.weight'), ld: C }, accumulate: true }));
       bwd.push(...layernormBackward(k, 'GpuGPT.lnf.bwd', this.dres, G('transformer.ln_f.weight'), G('transformer.ln_f.bias'), dln, last, P('transformer.ln_f.weight'), lnfMean, lnfRstd, lnScratch, N, C));
       for (let l = L - 1; l >= 0; l--) {

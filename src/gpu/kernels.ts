@@ -20,9 +20,10 @@ export type MatmulMode = 'nn' | 'nt' | 'tn';
  * or 16 with `quad`),
  * and whether aligned operands use vec4 loads (vec4) or scalar ones. With `tile`, the workgroup-memory kernels
  * (nnTile, ntTile, tnTile) run instead: each invocation owns an 8 x 8 block (tm is then 8) of
- * a (8 wgY) x (8 wgX) workgroup tile; wgX <= 16, and wgY even and <= 16. `splitK` (tiled tn
- * only, 2..16) splits K over that many workgroups per tile, whose partial products a second
- * dispatch adds up (matmulDispatches). `quad` (register kernels, wgX a multiple of 4): the four
+ * a (8 wgY) x (8 wgX) workgroup tile; wgX <= 16, and wgY even and <= 16. `splitK` (2..16)
+ * splits K: over that many workgroups per tile for a tiled tn, into that many equal ranges run
+ * as a batch for nn and nt (where K splits into multiples of 4); a second dispatch adds the
+ * partial products up through the product's epilogue (matmulDispatches, splitOf). `quad` (register kernels, wgX a multiple of 4): the four
  * invocations of a quad share their A loads through quadBroadcast (matmul.wgsl's QUAD); it
  * takes effect on devices with the `subgroups` feature only (Kernels.quads) and the autotuner
  * offers it only where a quad product matched the plain one.

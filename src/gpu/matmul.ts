@@ -79,18 +79,29 @@ export function shapeProblem(shape: MatmulShape): string | null {
   return null;
 }
 
-/** The K split that `shape` gives product `s`: above 1 only for an unbatched tiled tn product without bias or epilogue. */
+/**
+ * The K split that `shape` gives product `s` (1: none; never for a batched product).
+ *   tn, a tiled shape, no bias or epilogue: K ranges over the workgroups of each tile
+ *     (tnTile's SPLIT_K; the bias gradient rides with the first range);
+ *   nn, nt, any shape, no bias gradient: K in `split` equal ranges, each a multiple of 4 long,
+ *     run as a batch of partial products (a K that does not split so runs whole). A long K with
+ *     few outputs (a layer's output projection from the MLP's width) otherwise leaves most of a
+ *     GPU idle.
+ * Either way splitSum adds the partial products in order, then applies the scale, bias and
+ * epilogue.
+ */
 export function splitOf(s: MatmulSpec, shape: MatmulShape): number {
   const split = shape.splitK ?? 1;
   if (!Number.isInteger(split) || split < 1 || split > 16) throw new RangeError(`${s.label}: splitK must be an integer in 1..16, got ${split}`);
-  return shape.tile && s.mode === 'tn' && !s.batch && !s.epilogue && !s.bias ? Math.min(split, Math.ceil(s.K / 8)) : 1;
+  if (split === 1 || s.batch) return 1;
+  if (s.mode === 'tn') return shape.tile && !s.epilogue && !s.bias ? Math.min(split, Math.ceil(s.K / 8)) : 1;
+  return !s.biasGrad && s.K % (4 * split) === 0 ? split : 1;
 }
 
 /**
- * The dispatches of product `s`: one (matmul), or for a K split (a tiled tn shape with splitK)
- * two: the partial products of the K ranges into slabs of the shared scratch, then their sum
- * into C, in slab order (accumulating when `s` accumulates). The bias gradient rides along
- * with the first range's workgroups.
+ * The dispatches of product `s`: one (matmul), or for a K split (splitOf) two: the partial
+ * products of the K ranges into slabs of the shared scratch, then their sum into C, in slab
+ * order, through the product's scale, bias and epilogue (accumulating when `s` accumulates).
  */
 export function matmulDispatches(k: Kernels, s: MatmulSpec, shape: MatmulShape = tunedFor(k, s)): Dispatch[] {
   const slab = s.M * s.N;
@@ -98,19 +109,28 @@ export function matmulDispatches(k: Kernels, s: MatmulSpec, shape: MatmulShape =
   const split = Math.min(splitOf(s, shape), Math.floor(k.device.limits.maxStorageBufferBindingSize / (4 * slab)));
   if (split <= 1) return [matmul(k, s, { ...shape, splitK: 1 })];
   const scratch = k.scratch(split * slab);
-  const partial = matmul(k, {
-    ...s, label: `${s.label}.split`, accumulate: false, batch: { count: split, inner: 1 },
-    a: { ...s.a, outer: 0 }, b: { ...s.b, outer: 0 }, c: { ref: scratch, ld: s.N, outer: slab },
-  }, shape, split);
+  const plain = { ...s, label: `${s.label}.split`, bias: undefined, epilogue: undefined, accumulate: false, alpha: undefined, batch: { count: split, inner: 1 } };
+  const slabs = { ref: scratch, ld: s.N, outer: slab };
+  let partial: Dispatch;
+  if (s.mode === 'tn') {
+    partial = matmul(k, { ...plain, a: { ...s.a, outer: 0 }, b: { ...s.b, outer: 0 }, c: slabs }, shape, split);
+  } else {
+    // Range z of K: A's columns z * per.. (A is M x K either way); B's rows (nn: K x N) or columns (nt: N x K).
+    const per = s.K / split;
+    partial = matmul(k, { ...plain, K: per, a: { ...s.a, outer: per }, b: { ...s.b, outer: s.mode === 'nn' ? per * s.b.ld : per }, c: slabs }, { ...shape, splitK: 1 });
+  }
+  const geluOut = s.epilogue?.kind === 'gelu';
   const u = new UniformData()
     .u32(s.M, s.N, split, 0)
     .u32(0, s.c.ld, 0, 0)
-    .u32(s.c.off ?? 0, 0, 0, 0)
+    .u32(s.c.off ?? 0, s.bias?.off ?? 0, s.epilogue?.off ?? 0, s.epilogue?.ld ?? 0)
     .u32(1, 0, 0, 0)
     .u32(0, 0, 0)
-    .f32(1);
-  const sum = k.dispatch(`${s.label}.splitSum`, k.pipeline('matmul', 'splitSum', { ACCUM: !!s.accumulate }, k.layout('matmul', [...MM_LAYOUT])),
-    [k.dummy, k.dummy, k.dummy, k.dummy, s.c.ref, k.uniform(`${s.label}.splitSum.uniform`, u), k.dummyOut, scratch, k.dummy],
+    .f32(s.alpha ?? 1);
+  const constants = { ACCUM: !!s.accumulate, HAS_BIAS: !!s.bias, EPI: s.epilogue ? { residual: 1, geluGrad: 2, gelu: 3 }[s.epilogue.kind] : 0 };
+  const sum = k.dispatch(`${s.label}.splitSum`, k.pipeline('matmul', 'splitSum', constants, k.layout('matmul', [...MM_LAYOUT])),
+    [k.dummy, k.dummy, s.bias?.ref ?? k.dummy, (!geluOut && s.epilogue?.ref) || k.dummy, s.c.ref, k.uniform(`${s.label}.splitSum.uniform`, u),
+      geluOut ? s.epilogue!.ref : k.dummyOut, scratch, k.dummy],
     [Math.min(k.device.limits.maxComputeWorkgroupsPerDimension, Math.ceil(slab / 256)), 1, 1]);
   return [partial, sum];
 }

@@ -2,7 +2,7 @@
 // (src/model/reference.ts, after llm.c): outputs first, then inputs, then sizes. Each returns
 // the Dispatch records of its kernels, with their uniforms written once, here.
 import { type Dispatch, type Kernels, type Ref, strideGrid, UniformData } from './kernels.ts';
-import { matmul, matmulDispatches } from './matmul.ts';
+import { matmulDispatches } from './matmul.ts';
 
 /** out (B,T,C) = wte[tokens] + wpe[t]. */
 export function encoderForward(k: Kernels, label: string, out: Ref, tokens: Ref, wte: Ref, wpe: Ref, B: number, T: number, C: number): Dispatch {
@@ -82,8 +82,8 @@ export function layernormBackward(k: Kernels, label: string, dinp: Ref, dweight:
 }
 
 /** out (N,OC) = inp (N,C) @ weight (C,OC) + bias (OC) [+ residual (N,OC)]. */
-export function matmulForward(k: Kernels, label: string, out: Ref, inp: Ref, weight: Ref, bias: Ref | null, N: number, C: number, OC: number, residual?: Ref): Dispatch {
-  return matmul(k, {
+export function matmulForward(k: Kernels, label: string, out: Ref, inp: Ref, weight: Ref, bias: Ref | null, N: number, C: number, OC: number, residual?: Ref): Dispatch[] {
+  return matmulDispatches(k, {
     label, mode: 'nn', M: N, N: OC, K: C,
     a: { ref: inp, ld: C }, b: { ref: weight, ld: OC }, c: { ref: out, ld: OC },
     bias: bias ? { ref: bias } : undefined,
@@ -98,7 +98,7 @@ export function matmulForward(k: Kernels, label: string, out: Ref, inp: Ref, wei
 export function matmulBackward(k: Kernels, label: string, dinp: Ref | null, dweight: Ref, dbias: Ref | null, dout: Ref, inp: Ref, weight: Ref, N: number, C: number, OC: number, geluInput?: Ref): Dispatch[] {
   const out: Dispatch[] = [];
   if (dinp) {
-    out.push(matmul(k, {
+    out.push(...matmulDispatches(k, {
       label: `${label}.dinp`, mode: 'nt', M: N, N: C, K: OC,
       a: { ref: dout, ld: OC }, b: { ref: weight, ld: OC }, c: { ref: dinp, ld: C },
       epilogue: geluInput ? { kind: 'geluGrad', ref: geluInput, ld: C } : undefined,
@@ -117,8 +117,8 @@ export function matmulBackward(k: Kernels, label: string, dinp: Ref | null, dwei
  * out (N,OC) = GELU(inp (N,C) @ weight (C,OC) + bias (OC)), and preact (N,OC) the value before
  * the GELU (what the backward's gelu' reads): the MLP's first layer and its GELU in one kernel.
  */
-export function matmulGeluForward(k: Kernels, label: string, out: Ref, preact: Ref, inp: Ref, weight: Ref, bias: Ref, N: number, C: number, OC: number): Dispatch {
-  return matmul(k, {
+export function matmulGeluForward(k: Kernels, label: string, out: Ref, preact: Ref, inp: Ref, weight: Ref, bias: Ref, N: number, C: number, OC: number): Dispatch[] {
+  return matmulDispatches(k, {
     label, mode: 'nn', M: N, N: OC, K: C,
     a: { ref: inp, ld: C }, b: { ref: weight, ld: OC }, c: { ref: out, ld: OC },
     bias: { ref: bias }, epilogue: { kind: 'gelu', ref: preact, ld: OC },

@@ -135,20 +135,23 @@ fn batchOffsets(z: u32) -> Offs {
               u.offC + zo * u.cOuter + zi * u.cInner);
 }
 
+// C(row, col) = alpha * x (+ bias) (epilogue) (+ C): one output of a product (storeRow) or of
+// the sum of its K-split partial products (splitSum).
+fn storeOne(row: u32, col: u32, x: f32, offC: u32) {
+  var v = u.alpha * x;
+  if (HAS_BIAS) { v += bias[u.offBias + col]; }
+  if (EPI == 1u) { v += R[u.offR + row * u.ldr + col]; }
+  if (EPI == 2u) { v *= geluGrad(R[u.offR + row * u.ldr + col]); }
+  if (EPI == 3u) { aux[u.offR + row * u.ldr + col] = v; v = gelu(v); }
+  let ci = offC + row * u.ldc + col;
+  if (ACCUM) { v += C[ci]; }
+  C[ci] = v;
+}
+
 fn storeRow(row: u32, c0: u32, s: vec4f, offC: u32) {
   if (row >= u.M) { return; }
   for (var q = 0u; q < 4u; q++) {
-    let col = c0 + q;
-    if (col < u.N) {
-      var v = u.alpha * s[q];
-      if (HAS_BIAS) { v += bias[u.offBias + col]; }
-      if (EPI == 1u) { v += R[u.offR + row * u.ldr + col]; }
-      if (EPI == 2u) { v *= geluGrad(R[u.offR + row * u.ldr + col]); }
-      if (EPI == 3u) { aux[u.offR + row * u.ldr + col] = v; v = gelu(v); }
-      let ci = offC + row * u.ldc + col;
-      if (ACCUM) { v += C[ci]; }
-      C[ci] = v;
-    }
+    if (c0 + q < u.N) { storeOne(row, c0 + q, s[q], offC); }
   }
 }
 
@@ -620,16 +623,15 @@ fn tnTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec
   tileProduct(2u, o, wg.y * 8u * WG_Y, col0, kBegin, kEnd, l);
 }
 
-// C (M, N at offC, ldc) (+)= the sum of u.K slabs of M*N floats at A1[offA ..]: tnTile's split
-// partial products, added in slab order (the same sum every run).
+// C (M, N at offC, ldc) (+)= the sum of u.K slabs of M*N floats at A1[offA ..], the split
+// partial products (tnTile's K ranges, or those of nn and nt run as a batch over K), added in
+// slab order (the same sum every run), through the product's own scale, bias and epilogue.
 @compute @workgroup_size(256)
 fn splitSum(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) n: vec3u) {
   let total = u.M * u.N;
   for (var e = g.x; e < total; e += n.x * 256u) {
     var v = 0.0;
     for (var s = 0u; s < u.K; s++) { v += A1[u.offA + s * total + e]; }
-    let ci = u.offC + (e / u.N) * u.ldc + e % u.N;
-    if (ACCUM) { v += C[ci]; }
-    C[ci] = v;
+    storeOne(e / u.N, e % u.N, v, u.offC);
   }
 }
