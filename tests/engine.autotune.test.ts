@@ -287,8 +287,8 @@ describe('tunedEngine: each product of a model at its own size (hardware adapter
     const hw = { ...info, isSoftware: false };
     const store = memoryStore();
     const t = await tunedEngine(device, hw, engineOpts, { store, key: 'k', candidates, splits: [2] });
+    const keys = [...t.engine.kernels.products.keys()].sort();
     try {
-      const keys = [...t.engine.kernels.products.keys()].sort();
       expect(keys.length).toBeGreaterThan(5); // qkv, attproj, fc, fcproj, logits: forward, dinp, dweight
       expect(keys).toContain(`nn+bias+residual:${B * T}x${model.d}x${4 * model.d}`); // fcproj forward
       expect(Object.keys(t.tuning.products!).sort()).toEqual(keys);
@@ -319,6 +319,13 @@ describe('tunedEngine: each product of a model at its own size (hardware adapter
     again.engine.destroy();
     expect(again.tuned).toBe(0);
     expect(again.tuning).toBe(t.tuning);
+    // Another model's products, stored for this adapter meanwhile, are kept beside this one's.
+    const other = { ...t.tuning, products: { ...t.tuning.products, 'nn:3x5x8': DEFAULT_TUNING.matmul.nn } };
+    store.entries.set('k', other);
+    const third = await tunedEngine(device, hw, { ...engineOpts, B: 1 }, { store, key: 'k', candidates: [candidates[0]], splits: [] });
+    third.engine.destroy();
+    expect(third.tuned).toBeGreaterThan(0);
+    expect(Object.keys(store.entries.get('k')!.products!)).toEqual(expect.arrayContaining(['nn:3x5x8', ...keys, ...third.engine.kernels.products.keys()]));
     const sw = await tunedEngine(device, info, engineOpts, { candidates });
     sw.engine.destroy();
     expect(sw.tuned).toBe(0);

@@ -325,7 +325,7 @@ async function searchProduct(cx: SearchContext, spec: MatmulSpec, kernel: string
  * its own size (Tuning.products), on hardware adapters: the product shapes the engine builds that
  * the tuning does not have yet are timed on the engine's own buffers, and the engine is built
  * again with them (the first one's buffers are only scratch: nothing has been written yet). The
- * merged tuning is saved under `key`. A software adapter, or a tuning that has every product,
+ * merged tuning (with the products the store already holds for `key`) is saved under `key`. A software adapter, or a tuning that has every product,
  * gets the engine as built.
  */
 export async function tunedEngine(device: GPUDevice, info: AdapterSummary, opts: EngineOptions, tune: { store?: TuningStore; key?: string; candidates?: MatmulShape[]; splits?: number[] } = {}): Promise<{ engine: GpuEngine; tuning: Tuning; tuned: number; timings: AutotuneResult['timings'] }> {
@@ -344,7 +344,9 @@ export async function tunedEngine(device: GPUDevice, info: AdapterSummary, opts:
   } finally {
     first.destroy();
   }
-  let products = { ...tuning.products, ...found };
+  // Products other models stored for this adapter since `tuning` was read are kept too.
+  const stored = tune.store && tune.key ? await tune.store.load(tune.key).catch(() => undefined) : undefined;
+  let products = { ...(stored && isTuning(stored) ? stored.products : {}), ...tuning.products, ...found };
   if (Object.keys(products).length > MAX_TUNED_PRODUCTS) products = Object.fromEntries(Object.entries(products).filter(([key]) => first.kernels.products.has(key)));
   const merged: Tuning = { ...tuning, products };
   if (tune.store && tune.key) await tune.store.save(tune.key, merged).catch(() => {});
