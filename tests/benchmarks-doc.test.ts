@@ -79,6 +79,8 @@ const labRow = (wg: string, overrides: Record<string, number>): any => {
 };
 const torchRow = (preset: string) => json('torch-h200.json').rows.find((r: any) => r.preset === preset && r.torch_mode === 'fp32');
 const h200Profile = (preset: string) => json('profile-h200.json').runs.find((r: any) => r.model.startsWith(`${preset} preset`));
+const h200Ms = (preset: string, kernel: (k: string) => boolean): number => h200Profile(preset).rows.filter((x: any) => kernel(x.kernel)).reduce((a: number, x: any) => a + x.ms, 0);
+const isLayerNorm = (k: string) => /^GpuGPT\.(h\*\.ln[12]|lnf)(\.|$)/.test(k);
 const attentionMs = (file: string): number => json(file).runs.find((r: any) => r.model.startsWith('base preset')).rows
   .filter((x: any) => x.kernel.includes('.attn')).reduce((a: number, x: any) => a + x.ms, 0);
 const bestAt4096 = (variant: (v: string) => boolean) => json('kernels-matmul-h200.json').results
@@ -198,6 +200,13 @@ const CLAIMS: Claim[] = [
   bm('went from 134.8 ms', () => attentionMs('profile-h200-before.json')),
   bm('a step to\n  40.96 ms', () => attentionMs('profile-h200.json')),
   bm('127.35 ms', () => h200Profile('base').wallMsPerStep),
+  bm('took\n  13.43 ms', () => h200Ms('base', isLayerNorm)),
+  bm('(of 138.81 ms)', () => h200Profile('base').totalMs),
+  bm('and 4.39 ms', () => h200Ms('small', isLayerNorm)),
+  bm('(of 23.59 ms)', () => h200Profile('small').totalMs),
+  bm('attention backward took 35.19 ms', () => h200Ms('base', (k) => k.includes('.attn.bwd'))),
+  bm('took 3.34 ms', () => h200Ms('small', (k) => k === 'GpuGPT.h*.fcproj')),
+  bm('expansion\'s\n  1.05 ms', () => h200Ms('small', (k) => k === 'GpuGPT.h*.fc')),
   bm('at 26.38 TFLOPS', () => bestAt4096((v) => v === 'src/shaders/matmul.wgsl').gflops / 1e3),
   bm('at 26.38 TFLOPS on 4096³, 39.4%', () => pct(bestAt4096((v) => v === 'src/shaders/matmul.wgsl').peakShare)),
   bm('tile at 25.61 TFLOPS', () => bestAt4096((v) => v.endsWith(':nnTile')).gflops / 1e3),
