@@ -20,7 +20,7 @@ import { COMPILED_CHECKS, compiledModule } from '../scripts/compile-checks.ts';
 import { ROOT } from './support/browser.ts';
 import { DEFAULT_TUNING, Kernels, LARGE_GEMM, MAX_TUNED_PRODUCTS, tunedShape, type Tuning } from '../src/gpu/kernels.ts';
 import { SUBGROUP_SHADERS, type ShaderName } from '../src/gpu/shaders.ts';
-import { matmul, productKey, shapeProblem, tunedFor } from '../src/gpu/matmul.ts';
+import { matmul, productKey, productsOf, shapeProblem, tunedFor } from '../src/gpu/matmul.ts';
 import { readF32, uploadF32 } from './support/gpu.ts';
 import { randomArray, runDispatches } from './support/engine.ts';
 import { fileStore } from '../src/gpu/autotune-node.ts';
@@ -287,7 +287,7 @@ describe('tunedEngine: each product of a model at its own size (hardware adapter
     const hw = { ...info, isSoftware: false };
     const store = memoryStore();
     const t = await tunedEngine(device, hw, engineOpts, { store, key: 'k', candidates, splits: [2] });
-    const keys = [...t.engine.kernels.products.keys()].sort();
+    const keys = [...productsOf(t.engine.kernels).keys()].sort();
     try {
       expect(keys.length).toBeGreaterThan(5); // qkv, attproj, fc, fcproj, logits: forward, dinp, dweight
       expect(keys).toContain(`nn+bias+residual:${B * T}x${model.d}x${4 * model.d}`); // fcproj forward
@@ -325,7 +325,7 @@ describe('tunedEngine: each product of a model at its own size (hardware adapter
     const third = await tunedEngine(device, hw, { ...engineOpts, B: 1 }, { store, key: 'k', candidates: [candidates[0]], splits: [] });
     third.engine.destroy();
     expect(third.tuned).toBeGreaterThan(0);
-    expect(Object.keys(store.entries.get('k')!.products!)).toEqual(expect.arrayContaining(['nn:3x5x8', ...keys, ...third.engine.kernels.products.keys()]));
+    expect(Object.keys(store.entries.get('k')!.products!)).toEqual(expect.arrayContaining(['nn:3x5x8', ...keys, ...productsOf(third.engine.kernels).keys()]));
     const sw = await tunedEngine(device, info, engineOpts, { candidates });
     sw.engine.destroy();
     expect(sw.tuned).toBe(0);
@@ -340,7 +340,7 @@ describe('tunedEngine: each product of a model at its own size (hardware adapter
     expect(isTuning({ ...full, products: { ...others, 'nn:999x7x7': DEFAULT_TUNING.matmul.nn } })).toBe(false); // the schema's bound is this one
     const t = await tunedEngine(device, { ...info, isSoftware: false }, { ...engineOpts, tuning: full }, { candidates: [candidates[0]], splits: [] });
     t.engine.destroy();
-    expect(Object.keys(t.tuning.products!).sort()).toEqual([...t.engine.kernels.products.keys()].sort());
+    expect(Object.keys(t.tuning.products!).sort()).toEqual([...productsOf(t.engine.kernels).keys()].sort());
     expect(isTuning(t.tuning)).toBe(true);
   });
 
@@ -354,7 +354,7 @@ describe('tunedEngine: each product of a model at its own size (hardware adapter
     try {
       expect(tunedFor(k, spec)).toEqual(own);
       expect(tunedFor(k, { ...spec, K: 8 })).toEqual(DEFAULT_TUNING.matmul.nn);
-      expect([...k.products.keys()]).toEqual(['nn:8x12x4', 'nn:8x12x8']);
+      expect([...productsOf(k).keys()]).toEqual(['nn:8x12x4', 'nn:8x12x8']);
     } finally {
       k.destroy();
     }

@@ -29,6 +29,15 @@ beforeAll(async () => {
 afterAll(() => engine?.destroy());
 
 const zeros = () => new Float32Array(layout.total);
+/** The largest |GPU - CPU| parameter gap, and the largest change the CPU made from theta0. */
+const paramGap = (gpu: Float32Array, cpu: Float32Array, theta0: Float32Array) => {
+  let diff = 0, change = 0;
+  for (let i = 0; i < cpu.length; i++) {
+    diff = Math.max(diff, Math.abs(gpu[i] - cpu[i]));
+    change = Math.max(change, Math.abs(cpu[i] - theta0[i]));
+  }
+  return { diff, change };
+};
 
 describe('GpuEngine vs CpuTrainer on micro', () => {
   it(`${STEPS} steps: losses within 1e-3 relative, parameters within 2e-3 of the largest change`, async () => {
@@ -65,11 +74,7 @@ describe('GpuEngine vs CpuTrainer on micro', () => {
       }
       expect(cpuLosses[STEPS - 1]).toBeLessThan(cpuLosses[0] - 0.3); // it did learn something
       const st = await engine.readState();
-      let diff = 0, change = 0;
-      for (let i = 0; i < layout.total; i++) {
-        diff = Math.max(diff, Math.abs(st.params[i] - cpu.params[i]));
-        change = Math.max(change, Math.abs(cpu.params[i] - theta0[i]));
-      }
+      const { diff, change } = paramGap(st.params, cpu.params, theta0);
       console.log(`[engine] max |θ_gpu - θ_cpu| = ${diff.toExponential(2)}, max change ${change.toExponential(2)}, ratio ${(diff / change).toExponential(2)}; dispatches/step ${engine.dispatchesPerStep}`);
       expect(diff / change).toBeLessThan(2e-3);
       // AdamW moments agree too (m is a plain average of clipped gradients).
@@ -109,11 +114,7 @@ describe('GpuEngine on an awkward model (scalar-load paths, ragged tiles)', () =
         const got = await e.train(3, () => bs[s++ % 2]);
         for (let i = 0; i < 3; i++) expect(Math.abs(got.losses[i] - want[i]) / want[i]).toBeLessThan(1e-3);
         const st = await e.readState();
-        let diff = 0, change = 0;
-        for (let i = 0; i < lay.total; i++) {
-          diff = Math.max(diff, Math.abs(st.params[i] - cpu.params[i]));
-          change = Math.max(change, Math.abs(cpu.params[i] - theta0[i]));
-        }
+        const { diff, change } = paramGap(st.params, cpu.params, theta0);
         expect(diff / change).toBeLessThan(2e-3);
       } finally {
         e.destroy();
@@ -150,11 +151,7 @@ describe('GpuEngine with the kernels a GPU picks (register-blocked attention, wi
           expect(Math.abs(got.losses[i] - cpuLosses[i]) / cpuLosses[i], `step ${i}: gpu ${got.losses[i]} cpu ${cpuLosses[i]}`).toBeLessThan(1e-3);
         }
         const st = await e.readState();
-        let diff = 0, change = 0;
-        for (let i = 0; i < layout.total; i++) {
-          diff = Math.max(diff, Math.abs(st.params[i] - cpu.params[i]));
-          change = Math.max(change, Math.abs(cpu.params[i] - theta0[i]));
-        }
+        const { diff, change } = paramGap(st.params, cpu.params, theta0);
         expect(diff / change).toBeLessThan(2e-3);
       } finally {
         e.destroy();

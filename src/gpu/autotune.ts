@@ -7,7 +7,7 @@
 import type { AdapterSummary } from './device.ts';
 import { allMatmulShapes, DEFAULT_TUNING, encodeDispatches, Kernels, MAX_TUNED_PRODUCTS, type Dispatch, type MatmulMode, type MatmulShape, type StrideShape, type Tuning, UniformData } from './kernels.ts';
 import { GpuEngine, type EngineOptions } from './engine.ts';
-import { matmulDispatches, shapeProblem, splitOf, type MatmulSpec } from './matmul.ts';
+import { matmulDispatches, productsOf, shapeProblem, splitOf, type MatmulSpec } from './matmul.ts';
 import { attentionBackward, attentionForward, layernormBackward, layernormForward, layernormScratchFloats } from './ops.ts';
 import { isTuning } from './tuning-check.ts';
 import { STEP_STATE_WORDS } from './state.ts';
@@ -331,7 +331,8 @@ async function searchProduct(cx: SearchContext, spec: MatmulSpec, kernel: string
 export async function tunedEngine(device: GPUDevice, info: AdapterSummary, opts: EngineOptions, tune: { store?: TuningStore; key?: string; candidates?: MatmulShape[]; splits?: number[] } = {}): Promise<{ engine: GpuEngine; tuning: Tuning; tuned: number; timings: AutotuneResult['timings'] }> {
   const tuning = opts.tuning ?? DEFAULT_TUNING;
   const first = new GpuEngine(device, opts);
-  const missing = [...first.kernels.products].filter(([key]) => !tuning.products?.[key]);
+  const built = productsOf(first.kernels);
+  const missing = [...built].filter(([key]) => !tuning.products?.[key]);
   if (info.isSoftware || missing.length === 0) return { engine: first, tuning, tuned: 0, timings: [] };
   const timings: AutotuneResult['timings'] = [];
   const found: Record<string, MatmulShape> = {};
@@ -347,7 +348,7 @@ export async function tunedEngine(device: GPUDevice, info: AdapterSummary, opts:
   // Products other models stored for this adapter since `tuning` was read are kept too.
   const stored = tune.store && tune.key ? await tune.store.load(tune.key).catch(() => undefined) : undefined;
   let products = { ...(stored && isTuning(stored) ? stored.products : {}), ...tuning.products, ...found };
-  if (Object.keys(products).length > MAX_TUNED_PRODUCTS) products = Object.fromEntries(Object.entries(products).filter(([key]) => first.kernels.products.has(key)));
+  if (Object.keys(products).length > MAX_TUNED_PRODUCTS) products = Object.fromEntries(Object.entries(products).filter(([key]) => built.has(key)));
   const merged: Tuning = { ...tuning, products };
   if (tune.store && tune.key) await tune.store.save(tune.key, merged).catch(() => {});
   return { engine: new GpuEngine(device, { ...opts, tuning: merged }), tuning: merged, tuned: missing.length, timings };

@@ -1,7 +1,6 @@
 // Pipelines, uniforms and bind groups, made once. A training step is then only a replay of a
 // list of Dispatch records (pipeline + bind group + grid) into one compute pass: no pipeline
 // or bind group is created and no uniform is written per step.
-import type { MatmulSpec } from './matmul.ts';
 import { SHADERS, SUBGROUP_SHADERS, type ShaderName } from './shaders.ts';
 
 /** One recorded kernel launch. */
@@ -151,8 +150,6 @@ export class Kernels {
   readonly dummyOut: GPUBuffer;
   /** Every buffer this object created (uniforms, dummies), destroyed by destroy(). */
   private readonly owned: GPUBuffer[] = [];
-  /** The products built on the tuning's shapes, by productKey (the first of each): what tunedEngine times. */
-  readonly products = new Map<string, MatmulSpec>();
   private scratchBuf: GPUBuffer | undefined;
 
   /**

@@ -60,10 +60,20 @@ export function productKey(s: MatmulSpec): string {
   return `${parts.join('+')}:${s.M}x${s.N}x${s.K}`;
 }
 
-/** The tuning's shape for product `s` (its own, else its class's), noted in k.products. */
+const built = new WeakMap<Kernels, Map<string, MatmulSpec>>();
+
+/** The products built on `k`'s tuned shapes, by productKey (the first of each): what tunedEngine times. */
+export function productsOf(k: Kernels): Map<string, MatmulSpec> {
+  let m = built.get(k);
+  if (!m) built.set(k, m = new Map());
+  return m;
+}
+
+/** The tuning's shape for product `s` (its own, else its class's), noted in productsOf(k). */
 export function tunedFor(k: Kernels, s: MatmulSpec): MatmulShape {
   const key = productKey(s);
-  if (!s.batch && !k.products.has(key)) k.products.set(key, s);
+  const products = productsOf(k);
+  if (!s.batch && !products.has(key)) products.set(key, s);
   return k.tuning.products?.[key] ?? tunedShape(k.tuning, s.mode, s.M, s.N, s.K);
 }
 

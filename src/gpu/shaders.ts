@@ -5,7 +5,7 @@
 // that share the optimizer's counters get step-state.wgsl (the StepState struct). The matrix
 // products and the row attention forward get quad.wgsl (quadBroadcast, for QUAD) in front on
 // devices with the `subgroups` feature and quad-off.wgsl on the others: SUBGROUP_SHADERS holds
-// those texts.
+// those texts. The LayerNorms get workgroup-sum.wgsl (their wide kernels' reduction) in front.
 import adamw from '../shaders/adamw.wgsl?raw';
 import attentionBlocked from '../shaders/attention.blocked.wgsl?raw';
 import attentionBwd from '../shaders/attention.bwd.wgsl?raw';
@@ -25,6 +25,7 @@ import outer from '../shaders/outer.wgsl?raw';
 import quad from '../shaders/quad.wgsl?raw';
 import quadOff from '../shaders/quad-off.wgsl?raw';
 import stepState from '../shaders/step-state.wgsl?raw';
+import workgroupSum from '../shaders/workgroup-sum.wgsl?raw';
 
 export const SHADERS = {
   adamw: stepState + adamw,
@@ -36,8 +37,8 @@ export const SHADERS = {
   encoderBwd,
   encoderFwd,
   gradnorm: stepState + gradnorm,
-  layernormBwd,
-  layernormFwd,
+  layernormBwd: workgroupSum + layernormBwd,
+  layernormFwd: workgroupSum + layernormFwd,
   loss: stepState + loss,
   matmul: quadOff + half + matmul,
   outer,

@@ -57,30 +57,29 @@ fn dot4(a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f {
   return vec4f(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));
 }
 
-// s[r][c] = scale * q_(i0 + 4 tI + r) . k_(j0 + 4 tJ + c).
-fn scores(hd: Head, i0: u32, j0: u32, tI: u32, tJ: u32) -> array<vec4f, 4> {
+// d[r][c] = x_(i0 + 4 tI + r) . y_(j0 + 4 tJ + c), where x is q (dout false) or dO (dout true)
+// and y is part `part` of qkv: the scores before the scale (q . k), or dO . v.
+fn blockDots(hd: Head, i0: u32, j0: u32, tI: u32, tJ: u32, dout: bool, part: u32) -> array<vec4f, 4> {
   var s: array<vec4f, 4>;
   for (var d = 0u; d < HS / 4u; d++) {
-    let k0 = qkvAt(hd, j0 + 4u * tJ, 1u, d);
-    let k1 = qkvAt(hd, j0 + 4u * tJ + 1u, 1u, d);
-    let k2 = qkvAt(hd, j0 + 4u * tJ + 2u, 1u, d);
-    let k3 = qkvAt(hd, j0 + 4u * tJ + 3u, 1u, d);
-    for (var r = 0u; r < 4u; r++) { s[r] += dot4(qkvAt(hd, i0 + 4u * tI + r, 0u, d), k0, k1, k2, k3); }
+    let y0 = qkvAt(hd, j0 + 4u * tJ, part, d);
+    let y1 = qkvAt(hd, j0 + 4u * tJ + 1u, part, d);
+    let y2 = qkvAt(hd, j0 + 4u * tJ + 2u, part, d);
+    let y3 = qkvAt(hd, j0 + 4u * tJ + 3u, part, d);
+    for (var r = 0u; r < 4u; r++) {
+      let i = i0 + 4u * tI + r;
+      var x: vec4f;
+      if (dout) { x = doutAt(hd, i, d); } else { x = qkvAt(hd, i, 0u, d); }
+      s[r] += dot4(x, y0, y1, y2, y3);
+    }
   }
-  for (var r = 0u; r < 4u; r++) { s[r] *= p.scale; }
   return s;
 }
-// g[r][c] = dO_(i0 + 4 tI + r) . v_(j0 + 4 tJ + c).
-fn doutDotV(hd: Head, i0: u32, j0: u32, tI: u32, tJ: u32) -> array<vec4f, 4> {
-  var g: array<vec4f, 4>;
-  for (var d = 0u; d < HS / 4u; d++) {
-    let v0 = qkvAt(hd, j0 + 4u * tJ, 2u, d);
-    let v1 = qkvAt(hd, j0 + 4u * tJ + 1u, 2u, d);
-    let v2 = qkvAt(hd, j0 + 4u * tJ + 2u, 2u, d);
-    let v3 = qkvAt(hd, j0 + 4u * tJ + 3u, 2u, d);
-    for (var r = 0u; r < 4u; r++) { g[r] += dot4(doutAt(hd, i0 + 4u * tI + r, d), v0, v1, v2, v3); }
-  }
-  return g;
+// s[r][c] = scale * q_(i0 + 4 tI + r) . k_(j0 + 4 tJ + c).
+fn scores(hd: Head, i0: u32, j0: u32, tI: u32, tJ: u32) -> array<vec4f, 4> {
+  var s = blockDots(hd, i0, j0, tI, tJ, false, 1u);
+  for (var r = 0u; r < 4u; r++) { s[r] *= p.scale; }
+  return s;
 }
 // Whether key j may be seen from query i (causal, both inside the sequence).
 fn visible(i: u32, j: u32) -> bool { return j <= i && i < p.T; }
@@ -176,7 +175,7 @@ fn dq(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32
   for (var tile = 0u; tile <= wg.x; tile++) {
     let j0 = tile * BT;
     let s = scores(hd, i0, j0, tI, tJ);
-    let g = doutDotV(hd, i0, j0, tI, tJ);
+    let g = blockDots(hd, i0, j0, tI, tJ, true, 2u);
     for (var c = 0u; c < 4u; c++) {
       let j = j0 + 4u * tJ + c;
       var col: vec4f;
@@ -223,7 +222,7 @@ fn dkv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u3
   for (var tile = wg.x; tile < nwg.x; tile++) {
     let i0 = tile * BT;
     let s = scores(hd, i0, j0, tI, tJ);
-    let g = doutDotV(hd, i0, j0, tI, tJ);
+    let g = blockDots(hd, i0, j0, tI, tJ, true, 2u);
     for (var r = 0u; r < 4u; r++) {
       let i = i0 + 4u * tI + r;
       let ok = i < p.T;

@@ -9,8 +9,8 @@
 //                    dout * norm and dout over the chunk's ROWS rows into scratch.
 //   wide:            the same two jobs for a GPU: workgroup w < N is row w's dinput, its WG
 //                    invocations side by side along the row, reducing in workgroup memory
-//                    (the row walk of one invocation reads C floats apart from its
-//                    neighbours); the workgroups after them do dparamsPartial, WG indices each.
+//                    (workgroupSum, workgroup-sum.wgsl in front; the row walk of one
+//                    invocation reads C floats apart from its neighbours); the workgroups after them do dparamsPartial, WG indices each.
 //   dparamsFinal:    one invocation per channel sums its chunks in order:
 //                    dweight += sum_n dout * norm, dbias += sum_n dout.
 struct P { N: u32, C: u32, rows: u32, chunks: u32 }
@@ -85,21 +85,6 @@ fn dparamsFinal(@builtin(global_invocation_id) g: vec3u) {
   db[c] += sb;
 }
 
-var<workgroup> red: array<vec2f, 256>;
-
-/** The sum over the workgroup (WG a power of two of at most 256) of each invocation's `v`. */
-fn workgroupSum2(v: vec2f, li: u32) -> vec2f {
-  red[li] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (li < s) { red[li] += red[li + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
 @compute @workgroup_size(WG)
 fn wide(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let parts = (p.C * p.chunks + WG - 1u) / WG;
@@ -123,7 +108,7 @@ fn dinputWide(n: u32, li: u32) {
     let dnorm = weight[c] * dout[x + c];
     acc += vec2f(dnorm, dnorm * norm);
   }
-  let t = workgroupSum2(acc, li) / f32(p.C); // (mean of dnorm, mean of dnorm * norm)
+  let t = workgroupSum(acc, li) / f32(p.C); // (mean of dnorm, mean of dnorm * norm)
   for (var c = li; c < p.C; c += WG) {
     let norm = (inp[x + c] - m) * s;
     let dnorm = weight[c] * dout[x + c];

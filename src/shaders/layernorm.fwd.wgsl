@@ -3,7 +3,7 @@
 //   main: one invocation per row, walking its C channels alone (SwiftShader: no barriers);
 //   wide: one workgroup per row (a GPU): the WG invocations read the row's channels side by
 //         side, so each read of the workgroup is one contiguous span, and reduce in workgroup
-//         memory. WG is a power of two of at most 256.
+//         memory (workgroupSum, workgroup-sum.wgsl in front). WG is a power of two of at most 256.
 struct P { N: u32, C: u32, pad0: u32, pad1: u32 }
 @group(0) @binding(0) var<storage, read> inp: array<f32>;        // (N, C)
 @group(0) @binding(1) var<storage, read> weight: array<f32>;     // (C)
@@ -32,31 +32,16 @@ fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: v
   }
 }
 
-var<workgroup> red: array<f32, 256>;
-
-/** The sum over the workgroup of each invocation's `v` (every invocation gets it). */
-fn workgroupSum(v: f32, li: u32) -> f32 {
-  red[li] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (li < s) { red[li] += red[li + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
 @compute @workgroup_size(WG)
 fn wide(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   for (var n = wg.x; n < p.N; n += nwg.x) {
     let x = n * p.C;
     var s = 0.0;
     for (var c = li; c < p.C; c += WG) { s += inp[x + c]; }
-    let m = workgroupSum(s, li) / f32(p.C);
+    let m = workgroupSum(vec2f(s, 0.0), li).x / f32(p.C);
     var v = 0.0;
     for (var c = li; c < p.C; c += WG) { let d = inp[x + c] - m; v += d * d; }
-    let r = 1.0 / sqrt(workgroupSum(v, li) / f32(p.C) + EPS);
+    let r = 1.0 / sqrt(workgroupSum(vec2f(v, 0.0), li).x / f32(p.C) + EPS);
     for (var c = li; c < p.C; c += WG) { out[x + c] = (inp[x + c] - m) * r * weight[c] + bias[c]; }
     if (li == 0u) {
       mean[n] = m;
