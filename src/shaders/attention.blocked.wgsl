@@ -17,6 +17,8 @@
 //                dims of vec4s tJ and tJ + 8 (HS <= 64), accumulated over the visiting tile;
 //   row role     (fwd, li < 32) row li's running max and sum over the keys so far.
 // HS is a multiple of 4 of at most 64 (ops.ts falls back to the other kernels otherwise).
+// The per-invocation arrays (o, acc, dk, dv, s) are indexed only in the innermost loops of 2 and
+// 4 iterations, which a compiler unrolls, so that they stay in registers.
 //
 // qkv is (B, T, 3C) packed q | k | v, read here as vec4s; head h of part p sits at vec4 column
 // p * C/4 + h * HS/4. With HALF (half.wgsl) q, k, v and dO are rounded to f16 as they are read.
@@ -120,11 +122,13 @@ fn fwd(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u3
     workgroupBarrier();
     let corr = rowA[tI];
     for (var q = 0u; q < 2u; q++) {
-      let d = tJ + 8u * q;
-      if (d < HS / 4u) {
-        for (var r = 0u; r < 4u; r++) { o[4u * q + r] *= corr[r]; }
-        for (var c = 0u; c < BT; c++) {
-          let pr = tileP[c * 8u + tI];
+      for (var r = 0u; r < 4u; r++) { o[4u * q + r] *= corr[r]; }
+    }
+    for (var c = 0u; c < BT; c++) {
+      let pr = tileP[c * 8u + tI];
+      for (var q = 0u; q < 2u; q++) {
+        let d = tJ + 8u * q;
+        if (d < HS / 4u) {
           let v = select(vec4f(0.0), qkvAt(hd, j0 + c, 2u, d), j0 + c < p.T);
           for (var r = 0u; r < 4u; r++) { o[4u * q + r] += pr[r] * v; }
         }
@@ -185,11 +189,11 @@ fn dq(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32
       tileP[(4u * tJ + c) * 8u + tI] = col;
     }
     workgroupBarrier();
-    for (var q = 0u; q < 2u; q++) {
-      let d = tJ + 8u * q;
-      if (d < HS / 4u) {
-        for (var c = 0u; c < BT; c++) {
-          let ds = tileP[c * 8u + tI];
+    for (var c = 0u; c < BT; c++) {
+      let ds = tileP[c * 8u + tI];
+      for (var q = 0u; q < 2u; q++) {
+        let d = tJ + 8u * q;
+        if (d < HS / 4u) {
           let k = select(vec4f(0.0), qkvAt(hd, j0 + c, 1u, d), j0 + c < p.T);
           for (var r = 0u; r < 4u; r++) { acc[4u * q + r] += ds[r] * k; }
         }
@@ -239,13 +243,13 @@ fn dkv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u3
       tileS[(4u * tI + r) * 8u + tJ] = dsr;
     }
     workgroupBarrier();
-    for (var q = 0u; q < 2u; q++) {
-      let d = tJ + 8u * q;
-      if (d < HS / 4u) {
-        for (var a = 0u; a < BT; a++) {
-          let i = i0 + a;
-          let pk = tileP[a * 8u + tI];
-          let dsk = tileS[a * 8u + tI];
+    for (var a = 0u; a < BT; a++) {
+      let i = i0 + a;
+      let pk = tileP[a * 8u + tI];
+      let dsk = tileS[a * 8u + tI];
+      for (var q = 0u; q < 2u; q++) {
+        let d = tJ + 8u * q;
+        if (d < HS / 4u) {
           let dO = select(vec4f(0.0), doutAt(hd, i, d), i < p.T);
           let qs = select(vec4f(0.0), qkvAt(hd, i, 0u, d) * p.scale, i < p.T);
           for (var c = 0u; c < 4u; c++) {
