@@ -226,6 +226,26 @@ describe('matmul.wgsl', () => {
     expect(() => splitOf(spec('tn'), { ...tile, splitK: 17 })).toThrow(/test\.split\.tn: splitK must be an integer in 1\.\.16/);
   });
 
+  gpuTest('a split capped by the binding size keeps equal ranges of K', async (device) => {
+    // A device whose storage binding holds 3 slabs of this 4 x 4 product: 5 ranges of K = 40
+    // become 2, not 3 (40 / 3 is no range), and the product is still right.
+    const limits = new Proxy(device.limits, { get: (t, p) => (p === 'maxStorageBufferBindingSize' ? 3 * 16 * 4 : Reflect.get(t, p)) });
+    const small = new Proxy(device, { get: (t, p) => (p === 'limits' ? limits : ((v) => (typeof v === 'function' ? v.bind(t) : v))(Reflect.get(t, p))) });
+    const k = new Kernels(small, { ...DEFAULT_TUNING, matmul: { ...DEFAULT_TUNING.matmul, nn: { ...DEFAULT_TUNING.matmul.nn, splitK: 5 } } });
+    try {
+      const A = randomArray(4 * 40, 1), B = randomArray(40 * 4, 2);
+      const g = { a: uploadF32(device, A), b: uploadF32(device, B), c: uploadF32(device, new Float32Array(16)) };
+      const spec: MatmulSpec = { label: 'test.capped', mode: 'nn', M: 4, N: 4, K: 40, a: { ref: g.a, ld: 40 }, b: { ref: g.b, ld: 4 }, c: { ref: g.c, ld: 4 } };
+      const ds = matmulDispatches(k, spec);
+      expect(ds.map((d) => d.label)).toEqual(['test.capped.split', 'test.capped.splitSum']);
+      expect(ds[0].workgroups[2]).toBe(2);
+      await runDispatches(device, ds);
+      expect(relErr(await readF32(device, g.c, 16), cpu({ mode: 'nn', M: 4, N: 4, K: 40 }, A, B, 40, 4, new Float32Array(4), new Float32Array(16), new Float32Array(16)))).toBeLessThan(TOL);
+    } finally {
+      k.destroy();
+    }
+  });
+
   gpuTest('a tiled shape the kernel cannot run is refused by name', async (device) => {
     const buf = uploadF32(device, new Float32Array(16));
     const spec: MatmulSpec = { label: 'test.badtile', mode: 'nn', M: 4, N: 4, K: 4, a: { ref: buf, ld: 4 }, b: { ref: buf, ld: 4 }, c: { ref: buf, ld: 4 } };

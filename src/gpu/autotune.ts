@@ -257,11 +257,6 @@ export async function quadsMatch(k: Kernels): Promise<boolean> {
   }
 }
 
-/**
- * Ms per dispatch (or per list of dispatches): one warm-up (compiles), then as many repeats in one submit as make the batch
- * take >= 10 ms (so submit overhead does not decide on a fast GPU), timed three times; the
- * minimum wins, because anything else on the machine only ever adds time.
- */
 interface SearchContext {
   device: GPUDevice;
   /** Kernels to build the candidates with (the engine's own for its products: its f16 and quad settings). */
@@ -325,8 +320,8 @@ async function searchProduct(cx: SearchContext, spec: MatmulSpec, kernel: string
  * its own size (Tuning.products), on hardware adapters: the product shapes the engine builds that
  * the tuning does not have yet are timed on the engine's own buffers, and the engine is built
  * again with them (the first one's buffers are only scratch: nothing has been written yet). The
- * merged tuning (with the products the store already holds for `key`) is saved under `key`. A software adapter, or a tuning that has every product,
- * gets the engine as built.
+ * merged tuning (with the products the store already holds for `key`) is saved under `key`. A
+ * software adapter, or a tuning that has every product, gets the engine as built.
  */
 export async function tunedEngine(device: GPUDevice, info: AdapterSummary, opts: EngineOptions, tune: { store?: TuningStore; key?: string; candidates?: MatmulShape[]; splits?: number[] } = {}): Promise<{ engine: GpuEngine; tuning: Tuning; tuned: number; timings: AutotuneResult['timings'] }> {
   const tuning = opts.tuning ?? DEFAULT_TUNING;
@@ -354,6 +349,11 @@ export async function tunedEngine(device: GPUDevice, info: AdapterSummary, opts:
   return { engine: new GpuEngine(device, { ...opts, tuning: merged }), tuning: merged, tuned: missing.length, timings };
 }
 
+/**
+ * Ms per dispatch (or per list of dispatches): one warm-up (compiles), then as many repeats in one submit as make the batch
+ * take >= 10 ms (so submit overhead does not decide on a fast GPU), timed three times; the
+ * minimum wins, because anything else on the machine only ever adds time.
+ */
 async function timeDispatch(device: GPUDevice, d: Dispatch | Dispatch[]): Promise<number> {
   const list = Array.isArray(d) ? d : [d];
   const run = async (reps: number) => {

@@ -115,8 +115,10 @@ export function splitOf(s: MatmulSpec, shape: MatmulShape): number {
  */
 export function matmulDispatches(k: Kernels, s: MatmulSpec, shape: MatmulShape = tunedFor(k, s)): Dispatch[] {
   const slab = s.M * s.N;
-  // No more slabs than one storage binding holds.
-  const split = Math.min(splitOf(s, shape), Math.floor(k.device.limits.maxStorageBufferBindingSize / (4 * slab)));
+  // No more slabs than one storage binding holds (for nn and nt, still equal ranges of K).
+  const fits = Math.floor(k.device.limits.maxStorageBufferBindingSize / (4 * slab));
+  let split = Math.min(splitOf(s, shape), fits);
+  while (s.mode !== 'tn' && split > 1 && s.K % (4 * split) !== 0) split--;
   if (split <= 1) return [matmul(k, s, { ...shape, splitK: 1 })];
   const scratch = k.scratch(split * slab);
   const plain = { ...s, label: `${s.label}.split`, bias: undefined, epilogue: undefined, accumulate: false, alpha: undefined, batch: { count: split, inner: 1 } };
