@@ -76,7 +76,7 @@ copyFileSync(join(root, 'src/gpu/nvidia-egl-icd.json'), join(kernels, 'nvidia-eg
 await build({
   ...common,
   entryPoints: {
-    profile: join(root, 'bench/profile.ts'), 'gpu-check': join(root, 'bench/gpu-check.ts'), torch: join(root, 'bench/torch.ts'),
+    profile: join(root, 'bench/profile.ts'), 'gpu-check': join(root, 'bench/gpu-check.ts'), torch: join(root, 'bench/torch.ts'), variants: join(root, 'bench/variants.ts'),
     sim: join(root, 'bench/sim.ts'), 'sim-worker': join(root, 'bench/sim-worker.ts'),
   },
   outdir: kernels,
@@ -87,7 +87,7 @@ await build({
 });
 cpSync(join(root, 'bench/kernels/matmul'), join(kernels, 'matmul'), { recursive: true });
 copyFileSync(join(root, 'bench/torch_gpt.py'), join(kernels, 'torch_gpt.py'));
-console.log('wrote dist/kernels/{sim,sim-worker,matmul,profile,gpu-check,torch}.mjs, torch_gpt.py, dawn.node, matmul/');
+console.log('wrote dist/kernels/{sim,sim-worker,matmul,profile,gpu-check,torch,variants}.mjs, torch_gpt.py, dawn.node, matmul/');
 
 // ---------- browser bundle sizes ----------
 

@@ -9,7 +9,8 @@
 # TORCH_ONLY=1 runs only bench:torch (Murmur vs PyTorch on this GPU, nothing else on the CPUs):
 #   TORCH_PRESETS (default small,base), TORCH_ARGS (bench/torch.ts options; default --warmup 3
 #   --timed 30: one warm-up step left the GPU's first timed steps slow on the H200), TORCH_TIMEOUT.
-# PARTS picks parts by name, in this order: lab (matmul kernel lab), torch, profile, check, sim;
+# PARTS picks parts by name, in this order: lab (matmul kernel lab), torch, profile, check,
+#   variants (bench:variants: each kernel family side by side at small's and base's sizes), sim;
 #   e.g. PARTS="lab torch" (TORCH_ONLY=1 is PARTS=torch; the default is "lab profile check sim").
 #   LAB_ARGS are more bench/kernels/matmul.ts options (variant prefixes, --max-size).
 # It prints what the machine has, runs the matmul kernel lab (headless EGL ICD) and the engine
@@ -67,6 +68,11 @@ if has check; then
 ( unset VK_ICD_FILENAMES; export LD_LIBRARY_PATH=$PWD/dist/vk:${LD_LIBRARY_PATH:-}
   timeout 200 $NODE dist/kernels/gpu-check.mjs --presets ${CHECK_PRESETS:-micro,tiny} --steps 10 --half --out "$OUT" > "$OUT/gpu-check.log" 2>&1; echo "gpu-check rc=$?" >> "$OUT/gpu-check.log" )
 grep -vE "^Warning|^    at " "$OUT/gpu-check.log"
+fi
+if has variants; then
+( unset VK_ICD_FILENAMES; export LD_LIBRARY_PATH=$PWD/dist/vk:${LD_LIBRARY_PATH:-}
+  timeout ${VARIANTS_TIMEOUT:-150} $NODE dist/kernels/variants.mjs --presets ${VARIANTS_PRESETS:-small,base} --out "$OUT" > "$OUT/variants.log" 2>&1; echo "variants rc=$?" >> "$OUT/variants.log" )
+grep -vE "^Warning|^    at " "$OUT/variants.log" | tail -25
 fi
 # The device tool brings back at most 8 files: the logs travel as one archive.
 pack() { ( cd "$OUT" && ls *.log >/dev/null 2>&1 && tar czf logs.tgz *.log && rm -f *.log ); }

@@ -354,7 +354,7 @@ export async function tunedEngine(device: GPUDevice, info: AdapterSummary, opts:
  * take >= 10 ms (so submit overhead does not decide on a fast GPU), timed three times; the
  * minimum wins, because anything else on the machine only ever adds time.
  */
-async function timeDispatch(device: GPUDevice, d: Dispatch | Dispatch[]): Promise<number> {
+export async function timeDispatch(device: GPUDevice, d: Dispatch | Dispatch[]): Promise<number> {
   const list = Array.isArray(d) ? d : [d];
   const run = async (reps: number) => {
     const enc = device.createCommandEncoder({ label: 'autotune.time' });
