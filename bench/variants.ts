@@ -3,7 +3,10 @@
 //   attention   forward + backward: rows, tiled, blocked (head sizes as the preset's);
 //   layernorm   forward + backward over B·T rows of d: rows, wide;
 //   fcproj      the MLP's projection forward (B·T x d from K = 4d, bias and residual): the
-//               adapter's tuned class shape whole, then with K split 2, 4 and 8 ways.
+//               adapter's tuned class shape whole, then with K split 2, 4 and 8 ways;
+//   tiles       the MLP's expansion forward (B·T x 4d from K = d, bias): the adapter's tuned
+//               class shape, then the workgroup-memory tiles 128 x 128, 64 x 128 and 64 x 64,
+//               each plain and prefetched (stages double-buffered, the next read into registers).
 // Each row gives ms per run (timed as the autotuner times: repeats in one submit, best of three)
 // and its speed against the first row of its family. On a GPU this is what each kernel change
 // buys at the model's sizes; on SwiftShader, a check of the harness (the GPU kernels are not
@@ -82,6 +85,9 @@ for (const name of presets) {
   await family('fcproj', name, [1, 2, 4, 8].filter((s) => s === 1 || splitOf(spec, { ...shape, splitK: s }) === s).map((s) => [
     `${shapeName({ ...shape, splitK: s })}`, DEFAULT_TUNING, (k) => matmulDispatches(k, spec, { ...shape, splitK: s }),
   ]));
+  const fcSpec: MatmulSpec = { label: 'v.fc', mode: 'nn', M: N, N: 4 * C, K: C, a: { ref: x, ld: C }, b: { ref: W, ld: 4 * C }, c: { ref: A, ld: 4 * C }, bias: { ref: buf(4 * C) } };
+  const tiles = [[16, 16], [16, 8], [8, 8]].flatMap(([wgX, wgY]) => [false, true].map((prefetch) => ({ wgX, wgY, tm: 8 as const, vec4: true, tile: true, prefetch })));
+  await family('tiles', name, [tunedShape(tuning, 'nn', N, 4 * C, C), ...tiles].map((sh) => [shapeName(sh), DEFAULT_TUNING, (k) => matmulDispatches(k, fcSpec, sh)]));
   for (const bf of owned.splice(0)) bf.destroy();
 }
 

@@ -67,11 +67,11 @@ describe('autotune', () => {
 
   gpuTest('on a hardware adapter also tunes the large GEMM class and tries the tiled matmul, attention and wide LayerNorm kernels; a software one does none of it', async (device) => {
     const { info } = await getTestGpu();
-    const tile = { wgX: 4, wgY: 2, tm: 8 as const, vec4: true, tile: true };
+    const tile = { wgX: 4, wgY: 4, tm: 8 as const, vec4: true, tile: true };
     const hw = await autotune(device, { ...info, isSoftware: false }, { ...small, tileCandidates: [tile], splitCandidates: [2, 3], largeSize: 96, attentionT: 24, layernormN: 40, layernormC: 48, store: memoryStore() });
-    // 2 classes x 3 modes x (3 shapes + quad variants of the 2 register ones + other width), tn's tile split 2 ways in each class;
+    // 2 classes x 3 modes x (3 shapes + quad variants of the 2 register ones + the tile prefetched + other width), tn's fastest tile split 2 ways in each class;
     // nn and nt's winner split where K = 64 or 96 splits into equal multiples of 4 (64: 2 ranges; 96: 2 and 3); 2 grids; 3 attention kernels; 2 LayerNorm kernels
-    expect(hw.timings).toHaveLength(2 * 3 * (3 + quadTries + 1) + 2 * 2 + 2 * (1 + 2) + 2 + 3 + 2);
+    expect(hw.timings).toHaveLength(2 * 3 * (3 + quadTries + 1 + 1) + 2 * 2 + 2 * (1 + 2) + 2 + 3 + 2);
     const att = hw.timings.filter((t) => t.kernel === 'attention');
     expect(att.map((t) => t.shape).sort()).toEqual(['blocked', 'rows', 'tiled']);
     expect(hw.tuning.attention).toBe(att.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
@@ -81,9 +81,11 @@ describe('autotune', () => {
     for (const mode of ['nn', 'nt', 'tn'] as const) {
       for (const suffix of ['', '.large']) {
         const mine = hw.timings.filter((t) => t.kernel === `matmul.${mode}${suffix}`);
-        expect(mine).toHaveLength(mode === 'tn' ? 6 + quadTries : 4 + quadTries + (suffix ? 2 : 1));
-        expect(mine.map((t) => t.shape)).toContain(shapeName(tile));
-        if (mode === 'tn') expect(mine.map((t) => t.shape)).toEqual(expect.arrayContaining([shapeName({ ...tile, splitK: 2 }), shapeName({ ...tile, splitK: 3 })]));
+        expect(mine).toHaveLength(mode === 'tn' ? 7 + quadTries : 5 + quadTries + (suffix ? 2 : 1));
+        expect(mine.map((t) => t.shape)).toEqual(expect.arrayContaining([shapeName(tile), shapeName({ ...tile, prefetch: true })]));
+        // The splits are of the faster of the tile and the tile prefetched.
+        const fastTile = mine.filter((t) => t.shape === shapeName(tile) || t.shape === shapeName({ ...tile, prefetch: true })).reduce((a, b) => (b.ms < a.ms ? b : a)).shape;
+        if (mode === 'tn') expect(mine.map((t) => t.shape)).toEqual(expect.arrayContaining([`${fastTile}/split2`, `${fastTile}/split3`]));
         const chosen = (suffix ? hw.tuning.matmulLarge! : hw.tuning.matmul)[mode];
         expect(shapeName(chosen)).toBe(mine.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
       }

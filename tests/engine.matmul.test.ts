@@ -30,6 +30,11 @@ const TUNINGS: Tuning[] = [
   // 16-row quads (rows 8..15 from the second pair of broadcasts): 8 and 4 columns, vec4 and scalar loads.
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 4, tm: 16, vec4: true, cols: 8, quad: true }, nt: { wgX: 4, wgY: 2, tm: 16, vec4: false, cols: 8, quad: true }, tn: { wgX: 16, wgY: 4, tm: 16, vec4: false, cols: 8, quad: true } } },
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 4, wgY: 2, tm: 16, vec4: false, quad: true }, nt: { wgX: 8, wgY: 4, tm: 16, vec4: true, quad: true }, tn: { wgX: 4, wgY: 4, tm: 16, vec4: true, quad: true } } },
+  // Prefetched tiles (two stages in turn, the next one read into registers while this one is
+  // multiplied): 1, 2 and 4 vec4s of each tile per invocation, vec4 and scalar loads, nn split
+  // in 2, tn split in 3.
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 16, wgY: 16, tm: 8, vec4: true, tile: true, prefetch: true }, nt: { wgX: 8, wgY: 4, tm: 8, vec4: false, tile: true, prefetch: true }, tn: { wgX: 4, wgY: 8, tm: 8, vec4: true, tile: true, prefetch: true, splitK: 3 } } },
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 4, wgY: 4, tm: 8, vec4: false, tile: true, prefetch: true, splitK: 2 }, nt: { wgX: 16, wgY: 8, tm: 8, vec4: true, tile: true, prefetch: true }, tn: { wgX: 16, wgY: 16, tm: 8, vec4: false, tile: true, prefetch: true } } },
   // K split over 3 and 5 workgroups per tile (tn only; the others ignore splitK).
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true }, tn: { wgX: 4, wgY: 2, tm: 8, vec4: true, tile: true, splitK: 3 } } },
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true }, tn: { wgX: 16, wgY: 16, tm: 8, vec4: false, tile: true, splitK: 5 } } },
@@ -253,5 +258,7 @@ describe('matmul.wgsl', () => {
     expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 8, wgY: 3, tm: 8, vec4: true, tile: true })).toThrow(/even wgY/);
     expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 8, wgY: 8, tm: 8, vec4: true, tile: true, cols: 8 })).toThrow(/test\.badtile: cols 8 is a register-block shape/);
     expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 8, wgY: 8, tm: 8, vec4: true, cols: 6 as 8 })).toThrow(/cols must be 4 or 8/);
+    expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 8, wgY: 8, tm: 8, vec4: true, prefetch: true })).toThrow(/test\.badtile: prefetch double-buffers a tiled matmul's stages: it needs tile/);
+    expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 8, wgY: 2, tm: 8, vec4: true, tile: true, prefetch: true })).toThrow(/wgX, wgY of 4, 8 or 16/);
   });
 });

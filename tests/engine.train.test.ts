@@ -123,15 +123,15 @@ describe('GpuEngine on an awkward model (scalar-load paths, ragged tiles)', () =
   });
 });
 
-describe('GpuEngine with the kernels a GPU picks (register-blocked attention, wide LayerNorm, K split on every product kind)', () => {
+describe('GpuEngine with the kernels a GPU picks (register-blocked attention, wide LayerNorm, K split on every product kind, prefetched tiles)', () => {
   // The H200's matmul tuning (bench/results/torch-h200.json) with the attention and LayerNorm
-  // kernels a GPU may pick, and nn and nt with K in 2 ranges: the same 20 steps as the default
+  // kernels a GPU may pick, nn and nt with K in 2 ranges and tn's tiles prefetched: the same 20 steps as the default
   // kernels above, within the same bounds.
   const gpuTuning: Tuning = {
     matmul: {
       nn: { wgX: 16, wgY: 4, tm: 8, vec4: true, splitK: 2 },
       nt: { wgX: 4, wgY: 16, tm: 8, vec4: true, splitK: 2 },
-      tn: { wgX: 16, wgY: 8, tm: 8, vec4: true, tile: true, splitK: 8 },
+      tn: { wgX: 16, wgY: 8, tm: 8, vec4: true, tile: true, splitK: 8, prefetch: true },
     },
     stride: { wg: 256, groups: 1024 },
     attention: 'blocked',

@@ -71,6 +71,10 @@ const VARIANTS: Variant[] = [
     ({ file: 'src/shaders/matmul.wgsl', entry: 'nnTile', colsPerThread: 8, rowsPerThread: 8, wg, vec4: true, production: true })),
   ...([[16, 16], [8, 8]] as [number, number][]).map((wg): Variant =>
     ({ file: 'src/shaders/matmul.wgsl', entry: 'nnTile', colsPerThread: 8, rowsPerThread: 8, wg, overrides: { TK: 16 }, vec4: true, production: true })),
+  // ... with PREFETCH: two stages in turn, the next one read into registers while this one is
+  // multiplied (`prefetch` in a tuning).
+  ...([[16, 16], [16, 8], [8, 16], [8, 8]] as [number, number][]).map((wg): Variant =>
+    ({ file: 'src/shaders/matmul.wgsl', entry: 'nnTile', colsPerThread: 8, rowsPerThread: 8, wg, overrides: { PREFETCH: 1 }, vec4: true, production: true })),
 ];
 const srcDir = new URL('../../src/shaders/', import.meta.url);
 // As src/gpu/shaders.ts compiles it: quad.wgsl (quad-off.wgsl without subgroups) and half.wgsl
@@ -168,7 +172,8 @@ for (const v of VARIANTS) {
     results.push({ variant: v.entry ? `${v.file}:${v.entry}` : v.file, wg: `${v.wg[0]}x${v.wg[1]}`, overrides: v.overrides ?? {}, shape: `${M}x${K}x${N}`, gflops, peakShare: peak ? gflops / peak.gflops : null, maxRelErr: err });
     for (const b of [bA, bB, bC, u, dbias]) b.destroy();
   }
-  console.log(`${(v.entry ? `${v.file}:${v.entry}` : v.file).padEnd(30)}  ${`${v.wg[0]}x${v.wg[1]}`.padEnd(6)}${cells.join('')}`);
+  const set = Object.entries(v.overrides ?? {}).map(([name, x]) => ` ${name}=${x}`).join('');
+  console.log(`${(v.entry ? `${v.file}:${v.entry}` : v.file).padEnd(30)}  ${`${v.wg[0]}x${v.wg[1]}`.padEnd(6)}${cells.join('')}${set}`);
 }
 device.destroy();
 const outDir = new URL('../results/', import.meta.url);

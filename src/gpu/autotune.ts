@@ -13,7 +13,7 @@ import { isTuning } from './tuning-check.ts';
 import { STEP_STATE_WORDS } from './state.ts';
 
 /** Bump when kernels change enough that cached shapes should be re-measured. */
-export const AUTOTUNE_VERSION = 8;
+export const AUTOTUNE_VERSION = 9;
 
 export interface TuningStore {
   load(key: string): Promise<Tuning | undefined>;
@@ -90,7 +90,7 @@ export const STRIDE_CANDIDATES: StrideShape[] = [
 ];
 
 export function shapeName(s: MatmulShape): string {
-  return `${s.tile ? 'tile ' : ''}${s.wgX}x${s.wgY}/${s.tm}${s.cols === 8 ? 'x8' : ''}${s.vec4 ? '' : '/scalar'}${s.quad ? '/quad' : ''}${(s.splitK ?? 1) > 1 ? `/split${s.splitK}` : ''}`;
+  return `${s.tile ? 'tile ' : ''}${s.wgX}x${s.wgY}/${s.tm}${s.cols === 8 ? 'x8' : ''}${s.vec4 ? '' : '/scalar'}${s.quad ? '/quad' : ''}${s.prefetch ? '/prefetch' : ''}${(s.splitK ?? 1) > 1 ? `/split${s.splitK}` : ''}`;
 }
 
 /** The cache key: which adapter, and which version of the kernels. */
@@ -272,8 +272,9 @@ interface SearchContext {
 
 /**
  * The fastest shape for product `spec` (its buffers are overwritten): every candidate that fits
- * the device, then quad variants of the fastest register shapes, K splits of the fastest tile
- * where the product can split, and the winner with the other load width.
+ * the device, then quad variants of the fastest register shapes, the fastest tile prefetched,
+ * K splits of the fastest tile where the product can split, and the winner with the other load
+ * width.
  */
 async function searchProduct(cx: SearchContext, spec: MatmulSpec, kernel: string): Promise<MatmulShape> {
   let best = { ms: Infinity, shape: DEFAULT_TUNING.matmul[spec.mode] };
@@ -299,6 +300,8 @@ async function searchProduct(cx: SearchContext, spec: MatmulSpec, kernel: string
       if (r.shape.tm === 8) await measure({ ...r.shape, quad: true, tm: 16 });
     }
   }
+  // The fastest tile again with its stages prefetched into registers and double-buffered.
+  if (bestTile.shape && shapeProblem({ ...bestTile.shape, prefetch: true }) === null) await measure({ ...bestTile.shape, prefetch: true });
   // Weight gradients: the fastest tile again with K split over 2, 4, 8 workgroups per tile.
   if (spec.mode === 'tn' && bestTile.shape && splitOf(spec, { ...bestTile.shape, splitK: 2 }) > 1) {
     const tile = bestTile.shape;

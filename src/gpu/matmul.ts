@@ -86,6 +86,9 @@ export function shapeProblem(shape: MatmulShape): string | null {
   if (shape.tile && shape.cols === 8) return `cols 8 is a register-block shape; a tiled matmul has its own 8 x 8 block, got ${JSON.stringify(shape)}`;
   if (shape.tm === 16 && !shape.quad) return `tm 16 takes its rows 8..15 from a quad's broadcasts: it needs quad, got ${JSON.stringify(shape)}`;
   if (shape.quad && (shape.tile || shape.wgX % 4 !== 0)) return `quad shares loads across 4 adjacent invocations of a register kernel: it needs no tile and wgX a multiple of 4, got ${JSON.stringify(shape)}`;
+  if (shape.prefetch && !(shape.tile && [4, 8, 16].includes(shape.wgX) && [4, 8, 16].includes(shape.wgY))) {
+    return `prefetch double-buffers a tiled matmul's stages: it needs tile and wgX, wgY of 4, 8 or 16, got ${JSON.stringify(shape)}`;
+  }
   return null;
 }
 
@@ -172,6 +175,7 @@ export function matmul(k: Kernels, s: MatmulSpec, tuned: MatmulShape = tunedFor(
     EPI: s.epilogue ? { residual: 1, geluGrad: 2, gelu: 3 }[s.epilogue.kind] : 0,
     BIAS_GRAD: !!s.biasGrad,
     QUAD: !!shape.quad,
+    PREFETCH: !!shape.prefetch,
     ...(splitK > 1 ? { SPLIT_K: splitK } : {}),
     ...k.operandConstants(),
   };

@@ -440,9 +440,19 @@ fn tn(@builtin(global_invocation_id) g: vec3u, @builtin(local_invocation_index) 
 
 /** Depth of a stage, 8 or 16 (a multiple of 4: A and B tiles load as vec4s along k). */
 override TK: u32 = 8u;
+/**
+ * Prefetch (hardware GPUs; `prefetch` in a tuning): each invocation reads its share of the next
+ * stage from global memory into registers before it multiplies the current stage, so that the
+ * reads' latency hides behind the multiply-adds, and writes them to the other half of tA and tB
+ * afterwards: two stages in turn, one barrier a stage instead of two. Needs 2 TK a multiple of
+ * WG_X and of WG_Y with at most 4 vec4s of each tile per invocation, and two stages in each tile
+ * array (TK * max(WG_X, WG_Y) <= 128); src/gpu/matmul.ts's shapeProblem checks both.
+ */
+override PREFETCH: bool = false;
 const TILE4: u32 = 512u; // 16 * 128 / 4: the largest tile, in vec4s (8 KiB)
-var<workgroup> tA: array<vec4f, TILE4>; // tA[k * BM/4 + r/4][r % 4] = A(row0 + r, k0 + k)
-var<workgroup> tB: array<vec4f, TILE4>; // tB[k * BN/4 + c/4][c % 4] = B(k0 + k, col0 + c)
+const HALF4: u32 = 256u; // where the second stage starts with PREFETCH
+var<workgroup> tA: array<vec4f, TILE4>; // tA[at + k * BM/4 + r/4][r % 4] = A(row0 + r, k0 + k)
+var<workgroup> tB: array<vec4f, TILE4>; // tB[at + k * BN/4 + c/4][c % 4] = B(k0 + k, col0 + c)
 
 // Up to 4 consecutive floats of A from index i, of which the first n are real (n <= 4); zeros after.
 fn lda4n(i: u32, n: u32) -> vec4f {
@@ -459,57 +469,56 @@ fn ldb4n(i: u32, n: u32) -> vec4f {
 }
 fn left(x: u32, end: u32) -> u32 { return select(0u, min(end - x, 4u), x < end); }
 
-// A tile of stage k0 for nn/nt: A(row, k) at offA + row * lda + k; two vec4 along k per row.
-fn stageArows(o: Offs, row0: u32, k0: u32, kEnd: u32, t: u32) {
-  let bm = 8u * WG_Y;
-  let per = TK / 4u; // vec4s per row
-  for (var e = t; e < per * bm; e += WG_X * WG_Y) {
-    let r = e / per;
-    let kq = (e % per) * 4u;
-    var v = vec4f(0.0);
-    if (row0 + r < u.M) { v = lda4n(o.a + (row0 + r) * u.lda + k0 + kq, left(k0 + kq, kEnd)); }
-    let base = kq * (bm / 4u) + (r >> 2u);
-    let c = r & 3u;
-    tA[base][c] = v.x; tA[base + bm / 4u][c] = v.y;
-    tA[base + bm / 2u][c] = v.z; tA[base + 3u * bm / 4u][c] = v.w;
-  }
-}
-// A tile of stage k0 for tn: A(row, k) at offA + k * lda + row; one vec4 along rows.
-fn stageAcols(o: Offs, row0: u32, k0: u32, kEnd: u32, t: u32) {
-  let bm4 = 2u * WG_Y;
-  for (var e = t; e < TK * bm4; e += WG_X * WG_Y) {
+// A stage's tiles hold 2 TK WG_Y (A) and 2 TK WG_X (B) vec4s; vec4 e of each is read by fetchA
+// or fetchB from global memory and written by putA or putB into the stage at vec4 `at`.
+// `mode` (0: nn, 1: nt, 2: tn) is a constant at every call, so the choice folds away.
+//   A, nn/nt: row r = e / (TK/4) of A at k0 + 4 (e % (TK/4)), stored k-major a float at a time;
+//   A, tn:    A(k, row0 + 4 (e % 2 WG_Y) ..) with k = e / (2 WG_Y): a vec4 along rows, as stored;
+//   B, nn/tn: B(k, col0 + 4 (e % 2 WG_X) ..) with k = e / (2 WG_X): a vec4 along columns;
+//   B, nt:    column c = e / (TK/4) of B^T at k0 + 4 (e % (TK/4)), stored k-major.
+fn fetchA(mode: u32, o: Offs, row0: u32, k0: u32, kEnd: u32, e: u32) -> vec4f {
+  if (mode == 2u) {
+    let bm4 = 2u * WG_Y;
     let k = e / bm4;
     let r = (e % bm4) * 4u;
-    var v = vec4f(0.0);
-    if (k0 + k < kEnd) { v = lda4n(o.a + (k0 + k) * u.lda + row0 + r, left(row0 + r, u.M)); }
-    tA[e] = v;
+    if (k0 + k < kEnd) { return lda4n(o.a + (k0 + k) * u.lda + row0 + r, left(row0 + r, u.M)); }
+    return vec4f(0.0);
   }
+  let r = e / (TK / 4u);
+  let kq = (e % (TK / 4u)) * 4u;
+  if (row0 + r < u.M) { return lda4n(o.a + (row0 + r) * u.lda + k0 + kq, left(k0 + kq, kEnd)); }
+  return vec4f(0.0);
 }
-// B tile of stage k0 for nn/tn: B(k, col) at offB + k * ldb + col; one vec4 along columns.
-fn stageBrows(o: Offs, col0: u32, k0: u32, kEnd: u32, t: u32) {
-  let bn4 = 2u * WG_X;
-  for (var e = t; e < TK * bn4; e += WG_X * WG_Y) {
+fn putA(mode: u32, e: u32, v: vec4f, at: u32) {
+  if (mode == 2u) { tA[at + e] = v; return; }
+  let bm4 = 2u * WG_Y;
+  let r = e / (TK / 4u);
+  let base = at + (e % (TK / 4u)) * 4u * bm4 + (r >> 2u);
+  let c = r & 3u;
+  tA[base][c] = v.x; tA[base + bm4][c] = v.y;
+  tA[base + 2u * bm4][c] = v.z; tA[base + 3u * bm4][c] = v.w;
+}
+fn fetchB(mode: u32, o: Offs, col0: u32, k0: u32, kEnd: u32, e: u32) -> vec4f {
+  if (mode != 1u) {
+    let bn4 = 2u * WG_X;
     let k = e / bn4;
     let c = (e % bn4) * 4u;
-    var v = vec4f(0.0);
-    if (k0 + k < kEnd) { v = ldb4n(o.b + (k0 + k) * u.ldb + col0 + c, left(col0 + c, u.N)); }
-    tB[e] = v;
+    if (k0 + k < kEnd) { return ldb4n(o.b + (k0 + k) * u.ldb + col0 + c, left(col0 + c, u.N)); }
+    return vec4f(0.0);
   }
+  let c = e / (TK / 4u);
+  let kq = (e % (TK / 4u)) * 4u;
+  if (col0 + c < u.N) { return ldb4n(o.b + (col0 + c) * u.ldb + k0 + kq, left(k0 + kq, kEnd)); }
+  return vec4f(0.0);
 }
-// B tile of stage k0 for nt: B(k, col) at offB + col * ldb + k; two vec4 along k per column.
-fn stageBcols(o: Offs, col0: u32, k0: u32, kEnd: u32, t: u32) {
-  let bn = 8u * WG_X;
-  let per = TK / 4u; // vec4s per column
-  for (var e = t; e < per * bn; e += WG_X * WG_Y) {
-    let c = e / per;
-    let kq = (e % per) * 4u;
-    var v = vec4f(0.0);
-    if (col0 + c < u.N) { v = ldb4n(o.b + (col0 + c) * u.ldb + k0 + kq, left(k0 + kq, kEnd)); }
-    let base = kq * (bn / 4u) + (c >> 2u);
-    let q = c & 3u;
-    tB[base][q] = v.x; tB[base + bn / 4u][q] = v.y;
-    tB[base + bn / 2u][q] = v.z; tB[base + 3u * bn / 4u][q] = v.w;
-  }
+fn putB(mode: u32, e: u32, v: vec4f, at: u32) {
+  if (mode != 1u) { tB[at + e] = v; return; }
+  let bn4 = 2u * WG_X;
+  let c = e / (TK / 4u);
+  let base = at + (e % (TK / 4u)) * 4u * bn4 + (c >> 2u);
+  let q = c & 3u;
+  tB[base][q] = v.x; tB[base + bn4][q] = v.y;
+  tB[base + 2u * bn4][q] = v.z; tB[base + 3u * bn4][q] = v.w;
 }
 
 // The 8 x 8 block of an invocation: rows ty*4 + 0..3 (r0..r3) and BM/2 + ty*4 + 0..3 (r4..r7),
@@ -520,13 +529,13 @@ struct Acc {
   r4l: vec4f, r4h: vec4f, r5l: vec4f, r5h: vec4f, r6l: vec4f, r6h: vec4f, r7l: vec4f, r7h: vec4f,
 }
 
-// One stage in workgroup memory into the invocation's block.
-fn stageProduct(tx: u32, ty: u32, acc: ptr<function, Acc>) {
+// One stage in workgroup memory (from vec4 `at` of tA and tB) into the invocation's block.
+fn stageProduct(tx: u32, ty: u32, at: u32, acc: ptr<function, Acc>) {
   let bm4 = 2u * WG_Y;
   let bn4 = 2u * WG_X;
   for (var k = 0u; k < TK; k++) {
-    let alo = tA[k * bm4 + ty]; let ahi = tA[k * bm4 + WG_Y + ty];
-    let blo = tB[k * bn4 + tx]; let bhi = tB[k * bn4 + WG_X + tx];
+    let alo = tA[at + k * bm4 + ty]; let ahi = tA[at + k * bm4 + WG_Y + ty];
+    let blo = tB[at + k * bn4 + tx]; let bhi = tB[at + k * bn4 + WG_X + tx];
     (*acc).r0l += alo.x * blo; (*acc).r0h += alo.x * bhi;
     (*acc).r1l += alo.y * blo; (*acc).r1h += alo.y * bhi;
     (*acc).r2l += alo.z * blo; (*acc).r2h += alo.z * bhi;
@@ -571,17 +580,55 @@ fn biasGradTile(o: Offs, col0: u32, t: u32) {
   }
 }
 
-// One workgroup's tile of C over k in [kBegin, kEnd): A and B staged as `mode` lays them out
-// (0: nn, 1: nt, 2: tn; a constant at every call, so the choice folds away).
+// One workgroup's tile of C over k in [kBegin, kEnd), A and B staged as `mode` lays them out.
 fn tileProduct(mode: u32, o: Offs, row0: u32, col0: u32, kBegin: u32, kEnd: u32, l: vec3u) {
   let t = l.y * WG_X + l.x;
+  let n = WG_X * WG_Y;
   var acc: Acc;
-  for (var k0 = kBegin; k0 < kEnd; k0 += TK) {
-    if (mode == 2u) { stageAcols(o, row0, k0, kEnd, t); } else { stageArows(o, row0, k0, kEnd, t); }
-    if (mode == 1u) { stageBcols(o, col0, k0, kEnd, t); } else { stageBrows(o, col0, k0, kEnd, t); }
+  if (!PREFETCH) {
+    for (var k0 = kBegin; k0 < kEnd; k0 += TK) {
+      for (var e = t; e < 2u * TK * WG_Y; e += n) { putA(mode, e, fetchA(mode, o, row0, k0, kEnd, e), 0u); }
+      for (var e = t; e < 2u * TK * WG_X; e += n) { putB(mode, e, fetchB(mode, o, col0, k0, kEnd, e), 0u); }
+      workgroupBarrier();
+      stageProduct(l.x, l.y, 0u, &acc);
+      workgroupBarrier();
+    }
+  } else {
+    // This invocation's vec4s of a stage: A's t + j n for j < aPer, B's t + j n for j < bPer
+    // (override constants, so the loops over j unroll and pa, pb stay in registers).
+    let aPer = 2u * TK / WG_X;
+    let bPer = 2u * TK / WG_Y;
+    var pa: array<vec4f, 4>;
+    var pb: array<vec4f, 4>;
+    for (var j = 0u; j < 4u; j++) {
+      if (j < aPer) { pa[j] = fetchA(mode, o, row0, kBegin, kEnd, t + j * n); }
+      if (j < bPer) { pb[j] = fetchB(mode, o, col0, kBegin, kEnd, t + j * n); }
+    }
+    var at = 0u;
+    for (var j = 0u; j < 4u; j++) {
+      if (j < aPer) { putA(mode, t + j * n, pa[j], at); }
+      if (j < bPer) { putB(mode, t + j * n, pb[j], at); }
+    }
     workgroupBarrier();
-    stageProduct(l.x, l.y, &acc);
-    workgroupBarrier();
+    for (var k0 = kBegin; k0 < kEnd; k0 += TK) {
+      let next = k0 + TK < kEnd;
+      if (next) {
+        for (var j = 0u; j < 4u; j++) {
+          if (j < aPer) { pa[j] = fetchA(mode, o, row0, k0 + TK, kEnd, t + j * n); }
+          if (j < bPer) { pb[j] = fetchB(mode, o, col0, k0 + TK, kEnd, t + j * n); }
+        }
+      }
+      stageProduct(l.x, l.y, at, &acc);
+      // The other half: every invocation finished reading it before the last barrier.
+      at = HALF4 - at;
+      if (next) {
+        for (var j = 0u; j < 4u; j++) {
+          if (j < aPer) { putA(mode, t + j * n, pa[j], at); }
+          if (j < bPer) { putB(mode, t + j * n, pb[j], at); }
+        }
+      }
+      workgroupBarrier();
+    }
   }
   storeTile(row0, col0, l.x, l.y, o.c, &acc);
 }
