@@ -234,11 +234,16 @@ describe('autotune', () => {
     const r = await autotune(device, info, { ...small, store });
     expect(r.fromCache).toBe(false);
     expect(store.entries.get(tuningKey(info))).toEqual(r.tuning);
+    store.entries.set(tuningKey(info), bad((t) => { (t.matmul.nn as unknown as Record<string, unknown>).prefetch = 'yes'; }));
+    expect((await autotune(device, info, { ...small, store })).fromCache).toBe(false);
     // A tile wider than the kernel's workgroup memory holds passes the schema, not the kernel.
     store.entries.set(tuningKey(info), bad((t) => { t.matmul.tn = { wgX: 32, wgY: 8, tm: 8, vec4: true, tile: true }; }));
     expect((await autotune(device, info, { ...small, store })).fromCache).toBe(false);
     // Quad fields the schema takes but the kernels cannot run: 16 rows without quad, a quad tile, a quad on 6 columns of invocations.
-    for (const shape of [{ wgX: 8, wgY: 4, tm: 16 as const, vec4: true }, { wgX: 8, wgY: 8, tm: 8 as const, vec4: true, tile: true, quad: true }, { wgX: 6, wgY: 4, tm: 8 as const, vec4: true, quad: true }]) {
+    // Prefetch on a register shape, and on a tile whose 2-wide rows of invocations would each need
+    // 8 vec4s of B a stage (the kernel holds 4: the rest of the tile would go unread).
+    for (const shape of [{ wgX: 8, wgY: 4, tm: 16 as const, vec4: true }, { wgX: 8, wgY: 8, tm: 8 as const, vec4: true, tile: true, quad: true }, { wgX: 6, wgY: 4, tm: 8 as const, vec4: true, quad: true },
+      { wgX: 8, wgY: 8, tm: 8 as const, vec4: true, prefetch: true }, { wgX: 8, wgY: 2, tm: 8 as const, vec4: true, tile: true, prefetch: true }]) {
       store.entries.set(tuningKey(info), bad((t) => { t.matmul.nn = shape; }));
       expect((await autotune(device, info, { ...small, store })).fromCache).toBe(false);
     }

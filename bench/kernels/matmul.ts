@@ -75,6 +75,8 @@ const VARIANTS: Variant[] = [
   // multiplied (`prefetch` in a tuning).
   ...([[16, 16], [16, 8], [8, 16], [8, 8]] as [number, number][]).map((wg): Variant =>
     ({ file: 'src/shaders/matmul.wgsl', entry: 'nnTile', colsPerThread: 8, rowsPerThread: 8, wg, overrides: { PREFETCH: 1 }, vec4: true, production: true })),
+  // 16-deep stages prefetched: two of them fit a 64 x 64 tile's workgroup memory.
+  { file: 'src/shaders/matmul.wgsl', entry: 'nnTile', colsPerThread: 8, rowsPerThread: 8, wg: [8, 8], overrides: { TK: 16, PREFETCH: 1 }, vec4: true, production: true },
 ];
 const srcDir = new URL('../../src/shaders/', import.meta.url);
 // As src/gpu/shaders.ts compiles it: quad.wgsl (quad-off.wgsl without subgroups) and half.wgsl
