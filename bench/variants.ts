@@ -6,7 +6,8 @@
 //               adapter's tuned class shape whole, then with K split 2, 4 and 8 ways;
 //   tiles       the MLP's expansion forward (B·T x 4d from K = d, bias): the adapter's tuned
 //               class shape, then the workgroup-memory tiles 128 x 128, 64 x 128 and 64 x 64,
-//               each plain and prefetched (stages double-buffered, the next read into registers).
+//               each plain, prefetched (stages double-buffered, the next read into registers)
+//               and 16 deep, where the kernel can run it.
 // Each row gives ms per run (timed as the autotuner times: repeats in one submit, best of three)
 // and its speed against the first row of its family. On a GPU this is what each kernel change
 // buys at the model's sizes; on SwiftShader, a check of the harness (the GPU kernels are not
@@ -18,8 +19,8 @@ import { preset } from '../src/model/config.ts';
 import { nodeTuning } from '../src/gpu/autotune-node.ts';
 import { shapeName, timeDispatch } from '../src/gpu/autotune.ts';
 import { describeAdapter, optionalFeatures, summarizeAdapter } from '../src/gpu/device.ts';
-import { DEFAULT_TUNING, Kernels, tunedShape, type Tuning } from '../src/gpu/kernels.ts';
-import { matmulDispatches, splitOf, type MatmulSpec } from '../src/gpu/matmul.ts';
+import { DEFAULT_TUNING, Kernels, tunedShape, type MatmulShape, type Tuning } from '../src/gpu/kernels.ts';
+import { matmulDispatches, shapeProblem, splitOf, type MatmulSpec } from '../src/gpu/matmul.ts';
 import { attentionBackward, attentionForward, attentionKind, layernormBackward, layernormForward, layernormScratchFloats } from '../src/gpu/ops.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
 
@@ -86,7 +87,8 @@ for (const name of presets) {
     `${shapeName({ ...shape, splitK: s })}`, DEFAULT_TUNING, (k) => matmulDispatches(k, spec, { ...shape, splitK: s }),
   ]));
   const fcSpec: MatmulSpec = { label: 'v.fc', mode: 'nn', M: N, N: 4 * C, K: C, a: { ref: x, ld: C }, b: { ref: W, ld: 4 * C }, c: { ref: A, ld: 4 * C }, bias: { ref: buf(4 * C) } };
-  const tiles = [[16, 16], [16, 8], [8, 8]].flatMap(([wgX, wgY]) => [false, true].map((prefetch) => ({ wgX, wgY, tm: 8 as const, vec4: true, tile: true, prefetch })));
+  const tiles = [[16, 16], [16, 8], [8, 8]].flatMap(([wgX, wgY]) => [{}, { prefetch: true }, { tk: 16 as const }, { prefetch: true, tk: 16 as const }]
+    .map((more): MatmulShape => ({ wgX, wgY, tm: 8, vec4: true, tile: true, ...more })).filter((sh) => shapeProblem(sh) === null));
   await family('tiles', name, [tunedShape(tuning, 'nn', N, 4 * C, C), ...tiles].map((sh) => [shapeName(sh), DEFAULT_TUNING, (k) => matmulDispatches(k, fcSpec, sh)]));
   for (const bf of owned.splice(0)) bf.destroy();
 }

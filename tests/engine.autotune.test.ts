@@ -69,9 +69,9 @@ describe('autotune', () => {
     const { info } = await getTestGpu();
     const tile = { wgX: 4, wgY: 4, tm: 8 as const, vec4: true, tile: true };
     const hw = await autotune(device, { ...info, isSoftware: false }, { ...small, tileCandidates: [tile], splitCandidates: [2, 3], largeSize: 96, attentionT: 24, layernormN: 40, layernormC: 48, store: memoryStore() });
-    // 2 classes x 3 modes x (3 shapes + quad variants of the 2 register ones + the tile prefetched + other width), tn's fastest tile split 2 ways in each class;
+    // 2 classes x 3 modes x (3 shapes + quad variants of the 2 register ones + the tile prefetched and 16 deep + other width), tn's fastest tile split 2 ways in each class;
     // nn and nt's winner split where K = 64 or 96 splits into equal multiples of 4 (64: 2 ranges; 96: 2 and 3); 2 grids; 3 attention kernels; 2 LayerNorm kernels
-    expect(hw.timings).toHaveLength(2 * 3 * (3 + quadTries + 1 + 1) + 2 * 2 + 2 * (1 + 2) + 2 + 3 + 2);
+    expect(hw.timings).toHaveLength(2 * 3 * (3 + quadTries + 2 + 1) + 2 * 2 + 2 * (1 + 2) + 2 + 3 + 2);
     const att = hw.timings.filter((t) => t.kernel === 'attention');
     expect(att.map((t) => t.shape).sort()).toEqual(['blocked', 'rows', 'tiled']);
     expect(hw.tuning.attention).toBe(att.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
@@ -81,10 +81,12 @@ describe('autotune', () => {
     for (const mode of ['nn', 'nt', 'tn'] as const) {
       for (const suffix of ['', '.large']) {
         const mine = hw.timings.filter((t) => t.kernel === `matmul.${mode}${suffix}`);
-        expect(mine).toHaveLength(mode === 'tn' ? 7 + quadTries : 5 + quadTries + (suffix ? 2 : 1));
-        expect(mine.map((t) => t.shape)).toEqual(expect.arrayContaining([shapeName(tile), shapeName({ ...tile, prefetch: true })]));
-        // The splits are of the faster of the tile and the tile prefetched.
-        const fastTile = mine.filter((t) => t.shape === shapeName(tile) || t.shape === shapeName({ ...tile, prefetch: true })).reduce((a, b) => (b.ms < a.ms ? b : a)).shape;
+        expect(mine).toHaveLength(mode === 'tn' ? 8 + quadTries : 6 + quadTries + (suffix ? 2 : 1));
+        // The tile prefetched and 16 deep; both at once needs wgX, wgY of 8, so not this 4 x 4 one.
+        const tiles = [tile, { ...tile, prefetch: true }, { ...tile, tk: 16 as const }].map(shapeName);
+        expect(mine.map((t) => t.shape)).toEqual(expect.arrayContaining(tiles));
+        // The splits are of the fastest of those.
+        const fastTile = mine.filter((t) => tiles.includes(t.shape)).reduce((a, b) => (b.ms < a.ms ? b : a)).shape;
         if (mode === 'tn') expect(mine.map((t) => t.shape)).toEqual(expect.arrayContaining([`${fastTile}/split2`, `${fastTile}/split3`]));
         const chosen = (suffix ? hw.tuning.matmulLarge! : hw.tuning.matmul)[mode];
         expect(shapeName(chosen)).toBe(mine.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
@@ -236,6 +238,8 @@ describe('autotune', () => {
     expect(store.entries.get(tuningKey(info))).toEqual(r.tuning);
     store.entries.set(tuningKey(info), bad((t) => { (t.matmul.nn as unknown as Record<string, unknown>).prefetch = 'yes'; }));
     expect((await autotune(device, info, { ...small, store })).fromCache).toBe(false);
+    store.entries.set(tuningKey(info), bad((t) => { t.matmul.nn = { wgX: 8, wgY: 8, tm: 8, vec4: true, tile: true, tk: 12 as 16 }; }));
+    expect((await autotune(device, info, { ...small, store })).fromCache).toBe(false);
     // A tile wider than the kernel's workgroup memory holds passes the schema, not the kernel.
     store.entries.set(tuningKey(info), bad((t) => { t.matmul.tn = { wgX: 32, wgY: 8, tm: 8, vec4: true, tile: true }; }));
     expect((await autotune(device, info, { ...small, store })).fromCache).toBe(false);
@@ -243,7 +247,9 @@ describe('autotune', () => {
     // Prefetch on a register shape, and on a tile whose 2-wide rows of invocations would each need
     // 8 vec4s of B a stage (the kernel holds 4: the rest of the tile would go unread).
     for (const shape of [{ wgX: 8, wgY: 4, tm: 16 as const, vec4: true }, { wgX: 8, wgY: 8, tm: 8 as const, vec4: true, tile: true, quad: true }, { wgX: 6, wgY: 4, tm: 8 as const, vec4: true, quad: true },
-      { wgX: 8, wgY: 8, tm: 8 as const, vec4: true, prefetch: true }, { wgX: 8, wgY: 2, tm: 8 as const, vec4: true, tile: true, prefetch: true }]) {
+      { wgX: 8, wgY: 8, tm: 8 as const, vec4: true, prefetch: true }, { wgX: 8, wgY: 2, tm: 8 as const, vec4: true, tile: true, prefetch: true },
+      // A stage depth on a register shape; two 16-deep stages of a 128-wide tile (twice the memory the kernel has).
+      { wgX: 8, wgY: 8, tm: 8 as const, vec4: true, tk: 16 as const }, { wgX: 16, wgY: 8, tm: 8 as const, vec4: true, tile: true, prefetch: true, tk: 16 as const }]) {
       store.entries.set(tuningKey(info), bad((t) => { t.matmul.nn = shape; }));
       expect((await autotune(device, info, { ...small, store })).fromCache).toBe(false);
     }

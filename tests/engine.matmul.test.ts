@@ -1,7 +1,7 @@
 // matmul.wgsl against a float64 CPU product: every mode, epilogue and batching, on shapes that
 // are not multiples of the 8x4 or 8x8 register blocks, on both the vec4 and the scalar load path.
 // Tolerance: 1e-5 relative to the largest output (f32 sums of up to ~100 terms).
-import { afterAll, describe, expect } from 'vitest';
+import { afterAll, describe, expect, vi } from 'vitest';
 import { DEFAULT_TUNING, Kernels, writeArray, type MatmulMode, type Tuning } from '../src/gpu/kernels.ts';
 import { matmul, matmulDispatches, splitOf, vec4Aligned, type MatmulSpec } from '../src/gpu/matmul.ts';
 import { gpuTest, readF32, uploadF32 } from './support/gpu.ts';
@@ -32,9 +32,10 @@ const TUNINGS: Tuning[] = [
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 4, wgY: 2, tm: 16, vec4: false, quad: true }, nt: { wgX: 8, wgY: 4, tm: 16, vec4: true, quad: true }, tn: { wgX: 4, wgY: 4, tm: 16, vec4: true, quad: true } } },
   // Prefetched tiles (two stages in turn, the next one read into registers while this one is
   // multiplied): 1, 2 and 4 vec4s of each tile per invocation, vec4 and scalar loads, nn split
-  // in 2, tn split in 3.
+  // in 2, tn split in 3; and 16-deep stages (tk 16), plain and prefetched, tn split in 2.
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 16, wgY: 16, tm: 8, vec4: true, tile: true, prefetch: true }, nt: { wgX: 8, wgY: 4, tm: 8, vec4: false, tile: true, prefetch: true }, tn: { wgX: 4, wgY: 8, tm: 8, vec4: true, tile: true, prefetch: true, splitK: 3 } } },
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 4, wgY: 4, tm: 8, vec4: false, tile: true, prefetch: true, splitK: 2 }, nt: { wgX: 16, wgY: 8, tm: 8, vec4: true, tile: true, prefetch: true }, tn: { wgX: 16, wgY: 16, tm: 8, vec4: false, tile: true, prefetch: true } } },
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true, tile: true, prefetch: true, tk: 16 }, nt: { wgX: 16, wgY: 16, tm: 8, vec4: false, tile: true, tk: 16 }, tn: { wgX: 8, wgY: 8, tm: 8, vec4: false, tile: true, prefetch: true, tk: 16, splitK: 2 } } },
   // K split over 3 and 5 workgroups per tile (tn only; the others ignore splitK).
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true }, tn: { wgX: 4, wgY: 2, tm: 8, vec4: true, tile: true, splitK: 3 } } },
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true }, tn: { wgX: 16, wgY: 16, tm: 8, vec4: false, tile: true, splitK: 5 } } },
@@ -251,6 +252,17 @@ describe('matmul.wgsl', () => {
     }
   });
 
+  gpuTest('a tiled shape\'s stage depth and prefetch reach the kernel as TK and PREFETCH', async (device) => {
+    const t = TUNINGS.findIndex((x) => x.matmul.nn.tk === 16);
+    const k = kernelsFor(device, t);
+    const seen = vi.spyOn(k, 'pipeline');
+    const buf = uploadF32(device, new Float32Array(64));
+    const spec = (mode: MatmulMode): MatmulSpec => ({ label: `test.tk.${mode}`, mode, M: 8, N: 8, K: 8, a: { ref: buf, ld: 8 }, b: { ref: buf, ld: 8 }, c: { ref: uploadF32(device, new Float32Array(64)), ld: 8 } });
+    for (const mode of ['nn', 'nt'] as const) matmul(k, spec(mode));
+    expect(seen.mock.calls.map(([, entry, c]) => [entry, c?.TK, c?.PREFETCH])).toEqual([['nnTile', 16, true], ['ntTile', 16, false]]);
+    seen.mockRestore();
+  });
+
   gpuTest('a tiled shape the kernel cannot run is refused by name', async (device) => {
     const buf = uploadF32(device, new Float32Array(16));
     const spec: MatmulSpec = { label: 'test.badtile', mode: 'nn', M: 4, N: 4, K: 4, a: { ref: buf, ld: 4 }, b: { ref: buf, ld: 4 }, c: { ref: buf, ld: 4 } };
@@ -260,5 +272,7 @@ describe('matmul.wgsl', () => {
     expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 8, wgY: 8, tm: 8, vec4: true, cols: 6 as 8 })).toThrow(/cols must be 4 or 8/);
     expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 8, wgY: 8, tm: 8, vec4: true, prefetch: true })).toThrow(/test\.badtile: prefetch double-buffers a tiled matmul's stages: it needs tile/);
     expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 8, wgY: 2, tm: 8, vec4: true, tile: true, prefetch: true })).toThrow(/wgX, wgY of 4, 8 or 16/);
+    expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 16, wgY: 16, tm: 8, vec4: true, tile: true, prefetch: true, tk: 16 })).toThrow(/of 8 with tk 16/);
+    expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 8, wgY: 8, tm: 8, vec4: true, tk: 16 })).toThrow(/test\.badtile: tk is a tiled matmul's stage depth, 8 or 16: it needs tile/);
   });
 });

@@ -90,7 +90,7 @@ export const STRIDE_CANDIDATES: StrideShape[] = [
 ];
 
 export function shapeName(s: MatmulShape): string {
-  return `${s.tile ? 'tile ' : ''}${s.wgX}x${s.wgY}/${s.tm}${s.cols === 8 ? 'x8' : ''}${s.vec4 ? '' : '/scalar'}${s.quad ? '/quad' : ''}${s.prefetch ? '/prefetch' : ''}${(s.splitK ?? 1) > 1 ? `/split${s.splitK}` : ''}`;
+  return `${s.tile ? 'tile ' : ''}${s.wgX}x${s.wgY}/${s.tm}${s.cols === 8 ? 'x8' : ''}${s.vec4 ? '' : '/scalar'}${s.quad ? '/quad' : ''}${s.prefetch ? '/prefetch' : ''}${s.tk === 16 ? '/k16' : ''}${(s.splitK ?? 1) > 1 ? `/split${s.splitK}` : ''}`;
 }
 
 /** The cache key: which adapter, and which version of the kernels. */
@@ -272,8 +272,8 @@ interface SearchContext {
 
 /**
  * The fastest shape for product `spec` (its buffers are overwritten): every candidate that fits
- * the device, then quad variants of the fastest register shapes, the fastest tile prefetched,
- * K splits of the fastest tile where the product can split, and the winner with the other load
+ * the device, then quad variants of the fastest register shapes, the fastest tile prefetched
+ * and 16 deep, K splits of the fastest tile where the product can split, and the winner with the other load
  * width.
  */
 async function searchProduct(cx: SearchContext, spec: MatmulSpec, kernel: string): Promise<MatmulShape> {
@@ -300,8 +300,14 @@ async function searchProduct(cx: SearchContext, spec: MatmulSpec, kernel: string
       if (r.shape.tm === 8) await measure({ ...r.shape, quad: true, tm: 16 });
     }
   }
-  // The fastest tile again with its stages prefetched into registers and double-buffered.
-  if (bestTile.shape && shapeProblem({ ...bestTile.shape, prefetch: true }) === null) await measure({ ...bestTile.shape, prefetch: true });
+  // The fastest tile again with its stages prefetched into registers and double-buffered, 16
+  // deep, and both (where the kernel can run them).
+  const fastTile = bestTile.shape;
+  if (fastTile) {
+    for (const more of [{ prefetch: true }, { tk: 16 as const }, { prefetch: true, tk: 16 as const }]) {
+      if (shapeProblem({ ...fastTile, ...more }) === null) await measure({ ...fastTile, ...more });
+    }
+  }
   // Weight gradients: the fastest tile again with K split over 2, 4, 8 workgroups per tile.
   if (spec.mode === 'tn' && bestTile.shape && splitOf(spec, { ...bestTile.shape, splitK: 2 }) > 1) {
     const tile = bestTile.shape;

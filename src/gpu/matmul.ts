@@ -86,8 +86,12 @@ export function shapeProblem(shape: MatmulShape): string | null {
   if (shape.tile && shape.cols === 8) return `cols 8 is a register-block shape; a tiled matmul has its own 8 x 8 block, got ${JSON.stringify(shape)}`;
   if (shape.tm === 16 && !shape.quad) return `tm 16 takes its rows 8..15 from a quad's broadcasts: it needs quad, got ${JSON.stringify(shape)}`;
   if (shape.quad && (shape.tile || shape.wgX % 4 !== 0)) return `quad shares loads across 4 adjacent invocations of a register kernel: it needs no tile and wgX a multiple of 4, got ${JSON.stringify(shape)}`;
-  if (shape.prefetch && !(shape.tile && [4, 8, 16].includes(shape.wgX) && [4, 8, 16].includes(shape.wgY))) {
-    return `prefetch double-buffers a tiled matmul's stages: it needs tile and wgX, wgY of 4, 8 or 16, got ${JSON.stringify(shape)}`;
+  if (shape.tk !== undefined && !((shape.tk === 8 || shape.tk === 16) && shape.tile)) return `tk is a tiled matmul's stage depth, 8 or 16: it needs tile, got ${JSON.stringify(shape)}`;
+  // Prefetch: each invocation holds 2 tk / wgX vec4s of A and 2 tk / wgY of B a stage (at most
+  // 4 each), and two stages fit each tile array (tk * max(wgX, wgY) <= 128).
+  const tk = shape.tk ?? 8;
+  if (shape.prefetch && !(shape.tile && [shape.wgX, shape.wgY].every((w) => (2 * tk) % w === 0 && 2 * tk <= 4 * w && tk * w <= 128))) {
+    return `prefetch double-buffers a tiled matmul's stages: it needs tile, and wgX, wgY of 4, 8 or 16 with tk 8 or of 8 with tk 16, got ${JSON.stringify(shape)}`;
   }
   return null;
 }
@@ -176,6 +180,7 @@ export function matmul(k: Kernels, s: MatmulSpec, tuned: MatmulShape = tunedFor(
     BIAS_GRAD: !!s.biasGrad,
     QUAD: !!shape.quad,
     PREFETCH: !!shape.prefetch,
+    TK: shape.tk ?? 8,
     ...(splitK > 1 ? { SPLIT_K: splitK } : {}),
     ...k.operandConstants(),
   };
