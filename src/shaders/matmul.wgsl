@@ -469,25 +469,36 @@ fn ldb4n(i: u32, n: u32) -> vec4f {
 }
 fn left(x: u32, end: u32) -> u32 { return select(0u, min(end - x, 4u), x < end); }
 
-// A stage's tiles hold 2 TK WG_Y (A) and 2 TK WG_X (B) vec4s; vec4 e of each is read by fetchA
-// or fetchB from global memory and written by putA or putB into the stage at vec4 `at`.
-// `mode` (0: nn, 1: nt, 2: tn) is a constant at every call, so the choice folds away.
+// A stage's tiles hold 2 TK WG_Y (A) and 2 TK WG_X (B) vec4s; vec4 e of each is read by
+// fetchTile from global memory and written by putA or putB into the stage at vec4 `at`.
+// `mode` (0: nn, 1: nt, 2: tn) is a constant at every call, so the choices fold away.
 //   A, nn/nt: row r = e / (TK/4) of A at k0 + 4 (e % (TK/4)), stored k-major a float at a time;
 //   A, tn:    A(k, row0 + 4 (e % 2 WG_Y) ..) with k = e / (2 WG_Y): a vec4 along rows, as stored;
 //   B, nn/tn: B(k, col0 + 4 (e % 2 WG_X) ..) with k = e / (2 WG_X): a vec4 along columns;
 //   B, nt:    column c = e / (TK/4) of B^T at k0 + 4 (e % (TK/4)), stored k-major.
-fn fetchA(mode: u32, o: Offs, row0: u32, k0: u32, kEnd: u32, e: u32) -> vec4f {
-  if (mode == 2u) {
-    let bm4 = 2u * WG_Y;
-    let k = e / bm4;
-    let r = (e % bm4) * 4u;
-    if (k0 + k < kEnd) { return lda4n(o.a + (k0 + k) * u.lda + row0 + r, left(row0 + r, u.M)); }
-    return vec4f(0.0);
+// fetchTile(isB, across, ..., first, ...): `across` reads a vec4 across the tile's rows (A) or
+// columns (B) from `first`, else a vec4 along k of row or column first + e / (TK/4).
+fn fetchTile(isB: bool, across: bool, o: Offs, first: u32, k0: u32, kEnd: u32, e: u32) -> vec4f {
+  let w4 = 2u * select(WG_Y, WG_X, isB);
+  let ld = select(u.lda, u.ldb, isB);
+  let end = select(u.M, u.N, isB);
+  var i = 0u;
+  var n = 0u;
+  if (across) {
+    let k = k0 + e / w4;
+    let x = first + (e % w4) * 4u;
+    if (k >= kEnd) { return vec4f(0.0); }
+    i = k * ld + x;
+    n = left(x, end);
+  } else {
+    let x = first + e / (TK / 4u);
+    let k = k0 + (e % (TK / 4u)) * 4u;
+    if (x >= end) { return vec4f(0.0); }
+    i = x * ld + k;
+    n = left(k, kEnd);
   }
-  let r = e / (TK / 4u);
-  let kq = (e % (TK / 4u)) * 4u;
-  if (row0 + r < u.M) { return lda4n(o.a + (row0 + r) * u.lda + k0 + kq, left(k0 + kq, kEnd)); }
-  return vec4f(0.0);
+  if (isB) { return ldb4n(o.b + i, n); }
+  return lda4n(o.a + i, n);
 }
 fn putA(mode: u32, e: u32, v: vec4f, at: u32) {
   if (mode == 2u) { tA[at + e] = v; return; }
@@ -497,19 +508,6 @@ fn putA(mode: u32, e: u32, v: vec4f, at: u32) {
   let c = r & 3u;
   tA[base][c] = v.x; tA[base + bm4][c] = v.y;
   tA[base + 2u * bm4][c] = v.z; tA[base + 3u * bm4][c] = v.w;
-}
-fn fetchB(mode: u32, o: Offs, col0: u32, k0: u32, kEnd: u32, e: u32) -> vec4f {
-  if (mode != 1u) {
-    let bn4 = 2u * WG_X;
-    let k = e / bn4;
-    let c = (e % bn4) * 4u;
-    if (k0 + k < kEnd) { return ldb4n(o.b + (k0 + k) * u.ldb + col0 + c, left(col0 + c, u.N)); }
-    return vec4f(0.0);
-  }
-  let c = e / (TK / 4u);
-  let kq = (e % (TK / 4u)) * 4u;
-  if (col0 + c < u.N) { return ldb4n(o.b + (col0 + c) * u.ldb + k0 + kq, left(k0 + kq, kEnd)); }
-  return vec4f(0.0);
 }
 fn putB(mode: u32, e: u32, v: vec4f, at: u32) {
   if (mode != 1u) { tB[at + e] = v; return; }
@@ -587,8 +585,8 @@ fn tileProduct(mode: u32, o: Offs, row0: u32, col0: u32, kBegin: u32, kEnd: u32,
   var acc: Acc;
   if (!PREFETCH) {
     for (var k0 = kBegin; k0 < kEnd; k0 += TK) {
-      for (var e = t; e < 2u * TK * WG_Y; e += n) { putA(mode, e, fetchA(mode, o, row0, k0, kEnd, e), 0u); }
-      for (var e = t; e < 2u * TK * WG_X; e += n) { putB(mode, e, fetchB(mode, o, col0, k0, kEnd, e), 0u); }
+      for (var e = t; e < 2u * TK * WG_Y; e += n) { putA(mode, e, fetchTile(false, mode == 2u, o, row0, k0, kEnd, e), 0u); }
+      for (var e = t; e < 2u * TK * WG_X; e += n) { putB(mode, e, fetchTile(true, mode != 1u, o, col0, k0, kEnd, e), 0u); }
       workgroupBarrier();
       stageProduct(l.x, l.y, 0u, &acc);
       workgroupBarrier();
@@ -601,8 +599,8 @@ fn tileProduct(mode: u32, o: Offs, row0: u32, col0: u32, kBegin: u32, kEnd: u32,
     var pa: array<vec4f, 4>;
     var pb: array<vec4f, 4>;
     for (var j = 0u; j < 4u; j++) {
-      if (j < aPer) { pa[j] = fetchA(mode, o, row0, kBegin, kEnd, t + j * n); }
-      if (j < bPer) { pb[j] = fetchB(mode, o, col0, kBegin, kEnd, t + j * n); }
+      if (j < aPer) { pa[j] = fetchTile(false, mode == 2u, o, row0, kBegin, kEnd, t + j * n); }
+      if (j < bPer) { pb[j] = fetchTile(true, mode != 1u, o, col0, kBegin, kEnd, t + j * n); }
     }
     var at = 0u;
     for (var j = 0u; j < 4u; j++) {
@@ -614,8 +612,8 @@ fn tileProduct(mode: u32, o: Offs, row0: u32, col0: u32, kBegin: u32, kEnd: u32,
       let next = k0 + TK < kEnd;
       if (next) {
         for (var j = 0u; j < 4u; j++) {
-          if (j < aPer) { pa[j] = fetchA(mode, o, row0, k0 + TK, kEnd, t + j * n); }
-          if (j < bPer) { pb[j] = fetchB(mode, o, col0, k0 + TK, kEnd, t + j * n); }
+          if (j < aPer) { pa[j] = fetchTile(false, mode == 2u, o, row0, k0 + TK, kEnd, t + j * n); }
+          if (j < bPer) { pb[j] = fetchTile(true, mode != 1u, o, col0, k0 + TK, kEnd, t + j * n); }
         }
       }
       stageProduct(l.x, l.y, at, &acc);
