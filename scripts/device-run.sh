@@ -13,6 +13,10 @@
 #   variants (bench:variants: each kernel family side by side at small's and base's sizes), sim;
 #   e.g. PARTS="lab torch" (TORCH_ONLY=1 is PARTS=torch; the default is "lab profile check sim").
 #   LAB_ARGS are more bench/kernels/matmul.ts options (variant prefixes, --max-size).
+#   A device call may run 600 s, less than all the parts' timeouts together: the H200 ran
+#   "torch lab profile check" in one call (2026-12-04); with variants as well, two calls are
+#   safer: PARTS="lab torch" LAB_ARGS=src/shaders (the trainer's kernels only), then
+#   PARTS="profile check variants".
 # It prints what the machine has, runs the matmul kernel lab (headless EGL ICD) and the engine
 # profile (drivers picked by src/gpu/vulkan-drivers.ts) on the GPU through Dawn while the
 # simulator benchmark uses the other cores, and leaves logs and results under $OUT.
@@ -72,7 +76,7 @@ fi
 if has variants; then
 ( unset VK_ICD_FILENAMES; export LD_LIBRARY_PATH=$PWD/dist/vk:${LD_LIBRARY_PATH:-}
   timeout ${VARIANTS_TIMEOUT:-150} $NODE dist/kernels/variants.mjs --presets ${VARIANTS_PRESETS:-small,base} --out "$OUT" > "$OUT/variants.log" 2>&1; echo "variants rc=$?" >> "$OUT/variants.log" )
-grep -vE "^Warning|^    at " "$OUT/variants.log" | tail -25
+grep -vE "^Warning|^    at " "$OUT/variants.log" | tail -50
 fi
 # The device tool brings back at most 8 files: the logs travel as one archive.
 pack() { ( cd "$OUT" && ls *.log >/dev/null 2>&1 && tar czf logs.tgz *.log && rm -f *.log ); }
