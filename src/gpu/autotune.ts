@@ -273,8 +273,8 @@ interface SearchContext {
 /**
  * The fastest shape for product `spec` (its buffers are overwritten): every candidate that fits
  * the device, then quad variants of the fastest register shapes, the fastest tile prefetched
- * and 16 deep, K splits of the fastest tile where the product can split, and the winner with the other load
- * width.
+ * and 16 deep, K splits of the fastest tile where the product can split, and the winner with
+ * the other load width.
  */
 async function searchProduct(cx: SearchContext, spec: MatmulSpec, kernel: string): Promise<MatmulShape> {
   let best = { ms: Infinity, shape: DEFAULT_TUNING.matmul[spec.mode] };
