@@ -12,7 +12,6 @@
 // tests/engine.half.test.ts). Writes bench/results/gpu-check.json.
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { preset, trainConfig } from '../src/model/config.ts';
 import { initParams } from '../src/model/init.ts';
 import { buildLayout } from '../src/model/layout.ts';
@@ -20,16 +19,14 @@ import { CpuTrainer } from '../src/train/cpu-trainer.ts';
 import { nodeEngine, nodeTuning } from '../src/gpu/autotune-node.ts';
 import { describeAdapter, optionalFeatures, summarizeAdapter } from '../src/gpu/device.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
+import { arg, intArg, resultsDir } from './args.ts';
 import { loadDefaultCorpus } from '../src/data/corpus.ts';
 import { WindowSampler } from '../src/data/sampler.ts';
 import type { Batch } from '../src/data/batch.ts';
 
-const args = process.argv.slice(2);
-const arg = (name: string) => { const i = args.indexOf(`--${name}`); return i < 0 ? undefined : args[i + 1]; };
 const presets = (arg('presets') ?? 'micro,tiny').split(',');
-const STEPS = Number(arg('steps') ?? 10);
-if (!(Number.isInteger(STEPS) && STEPS >= 1)) throw new Error(`--steps must be a positive integer, got ${arg('steps')}`);
-const outDir = arg('out') ?? join(fileURLToPath(new URL('.', import.meta.url)), 'results');
+const STEPS = intArg('steps', 10);
+const outDir = resultsDir();
 
 const gpu = await nodeGpu();
 const adapter = await gpu.requestAdapter();

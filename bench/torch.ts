@@ -28,30 +28,24 @@ import { autotune } from '../src/gpu/autotune.ts';
 import { fileStore, nodeEngine } from '../src/gpu/autotune-node.ts';
 import { describeAdapter, optionalFeatures, summarizeAdapter } from '../src/gpu/device.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
+import { arg, intArg, resultsDir } from './args.ts';
 import { checkDeviceLimits, requirements } from '../src/gpu/limits.ts';
 import { loadDefaultCorpus } from '../src/data/corpus.ts';
 import { WindowSampler } from '../src/data/sampler.ts';
 import type { Batch } from '../src/data/batch.ts';
 import { stepFlops } from './flops.ts';
 
-const args = process.argv.slice(2);
-const arg = (name: string) => { const i = args.indexOf(`--${name}`); return i < 0 ? undefined : args[i + 1]; };
-const int = (name: string, dflt: number, min: number) => {
-  const v = Number(arg(name) ?? dflt);
-  if (!(Number.isInteger(v) && v >= min)) throw new Error(`--${name} must be an integer >= ${min}, got ${arg(name)}`);
-  return v;
-};
 const presets = (arg('presets') ?? 'micro,tiny').split(',');
-const B = int('batch', 8, 1);
-const WARMUP = int('warmup', 3, 0);
+const B = intArg('batch', 8);
+const WARMUP = intArg('warmup', 3, 0);
 // The loss after 10 updates is step 11's: at least 11 steps in all.
-const TIMED = int('timed', 10, Math.max(1, 11 - WARMUP));
+const TIMED = intArg('timed', 10, Math.max(1, 11 - WARMUP));
 const MODES = (arg('modes') ?? 'fp32,tf32,compile').split(',');
 for (const m of MODES) if (!['fp32', 'tf32', 'compile'].includes(m)) throw new Error(`--modes: unknown mode "${m}" (fp32, tf32, compile)`);
 const python = arg('python') ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
 const here = fileURLToPath(new URL('.', import.meta.url));
 const script = join(here, 'torch_gpt.py');
-const outDir = arg('out') ?? join(here, 'results');
+const outDir = resultsDir();
 
 interface TorchResult { mode: string; skipped?: string; device?: string; device_name?: string; torch?: string; ms_per_step?: number; losses?: number[]; attention?: string }
 

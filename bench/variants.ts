@@ -14,7 +14,6 @@
 // what it runs). Writes bench/results/variants.json.
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { preset } from '../src/model/config.ts';
 import { nodeTuning } from '../src/gpu/autotune-node.ts';
 import { shapeName, timeDispatch } from '../src/gpu/autotune.ts';
@@ -23,13 +22,11 @@ import { DEFAULT_TUNING, Kernels, tunedShape, type MatmulShape, type Tuning } fr
 import { matmulDispatches, shapeProblem, splitOf, type MatmulSpec } from '../src/gpu/matmul.ts';
 import { attentionBackward, attentionForward, attentionKind, layernormBackward, layernormForward, layernormScratchFloats } from '../src/gpu/ops.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
+import { arg, intArg, resultsDir } from './args.ts';
 
-const args = process.argv.slice(2);
-const arg = (name: string) => { const i = args.indexOf(`--${name}`); return i < 0 ? undefined : args[i + 1]; };
 const presets = (arg('presets') ?? 'micro').split(',');
-const B = Number(arg('batch') ?? 8);
-if (!(Number.isInteger(B) && B >= 1)) throw new Error(`--batch must be a positive integer, got ${arg('batch')}`);
-const outDir = arg('out') ?? join(fileURLToPath(new URL('.', import.meta.url)), 'results');
+const B = intArg('batch', 8);
+const outDir = resultsDir();
 
 const gpu = await nodeGpu();
 const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
