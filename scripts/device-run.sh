@@ -15,8 +15,8 @@
 #   LAB_ARGS are more bench/kernels/matmul.ts options (variant prefixes, --max-size).
 #   A device call may run 600 s, less than all the parts' timeouts together: the H200 ran
 #   "torch lab profile check" in one call (2026-12-04); with variants as well, two calls are
-#   safer: PARTS="lab torch" LAB_ARGS=src/shaders (the trainer's kernels only), then
-#   PARTS="profile check variants".
+#   safer: PARTS="lab torch" LAB_ARGS="src/shaders 10 11" (the trainer's kernels, and the nt
+#   kernel's dot and multiply-add forms), then PARTS="profile check variants".
 # It prints what the machine has, runs the matmul kernel lab (headless EGL ICD) and the engine
 # profile (drivers picked by src/gpu/vulkan-drivers.ts) on the GPU through Dawn while the
 # simulator benchmark uses the other cores, and leaves logs and results under $OUT.
@@ -43,7 +43,7 @@ mkdir -p dist/results
 ( export LD_LIBRARY_PATH=$PWD/dist/vk:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-} VK_ICD_FILENAMES=$PWD/dist/vk/nvidia_egl_icd.json
   timeout ${MATMUL_TIMEOUT:-300} $NODE dist/kernels/matmul.mjs ${LAB_ARGS:-} > "$OUT/matmul.log" 2>&1; echo "matmul rc=$?" >> "$OUT/matmul.log" )
 cp dist/results/kernels-matmul.json "$OUT/" 2>/dev/null
-tail -30 "$OUT/matmul.log"
+tail -45 "$OUT/matmul.log"
 fi
 if has torch; then
   echo "== bench:torch ($(python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' 2>&1))"

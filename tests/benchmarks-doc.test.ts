@@ -207,6 +207,8 @@ const CLAIMS: Claim[] = [
   bm('attention backward took 35.19 ms', () => h200Ms('base', (k) => k.includes('.attn.bwd'))),
   bm('took 3.34 ms', () => h200Ms('small', (k) => k === 'GpuGPT.h*.fcproj')),
   bm('expansion\'s\n  1.05 ms', () => h200Ms('small', (k) => k === 'GpuGPT.h*.fc')),
+  bm('(nt, 4096 × 3072 from K = 768) took 10.62 ms', () => h200Ms('base', (k) => k === 'GpuGPT.h*.fcproj.bwd.dinp')),
+  bm('of the same sizes 7.27 ms', () => h200Ms('base', (k) => k === 'GpuGPT.h*.fc')),
   bm('at 26.38 TFLOPS', () => bestAt4096((v) => v === 'src/shaders/matmul.wgsl').gflops / 1e3),
   bm('at 26.38 TFLOPS on 4096³, 39.4%', () => pct(bestAt4096((v) => v === 'src/shaders/matmul.wgsl').peakShare)),
   bm('tile at 25.61 TFLOPS', () => bestAt4096((v) => v.endsWith(':nnTile')).gflops / 1e3),

@@ -1,6 +1,7 @@
 // Matmul kernel lab: every numbered variant in ./matmul/ is validated against a CPU matmul and
 // timed on the transformer block's shapes. Only the winner moves into src/shaders.
-// Run: npx tsx bench/kernels/matmul.ts [--max-size S] [variant prefix...]
+// Run: npx tsx bench/kernels/matmul.ts [--max-size S] [variant prefix...] (a prefix of the file or
+//   of file:entry, e.g. 10 11 src/shaders/matmul.wgsl:nt)
 //   (writes bench/results/kernels-matmul.json). Besides the block's shapes, square shapes
 //   1024^3, 2048^3, 4096^3 (those up to --max-size, default 4096; SwiftShader needs a small cap,
 //   e.g. 1024) show what the kernel reaches on a large problem, as GFLOPS and as a share of the
@@ -24,10 +25,15 @@
 // 09 gives each invocation 16 rows (A's four loads a quad shared): B's loads, which no neighbour
 // shares, then feed 16 rows each; 3.5-5.0 GFLOPS against 08's 2.7-4.2 over three runs (the
 // trainer's `tm: 16` quad shapes 3.3-4.9), despite 128 accumulators that cannot stay in registers.
+// 10 and 11 are C = A @ B^T with B stored (N, K), as dx = dy @ W^T reads the weights: 10 takes a
+// dot product per output of the two vec4s along k and adds it to the accumulator, 11 regroups B's
+// four vec4s along the columns and chains multiply-adds as 02 does. A scalar GPU issues the dot's
+// add as one more instruction (a compiler may not reorder the sum); on SwiftShader, which keeps
+// every component in its own vector, the two ran alike. The trainer's nt takes 11's form.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { labAdapter, labDevice, maxRelErr, randn, readBack, storage, timeIt, uniform } from './lab.ts';
 
-interface Variant { file: string; colsPerThread: number; rowsPerThread: number; wg: [number, number]; overrides?: Record<string, number>; vec4: boolean; production?: boolean; entry?: string; subgroups?: boolean }
+interface Variant { file: string; colsPerThread: number; rowsPerThread: number; wg: [number, number]; overrides?: Record<string, number>; vec4: boolean; production?: boolean; entry?: string; bT?: boolean; subgroups?: boolean }
 const dir = new URL('./matmul/', import.meta.url);
 const VARIANTS: Variant[] = [
   { file: '01_naive.wgsl', colsPerThread: 1, rowsPerThread: 1, wg: [16, 16], vec4: false },
@@ -77,11 +83,26 @@ const VARIANTS: Variant[] = [
     ({ file: 'src/shaders/matmul.wgsl', entry: 'nnTile', colsPerThread: 8, rowsPerThread: 8, wg, overrides: { PREFETCH: 1 }, vec4: true, production: true })),
   // 16-deep stages prefetched: two of them fit a 64 x 64 tile's workgroup memory.
   { file: 'src/shaders/matmul.wgsl', entry: 'nnTile', colsPerThread: 8, rowsPerThread: 8, wg: [8, 8], overrides: { TK: 16, PREFETCH: 1 }, vec4: true, production: true },
+  // C = A @ B^T with B stored (N, K) (`bT`), the backward's dx = dy @ W^T: 10 takes dot
+  // products, 11 the same multiply-adds as the nn kernels; then the trainer's nt (11's form) on
+  // its tuned shapes, beside its nn rows above on the same sizes.
+  ...(['10_nt_dot.wgsl', '11_nt_fma.wgsl']).flatMap((file) => ([[16, 4], [4, 16]] as [number, number][]).map((wg): Variant =>
+    ({ file, colsPerThread: 4, rowsPerThread: 8, wg, vec4: true, bT: true }))),
+  ...([[16, 4], [4, 16], [8, 8]] as [number, number][]).map((wg): Variant =>
+    ({ file: 'src/shaders/matmul.wgsl', entry: 'nt', colsPerThread: 4, rowsPerThread: 8, wg, vec4: true, production: true, bT: true })),
+  { file: 'src/shaders/matmul.wgsl', entry: 'nt', colsPerThread: 8, rowsPerThread: 8, wg: [8, 8], overrides: { TN: 8 }, vec4: true, production: true, bT: true },
 ];
 const srcDir = new URL('../../src/shaders/', import.meta.url);
 // As src/gpu/shaders.ts compiles it: quad.wgsl (quad-off.wgsl without subgroups) and half.wgsl
 // (the f16 operand rounding, off here) in front.
 const productionCode = (quads: boolean) => [quads ? 'quad.wgsl' : 'quad-off.wgsl', 'half.wgsl', 'matmul.wgsl'].map((f) => readFileSync(new URL(f, srcDir), 'utf8')).join('');
+
+/** B (rows, cols) row-major as (cols, rows). */
+function transpose(B: Float32Array, rows: number, cols: number): Float32Array {
+  const T = new Float32Array(B.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) T[c * rows + r] = B[r * cols + c];
+  return T;
+}
 
 function cpuMatmul(A: Float32Array, B: Float32Array, M: number, K: number, N: number): Float64Array {
   const C = new Float64Array(M * N);
@@ -136,7 +157,8 @@ console.log(peak ? `fp32 peak: ${peak.gflops} GFLOPS (${peak.name})` : `fp32 pea
 if (large.length < 3) console.log(`large shapes capped at ${maxSize} (--max-size)`);
 console.log('variant                         wg      ' + shapes.map(([m, k, n]) => `${m}x${k}x${n}`.padStart(16)).join('') + '   (GFLOPS; err)');
 for (const v of VARIANTS) {
-  if (only.length && !only.some((o) => v.file.startsWith(o))) continue;
+  // A prefix of the file, or of file:entry (src/shaders/matmul.wgsl:nt for the trainer's nt rows).
+  if (only.length && !only.some((o) => `${v.file}:${v.entry ?? (v.production ? 'nn' : 'main')}`.startsWith(o))) continue;
   if (v.subgroups && !device.features.has('subgroups')) { console.log(`${v.file.padEnd(30)}  ${`${v.wg[0]}x${v.wg[1]}`.padEnd(6)}  (needs the subgroups feature, which this adapter lacks)`); continue; }
   const module = device.createShaderModule({ label: `lab.${v.file}`, code: v.production ? productionCode(device.features.has('subgroups')) : readFileSync(new URL(v.file, dir), 'utf8') });
   // The production kernel declares every binding of its explicit layout; 'auto' would drop the
@@ -151,10 +173,10 @@ for (const v of VARIANTS) {
   const cells: string[] = [];
   for (const [M, K, N] of shapes) {
     const A = randn(M * K, 1), B = randn(K * N, 2);
-    const bA = storage(device, A, 'lab.A'), bB = storage(device, B, 'lab.B'), bC = storage(device, M * N, 'lab.C');
+    const bA = storage(device, A, 'lab.A'), bB = storage(device, v.bT ? transpose(B, K, N) : B, 'lab.B'), bC = storage(device, M * N, 'lab.C');
     // production uniform: M N K lda | ldb ldc offA offB | offC offBias offR ldr | nInner aOuter aInner bOuter | bInner cOuter cInner alpha
     const u = v.production
-      ? uniform(device, [M, N, K, K, N, N, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x3f800000], 'lab.mm')
+      ? uniform(device, [M, N, K, K, v.bT ? K : N, N, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x3f800000], 'lab.mm')
       : uniform(device, [M, N, K, 0], 'lab.dims');
     const bufs = v.production ? [bA, bB, bC, u] : [bA, bB, bC, u];
     const dbias = storage(device, N, 'lab.dbias');

@@ -13,7 +13,7 @@ import { isTuning } from './tuning-check.ts';
 import { STEP_STATE_WORDS } from './state.ts';
 
 /** Bump when kernels change enough that cached shapes should be re-measured. */
-export const AUTOTUNE_VERSION = 9;
+export const AUTOTUNE_VERSION = 10;
 
 export interface TuningStore {
   load(key: string): Promise<Tuning | undefined>;

@@ -55,9 +55,6 @@ fn qkvAt(hd: Head, t: u32, part: u32, d: u32) -> vec4f {
 fn doutAt(hd: Head, t: u32, d: u32) -> vec4f {
   return h4(dout[hd.rowBase + min(t, p.T - 1u) * hd.C4 + d]);
 }
-fn dot4(a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f {
-  return vec4f(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));
-}
 
 // d[r][c] = x_(i0 + 4 tI + r) . y_(j0 + 4 tJ + c), where x is q (dout false) or dO (dout true)
 // and y is part `part` of qkv: the scores before the scale (q . k), or dO . v.
@@ -68,11 +65,15 @@ fn blockDots(hd: Head, i0: u32, j0: u32, tI: u32, tJ: u32, dout: bool, part: u32
     let y1 = qkvAt(hd, j0 + 4u * tJ + 1u, part, d);
     let y2 = qkvAt(hd, j0 + 4u * tJ + 2u, part, d);
     let y3 = qkvAt(hd, j0 + 4u * tJ + 3u, part, d);
+    // The four rows' vec4s regrouped by head dim, so that each of the 16 dot products chains
+    // four multiply-adds into s (matmul.wgsl's byK, nt's form), not four and then an add.
+    let k0 = vec4f(y0.x, y1.x, y2.x, y3.x); let k1 = vec4f(y0.y, y1.y, y2.y, y3.y);
+    let k2 = vec4f(y0.z, y1.z, y2.z, y3.z); let k3 = vec4f(y0.w, y1.w, y2.w, y3.w);
     for (var r = 0u; r < 4u; r++) {
       let i = i0 + 4u * tI + r;
       var x: vec4f;
       if (dout) { x = doutAt(hd, i, d); } else { x = qkvAt(hd, i, 0u, d); }
-      s[r] += dot4(x, y0, y1, y2, y3);
+      s[r] = s[r] + x.x * k0 + x.y * k1 + x.z * k2 + x.w * k3;
     }
   }
   return s;

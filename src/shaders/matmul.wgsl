@@ -170,10 +170,18 @@ fn fma4(s: vec4f, a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f
   return s + a.x * b0 + a.y * b1 + a.z * b2 + a.w * b3;
 }
 
-// a against four columns of B^T, each a vec4 along k.
-fn dot4(s: vec4f, a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f {
-  return s + vec4f(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));
+// nt's four columns of B^T at k..k+3 (b0..b3, each a vec4 along k) regrouped along the
+// columns, one vec4 per k, so that nt multiplies as nn does (fma4: each output chains four
+// multiply-adds into its accumulator). With dot products instead each output took the four
+// products and then an add, five instructions where four do on a scalar GPU, since a compiler
+// may not reorder the sum (bench/kernels/matmul 10 and 11). The regrouping is only a choice of
+// registers there, and on SwiftShader, which keeps each component in its own vector.
+struct ByK { k0: vec4f, k1: vec4f, k2: vec4f, k3: vec4f }
+fn byK(b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> ByK {
+  return ByK(vec4f(b0.x, b1.x, b2.x, b3.x), vec4f(b0.y, b1.y, b2.y, b3.y),
+             vec4f(b0.z, b1.z, b2.z, b3.z), vec4f(b0.w, b1.w, b2.w, b3.w));
 }
+fn fmaK(s: vec4f, a: vec4f, b: ByK) -> vec4f { return fma4(s, a, b.k0, b.k1, b.k2, b.k3); }
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn nn(@builtin(global_invocation_id) g: vec3u, @builtin(local_invocation_index) li: u32) {
@@ -290,28 +298,30 @@ fn nt(@builtin(global_invocation_id) g: vec3u, @builtin(local_invocation_index) 
   for (var k = 0u; k < k4; k += 4u) {
     let b0 = ldb4(q0 + k); let b1 = ldb4(q1 + k); let b2 = ldb4(q2 + k); let b3 = ldb4(q3 + k);
     if (TN == 8u) { e0 = ldb4(q4 + k); e1 = ldb4(q5 + k); e2 = ldb4(q6 + k); e3 = ldb4(q7 + k); }
+    let bk = byK(b0, b1, b2, b3);
+    let ek = byK(e0, e1, e2, e3);
     var xl = vec4f(0.0); var xh = vec4f(0.0);
     if (QUAD) { xl = lda4(aq + k); if (TM >= 8u) { xh = lda4(aqh + k); } }
-    var x = arow0(a0 + k, xl); s0 = dot4(s0, x, b0, b1, b2, b3); if (TN == 8u) { t0 = dot4(t0, x, e0, e1, e2, e3); }
-    x = arow1(a1 + k, xl); s1 = dot4(s1, x, b0, b1, b2, b3); if (TN == 8u) { t1 = dot4(t1, x, e0, e1, e2, e3); }
-    x = arow2(a2 + k, xl); s2 = dot4(s2, x, b0, b1, b2, b3); if (TN == 8u) { t2 = dot4(t2, x, e0, e1, e2, e3); }
-    x = arow3(a3 + k, xl); s3 = dot4(s3, x, b0, b1, b2, b3); if (TN == 8u) { t3 = dot4(t3, x, e0, e1, e2, e3); }
+    var x = arow0(a0 + k, xl); s0 = fmaK(s0, x, bk); if (TN == 8u) { t0 = fmaK(t0, x, ek); }
+    x = arow1(a1 + k, xl); s1 = fmaK(s1, x, bk); if (TN == 8u) { t1 = fmaK(t1, x, ek); }
+    x = arow2(a2 + k, xl); s2 = fmaK(s2, x, bk); if (TN == 8u) { t2 = fmaK(t2, x, ek); }
+    x = arow3(a3 + k, xl); s3 = fmaK(s3, x, bk); if (TN == 8u) { t3 = fmaK(t3, x, ek); }
     if (TM >= 8u) {
-      x = arow0(a4 + k, xh); s4 = dot4(s4, x, b0, b1, b2, b3); if (TN == 8u) { t4 = dot4(t4, x, e0, e1, e2, e3); }
-      x = arow1(a5 + k, xh); s5 = dot4(s5, x, b0, b1, b2, b3); if (TN == 8u) { t5 = dot4(t5, x, e0, e1, e2, e3); }
-      x = arow2(a6 + k, xh); s6 = dot4(s6, x, b0, b1, b2, b3); if (TN == 8u) { t6 = dot4(t6, x, e0, e1, e2, e3); }
-      x = arow3(a7 + k, xh); s7 = dot4(s7, x, b0, b1, b2, b3); if (TN == 8u) { t7 = dot4(t7, x, e0, e1, e2, e3); }
+      x = arow0(a4 + k, xh); s4 = fmaK(s4, x, bk); if (TN == 8u) { t4 = fmaK(t4, x, ek); }
+      x = arow1(a5 + k, xh); s5 = fmaK(s5, x, bk); if (TN == 8u) { t5 = fmaK(t5, x, ek); }
+      x = arow2(a6 + k, xh); s6 = fmaK(s6, x, bk); if (TN == 8u) { t6 = fmaK(t6, x, ek); }
+      x = arow3(a7 + k, xh); s7 = fmaK(s7, x, bk); if (TN == 8u) { t7 = fmaK(t7, x, ek); }
     }
     if (TM == 16u) {
       xl = lda4(aq2 + k); xh = lda4(aq3 + k);
-      x = quad0(xl); s8 = dot4(s8, x, b0, b1, b2, b3); if (TN == 8u) { t8 = dot4(t8, x, e0, e1, e2, e3); }
-      x = quad1(xl); s9 = dot4(s9, x, b0, b1, b2, b3); if (TN == 8u) { t9 = dot4(t9, x, e0, e1, e2, e3); }
-      x = quad2(xl); s10 = dot4(s10, x, b0, b1, b2, b3); if (TN == 8u) { t10 = dot4(t10, x, e0, e1, e2, e3); }
-      x = quad3(xl); s11 = dot4(s11, x, b0, b1, b2, b3); if (TN == 8u) { t11 = dot4(t11, x, e0, e1, e2, e3); }
-      x = quad0(xh); s12 = dot4(s12, x, b0, b1, b2, b3); if (TN == 8u) { t12 = dot4(t12, x, e0, e1, e2, e3); }
-      x = quad1(xh); s13 = dot4(s13, x, b0, b1, b2, b3); if (TN == 8u) { t13 = dot4(t13, x, e0, e1, e2, e3); }
-      x = quad2(xh); s14 = dot4(s14, x, b0, b1, b2, b3); if (TN == 8u) { t14 = dot4(t14, x, e0, e1, e2, e3); }
-      x = quad3(xh); s15 = dot4(s15, x, b0, b1, b2, b3); if (TN == 8u) { t15 = dot4(t15, x, e0, e1, e2, e3); }
+      x = quad0(xl); s8 = fmaK(s8, x, bk); if (TN == 8u) { t8 = fmaK(t8, x, ek); }
+      x = quad1(xl); s9 = fmaK(s9, x, bk); if (TN == 8u) { t9 = fmaK(t9, x, ek); }
+      x = quad2(xl); s10 = fmaK(s10, x, bk); if (TN == 8u) { t10 = fmaK(t10, x, ek); }
+      x = quad3(xl); s11 = fmaK(s11, x, bk); if (TN == 8u) { t11 = fmaK(t11, x, ek); }
+      x = quad0(xh); s12 = fmaK(s12, x, bk); if (TN == 8u) { t12 = fmaK(t12, x, ek); }
+      x = quad1(xh); s13 = fmaK(s13, x, bk); if (TN == 8u) { t13 = fmaK(t13, x, ek); }
+      x = quad2(xh); s14 = fmaK(s14, x, bk); if (TN == 8u) { t14 = fmaK(t14, x, ek); }
+      x = quad3(xh); s15 = fmaK(s15, x, bk); if (TN == 8u) { t15 = fmaK(t15, x, ek); }
     }
   }
   for (var k = k4; k < u.K; k++) {

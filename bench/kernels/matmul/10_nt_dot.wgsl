@@ -1,0 +1,48 @@
+// 10: C = A @ B^T with B stored (N, K), as the backward's dx = dy @ W^T reads the weights. Each
+// invocation owns an 8x4 block of C; A's rows and B's rows (C's columns) are read as vec4s
+// along k, and each output takes a dot product of two of them: four multiply-adds and then the
+// add into the accumulator, five instructions on a scalar GPU, since the compiler may not
+// reorder the sum. 11 is the same kernel with the dots turned into multiply-adds. K a multiple
+// of 4.
+struct Dims { M: u32, N: u32, K: u32, pad: u32 }
+@group(0) @binding(0) var<storage, read> A: array<vec4f>;        // (M, K/4)
+@group(0) @binding(1) var<storage, read> B: array<vec4f>;        // (N, K/4)
+@group(0) @binding(2) var<storage, read_write> C: array<f32>;    // (M, N)
+@group(0) @binding(3) var<uniform> d: Dims;
+override WG_X: u32 = 8;
+override WG_Y: u32 = 8;
+
+fn dots(s: vec4f, a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f {
+  return s + vec4f(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));
+}
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn main(@builtin(global_invocation_id) g: vec3u) {
+  let k4 = d.K / 4u;
+  let c0 = g.x * 4u;
+  let r0 = g.y * 8u;
+  if (c0 >= d.N || r0 >= d.M) { return; }
+  let last = d.M - 1u;
+  let lastc = d.N - 1u;
+  let a0 = min(r0 + 0u, last) * k4; let a1 = min(r0 + 1u, last) * k4;
+  let a2 = min(r0 + 2u, last) * k4; let a3 = min(r0 + 3u, last) * k4;
+  let a4 = min(r0 + 4u, last) * k4; let a5 = min(r0 + 5u, last) * k4;
+  let a6 = min(r0 + 6u, last) * k4; let a7 = min(r0 + 7u, last) * k4;
+  let q0 = min(c0, lastc) * k4; let q1 = min(c0 + 1u, lastc) * k4;
+  let q2 = min(c0 + 2u, lastc) * k4; let q3 = min(c0 + 3u, lastc) * k4;
+  var s0 = vec4f(0.0); var s1 = vec4f(0.0); var s2 = vec4f(0.0); var s3 = vec4f(0.0);
+  var s4 = vec4f(0.0); var s5 = vec4f(0.0); var s6 = vec4f(0.0); var s7 = vec4f(0.0);
+  for (var k = 0u; k < k4; k++) {
+    let b0 = B[q0 + k]; let b1 = B[q1 + k]; let b2 = B[q2 + k]; let b3 = B[q3 + k];
+    s0 = dots(s0, A[a0 + k], b0, b1, b2, b3); s1 = dots(s1, A[a1 + k], b0, b1, b2, b3);
+    s2 = dots(s2, A[a2 + k], b0, b1, b2, b3); s3 = dots(s3, A[a3 + k], b0, b1, b2, b3);
+    s4 = dots(s4, A[a4 + k], b0, b1, b2, b3); s5 = dots(s5, A[a5 + k], b0, b1, b2, b3);
+    s6 = dots(s6, A[a6 + k], b0, b1, b2, b3); s7 = dots(s7, A[a7 + k], b0, b1, b2, b3);
+  }
+  let rows = array<vec4f, 8>(s0, s1, s2, s3, s4, s5, s6, s7);
+  for (var r = 0u; r < 8u; r++) {
+    for (var q = 0u; q < 4u; q++) {
+      if (r0 + r < d.M && c0 + q < d.N) { C[(r0 + r) * d.N + c0 + q] = rows[r][q]; }
+    }
+  }
+}
