@@ -68,10 +68,12 @@ describe('autotune', () => {
   gpuTest('on a hardware adapter also tunes the large GEMM class and tries the tiled matmul, attention and wide LayerNorm kernels; a software one does none of it', async (device) => {
     const { info } = await getTestGpu();
     const tile = { wgX: 4, wgY: 4, tm: 8 as const, vec4: true, tile: true };
-    const hw = await autotune(device, { ...info, isSoftware: false }, { ...small, tileCandidates: [tile], splitCandidates: [2, 3], largeSize: 96, attentionT: 24, layernormN: 40, layernormC: 48, store: memoryStore() });
+    const hw = await autotune(device, { ...info, isSoftware: false }, { ...small, tileCandidates: [tile], splitCandidates: [2, 3], swizzleRows: 2, largeSize: 96, attentionT: 24, layernormN: 40, layernormC: 48, store: memoryStore() });
     // 2 classes x 3 modes x (3 shapes + quad variants of the 2 register ones + the tile prefetched and 16 deep + other width), tn's fastest tile split 2 ways in each class;
-    // nn and nt's winner split where K = 64 or 96 splits into equal multiples of 4 (64: 2 ranges; 96: 2 and 3); 2 grids; 3 attention kernels; 2 LayerNorm kernels
-    expect(hw.timings).toHaveLength(2 * 3 * (3 + quadTries + 2 + 1) + 2 * 2 + 2 * (1 + 2) + 2 + 3 + 2);
+    // nn and nt's winner split where K = 64 or 96 splits into equal multiples of 4 (64: 2 ranges; 96: 2 and 3); 2 grids; 3 attention kernels; 2 LayerNorm kernels;
+    // the fastest tile in groups of 2 rows of tiles where there are more than 2 (nn and nt in the large class: 96 rows, 3 of 32;
+    // its tn has 48)
+    expect(hw.timings).toHaveLength(2 * 3 * (3 + quadTries + 2 + 1) + 2 * 2 + 2 * (1 + 2) + 2 + 3 + 2 + 2);
     const att = hw.timings.filter((t) => t.kernel === 'attention');
     expect(att.map((t) => t.shape).sort()).toEqual(['blocked', 'rows', 'tiled']);
     expect(hw.tuning.attention).toBe(att.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
@@ -81,12 +83,17 @@ describe('autotune', () => {
     for (const mode of ['nn', 'nt', 'tn'] as const) {
       for (const suffix of ['', '.large']) {
         const mine = hw.timings.filter((t) => t.kernel === `matmul.${mode}${suffix}`);
-        expect(mine).toHaveLength(mode === 'tn' ? 8 + quadTries : 6 + quadTries + (suffix ? 2 : 1));
+        const grouped = suffix !== '' && mode !== 'tn';
+        expect(mine).toHaveLength((mode === 'tn' ? 8 + quadTries : 6 + quadTries + (suffix ? 2 : 1)) + (grouped ? 1 : 0));
         // The tile prefetched and 16 deep; both at once needs wgX, wgY of 8, so not this 4 x 4 one.
         const tiles = [tile, { ...tile, prefetch: true }, { ...tile, tk: 16 as const }].map(shapeName);
         expect(mine.map((t) => t.shape)).toEqual(expect.arrayContaining(tiles));
+        // Then the fastest of those in groups of 2 rows of tiles (large nn and nt only).
+        const plainFastest = mine.filter((t) => tiles.includes(t.shape)).reduce((a, b) => (b.ms < a.ms ? b : a));
+        const ordered = mine.filter((t) => t.shape.includes('/swizzle'));
+        expect(ordered.map((t) => t.shape)).toEqual(grouped ? [`${plainFastest.shape}/swizzle2`] : []);
         // The splits are of the fastest of those.
-        const fastTile = mine.filter((t) => tiles.includes(t.shape)).reduce((a, b) => (b.ms < a.ms ? b : a)).shape;
+        const fastTile = [plainFastest, ...ordered].reduce((a, b) => (b.ms < a.ms ? b : a)).shape;
         if (mode === 'tn') expect(mine.map((t) => t.shape)).toEqual(expect.arrayContaining([`${fastTile}/split2`, `${fastTile}/split3`]));
         const chosen = (suffix ? hw.tuning.matmulLarge! : hw.tuning.matmul)[mode];
         expect(shapeName(chosen)).toBe(mine.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
@@ -240,6 +247,8 @@ describe('autotune', () => {
     expect((await autotune(device, info, { ...small, store })).fromCache).toBe(false);
     store.entries.set(tuningKey(info), bad((t) => { t.matmul.nn = { wgX: 8, wgY: 8, tm: 8, vec4: true, tile: true, tk: 12 as 16 }; }));
     expect((await autotune(device, info, { ...small, store })).fromCache).toBe(false);
+    store.entries.set(tuningKey(info), bad((t) => { t.matmul.nt = { wgX: 8, wgY: 8, tm: 8, vec4: true, tile: true, swizzle: 32 as 16 }; }));
+    expect((await autotune(device, info, { ...small, store })).fromCache).toBe(false);
     // A tile wider than the kernel's workgroup memory holds passes the schema, not the kernel.
     store.entries.set(tuningKey(info), bad((t) => { t.matmul.tn = { wgX: 32, wgY: 8, tm: 8, vec4: true, tile: true }; }));
     expect((await autotune(device, info, { ...small, store })).fromCache).toBe(false);
@@ -249,7 +258,9 @@ describe('autotune', () => {
     for (const shape of [{ wgX: 8, wgY: 4, tm: 16 as const, vec4: true }, { wgX: 8, wgY: 8, tm: 8 as const, vec4: true, tile: true, quad: true }, { wgX: 6, wgY: 4, tm: 8 as const, vec4: true, quad: true },
       { wgX: 8, wgY: 8, tm: 8 as const, vec4: true, prefetch: true }, { wgX: 8, wgY: 2, tm: 8 as const, vec4: true, tile: true, prefetch: true },
       // A stage depth on a register shape; two 16-deep stages of a 128-wide tile (twice the memory the kernel has).
-      { wgX: 8, wgY: 8, tm: 8 as const, vec4: true, tk: 16 as const }, { wgX: 16, wgY: 8, tm: 8 as const, vec4: true, tile: true, prefetch: true, tk: 16 as const }]) {
+      { wgX: 8, wgY: 8, tm: 8 as const, vec4: true, tk: 16 as const }, { wgX: 16, wgY: 8, tm: 8 as const, vec4: true, tile: true, prefetch: true, tk: 16 as const },
+      // A tile order on a register shape (whose kernels have no tiles to order).
+      { wgX: 8, wgY: 8, tm: 8 as const, vec4: true, swizzle: 8 as const }]) {
       store.entries.set(tuningKey(info), bad((t) => { t.matmul.nn = shape; }));
       expect((await autotune(device, info, { ...small, store })).fromCache).toBe(false);
     }

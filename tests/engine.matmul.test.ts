@@ -36,6 +36,10 @@ const TUNINGS: Tuning[] = [
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 16, wgY: 16, tm: 8, vec4: true, tile: true, prefetch: true }, nt: { wgX: 8, wgY: 4, tm: 8, vec4: false, tile: true, prefetch: true }, tn: { wgX: 4, wgY: 8, tm: 8, vec4: true, tile: true, prefetch: true, splitK: 3 } } },
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 4, wgY: 4, tm: 8, vec4: false, tile: true, prefetch: true, splitK: 2 }, nt: { wgX: 16, wgY: 8, tm: 8, vec4: true, tile: true, prefetch: true }, tn: { wgX: 16, wgY: 16, tm: 8, vec4: false, tile: true, prefetch: true } } },
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true, tile: true, prefetch: true, tk: 16 }, nt: { wgX: 16, wgY: 16, tm: 8, vec4: false, tile: true, tk: 16 }, tn: { wgX: 8, wgY: 8, tm: 8, vec4: false, tile: true, prefetch: true, tk: 16, splitK: 2 } } },
+  // Tiles in groups of 2, 4, 8 or 16 rows (swizzle): the cases' 2 to 5 rows of tiles leave a
+  // short last group or one group taller than the grid; with prefetch, tn split in 3, scalar loads.
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 4, wgY: 2, tm: 8, vec4: true, tile: true, swizzle: 2 }, nt: { wgX: 4, wgY: 4, tm: 8, vec4: false, tile: true, prefetch: true, swizzle: 4 }, tn: { wgX: 4, wgY: 2, tm: 8, vec4: true, tile: true, splitK: 3, swizzle: 2 } } },
+  { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 4, tm: 8, vec4: false, tile: true, swizzle: 16 }, nt: { wgX: 4, wgY: 2, tm: 8, vec4: true, tile: true, swizzle: 8 }, tn: { wgX: 8, wgY: 4, tm: 8, vec4: false, tile: true, prefetch: true, swizzle: 4 } } },
   // K split over 3 and 5 workgroups per tile (tn only; the others ignore splitK).
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true }, tn: { wgX: 4, wgY: 2, tm: 8, vec4: true, tile: true, splitK: 3 } } },
   { ...DEFAULT_TUNING, matmul: { nn: { wgX: 8, wgY: 8, tm: 8, vec4: true }, nt: { wgX: 8, wgY: 8, tm: 8, vec4: true }, tn: { wgX: 16, wgY: 16, tm: 8, vec4: false, tile: true, splitK: 5 } } },
@@ -263,6 +267,20 @@ describe('matmul.wgsl', () => {
     seen.mockRestore();
   });
 
+  gpuTest('a tiled shape\'s tile order reaches the kernel as SWIZZLE (0 without one)', async (device) => {
+    const buf = uploadF32(device, new Float32Array(64));
+    const spec = (mode: MatmulMode): MatmulSpec => ({ label: `test.swizzle.${mode}`, mode, M: 8, N: 8, K: 8, a: { ref: buf, ld: 8 }, b: { ref: buf, ld: 8 }, c: { ref: uploadF32(device, new Float32Array(64)), ld: 8 } });
+    const seen: unknown[][] = [];
+    for (const t of [TUNINGS.findIndex((x) => x.matmul.nn.swizzle === 2), TUNINGS.findIndex((x) => x.matmul.nn.tile && x.matmul.nt.tile && x.matmul.tn.tile && !x.matmul.nn.swizzle)]) {
+      const k = kernelsFor(device, t);
+      const spy = vi.spyOn(k, 'pipeline');
+      for (const mode of ['nn', 'nt', 'tn'] as const) matmul(k, spec(mode));
+      seen.push(...spy.mock.calls.map(([, entry, c]) => [entry, c?.SWIZZLE]));
+      spy.mockRestore();
+    }
+    expect(seen).toEqual([['nnTile', 2], ['ntTile', 4], ['tnTile', 2], ['nnTile', 0], ['ntTile', 0], ['tnTile', 0]]);
+  });
+
   gpuTest('a tiled shape the kernel cannot run is refused by name', async (device) => {
     const buf = uploadF32(device, new Float32Array(16));
     const spec: MatmulSpec = { label: 'test.badtile', mode: 'nn', M: 4, N: 4, K: 4, a: { ref: buf, ld: 4 }, b: { ref: buf, ld: 4 }, c: { ref: buf, ld: 4 } };
@@ -274,5 +292,7 @@ describe('matmul.wgsl', () => {
     expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 8, wgY: 2, tm: 8, vec4: true, tile: true, prefetch: true })).toThrow(/wgX, wgY of 4, 8 or 16/);
     expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 16, wgY: 16, tm: 8, vec4: true, tile: true, prefetch: true, tk: 16 })).toThrow(/of 8 with tk 16/);
     expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 8, wgY: 8, tm: 8, vec4: true, tk: 16 })).toThrow(/test\.badtile: tk is a tiled matmul's stage depth, 8 or 16: it needs tile/);
+    expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 8, wgY: 8, tm: 8, vec4: true, swizzle: 8 })).toThrow(/test\.badtile: swizzle orders a tiled matmul's workgroups in groups of 2, 4, 8 or 16 rows of tiles: it needs tile/);
+    expect(() => matmul(kernelsFor(device, 0), spec, { wgX: 8, wgY: 8, tm: 8, vec4: true, tile: true, swizzle: 3 as 2 })).toThrow(/groups of 2, 4, 8 or 16 rows/);
   });
 });

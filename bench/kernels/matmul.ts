@@ -83,6 +83,11 @@ const VARIANTS: Variant[] = [
     ({ file: 'src/shaders/matmul.wgsl', entry: 'nnTile', colsPerThread: 8, rowsPerThread: 8, wg, overrides: { PREFETCH: 1 }, vec4: true, production: true })),
   // 16-deep stages prefetched: two of them fit a 64 x 64 tile's workgroup memory.
   { file: 'src/shaders/matmul.wgsl', entry: 'nnTile', colsPerThread: 8, rowsPerThread: 8, wg: [8, 8], overrides: { TK: 16, PREFETCH: 1 }, vec4: true, production: true },
+  // Tiles in groups of 8 rows (SWIZZLE, `swizzle` in a tuning): the workgroups resident at once
+  // share A's rows and B's columns in the second-level cache, where 4096^3's operands (64 MiB
+  // each) do not fit.
+  ...([{}, { PREFETCH: 1 }, { TK: 16 }] as Record<string, number>[]).map((o): Variant =>
+    ({ file: 'src/shaders/matmul.wgsl', entry: 'nnTile', colsPerThread: 8, rowsPerThread: 8, wg: [16, 16], overrides: { ...o, SWIZZLE: 8 }, vec4: true, production: true })),
   // C = A @ B^T with B stored (N, K) (`bT`), the backward's dx = dy @ W^T: 10 takes dot
   // products, 11 the same multiply-adds as the nn kernels; then the trainer's nt (11's form) on
   // its tuned shapes, beside its nn rows above on the same sizes.

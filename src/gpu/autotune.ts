@@ -31,6 +31,8 @@ export interface AutotuneOptions {
   strideCandidates?: StrideShape[];
   /** K splits tried for tn's fastest tile (default SPLIT_CANDIDATES). */
   splitCandidates?: number[];
+  /** Rows of tiles per group in the tile order tried on the fastest tile (default SWIZZLE_ROWS). */
+  swizzleRows?: 2 | 4 | 8 | 16;
   /** Attention kernels tried on hardware adapters (default all three; software adapters keep 'rows'). */
   attentionCandidates?: NonNullable<Tuning['attention']>[];
   /** Sequence length of the timed attention (default 256). */
@@ -83,6 +85,8 @@ export const TILE_CANDIDATES: MatmulShape[] = [
 ];
 /** Quad variants (and 16-row ones of 8-row shapes) are timed of this many of the fastest register shapes (per kind and class). */
 export const QUAD_TRIES = 3;
+/** Rows of tiles per group in the tile order tried on the fastest tile (`swizzle`). */
+export const SWIZZLE_ROWS = 8;
 /** K splits tried on tn with its fastest tile (hardware adapters). */
 export const SPLIT_CANDIDATES = [2, 4, 8];
 export const STRIDE_CANDIDATES: StrideShape[] = [
@@ -90,7 +94,7 @@ export const STRIDE_CANDIDATES: StrideShape[] = [
 ];
 
 export function shapeName(s: MatmulShape): string {
-  return `${s.tile ? 'tile ' : ''}${s.wgX}x${s.wgY}/${s.tm}${s.cols === 8 ? 'x8' : ''}${s.vec4 ? '' : '/scalar'}${s.quad ? '/quad' : ''}${s.prefetch ? '/prefetch' : ''}${s.tk === 16 ? '/k16' : ''}${(s.splitK ?? 1) > 1 ? `/split${s.splitK}` : ''}`;
+  return `${s.tile ? 'tile ' : ''}${s.wgX}x${s.wgY}/${s.tm}${s.cols === 8 ? 'x8' : ''}${s.vec4 ? '' : '/scalar'}${s.quad ? '/quad' : ''}${s.prefetch ? '/prefetch' : ''}${s.tk === 16 ? '/k16' : ''}${s.swizzle ? `/swizzle${s.swizzle}` : ''}${(s.splitK ?? 1) > 1 ? `/split${s.splitK}` : ''}`;
 }
 
 /** The cache key: which adapter, and which version of the kernels. */
@@ -124,7 +128,7 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
     // The large class times tn (the weight gradients: a layer's in x out from a K of every token
     // in the batch) as (size/2)^2 outputs over 4 size rows, the same multiply-adds as size^3:
     // few outputs and a long K, where a tile too large leaves most of a GPU idle.
-    const cx: SearchContext = { device, k, candidates, quads: quads === 'offered', splits: opts.splitCandidates ?? SPLIT_CANDIDATES, splitAll: !info.isSoftware, timings };
+    const cx: SearchContext = { device, k, candidates, quads: quads === 'offered', splits: opts.splitCandidates ?? SPLIT_CANDIDATES, swizzle: opts.swizzleRows ?? SWIZZLE_ROWS, splitAll: !info.isSoftware, timings };
     const searchClass = async (size: number, suffix: string): Promise<Record<MatmulMode, MatmulShape>> => {
       const A = buf(`A${suffix}`, 2 * size * size), B = buf(`B${suffix}`, 2 * size * size), C = buf(`C${suffix}`, size * size);
       const chosen = {} as Record<MatmulMode, MatmulShape>;
@@ -265,6 +269,8 @@ interface SearchContext {
   /** Whether quad shapes may be tried (the device's quads matched the plain kernel). */
   quads: boolean;
   splits: number[];
+  /** Rows of tiles per group of the tile order tried (`swizzle`). */
+  swizzle: 2 | 4 | 8 | 16;
   /** Whether nn and nt products also try their K split as a batch of ranges (hardware adapters). */
   splitAll: boolean;
   timings: AutotuneResult['timings'];
@@ -273,7 +279,7 @@ interface SearchContext {
 /**
  * The fastest shape for product `spec` (its buffers are overwritten): every candidate that fits
  * the device, then quad variants of the fastest register shapes, the fastest tile prefetched
- * and 16 deep, K splits of the fastest tile where the product can split, and the winner with
+ * and 16 deep, the fastest of those in groups of tile rows, K splits of the fastest tile where the product can split, and the winner with
  * the other load width.
  */
 async function searchProduct(cx: SearchContext, spec: MatmulSpec, kernel: string): Promise<MatmulShape> {
@@ -307,6 +313,10 @@ async function searchProduct(cx: SearchContext, spec: MatmulSpec, kernel: string
     for (const more of [{ prefetch: true }, { tk: 16 as const }, { prefetch: true, tk: 16 as const }]) {
       if (shapeProblem({ ...fastTile, ...more }) === null) await measure({ ...fastTile, ...more });
     }
+    // The fastest of those with its workgroups ordered in groups of rows of tiles, where the
+    // product has more rows of tiles than a group.
+    const ordered = { ...bestTile.shape!, swizzle: cx.swizzle };
+    if (Math.ceil(spec.M / (8 * ordered.wgY)) > cx.swizzle) await measure(ordered);
   }
   // Weight gradients: the fastest tile again with K split over 2, 4, 8 workgroups per tile.
   if (spec.mode === 'tn' && bestTile.shape && splitOf(spec, { ...bestTile.shape, splitK: 2 }) > 1) {
@@ -332,7 +342,7 @@ async function searchProduct(cx: SearchContext, spec: MatmulSpec, kernel: string
  * merged tuning (with the products the store already holds for `key`) is saved under `key`. A
  * software adapter, or a tuning that has every product, gets the engine as built.
  */
-export async function tunedEngine(device: GPUDevice, info: AdapterSummary, opts: EngineOptions, tune: { store?: TuningStore; key?: string; candidates?: MatmulShape[]; splits?: number[] } = {}): Promise<{ engine: GpuEngine; tuning: Tuning; tuned: number; timings: AutotuneResult['timings'] }> {
+export async function tunedEngine(device: GPUDevice, info: AdapterSummary, opts: EngineOptions, tune: { store?: TuningStore; key?: string; candidates?: MatmulShape[]; splits?: number[]; swizzleRows?: 2 | 4 | 8 | 16 } = {}): Promise<{ engine: GpuEngine; tuning: Tuning; tuned: number; timings: AutotuneResult['timings'] }> {
   const tuning = opts.tuning ?? DEFAULT_TUNING;
   const first = new GpuEngine(device, opts);
   const built = productsOf(first.kernels);
@@ -343,7 +353,7 @@ export async function tunedEngine(device: GPUDevice, info: AdapterSummary, opts:
   try {
     const cx: SearchContext = {
       device, k: first.kernels, candidates: tune.candidates ?? [...MATMUL_CANDIDATES, ...TILE_CANDIDATES],
-      quads: first.kernels.quads && tuning.quads === true, splits: tune.splits ?? SPLIT_CANDIDATES, splitAll: true, timings,
+      quads: first.kernels.quads && tuning.quads === true, splits: tune.splits ?? SPLIT_CANDIDATES, swizzle: tune.swizzleRows ?? SWIZZLE_ROWS, splitAll: true, timings,
     };
     for (const [key, spec] of missing) found[key] = await searchProduct(cx, spec, `product ${key}`);
   } finally {

@@ -27,7 +27,7 @@ export type MatmulMode = 'nn' | 'nt' | 'tn';
  * takes effect on devices with the `subgroups` feature only (Kernels.quads) and the autotuner
  * offers it only where a quad product matched the plain one.
  */
-export interface MatmulShape { wgX: number; wgY: number; tm: 4 | 8 | 16; vec4: boolean; cols?: 4 | 8; tile?: boolean; splitK?: number; quad?: boolean; prefetch?: boolean; tk?: 8 | 16 }
+export interface MatmulShape { wgX: number; wgY: number; tm: 4 | 8 | 16; vec4: boolean; cols?: 4 | 8; tile?: boolean; splitK?: number; quad?: boolean; prefetch?: boolean; tk?: 8 | 16; swizzle?: 2 | 4 | 8 | 16 }
 
 /**
  * Grid of the grid-stride kernels over whole state buffers (AdamW, outer step, grad norm,

@@ -93,6 +93,9 @@ export function shapeProblem(shape: MatmulShape): string | null {
   if (shape.prefetch && !(shape.tile && [shape.wgX, shape.wgY].every((w) => (2 * tk) % w === 0 && 2 * tk <= 4 * w && tk * w <= 128))) {
     return `prefetch double-buffers a tiled matmul's stages: it needs tile, and wgX, wgY of 4, 8 or 16 with tk 8 or of 8 with tk 16, got ${JSON.stringify(shape)}`;
   }
+  if (shape.swizzle !== undefined && !([2, 4, 8, 16].includes(shape.swizzle) && shape.tile)) {
+    return `swizzle orders a tiled matmul's workgroups in groups of 2, 4, 8 or 16 rows of tiles: it needs tile, got ${JSON.stringify(shape)}`;
+  }
   return null;
 }
 
@@ -181,6 +184,7 @@ export function matmul(k: Kernels, s: MatmulSpec, tuned: MatmulShape = tunedFor(
     QUAD: !!shape.quad,
     PREFETCH: !!shape.prefetch,
     TK: shape.tk ?? 8,
+    SWIZZLE: shape.swizzle ?? 0,
     ...(splitK > 1 ? { SPLIT_K: splitK } : {}),
     ...k.operandConstants(),
   };

@@ -8,7 +8,7 @@ import Type from 'typebox';
 import { schemaProblem } from '../protocol/check.ts';
 
 const Side = Type.Integer({ minimum: 1, maximum: 1024 });
-const MatmulShapeSchema = Type.Object({ wgX: Side, wgY: Side, tm: Type.Union([Type.Literal(4), Type.Literal(8), Type.Literal(16)]), vec4: Type.Boolean(), cols: Type.Optional(Type.Union([Type.Literal(4), Type.Literal(8)])), tile: Type.Optional(Type.Boolean()), splitK: Type.Optional(Type.Integer({ minimum: 1, maximum: 16 })), quad: Type.Optional(Type.Boolean()), prefetch: Type.Optional(Type.Boolean()), tk: Type.Optional(Type.Union([Type.Literal(8), Type.Literal(16)])) }, { additionalProperties: false });
+const MatmulShapeSchema = Type.Object({ wgX: Side, wgY: Side, tm: Type.Union([Type.Literal(4), Type.Literal(8), Type.Literal(16)]), vec4: Type.Boolean(), cols: Type.Optional(Type.Union([Type.Literal(4), Type.Literal(8)])), tile: Type.Optional(Type.Boolean()), splitK: Type.Optional(Type.Integer({ minimum: 1, maximum: 16 })), quad: Type.Optional(Type.Boolean()), prefetch: Type.Optional(Type.Boolean()), tk: Type.Optional(Type.Union([Type.Literal(8), Type.Literal(16)])), swizzle: Type.Optional(Type.Union([Type.Literal(2), Type.Literal(4), Type.Literal(8), Type.Literal(16)])) }, { additionalProperties: false });
 const ModesSchema = Type.Object({ nn: MatmulShapeSchema, nt: MatmulShapeSchema, tn: MatmulShapeSchema }, { additionalProperties: false });
 export const TuningSchema = Type.Object({
   matmul: ModesSchema,

@@ -641,14 +641,38 @@ fn tileProduct(mode: u32, o: Offs, row0: u32, col0: u32, kBegin: u32, kEnd: u32,
   storeTile(row0, col0, l.x, l.y, o.c, &acc);
 }
 
-@compute @workgroup_size(WG_X, WG_Y)
-fn nnTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
-  tileProduct(0u, batchOffsets(wg.z), wg.y * 8u * WG_Y, wg.x * 8u * WG_X, 0u, u.K, l);
+/**
+ * Tile order (`swizzle` in a tuning; 0 off): a GPU starts workgroups in the order of their
+ * linear index, x fastest, so in the plain order the workgroups resident at once span a row or
+ * two of tiles, each reading its own columns of B from the whole of it. With SWIZZLE = G the
+ * linear index walks down G rows of tiles before it moves one column right: the resident
+ * workgroups cover a block of about G rows by (resident / G) columns, whose A rows and B
+ * columns they share in the GPU's second-level cache. That matters where the operands do not
+ * fit in it (4096^3: 64 MiB each); the host times it like any other shape.
+ */
+override SWIZZLE: u32 = 0u;
+
+// The tile (x, y) that workgroup wg of an (n.x, rows) grid computes (a permutation of the grid).
+fn tileAt(wg: vec3u, nx: u32, rows: u32) -> vec2u {
+  if (SWIZZLE <= 1u) { return wg.xy; }
+  let id = wg.y * nx + wg.x;
+  let per = SWIZZLE * nx;
+  let first = (id / per) * SWIZZLE;
+  let height = min(rows - first, SWIZZLE);
+  let within = id % per;
+  return vec2u(within / height, first + within % height);
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
-fn ntTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
-  tileProduct(1u, batchOffsets(wg.z), wg.y * 8u * WG_Y, wg.x * 8u * WG_X, 0u, u.K, l);
+fn nnTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u, @builtin(num_workgroups) n: vec3u) {
+  let t = tileAt(wg, n.x, n.y);
+  tileProduct(0u, batchOffsets(wg.z), t.y * 8u * WG_Y, t.x * 8u * WG_X, 0u, u.K, l);
+}
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn ntTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u, @builtin(num_workgroups) n: vec3u) {
+  let t = tileAt(wg, n.x, n.y);
+  tileProduct(1u, batchOffsets(wg.z), t.y * 8u * WG_Y, t.x * 8u * WG_X, 0u, u.K, l);
 }
 
 /**
@@ -660,14 +684,17 @@ fn ntTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec
 override SPLIT_K: u32 = 1u;
 
 @compute @workgroup_size(WG_X, WG_Y)
-fn tnTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+fn tnTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u, @builtin(num_workgroups) n: vec3u) {
   let o = batchOffsets(wg.z);
-  let col0 = wg.x * 8u * WG_X;
   let t = l.y * WG_X + l.x;
-  if (BIAS_GRAD && wg.y == (u.M + 8u * WG_Y - 1u) / (8u * WG_Y)) {
-    if (wg.z == 0u) { biasGradTile(batchOffsets(0u), col0, t); }
+  // The bias gradient's row of workgroups comes after the tile rows, outside the tile order.
+  let rows = n.y - select(0u, 1u, BIAS_GRAD);
+  if (BIAS_GRAD && wg.y == rows) {
+    if (wg.z == 0u) { biasGradTile(batchOffsets(0u), wg.x * 8u * WG_X, t); }
     return;
   }
+  let at = tileAt(wg, n.x, rows);
+  let col0 = at.x * 8u * WG_X;
   var kBegin = 0u;
   var kEnd = u.K;
   if (SPLIT_K > 1u) {
@@ -675,7 +702,7 @@ fn tnTile(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec
     kBegin = min(u.K, wg.z * per);
     kEnd = min(u.K, kBegin + per);
   }
-  tileProduct(2u, o, wg.y * 8u * WG_Y, col0, kBegin, kEnd, l);
+  tileProduct(2u, o, at.y * 8u * WG_Y, col0, kBegin, kEnd, l);
 }
 
 // C (M, N at offC, ldc) (+)= the sum of u.K slabs of M*N floats at A1[offA ..], the split
