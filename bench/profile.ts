@@ -9,6 +9,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { preset, trainConfig, type ModelConfig } from '../src/model/config.ts';
 import { nodeEngine, nodeTuning } from '../src/gpu/autotune-node.ts';
+import { describeRates, matmulRates } from '../src/gpu/autotune.ts';
 import { describeAdapter, optionalFeatures, summarizeAdapter } from '../src/gpu/device.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
 import { arg, intArg, resultsDir } from './args.ts';
@@ -30,6 +31,7 @@ const device = await adapter.requestDevice({
 });
 const tuning = await nodeTuning(device, summarizeAdapter(adapter), process.argv.includes('--default-tuning'));
 console.log(`tuning: ${JSON.stringify(tuning)}`);
+console.log(`matmul: ${describeRates(matmulRates(tuning, summarizeAdapter(adapter)))}`);
 // Whole steps as the trainer runs them, after the profiled one.
 const timedSteps = intArg('steps', 20);
 const defaults = process.argv.includes('--default-tuning');

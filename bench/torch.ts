@@ -24,7 +24,7 @@ import { preset, trainConfig } from '../src/model/config.ts';
 import { initParams } from '../src/model/init.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { hfModelSafetensors } from '../src/model/hf-export.ts';
-import { autotune } from '../src/gpu/autotune.ts';
+import { autotune, describeRates, matmulRates } from '../src/gpu/autotune.ts';
 import { fileStore, nodeEngine } from '../src/gpu/autotune-node.ts';
 import { describeAdapter, optionalFeatures, summarizeAdapter } from '../src/gpu/device.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
@@ -64,6 +64,8 @@ const device = await adapter.requestDevice({
   requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize },
 });
 const tuned = await autotune(device, info, { store: fileStore() });
+const rates = matmulRates(tuned.tuning, info);
+console.log(`autotuned matmul: ${describeRates(rates)}`);
 const corpus = loadDefaultCorpus();
 console.log(`bench:torch on ${adapterName}${driver ? ` (driver ${driver})` : ''}; ${WARMUP} warm-up + ${TIMED} timed steps per preset, batch ${B}; python ${python}`);
 
@@ -150,7 +152,7 @@ if (software) console.log('(software adapter: these rows only prove the harness;
 mkdirSync(outDir, { recursive: true });
 const out = join(outDir, 'torch.json');
 writeFileSync(`${out}.tmp`, JSON.stringify({
-  date: new Date().toISOString(), gpu: adapterName, driver, software, tuning: usedTuning, batch: B, rows, skipped,
+  date: new Date().toISOString(), gpu: adapterName, driver, software, tuning: usedTuning, matmul_rates: rates, batch: B, rows, skipped,
 }, null, 2) + '\n');
 renameSync(`${out}.tmp`, out);
 console.log(`wrote ${out}`);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import Value from 'typebox/value';
-import { autotune, memoryStore, QUAD_TRIES, quadsMatch, shapeName, tunedEngine, tuningKey } from '../src/gpu/autotune.ts';
+import { autotune, describeRates, matmulRates, memoryStore, QUAD_TRIES, quadsMatch, shapeName, tunedEngine, tuningKey } from '../src/gpu/autotune.ts';
 import { GpuEngine } from '../src/gpu/engine.ts';
 import { preset, trainConfig } from '../src/model/config.ts';
 import { buildLayout } from '../src/model/layout.ts';
@@ -54,7 +54,15 @@ describe('autotune', () => {
       const mine = r.timings.filter((t) => t.kernel === `matmul.${mode}`);
       const fastest = mine.reduce((a, b) => (b.ms < a.ms ? b : a));
       expect(shapeName(r.tuning.matmul[mode])).toBe(fastest.shape);
+      // What the winner ran: 2 n^3 multiply-adds over its time, in GFLOPS.
+      expect(r.tuning.rates?.[mode]).toBeCloseTo(2 * small.size ** 3 / fastest.ms / 1e6, 6);
     }
+    expect(Object.keys(r.tuning.rates ?? {}).sort()).toEqual(['nn', 'nt', 'tn']);
+    // A software adapter has no known peak: the rates are reported as rates only.
+    const report = matmulRates(r.tuning, info);
+    expect(report.peak).toBeNull();
+    expect(report.rows.map((x) => [x.kind, x.shape, x.gflops, x.peakShare])).toEqual((['nn', 'nt', 'tn'] as const).map((m) => [m, shapeName(r.tuning.matmul[m]), r.tuning.rates![m], null]));
+    expect(describeRates(report)).toMatch(/^nn \S+ [\d.]+ GFLOPS, nt \S+ [\d.]+ GFLOPS, tn \S+ [\d.]+ GFLOPS \(fp32 peak of this adapter unknown\)$/);
     expect(small.strideCandidates).toContainEqual(r.tuning.stride);
     expect(store.entries.get(tuningKey(info))).toEqual(r.tuning);
 
@@ -99,12 +107,31 @@ describe('autotune', () => {
         expect(shapeName(chosen)).toBe(mine.reduce((a, b) => (b.ms < a.ms ? b : a)).shape);
       }
     }
+    // Rates of every chosen class shape, the large tn at its (96/2)^2 outputs over K = 4 * 96.
+    for (const [kind, flops] of [['nn', 2 * 64 ** 3], ['nt', 2 * 64 ** 3], ['tn', 2 * 64 ** 3], ['nn.large', 2 * 96 ** 3], ['nt.large', 2 * 96 ** 3], ['tn.large', 2 * 48 * 48 * 384]] as const) {
+      const mine = hw.timings.filter((t) => t.kernel === `matmul.${kind}`);
+      expect(hw.tuning.rates?.[kind], kind).toBeCloseTo(flops / Math.min(...mine.map((t) => t.ms)) / 1e6, 6);
+    }
     expect(isTuning(hw.tuning)).toBe(true);
     const sw = await autotune(device, { ...info, isSoftware: true }, { ...small, tileCandidates: [tile], largeSize: 96, store: memoryStore() });
     expect(sw.tuning.matmulLarge).toBeUndefined();
     expect(sw.tuning.attention).toBeUndefined();
     expect(sw.tuning.layernorm).toBeUndefined();
     expect(sw.timings.filter((t) => t.shape.startsWith('tile') || t.kernel === 'attention' || t.kernel === 'layernorm')).toHaveLength(0);
+  });
+
+  it('reports the rates against the fp32 peak of the GPU the adapter names, where the table has it', () => {
+    const tuning: Tuning = { ...DEFAULT_TUNING, matmulLarge: DEFAULT_TUNING.matmul, rates: { nn: 26380, tn: 20000, 'nt.large': 33450 } };
+    const h200 = { vendor: 'nvidia', architecture: '', device: 'nvidia-h200', description: 'NVIDIA: 580.159.04', isSoftware: false };
+    const r = matmulRates(tuning, h200);
+    expect(r.peak).toEqual({ gflops: 66900, name: 'NVIDIA H200 SXM' });
+    expect(r.rows.map((x) => [x.kind, x.gflops, x.peakShare])).toEqual([['nn', 26380, 26380 / 66900], ['tn', 20000, 20000 / 66900], ['nt.large', 33450, 0.5]]);
+    expect(describeRates(r)).toBe(`nn ${shapeName(tuning.matmul.nn)} 26.38 TFLOPS (39.4%), tn ${shapeName(tuning.matmul.tn)} 20.00 TFLOPS (29.9%), ` +
+      `nt.large ${shapeName(tuning.matmul.nt)} 33.45 TFLOPS (50.0%) of NVIDIA H200 SXM's fp32 peak (66900 GFLOPS)`);
+    // The same card without its name, a GPU the table lacks, and a tuning without rates.
+    expect(matmulRates(tuning, { ...h200, device: '' }).peak).toBeNull();
+    expect(matmulRates(tuning, { ...h200, device: 'radeon-rx-7900' }).rows[0]!.peakShare).toBeNull();
+    expect(describeRates(matmulRates(DEFAULT_TUNING, h200))).toMatch(/^matmul rates not measured/);
   });
 
   gpuTest('quads are offered only where a quad product equals the plain one: lanes that are not a quad\'s neighbours are caught', async (device) => {
@@ -248,6 +275,11 @@ describe('autotune', () => {
     store.entries.set(tuningKey(info), bad((t) => { t.matmul.nn = { wgX: 8, wgY: 8, tm: 8, vec4: true, tile: true, tk: 12 as 16 }; }));
     expect((await autotune(device, info, { ...small, store })).fromCache).toBe(false);
     store.entries.set(tuningKey(info), bad((t) => { t.matmul.nt = { wgX: 8, wgY: 8, tm: 8, vec4: true, tile: true, swizzle: 32 as 16 }; }));
+    expect((await autotune(device, info, { ...small, store })).fromCache).toBe(false);
+    // Rates are a report, but a cached one is checked all the same: a negative rate, an unknown kind.
+    store.entries.set(tuningKey(info), bad((t) => { t.rates = { nn: -5 }; }));
+    expect((await autotune(device, info, { ...small, store })).fromCache).toBe(false);
+    store.entries.set(tuningKey(info), bad((t) => { (t as unknown as { rates: Record<string, number> }).rates = { mm: 5 }; }));
     expect((await autotune(device, info, { ...small, store })).fromCache).toBe(false);
     // A tile wider than the kernel's workgroup memory holds passes the schema, not the kernel.
     store.entries.set(tuningKey(info), bad((t) => { t.matmul.tn = { wgX: 32, wgY: 8, tm: 8, vec4: true, tile: true }; }));

@@ -94,6 +94,8 @@ describe('murmur volunteer (headless)', () => {
     const ja = await a.joined;
     expect(ja.source).toBe('fresh');
     expect(ja.adapter).toMatch(/swiftshader|vulkan/i);
+    // The GPU backend reports its matmul rates (here: the default shapes, not measured).
+    expect(ja.matmul).toMatch(/^matmul rates not measured/);
     // A serves the state of its last outer step: until its first one there is none, and a
     // newcomer asking then (a loaded machine's slow first loop) rightly starts fresh.
     await until(() => events[0]!.length >= 1, 100_000, 'A\'s first outer step');

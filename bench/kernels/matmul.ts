@@ -31,6 +31,7 @@
 // add as one more instruction (a compiler may not reorder the sum); on SwiftShader, which keeps
 // every component in its own vector, the two ran alike. The trainer's nt takes 11's form.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { fp32Peak } from '../../src/gpu/peaks.ts';
 import { labAdapter, labDevice, maxRelErr, randn, readBack, storage, timeIt, uniform } from './lab.ts';
 
 interface Variant { file: string; colsPerThread: number; rowsPerThread: number; wg: [number, number]; overrides?: Record<string, number>; vec4: boolean; production?: boolean; entry?: string; bT?: boolean; subgroups?: boolean }
@@ -116,22 +117,6 @@ function cpuMatmul(A: Float32Array, B: Float32Array, M: number, K: number, N: nu
     for (let j = 0; j < N; j++) C[i * N + j] += a * B[k * N + j];
   }
   return C;
-}
-
-/** Vendor fp32 peaks (dense, non-tensor-core) in GFLOPS, matched against the adapter's name. */
-export const FP32_PEAKS: [RegExp, number, string][] = [
-  [/H200/i, 66900, 'NVIDIA H200 SXM'],
-  [/H100.*PCIe/i, 51200, 'NVIDIA H100 PCIe'],
-  [/H100/i, 66900, 'NVIDIA H100 SXM'],
-  [/A100/i, 19500, 'NVIDIA A100'],
-  [/L40S/i, 91600, 'NVIDIA L40S'],
-  [/RTX 4090/i, 82600, 'NVIDIA RTX 4090'],
-  [/RTX 3080/i, 29800, 'NVIDIA RTX 3080'],
-];
-
-export function fp32Peak(adapterText: string): { gflops: number; name: string } | null {
-  const hit = FP32_PEAKS.find(([re]) => re.test(adapterText));
-  return hit ? { gflops: hit[1], name: hit[2] } : null;
 }
 
 /** C[i,j] of A (M,K) @ B (K,N) for `count` sampled (i, j), in float64. */

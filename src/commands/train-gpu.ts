@@ -7,6 +7,7 @@ import { preset, trainConfig } from '../model/config.ts';
 import { datasetFromCorpus, loadDataset } from '../data/dataset.ts';
 import { validationBatches } from '../data/sampler.ts';
 import { createNodeTrainer } from '../worker/node.ts';
+import { describeRates } from '../gpu/autotune.ts';
 import type { TrainerInfo } from '../worker/types.ts';
 
 export interface TrainGpuOptions extends SingleReplicaOptions {
@@ -50,6 +51,7 @@ export function register(program: Command): void {
         if (p.step === 0) {
           console.log(`  ${p.info.adapter}; ${(p.info.params / 1e6).toFixed(2)}M params; ${p.info.dispatchesPerStep} dispatches/step; ` +
             `${(p.info.gpuBytes / 2 ** 20).toFixed(0)} MiB of GPU buffers`);
+          console.log(`  matmul: ${describeRates(p.info.matmulRates)}`);
           console.log('  step   train loss   val loss   elapsed   ms/step');
         }
         const tl = Number.isNaN(p.trainLoss) ? '      -' : p.trainLoss.toFixed(4).padStart(7);

@@ -5,7 +5,8 @@
 // on a software GPU is not the best on a real one: SwiftShader pays per workgroup and runs a
 // few wide workgroups best, a discrete GPU wants many.
 import type { AdapterSummary } from './device.ts';
-import { allMatmulShapes, DEFAULT_TUNING, encodeDispatches, Kernels, MAX_TUNED_PRODUCTS, type Dispatch, type MatmulMode, type MatmulShape, type StrideShape, type Tuning, UniformData } from './kernels.ts';
+import { adapterPeak, type Peak } from './peaks.ts';
+import { allMatmulShapes, DEFAULT_TUNING, encodeDispatches, Kernels, MAX_TUNED_PRODUCTS, type Dispatch, type MatmulMode, type MatmulShape, type RateKey, type StrideShape, type Tuning, UniformData } from './kernels.ts';
 import { GpuEngine, type EngineOptions } from './engine.ts';
 import { matmulDispatches, productsOf, shapeProblem, splitOf, type MatmulSpec } from './matmul.ts';
 import { attentionBackward, attentionForward, layernormBackward, layernormForward, layernormScratchFloats } from './ops.ts';
@@ -97,6 +98,34 @@ export function shapeName(s: MatmulShape): string {
   return `${s.tile ? 'tile ' : ''}${s.wgX}x${s.wgY}/${s.tm}${s.cols === 8 ? 'x8' : ''}${s.vec4 ? '' : '/scalar'}${s.quad ? '/quad' : ''}${s.prefetch ? '/prefetch' : ''}${s.tk === 16 ? '/k16' : ''}${s.swizzle ? `/swizzle${s.swizzle}` : ''}${(s.splitK ?? 1) > 1 ? `/split${s.splitK}` : ''}`;
 }
 
+/** A measured rate of a chosen class shape (Tuning.rates), against the adapter's fp32 peak where known. */
+export interface RateLine { kind: RateKey; shape: string; gflops: number; peakShare: number | null }
+export interface MatmulRates { peak: Peak | null; rows: RateLine[] }
+
+/** What the tuning's matmul shapes ran when measured (none for the defaults, or for a tuning without rates). */
+export function matmulRates(tuning: Tuning, info: AdapterSummary): MatmulRates {
+  const peak = info.isSoftware ? null : adapterPeak(info);
+  const rows: RateLine[] = [];
+  for (const suffix of ['', '.large'] as const) {
+    const shapes = suffix ? tuning.matmulLarge : tuning.matmul;
+    for (const mode of ['nn', 'nt', 'tn'] as MatmulMode[]) {
+      const kind = `${mode}${suffix}` as RateKey;
+      const gflops = tuning.rates?.[kind];
+      if (gflops === undefined || !shapes) continue;
+      rows.push({ kind, shape: shapeName(shapes[mode]), gflops, peakShare: peak ? gflops / peak.gflops : null });
+    }
+  }
+  return { peak, rows };
+}
+
+/** One line for logs: "nn 16x4/8 23.40 TFLOPS (35.0% of NVIDIA H200 SXM's fp32 peak), nt ...". */
+export function describeRates(r: MatmulRates): string {
+  if (r.rows.length === 0) return 'matmul rates not measured (default shapes, or a tuning cached without them)';
+  const rate = (g: number) => (g >= 1000 ? `${(g / 1000).toFixed(2)} TFLOPS` : `${g.toFixed(2)} GFLOPS`);
+  const line = r.rows.map((x) => `${x.kind} ${x.shape} ${rate(x.gflops)}${x.peakShare === null ? '' : ` (${(100 * x.peakShare).toFixed(1)}%)`}`).join(', ');
+  return `${line}${r.peak ? ` of ${r.peak.name}'s fp32 peak (${r.peak.gflops} GFLOPS)` : ' (fp32 peak of this adapter unknown)'}`;
+}
+
 /** The cache key: which adapter, and which version of the kernels. */
 export function tuningKey(info: AdapterSummary): string {
   return `v${AUTOTUNE_VERSION}|${info.vendor}|${info.architecture}|${info.description}`;
@@ -129,13 +158,17 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
     // in the batch) as (size/2)^2 outputs over 4 size rows, the same multiply-adds as size^3:
     // few outputs and a long K, where a tile too large leaves most of a GPU idle.
     const cx: SearchContext = { device, k, candidates, quads: quads === 'offered', splits: opts.splitCandidates ?? SPLIT_CANDIDATES, swizzle: opts.swizzleRows ?? SWIZZLE_ROWS, splitAll: !info.isSoftware, timings };
-    const searchClass = async (size: number, suffix: string): Promise<Record<MatmulMode, MatmulShape>> => {
+    // What each chosen shape ran, in GFLOPS (Tuning.rates).
+    const rates: NonNullable<Tuning['rates']> = {};
+    const searchClass = async (size: number, suffix: '' | '.large'): Promise<Record<MatmulMode, MatmulShape>> => {
       const A = buf(`A${suffix}`, 2 * size * size), B = buf(`B${suffix}`, 2 * size * size), C = buf(`C${suffix}`, size * size);
       const chosen = {} as Record<MatmulMode, MatmulShape>;
       for (const mode of ['nn', 'nt', 'tn'] as MatmulMode[]) {
         const [M, N, K] = mode === 'tn' && suffix ? [size / 2, size / 2, size * 4] : [size, size, size];
         const spec: MatmulSpec = { label: `autotune.matmul.${mode}`, mode, M, N, K, a: { ref: A, ld: mode === 'tn' ? M : K }, b: { ref: B, ld: mode === 'nt' ? K : N }, c: { ref: C, ld: N } };
-        chosen[mode] = await searchProduct(cx, spec, `matmul.${mode}${suffix}`);
+        const best = await searchProduct(cx, spec, `matmul.${mode}${suffix}`);
+        chosen[mode] = best.shape;
+        rates[`${mode}${suffix}`] = 2 * M * N * K / best.ms / 1e6;
       }
       return chosen;
     };
@@ -197,7 +230,7 @@ export async function autotune(device: GPUDevice, info: AdapterSummary, opts: Au
     }
     const tuning: Tuning = {
       matmul: matmulBest, ...(matmulLarge ? { matmulLarge } : {}), stride: bestStride.shape,
-      ...(attention ? { attention } : {}), ...(layernorm ? { layernorm } : {}), ...(quads === 'offered' ? { quads: true } : {}),
+      ...(attention ? { attention } : {}), ...(layernorm ? { layernorm } : {}), ...(quads === 'offered' ? { quads: true } : {}), rates,
     };
     await opts.store?.save(key, tuning).catch(() => {});
     return { tuning, fromCache: false, key, timings, quads };
@@ -282,7 +315,7 @@ interface SearchContext {
  * and 16 deep, the fastest of those in groups of tile rows, K splits of the fastest tile where the product can split, and the winner with
  * the other load width.
  */
-async function searchProduct(cx: SearchContext, spec: MatmulSpec, kernel: string): Promise<MatmulShape> {
+async function searchProduct(cx: SearchContext, spec: MatmulSpec, kernel: string): Promise<{ shape: MatmulShape; ms: number }> {
   let best = { ms: Infinity, shape: DEFAULT_TUNING.matmul[spec.mode] };
   let bestTile = { ms: Infinity, shape: undefined as MatmulShape | undefined };
   const registers: { ms: number; shape: MatmulShape }[] = [];
@@ -331,7 +364,7 @@ async function searchProduct(cx: SearchContext, spec: MatmulSpec, kernel: string
   }
   // The load width: the winning shape again with the other width.
   await measure({ ...best.shape, vec4: !best.shape.vec4 });
-  return best.shape;
+  return best;
 }
 
 /**
@@ -355,7 +388,7 @@ export async function tunedEngine(device: GPUDevice, info: AdapterSummary, opts:
       device, k: first.kernels, candidates: tune.candidates ?? [...MATMUL_CANDIDATES, ...TILE_CANDIDATES],
       quads: first.kernels.quads && tuning.quads === true, splits: tune.splits ?? SPLIT_CANDIDATES, swizzle: tune.swizzleRows ?? SWIZZLE_ROWS, splitAll: true, timings,
     };
-    for (const [key, spec] of missing) found[key] = await searchProduct(cx, spec, `product ${key}`);
+    for (const [key, spec] of missing) found[key] = (await searchProduct(cx, spec, `product ${key}`)).shape;
   } finally {
     first.destroy();
   }

@@ -24,6 +24,8 @@ export interface AdapterSummary {
   vendor: string;
   architecture: string;
   description: string;
+  /** The adapter's device name where it gives one (Dawn: "nvidia-h200"; browsers often none). */
+  device?: string;
   /** A CPU rasteriser (SwiftShader, llvmpipe, WARP): ~100x slower, fine for tests only. */
   isSoftware: boolean;
 }
@@ -50,6 +52,7 @@ export function summarizeAdapter(adapter: GPUAdapter): AdapterSummary {
     vendor: info.vendor,
     architecture: info.architecture,
     description: info.description,
+    device: info.device,
     isSoftware: fallback || SOFTWARE.test(text),
   };
 }

@@ -38,6 +38,9 @@ export interface MatmulShape { wgX: number; wgY: number; tm: 4 | 8 | 16; vec4: b
 export interface StrideShape { wg: number; groups: number }
 
 /** Kernel shapes chosen per adapter by the autotuner (src/gpu/autotune.ts). */
+/** A kind of product and the class it was measured at (Tuning.rates). */
+export type RateKey = MatmulMode | `${MatmulMode}.large`;
+
 export interface Tuning {
   /** Per product kind, for products below LARGE_GEMM multiply-adds (and all of them without matmulLarge). */
   matmul: Record<MatmulMode, MatmulShape>;
@@ -64,6 +67,13 @@ export interface Tuning {
    * (tunedEngine, hardware adapters); it overrides the class shapes above.
    */
   products?: Record<string, MatmulShape>;
+  /**
+   * What the chosen class shapes ran when they were measured, in GFLOPS (2 M N K over the mean
+   * time of a dispatch), by kind: nn, nt, tn and, with matmulLarge, nn.large, nt.large, tn.large.
+   * A report (matmulRates), not a choice: it travels with a cached tuning so that a volunteer's
+   * speed is known on every start, not only the first.
+   */
+  rates?: Partial<Record<RateKey, number>>;
   /**
    * The autotuner found this device's quads to be 4 adjacent invocations (quadsMatch): the row
    * attention forward then shares keys across quads. (Quad matmul shapes are only chosen there.)

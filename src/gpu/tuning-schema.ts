@@ -19,6 +19,7 @@ export const TuningSchema = Type.Object({
   quads: Type.Optional(Type.Boolean()),
   // Per product (productKey, e.g. "nn+bias+residual:4096x768x3072"); at most MAX_TUNED_PRODUCTS
   // (kernels.ts: this file stays free of the kernels' imports; engine.autotune checks the two agree).
+  rates: Type.Optional(Type.Object(Object.fromEntries(['nn', 'nt', 'tn', 'nn.large', 'nt.large', 'tn.large'].map((k) => [k, Type.Optional(Type.Number({ minimum: 0, maximum: 1e7 }))])), { additionalProperties: false })),
   products: Type.Optional(Type.Record(Type.String({ pattern: '^[a-zA-Z+]{2,40}:[0-9]{1,9}x[0-9]{1,9}x[0-9]{1,9}$' }), MatmulShapeSchema, { additionalProperties: false, maxProperties: 128 })),
 }, { additionalProperties: false });
 

@@ -32,6 +32,8 @@ export interface ReplicaBackend extends Replica {
   readonly kind: BackendKind;
   /** Adapter description for reports ("google swiftshader (...)", "cpu reference"). */
   readonly adapter: string;
+  /** GPU only: what the autotuned matmul shapes ran, against the GPU's fp32 peak where known (describeRates). */
+  readonly matmul?: string;
   /** Floats per state buffer (layout.total). */
   readonly total: number;
   /**
@@ -90,6 +92,7 @@ class GpuBackend implements ReplicaBackend {
   private constructor(
     private readonly trainer: import('../worker/trainer.ts').Trainer,
     readonly adapter: string,
+    readonly matmul: string,
     readonly total: number,
     private readonly run: RunInfo,
     private readonly val: Batch[],
@@ -98,13 +101,14 @@ class GpuBackend implements ReplicaBackend {
   static async create(init: BackendInit, cfg: TrainConfig, val: Batch[]): Promise<GpuBackend> {
     // Loaded lazily: the CPU backend must not need the native Dawn addon.
     const { createNodeTrainer } = await import('../worker/node.ts');
+    const { describeRates } = await import('../gpu/autotune.ts');
     const trainer = createNodeTrainer();
     try {
       const info = await trainer.init({
         model: init.run.model, train: cfg, data: init.train, replica: init.stream, autotune: init.autotune ?? true,
         ...(init.probeSeed !== undefined ? { probeSeed: init.probeSeed } : {}),
       }, init.run.seed);
-      return new GpuBackend(trainer, info.adapter, info.total, init.run, val);
+      return new GpuBackend(trainer, info.adapter, describeRates(info.matmulRates), info.total, init.run, val);
     } catch (err) {
       trainer.dispose();
       throw new BackendError(`the GPU trainer could not start: ${(err as Error).message}`, { cause: err });

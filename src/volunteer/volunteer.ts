@@ -108,7 +108,7 @@ export interface VolunteerSummary {
 
 export interface Volunteer {
   /** Resolves once welcomed, trained-ready and joined; rejects if any of it failed. */
-  readonly joined: Promise<{ peerId: string; run: RunInfo; source: JoinSource; adapter: string }>;
+  readonly joined: Promise<{ peerId: string; run: RunInfo; source: JoinSource; adapter: string; matmul?: string }>;
   /** Resolves when the loop ended and everything was released; rejects on a fatal error. */
   readonly done: Promise<VolunteerSummary>;
   onRound(fn: (e: RoundEvent) => void): () => void;
@@ -146,7 +146,7 @@ export function runVolunteer(opts: VolunteerOptions, components: VolunteerCompon
 }
 
 class HeadlessVolunteer implements Volunteer {
-  readonly joined: Promise<{ peerId: string; run: RunInfo; source: JoinSource; adapter: string }>;
+  readonly joined: Promise<{ peerId: string; run: RunInfo; source: JoinSource; adapter: string; matmul?: string }>;
   readonly done: Promise<VolunteerSummary>;
   private readonly settings: ReturnType<typeof validateVolunteerOptions>;
   private readonly log: Logger;
@@ -197,7 +197,7 @@ class HeadlessVolunteer implements Volunteer {
       if (this.summary.peerId) this.log.warn('coordinator connection lost; training goes on, reports are buffered', { reason: e.reason });
       else this.log.debug('coordinator connection closed before the welcome', { reason: e.reason });
     });
-    let joinedResolve!: (v: { peerId: string; run: RunInfo; source: JoinSource; adapter: string }) => void;
+    let joinedResolve!: (v: { peerId: string; run: RunInfo; source: JoinSource; adapter: string; matmul?: string }) => void;
     let joinedReject!: (e: unknown) => void;
     this.joined = new Promise((res, rej) => { joinedResolve = res; joinedReject = rej; });
     this.joined.catch(() => { /* reported through done as well */ });
@@ -224,7 +224,7 @@ class HeadlessVolunteer implements Volunteer {
   }
 
   private async main(
-    joinedResolve: (v: { peerId: string; run: RunInfo; source: JoinSource; adapter: string }) => void,
+    joinedResolve: (v: { peerId: string; run: RunInfo; source: JoinSource; adapter: string; matmul?: string }) => void,
     joinedReject: (e: unknown) => void,
   ): Promise<VolunteerSummary> {
     try {
@@ -239,7 +239,7 @@ class HeadlessVolunteer implements Volunteer {
         joinedReject(err);
         throw err;
       }
-      joinedResolve({ peerId: welcome.peerId, run: welcome.run, source, adapter: this.backend!.adapter });
+      joinedResolve({ peerId: welcome.peerId, run: welcome.run, source, adapter: this.backend!.adapter, ...(this.backend!.matmul ? { matmul: this.backend!.matmul } : {}) });
       await this.loop(welcome.run);
       this.summary.reason = this.stopReason ?? 'limit reached';
       return this.summary;
@@ -277,7 +277,9 @@ class HeadlessVolunteer implements Volunteer {
       run, train: data.train, val: data.val, stream: this.opts.seed ?? assignment.replica, autotune: this.opts.autotune,
       ...(this.opts.probeSeed !== undefined ? { probeSeed: this.opts.probeSeed } : {}),
     });
-    this.log.info('trainer ready', { backend: this.backend.kind, adapter: this.backend.adapter, floats: this.backend.total });
+    this.log.info('trainer ready', {
+      backend: this.backend.kind, adapter: this.backend.adapter, floats: this.backend.total, ...(this.backend.matmul ? { matmul: this.backend.matmul } : {}),
+    });
     this.mesh = createMesh({
       runId: run.id, configHash: runConfigHash(run), elements: this.backend.total, compression: compressionForRun(run.compression),
       ...(this.opts.neighbours ? { neighbours: this.opts.neighbours } : {}),

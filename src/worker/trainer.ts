@@ -13,7 +13,7 @@ import type { Batch } from '../data/batch.ts';
 import { trainConfig, validateModelConfig, type ModelConfig, type TrainConfig } from '../model/config.ts';
 import { initParams } from '../model/init.ts';
 import { buildLayout, type Layout } from '../model/layout.ts';
-import { autotune, tunedEngine, type TuningStore } from '../gpu/autotune.ts';
+import { autotune, matmulRates, tunedEngine, type TuningStore } from '../gpu/autotune.ts';
 import { acquireDevice, describeAdapter, type AcquiredDevice } from '../gpu/device.ts';
 import { GpuEngine } from '../gpu/engine.ts';
 import { DeviceLostError } from '../gpu/errors.ts';
@@ -257,7 +257,8 @@ export class Trainer {
     const g = this.gpu!;
     return {
       adapter: describeAdapter(g.info), isSoftware: g.info.isSoftware, params: layout.params, total: layout.total,
-      dispatchesPerStep: this.engine!.dispatchesPerStep, gpuBytes: this.engine!.gpuBytes, tuning: this.tuning, tuningFromCache: this.tuningFromCache, step: this.engine!.step,
+      dispatchesPerStep: this.engine!.dispatchesPerStep, gpuBytes: this.engine!.gpuBytes, tuning: this.tuning, tuningFromCache: this.tuningFromCache,
+      matmulRates: matmulRates(this.tuning, g.info), step: this.engine!.step,
     };
   }
 

@@ -2,6 +2,7 @@
 // and ArrayBuffers (transferred, never copied).
 import type { ModelConfig, TrainConfig } from '../model/config.ts';
 import type { Tuning } from '../gpu/kernels.ts';
+import type { MatmulRates } from '../gpu/autotune.ts';
 
 export interface TrainerConfig {
   model: ModelConfig;
@@ -30,6 +31,8 @@ export interface TrainerInfo {
   gpuBytes: number;
   tuning: Tuning;
   tuningFromCache: boolean;
+  /** What the tuning's matmul shapes ran when measured, against the GPU's fp32 peak where known. */
+  matmulRates: MatmulRates;
   /** Optimizer steps taken. */
   step: number;
 }
