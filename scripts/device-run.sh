@@ -15,7 +15,7 @@
 #   LAB_ARGS are more bench/kernels/matmul.ts options (variant prefixes, --max-size).
 #   A device call may run 600 s, less than all the parts' timeouts together: the H200 ran
 #   "torch lab profile check" in one call (2026-12-04); with variants as well, two calls are
-#   safer: PARTS="lab torch" LAB_ARGS="src/shaders 10 11" (the trainer's kernels, and the nt
+#   safer: PARTS="lab torch" LAB_ARGS="src/shaders 10" (the trainer's kernels, and the nt
 #   kernel's dot and multiply-add forms), then PARTS="profile check variants".
 # It prints what the machine has, runs the matmul kernel lab (headless EGL ICD) and the engine
 # profile (drivers picked by src/gpu/vulkan-drivers.ts) on the GPU through Dawn while the

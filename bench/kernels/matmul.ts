@@ -25,11 +25,11 @@
 // 09 gives each invocation 16 rows (A's four loads a quad shared): B's loads, which no neighbour
 // shares, then feed 16 rows each; 3.5-5.0 GFLOPS against 08's 2.7-4.2 over three runs (the
 // trainer's `tm: 16` quad shapes 3.3-4.9), despite 128 accumulators that cannot stay in registers.
-// 10 and 11 are C = A @ B^T with B stored (N, K), as dx = dy @ W^T reads the weights: 10 takes a
-// dot product per output of the two vec4s along k and adds it to the accumulator, 11 regroups B's
-// four vec4s along the columns and chains multiply-adds as 02 does. A scalar GPU issues the dot's
-// add as one more instruction (a compiler may not reorder the sum); on SwiftShader, which keeps
-// every component in its own vector, the two ran alike. The trainer's nt takes 11's form.
+// 10 is C = A @ B^T with B stored (N, K), as dx = dy @ W^T reads the weights: with DOTS=1 a dot
+// product per output of the two vec4s along k, added to the accumulator; with DOTS=0 B's four
+// vec4s regrouped along the columns and multiply-adds chained as 02 does. A scalar GPU issues the
+// dot's add as one more instruction (a compiler may not reorder the sum); on SwiftShader, which
+// keeps every component in its own vector, the two ran alike. The trainer's nt takes DOTS=0.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fp32Peak } from '../../src/gpu/peaks.ts';
 import { labAdapter, labDevice, maxRelErr, randn, readBack, storage, timeIt, uniform } from './lab.ts';
@@ -89,11 +89,11 @@ const VARIANTS: Variant[] = [
   // each) do not fit.
   ...([{}, { PREFETCH: 1 }, { TK: 16 }] as Record<string, number>[]).map((o): Variant =>
     ({ file: 'src/shaders/matmul.wgsl', entry: 'nnTile', colsPerThread: 8, rowsPerThread: 8, wg: [16, 16], overrides: { ...o, SWIZZLE: 8 }, vec4: true, production: true })),
-  // C = A @ B^T with B stored (N, K) (`bT`), the backward's dx = dy @ W^T: 10 takes dot
-  // products, 11 the same multiply-adds as the nn kernels; then the trainer's nt (11's form) on
-  // its tuned shapes, beside its nn rows above on the same sizes.
-  ...(['10_nt_dot.wgsl', '11_nt_fma.wgsl']).flatMap((file) => ([[16, 4], [4, 16]] as [number, number][]).map((wg): Variant =>
-    ({ file, colsPerThread: 4, rowsPerThread: 8, wg, vec4: true, bT: true }))),
+  // C = A @ B^T with B stored (N, K) (`bT`), the backward's dx = dy @ W^T: 10 with DOTS takes
+  // dot products, without it the same multiply-adds as the nn kernels; then the trainer's nt (the
+  // multiply-adds) on its tuned shapes, beside its nn rows above on the same sizes.
+  ...[1, 0].flatMap((dots) => ([[16, 4], [4, 16]] as [number, number][]).map((wg): Variant =>
+    ({ file: '10_nt.wgsl', colsPerThread: 4, rowsPerThread: 8, wg, overrides: { DOTS: dots }, vec4: true, bT: true }))),
   ...([[16, 4], [4, 16], [8, 8]] as [number, number][]).map((wg): Variant =>
     ({ file: 'src/shaders/matmul.wgsl', entry: 'nt', colsPerThread: 4, rowsPerThread: 8, wg, vec4: true, production: true, bT: true })),
   { file: 'src/shaders/matmul.wgsl', entry: 'nt', colsPerThread: 8, rowsPerThread: 8, wg: [8, 8], overrides: { TN: 8 }, vec4: true, production: true, bT: true },

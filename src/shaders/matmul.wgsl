@@ -174,7 +174,7 @@ fn fma4(s: vec4f, a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f
 // columns, one vec4 per k, so that nt multiplies as nn does (fma4: each output chains four
 // multiply-adds into its accumulator). With dot products instead each output took the four
 // products and then an add, five instructions where four do on a scalar GPU, since a compiler
-// may not reorder the sum (bench/kernels/matmul 10 and 11). The regrouping is only a choice of
+// may not reorder the sum (bench/kernels/matmul 10, DOTS). The regrouping is only a choice of
 // registers there, and on SwiftShader, which keeps each component in its own vector.
 struct ByK { k0: vec4f, k1: vec4f, k2: vec4f, k3: vec4f }
 fn byK(b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> ByK {

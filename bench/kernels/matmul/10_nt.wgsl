@@ -1,8 +1,10 @@
-// 11: 10 (C = A @ B^T, B stored (N, K)) with its dot products turned into multiply-adds. The
-// four B vec4s of a step (four columns of C, each along k) are regrouped into four vec4s along
-// the columns (one per k), so each row of C takes s + a.x * b_k0 + ... + a.w * b_k3, as the nn
-// kernels do: four chained multiply-adds per output and no separate add. On a scalar GPU the
-// regrouping is only a choice of registers.
+// 10: C = A @ B^T with B stored (N, K), as the backward's dx = dy @ W^T reads the weights. Each
+// invocation owns an 8x4 block of C; A's rows and B's rows (C's columns) are read as vec4s along
+// k. With DOTS each output takes a dot product of two of them and adds it to its accumulator:
+// four multiply-adds and then an add, five instructions on a scalar GPU, since a compiler may
+// not reorder the sum. Without, the four B vec4s of a step are regrouped along the columns (one
+// vec4 per k) and each row of C chains s + a.x * b_k0 + ... + a.w * b_k3 as the nn kernels do:
+// four multiply-adds, the regrouping only a choice of registers. K a multiple of 4.
 struct Dims { M: u32, N: u32, K: u32, pad: u32 }
 @group(0) @binding(0) var<storage, read> A: array<vec4f>;        // (M, K/4)
 @group(0) @binding(1) var<storage, read> B: array<vec4f>;        // (N, K/4)
@@ -10,8 +12,12 @@ struct Dims { M: u32, N: u32, K: u32, pad: u32 }
 @group(0) @binding(3) var<uniform> d: Dims;
 override WG_X: u32 = 8;
 override WG_Y: u32 = 8;
+override DOTS: bool = false;
 
-fn fmas(s: vec4f, a: vec4f, k0: vec4f, k1: vec4f, k2: vec4f, k3: vec4f) -> vec4f {
+fn step(s: vec4f, a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f {
+  if (DOTS) { return s + vec4f(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3)); }
+  let k0 = vec4f(b0.x, b1.x, b2.x, b3.x); let k1 = vec4f(b0.y, b1.y, b2.y, b3.y);
+  let k2 = vec4f(b0.z, b1.z, b2.z, b3.z); let k3 = vec4f(b0.w, b1.w, b2.w, b3.w);
   return s + a.x * k0 + a.y * k1 + a.z * k2 + a.w * k3;
 }
 
@@ -33,12 +39,10 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
   var s4 = vec4f(0.0); var s5 = vec4f(0.0); var s6 = vec4f(0.0); var s7 = vec4f(0.0);
   for (var k = 0u; k < k4; k++) {
     let b0 = B[q0 + k]; let b1 = B[q1 + k]; let b2 = B[q2 + k]; let b3 = B[q3 + k];
-    let k0 = vec4f(b0.x, b1.x, b2.x, b3.x); let k1 = vec4f(b0.y, b1.y, b2.y, b3.y);
-    let k2 = vec4f(b0.z, b1.z, b2.z, b3.z); let k3 = vec4f(b0.w, b1.w, b2.w, b3.w);
-    s0 = fmas(s0, A[a0 + k], k0, k1, k2, k3); s1 = fmas(s1, A[a1 + k], k0, k1, k2, k3);
-    s2 = fmas(s2, A[a2 + k], k0, k1, k2, k3); s3 = fmas(s3, A[a3 + k], k0, k1, k2, k3);
-    s4 = fmas(s4, A[a4 + k], k0, k1, k2, k3); s5 = fmas(s5, A[a5 + k], k0, k1, k2, k3);
-    s6 = fmas(s6, A[a6 + k], k0, k1, k2, k3); s7 = fmas(s7, A[a7 + k], k0, k1, k2, k3);
+    s0 = step(s0, A[a0 + k], b0, b1, b2, b3); s1 = step(s1, A[a1 + k], b0, b1, b2, b3);
+    s2 = step(s2, A[a2 + k], b0, b1, b2, b3); s3 = step(s3, A[a3 + k], b0, b1, b2, b3);
+    s4 = step(s4, A[a4 + k], b0, b1, b2, b3); s5 = step(s5, A[a5 + k], b0, b1, b2, b3);
+    s6 = step(s6, A[a6 + k], b0, b1, b2, b3); s7 = step(s7, A[a7 + k], b0, b1, b2, b3);
   }
   let rows = array<vec4f, 8>(s0, s1, s2, s3, s4, s5, s6, s7);
   for (var r = 0u; r < 8u; r++) {
