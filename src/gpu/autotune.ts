@@ -118,7 +118,7 @@ export function matmulRates(tuning: Tuning, info: AdapterSummary): MatmulRates {
   return { peak, rows };
 }
 
-/** One line for logs: "nn 16x4/8 23.40 TFLOPS (35.0% of NVIDIA H200 SXM's fp32 peak), nt ...". */
+/** One line for logs: "nn 16x4/8 23.40 TFLOPS (35.0%), nt ... of NVIDIA H200 SXM's fp32 peak (66900 GFLOPS)". */
 export function describeRates(r: MatmulRates): string {
   if (r.rows.length === 0) return 'matmul rates not measured (default shapes, or a tuning cached without them)';
   const rate = (g: number) => (g >= 1000 ? `${(g / 1000).toFixed(2)} TFLOPS` : `${g.toFixed(2)} GFLOPS`);
@@ -310,10 +310,10 @@ interface SearchContext {
 }
 
 /**
- * The fastest shape for product `spec` (its buffers are overwritten): every candidate that fits
- * the device, then quad variants of the fastest register shapes, the fastest tile prefetched
- * and 16 deep, the fastest of those in groups of tile rows, K splits of the fastest tile where the product can split, and the winner with
- * the other load width.
+ * The fastest shape for product `spec` and its time (its buffers are overwritten): every
+ * candidate that fits the device, then quad variants of the fastest register shapes, the
+ * fastest tile prefetched and 16 deep, the fastest of those in groups of tile rows, K splits of
+ * the fastest tile where the product can split, and the winner with the other load width.
  */
 async function searchProduct(cx: SearchContext, spec: MatmulSpec, kernel: string): Promise<{ shape: MatmulShape; ms: number }> {
   let best = { ms: Infinity, shape: DEFAULT_TUNING.matmul[spec.mode] };
