@@ -15,8 +15,10 @@
 #   LAB_ARGS are more bench/kernels/matmul.ts options (variant prefixes, --max-size).
 #   A device call may run 600 s, less than all the parts' timeouts together: the H200 ran
 #   "torch lab profile check" in one call (2026-12-04); with variants as well, two calls are
-#   safer: PARTS="lab torch" LAB_ARGS="src/shaders 10" (the trainer's kernels, and the nt
-#   kernel's dot and multiply-add forms), then PARTS="profile check variants".
+#   safer: PARTS="lab torch" LAB_ARGS="src/shaders 10" MATMUL_TIMEOUT=240 TORCH_TIMEOUT=330
+#   (the trainer's kernels and the nt kernel's dot and multiply-add forms; the two timeouts fit
+#   one call, and the lab's JSON keeps the rows it finished, `complete` false if cut short),
+#   then PARTS="profile check variants".
 # It prints what the machine has, runs the matmul kernel lab (headless EGL ICD) and the engine
 # profile (drivers picked by src/gpu/vulkan-drivers.ts) on the GPU through Dawn while the
 # simulator benchmark uses the other cores, and leaves logs and results under $OUT.

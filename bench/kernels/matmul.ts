@@ -2,7 +2,7 @@
 // timed on the transformer block's shapes. Only the winner moves into src/shaders.
 // Run: npx tsx bench/kernels/matmul.ts [--max-size S] [variant prefix...] (a prefix of the file or
 //   of file:entry, e.g. 10 11 src/shaders/matmul.wgsl:nt)
-//   (writes bench/results/kernels-matmul.json). Besides the block's shapes, square shapes
+//   (writes bench/results/kernels-matmul.json after every variant, `complete` once all ran). Besides the block's shapes, square shapes
 //   1024^3, 2048^3, 4096^3 (those up to --max-size, default 4096; SwiftShader needs a small cap,
 //   e.g. 1024) show what the kernel reaches on a large problem, as GFLOPS and as a share of the
 //   adapter's fp32 peak where it is known (FP32_PEAKS). Large results are checked on sampled
@@ -30,7 +30,7 @@
 // vec4s regrouped along the columns and multiply-adds chained as 02 does. A scalar GPU issues the
 // dot's add as one more instruction (a compiler may not reorder the sum); on SwiftShader, which
 // keeps every component in its own vector, the two ran alike. The trainer's nt takes DOTS=0.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { fp32Peak } from '../../src/gpu/peaks.ts';
 import { labAdapter, labDevice, maxRelErr, randn, readBack, storage, timeIt, uniform } from './lab.ts';
 
@@ -143,6 +143,15 @@ const peak = fp32Peak(adapterText);
 const large = [1024, 2048, 4096].filter((n) => n <= maxSize).map((n): [number, number, number] => [n, n, n]);
 const shapes: [number, number, number][] = [[512, 256, 1024], [512, 1024, 256], [512, 256, 768], [36, 20, 44], ...large];
 const results: { variant: string; wg: string; overrides: Record<string, number>; shape: string; gflops: number; peakShare: number | null; maxRelErr: number }[] = [];
+const outDir = new URL('../results/', import.meta.url);
+mkdirSync(outDir, { recursive: true });
+// Written after every variant (complete: false) and at the end, whole each time (a temporary
+// file renamed over the last): a run cut short by a device call's time limit keeps its rows.
+function save(complete: boolean): void {
+  const file = new URL('kernels-matmul.json', outDir), tmp = new URL('kernels-matmul.json.tmp', outDir);
+  writeFileSync(tmp, JSON.stringify({ date: new Date().toISOString(), adapter: labAdapter, fp32PeakGflops: peak?.gflops ?? null, peakOf: peak?.name ?? null, maxSize, complete, results }, null, 2) + '\n');
+  renameSync(tmp, file);
+}
 console.log(peak ? `fp32 peak: ${peak.gflops} GFLOPS (${peak.name})` : `fp32 peak of "${adapterText}" unknown: no share of peak`);
 if (large.length < 3) console.log(`large shapes capped at ${maxSize} (--max-size)`);
 console.log('variant                         wg      ' + shapes.map(([m, k, n]) => `${m}x${k}x${n}`.padStart(16)).join('') + '   (GFLOPS; err)');
@@ -188,13 +197,12 @@ for (const v of VARIANTS) {
   }
   const set = Object.entries(v.overrides ?? {}).map(([name, x]) => ` ${name}=${x}`).join('');
   console.log(`${(v.entry ? `${v.file}:${v.entry}` : v.file).padEnd(30)}  ${`${v.wg[0]}x${v.wg[1]}`.padEnd(6)}${cells.join('')}${set}`);
+  save(false);
 }
 device.destroy();
-const outDir = new URL('../results/', import.meta.url);
-mkdirSync(outDir, { recursive: true });
 const best = (shape: string) => results.filter((r) => r.shape === shape).sort((a, b) => b.gflops - a.gflops)[0];
 for (const [n] of large) {
   const b = best(`${n}x${n}x${n}`);
   if (b) console.log(`best at ${n}^3: ${b.variant} ${b.wg} ${JSON.stringify(b.overrides)} ${b.gflops.toFixed(1)} GFLOPS${b.peakShare === null ? '' : ` = ${(100 * b.peakShare).toFixed(1)}% of fp32 peak`}`);
 }
-writeFileSync(new URL('kernels-matmul.json', outDir), JSON.stringify({ date: new Date().toISOString(), adapter: labAdapter, fp32PeakGflops: peak?.gflops ?? null, peakOf: peak?.name ?? null, maxSize, results }, null, 2) + '\n');
+save(true);
