@@ -6,7 +6,7 @@
 // two workgroup-memory reads. The operands are read straight from global memory (the cache
 // serves the rows the workgroup shares), as the register matmul kernels do; only what the
 // workgroup computes passes through workgroup memory: one 32 x 32 tile of probabilities (and of
-// dS in dkv), 4 KiB each.
+// dS in dkv), 4 KiB each, and in fwd the blocks' row maxes and sums, 2 KiB.
 //
 // A workgroup of 64 invocations owns a tile of 32 rows of one head z = b * NH + h (query rows
 // for fwd and dq, key rows for dkv) and walks the 32-row tiles of the other side on or before
@@ -15,7 +15,8 @@
 //                tile: S (and dO . v in the backward), into workgroup memory;
 //   output role  rows 4 tI .. 4 tI + 3 of its own tile (O, dq; dk and dv in dkv) by the head
 //                dims of vec4s tJ and tJ + 8 (HS <= 64), accumulated over the visiting tile;
-//   row role     (fwd, li < 32) row li's running max and sum over the keys so far.
+//   row stats    (fwd) the running max and sum of rows 4 tI .. 4 tI + 3 over the keys so far,
+//                from the 8 blocks of those rows (the same values in each of their invocations).
 // HS is a multiple of 4 of at most 64 (ops.ts falls back to the other kernels otherwise).
 // The per-invocation arrays (o, acc, dk, dv, s) are indexed only in the innermost loops of 2 and
 // 4 iterations, which a compiler unrolls, so that they stay in registers.
@@ -38,8 +39,9 @@ const NEG: f32 = -3.0e38;
 
 var<workgroup> tileP: array<vec4f, 256>;  // 32 x 8 vec4s (layout per kernel, below)
 var<workgroup> tileS: array<vec4f, 256>;  // dkv: dS beside P
-var<workgroup> rowA: array<vec4f, 8>;     // per row of the own tile: fwd the rescale, then 1/l; dq D
+var<workgroup> rowA: array<vec4f, 8>;     // dq: per row of the own tile, D
 var<workgroup> rowB: array<vec4f, 8>;     // dq: the row's lse
+var<workgroup> part: array<vec4f, 128>;   // fwd: [tJ * 8 + tI] a block's row maxes, [64 + ...] its row sums
 
 struct Head { z: u32, C4: u32, C34: u32, qkvBase: u32, rowBase: u32 }
 fn head(z: u32) -> Head {
@@ -88,40 +90,47 @@ fn scores(hd: Head, i0: u32, j0: u32, tI: u32, tJ: u32) -> array<vec4f, 4> {
 fn visible(i: u32, j: u32) -> bool { return j <= i && i < p.T; }
 
 // tileP[j * 8 + tI][r] = probability of query 4 tI + r for key j of the visiting tile.
+// The online softmax's row statistics are the block's too: each invocation takes the max (then
+// the sum) of its 4 x 4 block's rows, the 8 invocations of a row of blocks meet in `part`, and
+// each of them keeps the running max m and sum l of its 4 rows (the same values in all 8), so
+// every invocation exponentiates its own 16 scores at once.
 @compute @workgroup_size(64)
 fn fwd(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
   let hd = head(wg.y);
   let tI = li / 8u;
   let tJ = li % 8u;
   let i0 = wg.x * BT;
-  var m = NEG;  // row role
-  var l = 0.0;
+  var m = vec4f(NEG);  // rows 4 tI .. 4 tI + 3
+  var l = vec4f(0.0);
   var o: array<vec4f, 8>;  // o[4 q + r]: row 4 tI + r, head vec4 tJ + 8 q
   for (var tile = 0u; tile <= wg.x; tile++) {
     let j0 = tile * BT;
-    let s = scores(hd, i0, j0, tI, tJ);
+    var s = scores(hd, i0, j0, tI, tJ);
+    var bm = vec4f(NEG);
+    for (var r = 0u; r < 4u; r++) {
+      for (var c = 0u; c < 4u; c++) { s[r][c] = select(NEG, s[r][c], j0 + 4u * tJ + c <= i0 + 4u * tI + r); }
+      bm[r] = max(max(s[r][0], s[r][1]), max(s[r][2], s[r][3]));
+    }
+    part[tJ * 8u + tI] = bm;
+    workgroupBarrier();
+    var mt = m;
+    for (var j = 0u; j < 8u; j++) { mt = max(mt, part[j * 8u + tI]); }
+    // Every row sees at least one key of every tile it visits (key 0 of the first, its own
+    // diagonal of the last), so mt is a real score and exp(NEG - mt) is 0.
+    var bs = vec4f(0.0);
     for (var c = 0u; c < 4u; c++) {
-      let j = j0 + 4u * tJ + c;
       var col: vec4f;
-      for (var r = 0u; r < 4u; r++) { col[r] = select(NEG, s[r][c], j <= i0 + 4u * tI + r); }
+      for (var r = 0u; r < 4u; r++) { col[r] = exp(s[r][c] - mt[r]); }
       tileP[(4u * tJ + c) * 8u + tI] = col;
+      bs += col;
     }
+    part[64u + tJ * 8u + tI] = bs;
     workgroupBarrier();
-    if (li < BT) {
-      var mt = m;
-      for (var c = 0u; c < BT; c++) { mt = max(mt, tileP[c * 8u + li / 4u][li % 4u]); }
-      let corr = exp(m - mt);
-      l *= corr;
-      for (var c = 0u; c < BT; c++) {
-        let pc = exp(tileP[c * 8u + li / 4u][li % 4u] - mt);
-        tileP[c * 8u + li / 4u][li % 4u] = pc;
-        l += pc;
-      }
-      m = mt;
-      rowA[li / 4u][li % 4u] = corr;
-    }
-    workgroupBarrier();
-    let corr = rowA[tI];
+    let corr = exp(m - mt);
+    var sum = vec4f(0.0);
+    for (var j = 0u; j < 8u; j++) { sum += part[64u + j * 8u + tI]; }
+    l = l * corr + sum;
+    m = mt;
     for (var q = 0u; q < 2u; q++) {
       for (var r = 0u; r < 4u; r++) { o[4u * q + r] *= corr[r]; }
     }
@@ -137,13 +146,11 @@ fn fwd(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u3
     }
     workgroupBarrier();
   }
-  if (li < BT) {
-    rowA[li / 4u][li % 4u] = 1.0 / l;
-    let i = i0 + li;
-    if (i < p.T) { aux[hd.z * p.T + i] = m + log(l); }
+  let inv = 1.0 / l;
+  for (var r = 0u; r < 4u; r++) {
+    let i = i0 + 4u * tI + r;
+    if (tJ == 0u && i < p.T) { aux[hd.z * p.T + i] = m[r] + log(l[r]); }
   }
-  workgroupBarrier();
-  let inv = rowA[tI];
   for (var q = 0u; q < 2u; q++) {
     let d = tJ + 8u * q;
     for (var r = 0u; r < 4u; r++) {
