@@ -1,7 +1,7 @@
 // Matmul kernel lab: every numbered variant in ./matmul/ is validated against a CPU matmul and
 // timed on the transformer block's shapes. Only the winner moves into src/shaders.
-// Run: npx tsx bench/kernels/matmul.ts [--max-size S] [variant prefix...] (a prefix of the file or
-//   of file:entry, e.g. 10 11 src/shaders/matmul.wgsl:nt)
+// Run: npx tsx bench/kernels/matmul.ts [--max-size S] [--small-shapes] [--out DIR] [variant prefix...]
+//   (a prefix of the file or of file:entry, e.g. 10 src/shaders/matmul.wgsl:nt)
 //   (writes bench/results/kernels-matmul.json after every variant, `complete` once all ran). Besides the block's shapes, square shapes
 //   1024^3, 2048^3, 4096^3 (those up to --max-size, default 4096; SwiftShader needs a small cap,
 //   e.g. 1024) show what the kernel reaches on a large problem, as GFLOPS and as a share of the
@@ -31,7 +31,9 @@
 // dot's add as one more instruction (a compiler may not reorder the sum); on SwiftShader, which
 // keeps every component in its own vector, the two ran alike. The trainer's nt takes DOTS=0.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { fp32Peak } from '../../src/gpu/peaks.ts';
+import { arg, intArg } from '../args.ts';
 import { labAdapter, labDevice, maxRelErr, randn, readBack, storage, timeIt, uniform } from './lab.ts';
 
 interface Variant { file: string; colsPerThread: number; rowsPerThread: number; wg: [number, number]; overrides?: Record<string, number>; vec4: boolean; production?: boolean; entry?: string; bT?: boolean; subgroups?: boolean }
@@ -133,17 +135,20 @@ function sampledCheck(A: Float32Array, B: Float32Array, C: Float32Array, M: numb
 }
 
 const argv = process.argv.slice(2);
-const capAt = argv.indexOf('--max-size');
-const maxSize = capAt < 0 ? 4096 : Number(argv[capAt + 1]);
-if (!(Number.isInteger(maxSize) && maxSize >= 1)) throw new Error(`--max-size needs a positive integer, got ${argv[capAt + 1]}`);
-const only = argv.filter((a, i) => a !== '--max-size' && !(capAt >= 0 && i === capAt + 1));
+const maxSize = intArg('max-size', 4096);
+// --small-shapes: two small ragged products only (tests/bench.kernel-lab.test.ts checks every
+// row of the lab this way on SwiftShader, so that a broken row shows before a device run).
+const smallShapes = argv.includes('--small-shapes');
+const valued = new Set(['--max-size', '--out']);
+const only = argv.filter((a, i) => !valued.has(a) && !valued.has(argv[i - 1] ?? '') && a !== '--small-shapes');
 const device = await labDevice();
 const adapterText = labAdapter ? `${labAdapter.vendor} ${labAdapter.architecture} ${labAdapter.device} ${labAdapter.description}` : '';
 const peak = fp32Peak(adapterText);
 const large = [1024, 2048, 4096].filter((n) => n <= maxSize).map((n): [number, number, number] => [n, n, n]);
-const shapes: [number, number, number][] = [[512, 256, 1024], [512, 1024, 256], [512, 256, 768], [36, 20, 44], ...large];
+const shapes: [number, number, number][] = smallShapes ? [[36, 20, 48], [70, 36, 136]] : [[512, 256, 1024], [512, 1024, 256], [512, 256, 768], [36, 20, 44], ...large];
 const results: { variant: string; wg: string; overrides: Record<string, number>; shape: string; gflops: number; peakShare: number | null; maxRelErr: number }[] = [];
-const outDir = new URL('../results/', import.meta.url);
+// bench/results here, dist/results beside the bundle (where scripts/device-run.sh looks); --out DIR.
+const outDir = arg('out') ? pathToFileURL(`${arg('out')}/`) : new URL('../results/', import.meta.url);
 mkdirSync(outDir, { recursive: true });
 // Written after every variant (complete: false) and at the end, whole each time (a temporary
 // file renamed over the last): a run cut short by a device call's time limit keeps its rows.
@@ -153,7 +158,7 @@ function save(complete: boolean): void {
   renameSync(tmp, file);
 }
 console.log(peak ? `fp32 peak: ${peak.gflops} GFLOPS (${peak.name})` : `fp32 peak of "${adapterText}" unknown: no share of peak`);
-if (large.length < 3) console.log(`large shapes capped at ${maxSize} (--max-size)`);
+if (large.length < 3 && !smallShapes) console.log(`large shapes capped at ${maxSize} (--max-size)`);
 console.log('variant                         wg      ' + shapes.map(([m, k, n]) => `${m}x${k}x${n}`.padStart(16)).join('') + '   (GFLOPS; err)');
 for (const v of VARIANTS) {
   // A prefix of the file, or of file:entry (src/shaders/matmul.wgsl:nt for the trainer's nt rows).
