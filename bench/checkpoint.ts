@@ -13,7 +13,7 @@
 // windows (batch 8, seqLen = ctx, RUN_VAL_BATCHES batches), through the real CheckpointEvaluator
 // (worker start included) for micro and tiny, with the same 2 ms ticker watching the event loop.
 // small takes minutes on one core: one batch is timed and the whole estimated (×RUN_VAL_BATCHES);
-// base is estimated from small by forward FLOPs (bench/flops.ts), not measured.
+// base is estimated from small by forward FLOPs (src/model/flops.ts), not measured.
 //
 // Prints tables and writes bench/results/checkpoint.json.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,7 +31,7 @@ import { DirDatasetSource, prepareMobyDick } from '../server/datasets.ts';
 import { RUN_VAL_BATCHES, validationBatches } from '../src/data/sampler.ts';
 import { ReferenceGPT } from '../src/model/reference.ts';
 import { initParams } from '../src/model/init.ts';
-import { stepFlops } from './flops.ts';
+import { stepFlops } from '../src/model/flops.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PRESETS: PresetName[] = ['tiny', 'small', 'base'];

@@ -1,7 +1,7 @@
 // CPU reference training-step benchmark: forward + backward + clip + AdamW (one CpuTrainer step)
 // for the micro and tiny presets. Prints a table and writes bench/results/cpu.json.
 //
-// FLOPs per step: bench/flops.ts, the one convention of every benchmark (attention over the full
+// FLOPs per step: src/model/flops.ts, the one convention of every benchmark (attention over the full
 // T x T, though the reference visits only the causal half), so GFLOPS compare across them.
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -11,7 +11,7 @@ import { preset, trainConfig, type PresetName } from '../src/model/config.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { Rng } from '../src/model/rng.ts';
 import { CpuTrainer } from '../src/train/cpu-trainer.ts';
-import { stepFlops } from './flops.ts';
+import { stepFlops } from '../src/model/flops.ts';
 
 interface Row { preset: string; params: number; B: number; T: number; tokens: number; step_ms: number; gflops: number }
 
@@ -50,7 +50,7 @@ function main(): void {
   const loadBefore = loadavg()[0]!;
   const rows = [benchPreset('micro', 8, 10, 30), benchPreset('tiny', 8, 3, 9)];
   console.log('CPU reference: one training step (forward + backward + clip + AdamW), median');
-  console.log('FLOPs/step: bench/flops.ts (matmuls forward and backward, attention over the full T x T)\n');
+  console.log('FLOPs/step: src/model/flops.ts (matmuls forward and backward, attention over the full T x T)\n');
   console.log('preset   params      B    T  tokens   step ms   GFLOPS');
   for (const r of rows) {
     console.log(`${r.preset.padEnd(8)} ${String(r.params).padStart(8)} ${String(r.B).padStart(4)} ${String(r.T).padStart(4)} ${String(r.tokens).padStart(7)} ${r.step_ms.toFixed(2).padStart(9)} ${r.gflops.toFixed(3).padStart(8)}`);
@@ -61,7 +61,7 @@ function main(): void {
   mkdirSync(dirname(out), { recursive: true });
   const doc = {
     benchmark: 'cpu-reference-train-step',
-    flops_formula: 'bench/flops.ts stepFlops(model, B, T)',
+    flops_formula: 'src/model/flops.ts stepFlops(model, B, T)',
     node: process.version, arch: process.arch, cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length,
     loadavg_1m_before_after: load, date: new Date().toISOString(),
     rows,

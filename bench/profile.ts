@@ -13,7 +13,7 @@ import { describeRates, matmulRates } from '../src/gpu/autotune.ts';
 import { describeAdapter, optionalFeatures, summarizeAdapter } from '../src/gpu/device.ts';
 import { nodeGpu } from '../src/gpu/node-gpu.ts';
 import { arg, intArg, resultsDir } from './args.ts';
-import { stepFlops } from './flops.ts';
+import { stepFlops } from '../src/model/flops.ts';
 import { profileModel } from './profile-core.ts';
 import { profileLines } from './profile-table.ts';
 

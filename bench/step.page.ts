@@ -11,7 +11,7 @@ import { indexedDbStore } from '../src/gpu/autotune.ts';
 import { optionalFeatures } from '../src/gpu/device.ts';
 import type { Tuning } from '../src/gpu/kernels.ts';
 import { Trainer } from '../src/worker/trainer.ts';
-import { stepFlops } from './flops.ts';
+import { stepFlops } from '../src/model/flops.ts';
 import { TfjsGPT } from './tfjs-gpt.ts';
 import { profileModel, type ModelProfile } from './profile-core.ts';
 

@@ -11,7 +11,7 @@
 //            ratio, murmur_tflops, torch_tflops, loss_gap_after_10_steps, note}], skipped, ...}
 // ratio = Murmur tokens/s over PyTorch tokens/s (= torch_ms / murmur_ms); the loss gap is
 // |murmur - torch| / torch of the loss after 10 updates (step 11's forward), the same-numerics
-// check. TFLOPS count the step's matmuls (bench/flops.ts) for both sides alike.
+// check. TFLOPS count the step's matmuls (src/model/flops.ts) for both sides alike.
 // Without a GPU, Murmur runs on SwiftShader and PyTorch on the CPU: those rows prove the
 // harness only, and say so in `note`. On a GPU machine, scripts/device-run.sh runs the bundled
 // copy (dist/kernels/torch.mjs beside torch_gpt.py).
@@ -33,7 +33,7 @@ import { checkDeviceLimits, requirements } from '../src/gpu/limits.ts';
 import { loadDefaultCorpus } from '../src/data/corpus.ts';
 import { WindowSampler } from '../src/data/sampler.ts';
 import type { Batch } from '../src/data/batch.ts';
-import { stepFlops } from './flops.ts';
+import { stepFlops } from '../src/model/flops.ts';
 
 const presets = (arg('presets') ?? 'micro,tiny').split(',');
 const B = intArg('batch', 8);

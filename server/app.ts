@@ -71,6 +71,8 @@ export interface AppOptions {
   webRoot: string;
   /** Create the default run (tiny on Moby Dick) when absent. */
   defaultRun: boolean;
+  /** Worker threads that measure an uploaded state (default: every core but one, at most 8). */
+  evalThreads?: number;
 }
 
 export const DEFAULT_APP_OPTIONS: AppOptions = {
@@ -168,7 +170,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   const scheduler = new CheckpointScheduler({ hub, runs, events, clock, rng, logger }, {
     intervalMs: o.checkpointEveryMs, requestTimeoutMs: o.stateRequestTimeoutMs,
   });
-  const evaluator = new CheckpointEvaluator(datasets);
+  const evaluator = new CheckpointEvaluator(datasets, o.evalThreads !== undefined ? { threads: o.evalThreads } : {});
 
   await app.register(websocket, {
     options: { maxPayload: hubOptions.limits.maxMessageBytes },

@@ -5,18 +5,20 @@
 //   2. every float finite;                                                       (400, request kept)
 //   3. counters: step and round within MAX_STATE_COUNTER, round <= step + 1, and the step no
 //      further than this peer could have trained since it joined (report-bounds.ts);
-//   4. the validation loss MEASURED here, on the run's held-out windows with the CPU reference
-//      model in a worker thread, finite and at most STATE_LOSS_MARGIN above the newest accepted
-//      checkpoint's (maxStateLoss).
+//   4. the validation loss MEASURED here, on the run's state check windows (src/data/sampler.ts
+//      stateCheckBatches) with the CPU reference model in worker threads, finite and at most
+//      STATE_LOSS_MARGIN above the newest accepted checkpoint's (maxStateLoss).
 // 3 and 4 judge the peer: the request is used up and a `checkpoint-failed` event names why.
 // Only a state that passed all four is stored, with the measured loss, never the claimed one.
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { RunInfo } from '../src/protocol/messages.ts';
 import { maxStateLoss, stateCounterError, type StateFrame } from '../src/protocol/state-frame.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import type { DatasetSource } from './datasets.ts';
-import type { EvalReply, EvalRequest } from './checkpoint-eval-worker.ts';
+import { stateCheckBatchCount } from '../src/data/sampler.ts';
+import { meanLoss, type EvalReply, type EvalRequest, type EvalSlice } from './checkpoint-eval-worker.ts';
 
 /** Checks 1 and 2: null when the frame fits the run and holds only finite floats. */
 export function uploadShapeError(run: RunInfo, frame: StateFrame): string | null {
@@ -53,26 +55,44 @@ export class EvaluatorBusyError extends Error {
   override name = 'EvaluatorBusyError';
 }
 
+/** Worker threads for one evaluation by default: every core but one (for the event loop), at most 8. */
+export function defaultEvalThreads(): number {
+  return Math.max(1, Math.min(8, availableParallelism() - 1));
+}
+
+export interface EvaluatorOptions {
+  /** Worker threads an evaluation is split across (default defaultEvalThreads()). */
+  threads?: number;
+}
+
 /**
- * Measures validation losses in a worker thread, one at a time for the whole coordinator: an
- * evaluation of a `tiny` state takes seconds of one core (bench/checkpoint.ts), so a second
- * upload while one is measured is refused (EvaluatorBusyError) rather than queued.
+ * Measures validation losses in worker threads, one evaluation at a time for the whole
+ * coordinator, split by sequence across `threads` workers (checkpoint-eval-worker.ts). It
+ * measures the run's state check windows (stateCheckBatchCount: all four validation batches of
+ * `micro` and `tiny`, one of `small` and `base`), seconds to a minute or two of the CPUs
+ * (bench/checkpoint.ts); a second upload while one is measured is refused (EvaluatorBusyError)
+ * rather than queued. φ and the validation tokens go to the workers in shared memory, once.
  */
 export class CheckpointEvaluator {
-  private running: Worker | null = null;
+  private running: Worker[] | null = null;
   private closed = false;
-  /** run -> its validation tokens, read once (the dataset's files are content-addressed). */
+  readonly threads: number;
+  /** run -> its validation tokens in shared memory, read once (the dataset's files are content-addressed). */
   private readonly valCache = new Map<string, { sha: string; tokens: Uint8Array }>();
   /** Evaluations done and the wall time of the last (for logs and the benchmark). */
-  readonly stats = { evaluations: 0, refused: 0, lastMs: 0 };
+  readonly stats = { evaluations: 0, refused: 0, lastMs: 0, lastThreads: 0, lastSequences: 0 };
 
-  constructor(private readonly datasets: DatasetSource) {}
+  constructor(private readonly datasets: DatasetSource, opts: EvaluatorOptions = {}) {
+    const threads = opts.threads ?? defaultEvalThreads();
+    if (!(Number.isInteger(threads) && threads >= 1 && threads <= 256)) throw new RangeError(`evaluation threads must be an integer in [1, 256], got ${threads}`);
+    this.threads = threads;
+  }
 
   get busy(): boolean {
     return this.running !== null;
   }
 
-  /** The run's held-out tokens, as volunteers download them. */
+  /** The run's held-out tokens, as volunteers download them (in shared memory). */
   valTokens(run: RunInfo): Uint8Array {
     const m = this.datasets.manifest(run.dataset);
     const f = m?.files.find((x) => x.role === 'val');
@@ -80,46 +100,63 @@ export class CheckpointEvaluator {
     const hit = this.valCache.get(run.id);
     if (hit && hit.sha === f.sha256) return hit.tokens;
     const b = readFileSync(this.datasets.filePath(run.dataset, f.name));
-    const tokens = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+    const tokens = new Uint8Array(new SharedArrayBuffer(b.byteLength));
+    tokens.set(b);
     this.valCache.set(run.id, { sha: f.sha256, tokens });
     return tokens;
   }
 
-  /** Mean validation loss of `phi` for `run`, measured in a worker thread. */
+  /** Mean validation loss of `phi` for `run` on its state check windows, measured in worker threads. */
   async measure(run: RunInfo, phi: Float32Array): Promise<number> {
     if (this.closed) throw new Error('the coordinator is closing');
     if (this.running) {
       this.stats.refused++;
       throw new EvaluatorBusyError('the coordinator is measuring another checkpoint; this upload is not evaluated (the next scheduled request will ask again)');
     }
-    // Copies the worker owns (transferred, not cloned a second time).
-    const val = new Uint8Array(this.valTokens(run)), copy = new Float32Array(phi);
-    const req: EvalRequest = { model: run.model, train: { batch: run.train.batch, seqLen: run.train.seqLen }, val, phi: copy };
-    const w = new Worker(new URL('./checkpoint-eval-worker.ts', import.meta.url), {
-      workerData: { murmurEval: true },
-      execArgv: ['--import', new URL('../scripts/node-register.mjs', import.meta.url).href],
-    });
-    this.running = w;
+    const t0 = performance.now();
+    const train = { batch: run.train.batch, seqLen: run.train.seqLen };
+    const batches = stateCheckBatchCount(run.model, train);
+    const sequences = batches * train.batch;
+    const k = Math.min(this.threads, sequences);
+    const workers: Worker[] = [];
+    this.running = workers;
     try {
-      const reply = await new Promise<EvalReply>((resolve, reject) => {
-        w.once('message', resolve);
-        w.once('error', reject);
-        w.once('exit', (code) => reject(new Error(`the evaluation worker exited with code ${code} before answering`)));
-        w.postMessage(req, [val.buffer, copy.buffer]);
+      const val = this.valTokens(run);
+      // A copy the workers share (the caller's array is the upload's, and may be reused).
+      const shared = new Float32Array(new SharedArrayBuffer(phi.byteLength));
+      shared.set(phi);
+      const req: EvalRequest = { model: run.model, train, val, phi: shared, batches };
+      const parts = Array.from({ length: k }, (_, i) => {
+        const from = Math.floor((i * sequences) / k), to = Math.floor(((i + 1) * sequences) / k);
+        const w = new Worker(new URL('./checkpoint-eval-worker.ts', import.meta.url), {
+          workerData: { murmurEval: true },
+          execArgv: ['--import', new URL('../scripts/node-register.mjs', import.meta.url).href],
+        });
+        workers.push(w);
+        return new Promise<number[]>((resolve, reject) => {
+          w.once('message', (reply: EvalReply) => (reply.ok ? resolve(reply.losses) : reject(new Error(`evaluation failed: ${reply.error}`))));
+          w.once('error', reject);
+          w.once('exit', (code) => reject(new Error(`the evaluation worker exited with code ${code} before answering`)));
+          const slice: EvalSlice = { ...req, from, to };
+          w.postMessage(slice);
+        });
       });
-      if (!reply.ok) throw new Error(`evaluation failed: ${reply.error}`);
+      const losses = (await Promise.all(parts)).flat();
+      if (losses.length !== sequences) throw new Error(`evaluation returned ${losses.length} losses for ${sequences} sequences`);
       this.stats.evaluations++;
-      this.stats.lastMs = reply.ms;
-      return reply.loss;
+      this.stats.lastMs = performance.now() - t0;
+      this.stats.lastThreads = k;
+      this.stats.lastSequences = sequences;
+      return meanLoss(losses);
     } finally {
       this.running = null;
-      void w.terminate();
+      for (const w of workers) void w.terminate();
     }
   }
 
   /** Stops an evaluation in progress (its upload then fails); later calls are refused. */
   async close(): Promise<void> {
     this.closed = true;
-    await this.running?.terminate();
+    await Promise.all((this.running ?? []).map((w) => w.terminate()));
   }
 }

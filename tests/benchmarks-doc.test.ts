@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from './support/browser.ts';
-import { stepFlops } from '../bench/flops.ts';
+import { forwardFlops, stepFlops } from '../src/model/flops.ts';
 import { PRESETS } from '../src/model/config.ts';
 import { buildLayout } from '../src/model/layout.ts';
 
@@ -297,11 +297,12 @@ describe('benchmark numbers in README and docs/benchmarks.md', () => {
   });
 });
 
-describe('bench/flops.ts, the one FLOP formula', () => {
+describe('src/model/flops.ts, the one FLOP formula', () => {
   it('counts micro by hand: matmuls times 3, attention over the full T x T', () => {
     const { d: C, layers: L, vocab: V } = PRESETS.micro;
     const B = 2, T = 32, N = B * T;
     const matmuls = 2 * N * (L * (3 * C * C + C * C + 4 * C * C + 4 * C * C) + V * C);
+    expect(forwardFlops(PRESETS.micro, B, T)).toBe(matmuls + L * B * 2 * (2 * T * T * C));
     expect(stepFlops(PRESETS.micro, B, T)).toBe(3 * (matmuls + L * B * 2 * (2 * T * T * C)));
   });
 });

@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { coordinatorOptions, intInRange } from './options.ts';
 
 interface ServeOptions {
-  dataDir: string; port: string; host: string; checkpointEvery: string; keep: string; logLevel: string;
+  dataDir: string; port: string; host: string; checkpointEvery: string; keep: string; logLevel: string; evalThreads?: string;
   stun: string[]; turn: string[]; turnSecretFile?: string; turnTtl: string; tlsCert?: string; tlsKey?: string;
 }
 
@@ -18,6 +18,7 @@ export function register(program: Command): void {
     .description('run the coordinator: web app, volunteer WebSocket, metrics, checkpoints and data on one port'))
     .option('--checkpoint-every <seconds>', 'seconds between scheduled checkpoints per run (0: only on request)', '600')
     .option('--keep <n>', 'newest checkpoints kept per run', '5')
+    .option('--eval-threads <n>', 'worker threads that measure an uploaded checkpoint\'s validation loss (default: every core but one, at most 8)')
     .option('--log-level <level>', 'fatal | error | warn | info | debug', 'info')
     .option('--stun <url>', 'STUN server for volunteers, e.g. stun:turn.example.org:3478 (repeatable)', collect, [])
     .option('--turn <url>', 'TURN server for volunteers, e.g. turn:turn.example.org:3478 (repeatable; needs the secret)', collect, [])
@@ -37,6 +38,7 @@ export function register(program: Command): void {
       const dataDir = resolve(o.dataDir);
       const c = await buildApp({ dataDir, logLevel: o.logLevel, logStream: process.stderr, ice, tls }, {
         checkpointEveryMs: every * 1000, checkpointKeep: keep,
+        ...(o.evalThreads !== undefined ? { evalThreads: intInRange(o.evalThreads, '--eval-threads', 1, 256) } : {}),
       });
       const address = await c.app.listen({ port, host: o.host });
       if (c.adminTokenCreated) {

@@ -3,6 +3,8 @@
 // (the point of averaging their progress) yet any replica's stream can be replayed exactly.
 // Validation windows are evenly spaced and use no randomness, so every replica and the server
 // score the same text and their losses can be compared.
+import type { ModelConfig } from '../model/config.ts';
+import { forwardFlops } from '../model/flops.ts';
 import { Rng } from '../model/rng.ts';
 import type { Batch } from './batch.ts';
 
@@ -61,6 +63,35 @@ export const RUN_VAL_BATCHES = 4;
 
 export function runValidationBatches(tokens: Uint8Array, train: { batch: number; seqLen: number }): Batch[] {
   return validationBatches(tokens, train.batch, train.seqLen, RUN_VAL_BATCHES);
+}
+
+/**
+ * Forward FLOPs (src/model/flops.ts) that a state check spends at most, where one of the run's
+ * batches fits: about 20 s of one core with the CPU reference model (3 GFLOPS on this project's
+ * 2-core machine, bench/results/checkpoint.json).
+ */
+export const STATE_CHECK_FLOPS = 64e9;
+
+/**
+ * How many validation batches a STATE is judged on: by the coordinator before an upload becomes
+ * a checkpoint (server/checkpoint-validate.ts, on its CPUs) and by a newcomer before it adopts a
+ * bootstrap state, against that checkpoint's loss (src/sync/state-check.ts). As many of the run's
+ * batches as fit `budget` forward FLOPs, at least one and at most RUN_VAL_BATCHES: all of them
+ * for `micro` and `tiny`, one for `small` and `base`, whose four took minutes of a core. A
+ * function of the run alone, so both sides measure the same windows.
+ */
+export function stateCheckBatchCount(model: ModelConfig, train: { batch: number; seqLen: number }, budget = STATE_CHECK_FLOPS): number {
+  const fit = Math.floor(budget / forwardFlops(model, train.batch, train.seqLen));
+  return Math.max(1, Math.min(RUN_VAL_BATCHES, fit));
+}
+
+/**
+ * The windows a state is judged on (stateCheckBatchCount batches of the run's batch × seqLen,
+ * spread over the whole validation text like runValidationBatches'; the same when the count is
+ * RUN_VAL_BATCHES). `count` overrides the count (tests).
+ */
+export function stateCheckBatches(tokens: Uint8Array, model: ModelConfig, train: { batch: number; seqLen: number }, count = stateCheckBatchCount(model, train)): Batch[] {
+  return validationBatches(tokens, train.batch, train.seqLen, count);
 }
 
 /**

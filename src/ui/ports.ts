@@ -62,6 +62,11 @@ export interface TrainerPort {
   train(steps: number): Promise<ArrayLike<number>>;
   /** Mean loss over the run's fixed validation batches. */
   evaluate(): Promise<number>;
+  /**
+   * Mean loss over the run's state check windows (src/data/sampler.ts stateCheckBatches), which
+   * the coordinator measured its checkpoints on: how a newcomer judges a candidate state.
+   */
+  checkLoss(): Promise<number>;
   outerPayload(): Promise<OuterPayload>;
   /** NoLoCo outer step with the partners' payloads; [] is a solo step. */
   applyOuter(partners: OuterPayload[]): Promise<void>;

@@ -6,7 +6,7 @@
 //   (src/train/outer.ts), for many-peer tests where a software GPU would be too slow.
 // Both start from initParams(layout, run.seed), so fresh replicas of one run share φ_0.
 import type { Batch } from '../data/batch.ts';
-import { randomSeed, validationBatches, WindowSampler } from '../data/sampler.ts';
+import { randomSeed, stateCheckBatches, validationBatches, WindowSampler } from '../data/sampler.ts';
 import { trainConfig, type TrainConfig } from '../model/config.ts';
 import { initParams } from '../model/init.ts';
 import { buildLayout, type Layout } from '../model/layout.ts';
@@ -43,6 +43,11 @@ export interface ReplicaBackend extends Replica {
   train(steps: number): Promise<number[]>;
   /** Mean loss over the run's fixed validation batches (θ = φ right after an outer step). */
   evaluate(): Promise<number>;
+  /**
+   * Mean loss over the run's state check windows (src/data/sampler.ts stateCheckBatches), the
+   * ones the coordinator measured its checkpoints on: how a newcomer judges a candidate state.
+   */
+  checkLoss(): Promise<number>;
   outerPayload(): Promise<OuterPayload>;
   /**
    * The probe (src/round/probe.ts), between outerPayload and applyOuter: the loss of the solo
@@ -70,6 +75,8 @@ export interface BackendInit {
   autotune?: boolean;
   /** Seed of the probe's private windows; default: random on this machine (tests and benchmarks fix it). */
   probeSeed?: number;
+  /** Validation batches of a state check; default stateCheckBatchCount of the run (tests override it). */
+  checkBatches?: number;
 }
 
 export async function createBackend(kind: BackendKind, init: BackendInit): Promise<ReplicaBackend> {
@@ -81,8 +88,9 @@ export async function createBackend(kind: BackendKind, init: BackendInit): Promi
     throw new BackendError(`run ${run.id} has a train config this volunteer cannot use: ${(err as Error).message}`, { cause: err });
   }
   const val = validationBatches(init.val, cfg.batch, cfg.seqLen, VAL_BATCHES);
-  if (kind === 'gpu') return GpuBackend.create(init, cfg, val);
-  if (kind === 'cpu') return new CpuBackend(init, cfg, val);
+  const check = stateCheckBatches(init.val, run.model, cfg, init.checkBatches);
+  if (kind === 'gpu') return GpuBackend.create(init, cfg, val, check);
+  if (kind === 'cpu') return new CpuBackend(init, cfg, val, check);
   throw new BackendError(`unknown backend "${String(kind)}"; choose one of ${BACKENDS.join(', ')}`);
 }
 
@@ -96,9 +104,10 @@ class GpuBackend implements ReplicaBackend {
     readonly total: number,
     private readonly run: RunInfo,
     private readonly val: Batch[],
+    private readonly check: Batch[],
   ) {}
 
-  static async create(init: BackendInit, cfg: TrainConfig, val: Batch[]): Promise<GpuBackend> {
+  static async create(init: BackendInit, cfg: TrainConfig, val: Batch[], check: Batch[]): Promise<GpuBackend> {
     // Loaded lazily: the CPU backend must not need the native Dawn addon.
     const { createNodeTrainer } = await import('../worker/node.ts');
     const { describeRates } = await import('../gpu/autotune.ts');
@@ -108,7 +117,7 @@ class GpuBackend implements ReplicaBackend {
         model: init.run.model, train: cfg, data: init.train, replica: init.stream, autotune: init.autotune ?? true,
         ...(init.probeSeed !== undefined ? { probeSeed: init.probeSeed } : {}),
       }, init.run.seed);
-      return new GpuBackend(trainer, info.adapter, describeRates(info.matmulRates), info.total, init.run, val);
+      return new GpuBackend(trainer, info.adapter, describeRates(info.matmulRates), info.total, init.run, val, check);
     } catch (err) {
       trainer.dispose();
       throw new BackendError(`the GPU trainer could not start: ${(err as Error).message}`, { cause: err });
@@ -127,6 +136,10 @@ class GpuBackend implements ReplicaBackend {
 
   evaluate(): Promise<number> {
     return this.trainer.evaluate(this.val);
+  }
+
+  checkLoss(): Promise<number> {
+    return this.trainer.evaluate(this.check);
   }
 
   async outerPayload(): Promise<OuterPayload> {
@@ -180,7 +193,7 @@ class CpuBackend implements ReplicaBackend {
   /** Inner steps at the last outer step (or load): where a divergence resets the schedule to. */
   private stepAtOuter = 0;
 
-  constructor(init: BackendInit, private readonly cfg: TrainConfig, private readonly val: Batch[]) {
+  constructor(init: BackendInit, private readonly cfg: TrainConfig, private readonly val: Batch[], private readonly check: Batch[]) {
     this.layout = buildLayout(init.run.model);
     this.total = this.layout.total;
     const theta = initParams(this.layout, init.run.seed);
@@ -212,10 +225,19 @@ class CpuBackend implements ReplicaBackend {
   }
 
   async evaluate(): Promise<number> {
+    return this.lossOfPhi(this.val);
+  }
+
+  async checkLoss(): Promise<number> {
+    return this.lossOfPhi(this.check);
+  }
+
+  /** Mean loss of φ on `batches`; θ is put back. */
+  private lossOfPhi(batches: Batch[]): number {
     const keep = this.trainer.params.slice();
     this.trainer.setParams(this.phi);
     try {
-      return this.trainer.evaluate(this.val);
+      return this.trainer.evaluate(batches);
     } finally {
       this.trainer.setParams(keep);
     }

@@ -297,7 +297,7 @@ class HeadlessVolunteer implements Volunteer {
       measure: async (s) => {
         inTrainer = s.phi;
         await backend.load({ phi: s.phi, momentum: s.momentum, innerStep: s.innerStep });
-        const loss = await backend.evaluate();
+        const loss = await backend.checkLoss();
         this.log.info('candidate state measured', { round: s.outerRound, valLoss: loss, bound: maxLoss });
         return loss;
       },

@@ -3,7 +3,7 @@
 // coordinator would measure (the same function its worker runs).
 import { measureValLoss } from '../../server/checkpoint-eval-worker.ts';
 import { datasetFromCorpus } from '../../src/data/dataset.ts';
-import { WindowSampler } from '../../src/data/sampler.ts';
+import { stateCheckBatchCount, WindowSampler } from '../../src/data/sampler.ts';
 import { trainConfig } from '../../src/model/config.ts';
 import { buildLayout } from '../../src/model/layout.ts';
 import type { RunInfo } from '../../src/protocol/messages.ts';
@@ -12,9 +12,10 @@ import { CpuTrainer } from '../../src/train/cpu-trainer.ts';
 
 const corpus = datasetFromCorpus();
 
-/** The validation loss of `phi` on `run`'s windows of the default corpus (Moby Dick's held-out chapters). */
+/** The validation loss of `phi` on `run`'s state check windows of the default corpus (Moby Dick's held-out chapters). */
 export function valLoss(run: RunInfo, phi: Float32Array): number {
-  return measureValLoss({ model: run.model, train: { batch: run.train.batch, seqLen: run.train.seqLen }, val: corpus.val, phi });
+  const train = { batch: run.train.batch, seqLen: run.train.seqLen };
+  return measureValLoss({ model: run.model, train, val: corpus.val, phi, batches: stateCheckBatchCount(run.model, train) });
 }
 
 /** φ after `steps` CPU steps on the corpus (lr 3e-3), momentum small; counters of a replica that far. */

@@ -72,6 +72,10 @@ export class FakeTrainer implements TrainerPort {
     return 1.7 + 3.9 * Math.exp(-this.step / 150);
   }
 
+  async checkLoss(): Promise<number> {
+    return this.evaluate();
+  }
+
   async outerPayload(): Promise<OuterPayload> {
     return { phi: this.phi.slice(), delta: new Float32Array(this.floats).fill(0.1) };
   }

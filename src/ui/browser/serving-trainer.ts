@@ -29,6 +29,10 @@ export class ServingTrainer implements TrainerPort {
     return v;
   }
 
+  checkLoss(): Promise<number> {
+    return this.t.checkLoss();
+  }
+
   outerPayload(): Promise<OuterPayload> {
     return this.t.outerPayload();
   }

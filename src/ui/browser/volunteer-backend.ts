@@ -142,7 +142,7 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
           fresh ??= await t0.outerState();
           inTrainer = c.phi;
           await t0.load({ phi: c.phi, momentum: c.momentum, innerStep: c.innerStep });
-          return t0.evaluate();
+          return t0.checkLoss();
         },
       });
       const s = joined.state;

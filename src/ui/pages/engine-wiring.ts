@@ -5,7 +5,7 @@
 import * as Comlink from 'comlink';
 import type { TrainerApi } from '../../worker/worker.ts';
 import { STATE_FORMAT, STATE_VERSION, type LoadState } from '../../worker/types.ts';
-import { validationBatches } from '../../data/sampler.ts';
+import { stateCheckBatches, validationBatches } from '../../data/sampler.ts';
 import { buildLayout } from '../../model/layout.ts';
 import { compressionForRun } from '../../sync/compress.ts';
 import { consoleLogger } from '../../sync/components.ts';
@@ -27,6 +27,7 @@ export async function createTrainer({ run, welcome, baseUrl }: TrainerFactoryArg
   const a = welcome.assignment;
   const { train: data, val: valTokens } = await downloadAssignment(baseUrl, a);
   const val = validationBatches(valTokens, run.train.batch, run.train.seqLen, VAL_BATCHES);
+  const check = stateCheckBatches(valTokens, run.model, run.train);
   const worker = new Worker(new URL('../../worker/worker.ts', import.meta.url), { type: 'module', name: 'murmur-trainer' });
   const api = Comlink.wrap<TrainerApi>(worker);
   try {
@@ -39,6 +40,7 @@ export async function createTrainer({ run, welcome, baseUrl }: TrainerFactoryArg
   return {
     train: (steps) => api.train(steps),
     evaluate: () => api.evaluate(val),
+    checkLoss: () => api.evaluate(check),
     async outerPayload(): Promise<OuterPayload> {
       const p = await api.outerPayload();
       return { phi: new Float32Array(p.phi), delta: new Float32Array(p.delta) };

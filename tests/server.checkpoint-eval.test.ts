@@ -1,0 +1,141 @@
+// The windows a state is judged on, and the coordinator's measurement of them split across
+// worker threads (src/data/sampler.ts stateCheckBatchCount, server/checkpoint-validate.ts,
+// server/checkpoint-eval-worker.ts): the coordinator measured all four validation batches of
+// every run, minutes of a core for `small` and `base`; it now measures as many as fit a FLOP
+// budget (one for those two), split by sequence across threads, and a newcomer judges a
+// candidate state on the same windows the coordinator's checkpoint loss came from.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CheckpointEvaluator } from '../server/checkpoint-validate.ts';
+import { checkSequences, measureValLoss, type EvalRequest } from '../server/checkpoint-eval-worker.ts';
+import { DirDatasetSource, prepareMobyDick } from '../server/datasets.ts';
+import { datasetFromCorpus } from '../src/data/dataset.ts';
+import { RUN_VAL_BATCHES, runValidationBatches, STATE_CHECK_FLOPS, stateCheckBatchCount, stateCheckBatches, validationBatches } from '../src/data/sampler.ts';
+import { preset, trainConfig, type PresetName } from '../src/model/config.ts';
+import { forwardFlops } from '../src/model/flops.ts';
+import { buildLayout } from '../src/model/layout.ts';
+import { ReferenceGPT } from '../src/model/reference.ts';
+import type { RunInfo } from '../src/protocol/messages.ts';
+import { createBackend } from '../src/volunteer/backend.ts';
+import { honestState } from './support/states.ts';
+
+const corpus = datasetFromCorpus();
+
+function runOf(name: PresetName, id = 'eval'): RunInfo {
+  const model = preset(name);
+  return {
+    id, name: id, dataset: 'moby-dick', preset: name, model, train: trainConfig({ H: 10 }, model),
+    seed: 1, status: 'running', compression: 'none', pairWaitFrac: 0.3, createdAt: 0,
+  } as unknown as RunInfo;
+}
+
+/** The mean of batch means over `batches`, as a trainer's evaluate computes it. */
+function batchMean(run: RunInfo, phi: Float32Array, batches: ReturnType<typeof validationBatches>): number {
+  const ref = new ReferenceGPT(buildLayout(run.model), 'f32');
+  return batches.reduce((a, b) => a + ref.forward(phi, b), 0) / batches.length;
+}
+
+describe('the windows a state is judged on', () => {
+  it('all four validation batches for micro and tiny, one for small and base, whose batches exceed the budget', () => {
+    const count = (p: PresetName) => stateCheckBatchCount(preset(p), trainConfig({}, preset(p)));
+    expect(['micro', 'tiny', 'small', 'base'].map((p) => count(p as PresetName))).toEqual([RUN_VAL_BATCHES, RUN_VAL_BATCHES, 1, 1]);
+    // The budget decides: small's batch (8 x 256) fits it once, base's not at all (still one).
+    const small = preset('small'), base = preset('base');
+    expect(forwardFlops(small, 8, 256)).toBeLessThan(STATE_CHECK_FLOPS);
+    expect(2 * forwardFlops(small, 8, 256)).toBeGreaterThan(STATE_CHECK_FLOPS);
+    expect(forwardFlops(base, 8, 512)).toBeGreaterThan(STATE_CHECK_FLOPS);
+  });
+
+  it('fits as many batches as the budget allows, at least one, at most RUN_VAL_BATCHES', () => {
+    const m = preset('micro'), t = { batch: 8, seqLen: 32 };
+    const one = forwardFlops(m, 8, 32);
+    expect(stateCheckBatchCount(m, t, 0)).toBe(1);
+    expect(stateCheckBatchCount(m, t, one * 1.5)).toBe(1);
+    expect(stateCheckBatchCount(m, t, one * 2)).toBe(2);
+    expect(stateCheckBatchCount(m, t, one * 3.99)).toBe(3);
+    expect(stateCheckBatchCount(m, t, one * 1e6)).toBe(RUN_VAL_BATCHES);
+  });
+
+  it('are the run\'s validation batches when all fit, and spread over the whole text when fewer do', () => {
+    const run = runOf('micro');
+    expect(stateCheckBatches(corpus.val, run.model, run.train)).toEqual(runValidationBatches(corpus.val, run.train));
+    const [one] = stateCheckBatches(corpus.val, run.model, run.train, 1);
+    expect(one).toEqual(validationBatches(corpus.val, 8, 32, 1)[0]);
+    // Its last window ends at the text's end, as the four batches' last one does.
+    const last = runValidationBatches(corpus.val, run.train)[RUN_VAL_BATCHES - 1]!;
+    expect(one!.targets.subarray(7 * 32)).toEqual(last.targets.subarray(7 * 32));
+  });
+
+  it('one sequence at a time gives the loss of the whole batches (the split across threads changes nothing but float order)', () => {
+    const run = runOf('micro');
+    const frame = honestState(run, 20);
+    const req = (batches: number): EvalRequest => ({ model: run.model, train: run.train, val: corpus.val, phi: frame.phi, batches });
+    expect(checkSequences(req(2))).toHaveLength(16);
+    for (const n of [1, RUN_VAL_BATCHES]) {
+      const whole = batchMean(run, frame.phi, stateCheckBatches(corpus.val, run.model, run.train, n));
+      expect(Math.abs(measureValLoss(req(n)) - whole)).toBeLessThan(1e-6 * whole);
+    }
+    // Different windows, a different loss: the count is not ignored.
+    expect(measureValLoss(req(1))).not.toBe(measureValLoss(req(RUN_VAL_BATCHES)));
+  });
+});
+
+describe('the coordinator measuring across worker threads', () => {
+  let dir: string;
+  let datasets: DirDatasetSource;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'murmur-eval-'));
+    prepareMobyDick(dir);
+    datasets = new DirDatasetSource(dir);
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('gives, bit for bit, the loss one thread computes, with the sequences split unevenly across 3 threads', async () => {
+    const run = runOf('micro');
+    const frame = honestState(run, 20);
+    const expected = measureValLoss({ model: run.model, train: run.train, val: corpus.val, phi: frame.phi, batches: RUN_VAL_BATCHES });
+    for (const threads of [1, 3]) {
+      const ev = new CheckpointEvaluator(datasets, { threads });
+      expect(await ev.measure(run, frame.phi)).toBe(expected);
+      // 32 sequences (4 batches of 8): 3 workers took 10, 11 and 11 of them.
+      expect(ev.stats).toMatchObject({ evaluations: 1, lastThreads: threads, lastSequences: 32 });
+      await ev.close();
+    }
+  });
+
+  it('a worker that fails fails the measurement with its reason, stops the others and frees the evaluator', async () => {
+    const run = runOf('micro');
+    const ev = new CheckpointEvaluator(datasets, { threads: 2 });
+    await expect(ev.measure(run, new Float32Array(10))).rejects.toThrow(/evaluation failed: φ has 10 floats; the model needs \d+/);
+    expect(ev.busy).toBe(false);
+    const frame = honestState(run, 5);
+    expect(Number.isFinite(await ev.measure(run, frame.phi))).toBe(true);
+    await ev.close();
+  });
+
+  it('refuses a thread count that is not a positive integer', () => {
+    for (const threads of [0, -1, 1.5, 1000]) expect(() => new CheckpointEvaluator(datasets, { threads })).toThrow(/evaluation threads must be an integer in \[1, 256\]/);
+  });
+});
+
+describe('a newcomer judges a candidate on the windows the coordinator measured', () => {
+  it('checkLoss is the state check windows\' loss of φ, evaluate the run\'s four batches', async () => {
+    const run = runOf('micro');
+    const frame = honestState(run, 20);
+    const init = { run, train: corpus.train, val: corpus.val, stream: 0, probeSeed: 1 };
+    const coordinator = (batches: number) => measureValLoss({ model: run.model, train: run.train, val: corpus.val, phi: frame.phi, batches });
+    for (const checkBatches of [1, undefined]) {
+      const b = await createBackend('cpu', { ...init, ...(checkBatches ? { checkBatches } : {}) });
+      await b.load({ phi: frame.phi, momentum: frame.momentum, innerStep: frame.meta.step });
+      const n = checkBatches ?? stateCheckBatchCount(run.model, run.train);
+      const check = await b.checkLoss();
+      expect(Math.abs(check - coordinator(n))).toBeLessThan(1e-6 * check);
+      const all = await b.evaluate();
+      expect(Math.abs(all - coordinator(RUN_VAL_BATCHES))).toBeLessThan(1e-6 * all);
+      if (n !== RUN_VAL_BATCHES) expect(check).not.toBe(all);
+      b.dispose();
+    }
+  });
+});
