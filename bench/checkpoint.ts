@@ -9,11 +9,11 @@
 //   npm run bench:checkpoint -- --eval-only   (only the validation part below; keeps the rest)
 //
 // Then what the coordinator's own validation of an upload costs (server/checkpoint-validate.ts):
-// the validation loss measured in a worker thread with the CPU reference model on the run's
-// windows (batch 8, seqLen = ctx, RUN_VAL_BATCHES batches), through the real CheckpointEvaluator
-// (worker start included) for micro and tiny, with the same 2 ms ticker watching the event loop.
-// small takes minutes on one core: one batch is timed and the whole estimated (×RUN_VAL_BATCHES);
-// base is estimated from small by forward FLOPs (src/model/flops.ts), not measured.
+// the validation loss measured in worker threads with the CPU reference model on the run's
+// state check windows (batch 8, seqLen = ctx; src/data/sampler.ts stateCheckBatchCount), through
+// the real CheckpointEvaluator (worker start included), on 1 thread and on several side by side,
+// with the same 2 ms ticker watching the event loop; and as it was before, all RUN_VAL_BATCHES
+// batches on one thread (base's estimated from its one batch).
 //
 // Prints tables and writes bench/results/checkpoint.json.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,12 +26,10 @@ import { preset, trainConfig, type PresetName } from '../src/model/config.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
 import type { StateFrame } from '../src/protocol/state-frame.ts';
-import { CheckpointEvaluator } from '../server/checkpoint-validate.ts';
+import { CheckpointEvaluator, defaultEvalThreads } from '../server/checkpoint-validate.ts';
 import { DirDatasetSource, prepareMobyDick } from '../server/datasets.ts';
-import { RUN_VAL_BATCHES, validationBatches } from '../src/data/sampler.ts';
-import { ReferenceGPT } from '../src/model/reference.ts';
+import { RUN_VAL_BATCHES, stateCheckBatchCount } from '../src/data/sampler.ts';
 import { initParams } from '../src/model/init.ts';
-import { stepFlops } from '../src/model/flops.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PRESETS: PresetName[] = ['tiny', 'small', 'base'];
@@ -119,38 +117,54 @@ for (const b of body) console.log(b.map((c, i) => c.padEnd(w[i]!)).join('  '));
 
 // ---- the coordinator's validation of an upload --------------------------------------------------
 
+// Each preset's upload measured through the real CheckpointEvaluator (worker start included) on
+// its state check windows, with 1 worker thread and with THREADS side by side; and, as before
+// this change, all RUN_VAL_BATCHES batches on one thread: measured for micro, tiny and small,
+// and for base 4 x its one-batch time (it takes about 9 minutes of this machine's core).
+const THREADS = Math.max(2, defaultEvalThreads());
 const validation: Record<string, unknown>[] = [];
 const data = mkdtempSync(join(tmpdir(), 'murmur-bench-val-'));
 prepareMobyDick(data);
-const evaluator = new CheckpointEvaluator(new DirDatasetSource(data));
-let smallBatchMs = 0;
+const source = new DirDatasetSource(data);
+/** One measurement on `threads` workers, optionally of `batches` (default: the run's state check). */
+async function evaluation(run: RunInfo, phi: Float32Array, threads: number, batches?: number): Promise<{ ms: number; stallMs: number; loss: number }> {
+  const ev = new CheckpointEvaluator(source, { threads });
+  let loss = NaN;
+  const m = await measure(async () => { loss = await ev.measure(run, phi, batches); });
+  await ev.close();
+  return { ...m, loss };
+}
 for (const name of ['micro', 'tiny', 'small', 'base'] as PresetName[]) {
   const run = { ...fakeRun(name), train: trainConfig({ batch: 8 }, preset(name)) } as RunInfo;
   const phi = initParams(buildLayout(run.model), 1);
-  const tokens = run.train.batch * run.train.seqLen * RUN_VAL_BATCHES;
-  if (name === 'micro' || name === 'tiny') {
-    let loss = NaN;
-    const m = await measure(async () => { loss = await evaluator.measure(run, phi); });
-    validation.push({ preset: name, tokens, measured: true, ms: Math.round(m.ms), stall_ms: Math.round(m.stallMs), loss: +loss.toFixed(4) });
-  } else if (name === 'small') {
-    // One batch in this thread, the forward the worker runs RUN_VAL_BATCHES times.
-    const [batch] = validationBatches(evaluator.valTokens(run), run.train.batch, run.train.seqLen, 1);
-    const ref = new ReferenceGPT(buildLayout(run.model), 'f32');
-    const t0 = performance.now();
-    ref.forward(phi, batch!);
-    smallBatchMs = performance.now() - t0;
-    validation.push({ preset: name, tokens, measured: false, ms: Math.round(smallBatchMs * RUN_VAL_BATCHES), note: `${RUN_VAL_BATCHES} x one measured batch (${Math.round(smallBatchMs)} ms), in the test thread` });
-  } else {
-    const fwd = (p: PresetName) => stepFlops(preset(p), 8, preset(p).ctx) / 3;
-    validation.push({ preset: name, tokens, measured: false, ms: Math.round(smallBatchMs * (fwd(name) / fwd('small')) * RUN_VAL_BATCHES), note: 'small\'s batch time scaled by forward FLOPs' });
-  }
-  console.log(`validation ${name}: ${JSON.stringify(validation[validation.length - 1])}`);
+  const batches = stateCheckBatchCount(run.model, run.train);
+  const one = await evaluation(run, phi, 1);
+  const many = await evaluation(run, phi, THREADS);
+  let before: { ms: number; measured: boolean };
+  if (batches === RUN_VAL_BATCHES) before = { ms: one.ms, measured: true };
+  else if (name !== 'base') before = { ms: (await evaluation(run, phi, 1, RUN_VAL_BATCHES)).ms, measured: true };
+  else before = { ms: one.ms * RUN_VAL_BATCHES / batches, measured: false };
+  if (one.loss !== many.loss) throw new Error(`${name}: ${THREADS} threads measured ${many.loss}, one thread ${one.loss}`);
+  const row = {
+    preset: name, batches, tokens: batches * run.train.batch * run.train.seqLen, loss: +one.loss.toFixed(4),
+    ms_1_thread: Math.round(one.ms), stall_ms_1_thread: Math.round(one.stallMs),
+    threads: THREADS, ms_threads: Math.round(many.ms), stall_ms_threads: Math.round(many.stallMs),
+    thread_speedup: +(one.ms / many.ms).toFixed(2),
+    before_ms: Math.round(before.ms), before_measured: before.measured, before_tokens: RUN_VAL_BATCHES * run.train.batch * run.train.seqLen,
+    speedup_vs_before: +(before.ms / many.ms).toFixed(1),
+  };
+  validation.push(row);
+  console.log(`validation ${name}: ${JSON.stringify(row)}`);
 }
-await evaluator.close();
 rmSync(data, { recursive: true, force: true });
 
-console.log('\nthe coordinator measuring one upload\'s validation loss (CPU reference, worker thread; batch 8 x ctx, 4 batches)');
-for (const v of validation) console.log(`${String(v.preset).padEnd(6)} ${String(v.tokens).padStart(6)} tokens  ${String(v.ms).padStart(8)} ms${v.measured ? `  stall ${v.stall_ms} ms` : `  (estimate: ${v.note})`}`);
+console.log(`\nthe coordinator measuring one upload's validation loss (CPU reference in worker threads, batch 8 x ctx; "before": all ${RUN_VAL_BATCHES} batches on one thread)`);
+const vhead = ['preset', 'batches', 'tokens', '1 thread ms', `${THREADS} threads ms`, 'thread ratio', 'stall ms', 'before ms', 'vs before'];
+const vbody = validation.map((v) => [v.preset, v.batches, v.tokens, v.ms_1_thread, v.ms_threads, `${v.thread_speedup}x`, v.stall_ms_threads, `${v.before_ms}${v.before_measured ? '' : ' (est.)'}`, `${v.speedup_vs_before}x`].map(String));
+const vw = vhead.map((h, i) => Math.max(h.length, ...vbody.map((b) => b[i]!.length)));
+console.log(vhead.map((h, i) => h.padEnd(vw[i]!)).join('  '));
+console.log(vw.map((n) => '-'.repeat(n)).join('  '));
+for (const b of vbody) console.log(b.map((c, i) => c.padEnd(vw[i]!)).join('  '));
 
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, JSON.stringify({

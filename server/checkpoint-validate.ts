@@ -17,7 +17,7 @@ import type { RunInfo } from '../src/protocol/messages.ts';
 import { maxStateLoss, stateCounterError, type StateFrame } from '../src/protocol/state-frame.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import type { DatasetSource } from './datasets.ts';
-import { stateCheckBatchCount } from '../src/data/sampler.ts';
+import { RUN_VAL_BATCHES, stateCheckBatchCount } from '../src/data/sampler.ts';
 import { meanLoss, type EvalReply, type EvalRequest, type EvalSlice } from './checkpoint-eval-worker.ts';
 
 /** Checks 1 and 2: null when the frame fits the run and holds only finite floats. */
@@ -106,16 +106,19 @@ export class CheckpointEvaluator {
     return tokens;
   }
 
-  /** Mean validation loss of `phi` for `run` on its state check windows, measured in worker threads. */
-  async measure(run: RunInfo, phi: Float32Array): Promise<number> {
+  /**
+   * Mean validation loss of `phi` for `run` on its state check windows, measured in worker
+   * threads; `batches` overrides how many of the run's validation batches (the benchmark's "before").
+   */
+  async measure(run: RunInfo, phi: Float32Array, batches = stateCheckBatchCount(run.model, run.train)): Promise<number> {
     if (this.closed) throw new Error('the coordinator is closing');
     if (this.running) {
       this.stats.refused++;
       throw new EvaluatorBusyError('the coordinator is measuring another checkpoint; this upload is not evaluated (the next scheduled request will ask again)');
     }
+    if (!(Number.isInteger(batches) && batches >= 1 && batches <= RUN_VAL_BATCHES)) throw new RangeError(`validation batches must be an integer in [1, ${RUN_VAL_BATCHES}], got ${batches}`);
     const t0 = performance.now();
     const train = { batch: run.train.batch, seqLen: run.train.seqLen };
-    const batches = stateCheckBatchCount(run.model, train);
     const sequences = batches * train.batch;
     const k = Math.min(this.threads, sequences);
     const workers: Worker[] = [];

@@ -91,6 +91,8 @@ const microParams = (d: number) => buildLayout({ ...PRESETS.micro, d }).params;
 
 /** `quote` occurs in the document; the last measurement in it must print as `value`. */
 interface Claim { doc: Doc; quote: string; value: () => number }
+/** A preset's row of checkpoint.json's validation. */
+const val = (preset: string): any => json('checkpoint.json').validation.find((r: any) => r.preset === preset);
 const bm = (quote: string, value: () => number): Claim => ({ doc: 'docs/benchmarks.md', quote, value });
 const rd = (quote: string, value: () => number): Claim => ({ doc: 'README.md', quote, value });
 const pct = (x: number) => 100 * x;
@@ -232,8 +234,22 @@ const CLAIMS: Claim[] = [
   rd('(0.38× the bytes)', () => json('mesh.json').bytes_per_exchange.find((r: any) => r.preset === 'tiny' && r.compression === 'int8').vs_f32),
   bm('`tiny` sends 0.38×', () => json('mesh.json').bytes_per_exchange.find((r: any) => r.preset === 'tiny' && r.compression === 'int8').vs_f32),
   // checkpoint.json: the coordinator's validation of an upload
-  bm('micro took 0.68 s', () => json('checkpoint.json').validation.find((r: any) => r.preset === 'micro').ms / 1000),
-  bm('tiny 5.07 s', () => json('checkpoint.json').validation.find((r: any) => r.preset === 'tiny').ms / 1000),
+  bm('| tiny | 4 | 2.90 s', () => val('tiny').ms_1_thread / 1000),
+  bm('| tiny | 4 | 2.90 s | 1.82 s', () => val('tiny').ms_threads / 1000),
+  bm('| tiny | 4 | 2.90 s | 1.82 s | 1.59×', () => val('tiny').thread_speedup),
+  bm('| tiny | 4 | 2.90 s | 1.82 s | 1.59× | 2.90 s', () => val('tiny').before_ms / 1000),
+  bm('| tiny | 4 | 2.90 s | 1.82 s | 1.59× | 2.90 s | 1.6×', () => val('tiny').speedup_vs_before),
+  bm('| small | 1 | 14.60 s', () => val('small').ms_1_thread / 1000),
+  bm('| small | 1 | 14.60 s | 8.22 s', () => val('small').ms_threads / 1000),
+  bm('| small | 1 | 14.60 s | 8.22 s | 1.78×', () => val('small').thread_speedup),
+  bm('| small | 1 | 14.60 s | 8.22 s | 1.78× | 56.49 s', () => val('small').before_ms / 1000),
+  bm('| small | 1 | 14.60 s | 8.22 s | 1.78× | 56.49 s | 6.9×', () => val('small').speedup_vs_before),
+  bm('| base | 1 | 134.45 s', () => val('base').ms_1_thread / 1000),
+  bm('| base | 1 | 134.45 s | 67.04 s', () => val('base').ms_threads / 1000),
+  bm('| base | 1 | 134.45 s | 67.04 s | 2.01×', () => val('base').thread_speedup),
+  bm('| base | 1 | 134.45 s | 67.04 s | 2.01× | 537.80 s', () => val('base').before_ms / 1000),
+  bm('| base | 1 | 134.45 s | 67.04 s | 2.01× | 537.80 s (4 × its one batch) | 8.0×', () => val('base').speedup_vs_before),
+  bm('faster on one thread (0.73×', () => val('micro').thread_speedup),
 ];
 
 function section(text: string, name: string): string {

@@ -115,7 +115,15 @@ describe('the coordinator measuring across worker threads', () => {
     await ev.close();
   });
 
-  it('refuses a thread count that is not a positive integer', () => {
+  it('refuses a batch count outside 1 ..= RUN_VAL_BATCHES, and stays free', async () => {
+    const ev = new CheckpointEvaluator(datasets, { threads: 1 });
+    const frame = honestState(runOf('micro'), 1);
+    for (const n of [0, 5, 1.5]) await expect(ev.measure(runOf('micro'), frame.phi, n)).rejects.toThrow(/validation batches must be an integer in \[1, 4\]/);
+    expect(ev.busy).toBe(false);
+    await ev.close();
+  });
+
+    it('refuses a thread count that is not a positive integer', () => {
     for (const threads of [0, -1, 1.5, 1000]) expect(() => new CheckpointEvaluator(datasets, { threads })).toThrow(/evaluation threads must be an integer in \[1, 256\]/);
   });
 });
