@@ -23,6 +23,7 @@ import { CheckpointScheduler } from './checkpoint-scheduler.ts';
 import Ajv from 'ajv';
 import { describeIssues, type SchemaIssue } from '../src/protocol/check.ts';
 import { CheckpointEvaluator } from './checkpoint-validate.ts';
+import { remeasureCheckpoints, type RemeasureResult } from './checkpoint-remeasure.ts';
 import type { AppContext } from './context.ts';
 import { registerRunRoutes } from './routes/runs.ts';
 import { registerMetricRoutes } from './routes/metrics.ts';
@@ -100,6 +101,8 @@ export interface Coordinator {
   scheduler: CheckpointScheduler;
   evaluator: CheckpointEvaluator;
   datasets: DatasetSource;
+  /** Stored checkpoints not measured by this coordinator on their run's windows, measured at start (server/checkpoint-remeasure.ts). */
+  remeasured: Promise<RemeasureResult>;
   adminToken: string;
   /** True on the first start of this data dir: the caller prints the token once. */
   adminTokenCreated: boolean;
@@ -195,15 +198,22 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     hub.shutdown();
     live.close();
   });
+  // Checkpoints an older coordinator stored with a peer's claimed loss (or a loss on other
+  // windows) are measured now, in the background, and offered only once measured.
+  const remeasured = remeasureCheckpoints({ runs, checkpoints, evaluator, logger: app.log }).catch((err: Error) => {
+    app.log.error({ err: err.message }, 'measuring stored checkpoints again failed; those not measured stay unoffered');
+    return { measured: 0, refused: 0 };
+  });
   app.addHook('onClose', async () => {
     scheduler.stop();
     await evaluator.close();
+    await remeasured;
     metrics.flush();
   });
   scheduler.start();
 
   return {
-    app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, datasets,
+    app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, datasets, remeasured,
     adminToken: admin.value, adminTokenCreated: admin.created,
     close: async () => {
       await app.close();

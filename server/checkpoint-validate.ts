@@ -75,7 +75,7 @@ export interface EvaluatorOptions {
  */
 export class CheckpointEvaluator {
   private running: Worker[] | null = null;
-  private closed = false;
+  private isClosed = false;
   readonly threads: number;
   /** run -> its validation tokens in shared memory, read once (the dataset's files are content-addressed). */
   private readonly valCache = new Map<string, { sha: string; tokens: Uint8Array }>();
@@ -90,6 +90,11 @@ export class CheckpointEvaluator {
 
   get busy(): boolean {
     return this.running !== null;
+  }
+
+  /** Whether close() was called: every later measure() is refused. */
+  get closed(): boolean {
+    return this.isClosed;
   }
 
   /** The run's held-out tokens, as volunteers download them (in shared memory). */
@@ -111,7 +116,7 @@ export class CheckpointEvaluator {
    * threads; `batches` overrides how many of the run's validation batches (the benchmark's "before").
    */
   async measure(run: RunInfo, phi: Float32Array, batches = stateCheckBatchCount(run.model, run.train)): Promise<number> {
-    if (this.closed) throw new Error('the coordinator is closing');
+    if (this.isClosed) throw new Error('the coordinator is closing');
     if (this.running) {
       this.stats.refused++;
       throw new EvaluatorBusyError('the coordinator is measuring another checkpoint; this upload is not evaluated (the next scheduled request will ask again)');
@@ -159,7 +164,7 @@ export class CheckpointEvaluator {
 
   /** Stops an evaluation in progress (its upload then fails); later calls are refused. */
   async close(): Promise<void> {
-    this.closed = true;
+    this.isClosed = true;
     await Promise.all((this.running ?? []).map((w) => w.terminate()));
   }
 }

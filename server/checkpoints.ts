@@ -29,6 +29,7 @@ import { CheckpointInfo } from '../src/protocol/api.ts';
 import { schemaProblem } from '../src/protocol/check.ts';
 import { encodeStateFrame, type StateFrame } from '../src/protocol/state-frame.ts';
 import { hfGpt2Config, hfModelSafetensors } from '../src/model/hf-export.ts';
+import { stateCheckBatchCount } from '../src/data/sampler.ts';
 
 /** The files derived from a checkpoint for downloads, by kind. */
 export const DERIVED = {
@@ -54,13 +55,19 @@ export interface LoadedCheckpoint {
 
 interface Row {
   id: string; run_id: string; step: number; round: number; val_loss: number | null; tokens: number;
-  peer_id: string | null; sha256: string; bytes: number; file: string; created_at: number;
+  peer_id: string | null; sha256: string; bytes: number; file: string; created_at: number; val_batches: number | null;
 }
 
 const fromRow = (r: Row): CheckpointInfo => ({
   id: r.id, runId: r.run_id, step: r.step, round: r.round, valLoss: r.val_loss, tokens: r.tokens,
   peerId: r.peer_id, sha256: r.sha256, bytes: r.bytes, file: r.file, createdAt: r.created_at,
+  ...(r.val_batches !== null ? { valBatches: r.val_batches } : {}),
 });
+
+/** Whether a checkpoint's loss is the coordinator's measurement on `run`'s state check windows. */
+export function measuredForRun(info: CheckpointInfo, run: RunInfo): boolean {
+  return info.valBatches === stateCheckBatchCount(run.model, run.train);
+}
 
 export function layoutHash(layout: Layout): string {
   return createHash('sha256').update(layoutSignature(layout)).digest('hex');
@@ -168,9 +175,10 @@ export class CheckpointStore {
 
   /**
    * Writes a checkpoint durably, then prunes to the newest `keep`. The hashing yields and the file
-   * I/O is asynchronous, so the coordinator keeps serving peers meanwhile.
+   * I/O is asynchronous, so the coordinator keeps serving peers meanwhile. `valBatches`: how many
+   * validation batches the coordinator measured frame.meta.valLoss on (absent: not measured).
    */
-  async save(run: RunInfo, frame: StateFrame, peerId: string | null, createdAt: number): Promise<CheckpointInfo> {
+  async save(run: RunInfo, frame: StateFrame, peerId: string | null, createdAt: number, valBatches?: number): Promise<CheckpointInfo> {
     const dir = this.dir(run.id);
     mkdirSync(dir, { recursive: true });
     const parts = encodeCheckpointParts(run, frame, peerId, createdAt);
@@ -180,6 +188,7 @@ export class CheckpointStore {
     const info: CheckpointInfo = {
       id, runId: run.id, step: frame.meta.step, round: frame.meta.round, valLoss: frame.meta.valLoss,
       tokens: frame.meta.tokens, peerId, sha256: await sha256HexYielding(parts), bytes: size, file, createdAt,
+      ...(valBatches !== undefined ? { valBatches } : {}),
     };
     await writeFileAtomicAsync(join(dir, file), parts);
     await this.writeDerived(info, run.model, buildLayout(run.model), frame.phi, frame.momentum);
@@ -200,6 +209,29 @@ export class CheckpointStore {
 
   latest(runId: string): CheckpointInfo | null {
     return this.list(runId)[0] ?? null;
+  }
+
+  /**
+   * The newest checkpoint whose loss the coordinator measured on the run's state check windows:
+   * the one offered to newcomers and the bound for the next upload. A checkpoint saved by an
+   * older coordinator (the peer's claimed loss, or other windows) counts once measured again.
+   */
+  current(run: RunInfo): CheckpointInfo | null {
+    return this.list(run.id).find((c) => measuredForRun(c, run)) ?? null;
+  }
+
+  /**
+   * Records the coordinator's measurement of a stored checkpoint (server/checkpoint-remeasure.ts):
+   * its row, its `.json` and its bootstrap state frame carry the measured loss from now on. The
+   * safetensors file keeps the metadata it was saved with (its sha256 is the checkpoint's identity).
+   */
+  async remeasured(info: CheckpointInfo, valLoss: number, valBatches: number, l: LoadedCheckpoint): Promise<CheckpointInfo> {
+    const next: CheckpointInfo = { ...info, valLoss, valBatches };
+    const dir = this.dir(info.runId);
+    await writeFileAtomicAsync(join(dir, DERIVED.state(info.id)), this.stateFrame(next, l.layout, l.phi, l.momentum), 0o644, false);
+    await writeFileAtomicAsync(join(dir, `${info.id}.json`), new TextEncoder().encode(JSON.stringify(next, null, 2) + '\n'));
+    this.db.prepare('UPDATE checkpoints SET val_loss = ?, val_batches = ? WHERE id = ?').run(valLoss, valBatches, info.id);
+    return next;
   }
 
   path(info: CheckpointInfo): string {
@@ -226,15 +258,19 @@ export class CheckpointStore {
 
   private async writeDerived(info: CheckpointInfo, model: ModelConfig, layout: Layout, phi: Float32Array, momentum: Float32Array): Promise<void> {
     const dir = this.dir(info.runId);
-    const state = encodeStateFrame({
-      meta: { runId: info.runId, step: info.step, round: info.round, floats: layout.total, valLoss: info.valLoss, tokens: info.tokens },
-      phi, momentum,
-    });
     // Not fsynced: they are made again from the checkpoint if lost (see derived()).
-    await writeFileAtomicAsync(join(dir, DERIVED.state(info.id)), state, 0o644, false);
+    await writeFileAtomicAsync(join(dir, DERIVED.state(info.id)), this.stateFrame(info, layout, phi, momentum), 0o644, false);
     const hf = hfModelSafetensors(layout, phi, { murmur_run: info.runId, murmur_checkpoint: info.id, murmur_step: String(info.step) });
     await writeFileAtomicAsync(join(dir, DERIVED.hfModel(info.id)), hf, 0o644, false);
     await writeFileAtomicAsync(join(dir, DERIVED.hfConfig(info.id)), new TextEncoder().encode(JSON.stringify(hfGpt2Config(model))), 0o644, false);
+  }
+
+  /** The bootstrap state frame of a checkpoint: its counters and (measured) loss, φ and momentum. */
+  private stateFrame(info: CheckpointInfo, layout: Layout, phi: Float32Array, momentum: Float32Array): Uint8Array {
+    return encodeStateFrame({
+      meta: { runId: info.runId, step: info.step, round: info.round, floats: layout.total, valLoss: info.valLoss, tokens: info.tokens },
+      phi, momentum,
+    });
   }
 
   async load(info: CheckpointInfo): Promise<LoadedCheckpoint> {
@@ -310,8 +346,8 @@ export class CheckpointStore {
   }
 
   private insert(i: CheckpointInfo): void {
-    this.db.prepare(`INSERT INTO checkpoints (id, run_id, step, round, val_loss, tokens, peer_id, sha256, bytes, file, created_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(i.id, i.runId, i.step, i.round, i.valLoss, i.tokens, i.peerId, i.sha256, i.bytes, i.file, i.createdAt);
+    this.db.prepare(`INSERT INTO checkpoints (id, run_id, step, round, val_loss, tokens, peer_id, sha256, bytes, file, created_at, val_batches)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(i.id, i.runId, i.step, i.round, i.valLoss, i.tokens, i.peerId, i.sha256, i.bytes, i.file, i.createdAt, i.valBatches ?? null);
   }
 
   private prune(runId: string): void {

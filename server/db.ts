@@ -104,6 +104,9 @@ const MIGRATIONS: string[] = [
   ALTER TABLE reports ADD COLUMN probe_paired REAL;
   ALTER TABLE reports ADD COLUMN probe_rejected INTEGER;
   `,
+  // 7: how many validation batches the coordinator measured a checkpoint's loss on (null: not
+  // measured by it, or on other windows; server/checkpoint-remeasure.ts measures it again).
+  `ALTER TABLE checkpoints ADD COLUMN val_batches INTEGER;`,
 ];
 
 export function openDb(file: string): Db {

@@ -684,7 +684,9 @@ export class PeerHub {
       seed: (run.seed * 7919 + (replica + 1) * 104729) % 2147483647,
       replica,
     };
-    const latest = this.d.checkpoints.latest(runId);
+    // Only a checkpoint whose loss this coordinator measured on the run's state check windows:
+    // a newcomer's bound is that figure (maxStateLoss), never a peer's claim an older coordinator kept.
+    const latest = this.d.checkpoints.current(run);
     this.send(c, {
       t: 'welcome', peerId, session: this.d.signer.sign({ p: peerId, r: runId, i: now }), resumed, run, assignment,
       checkpoint: latest ? this.d.checkpoints.ref(latest) : null,

@@ -15,6 +15,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { stateCheckBatchCount } from '../src/data/sampler.ts';
 import { preset } from '../src/model/config.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { initParams } from '../src/model/init.ts';
@@ -83,10 +84,11 @@ beforeAll(async () => {
   // The data dir a coordinator left: the default run (tiny on Moby Dick) and one checkpoint.
   const setup = await startServer({}, {}, dataDir);
   const layout = buildLayout(preset('tiny'));
-  const ck = await setup.c.checkpoints.save(setup.c.runs.get('default')!, {
+  const run = setup.c.runs.get('default')!;
+  const ck = await setup.c.checkpoints.save(run, {
     meta: { runId: 'default', step: 40, round: 4, floats: layout.total, valLoss: 3.25, tokens: 40960 },
     phi: initParams(layout, 7), momentum: new Float32Array(layout.total),
-  }, null, Date.now());
+  }, null, Date.now(), stateCheckBatchCount(run.model, run.train)); // as measured: the coordinator started below measures nothing at start
   checkpointId = ck.id;
   checkpointBytes = ck.bytes;
   await setup.close();

@@ -12,6 +12,7 @@ import { withPeerReplay } from '../src/volunteer/signaling.ts';
 import { runConfigHash } from '../src/volunteer/run-config.ts';
 import { runVolunteer, type RoundEvent, type Volunteer } from '../src/volunteer/volunteer.ts';
 import { buildLayout } from '../src/model/layout.ts';
+import { stateCheckBatchCount } from '../src/data/sampler.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
 import type { Logger } from '../src/sync/components.ts';
 import type { BootState } from '../src/sync/types.ts';
@@ -77,7 +78,7 @@ describe('a newcomer that cannot be poisoned or crashed', () => {
     const run = await newRun('poison-peer');
     const good = honestState(run, 60);
     // The checkpoint the coordinator accepted earlier, with its own measurement.
-    const ckpt = await s.c.checkpoints.save(run, { ...good, meta: { ...good.meta, valLoss: valLoss(run, good.phi) } }, null, Date.now());
+    const ckpt = await s.c.checkpoints.save(run, { ...good, meta: { ...good.meta, valLoss: valLoss(run, good.phi) } }, null, Date.now(), stateCheckBatchCount(run.model, run.train));
     const bad = negated(good);
     const overflow = await rogue(run, { phi: bad.phi, momentum: bad.momentum, outerRound: 0xffffffff, innerStep: 0xffffffff });
     const worse = await rogue(run, { phi: bad.phi, momentum: bad.momentum, outerRound: 20, innerStep: 100 });
@@ -97,9 +98,9 @@ describe('a newcomer that cannot be poisoned or crashed', () => {
     const run = await newRun('poison-ckpt');
     const good = honestState(run, 0);
     const garbage = good.phi.map((_, i) => 3 * Math.sin(i * 12.9898));
-    // Stored behind the coordinator's back (an old store, a disk edited by hand): the newcomer
-    // must not trust even the coordinator's file.
-    await s.c.checkpoints.save(run, { meta: { ...good.meta, step: 2 ** 53 - 1, round: 2 ** 53 - 1, valLoss: 0.001 }, phi: garbage, momentum: good.momentum }, null, Date.now());
+    // Stored behind the coordinator's back (a disk edited by hand, marked as measured so that it
+    // is offered): the newcomer must not trust even the coordinator's file.
+    await s.c.checkpoints.save(run, { meta: { ...good.meta, step: 2 ** 53 - 1, round: 2 ** 53 - 1, valLoss: 0.001 }, phi: garbage, momentum: good.momentum }, null, Date.now(), stateCheckBatchCount(run.model, run.train));
     const { joined, summary, rounds } = await newcomer('poison-ckpt', 2);
     expect(joined.source).toBe('fresh');
     expect(summary).toMatchObject({ joinedFrom: 'fresh', rounds: 2, reason: 'limit reached' });

@@ -14,6 +14,7 @@ import type { CheckpointInfo, DerivedKind } from '../checkpoints.ts';
 import { buildLayout } from '../../src/model/layout.ts';
 import { PRESETS } from '../../src/model/config.ts';
 import { decodeStateFrame, stateFrameBytes, StateFrameError } from '../../src/protocol/state-frame.ts';
+import { stateCheckBatchCount } from '../../src/data/sampler.ts';
 import { measuredLossError, uploadCounterError, uploadShapeError } from '../checkpoint-validate.ts';
 
 const CKPT_PARAMS = Type.Object({ run: RUN_ID, ckpt: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,63}$' }) }, { additionalProperties: false });
@@ -173,18 +174,19 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
       const counters = uploadCounterError(frame, hub.maxStep(claims.p));
       if (counters) return refuse(counters);
       let measured: number;
+      const valBatches = stateCheckBatchCount(run.model, run.train);
       try {
-        measured = await evaluator.measure(run, frame.phi);
+        measured = await evaluator.measure(run, frame.phi, valBatches);
       } catch (err) {
         const reason = `not evaluated: ${(err as Error).message}`;
         scheduler.abandon(p, reason);
         return reply.code(503).send({ error: reason });
       }
-      const newest = checkpoints.latest(run.id);
+      const newest = checkpoints.current(run);
       const bad = measuredLossError(measured, newest?.valLoss ?? null, run.model.vocab);
       if (bad) return refuse(bad);
       // Stored with the coordinator's measurement: the peer's own figure is kept in the event only.
-      const info = await checkpoints.save(run, { ...frame, meta: { ...frame.meta, valLoss: measured } }, claims.p, clock.now());
+      const info = await checkpoints.save(run, { ...frame, meta: { ...frame.meta, valLoss: measured } }, claims.p, clock.now(), valBatches);
       events.append(run.id, 'checkpoint-saved', claims.p, { ...info, claimedValLoss: frame.meta.valLoss });
       req.log.info({ run: run.id, checkpoint: info.id, step: info.step, bytes: info.bytes, valLoss: measured, evalMs: Math.round(evaluator.stats.lastMs) }, 'checkpoint saved');
       return reply.code(201).send(info);

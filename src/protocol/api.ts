@@ -127,6 +127,12 @@ export const CheckpointInfo = strict({
   /** Its file's name in the run's directory (never a path). */
   file: Type.String({ pattern: '^[^/\\\\]{1,200}$' }),
   createdAt: time,
+  /**
+   * How many of the run's validation batches the coordinator measured valLoss on (the run's
+   * stateCheckBatchCount then). Absent: saved by a coordinator that stored the peer's claim, or
+   * measured on other windows; such a checkpoint is measured again before it is offered.
+   */
+  valBatches: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
 });
 export type CheckpointInfo = Static<typeof CheckpointInfo>;
 

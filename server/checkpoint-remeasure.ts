@@ -1,0 +1,74 @@
+// Checkpoints this coordinator did not measure on their run's state check windows, measured
+// again when it starts (docs/design.md section 6). A data dir from before the coordinator
+// measured uploads holds checkpoints whose val_loss is the uploading peer's CLAIM; one from
+// before the state check windows holds losses measured on other windows. Either figure would be
+// the bound every newcomer judges its bootstrap candidates by (maxStateLoss): a claim of 0.01
+// makes every honest state look worse than the bound, and newcomers start from scratch. So such
+// a checkpoint is not offered (CheckpointStore.current) until this has measured it with the
+// coordinator's own evaluator; one whose file does not match its sha256, or that measures no
+// better than guessing (above ln(vocab) + margin, or not finite), is never offered.
+import type { FastifyBaseLogger } from 'fastify';
+import { stateCheckBatchCount } from '../src/data/sampler.ts';
+import { EvaluatorBusyError, measuredLossError, type CheckpointEvaluator } from './checkpoint-validate.ts';
+import { measuredForRun, type CheckpointStore } from './checkpoints.ts';
+import type { RunStore } from './runs.ts';
+
+export interface RemeasureDeps {
+  runs: RunStore;
+  checkpoints: CheckpointStore;
+  evaluator: CheckpointEvaluator;
+  logger: FastifyBaseLogger;
+}
+
+export interface RemeasureResult {
+  /** Checkpoints measured and offered from now on. */
+  measured: number;
+  /** Checkpoints left unoffered: unreadable, or measuring no better than guessing. */
+  refused: number;
+}
+
+/**
+ * Measures every checkpoint of every run that measuredForRun says is not measured, newest first,
+ * one at a time through the coordinator's evaluator (waiting `retryMs` while an upload is being
+ * measured). Resolves when all are done, or early once the evaluator is closed.
+ */
+export async function remeasureCheckpoints(d: RemeasureDeps, retryMs = 1000): Promise<RemeasureResult> {
+  const out: RemeasureResult = { measured: 0, refused: 0 };
+  for (const run of d.runs.list()) {
+    for (const info of d.checkpoints.list(run.id).filter((c) => !measuredForRun(c, run))) {
+      if (d.evaluator.closed) return out;
+      const batches = stateCheckBatchCount(run.model, run.train);
+      let loaded;
+      try {
+        loaded = await d.checkpoints.load(info);
+      } catch (err) {
+        out.refused++;
+        d.logger.warn({ run: run.id, checkpoint: info.id, err: (err as Error).message }, 'checkpoint not offered: it cannot be read to be measured');
+        continue;
+      }
+      let loss: number | null = null;
+      while (loss === null) {
+        try {
+          loss = await d.evaluator.measure(run, loaded.phi, batches);
+        } catch (err) {
+          if (d.evaluator.closed) return out;
+          if (!(err instanceof EvaluatorBusyError)) throw err;
+          await new Promise((r) => setTimeout(r, retryMs));
+        }
+      }
+      // Pruned meanwhile (a newer upload arrived), or the coordinator closed: nothing to record.
+      if (d.evaluator.closed) return out;
+      if (!d.checkpoints.get(run.id, info.id)) continue;
+      const bad = measuredLossError(loss, null, run.model.vocab);
+      if (bad) {
+        out.refused++;
+        d.logger.warn({ run: run.id, checkpoint: info.id, claimed: info.valLoss, reason: bad }, 'checkpoint not offered: it measures no better than guessing');
+        continue;
+      }
+      await d.checkpoints.remeasured(info, loss, batches, loaded);
+      out.measured++;
+      d.logger.info({ run: run.id, checkpoint: info.id, claimed: info.valLoss, valLoss: loss, valBatches: batches }, 'checkpoint measured again');
+    }
+  }
+  return out;
+}
