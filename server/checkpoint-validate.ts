@@ -55,6 +55,17 @@ export class EvaluatorBusyError extends Error {
   override name = 'EvaluatorBusyError';
 }
 
+/** Floats copied between yields to the event loop (16 MiB, a few ms). */
+const COPY_SLICE = 4 << 20;
+
+/** dst.set(src) in slices that yield to the event loop between them. */
+async function copyYielding(dst: Float32Array, src: Float32Array): Promise<void> {
+  for (let off = 0; off < src.length; off += COPY_SLICE) {
+    if (off > 0) await new Promise<void>((r) => setImmediate(r));
+    dst.set(src.subarray(off, off + COPY_SLICE), off);
+  }
+}
+
 /** Worker threads for one evaluation by default: every core but one (for the event loop), at most 8. */
 export function defaultEvalThreads(): number {
   return Math.max(1, Math.min(8, availableParallelism() - 1));
@@ -130,9 +141,11 @@ export class CheckpointEvaluator {
     this.running = workers;
     try {
       const val = this.valTokens(run);
-      // A copy the workers share (the caller's array is the upload's, and may be reused).
+      // A copy the workers share (the caller's array is the upload's, and may be reused), made in
+      // slices: a whole `base` φ (184 MiB) in one go held the event loop for 75 ms.
       const shared = new Float32Array(new SharedArrayBuffer(phi.byteLength));
-      shared.set(phi);
+      await copyYielding(shared, phi);
+      if (this.isClosed) throw new Error('the coordinator is closing');
       const req: EvalRequest = { model: run.model, train, val, phi: shared, batches };
       const parts = Array.from({ length: k }, (_, i) => {
         const from = Math.floor((i * sequences) / k), to = Math.floor(((i + 1) * sequences) / k);
