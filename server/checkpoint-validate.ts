@@ -142,7 +142,7 @@ export class CheckpointEvaluator {
     try {
       const val = this.valTokens(run);
       // A copy the workers share (the caller's array is the upload's, and may be reused), made in
-      // slices: a whole `base` φ (184 MiB) in one go held the event loop for 75 ms.
+      // slices: a whole `base` φ (184 MiB) in one go held the event loop for 80 ms or more.
       const shared = new Float32Array(new SharedArrayBuffer(phi.byteLength));
       await copyYielding(shared, phi);
       if (this.isClosed) throw new Error('the coordinator is closing');
