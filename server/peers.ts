@@ -40,7 +40,8 @@ import { OffenderEventData } from '../src/protocol/events.ts';
 import type { SessionSigner } from './auth.ts';
 import type { RunStore } from './runs.ts';
 import type { MetricsStore, ReportRow } from './metrics.ts';
-import { maxStepNow, reportError } from './report-bounds.ts';
+import { reportError } from './report-bounds.ts';
+import { maxStepNow } from '../src/protocol/state-frame.ts';
 import { OpenCounter, RateBudget, addressKey } from './address-budget.ts';
 import type { EventLog } from './events.ts';
 import type { LiveHub } from './live.ts';
@@ -695,6 +696,7 @@ export class PeerHub {
       heartbeatMs: this.o.heartbeatMs,
       limits: { maxMessageBytes: this.o.limits.maxMessageBytes, messagesPerSecond: this.o.limits.messagesPerSecond, burst: this.o.limits.burst },
       ice: this.issueIce(c, peerId, now),
+      stepBase: c.stepBase,
     });
     this.d.events.append(runId, 'peer-joined', peerId, { replica, resumed, client: msg.client ?? null });
     this.d.logger.info({ peer: peerId, run: runId, replica, resumed }, 'peer joined');

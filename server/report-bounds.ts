@@ -6,11 +6,8 @@
 // time (a client's clock is not trusted at all), so these bounds use only the server's clock.
 import { buildLayout } from '../src/model/layout.ts';
 import type { ReportFields, RunInfo, WireLoss } from '../src/protocol/messages.ts';
+import { MAX_STEPS_PER_S, maxStepNow } from '../src/protocol/state-frame.ts';
 
-/** Fastest inner loop any device could run on any preset (steps per second): far above real GPUs. */
-export const MAX_STEPS_PER_S = 1000;
-/** Steps a report may be ahead of the bound besides the rate (a round finishes after the check). */
-export const STEP_SLACK = 100;
 /** A cross-entropy over 256 bytes starts near ln 256 = 5.5; below this or above the max it is not a loss. */
 export const MIN_LOSS = 1e-4;
 export const MAX_LOSS = 1e4;
@@ -46,12 +43,6 @@ function paramCount(run: RunInfo): number {
 function lossError(name: string, v: WireLoss): string | null {
   if (v === null || typeof v === 'string') return null; // null, or "NaN"/"Infinity": the dashboard's alert
   return v >= MIN_LOSS && v <= MAX_LOSS ? null : `${name} ${v} is outside [${MIN_LOSS}, ${MAX_LOSS}], no cross-entropy this model can have`;
-}
-
-/** The furthest step this peer could have reached by `now`: also the bound on its checkpoint uploads. */
-export function maxStepNow(x: Pick<ReportContext, 'now' | 'joinedAt' | 'stepBase'>): number {
-  const sinceJoin = Math.max(0, x.now - x.joinedAt) / 1000;
-  return x.stepBase + Math.ceil(sinceJoin * MAX_STEPS_PER_S) + STEP_SLACK;
 }
 
 /** Null when the report could be true; otherwise what is impossible about it. */

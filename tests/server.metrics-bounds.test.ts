@@ -6,7 +6,7 @@
 // 64-bit integer (rows a coordinator without these bounds accepted).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tableCounts } from '../server/db.ts';
-import { MAX_STEPS_PER_S, STEP_SLACK } from '../server/report-bounds.ts';
+import { MAX_STEPS_PER_S, STEP_SLACK } from '../src/protocol/state-frame.ts';
 import { RawPeer, report, startServer, until, type TestServer } from './support/coordinator.ts';
 import { FakeClock } from './support/fake-clock.ts';
 import { ABSURD_REPORTS, insertOverflowRows } from './support/attacks.ts';

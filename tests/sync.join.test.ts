@@ -2,9 +2,9 @@
 // client: the order live peer -> checkpoint -> fresh, what is skipped (and why), the wait
 // settings, and what newcomers and checkpoint requests are served.
 import { describe, expect, it } from 'vitest';
-import { decodeStateFrame, encodeStateFrame, type StateFrame } from '../src/protocol/state-frame.ts';
+import { decodeStateFrame, encodeStateFrame, MAX_STEPS_PER_S, STEP_SLACK, type StateFrame } from '../src/protocol/state-frame.ts';
 import type { Logger } from '../src/sync/components.ts';
-import { joinRunState, serveRunState, type ServedState } from '../src/sync/join.ts';
+import { joinRunState, serveRunState, welcomeMaxStep, type ServedState } from '../src/sync/join.ts';
 import type { BootState, StateProvider } from '../src/sync/types.ts';
 import { checkState, type StateCheck } from '../src/sync/state-check.ts';
 import type { StateProvider as CheckpointProvider } from '../src/sync/signaling-client.ts';
@@ -134,6 +134,32 @@ describe('joinRunState checks every source before adopting it', () => {
       expect(got).toEqual({ source: 'fresh', state: null });
       expect(log.warnings.join('; '), why.source).toMatch(why);
     }
+  });
+});
+
+describe('a state beyond the coordinator\'s bound on this peer\'s steps', () => {
+  it('is refused from a peer and from a checkpoint; the bound grows from the welcome\'s stepBase at MAX_STEPS_PER_S', async () => {
+    let t = 5000;
+    const bound = (receivedAt: number) => welcomeMaxStep({ stepBase: 1000 }, receivedAt, () => t)!;
+    // The coordinator would accept reports up to stepBase + STEP_SLACK now: 1000 + 100.
+    const peer: BootState = { from: 'p-1', phi: vec(1), momentum: vec(0), outerRound: 20, innerStep: 1101 };
+    const log = recorder();
+    const got = await joinRunState(new FakeMesh(peer), new FakeClient(checkpoint({ step: 1200, round: 24 })), {
+      runId: 'r1', floats: FLOATS, others: 1, logger: log, maxStep: bound(5000),
+    });
+    expect(got).toEqual({ source: 'fresh', state: null });
+    expect(log.warnings.join('; ')).toMatch(/state from the newest checkpoint is at step 1200, beyond any this run has reached \(the coordinator's bound is 1100\)/);
+    // At the bound it is taken; a second after the welcome the bound is MAX_STEPS_PER_S higher.
+    const at = await joinRunState(new FakeMesh({ ...peer, innerStep: 1100 }), new FakeClient(), { runId: 'r1', floats: FLOATS, others: 1, maxStep: bound(5000) });
+    expect(at.source).toBe('peer');
+    t = 6000;
+    const later = await joinRunState(new FakeMesh({ ...peer, innerStep: 1100 + MAX_STEPS_PER_S }), new FakeClient(), { runId: 'r1', floats: FLOATS, others: 1, maxStep: bound(5000) });
+    expect(later.source).toBe('peer');
+    await expect(checkState({ ...peer, innerStep: 1100 + 2 * MAX_STEPS_PER_S }, { floats: FLOATS, maxStep: bound(5000) }, 'p-1'))
+      .rejects.toThrow(/is at step 3100, beyond any this run has reached/);
+    // A coordinator that sent no stepBase: no bound.
+    expect(welcomeMaxStep({}, 0)).toBeUndefined();
+    expect(STEP_SLACK).toBe(100);
   });
 });
 

@@ -94,6 +94,24 @@ describe('a newcomer that cannot be poisoned or crashed', () => {
     expect(served.get(worse)).toBe(1);
   });
 
+  it('refuses a live peer whose good φ carries a step the coordinator would never accept from it, and keeps reporting', async () => {
+    // φ as good as the checkpoint's, counters within what the wire allows (step 2^31 - 1), but no
+    // peer of this run can be that far: a newcomer that took them would train at the schedule's
+    // last rate, and every report of it would be refused as impossible until it was closed.
+    const run = await newRun('poison-step');
+    const good = honestState(run, 60);
+    await s.c.checkpoints.save(run, { ...good, meta: { ...good.meta, valLoss: valLoss(run, good.phi) } }, null, Date.now(), stateCheckBatchCount(run.model, run.train));
+    const liar = await rogue(run, { phi: good.phi, momentum: good.momentum, outerRound: 1000, innerStep: 2 ** 31 - 1 });
+    const rejected = s.c.hub.stats.rejected;
+    const { joined, summary, rounds } = await newcomer('poison-step', 2);
+    expect(served.get(liar)).toBe(1);
+    expect(joined.source).toBe('checkpoint');
+    expect(summary).toMatchObject({ joinedFrom: 'checkpoint', rounds: 2, reason: 'limit reached' });
+    expect(rounds.map((r) => r.report.step)).toEqual([good.meta.step + run.train.H, good.meta.step + 2 * run.train.H]);
+    // The coordinator took its reports: none was refused.
+    expect(s.c.hub.stats.rejected).toBe(rejected);
+  });
+
   it('refuses a bad checkpoint (round 2^53 - 1, garbage φ) with no live peer, starts fresh and keeps training', async () => {
     const run = await newRun('poison-ckpt');
     const good = honestState(run, 0);

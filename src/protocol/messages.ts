@@ -321,6 +321,12 @@ const WelcomeMsg = strict({
   limits: strict({ maxMessageBytes: count, messagesPerSecond: count, burst: count }),
   /** ICE servers for this peer's WebRTC links (STUN, TURN with short-lived credentials). */
   ice: Type.Optional(WireIce),
+  /**
+   * The furthest inner step this peer could start from now (the newest checkpoint's, any live
+   * peer's reported step, its own earlier reports): its reports are judged by maxStepNow from
+   * here, so it adopts no bootstrap state beyond that bound (src/sync/state-check.ts).
+   */
+  stepBase: Type.Optional(count),
 });
 export type WelcomeMsg = Static<typeof WelcomeMsg>;
 const ErrorMsg = strict({

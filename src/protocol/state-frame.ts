@@ -53,6 +53,24 @@ export const MAX_STATE_COUNTER = 2 ** 31;
  */
 export const STATE_LOSS_MARGIN = 0.5;
 
+/** Fastest inner loop any device could run on any preset (steps per second): far above real GPUs. */
+export const MAX_STEPS_PER_S = 1000;
+/** Steps a report may be ahead of the bound besides the rate (a round finishes after the check). */
+export const STEP_SLACK = 100;
+
+/**
+ * The furthest inner step a peer could have reached by `now` (ms): from `stepBase`, the furthest
+ * step it could have started from when it joined at `joinedAt` (the run's newest checkpoint, any
+ * live peer's reported step, its own earlier reports), at MAX_STEPS_PER_S. The coordinator
+ * refuses a report or a checkpoint upload past it (server/report-bounds.ts); the welcome gives a
+ * newcomer its `stepBase`, so the newcomer refuses a bootstrap state past it too, since none of
+ * its reports from there would be accepted (src/sync/state-check.ts).
+ */
+export function maxStepNow(x: { now: number; joinedAt: number; stepBase: number }): number {
+  const sinceJoin = Math.max(0, x.now - x.joinedAt) / 1000;
+  return x.stepBase + Math.ceil(sinceJoin * MAX_STEPS_PER_S) + STEP_SLACK;
+}
+
 /** Null when a state's counters could be true; otherwise what is wrong with them. */
 export function stateCounterError(c: { step: number; round: number }): string | null {
   for (const [name, v] of [['step', c.step], ['round', c.round]] as const) {

@@ -4,7 +4,7 @@
 // starts fresh (φ_0 from the run's seed). From then on it answers newcomers (mesh) and the
 // coordinator's checkpoint requests (signaling) with the state of its LAST OUTER STEP: φ and m
 // only change there, so a snapshot never holds a half-finished inner loop.
-import type { StateFrame } from '../protocol/state-frame.ts';
+import { maxStepNow, type StateFrame } from '../protocol/state-frame.ts';
 import { silentLogger, type Logger } from './components.ts';
 import type { Mesh } from './mesh.ts';
 import { joinRun, type JoinSource } from './replica.ts';
@@ -38,10 +38,23 @@ export interface RunJoinOptions {
   measure?: (s: Omit<BootState, 'from'>) => Promise<number>;
   /** maxStateLoss(the coordinator's loss of its newest accepted checkpoint, vocab). */
   maxLoss?: number;
+  /** The furthest inner step the coordinator would accept from this peer now (welcomeMaxStep). */
+  maxStep?: () => number;
   logger?: Logger;
 }
 
 export const DEFAULT_BOOTSTRAP_TIMEOUT_MS = 15_000;
+
+/**
+ * RunJoinOptions.maxStep from a welcome: maxStepNow from its `stepBase`, on this machine's clock
+ * from when the welcome arrived (`receivedAt`, performance.now()). Undefined when the coordinator
+ * sent none.
+ */
+export function welcomeMaxStep(welcome: { stepBase?: number }, receivedAt: number, now: () => number = () => performance.now()): (() => number) | undefined {
+  const stepBase = welcome.stepBase;
+  if (stepBase === undefined) return undefined;
+  return () => maxStepNow({ now: now(), joinedAt: receivedAt, stepBase });
+}
 
 /**
  * Where this peer's starting state comes from: a live peer, else the newest checkpoint, else
@@ -63,7 +76,10 @@ export function joinRunState(
     // yet'), and waiting out the timeout for a peer that is not there helps nobody.
     tries: Math.max(1, Math.min(3, o.others)),
     // Every source is checked before adoption: sizes, finite values, counters, and its measured loss.
-    check: { floats: o.floats, ...(o.measure && o.maxLoss !== undefined ? { measure: o.measure, maxLoss: o.maxLoss } : {}) },
+    check: {
+      floats: o.floats, ...(o.maxStep ? { maxStep: o.maxStep } : {}),
+      ...(o.measure && o.maxLoss !== undefined ? { measure: o.measure, maxLoss: o.maxLoss } : {}),
+    },
     onRefused: (source, err) => log.warn(`the ${source} failed the newcomer's checks (${err.message}); starting fresh`),
     checkpoint: async () => {
       let f: StateFrame | null;

@@ -1,7 +1,8 @@
 // What a newcomer checks before it adopts a bootstrap state, a live peer's or the newest
 // checkpoint's (docs/design.md section 3, "Joining mid-run"): the sizes, every float finite,
 // counters a replica can go on from (src/protocol/state-frame.ts stateCounterError: never a
-// round at 0xffffffff that overflows on the next exchange), and, when the caller can measure
+// round at 0xffffffff that overflows on the next exchange; and no step beyond the coordinator's
+// bound on this peer's reports, maxStepNow from the welcome's stepBase), and, when the caller can measure
 // one, the state's validation loss on the run's fixed windows at most `maxLoss` (the
 // coordinator's own measurement of its newest accepted checkpoint plus STATE_LOSS_MARGIN,
 // maxStateLoss). A failing source is a StateCheckError naming why; the caller tries the next.
@@ -22,6 +23,12 @@ export interface StateCheck {
   measure?: (s: Candidate) => Promise<number>;
   /** The worst validation loss a state may have (maxStateLoss). Ignored without `measure`. */
   maxLoss?: number;
+  /**
+   * The furthest inner step a state may carry: what the coordinator would accept from this peer
+   * now (maxStepNow from the welcome's stepBase). A state beyond it would have every report of
+   * ours refused as impossible, and ourselves closed for it.
+   */
+  maxStep?: () => number;
 }
 
 /** Resolves when `s` may be adopted; rejects with StateCheckError saying what is wrong. */
@@ -32,6 +39,10 @@ export async function checkState(s: Candidate, c: StateCheck, source: string): P
   if (!allFinite(s.phi) || !allFinite(s.momentum)) throw new StateCheckError(`state from ${source} has non-finite values`);
   const counters = stateCounterError({ step: s.innerStep, round: s.outerRound });
   if (counters) throw new StateCheckError(`state from ${source}: ${counters}`);
+  const maxStep = c.maxStep?.();
+  if (maxStep !== undefined && s.innerStep > maxStep) {
+    throw new StateCheckError(`state from ${source} is at step ${s.innerStep}, beyond any this run has reached (the coordinator's bound is ${maxStep})`);
+  }
   if (!c.measure || c.maxLoss === undefined) return;
   let loss: number;
   try {

@@ -13,7 +13,7 @@ import { silentLogger, type Logger } from '../sync/components.ts';
 import { createMesh, type Mesh } from '../sync/mesh.ts';
 import { compressionForRun } from '../sync/compress.ts';
 import type { RtcImplementation } from '../sync/links.ts';
-import { joinRunState, serveRunState } from '../sync/join.ts';
+import { joinRunState, serveRunState, welcomeMaxStep } from '../sync/join.ts';
 import type { JoinSource } from '../sync/replica.ts';
 import { SignalingClient, memorySessionStore, type SessionStore, type WebSocketCtor } from '../sync/signaling-client.ts';
 import type { BootState, ExchangeResult } from '../sync/types.ts';
@@ -232,9 +232,10 @@ class HeadlessVolunteer implements Volunteer {
       let source: JoinSource;
       try {
         welcome = await this.awaitWelcome();
+        const welcomedAt = performance.now();
         this.summary.peerId = welcome.peerId;
         this.summary.run = welcome.run.id;
-        source = await this.prepare(welcome);
+        source = await this.prepare(welcome, welcomedAt);
       } catch (err) {
         joinedReject(err);
         throw err;
@@ -268,8 +269,11 @@ class HeadlessVolunteer implements Volunteer {
     });
   }
 
-  /** Data, trainer, mesh, initial state; returns where the state came from. */
-  private async prepare(welcome: WelcomeMsg): Promise<JoinSource> {
+  /**
+   * Data, trainer, mesh, initial state; returns where the state came from. `welcomedAt`: when the
+   * welcome arrived (performance.now()), where the coordinator's bound on our steps starts.
+   */
+  private async prepare(welcome: WelcomeMsg, welcomedAt: number): Promise<JoinSource> {
     const { run, assignment } = welcome;
     const data = await downloadAssignment(this.opts.url, assignment, this.c.fetch);
     this.log.info('data verified', { train: data.train.length, val: data.val.length });
@@ -292,8 +296,11 @@ class HeadlessVolunteer implements Volunteer {
     /** The φ last loaded to be measured (undefined: none): adopting it needs no second load. */
     let inTrainer: Float32Array | undefined;
     const maxLoss = maxStateLoss(welcome.checkpoint?.valLoss ?? null, run.model.vocab);
+    // No state our reports could not go on from: the coordinator would refuse every one of them.
+    const maxStep = welcomeMaxStep(welcome, welcomedAt);
     const joined = await joinRunState(this.mesh, this.signaling, {
       runId: run.id, floats, others, timeoutMs: this.settings.bootstrapTimeoutMs, logger: this.log, maxLoss,
+      ...(maxStep ? { maxStep } : {}),
       measure: async (s) => {
         inTrainer = s.phi;
         await backend.load({ phi: s.phi, momentum: s.momentum, innerStep: s.innerStep });

@@ -11,7 +11,7 @@ import { schemaProblem } from '../../protocol/check.ts';
 import { lossToWire, type RunInfo, type WelcomeMsg } from '../../protocol/messages.ts';
 import { maxStateLoss } from '../../protocol/state-frame.ts';
 import { consoleLogger, type Logger } from '../../sync/components.ts';
-import { joinRunState, serveRunState } from '../../sync/join.ts';
+import { joinRunState, serveRunState, welcomeMaxStep } from '../../sync/join.ts';
 import type { Mesh } from '../../sync/mesh.ts';
 import { SignalingClient, type SessionStore, type WebSocketCtor } from '../../sync/signaling-client.ts';
 import type { GpuProbe, MeshPort, RunSummary, SessionStart, TrainerPort, VolunteerBackend, VolunteerSession } from '../ports.ts';
@@ -112,9 +112,11 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
     let pairWaitFrac: number | null = null;
     const offConfig = signaling.on('config', (r) => { pairWaitFrac = r.pairWaitFrac; });
     const offPeers = () => { offPeersList(); offConfig(); };
+    /** When the welcome arrived: the coordinator's bound on our steps starts there. */
+    let welcomedAt = 0;
     const welcome = await new Promise<WelcomeMsg>((resolve, reject) => {
       const offs = [
-        signaling.on('welcome', (w) => { offs.forEach((o) => o()); others = w.peers.filter((p) => p !== w.peerId); resolve(w); }),
+        signaling.on('welcome', (w) => { offs.forEach((o) => o()); welcomedAt = performance.now(); others = w.peers.filter((p) => p !== w.peerId); resolve(w); }),
         signaling.on('stopped', (e) => { offs.forEach((o) => o()); reject(new Error(`the coordinator refused this volunteer: ${e.reason}`)); }),
       ];
       signaling.start();
@@ -135,9 +137,12 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
       let fresh: Awaited<ReturnType<TrainerPort['outerState']>> | undefined;
       /** The φ last loaded to be measured (undefined: none): adopting it needs no second load. */
       let inTrainer: Float32Array | undefined;
+      const maxStep = welcomeMaxStep(welcome, welcomedAt);
       const joined = await joinRunState(mesh, signaling, {
         runId: run.id, floats, others: others.length, timeoutMs: this.init.bootstrapTimeoutMs, logger: log,
         maxLoss: maxStateLoss(welcome.checkpoint?.valLoss ?? null, run.model.vocab),
+        // No state our reports could not go on from: the coordinator would refuse every one of them.
+        ...(maxStep ? { maxStep } : {}),
         measure: async (c) => {
           fresh ??= await t0.outerState();
           inTrainer = c.phi;
