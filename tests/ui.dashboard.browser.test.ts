@@ -152,6 +152,11 @@ describe('dashboard', () => {
     await page.locator('murmur-samples pre').filter({ hasText: 'step 100' }).waitFor();
     expect(await page.locator('murmur-samples [data-sample-step]').innerText()).toBe('100');
     expect(await page.locator('murmur-checkpoints a[data-download="checkpoint"]').count()).toBe(3);
+    // A loss the coordinator did not measure is not shown as one: its claim is only in the title.
+    expect(await page.locator('murmur-checkpoints [data-checkpoint="c-500"] [data-loss]').innerText()).toBe('2.500');
+    const claimed = page.locator('murmur-checkpoints [data-checkpoint="c-300"] [data-loss]');
+    expect(await claimed.innerText()).toBe('not measured');
+    expect(await claimed.locator('span').getAttribute('title')).toBe('claimed 0.020 by its peer; not measured by the coordinator');
   });
 
   it('shows every peer-supplied string as text, never as markup', async () => {

@@ -65,12 +65,14 @@ describe('coordinator dashboard source', () => {
   it('maps the run, checkpoints (with download URLs) and history', async () => {
     const { fetch } = jsonFetch({
       '/api/runs/default': () => ({ ...RUN, livePeers: 2, embedSites: [] }),
-      '/api/runs/default/checkpoints': () => ({ checkpoints: [checkpoint], pending: null }),
+      '/api/runs/default/checkpoints': () => ({ checkpoints: [checkpoint, { ...checkpoint, id: 'c-2', valBatches: 4 }], pending: null }),
       '/api/runs/default/metrics': () => page([point(10), point(20, { trainLoss: 'NaN' })]),
     });
     const s = new CoordinatorDashboardSource({ baseUrl: 'http://c.test', runId: 'default', fetch });
     expect(await s.run()).toMatchObject({ id: 'default', tokensPerStep: RUN.train.batch * RUN.train.seqLen, H: RUN.train.H, livePeers: 2 });
-    const [ck] = await s.checkpoints();
+    const [ck, measured] = await s.checkpoints();
+    // A loss without valBatches is a claim an older coordinator stored; with them, its measurement.
+    expect([ck!.measured, measured!.measured]).toEqual([false, true]);
     expect(ck).toMatchObject({
       fileUrl: 'http://c.test/api/runs/default/checkpoints/c-1/file',
       exportUrl: 'http://c.test/api/runs/default/checkpoints/c-1/export/model.safetensors',
@@ -185,7 +187,7 @@ describe('the dashboard on a coordinator that sends malformed frames (issue 16)'
   async function dashboard(stored: unknown[] = []) {
     const { fetch } = jsonFetch({
       '/api/runs/default': () => ({ ...RUN, livePeers: 2, embedSites: [] }),
-      '/api/runs/default/checkpoints': () => ({ checkpoints: [checkpoint], pending: null }),
+      '/api/runs/default/checkpoints': () => ({ checkpoints: [checkpoint, { ...checkpoint, id: 'c-2', valBatches: 4 }], pending: null }),
       '/api/runs/default/metrics': () => page([point(10)]),
       '/api/runs/default/events': () => ({ events: stored }),
     });

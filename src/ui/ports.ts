@@ -210,6 +210,11 @@ export interface CheckpointItem {
   step: number;
   round: number;
   valLoss: number | null;
+  /**
+   * Whether valLoss is the coordinator's own measurement. False: the uploading peer's claim that
+   * an older coordinator stored, not yet measured (or worse than guessing when measured).
+   */
+  measured: boolean;
   tokens: number;
   peerId: string | null;
   bytes: number;

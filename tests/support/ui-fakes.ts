@@ -282,7 +282,7 @@ export function fakeReport(i: number, step: number, t: number, over: Partial<Met
 export function fakeCheckpoint(step: number, createdAt: number): CheckpointItem {
   const id = `c-${step}`;
   return {
-    id, step, round: step / 50, valLoss: 2.5, tokens: step * 1024, peerId: 'p-0000000000000000', bytes: 8_200_000, createdAt,
+    id, step, round: step / 50, valLoss: 2.5, measured: true, tokens: step * 1024, peerId: 'p-0000000000000000', bytes: 8_200_000, createdAt,
     fileUrl: `/api/runs/default/checkpoints/${id}/file`, exportUrl: `/api/runs/default/checkpoints/${id}/export/model.safetensors`,
     exportConfigUrl: `/api/runs/default/checkpoints/${id}/export/config.json`,
   };

@@ -94,7 +94,7 @@ export class CoordinatorDashboardSource implements DashboardSource {
   async checkpoints(): Promise<CheckpointItem[]> {
     const r = await this.get('/checkpoints', CheckpointList);
     return r.checkpoints.map((c) => ({
-      id: c.id, step: c.step, round: c.round, valLoss: c.valLoss, tokens: c.tokens, peerId: c.peerId, bytes: c.bytes, createdAt: c.createdAt,
+      id: c.id, step: c.step, round: c.round, valLoss: c.valLoss, measured: c.valBatches !== undefined, tokens: c.tokens, peerId: c.peerId, bytes: c.bytes, createdAt: c.createdAt,
       fileUrl: this.url(`/checkpoints/${encodeURIComponent(c.id)}/file`),
       exportUrl: this.url(`/checkpoints/${encodeURIComponent(c.id)}/export/model.safetensors`),
       exportConfigUrl: this.url(`/checkpoints/${encodeURIComponent(c.id)}/export/config.json`),

@@ -69,7 +69,8 @@ export class CheckpointList extends Part {
         <thead><tr><th scope="col">Step</th><th scope="col" class="num">Outer step</th><th scope="col" class="num">Val. loss</th>
           <th scope="col" class="num">Tokens</th><th scope="col">Saved</th><th scope="col" class="num">Size</th><th scope="col">Download</th></tr></thead>
         <tbody>${list.map((k) => html`<tr data-checkpoint=${k.id}>
-          <td>${k.step}</td><td class="num">${k.round}</td><td class="num">${formatLoss(k.valLoss)}</td>
+          <td>${k.step}</td><td class="num">${k.round}</td><td class="num" data-loss>${k.measured ? formatLoss(k.valLoss)
+            : html`<span class="muted" title=${`claimed ${formatLoss(k.valLoss)} by its peer; not measured by the coordinator`}>not measured</span>`}</td>
           <td class="num">${formatCount(k.tokens)}</td><td>${new Date(k.createdAt).toLocaleString()}</td><td class="num">${formatBytes(k.bytes)}</td>
           <td>
             <a href=${k.fileUrl} download=${`${k.id}.safetensors`} data-download="checkpoint"

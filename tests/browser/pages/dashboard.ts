@@ -14,6 +14,8 @@ for (let t = now - 600_000; t <= now - 10_000; t += 10_000, step += 10) {
   for (let i = 0; i < peers; i++) source.historyRows.push(fakeReport(i, step, t + i * 7));
 }
 source.checkpointRows = [100, 300, 500].map((s, k) => fakeCheckpoint(s, now - 400_000 + k * 150_000));
+// One an older coordinator stored with its peer's claim, not measured yet.
+source.checkpointRows[1] = { ...source.checkpointRows[1]!, valLoss: 0.02, measured: false };
 // Stored run events: the run, every peer joining, each checkpoint saved.
 source.eventRows.push(fakeEvent('run-created', now - 600_000, null, { run: { preset: 'tiny', dataset: 'moby-dick' } }));
 for (let i = 0; i < peers; i++) {
