@@ -174,11 +174,21 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     intervalMs: o.checkpointEveryMs, requestTimeoutMs: o.stateRequestTimeoutMs,
   });
   const evaluator = new CheckpointEvaluator(datasets, o.evalThreads !== undefined ? { threads: o.evalThreads } : {});
+  // Checkpoints an older coordinator stored with a peer's claimed loss, or whose loss was measured
+  // on other windows (a run whose batch or sequence length changed), are measured in the
+  // background, one pass after another, and offered only once measured.
+  let remeasuring: Promise<RemeasureResult> = Promise.resolve({ measured: 0, refused: 0 });
+  const remeasure = (): Promise<RemeasureResult> => (remeasuring = remeasuring.then(() => remeasureCheckpoints({ runs, checkpoints, evaluator, logger: app.log }))
+    .catch((err: Error) => {
+      app.log.error({ err: err.message }, 'measuring stored checkpoints again failed; those not measured stay unoffered');
+      return { measured: 0, refused: 0 };
+    }));
+  const remeasured = remeasure();
 
   await app.register(websocket, {
     options: { maxPayload: hubOptions.limits.maxMessageBytes },
   });
-  const ctx: AppContext = { app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, datasets, signer, adminToken: admin.value, clock };
+  const ctx: AppContext = { app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, remeasure, datasets, signer, adminToken: admin.value, clock };
   registerSecurityHeaders(app, (run) => runs.embedSites(run));
   app.get('/health', { schema: {} }, async () => ({ ok: true, peers: hub.connectionCount(), time: clock.now() }));
   // Operators check a deployment's TURN with credentials of their own (`murmur ice-check`).
@@ -198,16 +208,10 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     hub.shutdown();
     live.close();
   });
-  // Checkpoints an older coordinator stored with a peer's claimed loss (or a loss on other
-  // windows) are measured now, in the background, and offered only once measured.
-  const remeasured = remeasureCheckpoints({ runs, checkpoints, evaluator, logger: app.log }).catch((err: Error) => {
-    app.log.error({ err: err.message }, 'measuring stored checkpoints again failed; those not measured stay unoffered');
-    return { measured: 0, refused: 0 };
-  });
   app.addHook('onClose', async () => {
     scheduler.stop();
     await evaluator.close();
-    await remeasured;
+    await remeasuring;
     metrics.flush();
   });
   scheduler.start();

@@ -52,20 +52,25 @@ export async function remeasureCheckpoints(d: RemeasureDeps, retryMs = 1000): Pr
           loss = await d.evaluator.measure(run, loaded.phi, batches);
         } catch (err) {
           if (d.evaluator.closed) return out;
-          if (!(err instanceof EvaluatorBusyError)) throw err;
-          await new Promise((r) => setTimeout(r, retryMs));
+          if (err instanceof EvaluatorBusyError) { await new Promise((r) => setTimeout(r, retryMs)); continue; }
+          // Its run cannot be measured (no validation file, too short a text): this one stays
+          // unoffered, and the other runs' checkpoints are still measured.
+          out.refused++;
+          d.logger.warn({ run: run.id, checkpoint: info.id, err: (err as Error).message }, 'checkpoint not offered: it could not be measured');
+          break;
         }
       }
-      // Pruned meanwhile (a newer upload arrived), or the coordinator closed: nothing to record.
+      if (loss === null) continue;
+      // The coordinator closed meanwhile: nothing to record (the database goes next).
       if (d.evaluator.closed) return out;
-      if (!d.checkpoints.get(run.id, info.id)) continue;
       const bad = measuredLossError(loss, null, run.model.vocab);
       if (bad) {
         out.refused++;
         d.logger.warn({ run: run.id, checkpoint: info.id, claimed: info.valLoss, reason: bad }, 'checkpoint not offered: it measures no better than guessing');
         continue;
       }
-      await d.checkpoints.remeasured(info, loss, batches, loaded);
+      // Null: pruned by a newer upload, withdrawn or deleted meanwhile; nothing is left of it.
+      if (!await d.checkpoints.remeasured(info, loss, batches, loaded)) continue;
       out.measured++;
       d.logger.info({ run: run.id, checkpoint: info.id, claimed: info.valLoss, valLoss: loss, valBatches: batches }, 'checkpoint measured again');
     }

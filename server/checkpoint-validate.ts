@@ -147,21 +147,26 @@ export class CheckpointEvaluator {
       await copyYielding(shared, phi);
       if (this.isClosed) throw new Error('the coordinator is closing');
       const req: EvalRequest = { model: run.model, train, val, phi: shared, batches };
-      const parts = Array.from({ length: k }, (_, i) => {
+      const parts: Promise<number[]>[] = [];
+      for (let i = 0; i < k; i++) {
         const from = Math.floor((i * sequences) / k), to = Math.floor(((i + 1) * sequences) / k);
         const w = new Worker(new URL('./checkpoint-eval-worker.ts', import.meta.url), {
           workerData: { murmurEval: true },
           execArgv: ['--import', new URL('../scripts/node-register.mjs', import.meta.url).href],
         });
         workers.push(w);
-        return new Promise<number[]>((resolve, reject) => {
+        const part = new Promise<number[]>((resolve, reject) => {
           w.once('message', (reply: EvalReply) => (reply.ok ? resolve(reply.losses) : reject(new Error(`evaluation failed: ${reply.error}`))));
           w.once('error', reject);
           w.once('exit', (code) => reject(new Error(`the evaluation worker exited with code ${code} before answering`)));
           const slice: EvalSlice = { ...req, from, to };
           w.postMessage(slice);
         });
-      });
+        // Handled now: if a later Worker cannot start, the ones already started are terminated
+        // below and their rejections must not go unhandled (that would end the process).
+        part.catch(() => {});
+        parts.push(part);
+      }
       const losses = (await Promise.all(parts)).flat();
       if (losses.length !== sequences) throw new Error(`evaluation returned ${losses.length} losses for ${sequences} sequences`);
       this.stats.evaluations++;

@@ -223,15 +223,37 @@ export class CheckpointStore {
   /**
    * Records the coordinator's measurement of a stored checkpoint (server/checkpoint-remeasure.ts):
    * its row, its `.json` and its bootstrap state frame carry the measured loss from now on. The
-   * safetensors file keeps the metadata it was saved with (its sha256 is the checkpoint's identity).
+   * safetensors file keeps the metadata it was saved with (its sha256 is the checkpoint's
+   * identity). Null, with nothing left behind, when the checkpoint was deleted before or while
+   * this ran (pruned by a newer upload, withdrawn, or by the admin).
    */
-  async remeasured(info: CheckpointInfo, valLoss: number, valBatches: number, l: LoadedCheckpoint): Promise<CheckpointInfo> {
+  async remeasured(info: CheckpointInfo, valLoss: number, valBatches: number, l: LoadedCheckpoint): Promise<CheckpointInfo | null> {
+    if (this.db.prepare('UPDATE checkpoints SET val_loss = ?, val_batches = ? WHERE id = ?').run(valLoss, valBatches, info.id).changes === 0) return null;
     const next: CheckpointInfo = { ...info, valLoss, valBatches };
     const dir = this.dir(info.runId);
-    await writeFileAtomicAsync(join(dir, DERIVED.state(info.id)), this.stateFrame(next, l.layout, l.phi, l.momentum), 0o644, false);
-    await writeFileAtomicAsync(join(dir, `${info.id}.json`), new TextEncoder().encode(JSON.stringify(next, null, 2) + '\n'));
-    this.db.prepare('UPDATE checkpoints SET val_loss = ?, val_batches = ? WHERE id = ?').run(valLoss, valBatches, info.id);
-    return next;
+    const written = [DERIVED.state(info.id), `${info.id}.json`];
+    // Written as the checkpoint's derivation: after one under way (whose frame would say the
+    // claimed loss), and a state download that finds no file waits for this one.
+    const before = this.deriving.get(info.id) ?? Promise.resolve();
+    const p: Promise<void> = before.catch(() => {}).then(async () => {
+      await writeFileAtomicAsync(join(dir, written[0]!), this.stateFrame(next, l.layout, l.phi, l.momentum), 0o644, false);
+      await writeFileAtomicAsync(join(dir, written[1]!), new TextEncoder().encode(JSON.stringify(next, null, 2) + '\n'));
+    }).finally(() => { if (this.deriving.get(info.id) === p) this.deriving.delete(info.id); });
+    this.deriving.set(info.id, p);
+    await p;
+    if (this.get(info.runId, info.id)) return next;
+    for (const f of written) {
+      try { unlinkSync(join(dir, f)); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; }
+    }
+    return null;
+  }
+
+  /**
+   * Marks every checkpoint of a run as not measured on its windows (its batch or sequence length
+   * changed): none is offered until measured again.
+   */
+  forgetMeasurements(runId: string): void {
+    this.db.prepare('UPDATE checkpoints SET val_batches = NULL WHERE run_id = ?').run(runId);
   }
 
   path(info: CheckpointInfo): string {

@@ -13,9 +13,12 @@ import type { LiveHub } from './live.ts';
 import type { MetricsStore } from './metrics.ts';
 import type { PeerHub } from './peers.ts';
 import type { RunStore } from './runs.ts';
+import type { RemeasureResult } from './checkpoint-remeasure.ts';
 
 export type AppContext = {
   app: FastifyInstance; db: Db; hub: PeerHub; runs: RunStore; metrics: MetricsStore; live: LiveHub; events: EventLog;
   checkpoints: CheckpointStore; scheduler: CheckpointScheduler; evaluator: CheckpointEvaluator; datasets: DatasetSource; signer: SessionSigner;
+  /** Starts one more pass of server/checkpoint-remeasure.ts (after any under way); resolves with its totals. */
+  remeasure: () => Promise<RemeasureResult>;
   adminToken: string; clock: Clock;
 };

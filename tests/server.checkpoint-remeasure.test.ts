@@ -4,14 +4,17 @@
 // in the background when it starts (server/checkpoint-remeasure.ts). Without that, a claimed
 // 0.02 would be every newcomer's bound (maxStateLoss), and every honest state would fail it.
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { measuredForRun } from '../server/checkpoints.ts';
+import { remeasureCheckpoints } from '../server/checkpoint-remeasure.ts';
+import { EvaluatorBusyError, type CheckpointEvaluator } from '../server/checkpoint-validate.ts';
+import type { RunStore } from '../server/runs.ts';
 import { stateCheckBatchCount } from '../src/data/sampler.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
 import { decodeStateFrame } from '../src/protocol/state-frame.ts';
-import { RawPeer, startServer, type TestServer } from './support/coordinator.ts';
+import { RawPeer, startServer, until, type TestServer } from './support/coordinator.ts';
 import { honestState, valLoss } from './support/states.ts';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'murmur-remeasure-'));
@@ -29,6 +32,20 @@ async function server(): Promise<TestServer> {
   return s;
 }
 
+/** A coordinator on a data dir of its own (closed after the tests). */
+async function fresh(): Promise<TestServer> {
+  const s = await startServer();
+  open.push(s);
+  return s;
+}
+
+/** A `micro` run on `s`, created through the admin API. */
+async function newRun(s: TestServer, id: string): Promise<RunInfo> {
+  const created = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id, dataset: 'moby-dick', preset: 'micro', train: { H: 10 } } });
+  expect(created.statusCode).toBe(201);
+  return created.json() as RunInfo;
+}
+
 async function welcomeCheckpoint(s: TestServer, run: string) {
   const { peer, welcome } = await RawPeer.join(s.wsUrl, { run });
   peers.push(peer);
@@ -39,9 +56,7 @@ describe('checkpoints stored by an older coordinator', () => {
   it('are offered only once measured: an honest one with its measured loss, never one worse than guessing', async () => {
     // The data dir an older coordinator left: two checkpoints with the peers' claims, no measurement.
     const first = await server();
-    const created = await first.c.app.inject({ method: 'POST', url: '/api/runs', headers: first.admin, payload: { id: 'legacy', dataset: 'moby-dick', preset: 'micro', train: { H: 10 } } });
-    expect(created.statusCode).toBe(201);
-    const run = created.json() as RunInfo;
+    const run = await newRun(first, 'legacy');
     const honest = honestState(run, 30);
     const garbage = honest.phi.map((_, i) => 3 * Math.sin(i * 12.9898));
     const older = await first.c.checkpoints.save(run, { ...honest, meta: { ...honest.meta, valLoss: 0.01 } }, 'p-old', 1000);
@@ -78,6 +93,69 @@ describe('checkpoints stored by an older coordinator', () => {
     open.length = 0;
     const again = await server();
     expect(await again.c.remeasured).toEqual({ measured: 0, refused: 1 });
+  });
+
+  it('waits while the evaluator is busy, goes on past a checkpoint it cannot measure, stops once the evaluator closes', async () => {
+    const s = await fresh();
+    const run = await newRun(s, 'legacy-2');
+    const st = honestState(run, 2);
+    const a = await s.c.checkpoints.save(run, { ...st, meta: { ...st.meta, valLoss: 0.01 } }, 'p-old', 1000);
+    const b = await s.c.checkpoints.save(run, { ...st, meta: { ...st.meta, step: 4, valLoss: 0.01 } }, 'p-old', 2000);
+    const logger = { info() {}, warn() {}, error() {} } as unknown as Parameters<typeof remeasureCheckpoints>[0]['logger'];
+    // Busy once, then 3.25 for b (the newest, measured first); a's run "has no validation file".
+    const calls: string[] = [];
+    let closed = false;
+    const evaluator = {
+      get closed() { return closed; },
+      async measure() {
+        calls.push('measure');
+        if (calls.length === 1) throw new EvaluatorBusyError('busy');
+        if (calls.length === 3) throw new Error('run legacy-2: dataset moby-dick has no validation file to measure on');
+        return 3.25;
+      },
+    } as unknown as CheckpointEvaluator;
+    const runs = { list: () => [run] } as unknown as RunStore;
+    expect(await remeasureCheckpoints({ runs, checkpoints: s.c.checkpoints, evaluator, logger }, 1)).toEqual({ measured: 1, refused: 1 });
+    expect(calls).toHaveLength(3);
+    expect(s.c.checkpoints.list('legacy-2').map((c) => [c.id, c.valLoss, c.valBatches])).toEqual([[b.id, 3.25, 4], [a.id, 0.01, undefined]]);
+    // A closed evaluator: nothing more is measured.
+    closed = true;
+    expect(await remeasureCheckpoints({ runs, checkpoints: s.c.checkpoints, evaluator, logger }, 1)).toEqual({ measured: 0, refused: 0 });
+    expect(calls).toHaveLength(3);
+  });
+
+  it('a checkpoint deleted while it was measured leaves no record or state file behind', async () => {
+    const s = await fresh();
+    const run = await newRun(s, 'legacy-3');
+    const st = honestState(run, 2);
+    const info = await s.c.checkpoints.save(run, { ...st, meta: { ...st.meta, valLoss: 0.01 } }, 'p-old', 1000);
+    const loaded = await s.c.checkpoints.load(info);
+    const dir = s.c.checkpoints.dir('legacy-3');
+    s.c.checkpoints.delete(info);
+    expect(await s.c.checkpoints.remeasured(info, 3.25, 4, loaded)).toBeNull();
+    expect(readdirSync(dir)).toEqual([]);
+    // Deleted during the writes: what they wrote is removed again.
+    const again = await s.c.checkpoints.save(run, { ...st, meta: { ...st.meta, valLoss: 0.01 } }, 'p-old', 2000);
+    const writing = s.c.checkpoints.remeasured(again, 3.25, 4, await s.c.checkpoints.load(again));
+    s.c.checkpoints.delete(again);
+    expect(await writing).toBeNull();
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('a run whose batch changes has its checkpoints measured again on the new windows', async () => {
+    const s = await fresh();
+    const run = await newRun(s, 'resized');
+    const st = honestState(run, 10);
+    const before = valLoss(run, st.phi);
+    const info = await s.c.checkpoints.save(run, { ...st, meta: { ...st.meta, valLoss: before } }, 'p-1', 1000, stateCheckBatchCount(run.model, run.train));
+    expect(s.c.checkpoints.current(run)?.id).toBe(info.id);
+    const patched = await s.c.app.inject({ method: 'PATCH', url: '/api/runs/resized', headers: s.admin, payload: { train: { batch: 4 } } });
+    expect(patched.statusCode).toBe(200);
+    const resized = s.c.runs.get('resized')!;
+    const after = valLoss(resized, st.phi);
+    expect(after).not.toBe(before);
+    await until(() => s.c.checkpoints.list('resized')[0]!.valLoss === after, 30_000, 'the checkpoint measured on the new windows');
+    expect(s.c.checkpoints.current(resized)).toMatchObject({ id: info.id, valLoss: after, valBatches: stateCheckBatchCount(resized.model, resized.train) });
   });
 
   it('a loss measured on other windows counts as not measured', () => {

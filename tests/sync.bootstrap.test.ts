@@ -96,19 +96,33 @@ describe('bootstrap from a live peer', () => {
 });
 
 describe('a newcomer that cannot be poisoned or crashed', () => {
+  /** A swarm whose peers serve `served` (null: nothing yet), and a newcomer linked to all; its offences. */
+  async function newcomerAmong(served: (Omit<BootState, 'from'> | null)[], seed: number) {
+    const s = (swarm = new Swarm({ n: served.length, transport: 'memory', elements: n, seed, init: { neighbours: { min: served.length, max: served.length + 1 } } }));
+    served.forEach((st, i) => s.peers[i]!.mesh.serveState(st ? () => st : null));
+    await s.connected(served.length - 1);
+    const joiner = s.add('newcomer');
+    await s.connected(served.length, 10_000, [joiner]);
+    const offences: string[] = [];
+    joiner.mesh.on('offence', (e) => offences.push(`${e.peer}:${e.code}`));
+    return { s, joiner, offences };
+  }
+
+  it('refuses a state past the coordinator\'s step bound without reporting its peer (the bound may be stale)', async () => {
+    // (tests/sync.join.test.ts: at the bound the state is taken.)
+    const { s, joiner, offences } = await newcomerAmong([{ ...state(0), outerRound: 1000, innerStep: 5000 }, null], 5);
+    let served = 0;
+    s.peers[0]!.mesh.on('state:served', () => { served++; });
+    expect(await joiner.mesh.bootstrap({ timeoutMs: 10_000, tries: 2, check: { floats: n, maxStep: () => 4999 } })).toBeNull();
+    expect(served).toBe(1);
+    expect(offences).toEqual([]);
+  });
+
   it('refuses a state whose round would overflow and one whose measured loss is too high, reports both, and joins from a good source', async () => {
-    const s = (swarm = new Swarm({ n: 3, transport: 'memory', elements: n, seed: 4, init: { neighbours: { min: 3, max: 4 } } }));
     const overflow = { ...state(0), outerRound: 0xffffffff, innerStep: 0xffffffff };
     const honest = state(1);
     const poisoned = { ...honest, phi: honest.phi.map((x) => -x) };
-    s.peers[0]!.mesh.serveState(() => overflow);
-    s.peers[1]!.mesh.serveState(() => poisoned);
-    s.peers[2]!.mesh.serveState(null);
-    await s.connected(2);
-    const joiner = s.add('newcomer');
-    await s.connected(3, 10_000, [joiner]);
-    const offences: string[] = [];
-    joiner.mesh.on('offence', (e) => offences.push(`${e.peer}:${e.code}`));
+    const { s, joiner, offences } = await newcomerAmong([overflow, poisoned, null], 4);
     // Stands in for the trainer's validation loss: the negated φ scores as badly as it did in the attack.
     const measured: number[] = [];
     const check = {

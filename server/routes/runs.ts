@@ -14,7 +14,7 @@ const EVENTS_QUERY = Type.Object({
 }, { additionalProperties: false });
 
 export function registerRunRoutes(ctx: AppContext): void {
-  const { app, runs, hub, events, datasets, clock } = ctx;
+  const { app, runs, hub, events, datasets, clock, checkpoints, remeasure } = ctx;
   const admin = requireAdmin(ctx.adminToken);
   const getRun = (id: string): RunInfo => {
     const r = runs.get(id);
@@ -51,6 +51,11 @@ export function registerRunRoutes(ctx: AppContext): void {
       });
     }
     const run = runs.update(req.params.run, req.body);
+    // Other validation windows: its checkpoints' losses were measured on the old ones.
+    if (run.train.batch !== before.train.batch || run.train.seqLen !== before.train.seqLen) {
+      checkpoints.forgetMeasurements(run.id);
+      void remeasure();
+    }
     events.append(run.id, run.status === 'stopped' ? 'run-stopped' : 'run-updated', null, { change: req.body });
     hub.runChanged(run);
     req.log.info({ run: run.id, change: req.body }, 'run changed');

@@ -6,7 +6,7 @@ import { FrameError } from '../protocol/errors.ts';
 import type { ControlMessage } from '../protocol/peer-messages.ts';
 import { sleep } from '../protocol/clock.ts';
 import { pick } from './components.ts';
-import { BootstrapError, LinkClosedError, StateCheckError } from './errors.ts';
+import { BootstrapError, LinkClosedError, StateAheadError, StateCheckError } from './errors.ts';
 import { checkState, type StateCheck } from './state-check.ts';
 import type { Conn, MeshCore } from './mesh-core.ts';
 import { Assembler, sendTensor } from './transfer.ts';
@@ -57,7 +57,7 @@ export async function requestState(mesh: MeshCore, timeoutMs: number, tries: num
         continue;
       }
       tried.add(peer);
-      if (err instanceof StateCheckError) mesh.offence(peer, 'bad-state', err.message);
+      if (err instanceof StateCheckError && !(err instanceof StateAheadError)) mesh.offence(peer, 'bad-state', err.message);
       else if (err instanceof FrameError) mesh.offence(peer, err.code, err.message);
       else if (err instanceof BootstrapError && err.message.includes('non-finite')) mesh.offence(peer, 'non-finite', err.message);
     }

@@ -50,3 +50,11 @@ export class BootstrapError extends SyncError {
 export class StateCheckError extends SyncError {
   constructor(message: string, options?: { cause?: unknown }) { super('ERR_STATE_CHECK', message, options); }
 }
+
+/**
+ * A state past the coordinator's bound on this peer's steps (state-check.ts): not adopted, but
+ * not reported either, since the bound may be stale for an honest peer (it counts only reports
+ * the coordinator has received, none yet from a peer that just reconnected or just adopted a
+ * state itself).
+ */
+export class StateAheadError extends StateCheckError {}

@@ -7,7 +7,7 @@
 // coordinator's own measurement of its newest accepted checkpoint plus STATE_LOSS_MARGIN,
 // maxStateLoss). A failing source is a StateCheckError naming why; the caller tries the next.
 import { stateCounterError } from '../protocol/state-frame.ts';
-import { StateCheckError } from './errors.ts';
+import { StateAheadError, StateCheckError } from './errors.ts';
 import type { BootState } from './types.ts';
 import { allFinite } from './validate.ts';
 
@@ -41,7 +41,7 @@ export async function checkState(s: Candidate, c: StateCheck, source: string): P
   if (counters) throw new StateCheckError(`state from ${source}: ${counters}`);
   const maxStep = c.maxStep?.();
   if (maxStep !== undefined && s.innerStep > maxStep) {
-    throw new StateCheckError(`state from ${source} is at step ${s.innerStep}, beyond any this run has reached (the coordinator's bound is ${maxStep})`);
+    throw new StateAheadError(`state from ${source} is at step ${s.innerStep}, beyond any this run has reached (the coordinator's bound is ${maxStep})`);
   }
   if (!c.measure || c.maxLoss === undefined) return;
   let loss: number;
