@@ -156,6 +156,13 @@ export async function sha256HexYielding(data: Uint8Array | Uint8Array[]): Promis
   return h.digest('hex');
 }
 
+/** Removes `names` from `dir`; one already gone is fine. */
+function removeFiles(dir: string, names: readonly string[]): void {
+  for (const f of names) {
+    try { unlinkSync(join(dir, f)); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; }
+  }
+}
+
 export class CheckpointStore {
   /** Derivations under way (checkpoints saved before derived files existed): one per checkpoint. */
   private readonly deriving = new Map<string, Promise<void>>();
@@ -242,9 +249,7 @@ export class CheckpointStore {
     this.deriving.set(info.id, p);
     await p;
     if (this.get(info.runId, info.id)) return next;
-    for (const f of written) {
-      try { unlinkSync(join(dir, f)); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; }
-    }
+    removeFiles(dir, written);
     return null;
   }
 
@@ -304,10 +309,7 @@ export class CheckpointStore {
 
   /** Deletes files first, the row last: a crash in between leaves a row that reconcile drops. */
   delete(info: CheckpointInfo): void {
-    const dir = this.dir(info.runId);
-    for (const f of [`${info.id}.json`, info.file, ...Object.values(DERIVED).map((name) => name(info.id))]) {
-      try { unlinkSync(join(dir, f)); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; }
-    }
+    removeFiles(this.dir(info.runId), [`${info.id}.json`, info.file, ...Object.values(DERIVED).map((name) => name(info.id))]);
     this.db.prepare('DELETE FROM checkpoints WHERE id = ?').run(info.id);
   }
 
