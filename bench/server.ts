@@ -14,6 +14,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
+import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 
 const PEERS = Number(process.env.BENCH_PEERS ?? 200);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 30);
@@ -92,7 +93,7 @@ async function main(): Promise<void> {
   await Promise.all(Array.from({ length: PEERS }, () => new Promise<void>((resolve, reject) => {
     const ws = new WebSocket(wsUrl);
     const p: Peer = { ws, id: '', seq: 0 };
-    ws.on('open', () => ws.send(JSON.stringify({ t: 'hello', v: 1, client: { kind: 'node', adapter: 'bench' } })));
+    ws.on('open', () => ws.send(JSON.stringify({ t: 'hello', v: PROTOCOL_VERSION, client: { kind: 'node', adapter: 'bench' } })));
     ws.on('message', (data: Buffer) => {
       const m = JSON.parse(String(data));
       if (m.t === 'welcome') { p.id = m.peerId; peers.push(p); resolve(); }

@@ -634,7 +634,7 @@ export class PeerHub {
       return this.fail(c, 'rate-limited', `this address sent more than ${this.o.hellosPerMinute} hellos a minute; wait before joining again`, CLOSE.overloaded);
     }
     if (msg.v !== PROTOCOL_VERSION) {
-      return this.fail(c, 'bad-version', `protocol version ${msg.v} is not supported; this coordinator speaks ${PROTOCOL_VERSION}`, CLOSE.protocol);
+      return this.fail(c, 'bad-version', `protocol version ${msg.v} is not supported; this coordinator speaks ${PROTOCOL_VERSION}: ${msg.v < PROTOCOL_VERSION ? 'reload the page (a browser) or update murmur (a headless volunteer)' : 'this coordinator is older than the client; it must be updated'}`, CLOSE.protocol);
     }
     let runId = msg.run ?? DEFAULT_RUN_ID;
     let peerId: string | null = null;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CLIENT_SCHEMAS, SERVER_SCHEMAS, parseClientMessage, parseMeshSignal, parseServerMessage } from '../src/protocol/messages.ts';
+import { PROTOCOL_VERSION, CLIENT_SCHEMAS, SERVER_SCHEMAS, parseClientMessage, parseMeshSignal, parseServerMessage } from '../src/protocol/messages.ts';
 import { CONTROL_SCHEMAS, parseControl } from '../src/protocol/peer-messages.ts';
 import { StateMeta, decodeStateMeta } from '../src/protocol/state-frame.ts';
 import { ConnectMsg, HOST_COMMANDS } from '../src/ui/embed/bridge-schemas.ts';
@@ -20,8 +20,8 @@ const report = {
 describe('client message validation', () => {
   it('accepts every well-formed message type', () => {
     for (const m of [
-      { t: 'hello', v: 1 },
-      { t: 'hello', v: 1, run: 'default', session: 'x.y', client: { kind: 'node', adapter: 'swiftshader' } },
+      { t: 'hello', v: PROTOCOL_VERSION },
+      { t: 'hello', v: PROTOCOL_VERSION, run: 'default', session: 'x.y', client: { kind: 'node', adapter: 'swiftshader' } },
       { t: 'hb' },
       { t: 'signal', to: P1, data: { type: 'offer', sdp: 'v=0' } },
       { t: 'ready', round: 3, waitMs: 250 },
@@ -54,7 +54,7 @@ describe('client message validation', () => {
       [JSON.stringify(report).replace('"trainLoss":4.2', '"trainLoss":-1e999'), /^report\.trainLoss must be a finite number/],
       [JSON.stringify({ ...report, peerId: P1 }), /^report\.peerId is not an allowed field$/],
       [JSON.stringify({ t: 'hello' }), /^hello\.v is required$/],
-      [JSON.stringify({ t: 'hello', v: 1, client: { kind: 'toaster' } }), /^hello\.client\.kind must be one of "browser", "node"/],
+      [JSON.stringify({ t: 'hello', v: PROTOCOL_VERSION, client: { kind: 'toaster' } }), /^hello\.client\.kind must be one of "browser", "node"/],
     ];
     for (const [raw, re] of cases) {
       const r = parseClientMessage(raw);
@@ -109,7 +109,7 @@ const file = { name: 'train-0.bin', url: '/api/runs/default/data/train-0.bin', s
 const ice = { iceServers: [{ urls: ['turn:198.18.0.1:3478'], username: 'u', credential: 'c' }], expiresAt: 5000 };
 
 const CLIENT_SAMPLES: Record<keyof typeof CLIENT_SCHEMAS, object> = {
-  hello: { t: 'hello', v: 1, run: 'default', session: 'x.y', client: { kind: 'browser', adapter: 'nvidia', version: '0.1.0' } },
+  hello: { t: 'hello', v: PROTOCOL_VERSION, run: 'default', session: 'x.y', client: { kind: 'browser', adapter: 'nvidia', version: '0.1.0' } },
   hb: { t: 'hb' },
   signal: { t: 'signal', to: P1, data: { type: 'offer', sdp: 'v=0' } },
   ready: { t: 'ready', round: 3, waitMs: 250 },

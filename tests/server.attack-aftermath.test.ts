@@ -22,7 +22,7 @@ import { initParams } from '../src/model/init.ts';
 import { openDb } from '../server/db.ts';
 import { SessionSigner, loadSessionKeys } from '../server/auth.ts';
 import { DEFAULT_LIVE_LIMITS } from '../server/live.ts';
-import { DEFAULT_LIMITS } from '../src/protocol/messages.ts';
+import { PROTOCOL_VERSION, DEFAULT_LIMITS } from '../src/protocol/messages.ts';
 import { RawPeer, report, sleep, startServer, until } from './support/coordinator.ts';
 import {
   ABSURD_REPORTS, SilentPeer, answerEverySignal, drain, floodOffers, floodStreams, insertOverflowRows, openStream,
@@ -249,7 +249,7 @@ async function replayedExpiredSession(peer: string, owner: RawPeer): Promise<voi
   const ttl = 7 * 24 * 3600_000;
   const old = new SessionSigner(loadSessionKeys(dataDir), () => Date.now(), ttl).sign({ p: peer, r: 'default', i: Date.now() - 2 * ttl });
   const replay = await RawPeer.connect(wsUrl, { localAddress: '127.0.1.2' });
-  replay.send({ t: 'hello', v: 1, session: old });
+  replay.send({ t: 'hello', v: PROTOCOL_VERSION, session: old });
   expect(await replay.next((m) => m.t === 'error')).toMatchObject({ code: 'bad-session', fatal: true });
   expect((await replay.waitClosed())?.code).toBe(4003);
   expect(owner.closed).toBeNull();

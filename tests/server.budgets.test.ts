@@ -9,6 +9,7 @@ import { OpenCounter, RateBudget, addressKey } from '../server/address-budget.ts
 import { startServer, until, type TestServer } from './support/coordinator.ts';
 import { FakeClock } from './support/fake-clock.ts';
 import { floodStreams, openStream as open } from './support/attacks.ts';
+import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 
 const servers: TestServer[] = [];
 afterAll(async () => { for (const s of servers) await s.close(); });
@@ -19,7 +20,7 @@ function wsFrom(url: string, localAddress: string, hello: boolean): Promise<{ ws
     const ws = new WebSocket(url, { localAddress });
     let done = false;
     const finish = (first: Record<string, unknown> | null, closed: number | null) => { if (!done) { done = true; resolve({ ws, first, closed }); } };
-    ws.on('open', () => { if (hello) ws.send(JSON.stringify({ t: 'hello', v: 1 })); else setTimeout(() => finish(null, null), 50); });
+    ws.on('open', () => { if (hello) ws.send(JSON.stringify({ t: 'hello', v: PROTOCOL_VERSION })); else setTimeout(() => finish(null, null), 50); });
     ws.on('message', (d) => finish(JSON.parse(String(d)), null));
     ws.on('close', (code) => finish(null, code));
     ws.on('error', () => finish(null, -1));

@@ -13,6 +13,7 @@ import { runInNewContext } from 'node:vm';
 import { Rng } from '../src/model/rng.ts';
 import { RawPeer, report, sleep, startServer, until, type TestServer } from './support/coordinator.ts';
 import type { ServerMessage } from '../src/protocol/messages.ts';
+import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -97,7 +98,7 @@ function joinedCase(ids: { self: string; other: string; foreign: string }): Case
     const to = pick([ids.foreign, ids.self, `p-${rng.nextU32().toString(16).padStart(8, '0')}${rng.nextU32().toString(16).padStart(8, '0')}`]);
     return { kind: 'spoofed-target', frame: JSON.stringify({ t: 'signal', to, data: { x: rng.int(9) } }) };
   }
-  if (r === 6) return { kind: 'replayed-hello', frame: JSON.stringify({ t: 'hello', v: 1 }) };
+  if (r === 6) return { kind: 'replayed-hello', frame: JSON.stringify({ t: 'hello', v: PROTOCOL_VERSION }) };
   if (r === 7) {
     const tt = pick(['HELLO', 'report ', '', 'ack', 'welcome', 'admin', 123, null, ['hb']]);
     return { kind: 'bad-type', frame: JSON.stringify({ ...m, t: tt }) };
@@ -131,9 +132,9 @@ function preHelloCase(): Case {
   const r = rng.int(5);
   if (r === 0) return { kind: 'before-hello', frame: JSON.stringify(validReport(1)), preHello: true };
   if (r === 1) return { kind: 'before-hello', frame: JSON.stringify({ t: pick(['hb', 'ready', 'signal', 'state-fail']) }), preHello: true };
-  if (r === 2) return { kind: 'bad-hello', frame: JSON.stringify({ t: 'hello', v: pick([0, 2, 99]) }), preHello: true };
-  if (r === 3) return { kind: 'bad-hello', frame: JSON.stringify({ t: 'hello', v: 1, run: pick(['nope', 'x'.repeat(60), '../default', 'DEFAULT']) }), preHello: true };
-  return { kind: 'forged-session', frame: JSON.stringify({ t: 'hello', v: 1, session: `${Buffer.from(JSON.stringify({ p: 'p-0123456789abcdef', r: 'default', i: 1 })).toString('base64url')}.${'A'.repeat(43)}` }), preHello: true };
+  if (r === 2) return { kind: 'bad-hello', frame: JSON.stringify({ t: 'hello', v: pick([0, PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1, 99]) }), preHello: true };
+  if (r === 3) return { kind: 'bad-hello', frame: JSON.stringify({ t: 'hello', v: PROTOCOL_VERSION, run: pick(['nope', 'x'.repeat(60), '../default', 'DEFAULT']) }), preHello: true };
+  return { kind: 'forged-session', frame: JSON.stringify({ t: 'hello', v: PROTOCOL_VERSION, session: `${Buffer.from(JSON.stringify({ p: 'p-0123456789abcdef', r: 'default', i: 1 })).toString('base64url')}.${'A'.repeat(43)}` }), preHello: true };
 }
 
 // ---------- HTTP ----------

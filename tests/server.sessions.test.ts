@@ -10,6 +10,7 @@ import { createHmac } from 'node:crypto';
 import { SessionSigner, loadSessionKeys, rotateSessionSecret } from '../server/auth.ts';
 import { RawPeer, startServer, type TestServer } from './support/coordinator.ts';
 import { FakeClock } from './support/fake-clock.ts';
+import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 
 const HOUR = 3600_000;
 const claims = (token: string) => JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString('utf8')) as { p: string; i: number; e: number; k: string };
@@ -36,7 +37,7 @@ describe('volunteer sessions', () => {
       // or simply stays connected) is not evicted.
       clock.advance(2000);
       const replay = await RawPeer.connect(s.wsUrl);
-      replay.send({ t: 'hello', v: 1, session: stolen });
+      replay.send({ t: 'hello', v: PROTOCOL_VERSION, session: stolen });
       expect(await replay.next((m) => m.t === 'error')).toMatchObject({ code: 'bad-session', fatal: true });
       expect((await replay.waitClosed())?.code).toBe(4003);
       expect(s.c.hub.isLive(owner.welcome.peerId)).toBe(true);
@@ -85,7 +86,7 @@ describe('volunteer sessions', () => {
     rotateSessionSecret(dir);
     s = await startServer({}, {}, dir);
     const dropped = await RawPeer.connect(s.wsUrl);
-    dropped.send({ t: 'hello', v: 1, session: before.welcome.session });
+    dropped.send({ t: 'hello', v: PROTOCOL_VERSION, session: before.welcome.session });
     expect(await dropped.next((m) => m.t === 'error')).toMatchObject({ code: 'bad-session' });
     const renewed = await RawPeer.join(s.wsUrl, { session: resumed.welcome.session });
     expect(renewed.welcome).toMatchObject({ peerId: before.welcome.peerId, resumed: true });

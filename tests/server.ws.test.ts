@@ -4,6 +4,7 @@ import { tableCounts } from '../server/db.ts';
 import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../src/sync/signaling-client.ts';
 import type { PairAssignment } from '../src/protocol/signaling.ts';
 import { RawPeer, report, sleep, startServer, until, type TestServer } from './support/coordinator.ts';
+import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 
 let s: TestServer;
 beforeAll(async () => {
@@ -123,12 +124,12 @@ describe('volunteer WebSocket', () => {
     const forgedBody = Buffer.from(JSON.stringify({ ...claims, p: 'p-ffffffffffffffff' })).toString('base64url');
     for (const session of [`${forgedBody}.${mac}`, `${body}.${mac.slice(0, -2)}AA`, 'garbage', `${body}.`]) {
       const p = await RawPeer.connect(s.wsUrl);
-      p.send({ t: 'hello', v: 1, session });
+      p.send({ t: 'hello', v: PROTOCOL_VERSION, session });
       expect(await p.next((m) => m.t === 'error')).toMatchObject({ code: 'bad-session', fatal: true });
       expect((await p.waitClosed())?.code).toBe(4003);
     }
     const p = await RawPeer.connect(s.wsUrl);
-    p.send({ t: 'hello', v: 1, run: 'other', session: first.welcome.session });
+    p.send({ t: 'hello', v: PROTOCOL_VERSION, run: 'other', session: first.welcome.session });
     expect(await p.next((m) => m.t === 'error')).toMatchObject({ code: 'bad-session', message: expect.stringMatching(/belongs to run default/) });
   });
 
@@ -196,7 +197,7 @@ describe('volunteer WebSocket', () => {
     expect((await mute.waitClosed(3000))?.code).toBe(1008);
     expect(mute.frames[0]).toMatchObject({ code: 'timeout' });
     const twice = await RawPeer.join(s.wsUrl);
-    twice.peer.send({ t: 'hello', v: 1 });
+    twice.peer.send({ t: 'hello', v: PROTOCOL_VERSION });
     expect(await twice.peer.next((m) => m.t === 'error')).toMatchObject({ code: 'already-joined' });
     twice.peer.close();
   });
@@ -232,7 +233,7 @@ describe('volunteer WebSocket', () => {
     expect(await peer.next((m) => m.t === 'config')).toMatchObject({ run: { id: 'brief', status: 'stopped' } });
     expect(await peer.waitClosed()).toEqual({ code: 4002, reason: 'run-stopped' });
     const late = await RawPeer.connect(s.wsUrl);
-    late.send({ t: 'hello', v: 1, run: 'brief' });
+    late.send({ t: 'hello', v: PROTOCOL_VERSION, run: 'brief' });
     expect(await late.next((m) => m.t === 'error')).toMatchObject({ code: 'run-stopped' });
   });
 });

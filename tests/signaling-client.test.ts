@@ -6,6 +6,7 @@ import { WebSocket } from 'ws';
 import { SignalingClient, memorySessionStore, type WebSocketCtor, type WebSocketLike } from '../src/sync/signaling-client.ts';
 import type { ReportFields, ServerMessage, WelcomeMsg } from '../src/protocol/messages.ts';
 import { FakeClock } from './support/fake-clock.ts';
+import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 
 class FakeSocket implements WebSocketLike {
   static all: FakeSocket[] = [];
@@ -78,7 +79,7 @@ describe('signaling client', () => {
     c.start();
     expect(sock().url).toBe('ws://127.0.0.1:9/api/ws');
     join();
-    expect(sock().sent[0]).toEqual({ t: 'hello', v: 1 });
+    expect(sock().sent[0]).toEqual({ t: 'hello', v: PROTOCOL_VERSION });
     expect(session.load()).toBe('sess.mac');
     expect(c.peerId).toBe('p-00000000000000aa');
     clock.advance(3000);
@@ -86,7 +87,7 @@ describe('signaling client', () => {
     sock().drop();
     clock.advance(100);
     sock().open();
-    expect(sock().sent[0]).toEqual({ t: 'hello', v: 1, session: 'sess.mac' });
+    expect(sock().sent[0]).toEqual({ t: 'hello', v: PROTOCOL_VERSION, session: 'sess.mac' });
   });
 
   it('keeps the live peer list from the welcome and applies the changes the coordinator sends; a new welcome replaces it', () => {
@@ -218,7 +219,7 @@ describe('signaling client', () => {
     expect(session.load()).toBe(null);
     clock.advance(100);
     sock().open();
-    expect(sock().sent[0]).toEqual({ t: 'hello', v: 1 });
+    expect(sock().sent[0]).toEqual({ t: 'hello', v: PROTOCOL_VERSION });
     sock().deliver(welcome());
     sock().drop(4000, 'replaced by a newer connection');
     const n = FakeSocket.all.length;

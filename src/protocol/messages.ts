@@ -24,7 +24,17 @@
 import Type, { type Static, type TProperties, type TSchema } from 'typebox';
 import { jsonDepth, schemaProblem } from './check.ts';
 
-export const PROTOCOL_VERSION = 1;
+/**
+ * The version of every schema a client and the coordinator exchange, and of the peer-to-peer
+ * control messages (peer-messages.ts) that only peers admitted under it exchange. The schemas are
+ * strict, so a client of another version cannot read what it is sent: the coordinator refuses
+ * its hello with `bad-version`, a fatal error that tells the page to reload and the headless
+ * volunteer to update, rather than welcoming it with a frame it would drop. Any change to these
+ * schemas is a new version (tests/protocol.version.test.ts holds each version's digest).
+ *   1: the first.
+ *   2: `welcome` carries `stepBase` (a newcomer's bound on the step of a state it adopts).
+ */
+export const PROTOCOL_VERSION = 2;
 
 /** Limits every connection lives under; the server announces its values in `welcome`. */
 export const DEFAULT_LIMITS = {
@@ -179,7 +189,7 @@ const HeartbeatMsg = strict({ t: Type.Literal('hb') });
 const SignalData = Type.Record(Type.String(), Type.Unknown());
 const SignalOutMsg = strict({ t: Type.Literal('signal'), to: peerId, data: SignalData });
 /** What the mesh puts in a signal's `data`: the link it belongs to, and simple-peer's own signal. */
-const MeshSignal = strict({ mesh: Type.Literal(1), cid: text(64), sig: Type.Unknown() });
+export const MeshSignal = strict({ mesh: Type.Literal(1), cid: text(64), sig: Type.Unknown() });
 export type MeshSignal = Static<typeof MeshSignal>;
 const ReadyMsg = strict({ t: Type.Literal('ready'), round: count, waitMs: finite(1, 600_000) });
 

@@ -7,6 +7,7 @@ import { get, type ClientRequest, type IncomingMessage } from 'node:http';
 import { WebSocket } from 'ws';
 import type { Db } from '../../server/db.ts';
 import { RawPeer } from './coordinator.ts';
+import { PROTOCOL_VERSION } from '../../src/protocol/messages.ts';
 
 // ---------- metrics ----------
 
@@ -119,7 +120,7 @@ export class SilentPeer {
   /** `localAddress`: the loopback address it joins from (each address has its own budgets). */
   constructor(url: string, track: boolean, localAddress?: string) {
     this.ws = new WebSocket(url, localAddress ? { localAddress } : {});
-    this.ws.on('open', () => this.ws.send(JSON.stringify({ t: 'hello', v: 1 })));
+    this.ws.on('open', () => this.ws.send(JSON.stringify({ t: 'hello', v: PROTOCOL_VERSION })));
     this.ws.on('error', () => { /* the close follows */ });
     this.ws.on('message', (data: Buffer) => {
       this.bytes += data.length;

@@ -7,6 +7,7 @@ import { WebSocket } from 'ws';
 import { buildApp, type AppDeps, type AppOptions, type Coordinator } from '../../server/app.ts';
 import type { ReportFields, ServerMessage } from '../../src/protocol/messages.ts';
 import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../../src/sync/signaling-client.ts';
+import { PROTOCOL_VERSION } from '../../src/protocol/messages.ts';
 
 export interface TestServer {
   c: Coordinator;
@@ -67,7 +68,7 @@ export class RawPeer {
   /** Joins (hello) and waits for the welcome. */
   static async join(url: string, hello: Record<string, unknown> = {}, opts: { localAddress?: string } = {}): Promise<{ peer: RawPeer; welcome: Extract<ServerMessage, { t: 'welcome' }> }> {
     const peer = await RawPeer.connect(url, opts);
-    peer.send({ t: 'hello', v: 1, ...hello });
+    peer.send({ t: 'hello', v: PROTOCOL_VERSION, ...hello });
     const welcome = await peer.next((m) => m.t === 'welcome');
     return { peer, welcome: welcome as Extract<ServerMessage, { t: 'welcome' }> };
   }
