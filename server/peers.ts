@@ -41,7 +41,7 @@ import type { SessionSigner } from './auth.ts';
 import type { RunStore } from './runs.ts';
 import type { MetricsStore, ReportRow } from './metrics.ts';
 import { reportError } from './report-bounds.ts';
-import { maxStepNow } from '../src/protocol/state-frame.ts';
+import { consensusStep, maxStepNow } from '../src/protocol/state-frame.ts';
 import { OpenCounter, RateBudget, addressKey } from './address-budget.ts';
 import type { EventLog } from './events.ts';
 import type { LiveHub } from './live.ts';
@@ -259,6 +259,26 @@ export class PeerHub {
 
   lastStep(peerId: string): number {
     return this.byPeer.get(peerId)?.lastStep ?? -1;
+  }
+
+  /**
+   * The step `runId`'s live peers (but `except`) agree on: the lower median of the steps they
+   * have reported, else the newest offered checkpoint's, else null. A step is a claim that one
+   * peer may inflate up to maxStepNow; the lower median moves only when at least half of the
+   * reporters do. A newcomer adopting a state further on takes this step (the welcome's
+   * `stepConsensus`). Checkpoints keep their uploader's step: the scheduler asks the furthest
+   * peer, whose honest step is above the median in any swarm of unequal devices.
+   */
+  stepConsensus(runId: string, except?: string): number | null {
+    const steps: number[] = [];
+    for (const p of this.byRun.get(runId) ?? []) {
+      const step = p === except ? -1 : this.byPeer.get(p)?.lastStep ?? -1;
+      if (step >= 0) steps.push(step);
+    }
+    if (steps.length > 0) return consensusStep(steps);
+    const run = this.d.runs.get(runId);
+    const latest = run ? this.d.checkpoints.current(run) : null;
+    return latest ? latest.step : null;
   }
 
   /**
@@ -688,6 +708,7 @@ export class PeerHub {
     // Only a checkpoint whose loss this coordinator measured on the run's state check windows:
     // a newcomer's bound is that figure (maxStateLoss), never a peer's claim an older coordinator kept.
     const latest = this.d.checkpoints.current(run);
+    const consensus = this.stepConsensus(runId, peerId);
     this.send(c, {
       t: 'welcome', peerId, session: this.d.signer.sign({ p: peerId, r: runId, i: now }), resumed, run, assignment,
       checkpoint: latest ? this.d.checkpoints.ref(latest) : null,
@@ -697,6 +718,7 @@ export class PeerHub {
       limits: { maxMessageBytes: this.o.limits.maxMessageBytes, messagesPerSecond: this.o.limits.messagesPerSecond, burst: this.o.limits.burst },
       ice: this.issueIce(c, peerId, now),
       stepBase: c.stepBase,
+      ...(consensus === null ? {} : { stepConsensus: consensus }),
     });
     this.d.events.append(runId, 'peer-joined', peerId, { replica, resumed, client: msg.client ?? null });
     this.d.logger.info({ peer: peerId, run: runId, replica, resumed }, 'peer joined');

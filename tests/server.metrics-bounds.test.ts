@@ -3,13 +3,17 @@
 // is refused with an error naming the field and nothing is stored; points are plotted at the
 // coordinator's receive time whatever the client's clock says; a partner is stored only if the
 // pool paired the two; and the metrics queries answer over byte counts whose sum overflows a
-// 64-bit integer (rows a coordinator without these bounds accepted).
+// 64-bit integer (rows a coordinator without these bounds accepted); and the step a welcome says the
+// live peers agree on, which one peer inflating its steps cannot move.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tableCounts } from '../server/db.ts';
 import { MAX_STEPS_PER_S, STEP_SLACK } from '../src/protocol/state-frame.ts';
 import { RawPeer, report, startServer, until, type TestServer } from './support/coordinator.ts';
 import { FakeClock } from './support/fake-clock.ts';
 import { ABSURD_REPORTS, insertOverflowRows } from './support/attacks.ts';
+import { honestState } from './support/states.ts';
+import { stateCheckBatchCount } from '../src/data/sampler.ts';
+import type { RunInfo } from '../src/protocol/messages.ts';
 
 let s: TestServer;
 const clock = new FakeClock();
@@ -66,6 +70,58 @@ describe('metric report bounds', () => {
     } finally {
       peer.close();
     }
+  });
+
+  it('welcomes a newcomer with the furthest step it could start from and the step the live peers agree on', async () => {
+    const created = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'agree', dataset: 'moby-dick', preset: 'micro', train: { H: 10 } } });
+    expect(created.statusCode).toBe(201);
+    const peers: RawPeer[] = [];
+    const join = async () => {
+      const j = await RawPeer.join(s.wsUrl, { run: 'agree' });
+      peers.push(j.peer);
+      return j;
+    };
+    const reported = async (p: RawPeer, seq: number, step: number) => {
+      p.send(report(seq, { step, round: Math.floor(step / 10) }));
+      expect(await p.next((m) => m.t === 'ack' && m.seq === seq)).toEqual({ t: 'ack', seq });
+    };
+    try {
+      // Nothing reported and no checkpoint: nothing to agree on.
+      const a = await join();
+      expect(a.welcome).toMatchObject({ stepBase: 0 });
+      expect(a.welcome.stepConsensus).toBeUndefined();
+      await reported(a.peer, 1, 50);
+      const b = await join();
+      expect(b.welcome).toMatchObject({ stepBase: 50, stepConsensus: 50 });
+      // b claims 10,000 steps, as much as its bound allows 10 s after it joined.
+      clock.advance(10_000);
+      await reported(b.peer, 1, 10_000);
+      const c = await join();
+      // Its report bound covers b's claim, but the consensus stays with a's step.
+      expect(c.welcome).toMatchObject({ stepBase: 10_000, stepConsensus: 50 });
+      await reported(a.peer, 2, 60);
+      await reported(c.peer, 1, 70);
+      const d = await join();
+      // Steps 60, 70 and 10,000: the lower median.
+      expect(d.welcome).toMatchObject({ stepBase: 10_000, stepConsensus: 70 });
+      // Only live peers count: with a and c gone, b alone is the consensus.
+      a.peer.close();
+      c.peer.close();
+      await until(() => !s.c.hub.isLive(a.welcome.peerId) && !s.c.hub.isLive(c.welcome.peerId), 5000, 'a and c to leave');
+      expect((await join()).welcome).toMatchObject({ stepConsensus: 10_000 });
+    } finally {
+      for (const p of peers) p.close();
+    }
+  });
+
+  it('with no live peer that reported, the consensus is the newest offered checkpoint\'s step', async () => {
+    const created = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'agree-ckpt', dataset: 'moby-dick', preset: 'micro', train: { H: 10 } } });
+    const run = created.json() as RunInfo;
+    const st = honestState(run, 0);
+    await s.c.checkpoints.save(run, { ...st, meta: { ...st.meta, step: 40, round: 4, valLoss: 5 } }, null, clock.now(), stateCheckBatchCount(run.model, run.train));
+    const { peer, welcome } = await RawPeer.join(s.wsUrl, { run: 'agree-ckpt' });
+    peer.close();
+    expect(welcome).toMatchObject({ stepBase: 40, stepConsensus: 40 });
   });
 
   it('plots every point at the coordinator\'s receive time, whatever the client clock says', async () => {

@@ -2,9 +2,9 @@
 // client: the order live peer -> checkpoint -> fresh, what is skipped (and why), the wait
 // settings, and what newcomers and checkpoint requests are served.
 import { describe, expect, it } from 'vitest';
-import { decodeStateFrame, encodeStateFrame, MAX_STEPS_PER_S, STEP_SLACK, type StateFrame } from '../src/protocol/state-frame.ts';
+import { consensusStep, decodeStateFrame, encodeStateFrame, MAX_STEPS_PER_S, STEP_SLACK, type StateFrame } from '../src/protocol/state-frame.ts';
 import type { Logger } from '../src/sync/components.ts';
-import { joinRunState, serveRunState, welcomeMaxStep, type ServedState } from '../src/sync/join.ts';
+import { joinRunState, serveRunState, welcomeMaxStep, welcomeStepCap, type ServedState } from '../src/sync/join.ts';
 import type { BootState, StateProvider } from '../src/sync/types.ts';
 import { checkState, type StateCheck } from '../src/sync/state-check.ts';
 import type { StateProvider as CheckpointProvider } from '../src/sync/signaling-client.ts';
@@ -160,6 +160,37 @@ describe('a state beyond the coordinator\'s bound on this peer\'s steps', () => 
       .rejects.toThrow(`is at step ${edge + MAX_STEPS_PER_S + 1}, beyond any this run has reached`);
     // A coordinator that sent no stepBase: no bound.
     expect(welcomeMaxStep({}, 0)).toBeUndefined();
+  });
+});
+
+describe('a state further on than the run\'s live peers agree on', () => {
+  it('is adopted at the welcome\'s stepConsensus, φ and momentum as served, from a peer or a checkpoint', async () => {
+    const cap = welcomeStepCap({ stepConsensus: 400, run: { train: { H: 8 } } })!;
+    expect(cap).toEqual({ step: 400, H: 8 });
+    const peer: BootState = { from: 'p-1', phi: vec(1), momentum: vec(0), outerRound: 125, innerStep: 1000 };
+    const got = await joinRunState(new FakeMesh(peer), new FakeClient(), { runId: 'r1', floats: FLOATS, others: 1, stepCap: cap });
+    // Step 400 and round 400 / 8 = 50: the round stays within the step.
+    expect(got).toEqual({ source: 'peer', state: { ...peer, innerStep: 400, outerRound: 50 } });
+    expect(got.state!.phi).toBe(peer.phi);
+    const ck = await joinRunState(new FakeMesh(), new FakeClient(checkpoint({ step: 800, round: 100 })), { runId: 'r1', floats: FLOATS, others: 0, stepCap: cap });
+    expect(ck.source).toBe('checkpoint');
+    expect(ck.state).toMatchObject({ innerStep: 400, outerRound: 50 });
+    // At or below the consensus the counters are the source's; a round already lower stays.
+    for (const st of [{ innerStep: 400, outerRound: 50 }, { innerStep: 390, outerRound: 48 }, { innerStep: 1000, outerRound: 20 }]) {
+      const r = await joinRunState(new FakeMesh({ ...peer, ...st }), new FakeClient(), { runId: 'r1', floats: FLOATS, others: 1, stepCap: cap });
+      expect(r.state).toMatchObject({ innerStep: Math.min(st.innerStep, 400), outerRound: st.outerRound });
+    }
+    // A coordinator with nothing to agree on sends none: no cap.
+    expect(welcomeStepCap({ run: { train: { H: 8 } } })).toBeUndefined();
+  });
+
+  it('consensusStep is the lower median: it moves only when half the peers claim more', () => {
+    expect(consensusStep([])).toBeNull();
+    expect(consensusStep([70])).toBe(70);
+    expect(consensusStep([60, 100_000])).toBe(60);
+    expect(consensusStep([100_000, 60, 65])).toBe(65);
+    expect(consensusStep([100_000, 90_000, 60, 65])).toBe(65);
+    expect(consensusStep([100_000, 90_000, 60])).toBe(90_000);
   });
 });
 

@@ -153,16 +153,30 @@ describe('the browser volunteer joins a run and serves its state', () => {
   });
 
   it('a later page copies a live peer\'s state into its trainer and continues its counters', async () => {
-    const served: BootState = { from: 'p-00000000000000f1', phi: gaussian(P, 1), momentum: gaussian(P, 2), outerRound: 37, innerStep: 148 };
+    // The step the live pages reported, which the welcome gives as the consensus.
+    const H = run.train.H, agreed = s.c.hub.stepConsensus(RUN)!;
+    expect(agreed).toBeGreaterThan(0);
+    const served: BootState = { from: 'p-00000000000000f1', phi: gaussian(P, 1), momentum: gaussian(P, 2), outerRound: agreed / H, innerStep: agreed };
     const { session, mesh, trainer } = await joinWith(served);
     // The first page is live: look for a neighbour (the backend's timeout), ask one peer.
     expect(mesh.asked).toEqual([{ timeoutMs: 500, tries: 1 }]);
-    expect(session.start).toEqual({ source: 'peer', from: served.from, step: 148, round: 37 });
+    expect(session.start).toEqual({ source: 'peer', from: served.from, step: agreed, round: agreed / H });
+    // Measured in the trainer, then kept there: one load.
     expect(trainer.loads).toHaveLength(1);
-    expect(trainer.loads[0]).toEqual({ phi: served.phi, momentum: served.momentum, innerStep: 148 });
-    // And serves on from there: its next outer state is round 38 at step 152.
+    expect(trainer.loads[0]).toEqual({ phi: served.phi, momentum: served.momentum, innerStep: agreed });
+    // And serves on from there: its next outer state is one round and H steps on.
     await round(session);
-    expect(await mesh.provider!()).toMatchObject({ outerRound: 38, innerStep: 152 });
+    expect(await mesh.provider!()).toMatchObject({ outerRound: agreed / H + 1, innerStep: agreed + H });
+  });
+
+  it('a state served at more steps than the live pages agree on is copied at their step, and its trainer told so', async () => {
+    const H = run.train.H, agreed = s.c.hub.stepConsensus(RUN)!;
+    const served: BootState = { from: 'p-00000000000000f2', phi: gaussian(P, 3), momentum: gaussian(P, 4), outerRound: 37, innerStep: 148 };
+    expect(agreed).toBeLessThan(148);
+    const { session, trainer } = await joinWith(served);
+    expect(session.start).toEqual({ source: 'peer', from: served.from, step: agreed, round: agreed / H });
+    // Loaded at the agreed step: the trainer's learning-rate schedule follows the step it was loaded with.
+    expect(trainer.loads).toEqual([{ phi: served.phi, momentum: served.momentum, innerStep: agreed }]);
   });
 
   it('with no live peer answering, starts from the newest checkpoint', async () => {

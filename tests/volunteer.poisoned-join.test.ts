@@ -50,13 +50,21 @@ async function newRun(id: string): Promise<RunInfo> {
   return r.json() as RunInfo;
 }
 
-/** A live peer of `run` built from Murmur's own client and mesh, serving `state` to newcomers. */
-async function rogue(run: RunInfo, state: Omit<BootState, 'from'>): Promise<string> {
+/**
+ * A live peer of `run` built from Murmur's own client and mesh, serving `state` to newcomers (null:
+ * nothing yet); with `reportStep`, it first reports that step (a function: of its peer id, once joined).
+ */
+async function rogue(run: RunInfo, state: Omit<BootState, 'from'> | null, reportStep?: number | ((id: string) => Promise<number>)): Promise<string> {
   const client = new SignalingClient({ url: s.url, run: run.id, WebSocket: components.WebSocket, session: memorySessionStore() });
   client.start();
   await until(() => client.connected, 5000, 'the rogue to join');
+  if (reportStep !== undefined) {
+    const step = typeof reportStep === 'number' ? reportStep : await reportStep(client.peerId!);
+    client.report({ time: 1, step, round: Math.floor(step / run.train.H), trainLoss: 3, valLoss: null, tokensPerS: 1, bytesIn: 0, bytesOut: 0, partner: null, partnerDist: null, adapter: null });
+    await until(() => s.c.hub.lastStep(client.peerId!) === step, 5000, `the coordinator to take the rogue's report of step ${step}`);
+  }
   const mesh = createMesh({ runId: run.id, configHash: runConfigHash(run), elements: buildLayout(run.model).total })({ signaling: withPeerReplay(client), rtc: wrtc });
-  mesh.serveState(() => state);
+  mesh.serveState(state ? () => state : null);
   mesh.on('state:served', () => served.set(client.peerId!, (served.get(client.peerId!) ?? 0) + 1));
   rogues.push({ client, mesh });
   return client.peerId!;
@@ -111,6 +119,34 @@ describe('a newcomer that cannot be poisoned or crashed', () => {
     expect(summary.unsentReports).toBe(0);
     const stored = () => (s.c.db.prepare('SELECT COUNT(*) AS n FROM reports WHERE run_id = ? AND peer_id = ?').get('poison-step', joined.peerId) as { n: number }).n;
     await until(() => stored() === 2, 10_000, 'the newcomer\'s two reports stored');
+  });
+
+  it('adopts a good φ that a liar serves at an inflated step, but at the step the run\'s live peers agree on', async () => {
+    // The liar's step is within the coordinator's bound on its reports (its reports run ahead as
+    // fast as any device could train), so the newcomer's bound on what it adopts takes it too.
+    // Taken as served, it would put the newcomer (and, through it, later newcomers and
+    // checkpoints) that much further along the learning-rate schedule.
+    const run = await newRun('poison-inflate');
+    const good = honestState(run, 60);
+    await s.c.checkpoints.save(run, { ...good, meta: { ...good.meta, valLoss: valLoss(run, good.phi) } }, null, Date.now(), stateCheckBatchCount(run.model, run.train));
+    // An honest peer at the checkpoint's step with nothing to serve yet.
+    await rogue(run, null, good.meta.step);
+    let inflated = 0;
+    const liar = await rogue(run, null, async (id) => {
+      await until(() => s.c.hub.maxStep(id) >= good.meta.step + 1000, 10_000, 'the liar\'s bound to allow 1,000 steps more');
+      return (inflated = s.c.hub.maxStep(id));
+    });
+    rogues.at(-1)!.mesh.serveState(() => ({ phi: good.phi, momentum: good.momentum, outerRound: Math.floor(inflated / run.train.H), innerStep: inflated }));
+    const { joined, summary, rounds } = await newcomer('poison-inflate', 2);
+    expect(served.get(liar)).toBe(1);
+    expect(joined.source).toBe('peer');
+    expect(summary).toMatchObject({ joinedFrom: 'peer', rounds: 2, reason: 'limit reached' });
+    // The lower median of the two peers' steps is the honest one's: the newcomer goes on from it.
+    const H = run.train.H;
+    expect(inflated).toBeGreaterThanOrEqual(good.meta.step + 1000);
+    expect(rounds.map((r) => r.report.step)).toEqual([good.meta.step + H, good.meta.step + 2 * H]);
+    expect(rounds.map((r) => r.report.round)).toEqual([good.meta.round + 1, good.meta.round + 2]);
+    expect(rounds[1]!.report.valLoss as number).toBeLessThan(valLoss(run, good.phi) + 0.5);
   });
 
   it('refuses a bad checkpoint (round 2^53 - 1, garbage φ) with no live peer, starts fresh and keeps training', async () => {

@@ -32,7 +32,8 @@ import { jsonDepth, schemaProblem } from './check.ts';
  * volunteer to update, rather than welcoming it with a frame it would drop. Any change to these
  * schemas is a new version (tests/protocol.version.test.ts holds each version's digest).
  *   1: the first.
- *   2: `welcome` carries `stepBase` (a newcomer's bound on the step of a state it adopts).
+ *   2: `welcome` carries `stepBase` (a newcomer's bound on the step of a state it adopts) and
+ *      `stepConsensus` (the step it takes when the state it adopts claims more).
  */
 export const PROTOCOL_VERSION = 2;
 
@@ -337,6 +338,13 @@ const WelcomeMsg = strict({
    * here, so it adopts no bootstrap state beyond that bound (src/sync/state-check.ts).
    */
   stepBase: Type.Optional(count),
+  /**
+   * The step the run's live peers agree on: the lower median of their reported steps (the newest
+   * checkpoint's when none has reported). A newcomer that adopts a state further on takes this
+   * step instead (src/sync/join.ts), so one peer lying about its steps cannot move a newcomer
+   * along the learning-rate schedule. Absent when there is nothing to agree on yet.
+   */
+  stepConsensus: Type.Optional(count),
 });
 export type WelcomeMsg = Static<typeof WelcomeMsg>;
 const ErrorMsg = strict({

@@ -71,6 +71,26 @@ export function maxStepNow(x: { now: number; joinedAt: number; stepBase: number 
   return x.stepBase + Math.ceil(sinceJoin * MAX_STEPS_PER_S) + STEP_SLACK;
 }
 
+/**
+ * The step a run's peers agree on from the steps they reported: the lower median, so it moves
+ * only when at least half of them claim more (one liar among two honest peers, or among one,
+ * cannot raise it). Null for no steps. The coordinator sends it in the welcome (`stepConsensus`).
+ */
+export function consensusStep(steps: readonly number[]): number | null {
+  if (steps.length === 0) return null;
+  const s = [...steps].sort((a, b) => a - b);
+  return s[(s.length - 1) >> 1]!;
+}
+
+/**
+ * A state's counters taken no further than `cap` inner steps (consensusStep; null: no cap): one
+ * that claims more gets step `cap` and round at most ⌊cap / H⌋, so its round stays within its step.
+ */
+export function capCounters<C extends { step: number; round: number }>(c: C, cap: number | null, H: number): C {
+  if (cap === null || c.step <= cap) return c;
+  return { ...c, step: cap, round: Math.min(c.round, Math.floor(cap / H)) };
+}
+
 /** Null when a state's counters could be true; otherwise what is wrong with them. */
 export function stateCounterError(c: { step: number; round: number }): string | null {
   for (const [name, v] of [['step', c.step], ['round', c.round]] as const) {

@@ -4,7 +4,7 @@
 // starts fresh (φ_0 from the run's seed). From then on it answers newcomers (mesh) and the
 // coordinator's checkpoint requests (signaling) with the state of its LAST OUTER STEP: φ and m
 // only change there, so a snapshot never holds a half-finished inner loop.
-import { maxStepNow, type StateFrame } from '../protocol/state-frame.ts';
+import { capCounters, maxStepNow, type StateFrame } from '../protocol/state-frame.ts';
 import { silentLogger, type Logger } from './components.ts';
 import type { Mesh } from './mesh.ts';
 import { joinRun, type JoinSource } from './replica.ts';
@@ -40,6 +40,11 @@ export interface RunJoinOptions {
   maxLoss?: number;
   /** The furthest inner step the coordinator would accept from this peer now (welcomeMaxStep). */
   maxStep?: () => number;
+  /**
+   * The step the run's live peers agree on and its inner steps per round (welcomeStepCap): a state
+   * adopted with more steps takes these (capCounters), its φ and momentum unchanged.
+   */
+  stepCap?: { step: number; H: number };
   logger?: Logger;
 }
 
@@ -56,6 +61,11 @@ export function welcomeMaxStep(welcome: { stepBase?: number }, receivedAt: numbe
   return () => maxStepNow({ now: now(), joinedAt: receivedAt, stepBase });
 }
 
+/** RunJoinOptions.stepCap from a welcome; undefined when the coordinator sent no `stepConsensus`. */
+export function welcomeStepCap(welcome: { stepConsensus?: number; run: { train: { H: number } } }): { step: number; H: number } | undefined {
+  return welcome.stepConsensus === undefined ? undefined : { step: welcome.stepConsensus, H: welcome.run.train.H };
+}
+
 /**
  * Where this peer's starting state comes from: a live peer, else the newest checkpoint, else
  * nothing (`state` null: keep the fresh init). Each source's state is checked first
@@ -69,6 +79,16 @@ export function joinRunState(
   o: RunJoinOptions,
 ): Promise<{ source: JoinSource; state: BootState | null }> {
   const log = o.logger ?? silentLogger;
+  // Steps are claims (a liar's φ may be good and its step anything the coordinator's bound
+  // allows): past the peers' consensus the state takes theirs, so the newcomer's learning-rate
+  // schedule, reports and served state follow the run's, not one peer's word.
+  const capped = (r: { source: JoinSource; state: BootState | null }) => {
+    if (!r.state || !o.stepCap) return r;
+    const c = capCounters({ step: r.state.innerStep, round: r.state.outerRound }, o.stepCap.step, o.stepCap.H);
+    if (c.step === r.state.innerStep) return r;
+    log.info('the adopted state claims more steps than the run\'s peers agree on: taking theirs', { claimed: r.state.innerStep, step: c.step, round: c.round });
+    return { ...r, state: { ...r.state, innerStep: c.step, outerRound: c.round } };
+  };
   return joinRun(mesh, {
     // Alone in the run nobody can answer: skip the wait for a neighbour.
     timeoutMs: o.others > 0 ? o.timeoutMs ?? DEFAULT_BOOTSTRAP_TIMEOUT_MS : 1,
@@ -100,7 +120,7 @@ export function joinRunState(
       }
       return { phi: f.phi, momentum: f.momentum, outerRound: f.meta.round, innerStep: f.meta.step };
     },
-  });
+  }).then(capped);
 }
 
 /**

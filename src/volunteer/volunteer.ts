@@ -13,7 +13,7 @@ import { silentLogger, type Logger } from '../sync/components.ts';
 import { createMesh, type Mesh } from '../sync/mesh.ts';
 import { compressionForRun } from '../sync/compress.ts';
 import type { RtcImplementation } from '../sync/links.ts';
-import { joinRunState, serveRunState, welcomeMaxStep } from '../sync/join.ts';
+import { joinRunState, serveRunState, welcomeMaxStep, welcomeStepCap } from '../sync/join.ts';
 import type { JoinSource } from '../sync/replica.ts';
 import { SignalingClient, memorySessionStore, type SessionStore, type WebSocketCtor } from '../sync/signaling-client.ts';
 import type { BootState, ExchangeResult } from '../sync/types.ts';
@@ -294,22 +294,25 @@ class HeadlessVolunteer implements Volunteer {
     const backend = this.backend;
     const fresh = await backend.slowState();
     /** The φ last loaded to be measured (undefined: none): adopting it needs no second load. */
-    let inTrainer: Float32Array | undefined;
+    let inTrainer: Float32Array | undefined, loadedStep = -1;
     const maxLoss = maxStateLoss(welcome.checkpoint?.valLoss ?? null, run.model.vocab);
     // No state our reports could not go on from: the coordinator would refuse every one of them.
     const maxStep = welcomeMaxStep(welcome, welcomedAt);
+    const stepCap = welcomeStepCap(welcome);
     const joined = await joinRunState(this.mesh, this.signaling, {
       runId: run.id, floats, others, timeoutMs: this.settings.bootstrapTimeoutMs, logger: this.log, maxLoss,
-      ...(maxStep ? { maxStep } : {}),
+      ...(maxStep ? { maxStep } : {}), ...(stepCap ? { stepCap } : {}),
       measure: async (s) => {
         inTrainer = s.phi;
+        loadedStep = s.innerStep;
         await backend.load({ phi: s.phi, momentum: s.momentum, innerStep: s.innerStep });
         const loss = await backend.checkLoss();
         this.log.info('candidate state measured', { round: s.outerRound, valLoss: loss, bound: maxLoss });
         return loss;
       },
     });
-    if (joined.state) await this.adopt(joined.state, joined.state.phi === inTrainer);
+    // Loaded already unless its step was capped (joinRunState): the trainer's schedule follows the step.
+    if (joined.state) await this.adopt(joined.state, joined.state.phi === inTrainer && joined.state.innerStep === loadedStep);
     else if (inTrainer) await backend.load({ ...fresh, innerStep: 0 });
     this.summary.joinedFrom = joined.source;
     this.log.info('joined the run', { source: joined.source, from: joined.state?.from ?? null, step: this.step, round: this.round });

@@ -11,7 +11,7 @@ import { schemaProblem } from '../../protocol/check.ts';
 import { lossToWire, type RunInfo, type WelcomeMsg } from '../../protocol/messages.ts';
 import { maxStateLoss } from '../../protocol/state-frame.ts';
 import { consoleLogger, type Logger } from '../../sync/components.ts';
-import { joinRunState, serveRunState, welcomeMaxStep } from '../../sync/join.ts';
+import { joinRunState, serveRunState, welcomeMaxStep, welcomeStepCap } from '../../sync/join.ts';
 import type { Mesh } from '../../sync/mesh.ts';
 import { SignalingClient, type SessionStore, type WebSocketCtor } from '../../sync/signaling-client.ts';
 import type { GpuProbe, MeshPort, RunSummary, SessionStart, TrainerPort, VolunteerBackend, VolunteerSession } from '../ports.ts';
@@ -136,22 +136,25 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
       /** The trainer's fresh init, kept before the first candidate overwrites it (none: never loaded). */
       let fresh: Awaited<ReturnType<TrainerPort['outerState']>> | undefined;
       /** The φ last loaded to be measured (undefined: none): adopting it needs no second load. */
-      let inTrainer: Float32Array | undefined;
+      let inTrainer: Float32Array | undefined, loadedStep = -1;
       const maxStep = welcomeMaxStep(welcome, welcomedAt);
+      const stepCap = welcomeStepCap(welcome);
       const joined = await joinRunState(mesh, signaling, {
         runId: run.id, floats, others: others.length, timeoutMs: this.init.bootstrapTimeoutMs, logger: log,
         maxLoss: maxStateLoss(welcome.checkpoint?.valLoss ?? null, run.model.vocab),
         // No state our reports could not go on from: the coordinator would refuse every one of them.
-        ...(maxStep ? { maxStep } : {}),
+        ...(maxStep ? { maxStep } : {}), ...(stepCap ? { stepCap } : {}),
         measure: async (c) => {
           fresh ??= await t0.outerState();
           inTrainer = c.phi;
+          loadedStep = c.innerStep;
           await t0.load({ phi: c.phi, momentum: c.momentum, innerStep: c.innerStep });
           return t0.checkLoss();
         },
       });
       const s = joined.state;
-      if (s && s.phi !== inTrainer) await trainer.load({ phi: s.phi, momentum: s.momentum, innerStep: s.innerStep });
+      // Loaded already unless its step was capped (joinRunState): the trainer's schedule follows the step.
+      if (s && (s.phi !== inTrainer || s.innerStep !== loadedStep)) await trainer.load({ phi: s.phi, momentum: s.momentum, innerStep: s.innerStep });
       else if (!s && inTrainer && fresh) await trainer.load(fresh);
       start = { source: joined.source, from: joined.source === 'peer' ? s!.from : null, step: s?.innerStep ?? 0, round: s?.outerRound ?? 0 };
       log.info('joined the run', { run: run.id, ...start });
