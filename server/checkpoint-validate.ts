@@ -11,7 +11,6 @@
 // 3 and 4 judge the peer: the request is used up and a `checkpoint-failed` event names why.
 // Only a state that passed all four is stored, with the measured loss, never the claimed one.
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { RunInfo } from '../src/protocol/messages.ts';
 import { maxStateLoss, stateCounterError, type StateFrame } from '../src/protocol/state-frame.ts';
@@ -19,6 +18,7 @@ import { buildLayout } from '../src/model/layout.ts';
 import type { DatasetSource } from './datasets.ts';
 import { RUN_VAL_BATCHES, stateCheckBatchCount } from '../src/data/sampler.ts';
 import { meanLoss, type EvalReply, type EvalRequest, type EvalSlice } from './checkpoint-eval-worker.ts';
+import { cpuBudget } from './cpu-budget.ts';
 
 /** Checks 1 and 2: null when the frame fits the run and holds only finite floats. */
 export function uploadShapeError(run: RunInfo, frame: StateFrame): string | null {
@@ -66,9 +66,12 @@ async function copyYielding(dst: Float32Array, src: Float32Array): Promise<void>
   }
 }
 
-/** Worker threads for one evaluation by default: every core but one (for the event loop), at most 8. */
-export function defaultEvalThreads(): number {
-  return Math.max(1, Math.min(8, availableParallelism() - 1));
+/**
+ * Worker threads for one evaluation by default: every CPU the process may use but one (for the
+ * event loop), at most 8; `cpus` is cpuBudget() (cores, at most a container's CPU quota).
+ */
+export function defaultEvalThreads(cpus = cpuBudget()): number {
+  return Math.max(1, Math.min(8, cpus - 1));
 }
 
 export interface EvaluatorOptions {

@@ -18,7 +18,7 @@ export function register(program: Command): void {
     .description('run the coordinator: web app, volunteer WebSocket, metrics, checkpoints and data on one port'))
     .option('--checkpoint-every <seconds>', 'seconds between scheduled checkpoints per run (0: only on request)', '600')
     .option('--keep <n>', 'newest checkpoints kept per run', '5')
-    .option('--eval-threads <n>', 'worker threads that measure an uploaded checkpoint\'s validation loss (default: every core but one, at most 8)')
+    .option('--eval-threads <n>', 'worker threads that measure an uploaded checkpoint\'s validation loss (default: every CPU but one, counting a container\'s CPU quota, at most 8)')
     .option('--log-level <level>', 'fatal | error | warn | info | debug', 'info')
     .option('--stun <url>', 'STUN server for volunteers, e.g. stun:turn.example.org:3478 (repeatable)', collect, [])
     .option('--turn <url>', 'TURN server for volunteers, e.g. turn:turn.example.org:3478 (repeatable; needs the secret)', collect, [])
