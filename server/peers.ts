@@ -186,6 +186,16 @@ const MAX_REPLY_PEERS = 64;
 
 /** Partners the pool gave a peer that its reports may name (a report covers the last few rounds). */
 const PARTNERS_KEPT = 4;
+/**
+ * The votes on a run's step (consensusStep): one per address, its lowest reported step, from
+ * peers off probation that have reported (`step` -1: none yet).
+ */
+export function stepVotes(peers: Iterable<{ address: string; step: number; trusted: boolean }>): number[] {
+  const byAddress = new Map<string, number>();
+  for (const p of peers) if (p.trusted && p.step >= 0) byAddress.set(p.address, Math.min(byAddress.get(p.address) ?? Infinity, p.step));
+  return [...byAddress.values()];
+}
+
 /** Accepted exchanges a new id needs to leave probation. */
 export const PROBATION_EXCHANGES = 3;
 /** Peer ids whose accepted-exchange count is kept (the oldest go first; ids are free to make). */
@@ -262,23 +272,20 @@ export class PeerHub {
   }
 
   /**
-   * The step `runId`'s live peers (but `except`) agree on: the lower median of the steps they
-   * have reported, else the newest offered checkpoint's, else null. A step is a claim that one
-   * peer may inflate up to maxStepNow; the lower median moves only when at least half of the
-   * reporters do. A newcomer adopting a state further on takes this step (the welcome's
-   * `stepConsensus`). Checkpoints keep their uploader's step: the scheduler asks the furthest
-   * peer, whose honest step is above the median in any swarm of unequal devices.
+   * The step `runId`'s live peers (but `except`) agree on (consensusStep): one vote per address,
+   * its peers' lowest reported step, from peers off probation only, so neither a new id nor many
+   * connections from one host outvote the others; never below the newest offered checkpoint's
+   * step; null with neither. A newcomer adopting a state further on takes it (the welcome's
+   * `stepConsensus`), and an uploaded checkpoint is stored at no more (capCounters).
    */
   stepConsensus(runId: string, except?: string): number | null {
-    const steps: number[] = [];
-    for (const p of this.byRun.get(runId) ?? []) {
-      const step = p === except ? -1 : this.byPeer.get(p)?.lastStep ?? -1;
-      if (step >= 0) steps.push(step);
-    }
-    if (steps.length > 0) return consensusStep(steps);
+    const peers = [...this.byRun.get(runId) ?? []].filter((p) => p !== except).flatMap((p) => {
+      const c = this.byPeer.get(p);
+      return c ? [{ address: c.address, step: c.lastStep, trusted: !this.onProbation(p) }] : [];
+    });
     const run = this.d.runs.get(runId);
     const latest = run ? this.d.checkpoints.current(run) : null;
-    return latest ? latest.step : null;
+    return consensusStep(stepVotes(peers), latest ? latest.step : null);
   }
 
   /**

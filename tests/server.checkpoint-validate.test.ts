@@ -12,7 +12,7 @@ import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../src/
 import { PROBATION_EXCHANGES } from '../server/peers.ts';
 import { STATE_LOSS_MARGIN, type StateFrame } from '../src/protocol/state-frame.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
-import { earnTrust, RawPeer, startServer, until, type TestServer } from './support/coordinator.ts';
+import { earnTrust, RawPeer, reportedStep, startServer, until, type TestServer } from './support/coordinator.ts';
 import { honestState, negated, valLoss } from './support/states.ts';
 
 let s: TestServer;
@@ -102,6 +102,7 @@ describe('checkpoints the coordinator checks itself', () => {
     expect(want).toBeLessThan(Math.log(256) - 1); // it did learn: the test means something
     let state: StateFrame = { ...good, meta: { ...good.meta, valLoss: 0.001 } };
     const c = await peer('honest', () => state);
+    await reportedStep(s, c, 60, 10);
     expect(await pull('honest', c)).toMatchObject({ ok: true });
     const [info] = (await s.c.app.inject({ method: 'GET', url: '/api/runs/honest/checkpoints' })).json().checkpoints;
     expect(info).toMatchObject({ step: 60, peerId: c.peerId });

@@ -12,7 +12,7 @@ import { preset } from '../src/model/config.ts';
 import { initParams } from '../src/model/init.ts';
 import { Rng } from '../src/model/rng.ts';
 import { encodeStateFrame, type StateFrame } from '../src/protocol/state-frame.ts';
-import { earnTrust, startServer, until, type TestServer } from './support/coordinator.ts';
+import { earnTrust, reportedStep, startServer, until, type TestServer } from './support/coordinator.ts';
 import { PROBATION_EXCHANGES } from '../server/peers.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
 import { valLoss } from './support/states.ts';
@@ -55,6 +55,8 @@ afterAll(async () => {
 });
 
 async function takeCheckpoint(): Promise<Record<string, unknown>> {
+  // The peer has reported the step of the state it serves, as it does after each outer step.
+  await reportedStep(s, client, state.meta.step, 50);
   const served = new Promise<{ ok: boolean; error?: string }>((resolve) => { const off = client.on('state-served', (e) => { off(); resolve(e); }); });
   const r = await s.c.app.inject({ method: 'POST', url: '/api/runs/m/checkpoints', headers: s.admin });
   expect(r.statusCode).toBe(202);

@@ -7,11 +7,12 @@
 // live peers agree on, which one peer inflating its steps cannot move.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tableCounts } from '../server/db.ts';
-import { MAX_STEPS_PER_S, STEP_SLACK } from '../src/protocol/state-frame.ts';
+import { consensusStep, MAX_STEPS_PER_S, STEP_SLACK } from '../src/protocol/state-frame.ts';
 import { RawPeer, report, startServer, until, type TestServer } from './support/coordinator.ts';
 import { FakeClock } from './support/fake-clock.ts';
 import { ABSURD_REPORTS, insertOverflowRows } from './support/attacks.ts';
 import { honestState } from './support/states.ts';
+import { stepVotes } from '../server/peers.ts';
 import { stateCheckBatchCount } from '../src/data/sampler.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
 
@@ -72,9 +73,10 @@ describe('metric report bounds', () => {
     }
   });
 
-  it('welcomes a newcomer with the furthest step it could start from and the step the live peers agree on', async () => {
+  it('welcomes a newcomer with the furthest step it could start from and the step the run agrees on', async () => {
     const created = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'agree', dataset: 'moby-dick', preset: 'micro', train: { H: 10 } } });
     expect(created.statusCode).toBe(201);
+    const run = created.json() as RunInfo;
     const peers: RawPeer[] = [];
     const join = async () => {
       const j = await RawPeer.join(s.wsUrl, { run: 'agree' });
@@ -91,37 +93,34 @@ describe('metric report bounds', () => {
       expect(a.welcome).toMatchObject({ stepBase: 0 });
       expect(a.welcome.stepConsensus).toBeUndefined();
       await reported(a.peer, 1, 50);
-      const b = await join();
-      expect(b.welcome).toMatchObject({ stepBase: 50, stepConsensus: 50 });
       // b claims 10,000 steps, as much as its bound allows 10 s after it joined.
+      const b = await join();
       clock.advance(10_000);
       await reported(b.peer, 1, 10_000);
+      // The report bound covers b's claim; new ids on probation do not vote on the run's step.
       const c = await join();
-      // Its report bound covers b's claim, but the consensus stays with a's step.
-      expect(c.welcome).toMatchObject({ stepBase: 10_000, stepConsensus: 50 });
-      await reported(a.peer, 2, 60);
-      await reported(c.peer, 1, 70);
-      const d = await join();
-      // Steps 60, 70 and 10,000: the lower median.
-      expect(d.welcome).toMatchObject({ stepBase: 10_000, stepConsensus: 70 });
-      // Only live peers count: with a and c gone, b alone is the consensus.
-      a.peer.close();
-      c.peer.close();
-      await until(() => !s.c.hub.isLive(a.welcome.peerId) && !s.c.hub.isLive(c.welcome.peerId), 5000, 'a and c to leave');
-      expect((await join()).welcome).toMatchObject({ stepConsensus: 10_000 });
+      expect(c.welcome).toMatchObject({ stepBase: 10_000 });
+      expect(c.welcome.stepConsensus).toBeUndefined();
+      // The newest offered checkpoint is the floor: with no vote, the run's step.
+      const st = honestState(run, 0);
+      await s.c.checkpoints.save(run, { ...st, meta: { ...st.meta, step: 40, round: 4, valLoss: 5 } }, null, clock.now(), stateCheckBatchCount(run.model, run.train));
+      expect((await join()).welcome).toMatchObject({ stepBase: 10_000, stepConsensus: 40 });
     } finally {
       for (const p of peers) p.close();
     }
   });
 
-  it('with no live peer that reported, the consensus is the newest offered checkpoint\'s step', async () => {
-    const created = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'agree-ckpt', dataset: 'moby-dick', preset: 'micro', train: { H: 10 } } });
-    const run = created.json() as RunInfo;
-    const st = honestState(run, 0);
-    await s.c.checkpoints.save(run, { ...st, meta: { ...st.meta, step: 40, round: 4, valLoss: 5 } }, null, clock.now(), stateCheckBatchCount(run.model, run.train));
-    const { peer, welcome } = await RawPeer.join(s.wsUrl, { run: 'agree-ckpt' });
-    peer.close();
-    expect(welcome).toMatchObject({ stepBase: 40, stepConsensus: 40 });
+  it('the run\'s step: one vote per address (its lowest step) from peers off probation, the lower median, never below the checkpoint', () => {
+    const peer = (address: string, step: number, trusted = true) => ({ address, step, trusted });
+    // Five connections from one host count once, at their lowest step.
+    const sybils = Array.from({ length: 5 }, (_, i) => peer('203.0.113.9', 1_000_000 + i));
+    expect(stepVotes([...sybils, peer('203.0.113.9', 70)])).toEqual([70]);
+    expect(consensusStep(stepVotes([...sybils, peer('198.51.100.1', 60), peer('198.51.100.2', 65)]), null)).toBe(65);
+    // New ids and peers that have not reported do not vote.
+    expect(stepVotes([peer('198.51.100.3', 90_000, false), peer('198.51.100.4', -1)])).toEqual([]);
+    // A liar among two honest addresses cannot raise it; one reporting low cannot take it below the checkpoint.
+    expect(consensusStep(stepVotes([peer('a', 60), peer('b', 64), peer('c', 900_000)]), 40)).toBe(64);
+    expect(consensusStep(stepVotes([peer('a', 0), peer('b', 64)]), 40)).toBe(40);
   });
 
   it('plots every point at the coordinator\'s receive time, whatever the client clock says', async () => {

@@ -164,28 +164,31 @@ describe('a state beyond the coordinator\'s bound on this peer\'s steps', () => 
 });
 
 describe('a state further on than the run\'s live peers agree on', () => {
-  it('is adopted at the welcome\'s stepConsensus, φ and momentum as served, from a peer or a checkpoint', async () => {
+  it('is adopted one round past the welcome\'s stepConsensus, φ and momentum as served, from a peer or a checkpoint', async () => {
     const cap = welcomeStepCap({ stepConsensus: 400, run: { train: { H: 8 } } })!;
     expect(cap).toEqual({ step: 400, H: 8 });
     const peer: BootState = { from: 'p-1', phi: vec(1), momentum: vec(0), outerRound: 125, innerStep: 1000 };
     const got = await joinRunState(new FakeMesh(peer), new FakeClient(), { runId: 'r1', floats: FLOATS, others: 1, stepCap: cap });
-    // Step 400 and round 400 / 8 = 50: the round stays within the step.
-    expect(got).toEqual({ source: 'peer', state: { ...peer, innerStep: 400, outerRound: 50 } });
+    // Step 400 + H = 408 (the peers moved on since the welcome) and round 408 / 8 = 51.
+    expect(got).toEqual({ source: 'peer', state: { ...peer, innerStep: 408, outerRound: 51 } });
     expect(got.state!.phi).toBe(peer.phi);
     const ck = await joinRunState(new FakeMesh(), new FakeClient(checkpoint({ step: 800, round: 100 })), { runId: 'r1', floats: FLOATS, others: 0, stepCap: cap });
     expect(ck.source).toBe('checkpoint');
-    expect(ck.state).toMatchObject({ innerStep: 400, outerRound: 50 });
-    // At or below the consensus the counters are the source's; a round already lower stays.
-    for (const st of [{ innerStep: 400, outerRound: 50 }, { innerStep: 390, outerRound: 48 }, { innerStep: 1000, outerRound: 20 }]) {
+    expect(ck.state).toMatchObject({ innerStep: 408, outerRound: 51 });
+    // Within a round of the consensus the counters are the source's; a held one keeps a lower round.
+    for (const st of [{ innerStep: 408, outerRound: 51 }, { innerStep: 390, outerRound: 48 }, { innerStep: 1000, outerRound: 20 }]) {
       const r = await joinRunState(new FakeMesh({ ...peer, ...st }), new FakeClient(), { runId: 'r1', floats: FLOATS, others: 1, stepCap: cap });
-      expect(r.state).toMatchObject({ innerStep: Math.min(st.innerStep, 400), outerRound: st.outerRound });
+      expect(r.state).toMatchObject({ innerStep: Math.min(st.innerStep, 408), outerRound: st.outerRound });
     }
     // A coordinator with nothing to agree on sends none: no cap.
     expect(welcomeStepCap({ run: { train: { H: 8 } } })).toBeUndefined();
   });
 
-  it('consensusStep is the lower median: it moves only when half the peers claim more', () => {
+  it('consensusStep is the lower median, never below the floor: it moves up only when half the peers claim more', () => {
     expect(consensusStep([])).toBeNull();
+    expect(consensusStep([], 40)).toBe(40);
+    expect(consensusStep([10, 100_000], 40)).toBe(40);
+    expect(consensusStep([60, 100_000], 40)).toBe(60);
     expect(consensusStep([70])).toBe(70);
     expect(consensusStep([60, 100_000])).toBe(60);
     expect(consensusStep([100_000, 60, 65])).toBe(65);

@@ -13,7 +13,7 @@ import { bearer } from '../auth.ts';
 import type { CheckpointInfo, DerivedKind } from '../checkpoints.ts';
 import { buildLayout } from '../../src/model/layout.ts';
 import { PRESETS } from '../../src/model/config.ts';
-import { decodeStateFrame, stateFrameBytes, StateFrameError } from '../../src/protocol/state-frame.ts';
+import { capCounters, decodeStateFrame, stateFrameBytes, StateFrameError } from '../../src/protocol/state-frame.ts';
 import { stateCheckBatchCount } from '../../src/data/sampler.ts';
 import { measuredLossError, uploadCounterError, uploadShapeError } from '../checkpoint-validate.ts';
 
@@ -171,8 +171,8 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
         withdrawFrom(run.id, claims.p, req.log);
         return reply.code(422).send({ error: `checkpoint rejected: ${reason}` });
       };
-      const counters = uploadCounterError(frame, hub.maxStep(claims.p));
-      if (counters) return refuse(counters);
+      const impossible = uploadCounterError(frame, hub.maxStep(claims.p));
+      if (impossible) return refuse(impossible);
       let measured: number;
       const valBatches = stateCheckBatchCount(run.model, run.train);
       try {
@@ -185,8 +185,12 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
       const newest = checkpoints.current(run);
       const bad = measuredLossError(measured, newest?.valLoss ?? null, run.model.vocab);
       if (bad) return refuse(bad);
-      // Stored with the coordinator's measurement: the peer's own figure is kept in the event only.
-      const info = await checkpoints.save(run, { ...frame, meta: { ...frame.meta, valLoss: measured } }, claims.p, clock.now(), valBatches);
+      // Stored with the coordinator's measurement (the peer's own figure is kept in the event
+      // only), and at no further step than the run's peers agree on: every newcomer that starts
+      // from this checkpoint takes its step, and the next consensus is never below it.
+      const held = capCounters(frame.meta, hub.stepConsensus(run.id), run.train.H);
+      if (held !== frame.meta) req.log.info({ run: run.id, claimed: frame.meta.step, stored: held.step }, 'checkpoint counters held to the peers\' consensus');
+      const info = await checkpoints.save(run, { ...frame, meta: { ...held, valLoss: measured } }, claims.p, clock.now(), valBatches);
       events.append(run.id, 'checkpoint-saved', claims.p, { ...info, claimedValLoss: frame.meta.valLoss });
       req.log.info({ run: run.id, checkpoint: info.id, step: info.step, bytes: info.bytes, valLoss: measured, evalMs: Math.round(evaluator.stats.lastMs) }, 'checkpoint saved');
       return reply.code(201).send(info);

@@ -339,10 +339,11 @@ const WelcomeMsg = strict({
    */
   stepBase: Type.Optional(count),
   /**
-   * The step the run's live peers agree on: the lower median of their reported steps (the newest
-   * checkpoint's when none has reported). A newcomer that adopts a state further on takes this
-   * step instead (src/sync/join.ts), so one peer lying about its steps cannot move a newcomer
-   * along the learning-rate schedule. Absent when there is nothing to agree on yet.
+   * The step the run's live peers agree on (consensusStep in state-frame.ts: the lower median of
+   * one vote per address of peers off probation, never below the newest checkpoint's step). A
+   * newcomer that adopts a state further on holds it to this (capCounters, src/sync/join.ts), so
+   * one peer lying about its steps cannot move a newcomer along the learning-rate schedule.
+   * Absent when there is nothing to agree on yet.
    */
   stepConsensus: Type.Optional(count),
 });

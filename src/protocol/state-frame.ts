@@ -72,23 +72,28 @@ export function maxStepNow(x: { now: number; joinedAt: number; stepBase: number 
 }
 
 /**
- * The step a run's peers agree on from the steps they reported: the lower median, so it moves
- * only when at least half of them claim more (one liar among two honest peers, or among one,
- * cannot raise it). Null for no steps. The coordinator sends it in the welcome (`stepConsensus`).
+ * The step a run's peers agree on: the lower median of their `votes` (the coordinator gives one
+ * per address, of peers off probation), so it moves up only when at least half of them claim
+ * more (one liar among two honest peers, or among one, cannot raise it); never below `floor`
+ * (the newest offered checkpoint's step), so peers that lag or lie low cannot send newcomers
+ * back along the schedule past it. Null with neither. The welcome carries it (`stepConsensus`).
  */
-export function consensusStep(steps: readonly number[]): number | null {
-  if (steps.length === 0) return null;
-  const s = [...steps].sort((a, b) => a - b);
-  return s[(s.length - 1) >> 1]!;
+export function consensusStep(votes: readonly number[], floor: number | null = null): number | null {
+  const s = [...votes].sort((a, b) => a - b);
+  const median = s.length > 0 ? s[(s.length - 1) >> 1]! : null;
+  return median === null ? floor : floor === null ? median : Math.max(median, floor);
 }
 
 /**
- * A state's counters taken no further than `cap` inner steps (consensusStep; null: no cap): one
- * that claims more gets step `cap` and round at most ⌊cap / H⌋, so its round stays within its step.
+ * A state's counters held to the run's consensus (consensusStep; null: as they are): a step at
+ * most one round past it (`H` inner steps: the peers moved on between the consensus and the
+ * adoption, or the upload); a state held back gets a round at most ⌊step / H⌋. A round is left
+ * as it is otherwise: after a change of the run's H an honest replica's rounds outnumber step / H.
  */
-export function capCounters<C extends { step: number; round: number }>(c: C, cap: number | null, H: number): C {
-  if (cap === null || c.step <= cap) return c;
-  return { ...c, step: cap, round: Math.min(c.round, Math.floor(cap / H)) };
+export function capCounters<C extends { step: number; round: number }>(c: C, consensus: number | null, H: number): C {
+  if (consensus === null || c.step <= consensus + H) return c;
+  const step = consensus + H;
+  return { ...c, step, round: Math.min(c.round, Math.floor(step / H)) };
 }
 
 /** Null when a state's counters could be true; otherwise what is wrong with them. */

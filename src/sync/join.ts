@@ -41,8 +41,9 @@ export interface RunJoinOptions {
   /** The furthest inner step the coordinator would accept from this peer now (welcomeMaxStep). */
   maxStep?: () => number;
   /**
-   * The step the run's live peers agree on and its inner steps per round (welcomeStepCap): a state
-   * adopted with more steps takes these (capCounters), its φ and momentum unchanged.
+   * The step the run's live peers agree on and its inner steps per round (welcomeStepCap): the
+   * counters of the state adopted are held to it (capCounters: at most one round past it), its φ
+   * and momentum unchanged.
    */
   stepCap?: { step: number; H: number };
   logger?: Logger;
@@ -85,8 +86,8 @@ export function joinRunState(
   const capped = (r: { source: JoinSource; state: BootState | null }) => {
     if (!r.state || !o.stepCap) return r;
     const c = capCounters({ step: r.state.innerStep, round: r.state.outerRound }, o.stepCap.step, o.stepCap.H);
-    if (c.step === r.state.innerStep) return r;
-    log.info('the adopted state claims more steps than the run\'s peers agree on: taking theirs', { claimed: r.state.innerStep, step: c.step, round: c.round });
+    if (c.step === r.state.innerStep && c.round === r.state.outerRound) return r;
+    log.info('the adopted state claims more than the run\'s peers agree on: holding it to theirs', { claimed: r.state.innerStep, round: r.state.outerRound, step: c.step, heldRound: c.round });
     return { ...r, state: { ...r.state, innerStep: c.step, outerRound: c.round } };
   };
   return joinRun(mesh, {
