@@ -47,7 +47,7 @@ import type { EventLog } from './events.ts';
 import type { LiveHub } from './live.ts';
 import type { DatasetSource } from './datasets.ts';
 import { fileRefs } from './datasets.ts';
-import type { CheckpointStore } from './checkpoints.ts';
+import type { CheckpointInfo, CheckpointStore } from './checkpoints.ts';
 import { ReadyPool } from './pairing.ts';
 import { iceFor, renewDelayMs, type IceSettings } from './ice.ts';
 import {
@@ -276,15 +276,18 @@ export class PeerHub {
    * its peers' lowest reported step, from peers off probation only, so neither a new id nor many
    * connections from one host outvote the others; never below the newest offered checkpoint's
    * step; null with neither. A newcomer adopting a state further on takes it (the welcome's
-   * `stepConsensus`), and an uploaded checkpoint is stored at no more (capCounters).
+   * `stepConsensus`), and an uploaded checkpoint is stored at no more (capCounters). `latest`:
+   * the run's newest offered checkpoint when the caller has read it already (the welcome has).
    */
-  stepConsensus(runId: string, except?: string): number | null {
+  stepConsensus(runId: string, except?: string, latest?: CheckpointInfo | null): number | null {
     const peers = [...this.byRun.get(runId) ?? []].filter((p) => p !== except).flatMap((p) => {
       const c = this.byPeer.get(p);
       return c ? [{ address: c.address, step: c.lastStep, trusted: !this.onProbation(p) }] : [];
     });
-    const run = this.d.runs.get(runId);
-    const latest = run ? this.d.checkpoints.current(run) : null;
+    if (latest === undefined) {
+      const run = this.d.runs.get(runId);
+      latest = run ? this.d.checkpoints.current(run) : null;
+    }
     return consensusStep(stepVotes(peers), latest ? latest.step : null);
   }
 
@@ -715,7 +718,7 @@ export class PeerHub {
     // Only a checkpoint whose loss this coordinator measured on the run's state check windows:
     // a newcomer's bound is that figure (maxStateLoss), never a peer's claim an older coordinator kept.
     const latest = this.d.checkpoints.current(run);
-    const consensus = this.stepConsensus(runId, peerId);
+    const consensus = this.stepConsensus(runId, peerId, latest);
     this.send(c, {
       t: 'welcome', peerId, session: this.d.signer.sign({ p: peerId, r: runId, i: now }), resumed, run, assignment,
       checkpoint: latest ? this.d.checkpoints.ref(latest) : null,

@@ -188,7 +188,7 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
       // Stored with the coordinator's measurement (the peer's own figure is kept in the event
       // only), and at no further step than the run's peers agree on: every newcomer that starts
       // from this checkpoint takes its step, and the next consensus is never below it.
-      const held = capCounters(frame.meta, hub.stepConsensus(run.id), run.train.H);
+      const held = capCounters(frame.meta, hub.stepConsensus(run.id, undefined, newest), run.train.H);
       if (held !== frame.meta) req.log.info({ run: run.id, claimed: frame.meta.step, stored: held.step }, 'checkpoint counters held to the peers\' consensus');
       const info = await checkpoints.save(run, { ...frame, meta: { ...held, valLoss: measured } }, claims.p, clock.now(), valBatches);
       events.append(run.id, 'checkpoint-saved', claims.p, { ...info, claimedValLoss: frame.meta.valLoss });
