@@ -11,6 +11,7 @@ import { createMesh, type Mesh } from '../src/sync/mesh.ts';
 import { withPeerReplay } from '../src/volunteer/signaling.ts';
 import { runConfigHash } from '../src/volunteer/run-config.ts';
 import { runVolunteer, type RoundEvent, type Volunteer } from '../src/volunteer/volunteer.ts';
+import { createBackend } from '../src/volunteer/backend.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { stateCheckBatchCount } from '../src/data/sampler.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
@@ -70,15 +71,26 @@ async function rogue(run: RunInfo, state: Omit<BootState, 'from'> | null, report
   return client.peerId!;
 }
 
-/** A CPU newcomer for `rounds` outer rounds; resolves with where it joined from and its rounds. */
+/**
+ * A CPU newcomer for `rounds` outer rounds; resolves with where it joined from, its rounds, and
+ * the step of every state loaded into its trainer (its learning-rate schedule goes on from the last).
+ */
 async function newcomer(run: string, rounds: number) {
-  const v = runVolunteer({ url: s.url, run, backend: 'cpu', rounds, evalEveryRounds: 1, bootstrapTimeoutMs: 60_000 }, logged('[newcomer]'));
+  const loads: number[] = [];
+  const recording: typeof createBackend = async (...args) => {
+    const b = await createBackend(...args);
+    const load = b.load.bind(b);
+    b.load = async (st) => { loads.push(st.innerStep); return load(st); };
+    return b;
+  };
+  const v = runVolunteer({ url: s.url, run, backend: 'cpu', rounds, evalEveryRounds: 1, bootstrapTimeoutMs: 60_000 }, { ...logged('[newcomer]'), createBackend: recording });
   volunteers.push(v);
   const seen: RoundEvent[] = [];
   v.onRound((e) => seen.push(e));
   const joined = await v.joined;
+  const loadsAtJoin = [...loads];
   const summary = await v.done;
-  return { joined, summary, rounds: seen };
+  return { joined, summary, rounds: seen, loadsAtJoin };
 }
 
 describe('a newcomer that cannot be poisoned or crashed', () => {
@@ -137,7 +149,7 @@ describe('a newcomer that cannot be poisoned or crashed', () => {
       return (inflated = s.c.hub.maxStep(id));
     });
     rogues.at(-1)!.mesh.serveState(() => ({ phi: good.phi, momentum: good.momentum, outerRound: Math.floor(inflated / run.train.H), innerStep: inflated }));
-    const { joined, summary, rounds } = await newcomer('poison-inflate', 2);
+    const { joined, summary, rounds, loadsAtJoin } = await newcomer('poison-inflate', 2);
     expect(served.get(liar)).toBe(1);
     expect(joined.source).toBe('peer');
     expect(summary).toMatchObject({ joinedFrom: 'peer', rounds: 2, reason: 'limit reached' });
@@ -145,6 +157,9 @@ describe('a newcomer that cannot be poisoned or crashed', () => {
     // newcomer holds the liar's counters to one round past it and goes on from there.
     const H = run.train.H, held = good.meta.step + H;
     expect(inflated).toBeGreaterThanOrEqual(good.meta.step + 1000);
+    // The trainer measured the state at the served step, then took it again at the held one: its
+    // schedule (warm-up, decay) goes on from the step it reports, not from the liar's.
+    expect(loadsAtJoin).toEqual([inflated, held]);
     expect(rounds.map((r) => r.report.step)).toEqual([held + H, held + 2 * H]);
     expect(rounds.map((r) => r.report.round)).toEqual([held / H + 1, held / H + 2]);
     expect(rounds[1]!.report.valLoss as number).toBeLessThan(valLoss(run, good.phi) + 0.5);
