@@ -5,13 +5,9 @@
 // from the pages: its metric reports must show paired outer rounds involving all three peers,
 // and every peer's validation loss lower at its last report than at its first.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { build } from 'vite';
 import type { Browser, Page } from 'playwright-core';
-import { ROOT, calmPage as calmPageIn, launchWebRtcBrowser } from './support/browser.ts';
-import { startServer, type TestServer } from './support/coordinator.ts';
+import { calmPage as calmPageIn, createRun, launchWebRtcBrowser, startBuiltApp } from './support/browser.ts';
+import type { TestServer } from './support/coordinator.ts';
 
 const RUN = 'mesh-e2e';
 const PEERS = 3;
@@ -22,7 +18,6 @@ const MIN_VAL = 3;
 /** Bound on the training phase; the whole file stays under ~4 minutes. */
 const TRAIN_MS = 150_000;
 
-let webRoot: string;
 let server: TestServer;
 let browser: Browser;
 const errors: string[] = [];
@@ -91,23 +86,16 @@ const phase = (p: Page) => p.evaluate(() => {
 });
 
 beforeAll(async () => {
-  webRoot = mkdtempSync(join(tmpdir(), 'murmur-web-'));
-  await build({ configFile: join(ROOT, 'vite.config.ts'), root: ROOT, logLevel: 'warn', build: { outDir: webRoot, emptyOutDir: true } });
-  server = await startServer({ webRoot });
-  const res = await fetch(`${server.url}/api/runs`, {
-    method: 'POST', headers: { ...server.admin, 'content-type': 'application/json' },
-    // micro on a software GPU: a short inner loop so outer rounds come every few seconds, and a
-    // short warm-up at a higher rate so the loss visibly falls within the test's minutes.
-    body: JSON.stringify({ id: RUN, name: 'mesh end-to-end', dataset: 'moby-dick', preset: 'micro', train: { H: 4, batch: 4, lr: 3e-3, warmupSteps: 4 } }),
-  });
-  if (res.status !== 201) throw new Error(`creating the test run failed: HTTP ${res.status} ${await res.text()}`);
+  server = await startBuiltApp();
+  // micro on a software GPU: a short inner loop so outer rounds come every few seconds, and a
+  // short warm-up at a higher rate so the loss visibly falls within the test's minutes.
+  await createRun(server, { id: RUN, name: 'mesh end-to-end', dataset: 'moby-dick', preset: 'micro', train: { H: 4, batch: 4, lr: 3e-3, warmupSteps: 4 } });
   browser = await launchWebRtcBrowser();
 });
 
 afterAll(async () => {
   await browser?.close();
   await server?.close();
-  if (webRoot) rmSync(webRoot, { recursive: true, force: true });
 });
 
 describe('three browser volunteers over WebRTC', () => {

@@ -6,14 +6,12 @@
 // x-axis switch and log-x work, the CSV export holds the coordinator's reports, and the
 // checkpoint and GPT-2 export downloads are valid safetensors files.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
-import { build } from 'vite';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, ROOT, pageErrors } from './support/browser.ts';
-import { earnTrustTogether, startServer, until, type TestServer } from './support/coordinator.ts';
+import { CHROMIUM, CHROMIUM_ARGS, ROOT, pageErrors, startBuiltApp } from './support/browser.ts';
+import { earnTrustTogether, until, type TestServer } from './support/coordinator.ts';
 import { PROBATION_EXCHANGES } from '../server/peers.ts';
 import { SignalingClient, type WebSocketCtor } from '../src/sync/signaling-client.ts';
 import { buildLayout } from '../src/model/layout.ts';
@@ -23,7 +21,6 @@ import type { RunInfo } from '../src/protocol/messages.ts';
 const OUT = join(ROOT, 'tests', 'output');
 mkdirSync(OUT, { recursive: true });
 
-let webRoot: string;
 let server: TestServer;
 let browser: Browser;
 let page: Page;
@@ -48,10 +45,8 @@ async function volunteer(i: number): Promise<SignalingClient> {
 }
 
 beforeAll(async () => {
-  webRoot = mkdtempSync(join(tmpdir(), 'murmur-web-'));
-  await build({ configFile: join(ROOT, 'vite.config.ts'), root: ROOT, logLevel: 'warn', build: { outDir: webRoot, emptyOutDir: true } });
   // Scripted volunteers have no inner loop for the pool to learn a cadence from: the plain rule.
-  server = await startServer({ webRoot, hub: { pairPrediction: false } });
+  server = await startBuiltApp({ hub: { pairPrediction: false } });
   for (let i = 0; i < 3; i++) volunteers.push(await volunteer(i));
   // Only peers off probation get checkpoint duty: two of them earn it with each other.
   await earnTrustTogether(volunteers[0]!, volunteers[1]!, { exchanges: PROBATION_EXCHANGES, H: 50 });
@@ -83,7 +78,6 @@ afterAll(async () => {
   for (const v of volunteers) v.stop();
   await browser?.close();
   await server?.close();
-  if (webRoot) rmSync(webRoot, { recursive: true, force: true });
 });
 
 const dash = <T>(p: Page, fn: string) => p.evaluate(fn) as Promise<T>;

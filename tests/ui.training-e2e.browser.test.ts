@@ -10,20 +10,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { build } from 'vite';
 import type { Browser, Page } from 'playwright-core';
-import { ROOT, calmPage as calmPageIn, launchWebRtcBrowser } from './support/browser.ts';
-import { startServer, type TestServer } from './support/coordinator.ts';
+import { ROOT, calmPage as calmPageIn, createRun, launchWebRtcBrowser, startBuiltApp } from './support/browser.ts';
+import type { TestServer } from './support/coordinator.ts';
 import { decodeStateFrame } from '../src/protocol/state-frame.ts';
 
 const OUT = join(ROOT, 'tests', 'output');
 mkdirSync(OUT, { recursive: true });
 const RUN = 'micro-e2e';
 
-let webRoot: string;
 let server: TestServer;
 let browser: Browser;
 const errors: string[] = [];
@@ -93,22 +90,15 @@ async function calmPage(): Promise<Page> {
 }
 
 beforeAll(async () => {
-  webRoot = mkdtempSync(join(tmpdir(), 'murmur-web-'));
-  await build({ configFile: join(ROOT, 'vite.config.ts'), root: ROOT, logLevel: 'warn', build: { outDir: webRoot, emptyOutDir: true } });
-  server = await startServer({ webRoot });
-  const res = await fetch(`${server.url}/api/runs`, {
-    method: 'POST', headers: { ...server.admin, 'content-type': 'application/json' },
-    // micro on a software GPU: small batches and a short inner loop, so outer steps come quickly.
-    body: JSON.stringify({ id: RUN, name: 'micro end-to-end', dataset: 'moby-dick', preset: 'micro', train: { H, batch: 2 } }),
-  });
-  if (res.status !== 201) throw new Error(`creating the test run failed: HTTP ${res.status} ${await res.text()}`);
+  server = await startBuiltApp();
+  // micro on a software GPU: small batches and a short inner loop, so outer steps come quickly.
+  await createRun(server, { id: RUN, name: 'micro end-to-end', dataset: 'moby-dick', preset: 'micro', train: { H, batch: 2 } });
   browser = await launchWebRtcBrowser();
 });
 
 afterAll(async () => {
   await browser?.close();
   await server?.close();
-  if (webRoot) rmSync(webRoot, { recursive: true, force: true });
 });
 
 describe('volunteers training for real', () => {

@@ -9,14 +9,16 @@
 // Pages live in tests/browser/pages/. http://127.0.0.1 is a secure context, so navigator.gpu
 // exists there (and in the page's workers). Console output and page errors are forwarded to the
 // test log; pageErrors(page) lists uncaught errors so a test can assert there were none.
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { createServer, type ViteDevServer } from 'vite';
+import { build, createServer, type ViteDevServer } from 'vite';
+import type { AppOptions } from '../../server/app.ts';
+import { startServer, type TestServer } from './coordinator.ts';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CHROMIUM = '/usr/bin/chromium';
@@ -151,4 +153,28 @@ export async function calmPage(browser: Browser, errors: string[]): Promise<Page
  */
 export function launchWebRtcBrowser(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, '--disable-features=WebRtcHideLocalIpsWithMdns'] });
+}
+
+/**
+ * The app as deployed: the repo's Vite build in a temp folder, served by an in-process
+ * coordinator (startServer with `opts`). close() stops the coordinator and removes the build.
+ */
+export async function startBuiltApp(opts: Partial<AppOptions> = {}): Promise<TestServer> {
+  const webRoot = mkdtempSync(join(tmpdir(), 'murmur-web-'));
+  try {
+    await build({ configFile: join(ROOT, 'vite.config.ts'), root: ROOT, logLevel: 'warn', build: { outDir: webRoot, emptyOutDir: true } });
+    const server = await startServer({ webRoot, ...opts });
+    return { ...server, close: async () => { await server.close(); rmSync(webRoot, { recursive: true, force: true }); } };
+  } catch (e) {
+    rmSync(webRoot, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/** Creates a run over HTTP as the admin; throws with the coordinator's answer if it refuses. */
+export async function createRun(server: TestServer, body: Record<string, unknown>): Promise<void> {
+  const res = await fetch(`${server.url}/api/runs`, {
+    method: 'POST', headers: { ...server.admin, 'content-type': 'application/json' }, body: JSON.stringify(body),
+  });
+  if (res.status !== 201) throw new Error(`creating the test run failed: HTTP ${res.status} ${await res.text()}`);
 }
