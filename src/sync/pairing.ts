@@ -23,6 +23,8 @@ const AVOID_LAST_FRAC = 0.25;
 
 export class DirectPairing {
   private outstanding: { to: string; nonce: number; timer: unknown } | null = null;
+  /** Every question put this round, as `peer/nonce` (a few per round: one at a time, each answered or timed out). */
+  private readonly asked = new Set<string>();
   private partner: string | null = null;
   private finished = false;
   private timers = new Set<unknown>();
@@ -55,8 +57,10 @@ export class DirectPairing {
 
   onAck(from: string, msg: PairAck): void {
     if (msg.ok) {
-      if (!this.finished && !this.mesh.isBanned(from)) { this.finish(from); return; }
-      // A yes after we paired elsewhere or gave up: free the other side now.
+      // Only a yes to a question we put to that peer this round (a late one too: it paired with
+      // us when it said yes). An unasked yes would let any neighbour make itself our partner.
+      if (!this.finished && this.asked.has(`${from}/${msg.nonce}`) && !this.mesh.isBanned(from)) { this.finish(from); return; }
+      // A yes after we paired elsewhere or gave up, or one we never asked for: free the other side now.
       if (from !== this.partner) this.mesh.sendControl(from, { t: 'abort', round: this.round, reason: 'paired elsewhere' });
       return;
     }
@@ -88,6 +92,7 @@ export class DirectPairing {
       this.later(() => this.attempt(), NO_NEIGHBOUR_POLL_MS);
       return;
     }
+    this.asked.add(`${to}/${nonce}`);
     const timer = this.later(() => {
       if (this.outstanding?.nonce !== nonce) return;
       this.outstanding = null;
