@@ -468,3 +468,29 @@ describe('ready pool: fairness (a peer that never trains but always waits)', () 
     }
   });
 });
+
+describe('ready pool: what a ready costs', () => {
+  // Strangers send readies (a connection may send dozens a second), and the coordinator decides
+  // each on its event loop. Before the pool kept its typical cadence and busiest shares, every
+  // pair of waiters walked every peer's cadence: with 128 waiting, a ready took a quarter of a
+  // second, and an address's 64 connections re-sending readies froze the coordinator.
+  it.each([64, 512])('with %i peers waiting their turn, a repeated ready walks the cadences a few times and weighs few pairs', (n) => {
+    let t = 0;
+    const pool = new ReadyPool({ now: () => t, random: seededRandom(3), liveCount: () => n, trackProgress: true });
+    const ids = Array.from({ length: n }, (_, i) => `p${i}`);
+    for (const p of ids) pool.progress(p, 0, 10);
+    for (const p of ids) pool.enter(p, 0, 600_000);
+    t = 10_000;
+    for (const p of ids) pool.progress(p, 10, 10);
+    for (const p of ids) pool.enter(p, 1, 600_000); // all pair again
+    t = 10_100;
+    for (const p of ids) pool.enter(p, 2, 600_000); // ready at once: each waits for its turn
+    expect(pool.size).toBeGreaterThanOrEqual(n - 1);
+    const before = { ...pool.work };
+    for (let k = 0; k < 20; k++) { t += 1; pool.enter(ids[k]!, 2, 600_000); pool.nextDeadline(); }
+    const per = { scans: (pool.work.scans - before.scans) / 20, pairs: (pool.work.pairs - before.pairs) / 20 };
+    expect(per.scans).toBeLessThanOrEqual(2);
+    expect(per.pairs).toBeLessThan(n);
+    expect(pool.size).toBeGreaterThanOrEqual(n - 1);
+  });
+});

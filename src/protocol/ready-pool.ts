@@ -160,6 +160,21 @@ export class ReadyPool {
   private readonly fairFrac: number;
   /** Counters for the dashboard and the benchmark; `leftAtOnce` of the solos had nobody due. */
   readonly stats = { pairs: 0, solos: 0, leftAtOnce: 0 };
+  /**
+   * What the pool's decisions cost. `scans`: walks over every peer's cadence (the typical
+   * cadence, the busiest peers' shares), kept until a cadence, a score or the set of peers
+   * changes, so a ready costs a few however many peers wait. `pairs`: pairs of waiters weighed.
+   * With a walk per pair of waiters, 128 waiting peers made each ready cost a quarter of a
+   * second of the coordinator's event loop, and strangers send readies.
+   */
+  readonly work = { scans: 0, pairs: 0 };
+  /** Bumped when a cadence's period or step period, or the set of peers, changes. */
+  private cadenceVersion = 0;
+  /** Bumped when a pairing score, or the set of peers, changes. */
+  private scoreVersion = 0;
+  private typicalKept: { version: number; value: number | null } | null = null;
+  /** The two peers with the most pairings (decayed alike, so their order holds at any time). */
+  private busiestKept: { version: number; tau: number; first: [string, Cadence] | null; second: [string, Cadence] | null } | null = null;
   /** How many times the pool paired each live peer. */
   readonly partnersOf = new Map<string, number>();
   /**
@@ -265,10 +280,12 @@ export class ReadyPool {
   tick(): PoolEvents {
     const now = this.o.now();
     const events: PoolEvents = { matches: [], solos: [] };
+    let turns = this.turns();
     for (const w of [...this.waiting]) {
       // A wait that ends now still takes a partner pairable now (a held repeat) over a solo step.
       if (!this.waiting.includes(w) || w.until < now) continue;
-      const others = this.waiting.filter((o) => o !== w && o.until >= now && this.pairableAt(w, o) <= now);
+      if (turns.version !== this.scoreVersion) turns = this.turns(); // a match moved the shares
+      const others = this.waiting.filter((o) => o !== w && o.until >= now && this.pairableAt(w, o, turns.at) <= now);
       if (others.length === 0) continue;
       this.waiting = this.waiting.filter((o) => o !== w);
       events.matches.push(this.match(w, others[this.index(others.length)]!));
@@ -284,19 +301,31 @@ export class ReadyPool {
 
   /** When tick() next has something to do; null if nobody waits. */
   nextDeadline(): number | null {
-    let t: number | null = null;
-    for (const w of this.waiting) {
-      let d = w.until;
-      for (const o of this.waiting) if (o !== w) d = Math.min(d, this.pairableAt(w, o));
-      if (t === null || d < t) t = d;
+    if (this.waiting.length === 0) return null;
+    let t = Infinity;
+    for (const w of this.waiting) t = Math.min(t, w.until);
+    // Two waiters pair no earlier than the later of their turns and arrivals: walked in that
+    // order, no pair after the first whose later one comes at or past the best found can beat it.
+    // So the walk is over the few waiters that could pair before someone's wait ends, not every
+    // pair of waiters (a ready costs this walk, and strangers send readies).
+    const turns = this.turns();
+    const by = this.waiting.map((w) => ({ w, from: Math.max(turns.at.get(w.peer)!, w.since) })).sort((x, y) => x.from - y.from);
+    for (let j = 1; j < by.length && by[j]!.from < t; j++) {
+      for (let i = 0; i < j; i++) t = Math.min(t, this.pairableAt(by[i]!.w, by[j]!.w, turns.at));
     }
     return t;
   }
 
+  /** Every waiter's turn (eligibleAt) now, for a walk over pairs of waiters; valid until a match (scoreVersion). */
+  private turns(): { version: number; at: Map<string, number> } {
+    return { version: this.scoreVersion, at: new Map(this.waiting.map((w) => [w.peer, this.eligibleAt(w.peer)])) };
+  }
+
   /** From when two waiting peers may pair: a repeat only once both hold-offs ended. */
-  private pairableAt(a: Waiting, b: Waiting): number {
+  private pairableAt(a: Waiting, b: Waiting, turns: Map<string, number>): number {
+    this.work.pairs++;
     if (!this.canPair(a.peer, b.peer)) return Infinity;
-    const turn = Math.max(this.eligibleAt(a.peer), this.eligibleAt(b.peer));
+    const turn = Math.max(turns.get(a.peer)!, turns.get(b.peer)!);
     return Math.max(turn, this.isRepeat(a.peer, b.peer) ? Math.max(a.repeatAt, b.repeatAt) : Math.max(a.since, b.since));
   }
 
@@ -314,6 +343,7 @@ export class ReadyPool {
     if (last === null) return;
     const perRound = ((now - last.at) / (step - last.step)) * stepsPerRound;
     c.stepPeriod = c.stepPeriod === null ? perRound : (1 - CADENCE_EWMA) * c.stepPeriod + CADENCE_EWMA * perRound;
+    this.cadenceVersion++;
   }
 
   /**
@@ -321,6 +351,12 @@ export class ReadyPool {
    * is fed, only peers whose steps advanced count. Null until one is known.
    */
   typicalCadence(): number | null {
+    if (this.typicalKept?.version !== this.cadenceVersion) this.typicalKept = { version: this.cadenceVersion, value: this.scanTypical() };
+    return this.typicalKept.value;
+  }
+
+  private scanTypical(): number | null {
+    this.work.scans++;
     const xs: number[] = [];
     for (const c of this.cadence.values()) {
       if (this.o.trackProgress) {
@@ -376,14 +412,31 @@ export class ReadyPool {
     const now = this.o.now();
     const tau = SHARE_CADENCES * typical;
     const score = (x: Cadence) => x.score * Math.exp(-(now - x.scoreAt) / tau);
-    const others: number[] = [];
-    for (const [p, x] of this.cadence) if (p !== peer) others.push(score(x));
-    if (others.length === 0) return -Infinity;
     // "No more partners than anyone else": the busiest other peer sets the share, so the
     // fastest honest peer of a mixed swarm is held back only to the next fastest.
-    const excess = score(c) - Math.max(...others);
+    const { first, second } = this.busiest(tau);
+    const other = first !== null && first[0] !== peer ? first : second;
+    if (other === null) return -Infinity;
+    const excess = score(c) - score(other[1]);
     const margin = this.o.shareMargin ?? SHARE_MARGIN;
     return excess <= margin ? -Infinity : now + tau * Math.log(excess / margin);
+  }
+
+  /**
+   * The two peers with the highest decayed pairing score. Every score decays by the same factor,
+   * so their order is that of ln(score) + scoreAt / tau at any time.
+   */
+  private busiest(tau: number): { first: [string, Cadence] | null; second: [string, Cadence] | null } {
+    if (this.busiestKept?.version === this.scoreVersion && this.busiestKept.tau === tau) return this.busiestKept;
+    this.work.scans++;
+    const key = (x: Cadence) => Math.log(x.score) + x.scoreAt / tau;
+    let first: [string, Cadence] | null = null, second: [string, Cadence] | null = null;
+    for (const e of this.cadence) {
+      if (first === null || key(e[1]) > key(first[1])) { second = first; first = e; }
+      else if (second === null || key(e[1]) > key(second[1])) second = e;
+    }
+    this.busiestKept = { version: this.scoreVersion, tau, first, second };
+    return this.busiestKept;
   }
 
   private cadenceOf(peer: string): Cadence {
@@ -392,6 +445,8 @@ export class ReadyPool {
       c = { released: null, period: null, dev: 0, paired: this.departed.get(peer) ?? null, stepPeriod: null, lastStep: null, score: 0, scoreAt: this.o.now() };
       this.cadence.set(peer, c);
       this.departed.delete(peer);
+      this.cadenceVersion++;
+      this.scoreVersion++;
     }
     return c;
   }
@@ -412,7 +467,7 @@ export class ReadyPool {
       this.departed.set(peer, paired);
       while (this.departed.size > DEPARTED_KEPT) this.departed.delete(this.departed.keys().next().value!);
     }
-    this.cadence.delete(peer);
+    if (this.cadence.delete(peer)) { this.cadenceVersion++; this.scoreVersion++; }
     this.lastPartner.delete(peer);
     this.partnersOf.delete(peer);
   }
@@ -430,6 +485,7 @@ export class ReadyPool {
     if (c.period !== null) c.dev = (1 - DEV_EWMA) * c.dev + DEV_EWMA * Math.abs(interval - c.period);
     c.period = c.period === null ? interval : (1 - CADENCE_EWMA) * c.period + CADENCE_EWMA * interval;
     c.released = null;
+    this.cadenceVersion++;
   }
 
   private release(peer: string, now: number): void {
@@ -449,10 +505,11 @@ export class ReadyPool {
     if (this.o.predict === false) return 'unknown';
     let best: { at: number; grace: number } | null = null;
     let seen = 0;
+    const waiting = new Set(this.waiting.map((w) => w.peer));
     for (const [other, c] of this.cadence) {
       if (other === peer) continue;
       seen++;
-      if (!this.canPair(peer, other) || this.has(other)) continue;
+      if (!this.canPair(peer, other) || waiting.has(other)) continue;
       if (c.period === null) return 'unknown';
       if (c.released === null) continue; // on its way back from a wait we did not see end
       let at = c.released + c.period;
@@ -493,6 +550,7 @@ export class ReadyPool {
         const typical = this.typicalCadence();
         c.score = (typical === null || !(typical > 0) ? c.score : c.score * Math.exp(-(now - c.scoreAt) / (SHARE_CADENCES * typical))) + 1;
         c.scoreAt = now;
+        this.scoreVersion++;
       }
       this.partnersOf.set(p, (this.partnersOf.get(p) ?? 0) + 1);
     }
