@@ -74,6 +74,14 @@ export interface AppOptions {
   defaultRun: boolean;
   /** Worker threads that measure an uploaded state (default: every core but one, at most 8). */
   evalThreads?: number;
+  /**
+   * Reverse proxies whose X-Forwarded-For is believed (addresses, CIDRs, or proxy-addr's names
+   * `loopback`, `linklocal`, `uniquelocal`): a request whose socket peer is one of them has the
+   * client address the header names (its rightmost untrusted entry), so per-address budgets and
+   * votes count clients, not the proxy. None by default: the header is then ignored, since any
+   * client can send it.
+   */
+  trustProxy?: string[];
 }
 
 export const DEFAULT_APP_OPTIONS: AppOptions = {
@@ -138,6 +146,9 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     // still fits through a slow home uplink; headers must arrive within Node's 60 s anyway.
     requestTimeout: 600_000,
     return503OnClosing: true,
+    // req.ip (every per-address budget: server/routes/ws.ts, server/routes/metrics.ts) is the
+    // socket peer unless that peer is a proxy the operator named (`murmur serve --trust-proxy`).
+    ...(o.trustProxy && o.trustProxy.length > 0 ? { trustProxy: o.trustProxy } : {}),
     // Routes declare TypeBox schemas; a refused request names the field in the words the
     // WebSocket and peer messages use (src/protocol/check.ts).
     schemaErrorFormatter: (errors, dataVar) => new Error(describeIssues(errors as unknown as SchemaIssue[], dataVar)),

@@ -21,9 +21,18 @@ const PAGE_POLICY = [
   "connect-src 'self'", "worker-src 'self'", "object-src 'none'", "base-uri 'none'", "form-action 'none'",
 ].join('; ');
 
-/** The frame-ancestors source list for a path: the frame's run's sites, nothing for the rest. */
+/**
+ * The frame-ancestors source list for a path: the frame's run's sites, nothing for the rest.
+ * It never throws: a request-target URL cannot parse (`//a:99999/`) is not the frame, and its
+ * answer still carries every header (a throw here left Fastify's bare 500 without them).
+ */
 export function frameAncestors(url: string, embedSites: (run: string) => string[]): string {
-  const u = new URL(url, 'http://x');
+  let u: URL;
+  try {
+    u = new URL(url, 'http://x');
+  } catch {
+    return "'none'";
+  }
   if (u.pathname !== FRAME_PATH) return "'none'";
   const run = u.searchParams.get('run');
   const sites = run ? embedSites(run) : [];

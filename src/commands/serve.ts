@@ -3,15 +3,36 @@
 // short-lived credentials) and serves HTTPS, which browsers require for WebGPU; docs/deploy.md.
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { coordinatorOptions, intInRange } from './options.ts';
 
 interface ServeOptions {
   dataDir: string; port: string; host: string; checkpointEvery: string; keep: string; logLevel: string; evalThreads?: string;
   stun: string[]; turn: string[]; turnSecretFile?: string; turnTtl: string; tlsCert?: string; tlsKey?: string;
+  trustProxy: string[];
 }
 
 const collect = (v: string, acc: string[]) => [...acc, v];
+
+/** proxy-addr's named ranges (what Fastify's trustProxy takes besides addresses and CIDRs). */
+const PROXY_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** `--trust-proxy` values (repeatable, each comma-separated): addresses, CIDRs or named ranges. */
+export function trustProxyList(values: string[]): string[] {
+  const list = values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
+  for (const entry of list) {
+    if (PROXY_RANGES.has(entry)) continue;
+    const [addr = '', bits, extra] = entry.split('/');
+    const family = isIP(addr);
+    const max = family === 6 ? 128 : 32;
+    const bitsOk = bits === undefined || (/^\d+$/.test(bits) && Number(bits) <= max) || (family === 4 && isIP(bits) === 4);
+    if (family === 0 || extra !== undefined || !bitsOk) {
+      throw new Error(`--trust-proxy takes addresses, CIDRs (198.51.100.0/24, fd00::/8) or loopback | linklocal | uniquelocal, got "${entry}"`);
+    }
+  }
+  return list;
+}
 
 export function register(program: Command): void {
   coordinatorOptions(program.command('serve')
@@ -26,6 +47,7 @@ export function register(program: Command): void {
     .option('--turn-ttl <seconds>', 'lifetime of each volunteer\'s TURN credential (renewed before it expires)', '3600')
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM); browsers give WebGPU only to secure contexts')
     .option('--tls-key <file>', 'the certificate\'s private key (PEM)')
+    .option('--trust-proxy <addr|cidr,...>', 'reverse proxies (e.g. 127.0.0.1 for Caddy on this host) whose X-Forwarded-For names the client, so per-address limits count clients, not the proxy (repeatable; default: none, the header is ignored)', collect, [])
     .action(async (o: ServeOptions) => {
       const port = intInRange(o.port, '--port', 0, 65535);
       const every = intInRange(o.checkpointEvery, '--checkpoint-every', 0, 365 * 24 * 3600);
@@ -35,9 +57,10 @@ export function register(program: Command): void {
       const ice = iceSettings({ stun: o.stun, turn: o.turn, turnSecret: secret, ttlS: intInRange(o.turnTtl, '--turn-ttl', 10, 7 * 86400) });
       if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new Error('--tls-cert and --tls-key go together');
       const tls = o.tlsCert && o.tlsKey ? { cert: readFileSync(resolve(o.tlsCert)), key: readFileSync(resolve(o.tlsKey)) } : undefined;
+      const trustProxy = trustProxyList(o.trustProxy);
       const dataDir = resolve(o.dataDir);
       const c = await buildApp({ dataDir, logLevel: o.logLevel, logStream: process.stderr, ice, tls }, {
-        checkpointEveryMs: every * 1000, checkpointKeep: keep,
+        checkpointEveryMs: every * 1000, checkpointKeep: keep, trustProxy,
         ...(o.evalThreads !== undefined ? { evalThreads: intInRange(o.evalThreads, '--eval-threads', 1, 256) } : {}),
       });
       const address = await c.app.listen({ port, host: o.host });
