@@ -75,6 +75,13 @@ export interface PeerHubOptions {
   maxStrikes: number;
   /** Unsent bytes towards one peer before it is treated as dead. */
   maxSendBufferBytes: number;
+  /**
+   * Unsent bytes towards a peer above which signals relayed to it are dropped and their sender
+   * told (`rate-limited`, ref `signal`): what others send a slow reader never closes it.
+   */
+  relayBufferBytes: number;
+  /** Largest relayed signal frame (a simple-peer offer is a few KB); a larger one is refused to its sender. */
+  maxSignalBytes: number;
   /** Bounds of a peer's pairing wait (docs/design.md section 3: never zero). */
   minPairWaitMs: number;
   maxPairWaitMs: number;
@@ -102,6 +109,8 @@ export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
   helloBurst: 120,
   maxStrikes: 20,
   maxSendBufferBytes: 4 << 20,
+  relayBufferBytes: 256 << 10,
+  maxSignalBytes: 16 << 10,
   minPairWaitMs: 50,
   maxPairWaitMs: 120_000,
   pairPrediction: true,
@@ -249,7 +258,7 @@ export class PeerHub {
   onStateFail: StateFailHandler | null = null;
   /** Set by the checkpoint scheduler: a peer that leaves cannot answer a state request. */
   onPeerLeft: ((peerId: string) => void) | null = null;
-  readonly stats = { frames: 0, rejected: 0, closedForAbuse: 0, relayed: 0, forgotten: 0 };
+  readonly stats = { frames: 0, rejected: 0, closedForAbuse: 0, relayed: 0, relayDropped: 0, forgotten: 0 };
 
   constructor(private readonly d: PeerHubDeps, readonly o: PeerHubOptions = DEFAULT_HUB_OPTIONS) {
     this.perAddress = new OpenCounter(o.maxConnectionsPerAddress);
@@ -496,6 +505,8 @@ export class PeerHub {
    * Relays a signal only between peers this coordinator introduced: one listed to the sender
    * (in its welcome or a later peer-list change), a partner the pool gave either of them, or a
    * peer that signalled the sender first (an answer). Answers are free of the sender's rate.
+   * A signal over maxSignalBytes is refused; one towards a peer with over relayBufferBytes
+   * unsent is dropped, its sender told: signals never make the hub close their recipient.
    */
   private relay(c: Conn, toId: string, data: Record<string, unknown>): void {
     const peerId = c.peerId!, runId = c.runId!;
@@ -514,12 +525,21 @@ export class PeerHub {
     const introduced = credit > 0 || to.joinSeq <= c.listedSeq ||
       (this.partners.get(peerId) ?? []).includes(toId) || (this.partners.get(toId) ?? []).includes(peerId);
     if (!introduced) return this.reject(c, 'unknown-peer', `peer ${toId} was not introduced to you; signal peers from your peer list or your pool partner`, 'signal');
+    const text = JSON.stringify({ t: 'signal', from: peerId, data } satisfies ServerMessage);
+    const bytes = Buffer.byteLength(text);
+    if (bytes > this.o.maxSignalBytes) return this.reject(c, 'too-large', `signal of ${bytes} bytes exceeds ${this.o.maxSignalBytes}; not relayed`, 'signal');
+    if (to.ws.bufferedAmount > this.o.relayBufferBytes) {
+      // The recipient reads slower than it is signalled: the signal is dropped and its sender
+      // told, so no sender can make the hub close a peer (maxSendBufferBytes) for not reading.
+      this.stats.relayDropped++;
+      return this.slowDown(c, `peer ${toId} has ${to.ws.bufferedAmount} bytes unsent (over ${this.o.relayBufferBytes}); signals to it are being dropped, retry later`, 'signal');
+    }
     this.stats.relayed++;
     const left = to.replies.get(peerId);
     to.replies.delete(peerId); // re-inserted last: the oldest entry is the one to forget
     to.replies.set(peerId, Math.min(MAX_REPLY_CREDITS, (left ?? 0) + REPLY_CREDITS));
     if (to.replies.size > MAX_REPLY_PEERS) to.replies.delete(to.replies.keys().next().value!);
-    this.send(to, { t: 'signal', from: peerId, data });
+    this.sendRaw(to, text);
   }
 
   private wasPeerOf(runId: string, peerId: string): boolean {
@@ -916,12 +936,17 @@ export class PeerHub {
       this.fail(c, 'rate-limited', `more than ${burst} frames dropped for exceeding ${messagesPerSecond} frames/s; closing`, CLOSE.protocol);
       return false;
     }
-    // One error per second at most: the reply must not amplify a flood.
-    if (now - c.lastRateError >= 1000) {
-      c.lastRateError = now;
-      this.send(c, { t: 'error', code: 'rate-limited', message: `over ${messagesPerSecond} frames/s (burst ${burst}); frames are being dropped` });
-    }
+    this.slowDown(c, `over ${messagesPerSecond} frames/s (burst ${burst}); frames are being dropped`);
     return false;
+  }
+
+  /** Frames of `c` are being dropped (not an offence): a non-fatal `rate-limited`, one per second at most. */
+  private slowDown(c: Conn, message: string, ref?: string): void {
+    const now = this.d.clock.now();
+    // One error per second at most: the reply must not amplify a flood.
+    if (now - c.lastRateError < 1000) return;
+    c.lastRateError = now;
+    this.send(c, ref ? { t: 'error', code: 'rate-limited', message, ref } : { t: 'error', code: 'rate-limited', message });
   }
 
   /** A bad frame: say why; after too many, close. Nothing is written for it. */
