@@ -4,6 +4,7 @@ import SimplePeer from 'simple-peer';
 import type { CandidateType } from '../protocol/messages.ts';
 import type { IceConfig } from '../protocol/signaling.ts';
 import { systemClock, type Clock } from '../protocol/clock.ts';
+import type { Logger } from './components.ts';
 import { Emitter } from './emitter.ts';
 import { LinkClosedError } from './errors.ts';
 
@@ -91,6 +92,8 @@ export interface SimplePeerLinkOptions {
   /** The coordinator's current ICE servers and policy, read as each link is made (renewals apply). */
   ice?: () => IceConfig | null;
   clock?: Clock;
+  /** Where refused remote signals are told (admitSignal); by default the first per link goes to console.warn. */
+  logger?: Logger;
 }
 
 /** Links over simple-peer data channels (reliable, ordered: chunks arrive in order or not at all). */
@@ -109,6 +112,10 @@ class SimplePeerLink implements Link {
   private closed = false;
   private readonly createdAt: number;
   private readonly state: LinkInfo;
+  /** The remote's offer or answer has been taken: the one description a link ever takes. */
+  private described = false;
+  private refused = 0;
+  private readonly logger: Logger | undefined;
 
   constructor(readonly remote: string, readonly initiator: boolean, opts: SimplePeerLinkOptions, private readonly clock: Clock) {
     const ice = opts.ice?.() ?? null;
@@ -116,6 +123,7 @@ class SimplePeerLink implements Link {
     const urls = iceServers.flatMap((s) => (Array.isArray(s.urls) ? s.urls : [s.urls]));
     const policy = ice?.policy ?? 'all';
     this.createdAt = clock.now();
+    this.logger = opts.logger;
     this.state = {
       localTypes: [], remoteTypes: [], route: null, connectMs: null, policy,
       stun: urls.some((u) => u.startsWith('stun:') || u.startsWith('turn')), turn: urls.some((u) => u.startsWith('turn')),
@@ -166,7 +174,21 @@ class SimplePeerLink implements Link {
 
   signal(data: unknown): void {
     if (this.closed) return;
-    const kept = withoutTcpCandidates(data);
+    // Only an offer or answer that sets up the one data channel, once, and bounded candidates
+    // reach simple-peer (admitSignal): it would answer a renegotiation offer, add a transceiver
+    // or renegotiate on request, and the answer or offer outgrows the coordinator's frame limit.
+    const v = admitSignal(data, { initiator: this.initiator, described: this.described || this.peer.connected });
+    if (!v.ok) {
+      this.refused++;
+      // Dropped, not an offence: the mesh drops malformed relayed signals the same way (mesh.ts
+      // onSignal), and a refused signal changes nothing here. Logged once per link.
+      const fields = { remote: this.remote, reason: v.reason, refused: this.refused };
+      if (this.logger) this.logger.warn('refused a relayed signal', fields);
+      else if (this.refused === 1) console.warn(`murmur link: refused a relayed signal ${JSON.stringify(fields)}`);
+      return;
+    }
+    if (v.signal.type === 'offer' || v.signal.type === 'answer') this.described = true;
+    const kept = withoutTcpCandidates(v.signal);
     if (kept === null) return;
     noteCandidateTypes(kept, this.state.remoteTypes);
     try {
@@ -211,6 +233,59 @@ class SimplePeerLink implements Link {
     this.events.emit('close', { reason });
     this.events.clear();
   }
+}
+
+/** Largest SDP a link takes: a data-channel-only offer or answer is about 1 KB with a few candidates. */
+export const MAX_SIGNAL_SDP_BYTES = 16 * 1024;
+/** Longest trickled candidate line a link takes (a real one is under 300 characters). */
+export const MAX_SIGNAL_CANDIDATE_CHARS = 1024;
+const MAX_SIGNAL_MID_CHARS = 64;
+
+export type SignalVerdict = { ok: true; signal: SimplePeer.SignalData } | { ok: false; reason: string };
+
+/**
+ * Whether a link takes a signal its remote sent, and if so the copy it hands simple-peer (only
+ * the fields named here, so nothing rides along). Taken: the one description a link ever gets,
+ * `{type, sdp}` (an offer to the responder, an answer to the initiator) whose SDP is at most
+ * MAX_SIGNAL_SDP_BYTES and has exactly one media section, `m=application` (the data channel);
+ * and `{type: 'candidate', candidate}` with a bounded candidate line. Everything else is refused:
+ * `renegotiate` and `transceiverRequest` (Murmur never renegotiates, and simple-peer would
+ * renegotiate or add a transceiver on request), a second description, media sections. What an
+ * honest simple-peer (trickle on, as links use it) sends is exactly those three signal types.
+ */
+export function admitSignal(data: unknown, link: { initiator: boolean; described: boolean }): SignalVerdict {
+  const no = (reason: string): SignalVerdict => ({ ok: false, reason });
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return no(`not an object (${data === null ? 'null' : typeof data})`);
+  const d = data as Record<string, unknown>;
+  const type = typeof d.type === 'string' ? d.type.slice(0, 32) : `(${typeof d.type})`;
+  if (d.type === 'candidate') {
+    const c = d.candidate;
+    if (typeof c !== 'object' || c === null || Array.isArray(c)) return no('a candidate signal without a candidate object');
+    const { candidate, sdpMid, sdpMLineIndex } = c as Record<string, unknown>;
+    if (typeof candidate !== 'string') return no('candidate.candidate is not a string');
+    if (candidate.length > MAX_SIGNAL_CANDIDATE_CHARS) return no(`a candidate of ${candidate.length} characters (at most ${MAX_SIGNAL_CANDIDATE_CHARS})`);
+    if (sdpMid != null && (typeof sdpMid !== 'string' || sdpMid.length > MAX_SIGNAL_MID_CHARS)) return no('candidate.sdpMid is not a short string');
+    if (sdpMLineIndex != null && !(Number.isInteger(sdpMLineIndex) && (sdpMLineIndex as number) >= 0 && (sdpMLineIndex as number) < 16)) return no('candidate.sdpMLineIndex is not a small index');
+    const init: RTCIceCandidateInit = { candidate };
+    if (sdpMid !== undefined) init.sdpMid = sdpMid as string | null;
+    if (sdpMLineIndex !== undefined) init.sdpMLineIndex = sdpMLineIndex as number | null;
+    return { ok: true, signal: { type: 'candidate', candidate: init as RTCIceCandidate } };
+  }
+  if (d.type === 'offer' || d.type === 'answer') {
+    const want = link.initiator ? 'answer' : 'offer';
+    if (d.type !== want) return no(`an ${d.type} sent to the ${link.initiator ? 'initiator' : 'responder'}`);
+    if (link.described) return no(`another ${d.type} after the first: links never renegotiate`);
+    const sdp = d.sdp;
+    if (typeof sdp !== 'string') return no(`an ${d.type} without an SDP string`);
+    const bytes = sdp.length > MAX_SIGNAL_SDP_BYTES ? sdp.length : new TextEncoder().encode(sdp).length;
+    if (bytes > MAX_SIGNAL_SDP_BYTES) return no(`an SDP of ${bytes} bytes or more (at most ${MAX_SIGNAL_SDP_BYTES})`);
+    const media = sdp.split(/[\r\n]+/).filter((l) => l.startsWith('m='));
+    if (media.length !== 1 || !/^m=application /.test(media[0]!)) {
+      return no(`an SDP with ${media.length} media sections (${media.slice(0, 3).map((l) => l.slice(0, 24)).join('; ')}): a link carries one data channel`);
+    }
+    return { ok: true, signal: { type: d.type, sdp } };
+  }
+  return no(`signal type ${type}: a link takes an offer, an answer or candidates`);
 }
 
 // ICE over TCP is left out, both ways: a TCP host candidate costs a listening socket per local

@@ -12,7 +12,7 @@
 //   its wait runs out, so the trainer never blocks on pairing.
 import type { IceConfig, PairAssignment, Signaling, SignalingEventMap } from '../protocol/signaling.ts';
 import {
-  MAX_OFFENDER_REASON, PROTOCOL_VERSION, parseServerMessage,
+  DEFAULT_LIMITS, MAX_OFFENDER_REASON, PROTOCOL_VERSION, parseServerMessage,
   type ClientMessage, type ErrorMsg, type ReportFields, type ReportMsg, type RunInfo, type ServerMessage, type WelcomeMsg,
 } from '../protocol/messages.ts';
 import { decodeStateFrame, encodeStateFrame, type StateFrame } from '../protocol/state-frame.ts';
@@ -120,6 +120,8 @@ export class SignalingClient implements Signaling {
   lastCloseReason: string | null = null;
   /** Reports dropped because the buffer was full. */
   droppedReports = 0;
+  /** Frames not sent because they exceeded the coordinator's frame limit. */
+  droppedFrames = 0;
 
   constructor(private readonly init: SignalingClientInit) {
     this.timers = init.timers ?? realTimers;
@@ -445,7 +447,20 @@ export class SignalingClient implements Signaling {
 
   private send(m: ClientMessage): void {
     const ws = this.ws;
-    if (ws && ws.readyState === 1) ws.send(JSON.stringify(m));
+    if (!ws || ws.readyState !== 1) return;
+    const text = JSON.stringify(m);
+    // The coordinator closes the socket (1009) on a frame over its limit, which would cost us
+    // the pending ready and every other frame in flight: such a frame is dropped here instead.
+    const limit = this.welcomeMsg?.limits.maxMessageBytes ?? DEFAULT_LIMITS.maxMessageBytes;
+    const bytes = text.length * 3 <= limit ? text.length : new TextEncoder().encode(text).length;
+    if (bytes > limit) {
+      this.droppedFrames++;
+      const message = `dropped an outgoing ${m.t} frame of ${bytes} bytes: over the coordinator's limit of ${limit}`;
+      console.warn(`murmur signaling: ${message}`);
+      this.emit('error', { t: 'error', code: 'too-large', message });
+      return;
+    }
+    ws.send(text);
   }
 
   private httpUrl(path: string): string {
