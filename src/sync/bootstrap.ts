@@ -15,6 +15,13 @@ import type { BootState, StateProvider } from './types.ts';
 
 /** One bootstrap request per neighbour per this long: a state transfer is the largest we make. */
 const MIN_STATE_REQUEST_GAP_MS = 5_000;
+/**
+ * State transfers a peer runs at once, to all neighbours together (and one per neighbour): each
+ * holds its own copy of φ ‖ m (8n bytes, 87 MB on `small`) until it ends.
+ */
+export const MAX_STATE_SERVES = 2;
+/** Neighbours each mesh is sending a state to now. */
+const serving = new WeakMap<MeshCore, Set<string>>();
 /** How long a neighbour may take to say yes or no. */
 const OFFER_TIMEOUT_MS = 5_000;
 const POLL_MS = 50;
@@ -112,10 +119,26 @@ function pullFrom(mesh: MeshCore, peer: string, end: number): Promise<BootState>
 export async function serveState(mesh: MeshCore, conn: Conn, nonce: number, provider: StateProvider | null): Promise<void> {
   const peer = conn.peer;
   const no = (reason: string) => { mesh.sendControl(peer, { t: 'state-offer', nonce, ok: false, reason }); };
+  let busy = serving.get(mesh);
+  if (!busy) serving.set(mesh, (busy = new Set()));
+  // A requester that reads slowly or not at all must not stack up sends (and copies): one at a
+  // time to it, a few to everyone, and each ends by its deadline (below).
+  if (busy.has(peer)) { no('busy'); return; }
   const now = mesh.clock.now();
   if (now - conn.lastStateRequest < MIN_STATE_REQUEST_GAP_MS) { no('rate-limited'); return; }
   conn.lastStateRequest = now;
   if (!provider) { no('not serving state'); return; }
+  if (busy.size >= MAX_STATE_SERVES) { no('busy'); return; }
+  busy.add(peer);
+  try {
+    await serve(mesh, conn, nonce, provider, no);
+  } finally {
+    busy.delete(peer);
+  }
+}
+
+async function serve(mesh: MeshCore, conn: Conn, nonce: number, provider: StateProvider, no: (reason: string) => void): Promise<void> {
+  const peer = conn.peer;
   const n = mesh.settings.elements;
   let snap;
   try {
@@ -141,8 +164,12 @@ export async function serveState(mesh: MeshCore, conn: Conn, nonce: number, prov
     outerRound: snap.outerRound, innerStep: snap.innerStep,
   })) return;
   try {
+    // No honest requester waits longer than its transfer deadline, at most maxMs whatever it
+    // measured (a newcomer has measured nothing): past that the send is cut off and the link
+    // closed, releasing the copy and what the channel still queues.
+    const deadline = { clock: mesh.clock, at: mesh.clock.now() + mesh.estimator.sendDeadlineMs() };
     await mesh.holding(conn, () => sendTensor(conn.link, mesh.identity(), { kind: 'state', dtype: 'f32', round: snap.outerRound, transferId: tid, elements: 2 * n, bytes }, {
-      chunkSize: mesh.settings.chunkSize, highWater: mesh.settings.highWaterBytes,
+      chunkSize: mesh.settings.chunkSize, highWater: mesh.settings.highWaterBytes, deadline,
     }));
     mesh.events.emit('state:served', { peer, bytes: bytes.length });
   } catch (err) {

@@ -33,4 +33,29 @@ export class DeadlineEstimator {
     // An exponential average: follows a link that got slower within a few rounds.
     this.bytesPerMs = this.bytesPerMs === null ? rate : 0.7 * this.bytesPerMs + 0.3 * rate;
   }
+
+  /**
+   * A receive of `bytes` missed its deadline of `deadlineMs`, with `received` of them in after
+   * `elapsedMs`. Only completed receives are observed, so without this one fast exchange set the
+   * deadline for every partner, and an honest slower one missed it for good: a miss at least
+   * doubles the deadline for that size (up to maxMs), and where the partner's partial rate says
+   * it needs longer, its rate is taken. Never shortens a deadline; the next completed receive
+   * pulls the average back.
+   */
+  miss(bytes: number, deadlineMs: number, received = 0, elapsedMs = deadlineMs): void {
+    if (!(bytes > 0)) return;
+    const { multiple, maxMs } = this.settings;
+    const doubled = (multiple * bytes) / Math.min(maxMs, 2 * Math.max(1, deadlineMs));
+    const partial = received > 0 ? received / Math.max(1, elapsedMs) : Infinity;
+    this.bytesPerMs = Math.min(this.bytesPerMs ?? Infinity, doubled, partial);
+  }
+
+  /**
+   * How long we keep sending to a peer that waits under its own deadline, at most maxMs (a
+   * little more: its timer starts when our first bytes reach it). Past this no honest receiver
+   * is still waiting, and a send that has not ended is one to a peer that does not read.
+   */
+  sendDeadlineMs(): number {
+    return this.settings.maxMs + this.settings.minMs;
+  }
 }

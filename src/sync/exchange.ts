@@ -14,7 +14,7 @@ import { decodeTensor, encodeTensor } from './compress.ts';
 import { LinkClosedError, MeshDestroyedError, PayloadError } from './errors.ts';
 import type { MeshCore } from './mesh-core.ts';
 import { DirectPairing } from './pairing.ts';
-import { Assembler, sendTensor } from './transfer.ts';
+import { Assembler, SendAbort, sendTensor } from './transfer.ts';
 import { allFinite, norm2 } from './validate.ts';
 import type { ExchangeResult, OuterPayload, PartnerPayload, SoloReason } from './types.ts';
 
@@ -58,7 +58,7 @@ export class ExchangeRun {
   private settle: ((o: Outcome) => void) | null = null;
   private destroyed = false;
   private onDestroy: (() => void)[] = [];
-  private abortSend = { aborted: false, reason: '' };
+  private readonly abortSend = new SendAbort();
   private readonly t0: number;
   private bytesSent = 0;
   /** Grows as the exchange enters each bounded phase: connect timeout, then transfer deadline. */
@@ -169,7 +169,8 @@ export class ExchangeRun {
     const n = s.elements;
     const id = mesh.identity();
     const tStart = mesh.clock.now();
-    const deadlineMs = mesh.estimator.deadlineMs(payloadBytes(s.compression.phi, n) + payloadBytes(s.compression.delta, n));
+    const expectBytes = payloadBytes(s.compression.phi, n) + payloadBytes(s.compression.delta, n);
+    const deadlineMs = mesh.estimator.deadlineMs(expectBytes);
     this.phase = 'transfer';
     this.budgetExtra += deadlineMs;
 
@@ -184,8 +185,12 @@ export class ExchangeRun {
       return this.solo('partner-gone', partner, pairMs, via);
     }
     this.bytesSent = wireBytes(id.runId, id.sender, phiBytes.length, s.chunkSize) + wireBytes(id.runId, id.sender, deltaBytes.length, s.chunkSize);
-    const opts = { chunkSize: s.chunkSize, highWater: s.highWaterBytes, abort: this.abortSend };
-    // Keeps streaming after this round resolves: the partner may still be receiving.
+    // Keeps streaming after this round resolves while the partner may still be receiving: no
+    // longer than its own deadline could wait, and not past our stopAndAbort.
+    const opts = {
+      chunkSize: s.chunkSize, highWater: s.highWaterBytes, abort: this.abortSend,
+      deadline: { clock: mesh.clock, at: mesh.clock.now() + mesh.estimator.sendDeadlineMs() },
+    };
     void mesh.holding(conn, async () => {
       await sendTensor(conn.link, id, { kind: 'phi', dtype: phiA.dtype, round, transferId: phiA.tid, elements: n, bytes: phiBytes }, opts);
       await sendTensor(conn.link, id, { kind: 'delta', dtype: deltaA.dtype, round, transferId: deltaA.tid, elements: n, bytes: deltaBytes }, opts);
@@ -203,6 +208,13 @@ export class ExchangeRun {
     if (outcome.kind === 'destroyed') throw new MeshDestroyedError('exchange');
     if (outcome.kind === 'solo') {
       this.stopAndAbort(partner, outcome.reason);
+      if (outcome.reason === 'deadline') {
+        // A miss must relax the estimate too: fed only completed receives, one fast exchange would
+        // set a deadline that every slower honest partner misses from then on.
+        const inb = this.inbound;
+        const received = (inb?.phi?.receivedBytes ?? 0) + (inb?.delta?.receivedBytes ?? 0);
+        mesh.estimator.miss(expectBytes, deadlineMs, received, inb ? mesh.clock.now() - inb.at : transferMs);
+      }
       if (outcome.reason === 'rejected') mesh.offence(partner, outcome.code ?? 'rejected', outcome.detail ?? '');
       return this.solo(outcome.reason, partner, pairMs, via, transferMs, outcome.code);
     }
@@ -341,8 +353,7 @@ export class ExchangeRun {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    this.abortSend.aborted = true;
-    this.abortSend.reason = 'mesh destroyed';
+    this.abortSend.abort('mesh destroyed');
     for (const fn of this.onDestroy.splice(0)) fn();
     this.settle?.({ kind: 'destroyed' });
   }
@@ -357,9 +368,9 @@ export class ExchangeRun {
     });
   }
 
+  /** Stop our send at once (a send waiting for a partner that does not read included) and tell the partner. */
   private stopAndAbort(partner: string, reason: string): void {
-    this.abortSend.aborted = true;
-    this.abortSend.reason = reason;
+    this.abortSend.abort(reason);
     if (reason !== 'partner-gone' && reason !== 'partner-aborted') {
       this.mesh.sendControl(partner, { t: 'abort', round: this.round, reason });
     }

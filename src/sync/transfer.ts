@@ -2,6 +2,7 @@
 // data channel queue more than `highWater` bytes (a fast producer would otherwise buffer a whole
 // model in the browser); the receiver assembles the chunks in order and hands out bytes only
 // after the whole-tensor checksum matched. Nothing here knows what the tensor means.
+import type { Clock } from '../protocol/clock.ts';
 import { crc32 } from '../protocol/crc32.ts';
 import {
   ConfigMismatchError, InconsistentChunkError, MissingChunkError, RunMismatchError, SenderMismatchError, SizeError,
@@ -28,13 +29,43 @@ export interface OutgoingTensor {
   bytes: Uint8Array;
 }
 
+/**
+ * Stops a send: checked before every chunk, and abort() also ends at once a send that waits for
+ * the channel to drain (a receiver that does not read would otherwise keep it waiting for good).
+ */
+export class SendAbort {
+  aborted = false;
+  reason = '';
+  private readonly wakers = new Set<() => void>();
+
+  abort(reason: string): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    for (const fn of [...this.wakers]) fn();
+    this.wakers.clear();
+  }
+
+  /** Call `fn` at abort (at once if aborted already); returns the unsubscribe. */
+  onAbort(fn: () => void): () => void {
+    if (this.aborted) { fn(); return () => {}; }
+    this.wakers.add(fn);
+    return () => { this.wakers.delete(fn); };
+  }
+}
+
 export interface SendOptions {
   /** Chunk payload size; at most what keeps a frame within 64 KiB. */
   chunkSize?: number;
   /** Wait while the channel holds more than this many bytes. */
   highWater: number;
-  /** Checked before every chunk: a set flag stops the transfer. */
-  abort?: { aborted: boolean; reason?: string };
+  /** Checked before every chunk and raced against every wait for the channel: abort() stops the transfer. */
+  abort?: SendAbort;
+  /**
+   * The send ends by `at` (on `clock`) or not at all: past it the wait is cut short and the link
+   * destroyed (what it queued cannot be taken back otherwise), and the send fails.
+   */
+  deadline?: { clock: Clock; at: number };
 }
 
 export interface SendResult {
@@ -52,22 +83,72 @@ export async function sendTensor(link: Link, id: TransferIdentity, t: OutgoingTe
   const chunkCount = Math.max(1, Math.ceil(t.bytes.length / chunkSize));
   const tensorCrc = crc32(t.bytes);
   const lowWater = Math.floor(opts.highWater / 2);
+  const stop = new SendGuard(link, opts);
   let wireBytes = 0;
-  for (let i = 0; i < chunkCount; i++) {
-    if (opts.abort?.aborted) throw new TransferAbortedError(opts.abort.reason ?? 'stopped by sender');
-    if (link.bufferedAmount > opts.highWater) await link.whenBufferBelow(lowWater);
-    if (opts.abort?.aborted) throw new TransferAbortedError(opts.abort.reason ?? 'stopped by sender');
-    if (!link.open) throw new LinkClosedError(link.remote);
-    const header: ChunkHeader = {
-      kind: t.kind, dtype: t.dtype, transferId: t.transferId, round: t.round, elements: t.elements,
-      totalBytes: t.bytes.length, chunkSize, chunkIndex: i, chunkCount, tensorCrc,
-      configHash: id.configHash, runId: id.runId, sender: id.sender,
-    };
-    const frame = encodeChunk(header, t.bytes.subarray(i * chunkSize, Math.min(t.bytes.length, (i + 1) * chunkSize)));
-    link.send(frame);
-    wireBytes += frame.length;
+  try {
+    for (let i = 0; i < chunkCount; i++) {
+      stop.check();
+      if (link.bufferedAmount > opts.highWater) await stop.wait(link.whenBufferBelow(lowWater));
+      stop.check();
+      if (!link.open) throw new LinkClosedError(link.remote);
+      const header: ChunkHeader = {
+        kind: t.kind, dtype: t.dtype, transferId: t.transferId, round: t.round, elements: t.elements,
+        totalBytes: t.bytes.length, chunkSize, chunkIndex: i, chunkCount, tensorCrc,
+        configHash: id.configHash, runId: id.runId, sender: id.sender,
+      };
+      const frame = encodeChunk(header, t.bytes.subarray(i * chunkSize, Math.min(t.bytes.length, (i + 1) * chunkSize)));
+      link.send(frame);
+      wireBytes += frame.length;
+    }
+  } finally {
+    stop.release();
   }
   return { frames: chunkCount, wireBytes };
+}
+
+/** One send's abort and deadline: what ends its waits for the channel, and the timer behind it. */
+class SendGuard {
+  private expired = false;
+  private timer: unknown = null;
+  private wake: (() => void) | null = null;
+  private readonly offAbort: () => void;
+
+  constructor(private readonly link: Link, private readonly opts: SendOptions) {
+    this.offAbort = opts.abort?.onAbort(() => this.wake?.()) ?? (() => {});
+    const d = opts.deadline;
+    if (d) this.timer = d.clock.setTimeout(() => { this.timer = null; this.expire(); }, Math.max(0, d.at - d.clock.now()));
+  }
+
+  /** Throws if the send must stop. */
+  check(): void {
+    const { abort, deadline } = this.opts;
+    if (abort?.aborted) throw new TransferAbortedError(abort.reason || 'stopped by sender');
+    if (deadline && !this.expired && deadline.clock.now() >= deadline.at) this.expire();
+    if (this.expired) throw new TransferAbortedError('not sent within its deadline');
+  }
+
+  /** Wait for `drained`, or for an abort or the deadline, whichever comes first. */
+  wait(drained: Promise<void>): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.wake = resolve;
+      drained.then(resolve, resolve);
+      // Aborted or expired before the wait began: do not wait at all.
+      if (this.opts.abort?.aborted || this.expired) resolve();
+    }).finally(() => { this.wake = null; });
+  }
+
+  release(): void {
+    this.offAbort();
+    if (this.timer !== null) this.opts.deadline!.clock.clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private expire(): void {
+    if (this.expired) return;
+    this.expired = true;
+    this.link.destroy('send deadline passed');
+    this.wake?.();
+  }
 }
 
 /** What the receiver was promised (by the sender's announcement) before any chunk arrives. */
