@@ -70,6 +70,15 @@ const weightedMean = (col: string) => `SUM(${numeric(col)} * weight) / SUM(CASE 
 export interface MetricsOptions {
   /** Report rows one run keeps; past it they are thinned to about half of it. */
   maxReportsPerRun: number;
+  /**
+   * A run with at least this many rows may be answered from a cached answer up to
+   * `staleAnswerMs` old though reports arrived since (default 10,000 rows, 1000 ms); a smaller
+   * run's answer is recomputed after every new report. See AnswerCache.
+   */
+  staleAnswerRows?: number;
+  staleAnswerMs?: number;
+  /** Monotonic milliseconds for the cache's ages (default performance.now). */
+  now?: () => number;
 }
 
 /**
@@ -94,15 +103,68 @@ interface ThinRow {
   linkFailures: number; linkError: string | null; weight: number;
 }
 
+/** Most answers the cache holds, and most bytes of JSON (a 20,000-point page is ~4.4 MB). */
+export const ANSWER_CACHE_ENTRIES = 64;
+export const ANSWER_CACHE_BYTES = 16 << 20;
+
+/**
+ * Answers of GET /metrics and /connectivity as JSON, by run and normalized query, so that N
+ * identical requests cost one query (docs/design.md section 6). An answer stands while its run
+ * has no new rows (`gen`, bumped by every flush that stored a row and by thinning): it is then
+ * exactly what a query would return. A run of `staleRows` rows or more may also be answered from
+ * one computed less than `staleMs` ago, so a stream of reports cannot make every request a full
+ * scan again. Least recently used answers go first past `ANSWER_CACHE_ENTRIES` entries or
+ * `ANSWER_CACHE_BYTES` (counted as V8 stores the string: 1 byte a char, 2 if any is past U+00FF).
+ */
+class AnswerCache {
+  private readonly m = new Map<string, { gen: number; at: number; json: string; bytes: number }>();
+  private bytes = 0;
+  readonly stats = { hits: 0, misses: 0 };
+
+  get(key: string, gen: number, now: number, staleMs: number): string | undefined {
+    const e = this.m.get(key);
+    if (e === undefined || (e.gen !== gen && !(now - e.at < staleMs))) return undefined;
+    this.m.delete(key);
+    this.m.set(key, e);
+    this.stats.hits++;
+    return e.json;
+  }
+
+  set(key: string, gen: number, now: number, json: string): void {
+    this.stats.misses++;
+    const old = this.m.get(key);
+    if (old) { this.m.delete(key); this.bytes -= old.bytes; }
+    const bytes = json.length * (/[^\u0000-\u00ff]/.test(json) ? 2 : 1);
+    if (bytes > ANSWER_CACHE_BYTES) return;
+    this.m.set(key, { gen, at: now, json, bytes });
+    this.bytes += bytes;
+    for (const [k, e] of this.m) {
+      if (this.m.size <= ANSWER_CACHE_ENTRIES && this.bytes <= ANSWER_CACHE_BYTES) break;
+      this.m.delete(k);
+      this.bytes -= e.bytes;
+    }
+  }
+
+  get size(): { entries: number; bytes: number } {
+    return { entries: this.m.size, bytes: this.bytes };
+  }
+}
+
 export class MetricsStore {
   private queue: { row: ReportRow; done: Committed }[] = [];
   private scheduled = false;
   private readonly insert;
   /** run -> its report rows, counted once and kept up to date by flush and thin. */
   private readonly rows = new Map<string, number>();
+  /** run -> how many times its rows changed (a flush that stored one, a thinning): cached answers older than it are stale. */
+  private readonly gens = new Map<string, number>();
+  private readonly answers = new AnswerCache();
+  private readonly span;
   readonly stats = { thinned: 0 };
 
   constructor(private readonly db: Db, readonly o: MetricsOptions = DEFAULT_METRICS_OPTIONS) {
+    // Two subqueries so each takes one seek of reports_run_t (MIN and MAX together would scan the run).
+    this.span = db.prepare(`SELECT (SELECT MIN(t) FROM reports WHERE run_id = @runId) AS lo, (SELECT MAX(t) FROM reports WHERE run_id = @runId) AS hi`);
     this.insert = db.prepare(`INSERT OR IGNORE INTO reports
       (run_id, peer_id, seq, t, received_at, step, round, train_loss, val_loss, tokens_per_s, bytes_in, bytes_out, partner, partner_dist, adapter,
        link_local, link_remote, connect_ms, link_failures, link_error, probe_ms, probe_solo, probe_paired, probe_rejected)
@@ -151,6 +213,7 @@ export class MetricsStore {
       if (n !== undefined) this.rows.set(run, n + 1);
       added.add(run);
     }
+    for (const run of added) this.bump(run);
     for (const run of added) if (this.rowCount(run) > this.o.maxReportsPerRun) this.thin(run);
     for (let i = 0; i < batch.length; i++) batch[i]!.done(batch[i]!.row, dup[i]!);
   }
@@ -221,7 +284,55 @@ export class MetricsStore {
     })();
     this.rows.set(runId, this.rowCount(runId) - removed);
     this.stats.thinned += removed;
+    this.bump(runId);
     return removed;
+  }
+
+  private bump(runId: string): void {
+    this.gens.set(runId, (this.gens.get(runId) ?? 0) + 1);
+  }
+
+  /** The cache's hits and misses, and what it holds. */
+  get answerStats(): { hits: number; misses: number; entries: number; bytes: number } {
+    return { ...this.answers.stats, ...this.answers.size };
+  }
+
+  /**
+   * `compute`'s answer as JSON, from the cache when it still stands. A range reaching past the
+   * run's first or last report time is keyed as open at that end (and computed clamped to it:
+   * there are no rows beyond), so the same rows give one key whatever `from`/`to` the caller
+   * picked around them: a dashboard asks up to Date.now().
+   */
+  private cached(kind: string, runId: string, from: number, to: number, rest: unknown[], compute: (from: number, to: number) => unknown): string {
+    const gen = this.gens.get(runId) ?? 0;
+    const span = this.span.get({ runId }) as { lo: number | null; hi: number | null };
+    let lo = 1, hi = 0, range: unknown[] = ['none']; // No row in range: one empty key.
+    if (span.lo !== null && span.hi !== null && from <= span.hi && to >= span.lo) {
+      lo = Math.max(from, span.lo);
+      hi = Math.min(to, span.hi);
+      range = [from <= span.lo ? 'first' : from, to >= span.hi ? 'last' : to];
+    }
+    const key = JSON.stringify([kind, runId, ...range, ...rest]);
+    const now = (this.o.now ?? performance.now.bind(performance))();
+    const staleMs = this.rowCount(runId) >= (this.o.staleAnswerRows ?? STALE_ANSWER_ROWS) ? (this.o.staleAnswerMs ?? STALE_ANSWER_MS) : 0;
+    const hit = this.answers.get(key, gen, now, staleMs);
+    if (hit !== undefined) return hit;
+    const json = JSON.stringify(compute(lo, hi));
+    this.answers.set(key, gen, now, json);
+    return json;
+  }
+
+  /** `query` as JSON, cached (see AnswerCache). */
+  queryJson(q: MetricsQuery): string {
+    // Past the run's row count every maxPoints gives the raw rows: one key for all of them.
+    const maxPoints = Math.min(q.maxPoints, Math.max(1, this.rowCount(q.runId)));
+    return this.cached('metrics', q.runId, q.from, q.to, [q.peerId ?? null, maxPoints],
+      (from, to) => this.query({ runId: q.runId, peerId: q.peerId, from, to, maxPoints }));
+  }
+
+  /** `connectivity` as JSON, cached (see AnswerCache). */
+  connectivityJson(runId: string, from: number, to: number): string {
+    return this.cached('connectivity', runId, from, to, [], (lo, hi) => this.connectivity(runId, lo, hi));
   }
 
   query(q: MetricsQuery): MetricsResult {
@@ -259,42 +370,52 @@ export class MetricsStore {
   connectivity(runId: string, from: number, to: number): Connectivity {
     const range = { runId, from, to };
     const where = 'run_id = @runId AND t >= @from AND t <= @to';
-    const routes = this.db.prepare(`SELECT
+    // One pass grouped by peer (its latest link error: the greatest "t id" key, zero-padded so
+    // text order is numeric order); the run's totals are the sums of its peers'.
+    const groups = this.db.prepare(`SELECT peer_id AS peerId, SUM(weight * (partner IS NOT NULL)) AS paired, SUM(weight * (partner IS NULL)) AS solo,
+        SUM(link_failures) AS linkFailures,
         SUM(weight * (link_local IS NOT NULL AND link_local != 'relay' AND link_remote != 'relay')) AS direct,
         SUM(weight * (link_local = 'relay' OR link_remote = 'relay')) AS relayed,
-        SUM(link_failures) AS failures
-      FROM reports WHERE ${where}`).get(range) as { direct: number | null; relayed: number | null; failures: number | null };
-    const times = this.db.prepare(`SELECT connect_ms AS ms FROM reports WHERE ${where} AND connect_ms IS NOT NULL ORDER BY connect_ms`)
-      .all(range) as { ms: number }[];
+        MAX(CASE WHEN link_error IS NOT NULL THEN printf('%020d %020d ', t, id) || link_error END) AS lastError
+      FROM reports WHERE ${where} GROUP BY peer_id ORDER BY peer_id`).all(range) as
+      { peerId: string; paired: number; solo: number; linkFailures: number; direct: number | null; relayed: number | null; lastError: string | null }[];
+    let direct = 0, relayed = 0, failures = 0;
+    for (const g of groups) { direct += g.direct ?? 0; relayed += g.relayed ?? 0; failures += g.linkFailures; }
+    const shown = groups.slice(0, MAX_PEERS);
+    // A peer is failing only when links fail for it: its last rounds are read for those alone,
+    // each by one seek of reports_run_peer_t.
+    const asked = shown.filter((g) => g.linkFailures > 0).map((g) => g.peerId);
+    const failing = new Set(asked.length === 0 ? [] : (this.db.prepare(`SELECT j.value AS peerId FROM json_each(@peers) AS j
+      WHERE (SELECT COUNT(*) >= ${Math.min(FAILING_WINDOW, 2)} AND TOTAL(partner IS NOT NULL) = 0 FROM (SELECT partner FROM reports INDEXED BY reports_run_peer_t
+        WHERE run_id = @runId AND peer_id = j.value AND t >= @from AND t <= @to ORDER BY t DESC, id DESC LIMIT ${FAILING_WINDOW}))`)
+      .all({ ...range, peers: JSON.stringify(asked) }) as { peerId: string }[]).map((r) => r.peerId));
+    const times = Float64Array.from(this.db.prepare(`SELECT connect_ms AS ms FROM reports WHERE ${where} AND connect_ms IS NOT NULL`).all(range) as { ms: number }[], (r) => r.ms).sort();
     const reasons = this.db.prepare(`SELECT link_error AS reason, SUM(link_failures) AS count FROM reports
       WHERE ${where} AND link_error IS NOT NULL AND link_failures > 0 GROUP BY link_error ORDER BY count DESC, reason LIMIT 10`)
       .all(range) as { reason: string; count: number }[];
-    const perPeer = this.db.prepare(`SELECT peer_id AS peerId, SUM(weight * (partner IS NOT NULL)) AS paired, SUM(weight * (partner IS NULL)) AS solo,
-        SUM(link_failures) AS linkFailures,
-        (SELECT link_error FROM reports r2 WHERE r2.run_id = reports.run_id AND r2.peer_id = reports.peer_id
-           AND r2.link_error IS NOT NULL AND r2.t >= @from AND r2.t <= @to ORDER BY r2.t DESC, r2.id DESC LIMIT 1) AS lastLinkError
-      FROM reports WHERE ${where} GROUP BY peer_id ORDER BY peer_id LIMIT 1000`).all(range) as Omit<Connectivity['peers'][number], 'failing'>[];
-    const recent = this.db.prepare(`SELECT partner FROM reports WHERE run_id = @runId AND peer_id = @peerId AND t >= @from AND t <= @to
-      ORDER BY t DESC, id DESC LIMIT ${FAILING_WINDOW}`);
-    const peers = perPeer.map((p) => {
-      const last = recent.all({ ...range, peerId: p.peerId }) as { partner: string | null }[];
-      const failing = p.linkFailures > 0 && last.length >= Math.min(FAILING_WINDOW, 2) && last.every((r) => r.partner === null);
-      return { ...p, failing };
-    });
-    const direct = routes.direct ?? 0, relayed = routes.relayed ?? 0;
     return {
       exchanges: { direct, relayed },
       relayFraction: direct + relayed > 0 ? relayed / (direct + relayed) : null,
-      medianConnectMs: times.length > 0 ? times[Math.floor((times.length - 1) / 2)]!.ms : null,
-      linkFailures: routes.failures ?? 0,
+      medianConnectMs: times.length > 0 ? times[Math.floor((times.length - 1) / 2)]! : null,
+      linkFailures: failures,
       reasons,
-      peers,
+      peers: shown.map((g) => ({
+        peerId: g.peerId, paired: g.paired, solo: g.solo, linkFailures: g.linkFailures,
+        lastLinkError: g.lastError === null ? null : g.lastError.slice(42), failing: failing.has(g.peerId),
+      })),
     };
   }
 }
 
 /** Rounds without a partner (while links fail) after which a peer counts as failing. */
 export const FAILING_WINDOW = 3;
+
+/** Peers a connectivity answer lists (the first by id). */
+const MAX_PEERS = 1000;
+
+/** Defaults of MetricsOptions.staleAnswerRows and staleAnswerMs. */
+const STALE_ANSWER_ROWS = 10_000;
+const STALE_ANSWER_MS = 1000;
 
 /** Rows thinning reads at a time. */
 const THIN_PAGE = 5000;
