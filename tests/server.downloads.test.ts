@@ -67,9 +67,12 @@ describe('checkpoint downloads', () => {
     console.log(`checkpoint ${mb(ck.bytes)} MB; 120 downloads served ${mb(served)} MB; peak growth: RSS ${mb(peakRss - before.rss)} MB, array buffers ${mb(peakBuffers - before.arrayBuffers)} MB`);
     // Decoding per request (as before) grew RSS by ~490 MB and array buffers by ~560 MB here
     // (~60 checkpoints); streaming by ~56 and ~30 MB, the server's and this in-process client's
-    // socket buffers for 120 streams. Ten checkpoints' worth is a generous bound between the two.
+    // socket buffers for 120 streams. Ten checkpoints' worth of array buffers is a generous bound
+    // between the two. RSS also holds the heap and the allocator's arenas, which grow with how far
+    // this in-process reader falls behind: a fresh-clone run beside other work reached 103 MB, so
+    // its bound is 25 checkpoints' worth (about 210 MB), still under half of decoding's growth.
     expect(peakBuffers - before.arrayBuffers).toBeLessThan(10 * ck.bytes);
-    expect(peakRss - before.rss).toBeLessThan(10 * ck.bytes);
+    expect(peakRss - before.rss).toBeLessThan(25 * ck.bytes);
   });
 
   it('derives the files of an older checkpoint once for many waiting requests', async () => {
