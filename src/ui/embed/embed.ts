@@ -3,7 +3,10 @@
 // other) inserts a <murmur-volunteer> element after the script tag. Until its button is clicked
 // it does nothing: no request to HOST, no worker, no GPU. The click (a real one:
 // script-dispatched clicks are refused) opens a frame of the Murmur origin holding the start
-// button; training starts only on a click inside that frame, which the host page cannot forge.
+// button; training starts only on a click inside that frame, which the host page cannot forge,
+// on the button in plain view: the frame itself refuses a click while it is transparent, covered
+// or has just appeared or moved (src/ui/embed/frame-bridge.ts), since this page owns the
+// <iframe> element and could style it any way it likes.
 // The host page talks to the frame only through a private MessageChannel (pause, resume, stop,
 // intensity: never start) and cannot reach into it.
 //
@@ -14,7 +17,8 @@
 //
 // Styling: every piece has a CSS part (container, title, description, link, consent-button,
 // status, controls, pause-button, stop-button, intensity, intensity-label, intensity-value, intensity-cap),
-// e.g. `murmur-volunteer::part(consent-button) { background: teal; }`.
+// e.g. `murmur-volunteer::part(consent-button) { background: teal; }`. The training frame has
+// none: it is shown as it is, and must be, since it starts nothing while faded or covered.
 //
 // This file must stay a dependency-free classic script: no import or export statement at all
 // (even `import type` makes tools emit `export {}`, which a classic script cannot parse), so the
@@ -90,6 +94,9 @@ type WidgetPhase = import('./bridge.ts').WidgetPhase;
 
     constructor() {
       super();
+      // Open, for the tests and assistive tools; a closed root would not protect the frame (the
+      // page could still restyle this element, cover it, or frame /frame.html itself): the frame
+      // checks that it is in view before a click counts.
       this.root = this.attachShadow({ mode: 'open' });
     }
 
@@ -170,8 +177,8 @@ type WidgetPhase = import('./bridge.ts').WidgetPhase;
      */
     private onConsent(e: MouseEvent): void {
       if (!e.isTrusted || !this.origin || this.frame) return;
+      // No `part` on the frame: ::part(frame) let one CSS rule make it invisible (clickjacking).
       const frame = document.createElement('iframe');
-      frame.setAttribute('part', 'frame');
       frame.title = 'Murmur: start training on this device';
       // The frame never learns which page embeds it, and cannot navigate it or open windows.
       frame.referrerPolicy = 'no-referrer';

@@ -4,6 +4,18 @@
 // own button (a user activation inside this frame, which no embedding page can forge or
 // dispatch), given for this page view only (the frame keeps nothing). The embedding page can
 // pause, resume, stop and lower the intensity, never start.
+//
+// A real click is not enough: the embedding page owns the <iframe> element and can make it
+// transparent, cover it with a decoy or slide it under the pointer, so that the visitor's click
+// on the page's own button lands on ours (clickjacking). The click counts only when the button
+// was in full view: IntersectionObserver v2 (trackVisibility) has reported it visible (no
+// opacity, filter or distorting transform on it or any ancestor, in any frame; nothing drawn over
+// it) without a break for VISIBLE_MS, and it has not appeared or moved in the frame for as long
+// (Chromium also reports a frame its page just moved as not visible for a moment). Until then
+// the button takes no pointer events, and a click where it is only says why. Where the browser
+// has no IntersectionObserver v2 (Firefox, Safari today), nothing can show the frame that it is
+// in view, so the button never starts: it says so and points to the Murmur site, whose pages
+// cannot be framed (docs/design.md section 6).
 import type { TrainingController } from '../controllers/training-controller.ts';
 import { formatCount } from '../core/format.ts';
 import Value from 'typebox/value';
@@ -28,7 +40,7 @@ export function parseCommand(data: unknown): HostCommand | null {
  * What the host widget may show: a phase and one sentence, nothing identifying. Always within its
  * schema (FrameStatus), which embed.js holds it to: a status it refused would leave the widget stale.
  */
-export function widgetStatus(c: TrainingController): FrameStatus {
+export function widgetStatus(c: TrainingController, refused: string | null = null): FrameStatus {
   let phase: WidgetPhase, text: string;
   const f = c.figures;
   if (c.gpu.status === 'pending' || c.run.status === 'pending') { phase = 'checking'; text = 'Checking whether this device can help…'; }
@@ -58,6 +70,8 @@ export function widgetStatus(c: TrainingController): FrameStatus {
       default: phase = 'error'; text = 'Training stopped because of an error.';
     }
   }
+  // While the start button shows, why a click on it did not (or would not) count: the frame says it too.
+  if (refused !== null && (phase === 'ready' || phase === 'stopped')) text = refused;
   return {
     type: 'status', phase, text: text.slice(0, MAX_STATUS_TEXT), intensity: c.intensity, maxIntensity: c.maxIntensity,
     tokensPerS: Math.max(0, Math.round(f.tokensPerS) || 0), userPaused: c.pauseReasons.includes('user'),
@@ -74,15 +88,97 @@ export function frameActivated(ev: Event, win: Window): boolean {
   return ua ? ua.isActive : true;
 }
 
-/** The frame's start button: shown while the visitor may start (or start again). */
-function startButton(doc: Document): HTMLButtonElement {
+/** How long the start button must have been in full view, and in place, before a click on it counts. */
+export const VISIBLE_MS = 500;
+
+/** Why a click on the start button did not count: shown in the frame and sent as the widget's status. */
+export const REFUSED = {
+  hidden: 'Not started: this button was hidden or covered. Click it in plain view to start.',
+  early: 'Not started: this button had just appeared or moved. Click it again to start.',
+  unsupported: (origin: string) => 'Not started: this browser cannot confirm that this button is in view, ' +
+    `so training cannot start from this site. Start it on ${origin} instead.`,
+} as const;
+
+/**
+ * Whether a click on `button` counts: IntersectionObserver v2 has reported the button visible for
+ * VISIBLE_MS without a break, and it has been shown and in place that long. `verdict(t)` takes the
+ * click's timeStamp (the clock of performance.now() and of the observer's entries) and gives null
+ * (it counts) or the reason it does not. `placed()` is called after the button may have been
+ * shown, hidden or moved: a change restarts the clock. While a click would not count, the button
+ * takes no pointer events (a click there reaches the document behind it).
+ */
+export function visibilityGate(button: HTMLButtonElement, win: Window) {
+  const IO = (win as Window & { IntersectionObserver?: typeof IntersectionObserver }).IntersectionObserver;
+  const Entry = (win as Window & { IntersectionObserverEntry?: typeof IntersectionObserverEntry }).IntersectionObserverEntry;
+  let supported = typeof IO === 'function' && !!Entry && 'isVisible' in Entry.prototype;
+  let visibleSince: number | null = null;
+  let placedAt = win.performance.now();
+  let place = '';
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const where = () => {
+    if (button.hidden) return 'hidden';
+    const r = button.getBoundingClientRect();
+    return [r.x, r.y, r.width, r.height].map(Math.round).join(',') + (button.disabled ? ' disabled' : '');
+  };
+  /** Restarts the clock if the button was shown, hidden, enabled or moved since the last look. */
+  const look = (t: number) => {
+    const now = where();
+    if (now !== place) { place = now; placedAt = t; }
+  };
+  const verdict = (t: number): string | null => {
+    look(t);
+    if (!supported) return REFUSED.unsupported(win.location.origin);
+    if (visibleSince === null) return REFUSED.hidden;
+    return t - visibleSince < VISIBLE_MS || t - placedAt < VISIBLE_MS ? REFUSED.early : null;
+  };
+  const refresh = () => {
+    clearTimeout(timer);
+    const t = win.performance.now();
+    const open = verdict(t) === null;
+    button.style.pointerEvents = open ? '' : 'none';
+    if (!open && supported && visibleSince !== null) {
+      timer = setTimeout(refresh, Math.max(visibleSince, placedAt) + VISIBLE_MS - t + 5);
+    }
+  };
+  const observer = supported ? new IO!((entries) => {
+    for (const e of entries) {
+      const visible = (e as IntersectionObserverEntry & { isVisible?: boolean }).isVisible;
+      if (visible === undefined) supported = false;
+      else if (!visible) visibleSince = null;
+      else visibleSince ??= e.time;
+    }
+    refresh();
+  }, { trackVisibility: true, delay: 100 } as IntersectionObserverInit) : null;
+  observer?.observe(button);
+  win.addEventListener('resize', () => { placedAt = win.performance.now(); refresh(); });
+  look(placedAt);
+  refresh();
+  return {
+    verdict,
+    /** After the button was shown, hidden or changed: restarts the clock if it moved. */
+    placed: () => { look(win.performance.now()); refresh(); },
+    get supported() { return supported; },
+  };
+}
+
+/** The frame's start button, and beside it why a click on it did not count. */
+function startButton(doc: Document): { button: HTMLButtonElement; note: HTMLElement } {
+  const row = doc.createElement('div');
+  row.style.cssText = 'display: flex; align-items: flex-start; gap: 0.4rem;';
   const b = doc.createElement('button');
   b.type = 'button';
   b.id = 'murmur-start';
   b.textContent = 'Start training on my GPU';
   b.disabled = true;
-  doc.body.appendChild(b);
-  return b;
+  b.style.flex = 'none';
+  const note = doc.createElement('span');
+  note.id = 'murmur-note';
+  note.setAttribute('role', 'status');
+  // At most two lines (the frame is one button high); the widget's status line has it all.
+  note.style.cssText = 'font-size: 0.72rem; line-height: 1.2; max-height: 2.4em; overflow: hidden; color: #5a6272;';
+  row.append(b, note);
+  doc.body.appendChild(row);
+  return { button: b, note };
 }
 
 /**
@@ -111,28 +207,44 @@ export function serveFrame(
         return;
       }
       let queued = false;
+      const { button, note } = startButton(win.document);
+      const gate = visibilityGate(button, win);
+      /** Why the last click on the start button did not count (or would not); cleared when training starts. */
+      let refused: string | null = null;
       const push = () => {
         if (queued) return;
         queued = true;
         // Coalesce bursts of changes: a few status messages per second at most.
-        setTimeout(() => { queued = false; port.postMessage(widgetStatus(c)); }, 150);
+        setTimeout(() => { queued = false; port.postMessage(widgetStatus(c, refused)); }, 150);
       };
-      const button = startButton(win.document);
       const showButton = () => {
         button.hidden = c.running;
-        button.disabled = !c.canHelp;
+        button.disabled = !c.canHelp || !gate.supported;
         button.textContent = c.phase === 'stopped' ? 'Start again' : 'Start training on my GPU';
+        if (c.running) refused = null;
+        else if (!gate.supported) refused = REFUSED.unsupported(win.location.origin);
+        note.textContent = note.title = refused ?? '';
+        gate.placed();
       };
       c.subscribe(push);
       c.subscribe(showButton);
       const ready = c.init().then(() => { push(); showButton(); });
-      button.addEventListener('click', (ev) => {
-        if (!frameActivated(ev, win) || !c.canHelp || c.running) return;
-        if (!c.consentRecord) c.giveConsent();
-        c.start();
+      // On the document: a click where the button is while it takes no pointer events lands on
+      // the page behind it, and is answered too.
+      win.document.addEventListener('click', (ev) => {
+        if (!frameActivated(ev, win) || button.hidden || !c.canHelp || c.running) return;
+        if (ev.target !== button) {
+          const r = button.getBoundingClientRect();
+          if (!(ev.clientX >= r.left && ev.clientX <= r.right && ev.clientY >= r.top && ev.clientY <= r.bottom)) return;
+        }
+        refused = gate.verdict(ev.timeStamp);
+        if (refused === null) {
+          if (!c.consentRecord) c.giveConsent();
+          c.start();
+        }
         showButton();
         push();
-      });
+      }, true);
       port.onmessage = async (m: MessageEvent) => {
         const cmd = parseCommand(m.data);
         if (!cmd) return;
