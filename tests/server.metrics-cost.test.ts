@@ -142,12 +142,19 @@ describe('the cost of a dashboard read', () => {
 
   it('runs the queries of 20 concurrent identical requests once, and gives them one body', async () => {
     const to = T0 + 1e9;
-    for (const url of [`/api/runs/big/connectivity?to=${to}`, `/api/runs/big/metrics?to=${to}&maxPoints=20000`, `/api/runs/big/metrics?from=0&to=${to}&maxPoints=500`, `/api/runs/small/connectivity?to=${to}`]) {
+    for (const [i, url] of [`/api/runs/big/connectivity?to=${to}`, `/api/runs/big/metrics?to=${to}&maxPoints=20000`, `/api/runs/big/metrics?from=0&to=${to}&maxPoints=500`, `/api/runs/small/connectivity?to=${to}`].entries()) {
+      // A new report, past the cache's age: no earlier answer serves, so one answer must be made.
+      const fresh = row(url.includes('/big/') ? 'big' : 'small', peerId(8), T0 + 40_000 + i);
+      if (fresh.runId === 'big') bigRows.push(fresh);
+      add([fresh]);
+      s.c.metrics.flush();
       mono += 10_000;
       take();
       const replies = await Promise.all(Array.from({ length: 20 }, () => get(url)));
-      // One answer's statements (at most 4), not 20 answers' (at least 40).
-      expect(take(), url).toBeLessThanOrEqual(4);
+      // One answer's statements (at least 1, at most 4), not 20 answers' (at least 20).
+      const statements = take();
+      expect(statements, url).toBeGreaterThanOrEqual(1);
+      expect(statements, url).toBeLessThanOrEqual(4);
       expect(replies.every((r) => r.statusCode === 200 && r.headers['content-type'] === 'application/json; charset=utf-8')).toBe(true);
       expect(new Set(replies.map((r) => r.body)).size, url).toBe(1);
     }

@@ -220,3 +220,40 @@ describe('requestState', () => {
     expect(asked).toEqual(['p-0000000000000001 state-req', 'p-0000000000000001 state-req']);
   });
 });
+
+describe('requestState gives up on a neighbour', () => {
+  it('closes the link to a neighbour whose offered state did not arrive in time, so its serve ends now; a decline keeps it', async () => {
+    // The serving side holds one of its few serve slots (MAX_STATE_SERVES) until its send ends;
+    // a newcomer that gave up and left the link open kept it there a minute, and other newcomers
+    // were told `busy` meanwhile.
+    const PEER = 'p-0000000000000001';
+    const destroyed: string[] = [];
+    let listener: ((msg: ControlMessage) => void) | null = null;
+    let answer: (nonce: number) => ControlMessage;
+    const core = {
+      clock: systemClock, random: () => 0, logger: silentLogger, isDestroyed: false, settings: { elements: 4 },
+      eligibleNeighbours: () => [PEER],
+      onProbation: () => false,
+      conn: (peer: string) => ({ peer, inbound: new Map(), link: { destroy: (reason: string) => destroyed.push(reason) } }),
+      holding: <T>(_c: unknown, fn: () => Promise<T>) => fn(),
+      randomU32: () => 7,
+      identity: () => ({ runId: 'run', configHash: 'aaaabbbbccccdddd', sender: 'me' }),
+      estimator: { deadlineMs: () => 50 },
+      listen: (_p: string, fn: (msg: ControlMessage) => void) => { listener = fn; return () => { listener = null; }; },
+      sendControl: (_peer: string, msg: ControlMessage) => {
+        if (msg.t === 'state-req') queueMicrotask(() => listener?.(answer(msg.nonce)));
+        return true;
+      },
+      offence: () => {},
+    } as unknown as MeshCore;
+    // Offered, then nothing: the transfer deadline (50 ms) passes.
+    answer = (nonce) => ({ t: 'state-offer', nonce, ok: true, tensor: { tid: 3, dtype: 'f32', elements: 8, bytes: 32 }, outerRound: 1, innerStep: 5 });
+    expect(await requestState(core, 60_000, 1)).toBeNull();
+    expect(destroyed).toEqual(['state pull given up']);
+    // Declined: nothing is being sent, the neighbour stays.
+    destroyed.length = 0;
+    answer = (nonce) => ({ t: 'state-offer', nonce, ok: false, reason: 'busy' });
+    expect(await requestState(core, 60_000, 1)).toBeNull();
+    expect(destroyed).toEqual([]);
+  });
+});

@@ -47,6 +47,8 @@ class DeafLink implements Link {
   buffered = 0;
   queued: Uint8Array[] = [];
   waiting = 0;
+  /** What the last wait for the channel was told would end it early (the sender gave up). */
+  stopped: (() => boolean) | undefined;
   destroyedWith: string | null = null;
   private drains: (() => void)[] = [];
 
@@ -71,8 +73,9 @@ class DeafLink implements Link {
     this.buffered += bytes.length;
   }
 
-  whenBufferBelow(threshold: number): Promise<void> {
+  whenBufferBelow(threshold: number, stopped?: () => boolean): Promise<void> {
     if (!this.open || this.buffered <= threshold) return Promise.resolve();
+    this.stopped = stopped;
     this.waiting++;
     return new Promise((resolve) => this.drains.push(() => { this.waiting--; resolve(); }));
   }
@@ -184,7 +187,11 @@ describe('sendTensor to a receiver that never reads', () => {
     await until('the send to wait for the channel', () => link.waiting === 1);
     await flush();
     expect(error).toBeNull();
+    // The link's own wait (a poll on a real channel) is told when the sender gave up, so it does
+    // not poll on for as long as a partner that does not read keeps the link open.
+    expect(link.stopped?.()).toBe(false);
     abort.abort('rejected');
+    expect(link.stopped?.()).toBe(true);
     await flush();
     expect(error).toBeInstanceOf(TransferAbortedError);
     expect(String(error)).toMatch(/rejected/);

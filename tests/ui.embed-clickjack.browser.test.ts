@@ -48,12 +48,13 @@ function hostPage(murmur: string): string {
     if (!frame) return;
     if (attack === 'fade') {
       const d = document.getElementById('decoy').getBoundingClientRect();
-      style.textContent = 'iframe { opacity: 0 !important; position: fixed !important; left: ' + d.left + 'px; top: ' + d.top + 'px; width: 22rem !important; }';
+      const css = 'iframe { opacity: 0 !important; position: fixed !important; left: ' + d.left + 'px; top: ' + d.top + 'px; width: 22rem !important; }';
+      if (style.textContent !== css) style.textContent = css; // (a mutation too: only when it changes)
       if (!style.isConnected) widget.shadowRoot.append(style); // (a mutation: apply runs again)
     } else if (style.isConnected) style.remove();
     if (attack === 'cover') document.body.append(Object.assign(document.createElement('div'), { id: 'cover', textContent: 'Claim your prize' }));
   }
-  // The decoy follows the frame (the widget's status line above it changes height).
+  // The decoy follows the frame wherever the widget's layout puts it.
   (function follow() {
     const frame = widget.shadowRoot.querySelector('iframe'), c = document.getElementById('cover');
     if (frame && c) {
@@ -63,7 +64,7 @@ function hostPage(murmur: string): string {
     requestAnimationFrame(follow);
   })();
   // Before the frame is even drawn: it is never seen.
-  new MutationObserver(apply).observe(widget.shadowRoot, { childList: true });
+  new MutationObserver(apply).observe(widget.shadowRoot, { childList: true, subtree: true });
   window.setAttack = (a) => { attack = a; apply(); };
 </script></body></html>`;
 }
@@ -103,8 +104,8 @@ async function clickWhereStartIs(p: Page): Promise<void> {
 /**
  * Clicks where Start is until the frame answers in the widget's status line (refused, or
  * starting), and returns that line. One click may not reach the frame at all: Chromium drops
- * input to a cross-origin frame that moved in its page a moment before (the status line above it
- * changes height), so the visitor, like this test, clicks again.
+ * input to a cross-origin frame that moved in its page a moment before (the attacks move it), so
+ * the visitor, like this test, clicks again.
  */
 async function clickUntilAnswered(p: Page): Promise<string> {
   const answered = /^Not started|Starting|Training/;

@@ -82,21 +82,26 @@ function pullFrom(mesh: MeshCore, peer: string, end: number): Promise<BootState>
     let timer: unknown = null;
     const arm = (ms: number, what: string) => {
       if (timer !== null) mesh.clock.clearTimeout(timer);
-      timer = mesh.clock.setTimeout(() => fail(new BootstrapError(`${what} from ${peer} timed out`)), Math.max(0, Math.min(ms, end - mesh.clock.now())));
+      timer = mesh.clock.setTimeout(() => giveUp(new BootstrapError(`${what} from ${peer} timed out`)), Math.max(0, Math.min(ms, end - mesh.clock.now())));
     };
     const finish = () => {
       off();
       if (timer !== null) mesh.clock.clearTimeout(timer);
       if (asm) conn.inbound.delete(asm.expect.transferId);
     };
-    const fail = (err: unknown) => { finish(); asm?.fail(err); reject(err); };
+    let failed = false;
+    const fail = (err: unknown) => { if (failed) return; failed = true; finish(); asm?.fail(err); reject(err); };
+    // Given up on a neighbour that may be sending (it offered, or may yet): the link goes, so its
+    // serve ends now, not at its own deadline a minute on, holding one of its few serve slots
+    // (MAX_STATE_SERVES) and our downlink, which the next neighbour's state needs.
+    const giveUp = (err: unknown) => { if (failed) return; fail(err); conn.link.destroy('state pull given up'); };
     // Registered synchronously on the offer: the state's chunks follow it on the same channel.
     const off = mesh.listen(peer, (msg) => {
       if (msg.t !== 'state-offer' || msg.nonce !== nonce || asm) return;
       if (!msg.ok) { fail(new BootstrapError(`${peer} declined: ${msg.reason}`)); return; }
       const offer = msg as Extract<StateOffer, { ok: true }>;
       if (offer.tensor.elements !== 2 * n || offer.tensor.dtype !== 'f32') {
-        fail(new BootstrapError(`${peer} offered ${offer.tensor.elements} ${offer.tensor.dtype} values; a state is ${2 * n} f32`));
+        giveUp(new BootstrapError(`${peer} offered ${offer.tensor.elements} ${offer.tensor.dtype} values; a state is ${2 * n} f32`));
         return;
       }
       const id = mesh.identity();
@@ -108,7 +113,7 @@ function pullFrom(mesh: MeshCore, peer: string, end: number): Promise<BootState>
         const all = new Float32Array(bytes.buffer, bytes.byteOffset, 2 * n);
         if (!allFinite(all)) { reject(new BootstrapError(`state from ${peer} has non-finite values`)); return; }
         resolve({ from: peer, phi: all.slice(0, n), momentum: all.slice(n), outerRound: offer.outerRound, innerStep: offer.innerStep });
-      }, fail);
+      }, giveUp);
     });
     arm(OFFER_TIMEOUT_MS, 'state offer');
     if (!mesh.sendControl(peer, { t: 'state-req', nonce })) fail(new LinkClosedError(peer));

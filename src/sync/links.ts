@@ -30,8 +30,11 @@ export interface Link {
   signal(data: unknown): void;
   /** Queue one message; throws LinkClosedError if the channel is not open. */
   send(bytes: Uint8Array): void;
-  /** Resolves once bufferedAmount <= threshold, or the link closed. */
-  whenBufferBelow(threshold: number): Promise<void>;
+  /**
+   * Resolves once bufferedAmount <= threshold, or the link closed, or `stopped()` is true (the
+   * waiter gave up: a poll must not outlive it while a partner that does not read keeps the link).
+   */
+  whenBufferBelow(threshold: number, stopped?: () => boolean): Promise<void>;
   on<K extends keyof LinkEvents>(event: K, fn: (e: LinkEvents[K]) => void): () => void;
   /** Close the channel; safe to call any number of times. */
   destroy(reason?: string): void;
@@ -207,10 +210,10 @@ class SimplePeerLink implements Link {
     }
   }
 
-  whenBufferBelow(threshold: number): Promise<void> {
+  whenBufferBelow(threshold: number, stopped?: () => boolean): Promise<void> {
     return new Promise((resolve) => {
       const check = () => {
-        if (!this.open || this.peer.bufferSize <= threshold) resolve();
+        if (!this.open || this.peer.bufferSize <= threshold || stopped?.()) resolve();
         else this.clock.setTimeout(check, DRAIN_POLL_MS);
       };
       check();

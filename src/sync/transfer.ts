@@ -88,7 +88,7 @@ export async function sendTensor(link: Link, id: TransferIdentity, t: OutgoingTe
   try {
     for (let i = 0; i < chunkCount; i++) {
       stop.check();
-      if (link.bufferedAmount > opts.highWater) await stop.wait(link.whenBufferBelow(lowWater));
+      if (link.bufferedAmount > opts.highWater) await stop.wait(link.whenBufferBelow(lowWater, stop.stopped));
       stop.check();
       if (!link.open) throw new LinkClosedError(link.remote);
       const header: ChunkHeader = {
@@ -118,6 +118,9 @@ class SendGuard {
     const d = opts.deadline;
     if (d) this.timer = d.clock.setTimeout(() => { this.timer = null; this.expire(); }, Math.max(0, d.at - d.clock.now()));
   }
+
+  /** Whether the send must stop (aborted or expired): what ends the link's wait for the channel too. */
+  readonly stopped = (): boolean => this.opts.abort?.aborted === true || this.expired;
 
   /** Throws if the send must stop. */
   check(): void {

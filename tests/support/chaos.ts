@@ -21,7 +21,7 @@ class ChaosLink implements Link {
   get open() { return this.inner.open; }
   get bufferedAmount() { return this.inner.bufferedAmount; }
   signal(d: unknown) { this.inner.signal(d); }
-  whenBufferBelow(t: number) { return this.inner.whenBufferBelow(t); }
+  whenBufferBelow(t: number, stopped?: () => boolean) { return this.inner.whenBufferBelow(t, stopped); }
   on<K extends keyof LinkEvents>(e: K, fn: (x: LinkEvents[K]) => void) { return this.inner.on(e, fn); }
   destroy(r?: string) { this.inner.destroy(r); }
   send(bytes: Uint8Array): void {

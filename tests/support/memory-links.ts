@@ -82,9 +82,9 @@ export class MemoryLink implements Link {
     }, 0);
   }
 
-  whenBufferBelow(threshold: number): Promise<void> {
+  whenBufferBelow(threshold: number, stopped?: () => boolean): Promise<void> {
     return new Promise((resolve) => {
-      const check = () => (!this.open || this.bufferedAmount <= threshold ? resolve() : setTimeout(check, 1));
+      const check = () => (!this.open || this.bufferedAmount <= threshold || stopped?.() ? resolve() : setTimeout(check, 1));
       check();
     });
   }

@@ -195,7 +195,10 @@ type WidgetPhase = import('./bridge.ts').WidgetPhase;
       };
       window.addEventListener('message', onReady);
       this.frame = frame;
-      this.root.appendChild(frame);
+      // Where the consent button was, above the status line: a status that grows (a refused
+      // click says why) must not move the frame, or the visitor's next click lands on a frame
+      // its browser has just seen moved, which the frame refuses too.
+      this.q('consent-button').after(frame);
       this.render();
     }
 
