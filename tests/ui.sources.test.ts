@@ -174,6 +174,8 @@ describe('coordinator dashboard source', () => {
     es.emit('open');
     for (let i = 0; i < 100 && (got.events.length < 2 || got.reports.length < 2); i++) await new Promise((r) => setTimeout(r, 5));
     expect(got.reports.map((r) => r.t)).toEqual([5, 4]);
+    // From the newest report the stream gave (t = 5), not the whole run again.
+    expect(urls.filter((u) => u.startsWith('/api/runs/default/metrics')).at(-1)).toMatch(/[?&]from=5&/);
     expect(got.events).toEqual(['7:peer-left:p-0000000000000002', '8:checkpoint-failed:p-0000000000000001']);
     off();
     expect(es.closed).toBe(true);

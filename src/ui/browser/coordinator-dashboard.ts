@@ -74,8 +74,9 @@ export class CoordinatorDashboardSource implements DashboardSource {
    * return time buckets without peer ids; we narrow to the most recent span that fits instead,
    * so every peer keeps its own line.
    */
-  async history(): Promise<MetricReport[]> {
-    let from = 0;
+  /** The run's reports from `since` (ms) on, thinned by the coordinator to at most MAX_POINTS. */
+  async history(since = 0): Promise<MetricReport[]> {
+    let from = since;
     const to = Date.now();
     for (let attempt = 0; attempt < 12; attempt++) {
       const page = await this.get(`/metrics?from=${from}&to=${to}&maxPoints=${MAX_POINTS}`, MetricsPage);
@@ -109,11 +110,16 @@ export class CoordinatorDashboardSource implements DashboardSource {
   subscribe(h: DashboardHandlers): () => void {
     const es = new this.ES(this.url('/stream'));
     let opened = false;
+    /** The newest report time this stream gave: after a reconnect, history from there on. */
+    let lastT = 0;
     es.addEventListener('open', () => {
       h.connection('live');
       // After a reconnect, reports and events published while we were away are only in the store.
+      // Asked from the last report seen, not from the start: a question of this tab's own, which
+      // no other dashboard's answer serves (the coordinator may answer a whole-run question on a
+      // large run from one up to a second old), and fewer rows.
       if (opened) {
-        void this.history().then((rows) => rows.forEach((r) => h.report(r)), () => {});
+        void this.history(lastT).then((rows) => rows.forEach((r) => h.report(r)), () => {});
         void this.events(RECONNECT_EVENTS).then((rows) => rows.forEach((e) => h.event(e)), () => {});
       }
       opened = true;
@@ -121,7 +127,7 @@ export class CoordinatorDashboardSource implements DashboardSource {
     es.addEventListener('error', () => h.connection('reconnecting'));
     es.addEventListener('report', (e) => {
       const r = this.parse(e, LiveReport);
-      if (r) h.report(toReport(r));
+      if (r) { const report = toReport(r); lastT = Math.max(lastT, report.t); h.report(report); }
     });
     // Every run event comes on one of three channels; the controller tells them apart by kind.
     for (const channel of ['peer', 'checkpoint', 'run']) {
