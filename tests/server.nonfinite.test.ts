@@ -11,7 +11,7 @@ import type { TrainerPort } from '../src/ui/ports.ts';
 import { CoordinatorDashboardSource } from '../src/ui/browser/coordinator-dashboard.ts';
 import { CoordinatorVolunteerBackend, type RunMesh } from '../src/ui/browser/volunteer-backend.ts';
 import { DashboardController } from '../src/ui/controllers/dashboard-controller.ts';
-import { RawPeer, report, startServer, type TestServer } from './support/coordinator.ts';
+import { RawPeer, report, startServer, until, type TestServer } from './support/coordinator.ts';
 
 let s: TestServer;
 beforeAll(async () => { s = await startServer(); });
@@ -60,15 +60,6 @@ class FetchEventSource {
   }
 }
 
-/** Resolves when `cond()` holds (checked every 100 ms); fails after `ms`, naming `what`. */
-async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 const dashboard = () => new DashboardController({
   source: new CoordinatorDashboardSource({ baseUrl: s.url, runId: 'default', EventSource: FetchEventSource as unknown as typeof EventSource }),
   refreshMs: 100,
@@ -85,7 +76,7 @@ describe('non-finite losses through the coordinator', () => {
     // Live: a dashboard subscribed before the report arrives sees it on the SSE stream.
     const live = dashboard();
     await live.start();
-    await until('the live stream to open', () => live.connection === 'live');
+    await until(() => live.connection === 'live', 15_000, 'the live stream to open', 100);
     const sse = new FetchEventSource(`${s.url}/api/runs/default/stream`);
     const streamed: unknown[] = [];
     sse.addEventListener('report', (e) => streamed.push(JSON.parse((e as MessageEvent<string>).data)));
@@ -103,7 +94,7 @@ describe('non-finite losses through the coordinator', () => {
       expect(rows).toEqual([{ seq: 1, tt: 'real', tl: 4.5, vl: 4.6 }, { seq: 2, tt: 'text', tl: 'NaN', vl: 'Infinity' }]);
 
       // Streamed live.
-      await until('the NaN report on the SSE stream', () => streamed.some((r) => (r as { seq: number }).seq === 2));
+      await until(() => streamed.some((r) => (r as { seq: number }).seq === 2), 15_000, 'the NaN report on the SSE stream', 100);
       expect(streamed.find((r) => (r as { seq: number }).seq === 2)).toMatchObject({ peerId: welcome.peerId, trainLoss: 'NaN', valLoss: 'Infinity' });
 
       // Returned by REST, raw.
@@ -120,14 +111,14 @@ describe('non-finite losses through the coordinator', () => {
 
       // The live dashboard raises the NaN alert from the streamed report.
       const nan = (c: DashboardController) => c.alerts.find((a) => a.kind === 'nan' && a.peerId === welcome.peerId);
-      await until('the NaN alert on the live dashboard', () => nan(live) !== undefined);
+      await until(() => nan(live) !== undefined, 15_000, 'the NaN alert on the live dashboard', 100);
       expect(nan(live)!.message).toMatch(new RegExp(`${welcome.peerId} reported a NaN training loss at step 2`));
 
       // And a dashboard opened afterwards raises it from the stored history.
       const later = dashboard();
       await later.start();
       try {
-        await until('the NaN alert from history', () => nan(later) !== undefined);
+        await until(() => nan(later) !== undefined, 15_000, 'the NaN alert from history', 100);
         expect(nan(later)!.severity).toBe('critical');
       } finally {
         later.dispose();
@@ -152,7 +143,7 @@ describe('non-finite losses through the coordinator', () => {
     try {
       session.report({ time: Date.now(), step: 7, round: 1, trainLoss: NaN, valLoss: -Infinity, tokensPerS: 1, bytesIn: 0, bytesOut: 0, partner: null, partnerDist: null, adapter: null });
       const stored = () => s.c.db.prepare(`SELECT train_loss AS tl, val_loss AS vl FROM reports WHERE peer_id = ?`).all(session.peerId);
-      await until('the report from the page backend in SQLite', () => stored().length === 1);
+      await until(() => stored().length === 1, 15_000, 'the report from the page backend in SQLite', 100);
       expect(stored()).toEqual([{ tl: 'NaN', vl: '-Infinity' }]);
     } finally {
       await session.close();

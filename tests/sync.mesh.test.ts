@@ -9,6 +9,7 @@ import { Swarm, syntheticPayload, sleep, CONFIG_HASH, sameFloats } from './suppo
 import { chiSquareUniform } from './support/stats.ts';
 import type { ExchangeResult } from '../src/sync/types.ts';
 import type { MeshCore } from '../src/sync/mesh-core.ts';
+import { until } from './support/wait.ts';
 
 let swarm: Swarm | null = null;
 let rogues: Rogue[] = [];
@@ -23,14 +24,6 @@ function makeRogues(s: Swarm, count: number, elements: number): Rogue[] {
     }));
   }
   return rogues;
-}
-
-async function until(what: string, cond: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
 }
 
 const N = 2000;
@@ -211,7 +204,7 @@ describe('mesh: bounded resources towards strangers', () => {
     // The victim waits for its pool answer; meanwhile every stranger announces an exchange.
     const mine = victim.mesh.exchange(0, syntheticPayload(N, 0, 0), { waitMs: 5_000 });
     await Promise.all(hostile.map((r) => r.announce(victim.id)));
-    await until('every stranger told off or kept', () => hostile.every((x) => fed.has(x.client.id) || x.received.some((m) => m.t === 'abort')));
+    await until(() => hostile.every((x) => fed.has(x.client.id) || x.received.some((m) => m.t === 'abort')), 20_000, 'every stranger told off or kept', 10);
     const theirs = honest.mesh.exchange(0, syntheticPayload(N, 1, 0), { waitMs: 5_000 });
     const [r, h] = await Promise.all([mine, theirs]);
     expect(r.outcome, String(r.reason)).toBe('paired');
@@ -222,14 +215,14 @@ describe('mesh: bounded resources towards strangers', () => {
     console.log(`early announcements from ${hostile.length} strangers: ${strangersFed.length} fed to buffers (cap ${MAX_EARLY_ANNOUNCEMENTS})`);
     expect(strangersFed.length).toBeLessThanOrEqual(MAX_EARLY_ANNOUNCEMENTS);
     // Once the pool named the partner every stranger was told no.
-    await until('every stranger aborted', () => hostile.every((x) => x.received.some((m) => m.t === 'abort')));
+    await until(() => hostile.every((x) => x.received.some((m) => m.t === 'abort')), 20_000, 'every stranger aborted', 10);
   });
 
   it("an announcement in another dtype than the run's compression is rejected, never decoded", async () => {
     const s = (swarm = new Swarm({ n: 1, transport: 'memory', elements: N, init: { compression: { delta: 'q8' } } }));
     const [victim] = s.peers;
     const [rogue] = makeRogues(s, 1, N); // announces f32 φ and f32 Δ: four times the bytes a q8 Δ takes
-    await until('both joined', () => victim.client.connected && rogue.client.connected);
+    await until(() => victim.client.connected && rogue.client.connected, 20_000, 'both joined', 10);
     const decoded = vi.spyOn(Assembler.prototype, 'add');
     const mine = victim.mesh.exchange(0, syntheticPayload(N, 0, 0), { waitMs: 3_000 });
     rogue.client.ready(0, 3_000);
@@ -263,7 +256,7 @@ describe('mesh: bounded resources towards strangers', () => {
     await s.connected(1);
     const [victim, honest] = s.peers;
     const attackers = Array.from({ length: 8 }, (_, i) => s.hub.client(`a${i}`));
-    await until('attackers joined', () => attackers.every((a) => a.connected));
+    await until(() => attackers.every((a) => a.connected), 20_000, 'attackers joined', 10);
     let flooding = true;
     const flood = (async () => {
       for (let k = 0; flooding; k++) {

@@ -20,21 +20,13 @@ import { Rogue } from './support/rogue.ts';
 import { SignalHub } from './support/signal-hub.ts';
 import { CONFIG_HASH, gaussian, sameFloats, sleep, syntheticPayload } from './support/swarm.ts';
 import { seededRandom } from './support/stats.ts';
+import { until } from './support/wait.ts';
 
 const n = 50_000; // a state of 2n floats: 400 KB, far past the 64 KiB high-water mark used here
 const HIGH_WATER = 64 * 1024;
 
 const cleanup: (() => void)[] = [];
 afterEach(() => { for (const fn of cleanup.splice(0).reverse()) fn(); });
-
-/** Waits for a condition; the limit only guards against a hang (a missing fix), it measures nothing. */
-async function until(what: string, cond: () => boolean, limitMs = 20_000): Promise<void> {
-  const end = Date.now() + limitMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 /** Lets every pending promise callback run (one macrotask turn). */
 const flush = () => new Promise<void>((r) => setImmediate(r));
@@ -151,7 +143,7 @@ async function scene(rogueCount: number, clock?: Clock) {
     cleanup.push(() => r.stop());
     rogues.push(r);
     await r.dial('p0');
-    await until(`p0 to see r${i}`, () => server.neighbours().includes(`r${i}`));
+    await until(() => server.neighbours().includes(`r${i}`), 20_000, `p0 to see r${i}`, 5);
   }
   // Only the rogues' open links to p0 matter from here: the newcomer must find p0 alone.
   for (const r of rogues) hub.leave(r.client.id);
@@ -167,7 +159,7 @@ async function scene(rogueCount: number, clock?: Clock) {
     const id = `n${++newcomers}`;
     const m = createMesh({ ...init, neighbours: { min: 1, max: 2 } })({ signaling: hub.client(id), links: net.links(id), random: seededRandom(13) });
     cleanup.push(() => m.destroy());
-    await until('the newcomer to reach p0', () => m.neighbours().includes('p0'));
+    await until(() => m.neighbours().includes('p0'), 20_000, 'the newcomer to reach p0', 5);
     return m;
   };
   return { server, rogues, ask, replies, deaf, log, newcomer };
@@ -184,7 +176,7 @@ describe('sendTensor to a receiver that never reads', () => {
     const abort = new SendAbort();
     let error: unknown = null;
     const sending = sendTensor(link, id, tensor(), { highWater: HIGH_WATER, abort }).then(() => { error = 'finished'; }, (e) => { error = e; });
-    await until('the send to wait for the channel', () => link.waiting === 1);
+    await until(() => link.waiting === 1, 20_000, 'the send to wait for the channel', 5);
     await flush();
     expect(error).toBeNull();
     // The link's own wait (a poll on a real channel) is told when the sender gave up, so it does
@@ -204,7 +196,7 @@ describe('sendTensor to a receiver that never reads', () => {
     const link = stuckLink();
     let error: unknown = null;
     void sendTensor(link, id, tensor(), { highWater: HIGH_WATER, deadline: { clock, at: clock.now() + 1000 } }).then(() => { error = 'finished'; }, (e) => { error = e; });
-    await until('the send to wait for the channel', () => link.waiting === 1);
+    await until(() => link.waiting === 1, 20_000, 'the send to wait for the channel', 5);
     expect(link.buffered).toBeGreaterThan(HIGH_WATER);
     clock.advance(999);
     await flush();
@@ -222,7 +214,7 @@ describe('sendTensor to a receiver that never reads', () => {
     const b = net.links('B')({ remote: 'A', initiator: false });
     a.on('signal', (s) => b.signal(s));
     b.on('signal', (s) => a.signal(s));
-    await until('the memory link to open', () => a.open && b.open);
+    await until(() => a.open && b.open, 20_000, 'the memory link to open', 5);
     await sendTensor(a, id, tensor(), { highWater: HIGH_WATER, deadline: { clock, at: clock.now() + 1000 } });
     expect(clock.pending).toBe(0);
     a.destroy();
@@ -236,8 +228,8 @@ describe('state serves towards a requester that never reads', () => {
     // Asks every 5 s (the per-neighbour gap) for a minute, never reading a byte.
     for (let k = 0; k < 12; k++) {
       ask(0, 100 + k);
-      await until(`p0's answer to request ${k}`, () => replies('r0').length === k + 1);
-      if (k === 0) await until('the first serve to fill the channel', () => deaf.get('r0')!.waiting === 1);
+      await until(() => replies('r0').length === k + 1, 20_000, `p0's answer to request ${k}`, 5);
+      if (k === 0) await until(() => deaf.get('r0')!.waiting === 1, 20_000, 'the first serve to fill the channel', 5);
       clock.advance(5_001);
     }
     const answers = replies('r0');
@@ -256,11 +248,11 @@ describe('state serves towards a requester that never reads', () => {
     const down: string[] = [];
     server.on('neighbour:down', (e) => down.push(e.peer));
     clock.advance(deadlineOf() - 12 * 5_001 + 1);
-    await until('the rogue to be cut off', () => down.includes('r0'));
+    await until(() => down.includes('r0'), 20_000, 'the rogue to be cut off', 5);
     expect(deaf.get('r0')!.destroyedWith).toBe('send deadline passed');
     expect(deaf.get('r0')!.queued).toEqual([]);
     expect(deaf.get('r0')!.waiting).toBe(0);
-    await until('the serve to end', () => log.some((l) => l.msg === 'state transfer ended early' && l.fields?.peer === 'r0'));
+    await until(() => log.some((l) => l.msg === 'state transfer ended early' && l.fields?.peer === 'r0'), 20_000, 'the serve to end', 5);
     expect(String(log.find((l) => l.msg === 'state transfer ended early')!.fields!.error)).toMatch(/deadline/);
 
     // And after: the newcomer is served again once its own 5 s have passed.
@@ -275,13 +267,13 @@ describe('state serves towards a requester that never reads', () => {
     const { server, ask, replies, deaf, newcomer } = await scene(rogues, clock);
     for (let i = 0; i < rogues; i++) {
       ask(i, 200 + i);
-      await until(`p0's answer to r${i}`, () => replies(`r${i}`).length === 1);
+      await until(() => replies(`r${i}`).length === 1, 20_000, `p0's answer to r${i}`, 5);
     }
     const ok = [...Array(rogues).keys()].filter((i) => replies(`r${i}`)[0]!.ok);
     expect(ok.length).toBe(MAX_STATE_SERVES);
     const declined = [...Array(rogues).keys()].filter((i) => !replies(`r${i}`)[0]!.ok);
     expect(declined.map((i) => (replies(`r${i}`)[0] as { reason: string }).reason)).toEqual(['busy']);
-    for (const i of ok) await until(`the serve to r${i} to fill its channel`, () => deaf.get(`r${i}`)!.waiting === 1);
+    for (const i of ok) await until(() => deaf.get(`r${i}`)!.waiting === 1, 20_000, `the serve to r${i} to fill its channel`, 5);
 
     // Every slot is taken by a rogue: an honest newcomer is declined, not queued.
     const honest = await newcomer();
@@ -290,7 +282,7 @@ describe('state serves towards a requester that never reads', () => {
     const down: string[] = [];
     server.on('neighbour:down', (e) => down.push(e.peer));
     clock.advance(deadlineOf() + 1);
-    await until('the stuck serves to be cut off', () => ok.every((i) => down.includes(`r${i}`)));
+    await until(() => ok.every((i) => down.includes(`r${i}`)), 20_000, 'the stuck serves to be cut off', 5);
     const got = await honest.bootstrap({ timeoutMs: 20_000, tries: 1 });
     expect(got?.from).toBe('p0');
   });
@@ -318,14 +310,14 @@ describe("an exchange's send to a partner that never reads", () => {
     });
     cleanup.push(() => rogue.stop());
     await rogue.dial('p0');
-    await until('p0 to see r0', () => mesh.neighbours().includes('r0'));
+    await until(() => mesh.neighbours().includes('r0'), 20_000, 'p0 to see r0', 5);
     const result = mesh.exchange(0, syntheticPayload(n, 0, 0), { waitMs: 5_000 });
     void rogue.loop(1, 0, 5_000);
     const r = await result;
     expect(r.partner).toBe('r0');
     expect(r.reason).toBe('rejected');
     expect(deaf!.open).toBe(true);
-    await until('our send to end', () => log.some((l) => l.msg === 'send to partner ended early'));
+    await until(() => log.some((l) => l.msg === 'send to partner ended early'), 20_000, 'our send to end', 5);
     expect(String(log.find((l) => l.msg === 'send to partner ended early')!.fields!.error)).toMatch(/transfer aborted: rejected/);
     expect(deaf!.open).toBe(true); // the partner stays a neighbour (until housekeeping or its strikes say otherwise)
   });

@@ -140,7 +140,8 @@ export function report(seq: number, over: Partial<Record<string, unknown>> = {})
   };
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export { sleep, until } from './wait.ts';
+import { until } from './wait.ts';
 
 /**
  * `client` reports `step`, as a live peer does after each outer step, and the coordinator has
@@ -149,17 +150,6 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function reportedStep(s: TestServer, client: SignalingClient, step: number, H: number): Promise<void> {
   client.report({ time: Date.now(), step, round: Math.floor(step / H), trainLoss: 3, valLoss: null, tokensPerS: 100, bytesIn: 0, bytesOut: 0, partner: null, partnerDist: null, adapter: null });
   await until(() => s.c.hub.lastStep(client.peerId!) >= step, 5000, `the coordinator to take the report of step ${step}`);
-}
-
-/** Polls `fn` until it returns truthy (or throws after `ms`, saying `what`: a function says what it saw then). */
-export async function until<T>(fn: () => T | Promise<T>, ms = 5000, what: string | (() => string) = 'condition'): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
-    await sleep(20);
-  }
 }
 
 /**

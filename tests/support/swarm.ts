@@ -1,5 +1,6 @@
 // A swarm of meshes in one process for tests: N peers on a SignalHub, over in-memory links or
 // real WebRTC (@roamhq/wrtc), each with seeded randomness.
+import { sleep } from './wait.ts';
 import wrtc from '@roamhq/wrtc';
 import { createMesh, type Mesh } from '../../src/sync/mesh.ts';
 import { simplePeerLinks, type LinkFactory } from '../../src/sync/links.ts';
@@ -86,9 +87,7 @@ export class Swarm {
   }
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
+export { sleep };
 
 /** Gaussian vector from a seed (Box-Muller on a seeded uniform). */
 export function gaussian(n: number, seed: number, scale: number): Float32Array {
