@@ -74,3 +74,43 @@ export class RateBudget {
     return this.buckets.size;
   }
 }
+
+/**
+ * Milliseconds of the coordinator's event loop per key: at most `burstMs`, refilled at `msPerS`
+ * a second. A request may start while its key has time left (`waitMs` 0) and is charged what it
+ * took once done, so one request overdraws by at most its own cost and the key then waits until
+ * the debt is repaid. A key back at full is forgotten; at most `maxKeys` are kept (the least
+ * recently charged go first and start full again), so many addresses cannot grow it without bound.
+ */
+export class TimeBudget {
+  private readonly buckets = new Map<string, { ms: number; at: number }>();
+
+  constructor(readonly msPerS: number, readonly burstMs: number, private readonly now: () => number, readonly maxKeys = 100_000) {}
+
+  /** What `key` holds now. */
+  level(key: string): number {
+    const b = this.buckets.get(key);
+    if (!b) return this.burstMs;
+    return Math.min(this.burstMs, b.ms + ((this.now() - b.at) / 1000) * this.msPerS);
+  }
+
+  /** 0 when `key` may start a request now; otherwise the milliseconds until it may. */
+  waitMs(key: string): number {
+    const ms = this.level(key);
+    if (ms > 0) return 0;
+    return this.msPerS > 0 ? Math.ceil(((-ms) / this.msPerS) * 1000) + 1 : Infinity;
+  }
+
+  /** Takes `ms` from `key`. */
+  charge(key: string, ms: number): void {
+    const left = this.level(key) - Math.max(0, ms);
+    this.buckets.delete(key); // re-inserted last: Map order is the eviction order
+    if (left >= this.burstMs) return;
+    this.buckets.set(key, { ms: left, at: this.now() });
+    while (this.buckets.size > this.maxKeys) this.buckets.delete(this.buckets.keys().next().value!);
+  }
+
+  get keys(): number {
+    return this.buckets.size;
+  }
+}

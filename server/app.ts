@@ -26,6 +26,7 @@ import { CheckpointEvaluator } from './checkpoint-validate.ts';
 import { remeasureCheckpoints, type RemeasureResult } from './checkpoint-remeasure.ts';
 import type { AppContext } from './context.ts';
 import { registerRunRoutes } from './routes/runs.ts';
+import { DEFAULT_READ_LIMITS, ReadBudget, type ReadLimits } from './read-budget.ts';
 import { registerMetricRoutes } from './routes/metrics.ts';
 import { registerCheckpointRoutes } from './routes/checkpoints.ts';
 import { registerDataRoutes } from './routes/data.ts';
@@ -82,6 +83,8 @@ export interface AppOptions {
    * client can send it.
    */
   trustProxy?: string[];
+  /** What anonymous metric, connectivity and event reads may cost the event loop (server/read-budget.ts). */
+  reads: Partial<ReadLimits>;
 }
 
 export const DEFAULT_APP_OPTIONS: AppOptions = {
@@ -95,6 +98,7 @@ export const DEFAULT_APP_OPTIONS: AppOptions = {
   sessionTtlMs: DEFAULT_SESSION_TTL_MS,
   webRoot: join(import.meta.dirname, '..', 'dist', 'web'),
   defaultRun: true,
+  reads: {},
 };
 
 export interface Coordinator {
@@ -109,6 +113,8 @@ export interface Coordinator {
   scheduler: CheckpointScheduler;
   evaluator: CheckpointEvaluator;
   datasets: DatasetSource;
+  /** What anonymous reads have cost and been refused (server/read-budget.ts). */
+  reads: ReadBudget;
   /** Stored checkpoints not measured by this coordinator on their run's windows, measured at start (server/checkpoint-remeasure.ts). */
   remeasured: Promise<RemeasureResult>;
   adminToken: string;
@@ -199,7 +205,8 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   await app.register(websocket, {
     options: { maxPayload: hubOptions.limits.maxMessageBytes },
   });
-  const ctx: AppContext = { app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, remeasure, datasets, signer, adminToken: admin.value, clock };
+  const reads = new ReadBudget({ ...DEFAULT_READ_LIMITS, ...o.reads }, admin.value);
+  const ctx: AppContext = { app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, remeasure, datasets, signer, reads, adminToken: admin.value, clock };
   registerSecurityHeaders(app, (run) => runs.embedSites(run));
   app.get('/health', { schema: {} }, async () => ({ ok: true, peers: hub.connectionCount(), time: clock.now() }));
   // Operators check a deployment's TURN with credentials of their own (`murmur ice-check`).
@@ -228,7 +235,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   scheduler.start();
 
   return {
-    app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, datasets, remeasured,
+    app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, datasets, reads, remeasured,
     adminToken: admin.value, adminTokenCreated: admin.created,
     close: async () => {
       await app.close();

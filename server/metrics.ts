@@ -34,6 +34,8 @@ export interface MetricsQuery {
   to: number;
   /** Downsample to about this many points when the range holds more rows. */
   maxPoints: number;
+  /** Instead of downsampling: the newest maxPoints rows of the range, raw (`total` still counts them all). */
+  newest?: boolean;
 }
 
 /** A run's connectivity over a time range: how exchanges travelled and why links failed. */
@@ -326,8 +328,8 @@ export class MetricsStore {
   queryJson(q: MetricsQuery): string {
     // Past the run's row count every maxPoints gives the raw rows: one key for all of them.
     const maxPoints = Math.min(q.maxPoints, Math.max(1, this.rowCount(q.runId)));
-    return this.cached('metrics', q.runId, q.from, q.to, [q.peerId ?? null, maxPoints],
-      (from, to) => this.query({ runId: q.runId, peerId: q.peerId, from, to, maxPoints }));
+    return this.cached('metrics', q.runId, q.from, q.to, [q.peerId ?? null, maxPoints, q.newest === true],
+      (from, to) => this.query({ runId: q.runId, peerId: q.peerId, from, to, maxPoints, newest: q.newest === true }));
   }
 
   /** `connectivity` as JSON, cached (see AnswerCache). */
@@ -339,13 +341,18 @@ export class MetricsStore {
     const where = `run_id = @runId AND t >= @from AND t <= @to${q.peerId ? ' AND peer_id = @peerId' : ''}`;
     const params = { runId: q.runId, from: q.from, to: q.to, ...(q.peerId ? { peerId: q.peerId } : {}) };
     const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM reports WHERE ${where}`).get(params) as { n: number }).n;
-    if (total <= q.maxPoints) {
-      const points = this.db.prepare(`SELECT t, peer_id AS peerId, seq, step, round, train_loss AS trainLoss, val_loss AS valLoss,
+    if (total <= q.maxPoints || q.newest) {
+      // The newest rows by one walk of reports_run_t backwards (reports_run_peer_t for one peer), turned oldest first.
+      const cut = total > q.maxPoints ? ` ORDER BY t DESC, id DESC LIMIT ${q.maxPoints}` : '';
+      const points = this.db.prepare(`SELECT * FROM (SELECT t, id, peer_id AS peerId, seq, step, round, train_loss AS trainLoss, val_loss AS valLoss,
           tokens_per_s AS tokensPerS, bytes_in AS bytesIn, bytes_out AS bytesOut, partner, partner_dist AS partnerDist, adapter,
           link_local AS linkLocal, link_remote AS linkRemote, connect_ms AS connectMs, link_failures AS linkFailures, link_error AS linkError, weight,
           probe_ms AS probeMs, probe_solo AS probeSolo, probe_paired AS probePaired, probe_rejected AS probeRejected
-        FROM reports WHERE ${where} ORDER BY t, id`).all(params) as (Omit<MetricPoint, 'probeRejected'> & { probeRejected: number | null })[];
-      return { downsampled: false, total, points: points.map((p) => ({ ...p, probeRejected: p.probeRejected === null ? null : p.probeRejected === 1 })) };
+        FROM reports WHERE ${where}${cut}) ORDER BY t, id`).all(params) as (Omit<MetricPoint, 'probeRejected'> & { id?: number; probeRejected: number | null })[];
+      return {
+        downsampled: false, total,
+        points: points.map(({ id: _id, ...p }) => ({ ...p, probeRejected: p.probeRejected === null ? null : p.probeRejected === 1 })),
+      };
     }
     // Buckets over the range actually covered, so a wide default range does not waste points.
     const span = this.db.prepare(`SELECT MIN(t) AS lo, MAX(t) AS hi FROM reports WHERE ${where}`).get(params) as { lo: number; hi: number };

@@ -1,5 +1,5 @@
 // The UI's adapters to the coordinator, against a fake fetch and EventSource: the dashboard
-// source (REST + SSE, non-finite losses, narrowing a history too long for one raw page, malformed
+// source (REST + SSE, non-finite losses, the newest raw page of a long history, reads refused for the read budget, malformed
 // frames and run events dropped before the dashboard's controller reads them) and the volunteer
 // backend's description of a run.
 import { describe, expect, it, vi } from 'vitest';
@@ -83,20 +83,31 @@ describe('coordinator dashboard source', () => {
     await expect(s.sample(ck!)).rejects.toThrow(/not available/);
   });
 
-  it('narrows to the most recent span when the store would only give time buckets', async () => {
-    const { fetch, urls } = jsonFetch({
-      '/api/runs/default/metrics': (u) => Number(u.searchParams.get('from')) < 5000
-        ? {
-          run: 'default', peer: null, from: 0, to: 1e6, downsampled: true, total: 50_000, bucketMs: 100, points: [{
-            t: 1000, n: 50_000, peers: 1, step: 10, round: 0, trainLoss: 3, valLoss: null, nonFinite: 0, tokensPerS: 100, bytesIn: 0, bytesOut: 0, partnerDist: null,
-          }],
-        }
-        : page([point(9000)]),
-    });
+  it('asks the newest raw reports in one request when the run holds more than one page', async () => {
+    const { fetch, urls } = jsonFetch({ '/api/runs/default/metrics': () => ({ ...page([point(9000)]), total: 50_000 }) });
     const s = new CoordinatorDashboardSource({ baseUrl: 'http://c.test', runId: 'default', fetch });
-    const h = await s.history();
-    expect(h).toHaveLength(1);
-    expect(urls.length).toBeGreaterThan(1);
+    const h = await s.history(1234);
+    expect(h.map((r) => r.t)).toEqual([9000]);
+    expect(urls).toHaveLength(1);
+    const q = new URL(urls[0]!, 'http://c.test').searchParams;
+    expect([q.get('from'), q.get('maxPoints'), q.get('newest')]).toEqual(['1234', '20000', 'true']);
+  });
+
+  it('waits out a read refused for the read budget and asks again, up to twice', async () => {
+    let refusals = 1;
+    const urls: string[] = [];
+    const fetch = (async (input: RequestInfo | URL) => {
+      urls.push(String(input));
+      if (refusals-- > 0) return new Response(JSON.stringify({ error: 'this address has used its share', code: 'read-budget' }), { status: 429, headers: { 'retry-after': '0' } });
+      return new Response(JSON.stringify(page([point(10)])), { status: 200 });
+    }) as typeof globalThis.fetch;
+    const s = new CoordinatorDashboardSource({ baseUrl: 'http://c.test', runId: 'default', fetch });
+    expect((await s.history()).map((r) => r.t)).toEqual([10]);
+    expect(urls).toHaveLength(2);
+    refusals = 5;
+    urls.length = 0;
+    await expect(s.history()).rejects.toThrow(/HTTP 429: this address has used its share/);
+    expect(urls).toHaveLength(3);
   });
 
   it('checks every reply against its schema and names the field a bad one gets wrong', async () => {

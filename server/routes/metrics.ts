@@ -13,22 +13,25 @@ const METRICS_QUERY = Type.Object({
   from: time,
   to: time,
   maxPoints: Type.Optional(Type.Integer({ minimum: 1, maximum: 20000 })),
+  /** With more rows than maxPoints in range: the newest maxPoints rows, raw, rather than time buckets over all. */
+  newest: Type.Optional(Type.Boolean()),
 }, { additionalProperties: false });
 const RANGE_QUERY = Type.Object({ from: time, to: time }, { additionalProperties: false });
 
 export function registerMetricRoutes(ctx: AppContext): void {
-  const { app, runs, metrics, live, clock } = ctx;
+  const { app, runs, metrics, live, clock, reads } = ctx;
 
   app.get<{ Params: RunParams; Querystring: Static<typeof METRICS_QUERY> }>('/api/runs/:run/metrics', {
     schema: { params: RUN_PARAMS, querystring: METRICS_QUERY },
   }, async (req, reply) => {
     if (!runs.get(req.params.run)) throw new RunError(`no run "${req.params.run}"`, 404);
-    const { peer, from = 0, to = clock.now(), maxPoints = 2000 } = req.query;
+    const { peer, from = 0, to = clock.now(), maxPoints = 2000, newest } = req.query;
     if (to < from) throw new RunError(`querystring: to (${to}) is before from (${from})`, 400);
     // Reports queued in this event-loop turn are committed first, so a reader sees every ack'd row
     // (on a run of 10,000 rows or more, every row ack'd a second before; server/metrics.ts, AnswerCache).
     metrics.flush();
-    return json(reply, { run: req.params.run, peer: peer ?? null, from, to }, metrics.queryJson({ runId: req.params.run, peerId: peer, from, to, maxPoints }));
+    const answer = reads.spend(req, reply, () => metrics.queryJson({ runId: req.params.run, peerId: peer, from, to, maxPoints, ...(newest ? { newest } : {}) }));
+    return answer === null ? reply : json(reply, { run: req.params.run, peer: peer ?? null, from, to }, answer);
   });
 
   // Connectivity: direct vs relayed exchanges, link failures and their reasons, failing peers.
@@ -39,7 +42,8 @@ export function registerMetricRoutes(ctx: AppContext): void {
     const { from = 0, to = clock.now() } = req.query;
     if (to < from) throw new RunError(`querystring: to (${to}) is before from (${from})`, 400);
     metrics.flush();
-    return json(reply, { run: req.params.run, from, to }, metrics.connectivityJson(req.params.run, from, to));
+    const answer = reads.spend(req, reply, () => metrics.connectivityJson(req.params.run, from, to));
+    return answer === null ? reply : json(reply, { run: req.params.run, from, to }, answer);
   });
 
   app.get<{ Params: RunParams }>('/api/runs/:run/stream', { schema: { params: RUN_PARAMS } }, async (req, reply) => {

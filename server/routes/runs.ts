@@ -14,7 +14,7 @@ const EVENTS_QUERY = Type.Object({
 }, { additionalProperties: false });
 
 export function registerRunRoutes(ctx: AppContext): void {
-  const { app, runs, hub, events, datasets, clock, checkpoints, remeasure } = ctx;
+  const { app, runs, hub, events, datasets, clock, checkpoints, remeasure, reads } = ctx;
   const admin = requireAdmin(ctx.adminToken);
   const getRun = (id: string): RunInfo => {
     const r = runs.get(id);
@@ -80,9 +80,10 @@ export function registerRunRoutes(ctx: AppContext): void {
 
   app.get<{ Params: RunParams; Querystring: Static<typeof EVENTS_QUERY> }>('/api/runs/:run/events', {
     schema: { params: RUN_PARAMS, querystring: EVENTS_QUERY },
-  }, async (req) => {
+  }, async (req, reply) => {
     getRun(req.params.run);
     const { from = 0, to = clock.now(), limit = 1000, order = 'asc' } = req.query;
-    return { events: events.list(req.params.run, from, to, limit, order) };
+    const list = reads.spend(req, reply, () => events.list(req.params.run, from, to, limit, order));
+    return list === null ? reply : { events: list };
   });
 }

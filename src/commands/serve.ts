@@ -6,11 +6,12 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { coordinatorOptions, intInRange } from './options.ts';
+import { READ_BURST_S, type ReadLimits } from '../../server/read-budget.ts';
 
 interface ServeOptions {
   dataDir: string; port: string; host: string; checkpointEvery: string; keep: string; logLevel: string; evalThreads?: string;
   stun: string[]; turn: string[]; turnSecretFile?: string; turnTtl: string; tlsCert?: string; tlsKey?: string;
-  trustProxy: string[];
+  trustProxy: string[]; readBudget: string;
 }
 
 const collect = (v: string, acc: string[]) => [...acc, v];
@@ -34,6 +35,18 @@ export function trustProxyList(values: string[]): string[] {
   return list;
 }
 
+/** `--read-budget`: "<per address>,<all clients>" event-loop ms per second, each able to gather 8 s of it; "off": none. */
+export function readBudgetOption(value: string): ReadLimits {
+  if (value.trim() === 'off') return { perAddressMsPerS: Infinity, perAddressBurstMs: Infinity, totalMsPerS: Infinity, totalBurstMs: Infinity };
+  const parts = value.split(',').map((v) => v.trim());
+  const [mine, all] = parts.map(Number);
+  const ok = (n: number | undefined) => n !== undefined && Number.isInteger(n) && n >= 1 && n <= 1000;
+  if (parts.length !== 2 || !ok(mine) || !ok(all) || mine! > all!) {
+    throw new Error(`--read-budget takes "<per address>,<all clients>" in milliseconds per second (1 to 1000 each, the first no more than the second; default 250,500) or "off", got "${value}"`);
+  }
+  return { perAddressMsPerS: mine!, perAddressBurstMs: mine! * READ_BURST_S, totalMsPerS: all!, totalBurstMs: all! * READ_BURST_S };
+}
+
 export function register(program: Command): void {
   coordinatorOptions(program.command('serve')
     .description('run the coordinator: web app, volunteer WebSocket, metrics, checkpoints and data on one port'))
@@ -47,6 +60,7 @@ export function register(program: Command): void {
     .option('--turn-ttl <seconds>', 'lifetime of each volunteer\'s TURN credential (renewed before it expires)', '3600')
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM); browsers give WebGPU only to secure contexts')
     .option('--tls-key <file>', 'the certificate\'s private key (PEM)')
+    .option('--read-budget <ms,ms>', 'event-loop milliseconds per second that anonymous metric, connectivity and event reads may take, per client address and all together; past it they get 429 and Retry-After ("off": unlimited)', '250,500')
     .option('--trust-proxy <addr|cidr,...>', 'reverse proxies (e.g. 127.0.0.1 for Caddy on this host) whose X-Forwarded-For names the client, so per-address limits count clients, not the proxy (repeatable; default: none, the header is ignored)', collect, [])
     .action(async (o: ServeOptions) => {
       const port = intInRange(o.port, '--port', 0, 65535);
@@ -58,9 +72,10 @@ export function register(program: Command): void {
       if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new Error('--tls-cert and --tls-key go together');
       const tls = o.tlsCert && o.tlsKey ? { cert: readFileSync(resolve(o.tlsCert)), key: readFileSync(resolve(o.tlsKey)) } : undefined;
       const trustProxy = trustProxyList(o.trustProxy);
+      const reads = readBudgetOption(o.readBudget);
       const dataDir = resolve(o.dataDir);
       const c = await buildApp({ dataDir, logLevel: o.logLevel, logStream: process.stderr, ice, tls }, {
-        checkpointEveryMs: every * 1000, checkpointKeep: keep, trustProxy,
+        checkpointEveryMs: every * 1000, checkpointKeep: keep, trustProxy, reads,
         ...(o.evalThreads !== undefined ? { evalThreads: intInRange(o.evalThreads, '--eval-threads', 1, 256) } : {}),
       });
       const address = await c.app.listen({ port, host: o.host });

@@ -21,6 +21,9 @@ import type { CheckpointItem, DashboardHandlers, DashboardRun, DashboardSource, 
 /** Largest page the coordinator returns raw (its maxPoints limit). */
 const MAX_POINTS = 20_000;
 
+/** Times a read refused for the coordinator's read budget (429) is asked again after its Retry-After. */
+const READ_RETRIES = 2;
+
 /** Dropped frames a page warns about before it goes quiet: a stream of junk must not flood the console. */
 const MAX_DROP_WARNINGS = 20;
 
@@ -49,10 +52,22 @@ export class CoordinatorDashboardSource implements DashboardSource {
   }
 
   private async get<S extends TSchema>(path: string, schema: S): Promise<Static<S>> {
-    const res = await this.fetch(this.url(path));
+    let res = await this.fetch(this.url(path));
+    // The coordinator refuses reads past this address's share of its time (server/read-budget.ts)
+    // and says when to come back: wait that long (a minute at most) and ask again, twice at most.
+    for (let retry = 0; res.status === 429 && retry < READ_RETRIES; retry++) {
+      const after = Number(res.headers.get('retry-after'));
+      await res.body?.cancel();
+      await new Promise((resolve) => setTimeout(resolve, Number.isFinite(after) ? Math.min(60, Math.max(0, after)) * 1000 : 5000));
+      res = await this.fetch(this.url(path));
+    }
     if (!res.ok) {
       let detail = '';
-      try { detail = ((await res.json()) as { error?: string; message?: string }).message ?? ''; } catch { /* not JSON */ }
+      try {
+        // The coordinator names the problem in `error`; a proxy or framework may say `message`.
+        const b = (await res.json()) as { error?: unknown; message?: unknown };
+        detail = typeof b.error === 'string' ? b.error : typeof b.message === 'string' ? b.message : '';
+      } catch { /* not JSON */ }
       throw new Error(`GET ${path || '/'} on the coordinator gave HTTP ${res.status}${detail ? `: ${detail}` : ''}`);
     }
     const body: unknown = await res.json();
@@ -70,21 +85,15 @@ export class CoordinatorDashboardSource implements DashboardSource {
   }
 
   /**
-   * Raw reports, oldest first. When the run holds more than one page, the coordinator would
-   * return time buckets without peer ids; we narrow to the most recent span that fits instead,
-   * so every peer keeps its own line.
+   * The run's reports from `since` (ms) on, oldest first, raw: when there are more than
+   * MAX_POINTS, the newest MAX_POINTS of them (the coordinator would otherwise answer with time
+   * buckets without peer ids), so every peer keeps its own line. One request, one indexed walk
+   * on the coordinator.
    */
-  /** The run's reports from `since` (ms) on, thinned by the coordinator to at most MAX_POINTS. */
   async history(since = 0): Promise<MetricReport[]> {
-    let from = since;
-    const to = Date.now();
-    for (let attempt = 0; attempt < 12; attempt++) {
-      const page = await this.get(`/metrics?from=${from}&to=${to}&maxPoints=${MAX_POINTS}`, MetricsPage);
-      if (!page.downsampled) return page.points.map(toReport);
-      const first = page.points[0]?.t ?? from;
-      from = Math.floor(first + (to - first) / 2);
-    }
-    return [];
+    const page = await this.get(`/metrics?from=${since}&to=${Date.now()}&maxPoints=${MAX_POINTS}&newest=true`, MetricsPage);
+    if (page.downsampled) throw new Error('GET /metrics on the coordinator gave time buckets where the newest raw reports were asked');
+    return page.points.map(toReport);
   }
 
   async events(limit: number): Promise<RunEventItem[]> {

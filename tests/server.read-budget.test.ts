@@ -1,0 +1,136 @@
+// Anonymous reads' share of the coordinator's event loop (server/read-budget.ts): GET /metrics,
+// /connectivity and /events run synchronous SQLite, and a client that varies its range misses
+// the answer cache every time. Each read is charged what it took to its client address and to
+// all anonymous clients together; a read that would start while either is spent gets 429 with a
+// Retry-After, before any statement runs. Time here is the budget's injected clock, which every
+// statement reading the reports or events table moves on by STATEMENT_MS: so what a read costs
+// is counted, never timed. Client addresses come from X-Forwarded-For behind a trusted proxy.
+// Also: `newest=true`, the dashboard's one-request history (the newest rows raw, not buckets).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type TestServer } from './support/coordinator.ts';
+import { DEFAULT_READ_LIMITS } from '../server/read-budget.ts';
+import { TimeBudget } from '../server/address-budget.ts';
+import { readBudgetOption } from '../src/commands/serve.ts';
+
+const STATEMENT_MS = 100;
+const T0 = 1_700_000_000_000;
+
+let s: TestServer;
+/** The read budget's clock (ms). */
+let mono = 0;
+/** Statements run against reports or events since the last take(). */
+let reads = 0;
+const take = () => { const n = reads; reads = 0; return n; };
+
+const get = (url: string, xff: string, headers: Record<string, string> = {}) =>
+  s.c.app.inject({ method: 'GET', url, headers: { 'x-forwarded-for': xff, ...headers } });
+
+beforeAll(async () => {
+  s = await startServer({
+    trustProxy: ['127.0.0.1'],
+    reads: { perAddressMsPerS: 10, perAddressBurstMs: 50, totalMsPerS: 20, totalBurstMs: 1000, now: () => mono },
+  });
+  const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'r', dataset: 'moby-dick', preset: 'micro' } });
+  expect(r.statusCode).toBe(201);
+  for (let i = 0; i < 30; i++) {
+    s.c.metrics.enqueue({
+      runId: 'r', peerId: `p-${(i % 3).toString(16).padStart(16, '0')}`, seq: i + 1, time: T0 + i * 1000, t: T0 + i * 1000, receivedAt: T0 + i * 1000,
+      step: i, round: i, trainLoss: 3, valLoss: null, tokensPerS: 10, bytesIn: 1, bytesOut: 1, partner: null, partnerDist: null, adapter: null,
+    }, () => {});
+  }
+  s.c.metrics.flush();
+  const db = s.c.db;
+  const prepare = db.prepare.bind(db);
+  db.prepare = (sql: string) => {
+    const st = prepare(sql);
+    if (!/^\s*SELECT/i.test(sql) || !/\b(reports|events)\b/.test(sql)) return st;
+    const counted = (f: (...a: unknown[]) => unknown) => (...a: unknown[]) => { reads++; mono += STATEMENT_MS; return f.apply(st, a); };
+    return Object.assign(Object.create(st) as typeof st, { get: counted(st.get), all: counted(st.all), iterate: counted(st.iterate) });
+  };
+});
+afterAll(async () => { await s.close(); });
+
+describe('read budget', () => {
+  it('refuses a client past its share before any query runs, names it, and says when to come back', async () => {
+    let from = T0 + 1; // inside the run's span: every read a fresh question (AnswerCache keys a range past the first row as open)
+    const metrics = (xff: string, headers: Record<string, string> = {}) => get(`/api/runs/r/metrics?from=${from++}`, xff, headers);
+    take();
+    // A fresh address may start; its first read costs at least one statement and overdraws it.
+    const first = await metrics('198.18.0.1');
+    expect(first.statusCode).toBe(200);
+    expect(take()).toBeGreaterThan(0);
+    const refused = await metrics('198.18.0.1');
+    expect(refused.statusCode).toBe(429);
+    expect(take()).toBe(0);
+    expect(refused.json()).toMatchObject({ code: 'read-budget', error: expect.stringMatching(/^this address has used its 10 ms per second .*; retry in \d+\.\d s$/) });
+    // Its debt is at least a statement less its 50 ms: 5 s or more at 10 ms/s.
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(5);
+    // The other reads share its budget.
+    for (const url of ['/api/runs/r/connectivity?from=1', '/api/runs/r/events?from=1']) {
+      expect((await get(url, '198.18.0.1')).statusCode).toBe(429);
+    }
+    expect(take()).toBe(0);
+
+    // Other addresses have shares of their own, until all anonymous clients together have spent theirs (1,000 ms).
+    let served = 0;
+    let last = await get('/api/runs/r/connectivity?from=2', '198.18.0.2');
+    while (last.statusCode === 200 && served < 20) {
+      served++;
+      last = await metrics(`198.18.0.${10 + served}`);
+    }
+    expect(served).toBeGreaterThan(1);
+    take();
+    expect(last.statusCode).toBe(429);
+    expect(last.json()).toMatchObject({ error: expect.stringMatching(/^anonymous clients together have used their 20 ms per second .*volunteers'/) });
+    expect(take()).toBe(0);
+
+    // The admin token is neither refused nor charged.
+    const admin = await metrics('198.18.0.1', s.admin);
+    expect(admin.statusCode).toBe(200);
+    expect(take()).toBeGreaterThan(0);
+    expect((await metrics('198.18.0.4')).statusCode).toBe(429);
+
+    // Time earns the budgets back: after the Retry-After the first address reads again.
+    mono += Number(refused.headers['retry-after']) * 1000 + 60_000;
+    expect((await metrics('198.18.0.1')).statusCode).toBe(200);
+    expect(s.c.reads.stats.refused).toBe(5);
+  });
+
+  it('keeps a bounded number of addresses, each forgotten one full again', () => {
+    let now = 0;
+    const b = new TimeBudget(10, 50, () => now, 4);
+    for (let i = 0; i < 100; i++) b.charge(`a${i}`, 80);
+    expect(b.keys).toBe(4);
+    expect(b.waitMs('a99')).toBe(3001); // 30 ms of debt at 10 ms/s
+    expect(b.waitMs('a0')).toBe(0);
+    now += 8000;
+    expect(b.waitMs('a99')).toBe(0);
+    b.charge('a99', 0); // back at full: forgotten
+    expect(b.keys).toBe(3);
+  });
+
+  it('murmur serve --read-budget: the defaults, "off", and a clear refusal of anything else', () => {
+    expect(readBudgetOption('250,500')).toEqual(DEFAULT_READ_LIMITS);
+    expect(DEFAULT_READ_LIMITS).toMatchObject({ perAddressBurstMs: 2000, totalBurstMs: 4000 });
+    expect(readBudgetOption('off').totalMsPerS).toBe(Infinity);
+    for (const bad of ['250', '0,500', '600,500', '250,5000', 'a,b', '250,500,1', '2.5,500']) {
+      expect(() => readBudgetOption(bad), bad).toThrow(`--read-budget takes "<per address>,<all clients>" in milliseconds per second (1 to 1000 each, the first no more than the second; default 250,500) or "off", got "${bad}"`);
+    }
+  });
+});
+
+describe('newest', () => {
+  it('gives the newest maxPoints rows raw, oldest first, where the range would be bucketed', async () => {
+    mono += 1e9;
+    const bucketed = await get('/api/runs/r/metrics?maxPoints=10', '198.18.1.1', s.admin);
+    expect(bucketed.json()).toMatchObject({ downsampled: true, total: 30 });
+    const newest = (await get('/api/runs/r/metrics?maxPoints=10&newest=true', '198.18.1.1', s.admin)).json() as { downsampled: boolean; total: number; points: { t: number; seq: number }[] };
+    expect(newest.downsampled).toBe(false);
+    expect(newest.total).toBe(30);
+    expect(newest.points.map((p) => p.seq)).toEqual([21, 22, 23, 24, 25, 26, 27, 28, 29, 30]);
+    expect(Object.keys(newest.points[0]!)).not.toContain('id');
+    // Within maxPoints it is the plain raw page.
+    const few = (await get(`/api/runs/r/metrics?from=${T0 + 25_000}&newest=true`, '198.18.1.1', s.admin)).json() as { points: { seq: number }[] };
+    expect(few.points.map((p) => p.seq)).toEqual([26, 27, 28, 29, 30]);
+  });
+});
