@@ -10,7 +10,8 @@ import { openDb } from './db.ts';
 import { backgroundClock, type Clock } from '../src/protocol/clock.ts';
 import { ADMIN_TOKEN_FILE, DEFAULT_SESSION_TTL_MS, SessionSigner, loadOrCreateSecret, loadSessionKeys } from './auth.ts';
 import { RunStore } from './runs.ts';
-import { DEFAULT_METRICS_OPTIONS, MetricsStore, type MetricsOptions } from './metrics.ts';
+import { DEFAULT_METRICS_OPTIONS, inlineReader, MetricsStore, type MetricsOptions } from './metrics.ts';
+import { ReadWorker } from './read-worker.ts';
 import { DEFAULT_LIVE_LIMITS, LiveHub, type LiveLimits } from './live.ts';
 import { DEFAULT_MAX_PEER_EVENTS_PER_RUN, EventLog } from './events.ts';
 import { DirDatasetSource, prepareMobyDick, type DatasetSource } from './datasets.ts';
@@ -85,6 +86,13 @@ export interface AppOptions {
   trustProxy?: string[];
   /** What anonymous metric, connectivity and event reads may cost the event loop (server/read-budget.ts). */
   reads: Partial<ReadLimits>;
+  /**
+   * Compute metric and connectivity answers in a worker thread on a connection of its own
+   * (server/read-worker.ts), off the event loop; false: on the event loop, as before it had one
+   * (for comparison, and for tests that count the statements the coordinator's connection runs).
+   * A database in memory is always read on the event loop.
+   */
+  readWorker: boolean;
 }
 
 export const DEFAULT_APP_OPTIONS: AppOptions = {
@@ -99,6 +107,7 @@ export const DEFAULT_APP_OPTIONS: AppOptions = {
   webRoot: join(import.meta.dirname, '..', 'dist', 'web'),
   defaultRun: true,
   reads: {},
+  readWorker: true,
 };
 
 export interface Coordinator {
@@ -115,6 +124,8 @@ export interface Coordinator {
   datasets: DatasetSource;
   /** What anonymous reads have cost and been refused (server/read-budget.ts). */
   reads: ReadBudget;
+  /** The thread computing metric and connectivity answers (null: they are computed on the event loop). */
+  readWorker: ReadWorker | null;
   /** Stored checkpoints not measured by this coordinator on their run's windows, measured at start (server/checkpoint-remeasure.ts). */
   remeasured: Promise<RemeasureResult>;
   adminToken: string;
@@ -171,7 +182,9 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
 
   const now = () => clock.now();
   const runs = new RunStore(db, now);
-  const metrics = new MetricsStore(db, { ...DEFAULT_METRICS_OPTIONS, ...o.metrics });
+  const readWorker = o.readWorker && db.name !== ':memory:' && db.name !== '' ? new ReadWorker(db.name) : null;
+  const metricsOptions = { ...DEFAULT_METRICS_OPTIONS, ...o.metrics };
+  const metrics = new MetricsStore(db, metricsOptions, readWorker?.read ?? inlineReader(db, metricsOptions.now));
   const live = new LiveHub(undefined, undefined, { ...DEFAULT_LIVE_LIMITS, ...o.live });
   const events = new EventLog(db, live, now, o.maxPeerEventsPerRun, (problem) => app.log.warn({ problem }, 'stored event skipped'));
   const datasets = deps.datasets ?? new DirDatasetSource(join(deps.dataDir, 'datasets'));
@@ -230,12 +243,13 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     scheduler.stop();
     await evaluator.close();
     await remeasuring;
+    await readWorker?.close();
     metrics.flush();
   });
   scheduler.start();
 
   return {
-    app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, datasets, reads, remeasured,
+    app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, datasets, reads, readWorker, remeasured,
     adminToken: admin.value, adminTokenCreated: admin.created,
     close: async () => {
       await app.close();

@@ -22,6 +22,29 @@ import type { Db } from './db.ts';
 import type { BucketPoint, LiveReport, MetricPoint } from '../src/protocol/api.ts';
 import type { WireLoss } from '../src/protocol/messages.ts';
 
+/** A question for the reports table that the answer cache can hold. */
+export type AnswerJob = { kind: 'metrics'; q: MetricsQuery } | { kind: 'connectivity'; runId: string; from: number; to: number };
+/** An answer as JSON, and the milliseconds computing it took (0 when it came from the cache). */
+export interface Answer { json: string; ms: number }
+/** Asked before an answer is computed: throws to refuse, or returns what to call when it is done. */
+export type Admit = () => () => void;
+/** Computes a job's answer, on this thread or another. */
+export type Reader = (job: AnswerJob) => Promise<Answer>;
+
+/** A job's answer as JSON, on whichever connection `db` is. */
+export function answerJob(db: Db, job: AnswerJob): string {
+  return JSON.stringify(job.kind === 'metrics' ? queryReports(db, job.q) : connectivityOf(db, job.runId, job.from, job.to));
+}
+
+/** A reader on the caller's own connection and thread. */
+export function inlineReader(db: Db, now: () => number = performance.now.bind(performance)): Reader {
+  return async (job) => {
+    const t0 = now();
+    const json = answerJob(db, job);
+    return { json, ms: now() - t0 };
+  };
+}
+
 /** A committed report: the peer's fields stamped by the coordinator, as the live stream pushes it. */
 export type ReportRow = LiveReport;
 
@@ -161,10 +184,17 @@ export class MetricsStore {
   /** run -> how many times its rows changed (a flush that stored one, a thinning): cached answers older than it are stale. */
   private readonly gens = new Map<string, number>();
   private readonly answers = new AnswerCache();
+  /** Answers being computed, by generation and key. */
+  private readonly inFlight = new Map<string, Promise<Answer>>();
   private readonly span;
   readonly stats = { thinned: 0 };
 
-  constructor(private readonly db: Db, readonly o: MetricsOptions = DEFAULT_METRICS_OPTIONS) {
+  /**
+   * `reader` computes answers the cache lacks: by default here, on this connection; the app gives
+   * a ReadWorker (server/read-worker.ts), which computes them on a connection of its own in
+   * another thread.
+   */
+  constructor(private readonly db: Db, readonly o: MetricsOptions = DEFAULT_METRICS_OPTIONS, private readonly reader: Reader = inlineReader(db, o.now)) {
     // Two subqueries so each takes one seek of reports_run_t (MIN and MAX together would scan the run).
     this.span = db.prepare(`SELECT (SELECT MIN(t) FROM reports WHERE run_id = @runId) AS lo, (SELECT MAX(t) FROM reports WHERE run_id = @runId) AS hi`);
     this.insert = db.prepare(`INSERT OR IGNORE INTO reports
@@ -300,12 +330,16 @@ export class MetricsStore {
   }
 
   /**
-   * `compute`'s answer as JSON, from the cache when it still stands. A range reaching past the
-   * run's first or last report time is keyed as open at that end (and computed clamped to it:
-   * there are no rows beyond), so the same rows give one key whatever `from`/`to` the caller
-   * picked around them: a dashboard asks up to Date.now().
+   * An answer's JSON and what computing it cost (0 ms from the cache), from the cache when it
+   * still stands, else from the reader (server/read-worker.ts: off the event loop). A range
+   * reaching past the run's first or last report time is keyed as open at that end (and computed
+   * clamped to it: there are no rows beyond), so the same rows give one key whatever `from`/`to`
+   * the caller picked around them: a dashboard asks up to Date.now(). Identical questions asked
+   * while one is being computed wait for that one. `admit` is asked before a new answer is
+   * computed (not for a cached one, nor one being computed): it may throw to refuse, or return
+   * what to call when the computation ends.
    */
-  private cached(kind: string, runId: string, from: number, to: number, rest: unknown[], compute: (from: number, to: number) => unknown): string {
+  private async cached(runId: string, from: number, to: number, job: (from: number, to: number) => AnswerJob, rest: unknown[], admit?: Admit): Promise<Answer> {
     const gen = this.gens.get(runId) ?? 0;
     const span = this.span.get({ runId }) as { lo: number | null; hi: number | null };
     let lo = 1, hi = 0, range: unknown[] = ['none']; // No row in range: one empty key.
@@ -314,103 +348,48 @@ export class MetricsStore {
       hi = Math.min(to, span.hi);
       range = [from <= span.lo ? 'first' : from, to >= span.hi ? 'last' : to];
     }
-    const key = JSON.stringify([kind, runId, ...range, ...rest]);
+    const j = job(lo, hi);
+    const key = JSON.stringify([j.kind, runId, ...range, ...rest]);
     const now = (this.o.now ?? performance.now.bind(performance))();
     const staleMs = this.rowCount(runId) >= (this.o.staleAnswerRows ?? STALE_ANSWER_ROWS) ? (this.o.staleAnswerMs ?? STALE_ANSWER_MS) : 0;
     const hit = this.answers.get(key, gen, now, staleMs);
-    if (hit !== undefined) return hit;
-    const json = JSON.stringify(compute(lo, hi));
-    this.answers.set(key, gen, now, json);
-    return json;
+    if (hit !== undefined) return { json: hit, ms: 0 };
+    const flight = `${gen} ${key}`;
+    const pending = this.inFlight.get(flight);
+    if (pending) return { json: (await pending).json, ms: 0 };
+    const release = admit?.();
+    const computing = this.reader(j);
+    this.inFlight.set(flight, computing);
+    try {
+      const answer = await computing;
+      this.answers.set(key, gen, now, answer.json);
+      return answer;
+    } finally {
+      this.inFlight.delete(flight);
+      release?.();
+    }
   }
 
-  /** `query` as JSON, cached (see AnswerCache). */
-  queryJson(q: MetricsQuery): string {
+  /** `query` as JSON, cached (see AnswerCache), with what it cost. */
+  queryJson(q: MetricsQuery, admit?: Admit): Promise<Answer> {
     // Past the run's row count every maxPoints gives the raw rows: one key for all of them.
     const maxPoints = Math.min(q.maxPoints, Math.max(1, this.rowCount(q.runId)));
-    return this.cached('metrics', q.runId, q.from, q.to, [q.peerId ?? null, maxPoints, q.newest === true],
-      (from, to) => this.query({ runId: q.runId, peerId: q.peerId, from, to, maxPoints, newest: q.newest === true }));
+    const newest = q.newest === true;
+    return this.cached(q.runId, q.from, q.to, (from, to) => ({ kind: 'metrics', q: { runId: q.runId, ...(q.peerId ? { peerId: q.peerId } : {}), from, to, maxPoints, newest } }),
+      [q.peerId ?? null, maxPoints, newest], admit);
   }
 
-  /** `connectivity` as JSON, cached (see AnswerCache). */
-  connectivityJson(runId: string, from: number, to: number): string {
-    return this.cached('connectivity', runId, from, to, [], (lo, hi) => this.connectivity(runId, lo, hi));
+  /** `connectivity` as JSON, cached (see AnswerCache), with what it cost. */
+  connectivityJson(runId: string, from: number, to: number, admit?: Admit): Promise<Answer> {
+    return this.cached(runId, from, to, (lo, hi) => ({ kind: 'connectivity', runId, from: lo, to: hi }), [], admit);
   }
 
   query(q: MetricsQuery): MetricsResult {
-    const where = `run_id = @runId AND t >= @from AND t <= @to${q.peerId ? ' AND peer_id = @peerId' : ''}`;
-    const params = { runId: q.runId, from: q.from, to: q.to, ...(q.peerId ? { peerId: q.peerId } : {}) };
-    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM reports WHERE ${where}`).get(params) as { n: number }).n;
-    if (total <= q.maxPoints || q.newest) {
-      // The newest rows by one walk of reports_run_t backwards (reports_run_peer_t for one peer), turned oldest first.
-      const cut = total > q.maxPoints ? ` ORDER BY t DESC, id DESC LIMIT ${q.maxPoints}` : '';
-      const points = this.db.prepare(`SELECT * FROM (SELECT t, id, peer_id AS peerId, seq, step, round, train_loss AS trainLoss, val_loss AS valLoss,
-          tokens_per_s AS tokensPerS, bytes_in AS bytesIn, bytes_out AS bytesOut, partner, partner_dist AS partnerDist, adapter,
-          link_local AS linkLocal, link_remote AS linkRemote, connect_ms AS connectMs, link_failures AS linkFailures, link_error AS linkError, weight,
-          probe_ms AS probeMs, probe_solo AS probeSolo, probe_paired AS probePaired, probe_rejected AS probeRejected
-        FROM reports WHERE ${where}${cut}) ORDER BY t, id`).all(params) as (Omit<MetricPoint, 'probeRejected'> & { id?: number; probeRejected: number | null })[];
-      return {
-        downsampled: false, total,
-        points: points.map(({ id: _id, ...p }) => ({ ...p, probeRejected: p.probeRejected === null ? null : p.probeRejected === 1 })),
-      };
-    }
-    // Buckets over the range actually covered, so a wide default range does not waste points.
-    const span = this.db.prepare(`SELECT MIN(t) AS lo, MAX(t) AS hi FROM reports WHERE ${where}`).get(params) as { lo: number; hi: number };
-    const bucketMs = Math.max(1, Math.ceil((span.hi - span.lo + 1) / q.maxPoints));
-    // Bound JS numbers arrive as REAL: cast so the bucket index is an integer division.
-    const bucket = '((t - CAST(@lo AS INTEGER)) / CAST(@bucketMs AS INTEGER))';
-    // A thinned row stands for `weight` reports: counts and means weigh it so.
-    const points = this.db.prepare(`SELECT CAST(@lo AS INTEGER) + ${bucket} * CAST(@bucketMs AS INTEGER) AS t, SUM(weight) AS n, COUNT(DISTINCT peer_id) AS peers,
-        MAX(step) AS step, MAX(round) AS round, ${weightedMean('train_loss')} AS trainLoss, ${weightedMean('val_loss')} AS valLoss,
-        SUM(weight * (typeof(train_loss) = 'text' OR typeof(val_loss) = 'text')) AS nonFinite,
-        SUM(tokens_per_s * weight) / SUM(weight) AS tokensPerS, TOTAL(bytes_in) AS bytesIn, TOTAL(bytes_out) AS bytesOut,
-        SUM(partner_dist * weight) / SUM(CASE WHEN partner_dist IS NOT NULL THEN weight END) AS partnerDist
-      FROM reports WHERE ${where} GROUP BY ${bucket} ORDER BY 1`).all({ ...params, lo: span.lo, bucketMs }) as BucketPoint[];
-    return { downsampled: true, total, bucketMs, points };
+    return queryReports(this.db, q);
   }
 
-  /**
-   * How a run's exchanges travelled (direct vs through a TURN relay) and why links failed, from
-   * the reports in [from, to]. A peer is `failing` when links fail for it and none of its last
-   * FAILING_WINDOW rounds paired: it is training alone, and should be told why.
-   */
   connectivity(runId: string, from: number, to: number): Connectivity {
-    const range = { runId, from, to };
-    const where = 'run_id = @runId AND t >= @from AND t <= @to';
-    // One pass grouped by peer (its latest link error: the greatest "t id" key, zero-padded so
-    // text order is numeric order); the run's totals are the sums of its peers'.
-    const groups = this.db.prepare(`SELECT peer_id AS peerId, SUM(weight * (partner IS NOT NULL)) AS paired, SUM(weight * (partner IS NULL)) AS solo,
-        SUM(link_failures) AS linkFailures,
-        SUM(weight * (link_local IS NOT NULL AND link_local != 'relay' AND link_remote != 'relay')) AS direct,
-        SUM(weight * (link_local = 'relay' OR link_remote = 'relay')) AS relayed,
-        MAX(CASE WHEN link_error IS NOT NULL THEN printf('%020d %020d ', t, id) || link_error END) AS lastError
-      FROM reports WHERE ${where} GROUP BY peer_id ORDER BY peer_id`).all(range) as
-      { peerId: string; paired: number; solo: number; linkFailures: number; direct: number | null; relayed: number | null; lastError: string | null }[];
-    let direct = 0, relayed = 0, failures = 0;
-    for (const g of groups) { direct += g.direct ?? 0; relayed += g.relayed ?? 0; failures += g.linkFailures; }
-    const shown = groups.slice(0, MAX_PEERS);
-    // A peer is failing only when links fail for it: its last rounds are read for those alone,
-    // each by one seek of reports_run_peer_t.
-    const asked = shown.filter((g) => g.linkFailures > 0).map((g) => g.peerId);
-    const failing = new Set(asked.length === 0 ? [] : (this.db.prepare(`SELECT j.value AS peerId FROM json_each(@peers) AS j
-      WHERE (SELECT COUNT(*) >= ${Math.min(FAILING_WINDOW, 2)} AND TOTAL(partner IS NOT NULL) = 0 FROM (SELECT partner FROM reports INDEXED BY reports_run_peer_t
-        WHERE run_id = @runId AND peer_id = j.value AND t >= @from AND t <= @to ORDER BY t DESC, id DESC LIMIT ${FAILING_WINDOW}))`)
-      .all({ ...range, peers: JSON.stringify(asked) }) as { peerId: string }[]).map((r) => r.peerId));
-    const times = Float64Array.from(this.db.prepare(`SELECT connect_ms AS ms FROM reports WHERE ${where} AND connect_ms IS NOT NULL`).all(range) as { ms: number }[], (r) => r.ms).sort();
-    const reasons = this.db.prepare(`SELECT link_error AS reason, SUM(link_failures) AS count FROM reports
-      WHERE ${where} AND link_error IS NOT NULL AND link_failures > 0 GROUP BY link_error ORDER BY count DESC, reason LIMIT 10`)
-      .all(range) as { reason: string; count: number }[];
-    return {
-      exchanges: { direct, relayed },
-      relayFraction: direct + relayed > 0 ? relayed / (direct + relayed) : null,
-      medianConnectMs: times.length > 0 ? times[Math.floor((times.length - 1) / 2)]! : null,
-      linkFailures: failures,
-      reasons,
-      peers: shown.map((g) => ({
-        peerId: g.peerId, paired: g.paired, solo: g.solo, linkFailures: g.linkFailures,
-        lastLinkError: g.lastError === null ? null : g.lastError.slice(42), failing: failing.has(g.peerId),
-      })),
-    };
+    return connectivityOf(this.db, runId, from, to);
   }
 }
 
@@ -447,5 +426,82 @@ function mergeRows(a: ThinRow, b: ThinRow): ThinRow {
     tps: (a.tps * a.weight + b.tps * b.weight) / w, bytesIn: a.bytesIn + b.bytesIn, bytesOut: a.bytesOut + b.bytesOut,
     partner: b.partner ?? a.partner, dist, linkLocal: b.linkLocal ?? a.linkLocal, linkRemote: b.linkRemote ?? a.linkRemote,
     connectMs: b.connectMs ?? a.connectMs, linkFailures: a.linkFailures + b.linkFailures, linkError: b.linkError ?? a.linkError, weight: w,
+  };
+}
+
+/** Reports of a run in a range: raw rows when few enough (or the newest), time buckets otherwise. */
+export function queryReports(db: Db, q: MetricsQuery): MetricsResult {
+  const where = `run_id = @runId AND t >= @from AND t <= @to${q.peerId ? ' AND peer_id = @peerId' : ''}`;
+  const params = { runId: q.runId, from: q.from, to: q.to, ...(q.peerId ? { peerId: q.peerId } : {}) };
+  const total = (db.prepare(`SELECT COUNT(*) AS n FROM reports WHERE ${where}`).get(params) as { n: number }).n;
+  if (total <= q.maxPoints || q.newest) {
+    // The newest rows by one walk of reports_run_t backwards (reports_run_peer_t for one peer), turned oldest first.
+    const cut = total > q.maxPoints ? ` ORDER BY t DESC, id DESC LIMIT ${q.maxPoints}` : '';
+    const points = db.prepare(`SELECT * FROM (SELECT t, id, peer_id AS peerId, seq, step, round, train_loss AS trainLoss, val_loss AS valLoss,
+        tokens_per_s AS tokensPerS, bytes_in AS bytesIn, bytes_out AS bytesOut, partner, partner_dist AS partnerDist, adapter,
+        link_local AS linkLocal, link_remote AS linkRemote, connect_ms AS connectMs, link_failures AS linkFailures, link_error AS linkError, weight,
+        probe_ms AS probeMs, probe_solo AS probeSolo, probe_paired AS probePaired, probe_rejected AS probeRejected
+      FROM reports WHERE ${where}${cut}) ORDER BY t, id`).all(params) as (Omit<MetricPoint, 'probeRejected'> & { id?: number; probeRejected: number | null })[];
+    return {
+      downsampled: false, total,
+      points: points.map(({ id: _id, ...p }) => ({ ...p, probeRejected: p.probeRejected === null ? null : p.probeRejected === 1 })),
+    };
+  }
+  // Buckets over the range actually covered, so a wide default range does not waste points.
+  const span = db.prepare(`SELECT MIN(t) AS lo, MAX(t) AS hi FROM reports WHERE ${where}`).get(params) as { lo: number; hi: number };
+  const bucketMs = Math.max(1, Math.ceil((span.hi - span.lo + 1) / q.maxPoints));
+  // Bound JS numbers arrive as REAL: cast so the bucket index is an integer division.
+  const bucket = '((t - CAST(@lo AS INTEGER)) / CAST(@bucketMs AS INTEGER))';
+  // A thinned row stands for `weight` reports: counts and means weigh it so.
+  const points = db.prepare(`SELECT CAST(@lo AS INTEGER) + ${bucket} * CAST(@bucketMs AS INTEGER) AS t, SUM(weight) AS n, COUNT(DISTINCT peer_id) AS peers,
+      MAX(step) AS step, MAX(round) AS round, ${weightedMean('train_loss')} AS trainLoss, ${weightedMean('val_loss')} AS valLoss,
+      SUM(weight * (typeof(train_loss) = 'text' OR typeof(val_loss) = 'text')) AS nonFinite,
+      SUM(tokens_per_s * weight) / SUM(weight) AS tokensPerS, TOTAL(bytes_in) AS bytesIn, TOTAL(bytes_out) AS bytesOut,
+      SUM(partner_dist * weight) / SUM(CASE WHEN partner_dist IS NOT NULL THEN weight END) AS partnerDist
+    FROM reports WHERE ${where} GROUP BY ${bucket} ORDER BY 1`).all({ ...params, lo: span.lo, bucketMs }) as BucketPoint[];
+  return { downsampled: true, total, bucketMs, points };
+}
+
+/**
+ * How a run's exchanges travelled (direct vs through a TURN relay) and why links failed, from
+ * the reports in [from, to]. A peer is `failing` when links fail for it and none of its last
+ * FAILING_WINDOW rounds paired: it is training alone, and should be told why.
+ */
+export function connectivityOf(db: Db, runId: string, from: number, to: number): Connectivity {
+  const range = { runId, from, to };
+  const where = 'run_id = @runId AND t >= @from AND t <= @to';
+  // One pass grouped by peer (its latest link error: the greatest "t id" key, zero-padded so
+  // text order is numeric order); the run's totals are the sums of its peers'.
+  const groups = db.prepare(`SELECT peer_id AS peerId, SUM(weight * (partner IS NOT NULL)) AS paired, SUM(weight * (partner IS NULL)) AS solo,
+      SUM(link_failures) AS linkFailures,
+      SUM(weight * (link_local IS NOT NULL AND link_local != 'relay' AND link_remote != 'relay')) AS direct,
+      SUM(weight * (link_local = 'relay' OR link_remote = 'relay')) AS relayed,
+      MAX(CASE WHEN link_error IS NOT NULL THEN printf('%020d %020d ', t, id) || link_error END) AS lastError
+    FROM reports WHERE ${where} GROUP BY peer_id ORDER BY peer_id`).all(range) as
+    { peerId: string; paired: number; solo: number; linkFailures: number; direct: number | null; relayed: number | null; lastError: string | null }[];
+  let direct = 0, relayed = 0, failures = 0;
+  for (const g of groups) { direct += g.direct ?? 0; relayed += g.relayed ?? 0; failures += g.linkFailures; }
+  const shown = groups.slice(0, MAX_PEERS);
+  // A peer is failing only when links fail for it: its last rounds are read for those alone,
+  // each by one seek of reports_run_peer_t.
+  const asked = shown.filter((g) => g.linkFailures > 0).map((g) => g.peerId);
+  const failing = new Set(asked.length === 0 ? [] : (db.prepare(`SELECT j.value AS peerId FROM json_each(@peers) AS j
+    WHERE (SELECT COUNT(*) >= ${Math.min(FAILING_WINDOW, 2)} AND TOTAL(partner IS NOT NULL) = 0 FROM (SELECT partner FROM reports INDEXED BY reports_run_peer_t
+      WHERE run_id = @runId AND peer_id = j.value AND t >= @from AND t <= @to ORDER BY t DESC, id DESC LIMIT ${FAILING_WINDOW}))`)
+    .all({ ...range, peers: JSON.stringify(asked) }) as { peerId: string }[]).map((r) => r.peerId));
+  const times = Float64Array.from(db.prepare(`SELECT connect_ms AS ms FROM reports WHERE ${where} AND connect_ms IS NOT NULL`).all(range) as { ms: number }[], (r) => r.ms).sort();
+  const reasons = db.prepare(`SELECT link_error AS reason, SUM(link_failures) AS count FROM reports
+    WHERE ${where} AND link_error IS NOT NULL AND link_failures > 0 GROUP BY link_error ORDER BY count DESC, reason LIMIT 10`)
+    .all(range) as { reason: string; count: number }[];
+  return {
+    exchanges: { direct, relayed },
+    relayFraction: direct + relayed > 0 ? relayed / (direct + relayed) : null,
+    medianConnectMs: times.length > 0 ? times[Math.floor((times.length - 1) / 2)]! : null,
+    linkFailures: failures,
+    reasons,
+    peers: shown.map((g) => ({
+      peerId: g.peerId, paired: g.paired, solo: g.solo, linkFailures: g.linkFailures,
+      lastLinkError: g.lastError === null ? null : g.lastError.slice(42), failing: failing.has(g.peerId),
+    })),
   };
 }

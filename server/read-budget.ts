@@ -8,8 +8,9 @@
 // researcher's own tools read what they need. The defaults leave an honest dashboard (one
 // history and a few pages at load, then the live stream) far inside its share.
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { addressKey, TimeBudget } from './address-budget.ts';
+import { addressKey, OpenCounter, TimeBudget } from './address-budget.ts';
 import { bearer, tokenEquals } from './auth.ts';
+import type { Admit } from './metrics.ts';
 
 export interface ReadLimits {
   /** Event-loop milliseconds per second one client address earns, and the most it can hold. */
@@ -31,10 +32,21 @@ export const READ_BURST_S = 8;
  */
 export const DEFAULT_READ_LIMITS: ReadLimits = { perAddressMsPerS: 250, perAddressBurstMs: 250 * READ_BURST_S, totalMsPerS: 500, totalBurstMs: 500 * READ_BURST_S };
 
+/** A value and what computing it took (ms). */
+export interface Costed<T> { value: T; ms: number }
+
+/** Answers one client address, and all anonymous clients together, may have being computed at once. */
+export const READS_COMPUTING_PER_ADDRESS = 2;
+export const READS_COMPUTING = 16;
+
+class ReadRefused extends Error {}
+
 export class ReadBudget {
+  private readonly computingPerAddress = new OpenCounter(READS_COMPUTING_PER_ADDRESS);
+  private readonly computing = new OpenCounter(READS_COMPUTING);
   private readonly perAddress: TimeBudget;
   private readonly total: TimeBudget;
-  private readonly now: () => number;
+  readonly now: () => number;
   readonly stats = { reads: 0, refused: 0, chargedMs: 0 };
 
   constructor(readonly limits: ReadLimits, private readonly adminToken: string) {
@@ -48,36 +60,62 @@ export class ReadBudget {
     return presented !== null && tokenEquals(presented, this.adminToken);
   }
 
+  /** `fn()`'s value and the milliseconds it took on this budget's clock: a read done on this thread. */
+  timed<T>(fn: () => T): Costed<T> {
+    const t0 = this.now();
+    const value = fn();
+    return { value, ms: this.now() - t0 };
+  }
+
   /**
-   * `work()`'s result, charged to the request's client address and to the total; or, when
-   * either budget is spent, `null` after a 429 naming it with a Retry-After in seconds (the
-   * route then returns `reply`). The admin token is never refused and never charged.
+   * `work()`'s value, its cost charged to the request's client address and to the total; or,
+   * when either budget is spent or the address (or everyone) has too many answers being computed
+   * (`work` asks `admit` before it computes one),
+   * `null` after a 429 that says why and when to come back (the route then returns `reply`).
+   * The admin token is never refused and never charged.
    */
-  spend<T>(req: FastifyRequest, reply: FastifyReply, work: () => T): T | null {
-    if (this.isAdmin(req)) return work();
+  async spend<T>(req: FastifyRequest, reply: FastifyReply, work: (admit?: Admit) => Promise<Costed<T>> | Costed<T>): Promise<T | null> {
+    if (this.isAdmin(req)) return (await work()).value;
     const key = addressKey(req.ip);
+    const refuse = (error: string, waitMs: number): null => {
+      this.stats.refused++;
+      void reply.code(429).header('retry-after', String(Math.max(1, Math.ceil(waitMs / 1000)))).send({ error, code: 'read-budget' });
+      return null;
+    };
     const mine = this.perAddress.waitMs(key);
     const all = this.total.waitMs('');
     if (mine > 0 || all > 0) {
-      this.stats.refused++;
       const waitMs = Math.max(mine, all);
-      const whose = mine >= all
+      return refuse(`${mine >= all
         ? `this address has used its ${this.limits.perAddressMsPerS} ms per second of the coordinator's time for metric, connectivity and event reads`
-        : `anonymous clients together have used their ${this.limits.totalMsPerS} ms per second of the coordinator's time for metric, connectivity and event reads (the rest is the volunteers')`;
-      void reply.code(429).header('retry-after', String(Math.max(1, Math.ceil(waitMs / 1000))))
-        .send({ error: `${whose}; retry in ${(waitMs / 1000).toFixed(1)} s`, code: 'read-budget' });
-      return null;
+        : `anonymous clients together have used their ${this.limits.totalMsPerS} ms per second of the coordinator's time for metric, connectivity and event reads (the rest is the volunteers')`
+      }; retry in ${(waitMs / 1000).toFixed(1)} s`, waitMs);
     }
-    const t0 = this.now();
+    // Answers are computed one after another off the event loop (server/read-worker.ts): a
+    // client may have only a few being computed at once, so nobody's read waits behind a crowd of
+    // another's, and a budget is overdrawn by at most those few. A cached answer needs no place.
+    const admit = (): (() => void) => {
+      const releaseMine = this.computingPerAddress.acquire(key);
+      if (!releaseMine) throw new ReadRefused(`this address has ${READS_COMPUTING_PER_ADDRESS} reads being computed, the limit; wait for one to end`);
+      const releaseAll = this.computing.acquire('');
+      if (!releaseAll) {
+        releaseMine();
+        throw new ReadRefused(`${READS_COMPUTING} reads are being computed, the limit for anonymous clients together; retry shortly`);
+      }
+      return () => { releaseMine(); releaseAll(); };
+    };
+    let done: Costed<T>;
     try {
-      return work();
-    } finally {
-      const ms = this.now() - t0;
-      this.perAddress.charge(key, ms);
-      this.total.charge('', ms);
-      this.stats.reads++;
-      this.stats.chargedMs += ms;
+      done = await work(admit);
+    } catch (err) {
+      if (err instanceof ReadRefused) return refuse(err.message, 1000);
+      throw err;
     }
+    this.perAddress.charge(key, done.ms);
+    this.total.charge('', done.ms);
+    this.stats.reads++;
+    this.stats.chargedMs += done.ms;
+    return done.value;
   }
 
   /** Addresses holding a debt or a partial budget (bounded by TimeBudget.maxKeys). */

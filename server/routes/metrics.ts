@@ -6,6 +6,7 @@ import { RUN_PARAMS, type RunParams } from './guard.ts';
 import { addressKey } from '../address-budget.ts';
 import { PEER_ID_PATTERN } from '../../src/protocol/messages.ts';
 import type { FastifyReply } from 'fastify';
+import type { Answer } from '../metrics.ts';
 
 const time = Type.Optional(Type.Integer({ minimum: 0, maximum: 1e14 }));
 const METRICS_QUERY = Type.Object({
@@ -30,7 +31,7 @@ export function registerMetricRoutes(ctx: AppContext): void {
     // Reports queued in this event-loop turn are committed first, so a reader sees every ack'd row
     // (on a run of 10,000 rows or more, every row ack'd a second before; server/metrics.ts, AnswerCache).
     metrics.flush();
-    const answer = reads.spend(req, reply, () => metrics.queryJson({ runId: req.params.run, peerId: peer, from, to, maxPoints, ...(newest ? { newest } : {}) }));
+    const answer = await reads.spend(req, reply, async (admit) => costed(await metrics.queryJson({ runId: req.params.run, peerId: peer, from, to, maxPoints, ...(newest ? { newest } : {}) }, admit)));
     return answer === null ? reply : json(reply, { run: req.params.run, peer: peer ?? null, from, to }, answer);
   });
 
@@ -42,7 +43,7 @@ export function registerMetricRoutes(ctx: AppContext): void {
     const { from = 0, to = clock.now() } = req.query;
     if (to < from) throw new RunError(`querystring: to (${to}) is before from (${from})`, 400);
     metrics.flush();
-    const answer = reads.spend(req, reply, () => metrics.connectivityJson(req.params.run, from, to));
+    const answer = await reads.spend(req, reply, async (admit) => costed(await metrics.connectivityJson(req.params.run, from, to, admit)));
     return answer === null ? reply : json(reply, { run: req.params.run, from, to }, answer);
   });
 
@@ -54,6 +55,8 @@ export function registerMetricRoutes(ctx: AppContext): void {
     admitted(reply.raw);
   });
 }
+
+const costed = (a: Answer) => ({ value: a.json, ms: a.ms });
 
 /**
  * `head`'s fields, then those of `answer` (a cached JSON object, see MetricsStore.queryJson), as

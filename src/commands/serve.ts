@@ -11,7 +11,7 @@ import { READ_BURST_S, type ReadLimits } from '../../server/read-budget.ts';
 interface ServeOptions {
   dataDir: string; port: string; host: string; checkpointEvery: string; keep: string; logLevel: string; evalThreads?: string;
   stun: string[]; turn: string[]; turnSecretFile?: string; turnTtl: string; tlsCert?: string; tlsKey?: string;
-  trustProxy: string[]; readBudget: string;
+  trustProxy: string[]; readBudget: string; inlineReads?: boolean;
 }
 
 const collect = (v: string, acc: string[]) => [...acc, v];
@@ -61,6 +61,7 @@ export function register(program: Command): void {
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM); browsers give WebGPU only to secure contexts')
     .option('--tls-key <file>', 'the certificate\'s private key (PEM)')
     .option('--read-budget <ms,ms>', 'event-loop milliseconds per second that anonymous metric, connectivity and event reads may take, per client address and all together; past it they get 429 and Retry-After ("off": unlimited)', '250,500')
+    .option('--inline-reads', 'compute metric and connectivity answers on the event loop rather than in their worker thread (for comparison: bench/reads.ts)')
     .option('--trust-proxy <addr|cidr,...>', 'reverse proxies (e.g. 127.0.0.1 for Caddy on this host) whose X-Forwarded-For names the client, so per-address limits count clients, not the proxy (repeatable; default: none, the header is ignored)', collect, [])
     .action(async (o: ServeOptions) => {
       const port = intInRange(o.port, '--port', 0, 65535);
@@ -75,7 +76,7 @@ export function register(program: Command): void {
       const reads = readBudgetOption(o.readBudget);
       const dataDir = resolve(o.dataDir);
       const c = await buildApp({ dataDir, logLevel: o.logLevel, logStream: process.stderr, ice, tls }, {
-        checkpointEveryMs: every * 1000, checkpointKeep: keep, trustProxy, reads,
+        checkpointEveryMs: every * 1000, checkpointKeep: keep, trustProxy, reads, readWorker: !o.inlineReads,
         ...(o.evalThreads !== undefined ? { evalThreads: intInRange(o.evalThreads, '--eval-threads', 1, 256) } : {}),
       });
       const address = await c.app.listen({ port, host: o.host });

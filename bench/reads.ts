@@ -1,0 +1,302 @@
+// What anonymous reads cost the volunteers: a coordinator holding a full run (190,000 report
+// rows), 20 simulated volunteers reporting 4 times a second each, and 8 anonymous clients, each
+// from its own loopback address, asking /metrics and /connectivity for ranges that change every
+// time (so no answer is shared from the cache) as fast as they are answered, without waiting
+// after a refusal. Three coordinators side by side: answers computed on the event loop with no
+// budget (`--inline-reads --read-budget off`, what the coordinator did before), in the read
+// worker with no budget, and in the read worker with the default budget (`250,500`: a quarter of
+// a core per address, half a core in all). Measured:
+// report-to-ack latency (the ack follows the SQLite commit, on the coordinator's one event loop)
+// quiet and under the flood, the reads served and refused, the coordinator's CPU. Also the
+// dashboard's history on the full run, the way it was asked before (narrowing a downsampled
+// range, up to 12 requests) and now (`newest=true`, one request).
+//
+//   npm run bench:reads            (BENCH_SECONDS=20 of flood per mode by default)
+//
+// Prints a table and writes bench/results/reads.json.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { request } from 'node:http';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WebSocket } from 'ws';
+import { buildApp } from '../server/app.ts';
+import type { ReportRow } from '../server/metrics.ts';
+import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
+const QUIET_SECONDS = 8;
+const ROWS = 190_000;
+const FILL_PEERS = 200;
+const VOLUNTEERS = 20;
+const REPORT_EVERY_MS = 250;
+const FLOODERS = 8;
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const CLK_TCK = 100; // Linux USER_HZ: /proc times are in 1/100 s
+const T0 = Date.now() - ROWS * 10;
+
+const r2 = (x: number) => Math.round(x * 100) / 100;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+}
+
+/** The default run filled with ROWS reports of FILL_PEERS peers, partners and link details as a real run has them. */
+async function fill(dataDir: string): Promise<void> {
+  const c = await buildApp({ dataDir, logLevel: false }, { checkpointEveryMs: 0 });
+  const routes = [['host', 'srflx'], ['relay', 'host'], [null, null]] as const;
+  for (let i = 0; i < ROWS; i++) {
+    const p = i % FILL_PEERS;
+    const round = Math.floor(i / FILL_PEERS);
+    const paired = (i * 7919) % 10 < 7;
+    const route = paired ? routes[i % 2]! : routes[2];
+    const row: ReportRow = {
+      runId: 'default', peerId: `p-${p.toString(16).padStart(16, '0')}`, seq: round + 1, time: T0 + i * 10, t: T0 + i * 10, receivedAt: T0 + i * 10,
+      step: round * 10, round, trainLoss: 5 - round * 0.001, valLoss: round % 10 === 0 ? 4.5 : null, tokensPerS: 5000, bytesIn: 1000, bytesOut: 1000,
+      partner: paired ? `p-${((p + 1) % FILL_PEERS).toString(16).padStart(16, '0')}` : null, partnerDist: paired ? 0.01 : null, adapter: 'bench',
+      linkLocal: route[0], linkRemote: route[1], connectMs: paired ? 40 + (i % 50) : null, linkFailures: i % 13 === 0 ? 1 : 0, linkError: i % 13 === 0 ? 'ice-failed' : null,
+    };
+    c.metrics.enqueue(row, () => {});
+    if (i % 10_000 === 9_999) c.metrics.flush();
+  }
+  c.metrics.flush();
+  await c.close();
+}
+
+async function startServer(dataDir: string, m: Mode): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ['bin/murmur.mjs', 'serve', '--data-dir', dataDir, '--port', '0', '--log-level', 'warn', '--checkpoint-every', '0',
+    '--read-budget', m.budget, ...(m.worker ? [] : ['--inline-reads'])], {
+    cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const m = /murmur listening on (http:\/\/[\d.]+:\d+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.on('exit', (code) => reject(new Error(`murmur serve exited with ${code}`)));
+  });
+  return { child, url };
+}
+
+/** GET from a given loopback address: status, body bytes, wall ms. */
+function get(url: string, localAddress = '127.0.0.1'): Promise<{ status: number; bytes: number; ms: number; body: string }> {
+  const t = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = request(url, { localAddress, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('end', () => {
+        const body = Buffer.concat(chunks);
+        resolve({ status: res.statusCode!, bytes: body.length, ms: performance.now() - t, body: body.toString() });
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Volunteers reporting every REPORT_EVERY_MS; `lat` gets each report's ms to its ack. */
+async function volunteers(url: string) {
+  const wsUrl = url.replace('http', 'ws') + '/api/ws';
+  const lat: number[] = [];
+  const timers: ReturnType<typeof setInterval>[] = [];
+  const sockets: WebSocket[] = [];
+  let errors = 0;
+  await Promise.all(Array.from({ length: VOLUNTEERS }, (_, i) => new Promise<void>((resolve, reject) => {
+    // Each its own loopback address: the per-address connection cap is the hub's, not this bench's subject.
+    const ws = new WebSocket(wsUrl, { localAddress: `127.0.1.${i + 1}` });
+    sockets.push(ws);
+    const sentAt = new Map<number, number>();
+    let seq = 0;
+    ws.on('open', () => ws.send(JSON.stringify({ t: 'hello', v: PROTOCOL_VERSION, client: { kind: 'node', adapter: 'bench' } })));
+    ws.on('message', (data: Buffer) => {
+      const m = JSON.parse(String(data)) as { t: string; seq?: number };
+      if (m.t === 'welcome') {
+        resolve();
+        setTimeout(() => timers.push(setInterval(() => {
+          sentAt.set(seq, performance.now());
+          ws.send(JSON.stringify({
+            t: 'report', seq, time: Date.now(), step: seq, round: seq, trainLoss: 4, valLoss: null,
+            tokensPerS: 5000, bytesIn: 1000, bytesOut: 1000, partner: null, partnerDist: null, adapter: 'bench',
+          }));
+          seq++;
+        }, REPORT_EVERY_MS)), Math.random() * REPORT_EVERY_MS);
+      } else if (m.t === 'ack' && m.seq !== undefined) {
+        const t = sentAt.get(m.seq);
+        if (t !== undefined) { lat.push(performance.now() - t); sentAt.delete(m.seq); }
+      } else if (m.t === 'error') errors++;
+    });
+    ws.on('error', reject);
+  })));
+  return {
+    take: () => lat.splice(0).sort((a, b) => a - b),
+    errors: () => errors,
+    stop: () => { for (const t of timers) clearInterval(t); for (const ws of sockets) ws.close(); },
+  };
+}
+
+/** FLOODERS clients, each from its own address, asking fresh ranges back to back until `until`. */
+async function flood(url: string, until: number) {
+  const counts = { served: 0, refused: 0, other: 0, servedMs: 0 };
+  const span = ROWS * 10;
+  await Promise.all(Array.from({ length: FLOODERS }, async (_, i) => {
+    let k = 0;
+    while (performance.now() < until) {
+      const from = T0 + Math.floor(((k++ * 7 + i * 131) % 997) / 997 * span * 0.5);
+      const path = k % 2 ? `/api/runs/default/metrics?from=${from}&maxPoints=2000` : `/api/runs/default/connectivity?from=${from}`;
+      const r = await get(url + path, `127.0.2.${i + 1}`);
+      if (r.status === 200) { counts.served++; counts.servedMs += r.ms; }
+      else if (r.status === 429) counts.refused++;
+      else counts.other++;
+    }
+  }));
+  return counts;
+}
+
+/** The dashboard's history before `newest`: a downsampled page narrowed by halves until raw (src/ui/browser/coordinator-dashboard.ts, up to 12 requests). */
+async function historyNarrowing(url: string): Promise<{ requests: number; ms: number; bytes: number; rows: number }> {
+  const t = performance.now();
+  let from = 0, bytes = 0, requests = 0;
+  const to = Date.now();
+  for (let attempt = 0; attempt < 12; attempt++) {
+    const r = await get(`${url}/api/runs/default/metrics?from=${from}&to=${to}&maxPoints=20000`);
+    requests++;
+    bytes += r.bytes;
+    const page = JSON.parse(r.body) as { downsampled: boolean; points: { t: number }[] };
+    if (!page.downsampled) return { requests, ms: performance.now() - t, bytes, rows: page.points.length };
+    const first = page.points[0]?.t ?? from;
+    from = Math.floor(first + (to - first) / 2);
+  }
+  return { requests, ms: performance.now() - t, bytes, rows: 0 };
+}
+
+async function historyNewest(url: string): Promise<{ requests: number; ms: number; bytes: number; rows: number }> {
+  const r = await get(`${url}/api/runs/default/metrics?from=0&to=${Date.now()}&maxPoints=20000&newest=true`);
+  return { requests: 1, ms: r.ms, bytes: r.bytes, rows: (JSON.parse(r.body) as { points: unknown[] }).points.length };
+}
+
+/** How the coordinator reads: on its event loop or in its read worker, with or without the budget. */
+interface Mode { name: string; budget: string; worker: boolean }
+const MODES: Mode[] = [
+  { name: 'event loop, no budget (before)', budget: 'off', worker: false },
+  { name: 'read worker, no budget', budget: 'off', worker: true },
+  { name: 'read worker, budget 250,500 (now)', budget: '250,500', worker: true },
+];
+
+interface ModeResult {
+  mode: string;
+  budget: string;
+  worker: boolean;
+  ack_ms_quiet: { p50: number; p99: number; n: number };
+  ack_ms_flood: { p50: number; p99: number; max: number; n: number };
+  reads: { served: number; refused: number; other: number; served_per_s: number };
+  server_cpu_percent_flood: number;
+  volunteer_errors: number;
+}
+
+async function mode(dataDir: string, m: Mode): Promise<{ result: ModeResult; history?: { narrowing: Awaited<ReturnType<typeof historyNarrowing>>; newest: Awaited<ReturnType<typeof historyNewest>> } }> {
+  const { child, url } = await startServer(dataDir, m);
+  try {
+    let history;
+    if (m === MODES[0]) {
+      // Each twice: the first pays SQLite's page cache; the second is what a dashboard load costs.
+      await historyNarrowing(url);
+      const narrowing = await historyNarrowing(url);
+      await historyNewest(url);
+      const newest = await historyNewest(url);
+      history = { narrowing, newest };
+    }
+    const v = await volunteers(url);
+    await sleep(1000);
+    v.take();
+    await sleep(QUIET_SECONDS * 1000);
+    const quiet = v.take();
+    const cpu0 = cpuSeconds(child.pid!);
+    const t0 = performance.now();
+    const reads = await flood(url, t0 + SECONDS * 1000);
+    const wall = (performance.now() - t0) / 1000;
+    const cpu = ((cpuSeconds(child.pid!) - cpu0) / wall) * 100;
+    await sleep(500);
+    const loud = v.take();
+    v.stop();
+    return {
+      history,
+      result: {
+        mode: m.name, budget: m.budget, worker: m.worker,
+        ack_ms_quiet: { p50: r2(percentile(quiet, 50)), p99: r2(percentile(quiet, 99)), n: quiet.length },
+        ack_ms_flood: { p50: r2(percentile(loud, 50)), p99: r2(percentile(loud, 99)), max: r2(loud.at(-1) ?? NaN), n: loud.length },
+        reads: { served: reads.served, refused: reads.refused, other: reads.other, served_per_s: r2(reads.served / wall) },
+        server_cpu_percent_flood: r2(cpu),
+        volunteer_errors: v.errors(),
+      },
+    };
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.on('exit', r));
+  }
+}
+
+async function main(): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'murmur-bench-reads-'));
+  try {
+    const f0 = performance.now();
+    await fill(dataDir);
+    console.log(`filled the default run with ${ROWS} reports in ${((performance.now() - f0) / 1000).toFixed(1)} s`);
+    const runs = [];
+    for (const m of MODES) runs.push(await mode(dataDir, m));
+    const [before, , now] = runs.map((r) => r.result) as [ModeResult, ModeResult, ModeResult];
+    const h = runs[0]!.history!;
+    const ratio = (a: number, b: number) => r2(a / b);
+    const result = {
+      rows: ROWS, volunteers: VOLUNTEERS, report_every_ms: REPORT_EVERY_MS, flooders: FLOODERS, flood_seconds: SECONDS,
+      modes: runs.map((r) => r.result),
+      ack_p99_flood_ratio_before_over_now: ratio(before.ack_ms_flood.p99, now.ack_ms_flood.p99),
+      ack_p50_flood_ratio_before_over_now: ratio(before.ack_ms_flood.p50, now.ack_ms_flood.p50),
+      dashboard_history: {
+        narrowing: { ...h.narrowing, ms: r2(h.narrowing.ms) },
+        newest: { ...h.newest, ms: r2(h.newest.ms) },
+        ms_ratio_narrowing_over_newest: ratio(h.narrowing.ms, h.newest.ms),
+      },
+      machine: { cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', loadavg1: r2(loadavg()[0]!), node: process.version },
+      note: 'coordinator in its own process; volunteers and flooders share the bench process on the same machine',
+      date: new Date().toISOString(),
+    };
+    console.log(`\nAnonymous reads against volunteers: ${ROWS} rows, ${VOLUNTEERS} volunteers x ${1000 / REPORT_EVERY_MS} reports/s, ${FLOODERS} clients asking fresh ranges for ${SECONDS} s\n`);
+    const table: string[][] = [['reads', 'ack p50/p99 quiet (ms)', 'ack p50/p99/max flood (ms)', 'reads served/s', 'refused', 'server CPU %']];
+    for (const m of runs.map((r) => r.result)) {
+      table.push([m.mode, `${m.ack_ms_quiet.p50} / ${m.ack_ms_quiet.p99}`, `${m.ack_ms_flood.p50} / ${m.ack_ms_flood.p99} / ${m.ack_ms_flood.max}`,
+        `${m.reads.served_per_s}`, `${m.reads.refused}`, `${m.server_cpu_percent_flood}`]);
+    }
+    const widths = table[0]!.map((_, j) => Math.max(...table.map((r) => r[j]!.length)));
+    for (const r of table) console.log('  ' + r.map((c, j) => c.padEnd(widths[j]!)).join('  '));
+    console.log(`\n  ack under the flood, before / now: p50 ${result.ack_p50_flood_ratio_before_over_now}x, p99 ${result.ack_p99_flood_ratio_before_over_now}x`);
+    console.log(`\n  dashboard history on the full run: narrowing ${h.narrowing.requests} requests, ${r2(h.narrowing.ms)} ms, ${(h.narrowing.bytes / 1e6).toFixed(2)} MB, ${h.narrowing.rows} rows`);
+    console.log(`                                     newest    ${h.newest.requests} request,  ${r2(h.newest.ms)} ms, ${(h.newest.bytes / 1e6).toFixed(2)} MB, ${h.newest.rows} rows  (${result.dashboard_history.ms_ratio_narrowing_over_newest}x)`);
+    const out = join(ROOT, 'bench', 'results', 'reads.json');
+    mkdirSync(dirname(out), { recursive: true });
+    writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
+    console.log(`\nwrote ${out}`);
+    if (runs.some((r) => r.result.volunteer_errors > 0)) {
+      console.error('volunteers got error frames');
+      process.exit(1);
+    }
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
