@@ -233,6 +233,25 @@ const CLAIMS: Claim[] = [
   rd('trains at\n0.326×', () => torchRow('base').ratio),
   rd('(0.38× the bytes)', () => json('mesh.json').bytes_per_exchange.find((r: any) => r.preset === 'tiny' && r.compression === 'int8').vs_f32),
   bm('`tiny` sends 0.38×', () => json('mesh.json').bytes_per_exchange.find((r: any) => r.preset === 'tiny' && r.compression === 'int8').vs_f32),
+  // reads.json: anonymous reads against volunteers
+  // Each row's cells are the JSON's, at two places: the quote is found in the table or the claim fails.
+  ...(['| on the event loop, no budget (before) |', '| read worker, no budget |', '| read worker, budget 250,500 (now) |'] as const).flatMap((label, i): Claim[] => {
+    const m = () => json('reads.json').modes[i];
+    const f = (x: number) => x.toFixed(2);
+    const cells = [
+      (r: any) => `${f(r.ack_ms_quiet.p50)} ms`, (r: any) => ` / ${f(r.ack_ms_quiet.p99)} ms |`, (r: any) => ` ${f(r.ack_ms_flood.p50)} ms`,
+      (r: any) => ` / ${f(r.ack_ms_flood.p99)} ms`, (r: any) => ` / ${f(r.ack_ms_flood.max)} ms |`, (r: any) => ` ${f(r.reads.served_per_s)}`,
+    ];
+    const values = [(r: any) => r.ack_ms_quiet.p50, (r: any) => r.ack_ms_quiet.p99, (r: any) => r.ack_ms_flood.p50, (r: any) => r.ack_ms_flood.p99, (r: any) => r.ack_ms_flood.max, (r: any) => r.reads.served_per_s];
+    return cells.map((_, k) => bm(`${label} ${cells.slice(0, k + 1).map((c) => c(m())).join('')}`, () => values[k]!(m())));
+  }),
+  bm('is 147.22× faster', () => json('reads.json').ack_p50_flood_ratio_before_over_now),
+  bm('p99 34.43× faster', () => json('reads.json').ack_p99_flood_ratio_before_over_now),
+  bm('5 requests, 872.62 ms', () => json('reads.json').dashboard_history.narrowing.ms),
+  bm('and 18.45 MB', () => json('reads.json').dashboard_history.narrowing.bytes / 1e6),
+  bm('one request, 41.27 ms', () => json('reads.json').dashboard_history.newest.ms),
+  bm('41.27 ms and 8.03 MB', () => json('reads.json').dashboard_history.newest.bytes / 1e6),
+  bm('rows (21.14× faster)', () => json('reads.json').dashboard_history.ms_ratio_narrowing_over_newest),
   // checkpoint.json: the coordinator's validation of an upload
   bm('| tiny | 4 | 2.80 s', () => val('tiny').ms_1_thread / 1000),
   bm('| tiny | 4 | 2.80 s | 1.59 s', () => val('tiny').ms_threads / 1000),
