@@ -114,3 +114,40 @@ export class TimeBudget {
     return this.buckets.size;
   }
 }
+
+/**
+ * Amounts held per key (bytes of answers not yet handed to their sockets), under a cap per key
+ * and one for all keys together. An amount is admitted while its key holds nothing, whatever
+ * its size, so no answer is refused for being large alone; `acquire` hands back the release
+ * (once), or which cap is full.
+ */
+export class HeldAmounts {
+  private readonly held = new Map<string, number>();
+  private all = 0;
+
+  constructor(readonly capPerKey: number, readonly capAll: number) {}
+
+  acquire(key: string, n: number): { release: () => void } | { full: 'key' | 'all' } {
+    const mine = this.held.get(key) ?? 0;
+    if (mine > 0 && mine + n > this.capPerKey) return { full: 'key' };
+    if (this.all > 0 && this.all + n > this.capAll) return { full: 'all' };
+    this.held.set(key, mine + n);
+    this.all += n;
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        this.all -= n;
+        const left = (this.held.get(key) ?? 0) - n;
+        if (left > 0) this.held.set(key, left);
+        else this.held.delete(key);
+      },
+    };
+  }
+
+  /** What `key` holds, or all keys together without one. */
+  holding(key?: string): number {
+    return key === undefined ? this.all : this.held.get(key) ?? 0;
+  }
+}

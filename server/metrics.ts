@@ -33,7 +33,9 @@ export type Reader = (job: AnswerJob) => Promise<Answer>;
 
 /** A job's answer as JSON, on whichever connection `db` is. */
 export function answerJob(db: Db, job: AnswerJob): string {
-  return JSON.stringify(job.kind === 'metrics' ? queryReports(db, job.q) : connectivityOf(db, job.runId, job.from, job.to));
+  // One read transaction: on the worker's connection the coordinator may commit (or thin) between
+  // the statements of one answer, and its count and its points must describe the same rows.
+  return db.transaction(() => JSON.stringify(job.kind === 'metrics' ? queryReports(db, job.q) : connectivityOf(db, job.runId, job.from, job.to)))();
 }
 
 /** A reader on the caller's own connection and thread. */
@@ -158,6 +160,8 @@ class AnswerCache {
   set(key: string, gen: number, now: number, json: string): void {
     this.stats.misses++;
     const old = this.m.get(key);
+    // An answer computed from older rows, finishing after a newer one, does not replace it.
+    if (old && old.gen > gen) return;
     if (old) { this.m.delete(key); this.bytes -= old.bytes; }
     const bytes = json.length * (/[^\u0000-\u00ff]/.test(json) ? 2 : 1);
     if (bytes > ANSWER_CACHE_BYTES) return;
@@ -358,9 +362,9 @@ export class MetricsStore {
     const pending = this.inFlight.get(flight);
     if (pending) return { json: (await pending).json, ms: 0 };
     const release = admit?.();
-    const computing = this.reader(j);
-    this.inFlight.set(flight, computing);
     try {
+      const computing = this.reader(j);
+      this.inFlight.set(flight, computing);
       const answer = await computing;
       this.answers.set(key, gen, now, answer.json);
       return answer;
@@ -373,10 +377,12 @@ export class MetricsStore {
   /** `query` as JSON, cached (see AnswerCache), with what it cost. */
   queryJson(q: MetricsQuery, admit?: Admit): Promise<Answer> {
     // Past the run's row count every maxPoints gives the raw rows: one key for all of them.
-    const maxPoints = Math.min(q.maxPoints, Math.max(1, this.rowCount(q.runId)));
+    // The job keeps the caller's maxPoints: rows committed while it waits for the worker must not
+    // turn a raw answer into buckets (or drop the oldest of a newest page).
+    const keyPoints = Math.min(q.maxPoints, Math.max(1, this.rowCount(q.runId)));
     const newest = q.newest === true;
-    return this.cached(q.runId, q.from, q.to, (from, to) => ({ kind: 'metrics', q: { runId: q.runId, ...(q.peerId ? { peerId: q.peerId } : {}), from, to, maxPoints, newest } }),
-      [q.peerId ?? null, maxPoints, newest], admit);
+    return this.cached(q.runId, q.from, q.to, (from, to) => ({ kind: 'metrics', q: { runId: q.runId, ...(q.peerId ? { peerId: q.peerId } : {}), from, to, maxPoints: q.maxPoints, newest } }),
+      [q.peerId ?? null, keyPoints, newest], admit);
   }
 
   /** `connectivity` as JSON, cached (see AnswerCache), with what it cost. */
@@ -436,12 +442,14 @@ export function queryReports(db: Db, q: MetricsQuery): MetricsResult {
   const total = (db.prepare(`SELECT COUNT(*) AS n FROM reports WHERE ${where}`).get(params) as { n: number }).n;
   if (total <= q.maxPoints || q.newest) {
     // The newest rows by one walk of reports_run_t backwards (reports_run_peer_t for one peer), turned oldest first.
+    // (SQLite would take reports_run_t for the order and filter the peer row by row.)
     const cut = total > q.maxPoints ? ` ORDER BY t DESC, id DESC LIMIT ${q.maxPoints}` : '';
+    const index = q.peerId ? ' INDEXED BY reports_run_peer_t' : '';
     const points = db.prepare(`SELECT * FROM (SELECT t, id, peer_id AS peerId, seq, step, round, train_loss AS trainLoss, val_loss AS valLoss,
         tokens_per_s AS tokensPerS, bytes_in AS bytesIn, bytes_out AS bytesOut, partner, partner_dist AS partnerDist, adapter,
         link_local AS linkLocal, link_remote AS linkRemote, connect_ms AS connectMs, link_failures AS linkFailures, link_error AS linkError, weight,
         probe_ms AS probeMs, probe_solo AS probeSolo, probe_paired AS probePaired, probe_rejected AS probeRejected
-      FROM reports WHERE ${where}${cut}) ORDER BY t, id`).all(params) as (Omit<MetricPoint, 'probeRejected'> & { id?: number; probeRejected: number | null })[];
+      FROM reports${index} WHERE ${where}${cut}) ORDER BY t, id`).all(params) as (Omit<MetricPoint, 'probeRejected'> & { id?: number; probeRejected: number | null })[];
     return {
       downsampled: false, total,
       points: points.map(({ id: _id, ...p }) => ({ ...p, probeRejected: p.probeRejected === null ? null : p.probeRejected === 1 })),

@@ -1,14 +1,15 @@
 // What anonymous reads may cost the coordinator. GET /metrics, /connectivity and /events are
-// public and run synchronous SQLite on the event loop that also relays every volunteer's signals
-// and pairs their readies. Identical questions share one cached answer (server/metrics.ts,
-// AnswerCache), but a client that varies its range gets a fresh query each time: 0.2-0.5 s of
-// event loop on a full run (200,000 rows). So each such read is timed, and charged to its client
-// address and to all clients together; one that would start while either is spent is refused
-// with 429 and a Retry-After, before any query runs. The admin token is never refused: the
-// researcher's own tools read what they need. The defaults leave an honest dashboard (one
-// history and a few pages at load, then the live stream) far inside its share.
+// public and run SQLite: identical questions share one cached answer (server/metrics.ts,
+// AnswerCache), but a client that varies its range gets a fresh query each time, 0.1-0.9 s on a
+// full run (200,000 rows), computed in the read worker (server/read-worker.ts), and every answer,
+// cached or not, takes the event loop a few ms per MB to send. So each read is charged what it
+// took and what sending it takes to its client address and to all anonymous clients together;
+// one that would start while either is spent is refused with 429 and a Retry-After, before any
+// query runs. Answers not yet taken by slow connections are bounded in bytes. The admin token is
+// never refused: the researcher's own tools read what they need. The defaults leave an honest
+// dashboard (one history and a few pages at load, then the live stream) far inside its share.
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { addressKey, OpenCounter, TimeBudget } from './address-budget.ts';
+import { addressKey, HeldAmounts, OpenCounter, TimeBudget } from './address-budget.ts';
 import { bearer, tokenEquals } from './auth.ts';
 import type { Admit } from './metrics.ts';
 
@@ -19,6 +20,9 @@ export interface ReadLimits {
   /** The same for every anonymous client together: what is left is the volunteers'. */
   totalMsPerS: number;
   totalBurstMs: number;
+  /** Characters of answers not yet handed to sockets, per address and in all (default 16 MiB and 64 MiB). */
+  sendingPerAddress?: number;
+  sendingTotal?: number;
   /** Monotonic milliseconds: how long a read took, and how much a budget has earned back (default performance.now). */
   now?: () => number;
 }
@@ -39,6 +43,19 @@ export interface Costed<T> { value: T; ms: number }
 export const READS_COMPUTING_PER_ADDRESS = 2;
 export const READS_COMPUTING = 16;
 
+const MiB = 1024 * 1024;
+/** Answers not yet taken by their connections: two newest pages (8 MB each) per address, eight in all. */
+export const SENDING_PER_ADDRESS = 16 * MiB;
+export const SENDING_TOTAL = 64 * MiB;
+
+/**
+ * Event-loop milliseconds a megabyte of answer takes to send (building the body and writing it to
+ * the socket): 4.3 ms measured for an 8.2 MB answer over loopback on the 2-core machine under load;
+ * charged for every answer, a cached one too, so a client asking for the same large answer over
+ * and over pays for what it costs.
+ */
+export const SEND_MS_PER_MB = 3;
+
 class ReadRefused extends Error {}
 
 export class ReadBudget {
@@ -46,6 +63,7 @@ export class ReadBudget {
   private readonly computing = new OpenCounter(READS_COMPUTING);
   private readonly perAddress: TimeBudget;
   private readonly total: TimeBudget;
+  private readonly sending: HeldAmounts;
   readonly now: () => number;
   readonly stats = { reads: 0, refused: 0, chargedMs: 0 };
 
@@ -53,6 +71,7 @@ export class ReadBudget {
     this.now = limits.now ?? performance.now.bind(performance);
     this.perAddress = new TimeBudget(limits.perAddressMsPerS, limits.perAddressBurstMs, this.now);
     this.total = new TimeBudget(limits.totalMsPerS, limits.totalBurstMs, this.now);
+    this.sending = new HeldAmounts(limits.sendingPerAddress ?? SENDING_PER_ADDRESS, limits.sendingTotal ?? SENDING_TOTAL);
   }
 
   private isAdmin(req: FastifyRequest): boolean {
@@ -68,19 +87,21 @@ export class ReadBudget {
   }
 
   /**
-   * `work()`'s value, its cost charged to the request's client address and to the total; or,
-   * when either budget is spent or the address (or everyone) has too many answers being computed
-   * (`work` asks `admit` before it computes one),
-   * `null` after a 429 that says why and when to come back (the route then returns `reply`).
-   * The admin token is never refused and never charged.
+   * Answers the request with the JSON body `work()` makes, its cost charged to the request's
+   * client address and to all anonymous clients together: what computing it took, plus what
+   * sending it takes the event loop (SEND_MS_PER_MB). Refused with a 429 that says why and when to
+   * come back, before `work` runs, when either budget is spent; and, once made, when the address
+   * (or everyone) has too many answers being computed (`work` asks `admit` before it computes
+   * one) or too many bytes of answers its connections have not taken yet. The admin token is
+   * never refused and never charged.
    */
-  async spend<T>(req: FastifyRequest, reply: FastifyReply, work: (admit?: Admit) => Promise<Costed<T>> | Costed<T>): Promise<T | null> {
-    if (this.isAdmin(req)) return (await work()).value;
+  async serve(req: FastifyRequest, reply: FastifyReply, work: (admit?: Admit) => Promise<Costed<string>> | Costed<string>): Promise<FastifyReply> {
+    const send = (body: string) => reply.type('application/json; charset=utf-8').send(body);
+    if (this.isAdmin(req)) return send((await work()).value);
     const key = addressKey(req.ip);
-    const refuse = (error: string, waitMs: number): null => {
+    const refuse = (error: string, waitMs: number): FastifyReply => {
       this.stats.refused++;
-      void reply.code(429).header('retry-after', String(Math.max(1, Math.ceil(waitMs / 1000)))).send({ error, code: 'read-budget' });
-      return null;
+      return reply.code(429).header('retry-after', String(Math.max(1, Math.ceil(waitMs / 1000)))).send({ error, code: 'read-budget' });
     };
     const mine = this.perAddress.waitMs(key);
     const all = this.total.waitMs('');
@@ -93,7 +114,7 @@ export class ReadBudget {
     }
     // Answers are computed one after another off the event loop (server/read-worker.ts): a
     // client may have only a few being computed at once, so nobody's read waits behind a crowd of
-    // another's, and a budget is overdrawn by at most those few. A cached answer needs no place.
+    // another's, and the time budgets are overdrawn by at most those few. A cached answer needs no place.
     const admit = (): (() => void) => {
       const releaseMine = this.computingPerAddress.acquire(key);
       if (!releaseMine) throw new ReadRefused(`this address has ${READS_COMPUTING_PER_ADDRESS} reads being computed, the limit; wait for one to end`);
@@ -104,18 +125,35 @@ export class ReadBudget {
       }
       return () => { releaseMine(); releaseAll(); };
     };
-    let done: Costed<T>;
+    let done: Costed<string>;
     try {
       done = await work(admit);
     } catch (err) {
       if (err instanceof ReadRefused) return refuse(err.message, 1000);
       throw err;
     }
-    this.perAddress.charge(key, done.ms);
-    this.total.charge('', done.ms);
+    const chars = done.value.length;
+    const ms = done.ms + (chars / 1e6) * SEND_MS_PER_MB;
+    this.perAddress.charge(key, ms);
+    this.total.charge('', ms);
     this.stats.reads++;
-    this.stats.chargedMs += done.ms;
-    return done.value;
+    this.stats.chargedMs += ms;
+    // A connection that does not read keeps its answer in this process until it does: bounded
+    // per address and in all, released once the answer is handed to the socket or the socket closes.
+    const held = this.sending.acquire(key, chars);
+    if ('full' in held) {
+      return refuse(held.full === 'key'
+        ? `this address has ${(this.sending.capPerKey / MiB).toFixed(0)} MiB of answers its connections have not taken yet; read them first`
+        : `anonymous clients together have ${(this.sending.capAll / MiB).toFixed(0)} MiB of answers their connections have not taken yet; retry shortly`, 1000);
+    }
+    reply.raw.once('finish', held.release);
+    reply.raw.once('close', held.release);
+    return send(done.value);
+  }
+
+  /** Characters of answers sent to anonymous clients and not yet handed to their sockets. */
+  get sendingChars(): number {
+    return this.sending.holding();
   }
 
   /** Addresses holding a debt or a partial budget (bounded by TimeBudget.maxKeys). */

@@ -8,7 +8,9 @@
 // Also: `newest=true`, the dashboard's one-request history (the newest rows raw, not buckets).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from './support/coordinator.ts';
-import { DEFAULT_READ_LIMITS } from '../server/read-budget.ts';
+import { EventEmitter } from 'node:events';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { DEFAULT_READ_LIMITS, ReadBudget, SEND_MS_PER_MB } from '../server/read-budget.ts';
 import { TimeBudget } from '../server/address-budget.ts';
 import { readBudgetOption } from '../src/commands/serve.ts';
 
@@ -118,6 +120,73 @@ describe('read budget', () => {
     for (const bad of ['250', '0,500', '600,500', '250,5000', 'a,b', '250,500,1', '2.5,500']) {
       expect(() => readBudgetOption(bad), bad).toThrow(`--read-budget takes "<per address>,<all clients>" in milliseconds per second (1 to 1000 each, the first no more than the second; default 250,500) or "off", got "${bad}"`);
     }
+  });
+});
+
+describe('answers being made and sent', () => {
+  /** A request from `ip` and a reply whose socket `raw` the test finishes. */
+  function exchange(ip: string) {
+    const sent: { code: number; headers: Record<string, string>; body: unknown } = { code: 200, headers: {}, body: undefined };
+    const raw = new EventEmitter();
+    const reply = {
+      raw,
+      code(c: number) { sent.code = c; return reply; },
+      header(k: string, v: string) { sent.headers[k] = v; return reply; },
+      type(v: string) { sent.headers['content-type'] = v; return reply; },
+      send(b: unknown) { sent.body = b; return reply; },
+    };
+    return { req: { ip, headers: {} } as unknown as FastifyRequest, reply: reply as unknown as FastifyReply, raw, sent };
+  }
+
+  it('charges what sending takes, a cached answer too, and holds at most so much unsent per address and in all', async () => {
+    let now = 0;
+    const b = new ReadBudget({ ...DEFAULT_READ_LIMITS, sendingPerAddress: 3e6, sendingTotal: 5e6, now: () => now }, 'f'.repeat(64));
+    const answer = (chars: number) => () => ({ value: 'x'.repeat(chars), ms: 0 });
+    const a1 = exchange('198.18.2.1');
+    await b.serve(a1.req, a1.reply, answer(2e6));
+    expect(a1.sent.code).toBe(200);
+    expect(b.stats.chargedMs).toBeCloseTo(2 * SEND_MS_PER_MB);
+    expect(b.sendingChars).toBe(2e6);
+    // One address: a second answer past its 3e6 waits until the first is taken.
+    const a2 = exchange('198.18.2.1');
+    await b.serve(a2.req, a2.reply, answer(2e6));
+    expect(a2.sent).toMatchObject({ code: 429, body: { code: 'read-budget', error: expect.stringMatching(/^this address has \d+ MiB of answers its connections have not taken yet/) } });
+    // Alone, an answer larger than the cap is sent; all together, 5e6.
+    const c1 = exchange('198.18.2.2');
+    await b.serve(c1.req, c1.reply, answer(4e6));
+    expect(c1.sent.code).toBe(429);
+    expect(c1.sent.body).toMatchObject({ error: expect.stringMatching(/^anonymous clients together have/) });
+    a1.raw.emit('finish');
+    a1.raw.emit('close');
+    expect(b.sendingChars).toBe(0);
+    const c2 = exchange('198.18.2.2');
+    await b.serve(c2.req, c2.reply, answer(4e6));
+    expect(c2.sent.code).toBe(200);
+    c2.raw.emit('close'); // a client gone before reading releases it too
+    expect(b.sendingChars).toBe(0);
+  });
+
+  it('admits two answers being computed per address and sixteen in all, and frees each place when its computation ends', async () => {
+    const b = new ReadBudget({ ...DEFAULT_READ_LIMITS, now: () => 0 }, 'f'.repeat(64));
+    const gates: (() => void)[] = [];
+    const slow = (admit?: () => () => void) => new Promise<{ value: string; ms: number }>((resolve) => {
+      const release = admit!();
+      gates.push(() => { release(); resolve({ value: '{}', ms: 0 }); });
+    });
+    const serve = (ip: string) => { const x = exchange(ip); return { x, done: b.serve(x.req, x.reply, slow) }; };
+    const mine = [serve('198.18.3.1'), serve('198.18.3.1'), serve('198.18.3.1')];
+    await mine[2]!.done;
+    expect(mine[2]!.x.sent).toMatchObject({ code: 429, body: { error: 'this address has 2 reads being computed, the limit; wait for one to end' } });
+    const others = Array.from({ length: 15 }, (_, i) => serve(`198.18.4.${i + 1}`));
+    await others[14]!.done;
+    expect(others[14]!.x.sent).toMatchObject({ code: 429, body: { error: '16 reads are being computed, the limit for anonymous clients together; retry shortly' } });
+    for (const g of gates.splice(0)) g();
+    await Promise.all([...mine, ...others].map((m) => m.done));
+    expect([...mine.slice(0, 2), ...others.slice(0, 14)].every((m) => m.x.sent.code === 200)).toBe(true);
+    const later = serve('198.18.3.1');
+    gates.splice(0).forEach((g) => g());
+    await later.done;
+    expect(later.x.sent.code).toBe(200);
   });
 });
 

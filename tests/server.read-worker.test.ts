@@ -85,11 +85,31 @@ describe('read worker', () => {
   it('fails only the jobs of a worker that dies, and the next read starts a new one', async () => {
     const w = s.c.readWorker!;
     const started = w.stats.started;
+    // A job posted, then its worker killed before it could answer.
+    const job = w.read({ kind: 'connectivity', runId: 'r', from: T0, to: T0 + 50_000 });
     const inner = (w as unknown as { worker: { terminate(): Promise<number> } | null }).worker;
     expect(inner).not.toBeNull();
     await inner!.terminate();
+    await expect(job).rejects.toThrow(/^the read worker exited with code 1$/);
+    expect(w.queued).toBe(0);
     const r = await get(`/api/runs/r/connectivity?from=${T0 + 1}&to=${T0 + 50_000}`);
     expect(r.statusCode).toBe(200);
     expect(w.stats.started).toBe(started + 1);
+    // The failed read left no place taken: an address can have two answers computed again.
+    const again = await Promise.all([2, 3].map((k) => get(`/api/runs/r/connectivity?from=${T0 + k}&to=${T0 + 50_000}`)));
+    expect(again.map((x) => x.statusCode)).toEqual([200, 200]);
+  });
+
+  it('walks one peer\'s index for its newest rows, ties in time kept in insertion order', async () => {
+    const t = T0 + ROWS * 37 + 50_000;
+    for (let k = 0; k < 6; k++) s.c.metrics.enqueue({ ...row(k, t + Math.floor(k / 2)), peerId: pid(98) }, () => {});
+    const r = await get(`/api/runs/r/metrics?peer=${pid(98)}&from=${T0}&to=${t + 10}&maxPoints=4&newest=true`);
+    const page = r.json() as { total: number; downsampled: boolean; points: { t: number; seq: number }[] };
+    expect([page.total, page.downsampled]).toEqual([6, false]);
+    const seqs = page.points.map((p) => p.seq);
+    expect(page.points.map((p) => p.t)).toEqual([t + 1, t + 1, t + 2, t + 2]);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    const plan = s.c.db.prepare(`EXPLAIN QUERY PLAN SELECT * FROM (SELECT t, id FROM reports INDEXED BY reports_run_peer_t WHERE run_id = 'r' AND t >= 0 AND t <= 1 AND peer_id = 'x' ORDER BY t DESC, id DESC LIMIT 4) ORDER BY t, id`).all() as { detail: string }[];
+    expect(plan.map((p) => p.detail).join('; ')).toMatch(/USING (COVERING )?INDEX reports_run_peer_t/);
   });
 });

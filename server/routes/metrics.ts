@@ -5,8 +5,8 @@ import Type, { type Static } from 'typebox';
 import { RUN_PARAMS, type RunParams } from './guard.ts';
 import { addressKey } from '../address-budget.ts';
 import { PEER_ID_PATTERN } from '../../src/protocol/messages.ts';
-import type { FastifyReply } from 'fastify';
 import type { Answer } from '../metrics.ts';
+import type { Costed } from '../read-budget.ts';
 
 const time = Type.Optional(Type.Integer({ minimum: 0, maximum: 1e14 }));
 const METRICS_QUERY = Type.Object({
@@ -31,8 +31,8 @@ export function registerMetricRoutes(ctx: AppContext): void {
     // Reports queued in this event-loop turn are committed first, so a reader sees every ack'd row
     // (on a run of 10,000 rows or more, every row ack'd a second before; server/metrics.ts, AnswerCache).
     metrics.flush();
-    const answer = await reads.spend(req, reply, async (admit) => costed(await metrics.queryJson({ runId: req.params.run, peerId: peer, from, to, maxPoints, ...(newest ? { newest } : {}) }, admit)));
-    return answer === null ? reply : json(reply, { run: req.params.run, peer: peer ?? null, from, to }, answer);
+    return reads.serve(req, reply, async (admit) =>
+      body({ run: req.params.run, peer: peer ?? null, from, to }, await metrics.queryJson({ runId: req.params.run, peerId: peer, from, to, maxPoints, ...(newest ? { newest } : {}) }, admit)));
   });
 
   // Connectivity: direct vs relayed exchanges, link failures and their reasons, failing peers.
@@ -43,8 +43,7 @@ export function registerMetricRoutes(ctx: AppContext): void {
     const { from = 0, to = clock.now() } = req.query;
     if (to < from) throw new RunError(`querystring: to (${to}) is before from (${from})`, 400);
     metrics.flush();
-    const answer = await reads.spend(req, reply, async (admit) => costed(await metrics.connectivityJson(req.params.run, from, to, admit)));
-    return answer === null ? reply : json(reply, { run: req.params.run, from, to }, answer);
+    return reads.serve(req, reply, async (admit) => body({ run: req.params.run, from, to }, await metrics.connectivityJson(req.params.run, from, to, admit)));
   });
 
   app.get<{ Params: RunParams }>('/api/runs/:run/stream', { schema: { params: RUN_PARAMS } }, async (req, reply) => {
@@ -56,15 +55,12 @@ export function registerMetricRoutes(ctx: AppContext): void {
   });
 }
 
-const costed = (a: Answer) => ({ value: a.json, ms: a.ms });
-
 /**
- * `head`'s fields, then those of `answer` (a cached JSON object, see MetricsStore.queryJson), as
- * one JSON object: the bytes `{ ...head, ...JSON.parse(answer) }` would serialize to, without
- * parsing or serializing the answer again.
+ * `head`'s fields, then those of the answer (a cached JSON object, see MetricsStore.queryJson), as
+ * one JSON object: the bytes `{ ...head, ...JSON.parse(answer.json) }` would serialize to, without
+ * parsing or serializing the answer again; with what computing the answer took.
  */
-function json(reply: FastifyReply, head: Record<string, string | number | null>, answer: string): string {
-  reply.type('application/json; charset=utf-8');
+function body(head: Record<string, string | number | null>, answer: Answer): Costed<string> {
   const fields = JSON.stringify(head);
-  return answer === '{}' ? fields : `${fields.slice(0, -1)},${answer.slice(1)}`;
+  return { value: answer.json === '{}' ? fields : `${fields.slice(0, -1)},${answer.json.slice(1)}`, ms: answer.ms };
 }

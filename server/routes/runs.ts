@@ -83,7 +83,6 @@ export function registerRunRoutes(ctx: AppContext): void {
   }, async (req, reply) => {
     getRun(req.params.run);
     const { from = 0, to = clock.now(), limit = 1000, order = 'asc' } = req.query;
-    const list = await reads.spend(req, reply, () => reads.timed(() => events.list(req.params.run, from, to, limit, order)));
-    return list === null ? reply : { events: list };
+    return reads.serve(req, reply, () => reads.timed(() => JSON.stringify({ events: events.list(req.params.run, from, to, limit, order) })));
   });
 }

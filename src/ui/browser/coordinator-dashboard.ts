@@ -56,7 +56,8 @@ export class CoordinatorDashboardSource implements DashboardSource {
     // The coordinator refuses reads past this address's share of its time (server/read-budget.ts)
     // and says when to come back: wait that long (a minute at most) and ask again, twice at most.
     for (let retry = 0; res.status === 429 && retry < READ_RETRIES; retry++) {
-      const after = Number(res.headers.get('retry-after'));
+      const header = res.headers.get('retry-after')?.trim();
+      const after = header ? Number(header) : NaN;
       await res.body?.cancel();
       await new Promise((resolve) => setTimeout(resolve, Number.isFinite(after) ? Math.min(60, Math.max(0, after)) * 1000 : 5000));
       res = await this.fetch(this.url(path));
