@@ -31,6 +31,7 @@ import { DEFAULT_READ_LIMITS, ReadBudget, type ReadLimits } from './read-budget.
 import { registerMetricRoutes } from './routes/metrics.ts';
 import { registerCheckpointRoutes } from './routes/checkpoints.ts';
 import { registerDataRoutes } from './routes/data.ts';
+import { registerOpsRoute } from './ops.ts';
 import { registerWsRoute } from './routes/ws.ts';
 import { registerSecurityHeaders, registerWebRoutes } from './routes/web.ts';
 import { DEFAULT_LIMITS } from '../src/protocol/messages.ts';
@@ -182,7 +183,8 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
 
   const now = () => clock.now();
   const runs = new RunStore(db, now);
-  const readWorker = o.readWorker && db.name !== ':memory:' && db.name !== '' ? new ReadWorker(db.name) : null;
+  const dbFile = db.name !== ':memory:' && db.name !== '' ? db.name : null;
+  const readWorker = o.readWorker && dbFile ? new ReadWorker(dbFile) : null;
   const metricsOptions = { ...DEFAULT_METRICS_OPTIONS, ...o.metrics };
   const metrics = new MetricsStore(db, metricsOptions, readWorker?.read ?? inlineReader(db, metricsOptions.now));
   const live = new LiveHub(undefined, undefined, { ...DEFAULT_LIVE_LIMITS, ...o.live });
@@ -229,6 +231,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   registerMetricRoutes(ctx);
   registerCheckpointRoutes(ctx);
   registerDataRoutes(ctx);
+  registerOpsRoute(ctx, { evaluator, readWorker, dbFile });
   registerWsRoute(ctx);
   await registerWebRoutes(app, o.webRoot);
 

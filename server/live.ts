@@ -30,6 +30,11 @@ export class LiveHub {
   private keepAlive: ReturnType<typeof setInterval> | null = null;
   readonly stats = { sent: 0, dropped: 0 };
 
+  /** Streams open now. */
+  get count(): number {
+    return this.subs.size;
+  }
+
   private readonly byAddress: OpenCounter;
   private readonly byRun: OpenCounter;
 
