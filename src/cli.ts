@@ -12,6 +12,7 @@ import { register as registerStart } from './commands/start.ts';
 import { register as registerTurnConfig } from './commands/turn-config.ts';
 import { register as registerIceCheck } from './commands/ice-check.ts';
 import { register as registerRotateSessionKey } from './commands/rotate-session-key.ts';
+import { register as registerBackup } from './commands/backup.ts';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('murmur')
@@ -29,6 +30,7 @@ export async function main(argv: string[]): Promise<void> {
   registerTurnConfig(program);
   registerIceCheck(program);
   registerRotateSessionKey(program);
+  registerBackup(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -1,0 +1,110 @@
+// A consistent copy of a coordinator's data dir, taken while it runs (`murmur backup`). Copying
+// the files by hand is not one: the SQLite file without its write-ahead log misses the latest
+// commits, and one copied mid-write can be torn. So the database is written by SQLite itself
+// (`VACUUM INTO`, one read transaction on a connection of its own: the coordinator keeps
+// writing meanwhile, WAL lets both go on), then the files beside it are copied: the secrets
+// (0600), every completed checkpoint with its derived downloads (written once and renamed into
+// place, so a copy is never torn; temp files skipped), and the prepared datasets. A checkpoint
+// saved after the snapshot is copied and indexed by the restored coordinator's start
+// (CheckpointStore.reconcile checks its sha256); one pruned meanwhile leaves a row that
+// reconcile drops. Everything goes to a folder beside the destination, checked (SQLite's
+// integrity check), then renamed into place: a failed backup leaves nothing at the destination.
+// Restoring is starting `murmur serve --data-dir <the backup>`.
+import { chmodSync, constants, copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import { ADMIN_TOKEN_FILE, SESSION_SECRET_FILE } from './auth.ts';
+import { TMP_MARK } from './fsutil.ts';
+
+export const DB_FILE = 'murmur.sqlite';
+
+export interface BackupResult {
+  dir: string;
+  runs: number;
+  reports: number;
+  checkpoints: number;
+  /** Checkpoint files copied (a checkpoint and its derived downloads). */
+  checkpointFiles: number;
+  datasetFiles: number;
+  bytes: number;
+  ms: number;
+}
+
+/** Files under `dir`, recursively, relative to it (none when it does not exist). */
+function filesUnder(dir: string, rel = ''): string[] {
+  if (!existsSync(join(dir, rel))) return [];
+  return readdirSync(join(dir, rel), { withFileTypes: true }).flatMap((e) => {
+    const path = rel ? join(rel, e.name) : e.name;
+    if (e.isDirectory()) return filesUnder(dir, path);
+    return e.isFile() ? [path] : [];
+  });
+}
+
+/**
+ * Backs `dataDir` up into `dest` (which must not exist, or be an empty folder). `datasets`:
+ * also copy the prepared datasets (a restored coordinator serves only the datasets it has).
+ */
+export function backupDataDir(dataDir: string, dest: string, o: { datasets: boolean } = { datasets: true }): BackupResult {
+  const t0 = performance.now();
+  const src = resolve(dataDir);
+  const out = resolve(dest);
+  const dbPath = join(src, DB_FILE);
+  if (!existsSync(dbPath)) throw new Error(`${src} holds no ${DB_FILE}: not a coordinator's data dir (--data-dir)`);
+  if (out === src || out.startsWith(`${src}/`)) throw new Error(`the backup ${out} would be inside the data dir ${src}; choose a folder outside it`);
+  if (existsSync(out) && (!statSync(out).isDirectory() || readdirSync(out).length > 0)) {
+    throw new Error(`${out} exists and is not an empty folder; a backup goes to a new one`);
+  }
+  mkdirSync(dirname(out), { recursive: true });
+  const tmp = join(dirname(out), `${basename(out)}${TMP_MARK}${randomBytes(4).toString('hex')}`);
+  mkdirSync(tmp, { mode: 0o700 });
+  try {
+    // The database first: checkpoints saved after this snapshot are still copied below.
+    const live = new Database(dbPath, { readonly: true, fileMustExist: true });
+    try {
+      live.pragma('busy_timeout = 5000');
+      live.prepare('VACUUM INTO ?').run(join(tmp, DB_FILE));
+    } finally {
+      live.close();
+    }
+    const copy = new Database(join(tmp, DB_FILE));
+    let counts: { runs: number; reports: number; checkpoints: number };
+    try {
+      const check = copy.pragma('integrity_check', { simple: true });
+      if (check !== 'ok') throw new Error(`the database copy fails SQLite's integrity check: ${String(check)}`);
+      // Opened in WAL mode by the coordinator that restores it, as openDb does.
+      copy.pragma('journal_mode = WAL');
+      const n = (table: string) => (copy.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
+      counts = { runs: n('runs'), reports: n('reports'), checkpoints: n('checkpoints') };
+    } finally {
+      copy.close();
+    }
+    let bytes = statSync(join(tmp, DB_FILE)).size;
+    const put = (from: string, to: string, mode?: number) => {
+      mkdirSync(dirname(to), { recursive: true, mode: 0o700 });
+      copyFileSync(from, to, constants.COPYFILE_FICLONE);
+      if (mode !== undefined) chmodSync(to, mode);
+      bytes += statSync(to).size;
+    };
+    for (const secret of [ADMIN_TOKEN_FILE, SESSION_SECRET_FILE]) {
+      if (existsSync(join(src, secret))) put(join(src, secret), join(tmp, secret), 0o600);
+    }
+    const ckRoot = join(src, 'checkpoints');
+    const checkpointFiles = filesUnder(ckRoot).filter((f) => !basename(f).includes(TMP_MARK));
+    for (const f of checkpointFiles) put(join(ckRoot, f), join(tmp, 'checkpoints', f));
+    const dsRoot = join(src, 'datasets');
+    const datasetFiles = o.datasets ? filesUnder(dsRoot).filter((f) => !basename(f).includes(TMP_MARK)) : [];
+    for (const f of datasetFiles) put(join(dsRoot, f), join(tmp, 'datasets', f));
+    const result: BackupResult = {
+      dir: out, ...counts, checkpointFiles: checkpointFiles.length, datasetFiles: datasetFiles.length, bytes, ms: 0,
+    };
+    result.ms = Math.round(performance.now() - t0);
+    writeFileSync(join(tmp, 'backup.json'), JSON.stringify({ from: src, at: new Date().toISOString(), ...result, dir: undefined }, null, 2) + '\n');
+    if (existsSync(out)) rmSync(out, { recursive: true }); // the empty folder checked above
+    renameSync(tmp, out);
+    return result;
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}

@@ -1,0 +1,125 @@
+// `murmur backup` (server/backup.ts) while the coordinator runs and a volunteer keeps reporting:
+// the backup holds every report acknowledged before it began, the checkpoint with the same bytes,
+// the secrets (so the admin token and volunteers' sessions still hold after a restore) and the
+// datasets; a coordinator started on it serves them. A backup that cannot be made says why and
+// leaves nothing behind.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stateCheckBatchCount } from '../src/data/sampler.ts';
+import { preset } from '../src/model/config.ts';
+import { buildLayout } from '../src/model/layout.ts';
+import { initParams } from '../src/model/init.ts';
+import { backupDataDir } from '../server/backup.ts';
+import { RawPeer, report, sleep, startServer, type TestServer } from './support/coordinator.ts';
+import { ROOT } from './support/browser.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'murmur-backup-'));
+const dataDir = join(root, 'data');
+let s: TestServer;
+let checkpoint: { id: string; sha256: string };
+
+beforeAll(async () => {
+  s = await startServer({}, {}, dataDir);
+  const run = s.c.runs.get('default')!;
+  const layout = buildLayout(preset('tiny'));
+  const ck = await s.c.checkpoints.save(run, {
+    meta: { runId: 'default', step: 40, round: 4, floats: layout.total, valLoss: 3.25, tokens: 40960 },
+    phi: initParams(layout, 7), momentum: new Float32Array(layout.total),
+  }, null, Date.now(), stateCheckBatchCount(run.model, run.train));
+  checkpoint = { id: ck.id, sha256: ck.sha256 };
+});
+afterAll(async () => {
+  await s?.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
+/** `murmur backup` in its own process, as an operator runs it. */
+function cli(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['bin/murmur.mjs', 'backup', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { err += d; });
+    child.on('exit', (code) => resolve({ code, out, err }));
+  });
+}
+
+describe('murmur backup', () => {
+  it('copies a running coordinator consistently, and a coordinator started on the copy serves it', async () => {
+    const { peer, welcome } = await RawPeer.join(s.wsUrl);
+    let restored: TestServer | null = null;
+    try {
+      // Reports acknowledged before the backup began.
+      let seq = 0;
+      for (; seq < 30; seq++) peer.send(report(seq + 1));
+      await peer.next((m) => m.t === 'ack' && m.seq === 30);
+      const ackedBefore = seq;
+      // ...and more while it runs, until it is done.
+      let done = false;
+      const reporting = (async () => {
+        while (!done) {
+          seq++;
+          peer.send(report(seq));
+          await peer.next((m) => m.t === 'ack' && m.seq === seq);
+          await sleep(40); // a pace under the hub's 50 frames/s, not a wait for anything
+        }
+      })();
+      const dest = join(root, 'backup-1');
+      const r = await cli(['--data-dir', dataDir, '--to', dest]);
+      done = true;
+      await reporting;
+      expect(r.err).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/^backed up .* to .*backup-1 in \d+\.\d s: 1 runs, \d+ report rows, 1 checkpoints \(\d+ files\), \d+ dataset files/);
+      expect(readdirSync(root).sort()).toEqual(['backup-1', 'data']);
+      for (const secret of ['admin-token', 'session-secret']) {
+        expect(readFileSync(join(dest, secret), 'utf8')).toBe(readFileSync(join(dataDir, secret), 'utf8'));
+        expect(statSync(join(dest, secret)).mode & 0o777).toBe(0o600);
+      }
+
+      restored = await startServer({}, {}, dest);
+      const seqs = (restored.c.db.prepare('SELECT seq FROM reports WHERE peer_id = ? ORDER BY seq').all(welcome.peerId) as { seq: number }[]).map((x) => x.seq);
+      expect(seqs.slice(0, ackedBefore)).toEqual(Array.from({ length: ackedBefore }, (_, i) => i + 1));
+      expect(restored.c.adminToken).toBe(s.c.adminToken);
+      const list = (await restored.c.app.inject({ method: 'GET', url: '/api/runs/default/checkpoints' })).json() as { checkpoints: { id: string; sha256: string }[] };
+      expect(list.checkpoints.map((c) => [c.id, c.sha256])).toEqual([[checkpoint.id, checkpoint.sha256]]);
+      const file = await restored.c.app.inject({ method: 'GET', url: `/api/runs/default/checkpoints/${checkpoint.id}/file` });
+      expect(createHash('sha256').update(file.rawPayload).digest('hex')).toBe(checkpoint.sha256);
+      const train = await restored.c.app.inject({ method: 'GET', url: '/api/runs/default/data/train.bin' });
+      expect(train.statusCode).toBe(200);
+      expect(train.rawPayload.length).toBeGreaterThan(100_000);
+      // The volunteer's session, signed by the original, is taken by the restored coordinator.
+      const { peer: again, welcome: back } = await RawPeer.join(restored.wsUrl, { session: welcome.session });
+      again.close();
+      expect(back.peerId).toBe(welcome.peerId);
+    } finally {
+      peer.close();
+      await restored?.close();
+    }
+  });
+
+  it('refuses a destination that is not a new or empty folder, or inside the data dir, and leaves nothing behind', () => {
+    const full = join(root, 'full');
+    mkdirSync(full);
+    writeFileSync(join(full, 'x'), 'x');
+    expect(() => backupDataDir(dataDir, full)).toThrow(`${full} exists and is not an empty folder; a backup goes to a new one`);
+    expect(() => backupDataDir(dataDir, join(dataDir, 'inside'))).toThrow(`the backup ${join(dataDir, 'inside')} would be inside the data dir ${dataDir}; choose a folder outside it`);
+    expect(() => backupDataDir(join(root, 'nothing'), join(root, 'b'))).toThrow(`${join(root, 'nothing')} holds no murmur.sqlite: not a coordinator's data dir (--data-dir)`);
+    expect(existsSync(join(root, 'b'))).toBe(false);
+    expect(readdirSync(root).filter((f) => f.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('without datasets, copies none; into an empty folder, is fine', () => {
+    const dest = join(root, 'empty');
+    mkdirSync(dest);
+    const r = backupDataDir(dataDir, dest, { datasets: false });
+    expect(r.datasetFiles).toBe(0);
+    expect(existsSync(join(dest, 'datasets'))).toBe(false);
+    expect(r.checkpoints).toBe(1);
+    expect(JSON.parse(readFileSync(join(dest, 'backup.json'), 'utf8'))).toMatchObject({ from: dataDir, runs: 1, checkpoints: 1, datasetFiles: 0 });
+  });
+});
