@@ -377,12 +377,13 @@ export class MetricsStore {
   /** `query` as JSON, cached (see AnswerCache), with what it cost. */
   queryJson(q: MetricsQuery, admit?: Admit): Promise<Answer> {
     // Past the run's row count every maxPoints gives the raw rows: one key for all of them.
-    // The job keeps the caller's maxPoints: rows committed while it waits for the worker must not
-    // turn a raw answer into buckets (or drop the oldest of a newest page).
-    const keyPoints = Math.min(q.maxPoints, Math.max(1, this.rowCount(q.runId)));
+    // Keyed by the caller's maxPoints, which the answer is computed with: capping it at the run's
+    // row count (so every maxPoints past it shared the raw answer) let rows committed while a job
+    // waited for the worker, or a count kept here that missed rows, give one key two answers.
+    // Dashboards ask the same few maxPoints, so they still share.
     const newest = q.newest === true;
     return this.cached(q.runId, q.from, q.to, (from, to) => ({ kind: 'metrics', q: { runId: q.runId, ...(q.peerId ? { peerId: q.peerId } : {}), from, to, maxPoints: q.maxPoints, newest } }),
-      [q.peerId ?? null, keyPoints, newest], admit);
+      [q.peerId ?? null, q.maxPoints, newest], admit);
   }
 
   /** `connectivity` as JSON, cached (see AnswerCache), with what it cost. */

@@ -136,7 +136,6 @@ async function dashboardAnswers(): Promise<boolean> {
     const n = summary.downsampled ? p.n : p.weight;
     expect(Number.isFinite(n) && n! > 0 && Number.isFinite(p.bytesIn) && Number.isFinite(p.step), JSON.stringify(p)).toBe(true);
   }
-  return summary.downsampled;
   const events = await get('/events?order=desc&limit=200') as { events: { kind: string }[] };
   expect(events.events.length).toBeGreaterThan(0);
   const cks = await get('/checkpoints') as { checkpoints: { id: string }[] };
@@ -145,6 +144,7 @@ async function dashboardAnswers(): Promise<boolean> {
   expect(conn).toHaveProperty('exchanges');
   const peers = await get('/peers') as { peers: unknown[] };
   expect(Array.isArray(peers.peers)).toBe(true);
+  return summary.downsampled;
 }
 
 /** A researcher's dashboard stream from its own address: connects (200) and receives `event`. */

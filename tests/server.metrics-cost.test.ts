@@ -52,10 +52,11 @@ const get = (url: string) => s.c.app.inject({ method: 'GET', url });
 
 beforeAll(async () => {
   // Statements are what this file counts: the read budget (server/read-budget.ts, its own test),
-  // which could refuse a loop of fresh questions on a slow machine, is left unbounded here.
+  // which could refuse a loop of fresh questions on a slow machine, or 20 concurrent 5 MB answers
+  // to one address, is left unbounded here.
   // The statements are counted on the coordinator's own connection, so reads run on it (readWorker
   // false; server.read-worker checks the worker gives the same answers).
-  s = await startServer({ metrics: { now: () => mono }, reads: { perAddressBurstMs: Infinity, totalBurstMs: Infinity }, readWorker: false });
+  s = await startServer({ metrics: { now: () => mono }, reads: { perAddressBurstMs: Infinity, totalBurstMs: Infinity, sendingPerAddress: Infinity, sendingTotal: Infinity }, readWorker: false });
   for (const id of ['big', 'small']) {
     const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id, dataset: 'moby-dick', preset: 'micro' } });
     expect(r.statusCode).toBe(201);

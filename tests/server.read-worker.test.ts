@@ -85,10 +85,13 @@ describe('read worker', () => {
   it('fails only the jobs of a worker that dies, and the next read starts a new one', async () => {
     const w = s.c.readWorker!;
     const started = w.stats.started;
-    // A job posted, then its worker killed before it could answer.
-    const job = w.read({ kind: 'connectivity', runId: 'r', from: T0, to: T0 + 50_000 });
-    const inner = (w as unknown as { worker: { terminate(): Promise<number> } | null }).worker;
+    // A job the worker has not answered when it is killed: its post is held back here, so the
+    // worker cannot answer it first, whatever the scheduling.
+    const inner = (w as unknown as { worker: { terminate(): Promise<number>; postMessage(m: unknown): void } | null }).worker;
     expect(inner).not.toBeNull();
+    inner!.postMessage = () => {};
+    const job = w.read({ kind: 'connectivity', runId: 'r', from: T0, to: T0 + 50_000 });
+    expect(w.queued).toBe(1);
     await inner!.terminate();
     await expect(job).rejects.toThrow(/^the read worker exited with code 1$/);
     expect(w.queued).toBe(0);
