@@ -6,8 +6,9 @@
 // dropped, reports stored and waiting, dashboard reads served, refused and in the read worker,
 // checkpoint evaluations, and the database's size on disk. Process and heap figures come from
 // prom-client's defaults. Each coordinator has its own registry (tests start many in one
-// process); the figures are read from the stores' own counters when Prometheus asks, so nothing
-// here runs between scrapes except prom-client's event-loop delay histogram.
+// process) and the process's figures one registry for all; the figures are read from the
+// stores' own counters when Prometheus asks, so nothing here runs between scrapes except
+// prom-client's event-loop delay histogram and GC observer, started once per process.
 import { statSync } from 'node:fs';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { AppContext } from './context.ts';
@@ -24,10 +25,23 @@ export interface OpsSources {
   dbFile: string | null;
 }
 
-/** A registry of the coordinator's figures, each read from its source when collected. */
+/**
+ * The process's figures (CPU, memory, heap, event-loop delay, GC), one registry for the process:
+ * prom-client's event-loop histogram and GC observer stay on once started, so they are started
+ * once, at the first scrape of any coordinator in the process.
+ */
+let processRegistry: Registry | null = null;
+function processFigures(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry, prefix: 'murmur_' });
+  }
+  return processRegistry;
+}
+
+/** A registry of the coordinator's own figures, each read from its source when collected. */
 export function opsRegistry(ctx: AppContext, src: OpsSources): Registry {
   const register = new Registry();
-  collectDefaultMetrics({ register, prefix: 'murmur_process_' });
   const { hub, runs, metrics, reads, live } = ctx;
 
   // Each figure is set from `read` at collection: a gauge to the value, a counter (a total the
@@ -90,6 +104,7 @@ export function registerOpsRoute(ctx: AppContext, src: OpsSources): void {
   ctx.app.get('/api/ops/metrics', { onRequest: requireAdmin(ctx.adminToken), schema: {} }, async (_req, reply) => {
     // Made at the first scrape: a coordinator nobody scrapes runs no event-loop histogram.
     register ??= opsRegistry(ctx, src);
-    return reply.type(register.contentType).send(await register.metrics());
+    const proc = processFigures();
+    return reply.type(register.contentType).send(`${await proc.metrics()}\n${await register.metrics()}`);
   });
 }

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stateCheckBatchCount } from '../src/data/sampler.ts';
@@ -14,6 +14,7 @@ import { preset } from '../src/model/config.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { initParams } from '../src/model/init.ts';
 import { backupDataDir } from '../server/backup.ts';
+import { openDb } from '../server/db.ts';
 import { RawPeer, report, sleep, startServer, type TestServer } from './support/coordinator.ts';
 import { ROOT } from './support/browser.ts';
 
@@ -110,7 +111,40 @@ describe('murmur backup', () => {
     expect(() => backupDataDir(dataDir, join(dataDir, 'inside'))).toThrow(`the backup ${join(dataDir, 'inside')} would be inside the data dir ${dataDir}; choose a folder outside it`);
     expect(() => backupDataDir(join(root, 'nothing'), join(root, 'b'))).toThrow(`${join(root, 'nothing')} holds no murmur.sqlite: not a coordinator's data dir (--data-dir)`);
     expect(existsSync(join(root, 'b'))).toBe(false);
+    // Through a symlink to the data dir, still inside it.
+    symlinkSync(dataDir, join(root, 'alias'));
+    expect(() => backupDataDir(join(root, 'alias'), join(dataDir, 'checkpoints', 'b'))).toThrow(/would be inside the data dir/);
+    expect(() => backupDataDir(dataDir, join(root, 'alias', 'b'))).toThrow(/would be inside the data dir/);
+    // A failure once the copy is under way (a secret that cannot be copied) leaves nothing either.
+    const broken = join(root, 'broken');
+    mkdirSync(join(broken, 'admin-token'), { recursive: true });
+    openDb(join(broken, 'murmur.sqlite')).close();
+    expect(() => backupDataDir(broken, join(root, 'c'))).toThrow(/EISDIR/);
+    expect(existsSync(join(root, 'c'))).toBe(false);
     expect(readdirSync(root).filter((f) => f.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('skips work in progress and what went away, and follows symlinked datasets', () => {
+    const src = join(root, 'odd');
+    mkdirSync(join(src, 'checkpoints', 'default'), { recursive: true });
+    openDb(join(src, 'murmur.sqlite')).close();
+    writeFileSync(join(src, 'checkpoints', 'default', 'c-1.json'), '{}');
+    writeFileSync(join(src, 'checkpoints', 'default', 'c-2.safetensors.tmp-ab12'), 'half');
+    mkdirSync(join(src, 'datasets', 'books.tmp-1234'), { recursive: true });
+    writeFileSync(join(src, 'datasets', 'books.tmp-1234', 'train.bin'), 'half');
+    mkdirSync(join(src, 'datasets', 'books.old-1234'), { recursive: true });
+    writeFileSync(join(src, 'datasets', 'books.old-1234', 'train.bin'), 'old');
+    const elsewhere = join(root, 'elsewhere-data');
+    mkdirSync(elsewhere);
+    writeFileSync(join(elsewhere, 'train.bin'), 'tokens');
+    symlinkSync(elsewhere, join(src, 'datasets', 'linked'));
+    symlinkSync(join(root, 'no-such-file'), join(src, 'checkpoints', 'default', 'dangling.json'));
+    const dest = join(root, 'odd-backup');
+    const r = backupDataDir(src, dest);
+    expect([r.checkpointFiles, r.datasetFiles]).toEqual([1, 1]);
+    expect(readdirSync(join(dest, 'checkpoints', 'default'))).toEqual(['c-1.json']);
+    expect(readdirSync(join(dest, 'datasets'))).toEqual(['linked']);
+    expect(readFileSync(join(dest, 'datasets', 'linked', 'train.bin'), 'utf8')).toBe('tokens');
   });
 
   it('without datasets, copies none; into an empty folder, is fine', () => {

@@ -41,7 +41,7 @@ describe('ops metrics', () => {
     const before = await scrape();
     expect(before.get('murmur_connections')).toBe(0);
     expect(before.get('murmur_live_peers{run="default"}')).toBe(0);
-    expect(before.has('murmur_process_nodejs_eventloop_lag_p99_seconds')).toBe(true);
+    expect(before.has('murmur_nodejs_eventloop_lag_p99_seconds')).toBe(true);
     expect(before.get('murmur_db_bytes')).toBeGreaterThan(0);
 
     const { peer } = await RawPeer.join(s.wsUrl);
