@@ -12,6 +12,7 @@
 import { statSync } from 'node:fs';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { AppContext } from './context.ts';
+import type { RunInfo } from '../src/protocol/messages.ts';
 import type { CheckpointEvaluator } from './checkpoint-validate.ts';
 import type { ReadWorker } from './read-worker.ts';
 import { requireAdmin } from './routes/guard.ts';
@@ -56,9 +57,24 @@ export function opsRegistry(ctx: AppContext, src: OpsSources): Registry {
     new Gauge({ name, help, labelNames, registers: [register], collect: collectFrom(read) });
   const counter = (name: string, help: string, read: () => number | Sample[], labelNames: string[] = []) =>
     new Counter({ name, help, labelNames, registers: [register], collect: collectFrom(read) });
-  const perRun = (f: (runId: string) => number) => () => runs.list().filter((r) => r.status === 'running').map((r): Sample => [{ run: r.id }, f(r.id)]);
+  const running = () => runs.list().filter((r) => r.status === 'running');
+  const perRun = (f: (runId: string) => number) => () => running().map((r): Sample => [{ run: r.id }, f(r.id)]);
+  /** Per running run, where it has a value. */
+  const perRunWhere = (f: (run: RunInfo) => number | null) => () => running().flatMap((r): Sample[] => {
+    const v = f(r);
+    return v === null || !Number.isFinite(v) ? [] : [[{ run: r.id }, v]];
+  });
+  const offered = (run: RunInfo) => ctx.checkpoints.current(run);
 
   gauge('murmur_connections', 'Volunteer WebSockets open', () => hub.connectionCount());
+  // Training, as far as the coordinator vouches for it: a stalled step or an old checkpoint is worth an alert.
+  gauge('murmur_run_step', 'The step each running run\'s live peers agree on (lower median of one vote per address, peers off probation)', perRunWhere((r) => hub.stepConsensus(r.id)), ['run']);
+  gauge('murmur_checkpoint_step', 'Step of each running run\'s newest offered checkpoint', perRunWhere((r) => offered(r)?.step ?? null), ['run']);
+  gauge('murmur_checkpoint_val_loss', 'Validation loss the coordinator measured for each running run\'s newest offered checkpoint', perRunWhere((r) => offered(r)?.valLoss ?? null), ['run']);
+  gauge('murmur_checkpoint_age_seconds', 'Age of each running run\'s newest offered checkpoint', perRunWhere((r) => {
+    const c = offered(r);
+    return c ? Math.max(0, (ctx.clock.now() - c.createdAt) / 1000) : null;
+  }), ['run']);
   gauge('murmur_live_peers', 'Live peers of each running run', perRun((id) => hub.livePeers(id).length), ['run']);
   gauge('murmur_ready_waiting', 'Peers waiting in each running run\'s ready pool', perRun((id) => hub.pool(id).size), ['run']);
   counter('murmur_pairs_total', 'Pairs the ready pool formed in each running run since the coordinator started', perRun((id) => hub.pool(id).stats.pairs), ['run']);

@@ -5,6 +5,10 @@
 // coordinators in one process keep registries of their own.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RawPeer, report, startServer, type TestServer } from './support/coordinator.ts';
+import { stateCheckBatchCount } from '../src/data/sampler.ts';
+import { preset } from '../src/model/config.ts';
+import { buildLayout } from '../src/model/layout.ts';
+import { initParams } from '../src/model/init.ts';
 
 let s: TestServer;
 let other: TestServer;
@@ -64,6 +68,19 @@ describe('ops metrics', () => {
     } finally {
       peer.close();
     }
+    // Training as the coordinator vouches for it: no checkpoint, then one it measured.
+    expect(before.has('murmur_checkpoint_step{run="default"}')).toBe(false);
+    const run = s.c.runs.get('default')!;
+    const layout = buildLayout(preset('tiny'));
+    const ck = await s.c.checkpoints.save(run, {
+      meta: { runId: 'default', step: 40, round: 4, floats: layout.total, valLoss: 3.25, tokens: 40960 },
+      phi: initParams(layout, 7), momentum: new Float32Array(layout.total),
+    }, null, Date.now() - 90_000, stateCheckBatchCount(run.model, run.train));
+    const withCk = await scrape();
+    expect(withCk.get('murmur_checkpoint_step{run="default"}')).toBe(ck.step);
+    expect(withCk.get('murmur_checkpoint_val_loss{run="default"}')).toBe(3.25);
+    expect(withCk.get('murmur_checkpoint_age_seconds{run="default"}')).toBeGreaterThanOrEqual(90);
+    expect(withCk.get('murmur_run_step{run="default"}')).toBe(ck.step); // no live peer: the checkpoint is the floor
     // Another coordinator in the same process saw none of it.
     const theirs = await scrape(other);
     expect(theirs.get('murmur_reads_total')).toBe(0);
