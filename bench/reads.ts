@@ -14,16 +14,15 @@
 //   npm run bench:reads            (BENCH_SECONDS=20 of flood per mode by default)
 //
 // Prints a table and writes bench/results/reads.json.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 import { buildApp } from '../server/app.ts';
 import type { ReportRow } from '../server/metrics.ts';
 import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
+import { percentile, procStats, ROOT, startServe } from './serve-process.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const QUIET_SECONDS = 8;
@@ -32,23 +31,12 @@ const FILL_PEERS = 200;
 const VOLUNTEERS = 20;
 const REPORT_EVERY_MS = 250;
 const FLOODERS = 8;
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const CLK_TCK = 100; // Linux USER_HZ: /proc times are in 1/100 s
 const T0 = Date.now() - ROWS * 10;
 
 const r2 = (x: number) => Math.round(x * 100) / 100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
 
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-}
 
 /** The default run filled with ROWS reports of FILL_PEERS peers, partners and link details as a real run has them. */
 async function fill(dataDir: string): Promise<void> {
@@ -72,22 +60,6 @@ async function fill(dataDir: string): Promise<void> {
   await c.close();
 }
 
-async function startServer(dataDir: string, m: Mode): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['bin/murmur.mjs', 'serve', '--data-dir', dataDir, '--port', '0', '--log-level', 'warn', '--checkpoint-every', '0',
-    '--read-budget', m.budget, ...(m.worker ? [] : ['--inline-reads'])], {
-    cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /murmur listening on (http:\/\/[\d.]+:\d+)/.exec(out);
-      if (m) resolve(m[1]!);
-    });
-    child.on('exit', (code) => reject(new Error(`murmur serve exited with ${code}`)));
-  });
-  return { child, url };
-}
 
 /** GET from a given loopback address: status, body bytes, wall ms. */
 function get(url: string, localAddress = '127.0.0.1'): Promise<{ status: number; bytes: number; ms: number; body: string }> {
@@ -206,7 +178,7 @@ interface ModeResult {
 }
 
 async function mode(dataDir: string, m: Mode): Promise<{ result: ModeResult; history?: { narrowing: Awaited<ReturnType<typeof historyNarrowing>>; newest: Awaited<ReturnType<typeof historyNewest>> } }> {
-  const { child, url } = await startServer(dataDir, m);
+  const { child, url } = await startServe(dataDir, ['--read-budget', m.budget, ...(m.worker ? [] : ['--inline-reads'])]);
   try {
     let history;
     if (m === MODES[0]) {
@@ -222,11 +194,11 @@ async function mode(dataDir: string, m: Mode): Promise<{ result: ModeResult; his
     v.take();
     await sleep(QUIET_SECONDS * 1000);
     const quiet = v.take();
-    const cpu0 = cpuSeconds(child.pid!);
+    const cpu0 = procStats(child.pid!).cpuS;
     const t0 = performance.now();
     const reads = await flood(url, t0 + SECONDS * 1000);
     const wall = (performance.now() - t0) / 1000;
-    const cpu = ((cpuSeconds(child.pid!) - cpu0) / wall) * 100;
+    const cpu = ((procStats(child.pid!).cpuS - cpu0) / wall) * 100;
     await sleep(500);
     const loud = v.take();
     v.stop();

@@ -8,55 +8,24 @@
 //   npm run bench:server            (BENCH_PEERS=200 BENCH_SECONDS=30 by default)
 //
 // Prints a table and writes bench/results/server.json.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
+import { percentile, procStats, ROOT, startServe } from './serve-process.ts';
 
 const PEERS = Number(process.env.BENCH_PEERS ?? 200);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 30);
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const CLK_TCK = 100; // Linux USER_HZ: /proc times are in 1/100 s
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
 
-/** utime + stime of a process in seconds, and its resident memory in MB. */
-function procStats(pid: number): { cpuS: number; rssMB: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the ")" that closes the command name; utime and stime are fields 14 and 15.
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const cpuS = (Number(f[11]) + Number(f[12])) / CLK_TCK;
-  const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return { cpuS, rssMB: rss ? Number(rss[1]) / 1024 : NaN };
-}
 
-async function startServer(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['bin/murmur.mjs', 'serve', '--data-dir', dataDir, '--port', '0', '--log-level', 'warn', '--checkpoint-every', '0'], {
-    cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /murmur listening on (http:\/\/[\d.]+:\d+)/.exec(out);
-      if (m) resolve(m[1]!);
-    });
-    child.on('exit', (code) => reject(new Error(`murmur serve exited with ${code}`)));
-  });
-  return { child, url };
-}
 
 interface Peer { ws: WebSocket; id: string; seq: number; timer?: ReturnType<typeof setInterval>; hb?: ReturnType<typeof setInterval> }
 
 async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'murmur-bench-'));
-  const { child, url } = await startServer(dataDir);
+  const { child, url } = await startServe(dataDir);
   const pid = child.pid!;
   const wsUrl = url.replace('http', 'ws') + '/api/ws';
   const sentAt = new Map<string, number>();
