@@ -1,5 +1,6 @@
 // Budgets per client address: how many long-lived connections (volunteer WebSockets, dashboard
-// event streams) one address may hold at once, and how many hellos it may send per minute. One
+// event streams, downloads) one address may hold at once, how many hellos it may send per minute,
+// and how much of the coordinator's time and bandwidth its reads and downloads may take. One
 // client can then take only its share, never every slot a researcher or a volunteer needs.
 // An IPv6 client usually owns a whole /64, so its budget is per /64 prefix.
 import { isIPv6 } from 'node:net';
@@ -76,37 +77,38 @@ export class RateBudget {
 }
 
 /**
- * Milliseconds of the coordinator's event loop per key: at most `burstMs`, refilled at `msPerS`
- * a second. A request may start while its key has time left (`waitMs` 0) and is charged what it
- * took once done, so one request overdraws by at most its own cost and the key then waits until
- * the debt is repaid. A key back at full is forgotten; at most `maxKeys` are kept (the least
- * recently charged go first and start full again), so many addresses cannot grow it without bound.
+ * An amount per key that refills: at most `burst`, earned back at `perS` a second (event-loop
+ * milliseconds for reads, bytes for downloads). A request may start while its key holds something
+ * (`waitMs` 0) and is charged what it took (or will send), so one request overdraws by at most
+ * its own cost and the key then waits until the debt is repaid. A key back at full is forgotten;
+ * at most `maxKeys` are kept (the least recently charged go first and start full again), so many
+ * addresses cannot grow it without bound.
  */
-export class TimeBudget {
-  private readonly buckets = new Map<string, { ms: number; at: number }>();
+export class Allowance {
+  private readonly buckets = new Map<string, { held: number; at: number }>();
 
-  constructor(readonly msPerS: number, readonly burstMs: number, private readonly now: () => number, readonly maxKeys = 100_000) {}
+  constructor(readonly perS: number, readonly burst: number, private readonly now: () => number, readonly maxKeys = 100_000) {}
 
   /** What `key` holds now. */
   level(key: string): number {
     const b = this.buckets.get(key);
-    if (!b) return this.burstMs;
-    return Math.min(this.burstMs, b.ms + ((this.now() - b.at) / 1000) * this.msPerS);
+    if (!b) return this.burst;
+    return Math.min(this.burst, b.held + ((this.now() - b.at) / 1000) * this.perS);
   }
 
   /** 0 when `key` may start a request now; otherwise the milliseconds until it may. */
   waitMs(key: string): number {
-    const ms = this.level(key);
-    if (ms > 0) return 0;
-    return this.msPerS > 0 ? Math.ceil(((-ms) / this.msPerS) * 1000) + 1 : Infinity;
+    const held = this.level(key);
+    if (held > 0) return 0;
+    return this.perS > 0 ? Math.ceil(((-held) / this.perS) * 1000) + 1 : Infinity;
   }
 
-  /** Takes `ms` from `key`. */
-  charge(key: string, ms: number): void {
-    const left = this.level(key) - Math.max(0, ms);
+  /** Takes `amount` from `key` (a negative amount gives back what was charged and not used). */
+  charge(key: string, amount: number): void {
+    const left = this.level(key) - amount;
     this.buckets.delete(key); // re-inserted last: Map order is the eviction order
-    if (left >= this.burstMs) return;
-    this.buckets.set(key, { ms: left, at: this.now() });
+    if (left >= this.burst) return;
+    this.buckets.set(key, { held: left, at: this.now() });
     while (this.buckets.size > this.maxKeys) this.buckets.delete(this.buckets.keys().next().value!);
   }
 

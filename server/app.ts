@@ -28,6 +28,7 @@ import { remeasureCheckpoints, type RemeasureResult } from './checkpoint-remeasu
 import type { AppContext } from './context.ts';
 import { registerRunRoutes } from './routes/runs.ts';
 import { DEFAULT_READ_LIMITS, ReadBudget, type ReadLimits } from './read-budget.ts';
+import { DEFAULT_DOWNLOAD_LIMITS, DownloadBudget, type DownloadLimits } from './download-budget.ts';
 import { registerMetricRoutes } from './routes/metrics.ts';
 import { registerCheckpointRoutes } from './routes/checkpoints.ts';
 import { registerDataRoutes } from './routes/data.ts';
@@ -87,6 +88,8 @@ export interface AppOptions {
   trustProxy?: string[];
   /** What anonymous metric, connectivity and event reads may cost the event loop (server/read-budget.ts). */
   reads: Partial<ReadLimits>;
+  /** What anonymous downloads (data, checkpoints, states, exports) may hold and send (server/download-budget.ts). */
+  downloads: Partial<DownloadLimits>;
   /**
    * Compute metric and connectivity answers in a worker thread on a connection of its own
    * (server/read-worker.ts), off the event loop; false: on the event loop, as before it had one
@@ -108,6 +111,7 @@ export const DEFAULT_APP_OPTIONS: AppOptions = {
   webRoot: join(import.meta.dirname, '..', 'dist', 'web'),
   defaultRun: true,
   reads: {},
+  downloads: {},
   readWorker: true,
 };
 
@@ -125,6 +129,8 @@ export interface Coordinator {
   datasets: DatasetSource;
   /** What anonymous reads have cost and been refused (server/read-budget.ts). */
   reads: ReadBudget;
+  /** What anonymous downloads have taken, been refused and been cut (server/download-budget.ts). */
+  downloads: DownloadBudget;
   /** The thread computing metric and connectivity answers (null: they are computed on the event loop). */
   readWorker: ReadWorker | null;
   /** Stored checkpoints not measured by this coordinator on their run's windows, measured at start (server/checkpoint-remeasure.ts). */
@@ -221,7 +227,8 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     options: { maxPayload: hubOptions.limits.maxMessageBytes },
   });
   const reads = new ReadBudget({ ...DEFAULT_READ_LIMITS, ...o.reads }, admin.value);
-  const ctx: AppContext = { app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, remeasure, datasets, signer, reads, adminToken: admin.value, clock };
+  const downloads = new DownloadBudget({ ...DEFAULT_DOWNLOAD_LIMITS, ...o.downloads }, admin.value);
+  const ctx: AppContext = { app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, remeasure, datasets, signer, reads, downloads, adminToken: admin.value, clock };
   registerSecurityHeaders(app, (run) => runs.embedSites(run));
   app.get('/health', { schema: {} }, async () => ({ ok: true, peers: hub.connectionCount(), time: clock.now() }));
   // Operators check a deployment's TURN with credentials of their own (`murmur ice-check`).
@@ -235,12 +242,13 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   registerWsRoute(ctx);
   await registerWebRoutes(app, o.webRoot);
 
-  // Long-lived connections (volunteer WebSockets, dashboard event streams) end before the HTTP
+  // Long-lived connections (volunteer WebSockets, dashboard event streams, downloads) end before the HTTP
   // server closes: server.close() waits for every open connection, so an open dashboard tab
   // would otherwise keep `murmur start` from exiting on Ctrl-C.
   app.addHook('preClose', async () => {
     hub.shutdown();
     live.close();
+    downloads.closeAll();
   });
   app.addHook('onClose', async () => {
     scheduler.stop();
@@ -252,7 +260,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   scheduler.start();
 
   return {
-    app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, datasets, reads, readWorker, remeasured,
+    app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, datasets, reads, downloads, readWorker, remeasured,
     adminToken: admin.value, adminTokenCreated: admin.created,
     close: async () => {
       await app.close();

@@ -15,12 +15,15 @@ import type { PeerHub } from './peers.ts';
 import type { RunStore } from './runs.ts';
 import type { RemeasureResult } from './checkpoint-remeasure.ts';
 import type { ReadBudget } from './read-budget.ts';
+import type { DownloadBudget } from './download-budget.ts';
 
 export type AppContext = {
   app: FastifyInstance; db: Db; hub: PeerHub; runs: RunStore; metrics: MetricsStore; live: LiveHub; events: EventLog;
   checkpoints: CheckpointStore; scheduler: CheckpointScheduler; evaluator: CheckpointEvaluator; datasets: DatasetSource; signer: SessionSigner;
   /** Anonymous reads' share of the event loop (server/read-budget.ts). */
   reads: ReadBudget;
+  /** Anonymous downloads' places and share of the uplink (server/download-budget.ts). */
+  downloads: DownloadBudget;
   /** Starts one more pass of server/checkpoint-remeasure.ts (after any under way); resolves with its totals. */
   remeasure: () => Promise<RemeasureResult>;
   adminToken: string; clock: Clock;

@@ -4,6 +4,7 @@
 // goes: its event loop's delay (what every volunteer's signal and report waits behind), its
 // connections and live peers, the ready pool's pairs and solo steps, signals relayed and
 // dropped, reports stored and waiting, dashboard reads served, refused and in the read worker,
+// downloads open, served, refused and cut,
 // checkpoint evaluations, and the database's size on disk. Process and heap figures come from
 // prom-client's defaults. Each coordinator has its own registry (tests start many in one
 // process) and the process's figures one registry for all; the figures are read from the
@@ -43,7 +44,7 @@ function processFigures(): Registry {
 /** A registry of the coordinator's own figures, each read from its source when collected. */
 export function opsRegistry(ctx: AppContext, src: OpsSources): Registry {
   const register = new Registry();
-  const { hub, runs, metrics, reads, live } = ctx;
+  const { hub, runs, metrics, reads, downloads, live } = ctx;
 
   // Each figure is set from `read` at collection: a gauge to the value, a counter (a total the
   // coordinator already keeps) moved up to it; both start from zero, so both take `inc`.
@@ -95,6 +96,11 @@ export function opsRegistry(ctx: AppContext, src: OpsSources): Registry {
   counter('murmur_reads_total', 'Anonymous dashboard reads served', () => reads.stats.reads);
   counter('murmur_reads_refused_total', 'Anonymous dashboard reads refused by the read budget', () => reads.stats.refused);
   counter('murmur_read_seconds_total', 'Coordinator time charged to anonymous dashboard reads', () => reads.stats.chargedMs / 1000);
+  gauge('murmur_downloads_open', 'Anonymous downloads (data, checkpoints, states, exports) being sent', () => downloads.open());
+  counter('murmur_downloads_total', 'Anonymous downloads started', () => downloads.stats.served);
+  counter('murmur_downloads_refused_total', 'Anonymous downloads refused by the download budget', () => downloads.stats.refused);
+  counter('murmur_downloads_cut_total', 'Anonymous downloads cut for not reading', () => downloads.stats.cut);
+  counter('murmur_download_bytes_total', 'Bytes of anonymous downloads read from disk for their clients', () => downloads.stats.bytes);
   gauge('murmur_read_sending_bytes', 'Characters (bytes: the JSON is ASCII) of answers not yet taken by their connections', () => reads.sendingChars);
   if (src.readWorker) {
     const w = src.readWorker;

@@ -9,7 +9,7 @@
 // never refused: the researcher's own tools read what they need. The defaults leave an honest
 // dashboard (one history and a few pages at load, then the live stream) far inside its share.
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { addressKey, HeldAmounts, OpenCounter, TimeBudget } from './address-budget.ts';
+import { addressKey, HeldAmounts, OpenCounter, Allowance } from './address-budget.ts';
 import { bearer, tokenEquals } from './auth.ts';
 import type { Admit } from './metrics.ts';
 
@@ -61,16 +61,16 @@ class ReadRefused extends Error {}
 export class ReadBudget {
   private readonly computingPerAddress = new OpenCounter(READS_COMPUTING_PER_ADDRESS);
   private readonly computing = new OpenCounter(READS_COMPUTING);
-  private readonly perAddress: TimeBudget;
-  private readonly total: TimeBudget;
+  private readonly perAddress: Allowance;
+  private readonly total: Allowance;
   private readonly sending: HeldAmounts;
   readonly now: () => number;
   readonly stats = { reads: 0, refused: 0, chargedMs: 0 };
 
   constructor(readonly limits: ReadLimits, private readonly adminToken: string) {
     this.now = limits.now ?? performance.now.bind(performance);
-    this.perAddress = new TimeBudget(limits.perAddressMsPerS, limits.perAddressBurstMs, this.now);
-    this.total = new TimeBudget(limits.totalMsPerS, limits.totalBurstMs, this.now);
+    this.perAddress = new Allowance(limits.perAddressMsPerS, limits.perAddressBurstMs, this.now);
+    this.total = new Allowance(limits.totalMsPerS, limits.totalBurstMs, this.now);
     this.sending = new HeldAmounts(limits.sendingPerAddress ?? SENDING_PER_ADDRESS, limits.sendingTotal ?? SENDING_TOTAL);
   }
 
@@ -156,7 +156,7 @@ export class ReadBudget {
     return this.sending.holding();
   }
 
-  /** Addresses holding a debt or a partial budget (bounded by TimeBudget.maxKeys). */
+  /** Addresses holding a debt or a partial budget (bounded by Allowance.maxKeys). */
   get keys(): number {
     return this.perAddress.keys;
   }

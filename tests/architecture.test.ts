@@ -282,8 +282,6 @@ describe('architecture (docs/design.md section 2)', () => {
     // parse is checked with schemaProblem (or Value.Check where a page can only ignore bad input)
     // before its fields are read. The casts left, and why each is safe:
     const allowed: Record<string, string> = {
-      // An HTTP error's body: any `message` is only shown in the error text.
-      'src/ui/browser/coordinator-dashboard.ts': 'the error body of a failed request is only worded',
       // The checkpoint's exported HF config.json (the coordinator's own derived file).
       'src/ui/sampling/sampler.worker.ts': 'config.json handed to modelFromHfConfig, which checks its fields',
     };

@@ -8,8 +8,9 @@
 //
 // The attacks run at the sizes the issue names, except the offer flood: one burst per flooder
 // here, as in server.signal-flood.test.ts, whose second test floods real meshes in waves (the
-// issue's 40 s version). The attackers come from 127.0.0.1 and 127.0.1.x, the honest peers from
-// 127.0.0.3 and .4, the researcher from 127.0.0.2, so each address budget applies as deployed.
+// issue's 40 s version). The attackers come from 127.0.0.1, 127.0.1.x and (the exports, eight
+// per address as the download budget admits) 127.0.2.x, the honest peers from 127.0.0.3 and .4,
+// the researcher from 127.0.0.2, so each address budget applies as deployed.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,6 +23,7 @@ import { initParams } from '../src/model/init.ts';
 import { openDb } from '../server/db.ts';
 import { SessionSigner, loadSessionKeys } from '../server/auth.ts';
 import { DEFAULT_LIVE_LIMITS } from '../server/live.ts';
+import { DEFAULT_DOWNLOAD_LIMITS } from '../server/download-budget.ts';
 import { PROTOCOL_VERSION, DEFAULT_LIMITS } from '../src/protocol/messages.ts';
 import { RawPeer, report, sleep, startServer, until } from './support/coordinator.ts';
 import {
@@ -229,9 +231,14 @@ async function absurdReports(): Promise<void> {
   }
 }
 
-/** Anonymous downloads: `SIZE.exports` concurrent exports of the `tiny` checkpoint, all complete. */
+/**
+ * Anonymous downloads: `SIZE.exports` concurrent exports of the `tiny` checkpoint, all complete,
+ * from as many loopback addresses as the download budget's places per address call for.
+ */
 async function concurrentExports(): Promise<void> {
-  const rs = await Promise.all(Array.from({ length: SIZE.exports }, () => drain(`${url}/api/runs/default/checkpoints/${checkpointId}/export/model.safetensors`)));
+  const per = DEFAULT_DOWNLOAD_LIMITS.perAddressStreams;
+  const rs = await Promise.all(Array.from({ length: SIZE.exports }, (_, i) =>
+    drain(`${url}/api/runs/default/checkpoints/${checkpointId}/export/model.safetensors`, `127.0.2.${1 + Math.floor(i / per)}`)));
   expect(new Set(rs.map((r) => `${r.status} ${r.sha}`)).size).toBe(1);
   expect(rs[0]!.status).toBe(200);
 }

@@ -23,7 +23,9 @@ const phi = initParams(layout, 7);
 const momentum = new Float32Array(layout.total).map((_, i) => (i % 13) * 1e-3);
 
 beforeAll(async () => {
-  s = await startServer();
+  // Places for every download at once from this one address: what is measured here is the memory
+  // each download costs; the caps on them are tests/server.download-budget.test.ts's.
+  s = await startServer({ downloads: { perAddressStreams: 120 } });
   const run = s.c.runs.get('default')!;
   ck = await s.c.checkpoints.save(run, { meta: { runId: 'default', step: 40, round: 4, floats: layout.total, valLoss: 3.25, tokens: 40960 }, phi, momentum }, null, Date.now());
 });

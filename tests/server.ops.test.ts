@@ -55,7 +55,14 @@ describe('ops metrics', () => {
       // One anonymous read served (it overdraws this address's tiny budget), the next refused.
       expect((await s.c.app.inject({ method: 'GET', url: '/api/runs/default/metrics' })).statusCode).toBe(200);
       expect((await s.c.app.inject({ method: 'GET', url: '/api/runs/default/metrics?from=1' })).statusCode).toBe(429);
+      // One anonymous download of the run's validation file, sent whole.
+      const val = (await s.c.app.inject({ method: 'GET', url: '/api/runs/default/data' })).json<{ val: { url: string; bytes: number } }>().val;
+      expect((await s.c.app.inject({ method: 'GET', url: val.url })).rawPayload.length).toBe(val.bytes);
       const after = await scrape();
+      expect(after.get('murmur_downloads_total')).toBe(before.get('murmur_downloads_total')! + 1);
+      expect(after.get('murmur_download_bytes_total')).toBe(before.get('murmur_download_bytes_total')! + val.bytes);
+      expect(after.get('murmur_downloads_open')).toBe(0);
+      expect(after.get('murmur_downloads_refused_total')).toBe(0);
       expect(after.get('murmur_connections')).toBe(1);
       expect(after.get('murmur_live_peers{run="default"}')).toBe(1);
       expect(after.get('murmur_report_rows{run="default"}')).toBe((before.get('murmur_report_rows{run="default"}') ?? 0) + 1);

@@ -11,7 +11,7 @@ import { startServer, type TestServer } from './support/coordinator.ts';
 import { EventEmitter } from 'node:events';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { DEFAULT_READ_LIMITS, ReadBudget, SEND_MS_PER_MB } from '../server/read-budget.ts';
-import { TimeBudget } from '../server/address-budget.ts';
+import { Allowance } from '../server/address-budget.ts';
 import { readBudgetOption } from '../src/commands/serve.ts';
 
 const STATEMENT_MS = 100;
@@ -102,7 +102,7 @@ describe('read budget', () => {
 
   it('keeps a bounded number of addresses, each forgotten one full again', () => {
     let now = 0;
-    const b = new TimeBudget(10, 50, () => now, 4);
+    const b = new Allowance(10, 50, () => now, 4);
     for (let i = 0; i < 100; i++) b.charge(`a${i}`, 80);
     expect(b.keys).toBe(4);
     expect(b.waitMs('a99')).toBe(3001); // 30 ms of debt at 10 ms/s

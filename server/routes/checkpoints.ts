@@ -2,7 +2,6 @@
 // export), admin request / delete, and the peers' state upload. Only an upload that passed the
 // coordinator's own checks and measurement (server/checkpoint-validate.ts) is ever stored, so
 // the list, the downloads and the welcome's newest checkpoint serve nothing else.
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AppContext } from '../context.ts';
@@ -27,7 +26,7 @@ const STATE_HEADER_MAX = 4096;
 const MAX_STATE_BYTES = Math.max(...Object.values(PRESETS).map((c) => stateFrameBytes(buildLayout(c).total, STATE_HEADER_MAX)));
 
 export function registerCheckpointRoutes(ctx: AppContext): void {
-  const { app, runs, checkpoints, scheduler, events, signer, clock, hub, evaluator } = ctx;
+  const { app, runs, checkpoints, scheduler, events, signer, clock, hub, evaluator, downloads } = ctx;
   const admin = requireAdmin(ctx.adminToken);
 
   const find = (runId: string, id: string): CheckpointInfo => {
@@ -67,34 +66,35 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
   app.get<P>('/api/runs/:run/checkpoints/:ckpt/file', { schema: { params: CKPT_PARAMS } }, async (req, reply) => {
     const c = find(req.params.run, req.params.ckpt);
     if (cached(req, reply, c.sha256)) return reply;
-    return reply.type('application/octet-stream')
-      .header('content-disposition', `attachment; filename="${c.runId}-${c.file}"`)
-      .header('content-length', c.bytes)
-      .send(createReadStream(checkpoints.path(c)));
+    void reply.type('application/octet-stream').header('content-disposition', `attachment; filename="${c.runId}-${c.file}"`);
+    return downloads.send(req, reply, { path: checkpoints.path(c), bytes: c.bytes });
   });
 
-  /** Streams a file derived at save time (checkpoints.ts): no request decodes a checkpoint. */
-  const sendDerived = async (reply: FastifyReply, c: CheckpointInfo, kind: DerivedKind, type: string, download: string | null) => {
+  /**
+   * Streams a file derived at save time (checkpoints.ts): no request decodes a checkpoint. Every
+   * download is under the anonymous download budget (server/download-budget.ts).
+   */
+  const sendDerived = async (req: FastifyRequest, reply: FastifyReply, c: CheckpointInfo, kind: DerivedKind, type: string, download: string | null) => {
     const path = await checkpoints.derived(c, kind);
     if (download) void reply.header('content-disposition', `attachment; filename="${download}"`);
-    return reply.type(type).header('content-length', (await stat(path)).size).send(createReadStream(path));
+    return downloads.send(req, reply.type(type), { path, bytes: (await stat(path)).size });
   };
 
   app.get<P>('/api/runs/:run/checkpoints/:ckpt/state', { schema: { params: CKPT_PARAMS } }, async (req, reply) => {
     const c = find(req.params.run, req.params.ckpt);
     if (cached(req, reply, `${c.sha256}-state`)) return reply;
-    return sendDerived(reply, c, 'state', 'application/octet-stream', null);
+    return sendDerived(req, reply, c, 'state', 'application/octet-stream', null);
   });
 
   app.get<P>('/api/runs/:run/checkpoints/:ckpt/export/config.json', { schema: { params: CKPT_PARAMS } }, async (req, reply) => {
     const c = find(req.params.run, req.params.ckpt);
-    return sendDerived(reply, c, 'hfConfig', 'application/json; charset=utf-8', 'config.json');
+    return sendDerived(req, reply, c, 'hfConfig', 'application/json; charset=utf-8', 'config.json');
   });
 
   app.get<P>('/api/runs/:run/checkpoints/:ckpt/export/model.safetensors', { schema: { params: CKPT_PARAMS } }, async (req, reply) => {
     const c = find(req.params.run, req.params.ckpt);
     if (cached(req, reply, `${c.sha256}-hf`)) return reply;
-    return sendDerived(reply, c, 'hfModel', 'application/octet-stream', 'model.safetensors');
+    return sendDerived(req, reply, c, 'hfModel', 'application/octet-stream', 'model.safetensors');
   });
 
   app.delete<P>('/api/runs/:run/checkpoints/:ckpt', { onRequest: admin, schema: { params: CKPT_PARAMS } }, async (req) => {

@@ -1,6 +1,7 @@
 // A run's token files and validation set. ETag = the file's sha256 from the dataset manifest,
-// so volunteers revalidate with If-None-Match and a browser cache serves repeat visits.
-import { createReadStream, statSync } from 'node:fs';
+// so volunteers revalidate with If-None-Match and a browser cache serves repeat visits. Each
+// download is under the anonymous download budget (server/download-budget.ts).
+import { statSync } from 'node:fs';
 import type { AppContext } from '../context.ts';
 import { RunError } from '../runs.ts';
 import Type, { type Static } from 'typebox';
@@ -10,7 +11,7 @@ import { fileRefs } from '../datasets.ts';
 const FILE_PARAMS = Type.Object({ run: RUN_ID, file: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$' }) }, { additionalProperties: false });
 
 export function registerDataRoutes(ctx: AppContext): void {
-  const { app, runs, datasets } = ctx;
+  const { app, runs, datasets, downloads } = ctx;
 
   const manifestOf = (runId: string) => {
     const run = runs.get(runId);
@@ -36,7 +37,6 @@ export function registerDataRoutes(ctx: AppContext): void {
     const path = datasets.filePath(m.name, f.name);
     const size = statSync(path).size;
     if (size !== f.bytes) throw new Error(`dataset ${m.name}/${f.name} is ${size} bytes on disk but ${f.bytes} in its manifest`);
-    return reply.type('application/octet-stream').header('content-length', size).header('x-token-dtype', f.dtype)
-      .send(createReadStream(path));
+    return downloads.send(req, reply.type('application/octet-stream').header('x-token-dtype', f.dtype), { path, bytes: size });
   });
 }

@@ -7,11 +7,12 @@ import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { coordinatorOptions, intInRange } from './options.ts';
 import { READ_BURST_S, type ReadLimits } from '../../server/read-budget.ts';
+import { DOWNLOAD_BURST_S, type DownloadLimits } from '../../server/download-budget.ts';
 
 interface ServeOptions {
   dataDir: string; port: string; host: string; checkpointEvery: string; keep: string; logLevel: string; evalThreads?: string;
   stun: string[]; turn: string[]; turnSecretFile?: string; turnTtl: string; tlsCert?: string; tlsKey?: string;
-  trustProxy: string[]; readBudget: string; inlineReads?: boolean;
+  trustProxy: string[]; readBudget: string; downloadBudget: string; inlineReads?: boolean;
 }
 
 const collect = (v: string, acc: string[]) => [...acc, v];
@@ -47,6 +48,26 @@ export function readBudgetOption(value: string): ReadLimits {
   return { perAddressMsPerS: mine!, perAddressBurstMs: mine! * READ_BURST_S, totalMsPerS: all!, totalBurstMs: all! * READ_BURST_S };
 }
 
+/**
+ * `--download-budget`: "<per address>,<all clients>" MiB per second of anonymous downloads, each
+ * able to gather DOWNLOAD_BURST_S seconds of it; "off": no byte budget (the caps on open
+ * downloads and the cut of stalled ones stay).
+ */
+export function downloadBudgetOption(value: string): Partial<DownloadLimits> {
+  if (value.trim() === 'off') return { perAddressBytesPerS: Infinity, perAddressBurstBytes: Infinity, totalBytesPerS: Infinity, totalBurstBytes: Infinity };
+  const parts = value.split(',').map((v) => v.trim());
+  const [mine, all] = parts.map(Number);
+  const ok = (n: number | undefined) => n !== undefined && Number.isInteger(n) && n >= 1 && n <= 100_000;
+  if (parts.length !== 2 || !ok(mine) || !ok(all) || mine! > all!) {
+    throw new Error(`--download-budget takes "<per address>,<all clients>" in MiB per second (1 to 100000 each, the first no more than the second; default 8,64) or "off", got "${value}"`);
+  }
+  const MiB = 1024 * 1024;
+  return {
+    perAddressBytesPerS: mine! * MiB, perAddressBurstBytes: mine! * MiB * DOWNLOAD_BURST_S,
+    totalBytesPerS: all! * MiB, totalBurstBytes: all! * MiB * DOWNLOAD_BURST_S,
+  };
+}
+
 export function register(program: Command): void {
   coordinatorOptions(program.command('serve')
     .description('run the coordinator: web app, volunteer WebSocket, metrics, checkpoints and data on one port'))
@@ -61,6 +82,7 @@ export function register(program: Command): void {
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM); browsers give WebGPU only to secure contexts')
     .option('--tls-key <file>', 'the certificate\'s private key (PEM)')
     .option('--read-budget <ms,ms>', 'event-loop milliseconds per second that anonymous metric, connectivity and event reads may take, per client address and all together; past it they get 429 and Retry-After ("off": unlimited)', '250,500')
+    .option('--download-budget <MiB,MiB>', 'MiB per second that anonymous downloads (data, checkpoints, states, exports) may take, per client address and all together, each gathering 128 s of it; past it they get 429 and Retry-After ("off": unlimited; at most 8 open per address and 256 in all either way)', '8,64')
     .option('--inline-reads', 'compute metric and connectivity answers on the event loop rather than in their worker thread (for comparison: bench/reads.ts)')
     .option('--trust-proxy <addr|cidr,...>', 'reverse proxies (e.g. 127.0.0.1 for Caddy on this host) whose X-Forwarded-For names the client, so per-address limits count clients, not the proxy (repeatable; default: none, the header is ignored)', collect, [])
     .action(async (o: ServeOptions) => {
@@ -74,9 +96,10 @@ export function register(program: Command): void {
       const tls = o.tlsCert && o.tlsKey ? { cert: readFileSync(resolve(o.tlsCert)), key: readFileSync(resolve(o.tlsKey)) } : undefined;
       const trustProxy = trustProxyList(o.trustProxy);
       const reads = readBudgetOption(o.readBudget);
+      const downloads = downloadBudgetOption(o.downloadBudget);
       const dataDir = resolve(o.dataDir);
       const c = await buildApp({ dataDir, logLevel: o.logLevel, logStream: process.stderr, ice, tls }, {
-        checkpointEveryMs: every * 1000, checkpointKeep: keep, trustProxy, reads, readWorker: !o.inlineReads,
+        checkpointEveryMs: every * 1000, checkpointKeep: keep, trustProxy, reads, downloads, readWorker: !o.inlineReads,
         ...(o.evalThreads !== undefined ? { evalThreads: intInRange(o.evalThreads, '--eval-threads', 1, 256) } : {}),
       });
       const address = await c.app.listen({ port, host: o.host });

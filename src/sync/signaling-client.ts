@@ -16,6 +16,7 @@ import {
   type ClientMessage, type ErrorMsg, type ReportFields, type ReportMsg, type RunInfo, type ServerMessage, type WelcomeMsg,
 } from '../protocol/messages.ts';
 import { decodeStateFrame, encodeStateFrame, type StateFrame } from '../protocol/state-frame.ts';
+import { fetchRetrying, refusalText } from '../protocol/retry-fetch.ts';
 
 /** What we use of a WebSocket; the browser's and the `ws` package's both fit. */
 export interface WebSocketLike {
@@ -87,6 +88,11 @@ export interface ClientEventMap extends SignalingEventMap {
 /** Codes after which reconnecting cannot help. */
 const TERMINAL: ReadonlySet<string> = new Set(['unknown-run', 'run-stopped', 'bad-version']);
 const CLOSE_REPLACED = 4000;
+/**
+ * How long a newcomer waits out the coordinator's download budget for the newest checkpoint before
+ * it starts fresh: a crowd behind one NAT fetching `base`'s 387 MB states takes turns.
+ */
+export const CHECKPOINT_WAIT_MS = 5 * 60_000;
 
 export type StateProvider = () => StateFrame | Promise<StateFrame>;
 
@@ -231,12 +237,19 @@ export class SignalingClient implements Signaling {
     this.stateProvider = fn;
   }
 
-  /** The newest checkpoint's state, for bootstrapping when no live peer can serve; null if none. */
+  /**
+   * The newest checkpoint's state, for bootstrapping when no live peer can serve; null if none.
+   * A coordinator that asks this address to wait for its share of downloads (429, Retry-After;
+   * server/download-budget.ts) is waited out for up to CHECKPOINT_WAIT_MS, then the refusal is thrown.
+   */
   async fetchCheckpointState(): Promise<StateFrame | null> {
     const ref = this.welcomeMsg?.checkpoint;
     if (!ref) return null;
-    const res = await this.fetchFn()(this.httpUrl(ref.stateUrl));
-    if (!res.ok) throw new Error(`checkpoint ${ref.id}: GET ${ref.stateUrl} answered ${res.status}`);
+    const res = await fetchRetrying(this.fetchFn(), this.httpUrl(ref.stateUrl), {}, { maxWaitMs: CHECKPOINT_WAIT_MS });
+    if (!res.ok) {
+      const why = res.status === 429 || res.status === 503 ? await refusalText(res) : '';
+      throw new Error(`checkpoint ${ref.id}: GET ${ref.stateUrl} answered ${res.status}${why ? `: ${why}` : ''}`);
+    }
     return decodeStateFrame(new Uint8Array(await res.arrayBuffer()));
   }
 

@@ -4,18 +4,26 @@
 import { sha256Hex } from '../data/manifest.ts';
 import type { DataAssignment, DataFileRef } from '../protocol/messages.ts';
 import { DataIntegrityError } from './errors.ts';
+import { fetchRetrying, refusalText, type RetryOptions } from '../protocol/retry-fetch.ts';
 
-/** Downloads one file and verifies its size, hash and token type (byte-level runs only). */
-export async function downloadVerified(baseUrl: string, f: DataFileRef, fetchFn: typeof fetch = fetch): Promise<Uint8Array> {
+/**
+ * Downloads one file and verifies its size, hash and token type (byte-level runs only). A
+ * coordinator that asks this address to wait for its share of downloads (429, Retry-After;
+ * server/download-budget.ts) is waited out and asked again, for `retry.maxWaitMs` at most.
+ */
+export async function downloadVerified(baseUrl: string, f: DataFileRef, fetchFn: typeof fetch = fetch, retry: RetryOptions = {}): Promise<Uint8Array> {
   if (f.dtype !== 'u8') throw new DataIntegrityError(`${f.name}: token type ${f.dtype} is not supported (the trainers are byte-level, u8)`);
   const url = new URL(f.url, baseUrl).toString();
   let res: Response;
   try {
-    res = await fetchFn(url);
+    res = await fetchRetrying(fetchFn, url, {}, retry);
   } catch (err) {
     throw new DataIntegrityError(`downloading ${f.name} from ${url} failed: ${(err as Error).message}`, { cause: err });
   }
-  if (!res.ok) throw new DataIntegrityError(`downloading ${f.name} from ${url} failed: HTTP ${res.status}`);
+  if (!res.ok) {
+    const why = res.status === 429 || res.status === 503 ? await refusalText(res) : '';
+    throw new DataIntegrityError(`downloading ${f.name} from ${url} failed: HTTP ${res.status}${why ? `: ${why}` : ''}`);
+  }
   const bytes = new Uint8Array(await res.arrayBuffer());
   if (bytes.length !== f.bytes) throw new DataIntegrityError(`${f.name}: got ${bytes.length} bytes, the coordinator announced ${f.bytes}; the download was cut short or the file changed`);
   const hash = await sha256Hex(bytes);
@@ -24,17 +32,17 @@ export async function downloadVerified(baseUrl: string, f: DataFileRef, fetchFn:
 }
 
 /** This replica's training tokens (its shards, concatenated) and the run's validation tokens. */
-export async function downloadAssignment(baseUrl: string, a: DataAssignment, fetchFn: typeof fetch = fetch): Promise<{ train: Uint8Array; val: Uint8Array }> {
+export async function downloadAssignment(baseUrl: string, a: DataAssignment, fetchFn: typeof fetch = fetch, retry: RetryOptions = {}): Promise<{ train: Uint8Array; val: Uint8Array }> {
   if (a.shards.length === 0) throw new DataIntegrityError('the coordinator assigned no training shard to this replica');
   const refs = a.shards.map((i) => {
     const r = a.train[i];
     if (!r) throw new DataIntegrityError(`the assignment names shard ${i}, but the run has only ${a.train.length} training files`);
     return r;
   });
-  const shards = await Promise.all(refs.map((r) => downloadVerified(baseUrl, r, fetchFn)));
+  const shards = await Promise.all(refs.map((r) => downloadVerified(baseUrl, r, fetchFn, retry)));
   const train = new Uint8Array(shards.reduce((n, s) => n + s.length, 0));
   let at = 0;
   for (const s of shards) { train.set(s, at); at += s.length; }
-  const val = await downloadVerified(baseUrl, a.val, fetchFn);
+  const val = await downloadVerified(baseUrl, a.val, fetchFn, retry);
   return { train, val };
 }

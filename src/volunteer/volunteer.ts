@@ -275,7 +275,9 @@ class HeadlessVolunteer implements Volunteer {
    */
   private async prepare(welcome: WelcomeMsg, welcomedAt: number): Promise<JoinSource> {
     const { run, assignment } = welcome;
-    const data = await downloadAssignment(this.opts.url, assignment, this.c.fetch);
+    const data = await downloadAssignment(this.opts.url, assignment, this.c.fetch, {
+      onWait: (w) => this.log.info('the coordinator asks this address to wait before downloading the data', { status: w.status, waitMs: w.waitMs, reason: w.reason }),
+    });
     this.log.info('data verified', { train: data.train.length, val: data.val.length });
     this.backend = await (this.c.createBackend ?? createBackend)(this.settings.backend, {
       run, train: data.train, val: data.val, stream: this.opts.seed ?? assignment.replica, autotune: this.opts.autotune,

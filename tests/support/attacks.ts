@@ -100,12 +100,27 @@ export async function floodStreams(url: string, n: number, localAddress = '127.0
 }
 
 /** Downloads `url` and returns the body's sha256 and length, holding no more than a chunk. */
-export async function drain(url: string): Promise<{ status: number; sha: string; bytes: number }> {
+export async function drain(url: string, localAddress?: string): Promise<{ status: number; sha: string; bytes: number }> {
+  if (localAddress) return drainFrom(url, localAddress);
   const res = await fetch(url);
   const h = createHash('sha256');
   let bytes = 0;
   for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) { h.update(chunk); bytes += chunk.length; }
   return { status: res.status, sha: h.digest('hex'), bytes };
+}
+
+/** `drain` from a loopback address of its own (the coordinator budgets downloads per address). */
+function drainFrom(url: string, localAddress: string): Promise<{ status: number; sha: string; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const req = get(url, { localAddress, agent: false }, (res) => {
+      const h = createHash('sha256');
+      let bytes = 0;
+      res.on('data', (chunk: Buffer) => { h.update(chunk); bytes += chunk.length; });
+      res.on('end', () => resolve({ status: res.statusCode!, sha: h.digest('hex'), bytes }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
 }
 
 // ---------- silent joins ----------

@@ -11,6 +11,7 @@
 // (RUN_EVENT_DATA, what the coordinator's event log takes) before the controller reads a field of
 // it; one that fails is dropped the same way, from the stream or from a page of stored events
 // (where the rest of the page is kept: an older coordinator may have stored it).
+import { fetchRetrying, refusalText } from '../../protocol/retry-fetch.ts';
 import type { TSchema, Static } from 'typebox';
 import { CheckpointList, EventsPage, LiveReport, MetricsPage, RUN_EVENT_DATA, RunReply, type MetricPoint } from '../../protocol/api.ts';
 import { schemaProblem } from '../../protocol/check.ts';
@@ -52,23 +53,11 @@ export class CoordinatorDashboardSource implements DashboardSource {
   }
 
   private async get<S extends TSchema>(path: string, schema: S): Promise<Static<S>> {
-    let res = await this.fetch(this.url(path));
     // The coordinator refuses reads past this address's share of its time (server/read-budget.ts)
     // and says when to come back: wait that long (a minute at most) and ask again, twice at most.
-    for (let retry = 0; res.status === 429 && retry < READ_RETRIES; retry++) {
-      const header = res.headers.get('retry-after')?.trim();
-      const after = header ? Number(header) : NaN;
-      await res.body?.cancel();
-      await new Promise((resolve) => setTimeout(resolve, Number.isFinite(after) ? Math.min(60, Math.max(0, after)) * 1000 : 5000));
-      res = await this.fetch(this.url(path));
-    }
+    const res = await fetchRetrying(this.fetch, this.url(path), {}, { retries: READ_RETRIES });
     if (!res.ok) {
-      let detail = '';
-      try {
-        // The coordinator names the problem in `error`; a proxy or framework may say `message`.
-        const b = (await res.json()) as { error?: unknown; message?: unknown };
-        detail = typeof b.error === 'string' ? b.error : typeof b.message === 'string' ? b.message : '';
-      } catch { /* not JSON */ }
+      const detail = await refusalText(res);
       throw new Error(`GET ${path || '/'} on the coordinator gave HTTP ${res.status}${detail ? `: ${detail}` : ''}`);
     }
     const body: unknown = await res.json();

@@ -1,0 +1,195 @@
+// What anonymous downloads may take from the coordinator: its file descriptors and its uplink.
+// A run's token files, its checkpoints, their bootstrap states (387 MB on `base`) and Hugging Face
+// exports are public files: without a bound one client could open thousands of downloads and
+// read none of them (each holds a file and a socket until the process runs out of descriptors,
+// and then SQLite, checkpoint saves and new volunteers fail with it), or fetch the same
+// checkpoint in a loop until the uplink carries nothing else. So each download:
+// - takes one of a few places its client address may hold at once, and one of a bounded number
+//   for all anonymous clients together;
+// - is charged its size, up front, to its address and to all anonymous clients together, each an
+//   allowance that refills at a rate and gathers up to BURST_S seconds of it; a download starts
+//   while both hold something, so one overdraws by at most its own size, and what a cut or
+//   abandoned download did not send is given back;
+// - is cut when it sends less than a floor rate over two windows in a row (a client that stops
+//   reading).
+// Past a place or an allowance the request gets 429 with a Retry-After; Murmur's own clients wait
+// and ask again (src/protocol/retry-fetch.ts), so a crowd behind one NAT is delayed, not refused.
+// An answer the client already holds (304, If-None-Match) costs nothing. The admin token is
+// never refused, charged or cut.
+import { createReadStream } from 'node:fs';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { addressKey, Allowance, OpenCounter } from './address-budget.ts';
+import { bearer, tokenEquals } from './auth.ts';
+
+const MiB = 1024 * 1024;
+
+export interface DownloadLimits {
+  /** Downloads one client address may have open at once, and all anonymous clients together. */
+  perAddressStreams: number;
+  totalStreams: number;
+  /** Bytes a second one address earns, and the most it can gather. */
+  perAddressBytesPerS: number;
+  perAddressBurstBytes: number;
+  /** The same for all anonymous clients together. */
+  totalBytesPerS: number;
+  totalBurstBytes: number;
+  /** A download that sends less than `minBytesPerS` on average over two windows of `stallWindowMs` in a row is cut. */
+  stallWindowMs: number;
+  minBytesPerS: number;
+  /** Monotonic milliseconds the allowances refill on (default performance.now). */
+  now?: () => number;
+}
+
+/** Seconds of earnings an allowance can gather: at 8 MiB/s, 1 GiB, room for `base`'s state and its data at once. */
+export const DOWNLOAD_BURST_S = 128;
+
+/**
+ * Eight downloads open per address (a volunteer joining takes its shards, the validation file and
+ * a checkpoint's state; a NAT with many volunteers waits its turn), 256 in all; 8 MiB/s per
+ * address and 64 MiB/s in all, each gathering 128 s of it; cut below 16 KiB/s over two 30 s windows.
+ */
+export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = {
+  perAddressStreams: 8,
+  totalStreams: 256,
+  perAddressBytesPerS: 8 * MiB,
+  perAddressBurstBytes: 8 * MiB * DOWNLOAD_BURST_S,
+  totalBytesPerS: 64 * MiB,
+  totalBurstBytes: 64 * MiB * DOWNLOAD_BURST_S,
+  stallWindowMs: 30_000,
+  minBytesPerS: 16 * 1024,
+};
+
+/**
+ * When to ask again after finding no free place: nothing says when an open download will end,
+ * and most are a run's token files, sent in milliseconds.
+ */
+export const DOWNLOAD_PLACE_RETRY_S = 1;
+
+/**
+ * Windows a download may take to hand over its last bytes once all of them were read from disk:
+ * what the socket and the kernel still buffer reaches a slow client at its own pace.
+ */
+const END_WINDOWS = 4;
+
+const mib = (n: number) => `${(n / MiB).toFixed(n >= 10 * MiB ? 0 : 1)} MiB`;
+
+/** A file to stream: where it is and how large it is (the response's content-length). */
+export interface DownloadFile { path: string; bytes: number }
+
+export class DownloadBudget {
+  private readonly placesPerAddress: OpenCounter;
+  private readonly places: OpenCounter;
+  private readonly perAddress: Allowance;
+  private readonly total: Allowance;
+  readonly stats = { served: 0, refused: 0, cut: 0, bytes: 0 };
+  /** Responses of the downloads being sent, so that a closing coordinator need not wait for them. */
+  private readonly sending = new Set<FastifyReply['raw']>();
+
+  constructor(readonly limits: DownloadLimits, private readonly adminToken: string) {
+    const now = limits.now ?? performance.now.bind(performance);
+    this.placesPerAddress = new OpenCounter(limits.perAddressStreams);
+    this.places = new OpenCounter(limits.totalStreams);
+    this.perAddress = new Allowance(limits.perAddressBytesPerS, limits.perAddressBurstBytes, now);
+    this.total = new Allowance(limits.totalBytesPerS, limits.totalBurstBytes, now);
+  }
+
+  /**
+   * Ends every anonymous download being sent: a closing coordinator waits for each open
+   * connection, and a client reading slowly would hold `murmur start` after Ctrl-C for as long
+   * as its download takes.
+   */
+  closeAll(): void {
+    for (const res of [...this.sending]) res.destroy();
+  }
+
+  /** Downloads open for `address`, or for every anonymous client without one. */
+  open(address?: string): number {
+    return address === undefined ? this.places.count('') : this.placesPerAddress.count(addressKey(address));
+  }
+
+  /** Bytes `address` may still start downloads with (negative: its debt). */
+  level(address: string): number {
+    return this.perAddress.level(addressKey(address));
+  }
+
+  private isAdmin(req: FastifyRequest): boolean {
+    const presented = bearer(req.headers.authorization);
+    return presented !== null && tokenEquals(presented, this.adminToken);
+  }
+
+  /**
+   * Streams `file` as the reply's body (its other headers set by the caller), or refuses with 429
+   * when the client's address, or all anonymous clients, have no free place or allowance left.
+   */
+  send(req: FastifyRequest, reply: FastifyReply, file: DownloadFile): FastifyReply {
+    void reply.header('content-length', file.bytes);
+    if (this.isAdmin(req)) return reply.send(createReadStream(file.path));
+    const key = addressKey(req.ip);
+    const refuse = (error: string, waitMs: number): FastifyReply => {
+      this.stats.refused++;
+      void reply.removeHeader('content-length').removeHeader('content-disposition');
+      return reply.code(429).type('application/json; charset=utf-8')
+        .header('retry-after', String(Math.max(1, Math.ceil(waitMs / 1000)))).send({ error, code: 'download-budget' });
+    };
+    const mine = this.perAddress.waitMs(key);
+    const all = this.total.waitMs('');
+    if (mine > 0 || all > 0) {
+      const waitMs = Math.max(mine, all);
+      const l = this.limits;
+      return refuse(`${mine >= all
+        ? `this address has downloaded its share, ${mib(l.perAddressBytesPerS)}/s gathering up to ${mib(l.perAddressBurstBytes)}`
+        : `anonymous clients together have downloaded their share, ${mib(l.totalBytesPerS)}/s gathering up to ${mib(l.totalBurstBytes)}`
+      }; retry in ${Math.ceil(waitMs / 1000)} s`, waitMs);
+    }
+    const releaseMine = this.placesPerAddress.acquire(key);
+    if (!releaseMine) return refuse(`this address has ${this.limits.perAddressStreams} downloads open, the limit; retry when one has ended`, DOWNLOAD_PLACE_RETRY_S * 1000);
+    const releaseAll = this.places.acquire('');
+    if (!releaseAll) {
+      releaseMine();
+      return refuse(`${this.limits.totalStreams} downloads are open, the limit for anonymous clients together; retry shortly`, DOWNLOAD_PLACE_RETRY_S * 1000);
+    }
+    this.perAddress.charge(key, file.bytes);
+    this.total.charge('', file.bytes);
+    this.stats.served++;
+
+    const stream = createReadStream(file.path);
+    let sent = 0;
+    stream.on('data', (chunk) => { sent += chunk.length; });
+    // A client that stops reading stops the file's reads (the pipe waits for the socket): a
+    // download is cut after two windows in a row below the floor rate (one alone may be this
+    // process's own pause: after one, timers run before the I/O that waited), and one read whole
+    // must finish within END_WINDOWS.
+    const need = (this.limits.minBytesPerS * this.limits.stallWindowMs) / 1000;
+    let mark = 0, slow = 0, windowsAtEnd = 0;
+    const timer = setInterval(() => {
+      const moved = sent - mark;
+      mark = sent;
+      slow = moved >= need ? 0 : slow + 1;
+      if (sent >= file.bytes ? ++windowsAtEnd <= END_WINDOWS : slow < 2) return;
+      this.stats.cut++;
+      req.log.info({ address: key, sent, bytes: file.bytes, url: req.url.slice(0, 200) }, 'download cut: the client stopped reading');
+      reply.raw.destroy();
+    }, this.limits.stallWindowMs);
+    timer.unref();
+    let ended = false;
+    this.sending.add(reply.raw);
+    reply.raw.once('close', () => {
+      if (ended) return;
+      ended = true;
+      this.sending.delete(reply.raw);
+      clearInterval(timer);
+      stream.destroy();
+      releaseMine();
+      releaseAll();
+      this.stats.bytes += sent;
+      // What was never read for it is given back: a client whose download broke (or that asked
+      // only for the headers, HEAD) pays for what it got.
+      const unsent = Math.max(0, file.bytes - sent);
+      if (unsent > 0) {
+        this.perAddress.charge(key, -unsent);
+        this.total.charge('', -unsent);
+      }
+    });
+    return reply.send(stream);
+  }
+}

@@ -1,0 +1,81 @@
+// Asking the coordinator again when it says "not now". It answers 429 with a Retry-After when a
+// client address has used its share of reads (server/read-budget.ts) or downloads
+// (server/download-budget.ts), and 503 with one while it is busy; many honest volunteers may
+// share one address behind a NAT, so Murmur's own clients wait as told and ask again instead of
+// failing. Pages import this file, so it imports nothing that needs Node.
+
+/** The wait when a 429 names none. */
+export const DEFAULT_RETRY_AFTER_S = 5;
+/** The longest single wait, whatever the header says: a hostile or broken server cannot park a client for a day. */
+export const MAX_RETRY_AFTER_S = 60;
+
+export interface RetryOptions {
+  /** Most retries (default: as many as fit in `maxWaitMs`). */
+  retries?: number;
+  /** Most milliseconds spent waiting in all (default 10 minutes); past it the refusal is returned. */
+  maxWaitMs?: number;
+  /** Stops waiting (the fetch and the wait both reject with the signal's reason). */
+  signal?: AbortSignal;
+  /** How to wait (tests pass their own). */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** Told of each wait before it starts: the status, how long, and the coordinator's reason. */
+  onWait?: (e: { status: number; waitMs: number; reason: string }) => void;
+}
+
+/** Milliseconds a refusal asks the client to wait, or null when it is not one to wait out. */
+export function retryAfterMs(res: Response): number | null {
+  if (res.status !== 429 && res.status !== 503) return null;
+  const header = res.headers.get('retry-after')?.trim();
+  let s = header && /^\d+(\.\d+)?$/.test(header) ? Number(header) : NaN;
+  if (!Number.isFinite(s) && header) {
+    const at = Date.parse(header); // the HTTP-date form
+    if (Number.isFinite(at)) s = Math.max(0, (at - Date.now()) / 1000);
+  }
+  if (!Number.isFinite(s)) {
+    // A 503 without a time is an outage, not a queue: the caller's own error path handles it.
+    if (res.status === 503) return null;
+    s = DEFAULT_RETRY_AFTER_S;
+  }
+  return Math.min(MAX_RETRY_AFTER_S, Math.max(0, s)) * 1000;
+}
+
+const defaultSleep = (ms: number, signal?: AbortSignal): Promise<void> => new Promise((resolve, reject) => {
+  if (signal?.aborted) return reject(signal.reason);
+  const timer = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
+  const onAbort = () => { clearTimeout(timer); reject(signal!.reason); };
+  signal?.addEventListener('abort', onAbort, { once: true });
+});
+
+/** What a refusal's JSON says (`error`, or a proxy's `message`), or '' (the body is read). */
+export async function refusalText(res: Response): Promise<string> {
+  let b: unknown;
+  try {
+    b = await res.json();
+  } catch {
+    return '';
+  }
+  if (typeof b !== 'object' || b === null) return '';
+  const { error, message } = b as Record<string, unknown>;
+  return typeof error === 'string' ? error : typeof message === 'string' ? message : '';
+}
+
+/**
+ * `fetchFn(url, init)`, asked again after each 429 (and each 503 with a Retry-After) once the
+ * wait it names (at most MAX_RETRY_AFTER_S) has passed, while the retries and the total wait
+ * allow; then the last answer, whatever it is, for the caller to judge.
+ */
+export async function fetchRetrying(fetchFn: typeof fetch, url: string, init: RequestInit = {}, o: RetryOptions = {}): Promise<Response> {
+  const sleep = o.sleep ?? defaultSleep;
+  const maxWaitMs = o.maxWaitMs ?? 10 * 60_000;
+  const signal = o.signal ?? init.signal ?? undefined;
+  let waited = 0;
+  for (let attempt = 0; ; attempt++) {
+    const res = await fetchFn(url, signal ? { ...init, signal } : init);
+    const waitMs = retryAfterMs(res);
+    if (waitMs === null || attempt >= (o.retries ?? Infinity) || waited + waitMs > maxWaitMs) return res;
+    const reason = await refusalText(res);
+    o.onWait?.({ status: res.status, waitMs, reason });
+    await sleep(waitMs, signal);
+    waited += waitMs;
+  }
+}

@@ -1,0 +1,278 @@
+// What anonymous downloads may take (server/download-budget.ts): a few open downloads per client
+// address and a bounded number in all (each holds a file and a socket), a share of the uplink per
+// address and for everyone together, charged up front and given back for what a broken download
+// did not send, and a cut for a client that stops reading. Real HTTP over loopback (a download is
+// a stream); client addresses come from X-Forwarded-For behind a trusted proxy. The run's token
+// file is 48 MiB, more than loopback's socket buffers hold, so a client that pauses stops the
+// file's reads. Also: the clients' side (src/protocol/retry-fetch.ts), which waits out a 429 as
+// told and asks again, so a crowd behind one address is delayed, not refused.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet, type IncomingMessage } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startServer, type TestServer } from './support/coordinator.ts';
+import { until } from './support/wait.ts';
+import type { DatasetSource } from '../server/datasets.ts';
+import type { DownloadLimits } from '../server/download-budget.ts';
+import { DEFAULT_DOWNLOAD_LIMITS } from '../server/download-budget.ts';
+import { downloadBudgetOption } from '../src/commands/serve.ts';
+import { downloadVerified } from '../src/volunteer/data.ts';
+import { DEFAULT_RETRY_AFTER_S, fetchRetrying, MAX_RETRY_AFTER_S, retryAfterMs } from '../src/protocol/retry-fetch.ts';
+import type { DataFileRef } from '../src/protocol/messages.ts';
+
+const MiB = 1024 * 1024;
+const BIG = 48 * MiB;
+const dir = mkdtempSync(join(tmpdir(), 'murmur-downloads-'));
+const big = new Uint8Array(BIG).map((_, i) => 32 + (i % 90));
+const small = new TextEncoder().encode('a small validation file\n');
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+/** A dataset whose training file is larger than loopback's socket buffers. */
+const datasets: DatasetSource = {
+  manifest: (name) => name !== 'big' ? null : {
+    name, tokenizer: 'bytes', vocab: 256, files: [
+      { name: 'train.bin', role: 'train', dtype: 'u8', tokens: BIG, bytes: BIG, sha256: sha(big) },
+      { name: 'val.bin', role: 'val', dtype: 'u8', tokens: small.length, bytes: small.length, sha256: sha(small) },
+    ],
+  },
+  filePath: (_d, file) => join(dir, file),
+};
+const BIG_URL = '/api/runs/r/data/train.bin';
+const SMALL_URL = '/api/runs/r/data/val.bin';
+
+beforeAll(() => {
+  writeFileSync(join(dir, 'train.bin'), big);
+  writeFileSync(join(dir, 'val.bin'), small);
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function server(downloads: Partial<DownloadLimits>): Promise<TestServer> {
+  const s = await startServer({ trustProxy: ['127.0.0.1'], defaultRun: false, downloads }, { datasets });
+  const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'r', dataset: 'big', preset: 'micro' } });
+  expect(r.statusCode, r.body).toBe(201);
+  return s;
+}
+
+/** A download's response, paused (nothing read past the socket's buffers) unless `read`. */
+function open(s: TestServer, url: string, from: string, headers: Record<string, string> = {}): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(`${s.url}${url}`, { headers: { 'x-forwarded-for': from, ...headers }, agent: false }, (res) => {
+      res.pause();
+      res.on('error', () => { /* a download cut or dropped: its 'close' says so */ });
+      resolve(res);
+    });
+    req.on('error', reject);
+  });
+}
+
+/** The whole body (bytes) and status of a download. */
+async function fetchAll(s: TestServer, url: string, from: string, headers: Record<string, string> = {}) {
+  const res = await open(s, url, from, headers);
+  const chunks: Buffer[] = [];
+  res.on('data', (c: Buffer) => chunks.push(c));
+  res.resume();
+  await new Promise<void>((resolve, reject) => { res.on('end', resolve); res.on('error', reject); });
+  const body = Buffer.concat(chunks);
+  return { status: res.statusCode!, headers: res.headers, body, json: () => JSON.parse(body.toString()) as { error: string; code: string } };
+}
+
+/** Ends a paused download from the client's side and waits until the coordinator has let go of it. */
+async function drop(s: TestServer, res: IncomingMessage, from: string, openBefore: number): Promise<void> {
+  res.destroy();
+  await until(() => s.c.downloads.open(from) < openBefore, 10_000, `the coordinator to see ${from}'s download end`);
+}
+
+describe('download budget', () => {
+  it('holds each address to a few open downloads and all clients to a bound, names the limit, and frees a place when one ends', async () => {
+    const s = await server({ perAddressStreams: 2, totalStreams: 3 });
+    try {
+      const a1 = await open(s, BIG_URL, '198.18.0.1');
+      const a2 = await open(s, BIG_URL, '198.18.0.1');
+      expect([a1.statusCode, a2.statusCode]).toEqual([200, 200]);
+      expect(s.c.downloads.open('198.18.0.1')).toBe(2);
+      const third = await fetchAll(s, BIG_URL, '198.18.0.1');
+      expect(third.status).toBe(429);
+      expect(third.headers['retry-after']).toBe('1');
+      expect(third.headers['content-disposition']).toBeUndefined();
+      expect(third.json()).toEqual({ code: 'download-budget', error: 'this address has 2 downloads open, the limit; retry when one has ended' });
+      // Another address has places of its own, until all anonymous clients together hold theirs.
+      const b1 = await open(s, BIG_URL, '198.18.0.2');
+      expect(b1.statusCode).toBe(200);
+      const c1 = await fetchAll(s, SMALL_URL, '198.18.0.3');
+      expect(c1.status).toBe(429);
+      expect(c1.json().error).toBe('3 downloads are open, the limit for anonymous clients together; retry shortly');
+      // The admin token is never refused.
+      const admin = await fetchAll(s, SMALL_URL, '198.18.0.3', s.admin);
+      expect(admin.status).toBe(200);
+      expect(admin.body.toString()).toBe('a small validation file\n');
+      // A download that ends frees its place.
+      await drop(s, a1, '198.18.0.1', 2);
+      const again = await fetchAll(s, SMALL_URL, '198.18.0.1');
+      expect(again.status).toBe(200);
+      expect(again.body.toString()).toBe('a small validation file\n');
+      expect(s.c.downloads.stats).toMatchObject({ refused: 2, cut: 0 });
+      a2.destroy();
+      b1.destroy();
+      await until(() => s.c.downloads.open() === 0, 10_000, 'every download to end');
+      // The coordinator is still up and answering.
+      expect((await s.c.app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('charges each address, and all clients together, what they download: past the share a client waits as long as it is told; 304s cost nothing', async () => {
+    let mono = 0;
+    const s = await server({ perAddressBytesPerS: MiB, perAddressBurstBytes: 60 * MiB, totalBytesPerS: 2 * MiB, totalBurstBytes: 150 * MiB, now: () => mono });
+    try {
+      // 60 MiB to start with: the first 48 MiB leaves 12, the second overdraws by 36.
+      for (let i = 0; i < 2; i++) {
+        const r = await fetchAll(s, BIG_URL, '198.18.0.1');
+        expect(r.status).toBe(200);
+        expect(r.body.length).toBe(BIG);
+      }
+      expect(s.c.downloads.level('198.18.0.1')).toBe(-36 * MiB);
+      const refused = await fetchAll(s, SMALL_URL, '198.18.0.1');
+      expect(refused.status).toBe(429);
+      expect(refused.headers['retry-after']).toBe('37');
+      expect(refused.json().error).toBe('this address has downloaded its share, 1.0 MiB/s gathering up to 60 MiB; retry in 37 s');
+      // A file the client holds costs nothing, and the admin token is not charged.
+      const etag = `"${sha(small)}"`;
+      expect((await fetchAll(s, SMALL_URL, '198.18.0.1', { 'if-none-match': etag })).status).toBe(304);
+      expect((await fetchAll(s, SMALL_URL, '198.18.0.1', s.admin)).status).toBe(200);
+      // Another address has its own share: 96 of the 150 MiB all clients may take are gone.
+      expect((await fetchAll(s, BIG_URL, '198.18.0.2')).status).toBe(200);
+      // 6 MiB left in all: the next 48 starts and overdraws everyone's share, which then holds the rest back.
+      expect((await fetchAll(s, BIG_URL, '198.18.0.3')).status).toBe(200);
+      const crowd = await fetchAll(s, SMALL_URL, '198.18.0.4');
+      expect(crowd.status).toBe(429);
+      expect(crowd.json().error).toMatch(/^anonymous clients together have downloaded their share, 2\.0 MiB\/s gathering up to 150 MiB; retry in 22 s$/);
+      // After the wait it was told, the first address downloads again.
+      mono += 37_000;
+      expect((await fetchAll(s, SMALL_URL, '198.18.0.1')).status).toBe(200);
+
+      // What a broken download did not send is given back (the clock stands still: no refill).
+      mono += 1_000_000;
+      const before = s.c.downloads.level('198.18.0.5');
+      const broken = await open(s, BIG_URL, '198.18.0.5');
+      expect(broken.statusCode).toBe(200);
+      expect(s.c.downloads.level('198.18.0.5')).toBe(before - BIG);
+      await drop(s, broken, '198.18.0.5', 1);
+      const back = s.c.downloads.level('198.18.0.5') - (before - BIG);
+      expect(back).toBeGreaterThan(0);
+      expect(back).toBeLessThanOrEqual(BIG);
+      // A HEAD request is charged nothing for the body it does not get.
+      const head = await s.c.app.inject({ method: 'HEAD', url: BIG_URL, headers: { 'x-forwarded-for': '198.18.0.6' } });
+      expect(head.statusCode).toBe(200);
+      await until(() => s.c.downloads.open('198.18.0.6') === 0, 10_000, 'the HEAD request to end');
+      expect(s.c.downloads.level('198.18.0.6')).toBe(60 * MiB - (s.c.downloads.stats.bytes - (4 * BIG + small.length + (BIG - back))));
+      // Every byte charged was read for a client or given back.
+      expect(s.c.downloads.stats.bytes).toBe(4 * BIG + small.length + (BIG - back));
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('cuts a download whose client stops reading and frees its place; a client that reads is not cut', async () => {
+    const s = await server({ stallWindowMs: 400, minBytesPerS: 256 * 1024, perAddressStreams: 1 });
+    try {
+      const stalled = await open(s, BIG_URL, '198.18.0.1');
+      expect(stalled.statusCode).toBe(200);
+      // Two windows without progress: the coordinator cuts it and frees its place.
+      await until(() => s.c.downloads.stats.cut === 1 && s.c.downloads.open('198.18.0.1') === 0, 20_000, 'the stalled download to be cut');
+      // The client, reading again, gets what the buffers held and then the end: the download was cut short.
+      let got = 0;
+      stalled.on('data', (c: Buffer) => { got += c.length; });
+      const closed = new Promise<void>((resolve) => stalled.once('close', () => resolve()));
+      stalled.resume();
+      await closed;
+      expect(got).toBeLessThan(BIG);
+      const reader = await fetchAll(s, BIG_URL, '198.18.0.1');
+      expect(reader.status).toBe(200);
+      expect(sha(reader.body)).toBe(sha(big));
+      expect(s.c.downloads.stats.cut).toBe(1);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a volunteer waits out a refusal as told and asks again: delayed, not refused', async () => {
+    const s = await server({ perAddressStreams: 1 });
+    try {
+      const held = await open(s, BIG_URL, '127.0.0.1');
+      expect(held.statusCode).toBe(200);
+      const waits: { status: number; waitMs: number; reason: string }[] = [];
+      const ref: DataFileRef = { name: 'val.bin', url: SMALL_URL, bytes: small.length, sha256: sha(small), dtype: 'u8' } as DataFileRef;
+      const bytes = await downloadVerified(s.url, ref, fetch, {
+        onWait: (w) => { waits.push(w); held.destroy(); },
+        // The wait is for the held download's place, not for a guessed time.
+        sleep: async () => { await until(() => s.c.downloads.open('127.0.0.1') === 0, 10_000, 'the held download to end'); },
+      });
+      expect(new TextDecoder().decode(bytes)).toBe('a small validation file\n');
+      expect(waits).toEqual([{ status: 429, waitMs: 1000, reason: 'this address has 1 downloads open, the limit; retry when one has ended' }]);
+      // Past its total wait it gives up with the coordinator's reason.
+      const held2 = await open(s, BIG_URL, '127.0.0.1');
+      await expect(downloadVerified(s.url, ref, fetch, { maxWaitMs: 500 })).rejects.toThrow(
+        `downloading val.bin from ${s.url}${SMALL_URL} failed: HTTP 429: this address has 1 downloads open, the limit; retry when one has ended`);
+      held2.destroy();
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('murmur serve --download-budget: the defaults, "off", and a clear refusal of anything else', () => {
+    expect({ ...DEFAULT_DOWNLOAD_LIMITS, ...downloadBudgetOption('8,64') }).toEqual(DEFAULT_DOWNLOAD_LIMITS);
+    expect(DEFAULT_DOWNLOAD_LIMITS.perAddressBurstBytes).toBe(1024 * MiB);
+    expect(downloadBudgetOption('off').totalBytesPerS).toBe(Infinity);
+    for (const bad of ['8', '0,64', '65,64', 'a,b', '8,64,1', '1.5,64']) {
+      expect(() => downloadBudgetOption(bad), bad).toThrow(`--download-budget takes "<per address>,<all clients>" in MiB per second (1 to 100000 each, the first no more than the second; default 8,64) or "off", got "${bad}"`);
+    }
+  });
+});
+
+describe('fetchRetrying', () => {
+  const answer = (status: number, headers: Record<string, string> = {}, body = '{"error":"wait"}') => new Response(body, { status, headers });
+  const scripted = (answers: Response[]) => {
+    const calls: string[] = [];
+    const fn = (async (url: string) => { calls.push(url); return answers.shift()!; }) as unknown as typeof fetch;
+    return { fn, calls };
+  };
+
+  it('waits what a 429 asks (5 s when it names nothing, a minute at most) and asks again', async () => {
+    const slept: number[] = [];
+    const sleep = async (ms: number) => { slept.push(ms); };
+    const { fn, calls } = scripted([answer(429, { 'retry-after': '2' }), answer(429), answer(429, { 'retry-after': '86400' }), answer(200, {}, 'ok')]);
+    const res = await fetchRetrying(fn, 'http://x/a', {}, { sleep });
+    expect(await res.text()).toBe('ok');
+    expect(calls).toHaveLength(4);
+    expect(slept).toEqual([2000, DEFAULT_RETRY_AFTER_S * 1000, MAX_RETRY_AFTER_S * 1000]);
+  });
+
+  it('hands back the refusal past its retries or its total wait, and an outage (503 without a time) at once', async () => {
+    const sleep = async () => {};
+    let s = scripted([answer(429), answer(429), answer(429), answer(200)]);
+    expect((await fetchRetrying(s.fn, 'u', {}, { sleep, retries: 2 })).status).toBe(429);
+    expect(s.calls).toHaveLength(3);
+    s = scripted([answer(429, { 'retry-after': '30' }), answer(429, { 'retry-after': '30' }), answer(200)]);
+    expect((await fetchRetrying(s.fn, 'u', {}, { sleep, maxWaitMs: 45_000 })).status).toBe(429);
+    expect(s.calls).toHaveLength(2);
+    s = scripted([answer(503), answer(200)]);
+    expect((await fetchRetrying(s.fn, 'u', {}, { sleep })).status).toBe(503);
+    s = scripted([answer(503, { 'retry-after': '1' }), answer(200)]);
+    expect((await fetchRetrying(s.fn, 'u', {}, { sleep })).status).toBe(200);
+  });
+
+  it('reads both forms of Retry-After and stops waiting when aborted', async () => {
+    expect(retryAfterMs(answer(200))).toBeNull();
+    expect(retryAfterMs(answer(429, { 'retry-after': '1.5' }))).toBe(1500);
+    const at = new Date(Date.now() + 30_000).toUTCString();
+    expect(retryAfterMs(answer(429, { 'retry-after': at }))).toBeGreaterThan(25_000);
+    expect(retryAfterMs(answer(429, { 'retry-after': 'soon' }))).toBe(DEFAULT_RETRY_AFTER_S * 1000);
+    const ctl = new AbortController();
+    const { fn } = scripted([answer(429, { 'retry-after': '60' })]);
+    const pending = fetchRetrying(fn, 'u', {}, { signal: ctl.signal, onWait: () => ctl.abort(new Error('volunteer stopped')) });
+    await expect(pending).rejects.toThrow('volunteer stopped');
+  });
+});
