@@ -18,11 +18,9 @@ import { request } from 'node:http';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { WebSocket } from 'ws';
 import { buildApp } from '../server/app.ts';
 import type { ReportRow } from '../server/metrics.ts';
-import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
-import { percentile, procStats, ROOT, startServe } from './serve-process.ts';
+import { percentile, procStats, reporters, ROOT, startServe } from './serve-process.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const QUIET_SECONDS = 8;
@@ -76,46 +74,6 @@ function get(url: string, localAddress = '127.0.0.1'): Promise<{ status: number;
     req.on('error', reject);
     req.end();
   });
-}
-
-/** Volunteers reporting every REPORT_EVERY_MS; `lat` gets each report's ms to its ack. */
-async function volunteers(url: string) {
-  const wsUrl = url.replace('http', 'ws') + '/api/ws';
-  const lat: number[] = [];
-  const timers: ReturnType<typeof setInterval>[] = [];
-  const sockets: WebSocket[] = [];
-  let errors = 0;
-  await Promise.all(Array.from({ length: VOLUNTEERS }, (_, i) => new Promise<void>((resolve, reject) => {
-    // Each its own loopback address: the per-address connection cap is the hub's, not this bench's subject.
-    const ws = new WebSocket(wsUrl, { localAddress: `127.0.1.${i + 1}` });
-    sockets.push(ws);
-    const sentAt = new Map<number, number>();
-    let seq = 0;
-    ws.on('open', () => ws.send(JSON.stringify({ t: 'hello', v: PROTOCOL_VERSION, client: { kind: 'node', adapter: 'bench' } })));
-    ws.on('message', (data: Buffer) => {
-      const m = JSON.parse(String(data)) as { t: string; seq?: number };
-      if (m.t === 'welcome') {
-        resolve();
-        setTimeout(() => timers.push(setInterval(() => {
-          sentAt.set(seq, performance.now());
-          ws.send(JSON.stringify({
-            t: 'report', seq, time: Date.now(), step: seq, round: seq, trainLoss: 4, valLoss: null,
-            tokensPerS: 5000, bytesIn: 1000, bytesOut: 1000, partner: null, partnerDist: null, adapter: 'bench',
-          }));
-          seq++;
-        }, REPORT_EVERY_MS)), Math.random() * REPORT_EVERY_MS);
-      } else if (m.t === 'ack' && m.seq !== undefined) {
-        const t = sentAt.get(m.seq);
-        if (t !== undefined) { lat.push(performance.now() - t); sentAt.delete(m.seq); }
-      } else if (m.t === 'error') errors++;
-    });
-    ws.on('error', reject);
-  })));
-  return {
-    take: () => lat.splice(0).sort((a, b) => a - b),
-    errors: () => errors,
-    stop: () => { for (const t of timers) clearInterval(t); for (const ws of sockets) ws.close(); },
-  };
 }
 
 /** FLOODERS clients, each from its own address, asking fresh ranges back to back until `until`. */
@@ -189,7 +147,7 @@ async function mode(dataDir: string, m: Mode): Promise<{ result: ModeResult; his
       const newest = await historyNewest(url);
       history = { narrowing, newest };
     }
-    const v = await volunteers(url);
+    const v = await reporters(url, VOLUNTEERS, REPORT_EVERY_MS, '127.0.1');
     await sleep(1000);
     v.take();
     await sleep(QUIET_SECONDS * 1000);

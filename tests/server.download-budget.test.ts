@@ -17,7 +17,7 @@ import { until } from './support/wait.ts';
 import type { DatasetSource } from '../server/datasets.ts';
 import type { DownloadLimits } from '../server/download-budget.ts';
 import { DEFAULT_DOWNLOAD_LIMITS } from '../server/download-budget.ts';
-import { downloadBudgetOption } from '../src/commands/serve.ts';
+import { downloadBudgetOption, downloadPlacesOption } from '../src/commands/serve.ts';
 import { downloadVerified } from '../src/volunteer/data.ts';
 import { DEFAULT_RETRY_AFTER_S, fetchRetrying, MAX_RETRY_AFTER_S, retryAfterMs } from '../src/protocol/retry-fetch.ts';
 import type { DataFileRef } from '../src/protocol/messages.ts';
@@ -222,8 +222,11 @@ describe('download budget', () => {
     }
   });
 
-  it('murmur serve --download-budget: the defaults, "off", and a clear refusal of anything else', () => {
-    expect({ ...DEFAULT_DOWNLOAD_LIMITS, ...downloadBudgetOption('8,64') }).toEqual(DEFAULT_DOWNLOAD_LIMITS);
+  it('murmur serve --download-budget and --download-places: the defaults, "off", and a clear refusal of anything else', () => {
+    expect({ ...DEFAULT_DOWNLOAD_LIMITS, ...downloadBudgetOption('8,64'), ...downloadPlacesOption('8,256') }).toEqual(DEFAULT_DOWNLOAD_LIMITS);
+    for (const bad of ['8', '0,256', '300,256', '8,x']) {
+      expect(() => downloadPlacesOption(bad), bad).toThrow(`--download-places takes "<per address>,<all clients>", downloads open at once (1 to 100000 each, the first no more than the second; default 8,256), got "${bad}"`);
+    }
     expect(DEFAULT_DOWNLOAD_LIMITS.perAddressBurstBytes).toBe(1024 * MiB);
     expect(downloadBudgetOption('off').totalBytesPerS).toBe(Infinity);
     for (const bad of ['8', '0,64', '65,64', 'a,b', '8,64,1', '1.5,64']) {

@@ -70,7 +70,7 @@ describe('read budget', () => {
     // Its debt is at least a statement less its 50 ms: 5 s or more at 10 ms/s.
     expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(5);
     // The other reads share its budget.
-    for (const url of ['/api/runs/r/connectivity?from=1', '/api/runs/r/events?from=1']) {
+    for (const url of ['/api/runs/r/connectivity?from=1', '/api/runs/r/events?from=1', '/api/runs/r/peers']) {
       expect((await get(url, '198.18.0.1')).statusCode).toBe(429);
     }
     expect(take()).toBe(0);
@@ -97,7 +97,7 @@ describe('read budget', () => {
     // Time earns the budgets back: after the Retry-After the first address reads again.
     mono += Number(refused.headers['retry-after']) * 1000 + 60_000;
     expect((await metrics('198.18.0.1')).statusCode).toBe(200);
-    expect(s.c.reads.stats.refused).toBe(5);
+    expect(s.c.reads.stats.refused).toBe(6);
   });
 
   it('keeps a bounded number of addresses, each forgotten one full again', () => {

@@ -72,10 +72,14 @@ export function registerRunRoutes(ctx: AppContext): void {
     return summary(run);
   });
 
-  app.get<{ Params: RunParams }>('/api/runs/:run/peers', { schema: { params: RUN_PARAMS } }, async (req) => {
+  // Every live peer of the run (10,000 at most, a few hundred KB): a read charged like the metrics
+  // (server/read-budget.ts), or a loop of them would hold the event loop the volunteers need.
+  app.get<{ Params: RunParams }>('/api/runs/:run/peers', { schema: { params: RUN_PARAMS } }, async (req, reply) => {
     getRun(req.params.run);
-    const peers = hub.livePeers(req.params.run).map((id) => ({ id, step: hub.lastStep(id) }));
-    return { peers, pool: hub.pool(req.params.run).size, pairs: hub.pool(req.params.run).stats };
+    return reads.serve(req, reply, () => reads.timed(() => {
+      const peers = hub.livePeers(req.params.run).map((id) => ({ id, step: hub.lastStep(id) }));
+      return JSON.stringify({ peers, pool: hub.pool(req.params.run).size, pairs: hub.pool(req.params.run).stats });
+    }));
   });
 
   app.get<{ Params: RunParams; Querystring: Static<typeof EVENTS_QUERY> }>('/api/runs/:run/events', {

@@ -12,7 +12,7 @@ import { DOWNLOAD_BURST_S, type DownloadLimits } from '../../server/download-bud
 interface ServeOptions {
   dataDir: string; port: string; host: string; checkpointEvery: string; keep: string; logLevel: string; evalThreads?: string;
   stun: string[]; turn: string[]; turnSecretFile?: string; turnTtl: string; tlsCert?: string; tlsKey?: string;
-  trustProxy: string[]; readBudget: string; downloadBudget: string; inlineReads?: boolean;
+  trustProxy: string[]; readBudget: string; downloadBudget: string; downloadPlaces: string; inlineReads?: boolean;
 }
 
 const collect = (v: string, acc: string[]) => [...acc, v];
@@ -68,6 +68,17 @@ export function downloadBudgetOption(value: string): Partial<DownloadLimits> {
   };
 }
 
+/** `--download-places`: "<per address>,<all clients>" anonymous downloads open at once. */
+export function downloadPlacesOption(value: string): Pick<DownloadLimits, 'perAddressStreams' | 'totalStreams'> {
+  const parts = value.split(',').map((v) => v.trim());
+  const [mine, all] = parts.map(Number);
+  const ok = (n: number | undefined) => n !== undefined && Number.isInteger(n) && n >= 1 && n <= 100_000;
+  if (parts.length !== 2 || !ok(mine) || !ok(all) || mine! > all!) {
+    throw new Error(`--download-places takes "<per address>,<all clients>", downloads open at once (1 to 100000 each, the first no more than the second; default 8,256), got "${value}"`);
+  }
+  return { perAddressStreams: mine!, totalStreams: all! };
+}
+
 export function register(program: Command): void {
   coordinatorOptions(program.command('serve')
     .description('run the coordinator: web app, volunteer WebSocket, metrics, checkpoints and data on one port'))
@@ -81,8 +92,9 @@ export function register(program: Command): void {
     .option('--turn-ttl <seconds>', 'lifetime of each volunteer\'s TURN credential (renewed before it expires)', '3600')
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM); browsers give WebGPU only to secure contexts')
     .option('--tls-key <file>', 'the certificate\'s private key (PEM)')
-    .option('--read-budget <ms,ms>', 'event-loop milliseconds per second that anonymous metric, connectivity and event reads may take, per client address and all together; past it they get 429 and Retry-After ("off": unlimited)', '250,500')
-    .option('--download-budget <MiB,MiB>', 'MiB per second that anonymous downloads (data, checkpoints, states, exports) may take, per client address and all together, each gathering 128 s of it; past it they get 429 and Retry-After ("off": unlimited; at most 8 open per address and 256 in all either way)', '8,64')
+    .option('--read-budget <ms,ms>', 'event-loop milliseconds per second that anonymous metric, connectivity, event and peer-list reads may take, per client address and all together; past it they get 429 and Retry-After ("off": unlimited)', '250,500')
+    .option('--download-budget <MiB,MiB>', 'MiB per second that anonymous downloads (data, checkpoints, states, exports) may take, per client address and all together, each gathering 128 s of it; past it they get 429 and Retry-After ("off": unlimited)', '8,64')
+    .option('--download-places <n,n>', 'anonymous downloads open at once, per client address and all together (each holds a file and a socket); past it 429 and Retry-After', '8,256')
     .option('--inline-reads', 'compute metric and connectivity answers on the event loop rather than in their worker thread (for comparison: bench/reads.ts)')
     .option('--trust-proxy <addr|cidr,...>', 'reverse proxies (e.g. 127.0.0.1 for Caddy on this host) whose X-Forwarded-For names the client, so per-address limits count clients, not the proxy (repeatable; default: none, the header is ignored)', collect, [])
     .action(async (o: ServeOptions) => {
@@ -96,7 +108,7 @@ export function register(program: Command): void {
       const tls = o.tlsCert && o.tlsKey ? { cert: readFileSync(resolve(o.tlsCert)), key: readFileSync(resolve(o.tlsKey)) } : undefined;
       const trustProxy = trustProxyList(o.trustProxy);
       const reads = readBudgetOption(o.readBudget);
-      const downloads = downloadBudgetOption(o.downloadBudget);
+      const downloads = { ...downloadBudgetOption(o.downloadBudget), ...downloadPlacesOption(o.downloadPlaces) };
       const dataDir = resolve(o.dataDir);
       const c = await buildApp({ dataDir, logLevel: o.logLevel, logStream: process.stderr, ice, tls }, {
         checkpointEveryMs: every * 1000, checkpointKeep: keep, trustProxy, reads, downloads, readWorker: !o.inlineReads,

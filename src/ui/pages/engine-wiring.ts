@@ -25,7 +25,10 @@ export { runConfigHash };
 
 export async function createTrainer({ run, welcome, baseUrl }: TrainerFactoryArgs): Promise<TrainerPort> {
   const a = welcome.assignment;
-  const { train: data, val: valTokens } = await downloadAssignment(baseUrl, a);
+  // A crowd behind this page's address waits its turn for the coordinator's download budget.
+  const { train: data, val: valTokens } = await downloadAssignment(baseUrl, a, fetch, {
+    onWait: (w) => consoleLogger('murmur data', true).info('the coordinator asks this address to wait before downloading the data', { status: w.status, waitMs: w.waitMs, reason: w.reason }),
+  });
   const val = validationBatches(valTokens, run.train.batch, run.train.seqLen, VAL_BATCHES);
   const check = stateCheckBatches(valTokens, run.model, run.train);
   const worker = new Worker(new URL('../../worker/worker.ts', import.meta.url), { type: 'module', name: 'murmur-trainer' });
