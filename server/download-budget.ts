@@ -122,6 +122,9 @@ export class DownloadBudget {
    * when the client's address, or all anonymous clients, have no free place or allowance left.
    */
   send(req: FastifyRequest, reply: FastifyReply, file: DownloadFile): FastifyReply {
+    // A client gone before its download starts (during the route's own awaits) takes nothing: its
+    // response will never emit 'close' again, so a place taken now would never be given back.
+    if (reply.raw.destroyed) return reply;
     void reply.header('content-length', file.bytes);
     if (this.isAdmin(req)) return reply.send(createReadStream(file.path));
     const key = addressKey(req.ip);

@@ -70,6 +70,8 @@ export class LiveHub {
   }
 
   private subscribe(runId: string, res: ServerResponse, release: () => void): void {
+    // A client gone before its stream starts: its response will not emit 'close' again.
+    if (res.destroyed) return release();
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',

@@ -97,6 +97,8 @@ export class ReadBudget {
    */
   async serve(req: FastifyRequest, reply: FastifyReply, work: (admit?: Admit) => Promise<Costed<string>> | Costed<string>): Promise<FastifyReply> {
     const send = (body: string) => reply.type('application/json; charset=utf-8').send(body);
+    // A client already gone is asked nothing: its response will not emit 'close' again.
+    if (reply.raw.destroyed) return reply;
     if (this.isAdmin(req)) return send((await work()).value);
     const key = addressKey(req.ip);
     const refuse = (error: string, waitMs: number): FastifyReply => {
@@ -138,6 +140,9 @@ export class ReadBudget {
     this.total.charge('', ms);
     this.stats.reads++;
     this.stats.chargedMs += ms;
+    // A client gone while its answer was made gets none: its response emitted 'close' already,
+    // so bytes held for it now would never be released.
+    if (reply.raw.destroyed) return reply;
     // A connection that does not read keeps its answer in this process until it does: bounded
     // per address and in all, released once the answer is handed to the socket or the socket closes.
     const held = this.sending.acquire(key, chars);

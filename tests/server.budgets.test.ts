@@ -2,9 +2,9 @@
 // need. 1,005 dashboard streams from one address leave a researcher elsewhere able to connect;
 // WebSockets per address are capped; hellos per address are rate limited.
 import { afterAll, describe, expect, it } from 'vitest';
-import type { ClientRequest } from 'node:http';
+import type { ClientRequest, ServerResponse } from 'node:http';
 import { WebSocket } from 'ws';
-import { DEFAULT_LIVE_LIMITS } from '../server/live.ts';
+import { DEFAULT_LIVE_LIMITS, LiveHub } from '../server/live.ts';
 import { OpenCounter, RateBudget, addressKey } from '../server/address-budget.ts';
 import { startServer, until, type TestServer } from './support/coordinator.ts';
 import { FakeClock } from './support/fake-clock.ts';
@@ -77,6 +77,17 @@ describe('dashboard streams', () => {
     } finally {
       for (const r of held) r.destroy();
     }
+  });
+
+  it('takes no stream place for a client gone before its stream starts, whose socket will not close again', () => {
+    const live = new LiveHub(undefined, undefined, { ...DEFAULT_LIVE_LIMITS, perAddress: 1 });
+    const admitted = live.admit('default', '198.18.0.7');
+    expect(typeof admitted).toBe('function');
+    // The response is already destroyed: writing to it or waiting for its close would leak the place.
+    (admitted as (res: ServerResponse) => void)({ destroyed: true } as ServerResponse);
+    expect(live.size).toBe(0);
+    expect(typeof live.admit('default', '198.18.0.7')).toBe('function');
+    live.close();
   });
 
   it('caps streams per run', async () => {

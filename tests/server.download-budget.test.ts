@@ -10,6 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { get as httpGet, type IncomingMessage } from 'node:http';
+import { connect } from 'node:net';
+import { buildLayout } from '../src/model/layout.ts';
+import { preset } from '../src/model/config.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer, type TestServer } from './support/coordinator.ts';
@@ -40,6 +43,7 @@ const datasets: DatasetSource = {
   filePath: (_d, file) => join(dir, file),
 };
 const BIG_URL = '/api/runs/r/data/train.bin';
+const MICRO_FLOATS = buildLayout(preset('micro')).total;
 const SMALL_URL = '/api/runs/r/data/val.bin';
 
 beforeAll(() => {
@@ -217,6 +221,35 @@ describe('download budget', () => {
       await expect(downloadVerified(s.url, ref, fetch, { maxWaitMs: 500 })).rejects.toThrow(
         `downloading val.bin from ${s.url}${SMALL_URL} failed: HTTP 429: this address has 1 downloads open, the limit; retry when one has ended`);
       held2.destroy();
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('takes no place for a client gone before its download starts, whose socket will not close again', async () => {
+    const s = await server({ perAddressStreams: 2 });
+    try {
+      // Deterministic: a reply whose response is already destroyed, as after the route's own awaits.
+      const reply = { raw: { destroyed: true, once: () => { throw new Error('a listener on a closed response never fires'); } } };
+      const req = { ip: '198.18.0.9', headers: {}, log: s.c.app.log, url: BIG_URL };
+      s.c.downloads.send(req as never, reply as never, { path: join(dir, 'train.bin'), bytes: BIG });
+      expect(s.c.downloads.open('198.18.0.9')).toBe(0);
+      expect(s.c.downloads.level('198.18.0.9')).toBe(DEFAULT_DOWNLOAD_LIMITS.perAddressBurstBytes);
+      // Over sockets: requests whose clients reset their connections at once (the state route awaits
+      // its derived file before it starts the download) leave this address its places.
+      const ck = await s.c.checkpoints.save(s.c.runs.get('r')!, { meta: { runId: 'r', step: 4, round: 1, floats: MICRO_FLOATS, valLoss: 5, tokens: 100 }, phi: new Float32Array(MICRO_FLOATS), momentum: new Float32Array(MICRO_FLOATS) }, null, Date.now());
+      const path = `/api/runs/r/checkpoints/${ck.id}/state`;
+      const { port } = new URL(s.url);
+      await Promise.all(Array.from({ length: 50 }, () => new Promise<void>((resolve) => {
+        const sock = connect(Number(port), '127.0.0.1', () => {
+          sock.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 198.18.0.10\r\n\r\n`);
+          sock.resetAndDestroy();
+        });
+        sock.on('error', () => {});
+        sock.on('close', () => resolve());
+      })));
+      await until(async () => (await fetchAll(s, path, '198.18.0.10')).status === 200, 20_000, 'a download from the address whose clients hung up');
+      await until(() => s.c.downloads.open() === 0, 10_000, 'every download to end');
     } finally {
       await s.close();
     }

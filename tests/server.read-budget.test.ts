@@ -127,7 +127,7 @@ describe('answers being made and sent', () => {
   /** A request from `ip` and a reply whose socket `raw` the test finishes. */
   function exchange(ip: string) {
     const sent: { code: number; headers: Record<string, string>; body: unknown } = { code: 200, headers: {}, body: undefined };
-    const raw = new EventEmitter();
+    const raw = Object.assign(new EventEmitter(), { destroyed: false });
     const reply = {
       raw,
       code(c: number) { sent.code = c; return reply; },
@@ -164,6 +164,21 @@ describe('answers being made and sent', () => {
     expect(c2.sent.code).toBe(200);
     c2.raw.emit('close'); // a client gone before reading releases it too
     expect(b.sendingChars).toBe(0);
+  });
+
+  it('holds nothing for a client gone while its answer was made: its socket will not close again', async () => {
+    const b = new ReadBudget({ ...DEFAULT_READ_LIMITS, now: () => 0 }, 'f'.repeat(64));
+    const gone = exchange('198.18.2.9');
+    await b.serve(gone.req, gone.reply, () => {
+      gone.raw.destroyed = true; // the client hung up while the answer was computed; its 'close' has fired
+      return { value: 'x'.repeat(1e6), ms: 0 };
+    });
+    expect(b.sendingChars).toBe(0);
+    expect(gone.sent.body).toBeUndefined();
+    // One gone before it was asked anything costs no computation at all.
+    let asked = 0;
+    await b.serve(gone.req, gone.reply, () => { asked++; return { value: '{}', ms: 0 }; });
+    expect(asked).toBe(0);
   });
 
   it('admits two answers being computed per address and sixteen in all, and frees each place when its computation ends', async () => {
