@@ -23,7 +23,7 @@ import { buildLayout } from '../src/model/layout.ts';
 import { initParams } from '../src/model/init.ts';
 import { preset } from '../src/model/config.ts';
 import { fetchRetrying } from '../src/protocol/retry-fetch.ts';
-import { percentile, procStats, reporters, ROOT, startServe } from './serve-process.ts';
+import { ackSummary, percentile, procStats, reporters, ROOT, startServe, stopServe } from './serve-process.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const QUIET_SECONDS = 5;
@@ -163,8 +163,7 @@ async function mode(dataDir: string, m: Mode, p: Awaited<ReturnType<typeof prepa
     const joinMs = joins.map((j) => j.ms).sort((a, b) => a - b);
     return {
       mode: m.name, args: m.args,
-      ack_ms_quiet: { p50: r2(percentile(quiet, 50)), p99: r2(percentile(quiet, 99)), n: quiet.length },
-      ack_ms_flood: { p50: r2(percentile(loud, 50)), p99: r2(percentile(loud, 99)), max: r2(loud.at(-1) ?? NaN), n: loud.length },
+      ...ackSummary(quiet, loud),
       newcomer_ms_quiet: r2(quietJoin.ms),
       newcomers_flood: { n: joins.length, ok: joins.filter((j) => j.ok).length, p50_ms: r2(percentile(joinMs, 50)), max_ms: r2(joinMs.at(-1) ?? NaN), waits: joins.reduce((n, j) => n + j.waits, 0) },
       flood: { served: f.served, refused: f.refused, other: f.other, mb_per_s: r2(f.bytes / 1e6 / wall) },
@@ -172,8 +171,7 @@ async function mode(dataDir: string, m: Mode, p: Awaited<ReturnType<typeof prepa
       volunteer_errors: v.errors(),
     };
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.on('exit', r));
+    await stopServe(child);
   }
 }
 

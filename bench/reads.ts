@@ -20,7 +20,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { buildApp } from '../server/app.ts';
 import type { ReportRow } from '../server/metrics.ts';
-import { percentile, procStats, reporters, ROOT, startServe } from './serve-process.ts';
+import { ackSummary, procStats, reporters, ROOT, startServe, stopServe } from './serve-process.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const QUIET_SECONDS = 8;
@@ -164,16 +164,14 @@ async function mode(dataDir: string, m: Mode): Promise<{ result: ModeResult; his
       history,
       result: {
         mode: m.name, budget: m.budget, worker: m.worker,
-        ack_ms_quiet: { p50: r2(percentile(quiet, 50)), p99: r2(percentile(quiet, 99)), n: quiet.length },
-        ack_ms_flood: { p50: r2(percentile(loud, 50)), p99: r2(percentile(loud, 99)), max: r2(loud.at(-1) ?? NaN), n: loud.length },
+        ...ackSummary(quiet, loud),
         reads: { served: reads.served, refused: reads.refused, other: reads.other, served_per_s: r2(reads.served / wall) },
         server_cpu_percent_flood: r2(cpu),
         volunteer_errors: v.errors(),
       },
     };
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.on('exit', r));
+    await stopServe(child);
   }
 }
 

@@ -28,6 +28,21 @@ export async function startServe(dataDir: string, args: string[] = []): Promise<
   return { child, url };
 }
 
+/** Stops a coordinator `startServe` started and waits until it has exited. */
+export async function stopServe(child: ChildProcess): Promise<void> {
+  child.kill('SIGTERM');
+  await new Promise((r) => child.on('exit', r));
+}
+
+/** Acknowledgement latencies (sorted ms) quiet and under load, as the load benchmarks report them. */
+export function ackSummary(quiet: number[], loud: number[]) {
+  const r2 = (x: number) => Math.round(x * 100) / 100;
+  return {
+    ack_ms_quiet: { p50: r2(percentile(quiet, 50)), p99: r2(percentile(quiet, 99)), n: quiet.length },
+    ack_ms_flood: { p50: r2(percentile(loud, 50)), p99: r2(percentile(loud, 99)), max: r2(loud.at(-1) ?? NaN), n: loud.length },
+  };
+}
+
 /** The p-th percentile of sorted values (NaN for none). */
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;

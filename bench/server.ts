@@ -13,7 +13,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { WebSocket } from 'ws';
 import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
-import { percentile, procStats, ROOT, startServe } from './serve-process.ts';
+import { ROOT, percentile, procStats, startServe, stopServe } from './serve-process.ts';
 
 const PEERS = Number(process.env.BENCH_PEERS ?? 200);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 30);
@@ -108,8 +108,7 @@ async function main(): Promise<void> {
   for (const p of peers) p.ws.close();
   ctl.abort();
   await dashboard;
-  child.kill('SIGTERM');
-  await new Promise((r) => child.on('exit', r));
+  await stopServe(child);
   rmSync(dataDir, { recursive: true, force: true });
 
   dashLat.sort((a, b) => a - b);

@@ -36,16 +36,25 @@ export function trustProxyList(values: string[]): string[] {
   return list;
 }
 
+/**
+ * "<per address>,<all clients>": two whole numbers from 1 to `max`, the first no more than the
+ * second; otherwise an error in `flag`'s words (`unit` says what they count).
+ */
+function perAddressPair(value: string, flag: string, unit: string, max: number, byDefault: string, off: boolean): [number, number] {
+  const parts = value.split(',').map((v) => v.trim());
+  const [mine, all] = parts.map(Number);
+  const ok = (n: number | undefined) => n !== undefined && Number.isInteger(n) && n >= 1 && n <= max;
+  if (parts.length !== 2 || !ok(mine) || !ok(all) || mine! > all!) {
+    throw new Error(`${flag} takes "<per address>,<all clients>"${unit} (1 to ${max} each, the first no more than the second; default ${byDefault})${off ? ' or "off"' : ''}, got "${value}"`);
+  }
+  return [mine!, all!];
+}
+
 /** `--read-budget`: "<per address>,<all clients>" event-loop ms per second, each able to gather 8 s of it; "off": none. */
 export function readBudgetOption(value: string): ReadLimits {
   if (value.trim() === 'off') return { perAddressMsPerS: Infinity, perAddressBurstMs: Infinity, totalMsPerS: Infinity, totalBurstMs: Infinity };
-  const parts = value.split(',').map((v) => v.trim());
-  const [mine, all] = parts.map(Number);
-  const ok = (n: number | undefined) => n !== undefined && Number.isInteger(n) && n >= 1 && n <= 1000;
-  if (parts.length !== 2 || !ok(mine) || !ok(all) || mine! > all!) {
-    throw new Error(`--read-budget takes "<per address>,<all clients>" in milliseconds per second (1 to 1000 each, the first no more than the second; default 250,500) or "off", got "${value}"`);
-  }
-  return { perAddressMsPerS: mine!, perAddressBurstMs: mine! * READ_BURST_S, totalMsPerS: all!, totalBurstMs: all! * READ_BURST_S };
+  const [mine, all] = perAddressPair(value, '--read-budget', ' in milliseconds per second', 1000, '250,500', true);
+  return { perAddressMsPerS: mine, perAddressBurstMs: mine * READ_BURST_S, totalMsPerS: all, totalBurstMs: all * READ_BURST_S };
 }
 
 /**
@@ -55,28 +64,14 @@ export function readBudgetOption(value: string): ReadLimits {
  */
 export function downloadBudgetOption(value: string): Partial<DownloadLimits> {
   if (value.trim() === 'off') return { perAddressBytesPerS: Infinity, perAddressBurstBytes: Infinity, totalBytesPerS: Infinity, totalBurstBytes: Infinity };
-  const parts = value.split(',').map((v) => v.trim());
-  const [mine, all] = parts.map(Number);
-  const ok = (n: number | undefined) => n !== undefined && Number.isInteger(n) && n >= 1 && n <= 100_000;
-  if (parts.length !== 2 || !ok(mine) || !ok(all) || mine! > all!) {
-    throw new Error(`--download-budget takes "<per address>,<all clients>" in MiB per second (1 to 100000 each, the first no more than the second; default 8,64) or "off", got "${value}"`);
-  }
-  const MiB = 1024 * 1024;
-  return {
-    perAddressBytesPerS: mine! * MiB, perAddressBurstBytes: mine! * MiB * DOWNLOAD_BURST_S,
-    totalBytesPerS: all! * MiB, totalBurstBytes: all! * MiB * DOWNLOAD_BURST_S,
-  };
+  const [mine, all] = perAddressPair(value, '--download-budget', ' in MiB per second', 100_000, '8,64', true).map((n) => n * 1024 * 1024) as [number, number];
+  return { perAddressBytesPerS: mine, perAddressBurstBytes: mine * DOWNLOAD_BURST_S, totalBytesPerS: all, totalBurstBytes: all * DOWNLOAD_BURST_S };
 }
 
 /** `--download-places`: "<per address>,<all clients>" anonymous downloads open at once. */
 export function downloadPlacesOption(value: string): Pick<DownloadLimits, 'perAddressStreams' | 'totalStreams'> {
-  const parts = value.split(',').map((v) => v.trim());
-  const [mine, all] = parts.map(Number);
-  const ok = (n: number | undefined) => n !== undefined && Number.isInteger(n) && n >= 1 && n <= 100_000;
-  if (parts.length !== 2 || !ok(mine) || !ok(all) || mine! > all!) {
-    throw new Error(`--download-places takes "<per address>,<all clients>", downloads open at once (1 to 100000 each, the first no more than the second; default 8,256), got "${value}"`);
-  }
-  return { perAddressStreams: mine!, totalStreams: all! };
+  const [mine, all] = perAddressPair(value, '--download-places', ', downloads open at once', 100_000, '8,256', false);
+  return { perAddressStreams: mine, totalStreams: all };
 }
 
 export function register(program: Command): void {
