@@ -99,6 +99,9 @@ export interface AppOptions {
   readWorker: boolean;
 }
 
+/** How long a closing coordinator lets the requests in flight finish before it closes every connection left. */
+export const SHUTDOWN_GRACE_MS = 2000;
+
 export const DEFAULT_APP_OPTIONS: AppOptions = {
   checkpointEveryMs: 10 * 60_000,
   checkpointKeep: 5,
@@ -249,6 +252,10 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     hub.shutdown();
     live.close();
     downloads.closeAll();
+    // A connection that never sends a request (a browser's spare preconnect, a client that opens
+    // one and waits) holds server.close() until Node's header timeout, a minute or more: after a
+    // grace for the requests in flight, every connection left is closed.
+    setTimeout(() => app.server.closeAllConnections(), SHUTDOWN_GRACE_MS).unref();
   });
   app.addHook('onClose', async () => {
     scheduler.stop();

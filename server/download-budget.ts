@@ -17,6 +17,7 @@
 // An answer the client already holds (304, If-None-Match) costs nothing. The admin token is
 // never refused, charged or cut.
 import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { addressKey, Allowance, OpenCounter } from './address-budget.ts';
 import { bearer, tokenEquals } from './auth.ts';
@@ -125,12 +126,23 @@ export class DownloadBudget {
     // A client gone before its download starts (during the route's own awaits) takes nothing: its
     // response will never emit 'close' again, so a place taken now would never be given back.
     if (reply.raw.destroyed) return reply;
-    void reply.header('content-length', file.bytes);
-    if (this.isAdmin(req)) return reply.send(createReadStream(file.path));
+    // One byte range (RFC 9110 14.2), so a broken download goes on where it stopped; If-Range
+    // against the ETag (the content's sha256) makes sure the rest is of the same file.
+    const ifRange = req.headers['if-range'];
+    const part = byteRange(req.headers.range, typeof ifRange === 'string' ? ifRange : undefined, reply.getHeader('etag'), file.bytes);
+    if (part === 'unsatisfiable') {
+      return reply.code(416).type('application/json; charset=utf-8').header('content-range', `bytes */${file.bytes}`)
+        .send({ error: `range ${String(req.headers.range).slice(0, 100)} is outside the file's ${file.bytes} bytes` });
+    }
+    const bytes = part ? part.end - part.start + 1 : file.bytes;
+    void reply.header('accept-ranges', 'bytes').header('content-length', bytes);
+    if (part) void reply.code(206).header('content-range', `bytes ${part.start}-${part.end}/${file.bytes}`);
+    const open = () => (bytes === 0 ? Readable.from([]) : createReadStream(file.path, part ? { start: part.start, end: part.end } : {}));
+    if (this.isAdmin(req)) return reply.send(open());
     const key = addressKey(req.ip);
     const refuse = (error: string, waitMs: number): FastifyReply => {
       this.stats.refused++;
-      void reply.removeHeader('content-length').removeHeader('content-disposition');
+      void reply.removeHeader('content-length').removeHeader('content-disposition').removeHeader('content-range').removeHeader('accept-ranges');
       return reply.code(429).type('application/json; charset=utf-8')
         .header('retry-after', String(Math.max(1, Math.ceil(waitMs / 1000)))).send({ error, code: 'download-budget' });
     };
@@ -151,13 +163,13 @@ export class DownloadBudget {
       releaseMine();
       return refuse(`${this.limits.totalStreams} downloads are open, the limit for anonymous clients together; retry shortly`, DOWNLOAD_PLACE_RETRY_S * 1000);
     }
-    this.perAddress.charge(key, file.bytes);
-    this.total.charge('', file.bytes);
+    this.perAddress.charge(key, bytes);
+    this.total.charge('', bytes);
     this.stats.served++;
 
-    const stream = createReadStream(file.path);
+    const stream = open();
     let sent = 0;
-    stream.on('data', (chunk) => { sent += chunk.length; });
+    stream.on('data', (chunk: Buffer) => { sent += chunk.length; });
     // A client that stops reading stops the file's reads (the pipe waits for the socket): a
     // download is cut after two windows in a row below the floor rate (one alone may be this
     // process's own pause: after one, timers run before the I/O that waited), and one read whole
@@ -168,9 +180,9 @@ export class DownloadBudget {
       const moved = sent - mark;
       mark = sent;
       slow = moved >= need ? 0 : slow + 1;
-      if (sent >= file.bytes ? ++windowsAtEnd <= END_WINDOWS : slow < 2) return;
+      if (sent >= bytes ? ++windowsAtEnd <= END_WINDOWS : slow < 2) return;
       this.stats.cut++;
-      req.log.info({ address: key, sent, bytes: file.bytes, url: req.url.slice(0, 200) }, 'download cut: the client stopped reading');
+      req.log.info({ address: key, sent, bytes, url: req.url.slice(0, 200) }, 'download cut: the client stopped reading');
       reply.raw.destroy();
     }, this.limits.stallWindowMs);
     timer.unref();
@@ -187,7 +199,7 @@ export class DownloadBudget {
       this.stats.bytes += sent;
       // What was never read for it is given back: a client whose download broke (or that asked
       // only for the headers, HEAD) pays for what it got.
-      const unsent = Math.max(0, file.bytes - sent);
+      const unsent = Math.max(0, bytes - sent);
       if (unsent > 0) {
         this.perAddress.charge(key, -unsent);
         this.total.charge('', -unsent);
@@ -195,4 +207,30 @@ export class DownloadBudget {
     });
     return reply.send(stream);
   }
+}
+
+/**
+ * The byte range a request asks for, if it is one this coordinator serves: a single range
+ * ("bytes=a-b", "bytes=a-", "bytes=-n"), asked without If-Range or with the file's current
+ * ETag. Null: send the whole file (no Range, several ranges, a malformed one, or If-Range naming
+ * other content, as RFC 9110 allows). 'unsatisfiable': the range starts past the end (416).
+ */
+export function byteRange(range: string | undefined, ifRange: string | undefined, etag: unknown, size: number): { start: number; end: number } | 'unsatisfiable' | null {
+  if (!range) return null;
+  if (ifRange !== undefined && (typeof etag !== 'string' || ifRange !== etag)) return null;
+  const m = /^bytes=(\d{0,15})-(\d{0,15})$/.exec(range.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return null;
+  let start: number, end: number;
+  if (m[1] === '') {
+    const suffix = Number(m[2]);
+    if (suffix === 0) return 'unsatisfiable';
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+    if (m[2] !== '' && Number(m[2]) < start) return null;
+  }
+  if (start >= size) return 'unsatisfiable';
+  return { start, end };
 }

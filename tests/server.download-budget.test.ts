@@ -19,10 +19,10 @@ import { startServer, type TestServer } from './support/coordinator.ts';
 import { until } from './support/wait.ts';
 import type { DatasetSource } from '../server/datasets.ts';
 import type { DownloadLimits } from '../server/download-budget.ts';
-import { DEFAULT_DOWNLOAD_LIMITS } from '../server/download-budget.ts';
+import { byteRange, DEFAULT_DOWNLOAD_LIMITS } from '../server/download-budget.ts';
 import { downloadBudgetOption, downloadPlacesOption } from '../src/commands/serve.ts';
 import { downloadVerified } from '../src/volunteer/data.ts';
-import { DEFAULT_RETRY_AFTER_S, fetchRetrying, MAX_RETRY_AFTER_S, retryAfterMs } from '../src/protocol/retry-fetch.ts';
+import { DEFAULT_RETRY_AFTER_S, fetchRetrying, fetchWhole, HttpRefusal, MAX_RETRY_AFTER_S, retryAfterMs } from '../src/protocol/retry-fetch.ts';
 import type { DataFileRef } from '../src/protocol/messages.ts';
 
 const MiB = 1024 * 1024;
@@ -255,6 +255,80 @@ describe('download budget', () => {
     }
   });
 
+  it('serves one byte range, charged only its bytes, so a broken download goes on where it stopped', async () => {
+    const s = await server({ now: () => 0 });
+    try {
+      const from = '198.18.0.20';
+      const full = DEFAULT_DOWNLOAD_LIMITS.perAddressBurstBytes;
+      const part = await fetchAll(s, BIG_URL, from, { range: 'bytes=100-199' });
+      expect(part.status).toBe(206);
+      expect(part.headers['content-range']).toBe(`bytes 100-199/${BIG}`);
+      expect(part.headers['accept-ranges']).toBe('bytes');
+      expect(Buffer.compare(part.body, Buffer.from(big.subarray(100, 200)))).toBe(0);
+      expect(s.c.downloads.level(from)).toBe(full - 100);
+      const tail = await fetchAll(s, BIG_URL, from, { range: 'bytes=-10' });
+      expect([tail.status, tail.headers['content-range'], Buffer.compare(tail.body, Buffer.from(big.subarray(BIG - 10)))]).toEqual([206, `bytes ${BIG - 10}-${BIG - 1}/${BIG}`, 0]);
+      // Of the same content only: a range with another ETag's If-Range gets the whole file.
+      const etag = `"${sha(big)}"`;
+      expect((await fetchAll(s, BIG_URL, from, { range: 'bytes=5-', 'if-range': etag })).body.length).toBe(BIG - 5);
+      const other = await fetchAll(s, BIG_URL, from, { range: 'bytes=5-', 'if-range': '"0000"' });
+      expect([other.status, other.body.length]).toEqual([200, BIG]);
+      const past = await fetchAll(s, BIG_URL, from, { range: `bytes=${BIG}-` });
+      expect([past.status, past.headers['content-range']]).toEqual([416, `bytes */${BIG}`]);
+      expect(byteRange('bytes=0-1,5-6', undefined, etag, 10)).toBeNull();
+      expect(byteRange('bytes=5-2', undefined, etag, 10)).toBeNull();
+      expect(byteRange('bytes=-0', undefined, etag, 10)).toBe('unsatisfiable');
+      expect(byteRange('bytes=3-99', undefined, etag, 10)).toEqual({ start: 3, end: 9 });
+      expect(byteRange('bytes=-99', undefined, etag, 10)).toEqual({ start: 0, end: 9 });
+
+      // A client's transfer breaks after 5 MiB: fetchWhole asks for the rest, of the same content.
+      const ranges: (string | null)[] = [];
+      let broken = false;
+      const flaky = (async (url: string, init?: RequestInit) => {
+        ranges.push(new Headers(init?.headers).get('range'));
+        const res = await fetch(url, init);
+        if (broken || res.status !== 200) return res;
+        broken = true;
+        const reader = res.body!.getReader();
+        let got = 0;
+        const body = new ReadableStream<Uint8Array>({
+          async pull(c) {
+            if (got >= 5 * MiB) { await reader.cancel(); c.error(new Error('connection reset')); return; }
+            const { done, value } = await reader.read();
+            if (done) return c.close();
+            got += value.length;
+            c.enqueue(value);
+          },
+        });
+        return new Response(body, { status: res.status, headers: res.headers });
+      }) as unknown as typeof fetch;
+      const whole = await fetchWhole(flaky, `${s.url}${BIG_URL}`);
+      expect(sha(whole)).toBe(sha(big));
+      expect(ranges).toHaveLength(2);
+      expect(ranges[0]).toBeNull();
+      expect(Number(/^bytes=(\d+)-$/.exec(ranges[1]!)![1])).toBeGreaterThanOrEqual(5 * MiB);
+      // (The broken transfer's socket stays open on the client's side until the coordinator cuts it; closing the server ends it.)
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a closing coordinator ends the downloads it is sending and connections that never asked anything', async () => {
+    const s = await server({});
+    const paused = await open(s, BIG_URL, '198.18.0.30');
+    expect(paused.statusCode).toBe(200);
+    const { port } = new URL(s.url);
+    const idle = connect(Number(port), '127.0.0.1');
+    await new Promise((resolve) => idle.once('connect', resolve));
+    const idleClosed = new Promise<void>((resolve) => idle.once('close', () => resolve()));
+    idle.on('error', () => {});
+    const pausedClosed = new Promise<void>((resolve) => paused.once('close', () => resolve()));
+    paused.resume();
+    await s.close();
+    await Promise.all([idleClosed, pausedClosed]);
+    expect(s.c.downloads.open()).toBe(0);
+  });
+
   it('murmur serve --download-budget and --download-places: the defaults, "off", and a clear refusal of anything else', () => {
     expect({ ...DEFAULT_DOWNLOAD_LIMITS, ...downloadBudgetOption('8,64'), ...downloadPlacesOption('8,256') }).toEqual(DEFAULT_DOWNLOAD_LIMITS);
     for (const bad of ['8', '0,256', '300,256', '8,x']) {
@@ -298,6 +372,15 @@ describe('fetchRetrying', () => {
     expect((await fetchRetrying(s.fn, 'u', {}, { sleep })).status).toBe(503);
     s = scripted([answer(503, { 'retry-after': '1' }), answer(200)]);
     expect((await fetchRetrying(s.fn, 'u', {}, { sleep })).status).toBe(200);
+  });
+
+  it('fetchWhole: a refusal is an HttpRefusal with the reason; a broken transfer from a server without ranges is not resumed', async () => {
+    const { fn } = scripted([answer(404, {}, '{"error":"no such file"}')]);
+    await expect(fetchWhole(fn, 'http://x/a')).rejects.toEqual(new HttpRefusal(404, 'no such file', 'http://x/a'));
+    const breaking = () => new Response(new ReadableStream({ start(c) { c.enqueue(new Uint8Array(3)); c.error(new Error('connection reset')); } }), { headers: { etag: '"e"' } });
+    const s = scripted([breaking(), answer(200)]);
+    await expect(fetchWhole(s.fn, 'http://x/a')).rejects.toThrow('connection reset');
+    expect(s.calls).toHaveLength(1);
   });
 
   it('reads both forms of Retry-After and stops waiting when aborted', async () => {

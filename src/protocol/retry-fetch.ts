@@ -79,3 +79,55 @@ export async function fetchRetrying(fetchFn: typeof fetch, url: string, init: Re
     waited += waitMs;
   }
 }
+
+/** A refusal that outlasted the waits: the status and the coordinator's reason. */
+export class HttpRefusal extends Error {
+  constructor(readonly status: number, readonly reason: string, url: string) {
+    super(`GET ${url} answered HTTP ${status}${reason ? `: ${reason}` : ''}`);
+    this.name = 'HttpRefusal';
+  }
+}
+
+/** Times a broken download is taken up again where it stopped. */
+export const DEFAULT_RESUMES = 5;
+
+/**
+ * The whole body of `url`: refusals waited out as `fetchRetrying` does, and a transfer that breaks
+ * off taken up where it stopped (a Range from the bytes held, If-Range on the ETag so the rest is
+ * of the same content) up to `resumes` times, as long as the server said it serves ranges. Throws
+ * HttpRefusal for an answer that is not a success, and the transfer's own error past the resumes.
+ */
+export async function fetchWhole(fetchFn: typeof fetch, url: string, o: RetryOptions & { resumes?: number } = {}): Promise<Uint8Array> {
+  let res = await fetchRetrying(fetchFn, url, {}, o);
+  if (!res.ok) throw new HttpRefusal(res.status, await refusalText(res), url);
+  const etag = res.headers.get('etag');
+  const resumable = res.headers.get('accept-ranges') === 'bytes' && etag !== null;
+  let chunks: Uint8Array[] = [];
+  let got = 0;
+  for (let resumes = 0; ; ) {
+    try {
+      if (!res.body) break;
+      const reader = res.body.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        chunks.push(value);
+        got += value.length;
+      }
+      break;
+    } catch (err) {
+      if (!resumable || resumes >= (o.resumes ?? DEFAULT_RESUMES) || o.signal?.aborted) throw err;
+      resumes++;
+      res = await fetchRetrying(fetchFn, url, { headers: { range: `bytes=${got}-`, 'if-range': etag } }, o);
+      if (res.status === 200) { chunks = []; got = 0; continue; } // the content changed: start again
+      if (res.status !== 206 || !res.headers.get('content-range')?.startsWith(`bytes ${got}-`)) {
+        throw new HttpRefusal(res.status, `resuming at byte ${got} got ${res.headers.get('content-range') ?? 'no content-range'}`, url);
+      }
+    }
+  }
+  if (chunks.length === 1) return chunks[0]!;
+  const out = new Uint8Array(got);
+  let at = 0;
+  for (const c of chunks) { out.set(c, at); at += c.length; }
+  return out;
+}

@@ -16,7 +16,7 @@ import {
   type ClientMessage, type ErrorMsg, type ReportFields, type ReportMsg, type RunInfo, type ServerMessage, type WelcomeMsg,
 } from '../protocol/messages.ts';
 import { decodeStateFrame, encodeStateFrame, type StateFrame } from '../protocol/state-frame.ts';
-import { fetchRetrying, refusalText } from '../protocol/retry-fetch.ts';
+import { fetchWhole, HttpRefusal } from '../protocol/retry-fetch.ts';
 
 /** What we use of a WebSocket; the browser's and the `ws` package's both fit. */
 export interface WebSocketLike {
@@ -240,17 +240,20 @@ export class SignalingClient implements Signaling {
   /**
    * The newest checkpoint's state, for bootstrapping when no live peer can serve; null if none.
    * A coordinator that asks this address to wait for its share of downloads (429, Retry-After;
-   * server/download-budget.ts) is waited out for up to CHECKPOINT_WAIT_MS, then the refusal is thrown.
+   * server/download-budget.ts) is waited out for up to CHECKPOINT_WAIT_MS, then the refusal is
+   * thrown; a transfer that breaks off (387 MB on `base`) is taken up where it stopped.
    */
   async fetchCheckpointState(): Promise<StateFrame | null> {
     const ref = this.welcomeMsg?.checkpoint;
     if (!ref) return null;
-    const res = await fetchRetrying(this.fetchFn(), this.httpUrl(ref.stateUrl), {}, { maxWaitMs: CHECKPOINT_WAIT_MS });
-    if (!res.ok) {
-      const why = res.status === 429 || res.status === 503 ? await refusalText(res) : '';
-      throw new Error(`checkpoint ${ref.id}: GET ${ref.stateUrl} answered ${res.status}${why ? `: ${why}` : ''}`);
+    let bytes: Uint8Array;
+    try {
+      bytes = await fetchWhole(this.fetchFn(), this.httpUrl(ref.stateUrl), { maxWaitMs: CHECKPOINT_WAIT_MS });
+    } catch (err) {
+      if (err instanceof HttpRefusal) throw new Error(`checkpoint ${ref.id}: GET ${ref.stateUrl} answered ${err.status}${err.reason ? `: ${err.reason}` : ''}`);
+      throw err;
     }
-    return decodeStateFrame(new Uint8Array(await res.arrayBuffer()));
+    return decodeStateFrame(bytes);
   }
 
   // ---------- connection ----------

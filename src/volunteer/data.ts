@@ -4,27 +4,24 @@
 import { sha256Hex } from '../data/manifest.ts';
 import type { DataAssignment, DataFileRef } from '../protocol/messages.ts';
 import { DataIntegrityError } from './errors.ts';
-import { fetchRetrying, refusalText, type RetryOptions } from '../protocol/retry-fetch.ts';
+import { fetchWhole, HttpRefusal, type RetryOptions } from '../protocol/retry-fetch.ts';
 
 /**
  * Downloads one file and verifies its size, hash and token type (byte-level runs only). A
  * coordinator that asks this address to wait for its share of downloads (429, Retry-After;
- * server/download-budget.ts) is waited out and asked again, for `retry.maxWaitMs` at most.
+ * server/download-budget.ts) is waited out and asked again, for `retry.maxWaitMs` at most, and a
+ * transfer that breaks off is taken up where it stopped (src/protocol/retry-fetch.ts, fetchWhole).
  */
 export async function downloadVerified(baseUrl: string, f: DataFileRef, fetchFn: typeof fetch = fetch, retry: RetryOptions = {}): Promise<Uint8Array> {
   if (f.dtype !== 'u8') throw new DataIntegrityError(`${f.name}: token type ${f.dtype} is not supported (the trainers are byte-level, u8)`);
   const url = new URL(f.url, baseUrl).toString();
-  let res: Response;
+  let bytes: Uint8Array;
   try {
-    res = await fetchRetrying(fetchFn, url, {}, retry);
+    bytes = await fetchWhole(fetchFn, url, retry);
   } catch (err) {
+    if (err instanceof HttpRefusal) throw new DataIntegrityError(`downloading ${f.name} from ${url} failed: HTTP ${err.status}${err.reason ? `: ${err.reason}` : ''}`);
     throw new DataIntegrityError(`downloading ${f.name} from ${url} failed: ${(err as Error).message}`, { cause: err });
   }
-  if (!res.ok) {
-    const why = res.status === 429 || res.status === 503 ? await refusalText(res) : '';
-    throw new DataIntegrityError(`downloading ${f.name} from ${url} failed: HTTP ${res.status}${why ? `: ${why}` : ''}`);
-  }
-  const bytes = new Uint8Array(await res.arrayBuffer());
   if (bytes.length !== f.bytes) throw new DataIntegrityError(`${f.name}: got ${bytes.length} bytes, the coordinator announced ${f.bytes}; the download was cut short or the file changed`);
   const hash = await sha256Hex(bytes);
   if (hash !== f.sha256) throw new DataIntegrityError(`${f.name}: sha256 ${hash} does not match the coordinator's ${f.sha256}; refusing the data`);
