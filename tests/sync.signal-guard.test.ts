@@ -123,6 +123,39 @@ describe('links refuse what would make them renegotiate', () => {
   });
 });
 
+describe('links never read wrtc\'s native localDescription', () => {
+  // Its getter serializes the description while wrtc's network thread adds gathered candidates to
+  // it: a race that killed a CI worker with SIGSEGV in webrtc::SdpSerialize (node-webrtc#696).
+  it('an honest pair connects and carries data without one read of the native getter', async () => {
+    let nativeReads = 0;
+    function Counting(config?: RTCConfiguration) {
+      const pc = new (wrtc.RTCPeerConnection as unknown as new (c?: RTCConfiguration) => RTCPeerConnection)(config);
+      return new Proxy(pc, {
+        get(target, key) {
+          if (key === 'localDescription') nativeReads++;
+          const v: unknown = Reflect.get(target, key, target);
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+        set: (target, key, value) => Reflect.set(target, key, value, target),
+      });
+    }
+    const make = simplePeerLinks({ rtc: { ...wrtc, RTCPeerConnection: Counting } });
+    const a = make({ remote: 'B', initiator: true });
+    const b = make({ remote: 'A', initiator: false });
+    links.push(a, b);
+    const sdps: string[] = [];
+    a.on('signal', (s) => { if ((s as Sig).sdp) sdps.push((s as Sig).sdp!); b.signal(s); });
+    b.on('signal', (s) => { if ((s as Sig).sdp) sdps.push((s as Sig).sdp!); a.signal(s); });
+    await Promise.all([new Promise((r) => a.on('connect', r)), new Promise((r) => b.on('connect', r))]);
+    await stillCarries({ a, b } as Pair);
+    expect(nativeReads).toBe(0);
+    // The offer and the answer went out, each the description its side set.
+    expect(sdps).toHaveLength(2);
+    expect(pcOf(a).localDescription).toEqual({ type: 'offer', sdp: sdps[0] });
+    expect(pcOf(b).localDescription).toEqual({ type: 'answer', sdp: sdps[1] });
+  });
+});
+
 describe('admitSignal', () => {
   const sdp = (media: string[]) => ['v=0', 'o=- 1 2 IN IP4 127.0.0.1', 's=-', 't=0 0', ...media.flatMap((m) => [m, 'a=mid:0']), ''].join('\r\n');
   const dc = 'm=application 9 UDP/DTLS/SCTP webrtc-datachannel';

@@ -102,7 +102,47 @@ export interface SimplePeerLinkOptions {
 /** Links over simple-peer data channels (reliable, ordered: chunks arrive in order or not at all). */
 export function simplePeerLinks(opts: SimplePeerLinkOptions = {}): LinkFactory {
   const clock = opts.clock ?? systemClock;
-  return ({ remote, initiator }) => new SimplePeerLink(remote, initiator, opts, clock);
+  const o = opts.rtc ? { ...opts, rtc: withoutNativeLocalDescription(opts.rtc) } : opts;
+  return ({ remote, initiator }) => new SimplePeerLink(remote, initiator, o, clock);
+}
+
+const safeRtc = new WeakMap<object, RtcImplementation>();
+
+/**
+ * @roamhq/wrtc's `localDescription` getter serializes the native description on this thread
+ * while its network thread adds the candidates it gathers to that description: a data race that
+ * kills the process (SIGSEGV in webrtc::SdpSerialize, from RTCPeerConnection::GetLocalDescription;
+ * node-webrtc#696, simple-peer#812; a core dump of a fresh-clone CI run showed exactly that stack).
+ * simple-peer reads it once, right after setLocalDescription, to send its offer or answer. So in
+ * Node each connection is wrapped: `localDescription` is the description this side last set
+ * (what simple-peer falls back to anyway; with trickle ICE the candidates follow on their own),
+ * and the native getter is never called. Everything else goes to the connection itself.
+ */
+export function withoutNativeLocalDescription(rtc: RtcImplementation): RtcImplementation {
+  const known = safeRtc.get(rtc);
+  if (known) return known;
+  const Native = rtc.RTCPeerConnection as new (config?: RTCConfiguration) => RTCPeerConnection;
+  function RTCPeerConnection(config?: RTCConfiguration): RTCPeerConnection {
+    const pc = new Native(config);
+    let local: RTCSessionDescriptionInit | null = null;
+    const setLocalDescription = async (d?: RTCSessionDescriptionInit) => {
+      await pc.setLocalDescription(d);
+      if (d) local = { type: d.type, sdp: d.sdp ?? '' };
+    };
+    return new Proxy(pc, {
+      get(target, key) {
+        if (key === 'localDescription') return local;
+        if (key === 'setLocalDescription') return setLocalDescription;
+        const v: unknown = Reflect.get(target, key, target);
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+      set: (target, key, value) => Reflect.set(target, key, value, target),
+    });
+  }
+  const wrapped: RtcImplementation = { ...rtc, RTCPeerConnection };
+  safeRtc.set(rtc, wrapped);
+  safeRtc.set(wrapped, wrapped);
+  return wrapped;
 }
 
 // While a sender waits for the channel to drain it checks this often. Polling instead of the
