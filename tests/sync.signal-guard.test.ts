@@ -123,16 +123,16 @@ describe('links refuse what would make them renegotiate', () => {
   });
 });
 
-describe('links never read wrtc\'s native localDescription', () => {
+describe('links never read wrtc\'s native descriptions', () => {
   // Its getter serializes the description while wrtc's network thread adds gathered candidates to
   // it: a race that killed a CI worker with SIGSEGV in webrtc::SdpSerialize (node-webrtc#696).
-  it('an honest pair connects and carries data without one read of the native getter', async () => {
+  it('an honest pair connects and carries data without one read of the native getters', async () => {
     let nativeReads = 0;
     function Counting(config?: RTCConfiguration) {
       const pc = new (wrtc.RTCPeerConnection as unknown as new (c?: RTCConfiguration) => RTCPeerConnection)(config);
       return new Proxy(pc, {
         get(target, key) {
-          if (key === 'localDescription') nativeReads++;
+          if (key === 'localDescription' || key === 'remoteDescription') nativeReads++;
           const v: unknown = Reflect.get(target, key, target);
           return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
         },
@@ -153,6 +153,8 @@ describe('links never read wrtc\'s native localDescription', () => {
     expect(sdps).toHaveLength(2);
     expect(pcOf(a).localDescription).toEqual({ type: 'offer', sdp: sdps[0] });
     expect(pcOf(b).localDescription).toEqual({ type: 'answer', sdp: sdps[1] });
+    expect(pcOf(b).remoteDescription).toMatchObject({ type: 'offer' });
+    expect(pcOf(a).remoteDescription).toMatchObject({ type: 'answer' });
   });
 });
 

@@ -102,7 +102,7 @@ export interface SimplePeerLinkOptions {
 /** Links over simple-peer data channels (reliable, ordered: chunks arrive in order or not at all). */
 export function simplePeerLinks(opts: SimplePeerLinkOptions = {}): LinkFactory {
   const clock = opts.clock ?? systemClock;
-  const o = opts.rtc ? { ...opts, rtc: withoutNativeLocalDescription(opts.rtc) } : opts;
+  const o = opts.rtc ? { ...opts, rtc: withoutNativeDescriptions(opts.rtc) } : opts;
   return ({ remote, initiator }) => new SimplePeerLink(remote, initiator, o, clock);
 }
 
@@ -116,23 +116,31 @@ const safeRtc = new WeakMap<object, RtcImplementation>();
  * simple-peer reads it once, right after setLocalDescription, to send its offer or answer. So in
  * Node each connection is wrapped: `localDescription` is the description this side last set
  * (what simple-peer falls back to anyway; with trickle ICE the candidates follow on their own),
- * and the native getter is never called. Everything else goes to the connection itself.
+ * and the native getter is never called. `remoteDescription`, which simple-peer reads for every
+ * remote candidate while wrtc may still be adding the previous one to it, is the one set the same
+ * way. Everything else goes to the connection itself.
  */
-export function withoutNativeLocalDescription(rtc: RtcImplementation): RtcImplementation {
+export function withoutNativeDescriptions(rtc: RtcImplementation): RtcImplementation {
   const known = safeRtc.get(rtc);
   if (known) return known;
   const Native = rtc.RTCPeerConnection as new (config?: RTCConfiguration) => RTCPeerConnection;
   function RTCPeerConnection(config?: RTCConfiguration): RTCPeerConnection {
     const pc = new Native(config);
-    let local: RTCSessionDescriptionInit | null = null;
+    let local: RTCSessionDescriptionInit | null = null, remote: RTCSessionDescriptionInit | null = null;
     const setLocalDescription = async (d?: RTCSessionDescriptionInit) => {
       await pc.setLocalDescription(d);
       if (d) local = { type: d.type, sdp: d.sdp ?? '' };
+    };
+    const setRemoteDescription = async (d: RTCSessionDescriptionInit) => {
+      await pc.setRemoteDescription(d);
+      remote = { type: d.type, sdp: d.sdp ?? '' };
     };
     return new Proxy(pc, {
       get(target, key) {
         if (key === 'localDescription') return local;
         if (key === 'setLocalDescription') return setLocalDescription;
+        if (key === 'remoteDescription') return remote;
+        if (key === 'setRemoteDescription') return setRemoteDescription;
         const v: unknown = Reflect.get(target, key, target);
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
       },
