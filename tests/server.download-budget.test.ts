@@ -383,6 +383,23 @@ describe('fetchRetrying', () => {
     expect(s.calls).toHaveLength(1);
   });
 
+  it('fetchWhole: a body past what the caller expects is dropped at once, not held (a server that sends without end)', async () => {
+    let pulled = 0, cancelled = false;
+    const endless = new Response(new ReadableStream<Uint8Array>({
+      pull(c) { pulled++; c.enqueue(new Uint8Array(64 * 1024)); },
+      cancel() { cancelled = true; },
+    }), { headers: { etag: '"e"', 'accept-ranges': 'bytes' } });
+    const { fn, calls } = scripted([endless]);
+    await expect(fetchWhole(fn, 'http://x/a', { maxBytes: 1024 * 1024 })).rejects.toThrow('GET http://x/a sent more than the 1048576 bytes expected');
+    expect(cancelled).toBe(true);
+    expect(pulled).toBeLessThan(40);
+    expect(calls).toHaveLength(1); // not resumed
+    // The volunteer's data download expects the announced size.
+    const ref: DataFileRef = { name: 'val.bin', url: '/v', bytes: 10, sha256: '0'.repeat(64), dtype: 'u8' };
+    const more = scripted([answer(200, {}, 'x'.repeat(11))]);
+    await expect(downloadVerified('http://x', ref, more.fn)).rejects.toThrow('downloading val.bin from http://x/v failed: GET http://x/v sent more than the 10 bytes expected');
+  });
+
   it('reads both forms of Retry-After and stops waiting when aborted', async () => {
     expect(retryAfterMs(answer(200))).toBeNull();
     expect(retryAfterMs(answer(429, { 'retry-after': '1.5' }))).toBe(1500);

@@ -12,7 +12,7 @@ import { bearer } from '../auth.ts';
 import type { CheckpointInfo, DerivedKind } from '../checkpoints.ts';
 import { buildLayout } from '../../src/model/layout.ts';
 import { PRESETS } from '../../src/model/config.ts';
-import { capCounters, decodeStateFrame, stateFrameBytes, StateFrameError } from '../../src/protocol/state-frame.ts';
+import { capCounters, decodeStateFrame, STATE_HEADER_MAX, stateFrameBytes, StateFrameError } from '../../src/protocol/state-frame.ts';
 import { stateCheckBatchCount } from '../../src/data/sampler.ts';
 import { measuredLossError, uploadCounterError, uploadShapeError } from '../checkpoint-validate.ts';
 
@@ -20,8 +20,6 @@ const CKPT_PARAMS = Type.Object({ run: RUN_ID, ckpt: Type.String({ pattern: '^[a
 /** A state request's id (the scheduler's 12 random bytes in hex). */
 const UPLOAD_PARAMS = Type.Object({ id: Type.String({ pattern: '^[0-9a-f]{24}$' }) }, { additionalProperties: false });
 
-/** Room for the state frame's JSON header. */
-const STATE_HEADER_MAX = 4096;
 /** Route body limit: the largest preset's frame (the exact size is checked per request). */
 const MAX_STATE_BYTES = Math.max(...Object.values(PRESETS).map((c) => stateFrameBytes(buildLayout(c).total, STATE_HEADER_MAX)));
 

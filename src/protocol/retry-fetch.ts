@@ -86,7 +86,14 @@ export class HttpRefusal extends Error {
     super(`GET ${url} answered HTTP ${status}${reason ? `: ${reason}` : ''}`);
     this.name = 'HttpRefusal';
   }
+
+  /** "HTTP <status>: <reason>", for the caller's own message. */
+  get detail(): string {
+    return `HTTP ${this.status}${this.reason ? `: ${this.reason}` : ''}`;
+  }
 }
+
+class TooLarge extends Error {}
 
 /** Times a broken download is taken up again where it stopped. */
 export const DEFAULT_RESUMES = 5;
@@ -96,8 +103,10 @@ export const DEFAULT_RESUMES = 5;
  * off taken up where it stopped (a Range from the bytes held, If-Range on the ETag so the rest is
  * of the same content) up to `resumes` times, as long as the server said it serves ranges. Throws
  * HttpRefusal for an answer that is not a success, and the transfer's own error past the resumes.
+ * A body past `maxBytes` (what the caller expects, at most) is dropped with an error as soon as
+ * it is: a broken or hostile server cannot fill this process's memory.
  */
-export async function fetchWhole(fetchFn: typeof fetch, url: string, o: RetryOptions & { resumes?: number } = {}): Promise<Uint8Array> {
+export async function fetchWhole(fetchFn: typeof fetch, url: string, o: RetryOptions & { resumes?: number; maxBytes?: number } = {}): Promise<Uint8Array> {
   let res = await fetchRetrying(fetchFn, url, {}, o);
   if (!res.ok) throw new HttpRefusal(res.status, await refusalText(res), url);
   const etag = res.headers.get('etag');
@@ -111,12 +120,16 @@ export async function fetchWhole(fetchFn: typeof fetch, url: string, o: RetryOpt
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
+        if (got + value.length > (o.maxBytes ?? Infinity)) {
+          await reader.cancel();
+          throw new TooLarge(`GET ${url} sent more than the ${o.maxBytes} bytes expected`);
+        }
         chunks.push(value);
         got += value.length;
       }
       break;
     } catch (err) {
-      if (!resumable || resumes >= (o.resumes ?? DEFAULT_RESUMES) || o.signal?.aborted) throw err;
+      if (err instanceof TooLarge || !resumable || resumes >= (o.resumes ?? DEFAULT_RESUMES) || o.signal?.aborted) throw err;
       resumes++;
       res = await fetchRetrying(fetchFn, url, { headers: { range: `bytes=${got}-`, 'if-range': etag } }, o);
       if (res.status === 200) { chunks = []; got = 0; continue; } // the content changed: start again

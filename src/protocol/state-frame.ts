@@ -126,6 +126,9 @@ function padTo4(n: number): number {
 }
 
 /** Byte length of a frame for `floats` floats with a header of `headerBytes` bytes. */
+/** Room a state frame's JSON header may take: uploads are refused past it, downloads read no further. */
+export const STATE_HEADER_MAX = 4096;
+
 export function stateFrameBytes(floats: number, headerBytes: number): number {
   return padTo4(12 + headerBytes) + 8 * floats;
 }

@@ -105,7 +105,7 @@ export function joinRunState(
     checkpoint: async () => {
       let f: StateFrame | null;
       try {
-        f = await signaling.fetchCheckpointState();
+        f = await signaling.fetchCheckpointState(o.floats);
       } catch (err) {
         log.warn('could not download the newest checkpoint; starting fresh', { error: (err as Error).message });
         return null;

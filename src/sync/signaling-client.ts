@@ -15,7 +15,7 @@ import {
   DEFAULT_LIMITS, MAX_OFFENDER_REASON, PROTOCOL_VERSION, parseServerMessage,
   type ClientMessage, type ErrorMsg, type ReportFields, type ReportMsg, type RunInfo, type ServerMessage, type WelcomeMsg,
 } from '../protocol/messages.ts';
-import { decodeStateFrame, encodeStateFrame, type StateFrame } from '../protocol/state-frame.ts';
+import { decodeStateFrame, encodeStateFrame, STATE_HEADER_MAX, stateFrameBytes, type StateFrame } from '../protocol/state-frame.ts';
 import { fetchWhole, HttpRefusal } from '../protocol/retry-fetch.ts';
 
 /** What we use of a WebSocket; the browser's and the `ws` package's both fit. */
@@ -241,16 +241,19 @@ export class SignalingClient implements Signaling {
    * The newest checkpoint's state, for bootstrapping when no live peer can serve; null if none.
    * A coordinator that asks this address to wait for its share of downloads (429, Retry-After;
    * server/download-budget.ts) is waited out for up to CHECKPOINT_WAIT_MS, then the refusal is
-   * thrown; a transfer that breaks off (387 MB on `base`) is taken up where it stopped.
+   * thrown; a transfer that breaks off (387 MB on `base`) is taken up where it stopped, and one
+   * longer than a frame of `floats` (the run's layout) is dropped as soon as it is.
    */
-  async fetchCheckpointState(): Promise<StateFrame | null> {
+  async fetchCheckpointState(floats?: number): Promise<StateFrame | null> {
     const ref = this.welcomeMsg?.checkpoint;
     if (!ref) return null;
     let bytes: Uint8Array;
     try {
-      bytes = await fetchWhole(this.fetchFn(), this.httpUrl(ref.stateUrl), { maxWaitMs: CHECKPOINT_WAIT_MS });
+      // No more than a frame of `floats` fills (one past it does not fit the layout anyway).
+      const maxBytes = floats === undefined ? undefined : stateFrameBytes(floats, STATE_HEADER_MAX);
+      bytes = await fetchWhole(this.fetchFn(), this.httpUrl(ref.stateUrl), { maxWaitMs: CHECKPOINT_WAIT_MS, ...(maxBytes !== undefined ? { maxBytes } : {}) });
     } catch (err) {
-      if (err instanceof HttpRefusal) throw new Error(`checkpoint ${ref.id}: GET ${ref.stateUrl} answered ${err.status}${err.reason ? `: ${err.reason}` : ''}`);
+      if (err instanceof HttpRefusal) throw new Error(`checkpoint ${ref.id}: GET ${ref.stateUrl} answered ${err.detail}`);
       throw err;
     }
     return decodeStateFrame(bytes);

@@ -17,9 +17,9 @@ export async function downloadVerified(baseUrl: string, f: DataFileRef, fetchFn:
   const url = new URL(f.url, baseUrl).toString();
   let bytes: Uint8Array;
   try {
-    bytes = await fetchWhole(fetchFn, url, retry);
+    bytes = await fetchWhole(fetchFn, url, { ...retry, maxBytes: f.bytes });
   } catch (err) {
-    if (err instanceof HttpRefusal) throw new DataIntegrityError(`downloading ${f.name} from ${url} failed: HTTP ${err.status}${err.reason ? `: ${err.reason}` : ''}`);
+    if (err instanceof HttpRefusal) throw new DataIntegrityError(`downloading ${f.name} from ${url} failed: ${err.detail}`);
     throw new DataIntegrityError(`downloading ${f.name} from ${url} failed: ${(err as Error).message}`, { cause: err });
   }
   if (bytes.length !== f.bytes) throw new DataIntegrityError(`${f.name}: got ${bytes.length} bytes, the coordinator announced ${f.bytes}; the download was cut short or the file changed`);

@@ -11,7 +11,7 @@ const api = {
     // The weights, the larger download, are taken up where they stopped if the transfer breaks off.
     const wait = { maxWaitMs: 2 * 60_000 };
     const failed = (name: string) => (err: Error): never => {
-      throw new Error(`${name} download failed: ${err instanceof HttpRefusal ? `HTTP ${err.status}${err.reason ? `: ${err.reason}` : ''}` : err.message}`);
+      throw new Error(`${name} download failed: ${err instanceof HttpRefusal ? err.detail : err.message}`);
     };
     const [cfgRes, weights] = await Promise.all([fetchRetrying(fetch, configUrl, {}, wait), fetchWhole(fetch, modelUrl, wait).catch(failed('model.safetensors'))]);
     if (!cfgRes.ok) failed('config.json')(new HttpRefusal(cfgRes.status, await refusalText(cfgRes), configUrl));
