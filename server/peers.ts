@@ -40,7 +40,7 @@ import { OffenderEventData } from '../src/protocol/events.ts';
 import type { SessionSigner } from './auth.ts';
 import type { RunStore } from './runs.ts';
 import type { MetricsStore, ReportRow } from './metrics.ts';
-import { reportError } from './report-bounds.ts';
+import { reportError, stepRate } from './report-bounds.ts';
 import { consensusStep, maxStepNow } from '../src/protocol/state-frame.ts';
 import { OpenCounter, RateBudget, addressKey } from './address-budget.ts';
 import type { EventLog } from './events.ts';
@@ -302,12 +302,13 @@ export class PeerHub {
 
   /**
    * The furthest step a live peer could have trained to by now (report-bounds.ts: from what it
-   * could have started from when it joined, at the fastest rate any device has); -1 when it is
+   * could have started from when it joined, at the fastest rate any device has on its run); -1 when it is
    * not live. An upload claiming more is refused.
    */
   maxStep(peerId: string): number {
     const c = this.byPeer.get(peerId);
-    return c ? maxStepNow({ now: this.d.clock.now(), joinedAt: c.joinedAt, stepBase: c.stepBase }) : -1;
+    const run = c?.runId ? this.d.runs.get(c.runId) : undefined;
+    return c && run ? maxStepNow({ now: this.d.clock.now(), joinedAt: c.joinedAt, stepBase: c.stepBase, rate: stepRate(run) }) : -1;
   }
 
   connectionCount(): number {
@@ -748,6 +749,7 @@ export class PeerHub {
       limits: { maxMessageBytes: this.o.limits.maxMessageBytes, messagesPerSecond: this.o.limits.messagesPerSecond, burst: this.o.limits.burst },
       ice: this.issueIce(c, peerId, now),
       stepBase: c.stepBase,
+      stepRate: stepRate(run),
       ...(consensus === null ? {} : { stepConsensus: consensus }),
     });
     this.d.events.append(runId, 'peer-joined', peerId, { replica, resumed, client: msg.client ?? null });

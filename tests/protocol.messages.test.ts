@@ -124,6 +124,7 @@ const SERVER_SAMPLES: Record<keyof typeof SERVER_SCHEMAS, object> = {
     assignment: { dataset: 'moby-dick', train: [file], val: { ...file, name: 'val.bin' }, shards: [0], seed: 7, replica: 0 },
     checkpoint: { id: 'c1', step: 100, round: 2, sha256: SHA, valLoss: 3.3, stateUrl: '/api/runs/default/checkpoints/c1/state' },
     peers: [P2], probation: [P2], heartbeatMs: 10_000, limits: { maxMessageBytes: 65536, messagesPerSecond: 50, burst: 200 }, ice,
+    stepBase: 100, stepRate: 170.5,
   },
   error: { t: 'error', code: 'bad-message', message: 'ready.round must be >= 0', ref: 'signal', fatal: false },
   signal: { t: 'signal', from: P2, data: { type: 'answer' } },

@@ -73,6 +73,39 @@ describe('metric report bounds', () => {
     }
   });
 
+  it('bounds a big model\'s steps and throughput by what the fastest device could do on it, and says so in the welcome', async () => {
+    // base at batch 32: at least 6 FLOPs per token per weight, 32 x 512 tokens a step; no device
+    // does MAX_DEVICE_FLOPS (2e14) a second, so no peer steps faster than about 42.5 a second,
+    // where the constant bound (MAX_STEPS_PER_S) allowed 1,000.
+    const created = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'big', dataset: 'moby-dick', preset: 'base', train: { batch: 32 } } });
+    expect(created.statusCode).toBe(201);
+    const run = created.json() as RunInfo;
+    const weights = 12 * 12 * 576 * 576 + 256 * 576;
+    const rate = 2e14 / (6 * 32 * 512 * weights);
+    expect(rate).toBeLessThan(MAX_STEPS_PER_S / 20);
+    const { peer, welcome } = await RawPeer.join(s.wsUrl, { run: 'big' });
+    try {
+      expect(welcome.stepRate).toBeCloseTo(rate, 9);
+      clock.advance(2000);
+      const allowed = Math.ceil(2 * rate) + STEP_SLACK;
+      let at = peer.frames.length;
+      peer.send(report(1, { step: allowed + 1, round: 1 }));
+      const refused = await errorFor(peer, at);
+      expect(refused).toMatchObject({ t: 'error', code: 'bad-message', ref: 'report' });
+      expect((refused as { message: string }).message).toContain(`at most ${allowed} (from step 0 at ${rate.toPrecision(3)} steps/s, this run's fastest`);
+      const maxTps = Math.ceil(rate * run.train.batch * run.train.seqLen);
+      at = peer.frames.length;
+      peer.send(report(2, { step: allowed, round: 1, tokensPerS: maxTps + 1 }));
+      expect(await errorFor(peer, at)).toMatchObject({ t: 'error', ref: 'report', message: expect.stringContaining(`tokensPerS ${maxTps + 1} exceeds ${maxTps}`) });
+      peer.send(report(3, { step: allowed, round: 1, tokensPerS: maxTps }));
+      expect(await peer.next((m) => m.t === 'ack' && m.seq === 3)).toEqual({ t: 'ack', seq: 3 });
+      // An upload from this peer is judged by the same bound.
+      expect(s.c.hub.maxStep(welcome.peerId)).toBe(allowed);
+    } finally {
+      peer.close();
+    }
+  });
+
   it('welcomes a newcomer with the furthest step it could start from and the step the run agrees on', async () => {
     const created = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'agree', dataset: 'moby-dick', preset: 'micro', train: { H: 10 } } });
     expect(created.statusCode).toBe(201);

@@ -52,7 +52,7 @@ const run: WelcomeMsg['run'] = {
 const file = { name: 'val.bin', url: '/api/runs/default/data/val.bin', sha256: '0'.repeat(64), bytes: 10, dtype: 'u8' as const };
 const welcome = (over: Partial<WelcomeMsg> = {}): WelcomeMsg => ({
   t: 'welcome', peerId: 'p-00000000000000aa', session: 'sess.mac', resumed: false,
-  run, assignment: { dataset: 'moby-dick', train: [file], val: file, shards: [0], seed: 1, replica: 0 }, checkpoint: null, peers: [], heartbeatMs: 1000,
+  run, assignment: { dataset: 'moby-dick', train: [file], val: file, shards: [0], seed: 1, replica: 0 }, checkpoint: null, peers: [], heartbeatMs: 1000, stepRate: 1000,
   limits: { maxMessageBytes: 65536, messagesPerSecond: 50, burst: 200 }, ...over,
 });
 const [X, Y, Z, NEVER, W] = ['a1', 'a2', 'a3', 'a4', 'a5'].map((h) => `p-00000000000000${h}`) as [string, string, string, string, string];

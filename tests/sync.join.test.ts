@@ -138,9 +138,9 @@ describe('joinRunState checks every source before adopting it', () => {
 });
 
 describe('a state beyond the coordinator\'s bound on this peer\'s steps', () => {
-  it('is refused from a peer and from a checkpoint; the bound grows from the welcome\'s stepBase at MAX_STEPS_PER_S', async () => {
+  it('is refused from a peer and from a checkpoint; the bound grows from the welcome\'s stepBase at its stepRate', async () => {
     let t = 5000;
-    const bound = (receivedAt: number) => welcomeMaxStep({ stepBase: 1000 }, receivedAt, () => t)!;
+    const bound = (receivedAt: number) => welcomeMaxStep({ stepBase: 1000, stepRate: MAX_STEPS_PER_S }, receivedAt, () => t)!;
     // The coordinator would accept reports up to stepBase + STEP_SLACK now.
     const edge = 1000 + STEP_SLACK;
     const peer: BootState = { from: 'p-1', phi: vec(1), momentum: vec(0), outerRound: 20, innerStep: edge + 1 };
@@ -158,8 +158,15 @@ describe('a state beyond the coordinator\'s bound on this peer\'s steps', () => 
     expect(later.source).toBe('peer');
     await expect(checkState({ ...peer, innerStep: edge + MAX_STEPS_PER_S + 1 }, { floats: FLOATS, maxStep: bound(5000) }, 'p-1'))
       .rejects.toThrow(`is at step ${edge + MAX_STEPS_PER_S + 1}, beyond any this run has reached`);
+    // A run whose model is too big to step that fast: the welcome's slower rate is the bound,
+    // and a rate above MAX_STEPS_PER_S counts as MAX_STEPS_PER_S.
+    const slow = welcomeMaxStep({ stepBase: 1000, stepRate: 42.5 }, 5000, () => t)!;
+    expect(slow()).toBe(edge + 43);
+    await expect(checkState({ ...peer, innerStep: edge + 44 }, { floats: FLOATS, maxStep: slow }, 'p-1'))
+      .rejects.toThrow(`is at step ${edge + 44}, beyond any this run has reached`);
+    expect(welcomeMaxStep({ stepBase: 1000, stepRate: 1e6 }, 5000, () => t)!()).toBe(edge + MAX_STEPS_PER_S);
     // A coordinator that sent no stepBase: no bound.
-    expect(welcomeMaxStep({}, 0)).toBeUndefined();
+    expect(welcomeMaxStep({ stepRate: MAX_STEPS_PER_S }, 0)).toBeUndefined();
   });
 });
 

@@ -18,3 +18,15 @@ export function forwardFlops(cfg: ModelConfig, B: number, T: number): number {
 export function stepFlops(cfg: ModelConfig, B: number, T: number): number {
   return 3 * forwardFlops(cfg, B, T);
 }
+
+/**
+ * The least arithmetic any implementation of a training step must do, whatever its kernels:
+ * every weight takes part in one multiply-add per token forward and two backward (input and
+ * weight gradients), 6 FLOPs per token per weight of the products (the tied head included).
+ * Attention's T x T products are left out, since an implementation may skip what the causal
+ * mask hides. The coordinator bounds how fast a peer could have stepped by it (server/report-bounds.ts).
+ */
+export function stepFlopsFloor(cfg: ModelConfig, B: number, T: number): number {
+  const { d: C, layers: L, vocab: V } = cfg;
+  return 6 * B * T * (L * 12 * C * C + V * C);
+}

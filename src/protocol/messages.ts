@@ -34,8 +34,10 @@ import { jsonDepth, schemaProblem } from './check.ts';
  *   1: the first.
  *   2: `welcome` carries `stepBase` (a newcomer's bound on the step of a state it adopts) and
  *      `stepConsensus` (the step it takes when the state it adopts claims more).
+ *   3: `welcome` carries `stepRate`, the run's bound on steps a second (it was one constant for
+ *      every run, MAX_STEPS_PER_S).
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** Limits every connection lives under; the server announces its values in `welcome`. */
 export const DEFAULT_LIMITS = {
@@ -338,6 +340,12 @@ const WelcomeMsg = strict({
    * here, so it adopts no bootstrap state beyond that bound (src/sync/state-check.ts).
    */
   stepBase: Type.Optional(count),
+  /**
+   * The fastest this run could step (steps a second): what the fastest device could do on its
+   * model and batch, at most MAX_STEPS_PER_S (stepRate, server/report-bounds.ts). The coordinator
+   * bounds this peer's reports by it from `stepBase`, and so does the peer a state it adopts.
+   */
+  stepRate: Type.Number({ exclusiveMinimum: 0, maximum: 1e6 }),
   /**
    * The step the run's live peers agree on (consensusStep in state-frame.ts: the lower median of
    * one vote per address of peers off probation, never below the newest checkpoint's step). A

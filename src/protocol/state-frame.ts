@@ -53,7 +53,12 @@ export const MAX_STATE_COUNTER = 2 ** 31;
  */
 export const STATE_LOSS_MARGIN = 0.5;
 
-/** Fastest inner loop any device could run on any preset (steps per second): far above real GPUs. */
+/**
+ * Fastest inner loop any device could run on any run (steps per second), however small its
+ * model: far above real GPUs. A run's own bound is usually lower (stepRate in
+ * server/report-bounds.ts: what the fastest device could do on that run's model and batch), and the
+ * coordinator announces it in the welcome (`stepRate`).
+ */
 export const MAX_STEPS_PER_S = 1000;
 /** Steps a report may be ahead of the bound besides the rate (a round finishes after the check). */
 export const STEP_SLACK = 100;
@@ -61,14 +66,15 @@ export const STEP_SLACK = 100;
 /**
  * The furthest inner step a peer could have reached by `now` (ms): from `stepBase`, the furthest
  * step it could have started from when it joined at `joinedAt` (the run's newest checkpoint, any
- * live peer's reported step, its own earlier reports), at MAX_STEPS_PER_S. The coordinator
- * refuses a report or a checkpoint upload past it (server/report-bounds.ts); the welcome gives a
- * newcomer its `stepBase`, so the newcomer refuses a bootstrap state past it too, since none of
- * its reports from there would be accepted (src/sync/state-check.ts).
+ * live peer's reported step, its own earlier reports), at `rate` steps a second (the run's
+ * stepRate, never above MAX_STEPS_PER_S). The coordinator refuses a report or a checkpoint
+ * upload past it (server/report-bounds.ts); the welcome gives a newcomer its `stepBase` and the
+ * rate, so the newcomer refuses a bootstrap state past it too, since none of its reports from
+ * there would be accepted (src/sync/state-check.ts).
  */
-export function maxStepNow(x: { now: number; joinedAt: number; stepBase: number }): number {
+export function maxStepNow(x: { now: number; joinedAt: number; stepBase: number; rate: number }): number {
   const sinceJoin = Math.max(0, x.now - x.joinedAt) / 1000;
-  return x.stepBase + Math.ceil(sinceJoin * MAX_STEPS_PER_S) + STEP_SLACK;
+  return x.stepBase + Math.ceil(sinceJoin * Math.min(x.rate, MAX_STEPS_PER_S)) + STEP_SLACK;
 }
 
 /**

@@ -52,14 +52,14 @@ export interface RunJoinOptions {
 export const DEFAULT_BOOTSTRAP_TIMEOUT_MS = 15_000;
 
 /**
- * RunJoinOptions.maxStep from a welcome: maxStepNow from its `stepBase`, on this machine's clock
- * from when the welcome arrived (`receivedAt`, performance.now()). Undefined when the coordinator
- * sent none.
+ * RunJoinOptions.maxStep from a welcome: maxStepNow from its `stepBase` at its `stepRate`, on this
+ * machine's clock from when the welcome arrived (`receivedAt`, performance.now()). Undefined when
+ * the coordinator sent no `stepBase`.
  */
-export function welcomeMaxStep(welcome: { stepBase?: number }, receivedAt: number, now: () => number = () => performance.now()): (() => number) | undefined {
-  const stepBase = welcome.stepBase;
+export function welcomeMaxStep(welcome: { stepBase?: number; stepRate: number }, receivedAt: number, now: () => number = () => performance.now()): (() => number) | undefined {
+  const { stepBase, stepRate: rate } = welcome;
   if (stepBase === undefined) return undefined;
-  return () => maxStepNow({ now: now(), joinedAt: receivedAt, stepBase });
+  return () => maxStepNow({ now: now(), joinedAt: receivedAt, stepBase, rate });
 }
 
 /** RunJoinOptions.stepCap from a welcome; undefined when the coordinator sent no `stepConsensus`. */
