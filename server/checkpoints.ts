@@ -156,6 +156,30 @@ export async function sha256HexYielding(data: Uint8Array | Uint8Array[]): Promis
   return h.digest('hex');
 }
 
+/** How long a checkpoint whose derivation failed answers with that failure before one is tried again. */
+export const DERIVE_RETRY_MS = 60_000;
+const DERIVE_FAILURES_KEPT = 256;
+
+/** Names of a checkpoint's data files (`s<step>-<8 hex>` and what follows): the file itself and its derived ones. */
+const CHECKPOINT_FILE = /^(s\d+-[0-9a-f]{8})\.(?:safetensors|state\.bin|hf-model\.bin|hf-config\.bin)$/;
+
+function derivedFiles(id: string): string[] {
+  return Object.values(DERIVED).map((name) => name(id));
+}
+
+/** Every file a checkpoint may have: its record, its data, its derived downloads. */
+function checkpointFiles(info: Pick<CheckpointInfo, 'id' | 'file'>): string[] {
+  return [`${info.id}.json`, info.file, ...derivedFiles(info.id)];
+}
+
+/** A checkpoint deleted while a download was deriving its files: the download answers 404. */
+export class CheckpointGoneError extends Error {
+  readonly statusCode = 404;
+  constructor(info: Pick<CheckpointInfo, 'id' | 'runId'>) {
+    super(`checkpoint "${info.id}" of run ${info.runId} was deleted`);
+  }
+}
+
 /** Removes `names` from `dir`; one already gone is fine. */
 function removeFiles(dir: string, names: readonly string[]): void {
   for (const f of names) {
@@ -166,6 +190,8 @@ function removeFiles(dir: string, names: readonly string[]): void {
 export class CheckpointStore {
   /** Derivations under way (checkpoints saved before derived files existed): one per checkpoint. */
   private readonly deriving = new Map<string, Promise<void>>();
+  /** Derivations that failed lately, by checkpoint id (at most DERIVE_FAILURES_KEPT). */
+  private readonly deriveFailed = new Map<string, { at: number; err: Error }>();
 
   constructor(
     private readonly db: Db,
@@ -197,9 +223,16 @@ export class CheckpointStore {
       tokens: frame.meta.tokens, peerId, sha256: await sha256HexYielding(parts), bytes: size, file, createdAt,
       ...(valBatches !== undefined ? { valBatches } : {}),
     };
-    await writeFileAtomicAsync(join(dir, file), parts);
-    await this.writeDerived(info, run.model, buildLayout(run.model), frame.phi, frame.momentum);
-    await writeFileAtomicAsync(join(dir, `${id}.json`), new TextEncoder().encode(JSON.stringify(info, null, 2) + '\n'));
+    try {
+      await writeFileAtomicAsync(join(dir, file), parts);
+      await this.writeDerived(info, run.model, buildLayout(run.model), frame.phi, frame.momentum);
+      await writeFileAtomicAsync(join(dir, `${id}.json`), new TextEncoder().encode(JSON.stringify(info, null, 2) + '\n'));
+    } catch (err) {
+      // A full disk (or any failed write) leaves nothing behind: no row, no record, and none of
+      // the checkpoint-sized files written before the failure, which nothing would ever remove.
+      removeFiles(dir, checkpointFiles(info));
+      throw err;
+    }
     this.insert(info);
     this.prune(run.id);
     return info;
@@ -273,13 +306,28 @@ export class CheckpointStore {
     const path = join(this.dir(info.runId), DERIVED[kind](info.id));
     // Empty: what an unsynced file can be after the machine crashed. Derive it again.
     if (existsSync(path) && statSync(path).size > 0) return path;
+    // One that failed (a corrupt file, a full disk) is not tried again for a while: each try
+    // reads and hashes the whole checkpoint, and any anonymous client can ask.
+    const failed = this.deriveFailed.get(info.id);
+    if (failed && Date.now() - failed.at < DERIVE_RETRY_MS) throw failed.err;
     let p = this.deriving.get(info.id);
     if (!p) {
       p = this.load(info).then((l) => this.writeDerived(info, l.model, l.layout, l.phi, l.momentum))
+        .then(() => { this.deriveFailed.delete(info.id); }, (err: Error) => {
+          if (this.deriveFailed.size >= DERIVE_FAILURES_KEPT) this.deriveFailed.delete(this.deriveFailed.keys().next().value!);
+          this.deriveFailed.set(info.id, { at: Date.now(), err });
+          throw err;
+        })
         .finally(() => this.deriving.delete(info.id));
       this.deriving.set(info.id, p);
     }
     await p;
+    // Deleted while it was derived (by the admin, a newer upload's prune, a withdrawal): what the
+    // derivation wrote after the delete removed the rest goes too, and the download is a 404.
+    if (!this.get(info.runId, info.id)) {
+      removeFiles(this.dir(info.runId), derivedFiles(info.id));
+      throw new CheckpointGoneError(info);
+    }
     return path;
   }
 
@@ -309,7 +357,7 @@ export class CheckpointStore {
 
   /** Deletes files first, the row last: a crash in between leaves a row that reconcile drops. */
   delete(info: CheckpointInfo): void {
-    removeFiles(this.dir(info.runId), [`${info.id}.json`, info.file, ...Object.values(DERIVED).map((name) => name(info.id))]);
+    removeFiles(this.dir(info.runId), checkpointFiles(info));
     this.db.prepare('DELETE FROM checkpoints WHERE id = ?').run(info.id);
   }
 
@@ -324,8 +372,8 @@ export class CheckpointStore {
    * After a crash: drop temp files, index a checkpoint whose files were complete but whose row
    * was not yet written (verified by sha256), and drop rows whose files are gone.
    */
-  reconcile(): { indexed: number; dropped: number; temps: number; unreadable: string[] } {
-    let indexed = 0, dropped = 0, temps = 0;
+  reconcile(): { indexed: number; dropped: number; temps: number; orphans: number; unreadable: string[] } {
+    let indexed = 0, dropped = 0, temps = 0, orphans = 0;
     const unreadable: string[] = [];
     const known = new Set((this.db.prepare('SELECT id FROM checkpoints').all() as { id: string }[]).map((r) => r.id));
     const runs = new Set((this.db.prepare('SELECT id FROM runs').all() as { id: string }[]).map((r) => r.id));
@@ -365,8 +413,22 @@ export class CheckpointStore {
         dropped++;
       }
     }
+    // A checkpoint's files with neither a row nor a record (a save cut short by a crash, a
+    // derivation that finished after its checkpoint was deleted) would hold the disk for good.
+    const indexedIds = new Set((this.db.prepare('SELECT id FROM checkpoints').all() as { id: string }[]).map((r) => r.id));
+    for (const runId of readdirSync(this.root)) {
+      const dir = join(this.root, runId);
+      const names = readdirSync(dir);
+      const records = new Set(names.filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length)));
+      for (const f of names) {
+        const id = CHECKPOINT_FILE.exec(f)?.[1];
+        if (id === undefined || indexedIds.has(id) || records.has(id)) continue;
+        removeFiles(dir, [f]);
+        orphans++;
+      }
+    }
     for (const runId of runs) this.prune(runId);
-    return { indexed, dropped, temps, unreadable };
+    return { indexed, dropped, temps, orphans, unreadable };
   }
 
   private insert(i: CheckpointInfo): void {

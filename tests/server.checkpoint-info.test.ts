@@ -2,7 +2,7 @@
 // coordinator re-indexes after an unclean stop. A record that does not match is left on disk,
 // not indexed, and named with the field that is wrong.
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import { openDb } from '../server/db.ts';
 import { RunStore } from '../server/runs.ts';
 import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointStore, decodeCheckpoint } from '../server/checkpoints.ts';
 import { writeSafetensors } from '../src/model/safetensors.ts';
+import { honestState } from './support/states.ts';
 
 const dirs: string[] = [];
 afterEach(() => { for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true }); });
@@ -73,5 +74,65 @@ describe('checkpoint file metadata', () => {
     expect(() => decodeCheckpoint(file())).toThrow('checkpoint metadata model must be object, got null');
     expect(() => decodeCheckpoint(file({ vocab: 65, ctx: 8, layers: 1, d: 8, heads: -2 }))).toThrow('checkpoint metadata model.heads must be >= 0, got -2');
     expect(() => decodeCheckpoint(file({ vocab: 65, ctx: 8, layers: 1, d: 8 }))).toThrow('checkpoint metadata model.heads is required');
+  });
+});
+
+describe('a checkpoint\'s files on disk', () => {
+  const saving = async () => {
+    const s = store();
+    const run = new RunStore(s.db, () => 1000).get('default')!;
+    return { ...s, runInfo: run, frame: honestState(run, 0) };
+  };
+  type Patchable = { writeDerived: (...a: unknown[]) => Promise<void>; load: CheckpointStore['load'] };
+
+  it('a save that fails part way (a full disk) leaves no file, no record and no row behind', async () => {
+    const { db, checkpoints, run, runInfo, frame } = await saving();
+    // The checkpoint file is written; the derived files fail as a full disk would.
+    (checkpoints as unknown as Patchable).writeDerived = async () => { throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }); };
+    await expect(checkpoints.save(runInfo, frame, null, 2000, 1)).rejects.toThrow(/ENOSPC/);
+    expect(readdirSync(run)).toEqual([]);
+    expect(checkpoints.list('default')).toEqual([]);
+    db.close();
+  });
+
+  it('after a crash, files of a checkpoint with neither a row nor a record are removed; a record keeps its files', () => {
+    const { db, checkpoints, run } = store();
+    saved(run, 's10-0badc0de', { step: -1 }); // a record that does not read: left, with its file, and named
+    for (const f of ['s20-deadbeef.safetensors', 's20-deadbeef.state.bin', 's20-deadbeef.hf-model.bin', 's30-0123abcd.hf-config.bin']) writeFileSync(join(run, f), 'x');
+    writeFileSync(join(run, 'notes.txt'), 'not a checkpoint file');
+    const fixed = checkpoints.reconcile();
+    expect(fixed.orphans).toBe(4);
+    expect(readdirSync(run).sort()).toEqual(['notes.txt', 's10-0badc0de.json', 's10-0badc0de.safetensors']);
+    db.close();
+  });
+
+  it('a download that derives the files of a checkpoint deleted meanwhile is a 404 and leaves no file behind', async () => {
+    const { db, checkpoints, run, runInfo, frame } = await saving();
+    const info = await checkpoints.save(runInfo, frame, null, 2000, 1);
+    // Saved by an older coordinator: no derived files yet.
+    for (const f of readdirSync(run).filter((f) => f.endsWith('.bin'))) unlinkSync(join(run, f));
+    const p = checkpoints as unknown as Patchable;
+    const load = p.load.bind(checkpoints);
+    // The admin deletes it after the download read it and before the derived files are written.
+    p.load = async (i) => { const l = await load(i); checkpoints.delete(i); return l; };
+    const gone = await checkpoints.derived(info, 'state').catch((e: Error & { statusCode?: number }) => e);
+    expect(gone).toBeInstanceOf(Error);
+    expect([(gone as Error).message, (gone as { statusCode?: number }).statusCode]).toEqual([`checkpoint "${info.id}" of run default was deleted`, 404]);
+    expect(readdirSync(run)).toEqual([]);
+    db.close();
+  });
+
+  it('a derivation that failed is not tried again for a while: each try reads and hashes the whole checkpoint', async () => {
+    const { db, checkpoints, run, runInfo, frame } = await saving();
+    const info = await checkpoints.save(runInfo, frame, null, 2000, 1);
+    for (const f of readdirSync(run).filter((f) => f.endsWith('.bin'))) unlinkSync(join(run, f));
+    writeFileSync(join(run, info.file), 'corrupt');
+    const p = checkpoints as unknown as Patchable;
+    const load = p.load.bind(checkpoints);
+    let loads = 0;
+    p.load = async (i) => { loads++; return load(i); };
+    for (let i = 0; i < 3; i++) await expect(checkpoints.derived(info, 'hfModel')).rejects.toThrow(/does not match its sha256/);
+    expect(loads).toBe(1);
+    db.close();
   });
 });

@@ -65,6 +65,11 @@ describe('checkpoints stored by an older coordinator', () => {
     // Not offered even by the coordinator that stored them: neither was measured.
     expect(first.c.checkpoints.current(run)).toBeNull();
     expect(await welcomeCheckpoint(first, 'legacy')).toBeNull();
+    // Its bootstrap state is still downloadable, with the claimed loss in it, under this ETag.
+    const stale = await fetch(`${first.url}/api/runs/legacy/checkpoints/${older.id}/state`);
+    expect(stale.status).toBe(200);
+    expect(decodeStateFrame(new Uint8Array(await stale.arrayBuffer())).meta.valLoss).toBe(0.01);
+    const staleTag = stale.headers.get('etag')!;
     await first.c.remeasured;
     await first.close();
     open.length = 0;
@@ -88,6 +93,13 @@ describe('checkpoints stored by an older coordinator', () => {
     const res = await fetch(`${s.url}${offered!.stateUrl}`);
     expect(res.status).toBe(200);
     expect(decodeStateFrame(new Uint8Array(await res.arrayBuffer())).meta.valLoss).toBe(measured);
+    // The frame changed, so its ETag did: a cache or a resumed download holding the old frame
+    // (If-None-Match, If-Range) gets the new one, and no cache keeps a frame without asking.
+    expect(res.headers.get('etag')).not.toBe(staleTag);
+    expect(res.headers.get('cache-control')).toBe('public, no-cache');
+    const revalidated = await fetch(`${s.url}${offered!.stateUrl}`, { headers: { 'if-none-match': staleTag } });
+    expect(revalidated.status).toBe(200);
+    expect(decodeStateFrame(new Uint8Array(await revalidated.arrayBuffer())).meta.valLoss).toBe(measured);
     // A third start measures nothing again.
     await s.close();
     open.length = 0;

@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { request as httpRequest, type ClientRequest } from 'node:http';
 import { WebSocket } from 'ws';
 import { tableCounts } from '../server/db.ts';
 import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../src/sync/signaling-client.ts';
@@ -203,6 +204,52 @@ describe('checkpoints', () => {
     expect((await post(good, auth)).statusCode).toBe(201);
     expect((await post(good, auth)).statusCode).toBe(404);
     client.setStateProvider(() => state);
+  });
+
+  it('takes one upload at a time for a state request: a second body is refused before it is read', async () => {
+    client.setStateProvider(() => new Promise(() => {}));
+    try {
+      const r = await s.c.app.inject({ method: 'POST', url: '/api/runs/m/checkpoints', headers: s.admin });
+      expect(r.statusCode).toBe(202);
+      const id = r.json().request as string;
+      const good = encodeStateFrame(peerState(9, 500));
+      const open = (): { req: ClientRequest; answer: Promise<{ status: number; body: string }> } => {
+        const req = httpRequest(`${s.url}/api/peer/state/${id}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/octet-stream', 'content-length': good.length, authorization: `Bearer ${client.welcome!.session}` },
+        });
+        const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+          req.on('response', (res) => {
+            let body = '';
+            res.setEncoding('utf8').on('data', (c: string) => { body += c; }).on('end', () => resolve({ status: res.statusCode!, body }));
+          });
+          req.on('error', reject);
+        });
+        return { req, answer };
+      };
+      // The first upload sends half its body and waits: the coordinator has its headers.
+      const arrived = new Promise<void>((resolve) => s.c.app.server.once('request', () => setImmediate(resolve)));
+      const first = open();
+      first.req.write(good.subarray(0, good.length >> 1));
+      await arrived;
+      // A second body for the same request is refused at once, before a byte of it is buffered.
+      const second = open();
+      second.req.write(good.subarray(0, 1024));
+      // Without the rule the coordinator would buffer this body and answer nothing until it came whole.
+      let bound: NodeJS.Timeout | undefined;
+      const refused = await Promise.race([second.answer, new Promise<{ status: number; body: string }>((resolve) => {
+        bound = setTimeout(() => resolve({ status: 0, body: '{"error": "no answer in 30 s: the second body was being buffered"}' }), 30_000);
+      })]);
+      clearTimeout(bound);
+      second.req.destroy();
+      expect(refused.status).toBe(409);
+      expect(JSON.parse(refused.body).error).toMatch(/already has an upload under way/);
+      // The first goes on and is stored.
+      first.req.end(good.subarray(good.length >> 1));
+      expect((await first.answer).status).toBe(201);
+    } finally {
+      client.setStateProvider(() => state);
+    }
   });
 
   it('a request to a peer that leaves fails at once, so the next one can go', async () => {

@@ -142,6 +142,9 @@ describe('download budget', () => {
       expect(refused.status).toBe(429);
       expect(refused.headers['retry-after']).toBe('37');
       expect(refused.json().error).toBe('this address has downloaded its share, 1.0 MiB/s gathering up to 60 MiB; retry in 37 s');
+      // A refusal is about this moment, not the file: no cache (a proxy in front of a crowd) may
+      // keep it, and it carries no validator a revalidation could renew it with.
+      expect([refused.headers['cache-control'], refused.headers.etag]).toEqual(['no-store', undefined]);
       // A file the client holds costs nothing, and the admin token is not charged.
       const etag = `"${sha(small)}"`;
       expect((await fetchAll(s, SMALL_URL, '198.18.0.1', { 'if-none-match': etag })).status).toBe(304);
@@ -274,7 +277,7 @@ describe('download budget', () => {
       const other = await fetchAll(s, BIG_URL, from, { range: 'bytes=5-', 'if-range': '"0000"' });
       expect([other.status, other.body.length]).toEqual([200, BIG]);
       const past = await fetchAll(s, BIG_URL, from, { range: `bytes=${BIG}-` });
-      expect([past.status, past.headers['content-range']]).toEqual([416, `bytes */${BIG}`]);
+      expect([past.status, past.headers['content-range'], past.headers['cache-control'], past.headers.etag]).toEqual([416, `bytes */${BIG}`, 'no-store', undefined]);
       expect(byteRange('bytes=0-1,5-6', undefined, etag, 10)).toBeNull();
       expect(byteRange('bytes=5-2', undefined, etag, 10)).toBeNull();
       expect(byteRange('bytes=-0', undefined, etag, 10)).toBe('unsatisfiable');

@@ -26,6 +26,12 @@ const MAX_STATE_BYTES = Math.max(...Object.values(PRESETS).map((c) => stateFrame
 export function registerCheckpointRoutes(ctx: AppContext): void {
   const { app, runs, checkpoints, scheduler, events, signer, clock, hub, evaluator, downloads } = ctx;
   const admin = requireAdmin(ctx.adminToken);
+  /**
+   * State requests with an upload under way. A body is buffered whole before it is checked, so
+   * one request takes one upload at a time: otherwise its peer could send the same request many
+   * bodies at once, each up to the run's frame size, and hold them all in memory.
+   */
+  const uploading = new Set<string>();
 
   const find = (runId: string, id: string): CheckpointInfo => {
     if (!runs.get(runId)) throw new RunError(`no run "${runId}"`, 404);
@@ -34,9 +40,12 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
     return c;
   };
   type P = { Params: Static<typeof CKPT_PARAMS> };
-  /** Immutable content: ETag = sha256, and a 304 for a client that already has it. */
-  const cached = (req: FastifyRequest, reply: FastifyReply, etag: string): boolean => {
-    void reply.header('etag', `"${etag}"`).header('cache-control', 'public, max-age=31536000, immutable');
+  /**
+   * A 304 for a client that already has this content. `immutable`: the content never changes
+   * under this ETag (a checkpoint's sha256); otherwise a cache asks again each time.
+   */
+  const cached = (req: FastifyRequest, reply: FastifyReply, etag: string, immutable = true): boolean => {
+    void reply.header('etag', `"${etag}"`).header('cache-control', immutable ? 'public, max-age=31536000, immutable' : 'public, no-cache');
     if (req.headers['if-none-match'] === `"${etag}"`) {
       void reply.code(304).send();
       return true;
@@ -80,7 +89,10 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
 
   app.get<P>('/api/runs/:run/checkpoints/:ckpt/state', { schema: { params: CKPT_PARAMS } }, async (req, reply) => {
     const c = find(req.params.run, req.params.ckpt);
-    if (cached(req, reply, `${c.sha256}-state`)) return reply;
+    // The frame carries the coordinator's measurement, which a remeasure rewrites (new windows,
+    // an older coordinator's figure): its ETag names that too, so neither a cache nor a resumed
+    // download (If-Range) joins the old frame to the new one.
+    if (cached(req, reply, `${c.sha256}-state-${c.valBatches ?? 0}-${c.valLoss ?? 'none'}`, false)) return reply;
     return sendDerived(req, reply, c, 'state', 'application/octet-stream', null);
   });
 
@@ -146,6 +158,10 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
         if (!Number.isInteger(len)) return reply.code(411).send({ error: 'content-length required' });
         if (len > max) return reply.code(413).send({ error: `state frame of ${len} bytes exceeds ${max} for run ${run.id}` });
         if (!String(req.headers['content-type'] ?? '').startsWith('application/octet-stream')) return reply.code(415).send({ error: 'content-type must be application/octet-stream' });
+        if (uploading.has(p.id)) return reply.code(409).send({ error: `state request ${p.id} already has an upload under way; one at a time` });
+        uploading.add(p.id);
+        // Given back when the answer is sent or the connection drops, whichever comes first.
+        reply.raw.once('close', () => uploading.delete(p.id));
       },
     }, async (req, reply) => {
       const claims = signer.verify(bearer(req.headers.authorization)!, { allowExpired: true })!;

@@ -47,6 +47,13 @@ export function registerSecurityHeaders(app: FastifyInstance, embedSites: (run: 
     if (ancestors === "'none'") void reply.header('x-frame-options', 'DENY');
     void reply.header('x-content-type-options', 'nosniff');
     void reply.header('referrer-policy', 'no-referrer');
+    // A refusal or an error is about this moment (a spent download allowance, a full disk), not
+    // the content: a cache that kept one would serve it to every volunteer behind it, and a
+    // validator would let a revalidation (304) keep it fresh.
+    if (reply.statusCode >= 400) {
+      void reply.removeHeader('etag').removeHeader('last-modified');
+      void reply.header('cache-control', 'no-store');
+    }
   });
 }
 
