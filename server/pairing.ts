@@ -18,6 +18,10 @@ export interface ReadyPoolOptions {
   canPair?: (a: string, b: string) => boolean;
   /** Live peers of the run: a peer alone leaves at once. */
   liveCount?: () => number;
+  /** A peer's group for the run's typical cadence, one value per group (its client address). */
+  groupOf?: (peer: string) => string;
+  /** Whether a peer is trusted (off probation): the typical cadence counts only those, when any has one. */
+  trusted?: (peer: string) => boolean;
   /** Cadence prediction (src/protocol/ready-pool.ts); off: every waiter waits its whole wait. */
   predict?: boolean;
   /** Step progress is fed from reports (`progress`): rule 4 of the pool then checks cadences by steps. */
@@ -33,7 +37,7 @@ export class ReadyPool {
   constructor(private readonly o: ReadyPoolOptions) {
     this.rule = new PoolRule({
       now: () => o.clock.now(), random: o.rng, canPair: o.canPair, minWaitMs: o.minWaitMs, maxWaitMs: o.maxWaitMs, liveCount: o.liveCount, predict: o.predict,
-      trackProgress: o.trackProgress, fair: o.fair,
+      trackProgress: o.trackProgress, fair: o.fair, groupOf: o.groupOf, trusted: o.trusted,
     });
   }
 
@@ -58,6 +62,11 @@ export class ReadyPool {
   /** `peer` reported inner step `step` in a run of `stepsPerRound` inner steps per round. */
   progress(peer: string, step: number, stepsPerRound: number): void {
     this.rule.progress(peer, step, stepsPerRound);
+  }
+
+  /** `groupOf` or `trusted` changed for some peer. */
+  regroup(): void {
+    this.rule.regroup();
   }
 
   /** How many times the pool paired `peer` while it was live. */

@@ -362,6 +362,8 @@ export class PeerHub {
       p = new ReadyPool({
         clock: this.d.clock, rng: this.d.rng, minWaitMs: this.o.minPairWaitMs, maxWaitMs: this.o.maxPairWaitMs,
         liveCount: () => this.byRun.get(runId)?.size ?? 0, predict: this.o.pairPrediction, trackProgress: true, fair: this.o.pairFairness,
+        // The typical cadence is one vote per address from peers off probation, as stepVotes is.
+        groupOf: (peer) => this.byPeer.get(peer)?.address ?? peer, trusted: (peer) => !this.onProbation(peer),
         send: (peer, msg) => {
           if (msg.partner) {
             this.notePartner(peer, msg.partner);
@@ -421,7 +423,9 @@ export class PeerHub {
     this.accepted.delete(peer); // re-inserted last: Map order is the eviction order
     this.accepted.set(peer, n);
     while (this.accepted.size > ACCEPTED_KEPT) this.accepted.delete(this.accepted.keys().next().value!);
-    if (was !== this.onProbation(peer)) this.peersChanged(runId, peer, this.onProbation(peer) ? 'probation' : 'trusted');
+    if (was === this.onProbation(peer)) return;
+    this.peersChanged(runId, peer, this.onProbation(peer) ? 'probation' : 'trusted');
+    this.pools.get(runId)?.regroup();
   }
 
   // ---------- connection lifecycle ----------

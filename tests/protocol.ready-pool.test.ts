@@ -494,3 +494,56 @@ describe('ready pool: what a ready costs', () => {
     expect(pool.size).toBeGreaterThanOrEqual(n - 1);
   });
 });
+
+describe('ready pool: connections that lie about their cadence', () => {
+  const H = 20;
+  /**
+   * Two honest peers ready every `loop` ms, `offset` ms apart (a round's steps reported before
+   * each ready), each asking to wait one loop (pairWaitFrac 1); `k1`..`k3` never send `ready`
+   * and report steps at 900 a second (report bounds allow up to 1000). Returns how often the
+   * honest two paired over `rounds` rounds, and the typical cadence at the end. `lying` false:
+   * the liars are not there.
+   */
+  function liars(o: Partial<ReadyPoolOptions>, lying = true, rounds = 14, loop = 400, offset = 150) {
+    const f = fakePool({ minWaitMs: 50, trackProgress: true, liveCount: () => 5, ...o });
+    const steps = new Map<string, number>();
+    const step = (p: string, by: number) => f.pool.progress(p, steps.set(p, (steps.get(p) ?? 0) + by).get(p)!, H);
+    const events: [number, string][] = [];
+    for (let t = 0; lying && t < rounds * loop; t += 100) events.push([t, 'k']);
+    for (let r = 0; r < rounds; r++) events.push([r * loop, 'a'], [r * loop + offset, 'b']);
+    events.sort((x, y) => x[0] - y[0]);
+    for (const [t, who] of events) {
+      f.run(t);
+      if (who === 'k') { for (const k of ['k1', 'k2', 'k3']) step(k, 90); continue; }
+      step(who, H);
+      f.enter(who, Math.floor(t / loop), loop, t);
+    }
+    f.run(rounds * loop + 2 * loop);
+    return { honest: f.log.matches.length, typical: f.pool.typicalCadence() };
+  }
+
+  it('three connections from one host claiming 900 steps/s do not cut honest waits: the typical cadence is one value per address', () => {
+    // Honest peers 150 ms apart on a 400 ms loop pair in nearly every round. When the typical
+    // cadence was a median over peer ids, the three liars owned it (about 22 ms a round), the
+    // cap (0.75 of it, at least 50 ms) cut every honest wait to 50 ms, and the two never met.
+    const alone = liars({ liveCount: () => 2 }, false);
+    const oneHost = liars({ groupOf: (p) => (p.startsWith('k') ? '10.0.0.9' : p) });
+    console.log(`honest pairings in 14 rounds: ${alone.honest} with nobody else, ${oneHost.honest} beside one host's three liars (typical ${oneHost.typical?.toFixed(0)} ms)`);
+    expect(alone.honest).toBeGreaterThanOrEqual(10);
+    expect(oneHost.honest).toBeGreaterThanOrEqual(10);
+    expect(oneHost.typical).toBeGreaterThan(300);
+  });
+
+  it('liars on three addresses count only while nobody is trusted, and never cap a wait below 0.75 of the peer\'s own cadence', () => {
+    // Trusted honest peers (off probation) set the typical cadence alone.
+    const trusted = liars({ trusted: (p) => !p.startsWith('k') });
+    expect(trusted.honest).toBeGreaterThanOrEqual(10);
+    expect(trusted.typical).toBeGreaterThan(300);
+    // Nobody trusted, the liars on three addresses: they own the median, but a wait is still at
+    // least 0.75 of the waiting peer's own cadence, which bridges the 150 ms.
+    const untrusted = liars({});
+    console.log(`three addresses: ${trusted.honest} honest pairings with the honest trusted, ${untrusted.honest} with nobody trusted (typical ${untrusted.typical?.toFixed(0)} ms)`);
+    expect(untrusted.typical).toBeLessThan(100);
+    expect(untrusted.honest).toBeGreaterThanOrEqual(10);
+  });
+});

@@ -1,10 +1,11 @@
 // The coordinator's wrapper of the one ready-pool rule (src/protocol/ready-pool.ts, whose rules
 // tests/protocol.ready-pool.test.ts pins): its timer and its `paired` messages.
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReadyPool, type ReadyPoolOptions } from '../server/pairing.ts';
 import type { PairedMsg } from '../src/protocol/messages.ts';
 import { Rng } from '../src/model/rng.ts';
 import { FakeClock } from './support/fake-clock.ts';
+import { RawPeer, report, startServer, until, type TestServer } from './support/coordinator.ts';
 
 function pool(seed = 1, o: Partial<ReadyPoolOptions> = {}) {
   const clock = new FakeClock();
@@ -120,5 +121,64 @@ describe('ready pool vetoes (offender reports)', () => {
     }
     // a and b always arrive first and wait, so c and d each take one of them.
     expect([...met].sort()).toEqual(['a-c', 'a-d', 'b-c', 'b-d']);
+  });
+});
+
+describe('the coordinator\'s pool and the connections of its run (one host\'s liars)', () => {
+  // The coordinator on a fake clock: the pool's timers fire only when the test moves it, and each
+  // frame is awaited (its ack, or the pool taking the ready) before the clock moves on.
+  const clock = new FakeClock();
+  let s: TestServer;
+  beforeAll(async () => {
+    s = await startServer({ hub: { livenessMs: 3600_000, helloTimeoutMs: 3600_000 } }, { clock });
+    for (const id of ['liars']) {
+      const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id, dataset: 'moby-dick', preset: 'micro' } });
+      expect(r.statusCode).toBe(201);
+    }
+  });
+  afterAll(() => s?.close());
+
+  let seq = 0;
+  /** `p` reports inner step `step` (round `round`), and the coordinator took it. */
+  const step = async (p: RawPeer, step: number, round: number) => {
+    const n = p.frames.length, k = ++seq;
+    p.send(report(k, { step, round }));
+    const m = await p.next((x) => (x.t === 'ack' && x.seq === k) || x.t === 'error', 5000, n);
+    expect(m.t).toBe('ack');
+  };
+  /** `p` (`id`) is ready for `round`; resolves once the pool holds it (true) or answered it (false). */
+  const ready = async (run: string, p: RawPeer, id: string, round: number, waitMs: number): Promise<boolean> => {
+    const n = p.frames.length;
+    p.send({ t: 'ready', round, waitMs });
+    const answered = () => p.frames.slice(n).some((m) => m.t === 'paired' && m.round === round);
+    await until(() => s.c.hub.pool(run).has(id) || answered(), 5000, `the ready of ${id} for round ${round}`);
+    return !answered();
+  };
+  const to = (t: number) => clock.advance(Math.max(0, t - clock.now()));
+
+  it('three connections from one address claiming 900 steps/s leave two honest peers 150 ms apart pairing (one typical-cadence vote per address)', async () => {
+    // Before the vote was per address the liars owned the typical cadence (22 ms a round), every
+    // honest wait was cut to 50 ms and the two, 150 ms apart, met in 0 of 14 rounds.
+    const a = await RawPeer.join(s.wsUrl, { run: 'liars' }, { localAddress: '127.0.0.2' });
+    const b = await RawPeer.join(s.wsUrl, { run: 'liars' }, { localAddress: '127.0.0.3' });
+    const liars = await Promise.all([0, 1, 2].map(() => RawPeer.join(s.wsUrl, { run: 'liars' }, { localAddress: '127.0.0.9' })));
+    const LOOP = 400, OFFSET = 150, ROUNDS = 14, H = a.welcome.run.train.H;
+    const t0 = clock.now();
+    const events: [number, () => Promise<unknown>][] = [];
+    let lied = 0;
+    for (let t = 0; t < ROUNDS * LOOP; t += 100) events.push([t, () => Promise.all(liars.map((l) => step(l.peer, (lied + 1) * 90, 0))).then(() => lied++)]);
+    for (let r = 0; r < ROUNDS; r++) {
+      events.push([r * LOOP, () => step(a.peer, (r + 1) * H, r).then(() => ready('liars', a.peer, a.welcome.peerId, r, LOOP))]);
+      events.push([r * LOOP + OFFSET, () => step(b.peer, (r + 1) * H, r).then(() => ready('liars', b.peer, b.welcome.peerId, r, LOOP))]);
+    }
+    events.sort((x, y) => x[0] - y[0]);
+    try {
+      for (const [t, act] of events) { to(t0 + t); await act(); }
+      to(t0 + (ROUNDS + 1) * LOOP);
+      const pool = s.c.hub.pool('liars');
+      expect(pool.partnersOf(a.welcome.peerId)).toBeGreaterThanOrEqual(10);
+    } finally {
+      for (const p of [a, b, ...liars]) p.peer.close();
+    }
   });
 });

@@ -30,7 +30,10 @@
 //    claims, so the share rule (shareTurn) holds any peer to about the busiest other peer's
 //    count of partners. (a) and (b) need step progress (`trackProgress`, the coordinator):
 //    readies alone are claims a camper makes as fast as it likes. The typical cadence is the
-//    median over peers, counting, when progress is fed, only peers whose steps advanced.
+//    median over groups (`groupOf`: the coordinator's client addresses) of one value each,
+//    counting, when progress is fed, only peers whose steps advanced, and only trusted peers
+//    (`trusted`) when there are any: one host's many ids are one vote. The cap never cuts a
+//    peer's wait below `capFrac` of its own observed cadence.
 
 /**
  * A run's default `pairWaitFrac`: the longest a ready peer waits, as a fraction of its inner-loop
@@ -69,6 +72,16 @@ export interface ReadyPoolOptions {
   graceFrac?: number;
   /** Live peers of the run, when the owner knows: alone, a peer leaves at once. */
   liveCount?: () => number;
+  /**
+   * The group a peer belongs to for the typical cadence (the coordinator: its client address),
+   * which counts one value per group; each peer is its own group without it.
+   */
+  groupOf?: (peer: string) => string;
+  /**
+   * Whether the owner trusts a peer (the coordinator: off probation); when any trusted peer has
+   * a cadence, only trusted peers count towards the typical cadence. All count without it.
+   */
+  trusted?: (peer: string) => boolean;
   /**
    * Predict partners from their cadence (rule 2, the default). Off: the plain rule, every waiter
    * waits its whole wait; for callers whose peers have no inner loop to learn a cadence from.
@@ -212,7 +225,11 @@ export class ReadyPool {
     // Rule 4: what a peer asks for is its own claim; the run's typical loop bounds it.
     // Only a typical cadence from step progress is a loop time: readies alone can be as fast as
     // a test's peers with no inner loop, and a cap from them would cut every wait to the minimum.
-    if (typical !== null && this.o.trackProgress && this.o.fair !== false) wait = Math.min(wait, Math.max(this.minWaitMs, this.capFrac * typical));
+    // Never below `capFrac` of the peer's own cadence: a peer slower than the run (or a run
+    // whose typical cadence is wrong) must still wait long enough to meet a partner due.
+    if (typical !== null && this.o.trackProgress && this.o.fair !== false) {
+      wait = Math.min(wait, Math.max(this.minWaitMs, this.capFrac * Math.max(typical, this.observedCadence(peer) ?? 0)));
+    }
     const me: Waiting = { peer, round, since: now, until: now + wait, repeatAt: now };
     const events: PoolEvents = { matches: [], solos: [] };
 
@@ -347,8 +364,9 @@ export class ReadyPool {
   }
 
   /**
-   * The run's typical cadence: the median over peers of their observed cadence; when progress
-   * is fed, only peers whose steps advanced count. Null until one is known.
+   * The run's typical cadence: the median over groups (`groupOf`) of the slowest observed
+   * cadence in each; when progress is fed, only peers whose steps advanced count, and only
+   * trusted peers (`trusted`) when any has a cadence. Null until one is known.
    */
   typicalCadence(): number | null {
     if (this.typicalKept?.version !== this.cadenceVersion) this.typicalKept = { version: this.cadenceVersion, value: this.scanTypical() };
@@ -357,12 +375,18 @@ export class ReadyPool {
 
   private scanTypical(): number | null {
     this.work.scans++;
-    const xs: number[] = [];
-    for (const c of this.cadence.values()) {
-      if (this.o.trackProgress) {
-        if (c.stepPeriod !== null) xs.push(Math.max(c.period ?? 0, c.stepPeriod));
-      } else if (c.period !== null) xs.push(c.period);
+    // One value per group, as the run's step votes are one per address (stepVotes): a median per
+    // peer id was three ids' from one host, and their claimed ~900 steps/s cut every honest wait
+    // to the minimum. A group's value is its slowest peer's: a cap errs towards the longer wait.
+    // New ids are free, so when any trusted peer has a cadence only trusted ones count.
+    const trusted = new Map<string, number>(), all = new Map<string, number>();
+    for (const [peer, c] of this.cadence) {
+      const x = this.o.trackProgress ? (c.stepPeriod === null ? null : Math.max(c.period ?? 0, c.stepPeriod)) : c.period;
+      if (x === null) continue;
+      const group = this.o.groupOf?.(peer) ?? peer;
+      for (const m of (this.o.trusted?.(peer) ?? true) ? [all, trusted] : [all]) m.set(group, Math.max(m.get(group) ?? 0, x));
     }
+    const xs = [...(trusted.size > 0 ? trusted : all).values()];
     if (xs.length === 0) return null;
     xs.sort((a, b) => a - b);
     const m = xs.length >> 1;
@@ -449,6 +473,11 @@ export class ReadyPool {
       this.scoreVersion++;
     }
     return c;
+  }
+
+  /** The owner's `trusted` or `groupOf` changed for some peer: the typical cadence is taken again. */
+  regroup(): void {
+    this.cadenceVersion++;
   }
 
   /** Stop a peer's wait (it asked again, or its connection closed). True if it was waiting. */
