@@ -16,7 +16,7 @@ export interface ReadyPoolOptions {
   maxWaitMs?: number;
   /** Veto a pairing (one peer reported the other); must be symmetric. */
   canPair?: (a: string, b: string) => boolean;
-  /** Live peers of the run: a peer alone leaves at once. */
+  /** Live peers of the run: a peer alone leaves at once. Each is introduced with join(). */
   liveCount?: () => number;
   /** A peer's group for the run's typical cadence, one value per group (its client address). */
   groupOf?: (peer: string) => string;
@@ -62,6 +62,11 @@ export class ReadyPool {
   /** `peer` reported inner step `step` in a run of `stepsPerRound` inner steps per round. */
   progress(peer: string, step: number, stepsPerRound: number): void {
     this.rule.progress(peer, step, stepsPerRound);
+  }
+
+  /** `peer` joined the run: others wait for its first readies only for a while. */
+  join(peer: string): void {
+    this.rule.join(peer);
   }
 
   /** `groupOf` or `trusted` changed for some peer. */

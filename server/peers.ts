@@ -729,6 +729,7 @@ export class PeerHub {
     let set = this.byRun.get(runId);
     if (!set) this.byRun.set(runId, (set = new Set()));
     set.add(peerId);
+    this.pool(runId).join(peerId);
     c.joinSeq = c.listedSeq = ++this.joins; // the welcome lists every live peer
 
     const files = fileRefs(runId, manifest);

@@ -495,7 +495,7 @@ describe('ready pool: what a ready costs', () => {
   });
 });
 
-describe('ready pool: connections that lie about their cadence', () => {
+describe('ready pool: connections that lie about their cadence or say nothing', () => {
   const H = 20;
   /**
    * Two honest peers ready every `loop` ms, `offset` ms apart (a round's steps reported before
@@ -545,5 +545,36 @@ describe('ready pool: connections that lie about their cadence', () => {
     console.log(`three addresses: ${trusted.honest} honest pairings with the honest trusted, ${untrusted.honest} with nobody trusted (typical ${untrusted.typical?.toFixed(0)} ms)`);
     expect(untrusted.typical).toBeLessThan(100);
     expect(untrusted.honest).toBeGreaterThanOrEqual(10);
+  });
+
+  /** A lone honest peer on a 300 ms loop beside a silent peer; each round's wait in the pool. */
+  function beside(silent: (f: ReturnType<typeof fakePool>) => void, rounds = 12, loop = 300) {
+    const f = fakePool({ minWaitMs: 50, trackProgress: true, liveCount: () => 2 });
+    silent(f);
+    const waits: number[] = [];
+    let t = 0;
+    for (let r = 0; r < rounds; r++) {
+      f.run(t);
+      f.pool.progress('a', (r + 1) * H, H);
+      const s = f.log.solos.length;
+      f.enter('a', r, loop, t);
+      while (f.log.solos.length === s) f.run(f.pool.nextDeadline()!);
+      waits.push(f.t - t);
+      t = f.t + loop;
+    }
+    return waits;
+  }
+
+  it('a silent peer holds a lone peer for a couple of cadences, then it leaves at once (ready once long ago, or joined and only heartbeats)', () => {
+    // z was ready once, at the start, and never again: its cadence stays unknown. Before the
+    // rule's time limit every round of a waited its whole wait for it (300 ms of a 300 ms loop).
+    // Two typical cadences of grace (about 600 ms here), then no wait at all.
+    const once = beside((f) => { f.enter('z', 0, 300, 0); f.run(300); });
+    console.log(`a's waits (ms) beside z ready once: ${once.join(', ')}`);
+    expect(once.slice(4).every((w) => w === 0), once.join(', ')).toBe(true);
+    // z joined (the coordinator says so at its hello) and only heartbeats.
+    const joined = beside((f) => f.pool.join('z'));
+    console.log(`a's waits (ms) beside z joined and silent: ${joined.join(', ')}`);
+    expect(joined.slice(4).every((w) => w === 0), joined.join(', ')).toBe(true);
   });
 });

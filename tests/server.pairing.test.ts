@@ -124,14 +124,14 @@ describe('ready pool vetoes (offender reports)', () => {
   });
 });
 
-describe('the coordinator\'s pool and the connections of its run (one host\'s liars)', () => {
+describe('the coordinator\'s pool and the connections of its run (one host\'s liars, silent peers)', () => {
   // The coordinator on a fake clock: the pool's timers fire only when the test moves it, and each
   // frame is awaited (its ack, or the pool taking the ready) before the clock moves on.
   const clock = new FakeClock();
   let s: TestServer;
   beforeAll(async () => {
     s = await startServer({ hub: { livenessMs: 3600_000, helloTimeoutMs: 3600_000 } }, { clock });
-    for (const id of ['liars']) {
+    for (const id of ['liars', 'silent']) {
       const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id, dataset: 'moby-dick', preset: 'micro' } });
       expect(r.statusCode).toBe(201);
     }
@@ -179,6 +179,27 @@ describe('the coordinator\'s pool and the connections of its run (one host\'s li
       expect(pool.partnersOf(a.welcome.peerId)).toBeGreaterThanOrEqual(10);
     } finally {
       for (const p of [a, b, ...liars]) p.peer.close();
+    }
+  });
+
+  it('a peer that joined and only stays connected holds a lone peer\'s readies for a couple of cadences, no longer', async () => {
+    // Before the pool timed a newcomer's grace, every ready of a waited its whole wait for z.
+    const a = await RawPeer.join(s.wsUrl, { run: 'silent' }, { localAddress: '127.0.0.2' });
+    const z = await RawPeer.join(s.wsUrl, { run: 'silent' }, { localAddress: '127.0.0.3' });
+    const LOOP = 300, H = a.welcome.run.train.H;
+    const held: boolean[] = [];
+    try {
+      for (let r = 0; r < 10; r++) {
+        await step(a.peer, (r + 1) * H, r);
+        const waits = await ready('silent', a.peer, a.welcome.peerId, r, LOOP);
+        held.push(waits);
+        if (waits) clock.advance(LOOP); // its wait runs out: a solo step
+        await a.peer.next((m) => m.t === 'paired' && m.round === r);
+        clock.advance(LOOP);
+      }
+      expect(held.slice(4), held.join(', ')).toEqual(held.slice(4).map(() => false));
+    } finally {
+      a.peer.close(); z.peer.close();
     }
   });
 });

@@ -14,7 +14,8 @@
 //    until that peer's due time plus a grace (a quarter of its cadence, or three times its
 //    jitter up to half its cadence, whichever is more); with nobody due it leaves at once (a solo step with no idle
 //    time). While some peer's cadence is still unknown (its first round), the
-//    plain rule applies: wait the whole wait.
+//    plain rule applies: wait the whole wait; but only for NEWCOMER_CADENCES typical cadences
+//    after that peer joined or was last ready, so a silent connection holds nobody for long.
 // 3. Small swarms. Two peers of equal speed keep whatever phase offset they started with, and a
 //    wait shorter than the offset never bridges it. With rule 2 and a wait of half a loop one of
 //    the two always sees the other due within its wait (offset d or L - d, one is <= L/2): it
@@ -70,7 +71,10 @@ export interface ReadyPoolOptions {
   /** A peer waiting for a due partner stays until its due time plus this fraction of that
    *  partner's cadence (0.25): the jitter of a loop and the latency of a loaded machine. */
   graceFrac?: number;
-  /** Live peers of the run, when the owner knows: alone, a peer leaves at once. */
+  /**
+   * Live peers of the run, when the owner knows: alone, a peer leaves at once, and a live peer
+   * the pool never heard of (the owner did not `join` it) makes every cadence 'unknown'.
+   */
   liveCount?: () => number;
   /**
    * The group a peer belongs to for the typical cadence (the coordinator: its client address),
@@ -124,6 +128,11 @@ interface Cadence {
   dev: number;
   /** When the pool last paired it (rule 4 counts from there). */
   paired: number | null;
+  /**
+   * When it joined or was last ready: while its period is unknown, others count it as 'unknown'
+   * (the plain wait) only for NEWCOMER_CADENCES typical cadences from here (nextDue).
+   */
+  heard: number;
   /** Smoothed time its reported steps take for one round; null until they advanced twice. */
   stepPeriod: number | null;
   /** Its last reported step that advanced, and when. */
@@ -150,6 +159,16 @@ const DEV_GRACE = 3;
  * that does not train stays here, and it must not take the partners of peers that do.
  */
 const UNPROVEN_TURNS = 2;
+/**
+ * A live peer whose cadence is still unknown (it joined, or was ready once) makes others wait
+ * their plain wait for this many typical cadences after it joined or was last ready; after that
+ * it is not due. A trainer is ready one loop after its first ready, so two cadences cover its
+ * second; a newcomer whose bootstrap runs longer than that costs only solo steps the others take
+ * at once. A connection that joins and then only heartbeats (or was ready once, long ago) made
+ * every ready wait its whole wait for as long as it stayed: with one such peer, a lone honest
+ * peer on a 300 ms loop waited about 300 ms every round instead of 1 to 6 ms.
+ */
+const NEWCOMER_CADENCES = 2;
 /** The share rule's memory, in typical cadences (see shareTurn). */
 const SHARE_CADENCES = 16;
 /**
@@ -466,13 +485,22 @@ export class ReadyPool {
   private cadenceOf(peer: string): Cadence {
     let c = this.cadence.get(peer);
     if (!c) {
-      c = { released: null, period: null, dev: 0, paired: this.departed.get(peer) ?? null, stepPeriod: null, lastStep: null, score: 0, scoreAt: this.o.now() };
+      const now = this.o.now();
+      c = { released: null, period: null, dev: 0, paired: this.departed.get(peer) ?? null, heard: now, stepPeriod: null, lastStep: null, score: 0, scoreAt: now };
       this.cadence.set(peer, c);
       this.departed.delete(peer);
       this.cadenceVersion++;
       this.scoreVersion++;
     }
     return c;
+  }
+
+  /**
+   * A peer joined the run (the owner that passes `liveCount` says so): until it is ready twice
+   * its cadence is unknown, and others wait their plain wait for it only for a while (nextDue).
+   */
+  join(peer: string): void {
+    this.cadenceOf(peer).heard = this.o.now();
   }
 
   /** The owner's `trusted` or `groupOf` changed for some peer: the typical cadence is taken again. */
@@ -509,6 +537,7 @@ export class ReadyPool {
   private observe(peer: string, now: number): void {
     const c = this.cadence.get(peer);
     if (!c) { this.cadenceOf(peer); return; }
+    c.heard = now;
     if (c.released === null) return;
     const interval = now - c.released;
     if (c.period !== null) c.dev = (1 - DEV_EWMA) * c.dev + DEV_EWMA * Math.abs(interval - c.period);
@@ -524,9 +553,9 @@ export class ReadyPool {
 
   /**
    * The earliest time another pairable peer (not waiting) is expected ready, with the grace a
-   * waiter allows it; 'unknown' while some peer's cadence is not known yet; null if nobody is
-   * expected. A peer overdue by more than half its cadence (or three times its jitter, if
-   * more) is not counted on (it paused, or left without saying).
+   * waiter allows it; 'unknown' while some peer's cadence is not known yet (for a bounded time:
+   * NEWCOMER_CADENCES); null if nobody is expected. A peer overdue by more than half its cadence
+   * (or three times its jitter, if more) is not counted on (it paused, or left without saying).
    */
   private nextDue(peer: string, now: number): { at: number; grace: number } | 'unknown' | null {
     const live = this.o.liveCount?.();
@@ -535,11 +564,19 @@ export class ReadyPool {
     let best: { at: number; grace: number } | null = null;
     let seen = 0;
     const waiting = new Set(this.waiting.map((w) => w.peer));
+    const typical = this.typicalCadence();
+    // Without a typical cadence nobody's loop is known yet: every wait is the plain one anyway.
+    const newcomerFor = typical === null ? Infinity : NEWCOMER_CADENCES * typical;
     for (const [other, c] of this.cadence) {
       if (other === peer) continue;
       seen++;
       if (!this.canPair(peer, other) || waiting.has(other)) continue;
-      if (c.period === null) return 'unknown';
+      if (c.period === null) {
+        // Joined, or ready once, and silent since: after a while it is not due, and a peer
+        // with nobody else is as good as alone.
+        if (now - c.heard <= newcomerFor) return 'unknown';
+        continue;
+      }
       if (c.released === null) continue; // on its way back from a wait we did not see end
       let at = c.released + c.period;
       if (at < now) {
@@ -549,8 +586,8 @@ export class ReadyPool {
       const grace = Math.max(this.minWaitMs, this.graceFrac * c.period, Math.min(DEV_GRACE * c.dev, c.period / 2));
       if (best === null || at < best.at) best = { at, grace };
     }
-    // Someone live has not been ready yet (a newcomer), or we know of nobody at all: we cannot
-    // tell who is due, so the plain rule applies.
+    // Someone live the pool never heard of (its owner does not `join` peers), or we know of
+    // nobody at all: we cannot tell who is due, so the plain rule applies.
     if (live !== undefined ? live - 1 > seen : seen === 0) return 'unknown';
     return best;
   }
