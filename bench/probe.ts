@@ -32,9 +32,9 @@ import { WebSocket } from 'ws';
 import wrtc from '@roamhq/wrtc';
 import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
 import { runVolunteer, type RoundEvent, type Volunteer } from '../src/volunteer/volunteer.ts';
-import { startServer } from '../tests/support/coordinator.ts';
+import { startServer, webSocketFrom } from '../tests/support/coordinator.ts';
 
-import { hostileFactory, rejoining, reportedAtHarmful, reportedIn, webSocketFrom, type Attack, type Rejoiner } from '../tests/support/hostile-backend.ts';
+import { hostileFactory, rejoining, reportedAtHarmful, reportedIn, type Attack, type Rejoiner } from '../tests/support/hostile-backend.ts';
 
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined; };
 const ROUNDS = Number(arg('--rounds') ?? 30);

@@ -27,7 +27,8 @@
 // an IPv6 /64), unless reporter and accused share that address (a household or a lab: the
 // coordinator cannot tell them apart). Hellos per address are rate limited (RateBudget), so new
 // ids come slowly. A new id is on probation until PROBATION_EXCHANGES accepted exchanges: the
-// pool paired the two, both reported the round as paired with each other, and neither reported
+// pool paired the two, they come from different addresses (addressKey: one host's two ids
+// vouch for nobody), both reported the round as paired with each other, and neither reported
 // the other. On probation its partners are told (`probation` in `paired`), peer lists mark it,
 // and it gets no checkpoint duty (eligibleForDuty).
 import { randomBytes } from 'node:crypto';
@@ -220,6 +221,8 @@ interface Exchange {
   /** One side reported the other as an offender. */
   offended: boolean;
   counted: boolean;
+  /** The two came from one address when paired: the exchange never counts towards trust. */
+  oneAddress: boolean;
 }
 
 export interface StateFailHandler {
@@ -388,7 +391,9 @@ export class PeerHub {
 
   /** The pool paired `a` and `b` (called once per pair): an exchange waiting for both reports. */
   private noteExchange(a: string, b: string): void {
-    const x: Exchange = { a, b, aOk: false, bOk: false, offended: false, counted: false };
+    // Both live now: the pool pairs only live peers.
+    const oneAddress = this.byPeer.get(a)?.address === this.byPeer.get(b)?.address;
+    const x: Exchange = { a, b, aOk: false, bOk: false, offended: false, counted: false, oneAddress };
     for (const p of [a, b]) {
       const list = this.exchanges.get(p) ?? [];
       list.push(x);
@@ -407,10 +412,14 @@ export class PeerHub {
     return undefined;
   }
 
-  /** `peer` reported a round as paired with `partner`: the exchange counts once both did. */
+  /**
+   * `peer` reported a round as paired with `partner`: the exchange counts once both did, unless
+   * the two share an address. Two ids of one host send `ready` together, the pool pairs them,
+   * and both report the round: without that condition three such rounds trusted both.
+   */
   private confirmExchange(runId: string, peer: string, partner: string): void {
     const x = this.exchangeOf(peer, partner);
-    if (!x || x.counted || x.offended) return;
+    if (!x || x.counted || x.offended || x.oneAddress) return;
     if (x.a === peer) x.aOk = true; else x.bOk = true;
     if (!x.aOk || !x.bOk) return;
     x.counted = true;

@@ -8,12 +8,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { WebSocket } from 'ws';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { CHROMIUM, CHROMIUM_ARGS, ROOT, pageErrors, startBuiltApp } from './support/browser.ts';
-import { earnTrustTogether, until, type TestServer } from './support/coordinator.ts';
+import { earnTrustTogether, until, webSocketFrom, type TestServer } from './support/coordinator.ts';
 import { PROBATION_EXCHANGES } from '../server/peers.ts';
-import { SignalingClient, type WebSocketCtor } from '../src/sync/signaling-client.ts';
+import { SignalingClient } from '../src/sync/signaling-client.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { readSafetensors } from '../src/model/safetensors.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
@@ -29,9 +28,13 @@ let timer: ReturnType<typeof setInterval> | null = null;
 /** Holds the scripted reports while a test compares chart ranges against the data. */
 let hold = false;
 
-/** One scripted volunteer: joins, reports every 400 ms, answers state requests with φ. */
+/**
+ * One scripted volunteer: joins (from 127.0.0.(i + 1): each a client of its own, as two
+ * volunteers must be to take each other off probation), reports every 400 ms, answers state
+ * requests with φ.
+ */
 async function volunteer(i: number): Promise<SignalingClient> {
-  const c = new SignalingClient({ url: server.url, run: 'default', WebSocket: WebSocket as unknown as WebSocketCtor, client: { kind: 'node', adapter: `scripted GPU ${i}` } });
+  const c = new SignalingClient({ url: server.url, run: 'default', WebSocket: webSocketFrom(`127.0.0.${i + 1}`), client: { kind: 'node', adapter: `scripted GPU ${i}` } });
   c.start();
   await until(() => c.connected, 10_000, `volunteer ${i} accepted`);
   const run = c.welcome!.run as RunInfo;

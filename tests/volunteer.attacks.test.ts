@@ -20,8 +20,8 @@ import { DEFAULT_VALIDATION, lagAllowance } from '../src/sync/validate.ts';
 import { isSoftOffence } from '../src/protocol/messages.ts';
 import { runVolunteer, type RoundEvent, type Volunteer, type VolunteerOptions } from '../src/volunteer/volunteer.ts';
 import { VETO_AFTER } from '../server/peers.ts';
-import { startServer, until, whileRunning, type TestServer } from './support/coordinator.ts';
-import { harmfulExchanges, hostileFactory, rejoining, reportedIn, webSocketFrom, type Attack, type Rejoiner } from './support/hostile-backend.ts';
+import { startServer, until, webSocketFrom, whileRunning, type TestServer } from './support/coordinator.ts';
+import { harmfulExchanges, hostileFactory, rejoining, reportedIn, type Attack, type Rejoiner } from './support/hostile-backend.ts';
 
 let s: TestServer;
 /**
@@ -103,7 +103,9 @@ interface Progress {
 async function attackRun(runId: string, third: { attack: Attack } | { rejoin: Attack } | { honest: true },
   done: (r: Progress) => boolean, what: string) {
   const base = await createRun(runId);
-  const honest = [runVolunteer(base, components), runVolunteer(base, components)];
+  // Each honest volunteer is a client of its own (127.0.0.3, .4): exchanges within one address
+  // never take a peer off probation.
+  const honest = [3, 4].map((k) => runVolunteer(base, { ...components, WebSocket: webSocketFrom(`127.0.0.${k}`) }));
   let rejoiner: Rejoiner | null = null;
   let attacker: Volunteer | null = null;
   if ('rejoin' in third) {
@@ -394,13 +396,14 @@ describe('an attacker in the test suite: two honest volunteers and a third', () 
     // Alone first (60 inner steps; its poisoned φ measures 21 to 32 against a bound of
     // ln 256 + 0.5 = 6.05), so the first honest newcomer has only it to ask.
     await until(() => kRounds >= 6 || whileRunning([poisoner], ['poisoner'])(), 120_000, 'the poisoner to train six rounds alone');
-    const a = runVolunteer(base, components);
+    // Three clients (127.0.0.1, .3, .4): exchanges within one address never take a peer off probation.
+    const a = runVolunteer(base, { ...components, WebSocket: webSocketFrom('127.0.0.3') });
     volunteers.push(a);
     const ja = await a.joined;
     // Refused and reported; with no other peer and no checkpoint yet, a fresh start.
     expect(ja.source).toBe('fresh');
     await until(() => badState(ja.peerId), 30_000, 'the newcomer to report the poisoned state');
-    const b = runVolunteer(base, components);
+    const b = runVolunteer(base, { ...components, WebSocket: webSocketFrom('127.0.0.4') });
     volunteers.push(b);
     const jb = await b.joined;
     const running = whileRunning([poisoner, a, b], ['poisoner', 'honest a', 'honest b']);

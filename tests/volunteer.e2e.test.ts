@@ -11,7 +11,7 @@ import { CoordinatorRefusedError, DataIntegrityError, VolunteerConfigError } fro
 import { downloadVerified } from '../src/volunteer/data.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { preset } from '../src/model/config.ts';
-import { startServer, until, type TestServer } from './support/coordinator.ts';
+import { startServer, until, webSocketFrom, type TestServer } from './support/coordinator.ts';
 import type { Logger } from '../src/sync/components.ts';
 
 let s: TestServer;
@@ -177,7 +177,8 @@ describe('murmur volunteer (headless)', () => {
     // A CPU peer joins while the GPU peer is live: state over WebRTC, then pairing across backends.
     // Its state request may wait out the GPU peer's outer round, however long the pool wait; they
     // train until both are off probation (PROBATION_EXCHANGES exchanges with each other).
-    const c = runVolunteer({ ...base, backend: 'cpu', bootstrapTimeoutMs: 100_000 }, logged('[c]'));
+    // From another client address (127.0.0.2): exchanges within one address never end probation.
+    const c = runVolunteer({ ...base, backend: 'cpu', bootstrapTimeoutMs: 100_000 }, { ...logged('[c]'), WebSocket: webSocketFrom('127.0.0.2') });
     volunteers.push(c);
     const cRounds: RoundEvent[] = [];
     c.onRound((e) => cRounds.push(e));

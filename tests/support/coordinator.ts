@@ -133,6 +133,21 @@ export class RawPeer {
   }
 }
 
+/** The 'ws' WebSocket, connecting from `localAddress` (another loopback address is another client to the coordinator). */
+export function webSocketFrom(localAddress: string): WebSocketCtor {
+  return class extends WebSocket {
+    constructor(url: string) {
+      super(url, { localAddress });
+    }
+  } as unknown as WebSocketCtor;
+}
+
+/**
+ * Where earnTrust's witness joins from: an exchange counts towards leaving probation only
+ * between two addresses (server/peers.ts), and the peers under test join from 127.0.0.1.
+ */
+export const TRUST_WITNESS_ADDRESS = '127.0.0.254';
+
 export function report(seq: number, over: Partial<Record<string, unknown>> = {}): Record<string, unknown> {
   return {
     t: 'report', seq, time: Date.now(), step: seq, round: Math.floor(seq / 10), trainLoss: 5 - seq * 0.001, valLoss: null,
@@ -178,9 +193,9 @@ export interface TrustSeeker {
 }
 
 /**
- * Takes `a` and `b` (two peers of one run) off probation the way the coordinator's rule says
- * (server/peers.ts): exchanges the ready pool paired them for and that both reported as paired
- * with each other, until each has `exchanges` (PROBATION_EXCHANGES). Each round reports H steps
+ * Takes `a` and `b` (two peers of one run, joined from two addresses) off probation the way the
+ * coordinator's rule says (server/peers.ts): exchanges the ready pool paired them for and that
+ * both reported as paired with each other, until each has `exchanges` (PROBATION_EXCHANGES). Each round reports H steps
  * of progress, as a real inner loop would. Resolves once `b` hears that `a` is trusted; returns
  * the seqs of the reports each made.
  */
@@ -218,7 +233,7 @@ export async function earnTrustTogether(a: TrustSeeker, b: TrustSeeker, o: { exc
  * (so it never takes checkpoint duty itself). Returns the seqs of the reports `peer` made.
  */
 export async function earnTrust(url: string, run: string, peer: TrustSeeker, o: { exchanges: number; H: number }): Promise<number[]> {
-  const witness = new SignalingClient({ url, run, WebSocket: WebSocket as unknown as WebSocketCtor, session: memorySessionStore() });
+  const witness = new SignalingClient({ url, run, WebSocket: webSocketFrom(TRUST_WITNESS_ADDRESS), session: memorySessionStore() });
   witness.start();
   try {
     await until(() => witness.connected, 10_000, 'the trust witness to join');

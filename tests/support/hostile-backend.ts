@@ -2,10 +2,8 @@
 // altered just before it is sent, as an attacker would build it from our code (issue 15). The
 // volunteer takes it through its createBackend component, so everything else (signaling, mesh,
 // pool, reports) is the honest code path.
-import { WebSocket } from 'ws';
 import { createBackend, type BackendInit, type BackendKind, type ReplicaBackend } from '../../src/volunteer/backend.ts';
 import type { OuterPayload, PartnerPayload } from '../../src/sync/types.ts';
-import type { WebSocketCtor } from '../../src/sync/signaling-client.ts';
 import type { RoundEvent, Volunteer } from '../../src/volunteer/volunteer.ts';
 import { Rng } from '../../src/model/rng.ts';
 import { camping } from './camper.ts';
@@ -126,15 +124,6 @@ export function hostile(b: ReplicaBackend, attack: Attack): ReplicaBackend {
 /** A createBackend for VolunteerComponents that makes a hostile backend. */
 export function hostileFactory(attack: Attack): (kind: BackendKind, init: BackendInit) => Promise<ReplicaBackend> {
   return async (kind, init) => hostile(await createBackend(kind, init), attack);
-}
-
-/** The 'ws' WebSocket, connecting from `localAddress` (another loopback address is another client to the coordinator). */
-export function webSocketFrom(localAddress: string): WebSocketCtor {
-  return class extends WebSocket {
-    constructor(url: string) {
-      super(url, { localAddress });
-    }
-  } as unknown as WebSocketCtor;
 }
 
 /** An attacker that takes a new identity again and again (issue 15): see rejoining(). */
