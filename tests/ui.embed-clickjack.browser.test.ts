@@ -1,15 +1,18 @@
 // Clickjacking the widget: a site the run allows (an embedSite) owns the <iframe> that embed.js
-// puts in its page, so it can make the training frame transparent, or cover it with a decoy of
-// its own, right where a visitor will click ("Claim your prize"): the real click lands on the
-// frame's Start button. The frame must not start training then (no worker, no WebSocket), and
-// must say why; once the same page shows the frame as it is, a click on Start starts it. Where
-// the browser has no IntersectionObserver v2 (its isVisible), the frame cannot tell whether it
-// is in view, and never starts. The Vite build served by the coordinator, as deployed (the real
-// /frame.html and /embed.js).
+// puts in its page, so it can make the training frame transparent, cover it with a decoy of its
+// own, cut it down to a corner of Start or zoom it out to a few pixels, right where a visitor will
+// click ("Claim your prize"), or put it right after a form field, where a visitor typing there
+// tabs onto Start and presses Space: the real click lands on the frame's Start button. The frame
+// must not start training then (no worker, no WebSocket), and must say why; once the same page
+// shows the frame as it is, a click on Start (or Enter on it, after a moment) starts it. Once
+// training runs, the page may hide the frame and ignore its own Stop: the frame then pauses by
+// itself, and only a click in it resumes. Where the browser has no IntersectionObserver v2 (its
+// isVisible), the frame cannot tell whether it is in view, and never starts. The Vite build
+// served by the coordinator, as deployed (the real /frame.html and /embed.js).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
 import { CHROMIUM, CHROMIUM_ARGS, calmPage, createRun, startBuiltApp } from './support/browser.ts';
 import type { TestServer } from './support/coordinator.ts';
 
@@ -24,7 +27,11 @@ const errors: string[] = [];
  * The embedding site. `?attack=` (or `setAttack()` later) picks what it does to the training
  * frame: `fade` makes it transparent and puts it over its decoy button (both through the open
  * shadow root, which any page script can reach, and through the ::part(frame) rule that used to
- * be enough); `cover` draws the decoy over the frame, letting clicks through; `none` shows it.
+ * be enough); `cover` draws the decoy over the frame, letting clicks through; `clip` cuts the
+ * frame to 12 x 12 px without scrollbars, a corner of Start (which the page could dress as a
+ * checkbox), where nothing of the page lies over the rest of the button's rect (isVisible was
+ * false beside the widget's own status line); `zoom` draws
+ * it at 3% (CSS zoom); `hide` takes it out of the page (display: none); `none` shows it.
  */
 function hostPage(murmur: string): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>Free prizes</title>
@@ -46,12 +53,18 @@ function hostPage(murmur: string): string {
     document.getElementById('cover')?.remove();
     document.documentElement.classList.toggle('faded', attack === 'fade');
     if (!frame) return;
-    if (attack === 'fade') {
+    const css = attack === 'fade' ? (() => {
       const d = document.getElementById('decoy').getBoundingClientRect();
-      const css = 'iframe { opacity: 0 !important; position: fixed !important; left: ' + d.left + 'px; top: ' + d.top + 'px; width: 22rem !important; }';
+      return 'iframe { opacity: 0 !important; position: fixed !important; left: ' + d.left + 'px; top: ' + d.top + 'px; width: 22rem !important; }';
+    })() : attack === 'clip' ? 'iframe { position: fixed !important; left: 80vw; top: 60vh; width: 12px !important; height: 12px !important; }'
+      : attack === 'zoom' ? 'iframe { zoom: 0.03 !important; }'
+      : attack === 'hide' ? 'iframe { display: none !important; }' : null;
+    if (css !== null) {
       if (style.textContent !== css) style.textContent = css; // (a mutation too: only when it changes)
       if (!style.isConnected) widget.shadowRoot.append(style); // (a mutation: apply runs again)
     } else if (style.isConnected) style.remove();
+    // Without scrollbars, which would be drawn over the button in a frame that small.
+    if (attack === 'clip' && !frame.hasAttribute('scrolling')) frame.setAttribute('scrolling', 'no');
     if (attack === 'cover') document.body.append(Object.assign(document.createElement('div'), { id: 'cover', textContent: 'Claim your prize' }));
   }
   // The decoy follows the frame wherever the widget's layout puts it.
@@ -71,6 +84,7 @@ function hostPage(murmur: string): string {
 
 const status = (p: Page) => p.evaluate(() => document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('[part=status]')!.textContent!);
 const startButton = (p: Page) => p.frameLocator('murmur-volunteer iframe').locator('#murmur-start');
+const stopButton = (p: Page) => p.frameLocator('murmur-volunteer iframe').locator('#murmur-stop');
 const note = (p: Page) => p.frameLocator('murmur-volunteer iframe').locator('#murmur-note');
 
 /** Waits for the widget's status line to match; on timeout the error quotes the line. */
@@ -94,21 +108,59 @@ async function openWidget(attack: string, init?: () => void) {
   return { p, sockets };
 }
 
-/** A trusted click at the middle of the frame's Start button, wherever and however the host has put it. */
+/** The training frame (the Murmur origin), once it is in the page. */
+function trainingFrame(p: Page): Frame {
+  const f = p.frames().find((x) => x.url().startsWith(`${server.url}/frame.html`));
+  if (!f) throw new Error('the training frame is not in the page');
+  return f;
+}
+
+/**
+ * A trusted click at the middle of the part of the frame's Start button that the page shows,
+ * wherever and however the host has put it: the frame's own rect of the button, cut to the
+ * frame's viewport (a clipped frame shows a corner of it), scaled as the page draws the frame (a
+ * zoomed one is drawn small).
+ */
 async function clickWhereStartIs(p: Page): Promise<void> {
-  const box = await startButton(p).boundingBox();
-  if (!box) throw new Error('the Start button has no box');
-  await p.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+  const frame = await p.locator('murmur-volunteer iframe').boundingBox();
+  if (!frame) throw new Error('the training frame has no box');
+  const r = await trainingFrame(p).evaluate(() => {
+    const b = document.getElementById('murmur-start')!.getBoundingClientRect();
+    return { left: Math.max(b.left, 0), top: Math.max(b.top, 0), right: Math.min(b.right, innerWidth), bottom: Math.min(b.bottom, innerHeight), width: innerWidth };
+  });
+  if (r.right <= r.left || r.bottom <= r.top) throw new Error('no part of the Start button shows in the frame');
+  const scale = frame.width / r.width;
+  await p.mouse.click(frame.x + scale * (r.left + r.right) / 2, frame.y + scale * (r.top + r.bottom) / 2);
+}
+
+/**
+ * Waits until IntersectionObserver v2's isVisible alone (no other check) has reported Start
+ * visible for `ms` without a break: a click then is what a frame that trusted isVisible counted.
+ */
+async function isVisibleHeld(p: Page, ms: number): Promise<void> {
+  const frame = trainingFrame(p);
+  await frame.evaluate(() => {
+    const w = window as unknown as { seenSince: number | null };
+    w.seenSince = null;
+    new IntersectionObserver((entries) => {
+      for (const e of entries) w.seenSince = (e as IntersectionObserverEntry & { isVisible: boolean }).isVisible ? w.seenSince ?? e.time : null;
+    }, { trackVisibility: true, delay: 100 } as IntersectionObserverInit).observe(document.getElementById('murmur-start')!);
+  });
+  await frame.waitForFunction((d) => {
+    const since = (window as unknown as { seenSince: number | null }).seenSince;
+    return since !== null && performance.now() - since > d;
+  }, ms, { timeout: 60_000 });
 }
 
 /**
  * Clicks where Start is until the frame answers in the widget's status line (refused, or
  * starting), and returns that line. One click may not reach the frame at all: Chromium drops
  * input to a cross-origin frame that moved in its page a moment before (the attacks move it), so
- * the visitor, like this test, clicks again.
+ * the visitor, like this test, clicks again; so too where the frame says that Start had just
+ * appeared or moved (a click a moment later might count).
  */
 async function clickUntilAnswered(p: Page): Promise<string> {
-  const answered = /^Not started|Starting|Training/;
+  const answered = /^Not started: (?!this button had just appeared or moved)|Starting|Training/;
   await expect.poll(async () => {
     const now = await status(p);
     // (Start hides once training starts: then wait for the status to say so.)
@@ -171,7 +223,101 @@ describe('the widget against clickjacking', () => {
     await waitForStatus(p, /Starting|Training/);
     expect((await worker).url().startsWith(`${server.url}/`)).toBe(true);
     await expect.poll(() => sockets.length, { timeout: 120_000 }).toBeGreaterThan(0);
-    expect(await note(p).innerText()).toBe('');
+    // The refusal is gone: the frame says what runs, beside its own Stop.
+    await expect.poll(() => note(p).innerText()).toMatch(/^(Starting|Training|Waiting)/);
+    expect(await stopButton(p).isVisible()).toBe(true);
+    await p.close();
+  });
+
+  // IntersectionObserver v2's isVisible sees opacity, filters, transforms and what is drawn over
+  // a target, not a frame cut short or zoomed out: Chromium reported Start visible with 1.4% of
+  // it showing in the clipped frame, and with 33% (the rest past the frame's edge) at zoom 3%.
+  for (const [attack, how] of [['clip', 'cut down to a 12 px corner of Start'], ['zoom', 'zoomed out to 3%']] as const) {
+    it(`starts nothing on a click on the frame ${how}`, async () => {
+      const { p, sockets } = await openWidget(attack);
+      await waitForStatus(p, /^Ready/);
+      // The attack as the visitor sees it: a speck where Start is (12 x 12 px), or a line 1 px high.
+      const frame = (await p.locator('murmur-volunteer iframe').boundingBox())!;
+      expect(Math.min(frame.width, frame.height)).toBeLessThanOrEqual(12);
+      // Clicked once isVisible alone has called Start visible for longer than the frame asks.
+      await isVisibleHeld(p, 600);
+      const said = await clickUntilAnswered(p);
+      expect(said).toMatch(/^Not started: this button was hidden or covered/);
+      expect(await note(p).innerText()).toMatch(/^Not started: this button was hidden or covered/);
+      expect(p.workers()).toHaveLength(0);
+      expect(sockets).toEqual([]);
+      await p.close();
+    });
+  }
+
+  it('counts Enter on Start only once the button has held the focus a moment with no other key typed', async () => {
+    const { p, sockets } = await openWidget('none');
+    await waitForStatus(p, /^Ready/);
+    const frame = trainingFrame(p);
+    /** Waits until `ms` have passed on the frame's clock, with no key pressed. */
+    const hold = async (ms: number) => {
+      const t0 = await frame.evaluate(() => performance.now());
+      await frame.waitForFunction(([t, d]) => performance.now() - t! > d!, [t0, ms]);
+    };
+    // The visitor, typing in the page, tabs on onto Start (the next control) and types on: Enter
+    // comes after other keys on the button.
+    await p.locator('murmur-volunteer [part="link"]').focus();
+    await p.keyboard.press('Tab');
+    await expect.poll(() => frame.evaluate(() => document.activeElement?.id)).toBe('murmur-start');
+    // (Once a click on it would count: in full view, and in place, for a moment.)
+    await frame.waitForFunction(() => document.getElementById('murmur-start')!.style.pointerEvents === '');
+    await p.keyboard.type('hello');
+    await p.keyboard.press('Enter');
+    const said = await waitForStatus(p, /^Not started/);
+    expect(said).toBe('Not started: this button had only just got the keyboard focus, or other keys were typed on it. Press it again to start.');
+    expect(await note(p).innerText()).toBe(said);
+    expect(p.workers()).toHaveLength(0);
+    expect(sockets).toEqual([]);
+    // The button kept the focus a moment, no key pressed: Enter starts training.
+    await hold(600);
+    await p.keyboard.press('Enter');
+    await waitForStatus(p, /Starting|Training/);
+    await expect.poll(() => sockets.length, { timeout: 120_000 }).toBeGreaterThan(0);
+    await p.close();
+  });
+
+  it('pauses by itself once the page hides the frame while it trains, ignores the page\'s resume, and resumes only on a click in the frame', async () => {
+    const { p } = await openWidget('none');
+    await waitForStatus(p, /^Ready/);
+    await startButton(p).click();
+    await waitForStatus(p, /^(Training|Waiting)/, 240_000);
+    // The page takes the frame out of view and would ignore its own Stop. The frame's document
+    // still reads 'visible', so the pause-while-hidden policy does not see it.
+    await p.evaluate(() => (window as unknown as { setAttack(a: string): void }).setAttack('hide'));
+    const frame = trainingFrame(p);
+    expect(await frame.evaluate(() => document.visibilityState)).toBe('visible');
+    // 'paused' once the burst in flight has ended: the GPU does nothing for the run now.
+    const held = /^Paused while this frame was out of view\. Press Resume in it to go on\./;
+    await waitForStatus(p, held);
+    // The page's resume does not undo it. (The page holds the widget's port, as any page script
+    // can: a status with the intensity sent after the resume shows the resume was handled.)
+    const after = await p.evaluate(() => new Promise<{ phase: string; text: string }>((resolve) => {
+      const port = (document.querySelector('murmur-volunteer') as unknown as { port: MessagePort }).port;
+      port.addEventListener('message', (e) => { if (e.data?.intensity === 0.3) resolve(e.data); });
+      port.postMessage({ cmd: 'resume' });
+      port.postMessage({ cmd: 'intensity', value: 0.3 });
+    }));
+    expect(after.phase).toBe('paused');
+    expect(after.text).toMatch(held);
+    // The frame has its own Stop, and says why it paused.
+    expect(await stopButton(p).count()).toBe(1);
+    expect(await note(p).innerText()).toMatch(held);
+    // Shown again, it stays paused until a click on its own Resume, in view.
+    await p.evaluate(() => (window as unknown as { setAttack(a: string): void }).setAttack('none'));
+    await expect.poll(() => startButton(p).innerText()).toBe('Resume training');
+    expect(await status(p)).toMatch(held);
+    expect(await stopButton(p).isVisible()).toBe(true);
+    await startButton(p).click();
+    await waitForStatus(p, /^(Training|Waiting)/);
+    await expect.poll(() => startButton(p).isHidden()).toBe(true);
+    // The frame's own Stop stops it.
+    await stopButton(p).click();
+    await waitForStatus(p, /^Stopped/);
     await p.close();
   });
 

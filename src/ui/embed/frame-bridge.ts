@@ -6,16 +6,28 @@
 // pause, resume, stop and lower the intensity, never start.
 //
 // A real click is not enough: the embedding page owns the <iframe> element and can make it
-// transparent, cover it with a decoy or slide it under the pointer, so that the visitor's click
-// on the page's own button lands on ours (clickjacking). The click counts only when the button
-// was in full view: IntersectionObserver v2 (trackVisibility) has reported it visible (no
-// opacity, filter or distorting transform on it or any ancestor, in any frame; nothing drawn over
-// it) without a break for VISIBLE_MS, and it has not appeared or moved in the frame for as long
-// (Chromium also reports a frame its page just moved as not visible for a moment). Until then
-// the button takes no pointer events, and a click where it is only says why. Where the browser
-// has no IntersectionObserver v2 (Firefox, Safari today), nothing can show the frame that it is
-// in view, so the button never starts: it says so and points to the Murmur site, whose pages
-// cannot be framed (docs/design.md section 6).
+// transparent, cover it with a decoy, slide it under the pointer, cut it down to a corner of the
+// button or zoom it out to a few pixels, so that the visitor's click on the page's own button
+// lands on ours (clickjacking). The click counts only when the button was in full view:
+// IntersectionObserver v2 (trackVisibility) has reported it visible (no opacity, filter or
+// distorting transform on it or any ancestor, in any frame; nothing drawn over it) and whole (all
+// of it inside the frame's viewport) without a break for VISIBLE_MS, the frame is not drawn at
+// under half size (isVisible sees neither clipping nor CSS zoom), and the button has not appeared
+// or moved in the frame for as long (Chromium also reports a frame its page just moved as not
+// visible for a moment). Until then the button takes no pointer events, and a click where it is
+// only says why. A key press on it (a click with detail 0) counts only once the button has held
+// the focus for KEY_FOCUS_MS with no other key pressed: a visitor typing in the page's form field
+// just before the frame tabs onto Start and types on. Where the browser has no
+// IntersectionObserver v2 (Firefox, Safari today), nothing can show the frame that it is in view,
+// so the button never starts: it says so and points to the Murmur site, whose pages cannot be
+// framed (docs/design.md section 6).
+//
+// While training runs, the frame shows its own Stop and status, and pauses by itself when its Stop
+// has been out of full view for UNSEEN_PAUSE_MS: the page could hide the frame and ignore its own
+// Pause and Stop, and a frame hidden by its page still reads document.visibilityState 'visible',
+// so the pause-while-hidden policy would never see it. Only a click on the frame's own Resume, in
+// full view as Start must be, undoes that pause; the page's commands remain a second way to pause
+// or stop.
 import type { TrainingController } from '../controllers/training-controller.ts';
 import { formatCount } from '../core/format.ts';
 import Value from 'typebox/value';
@@ -40,7 +52,7 @@ export function parseCommand(data: unknown): HostCommand | null {
  * What the host widget may show: a phase and one sentence, nothing identifying. Always within its
  * schema (FrameStatus), which embed.js holds it to: a status it refused would leave the widget stale.
  */
-export function widgetStatus(c: TrainingController, refused: string | null = null): FrameStatus {
+export function widgetStatus(c: TrainingController, refused: string | null = null, held = false): FrameStatus {
   let phase: WidgetPhase, text: string;
   const f = c.figures;
   if (c.gpu.status === 'pending' || c.run.status === 'pending') { phase = 'checking'; text = 'Checking whether this device can help…'; }
@@ -62,7 +74,7 @@ export function widgetStatus(c: TrainingController, refused: string | null = nul
       case 'waiting-peers': phase = 'waiting'; text = f.peersOnline === 0 ? 'Waiting for peers: none online, training alone for now.' : 'Waiting for a partner to exchange with…'; break;
       case 'paused':
         phase = 'paused';
-        text = c.pauseReasons.includes('user') ? 'Paused. Your progress is kept.'
+        text = held ? HELD : c.pauseReasons.includes('user') ? 'Paused. Your progress is kept.'
           : c.pauseReasons.includes('hidden') ? 'Paused while this tab is hidden.' : 'Paused: your device is busy, hot or low on battery.';
         break;
       case 'stopping': phase = 'training'; text = 'Stopping…'; break;
@@ -70,8 +82,9 @@ export function widgetStatus(c: TrainingController, refused: string | null = nul
       default: phase = 'error'; text = 'Training stopped because of an error.';
     }
   }
-  // While the start button shows, why a click on it did not (or would not) count: the frame says it too.
-  if (refused !== null && (phase === 'ready' || phase === 'stopped')) text = refused;
+  // While the start (or resume) button shows, why a click on it did not (or would not) count: the
+  // frame says it too.
+  if (refused !== null && (phase === 'ready' || phase === 'stopped' || held)) text = refused;
   return {
     type: 'status', phase, text: text.slice(0, MAX_STATUS_TEXT), intensity: c.intensity, maxIntensity: c.maxIntensity,
     tokensPerS: Math.max(0, Math.round(f.tokensPerS) || 0), userPaused: c.pauseReasons.includes('user'),
@@ -91,26 +104,79 @@ export function frameActivated(ev: Event, win: Window): boolean {
 /** How long the start button must have been in full view, and in place, before a click on it counts. */
 export const VISIBLE_MS = 500;
 
+/**
+ * The smallest devicePixelRatio at which a click counts. A page's CSS zoom on the <iframe> scales
+ * the frame's devicePixelRatio with it (zoom 0.03 read 0.03 in Chromium, zoom 0.5 read 0.5), and
+ * IntersectionObserver v2 still reports the button visible. The volunteer's own browser zoom
+ * lowers it too: 50% on a common screen is 0.5, which still counts.
+ */
+export const MIN_PIXEL_RATIO = 0.5;
+
+/** How long the start button must have held the keyboard focus, with no other key pressed, before Enter or Space on it counts. */
+export const KEY_FOCUS_MS = 500;
+
+/**
+ * How long the frame's Stop may be out of full view while training runs before the frame pauses
+ * it. A few seconds: Chromium reports a frame its page just moved (a scroll, a status line that
+ * grew) as not visible for a moment.
+ */
+export const UNSEEN_PAUSE_MS = 3000;
+
 /** Why a click on the start button did not count: shown in the frame and sent as the widget's status. */
 export const REFUSED = {
   hidden: 'Not started: this button was hidden or covered. Click it in plain view to start.',
   early: 'Not started: this button had just appeared or moved. Click it again to start.',
+  keyboard: 'Not started: this button had only just got the keyboard focus, or other keys were typed on it. Press it again to start.',
   unsupported: (origin: string) => 'Not started: this browser cannot confirm that this button is in view, ' +
     `so training cannot start from this site. Start it on ${origin} instead.`,
 } as const;
 
+/** The status while the frame holds training paused because it was out of view. */
+export const HELD = 'Paused while this frame was out of view. Press Resume in it to go on.';
+
+/** Whether all of `r` (a rect in the frame's viewport) lies inside the frame's viewport. */
+function insideViewport(r: DOMRectReadOnly, win: Window): boolean {
+  return r.left >= 0 && r.top >= 0 && r.right <= win.innerWidth && r.bottom <= win.innerHeight;
+}
+
 /**
- * Whether a click on `button` counts: IntersectionObserver v2 has reported the button visible for
- * VISIBLE_MS without a break, and it has been shown and in place that long. `verdict(t)` takes the
- * click's timeStamp (the clock of performance.now() and of the observer's entries) and gives null
- * (it counts) or the reason it does not. `placed()` is called after the button may have been
- * shown, hidden or moved: a change restarts the clock. While a click would not count, the button
- * takes no pointer events (a click there reaches the document behind it).
+ * Whether an IntersectionObserver v2 entry shows its target in full view: visible, whole and not
+ * drawn small. isVisible alone passes a frame its page cut down to a corner of the target (it read
+ * true with 1.4% of the button showing) or zoomed out (true at zoom 0.03, with 33% showing):
+ * the observer's threshold of 1 reports when the target stops being whole.
  */
-export function visibilityGate(button: HTMLButtonElement, win: Window) {
+export function inFullView(e: IntersectionObserverEntry, win: Window): boolean {
+  return (e as IntersectionObserverEntry & { isVisible?: boolean }).isVisible === true && e.intersectionRatio >= 0.99 &&
+    insideViewport(e.boundingClientRect, win) && win.devicePixelRatio >= MIN_PIXEL_RATIO;
+}
+
+/**
+ * Observes `el` with IntersectionObserver v2 and calls `report` with whether it is in full view
+ * (inFullView) and the entry's time, or with `undefined` where the browser turned out to have no
+ * isVisible. Null where the browser has no IntersectionObserver v2 at all.
+ */
+function observeView(el: Element, win: Window, report: (inView: boolean | undefined, t: number) => void): IntersectionObserver | null {
   const IO = (win as Window & { IntersectionObserver?: typeof IntersectionObserver }).IntersectionObserver;
   const Entry = (win as Window & { IntersectionObserverEntry?: typeof IntersectionObserverEntry }).IntersectionObserverEntry;
-  let supported = typeof IO === 'function' && !!Entry && 'isVisible' in Entry.prototype;
+  if (typeof IO !== 'function' || !Entry || !('isVisible' in Entry.prototype)) return null;
+  const observer = new IO((entries) => {
+    for (const e of entries) report('isVisible' in e ? inFullView(e, win) : undefined, e.time);
+  }, { trackVisibility: true, delay: 100, threshold: [1] } as IntersectionObserverInit);
+  observer.observe(el);
+  return observer;
+}
+
+/**
+ * Whether a click on `button` counts: IntersectionObserver v2 has reported the button in full
+ * view (inFullView) for VISIBLE_MS without a break, and it has been shown and in place that long.
+ * `verdict(t)` takes the click's timeStamp (the clock of performance.now() and of the observer's
+ * entries) and gives null (it counts) or the reason it does not. `placed()` is called after the
+ * button may have been shown, hidden or moved: a change restarts the clock, as does a change of
+ * the frame's size or devicePixelRatio (a page zooming the frame). While a click would not count,
+ * the button takes no pointer events (a click there reaches the document behind it).
+ */
+export function visibilityGate(button: HTMLButtonElement, win: Window) {
+  let supported = true;
   let visibleSince: number | null = null;
   let placedAt = win.performance.now();
   let place = '';
@@ -118,7 +184,8 @@ export function visibilityGate(button: HTMLButtonElement, win: Window) {
   const where = () => {
     if (button.hidden) return 'hidden';
     const r = button.getBoundingClientRect();
-    return [r.x, r.y, r.width, r.height].map(Math.round).join(',') + (button.disabled ? ' disabled' : '');
+    return [r.x, r.y, r.width, r.height, win.innerWidth, win.innerHeight].map(Math.round).join(',') +
+      ` ${win.devicePixelRatio}x` + (button.disabled ? ' disabled' : '');
   };
   /** Restarts the clock if the button was shown, hidden, enabled or moved since the last look. */
   const look = (t: number) => {
@@ -128,7 +195,9 @@ export function visibilityGate(button: HTMLButtonElement, win: Window) {
   const verdict = (t: number): string | null => {
     look(t);
     if (!supported) return REFUSED.unsupported(win.location.origin);
-    if (visibleSince === null) return REFUSED.hidden;
+    // The observer reports a change of the frame's zoom only if the button's geometry changed too:
+    // its devicePixelRatio is read now.
+    if (visibleSince === null || win.devicePixelRatio < MIN_PIXEL_RATIO || !insideViewport(button.getBoundingClientRect(), win)) return REFUSED.hidden;
     return t - visibleSince < VISIBLE_MS || t - placedAt < VISIBLE_MS ? REFUSED.early : null;
   };
   const refresh = () => {
@@ -140,16 +209,13 @@ export function visibilityGate(button: HTMLButtonElement, win: Window) {
       timer = setTimeout(refresh, Math.max(visibleSince, placedAt) + VISIBLE_MS - t + 5);
     }
   };
-  const observer = supported ? new IO!((entries) => {
-    for (const e of entries) {
-      const visible = (e as IntersectionObserverEntry & { isVisible?: boolean }).isVisible;
-      if (visible === undefined) supported = false;
-      else if (!visible) visibleSince = null;
-      else visibleSince ??= e.time;
-    }
+  const observer = observeView(button, win, (inView, t) => {
+    if (inView === undefined) supported = false;
+    else if (!inView) visibleSince = null;
+    else visibleSince ??= t;
     refresh();
-  }, { trackVisibility: true, delay: 100 } as IntersectionObserverInit) : null;
-  observer?.observe(button);
+  });
+  if (!observer) supported = false;
   win.addEventListener('resize', () => { placedAt = win.performance.now(); refresh(); });
   look(placedAt);
   refresh();
@@ -161,8 +227,74 @@ export function visibilityGate(button: HTMLButtonElement, win: Window) {
   };
 }
 
-/** The frame's start button, and beside it why a click on it did not count. */
-function startButton(doc: Document): { button: HTMLButtonElement; note: HTMLElement } {
+/**
+ * Whether a key press on `button` (its click with detail 0) counts: the button has held the
+ * keyboard focus for KEY_FOCUS_MS, and no other key was pressed in the frame since it got it. A
+ * visitor typing in a form field the page put just before the frame presses Tab, lands on Start
+ * and types on; the Space or Enter that follows is a trusted activation of the button. `verdict(t)`
+ * takes the click's timeStamp; a refusal restarts the clock, so that pressing again after a moment
+ * works (the keyboard keeps its way to start).
+ */
+export function keyGate(button: HTMLButtonElement, win: Window) {
+  /** When the button got the focus (or a key press on it was last refused); null while it has none. */
+  let since: number | null = null;
+  let otherKeys = false;
+  button.addEventListener('focus', (e) => { since = e.timeStamp; otherKeys = false; });
+  button.addEventListener('blur', () => { since = null; });
+  // Capture: the keys reach the frame's document first, wherever its focus is.
+  win.document.addEventListener('keydown', (e) => {
+    // Enter or Space pressed once on the button is the press being judged; any other key is not.
+    if (e.target !== button || e.repeat || (e.key !== 'Enter' && e.key !== ' ')) otherKeys = true;
+  }, true);
+  return {
+    verdict(t: number): string | null {
+      if (since !== null && !otherKeys && t - since >= KEY_FOCUS_MS) return null;
+      if (since !== null) { since = t; otherKeys = false; }
+      return REFUSED.keyboard;
+    },
+  };
+}
+
+/**
+ * Calls `onUnseen` once `el` has been out of full view (inFullView) for UNSEEN_PAUSE_MS while the
+ * watch is on and the tab is shown (in a hidden tab the policy pauses training, and resumes it
+ * when the tab is back). Where the browser has no IntersectionObserver v2, training never starts
+ * in the frame, and there is nothing to watch.
+ */
+export function unseenWatch(el: HTMLElement, win: Window, onUnseen: () => void) {
+  let on = false;
+  let inView = false;
+  let unseenSince: number | null = null;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const check = () => {
+    clearTimeout(timer);
+    if (!on || inView || win.document.visibilityState === 'hidden') { unseenSince = null; return; }
+    const t = win.performance.now();
+    unseenSince ??= t;
+    if (t - unseenSince < UNSEEN_PAUSE_MS) {
+      // A timer, not the observer's next report: a frame taken out of the page may report nothing more.
+      timer = setTimeout(check, unseenSince + UNSEEN_PAUSE_MS - t + 5);
+      return;
+    }
+    on = false;
+    unseenSince = null;
+    onUnseen();
+  };
+  observeView(el, win, (v) => { inView = v === true; check(); });
+  win.document.addEventListener('visibilitychange', check);
+  return {
+    /** Watches while true; turning it on starts the count afresh. */
+    set on(v: boolean) {
+      if (v === on) return;
+      on = v;
+      unseenSince = null;
+      check();
+    },
+  };
+}
+
+/** The frame's start (or resume) button, its stop button while training runs, and beside them a line that says why a click did not count, or what runs. */
+function controls(doc: Document): { button: HTMLButtonElement; stop: HTMLButtonElement; note: HTMLElement } {
   const row = doc.createElement('div');
   row.style.cssText = 'display: flex; align-items: flex-start; gap: 0.4rem;';
   const b = doc.createElement('button');
@@ -171,14 +303,20 @@ function startButton(doc: Document): { button: HTMLButtonElement; note: HTMLElem
   b.textContent = 'Start training on my GPU';
   b.disabled = true;
   b.style.flex = 'none';
+  const stop = doc.createElement('button');
+  stop.type = 'button';
+  stop.id = 'murmur-stop';
+  stop.textContent = 'Stop';
+  stop.hidden = true;
+  stop.style.flex = 'none';
   const note = doc.createElement('span');
   note.id = 'murmur-note';
   note.setAttribute('role', 'status');
   // At most two lines (the frame is one button high); the widget's status line has it all.
   note.style.cssText = 'font-size: 0.72rem; line-height: 1.2; max-height: 2.4em; overflow: hidden; color: #5a6272;';
-  row.append(b, note);
+  row.append(b, stop, note);
   doc.body.appendChild(row);
-  return { button: b, note };
+  return { button: b, stop, note };
 }
 
 /**
@@ -207,38 +345,56 @@ export function serveFrame(
         return;
       }
       let queued = false;
-      const { button, note } = startButton(win.document);
+      const { button, stop, note } = controls(win.document);
       const gate = visibilityGate(button, win);
+      const keys = keyGate(button, win);
       /** Why the last click on the start button did not count (or would not); cleared when training starts. */
       let refused: string | null = null;
+      /** The frame paused training because it was out of view: only a click on its own Resume undoes that. */
+      let held = false;
       const push = () => {
         if (queued) return;
         queued = true;
         // Coalesce bursts of changes: a few status messages per second at most.
-        setTimeout(() => { queued = false; port.postMessage(widgetStatus(c, refused)); }, 150);
+        setTimeout(() => { queued = false; port.postMessage(widgetStatus(c, refused, held)); }, 150);
       };
+      // (pauseNow notifies: the controls and the status follow.)
+      const watch = unseenWatch(stop, win, () => { held = true; c.pauseNow(); });
       const showButton = () => {
-        button.hidden = c.running;
+        if (!c.running) held = false;
+        // While it trains the frame shows Stop (and, when it paused itself, Resume): the page may
+        // hide its own controls.
+        button.hidden = c.running && !held;
+        stop.hidden = !c.running;
+        stop.disabled = c.phase === 'stopping';
+        watch.on = c.running && !held;
         button.disabled = !c.canHelp || !gate.supported;
-        button.textContent = c.phase === 'stopped' ? 'Start again' : 'Start training on my GPU';
-        if (c.running) refused = null;
+        button.textContent = held ? 'Resume training' : c.phase === 'stopped' ? 'Start again' : 'Start training on my GPU';
+        if (c.running && !held) refused = null;
         else if (!gate.supported) refused = REFUSED.unsupported(win.location.origin);
-        note.textContent = note.title = refused ?? '';
+        const text = refused ?? (c.running ? widgetStatus(c, null, held).text : '');
+        if (note.textContent !== text) note.textContent = note.title = text;
         gate.placed();
       };
       c.subscribe(push);
       c.subscribe(showButton);
       const ready = c.init().then(() => { push(); showButton(); });
+      // Stopping needs no proof of anything: it is always what the volunteer may want.
+      stop.addEventListener('click', () => { void c.stop(); });
       // On the document: a click where the button is while it takes no pointer events lands on
       // the page behind it, and is answered too.
       win.document.addEventListener('click', (ev) => {
-        if (!frameActivated(ev, win) || button.hidden || !c.canHelp || c.running) return;
+        if (!frameActivated(ev, win) || ev.target === stop || button.hidden || !c.canHelp || (c.running && !held)) return;
         if (ev.target !== button) {
           const r = button.getBoundingClientRect();
           if (!(ev.clientX >= r.left && ev.clientX <= r.right && ev.clientY >= r.top && ev.clientY <= r.bottom)) return;
         }
-        refused = gate.verdict(ev.timeStamp);
-        if (refused === null) {
+        // A key press on the button (Enter, Space) is a click with detail 0; a pointer's has 1 or more.
+        refused = (ev.detail === 0 ? keys.verdict(ev.timeStamp) : null) ?? gate.verdict(ev.timeStamp);
+        if (refused === null && held) {
+          held = false;
+          c.resume();
+        } else if (refused === null) {
           if (!c.consentRecord) c.giveConsent();
           c.start();
         }
@@ -251,7 +407,8 @@ export function serveFrame(
         await ready;
         switch (cmd.cmd) {
           case 'pause': c.pauseNow(); break;
-          case 'resume': c.resume(); break;
+          // Not while the frame holds training paused: the page that hid it would resume it.
+          case 'resume': if (!held) c.resume(); break;
           case 'stop': await c.stop(); break;
           case 'intensity': c.setIntensity(cmd.value); break;
         }
