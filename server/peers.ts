@@ -28,7 +28,7 @@
 // coordinator cannot tell them apart). Hellos per address are rate limited (RateBudget), so new
 // ids come slowly. A new id is on probation until PROBATION_EXCHANGES accepted exchanges: the
 // pool paired the two, they come from different addresses (addressKey: one host's two ids
-// vouch for nobody), both reported the round as paired with each other, and neither reported
+// vouch for nobody, unless nobody else is live in the run to), both reported the round as paired with each other, and neither reported
 // the other. On probation its partners are told (`probation` in `paired`), peer lists mark it,
 // and it gets no checkpoint duty (eligibleForDuty).
 import { randomBytes } from 'node:crypto';
@@ -221,7 +221,7 @@ interface Exchange {
   /** One side reported the other as an offender. */
   offended: boolean;
   counted: boolean;
-  /** The two came from one address when paired: the exchange never counts towards trust. */
+  /** The two came from one address while the run had a peer from another: it never counts towards trust. */
   oneAddress: boolean;
 }
 
@@ -391,8 +391,13 @@ export class PeerHub {
 
   /** The pool paired `a` and `b` (called once per pair): an exchange waiting for both reports. */
   private noteExchange(a: string, b: string): void {
-    // Both live now: the pool pairs only live peers.
-    const oneAddress = this.byPeer.get(a)?.address === this.byPeer.get(b)?.address;
+    // Both live now: the pool pairs only live peers. Two ids of one address vouch for each other
+    // only where nobody from elsewhere is there to: a lab behind one NAT, or a local run, alone on
+    // its run. With a peer of another address live, trust has to come from outside the host.
+    const ca = this.byPeer.get(a), cb = this.byPeer.get(b);
+    const elsewhere = (run: string | null | undefined, address: string | undefined) =>
+      [...(this.byRun.get(run ?? '') ?? [])].some((p) => this.byPeer.get(p)?.address !== address);
+    const oneAddress = ca?.address === cb?.address && elsewhere(ca?.runId, ca?.address);
     const x: Exchange = { a, b, aOk: false, bOk: false, offended: false, counted: false, oneAddress };
     for (const p of [a, b]) {
       const list = this.exchanges.get(p) ?? [];
@@ -414,8 +419,9 @@ export class PeerHub {
 
   /**
    * `peer` reported a round as paired with `partner`: the exchange counts once both did, unless
-   * the two share an address. Two ids of one host send `ready` together, the pool pairs them,
-   * and both report the round: without that condition three such rounds trusted both.
+   * the two share an address while someone from elsewhere is live (noteExchange). Two ids of one
+   * host send `ready` together, the pool pairs them, and both report the round: without that
+   * condition three such rounds trusted both beside honest peers.
    */
   private confirmExchange(runId: string, peer: string, partner: string): void {
     const x = this.exchangeOf(peer, partner);

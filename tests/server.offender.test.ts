@@ -15,7 +15,7 @@ beforeAll(async () => {
   // These raw peers answer at once, with no inner loop between rounds: there is no cadence for
   // the pool to predict from, so it runs the plain rule (everyone waits its whole wait).
   s = await startServer({ hub: { heartbeatMs: 200, livenessMs: 5000, helloTimeoutMs: 2000, pairPrediction: false } });
-  for (const id of ['off', 'soft', 'lag', 'rest', 'spread', 'two', 'state', 'elsewhere', 'ids', 'probation', 'one-host']) {
+  for (const id of ['off', 'soft', 'lag', 'rest', 'spread', 'two', 'state', 'elsewhere', 'ids', 'probation', 'one-host', 'lab']) {
     const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id, dataset: 'moby-dick', preset: 'micro' } });
     expect(r.statusCode).toBe(201);
   }
@@ -544,36 +544,50 @@ describe('identities that cost something (issue 15)', () => {
     }
   });
 
-  it('two ids from one address never take each other off probation, however many rounds they report as paired', async () => {
+  it('two ids from one address never take each other off probation while the run has a peer from elsewhere; alone on a run (a lab, a local run) they do', async () => {
     // A host's two connections send `ready` together, so the pool pairs them, and both report
     // every round as paired with the other: before exchanges had to cross addresses, three such
     // rounds made both trusted (checkpoint duty, preferred as bootstrap sources, a looser probe).
-    const a = await RawPeer.join(s.wsUrl, { run: 'one-host' }, { localAddress: '127.0.0.4' });
-    const b = await RawPeer.join(s.wsUrl, { run: 'one-host' }, { localAddress: '127.0.0.4' });
-    const stop = heartbeat(a.peer, b.peer);
-    const [ia, ib] = [a.welcome.peerId, b.welcome.peerId];
-    let seq = 0;
-    const reportRound = async (p: RawPeer, round: number, partner: string) => {
-      const n = p.frames.length, k = ++seq;
-      p.send(report(k, { round, step: round + 1, partner, partnerDist: 0.5 }));
-      await p.next((m) => m.t === 'ack' && m.seq === k, 5000, n);
-    };
-    try {
-      for (let round = 0; round < PROBATION_EXCHANGES + 2; round++) {
-        const [ma, mb] = await meet(a.peer, b.peer, round, 3000);
-        expect(ma).toMatchObject({ partner: ib, probation: true });
-        expect(mb).toMatchObject({ partner: ia, probation: true });
-        await reportRound(a.peer, round, ib);
-        await reportRound(b.peer, round, ia);
+    const rounds = async (run: string, address: string, others: RawPeer[]): Promise<[string, string]> => {
+      const a = await RawPeer.join(s.wsUrl, { run }, { localAddress: address });
+      const b = await RawPeer.join(s.wsUrl, { run }, { localAddress: address });
+      const stop = heartbeat(a.peer, b.peer, ...others);
+      const [ia, ib] = [a.welcome.peerId, b.welcome.peerId];
+      let seq = 0;
+      const reportRound = async (p: RawPeer, round: number, partner: string) => {
+        const n = p.frames.length, k = ++seq;
+        p.send(report(k, { round, step: round + 1, partner, partnerDist: 0.5 }));
+        await p.next((m) => m.t === 'ack' && m.seq === k, 5000, n);
+      };
+      try {
+        for (let round = 0; round < PROBATION_EXCHANGES + 2; round++) {
+          const [ma, mb] = await meet(a.peer, b.peer, round, 3000);
+          expect(ma).toMatchObject({ partner: ib });
+          expect(mb).toMatchObject({ partner: ia });
+          await reportRound(a.peer, round, ib);
+          await reportRound(b.peer, round, ia);
+        }
+        return [ia, ib];
+      } finally {
+        stop();
+        a.peer.close(); b.peer.close();
       }
-      for (const p of [ia, ib]) {
+    };
+    // A peer from another address is live in the run (it only keeps its connection).
+    const outsider = await RawPeer.join(s.wsUrl, { run: 'one-host' }, { localAddress: '127.0.0.5' });
+    try {
+      for (const p of await rounds('one-host', '127.0.0.4', [outsider.peer])) {
         expect(s.c.hub.acceptedExchanges(p)).toBe(0);
         expect(s.c.hub.onProbation(p)).toBe(true);
         expect(s.c.hub.eligibleForDuty(p)).toBe(false);
       }
     } finally {
-      stop();
-      a.peer.close(); b.peer.close();
+      outsider.peer.close();
+    }
+    // Alone on their run, one address's ids have nobody else to earn trust from: they count.
+    for (const p of await rounds('lab', '127.0.0.6', [])) {
+      expect(s.c.hub.acceptedExchanges(p)).toBe(PROBATION_EXCHANGES + 2);
+      expect(s.c.hub.onProbation(p)).toBe(false);
     }
   });
 });
