@@ -235,8 +235,8 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   registerSecurityHeaders(app, (run) => runs.embedSites(run));
   app.get('/health', { schema: {} }, async () => ({ ok: true, peers: hub.connectionCount(), time: clock.now() }));
   // Operators check a deployment's TURN with credentials of their own (`murmur ice-check`).
-  app.post('/api/ice-check', { onRequest: requireAdmin(admin.value), schema: {} }, async () =>
-    iceFor(deps.ice ?? iceSettings({}), `p-${randomBytes(8).toString('hex')}`, clock.now()));
+  app.post('/api/ice-check', { onRequest: requireAdmin(admin.value), schema: {} }, async (req) =>
+    iceFor(deps.ice ?? iceSettings({}), req.ip, clock.now()));
   registerRunRoutes(ctx);
   registerMetricRoutes(ctx);
   registerCheckpointRoutes(ctx);

@@ -1,10 +1,14 @@
 // ICE servers for volunteers: STUN to learn their public address, TURN (coturn) to relay
 // where no direct path exists (symmetric NATs, strict firewalls). TURN credentials follow the
 // TURN REST convention that coturn's `use-auth-secret` checks: the username is
-// `<unix expiry>:<peer id>` and the credential is base64(HMAC-SHA1(secret, username)). The
-// secret never leaves this process: peers get only short-lived, per-peer credentials, renewed
-// before they expire while the peer stays connected, and afresh with every welcome.
+// `<unix expiry>:<user>` and the credential is base64(HMAC-SHA1(secret, username)). The user is
+// the client's address (turnUser: a keyed tag of addressKey, not the address itself), so
+// coturn's per-user quota holds for a whole host: with a user per peer id, 17 hellos from one
+// address took all 200 relay ports of the old defaults for an hour, and no volunteer joining
+// after could get a relay. The secret never leaves this process: peers get only short-lived
+// credentials, renewed before they expire while the peer stays connected, and afresh with every welcome.
 import { createHmac } from 'node:crypto';
+import { addressKey } from './address-budget.ts';
 import { readFileSync, statSync } from 'node:fs';
 import type { WireIce, WireIceServer } from '../src/protocol/messages.ts';
 
@@ -52,21 +56,32 @@ export function readSecretFile(path: string): string {
   return secret;
 }
 
-/** One TURN REST credential for `peerId`, valid until `expiresAtS` (unix seconds). */
-export function turnCredential(secret: string, peerId: string, expiresAtS: number): { username: string; credential: string } {
-  const username = `${expiresAtS}:${peerId}`;
+/**
+ * The TURN user of a client address: one per host (addressKey: an IPv4 address, or an IPv6 /64),
+ * a tag keyed by the secret so that coturn's logs name no address and no client can pick another's.
+ */
+export function turnUser(secret: string, address: string): string {
+  return `h-${createHmac('sha256', secret).update(`turn-user:${addressKey(address)}`).digest('hex').slice(0, 20)}`;
+}
+
+/** One TURN REST credential for `user`, valid until `expiresAtS` (unix seconds). */
+export function turnCredential(secret: string, user: string, expiresAtS: number): { username: string; credential: string } {
+  const username = `${expiresAtS}:${user}`;
   return { username, credential: createHmac('sha1', secret).update(username).digest('base64') };
 }
 
-/** What a volunteer gets in its welcome (and again before the TURN credential expires). */
-export function iceFor(s: IceSettings, peerId: string, nowMs: number): WireIce {
+/**
+ * What a volunteer gets in its welcome (and again before the TURN credential expires): TURN
+ * credentials for the user of its address (turnUser).
+ */
+export function iceFor(s: IceSettings, address: string, nowMs: number): WireIce {
   const servers: WireIceServer[] = [];
   if (s.stun.length > 0) servers.push({ urls: s.stun });
   let expiresAt: number | null = null;
   if (s.turn.length > 0 && s.turnSecret) {
     const expiresAtS = Math.floor(nowMs / 1000) + s.ttlS;
     expiresAt = expiresAtS * 1000;
-    servers.push({ urls: s.turn, ...turnCredential(s.turnSecret, peerId, expiresAtS) });
+    servers.push({ urls: s.turn, ...turnCredential(s.turnSecret, turnUser(s.turnSecret, address), expiresAtS) });
   }
   return { iceServers: servers, expiresAt };
 }

@@ -841,7 +841,7 @@ export class PeerHub {
   private issueIce(c: Conn, peerId: string, now: number) {
     const s = this.d.ice;
     if (!s) return { iceServers: [], expiresAt: null };
-    const ice = iceFor(s, peerId, now);
+    const ice = iceFor(s, c.address, now);
     const delay = renewDelayMs(s, now, ice.expiresAt);
     this.d.clock.clearTimeout(c.iceTimer);
     if (delay !== null) {

@@ -20,7 +20,7 @@ export interface TurnConfigOptions {
   tls?: { cert: string; key: string; port: number };
   minPort: number;
   maxPort: number;
-  /** Concurrent allocations per TURN user (one volunteer) and in all. */
+  /** Concurrent allocations per TURN user (one client address: server/ice.ts turnUser) and in all. */
   userQuota: number;
   totalQuota: number;
   /** Bytes per second per session, and for the whole server (0: no cap). */
@@ -31,8 +31,13 @@ export interface TurnConfigOptions {
   allow: string[];
 }
 
+/**
+ * A user is a client address, so its quota is a host's: 48 allocations, a few volunteers' links
+ * each (one allocation per link a volunteer relays), of 1,200 in all; 25 addresses to take them
+ * all. One relay port per allocation, so the port range holds the total quota.
+ */
 export const TURN_DEFAULTS = {
-  port: 3478, minPort: 49160, maxPort: 49359, userQuota: 12, totalQuota: 1200, maxBps: 3_000_000, bpsCapacity: 0,
+  port: 3478, minPort: 49160, maxPort: 50359, userQuota: 48, totalQuota: 1200, maxBps: 3_000_000, bpsCapacity: 0,
 } as const;
 
 /**
@@ -88,10 +93,16 @@ export function turnConfig(o: TurnConfigOptions): string {
   if (!/^[A-Za-z0-9.-]{1,100}$/.test(o.realm)) throw new Error(`realm "${o.realm}" must be a domain-like name`);
   if (o.secret.length < 16 || /\s/.test(o.secret)) throw new Error('the TURN secret must be at least 16 characters, without spaces');
   if (!(o.minPort >= 1024 && o.maxPort <= 65535 && o.minPort <= o.maxPort)) throw new Error(`relay ports ${o.minPort}-${o.maxPort} must lie within 1024-65535`);
+  const ports = o.maxPort - o.minPort + 1;
+  if (ports < o.totalQuota) {
+    throw new Error(`relay ports ${o.minPort}-${o.maxPort} are ${ports}, fewer than the total quota of ${o.totalQuota} allocations (one port each): ` +
+      'the ports would run out first, before any quota held; widen the range or lower --total-quota');
+  }
+  if (o.userQuota > o.totalQuota) throw new Error(`the user quota (${o.userQuota}) is above the total quota (${o.totalQuota})`);
   const relayIp = o.relayIp ?? o.listenIp;
   const lines = [
     '# coturn configuration written by `murmur turn-config`; it holds the TURN secret: keep it mode 600.',
-    '# Volunteers get credentials from the coordinator (TURN REST: username "<expiry>:<peer id>").',
+    '# Volunteers get credentials from the coordinator (TURN REST: username "<expiry>:<tag of the client address>").',
     `listening-ip=${o.listenIp}`,
     `listening-port=${o.port}`,
     `relay-ip=${relayIp}`,

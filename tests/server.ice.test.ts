@@ -8,7 +8,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { iceFor, iceSettings, readSecretFile, renewDelayMs, turnCredential } from '../server/ice.ts';
+import { iceFor, iceSettings, readSecretFile, renewDelayMs, turnCredential, turnUser } from '../server/ice.ts';
 import { toRange, turnConfig, TURN_DEFAULTS } from '../server/turn-config.ts';
 import { describeLinkFailure, noteCandidateTypes, selectedRoute } from '../src/sync/links.ts';
 import { parseClientMessage, type CandidateType, type ServerMessage } from '../src/protocol/messages.ts';
@@ -34,13 +34,27 @@ describe('TURN REST credentials', () => {
 
   it('iceFor gives STUN and TURN with a credential that expires after the TTL', () => {
     const s = iceSettings({ stun: ['stun:turn.example.org:3478'], turn: ['turn:turn.example.org:3478', 'turns:turn.example.org:5349?transport=tcp'], turnSecret: SECRET, ttlS: 3600 });
-    const ice = iceFor(s, 'p-0123456789abcdef', 1_700_000_000_500);
+    const ice = iceFor(s, '198.18.0.7', 1_700_000_000_500);
     expect(ice.expiresAt).toBe((1_700_000_000 + 3600) * 1000);
     expect(ice.iceServers[0]).toEqual({ urls: ['stun:turn.example.org:3478'] });
     expect(ice.iceServers[1]!.urls).toHaveLength(2);
-    expect(ice.iceServers[1]!.username).toBe(`${1_700_000_000 + 3600}:p-0123456789abcdef`);
+    expect(ice.iceServers[1]!.username).toBe(`${1_700_000_000 + 3600}:${turnUser(SECRET, '198.18.0.7')}`);
     expect(JSON.stringify(ice)).not.toContain(SECRET);
     expect(renewDelayMs(s, 1_700_000_000_500, ice.expiresAt)).toBe(ice.expiresAt! - 720_000 - 1_700_000_000_500);
+  });
+
+  it('the TURN user is the client\'s host, so coturn\'s per-user quota holds for all its ids: a keyed tag that names no address', () => {
+    const user = turnUser(SECRET, '198.18.0.7');
+    expect(user).toMatch(/^h-[0-9a-f]{20}$/);
+    expect(user).not.toContain('198');
+    // The same host whatever form its address takes; another host, another user.
+    expect(turnUser(SECRET, '::ffff:198.18.0.7')).toBe(user);
+    expect(turnUser(SECRET, '198.18.0.8')).not.toBe(user);
+    // An IPv6 client owns its /64: one user for all of it.
+    expect(turnUser(SECRET, '2001:db8:1:2::5')).toBe(turnUser(SECRET, '2001:db8:1:2:aaaa::9'));
+    expect(turnUser(SECRET, '2001:db8:1:3::5')).not.toBe(turnUser(SECRET, '2001:db8:1:2::5'));
+    // Keyed: without the secret nobody can tell which address a tag is, or make another's.
+    expect(turnUser('another-secret-0000000', '198.18.0.7')).not.toBe(user);
   });
 
   it('refuses TURN without a secret, bad URLs, a short secret and an absurd TTL', () => {
@@ -61,7 +75,7 @@ describe('TURN REST credentials', () => {
 });
 
 describe('the coordinator hands out ICE', () => {
-  it('welcome carries per-peer credentials; fresh ones arrive before expiry; the secret never appears in a frame or a log line', async () => {
+  it('welcome carries credentials for the peer\'s host; fresh ones arrive before expiry; the secret never appears in a frame or a log line', async () => {
     const clock = new FakeClock(Date.now());
     const logged: string[] = [];
     const logStream = new Writable({ write(chunk, _enc, cb) { logged.push(String(chunk)); cb(); } });
@@ -74,7 +88,7 @@ describe('the coordinator hands out ICE', () => {
     const ice = welcome.ice!;
     expect(ice.iceServers.map((s) => s.urls[0])).toEqual(['stun:198.18.0.1:3478', 'turn:198.18.0.1:3478']);
     const turn = ice.iceServers[1]!;
-    expect(turn.username).toBe(`${Math.floor(clock.now() / 1000) + 60}:${welcome.peerId}`);
+    expect(turn.username).toBe(`${Math.floor(clock.now() / 1000) + 60}:${turnUser(SECRET, '127.0.0.1')}`);
     expect(turn.credential).toBe(createHmac('sha1', SECRET).update(turn.username!).digest('base64'));
     expect(ice.expiresAt).toBe((Math.floor(clock.now() / 1000) + 60) * 1000);
     // Not yet: 80% of the lifetime has not passed.
@@ -84,9 +98,20 @@ describe('the coordinator hands out ICE', () => {
     clock.advance(10_000);
     const renewed = await peer.next<Extract<ServerMessage, { t: 'ice' }>>((m) => m.t === 'ice');
     expect(renewed.ice.expiresAt!).toBeGreaterThan(ice.expiresAt!);
-    expect(renewed.ice.iceServers[1]!.username).toBe(`${renewed.ice.expiresAt! / 1000}:${welcome.peerId}`);
+    expect(renewed.ice.iceServers[1]!.username).toBe(`${renewed.ice.expiresAt! / 1000}:${turnUser(SECRET, '127.0.0.1')}`);
     for (const f of peer.frames) expect(JSON.stringify(f)).not.toContain(SECRET);
     expect(logged.join('')).not.toContain(SECRET);
+    // Every id of one host is one TURN user (coturn's quota is the host's: with a user per id,
+    // 17 hellos from one address took all 200 relay ports of the old defaults); another host is another.
+    const again = await RawPeer.join(server.wsUrl);
+    const elsewhere = await RawPeer.join(server.wsUrl, {}, { localAddress: '127.0.0.2' });
+    const user = (w: typeof welcome) => w.ice!.iceServers[1]!.username!.split(':')[1];
+    expect(again.welcome.peerId).not.toBe(welcome.peerId);
+    expect(user(again.welcome)).toBe(user(welcome));
+    expect(user(elsewhere.welcome)).toBe(turnUser(SECRET, '127.0.0.2'));
+    expect(user(elsewhere.welcome)).not.toBe(user(welcome));
+    again.peer.ws.close();
+    elsewhere.peer.ws.close();
     peer.ws.close();
   });
 
@@ -172,7 +197,7 @@ describe('murmur turn-config', () => {
   it('writes shared-secret auth, deny lists, bounded ports and quotas', () => {
     const lines = turnConfig(opts).split('\n');
     for (const l of ['use-auth-secret', `static-auth-secret=${SECRET}`, 'realm=murmur.example.org', 'no-cli', 'no-multicast-peers', 'no-tcp-relay',
-      'min-port=49160', 'max-port=49359', 'user-quota=12', 'denied-peer-ip=127.0.0.0-127.255.255.255', 'denied-peer-ip=198.19.32.0-198.19.47.255',
+      'min-port=49160', 'max-port=50359', 'user-quota=48', 'total-quota=1200', 'denied-peer-ip=127.0.0.0-127.255.255.255', 'denied-peer-ip=198.19.32.0-198.19.47.255',
       'allowed-peer-ip=198.18.0.1', 'max-bps=3000000']) {
       expect(lines).toContain(l);
     }
@@ -183,6 +208,9 @@ describe('murmur turn-config', () => {
     expect(() => toRange('a.b.c.d')).toThrow(/not an address/);
     expect(() => turnConfig({ ...opts, listenIp: 'turn.example.org' })).toThrow(/not an IP address/);
     expect(() => turnConfig({ ...opts, minPort: 80 })).toThrow(/relay ports/);
+    // Ports run out before the quota could hold: the old defaults (200 ports, 1,200 allocations).
+    expect(() => turnConfig({ ...opts, maxPort: 49359 })).toThrow('relay ports 49160-49359 are 200, fewer than the total quota of 1200 allocations (one port each)');
+    expect(() => turnConfig({ ...opts, userQuota: 2000 })).toThrow('the user quota (2000) is above the total quota (1200)');
     expect(() => turnConfig({ ...opts, realm: 'bad realm\nno-auth' })).toThrow(/realm/);
   });
 });
