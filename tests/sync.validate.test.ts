@@ -399,6 +399,31 @@ describe('PartnerValidator', () => {
     expect(v.deltaScale).toBeLessThan(1.01 * own);
   });
 
+  it('partners that send a tiny or zero Δ cannot drag the scale below our own ||Δ|| / clipFactor: an honest partner after eight of them is accepted, an absurd payload still refused by size', () => {
+    const own = gaussian(2, 1e-3); // ||Δ_i|| ~0.064
+    /** Eight rounds in a row, each a new id accepted as partner, its Δ along ours but × `shrink`; then our next round's own Δ. */
+    const dragged = (shrink: number) => {
+      const v = honestValidator();
+      for (let round = 0; round < 8; round++) {
+        v.observeOwn(norm2(own));
+        const res = v.check(phi, { phi: phi.slice(), delta: own.map((x) => x * shrink) }, { peer: `liar${round}`, round }, own);
+        expect(res.ok, JSON.stringify(res)).toBe(true);
+      }
+      v.observeOwn(norm2(own));
+      return v;
+    };
+    for (const shrink of [1e-6, 0]) {
+      // Before the floor the lower median was the largest of theirs: 6.3e-8, or 0.
+      expect(dragged(shrink).deltaScale, `shrink ${shrink}`).toBeGreaterThanOrEqual(norm2(own) / DEFAULT_VALIDATION.clipFactor);
+      // An honest partner at our norm: accepted, no offence (a strike, 0.0636 > 30 × 6.34e-8, before).
+      const honest = dragged(shrink).check(phi, { phi: plus(phi, gaussian(60, 1e-3)), delta: gaussian(61, 1e-3) }, { peer: 'honest', round: 8 }, own);
+      expect(honest, `shrink ${shrink}`).toMatchObject({ ok: true });
+      // φ + 1e6·sin and Δ × 1e30: refused on its size, an offence (at a scale of 0, accepted unclipped before).
+      const absurd = dragged(shrink).check(phi, { phi: phi.map((x, i) => x + 1e6 * Math.sin(i)), delta: own.map((x) => x * 1e30) }, { peer: 'absurd', round: 8 }, own);
+      expect(absurd, `shrink ${shrink}`).toMatchObject({ ok: false, reason: 'delta-norm', offence: true });
+    }
+  });
+
   it('helpers', () => {
     expect(median([3, 1, 2])).toBe(2);
     expect(median([4, 1, 2, 3])).toBe(2); // lower median

@@ -217,6 +217,8 @@ const MIRROR_KEPT = 256;
 
 export class PartnerValidator {
   private deltaNorms: number[] = [];
+  /** Our own latest ||Δ_i||: the scale's floor (see deltaScale). */
+  private ownNorm = 0;
   /** Per partner: our round and ||φ_j − φ_i|| at the last exchange we accepted from it. */
   private met = new Map<string, { round: number; peerRound: number | null; distance: number; scale: number; accepted: number }>();
   /** Partners whose last payload to us was refused on direction (bounded as `met`). */
@@ -276,12 +278,22 @@ export class PartnerValidator {
 
   /** Our own ||Δ_i|| of this round: the honest scale every partner is compared with. */
   observeOwn(deltaNorm: number): void {
-    if (Number.isFinite(deltaNorm)) push(this.deltaNorms, deltaNorm, this.settings.window);
+    if (!Number.isFinite(deltaNorm)) return;
+    push(this.deltaNorms, deltaNorm, this.settings.window);
+    this.ownNorm = deltaNorm;
   }
 
-  /** Median of recently accepted Δ norms (ours included); 0 before any. */
+  /**
+   * The lower median of recently accepted Δ norms (ours included), never below our own latest
+   * ||Δ_i|| / clipFactor; 0 before any. The lower median keeps partners from pushing it up; the
+   * floor keeps them from pulling it down: a partner's norm enters the window with no lower bound
+   * (before the probe judges its payload), and eight accepted partners in a row sending a tiny Δ
+   * took the scale from 6.2e-2 to 6.5e-8 (the next honest partner was struck, 30× over it), a zero
+   * Δ to 0, where every size check is off. Honest partners at our point of the LR schedule send Δ
+   * within about 2× of ours, so the floor binds only below what they send (docs/design.md section 6).
+   */
   get deltaScale(): number {
-    return median(this.deltaNorms);
+    return Math.max(median(this.deltaNorms), this.ownNorm / this.settings.clipFactor);
   }
 
   /**
@@ -312,7 +324,7 @@ export class PartnerValidator {
     }
     const deltaNorm = Math.sqrt(dd);
     const phiDistance = Math.sqrt(pd);
-    const scale = median(this.deltaNorms);
+    const scale = this.deltaScale;
     // Compared before this round's Δ to it replaces the last one.
     const mirror = this.mirrorCosine(at.peer, delta);
     if (ownDelta) this.remember(at.peer, at.round, ownDelta);
