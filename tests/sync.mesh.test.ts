@@ -7,7 +7,8 @@ import { Rogue } from './support/rogue.ts';
 import { MeshDestroyedError, MeshConfigError, PayloadError, MeshBusyError } from '../src/sync/errors.ts';
 import { Swarm, syntheticPayload, sleep, CONFIG_HASH, sameFloats } from './support/swarm.ts';
 import { chiSquareUniform } from './support/stats.ts';
-import type { ExchangeResult } from '../src/sync/types.ts';
+import type { ExchangeResult, Offence } from '../src/sync/types.ts';
+import { MAX_REMEMBERED } from '../src/sync/validate.ts';
 import type { MeshCore } from '../src/sync/mesh-core.ts';
 import { until } from './support/wait.ts';
 
@@ -188,6 +189,43 @@ describe('mesh (in-memory links)', () => {
 });
 
 describe('mesh: bounded resources towards strangers', () => {
+  it(`keeps at most ${MAX_REMEMBERED} bans and strike records, oldest first; a peer that left the run takes its strikes with it, its ban stays`, async () => {
+    swarm = new Swarm({ n: 3, transport: 'memory', elements: N, init: { banAfter: 2 } });
+    await swarm.connected(2);
+    const [a, b, c] = swarm.peers as [typeof swarm.peers[0], typeof swarm.peers[0], typeof swarm.peers[0]];
+    const core = a.mesh as unknown as MeshCore;
+    const strikes = (a.mesh as unknown as { strikes: Map<string, number> }).strikes;
+    const seen: Offence[] = [];
+    a.mesh.on('offence', (e) => seen.push(e));
+    // What onHello does for each new id that opens a link with a bad hello: a strike and a ban at once.
+    const count = MAX_REMEMBERED + 100;
+    for (let i = 0; i < count; i++) core.offence(`stranger${i}`, 'ERR_FRAME_CONFIG', `hello from stranger${i} has config ffffffffffffffff, ours is ${CONFIG_HASH}`, true);
+    expect(seen.length).toBe(count);
+    let banned = a.mesh.stats().banned;
+    expect(banned.length).toBe(MAX_REMEMBERED);
+    expect(banned).not.toContain('stranger0');
+    expect(banned).toContain(`stranger${count - 1}`);
+    expect(strikes.size).toBeLessThanOrEqual(MAX_REMEMBERED);
+    // Two peers of the run struck: b once, c twice (cut off). Then both leave it.
+    core.offence(b.id, 'delta-norm', 'a strike');
+    core.offence(c.id, 'delta-norm', 'a strike');
+    core.offence(c.id, 'delta-norm', 'a second');
+    expect(a.mesh.stats().banned).toContain(c.id);
+    expect(strikes.has(b.id) && strikes.has(c.id)).toBe(true);
+    let gone = false;
+    a.client.on('peers', (e) => { gone = !e.peers.includes(b.id) && !e.peers.includes(c.id); });
+    for (const p of [b, c]) { p.mesh.destroy(); p.client.close(); }
+    // The mesh listened first: once this listener saw the list without them, so did the mesh.
+    await until(() => gone, 5_000, 'a peer list without b and c');
+    expect(strikes.has(b.id) || strikes.has(c.id)).toBe(false);
+    banned = a.mesh.stats().banned;
+    expect(banned).toContain(c.id);
+    expect(banned.length).toBe(MAX_REMEMBERED);
+    // Back under the same id (a resumed session), b starts again from no strike here.
+    core.offence(b.id, 'delta-norm', 'after its return');
+    expect(seen.at(-1)).toMatchObject({ peer: b.id, strikes: 1, cutOff: false });
+  });
+
   it(`keeps early announcements from at most ${MAX_EARLY_ANNOUNCEMENTS} peers before the pool answers, and only the partner's after`, async () => {
     const s = (swarm = new Swarm({ n: 2, transport: 'memory', elements: N, init: { neighbours: { min: 1, max: 8 } } }));
     await s.connected(1);

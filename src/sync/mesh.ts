@@ -19,7 +19,7 @@ import { requestState, serveState } from './bootstrap.ts';
 import type { StateCheck } from './state-check.ts';
 import { describeLinkFailure, simplePeerLinks, type LinkFactory, type RtcImplementation } from './links.ts';
 import type { TransferIdentity } from './transfer.ts';
-import { DEFAULT_VALIDATION, PartnerValidator } from './validate.ts';
+import { DEFAULT_VALIDATION, PartnerValidator, forgetOldest } from './validate.ts';
 import type {
   BootState, ExchangeResult, MeshEvents, MeshInit, MeshStats, Offence, OuterPayload, StateProvider,
 } from './types.ts';
@@ -134,6 +134,11 @@ class MeshImpl implements Mesh, MeshCore {
 
   private readonly links: LinkFactory;
   private readonly conns = new Map<string, Conn>();
+  /**
+   * Peers cut off, and strikes of those not yet: each at most MAX_REMEMBERED, the oldest dropped
+   * first (every new id with a bad hello adds one). A peer's strikes go when it leaves the run
+   * (forgetDeparted); its ban stays, since the id may come back with its session.
+   */
   private readonly banned = new Set<string>();
   private readonly strikes = new Map<string, number>();
   private readonly reports: [string, string][] = [];
@@ -171,7 +176,9 @@ class MeshImpl implements Mesh, MeshCore {
     this.unsubscribe.push(
       s.on('signal', (e) => this.onSignal(e.from, e.data)),
       s.on('peers', (e) => {
+        const before = this.livePeers;
         this.livePeers = e.peers.filter((p) => typeof p === 'string');
+        this.forgetDeparted(before);
         this.probation = new Set(e.probation ?? []);
         this.maintain();
       }),
@@ -348,17 +355,32 @@ class MeshImpl implements Mesh, MeshCore {
     // A soft offence (the probe's CUSUM) is reported, but is no strike: noisy losses add up to
     // one between honest partners now and then, and two would cut off a good partner for good.
     const strikes = (this.strikes.get(peer) ?? 0) + (isSoftOffence(code) && !immediateBan ? 0 : 1);
+    this.strikes.delete(peer);
     this.strikes.set(peer, strikes);
+    forgetOldest(this.strikes);
     const cutOff = immediateBan || strikes >= this.settings.banAfter;
     this.logger.warn('partner rejected', { peer, code, detail, strikes, cutOff });
     this.report(peer, `${code}: ${detail}`);
     if (cutOff) {
+      this.banned.delete(peer);
       this.banned.add(peer);
+      forgetOldest(this.banned);
       const c = this.conns.get(peer);
       if (c) this.dropConn(c, `cut off: ${code}`, false);
     }
     const e: Offence = { peer, code, detail, strikes, cutOff };
     this.events.emit('offence', e);
+  }
+
+  /**
+   * Strikes of peers that were live and are no longer (`before`: the previous list) go with them.
+   * Should one come back under its id, it starts again from none here; the coordinator's own count
+   * of our reports of it, which vetoes the pair at the second, lasts through its return.
+   */
+  private forgetDeparted(before: readonly string[]): void {
+    if (this.strikes.size === 0) return;
+    const was = new Set(before), live = new Set(this.livePeers);
+    for (const p of [...this.strikes.keys()]) if (was.has(p) && !live.has(p)) this.strikes.delete(p);
   }
 
   /** Listen to control messages arriving on `peer`'s link; returns the unsubscribe. */

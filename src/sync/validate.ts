@@ -204,8 +204,17 @@ export interface PartnerContext {
   probation?: boolean;
 }
 
-/** Partners remembered for the φ-distance rule; a forgotten one is judged as never met. */
-const MAX_REMEMBERED = 1024;
+/**
+ * Peers a per-peer record holds at most (here: partners for the φ-distance rule, a forgotten one
+ * judged as never met; the mesh's bans and strikes), the oldest dropped first (`forgetOldest`).
+ */
+export const MAX_REMEMBERED = 1024;
+
+/** Drops the oldest entries of `record` (the first set; re-set one to make it the newest) past `max`. */
+export function forgetOldest(record: Map<string, unknown> | Set<string>, max = MAX_REMEMBERED): void {
+  while (record.size > max) record.delete(record.keys().next().value!);
+}
+
 /**
  * The mirror check's sample of the Δ we last sent each partner: this many coordinates, a fixed
  * stride from an offset drawn per validator (a partner cannot tell which), so the cosine it
@@ -261,7 +270,7 @@ export class PartnerValidator {
     for (let k = 0, i = this.sampleOffset; i < this.elements; k++, i += this.sampleStride) sample[k] = own[i];
     this.sent.delete(peer);
     this.sent.set(peer, { round, sample });
-    if (this.sent.size > MIRROR_KEPT) this.sent.delete(this.sent.keys().next().value!);
+    forgetOldest(this.sent, MIRROR_KEPT);
   }
 
   /** cos(Δ_j, the Δ we last sent `peer`) on the sampled coordinates; null when none was sent or either is zero there. */
@@ -359,7 +368,7 @@ export class PartnerValidator {
       const again = this.againstUs.has(at.peer);
       this.againstUs.delete(at.peer);
       this.againstUs.add(at.peer);
-      if (this.againstUs.size > MAX_REMEMBERED) this.againstUs.delete(this.againstUs.values().next().value!);
+      forgetOldest(this.againstUs);
       const strong = -Math.max(this.settings.antiCosineReport, 6 / Math.sqrt(n));
       return {
         ok: false, reason: 'delta-direction', offence: again || cosine < strong || at.probation === true,
@@ -412,7 +421,7 @@ export class PartnerValidator {
       };
     }
     this.lagSums.set(at.peer, lagSum);
-    if (this.lagSums.size > MAX_REMEMBERED) this.lagSums.delete(this.lagSums.keys().next().value!);
+    forgetOldest(this.lagSums);
     let phiClipped = false;
     let phiScale = 1;
     const phiClip = this.settings.phiClipFactor * scale;
@@ -459,7 +468,7 @@ export class PartnerValidator {
     // The consensus step pulls the pair closer: what it leaves is within this plus a round's room.
     this.met.delete(at.peer);
     this.met.set(at.peer, { round: at.round, peerRound: claim, distance: phiDistance, scale, accepted: (known?.accepted ?? 0) + 1 });
-    if (this.met.size > MAX_REMEMBERED) this.met.delete(this.met.keys().next().value!);
+    forgetOldest(this.met);
     return { ok: true, delta, deltaNorm, clipped, phiDistance, phiClipped, cosine, phiCosine, phiLag, phiLagClipped, phiLagTheirs, lagSum };
   }
 }
