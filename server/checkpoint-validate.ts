@@ -4,7 +4,9 @@
 //   1. layout and run: the run's float count, the run's id;                      (400, request kept)
 //   2. every float finite;                                                       (400, request kept)
 //   3. counters: step and round within MAX_STATE_COUNTER, round <= step + 1, and the step no
-//      further than this peer could have trained since it joined (report-bounds.ts);
+//      further than this peer could have trained since it joined (report-bounds.ts); and the
+//      momentum's norm at most MAX_MOMENTUM_RATIO times φ's (stateMomentumError), before any
+//      measurement: a good φ with a huge momentum passes 4 and ruins whoever adopts it;
 //   4. the validation loss MEASURED here, on the run's state check windows (src/data/sampler.ts
 //      stateCheckBatches) with the CPU reference model in worker threads, finite and at most
 //      STATE_LOSS_MARGIN above the newest accepted checkpoint's (maxStateLoss).
@@ -13,7 +15,7 @@
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { RunInfo } from '../src/protocol/messages.ts';
-import { maxStateLoss, stateCounterError, type StateFrame } from '../src/protocol/state-frame.ts';
+import { maxStateLoss, stateCounterError, stateMomentumError, type StateFrame } from '../src/protocol/state-frame.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import type { DatasetSource } from './datasets.ts';
 import { RUN_VAL_BATCHES, stateCheckBatchCount } from '../src/data/sampler.ts';
@@ -39,6 +41,12 @@ export function uploadCounterError(frame: StateFrame, maxStep: number): string |
   if (bad) return `counters: ${bad}`;
   if (frame.meta.step > maxStep) return `counters: step ${frame.meta.step} is more than this peer could have trained (at most ${maxStep})`;
   return null;
+}
+
+/** Check 3 on the momentum: null when no larger against φ than an honest replica's can be. */
+export function uploadMomentumError(frame: StateFrame): string | null {
+  const bad = stateMomentumError(frame.phi, frame.momentum);
+  return bad && `momentum: ${bad}`;
 }
 
 /** Check 4 on a measured loss: null when acceptable against the newest accepted checkpoint. */

@@ -132,6 +132,19 @@ describe('checkpoints the coordinator checks itself', () => {
     expect(deleted.map((e) => ({ peerId: e.peerId, ...JSON.parse(e.d) }))).toEqual([{ peerId: c.peerId, id: info.id, reason: expect.stringMatching(/withdrawn/) }]);
   });
 
+  it('refuses an upload whose φ is honest and whose momentum is 1e30, before measuring it: the next outer step would throw φ out', async () => {
+    const run = await newRun('momentum');
+    const good = honestState(run, 0);
+    const c = await peer('momentum', () => ({ ...good, momentum: new Float32Array(good.phi.length).fill(1e30) }));
+    const evaluations = s.c.evaluator.stats.evaluations;
+    const r = await pull('momentum', c);
+    expect(r.ok).toBe(false);
+    expect(r.error).toMatch(/422.*momentum/);
+    expect(s.c.evaluator.stats.evaluations).toBe(evaluations);
+    expect(failed('momentum')).toEqual([expect.objectContaining({ peerId: c.peerId, rejected: true, reason: expect.stringMatching(/momentum/) })]);
+    await nothingServed('momentum');
+  });
+
   it('asks only peers eligible for duty: none while the only peer is on probation', async () => {
     await newRun('duty');
     const good = honestState({ ...(await s.c.app.inject({ method: 'GET', url: '/api/runs/duty' })).json() as RunInfo }, 0);

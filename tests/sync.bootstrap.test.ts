@@ -144,6 +144,31 @@ describe('a newcomer that cannot be poisoned or crashed', () => {
     const got = await joinRun(joiner.mesh, { checkpoint: async () => honest, timeoutMs: 300, tries: 1, check, onRefused });
     expect(got).toMatchObject({ source: 'checkpoint', state: { outerRound: honest.outerRound, innerStep: honest.innerStep } });
   });
+
+  it('refuses a good φ with momentum 1e30 (its norm) or reversed at 50x honest size (the loss where the next outer step carries φ), reports both; an honest state is adopted', async () => {
+    const honest = state(1);
+    const huge = { ...honest, momentum: new Float32Array(n).fill(1e30) };
+    const reversed = { ...honest, momentum: honest.momentum.map((x) => -50 * x) };
+    // Stands in for the trainer's validation loss: it grows as φ moves away from the honest φ
+    // (10 nats per ||φ||); every φ served here is the honest one, so φ alone always passes.
+    const dist = (phi: Float32Array) => { let d = 0, p = 0; for (let i = 0; i < n; i++) { d += (phi[i]! - honest.phi[i]!) ** 2; p += honest.phi[i]! ** 2; } return Math.sqrt(d / p); };
+    const measured: number[] = [];
+    const check = { floats: n, maxLoss: 2.8, alpha: 0.5, measure: async (c: { phi: Float32Array }) => { const l = 2.3 + 10 * dist(c.phi); measured.push(l); return l; } };
+    const { s, joiner, offences } = await newcomerAmong([huge, reversed, null], 6);
+    expect(await joiner.mesh.bootstrap({ timeoutMs: 10_000, tries: 3, check })).toBeNull();
+    expect(offences.sort()).toEqual([`${s.peers[0]!.id}:bad-state`, `${s.peers[1]!.id}:bad-state`]);
+    // 1e30 is refused by its norm before anything is measured; the reversed one passes the norm
+    // bound (2.5 ||φ||) and fails where the next outer step would carry φ (φ + α·m, 12.5 nats worse).
+    expect(measured.filter((l) => l > 2.8)).toHaveLength(1);
+
+    const refused: string[] = [];
+    const onRefused = (src: string, err: Error) => refused.push(`${src}: ${err.message}`);
+    expect(await joinRun(joiner.mesh, { checkpoint: async () => huge, timeoutMs: 300, tries: 1, check, onRefused })).toEqual({ source: 'fresh', state: null });
+    expect(refused.join('; ')).toMatch(/checkpoint: .*momentum/);
+    const got = await joinRun(joiner.mesh, { checkpoint: async () => honest, timeoutMs: 300, tries: 1, check, onRefused });
+    expect(got).toMatchObject({ source: 'checkpoint', state: { outerRound: honest.outerRound, innerStep: honest.innerStep } });
+    expect(got.state!.momentum).toBe(honest.momentum);
+  });
 });
 
 describe('housekeeping around transfers', () => {

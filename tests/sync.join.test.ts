@@ -137,6 +137,32 @@ describe('joinRunState checks every source before adopting it', () => {
   });
 });
 
+describe('a state whose momentum would throw φ off at the next outer step', () => {
+  it('is refused from a peer and from a checkpoint, by its norm against φ (1e30) or by the loss where φ + α·m lands (reversed, 50x); an honest one is taken', async () => {
+    const honestPhi = vec(1), honestM = Float32Array.from({ length: FLOATS }, (_, i) => 0.01 * (i + 1));
+    // Stands in for the trainer: the loss grows with the distance from the honest φ.
+    const measure = async (s: { phi: Float32Array }) => 2.5 + 10 * Math.hypot(...s.phi.map((x, i) => x - honestPhi[i]!)) / Math.hypot(...honestPhi);
+    const o = { runId: 'r1', floats: FLOATS, others: 1, maxLoss: 3, outerMomentum: 0.5, measure };
+    const huge: BootState = { from: 'p-1', phi: honestPhi, momentum: new Float32Array(FLOATS).fill(1e30), outerRound: 7, innerStep: 56 };
+    const reversed: BootState = { ...huge, from: 'p-2', momentum: honestM.map((x) => -50 * x) };
+    for (const peer of [huge, reversed]) {
+      const got = await joinRunState(new FakeMesh(peer), new FakeClient(), o);
+      expect(got, peer.from).toEqual({ source: 'fresh', state: null });
+    }
+    const cases: [StateFrame, RegExp][] = [
+      [{ ...checkpoint(), phi: honestPhi, momentum: huge.momentum }, /momentum/],
+      [{ ...checkpoint(), phi: honestPhi, momentum: reversed.momentum }, /where the next outer step would carry φ/],
+    ];
+    for (const [frame, why] of cases) {
+      const log = recorder();
+      expect(await joinRunState(new FakeMesh(), new FakeClient(frame), { ...o, others: 0, logger: log })).toEqual({ source: 'fresh', state: null });
+      expect(log.warnings.join('; '), why.source).toMatch(why);
+    }
+    const honest: BootState = { ...huge, from: 'p-3', momentum: honestM };
+    expect(await joinRunState(new FakeMesh(honest), new FakeClient(), o)).toEqual({ source: 'peer', state: honest });
+  });
+});
+
 describe('a state beyond the coordinator\'s bound on this peer\'s steps', () => {
   it('is refused from a peer and from a checkpoint; the bound grows from the welcome\'s stepBase at its stepRate', async () => {
     let t = 5000;

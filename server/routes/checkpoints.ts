@@ -14,7 +14,7 @@ import { buildLayout } from '../../src/model/layout.ts';
 import { PRESETS } from '../../src/model/config.ts';
 import { capCounters, decodeStateFrame, STATE_HEADER_MAX, stateFrameBytes, StateFrameError } from '../../src/protocol/state-frame.ts';
 import { stateCheckBatchCount } from '../../src/data/sampler.ts';
-import { measuredLossError, uploadCounterError, uploadShapeError } from '../checkpoint-validate.ts';
+import { measuredLossError, uploadCounterError, uploadMomentumError, uploadShapeError } from '../checkpoint-validate.ts';
 
 const CKPT_PARAMS = Type.Object({ run: RUN_ID, ckpt: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,63}$' }) }, { additionalProperties: false });
 /** A state request's id (the scheduler's 12 random bytes in hex). */
@@ -185,7 +185,7 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
         withdrawFrom(run.id, claims.p, req.log);
         return reply.code(422).send({ error: `checkpoint rejected: ${reason}` });
       };
-      const impossible = uploadCounterError(frame, hub.maxStep(claims.p));
+      const impossible = uploadCounterError(frame, hub.maxStep(claims.p)) ?? uploadMomentumError(frame);
       if (impossible) return refuse(impossible);
       let measured: number;
       const valBatches = stateCheckBatchCount(run.model, run.train);

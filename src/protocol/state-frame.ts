@@ -102,6 +102,29 @@ export function capCounters<C extends { step: number; round: number }>(c: C, con
   return { ...c, step, round: Math.min(c.round, Math.floor(step / H)) };
 }
 
+/**
+ * Largest ||m|| / ||φ|| an honest state carries. The outer step (docs/design.md section 1.1)
+ * m ← α·m + β·Δ̄ + γ·(φ̄ − φ) adds at most β·2D + γ·2.5D, where D is the Δ scale (a partner's Δ is
+ * clipped to 3D and its φ moved to within 5D of ours before the step, src/sync/validate.ts), and
+ * the decayed sum of those is at most 1/(1 − α) times one: 6.3 D at the defaults (α = 0.5,
+ * β = γ = 0.7); a solo step adds β·D, 1.4 D. Honest solo rounds on `micro` from init measured
+ * ||m|| / ||φ|| at most 0.19 at the default lr (6e-4, H = 50) and 0.41 at five times it, so D
+ * stays within 0.3 ||φ|| and a pair's worst case is 1.9 ||φ||; 4 leaves twice that. Momentum
+ * beyond it is no honest replica's: its next outer step moves φ by α·m, more than twice φ itself
+ * (a good φ served with m = 1e30 was adopted and moved to 9e29 by one solo step).
+ */
+export const MAX_MOMENTUM_RATIO = 4;
+
+/** Null when a state's momentum is within MAX_MOMENTUM_RATIO of its φ; otherwise by how much not. */
+export function stateMomentumError(phi: Float32Array, momentum: Float32Array): string | null {
+  let p = 0, m = 0;
+  for (let i = 0; i < phi.length; i++) p += phi[i]! * phi[i]!;
+  for (let i = 0; i < momentum.length; i++) m += momentum[i]! * momentum[i]!;
+  const ratio = Math.sqrt(m) / Math.sqrt(p);
+  if (m === 0 || ratio <= MAX_MOMENTUM_RATIO) return null;
+  return `its momentum's norm is ${Number.isFinite(ratio) ? ratio.toPrecision(3) : ratio} times φ's, beyond the ${MAX_MOMENTUM_RATIO} any honest state carries`;
+}
+
 /** Null when a state's counters could be true; otherwise what is wrong with them. */
 export function stateCounterError(c: { step: number; round: number }): string | null {
   for (const [name, v] of [['step', c.step], ['round', c.round]] as const) {

@@ -38,6 +38,8 @@ export interface RunJoinOptions {
   measure?: (s: Omit<BootState, 'from'>) => Promise<number>;
   /** maxStateLoss(the coordinator's loss of its newest accepted checkpoint, vocab). */
   maxLoss?: number;
+  /** The run's outer momentum α: with `measure`, φ + α·m is measured too (StateCheck.alpha). */
+  outerMomentum?: number;
   /** The furthest inner step the coordinator would accept from this peer now (welcomeMaxStep). */
   maxStep?: () => number;
   /**
@@ -96,10 +98,12 @@ export function joinRunState(
     // Each live peer asked at most once: peers that started together all decline ('no state
     // yet'), and waiting out the timeout for a peer that is not there helps nobody.
     tries: Math.max(1, Math.min(3, o.others)),
-    // Every source is checked before adoption: sizes, finite values, counters, and its measured loss.
+    // Every source is checked before adoption: sizes, finite values, its momentum against φ,
+    // counters, and its measured loss, at φ and where the next outer step would carry φ.
     check: {
       floats: o.floats, ...(o.maxStep ? { maxStep: o.maxStep } : {}),
       ...(o.measure && o.maxLoss !== undefined ? { measure: o.measure, maxLoss: o.maxLoss } : {}),
+      ...(o.outerMomentum !== undefined ? { alpha: o.outerMomentum } : {}),
     },
     onRefused: (source, err) => log.warn(`the ${source} failed the newcomer's checks (${err.message}); starting fresh`),
     checkpoint: async () => {

@@ -303,6 +303,7 @@ class HeadlessVolunteer implements Volunteer {
     const stepCap = welcomeStepCap(welcome);
     const joined = await joinRunState(this.mesh, this.signaling, {
       runId: run.id, floats, others, timeoutMs: this.settings.bootstrapTimeoutMs, logger: this.log, maxLoss,
+      outerMomentum: run.train.outerMomentum,
       ...(maxStep ? { maxStep } : {}), ...(stepCap ? { stepCap } : {}),
       measure: async (s) => {
         inTrainer = s.phi;

@@ -141,7 +141,7 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
       const stepCap = welcomeStepCap(welcome);
       const joined = await joinRunState(mesh, signaling, {
         runId: run.id, floats, others: others.length, timeoutMs: this.init.bootstrapTimeoutMs, logger: log,
-        maxLoss: maxStateLoss(welcome.checkpoint?.valLoss ?? null, run.model.vocab),
+        maxLoss: maxStateLoss(welcome.checkpoint?.valLoss ?? null, run.model.vocab), outerMomentum: run.train.outerMomentum,
         // No state our reports could not go on from: the coordinator would refuse every one of them.
         ...(maxStep ? { maxStep } : {}), ...(stepCap ? { stepCap } : {}),
         measure: async (c) => {
