@@ -287,8 +287,8 @@ export class PeerHub {
    * The step `runId`'s live peers (but `except`) agree on (consensusStep): one vote per address,
    * its peers' lowest reported step, from peers off probation only, so neither a new id nor many
    * connections from one host outvote the others; never below the newest offered checkpoint's
-   * step; null with neither. A newcomer adopting a state further on takes it (the welcome's
-   * `stepConsensus`), and an uploaded checkpoint is stored at no more (capCounters). `latest`:
+   * step; null with neither. A newcomer adopting a state more than a round from it takes it
+   * (the welcome's `stepConsensus`), and an uploaded checkpoint is stored held the same way (holdCounters). `latest`:
    * the run's newest offered checkpoint when the caller has read it already (the welcome has).
    */
   stepConsensus(runId: string, except?: string, latest?: CheckpointInfo | null): number | null {

@@ -208,13 +208,34 @@ describe('a state further on than the run\'s live peers agree on', () => {
     const ck = await joinRunState(new FakeMesh(), new FakeClient(checkpoint({ step: 800, round: 100 })), { runId: 'r1', floats: FLOATS, others: 0, stepCap: cap });
     expect(ck.source).toBe('checkpoint');
     expect(ck.state).toMatchObject({ innerStep: 408, outerRound: 51 });
-    // Within a round of the consensus the counters are the source's; a held one keeps a lower round.
-    for (const st of [{ innerStep: 408, outerRound: 51 }, { innerStep: 390, outerRound: 48 }, { innerStep: 1000, outerRound: 20 }]) {
+    // Within a round of the consensus the counters are the source's; a held one keeps a lower
+    // round going down, a higher one going up (holdCounters).
+    for (const [st, want] of [
+      [{ innerStep: 408, outerRound: 51 }, { innerStep: 408, outerRound: 51 }],
+      [{ innerStep: 392, outerRound: 48 }, { innerStep: 392, outerRound: 48 }],
+      [{ innerStep: 1000, outerRound: 20 }, { innerStep: 408, outerRound: 20 }],
+      [{ innerStep: 390, outerRound: 48 }, { innerStep: 400, outerRound: 50 }],
+      [{ innerStep: 100, outerRound: 90 }, { innerStep: 400, outerRound: 90 }],
+    ]) {
       const r = await joinRunState(new FakeMesh({ ...peer, ...st }), new FakeClient(), { runId: 'r1', floats: FLOATS, others: 1, stepCap: cap });
-      expect(r.state).toMatchObject({ innerStep: Math.min(st.innerStep, 408), outerRound: st.outerRound });
+      expect(r.state).toMatchObject(want!);
     }
     // A coordinator with nothing to agree on sends none: no cap.
     expect(welcomeStepCap({ run: { train: { H: 8 } } })).toBeUndefined();
+  });
+
+  it('a state that claims too few steps is raised to the welcome\'s stepConsensus, from a peer or a checkpoint: no lie sends a newcomer back through warm-up', async () => {
+    const cap = { step: 50_000, H: 50 };
+    const peer: BootState = { from: 'p-1', phi: vec(1), momentum: vec(0), outerRound: 0, innerStep: 0 };
+    const got = await joinRunState(new FakeMesh(peer), new FakeClient(), { runId: 'r1', floats: FLOATS, others: 1, stepCap: cap });
+    expect(got.source).toBe('peer');
+    expect(got.state!.innerStep).toBeGreaterThanOrEqual(50_000 - 50);
+    expect(got.state).toEqual({ ...peer, innerStep: 50_000, outerRound: 1000 });
+    const ck = await joinRunState(new FakeMesh(), new FakeClient(checkpoint({ step: 10, round: 1 })), { runId: 'r1', floats: FLOATS, others: 0, stepCap: cap });
+    expect(ck.state).toMatchObject({ innerStep: 50_000, outerRound: 1000 });
+    // Within a round below the consensus (a peer that lags a little) the counters are the source's.
+    const near = await joinRunState(new FakeMesh({ ...peer, innerStep: 49_950, outerRound: 999 }), new FakeClient(), { runId: 'r1', floats: FLOATS, others: 1, stepCap: cap });
+    expect(near.state).toMatchObject({ innerStep: 49_950, outerRound: 999 });
   });
 
   it('consensusStep is the lower median, never below the floor: it moves up only when half the peers claim more', () => {

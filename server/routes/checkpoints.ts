@@ -12,7 +12,7 @@ import { bearer } from '../auth.ts';
 import type { CheckpointInfo, DerivedKind } from '../checkpoints.ts';
 import { buildLayout } from '../../src/model/layout.ts';
 import { PRESETS } from '../../src/model/config.ts';
-import { capCounters, decodeStateFrame, STATE_HEADER_MAX, stateFrameBytes, StateFrameError } from '../../src/protocol/state-frame.ts';
+import { decodeStateFrame, holdCounters, STATE_HEADER_MAX, stateFrameBytes, StateFrameError } from '../../src/protocol/state-frame.ts';
 import { stateCheckBatchCount } from '../../src/data/sampler.ts';
 import { measuredLossError, uploadCounterError, uploadMomentumError, uploadShapeError } from '../checkpoint-validate.ts';
 
@@ -200,9 +200,9 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
       const bad = measuredLossError(measured, newest?.valLoss ?? null, run.model.vocab);
       if (bad) return refuse(bad);
       // Stored with the coordinator's measurement (the peer's own figure is kept in the event
-      // only), and at no further step than the run's peers agree on: every newcomer that starts
+      // only), and within a round of the step the run's peers agree on: every newcomer that starts
       // from this checkpoint takes its step, and the next consensus is never below it.
-      const held = capCounters(frame.meta, hub.stepConsensus(run.id, undefined, newest), run.train.H);
+      const held = holdCounters(frame.meta, hub.stepConsensus(run.id, undefined, newest), run.train.H);
       if (held !== frame.meta) req.log.info({ run: run.id, claimed: frame.meta.step, stored: held.step }, 'checkpoint counters held to the peers\' consensus');
       const info = await checkpoints.save(run, { ...frame, meta: { ...held, valLoss: measured } }, claims.p, clock.now(), valBatches);
       events.append(run.id, 'checkpoint-saved', claims.p, { ...info, claimedValLoss: frame.meta.valLoss });

@@ -349,7 +349,8 @@ const WelcomeMsg = strict({
   /**
    * The step the run's live peers agree on (consensusStep in state-frame.ts: the lower median of
    * one vote per address of peers off probation, never below the newest checkpoint's step). A
-   * newcomer that adopts a state further on holds it to this (capCounters, src/sync/join.ts), so
+   * newcomer that adopts a state more than a round from it, ahead or behind, holds it to this
+   * (holdCounters, src/sync/join.ts), so
    * one peer lying about its steps cannot move a newcomer along the learning-rate schedule.
    * Absent when there is nothing to agree on yet.
    */

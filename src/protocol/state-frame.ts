@@ -91,15 +91,22 @@ export function consensusStep(votes: readonly number[], floor: number | null = n
 }
 
 /**
- * A state's counters held to the run's consensus (consensusStep; null: as they are): a step at
- * most one round past it (`H` inner steps: the peers moved on between the consensus and the
- * adoption, or the upload); a state held back gets a round at most ⌊step / H⌋. A round is left
- * as it is otherwise: after a change of the run's H an honest replica's rounds outnumber step / H.
+ * A state's counters held to the run's consensus (consensusStep; null: as they are), from above
+ * and below: a step at most one round past it (`H` inner steps: the peers moved on between the
+ * consensus and the adoption, or the upload), with a round at most ⌊step / H⌋; a step more than
+ * one round short of it (a slow peer lags a little; a liar at step 0 would send a newcomer back
+ * through warm-up to the peak learning rate, its Δ then ~10x its partners') is raised to it, with
+ * a round at least ⌊step / H⌋. A round is left as it is otherwise: after a change of the run's H
+ * an honest replica's rounds outnumber step / H.
  */
-export function capCounters<C extends { step: number; round: number }>(c: C, consensus: number | null, H: number): C {
-  if (consensus === null || c.step <= consensus + H) return c;
-  const step = consensus + H;
-  return { ...c, step, round: Math.min(c.round, Math.floor(step / H)) };
+export function holdCounters<C extends { step: number; round: number }>(c: C, consensus: number | null, H: number): C {
+  if (consensus === null) return c;
+  if (c.step > consensus + H) {
+    const step = consensus + H;
+    return { ...c, step, round: Math.min(c.round, Math.floor(step / H)) };
+  }
+  if (c.step < consensus - H) return { ...c, step: consensus, round: Math.max(c.round, Math.floor(consensus / H)) };
+  return c;
 }
 
 /**

@@ -4,7 +4,7 @@
 // starts fresh (φ_0 from the run's seed). From then on it answers newcomers (mesh) and the
 // coordinator's checkpoint requests (signaling) with the state of its LAST OUTER STEP: φ and m
 // only change there, so a snapshot never holds a half-finished inner loop.
-import { capCounters, maxStepNow, type StateFrame } from '../protocol/state-frame.ts';
+import { holdCounters, maxStepNow, type StateFrame } from '../protocol/state-frame.ts';
 import { silentLogger, type Logger } from './components.ts';
 import type { Mesh } from './mesh.ts';
 import { joinRun, type JoinSource } from './replica.ts';
@@ -44,8 +44,8 @@ export interface RunJoinOptions {
   maxStep?: () => number;
   /**
    * The step the run's live peers agree on and its inner steps per round (welcomeStepCap): the
-   * counters of the state adopted are held to it (capCounters: at most one round past it), its φ
-   * and momentum unchanged.
+   * counters of the state adopted are held to it (holdCounters: within one round of it either
+   * way, else at it), its φ and momentum unchanged.
    */
   stepCap?: { step: number; H: number };
   logger?: Logger;
@@ -83,13 +83,14 @@ export function joinRunState(
 ): Promise<{ source: JoinSource; state: BootState | null }> {
   const log = o.logger ?? silentLogger;
   // Steps are claims (a liar's φ may be good and its step anything the coordinator's bound
-  // allows): past the peers' consensus the state takes theirs, so the newcomer's learning-rate
-  // schedule, reports and served state follow the run's, not one peer's word.
-  const capped = (r: { source: JoinSource; state: BootState | null }) => {
+  // allows, down to 0): more than a round away from the peers' consensus the state takes theirs,
+  // so the newcomer's learning-rate schedule, reports and served state follow the run's, not one
+  // peer's word.
+  const held = (r: { source: JoinSource; state: BootState | null }) => {
     if (!r.state || !o.stepCap) return r;
-    const c = capCounters({ step: r.state.innerStep, round: r.state.outerRound }, o.stepCap.step, o.stepCap.H);
+    const c = holdCounters({ step: r.state.innerStep, round: r.state.outerRound }, o.stepCap.step, o.stepCap.H);
     if (c.step === r.state.innerStep && c.round === r.state.outerRound) return r;
-    log.info('the adopted state claims more than the run\'s peers agree on: holding it to theirs', { claimed: r.state.innerStep, round: r.state.outerRound, step: c.step, heldRound: c.round });
+    log.info('the adopted state\'s step is more than a round from the run\'s consensus: holding it to theirs', { claimed: r.state.innerStep, round: r.state.outerRound, step: c.step, heldRound: c.round });
     return { ...r, state: { ...r.state, innerStep: c.step, outerRound: c.round } };
   };
   return joinRun(mesh, {
@@ -125,7 +126,7 @@ export function joinRunState(
       }
       return { phi: f.phi, momentum: f.momentum, outerRound: f.meta.round, innerStep: f.meta.step };
     },
-  }).then(capped);
+  }).then(held);
 }
 
 /**

@@ -314,7 +314,7 @@ class HeadlessVolunteer implements Volunteer {
         return loss;
       },
     });
-    // Loaded already unless its step was capped (joinRunState): the trainer's schedule follows the step.
+    // Loaded already unless its counters were held (joinRunState): the trainer's schedule follows the step.
     if (joined.state) await this.adopt(joined.state, joined.state.phi === inTrainer && joined.state.innerStep === loadedStep);
     else if (inTrainer) await backend.load({ ...fresh, innerStep: 0 });
     this.summary.joinedFrom = joined.source;

@@ -160,7 +160,7 @@ import { until } from './wait.ts';
 
 /**
  * `client` reports `step`, as a live peer does after each outer step, and the coordinator has
- * taken it: a checkpoint upload is held to the step the run's peers report (capCounters).
+ * taken it: a checkpoint upload is held to the step the run's peers report (holdCounters).
  */
 export async function reportedStep(s: TestServer, client: SignalingClient, step: number, H: number): Promise<void> {
   client.report({ time: Date.now(), step, round: Math.floor(step / H), trainLoss: 3, valLoss: null, tokensPerS: 100, bytesIn: 0, bytesOut: 0, partner: null, partnerDist: null, adapter: null });

@@ -153,7 +153,7 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
         },
       });
       const s = joined.state;
-      // Loaded already unless its step was capped (joinRunState): the trainer's schedule follows the step.
+      // Loaded already unless its counters were held (joinRunState): the trainer's schedule follows the step.
       if (s && (s.phi !== inTrainer || s.innerStep !== loadedStep)) await trainer.load({ phi: s.phi, momentum: s.momentum, innerStep: s.innerStep });
       else if (!s && inTrainer && fresh) await trainer.load(fresh);
       start = { source: joined.source, from: joined.source === 'peer' ? s!.from : null, step: s?.innerStep ?? 0, round: s?.outerRound ?? 0 };
