@@ -44,7 +44,8 @@ class DeafLink implements Link {
   destroyedWith: string | null = null;
   private drains: (() => void)[] = [];
 
-  constructor(private readonly inner: Link, private readonly sent?: { to: string; msg: ControlMessage }[]) {
+  /** `readsControl`: control messages still reach the other side (a partner that took our `xchg`, then stopped reading). */
+  constructor(private readonly inner: Link, private readonly sent?: { to: string; msg: ControlMessage }[], private readonly readsControl = false) {
     inner.on('close', () => this.closed());
   }
 
@@ -57,10 +58,15 @@ class DeafLink implements Link {
 
   send(bytes: Uint8Array): void {
     if (!this.inner.open) throw new LinkClosedError(this.remote);
+    let control = false;
     try {
       const f = decodeFrame(bytes);
-      if (f.type === 'control') this.sent?.push({ to: this.remote, msg: parseControl(f.message) });
+      if (f.type === 'control') {
+        control = true;
+        this.sent?.push({ to: this.remote, msg: parseControl(f.message) });
+      }
     } catch { /* not a frame we judge */ }
+    if (control && this.readsControl) { this.inner.send(bytes); return; }
     this.queued.push(bytes);
     this.buffered += bytes.length;
   }
@@ -296,7 +302,8 @@ describe("an exchange's send to a partner that never reads", () => {
     let deaf: DeafLink | null = null;
     const links: LinkFactory = (o) => {
       const inner = net.links('p0')(o);
-      return o.remote === 'r0' ? (deaf = new DeafLink(inner)) : inner;
+      // It hears our announcement, so it streams its own (chunks follow their partner's xchg), then reads nothing.
+      return o.remote === 'r0' ? (deaf = new DeafLink(inner, undefined, true)) : inner;
     };
     const mesh = createMesh({
       runId: 'test-run', configHash: CONFIG_HASH, elements: n, neighbours: { min: 1, max: 4 }, maintainMs: 50,

@@ -35,7 +35,9 @@ import { jsonDepth, schemaProblem } from './check.ts';
  *   2: `welcome` carries `stepBase` (a newcomer's bound on the step of a state it adopts) and
  *      `stepConsensus` (the step it takes when the state it adopts claims more).
  *   3: `welcome` carries `stepRate`, the run's bound on steps a second (it was one constant for
- *      every run, MAX_STEPS_PER_S).
+ *      every run, MAX_STEPS_PER_S). Between peers, an `xchg`'s chunks follow only once the
+ *      partner's own `xchg` arrived, and a peer keeps no buffers for an announcement before its
+ *      pool answer, so the chunks a version-2 peer streamed at once would be lost.
  */
 export const PROTOCOL_VERSION = 3;
 

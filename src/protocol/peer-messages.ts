@@ -31,7 +31,7 @@ export const CONTROL_SCHEMAS = {
   /** Coordinator unreachable: "I finished round `round`; be my partner?" */
   'pair-req': strict({ t: Type.Literal('pair-req'), round: u32, nonce: u32 }),
   'pair-ack': strict({ t: Type.Literal('pair-ack'), nonce: u32, ok: Type.Boolean(), reason: Type.Optional(text) }),
-  /** Start of my half of an exchange: φ and Δ chunks follow. */
+  /** Start of my half of an exchange: φ and Δ chunks follow once my partner's own xchg has arrived. */
   xchg: strict({ t: Type.Literal('xchg'), round: u32, phi: Announce, delta: Announce }),
   /** I stopped this exchange (deadline, rejection, shutdown): do not wait for me. */
   abort: strict({ t: Type.Literal('abort'), round: u32, reason: text }),

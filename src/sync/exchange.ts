@@ -7,7 +7,7 @@
 //
 // Every wait is bounded: pairing by the caller's wait, connecting by connectTimeoutMs, the
 // transfer by the deadline. A closed link or a partner's abort ends the wait at once.
-import { FrameError, SizeError } from '../protocol/errors.ts';
+import { FrameError } from '../protocol/errors.ts';
 import type { ControlMessage, Announce } from '../protocol/peer-messages.ts';
 import { chunkHeaderBytes, maxChunkSize, payloadBytes, type Dtype } from '../protocol/frame.ts';
 import { decodeTensor, encodeTensor } from './compress.ts';
@@ -32,13 +32,6 @@ interface Inbound {
   at: number;
 }
 
-/**
- * Announcements we keep (with their buffers) from peers that may turn out to be our partner
- * while our own pool answer has not arrived: the partner's answer can come first, and its chunks
- * follow at once. More than this would let any neighbour make us allocate φ and Δ for it.
- */
-export const MAX_EARLY_ANNOUNCEMENTS = 2;
-
 type Outcome =
   | { kind: 'received'; phi: Uint8Array; delta: Uint8Array; inbound: Inbound }
   | { kind: 'solo'; reason: SoloReason; code?: string; detail?: string }
@@ -53,12 +46,21 @@ export class ExchangeRun {
   private probation = false;
   private direct: DirectPairing | null = null;
   private viaCoordinator = false;
-  private stash = new Map<string, Inbound>();
+  /**
+   * Announcements that came before we could take them: before our own pool answer any neighbour
+   * may be the partner (its answer can come first), after it only the partner's. The message
+   * alone, one per linked peer, each replacing its own: no buffers, since a sender streams only
+   * once its partner's own `xchg` arrived (transfer). So no number of neighbours announcing can
+   * push the partner's announcement out, and each costs us a control message (at most 4 KiB), not a φ and a Δ.
+   */
+  private stash = new Map<string, Xchg>();
   private inbound: Inbound | null = null;
   private settle: ((o: Outcome) => void) | null = null;
   private destroyed = false;
   private onDestroy: (() => void)[] = [];
   private readonly abortSend = new SendAbort();
+  /** Called once the partner's announcement is taken (adopt): our chunks may follow. */
+  private onAnnounced: (() => void) | null = null;
   private readonly t0: number;
   private bytesSent = 0;
   /** Grows as the exchange enters each bounded phase: connect timeout, then transfer deadline. */
@@ -191,7 +193,15 @@ export class ExchangeRun {
       chunkSize: s.chunkSize, highWater: s.highWaterBytes, abort: this.abortSend,
       deadline: { clock: mesh.clock, at: mesh.clock.now() + mesh.estimator.sendDeadlineMs() },
     };
+    // Our chunks follow only the partner's own announcement: until then it may not know it is
+    // paired with us (its pool answer can come later) and keeps no buffers for us. A partner
+    // that never announces ends this round at the deadline, whose stopAndAbort ends this wait.
+    const announced = new Promise<boolean>((resolve) => {
+      const off = this.abortSend.onAbort(() => resolve(false));
+      this.onAnnounced = () => { off(); resolve(true); };
+    });
     void mesh.holding(conn, async () => {
+      if (!(await announced)) return;
       await sendTensor(conn.link, id, { kind: 'phi', dtype: phiA.dtype, round, transferId: phiA.tid, elements: n, bytes: phiBytes }, opts);
       await sendTensor(conn.link, id, { kind: 'delta', dtype: deltaA.dtype, round, transferId: deltaA.tid, elements: n, bytes: deltaBytes }, opts);
     }).catch((err) => mesh.logger.debug('send to partner ended early', { partner, error: String(err) }));
@@ -202,7 +212,7 @@ export class ExchangeRun {
       this.settle = (o) => { mesh.clock.clearTimeout(timer); this.settle = null; resolve(o); };
       if (this.destroyed) this.settle({ kind: 'destroyed' });
       const early = this.stash.get(partner);
-      if (early) { this.stash.delete(partner); this.adopt(early); }
+      if (early) { this.stash.delete(partner); this.adopt(this.prepare(partner, early)); }
     });
     const transferMs = mesh.clock.now() - tStart;
     if (outcome.kind === 'destroyed') throw new MeshDestroyedError('exchange');
@@ -253,6 +263,7 @@ export class ExchangeRun {
       this.settle({ kind: 'solo', reason: 'rejected', code: inb.bad.code, detail: inb.bad.detail });
       return;
     }
+    this.onAnnounced?.();
     Promise.all([inb.phi!.done, inb.delta!.done]).then(
       ([phi, delta]) => this.settle?.({ kind: 'received', phi, delta, inbound: inb }),
       (err) => {
@@ -309,7 +320,7 @@ export class ExchangeRun {
         this.onXchg(peer, msg);
         return;
       case 'abort':
-        this.dropStash(peer);
+        this.stash.delete(peer);
         if (peer === this.partner && (this.phase === 'connecting' || this.phase === 'transfer')) {
           if (this.settle) this.settle({ kind: 'solo', reason: 'partner-aborted', detail: msg.reason });
           else this.partnerAborted = true;
@@ -329,23 +340,23 @@ export class ExchangeRun {
       return;
     }
     // Early: the coordinator told our partner before us, or our link opened after theirs.
-    // Before our own answer any peer may be the partner, but only a few are kept; once the pool
-    // named one, only its announcement is.
+    // Before our own answer any neighbour may be the partner, so each one's latest is kept (never
+    // refused for want of room: two neighbours filling a few slots got the partner's refused, and
+    // both honest peers lost the round); once the pool named one, only its announcement is.
     const beforeAnswer = this.phase === 'pairing' && this.viaCoordinator && !this.direct && this.expectedPartner === null;
-    const early = (beforeAnswer && (this.stash.has(peer) || this.stash.size < MAX_EARLY_ANNOUNCEMENTS)) ||
+    const early = beforeAnswer ||
       (this.phase === 'pairing' && this.expectedPartner === peer) ||
       (this.phase === 'connecting' && peer === this.partner) ||
       (this.phase === 'transfer' && peer === this.partner && !this.settle);
     if (early) {
-      this.dropStash(peer);
-      this.stash.set(peer, this.prepare(peer, msg));
+      this.stash.set(peer, msg);
       return;
     }
     mesh.sendControl(peer, { t: 'abort', round: this.round, reason: this.partner ? 'busy with another partner' : 'not paired with you' });
   }
 
   onLinkClosed(peer: string): void {
-    this.dropStash(peer);
+    this.stash.delete(peer);
     this.direct?.onLinkClosed(peer);
     if (peer === this.partner && this.settle) this.settle({ kind: 'solo', reason: 'partner-gone' });
   }
@@ -380,31 +391,14 @@ export class ExchangeRun {
   private keepOnlyStash(partner: string | null): void {
     for (const peer of [...this.stash.keys()]) {
       if (peer === partner) continue;
-      this.dropStash(peer);
+      this.stash.delete(peer);
       this.mesh.sendControl(peer, { t: 'abort', round: this.round, reason: 'not paired with you' });
-    }
-  }
-
-  private dropStash(peer: string): void {
-    const s = this.stash.get(peer);
-    if (!s) return;
-    this.stash.delete(peer);
-    this.forget(s);
-  }
-
-  private forget(inb: Inbound): void {
-    const conn = this.mesh.conn(inb.peer);
-    for (const a of [inb.phi, inb.delta]) {
-      if (!a) continue;
-      conn?.inbound.delete(a.expect.transferId);
-      a.fail(new SizeError('transfer no longer wanted'));
     }
   }
 
   private cleanup(): void {
     this.phase = 'done';
     this.direct?.cancel();
-    for (const s of this.stash.values()) this.forget(s);
     this.stash.clear();
     if (this.inbound) {
       const conn = this.mesh.conn(this.inbound.peer);

@@ -36,7 +36,7 @@ export class Rogue {
     this.client = hub.client(id);
     this.factory = o.links ?? simplePeerLinks({ rtc: wrtc });
     this.client.on('signal', ({ from, data }) => this.onSignal(from, data as { mesh: 1; cid: string; sig: { type?: string } }));
-    this.client.on('paired', (e) => { if (e.partner) void this.attack(e.partner, e.initiator); });
+    this.client.on('paired', (e) => { if (e.partner) this.attack(e.partner, e.initiator); });
   }
 
   /** Keep asking the pool for partners, like an honest peer finishing rounds. */
@@ -101,16 +101,9 @@ export class Rogue {
     if (msg.t === 'pair-req' || msg.t === 'xchg') void this.send(peer);
   }
 
-  private async attack(partner: string, initiator: boolean): Promise<void> {
-    let entry = this.links.get(partner);
-    if (!entry && initiator) this.connect(partner, true, `rogue${Math.random().toString(36).slice(2)}`);
-    const end = Date.now() + 5000;
-    while (!(entry = this.links.get(partner))?.link.open) {
-      if (Date.now() > end || this.stopped) return;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    await new Promise((r) => setTimeout(r, 30)); // let both hellos land
-    await this.send(partner);
+  /** Paired: dial the partner if it is no neighbour yet. Its chunks follow the partner's announcement (onControl), as an honest peer's do. */
+  private attack(partner: string, initiator: boolean): void {
+    if (!this.links.has(partner) && initiator) this.connect(partner, true, `rogue${Math.random().toString(36).slice(2)}`);
   }
 
   private sending = new Set<string>();
