@@ -55,9 +55,10 @@ export class LiveHub {
   /**
    * Reserves a stream for `address` (an addressKey) on `runId`: null when a cap is reached (the
    * error says which), otherwise a function that takes over the raw response (already hijacked
-   * from Fastify) as the event stream.
+   * from Fastify) as the event stream, with `headers` (the security headers of every answer,
+   * securityHeaders in server/routes/web.ts: a hijacked response skips Fastify's hooks).
    */
-  admit(runId: string, address: string): { error: string; status: 429 | 503 } | ((res: ServerResponse) => void) {
+  admit(runId: string, address: string): { error: string; status: 429 | 503 } | ((res: ServerResponse, headers: Record<string, string>) => void) {
     if (this.subs.size >= this.limits.maxSubscribers) return { status: 503, error: `${this.subs.size} dashboards are connected, the limit; try again later` };
     const addr = this.byAddress.acquire(address);
     if (!addr) return { status: 429, error: `this address holds ${this.limits.perAddress} live streams, the limit; close one first` };
@@ -66,13 +67,14 @@ export class LiveHub {
       addr();
       return { status: 503, error: `run ${runId} has ${this.limits.perRun} live streams, the limit; try again later` };
     }
-    return (res) => this.subscribe(runId, res, () => { addr(); run(); });
+    return (res, headers) => this.subscribe(runId, res, headers, () => { addr(); run(); });
   }
 
-  private subscribe(runId: string, res: ServerResponse, release: () => void): void {
+  private subscribe(runId: string, res: ServerResponse, headers: Record<string, string>, release: () => void): void {
     // A client gone before its stream starts: its response will not emit 'close' again.
     if (res.destroyed) return release();
     res.writeHead(200, {
+      ...headers,
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
       connection: 'keep-alive',

@@ -2,11 +2,12 @@
 // frames the volunteer page, the dashboard and the widget's training frame. By default every one
 // is refused (CSP frame-ancestors 'none'); once the admin adds that site to the run's
 // embedSites, the training frame of that run loads there (and still nothing else, nor another
-// run's frame). Every response carries the content security policy; a site that is not a plain
-// origin (anything that could smuggle a directive into the header) is a 400.
+// run's frame). Every response carries the content security policy and the other security
+// headers, the live stream's too (it writes its own head). A site that is not a plain origin
+// (anything that could smuggle a directive into the header) is a 400.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, get, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -66,16 +67,33 @@ async function framedPages(): Promise<Record<string, boolean>> {
   return out;
 }
 
+/**
+ * The head of a real HTTP answer to GET `path`; the request is then aborted (the live stream never
+ * ends, and inject would wait on it).
+ */
+function headOf(path: string): Promise<IncomingHttpHeaders> {
+  return new Promise((resolve, reject) => {
+    const req = get(`${s.url}${path}`, { agent: false }, (res) => {
+      resolve(res.headers);
+      req.destroy();
+    });
+    req.on('error', reject);
+  });
+}
+
 describe('framing policy', () => {
-  it('sends a content security policy on every response; only a run\'s frame may list ancestors', async () => {
-    for (const url of ['/', '/dashboard', '/frame.html?run=default', '/who.js', '/api/runs', '/api/nothing']) {
-      const r = await s.c.app.inject({ method: 'GET', url });
-      const csp = String(r.headers['content-security-policy']);
+  it('sends the security headers on every response, the live stream\'s too; only a run\'s frame may list ancestors', async () => {
+    for (const url of ['/', '/dashboard', '/frame.html?run=default', '/who.js', '/api/runs', '/api/nothing', '/api/runs/default/stream']) {
+      const r = await headOf(url);
+      const csp = String(r['content-security-policy']);
       expect(csp, url).toContain("script-src 'self'");
       expect(csp, url).not.toContain('unsafe-eval');
       expect(csp, url).toMatch(/frame-ancestors 'none'$/);
-      expect(r.headers['x-frame-options'], url).toBe('DENY');
+      expect(r['x-frame-options'], url).toBe('DENY');
+      expect(r['x-content-type-options'], url).toBe('nosniff');
+      expect(r['referrer-policy'], url).toBe('no-referrer');
     }
+    expect((await headOf('/api/runs/default/stream'))['content-type']).toMatch(/text\/event-stream/);
   });
 
   it('refuses every frame on a site no run allows', async () => {

@@ -4,6 +4,7 @@ import { RunError } from '../runs.ts';
 import Type, { type Static } from 'typebox';
 import { RUN_PARAMS, type RunParams } from './guard.ts';
 import { addressKey } from '../address-budget.ts';
+import { securityHeaders } from './web.ts';
 import { PEER_ID_PATTERN } from '../../src/protocol/messages.ts';
 import type { Answer } from '../metrics.ts';
 import type { Costed } from '../read-budget.ts';
@@ -51,7 +52,7 @@ export function registerMetricRoutes(ctx: AppContext): void {
     const admitted = live.admit(req.params.run, addressKey(req.ip));
     if (typeof admitted !== 'function') return reply.code(admitted.status).send({ error: admitted.error });
     reply.hijack();
-    admitted(reply.raw);
+    admitted(reply.raw, securityHeaders(req.url, (run) => runs.embedSites(run)));
   });
 }
 

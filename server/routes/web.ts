@@ -39,14 +39,25 @@ export function frameAncestors(url: string, embedSites: (run: string) => string[
   return sites.length > 0 ? sites.join(' ') : "'none'";
 }
 
+/**
+ * The security headers of the answer to `url`: the policy, with the frame's run's sites as its
+ * frame-ancestors, and the rest. One place for every answer: the onSend hook below, and the live
+ * stream, which writes its own head (server/live.ts) and so never reaches that hook.
+ */
+export function securityHeaders(url: string, embedSites: (run: string) => string[]): Record<string, string> {
+  const ancestors = frameAncestors(url, embedSites);
+  return {
+    'content-security-policy': `${PAGE_POLICY}; frame-ancestors ${ancestors}`,
+    // For browsers without CSP level 2; a browser that knows frame-ancestors ignores it.
+    ...(ancestors === "'none'" ? { 'x-frame-options': 'DENY' } : {}),
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': 'no-referrer',
+  };
+}
+
 export function registerSecurityHeaders(app: FastifyInstance, embedSites: (run: string) => string[]): void {
   app.addHook('onSend', async (req, reply) => {
-    const ancestors = frameAncestors(req.url, embedSites);
-    void reply.header('content-security-policy', `${PAGE_POLICY}; frame-ancestors ${ancestors}`);
-    // For browsers without CSP level 2; a browser that knows frame-ancestors ignores it.
-    if (ancestors === "'none'") void reply.header('x-frame-options', 'DENY');
-    void reply.header('x-content-type-options', 'nosniff');
-    void reply.header('referrer-policy', 'no-referrer');
+    void reply.headers(securityHeaders(req.url, embedSites));
     // A refusal or an error is about this moment (a spent download allowance, a full disk), not
     // the content: a cache that kept one would serve it to every volunteer behind it, and a
     // validator would let a revalidation (304) keep it fresh.
