@@ -3,7 +3,8 @@
 // is refused (CSP frame-ancestors 'none'); once the admin adds that site to the run's
 // embedSites, the training frame of that run loads there (and still nothing else, nor another
 // run's frame). Every response carries the content security policy and the other security
-// headers, the live stream's too (it writes its own head). A site that is not a plain origin
+// headers, the live stream's too (it writes its own head); the pages keep other sites' windows
+// from holding a handle on them (Cross-Origin-Opener-Policy). A site that is not a plain origin
 // (anything that could smuggle a directive into the header) is a 400.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -94,6 +95,15 @@ describe('framing policy', () => {
       expect(r['referrer-policy'], url).toBe('no-referrer');
     }
     expect((await headOf('/api/runs/default/stream'))['content-type']).toMatch(/text\/event-stream/);
+  });
+
+  it('keeps other sites\' windows from holding a handle on the app\'s pages (Cross-Origin-Opener-Policy)', async () => {
+    // A page that opened ours (or that ours was opened from) could otherwise navigate it or close
+    // it under the visitor's pointer. Browsers ignore it on a framed document: the frame still
+    // loads where its run allows (below).
+    for (const url of ['/', '/dashboard', '/index.html', '/dashboard.html', '/frame.html?run=default']) {
+      expect((await headOf(url))['cross-origin-opener-policy'], url).toBe('same-origin');
+    }
   });
 
   it('refuses every frame on a site no run allows', async () => {

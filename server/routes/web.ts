@@ -1,7 +1,8 @@
 // The built web app (volunteer page `/`, dashboard `/dashboard`, embed script `/embed.js`) from
 // dist/web when it has been built; otherwise `/` says how to build it. The API works either way.
-// Every response carries the content security policy; only the widget's training frame may be
-// framed, and only by the sites its run allows.
+// Every response carries the content security policy and the other security headers
+// (securityHeaders); only the widget's training frame may be framed, and only by the sites its
+// run allows.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -52,6 +53,12 @@ export function securityHeaders(url: string, embedSites: (run: string) => string
     ...(ancestors === "'none'" ? { 'x-frame-options': 'DENY' } : {}),
     'x-content-type-options': 'nosniff',
     'referrer-policy': 'no-referrer',
+    // A window that opened ours, or that ours opened, keeps no handle on it: a page could
+    // otherwise navigate the volunteer page under the pointer, or close it (double-clickjacking,
+    // docs/design.md section 6). Nothing of ours needs the handle (the widget's link opens the
+    // Murmur site with noopener), and browsers ignore it on a framed document: the widget's frame
+    // keeps it, for the day someone opens it as a page of its own.
+    'cross-origin-opener-policy': 'same-origin',
   };
 }
 
