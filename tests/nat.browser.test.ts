@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, calmPage } from './support/browser.ts';
+import { CHROMIUM, CHROMIUM_ARGS, calmPage, clickSettled } from './support/browser.ts';
 import { createTopology, netnsUnavailable, type Topology } from './support/netns.ts';
 import { createMicroRun, startNatRun, swarmUntil, waitFor, type NatRun, type SwarmMember } from './support/nat-run.ts';
 import { ensureWebBuild } from '../src/commands/start.ts';
@@ -72,11 +72,11 @@ describe('a browser volunteer across NATs (network namespaces, coturn, https)', 
     const page = await calmPage(browser, errors);
     await page.goto(`${run.base}/?run=micro&evalEvery=0`);
     expect(await page.evaluate(() => window.isSecureContext), 'the https page is a secure context').toBe(true);
-    await page.getByRole('button', { name: /I agree/ }).click({ timeout: 120_000 });
+    await clickSettled(page, 'consent', 120_000);
     const slider = page.getByRole('slider', { name: 'GPU intensity' });
     await slider.focus();
     await page.keyboard.press('End');
-    await page.getByRole('button', { name: 'Start training' }).click();
+    await clickSettled(page, 'start');
 
     // The page's figures, read in the background while the Node volunteer runs.
     let state: PageState | null = null;

@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { ROOT, calmPage as calmPageIn, launchWebRtcBrowser } from './support/browser.ts';
+import { ROOT, calmPage as calmPageIn, clickSettled, launchWebRtcBrowser } from './support/browser.ts';
 import { ensureWebBuild } from '../src/commands/start.ts';
 
 const OUT = join(ROOT, 'tests', 'output');
@@ -78,11 +78,11 @@ describe('murmur start with two browser volunteers', () => {
       await p.setViewportSize({ width: 1000, height: 1500 });
       // ?evalEvery=1: a validation loss after every outer step, so the curve has points quickly.
       await p.goto(`${base}/?run=${RUN}&evalEvery=1`);
-      await p.getByRole('button', { name: /I agree/ }).click({ timeout: 60_000 });
+      await clickSettled(p, 'consent', 60_000);
       const slider = p.getByRole('slider', { name: 'GPU intensity' });
       await slider.focus();
       await p.keyboard.press('End');
-      await p.getByRole('button', { name: 'Start training' }).click();
+      await clickSettled(p, 'start');
       volunteers.push(p);
     }
     const d = await calmPage();

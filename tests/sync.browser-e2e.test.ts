@@ -6,7 +6,7 @@
 // and every peer's validation loss lower at its last report than at its first.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { calmPage as calmPageIn, createRun, launchWebRtcBrowser, startBuiltApp } from './support/browser.ts';
+import { calmPage as calmPageIn, clickSettled, createRun, launchWebRtcBrowser, startBuiltApp } from './support/browser.ts';
 import type { TestServer } from './support/coordinator.ts';
 
 const RUN = 'mesh-e2e';
@@ -104,14 +104,13 @@ describe('three browser volunteers over WebRTC', () => {
       const p = await calmPage();
       // ?evalEvery=1: validation loss at every outer step, so it is reported often enough to compare.
       await p.goto(`${server.url}/?run=${RUN}&evalEvery=1`);
-      await p.getByRole('button', { name: /I agree/ }).waitFor({ timeout: 60_000 });
-      await p.getByRole('button', { name: /I agree/ }).click();
+      await clickSettled(p, 'consent', 60_000);
       // Full intensity: rests between steps would only slow the rounds down.
       const slider = p.getByRole('slider', { name: 'GPU intensity' });
       await slider.focus();
       await p.keyboard.press('End');
     }
-    for (const p of pages) await p.getByRole('button', { name: 'Start training' }).click();
+    for (const p of pages) await clickSettled(p, 'start');
 
     const end = Date.now() + TRAIN_MS;
     let s = summarize(reports());

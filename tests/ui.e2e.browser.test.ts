@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, ROOT, pageErrors, startBuiltApp } from './support/browser.ts';
+import { CHROMIUM, CHROMIUM_ARGS, ROOT, clickSettled, pageErrors, startBuiltApp } from './support/browser.ts';
 import { earnTrustTogether, until, webSocketFrom, type TestServer } from './support/coordinator.ts';
 import { PROBATION_EXCHANGES } from '../server/peers.ts';
 import { SignalingClient } from '../src/sync/signaling-client.ts';
@@ -220,7 +220,7 @@ describe('volunteer page on the coordinator', () => {
     // tiny preset: every 50 steps, phi and delta in f32
     expect(text).toMatch(/Every 50 training steps/);
     expect(await p.locator('murmur-volunteer-panel [data-gpu="ok"]').innerText()).toMatch(/Found:/);
-    await p.getByRole('button', { name: /I agree/ }).click();
+    await clickSettled(p, 'consent');
     expect(await p.getByRole('button', { name: 'Start training' }).isEnabled()).toBe(true);
     await p.waitForTimeout(500);
     expect(sockets).toEqual([]);

@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { ROOT, calmPage as calmPageIn, createRun, launchWebRtcBrowser, startBuiltApp } from './support/browser.ts';
+import { ROOT, calmPage as calmPageIn, clickSettled, createRun, launchWebRtcBrowser, startBuiltApp } from './support/browser.ts';
 import type { TestServer } from './support/coordinator.ts';
 import { decodeStateFrame } from '../src/protocol/state-frame.ts';
 
@@ -109,8 +109,7 @@ describe('volunteers training for real', () => {
       p.on('websocket', (ws) => sockets.push(ws.url()));
       await p.setViewportSize({ width: 1000, height: 1500 });
       await p.goto(`${server.url}/?run=${RUN}`);
-      await p.getByRole('button', { name: /I agree/ }).waitFor({ timeout: 60_000 });
-      await p.getByRole('button', { name: /I agree/ }).click();
+      await clickSettled(p, 'consent', 60_000);
       await p.waitForTimeout(300);
       expect(p.workers()).toHaveLength(0);
       expect(sockets).toEqual([]);
@@ -119,7 +118,7 @@ describe('volunteers training for real', () => {
   });
 
   it('trains in the worker and pairs the two volunteers for outer steps', async () => {
-    for (const p of pages) await p.getByRole('button', { name: 'Start training' }).click();
+    for (const p of pages) await clickSettled(p, 'start');
     const [a, b] = pages as [Page, Page];
     const s1 = await until(a, 'two outer steps', (s) => s.f.rounds >= 2);
     expect(a.workers().length).toBeGreaterThanOrEqual(1);
@@ -196,8 +195,8 @@ describe('volunteers training for real', () => {
     const c = await calmPage();
     await c.setViewportSize({ width: 1000, height: 1500 });
     await c.goto(`${server.url}/?run=${RUN}`);
-    await c.getByRole('button', { name: /I agree/ }).click();
-    await c.getByRole('button', { name: 'Start training' }).click();
+    await clickSettled(c, 'consent');
+    await clickSettled(c, 'start');
     // Paused before it trains a step: its state is exactly what it loaded.
     await c.getByRole('button', { name: 'Pause now' }).click();
     const joined = await until(c, 'C joined and paused', (s) => s.phase === 'paused');

@@ -2,12 +2,13 @@
 // probe, with a fake training backend (tests/support/ui-fakes.ts). Checks the flow consent ->
 // training -> pause -> resume -> stop by keyboard, no training before consent, pause on a hidden
 // tab and on critical compute pressure, the intensity lowering the duty cycle, labels on every
-// control, and the explanation shown when WebGPU gives no adapter.
+// control, the explanation shown when WebGPU gives no adapter, and a click on Start that comes as
+// the page appears or comes to the front not counting (double-clickjacking).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CDPSession, Page } from 'playwright-core';
-import { pageErrors, ROOT, startBrowser, type BrowserHarness } from './support/browser.ts';
+import { pageErrors, ROOT, settledButton as settled, startBrowser, type BrowserHarness } from './support/browser.ts';
 
 const OUT = join(ROOT, 'tests', 'output');
 mkdirSync(OUT, { recursive: true });
@@ -82,6 +83,8 @@ describe('volunteer page', () => {
     });
     expect(unnamed).toEqual([]);
 
+    // A key press counts once the page and the button have settled, as a click does.
+    await settled(page, 'consent');
     await page.getByRole('button', { name: /I agree/ }).focus();
     await page.keyboard.press('Enter');
     await page.getByRole('button', { name: 'Start training' }).waitFor();
@@ -89,6 +92,7 @@ describe('volunteer page', () => {
     expect(await page.evaluate(() => JSON.parse(localStorage.getItem('murmur.consent')!).runId)).toBe('default');
     expect((await state(page)).joins).toBe(0); // consent alone starts nothing
 
+    await settled(page, 'start');
     await page.getByRole('button', { name: 'Start training' }).focus();
     await page.keyboard.press('Space');
     await waitFor(page, 'window.volunteerTest.controller.figures.rounds >= 2');
@@ -133,6 +137,7 @@ describe('volunteer page', () => {
   });
 
   it('pauses while the tab is hidden and resumes when it is shown', async () => {
+    await settled(page, 'start');
     await page.getByRole('button', { name: 'Start training' }).click();
     await waitFor(page, 'window.volunteerTest.controller.phase === "training"');
     // Headless Chromium keeps every tab "visible"; flip the document's state as a hidden tab has it.
@@ -165,7 +170,9 @@ describe('volunteer page', () => {
   it('lowers the GPU duty cycle with the intensity control', async () => {
     const p = await open(`${PAGE}?peers=2&msPerStep=25&intensity=1`);
     await waitFor(p, 'window.volunteerTest?.controller.gpu.status === "complete"');
+    await settled(p, 'consent');
     await p.getByRole('button', { name: /I agree/ }).click();
+    await settled(p, 'start');
     await p.getByRole('button', { name: 'Start training' }).click();
     const slider = p.getByRole('slider', { name: 'GPU intensity' });
     const measure = async () => {
@@ -197,6 +204,63 @@ describe('volunteer page', () => {
 
   it('saw no uncaught page errors', () => {
     expect(pageErrors(page).map((e) => e.message)).toEqual([]);
+  });
+});
+
+describe('volunteer page against double-clickjacking', () => {
+  // A hostile site opens a pop-up that asks for a double-click; on its first press the site
+  // navigates its own tab (the pop-up's opener) to the volunteer page and closes the pop-up, and
+  // the second click lands on Start, where consent is already stored.
+  const start = (p: Page) => p.getByRole('button', { name: 'Start training' });
+  const refused = (p: Page) => p.locator('murmur-volunteer-panel [data-refused]');
+  /** A trusted click at the middle of Start right now: no waiting for it to take clicks. */
+  async function clickStartNow(p: Page) {
+    const box = (await start(p).boundingBox())!;
+    await p.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+  }
+  const idle = (p: Page) => state(p).then((s) => expect(s).toMatchObject({ phase: 'idle', joins: 0 }));
+
+  it('ignores a click on Start as the page appears or comes to the front, says to click again, and starts on a click once it settled', async () => {
+    const p = await open(`${PAGE}?peers=2&msPerStep=20`);
+    await p.setViewportSize({ width: 1000, height: 1500 });
+    await waitFor(p, 'window.volunteerTest?.controller.gpu.status === "complete"');
+    await settled(p, 'consent');
+    await p.getByRole('button', { name: /I agree/ }).click();
+    await start(p).waitFor();
+
+    // The page is loaded with consent stored, and clicked as soon as Start is there.
+    await p.reload();
+    await p.waitForFunction(() => {
+      const b = document.querySelector('murmur-volunteer-panel')?.shadowRoot?.querySelector<HTMLButtonElement>('button[data-action=start]');
+      return b !== null && b !== undefined && !b.disabled;
+    }, null, { polling: 'raf' });
+    await clickStartNow(p);
+    await refused(p).waitFor({ timeout: 5000 });
+    expect(await refused(p).innerText()).toMatch(/Click it again/);
+    await idle(p);
+
+    // A click once the page has settled starts, as any other.
+    await settled(p, 'start');
+    await start(p).click();
+    await waitFor(p, 'window.volunteerTest.controller.phase === "training"');
+    await expect(refused(p).count()).resolves.toBe(0);
+    await p.getByRole('button', { name: 'Stop' }).click();
+    await waitFor(p, 'window.volunteerTest.controller.phase === "stopped"');
+
+    // The window comes to the front (as the opener's does when the pop-up over it closes) and is
+    // clicked at once. Headless Chromium keeps every page focused: its focus events are played here.
+    await settled(p, 'start'); // the page and Start have settled: only the focus is new
+    const joins = (await state(p)).joins;
+    await p.evaluate(() => { window.dispatchEvent(new FocusEvent('blur')); window.dispatchEvent(new FocusEvent('focus')); });
+    await clickStartNow(p);
+    await refused(p).waitFor({ timeout: 5000 });
+    expect(await state(p)).toMatchObject({ phase: 'stopped', joins });
+    await settled(p, 'start');
+    await start(p).click();
+    await waitFor(p, 'window.volunteerTest.controller.phase === "training"');
+    await p.getByRole('button', { name: 'Stop' }).click();
+    expect(pageErrors(p).map((e) => e.message)).toEqual([]);
+    await p.context().close();
   });
 });
 

@@ -132,6 +132,26 @@ export async function startBrowser(opts: BrowserOptions = {}): Promise<BrowserHa
   }
 }
 
+
+/**
+ * Brings the volunteer page's I agree (`consent`) or Start (`start`) into view and waits until it
+ * takes clicks: a click or key press on either counts only once the page has been at the front,
+ * and the button in place, for half a second (pageGate, src/ui/core/settle.ts; a scroll moves the
+ * button, as Playwright's own scroll before a click would).
+ */
+export async function settledButton(page: Page, action: 'consent' | 'start', timeout = 30_000): Promise<void> {
+  await page.locator(`murmur-volunteer-panel button[data-action=${action}]`).scrollIntoViewIfNeeded({ timeout });
+  await page.waitForFunction((a) => {
+    const b = document.querySelector('murmur-volunteer-panel')?.shadowRoot?.querySelector<HTMLButtonElement>(`button[data-action=${a}]`);
+    return b ? !b.disabled && getComputedStyle(b).pointerEvents !== 'none' : false;
+  }, action, { polling: 100, timeout });
+}
+
+/** Clicks the volunteer page's I agree or Start once it takes clicks (settledButton). */
+export async function clickSettled(page: Page, action: 'consent' | 'start', timeout = 30_000): Promise<void> {
+  await settledButton(page, action, timeout);
+  await page.locator(`murmur-volunteer-panel button[data-action=${action}]`).click();
+}
 /**
  * A page in its own browser context whose Compute Pressure reads "nominal": this shared
  * machine's real load would otherwise make the volunteer page back off. Page errors go to

@@ -1,11 +1,14 @@
 // <murmur-volunteer-panel>: the volunteer page. Renders a TrainingController: what the run is,
 // what runs here and what leaves this machine, the GPU check, consent, controls, intensity and
-// the live figures. All state lives in the controller.
+// the live figures. All state lives in the controller. A click on I agree or Start counts only once
+// the page has been at the front, and the button in place, for half a second (pageGate,
+// src/ui/core/settle.ts): a site could bring the page under a click it asked for.
 import { LitElement, html, css, nothing, type PropertyValues, type TemplateResult } from 'lit';
 import type { Figures, PauseReason, TrainingController } from '../controllers/training-controller.ts';
 import { LitWatch } from '../controllers/observable.ts';
 import { formatBytes, formatCount, formatDuration, formatLoss } from '../core/format.ts';
 import { MIN_INTENSITY } from '../core/duty.ts';
+import { pageGate, PAGE_REFUSED } from '../core/settle.ts';
 import type { RunSummary, SessionStart } from '../ports.ts';
 import { theme } from './theme.ts';
 
@@ -17,10 +20,14 @@ const REASON_TEXT: Record<PauseReason, string> = {
 };
 
 export class VolunteerPanel extends LitElement {
-  static override properties = { controller: { attribute: false } };
+  static override properties = { controller: { attribute: false }, refused: { state: true } };
   declare controller: TrainingController | null;
+  /** Why the last click on I agree or Start did not count; cleared by one that did. */
+  declare refused: string | null;
 
   private watch = new LitWatch(this, () => this.controller);
+  /** The buttons that consent and start, by their data-action. */
+  private gate = pageGate(window, () => [...this.renderRoot.querySelectorAll<HTMLElement>(GUARDED)].map((b) => [b.dataset.action!, b]));
 
   static override styles = [theme, css`
     :host { display: block; max-width: 56rem; margin: 0 auto; padding: 1.5rem 1rem 3rem; }
@@ -48,16 +55,38 @@ export class VolunteerPanel extends LitElement {
     input[type=range] { width: min(22rem, 100%); accent-color: var(--murmur-accent); }
     label { display: inline-flex; gap: 0.5rem; align-items: center; }
     .consent-given { color: var(--murmur-ok); }
+    .refused { color: var(--murmur-bad); font-weight: 600; }
     .sensors { font-size: 0.92rem; }
   `];
 
   constructor() {
     super();
     this.controller = null;
+    this.refused = null;
   }
 
   protected override willUpdate(changed: PropertyValues<this>): void {
     if (changed.has('controller')) this.watch.rebind();
+  }
+
+  protected override firstUpdated(): void {
+    // A click where a guarded button is, while it takes no pointer events, lands behind it: it is
+    // answered too.
+    this.renderRoot.addEventListener('click', (ev) => {
+      const e = ev as MouseEvent;
+      if (e.detail > 0 && !(e.target as Element).matches(GUARDED) && this.gate.at(e.clientX, e.clientY)) this.refused = PAGE_REFUSED;
+    });
+  }
+
+  protected override updated(): void {
+    this.gate.refresh();
+  }
+
+  /** Runs `act` when this click on a guarded button counts; otherwise says to click again. */
+  private guarded(ev: Event, act: () => void): void {
+    const b = ev.currentTarget as HTMLElement;
+    this.refused = this.gate.verdict(b.dataset.action!, b, ev.timeStamp);
+    if (this.refused === null) act();
   }
 
   override render(): TemplateResult {
@@ -154,10 +183,10 @@ export class VolunteerPanel extends LitElement {
             <button @click=${() => void c.revokeConsent()}>Withdraw consent</button></p>`
         : html`
           <p>Nothing runs until you agree and press Start. You can pause or stop at any time, and withdraw your consent here.</p>
-          <div class="row"><button class="primary" data-action="consent" @click=${() => c.giveConsent()}>I agree: let Murmur use my GPU</button></div>`}
+          <div class="row"><button class="primary" data-action="consent" @click=${(e: Event) => this.guarded(e, () => c.giveConsent())}>I agree: let Murmur use my GPU</button></div>`}
         ${c.phase !== 'idle' || consented ? this.renderStatus() : nothing}
         <div class="row" role="group" aria-label="Training controls">
-          ${!running ? html`<button class="primary" data-action="start" ?disabled=${!consented} @click=${() => c.start()}>Start training</button>` : nothing}
+          ${!running ? html`<button class="primary" data-action="start" ?disabled=${!consented} @click=${(e: Event) => this.guarded(e, () => c.start())}>Start training</button>` : nothing}
           ${running && !userPaused ? html`
             <button data-action="pause-now" @click=${() => c.pauseNow()}>Pause now</button>
             ${c.phase === 'paused' ? nothing : html`<button data-action="pause-after" ?disabled=${c.pauseAfterStep} @click=${() => c.pauseAfterOuterStep()}
@@ -166,6 +195,7 @@ export class VolunteerPanel extends LitElement {
           ${running && userPaused ? html`<button class="primary" data-action="resume" @click=${() => c.resume()}>Resume</button>` : nothing}
           ${running ? html`<button data-action="stop" ?disabled=${c.phase === 'stopping'} @click=${() => void c.stop()}>Stop</button>` : nothing}
         </div>
+        ${this.refused ? html`<p class="refused" role="alert" data-refused>${this.refused}</p>` : nothing}
         <p>
           <label for="intensity">GPU intensity</label>
           <input id="intensity" type="range" min=${MIN_INTENSITY * 100} max=${c.maxIntensity * 100} step="5"
@@ -264,6 +294,9 @@ export class VolunteerPanel extends LitElement {
       </section>`;
   }
 }
+
+/** The buttons whose click must be the volunteer's own (pageGate): consent and start. */
+const GUARDED = 'button[data-action=consent], button[data-action=start]';
 
 /** Where this replica's weights came from, in the volunteer's words. */
 function startText(s: SessionStart): string {

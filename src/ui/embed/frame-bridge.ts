@@ -11,7 +11,7 @@
 // lands on ours (clickjacking). The click counts only when the button was in full view:
 // IntersectionObserver v2 (trackVisibility) has reported it visible (no opacity, filter or
 // distorting transform on it or any ancestor, in any frame; nothing drawn over it) and whole (all
-// of it inside the frame's viewport) without a break for VISIBLE_MS, the frame is not drawn at
+// of it inside the frame's viewport) without a break for SETTLE_MS, the frame is not drawn at
 // under half size (isVisible sees neither clipping nor CSS zoom), and the button has not appeared
 // or moved in the frame for as long (Chromium also reports a frame its page just moved as not
 // visible for a moment). Until then the button takes no pointer events, and a click where it is
@@ -30,6 +30,7 @@
 // or stop.
 import type { TrainingController } from '../controllers/training-controller.ts';
 import { formatCount } from '../core/format.ts';
+import { placeClock, settled, settlesAt } from '../core/settle.ts';
 import Value from 'typebox/value';
 import { READY, type ReadyMsg, type FrameStatus, type WidgetPhase } from './bridge.ts';
 import { ConnectMsg, HOST_COMMANDS, MAX_STATUS_TEXT, type HostCommand } from './bridge-schemas.ts';
@@ -101,9 +102,6 @@ export function frameActivated(ev: Event, win: Window): boolean {
   return ua ? ua.isActive : true;
 }
 
-/** How long the start button must have been in full view, and in place, before a click on it counts. */
-export const VISIBLE_MS = 500;
-
 /**
  * The smallest devicePixelRatio at which a click counts. A page's CSS zoom on the <iframe> scales
  * the frame's devicePixelRatio with it (zoom 0.03 read 0.03 in Chromium, zoom 0.5 read 0.5), and
@@ -168,7 +166,8 @@ function observeView(el: Element, win: Window, report: (inView: boolean | undefi
 
 /**
  * Whether a click on `button` counts: IntersectionObserver v2 has reported the button in full
- * view (inFullView) for VISIBLE_MS without a break, and it has been shown and in place that long.
+ * view (inFullView) for SETTLE_MS without a break, and it has been shown and in place that long
+ * (placeClock, as on the volunteer page).
  * `verdict(t)` takes the click's timeStamp (the clock of performance.now() and of the observer's
  * entries) and gives null (it counts) or the reason it does not. `placed()` is called after the
  * button may have been shown, hidden or moved: a change restarts the clock, as does a change of
@@ -178,27 +177,17 @@ function observeView(el: Element, win: Window, report: (inView: boolean | undefi
 export function visibilityGate(button: HTMLButtonElement, win: Window) {
   let supported = true;
   let visibleSince: number | null = null;
-  let placedAt = win.performance.now();
-  let place = '';
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const where = () => {
-    if (button.hidden) return 'hidden';
-    const r = button.getBoundingClientRect();
-    return [r.x, r.y, r.width, r.height, win.innerWidth, win.innerHeight].map(Math.round).join(',') +
-      ` ${win.devicePixelRatio}x` + (button.disabled ? ' disabled' : '');
-  };
-  /** Restarts the clock if the button was shown, hidden, enabled or moved since the last look. */
-  const look = (t: number) => {
-    const now = where();
-    if (now !== place) { place = now; placedAt = t; }
-  };
+  const place = placeClock(win, win.performance.now());
+  /** When the button was last shown, hidden, enabled or moved (a change since the last look restarts the clock at `t`). */
+  const placedAt = (t: number) => place.look(button, t);
   const verdict = (t: number): string | null => {
-    look(t);
+    const placed = placedAt(t);
     if (!supported) return REFUSED.unsupported(win.location.origin);
     // The observer reports a change of the frame's zoom only if the button's geometry changed too:
     // its devicePixelRatio is read now.
     if (visibleSince === null || win.devicePixelRatio < MIN_PIXEL_RATIO || !insideViewport(button.getBoundingClientRect(), win)) return REFUSED.hidden;
-    return t - visibleSince < VISIBLE_MS || t - placedAt < VISIBLE_MS ? REFUSED.early : null;
+    return settled(t, visibleSince, placed) ? null : REFUSED.early;
   };
   const refresh = () => {
     clearTimeout(timer);
@@ -206,7 +195,7 @@ export function visibilityGate(button: HTMLButtonElement, win: Window) {
     const open = verdict(t) === null;
     button.style.pointerEvents = open ? '' : 'none';
     if (!open && supported && visibleSince !== null) {
-      timer = setTimeout(refresh, Math.max(visibleSince, placedAt) + VISIBLE_MS - t + 5);
+      timer = setTimeout(refresh, settlesAt(visibleSince, placedAt(t)) - t + 5);
     }
   };
   const observer = observeView(button, win, (inView, t) => {
@@ -216,13 +205,12 @@ export function visibilityGate(button: HTMLButtonElement, win: Window) {
     refresh();
   });
   if (!observer) supported = false;
-  win.addEventListener('resize', () => { placedAt = win.performance.now(); refresh(); });
-  look(placedAt);
+  win.addEventListener('resize', () => { place.restart(win.performance.now()); refresh(); });
   refresh();
   return {
     verdict,
     /** After the button was shown, hidden or changed: restarts the clock if it moved. */
-    placed: () => { look(win.performance.now()); refresh(); },
+    placed: () => { placedAt(win.performance.now()); refresh(); },
     get supported() { return supported; },
   };
 }
