@@ -285,18 +285,18 @@ export function unseenWatch(el: HTMLElement, win: Window, onUnseen: () => void) 
 function controls(doc: Document): { button: HTMLButtonElement; stop: HTMLButtonElement; note: HTMLElement } {
   const row = doc.createElement('div');
   row.style.cssText = 'display: flex; align-items: flex-start; gap: 0.4rem;';
-  const b = doc.createElement('button');
-  b.type = 'button';
-  b.id = 'murmur-start';
-  b.textContent = 'Start training on my GPU';
+  const button = (id: string, text: string): HTMLButtonElement => {
+    const el = doc.createElement('button');
+    el.type = 'button';
+    el.id = id;
+    el.textContent = text;
+    el.style.flex = 'none';
+    return el;
+  };
+  const b = button('murmur-start', 'Start training on my GPU');
   b.disabled = true;
-  b.style.flex = 'none';
-  const stop = doc.createElement('button');
-  stop.type = 'button';
-  stop.id = 'murmur-stop';
-  stop.textContent = 'Stop';
+  const stop = button('murmur-stop', 'Stop');
   stop.hidden = true;
-  stop.style.flex = 'none';
   const note = doc.createElement('span');
   note.id = 'murmur-note';
   note.setAttribute('role', 'status');
