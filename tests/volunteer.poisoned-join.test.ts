@@ -157,9 +157,10 @@ describe('a newcomer that cannot be poisoned or crashed', () => {
     // newcomer holds the liar's counters to one round past it and goes on from there.
     const H = run.train.H, held = good.meta.step + H;
     expect(inflated).toBeGreaterThanOrEqual(good.meta.step + 1000);
-    // The trainer measured the state at the served step, then took it again at the held one: its
-    // schedule (warm-up, decay) goes on from the step it reports, not from the liar's.
-    expect(loadsAtJoin).toEqual([inflated, held]);
+    // The trainer measured the state at the served step (where the next outer step carries it,
+    // φ + α·m, then at φ), then took it again at the held one: its schedule (warm-up, decay)
+    // goes on from the step it reports, not from the liar's.
+    expect(loadsAtJoin).toEqual([inflated, inflated, held]);
     expect(rounds.map((r) => r.report.step)).toEqual([held + H, held + 2 * H]);
     expect(rounds.map((r) => r.report.round)).toEqual([held / H + 1, held / H + 2]);
     expect(rounds[1]!.report.valLoss as number).toBeLessThan(valLoss(run, good.phi) + 0.5);

@@ -66,10 +66,13 @@ export async function checkState(s: Candidate, c: StateCheck, source: string): P
       throw new StateCheckError(`state from ${source} has validation loss ${Number.isFinite(loss) ? loss.toFixed(4) : loss}${where}, worse than the bound ${maxLoss.toFixed(4)}`);
     }
   };
+  // Where the next outer step would carry φ first, φ itself last: a caller that measures in its
+  // trainer is then left holding the state as served, and adopting it needs no second load. A
+  // zero momentum carries φ nowhere: nothing more to measure.
+  if (alpha !== undefined && s.momentum.some((x) => x !== 0)) {
+    const carried = new Float32Array(s.phi.length);
+    for (let i = 0; i < carried.length; i++) carried[i] = s.phi[i]! + alpha * s.momentum[i]!;
+    await judge({ ...s, phi: carried }, ' where the next outer step would carry φ (φ + α·m)');
+  }
   await judge(s, '');
-  // A zero momentum carries φ nowhere: nothing more to measure.
-  if (alpha === undefined || !s.momentum.some((x) => x !== 0)) return;
-  const carried = new Float32Array(s.phi.length);
-  for (let i = 0; i < carried.length; i++) carried[i] = s.phi[i]! + alpha * s.momentum[i]!;
-  await judge({ ...s, phi: carried }, ' where the next outer step would carry φ (φ + α·m)');
 }
