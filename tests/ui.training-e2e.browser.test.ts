@@ -169,7 +169,7 @@ describe('volunteers training for real', () => {
     const p1 = await until(a, 'the pause', (s) => s.phase === 'paused');
     await a.waitForTimeout(2000);
     expect((await state(a)).f.step).toBe(p1.f.step);
-    await a.getByRole('button', { name: 'Resume' }).click();
+    await clickSettled(a, 'resume');
     await until(a, 'training again', (s) => s.f.step > p1.f.step);
     await a.getByRole('button', { name: 'Stop' }).click();
     await until(a, 'the stop', (s) => s.phase === 'stopped');
@@ -221,7 +221,7 @@ describe('volunteers training for real', () => {
     expect(s1.meta).toMatchObject({ step: first.step, round: first.round });
 
     // C trains on from there: its first report continues B's round and step.
-    await c.getByRole('button', { name: 'Resume' }).click();
+    await clickSettled(c, 'resume');
     await expect.poll(() => reportsOf(peerC).length, { timeout: 120_000 }).toBeGreaterThan(0);
     const firstOfC = reportsOf(peerC)[0]!;
     expect(firstOfC.round).toBe(first.round);

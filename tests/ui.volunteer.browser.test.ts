@@ -213,6 +213,7 @@ describe('volunteer page against double-clickjacking', () => {
   // the second click lands on Start, where consent is already stored.
   const start = (p: Page) => p.getByRole('button', { name: 'Start training' });
   const refused = (p: Page) => p.locator('murmur-volunteer-panel [data-refused]');
+  const resume = (p: Page) => p.getByRole('button', { name: 'Resume' });
   /** A trusted click at the middle of Start right now: no waiting for it to take clicks. */
   async function clickStartNow(p: Page) {
     const box = (await start(p).boundingBox())!;
@@ -220,7 +221,7 @@ describe('volunteer page against double-clickjacking', () => {
   }
   const idle = (p: Page) => state(p).then((s) => expect(s).toMatchObject({ phase: 'idle', joins: 0 }));
 
-  it('ignores a click on Start as the page appears or comes to the front, says to click again, and starts on a click once it settled', async () => {
+  it('ignores a click on Start (or Resume) as the page appears or comes to the front, says to click again, and starts on a click once it settled', async () => {
     const p = await open(`${PAGE}?peers=2&msPerStep=20`);
     await p.setViewportSize({ width: 1000, height: 1500 });
     await waitFor(p, 'window.volunteerTest?.controller.gpu.status === "complete"');
@@ -257,6 +258,19 @@ describe('volunteer page against double-clickjacking', () => {
     expect(await state(p)).toMatchObject({ phase: 'stopped', joins });
     await settled(p, 'start');
     await start(p).click();
+    await waitFor(p, 'window.volunteerTest.controller.phase === "training"');
+
+    // Resume undoes the volunteer's own pause: it is guarded as Start is.
+    await p.getByRole('button', { name: 'Pause now' }).click();
+    await waitFor(p, 'window.volunteerTest.controller.phase === "paused"');
+    await settled(p, 'resume');
+    await p.evaluate(() => { window.dispatchEvent(new FocusEvent('blur')); window.dispatchEvent(new FocusEvent('focus')); });
+    const box = (await resume(p).boundingBox())!;
+    await p.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+    await refused(p).waitFor({ timeout: 5000 });
+    expect((await state(p)).phase).toBe('paused');
+    await settled(p, 'resume');
+    await resume(p).click();
     await waitFor(p, 'window.volunteerTest.controller.phase === "training"');
     await p.getByRole('button', { name: 'Stop' }).click();
     expect(pageErrors(p).map((e) => e.message)).toEqual([]);

@@ -139,7 +139,7 @@ export async function startBrowser(opts: BrowserOptions = {}): Promise<BrowserHa
  * and the button in place, for half a second (pageGate, src/ui/core/settle.ts; a scroll moves the
  * button, as Playwright's own scroll before a click would).
  */
-export async function settledButton(page: Page, action: 'consent' | 'start', timeout = 30_000): Promise<void> {
+export async function settledButton(page: Page, action: 'consent' | 'start' | 'resume', timeout = 30_000): Promise<void> {
   await page.locator(`murmur-volunteer-panel button[data-action=${action}]`).scrollIntoViewIfNeeded({ timeout });
   await page.waitForFunction((a) => {
     const b = document.querySelector('murmur-volunteer-panel')?.shadowRoot?.querySelector<HTMLButtonElement>(`button[data-action=${a}]`);
@@ -147,8 +147,8 @@ export async function settledButton(page: Page, action: 'consent' | 'start', tim
   }, action, { polling: 100, timeout });
 }
 
-/** Clicks the volunteer page's I agree or Start once it takes clicks (settledButton). */
-export async function clickSettled(page: Page, action: 'consent' | 'start', timeout = 30_000): Promise<void> {
+/** Clicks the volunteer page's I agree, Start or Resume once it takes clicks (settledButton). */
+export async function clickSettled(page: Page, action: 'consent' | 'start' | 'resume', timeout = 30_000): Promise<void> {
   await settledButton(page, action, timeout);
   await page.locator(`murmur-volunteer-panel button[data-action=${action}]`).click();
 }

@@ -192,7 +192,7 @@ export class VolunteerPanel extends LitElement {
             ${c.phase === 'paused' ? nothing : html`<button data-action="pause-after" ?disabled=${c.pauseAfterStep} @click=${() => c.pauseAfterOuterStep()}
               title="Finish the current outer step (its remaining inner steps and the exchange with a partner), then pause">
               Finish this step, then pause</button>`}` : nothing}
-          ${running && userPaused ? html`<button class="primary" data-action="resume" @click=${() => c.resume()}>Resume</button>` : nothing}
+          ${running && userPaused ? html`<button class="primary" data-action="resume" @click=${(e: Event) => this.guarded(e, () => c.resume())}>Resume</button>` : nothing}
           ${running ? html`<button data-action="stop" ?disabled=${c.phase === 'stopping'} @click=${() => void c.stop()}>Stop</button>` : nothing}
         </div>
         ${this.refused ? html`<p class="refused" role="alert" data-refused>${this.refused}</p>` : nothing}
@@ -295,8 +295,11 @@ export class VolunteerPanel extends LitElement {
   }
 }
 
-/** The buttons whose click must be the volunteer's own (pageGate): consent and start. */
-const GUARDED = 'button[data-action=consent], button[data-action=start]';
+/**
+ * The buttons whose click must be the volunteer's own (pageGate): consent, start, and resume,
+ * which undoes the volunteer's own pause as start undoes a stop.
+ */
+const GUARDED = 'button[data-action=consent], button[data-action=start], button[data-action=resume]';
 
 /** Where this replica's weights came from, in the volunteer's words. */
 function startText(s: SessionStart): string {
