@@ -527,7 +527,7 @@ describe('ready pool: connections that lie about their cadence or say nothing', 
     // cadence was a median over peer ids, the three liars owned it (about 22 ms a round), the
     // cap (0.75 of it, at least 50 ms) cut every honest wait to 50 ms, and the two never met.
     const alone = liars({ liveCount: () => 2 }, false);
-    const oneHost = liars({ groupOf: (p) => (p.startsWith('k') ? '10.0.0.9' : p) });
+    const oneHost = liars({ groupOf: (p) => (p.startsWith('k') ? '127.0.0.9' : p) });
     console.log(`honest pairings in 14 rounds: ${alone.honest} with nobody else, ${oneHost.honest} beside one host's three liars (typical ${oneHost.typical?.toFixed(0)} ms)`);
     expect(alone.honest).toBeGreaterThanOrEqual(10);
     expect(oneHost.honest).toBeGreaterThanOrEqual(10);
