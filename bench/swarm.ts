@@ -6,9 +6,12 @@
 // training) and lasts --seconds; rounds whose report falls inside it count.
 // Beside each row: the same number of inner steps trained alone (local_val_loss), and the
 // simulator's prediction for the same setup (sim_*: the same pool rule, speeds, H, measured step
-// time and start phases spread over a loop, as real volunteers start whenever they are ready).
+// time and start phases spread over a loop, as real volunteers start whenever they are ready):
+// its pairing on the toy learner, and its validation loss on the real model (sim_val_loss: the
+// same micro GPT, batch, learning rate and schedule, read where its replicas have trained as many
+// steps on average as the volunteers; --no-sim-loss leaves it out, a few minutes a row).
 // Prints a table and writes bench/results/swarm.json. Usage: npm run bench:swarm [-- --quick]
-// [--seconds S] [--H N] [--only 2,4] [--batch B --lr X --warmup W] [--out name.json]
+// [--seconds S] [--H N] [--only 2,4] [--batch B --lr X --warmup W] [--out name.json] [--no-sim-loss]
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -21,6 +24,7 @@ import { startLocalVolunteers, type LocalVolunteers } from '../src/volunteer/loc
 import { SPEC_DEFAULTS, runSpec } from '../src/sim/setup.ts';
 import { startServer } from '../tests/support/coordinator.ts';
 import { isSoftOffence } from '../src/protocol/messages.ts';
+import { RUN_VAL_BATCHES } from '../src/data/sampler.ts';
 
 const quick = process.argv.includes('--quick');
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined; };
@@ -32,6 +36,9 @@ const H = Number(arg('--H') ?? (quick ? 10 : 20));
 const BATCH = Number(arg('--batch') ?? 4), LR = Number(arg('--lr') ?? 3e-3), WARMUP = Number(arg('--warmup') ?? 10);
 /** Where the JSON goes (bench/results/); another setup than the default keeps its own file. */
 const OUT_NAME = arg('--out') ?? 'swarm.json';
+const SIM_LOSS = !process.argv.includes('--no-sim-loss');
+/** The run's cosine length, in steps (the volunteers' schedule, and the simulator's). */
+const TOTAL_STEPS = 100_000;
 if (!(BATCH >= 1 && LR > 0 && WARMUP >= 0) || !/^[\w.-]+\.json$/.test(OUT_NAME)) throw new Error(`bench:swarm: bad --batch ${BATCH}, --lr ${LR}, --warmup ${WARMUP} or --out ${OUT_NAME} (a file name ending .json)`);
 const SETUPS: { n: number; speeds: 'equal' | 'uniform:1:4' }[] = [
   { n: 2, speeds: 'equal' }, { n: 4, speeds: 'equal' }, { n: 8, speeds: 'uniform:1:4' },
@@ -49,6 +56,10 @@ interface Row {
   n: number; speeds: string; speed_list: number[]; H: number; batch: number; lr: number; warmup_steps: number; seconds: number;
   rounds: number; pair_fraction: number; solo_fraction: number; idle_fraction: number; exchanges_per_min: number;
   final_val_loss: number | null; local_val_loss: number | null; mean_steps: number; step_ms: number;
+  /** The simulator's mean validation loss over its replicas at the volunteers' mean step (the real
+   *  micro GPT on the same data, batch, rate, schedule, H, speeds and pool rule; null with
+   *  --no-sim-loss), and the simulated seconds it took to get there. */
+  sim_val_loss: number | null; sim_val_seconds: number | null;
   sim_pair_fraction: number; sim_idle_fraction: number; load_avg_1m: number;
   /** Coefficient of variation of a volunteer's loop time (inner loop and evaluation), and the
    *  per-step jitter σ given to the simulator so that its loops vary as much (see below). */
@@ -79,7 +90,7 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
   const runId = 'swarm';
   const r = await s.c.app.inject({
     method: 'POST', url: '/api/runs', headers: s.admin,
-    payload: { id: runId, dataset: 'moby-dick', preset: 'micro', train: { batch: BATCH, H, lr: LR, warmupSteps: WARMUP, totalSteps: 100_000 } },
+    payload: { id: runId, dataset: 'moby-dick', preset: 'micro', train: { batch: BATCH, H, lr: LR, warmupSteps: WARMUP, totalSteps: TOTAL_STEPS } },
   });
   if (r.statusCode !== 201) throw new Error(`creating the run failed: ${r.statusCode} ${r.body}`);
   const wait = (r.json() as { pairWaitFrac: number }).pairWaitFrac;
@@ -165,12 +176,15 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
     // is divided by e^(σ²/2) to keep the measured mean.
     const jitter = Math.sqrt(Math.log(1 + H * indepCv * indepCv));
     const sim = await simulate(n, speeds, stepMs / 1000 / Math.exp((jitter * jitter) / 2), jitter, wait);
+    const idle = pooledMs / (n * wallMs);
+    const simLoss = SIM_LOSS ? await simulateLoss(n, speeds, stepMs / 1000 / Math.exp((jitter * jitter) / 2), jitter, wait, meanSteps, idle) : null;
     return {
       n, speeds: speedSpec, speed_list: speeds, H, batch: BATCH, lr: LR, warmup_steps: WARMUP, seconds: round(wallMs / 1000, 1), rounds: all.length,
       pair_fraction: round(all.length ? paired / all.length : 0, 4), solo_fraction: round(all.length ? 1 - paired / all.length : 0, 4),
-      idle_fraction: round(pooledMs / (n * wallMs), 4), exchanges_per_min: round(paired / 2 / (wallMs / 60_000), 2),
+      idle_fraction: round(idle, 4), exchanges_per_min: round(paired / 2 / (wallMs / 60_000), 2),
       final_val_loss: vals.length ? round(vals.reduce((a, b) => a + b, 0) / vals.length, 4) : null, local_val_loss: local,
       mean_steps: round(meanSteps, 1), step_ms: round(stepMs, 1),
+      sim_val_loss: simLoss && round(simLoss.loss, 4), sim_val_seconds: simLoss && round(simLoss.t, 1),
       sim_pair_fraction: round(sim.pair, 4), sim_idle_fraction: round(sim.idle, 4), load_avg_1m: round(load, 2),
       loop_cv: round(loopCv, 3), loop_corr: round(loopCorr, 3), sim_jitter: round(jitter, 3), pair_wait_frac: wait,
       solo_reasons: soloReasons, pool: poolStats, offences, strikes,
@@ -183,14 +197,13 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
   }
 }
 
-/** One replica alone for `steps` inner steps: what the swarm's replicas would reach without gossip. */
+/** One replica alone for `steps` inner steps on the run's schedule: what the swarm's replicas would reach without gossip. */
 async function localLoss(steps: number): Promise<number | null> {
   let last: number | null = null;
-  for await (const p of trainLocal({ preset: 'micro', steps, batch: BATCH, lr: LR, evalEvery: steps, evalBatches: 8, seed: 1 })) last = p.valLoss;
+  for await (const p of trainLocal({ preset: 'micro', steps, batch: BATCH, lr: LR, evalEvery: steps, evalBatches: RUN_VAL_BATCHES, seed: 1, schedule: { warmupSteps: WARMUP, totalSteps: TOTAL_STEPS } })) last = p.valLoss;
   return last === null ? null : round(last, 4);
 }
 
-/** The simulator on the same setup (the toy learner: only the pairing figures are used). */
 /** Each round's loop time, ms: the round's whole time (from tokens/s) less its exchange. */
 function loopTimes(rs: RoundLine[]): number[] {
   return rs.map((e) => (e.report.tokensPerS > 0 ? (H * BATCH * 32 * 1000) / e.report.tokensPerS - e.exchange.elapsedMs - (e.report.probeMs ?? 0) : NaN)).filter(Number.isFinite);
@@ -226,6 +239,7 @@ function cv(xs: number[]): number {
   return m > 0 ? Math.sqrt(v) / m : 0;
 }
 
+/** The simulator on the same setup (the toy learner: only the pairing figures are used). */
 async function simulate(n: number, speeds: number[], stepTime: number, jitter: number, wait: number): Promise<{ pair: number; idle: number }> {
   if (!(stepTime > 0)) return { pair: NaN, idle: NaN };
   const res = await runSpec({
@@ -235,10 +249,36 @@ async function simulate(n: number, speeds: number[], stepTime: number, jitter: n
   return { pair: 1 - res.final.soloFraction, idle: res.final.idleFraction };
 }
 
+/**
+ * The simulator's validation loss for the same setup on the real model: the micro GPT on the
+ * CPU reference, from the run's data with the volunteers' validation windows (RUN_VAL_BATCHES
+ * batches of the run's batch), the run's rate and schedule on each replica's own step, the same
+ * speeds, H, pool rule and probe. It runs past the volunteers' mean step (at the speed they
+ * trained, less the time they spent in the pool) and reads the mean loss at that step, between
+ * the two evaluations around it. null when the live run gave no step time.
+ */
+async function simulateLoss(n: number, speeds: number[], stepTime: number, jitter: number, wait: number, meanSteps: number, idle: number): Promise<{ loss: number; t: number } | null> {
+  if (!(stepTime > 0 && meanSteps > 0)) return null;
+  const fastest = Math.max(...speeds);
+  const stepsPerS = speeds.reduce((a, v) => a + v / (stepTime * fastest), 0) / n;
+  const res = await runSpec({
+    ...SPEC_DEFAULTS, method: 'noloco-async', seed: 1, replicas: n, H, speeds: speeds.join(','), stepTime: stepTime * fastest,
+    jitter, wait, startSpread: 1, time: (1.2 * meanSteps) / stepsPerS / Math.max(0.5, 1 - idle), evals: 24,
+    learner: 'gpt', preset: 'micro', batch: BATCH, seqLen: 32, lr: LR, schedule: { warmupSteps: WARMUP, totalSteps: TOTAL_STEPS },
+    valBatches: RUN_VAL_BATCHES, valBatch: BATCH, network: { latency: 0.005, upBps: 1e9, sigma: 0.5 },
+  });
+  const at = res.evals.findIndex((e) => e.meanStep >= meanSteps);
+  if (at < 0) { const e = res.evals.at(-1)!; return { loss: e.meanLoss, t: e.t }; }
+  if (at === 0) return { loss: res.evals[0]!.meanLoss, t: 0 };
+  const a = res.evals[at - 1]!, b = res.evals[at]!;
+  const f = (meanSteps - a.meanStep) / (b.meanStep - a.meanStep);
+  return { loss: a.meanLoss + f * (b.meanLoss - a.meanLoss), t: a.t + f * (b.t - a.t) };
+}
+
 function table(rows: Row[]): string {
-  const head = ['n', 'speeds', 'H', 's', 'rounds', 'paired', 'sim paired', 'idle', 'sim idle', 'exch/min', 'val', 'local val', 'loop cv', 'shared', 'load', 'probe ms/round', 'rejected'];
+  const head = ['n', 'speeds', 'H', 's', 'rounds', 'paired', 'sim paired', 'idle', 'sim idle', 'exch/min', 'val', 'sim val', 'local val', 'loop cv', 'shared', 'load', 'probe ms/round', 'rejected'];
   const body = rows.map((r) => [String(r.n), r.speeds, String(r.H), r.seconds.toFixed(0), String(r.rounds), r.pair_fraction.toFixed(3), r.sim_pair_fraction.toFixed(3),
-    r.idle_fraction.toFixed(3), r.sim_idle_fraction.toFixed(3), r.exchanges_per_min.toFixed(1), r.final_val_loss?.toFixed(3) ?? '-', r.local_val_loss?.toFixed(3) ?? '-', r.loop_cv.toFixed(2), r.loop_corr.toFixed(2), r.load_avg_1m.toFixed(1),
+    r.idle_fraction.toFixed(3), r.sim_idle_fraction.toFixed(3), r.exchanges_per_min.toFixed(1), r.final_val_loss?.toFixed(3) ?? '-', r.sim_val_loss?.toFixed(3) ?? '-', r.local_val_loss?.toFixed(3) ?? '-', r.loop_cv.toFixed(2), r.loop_corr.toFixed(2), r.load_avg_1m.toFixed(1),
     r.probe_ms_per_round.toFixed(1), `${r.probe_rejected}/${r.probe_judged}`]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   return [head, ...body].map((cells) => cells.map((c, i) => c.padStart(w[i]!)).join('  ')).join('\n');
@@ -267,7 +307,7 @@ async function main(): Promise<void> {
   }
   writeFileSync(out, JSON.stringify({
     when, quick, cores: cpus().length,
-    note: 'each volunteer is its own `murmur volunteer --backend cpu` process (all share this machine\'s cores); the window starts once every volunteer finished its first round; idle = time in the ready pool / wall time; final_val_loss = mean of each volunteer\'s last measured validation loss (every 3 rounds); local_val_loss = one replica trained alone for the mean steps (own validation batches)',
+    note: 'each volunteer is its own `murmur volunteer --backend cpu` process (all share this machine\'s cores); the window starts once every volunteer finished its first round; idle = time in the ready pool / wall time; final_val_loss = mean of each volunteer\'s last measured validation loss (every 3 rounds); local_val_loss = one replica trained alone for the mean steps on the run\'s schedule; sim_val_loss = the simulator on the real micro GPT (same data, batch, rate, schedule, H, speeds, pool rule and probe), its replicas\' mean validation loss at the volunteers\' mean step; all three on the same validation windows (RUN_VAL_BATCHES batches of the run\'s batch)',
     rows,
   }, null, 2) + '\n');
   console.log(`wrote ${out}`);

@@ -74,6 +74,13 @@ describe('simulator with the GPT learner', () => {
     const bySteps = makeLr({ steps: 10, lr: 1e-3, warmup: 0.2, minLrFrac: 0.1 });
     expect(bySteps(0, 1e9)).toBeCloseTo(5e-4, 12);
     expect(bySteps(10, 0)).toBeCloseTo(1e-4, 12);
+    // A run's own schedule: each replica's step, whatever the budget and the clock.
+    const byRun = makeLr({ time: 100, lr: 1e-3, warmup: 0.5, minLrFrac: 0.1, schedule: { warmupSteps: 10, totalSteps: 1000 } });
+    expect(byRun(0, 99)).toBeCloseTo(1e-4, 12);
+    expect(byRun(10, 0)).toBeCloseTo(1e-3, 12);
+    expect(byRun(505, 0)).toBeCloseTo(5.5e-4, 12); // half-way down the cosine
+    expect(byRun(5000, 0)).toBeCloseTo(1e-4, 12);
+    expect(() => makeLr({ time: 1, lr: 1e-3, warmup: 0, minLrFrac: 0.1, schedule: { warmupSteps: -1, totalSteps: 10 } })).toThrow(/warmupSteps must be an integer >= 0/);
   });
 
   it('sharded data: stream k reads only the k-th contiguous slice, and it changes what local learns', async () => {

@@ -10,7 +10,12 @@ import { CpuTrainer } from '../train/cpu-trainer.ts';
 import { datasetFromCorpus, loadDataset } from '../data/dataset.ts';
 import { WindowSampler, validationBatches } from '../data/sampler.ts';
 
-export type TrainOptions = SingleReplicaOptions;
+export type TrainOptions = SingleReplicaOptions & {
+  /** A run's schedule instead of the default one over `steps` (a warm-up of a tenth, at most
+   *  100 steps, then a cosine to the floor at the last step): a baseline for a swarm trains
+   *  alone on the schedule its volunteers follow. */
+  schedule?: { warmupSteps: number; totalSteps: number };
+};
 
 export interface EvalPoint { step: number; trainLoss: number; valLoss: number; ms: number }
 
@@ -18,7 +23,7 @@ export interface EvalPoint { step: number; trainLoss: number; valLoss: number; m
 export async function* trainLocal(o: TrainOptions): AsyncGenerator<EvalPoint> {
   const model = preset(o.preset);
   const T = o.seqLen ?? model.ctx;
-  const cfg = trainConfig({ batch: o.batch, seqLen: T, lr: o.lr, totalSteps: o.steps, warmupSteps: Math.min(100, Math.ceil(o.steps / 10)) }, model);
+  const cfg = trainConfig({ batch: o.batch, seqLen: T, lr: o.lr, ...(o.schedule ?? { totalSteps: o.steps, warmupSteps: Math.min(100, Math.ceil(o.steps / 10)) }) }, model);
   const layout = buildLayout(model);
   const data = o.data ? loadDataset(o.data) : datasetFromCorpus();
   const sampler = new WindowSampler(data.train, { seed: o.seed, replica: 0 });

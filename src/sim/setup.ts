@@ -65,6 +65,12 @@ export interface SimSpec {
   /** Warm-up as a fraction of the budget (time or steps). */
   warmup: number;
   minLrFrac: number;
+  /**
+   * A run's own schedule instead of one over the budget: each replica's rate follows its own
+   * inner step through `warmupSteps` and a cosine over `totalSteps`, as a live run's volunteers
+   * do (src/train/schedule.ts). `warmup` is then unused.
+   */
+  schedule?: { warmupSteps: number; totalSteps: number };
   valBatches: number;
   valBatch: number;
 }
@@ -109,7 +115,15 @@ const SCHEDULE_RESOLUTION = 1000;
  * method warms up and decays to its floor over the same wall time whatever its step count;
  * with a step budget it runs on each replica's own step.
  */
-export function makeLr(spec: Pick<SimSpec, 'time' | 'steps' | 'lr' | 'warmup' | 'minLrFrac'>): (step: number, t: number) => number {
+export function makeLr(spec: Pick<SimSpec, 'time' | 'steps' | 'lr' | 'warmup' | 'minLrFrac' | 'schedule'>): (step: number, t: number) => number {
+  if (spec.schedule !== undefined) {
+    const { warmupSteps, totalSteps } = spec.schedule;
+    if (!(Number.isInteger(warmupSteps) && warmupSteps >= 0 && Number.isInteger(totalSteps) && totalSteps >= 1)) {
+      throw new RangeError(`sim schedule: warmupSteps must be an integer >= 0 and totalSteps one >= 1, got ${warmupSteps} and ${totalSteps}`);
+    }
+    const cfg = { lr: spec.lr, warmupSteps, totalSteps, minLrFrac: spec.minLrFrac };
+    return (step) => learningRate(step, cfg);
+  }
   if (spec.time !== undefined) {
     const T = spec.time;
     const cfg = { lr: spec.lr, warmupSteps: Math.max(1, Math.round(spec.warmup * SCHEDULE_RESOLUTION)), totalSteps: SCHEDULE_RESOLUTION, minLrFrac: spec.minLrFrac };
