@@ -60,6 +60,8 @@ interface Row {
    *  micro GPT on the same data, batch, rate, schedule, H, speeds and pool rule; null with
    *  --no-sim-loss), and the simulated seconds it took to get there. */
   sim_val_loss: number | null; sim_val_seconds: number | null;
+  /** The same simulation's mean loss of its replicas' fast weights (part-way into a loop) there. */
+  sim_fast_val_loss: number | null;
   sim_pair_fraction: number; sim_idle_fraction: number; load_avg_1m: number;
   /** Coefficient of variation of a volunteer's loop time (inner loop and evaluation), and the
    *  per-step jitter σ given to the simulator so that its loops vary as much (see below). */
@@ -184,7 +186,7 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
       idle_fraction: round(idle, 4), exchanges_per_min: round(paired / 2 / (wallMs / 60_000), 2),
       final_val_loss: vals.length ? round(vals.reduce((a, b) => a + b, 0) / vals.length, 4) : null, local_val_loss: local,
       mean_steps: round(meanSteps, 1), step_ms: round(stepMs, 1),
-      sim_val_loss: simLoss && round(simLoss.loss, 4), sim_val_seconds: simLoss && round(simLoss.t, 1),
+      sim_val_loss: simLoss && round(simLoss.loss, 4), sim_fast_val_loss: simLoss && round(simLoss.fastLoss, 4), sim_val_seconds: simLoss && round(simLoss.t, 1),
       sim_pair_fraction: round(sim.pair, 4), sim_idle_fraction: round(sim.idle, 4), load_avg_1m: round(load, 2),
       loop_cv: round(loopCv, 3), loop_corr: round(loopCorr, 3), sim_jitter: round(jitter, 3), pair_wait_frac: wait,
       solo_reasons: soloReasons, pool: poolStats, offences, strikes,
@@ -253,11 +255,13 @@ async function simulate(n: number, speeds: number[], stepTime: number, jitter: n
  * The simulator's validation loss for the same setup on the real model: the micro GPT on the
  * CPU reference, from the run's data with the volunteers' validation windows (RUN_VAL_BATCHES
  * batches of the run's batch), the run's rate and schedule on each replica's own step, the same
- * speeds, H, pool rule and probe. It runs past the volunteers' mean step (at the speed they
- * trained, less the time they spent in the pool) and reads the mean loss at that step, between
- * the two evaluations around it. null when the live run gave no step time.
+ * speeds, H, pool rule and probe, scored as volunteers score themselves: each replica's weights
+ * at the end of its last outer round (φ; `roundLoss`); the loss of its fast weights part-way into
+ * a loop, what the simulator's own tables report, is kept beside it. It runs past the
+ * volunteers' mean step (at the speed they trained, less the time they spent in the pool) and
+ * reads the mean losses at that step. null when the live run gave no step time.
  */
-async function simulateLoss(n: number, speeds: number[], stepTime: number, jitter: number, wait: number, meanSteps: number, idle: number): Promise<{ loss: number; t: number } | null> {
+async function simulateLoss(n: number, speeds: number[], stepTime: number, jitter: number, wait: number, meanSteps: number, idle: number): Promise<{ loss: number; fastLoss: number; t: number } | null> {
   if (!(stepTime > 0 && meanSteps > 0)) return null;
   const fastest = Math.max(...speeds);
   const stepsPerS = speeds.reduce((a, v) => a + v / (stepTime * fastest), 0) / n;
@@ -265,14 +269,14 @@ async function simulateLoss(n: number, speeds: number[], stepTime: number, jitte
     ...SPEC_DEFAULTS, method: 'noloco-async', seed: 1, replicas: n, H, speeds: speeds.join(','), stepTime: stepTime * fastest,
     jitter, wait, startSpread: 1, time: (1.2 * meanSteps) / stepsPerS / Math.max(0.5, 1 - idle), evals: 24,
     learner: 'gpt', preset: 'micro', batch: BATCH, seqLen: 32, lr: LR, schedule: { warmupSteps: WARMUP, totalSteps: TOTAL_STEPS },
-    valBatches: RUN_VAL_BATCHES, valBatch: BATCH, network: { latency: 0.005, upBps: 1e9, sigma: 0.5 },
+    valBatches: RUN_VAL_BATCHES, valBatch: BATCH, network: { latency: 0.005, upBps: 1e9, sigma: 0.5 }, roundLoss: true,
   });
+  // Each loss at the volunteers' mean step, between the two evaluations around it.
   const at = res.evals.findIndex((e) => e.meanStep >= meanSteps);
-  if (at < 0) { const e = res.evals.at(-1)!; return { loss: e.meanLoss, t: e.t }; }
-  if (at === 0) return { loss: res.evals[0]!.meanLoss, t: 0 };
-  const a = res.evals[at - 1]!, b = res.evals[at]!;
-  const f = (meanSteps - a.meanStep) / (b.meanStep - a.meanStep);
-  return { loss: a.meanLoss + f * (b.meanLoss - a.meanLoss), t: a.t + f * (b.t - a.t) };
+  const [a, b] = at < 0 ? [res.evals.at(-1)!, res.evals.at(-1)!] : at === 0 ? [res.evals[0]!, res.evals[0]!] : [res.evals[at - 1]!, res.evals[at]!];
+  const f = b.meanStep > a.meanStep ? (meanSteps - a.meanStep) / (b.meanStep - a.meanStep) : 0;
+  const lerp = (x: number, y: number) => x + f * (y - x);
+  return { loss: lerp(a.meanRoundLoss!, b.meanRoundLoss!), fastLoss: lerp(a.meanLoss, b.meanLoss), t: lerp(a.t, b.t) };
 }
 
 function table(rows: Row[]): string {

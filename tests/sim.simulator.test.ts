@@ -63,6 +63,26 @@ describe('every method runs', () => {
     });
   }
 
+  it('with roundLoss, also scores each replica\'s weights at its last outer step (φ), and training is unchanged', async () => {
+    const factory = () => quadraticFactory({ dim: 32, seed: 1, noise: 2, bias: 0.2 });
+    const plain = await run('noloco-async');
+    const cfg = config('noloco-async', { roundLoss: true });
+    const f = factory();
+    const sim = new Simulation(cfg, f, makeStrategy('noloco-async'));
+    const withRound = await sim.run();
+    expect(withRound.finalWeights).toEqual(plain.finalWeights);
+    expect(plain.final.roundLosses).toBeUndefined();
+    expect(withRound.evals[0]!.roundLosses).toEqual(withRound.evals[0]!.losses); // φ = θ = the init at t = 0
+    const phis = sim.replicas.map((r) => r.phi);
+    const expected = await Promise.all(phis.map((p) => f.evaluate(p)));
+    expect(withRound.final.roundLosses).toEqual(expected);
+    expect(withRound.final.meanRoundLoss).toBeCloseTo(expected.reduce((a, b) => a + b, 0) / expected.length, 12);
+    // Mid-loop the fast weights are somewhere else: the two losses differ.
+    expect(withRound.final.roundLosses).not.toEqual(withRound.final.losses);
+    // Methods with no outer step have no φ of a round.
+    expect((await run('local', { roundLoss: true })).final.roundLosses).toBeUndefined();
+  });
+
   it('ddp keeps every replica identical and pays an all-reduce every step', async () => {
     const res = await run('ddp');
     const w = res.finalWeights as Float32Array[];

@@ -70,6 +70,14 @@ export interface SimConfig {
    * system; learners that cannot evaluate candidates (the quadratic toy, the WGSL learner) skip it.
    */
   probe: boolean;
+  /**
+   * Also evaluate, at every evaluation, the weights each replica held at the end of its last
+   * outer round (φ), what a volunteer measures and reports after its outer step, where the
+   * other losses are of the current fast weights, part-way into an inner loop (EvalRow
+   * `roundLosses`). Methods with outer steps only; off by default (one more forward pass
+   * over the validation set per replica).
+   */
+  roundLoss?: boolean;
 }
 
 /** NoLoCo paper settings: NoLoCo H=50, alpha=0.5, beta=gamma=0.7; DiLoCo H=100, alpha=0.3, beta=0.7. */

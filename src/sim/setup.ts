@@ -42,6 +42,8 @@ export interface SimSpec {
   churn: ChurnConfig | null;
   /** NoLoCo: the probe judges every pair step (default true; SimConfig.probe). */
   probe?: boolean;
+  /** Also the loss of each replica's weights at its last outer step (SimConfig.roundLoss). */
+  roundLoss?: boolean;
   /**
    * gpt: the CPU reference GPT; webgpu: the same model, data and schedule on the WGSL engine
    * (Dawn in Node: a GPU server's GPU, or SwiftShader); quadratic: a toy for fast what-ifs.
@@ -173,6 +175,7 @@ export function simConfig(spec: SimSpec): SimConfig {
     churn: spec.churn,
     lr: makeLr(spec),
     probe: spec.probe ?? SIM_DEFAULTS.probe,
+    roundLoss: spec.roundLoss ?? false,
   };
 }
 

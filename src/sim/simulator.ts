@@ -104,6 +104,13 @@ export interface EvalRow {
   steps: (number | null)[];
   losses: (number | null)[];
   meanLoss: number;
+  /**
+   * With SimConfig.roundLoss (methods with outer steps): per slot, the validation loss of the
+   * weights it held at the end of its last outer round (φ; the initial weights before its first),
+   * what a volunteer reports, and their mean over present replicas. Absent otherwise.
+   */
+  roundLosses?: (number | null)[];
+  meanRoundLoss?: number;
   /** Validation loss of the present replicas' averaged weights. */
   avgModelLoss: number;
   /** Mean over present replicas of the training loss of each one's last inner step. */
@@ -458,6 +465,11 @@ export class Simulation {
     };
     const losses: (number | null)[] = [];
     for (const r of this.replicas) losses.push(present(r) ? await lossOf(r.theta) : null);
+    let roundLosses: (number | null)[] | undefined;
+    if (this.cfg.roundLoss && OUTER_METHODS.has(this.cfg.method)) {
+      roundLosses = [];
+      for (const r of this.replicas) roundLosses.push(present(r) ? await lossOf(r.phi) : null);
+    }
     const thetas = here.map((r) => r.theta);
     const avg = averageWeights(thetas);
     const avgModelLoss = await lossOf(avg);
@@ -479,6 +491,7 @@ export class Simulation {
       steps: this.replicas.map((r) => (present(r) ? r.learner.step : null)),
       losses,
       meanLoss: mean(presentLosses),
+      ...(roundLosses && { roundLosses, meanRoundLoss: mean(roundLosses.filter((x): x is number => x !== null)) }),
       avgModelLoss,
       trainLoss: mean(here.map((r) => r.learner.lastLoss).filter(Number.isFinite)),
       spread: weightSpread(thetas, this.factory.paramCount),
@@ -491,6 +504,9 @@ export class Simulation {
     };
   }
 }
+
+/** The methods whose replicas take outer steps (and so hold a φ of their last round). */
+const OUTER_METHODS: ReadonlySet<Method> = new Set<Method>(['noloco-async', 'noloco-lockstep', 'diloco']);
 
 /** In the run and holding training state: what the metrics count. */
 function present(r: Replica): boolean {
