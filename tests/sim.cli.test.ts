@@ -50,6 +50,16 @@ describe('murmur sim', () => {
       const jn = JSON.parse(readFileSync(nest, 'utf8'));
       expect(jn.runs[0]).toMatchObject({ method: 'diloco', diloco_momentum: 'nesterov' });
       expect(jn.runs[0].final_val_loss).not.toBe(j.runs.find((r: { method: string; seed: number }) => r.method === 'diloco' && r.seed === 4)!.final_val_loss);
+      expect(j.runs[0].final_round_val_loss).toBeUndefined();
+      // --round-loss: each replica also scored at its last outer step, the way a volunteer reports.
+      const rounds = join(dir, 'round.json');
+      await main(['node', 'murmur', 'sim', '-m', 'noloco-async,local', '--learner', 'quadratic', '--time', '60', '--H', '5', '--seeds', '4', '-q', '--round-loss', '--json', rounds]);
+      const [noloco, local] = JSON.parse(readFileSync(rounds, 'utf8')).runs;
+      expect(noloco.final_val_loss).toBe(j.runs[0].final_val_loss); // training is unchanged
+      expect(Number.isFinite(noloco.final_round_val_loss)).toBe(true);
+      expect(noloco.final_round_val_loss).not.toBe(noloco.final_val_loss);
+      expect(noloco.curve.every((c: { round?: number }) => Number.isFinite(c.round))).toBe(true);
+      expect(local.final_round_val_loss).toBeUndefined(); // no outer step, no φ of a round
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -61,6 +61,7 @@ export function register(program: Command): void {
     .option('--val-batches <n>', 'validation batches', int('val-batches'), SPEC_DEFAULTS.valBatches)
     .option('--val-batch <n>', 'sequences per validation batch', int('val-batch'), SPEC_DEFAULTS.valBatch)
     .option('--no-probe', 'NoLoCo: take every pair step unjudged (the probe, docs/design.md section 6.1, is on by default)')
+    .option('--round-loss', 'also score each replica at its last outer step (its φ: what a volunteer reports), not only its fast weights mid-loop')
     .option('--json <file>', 'also write every run (summary and curves) to this JSON file')
     .option('-q, --quiet', 'print only the tables')
     .action(async (o) => {
@@ -77,7 +78,8 @@ export function register(program: Command): void {
           if (!o.quiet && runs.length === 0) console.log(`learner: ${sim.factory.describe()}`);
           res = await sim.run((row) => {
             if (!o.quiet) {
-              console.log(`  t=${row.t.toFixed(1).padStart(8)}s  step ${row.meanStep.toFixed(0).padStart(6)}  val ${row.meanLoss.toFixed(4)}  avg-model ${row.avgModelLoss.toFixed(4)}  spread ${row.spread.toExponential(2)}  idle ${(100 * row.idleFraction).toFixed(1)}%  solo ${(100 * row.soloFraction).toFixed(1)}%`);
+              const roundVal = row.meanRoundLoss === undefined ? '' : `  round-val ${row.meanRoundLoss.toFixed(4)}`;
+              console.log(`  t=${row.t.toFixed(1).padStart(8)}s  step ${row.meanStep.toFixed(0).padStart(6)}  val ${row.meanLoss.toFixed(4)}${roundVal}  avg-model ${row.avgModelLoss.toFixed(4)}  spread ${row.spread.toExponential(2)}  idle ${(100 * row.idleFraction).toFixed(1)}%  solo ${(100 * row.soloFraction).toFixed(1)}%`);
             }
           });
         } finally {
@@ -119,7 +121,7 @@ export function buildSpecs(o: Record<string, any>): SimSpec[] {
         stepTime: o.stepTime, speeds: o.speeds, jitter: o.jitter, evals: o.evals,
         network: { latency: o.latency, upBps: o.up * 1e6, sigma: o.netSigma }, allReduce: o.allreduce, churn,
         learner: o.learner, data: o.data ?? 'shared', preset: o.preset, ...modelChange, batch: o.batch, seqLen: o.seqLen, lr: o.lr, warmup: o.warmup,
-        valBatches: o.valBatches, valBatch: o.valBatch, ...(o.probe === false ? { probe: false } : {}),
+        valBatches: o.valBatches, valBatch: o.valBatch, ...(o.probe === false ? { probe: false } : {}), ...(o.roundLoss ? { roundLoss: true } : {}),
       });
     }
   }

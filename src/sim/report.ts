@@ -15,6 +15,8 @@ export interface CurvePoint {
   spread: number;
   /** Per-replica validation losses (null: slot empty). */
   losses: (number | null)[];
+  /** With --round-loss: the mean loss of the replicas' weights at their last outer step (φ). */
+  round?: number;
 }
 
 export interface RunRecord {
@@ -31,6 +33,8 @@ export interface RunRecord {
   steps: number;
   sim_time: number;
   final_val_loss: number;
+  /** With --round-loss (methods with outer steps): the same, of each replica's φ at its last outer step. */
+  final_round_val_loss?: number;
   avg_model_val_loss: number;
   final_spread: number;
   idle_fraction: number;
@@ -57,7 +61,7 @@ export function runRecord(spec: SimSpec, r: SimResult, wallSeconds: number): Run
     method: r.method, replicas: r.replicas, H: usesH(spec) ? r.H : 1, wait: spec.method === 'noloco-async' ? r.wait : 0,
     diloco_momentum: spec.method === 'diloco' ? spec.dilocoMomentum ?? 'heavy-ball' : null,
     seed: r.seed, lr: spec.lr, steps: f.meanStep, sim_time: r.simTime,
-    final_val_loss: f.meanLoss, avg_model_val_loss: f.avgModelLoss, final_spread: f.spread,
+    final_val_loss: f.meanLoss, ...(f.meanRoundLoss !== undefined && { final_round_val_loss: f.meanRoundLoss }), avg_model_val_loss: f.avgModelLoss, final_spread: f.spread,
     idle_fraction: f.idleFraction, solo_fraction: f.soloFraction, bytes_per_replica: f.bytesPerReplica,
     comm_fraction: f.commFraction, exchanges: f.exchanges,
     speeds: r.perReplica.map((p) => round(p.speed, 4)),
@@ -68,7 +72,10 @@ export function runRecord(spec: SimSpec, r: SimResult, wallSeconds: number): Run
       seconds_per_outer_round: round(r.probe.secondsPerOuterRound, 4), fraction_of_inner_loop: round(r.probe.fractionOfInnerLoop, 4),
     },
     wall_s: round(wallSeconds, 2),
-    curve: r.evals.map((e) => ({ t: round(e.t, 3), step: round(e.meanStep, 2), loss: e.meanLoss, avg: e.avgModelLoss, spread: e.spread, losses: e.losses })),
+    curve: r.evals.map((e) => ({
+      t: round(e.t, 3), step: round(e.meanStep, 2), loss: e.meanLoss, avg: e.avgModelLoss, spread: e.spread, losses: e.losses,
+      ...(e.meanRoundLoss !== undefined && { round: e.meanRoundLoss }),
+    })),
   };
 }
 
