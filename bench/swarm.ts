@@ -6,7 +6,8 @@
 // training) and lasts --seconds; rounds whose report falls inside it count.
 // Beside each row: the same number of inner steps trained alone (local_val_loss), and the
 // simulator's prediction for the same setup (sim_*: the same pool rule, speeds, H, measured step
-// time and start phases spread over a loop, as real volunteers start whenever they are ready):
+// time, the measured time a paired round takes for its transfer and probe, and start phases
+// spread over a loop, as real volunteers start whenever they are ready):
 // its pairing on the toy learner, and its validation loss on the real model (sim_val_loss: the
 // same micro GPT, batch, learning rate and schedule, read where its replicas have trained as many
 // steps on average as the volunteers; --no-sim-loss leaves it out, a few minutes a row).
@@ -78,6 +79,19 @@ interface Row {
   /** The probe (docs/design.md section 6.1), on in every volunteer: its time per outer round
    *  (solo rounds included, as 0), the pair steps it judged and those it rejected. */
   probe_ms_per_round: number; probe_judged: number; probe_rejected: number;
+  /** Medians over paired rounds: the transfer after the pool paired them (the exchange less its
+   *  time in the pool) and the probe. The simulator's pair exchanges are set to take as long. */
+  exchange_ms: number; paired_probe_ms: number;
+}
+
+/** A swarm's setup as the simulator is given it. */
+interface SimSetup {
+  n: number; speeds: number[];
+  /** Seconds a step at the fastest speed, and the per-step jitter σ (see loop_cv). */
+  stepTime: number; jitter: number;
+  wait: number;
+  /** Seconds a paired round spends on the transfer and on the probe (medians, measured). */
+  exchangeS: number; probeS: number;
 }
 
 /** Relative speeds: all 1, or U[1,4] from a fixed seed. */
@@ -146,6 +160,12 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
     const pooledMs = all.reduce((a, e) => a + e.exchange.pairMs, 0);
     const judged = all.filter((e) => typeof e.report.probeMs === 'number');
     const probeMs = judged.reduce((a, e) => a + e.report.probeMs!, 0);
+    // What a paired round spends together after the pool let it go: the transfer (the exchange
+    // less its time in the pool) and the probe. The simulator's network model is set to take
+    // as long (its default loopback link took 6 ms, where volunteers took about 0.1 s).
+    const pairedRounds = all.filter((e) => e.exchange.outcome === 'paired');
+    const exchangeMs = median(pairedRounds.map((e) => Math.max(0, e.exchange.elapsedMs - e.exchange.pairMs)));
+    const pairedProbeMs = median(pairedRounds.map((e) => e.report.probeMs ?? 0));
     const soloReasons: Record<string, number> = {};
     for (const e of all) if (e.exchange.outcome !== 'paired') soloReasons[e.exchange.reason ?? '?'] = (soloReasons[e.exchange.reason ?? '?'] ?? 0) + 1;
     const vals = rounds.map((rs) => [...rs].reverse().find((e) => typeof e.report.valLoss === 'number')?.report.valLoss as number | undefined)
@@ -177,9 +197,10 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
     // has CV √((e^σ² − 1)/H) and mean stepTime × e^(σ²/2), so σ = √ln(1 + H·cv²) and stepTime
     // is divided by e^(σ²/2) to keep the measured mean.
     const jitter = Math.sqrt(Math.log(1 + H * indepCv * indepCv));
-    const sim = await simulate(n, speeds, stepMs / 1000 / Math.exp((jitter * jitter) / 2), jitter, wait);
+    const setup: SimSetup = { n, speeds, stepTime: stepMs / 1000 / Math.exp((jitter * jitter) / 2), jitter, wait, exchangeS: exchangeMs / 1000, probeS: pairedProbeMs / 1000 };
+    const sim = await simulate(setup);
     const idle = pooledMs / (n * wallMs);
-    const simLoss = SIM_LOSS ? await simulateLoss(n, speeds, stepMs / 1000 / Math.exp((jitter * jitter) / 2), jitter, wait, meanSteps, idle) : null;
+    const simLoss = SIM_LOSS ? await simulateLoss(setup, meanSteps, idle) : null;
     return {
       n, speeds: speedSpec, speed_list: speeds, H, batch: BATCH, lr: LR, warmup_steps: WARMUP, seconds: round(wallMs / 1000, 1), rounds: all.length,
       pair_fraction: round(all.length ? paired / all.length : 0, 4), solo_fraction: round(all.length ? 1 - paired / all.length : 0, 4),
@@ -188,6 +209,7 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
       mean_steps: round(meanSteps, 1), step_ms: round(stepMs, 1),
       sim_val_loss: simLoss && round(simLoss.loss, 4), sim_fast_val_loss: simLoss && round(simLoss.fastLoss, 4), sim_val_seconds: simLoss && round(simLoss.t, 1),
       sim_pair_fraction: round(sim.pair, 4), sim_idle_fraction: round(sim.idle, 4), load_avg_1m: round(load, 2),
+      exchange_ms: round(exchangeMs, 1), paired_probe_ms: round(pairedProbeMs, 1),
       loop_cv: round(loopCv, 3), loop_corr: round(loopCorr, 3), sim_jitter: round(jitter, 3), pair_wait_frac: wait,
       solo_reasons: soloReasons, pool: poolStats, offences, strikes,
       probe_ms_per_round: round(all.length ? probeMs / all.length : 0, 2), probe_judged: judged.length,
@@ -235,20 +257,34 @@ function sharedFraction(series: { t: number; ms: number }[][]): number {
   return Math.min(0.95, Math.max(0, c));
 }
 
+function median(xs: number[]): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
 function cv(xs: number[]): number {
   const m = xs.reduce((a, b) => a + b, 0) / xs.length;
   const v = xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1);
   return m > 0 ? Math.sqrt(v) / m : 0;
 }
 
-/** The simulator on the same setup (the toy learner: only the pairing figures are used). */
-async function simulate(n: number, speeds: number[], stepTime: number, jitter: number, wait: number): Promise<{ pair: number; idle: number }> {
-  if (!(stepTime > 0)) return { pair: NaN, idle: NaN };
+/**
+ * The simulator on the same setup (the toy learner: only the pairing figures are used). The toy
+ * has no probe, so each pair exchange takes the measured transfer and probe together.
+ */
+async function simulate(x: SimSetup): Promise<{ pair: number; idle: number }> {
+  if (!(x.stepTime > 0)) return { pair: NaN, idle: NaN };
   const res = await runSpec({
-    ...SPEC_DEFAULTS, method: 'noloco-async', seed: 1, replicas: n, H, speeds: speeds.join(','), stepTime: stepTime * Math.max(...speeds),
-    jitter, wait, startSpread: 1, time: SECONDS, learner: 'quadratic', network: { latency: 0.005, upBps: 1e9, sigma: 0.5 },
+    ...SPEC_DEFAULTS, method: 'noloco-async', seed: 1, replicas: x.n, H, speeds: x.speeds.join(','), stepTime: x.stepTime * Math.max(...x.speeds),
+    jitter: x.jitter, wait: x.wait, startSpread: 1, time: SECONDS, learner: 'quadratic', network: exchangeNetwork(x.exchangeS + x.probeS),
   });
   return { pair: 1 - res.final.soloFraction, idle: res.final.idleFraction };
+}
+
+/** A link on which a pair exchange takes `seconds`, every time: the measured median. */
+function exchangeNetwork(seconds: number): { latency: number; upBps: number; sigma: number } {
+  return { latency: Math.max(0.001, seconds), upBps: 1e12, sigma: 0 };
 }
 
 /**
@@ -261,15 +297,17 @@ async function simulate(n: number, speeds: number[], stepTime: number, jitter: n
  * volunteers' mean step (at the speed they trained, less the time they spent in the pool) and
  * reads the mean losses at that step. null when the live run gave no step time.
  */
-async function simulateLoss(n: number, speeds: number[], stepTime: number, jitter: number, wait: number, meanSteps: number, idle: number): Promise<{ loss: number; fastLoss: number; t: number } | null> {
+async function simulateLoss(x: SimSetup, meanSteps: number, idle: number): Promise<{ loss: number; fastLoss: number; t: number } | null> {
+  const { n, speeds, stepTime } = x;
   if (!(stepTime > 0 && meanSteps > 0)) return null;
   const fastest = Math.max(...speeds);
   const stepsPerS = speeds.reduce((a, v) => a + v / (stepTime * fastest), 0) / n;
   const res = await runSpec({
     ...SPEC_DEFAULTS, method: 'noloco-async', seed: 1, replicas: n, H, speeds: speeds.join(','), stepTime: stepTime * fastest,
-    jitter, wait, startSpread: 1, time: (1.2 * meanSteps) / stepsPerS / Math.max(0.5, 1 - idle), evals: 24,
+    jitter: x.jitter, wait: x.wait, startSpread: 1, time: (1.2 * meanSteps) / stepsPerS / Math.max(0.5, 1 - idle), evals: 24,
     learner: 'gpt', preset: 'micro', batch: BATCH, seqLen: 32, lr: LR, schedule: { warmupSteps: WARMUP, totalSteps: TOTAL_STEPS },
-    valBatches: RUN_VAL_BATCHES, valBatch: BATCH, network: { latency: 0.005, upBps: 1e9, sigma: 0.5 }, roundLoss: true,
+    // This simulator runs the probe and charges it itself: the link takes the transfer only.
+    valBatches: RUN_VAL_BATCHES, valBatch: BATCH, network: exchangeNetwork(x.exchangeS), roundLoss: true,
   });
   // Each loss at the volunteers' mean step, between the two evaluations around it.
   const at = res.evals.findIndex((e) => e.meanStep >= meanSteps);
@@ -280,10 +318,10 @@ async function simulateLoss(n: number, speeds: number[], stepTime: number, jitte
 }
 
 function table(rows: Row[]): string {
-  const head = ['n', 'speeds', 'H', 's', 'rounds', 'paired', 'sim paired', 'idle', 'sim idle', 'exch/min', 'val', 'sim val', 'local val', 'loop cv', 'shared', 'load', 'probe ms/round', 'rejected'];
+  const head = ['n', 'speeds', 'H', 's', 'rounds', 'paired', 'sim paired', 'idle', 'sim idle', 'exch/min', 'val', 'sim val', 'local val', 'loop cv', 'shared', 'load', 'probe ms/round', 'paired ms', 'rejected'];
   const body = rows.map((r) => [String(r.n), r.speeds, String(r.H), r.seconds.toFixed(0), String(r.rounds), r.pair_fraction.toFixed(3), r.sim_pair_fraction.toFixed(3),
     r.idle_fraction.toFixed(3), r.sim_idle_fraction.toFixed(3), r.exchanges_per_min.toFixed(1), r.final_val_loss?.toFixed(3) ?? '-', r.sim_val_loss?.toFixed(3) ?? '-', r.local_val_loss?.toFixed(3) ?? '-', r.loop_cv.toFixed(2), r.loop_corr.toFixed(2), r.load_avg_1m.toFixed(1),
-    r.probe_ms_per_round.toFixed(1), `${r.probe_rejected}/${r.probe_judged}`]);
+    r.probe_ms_per_round.toFixed(1), r.exchange_ms === undefined ? '-' : `${r.exchange_ms.toFixed(0)}+${r.paired_probe_ms.toFixed(0)}`, `${r.probe_rejected}/${r.probe_judged}`]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   return [head, ...body].map((cells) => cells.map((c, i) => c.padStart(w[i]!)).join('  ')).join('\n');
 }
