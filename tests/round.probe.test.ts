@@ -44,6 +44,31 @@ describe('ProbeJudge', () => {
     expect(reported).toBe(0);
   });
 
+  it('sets its noise unit from the residuals of up to spreadHistory exchanges: an honest scatter over the floor is neither under-read nor refused more than 2% of the time', () => {
+    // Honest pair steps that scatter 0.012 round to round (the micro GPT's, bench:probe-calibration),
+    // over the relative floor (0.004 × 2.0). Judged by the spread of its last 8 differences alone
+    // (spreadHistory 0, the judge before), the unit came out under 0.8 of the excess's real spread
+    // in more than half the exchanges, and 3.7% to 4.9% of these updates were refused.
+    expect(DEFAULT_PROBE.spreadHistory).toBeGreaterThanOrEqual(4 * DEFAULT_PROBE.history);
+    for (const partners of [1, 6]) {
+      const rng = new Rng(15, 30 + partners);
+      const j = new ProbeJudge();
+      let refused = 0;
+      const units: number[] = [], excesses: number[] = [];
+      for (let i = 0; i < 4000; i++) {
+        const v = j.judge(`honest${i % partners}`, exchange(rng, -0.02, 0.012, 2.0));
+        if (!v.accept) refused++;
+        if (i >= 100) { units.push(v.noise); excesses.push(v.excess); }
+      }
+      const spread = Math.sqrt(excesses.reduce((a, x) => a + x * x, 0) / excesses.length);
+      const under = units.filter((u) => u < 0.8 * spread).length / units.length;
+      console.log(`honest scatter 0.012 from ${partners} partner(s): ${refused}/4000 refused, the unit under 0.8 of the excess's spread (${spread.toFixed(4)}) in ${(100 * under).toFixed(1)}% of exchanges`);
+      expect(refused / 4000, `${partners} partner(s)`).toBeLessThanOrEqual(0.02);
+      expect(under, `${partners} partner(s)`).toBeLessThanOrEqual(0.25);
+    }
+    expect(() => new ProbeJudge({ spreadHistory: 3 })).toThrow(/spreadHistory must be 0 or an integer >= minHistory \(4\); got 3/);
+  });
+
   it('rejects a negated Δ (the paired step far worse than solo) and reports it at once', () => {
     const rng = new Rng(15, 2);
     const j = warmJudge(rng);

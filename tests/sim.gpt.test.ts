@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { SPEC_DEFAULTS, runSpec, makeLr, type SimSpec } from '../src/sim/setup.ts';
+import { SPEC_DEFAULTS, prepare, runSpec, makeLr, type SimSpec } from '../src/sim/setup.ts';
+import type { ProbeEvent } from '../src/sim/simulator.ts';
 import { METHODS, type Method } from '../src/sim/config.ts';
 import { shardOf } from '../src/sim/gpt-learner.ts';
 import { runRecord } from '../src/sim/report.ts';
@@ -50,6 +51,24 @@ describe('simulator with the GPT learner', () => {
     expect(runRecord(spec('noloco-async'), on, 1).probe).toMatchObject({ on: true, judged: on.probe.judged });
     // Other methods have no pair step to judge.
     expect((await runSpec(spec('diloco'))).probe.on).toBe(false);
+  });
+
+  it('tells each judge how many rounds the partner\'s message is behind, as a volunteer\'s round does, and counts the reports by code', async () => {
+    // Unequal speeds: the fast replicas run rounds ahead of the slow ones they pair with.
+    const sim = await prepare(spec('noloco-async', { speeds: '1,1,3,3', time: 24, network: { latency: 0.05, upBps: 20e6, sigma: 0 } }));
+    const seen: ProbeEvent[] = [];
+    sim.onProbe = (e) => seen.push(e);
+    const r = await sim.run().finally(() => sim.dispose());
+    console.log(`probe events: ${seen.length}; behind ${seen.map((e) => e.behind).join(' ')}; offences ${JSON.stringify(r.probe.offences)}`);
+    expect(seen.length).toBe(r.probe.judged);
+    expect(seen.filter((e) => !e.verdict.accept).length).toBe(r.probe.rejected);
+    expect(seen.every((e) => Number.isInteger(e.behind))).toBe(true);
+    // Each pair's two judges see the same gap from either side.
+    expect(seen.some((e) => e.behind! > 0) && seen.some((e) => e.behind! < 0)).toBe(true);
+    const codes: Record<string, number> = {};
+    for (const e of seen) if (e.verdict.offence) codes[e.verdict.offence.code] = (codes[e.verdict.offence.code] ?? 0) + 1;
+    expect(r.probe.offences).toEqual(codes);
+    expect(runRecord(spec('noloco-async'), r, 1).probe?.offences).toEqual(codes);
   });
 
   it('the same seed replays exactly', async () => {

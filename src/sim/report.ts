@@ -48,9 +48,10 @@ export interface RunRecord {
   leaves: number;
   /**
    * The probe (NoLoCo; docs/design.md section 6.1): on or off, pair steps it judged and
-   * rejected, and its cost per outer round in simulated seconds and as a share of an inner loop.
+   * rejected, the reports its judges would have sent by code, and its cost per outer round in
+   * simulated seconds and as a share of an inner loop.
    */
-  probe?: { on: boolean; judged: number; rejected: number; seconds_per_outer_round: number; fraction_of_inner_loop: number };
+  probe?: { on: boolean; judged: number; rejected: number; offences: Record<string, number>; seconds_per_outer_round: number; fraction_of_inner_loop: number };
   wall_s: number;
   curve: CurvePoint[];
 }
@@ -68,7 +69,7 @@ export function runRecord(spec: SimSpec, r: SimResult, wallSeconds: number): Run
     steps_per_replica: r.perReplica.map((p) => p.steps),
     joins: r.joins, leaves: r.leaves,
     probe: {
-      on: r.probe.on, judged: r.probe.judged, rejected: r.probe.rejected,
+      on: r.probe.on, judged: r.probe.judged, rejected: r.probe.rejected, offences: r.probe.offences,
       seconds_per_outer_round: round(r.probe.secondsPerOuterRound, 4), fraction_of_inner_loop: round(r.probe.fractionOfInnerLoop, 4),
     },
     wall_s: round(wallSeconds, 2),

@@ -8,7 +8,7 @@
 // are handed to the strategy together, in slot order. Same config -> identical results.
 import { Rng } from '../model/rng.ts';
 import { probeCandidates, type OuterMessage } from '../train/outer.ts';
-import { PROBE_WINDOWS, ProbeJudge } from '../round/probe.ts';
+import { PROBE_WINDOWS, ProbeJudge, type ProbeLosses, type ProbeVerdict } from '../round/probe.ts';
 import type { Learner, LearnerFactory } from './learner.ts';
 import type { Method, SimConfig } from './config.ts';
 import { FORWARD_FRACTION_OF_STEP, validateSimConfig } from './config.ts';
@@ -166,9 +166,23 @@ export interface ProbeSummary {
   /** Pair steps judged, and those rejected (a solo step taken instead). */
   judged: number;
   rejected: number;
+  /** Reports the judges would have sent the coordinator, by code (probe-gross is a strike). */
+  offences: Record<string, number>;
   /** Simulated seconds the probe charged, per outer round (solo rounds included) and as a fraction of an inner loop. */
   secondsPerOuterRound: number;
   fractionOfInnerLoop: number;
+}
+
+/** One judged pair step, for an observer (Simulation.onProbe): what a volunteer's judge saw and said. */
+export interface ProbeEvent {
+  t: number;
+  /** The judging replica's slot, and the partner's id as that judge keys it. */
+  slot: number;
+  partner: string;
+  /** Outer rounds the partner's message is behind the judge's. */
+  behind: number | undefined;
+  losses: ProbeLosses;
+  verdict: ProbeVerdict;
 }
 
 interface SimEvent { time: number; priority: number; step?: { r: Replica; epoch: number }; fn?: () => void | Promise<void> }
@@ -282,7 +296,10 @@ export class Simulation {
   }
 
   /** Counts an outer step on r (solo when it had no partner). */
-  private probeTotals = { judged: 0, rejected: 0, seconds: 0 };
+  private probeTotals = { judged: 0, rejected: 0, seconds: 0, offences: {} as Record<string, number> };
+
+  /** Called with every judged pair step (bench:probe-calibration records them); null: none. */
+  onProbe: ((e: ProbeEvent) => void) | null = null;
 
   /** Whether pair steps are judged: the config asks for it and the learners can evaluate. */
   get probing(): boolean {
@@ -297,17 +314,22 @@ export class Simulation {
 
   /**
    * The probe on r's pair step with `partner`'s message (docs/design.md section 6.1): true to
-   * take the pair step, false for a solo step. Charges its time to the probe totals.
+   * take the pair step, false for a solo step. `behind`: how many outer rounds the partner's
+   * message is behind r's, as a volunteer's round tells its judge (src/round/outer-round.ts).
+   * Charges its time to the probe totals.
    */
-  probePair(r: Replica, partnerId: string, partner: OuterMessage): boolean {
+  probePair(r: Replica, partnerId: string, partner: OuterMessage, behind?: number): boolean {
     if (!this.probing || !r.msg) return true;
     const c = probeCandidates(r.phi, r.mom, r.msg, partner, this.cfg.outer);
     const [solo, paired] = r.learner.probeLosses!([c.solo, c.paired], PROBE_WINDOWS);
     r.judge ??= new ProbeJudge();
-    const v = r.judge.judge(partnerId, { solo: solo!, paired: paired! });
+    const losses = { solo: solo!, paired: paired! };
+    const v = r.judge.judge(partnerId, losses, { behind });
     this.probeTotals.judged++;
     this.probeTotals.seconds += this.probeSeconds(r);
     if (!v.accept) this.probeTotals.rejected++;
+    if (v.offence) this.probeTotals.offences[v.offence.code] = (this.probeTotals.offences[v.offence.code] ?? 0) + 1;
+    this.onProbe?.({ t: this.now, slot: r.slot, partner: partnerId, behind, losses, verdict: v });
     return v.accept;
   }
 
@@ -438,7 +460,7 @@ export class Simulation {
     const perRound = rounds > 0 ? this.probeTotals.seconds / rounds : 0;
     // Against one inner loop of H steps: the share is the same at every speed.
     return {
-      on: this.probing, judged: this.probeTotals.judged, rejected: this.probeTotals.rejected,
+      on: this.probing, judged: this.probeTotals.judged, rejected: this.probeTotals.rejected, offences: { ...this.probeTotals.offences },
       secondsPerOuterRound: perRound,
       fractionOfInnerLoop: this.probing ? (2 * PROBE_WINDOWS * FORWARD_FRACTION_OF_STEP) / this.cfg.H : 0,
     };

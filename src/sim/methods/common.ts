@@ -23,8 +23,10 @@ export function pairExchange(sim: Simulation, a: Replica, b: Replica): void {
   const group = [a.msg!, b.msg!];
   for (const [r, other] of [[a, b], [b, a]] as const) {
     const partner = other.msg!, partnerId = `${other.slot}/${other.stream}`;
+    // The rounds the two messages were sent at, as a volunteer's payload names its round.
+    const behind = r.outerSteps - other.outerSteps;
     sim.atFor(r, sim.now + seconds + sim.probeSeconds(r), PRIORITY.comm, () => {
-      const accept = sim.probePair(r, partnerId, partner);
+      const accept = sim.probePair(r, partnerId, partner, behind);
       nolocoOuterStep({ phi: r.phi, momentum: r.mom, theta: r.theta }, accept ? group : [r.msg!], sim.cfg.outer);
       // Counted as paired either way (the pool did pair them); the probe counts its rejections.
       sim.countOuter(r, false);
