@@ -13,6 +13,9 @@
 // steps on average as the volunteers; --no-sim-loss leaves it out, a few minutes a row).
 // Prints a table and writes bench/results/swarm.json. Usage: npm run bench:swarm [-- --quick]
 // [--seconds S] [--H N] [--only 2,4] [--batch B --lr X --warmup W] [--out name.json] [--no-sim-loss]
+// `--resim` runs no volunteers: it recomputes the simulator's columns for the live rows recorded
+// in the results file (after a change to the simulator), printing the old prediction beside the new;
+// `--no-checks` leaves the mesh's checks of a partner's payload out of the simulator.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -38,6 +41,8 @@ const BATCH = Number(arg('--batch') ?? 4), LR = Number(arg('--lr') ?? 3e-3), WAR
 /** Where the JSON goes (bench/results/); another setup than the default keeps its own file. */
 const OUT_NAME = arg('--out') ?? 'swarm.json';
 const SIM_LOSS = !process.argv.includes('--no-sim-loss');
+/** --no-checks: the simulator without the mesh's checks of a partner's payload (SimConfig.checks; before 2026-12-06). */
+const SIM_CHECKS = !process.argv.includes('--no-checks');
 /** The run's cosine length, in steps (the volunteers' schedule, and the simulator's). */
 const TOTAL_STEPS = 100_000;
 if (!(BATCH >= 1 && LR > 0 && WARMUP >= 0) || !/^[\w.-]+\.json$/.test(OUT_NAME)) throw new Error(`bench:swarm: bad --batch ${BATCH}, --lr ${LR}, --warmup ${WARMUP} or --out ${OUT_NAME} (a file name ending .json)`);
@@ -63,6 +68,12 @@ interface Row {
   sim_val_loss: number | null; sim_val_seconds: number | null;
   /** The same simulation's mean loss of its replicas' fast weights (part-way into a loop) there. */
   sim_fast_val_loss: number | null;
+  /** The same simulation's probe (pair steps judged and refused, reports by code) and the mesh's
+   *  checks there (payloads refused, Δ clipped, φ moved in), over its whole run. */
+  sim_probe?: { judged: number; rejected: number; offences: Record<string, number> } | null;
+  sim_checks?: { checked: number; refused: number; delta_clipped: number; phi_moved: number; reasons: Record<string, number> } | null;
+  /** When the sim_* columns were last recomputed from the recorded live row (`--resim`). */
+  resim_when?: string;
   sim_pair_fraction: number; sim_idle_fraction: number; load_avg_1m: number;
   /** Coefficient of variation of a volunteer's loop time (inner loop and evaluation), and the
    *  per-step jitter σ given to the simulator so that its loops vary as much (see below). */
@@ -208,6 +219,7 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
       final_val_loss: vals.length ? round(vals.reduce((a, b) => a + b, 0) / vals.length, 4) : null, local_val_loss: local,
       mean_steps: round(meanSteps, 1), step_ms: round(stepMs, 1),
       sim_val_loss: simLoss && round(simLoss.loss, 4), sim_fast_val_loss: simLoss && round(simLoss.fastLoss, 4), sim_val_seconds: simLoss && round(simLoss.t, 1),
+      sim_probe: simLoss?.probe ?? null, sim_checks: simLoss?.checks ?? null,
       sim_pair_fraction: round(sim.pair, 4), sim_idle_fraction: round(sim.idle, 4), load_avg_1m: round(load, 2),
       exchange_ms: round(exchangeMs, 1), paired_probe_ms: round(pairedProbeMs, 1),
       loop_cv: round(loopCv, 3), loop_corr: round(loopCorr, 3), sim_jitter: round(jitter, 3), pair_wait_frac: wait,
@@ -297,7 +309,12 @@ function exchangeNetwork(seconds: number): { latency: number; upBps: number; sig
  * volunteers' mean step (at the speed they trained, less the time they spent in the pool) and
  * reads the mean losses at that step. null when the live run gave no step time.
  */
-async function simulateLoss(x: SimSetup, meanSteps: number, idle: number): Promise<{ loss: number; fastLoss: number; t: number } | null> {
+interface SimLoss {
+  loss: number; fastLoss: number; t: number;
+  probe: NonNullable<Row['sim_probe']>; checks: NonNullable<Row['sim_checks']>;
+}
+
+async function simulateLoss(x: SimSetup, meanSteps: number, idle: number): Promise<SimLoss | null> {
   const { n, speeds, stepTime } = x;
   if (!(stepTime > 0 && meanSteps > 0)) return null;
   const fastest = Math.max(...speeds);
@@ -307,14 +324,18 @@ async function simulateLoss(x: SimSetup, meanSteps: number, idle: number): Promi
     jitter: x.jitter, wait: x.wait, startSpread: 1, time: (1.2 * meanSteps) / stepsPerS / Math.max(0.5, 1 - idle), evals: 24,
     learner: 'gpt', preset: 'micro', batch: BATCH, seqLen: 32, lr: LR, schedule: { warmupSteps: WARMUP, totalSteps: TOTAL_STEPS },
     // This simulator runs the probe and charges it itself: the link takes the transfer only.
-    valBatches: RUN_VAL_BATCHES, valBatch: BATCH, network: exchangeNetwork(x.exchangeS), roundLoss: true,
+    valBatches: RUN_VAL_BATCHES, valBatch: BATCH, network: exchangeNetwork(x.exchangeS), roundLoss: true, checks: SIM_CHECKS,
   });
   // Each loss at the volunteers' mean step, between the two evaluations around it.
   const at = res.evals.findIndex((e) => e.meanStep >= meanSteps);
   const [a, b] = at < 0 ? [res.evals.at(-1)!, res.evals.at(-1)!] : at === 0 ? [res.evals[0]!, res.evals[0]!] : [res.evals[at - 1]!, res.evals[at]!];
   const f = b.meanStep > a.meanStep ? (meanSteps - a.meanStep) / (b.meanStep - a.meanStep) : 0;
   const lerp = (x: number, y: number) => x + f * (y - x);
-  return { loss: lerp(a.meanRoundLoss!, b.meanRoundLoss!), fastLoss: lerp(a.meanLoss, b.meanLoss), t: lerp(a.t, b.t) };
+  return {
+    loss: lerp(a.meanRoundLoss!, b.meanRoundLoss!), fastLoss: lerp(a.meanLoss, b.meanLoss), t: lerp(a.t, b.t),
+    probe: { judged: res.probe.judged, rejected: res.probe.rejected, offences: res.probe.offences },
+    checks: { checked: res.checks.checked, refused: res.checks.refused, delta_clipped: res.checks.deltaClipped, phi_moved: res.checks.phiMoved, reasons: res.checks.reasons },
+  };
 }
 
 function table(rows: Row[]): string {
@@ -326,7 +347,48 @@ function table(rows: Row[]): string {
   return [head, ...body].map((cells) => cells.map((c, i) => c.padStart(w[i]!)).join('  ')).join('\n');
 }
 
+/** The simulator's setup for a recorded live row, as `swarm` built it from the measurements. */
+function recordedSetup(r: Row): SimSetup {
+  return {
+    n: r.n, speeds: r.speed_list, stepTime: r.step_ms / 1000 / Math.exp((r.sim_jitter * r.sim_jitter) / 2), jitter: r.sim_jitter,
+    wait: r.pair_wait_frac, exchangeS: r.exchange_ms / 1000, probeS: r.paired_probe_ms / 1000,
+  };
+}
+
+/**
+ * --resim: the simulator's columns again for the live rows recorded in the results file, with no
+ * volunteers run: a change to the simulator measured against the same live runs. Prints each
+ * row's live figures beside the recorded and the new predictions, and rewrites the sim columns.
+ */
+async function resim(): Promise<void> {
+  const out = join(dirname(fileURLToPath(import.meta.url)), 'results', OUT_NAME);
+  const file = JSON.parse(readFileSync(out, 'utf8')) as { rows: Row[] } & Record<string, unknown>;
+  const only = arg('--only');
+  const when = new Date().toISOString();
+  const lines = [['n', 'val', 'sim val was', 'sim val now', 'paired', 'sim paired was', 'now', 'idle', 'sim idle was', 'now', 'refused', 'sim refused now', 'sim checks refused', 'Δ clipped', 'φ moved']];
+  for (const r of file.rows.filter((x) => !only || only.split(',').includes(String(x.n)))) {
+    if (r.exchange_ms === undefined) throw new Error(`row n = ${r.n} has no exchange_ms: recorded before the exchange's time was measured; rerun it live`);
+    const x = recordedSetup(r);
+    const sim = await simulate(x);
+    const loss = SIM_LOSS ? await simulateLoss(x, r.mean_steps, r.idle_fraction) : null;
+    const f = (v: number | null | undefined) => (v == null ? '-' : v.toFixed(3));
+    lines.push([String(r.n), f(r.final_val_loss), f(r.sim_val_loss), f(loss?.loss), f(r.pair_fraction), f(r.sim_pair_fraction), f(sim.pair), f(r.idle_fraction), f(r.sim_idle_fraction), f(sim.idle),
+      `${r.probe_rejected}/${r.probe_judged}`, loss ? `${loss.probe.rejected}/${loss.probe.judged}` : '-', loss ? `${loss.checks.refused}/${loss.checks.checked}` : '-',
+      loss ? String(loss.checks.delta_clipped) : '-', loss ? String(loss.checks.phi_moved) : '-']);
+    console.log(lines.slice(-1)[0]!.join('  '));
+    Object.assign(r, {
+      sim_pair_fraction: round(sim.pair, 4), sim_idle_fraction: round(sim.idle, 4), resim_when: when,
+      ...(loss && { sim_val_loss: round(loss.loss, 4), sim_fast_val_loss: round(loss.fastLoss, 4), sim_val_seconds: round(loss.t, 1), sim_probe: loss.probe, sim_checks: loss.checks }),
+    });
+  }
+  const w = lines[0]!.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
+  console.log('\n' + lines.map((l) => l.map((c, i) => c.padStart(w[i]!)).join('  ')).join('\n'));
+  writeFileSync(out, JSON.stringify(file, null, 2) + '\n');
+  console.log(`wrote ${out}`);
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--resim')) { await resim(); process.exit(0); }
   console.log(`swarm benchmark: ${quick ? 'quick, ' : ''}${SECONDS} s per setup, micro, H=${H}, batch ${BATCH}, lr ${LR}, warm-up ${WARMUP} steps, each CPU volunteer its own murmur volunteer process, ${cpus().length} cores, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   const rows: Row[] = [];
   const only = arg('--only');

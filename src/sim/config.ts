@@ -71,6 +71,13 @@ export interface SimConfig {
    */
   probe: boolean;
   /**
+   * NoLoCo: check each partner's φ and Δ as the mesh does before the probe sees them (the one
+   * PartnerValidator, src/sync/validate.ts; docs/design.md section 6): Δ clipped to a few times the
+   * honest scale, a φ far away or behind us along our progress moved in, and a refusal (direction,
+   * norm, distance, lag) a solo step. On by default, as for the probe: volunteers do it every round.
+   */
+  checks: boolean;
+  /**
    * Also evaluate, at every evaluation, the weights each replica held at the end of its last
    * outer round (φ), what a volunteer measures and reports after its outer step, where the
    * other losses are of the current fast weights, part-way into an inner loop (EvalRow
@@ -98,6 +105,7 @@ export const SIM_DEFAULTS = {
   network: HOME_LINK,
   allReduce: 'tree' as AllReduceKind,
   probe: true,
+  checks: true,
 };
 
 /**

@@ -42,6 +42,8 @@ export interface SimSpec {
   churn: ChurnConfig | null;
   /** NoLoCo: the probe judges every pair step (default true; SimConfig.probe). */
   probe?: boolean;
+  /** NoLoCo: the mesh's checks of a partner's payload (default true; SimConfig.checks). */
+  checks?: boolean;
   /** Also the loss of each replica's weights at its last outer step (SimConfig.roundLoss). */
   roundLoss?: boolean;
   /**
@@ -175,6 +177,7 @@ export function simConfig(spec: SimSpec): SimConfig {
     churn: spec.churn,
     lr: makeLr(spec),
     probe: spec.probe ?? SIM_DEFAULTS.probe,
+    checks: spec.checks ?? SIM_DEFAULTS.checks,
     roundLoss: spec.roundLoss ?? false,
   };
 }

@@ -9,6 +9,7 @@
 import { Rng } from '../model/rng.ts';
 import { probeCandidates, type OuterMessage } from '../train/outer.ts';
 import { PROBE_WINDOWS, ProbeJudge, type ProbeLosses, type ProbeVerdict } from '../round/probe.ts';
+import { PartnerValidator } from '../sync/validate.ts';
 import type { Learner, LearnerFactory } from './learner.ts';
 import type { Method, SimConfig } from './config.ts';
 import { FORWARD_FRACTION_OF_STEP, validateSimConfig } from './config.ts';
@@ -53,6 +54,8 @@ export class Replica {
   bytesSent = 0;
   /** This instance's probe judge (src/round/probe.ts); made at its first judged pair step. */
   judge: ProbeJudge | null = null;
+  /** This instance's checks of partners' payloads (src/sync/validate.ts); made at its first outer step. */
+  validator: PartnerValidator | null = null;
   readonly stepRng: Rng;
 
   constructor(readonly slot: number, stream: number, speed: number, learner: Learner, seed: number) {
@@ -155,9 +158,22 @@ export interface SimResult {
   leaves: number;
   /** The probe (NoLoCo with SimConfig.probe): pair steps judged and rejected, and its cost. */
   probe: ProbeSummary;
+  checks: CheckSummary;
   warnings: string[];
   /** Each slot's weights at the end (null for an empty slot or a joiner not yet bootstrapped). */
   finalWeights: (Float32Array | null)[];
+}
+
+/** The mesh's checks of partners' payloads over a run (SimConfig.checks). */
+export interface CheckSummary {
+  on: boolean;
+  /** Payloads checked, refused (a solo step instead), and by reason. */
+  checked: number;
+  refused: number;
+  reasons: Record<string, number>;
+  /** Accepted payloads whose Δ was clipped, and whose φ was moved in (distance or lag). */
+  deltaClipped: number;
+  phiMoved: number;
 }
 
 export interface ProbeSummary {
@@ -213,6 +229,7 @@ export class Simulation {
     if (strategy.method !== cfg.method) throw new Error(`strategy ${strategy.method} does not match config method ${cfg.method}`);
     this.pairRng = new Rng(cfg.seed, 0x9a1e);
     this.netRng = new Rng(cfg.seed, 0x4e7);
+    this.checkRng = new Rng(cfg.seed, 0xc7ec);
     this.churnRng = new Rng(cfg.seed, 0xc4a);
     this.speedRng = new Rng(cfg.seed, 0x59d);
     for (let i = 0; i < cfg.replicas; i++) {
@@ -300,6 +317,45 @@ export class Simulation {
 
   /** Called with every judged pair step (bench:probe-calibration records them); null: none. */
   onProbe: ((e: ProbeEvent) => void) | null = null;
+
+  private checkTotals = { checked: 0, refused: 0, deltaClipped: 0, phiMoved: 0, reasons: {} as Record<string, number> };
+  /** Draws which coordinates each validator's mirror check samples (deterministic per seed). */
+  private readonly checkRng: Rng;
+
+  /** Whether partners' payloads are checked as the mesh checks them (NoLoCo with SimConfig.checks). */
+  get checking(): boolean {
+    return this.cfg.checks && (this.cfg.method === 'noloco-async' || this.cfg.method === 'noloco-lockstep');
+  }
+
+  /** r's own Δ of the round, the honest scale its checks compare partners with (every round, paired or not, as the mesh does). */
+  observeOwn(r: Replica): void {
+    if (!this.checking || !r.msg) return;
+    r.validator ??= new PartnerValidator(r.phi.length, undefined, () => this.checkRng.uniform());
+    let ss = 0;
+    for (const x of r.msg.delta) ss += x * x;
+    r.validator.observeOwn(Math.sqrt(ss));
+  }
+
+  /**
+   * `partner`'s message as r's mesh would pass it on (src/sync/validate.ts): a copy, its Δ clipped
+   * and its φ moved in where the checks say; null when they refuse it (a solo step). `behind`: how
+   * many rounds the partner's message is behind r's.
+   */
+  checkPartner(r: Replica, partnerId: string, partner: OuterMessage, behind: number): OuterMessage | null {
+    if (!this.checking || !r.msg) return partner;
+    r.validator ??= new PartnerValidator(r.phi.length, undefined, () => this.checkRng.uniform());
+    const theirs = { phi: partner.phi.slice(), delta: partner.delta.slice() };
+    const v = r.validator.check(r.msg.phi, theirs, { peer: partnerId, round: r.outerSteps, peerRound: r.outerSteps - behind }, r.msg.delta);
+    this.checkTotals.checked++;
+    if (!v.ok) {
+      this.checkTotals.refused++;
+      this.checkTotals.reasons[v.reason] = (this.checkTotals.reasons[v.reason] ?? 0) + 1;
+      return null;
+    }
+    if (v.clipped) this.checkTotals.deltaClipped++;
+    if (v.phiClipped || v.phiLagClipped) this.checkTotals.phiMoved++;
+    return { phi: theirs.phi, delta: v.delta };
+  }
 
   /** Whether pair steps are judged: the config asks for it and the learners can evaluate. */
   get probing(): boolean {
@@ -451,6 +507,7 @@ export class Simulation {
       }),
       joins: this.joins, leaves: this.leaves, warnings: this.warnings,
       probe: this.probeSummary(),
+      checks: { on: this.checking, ...this.checkTotals, reasons: { ...this.checkTotals.reasons } },
       finalWeights: this.replicas.map((r) => (present(r) ? r.theta.slice() : null)),
     };
   }

@@ -5,29 +5,31 @@ import type { Replica, Simulation } from '../simulator.ts';
 import { PRIORITY } from '../simulator.ts';
 
 /** Freezes what r would send now: copies of phi and delta = theta - phi. */
-export function prepareMessage(r: Replica): void {
+export function prepareMessage(sim: Simulation, r: Replica): void {
   r.msg = outerMessage(r.phi, r.theta);
+  sim.observeOwn(r);
 }
 
 /**
  * a and b exchange phi and delta (each sends both tensors); when both messages have arrived each
- * judges the pair step with the probe (its forward passes on its own clock; src/round/probe.ts),
- * applies the pair outer step or, if the probe rejected it, a solo step, and starts its next
- * inner loop. A member that left meanwhile is skipped; its message had already been sent, so the
+ * checks the other's as its mesh would (src/sync/validate.ts), judges the pair step with the probe
+ * (its forward passes on its own clock; src/round/probe.ts), applies the pair outer step or, if
+ * the checks or the probe refused it, a solo step, and starts its next inner loop. A member that left meanwhile is skipped; its message had already been sent, so the
  * other still completes its step.
  */
 export function pairExchange(sim: Simulation, a: Replica, b: Replica): void {
   const bytes = 2 * sim.factory.messageBytes;
   const seconds = pairExchangeTime(bytes, sim.cfg.network, sim.netRng);
   sim.beginComm([a, b], bytes);
-  const group = [a.msg!, b.msg!];
   for (const [r, other] of [[a, b], [b, a]] as const) {
-    const partner = other.msg!, partnerId = `${other.slot}/${other.stream}`;
+    const sent = other.msg!, partnerId = `${other.slot}/${other.stream}`;
     // The rounds the two messages were sent at, as a volunteer's payload names its round.
     const behind = r.outerSteps - other.outerSteps;
     sim.atFor(r, sim.now + seconds + sim.probeSeconds(r), PRIORITY.comm, () => {
-      const accept = sim.probePair(r, partnerId, partner, behind);
-      nolocoOuterStep({ phi: r.phi, momentum: r.mom, theta: r.theta }, accept ? group : [r.msg!], sim.cfg.outer);
+      // As the mesh passes it on (clipped, or refused), then as the probe judges it.
+      const partner = sim.checkPartner(r, partnerId, sent, behind);
+      const accept = partner !== null && sim.probePair(r, partnerId, partner, behind);
+      nolocoOuterStep({ phi: r.phi, momentum: r.mom, theta: r.theta }, accept ? [r.msg!, partner] : [r.msg!], sim.cfg.outer);
       // Counted as paired either way (the pool did pair them); the probe counts its rejections.
       sim.countOuter(r, false);
       sim.startLoop(r);

@@ -38,7 +38,7 @@ export function nolocoAsyncStrategy(): Strategy {
   };
 
   const arrive = (sim: Simulation, r: Replica) => {
-    prepareMessage(r);
+    prepareMessage(sim, r);
     const key = String(r.slot);
     bySlot.set(key, r);
     sim.setState(r, 'wait');

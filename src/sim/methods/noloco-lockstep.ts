@@ -21,7 +21,7 @@ export function nolocoLockstepStrategy(): Strategy {
     method: 'noloco-lockstep',
     loopLength: (sim) => sim.H,
     onLoopsDone(sim, rs) {
-      for (const r of rs) { prepareMessage(r); sim.setState(r, 'wait'); waiting.add(r); }
+      for (const r of rs) { prepareMessage(sim, r); sim.setState(r, 'wait'); waiting.add(r); }
       release(sim);
     },
     onGone(sim, r) {
