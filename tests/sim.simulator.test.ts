@@ -234,3 +234,48 @@ describe('config and helpers', () => {
     expect(shuffle([1, 2, 3, 4, 5], rng).sort()).toEqual([1, 2, 3, 4, 5]);
   });
 });
+
+describe('the mesh\'s checks in the simulator (SimConfig.checks)', () => {
+  const norm = (x: Float32Array) => Math.sqrt(x.reduce((a, v) => a + v * v, 0));
+
+  it('checks every NoLoCo pair step\'s payload, and none with the checks off or without pair steps', async () => {
+    const on = await run('noloco-async', { network: FLAT_NET }, 256);
+    const off = await run('noloco-async', { network: FLAT_NET, checks: false }, 256);
+    const pairHalves = on.perReplica.reduce((a, p) => a + p.outerSteps - p.soloSteps, 0);
+    console.log(`checks: ${JSON.stringify(on.checks)} over ${pairHalves} pair steps`);
+    expect(on.checks.on).toBe(true);
+    expect(on.checks.checked).toBeGreaterThan(0);
+    // A pair step whose partner's payload was checked, each side its own (the last ones may still be in flight at the end).
+    expect(on.checks.checked).toBeLessThanOrEqual(pairHalves);
+    expect(on.checks.checked).toBeGreaterThanOrEqual(pairHalves - on.replicas);
+    expect(off.checks).toMatchObject({ on: false, checked: 0, refused: 0 });
+    expect((await run('diloco', { network: FLAT_NET })).checks.on).toBe(false);
+  });
+
+  it('refuses a payload the mesh refuses and clips one it clips, on a copy, as a volunteer\'s mesh does', async () => {
+    const cfg = config('noloco-async', { network: FLAT_NET, time: 60 });
+    const sim = new Simulation(cfg, quadraticFactory({ dim: 256, seed: cfg.seed, noise: 2, bias: 0.2 }), makeStrategy('noloco-async'));
+    await sim.run();
+    const [r, other] = sim.replicas;
+    const sent = { phi: other!.msg!.phi.slice(), delta: other!.msg!.delta.map((x) => 100 * x) };
+    const before = sent.delta.slice();
+    // Δ × 100, past the 30× bound: refused (a solo step), as 'delta-norm'.
+    expect(sim.checkPartner(r!, 'attacker', sent, 0)).toBeNull();
+    expect(sent.delta).toEqual(before);
+    // A Δ three times ours from a partner never met: passed on clipped to the stranger's 1.5× the
+    // honest scale; what was sent is not touched.
+    const big = { phi: r!.msg!.phi.slice(), delta: r!.msg!.delta.map((x) => 3 * x) };
+    const passed = sim.checkPartner(r!, 'stranger', big, 0);
+    expect(passed).not.toBeNull();
+    expect(norm(passed!.delta)).toBeLessThan(0.99 * norm(big.delta));
+    expect(norm(big.delta)).toBeCloseTo(3 * norm(r!.msg!.delta), 3);
+    const res = (sim as unknown as { checkTotals: { refused: number; reasons: Record<string, number>; deltaClipped: number } }).checkTotals;
+    expect(res.reasons['delta-norm']).toBeGreaterThanOrEqual(1);
+    expect(res.deltaClipped).toBeGreaterThanOrEqual(1);
+    // With the checks off the payload goes on as sent.
+    const offSim = new Simulation({ ...cfg, checks: false }, quadraticFactory({ dim: 256, seed: cfg.seed, noise: 2, bias: 0.2 }), makeStrategy('noloco-async'));
+    await offSim.run();
+    const raw = { phi: offSim.replicas[1]!.msg!.phi, delta: offSim.replicas[1]!.msg!.delta.map((x) => 100 * x) };
+    expect(offSim.checkPartner(offSim.replicas[0]!, 'attacker', raw, 0)).toBe(raw);
+  });
+});
