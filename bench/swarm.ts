@@ -62,6 +62,10 @@ interface Row {
   n: number; speeds: string; speed_list: number[]; H: number; batch: number; lr: number; warmup_steps: number; seconds: number;
   rounds: number; pair_fraction: number; solo_fraction: number; idle_fraction: number; exchanges_per_min: number;
   final_val_loss: number | null; local_val_loss: number | null; mean_steps: number; step_ms: number;
+  /** Each volunteer's last step, and its median loop time (ms, exchange and probe left out): the
+   *  speeds it really trained at, beside `speed_list`, the throttles it was given (on a shared
+   *  machine the two can differ; the simulator is given speed_list). */
+  steps_list?: number[]; loop_ms_list?: number[];
   /** The simulator's mean validation loss over its replicas at the volunteers' mean step (the real
    *  micro GPT on the same data, batch, rate, schedule, H, speeds and pool rule; null with
    *  --no-sim-loss), and the simulated seconds it took to get there. */
@@ -218,6 +222,7 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
       idle_fraction: round(idle, 4), exchanges_per_min: round(paired / 2 / (wallMs / 60_000), 2),
       final_val_loss: vals.length ? round(vals.reduce((a, b) => a + b, 0) / vals.length, 4) : null, local_val_loss: local,
       mean_steps: round(meanSteps, 1), step_ms: round(stepMs, 1),
+      steps_list: steps, loop_ms_list: rounds.map((rs) => round(median(loopTimes(rs)), 1)),
       sim_val_loss: simLoss && round(simLoss.loss, 4), sim_fast_val_loss: simLoss && round(simLoss.fastLoss, 4), sim_val_seconds: simLoss && round(simLoss.t, 1),
       sim_probe: simLoss?.probe ?? null, sim_checks: simLoss?.checks ?? null,
       sim_pair_fraction: round(sim.pair, 4), sim_idle_fraction: round(sim.idle, 4), load_avg_1m: round(load, 2),
