@@ -69,6 +69,32 @@ describe('ProbeJudge', () => {
     expect(() => new ProbeJudge({ spreadHistory: 3 })).toThrow(/spreadHistory must be 0 or an integer >= minHistory \(4\); got 3/);
   });
 
+  it('never widens its noise unit past the ceiling (a cold start\'s), however a colluder\'s accepted updates scatter', () => {
+    // A colluding identity sends updates that help and harm by turns, ±2 of the current units:
+    // harmless on average, so its CUSUM never reports it, and every one under the margin. Were
+    // its accepted exchanges free to set the spread, each unit would set the next one's margin:
+    // without the ceiling the unit reached 1.2e4 × the loss in 600 exchanges, and then any
+    // update, an attacker's included, passes.
+    const rng = new Rng(7, 1);
+    const j = new ProbeJudge();
+    for (let i = 0; i < 60; i++) j.judge(`honest${i % 2}`, exchange(rng, -0.02, 0.012, 2.0));
+    let unit = 0.012, most = 0;
+    for (let i = 0; i < 600; i++) {
+      j.judge('colluder', exchange(rng, -0.02 + (i % 2 ? 2 : -2) * unit, 0, 2.0));
+      if (i % 3 === 0) j.judge(`honest${i % 2}`, exchange(rng, -0.02, 0.012, 2.0));
+      const v = j.judge('victim', exchange(rng, -0.02, 0.012, 2.0));
+      unit = v.noise;
+      most = Math.max(most, v.noise / v.solo);
+    }
+    console.log(`a ±2-unit colluder: the noise unit reached ${(100 * most).toFixed(2)}% of the loss`);
+    expect(most).toBeLessThanOrEqual(DEFAULT_PROBE.ceiling + 1e-12);
+    // At the ceiling, a harm of 10% of the loss is still refused, and reported as gross.
+    const harm = j.judge('attacker', exchange(rng, 0.2, 0, 2.0));
+    expect(harm.accept).toBe(false);
+    expect(harm.offence?.code).toBe('probe-gross');
+    expect(() => new ProbeJudge({ ceiling: 0.01 })).toThrow(/ceiling must be >= coldFloor \(0.02\); got 0.01/);
+  });
+
   it('rejects a negated Δ (the paired step far worse than solo) and reports it at once', () => {
     const rng = new Rng(15, 2);
     const j = warmJudge(rng);

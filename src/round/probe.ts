@@ -38,6 +38,16 @@ export interface ProbeSettings {
    * run's rejections: with every peer on probation then (z = 2) the margin was 2% of the loss.
    */
   coldFloor: number;
+  /**
+   * The largest noise unit, relative to the solo probe loss: no judge is looser than a cold
+   * start. What sets the unit (the spread of accepted exchanges with other partners, the spread
+   * of partners' mean effects, the windows' standard error) is partly what partners sent: a
+   * colluding identity whose accepted updates scatter by ±2 units (harmless on average, so no
+   * CUSUM sees it) widened the unit without bound, each spread the next one's margin (1.2e4 × the
+   * loss in 600 exchanges, tests/round.probe.test.ts), and then any update passes. Honest units
+   * sat at 0.5% to 0.9% of the loss once trusted (bench:probe-calibration).
+   */
+  ceiling: number;
   /** Exchanges kept for the baseline and spread of (paired − solo). */
   history: number;
   /** History needed before its spread is trusted over the cold floor. */
@@ -96,7 +106,7 @@ export interface ProbeSettings {
  * and went unreported.
  */
 export const DEFAULT_PROBE: ProbeSettings = {
-  z: 3, zProbation: 2, strictExchanges: 8, relFloor: 0.004, coldFloor: 0.02, history: 8, minHistory: 4, spreadHistory: 32,
+  z: 3, zProbation: 2, strictExchanges: 8, relFloor: 0.004, coldFloor: 0.02, ceiling: 0.02, history: 8, minHistory: 4, spreadHistory: 32,
   cusumSlack: 0.5, cusumCap: 3.5, cusumLimit: 4, gross: 2.5, coldGross: 0.1, provenAccepted: 20, behindRounds: 2,
 };
 
@@ -196,6 +206,7 @@ export class ProbeJudge {
     if (!(s.z > 0 && s.zProbation > 0 && s.relFloor > 0 && s.coldFloor >= s.relFloor && s.cusumLimit > 0 && s.cusumSlack >= 0 && s.cusumCap > s.cusumSlack && s.gross >= 1)) {
       throw new ProbeError(`probe settings need z, zProbation, relFloor, cusumLimit > 0, coldFloor >= relFloor, cusumCap > cusumSlack >= 0 and gross >= 1; got ${JSON.stringify(s)}`);
     }
+    if (!(s.ceiling >= s.coldFloor)) throw new ProbeError(`probe ceiling must be >= coldFloor (${s.coldFloor}); got ${s.ceiling}`);
     if (!(Number.isInteger(s.provenAccepted) && s.provenAccepted >= 0)) throw new ProbeError(`probe provenAccepted must be an integer >= 0; got ${s.provenAccepted}`);
     if (!(Number.isInteger(s.behindRounds) && s.behindRounds >= 1)) throw new ProbeError(`probe behindRounds must be an integer >= 1; got ${s.behindRounds}`);
     if (!(Number.isInteger(s.history) && Number.isInteger(s.minHistory) && s.minHistory >= 2 && s.history >= s.minHistory)) {
@@ -265,7 +276,7 @@ export class ProbeJudge {
     const history = !trusted ? 0 : resid.length >= s.minHistory ? robustSpread(resid, 0) : robustSpread(past, baseline);
     const means = [...this.partners].filter(([id, r]) => id !== partner && r.accepted >= 2).map(([, r]) => r.meanDiff);
     const across = means.length >= 3 ? robustSpread(means, median(means)) : 0;
-    const noise = Math.max(se, history, across, floor);
+    const noise = Math.min(Math.max(se, history, across, floor), s.ceiling * Math.abs(soloMean));
     // A partner on probation at the coordinator, or one this judge reported lately (its harm was
     // gross or added up), gets the strict margin: the one-step probe sees only part of what an
     // accepted harm does (the outer momentum carries it into the next steps).
