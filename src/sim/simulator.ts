@@ -9,7 +9,7 @@
 import { Rng } from '../model/rng.ts';
 import { probeCandidates, type OuterMessage } from '../train/outer.ts';
 import { PROBE_WINDOWS, ProbeJudge, type ProbeLosses, type ProbeVerdict } from '../round/probe.ts';
-import { PartnerValidator } from '../sync/validate.ts';
+import { PartnerValidator, norm2 } from '../sync/validate.ts';
 import type { Learner, LearnerFactory } from './learner.ts';
 import type { Method, SimConfig } from './config.ts';
 import { FORWARD_FRACTION_OF_STEP, validateSimConfig } from './config.ts';
@@ -330,10 +330,12 @@ export class Simulation {
   /** r's own Δ of the round, the honest scale its checks compare partners with (every round, paired or not, as the mesh does). */
   observeOwn(r: Replica): void {
     if (!this.checking || !r.msg) return;
-    r.validator ??= new PartnerValidator(r.phi.length, undefined, () => this.checkRng.uniform());
-    let ss = 0;
-    for (const x of r.msg.delta) ss += x * x;
-    r.validator.observeOwn(Math.sqrt(ss));
+    this.validatorOf(r).observeOwn(norm2(r.msg.delta));
+  }
+
+  /** r's validator, made at its first use (its mirror-check sample drawn from the run's seed). */
+  private validatorOf(r: Replica): PartnerValidator {
+    return (r.validator ??= new PartnerValidator(r.phi.length, undefined, () => this.checkRng.uniform()));
   }
 
   /**
@@ -343,9 +345,8 @@ export class Simulation {
    */
   checkPartner(r: Replica, partnerId: string, partner: OuterMessage, behind: number): OuterMessage | null {
     if (!this.checking || !r.msg) return partner;
-    r.validator ??= new PartnerValidator(r.phi.length, undefined, () => this.checkRng.uniform());
     const theirs = { phi: partner.phi.slice(), delta: partner.delta.slice() };
-    const v = r.validator.check(r.msg.phi, theirs, { peer: partnerId, round: r.outerSteps, peerRound: r.outerSteps - behind }, r.msg.delta);
+    const v = this.validatorOf(r).check(r.msg.phi, theirs, { peer: partnerId, round: r.outerSteps, peerRound: r.outerSteps - behind }, r.msg.delta);
     this.checkTotals.checked++;
     if (!v.ok) {
       this.checkTotals.refused++;
