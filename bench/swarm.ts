@@ -16,6 +16,7 @@
 // `--resim` runs no volunteers: it recomputes the simulator's columns for the live rows recorded
 // in the results file (after a change to the simulator), printing the old prediction beside the new;
 // `--no-checks` leaves the mesh's checks of a partner's payload out of the simulator.
+import { fork } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -29,6 +30,8 @@ import { SPEC_DEFAULTS, runSpec } from '../src/sim/setup.ts';
 import { startServer } from '../tests/support/coordinator.ts';
 import { isSoftOffence } from '../src/protocol/messages.ts';
 import { RUN_VAL_BATCHES } from '../src/data/sampler.ts';
+import { PROBE_WINDOWS } from '../src/round/probe.ts';
+import { FORWARD_FRACTION_OF_STEP } from '../src/sim/config.ts';
 
 const quick = process.argv.includes('--quick');
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined; };
@@ -43,8 +46,15 @@ const OUT_NAME = arg('--out') ?? 'swarm.json';
 const SIM_LOSS = !process.argv.includes('--no-sim-loss');
 /** --no-checks: the simulator without the mesh's checks of a partner's payload (SimConfig.checks; before 2026-12-06). */
 const SIM_CHECKS = !process.argv.includes('--no-checks');
+/**
+ * --sim-seeds K: the simulator's loss is the mean of K runs, seeds 1..K (each seed its own
+ * starting weights, data streams, pairing and jitter draws), and its spread is recorded: one
+ * live run is one draw of the same process, and the gap to it is read against that spread.
+ */
+const SIM_SEEDS = Number(arg('--sim-seeds') ?? 4);
 /** The run's cosine length, in steps (the volunteers' schedule, and the simulator's). */
 const TOTAL_STEPS = 100_000;
+if (!(Number.isInteger(SIM_SEEDS) && SIM_SEEDS >= 1 && SIM_SEEDS <= 16)) throw new Error(`bench:swarm: --sim-seeds must be an integer from 1 to 16, got ${arg('--sim-seeds')}`);
 if (!(BATCH >= 1 && LR > 0 && WARMUP >= 0) || !/^[\w.-]+\.json$/.test(OUT_NAME)) throw new Error(`bench:swarm: bad --batch ${BATCH}, --lr ${LR}, --warmup ${WARMUP} or --out ${OUT_NAME} (a file name ending .json)`);
 const SETUPS: { n: number; speeds: 'equal' | 'uniform:1:4' }[] = [
   { n: 2, speeds: 'equal' }, { n: 4, speeds: 'equal' }, { n: 8, speeds: 'uniform:1:4' },
@@ -70,6 +80,11 @@ interface Row {
    *  micro GPT on the same data, batch, rate, schedule, H, speeds and pool rule; null with
    *  --no-sim-loss), and the simulated seconds it took to get there. */
   sim_val_loss: number | null; sim_val_seconds: number | null;
+  /** Each seed's loss (sim_val_loss is their mean) and their sample standard deviation; absent
+   *  in rows simulated with one seed (before 2026-12-06 evening). */
+  sim_val_loss_seeds?: number[]; sim_val_loss_sd?: number | null;
+  /** The least mean step a seed's simulation reached: at or past mean_steps, or sim_val_loss was not read at the volunteers' step. */
+  sim_reached_step?: number | null;
   /** The same simulation's mean loss of its replicas' fast weights (part-way into a loop) there. */
   sim_fast_val_loss: number | null;
   /** The same simulation's probe (pair steps judged and refused, reports by code) and the mesh's
@@ -223,7 +238,7 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
       final_val_loss: vals.length ? round(vals.reduce((a, b) => a + b, 0) / vals.length, 4) : null, local_val_loss: local,
       mean_steps: round(meanSteps, 1), step_ms: round(stepMs, 1),
       steps_list: steps, loop_ms_list: rounds.map((rs) => round(median(loopTimes(rs)), 1)),
-      sim_val_loss: simLoss && round(simLoss.loss, 4), sim_fast_val_loss: simLoss && round(simLoss.fastLoss, 4), sim_val_seconds: simLoss && round(simLoss.t, 1),
+      sim_val_loss: simLoss && round(simLoss.loss, 4), sim_val_loss_seeds: simLoss?.seeds, sim_val_loss_sd: simLoss?.sd == null ? null : round(simLoss.sd, 4), sim_reached_step: simLoss && round(simLoss.reached, 1), sim_fast_val_loss: simLoss && round(simLoss.fastLoss, 4), sim_val_seconds: simLoss && round(simLoss.t, 1),
       sim_probe: simLoss?.probe ?? null, sim_checks: simLoss?.checks ?? null,
       sim_pair_fraction: round(sim.pair, 4), sim_idle_fraction: round(sim.idle, 4), load_avg_1m: round(load, 2),
       exchange_ms: round(exchangeMs, 1), paired_probe_ms: round(pairedProbeMs, 1),
@@ -315,32 +330,89 @@ function exchangeNetwork(seconds: number): { latency: number; upBps: number; sig
  * reads the mean losses at that step. null when the live run gave no step time.
  */
 interface SimLoss {
-  loss: number; fastLoss: number; t: number;
+  /** The seeds' mean, each seed's, and their sample standard deviation (null with one seed). */
+  loss: number; seeds: number[]; sd: number | null; fastLoss: number; t: number;
+  /** The mean step each seed's last evaluation reached (past the volunteers' mean step, or the run was extended). */
+  reached: number;
+  /** Summed over the seeds. */
   probe: NonNullable<Row['sim_probe']>; checks: NonNullable<Row['sim_checks']>;
 }
 
 async function simulateLoss(x: SimSetup, meanSteps: number, idle: number): Promise<SimLoss | null> {
-  const { n, speeds, stepTime } = x;
-  if (!(stepTime > 0 && meanSteps > 0)) return null;
-  const fastest = Math.max(...speeds);
-  const stepsPerS = speeds.reduce((a, v) => a + v / (stepTime * fastest), 0) / n;
-  const res = await runSpec({
-    ...SPEC_DEFAULTS, method: 'noloco-async', seed: 1, replicas: n, H, speeds: speeds.join(','), stepTime: stepTime * fastest,
-    jitter: x.jitter, wait: x.wait, startSpread: 1, time: (1.2 * meanSteps) / stepsPerS / Math.max(0.5, 1 - idle), evals: 24,
-    learner: 'gpt', preset: 'micro', batch: BATCH, seqLen: 32, lr: LR, schedule: { warmupSteps: WARMUP, totalSteps: TOTAL_STEPS },
-    // This simulator runs the probe and charges it itself: the link takes the transfer only.
-    valBatches: RUN_VAL_BATCHES, valBatch: BATCH, network: exchangeNetwork(x.exchangeS), roundLoss: true, checks: SIM_CHECKS,
-  });
-  // Each loss at the volunteers' mean step, between the two evaluations around it.
-  const at = res.evals.findIndex((e) => e.meanStep >= meanSteps);
-  const [a, b] = at < 0 ? [res.evals.at(-1)!, res.evals.at(-1)!] : at === 0 ? [res.evals[0]!, res.evals[0]!] : [res.evals[at - 1]!, res.evals[at]!];
-  const f = b.meanStep > a.meanStep ? (meanSteps - a.meanStep) / (b.meanStep - a.meanStep) : 0;
-  const lerp = (x: number, y: number) => x + f * (y - x);
+  if (!(x.stepTime > 0 && meanSteps > 0)) return null;
+  // The seeds run side by side, each its own process (one core each).
+  const seeds = Array.from({ length: SIM_SEEDS }, (_, i) => i + 1);
+  const runs: SimLossRun[] = new Array(seeds.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(seeds.length, cpus().length) }, async () => {
+    while (next < seeds.length) { const k = next++; runs[k] = await simulateLossJob({ x, meanSteps, idle, seed: seeds[k]! }); }
+  }));
+  const mean = (f: (r: SimLossRun) => number) => runs.reduce((a, r) => a + f(r), 0) / runs.length;
+  const loss = mean((r) => r.loss);
+  const sd = runs.length > 1 ? Math.sqrt(runs.reduce((a, r) => a + (r.loss - loss) ** 2, 0) / (runs.length - 1)) : null;
+  const add = (a: Record<string, number>, b: Record<string, number>) => { for (const [k, v] of Object.entries(b)) a[k] = (a[k] ?? 0) + v; return a; };
   return {
-    loss: lerp(a.meanRoundLoss!, b.meanRoundLoss!), fastLoss: lerp(a.meanLoss, b.meanLoss), t: lerp(a.t, b.t),
-    probe: { judged: res.probe.judged, rejected: res.probe.rejected, offences: res.probe.offences },
-    checks: { checked: res.checks.checked, refused: res.checks.refused, delta_clipped: res.checks.deltaClipped, phi_moved: res.checks.phiMoved, reasons: res.checks.reasons },
+    loss, seeds: runs.map((r) => round(r.loss, 4)), sd, fastLoss: mean((r) => r.fastLoss), t: mean((r) => r.t), reached: Math.min(...runs.map((r) => r.reached)),
+    probe: runs.reduce((a, r) => ({ judged: a.judged + r.probe.judged, rejected: a.rejected + r.probe.rejected, offences: add(a.offences, r.probe.offences) }),
+      { judged: 0, rejected: 0, offences: {} as Record<string, number> }),
+    checks: runs.reduce((a, r) => ({ checked: a.checked + r.checks.checked, refused: a.refused + r.checks.refused, delta_clipped: a.delta_clipped + r.checks.delta_clipped,
+      phi_moved: a.phi_moved + r.checks.phi_moved, reasons: add(a.reasons, r.checks.reasons) }),
+    { checked: 0, refused: 0, delta_clipped: 0, phi_moved: 0, reasons: {} as Record<string, number> }),
   };
+}
+
+type SimLossRun = Omit<SimLoss, 'seeds' | 'sd'>;
+interface SimLossJob { x: SimSetup; meanSteps: number; idle: number; seed: number }
+
+/** One seed of simulateLoss in a child process (this script with --sim-job and the same flags). */
+function simulateLossJob(job: SimLossJob): Promise<SimLossRun> {
+  return new Promise((resolve, reject) => {
+    const child = fork(fileURLToPath(import.meta.url), [...process.argv.slice(2).filter((a) => a !== '--resim'), '--sim-job', JSON.stringify(job)], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let result: SimLossRun | null = null;
+    child.on('message', (m) => { result = m as SimLossRun; });
+    child.on('error', reject);
+    child.on('exit', (code) => (result ? resolve(result) : reject(new Error(`the simulator's seed ${job.seed} exited ${code} with no result`))));
+  });
+}
+
+/**
+ * One seed of simulateLoss. The simulated time is the volunteers' mean step at the replicas'
+ * mean pace (a step's mean time is stepTime × e^(σ²/2) with jitter σ, its idle share and each
+ * pair step's probe on top), with room to spare; a run that still ends short of that step is run
+ * again for longer: its last evaluation is not the loss at the volunteers' step (it read n = 8's
+ * 2.098 at step 1,997 where the volunteers stood at 2,450, before 2026-12-06 evening).
+ */
+async function simulateLossSeed({ x, meanSteps, idle, seed }: SimLossJob): Promise<SimLossRun> {
+  const { n, speeds, stepTime } = x;
+  const fastest = Math.max(...speeds);
+  const meanStepS = (stepTime * fastest * Math.exp((x.jitter * x.jitter) / 2)) * (1 + (2 * PROBE_WINDOWS * FORWARD_FRACTION_OF_STEP) / H);
+  const stepsPerS = speeds.reduce((a, v) => a + v / meanStepS, 0) / n;
+  let time = (1.25 * meanSteps) / stepsPerS / Math.max(0.5, 1 - idle);
+  for (let attempt = 0; ; attempt++) {
+    const res = await runSpec({
+      ...SPEC_DEFAULTS, method: 'noloco-async', seed, replicas: n, H, speeds: speeds.join(','), stepTime: stepTime * fastest,
+      jitter: x.jitter, wait: x.wait, startSpread: 1, time, evals: 24,
+      learner: 'gpt', preset: 'micro', batch: BATCH, seqLen: 32, lr: LR, schedule: { warmupSteps: WARMUP, totalSteps: TOTAL_STEPS },
+      // This simulator runs the probe and charges it itself: the link takes the transfer only.
+      valBatches: RUN_VAL_BATCHES, valBatch: BATCH, network: exchangeNetwork(x.exchangeS), roundLoss: true, checks: SIM_CHECKS,
+    });
+    // Each loss at the volunteers' mean step, between the two evaluations around it.
+    const at = res.evals.findIndex((e) => e.meanStep >= meanSteps);
+    if (at < 0) {
+      const reached = res.evals.at(-1)!.meanStep;
+      if (attempt >= 2) throw new Error(`the simulator (n = ${n}, seed ${seed}) reached mean step ${reached.toFixed(0)} in ${time.toFixed(0)} s, short of the volunteers' ${meanSteps}`);
+      time *= 1.2 * (meanSteps / Math.max(1, reached));
+      continue;
+    }
+    const [a, b] = at === 0 ? [res.evals[0]!, res.evals[0]!] : [res.evals[at - 1]!, res.evals[at]!];
+    const f = b.meanStep > a.meanStep ? (meanSteps - a.meanStep) / (b.meanStep - a.meanStep) : 0;
+    const lerp = (u: number, v: number) => u + f * (v - u);
+    return {
+      loss: lerp(a.meanRoundLoss!, b.meanRoundLoss!), fastLoss: lerp(a.meanLoss, b.meanLoss), t: lerp(a.t, b.t), reached: res.evals.at(-1)!.meanStep,
+      probe: { judged: res.probe.judged, rejected: res.probe.rejected, offences: res.probe.offences },
+      checks: { checked: res.checks.checked, refused: res.checks.refused, delta_clipped: res.checks.deltaClipped, phi_moved: res.checks.phiMoved, reasons: res.checks.reasons },
+    };
+  }
 }
 
 function table(rows: Row[]): string {
@@ -370,20 +442,20 @@ async function resim(): Promise<void> {
   const file = JSON.parse(readFileSync(out, 'utf8')) as { rows: Row[] } & Record<string, unknown>;
   const only = arg('--only');
   const when = new Date().toISOString();
-  const lines = [['n', 'val', 'sim val was', 'sim val now', 'paired', 'sim paired was', 'now', 'idle', 'sim idle was', 'now', 'refused', 'sim refused now', 'sim checks refused', 'Δ clipped', 'φ moved']];
+  const lines = [['n', 'val', 'sim val was', 'sim val now', 'sim sd', 'paired', 'sim paired was', 'now', 'idle', 'sim idle was', 'now', 'refused', 'sim refused now', 'sim checks refused', 'Δ clipped', 'φ moved']];
   for (const r of file.rows.filter((x) => !only || only.split(',').includes(String(x.n)))) {
     if (r.exchange_ms === undefined) throw new Error(`row n = ${r.n} has no exchange_ms: recorded before the exchange's time was measured; rerun it live`);
     const x = recordedSetup(r);
     const sim = await simulate(x);
     const loss = SIM_LOSS ? await simulateLoss(x, r.mean_steps, r.idle_fraction) : null;
     const f = (v: number | null | undefined) => (v == null ? '-' : v.toFixed(3));
-    lines.push([String(r.n), f(r.final_val_loss), f(r.sim_val_loss), f(loss?.loss), f(r.pair_fraction), f(r.sim_pair_fraction), f(sim.pair), f(r.idle_fraction), f(r.sim_idle_fraction), f(sim.idle),
+    lines.push([String(r.n), f(r.final_val_loss), f(r.sim_val_loss), f(loss?.loss), f(loss?.sd), f(r.pair_fraction), f(r.sim_pair_fraction), f(sim.pair), f(r.idle_fraction), f(r.sim_idle_fraction), f(sim.idle),
       `${r.probe_rejected}/${r.probe_judged}`, loss ? `${loss.probe.rejected}/${loss.probe.judged}` : '-', loss ? `${loss.checks.refused}/${loss.checks.checked}` : '-',
       loss ? String(loss.checks.delta_clipped) : '-', loss ? String(loss.checks.phi_moved) : '-']);
     console.log(lines.slice(-1)[0]!.join('  '));
     Object.assign(r, {
       sim_pair_fraction: round(sim.pair, 4), sim_idle_fraction: round(sim.idle, 4), resim_when: when,
-      ...(loss && { sim_val_loss: round(loss.loss, 4), sim_fast_val_loss: round(loss.fastLoss, 4), sim_val_seconds: round(loss.t, 1), sim_probe: loss.probe, sim_checks: loss.checks }),
+      ...(loss && { sim_val_loss: round(loss.loss, 4), sim_val_loss_seeds: loss.seeds, sim_val_loss_sd: loss.sd == null ? null : round(loss.sd, 4), sim_reached_step: round(loss.reached, 1), sim_fast_val_loss: round(loss.fastLoss, 4), sim_val_seconds: round(loss.t, 1), sim_probe: loss.probe, sim_checks: loss.checks }),
     });
   }
   const w = lines[0]!.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
@@ -393,6 +465,8 @@ async function resim(): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  const job = arg('--sim-job');
+  if (job !== undefined) { const r = await simulateLossSeed(JSON.parse(job) as SimLossJob); process.send!(r, () => process.exit(0)); return; }
   if (process.argv.includes('--resim')) { await resim(); process.exit(0); }
   console.log(`swarm benchmark: ${quick ? 'quick, ' : ''}${SECONDS} s per setup, micro, H=${H}, batch ${BATCH}, lr ${LR}, warm-up ${WARMUP} steps, each CPU volunteer its own murmur volunteer process, ${cpus().length} cores, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   const rows: Row[] = [];
