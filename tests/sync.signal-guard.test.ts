@@ -123,6 +123,44 @@ describe('links refuse what would make them renegotiate', () => {
   });
 });
 
+describe('a link carries the one data channel its offer set up', () => {
+  /** Simple-peer's 5 s "closing" timers on `l`: one per channel it ever took as its own. */
+  function countIntervals(l: Link): { count: () => number } {
+    const sp = spOf(l) as unknown as { _setupData: (e: unknown) => void };
+    let n = 1; // the channel it already has
+    const setup = sp._setupData.bind(sp);
+    sp._setupData = (e) => { n++; setup(e); };
+    return { count: () => n };
+  }
+
+  it('a dialler opening more channels in-band loses the link, and the responder takes none of them', async () => {
+    // Before: the responder's simple-peer took every channel the remote opened as its own, each
+    // with a fresh interval only the last of which was ever cleared: 500 channels, 500 timers
+    // running after the link closed, for every link the remote made.
+    const p = await connectedPair();
+    const taken = countIntervals(p.b);
+    const closed = new Promise<string>((r) => p.b.on('close', (e) => r(e.reason)));
+    const pc = pcOf(p.a);
+    for (let i = 0; i < 50; i++) pc.createDataChannel(`extra-${i}`);
+    expect(await closed).toMatch(/second data channel/);
+    expect(p.b.open).toBe(false);
+    expect(taken.count()).toBe(1);
+  });
+
+  it('a responder opening a channel of its own loses the link as well', async () => {
+    const p = await connectedPair();
+    const closed = new Promise<string>((r) => p.a.on('close', (e) => r(e.reason)));
+    pcOf(p.b).createDataChannel('extra');
+    expect(await closed).toMatch(/second data channel/);
+  });
+
+  it('an honest pair keeps its one channel', async () => {
+    const p = await connectedPair();
+    await stillCarries(p);
+    expect(p.a.open && p.b.open).toBe(true);
+  });
+});
+
 describe('links never read wrtc\'s native descriptions', () => {
   // Its getter serializes the description while wrtc's network thread adds gathered candidates to
   // it: a race that killed a CI worker with SIGSEGV in webrtc::SdpSerialize (node-webrtc#696).

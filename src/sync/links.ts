@@ -185,6 +185,7 @@ class SimplePeerLink implements Link {
       config: { iceServers, iceTransportPolicy: policy },
       trickle: true,
     });
+    this.admitOneChannel();
     this.peer.on('signal', (data) => {
       const kept = withoutTcpCandidates(data);
       if (kept === null) return;
@@ -204,6 +205,30 @@ class SimplePeerLink implements Link {
 
   get open(): boolean {
     return !this.closed && this.peer.connected;
+  }
+
+  /**
+   * A link has one data channel, the one the initiator's offer sets up. A remote can open more
+   * in-band on an open connection (no offer, so admitSignal never sees them), up to 511: the
+   * responder's simple-peer took each as its channel, replacing the last and starting another
+   * 5 s timer that only the last is cleared of, so every closed link left hundreds running for
+   * good. The first channel the responder is given goes to simple-peer; any other, and any the
+   * initiator is given, is closed with the link.
+   */
+  private admitOneChannel(): void {
+    const pc = (this.peer as unknown as { _pc?: RTCPeerConnection })._pc;
+    if (!pc) return;
+    const setup = this.initiator ? null : pc.ondatachannel;
+    let taken = false;
+    pc.ondatachannel = (event: RTCDataChannelEvent) => {
+      if (setup && !taken) {
+        taken = true;
+        setup.call(pc, event);
+        return;
+      }
+      try { event.channel?.close(); } catch { /* already closing */ }
+      this.destroy('the remote opened a second data channel');
+    };
   }
 
   get bufferedAmount(): number {
