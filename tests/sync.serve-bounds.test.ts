@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createMesh, type Mesh } from '../src/sync/mesh.ts';
 import { MAX_STATE_SERVES } from '../src/sync/bootstrap.ts';
+import type { MeshCore } from '../src/sync/mesh-core.ts';
 import { SendAbort, sendTensor, type TransferIdentity } from '../src/sync/transfer.ts';
 import { DEFAULT_DEADLINE } from '../src/sync/deadline.ts';
 import { LinkClosedError, TransferAbortedError } from '../src/sync/errors.ts';
@@ -291,6 +292,45 @@ describe('state serves towards a requester that never reads', () => {
     await until(() => ok.every((i) => down.includes(`r${i}`)), 20_000, 'the stuck serves to be cut off', 5);
     const got = await honest.bootstrap({ timeoutMs: 20_000, tries: 1 });
     expect(got?.from).toBe('p0');
+  });
+});
+
+describe('state requests from one peer id', () => {
+  it('get one answer per 5 s from the provider, however often the peer dials again (the gap is by peer, not by link)', async () => {
+    // Before: the gap lived on the link, and a new link started without one, so a peer that
+    // closed and dialled again was served a fresh copy of φ ‖ m per reconnect.
+    const clock = new FakeClock();
+    const hub = new SignalHub({ random: seededRandom(21) });
+    const net = new MemoryNet();
+    const sent: { to: string; msg: ControlMessage }[] = [];
+    const links: LinkFactory = (o) => new DeafLink(net.links('p0')(o), sent, true);
+    const server = createMesh({
+      runId: 'test-run', configHash: CONFIG_HASH, elements: n, neighbours: { min: 1, max: 8 }, maintainMs: 50, rewireMs: 1e12, connectTimeoutMs: 5_000,
+    })({ signaling: hub.client('p0'), links, clock, random: seededRandom(23) });
+    cleanup.push(() => server.destroy());
+    let provided = 0;
+    server.serveState(() => { provided++; return null; }); // asked, and nothing to send yet
+    const rogue = new Rogue(hub, 'r0', {
+      runId: 'test-run', helloConfigHash: CONFIG_HASH, frameConfigHash: CONFIG_HASH, elements: n,
+      payload: () => syntheticPayload(n, 1, 0), links: net.links('r0'),
+    });
+    cleanup.push(() => rogue.stop());
+    const answers = () => sent.filter((s) => s.to === 'r0' && s.msg.t === 'state-offer').map((s) => (s.msg as { reason?: string }).reason);
+    const askOnNewLink = async (k: number) => {
+      await rogue.dial('p0');
+      const { link, cid } = (rogue as unknown as { links: Map<string, { link: Link; cid: string }> }).links.get('p0')!;
+      const conn = () => (server as unknown as MeshCore).conn('r0');
+      await until(() => conn()?.cid === cid && conn()?.state === 'open', 20_000, 'p0 to take the new link', 5);
+      link.send(encodeControl({ t: 'state-req', nonce: 300 + k }));
+      await until(() => answers().length === k + 1, 20_000, `p0's answer to request ${k}`, 5);
+    };
+    for (let k = 0; k < 6; k++) await askOnNewLink(k);
+    expect(answers()).toEqual(['no state yet', ...Array(5).fill('rate-limited')]);
+    expect(provided).toBe(1);
+    clock.advance(5_001);
+    await askOnNewLink(6);
+    expect(answers()[6]).toBe('no state yet');
+    expect(provided).toBe(2);
   });
 });
 

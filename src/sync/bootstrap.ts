@@ -10,7 +10,7 @@ import { BootstrapError, LinkClosedError, StateAheadError, StateCheckError } fro
 import { checkState, type StateCheck } from './state-check.ts';
 import type { Conn, MeshCore } from './mesh-core.ts';
 import { Assembler, sendTensor } from './transfer.ts';
-import { allFinite } from './validate.ts';
+import { allFinite, forgetOldest } from './validate.ts';
 import type { BootState, StateProvider } from './types.ts';
 
 /** One bootstrap request per neighbour per this long: a state transfer is the largest we make. */
@@ -22,6 +22,12 @@ const MIN_STATE_REQUEST_GAP_MS = 5_000;
 export const MAX_STATE_SERVES = 2;
 /** Neighbours each mesh is sending a state to now. */
 const serving = new WeakMap<MeshCore, Set<string>>();
+/**
+ * When each peer last asked each mesh for a state, by peer id, not by link: a neighbour that
+ * closed its link and dialled again had a fresh link and so no gap, and was served a copy of
+ * φ ‖ m per reconnect (20 in 0.4 s on loopback). The oldest ids go past MAX_REMEMBERED.
+ */
+const lastRequest = new WeakMap<MeshCore, Map<string, number>>();
 /** How long a neighbour may take to say yes or no. */
 const OFFER_TIMEOUT_MS = 5_000;
 const POLL_MS = 50;
@@ -129,9 +135,13 @@ export async function serveState(mesh: MeshCore, conn: Conn, nonce: number, prov
   // A requester that reads slowly or not at all must not stack up sends (and copies): one at a
   // time to it, a few to everyone, and each ends by its deadline (below).
   if (busy.has(peer)) { no('busy'); return; }
+  let asked = lastRequest.get(mesh);
+  if (!asked) lastRequest.set(mesh, (asked = new Map()));
   const now = mesh.clock.now();
-  if (now - conn.lastStateRequest < MIN_STATE_REQUEST_GAP_MS) { no('rate-limited'); return; }
-  conn.lastStateRequest = now;
+  if (now - (asked.get(peer) ?? -Infinity) < MIN_STATE_REQUEST_GAP_MS) { no('rate-limited'); return; }
+  asked.delete(peer);
+  asked.set(peer, now);
+  forgetOldest(asked);
   if (!provider) { no('not serving state'); return; }
   if (busy.size >= MAX_STATE_SERVES) { no('busy'); return; }
   busy.add(peer);
@@ -145,6 +155,10 @@ export async function serveState(mesh: MeshCore, conn: Conn, nonce: number, prov
 async function serve(mesh: MeshCore, conn: Conn, nonce: number, provider: StateProvider, no: (reason: string) => void): Promise<void> {
   const peer = conn.peer;
   const n = mesh.settings.elements;
+  // A requester that closed its link meanwhile gets nothing: neither the provider's copy (in
+  // a browser, a read of φ and m from the worker between training calls) nor ours.
+  const gone = () => !conn.link.open || mesh.conn(peer) !== conn;
+  if (gone()) return;
   let snap;
   try {
     snap = await provider();
@@ -154,6 +168,7 @@ async function serve(mesh: MeshCore, conn: Conn, nonce: number, provider: StateP
     return;
   }
   if (!snap) { no('no state yet'); return; }
+  if (gone()) return;
   if (snap.phi.length !== n || snap.momentum.length !== n) {
     mesh.logger.error('state provider returned wrong sizes', { phi: snap.phi.length, momentum: snap.momentum.length, want: n });
     no('state unavailable');

@@ -49,7 +49,6 @@ export interface Conn {
   openedAt: number;
   /** Tensor assemblers by transfer id. */
   inbound: Map<number, Assembler>;
-  lastStateRequest: number;
   /** Tensor transfers in flight on this link either way (housekeeping never closes it then). */
   active: number;
   /** Control messages for whoever is waiting on this link (exchange, bootstrap). */

@@ -431,7 +431,7 @@ class MeshImpl implements Mesh, MeshCore {
     const link = this.links({ remote: peer, initiator });
     const c: Conn = {
       peer, cid, link, initiator, state: 'connecting', createdAt: this.clock.now(), openedAt: NaN,
-      inbound: new Map(), lastStateRequest: -Infinity, active: 0, listeners: new Set(),
+      inbound: new Map(), active: 0, listeners: new Set(),
     };
     this.conns.set(peer, c);
     link.on('signal', (sig) => {
