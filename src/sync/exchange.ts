@@ -37,6 +37,14 @@ type Outcome =
   | { kind: 'solo'; reason: SoloReason; code?: string; detail?: string }
   | { kind: 'destroyed' };
 
+/**
+ * Each mesh's exchange send that may still be streaming after its round resolved (to a partner
+ * still receiving). A partner that took our `xchg` and its φ and Δ and then read nothing kept
+ * that send waiting, with its copies of φ and Δ, until the send deadline a minute on: one more
+ * per paired round. The next round's send ends the last one: one lingers at most.
+ */
+const lingering = new WeakMap<MeshCore, SendAbort>();
+
 export class ExchangeRun {
   phase: 'pairing' | 'connecting' | 'transfer' | 'done' = 'pairing';
   /** Set while pairing via the coordinator said this peer: it may connect past the hard cap. */
@@ -200,11 +208,15 @@ export class ExchangeRun {
       const off = this.abortSend.onAbort(() => resolve(false));
       this.onAnnounced = () => { off(); resolve(true); };
     });
+    lingering.get(mesh)?.abort(`round ${round}'s send started`);
+    lingering.set(mesh, this.abortSend);
     void mesh.holding(conn, async () => {
       if (!(await announced)) return;
       await sendTensor(conn.link, id, { kind: 'phi', dtype: phiA.dtype, round, transferId: phiA.tid, elements: n, bytes: phiBytes }, opts);
       await sendTensor(conn.link, id, { kind: 'delta', dtype: deltaA.dtype, round, transferId: deltaA.tid, elements: n, bytes: deltaBytes }, opts);
-    }).catch((err) => mesh.logger.debug('send to partner ended early', { partner, error: String(err) }));
+    }).catch((err) => mesh.logger.debug('send to partner ended early', { partner, error: String(err) })).finally(() => {
+      if (lingering.get(mesh) === this.abortSend) lingering.delete(mesh);
+    });
 
     // Their half.
     const outcome = await new Promise<Outcome>((resolve) => {
