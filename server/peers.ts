@@ -186,8 +186,11 @@ interface Conn {
  * Signal relay accounting. A signal answering one that reached a peer (simple-peer's answer and
  * its ICE candidates) is free for the answering side up to REPLY_CREDITS per signal received: so
  * a stranger flooding a peer with offers spends its own rate, never its victim's. Credits pile up
- * while a burst of offers waits for its answers; the pile is capped so two peers in league can
- * push at most a few times their rate through the relay.
+ * while a burst of offers waits for its answers; the pile is capped. Only a signal its sender
+ * paid for earns the other side credits: when answers earned them too, two peers in league
+ * answering each other's answers kept each other in credit for good (one paid burst, then 20,000
+ * signals a second each way with no rate spent). So such a pair pushes at most a few times one
+ * side's rate through the relay.
  */
 const REPLY_CREDITS = 4;
 const MAX_REPLY_CREDITS = 1024;
@@ -555,10 +558,12 @@ export class PeerHub {
       return this.slowDown(c, `peer ${toId} has ${to.ws.bufferedAmount} bytes unsent (over ${this.o.relayBufferBytes}); signals to it are being dropped, retry later`, 'signal');
     }
     this.stats.relayed++;
-    const left = to.replies.get(peerId);
-    to.replies.delete(peerId); // re-inserted last: the oldest entry is the one to forget
-    to.replies.set(peerId, Math.min(MAX_REPLY_CREDITS, (left ?? 0) + REPLY_CREDITS));
-    if (to.replies.size > MAX_REPLY_PEERS) to.replies.delete(to.replies.keys().next().value!);
+    if (credit === 0) {
+      const left = to.replies.get(peerId);
+      to.replies.delete(peerId); // re-inserted last: the oldest entry is the one to forget
+      to.replies.set(peerId, Math.min(MAX_REPLY_CREDITS, (left ?? 0) + REPLY_CREDITS));
+      if (to.replies.size > MAX_REPLY_PEERS) to.replies.delete(to.replies.keys().next().value!);
+    }
     this.sendRaw(to, text);
   }
 

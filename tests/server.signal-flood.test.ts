@@ -134,3 +134,34 @@ describe('meshes over the real coordinator under an offer flood', () => {
     }
   });
 });
+
+describe('answer credits between two peers in league', () => {
+  it('run out: a pair answering each other\'s answers after one paid burst is held to one side\'s rate', async () => {
+    // Before: every relayed signal, paid or not, gave its recipient REPLY_CREDITS free answers,
+    // so two peers answering each other kept each other in credit and relayed ~20,000 signals a
+    // second each way with no error, from one paid burst.
+    const a = await RawPeer.join(s.wsUrl, { run: 'flood' });
+    const b = await RawPeer.join(s.wsUrl, { run: 'flood' });
+    const A = a.welcome.peerId, B = b.welcome.peerId;
+    await a.peer.next((m) => m.t === 'peers-change' && (m as { joined: string[] }).joined.includes(B), 10_000);
+    const told: Record<string, string[]> = { A: [], B: [] };
+    const pingPong = (p: RawPeer, name: 'A' | 'B', to: string) => p.ws.on('message', (d: Buffer) => {
+      const m = JSON.parse(String(d)) as { t: string; code?: string };
+      if (m.t === 'error') told[name]!.push(m.code!);
+      if (m.t === 'signal' && p.ws.readyState === 1) p.send({ t: 'signal', to, data: { mesh: 1, cid: 'league', sig: { candidate: 'x' } } });
+    });
+    pingPong(a.peer, 'A', B);
+    pingPong(b.peer, 'B', A);
+    const relayedBefore = s.c.hub.stats.relayed;
+    try {
+      const { burst } = s.c.hub.o.limits;
+      for (let i = 0; i < burst / 2; i++) a.peer.send({ t: 'signal', to: B, data: { mesh: 1, cid: 'league', sig: { candidate: 'x' } } });
+      await until(() => told.A!.includes('rate-limited') || a.peer.closed !== null, 20_000, 'A to be held to its rate');
+      console.log(`league: ${s.c.hub.stats.relayed - relayedBefore} signals relayed before A was held to its rate; A told ${told.A!.length} errors, B ${told.B!.length}`);
+      expect(told.B).not.toContain('rate-limited'); // B's answers are free: A paid for each signal it answered
+    } finally {
+      a.peer.close();
+      b.peer.close();
+    }
+  });
+});
