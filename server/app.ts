@@ -13,7 +13,7 @@ import { RunStore } from './runs.ts';
 import { DEFAULT_METRICS_OPTIONS, inlineReader, MetricsStore, type MetricsOptions } from './metrics.ts';
 import { ReadWorker } from './read-worker.ts';
 import { DEFAULT_LIVE_LIMITS, LiveHub, type LiveLimits } from './live.ts';
-import { DEFAULT_MAX_PEER_EVENTS_PER_RUN, EventLog } from './events.ts';
+import { DEFAULT_MAX_OFFENDER_EVENTS_PER_RUN, DEFAULT_MAX_PEER_EVENTS_PER_RUN, EventLog } from './events.ts';
 import { DirDatasetSource, prepareMobyDick, type DatasetSource } from './datasets.ts';
 import { CheckpointStore } from './checkpoints.ts';
 import { DEFAULT_HUB_OPTIONS, PeerHub, type PeerHubOptions } from './peers.ts';
@@ -72,6 +72,8 @@ export interface AppOptions {
   metrics: Partial<MetricsOptions>;
   /** Join and leave events kept per run before the oldest go (server/events.ts). */
   maxPeerEventsPerRun: number;
+  /** Offender reports kept per run before the oldest go (server/events.ts). */
+  maxOffenderEventsPerRun: number;
   /** Built web app (volunteer page, dashboard, embed script); served when it exists. */
   webRoot: string;
   /** Create the default run (tiny on Moby Dick) when absent. */
@@ -110,6 +112,7 @@ export const DEFAULT_APP_OPTIONS: AppOptions = {
   live: {},
   metrics: {},
   maxPeerEventsPerRun: DEFAULT_MAX_PEER_EVENTS_PER_RUN,
+  maxOffenderEventsPerRun: DEFAULT_MAX_OFFENDER_EVENTS_PER_RUN,
   sessionTtlMs: DEFAULT_SESSION_TTL_MS,
   webRoot: join(import.meta.dirname, '..', 'dist', 'web'),
   defaultRun: true,
@@ -197,7 +200,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   const metricsOptions = { ...DEFAULT_METRICS_OPTIONS, ...o.metrics };
   const metrics = new MetricsStore(db, metricsOptions, readWorker?.read ?? inlineReader(db, metricsOptions.now));
   const live = new LiveHub(undefined, undefined, { ...DEFAULT_LIVE_LIMITS, ...o.live });
-  const events = new EventLog(db, live, now, o.maxPeerEventsPerRun, (problem) => app.log.warn({ problem }, 'stored event skipped'));
+  const events = new EventLog(db, live, now, o.maxPeerEventsPerRun, (problem) => app.log.warn({ problem }, 'stored event skipped'), o.maxOffenderEventsPerRun);
   const datasets = deps.datasets ?? new DirDatasetSource(join(deps.dataDir, 'datasets'));
   const checkpoints = new CheckpointStore(db, join(deps.dataDir, 'checkpoints'), o.checkpointKeep);
   const logger = app.log;

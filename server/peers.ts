@@ -72,6 +72,14 @@ export interface PeerHubOptions {
   /** Hellos (joins) per minute one address may send, and its burst. */
   hellosPerMinute: number;
   helloBurst: number;
+  /**
+   * Offender reports per minute one address may have stored (strikes, CUSUM reports), and its
+   * burst: an honest peer reports at most once a round; ids of one address paired with each
+   * other reported each other 600 times a second. Past it a report still keeps the exchange
+   * from counting as accepted, and is otherwise dropped with a non-fatal `rate-limited`.
+   */
+  offenderReportsPerMinute: number;
+  offenderReportBurst: number;
   /** Invalid frames a connection may send before it is closed. */
   maxStrikes: number;
   /** Unsent bytes towards one peer before it is treated as dead. */
@@ -108,6 +116,8 @@ export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
   maxConnectionsPerAddress: 64,
   hellosPerMinute: 60,
   helloBurst: 120,
+  offenderReportsPerMinute: 30,
+  offenderReportBurst: 20,
   maxStrikes: 20,
   maxSendBufferBytes: 4 << 20,
   relayBufferBytes: 256 << 10,
@@ -236,6 +246,7 @@ export class PeerHub {
   private readonly conns = new Set<Conn>();
   private readonly perAddress: OpenCounter;
   private readonly hellos: RateBudget;
+  private readonly offenderReports: RateBudget;
   private readonly byPeer = new Map<string, Conn>();
   private readonly byRun = new Map<string, Set<string>>();
   private readonly pools = new Map<string, ReadyPool>();
@@ -264,11 +275,14 @@ export class PeerHub {
   onStateFail: StateFailHandler | null = null;
   /** Set by the checkpoint scheduler: a peer that leaves cannot answer a state request. */
   onPeerLeft: ((peerId: string) => void) | null = null;
-  readonly stats = { frames: 0, rejected: 0, closedForAbuse: 0, relayed: 0, relayDropped: 0, forgotten: 0 };
+  readonly stats = { frames: 0, rejected: 0, closedForAbuse: 0, relayed: 0, relayDropped: 0, forgotten: 0, offenderReportsDropped: 0 };
 
   constructor(private readonly d: PeerHubDeps, readonly o: PeerHubOptions = DEFAULT_HUB_OPTIONS) {
     this.perAddress = new OpenCounter(o.maxConnectionsPerAddress);
     this.hellos = new RateBudget(o.hellosPerMinute, o.helloBurst, () => d.clock.now());
+    this.offenderReports = new RateBudget(o.offenderReportsPerMinute, o.offenderReportBurst, () => d.clock.now());
+    // Its oldest reports went (EventLog's cap): the strikes are counted again from what is left.
+    d.events.onOffendersTrimmed = (runId) => { this.strikes.delete(runId); this.softReports.delete(runId); };
     this.scheduleSweep();
   }
 
@@ -558,12 +572,12 @@ export class PeerHub {
       return this.slowDown(c, `peer ${toId} has ${to.ws.bufferedAmount} bytes unsent (over ${this.o.relayBufferBytes}); signals to it are being dropped, retry later`, 'signal');
     }
     this.stats.relayed++;
-    if (credit === 0) {
-      const left = to.replies.get(peerId);
-      to.replies.delete(peerId); // re-inserted last: the oldest entry is the one to forget
-      to.replies.set(peerId, Math.min(MAX_REPLY_CREDITS, (left ?? 0) + REPLY_CREDITS));
-      if (to.replies.size > MAX_REPLY_PEERS) to.replies.delete(to.replies.keys().next().value!);
-    }
+    // The entry also says the sender signalled `to` (whose state it may then report): kept even
+    // for a free answer, which earns nothing.
+    const left = to.replies.get(peerId);
+    to.replies.delete(peerId); // re-inserted last: the oldest entry is the one to forget
+    to.replies.set(peerId, Math.min(MAX_REPLY_CREDITS, (left ?? 0) + (credit === 0 ? REPLY_CREDITS : 0)));
+    if (to.replies.size > MAX_REPLY_PEERS) to.replies.delete(to.replies.keys().next().value!);
     this.sendRaw(to, text);
   }
 
@@ -592,6 +606,10 @@ export class PeerHub {
       x.offended = true;
       if (x.counted) for (const p of [x.a, x.b]) this.addAccepted(runId, p, -1);
     }
+    if (!this.offenderReports.take(c.address)) {
+      this.stats.offenderReportsDropped++;
+      return this.slowDown(c, `this address filed more than ${this.o.offenderReportsPerMinute} offender reports a minute; this one is not kept`, 'offender');
+    }
     // A CUSUM report is evidence for the dashboard, not a strike: it adds up noisy probe losses,
     // and honest partners in a swarm of two reported each other about once per hundred exchanges
     // (bench/results/swarm.json, `offences`), so two of them parted the only pair of the run.
@@ -615,6 +633,7 @@ export class PeerHub {
       let byAddr = this.addressStrikes.get(runId);
       if (!byAddr) this.addressStrikes.set(runId, (byAddr = new Map()));
       if (strikeCount(byAddr, reporter, accusedAddress) < VETO_AFTER) addStrike(byAddr, reporter, accusedAddress);
+      forgetOldestKeys(byAddr, MAX_REPORTERS_KEPT);
     }
     if (before >= VETO_AFTER) return; // already vetoed: nothing more to write
     addStrike(strikes, reporter, msg.peer);
@@ -643,7 +662,10 @@ export class PeerHub {
     let byReporter = this.rests.get(runId);
     if (!byReporter) this.rests.set(runId, (byReporter = new Map()));
     let m = byReporter.get(reporter);
-    if (!m) byReporter.set(reporter, (m = new Map()));
+    if (!m) {
+      byReporter.set(reporter, (m = new Map()));
+      forgetOldestKeys(byReporter, MAX_REPORTERS_KEPT);
+    }
     const last = m.get(accused);
     if (!last) {
       m.set(accused, { resting: false, left: 0, since: 0 });
@@ -1107,6 +1129,15 @@ export class PeerHub {
 
 /** Offender reports of one (reporter, accused) pair that stop the pool from pairing them. */
 export const VETO_AFTER = 2;
+/**
+ * Reporters a run's memory-only tables (rests, address strikes) keep, the oldest forgotten
+ * first: each reporter is a few entries, and ids (hence reporters) are free.
+ */
+export const MAX_REPORTERS_KEPT = 10_000;
+
+function forgetOldestKeys(m: Map<string, unknown>, max: number): void {
+  while (m.size > max) m.delete(m.keys().next().value!);
+}
 /** CUSUM reports (no strike) stored per (reporter, accused) pair and run; later ones are dropped. */
 export const SOFT_REPORTS_KEPT = 4;
 /** A pair's rest after a report of the accused within REST_WINDOW of the last, in the reporter's readies; it doubles with each later report. */

@@ -14,7 +14,8 @@ let s: TestServer;
 beforeAll(async () => {
   // These raw peers answer at once, with no inner loop between rounds: there is no cadence for
   // the pool to predict from, so it runs the plain rule (everyone waits its whole wait).
-  s = await startServer({ hub: { heartbeatMs: 200, livenessMs: 5000, helloTimeoutMs: 2000, pairPrediction: false } });
+  // Every peer here is on 127.0.0.1, one address: its offender-report budget is tested alone below.
+  s = await startServer({ hub: { heartbeatMs: 200, livenessMs: 5000, helloTimeoutMs: 2000, pairPrediction: false, offenderReportsPerMinute: 1e6, offenderReportBurst: 1e6 } });
   for (const id of ['off', 'soft', 'lag', 'rest', 'spread', 'two', 'state', 'elsewhere', 'ids', 'probation', 'one-host', 'lab']) {
     const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id, dataset: 'moby-dick', preset: 'micro' } });
     expect(r.statusCode).toBe(201);
@@ -588,6 +589,92 @@ describe('identities that cost something (issue 15)', () => {
     for (const p of await rounds('lab', '127.0.0.6', [])) {
       expect(s.c.hub.acceptedExchanges(p)).toBe(PROBATION_EXCHANGES + 2);
       expect(s.c.hub.onProbation(p)).toBe(false);
+    }
+  });
+});
+
+describe('what offender reports can make the coordinator keep', () => {
+  // Before: ids of one address that the pool paired with each other reported each other a dozen
+  // times a pair, ~600 stored events a second from one address (ids are free), none ever capped,
+  // and the hub's strike tables grew with them.
+  it('one address has at most its burst of reports stored, then a non-fatal rate-limited, for every id of that address', async () => {
+    const t = await startServer({ hub: { heartbeatMs: 200, livenessMs: 5000, pairPrediction: false, offenderReportsPerMinute: 1e-6, offenderReportBurst: 3 } });
+    try {
+      const r = await t.c.app.inject({ method: 'POST', url: '/api/runs', headers: t.admin, payload: { id: 'budget', dataset: 'moby-dick', preset: 'micro' } });
+      expect(r.statusCode).toBe(201);
+      const a = await RawPeer.join(t.wsUrl, { run: 'budget' });
+      const b = await RawPeer.join(t.wsUrl, { run: 'budget' });
+      const A = a.welcome.peerId, B = b.welcome.peerId;
+      const stopHb = heartbeat(a.peer, b.peer);
+      try {
+        const [ma] = await meet(a.peer, b.peer, 0, 3000);
+        expect(ma.partner).toBe(B);
+        const n = a.peer.frames.length;
+        for (const reason of ['probe-harm', 'probe-harm', 'probe-harm', 'probe-harm']) a.peer.send({ t: 'offender', peer: B, reason });
+        const err = await a.peer.next<Extract<ServerMessage, { t: 'error' }>>((m) => m.t === 'error', 5000, n);
+        expect(err).toMatchObject({ code: 'rate-limited', ref: 'offender' });
+        expect(err.message).toMatch(/offender reports a minute; this one is not kept/);
+        const stored = () => t.c.db.prepare("SELECT COUNT(*) AS n FROM events WHERE run_id = 'budget' AND kind = 'peer-offender'").get() as { n: number };
+        await until(() => t.c.hub.stats.offenderReportsDropped === 1, 5000, 'the fourth report to be dropped');
+        expect(stored().n).toBe(3);
+        expect(a.peer.closed).toBeNull();
+        // B (the same address) files nothing more either: the budget is the address's.
+        b.peer.send({ t: 'offender', peer: A, reason: 'bad-delta: x' });
+        await until(() => t.c.hub.stats.offenderReportsDropped === 2, 5000, "B's report to be dropped");
+        expect(stored().n).toBe(3);
+      } finally {
+        stopHb();
+        a.peer.close();
+        b.peer.close();
+      }
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('a run keeps at most maxOffenderEventsPerRun reports, and the hub counts its strikes again from those', async () => {
+    const CAP = 8;
+    const t = await startServer({ maxOffenderEventsPerRun: CAP, hub: { heartbeatMs: 200, livenessMs: 5000, pairPrediction: false, offenderReportsPerMinute: 1e6, offenderReportBurst: 1e6 } });
+    try {
+      const r = await t.c.app.inject({ method: 'POST', url: '/api/runs', headers: t.admin, payload: { id: 'cap', dataset: 'moby-dick', preset: 'micro' } });
+      expect(r.statusCode).toBe(201);
+      const stored = () => (t.c.db.prepare("SELECT COUNT(*) AS n FROM events WHERE run_id = 'cap' AND kind = 'peer-offender'").get() as { n: number }).n;
+      let most = 0, filed = 0;
+      // Pairs of fresh ids meet once and report each other: two strikes and four CUSUM reports each way.
+      for (let pair = 0; pair < 4; pair++) {
+        const a = await RawPeer.join(t.wsUrl, { run: 'cap' });
+        const b = await RawPeer.join(t.wsUrl, { run: 'cap' });
+        const stopHb = heartbeat(a.peer, b.peer);
+        try {
+          const [ma] = await meet(a.peer, b.peer, 0, 3000);
+          expect(ma.partner).toBe(b.welcome.peerId);
+          for (const [from, to] of [[a, b], [b, a]] as const) {
+            for (const reason of ['bad-delta: x', 'bad-delta: y', 'probe-harm', 'probe-harm', 'probe-harm', 'probe-harm']) {
+              from.peer.send({ t: 'offender', peer: to.welcome.peerId, reason });
+              filed++;
+            }
+          }
+          // A heartbeat answered after the reports: every report before it has been handled.
+          const n = a.peer.frames.length;
+          a.peer.send({ t: 'ready', round: 1, waitMs: 50 });
+          await a.peer.next((m) => m.t === 'paired' && (m as PairedMsg).round === 1, 5000, n);
+          const n2 = b.peer.frames.length;
+          b.peer.send({ t: 'ready', round: 1, waitMs: 50 });
+          await b.peer.next((m) => m.t === 'paired' && (m as PairedMsg).round === 1, 5000, n2);
+          most = Math.max(most, stored());
+        } finally {
+          stopHb();
+          a.peer.close();
+          b.peer.close();
+        }
+      }
+      console.log(`offender cap: ${filed} reports filed, at most ${most} stored (cap ${CAP}), ${stored()} at the end; hub remembers ${JSON.stringify(t.c.hub.remembered())}`);
+      expect(filed).toBe(48);
+      expect(most).toBeLessThanOrEqual(CAP);
+      const kept = t.c.hub.remembered();
+      expect(kept.strikes + kept.softReports).toBeLessThanOrEqual(CAP);
+    } finally {
+      await t.close();
     }
   });
 });
