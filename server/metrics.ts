@@ -9,7 +9,9 @@
 // held a non-finite one in `nonFinite`, so a NaN is never averaged away unseen.
 //
 // Retention (docs/design.md section 6): a run keeps at most `maxReportsPerRun` rows. Past it the
-// run is thinned to half: pairs of one peer's consecutive reports merge into one row that
+// run is thinned to half, the half kept shared out among its peers as evenly as their rows allow
+// (a peer within its share keeps every row; one that reports far faster is merged down to it):
+// runs of one peer's consecutive reports merge into one row that
 // stands for both (`weight`), at their weighted mean time, with their byte counts summed, the
 // higher step and round, a non-finite loss if either had one, and weighted means of the rest.
 // So the run's report count, byte totals and progress stay exact, every curve (the raw points
@@ -274,6 +276,13 @@ export class MetricsStore {
   thin(runId: string): number {
     const perPeer = new Map((this.db.prepare('SELECT peer_id AS peer, COUNT(*) AS n, SUM(weight) AS w FROM reports WHERE run_id = ? GROUP BY peer_id')
       .all(runId) as { peer: string; n: number; w: number }[]).map((p) => [p.peer, p]));
+    // The half kept is shared out as evenly as the peers' rows allow: a peer within its share
+    // keeps every row, one over it is merged down to it. Halving every peer let one peer that
+    // reported fast (50 a second, each acknowledged) halve every honest peer's curve at each
+    // pass it caused. Where the share is under two rows (a run of many short-lived ids) every
+    // peer is halved as before.
+    const share = fairShare([...perPeer.values()].map((p) => p.n), Math.floor(this.rowCount(runId) / 2));
+    const evenly = share >= 2;
     const page = this.db.prepare(`SELECT id, peer_id AS peer, t, step, round, train_loss AS train, val_loss AS val, tokens_per_s AS tps,
         bytes_in AS bytesIn, bytes_out AS bytesOut, partner, partner_dist AS dist, link_local AS linkLocal, link_remote AS linkRemote,
         connect_ms AS connectMs, link_failures AS linkFailures, link_error AS linkError, weight
@@ -305,8 +314,9 @@ export class MetricsStore {
         if (rows.length === 0) break;
         for (const r of rows) {
           const p = perPeer.get(r.peer)!;
+          if (evenly && p.n <= share) continue;
           if (p.n === 1) { single.push(r); continue; }
-          const target = Math.max(2, Math.ceil((2 * p.w) / p.n));
+          const target = evenly ? Math.max(2, p.w / Math.floor(share)) : Math.max(2, Math.ceil((2 * p.w) / p.n));
           if (group.length > 0 && (group[0]!.peer !== r.peer || groupWeight + r.weight > target)) { fold(group); group = []; groupWeight = 0; }
           group.push(r);
           groupWeight += r.weight;
@@ -513,4 +523,19 @@ export function connectivityOf(db: Db, runId: string, from: number, to: number):
       lastLinkError: g.lastError === null ? null : g.lastError.slice(42), failing: failing.has(g.peerId),
     })),
   };
+}
+
+/**
+ * The most rows each peer may keep so that together they keep about `total`, as evenly as their
+ * counts allow (water-filling): those with fewer keep all of theirs. Infinity when all fit.
+ */
+export function fairShare(counts: readonly number[], total: number): number {
+  const sorted = [...counts].sort((a, b) => a - b);
+  let left = total;
+  for (let i = 0; i < sorted.length; i++) {
+    const rest = sorted.length - i;
+    if (sorted[i]! * rest > left) return left / rest;
+    left -= sorted[i]!;
+  }
+  return Infinity;
 }

@@ -11,7 +11,7 @@
 // departedRetentionMs.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDb, type Db } from '../server/db.ts';
-import { MetricsStore, REPORT_ROW_BYTES_MAX, type ReportRow } from '../server/metrics.ts';
+import { MetricsStore, REPORT_ROW_BYTES_MAX, fairShare, type ReportRow } from '../server/metrics.ts';
 import { RawPeer, report, startServer, until, type TestServer } from './support/coordinator.ts';
 import { FakeClock } from './support/fake-clock.ts';
 
@@ -150,6 +150,39 @@ describe('database growth', () => {
     }
     console.log(`(c) ${PEERS} peers × ${ROUNDS} rounds: ${capped.rowCount('big')} rows for ${PEERS * ROUNDS} reports; per bucket of ${range.maxPoints}: loss within ${(worstLoss * 100).toFixed(2)}%, report count within ${(worstN * 100).toFixed(1)}% of the unthinned run`);
     expect(worstLoss).toBeLessThan(0.05);
+  });
+
+  it('(c2) one peer reporting far faster than the rest is merged down to its share; the others keep every row', () => {
+    // Before: each pass halved every peer, so a peer sending 50 acknowledged reports a second
+    // (each within the report bounds) halved every honest curve once per pass it caused.
+    const store = new MetricsStore(openDb(':memory:'), { maxReportsPerRun: CAP });
+    const t0 = 1_700_000_000_000, HONEST = 4, ROUNDS = 100, FLOOD_PER_ROUND = 30;
+    const id = (p: number) => `p-${p.toString(16).padStart(16, '0')}`;
+    const row = (peer: string, seq: number, t: number): ReportRow => ({
+      runId: 'flood', peerId: peer, seq, time: 0, t, receivedAt: t, step: seq, round: 0, trainLoss: 5, valLoss: null,
+      tokensPerS: 1, bytesIn: 1, bytesOut: 1, partner: null, partnerDist: null, adapter: null,
+    });
+    for (let r = 0; r < ROUNDS; r++) {
+      for (let p = 0; p < HONEST; p++) store.enqueue(row(id(p), r, t0 + r * 10_000 + p), () => {});
+      for (let k = 0; k < FLOOD_PER_ROUND; k++) store.enqueue(row(id(99), r * FLOOD_PER_ROUND + k, t0 + r * 10_000 + 100 + k * 20), () => {});
+      store.flush();
+    }
+    const rows = (peer: string) => (store as unknown as { db: Db }).db.prepare("SELECT COUNT(*) AS n, SUM(weight) AS w FROM reports WHERE run_id = 'flood' AND peer_id = ?").get(peer) as { n: number; w: number };
+    const honest = [...Array(HONEST).keys()].map((p) => rows(id(p)));
+    const flooder = rows(id(99));
+    console.log(`(c2) ${HONEST} honest peers × ${ROUNDS} reports beside one sending ${FLOOD_PER_ROUND}× as many: honest rows ${honest.map((h) => h.n).join(', ')}; the flooder's ${flooder.n} rows stand for ${flooder.w}; ${store.stats.thinned} rows thinned`);
+    expect(store.stats.thinned).toBeGreaterThan(0);
+    expect(store.rowCount('flood')).toBeLessThanOrEqual(CAP);
+    for (const h of honest) expect(h).toEqual({ n: ROUNDS, w: ROUNDS });
+    expect(flooder.w).toBe(ROUNDS * FLOOD_PER_ROUND);
+    expect(flooder.n).toBeLessThan(CAP);
+  });
+
+  it('fairShare gives each count what fits, the rest an even share', () => {
+    expect(fairShare([10, 10, 10], 15)).toBe(5);
+    expect(fairShare([2, 100, 100], 52)).toBe(25);
+    expect(fairShare([2, 3], 10)).toBe(Infinity);
+    expect(fairShare([1, 1, 1, 1], 2)).toBe(0.5);
   });
 
   it('(d) a peer reconnecting with its session all day keeps at most maxPeerEventsPerRun join and leave events', async () => {
