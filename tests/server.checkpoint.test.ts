@@ -145,6 +145,20 @@ describe('checkpoints', () => {
     }
   });
 
+  it('holds a claimed token count to what the step allows (step × batch × seqLen)', async () => {
+    // Before: `tokens` was stored and shown as the uploader claimed, any integer up to 2^53 − 1.
+    const honest = state;
+    state = { ...peerState(8, 150), meta: { ...peerState(8, 150).meta, tokens: 2 ** 50 } };
+    try {
+      const info = await takeCheckpoint();
+      expect(info).toMatchObject({ step: 150, tokens: 150 * 8 * 32 }); // micro: batch 8, seqLen 32
+      const py = pyRead(join(s.dataDir, 'checkpoints', 'm', info.file as string));
+      expect(py.metadata.tokens).toBe(String(150 * 8 * 32));
+    } finally {
+      state = honest;
+    }
+  });
+
   it('keeps the newest K, deletes with the admin token only', async () => {
     state = peerState(6, 200);
     await takeCheckpoint();

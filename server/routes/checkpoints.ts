@@ -204,7 +204,10 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
       // from this checkpoint takes its step, and the next consensus is never below it.
       const held = holdCounters(frame.meta, hub.stepConsensus(run.id, undefined, newest), run.train.H);
       if (held !== frame.meta) req.log.info({ run: run.id, claimed: frame.meta.step, stored: held.step }, 'checkpoint counters held to the peers\' consensus');
-      const info = await checkpoints.save(run, { ...frame, meta: { ...held, valLoss: measured } }, claims.p, clock.now(), valBatches);
+      // Its token count is only shown, but it is the uploader's claim too: no replica has trained
+      // more tokens than its step's batches hold.
+      const tokens = Math.min(held.tokens, held.step * run.train.batch * run.train.seqLen);
+      const info = await checkpoints.save(run, { ...frame, meta: { ...held, valLoss: measured, tokens } }, claims.p, clock.now(), valBatches);
       events.append(run.id, 'checkpoint-saved', claims.p, { ...info, claimedValLoss: frame.meta.valLoss });
       req.log.info({ run: run.id, checkpoint: info.id, step: info.step, bytes: info.bytes, valLoss: measured, evalMs: Math.round(evaluator.stats.lastMs) }, 'checkpoint saved');
       return reply.code(201).send(info);
