@@ -120,6 +120,9 @@ export const KEY_FOCUS_MS = 500;
  */
 export const UNSEEN_PAUSE_MS = 3000;
 
+/** How often the unseen watch looks at the frame while training runs, whatever the observer reports (unseenWatch). */
+export const UNSEEN_LOOK_MS = 1000;
+
 /** Why a click on the start button did not count: shown in the frame and sent as the widget's status. */
 export const REFUSED = {
   hidden: 'Not started: this button was hidden or covered. Click it in plain view to start.',
@@ -248,28 +251,50 @@ export function keyGate(button: HTMLButtonElement, win: Window) {
  * watch is on and the tab is shown (in a hidden tab the policy pauses training, and resumes it
  * when the tab is back). Where the browser has no IntersectionObserver v2, training never starts
  * in the frame, and there is nothing to watch.
+ *
+ * The observer reports a change of what covers or clips `el`, not a page zooming the frame out
+ * (CSS zoom on the <iframe>): the button stays whole and visible, only smaller, so no threshold is
+ * crossed. So each look also reads the frame's devicePixelRatio and `el`'s rect now, and looks
+ * are taken on the observer's reports, on the frame's resize and on a change of its
+ * devicePixelRatio (both follow a zoom), and once every UNSEEN_LOOK_MS while the watch is on, in
+ * case a browser reports neither.
  */
 export function unseenWatch(el: HTMLElement, win: Window, onUnseen: () => void) {
   let on = false;
-  let inView = false;
+  /** The observer's last verdict (inFullView when it was taken). */
+  let observed = false;
   let unseenSince: number | null = null;
   let timer: ReturnType<typeof setTimeout> | undefined;
+  const inView = () => observed && win.devicePixelRatio >= MIN_PIXEL_RATIO && insideViewport(el.getBoundingClientRect(), win);
   const check = () => {
     clearTimeout(timer);
-    if (!on || inView || win.document.visibilityState === 'hidden') { unseenSince = null; return; }
+    if (!on || win.document.visibilityState === 'hidden') { unseenSince = null; return; }
     const t = win.performance.now();
+    if (inView()) {
+      unseenSince = null;
+      timer = setTimeout(check, UNSEEN_LOOK_MS);
+      return;
+    }
     unseenSince ??= t;
     if (t - unseenSince < UNSEEN_PAUSE_MS) {
       // A timer, not the observer's next report: a frame taken out of the page may report nothing more.
-      timer = setTimeout(check, unseenSince + UNSEEN_PAUSE_MS - t + 5);
+      timer = setTimeout(check, Math.min(UNSEEN_LOOK_MS, unseenSince + UNSEEN_PAUSE_MS - t + 5));
       return;
     }
     on = false;
     unseenSince = null;
     onUnseen();
   };
-  observeView(el, win, (v) => { inView = v === true; check(); });
+  observeView(el, win, (v) => { observed = v === true; check(); });
   win.document.addEventListener('visibilitychange', check);
+  win.addEventListener('resize', check);
+  // A media query for the present devicePixelRatio: it changes once the ratio does (a zoom), and
+  // is asked again for the new one.
+  const watchRatio = () => {
+    const mq = win.matchMedia?.(`(resolution: ${win.devicePixelRatio}dppx)`);
+    mq?.addEventListener?.('change', () => { watchRatio(); check(); }, { once: true });
+  };
+  watchRatio();
   return {
     /** Watches while true; turning it on starts the count afresh. */
     set on(v: boolean) {
