@@ -1,8 +1,9 @@
 // DashboardController against a fake coordinator feed: history + live reports become chart
 // views (per peer, median, band), the x-axis and log-x switch, alerts, pairings, CSV; run events
-// (history, then live) in the events panel, bounded, and the alerts they raise.
+// (history, then live) in the events panel, bounded, and the alerts they raise; of the peers that
+// left, only the newest GONE_PEER_CAP are held, however many churn through.
 import { afterEach, describe, expect, it } from 'vitest';
-import { DashboardController } from '../src/ui/controllers/dashboard-controller.ts';
+import { DashboardController, GONE_PEER_CAP } from '../src/ui/controllers/dashboard-controller.ts';
 import { FakeDashboardSource, fakeCheckpoint, fakeEvent, fakePeerId, fakeReport, FAKE_DASH_RUN } from './support/ui-fakes.ts';
 
 const T0 = 1_700_000_000_000;
@@ -252,6 +253,48 @@ describe('DashboardController run events', () => {
     c.refresh();
     expect(left()).toEqual({ [P0]: false, [P1]: true, [P2]: false, [fakePeerId(9)]: false });
     expect(src.calls.run).toBe(runs + 1);
+  });
+
+  // Every peer-joined adds a row and peer-left only marks it: 200,000 identities churned through
+  // (or a widget's visitors over days) grew every open dashboard without bound, and past ~125,000
+  // rows the phase's Math.max(...steps) threw RangeError and the dashboard stopped rendering.
+  it('holds only the newest GONE_PEER_CAP peers that left, with their series, link state and alerts, never a live one, and counts the rest', async () => {
+    const { c, src } = await withEvents([]);
+    const held = () => {
+      const m = c as unknown as Record<'peers' | 'series' | 'linkPeers' | 'nanSeen', Map<string, unknown>>;
+      return { peers: m.peers.size, series: m.series.size, linkPeers: m.linkPeers.size, nanSeen: m.nanSeen.size };
+    };
+    const N = 200_000;
+    const churned = (i: number) => 0x1000 + i;
+    const t = (i: number) => T0 + 10_000 + i / 25; // 200,000 in 8 s, all before the clock (T0 + 20 s)
+    // Five peers that joined first (the least recently seen of all) and stay.
+    const stay = [0, 1, 2, 3, 4].map((k) => fakePeerId(0x100 + k));
+    for (const id of stay) src.pushEvent(fakeEvent('peer-joined', t(0), id, { replica: 0, resumed: false, client: null }));
+    for (let i = 0; i < N; i++) {
+      const id = fakePeerId(churned(i));
+      src.pushEvent(fakeEvent('peer-joined', t(i), id, { replica: 0, resumed: false, client: null }));
+      // The first two report before they leave, one of them a NaN loss: a series, link state and a NaN alert.
+      if (i < 2) src.push(fakeReport(churned(i), 50, t(i), { trainLoss: i === 0 ? NaN : 2 }));
+      src.pushEvent(fakeEvent('peer-left', t(i), id, { reason: 'disconnected' }));
+    }
+    // Bounded between refreshes too.
+    expect(held().peers).toBeLessThanOrEqual(3 + stay.length + 2 * GONE_PEER_CAP);
+    c.refresh();
+    expect(c.peerRows).toHaveLength(3 + stay.length + GONE_PEER_CAP);
+    const ids = new Set(c.peerRows.map((p) => p.id));
+    for (const id of [P0, P1, P2, ...stay]) expect(ids.has(id), id).toBe(true);
+    // The newest that left are kept, the older forgotten, and counted.
+    const left = c.peerRows.filter((p) => p.left);
+    expect(left).toHaveLength(GONE_PEER_CAP);
+    expect(ids.has(fakePeerId(churned(N - 1)))).toBe(true);
+    expect(ids.has(fakePeerId(churned(N - GONE_PEER_CAP)))).toBe(true);
+    expect(ids.has(fakePeerId(churned(N - GONE_PEER_CAP - 1)))).toBe(false);
+    expect(c.forgottenPeers).toBe(N - GONE_PEER_CAP);
+    // What was held for the forgotten went with them.
+    expect(held()).toEqual({ peers: 3 + stay.length + GONE_PEER_CAP, series: 3, linkPeers: 3, nanSeen: 0 });
+    expect(c.alerts.find((a) => a.kind === 'nan')).toBeUndefined();
+    expect(c.phase).toEqual({ key: 'training', text: 'Training (cosine decay): step 100 of 5000, 2%' });
+    expect(c.isStale(c.peerRows[0]!)).toBe(false); // live first
   });
 
   it('keeps events that arrive while the stored ones load', async () => {

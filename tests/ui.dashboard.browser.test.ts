@@ -2,13 +2,14 @@
 // charts and the peer grid show the data, the x-axis switch and log-x change the charts, the run
 // events panel lists stored and live events, an offender report and a failed checkpoint raise
 // their alerts, a NaN report raises an alert, the CSV export holds every report; controls are
-// labelled and work from the keyboard. (tests/ui.e2e.browser.test.ts runs it against the real
+// labelled and work from the keyboard; the peer grid counts the gone peers it no longer lists. (tests/ui.e2e.browser.test.ts runs it against the real
 // coordinator.)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { pageErrors, ROOT, startBrowser, type BrowserHarness } from './support/browser.ts';
+import { GONE_PEER_CAP } from '../src/ui/controllers/dashboard-controller.ts';
 
 const OUT = join(ROOT, 'tests', 'output');
 mkdirSync(OUT, { recursive: true });
@@ -186,6 +187,27 @@ describe('dashboard', () => {
       return { imgs, pwned: (window as unknown as { pwned?: number }).pwned ?? null };
     });
     expect(found).toEqual({ imgs: [], pwned: null });
+  });
+
+  it('lists at most GONE_PEER_CAP peers that left, and says how many more it forgot', async () => {
+    const churned = GONE_PEER_CAP + 25;
+    await page.evaluate((n) => {
+      const t = window.dashTest;
+      const now = Date.now();
+      for (let i = 0; i < n; i++) {
+        const id = t.fakePeerId(0x10000 + i);
+        t.source.pushEvent(t.fakeEvent('peer-joined', now + i / 1000, id, { replica: 0, resumed: false, client: null }));
+        t.source.pushEvent(t.fakeEvent('peer-left', now + i / 1000, id, { reason: 'disconnected' }));
+      }
+    }, churned);
+    const caption = page.locator('murmur-peer-grid #grid-caption');
+    await expect.poll(() => caption.innerText(), { timeout: 10_000 }).toMatch(/, and \d+ more that left or went stale earlier, no longer listed\./);
+    const forgotten = await page.evaluate(() => window.dashTest.controller.forgottenPeers);
+    expect(forgotten).toBeGreaterThanOrEqual(25);
+    expect(await caption.innerText()).toContain(`, and ${forgotten} more that left or went stale earlier`);
+    const rows = Number(await page.locator('murmur-peer-grid [role="table"]').getAttribute('aria-rowcount')) - 1;
+    expect(rows).toBeLessThanOrEqual(GONE_PEER_CAP + 4); // the gone ones kept, and the live (0-2, 9)
+    expect(await page.locator('murmur-peer-grid [data-peer="p-0000000000000000"]').count()).toBe(1);
   });
 
   it('saw no uncaught page errors', () => {

@@ -5,8 +5,8 @@
 // tabs onto Start and presses Space: the real click lands on the frame's Start button. The frame
 // must not start training then (no worker, no WebSocket), and must say why; once the same page
 // shows the frame as it is, a click on Start (or Enter on it, after a moment) starts it. Once
-// training runs, the page may hide the frame and ignore its own Stop: the frame then pauses by
-// itself, and only a click in it resumes. Where the browser has no IntersectionObserver v2 (its
+// training runs, the page may hide the frame, or zoom it out, and ignore its own Stop: the frame
+// then pauses by itself, and only a click in it resumes. Where the browser has no IntersectionObserver v2 (its
 // isVisible), the frame cannot tell whether it is in view, and never starts. The Vite build
 // served by the coordinator, as deployed (the real /frame.html and /embed.js).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,7 +31,7 @@ const errors: string[] = [];
  * frame to 12 x 12 px without scrollbars, a corner of Start (which the page could dress as a
  * checkbox), where nothing of the page lies over the rest of the button's rect (isVisible was
  * false beside the widget's own status line); `zoom` draws
- * it at 3% (CSS zoom); `hide` takes it out of the page (display: none); `none` shows it.
+ * it at 3% (CSS zoom), `shrink` at 40%; `hide` takes it out of the page (display: none); `none` shows it.
  */
 function hostPage(murmur: string): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>Free prizes</title>
@@ -57,7 +57,7 @@ function hostPage(murmur: string): string {
       const d = document.getElementById('decoy').getBoundingClientRect();
       return 'iframe { opacity: 0 !important; position: fixed !important; left: ' + d.left + 'px; top: ' + d.top + 'px; width: 22rem !important; }';
     })() : attack === 'clip' ? 'iframe { position: fixed !important; left: 80vw; top: 60vh; width: 12px !important; height: 12px !important; }'
-      : attack === 'zoom' ? 'iframe { zoom: 0.03 !important; }'
+      : attack === 'zoom' ? 'iframe { zoom: 0.03 !important; }' : attack === 'shrink' ? 'iframe { zoom: 0.4 !important; }'
       : attack === 'hide' ? 'iframe { display: none !important; }' : null;
     if (css !== null) {
       if (style.textContent !== css) style.textContent = css; // (a mutation too: only when it changes)
@@ -316,6 +316,35 @@ describe('the widget against clickjacking', () => {
     await waitForStatus(p, /^(Training|Waiting)/);
     await expect.poll(() => startButton(p).isHidden()).toBe(true);
     // The frame's own Stop stops it.
+    await stopButton(p).click();
+    await waitForStatus(p, /^Stopped/);
+    await p.close();
+  });
+
+  // Zoomed out, Stop stays whole and visible, only small: IntersectionObserver v2 reports no
+  // change at all, so the frame must notice the zoom itself (its devicePixelRatio, 0.4 here).
+  it('pauses by itself once the page zooms the frame out to under half size while it trains, and resumes only on a click in it', async () => {
+    const { p } = await openWidget('none');
+    await waitForStatus(p, /^Ready/);
+    await startButton(p).click();
+    await waitForStatus(p, /^(Training|Waiting)/, 240_000);
+    const frame = trainingFrame(p);
+    await p.evaluate(() => (window as unknown as { setAttack(a: string): void }).setAttack('shrink'));
+    await expect.poll(() => frame.evaluate(() => devicePixelRatio)).toBeLessThan(0.5);
+    const held = /^Paused while this frame was out of view\. Press Resume in it to go on\./;
+    await waitForStatus(p, held);
+    // Nothing but its size gave it away: Stop is shown, whole in the frame's viewport.
+    expect(await frame.evaluate(() => {
+      const r = document.getElementById('murmur-stop')!.getBoundingClientRect();
+      return r.width > 0 && r.left >= 0 && r.top >= 0 && r.right <= innerWidth && r.bottom <= innerHeight;
+    })).toBe(true);
+    expect(await frame.evaluate(() => document.visibilityState)).toBe('visible');
+    // Drawn at full size again, it stays paused until a click on its own Resume.
+    await p.evaluate(() => (window as unknown as { setAttack(a: string): void }).setAttack('none'));
+    await expect.poll(() => startButton(p).innerText()).toBe('Resume training');
+    expect(await status(p)).toMatch(held);
+    await startButton(p).click();
+    await waitForStatus(p, /^(Training|Waiting)/);
     await stopButton(p).click();
     await waitForStatus(p, /^Stopped/);
     await p.close();

@@ -3,7 +3,9 @@
 // them, and the run's events (peers joining, leaving or reported for bad updates, checkpoints
 // saved or failed) in words. Reports arrive at up to hundreds per second with 500 peers, so
 // ingest only appends; the views are recomputed at most once per `refreshMs` and only when
-// something changed.
+// something changed. Every peer that joins adds a row, so of the peers that left or went stale
+// only the newest `gonePeerCap` are held (a widget's visitors over days, or identities churned on
+// purpose, would otherwise grow every open dashboard without bound).
 import { emptyConnectivity, finishConnectivity, ingestLinks, newPeerLinkState, type ConnectivityView, type PeerLinkState } from '../core/connectivity.ts';
 import {
   checkpointAlerts, connectivityAlerts, divergenceAlerts, nanAlerts, offenderAlerts, stallAlerts, throughputAlerts,
@@ -80,11 +82,21 @@ export interface DashboardOptions {
   eventCap?: number;
   /** Stored events fetched on load: more than shown, so older offender reports still alert. */
   eventHistory?: number;
+  /** Peers that left or went stale held beyond the live ones (GONE_PEER_CAP). */
+  gonePeerCap?: number;
 }
+
+/**
+ * Peers that left or went stale whose rows, series and link state are held, the most recently
+ * seen; older ones are forgotten (`forgottenPeers`). Live peers are never forgotten. A row is a
+ * few hundred bytes, a series up to `perPeerCap` points; 125,000 rows once made the phase's
+ * Math.max(...steps) throw RangeError, and the dashboard stopped rendering.
+ */
+export const GONE_PEER_CAP = 2000;
 
 const DEFAULTS = {
   staleMs: 30_000, maxPeerLines: 16, bins: 300, perPeerCap: 1000, logCap: 300_000, refreshMs: 1000, pairingWindowMs: 300_000,
-  eventCap: 200, eventHistory: 1000,
+  eventCap: 200, eventHistory: 1000, gonePeerCap: GONE_PEER_CAP,
 };
 /** Offender reports and checkpoint outcomes held for the alerts (each a few dozen bytes). */
 const OFFENDER_CAP = 2000;
@@ -121,6 +133,8 @@ export class DashboardController extends Observable {
   eventsVersion = 0;
   /** Run events received since the page opened (history included), for "200 of N". */
   eventsSeen = 0;
+  /** Peers that left or went stale and were dropped past gonePeerCap, with all held for them (the grid says how many). */
+  forgottenPeers = 0;
 
   private readonly o: typeof DEFAULTS;
   private readonly now: () => number;
@@ -142,11 +156,14 @@ export class DashboardController extends Observable {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private off: (() => void) | null = null;
   private t0: number | null = null;
+  /** Peers held past which a new one looks for gone ones to forget (forgetGone), so between refreshes too. */
+  private forgetAt: number;
 
   constructor(private readonly opts: DashboardOptions) {
     super();
     this.o = { ...DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as typeof DEFAULTS;
     this.now = opts.now ?? Date.now;
+    this.forgetAt = 2 * this.o.gonePeerCap;
   }
 
   async start(): Promise<void> {
@@ -240,6 +257,7 @@ export class DashboardController extends Observable {
         if (a) this.nanSeen.set(r.peerId, a);
       }
     }
+    if (this.peers.size > this.forgetAt) this.forgetGone(this.now());
     this.dirty = true;
   }
 
@@ -286,7 +304,33 @@ export class DashboardController extends Observable {
     if (kind === 'peer-joined' && !p) {
       this.peers.set(peerId, { id: peerId, adapter: null, tokensPerS: 0, step: 0, round: 0, trainLoss: null, valLoss: null,
         partner: null, firstSeen: t, lastSeen: t, stepChangedAt: t, reports: 0, left: false });
+      if (this.peers.size > this.forgetAt) this.forgetGone(this.now());
     }
+  }
+
+  /**
+   * Forgets the peers that left or went stale past gonePeerCap, the least recently seen first,
+   * with their series, link state and NaN alert; never a live one. Called at each refresh, and
+   * when a new peer takes the count past `forgetAt`: at least gonePeerCap new peers apart, so one
+   * costs O(1) amortised, and between refreshes at most 2 × gonePeerCap gone peers are held.
+   */
+  private forgetGone(now: number): void {
+    const gone: PeerRow[] = [];
+    for (const p of this.peers.values()) if (this.isStale(p, now)) gone.push(p);
+    const excess = gone.length - this.o.gonePeerCap;
+    if (excess > 0) {
+      gone.sort((a, b) => a.lastSeen - b.lastSeen || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      for (let i = 0; i < excess; i++) {
+        const id = gone[i]!.id;
+        this.peers.delete(id);
+        this.series.delete(id);
+        this.linkPeers.delete(id);
+        this.nanSeen.delete(id);
+        this.linePeers.delete(id);
+      }
+      this.forgottenPeers += excess;
+    }
+    this.forgetAt = this.peers.size + this.o.gonePeerCap;
   }
 
   /** Newest first, at most eventCap; the buffer keeps only what is shown. */
@@ -380,8 +424,13 @@ export class DashboardController extends Observable {
     if (this.run.status !== 'complete') return { key: 'loading', text: 'Loading…' };
     const run = this.run.value;
     if (run.status === 'stopped') return { key: 'stopped', text: 'Stopped by the operator' };
-    const live = this.peerRows.filter((p) => !this.isStale(p)).length;
-    const step = Math.max(0, ...this.peerRows.map((p) => p.step));
+    const now = this.now();
+    let live = 0, step = 0;
+    // (A loop, not Math.max(...steps): arguments that many overflow the stack.)
+    for (const p of this.peerRows) {
+      if (!this.isStale(p, now)) live++;
+      if (p.step > step) step = p.step;
+    }
     if (live === 0) return { key: 'waiting', text: 'Waiting for volunteers (no live peer)' };
     if (step < run.warmupSteps) return { key: 'warmup', text: `Warm-up: step ${step} of ${run.warmupSteps}` };
     if (step < run.totalSteps) return { key: 'training', text: `Training (cosine decay): step ${step} of ${run.totalSteps}, ${Math.round((100 * step) / run.totalSteps)}%` };
@@ -422,6 +471,7 @@ export class DashboardController extends Observable {
   }
 
   private refreshPeers(now: number): void {
+    this.forgetGone(now);
     const stale = new Map([...this.peers.values()].map((p) => [p.id, this.isStale(p, now)]));
     this.peerRows = [...this.peers.values()].sort((a, b) =>
       Number(stale.get(a.id)) - Number(stale.get(b.id)) || b.tokensPerS - a.tokensPerS || a.id.localeCompare(b.id));
@@ -556,8 +606,8 @@ export class DashboardController extends Observable {
     this.spreadView = {
       x, shownPeers: 0, totalPeers: this.series.size,
       series: [
-        { label: 'min', role: 'min', values: dists.map((d) => (d.length ? Math.min(...d) : null)) },
-        { label: 'max', role: 'max', values: dists.map((d) => (d.length ? Math.max(...d) : null)) },
+        { label: 'min', role: 'min', values: dists.map((d) => (d.length ? d.reduce((a, b) => Math.min(a, b)) : null)) },
+        { label: 'max', role: 'max', values: dists.map((d) => (d.length ? d.reduce((a, b) => Math.max(a, b)) : null)) },
         { label: 'median', role: 'median', values: dists.map((d) => median(d)) },
       ],
     };
@@ -590,20 +640,25 @@ export class DashboardController extends Observable {
       const from = Math.max(0, s.t.length - 60);
       const pts: LossPoint[] = [];
       for (let i = from; i < s.t.length; i++) pts.push({ t: s.t[i]!, step: s.step[i]!, trainLoss: s.train[i]!, valLoss: s.val[i]! });
-      out.push(...divergenceAlerts(id, pts));
+      pushAll(out, divergenceAlerts(id, pts));
     }
-    out.push(...stallAlerts(this.peerRows.map((p) => ({ peerId: p.id, step: p.step, lastSeen: p.left ? -Infinity : p.lastSeen, stepChangedAt: p.stepChangedAt })), now, this.o.staleMs));
+    pushAll(out, stallAlerts(this.peerRows.map((p) => ({ peerId: p.id, step: p.step, lastSeen: p.left ? -Infinity : p.lastSeen, stepChangedAt: p.stepChangedAt })), now, this.o.staleMs));
     const tv = this.throughputView;
     if (tv.x.length) {
       const total = tv.series[0]!.values;
       // The last bucket is still filling: leave it out of the comparison.
-      out.push(...throughputAlerts(tv.x.slice(0, -1).map((x, k) => ({ t: x * 1000, tokensPerS: total[k] ?? 0 })), tv.x[tv.x.length - 1]! * 1000));
+      pushAll(out, throughputAlerts(tv.x.slice(0, -1).map((x, k) => ({ t: x * 1000, tokensPerS: total[k] ?? 0 })), tv.x[tv.x.length - 1]! * 1000));
     }
-    out.push(...offenderAlerts([...this.offenders.values()]));
-    out.push(...connectivityAlerts(this.connectivity.failing, now));
-    if (this.outcomes.length) out.push(...checkpointAlerts([...this.outcomes].sort((a, b) => a.t - b.t)));
+    pushAll(out, offenderAlerts([...this.offenders.values()]));
+    pushAll(out, connectivityAlerts(this.connectivity.failing, now));
+    if (this.outcomes.length) pushAll(out, checkpointAlerts([...this.outcomes].sort((a, b) => a.t - b.t)));
     this.alerts = out.filter((a) => !this.dismissed.has(a.key)).sort((a, b) => severityRank(a) - severityRank(b) || b.t - a.t);
   }
+}
+
+/** out.push(...more) without spreading: as many arguments as alerts (one per peer) could overflow the stack. */
+function pushAll<T>(out: T[], more: readonly T[]): void {
+  for (const x of more) out.push(x);
 }
 
 function severityRank(a: Alert): number { return a.severity === 'critical' ? 0 : 1; }

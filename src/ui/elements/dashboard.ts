@@ -114,7 +114,7 @@ export class Dashboard extends LitElement {
       </div>
       <section aria-labelledby="conn-h"><h2 id="conn-h">Connectivity</h2><murmur-connectivity .controller=${c}></murmur-connectivity></section>
       <section aria-labelledby="peers-h"><h2 id="peers-h">Peers</h2>
-        <murmur-peer-grid .rows=${c.peerRows} now=${now} stale-ms=${c.staleMs}></murmur-peer-grid></section>
+        <murmur-peer-grid .rows=${c.peerRows} now=${now} stale-ms=${c.staleMs} forgotten=${c.forgottenPeers}></murmur-peer-grid></section>
       <div class="grid2" style="margin-top:1rem">
         <section aria-labelledby="samples-h"><h2 id="samples-h">Text sampled from checkpoints</h2><murmur-samples .controller=${c}></murmur-samples></section>
         <section aria-labelledby="ckpt-h"><h2 id="ckpt-h">Checkpoints</h2><murmur-checkpoints .controller=${c}></murmur-checkpoints></section>

@@ -1,6 +1,7 @@
 // <murmur-peer-grid>: the per-peer health table, virtualised: only the rows in view (plus a few)
 // are in the DOM, so 500 peers cost what 20 do. Stale peers (not heard from recently, or gone)
-// are highlighted and say so in words, not only in colour.
+// are highlighted and say so in words, not only in colour. The caption counts the gone peers the
+// controller forgot too (it holds the newest GONE_PEER_CAP), so the totals are not cut short.
 import { LitElement, html, css, nothing } from 'lit';
 import type { PeerRow } from '../controllers/dashboard-controller.ts';
 import { formatAgo, formatCount, formatLoss } from '../core/format.ts';
@@ -14,11 +15,14 @@ export class PeerGrid extends LitElement {
     rows: { attribute: false },
     now: { type: Number },
     staleMs: { type: Number, attribute: 'stale-ms' },
+    forgotten: { type: Number },
     scrollTop: { state: true },
   };
   declare rows: PeerRow[];
   declare now: number;
   declare staleMs: number;
+  /** Peers that left or went stale and are no longer listed (DashboardController.forgottenPeers). */
+  declare forgotten: number;
   declare scrollTop: number;
 
   static override styles = [theme, css`
@@ -39,6 +43,7 @@ export class PeerGrid extends LitElement {
     this.rows = [];
     this.now = Date.now();
     this.staleMs = 30_000;
+    this.forgotten = 0;
     this.scrollTop = 0;
   }
 
@@ -49,7 +54,8 @@ export class PeerGrid extends LitElement {
     const last = Math.min(rows.length, Math.ceil((this.scrollTop + viewport) / ROW) + OVERSCAN);
     const stale = rows.filter((r) => this.stale(r)).length;
     return html`
-      <p class="muted" id="grid-caption">${rows.length} peers, ${rows.length - stale} live${stale ? `, ${stale} stale` : ''}.
+      <p class="muted" id="grid-caption">${rows.length} peers, ${rows.length - stale} live${stale ? `, ${stale} stale` : ''}${this.forgotten
+        ? `, and ${this.forgotten} more that left or went stale earlier, no longer listed` : ''}.
         Stale: not heard from for ${Math.round(this.staleMs / 1000)} s or left.</p>
       <div class="scroller" tabindex="0" style="height:${Math.min(330, (rows.length + 1) * ROW + 2)}px" role="table" aria-labelledby="grid-caption" aria-rowcount=${rows.length + 1}
         @scroll=${(e: Event) => { this.scrollTop = (e.target as HTMLElement).scrollTop; }}>

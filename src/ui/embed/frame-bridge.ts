@@ -120,6 +120,9 @@ export const KEY_FOCUS_MS = 500;
  */
 export const UNSEEN_PAUSE_MS = 3000;
 
+/** How often the unseen watch looks at the frame while training runs, whatever the observer reports (unseenWatch). */
+export const UNSEEN_LOOK_MS = 1000;
+
 /** Why a click on the start button did not count: shown in the frame and sent as the widget's status. */
 export const REFUSED = {
   hidden: 'Not started: this button was hidden or covered. Click it in plain view to start.',
@@ -138,36 +141,57 @@ function insideViewport(r: DOMRectReadOnly, win: Window): boolean {
 }
 
 /**
- * Whether an IntersectionObserver v2 entry shows its target in full view: visible, whole and not
- * drawn small. isVisible alone passes a frame its page cut down to a corner of the target (it read
- * true with 1.4% of the button showing) or zoomed out (true at zoom 0.03, with 33% showing):
- * the observer's threshold of 1 reports when the target stops being whole.
+ * Whether an IntersectionObserver v2 entry shows its target visible and whole. isVisible alone
+ * passes a frame its page cut down to a corner of the target (it read true with 1.4% of the
+ * button showing) or zoomed out (true at zoom 0.03, with 33% showing): the observer's threshold of
+ * 1 reports when the target stops being whole. Full view is this and drawnFullSize, read at each
+ * look: the observer reports no change of the frame's zoom (a button zoomed out stays visible and
+ * whole), so a size taken from its last entry could be stale either way (a frame zoomed out after
+ * Start kept training; one zoomed back in before Resume never took the click).
  */
-export function inFullView(e: IntersectionObserverEntry, win: Window): boolean {
+export function visibleAndWhole(e: IntersectionObserverEntry, win: Window): boolean {
   return (e as IntersectionObserverEntry & { isVisible?: boolean }).isVisible === true && e.intersectionRatio >= 0.99 &&
-    insideViewport(e.boundingClientRect, win) && win.devicePixelRatio >= MIN_PIXEL_RATIO;
+    insideViewport(e.boundingClientRect, win);
+}
+
+/** Whether the frame is drawn at least at MIN_PIXEL_RATIO (not zoomed out by its page). */
+function drawnFullSize(win: Window): boolean {
+  return win.devicePixelRatio >= MIN_PIXEL_RATIO;
 }
 
 /**
- * Observes `el` with IntersectionObserver v2 and calls `report` with whether it is in full view
- * (inFullView) and the entry's time, or with `undefined` where the browser turned out to have no
- * isVisible. Null where the browser has no IntersectionObserver v2 at all.
+ * Calls `fn` whenever the frame's devicePixelRatio changes (a page zooming the frame, or the
+ * volunteer's own browser zoom): a media query for the present ratio, asked again for each new one.
+ */
+function onPixelRatioChange(win: Window, fn: () => void): void {
+  const watch = () => {
+    const mq = win.matchMedia?.(`(resolution: ${win.devicePixelRatio}dppx)`);
+    mq?.addEventListener?.('change', () => { watch(); fn(); }, { once: true });
+  };
+  watch();
+}
+
+/**
+ * Observes `el` with IntersectionObserver v2 and calls `report` with whether it is visible and
+ * whole (visibleAndWhole) and the entry's time, or with `undefined` where the browser turned out
+ * to have no isVisible. Null where the browser has no IntersectionObserver v2 at all.
  */
 function observeView(el: Element, win: Window, report: (inView: boolean | undefined, t: number) => void): IntersectionObserver | null {
   const IO = (win as Window & { IntersectionObserver?: typeof IntersectionObserver }).IntersectionObserver;
   const Entry = (win as Window & { IntersectionObserverEntry?: typeof IntersectionObserverEntry }).IntersectionObserverEntry;
   if (typeof IO !== 'function' || !Entry || !('isVisible' in Entry.prototype)) return null;
   const observer = new IO((entries) => {
-    for (const e of entries) report('isVisible' in e ? inFullView(e, win) : undefined, e.time);
+    for (const e of entries) report('isVisible' in e ? visibleAndWhole(e, win) : undefined, e.time);
   }, { trackVisibility: true, delay: 100, threshold: [1] } as IntersectionObserverInit);
   observer.observe(el);
   return observer;
 }
 
 /**
- * Whether a click on `button` counts: IntersectionObserver v2 has reported the button in full
- * view (inFullView) for SETTLE_MS without a break, and it has been shown and in place that long
- * (placeClock, as on the volunteer page).
+ * Whether a click on `button` counts: IntersectionObserver v2 has reported the button visible and
+ * whole (visibleAndWhole) for SETTLE_MS without a break, the frame is drawn full size now
+ * (drawnFullSize), and the button has been shown and in place that long (placeClock, as on the
+ * volunteer page; a change of the frame's devicePixelRatio is a change of place).
  * `verdict(t)` takes the click's timeStamp (the clock of performance.now() and of the observer's
  * entries) and gives null (it counts) or the reason it does not. `placed()` is called after the
  * button may have been shown, hidden or moved: a change restarts the clock, as does a change of
@@ -184,9 +208,8 @@ export function visibilityGate(button: HTMLButtonElement, win: Window) {
   const verdict = (t: number): string | null => {
     const placed = placedAt(t);
     if (!supported) return REFUSED.unsupported(win.location.origin);
-    // The observer reports a change of the frame's zoom only if the button's geometry changed too:
-    // its devicePixelRatio is read now.
-    if (visibleSince === null || win.devicePixelRatio < MIN_PIXEL_RATIO || !insideViewport(button.getBoundingClientRect(), win)) return REFUSED.hidden;
+    // The observer reports no change of the frame's zoom: its devicePixelRatio is read now.
+    if (visibleSince === null || !drawnFullSize(win) || !insideViewport(button.getBoundingClientRect(), win)) return REFUSED.hidden;
     return settled(t, visibleSince, placed) ? null : REFUSED.early;
   };
   const refresh = () => {
@@ -206,6 +229,8 @@ export function visibilityGate(button: HTMLButtonElement, win: Window) {
   });
   if (!observer) supported = false;
   win.addEventListener('resize', () => { place.restart(win.performance.now()); refresh(); });
+  // (The look restarts the clock: the ratio is part of the button's place.)
+  onPixelRatioChange(win, refresh);
   refresh();
   return {
     verdict,
@@ -244,32 +269,48 @@ export function keyGate(button: HTMLButtonElement, win: Window) {
 }
 
 /**
- * Calls `onUnseen` once `el` has been out of full view (inFullView) for UNSEEN_PAUSE_MS while the
- * watch is on and the tab is shown (in a hidden tab the policy pauses training, and resumes it
- * when the tab is back). Where the browser has no IntersectionObserver v2, training never starts
- * in the frame, and there is nothing to watch.
+ * Calls `onUnseen` once `el` has been out of full view (visibleAndWhole and drawnFullSize) for
+ * UNSEEN_PAUSE_MS while the watch is on and the tab is shown (in a hidden tab the policy pauses
+ * training, and resumes it when the tab is back). Where the browser has no IntersectionObserver
+ * v2, training never starts in the frame, and there is nothing to watch.
+ *
+ * The observer reports a change of what covers or clips `el`, not a page zooming the frame out
+ * (CSS zoom on the <iframe>): the button stays whole and visible, only smaller, so no threshold is
+ * crossed. So each look combines the observer's last verdict with the frame's devicePixelRatio and
+ * `el`'s rect read then, and looks are taken on the observer's reports, on the frame's resize and
+ * on a change of its devicePixelRatio (both follow a zoom), and once every UNSEEN_LOOK_MS while the
+ * watch is on, in case a browser reports neither.
  */
 export function unseenWatch(el: HTMLElement, win: Window, onUnseen: () => void) {
   let on = false;
-  let inView = false;
+  /** The observer's last verdict (visibleAndWhole). */
+  let observed = false;
   let unseenSince: number | null = null;
   let timer: ReturnType<typeof setTimeout> | undefined;
+  const inView = () => observed && drawnFullSize(win) && insideViewport(el.getBoundingClientRect(), win);
   const check = () => {
     clearTimeout(timer);
-    if (!on || inView || win.document.visibilityState === 'hidden') { unseenSince = null; return; }
+    if (!on || win.document.visibilityState === 'hidden') { unseenSince = null; return; }
     const t = win.performance.now();
+    if (inView()) {
+      unseenSince = null;
+      timer = setTimeout(check, UNSEEN_LOOK_MS);
+      return;
+    }
     unseenSince ??= t;
     if (t - unseenSince < UNSEEN_PAUSE_MS) {
       // A timer, not the observer's next report: a frame taken out of the page may report nothing more.
-      timer = setTimeout(check, unseenSince + UNSEEN_PAUSE_MS - t + 5);
+      timer = setTimeout(check, Math.min(UNSEEN_LOOK_MS, unseenSince + UNSEEN_PAUSE_MS - t + 5));
       return;
     }
     on = false;
     unseenSince = null;
     onUnseen();
   };
-  observeView(el, win, (v) => { inView = v === true; check(); });
+  observeView(el, win, (v) => { observed = v === true; check(); });
   win.document.addEventListener('visibilitychange', check);
+  win.addEventListener('resize', check);
+  onPixelRatioChange(win, check);
   return {
     /** Watches while true; turning it on starts the count afresh. */
     set on(v: boolean) {
