@@ -334,77 +334,64 @@ describe('state requests from one peer id', () => {
   });
 });
 
+/**
+ * Mesh p0 with one neighbour, the rogue r0, whose link to p0 carries control both ways but never
+ * drains our chunks: it hears our announcement, so it streams its own (chunks follow their
+ * partner's xchg), then reads nothing. `payload` is what r0 sends.
+ */
+async function deafPartner(payload: () => { phi: Float32Array; delta: Float32Array }) {
+  const hub = new SignalHub({ random: seededRandom(9) });
+  const net = new MemoryNet();
+  const log: { msg: string; fields?: Record<string, unknown> }[] = [];
+  let deaf: DeafLink | null = null;
+  const links: LinkFactory = (o) => {
+    const inner = net.links('p0')(o);
+    return o.remote === 'r0' ? (deaf = new DeafLink(inner, undefined, true)) : inner;
+  };
+  const mesh = createMesh({
+    runId: 'test-run', configHash: CONFIG_HASH, elements: n, neighbours: { min: 1, max: 4 }, maintainMs: 50,
+    connectTimeoutMs: 5_000, highWaterBytes: HIGH_WATER,
+  })({ signaling: hub.client('p0'), links, random: seededRandom(3), logger: recordingLogger(log) });
+  cleanup.push(() => mesh.destroy());
+  const rogue = new Rogue(hub, 'r0', {
+    runId: 'test-run', helloConfigHash: CONFIG_HASH, frameConfigHash: CONFIG_HASH, elements: n, payload, links: net.links('r0'),
+  });
+  cleanup.push(() => rogue.stop());
+  await rogue.dial('p0');
+  await until(() => mesh.neighbours().includes('r0'), 20_000, 'p0 to see r0', 5);
+  const ended = () => log.filter((l) => l.msg === 'send to partner ended early');
+  return { mesh, rogue, ended, deaf: () => deaf! };
+}
+
 describe("an exchange's send to a partner that never reads", () => {
   it('ends as soon as the exchange gives up on the partner (stopAndAbort), not when the channel drains', async () => {
-    const hub = new SignalHub({ random: seededRandom(9) });
-    const net = new MemoryNet();
-    const log: { msg: string; fields?: Record<string, unknown> }[] = [];
-    let deaf: DeafLink | null = null;
-    const links: LinkFactory = (o) => {
-      const inner = net.links('p0')(o);
-      // It hears our announcement, so it streams its own (chunks follow their partner's xchg), then reads nothing.
-      return o.remote === 'r0' ? (deaf = new DeafLink(inner, undefined, true)) : inner;
-    };
-    const mesh = createMesh({
-      runId: 'test-run', configHash: CONFIG_HASH, elements: n, neighbours: { min: 1, max: 4 }, maintainMs: 50,
-      connectTimeoutMs: 5_000, highWaterBytes: HIGH_WATER,
-    })({ signaling: hub.client('p0'), links, random: seededRandom(3), logger: recordingLogger(log) });
-    cleanup.push(() => mesh.destroy());
     // A partner whose Δ is all NaN: rejected as soon as it has arrived.
-    const rogue = new Rogue(hub, 'r0', {
-      runId: 'test-run', helloConfigHash: CONFIG_HASH, frameConfigHash: CONFIG_HASH, elements: n,
-      payload: () => ({ phi: syntheticPayload(n, 1, 0).phi, delta: new Float32Array(n).fill(NaN) }), links: net.links('r0'),
-    });
-    cleanup.push(() => rogue.stop());
-    await rogue.dial('p0');
-    await until(() => mesh.neighbours().includes('r0'), 20_000, 'p0 to see r0', 5);
+    const { mesh, rogue, ended, deaf } = await deafPartner(() => ({ phi: syntheticPayload(n, 1, 0).phi, delta: new Float32Array(n).fill(NaN) }));
     const result = mesh.exchange(0, syntheticPayload(n, 0, 0), { waitMs: 5_000 });
     void rogue.loop(1, 0, 5_000);
     const r = await result;
     expect(r.partner).toBe('r0');
     expect(r.reason).toBe('rejected');
-    expect(deaf!.open).toBe(true);
-    await until(() => log.some((l) => l.msg === 'send to partner ended early'), 20_000, 'our send to end', 5);
-    expect(String(log.find((l) => l.msg === 'send to partner ended early')!.fields!.error)).toMatch(/transfer aborted: rejected/);
-    expect(deaf!.open).toBe(true); // the partner stays a neighbour (until housekeeping or its strikes say otherwise)
+    expect(deaf().open).toBe(true);
+    await until(() => ended().length > 0, 20_000, 'our send to end', 5);
+    expect(String(ended()[0]!.fields!.error)).toMatch(/transfer aborted: rejected/);
+    expect(deaf().open).toBe(true); // the partner stays a neighbour (until housekeeping or its strikes say otherwise)
   });
-});
 
-describe("exchange sends that outlive their round", () => {
   it('a partner that takes our φ and Δ and then never reads keeps one send waiting, not one per round', async () => {
     // Before: a round that resolved left its send streaming (an honest partner may still be
     // receiving) until the send deadline a minute on; a paired partner that read nothing after
     // our xchg kept one send, with its copies of φ and Δ, per round.
-    const hub = new SignalHub({ random: seededRandom(9) });
-    const net = new MemoryNet();
-    const log: { msg: string; fields?: Record<string, unknown> }[] = [];
-    let deaf: DeafLink | null = null;
-    const links: LinkFactory = (o) => {
-      const inner = net.links('p0')(o);
-      return o.remote === 'r0' ? (deaf = new DeafLink(inner, undefined, true)) : inner;
-    };
-    const mesh = createMesh({
-      runId: 'test-run', configHash: CONFIG_HASH, elements: n, neighbours: { min: 1, max: 4 }, maintainMs: 50,
-      connectTimeoutMs: 5_000, highWaterBytes: HIGH_WATER,
-    })({ signaling: hub.client('p0'), links, random: seededRandom(3), logger: recordingLogger(log) });
-    cleanup.push(() => mesh.destroy());
     // Honest-looking payloads: every round is paired, no strike.
-    const rogue = new Rogue(hub, 'r0', {
-      runId: 'test-run', helloConfigHash: CONFIG_HASH, frameConfigHash: CONFIG_HASH, elements: n,
-      payload: () => syntheticPayload(n, 1, 0), links: net.links('r0'),
-    });
-    cleanup.push(() => rogue.stop());
-    await rogue.dial('p0');
-    await until(() => mesh.neighbours().includes('r0'), 20_000, 'p0 to see r0', 5);
+    const { mesh, rogue, ended, deaf } = await deafPartner(() => syntheticPayload(n, 1, 0));
     const rounds = 6;
-    const ended = () => log.filter((l) => l.msg === 'send to partner ended early');
     for (let k = 0; k < rounds; k++) {
       const result = mesh.exchange(k, syntheticPayload(n, 0, k), { waitMs: 5_000 });
       void rogue.loop(1, 0, 5_000);
       const r = await result;
       expect(`${r.outcome}:${r.partner}`, `round ${k}`).toBe('paired:r0');
       // DeafLink keeps a wait it was given until the link closes; each of ours began after the last.
-      await until(() => deaf!.waiting === k + 1, 20_000, `round ${k}'s send to wait on the partner`, 5);
+      await until(() => deaf().waiting === k + 1, 20_000, `round ${k}'s send to wait on the partner`, 5);
       await until(() => ended().length === k, 20_000, `round ${k - 1}'s send to end`, 5);
     }
     await flush();
