@@ -80,6 +80,8 @@ export interface AppOptions {
   defaultRun: boolean;
   /** Worker threads that measure an uploaded state (default: every core but one, at most 8). */
   evalThreads?: number;
+  /** The seed of each checkpoint measurement's windows (default: secret and fresh); tests fix it to compare exactly. */
+  evalWindowSeed?: () => number;
   /**
    * Reverse proxies whose X-Forwarded-For is believed (addresses, CIDRs, or proxy-addr's names
    * `loopback`, `linklocal`, `uniquelocal`): a request whose socket peer is one of them has the
@@ -217,7 +219,9 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   const scheduler = new CheckpointScheduler({ hub, runs, events, clock, rng, logger }, {
     intervalMs: o.checkpointEveryMs, requestTimeoutMs: o.stateRequestTimeoutMs,
   });
-  const evaluator = new CheckpointEvaluator(datasets, o.evalThreads !== undefined ? { threads: o.evalThreads } : {});
+  const evaluator = new CheckpointEvaluator(datasets, {
+    ...(o.evalThreads !== undefined ? { threads: o.evalThreads } : {}), ...(o.evalWindowSeed ? { windowSeed: o.evalWindowSeed } : {}),
+  });
   // Checkpoints an older coordinator stored with a peer's claimed loss, or whose loss was measured
   // on other windows (a run whose batch or sequence length changed), are measured in the
   // background, one pass after another, and offered only once measured.

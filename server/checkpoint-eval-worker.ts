@@ -6,7 +6,7 @@
 // workers (measureValLoss, one thread, gives it bit for bit).
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Batch } from '../src/data/batch.ts';
-import { stateCheckBatches } from '../src/data/sampler.ts';
+import { privateCheckBatches, stateCheckBatches } from '../src/data/sampler.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { ReferenceGPT } from '../src/model/reference.ts';
@@ -20,6 +20,8 @@ export interface EvalRequest {
   phi: Float32Array;
   /** Validation batches judged (stateCheckBatchCount of the run). */
   batches: number;
+  /** The coordinator's secret seed of its own windows (privateCheckBatches); absent, the run's public check windows. */
+  seed?: number;
 }
 
 /** One worker's share: the losses of sequences [from, to) of the request's windows. */
@@ -30,7 +32,8 @@ export type EvalReply = { ok: true; losses: number[]; ms: number } | { ok: false
 /** The request's windows, one sequence each (views into the batches), in order. */
 export function checkSequences(r: EvalRequest): Batch[] {
   const out: Batch[] = [];
-  for (const b of stateCheckBatches(r.val, r.model, r.train, r.batches)) {
+  const batches = r.seed === undefined ? stateCheckBatches(r.val, r.model, r.train, r.batches) : privateCheckBatches(r.val, r.model, r.train, r.seed, r.batches);
+  for (const b of batches) {
     for (let i = 0; i < b.B; i++) {
       const rows = [i * b.T, (i + 1) * b.T] as const;
       out.push({ B: 1, T: b.T, tokens: b.tokens.subarray(...rows), targets: b.targets.subarray(...rows) });

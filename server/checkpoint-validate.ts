@@ -7,9 +7,11 @@
 //      further than this peer could have trained since it joined (report-bounds.ts); and the
 //      momentum's norm at most MAX_MOMENTUM_RATIO times φ's (stateMomentumError), before any
 //      measurement: a good φ with a huge momentum passes 4 and ruins whoever adopts it;
-//   4. the validation loss MEASURED here, on the run's state check windows (src/data/sampler.ts
-//      stateCheckBatches) with the CPU reference model in worker threads, finite and at most
-//      STATE_LOSS_MARGIN above the newest accepted checkpoint's (maxStateLoss).
+//   4. the validation loss MEASURED here, on windows of the validation text drawn from a seed only
+//      the coordinator knows, as many as the run's state check windows (src/data/sampler.ts
+//      privateCheckBatches), with the CPU reference model in worker threads, finite and at most
+//      STATE_LOSS_MARGIN above the newest accepted checkpoint's (maxStateLoss). Not the run's
+//      own check windows: those are public, and a state fitted to them alone became the bound.
 // 3 and 4 judge the peer: the request is used up and a `checkpoint-failed` event names why.
 // Only a state that passed all four is stored, with the measured loss, never the claimed one.
 import { readFileSync } from 'node:fs';
@@ -18,7 +20,7 @@ import type { RunInfo } from '../src/protocol/messages.ts';
 import { maxStateLoss, stateCounterError, stateMomentumError, type StateFrame } from '../src/protocol/state-frame.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import type { DatasetSource } from './datasets.ts';
-import { RUN_VAL_BATCHES, stateCheckBatchCount } from '../src/data/sampler.ts';
+import { RUN_VAL_BATCHES, randomSeed, stateCheckBatchCount } from '../src/data/sampler.ts';
 import { meanLoss, type EvalReply, type EvalRequest, type EvalSlice } from './checkpoint-eval-worker.ts';
 import { cpuBudget } from './cpu-budget.ts';
 
@@ -85,6 +87,8 @@ export function defaultEvalThreads(cpus = cpuBudget()): number {
 export interface EvaluatorOptions {
   /** Worker threads an evaluation is split across (default defaultEvalThreads()). */
   threads?: number;
+  /** The seed of each measurement's windows (default randomSeed: secret, fresh each time); tests fix it. */
+  windowSeed?: () => number;
 }
 
 /**
@@ -99,6 +103,7 @@ export class CheckpointEvaluator {
   private running: Worker[] | null = null;
   private isClosed = false;
   readonly threads: number;
+  private readonly windowSeed: () => number;
   /** run -> its validation tokens in shared memory, read once (the dataset's files are content-addressed). */
   private readonly valCache = new Map<string, { sha: string; tokens: Uint8Array }>();
   /** Evaluations done and the wall time of the last (for logs and the benchmark). */
@@ -108,6 +113,7 @@ export class CheckpointEvaluator {
     const threads = opts.threads ?? defaultEvalThreads();
     if (!(Number.isInteger(threads) && threads >= 1 && threads <= 256)) throw new RangeError(`evaluation threads must be an integer in [1, 256], got ${threads}`);
     this.threads = threads;
+    this.windowSeed = opts.windowSeed ?? randomSeed;
   }
 
   get busy(): boolean {
@@ -134,10 +140,11 @@ export class CheckpointEvaluator {
   }
 
   /**
-   * Mean validation loss of `phi` for `run` on its state check windows, measured in worker
-   * threads; `batches` overrides how many of the run's validation batches (the benchmark's "before").
+   * Mean validation loss of `phi` for `run` on as many windows as its state check has, drawn
+   * from `seed` (privateCheckBatches), measured in worker threads; `batches` overrides how many
+   * batches of them (the benchmark's "before").
    */
-  async measure(run: RunInfo, phi: Float32Array, batches = stateCheckBatchCount(run.model, run.train)): Promise<number> {
+  async measure(run: RunInfo, phi: Float32Array, batches = stateCheckBatchCount(run.model, run.train), seed = this.windowSeed()): Promise<number> {
     if (this.isClosed) throw new Error('the coordinator is closing');
     if (this.running) {
       this.stats.refused++;
@@ -157,7 +164,7 @@ export class CheckpointEvaluator {
       const shared = new Float32Array(new SharedArrayBuffer(phi.byteLength));
       await copyYielding(shared, phi);
       if (this.isClosed) throw new Error('the coordinator is closing');
-      const req: EvalRequest = { model: run.model, train, val, phi: shared, batches };
+      const req: EvalRequest = { model: run.model, train, val, phi: shared, batches, seed };
       const parts: Promise<number[]>[] = [];
       for (let i = 0; i < k; i++) {
         const from = Math.floor((i * sequences) / k), to = Math.floor(((i + 1) * sequences) / k);

@@ -12,14 +12,14 @@ import { CheckpointEvaluator } from '../server/checkpoint-validate.ts';
 import { checkSequences, measureValLoss, type EvalRequest } from '../server/checkpoint-eval-worker.ts';
 import { DirDatasetSource, prepareMobyDick } from '../server/datasets.ts';
 import { datasetFromCorpus } from '../src/data/dataset.ts';
-import { RUN_VAL_BATCHES, runValidationBatches, STATE_CHECK_FLOPS, stateCheckBatchCount, stateCheckBatches, validationBatches } from '../src/data/sampler.ts';
+import { privateCheckBatches, RUN_VAL_BATCHES, runValidationBatches, STATE_CHECK_FLOPS, stateCheckBatchCount, stateCheckBatches, validationBatches } from '../src/data/sampler.ts';
 import { preset, trainConfig, type PresetName } from '../src/model/config.ts';
 import { forwardFlops } from '../src/model/flops.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { ReferenceGPT } from '../src/model/reference.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
 import { createBackend } from '../src/volunteer/backend.ts';
-import { honestState } from './support/states.ts';
+import { fittedToCheckWindows, honestState } from './support/states.ts';
 
 const corpus = datasetFromCorpus();
 
@@ -68,6 +68,25 @@ describe('the windows a state is judged on', () => {
     expect(one!.targets.subarray(7 * 32)).toEqual(last.targets.subarray(7 * 32));
   });
 
+  it('the coordinator\'s own windows: as many as the check\'s, drawn from its seed over the whole text; a state fitted to the public ones is found out there', () => {
+    const run = runOf('micro');
+    const train = { batch: run.train.batch, seqLen: run.train.seqLen };
+    const pub = stateCheckBatches(corpus.val, run.model, train);
+    const [a, b] = [privateCheckBatches(corpus.val, run.model, train, 11), privateCheckBatches(corpus.val, run.model, train, 12)];
+    expect(a.length).toBe(pub.length);
+    expect(a.map((x) => [x.B, x.T])).toEqual(pub.map((x) => [x.B, x.T]));
+    expect(privateCheckBatches(corpus.val, run.model, train, 11)).toEqual(a); // a seed gives its windows
+    expect(a).not.toEqual(b);
+    expect(a).not.toEqual(pub);
+    // Before: the coordinator measured the public windows, where this state scored 0.03.
+    const fitted = fittedToCheckWindows(run, 400, 70).phi;
+    const onPublic = measureValLoss({ model: run.model, train, val: corpus.val, phi: fitted, batches: pub.length });
+    const onOwn = measureValLoss({ model: run.model, train, val: corpus.val, phi: fitted, batches: pub.length, seed: 11 });
+    console.log(`a state fitted to the public check windows: ${onPublic.toFixed(3)} there, ${onOwn.toFixed(3)} on the coordinator's own (ln 256 = ${Math.log(256).toFixed(3)})`);
+    expect(onPublic).toBeLessThan(1);
+    expect(onOwn).toBeGreaterThan(Math.log(256) - 1);
+  });
+
   it('one sequence at a time gives the loss of the whole batches (the split across threads changes nothing but float order)', () => {
     const run = runOf('micro');
     const frame = honestState(run, 20);
@@ -95,9 +114,9 @@ describe('the coordinator measuring across worker threads', () => {
   it('gives, bit for bit, the loss one thread computes, with the sequences split unevenly across 3 threads', async () => {
     const run = runOf('micro');
     const frame = honestState(run, 20);
-    const expected = measureValLoss({ model: run.model, train: run.train, val: corpus.val, phi: frame.phi, batches: RUN_VAL_BATCHES });
+    const expected = measureValLoss({ model: run.model, train: run.train, val: corpus.val, phi: frame.phi, batches: RUN_VAL_BATCHES, seed: 7 });
     for (const threads of [1, 3]) {
-      const ev = new CheckpointEvaluator(datasets, { threads });
+      const ev = new CheckpointEvaluator(datasets, { threads, windowSeed: () => 7 });
       expect(await ev.measure(run, frame.phi)).toBe(expected);
       // 32 sequences (4 batches of 8): 3 workers took 10, 11 and 11 of them.
       expect(ev.stats).toMatchObject({ evaluations: 1, lastThreads: threads, lastSequences: 32 });
@@ -128,7 +147,7 @@ describe('the coordinator measuring across worker threads', () => {
   });
 });
 
-describe('a newcomer judges a candidate on the windows the coordinator measured', () => {
+describe('a newcomer judges a candidate on the run\'s public check windows', () => {
   it('checkLoss is the state check windows\' loss of φ, evaluate the run\'s four batches', async () => {
     const run = runOf('micro');
     const frame = honestState(run, 20);

@@ -13,7 +13,7 @@ import { PROBATION_EXCHANGES } from '../server/peers.ts';
 import { STATE_LOSS_MARGIN, type StateFrame } from '../src/protocol/state-frame.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
 import { earnTrust, RawPeer, reportedStep, startServer, until, type TestServer } from './support/coordinator.ts';
-import { honestState, negated, valLoss } from './support/states.ts';
+import { fittedToCheckWindows, honestState, negated, valLoss } from './support/states.ts';
 
 let s: TestServer;
 const clients: SignalingClient[] = [];
@@ -130,6 +130,22 @@ describe('checkpoints the coordinator checks itself', () => {
     await nothingServed('honest');
     const deleted = s.c.db.prepare("SELECT peer_id AS peerId, data_json AS d FROM events WHERE run_id = 'honest' AND kind = 'checkpoint-deleted'").all() as { peerId: string; d: string }[];
     expect(deleted.map((e) => ({ peerId: e.peerId, ...JSON.parse(e.d) }))).toEqual([{ peerId: c.peerId, id: info.id, reason: expect.stringMatching(/withdrawn/) }]);
+  });
+
+  it('refuses a state fitted to the run\'s public check windows: the coordinator measures windows of its own', async () => {
+    // Before: the coordinator measured the run's check windows, a function of public data. A
+    // state trained on them alone (400 CPU steps) measured 0.03, became the newest checkpoint,
+    // and set a bound of 0.53 that every honest upload failed, withdrawing the honest peers'
+    // checkpoints with it; every newcomer was offered it.
+    const run = await newRun('fitted');
+    const fitted = fittedToCheckWindows(run, 400, 20);
+    const c = await peer('fitted', () => fitted);
+    await reportedStep(s, c, 20, 10);
+    const r = await pull('fitted', c);
+    expect(r.ok).toBe(false);
+    expect(r.error).toMatch(/422.*the coordinator measured a validation loss of \d+\.\d+, above the bound/);
+    await nothingServed('fitted');
+    expect(failed('fitted')).toEqual([expect.objectContaining({ peerId: c.peerId, rejected: true })]);
   });
 
   it('refuses an upload whose φ is honest and whose momentum is 1e30, before measuring it: the next outer step would throw φ out', async () => {

@@ -95,6 +95,19 @@ export function stateCheckBatches(tokens: Uint8Array, model: ModelConfig, train:
 }
 
 /**
+ * The coordinator's own check windows for an upload (server/checkpoint-validate.ts): as many as
+ * stateCheckBatches', drawn at random over the whole validation text from `seed`, which only the
+ * coordinator knows (randomSeed, fresh per measurement). The run's check windows are a function
+ * of public data, so a state fitted to them alone (400 CPU steps on `micro`) measured 0.03 there
+ * and 5.9 elsewhere in the same text, and as the newest checkpoint it set a bound no honest
+ * upload could meet. These it cannot fit without fitting the whole text.
+ */
+export function privateCheckBatches(tokens: Uint8Array, model: ModelConfig, train: { batch: number; seqLen: number }, seed: number, count = stateCheckBatchCount(model, train)): Batch[] {
+  const sampler = new WindowSampler(tokens, { seed, replica: 0 });
+  return Array.from({ length: count }, () => sampler.next(train.batch, train.seqLen));
+}
+
+/**
  * `count` batches of B windows of T+1 tokens, their starts spread evenly from the first to the
  * last possible one (windows overlap when the text is short). Deterministic.
  */

@@ -8,6 +8,7 @@ import { buildApp, type AppDeps, type AppOptions, type Coordinator } from '../..
 import type { ReportFields, ServerMessage } from '../../src/protocol/messages.ts';
 import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../../src/sync/signaling-client.ts';
 import { PROTOCOL_VERSION } from '../../src/protocol/messages.ts';
+import { CHECK_WINDOW_SEED } from './states.ts';
 
 export interface TestServer {
   c: Coordinator;
@@ -20,7 +21,7 @@ export interface TestServer {
 
 export async function startServer(opts: Partial<AppOptions> = {}, deps: Partial<AppDeps> = {}, dataDir?: string): Promise<TestServer> {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'murmur-server-'));
-  const c = await buildApp({ dataDir: dir, ...deps }, { checkpointEveryMs: 0, ...opts });
+  const c = await buildApp({ dataDir: dir, ...deps }, { checkpointEveryMs: 0, evalWindowSeed: () => CHECK_WINDOW_SEED, ...opts });
   const address = await c.app.listen({ port: 0, host: '127.0.0.1' });
   return {
     c, url: address, wsUrl: address.replace('http', 'ws') + '/api/ws', dataDir: dir,
