@@ -2,7 +2,7 @@
 // client: the order live peer -> checkpoint -> fresh, what is skipped (and why), the wait
 // settings, and what newcomers and checkpoint requests are served.
 import { describe, expect, it } from 'vitest';
-import { consensusStep, decodeStateFrame, encodeStateFrame, MAX_STEPS_PER_S, STEP_SLACK, type StateFrame } from '../src/protocol/state-frame.ts';
+import { consensusStep, decodeStateFrame, encodeStateFrame, MAX_STATE_COUNTER, MAX_STEPS_PER_S, STEP_SLACK, type StateFrame } from '../src/protocol/state-frame.ts';
 import type { Logger } from '../src/sync/components.ts';
 import { joinRunState, serveRunState, welcomeMaxStep, welcomeStepCap, type ServedState } from '../src/sync/join.ts';
 import type { BootState, StateProvider } from '../src/sync/types.ts';
@@ -222,6 +222,18 @@ describe('a state further on than the run\'s live peers agree on', () => {
     }
     // A coordinator with nothing to agree on sends none: no cap.
     expect(welcomeStepCap({ run: { train: { H: 8 } } })).toBeUndefined();
+  });
+
+  it('a welcome\'s stepConsensus past the coordinator\'s own bound raises a state no further than that bound', async () => {
+    // Before: the consensus was taken as is, after every check of the state had passed: 2^53 − 1
+    // put the newcomer there, and its first outer round threw (round must be a uint32).
+    const peer: BootState = { from: 'p-1', phi: vec(1), momentum: vec(0), outerRound: 1, innerStep: 10 };
+    const cap = welcomeStepCap({ stepConsensus: 2 ** 53 - 1, run: { train: { H: 10 } } })!;
+    const bounded = await joinRunState(new FakeMesh(peer), new FakeClient(), { runId: 'r1', floats: FLOATS, others: 1, stepCap: cap, maxStep: () => 1105 });
+    expect(bounded.state).toMatchObject({ innerStep: 1105, outerRound: 110 });
+    const unbounded = await joinRunState(new FakeMesh(peer), new FakeClient(), { runId: 'r1', floats: FLOATS, others: 1, stepCap: cap });
+    expect(unbounded.state!.innerStep).toBe(MAX_STATE_COUNTER);
+    expect(unbounded.state!.outerRound).toBeLessThan(2 ** 32);
   });
 
   it('a state that claims too few steps is raised to the welcome\'s stepConsensus, from a peer or a checkpoint: no lie sends a newcomer back through warm-up', async () => {

@@ -4,7 +4,7 @@
 // starts fresh (φ_0 from the run's seed). From then on it answers newcomers (mesh) and the
 // coordinator's checkpoint requests (signaling) with the state of its LAST OUTER STEP: φ and m
 // only change there, so a snapshot never holds a half-finished inner loop.
-import { holdCounters, maxStepNow, type StateFrame } from '../protocol/state-frame.ts';
+import { holdCounters, MAX_STATE_COUNTER, maxStepNow, type StateFrame } from '../protocol/state-frame.ts';
 import { silentLogger, type Logger } from './components.ts';
 import type { Mesh } from './mesh.ts';
 import { joinRun, type JoinSource } from './replica.ts';
@@ -88,7 +88,11 @@ export function joinRunState(
   // peer's word.
   const held = (r: { source: JoinSource; state: BootState | null }) => {
     if (!r.state || !o.stepCap) return r;
-    const c = holdCounters({ step: r.state.innerStep, round: r.state.outerRound }, o.stepCap.step, o.stepCap.H);
+    // The consensus is the coordinator's word: never past the step its own bound allows this peer
+    // (maxStep) or any state may carry (MAX_STATE_COUNTER). Unbounded, a welcome's 2^53 − 1 put
+    // the state there after every check had passed, and the first outer round threw.
+    const cap = Math.min(o.stepCap.step, o.maxStep?.() ?? MAX_STATE_COUNTER, MAX_STATE_COUNTER);
+    const c = holdCounters({ step: r.state.innerStep, round: r.state.outerRound }, cap, o.stepCap.H);
     if (c.step === r.state.innerStep && c.round === r.state.outerRound) return r;
     log.info('the adopted state\'s step is more than a round from the run\'s consensus: holding it to theirs', { claimed: r.state.innerStep, round: r.state.outerRound, step: c.step, heldRound: c.round });
     return { ...r, state: { ...r.state, innerStep: c.step, outerRound: c.round } };
