@@ -3,7 +3,7 @@
 import type { Db } from './db.ts';
 import { DEFAULT_TRAIN, PRESETS, preset as presetConfig, trainConfig, type TrainConfig } from '../src/model/config.ts';
 import Type, { type Static } from 'typebox';
-import { Compression, ID_PATTERN, IcePolicy, RunInfo } from '../src/protocol/messages.ts';
+import { Compression, ID_PATTERN, IcePolicy, PAIR_WAIT_FRAC, RunInfo } from '../src/protocol/messages.ts';
 import { DEFAULT_PAIR_WAIT_FRAC } from '../src/protocol/ready-pool.ts';
 import { EmbedSites, TrainOverrides, type UpdateRun } from '../src/protocol/api.ts';
 import { schemaProblem } from '../src/protocol/check.ts';
@@ -11,7 +11,6 @@ import { schemaProblem } from '../src/protocol/check.ts';
 export const DEFAULT_RUN_ID = 'default';
 
 const int = (minimum: number, maximum: number) => Type.Optional(Type.Integer({ minimum, maximum }));
-const num = (minimum: number, maximum: number) => Type.Optional(Type.Number({ minimum, maximum }));
 
 export const CreateRun = Type.Object({
   id: Type.String({ pattern: ID_PATTERN }),
@@ -20,7 +19,7 @@ export const CreateRun = Type.Object({
   preset: Type.Enum(Object.keys(PRESETS)),
   train: Type.Optional(TrainOverrides),
   compression: Type.Optional(Compression),
-  pairWaitFrac: num(0.01, 10),
+  pairWaitFrac: Type.Optional(Type.Number(PAIR_WAIT_FRAC)),
   icePolicy: Type.Optional(IcePolicy),
   seed: int(0, 2 ** 31 - 1),
   embedSites: Type.Optional(EmbedSites),

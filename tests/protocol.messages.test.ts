@@ -148,6 +148,31 @@ const CONTROL_SAMPLES: [keyof typeof CONTROL_SCHEMAS, object][] = [
   ['state-offer', { t: 'state-offer', nonce: 1, ok: false, reason: 'no state yet' }],
 ];
 
+describe('a run a volunteer takes from its coordinator', () => {
+  // Before: the wire schema took any non-negative integer or number for these. A config frame
+  // with pairWaitFrac 0 threw in the next outer round and ended a volunteer; a welcome with a
+  // batch of 2^25 had it hold 40 GB of check batches before any limit was asked, and a million
+  // layers ran V8 out of heap building the layout.
+  it('is refused by name when no coordinator of ours would send it, in a welcome and in a config frame', () => {
+    const welcome = SERVER_SAMPLES.welcome as { run: typeof run };
+    const spoiled: [string, object, RegExp][] = [
+      ['pairWaitFrac 0', { ...run, pairWaitFrac: 0 }, /run\.pairWaitFrac/],
+      ['pairWaitFrac -1', { ...run, pairWaitFrac: -1 }, /run\.pairWaitFrac/],
+      ['batch 2^25', { ...run, train: { ...run.train, batch: 2 ** 25 } }, /run\.train\.batch/],
+      ['a million layers', { ...run, model: { ...run.model, layers: 1e6 } }, /run\.model\.layers/],
+      ['lr 5', { ...run, train: { ...run.train, lr: 5 } }, /run\.train\.lr/],
+    ];
+    for (const [what, bad, names] of spoiled) {
+      for (const frame of [{ ...welcome, run: bad }, { t: 'config', run: bad }]) {
+        const r = parseServerMessage(JSON.stringify(frame));
+        expect(r.ok, `${(frame as { t: string }).t} with ${what}`).toBe(false);
+        if (!r.ok) expect(r.error, what).toMatch(names);
+      }
+    }
+    expect(parseServerMessage(JSON.stringify({ t: 'config', run }))).toMatchObject({ ok: true });
+  });
+});
+
 describe('every message kind: a valid sample passes, each spoiled field is refused by name', () => {
   it('client → coordinator (WebSocket)', () => {
     let n = 0;

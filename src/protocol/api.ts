@@ -6,7 +6,7 @@
 // schemas describe, and the dashboard checks each event's data against its kind's. Pages import
 // this file, so it imports nothing that needs Node.
 import Type, { type Static, type TProperties, type TSchema } from 'typebox';
-import { CandidateType, Compression, HelloClient, ID_PATTERN, IcePolicy, PEER_ID_PATTERN, REPORT_FIELDS, RunInfo, RunStatus, WireLoss } from './messages.ts';
+import { CandidateType, Compression, HelloClient, ID_PATTERN, IcePolicy, PAIR_WAIT_FRAC, PEER_ID_PATTERN, REPORT_FIELDS, RunInfo, RunStatus, WireLoss, WireTrainConfig } from './messages.ts';
 import { OffenderEventData, RunEvent, type RunEventKind } from './events.ts';
 
 const strict = <P extends TProperties>(properties: P) => Type.Object(properties, { additionalProperties: false });
@@ -34,33 +34,15 @@ export const RunReply = strict({
 });
 export type RunReply = Static<typeof RunReply>;
 
-const int = (minimum: number, maximum: number) => Type.Optional(Type.Integer({ minimum, maximum }));
-const num = (minimum: number, maximum: number) => Type.Optional(Type.Number({ minimum, maximum }));
-/** Bounds of every hyper-parameter a researcher may set (anything outside is a 400). */
-export const TrainOverrides = strict({
-  batch: int(1, 4096),
-  seqLen: int(2, 65536),
-  lr: num(0, 1),
-  warmupSteps: int(0, 1e9),
-  totalSteps: int(1, 1e12),
-  minLrFrac: num(0, 1),
-  weightDecay: num(0, 10),
-  beta1: num(0, 0.99999),
-  beta2: num(0, 0.99999),
-  eps: num(0, 1),
-  gradClip: num(0, 1e6),
-  H: int(1, 1e6),
-  outerMomentum: num(0, 0.9999),
-  outerLr: num(0, 10),
-  consensus: num(0, 1),
-});
+/** The hyper-parameters a researcher may set, each within WireTrainConfig's bounds (anything outside is a 400). */
+export const TrainOverrides = Type.Partial(WireTrainConfig, { additionalProperties: false });
 
 /** PATCH /api/runs/:run (server/routes/runs.ts); the run-updated event carries it as `change`. */
 export const UpdateRun = strict({
   name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   train: Type.Optional(TrainOverrides),
   compression: Type.Optional(Compression),
-  pairWaitFrac: num(0.01, 10),
+  pairWaitFrac: Type.Optional(Type.Number(PAIR_WAIT_FRAC)),
   /** Applies to links opened after the change (live peers get it with the next config). */
   icePolicy: Type.Optional(IcePolicy),
   status: Type.Optional(RunStatus),

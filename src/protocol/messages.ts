@@ -73,15 +73,42 @@ const text = (maxLength: number) => Type.String({ maxLength });
 
 // ---------- shared shapes (structurally equal to src/model's types; protocol imports nothing) ----
 
-export const WireModelConfig = strict({ vocab: count, ctx: count, layers: count, d: count, heads: count });
+const int = (minimum: number, maximum: number) => Type.Integer({ minimum, maximum });
+
+/**
+ * A run's model, as far as a volunteer takes one. The coordinator gives only its presets
+ * (src/model/config.ts), all well inside; a bound keeps a hostile or broken one from having a
+ * volunteer build a layout or batches of any size before its device's limits are asked (a
+ * batch of 2^25 held 40 GB of host memory, a million layers ran V8 out of heap).
+ */
+export const WireModelConfig = strict({ vocab: int(2, 65_536), ctx: int(1, 4096), layers: int(1, 64), d: int(1, 4096), heads: int(1, 64) });
 export type WireModelConfig = Static<typeof WireModelConfig>;
 
-const WireTrainConfig = strict({
-  batch: count, seqLen: count, lr: Type.Number(), warmupSteps: count, totalSteps: count, minLrFrac: Type.Number(),
-  weightDecay: Type.Number(), beta1: Type.Number(), beta2: Type.Number(), eps: Type.Number(), gradClip: Type.Number(),
-  H: count, outerMomentum: Type.Number(), outerLr: Type.Number(), consensus: Type.Number(),
+/**
+ * Every hyper-parameter of a run and its bounds: what a researcher may set (api.ts
+ * TrainOverrides, anything outside is a 400) and what a volunteer takes in a welcome or config.
+ */
+export const WireTrainConfig = strict({
+  batch: int(1, 4096),
+  seqLen: int(2, 65_536),
+  lr: finite(0, 1),
+  warmupSteps: int(0, 1e9),
+  totalSteps: int(1, 1e12),
+  minLrFrac: finite(0, 1),
+  weightDecay: finite(0, 10),
+  beta1: finite(0, 0.99999),
+  beta2: finite(0, 0.99999),
+  eps: finite(0, 1),
+  gradClip: finite(0, 1e6),
+  H: int(1, 1e6),
+  outerMomentum: finite(0, 0.9999),
+  outerLr: finite(0, 10),
+  consensus: finite(0, 1),
 });
 export type WireTrainConfig = Static<typeof WireTrainConfig>;
+
+/** Bounds of a run's ready-pool wait, a fraction of the peer's inner-loop time. */
+export const PAIR_WAIT_FRAC = { minimum: 0.01, maximum: 10 } as const;
 
 export const RunStatus = Type.Enum(['running', 'stopped']);
 export type RunStatus = Static<typeof RunStatus>;
@@ -121,7 +148,7 @@ export const RunInfo = strict({
   train: WireTrainConfig,
   compression: Compression,
   /** Ready-pool wait as a fraction of the peer's own inner-loop time (docs/design.md section 3). */
-  pairWaitFrac: Type.Number(),
+  pairWaitFrac: Type.Number(PAIR_WAIT_FRAC),
   /** Which ICE candidates the run's links may use (relay: TURN only, addresses stay hidden); absent = 'all'. */
   icePolicy: Type.Optional(IcePolicy),
   seed: count,
