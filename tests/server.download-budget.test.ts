@@ -21,7 +21,7 @@ import type { DatasetSource } from '../server/datasets.ts';
 import type { DownloadLimits } from '../server/download-budget.ts';
 import { byteRange, DEFAULT_DOWNLOAD_LIMITS } from '../server/download-budget.ts';
 import { downloadBudgetOption, downloadPlacesOption } from '../src/commands/serve.ts';
-import { downloadVerified } from '../src/volunteer/data.ts';
+import { downloadAssignment, downloadVerified, MAX_ASSIGNMENT_BYTES } from '../src/volunteer/data.ts';
 import { DEFAULT_RETRY_AFTER_S, fetchRetrying, fetchWhole, HttpRefusal, MAX_RETRY_AFTER_S, retryAfterMs } from '../src/protocol/retry-fetch.ts';
 import type { DataFileRef } from '../src/protocol/messages.ts';
 
@@ -401,6 +401,43 @@ describe('fetchRetrying', () => {
     const ref: DataFileRef = { name: 'val.bin', url: '/v', bytes: 10, sha256: '0'.repeat(64), dtype: 'u8' };
     const more = scripted([answer(200, {}, 'x'.repeat(11))]);
     await expect(downloadVerified('http://x', ref, more.fn)).rejects.toThrow('downloading val.bin from http://x/v failed: GET http://x/v sent more than the 10 bytes expected');
+  });
+
+  it('fetchWhole: a transfer that goes quiet is broken (taken up again where it can be), and one that trickles fails at its deadline', async () => {
+    // Before: a body that sent nothing, or a byte every few seconds, held the caller for good (a
+    // volunteer at its join, a newcomer fetching its checkpoint); stop() could not end it.
+    let cancelled = 0;
+    const silent = () => new Response(new ReadableStream<Uint8Array>({ start(c) { c.enqueue(new Uint8Array(4)); }, cancel() { cancelled++; } }), { headers: { etag: '"e"' } });
+    const quiet = scripted([silent()]);
+    await expect(fetchWhole(quiet.fn, 'http://x/a', { idleMs: 50 })).rejects.toThrow('GET http://x/a sent nothing for 0.05 s');
+    expect(cancelled).toBe(1);
+    expect(quiet.calls).toHaveLength(1); // no ranges: not resumed
+    // A server that serves ranges: the quiet transfer is taken up again from byte 4.
+    const rest = new Response(new Uint8Array(6).fill(7), { status: 206, headers: { 'content-range': 'bytes 4-9/10' } });
+    const resumable = scripted([new Response(new ReadableStream<Uint8Array>({ start(c) { c.enqueue(new Uint8Array(4)); } }), { headers: { etag: '"e"', 'accept-ranges': 'bytes' } }), rest]);
+    expect([...await fetchWhole(resumable.fn, 'http://x/a', { idleMs: 50, maxBytes: 1e6 })]).toEqual([0, 0, 0, 0, 7, 7, 7, 7, 7, 7]);
+    // A byte every 10 ms is never quiet for 500 ms, but 1,000 bytes at that pace outlast 500 ms plus 1,000 bytes at 16 KiB/s.
+    let timer: ReturnType<typeof setInterval> | undefined;
+    const trickle = new Response(new ReadableStream<Uint8Array>({
+      start(c) { timer = setInterval(() => c.enqueue(new Uint8Array(1)), 10); },
+      cancel() { clearInterval(timer); },
+    }), { headers: { etag: '"e"' } });
+    const slow = scripted([trickle]);
+    try {
+      await expect(fetchWhole(slow.fn, 'http://x/a', { idleMs: 500, maxBytes: 1000 })).rejects.toThrow(/GET http:\/\/x\/a was still sending past its deadline/);
+      expect(slow.calls).toHaveLength(1); // a slow server is not asked again
+    } finally {
+      clearInterval(timer);
+    }
+  });
+
+  it('downloadAssignment: takes no shard twice, and no more data than a volunteer takes, before downloading anything', async () => {
+    const file = (name: string, bytes: number): DataFileRef => ({ name, url: `/${name}`, bytes, sha256: '0'.repeat(64), dtype: 'u8' });
+    const none = scripted([]);
+    const base = { dataset: 'd', train: [file('t0', 10), file('t1', 10)], val: file('v', 10), seed: 1, replica: 0 };
+    await expect(downloadAssignment('http://x', { ...base, shards: [0, 1, 0] }, none.fn)).rejects.toThrow('the assignment names a shard more than once (3 entries, 2 shards)');
+    await expect(downloadAssignment('http://x', { ...base, train: [file('t0', 2 ** 40)], shards: [0] }, none.fn)).rejects.toThrow(`the assignment announces ${2 ** 40 + 10} bytes of data; a volunteer takes at most ${MAX_ASSIGNMENT_BYTES}`);
+    expect(none.calls).toEqual([]);
   });
 
   it('reads both forms of Retry-After and stops waiting when aborted', async () => {

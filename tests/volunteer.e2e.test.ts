@@ -7,7 +7,7 @@ import { WebSocket } from 'ws';
 import wrtc from '@roamhq/wrtc';
 import type { WebSocketCtor } from '../src/sync/signaling-client.ts';
 import { runVolunteer, type RoundEvent, type Volunteer, type VolunteerOptions } from '../src/volunteer/volunteer.ts';
-import { CoordinatorRefusedError, DataIntegrityError, VolunteerConfigError } from '../src/volunteer/errors.ts';
+import { CoordinatorRefusedError, DataIntegrityError, VolunteerConfigError, VolunteerStoppedError } from '../src/volunteer/errors.ts';
 import { downloadVerified } from '../src/volunteer/data.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { preset } from '../src/model/config.ts';
@@ -256,6 +256,25 @@ describe('murmur volunteer (headless)', () => {
     const sum = await v.done;
     expect(sum.reason).toMatch(/^coordinator: run-stopped/);
     expect(sum.rounds).toBeGreaterThanOrEqual(1);
+  });
+
+  it('stop() ends a join held by a data download that sends nothing', async () => {
+    // Before: the download had no end of its own and stop() could not reach it: a coordinator
+    // that served the data a byte every few seconds (or none) held the volunteer at its join.
+    const stalled: string[] = [];
+    const stalling = (async (input: string | URL | Request, init?: RequestInit) => {
+      const url = String(input instanceof Request ? input.url : input);
+      if (!url.includes('/data/')) return fetch(input, init);
+      stalled.push(url);
+      return new Response(new ReadableStream<Uint8Array>({
+        start(c) { init?.signal?.addEventListener('abort', () => c.error(init.signal!.reason), { once: true }); },
+      }));
+    }) as typeof fetch;
+    const v = runVolunteer({ url: s.url, backend: 'cpu', joinTimeoutMs: 10_000 }, { ...components, fetch: stalling });
+    v.joined.catch(() => {});
+    await until(() => stalled.length > 0, 20_000, 'the volunteer to start downloading its data');
+    await v.stop('stopped by the test');
+    await expect(v.done).rejects.toBeInstanceOf(VolunteerStoppedError);
   });
 
   it('refuses bad options, an unknown run and data that does not match its hash, naming the problem', async () => {

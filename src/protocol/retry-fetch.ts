@@ -94,9 +94,37 @@ export class HttpRefusal extends Error {
 }
 
 class TooLarge extends Error {}
+class TooSlow extends Error {}
 
 /** Times a broken download is taken up again where it stopped. */
 export const DEFAULT_RESUMES = 5;
+/** How long a download may go without a byte before it counts as broken (taken up again, or failed). */
+export const DEFAULT_IDLE_MS = 60_000;
+/**
+ * The slowest a download of known size may be on the whole: it fails past DEFAULT_IDLE_MS plus
+ * its size at this rate (16 KiB/s; a 1 MiB data file gets 2 minutes). A server sending a byte
+ * every few seconds never goes idle, and held a volunteer at its join for good.
+ */
+export const MIN_BYTES_PER_S = 16 * 1024;
+
+/** The next chunk of `reader`, or an error once `idleMs` pass without one or `deadline` (ms since epoch) passes. */
+async function readWithin(reader: ReadableStreamDefaultReader<Uint8Array>, idleMs: number, deadline: number, url: string): Promise<ReadableStreamReadResult<Uint8Array>> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const left = Math.max(0, deadline - Date.now());
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(left <= idleMs
+      ? new TooSlow(`GET ${url} was still sending past its deadline (${MIN_BYTES_PER_S / 1024} KiB/s at the least, after ${idleMs / 1000} s)`)
+      : new Error(`GET ${url} sent nothing for ${idleMs / 1000} s`)), Math.min(idleMs, left));
+  });
+  try {
+    return await Promise.race([reader.read(), late]);
+  } catch (err) {
+    void reader.cancel().catch(() => {});
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /**
  * The whole body of `url`: refusals waited out as `fetchRetrying` does, and a transfer that breaks
@@ -104,9 +132,13 @@ export const DEFAULT_RESUMES = 5;
  * of the same content) up to `resumes` times, as long as the server said it serves ranges. Throws
  * HttpRefusal for an answer that is not a success, and the transfer's own error past the resumes.
  * A body past `maxBytes` (what the caller expects, at most) is dropped with an error as soon as
- * it is: a broken or hostile server cannot fill this process's memory.
+ * it is: a broken or hostile server cannot fill this process's memory. A transfer that sends
+ * nothing for `idleMs` is broken (taken up again like any other), and one of known size still
+ * going past `idleMs` plus its size at MIN_BYTES_PER_S fails: nor can it hold the caller for good.
  */
-export async function fetchWhole(fetchFn: typeof fetch, url: string, o: RetryOptions & { resumes?: number; maxBytes?: number } = {}): Promise<Uint8Array> {
+export async function fetchWhole(fetchFn: typeof fetch, url: string, o: RetryOptions & { resumes?: number; maxBytes?: number; idleMs?: number } = {}): Promise<Uint8Array> {
+  const idleMs = o.idleMs ?? DEFAULT_IDLE_MS;
+  const deadline = Date.now() + idleMs + (o.maxBytes ?? Infinity) / MIN_BYTES_PER_S * 1000;
   let res = await fetchRetrying(fetchFn, url, {}, o);
   if (!res.ok) throw new HttpRefusal(res.status, await refusalText(res), url);
   const etag = res.headers.get('etag');
@@ -118,7 +150,7 @@ export async function fetchWhole(fetchFn: typeof fetch, url: string, o: RetryOpt
       if (!res.body) break;
       const reader = res.body.getReader();
       for (;;) {
-        const { done, value } = await reader.read();
+        const { done, value } = await readWithin(reader, idleMs, deadline, url);
         if (done) break;
         if (got + value.length > (o.maxBytes ?? Infinity)) {
           await reader.cancel();
@@ -129,7 +161,7 @@ export async function fetchWhole(fetchFn: typeof fetch, url: string, o: RetryOpt
       }
       break;
     } catch (err) {
-      if (err instanceof TooLarge || !resumable || resumes >= (o.resumes ?? DEFAULT_RESUMES) || o.signal?.aborted) throw err;
+      if (err instanceof TooLarge || err instanceof TooSlow || !resumable || resumes >= (o.resumes ?? DEFAULT_RESUMES) || o.signal?.aborted) throw err;
       resumes++;
       res = await fetchRetrying(fetchFn, url, { headers: { range: `bytes=${got}-`, 'if-range': etag } }, o);
       if (res.status === 200) { chunks = []; got = 0; continue; } // the content changed: start again

@@ -28,14 +28,26 @@ export async function downloadVerified(baseUrl: string, f: DataFileRef, fetchFn:
   return bytes;
 }
 
+/**
+ * Most bytes of data a volunteer takes from one assignment (its shards and the validation file),
+ * checked against what the welcome announces before anything is downloaded: a file announced at
+ * 2^40 bytes and sent without end filled memory until the process died, before its hash could
+ * be checked.
+ */
+export const MAX_ASSIGNMENT_BYTES = 2 ** 31;
+
 /** This replica's training tokens (its shards, concatenated) and the run's validation tokens. */
-export async function downloadAssignment(baseUrl: string, a: DataAssignment, fetchFn: typeof fetch = fetch, retry: RetryOptions = {}): Promise<{ train: Uint8Array; val: Uint8Array }> {
+export async function downloadAssignment(baseUrl: string, a: DataAssignment, fetchFn: typeof fetch = fetch, retry: RetryOptions = {}, maxBytes = MAX_ASSIGNMENT_BYTES): Promise<{ train: Uint8Array; val: Uint8Array }> {
   if (a.shards.length === 0) throw new DataIntegrityError('the coordinator assigned no training shard to this replica');
+  // A shard named twice would be downloaded and trained on twice (10,000 times in a welcome's room).
+  if (new Set(a.shards).size !== a.shards.length) throw new DataIntegrityError(`the assignment names a shard more than once (${a.shards.length} entries, ${new Set(a.shards).size} shards)`);
   const refs = a.shards.map((i) => {
     const r = a.train[i];
     if (!r) throw new DataIntegrityError(`the assignment names shard ${i}, but the run has only ${a.train.length} training files`);
     return r;
   });
+  const total = refs.reduce((n, r) => n + r.bytes, a.val.bytes);
+  if (total > maxBytes) throw new DataIntegrityError(`the assignment announces ${total} bytes of data; a volunteer takes at most ${maxBytes}`);
   const shards = await Promise.all(refs.map((r) => downloadVerified(baseUrl, r, fetchFn, retry)));
   const train = new Uint8Array(shards.reduce((n, s) => n + s.length, 0));
   let at = 0;

@@ -275,9 +275,22 @@ class HeadlessVolunteer implements Volunteer {
    */
   private async prepare(welcome: WelcomeMsg, welcomedAt: number): Promise<JoinSource> {
     const { run, assignment } = welcome;
-    const data = await downloadAssignment(this.opts.url, assignment, this.c.fetch, {
-      onWait: (w) => this.log.info('the coordinator asks this address to wait before downloading the data', { status: w.status, waitMs: w.waitMs, reason: w.reason }),
-    });
+    // stop() ends the download: a coordinator sending nothing or a trickle held a volunteer at
+    // its join, and Ctrl-C only said "leaving after the current chunk".
+    const stopped = new AbortController();
+    this.wake = () => stopped.abort(new VolunteerStoppedError(this.stopReason ?? 'stop()'));
+    if (this.stopping) this.wake();
+    let data: { train: Uint8Array; val: Uint8Array };
+    try {
+      data = await downloadAssignment(this.opts.url, assignment, this.c.fetch, {
+        signal: stopped.signal,
+        onWait: (w) => this.log.info('the coordinator asks this address to wait before downloading the data', { status: w.status, waitMs: w.waitMs, reason: w.reason }),
+      });
+    } catch (err) {
+      throw stopped.signal.aborted ? stopped.signal.reason : err;
+    } finally {
+      this.wake = null;
+    }
     this.log.info('data verified', { train: data.train.length, val: data.val.length });
     this.backend = await (this.c.createBackend ?? createBackend)(this.settings.backend, {
       run, train: data.train, val: data.val, stream: this.opts.seed ?? assignment.replica, autotune: this.opts.autotune,
