@@ -1,5 +1,6 @@
 // Hugging Face export of a checkpoint file (used by `murmur export`; the dashboard download
 // builds the same two files in routes/checkpoints.ts).
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeCheckpoint } from './checkpoints.ts';
@@ -22,8 +23,18 @@ function runIdOf(metadata: Record<string, string>): string {
   return (v as { id: string }).id;
 }
 
-export function exportCheckpoint(file: string, outDir: string): { dir: string; step: number } {
-  const c = decodeCheckpoint(readFileSync(file));
+/**
+ * Writes `file`'s φ to `outDir`. `sha256`: what the checkpoint's record says its file hashes to;
+ * a file that differs (damaged on disk, edited) is refused with nothing written, as the
+ * coordinator refuses to serve it.
+ */
+export function exportCheckpoint(file: string, outDir: string, sha256?: string): { dir: string; step: number } {
+  const raw = readFileSync(file);
+  if (sha256 !== undefined) {
+    const got = createHash('sha256').update(raw).digest('hex');
+    if (got !== sha256) throw new Error(`${file} has sha256 ${got}, but its record says ${sha256}: the file is damaged or was changed; not exported`);
+  }
+  const c = decodeCheckpoint(raw);
   mkdirSync(outDir, { recursive: true });
   const step = Number(c.metadata.step ?? 0);
   const bytes = hfModelSafetensors(c.layout, c.phi, { murmur_step: String(step), murmur_run: runIdOf(c.metadata) });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request as httpRequest, type ClientRequest } from 'node:http';
@@ -140,6 +140,19 @@ describe('checkpoints', () => {
       expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'))).toEqual(cfg);
       const cli = pyRead(join(out, 'model.safetensors'));
       for (const t of layout.tensors) expect(cli.tensors[t.name]!.sha256).toBe(sha(view(state.phi, t)));
+
+      // By id, the file is checked against its record: one float changed on disk is refused,
+      // nothing written (before: exported, exit 0, the changed weight in the model).
+      const copy = join(dir, 'data');
+      cpSync(join(s.dataDir, 'checkpoints', 'm'), join(copy, 'checkpoints', 'm'), { recursive: true });
+      const damaged = join(copy, 'checkpoints', 'm', info.file);
+      const b = readFileSync(damaged);
+      b[b.length - 5] ^= 0x40;
+      writeFileSync(damaged, b);
+      const refused = spawnSync(process.execPath, ['bin/murmur.mjs', 'export', info.id, '--data-dir', copy, '--run', 'm', '--out', join(dir, 'bad')], { encoding: 'utf8' });
+      expect(refused.status).not.toBe(0);
+      expect(refused.stderr).toMatch(new RegExp(`has sha256 [0-9a-f]{64}, but its record says ${info.sha256}: the file is damaged or was changed; not exported`));
+      expect(existsSync(join(dir, 'bad', 'model.safetensors'))).toBe(false);
     } finally {
       rmSync(dir, { recursive: true });
     }

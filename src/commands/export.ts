@@ -16,22 +16,23 @@ export function register(program: Command): void {
     .option('--run <id>', 'run, for ids and "latest"', 'default')
     .action(async (checkpoint: string, o: { out: string; dataDir: string; run: string }) => {
       const { exportCheckpoint } = await import('../../server/export.ts');
-      const file = resolveCheckpoint(checkpoint, o.dataDir, o.run);
-      const r = exportCheckpoint(file, resolve(o.out));
+      const { file, sha256 } = resolveCheckpoint(checkpoint, o.dataDir, o.run);
+      const r = exportCheckpoint(file, resolve(o.out), sha256);
       process.stdout.write(`exported ${file} (step ${r.step}) to ${r.dir}\n` +
         `  python: from transformers import GPT2LMHeadModel; model = GPT2LMHeadModel.from_pretrained(${JSON.stringify(r.dir)})\n`);
     });
 }
 
-function resolveCheckpoint(arg: string, dataDir: string, run: string): string {
-  if (existsSync(arg) && statSync(arg).isFile()) return resolve(arg);
+/** The checkpoint file `arg` names, with the sha256 its record gives when it is named by id or "latest". */
+function resolveCheckpoint(arg: string, dataDir: string, run: string): { file: string; sha256?: string } {
+  if (existsSync(arg) && statSync(arg).isFile()) return { file: resolve(arg) };
   const dir = resolve(dataDir, 'checkpoints', run);
   if (!existsSync(dir)) throw new Error(`"${arg}" is not a file, and ${dir} does not exist (set --data-dir / --run)`);
   const infos = readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => checkpointInfo(join(dir, f)))
     .sort((a, b) => b.createdAt - a.createdAt);
   const hit = arg === 'latest' ? infos[0] : infos.find((i) => i.id === arg);
   if (!hit) throw new Error(`no checkpoint "${arg}" in ${dir} (have: ${infos.map((i) => i.id).join(', ') || 'none'})`);
-  return join(dir, hit.file);
+  return { file: join(dir, hit.file), sha256: hit.sha256 };
 }
 
 /** A checkpoint's `<id>.json`, checked against the schema the coordinator writes it by. */
