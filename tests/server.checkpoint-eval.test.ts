@@ -147,18 +147,18 @@ describe('the coordinator measuring across worker threads', () => {
   });
 });
 
-describe('a newcomer judges a candidate on the run\'s public check windows', () => {
-  it('checkLoss is the state check windows\' loss of φ, evaluate the run\'s four batches', async () => {
+describe('a newcomer judges a candidate on check windows of its own', () => {
+  it('checkLoss is φ\'s loss on as many windows as the coordinator measures, drawn from the volunteer\'s seed; evaluate the run\'s four batches', async () => {
     const run = runOf('micro');
     const frame = honestState(run, 20);
-    const init = { run, train: corpus.train, val: corpus.val, stream: 0, probeSeed: 1 };
-    const coordinator = (batches: number) => measureValLoss({ model: run.model, train: run.train, val: corpus.val, phi: frame.phi, batches });
+    const init = { run, train: corpus.train, val: corpus.val, stream: 0, probeSeed: 1, checkSeed: 5 };
+    const coordinator = (batches: number, seed?: number) => measureValLoss({ model: run.model, train: run.train, val: corpus.val, phi: frame.phi, batches, ...(seed === undefined ? {} : { seed }) });
     for (const checkBatches of [1, undefined]) {
       const b = await createBackend('cpu', { ...init, ...(checkBatches ? { checkBatches } : {}) });
       await b.load({ phi: frame.phi, momentum: frame.momentum, innerStep: frame.meta.step });
       const n = checkBatches ?? stateCheckBatchCount(run.model, run.train);
       const check = await b.checkLoss();
-      expect(Math.abs(check - coordinator(n))).toBeLessThan(1e-6 * check);
+      expect(Math.abs(check - coordinator(n, 5))).toBeLessThan(1e-6 * check);
       const all = await b.evaluate();
       expect(Math.abs(all - coordinator(RUN_VAL_BATCHES))).toBeLessThan(1e-6 * all);
       if (n !== RUN_VAL_BATCHES) expect(check).not.toBe(all);

@@ -18,7 +18,7 @@ import type { RunInfo } from '../src/protocol/messages.ts';
 import type { Logger } from '../src/sync/components.ts';
 import type { BootState } from '../src/sync/types.ts';
 import { startServer, until, type TestServer } from './support/coordinator.ts';
-import { honestState, negated, valLoss } from './support/states.ts';
+import { fittedToCheckWindows, honestState, negated, valLoss } from './support/states.ts';
 
 let s: TestServer;
 const volunteers: Volunteer[] = [];
@@ -112,6 +112,21 @@ describe('a newcomer that cannot be poisoned or crashed', () => {
     // Both rogues were asked (a newcomer asks up to min(3, others) live peers) and refused.
     expect(served.get(overflow)).toBe(1);
     expect(served.get(worse)).toBe(1);
+  });
+
+  it('refuses a live peer serving a state fitted to the run\'s public check windows, and joins from the good checkpoint', async () => {
+    // Before: a newcomer judged candidates on the run's check windows, which anyone can compute;
+    // a state trained on them alone measured 0.03 there (7.3 on other windows of the text) and
+    // was adopted over the checkpoint.
+    const run = await newRun('poison-fit');
+    const good = honestState(run, 60);
+    await s.c.checkpoints.save(run, { ...good, meta: { ...good.meta, valLoss: valLoss(run, good.phi) } }, null, Date.now(), stateCheckBatchCount(run.model, run.train));
+    const fitted = fittedToCheckWindows(run, 400, good.meta.step);
+    const fitter = await rogue(run, { phi: fitted.phi, momentum: fitted.momentum, outerRound: fitted.meta.round, innerStep: fitted.meta.step });
+    const { joined, summary } = await newcomer('poison-fit', 1);
+    expect(served.get(fitter)).toBe(1);
+    expect(joined.source).toBe('checkpoint');
+    expect(summary).toMatchObject({ joinedFrom: 'checkpoint', rounds: 1, reason: 'limit reached' });
   });
 
   it('refuses a live peer whose good φ carries a step the coordinator would never accept from it, and keeps reporting', async () => {

@@ -2,7 +2,8 @@
 // from the whole training text, seeded by (run seed, replica id): replicas see different data
 // (the point of averaging their progress) yet any replica's stream can be replayed exactly.
 // Validation windows are evenly spaced and use no randomness, so every replica and the server
-// score the same text and their losses can be compared.
+// score the same text and their losses can be compared; a state is judged on windows drawn from
+// a seed only its judge knows (privateCheckBatches), which no peer serving it can fit.
 import type { ModelConfig } from '../model/config.ts';
 import { forwardFlops } from '../model/flops.ts';
 import { Rng } from '../model/rng.ts';
@@ -78,7 +79,8 @@ export const STATE_CHECK_FLOPS = 64e9;
  * bootstrap state, against that checkpoint's loss (src/sync/state-check.ts). As many of the run's
  * batches as fit `budget` forward FLOPs, at least one and at most RUN_VAL_BATCHES: all of them
  * for `micro` and `tiny`, one for `small` and `base`, whose four took minutes of a core. A
- * function of the run alone, so both sides measure the same windows.
+ * function of the run alone, so both sides measure as many windows of the same text (each its
+ * own: privateCheckBatches).
  */
 export function stateCheckBatchCount(model: ModelConfig, train: { batch: number; seqLen: number }, budget = STATE_CHECK_FLOPS): number {
   const fit = Math.floor(budget / forwardFlops(model, train.batch, train.seqLen));
@@ -86,21 +88,24 @@ export function stateCheckBatchCount(model: ModelConfig, train: { batch: number;
 }
 
 /**
- * The windows a state is judged on (stateCheckBatchCount batches of the run's batch × seqLen,
+ * The run's public check windows (stateCheckBatchCount batches of the run's batch × seqLen,
  * spread over the whole validation text like runValidationBatches'; the same when the count is
- * RUN_VAL_BATCHES). `count` overrides the count (tests).
+ * RUN_VAL_BATCHES). A function of public data, so nobody judges a state on them: a peer could fit
+ * them (tests and benchmarks use them as fixed windows). `count` overrides the count.
  */
 export function stateCheckBatches(tokens: Uint8Array, model: ModelConfig, train: { batch: number; seqLen: number }, count = stateCheckBatchCount(model, train)): Batch[] {
   return validationBatches(tokens, train.batch, train.seqLen, count);
 }
 
 /**
- * The coordinator's own check windows for an upload (server/checkpoint-validate.ts): as many as
+ * The windows a state is judged on, by the coordinator before an upload becomes a checkpoint
+ * (server/checkpoint-validate.ts) and by a newcomer before it adopts a candidate: as many as
  * stateCheckBatches', drawn at random over the whole validation text from `seed`, which only the
- * coordinator knows (randomSeed, fresh per measurement). The run's check windows are a function
- * of public data, so a state fitted to them alone (400 CPU steps on `micro`) measured 0.03 there
- * and 5.9 elsewhere in the same text, and as the newest checkpoint it set a bound no honest
- * upload could meet. These it cannot fit without fitting the whole text.
+ * judge knows (randomSeed: fresh per measurement for the coordinator, per volunteer for a
+ * newcomer). The run's own check windows are a function of public data, so a state fitted to
+ * them alone (400 CPU steps on `micro`) measured 0.03 there and 7.3 elsewhere in the same text,
+ * and as the newest checkpoint it set a bound no honest upload could meet. These it cannot fit
+ * without fitting the whole text.
  */
 export function privateCheckBatches(tokens: Uint8Array, model: ModelConfig, train: { batch: number; seqLen: number }, seed: number, count = stateCheckBatchCount(model, train)): Batch[] {
   const sampler = new WindowSampler(tokens, { seed, replica: 0 });

@@ -63,8 +63,9 @@ export interface TrainerPort {
   /** Mean loss over the run's fixed validation batches. */
   evaluate(): Promise<number>;
   /**
-   * Mean loss over the run's state check windows (src/data/sampler.ts stateCheckBatches), which
-   * the coordinator measured its checkpoints on: how a newcomer judges a candidate state.
+   * Mean loss over this page's state check windows: as many as the coordinator measures its
+   * checkpoints on, drawn from a seed of this page's own (src/data/sampler.ts
+   * privateCheckBatches): how a newcomer judges a candidate state.
    */
   checkLoss(): Promise<number>;
   outerPayload(): Promise<OuterPayload>;

@@ -6,7 +6,7 @@
 //   (src/train/outer.ts), for many-peer tests where a software GPU would be too slow.
 // Both start from initParams(layout, run.seed), so fresh replicas of one run share φ_0.
 import type { Batch } from '../data/batch.ts';
-import { randomSeed, stateCheckBatches, validationBatches, WindowSampler } from '../data/sampler.ts';
+import { privateCheckBatches, randomSeed, validationBatches, WindowSampler } from '../data/sampler.ts';
 import { trainConfig, type TrainConfig } from '../model/config.ts';
 import { initParams } from '../model/init.ts';
 import { buildLayout, type Layout } from '../model/layout.ts';
@@ -44,8 +44,9 @@ export interface ReplicaBackend extends Replica {
   /** Mean loss over the run's fixed validation batches (θ = φ right after an outer step). */
   evaluate(): Promise<number>;
   /**
-   * Mean loss over the run's state check windows (src/data/sampler.ts stateCheckBatches), the
-   * ones the coordinator measured its checkpoints on: how a newcomer judges a candidate state.
+   * Mean loss over this volunteer's state check windows: as many as the coordinator measures its
+   * checkpoints on, drawn from a seed of its own (src/data/sampler.ts privateCheckBatches): how
+   * a newcomer judges a candidate state, on windows no peer serving it can know.
    */
   checkLoss(): Promise<number>;
   outerPayload(): Promise<OuterPayload>;
@@ -77,6 +78,8 @@ export interface BackendInit {
   probeSeed?: number;
   /** Validation batches of a state check; default stateCheckBatchCount of the run (tests override it). */
   checkBatches?: number;
+  /** Seed of the state check's windows; default: random on this machine (tests fix it). */
+  checkSeed?: number;
 }
 
 export async function createBackend(kind: BackendKind, init: BackendInit): Promise<ReplicaBackend> {
@@ -88,7 +91,7 @@ export async function createBackend(kind: BackendKind, init: BackendInit): Promi
     throw new BackendError(`run ${run.id} has a train config this volunteer cannot use: ${(err as Error).message}`, { cause: err });
   }
   const val = validationBatches(init.val, cfg.batch, cfg.seqLen, VAL_BATCHES);
-  const check = stateCheckBatches(init.val, run.model, cfg, init.checkBatches);
+  const check = privateCheckBatches(init.val, run.model, cfg, init.checkSeed ?? randomSeed(), init.checkBatches);
   if (kind === 'gpu') return GpuBackend.create(init, cfg, val, check);
   if (kind === 'cpu') return new CpuBackend(init, cfg, val, check);
   throw new BackendError(`unknown backend "${String(kind)}"; choose one of ${BACKENDS.join(', ')}`);

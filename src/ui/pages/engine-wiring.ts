@@ -5,7 +5,7 @@
 import * as Comlink from 'comlink';
 import type { TrainerApi } from '../../worker/worker.ts';
 import { STATE_FORMAT, STATE_VERSION, type LoadState } from '../../worker/types.ts';
-import { stateCheckBatches, validationBatches } from '../../data/sampler.ts';
+import { privateCheckBatches, randomSeed, validationBatches } from '../../data/sampler.ts';
 import { buildLayout } from '../../model/layout.ts';
 import { compressionForRun } from '../../sync/compress.ts';
 import { consoleLogger } from '../../sync/components.ts';
@@ -30,7 +30,9 @@ export async function createTrainer({ run, welcome, baseUrl }: TrainerFactoryArg
     onWait: (w) => consoleLogger('murmur data', true).info('the coordinator asks this address to wait before downloading the data', { status: w.status, waitMs: w.waitMs, reason: w.reason }),
   });
   const val = validationBatches(valTokens, run.train.batch, run.train.seqLen, VAL_BATCHES);
-  const check = stateCheckBatches(valTokens, run.model, run.train);
+  // Windows of this page's own (a seed nobody else knows): a peer serving a state fitted to any
+  // windows it could know would pass a check on those.
+  const check = privateCheckBatches(valTokens, run.model, run.train, randomSeed());
   const worker = new Worker(new URL('../../worker/worker.ts', import.meta.url), { type: 'module', name: 'murmur-trainer' });
   const api = Comlink.wrap<TrainerApi>(worker);
   try {
