@@ -72,7 +72,7 @@ describe('checkpoint file metadata', () => {
       format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, ...(model === undefined ? {} : { model: JSON.stringify(model) }),
     });
     expect(() => decodeCheckpoint(file())).toThrow('checkpoint metadata model must be object, got null');
-    expect(() => decodeCheckpoint(file({ vocab: 65, ctx: 8, layers: 1, d: 8, heads: -2 }))).toThrow('checkpoint metadata model.heads must be >= 0, got -2');
+    expect(() => decodeCheckpoint(file({ vocab: 65, ctx: 8, layers: 1, d: 8, heads: -2 }))).toThrow('checkpoint metadata model.heads must be >= 1, got -2');
     expect(() => decodeCheckpoint(file({ vocab: 65, ctx: 8, layers: 1, d: 8 }))).toThrow('checkpoint metadata model.heads is required');
   });
 });

@@ -38,8 +38,10 @@ import { jsonDepth, schemaProblem } from './check.ts';
  *      every run, MAX_STEPS_PER_S). Between peers, an `xchg`'s chunks follow only once the
  *      partner's own `xchg` arrived, and a peer keeps no buffers for an announcement before its
  *      pool answer, so the chunks a version-2 peer streamed at once would be lost.
+ *   4: a run's train config, model and `pairWaitFrac` (in `welcome` and `config`) carry the
+ *      bounds a researcher's input has (WireTrainConfig), where any number passed before.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /** Limits every connection lives under; the server announces its values in `welcome`. */
 export const DEFAULT_LIMITS = {
