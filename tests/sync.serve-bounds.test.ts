@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createMesh, type Mesh } from '../src/sync/mesh.ts';
 import { MAX_STATE_SERVES } from '../src/sync/bootstrap.ts';
+import { MAX_LINGERING_SENDS } from '../src/sync/exchange.ts';
 import type { MeshCore } from '../src/sync/mesh-core.ts';
 import { SendAbort, sendTensor, type TransferIdentity } from '../src/sync/transfer.ts';
 import { DEFAULT_DEADLINE } from '../src/sync/deadline.ts';
@@ -378,13 +379,14 @@ describe("an exchange's send to a partner that never reads", () => {
     expect(deaf().open).toBe(true); // the partner stays a neighbour (until housekeeping or its strikes say otherwise)
   });
 
-  it('a partner that takes our φ and Δ and then never reads keeps one send waiting, not one per round', async () => {
+  it(`a partner that takes our φ and Δ and then never reads keeps at most ${MAX_LINGERING_SENDS + 1} sends waiting, not one per round`, async () => {
     // Before: a round that resolved left its send streaming (an honest partner may still be
     // receiving) until the send deadline a minute on; a paired partner that read nothing after
     // our xchg kept one send, with its copies of φ and Δ, per round.
     // Honest-looking payloads: every round is paired, no strike.
     const { mesh, rogue, ended, deaf } = await deafPartner(() => syntheticPayload(n, 1, 0));
     const rounds = 6;
+    const endedBy = (k: number) => Math.max(0, k - MAX_LINGERING_SENDS);
     for (let k = 0; k < rounds; k++) {
       const result = mesh.exchange(k, syntheticPayload(n, 0, k), { waitMs: 5_000 });
       void rogue.loop(1, 0, 5_000);
@@ -392,10 +394,12 @@ describe("an exchange's send to a partner that never reads", () => {
       expect(`${r.outcome}:${r.partner}`, `round ${k}`).toBe('paired:r0');
       // DeafLink keeps a wait it was given until the link closes; each of ours began after the last.
       await until(() => deaf().waiting === k + 1, 20_000, `round ${k}'s send to wait on the partner`, 5);
-      await until(() => ended().length === k, 20_000, `round ${k - 1}'s send to end`, 5);
+      await until(() => ended().length === endedBy(k), 20_000, `${endedBy(k)} sends to have ended by round ${k}`, 5);
     }
     await flush();
-    expect(ended().length).toBe(rounds - 1); // of `rounds` sends, only the last is still going
-    expect(ended().map((l) => String(l.fields!.error))).toEqual([...Array(rounds - 1).keys()].map((k) => expect.stringMatching(new RegExp(`round ${k + 1}'s send started`))));
+    // Of `rounds` sends, the last MAX_LINGERING_SENDS + 1 are still going; each older one was
+    // ended by the send MAX_LINGERING_SENDS + 1 rounds after it.
+    expect(ended().length).toBe(rounds - MAX_LINGERING_SENDS - 1);
+    expect(ended().map((l) => String(l.fields!.error))).toEqual([...Array(rounds - MAX_LINGERING_SENDS - 1).keys()].map((k) => expect.stringMatching(new RegExp(`round ${k + MAX_LINGERING_SENDS + 1}'s send started`))));
   });
 });

@@ -38,12 +38,17 @@ type Outcome =
   | { kind: 'destroyed' };
 
 /**
- * Each mesh's exchange send that may still be streaming after its round resolved (to a partner
- * still receiving). A partner that took our `xchg` and its φ and Δ and then read nothing kept
- * that send waiting, with its copies of φ and Δ, until the send deadline a minute on: one more
- * per paired round. The next round's send ends the last one: one lingers at most.
+ * Each mesh's exchange sends, oldest first: this round's and those of earlier rounds still
+ * streaming to a partner that may still be receiving. A partner that took our `xchg` and its φ
+ * and Δ and then read nothing kept that send waiting, with its copies of φ and Δ, until the
+ * send deadline a minute on: one more per paired round. Past MAX_LINGERING_SENDS earlier ones,
+ * a new send ends the oldest. Not the last one alone: in a fast swarm (rounds of a few steps,
+ * tenths of a second) an honest partner can still be reading our previous round's payload, and
+ * cutting it cost that partner its round.
  */
-const lingering = new WeakMap<MeshCore, SendAbort>();
+const sending = new WeakMap<MeshCore, SendAbort[]>();
+/** Earlier rounds' sends that may go on beside this round's. */
+export const MAX_LINGERING_SENDS = 2;
 
 export class ExchangeRun {
   phase: 'pairing' | 'connecting' | 'transfer' | 'done' = 'pairing';
@@ -208,14 +213,17 @@ export class ExchangeRun {
       const off = this.abortSend.onAbort(() => resolve(false));
       this.onAnnounced = () => { off(); resolve(true); };
     });
-    lingering.get(mesh)?.abort(`round ${round}'s send started`);
-    lingering.set(mesh, this.abortSend);
+    let sends = sending.get(mesh);
+    if (!sends) sending.set(mesh, (sends = []));
+    sends.push(this.abortSend);
+    while (sends.length > MAX_LINGERING_SENDS + 1) sends.shift()!.abort(`round ${round}'s send started`);
     void mesh.holding(conn, async () => {
       if (!(await announced)) return;
       await sendTensor(conn.link, id, { kind: 'phi', dtype: phiA.dtype, round, transferId: phiA.tid, elements: n, bytes: phiBytes }, opts);
       await sendTensor(conn.link, id, { kind: 'delta', dtype: deltaA.dtype, round, transferId: deltaA.tid, elements: n, bytes: deltaBytes }, opts);
     }).catch((err) => mesh.logger.debug('send to partner ended early', { partner, error: String(err) })).finally(() => {
-      if (lingering.get(mesh) === this.abortSend) lingering.delete(mesh);
+      const i = sends.indexOf(this.abortSend);
+      if (i >= 0) sends.splice(i, 1);
     });
 
     // Their half.
