@@ -431,6 +431,28 @@ describe('fetchRetrying', () => {
     }
   });
 
+  it('fetchWhole: the deadline runs from the answer, not through the waits a 429 asked for', async () => {
+    // Before: it ran from the first ask, so a 1 MiB file waited out for two minutes behind a
+    // crowd's download budget (a 124 s deadline) failed as "still sending" at its first chunk.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // The second chunk comes 20 ms after the first is read.
+    let pulls = 0;
+    const twoChunks = new Response(new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (pulls++ === 0) { c.enqueue(new Uint8Array(5).fill(1)); return; }
+        return new Promise<void>((done) => { timer = setTimeout(() => { c.enqueue(new Uint8Array(5).fill(2)); c.close(); done(); }, 20); });
+      },
+    }, { highWaterMark: 0 }));
+    const { fn, calls } = scripted([answer(429, { 'retry-after': '0.3' }), twoChunks]);
+    try {
+      // 500 ms quiet allowed, 10 bytes: a deadline of about 0.5 s, shorter than the wait plus the transfer.
+      expect([...await fetchWhole(fn, 'http://x/a', { idleMs: 500, maxBytes: 10, sleep: (ms) => new Promise((r) => setTimeout(r, ms + 300)) })]).toEqual([1, 1, 1, 1, 1, 2, 2, 2, 2, 2]);
+      expect(calls).toHaveLength(2);
+    } finally {
+      clearTimeout(timer);
+    }
+  });
+
   it('downloadAssignment: takes no shard twice, and no more data than a volunteer takes, before downloading anything', async () => {
     const file = (name: string, bytes: number): DataFileRef => ({ name, url: `/${name}`, bytes, sha256: '0'.repeat(64), dtype: 'u8' });
     const none = scripted([]);

@@ -138,8 +138,11 @@ async function readWithin(reader: ReadableStreamDefaultReader<Uint8Array>, idleM
  */
 export async function fetchWhole(fetchFn: typeof fetch, url: string, o: RetryOptions & { resumes?: number; maxBytes?: number; idleMs?: number } = {}): Promise<Uint8Array> {
   const idleMs = o.idleMs ?? DEFAULT_IDLE_MS;
-  const deadline = Date.now() + idleMs + (o.maxBytes ?? Infinity) / MIN_BYTES_PER_S * 1000;
+  // From each answer, not from the first ask: a 429's waits (minutes, for a crowd behind one
+  // address) are not the transfer's time.
+  const deadlineFrom = (got: number) => Date.now() + idleMs + ((o.maxBytes ?? Infinity) - got) / MIN_BYTES_PER_S * 1000;
   let res = await fetchRetrying(fetchFn, url, {}, o);
+  let deadline = deadlineFrom(0);
   if (!res.ok) throw new HttpRefusal(res.status, await refusalText(res), url);
   const etag = res.headers.get('etag');
   const resumable = res.headers.get('accept-ranges') === 'bytes' && etag !== null;
@@ -164,6 +167,7 @@ export async function fetchWhole(fetchFn: typeof fetch, url: string, o: RetryOpt
       if (err instanceof TooLarge || err instanceof TooSlow || !resumable || resumes >= (o.resumes ?? DEFAULT_RESUMES) || o.signal?.aborted) throw err;
       resumes++;
       res = await fetchRetrying(fetchFn, url, { headers: { range: `bytes=${got}-`, 'if-range': etag } }, o);
+      deadline = deadlineFrom(res.status === 200 ? 0 : got);
       if (res.status === 200) { chunks = []; got = 0; continue; } // the content changed: start again
       if (res.status !== 206 || !res.headers.get('content-range')?.startsWith(`bytes ${got}-`)) {
         throw new HttpRefusal(res.status, `resuming at byte ${got} got ${res.headers.get('content-range') ?? 'no content-range'}`, url);
