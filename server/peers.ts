@@ -37,6 +37,7 @@ import type { WebSocket, RawData } from 'ws';
 import type { Db } from './db.ts';
 import type { Clock } from '../src/protocol/clock.ts';
 import { schemaProblem } from '../src/protocol/check.ts';
+import { forgetOldest } from '../src/protocol/bounded.ts';
 import { OffenderEventData } from '../src/protocol/events.ts';
 import type { SessionSigner } from './auth.ts';
 import type { RunStore } from './runs.ts';
@@ -633,7 +634,7 @@ export class PeerHub {
       let byAddr = this.addressStrikes.get(runId);
       if (!byAddr) this.addressStrikes.set(runId, (byAddr = new Map()));
       if (strikeCount(byAddr, reporter, accusedAddress) < VETO_AFTER) addStrike(byAddr, reporter, accusedAddress);
-      forgetOldestKeys(byAddr, MAX_REPORTERS_KEPT);
+      forgetOldest(byAddr, MAX_REPORTERS_KEPT);
     }
     if (before >= VETO_AFTER) return; // already vetoed: nothing more to write
     addStrike(strikes, reporter, msg.peer);
@@ -664,7 +665,7 @@ export class PeerHub {
     let m = byReporter.get(reporter);
     if (!m) {
       byReporter.set(reporter, (m = new Map()));
-      forgetOldestKeys(byReporter, MAX_REPORTERS_KEPT);
+      forgetOldest(byReporter, MAX_REPORTERS_KEPT);
     }
     const last = m.get(accused);
     if (!last) {
@@ -1135,9 +1136,6 @@ export const VETO_AFTER = 2;
  */
 export const MAX_REPORTERS_KEPT = 10_000;
 
-function forgetOldestKeys(m: Map<string, unknown>, max: number): void {
-  while (m.size > max) m.delete(m.keys().next().value!);
-}
 /** CUSUM reports (no strike) stored per (reporter, accused) pair and run; later ones are dropped. */
 export const SOFT_REPORTS_KEPT = 4;
 /** A pair's rest after a report of the accused within REST_WINDOW of the last, in the reporter's readies; it doubles with each later report. */

@@ -6,6 +6,8 @@
 // against ours (a negated or reversed update) is rejected, and so is the Δ we sent the partner
 // last time, sent back reversed (the mirror); anything subtler is the probe's to judge.
 
+import { forgetOldest as forgetOldestPast } from '../protocol/bounded.ts';
+
 export interface ValidationSettings {
   /** κ: ||Δ_j|| is scaled down to at most κ × the median of recently accepted Δ norms. */
   clipFactor: number;
@@ -212,7 +214,7 @@ export const MAX_REMEMBERED = 1024;
 
 /** Drops the oldest entries of `record` (the first set; re-set one to make it the newest) past `max`. */
 export function forgetOldest(record: Map<string, unknown> | Set<string>, max = MAX_REMEMBERED): void {
-  while (record.size > max) record.delete(record.keys().next().value!);
+  forgetOldestPast(record, max);
 }
 
 /**
