@@ -3,7 +3,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MIN_PAIR_WAIT_MS, TrainingController } from '../src/ui/controllers/training-controller.ts';
 import { ConsentStore } from '../src/ui/core/consent.ts';
-import { FAKE_RUN, FakeBackend, FakeSensors, MemoryStorage } from './support/ui-fakes.ts';
+import { FAKE_RUN, FakeBackend, FakeMesh, FakeSensors, MemoryStorage } from './support/ui-fakes.ts';
 
 beforeEach(() => { vi.useFakeTimers({ now: 1_700_000_000_000 }); });
 afterEach(() => { vi.useRealTimers(); });
@@ -341,7 +341,39 @@ describe('TrainingController', () => {
     await stop(c);
   });
 
-  it('stops while still connecting, and closes the session that arrives late', async () => {
+  it('Stop aborts a join still in progress and says "stopped" once the join has let go; a new Start joins afresh', async () => {
+    const { c, backend } = await setup();
+    const realJoin = backend.join.bind(backend);
+    let seen: AbortSignal | undefined;
+    let settled = false;
+    backend.join = (signal) => new Promise((_, reject) => {
+      seen = signal;
+      // As the real backend: the abort releases what the join started, then the join rejects.
+      signal?.addEventListener('abort', () => { setTimeout(() => { settled = true; reject(signal.reason); }, 50); }, { once: true });
+    });
+    c.giveConsent();
+    c.start();
+    await advance(100);
+    expect(c.phase).toBe('starting');
+    const done = c.stop();
+    await advance(10);
+    expect(seen?.aborted).toBe(true);
+    expect(c.phase).toBe('stopping');
+    expect(c.running).toBe(true);
+    await advance(100);
+    await done;
+    expect(settled).toBe(true);
+    expect(c.phase).toBe('stopped');
+    expect(c.error).toBeNull();
+    backend.join = realJoin;
+    c.start();
+    await advance(300);
+    expect(c.phase).toBe('training');
+    expect(backend.joins).toBe(1);
+    await stop(c);
+  });
+
+  it('a join that ignores the abort: its late session is closed before the page says "stopped"', async () => {
     const { c, backend } = await setup();
     let release!: () => void;
     const realJoin = backend.join.bind(backend);
@@ -349,12 +381,64 @@ describe('TrainingController', () => {
     c.giveConsent();
     c.start();
     await advance(100);
-    expect(c.phase).toBe('starting');
-    await stop(c);
-    expect(c.phase).toBe('stopped');
+    const done = c.stop();
     release();
     await advance(100);
+    await done;
+    expect(c.phase).toBe('stopped');
     expect(backend.closes).toBe(1);
+  });
+
+  it('the coordinator ends the session: training stops, the session is closed, and the page says why', async () => {
+    const { c, backend } = await setup();
+    const realJoin = backend.join.bind(backend);
+    let end!: (reason: string) => void;
+    backend.join = async (signal) => ({ ...await realJoin(signal), onEnd: (fn) => { end = fn; return () => {}; } });
+    c.giveConsent();
+    c.start();
+    await advance(300);
+    expect(c.phase).toBe('training');
+    end('replaced by a newer connection of this peer');
+    await advance(1000);
+    expect(c.phase).toBe('error');
+    expect(c.error).toBe('the coordinator ended this session: replaced by a newer connection of this peer');
+    expect(c.running).toBe(false);
+    expect(backend.closes).toBe(1);
+  });
+
+  it('Stop then Start: the new session reports bytes from its own mesh (never negative), and starts its round empty', async () => {
+    // An outer step of several chunks (H is hundreds on real runs), so reports go between rounds.
+    const backend = new FakeBackend({ ...FAKE_RUN, H: 50 });
+    const c = new TrainingController({ backend, sensors: new FakeSensors(), consent: new ConsentStore(new MemoryStorage(), () => Date.now()), intensity: 1, evalEveryRounds: 0 });
+    await c.init();
+    // As the real backend: each join builds a new mesh whose byte counters start at 0.
+    const realJoin = backend.join.bind(backend);
+    backend.join = async (signal) => {
+      const mesh = new FakeMesh();
+      mesh.peers = 2;
+      return { ...await realJoin(signal), mesh };
+    };
+    c.giveConsent();
+    c.start();
+    await advance(2500);
+    expect(c.figures.bytesDown).toBeGreaterThan(0);
+    await stop(c);
+    // "Stopped" shows nothing of the mesh it left.
+    expect(c.figures).toMatchObject({ partner: null, peersOnline: 0, soloReason: null });
+    const priv = c as unknown as { roundLosses: number[] };
+    const n = backend.reports.length;
+    await advance(15_000);
+    c.start();
+    await advance(20); // joined (10 ms), no chunk done yet
+    expect(priv.roundLosses).toEqual([]);
+    await advance(300);
+    const after = backend.reports.slice(n);
+    expect(after.length).toBeGreaterThan(0);
+    for (const r of after) {
+      expect(r.bytesIn).toBeGreaterThanOrEqual(0);
+      expect(r.bytesOut).toBeGreaterThanOrEqual(0);
+    }
+    await stop(c);
   });
 
   it('refuses to start without a usable GPU', async () => {

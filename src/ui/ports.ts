@@ -139,6 +139,12 @@ export interface VolunteerSession {
   mesh: MeshPort;
   /** Queue a metric row; the client buffers while the coordinator is unreachable. */
   report(r: VolunteerReport): void;
+  /**
+   * Calls `fn` once if the coordinator ends this session (the run stopped, another tab of this
+   * browser took the session over, this volunteer was refused): training must stop then, its
+   * reports could never be sent. Returns an unsubscribe function.
+   */
+  onEnd?(fn: (reason: string) => void): () => void;
   /** Leaves the mesh, closes the coordinator connection, disposes the trainer. */
   close(): Promise<void>;
 }
@@ -148,8 +154,12 @@ export interface VolunteerBackend {
   describeRun(): Promise<RunSummary>;
   /** Looks for a usable GPU without acquiring it (requestAdapter only). */
   probeGpu(): Promise<GpuProbe>;
-  /** Only after consent + Start: coordinator hello, worker + GPU device, mesh, the run's current state. */
-  join(): Promise<VolunteerSession>;
+  /**
+   * Only after consent + Start: coordinator hello, worker + GPU device, mesh, the run's current
+   * state. Aborting `signal` (Stop) ends a join in progress: the download stops, nothing more is
+   * started, what was started is released, and the join rejects with the signal's reason.
+   */
+  join(signal?: AbortSignal): Promise<VolunteerSession>;
 }
 
 export interface SensorPort {

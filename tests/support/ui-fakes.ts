@@ -177,7 +177,7 @@ export class FakeBackend implements VolunteerBackend {
   async describeRun(): Promise<RunSummary> { return this.run; }
   async probeGpu(): Promise<GpuProbe> { return this.gpu; }
 
-  async join(): Promise<VolunteerSession> {
+  async join(_signal?: AbortSignal): Promise<VolunteerSession> {
     this.joins++;
     await sleep(10);
     if (this.joinError) throw this.joinError;

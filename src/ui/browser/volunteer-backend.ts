@@ -46,7 +46,16 @@ export function requiredLimits(run: RunInfo): Record<string, number> {
   return { maxStorageBufferBindingSize: bytes, maxBufferSize: bytes };
 }
 
-export interface TrainerFactoryArgs { run: RunInfo; welcome: WelcomeMsg; baseUrl: string }
+export interface TrainerFactoryArgs {
+  run: RunInfo;
+  welcome: WelcomeMsg;
+  baseUrl: string;
+  /**
+   * Aborted when the join is given up (Stop, the coordinator ending the session): the data
+   * download stops, a worker already started is ended, and the factory rejects with its reason.
+   */
+  signal?: AbortSignal;
+}
 export interface MeshFactoryArgs {
   run: RunInfo;
   signaling: SignalingClient;
@@ -99,11 +108,21 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
     return probeGpu(browserProbeEnv(), requiredLimits(await this.runInfo()));
   }
 
-  async join(): Promise<VolunteerSession> {
+  async join(signal?: AbortSignal): Promise<VolunteerSession> {
+    signal?.throwIfAborted();
     const signaling = new SignalingClient({
       url: this.init.baseUrl, run: this.init.runId, WebSocket: this.init.WebSocket, session: this.init.session,
       client: { kind: 'browser', version: 'murmur-web' },
     });
+    // What ends the join before it is done: Stop (the caller's signal) or the coordinator (a
+    // refusal before the welcome, the end of the session after it). Every wait below ends with it,
+    // the download and the worker's start included, and the catch releases what was started.
+    const interrupt = new AbortController();
+    const onAbort = () => interrupt.abort(signal!.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const interrupted = new Promise<never>((_, reject) => interrupt.signal.addEventListener('abort', () => reject(interrupt.signal.reason), { once: true }));
+    interrupted.catch(() => {});
+    const step = <T>(p: Promise<T>): Promise<T> => Promise.race([p, interrupted]);
     // Peer lists arrive from the welcome on; the trainer takes a while to start, so listen now.
     let others: string[] = [];
     const offPeersList = signaling.on('peers', (e) => { others = e.peers.filter((p) => p !== signaling.peerId); });
@@ -111,25 +130,37 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
     // training and wire settings while peers train).
     let pairWaitFrac: number | null = null;
     const offConfig = signaling.on('config', (r) => { pairWaitFrac = r.pairWaitFrac; });
-    const offPeers = () => { offPeersList(); offConfig(); };
+    // The coordinator ends the session (the run stopped, another tab took it over, a refusal):
+    // before the session is handed over that fails the join; after, the controller is told.
+    let welcome: WelcomeMsg | null = null;
+    let endedBy: string | null = null;
+    const onEnd = new Set<(reason: string) => void>();
+    const offStopped = signaling.on('stopped', (e) => {
+      endedBy = e.reason;
+      interrupt.abort(new Error(welcome ? `the coordinator ended this volunteer's session: ${e.reason}` : `the coordinator refused this volunteer: ${e.reason}`));
+      for (const fn of [...onEnd]) fn(e.reason);
+    });
+    const offAll = () => { offPeersList(); offConfig(); offStopped(); signal?.removeEventListener('abort', onAbort); };
     /** When the welcome arrived: the coordinator's bound on our steps starts there. */
     let welcomedAt = 0;
-    const welcome = await new Promise<WelcomeMsg>((resolve, reject) => {
-      const offs = [
-        signaling.on('welcome', (w) => { offs.forEach((o) => o()); welcomedAt = performance.now(); others = w.peers.filter((p) => p !== w.peerId); resolve(w); }),
-        signaling.on('stopped', (e) => { offs.forEach((o) => o()); reject(new Error(`the coordinator refused this volunteer: ${e.reason}`)); }),
-      ];
-      signaling.start();
-    });
-    const run = welcome.run;
     const log = this.init.logger ?? consoleLogger('[murmur]', true);
-    const floats = buildLayout(run.model).total;
     let trainer: TrainerPort | null = null;
     let mesh: RunMesh | null = null;
     let start: SessionStart;
+    let run: RunInfo;
+    let floats: number;
     try {
-      trainer = await this.init.createTrainer({ run, welcome, baseUrl: this.init.baseUrl });
-      mesh = await this.init.createMesh({ run, signaling, welcome, otherPeers: () => others.length });
+      const w = welcome = await step(new Promise<WelcomeMsg>((resolve) => {
+        const off = signaling.on('welcome', (m) => { off(); welcomedAt = performance.now(); others = m.peers.filter((p) => p !== m.peerId); resolve(m); });
+        signaling.start();
+      }));
+      run = w.run;
+      floats = buildLayout(run.model).total;
+      // The factory honours the signal itself (the download is aborted, a worker it started is
+      // ended): raced from outside, a trainer it finished later would hold the GPU unowned.
+      trainer = await this.init.createTrainer({ run, welcome: w, baseUrl: this.init.baseUrl, signal: interrupt.signal });
+      interrupt.signal.throwIfAborted();
+      mesh = await step(this.init.createMesh({ run, signaling, welcome: w, otherPeers: () => others.length }));
       // The run's current state: a live peer's, else the newest checkpoint's, else the fresh init;
       // each candidate measured in the trainer before it is adopted (src/sync/state-check.ts).
       const t0 = trainer;
@@ -137,40 +168,44 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
       let fresh: Awaited<ReturnType<TrainerPort['outerState']>> | undefined;
       /** The φ last loaded to be measured (undefined: none): adopting it needs no second load. */
       let inTrainer: Float32Array | undefined, loadedStep = -1;
-      const maxStep = welcomeMaxStep(welcome, welcomedAt);
-      const stepCap = welcomeStepCap(welcome);
-      const joined = await joinRunState(mesh, signaling, {
+      const maxStep = welcomeMaxStep(w, welcomedAt);
+      const stepCap = welcomeStepCap(w);
+      const joined = await step(joinRunState(mesh, signaling, {
         runId: run.id, floats, others: others.length, timeoutMs: this.init.bootstrapTimeoutMs, logger: log,
-        maxLoss: maxStateLoss(welcome.checkpoint?.valLoss ?? null, run.model.vocab), outerMomentum: run.train.outerMomentum,
+        maxLoss: maxStateLoss(w.checkpoint?.valLoss ?? null, run.model.vocab), outerMomentum: run.train.outerMomentum,
         // No state our reports could not go on from: the coordinator would refuse every one of them.
         ...(maxStep ? { maxStep } : {}), ...(stepCap ? { stepCap } : {}),
         measure: async (c) => {
+          interrupt.signal.throwIfAborted();
           fresh ??= await t0.outerState();
           inTrainer = c.phi;
           loadedStep = c.innerStep;
           await t0.load({ phi: c.phi, momentum: c.momentum, innerStep: c.innerStep });
           return t0.checkLoss();
         },
-      });
+      }));
       const s = joined.state;
       // Loaded already unless its counters were held (joinRunState): the trainer's schedule follows the step.
-      if (s && (s.phi !== inTrainer || s.innerStep !== loadedStep)) await trainer.load({ phi: s.phi, momentum: s.momentum, innerStep: s.innerStep });
-      else if (!s && inTrainer && fresh) await trainer.load(fresh);
+      if (s && (s.phi !== inTrainer || s.innerStep !== loadedStep)) await step(trainer.load({ phi: s.phi, momentum: s.momentum, innerStep: s.innerStep }));
+      else if (!s && inTrainer && fresh) await step(trainer.load(fresh));
+      interrupt.signal.throwIfAborted();
       start = { source: joined.source, from: joined.source === 'peer' ? s!.from : null, step: s?.innerStep ?? 0, round: s?.outerRound ?? 0 };
       log.info('joined the run', { run: run.id, ...start });
     } catch (e) {
-      offPeers();
+      offAll();
       mesh?.destroy();
-      await trainer?.dispose();
-      signaling.stop('could not start training');
-      throw e;
+      await trainer?.dispose().catch(() => {});
+      signaling.stop(signal?.aborted ? 'the volunteer stopped' : 'could not start training');
+      throw interrupt.signal.aborted ? interrupt.signal.reason : e;
     }
+    // The join is over: Stop now goes through close(), not the signal.
+    signal?.removeEventListener('abort', onAbort);
     const t = new ServingTrainer(trainer, start, run.train.batch * run.train.seqLen);
     const m = mesh;
     // From now on newcomers copy our last outer state, and the coordinator can checkpoint it.
     const stopServing = serveRunState(m, signaling, { runId: run.id, floats, logger: log }, () => t.snapshot());
     return {
-      peerId: welcome.peerId,
+      peerId: welcome!.peerId,
       start,
       pairWaitFrac: () => pairWaitFrac ?? run.pairWaitFrac,
       trainer: t,
@@ -180,8 +215,14 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
         // the dashboard's NaN alert sees a diverged replica.
         signaling.report({ ...r, trainLoss: lossToWire(r.trainLoss), valLoss: lossToWire(r.valLoss) });
       },
+      onEnd(fn) {
+        if (endedBy !== null) { fn(endedBy); return () => {}; }
+        onEnd.add(fn);
+        return () => { onEnd.delete(fn); };
+      },
       close: async () => {
-        offPeers();
+        offAll();
+        onEnd.clear();
         stopServing();
         m.destroy();
         await t.dispose();

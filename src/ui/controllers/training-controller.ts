@@ -172,6 +172,15 @@ export class TrainingController extends Observable {
     this.userPaused = false;
     this.pauseAfterStep = false;
     this.error = null;
+    // A new session: its mesh counts bytes from 0 (a report carries what moved since the last),
+    // and nothing of the last session's round is this one's.
+    this.reportedBytes = { in: 0, out: 0 };
+    this.figures.bytesDown = this.figures.bytesUp = 0;
+    this.lastReportAt = 0;
+    this.roundLosses = [];
+    this.nonFinite = null;
+    this.divergedInARow = 0;
+    this.endedBy = null;
     this.phase = 'starting';
     this.notify();
     // Rates and the duty cycle change while nothing else happens (rests, pauses): refresh them.
@@ -210,6 +219,8 @@ export class TrainingController extends Observable {
 
   /** Ends a join() still in progress (see runLoop). */
   private onStop: () => void = () => {};
+  /** Why the coordinator ended the session, if it did (the loop then ends in an error saying so). */
+  private endedBy: string | null = null;
 
   setIntensity(x: number): void {
     this.intensity = clampIntensity(x, this.maxIntensity);
@@ -264,18 +275,26 @@ export class TrainingController extends Observable {
 
   private async runLoop(): Promise<void> {
     let session: VolunteerSession | null = null;
+    let offEnd = () => {};
     try {
       // Stop must work while we are still connecting (the coordinator may be unreachable and the
-      // client retries for ever): race the join against the stop, and close a late session.
-      const joining = this.opts.backend.join();
-      const stopped = new Promise<null>((r) => { this.onStop = () => r(null); });
-      session = await Promise.race([joining, stopped]);
-      if (!session) {
-        joining.then((s) => s.close(), () => {});
-        return;
+      // client retries for ever; the data download may wait its turn for minutes): it aborts the
+      // join, which releases what it started (the connection, the download, the worker) before
+      // it settles, so "Stopped" is true when the page says it and a new Start joins alone.
+      const abort = new AbortController();
+      this.onStop = () => abort.abort(new Error('stopped by the volunteer'));
+      if (this.stopRequested) return;
+      try {
+        session = await this.opts.backend.join(abort.signal);
+      } catch (e) {
+        if (this.stopRequested) return;
+        throw e;
       }
       this.session = session;
       if (this.stopRequested) return;
+      // The coordinator may end the session (the run stopped, another tab took it over): the
+      // loop stops, and the page says why instead of training on alone with reports unsent.
+      offEnd = session.onEnd?.((reason) => { this.endedBy = reason; this.stopRequested = true; this.poke(); }) ?? offEnd;
       // The replica continues the run's counters from the state it adopted: its reports and the
       // rounds it pairs for line up with the peers it copied from.
       this.joinedFrom = session.start;
@@ -340,14 +359,21 @@ export class TrainingController extends Observable {
         const d = this.effectiveIntensity;
         if (d > 0 && !this.stopRequested) await this.rest(restMs(t1 - t0, d));
       }
+      if (this.endedBy !== null) throw new Error(`the coordinator ended this session: ${this.endedBy}`);
     } catch (e) {
       this.error = errText(e);
       this.phase = 'error';
       this.notify();
     } finally {
+      offEnd();
+      this.onStop = () => {};
       this.session = null;
       if (session) await session.close().catch((e) => console.warn(`[murmur] closing the session failed: ${errText(e)}`));
       if (this.phase !== 'error') this.phase = 'stopped';
+      // Nothing of the mesh is current once the session is closed.
+      this.figures.partner = null;
+      this.figures.peersOnline = 0;
+      this.figures.soloReason = null;
       this.figures.duty = 0;
       this.figures.tokensPerS = 0;
       this.rateWindow = [];

@@ -23,58 +23,71 @@ import type { OuterPayload, OuterState, TrainerPort } from '../ports.ts';
 // browser and Node peers of one run train on identical tokens and pair with each other.
 export { runConfigHash };
 
-export async function createTrainer({ run, welcome, baseUrl }: TrainerFactoryArgs): Promise<TrainerPort> {
+export async function createTrainer({ run, welcome, baseUrl, signal }: TrainerFactoryArgs): Promise<TrainerPort> {
   const a = welcome.assignment;
-  // A crowd behind this page's address waits its turn for the coordinator's download budget.
+  // A crowd behind this page's address waits its turn for the coordinator's download budget;
+  // Stop ends the download, its waits included.
   const { train: data, val: valTokens } = await downloadAssignment(baseUrl, a, fetch, {
+    ...(signal ? { signal } : {}),
     onWait: (w) => consoleLogger('murmur data', true).info('the coordinator asks this address to wait before downloading the data', { status: w.status, waitMs: w.waitMs, reason: w.reason }),
   });
+  signal?.throwIfAborted();
   const val = validationBatches(valTokens, run.train.batch, run.train.seqLen, VAL_BATCHES);
   // Windows of this page's own (a seed nobody else knows): a peer serving a state fitted to any
   // windows it could know would pass a check on those.
   const check = privateCheckBatches(valTokens, run.model, run.train, randomSeed());
   const worker = new Worker(new URL('../../worker/worker.ts', import.meta.url), { type: 'module', name: 'murmur-trainer' });
   const api = Comlink.wrap<TrainerApi>(worker);
+  // A worker whose script fails (a redeploy renamed its chunk, a syntax error, an uncaught throw)
+  // fires "error" and never answers again: every call made of it fails with that instead of
+  // waiting for ever, and so does the join when Stop comes while the worker starts.
+  const failed = new Promise<never>((_, reject) => {
+    worker.addEventListener('error', (ev) => reject(new Error(`the training worker failed: ${(ev as ErrorEvent).message || 'its script could not be loaded or threw'}`)));
+    worker.addEventListener('messageerror', () => reject(new Error('the training worker sent a message this page cannot read')));
+    signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+  failed.catch(() => {});
+  const call = <T>(p: Promise<T>): Promise<T> => Promise.race([p, failed]);
   try {
-    await api.init({ model: run.model, train: run.train, data, replica: a.replica }, run.seed);
+    await call(api.init({ model: run.model, train: run.train, data, replica: a.replica }, run.seed));
   } catch (e) {
     worker.terminate();
     throw e;
   }
   let disposed = false;
   return {
-    train: (steps) => api.train(steps),
-    evaluate: () => api.evaluate(val),
-    checkLoss: () => api.evaluate(check),
+    train: (steps) => call(api.train(steps)),
+    evaluate: () => call(api.evaluate(val)),
+    checkLoss: () => call(api.evaluate(check)),
     async outerPayload(): Promise<OuterPayload> {
-      const p = await api.outerPayload();
+      const p = await call(api.outerPayload());
       return { phi: new Float32Array(p.phi), delta: new Float32Array(p.delta) };
     },
     probe(partner: OuterPayload) {
       // Copies, as for applyOuter: the partner's arrays stay with the mesh until the step.
       const plain = { phi: partner.phi.slice().buffer, delta: partner.delta.slice().buffer };
-      return api.probe(Comlink.transfer(plain, [plain.phi, plain.delta]), PROBE_WINDOWS);
+      return call(api.probe(Comlink.transfer(plain, [plain.phi, plain.delta]), PROBE_WINDOWS));
     },
     applyOuter(partners: OuterPayload[]) {
       // Copies: the mesh may still hold the partner's arrays; ours move to the worker.
       const plain = partners.map((p) => ({ phi: p.phi.slice().buffer, delta: p.delta.slice().buffer }));
-      return api.applyOuter(Comlink.transfer(plain, plain.flatMap((p) => [p.phi, p.delta])));
+      return call(api.applyOuter(Comlink.transfer(plain, plain.flatMap((p) => [p.phi, p.delta]))));
     },
     async outerState(): Promise<OuterState> {
       // A copy the worker keeps on the CPU after every outer step; its buffers are transferred.
-      const o = await api.outerState();
+      const o = await call(api.outerState());
       return { phi: o.phi, momentum: o.outerM, innerStep: o.step };
     },
     async load(s: OuterState) {
       // Only the outer state: the worker starts θ at φ with zero AdamW moments.
       const phi = s.phi.slice().buffer, outerM = s.momentum.slice().buffer;
       const state: LoadState = { format: STATE_FORMAT, version: STATE_VERSION, model: run.model, step: s.innerStep, phi, outerM };
-      await api.load(Comlink.transfer(state, [phi, outerM]));
+      await call(api.load(Comlink.transfer(state, [phi, outerM])));
     },
     async dispose() {
       if (disposed) return;
       disposed = true;
-      try { await api.dispose(); } finally { worker.terminate(); }
+      try { await call(api.dispose()); } catch { /* a failed worker is ended all the same */ } finally { worker.terminate(); }
     },
   };
 }
