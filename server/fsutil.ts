@@ -90,13 +90,22 @@ export function fsyncDir(dir: string): void {
   }
 }
 
-/** Removes temp files a crash left behind in `dir`; returns how many. */
-export function removeStaleTemps(dir: string): number {
+/**
+ * Removes temp files a crash left behind in `dir`; returns how many. `of`: only the temps of that
+ * file name (`<of>.tmp-*`), for a folder shared with files this process does not own. Only plain
+ * files: a folder or link named like a temp is not one this module wrote.
+ */
+export function removeStaleTemps(dir: string, of?: string): number {
   let n = 0;
-  for (const f of readdirSync(dir)) {
-    if (f.includes(TMP_MARK)) {
-      unlinkSync(join(dir, f));
-      n++;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    if (!e.isFile()) continue;
+    if (of === undefined ? e.name.includes(TMP_MARK) : e.name.startsWith(of + TMP_MARK)) {
+      try {
+        unlinkSync(join(dir, e.name));
+        n++;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; // removed meanwhile
+      }
     }
   }
   return n;

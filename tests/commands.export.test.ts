@@ -14,11 +14,11 @@ describe('export: checkpoint records', () => {
     const dir = mkdtempSync(join(tmpdir(), 'murmur-export-'));
     dirs.push(dir);
     const info = {
-      id: 's10-ab', runId: 'default', step: 10, round: 1, valLoss: null, tokens: 1024, peerId: null,
-      sha256: '0'.repeat(64), bytes: 9, file: 's10-ab.safetensors', createdAt: 5000,
+      id: 's10-000000ab', runId: 'default', step: 10, round: 1, valLoss: null, tokens: 1024, peerId: null,
+      sha256: '0'.repeat(64), bytes: 9, file: 's10-000000ab.safetensors', createdAt: 5000,
     };
     const at = (name: string, v: unknown) => { writeFileSync(join(dir, name), typeof v === 'string' ? v : JSON.stringify(v)); return join(dir, name); };
-    expect(checkpointInfo(at('s10-ab.json', info))).toEqual(info);
+    expect(checkpointInfo(at('s10-000000ab.json', info))).toEqual(info);
     // Before, each was cast: createdAt "soon" sorted as NaN, a `file` path was joined as given.
     expect(() => checkpointInfo(at('a.json', { ...info, createdAt: 'soon' }))).toThrow(`${join(dir, 'a.json')}.createdAt must be number, got "soon"`);
     expect(() => checkpointInfo(at('b.json', { ...info, file: '../../etc/passwd' }))).toThrow(`${join(dir, 'b.json')}.file does not match`);
