@@ -16,9 +16,10 @@ import { randomBytes } from 'node:crypto';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import Database from 'better-sqlite3';
 import { ADMIN_TOKEN_FILE, SESSION_SECRET_FILE } from './auth.ts';
+import { DB_FILE } from './db.ts';
 import { TMP_MARK } from './fsutil.ts';
 
-export const DB_FILE = 'murmur.sqlite';
+export { DB_FILE };
 
 export interface BackupResult {
   dir: string;

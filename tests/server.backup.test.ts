@@ -244,6 +244,14 @@ describe('a coordinator started on a damaged or hostile backup', () => {
     await onServer(dest, async (r) => expect(await listed(r)).toEqual([]));
   });
 
+  it('a database that is not one (a damaged copy) stops the start naming the file and the fix', async () => {
+    const dest = fresh();
+    writeFileSync(join(dest, 'murmur.sqlite'), Buffer.alloc(8192, 0x41));
+    for (const f of ['murmur.sqlite-wal', 'murmur.sqlite-shm']) rmSync(join(dest, f), { force: true });
+    await expect(startServer({}, {}, dest)).rejects.toThrow(
+      `${join(dest, 'murmur.sqlite')} is damaged (file is not a database): restore the data dir from a backup (murmur backup), or move the file aside to start with an empty database`);
+  });
+
   it('starts with a stray file beside the run folders, and with a record whose file is ".."', async () => {
     const dest = fresh();
     writeFileSync(join(dest, 'checkpoints', '.DS_Store'), 'x');
