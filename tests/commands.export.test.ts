@@ -1,10 +1,10 @@
 // Issue 16: `murmur export` finds a checkpoint by the `<id>.json` records beside the files; each
 // is read through the schema the coordinator writes it by, and a damaged one is named.
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkpointInfo } from '../src/commands/export.ts';
+import { checkpointInfo, resolveCheckpoint } from '../src/commands/export.ts';
 
 const dirs: string[] = [];
 afterEach(() => { for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true }); });
@@ -23,5 +23,38 @@ describe('export: checkpoint records', () => {
     expect(() => checkpointInfo(at('a.json', { ...info, createdAt: 'soon' }))).toThrow(`${join(dir, 'a.json')}.createdAt must be number, got "soon"`);
     expect(() => checkpointInfo(at('b.json', { ...info, file: '../../etc/passwd' }))).toThrow(`${join(dir, 'b.json')}.file does not match`);
     expect(() => checkpointInfo(at('c.json', '{"id": '))).toThrow(`${join(dir, 'c.json')} is not JSON`);
+  });
+});
+
+describe('export: finding a checkpoint by id or "latest"', () => {
+  const record = (id: string, createdAt: number) => ({
+    id, runId: 'default', step: 10, round: 1, valLoss: null, tokens: 1024, peerId: null,
+    sha256: '0'.repeat(64), bytes: 9, file: `${id}.safetensors`, createdAt,
+  });
+  const dataDir = () => {
+    const d = mkdtempSync(join(tmpdir(), 'murmur-export-'));
+    dirs.push(d);
+    const run = join(d, 'checkpoints', 'default');
+    mkdirSync(run, { recursive: true });
+    writeFileSync(join(run, 's10-0000000a.json'), JSON.stringify(record('s10-0000000a', 1000)));
+    writeFileSync(join(run, 's10-0000000b.json'), JSON.stringify(record('s10-0000000b', 2000)));
+    // A damaged record, as the coordinator names and leaves it, and the newest by name.
+    writeFileSync(join(run, 's20-0000000c.json'), '{"id": "s20-0000000c", ');
+    return { d, run };
+  };
+
+  it('by id reads only that checkpoint\'s record: a damaged one of another stands in no way', () => {
+    const { d, run } = dataDir();
+    expect(resolveCheckpoint('s10-0000000a', d, 'default')).toEqual({ file: join(run, 's10-0000000a.safetensors'), record: { sha256: '0'.repeat(64), step: 10 } });
+    expect(() => resolveCheckpoint('s20-0000000c', d, 'default')).toThrow(`${join(run, 's20-0000000c.json')} is not JSON`);
+    expect(() => resolveCheckpoint('s30-0000000d', d, 'default')).toThrow(`no checkpoint "s30-0000000d" in ${run} (have: s10-0000000a, s10-0000000b, s20-0000000c)`);
+    expect(() => resolveCheckpoint('../../x', d, 'default')).toThrow(/^no checkpoint "\.\.\/\.\.\/x" in /);
+  });
+
+  it('"latest" skips a damaged record with a warning naming it', () => {
+    const { d, run } = dataDir();
+    const warned: string[] = [];
+    expect(resolveCheckpoint('latest', d, 'default', (l) => warned.push(l)).file).toBe(join(run, 's10-0000000b.safetensors'));
+    expect(warned).toEqual([expect.stringMatching(new RegExp(`^skipped: ${join(run, 's20-0000000c.json').replace(/[.]/g, '\\.')} is not JSON`))]);
   });
 });
