@@ -161,6 +161,21 @@ describe('prepareDataset', () => {
       await expectNoOutput(() => prepareDataset([a], path.join(dir, 'ds'), { ctx: 0 }), /ctx must be a positive integer/, [a]);
     });
 
+    it('more input files than a dataset records, or a manifest its loader would refuse', async () => {
+      const a = write('a.txt', lines(30));
+      // Refused before any is read: the names need not even exist.
+      const many = Array.from({ length: 100_001 }, (_, i) => path.join(dir, `${i}.txt`));
+      await expectNoOutput(() => prepareDataset(many, path.join(dir, 'ds')), /^100001 input files given; a dataset records at most 100000: join them into fewer files first$/, [a]);
+      // Whatever reaches the writer is checked by the loader's own parse before anything is written.
+      const m = await prepareDataset([a], path.join(dir, 'ds'));
+      const ds = loadDataset(path.join(dir, 'ds'));
+      const sources = Array.from({ length: 100_001 }, () => m.sources[0]!);
+      expect(() => saveDataset({ ...ds, manifest: { ...m, sources } }, path.join(dir, 'copy')))
+        .toThrow(`cannot write dataset to ${path.join(dir, 'copy')}: its manifest would not load: manifest.sources must have at most 100000 items; nothing written`);
+      expect(() => saveDataset({ ...ds, manifest: { ...m, train: { ...m.train, file: '..' } } }, path.join(dir, 'copy'))).toThrow(/manifest\.train\.file is not a plain file name/);
+      expect(fs.readdirSync(dir).sort()).toEqual(['a.txt', 'ds']);
+    });
+
     it('a disk error part-way through the write', async () => {
       const a = write('a.txt', lines(30));
       faults.fsync = true;

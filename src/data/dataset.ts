@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CORPUS_SOURCE, DEFAULT_VAL_FRACTION, loadDefaultCorpus } from './corpus.ts';
 import {
-  DATASET_FORMAT, DATASET_VERSION, checkSplitHash, checkSplitSize, parseManifest,
+  DATASET_FORMAT, DATASET_VERSION, MAX_SOURCES, checkSplitHash, checkSplitSize, parseManifest,
   type Dataset, type Manifest, type SourceInfo,
 } from './manifest.ts';
 import { VOCAB, decodeStrict } from './tokenizer.ts';
@@ -38,6 +38,8 @@ export async function prepareDataset(files: string[], outDir: string, opts: Prep
     throw new Error(`ctx must be a positive integer, got ${opts.ctx}`);
   }
   if (files.length === 0) throw new Error('no input files given');
+  // The manifest lists each input; a loader reads at most MAX_SOURCES of them.
+  if (files.length > MAX_SOURCES) throw new Error(`${files.length} input files given; a dataset records at most ${MAX_SOURCES}: join them into fewer files first`);
   // Everything that can be wrong with the request is checked before the disk is touched.
   checkOutDir(outDir, opts.force ?? false);
 
@@ -128,6 +130,9 @@ function buildManifest(train: Uint8Array, val: Uint8Array, sources: SourceInfo[]
 
 /** Writes `ds` as a dataset directory: all or nothing (temp dir, fsync, rename). */
 export function saveDataset(ds: Dataset, outDir: string, opts: { force?: boolean } = {}): void {
+  // Checked as loadDataset (and the coordinator) will read it back: nothing is written that
+  // they would refuse.
+  parseManifest(JSON.parse(JSON.stringify(ds.manifest)), `cannot write dataset to ${outDir}: its manifest would not load`, 'nothing written');
   const target = path.resolve(outDir);
   const replacing = checkOutDir(target, opts.force ?? false);
   const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
