@@ -1,10 +1,16 @@
 // Issue 16: `murmur export` finds a checkpoint by the `<id>.json` records beside the files; each
 // is read through the schema the coordinator writes it by, and a damaged one is named.
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkpointInfo, resolveCheckpoint } from '../src/commands/export.ts';
+import { encodeCheckpoint } from '../server/checkpoints.ts';
+import { preset, trainConfig } from '../src/model/config.ts';
+import { buildLayout } from '../src/model/layout.ts';
+import { initParams } from '../src/model/init.ts';
+import type { RunInfo } from '../src/protocol/messages.ts';
+import { murmurCli } from './support/murmur-cli.ts';
 
 const dirs: string[] = [];
 afterEach(() => { for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true }); });
@@ -56,5 +62,48 @@ describe('export: finding a checkpoint by id or "latest"', () => {
     const warned: string[] = [];
     expect(resolveCheckpoint('latest', d, 'default', (l) => warned.push(l)).file).toBe(join(run, 's10-0000000b.safetensors'));
     expect(warned).toEqual([expect.stringMatching(new RegExp(`^skipped: ${join(run, 's20-0000000c.json').replace(/[.]/g, '\\.')} is not JSON`))]);
+  });
+});
+
+describe('export: killed part way', () => {
+  /** A checkpoint file of `presetName` at `step`. */
+  const checkpointFile = (dir: string, presetName: string, step: number): string => {
+    const model = preset(presetName);
+    const layout = buildLayout(model);
+    const train = trainConfig({ batch: 4, lr: 3e-3, warmupSteps: 2, totalSteps: 40 }, model);
+    const run = { id: 'x', name: 'x', dataset: 'moby-dick', preset: presetName, model, train, compression: 'none', pairWaitFrac: 0.3, seed: 3, status: 'running', createdAt: 0, updatedAt: 0 } as RunInfo;
+    const frame = { meta: { runId: 'x', step, round: 0, floats: layout.total, valLoss: null, tokens: 0 }, phi: initParams(layout, 1), momentum: new Float32Array(layout.total) };
+    const f = join(dir, `${presetName}-${step}.safetensors`);
+    writeFileSync(f, encodeCheckpoint(run, frame, null, 1));
+    return f;
+  };
+
+  it('between its renames: never a new model beside the old config; the next export tidies up', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'murmur-export-'));
+    dirs.push(dir);
+    const out = join(dir, 'hf');
+    expect(murmurCli(['export', checkpointFile(dir, 'micro', 1), '--out', out]).status).toBe(0);
+    const tiny = checkpointFile(dir, 'tiny', 2);
+    const killed = murmurCli(['export', tiny, '--out', out], { fn: 'renameSync', match: 'config.json.tmp-' });
+    expect(killed.signal).toBe('SIGKILL');
+    // The new model is in; the old config is not beside it (a reader is told config.json is missing).
+    expect(readdirSync(out).filter((f) => !f.includes('.tmp-'))).toEqual(['model.safetensors']);
+    const again = murmurCli(['export', tiny, '--out', out]);
+    expect([again.status, again.err]).toEqual([0, '']);
+    expect(readdirSync(out).sort()).toEqual(['config.json', 'model.safetensors']);
+    expect((JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as { n_embd: number }).n_embd).toBe(preset('tiny').d);
+  });
+
+  it('while writing: the model-sized temp it left is removed by the next export', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'murmur-export-'));
+    dirs.push(dir);
+    const out = join(dir, 'hf');
+    const tiny = checkpointFile(dir, 'tiny', 3);
+    const killed = murmurCli(['export', tiny, '--out', out], { fn: 'openSync', match: 'config.json.tmp-' });
+    expect(killed.signal).toBe('SIGKILL');
+    expect(readdirSync(out)).toEqual([expect.stringMatching(/^model\.safetensors\.tmp-/)]);
+    expect(murmurCli(['export', tiny, '--out', out]).status).toBe(0);
+    expect(readdirSync(out).sort()).toEqual(['config.json', 'model.safetensors']);
+    expect(existsSync(join(out, 'model.safetensors'))).toBe(true);
   });
 });

@@ -17,6 +17,7 @@ import { backupDataDir } from '../server/backup.ts';
 import { openDb } from '../server/db.ts';
 import { RawPeer, report, sleep, startServer, type TestServer } from './support/coordinator.ts';
 import { ROOT } from './support/browser.ts';
+import { murmurCli } from './support/murmur-cli.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'murmur-backup-'));
 const dataDir = join(root, 'data');
@@ -147,6 +148,18 @@ describe('murmur backup', () => {
     expect(readFileSync(join(dest, 'datasets', 'linked', 'train.bin'), 'utf8')).toBe('tokens');
   });
 
+  it('a backup killed part way leaves its copy (and the secrets in it) only until the next one', () => {
+    const dest = join(root, 'killed');
+    const killed = murmurCli(['backup', '--data-dir', dataDir, '--to', dest], { fn: 'copyFileSync', match: '.safetensors' });
+    expect(killed.signal).toBe('SIGKILL');
+    const left = readdirSync(root).filter((f) => f.startsWith('killed.tmp-'));
+    expect(left).toHaveLength(1);
+    expect(readdirSync(join(root, left[0]!))).toContain('session-secret');
+    const again = murmurCli(['backup', '--data-dir', dataDir, '--to', dest]);
+    expect([again.status, again.err]).toEqual([0, '']);
+    expect(readdirSync(root).filter((f) => f.startsWith('killed'))).toEqual(['killed']);
+  });
+
   it('without datasets, copies none; into an empty folder, is fine', () => {
     const dest = join(root, 'empty');
     mkdirSync(dest);
@@ -240,7 +253,7 @@ describe('a coordinator started on a damaged or hostile backup', () => {
       expect(events.find((e) => e.kind === 'checkpoint-deleted')?.data).toEqual({ id: checkpoint.id, reason: expect.stringMatching(/has sha256 [0-9a-f]{64}, but its record says/) });
     });
     // Left on disk, and named at the next start instead of indexed.
-    expect(readFileSync(file)).toEqual(b);
+    expect(readFileSync(file).equals(b)).toBe(true);
     await onServer(dest, async (r) => expect(await listed(r)).toEqual([]));
   });
 

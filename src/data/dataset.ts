@@ -69,6 +69,7 @@ export async function prepareDataset(files: string[], outDir: string, opts: Prep
 
 /** Reads a prepared dataset, checking every split's size and sha256 against the manifest. */
 export function loadDataset(dir: string): Dataset {
+  recoverDataset(dir);
   const manifestPath = path.join(dir, MANIFEST);
   let text: string;
   try {
@@ -165,11 +166,63 @@ export function saveDataset(ds: Dataset, outDir: string, opts: { force?: boolean
 }
 
 /**
+ * Puts right what a prepare killed part way left beside `target` (saveDataset: write
+ * `<name>.tmp-<pid>-<hex>`, move the old dataset aside to `<name>.old-<pid>-<hex>`, rename the
+ * new one in, remove the old). Killed between the two renames, `<name>` is missing and the
+ * previous dataset is whole in its `.old-` folder: it is put back, as if the replace had never
+ * begun. Temps (each as big as a dataset) are removed, and asides once a dataset is in place.
+ * What a prepare still running left (its pid alive) is not touched. Returns the names it moved
+ * or removed.
+ */
+export function recoverDataset(target: string): string[] {
+  const dir = path.dirname(path.resolve(target));
+  const base = path.basename(path.resolve(target));
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (err) {
+    if (code(err) === 'ENOENT') return [];
+    throw err;
+  }
+  const stale = (kind: 'tmp' | 'old') => names.filter((n) => {
+    const m = /^(\d+)-[0-9a-f]{8}$/.exec(n.startsWith(`${base}.${kind}-`) ? n.slice(`${base}.${kind}-`.length) : '');
+    return m !== null && (Number(m[1]) === process.pid || !alive(Number(m[1])));
+  });
+  const done: string[] = [];
+  const asides = stale('old');
+  if (!fs.existsSync(path.join(dir, base))) {
+    const whole = asides.filter((n) => isDatasetDir(path.join(dir, n)))
+      .sort((a, b) => fs.statSync(path.join(dir, b)).mtimeMs - fs.statSync(path.join(dir, a)).mtimeMs);
+    if (whole[0] !== undefined) {
+      fs.renameSync(path.join(dir, whole[0]), path.join(dir, base));
+      done.push(`${whole[0]} -> ${base}`);
+    }
+  }
+  const leftovers = fs.existsSync(path.join(dir, base)) ? [...stale('tmp'), ...asides.filter((n) => !done.some((d) => d.startsWith(`${n} `)))] : stale('tmp');
+  for (const n of leftovers) {
+    fs.rmSync(path.join(dir, n), { recursive: true, force: true });
+    done.push(`${n} removed`);
+  }
+  return done;
+}
+
+/** Whether process `pid` runs (EPERM: it does, as another user). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return code(err) === 'EPERM';
+  }
+}
+
+/**
  * Refuses an existing output unless forced, and even then only replaces a directory that is
  * empty or holds a dataset, so a mistyped --out never deletes unrelated files. Returns whether
- * there is something to replace.
+ * there is something to replace. What a killed prepare left is put right first (recoverDataset).
  */
 function checkOutDir(outDir: string, force: boolean): boolean {
+  recoverDataset(outDir);
   let st: fs.Stats;
   try {
     st = fs.lstatSync(outDir);
