@@ -378,11 +378,12 @@ export class CheckpointStore {
 
   /**
    * Takes a damaged checkpoint out of the index: its row goes, its files and record stay on disk
-   * for the operator (each start names the record as unreadable until they are removed).
+   * for the operator (each start names the record as unreadable until they are removed). False
+   * when another request withdrew it first.
    */
-  withdrawDamaged(info: CheckpointInfo): void {
+  withdrawDamaged(info: CheckpointInfo): boolean {
     this.hashed.delete(info.id);
-    this.db.prepare('DELETE FROM checkpoints WHERE id = ?').run(info.id);
+    return this.db.prepare('DELETE FROM checkpoints WHERE id = ?').run(info.id).changes > 0;
   }
 
   /**

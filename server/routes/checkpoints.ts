@@ -77,9 +77,10 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
     // checkpoint. Its size is checked each time, its sha256 once (checkpoints.damage).
     const damage = await checkpoints.damage(c);
     if (damage !== null) {
-      checkpoints.withdrawDamaged(c);
-      events.append(c.runId, 'checkpoint-deleted', null, { id: c.id, reason: `withdrawn: ${damage}`.slice(0, 500) });
-      req.log.error({ run: c.runId, checkpoint: c.id, damage }, 'checkpoint withdrawn: its file does not match its record; its files are left on disk');
+      if (checkpoints.withdrawDamaged(c)) {
+        events.append(c.runId, 'checkpoint-deleted', null, { id: c.id, reason: `withdrawn: ${damage}`.slice(0, 500) });
+        req.log.error({ run: c.runId, checkpoint: c.id, damage }, 'checkpoint withdrawn: its file does not match its record; its files are left on disk');
+      }
       throw new RunError(`checkpoint "${c.id}" of run ${c.runId} is damaged on disk and was withdrawn`, 404);
     }
     if (cached(req, reply, c.sha256)) return reply;
