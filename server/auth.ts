@@ -12,6 +12,7 @@ import { chmodSync, existsSync, readFileSync, renameSync, statSync, writeFileSyn
 import { join } from 'node:path';
 import Type, { type Static } from 'typebox';
 import { schemaProblem } from '../src/protocol/check.ts';
+import { DB_FILE } from './db.ts';
 
 export const ADMIN_TOKEN_FILE = 'admin-token';
 export const SESSION_SECRET_FILE = 'session-secret';
@@ -52,6 +53,9 @@ export function loadSessionKeys(dataDir: string): string[] {
  * the coordinator starts.
  */
 export function rotateSessionSecret(dataDir: string): string[] {
+  // A mistyped --data-dir would otherwise get a secret of its own and the rotation be reported
+  // done, while the coordinator's key stayed as it was.
+  if (!existsSync(join(dataDir, DB_FILE))) throw new Error(`${dataDir} holds no ${DB_FILE}: not a coordinator's data dir (--data-dir); nothing rotated`);
   const keys = [randomBytes(32).toString('hex'), loadSessionKeys(dataDir)[0]!];
   const path = join(dataDir, SESSION_SECRET_FILE);
   const tmp = `${path}.tmp-${randomBytes(4).toString('hex')}`;

@@ -12,13 +12,13 @@
 // place: a failed backup leaves nothing at the destination.
 // Restoring is starting `murmur serve --data-dir <the backup>`.
 import { chmodSync, closeSync, constants, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import Database from 'better-sqlite3';
 import { ADMIN_TOKEN_FILE, SESSION_SECRET_FILE } from './auth.ts';
-import { TMP_MARK } from './fsutil.ts';
+import { DB_FILE } from './db.ts';
+import { TMP_MARK, removeStaleTempsBeside, tempPath } from './fsutil.ts';
 
-export const DB_FILE = 'murmur.sqlite';
+export { DB_FILE };
 
 export interface BackupResult {
   dir: string;
@@ -91,7 +91,10 @@ export function backupDataDir(dataDir: string, dest: string, o: { datasets: bool
     throw new Error(`${out} exists and is not an empty folder; a backup goes to a new one`);
   }
   mkdirSync(dirname(out), { recursive: true });
-  const tmp = join(dirname(out), `${basename(out)}${TMP_MARK}${randomBytes(4).toString('hex')}`);
+  // A backup killed part way (Ctrl-C, a full disk, a reboot) left its copy beside the destination,
+  // the secrets (0600) among it: gone before this one starts.
+  removeStaleTempsBeside(out);
+  const tmp = tempPath(out);
   mkdirSync(tmp, { mode: 0o700 });
   try {
     // The database first: checkpoints saved after this snapshot are still copied below.

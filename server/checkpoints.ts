@@ -16,15 +16,15 @@
 // whole checkpoint. A checkpoint saved before these files existed gets them on first request,
 // derived once however many requests wait for them.
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { join, resolve, sep } from 'node:path';
 import type { Db } from './db.ts';
 import { removeStaleTemps, writeFileAtomicAsync } from './fsutil.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import { buildLayout, layoutSignature, view, type Layout } from '../src/model/layout.ts';
 import { concatBytes, readSafetensors, safetensorsParts, tensorF32, type SafeTensorIn } from '../src/model/safetensors.ts';
-import { WireModelConfig, type CheckpointRef, type RunInfo } from '../src/protocol/messages.ts';
+import { ID_PATTERN, WireModelConfig, type CheckpointRef, type RunInfo } from '../src/protocol/messages.ts';
 import { CheckpointInfo } from '../src/protocol/api.ts';
 import { schemaProblem } from '../src/protocol/check.ts';
 import { encodeStateFrame, type StateFrame } from '../src/protocol/state-frame.ts';
@@ -160,16 +160,57 @@ export async function sha256HexYielding(data: Uint8Array | Uint8Array[]): Promis
 export const DERIVE_RETRY_MS = 60_000;
 const DERIVE_FAILURES_KEPT = 256;
 
+/** A checkpoint's id as save() makes it: `s<step>-<8 hex>`. */
+const CHECKPOINT_ID = /^s\d+-[0-9a-f]{8}$/;
 /** Names of a checkpoint's data files (`s<step>-<8 hex>` and what follows): the file itself and its derived ones. */
 const CHECKPOINT_FILE = /^(s\d+-[0-9a-f]{8})\.(?:safetensors|state\.bin|hf-model\.bin|hf-config\.bin)$/;
+const RUN_DIR = new RegExp(ID_PATTERN);
+
+/** The name of a checkpoint's data file: the only `file` a row or record may give. */
+export const checkpointFileName = (id: string): string => `${id}.safetensors`;
 
 function derivedFiles(id: string): string[] {
   return Object.values(DERIVED).map((name) => name(id));
 }
 
-/** Every file a checkpoint may have: its record, its data, its derived downloads. */
-function checkpointFiles(info: Pick<CheckpointInfo, 'id' | 'file'>): string[] {
-  return [`${info.id}.json`, info.file, ...derivedFiles(info.id)];
+/**
+ * Every file a checkpoint may have: its record, its data, its derived downloads. All named from
+ * its id (never from the `file` a row gives), and none for an id that is not one save() makes.
+ */
+function checkpointFiles(info: Pick<CheckpointInfo, 'id'>): string[] {
+  if (!CHECKPOINT_ID.test(info.id)) return [];
+  return [`${info.id}.json`, checkpointFileName(info.id), ...derivedFiles(info.id)];
+}
+
+/**
+ * What is wrong with a checkpoint's row or record, or null: its schema, and a `file` that is not
+ * the one its id names. A database or record restored from someone else's backup is read through
+ * this before any of its fields becomes a path.
+ */
+function infoProblem(v: unknown, what: string): string | null {
+  const problem = schemaProblem(CheckpointInfo, v, what);
+  if (problem !== null) return problem;
+  const info = v as CheckpointInfo;
+  if (!CHECKPOINT_ID.test(info.id)) return `${what}.id ${JSON.stringify(info.id)} is not a checkpoint id (s<step>-<8 hex>)`;
+  if (info.file !== checkpointFileName(info.id)) return `${what}.file ${JSON.stringify(info.file)} is not ${checkpointFileName(info.id)}`;
+  return null;
+}
+
+/** The size of the plain file at `path`, or null when there is none (gone, a folder). */
+function fileSize(path: string): number | null {
+  try {
+    const st = statSync(path);
+    return st.isFile() ? st.size : null;
+  } catch {
+    return null;
+  }
+}
+
+/** sha256 of a file, streamed: a checkpoint is never read into memory whole to be checked. */
+async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
+  return h.digest('hex');
 }
 
 /** A checkpoint deleted while a download was deriving its files: the download answers 404. */
@@ -192,6 +233,11 @@ export class CheckpointStore {
   private readonly deriving = new Map<string, Promise<void>>();
   /** Derivations that failed lately, by checkpoint id (at most DERIVE_FAILURES_KEPT). */
   private readonly deriveFailed = new Map<string, { at: number; err: Error }>();
+  /**
+   * Checkpoint files checked against their sha256, by id: each once (a stored checkpoint's file
+   * never changes), however many downloads wait for it. At most one per stored checkpoint.
+   */
+  private readonly hashed = new Map<string, Promise<string | null>>();
 
   constructor(
     private readonly db: Db,
@@ -202,7 +248,9 @@ export class CheckpointStore {
     mkdirSync(root, { recursive: true });
   }
 
+  /** A run's checkpoint folder; a run id that is not one (a row from a hostile database) is refused. */
   dir(runId: string): string {
+    if (!RUN_DIR.test(runId)) throw new Error(`checkpoint run id ${JSON.stringify(runId.slice(0, 80))} is not a run id; refused as a folder under ${this.root}`);
     return join(this.root, runId);
   }
 
@@ -294,8 +342,48 @@ export class CheckpointStore {
     this.db.prepare('UPDATE checkpoints SET val_batches = NULL WHERE run_id = ?').run(runId);
   }
 
+  /**
+   * The checkpoint's data file. A `file` other than the one its id names, or a path that leaves
+   * the run's folder, is refused: a row is never a way to name another file.
+   */
   path(info: CheckpointInfo): string {
-    return join(this.dir(info.runId), info.file);
+    const dir = resolve(this.dir(info.runId));
+    const path = resolve(dir, info.file);
+    if (!CHECKPOINT_ID.test(info.id) || info.file !== checkpointFileName(info.id) || !dir.startsWith(resolve(this.root) + sep) || !path.startsWith(dir + sep)) {
+      throw new Error(`checkpoint ${JSON.stringify(info.id)} of run ${JSON.stringify(info.runId)} names file ${JSON.stringify(info.file)}, not its own ${checkpointFileName(info.id)} in ${dir}; refused`);
+    }
+    return path;
+  }
+
+  /**
+   * What is wrong with a checkpoint's file on disk, or null when it is whole: its size against
+   * the row (each time; a stat), and its sha256 (once per checkpoint, streamed). For the file
+   * download, which streams the file as it is: a damaged one would go out under the checkpoint's
+   * sha256 as its ETag, or stall short of its content-length.
+   */
+  async damage(info: CheckpointInfo): Promise<string | null> {
+    const path = this.path(info);
+    const size = await stat(path).then((st) => (st.isFile() ? st.size : null), () => null);
+    if (size === null) return `${path} is missing`;
+    if (size !== info.bytes) return `${path} is ${size} bytes on disk but ${info.bytes} in its record (truncated or replaced)`;
+    let p = this.hashed.get(info.id);
+    if (!p) {
+      p = sha256File(path).then((got) => (got === info.sha256 ? null : `${path} has sha256 ${got}, but its record says ${info.sha256} (damaged on disk)`));
+      this.hashed.set(info.id, p);
+      // A read that failed (EIO, a file removed meanwhile) is tried again by the next download.
+      p.catch(() => { if (this.hashed.get(info.id) === p) this.hashed.delete(info.id); });
+    }
+    return p;
+  }
+
+  /**
+   * Takes a damaged checkpoint out of the index: its row goes, its files and record stay on disk
+   * for the operator (each start names the record as unreadable until they are removed). False
+   * when another request withdrew it first.
+   */
+  withdrawDamaged(info: CheckpointInfo): boolean {
+    this.hashed.delete(info.id);
+    return this.db.prepare('DELETE FROM checkpoints WHERE id = ?').run(info.id).changes > 0;
   }
 
   /**
@@ -357,6 +445,7 @@ export class CheckpointStore {
 
   /** Deletes files first, the row last: a crash in between leaves a row that reconcile drops. */
   delete(info: CheckpointInfo): void {
+    this.hashed.delete(info.id);
     removeFiles(this.dir(info.runId), checkpointFiles(info));
     this.db.prepare('DELETE FROM checkpoints WHERE id = ?').run(info.id);
   }
@@ -369,15 +458,20 @@ export class CheckpointStore {
   }
 
   /**
-   * After a crash: drop temp files, index a checkpoint whose files were complete but whose row
-   * was not yet written (verified by sha256), and drop rows whose files are gone.
+   * After a crash, or on a restored backup: drop temp files, index a checkpoint whose files were
+   * complete but whose row was not yet written (verified by size and sha256), drop rows whose
+   * files are gone, and drop rows that do not read (a `file` that is a path, a size the file does
+   * not have) without touching any file they name. What is left unindexed is named in
+   * `unreadable`; its files stay on disk for the operator.
    */
   reconcile(): { indexed: number; dropped: number; temps: number; orphans: number; unreadable: string[] } {
     let indexed = 0, dropped = 0, temps = 0, orphans = 0;
     const unreadable: string[] = [];
     const known = new Set((this.db.prepare('SELECT id FROM checkpoints').all() as { id: string }[]).map((r) => r.id));
     const runs = new Set((this.db.prepare('SELECT id FROM runs').all() as { id: string }[]).map((r) => r.id));
-    for (const runId of readdirSync(this.root)) {
+    // Only run folders: a stray file (a .DS_Store, a note) or a symlink beside them is no run's.
+    const runDirs = readdirSync(this.root, { withFileTypes: true }).filter((e) => e.isDirectory() && RUN_DIR.test(e.name)).map((e) => e.name);
+    for (const runId of runDirs) {
       const dir = join(this.root, runId);
       temps += removeStaleTemps(dir);
       for (const f of readdirSync(dir)) {
@@ -385,45 +479,82 @@ export class CheckpointStore {
         const id = f.slice(0, -'.json'.length);
         if (id.includes('.')) continue; // a derived file (ids have no dots)
         if (known.has(id)) continue;
-        let v: unknown;
+        // Each record on its own: one that cannot be read (a folder named like one, EACCES) is
+        // named and the rest are still indexed.
         try {
-          v = JSON.parse(readFileSync(join(dir, f), 'utf8'));
-        } catch (err) {
-          unreadable.push(`${runId}/${f} is not JSON: ${(err as Error).message.slice(0, 120)}`);
-          continue;
-        }
-        // A hand-edited or half-written record is left on disk and named, never indexed: its
-        // `file` would otherwise be joined into a path and its fields served as they are.
-        const problem = schemaProblem(CheckpointInfo, v, `${runId}/${f}`);
-        if (problem !== null) {
-          unreadable.push(problem);
-          continue;
-        }
-        const info = v as CheckpointInfo;
-        const data = join(dir, info.file);
-        if (info.id === id && info.runId === runId && runs.has(runId) && existsSync(data) && sha256Hex(readFileSync(data)) === info.sha256) {
+          const text = readFileSync(join(dir, f), 'utf8');
+          let v: unknown;
+          try {
+            v = JSON.parse(text);
+          } catch (err) {
+            unreadable.push(`${runId}/${f} is not JSON: ${(err as Error).message.slice(0, 120)}`);
+            continue;
+          }
+          // A hand-edited or half-written record is left on disk and named, never indexed: its
+          // `file` would otherwise be joined into a path and its fields served as they are.
+          const problem = infoProblem(v, `${runId}/${f}`);
+          if (problem !== null) {
+            unreadable.push(problem);
+            continue;
+          }
+          const info = v as CheckpointInfo;
+          if (info.id !== id || info.runId !== runId) {
+            unreadable.push(`${runId}/${f} is the record of ${info.runId}/${info.id}, not of ${runId}/${id}`);
+            continue;
+          }
+          if (!runs.has(runId)) continue; // a deleted run's leftovers
+          const data = join(dir, info.file);
+          const size = fileSize(data);
+          if (size === null) continue; // a save cut short before its file: nothing to index
+          if (size !== info.bytes) {
+            unreadable.push(`${runId}/${info.file} is ${size} bytes, but its record ${runId}/${f} says ${info.bytes} (truncated or replaced); not indexed`);
+            continue;
+          }
+          if (sha256Hex(readFileSync(data)) !== info.sha256) {
+            unreadable.push(`${runId}/${info.file} does not match the sha256 in ${runId}/${f} (damaged on disk); not indexed`);
+            continue;
+          }
           this.insert(info);
           indexed++;
+        } catch (err) {
+          unreadable.push(`${runId}/${f} could not be read: ${(err as Error).message.slice(0, 160)}`);
         }
       }
     }
-    for (const info of (this.db.prepare('SELECT * FROM checkpoints').all() as Row[]).map(fromRow)) {
-      if (!existsSync(this.path(info)) || !existsSync(join(this.dir(info.runId), `${info.id}.json`))) {
+    for (const r of this.db.prepare('SELECT * FROM checkpoints').all() as Row[]) {
+      const info = fromRow(r);
+      // A row from a database restored from a backup someone else made: one that does not read
+      // is dropped, and no file it names is touched (its `file` could name one anywhere).
+      const problem = infoProblem(info, `checkpoint row ${JSON.stringify(String(r.id).slice(0, 80))}`);
+      if (problem !== null) {
+        this.db.prepare('DELETE FROM checkpoints WHERE id = ?').run(r.id);
+        unreadable.push(`${problem}; row dropped, no file touched`);
+        dropped++;
+        continue;
+      }
+      const size = fileSize(this.path(info));
+      if (size === null || !existsSync(join(this.dir(info.runId), `${info.id}.json`))) {
         this.delete(info);
+        dropped++;
+      } else if (size !== info.bytes) {
+        // Served as it is, it would stall short of the length its row promises. Its files stay,
+        // and its record is named at each start until the operator removes or restores them.
+        this.withdrawDamaged(info);
+        unreadable.push(`${info.runId}/${info.file} is ${size} bytes, but its row says ${info.bytes} (truncated or replaced); not offered`);
         dropped++;
       }
     }
     // A checkpoint's files with neither a row nor a record (a save cut short by a crash, a
     // derivation that finished after its checkpoint was deleted) would hold the disk for good.
     const indexedIds = new Set((this.db.prepare('SELECT id FROM checkpoints').all() as { id: string }[]).map((r) => r.id));
-    for (const runId of readdirSync(this.root)) {
+    for (const runId of runDirs) {
       const dir = join(this.root, runId);
-      const names = readdirSync(dir);
-      const records = new Set(names.filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length)));
-      for (const f of names) {
-        const id = CHECKPOINT_FILE.exec(f)?.[1];
-        if (id === undefined || indexedIds.has(id) || records.has(id)) continue;
-        removeFiles(dir, [f]);
+      const entries = readdirSync(dir, { withFileTypes: true });
+      const records = new Set(entries.filter((e) => e.name.endsWith('.json')).map((e) => e.name.slice(0, -'.json'.length)));
+      for (const e of entries) {
+        const id = CHECKPOINT_FILE.exec(e.name)?.[1];
+        if (id === undefined || !e.isFile() || indexedIds.has(id) || records.has(id)) continue;
+        removeFiles(dir, [e.name]);
         orphans++;
       }
     }

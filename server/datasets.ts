@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ID_PATTERN, type DataFileRef } from '../src/protocol/messages.ts';
-import { datasetFromCorpus, saveDataset } from '../src/data/dataset.ts';
+import { datasetFromCorpus, recoverDataset, saveDataset } from '../src/data/dataset.ts';
 import { parseManifest } from '../src/data/manifest.ts';
 
 export interface DatasetFile {
@@ -44,6 +44,8 @@ export class DirDatasetSource implements DatasetSource {
   manifest(name: string): DatasetManifest | null {
     if (!ID.test(name)) return null;
     const path = join(this.root, name, 'manifest.json');
+    // A `murmur prepare --force` killed between its renames left the previous dataset aside.
+    if (!existsSync(path) && recoverDataset(join(this.root, name)).length === 0) return null;
     if (!existsSync(path)) return null;
     const mtimeMs = statSync(path).mtimeMs;
     const hit = this.cache.get(name);
@@ -85,6 +87,7 @@ export const DEFAULT_DATASET = 'moby-dick';
  */
 export function prepareMobyDick(root: string): void {
   const dir = join(root, DEFAULT_DATASET);
+  recoverDataset(dir); // a prepare killed between its renames left the dataset aside
   if (existsSync(join(dir, 'manifest.json'))) return;
   saveDataset(datasetFromCorpus(), dir);
 }

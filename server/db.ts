@@ -109,13 +109,26 @@ const MIGRATIONS: string[] = [
   `ALTER TABLE checkpoints ADD COLUMN val_batches INTEGER;`,
 ];
 
+/** The coordinator's database in its data dir: what marks a folder as a coordinator's. */
+export const DB_FILE = 'murmur.sqlite';
+
 export function openDb(file: string): Db {
   const db = new Database(file);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = NORMAL');
-  db.pragma('foreign_keys = ON');
-  db.pragma('busy_timeout = 5000');
-  migrate(db);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+    migrate(db);
+  } catch (err) {
+    db.close();
+    // SQLite's own words ("file is not a database") name neither the file nor what to do.
+    const code = (err as { code?: string }).code;
+    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
+      throw new Error(`${file} is damaged (${(err as Error).message}): restore the data dir from a backup (murmur backup), or move the file aside to start with an empty database`);
+    }
+    throw err;
+  }
   return db;
 }
 

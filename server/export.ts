@@ -23,20 +23,30 @@ function runIdOf(metadata: Record<string, string>): string {
   return (v as { id: string }).id;
 }
 
+/** The step a checkpoint's metadata gives: a whole number, or the export is refused. */
+function stepOf(file: string, metadata: Record<string, string>): number {
+  const s = metadata.step;
+  const step = s !== undefined && /^\d{1,16}$/.test(s) ? Number(s) : NaN;
+  if (!Number.isSafeInteger(step)) throw new Error(`${file}: checkpoint metadata step ${JSON.stringify(s ?? null)} is not a whole number; not exported`);
+  return step;
+}
+
 /**
- * Writes `file`'s φ to `outDir`. `sha256`: what the checkpoint's record says its file hashes to;
- * a file that differs (damaged on disk, edited) is refused with nothing written, as the
- * coordinator refuses to serve it.
+ * Writes `file`'s φ to `outDir`. `record`: what the checkpoint's `<id>.json` says of it. A file
+ * whose sha256 differs (damaged on disk, edited) is refused with nothing written, as the
+ * coordinator refuses to serve it, and so is one whose step is not the record's: the export
+ * would be labelled with a step the coordinator never listed.
  */
-export function exportCheckpoint(file: string, outDir: string, sha256?: string): { dir: string; step: number } {
+export function exportCheckpoint(file: string, outDir: string, record?: { sha256: string; step: number }): { dir: string; step: number } {
   const raw = readFileSync(file);
-  if (sha256 !== undefined) {
+  if (record !== undefined) {
     const got = createHash('sha256').update(raw).digest('hex');
-    if (got !== sha256) throw new Error(`${file} has sha256 ${got}, but its record says ${sha256}: the file is damaged or was changed; not exported`);
+    if (got !== record.sha256) throw new Error(`${file} has sha256 ${got}, but its record says ${record.sha256}: the file is damaged or was changed; not exported`);
   }
   const c = decodeCheckpoint(raw);
+  const step = stepOf(file, c.metadata);
+  if (record !== undefined && step !== record.step) throw new Error(`${file} says step ${step} in its metadata, but its record says step ${record.step}; not exported`);
   mkdirSync(outDir, { recursive: true });
-  const step = Number(c.metadata.step ?? 0);
   const bytes = hfModelSafetensors(c.layout, c.phi, { murmur_step: String(step), murmur_run: runIdOf(c.metadata) });
   // Both files or neither: a researcher never finds a model without its config (or an old one).
   writeFilesAtomic([

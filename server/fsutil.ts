@@ -8,9 +8,40 @@ import { basename, dirname, join } from 'node:path';
 
 export const TMP_MARK = '.tmp-';
 
-/** A fresh temp name beside `path` (same folder, so the final rename stays on one filesystem). */
-function tempPath(path: string): string {
-  return join(dirname(path), `${basename(path)}${TMP_MARK}${randomBytes(4).toString('hex')}`);
+/**
+ * A fresh temp name beside `path` (same folder, so the final rename stays on one filesystem):
+ * `<name>.tmp-<pid>-<8 hex>`, naming the process that writes it, so a later one can tell a temp
+ * whose writer was killed from one still being written (removeStaleTempsBeside).
+ */
+export function tempPath(path: string): string {
+  return join(dirname(path), `${basename(path)}${TMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`);
+}
+
+/**
+ * Removes what killed writers left beside `path`: `<name>.tmp-*`, files or folders (a copy as
+ * big as what it was writing, a backup's copies of the secrets). One that names a live process
+ * other than this one is still being written and stays; one with no pid (an older Murmur's) has
+ * no writer left to ask after. Returns the names removed.
+ */
+export function removeStaleTempsBeside(path: string): string[] {
+  const dir = dirname(path);
+  const prefix = basename(path) + TMP_MARK;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = /^(\d+)-/.exec(name.slice(prefix.length))?.[1];
+    if (pid !== undefined && (Number(pid) === process.pid || alive(Number(pid)))) continue;
+    rmSync(join(dir, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
 }
 
 export function writeFileAtomic(path: string, data: Uint8Array, mode = 0o644): void {
@@ -21,9 +52,13 @@ export function writeFileAtomic(path: string, data: Uint8Array, mode = 0o644): v
  * Several files that belong together (e.g. an export's model and config), all or nothing: every
  * file is written and fsynced under a temp name first; only when all are complete are they
  * renamed into place. A failure before that removes the temps and leaves the old files as they
- * were.
+ * were. The old files are removed before the first rename: a process killed between the renames
+ * leaves some of the new files and none of the old, never a new file beside an old one it does
+ * not belong with (a model beside another model's config). Temps a killed writer left are removed
+ * first.
  */
 export function writeFilesAtomic(files: [path: string, data: Uint8Array][], mode = 0o644): void {
+  for (const [path] of files) removeStaleTempsBeside(path);
   const temps: string[] = [];
   try {
     for (const [path, data] of files) {
@@ -36,6 +71,11 @@ export function writeFilesAtomic(files: [path: string, data: Uint8Array][], mode
         fsyncSync(fd);
       } finally {
         closeSync(fd);
+      }
+    }
+    if (files.length > 1) {
+      for (const [path] of files) {
+        try { unlinkSync(path); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; }
       }
     }
   } catch (err) {
@@ -90,13 +130,22 @@ export function fsyncDir(dir: string): void {
   }
 }
 
-/** Removes temp files a crash left behind in `dir`; returns how many. */
-export function removeStaleTemps(dir: string): number {
+/**
+ * Removes temp files a crash left behind in `dir`; returns how many. `of`: only the temps of that
+ * file name (`<of>.tmp-*`), for a folder shared with files this process does not own. Only plain
+ * files: a folder or link named like a temp is not one this module wrote.
+ */
+export function removeStaleTemps(dir: string, of?: string): number {
   let n = 0;
-  for (const f of readdirSync(dir)) {
-    if (f.includes(TMP_MARK)) {
-      unlinkSync(join(dir, f));
-      n++;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    if (!e.isFile()) continue;
+    if (of === undefined ? e.name.includes(TMP_MARK) : e.name.startsWith(of + TMP_MARK)) {
+      try {
+        unlinkSync(join(dir, e.name));
+        n++;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; // removed meanwhile
+      }
     }
   }
   return n;

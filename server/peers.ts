@@ -485,7 +485,16 @@ export class PeerHub {
     c.helloTimer = this.d.clock.setTimeout(() => {
       if (!c.peerId && !c.closed) this.fail(c, 'timeout', `no hello within ${this.o.helloTimeoutMs} ms`, CLOSE.protocol);
     }, this.o.helloTimeoutMs);
-    ws.on('message', (data: RawData, isBinary: boolean) => this.onFrame(c, data, isBinary));
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      // A frame handler that throws (a damaged file on the coordinator, a bug) ends this
+      // connection, named in the log; an exception thrown out of a ws event would end the process.
+      try {
+        this.onFrame(c, data, isBinary);
+      } catch (err) {
+        this.d.logger.error({ conn: c.n, peer: c.peerId, remote, err: (err as Error).message, stack: (err as Error).stack }, 'frame handler failed; connection closed');
+        if (!c.closed) this.fail(c, 'internal', 'the coordinator failed to handle this frame; reconnect later', CLOSE.fatal);
+      }
+    });
     ws.on('close', () => this.onClose(c));
     ws.on('error', (err) => {
       // ws reports oversized frames here (then closes with 1009); keep it at debug level.
@@ -746,8 +755,18 @@ export class PeerHub {
     const run = this.d.runs.get(runId);
     if (!run) return this.fail(c, 'unknown-run', `no run "${runId}"`, CLOSE.fatal);
     if (run.status !== 'running') return this.fail(c, 'run-stopped', `run "${runId}" is stopped`, CLOSE.runStopped);
-    const manifest = this.d.datasets.manifest(run.dataset);
-    if (!manifest) return this.fail(c, 'internal', `dataset "${run.dataset}" of run ${runId} is missing on the coordinator`, CLOSE.fatal);
+    // The run's dataset is read from the operator's files, which can be damaged while it runs (an
+    // edit, a truncated restore): that hello is refused and the dataset named, before any of the
+    // peer's state is touched.
+    let files: ReturnType<typeof fileRefs>;
+    try {
+      const manifest = this.d.datasets.manifest(run.dataset);
+      if (!manifest) return this.fail(c, 'internal', `dataset "${run.dataset}" of run ${runId} is missing on the coordinator`, CLOSE.fatal);
+      files = fileRefs(runId, manifest);
+    } catch (err) {
+      this.d.logger.error({ run: runId, dataset: run.dataset, err: (err as Error).message }, 'dataset unreadable: hellos for its run are refused until it is prepared again');
+      return this.fail(c, 'internal', `dataset "${run.dataset}" of run ${runId} is damaged on the coordinator; its operator must prepare it again`, CLOSE.fatal);
+    }
 
     const now = this.d.clock.now();
     const resumed = peerId !== null;
@@ -775,7 +794,6 @@ export class PeerHub {
     this.pool(runId).join(peerId);
     c.joinSeq = c.listedSeq = ++this.joins; // the welcome lists every live peer
 
-    const files = fileRefs(runId, manifest);
     const assignment: DataAssignment = {
       dataset: run.dataset, train: files.train, val: files.val,
       // One shard per replica, round robin; with a single train file every replica reads it

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadDataset } from '../src/data/dataset.ts';
+import { murmurCli } from './support/murmur-cli.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const murmur = (...args: string[]) =>
@@ -44,5 +45,39 @@ describe('murmur prepare', () => {
     const r = murmur('prepare', path.join(dir, 'book.txt'), '--out', path.join(dir, 'x'), '--val-fraction', '1.5');
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/--val-fraction .* expected a number between 0 and 1/);
+  });
+});
+
+describe('murmur prepare killed part way', () => {
+  const text = (name: string, line: string) => {
+    const p = path.join(dir, name);
+    fs.writeFileSync(p, line.repeat(2000));
+    return p;
+  };
+
+  it('--force killed between moving the old dataset aside and renaming the new one in: the old one is back at the next load or prepare', () => {
+    const parent = path.join(dir, 'force');
+    const out = path.join(parent, 'books');
+    const first = text('first.txt', 'the first edition, a line of text\n');
+    expect(murmurCli(['prepare', first, '--out', out]).status).toBe(0);
+    const before = loadDataset(out).manifest;
+    const killed = murmurCli(['prepare', text('second.txt', 'the second edition, a line of text\n'), '--out', out, '--force'], { fn: 'renameSync', match: 'books.tmp-' });
+    expect(killed.signal).toBe('SIGKILL');
+    expect(fs.readdirSync(parent).sort()).toEqual([expect.stringMatching(/^books\.old-/), expect.stringMatching(/^books\.tmp-/)]);
+    // The next reader finds the dataset as it was before the replace began; nothing else is left.
+    expect(loadDataset(out).manifest).toEqual(before);
+    expect(fs.readdirSync(parent)).toEqual(['books']);
+  });
+
+  it('killed while writing: the temp folder it left is removed by the next prepare', () => {
+    const parent = path.join(dir, 'killed');
+    fs.mkdirSync(parent);
+    const out = path.join(parent, 'novel');
+    const input = text('novel.txt', 'another line of text\n');
+    const killed = murmurCli(['prepare', input, '--out', out], { fn: 'openSync', match: 'val.bin' });
+    expect(killed.signal).toBe('SIGKILL');
+    expect(fs.readdirSync(parent)).toEqual([expect.stringMatching(/^novel\.tmp-/)]);
+    expect(murmurCli(['prepare', input, '--out', out]).status).toBe(0);
+    expect(fs.readdirSync(parent)).toEqual(['novel']);
   });
 });

@@ -1,10 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadDataset, prepareDataset, saveDataset, splitPoint } from '../src/data/dataset.ts';
 import { parseManifest, verifySplit } from '../src/data/manifest.ts';
+import { DirDatasetSource } from '../server/datasets.ts';
 import { decode, encode } from '../src/data/tokenizer.ts';
 
 // Disk faults to inject part-way through a write (running as root, permissions cannot fail it).
@@ -161,6 +163,21 @@ describe('prepareDataset', () => {
       await expectNoOutput(() => prepareDataset([a], path.join(dir, 'ds'), { ctx: 0 }), /ctx must be a positive integer/, [a]);
     });
 
+    it('more input files than a dataset records, or a manifest its loader would refuse', async () => {
+      const a = write('a.txt', lines(30));
+      // Refused before any is read: the names need not even exist.
+      const many = Array.from({ length: 100_001 }, (_, i) => path.join(dir, `${i}.txt`));
+      await expectNoOutput(() => prepareDataset(many, path.join(dir, 'ds')), /^100001 input files given; a dataset records at most 100000: join them into fewer files first$/, [a]);
+      // Whatever reaches the writer is checked by the loader's own parse before anything is written.
+      const m = await prepareDataset([a], path.join(dir, 'ds'));
+      const ds = loadDataset(path.join(dir, 'ds'));
+      const sources = Array.from({ length: 100_001 }, () => m.sources[0]!);
+      expect(() => saveDataset({ ...ds, manifest: { ...m, sources } }, path.join(dir, 'copy')))
+        .toThrow(`cannot write dataset to ${path.join(dir, 'copy')}: its manifest would not load: manifest.sources must have at most 100000 items; nothing written`);
+      expect(() => saveDataset({ ...ds, manifest: { ...m, train: { ...m.train, file: '..' } } }, path.join(dir, 'copy'))).toThrow(/manifest\.train\.file is not a plain file name/);
+      expect(fs.readdirSync(dir).sort()).toEqual(['a.txt', 'ds']);
+    });
+
     it('a disk error part-way through the write', async () => {
       const a = write('a.txt', lines(30));
       faults.fsync = true;
@@ -238,6 +255,21 @@ describe('loadDataset', () => {
     expect(() => parseManifest({ ...good, ctx: 1.5 }, 'm')).toThrow(/m: manifest\.ctx must be integer/);
     expect(() => parseManifest({ ...good, created: 'x'.repeat(10_000) }, 'm')).toThrow(/m: manifest\.created must have at most 64 characters/);
     expect(() => parseManifest({ ...good, extra: 'x'.repeat(10_000) }, 'm')).toThrow(/m: manifest\.extra is not an allowed field/);
+  });
+});
+
+describe('a prepare killed between its renames', () => {
+  it('the coordinator finds the previous dataset put back, and a live prepare\'s folders are left alone', async () => {
+    const a = write('a.txt', lines(40));
+    const root = path.join(dir, 'datasets');
+    const m = await prepareDataset([a], path.join(root, 'books'));
+    // What `prepare --force` killed between moving the old dataset aside and renaming the new one in leaves.
+    const gone = spawnSync(process.execPath, ['-e', '']).pid;
+    fs.renameSync(path.join(root, 'books'), path.join(root, `books.old-${gone}-0123abcd`));
+    fs.mkdirSync(path.join(root, `books.tmp-${gone}-0123abcd`));
+    fs.mkdirSync(path.join(root, `books.tmp-${process.ppid}-4567abcd`)); // a prepare still running
+    expect(new DirDatasetSource(root).manifest('books')?.files.map((f) => f.sha256)).toEqual([m.train.sha256, m.val.sha256]);
+    expect(fs.readdirSync(root).sort()).toEqual(['books', `books.tmp-${process.ppid}-4567abcd`]);
   });
 });
 

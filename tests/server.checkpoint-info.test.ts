@@ -2,7 +2,7 @@
 // coordinator re-indexes after an unclean stop. A record that does not match is left on disk,
 // not indexed, and named with the field that is wrong.
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,17 +40,17 @@ function saved(run: string, id: string, over: Record<string, unknown> = {}) {
 describe('checkpoint info read back from disk', () => {
   it('indexes a record that matches its schema and names the field of one that does not', () => {
     const { db, checkpoints, run } = store();
-    saved(run, 's10-good');
-    saved(run, 's10-bad', { step: -1 });
-    saved(run, 's10-padded', { admin: true });
-    writeFileSync(join(run, 's10-torn.json'), '{"id": "s10-torn", ');
+    saved(run, 's10-0000000a');
+    saved(run, 's10-0000000b', { step: -1 });
+    saved(run, 's10-0000000c', { admin: true });
+    writeFileSync(join(run, 's10-0000000d.json'), '{"id": "s10-0000000d", ');
     const fixed = checkpoints.reconcile();
     expect(fixed.indexed).toBe(1);
-    expect(checkpoints.list('default').map((c) => c.id)).toEqual(['s10-good']);
+    expect(checkpoints.list('default').map((c) => c.id)).toEqual(['s10-0000000a']);
     expect(fixed.unreadable).toEqual(expect.arrayContaining([
-      'default/s10-bad.json.step must be >= 0, got -1',
-      'default/s10-padded.json.admin is not an allowed field',
-      expect.stringMatching(/^default\/s10-torn\.json is not JSON: /),
+      'default/s10-0000000b.json.step must be >= 0, got -1',
+      'default/s10-0000000c.json.admin is not an allowed field',
+      expect.stringMatching(/^default\/s10-0000000d\.json is not JSON: /),
     ]));
     expect(fixed.unreadable).toHaveLength(3);
     db.close();
@@ -58,10 +58,75 @@ describe('checkpoint info read back from disk', () => {
 
   it('never joins a `file` that is a path into the run directory', () => {
     const { db, checkpoints, run } = store();
-    saved(run, 's10-escape', { file: '../../murmur.sqlite' });
+    saved(run, 's10-0000000e', { file: '../../murmur.sqlite' });
+    saved(run, 's10-0000000f', { file: '..' });
+    // Another checkpoint's file: a name of the right form, but not this record's.
+    saved(run, 's10-00000010', { file: 's10-0000000e.safetensors' });
     const fixed = checkpoints.reconcile();
     expect(fixed.indexed).toBe(0);
-    expect(fixed.unreadable).toEqual([expect.stringMatching(/^default\/s10-escape\.json\.file does not match /)]);
+    expect(fixed.unreadable.sort()).toEqual([
+      expect.stringMatching(/^default\/s10-0000000e\.json\.file does not match /),
+      expect.stringMatching(/^default\/s10-0000000f\.json\.file does not match /),
+      'default/s10-00000010.json.file "s10-0000000e.safetensors" is not s10-00000010.safetensors',
+    ]);
+    db.close();
+  });
+
+  it('drops a row that does not read without touching the file it names, and names it', () => {
+    const { db, checkpoints, run } = store();
+    const outside = join(run, '..', '..', 'victim.txt');
+    writeFileSync(outside, 'an operator file');
+    db.prepare(`INSERT INTO checkpoints (id, run_id, step, round, val_loss, tokens, peer_id, sha256, bytes, file, created_at)
+      VALUES ('s1-deadbeef', 'default', 1, 0, NULL, 0, NULL, ?, 16, '../../victim.txt', 1)`).run('0'.repeat(64));
+    const fixed = checkpoints.reconcile();
+    expect([fixed.dropped, fixed.unreadable]).toEqual([1, [expect.stringMatching(/^checkpoint row "s1-deadbeef"\.file does not match .*; row dropped, no file touched$/)]]);
+    expect(readFileSync(outside, 'utf8')).toBe('an operator file');
+    // Nor is a row that gets past start a way to name a file elsewhere.
+    expect(() => checkpoints.path({ ...checkpoints.list('default')[0]!, id: 's1-deadbeef', file: '../../victim.txt' } as never)).toThrow();
+    expect(() => checkpoints.path({ id: 's1-deadbeef', runId: 'default', file: '../../victim.txt' } as never))
+      .toThrow(/names file "\.\.\/\.\.\/victim\.txt", not its own s1-deadbeef\.safetensors in .*; refused$/);
+    db.close();
+  });
+
+  it('names a record whose file is short or does not match its sha256, and one that cannot be read; indexes none of them', () => {
+    const { db, checkpoints, run } = store();
+    saved(run, 's10-00000001');
+    saved(run, 's10-00000002');
+    saved(run, 's10-00000003');
+    writeFileSync(join(run, 's10-00000001.safetensors'), 'short');
+    writeFileSync(join(run, 's10-00000002.safetensors'), 'state of s10-0000000X'); // same size, other bytes
+    mkdirSync(join(run, 's10-00000004.json')); // a folder where a record should be
+    const fixed = checkpoints.reconcile();
+    expect(fixed.indexed).toBe(1);
+    expect(checkpoints.list('default').map((c) => c.id)).toEqual(['s10-00000003']);
+    expect(fixed.unreadable.sort()).toEqual([
+      'default/s10-00000001.safetensors is 5 bytes, but its record default/s10-00000001.json says 21 (truncated or replaced); not indexed',
+      'default/s10-00000002.safetensors does not match the sha256 in default/s10-00000002.json (damaged on disk); not indexed',
+      expect.stringMatching(/^default\/s10-00000004\.json could not be read: EISDIR/),
+    ]);
+    db.close();
+  });
+
+  it('a row whose file is not its size is dropped from the index, its files left and named', () => {
+    const { db, checkpoints, run } = store();
+    saved(run, 's10-00000005');
+    expect(checkpoints.reconcile().indexed).toBe(1);
+    writeFileSync(join(run, 's10-00000005.safetensors'), 'short');
+    const fixed = checkpoints.reconcile();
+    expect([fixed.dropped, fixed.unreadable]).toEqual([1, ['default/s10-00000005.safetensors is 5 bytes, but its row says 21 (truncated or replaced); not offered']]);
+    expect(checkpoints.list('default')).toEqual([]);
+    expect(readdirSync(run).sort()).toEqual(['s10-00000005.json', 's10-00000005.safetensors']);
+    db.close();
+  });
+
+  it('skips what is not a run folder beside the run folders', () => {
+    const { db, checkpoints, run } = store();
+    const root = join(run, '..');
+    writeFileSync(join(root, '.DS_Store'), 'x');
+    mkdirSync(join(root, 'Not A Run'));
+    symlinkSync(join(root, '..'), join(root, 'linked'));
+    saved(run, 's10-00000006');
+    expect(checkpoints.reconcile()).toMatchObject({ indexed: 1, unreadable: [] });
     db.close();
   });
 });

@@ -2,7 +2,8 @@
 // tests/fixtures, gives the validation loss Murmur's own evaluation gives (within 1e-4).
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeCheckpoint } from '../server/checkpoints.ts';
@@ -63,6 +64,31 @@ describe('Hugging Face export', () => {
       expect(() => exportCheckpoint(ck, join(dir, 'hf'))).toThrow(/^checkpoint metadata run\.id does not match /);
       writeFileSync(ck, encodeCheckpoint(run, frame, null, 1));
       expect(exportCheckpoint(ck, join(dir, 'hf')).step).toBe(1);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  });
+
+  it('refuses a checkpoint whose step is not a whole number, or not the step its record says, naming both', () => {
+    const model = preset('micro');
+    const layout = buildLayout(model);
+    const train = trainConfig({ batch: 4, lr: 3e-3, warmupSteps: 2, totalSteps: 40 }, model);
+    const run = { id: 'x', name: 'x', dataset: 'moby-dick', preset: 'micro', model, train, compression: 'none', pairWaitFrac: 0.3, seed: 3, status: 'running', createdAt: 0, updatedAt: 0 } as RunInfo;
+    const frame = (step: unknown) => ({ meta: { runId: 'x', step: step as number, round: 0, floats: layout.total, valLoss: null, tokens: 0 }, phi: new Float32Array(layout.total), momentum: new Float32Array(layout.total) });
+    const dir = mkdtempSync(join(tmpdir(), 'murmur-export-'));
+    try {
+      const ck = join(dir, 'ck.safetensors');
+      const out = join(dir, 'hf');
+      for (const bad of ['ten', 1.5, -3]) {
+        writeFileSync(ck, encodeCheckpoint(run, frame(bad), null, 1));
+        expect(() => exportCheckpoint(ck, out)).toThrow(`${ck}: checkpoint metadata step ${JSON.stringify(String(bad))} is not a whole number; not exported`);
+      }
+      const bytes = encodeCheckpoint(run, frame(20), null, 1);
+      writeFileSync(ck, bytes);
+      const sha256 = createHash('sha256').update(bytes).digest('hex');
+      expect(() => exportCheckpoint(ck, out, { sha256, step: 10 })).toThrow(`${ck} says step 20 in its metadata, but its record says step 10; not exported`);
+      expect(existsSync(out)).toBe(false);
+      expect(exportCheckpoint(ck, out, { sha256, step: 20 }).step).toBe(20);
     } finally {
       rmSync(dir, { recursive: true });
     }

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { withDirLock, writeFileAtomic, writeFileAtomicAsync, writeFilesAtomic } from '../server/fsutil.ts';
+import { removeStaleTempsBeside, withDirLock, writeFileAtomic, writeFileAtomicAsync, writeFilesAtomic } from '../server/fsutil.ts';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 
@@ -34,6 +34,27 @@ describe('durable writes', () => {
       await writeFileAtomicAsync(join(dir, 'c'), bytes('xyz'));
       expect(['a', 'b', 'c'].map((f) => readFileSync(join(dir, f), 'utf8'))).toEqual(['abc', 'abcd', 'xyz']);
       expect(readdirSync(dir).sort()).toEqual(['a', 'b', 'c']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('temps a killed writer left', () => {
+  it('removes those whose writer is gone, and keeps those a live process is writing', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'murmur-fsutil-'));
+    try {
+      const gone = spawnSync(process.execPath, ['-e', '']).pid; // exited by now
+      const live = process.ppid;
+      writeFileSync(join(dir, `bk.tmp-${gone}-0123abcd`), 'half a file');
+      mkdirSync(join(dir, `bk.tmp-${gone}-4567abcd`));
+      writeFileSync(join(dir, `bk.tmp-${gone}-4567abcd`, 'session-secret'), 'a secret');
+      writeFileSync(join(dir, 'bk.tmp-89abcdef'), 'an older Murmur\'s temp: no pid');
+      writeFileSync(join(dir, `bk.tmp-${live}-0123abcd`), 'being written');
+      writeFileSync(join(dir, `other.tmp-${gone}-0123abcd`), 'not this file\'s');
+      expect(removeStaleTempsBeside(join(dir, 'bk')).sort()).toEqual([`bk.tmp-${gone}-0123abcd`, `bk.tmp-${gone}-4567abcd`, 'bk.tmp-89abcdef']);
+      expect(readdirSync(dir).sort()).toEqual([`bk.tmp-${live}-0123abcd`, `other.tmp-${gone}-0123abcd`]);
+      expect(removeStaleTempsBeside(join(dir, 'missing', 'x'))).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

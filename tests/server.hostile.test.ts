@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'node:http';
 import { connect } from 'node:net';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -340,5 +340,50 @@ describe('hostile input', () => {
     // eslint-disable-next-line no-console
     console.log(`hostile: ${ws} WebSocket + ${http} HTTP cases, heap growth ${(growth / 1e6).toFixed(1)} MB, hostile rejoins ${hostile.rejoins}`, Object.fromEntries(tally));
     expect(growth).toBeLessThan(32e6);
+  });
+});
+
+describe('a frame that meets a failure on the coordinator', () => {
+  it('a hello for a run whose dataset manifest is damaged is refused, naming the dataset; the coordinator goes on', async () => {
+    const r = await startServer();
+    try {
+      // The operator's file is damaged while the coordinator runs (an edit, a truncated restore).
+      const manifest = join(r.dataDir, 'datasets', 'moby-dick', 'manifest.json');
+      const whole = readFileSync(manifest, 'utf8');
+      writeFileSync(manifest, whole.slice(0, 100));
+      const peer = await RawPeer.connect(r.wsUrl);
+      peer.send({ t: 'hello', v: PROTOCOL_VERSION });
+      expect(await peer.next((m) => m.t === 'error')).toEqual({
+        t: 'error', code: 'internal', fatal: true,
+        message: 'dataset "moby-dick" of run default is damaged on the coordinator; its operator must prepare it again',
+      });
+      expect(await peer.waitUntil(() => peer.closed !== null)).toBe(true);
+      // Prepared again: the next hello joins.
+      writeFileSync(manifest, whole);
+      (await RawPeer.join(r.wsUrl)).peer.close();
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('a frame handler that throws closes that connection only, with an error frame', async () => {
+    const r = await startServer();
+    try {
+      const hub = r.c.hub as unknown as { onHello: (...a: unknown[]) => void };
+      const onHello = hub.onHello;
+      const bystander = await RawPeer.join(r.wsUrl);
+      hub.onHello = () => { throw new TypeError('a bug in a handler'); };
+      const peer = await RawPeer.connect(r.wsUrl);
+      peer.send({ t: 'hello', v: PROTOCOL_VERSION });
+      expect(await peer.next((m) => m.t === 'error')).toEqual({ t: 'error', code: 'internal', fatal: true, message: 'the coordinator failed to handle this frame; reconnect later' });
+      expect(await peer.waitUntil(() => peer.closed !== null)).toBe(true);
+      hub.onHello = onHello;
+      (await RawPeer.join(r.wsUrl)).peer.close();
+      bystander.peer.send(report(1));
+      await bystander.peer.next((m) => m.t === 'ack' && m.seq === 1);
+      bystander.peer.close();
+    } finally {
+      await r.close();
+    }
   });
 });

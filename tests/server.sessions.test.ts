@@ -3,7 +3,7 @@
 // a fresh token, so a peer that reconnects keeps its id; rotating the session key keeps tokens
 // signed by the previous key valid (nobody is logged out) and signs new ones with the new key.
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHmac } from 'node:crypto';
@@ -91,6 +91,13 @@ describe('volunteer sessions', () => {
     const renewed = await RawPeer.join(s.wsUrl, { session: resumed.welcome.session });
     expect(renewed.welcome).toMatchObject({ peerId: before.welcome.peerId, resumed: true });
     renewed.peer.close();
+  });
+
+  it('rotates nothing in a folder that is not a coordinator\'s data dir (a mistyped --data-dir)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'murmur-sessions-'));
+    dirs.push(dir);
+    expect(() => rotateSessionSecret(dir)).toThrow(`${dir} holds no murmur.sqlite: not a coordinator's data dir (--data-dir); nothing rotated`);
+    expect(readdirSync(dir)).toEqual([]);
   });
 
   it('refuses forged, tampered and foreign tokens', () => {

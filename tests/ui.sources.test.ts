@@ -56,7 +56,7 @@ const live = (t: number, over: Record<string, unknown> = {}) => ({
 });
 const checkpoint = {
   id: 'c-1', runId: 'default', step: 100, round: 2, valLoss: 2.5, tokens: 102400, peerId: null, sha256: 'ab'.repeat(32), bytes: 9,
-  file: 'c-1.safetensors', createdAt: 5,
+  file: 's100-0000c001.safetensors', createdAt: 5,
 };
 /** A peer-offender event's data as the coordinator writes it. */
 const offence = (accused: string, over: Record<string, unknown> = {}) => ({ accused, reason: 'non-finite: Δ[3] = NaN', strike: 1, vetoed: false, paired: true, ...over });

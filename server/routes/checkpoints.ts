@@ -72,6 +72,17 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
 
   app.get<P>('/api/runs/:run/checkpoints/:ckpt/file', { schema: { params: CKPT_PARAMS } }, async (req, reply) => {
     const c = find(req.params.run, req.params.ckpt);
+    // The file goes out as it is on disk, under its sha256 as the ETag: one truncated or damaged
+    // (a bad disk, a backup restored short) is withdrawn and named instead, never served as the
+    // checkpoint. Its size is checked each time, its sha256 once (checkpoints.damage).
+    const damage = await checkpoints.damage(c);
+    if (damage !== null) {
+      if (checkpoints.withdrawDamaged(c)) {
+        events.append(c.runId, 'checkpoint-deleted', null, { id: c.id, reason: `withdrawn: ${damage}`.slice(0, 500) });
+        req.log.error({ run: c.runId, checkpoint: c.id, damage }, 'checkpoint withdrawn: its file does not match its record; its files are left on disk');
+      }
+      throw new RunError(`checkpoint "${c.id}" of run ${c.runId} is damaged on disk and was withdrawn`, 404);
+    }
     if (cached(req, reply, c.sha256)) return reply;
     void reply.type('application/octet-stream').header('content-disposition', `attachment; filename="${c.runId}-${c.file}"`);
     return downloads.send(req, reply, { path: checkpoints.path(c), bytes: c.bytes });

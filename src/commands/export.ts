@@ -16,23 +16,43 @@ export function register(program: Command): void {
     .option('--run <id>', 'run, for ids and "latest"', 'default')
     .action(async (checkpoint: string, o: { out: string; dataDir: string; run: string }) => {
       const { exportCheckpoint } = await import('../../server/export.ts');
-      const { file, sha256 } = resolveCheckpoint(checkpoint, o.dataDir, o.run);
-      const r = exportCheckpoint(file, resolve(o.out), sha256);
+      const { file, record } = resolveCheckpoint(checkpoint, o.dataDir, o.run);
+      const r = exportCheckpoint(file, resolve(o.out), record);
       process.stdout.write(`exported ${file} (step ${r.step}) to ${r.dir}\n` +
         `  python: from transformers import GPT2LMHeadModel; model = GPT2LMHeadModel.from_pretrained(${JSON.stringify(r.dir)})\n`);
     });
 }
 
-/** The checkpoint file `arg` names, with the sha256 its record gives when it is named by id or "latest". */
-function resolveCheckpoint(arg: string, dataDir: string, run: string): { file: string; sha256?: string } {
+/** A checkpoint's id as the coordinator makes it (server/checkpoints.ts). */
+const CHECKPOINT_ID = /^s\d+-[0-9a-f]{8}$/;
+
+/**
+ * The checkpoint file `arg` names, with what its record says of it when it is named by id or
+ * "latest". By id only that checkpoint's record is read: a damaged record of another checkpoint
+ * (one the coordinator names as unreadable and leaves on disk) never stands in the way.
+ */
+export function resolveCheckpoint(arg: string, dataDir: string, run: string, warn: (line: string) => void = (l) => process.stderr.write(l + '\n')): { file: string; record?: { sha256: string; step: number } } {
   if (existsSync(arg) && statSync(arg).isFile()) return { file: resolve(arg) };
   const dir = resolve(dataDir, 'checkpoints', run);
   if (!existsSync(dir)) throw new Error(`"${arg}" is not a file, and ${dir} does not exist (set --data-dir / --run)`);
-  const infos = readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => checkpointInfo(join(dir, f)))
-    .sort((a, b) => b.createdAt - a.createdAt);
-  const hit = arg === 'latest' ? infos[0] : infos.find((i) => i.id === arg);
-  if (!hit) throw new Error(`no checkpoint "${arg}" in ${dir} (have: ${infos.map((i) => i.id).join(', ') || 'none'})`);
-  return { file: join(dir, hit.file), sha256: hit.sha256 };
+  const ids = () => readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length)).filter((id) => CHECKPOINT_ID.test(id)).sort();
+  let hit: CheckpointInfo | undefined;
+  if (arg === 'latest') {
+    const infos: CheckpointInfo[] = [];
+    for (const id of ids()) {
+      try {
+        infos.push(checkpointInfo(join(dir, `${id}.json`)));
+      } catch (err) {
+        warn(`skipped: ${(err as Error).message}`);
+      }
+    }
+    hit = infos.sort((a, b) => b.createdAt - a.createdAt)[0];
+  } else if (CHECKPOINT_ID.test(arg) && existsSync(join(dir, `${arg}.json`))) {
+    hit = checkpointInfo(join(dir, `${arg}.json`));
+    if (hit.id !== arg) throw new Error(`${join(dir, `${arg}.json`)} is the record of checkpoint ${hit.id}, not ${arg}`);
+  }
+  if (!hit) throw new Error(`no checkpoint "${arg}" in ${dir} (have: ${ids().join(', ') || 'none'})`);
+  return { file: join(dir, hit.file), record: { sha256: hit.sha256, step: hit.step } };
 }
 
 /** A checkpoint's `<id>.json`, checked against the schema the coordinator writes it by. */

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CORPUS_SOURCE, DEFAULT_VAL_FRACTION, loadDefaultCorpus } from './corpus.ts';
 import {
-  DATASET_FORMAT, DATASET_VERSION, checkSplitHash, checkSplitSize, parseManifest,
+  DATASET_FORMAT, DATASET_VERSION, MAX_SOURCES, checkSplitHash, checkSplitSize, parseManifest,
   type Dataset, type Manifest, type SourceInfo,
 } from './manifest.ts';
 import { VOCAB, decodeStrict } from './tokenizer.ts';
@@ -38,6 +38,8 @@ export async function prepareDataset(files: string[], outDir: string, opts: Prep
     throw new Error(`ctx must be a positive integer, got ${opts.ctx}`);
   }
   if (files.length === 0) throw new Error('no input files given');
+  // The manifest lists each input; a loader reads at most MAX_SOURCES of them.
+  if (files.length > MAX_SOURCES) throw new Error(`${files.length} input files given; a dataset records at most ${MAX_SOURCES}: join them into fewer files first`);
   // Everything that can be wrong with the request is checked before the disk is touched.
   checkOutDir(outDir, opts.force ?? false);
 
@@ -67,6 +69,7 @@ export async function prepareDataset(files: string[], outDir: string, opts: Prep
 
 /** Reads a prepared dataset, checking every split's size and sha256 against the manifest. */
 export function loadDataset(dir: string): Dataset {
+  recoverDataset(dir);
   const manifestPath = path.join(dir, MANIFEST);
   let text: string;
   try {
@@ -128,6 +131,9 @@ function buildManifest(train: Uint8Array, val: Uint8Array, sources: SourceInfo[]
 
 /** Writes `ds` as a dataset directory: all or nothing (temp dir, fsync, rename). */
 export function saveDataset(ds: Dataset, outDir: string, opts: { force?: boolean } = {}): void {
+  // Checked as loadDataset (and the coordinator) will read it back: nothing is written that
+  // they would refuse.
+  parseManifest(JSON.parse(JSON.stringify(ds.manifest)), `cannot write dataset to ${outDir}: its manifest would not load`, 'nothing written');
   const target = path.resolve(outDir);
   const replacing = checkOutDir(target, opts.force ?? false);
   const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -160,11 +166,63 @@ export function saveDataset(ds: Dataset, outDir: string, opts: { force?: boolean
 }
 
 /**
+ * Puts right what a prepare killed part way left beside `target` (saveDataset: write
+ * `<name>.tmp-<pid>-<hex>`, move the old dataset aside to `<name>.old-<pid>-<hex>`, rename the
+ * new one in, remove the old). Killed between the two renames, `<name>` is missing and the
+ * previous dataset is whole in its `.old-` folder: it is put back, as if the replace had never
+ * begun. Temps (each as big as a dataset) are removed, and asides once a dataset is in place.
+ * What a prepare still running left (its pid alive) is not touched. Returns the names it moved
+ * or removed.
+ */
+export function recoverDataset(target: string): string[] {
+  const dir = path.dirname(path.resolve(target));
+  const base = path.basename(path.resolve(target));
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (err) {
+    if (code(err) === 'ENOENT') return [];
+    throw err;
+  }
+  const stale = (kind: 'tmp' | 'old') => names.filter((n) => {
+    const m = /^(\d+)-[0-9a-f]{8}$/.exec(n.startsWith(`${base}.${kind}-`) ? n.slice(`${base}.${kind}-`.length) : '');
+    return m !== null && (Number(m[1]) === process.pid || !alive(Number(m[1])));
+  });
+  const done: string[] = [];
+  const asides = stale('old');
+  if (!fs.existsSync(path.join(dir, base))) {
+    const whole = asides.filter((n) => isDatasetDir(path.join(dir, n)))
+      .sort((a, b) => fs.statSync(path.join(dir, b)).mtimeMs - fs.statSync(path.join(dir, a)).mtimeMs);
+    if (whole[0] !== undefined) {
+      fs.renameSync(path.join(dir, whole[0]), path.join(dir, base));
+      done.push(`${whole[0]} -> ${base}`);
+    }
+  }
+  const leftovers = fs.existsSync(path.join(dir, base)) ? [...stale('tmp'), ...asides.filter((n) => !done.some((d) => d.startsWith(`${n} `)))] : stale('tmp');
+  for (const n of leftovers) {
+    fs.rmSync(path.join(dir, n), { recursive: true, force: true });
+    done.push(`${n} removed`);
+  }
+  return done;
+}
+
+/** Whether process `pid` runs (EPERM: it does, as another user). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return code(err) === 'EPERM';
+  }
+}
+
+/**
  * Refuses an existing output unless forced, and even then only replaces a directory that is
  * empty or holds a dataset, so a mistyped --out never deletes unrelated files. Returns whether
- * there is something to replace.
+ * there is something to replace. What a killed prepare left is put right first (recoverDataset).
  */
 function checkOutDir(outDir: string, force: boolean): boolean {
+  recoverDataset(outDir);
   let st: fs.Stats;
   try {
     st = fs.lstatSync(outDir);

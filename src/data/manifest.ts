@@ -28,6 +28,9 @@ const SourceInfo = Type.Object({
 }, { additionalProperties: false });
 export type SourceInfo = Static<typeof SourceInfo>;
 
+/** Most input files one dataset records (its manifest lists each). */
+export const MAX_SOURCES = 100_000;
+
 /** manifest.json of a prepared dataset. */
 const Manifest = Type.Object({
   format: Type.Literal(DATASET_FORMAT),
@@ -36,7 +39,7 @@ const Manifest = Type.Object({
   tokenizer: Type.Literal('bytes'),
   train: SplitInfo,
   val: SplitInfo,
-  sources: Type.Array(SourceInfo, { maxItems: 100_000 }),
+  sources: Type.Array(SourceInfo, { maxItems: MAX_SOURCES }),
   /** Share of the text held out for validation (as requested; the cut moves to a line end). */
   valFraction: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1 }),
   /** Longest context the splits were checked against (each split holds at least ctx+1 tokens). */
@@ -55,10 +58,14 @@ export interface Dataset {
   manifest: Manifest;
 }
 
-/** Checks an untrusted parsed manifest.json against its schema; `where` names it in errors. */
-export function parseManifest(json: unknown, where: string): Manifest {
+/**
+ * Checks an untrusted parsed manifest.json against its schema; `where` names it in errors, and
+ * `fix` says what to do about it. The writer checks by it too before it saves: a dataset is never
+ * written that its loader refuses.
+ */
+export function parseManifest(json: unknown, where: string, fix = 'prepare the dataset again with `murmur prepare`'): Manifest {
   const fail = (what: string): never => {
-    throw new Error(`${where}: ${what}; prepare the dataset again with \`murmur prepare\``);
+    throw new Error(`${where}: ${what}; ${fix}`);
   };
   // Another format or version is worded as such, not as a field that is off.
   const m = json !== null && typeof json === 'object' && !Array.isArray(json) ? (json as Record<string, unknown>) : {};

@@ -106,8 +106,12 @@ export const CheckpointInfo = strict({
   peerId: nullable(Type.String({ maxLength: 64 })),
   sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
   bytes: count,
-  /** Its file's name in the run's directory (never a path). */
-  file: Type.String({ pattern: '^[^/\\\\]{1,200}$' }),
+  /**
+   * Its file's name in the run's directory: `<id>.safetensors`, as the coordinator names it
+   * (server/checkpoints.ts). Never a path, nor `.` or `..`: a row or record read back from a
+   * restored backup is joined to the run's directory.
+   */
+  file: Type.String({ pattern: '^s[0-9]{1,16}-[0-9a-f]{8}\\.safetensors$' }),
   createdAt: time,
   /**
    * How many of the run's validation batches the coordinator measured valLoss on (the run's
