@@ -130,7 +130,7 @@ const source = new DirDatasetSource(data);
 async function evaluation(run: RunInfo, phi: Float32Array, threads: number, batches?: number): Promise<{ ms: number; stallMs: number; loss: number }> {
   const ev = new CheckpointEvaluator(source, { threads });
   let loss = NaN;
-  const m = await measure(async () => { loss = await ev.measure(run, phi, batches); });
+  const m = await measure(async () => { loss = (await ev.measure(run, phi, batches)).val; });
   await ev.close();
   return { ...m, loss };
 }

@@ -6,7 +6,7 @@
 // workers (measureValLoss, one thread, gives it bit for bit).
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Batch } from '../src/data/batch.ts';
-import { privateCheckBatches, stateCheckBatches } from '../src/data/sampler.ts';
+import { packedWindows, privateCheckBatches, stateCheckBatches } from '../src/data/sampler.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import { ReferenceGPT } from '../src/model/reference.ts';
@@ -22,6 +22,12 @@ export interface EvalRequest {
   batches: number;
   /** The coordinator's secret seed of its own windows (privateCheckBatches); absent, the run's public check windows. */
   seed?: number;
+  /**
+   * Windows of the TRAINING text (T+1 tokens each, end to end; packedWindows), measured after the
+   * validation windows: a state fitted to the public validation text scores far better there
+   * than here, an honest one about the same (memorisedError). Absent: validation only.
+   */
+  trainWindows?: Uint8Array;
 }
 
 /** One worker's share: the losses of sequences [from, to) of the request's windows. */
@@ -29,7 +35,10 @@ export interface EvalSlice extends EvalRequest { from: number; to: number }
 
 export type EvalReply = { ok: true; losses: number[]; ms: number } | { ok: false; error: string };
 
-/** The request's windows, one sequence each (views into the batches), in order. */
+/**
+ * The request's windows, one sequence each (views into the batches), in order: the validation
+ * windows (batches × batch of them), then the training windows if any.
+ */
 export function checkSequences(r: EvalRequest): Batch[] {
   const out: Batch[] = [];
   const batches = r.seed === undefined ? stateCheckBatches(r.val, r.model, r.train, r.batches) : privateCheckBatches(r.val, r.model, r.train, r.seed, r.batches);
@@ -39,6 +48,7 @@ export function checkSequences(r: EvalRequest): Batch[] {
       out.push({ B: 1, T: b.T, tokens: b.tokens.subarray(...rows), targets: b.targets.subarray(...rows) });
     }
   }
+  if (r.trainWindows) out.push(...packedWindows(r.trainWindows, r.train.seqLen));
   return out;
 }
 

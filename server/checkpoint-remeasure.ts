@@ -6,10 +6,11 @@
 // makes every honest state look worse than the bound, and newcomers start from scratch. So such
 // a checkpoint is not offered (CheckpointStore.current) until this has measured it with the
 // coordinator's own evaluator; one whose file does not match its sha256, or that measures no
-// better than guessing (above ln(vocab) + margin, or not finite), is never offered.
+// better than guessing (above ln(vocab) + margin, or not finite), or far better on the
+// validation text than on the training text (memorisedError), is never offered.
 import type { FastifyBaseLogger } from 'fastify';
 import { stateCheckBatchCount } from '../src/data/sampler.ts';
-import { EvaluatorBusyError, measuredLossError, type CheckpointEvaluator } from './checkpoint-validate.ts';
+import { EvaluatorBusyError, measuredLossError, memorisedError, type CheckpointEvaluator, type Measurement } from './checkpoint-validate.ts';
 import { measuredForRun, type CheckpointStore } from './checkpoints.ts';
 import type { RunStore } from './runs.ts';
 
@@ -46,10 +47,10 @@ export async function remeasureCheckpoints(d: RemeasureDeps, retryMs = 1000): Pr
         d.logger.warn({ run: run.id, checkpoint: info.id, err: (err as Error).message }, 'checkpoint not offered: it cannot be read to be measured');
         continue;
       }
-      let loss: number | null = null;
-      while (loss === null) {
+      let m: Measurement | null = null;
+      while (m === null) {
         try {
-          loss = await d.evaluator.measure(run, loaded.phi, batches);
+          m = await d.evaluator.measure(run, loaded.phi, batches);
         } catch (err) {
           if (d.evaluator.closed) return out;
           if (err instanceof EvaluatorBusyError) { await new Promise((r) => setTimeout(r, retryMs)); continue; }
@@ -60,15 +61,16 @@ export async function remeasureCheckpoints(d: RemeasureDeps, retryMs = 1000): Pr
           break;
         }
       }
-      if (loss === null) continue;
+      if (m === null) continue;
       // The coordinator closed meanwhile: nothing to record (the database goes next).
       if (d.evaluator.closed) return out;
-      const bad = measuredLossError(loss, null, run.model.vocab);
+      const bad = measuredLossError(m.val, null, run.model.vocab) ?? memorisedError(m);
       if (bad) {
         out.refused++;
-        d.logger.warn({ run: run.id, checkpoint: info.id, claimed: info.valLoss, reason: bad }, 'checkpoint not offered: it measures no better than guessing');
+        d.logger.warn({ run: run.id, checkpoint: info.id, claimed: info.valLoss, reason: bad }, 'checkpoint not offered: it fails the coordinator\'s measurement');
         continue;
       }
+      const loss = m.val;
       // Null: pruned by a newer upload, withdrawn or deleted meanwhile; nothing is left of it.
       if (!await d.checkpoints.remeasured(info, loss, batches, loaded)) continue;
       out.measured++;

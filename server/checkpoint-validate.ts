@@ -12,12 +12,16 @@
 //      privateCheckBatches), with the CPU reference model in worker threads, finite and at most
 //      STATE_LOSS_MARGIN above the newest accepted checkpoint's (maxStateLoss). Not the run's
 //      own check windows: those are public, and a state fitted to them alone became the bound.
-// 3 and 4 judge the peer: the request is used up and a `checkpoint-failed` event names why.
-// Only a state that passed all four is stored, with the measured loss, never the claimed one.
-import { readFileSync } from 'node:fs';
+//   5. the loss MEASURED on as many windows of the training text, drawn from the same secret seed,
+//      at most MAX_TRAIN_VAL_GAP above the validation loss (memorisedError): the validation text
+//      is public too, and a state fitted to all of it passes 4 on any windows of it.
+// 3 to 5 judge the peer: the request is used up and a `checkpoint-failed` event names why.
+// Only a state that passed all five is stored, with the measured loss, never the claimed one.
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { RunInfo } from '../src/protocol/messages.ts';
-import { maxStateLoss, stateCounterError, stateMomentumError, type StateFrame } from '../src/protocol/state-frame.ts';
+import { maxStateLoss, STATE_LOSS_MARGIN, stateCounterError, stateMomentumError, type StateFrame } from '../src/protocol/state-frame.ts';
+import { Rng } from '../src/model/rng.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import type { DatasetSource } from './datasets.ts';
 import { RUN_VAL_BATCHES, randomSeed, stateCheckBatchCount } from '../src/data/sampler.ts';
@@ -59,6 +63,58 @@ export function measuredLossError(loss: number, newest: number | null, vocab: nu
     return `the coordinator measured a validation loss of ${loss.toFixed(4)}, above the bound ${max.toFixed(4)} (${newest === null ? 'no accepted checkpoint yet: ln(vocab)' : `newest accepted checkpoint ${newest.toFixed(4)}`} + margin)`;
   }
   return null;
+}
+
+/**
+ * How far a state's loss on the training text may lie above its loss on the validation text.
+ * Both are the same book (the validation text is held-out chapters), so an honest state scores
+ * them alike: on `micro`, trained 50 to 2,000 steps, train minus validation measured -0.13 to
+ * +0.09 over sixteen pairs of windows (a model that overfits its training text only lowers it).
+ * A state trained on the public validation text instead shows the gap it fits: 0.31 after 4,000
+ * micro steps, more for a model large enough to learn the text by heart. It needs the gap to do
+ * harm: the bound every later upload must meet is its validation loss plus STATE_LOSS_MARGIN,
+ * so it shuts honest states out only when its validation loss is more than that margin below
+ * theirs while its training loss is no better than theirs. Hence the same figure.
+ */
+export const MAX_TRAIN_VAL_GAP = STATE_LOSS_MARGIN;
+
+/** The memorisation check: null when the state scores the training text about as well as the validation text. */
+export function memorisedError(m: Measurement): string | null {
+  if (!(m.train - m.val > MAX_TRAIN_VAL_GAP)) return null;
+  return `the coordinator measured ${m.train.toFixed(4)} on the training text and ${m.val.toFixed(4)} on the validation text: ${(m.train - m.val).toFixed(4)} apart, more than ${MAX_TRAIN_VAL_GAP} (a state fitted to the public validation text; an honest one scores both alike)`;
+}
+
+/** What the coordinator measured of a state: its mean loss on windows of each text. */
+export interface Measurement {
+  val: number;
+  train: number;
+}
+
+/**
+ * `count` windows of T+1 tokens from the run's training files, drawn from `seed` uniformly over
+ * every start in every file, read straight from disk (a dataset's training text may be far
+ * larger than memory should hold for this), end to end (packedWindows).
+ */
+export function drawTrainWindows(files: { path: string; bytes: number }[], count: number, T: number, seed: number): Uint8Array {
+  const usable = files.filter((f) => f.bytes >= T + 1);
+  const starts = usable.reduce((a, f) => a + (f.bytes - T), 0);
+  if (starts === 0) throw new Error(`no training file holds a window of ${T + 1} tokens`);
+  const rng = new Rng(seed, 1);
+  const out = new Uint8Array(new SharedArrayBuffer(count * (T + 1)));
+  const fds = new Map<string, number>();
+  try {
+    for (let w = 0; w < count; w++) {
+      let at = Math.floor(rng.uniform() * starts);
+      const f = usable.find((x) => (at < x.bytes - T ? true : ((at -= x.bytes - T), false)))!;
+      let fd = fds.get(f.path);
+      if (fd === undefined) fds.set(f.path, (fd = openSync(f.path, 'r')));
+      const dst = out.subarray(w * (T + 1), (w + 1) * (T + 1));
+      if (readSync(fd, dst, 0, T + 1, at) !== T + 1) throw new Error(`training file ${f.path} is shorter than its manifest says`);
+    }
+  } finally {
+    for (const fd of fds.values()) closeSync(fd);
+  }
+  return out;
 }
 
 export class EvaluatorBusyError extends Error {
@@ -139,12 +195,21 @@ export class CheckpointEvaluator {
     return tokens;
   }
 
+  /** The run's training files, where the memorisation check reads its windows. */
+  private trainFiles(run: RunInfo): { path: string; bytes: number }[] {
+    const m = this.datasets.manifest(run.dataset);
+    const files = m?.files.filter((x) => x.role === 'train') ?? [];
+    if (!m || files.length === 0) throw new Error(`run ${run.id}: dataset ${run.dataset} has no training file to measure on`);
+    return files.map((f) => ({ path: this.datasets.filePath(run.dataset, f.name), bytes: f.bytes }));
+  }
+
   /**
-   * Mean validation loss of `phi` for `run` on as many windows as its state check has, drawn
-   * from `seed` (privateCheckBatches), measured in worker threads; `batches` overrides how many
+   * Mean loss of `phi` for `run` on as many validation windows as its state check has, drawn
+   * from `seed` (privateCheckBatches), and on as many windows of the training text drawn from
+   * the same seed (drawTrainWindows), measured in worker threads; `batches` overrides how many
    * batches of them (the benchmark's "before").
    */
-  async measure(run: RunInfo, phi: Float32Array, batches = stateCheckBatchCount(run.model, run.train), seed = this.windowSeed()): Promise<number> {
+  async measure(run: RunInfo, phi: Float32Array, batches = stateCheckBatchCount(run.model, run.train), seed = this.windowSeed()): Promise<Measurement> {
     if (this.isClosed) throw new Error('the coordinator is closing');
     if (this.running) {
       this.stats.refused++;
@@ -153,18 +218,20 @@ export class CheckpointEvaluator {
     if (!(Number.isInteger(batches) && batches >= 1 && batches <= RUN_VAL_BATCHES)) throw new RangeError(`validation batches must be an integer in [1, ${RUN_VAL_BATCHES}], got ${batches}`);
     const t0 = performance.now();
     const train = { batch: run.train.batch, seqLen: run.train.seqLen };
-    const sequences = batches * train.batch;
+    const valSequences = batches * train.batch;
+    const sequences = 2 * valSequences;
     const k = Math.min(this.threads, sequences);
     const workers: Worker[] = [];
     this.running = workers;
     try {
       const val = this.valTokens(run);
+      const trainWindows = drawTrainWindows(this.trainFiles(run), valSequences, train.seqLen, seed);
       // A copy the workers share (the caller's array is the upload's, and may be reused), made in
       // slices: a whole `base` φ (184 MiB) in one go held the event loop for 80 ms or more.
       const shared = new Float32Array(new SharedArrayBuffer(phi.byteLength));
       await copyYielding(shared, phi);
       if (this.isClosed) throw new Error('the coordinator is closing');
-      const req: EvalRequest = { model: run.model, train, val, phi: shared, batches, seed };
+      const req: EvalRequest = { model: run.model, train, val, phi: shared, batches, seed, trainWindows };
       const parts: Promise<number[]>[] = [];
       for (let i = 0; i < k; i++) {
         const from = Math.floor((i * sequences) / k), to = Math.floor(((i + 1) * sequences) / k);
@@ -191,7 +258,7 @@ export class CheckpointEvaluator {
       this.stats.lastMs = performance.now() - t0;
       this.stats.lastThreads = k;
       this.stats.lastSequences = sequences;
-      return meanLoss(losses);
+      return { val: meanLoss(losses.slice(0, valSequences)), train: meanLoss(losses.slice(valSequences)) };
     } finally {
       this.running = null;
       for (const w of workers) void w.terminate();

@@ -5,14 +5,14 @@
 // budget (one for those two), split by sequence across threads, and a newcomer judges a
 // candidate state on the same windows the coordinator's checkpoint loss came from.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CheckpointEvaluator } from '../server/checkpoint-validate.ts';
-import { checkSequences, measureValLoss, type EvalRequest } from '../server/checkpoint-eval-worker.ts';
+import { CheckpointEvaluator, drawTrainWindows, MAX_TRAIN_VAL_GAP, memorisedError } from '../server/checkpoint-validate.ts';
+import { checkSequences, meanLoss, measureValLoss, type EvalRequest } from '../server/checkpoint-eval-worker.ts';
 import { DirDatasetSource, prepareMobyDick } from '../server/datasets.ts';
 import { datasetFromCorpus } from '../src/data/dataset.ts';
-import { privateCheckBatches, RUN_VAL_BATCHES, runValidationBatches, STATE_CHECK_FLOPS, stateCheckBatchCount, stateCheckBatches, validationBatches } from '../src/data/sampler.ts';
+import { packedWindows, privateCheckBatches, RUN_VAL_BATCHES, runValidationBatches, STATE_CHECK_FLOPS, stateCheckBatchCount, stateCheckBatches, validationBatches } from '../src/data/sampler.ts';
 import { preset, trainConfig, type PresetName } from '../src/model/config.ts';
 import { forwardFlops } from '../src/model/flops.ts';
 import { buildLayout } from '../src/model/layout.ts';
@@ -111,17 +111,52 @@ describe('the coordinator measuring across worker threads', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('gives, bit for bit, the loss one thread computes, with the sequences split unevenly across 3 threads', async () => {
+  it('gives, bit for bit, the losses one thread computes, with the sequences split unevenly across 3 threads', async () => {
     const run = runOf('micro');
     const frame = honestState(run, 20);
     const expected = measureValLoss({ model: run.model, train: run.train, val: corpus.val, phi: frame.phi, batches: RUN_VAL_BATCHES, seed: 7 });
+    // The training windows: 32 drawn from the same seed out of the training file, read from disk.
+    const file = join(dir, 'moby-dick', 'train.bin');
+    const windows = drawTrainWindows([{ path: file, bytes: corpus.train.length }], 32, run.train.seqLen, 7);
+    const ref = new ReferenceGPT(buildLayout(run.model), 'f32');
+    const trainLoss = meanLoss(packedWindows(windows, run.train.seqLen).map((b) => ref.forward(frame.phi, b)));
     for (const threads of [1, 3]) {
       const ev = new CheckpointEvaluator(datasets, { threads, windowSeed: () => 7 });
-      expect(await ev.measure(run, frame.phi)).toBe(expected);
-      // 32 sequences (4 batches of 8): 3 workers took 10, 11 and 11 of them.
-      expect(ev.stats).toMatchObject({ evaluations: 1, lastThreads: threads, lastSequences: 32 });
+      expect(await ev.measure(run, frame.phi)).toEqual({ val: expected, train: trainLoss });
+      // 64 sequences (4 batches of 8 of each text): 3 workers took 21, 21 and 22 of them.
+      expect(ev.stats).toMatchObject({ evaluations: 1, lastThreads: threads, lastSequences: 64 });
       await ev.close();
     }
+    // An honest state scores both texts alike (the book's own chapters).
+    expect(Math.abs(trainLoss - expected)).toBeLessThan(MAX_TRAIN_VAL_GAP);
+  });
+
+  it('draws training windows uniformly over every start of every file, exactly as stored, the same for the same seed', () => {
+    const a = join(dir, 'a.bin'), b = join(dir, 'b.bin');
+    writeFileSync(a, Uint8Array.from({ length: 40 }, (_, i) => i));
+    writeFileSync(b, Uint8Array.from({ length: 400 }, (_, i) => 100 + (i % 100)));
+    const files = [{ path: a, bytes: 40 }, { path: b, bytes: 400 }, { path: join(dir, 'short.bin'), bytes: 3 }];
+    const T = 7;
+    const w = drawTrainWindows(files, 2000, T, 11);
+    expect(drawTrainWindows(files, 2000, T, 11)).toEqual(w);
+    expect(drawTrainWindows(files, 2000, T, 12)).not.toEqual(w);
+    let fromA = 0;
+    for (let k = 0; k < 2000; k++) {
+      const win = w.subarray(k * (T + 1), (k + 1) * (T + 1));
+      // Each window is T+1 consecutive stored tokens of one file.
+      for (let i = 1; i <= T; i++) expect(win[i]).toBe(win[0]! < 100 ? win[0]! + i : 100 + ((win[0]! - 100 + i) % 100));
+      if (win[0]! < 100) fromA++;
+    }
+    // a has 33 starts, b 393, the 3-token file none: a's share is 33/426 = 7.7%.
+    expect(fromA / 2000).toBeGreaterThan(0.05);
+    expect(fromA / 2000).toBeLessThan(0.11);
+    expect(() => drawTrainWindows([files[2]!], 1, T, 1)).toThrow(/no training file holds a window of 8 tokens/);
+  });
+
+  it('names a state far better on the validation text than on the training text', () => {
+    expect(memorisedError({ val: 2.0, train: 2.0 + MAX_TRAIN_VAL_GAP })).toBeNull();
+    expect(memorisedError({ val: 2.0, train: 1.2 })).toBeNull();
+    expect(memorisedError({ val: 1.0, train: 1.0 + MAX_TRAIN_VAL_GAP + 0.01 })).toMatch(/measured 1\.5100 on the training text and 1\.0000 on the validation text: 0\.5100 apart, more than 0\.5/);
   });
 
   it('a worker that fails fails the measurement with its reason, stops the others and frees the evaluator', async () => {
@@ -130,7 +165,7 @@ describe('the coordinator measuring across worker threads', () => {
     await expect(ev.measure(run, new Float32Array(10))).rejects.toThrow(/evaluation failed: φ has 10 floats; the model needs \d+/);
     expect(ev.busy).toBe(false);
     const frame = honestState(run, 5);
-    expect(Number.isFinite(await ev.measure(run, frame.phi))).toBe(true);
+    expect(Number.isFinite((await ev.measure(run, frame.phi)).val)).toBe(true);
     await ev.close();
   });
 

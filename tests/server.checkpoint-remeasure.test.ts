@@ -123,7 +123,7 @@ describe('checkpoints stored by an older coordinator', () => {
         calls.push('measure');
         if (calls.length === 1) throw new EvaluatorBusyError('busy');
         if (calls.length === 3) throw new Error('run legacy-2: dataset moby-dick has no validation file to measure on');
-        return 3.25;
+        return { val: 3.25, train: 3.3 };
       },
     } as unknown as CheckpointEvaluator;
     const runs = { list: () => [run] } as unknown as RunStore;
@@ -134,6 +134,20 @@ describe('checkpoints stored by an older coordinator', () => {
     closed = true;
     expect(await remeasureCheckpoints({ runs, checkpoints: s.c.checkpoints, evaluator, logger }, 1)).toEqual({ measured: 0, refused: 0 });
     expect(calls).toHaveLength(3);
+  });
+
+  it('leaves unoffered a stored checkpoint that scores the validation text far better than the training text', async () => {
+    const s = await fresh();
+    const run = await newRun(s, 'legacy-4');
+    const st = honestState(run, 2);
+    await s.c.checkpoints.save(run, { ...st, meta: { ...st.meta, valLoss: 0.01 } }, 'p-old', 1000);
+    const warned: string[] = [];
+    const logger = { info() {}, warn(o: { reason?: string }) { warned.push(o.reason ?? ''); }, error() {} } as unknown as Parameters<typeof remeasureCheckpoints>[0]['logger'];
+    const evaluator = { closed: false, async measure() { return { val: 1.0, train: 2.9 }; } } as unknown as CheckpointEvaluator;
+    const runs = { list: () => [run] } as unknown as RunStore;
+    expect(await remeasureCheckpoints({ runs, checkpoints: s.c.checkpoints, evaluator, logger }, 1)).toEqual({ measured: 0, refused: 1 });
+    expect(warned).toEqual([expect.stringMatching(/2\.9000 on the training text and 1\.0000 on the validation text/)]);
+    expect(s.c.checkpoints.current(run)).toBeNull();
   });
 
   it('a checkpoint deleted while it was measured leaves no record or state file behind', async () => {

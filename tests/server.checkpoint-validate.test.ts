@@ -5,7 +5,7 @@
 // upload is never listed, served as bootstrap state or exported, and neither is any earlier
 // checkpoint of the peer that made it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readdirSync, existsSync } from 'node:fs';
+import { readdirSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../src/sync/signaling-client.ts';
@@ -13,7 +13,8 @@ import { PROBATION_EXCHANGES } from '../server/peers.ts';
 import { STATE_LOSS_MARGIN, type StateFrame } from '../src/protocol/state-frame.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
 import { earnTrust, RawPeer, reportedStep, startServer, until, type TestServer } from './support/coordinator.ts';
-import { fittedToCheckWindows, honestState, negated, valLoss } from './support/states.ts';
+import { fittedToCheckWindows, fittedToText, honestState, negated, valLoss } from './support/states.ts';
+import { datasetFromCorpus, loadDataset, prepareDataset } from '../src/data/dataset.ts';
 
 let s: TestServer;
 const clients: SignalingClient[] = [];
@@ -146,6 +147,43 @@ describe('checkpoints the coordinator checks itself', () => {
     expect(r.error).toMatch(/422.*the coordinator measured a validation loss of \d+\.\d+, above the bound/);
     await nothingServed('fitted');
     expect(failed('fitted')).toEqual([expect.objectContaining({ peerId: c.peerId, rejected: true })]);
+  });
+
+  it('refuses a state fitted to the whole validation text (public as well), by its loss on the training text; an honest state of the same run passes', async () => {
+    // A run whose validation text is short (1,200 bytes of the book), so that micro learns it in
+    // a thousand CPU steps; on the default run a larger model could learn all 66,000 bytes.
+    const book = datasetFromCorpus().train;
+    let end = 100_000;
+    while (book[end - 1] !== 0x0a) end--; // a whole line: the text stays valid UTF-8
+    const src = join(s.dataDir, 'short-val.txt');
+    writeFileSync(src, book.subarray(0, end));
+    const dir = join(s.dataDir, 'datasets', 'short-val');
+    await prepareDataset([src], dir, { valFraction: 1200 / end });
+    const { val } = loadDataset(dir);
+    const created = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'memorised', dataset: 'short-val', preset: 'micro', train: { H: 10 } } });
+    expect(created.statusCode).toBe(201);
+    const run = created.json() as RunInfo;
+
+    const fitted = fittedToText(run, val, 1000, 20);
+    let state = fitted;
+    const c = await peer('memorised', () => state);
+    await reportedStep(s, c, 60, 10);
+    const r = await pull('memorised', c);
+    expect(r.ok).toBe(false);
+    // Its validation loss is within the bound (ln 256 + margin): only the training text shows it.
+    expect(r.error).toMatch(/422.*measured (\d+\.\d+) on the training text and (\d+\.\d+) on the validation text: (\d+\.\d+) apart, more than 0\.5/);
+    const [, train, v] = /measured (\d+\.\d+) on the training text and (\d+\.\d+)/.exec(r.error!)!.map(Number);
+    console.log(`a state fitted to the validation text: ${v!.toFixed(4)} there, ${train!.toFixed(4)} on the training text`);
+    expect(v).toBeLessThan(Math.log(256));
+    await nothingServed('memorised');
+
+    // An honest state (trained on the book) scores both texts alike, and is stored.
+    const honest = honestState(run, 60);
+    state = honest;
+    const c2 = await peer('memorised', () => state);
+    await reportedStep(s, c2, 60, 10);
+    expect(await pull('memorised', c2)).toMatchObject({ ok: true });
+    expect(failed('memorised')).toEqual([expect.objectContaining({ peerId: c.peerId, rejected: true, reason: expect.stringMatching(/on the training text/) })]);
   });
 
   it('refuses an upload whose φ is honest and whose momentum is 1e30, before measuring it: the next outer step would throw φ out', async () => {

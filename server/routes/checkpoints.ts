@@ -14,7 +14,7 @@ import { buildLayout } from '../../src/model/layout.ts';
 import { PRESETS } from '../../src/model/config.ts';
 import { decodeStateFrame, holdCounters, STATE_HEADER_MAX, stateFrameBytes, StateFrameError } from '../../src/protocol/state-frame.ts';
 import { stateCheckBatchCount } from '../../src/data/sampler.ts';
-import { measuredLossError, uploadCounterError, uploadMomentumError, uploadShapeError } from '../checkpoint-validate.ts';
+import { measuredLossError, memorisedError, uploadCounterError, uploadMomentumError, uploadShapeError, type Measurement } from '../checkpoint-validate.ts';
 
 const CKPT_PARAMS = Type.Object({ run: RUN_ID, ckpt: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,63}$' }) }, { additionalProperties: false });
 /** A state request's id (the scheduler's 12 random bytes in hex). */
@@ -198,18 +198,19 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
       };
       const impossible = uploadCounterError(frame, hub.maxStep(claims.p)) ?? uploadMomentumError(frame);
       if (impossible) return refuse(impossible);
-      let measured: number;
+      let m: Measurement;
       const valBatches = stateCheckBatchCount(run.model, run.train);
       try {
-        measured = await evaluator.measure(run, frame.phi, valBatches);
+        m = await evaluator.measure(run, frame.phi, valBatches);
       } catch (err) {
         const reason = `not evaluated: ${(err as Error).message}`;
         scheduler.abandon(p, reason);
         return reply.code(503).send({ error: reason });
       }
       const newest = checkpoints.current(run);
-      const bad = measuredLossError(measured, newest?.valLoss ?? null, run.model.vocab);
+      const bad = measuredLossError(m.val, newest?.valLoss ?? null, run.model.vocab) ?? memorisedError(m);
       if (bad) return refuse(bad);
+      const measured = m.val;
       // Stored with the coordinator's measurement (the peer's own figure is kept in the event
       // only), and within a round of the step the run's peers agree on: every newcomer that starts
       // from this checkpoint takes its step, and the next consensus is never below it.

@@ -113,6 +113,22 @@ export function privateCheckBatches(tokens: Uint8Array, model: ModelConfig, trai
 }
 
 /**
+ * Windows of T+1 tokens laid end to end in `packed` (read from wherever a judge drew them: the
+ * coordinator reads its training windows straight from the dataset's files), one sequence each.
+ */
+export function packedWindows(packed: Uint8Array, T: number): Batch[] {
+  checkShape(1, T);
+  if (packed.length % (T + 1) !== 0) throw new RangeError(`packed windows: ${packed.length} tokens are not whole windows of ${T + 1}`);
+  const out: Batch[] = [];
+  for (let off = 0; off < packed.length; off += T + 1) {
+    const b = emptyBatch(1, T);
+    fillWindow(b, 0, packed, off);
+    out.push(b);
+  }
+  return out;
+}
+
+/**
  * `count` batches of B windows of T+1 tokens, their starts spread evenly from the first to the
  * last possible one (windows overlap when the text is short). Deterministic.
  */

@@ -43,6 +43,21 @@ export function fittedToCheckWindows(run: RunInfo, steps: number, step: number):
   return { meta: { runId: run.id, step, round: Math.floor(step / run.train.H), floats: layout.total, valLoss: 0.01, tokens: 0 }, phi: t.params.slice(), momentum };
 }
 
+/**
+ * The attack on the public validation text as a whole: φ trained for `steps` CPU steps (lr 3e-2)
+ * on random windows of `text` alone, small momentum, plausible counters `step`.
+ */
+export function fittedToText(run: RunInfo, text: Uint8Array, steps: number, step: number): StateFrame {
+  const layout = buildLayout(run.model);
+  const cfg = trainConfig({ ...run.train, lr: 3e-2, warmupSteps: 5, totalSteps: steps }, run.model);
+  const t = new CpuTrainer(layout, cfg, undefined, 3);
+  const sampler = new WindowSampler(text, { seed: 5, replica: 0 });
+  for (let i = 0; i < steps; i++) t.trainStep(sampler.next(cfg.batch, cfg.seqLen));
+  const momentum = new Float32Array(layout.total);
+  for (let i = 0; i < momentum.length; i++) momentum[i] = 1e-4 * Math.sin(i);
+  return { meta: { runId: run.id, step, round: Math.floor(step / run.train.H), floats: layout.total, valLoss: 0.01, tokens: 0 }, phi: t.params.slice(), momentum };
+}
+
 /** φ after `steps` CPU steps on the corpus (lr 3e-3), momentum small; counters of a replica that far. */
 export function honestState(run: RunInfo, steps: number, seed = 1): StateFrame {
   const layout = buildLayout(run.model);
