@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { ClientRequest, ServerResponse } from 'node:http';
 import { WebSocket } from 'ws';
 import { DEFAULT_LIVE_LIMITS, LiveHub } from '../server/live.ts';
-import { OpenCounter, RateBudget, addressKey } from '../server/address-budget.ts';
+import { INVALID_ADDRESS, OpenCounter, RateBudget, addressKey } from '../server/address-budget.ts';
 import { startServer, until, type TestServer } from './support/coordinator.ts';
 import { FakeClock } from './support/fake-clock.ts';
 import { floodStreams, openStream as open } from './support/attacks.ts';
@@ -35,6 +35,31 @@ describe('address keys', () => {
     expect(addressKey('2001:db8:1:2:ffff:ffff:ffff:ffff')).toBe('2001:db8:1:2::/64');
     expect(addressKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
     expect(addressKey('::1')).toBe('0:0:0:0::/64');
+  });
+
+  it('canonicalises what a trusted proxy may write: one client has one key, anything unparseable shares one', () => {
+    // A source port (Azure Application Gateway writes "ip:port") or brackets change nothing.
+    expect(addressKey('198.51.100.7:50001')).toBe('198.51.100.7');
+    expect(addressKey('198.51.100.7:50002')).toBe('198.51.100.7');
+    expect(addressKey('[2001:db8::1]')).toBe('2001:db8:0:0::/64');
+    expect(addressKey('[2001:db8::2]:443')).toBe('2001:db8:0:0::/64');
+    expect(addressKey('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(addressKey('2001:DB8:0001:0002:0:0:0:1')).toBe('2001:db8:1:2::/64');
+    // IPv4-mapped (::ffff:0:0/96) in any notation is its IPv4 address: two hosts, two keys, neither ::1's.
+    expect(addressKey('::ffff:c633:6407')).toBe('198.51.100.7');
+    expect(addressKey('::ffff:cb00:7101')).toBe('203.0.113.1');
+    expect(addressKey('0000:0000:0000:0000:0000:FFFF:C633:6407')).toBe('198.51.100.7');
+    expect(addressKey('0:0:0:0:0:ffff:198.51.100.7')).toBe('198.51.100.7');
+    expect(addressKey('[::ffff:198.51.100.7]:8080')).toBe('198.51.100.7');
+    // Not an address: one shared key, never the string itself.
+    for (const bad of ['', 'unknown', '198.51.100.7:port', '01.2.3.4', '2001:db8::1::2', '[198.51.100.7', 'x'.repeat(300)]) {
+      expect(addressKey(bad), bad).toBe(INVALID_ADDRESS);
+    }
+    // A key is its own key: the hub keeps keys and hands them on (turnUser keys them again).
+    for (const a of ['198.51.100.7:50001', '[2001:db8::1]', '::ffff:c633:6407', '2001:db8:1:2:aaaa::1', '::1', 'unknown']) {
+      expect(addressKey(addressKey(a)), a).toBe(addressKey(a));
+    }
+    expect(addressKey('2001:db8:0:0::/63')).toBe(INVALID_ADDRESS);
   });
 
   it('counts open things per key and keeps a bounded number of rate buckets', () => {

@@ -8,10 +8,11 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { WebSocket } from 'ws';
 import { iceFor, iceSettings, readSecretFile, renewDelayMs, turnCredential, turnUser } from '../server/ice.ts';
 import { toRange, turnConfig, TURN_DEFAULTS } from '../server/turn-config.ts';
 import { describeLinkFailure, noteCandidateTypes, selectedRoute } from '../src/sync/links.ts';
-import { parseClientMessage, type CandidateType, type ServerMessage } from '../src/protocol/messages.ts';
+import { parseClientMessage, PROTOCOL_VERSION, type CandidateType, type ServerMessage } from '../src/protocol/messages.ts';
 import { FakeClock } from './support/fake-clock.ts';
 import { RawPeer, startServer, type TestServer } from './support/coordinator.ts';
 
@@ -53,6 +54,14 @@ describe('TURN REST credentials', () => {
     // An IPv6 client owns its /64: one user for all of it.
     expect(turnUser(SECRET, '2001:db8:1:2::5')).toBe(turnUser(SECRET, '2001:db8:1:2:aaaa::9'));
     expect(turnUser(SECRET, '2001:db8:1:3::5')).not.toBe(turnUser(SECRET, '2001:db8:1:2::5'));
+    // Whatever a trusted proxy wrote: a :port, brackets, hex-mapped IPv4; what is no address shares one user.
+    expect(turnUser(SECRET, '198.18.0.7:50001')).toBe(user);
+    expect(turnUser(SECRET, '198.18.0.7:50002')).toBe(user);
+    expect(turnUser(SECRET, '::ffff:c612:7')).toBe(user);
+    expect(turnUser(SECRET, '::ffff:c612:8')).toBe(turnUser(SECRET, '198.18.0.8'));
+    expect(turnUser(SECRET, '::ffff:c612:8')).not.toBe(turnUser(SECRET, '::1'));
+    expect(turnUser(SECRET, '[2001:db8:1:2::5]:443')).toBe(turnUser(SECRET, '2001:db8:1:2:aaaa::9'));
+    expect(turnUser(SECRET, 'unknown')).toBe(turnUser(SECRET, '198.18.0.7:port'));
     // Keyed: without the secret nobody can tell which address a tag is, or make another's.
     expect(turnUser('another-secret-0000000', '198.18.0.7')).not.toBe(user);
   });
@@ -73,6 +82,21 @@ describe('TURN REST credentials', () => {
     expect(readSecretFile(f)).toBe(SECRET);
   });
 });
+
+/** Joins `s` as `xff` (written by the "proxy" at 127.0.0.1); resolves with the TURN user of its welcome. */
+function turnUserOf(s: TestServer, xff: string, socks: WebSocket[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(s.wsUrl, { headers: { 'x-forwarded-for': xff } });
+    socks.push(ws);
+    ws.on('open', () => ws.send(JSON.stringify({ t: 'hello', v: PROTOCOL_VERSION })));
+    ws.on('message', (d) => {
+      const m = JSON.parse(String(d)) as ServerMessage;
+      if (m.t === 'welcome') resolve(m.ice!.iceServers.find((i) => i.username)!.username!.split(':')[1]!);
+      else reject(new Error(`${xff}: ${String(d)}`));
+    });
+    ws.on('close', (code) => reject(new Error(`${xff}: closed ${code}`)));
+  });
+}
 
 describe('the coordinator hands out ICE', () => {
   it('welcome carries credentials for the peer\'s host; fresh ones arrive before expiry; the secret never appears in a frame or a log line', async () => {
@@ -113,6 +137,19 @@ describe('the coordinator hands out ICE', () => {
     again.peer.ws.close();
     elsewhere.peer.ws.close();
     peer.ws.close();
+  });
+
+  it('behind a trusted proxy, the welcome\'s TURN user is the host the proxy named, whatever form it wrote', async () => {
+    server = await startServer({ trustProxy: ['127.0.0.1'] }, { ice: iceSettings({ turn: ['turn:198.18.0.1:3478'], turnSecret: SECRET, ttlS: 3600 }) });
+    const socks: WebSocket[] = [];
+    try {
+      expect(await turnUserOf(server, '198.51.100.7:50001', socks)).toBe(turnUser(SECRET, '198.51.100.7'));
+      expect(await turnUserOf(server, '[2001:db8:1:2::5]:443', socks)).toBe(turnUser(SECRET, '2001:db8:1:2::9'));
+      expect(await turnUserOf(server, '2001:db8:3:4::5', socks)).toBe(turnUser(SECRET, '2001:db8:3:4:aaaa::9'));
+      expect(turnUser(SECRET, '2001:db8:3:4::5')).not.toBe(turnUser(SECRET, 'unknown'));
+    } finally {
+      for (const w of socks) w.close();
+    }
   });
 
   it('without ICE settings the welcome says so (no servers), and a run may force relay-only', async () => {
