@@ -2,15 +2,17 @@
 // use-auth-secret checks them, handed out in the welcome, renewed before they expire, and the
 // secret itself never sent or logged. Also the coturn config generator and the link helpers
 // that turn ICE's candidates into a route or a reason.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createHmac } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { Command } from 'commander';
 import { WebSocket } from 'ws';
 import { iceFor, iceSettings, readSecretFile, renewDelayMs, turnCredential, turnUser } from '../server/ice.ts';
 import { toRange, turnConfig, TURN_DEFAULTS } from '../server/turn-config.ts';
+import { register as registerTurnConfig } from '../src/commands/turn-config.ts';
 import { describeLinkFailure, noteCandidateTypes, selectedRoute } from '../src/sync/links.ts';
 import { parseClientMessage, PROTOCOL_VERSION, type CandidateType, type ServerMessage } from '../src/protocol/messages.ts';
 import { FakeClock } from './support/fake-clock.ts';
@@ -249,5 +251,42 @@ describe('murmur turn-config', () => {
     expect(() => turnConfig({ ...opts, maxPort: 49359 })).toThrow('relay ports 49160-49359 are 200, fewer than the total quota of 1200 allocations (one port each)');
     expect(() => turnConfig({ ...opts, userQuota: 2000 })).toThrow('the user quota (2000) is above the total quota (1200)');
     expect(() => turnConfig({ ...opts, realm: 'bad realm\nno-auth' })).toThrow(/realm/);
+  });
+
+  it('the written config (it holds the secret) is mode 600 and new, whatever waits at a temp name', async () => {
+    const d = tmp();
+    const secretFile = join(d, 'secret');
+    writeFileSync(secretFile, SECRET, { mode: 0o600 });
+    const run = async (out: string) => {
+      const program = new Command().exitOverride();
+      registerTurnConfig(program);
+      const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+      try {
+        await program.parseAsync(['node', 'murmur', 'turn-config', '--secret-file', secretFile, '--realm', 'murmur.example.org', '--listen-ip', '198.18.0.1', '--out', out]);
+        expect(log).toHaveBeenCalledWith(expect.stringContaining(`wrote ${out} (mode 600`));
+      } finally {
+        log.mockRestore();
+      }
+    };
+    // Another local user's world-readable file at the old predictable temp name, and a symlink at it.
+    const out = join(d, 'turnserver.conf'), victim = join(d, 'victim.txt');
+    writeFileSync(`${out}.${process.pid}.tmp`, '', { mode: 0o644 });
+    chmodSync(`${out}.${process.pid}.tmp`, 0o644);
+    writeFileSync(victim, 'important\n', { mode: 0o644 });
+    const linked = join(d, 'b.conf');
+    symlinkSync(victim, `${linked}.${process.pid}.tmp`);
+    // An existing --out readable by others is replaced, not rewritten in place.
+    writeFileSync(linked, 'old\n', { mode: 0o644 });
+    chmodSync(linked, 0o644);
+    await run(out);
+    await run(linked);
+    for (const f of [out, linked]) {
+      expect(lstatSync(f).isFile(), f).toBe(true);
+      expect(statSync(f).mode & 0o777, f).toBe(0o600);
+      expect(readFileSync(f, 'utf8')).toContain(`static-auth-secret=${SECRET}`);
+    }
+    expect(readFileSync(victim, 'utf8')).toBe('important\n');
+    // No temp file of ours is left behind.
+    expect(readdirSync(d).sort()).toEqual(['b.conf', `b.conf.${process.pid}.tmp`, 'secret', 'turnserver.conf', `turnserver.conf.${process.pid}.tmp`, 'victim.txt'].sort());
   });
 });
