@@ -2,7 +2,8 @@
 // event streams, downloads) one address may hold at once, how many hellos it may send per minute,
 // and how much of the coordinator's time and bandwidth its reads and downloads may take. One
 // client can then take only its share, never every slot a researcher or a volunteer needs.
-// An IPv6 client usually owns a whole /64, so its budget is per /64 prefix.
+// An IPv6 client usually owns a whole /64, so its budget is per /64 prefix, and one site's /64s
+// together have a coarser budget per /48 (siteKey).
 //
 // The address comes from the socket or, behind --trust-proxy, from X-Forwarded-For, where it is
 // whatever the proxy wrote: "ip:port" (Azure Application Gateway's default), "[v6]", "[v6]:port",
@@ -54,6 +55,17 @@ export function addressKey(raw: string): string {
     return [g[6]! >> 8, g[6]! & 0xff, g[7]! >> 8, g[7]! & 0xff].join('.');
   }
   return `${g.slice(0, 4).map((x) => x.toString(16)).join(':')}::/64`;
+}
+
+/**
+ * The IPv6 /48 (a site) of an addressKey, e.g. "2001:db8:0::/48"; null for IPv4 and
+ * INVALID_ADDRESS. A /48 is 65,536 /64s and costs nothing from a tunnel broker, so caps per /64
+ * come with a coarser one per /48 (WebSockets and hellos in server/peers.ts, TURN users in
+ * server/ice.ts).
+ */
+export function siteKey(key: string): string | null {
+  const m = /^([0-9a-f]{1,4}:[0-9a-f]{1,4}:[0-9a-f]{1,4}):[0-9a-f]{1,4}::\/64$/.exec(key);
+  return m ? `${m[1]}::/48` : null;
 }
 
 /** Open things per key, each under a cap; `acquire` hands back the release (once), or null when full. */

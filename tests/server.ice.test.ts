@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Command } from 'commander';
 import { WebSocket } from 'ws';
-import { iceFor, iceSettings, readSecretFile, renewDelayMs, turnCredential, turnUser } from '../server/ice.ts';
+import { iceFor, iceSettings, readSecretFile, renewDelayMs, turnCredential, turnUser, TURN_USERS_PER_SITE } from '../server/ice.ts';
 import { toRange, turnConfig, TURN_DEFAULTS } from '../server/turn-config.ts';
 import { register as registerTurnConfig } from '../src/commands/turn-config.ts';
 import { describeLinkFailure, noteCandidateTypes, selectedRoute } from '../src/sync/links.ts';
@@ -55,7 +55,7 @@ describe('TURN REST credentials', () => {
     expect(turnUser(SECRET, '198.18.0.8')).not.toBe(user);
     // An IPv6 client owns its /64: one user for all of it.
     expect(turnUser(SECRET, '2001:db8:1:2::5')).toBe(turnUser(SECRET, '2001:db8:1:2:aaaa::9'));
-    expect(turnUser(SECRET, '2001:db8:1:3::5')).not.toBe(turnUser(SECRET, '2001:db8:1:2::5'));
+    expect(turnUser(SECRET, '2001:db8:2:2::5')).not.toBe(turnUser(SECRET, '2001:db8:1:2::5'));
     // Whatever a trusted proxy wrote: a :port, brackets, hex-mapped IPv4; what is no address shares one user.
     expect(turnUser(SECRET, '198.18.0.7:50001')).toBe(user);
     expect(turnUser(SECRET, '198.18.0.7:50002')).toBe(user);
@@ -66,6 +66,17 @@ describe('TURN REST credentials', () => {
     expect(turnUser(SECRET, 'unknown')).toBe(turnUser(SECRET, '198.18.0.7:port'));
     // Keyed: without the secret nobody can tell which address a tag is, or make another's.
     expect(turnUser('another-secret-0000000', '198.18.0.7')).not.toBe(user);
+  });
+
+  it('the /64s of one IPv6 /48 share TURN_USERS_PER_SITE users: one site cannot take every relay', () => {
+    // A user per /64 let 25 /64s of one /48 take 25 x user-quota = every allocation the relay has.
+    const site = (prefix: string) => new Set(Array.from({ length: 256 }, (_, i) => turnUser(SECRET, `${prefix}:${i.toString(16)}::1`)));
+    const users = site('2001:db8:77');
+    expect(users.size).toBe(TURN_USERS_PER_SITE);
+    expect(TURN_USERS_PER_SITE * TURN_DEFAULTS.userQuota).toBe(192); // of TURN_DEFAULTS.totalQuota, 1,200
+    // Still one user for all of a /64; another /48's users are its own.
+    expect(turnUser(SECRET, '2001:db8:77:5::1')).toBe(turnUser(SECRET, '2001:db8:77:5:ffff::9'));
+    for (const u of site('2001:db8:78')) expect(users.has(u)).toBe(false);
   });
 
   it('refuses TURN without a secret, bad URLs, a short secret and an absurd TTL', () => {
@@ -149,6 +160,20 @@ describe('the coordinator hands out ICE', () => {
       expect(await turnUserOf(server, '[2001:db8:1:2::5]:443', socks)).toBe(turnUser(SECRET, '2001:db8:1:2::9'));
       expect(await turnUserOf(server, '2001:db8:3:4::5', socks)).toBe(turnUser(SECRET, '2001:db8:3:4:aaaa::9'));
       expect(turnUser(SECRET, '2001:db8:3:4::5')).not.toBe(turnUser(SECRET, 'unknown'));
+    } finally {
+      for (const w of socks) w.close();
+    }
+  });
+
+  it('behind a trusted proxy, 25 /64s of one /48 get at most TURN_USERS_PER_SITE TURN users', async () => {
+    server = await startServer({ trustProxy: ['127.0.0.1'] }, { ice: iceSettings({ turn: ['turn:198.18.0.1:3478'], turnSecret: SECRET, ttlS: 3600 }) });
+    const socks: WebSocket[] = [];
+    try {
+      // A user per /64 gave these 25 x user-quota 48 = 1,200 allocations: every relay of the defaults.
+      const users = new Set<string>();
+      for (let i = 1; i <= 25; i++) users.add(await turnUserOf(server, `2001:db8:77:${i.toString(16)}::1`, socks));
+      expect(users.size).toBeLessThanOrEqual(4); // TURN_USERS_PER_SITE
+      expect(users.has(await turnUserOf(server, '2001:db8:78:1::1', socks))).toBe(false);
     } finally {
       for (const w of socks) w.close();
     }

@@ -26,7 +26,7 @@ export function register(program: Command): void {
     .option('--tls-port <n>', 'turns: port', '5349')
     .option('--min-port <n>', 'lowest relay port', '49160')
     .option('--max-port <n>', 'highest relay port (the range holds at least --total-quota ports)', '50359')
-    .option('--user-quota <n>', 'concurrent allocations per client address (a host\'s volunteers together)', '48')
+    .option('--user-quota <n>', 'concurrent allocations per client address (a host\'s volunteers together; an IPv6 /48 has at most 4 such users)', '48')
     .option('--total-quota <n>', 'concurrent allocations in all', '1200')
     .option('--max-bps <n>', 'bytes/s per relayed session (0: no cap)', (v) => nonNegativeInt(v, '--max-bps'), 3_000_000)
     .option('--bps-capacity <n>', 'bytes/s for the whole server (0: no cap)', (v) => nonNegativeInt(v, '--bps-capacity'), 0)
