@@ -2,20 +2,70 @@
 // event streams, downloads) one address may hold at once, how many hellos it may send per minute,
 // and how much of the coordinator's time and bandwidth its reads and downloads may take. One
 // client can then take only its share, never every slot a researcher or a volunteer needs.
-// An IPv6 client usually owns a whole /64, so its budget is per /64 prefix.
-import { isIPv6 } from 'node:net';
+// An IPv6 client usually owns a whole /64, so its budget is per /64 prefix, and one site's /64s
+// together have a coarser budget per /48 (siteKey).
+//
+// The address comes from the socket or, behind --trust-proxy, from X-Forwarded-For, where it is
+// whatever the proxy wrote: "ip:port" (Azure Application Gateway's default), "[v6]", "[v6]:port",
+// an IPv4-mapped IPv6 address in any notation. addressKey canonicalises all of them, so one client
+// has one key whatever its source port or spelling, and anything it cannot parse shares ONE key
+// (INVALID_ADDRESS): an unparseable string kept as is would be a fresh budget (and TURN user) per
+// connection.
+import { isIP } from 'node:net';
 
-/** The budget key of an address: IPv4 as is (IPv4-mapped IPv6 unwrapped), IPv6 by its /64. */
-export function addressKey(ip: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  if (mapped) return mapped[1]!;
-  if (!isIPv6(ip)) return ip;
-  // Expand "::" so the first four groups are the /64 prefix.
-  const [head, tail = ''] = ip.toLowerCase().split('::');
+/** The one key of every address addressKey cannot parse: together they share one budget. */
+export const INVALID_ADDRESS = 'invalid';
+
+/** The eight 16-bit groups of a valid IPv6 address (no zone), a trailing dotted IPv4 included. */
+function ipv6Groups(ip: string): number[] {
+  let s = ip.toLowerCase();
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(s);
+  if (v4) {
+    const [a, b, c, d] = v4.slice(1).map(Number) as [number, number, number, number];
+    s = `${s.slice(0, v4.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head = '', tail] = s.split('::');
   const h = head ? head.split(':') : [];
-  const t = ip.includes('::') ? (tail ? tail.split(':') : []) : [];
-  const groups = [...h, ...Array(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
-  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+  const t = tail === undefined || tail === '' ? [] : tail.split(':');
+  const zeros = tail === undefined ? [] : Array<string>(8 - h.length - t.length).fill('0');
+  return [...h, ...zeros, ...t].map((g) => parseInt(g, 16));
+}
+
+/** addressKey's /64 keys: already canonical. */
+const SLASH64_KEY = /^[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){3}::\/64$/;
+
+/**
+ * The budget key of an address: IPv4 as is (IPv4-mapped IPv6, ::ffff:0:0/96 in any notation,
+ * unwrapped), IPv6 by its /64, e.g. "2001:db8:0:0::/64"; brackets, a :port and an IPv6 zone are
+ * dropped; anything else is INVALID_ADDRESS. A key is its own key (the hub keeps keys and hands
+ * them to turnUser).
+ */
+export function addressKey(raw: string): string {
+  let ip = String(raw).trim();
+  if (ip === INVALID_ADDRESS || SLASH64_KEY.test(ip)) return ip;
+  const bracketed = /^\[([^\]]*)\](?::\d{1,5})?$/.exec(ip);
+  if (bracketed) ip = bracketed[1]!;
+  else if (/^[\d.]+:\d{1,5}$/.test(ip)) ip = ip.slice(0, ip.lastIndexOf(':')); // IPv4:port
+  const kind = isIP(ip);
+  if (kind === 4) return ip;
+  if (kind !== 6) return INVALID_ADDRESS;
+  const g = ipv6Groups(ip.replace(/%.*$/, ''));
+  if (g.length !== 8 || g.some((x) => !(x >= 0 && x <= 0xffff))) return INVALID_ADDRESS;
+  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) {
+    return [g[6]! >> 8, g[6]! & 0xff, g[7]! >> 8, g[7]! & 0xff].join('.');
+  }
+  return `${g.slice(0, 4).map((x) => x.toString(16)).join(':')}::/64`;
+}
+
+/**
+ * The IPv6 /48 (a site) of an addressKey, e.g. "2001:db8:0::/48"; null for IPv4 and
+ * INVALID_ADDRESS. A /48 is 65,536 /64s and costs nothing from a tunnel broker, so caps per /64
+ * come with a coarser one per /48 (WebSockets and hellos in server/peers.ts, TURN users in
+ * server/ice.ts).
+ */
+export function siteKey(key: string): string | null {
+  const m = /^([0-9a-f]{1,4}:[0-9a-f]{1,4}:[0-9a-f]{1,4}):[0-9a-f]{1,4}::\/64$/.exec(key);
+  return m ? `${m[1]}::/48` : null;
 }
 
 /** Open things per key, each under a cap; `acquire` hands back the release (once), or null when full. */

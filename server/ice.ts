@@ -2,13 +2,13 @@
 // where no direct path exists (symmetric NATs, strict firewalls). TURN credentials follow the
 // TURN REST convention that coturn's `use-auth-secret` checks: the username is
 // `<unix expiry>:<user>` and the credential is base64(HMAC-SHA1(secret, username)). The user is
-// the client's address (turnUser: a keyed tag of addressKey, not the address itself), so
-// coturn's per-user quota holds for a whole host: with a user per peer id, 17 hellos from one
-// address took all 200 relay ports of the old defaults for an hour, and no volunteer joining
-// after could get a relay. The secret never leaves this process: peers get only short-lived
+// the client's address (turnUser: a keyed tag of addressKey, not the address itself; the /64s
+// of one IPv6 /48 share TURN_USERS_PER_SITE users), so coturn's per-user quota holds for a whole
+// host: with a user per peer id, 17 hellos from one address took all 200 relay ports of the old
+// defaults for an hour, and no volunteer joining after could get a relay. The secret never leaves this process: peers get only short-lived
 // credentials, renewed before they expire while the peer stays connected, and afresh with every welcome.
 import { createHmac } from 'node:crypto';
-import { addressKey } from './address-budget.ts';
+import { addressKey, siteKey } from './address-budget.ts';
 import { readFileSync, statSync } from 'node:fs';
 import type { WireIce, WireIceServer } from '../src/protocol/messages.ts';
 
@@ -57,11 +57,23 @@ export function readSecretFile(path: string): string {
 }
 
 /**
+ * TURN users one IPv6 /48 (siteKey) may have: its /64s share out this many, so a site holds at
+ * most TURN_USERS_PER_SITE x coturn's user-quota allocations (4 x 48 = 192 of the default 1,200),
+ * where a user per /64 let 25 /64s of one /48 take every relay.
+ */
+export const TURN_USERS_PER_SITE = 4;
+
+/**
  * The TURN user of a client address: one per host (addressKey: an IPv4 address, or an IPv6 /64),
  * a tag keyed by the secret so that coturn's logs name no address and no client can pick another's.
+ * An IPv6 /64 gets one of its /48's TURN_USERS_PER_SITE users (which one is keyed by the secret
+ * too), so two /64s of one site may share a user and its quota.
  */
 export function turnUser(secret: string, address: string): string {
-  return `h-${createHmac('sha256', secret).update(`turn-user:${addressKey(address)}`).digest('hex').slice(0, 20)}`;
+  const key = addressKey(address), site = siteKey(key);
+  const tag = (what: string) => createHmac('sha256', secret).update(what).digest();
+  const user = site === null ? key : `${site}#${tag(`turn-share:${key}`).readUInt32BE(0) % TURN_USERS_PER_SITE}`;
+  return `h-${tag(`turn-user:${user}`).toString('hex').slice(0, 20)}`;
 }
 
 /** One TURN REST credential for `user`, valid until `expiresAtS` (unix seconds). */

@@ -44,7 +44,7 @@ import type { RunStore } from './runs.ts';
 import type { MetricsStore, ReportRow } from './metrics.ts';
 import { reportError, stepRate } from './report-bounds.ts';
 import { consensusStep, maxStepNow } from '../src/protocol/state-frame.ts';
-import { OpenCounter, RateBudget, addressKey } from './address-budget.ts';
+import { OpenCounter, RateBudget, addressKey, siteKey } from './address-budget.ts';
 import type { EventLog } from './events.ts';
 import type { LiveHub } from './live.ts';
 import type { DatasetSource } from './datasets.ts';
@@ -73,6 +73,13 @@ export interface PeerHubOptions {
   /** Hellos (joins) per minute one address may send, and its burst. */
   hellosPerMinute: number;
   helloBurst: number;
+  /**
+   * The same for all the /64s of one IPv6 /48 together (siteKey): a /48 is 65,536 /64s, each with
+   * budgets of its own. Checked after the /64's own, so one /64 over its budget spends none of its site's.
+   */
+  maxConnectionsPerSite: number;
+  siteHellosPerMinute: number;
+  siteHelloBurst: number;
   /**
    * Offender reports per minute one address may have stored (strikes, CUSUM reports), and its
    * burst: an honest peer reports at most once a round; ids of one address paired with each
@@ -117,6 +124,9 @@ export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
   maxConnectionsPerAddress: 64,
   hellosPerMinute: 60,
   helloBurst: 120,
+  maxConnectionsPerSite: 256,
+  siteHellosPerMinute: 240,
+  siteHelloBurst: 480,
   offenderReportsPerMinute: 30,
   offenderReportBurst: 20,
   maxStrikes: 20,
@@ -247,6 +257,8 @@ export class PeerHub {
   private readonly conns = new Set<Conn>();
   private readonly perAddress: OpenCounter;
   private readonly hellos: RateBudget;
+  private readonly perSite: OpenCounter;
+  private readonly siteHellos: RateBudget;
   private readonly offenderReports: RateBudget;
   private readonly byPeer = new Map<string, Conn>();
   private readonly byRun = new Map<string, Set<string>>();
@@ -281,6 +293,8 @@ export class PeerHub {
   constructor(private readonly d: PeerHubDeps, readonly o: PeerHubOptions = DEFAULT_HUB_OPTIONS) {
     this.perAddress = new OpenCounter(o.maxConnectionsPerAddress);
     this.hellos = new RateBudget(o.hellosPerMinute, o.helloBurst, () => d.clock.now());
+    this.perSite = new OpenCounter(o.maxConnectionsPerSite);
+    this.siteHellos = new RateBudget(o.siteHellosPerMinute, o.siteHelloBurst, () => d.clock.now());
     this.offenderReports = new RateBudget(o.offenderReportsPerMinute, o.offenderReportBurst, () => d.clock.now());
     // Its oldest reports went (EventLog's cap): the strikes are counted again from what is left.
     d.events.onOffendersTrimmed = (runId) => { this.strikes.delete(runId); this.softReports.delete(runId); };
@@ -480,7 +494,14 @@ export class PeerHub {
       this.fail(c, 'rate-limited', `this address holds ${this.o.maxConnectionsPerAddress} connections, the limit; close one first`, CLOSE.overloaded);
       return;
     }
-    c.release = release;
+    const site = siteKey(address);
+    const releaseSite = site === null ? () => {} : this.perSite.acquire(site);
+    if (!releaseSite) {
+      release();
+      this.fail(c, 'rate-limited', `this address's /48 holds ${this.o.maxConnectionsPerSite} connections, the limit; close one first`, CLOSE.overloaded);
+      return;
+    }
+    c.release = () => { release(); releaseSite(); };
     this.conns.add(c);
     c.helloTimer = this.d.clock.setTimeout(() => {
       if (!c.peerId && !c.closed) this.fail(c, 'timeout', `no hello within ${this.o.helloTimeoutMs} ms`, CLOSE.protocol);
@@ -739,6 +760,10 @@ export class PeerHub {
   private onHello(c: Conn, msg: HelloMsg): void {
     if (!this.hellos.take(c.address)) {
       return this.fail(c, 'rate-limited', `this address sent more than ${this.o.hellosPerMinute} hellos a minute; wait before joining again`, CLOSE.overloaded);
+    }
+    const site = siteKey(c.address);
+    if (site !== null && !this.siteHellos.take(site)) {
+      return this.fail(c, 'rate-limited', `this address's /48 sent more than ${this.o.siteHellosPerMinute} hellos a minute; wait before joining again`, CLOSE.overloaded);
     }
     if (msg.v !== PROTOCOL_VERSION) {
       return this.fail(c, 'bad-version', `protocol version ${msg.v} is not supported; this coordinator speaks ${PROTOCOL_VERSION}: ${msg.v < PROTOCOL_VERSION ? 'reload the page (a browser) or update murmur (a headless volunteer)' : 'this coordinator is older than the client; it must be updated'}`, CLOSE.protocol);

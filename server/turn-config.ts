@@ -34,7 +34,9 @@ export interface TurnConfigOptions {
 /**
  * A user is a client address, so its quota is a host's: 48 allocations, a few volunteers' links
  * each (one allocation per link a volunteer relays), of 1,200 in all; 25 addresses to take them
- * all. One relay port per allocation, so the port range holds the total quota.
+ * all. An IPv6 /64 is one address, and the /64s of one /48 share TURN_USERS_PER_SITE (4) users
+ * (server/ice.ts): at most 192 allocations a /48, so taking them all takes 7 /48s. One relay port
+ * per allocation, so the port range holds the total quota.
  */
 export const TURN_DEFAULTS = {
   port: 3478, minPort: 49160, maxPort: 50359, userQuota: 48, totalQuota: 1200, maxBps: 3_000_000, bpsCapacity: 0,

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { ClientRequest, ServerResponse } from 'node:http';
 import { WebSocket } from 'ws';
 import { DEFAULT_LIVE_LIMITS, LiveHub } from '../server/live.ts';
-import { OpenCounter, RateBudget, addressKey } from '../server/address-budget.ts';
+import { INVALID_ADDRESS, OpenCounter, RateBudget, addressKey, siteKey } from '../server/address-budget.ts';
 import { startServer, until, type TestServer } from './support/coordinator.ts';
 import { FakeClock } from './support/fake-clock.ts';
 import { floodStreams, openStream as open } from './support/attacks.ts';
@@ -14,10 +14,10 @@ import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 const servers: TestServer[] = [];
 afterAll(async () => { for (const s of servers) await s.close(); });
 
-/** A WebSocket from `localAddress`; resolves with the first frame, or the close. */
-function wsFrom(url: string, localAddress: string, hello: boolean): Promise<{ ws: WebSocket; first: Record<string, unknown> | null; closed: number | null }> {
+/** A WebSocket from `localAddress` (carrying `xff` when given); resolves with the first frame, or the close. */
+function wsFrom(url: string, localAddress: string, hello: boolean, xff?: string): Promise<{ ws: WebSocket; first: Record<string, unknown> | null; closed: number | null }> {
   return new Promise((resolve) => {
-    const ws = new WebSocket(url, { localAddress });
+    const ws = new WebSocket(url, { localAddress, ...(xff ? { headers: { 'x-forwarded-for': xff } } : {}) });
     let done = false;
     const finish = (first: Record<string, unknown> | null, closed: number | null) => { if (!done) { done = true; resolve({ ws, first, closed }); } };
     ws.on('open', () => { if (hello) ws.send(JSON.stringify({ t: 'hello', v: PROTOCOL_VERSION })); else setTimeout(() => finish(null, null), 50); });
@@ -35,6 +35,41 @@ describe('address keys', () => {
     expect(addressKey('2001:db8:1:2:ffff:ffff:ffff:ffff')).toBe('2001:db8:1:2::/64');
     expect(addressKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
     expect(addressKey('::1')).toBe('0:0:0:0::/64');
+  });
+
+  it('canonicalises what a trusted proxy may write: one client has one key, anything unparseable shares one', () => {
+    // A source port (Azure Application Gateway writes "ip:port") or brackets change nothing.
+    expect(addressKey('198.51.100.7:50001')).toBe('198.51.100.7');
+    expect(addressKey('198.51.100.7:50002')).toBe('198.51.100.7');
+    expect(addressKey('[2001:db8::1]')).toBe('2001:db8:0:0::/64');
+    expect(addressKey('[2001:db8::2]:443')).toBe('2001:db8:0:0::/64');
+    expect(addressKey('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(addressKey('2001:DB8:0001:0002:0:0:0:1')).toBe('2001:db8:1:2::/64');
+    // IPv4-mapped (::ffff:0:0/96) in any notation is its IPv4 address: two hosts, two keys, neither ::1's.
+    expect(addressKey('::ffff:c633:6407')).toBe('198.51.100.7');
+    expect(addressKey('::ffff:cb00:7101')).toBe('203.0.113.1');
+    expect(addressKey('0000:0000:0000:0000:0000:FFFF:C633:6407')).toBe('198.51.100.7');
+    expect(addressKey('0:0:0:0:0:ffff:198.51.100.7')).toBe('198.51.100.7');
+    expect(addressKey('[::ffff:198.51.100.7]:8080')).toBe('198.51.100.7');
+    // Not an address: one shared key, never the string itself.
+    for (const bad of ['', 'unknown', '198.51.100.7:port', '01.2.3.4', '2001:db8::1::2', '[198.51.100.7', 'x'.repeat(300)]) {
+      expect(addressKey(bad), bad).toBe(INVALID_ADDRESS);
+    }
+    // A key is its own key: the hub keeps keys and hands them on (turnUser keys them again).
+    for (const a of ['198.51.100.7:50001', '[2001:db8::1]', '::ffff:c633:6407', '2001:db8:1:2:aaaa::1', '::1', 'unknown']) {
+      expect(addressKey(addressKey(a)), a).toBe(addressKey(a));
+    }
+    expect(addressKey('2001:db8:0:0::/63')).toBe(INVALID_ADDRESS);
+  });
+
+  it('puts an IPv6 /64 in its /48 (its site); IPv4 and what is no address have none', () => {
+    expect(siteKey(addressKey('2001:db8:1:2:aaaa::1'))).toBe('2001:db8:1::/48');
+    expect(siteKey(addressKey('2001:db8:1:ffff::1'))).toBe('2001:db8:1::/48');
+    expect(siteKey(addressKey('2001:db8:2:2::1'))).toBe('2001:db8:2::/48');
+    expect(siteKey(addressKey('::1'))).toBe('0:0:0::/48');
+    expect(siteKey(addressKey('203.0.113.7'))).toBeNull();
+    expect(siteKey(addressKey('::ffff:203.0.113.7'))).toBeNull();
+    expect(siteKey(INVALID_ADDRESS)).toBeNull();
   });
 
   it('counts open things per key and keeps a bounded number of rate buckets', () => {
@@ -148,5 +183,47 @@ describe('volunteer connections', () => {
     expect((await wsFrom(s.wsUrl, '127.0.0.4', true)).first).toMatchObject({ t: 'welcome' });
     clock.advance(10_000); // one hello per 10 s
     expect((await wsFrom(s.wsUrl, '127.0.0.1', true)).first).toMatchObject({ t: 'welcome' });
+  });
+
+  it('caps WebSockets per IPv6 /48 as well as per /64: a site is not 65,536 clients', async () => {
+    // Behind a trusted proxy (127.0.0.1) that writes the client's address.
+    const s = await startServer({ hub: { maxConnectionsPerSite: 3 }, trustProxy: ['127.0.0.1'] });
+    servers.push(s);
+    const socks: WebSocket[] = [];
+    const join = async (xff: string) => {
+      const r = await wsFrom(s.wsUrl, '127.0.0.1', true, xff);
+      socks.push(r.ws);
+      return (r.first as { t: string; code?: string } | null)?.code ?? r.first?.t ?? r.closed;
+    };
+    try {
+      for (let i = 1; i <= 3; i++) expect(await join(`2001:db8:77:${i}::1`)).toBe('welcome');
+      expect(await join('2001:db8:77:4::1')).toBe('rate-limited');
+      expect(await join('2001:db8:78:1::1')).toBe('welcome'); // another /48
+      expect(await join('198.51.100.1')).toBe('welcome'); // IPv4 has no site cap
+      expect(await join('198.51.100.2')).toBe('welcome');
+      // A closed connection frees its site's slot too.
+      socks[0]!.close();
+      await until(async () => (await join('2001:db8:77:5::1')) === 'welcome', 5000, 'a freed slot of the /48');
+    } finally {
+      for (const w of socks) w.close();
+    }
+  });
+
+  it('rate-limits hellos per IPv6 /48 as well as per /64', async () => {
+    const clock = new FakeClock();
+    const h = await startServer({ hub: { hellosPerMinute: 6, helloBurst: 1, siteHellosPerMinute: 6, siteHelloBurst: 3 }, trustProxy: ['127.0.0.1'] }, { clock });
+    servers.push(h);
+    const hello = async (xff: string) => {
+      const r = await wsFrom(h.wsUrl, '127.0.0.1', true, xff);
+      r.ws.close();
+      return (r.first as { t: string; code?: string } | null)?.code ?? r.first?.t;
+    };
+    const firsts: unknown[] = [];
+    // A /64 over its own budget spends none of its site's: 77:2 and 77:3 still join, then the site is spent.
+    for (const i of [1, 1, 1, 2, 3, 4]) firsts.push(await hello(`2001:db8:77:${i}::1`));
+    expect(firsts).toEqual(['welcome', 'rate-limited', 'rate-limited', 'welcome', 'welcome', 'rate-limited']);
+    expect(await hello('2001:db8:78:1::1')).toBe('welcome');
+    clock.advance(10_000); // one hello per 10 s for the site
+    expect(await hello('2001:db8:77:9::1')).toBe('welcome');
   });
 });

@@ -2,16 +2,19 @@
 // use-auth-secret checks them, handed out in the welcome, renewed before they expire, and the
 // secret itself never sent or logged. Also the coturn config generator and the link helpers
 // that turn ICE's candidates into a route or a reason.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createHmac } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { iceFor, iceSettings, readSecretFile, renewDelayMs, turnCredential, turnUser } from '../server/ice.ts';
+import { Command } from 'commander';
+import { WebSocket } from 'ws';
+import { iceFor, iceSettings, readSecretFile, renewDelayMs, turnCredential, turnUser, TURN_USERS_PER_SITE } from '../server/ice.ts';
 import { toRange, turnConfig, TURN_DEFAULTS } from '../server/turn-config.ts';
+import { register as registerTurnConfig } from '../src/commands/turn-config.ts';
 import { describeLinkFailure, noteCandidateTypes, selectedRoute } from '../src/sync/links.ts';
-import { parseClientMessage, type CandidateType, type ServerMessage } from '../src/protocol/messages.ts';
+import { parseClientMessage, PROTOCOL_VERSION, type CandidateType, type ServerMessage } from '../src/protocol/messages.ts';
 import { FakeClock } from './support/fake-clock.ts';
 import { RawPeer, startServer, type TestServer } from './support/coordinator.ts';
 
@@ -52,9 +55,28 @@ describe('TURN REST credentials', () => {
     expect(turnUser(SECRET, '198.18.0.8')).not.toBe(user);
     // An IPv6 client owns its /64: one user for all of it.
     expect(turnUser(SECRET, '2001:db8:1:2::5')).toBe(turnUser(SECRET, '2001:db8:1:2:aaaa::9'));
-    expect(turnUser(SECRET, '2001:db8:1:3::5')).not.toBe(turnUser(SECRET, '2001:db8:1:2::5'));
+    expect(turnUser(SECRET, '2001:db8:2:2::5')).not.toBe(turnUser(SECRET, '2001:db8:1:2::5'));
+    // Whatever a trusted proxy wrote: a :port, brackets, hex-mapped IPv4; what is no address shares one user.
+    expect(turnUser(SECRET, '198.18.0.7:50001')).toBe(user);
+    expect(turnUser(SECRET, '198.18.0.7:50002')).toBe(user);
+    expect(turnUser(SECRET, '::ffff:c612:7')).toBe(user);
+    expect(turnUser(SECRET, '::ffff:c612:8')).toBe(turnUser(SECRET, '198.18.0.8'));
+    expect(turnUser(SECRET, '::ffff:c612:8')).not.toBe(turnUser(SECRET, '::1'));
+    expect(turnUser(SECRET, '[2001:db8:1:2::5]:443')).toBe(turnUser(SECRET, '2001:db8:1:2:aaaa::9'));
+    expect(turnUser(SECRET, 'unknown')).toBe(turnUser(SECRET, '198.18.0.7:port'));
     // Keyed: without the secret nobody can tell which address a tag is, or make another's.
     expect(turnUser('another-secret-0000000', '198.18.0.7')).not.toBe(user);
+  });
+
+  it('the /64s of one IPv6 /48 share TURN_USERS_PER_SITE users: one site cannot take every relay', () => {
+    // A user per /64 let 25 /64s of one /48 take 25 x user-quota = every allocation the relay has.
+    const site = (prefix: string) => new Set(Array.from({ length: 256 }, (_, i) => turnUser(SECRET, `${prefix}:${i.toString(16)}::1`)));
+    const users = site('2001:db8:77');
+    expect(users.size).toBe(TURN_USERS_PER_SITE);
+    expect(TURN_USERS_PER_SITE * TURN_DEFAULTS.userQuota).toBe(192); // of TURN_DEFAULTS.totalQuota, 1,200
+    // Still one user for all of a /64; another /48's users are its own.
+    expect(turnUser(SECRET, '2001:db8:77:5::1')).toBe(turnUser(SECRET, '2001:db8:77:5:ffff::9'));
+    for (const u of site('2001:db8:78')) expect(users.has(u)).toBe(false);
   });
 
   it('refuses TURN without a secret, bad URLs, a short secret and an absurd TTL', () => {
@@ -73,6 +95,21 @@ describe('TURN REST credentials', () => {
     expect(readSecretFile(f)).toBe(SECRET);
   });
 });
+
+/** Joins `s` as `xff` (written by the "proxy" at 127.0.0.1); resolves with the TURN user of its welcome. */
+function turnUserOf(s: TestServer, xff: string, socks: WebSocket[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(s.wsUrl, { headers: { 'x-forwarded-for': xff } });
+    socks.push(ws);
+    ws.on('open', () => ws.send(JSON.stringify({ t: 'hello', v: PROTOCOL_VERSION })));
+    ws.on('message', (d) => {
+      const m = JSON.parse(String(d)) as ServerMessage;
+      if (m.t === 'welcome') resolve(m.ice!.iceServers.find((i) => i.username)!.username!.split(':')[1]!);
+      else reject(new Error(`${xff}: ${String(d)}`));
+    });
+    ws.on('close', (code) => reject(new Error(`${xff}: closed ${code}`)));
+  });
+}
 
 describe('the coordinator hands out ICE', () => {
   it('welcome carries credentials for the peer\'s host; fresh ones arrive before expiry; the secret never appears in a frame or a log line', async () => {
@@ -113,6 +150,33 @@ describe('the coordinator hands out ICE', () => {
     again.peer.ws.close();
     elsewhere.peer.ws.close();
     peer.ws.close();
+  });
+
+  it('behind a trusted proxy, the welcome\'s TURN user is the host the proxy named, whatever form it wrote', async () => {
+    server = await startServer({ trustProxy: ['127.0.0.1'] }, { ice: iceSettings({ turn: ['turn:198.18.0.1:3478'], turnSecret: SECRET, ttlS: 3600 }) });
+    const socks: WebSocket[] = [];
+    try {
+      expect(await turnUserOf(server, '198.51.100.7:50001', socks)).toBe(turnUser(SECRET, '198.51.100.7'));
+      expect(await turnUserOf(server, '[2001:db8:1:2::5]:443', socks)).toBe(turnUser(SECRET, '2001:db8:1:2::9'));
+      expect(await turnUserOf(server, '2001:db8:3:4::5', socks)).toBe(turnUser(SECRET, '2001:db8:3:4:aaaa::9'));
+      expect(turnUser(SECRET, '2001:db8:3:4::5')).not.toBe(turnUser(SECRET, 'unknown'));
+    } finally {
+      for (const w of socks) w.close();
+    }
+  });
+
+  it('behind a trusted proxy, 25 /64s of one /48 get at most TURN_USERS_PER_SITE TURN users', async () => {
+    server = await startServer({ trustProxy: ['127.0.0.1'] }, { ice: iceSettings({ turn: ['turn:198.18.0.1:3478'], turnSecret: SECRET, ttlS: 3600 }) });
+    const socks: WebSocket[] = [];
+    try {
+      // A user per /64 gave these 25 x user-quota 48 = 1,200 allocations: every relay of the defaults.
+      const users = new Set<string>();
+      for (let i = 1; i <= 25; i++) users.add(await turnUserOf(server, `2001:db8:77:${i.toString(16)}::1`, socks));
+      expect(users.size).toBeLessThanOrEqual(4); // TURN_USERS_PER_SITE
+      expect(users.has(await turnUserOf(server, '2001:db8:78:1::1', socks))).toBe(false);
+    } finally {
+      for (const w of socks) w.close();
+    }
   });
 
   it('without ICE settings the welcome says so (no servers), and a run may force relay-only', async () => {
@@ -212,5 +276,42 @@ describe('murmur turn-config', () => {
     expect(() => turnConfig({ ...opts, maxPort: 49359 })).toThrow('relay ports 49160-49359 are 200, fewer than the total quota of 1200 allocations (one port each)');
     expect(() => turnConfig({ ...opts, userQuota: 2000 })).toThrow('the user quota (2000) is above the total quota (1200)');
     expect(() => turnConfig({ ...opts, realm: 'bad realm\nno-auth' })).toThrow(/realm/);
+  });
+
+  it('the written config (it holds the secret) is mode 600 and new, whatever waits at a temp name', async () => {
+    const d = tmp();
+    const secretFile = join(d, 'secret');
+    writeFileSync(secretFile, SECRET, { mode: 0o600 });
+    const run = async (out: string) => {
+      const program = new Command().exitOverride();
+      registerTurnConfig(program);
+      const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+      try {
+        await program.parseAsync(['node', 'murmur', 'turn-config', '--secret-file', secretFile, '--realm', 'murmur.example.org', '--listen-ip', '198.18.0.1', '--out', out]);
+        expect(log).toHaveBeenCalledWith(expect.stringContaining(`wrote ${out} (mode 600`));
+      } finally {
+        log.mockRestore();
+      }
+    };
+    // Another local user's world-readable file at the old predictable temp name, and a symlink at it.
+    const out = join(d, 'turnserver.conf'), victim = join(d, 'victim.txt');
+    writeFileSync(`${out}.${process.pid}.tmp`, '', { mode: 0o644 });
+    chmodSync(`${out}.${process.pid}.tmp`, 0o644);
+    writeFileSync(victim, 'important\n', { mode: 0o644 });
+    const linked = join(d, 'b.conf');
+    symlinkSync(victim, `${linked}.${process.pid}.tmp`);
+    // An existing --out readable by others is replaced, not rewritten in place.
+    writeFileSync(linked, 'old\n', { mode: 0o644 });
+    chmodSync(linked, 0o644);
+    await run(out);
+    await run(linked);
+    for (const f of [out, linked]) {
+      expect(lstatSync(f).isFile(), f).toBe(true);
+      expect(statSync(f).mode & 0o777, f).toBe(0o600);
+      expect(readFileSync(f, 'utf8')).toContain(`static-auth-secret=${SECRET}`);
+    }
+    expect(readFileSync(victim, 'utf8')).toBe('important\n');
+    // No temp file of ours is left behind.
+    expect(readdirSync(d).sort()).toEqual(['b.conf', `b.conf.${process.pid}.tmp`, 'secret', 'turnserver.conf', `turnserver.conf.${process.pid}.tmp`, 'victim.txt'].sort());
   });
 });

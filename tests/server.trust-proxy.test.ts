@@ -72,6 +72,26 @@ describe('trustProxy', () => {
     expect(await stream(s, '198.19.1.1')).toBe(429);
   });
 
+  it('the address a proxy wrote is canonicalised: a :port, brackets or hex-mapped IPv4 neither split one client nor merge two', async () => {
+    const s = await server(['127.0.0.1']);
+    // "ip:port" (Azure Application Gateway's default): the same client whatever its source port.
+    expect(await join(s, '198.51.100.7:50001')).toBe('welcome');
+    expect(await join(s, '198.51.100.7:50002')).toBe('rate-limited');
+    expect(await join(s, '198.51.100.7')).toBe('rate-limited');
+    // Bracketed IPv6 is grouped by its /64 like any other.
+    expect(await join(s, '[2001:db8:5:6::1]:443')).toBe('welcome');
+    expect(await join(s, '2001:db8:5:6::2')).toBe('rate-limited');
+    // Two IPv4 hosts written as hex-mapped IPv6 are two clients, neither of them ::1.
+    expect(await join(s, '::ffff:cb00:7101')).toBe('welcome'); // 203.0.113.1
+    expect(await join(s, '::ffff:cb00:7102')).toBe('welcome'); // 203.0.113.2
+    expect(await join(s, '203.0.113.1')).toBe('rate-limited');
+    expect(await join(s, '::1')).toBe('welcome');
+    // What is no address at all shares one budget.
+    expect(await join(s, 'unknown')).toBe('welcome');
+    expect(await join(s, 'not-an-address')).toBe('rate-limited');
+    expect(s.c.hub.connectionCount()).toBe(6);
+  });
+
   it('without the option X-Forwarded-For is ignored: a forged header does not dodge the per-address cap', async () => {
     const s = await server();
     expect(await join(s, '198.19.1.1')).toBe('welcome');

@@ -1,7 +1,6 @@
 // `murmur turn-config`: writes a coturn config that matches this coordinator's TURN secret, with
 // the deny lists and caps a public TURN server needs (server/turn-config.ts, docs/deploy.md).
 import type { Command } from 'commander';
-import { writeFileSync, renameSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { intInRange, nonNegativeInt } from './options.ts';
 
@@ -27,7 +26,7 @@ export function register(program: Command): void {
     .option('--tls-port <n>', 'turns: port', '5349')
     .option('--min-port <n>', 'lowest relay port', '49160')
     .option('--max-port <n>', 'highest relay port (the range holds at least --total-quota ports)', '50359')
-    .option('--user-quota <n>', 'concurrent allocations per client address (a host\'s volunteers together)', '48')
+    .option('--user-quota <n>', 'concurrent allocations per client address (a host\'s volunteers together; an IPv6 /48 has at most 4 such users)', '48')
     .option('--total-quota <n>', 'concurrent allocations in all', '1200')
     .option('--max-bps <n>', 'bytes/s per relayed session (0: no cap)', (v) => nonNegativeInt(v, '--max-bps'), 3_000_000)
     .option('--bps-capacity <n>', 'bytes/s for the whole server (0: no cap)', (v) => nonNegativeInt(v, '--bps-capacity'), 0)
@@ -35,7 +34,8 @@ export function register(program: Command): void {
     .option('--allow <range>', 'exception to every deny (repeatable; only what volunteers must reach)', collect, [])
     .option('--out <file>', 'where to write the config (mode 600)', 'turnserver.conf')
     .action(async (o: TurnConfigCli) => {
-      const [{ readSecretFile }, { turnConfig }] = await Promise.all([import('../../server/ice.ts'), import('../../server/turn-config.ts')]);
+      const [{ readSecretFile }, { turnConfig }, { writeFileAtomic }] = await Promise.all([
+        import('../../server/ice.ts'), import('../../server/turn-config.ts'), import('../../server/fsutil.ts')]);
       if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new Error('--tls-cert and --tls-key go together');
       const text = turnConfig({
         secret: readSecretFile(resolve(o.secretFile)), realm: o.realm, listenIp: o.listenIp, relayIp: o.relayIp, externalIp: o.externalIp,
@@ -45,10 +45,11 @@ export function register(program: Command): void {
         userQuota: intInRange(o.userQuota, '--user-quota', 1, 10_000), totalQuota: intInRange(o.totalQuota, '--total-quota', 1, 1_000_000),
         maxBps: o.maxBps, bpsCapacity: o.bpsCapacity, deny: o.deny, allow: o.allow,
       });
-      // Written whole or not at all, never readable by others: it holds the secret.
-      const out = resolve(o.out), tmp = `${out}.${process.pid}.tmp`;
-      writeFileSync(tmp, text, { mode: 0o600 });
-      renameSync(tmp, out);
+      // Written whole or not at all, never readable by others: it holds the secret. The temp file
+      // has a random name and is created afresh (flag 'wx', mode 600): a file or symlink someone
+      // left at a predictable name would have kept its mode or had its target overwritten.
+      const out = resolve(o.out);
+      writeFileAtomic(out, Buffer.from(text, 'utf8'), 0o600);
       console.log(`murmur turn-config: wrote ${out} (mode 600; run: turnserver -c ${out})`);
     });
 }
