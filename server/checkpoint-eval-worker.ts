@@ -25,7 +25,7 @@ export interface EvalRequest {
   /**
    * Windows of the TRAINING text (T+1 tokens each, end to end; packedWindows), measured after the
    * validation windows: a state fitted to the public validation text scores far better there
-   * than here, an honest one about the same (memorisedError). Absent: validation only.
+   * than here, an honest one about the same (src/protocol/state-frame.ts memorisedError). Absent: validation only.
    */
   trainWindows?: Uint8Array;
 }

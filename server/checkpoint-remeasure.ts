@@ -7,10 +7,11 @@
 // a checkpoint is not offered (CheckpointStore.current) until this has measured it with the
 // coordinator's own evaluator; one whose file does not match its sha256, or that measures no
 // better than guessing (above ln(vocab) + margin, or not finite), or far better on the
-// validation text than on the training text (memorisedError), is never offered.
+// validation text than on the training text (uploadMemorisedError), is never offered.
 import type { FastifyBaseLogger } from 'fastify';
 import { stateCheckBatchCount } from '../src/data/sampler.ts';
-import { EvaluatorBusyError, measuredLossError, memorisedError, type CheckpointEvaluator, type Measurement } from './checkpoint-validate.ts';
+import { EvaluatorBusyError, measuredLossError, uploadMemorisedError, type CheckpointEvaluator } from './checkpoint-validate.ts';
+import type { StateLosses } from '../src/protocol/memorised.ts';
 import { measuredForRun, type CheckpointStore } from './checkpoints.ts';
 import type { RunStore } from './runs.ts';
 
@@ -47,7 +48,7 @@ export async function remeasureCheckpoints(d: RemeasureDeps, retryMs = 1000): Pr
         d.logger.warn({ run: run.id, checkpoint: info.id, err: (err as Error).message }, 'checkpoint not offered: it cannot be read to be measured');
         continue;
       }
-      let m: Measurement | null = null;
+      let m: StateLosses | null = null;
       while (m === null) {
         try {
           m = await d.evaluator.measure(run, loaded.phi, batches);
@@ -64,7 +65,7 @@ export async function remeasureCheckpoints(d: RemeasureDeps, retryMs = 1000): Pr
       if (m === null) continue;
       // The coordinator closed meanwhile: nothing to record (the database goes next).
       if (d.evaluator.closed) return out;
-      const bad = measuredLossError(m.val, null, run.model.vocab) ?? memorisedError(m);
+      const bad = measuredLossError(m.val, null, run.model.vocab) ?? uploadMemorisedError(m);
       if (bad) {
         out.refused++;
         d.logger.warn({ run: run.id, checkpoint: info.id, claimed: info.valLoss, reason: bad }, 'checkpoint not offered: it fails the coordinator\'s measurement');

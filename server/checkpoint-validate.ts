@@ -13,14 +13,15 @@
 //      STATE_LOSS_MARGIN above the newest accepted checkpoint's (maxStateLoss). Not the run's
 //      own check windows: those are public, and a state fitted to them alone became the bound.
 //   5. the loss MEASURED on as many windows of the training text, drawn from the same secret seed,
-//      at most MAX_TRAIN_VAL_GAP above the validation loss (memorisedError): the validation text
+//      at most MAX_TRAIN_VAL_GAP above the validation loss (uploadMemorisedError): the validation text
 //      is public too, and a state fitted to all of it passes 4 on any windows of it.
 // 3 to 5 judge the peer: the request is used up and a `checkpoint-failed` event names why.
 // Only a state that passed all five is stored, with the measured loss, never the claimed one.
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { RunInfo } from '../src/protocol/messages.ts';
-import { maxStateLoss, STATE_LOSS_MARGIN, stateCounterError, stateMomentumError, type StateFrame } from '../src/protocol/state-frame.ts';
+import { maxStateLoss, stateCounterError, stateMomentumError, type StateFrame } from '../src/protocol/state-frame.ts';
+import { memorisedError, type StateLosses } from '../src/protocol/memorised.ts';
 import { Rng } from '../src/model/rng.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import type { DatasetSource } from './datasets.ts';
@@ -65,29 +66,10 @@ export function measuredLossError(loss: number, newest: number | null, vocab: nu
   return null;
 }
 
-/**
- * How far a state's loss on the training text may lie above its loss on the validation text.
- * Both are the same book (the validation text is held-out chapters), so an honest state scores
- * them alike: on `micro`, trained 50 to 2,000 steps, train minus validation measured -0.13 to
- * +0.09 over sixteen pairs of windows (a model that overfits its training text only lowers it).
- * A state trained on the public validation text instead shows the gap it fits: 0.31 after 4,000
- * micro steps, more for a model large enough to learn the text by heart. It needs the gap to do
- * harm: the bound every later upload must meet is its validation loss plus STATE_LOSS_MARGIN,
- * so it shuts honest states out only when its validation loss is more than that margin below
- * theirs while its training loss is no better than theirs. Hence the same figure.
- */
-export const MAX_TRAIN_VAL_GAP = STATE_LOSS_MARGIN;
-
-/** The memorisation check: null when the state scores the training text about as well as the validation text. */
-export function memorisedError(m: Measurement): string | null {
-  if (!(m.train - m.val > MAX_TRAIN_VAL_GAP)) return null;
-  return `the coordinator measured ${m.train.toFixed(4)} on the training text and ${m.val.toFixed(4)} on the validation text: ${(m.train - m.val).toFixed(4)} apart, more than ${MAX_TRAIN_VAL_GAP} (a state fitted to the public validation text; an honest one scores both alike)`;
-}
-
-/** What the coordinator measured of a state: its mean loss on windows of each text. */
-export interface Measurement {
-  val: number;
-  train: number;
+/** The coordinator's memorisation check (check 5): memorisedError, said as its measurement. */
+export function uploadMemorisedError(m: StateLosses): string | null {
+  const bad = memorisedError(m);
+  return bad && `the coordinator ${bad}`;
 }
 
 /**
@@ -209,7 +191,7 @@ export class CheckpointEvaluator {
    * the same seed (drawTrainWindows), measured in worker threads; `batches` overrides how many
    * batches of them (the benchmark's "before").
    */
-  async measure(run: RunInfo, phi: Float32Array, batches = stateCheckBatchCount(run.model, run.train), seed = this.windowSeed()): Promise<Measurement> {
+  async measure(run: RunInfo, phi: Float32Array, batches = stateCheckBatchCount(run.model, run.train), seed = this.windowSeed()): Promise<StateLosses> {
     if (this.isClosed) throw new Error('the coordinator is closing');
     if (this.running) {
       this.stats.refused++;

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CheckpointEvaluator, drawTrainWindows, MAX_TRAIN_VAL_GAP, memorisedError } from '../server/checkpoint-validate.ts';
+import { CheckpointEvaluator, drawTrainWindows } from '../server/checkpoint-validate.ts';
+import { MAX_TRAIN_VAL_GAP, memorisedError } from '../src/protocol/memorised.ts';
 import { checkSequences, meanLoss, measureValLoss, type EvalRequest } from '../server/checkpoint-eval-worker.ts';
 import { DirDatasetSource, prepareMobyDick } from '../server/datasets.ts';
 import { datasetFromCorpus } from '../src/data/dataset.ts';
@@ -192,8 +193,12 @@ describe('a newcomer judges a candidate on check windows of its own', () => {
       const b = await createBackend('cpu', { ...init, ...(checkBatches ? { checkBatches } : {}) });
       await b.load({ phi: frame.phi, momentum: frame.momentum, innerStep: frame.meta.step });
       const n = checkBatches ?? stateCheckBatchCount(run.model, run.train);
-      const check = await b.checkLoss();
+      const { val: check, train } = await b.checkLoss();
       expect(Math.abs(check - coordinator(n, 5))).toBeLessThan(1e-6 * check);
+      // And as many windows of its own training shard, from the same seed.
+      const ownTrain = measureValLoss({ model: run.model, train: run.train, val: corpus.train, phi: frame.phi, batches: n, seed: 5 });
+      expect(Math.abs(train - ownTrain)).toBeLessThan(1e-6 * train);
+      expect(train).not.toBe(check);
       const all = await b.evaluate();
       expect(Math.abs(all - coordinator(RUN_VAL_BATCHES))).toBeLessThan(1e-6 * all);
       if (n !== RUN_VAL_BATCHES) expect(check).not.toBe(all);

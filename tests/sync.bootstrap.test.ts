@@ -127,7 +127,7 @@ describe('a newcomer that cannot be poisoned or crashed', () => {
     const measured: number[] = [];
     const check = {
       floats: n, maxLoss: 2.8,
-      measure: async (c: { phi: Float32Array }) => { const l = c.phi[0] === poisoned.phi[0] ? 7.98 : 2.3; measured.push(l); return l; },
+      measure: async (c: { phi: Float32Array }) => { const l = c.phi[0] === poisoned.phi[0] ? 7.98 : 2.3; measured.push(l); return { val: l, train: l }; },
     };
     // All three asked: the overflow refused before measuring, the poisoned by its loss, p2 declines.
     expect(await joiner.mesh.bootstrap({ timeoutMs: 10_000, tries: 3, check })).toBeNull();
@@ -153,7 +153,7 @@ describe('a newcomer that cannot be poisoned or crashed', () => {
     // (10 nats per ||φ||); every φ served here is the honest one, so φ alone always passes.
     const dist = (phi: Float32Array) => { let d = 0, p = 0; for (let i = 0; i < n; i++) { d += (phi[i]! - honest.phi[i]!) ** 2; p += honest.phi[i]! ** 2; } return Math.sqrt(d / p); };
     const measured: number[] = [];
-    const check = { floats: n, maxLoss: 2.8, alpha: 0.5, measure: async (c: { phi: Float32Array }) => { const l = 2.3 + 10 * dist(c.phi); measured.push(l); return l; } };
+    const check = { floats: n, maxLoss: 2.8, alpha: 0.5, measure: async (c: { phi: Float32Array }) => { const l = 2.3 + 10 * dist(c.phi); measured.push(l); return { val: l, train: l }; } };
     const { s, joiner, offences } = await newcomerAmong([huge, reversed, null], 6);
     expect(await joiner.mesh.bootstrap({ timeoutMs: 10_000, tries: 3, check })).toBeNull();
     expect(offences.sort()).toEqual([`${s.peers[0]!.id}:bad-state`, `${s.peers[1]!.id}:bad-state`]);

@@ -99,9 +99,10 @@ describe('joinRunState', () => {
   });
 });
 
-describe('joinRunState checks every source before adopting it', () => {
-  const measureBy = (loss: (phi: Float32Array) => number) => async (s: { phi: Float32Array }) => loss(s.phi);
+/** A measure whose losses are `loss` of φ on both texts (train: `train` of φ when given). */
+const measureBy = (loss: (phi: Float32Array) => number, train = loss) => async (s: { phi: Float32Array }) => ({ val: loss(s.phi), train: train(s.phi) });
 
+describe('joinRunState checks every source before adopting it', () => {
   it('a peer\'s state with round 0xffffffff or a worse measured loss is refused; the checkpoint is taken', async () => {
     const overflow: BootState = { from: 'p-1', phi: vec(1), momentum: vec(0), outerRound: 0xffffffff, innerStep: 0xffffffff };
     const negated: BootState = { from: 'p-2', phi: vec(-1), momentum: vec(0), outerRound: 7, innerStep: 56 };
@@ -135,13 +136,29 @@ describe('joinRunState checks every source before adopting it', () => {
       expect(log.warnings.join('; '), why.source).toMatch(why);
     }
   });
+
+  it('a state far better on the validation text than on the training text (fitted to the public validation text) is refused from a peer and from a checkpoint', async () => {
+    const memorised: BootState = { from: 'p-1', phi: vec(-1), momentum: vec(0), outerRound: 7, innerStep: 56 };
+    // The memorised φ (negative here) scores 1.2 on the validation text, under the bound, and 2.9
+    // on the newcomer's own training windows; the honest one 2.5 on both.
+    const measure = measureBy((phi) => (phi[0]! < 0 ? 1.2 : 2.5), (phi) => (phi[0]! < 0 ? 2.9 : 2.5));
+    await expect(checkState(memorised, { floats: FLOATS, maxLoss: 3, measure }, 'p-1')).rejects.toThrow(/state from p-1: measured 2\.9000 on the training text and 1\.2000 on the validation text: 1\.7000 apart, more than 0\.5/);
+    const client = new FakeClient(checkpoint());
+    const got = await joinRunState(new FakeMesh(memorised), client, { runId: 'r1', floats: FLOATS, others: 1, maxLoss: 3, measure });
+    expect(got.source).toBe('checkpoint');
+    const bad = checkpoint();
+    bad.phi.fill(-1);
+    const log2 = recorder();
+    expect(await joinRunState(new FakeMesh(), new FakeClient(bad), { runId: 'r1', floats: FLOATS, others: 0, logger: log2, maxLoss: 3, measure })).toEqual({ source: 'fresh', state: null });
+    expect(log2.warnings.join('; ')).toMatch(/on the training text/);
+  });
 });
 
 describe('a state whose momentum would throw φ off at the next outer step', () => {
   it('is refused from a peer and from a checkpoint, by its norm against φ (1e30) or by the loss where φ + α·m lands (reversed, 50x); an honest one is taken', async () => {
     const honestPhi = vec(1), honestM = Float32Array.from({ length: FLOATS }, (_, i) => 0.01 * (i + 1));
     // Stands in for the trainer: the loss grows with the distance from the honest φ.
-    const measure = async (s: { phi: Float32Array }) => 2.5 + 10 * Math.hypot(...s.phi.map((x, i) => x - honestPhi[i]!)) / Math.hypot(...honestPhi);
+    const measure = measureBy((phi) => 2.5 + 10 * Math.hypot(...phi.map((x, i) => x - honestPhi[i]!)) / Math.hypot(...honestPhi));
     const o = { runId: 'r1', floats: FLOATS, others: 1, maxLoss: 3, outerMomentum: 0.5, measure };
     const huge: BootState = { from: 'p-1', phi: honestPhi, momentum: new Float32Array(FLOATS).fill(1e30), outerRound: 7, innerStep: 56 };
     const reversed: BootState = { ...huge, from: 'p-2', momentum: honestM.map((x) => -50 * x) };

@@ -14,7 +14,8 @@ import { buildLayout } from '../../src/model/layout.ts';
 import { PRESETS } from '../../src/model/config.ts';
 import { decodeStateFrame, holdCounters, STATE_HEADER_MAX, stateFrameBytes, StateFrameError } from '../../src/protocol/state-frame.ts';
 import { stateCheckBatchCount } from '../../src/data/sampler.ts';
-import { measuredLossError, memorisedError, uploadCounterError, uploadMomentumError, uploadShapeError, type Measurement } from '../checkpoint-validate.ts';
+import { measuredLossError, uploadCounterError, uploadMemorisedError, uploadMomentumError, uploadShapeError } from '../checkpoint-validate.ts';
+import type { StateLosses } from '../../src/protocol/memorised.ts';
 
 const CKPT_PARAMS = Type.Object({ run: RUN_ID, ckpt: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,63}$' }) }, { additionalProperties: false });
 /** A state request's id (the scheduler's 12 random bytes in hex). */
@@ -198,7 +199,7 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
       };
       const impossible = uploadCounterError(frame, hub.maxStep(claims.p)) ?? uploadMomentumError(frame);
       if (impossible) return refuse(impossible);
-      let m: Measurement;
+      let m: StateLosses;
       const valBatches = stateCheckBatchCount(run.model, run.train);
       try {
         m = await evaluator.measure(run, frame.phi, valBatches);
@@ -208,7 +209,7 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
         return reply.code(503).send({ error: reason });
       }
       const newest = checkpoints.current(run);
-      const bad = measuredLossError(m.val, newest?.valLoss ?? null, run.model.vocab) ?? memorisedError(m);
+      const bad = measuredLossError(m.val, newest?.valLoss ?? null, run.model.vocab) ?? uploadMemorisedError(m);
       if (bad) return refuse(bad);
       const measured = m.val;
       // Stored with the coordinator's measurement (the peer's own figure is kept in the event

@@ -5,6 +5,7 @@
 // coordinator's checkpoint requests (signaling) with the state of its LAST OUTER STEP: φ and m
 // only change there, so a snapshot never holds a half-finished inner loop.
 import { holdCounters, MAX_STATE_COUNTER, maxStepNow, type StateFrame } from '../protocol/state-frame.ts';
+import type { StateLosses } from '../protocol/memorised.ts';
 import { silentLogger, type Logger } from './components.ts';
 import type { Mesh } from './mesh.ts';
 import { joinRun, type JoinSource } from './replica.ts';
@@ -31,11 +32,12 @@ export interface RunJoinOptions {
   /** How long to look for a live peer to copy from, when others are online. Default 15 s. */
   timeoutMs?: number;
   /**
-   * Validation loss of a candidate state on the run's windows (it may load the candidate into
-   * the trainer; the caller loads what joinRunState returns, or its fresh state back). With
-   * `maxLoss`, a source whose state measures worse is refused (state-check.ts).
+   * Losses of a candidate state on this newcomer's own windows of both texts (it may load the
+   * candidate into the trainer; the caller loads what joinRunState returns, or its fresh state
+   * back). With `maxLoss`, a source whose state measures worse, or far better on the validation
+   * text than on the training text, is refused (state-check.ts).
    */
-  measure?: (s: Omit<BootState, 'from'>) => Promise<number>;
+  measure?: (s: Omit<BootState, 'from'>) => Promise<StateLosses>;
   /** maxStateLoss(the coordinator's loss of its newest accepted checkpoint, vocab). */
   maxLoss?: number;
   /** The run's outer momentum α: with `measure`, φ + α·m is measured too (StateCheck.alpha). */

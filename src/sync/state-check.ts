@@ -6,8 +6,12 @@
 // one, the state's validation loss on the run's fixed windows at most `maxLoss` (the
 // coordinator's own measurement of its newest accepted checkpoint plus STATE_LOSS_MARGIN,
 // maxStateLoss), and the same bound where the next outer step would carry φ with no new update
-// (φ + α·m, section 1.1): a good φ with a momentum that undoes it is refused. A failing source is a StateCheckError naming why; the caller tries the next.
+// (φ + α·m, section 1.1): a good φ with a momentum that undoes it is refused; and at both, a loss
+// on the training text no more than MAX_TRAIN_VAL_GAP above the validation loss (memorisedError:
+// the validation text is public, and a state fitted to it passes the bound). A failing source is a
+// StateCheckError naming why; the caller tries the next.
 import { stateCounterError, stateMomentumError } from '../protocol/state-frame.ts';
+import { memorisedError, type StateLosses } from '../protocol/memorised.ts';
 import { StateAheadError, StateCheckError } from './errors.ts';
 import type { BootState } from './types.ts';
 import { allFinite } from './validate.ts';
@@ -18,10 +22,11 @@ export interface StateCheck {
   /** Floats in φ and in the momentum (the layout's total). */
   floats: number;
   /**
-   * Mean validation loss of the candidate's φ on the run's validation windows. It may load the
-   * candidate into the trainer to measure it: the caller loads the state it finally adopts.
+   * Mean loss of the candidate's φ on this newcomer's own windows of the validation text and of
+   * its training shard (StateLosses). It may load the candidate into the trainer to measure it:
+   * the caller loads the state it finally adopts.
    */
-  measure?: (s: Candidate) => Promise<number>;
+  measure?: (s: Candidate) => Promise<StateLosses>;
   /** The worst validation loss a state may have (maxStateLoss). Ignored without `measure`. */
   maxLoss?: number;
   /**
@@ -56,15 +61,20 @@ export async function checkState(s: Candidate, c: StateCheck, source: string): P
   const { measure, maxLoss, alpha } = c;
   if (!measure || maxLoss === undefined) return;
   const judge = async (x: Candidate, where: string) => {
-    let loss: number;
+    let m: StateLosses;
     try {
-      loss = await measure(x);
+      m = await measure(x);
     } catch (err) {
       throw new StateCheckError(`state from ${source} could not be evaluated${where}: ${(err as Error).message}`, { cause: err });
     }
+    const loss = m.val;
     if (!(loss <= maxLoss)) {
       throw new StateCheckError(`state from ${source} has validation loss ${Number.isFinite(loss) ? loss.toFixed(4) : loss}${where}, worse than the bound ${maxLoss.toFixed(4)}`);
     }
+    // The validation text is public: a state fitted to all of it passes the bound on any windows
+    // of it, and only the training text (this newcomer's own shard) shows it.
+    const memorised = memorisedError(m);
+    if (memorised) throw new StateCheckError(`state from ${source}${where}: ${memorised}`);
   };
   // Where the next outer step would carry φ first, φ itself last: a caller that measures in its
   // trainer is then left holding the state as served, and adopting it needs no second load. A

@@ -6,6 +6,7 @@ import type { GpuErrorCode } from '../gpu/errors.ts';
 import type { RunEventData } from '../protocol/api.ts';
 import type { RunEvent, RunEventKind } from '../protocol/events.ts';
 import type { ReportFields } from '../protocol/messages.ts';
+import type { StateLosses } from '../protocol/memorised.ts';
 import type { RoundExchange } from '../round/outer-round.ts';
 import type { ProbeLosses } from '../round/probe.ts';
 
@@ -65,9 +66,10 @@ export interface TrainerPort {
   /**
    * Mean loss over this page's state check windows: as many as the coordinator measures its
    * checkpoints on, drawn from a seed of this page's own (src/data/sampler.ts
-   * privateCheckBatches): how a newcomer judges a candidate state.
+   * privateCheckBatches), of the validation text and of this page's training shard: how a
+   * newcomer judges a candidate state (src/sync/state-check.ts).
    */
-  checkLoss(): Promise<number>;
+  checkLoss(): Promise<StateLosses>;
   outerPayload(): Promise<OuterPayload>;
   /** NoLoCo outer step with the partners' payloads; [] is a solo step. */
   applyOuter(partners: OuterPayload[]): Promise<void>;
@@ -173,7 +175,7 @@ export interface SensorPort {
 // Time: the one Clock of the project, passed through the ports so components need not know where it lives.
 export { sleep, systemClock, type Clock } from '../protocol/clock.ts';
 
-export type { PressureState, Sensors };
+export type { PressureState, Sensors, StateLosses };
 
 // ---------- dashboard ----------
 

@@ -11,6 +11,7 @@ import { trainConfig, type TrainConfig } from '../model/config.ts';
 import { initParams } from '../model/init.ts';
 import { buildLayout, type Layout } from '../model/layout.ts';
 import type { RunInfo } from '../protocol/messages.ts';
+import type { StateLosses } from '../protocol/memorised.ts';
 import type { Replica } from '../sync/replica.ts';
 import type { OuterPayload, PartnerPayload } from '../sync/types.ts';
 import { CpuTrainer } from '../train/cpu-trainer.ts';
@@ -45,10 +46,11 @@ export interface ReplicaBackend extends Replica {
   evaluate(): Promise<number>;
   /**
    * Mean loss over this volunteer's state check windows: as many as the coordinator measures its
-   * checkpoints on, drawn from a seed of its own (src/data/sampler.ts privateCheckBatches): how
-   * a newcomer judges a candidate state, on windows no peer serving it can know.
+   * checkpoints on, drawn from a seed of its own (src/data/sampler.ts privateCheckBatches), of the
+   * validation text and as many of its own training shard: how a newcomer judges a candidate
+   * state, on windows no peer serving it can know (src/sync/state-check.ts).
    */
-  checkLoss(): Promise<number>;
+  checkLoss(): Promise<StateLosses>;
   outerPayload(): Promise<OuterPayload>;
   /**
    * The probe (src/round/probe.ts), between outerPayload and applyOuter: the loss of the solo
@@ -82,6 +84,9 @@ export interface BackendInit {
   checkSeed?: number;
 }
 
+/** A state check's windows (privateCheckBatches, one seed): of the validation text and of this replica's training shard. */
+interface CheckWindows { val: Batch[]; train: Batch[] }
+
 export async function createBackend(kind: BackendKind, init: BackendInit): Promise<ReplicaBackend> {
   const { run } = init;
   let cfg: TrainConfig;
@@ -91,7 +96,11 @@ export async function createBackend(kind: BackendKind, init: BackendInit): Promi
     throw new BackendError(`run ${run.id} has a train config this volunteer cannot use: ${(err as Error).message}`, { cause: err });
   }
   const val = validationBatches(init.val, cfg.batch, cfg.seqLen, VAL_BATCHES);
-  const check = privateCheckBatches(init.val, run.model, cfg, init.checkSeed ?? randomSeed(), init.checkBatches);
+  const seed = init.checkSeed ?? randomSeed();
+  const check: CheckWindows = {
+    val: privateCheckBatches(init.val, run.model, cfg, seed, init.checkBatches),
+    train: privateCheckBatches(init.train, run.model, cfg, seed, init.checkBatches),
+  };
   if (kind === 'gpu') return GpuBackend.create(init, cfg, val, check);
   if (kind === 'cpu') return new CpuBackend(init, cfg, val, check);
   throw new BackendError(`unknown backend "${String(kind)}"; choose one of ${BACKENDS.join(', ')}`);
@@ -107,10 +116,10 @@ class GpuBackend implements ReplicaBackend {
     readonly total: number,
     private readonly run: RunInfo,
     private readonly val: Batch[],
-    private readonly check: Batch[],
+    private readonly check: CheckWindows,
   ) {}
 
-  static async create(init: BackendInit, cfg: TrainConfig, val: Batch[], check: Batch[]): Promise<GpuBackend> {
+  static async create(init: BackendInit, cfg: TrainConfig, val: Batch[], check: CheckWindows): Promise<GpuBackend> {
     // Loaded lazily: the CPU backend must not need the native Dawn addon.
     const { createNodeTrainer } = await import('../worker/node.ts');
     const { describeRates } = await import('../gpu/autotune.ts');
@@ -141,8 +150,8 @@ class GpuBackend implements ReplicaBackend {
     return this.trainer.evaluate(this.val);
   }
 
-  checkLoss(): Promise<number> {
-    return this.trainer.evaluate(this.check);
+  async checkLoss(): Promise<StateLosses> {
+    return { val: await this.trainer.evaluate(this.check.val), train: await this.trainer.evaluate(this.check.train) };
   }
 
   async outerPayload(): Promise<OuterPayload> {
@@ -196,7 +205,7 @@ class CpuBackend implements ReplicaBackend {
   /** Inner steps at the last outer step (or load): where a divergence resets the schedule to. */
   private stepAtOuter = 0;
 
-  constructor(init: BackendInit, private readonly cfg: TrainConfig, private readonly val: Batch[], private readonly check: Batch[]) {
+  constructor(init: BackendInit, private readonly cfg: TrainConfig, private readonly val: Batch[], private readonly check: CheckWindows) {
     this.layout = buildLayout(init.run.model);
     this.total = this.layout.total;
     const theta = initParams(this.layout, init.run.seed);
@@ -231,8 +240,8 @@ class CpuBackend implements ReplicaBackend {
     return this.lossOfPhi(this.val);
   }
 
-  async checkLoss(): Promise<number> {
-    return this.lossOfPhi(this.check);
+  async checkLoss(): Promise<StateLosses> {
+    return { val: this.lossOfPhi(this.check.val), train: this.lossOfPhi(this.check.train) };
   }
 
   /** Mean loss of φ on `batches`; θ is put back. */

@@ -323,7 +323,7 @@ class HeadlessVolunteer implements Volunteer {
         loadedStep = s.innerStep;
         await backend.load({ phi: s.phi, momentum: s.momentum, innerStep: s.innerStep });
         const loss = await backend.checkLoss();
-        this.log.info('candidate state measured', { round: s.outerRound, valLoss: loss, bound: maxLoss });
+        this.log.info('candidate state measured', { round: s.outerRound, valLoss: loss.val, trainLoss: loss.train, bound: maxLoss });
         return loss;
       },
     });

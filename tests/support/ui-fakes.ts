@@ -72,8 +72,9 @@ export class FakeTrainer implements TrainerPort {
     return 1.7 + 3.9 * Math.exp(-this.step / 150);
   }
 
-  async checkLoss(): Promise<number> {
-    return this.evaluate();
+  async checkLoss(): Promise<{ val: number; train: number }> {
+    const l = await this.evaluate();
+    return { val: l, train: l };
   }
 
   async outerPayload(): Promise<OuterPayload> {

@@ -3,7 +3,7 @@
 // outer rounds the trainer completed (from the round the session started at) and keeps the
 // last validation loss, so a snapshot pairs φ and m with the round and step they belong to.
 import type { ServedState } from '../../sync/join.ts';
-import type { OuterPayload, OuterState, ProbeLosses, SessionStart, TrainerPort } from '../ports.ts';
+import type { OuterPayload, OuterState, ProbeLosses, SessionStart, StateLosses, TrainerPort } from '../ports.ts';
 
 export class ServingTrainer implements TrainerPort {
   private round: number;
@@ -29,7 +29,7 @@ export class ServingTrainer implements TrainerPort {
     return v;
   }
 
-  checkLoss(): Promise<number> {
+  checkLoss(): Promise<StateLosses> {
     return this.t.checkLoss();
   }
 

@@ -35,7 +35,10 @@ export async function createTrainer({ run, welcome, baseUrl, signal }: TrainerFa
   const val = validationBatches(valTokens, run.train.batch, run.train.seqLen, VAL_BATCHES);
   // Windows of this page's own (a seed nobody else knows): a peer serving a state fitted to any
   // windows it could know would pass a check on those.
-  const check = privateCheckBatches(valTokens, run.model, run.train, randomSeed());
+  // Of both texts: the validation text is public, and a state fitted to all of it shows only on
+  // training text (src/sync/state-check.ts).
+  const seed = randomSeed();
+  const check = { val: privateCheckBatches(valTokens, run.model, run.train, seed), train: privateCheckBatches(data, run.model, run.train, seed) };
   const worker = new Worker(new URL('../../worker/worker.ts', import.meta.url), { type: 'module', name: 'murmur-trainer' });
   const api = Comlink.wrap<TrainerApi>(worker);
   // A worker whose script fails (a redeploy renamed its chunk, a syntax error, an uncaught throw)
@@ -58,7 +61,7 @@ export async function createTrainer({ run, welcome, baseUrl, signal }: TrainerFa
   return {
     train: (steps) => call(api.train(steps)),
     evaluate: () => call(api.evaluate(val)),
-    checkLoss: () => call(api.evaluate(check)),
+    checkLoss: async () => ({ val: await call(api.evaluate(check.val)), train: await call(api.evaluate(check.train)) }),
     async outerPayload(): Promise<OuterPayload> {
       const p = await call(api.outerPayload());
       return { phi: new Float32Array(p.phi), delta: new Float32Array(p.delta) };
