@@ -446,8 +446,15 @@ function mergeRows(a: ThinRow, b: ThinRow): ThinRow {
   };
 }
 
+/** Most points one metrics answer holds: raw rows or buckets (GET /metrics refuses a larger maxPoints). */
+export const MAX_POINTS = 20_000;
+
 /** Reports of a run in a range: raw rows when few enough (or the newest), time buckets otherwise. */
-export function queryReports(db: Db, q: MetricsQuery): MetricsResult {
+export function queryReports(db: Db, query: MetricsQuery): MetricsResult {
+  // The route bounds maxPoints; should a caller ever pass one past the bound, or a non-finite one
+  // (once ?maxPoints=Infinity got through: every row of a run, raw), the answer still holds at
+  // most MAX_POINTS, and SQLite gets an integer LIMIT.
+  const q = { ...query, maxPoints: Number.isFinite(query.maxPoints) ? Math.min(MAX_POINTS, Math.max(1, Math.floor(query.maxPoints))) : MAX_POINTS };
   const where = `run_id = @runId AND t >= @from AND t <= @to${q.peerId ? ' AND peer_id = @peerId' : ''}`;
   const params = { runId: q.runId, from: q.from, to: q.to, ...(q.peerId ? { peerId: q.peerId } : {}) };
   const total = (db.prepare(`SELECT COUNT(*) AS n FROM reports WHERE ${where}`).get(params) as { n: number }).n;
