@@ -61,7 +61,10 @@ export interface MetricsQuery {
   to: number;
   /** Downsample to about this many points when the range holds more rows. */
   maxPoints: number;
-  /** Instead of downsampling: the newest maxPoints rows of the range, raw (`total` still counts them all). */
+  /**
+   * Instead of downsampling: the newest rows of the range, raw, at most maxPoints and at most a
+   * fair share of them per peer (`total` still counts them all).
+   */
   newest?: boolean;
 }
 
@@ -457,17 +460,38 @@ export function queryReports(db: Db, query: MetricsQuery): MetricsResult {
   const q = { ...query, maxPoints: Number.isFinite(query.maxPoints) ? Math.min(MAX_POINTS, Math.max(1, Math.floor(query.maxPoints))) : MAX_POINTS };
   const where = `run_id = @runId AND t >= @from AND t <= @to${q.peerId ? ' AND peer_id = @peerId' : ''}`;
   const params = { runId: q.runId, from: q.from, to: q.to, ...(q.peerId ? { peerId: q.peerId } : {}) };
-  const total = (db.prepare(`SELECT COUNT(*) AS n FROM reports WHERE ${where}`).get(params) as { n: number }).n;
+  // The dashboard's history (newest, all peers) counts the range per peer: one walk of
+  // reports_run_peer_t, its sum the total.
+  const perPeer = q.newest && !q.peerId
+    ? (db.prepare(`SELECT COUNT(*) AS n FROM reports INDEXED BY reports_run_peer_t WHERE ${where} GROUP BY peer_id`).all(params) as { n: number }[]).map((r) => r.n)
+    : null;
+  const total = perPeer ? perPeer.reduce((a, n) => a + n, 0) : (db.prepare(`SELECT COUNT(*) AS n FROM reports WHERE ${where}`).get(params) as { n: number }).n;
   if (total <= q.maxPoints || q.newest) {
-    // The newest rows by one walk of reports_run_t backwards (reports_run_peer_t for one peer), turned oldest first.
-    // (SQLite would take reports_run_t for the order and filter the peer row by row.)
-    const cut = total > q.maxPoints ? ` ORDER BY t DESC, id DESC LIMIT ${q.maxPoints}` : '';
-    const index = q.peerId ? ' INDEXED BY reports_run_peer_t' : '';
+    const byPeer = q.peerId ? ' INDEXED BY reports_run_peer_t' : '';
+    let rows = `reports${byPeer} WHERE ${where}`;
+    if (total > q.maxPoints) {
+      // Each peer's newest rows, at most a fair share of maxPoints each (fairShare: a peer with
+      // fewer keeps all of its rows), so one peer reporting 50 a second cannot fill the window:
+      // the newest maxPoints rows of the run were 19,948 of its and 390 s of four honest peers'
+      // 10 h. A share that is not a whole number of rows is rounded down, and what that leaves
+      // of maxPoints goes to the newest of the rows one past it, so the window holds exactly
+      // maxPoints. The rows are picked on the index alone (peer, t and id), then read by id.
+      // Where the share is under one row (more peers than points), the newest rows of the run:
+      // one walk of reports_run_t backwards (reports_run_peer_t for one peer; SQLite would take
+      // reports_run_t for the order and filter the peer row by row).
+      const share = perPeer ? fairShare(perPeer, q.maxPoints) : 0;
+      const cap = Math.floor(share);
+      rows = share >= 1
+        ? `reports WHERE id IN (SELECT id FROM (SELECT id, t, ROW_NUMBER() OVER (PARTITION BY peer_id ORDER BY t DESC, id DESC) AS rn
+            FROM reports INDEXED BY reports_run_peer_t WHERE ${where}) WHERE rn <= ${cap + 1} ORDER BY rn <= ${cap} DESC, t DESC, id DESC LIMIT ${q.maxPoints})`
+        : `reports${byPeer} WHERE ${where} ORDER BY t DESC, id DESC LIMIT ${q.maxPoints}`;
+    }
+    // Turned oldest first.
     const points = db.prepare(`SELECT * FROM (SELECT t, id, peer_id AS peerId, seq, step, round, train_loss AS trainLoss, val_loss AS valLoss,
         tokens_per_s AS tokensPerS, bytes_in AS bytesIn, bytes_out AS bytesOut, partner, partner_dist AS partnerDist, adapter,
         link_local AS linkLocal, link_remote AS linkRemote, connect_ms AS connectMs, link_failures AS linkFailures, link_error AS linkError, weight,
         probe_ms AS probeMs, probe_solo AS probeSolo, probe_paired AS probePaired, probe_rejected AS probeRejected
-      FROM reports${index} WHERE ${where}${cut}) ORDER BY t, id`).all(params) as (Omit<MetricPoint, 'probeRejected'> & { id?: number; probeRejected: number | null })[];
+      FROM ${rows}) ORDER BY t, id`).all(params) as (Omit<MetricPoint, 'probeRejected'> & { id?: number; probeRejected: number | null })[];
     return {
       downsampled: false, total,
       points: points.map(({ id: _id, ...p }) => ({ ...p, probeRejected: p.probeRejected === null ? null : p.probeRejected === 1 })),

@@ -24,6 +24,8 @@ let mono = 0;
 /** Statements run against reports or events since the last take(). */
 let reads = 0;
 const take = () => { const n = reads; reads = 0; return n; };
+/** Every statement prepared on the coordinator's connection, in order. */
+const prepared: string[] = [];
 
 const get = (url: string, xff: string, headers: Record<string, string> = {}) =>
   s.c.app.inject({ method: 'GET', url, headers: { 'x-forwarded-for': xff, ...headers } });
@@ -48,6 +50,7 @@ beforeAll(async () => {
   const prepare = db.prepare.bind(db);
   db.prepare = (sql: string) => {
     const st = prepare(sql);
+    prepared.push(sql);
     if (!/^\s*SELECT/i.test(sql) || !/\b(reports|events)\b/.test(sql)) return st;
     const counted = (f: (...a: unknown[]) => unknown) => (...a: unknown[]) => { reads++; mono += STATEMENT_MS; return f.apply(st, a); };
     return Object.assign(Object.create(st) as typeof st, { get: counted(st.get), all: counted(st.all), iterate: counted(st.iterate) });
@@ -276,6 +279,73 @@ describe('newest', () => {
     // Within maxPoints it is the plain raw page.
     const few = (await get(`/api/runs/r/metrics?from=${T0 + 25_000}&newest=true`, '198.18.1.1', s.admin)).json() as { points: { seq: number }[] };
     expect(few.points.map((p) => p.seq)).toEqual([26, 27, 28, 29, 30]);
+  });
+});
+
+describe('newest, shared fairly', () => {
+  /** Reports of `peer` at `times`, stored. */
+  const store = (run: string, peer: string, times: number[]) => {
+    for (const [i, t] of times.entries()) {
+      s.c.metrics.enqueue({
+        runId: run, peerId: peer, seq: i + 1, time: t, t, receivedAt: t, step: i, round: i, trainLoss: 3, valLoss: null, tokensPerS: 10,
+        bytesIn: 1, bytesOut: 1, partner: null, partnerDist: null, adapter: null,
+      }, () => {});
+    }
+    s.c.metrics.flush();
+  };
+  const ids = (k: number) => `p-${k.toString(16).padStart(16, '0')}`;
+  beforeAll(async () => {
+    for (const id of ['fair', 'crowd']) {
+      expect((await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id, dataset: 'moby-dick', preset: 'micro' } })).statusCode).toBe(201);
+    }
+  });
+  const newest = async (run: string, maxPoints: number, peer?: string) =>
+    (await get(`/api/runs/${run}/metrics?from=0&to=${T0 + 1e9}&maxPoints=${maxPoints}&newest=true${peer ? `&peer=${peer}` : ''}`, '198.18.1.1', s.admin))
+      .json() as { downsampled: boolean; total: number; points: { peerId: string; t: number; seq: number }[] };
+  const perPeer = (points: { peerId: string }[]) => {
+    const m = new Map<string, number>();
+    for (const p of points) m.set(p.peerId, (m.get(p.peerId) ?? 0) + 1);
+    return Object.fromEntries(m);
+  };
+
+  it('gives each peer its newest rows up to a fair share of maxPoints, so one fast reporter cannot push the others out', async () => {
+    // Four peers reporting every 30 s for 5 minutes, one reporting 50 a second for the last 4 s:
+    // the newest 100 rows of the run were all the fast one's, and the dashboard drew no line for
+    // the others (on a real run, 390 s of four honest peers' 10 h).
+    for (let k = 1; k <= 4; k++) store('fair', ids(k), Array.from({ length: 10 }, (_, i) => T0 + i * 30_000 + k));
+    const end = T0 + 300_000;
+    store('fair', ids(0), Array.from({ length: 200 }, (_, i) => end - 4000 + i * 20));
+    prepared.length = 0;
+    const page = await newest('fair', 100);
+    expect(page.downsampled).toBe(false);
+    // Counted and chosen on reports_run_peer_t alone, the rows then read by id: no scan of the table.
+    const chosen = prepared.filter((sql) => /GROUP BY peer_id|ROW_NUMBER/.test(sql));
+    expect(chosen).toHaveLength(2);
+    for (const sql of chosen) {
+      const plan = (s.c.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all({ runId: 'fair', from: 0, to: 1 }) as { detail: string }[]).map((p) => p.detail).join('; ');
+      expect(plan).toMatch(/SEARCH reports USING COVERING INDEX reports_run_peer_t \(run_id=\?\)/);
+      expect(plan).not.toMatch(/SCAN reports\b/);
+    }
+    expect(page.total).toBe(240);
+    // Every row of the honest peers (they are within their share), the fast one's newest 60.
+    expect(perPeer(page.points)).toEqual({ [ids(0)]: 60, [ids(1)]: 10, [ids(2)]: 10, [ids(3)]: 10, [ids(4)]: 10 });
+    expect(page.points.filter((p) => p.peerId === ids(0)).map((p) => p.seq)).toEqual(Array.from({ length: 60 }, (_, i) => 141 + i));
+    // Oldest first, as before.
+    expect(page.points.map((p) => p.t)).toEqual(page.points.map((p) => p.t).sort((a, b) => a - b));
+    // A share that is not a whole number of rows: exactly maxPoints, the rest of it the newest
+    // rows one past the share (47 among 5 peers: 9.4 each; 9 each, and the newest two of the
+    // peers' tenth rows, the fast one's and then peer 4's).
+    for (const maxPoints of [47, 99, 101, 239]) expect((await newest('fair', maxPoints)).points, String(maxPoints)).toHaveLength(maxPoints);
+    expect(perPeer((await newest('fair', 47)).points)).toEqual({ [ids(0)]: 10, [ids(1)]: 9, [ids(2)]: 9, [ids(3)]: 9, [ids(4)]: 10 });
+    // One peer's history is that peer's newest rows, as before.
+    expect((await newest('fair', 5, ids(0))).points.map((p) => p.seq)).toEqual([196, 197, 198, 199, 200]);
+  });
+
+  it('gives the newest maxPoints rows of the run where the share is under one row (more peers than points)', async () => {
+    for (let k = 0; k < 6; k++) store('crowd', ids(k), [T0 + k * 1000, T0 + k * 1000 + 1]);
+    const page = await newest('crowd', 4);
+    expect(page.total).toBe(12);
+    expect(page.points.map((p) => [p.peerId, p.seq])).toEqual([[ids(4), 1], [ids(4), 2], [ids(5), 1], [ids(5), 2]]);
   });
 });
 
