@@ -135,8 +135,12 @@ interface ThinRow {
   linkFailures: number; linkError: string | null; weight: number;
 }
 
-/** Most answers the cache holds, and most bytes of JSON (a 20,000-point page is ~4.4 MB). */
+/**
+ * Most answers the cache holds over a range of the caller's choosing, and over a whole run (see
+ * AnswerCache), and most bytes of JSON of both together (a 20,000-point page is ~4.4 MB).
+ */
 export const ANSWER_CACHE_ENTRIES = 64;
+export const ANSWER_CACHE_WHOLE_RUN_ENTRIES = 16;
 export const ANSWER_CACHE_BYTES = 16 << 20;
 
 /**
@@ -145,44 +149,61 @@ export const ANSWER_CACHE_BYTES = 16 << 20;
  * has no new rows (`gen`, bumped by every flush that stored a row and by thinning): it is then
  * exactly what a query would return. A run of `staleRows` rows or more may also be answered from
  * one computed less than `staleMs` ago, so a stream of reports cannot make every request a full
- * scan again. Least recently used answers go first past `ANSWER_CACHE_ENTRIES` entries or
- * `ANSWER_CACHE_BYTES` (counted as V8 stores the string: 1 byte a char, 2 if any is past U+00FF).
+ * scan again. Least recently used answers go first past `ANSWER_CACHE_BYTES` (counted as V8
+ * stores the string: 1 byte a char, 2 if any is past U+00FF) or the entries of their kind:
+ * answers over a whole run (the range open at both ends, every peer: what every dashboard asks,
+ * and costly on a big run), at most ANSWER_CACHE_WHOLE_RUN_ENTRIES, are never evicted for a
+ * ranged one (or one peer's), at most ANSWER_CACHE_ENTRIES, which go first. One client asking 64
+ * one-row ranges, a few ms of its read budget, flushed the run's shared history, and every
+ * dashboard after it paid the full computation (339 ms against 24 ms).
  */
 class AnswerCache {
-  private readonly m = new Map<string, { gen: number; at: number; json: string; bytes: number }>();
+  /** By kind, each in least-recently-used order. */
+  private readonly whole = new Map<string, CachedAnswer>();
+  private readonly ranged = new Map<string, CachedAnswer>();
   private bytes = 0;
   readonly stats = { hits: 0, misses: 0 };
 
-  get(key: string, gen: number, now: number, staleMs: number): string | undefined {
-    const e = this.m.get(key);
+  get(key: string, wholeRun: boolean, gen: number, now: number, staleMs: number): string | undefined {
+    const m = wholeRun ? this.whole : this.ranged;
+    const e = m.get(key);
     if (e === undefined || (e.gen !== gen && !(now - e.at < staleMs))) return undefined;
-    this.m.delete(key);
-    this.m.set(key, e);
+    m.delete(key);
+    m.set(key, e);
     this.stats.hits++;
     return e.json;
   }
 
-  set(key: string, gen: number, now: number, json: string): void {
+  set(key: string, wholeRun: boolean, gen: number, now: number, json: string): void {
     this.stats.misses++;
-    const old = this.m.get(key);
+    const m = wholeRun ? this.whole : this.ranged;
+    const old = m.get(key);
     // An answer computed from older rows, finishing after a newer one, does not replace it.
     if (old && old.gen > gen) return;
-    if (old) { this.m.delete(key); this.bytes -= old.bytes; }
+    if (old) { m.delete(key); this.bytes -= old.bytes; }
     const bytes = json.length * (/[^\u0000-\u00ff]/.test(json) ? 2 : 1);
     if (bytes > ANSWER_CACHE_BYTES) return;
-    this.m.set(key, { gen, at: now, json, bytes });
+    m.set(key, { gen, at: now, json, bytes });
     this.bytes += bytes;
-    for (const [k, e] of this.m) {
-      if (this.m.size <= ANSWER_CACHE_ENTRIES && this.bytes <= ANSWER_CACHE_BYTES) break;
-      this.m.delete(k);
+    const drop = (from: Map<string, CachedAnswer>) => {
+      const [k, e] = from.entries().next().value!;
+      from.delete(k);
       this.bytes -= e.bytes;
-    }
+    };
+    while (this.ranged.size > ANSWER_CACHE_ENTRIES) drop(this.ranged);
+    while (this.whole.size > ANSWER_CACHE_WHOLE_RUN_ENTRIES) drop(this.whole);
+    // Past the bytes, ranged answers go first (the one just stored too, last); whole-run answers
+    // only for another whole-run answer.
+    while (this.bytes > ANSWER_CACHE_BYTES && this.ranged.size > 0) drop(this.ranged);
+    while (this.bytes > ANSWER_CACHE_BYTES) drop(this.whole);
   }
 
   get size(): { entries: number; bytes: number } {
-    return { entries: this.m.size, bytes: this.bytes };
+    return { entries: this.whole.size + this.ranged.size, bytes: this.bytes };
   }
 }
+
+interface CachedAnswer { gen: number; at: number; json: string; bytes: number }
 
 export class MetricsStore {
   private queue: { row: ReportRow; done: Committed }[] = [];
@@ -356,7 +377,7 @@ export class MetricsStore {
    * computed (not for a cached one, nor one being computed): it may throw to refuse, or return
    * what to call when the computation ends.
    */
-  private async cached(runId: string, from: number, to: number, job: (from: number, to: number) => AnswerJob, rest: unknown[], admit?: Admit): Promise<Answer> {
+  private async cached(runId: string, from: number, to: number, job: (from: number, to: number) => AnswerJob, rest: unknown[], everyPeer: boolean, admit?: Admit): Promise<Answer> {
     const gen = this.gens.get(runId) ?? 0;
     const span = this.span.get({ runId }) as { lo: number | null; hi: number | null };
     let lo = 1, hi = 0, range: unknown[] = ['none']; // No row in range: one empty key.
@@ -367,9 +388,10 @@ export class MetricsStore {
     }
     const j = job(lo, hi);
     const key = JSON.stringify([j.kind, runId, ...range, ...rest]);
+    const wholeRun = everyPeer && (range.length === 1 || (range[0] === 'first' && range[1] === 'last'));
     const now = (this.o.now ?? performance.now.bind(performance))();
     const staleMs = this.rowCount(runId) >= (this.o.staleAnswerRows ?? STALE_ANSWER_ROWS) ? (this.o.staleAnswerMs ?? STALE_ANSWER_MS) : 0;
-    const hit = this.answers.get(key, gen, now, staleMs);
+    const hit = this.answers.get(key, wholeRun, gen, now, staleMs);
     if (hit !== undefined) return { json: hit, ms: 0 };
     const flight = `${gen} ${key}`;
     const pending = this.inFlight.get(flight);
@@ -379,7 +401,7 @@ export class MetricsStore {
       const computing = this.reader(j);
       this.inFlight.set(flight, computing);
       const answer = await computing;
-      this.answers.set(key, gen, now, answer.json);
+      this.answers.set(key, wholeRun, gen, now, answer.json);
       return answer;
     } finally {
       this.inFlight.delete(flight);
@@ -396,12 +418,12 @@ export class MetricsStore {
     // Dashboards ask the same few maxPoints, so they still share.
     const newest = q.newest === true;
     return this.cached(q.runId, q.from, q.to, (from, to) => ({ kind: 'metrics', q: { runId: q.runId, ...(q.peerId ? { peerId: q.peerId } : {}), from, to, maxPoints: q.maxPoints, newest } }),
-      [q.peerId ?? null, q.maxPoints, newest], admit);
+      [q.peerId ?? null, q.maxPoints, newest], !q.peerId, admit);
   }
 
   /** `connectivity` as JSON, cached (see AnswerCache), with what it cost. */
   connectivityJson(runId: string, from: number, to: number, admit?: Admit): Promise<Answer> {
-    return this.cached(runId, from, to, (lo, hi) => ({ kind: 'connectivity', runId, from: lo, to: hi }), [], admit);
+    return this.cached(runId, from, to, (lo, hi) => ({ kind: 'connectivity', runId, from: lo, to: hi }), [], true, admit);
   }
 
   query(q: MetricsQuery): MetricsResult {
