@@ -9,9 +9,12 @@
 // report-to-ack latency (the ack follows the SQLite commit, on the coordinator's one event loop)
 // quiet and under the flood, the reads served and refused, the coordinator's CPU. Also the
 // dashboard's history on the full run, the way it was asked before (narrowing a downsampled
-// range, up to 12 requests) and now (`newest=true`, one request).
+// range, up to 12 requests) and now (`newest=true`, one request), and what choosing that
+// history's rows costs in SQLite: the newest 20,000 of the run (one backward walk, before) and
+// each peer's newest under a fair share of them (now), so one fast reporter cannot fill it.
 //
 //   npm run bench:reads            (BENCH_SECONDS=20 of flood per mode by default)
+//   BENCH_READS_WINDOW_ONLY=1 npm run bench:reads   (the fill and the window queries alone; writes nothing)
 //
 // Prints a table and writes bench/results/reads.json.
 import { request } from 'node:http';
@@ -19,7 +22,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { buildApp } from '../server/app.ts';
-import type { ReportRow } from '../server/metrics.ts';
+import { queryReports, type ReportRow } from '../server/metrics.ts';
+import { openDb } from '../server/db.ts';
 import { ackSummary, procStats, reporters, ROOT, startServe, stopServe } from './serve-process.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
@@ -58,6 +62,45 @@ async function fill(dataDir: string): Promise<void> {
   await c.close();
 }
 
+
+/**
+ * The dashboard's window on the full run, chosen in SQLite on the coordinator's file, each way
+ * run 7 times (median ms): the newest 20,000 rows of the run (before: a count, one backward
+ * walk of reports_run_t) and each peer's newest under a fair share (now: a count per peer, a
+ * window over reports_run_peer_t, the rows read by id; queryReports).
+ */
+function windowQueries(dataDir: string): { rows: number; newest_walk_ms: number; fair_share_ms: number; ms_ratio_fair_over_walk: number } {
+  const db = openDb(join(dataDir, 'murmur.sqlite'));
+  try {
+    const params = { runId: 'default', from: 0, to: Date.now() };
+    const where = 'run_id = @runId AND t >= @from AND t <= @to';
+    const walk = () => {
+      db.prepare(`SELECT COUNT(*) AS n FROM reports WHERE ${where}`).get(params);
+      return db.prepare(`SELECT * FROM (SELECT t, id, peer_id AS peerId, seq, step, round, train_loss AS trainLoss, val_loss AS valLoss,
+          tokens_per_s AS tokensPerS, bytes_in AS bytesIn, bytes_out AS bytesOut, partner, partner_dist AS partnerDist, adapter,
+          link_local AS linkLocal, link_remote AS linkRemote, connect_ms AS connectMs, link_failures AS linkFailures, link_error AS linkError, weight,
+          probe_ms AS probeMs, probe_solo AS probeSolo, probe_paired AS probePaired, probe_rejected AS probeRejected
+        FROM reports WHERE ${where} ORDER BY t DESC, id DESC LIMIT 20000) ORDER BY t, id`).all(params).length;
+    };
+    const fair = () => queryReports(db, { ...params, maxPoints: 20_000, newest: true }).points.length;
+    const median = (f: () => number) => {
+      const ms: number[] = [];
+      let rows = 0;
+      for (let i = 0; i < 8; i++) {
+        const t = performance.now();
+        rows = f();
+        if (i > 0) ms.push(performance.now() - t); // the first pays SQLite's page cache
+      }
+      ms.sort((a, b) => a - b);
+      return { ms: ms[ms.length >> 1]!, rows };
+    };
+    const before = median(walk);
+    const now = median(fair);
+    return { rows: now.rows, newest_walk_ms: r2(before.ms), fair_share_ms: r2(now.ms), ms_ratio_fair_over_walk: r2(now.ms / before.ms) };
+  } finally {
+    db.close();
+  }
+}
 
 /** GET from a given loopback address: status, body bytes, wall ms. */
 function get(url: string, localAddress = '127.0.0.1'): Promise<{ status: number; bytes: number; ms: number; body: string }> {
@@ -181,6 +224,13 @@ async function main(): Promise<void> {
     const f0 = performance.now();
     await fill(dataDir);
     console.log(`filled the default run with ${ROWS} reports in ${((performance.now() - f0) / 1000).toFixed(1)} s`);
+    const window = windowQueries(dataDir);
+    const windowLine = `  dashboard window (${window.rows} rows of ${ROWS}, ${FILL_PEERS} peers) in SQLite: newest of the run ${window.newest_walk_ms} ms (before), ` +
+      `fair share per peer ${window.fair_share_ms} ms (now, ${window.ms_ratio_fair_over_walk}x)`;
+    if (process.env.BENCH_READS_WINDOW_ONLY) {
+      console.log(windowLine);
+      return;
+    }
     const runs = [];
     for (const m of MODES) runs.push(await mode(dataDir, m));
     const [before, , now] = runs.map((r) => r.result) as [ModeResult, ModeResult, ModeResult];
@@ -196,6 +246,7 @@ async function main(): Promise<void> {
         newest: { ...h.newest, ms: r2(h.newest.ms) },
         ms_ratio_narrowing_over_newest: ratio(h.narrowing.ms, h.newest.ms),
       },
+      dashboard_window: window,
       machine: { cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', loadavg1: r2(loadavg()[0]!), node: process.version },
       note: 'coordinator in its own process; volunteers and flooders share the bench process on the same machine',
       date: new Date().toISOString(),
@@ -211,6 +262,7 @@ async function main(): Promise<void> {
     console.log(`\n  ack under the flood, before / now: p50 ${result.ack_p50_flood_ratio_before_over_now}x, p99 ${result.ack_p99_flood_ratio_before_over_now}x`);
     console.log(`\n  dashboard history on the full run: narrowing ${h.narrowing.requests} requests, ${r2(h.narrowing.ms)} ms, ${(h.narrowing.bytes / 1e6).toFixed(2)} MB, ${h.narrowing.rows} rows`);
     console.log(`                                     newest    ${h.newest.requests} request,  ${r2(h.newest.ms)} ms, ${(h.newest.bytes / 1e6).toFixed(2)} MB, ${h.newest.rows} rows  (${result.dashboard_history.ms_ratio_narrowing_over_newest}x)`);
+    console.log(windowLine);
     const out = join(ROOT, 'bench', 'results', 'reads.json');
     mkdirSync(dirname(out), { recursive: true });
     writeFileSync(out, JSON.stringify(result, null, 2) + '\n');

@@ -21,7 +21,7 @@ import { iceFor, iceSettings, type IceSettings } from './ice.ts';
 import { requireAdmin } from './routes/guard.ts';
 import { randomBytes } from 'node:crypto';
 import { CheckpointScheduler } from './checkpoint-scheduler.ts';
-import Ajv from 'ajv';
+import Ajv, { type ValidateFunction } from 'ajv';
 import { describeIssues, type SchemaIssue } from '../src/protocol/check.ts';
 import { CheckpointEvaluator } from './checkpoint-validate.ts';
 import { remeasureCheckpoints, type RemeasureResult } from './checkpoint-remeasure.ts';
@@ -159,6 +159,38 @@ const ajvOptions = { removeAdditional: false, useDefaults: false, allErrors: fal
 const strictAjv = new Ajv({ ...ajvOptions, coerceTypes: false });
 const textAjv = new Ajv({ ...ajvOptions, coerceTypes: true });
 
+/**
+ * `validate` (Ajv, coercing text) refusing what it coerced to a non-finite number. Ajv takes
+ * "Infinity", "-Infinity" and "1e400" as numbers (integers, even) and then checks minimum and
+ * maximum only against finite ones, so ?maxPoints=Infinity passed as within 1..20000: a raw
+ * answer of every row of a run (70 MB), and ?limit=Infinity reached SQLite as a LIMIT it refuses
+ * (500). No query field means a non-finite number, so every one is refused, naming the field.
+ */
+function finiteOnly(validate: ValidateFunction): ValidateFunction {
+  const checked = ((data: unknown, ctx?: Parameters<ValidateFunction>[1]) => {
+    if (!validate(data, ctx)) {
+      checked.errors = validate.errors;
+      return false;
+    }
+    const at = nonFinite(data, '');
+    checked.errors = at === null ? null : [{ keyword: 'finite', instancePath: at, schemaPath: '#', params: {}, message: 'must be a finite number' }];
+    return at === null;
+  }) as ValidateFunction;
+  // Fastify passes the parent (so Ajv may coerce a root value) to a function that has one.
+  return Object.assign(checked, { schema: validate.schema, schemaEnv: validate.schemaEnv });
+}
+
+/** JSON pointer of the first non-finite number in `v` (values of a query string or path: a few), or null. */
+function nonFinite(v: unknown, at: string): string | null {
+  if (typeof v === 'number') return Number.isFinite(v) ? null : at;
+  if (v === null || typeof v !== 'object') return null;
+  for (const [k, x] of Object.entries(v)) {
+    const found = nonFinite(x, `${at}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`);
+    if (found !== null) return found;
+  }
+  return null;
+}
+
 export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): Promise<Coordinator> {
   const o: AppOptions = { ...DEFAULT_APP_OPTIONS, ...opts };
   const clock = deps.clock ?? backgroundClock;
@@ -185,7 +217,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     // WebSocket and peer messages use (src/protocol/check.ts).
     schemaErrorFormatter: (errors, dataVar) => new Error(describeIssues(errors as unknown as SchemaIssue[], dataVar)),
   });
-  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strictAjv : textAjv).compile(schema));
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strictAjv.compile(schema) : finiteOnly(textAjv.compile(schema))));
   app.setErrorHandler((err: Error & { statusCode?: number; validationContext?: string; code?: string }, req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
     if (status >= 500) req.log.error({ err }, 'request failed');

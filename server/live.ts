@@ -3,7 +3,9 @@
 // (more than maxBufferedBytes unsent) is disconnected rather than allowed to grow memory; the
 // browser's EventSource reconnects by itself and fills the gap through the REST query.
 // Streams are capped per client address and per run besides the global cap, so one client
-// cannot take the slots a researcher's dashboard needs.
+// cannot take the slots a researcher's dashboard needs; and a run's streams are shared among
+// addresses: on a full run, the address holding the most gives up its newest stream to one
+// holding fewer, so a crowd of addresses cannot hold them all (63 addresses of 8 did).
 import type { ServerResponse } from 'node:http';
 import { OpenCounter } from './address-budget.ts';
 
@@ -23,12 +25,15 @@ export type LiveEvent = 'report' | 'peer' | 'checkpoint' | 'run';
 interface Subscriber {
   res: ServerResponse;
   runId: string;
+  address: string;
+  /** Forgets the stream and frees its places (once). */
+  drop: () => void;
 }
 
 export class LiveHub {
   private readonly subs = new Set<Subscriber>();
   private keepAlive: ReturnType<typeof setInterval> | null = null;
-  readonly stats = { sent: 0, dropped: 0 };
+  readonly stats = { sent: 0, dropped: 0, displaced: 0 };
 
   /** Streams open now. */
   get count(): number {
@@ -62,15 +67,44 @@ export class LiveHub {
     if (this.subs.size >= this.limits.maxSubscribers) return { status: 503, error: `${this.subs.size} dashboards are connected, the limit; try again later` };
     const addr = this.byAddress.acquire(address);
     if (!addr) return { status: 429, error: `this address holds ${this.limits.perAddress} live streams, the limit; close one first` };
-    const run = this.byRun.acquire(runId);
+    let run = this.byRun.acquire(runId);
+    if (!run) {
+      const crowded = this.displaceable(runId, address);
+      if (crowded) {
+        this.stats.displaced++;
+        crowded.drop();
+        crowded.res.destroy(); // its browser reconnects, and finds its address at its share
+        run = this.byRun.acquire(runId);
+      }
+    }
     if (!run) {
       addr();
-      return { status: 503, error: `run ${runId} has ${this.limits.perRun} live streams, the limit; try again later` };
+      return { status: 503, error: `run ${runId} has ${this.limits.perRun} live streams, the limit, and no address holds more than one over this one's; try again later` };
     }
-    return (res, headers) => this.subscribe(runId, res, headers, () => { addr(); run(); });
+    const release = run;
+    return (res, headers) => this.subscribe(runId, address, res, headers, () => { addr(); release(); });
   }
 
-  private subscribe(runId: string, res: ServerResponse, headers: Record<string, string>, release: () => void): void {
+  /**
+   * On a full run, the newest stream of the address holding the most of the run's streams, if
+   * it holds at least two more than `address` (one more would only swap the two, back and forth).
+   */
+  private displaceable(runId: string, address: string): Subscriber | null {
+    const held = new Map<string, Subscriber[]>();
+    for (const s of this.subs) {
+      if (s.runId !== runId) continue;
+      const list = held.get(s.address);
+      if (list) list.push(s);
+      else held.set(s.address, [s]);
+    }
+    const mine = held.get(address)?.length ?? 0;
+    let most: Subscriber[] = [];
+    for (const list of held.values()) if (list.length > most.length) most = list;
+    // Subscribers are kept in the order they came: the last of an address's is its newest.
+    return most.length >= mine + 2 ? most[most.length - 1]! : null;
+  }
+
+  private subscribe(runId: string, address: string, res: ServerResponse, headers: Record<string, string>, release: () => void): void {
     // A client gone before its stream starts: its response will not emit 'close' again.
     if (res.destroyed) return release();
     res.writeHead(200, {
@@ -81,11 +115,18 @@ export class LiveHub {
       'x-accel-buffering': 'no',
     });
     res.write('retry: 2000\n\n');
-    const sub: Subscriber = { res, runId };
+    let dropped = false;
+    const sub: Subscriber = {
+      res, runId, address, drop: () => {
+        if (dropped) return;
+        dropped = true;
+        this.subs.delete(sub);
+        release();
+      },
+    };
     this.subs.add(sub);
-    const drop = () => { this.subs.delete(sub); release(); };
-    res.on('close', drop);
-    res.on('error', drop);
+    res.on('close', sub.drop);
+    res.on('error', sub.drop);
   }
 
   publish(runId: string, event: LiveEvent, data: unknown): void {

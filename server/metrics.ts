@@ -61,7 +61,10 @@ export interface MetricsQuery {
   to: number;
   /** Downsample to about this many points when the range holds more rows. */
   maxPoints: number;
-  /** Instead of downsampling: the newest maxPoints rows of the range, raw (`total` still counts them all). */
+  /**
+   * Instead of downsampling: the newest rows of the range, raw, at most maxPoints and at most a
+   * fair share of them per peer (`total` still counts them all).
+   */
   newest?: boolean;
 }
 
@@ -132,8 +135,12 @@ interface ThinRow {
   linkFailures: number; linkError: string | null; weight: number;
 }
 
-/** Most answers the cache holds, and most bytes of JSON (a 20,000-point page is ~4.4 MB). */
+/**
+ * Most answers the cache holds over a range of the caller's choosing, and over a whole run (see
+ * AnswerCache), and most bytes of JSON of both together (a 20,000-point page is ~4.4 MB).
+ */
 export const ANSWER_CACHE_ENTRIES = 64;
+export const ANSWER_CACHE_WHOLE_RUN_ENTRIES = 16;
 export const ANSWER_CACHE_BYTES = 16 << 20;
 
 /**
@@ -142,44 +149,61 @@ export const ANSWER_CACHE_BYTES = 16 << 20;
  * has no new rows (`gen`, bumped by every flush that stored a row and by thinning): it is then
  * exactly what a query would return. A run of `staleRows` rows or more may also be answered from
  * one computed less than `staleMs` ago, so a stream of reports cannot make every request a full
- * scan again. Least recently used answers go first past `ANSWER_CACHE_ENTRIES` entries or
- * `ANSWER_CACHE_BYTES` (counted as V8 stores the string: 1 byte a char, 2 if any is past U+00FF).
+ * scan again. Least recently used answers go first past `ANSWER_CACHE_BYTES` (counted as V8
+ * stores the string: 1 byte a char, 2 if any is past U+00FF) or the entries of their kind:
+ * answers over a whole run (the range open at both ends, every peer: what every dashboard asks,
+ * and costly on a big run), at most ANSWER_CACHE_WHOLE_RUN_ENTRIES, are never evicted for a
+ * ranged one (or one peer's), at most ANSWER_CACHE_ENTRIES, which go first. One client asking 64
+ * one-row ranges, a few ms of its read budget, flushed the run's shared history, and every
+ * dashboard after it paid the full computation (339 ms against 24 ms).
  */
 class AnswerCache {
-  private readonly m = new Map<string, { gen: number; at: number; json: string; bytes: number }>();
+  /** By kind, each in least-recently-used order. */
+  private readonly whole = new Map<string, CachedAnswer>();
+  private readonly ranged = new Map<string, CachedAnswer>();
   private bytes = 0;
   readonly stats = { hits: 0, misses: 0 };
 
-  get(key: string, gen: number, now: number, staleMs: number): string | undefined {
-    const e = this.m.get(key);
+  get(key: string, wholeRun: boolean, gen: number, now: number, staleMs: number): string | undefined {
+    const m = wholeRun ? this.whole : this.ranged;
+    const e = m.get(key);
     if (e === undefined || (e.gen !== gen && !(now - e.at < staleMs))) return undefined;
-    this.m.delete(key);
-    this.m.set(key, e);
+    m.delete(key);
+    m.set(key, e);
     this.stats.hits++;
     return e.json;
   }
 
-  set(key: string, gen: number, now: number, json: string): void {
+  set(key: string, wholeRun: boolean, gen: number, now: number, json: string): void {
     this.stats.misses++;
-    const old = this.m.get(key);
+    const m = wholeRun ? this.whole : this.ranged;
+    const old = m.get(key);
     // An answer computed from older rows, finishing after a newer one, does not replace it.
     if (old && old.gen > gen) return;
-    if (old) { this.m.delete(key); this.bytes -= old.bytes; }
+    if (old) { m.delete(key); this.bytes -= old.bytes; }
     const bytes = json.length * (/[^\u0000-\u00ff]/.test(json) ? 2 : 1);
     if (bytes > ANSWER_CACHE_BYTES) return;
-    this.m.set(key, { gen, at: now, json, bytes });
+    m.set(key, { gen, at: now, json, bytes });
     this.bytes += bytes;
-    for (const [k, e] of this.m) {
-      if (this.m.size <= ANSWER_CACHE_ENTRIES && this.bytes <= ANSWER_CACHE_BYTES) break;
-      this.m.delete(k);
+    const drop = (from: Map<string, CachedAnswer>) => {
+      const [k, e] = from.entries().next().value!;
+      from.delete(k);
       this.bytes -= e.bytes;
-    }
+    };
+    while (this.ranged.size > ANSWER_CACHE_ENTRIES) drop(this.ranged);
+    while (this.whole.size > ANSWER_CACHE_WHOLE_RUN_ENTRIES) drop(this.whole);
+    // Past the bytes, ranged answers go first (the one just stored too, last); whole-run answers
+    // only for another whole-run answer.
+    while (this.bytes > ANSWER_CACHE_BYTES && this.ranged.size > 0) drop(this.ranged);
+    while (this.bytes > ANSWER_CACHE_BYTES) drop(this.whole);
   }
 
   get size(): { entries: number; bytes: number } {
-    return { entries: this.m.size, bytes: this.bytes };
+    return { entries: this.whole.size + this.ranged.size, bytes: this.bytes };
   }
 }
+
+interface CachedAnswer { gen: number; at: number; json: string; bytes: number }
 
 export class MetricsStore {
   private queue: { row: ReportRow; done: Committed }[] = [];
@@ -353,7 +377,7 @@ export class MetricsStore {
    * computed (not for a cached one, nor one being computed): it may throw to refuse, or return
    * what to call when the computation ends.
    */
-  private async cached(runId: string, from: number, to: number, job: (from: number, to: number) => AnswerJob, rest: unknown[], admit?: Admit): Promise<Answer> {
+  private async cached(runId: string, from: number, to: number, job: (from: number, to: number) => AnswerJob, rest: unknown[], everyPeer: boolean, admit?: Admit): Promise<Answer> {
     const gen = this.gens.get(runId) ?? 0;
     const span = this.span.get({ runId }) as { lo: number | null; hi: number | null };
     let lo = 1, hi = 0, range: unknown[] = ['none']; // No row in range: one empty key.
@@ -364,9 +388,10 @@ export class MetricsStore {
     }
     const j = job(lo, hi);
     const key = JSON.stringify([j.kind, runId, ...range, ...rest]);
+    const wholeRun = everyPeer && (range.length === 1 || (range[0] === 'first' && range[1] === 'last'));
     const now = (this.o.now ?? performance.now.bind(performance))();
     const staleMs = this.rowCount(runId) >= (this.o.staleAnswerRows ?? STALE_ANSWER_ROWS) ? (this.o.staleAnswerMs ?? STALE_ANSWER_MS) : 0;
-    const hit = this.answers.get(key, gen, now, staleMs);
+    const hit = this.answers.get(key, wholeRun, gen, now, staleMs);
     if (hit !== undefined) return { json: hit, ms: 0 };
     const flight = `${gen} ${key}`;
     const pending = this.inFlight.get(flight);
@@ -376,7 +401,7 @@ export class MetricsStore {
       const computing = this.reader(j);
       this.inFlight.set(flight, computing);
       const answer = await computing;
-      this.answers.set(key, gen, now, answer.json);
+      this.answers.set(key, wholeRun, gen, now, answer.json);
       return answer;
     } finally {
       this.inFlight.delete(flight);
@@ -393,12 +418,12 @@ export class MetricsStore {
     // Dashboards ask the same few maxPoints, so they still share.
     const newest = q.newest === true;
     return this.cached(q.runId, q.from, q.to, (from, to) => ({ kind: 'metrics', q: { runId: q.runId, ...(q.peerId ? { peerId: q.peerId } : {}), from, to, maxPoints: q.maxPoints, newest } }),
-      [q.peerId ?? null, q.maxPoints, newest], admit);
+      [q.peerId ?? null, q.maxPoints, newest], !q.peerId, admit);
   }
 
   /** `connectivity` as JSON, cached (see AnswerCache), with what it cost. */
   connectivityJson(runId: string, from: number, to: number, admit?: Admit): Promise<Answer> {
-    return this.cached(runId, from, to, (lo, hi) => ({ kind: 'connectivity', runId, from: lo, to: hi }), [], admit);
+    return this.cached(runId, from, to, (lo, hi) => ({ kind: 'connectivity', runId, from: lo, to: hi }), [], true, admit);
   }
 
   query(q: MetricsQuery): MetricsResult {
@@ -446,21 +471,49 @@ function mergeRows(a: ThinRow, b: ThinRow): ThinRow {
   };
 }
 
+/** Most points one metrics answer holds: raw rows or buckets (GET /metrics refuses a larger maxPoints). */
+export const MAX_POINTS = 20_000;
+
 /** Reports of a run in a range: raw rows when few enough (or the newest), time buckets otherwise. */
-export function queryReports(db: Db, q: MetricsQuery): MetricsResult {
+export function queryReports(db: Db, query: MetricsQuery): MetricsResult {
+  // The route bounds maxPoints; should a caller ever pass one past the bound, or a non-finite one
+  // (once ?maxPoints=Infinity got through: every row of a run, raw), the answer still holds at
+  // most MAX_POINTS, and SQLite gets an integer LIMIT.
+  const q = { ...query, maxPoints: Number.isFinite(query.maxPoints) ? Math.min(MAX_POINTS, Math.max(1, Math.floor(query.maxPoints))) : MAX_POINTS };
   const where = `run_id = @runId AND t >= @from AND t <= @to${q.peerId ? ' AND peer_id = @peerId' : ''}`;
   const params = { runId: q.runId, from: q.from, to: q.to, ...(q.peerId ? { peerId: q.peerId } : {}) };
-  const total = (db.prepare(`SELECT COUNT(*) AS n FROM reports WHERE ${where}`).get(params) as { n: number }).n;
+  // The dashboard's history (newest, all peers) counts the range per peer: one walk of
+  // reports_run_peer_t, its sum the total.
+  const perPeer = q.newest && !q.peerId
+    ? (db.prepare(`SELECT COUNT(*) AS n FROM reports INDEXED BY reports_run_peer_t WHERE ${where} GROUP BY peer_id`).all(params) as { n: number }[]).map((r) => r.n)
+    : null;
+  const total = perPeer ? perPeer.reduce((a, n) => a + n, 0) : (db.prepare(`SELECT COUNT(*) AS n FROM reports WHERE ${where}`).get(params) as { n: number }).n;
   if (total <= q.maxPoints || q.newest) {
-    // The newest rows by one walk of reports_run_t backwards (reports_run_peer_t for one peer), turned oldest first.
-    // (SQLite would take reports_run_t for the order and filter the peer row by row.)
-    const cut = total > q.maxPoints ? ` ORDER BY t DESC, id DESC LIMIT ${q.maxPoints}` : '';
-    const index = q.peerId ? ' INDEXED BY reports_run_peer_t' : '';
+    const byPeer = q.peerId ? ' INDEXED BY reports_run_peer_t' : '';
+    let rows = `reports${byPeer} WHERE ${where}`;
+    if (total > q.maxPoints) {
+      // Each peer's newest rows, at most a fair share of maxPoints each (fairShare: a peer with
+      // fewer keeps all of its rows), so one peer reporting 50 a second cannot fill the window:
+      // the newest maxPoints rows of the run were 19,948 of its and 390 s of four honest peers'
+      // 10 h. A share that is not a whole number of rows is rounded down, and what that leaves
+      // of maxPoints goes to the newest of the rows one past it, so the window holds exactly
+      // maxPoints. The rows are picked on the index alone (peer, t and id), then read by id.
+      // Where the share is under one row (more peers than points), the newest rows of the run:
+      // one walk of reports_run_t backwards (reports_run_peer_t for one peer; SQLite would take
+      // reports_run_t for the order and filter the peer row by row).
+      const share = perPeer ? fairShare(perPeer, q.maxPoints) : 0;
+      const cap = Math.floor(share);
+      rows = share >= 1
+        ? `reports WHERE id IN (SELECT id FROM (SELECT id, t, ROW_NUMBER() OVER (PARTITION BY peer_id ORDER BY t DESC, id DESC) AS rn
+            FROM reports INDEXED BY reports_run_peer_t WHERE ${where}) WHERE rn <= ${cap + 1} ORDER BY rn <= ${cap} DESC, t DESC, id DESC LIMIT ${q.maxPoints})`
+        : `reports${byPeer} WHERE ${where} ORDER BY t DESC, id DESC LIMIT ${q.maxPoints}`;
+    }
+    // Turned oldest first.
     const points = db.prepare(`SELECT * FROM (SELECT t, id, peer_id AS peerId, seq, step, round, train_loss AS trainLoss, val_loss AS valLoss,
         tokens_per_s AS tokensPerS, bytes_in AS bytesIn, bytes_out AS bytesOut, partner, partner_dist AS partnerDist, adapter,
         link_local AS linkLocal, link_remote AS linkRemote, connect_ms AS connectMs, link_failures AS linkFailures, link_error AS linkError, weight,
         probe_ms AS probeMs, probe_solo AS probeSolo, probe_paired AS probePaired, probe_rejected AS probeRejected
-      FROM reports${index} WHERE ${where}${cut}) ORDER BY t, id`).all(params) as (Omit<MetricPoint, 'probeRejected'> & { id?: number; probeRejected: number | null })[];
+      FROM ${rows}) ORDER BY t, id`).all(params) as (Omit<MetricPoint, 'probeRejected'> & { id?: number; probeRejected: number | null })[];
     return {
       downsampled: false, total,
       points: points.map(({ id: _id, ...p }) => ({ ...p, probeRejected: p.probeRejected === null ? null : p.probeRejected === 1 })),

@@ -5,7 +5,8 @@
 // cached or not, takes the event loop a few ms per MB to send. So each read is charged what it
 // took and what sending it takes to its client address and to all anonymous clients together;
 // one that would start while either is spent is refused with 429 and a Retry-After, before any
-// query runs. Answers not yet taken by slow connections are bounded in bytes. The admin token is
+// query runs. Answers not yet taken by slow connections are bounded in bytes, and each must be
+// taken within a deadline its size sets, or its connection is cut. The admin token is
 // never refused: the researcher's own tools read what they need. The defaults leave an honest
 // dashboard (one history and a few pages at load, then the live stream) far inside its share.
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -23,6 +24,12 @@ export interface ReadLimits {
   /** Characters of answers not yet handed to sockets, per address and in all (default 16 MiB and 64 MiB). */
   sendingPerAddress?: number;
   sendingTotal?: number;
+  /**
+   * An answer not handed to its socket within max(sendMinMs, its characters / sendCharsPerS
+   * seconds) has its connection cut (default SEND_MIN_MS, SEND_CHARS_PER_S).
+   */
+  sendMinMs?: number;
+  sendCharsPerS?: number;
   /** Monotonic milliseconds: how long a read took, and how much a budget has earned back (default performance.now). */
   now?: () => number;
 }
@@ -56,6 +63,18 @@ export const SENDING_TOTAL = 64 * MiB;
  */
 export const SEND_MS_PER_MB = 3;
 
+/**
+ * The deadline an answer must be taken by: 10 s, or 64 KiB a second for a larger one (a
+ * 20,000-row history, ~4.4 MB, in 67 s). Without one a connection that read nothing held its
+ * answer, and its part of SENDING_TOTAL, for as long as it stayed open: 11 addresses asking for
+ * the dashboard's history and pausing their sockets kept every other anonymous reader at 429
+ * for good. A stricter floor than a download's (16 KiB/s, server/download-budget.ts): an answer
+ * waits in this process's memory, a file on disk. A dashboard on a 1 Mbit/s link still reads a
+ * full history inside it.
+ */
+export const SEND_MIN_MS = 10_000;
+export const SEND_CHARS_PER_S = 64 * 1024;
+
 class ReadRefused extends Error {}
 
 export class ReadBudget {
@@ -65,7 +84,7 @@ export class ReadBudget {
   private readonly total: Allowance;
   private readonly sending: HeldAmounts;
   readonly now: () => number;
-  readonly stats = { reads: 0, refused: 0, chargedMs: 0 };
+  readonly stats = { reads: 0, refused: 0, chargedMs: 0, cut: 0 };
 
   constructor(readonly limits: ReadLimits, private readonly adminToken: string) {
     this.now = limits.now ?? performance.now.bind(performance);
@@ -143,16 +162,39 @@ export class ReadBudget {
     // A client gone while its answer was made gets none: its response emitted 'close' already,
     // so bytes held for it now would never be released.
     if (reply.raw.destroyed) return reply;
+    // An answer larger than all anonymous clients' answers may hold together would, admitted
+    // alone, leave no room for anyone else's until it is taken; no wait makes it smaller.
+    if (chars > this.sending.capAll) {
+      this.stats.refused++;
+      return reply.code(400).send({
+        error: `this answer is ${(chars / MiB).toFixed(1)} MiB, more than the ${(this.sending.capAll / MiB).toFixed(0)} MiB of unsent answers anonymous clients may hold together; ask for fewer points or a narrower range`,
+        code: 'read-budget',
+      });
+    }
     // A connection that does not read keeps its answer in this process until it does: bounded
-    // per address and in all, released once the answer is handed to the socket or the socket closes.
+    // per address and in all, released once the answer is handed to the socket or the socket
+    // closes, and cut once its deadline has passed (SEND_MIN_MS), so no reader holds a place for good.
     const held = this.sending.acquire(key, chars);
     if ('full' in held) {
       return refuse(held.full === 'key'
         ? `this address has ${(this.sending.capPerKey / MiB).toFixed(0)} MiB of answers its connections have not taken yet; read them first`
         : `anonymous clients together have ${(this.sending.capAll / MiB).toFixed(0)} MiB of answers their connections have not taken yet; retry shortly`, 1000);
     }
-    reply.raw.once('finish', held.release);
-    reply.raw.once('close', held.release);
+    const deadlineMs = Math.max(this.limits.sendMinMs ?? SEND_MIN_MS, (chars / (this.limits.sendCharsPerS ?? SEND_CHARS_PER_S)) * 1000);
+    const taken = () => {
+      clearTimeout(deadline);
+      held.release();
+    };
+    const deadline = setTimeout(() => {
+      this.stats.cut++;
+      req.log.info({ address: key, chars, deadlineMs, url: req.url.slice(0, 200) }, 'read answer cut: the client did not take it in time');
+      // Destroyed, the response drops what it had not written, and emits 'close' only on a later tick.
+      taken();
+      reply.raw.destroy();
+    }, deadlineMs);
+    deadline.unref();
+    reply.raw.once('finish', taken);
+    reply.raw.once('close', taken);
     return send(done.value);
   }
 

@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tableCounts } from '../server/db.ts';
+import { MAX_POINTS } from '../server/metrics.ts';
 import { buildApp } from '../server/app.ts';
 import { RawPeer, report, startServer, until, type TestServer } from './support/coordinator.ts';
 import type { ServerMessage } from '../src/protocol/messages.ts';
@@ -211,6 +212,51 @@ describe('coordinator REST', () => {
       expect(r.statusCode, q).toBe(400);
       expect(r.json().error).toBeTruthy();
     }
+  });
+
+  it('refuses a non-finite number anywhere in a query string, naming the field: Ajv coerces "Infinity" past every bound', async () => {
+    // Ajv takes "Infinity", "-Infinity" and "1e400" for integers and checks minimum/maximum only
+    // against finite numbers: ?maxPoints=Infinity was answered with every row of the run, raw.
+    const cases: [string, string][] = [
+      ['/api/runs/default/metrics?maxPoints=Infinity', 'querystring.maxPoints'],
+      ['/api/runs/default/metrics?maxPoints=1e400&newest=true', 'querystring.maxPoints'],
+      ['/api/runs/default/metrics?from=-Infinity&to=Infinity&maxPoints=5', 'querystring.from'],
+      ['/api/runs/default/metrics?to=Infinity', 'querystring.to'],
+      ['/api/runs/default/connectivity?from=-Infinity', 'querystring.from'],
+      ['/api/runs/default/connectivity?to=1e400', 'querystring.to'],
+      ['/api/runs/default/events?limit=Infinity', 'querystring.limit'],
+      ['/api/runs/default/events?limit=-1e400', 'querystring.limit'],
+      ['/api/runs/default/events?from=Infinity', 'querystring.from'],
+    ];
+    for (const [url, field] of cases) {
+      const r = await inject({ method: 'GET', url });
+      expect(r.statusCode, url).toBe(400);
+      expect(r.json().error, url).toBe(`${field} must be a finite number`);
+    }
+    // Finite values past a bound are refused by Ajv as before, and good ones pass.
+    expect((await inject({ method: 'GET', url: '/api/runs/default/metrics?maxPoints=20001' })).json().error).toBe('querystring.maxPoints must be <= 20000');
+    expect((await inject({ method: 'GET', url: '/api/runs/default/events?limit=5&from=0' })).statusCode).toBe(200);
+  });
+
+  it('answers at most MAX_POINTS points whatever maxPoints it is given, a non-finite one too', () => {
+    // Behind the route's bound: a caller inside the coordinator that passes a bad maxPoints gets
+    // a bounded answer and SQLite an integer LIMIT, not every row of the run.
+    const t0 = 1_800_000_000_000;
+    for (let i = 0; i < MAX_POINTS + 1; i++) {
+      s.c.metrics.enqueue({
+        runId: 'many', peerId: 'p-00000000000000b1', seq: i, time: t0 + i, t: t0 + i, receivedAt: t0 + i, step: i, round: i,
+        trainLoss: 3, valLoss: null, tokensPerS: 1, bytesIn: 1, bytesOut: 1, partner: null, partnerDist: null, adapter: null,
+      }, () => {});
+    }
+    s.c.metrics.flush();
+    for (const maxPoints of [Infinity, -Infinity, NaN, 1e9]) {
+      const all = s.c.metrics.query({ runId: 'many', from: 0, to: 1e14, maxPoints });
+      expect(all.total, String(maxPoints)).toBe(MAX_POINTS + 1);
+      expect(all.points.length, String(maxPoints)).toBeLessThanOrEqual(MAX_POINTS);
+      const newest = s.c.metrics.query({ runId: 'many', from: 0, to: 1e14, maxPoints, newest: true });
+      expect(newest.points.length, String(maxPoints)).toBe(MAX_POINTS);
+    }
+    expect(s.c.metrics.query({ runId: 'many', from: 0, to: 1e14, maxPoints: 0.5, newest: true }).points.length).toBe(1);
   });
 
   it('streams reports live to dashboards (SSE) once they are committed', async () => {

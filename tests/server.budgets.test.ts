@@ -2,7 +2,7 @@
 // need. 1,005 dashboard streams from one address leave a researcher elsewhere able to connect;
 // WebSockets per address are capped; hellos per address are rate limited.
 import { afterAll, describe, expect, it } from 'vitest';
-import type { ClientRequest, ServerResponse } from 'node:http';
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import { WebSocket } from 'ws';
 import { DEFAULT_LIVE_LIMITS, LiveHub } from '../server/live.ts';
 import { INVALID_ADDRESS, OpenCounter, RateBudget, addressKey, siteKey } from '../server/address-budget.ts';
@@ -138,6 +138,44 @@ describe('dashboard streams', () => {
     }
     for (const r of held) r.destroy();
     expect(codes).toEqual([200, 200, 200, 503]);
+  });
+
+  it('shares a full run\'s streams among addresses: the one holding the most gives up its newest to one holding at least two fewer', async () => {
+    // 63 addresses holding 8 streams each took all 500 of a run's, and every other dashboard,
+    // the researcher's too, got 503 for as long as they kept them open.
+    const s = await startServer({ live: { perRun: 6, perAddress: 4 } });
+    servers.push(s);
+    const url = `${s.url}/api/runs/default/stream`;
+    const held: { res: IncomingMessage; req: ClientRequest; ended: boolean }[] = [];
+    const stream = async (from: string) => {
+      const { res, req } = await open(url, from);
+      const h = { res, req, ended: false };
+      res.on('close', () => { h.ended = true; });
+      res.resume();
+      held.push(h);
+      return h;
+    };
+    try {
+      const crowd: Awaited<ReturnType<typeof stream>>[] = [];
+      for (let i = 0; i < 4; i++) crowd.push(await stream('127.0.0.2'));
+      for (let i = 0; i < 2; i++) expect((await stream('127.0.0.3')).res.statusCode).toBe(200);
+      expect(crowd.map((h) => h.res.statusCode)).toEqual([200, 200, 200, 200]);
+      expect(s.c.live.size).toBe(6);
+      // The run is full. A newcomer holding none takes the crowd's newest stream.
+      expect((await stream('127.0.0.4')).res.statusCode).toBe(200);
+      await until(() => crowd[3]!.ended, 5000, "the crowd's newest stream to end");
+      expect(crowd.slice(0, 3).map((h) => h.ended)).toEqual([false, false, false]);
+      // 127.0.0.3 holds 2 to the crowd's 3: taking one would only swap them.
+      expect((await stream('127.0.0.3')).res.statusCode).toBe(503);
+      // The newcomer holds 1 to the crowd's 3: it takes the crowd's newest again.
+      expect((await stream('127.0.0.4')).res.statusCode).toBe(200);
+      await until(() => crowd[2]!.ended, 5000, "the crowd's next newest stream to end");
+      expect(s.c.live.size).toBe(6);
+      expect(s.c.live.stats.displaced).toBe(2);
+      // (Addresses of one stream each on a full run: the next waits, 'caps streams per run'.)
+    } finally {
+      for (const h of held) h.req.destroy();
+    }
   });
 });
 

@@ -8,7 +8,7 @@
 // grouped connectivity query gives what its definition says on a run of 1,100 peers, computed
 // here from the inserted reports.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ANSWER_CACHE_BYTES, ANSWER_CACHE_ENTRIES, FAILING_WINDOW, type ReportRow } from '../server/metrics.ts';
+import { ANSWER_CACHE_BYTES, ANSWER_CACHE_ENTRIES, ANSWER_CACHE_WHOLE_RUN_ENTRIES, FAILING_WINDOW, type ReportRow } from '../server/metrics.ts';
 import { startServer, type TestServer } from './support/coordinator.ts';
 
 const T0 = 1_700_000_000_000;
@@ -207,14 +207,33 @@ describe('the cost of a dashboard read', () => {
     expect(fresh.points.at(-1)).toMatchObject({ t: T0 + 30_000, trainLoss: 1.5 });
   });
 
-  it('keeps at most ANSWER_CACHE_ENTRIES answers and ANSWER_CACHE_BYTES however the parameters vary', async () => {
+  it('keeps the whole-run answers every dashboard shares however many ranged ones a client asks for', async () => {
+    // One client asking 64 one-row ranges (a few ms of its read budget) evicted the run's
+    // history from the cache, and every dashboard after it paid the full computation again.
+    const history = `/api/runs/big/metrics?from=0&to=${T0 + 1e9}&maxPoints=20000&newest=true`;
+    const connectivity = '/api/runs/big/connectivity';
+    const buckets = '/api/runs/big/metrics?maxPoints=500';
+    for (const url of [history, connectivity, buckets]) expect((await get(url)).statusCode).toBe(200);
+    take();
+    for (let i = 0; i < 2 * ANSWER_CACHE_ENTRIES; i++) {
+      expect((await get(`/api/runs/big/metrics?from=${T0 + 1 + i * 50}&to=${T0 + 1 + i * 50}&maxPoints=1`)).statusCode).toBe(200);
+    }
+    // One peer's whole run is not every dashboard's: it is ranged too.
+    for (let i = 0; i < 20; i++) expect((await get(`/api/runs/big/metrics?peer=${peerId(i)}&maxPoints=5`)).statusCode).toBe(200);
+    expect(take()).toBeGreaterThan(0);
+    for (const url of [history, connectivity, buckets]) expect((await get(url)).statusCode).toBe(200);
+    expect(take()).toBe(0);
+    expect(s.c.metrics.answerStats.entries).toBeLessThanOrEqual(ANSWER_CACHE_ENTRIES + ANSWER_CACHE_WHOLE_RUN_ENTRIES);
+  });
+
+  it('keeps at most ANSWER_CACHE_ENTRIES ranged and ANSWER_CACHE_WHOLE_RUN_ENTRIES whole-run answers, and ANSWER_CACHE_BYTES, however the parameters vary', async () => {
     for (let i = 0; i < 120; i++) {
       const r = await get(`/api/runs/big/metrics?from=${T0 + i}&maxPoints=${1 + (i % 40)}${i % 3 ? `&peer=${peerId(i)}` : ''}`);
       expect(r.statusCode).toBe(200);
     }
     for (let i = 0; i < 10; i++) await get(`/api/runs/big/metrics?from=${T0 + i * 1000}&maxPoints=20000`);
     const st = s.c.metrics.answerStats;
-    expect(st.entries).toBeLessThanOrEqual(ANSWER_CACHE_ENTRIES);
+    expect(st.entries).toBeLessThanOrEqual(ANSWER_CACHE_ENTRIES + ANSWER_CACHE_WHOLE_RUN_ENTRIES);
     expect(st.bytes).toBeLessThanOrEqual(ANSWER_CACHE_BYTES);
     expect(st.bytes).toBeGreaterThan(ANSWER_CACHE_BYTES / 2);
   });

@@ -6,7 +6,7 @@ import { RUN_PARAMS, type RunParams } from './guard.ts';
 import { addressKey } from '../address-budget.ts';
 import { securityHeaders } from './web.ts';
 import { PEER_ID_PATTERN } from '../../src/protocol/messages.ts';
-import type { Answer } from '../metrics.ts';
+import { MAX_POINTS, type Answer } from '../metrics.ts';
 import type { Costed } from '../read-budget.ts';
 
 const time = Type.Optional(Type.Integer({ minimum: 0, maximum: 1e14 }));
@@ -14,7 +14,7 @@ const METRICS_QUERY = Type.Object({
   peer: Type.Optional(Type.String({ pattern: PEER_ID_PATTERN })),
   from: time,
   to: time,
-  maxPoints: Type.Optional(Type.Integer({ minimum: 1, maximum: 20000 })),
+  maxPoints: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_POINTS })),
   /** With more rows than maxPoints in range: the newest maxPoints rows, raw, rather than time buckets over all. */
   newest: Type.Optional(Type.Boolean()),
 }, { additionalProperties: false });

@@ -76,9 +76,10 @@ export class CoordinatorDashboardSource implements DashboardSource {
 
   /**
    * The run's reports from `since` (ms) on, oldest first, raw: when there are more than
-   * MAX_POINTS, the newest MAX_POINTS of them (the coordinator would otherwise answer with time
-   * buckets without peer ids), so every peer keeps its own line. One request, one indexed walk
-   * on the coordinator.
+   * MAX_POINTS, each peer's newest, at most a fair share of MAX_POINTS each (the coordinator
+   * would otherwise answer with time buckets without peer ids), so every peer keeps its own
+   * line and one fast reporter cannot push the others' out. One request, indexed walks on the
+   * coordinator.
    */
   async history(since = 0): Promise<MetricReport[]> {
     const page = await this.get(`/metrics?from=${since}&to=${Date.now()}&maxPoints=${MAX_POINTS}&newest=true`, MetricsPage);
