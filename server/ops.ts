@@ -96,6 +96,7 @@ export function opsRegistry(ctx: AppContext, src: OpsSources): Registry {
   counter('murmur_reads_total', 'Anonymous dashboard reads served', () => reads.stats.reads);
   counter('murmur_reads_refused_total', 'Anonymous dashboard reads refused by the read budget', () => reads.stats.refused);
   counter('murmur_read_seconds_total', 'Coordinator time charged to anonymous dashboard reads', () => reads.stats.chargedMs / 1000);
+  counter('murmur_reads_cut_total', 'Anonymous read answers cut for not being taken by their send deadline', () => reads.stats.cut);
   gauge('murmur_downloads_open', 'Anonymous downloads (data, checkpoints, states, exports) being sent', () => downloads.open());
   counter('murmur_downloads_total', 'Anonymous downloads started', () => downloads.stats.served);
   counter('murmur_downloads_refused_total', 'Anonymous downloads refused by the download budget', () => downloads.stats.refused);
@@ -110,6 +111,7 @@ export function opsRegistry(ctx: AppContext, src: OpsSources): Registry {
   }
   gauge('murmur_live_streams', 'Dashboard event streams open', () => live.count);
   counter('murmur_live_events_dropped_total', 'Dashboard streams dropped for not reading', () => live.stats.dropped);
+  counter('murmur_live_streams_displaced_total', 'Dashboard streams of a full run given up to an address holding fewer', () => live.stats.displaced);
   counter('murmur_checkpoint_evaluations_total', 'Uploaded states the coordinator measured', () => src.evaluator.stats.evaluations);
   gauge('murmur_checkpoint_evaluation_seconds', 'How long the last measurement of an uploaded state took', () => src.evaluator.stats.lastMs / 1000);
   if (src.dbFile) {

@@ -69,6 +69,9 @@ describe('ops metrics', () => {
       expect(after.get('murmur_frames_total')).toBeGreaterThan(before.get('murmur_frames_total')!);
       expect(after.get('murmur_reads_total')).toBe(before.get('murmur_reads_total')! + 1);
       expect(after.get('murmur_reads_refused_total')).toBe(before.get('murmur_reads_refused_total')! + 1);
+      // Nothing here left an answer untaken or a run's streams full.
+      expect(after.get('murmur_reads_cut_total')).toBe(0);
+      expect(after.get('murmur_live_streams_displaced_total')).toBe(0);
       expect(after.get('murmur_read_worker_jobs_total')).toBe(before.get('murmur_read_worker_jobs_total')! + 1);
       expect(after.get('murmur_read_worker_starts_total')).toBe(1);
       expect(after.get('murmur_answers_total{source="computed"}')).toBe(before.get('murmur_answers_total{source="computed"}')! + 1);
