@@ -125,7 +125,7 @@ async function attackRun(runId: string, third: { attack: Attack } | { rejoin: At
   const ik = attacker ? (await attacker.joined).peerId : null;
   const isAttacker = (id: string | null) => id !== null && ('honest' in third ? false : id === ik || attackers().includes(id));
   const arrived = (i: number) => events[i]!.filter((e) => isAttacker(e.exchange.partner) && (e.exchange.outcome === 'paired' || e.exchange.reason === 'rejected'));
-  const harmed = (i: number) => arrived(i).filter((e) => e.exchange.outcome === 'paired' && e.probe !== null && e.probe.excess > 0);
+  const harmed = (i: number) => harmfulExchanges(arrived(i));
   const reportedBy = (i: number) => offences().some((o) => o.reporter === [ia, ib][i] && isAttacker(o.accused));
   const strikesBy = (i: number) => offences().filter((o) => o.reporter === [ia, ib][i] && isAttacker(o.accused) && !isSoftOffence(o.reason)).length;
   const shielded = (i: number) => offences().filter((o) => isAttacker(o.reporter) && o.accused === [ia, ib][i] && !isSoftOffence(o.reason)).length >= VETO_AFTER;
@@ -163,22 +163,24 @@ const reportedOrHarmed = (meetings = REPORT_WITHIN) => (r: Progress) =>
 
 /**
  * Each honest volunteer reported the attacker within REPORT_WITHIN of its harmful exchanges
- * with it (refused by the checks, or excess > 0 at the probe); every payload of its that passed
- * the checks was judged by the probe's own rule, and only an accepted one is named in a report.
- * One the attacker's own reports shielded (Honest.shielded) before it reported may have had
- * fewer than REPORT_WITHIN harmful exchanges, never more.
+ * with it (harmfulExchanges: refused by the checks, or beyond the probe's margin); every payload
+ * of its that passed the checks was judged by the probe's own rule, and only an accepted one is
+ * named in a report. One that never reported it (the attacker's own reports shielded it, or
+ * every meeting fell within honest noise) had fewer than REPORT_WITHIN harmful exchanges, never
+ * more; and at least one honest volunteer reported it.
  */
 function reportedWithin(attackers: readonly string[], peers: readonly Honest[]) {
+  const reporters = peers.filter((p) => offences().some((o) => o.reporter === p.id && attackers.includes(o.accused)));
+  expect(reporters.length, peers.map((p) => p.line).join('\n')).toBeGreaterThan(0);
   for (const p of peers) {
     const first = offences().find((o) => o.reporter === p.id && attackers.includes(o.accused));
     judgedByTheRule(p);
     const harmful = harmfulExchanges(p.arrived);
-    if (!first && p.shielded) {
-      console.log(`honest volunteer never reported the attacker: its reports vetoed the pair after ${harmful.length} harmful exchanges of ${p.arrived.length} with it`);
+    if (!first) {
+      console.log(`honest volunteer never reported the attacker${p.shielded ? ' (its reports vetoed the pair)' : ''}: ${harmful.length} harmful exchanges of ${p.arrived.length} with it`);
       expect(harmful.length, p.line).toBeLessThan(REPORT_WITHIN);
       continue;
     }
-    expect(first, p.line).toBeDefined();
     // The report leaves in the round of the exchange that made it (a refusal by the checks, or
     // the probe's offence): that exchange's place among the harmful ones.
     const at = harmful.findIndex(reportedIn);

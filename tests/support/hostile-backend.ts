@@ -170,13 +170,17 @@ export const reportedIn = (e: RoundEvent): boolean => (e.exchange.reason === 're
 /**
  * Of one honest volunteer's exchanges in which the attacker's payload arrived (validated or
  * refused by the checks), those that did harm or could have (issue 15's "reported within 3 of
- * its exchanges"): refused by the mesh's checks, judged by the probe worse than solo beyond this
- * volunteer's honest baseline (excess > 0), or reported. A reversed Δ from an attacker whose own
- * Δ happens to be nearly orthogonal to ours (it trained alone for rounds: cosines of 0.004 were
- * seen) is none of these: the probe finds it no worse than an honest one.
+ * its exchanges"): refused by the mesh's checks, judged by the probe worse than solo by more
+ * than its margin (the harm honest partners stay under: the control's honest exchanges are
+ * nearly all within it), or reported. A reversed Δ from an attacker whose own Δ happens to be
+ * nearly orthogonal to ours is none of these: the probe finds it no worse than an honest one.
+ * Counting every excess above 0 as harm (as this did) called noise harm: in one run an honest
+ * volunteer met a sign-flip attacker three times at cosines of -0.19, -0.03 and -0.002, with
+ * excesses of 0.015, 0.009 and 0.008 under a margin of 0.024, while honest pairs in the same run
+ * showed excesses up to 0.016; it took them, rightly, and the test failed for want of a report.
  */
 export function harmfulExchanges(arrived: readonly RoundEvent[]): RoundEvent[] {
-  return arrived.filter((e) => e.exchange.reason === 'rejected' || (e.probe !== null && e.probe.excess > 0) || reportedIn(e));
+  return arrived.filter((e) => e.exchange.reason === 'rejected' || (e.probe !== null && e.probe.excess > e.probe.margin) || reportedIn(e));
 }
 
 /** At which of its harmful exchanges (harmfulExchanges, from 1) the volunteer reported the attacker; null: never. */
