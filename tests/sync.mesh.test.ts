@@ -2,7 +2,10 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createMesh } from '../src/sync/mesh.ts';
 import { ExchangeRun } from '../src/sync/exchange.ts';
 import { Assembler } from '../src/sync/transfer.ts';
-import type { LinkFactory } from '../src/sync/links.ts';
+import type { Link, LinkFactory } from '../src/sync/links.ts';
+import { decodeFrame } from '../src/protocol/frame.ts';
+import { parseControl } from '../src/protocol/peer-messages.ts';
+import { chaosLinks } from './support/chaos.ts';
 import { Rogue } from './support/rogue.ts';
 import { MeshDestroyedError, MeshConfigError, PayloadError, MeshBusyError } from '../src/sync/errors.ts';
 import { Swarm, syntheticPayload, sleep, CONFIG_HASH, sameFloats } from './support/swarm.ts';
@@ -387,3 +390,61 @@ function assertSymmetric(ids: string[], results: ExchangeResult[][]): void {
     }
   });
 }
+
+describe('mesh: a late announcement of a round given up on', () => {
+  it("a partner's xchg that crossed our deadline abort is not taken as its announcement of the next round: the pair pairs again", async () => {
+    // p1's announcement of round 0 is held on the wire (a channel queueing an earlier round's
+    // chunks delays it so) until p0 has given that round up at its deadline and is waiting for
+    // its next pool answer; p1 took p0's abort then, so nothing from p1 follows it for round 0.
+    let hold = false;
+    const held: Uint8Array[] = [];
+    let p1Link: Link | null = null;
+    let staleArrived = false;
+    const s = (swarm = new Swarm({
+      n: 2, transport: 'memory', elements: 256,
+      initFor: (id) => ({ deadline: id === 'p0' ? { minMs: 50, initialMs: 200, maxMs: 5_000 } : { minMs: 5_000, initialMs: 10_000, maxMs: 20_000 } }),
+      wrap: (id, links) => {
+        if (id === 'p0') {
+          return chaosLinks(links, (f) => [f], (remote, bytes) => {
+            const f = decodeFrame(bytes);
+            if (remote === 'p1' && f.type === 'control' && parseControl(f.message).t === 'xchg' && !hold) staleArrived = true;
+          });
+        }
+        return chaosLinks((o) => (p1Link = links(o)), (f, { chunk }) => {
+          if (!hold) return [f];
+          if (!chunk) held.push(f); // round 0's chunks are lost with the held announcement
+          return [];
+        });
+      },
+    }));
+    await s.connected(1);
+    const [p0, p1] = s.peers as [typeof s.peers[0], typeof s.peers[0]];
+    // The test is the pool: each round's pairing is told to both, in order.
+    for (const p of [p0, p1]) vi.spyOn(p.client, 'ready').mockImplementation(() => {});
+    hold = true;
+    const pair = (round: number) => {
+      p0.client.emit('paired', { round, partner: p1.id, initiator: true });
+      p1.client.emit('paired', { round, partner: p0.id, initiator: false });
+    };
+    const r0 = [p0.mesh.exchange(0, syntheticPayload(256, 0, 0), { waitMs: 5_000 }), p1.mesh.exchange(0, syntheticPayload(256, 1, 0), { waitMs: 5_000 })];
+    pair(0);
+    const [a0, b0] = await Promise.all(r0);
+    expect([a0.reason, b0.reason]).toEqual(['deadline', 'partner-aborted']);
+    expect(held.map((f) => { const d = decodeFrame(f); return d.type === 'control' ? parseControl(d.message).t : 'chunk'; })).toEqual(['xchg']);
+
+    // Round 1: p0 waits for its pool answer when p1's round-0 announcement finally arrives.
+    const mine = p0.mesh.exchange(1, syntheticPayload(256, 0, 1), { waitMs: 5_000 });
+    await until(() => (p0.mesh as unknown as { run: ExchangeRun | null }).run?.phase === 'pairing', 5_000, 'p0 pairing round 1', 5);
+    hold = false;
+    for (const f of held.splice(0)) p1Link!.send(f);
+    await until(() => staleArrived, 5_000, "p1's round-0 announcement at p0", 5);
+    const theirs = p1.mesh.exchange(1, syntheticPayload(256, 1, 1), { waitMs: 5_000 });
+    pair(1);
+    const [a1, b1] = await Promise.all([mine, theirs]);
+    expect([a1.outcome, a1.reason, a1.partner]).toEqual(['paired', null, p1.id]);
+    expect([b1.outcome, b1.reason, b1.partner]).toEqual(['paired', null, p0.id]);
+    expect(a1.payload!.round).toBe(1);
+    expect(sameFloats(a1.payload!.delta, syntheticPayload(256, 1, 1).delta)).toBe('same');
+    expect(sameFloats(b1.payload!.delta, syntheticPayload(256, 0, 1).delta)).toBe('same');
+  });
+});

@@ -13,7 +13,7 @@ import { pick, silentLogger, type Logger } from './components.ts';
 import { Emitter } from './emitter.ts';
 import { ConnectTimeoutError, LinkClosedError, MeshBusyError, MeshConfigError, MeshDestroyedError } from './errors.ts';
 import { DeadlineEstimator, DEFAULT_DEADLINE } from './deadline.ts';
-import { ExchangeRun } from './exchange.ts';
+import { ExchangeRun, lateAnnouncement } from './exchange.ts';
 import type { Conn, MeshCore, MeshSettings } from './mesh-core.ts';
 import { requestState, serveState } from './bootstrap.ts';
 import type { StateCheck } from './state-check.ts';
@@ -571,6 +571,8 @@ class MeshImpl implements Mesh, MeshCore {
       case 'pair-ack':
       case 'xchg':
       case 'abort':
+        // The announcement of a round we already gave up on: no answer, it was told (abort).
+        if (lateAnnouncement(c, msg)) return;
         if (this.run) this.run.onControl(c.peer, msg);
         else if (msg.t === 'pair-req') this.sendControl(c.peer, { t: 'pair-ack', nonce: msg.nonce, ok: false, reason: 'not-ready' });
         else if (msg.t === 'xchg' || (msg.t === 'pair-ack' && msg.ok)) this.sendControl(c.peer, { t: 'abort', round: 0, reason: 'not-ready' });
