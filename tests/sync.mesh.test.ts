@@ -448,3 +448,40 @@ describe('mesh: a late announcement of a round given up on', () => {
     expect(sameFloats(b1.payload!.delta, syntheticPayload(256, 0, 1).delta)).toBe('same');
   });
 });
+
+describe('mesh: offers held at the hard cap', () => {
+  it("another dialler's offer while the partner's is held does not displace it: the pool names the partner and the pair pairs", async () => {
+    // max 1: a hard cap of 3 links. The victim's own dial and two offers that never complete fill it.
+    const s = (swarm = new Swarm({ n: 1, transport: 'memory', elements: N, init: { neighbours: { min: 1, max: 1 }, connectTimeoutMs: 10_000 } }));
+    const [victim] = s.peers;
+    const strangers = Array.from({ length: 3 }, (_, i) => s.hub.client(`a${i}`));
+    const late = s.hub.client('b0'); // no link to the victim: its offer meets the hard cap
+    await until(() => victim.client.connected && [...strangers, late].every((a) => a.connected), 20_000, 'strangers joined', 10);
+    const links = () => victim.mesh.stats().neighbours + victim.mesh.stats().connecting;
+    for (let k = 0; links() < 3; k++) {
+      expect(k, 'offers needed to reach the hard cap').toBeLessThan(200);
+      for (const a of strangers) a.sendSignal(victim.id, { mesh: 1, cid: `fill${k}${a.id}`, sig: { type: 'offer', token: 'none' } });
+      await sleep(5);
+    }
+    const [partner] = makeRogues(s, 1, N);
+    await until(() => partner.client.connected, 20_000, 'the partner joined', 10);
+    const offers: string[] = [];
+    victim.client.on('signal', (e) => { if ((e.data as { sig?: { type?: string } }).sig?.type === 'offer') offers.push(e.from); });
+    // The pool answer is the test's to give.
+    vi.spyOn(victim.client, 'ready').mockImplementation(() => {});
+    const mine = victim.mesh.exchange(0, syntheticPayload(N, 0, 0), { waitMs: 5_000 });
+    await until(() => (victim.mesh as unknown as { run: ExchangeRun | null }).run?.phase === 'pairing', 5_000, 'the victim pairing', 5);
+    // The partner heard first and dials; then a stranger offers as well.
+    const dialled = partner.dial(victim.id, 20_000);
+    dialled.catch(() => {}); // judged below, after the exchange's own result
+    await until(() => offers.includes(partner.client.id), 5_000, "the partner's offer at the victim", 5);
+    expect(links()).toBe(3);
+    expect(victim.mesh.stats().connecting + victim.mesh.neighbours().length).toBe(3);
+    late.sendSignal(victim.id, { mesh: 1, cid: 'after', sig: { type: 'offer', token: 'none' } });
+    await until(() => offers.includes(late.id), 5_000, "the stranger's offer at the victim", 5);
+    victim.client.emit('paired', { round: 0, partner: partner.client.id, initiator: false });
+    const r = await mine;
+    expect([r.outcome, r.reason, r.partner]).toEqual(['paired', null, partner.client.id]);
+    await dialled;
+  });
+});
