@@ -8,6 +8,10 @@ import type { MeshCore } from '../src/sync/mesh-core.ts';
 import type { ControlMessage } from '../src/protocol/peer-messages.ts';
 import { systemClock } from '../src/protocol/clock.ts';
 import { silentLogger } from '../src/sync/components.ts';
+import { LinkClosedError } from '../src/sync/errors.ts';
+import type { Assembler } from '../src/sync/transfer.ts';
+import { FakeClock } from './support/fake-clock.ts';
+import { until } from './support/wait.ts';
 
 let swarm: Swarm | null = null;
 afterEach(() => { swarm?.destroy(); swarm = null; });
@@ -229,7 +233,7 @@ describe('requestState', () => {
       clock: systemClock, random: () => 0, logger: silentLogger, isDestroyed: false, settings: { elements: 4 },
       eligibleNeighbours: () => ['p-0000000000000001'],
       onProbation: () => false,
-      conn: (peer: string) => ({ peer }),
+      conn: (peer: string) => ({ peer, link: { on: () => () => {} } }),
       holding: <T>(_c: unknown, fn: () => Promise<T>) => fn(),
       randomU32: () => 7,
       listen: (_p: string, fn: (msg: ControlMessage) => void) => { listener = fn; return () => { listener = null; }; },
@@ -259,7 +263,7 @@ describe('requestState gives up on a neighbour', () => {
       clock: systemClock, random: () => 0, logger: silentLogger, isDestroyed: false, settings: { elements: 4 },
       eligibleNeighbours: () => [PEER],
       onProbation: () => false,
-      conn: (peer: string) => ({ peer, inbound: new Map(), link: { destroy: (reason: string) => destroyed.push(reason) } }),
+      conn: (peer: string) => ({ peer, inbound: new Map(), link: { destroy: (reason: string) => destroyed.push(reason), on: () => () => {} } }),
       holding: <T>(_c: unknown, fn: () => Promise<T>) => fn(),
       randomU32: () => 7,
       identity: () => ({ runId: 'run', configHash: 'aaaabbbbccccdddd', sender: 'me' }),
@@ -282,3 +286,83 @@ describe('requestState gives up on a neighbour', () => {
     expect(destroyed).toEqual([]);
   });
 });
+
+describe('requestState moves on from a neighbour that closed its link once asked', () => {
+  /** A fake mesh core of neighbours that answer a state-req as `answer` says; each ask gets a fresh link (the neighbour dials again). */
+  function core(peers: string[], answer: (peer: string, nonce: number, link: FakeLink) => void, clock: MeshCore['clock'] = systemClock) {
+    const asked: string[] = [];
+    const listeners = new Map<string, (msg: ControlMessage) => void>();
+    const conns = new Map<string, { peer: string; inbound: Map<number, Assembler>; link: FakeLink }>();
+    const conn = (peer: string) => {
+      let c = conns.get(peer);
+      if (!c || c.link.closed) conns.set(peer, (c = { peer, inbound: new Map(), link: new FakeLink() }));
+      return c;
+    };
+    const mesh = {
+      clock, random: () => 0, logger: silentLogger, isDestroyed: false, settings: { elements: 4 },
+      eligibleNeighbours: () => peers,
+      onProbation: () => false,
+      conn,
+      holding: <T>(_c: unknown, fn: () => Promise<T>) => fn(),
+      randomU32: () => 7,
+      identity: () => ({ runId: 'run', configHash: 'aaaabbbbccccdddd', sender: 'me' }),
+      estimator: { deadlineMs: () => 60_000 },
+      listen: (p: string, fn: (msg: ControlMessage) => void) => { listeners.set(p, fn); return () => { listeners.delete(p); }; },
+      sendControl: (p: string, msg: ControlMessage) => {
+        if (msg.t !== 'state-req') return true;
+        asked.push(p);
+        const c = conn(p);
+        queueMicrotask(() => answer(p, msg.nonce, c.link));
+        return true;
+      },
+      offence: () => { throw new Error('a closed link is no offence'); },
+    } as unknown as MeshCore;
+    /** What the mesh does when `peer`'s link closes: its assemblers fail, its listeners go, then the link says so. */
+    const close = (p: string) => {
+      const c = conns.get(p)!;
+      for (const a of c.inbound.values()) a.fail(new LinkClosedError(p));
+      c.inbound.clear();
+      listeners.delete(p);
+      c.link.destroy('closed by remote');
+    };
+    const offer = (p: string, nonce: number) => listeners.get(p)?.({ t: 'state-offer', nonce, ok: true, tensor: { tid: 3, dtype: 'f32', elements: 8, bytes: 32 }, outerRound: 1, innerStep: 5 });
+    const decline = (p: string, nonce: number) => listeners.get(p)?.({ t: 'state-offer', nonce, ok: false, reason: 'no state yet' });
+    return { mesh, asked, close, offer, decline };
+  }
+
+  it('one that offered its state and closed the link mid-transfer is not asked again and again until the timeout', async () => {
+    // It reconnects at once each time (eligible again): before, each close was taken for a link
+    // replaced before the request, using up neither the try nor the peer.
+    const c = core(['p-0000000000000001'], (p, nonce) => { c.offer(p, nonce); c.close(p); });
+    expect(await requestState(c.mesh, 2_000, 1)).toBeNull();
+    expect(c.asked).toEqual(['p-0000000000000001']);
+  });
+
+  it('one that closed the link without answering ends the wait for its offer at once: the next neighbour is asked', async () => {
+    // The offer's 5 s timeout is on a clock that never moves here: only the close can end the wait.
+    const clock = new FakeClock();
+    const c = core(['p-0000000000000001', 'p-0000000000000002'], (p, nonce) => (p.endsWith('1') ? c.close(p) : c.decline(p, nonce)), clock);
+    let result: BootState | null | undefined;
+    void requestState(c.mesh, 60_000, 2).then((r) => { result = r; });
+    await until(() => result !== undefined, 3_000, () => `the pull to end (asked ${c.asked.join(', ')})`, 5);
+    expect(result).toBeNull();
+    expect(c.asked).toEqual(['p-0000000000000001', 'p-0000000000000002']);
+  });
+});
+
+class FakeLink {
+  closed = false;
+  private readonly closeFns = new Set<(e: { reason: string }) => void>();
+  readonly open = true;
+  on(event: string, fn: (e: { reason: string }) => void): () => void {
+    if (event !== 'close' || this.closed) return () => {};
+    this.closeFns.add(fn);
+    return () => { this.closeFns.delete(fn); };
+  }
+  destroy(reason = 'destroyed locally'): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const fn of [...this.closeFns]) fn({ reason });
+    this.closeFns.clear();
+  }
+}

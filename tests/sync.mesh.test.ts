@@ -2,7 +2,10 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createMesh } from '../src/sync/mesh.ts';
 import { ExchangeRun } from '../src/sync/exchange.ts';
 import { Assembler } from '../src/sync/transfer.ts';
-import type { LinkFactory } from '../src/sync/links.ts';
+import type { Link, LinkFactory } from '../src/sync/links.ts';
+import { decodeFrame } from '../src/protocol/frame.ts';
+import { parseControl } from '../src/protocol/peer-messages.ts';
+import { chaosLinks } from './support/chaos.ts';
 import { Rogue } from './support/rogue.ts';
 import { MeshDestroyedError, MeshConfigError, PayloadError, MeshBusyError } from '../src/sync/errors.ts';
 import { Swarm, syntheticPayload, sleep, CONFIG_HASH, sameFloats } from './support/swarm.ts';
@@ -387,3 +390,98 @@ function assertSymmetric(ids: string[], results: ExchangeResult[][]): void {
     }
   });
 }
+
+describe('mesh: a late announcement of a round given up on', () => {
+  it("a partner's xchg that crossed our deadline abort is not taken as its announcement of the next round: the pair pairs again", async () => {
+    // p1's announcement of round 0 is held on the wire (a channel queueing an earlier round's
+    // chunks delays it so) until p0 has given that round up at its deadline and is waiting for
+    // its next pool answer; p1 took p0's abort then, so nothing from p1 follows it for round 0.
+    let hold = false;
+    const held: Uint8Array[] = [];
+    let p1Link: Link | null = null;
+    let staleArrived = false;
+    const s = (swarm = new Swarm({
+      n: 2, transport: 'memory', elements: 256,
+      initFor: (id) => ({ deadline: id === 'p0' ? { minMs: 50, initialMs: 200, maxMs: 5_000 } : { minMs: 5_000, initialMs: 10_000, maxMs: 20_000 } }),
+      wrap: (id, links) => {
+        if (id === 'p0') {
+          return chaosLinks(links, (f) => [f], (remote, bytes) => {
+            const f = decodeFrame(bytes);
+            if (remote === 'p1' && f.type === 'control' && parseControl(f.message).t === 'xchg' && !hold) staleArrived = true;
+          });
+        }
+        return chaosLinks((o) => (p1Link = links(o)), (f, { chunk }) => {
+          if (!hold) return [f];
+          if (!chunk) held.push(f); // round 0's chunks are lost with the held announcement
+          return [];
+        });
+      },
+    }));
+    await s.connected(1);
+    const [p0, p1] = s.peers as [typeof s.peers[0], typeof s.peers[0]];
+    // The test is the pool: each round's pairing is told to both, in order.
+    for (const p of [p0, p1]) vi.spyOn(p.client, 'ready').mockImplementation(() => {});
+    hold = true;
+    const pair = (round: number) => {
+      p0.client.emit('paired', { round, partner: p1.id, initiator: true });
+      p1.client.emit('paired', { round, partner: p0.id, initiator: false });
+    };
+    const r0 = [p0.mesh.exchange(0, syntheticPayload(256, 0, 0), { waitMs: 5_000 }), p1.mesh.exchange(0, syntheticPayload(256, 1, 0), { waitMs: 5_000 })];
+    pair(0);
+    const [a0, b0] = await Promise.all(r0);
+    expect([a0.reason, b0.reason]).toEqual(['deadline', 'partner-aborted']);
+    expect(held.map((f) => { const d = decodeFrame(f); return d.type === 'control' ? parseControl(d.message).t : 'chunk'; })).toEqual(['xchg']);
+
+    // Round 1: p0 waits for its pool answer when p1's round-0 announcement finally arrives.
+    const mine = p0.mesh.exchange(1, syntheticPayload(256, 0, 1), { waitMs: 5_000 });
+    await until(() => (p0.mesh as unknown as { run: ExchangeRun | null }).run?.phase === 'pairing', 5_000, 'p0 pairing round 1', 5);
+    hold = false;
+    for (const f of held.splice(0)) p1Link!.send(f);
+    await until(() => staleArrived, 5_000, "p1's round-0 announcement at p0", 5);
+    const theirs = p1.mesh.exchange(1, syntheticPayload(256, 1, 1), { waitMs: 5_000 });
+    pair(1);
+    const [a1, b1] = await Promise.all([mine, theirs]);
+    expect([a1.outcome, a1.reason, a1.partner]).toEqual(['paired', null, p1.id]);
+    expect([b1.outcome, b1.reason, b1.partner]).toEqual(['paired', null, p0.id]);
+    expect(a1.payload!.round).toBe(1);
+    expect(sameFloats(a1.payload!.delta, syntheticPayload(256, 1, 1).delta)).toBe('same');
+    expect(sameFloats(b1.payload!.delta, syntheticPayload(256, 0, 1).delta)).toBe('same');
+  });
+});
+
+describe('mesh: offers held at the hard cap', () => {
+  it("another dialler's offer while the partner's is held does not displace it: the pool names the partner and the pair pairs", async () => {
+    // max 1: a hard cap of 3 links. The victim's own dial and two offers that never complete fill it.
+    const s = (swarm = new Swarm({ n: 1, transport: 'memory', elements: N, init: { neighbours: { min: 1, max: 1 }, connectTimeoutMs: 10_000 } }));
+    const [victim] = s.peers;
+    const strangers = Array.from({ length: 3 }, (_, i) => s.hub.client(`a${i}`));
+    const late = s.hub.client('b0'); // no link to the victim: its offer meets the hard cap
+    await until(() => victim.client.connected && [...strangers, late].every((a) => a.connected), 20_000, 'strangers joined', 10);
+    const links = () => victim.mesh.stats().neighbours + victim.mesh.stats().connecting;
+    for (let k = 0; links() < 3; k++) {
+      expect(k, 'offers needed to reach the hard cap').toBeLessThan(200);
+      for (const a of strangers) a.sendSignal(victim.id, { mesh: 1, cid: `fill${k}${a.id}`, sig: { type: 'offer', token: 'none' } });
+      await sleep(5);
+    }
+    const [partner] = makeRogues(s, 1, N);
+    await until(() => partner.client.connected, 20_000, 'the partner joined', 10);
+    const offers: string[] = [];
+    victim.client.on('signal', (e) => { if ((e.data as { sig?: { type?: string } }).sig?.type === 'offer') offers.push(e.from); });
+    // The pool answer is the test's to give.
+    vi.spyOn(victim.client, 'ready').mockImplementation(() => {});
+    const mine = victim.mesh.exchange(0, syntheticPayload(N, 0, 0), { waitMs: 5_000 });
+    await until(() => (victim.mesh as unknown as { run: ExchangeRun | null }).run?.phase === 'pairing', 5_000, 'the victim pairing', 5);
+    // The partner heard first and dials; then a stranger offers as well.
+    const dialled = partner.dial(victim.id, 20_000);
+    dialled.catch(() => {}); // judged below, after the exchange's own result
+    await until(() => offers.includes(partner.client.id), 5_000, "the partner's offer at the victim", 5);
+    expect(links()).toBe(3);
+    expect(victim.mesh.stats().connecting + victim.mesh.neighbours().length).toBe(3);
+    late.sendSignal(victim.id, { mesh: 1, cid: 'after', sig: { type: 'offer', token: 'none' } });
+    await until(() => offers.includes(late.id), 5_000, "the stranger's offer at the victim", 5);
+    victim.client.emit('paired', { round: 0, partner: partner.client.id, initiator: false });
+    const r = await mine;
+    expect([r.outcome, r.reason, r.partner]).toEqual(['paired', null, partner.client.id]);
+    await dialled;
+  });
+});

@@ -63,7 +63,9 @@ export async function requestState(mesh: MeshCore, timeoutMs: number, tries: num
       mesh.logger.info('bootstrap from a neighbour failed', { peer, error: String(err) });
       if (err instanceof LinkClosedError) {
         // The link went before we could ask (two peers dialling each other at once replace one
-        // link by the other): not an answer, so neither a try nor this peer used up.
+        // link by the other): not an answer, so neither a try nor this peer used up. Once asked,
+        // a closed link is an answer (pullFrom): a neighbour that offered and hung up, dialling
+        // again each time, was asked over and over until the timeout, and never anyone else.
         attempt--;
         if (mesh.isDestroyed || mesh.clock.now() >= end) return null;
         await sleep(mesh.clock, POLL_MS);
@@ -86,12 +88,17 @@ function pullFrom(mesh: MeshCore, peer: string, end: number): Promise<BootState>
   return new Promise<BootState>((resolve, reject) => {
     let asm: Assembler | null = null;
     let timer: unknown = null;
+    // Asked, the neighbour's link closing is its answer: the pull ends now, not at the offer's
+    // timeout, and the neighbour is not asked again (requestState).
+    const asked = (cause?: unknown) => new BootstrapError(`${peer} closed the link before its state arrived`, { cause });
+    let offClose = () => {};
     const arm = (ms: number, what: string) => {
       if (timer !== null) mesh.clock.clearTimeout(timer);
       timer = mesh.clock.setTimeout(() => giveUp(new BootstrapError(`${what} from ${peer} timed out`)), Math.max(0, Math.min(ms, end - mesh.clock.now())));
     };
     const finish = () => {
       off();
+      offClose();
       if (timer !== null) mesh.clock.clearTimeout(timer);
       if (asm) conn.inbound.delete(asm.expect.transferId);
     };
@@ -119,10 +126,11 @@ function pullFrom(mesh: MeshCore, peer: string, end: number): Promise<BootState>
         const all = new Float32Array(bytes.buffer, bytes.byteOffset, 2 * n);
         if (!allFinite(all)) { reject(new BootstrapError(`state from ${peer} has non-finite values`)); return; }
         resolve({ from: peer, phi: all.slice(0, n), momentum: all.slice(n), outerRound: offer.outerRound, innerStep: offer.innerStep });
-      }, giveUp);
+      }, (err) => giveUp(err instanceof LinkClosedError ? asked(err) : err));
     });
     arm(OFFER_TIMEOUT_MS, 'state offer');
     if (!mesh.sendControl(peer, { t: 'state-req', nonce })) fail(new LinkClosedError(peer));
+    else offClose = conn.link.on('close', () => fail(asked()));
   });
 }
 

@@ -12,7 +12,7 @@ import type { ControlMessage, Announce } from '../protocol/peer-messages.ts';
 import { chunkHeaderBytes, maxChunkSize, payloadBytes, type Dtype } from '../protocol/frame.ts';
 import { decodeTensor, encodeTensor } from './compress.ts';
 import { LinkClosedError, MeshDestroyedError, PayloadError } from './errors.ts';
-import type { MeshCore } from './mesh-core.ts';
+import type { Conn, MeshCore } from './mesh-core.ts';
 import { DirectPairing } from './pairing.ts';
 import { Assembler, SendAbort, sendTensor } from './transfer.ts';
 import { allFinite, norm2 } from './validate.ts';
@@ -49,6 +49,33 @@ type Outcome =
 const sending = new WeakMap<MeshCore, SendAbort[]>();
 /** Earlier rounds' sends that may go on beside this round's. */
 export const MAX_LINGERING_SENDS = 2;
+
+/**
+ * Links whose peer was our partner in a round we gave up at its deadline before its `xchg` came.
+ * It may still be on the way: sent just before our abort reached the partner (a channel still
+ * carrying an earlier round's chunks delays it by a second or more), and the partner, aborted,
+ * sends nothing after it for that round. Taken by the next round as an early announcement, it
+ * was that round's partner's announcement if the pool named the same peer again: our chunks then
+ * waited on its old transfer ids, the partner's own announcement was refused (`busy with another
+ * partner`) and both lost the round, or its old chunks still arriving failed as missing ones and
+ * the honest partner took a strike. On the ordered channel the late `xchg` comes before anything
+ * the partner sends for a later round, so the next `xchg` on that link is dropped; an `abort` or
+ * a pairing question first says the partner has left that round (it sends those only after its
+ * `xchg`, or without one), and the link is no longer marked. Keyed by the link: a new one carries
+ * nothing of the old one's.
+ */
+const overdue = new WeakSet<Conn>();
+
+/**
+ * Whether `msg` from `conn`'s peer is the late announcement of a round we gave up on (see
+ * `overdue`): the mesh drops it before any exchange sees it.
+ */
+export function lateAnnouncement(conn: Conn, msg: ControlMessage): boolean {
+  if (!overdue.has(conn)) return false;
+  if (msg.t === 'xchg') { overdue.delete(conn); return true; }
+  if (msg.t === 'abort' || msg.t === 'pair-req' || msg.t === 'pair-ack') overdue.delete(conn);
+  return false;
+}
 
 export class ExchangeRun {
   phase: 'pairing' | 'connecting' | 'transfer' | 'done' = 'pairing';
@@ -239,6 +266,8 @@ export class ExchangeRun {
     if (outcome.kind === 'solo') {
       this.stopAndAbort(partner, outcome.reason);
       if (outcome.reason === 'deadline') {
+        // Its announcement never came: it may yet, once this round is over (overdue).
+        if (!this.inbound && mesh.conn(partner) === conn) overdue.add(conn);
         // A miss must relax the estimate too: fed only completed receives, one fast exchange would
         // set a deadline that every slower honest partner misses from then on.
         const inb = this.inbound;

@@ -13,7 +13,7 @@ import { pick, silentLogger, type Logger } from './components.ts';
 import { Emitter } from './emitter.ts';
 import { ConnectTimeoutError, LinkClosedError, MeshBusyError, MeshConfigError, MeshDestroyedError } from './errors.ts';
 import { DeadlineEstimator, DEFAULT_DEADLINE } from './deadline.ts';
-import { ExchangeRun } from './exchange.ts';
+import { ExchangeRun, lateAnnouncement } from './exchange.ts';
 import type { Conn, MeshCore, MeshSettings } from './mesh-core.ts';
 import { requestState, serveState } from './bootstrap.ts';
 import type { StateCheck } from './state-check.ts';
@@ -114,6 +114,14 @@ const MAX_QUEUED_REPORTS = 100;
 const REOFFER_MS = 1_000;
 /** Signals (the offer and its trickled ICE candidates) kept of a held offer. */
 const MAX_HELD_SIGNALS = 32;
+/**
+ * Diallers whose offers are held at once at the hard cap while our pool answer is on its way
+ * (onSignal). One slot that every new offer took over let any other dialler, an honest neighbour
+ * filling its minimum or a stranger, push out the partner's offer held just before: the pool then
+ * named the partner, its offer was gone, and both waited out the connect timeout. Each held offer
+ * is at most one 16 KiB SDP and MAX_HELD_SIGNALS candidates of 1 KiB: a few hundred KiB in all.
+ */
+const MAX_HELD_OFFERS = 8;
 /** Time a planned disconnect leaves its bye to reach the remote before the link closes. */
 const BYE_FLUSH_MS = 200;
 
@@ -156,8 +164,8 @@ class MeshImpl implements Mesh, MeshCore {
   private lastLinkError: string | null = null;
   /** Per peer: why our last link to it failed to open (for the exchange that needed it). */
   private readonly linkErrors = new Map<string, string>();
-  /** A dialler's offer that came at the hard cap while we wait for our pool answer (see onSignal). */
-  private held: { from: string; cid: string; sigs: unknown[]; at: number } | null = null;
+  /** Diallers' offers that came at the hard cap while we wait for our pool answer (see onSignal). */
+  private readonly held = new Map<string, { cid: string; sigs: unknown[]; at: number }>();
 
   constructor(readonly settings: MeshSettings, components: MeshComponents) {
     if (!components?.signaling) throw new MeshConfigError('components.signaling is required');
@@ -183,7 +191,7 @@ class MeshImpl implements Mesh, MeshCore {
         this.maintain();
       }),
       s.on('open', () => { this.suspect = false; this.events.emit('coordinator', { up: true }); this.flushReports(); this.maintain(); }),
-      s.on('close', () => { this.held = null; this.events.emit('coordinator', { up: false }); }),
+      s.on('close', () => { this.held.clear(); this.events.emit('coordinator', { up: false }); }),
       s.on('paired', (e) => { if (this.run && e.round === this.run.round) this.onPaired(e.partner); }),
     );
     this.schedule();
@@ -462,8 +470,8 @@ class MeshImpl implements Mesh, MeshCore {
     const w = parsed.value;
     const existing = this.conns.get(from);
     if (existing && existing.cid === w.cid) { existing.link.signal(w.sig); return; }
-    const h = this.held;
-    if (h && h.from === from && h.cid === w.cid) {
+    const h = this.held.get(from);
+    if (h && h.cid === w.cid) {
       // Its ICE candidates trickle in after the offer: keep a few for when it is admitted.
       if (h.sigs.length < MAX_HELD_SIGNALS) h.sigs.push(w.sig);
       return;
@@ -481,9 +489,14 @@ class MeshImpl implements Mesh, MeshCore {
     } else if (this.conns.size >= this.settings.maxNeighbours + 2 && this.run?.expectedPartner !== from) {
       // At the hard cap only the partner the pool named gets a link. While our own pool answer
       // is still on its way the dialler may be that partner (its answer came first): hold its
-      // offer, one at most, and admit it only if the pool names it.
+      // offer, and admit it only if the pool names it. One per dialler (its new offer replaces
+      // its own), MAX_HELD_OFFERS in all, first come: a later dialler never displaces one held.
       if (this.run?.phase === 'pairing' && this.run.expectedPartner === null) {
-        this.held = { from, cid: w.cid, sigs: [w.sig], at: this.clock.now() };
+        if (h || this.held.size < MAX_HELD_OFFERS) {
+          this.held.set(from, { cid: w.cid, sigs: [w.sig], at: this.clock.now() });
+          return;
+        }
+        this.logger.debug('refusing a connection: at the hard cap, and holding offers enough', { from });
         return;
       }
       this.logger.debug('refusing a connection: at the hard cap', { from });
@@ -493,15 +506,14 @@ class MeshImpl implements Mesh, MeshCore {
     c.link.signal(w.sig);
   }
 
-  /** The pool answered our ready: admit the held offer if it is from the partner, else drop it. */
+  /** The pool answered our ready: admit the partner's held offer, if any; drop the others. */
   private onPaired(partner: string | null): void {
-    const h = this.held;
-    if (!h) return;
-    this.held = null;
-    if (partner !== h.from || this.destroyed || this.banned.has(h.from)) return;
-    const existing = this.conns.get(h.from);
+    const h = partner === null ? undefined : this.held.get(partner);
+    this.held.clear();
+    if (!h || partner === null || this.destroyed || this.banned.has(partner)) return;
+    const existing = this.conns.get(partner);
     if (existing) return; // a link of its own since: that one is used
-    const c = this.addConn(h.from, h.cid, false);
+    const c = this.addConn(partner, h.cid, false);
     for (const sig of h.sigs) c.link.signal(sig);
   }
 
@@ -571,6 +583,8 @@ class MeshImpl implements Mesh, MeshCore {
       case 'pair-ack':
       case 'xchg':
       case 'abort':
+        // The announcement of a round we already gave up on: no answer, it was told (abort).
+        if (lateAnnouncement(c, msg)) return;
         if (this.run) this.run.onControl(c.peer, msg);
         else if (msg.t === 'pair-req') this.sendControl(c.peer, { t: 'pair-ack', nonce: msg.nonce, ok: false, reason: 'not-ready' });
         else if (msg.t === 'xchg' || (msg.t === 'pair-ack' && msg.ok)) this.sendControl(c.peer, { t: 'abort', round: 0, reason: 'not-ready' });
@@ -647,7 +661,7 @@ class MeshImpl implements Mesh, MeshCore {
     for (const c of [...this.conns.values()]) {
       if (c.state === 'connecting' && now - c.createdAt > s.connectTimeoutMs) this.dropConn(c, 'connect timeout', false);
     }
-    if (this.held && (this.run?.phase !== 'pairing' || now - this.held.at > s.connectTimeoutMs)) this.held = null;
+    for (const [from, h] of this.held) if (this.run?.phase !== 'pairing' || now - h.at > s.connectTimeoutMs) this.held.delete(from);
     const me = this.signaling.peerId;
     if (!this.signaling.connected || !me) return; // without signaling no new link can form
     const live = new Set(this.livePeers);
