@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { WebSocket } from 'ws';
 import { TrainingController } from '../src/ui/controllers/training-controller.ts';
 import { ConsentStore } from '../src/ui/core/consent.ts';
-import { CoordinatorVolunteerBackend, type RunMesh } from '../src/ui/browser/volunteer-backend.ts';
+import { CoordinatorVolunteerBackend, type RunMesh, type VolunteerBackendInit } from '../src/ui/browser/volunteer-backend.ts';
 import { createTrainer } from '../src/ui/pages/engine-wiring.ts';
 import type { SessionStore, WebSocketCtor } from '../src/sync/signaling-client.ts';
 import type { ExchangeResult, MeshStats } from '../src/ui/ports.ts';
@@ -71,6 +71,14 @@ const loneMesh = (): RunMesh => ({
   async bootstrap() { return null; }, serveState() {}, destroy() {},
 });
 
+/** The page's backend over the test coordinator: the real createTrainer and no mesh, unless told. */
+function pageBackend(o: Partial<VolunteerBackendInit> = {}): CoordinatorVolunteerBackend {
+  return new CoordinatorVolunteerBackend({
+    baseUrl: s.url, runId: RUN, WebSocket: WebSocket as unknown as WebSocketCtor, session: sharedSession(), fetch: realFetch, logger: quiet,
+    createTrainer, createMesh: async () => { throw new Error('mesh not reached'); }, ...o,
+  });
+}
+
 async function controllerOver(backend: CoordinatorVolunteerBackend) {
   backend.probeGpu = async () => FAKE_GPU; // no WebGPU in Node: the probe passes as on a page with a GPU
   const c = new TrainingController({ backend, sensors: new FakeSensors(), consent: new ConsentStore(new MemoryStorage()), intensity: 1 });
@@ -85,10 +93,7 @@ describe('the browser volunteer stops, and is stopped', () => {
     vi.stubGlobal('fetch', g.f);
     let workers = 0;
     vi.stubGlobal('Worker', class { constructor() { workers++; throw new Error('no Worker in this test'); } });
-    const backend = new CoordinatorVolunteerBackend({
-      baseUrl: s.url, runId: RUN, WebSocket: WebSocket as unknown as WebSocketCtor, session: sharedSession(), fetch: realFetch, logger: quiet,
-      createTrainer, createMesh: async () => { throw new Error('mesh not reached'); },
-    });
+    const backend = pageBackend();
     const before = live();
     const c = await controllerOver(backend);
     c.start();
@@ -121,10 +126,7 @@ describe('the browser volunteer stops, and is stopped', () => {
     let sockets = 0;
     // Port 1 refuses connections (the coordinator is down); later the real one answers.
     class Ws extends WebSocket { constructor(url: string) { super(down ? 'ws://127.0.0.1:1/api/ws' : url); sockets++; this.on('error', () => {}); } }
-    const backend = new CoordinatorVolunteerBackend({
-      baseUrl: s.url, runId: RUN, WebSocket: Ws as unknown as WebSocketCtor, session: sharedSession(), fetch: realFetch, logger: quiet,
-      createTrainer, createMesh: async () => { throw new Error('mesh not reached'); },
-    });
+    const backend = pageBackend({ WebSocket: Ws as unknown as WebSocketCtor });
     const before = live();
     const c = await controllerOver(backend);
     c.start();
@@ -137,10 +139,7 @@ describe('the browser volunteer stops, and is stopped', () => {
     // bound, not a guess: a retry still scheduled at Stop would have connected within it.
     expect(atStop).toBeLessThanOrEqual(4);
     down = false;
-    const w = new CoordinatorVolunteerBackend({
-      baseUrl: s.url, runId: RUN, WebSocket: WebSocket as unknown as WebSocketCtor, session: sharedSession(), fetch: realFetch, logger: quiet, bootstrapTimeoutMs: 100,
-      createTrainer: async () => new FakeTrainer(2, P), createMesh: async () => loneMesh(),
-    });
+    const w = pageBackend({ bootstrapTimeoutMs: 100, createTrainer: async () => new FakeTrainer(2, P), createMesh: async () => loneMesh() });
     await new Promise((r) => setTimeout(r, 4000));
     const witness = await w.join();
     expect(sockets).toBe(atStop);
@@ -156,10 +155,7 @@ describe('the browser volunteer stops, and is stopped', () => {
       postMessage() {}
       terminate() {}
     });
-    const backend = new CoordinatorVolunteerBackend({
-      baseUrl: s.url, runId: RUN, WebSocket: WebSocket as unknown as WebSocketCtor, session: sharedSession(), fetch: realFetch, logger: quiet,
-      createTrainer, createMesh: async () => { throw new Error('mesh not reached'); },
-    });
+    const backend = pageBackend();
     const before = live();
     const c = await controllerOver(backend);
     c.start();
@@ -170,10 +166,7 @@ describe('the browser volunteer stops, and is stopped', () => {
 
   it('the coordinator stops the run: the page stops training and says why', async () => {
     const id = 'life-stop';
-    const backend = new CoordinatorVolunteerBackend({
-      baseUrl: s.url, runId: id, WebSocket: WebSocket as unknown as WebSocketCtor, session: sharedSession(), fetch: realFetch, logger: quiet, bootstrapTimeoutMs: 200,
-      createTrainer: async () => new FakeTrainer(2, P), createMesh: async () => loneMesh(),
-    });
+    const backend = pageBackend({ runId: id, bootstrapTimeoutMs: 200, createTrainer: async () => new FakeTrainer(2, P), createMesh: async () => loneMesh() });
     const c = await controllerOver(backend);
     c.start();
     await until(() => c.phase === 'training', 10_000, 'training');
@@ -187,10 +180,7 @@ describe('the browser volunteer stops, and is stopped', () => {
 
   it('a second tab takes the session over: the first stops training and says so', async () => {
     const storage = sharedSession(); // localStorage 'murmur.session', shared by the tabs of one origin
-    const tab = () => new CoordinatorVolunteerBackend({
-      baseUrl: s.url, runId: RUN, WebSocket: WebSocket as unknown as WebSocketCtor, session: storage, fetch: realFetch, logger: quiet, bootstrapTimeoutMs: 200,
-      createTrainer: async () => new FakeTrainer(2, P), createMesh: async () => loneMesh(),
-    });
+    const tab = () => pageBackend({ session: storage, bootstrapTimeoutMs: 200, createTrainer: async () => new FakeTrainer(2, P), createMesh: async () => loneMesh() });
     const c1 = await controllerOver(tab());
     c1.start();
     await until(() => c1.phase === 'training', 10_000, 'tab 1 training');
