@@ -128,7 +128,9 @@ prepareMobyDick(data);
 const source = new DirDatasetSource(data);
 /** One measurement on `threads` workers, optionally of `batches` (default: the run's state check). */
 async function evaluation(run: RunInfo, phi: Float32Array, threads: number, batches?: number): Promise<{ ms: number; stallMs: number; loss: number }> {
-  const ev = new CheckpointEvaluator(source, { threads });
+  // One seed for every measurement (a coordinator draws a secret one each time): the thread
+  // counts must give the same loss bit for bit on the same windows.
+  const ev = new CheckpointEvaluator(source, { threads, windowSeed: () => 7 });
   let loss = NaN;
   const m = await measure(async () => { loss = (await ev.measure(run, phi, batches)).val; });
   await ev.close();
