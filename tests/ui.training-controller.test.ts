@@ -304,6 +304,29 @@ describe('TrainingController', () => {
     await stop(c);
   });
 
+  it('counts a lost and rebuilt GPU without touching the step figures, and stops listening when stopped', async () => {
+    const { c, backend } = await setup();
+    c.giveConsent();
+    c.start();
+    await advance(300);
+    const trainer = backend.trainer!;
+    expect(trainer.gpuListeners.size).toBe(1);
+    const before = { step: c.figures.step, tokensTrained: c.figures.tokensTrained, divergences: c.figures.divergences };
+    let notified = 0;
+    const off = c.subscribe(() => { notified++; });
+    trainer.loseDevice();
+    off();
+    expect(c.figures.gpuResets).toBe(1);
+    expect(notified).toBeGreaterThan(0);
+    // The worker trained the round's steps again: the counts the page shows are still right.
+    expect(c.figures).toMatchObject(before);
+    expect(c.phase).not.toBe('error');
+    await advance(500);
+    expect(c.figures.step).toBeGreaterThan(before.step);
+    await stop(c);
+    expect(trainer.gpuListeners.size).toBe(0);
+  });
+
   it('stops with an error when three inner loops in a row diverge (as the headless volunteer does)', async () => {
     const { c, backend } = await setup();
     c.giveConsent();

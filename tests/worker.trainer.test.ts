@@ -142,10 +142,10 @@ describe('Trainer (Node, Dawn)', () => {
     bad.dispose();
   });
 
-  it('a lost device is rebuilt from the last outer state and training goes on', async () => {
+  it('a lost device is rebuilt from the last outer state and trains again the steps taken since', async () => {
     const t = make();
     const events: TrainerEvent[] = [];
-    t.setEventListener((e) => events.push(e));
+    const lost = new Promise<void>((r) => t.setEventListener((e) => { events.push(e); if (e.type === 'device-lost') r(); }));
     await t.init(config, 3);
     await t.train(3);
     await t.applyOuter([]);
@@ -153,15 +153,94 @@ describe('Trainer (Node, Dawn)', () => {
     await t.train(2);
     const old = t.device!;
     old.destroy(); // what a driver reset looks like from here
-    await new Promise((r) => setTimeout(r, 10));
+    await lost;
     const losses = await t.train(2);
     expect(losses.every(Number.isFinite)).toBe(true);
     expect(t.device).not.toBe(old);
     expect(events.map((e) => e.type)).toEqual(['device-lost', 'rebuilt']);
+    expect(events[1]).toMatchObject({ step: outer.step + 2, retrained: 2 });
     const s = await t.exportState();
-    expect(s.step).toBe(outer.step + 2); // the two steps after the outer step were lost
+    // The caller counted 2 + 2 steps since the outer step: the replica has taken them all.
+    expect(s.step).toBe(outer.step + 4);
     expect(f32(s.phi)).toEqual(f32(outer.phi));
     expect(f32(s.outerM)).toEqual(f32(outer.outerM));
+    expect(f32(s.params)).not.toEqual(f32(outer.phi));
+  });
+
+  it('a device lost during a call with steps before it in the round comes back at the caller\'s count', async () => {
+    const t = make();
+    const events: TrainerEvent[] = [];
+    t.setEventListener((e) => events.push(e));
+    await t.init(config, 5);
+    await t.train(3); // steps of this round before the call the loss interrupts
+    const old = t.device!;
+    const run = t.train(4);
+    old.destroy(); // before or while the call runs: either way its steps and the 3 before it are trained again
+    const losses = await run;
+    expect(losses).toHaveLength(4);
+    expect(losses.every(Number.isFinite)).toBe(true);
+    expect(events.map((e) => e.type)).toEqual(['device-lost', 'rebuilt']);
+    expect(events[1]).toMatchObject({ step: 3, retrained: 3 });
+    expect((await t.getInfo()).step).toBe(7);
+    // The round's Δ is the work of all 7 steps, and the outer step lands on the caller's count.
+    const p = await t.outerPayload();
+    expect(f32(p.delta).some((x) => x !== 0)).toBe(true);
+    await t.applyOuter([]);
+    expect((await t.outerState()).step).toBe(7);
+  });
+
+  it('a device lost between the inner steps and the outer step: the payload still carries the round\'s work', async () => {
+    const t = make();
+    const events: TrainerEvent[] = [];
+    const lost = new Promise<void>((r) => t.setEventListener((e) => { events.push(e); if (e.type === 'device-lost') r(); }));
+    await t.init(config, 6);
+    await t.train(5);
+    t.device!.destroy();
+    await lost;
+    const p = await t.outerPayload();
+    expect(events.map((e) => e.type)).toEqual(['device-lost', 'rebuilt']);
+    expect(events[1]).toMatchObject({ step: 5, retrained: 5 });
+    expect(f32(p.delta).some((x) => x !== 0)).toBe(true);
+    await t.applyOuter([]);
+    expect((await t.outerState()).step).toBe(5);
+  });
+
+  it('a device lost again while retraining is rebuilt again, and maxRebuilds losses in a row give up naming the cause', async () => {
+    // Every device after the first is lost as it is handed over: no rebuild ever finishes.
+    let devices = 0;
+    const gpu = async (): Promise<GPU> => {
+      const g = await nodeGpu();
+      return {
+        requestAdapter: async (o?: GPURequestAdapterOptions) => {
+          const a = await g.requestAdapter(o);
+          if (!a) return a;
+          return new Proxy(a, {
+            get: (target, key) => {
+              if (key === 'requestDevice') {
+                return async (d?: GPUDeviceDescriptor) => {
+                  const dev = await target.requestDevice(d);
+                  if (++devices > 1) dev.destroy();
+                  return dev;
+                };
+              }
+              const v = Reflect.get(target, key, target);
+              return typeof v === 'function' ? v.bind(target) : v;
+            },
+          });
+        },
+      } as unknown as GPU;
+    };
+    const t = new Trainer({ gpu, tuningStore: memoryStore(), noAdapterHint: NODE_NO_ADAPTER_HINT, maxRebuilds: 2 });
+    trainers.push(t);
+    const events: TrainerEvent[] = [];
+    const lost = new Promise<void>((r) => t.setEventListener((e) => { events.push(e); if (e.type === 'device-lost') r(); }));
+    await t.init(config, 8);
+    await t.train(2);
+    t.device!.destroy();
+    await lost;
+    await expect(t.train(2)).rejects.toThrow(/gave up after 2 rebuilds/);
+    expect(devices).toBe(3); // the first, then two rebuilds, each lost while retraining
+    expect(events.map((e) => e.type)).toEqual(['device-lost', 'device-lost', 'device-lost']);
   });
 
   it('a device lost in the middle of train() is rebuilt and the call completes', async () => {

@@ -9,6 +9,7 @@ import type { ReportFields } from '../protocol/messages.ts';
 import type { StateLosses } from '../protocol/memorised.ts';
 import type { RoundExchange } from '../round/outer-round.ts';
 import type { ProbeLosses } from '../round/probe.ts';
+import type { TrainerEvent } from '../worker/types.ts';
 
 export type { ProbeLosses };
 import type { PressureState, Sensors } from './core/policy.ts';
@@ -87,7 +88,15 @@ export interface TrainerPort {
   load(s: OuterState): Promise<void>;
   /** Releases the GPU device; safe to call twice. */
   dispose(): Promise<void>;
+  /**
+   * The worker's GPU events: a lost device and its rebuild (the inner steps since the last outer
+   * step trained again, so the page's counts stay right). Returns the unsubscribe.
+   */
+  onGpuEvent?(fn: (e: GpuEvent) => void): () => void;
 }
+
+/** A lost GPU device and the worker's rebuild of it (src/worker/trainer.ts). */
+export type GpuEvent = Extract<TrainerEvent, { type: 'device-lost' | 'rebuilt' }>;
 
 /** One exchange as the outer round (src/round/outer-round.ts) sees it; payload null = solo step. */
 export type ExchangeResult = RoundExchange<OuterPayload>;

@@ -6,6 +6,7 @@
 //   (src/train/outer.ts), for many-peer tests where a software GPU would be too slow.
 // Both start from initParams(layout, run.seed), so fresh replicas of one run share φ_0.
 import type { Batch } from '../data/batch.ts';
+import type { TrainerEvent } from '../worker/types.ts';
 import { privateCheckBatches, randomSeed, validationBatches, WindowSampler } from '../data/sampler.ts';
 import { trainConfig, type TrainConfig } from '../model/config.ts';
 import { initParams } from '../model/init.ts';
@@ -82,6 +83,8 @@ export interface BackendInit {
   checkBatches?: number;
   /** Seed of the state check's windows; default: random on this machine (tests fix it). */
   checkSeed?: number;
+  /** GPU only: the trainer's events (autotune, a lost device and its rebuild). */
+  onEvent?: (e: TrainerEvent) => void;
 }
 
 /** A state check's windows (privateCheckBatches, one seed): of the validation text and of this replica's training shard. */
@@ -124,6 +127,7 @@ class GpuBackend implements ReplicaBackend {
     const { createNodeTrainer } = await import('../worker/node.ts');
     const { describeRates } = await import('../gpu/autotune.ts');
     const trainer = createNodeTrainer();
+    if (init.onEvent) trainer.setEventListener(init.onEvent);
     try {
       const info = await trainer.init({
         model: init.run.model, train: cfg, data: init.train, replica: init.stream, autotune: init.autotune ?? true,

@@ -295,6 +295,12 @@ class HeadlessVolunteer implements Volunteer {
     this.backend = await (this.c.createBackend ?? createBackend)(this.settings.backend, {
       run, train: data.train, val: data.val, stream: this.opts.seed ?? assignment.replica, autotune: this.opts.autotune,
       ...(this.opts.probeSeed !== undefined ? { probeSeed: this.opts.probeSeed } : {}),
+      // A lost GPU is rebuilt by the trainer, which trains the round's steps again: the counts
+      // here stay right, and the log says why the round took longer.
+      onEvent: (e) => {
+        if (e.type === 'device-lost') this.log.warn('the GPU device was lost; the trainer rebuilds it from the last outer state', { message: e.message });
+        else if (e.type === 'rebuilt') this.log.info('GPU device rebuilt', { step: e.step, attempt: e.attempt, retrained: e.retrained });
+      },
     });
     this.log.info('trainer ready', {
       backend: this.backend.kind, adapter: this.backend.adapter, floats: this.backend.total, ...(this.backend.matmul ? { matmul: this.backend.matmul } : {}),

@@ -5,9 +5,12 @@
 //
 // Device loss: after every outer step (and at init/load) the Trainer keeps φ, the outer
 // momentum and the step counter on the CPU. If the device is lost for any reason but
-// dispose(), it acquires a new one, rebuilds every pipeline and buffer, and restarts from that
-// state: θ = φ, AdamW moments zero (they are local and cheap to rebuild). A train() call that
-// was interrupted is run again on the new device.
+// dispose(), it acquires a new one, rebuilds every pipeline and buffer, restarts from that
+// state (θ = φ, AdamW moments zero: they are local and cheap to rebuild), and trains again the
+// inner steps it had taken since, on fresh windows of its stream; then the interrupted call runs
+// again. A lost device costs the caller time and nothing else: the step counter, the LR
+// schedule and the Δ of the round all stay what the caller counted (a replica that went back
+// H - 1 steps without saying so would report steps it never sent, and pair with less work).
 import { randomSeed, WindowSampler } from '../data/sampler.ts';
 import type { Batch } from '../data/batch.ts';
 import { trainConfig, validateModelConfig, type ModelConfig, type TrainConfig } from '../model/config.ts';
@@ -50,6 +53,9 @@ interface Setup {
   probeSampler: WindowSampler;
 }
 
+/** How long a failed GPU call waits for its device's lost promise before it counts as a plain error. */
+const LOSS_SETTLE_MS = 2000;
+
 export class Trainer {
   private setup?: Setup;
   private gpu?: AcquiredDevice;
@@ -59,9 +65,11 @@ export class Trainer {
   /** φ, outer momentum and step at the last outer step: what a lost device restarts from. */
   private lastOuter?: OuterSnapshot;
   private batch?: Batch;
-  private listener: ((e: TrainerEvent) => void) | null = null;
+  private listener: ((e: TrainerEvent) => unknown) | null = null;
   private lost: DeviceLostError | null = null;
   private rebuilds = 0;
+  /** The step counter a rebuild in progress must get back to (null: the engine's at the loss). */
+  private resumeAt: number | null = null;
   private disposed = false;
   /** Public calls run one at a time (comlink lets the page issue them concurrently). */
   private tail: Promise<unknown> = Promise.resolve();
@@ -69,7 +77,7 @@ export class Trainer {
   constructor(private readonly opts: TrainerOptions = {}) {}
 
   /** Receives autotune, device-lost and rebuilt events (a comlink proxy from the page). */
-  setEventListener(listener: ((e: TrainerEvent) => void) | null): void {
+  setEventListener(listener: ((e: TrainerEvent) => unknown) | null): void {
     this.listener = listener;
   }
 
@@ -103,7 +111,7 @@ export class Trainer {
     return this.serial(async () => {
       const setup = this.requireSetup('load');
       const s = checkState(state, setup);
-      await this.live();
+      await this.live(false); // what was trained since the last outer step is replaced anyway
       this.engine!.writeState(s);
       this.lastOuter = { phi: s.phi.slice(), outerM: s.outerM.slice(), step: s.step };
       return this.info();
@@ -115,18 +123,9 @@ export class Trainer {
     return this.serial(async () => {
       const setup = this.requireSetup('train');
       if (!Number.isInteger(steps) || steps < 0) throw new RangeError(`Trainer.train: steps must be a non-negative integer, got ${steps}`);
-      const { batch: B, seqLen: T } = setup.train;
-      const next = () => (this.batch = setup.sampler.next(B, T, this.batch));
-      const stats = await this.withRecovery(() => this.engine!.train(steps, next));
-      const bad = stats.losses.findIndex((l) => !Number.isFinite(l));
-      if (bad >= 0) {
-        // Diverged: go back to the last shared weights rather than keep training on NaNs.
-        const at = this.engine!.step - steps + bad;
-        await this.restoreLastOuter();
-        throw new Error(`Trainer.train: loss is ${stats.losses[bad]} at step ${at}; ` +
-          `the weights were reset to the last outer state (step ${this.lastOuter!.step}). Lower the learning rate or check the data.`);
-      }
-      return stats.losses;
+      const losses = await this.withRecovery(() => this.engine!.train(steps, () => this.nextBatch()).then((s) => s.losses));
+      await this.checkFinite(losses, 'train');
+      return losses;
     });
   }
 
@@ -220,7 +219,7 @@ export class Trainer {
   getInfo(): Promise<TrainerInfo> {
     return this.serial(async () => {
       this.requireSetup('getInfo');
-      await this.live();
+      await this.live(true);
       return this.info();
     });
   }
@@ -297,17 +296,51 @@ export class Trainer {
     g?.device.destroy();
   }
 
-  /** Rebuilds on a new device if the current one was lost. */
-  private async live(): Promise<void> {
-    if (!this.lost) return;
-    const max = this.opts.maxRebuilds ?? 3;
-    const cause = this.lost;
-    if (this.rebuilds >= max) throw new DeviceLostError(cause.reason, `gave up after ${max} rebuilds`);
-    this.rebuilds++;
-    this.teardown();
-    await this.build();
+  /** The next training batch of this replica's stream (its buffers reused). */
+  private nextBatch(): Batch {
+    const { batch: B, seqLen: T } = this.setup!.train;
+    return (this.batch = this.setup!.sampler.next(B, T, this.batch));
+  }
+
+  /** Diverged: go back to the last shared weights rather than keep training on NaNs. */
+  private async checkFinite(losses: readonly number[], what: string): Promise<void> {
+    const bad = losses.findIndex((l) => !Number.isFinite(l));
+    if (bad < 0) return;
+    const at = this.engine!.step - losses.length + bad;
     await this.restoreLastOuter();
-    this.emit({ type: 'rebuilt', step: this.engine!.step, attempt: this.rebuilds });
+    throw new Error(`Trainer.${what}: loss is ${losses[bad]} at step ${at}; ` +
+      `the weights were reset to the last outer state (step ${this.lastOuter!.step}). Lower the learning rate or check the data.`);
+  }
+
+  /**
+   * Rebuilds on a new device if the current one was lost, back at the step counter the replica
+   * had before the loss (or before the call the loss interrupted: `resumeAt`), by training again
+   * from the last outer state; `redo` false: only the last outer state (load() replaces it all).
+   * A loss during the rebuild or the retraining starts it over, `maxRebuilds` times in a row.
+   */
+  private async live(redo = true): Promise<void> {
+    while (this.lost) {
+      const max = this.opts.maxRebuilds ?? 3;
+      const cause = this.lost;
+      if (this.rebuilds >= max) throw new DeviceLostError(cause.reason, `gave up after ${max} rebuilds`);
+      this.rebuilds++;
+      const target = (this.resumeAt ??= this.engine?.step ?? this.lastOuter!.step);
+      this.teardown();
+      await this.build();
+      await this.restoreLastOuter();
+      const n = redo ? target - this.lastOuter!.step : 0;
+      if (n > 0) {
+        try {
+          await this.checkFinite((await this.engine!.train(n, () => this.nextBatch())).losses, 'train (retraining after a lost device)');
+        } catch (e) {
+          if (await this.lostBy(e)) continue; // lost again while retraining: rebuild once more
+          this.resumeAt = null;
+          throw e;
+        }
+      }
+      this.resumeAt = null;
+      this.emit({ type: 'rebuilt', step: this.engine!.step, attempt: this.rebuilds, retrained: n });
+    }
   }
 
   /** θ = φ from the last outer step, AdamW moments zero, the step counter of that outer step. */
@@ -317,26 +350,44 @@ export class Trainer {
     this.engine!.writeState({ params: o.phi, m: zeros, v: zeros, phi: o.phi, outerM: o.outerM, step: o.step });
   }
 
-  /** Runs fn; if the device was lost before or during it, rebuilds and runs it once more. */
+  /**
+   * Runs fn; if the device was lost before or during it, rebuilds (back at the step counter the
+   * call started from) and runs it again.
+   */
   private async withRecovery<T>(fn: () => Promise<T>): Promise<T> {
-    await this.live();
-    try {
-      const r = await fn();
-      this.rebuilds = 0; // maxRebuilds counts losses in a row, not over a volunteer's whole day
-      return r;
-    } catch (e) {
-      // A lost device rejects pending maps; the lost promise may settle a moment later.
-      if (!this.lost) await new Promise((r) => setTimeout(r, 0));
-      if (!this.lost) throw e;
+    for (;;) {
+      await this.live();
+      const start = this.engine!.step;
+      try {
+        const r = await fn();
+        this.rebuilds = 0; // maxRebuilds counts losses in a row, not over a volunteer's whole day
+        return r;
+      } catch (e) {
+        if (!(await this.lostBy(e))) throw e;
+        this.resumeAt = start; // the steps this call had queued are run again by the call itself
+      }
     }
-    await this.live();
-    const r = await fn();
-    this.rebuilds = 0;
-    return r;
+  }
+
+  /**
+   * Whether `e` came of a lost device. A lost device rejects the pending maps first and settles
+   * its lost promise a moment later: a GPU failure waits for that (LOSS_SETTLE_MS at most);
+   * our own argument checks (RangeError, TypeError) are thrown at once.
+   */
+  private async lostBy(e: unknown): Promise<boolean> {
+    if (this.lost) return true;
+    const g = this.gpu;
+    if (!g || e instanceof RangeError || e instanceof TypeError) return false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([g.lost, new Promise((r) => { timer = setTimeout(r, LOSS_SETTLE_MS); })]);
+    clearTimeout(timer);
+    return this.lost !== null;
   }
 
   private emit(e: TrainerEvent): void {
-    try { this.listener?.(e); } catch { /* a listener's failure is not the trainer's */ }
+    // A listener's failure is not the trainer's; a comlink proxy's answer is a promise that
+    // rejects when the page has gone.
+    try { void Promise.resolve(this.listener?.(e)).catch(() => {}); } catch { /* as above */ }
   }
 }
 

@@ -100,4 +100,5 @@ export interface LoadState {
 export type TrainerEvent =
   | { type: 'autotune'; fromCache: boolean; tuning: Tuning }
   | { type: 'device-lost'; message: string }
-  | { type: 'rebuilt'; step: number; attempt: number };
+  /** A new device took over at `step`; `retrained` inner steps since the last outer step were trained again. */
+  | { type: 'rebuilt'; step: number; attempt: number; retrained: number };

@@ -2,7 +2,7 @@
 // browser test pages. They keep their own records (busy intervals, reports, exchanges) so tests
 // check the controller against an account it did not write itself.
 import type {
-  ExchangeResult, GpuProbe, MeshPort, MeshStats, OuterPayload, OuterState, RunSummary, SensorPort, SessionStart, TrainerPort,
+  ExchangeResult, GpuEvent, GpuProbe, MeshPort, MeshStats, OuterPayload, OuterState, RunSummary, SensorPort, SessionStart, TrainerPort,
   VolunteerBackend, VolunteerReport, VolunteerSession,
 } from '../../src/ui/ports.ts';
 import type { Sensors } from '../../src/ui/core/policy.ts';
@@ -42,6 +42,19 @@ export class FakeTrainer implements TrainerPort {
   divergeNext = false;
   /** Make this many train() calls in a row fail that way. */
   divergeTimes = 0;
+  /** Who listens to the worker's GPU events (device lost, rebuilt). */
+  readonly gpuListeners = new Set<(e: GpuEvent) => void>();
+
+  onGpuEvent(fn: (e: GpuEvent) => void): () => void {
+    this.gpuListeners.add(fn);
+    return () => { this.gpuListeners.delete(fn); };
+  }
+
+  /** What the worker sends when its device is lost and rebuilt at `step` (the steps since the outer step trained again). */
+  loseDevice(): void {
+    for (const fn of this.gpuListeners) fn({ type: 'device-lost', message: 'GPU device lost (unknown)' });
+    for (const fn of this.gpuListeners) fn({ type: 'rebuilt', step: this.step, attempt: 1, retrained: this.step % 10 });
+  }
 
   /** `floats`: length of φ, Δ and the momentum (a run's layout.total where a coordinator checks it). */
   constructor(public msPerStep = 20, readonly floats = 4) {

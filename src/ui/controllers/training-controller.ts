@@ -59,6 +59,8 @@ export interface Figures {
   stepsToOuter: number;
   /** Times the loss blew up and the worker went back to the last outer state. */
   divergences: number;
+  /** Times the GPU device was lost and the worker rebuilt it (the round's steps trained again). */
+  gpuResets: number;
   /** Why the last outer step was solo, in words (from the mesh); null after a pair. */
   soloReason: string | null;
   /** Why this volunteer's WebRTC links keep failing (it trains alone), null while they work. */
@@ -82,7 +84,7 @@ export interface TrainingOptions {
 
 const emptyFigures = (): Figures => ({
   step: 0, rounds: 0, loss: null, valLoss: null, tokensPerS: 0, duty: 0, partner: null, peersOnline: 0,
-  bytesUp: 0, bytesDown: 0, donatedMs: 0, tokensTrained: 0, exchangesAccepted: 0, soloRounds: 0, stepsToOuter: 0, divergences: 0, soloReason: null, linksFailing: null,
+  bytesUp: 0, bytesDown: 0, donatedMs: 0, tokensTrained: 0, exchangesAccepted: 0, soloRounds: 0, stepsToOuter: 0, divergences: 0, gpuResets: 0, soloReason: null, linksFailing: null,
 });
 
 export class TrainingController extends Observable {
@@ -276,6 +278,7 @@ export class TrainingController extends Observable {
   private async runLoop(): Promise<void> {
     let session: VolunteerSession | null = null;
     let offEnd = () => {};
+    let offGpu = () => {};
     try {
       // Stop must work while we are still connecting (the coordinator may be unreachable and the
       // client retries for ever; the data download may wait its turn for minutes): it aborts the
@@ -295,6 +298,11 @@ export class TrainingController extends Observable {
       // The coordinator may end the session (the run stopped, another tab took it over): the
       // loop stops, and the page says why instead of training on alone with reports unsent.
       offEnd = session.onEnd?.((reason) => { this.endedBy = reason; this.stopRequested = true; this.poke(); }) ?? offEnd;
+      // A lost GPU costs time, not counts: the worker trains the round's steps again on a new
+      // device (src/worker/trainer.ts). The page says it happened; the figures stay as they are.
+      offGpu = session.trainer.onGpuEvent?.((e) => {
+        if (e.type === 'rebuilt') { this.figures.gpuResets++; this.notify(); }
+      }) ?? offGpu;
       // The replica continues the run's counters from the state it adopted: its reports and the
       // rounds it pairs for line up with the peers it copied from.
       this.joinedFrom = session.start;
@@ -366,6 +374,7 @@ export class TrainingController extends Observable {
       this.notify();
     } finally {
       offEnd();
+      offGpu();
       this.onStop = () => {};
       this.session = null;
       if (session) await session.close().catch((e) => console.warn(`[murmur] closing the session failed: ${errText(e)}`));

@@ -288,6 +288,7 @@ export class VolunteerPanel extends LitElement {
           ${fig('tokens', 'Tokens you trained', formatCount(f.tokensTrained))}
           ${fig('accepted', 'Exchanges accepted by partners', String(f.exchangesAccepted))}
           ${f.divergences ? fig('divergences', 'Steps redone after the loss blew up', `${f.divergences} time${f.divergences === 1 ? '' : 's'}`) : nothing}
+          ${f.gpuResets ? fig('gpu-resets', 'GPU resets (the steps since the last exchange were trained again)', `${f.gpuResets} time${f.gpuResets === 1 ? '' : 's'}`) : nothing}
         </dl>
         ${c.joinedFrom ? html`<p class="muted" data-start=${c.joinedFrom.source}>${startText(c.joinedFrom)}</p>` : nothing}
         ${run ? html`<p class="muted">One step trains on ${formatCount(run.tokensPerStep)} tokens; an outer step is every ${run.H} steps.</p>` : nothing}

@@ -4,7 +4,7 @@
 // transferred ArrayBuffers.
 import * as Comlink from 'comlink';
 import type { TrainerApi } from '../../worker/worker.ts';
-import { STATE_FORMAT, STATE_VERSION, type LoadState } from '../../worker/types.ts';
+import { STATE_FORMAT, STATE_VERSION, type LoadState, type TrainerEvent } from '../../worker/types.ts';
 import { privateCheckBatches, randomSeed, validationBatches } from '../../data/sampler.ts';
 import { buildLayout } from '../../model/layout.ts';
 import { compressionForRun } from '../../sync/compress.ts';
@@ -17,7 +17,7 @@ import { withPeerReplay } from '../../volunteer/signaling.ts';
 import { linkFields } from '../../volunteer/round.ts';
 import { PROBE_WINDOWS } from '../../round/probe.ts';
 import type { MeshFactoryArgs, RunMesh, TrainerFactoryArgs } from '../browser/volunteer-backend.ts';
-import type { OuterPayload, OuterState, TrainerPort } from '../ports.ts';
+import type { GpuEvent, OuterPayload, OuterState, TrainerPort } from '../ports.ts';
 
 // The same data download and run fingerprint as the headless volunteer (src/volunteer), so
 // browser and Node peers of one run train on identical tokens and pair with each other.
@@ -51,7 +51,13 @@ export async function createTrainer({ run, welcome, baseUrl, signal }: TrainerFa
   });
   failed.catch(() => {});
   const call = <T>(p: Promise<T>): Promise<T> => Promise.race([p, failed]);
+  // The worker's GPU events (a lost device, its rebuild) reach whoever listens on the page.
+  const gpuListeners = new Set<(e: GpuEvent) => void>();
   try {
+    await call(api.setEventListener(Comlink.proxy((e: TrainerEvent) => {
+      if (e.type !== 'device-lost' && e.type !== 'rebuilt') return;
+      for (const fn of gpuListeners) fn(e);
+    })));
     await call(api.init({ model: run.model, train: run.train, data, replica: a.replica }, run.seed));
   } catch (e) {
     worker.terminate();
@@ -59,6 +65,10 @@ export async function createTrainer({ run, welcome, baseUrl, signal }: TrainerFa
   }
   let disposed = false;
   return {
+    onGpuEvent(fn) {
+      gpuListeners.add(fn);
+      return () => { gpuListeners.delete(fn); };
+    },
     train: (steps) => call(api.train(steps)),
     evaluate: () => call(api.evaluate(val)),
     checkLoss: async () => ({ val: await call(api.evaluate(check.val)), train: await call(api.evaluate(check.train)) }),
