@@ -29,6 +29,39 @@ afterAll(() => { for (const t of trainers) t.dispose(); });
 
 const f32 = (x: Float32Array | ArrayBuffer) => (x instanceof Float32Array ? x : new Float32Array(x));
 
+/**
+ * Dawn as a driver that misbehaves on cue: the n-th adapter request (from 1) gets a working
+ * device ('ok'), a device lost as it is handed over ('lost') or no adapter ('no-adapter').
+ */
+function scriptedGpu(plan: (n: number) => 'ok' | 'lost' | 'no-adapter') {
+  const out = { requests: 0, gpu: async (): Promise<GPU> => ({}) as GPU };
+  out.gpu = async () => {
+    const g = await nodeGpu();
+    return {
+      requestAdapter: async (o?: GPURequestAdapterOptions) => {
+        const what = plan(++out.requests);
+        if (what === 'no-adapter') return null;
+        const a = await g.requestAdapter(o);
+        if (!a) return a;
+        return new Proxy(a, {
+          get: (target, key) => {
+            if (key === 'requestDevice') {
+              return async (d?: GPUDeviceDescriptor) => {
+                const dev = await target.requestDevice(d);
+                if (what === 'lost') dev.destroy();
+                return dev;
+              };
+            }
+            const v = Reflect.get(target, key, target);
+            return typeof v === 'function' ? v.bind(target) : v;
+          },
+        });
+      },
+    } as unknown as GPU;
+  };
+  return out;
+}
+
 describe('Trainer (Node, Dawn)', () => {
   it('init -> train -> outer step -> export -> load into a second trainer', async () => {
     const a = make();
@@ -207,30 +240,8 @@ describe('Trainer (Node, Dawn)', () => {
 
   it('a device lost again while retraining is rebuilt again, and maxRebuilds losses in a row give up naming the cause', async () => {
     // Every device after the first is lost as it is handed over: no rebuild ever finishes.
-    let devices = 0;
-    const gpu = async (): Promise<GPU> => {
-      const g = await nodeGpu();
-      return {
-        requestAdapter: async (o?: GPURequestAdapterOptions) => {
-          const a = await g.requestAdapter(o);
-          if (!a) return a;
-          return new Proxy(a, {
-            get: (target, key) => {
-              if (key === 'requestDevice') {
-                return async (d?: GPUDeviceDescriptor) => {
-                  const dev = await target.requestDevice(d);
-                  if (++devices > 1) dev.destroy();
-                  return dev;
-                };
-              }
-              const v = Reflect.get(target, key, target);
-              return typeof v === 'function' ? v.bind(target) : v;
-            },
-          });
-        },
-      } as unknown as GPU;
-    };
-    const t = new Trainer({ gpu, tuningStore: memoryStore(), noAdapterHint: NODE_NO_ADAPTER_HINT, maxRebuilds: 2 });
+    const g = scriptedGpu((n) => (n === 1 ? 'ok' : 'lost'));
+    const t = new Trainer({ gpu: g.gpu, tuningStore: memoryStore(), noAdapterHint: NODE_NO_ADAPTER_HINT, maxRebuilds: 2 });
     trainers.push(t);
     const events: TrainerEvent[] = [];
     const lost = new Promise<void>((r) => t.setEventListener((e) => { events.push(e); if (e.type === 'device-lost') r(); }));
@@ -239,8 +250,26 @@ describe('Trainer (Node, Dawn)', () => {
     t.device!.destroy();
     await lost;
     await expect(t.train(2)).rejects.toThrow(/gave up after 2 rebuilds/);
-    expect(devices).toBe(3); // the first, then two rebuilds, each lost while retraining
+    expect(g.requests).toBe(3); // the first device, then two rebuilds, each lost while retraining
     expect(events.map((e) => e.type)).toEqual(['device-lost', 'device-lost', 'device-lost']);
+  });
+
+  it('a driver that offers no adapter for a moment after the loss: the rebuild waits and tries again', async () => {
+    const g = scriptedGpu((n) => (n === 2 ? 'no-adapter' : 'ok'));
+    const t = new Trainer({ gpu: g.gpu, tuningStore: memoryStore(), noAdapterHint: NODE_NO_ADAPTER_HINT });
+    trainers.push(t);
+    const events: TrainerEvent[] = [];
+    const lost = new Promise<void>((r) => t.setEventListener((e) => { events.push(e); if (e.type === 'device-lost') r(); }));
+    await t.init(config, 9);
+    await t.train(2);
+    t.device!.destroy();
+    await lost;
+    const losses = await t.train(2);
+    expect(losses.every(Number.isFinite)).toBe(true);
+    expect(g.requests).toBe(3); // the first, the one with no adapter, the one that worked
+    expect(events.map((e) => e.type)).toEqual(['device-lost', 'rebuilt']);
+    expect(events[1]).toMatchObject({ attempt: 2, step: 2, retrained: 2 });
+    expect((await t.getInfo()).step).toBe(4);
   });
 
   it('a device lost in the middle of train() is rebuilt and the call completes', async () => {

@@ -55,6 +55,8 @@ interface Setup {
 
 /** How long a failed GPU call waits for its device's lost promise before it counts as a plain error. */
 const LOSS_SETTLE_MS = 2000;
+/** The wait before the second attempt at a new device; it doubles for each attempt after. */
+const REBUILD_BACKOFF_MS = 1000;
 
 export class Trainer {
   private setup?: Setup;
@@ -316,7 +318,9 @@ export class Trainer {
    * Rebuilds on a new device if the current one was lost, back at the step counter the replica
    * had before the loss (or before the call the loss interrupted: `resumeAt`), by training again
    * from the last outer state; `redo` false: only the last outer state (load() replaces it all).
-   * A loss during the rebuild or the retraining starts it over, `maxRebuilds` times in a row.
+   * A loss during the rebuild or the retraining, or a new device that cannot be had (a driver
+   * that reset offers no adapter for a moment), starts it over after a wait that doubles:
+   * `maxRebuilds` attempts in a row, then the call fails with the last attempt's error.
    */
   private async live(redo = true): Promise<void> {
     while (this.lost) {
@@ -324,9 +328,16 @@ export class Trainer {
       const cause = this.lost;
       if (this.rebuilds >= max) throw new DeviceLostError(cause.reason, `gave up after ${max} rebuilds`);
       this.rebuilds++;
+      if (this.rebuilds > 1) await new Promise((r) => setTimeout(r, REBUILD_BACKOFF_MS * 2 ** (this.rebuilds - 2)));
       const target = (this.resumeAt ??= this.engine?.step ?? this.lastOuter!.step);
       this.teardown();
-      await this.build();
+      try {
+        await this.build();
+      } catch (e) {
+        this.lost = cause; // still without a device: the next attempt, or the next call, tries again
+        if (this.rebuilds < max) continue;
+        throw e;
+      }
       await this.restoreLastOuter();
       const n = redo ? target - this.lastOuter!.step : 0;
       if (n > 0) {
