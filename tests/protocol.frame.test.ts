@@ -129,6 +129,7 @@ describe('control messages', () => {
       { t: 'pair-ack', nonce: 99, ok: false, reason: 'busy' },
       { t: 'xchg', round: 4, phi: { tid: 1, dtype: 'f16', elements: 10, bytes: 20 }, delta: { tid: 2, dtype: 'q8', elements: 10, bytes: 14 } },
       { t: 'abort', round: 4, reason: 'deadline' },
+      { t: 'abort', round: 4, reason: 'deadline', yourRound: 7 },
       { t: 'bye' },
       { t: 'state-req', nonce: 1 },
       { t: 'state-offer', nonce: 1, ok: true, tensor: { tid: 3, dtype: 'f32', elements: 20, bytes: 80 }, outerRound: 5, innerStep: 250 },
@@ -153,6 +154,8 @@ describe('control messages', () => {
       [{ t: 'state-offer', nonce: 1, ok: true, tensor: { tid: 3, dtype: 'q8', elements: 200, bytes: 200 }, outerRound: 1, innerStep: 1 }, /state-offer\.tensor: 200 q8 elements take 208 bytes/],
       [{ t: 'bye', extra: 1 }, /bye\.extra is not an allowed field/],
       [{ t: 'abort', round: 1, reason: 'x'.repeat(500) }, /abort.reason/],
+      [{ t: 'abort', round: 1, reason: 'deadline', yourRound: -1 }, /abort.yourRound/],
+      [{ t: 'abort', round: 1, reason: 'deadline', yourRound: '3' }, /abort.yourRound/],
     ];
     for (const [m, re] of bad) expect(() => parseControl(m)).toThrow(re);
   });

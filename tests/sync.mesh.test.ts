@@ -4,11 +4,11 @@ import { ExchangeRun } from '../src/sync/exchange.ts';
 import { Assembler } from '../src/sync/transfer.ts';
 import type { Link, LinkFactory } from '../src/sync/links.ts';
 import { decodeFrame } from '../src/protocol/frame.ts';
-import { parseControl } from '../src/protocol/peer-messages.ts';
+import { parseControl, type ControlMessage } from '../src/protocol/peer-messages.ts';
 import { chaosLinks } from './support/chaos.ts';
 import { Rogue } from './support/rogue.ts';
 import { MeshDestroyedError, MeshConfigError, PayloadError, MeshBusyError } from '../src/sync/errors.ts';
-import { Swarm, syntheticPayload, sleep, CONFIG_HASH, sameFloats } from './support/swarm.ts';
+import { Swarm, syntheticPayload, sleep, CONFIG_HASH, sameFloats, type SwarmPeer } from './support/swarm.ts';
 import { chiSquareUniform } from './support/stats.ts';
 import type { ExchangeResult, Offence } from '../src/sync/types.ts';
 import { MAX_REMEMBERED } from '../src/sync/validate.ts';
@@ -446,6 +446,136 @@ describe('mesh: a late announcement of a round given up on', () => {
     expect(a1.payload!.round).toBe(1);
     expect(sameFloats(a1.payload!.delta, syntheticPayload(256, 1, 1).delta)).toBe('same');
     expect(sameFloats(b1.payload!.delta, syntheticPayload(256, 0, 1).delta)).toBe('same');
+  });
+});
+
+/** The tag of a frame on the wire: a control message's `t`, or 'chunk'. */
+function frameKind(bytes: Uint8Array): string {
+  const f = decodeFrame(bytes);
+  return f.type === 'control' ? parseControl(f.message).t : 'chunk';
+}
+
+/**
+ * One direction of an ordered channel the test can stall: from the first frame `holdFrom`
+ * accepts on, every frame is held in order (a channel still carrying an earlier round's chunks
+ * delays what follows so), until `release` sends them all on; `dropChunks` loses chunk frames.
+ */
+class Valve {
+  holdFrom: ((kind: string) => boolean) | null = null;
+  dropChunks = false;
+  readonly held: Uint8Array[] = [];
+  link: Link | null = null;
+
+  pass(frame: Uint8Array, chunk: boolean): Uint8Array[] {
+    if (this.held.length > 0 || this.holdFrom?.(frameKind(frame))) { this.held.push(frame); return []; }
+    return chunk && this.dropChunks ? [] : [frame];
+  }
+
+  kinds(): string[] {
+    return this.held.map(frameKind);
+  }
+
+  control(i: number): ControlMessage {
+    const f = decodeFrame(this.held[i]!);
+    if (f.type !== 'control') throw new Error(`held frame ${i} is a chunk`);
+    return parseControl(f.message);
+  }
+
+  /** Sends what was held, in order, and holds nothing more (synchronously: nothing overtakes it). */
+  release(): void {
+    this.holdFrom = null;
+    for (const f of this.held.splice(0)) this.link!.send(f);
+  }
+}
+
+/** Two peers on stallable channels, each with its own transfer deadline; the test is the pool. */
+function stallablePair(deadlines: { p0: number; p1: number }) {
+  const valves = { p0: new Valve(), p1: new Valve() };
+  const s = (swarm = new Swarm({
+    n: 2, transport: 'memory', elements: 256,
+    initFor: (id) => ({ deadline: { minMs: 50, initialMs: id === 'p0' ? deadlines.p0 : deadlines.p1, maxMs: 20_000 } }),
+    wrap: (id, links) => {
+      const v = valves[id as 'p0' | 'p1'];
+      return chaosLinks((o) => (v.link = links(o)), (f, { chunk }) => v.pass(f, chunk !== null));
+    },
+  }));
+  const pair = (round: number) => {
+    const [p0, p1] = s.peers as [SwarmPeer, SwarmPeer];
+    p0.client.emit('paired', { round, partner: p1.id, initiator: true });
+    p1.client.emit('paired', { round, partner: p0.id, initiator: false });
+  };
+  const phase = (p: SwarmPeer) => (p.mesh as unknown as { run: ExchangeRun | null }).run?.phase;
+  return { s, valves, pair, phase };
+}
+
+describe('mesh: a late abort of an earlier pairing with the same peer', () => {
+  it("a partner's abort of round 0, delivered after the pool paired the two again, does not end round 1: it completes as paired", async () => {
+    // p0 gives round 0 up at its deadline (p1's chunks never reach it), while p1 had all of p0's
+    // payload and paired. p0's abort is held on the wire until both are in round 1's transfer.
+    const { s, valves, pair, phase } = stallablePair({ p0: 300, p1: 10_000 });
+    await s.connected(1);
+    const [p0, p1] = s.peers as [SwarmPeer, SwarmPeer];
+    for (const p of [p0, p1]) vi.spyOn(p.client, 'ready').mockImplementation(() => {});
+    valves.p0.holdFrom = (kind) => kind === 'abort';
+    valves.p1.dropChunks = true;
+    const r0 = [p0.mesh.exchange(0, syntheticPayload(256, 0, 0), { waitMs: 5_000 }), p1.mesh.exchange(0, syntheticPayload(256, 1, 0), { waitMs: 5_000 })];
+    pair(0);
+    const [a0, b0] = await Promise.all(r0);
+    expect([a0.outcome, a0.reason, b0.outcome, b0.reason]).toEqual(['solo', 'deadline', 'paired', null]);
+    expect(valves.p0.kinds()).toEqual(['abort']);
+    const stale = valves.p0.control(0);
+    expect(stale).toMatchObject({ t: 'abort', round: 0, reason: 'deadline' });
+    valves.p1.dropChunks = false;
+
+    const r1 = [p0.mesh.exchange(1, syntheticPayload(256, 0, 1), { waitMs: 5_000 }), p1.mesh.exchange(1, syntheticPayload(256, 1, 1), { waitMs: 5_000 })];
+    pair(1);
+    // p1 waits for p0's round-1 announcement, which is on the wire behind the old abort.
+    await until(() => phase(p1) === 'transfer' && valves.p0.kinds().includes('xchg'), 5_000, "p1 in round 1's transfer, p0's announcement behind its abort", 5);
+    valves.p0.release();
+    const [a1, b1] = await Promise.all(r1);
+    expect([[a1.outcome, a1.reason, a1.partner], [b1.outcome, b1.reason, b1.partner]]).toEqual([['paired', null, p1.id], ['paired', null, p0.id]]);
+    expect(b1.payload!.round).toBe(1);
+    expect(sameFloats(a1.payload!.delta, syntheticPayload(256, 1, 1).delta)).toBe('same');
+    expect(sameFloats(b1.payload!.delta, syntheticPayload(256, 0, 1).delta)).toBe('same');
+    // The old abort named p1's round it ended (p1's xchg had reached p0): not round 1.
+    expect(stale).toEqual({ t: 'abort', round: 0, reason: 'deadline', yourRound: 0 });
+  });
+
+  it("aborts of round 0 that cross both ways, one naming no round of ours (its sender never had our xchg), are both left out of round 1: it completes as paired", async () => {
+    // Everything p1 sends in round 0 is held, so p0 never has p1's xchg: p0 gives up first, its
+    // abort naming no round of p1's; p1 gives up at its own deadline, its abort naming p0's round
+    // 0. Both aborts arrive in round 1's transfer, before each partner's round-1 announcement.
+    const { s, valves, pair, phase } = stallablePair({ p0: 300, p1: 600 });
+    await s.connected(1);
+    const [p0, p1] = s.peers as [SwarmPeer, SwarmPeer];
+    for (const p of [p0, p1]) vi.spyOn(p.client, 'ready').mockImplementation(() => {});
+    valves.p0.holdFrom = (kind) => kind === 'abort';
+    valves.p1.holdFrom = () => true;
+    const r0 = [p0.mesh.exchange(0, syntheticPayload(256, 0, 0), { waitMs: 5_000 }), p1.mesh.exchange(0, syntheticPayload(256, 1, 0), { waitMs: 5_000 })];
+    pair(0);
+    const [a0, b0] = await Promise.all(r0);
+    expect([a0.reason, b0.reason]).toEqual(['deadline', 'deadline']);
+    expect(valves.p0.kinds()).toEqual(['abort']);
+    expect(valves.p0.control(0)).toEqual({ t: 'abort', round: 0, reason: 'deadline' });
+    // p1 had p0's xchg, so its chunks of round 0 are held between the two as well.
+    expect(valves.p1.kinds().filter((k) => k !== 'chunk')).toEqual(['xchg', 'abort']);
+    const staleOfP1 = valves.p1.control(valves.p1.kinds().indexOf('abort'));
+    expect(staleOfP1).toMatchObject({ t: 'abort', round: 0, reason: 'deadline' });
+
+    const r1 = [p0.mesh.exchange(1, syntheticPayload(256, 0, 1), { waitMs: 5_000 }), p1.mesh.exchange(1, syntheticPayload(256, 1, 1), { waitMs: 5_000 })];
+    pair(1);
+    await until(
+      () => phase(p0) === 'transfer' && phase(p1) === 'transfer' && valves.p0.kinds().includes('xchg') && valves.p1.kinds().filter((k) => k === 'xchg').length === 2,
+      5_000, "both in round 1's transfer, each announcement behind its sender's old abort", 5);
+    valves.p0.release();
+    valves.p1.release();
+    const [a1, b1] = await Promise.all(r1);
+    expect([[a1.outcome, a1.reason, a1.partner], [b1.outcome, b1.reason, b1.partner]]).toEqual([['paired', null, p1.id], ['paired', null, p0.id]]);
+    expect([a1.payload!.round, b1.payload!.round]).toEqual([1, 1]);
+    expect(sameFloats(a1.payload!.delta, syntheticPayload(256, 1, 1).delta)).toBe('same');
+    expect(sameFloats(b1.payload!.delta, syntheticPayload(256, 0, 1).delta)).toBe('same');
+    // p1's abort named p0's round 0 (p0's xchg had reached it); p0's named none of p1's.
+    expect(staleOfP1).toEqual({ t: 'abort', round: 0, reason: 'deadline', yourRound: 0 });
   });
 });
 

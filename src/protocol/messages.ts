@@ -40,8 +40,10 @@ import { jsonDepth, schemaProblem } from './check.ts';
  *      pool answer, so the chunks a version-2 peer streamed at once would be lost.
  *   4: a run's train config, model and `pairWaitFrac` (in `welcome` and `config`) carry the
  *      bounds a researcher's input has (WireTrainConfig), where any number passed before.
+ *   5: a peer's `abort` may name `yourRound`, the receiver's round it ends, so an abort of an
+ *      earlier pairing that arrives late does not end a new pairing of the same two peers.
  */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 
 /** Limits every connection lives under; the server announces its values in `welcome`. */
 export const DEFAULT_LIMITS = {

@@ -33,8 +33,13 @@ export const CONTROL_SCHEMAS = {
   'pair-ack': strict({ t: Type.Literal('pair-ack'), nonce: u32, ok: Type.Boolean(), reason: Type.Optional(text) }),
   /** Start of my half of an exchange: φ and Δ chunks follow once my partner's own xchg has arrived. */
   xchg: strict({ t: Type.Literal('xchg'), round: u32, phi: Announce, delta: Announce }),
-  /** I stopped this exchange (deadline, rejection, shutdown): do not wait for me. */
-  abort: strict({ t: Type.Literal('abort'), round: u32, reason: text }),
+  /**
+   * I stopped this exchange (deadline, rejection, shutdown): do not wait for me. `round` is mine;
+   * `yourRound`, where I know it (your `xchg` reached me, or this answers it), is the round of
+   * yours it ends: two peers the pool pairs again can get an abort of their earlier pairing late,
+   * and it must not end the new one (src/sync/exchange.ts, `ExchangeRun.ours`).
+   */
+  abort: strict({ t: Type.Literal('abort'), round: u32, reason: text, yourRound: Type.Optional(u32) }),
   /** A planned disconnect (rewiring), not a failure. */
   bye: strict({ t: Type.Literal('bye') }),
   /** Bootstrap: send me φ, outer momentum and your step counters. */

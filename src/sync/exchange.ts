@@ -6,7 +6,8 @@
 //         -> validation -> paired result, or a solo result with its reason
 //
 // Every wait is bounded: pairing by the caller's wait, connecting by connectTimeoutMs, the
-// transfer by the deadline. A closed link or a partner's abort ends the wait at once.
+// transfer by the deadline. A closed link or a partner's abort of this pairing ends the wait at
+// once (one of an earlier pairing with the same peer, come late, does not: `ours`).
 import { FrameError } from '../protocol/errors.ts';
 import type { ControlMessage, Announce } from '../protocol/peer-messages.ts';
 import { chunkHeaderBytes, maxChunkSize, payloadBytes, type Dtype } from '../protocol/frame.ts';
@@ -19,6 +20,7 @@ import { allFinite, norm2 } from './validate.ts';
 import type { ExchangeResult, OuterPayload, PartnerPayload, SoloReason } from './types.ts';
 
 type Xchg = Extract<ControlMessage, { t: 'xchg' }>;
+type Abort = Extract<ControlMessage, { t: 'abort' }>;
 type Pairing = { partner: string; initiator: boolean; via: 'coordinator' | 'direct' } | { reason: SoloReason; via: 'coordinator' | 'direct' | null };
 
 /** Chunks of the partner's φ and Δ as they arrive (or why they cannot be used). */
@@ -62,7 +64,8 @@ export const MAX_LINGERING_SENDS = 2;
  * the partner sends for a later round, so the next `xchg` on that link is dropped; an `abort` or
  * a pairing question first says the partner has left that round (it sends those only after its
  * `xchg`, or without one), and the link is no longer marked. Keyed by the link: a new one carries
- * nothing of the old one's.
+ * nothing of the old one's. The abort that follows the dropped `xchg` is of that round too, and
+ * the next round does not take it for its own (`ExchangeRun.ours`).
  */
 const overdue = new WeakSet<Conn>();
 
@@ -369,6 +372,7 @@ export class ExchangeRun {
         this.onXchg(peer, msg);
         return;
       case 'abort':
+        if (!this.ours(peer, msg)) return;
         this.stash.delete(peer);
         if (peer === this.partner && (this.phase === 'connecting' || this.phase === 'transfer')) {
           if (this.settle) this.settle({ kind: 'solo', reason: 'partner-aborted', detail: msg.reason });
@@ -381,6 +385,27 @@ export class ExchangeRun {
   }
 
   private partnerAborted = false;
+
+  /**
+   * Whether `peer`'s abort is about this round's pairing, not about an earlier pairing with it
+   * that comes late. In a small swarm the pool pairs the same two peers round after round: a
+   * partner that gave up our last round at its deadline (while we had all of its payload, or had
+   * given up too) may have its abort still on the way when the next pairing begins; taken for this
+   * round's, it ended the new pairing as well, and both honest peers lost a second round. Rounds
+   * are each peer's own, so the abort's `round` (the sender's) says nothing we could compare. One
+   * that names our round (`yourRound`: our `xchg` had reached the sender, or it answers that) is
+   * this round's; one that names another round of ours is not (our round numbers differ from one
+   * exchange to the next, as the pool's answers already assume). One that names none relies on the
+   * ordered channel, as `overdue` does: a peer sends its partner an abort only after its own `xchg`
+   * of that pairing (transfer), and nothing of a later pairing before it, so it is this round's
+   * only once this round's announcement from that peer is here (stashed or taken), or when we
+   * paired directly (the question or answer that paired us came after anything of the peer's
+   * earlier pairings).
+   */
+  private ours(peer: string, msg: Abort): boolean {
+    if (msg.yourRound !== undefined) return msg.yourRound === this.round;
+    return this.direct !== null || this.stash.has(peer) || this.inbound?.peer === peer;
+  }
 
   private onXchg(peer: string, msg: Xchg): void {
     const { mesh } = this;
@@ -401,7 +426,7 @@ export class ExchangeRun {
       this.stash.set(peer, msg);
       return;
     }
-    mesh.sendControl(peer, { t: 'abort', round: this.round, reason: this.partner ? 'busy with another partner' : 'not paired with you' });
+    mesh.sendControl(peer, { t: 'abort', round: this.round, reason: this.partner ? 'busy with another partner' : 'not paired with you', yourRound: msg.round });
   }
 
   onLinkClosed(peer: string): void {
@@ -428,20 +453,24 @@ export class ExchangeRun {
     });
   }
 
-  /** Stop our send at once (a send waiting for a partner that does not read included) and tell the partner. */
+  /**
+   * Stop our send at once (a send waiting for a partner that does not read included) and tell the
+   * partner, naming its round where its `xchg` told us (see `ours`).
+   */
   private stopAndAbort(partner: string, reason: string): void {
     this.abortSend.abort(reason);
     if (reason !== 'partner-gone' && reason !== 'partner-aborted') {
-      this.mesh.sendControl(partner, { t: 'abort', round: this.round, reason });
+      const theirs = this.inbound?.peer === partner ? { yourRound: this.inbound.msg.round } : {};
+      this.mesh.sendControl(partner, { t: 'abort', round: this.round, reason, ...theirs });
     }
   }
 
   /** The pool answered: announcements from anyone but `partner` are released (and told so). */
   private keepOnlyStash(partner: string | null): void {
-    for (const peer of [...this.stash.keys()]) {
+    for (const [peer, msg] of [...this.stash]) {
       if (peer === partner) continue;
       this.stash.delete(peer);
-      this.mesh.sendControl(peer, { t: 'abort', round: this.round, reason: 'not paired with you' });
+      this.mesh.sendControl(peer, { t: 'abort', round: this.round, reason: 'not paired with you', yourRound: msg.round });
     }
   }
 

@@ -587,7 +587,8 @@ class MeshImpl implements Mesh, MeshCore {
         if (lateAnnouncement(c, msg)) return;
         if (this.run) this.run.onControl(c.peer, msg);
         else if (msg.t === 'pair-req') this.sendControl(c.peer, { t: 'pair-ack', nonce: msg.nonce, ok: false, reason: 'not-ready' });
-        else if (msg.t === 'xchg' || (msg.t === 'pair-ack' && msg.ok)) this.sendControl(c.peer, { t: 'abort', round: 0, reason: 'not-ready' });
+        else if (msg.t === 'xchg') this.sendControl(c.peer, { t: 'abort', round: 0, reason: 'not-ready', yourRound: msg.round });
+        else if (msg.t === 'pair-ack' && msg.ok) this.sendControl(c.peer, { t: 'abort', round: 0, reason: 'not-ready' });
         return;
       default:
         return;
