@@ -143,6 +143,34 @@ describe('metric report bounds', () => {
     }
   });
 
+  it('the run\'s summary names the step its peers agree on, never the furthest claim, for the dashboard\'s phase', async () => {
+    const created = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'summary-step', dataset: 'moby-dick', preset: 'micro', train: { H: 10, totalSteps: 5000 } } });
+    expect(created.statusCode).toBe(201);
+    const run = created.json() as RunInfo;
+    const summary = async () => (await s.c.app.inject({ method: 'GET', url: '/api/runs/summary-step' })).json() as { stepConsensus?: number };
+    const peers: RawPeer[] = [];
+    try {
+      // A new id claims as many steps as its bound allows 10 s after it joined: past the run's
+      // whole schedule, which the dashboard then showed as the run's phase.
+      const { peer } = await RawPeer.join(s.wsUrl, { run: 'summary-step' });
+      peers.push(peer);
+      clock.advance(10_000);
+      const claimed = 10 * MAX_STEPS_PER_S;
+      expect(claimed).toBeGreaterThan(run.train.totalSteps);
+      peer.send(report(1, { step: claimed, round: claimed / 10 }));
+      expect(await peer.next((m) => m.t === 'ack' && m.seq === 1)).toEqual({ t: 'ack', seq: 1 });
+      // Nothing agreed yet: no figure, not the claim.
+      expect((await summary()).stepConsensus).toBeUndefined();
+      const st = honestState(run, 0);
+      await s.c.checkpoints.save(run, { ...st, meta: { ...st.meta, step: 40, round: 4, valLoss: 5 } }, null, clock.now(), stateCheckBatchCount(run.model, run.train));
+      expect(await summary()).toMatchObject({ stepConsensus: 40 });
+      const list = (await s.c.app.inject({ method: 'GET', url: '/api/runs' })).json() as { runs: { id: string; stepConsensus?: number }[] };
+      expect(list.runs.find((r) => r.id === 'summary-step')).toMatchObject({ stepConsensus: 40 });
+    } finally {
+      for (const p of peers) p.close();
+    }
+  });
+
   it('the run\'s step: one vote per address (its lowest step) from peers off probation, the lower median, never below the checkpoint', () => {
     const peer = (address: string, step: number, trusted = true) => ({ address, step, trusted });
     // Five connections from one host count once, at their lowest step.
