@@ -439,7 +439,7 @@ export class DashboardController extends Observable {
     for (const p of this.peerRows) if (!this.isStale(p, now)) live++;
     if (live === 0) return { key: 'waiting', text: 'Waiting for volunteers (no live peer)' };
     const step = run.stepConsensus;
-    if (step === null) return { key: 'starting', text: 'Training: no step agreed yet (no peer off probation, no checkpoint)' };
+    if (step === null) return { key: 'starting', text: 'Training: no step agreed yet (no peer has reported one, no checkpoint)' };
     if (step < run.warmupSteps) return { key: 'warmup', text: `Warm-up: step ${step} of ${run.warmupSteps}` };
     if (step < run.totalSteps) return { key: 'training', text: `Training (cosine decay): step ${step} of ${run.totalSteps}, ${Math.round((100 * step) / run.totalSteps)}%` };
     return { key: 'annealed', text: `Past the schedule (step ${step}): learning rate held at its minimum` };
