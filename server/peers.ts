@@ -222,12 +222,20 @@ const MAX_REPLY_PEERS = 64;
 const PARTNERS_KEPT = 4;
 /**
  * The votes on a run's step (consensusStep): one per address, its lowest reported step, from
- * peers off probation that have reported (`step` -1: none yet).
+ * peers off probation that have reported (`step` -1: none yet). When none of them has, and the
+ * run has no checkpoint to stand for its step (`anchored` false), every address votes: early in
+ * a run nobody is off probation yet, and with no vote and no checkpoint a newcomer's only bound
+ * was the furthest claim of any live peer (stepBase), so one new id reporting 10,000 steps set
+ * the step of every newcomer that adopted its state. A checkpoint, where there is one, stays the
+ * step until trusted peers vote: new ids from many addresses could otherwise raise it.
  */
-export function stepVotes(peers: Iterable<{ address: string; step: number; trusted: boolean }>): number[] {
-  const byAddress = new Map<string, number>();
-  for (const p of peers) if (p.trusted && p.step >= 0) byAddress.set(p.address, Math.min(byAddress.get(p.address) ?? Infinity, p.step));
-  return [...byAddress.values()];
+export function stepVotes(peers: Iterable<{ address: string; step: number; trusted: boolean }>, anchored = true): number[] {
+  const trusted = new Map<string, number>(), all = new Map<string, number>();
+  for (const p of peers) {
+    if (!(p.step >= 0)) continue;
+    for (const m of p.trusted ? [trusted, all] : [all]) m.set(p.address, Math.min(m.get(p.address) ?? Infinity, p.step));
+  }
+  return [...(trusted.size > 0 || anchored ? trusted : all).values()];
 }
 
 /** Accepted exchanges a new id needs to leave probation. */
@@ -317,7 +325,8 @@ export class PeerHub {
 
   /**
    * The step `runId`'s live peers (but `except`) agree on (consensusStep): one vote per address,
-   * its peers' lowest reported step, from peers off probation only, so neither a new id nor many
+   * its peers' lowest reported step, from peers off probation only (every address when none of
+   * them has reported and there is no checkpoint: stepVotes), so neither a new id nor many
    * connections from one host outvote the others; never below the newest offered checkpoint's
    * step; null with neither. A newcomer adopting a state more than a round from it takes it
    * (the welcome's `stepConsensus`), and an uploaded checkpoint is stored held the same way (holdCounters). `latest`:
@@ -332,7 +341,7 @@ export class PeerHub {
       const run = this.d.runs.get(runId);
       latest = run ? this.d.checkpoints.current(run) : null;
     }
-    return consensusStep(stepVotes(peers), latest ? latest.step : null);
+    return consensusStep(stepVotes(peers, latest !== null), latest ? latest.step : null);
   }
 
   /**

@@ -13,6 +13,7 @@ import { FakeClock } from './support/fake-clock.ts';
 import { ABSURD_REPORTS, insertOverflowRows } from './support/attacks.ts';
 import { honestState } from './support/states.ts';
 import { stepVotes } from '../server/peers.ts';
+import { welcomeStepCap } from '../src/sync/join.ts';
 import { stateCheckBatchCount } from '../src/data/sampler.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
 
@@ -130,14 +131,77 @@ describe('metric report bounds', () => {
       const b = await join();
       clock.advance(10_000);
       await reported(b.peer, 1, 10_000);
-      // The report bound covers b's claim; new ids on probation do not vote on the run's step.
+      // The report bound covers b's claim; with nobody off probation and no checkpoint, every
+      // address votes its lowest step (here one address: a's 50), never the furthest claim.
       const c = await join();
-      expect(c.welcome).toMatchObject({ stepBase: 10_000 });
-      expect(c.welcome.stepConsensus).toBeUndefined();
-      // The newest offered checkpoint is the floor: with no vote, the run's step.
+      expect(c.welcome).toMatchObject({ stepBase: 10_000, stepConsensus: 50 });
+      // The newest offered checkpoint is the floor: with no trusted vote, the run's step.
       const st = honestState(run, 0);
       await s.c.checkpoints.save(run, { ...st, meta: { ...st.meta, step: 40, round: 4, valLoss: 5 } }, null, clock.now(), stateCheckBatchCount(run.model, run.train));
       expect((await join()).welcome).toMatchObject({ stepBase: 10_000, stepConsensus: 40 });
+    } finally {
+      for (const p of peers) p.close();
+    }
+  });
+
+  it('the run\'s summary names the step its peers agree on, never the furthest claim, for the dashboard\'s phase', async () => {
+    const created = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'summary-step', dataset: 'moby-dick', preset: 'micro', train: { H: 10, totalSteps: 5000 } } });
+    expect(created.statusCode).toBe(201);
+    const run = created.json() as RunInfo;
+    const summary = async () => (await s.c.app.inject({ method: 'GET', url: '/api/runs/summary-step' })).json() as { stepConsensus?: number };
+    const peers: RawPeer[] = [];
+    try {
+      // Nothing reported and no checkpoint: no figure.
+      const honest = await RawPeer.join(s.wsUrl, { run: 'summary-step' });
+      peers.push(honest.peer);
+      expect((await summary()).stepConsensus).toBeUndefined();
+      honest.peer.send(report(1, { step: 30, round: 3 }));
+      expect(await honest.peer.next((m) => m.t === 'ack' && m.seq === 1)).toEqual({ t: 'ack', seq: 1 });
+      // A new id claims as many steps as its bound allows 10 s after it joined: past the run's
+      // whole schedule, which the dashboard then showed as the run's phase.
+      const { peer } = await RawPeer.join(s.wsUrl, { run: 'summary-step' });
+      peers.push(peer);
+      clock.advance(10_000);
+      const claimed = 10 * MAX_STEPS_PER_S;
+      expect(claimed).toBeGreaterThan(run.train.totalSteps);
+      peer.send(report(1, { step: claimed, round: claimed / 10 }));
+      expect(await peer.next((m) => m.t === 'ack' && m.seq === 1)).toEqual({ t: 'ack', seq: 1 });
+      expect(await summary()).toMatchObject({ stepConsensus: 30 });
+      const st = honestState(run, 0);
+      await s.c.checkpoints.save(run, { ...st, meta: { ...st.meta, step: 40, round: 4, valLoss: 5 } }, null, clock.now(), stateCheckBatchCount(run.model, run.train));
+      expect(await summary()).toMatchObject({ stepConsensus: 40 });
+      const list = (await s.c.app.inject({ method: 'GET', url: '/api/runs' })).json() as { runs: { id: string; stepConsensus?: number }[] };
+      expect(list.runs.find((r) => r.id === 'summary-step')).toMatchObject({ stepConsensus: 40 });
+    } finally {
+      for (const p of peers) p.close();
+    }
+  });
+
+  // Early in a run nobody is off probation yet (3 accepted exchanges each). With no vote counted
+  // then, the welcome named no step and a newcomer's only bound was stepBase: the furthest claim
+  // of any live peer. One new id reporting 10,000 steps and serving a good φ at that step put
+  // the newcomer past the run's schedule, and its reports, states and uploads carried it on.
+  it('with nobody off probation yet, every address votes: one new id\'s claim is not a newcomer\'s step', async () => {
+    const created = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'untrusted', dataset: 'moby-dick', preset: 'micro', train: { H: 10, totalSteps: 5000 } } });
+    expect(created.statusCode).toBe(201);
+    const peers: RawPeer[] = [];
+    try {
+      const honest = await RawPeer.join(s.wsUrl, { run: 'untrusted' });
+      peers.push(honest.peer);
+      honest.peer.send(report(1, { step: 50, round: 5 }));
+      expect(await honest.peer.next((m) => m.t === 'ack' && m.seq === 1)).toEqual({ t: 'ack', seq: 1 });
+      const liar = await RawPeer.join(s.wsUrl, { run: 'untrusted' });
+      peers.push(liar.peer);
+      clock.advance(10_000);
+      liar.peer.send(report(1, { step: 10_000, round: 1000 }));
+      expect(await liar.peer.next((m) => m.t === 'ack' && m.seq === 1)).toEqual({ t: 'ack', seq: 1 });
+      const newcomer = await RawPeer.join(s.wsUrl, { run: 'untrusted' });
+      peers.push(newcomer.peer);
+      // Its reports may still claim what it could have adopted (the bound stays loose)...
+      expect(newcomer.welcome.stepBase).toBe(10_000);
+      // ...but the state it adopts is held to what the run's addresses agree on.
+      expect(newcomer.welcome.stepConsensus).toBe(50);
+      expect(welcomeStepCap(newcomer.welcome)).toEqual({ step: 50, H: 10 });
     } finally {
       for (const p of peers) p.close();
     }
@@ -151,6 +215,12 @@ describe('metric report bounds', () => {
     expect(consensusStep(stepVotes([...sybils, peer('198.51.100.1', 60), peer('198.51.100.2', 65)]), null)).toBe(65);
     // New ids and peers that have not reported do not vote.
     expect(stepVotes([peer('198.51.100.3', 90_000, false), peer('198.51.100.4', -1)])).toEqual([]);
+    // Unless nobody off probation has reported and no checkpoint stands for the step: then every
+    // address votes, once, so one new id's claim is outvoted by the others'.
+    const early = [peer('198.51.100.3', 90_000, false), peer('198.51.100.3', 95_000, false), peer('198.51.100.5', 60, false), peer('198.51.100.6', 64, false)];
+    expect(stepVotes(early, false).sort((a, b) => a - b)).toEqual([60, 64, 90_000]);
+    expect(consensusStep(stepVotes(early, false), null)).toBe(64);
+    expect(stepVotes([...early, peer('198.51.100.7', 70)], false)).toEqual([70]);
     // A liar among two honest addresses cannot raise it; one reporting low cannot take it below the checkpoint.
     expect(consensusStep(stepVotes([peer('a', 60), peer('b', 64), peer('c', 900_000)]), 40)).toBe(64);
     expect(consensusStep(stepVotes([peer('a', 0), peer('b', 64)]), 40)).toBe(40);

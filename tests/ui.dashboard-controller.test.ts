@@ -2,7 +2,7 @@
 // views (per peer, median, band), the x-axis and log-x switch, alerts, pairings, CSV; run events
 // (history, then live) in the events panel, bounded, and the alerts they raise; of the peers that
 // left, only the newest GONE_PEER_CAP are held, however many churn through.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DashboardController, GONE_PEER_CAP } from '../src/ui/controllers/dashboard-controller.ts';
 import { FakeDashboardSource, fakeCheckpoint, fakeEvent, fakePeerId, fakeReport, FAKE_DASH_RUN } from './support/ui-fakes.ts';
 
@@ -130,6 +130,28 @@ describe('DashboardController', () => {
     setNow(T0 + 10_000_000);
     c.refresh();
     expect(c.phase.key).toBe('waiting');
+  });
+
+  // Each peer's step is its own claim: a new id may report up to its report bound (1,000 steps a
+  // second on small models), and the phase, the furthest of them, put the run past its schedule.
+  it('names the run\'s phase by the step the coordinator says its peers agree on, never one peer\'s claim', async () => {
+    const { c, src, setNow } = await setup(T0 + 60_000, { refreshMs: 10, runRefreshMs: 1000 });
+    src.push(fakeReport(7, 59_000, T0 + 60_000));
+    c.refresh();
+    expect(c.phase).toEqual({ key: 'training', text: 'Training (cosine decay): step 600 of 5000, 12%' });
+    // The grid still shows the peer's claim as its own.
+    expect(c.peerRows.find((p) => p.id === fakePeerId(7))?.step).toBe(59_000);
+    // The run's step follows the coordinator, asked again now and then.
+    const loads = src.calls.run;
+    src.runInfo = { ...src.runInfo, stepConsensus: 700 };
+    setNow(T0 + 62_000);
+    await vi.waitFor(() => expect(c.phase.text).toBe('Training (cosine decay): step 700 of 5000, 14%'));
+    expect(src.calls.run).toBeGreaterThan(loads);
+    // Nothing agreed on yet (every peer on probation, no checkpoint): no step is named.
+    src.runInfo = { ...src.runInfo, stepConsensus: null };
+    setNow(T0 + 64_000);
+    await vi.waitFor(() => expect(c.phase.key).toBe('starting'));
+    expect(c.phase.text).not.toMatch(/59000|59,000/);
   });
 
   it('loads text samples per checkpoint once', async () => {
@@ -293,7 +315,7 @@ describe('DashboardController run events', () => {
     // What was held for the forgotten went with them.
     expect(held()).toEqual({ peers: 3 + stay.length + GONE_PEER_CAP, series: 3, linkPeers: 3, nanSeen: 0 });
     expect(c.alerts.find((a) => a.kind === 'nan')).toBeUndefined();
-    expect(c.phase).toEqual({ key: 'training', text: 'Training (cosine decay): step 100 of 5000, 2%' });
+    expect(c.phase).toEqual({ key: 'training', text: 'Training (cosine decay): step 600 of 5000, 12%' }); // the run's agreed step
     expect(c.isStale(c.peerRows[0]!)).toBe(false); // live first
   });
 

@@ -64,12 +64,12 @@ const offence = (accused: string, over: Record<string, unknown> = {}) => ({ accu
 describe('coordinator dashboard source', () => {
   it('maps the run, checkpoints (with download URLs) and history', async () => {
     const { fetch } = jsonFetch({
-      '/api/runs/default': () => ({ ...RUN, livePeers: 2, embedSites: [] }),
+      '/api/runs/default': () => ({ ...RUN, livePeers: 2, embedSites: [], stepConsensus: 120 }),
       '/api/runs/default/checkpoints': () => ({ checkpoints: [checkpoint, { ...checkpoint, id: 'c-2', valBatches: 4 }], pending: null }),
       '/api/runs/default/metrics': () => page([point(10), point(20, { trainLoss: 'NaN' })]),
     });
     const s = new CoordinatorDashboardSource({ baseUrl: 'http://c.test', runId: 'default', fetch });
-    expect(await s.run()).toMatchObject({ id: 'default', tokensPerStep: RUN.train.batch * RUN.train.seqLen, H: RUN.train.H, livePeers: 2 });
+    expect(await s.run()).toMatchObject({ id: 'default', tokensPerStep: RUN.train.batch * RUN.train.seqLen, H: RUN.train.H, livePeers: 2, stepConsensus: 120 });
     const [ck, measured] = await s.checkpoints();
     // A loss without valBatches is a claim an older coordinator stored; with them, its measurement.
     expect([ck!.measured, measured!.measured]).toEqual([false, true]);

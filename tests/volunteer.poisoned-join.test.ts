@@ -181,6 +181,29 @@ describe('a newcomer that cannot be poisoned or crashed', () => {
     expect(rounds[1]!.report.valLoss as number).toBeLessThan(valLoss(run, good.phi) + 0.5);
   });
 
+  it('with no checkpoint and nobody off probation yet, adopts a liar\'s good φ held to the step the live addresses report, not its claim', async () => {
+    // Early in a run: no checkpoint, every id on probation. With no vote counted the welcome
+    // named no step, and the newcomer took the liar's inflated one (its bound, stepBase, is the
+    // furthest claim of any live peer).
+    const run = await newRun('poison-early');
+    const good = honestState(run, 60);
+    await rogue(run, null, good.meta.step);
+    let inflated = 0;
+    const liar = await rogue(run, null, async (id) => {
+      await until(() => s.c.hub.maxStep(id) >= good.meta.step + 1000, 10_000, 'the liar\'s bound to allow 1,000 steps more');
+      return (inflated = s.c.hub.maxStep(id));
+    });
+    rogues.at(-1)!.mesh.serveState(() => ({ phi: good.phi, momentum: good.momentum, outerRound: Math.floor(inflated / run.train.H), innerStep: inflated }));
+    const { joined, rounds, loadsAtJoin } = await newcomer('poison-early', 1);
+    expect(served.get(liar)).toBe(1);
+    expect(joined.source).toBe('peer');
+    // Every address votes its lowest step (here one address: the honest peer's 60).
+    const H = run.train.H, held = good.meta.step + H;
+    expect(inflated).toBeGreaterThanOrEqual(good.meta.step + 1000);
+    expect(loadsAtJoin.at(-1)).toBe(held);
+    expect(rounds.map((r) => r.report.step)).toEqual([held + H]);
+  });
+
   it('refuses a bad checkpoint (round 2^53 - 1, garbage φ) with no live peer, starts fresh and keeps training', async () => {
     const run = await newRun('poison-ckpt');
     const good = honestState(run, 0);

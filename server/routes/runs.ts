@@ -2,7 +2,7 @@
 import type { AppContext } from '../context.ts';
 import Type, { type Static } from 'typebox';
 import { CreateRun, RunError } from '../runs.ts';
-import { UpdateRun } from '../../src/protocol/api.ts';
+import { UpdateRun, type RunReply } from '../../src/protocol/api.ts';
 import { RUN_PARAMS, requireAdmin, type RunParams } from './guard.ts';
 import type { RunInfo } from '../../src/protocol/messages.ts';
 
@@ -21,7 +21,11 @@ export function registerRunRoutes(ctx: AppContext): void {
     if (!r) throw new RunError(`no run "${id}"`, 404);
     return r;
   };
-  const summary = (r: RunInfo) => ({ ...r, livePeers: hub.livePeers(r.id).length, embedSites: runs.embedSites(r.id) });
+  // The run's step is the one its peers agree on (hub.stepConsensus), never the furthest claim.
+  const summary = (r: RunInfo): RunReply => {
+    const step = hub.stepConsensus(r.id);
+    return { ...r, livePeers: hub.livePeers(r.id).length, embedSites: runs.embedSites(r.id), ...(step === null ? {} : { stepConsensus: step }) };
+  };
 
   app.get('/api/runs', { schema: {} }, async () => ({ runs: runs.list().map(summary) }));
 

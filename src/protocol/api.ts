@@ -26,11 +26,18 @@ const EMBED_SITE_PATTERN = '^https?://[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9](
 const MAX_EMBED_SITES = 100;
 export const EmbedSites = Type.Array(Type.String({ maxLength: 200, pattern: EMBED_SITE_PATTERN }), { maxItems: MAX_EMBED_SITES });
 
-/** GET /api/runs/:run (and each of GET /api/runs): the run, its live peers and embedding sites. */
+/**
+ * GET /api/runs/:run (and each of GET /api/runs): the run, its live peers and embedding sites, and
+ * the step its peers agree on (`stepConsensus`, as in the welcome: consensusStep in
+ * src/protocol/state-frame.ts; absent with nothing to agree on). That is the run's step the
+ * dashboard shows: each peer's reported step is its own claim, and one new id may claim up to its
+ * report bound (1,000 steps a second on small models) and once put the run past its schedule.
+ */
 export const RunReply = strict({
   ...RunInfo.properties,
   livePeers: count,
   embedSites: EmbedSites,
+  stepConsensus: Type.Optional(count),
 });
 export type RunReply = Static<typeof RunReply>;
 

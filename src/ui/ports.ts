@@ -225,6 +225,11 @@ export interface DashboardRun {
   H: number;
   createdAt: number;
   livePeers: number;
+  /**
+   * The run's step: the one its peers agree on, as the coordinator counts it (RunReply's
+   * `stepConsensus`); null with nothing agreed yet. A peer's reported step is its own claim.
+   */
+  stepConsensus: number | null;
 }
 
 export interface CheckpointItem {

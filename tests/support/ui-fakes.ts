@@ -235,7 +235,7 @@ export class MemoryStorage {
 
 export const FAKE_DASH_RUN: DashboardRun = {
   id: 'default', name: 'Moby Dick, tiny GPT', preset: 'tiny', dataset: 'moby-dick', status: 'running',
-  tokensPerStep: 1024, warmupSteps: 100, totalSteps: 5000, H: 50, createdAt: 1_700_000_000_000, livePeers: 3,
+  tokensPerStep: 1024, warmupSteps: 100, totalSteps: 5000, H: 50, createdAt: 1_700_000_000_000, livePeers: 3, stepConsensus: 600,
 };
 
 /** A coordinator as the dashboard sees it: history, a live feed the test pushes, checkpoints, run events. */

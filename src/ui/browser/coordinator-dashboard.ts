@@ -71,6 +71,7 @@ export class CoordinatorDashboardSource implements DashboardSource {
     return {
       id: r.id, name: r.name, preset: r.preset, dataset: r.dataset, status: r.status, createdAt: r.createdAt, livePeers: r.livePeers,
       tokensPerStep: r.train.batch * r.train.seqLen, warmupSteps: r.train.warmupSteps, totalSteps: r.train.totalSteps, H: r.train.H,
+      stepConsensus: r.stepConsensus ?? null,
     };
   }
 

@@ -84,6 +84,8 @@ export interface DashboardOptions {
   eventHistory?: number;
   /** Peers that left or went stale held beyond the live ones (GONE_PEER_CAP). */
   gonePeerCap?: number;
+  /** How often the run is asked again, for the step its peers agree on (the phase). */
+  runRefreshMs?: number;
 }
 
 /**
@@ -96,7 +98,7 @@ export const GONE_PEER_CAP = 2000;
 
 const DEFAULTS = {
   staleMs: 30_000, maxPeerLines: 16, bins: 300, perPeerCap: 1000, logCap: 300_000, refreshMs: 1000, pairingWindowMs: 300_000,
-  eventCap: 200, eventHistory: 1000, gonePeerCap: GONE_PEER_CAP,
+  eventCap: 200, eventHistory: 1000, gonePeerCap: GONE_PEER_CAP, runRefreshMs: 15_000,
 };
 /** Offender reports and checkpoint outcomes held for the alerts (each a few dozen bytes). */
 const OFFENDER_CAP = 2000;
@@ -344,7 +346,11 @@ export class DashboardController extends Observable {
     this.eventsVersion++;
   }
 
+  /** When the run was last asked for (the controller's clock). */
+  private runLoadedAt = -Infinity;
+
   private async loadRun(): Promise<void> {
+    this.runLoadedAt = this.now();
     try {
       this.run = { status: 'complete', value: await this.opts.source.run() };
     } catch (e) {
@@ -419,19 +425,21 @@ export class DashboardController extends Observable {
     return p.left || now - p.lastSeen > this.o.staleMs;
   }
 
-  /** The run's phase in words. */
-  get phase(): { key: 'loading' | 'waiting' | 'warmup' | 'training' | 'annealed' | 'stopped'; text: string } {
+  /**
+   * The run's phase in words, at the step the coordinator says its peers agree on
+   * (`stepConsensus`), never the furthest step a peer reported: that is its own claim, and one
+   * new id may claim up to its report bound (1,000 steps a second on small models).
+   */
+  get phase(): { key: 'loading' | 'waiting' | 'starting' | 'warmup' | 'training' | 'annealed' | 'stopped'; text: string } {
     if (this.run.status !== 'complete') return { key: 'loading', text: 'Loading…' };
     const run = this.run.value;
     if (run.status === 'stopped') return { key: 'stopped', text: 'Stopped by the operator' };
     const now = this.now();
-    let live = 0, step = 0;
-    // (A loop, not Math.max(...steps): arguments that many overflow the stack.)
-    for (const p of this.peerRows) {
-      if (!this.isStale(p, now)) live++;
-      if (p.step > step) step = p.step;
-    }
+    let live = 0;
+    for (const p of this.peerRows) if (!this.isStale(p, now)) live++;
     if (live === 0) return { key: 'waiting', text: 'Waiting for volunteers (no live peer)' };
+    const step = run.stepConsensus;
+    if (step === null) return { key: 'starting', text: 'Training: no step agreed yet (no peer has reported one, no checkpoint)' };
     if (step < run.warmupSteps) return { key: 'warmup', text: `Warm-up: step ${step} of ${run.warmupSteps}` };
     if (step < run.totalSteps) return { key: 'training', text: `Training (cosine decay): step ${step} of ${run.totalSteps}, ${Math.round((100 * step) / run.totalSteps)}%` };
     return { key: 'annealed', text: `Past the schedule (step ${step}): learning rate held at its minimum` };
@@ -440,6 +448,8 @@ export class DashboardController extends Observable {
   // ---------- derived views ----------
 
   private async tick(): Promise<void> {
+    // The run's agreed step moves on: ask for it now and then (a run-* event asks at once).
+    if (this.now() - this.runLoadedAt >= this.o.runRefreshMs) await this.loadRun();
     if (this.dirty) await this.refreshSliced();
     else { this.updateAlerts(); this.notify(); } // staleness and stalls change with time alone
   }
