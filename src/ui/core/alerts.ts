@@ -171,7 +171,7 @@ export function checkpointAlerts(outcomes: CheckpointOutcome[]): Alert[] {
       (fails.length > 1 ? `${fails.length} failures in a row. ` : '') +
       (saved ? `The newest saved checkpoint is at step ${saved.step ?? '?'}: a peer joining with no live peer to copy would start there. `
         : 'No checkpoint has been saved yet: a peer joining with no live peer to copy would start from scratch. ') +
-      'Training goes on; the next scheduled checkpoint asks the furthest peer again.',
+      'Training goes on; the next scheduled checkpoint asks a peer chosen at random among the eligible ones.',
   }];
 }
 
