@@ -98,9 +98,10 @@ export class ReadyPool {
 
   private announce(e: PoolEvents): void {
     for (const m of e.matches) {
-      // Exactly one side initiates the WebRTC connection.
-      this.o.send(m.initiator.peer, { t: 'paired', round: m.initiator.round, partner: m.responder.peer, initiator: true });
-      this.o.send(m.responder.peer, { t: 'paired', round: m.responder.round, partner: m.initiator.peer, initiator: false });
+      // Exactly one side initiates the WebRTC connection. Each is told the round its partner
+      // entered with: the round that partner's messages of this pairing carry.
+      this.o.send(m.initiator.peer, { t: 'paired', round: m.initiator.round, partner: m.responder.peer, partnerRound: m.responder.round, initiator: true });
+      this.o.send(m.responder.peer, { t: 'paired', round: m.responder.round, partner: m.initiator.peer, partnerRound: m.initiator.round, initiator: false });
     }
     for (const s of e.solos) this.o.send(s.peer, { t: 'paired', round: s.round, partner: null, initiator: false });
     this.arm();

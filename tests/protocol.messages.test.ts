@@ -129,7 +129,7 @@ const SERVER_SAMPLES: Record<keyof typeof SERVER_SCHEMAS, object> = {
   error: { t: 'error', code: 'bad-message', message: 'ready.round must be >= 0', ref: 'signal', fatal: false },
   signal: { t: 'signal', from: P2, data: { type: 'answer' } },
   'peers-change': { t: 'peers-change', joined: [P1], left: [P2], probation: [P1], trusted: [P2] },
-  paired: { t: 'paired', round: 4, partner: P2, initiator: true, probation: false },
+  paired: { t: 'paired', round: 4, partner: P2, partnerRound: 9, initiator: true, probation: false },
   ack: { t: 'ack', seq: 9, duplicate: true },
   config: { t: 'config', run },
   'state-request': { t: 'state-request', id: 'a'.repeat(24), url: '/api/peer/state/' + 'a'.repeat(24) },
@@ -140,6 +140,8 @@ const CONTROL_SAMPLES: [keyof typeof CONTROL_SCHEMAS, object][] = [
   ['hello', { t: 'hello', peer: P1, runId: 'default', configHash: '0123456789abcdef', elements: 10 }],
   ['pair-req', { t: 'pair-req', round: 4, nonce: 99 }],
   ['pair-ack', { t: 'pair-ack', nonce: 99, ok: false, reason: 'busy' }],
+  ['pair-ack', { t: 'pair-ack', nonce: 99, ok: true, round: 12 }],
+  ['abort', { t: 'abort', round: 4, reason: 'not paired with you', yourRound: 12 }],
   ['xchg', { t: 'xchg', round: 4, phi: { tid: 1, dtype: 'f16', elements: 10, bytes: 20 }, delta: { tid: 2, dtype: 'q8', elements: 10, bytes: 14 } }],
   ['abort', { t: 'abort', round: 4, reason: 'deadline' }],
   ['bye', { t: 'bye' }],
@@ -170,6 +172,26 @@ describe('a run a volunteer takes from its coordinator', () => {
       }
     }
     expect(parseServerMessage(JSON.stringify({ t: 'config', run }))).toMatchObject({ ok: true });
+  });
+});
+
+describe("the pool's answer", () => {
+  it("names the partner's round with the partner, and nothing of a partner without one", () => {
+    expect(parseServerMessage(JSON.stringify({ t: 'paired', round: 4, partner: null, initiator: false }))).toMatchObject({ ok: true });
+    expect(parseServerMessage(JSON.stringify({ t: 'paired', round: 4, partner: P2, partnerRound: 0, initiator: false }))).toMatchObject({ ok: true });
+    const spoiled: [object, RegExp][] = [
+      // Without it the receiver could not tell this pairing's messages from a late earlier one's.
+      [{ t: 'paired', round: 4, partner: P2, initiator: true }, /paired\.partnerRound is required/],
+      [{ t: 'paired', round: 4, partner: P2, partnerRound: -1, initiator: true }, /paired\.partnerRound/],
+      [{ t: 'paired', round: 4, partner: P2, partnerRound: 2 ** 53, initiator: true }, /paired\.partnerRound/],
+      [{ t: 'paired', round: 4, partner: P2, partnerRound: '3', initiator: true }, /paired\.partnerRound/],
+      [{ t: 'paired', round: 4, partner: null, partnerRound: 3, initiator: false }, /paired/],
+    ];
+    for (const [frame, names] of spoiled) {
+      const r = parseServerMessage(JSON.stringify(frame));
+      expect(r.ok, JSON.stringify(frame)).toBe(false);
+      if (!r.ok) expect(r.error, JSON.stringify(frame)).toMatch(names);
+    }
   });
 });
 

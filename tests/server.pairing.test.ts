@@ -16,15 +16,15 @@ function pool(seed = 1, o: Partial<ReadyPoolOptions> = {}) {
 }
 
 describe('ready pool on the server (docs/design.md section 3)', () => {
-  it('pairs a ready peer with one already waiting; exactly one side (the later) initiates', () => {
+  it('pairs a ready peer with one already waiting; exactly one side (the later) initiates; each is told the round its partner entered with', () => {
     const { p, sent, clock } = pool();
     p.ready('a', 4, 1000);
     clock.advance(100);
     expect(sent).toEqual([]);
     p.ready('b', 7, 1000);
     expect(sent).toEqual([
-      ['b', { t: 'paired', round: 7, partner: 'a', initiator: true }],
-      ['a', { t: 'paired', round: 4, partner: 'b', initiator: false }],
+      ['b', { t: 'paired', round: 7, partner: 'a', partnerRound: 4, initiator: true }],
+      ['a', { t: 'paired', round: 4, partner: 'b', partnerRound: 7, initiator: false }],
     ]);
     expect(p.size).toBe(0);
     expect(p.stats).toEqual({ pairs: 1, solos: 0, leftAtOnce: 0 });

@@ -214,9 +214,10 @@ describe('volunteer WebSocket', () => {
       await until(() => a.connected && b.connected, 5000, 'both clients to join');
       a.report({ time: Date.now(), step: 1, round: 0, trainLoss: 5, valLoss: null, tokensPerS: 1, bytesIn: 0, bytesOut: 0, partner: null, partnerDist: null, adapter: null });
       await until(() => a.pendingReports === 0, 3000, 'the ack');
-      a.ready(1, 2000); b.ready(1, 2000);
+      a.ready(1, 2000); b.ready(5, 2000);
       await until(() => pairedA.length === 1, 3000, 'pairing');
-      expect(pairedA[0]).toMatchObject({ round: 1, partner: b.peerId });
+      // Each peer counts its own rounds: a is told the round b entered the pool with.
+      expect(pairedA[0]).toMatchObject({ round: 1, partner: b.peerId, partnerRound: 5 });
       a.sendSignal(b.peerId!, { candidate: 'x' });
       await until(() => signalsB.length === 1, 3000, 'the signal');
       expect(signalsB[0]).toEqual({ from: a.peerId, data: { candidate: 'x' } });

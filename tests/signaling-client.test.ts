@@ -203,8 +203,8 @@ describe('signaling client', () => {
     c.ready(3, 500);
     clock.advance(100);
     join();
-    sock().deliver({ t: 'paired', round: 3, partner: 'p-00000000000000bb', initiator: true });
-    expect(paired.at(-1)).toEqual({ round: 3, partner: 'p-00000000000000bb', initiator: true });
+    sock().deliver({ t: 'paired', round: 3, partner: 'p-00000000000000bb', partnerRound: 8, initiator: true });
+    expect(paired.at(-1)).toEqual({ round: 3, partner: 'p-00000000000000bb', partnerRound: 8, initiator: true });
     expect(paired).toHaveLength(3);
   });
 

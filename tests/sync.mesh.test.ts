@@ -423,8 +423,8 @@ describe('mesh: a late announcement of a round given up on', () => {
     for (const p of [p0, p1]) vi.spyOn(p.client, 'ready').mockImplementation(() => {});
     hold = true;
     const pair = (round: number) => {
-      p0.client.emit('paired', { round, partner: p1.id, initiator: true });
-      p1.client.emit('paired', { round, partner: p0.id, initiator: false });
+      p0.client.emit('paired', { round, partner: p1.id, partnerRound: round, initiator: true });
+      p1.client.emit('paired', { round, partner: p0.id, partnerRound: round, initiator: false });
     };
     const r0 = [p0.mesh.exchange(0, syntheticPayload(256, 0, 0), { waitMs: 5_000 }), p1.mesh.exchange(0, syntheticPayload(256, 1, 0), { waitMs: 5_000 })];
     pair(0);
@@ -501,8 +501,8 @@ function stallablePair(deadlines: { p0: number; p1: number }) {
   }));
   const pair = (round: number) => {
     const [p0, p1] = s.peers as [SwarmPeer, SwarmPeer];
-    p0.client.emit('paired', { round, partner: p1.id, initiator: true });
-    p1.client.emit('paired', { round, partner: p0.id, initiator: false });
+    p0.client.emit('paired', { round, partner: p1.id, partnerRound: round, initiator: true });
+    p1.client.emit('paired', { round, partner: p0.id, partnerRound: round, initiator: false });
   };
   const phase = (p: SwarmPeer) => (p.mesh as unknown as { run: ExchangeRun | null }).run?.phase;
   return { s, valves, pair, phase };
@@ -537,14 +537,14 @@ describe('mesh: a late abort of an earlier pairing with the same peer', () => {
     expect(b1.payload!.round).toBe(1);
     expect(sameFloats(a1.payload!.delta, syntheticPayload(256, 1, 1).delta)).toBe('same');
     expect(sameFloats(b1.payload!.delta, syntheticPayload(256, 0, 1).delta)).toBe('same');
-    // The old abort named p1's round it ended (p1's xchg had reached p0): not round 1.
-    expect(stale).toEqual({ t: 'abort', round: 0, reason: 'deadline', yourRound: 0 });
+    // The old abort carried p0's round 0; p1 was told p0's round 1 for this pairing.
+    expect(stale).toEqual({ t: 'abort', round: 0, reason: 'deadline' });
   });
 
-  it("aborts of round 0 that cross both ways, one naming no round of ours (its sender never had our xchg), are both left out of round 1: it completes as paired", async () => {
-    // Everything p1 sends in round 0 is held, so p0 never has p1's xchg: p0 gives up first, its
-    // abort naming no round of p1's; p1 gives up at its own deadline, its abort naming p0's round
-    // 0. Both aborts arrive in round 1's transfer, before each partner's round-1 announcement.
+  it("aborts of round 0 that cross both ways, and p1's round-0 announcement that p0 never had, are all left out of round 1: it completes as paired", async () => {
+    // Everything p1 sends in round 0 is held, so p0 never has p1's xchg: p0 gives up first; p1
+    // gives up at its own deadline. Both aborts (and p1's round-0 xchg and chunks) arrive in round
+    // 1's transfer, before each partner's round-1 announcement.
     const { s, valves, pair, phase } = stallablePair({ p0: 300, p1: 600 });
     await s.connected(1);
     const [p0, p1] = s.peers as [SwarmPeer, SwarmPeer];
@@ -574,8 +574,48 @@ describe('mesh: a late abort of an earlier pairing with the same peer', () => {
     expect([a1.payload!.round, b1.payload!.round]).toEqual([1, 1]);
     expect(sameFloats(a1.payload!.delta, syntheticPayload(256, 1, 1).delta)).toBe('same');
     expect(sameFloats(b1.payload!.delta, syntheticPayload(256, 0, 1).delta)).toBe('same');
-    // p1's abort named p0's round 0 (p0's xchg had reached it); p0's named none of p1's.
-    expect(staleOfP1).toEqual({ t: 'abort', round: 0, reason: 'deadline', yourRound: 0 });
+    // Each old abort carried its sender's round 0; each side was told the other's round 1.
+    expect(staleOfP1).toEqual({ t: 'abort', round: 0, reason: 'deadline' });
+  });
+});
+
+describe('mesh: a round given up on that the partner never announced', () => {
+  it("the partner's next announcement on the same link is taken as this pairing's: the two pair again", async () => {
+    // p0 gives its round 0 up at its deadline while p1, whose pool answer has not come, has sent
+    // nothing for that pairing; p1's answer then says solo, so no announcement of p1's for it
+    // ever comes, and the link stays open. Each peer counts its own rounds (p1's are 10, 11).
+    // Before the pairing named the partner's round, p0 dropped the next announcement from p1 on
+    // that link as the late one of the round it gave up on, and the pair lost round 1 as well.
+    const { s, phase } = stallablePair({ p0: 300, p1: 2_000 });
+    await s.connected(1);
+    const [p0, p1] = s.peers as [SwarmPeer, SwarmPeer];
+    for (const p of [p0, p1]) vi.spyOn(p.client, 'ready').mockImplementation(() => {});
+    const stash = (p: SwarmPeer) => ((p.mesh as unknown as { run: ExchangeRun | null }).run as unknown as { stash: Map<string, unknown> } | null)?.stash;
+
+    const mine0 = p0.mesh.exchange(0, syntheticPayload(256, 0, 0), { waitMs: 5_000 });
+    const theirs0 = p1.mesh.exchange(10, syntheticPayload(256, 1, 10), { waitMs: 5_000 });
+    p0.client.emit('paired', { round: 0, partner: p1.id, partnerRound: 10, initiator: true });
+    // p1, still waiting for its own answer, keeps p0's announcement for later.
+    await until(() => stash(p1)?.has(p0.id) === true, 5_000, "p0's round-0 announcement kept at p1", 5);
+    const a0 = await mine0;
+    expect([a0.outcome, a0.reason, a0.partner]).toEqual(['solo', 'deadline', p1.id]);
+    // p0's abort of its round 0 reached p1 and released that announcement.
+    await until(() => stash(p1)?.size === 0, 5_000, "p0's abort at p1", 5);
+    p1.client.emit('paired', { round: 10, partner: null, initiator: false });
+    const b0 = await theirs0;
+    expect([b0.outcome, b0.reason]).toEqual(['solo', 'no-partner']);
+    expect(p0.mesh.neighbours()).toContain(p1.id);
+
+    const mine1 = p0.mesh.exchange(1, syntheticPayload(256, 0, 1), { waitMs: 5_000 });
+    const theirs1 = p1.mesh.exchange(11, syntheticPayload(256, 1, 11), { waitMs: 5_000 });
+    expect([phase(p0), phase(p1)]).toEqual(['pairing', 'pairing']);
+    p0.client.emit('paired', { round: 1, partner: p1.id, partnerRound: 11, initiator: true });
+    p1.client.emit('paired', { round: 11, partner: p0.id, partnerRound: 1, initiator: false });
+    const [a1, b1] = await Promise.all([mine1, theirs1]);
+    expect([[a1.outcome, a1.reason, a1.partner], [b1.outcome, b1.reason, b1.partner]]).toEqual([['paired', null, p1.id], ['paired', null, p0.id]]);
+    expect([a1.payload!.round, b1.payload!.round]).toEqual([11, 1]);
+    expect(sameFloats(a1.payload!.delta, syntheticPayload(256, 1, 11).delta)).toBe('same');
+    expect(sameFloats(b1.payload!.delta, syntheticPayload(256, 0, 1).delta)).toBe('same');
   });
 });
 
@@ -609,7 +649,7 @@ describe('mesh: offers held at the hard cap', () => {
     expect(victim.mesh.stats().connecting + victim.mesh.neighbours().length).toBe(3);
     late.sendSignal(victim.id, { mesh: 1, cid: 'after', sig: { type: 'offer', token: 'none' } });
     await until(() => offers.includes(late.id), 5_000, "the stranger's offer at the victim", 5);
-    victim.client.emit('paired', { round: 0, partner: partner.client.id, initiator: false });
+    victim.client.emit('paired', { round: 0, partner: partner.client.id, partnerRound: 0, initiator: false });
     const r = await mine;
     expect([r.outcome, r.reason, r.partner]).toEqual(['paired', null, partner.client.id]);
     await dialled;

@@ -26,13 +26,24 @@ function scriptedMesh(neighbours: string[]) {
 }
 
 describe('direct pairing', () => {
-  it('pairs with the neighbour that says yes to our question', async () => {
+  it('pairs with the neighbour that says yes to our question, and knows its round from the yes', async () => {
     const m = scriptedMesh(['honest']);
     const p = new DirectPairing(m.mesh, 7, 10_000);
     const [[to, nonce]] = m.asked();
     expect(to).toBe('honest');
-    p.onAck('honest', { t: 'pair-ack', nonce, ok: true });
+    expect(m.sent[0]!.msg).toEqual({ t: 'pair-req', round: 7, nonce });
+    p.onAck('honest', { t: 'pair-ack', nonce, ok: true, round: 12 });
     expect(await p.result).toBe('honest');
+    expect(p.partnerRound).toBe(12);
+  });
+
+  it('says yes to a question, naming our round, and knows the asker\'s round from the question', async () => {
+    const m = scriptedMesh([]);
+    const p = new DirectPairing(m.mesh, 7, 10_000);
+    p.onRequest('asker', { t: 'pair-req', round: 30, nonce: 5 });
+    expect(await p.result).toBe('asker');
+    expect(p.partnerRound).toBe(30);
+    expect(m.sent.map((s) => s.msg)).toEqual([{ t: 'pair-ack', nonce: 5, ok: true, round: 7 }]);
   });
 
   it('refuses a yes it never asked for (another neighbour, or the asked one with another nonce), answers it with an abort and keeps waiting', async () => {
@@ -40,13 +51,19 @@ describe('direct pairing', () => {
     const p = new DirectPairing(m.mesh, 7, 10_000);
     const [[to, nonce]] = m.asked();
     expect(to).toBe('honest');
-    p.onAck('attacker', { t: 'pair-ack', nonce, ok: true });
-    p.onAck('attacker', { t: 'pair-ack', nonce: 1, ok: true });
-    p.onAck('honest', { t: 'pair-ack', nonce: nonce + 1, ok: true });
+    p.onAck('attacker', { t: 'pair-ack', nonce, ok: true, round: 1 });
+    p.onAck('attacker', { t: 'pair-ack', nonce: 1, ok: true, round: 2 });
+    p.onAck('honest', { t: 'pair-ack', nonce: nonce + 1, ok: true, round: 3 });
     expect(p.asking).toBe('honest');
-    expect(m.sent.filter((s) => s.msg.t === 'abort').map((s) => s.to)).toEqual(['attacker', 'attacker', 'honest']);
-    p.onAck('honest', { t: 'pair-ack', nonce, ok: true });
+    // Each abort names the round the yes carried: the one its sender thinks it is paired with us for.
+    expect(m.sent.filter((s) => s.msg.t === 'abort').map((s) => [s.to, s.msg])).toEqual([
+      ['attacker', { t: 'abort', round: 7, reason: 'paired elsewhere', yourRound: 1 }],
+      ['attacker', { t: 'abort', round: 7, reason: 'paired elsewhere', yourRound: 2 }],
+      ['honest', { t: 'abort', round: 7, reason: 'paired elsewhere', yourRound: 3 }],
+    ]);
+    p.onAck('honest', { t: 'pair-ack', nonce, ok: true, round: 4 });
     expect(await p.result).toBe('honest');
+    expect(p.partnerRound).toBe(4);
   });
 
   it("still takes a late yes to a question that timed out (the neighbour paired with us when it said it)", async () => {
@@ -55,7 +72,8 @@ describe('direct pairing', () => {
     const [[, first]] = m.asked();
     m.clock.advance(TIMEOUT_MS + 1);
     expect(m.asked()).toHaveLength(2);
-    p.onAck('slow', { t: 'pair-ack', nonce: first, ok: true });
+    p.onAck('slow', { t: 'pair-ack', nonce: first, ok: true, round: 9 });
     expect(await p.result).toBe('slow');
+    expect(p.partnerRound).toBe(9);
   });
 });

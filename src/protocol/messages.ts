@@ -40,8 +40,13 @@ import { jsonDepth, schemaProblem } from './check.ts';
  *      pool answer, so the chunks a version-2 peer streamed at once would be lost.
  *   4: a run's train config, model and `pairWaitFrac` (in `welcome` and `config`) carry the
  *      bounds a researcher's input has (WireTrainConfig), where any number passed before.
- *   5: a peer's `abort` may name `yourRound`, the receiver's round it ends, so an abort of an
- *      earlier pairing that arrives late does not end a new pairing of the same two peers.
+ *   5: each side of a pairing is told its partner's round: the pool's `paired` names it
+ *      (`partnerRound`), and between peers a direct pairing's yes (`pair-ack` ok) names the
+ *      responder's round as the question (`pair-req`) names the asker's; a peer's `abort` that
+ *      answers a message (an `xchg`, a yes) names the receiver's round that message carried
+ *      (`yourRound`). Rounds are each peer's own, so a receiver could not tell an `xchg` or an
+ *      `abort` of an earlier pairing of the same two peers, come late, from this pairing's: now
+ *      it compares the round each carries with the partner's round of this pairing.
  */
 export const PROTOCOL_VERSION = 5;
 
@@ -404,10 +409,18 @@ const PeersChangeMsg = strict({
   t: Type.Literal('peers-change'), joined: peerList, left: peerList,
   probation: Type.Optional(peerList), trusted: Type.Optional(peerList),
 });
-/** `probation`: the partner is a new id on probation (judge its update with the stricter margin). */
-const PairedMsg = strict({
-  t: Type.Literal('paired'), round: count, partner: nullable(peerId), initiator: Type.Boolean(), probation: Type.Optional(Type.Boolean()),
-});
+/**
+ * The pool's answer to `ready` for `round`: a partner, the round that partner entered the pool with
+ * (`partnerRound`; each peer counts its own rounds, so the two differ: the round its `xchg` and its
+ * `abort` of this pairing carry, src/sync/exchange.ts), and `probation`: it is a new id on
+ * probation (judge its update with the stricter margin). Or no partner: a solo step.
+ */
+const PairedMsg = Type.Union([
+  strict({
+    t: Type.Literal('paired'), round: count, partner: peerId, partnerRound: count, initiator: Type.Boolean(), probation: Type.Optional(Type.Boolean()),
+  }),
+  strict({ t: Type.Literal('paired'), round: count, partner: Type.Null(), initiator: Type.Boolean() }),
+]);
 export type PairedMsg = Static<typeof PairedMsg>;
 const AckMsg = strict({ t: Type.Literal('ack'), seq: count, duplicate: Type.Optional(Type.Boolean()) });
 const ConfigMsg = strict({ t: Type.Literal('config'), run: RunInfo });

@@ -30,14 +30,23 @@ export const CONTROL_SCHEMAS = {
   hello: strict({ t: Type.Literal('hello'), peer: text, runId: text, configHash: Type.String({ pattern: CONFIG_HASH_PATTERN }), elements: u32 }),
   /** Coordinator unreachable: "I finished round `round`; be my partner?" */
   'pair-req': strict({ t: Type.Literal('pair-req'), round: u32, nonce: u32 }),
-  'pair-ack': strict({ t: Type.Literal('pair-ack'), nonce: u32, ok: Type.Boolean(), reason: Type.Optional(text) }),
+  /**
+   * The answer to the `pair-req` with this `nonce`: yes, and `round` is mine (each side then knows
+   * the round the other's `xchg` and `abort` of this pairing carry, src/sync/exchange.ts); or no.
+   */
+  'pair-ack': Type.Union([
+    strict({ t: Type.Literal('pair-ack'), nonce: u32, ok: Type.Literal(true), round: u32 }),
+    strict({ t: Type.Literal('pair-ack'), nonce: u32, ok: Type.Literal(false), reason: Type.Optional(text) }),
+  ]),
   /** Start of my half of an exchange: φ and Δ chunks follow once my partner's own xchg has arrived. */
   xchg: strict({ t: Type.Literal('xchg'), round: u32, phi: Announce, delta: Announce }),
   /**
-   * I stopped this exchange (deadline, rejection, shutdown): do not wait for me. `round` is mine;
-   * `yourRound`, where I know it (your `xchg` reached me, or this answers it), is the round of
-   * yours it ends: two peers the pool pairs again can get an abort of their earlier pairing late,
-   * and it must not end the new one (src/sync/exchange.ts, `ExchangeRun.ours`).
+   * Do not wait for me. `round` is mine: I stopped my exchange of that round (deadline, rejection,
+   * shutdown), or am in none with you. One that answers a message of yours (your `xchg`, your yes)
+   * names the round that message carried, yours (`yourRound`). Its receiver takes it for the end
+   * of its pairing only if `round` is its partner's round of that pairing or `yourRound` its own
+   * round: an abort of an earlier pairing of the same two peers that comes late is neither
+   * (src/sync/exchange.ts, `ExchangeRun.onAbort`).
    */
   abort: strict({ t: Type.Literal('abort'), round: u32, reason: text, yourRound: Type.Optional(u32) }),
   /** A planned disconnect (rewiring), not a failure. */

@@ -11,16 +11,32 @@ export interface IceConfig {
   expiresAt: number | null;
 }
 
-export interface PairAssignment {
+/** The pool named a partner for our round. */
+export interface PairedWith {
   /** Outer round the peer asked a partner for. */
   round: number;
-  /** Partner's peer id, or null: no partner within the wait, take a solo step. */
-  partner: string | null;
+  /** Partner's peer id. */
+  partner: string;
+  /**
+   * The round the partner asked a partner for: its `xchg` and its `abort` of this pairing carry it
+   * (each peer counts its own rounds), so the exchange tells them from an earlier pairing's.
+   */
+  partnerRound: number;
   /** Exactly one side of a pair initiates the WebRTC connection. */
   initiator: boolean;
   /** The partner is a new id on probation (the coordinator says so; judge it strictly). */
   probation?: boolean;
 }
+
+/** No partner within the wait: take a solo step. */
+export interface PairedWithNobody {
+  round: number;
+  partner: null;
+  initiator: boolean;
+}
+
+/** The coordinator's ready-pool answer for one round. */
+export type PairAssignment = PairedWith | PairedWithNobody;
 
 export interface SignalingEventMap {
   /** The coordinator accepted us (again, after a reconnect). */

@@ -7,13 +7,26 @@
 //
 // Every wait is bounded: pairing by the caller's wait, connecting by connectTimeoutMs, the
 // transfer by the deadline. A closed link or a partner's abort of this pairing ends the wait at
-// once (one of an earlier pairing with the same peer, come late, does not: `ours`).
+// once.
+//
+// Which messages are this pairing's. In a small swarm the pool pairs the same two peers round
+// after round, and a message of their last pairing can arrive after they were paired again (a
+// channel still carrying that round's chunks delays it by a second or more): taken for this
+// pairing's, a late `xchg` had the partner's real announcement refused or its chunks awaited on old
+// transfer ids, and a late `abort` ended the new pairing, both honest peers losing a second round.
+// Rounds are each peer's own and count up from one exchange to the next (the volunteer and the
+// page count one per outer step; a new session is a new mesh, on new links), and the pairing tells
+// each side the other's round of it (the pool's `partnerRound`, a direct pairing's question and
+// yes). So the partner's `xchg` is this pairing's iff its `round` is the partner's round, and its
+// `abort` iff its `round` is (the partner stopped its exchange of this pairing) or its `yourRound`
+// is ours (it answers a message we sent in this round: onAbort). Nothing of an earlier pairing can
+// carry either.
 import { FrameError } from '../protocol/errors.ts';
 import type { ControlMessage, Announce } from '../protocol/peer-messages.ts';
 import { chunkHeaderBytes, maxChunkSize, payloadBytes, type Dtype } from '../protocol/frame.ts';
 import { decodeTensor, encodeTensor } from './compress.ts';
 import { LinkClosedError, MeshDestroyedError, PayloadError } from './errors.ts';
-import type { Conn, MeshCore } from './mesh-core.ts';
+import type { MeshCore } from './mesh-core.ts';
 import { DirectPairing } from './pairing.ts';
 import { Assembler, SendAbort, sendTensor } from './transfer.ts';
 import { allFinite, norm2 } from './validate.ts';
@@ -21,7 +34,7 @@ import type { ExchangeResult, OuterPayload, PartnerPayload, SoloReason } from '.
 
 type Xchg = Extract<ControlMessage, { t: 'xchg' }>;
 type Abort = Extract<ControlMessage, { t: 'abort' }>;
-type Pairing = { partner: string; initiator: boolean; via: 'coordinator' | 'direct' } | { reason: SoloReason; via: 'coordinator' | 'direct' | null };
+type Pairing = { partner: string; partnerRound: number; initiator: boolean; via: 'coordinator' | 'direct' } | { reason: SoloReason; via: 'coordinator' | 'direct' | null };
 
 /** Chunks of the partner's φ and Δ as they arrive (or why they cannot be used). */
 interface Inbound {
@@ -52,46 +65,24 @@ const sending = new WeakMap<MeshCore, SendAbort[]>();
 /** Earlier rounds' sends that may go on beside this round's. */
 export const MAX_LINGERING_SENDS = 2;
 
-/**
- * Links whose peer was our partner in a round we gave up at its deadline before its `xchg` came.
- * It may still be on the way: sent just before our abort reached the partner (a channel still
- * carrying an earlier round's chunks delays it by a second or more), and the partner, aborted,
- * sends nothing after it for that round. Taken by the next round as an early announcement, it
- * was that round's partner's announcement if the pool named the same peer again: our chunks then
- * waited on its old transfer ids, the partner's own announcement was refused (`busy with another
- * partner`) and both lost the round, or its old chunks still arriving failed as missing ones and
- * the honest partner took a strike. On the ordered channel the late `xchg` comes before anything
- * the partner sends for a later round, so the next `xchg` on that link is dropped; an `abort` or
- * a pairing question first says the partner has left that round (it sends those only after its
- * `xchg`, or without one), and the link is no longer marked. Keyed by the link: a new one carries
- * nothing of the old one's. The abort that follows the dropped `xchg` is of that round too, and
- * the next round does not take it for its own (`ExchangeRun.ours`).
- */
-const overdue = new WeakSet<Conn>();
-
-/**
- * Whether `msg` from `conn`'s peer is the late announcement of a round we gave up on (see
- * `overdue`): the mesh drops it before any exchange sees it.
- */
-export function lateAnnouncement(conn: Conn, msg: ControlMessage): boolean {
-  if (!overdue.has(conn)) return false;
-  if (msg.t === 'xchg') { overdue.delete(conn); return true; }
-  if (msg.t === 'abort' || msg.t === 'pair-req' || msg.t === 'pair-ack') overdue.delete(conn);
-  return false;
-}
-
 export class ExchangeRun {
   phase: 'pairing' | 'connecting' | 'transfer' | 'done' = 'pairing';
   /** Set while pairing via the coordinator said this peer: it may connect past the hard cap. */
   expectedPartner: string | null = null;
   private partner: string | null = null;
+  /**
+   * The partner's own round of this pairing, once the pairing named the partner: the round its
+   * `xchg` and its `abort` of this pairing carry (see the top of this file).
+   */
+  private partnerRound: number | null = null;
   /** The coordinator's pool said our partner is on probation (a new id). */
   private probation = false;
   private direct: DirectPairing | null = null;
   private viaCoordinator = false;
   /**
    * Announcements that came before we could take them: before our own pool answer any neighbour
-   * may be the partner (its answer can come first), after it only the partner's. The message
+   * may be the partner (its answer can come first), after it only the partner's of this pairing
+   * (its round is the partner's round: keepOnlyStash, onXchg). The message
    * alone, one per linked peer, each replacing its own: no buffers, since a sender streams only
    * once its partner's own `xchg` arrived (transfer). So no number of neighbours announcing can
    * push the partner's announcement out, and each costs us a control message (at most 4 KiB), not a φ and a Δ.
@@ -142,6 +133,7 @@ export class ExchangeRun {
       const pairMs = mesh.clock.now() - this.t0;
       if ('reason' in p) return this.solo(p.reason, null, pairMs, p.via);
       this.partner = p.partner;
+      this.partnerRound = p.partnerRound;
       if (mesh.isBanned(p.partner)) return this.solo('banned-partner', p.partner, pairMs, p.via);
       this.phase = 'connecting';
       this.budgetExtra += mesh.settings.connectTimeoutMs;
@@ -171,7 +163,8 @@ export class ExchangeRun {
     const onDestroy = () => this.direct?.cancel();
     this.onDestroy.push(onDestroy);
     const partner = await this.direct.result;
-    return partner ? { partner, initiator: false, via: 'direct' } : { reason: 'no-partner', via: 'direct' };
+    const partnerRound = this.direct.partnerRound;
+    return partner !== null && partnerRound !== null ? { partner, partnerRound, initiator: false, via: 'direct' } : { reason: 'no-partner', via: 'direct' };
   }
 
   private pairViaCoordinator(): Promise<Pairing | 'coordinator-down'> {
@@ -186,12 +179,13 @@ export class ExchangeRun {
       };
       offs.push(mesh.signaling.on('paired', (e) => {
         if (e.round !== round) return;
-        if (e.partner === null) { this.keepOnlyStash(null); done({ reason: 'no-partner', via: 'coordinator' }); }
+        if (e.partner === null) { this.keepOnlyStash(null, null); done({ reason: 'no-partner', via: 'coordinator' }); }
         else {
           this.expectedPartner = e.partner;
+          this.partnerRound = e.partnerRound;
           this.probation = e.probation === true;
-          this.keepOnlyStash(e.partner);
-          done({ partner: e.partner, initiator: e.initiator, via: 'coordinator' });
+          this.keepOnlyStash(e.partner, e.partnerRound);
+          done({ partner: e.partner, partnerRound: e.partnerRound, initiator: e.initiator, via: 'coordinator' });
         }
       }));
       offs.push(mesh.signaling.on('close', () => done('coordinator-down')));
@@ -269,8 +263,6 @@ export class ExchangeRun {
     if (outcome.kind === 'solo') {
       this.stopAndAbort(partner, outcome.reason);
       if (outcome.reason === 'deadline') {
-        // Its announcement never came: it may yet, once this round is over (overdue).
-        if (!this.inbound && mesh.conn(partner) === conn) overdue.add(conn);
         // A miss must relax the estimate too: fed only completed receives, one fast exchange would
         // set a deadline that every slower honest partner misses from then on.
         const inb = this.inbound;
@@ -366,18 +358,13 @@ export class ExchangeRun {
         return;
       case 'pair-ack':
         if (this.direct) this.direct.onAck(peer, msg);
-        else if (msg.ok) mesh.sendControl(peer, { t: 'abort', round: this.round, reason: 'not pairing directly' });
+        else if (msg.ok) mesh.sendControl(peer, { t: 'abort', round: this.round, reason: 'not pairing directly', yourRound: msg.round });
         return;
       case 'xchg':
         this.onXchg(peer, msg);
         return;
       case 'abort':
-        if (!this.ours(peer, msg)) return;
-        this.stash.delete(peer);
-        if (peer === this.partner && (this.phase === 'connecting' || this.phase === 'transfer')) {
-          if (this.settle) this.settle({ kind: 'solo', reason: 'partner-aborted', detail: msg.reason });
-          else this.partnerAborted = true;
-        }
+        this.onAbort(peer, msg);
         return;
       default:
         return;
@@ -387,46 +374,47 @@ export class ExchangeRun {
   private partnerAborted = false;
 
   /**
-   * Whether `peer`'s abort is about this round's pairing, not about an earlier pairing with it
-   * that comes late. In a small swarm the pool pairs the same two peers round after round: a
-   * partner that gave up our last round at its deadline (while we had all of its payload, or had
-   * given up too) may have its abort still on the way when the next pairing begins; taken for this
-   * round's, it ended the new pairing as well, and both honest peers lost a second round. Rounds
-   * are each peer's own, so the abort's `round` (the sender's) says nothing we could compare. One
-   * that names our round (`yourRound`: our `xchg` had reached the sender, or it answers that) is
-   * this round's; one that names another round of ours is not (our round numbers differ from one
-   * exchange to the next, as the pool's answers already assume). One that names none relies on the
-   * ordered channel, as `overdue` does: a peer sends its partner an abort only after its own `xchg`
-   * of that pairing (transfer), and nothing of a later pairing before it, so it is this round's
-   * only once this round's announcement from that peer is here (stashed or taken), or when we
-   * paired directly (the question or answer that paired us came after anything of the peer's
-   * earlier pairings).
+   * An abort from `peer`. It ends this pairing only if it is this pairing's: its `round` is the
+   * partner's round of this pairing (the partner stopped its exchange of it: a deadline, a
+   * rejection, or it was never in it), or its `yourRound` is our round (it answers our `xchg` or
+   * our yes of this round: the partner is not exchanging with us). An abort of an earlier pairing
+   * with the same peer names neither: the partner's rounds and ours both differ from one exchange
+   * to the next. An announcement of `peer`'s kept for later goes with the abort of its own round.
    */
-  private ours(peer: string, msg: Abort): boolean {
-    if (msg.yourRound !== undefined) return msg.yourRound === this.round;
-    return this.direct !== null || this.stash.has(peer) || this.inbound?.peer === peer;
+  private onAbort(peer: string, msg: Abort): void {
+    if (this.stash.get(peer)?.round === msg.round) this.stash.delete(peer);
+    if (peer !== this.partner || !(msg.round === this.partnerRound || msg.yourRound === this.round)) return;
+    if (this.phase === 'connecting' || this.phase === 'transfer') {
+      if (this.settle) this.settle({ kind: 'solo', reason: 'partner-aborted', detail: msg.reason });
+      else this.partnerAborted = true;
+    }
   }
 
   private onXchg(peer: string, msg: Xchg): void {
-    const { mesh } = this;
-    if (this.phase === 'transfer' && peer === this.partner && this.settle && !this.inbound) {
-      this.adopt(this.prepare(peer, msg));
-      return;
-    }
-    // Early: the coordinator told our partner before us, or our link opened after theirs.
-    // Before our own answer any neighbour may be the partner, so each one's latest is kept (never
-    // refused for want of room: two neighbours filling a few slots got the partner's refused, and
-    // both honest peers lost the round); once the pool named one, only its announcement is.
-    const beforeAnswer = this.phase === 'pairing' && this.viaCoordinator && !this.direct && this.expectedPartner === null;
-    const early = beforeAnswer ||
-      (this.phase === 'pairing' && this.expectedPartner === peer) ||
-      (this.phase === 'connecting' && peer === this.partner) ||
-      (this.phase === 'transfer' && peer === this.partner && !this.settle);
-    if (early) {
+    const named = this.partner ?? this.expectedPartner;
+    if (named === null && this.phase === 'pairing' && this.viaCoordinator && !this.direct) {
+      // Early: the coordinator told our partner before us, or our link opened after theirs.
+      // Before our own answer any neighbour may be the partner, so each one's latest is kept (never
+      // refused for want of room: two neighbours filling a few slots got the partner's refused,
+      // and both honest peers lost the round); the answer keeps only the partner's of this
+      // pairing (keepOnlyStash).
       this.stash.set(peer, msg);
       return;
     }
-    mesh.sendControl(peer, { t: 'abort', round: this.round, reason: this.partner ? 'busy with another partner' : 'not paired with you', yourRound: msg.round });
+    if (peer === named) {
+      // Another round's: a late announcement of an earlier pairing of the two, whose sender left
+      // that round long since. No answer: an abort names our round, the one the partner was told
+      // for this pairing, and would end it.
+      if (msg.round !== this.partnerRound) return;
+      // A second one of this round (no honest partner sends it): the first stands.
+      if (this.inbound) return;
+      if (this.phase === 'transfer' && this.settle) this.adopt(this.prepare(peer, msg));
+      else this.stash.set(peer, msg); // our own announcement is not out yet (connecting)
+      return;
+    }
+    // Not our partner: it thinks we are its partner (or will be) for the round it names, which we
+    // answer so it need not wait for us.
+    this.mesh.sendControl(peer, { t: 'abort', round: this.round, reason: this.partner ? 'busy with another partner' : 'not paired with you', yourRound: msg.round });
   }
 
   onLinkClosed(peer: string): void {
@@ -455,22 +443,25 @@ export class ExchangeRun {
 
   /**
    * Stop our send at once (a send waiting for a partner that does not read included) and tell the
-   * partner, naming its round where its `xchg` told us (see `ours`).
+   * partner: our round is the one it was told for this pairing (onAbort).
    */
   private stopAndAbort(partner: string, reason: string): void {
     this.abortSend.abort(reason);
     if (reason !== 'partner-gone' && reason !== 'partner-aborted') {
-      const theirs = this.inbound?.peer === partner ? { yourRound: this.inbound.msg.round } : {};
-      this.mesh.sendControl(partner, { t: 'abort', round: this.round, reason, ...theirs });
+      this.mesh.sendControl(partner, { t: 'abort', round: this.round, reason });
     }
   }
 
-  /** The pool answered: announcements from anyone but `partner` are released (and told so). */
-  private keepOnlyStash(partner: string | null): void {
+  /**
+   * The pool answered: only the partner's announcement of this pairing (its round is
+   * `partnerRound`) is kept. Anyone else's is released and told so; one of the partner's of
+   * another round is a late one of an earlier pairing, dropped unanswered (onXchg).
+   */
+  private keepOnlyStash(partner: string | null, partnerRound: number | null): void {
     for (const [peer, msg] of [...this.stash]) {
-      if (peer === partner) continue;
+      if (peer === partner && msg.round === partnerRound) continue;
       this.stash.delete(peer);
-      this.mesh.sendControl(peer, { t: 'abort', round: this.round, reason: 'not paired with you', yourRound: msg.round });
+      if (peer !== partner) this.mesh.sendControl(peer, { t: 'abort', round: this.round, reason: 'not paired with you', yourRound: msg.round });
     }
   }
 

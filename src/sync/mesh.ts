@@ -13,7 +13,7 @@ import { pick, silentLogger, type Logger } from './components.ts';
 import { Emitter } from './emitter.ts';
 import { ConnectTimeoutError, LinkClosedError, MeshBusyError, MeshConfigError, MeshDestroyedError } from './errors.ts';
 import { DeadlineEstimator, DEFAULT_DEADLINE } from './deadline.ts';
-import { ExchangeRun, lateAnnouncement } from './exchange.ts';
+import { ExchangeRun } from './exchange.ts';
 import type { Conn, MeshCore, MeshSettings } from './mesh-core.ts';
 import { requestState, serveState } from './bootstrap.ts';
 import type { StateCheck } from './state-check.ts';
@@ -583,12 +583,12 @@ class MeshImpl implements Mesh, MeshCore {
       case 'pair-ack':
       case 'xchg':
       case 'abort':
-        // The announcement of a round we already gave up on: no answer, it was told (abort).
-        if (lateAnnouncement(c, msg)) return;
         if (this.run) this.run.onControl(c.peer, msg);
+        // No exchange running: an announcement or a yes is answered with an abort naming the
+        // round it carried, the sender's (exchange.ts, onAbort); the sender may not wait for us.
         else if (msg.t === 'pair-req') this.sendControl(c.peer, { t: 'pair-ack', nonce: msg.nonce, ok: false, reason: 'not-ready' });
         else if (msg.t === 'xchg') this.sendControl(c.peer, { t: 'abort', round: 0, reason: 'not-ready', yourRound: msg.round });
-        else if (msg.t === 'pair-ack' && msg.ok) this.sendControl(c.peer, { t: 'abort', round: 0, reason: 'not-ready' });
+        else if (msg.t === 'pair-ack' && msg.ok) this.sendControl(c.peer, { t: 'abort', round: 0, reason: 'not-ready', yourRound: msg.round });
         return;
       default:
         return;

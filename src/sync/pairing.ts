@@ -2,7 +2,8 @@
 // partner for this round?". A neighbour says yes only while it is itself ready and has no
 // other open question, so every peer ends with at most one partner. Two peers that asked each
 // other at once both say yes and pair. A yes that arrives after we moved on is answered with an
-// abort so the asker does not wait for us.
+// abort so the asker does not wait for us. The question names the asker's round and a yes the
+// responder's: each side knows the round its partner's messages of this pairing carry (exchange.ts).
 //
 // Partners finish an exchange together, so equal-speed peers would find each other ready first
 // every round and never change partners; for the first quarter of the wait we neither ask nor
@@ -26,6 +27,8 @@ export class DirectPairing {
   /** Every question put this round, as `peer/nonce` (a few per round: one at a time, each answered or timed out). */
   private readonly asked = new Set<string>();
   private partner: string | null = null;
+  /** The partner's round, as its question or its yes named it; null until paired. */
+  partnerRound: number | null = null;
   private finished = false;
   private timers = new Set<unknown>();
   private resolve!: (peer: string | null) => void;
@@ -46,22 +49,22 @@ export class DirectPairing {
   }
 
   onRequest(from: string, msg: PairReq): void {
-    const reply = (ok: boolean, reason?: string) =>
-      this.mesh.sendControl(from, reason ? { t: 'pair-ack', nonce: msg.nonce, ok, reason } : { t: 'pair-ack', nonce: msg.nonce, ok });
-    if (this.finished || this.mesh.isBanned(from) || this.avoiding(from)) { reply(false, 'busy'); return; }
-    if (this.outstanding && this.outstanding.to !== from) { reply(false, 'busy'); return; }
-    // Not asking anyone, or asking exactly this peer (crossed questions): yes.
-    reply(true);
-    this.finish(from);
+    const busy = () => this.mesh.sendControl(from, { t: 'pair-ack', nonce: msg.nonce, ok: false, reason: 'busy' });
+    if (this.finished || this.mesh.isBanned(from) || this.avoiding(from)) { busy(); return; }
+    if (this.outstanding && this.outstanding.to !== from) { busy(); return; }
+    // Not asking anyone, or asking exactly this peer (crossed questions): yes, naming our round.
+    this.mesh.sendControl(from, { t: 'pair-ack', nonce: msg.nonce, ok: true, round: this.round });
+    this.finish(from, msg.round);
   }
 
   onAck(from: string, msg: PairAck): void {
     if (msg.ok) {
       // Only a yes to a question we put to that peer this round (a late one too: it paired with
       // us when it said yes). An unasked yes would let any neighbour make itself our partner.
-      if (!this.finished && this.asked.has(`${from}/${msg.nonce}`) && !this.mesh.isBanned(from)) { this.finish(from); return; }
-      // A yes after we paired elsewhere or gave up, or one we never asked for: free the other side now.
-      if (from !== this.partner) this.mesh.sendControl(from, { t: 'abort', round: this.round, reason: 'paired elsewhere' });
+      if (!this.finished && this.asked.has(`${from}/${msg.nonce}`) && !this.mesh.isBanned(from)) { this.finish(from, msg.round); return; }
+      // A yes after we paired elsewhere or gave up, or one we never asked for: free the other side
+      // now, naming its round the yes carried (it is paired with us for that round).
+      if (from !== this.partner) this.mesh.sendControl(from, { t: 'abort', round: this.round, reason: 'paired elsewhere', yourRound: msg.round });
       return;
     }
     if (this.outstanding?.to === from && this.outstanding.nonce === msg.nonce) {
@@ -112,10 +115,11 @@ export class DirectPairing {
     this.outstanding = null;
   }
 
-  private finish(partner: string | null): void {
+  private finish(partner: string | null, partnerRound: number | null = null): void {
     if (this.finished) return;
     this.finished = true;
     this.partner = partner;
+    this.partnerRound = partner === null ? null : partnerRound;
     this.outstanding = null;
     for (const t of this.timers) this.mesh.clock.clearTimeout(t);
     this.timers.clear();

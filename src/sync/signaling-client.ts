@@ -339,7 +339,9 @@ export class SignalingClient implements Signaling {
         return;
       }
       case 'paired':
-        if (this.pendingReady && this.pendingReady.round === m.round) this.resolveReady(m.probation ? { round: m.round, partner: m.partner, initiator: m.initiator, probation: true } : { round: m.round, partner: m.partner, initiator: m.initiator });
+        if (!this.pendingReady || this.pendingReady.round !== m.round) return;
+        if (m.partner === null) this.resolveReady({ round: m.round, partner: null, initiator: m.initiator });
+        else this.resolveReady({ round: m.round, partner: m.partner, partnerRound: m.partnerRound, initiator: m.initiator, ...(m.probation ? { probation: true } : {}) });
         return;
       case 'ice':
         if (this.welcomeMsg) this.setIce(m.ice, this.welcomeMsg.run);

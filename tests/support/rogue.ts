@@ -28,7 +28,10 @@ export class Rogue {
   /** Control messages the honest side sent it, by sender. */
   readonly received: { from: string; t: string; reason?: string }[] = [];
   private links = new Map<string, { link: Link; cid: string }>();
+  /** Rounds it has asked the pool for. */
   private round = 0;
+  /** The round it announces: the last one its pool answer was for (a partner takes only that one). */
+  private pairRound = 0;
   private stopped = false;
   private readonly factory: LinkFactory;
 
@@ -36,7 +39,7 @@ export class Rogue {
     this.client = hub.client(id);
     this.factory = o.links ?? simplePeerLinks({ rtc: wrtc });
     this.client.on('signal', ({ from, data }) => this.onSignal(from, data as { mesh: 1; cid: string; sig: { type?: string } }));
-    this.client.on('paired', (e) => { if (e.partner) this.attack(e.partner, e.initiator); });
+    this.client.on('paired', (e) => { this.pairRound = e.round; if (e.partner) this.attack(e.partner, e.initiator); });
   }
 
   /** Keep asking the pool for partners, like an honest peer finishing rounds. */
@@ -97,7 +100,7 @@ export class Rogue {
   private onControl(peer: string, link: Link, msg: ControlMessage): void {
     this.received.push({ from: peer, t: msg.t, ...(msg.t === 'abort' ? { reason: msg.reason } : {}) });
     // Accept every direct pairing request: a rogue wants partners.
-    if (msg.t === 'pair-req') link.send(encodeControl({ t: 'pair-ack', nonce: msg.nonce, ok: true }));
+    if (msg.t === 'pair-req') link.send(encodeControl({ t: 'pair-ack', nonce: msg.nonce, ok: true, round: this.pairRound }));
     if (msg.t === 'pair-req' || msg.t === 'xchg') void this.send(peer);
   }
 
@@ -116,7 +119,7 @@ export class Rogue {
       const { phi, delta } = this.o.payload();
       const pb = encodeTensor('f32', phi), db = encodeTensor('f32', delta);
       const tPhi = (Math.random() * 2 ** 32) >>> 0, tDelta = (Math.random() * 2 ** 32) >>> 0;
-      const round = this.round;
+      const round = this.pairRound;
       entry.link.send(encodeControl({
         t: 'xchg', round,
         phi: { tid: tPhi, dtype: 'f32', elements: phi.length, bytes: pb.length },

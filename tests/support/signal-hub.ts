@@ -87,8 +87,8 @@ export class SignalHub {
   private announce(e: PoolEvents): void {
     for (const m of e.matches) {
       this.pairings.push({ a: m.initiator.peer, b: m.responder.peer, roundA: m.initiator.round, roundB: m.responder.round });
-      this.send(m.initiator.peer, 'paired', { round: m.initiator.round, partner: m.responder.peer, initiator: true });
-      this.send(m.responder.peer, 'paired', { round: m.responder.round, partner: m.initiator.peer, initiator: false });
+      this.send(m.initiator.peer, 'paired', { round: m.initiator.round, partner: m.responder.peer, partnerRound: m.responder.round, initiator: true });
+      this.send(m.responder.peer, 'paired', { round: m.responder.round, partner: m.initiator.peer, partnerRound: m.initiator.round, initiator: false });
     }
     for (const s of e.solos) {
       this.solos.push(s);
