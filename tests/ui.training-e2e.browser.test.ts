@@ -26,7 +26,7 @@ let browser: Browser;
 const errors: string[] = [];
 const pages: Page[] = [];
 
-type Figures = { step: number; rounds: number; loss: number | null; exchangesAccepted: number; partner: string | null; bytesUp: number; duty: number; tokensTrained: number; donatedMs: number };
+type Figures = { step: number; rounds: number; loss: number | null; exchangesAccepted: number; partner: string | null; bytesUp: number; duty: number; tokensTrained: number; donatedMs: number; gpuResets: number };
 const state = (p: Page) => p.evaluate(() => {
   const c = (window as unknown as { murmurVolunteer: { phase: string; error: string | null; figures: Figures } }).murmurVolunteer;
   return { phase: c.phase, error: c.error, f: { ...c.figures } };
@@ -140,6 +140,31 @@ describe('volunteers training for real', () => {
     expect(s2.f.tokensTrained).toBeGreaterThan(0);
     expect(await a.locator('murmur-volunteer-panel [data-figure="accepted"]').innerText()).not.toBe('0');
     await a.screenshot({ path: join(OUT, 'volunteer-real-training.png'), fullPage: true });
+  });
+
+  it('a GPU device lost in a tab\'s worker is rebuilt there, the panel says so, and training goes on', async () => {
+    const b = pages[1]!;
+    const w = b.workers()[0]!;
+    // What a driver reset does to the worker: its GPUDevice is gone. The worker's device is
+    // found through the next command encoder it makes (one per training step).
+    await w.evaluate(() => {
+      const proto = GPUDevice.prototype;
+      const make = proto.createCommandEncoder;
+      proto.createCommandEncoder = function (this: GPUDevice, ...args: Parameters<typeof make>) {
+        (self as unknown as { lostDevice?: GPUDevice }).lostDevice ??= this;
+        return make.apply(this, args);
+      };
+    });
+    await expect.poll(() => w.evaluate(() => (self as unknown as { lostDevice?: GPUDevice }).lostDevice !== undefined), { timeout: 60_000 }).toBe(true);
+    const before = (await state(b)).f;
+    await w.evaluate(() => { (self as unknown as { lostDevice: GPUDevice }).lostDevice.destroy(); });
+    await until(b, 'the worker to rebuild its GPU device', (s) => s.f.gpuResets === 1);
+    // It trains on, and its counts go on from where they were (B's checkpoint later in this file
+    // is labelled with the worker's step, which must be B's own report of that outer step).
+    const after = await until(b, 'two more outer steps', (s) => s.f.rounds >= before.rounds + 2);
+    expect(after.f.step).toBeGreaterThan(before.step);
+    expect(after.f.gpuResets).toBe(1);
+    expect(await b.locator('murmur-volunteer-panel [data-figure="gpu-resets"]').innerText()).toBe('1 time');
   });
 
   it('lowers the measured GPU duty cycle with the intensity control', async () => {

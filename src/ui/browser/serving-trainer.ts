@@ -3,7 +3,7 @@
 // outer rounds the trainer completed (from the round the session started at) and keeps the
 // last validation loss, so a snapshot pairs φ and m with the round and step they belong to.
 import type { ServedState } from '../../sync/join.ts';
-import type { OuterPayload, OuterState, ProbeLosses, SessionStart, StateLosses, TrainerPort } from '../ports.ts';
+import type { GpuEvent, OuterPayload, OuterState, ProbeLosses, SessionStart, StateLosses, TrainerPort } from '../ports.ts';
 
 export class ServingTrainer implements TrainerPort {
   private round: number;
@@ -13,10 +13,13 @@ export class ServingTrainer implements TrainerPort {
 
   /** The probe's candidates, when the trainer can evaluate them (TrainerPort.probe). */
   readonly probe?: (partner: OuterPayload) => Promise<ProbeLosses>;
+  /** The worker's GPU events, when the trainer has them (TrainerPort.onGpuEvent). */
+  readonly onGpuEvent?: (fn: (e: GpuEvent) => void) => () => void;
 
   constructor(private readonly t: TrainerPort, private readonly start: SessionStart, private readonly tokensPerStep: number) {
     this.round = start.round;
     if (t.probe) this.probe = (partner) => t.probe!(partner);
+    if (t.onGpuEvent) this.onGpuEvent = (fn) => t.onGpuEvent!(fn);
   }
 
   train(steps: number): Promise<ArrayLike<number>> {
