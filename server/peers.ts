@@ -31,7 +31,7 @@
 // vouch for nobody, unless nobody else is live in the run to), both reported the round as paired with each other, and neither reported
 // the other. On probation its partners are told (`probation` in `paired`), peer lists mark it,
 // and it gets no checkpoint duty (eligibleForDuty).
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket, RawData } from 'ws';
 import type { Db } from './db.ts';
@@ -177,6 +177,8 @@ interface Conn {
   release: () => void;
   /** The client's addressKey (IPv6: its /64). */
   address: string;
+  /** Its keyed tag, as the peer list gives it (standings), made at the first list that names it. */
+  clientTag?: string;
   ws: WebSocket;
   peerId: string | null;
   runId: string | null;
@@ -321,6 +323,26 @@ export class PeerHub {
 
   lastStep(peerId: string): number {
     return this.byPeer.get(peerId)?.lastStep ?? -1;
+  }
+
+  /** Keys the client tags of standings(): new at each start, never sent anywhere. */
+  private readonly clientTagKey = randomBytes(32);
+
+  /**
+   * `runId`'s live peers as anyone may read them (GET /peers): each one's furthest reported step,
+   * whether it is on probation, and `client`, a tag of its client address (addressKey) keyed by a
+   * secret of this process: ids of one address share it, and it names no address (a keyed hash of
+   * 32 bits of IPv4 cannot be reversed without the key). What the dashboard counts a peer's
+   * claims by (src/ui/core/throughput.ts): only ids off probation vouch for their throughput,
+   * and ids of one client count once.
+   */
+  standings(runId: string): { id: string; step: number; probation: boolean; client: string }[] {
+    return this.livePeers(runId).flatMap((id) => {
+      const c = this.byPeer.get(id);
+      if (!c) return [];
+      c.clientTag ??= createHmac('sha256', this.clientTagKey).update(c.address).digest('hex').slice(0, 12);
+      return [{ id, step: c.lastStep, probation: this.onProbation(id), client: c.clientTag }];
+    });
   }
 
   /**

@@ -9,6 +9,9 @@ import { MAX_OFFENDER_REASON } from '../src/protocol/messages.ts';
 import { withPeerReplay } from '../src/volunteer/signaling.ts';
 import { PROBATION_EXCHANGES, REST_READIES, REST_WINDOW, SOFT_REPORTS_KEPT } from '../server/peers.ts';
 import { RawPeer, report, sleep, startServer, until, type TestServer } from './support/coordinator.ts';
+import { PeerList } from '../src/protocol/api.ts';
+import { schemaProblem } from '../src/protocol/check.ts';
+import { CoordinatorDashboardSource } from '../src/ui/browser/coordinator-dashboard.ts';
 
 let s: TestServer;
 beforeAll(async () => {
@@ -16,7 +19,7 @@ beforeAll(async () => {
   // the pool to predict from, so it runs the plain rule (everyone waits its whole wait).
   // Every peer here is on 127.0.0.1, one address: its offender-report budget is tested alone below.
   s = await startServer({ hub: { heartbeatMs: 200, livenessMs: 5000, helloTimeoutMs: 2000, pairPrediction: false, offenderReportsPerMinute: 1e6, offenderReportBurst: 1e6 } });
-  for (const id of ['off', 'soft', 'lag', 'rest', 'spread', 'two', 'state', 'elsewhere', 'ids', 'probation', 'one-host', 'lab']) {
+  for (const id of ['off', 'soft', 'lag', 'rest', 'spread', 'two', 'state', 'elsewhere', 'ids', 'probation', 'one-host', 'lab', 'standing']) {
     const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id, dataset: 'moby-dick', preset: 'micro' } });
     expect(r.statusCode).toBe(201);
   }
@@ -675,6 +678,57 @@ describe('what offender reports can make the coordinator keep', () => {
       expect(kept.strikes + kept.softReports).toBeLessThanOrEqual(CAP);
     } finally {
       await t.close();
+    }
+  });
+
+  // A peer's reported tokens/s and step are its own claims: one new id inside the report bounds
+  // claimed 1,024,000 tokens/s beside three honest peers' 6,300, and the dashboard summed it in.
+  // The peer list tells anyone reading it whose claims the coordinator vouches for (ids off
+  // probation) and which ids are one client (a tag, never the address), and the dashboard counts
+  // by it (src/ui/core/throughput.ts).
+  it('the run\'s peer list says who is off probation and which ids share a client address, never the address', async () => {
+    const a = await RawPeer.join(s.wsUrl, { run: 'standing' }, { localAddress: '127.0.0.2' });
+    const b = await RawPeer.join(s.wsUrl, { run: 'standing' }, { localAddress: '127.0.0.3' });
+    // One host's two ids.
+    const c = await RawPeer.join(s.wsUrl, { run: 'standing' }, { localAddress: '127.0.0.7' });
+    const d = await RawPeer.join(s.wsUrl, { run: 'standing' }, { localAddress: '127.0.0.7' });
+    const stop = heartbeat(a.peer, b.peer, c.peer, d.peer);
+    const [ia, ib, ic, id] = [a, b, c, d].map((p) => p.welcome.peerId) as [string, string, string, string];
+    const list = async () => {
+      const r = await s.c.app.inject({ method: 'GET', url: '/api/runs/standing/peers' });
+      expect(r.statusCode).toBe(200);
+      expect(r.body).not.toMatch(/127\.0\.0/);
+      const body = r.json() as PeerList;
+      expect(schemaProblem(PeerList, body, 'reply')).toBeNull();
+      return new Map(body.peers.map((p) => [p.id, p]));
+    };
+    let seq = 0;
+    const reportRound = async (p: RawPeer, round: number, partner: string) => {
+      const n = p.frames.length, k = ++seq;
+      p.send(report(k, { round, step: round + 1, partner, partnerDist: 0.5 }));
+      await p.next((m) => m.t === 'ack' && m.seq === k, 5000, n);
+    };
+    try {
+      const before = await list();
+      expect([...before.keys()].sort()).toEqual([ia, ib, ic, id].sort());
+      expect([...before.values()].every((p) => p.probation)).toBe(true);
+      expect(before.get(ic)!.client).toBe(before.get(id)!.client);
+      expect(new Set([ia, ib, ic].map((p) => before.get(p)!.client)).size).toBe(3);
+      for (let round = 0; round < PROBATION_EXCHANGES; round++) {
+        await meet(a.peer, b.peer, round, 3000);
+        await reportRound(a.peer, round, ib);
+        await reportRound(b.peer, round, ia);
+      }
+      const after = await list();
+      expect([ia, ib, ic, id].map((p) => after.get(p)!.probation)).toEqual([false, false, true, true]);
+      // The tag of a client stays the same from one answer to the next.
+      expect(after.get(ia)!.client).toBe(before.get(ia)!.client);
+      // What the dashboard reads of it.
+      const standings = await new CoordinatorDashboardSource({ baseUrl: s.url, runId: 'standing' }).standings();
+      expect(new Map(standings.map((p) => [p.id, p.probation]))).toEqual(new Map([[ia, false], [ib, false], [ic, true], [id, true]]));
+    } finally {
+      stop();
+      for (const p of [a, b, c, d]) p.peer.close();
     }
   });
 });

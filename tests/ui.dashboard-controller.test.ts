@@ -345,3 +345,120 @@ describe('DashboardController run events', () => {
     expect(c.reportCount).toBe(1);
   });
 });
+
+// A report's tokensPerS and step are the peer's own claims. One new id inside the coordinator's
+// report bounds on the default `tiny` run claimed 1,024,000 tokens/s beside three honest peers'
+// 6,300, and the dashboard showed 1,030,300 tokens/s (the throughput chart and its drop alert
+// read the same sum), and its 10,000 steps stretched the loss-vs-tokens axis to 10.2 M tokens,
+// the honest curves in its first 6%. Only what the coordinator vouches for counts
+// (src/ui/core/throughput.ts; docs/design.md section 6, "Claims the dashboard counts").
+describe('DashboardController: claims the dashboard counts', () => {
+  const LIAR = 7;
+  const honest = [0, 1, 2];
+  const HONEST_TPS = 2000 + 2100 + 2200;
+  const CLAIM = 1_024_000;
+
+  /** Three honest peers to step 600 over 60 s, the liar to step 10,000 claiming 1,024,000 tokens/s; standings as given. */
+  async function withLiar(standings: { id: number; probation: boolean; client: string }[] | 'fails', opts: { until?: number; liarUntil?: number; now?: number } = {}) {
+    const until = opts.until ?? 60_000, liarUntil = opts.liarUntil ?? until;
+    const src = new FakeDashboardSource();
+    for (let t = 0; t <= until; t += 2000) {
+      for (const i of honest) src.historyRows.push(fakeReport(i, Math.round((600 * t) / until), T0 + t));
+      if (t <= liarUntil) src.historyRows.push(fakeReport(LIAR, Math.round((10_000 * t) / until), T0 + t + 1, { tokensPerS: CLAIM }));
+    }
+    if (standings === 'fails') src.standings = () => Promise.reject(new Error('HTTP 429'));
+    else src.standingRows = listed(standings);
+    let clock = opts.now ?? T0 + until + 1000;
+    const c = (ctl = new DashboardController({ source: src, now: () => clock, refreshMs: 10, runRefreshMs: 1000 }));
+    await c.start();
+    return { c, src, setNow: (t: number) => { clock = t; } };
+  }
+  const listed = (standings: { id: number; probation: boolean; client: string }[]) => standings.map((s) => ({ id: fakePeerId(s.id), probation: s.probation, client: s.client }));
+  const trusted = (i: number, client = `c${i}`) => ({ id: i, probation: false, client });
+  const newcomer = (i: number, client = `c${i}`) => ({ id: i, probation: true, client });
+  const last = (xs: number[]) => xs[xs.length - 1]!;
+
+  it('sums only the claims of ids off probation, and shows a liar on probation beside the total, not in it', async () => {
+    const { c } = await withLiar([...honest.map((i) => trusted(i)), newcomer(LIAR)]);
+    expect(c.totalTokensPerS).toBe(HONEST_TPS);
+    expect(c.throughput).toEqual({ basis: 'vouched', tokensPerS: HONEST_TPS, peers: 3, clients: 3, unvouched: { peers: 1, tokensPerS: CLAIM } });
+    // The throughput chart counts the same way, in every bucket.
+    const tokens = c.throughputView.series[0]!.values as number[];
+    expect(Math.max(...tokens)).toBe(HONEST_TPS);
+    // The grid still shows the liar's claim as its own.
+    expect(c.peerRows.find((p) => p.id === fakePeerId(LIAR))?.tokensPerS).toBe(CLAIM);
+  });
+
+  it('ends the loss charts\' step and tokens axes where peers off probation and the agreed step reach, and says what it left out', async () => {
+    const { c } = await withLiar([...honest.map((i) => trusted(i)), newcomer(LIAR)]);
+    // The agreed step is 600 (FAKE_DASH_RUN), H = 50: the axis ends at 700 steps at most.
+    for (const v of [c.trainView, c.valView]) {
+      expect(last(v.x)).toBeLessThanOrEqual(700 * 1024);
+      expect(v.clipped).toEqual({ peers: 1, furthestStep: 10_000, axisStep: 700 });
+    }
+    // The honest curves (to step 600) fill most of the axis, the liar's first points beside them.
+    expect(last(c.trainView.x)).toBeGreaterThan(600 * 1024);
+    c.setXAxis('step');
+    expect(last(c.trainView.x)).toBeLessThanOrEqual(700);
+    // Wall time is the coordinator's own clock: nothing to bound.
+    c.setXAxis('time');
+    expect(c.trainView.clipped).toBeUndefined();
+    expect(last(c.trainView.x)).toBeGreaterThan(59);
+  });
+
+  it('raises no throughput-drop alert when a liar on probation that claimed a lot stops', async () => {
+    // Six minutes: the liar claims 1,024,000 tokens/s for five of them, then goes quiet.
+    const { c } = await withLiar([...honest.map((i) => trusted(i)), newcomer(LIAR)], { until: 400_000, liarUntil: 300_000 });
+    c.refresh();
+    expect(c.alerts.filter((a) => a.kind === 'throughput')).toEqual([]);
+    expect(c.totalTokensPerS).toBe(HONEST_TPS);
+  });
+
+  it('still raises it when peers off probation stop', async () => {
+    // Two of the three honest peers go quiet at 300 s of 400: their claims are in the baseline.
+    const src = new FakeDashboardSource();
+    for (let t = 0; t <= 400_000; t += 2000) for (const i of honest) if (i === 0 || t <= 300_000) src.historyRows.push(fakeReport(i, t / 1000, T0 + t));
+    src.standingRows = listed(honest.map((i) => trusted(i)));
+    const c = (ctl = new DashboardController({ source: src, now: () => T0 + 401_000 }));
+    await c.start();
+    expect(c.alerts.find((a) => a.kind === 'throughput')?.message).toMatch(/Throughput dropped to 2000 tokens\/s/);
+  });
+
+  it('counts the ids of one client address once (the lower median of their claims), unless every counted id is at one address', async () => {
+    // The liar's host holds three ids off probation, each claiming 1,024,000 tokens/s.
+    const src = await withLiar([...honest.map((i) => trusted(i)), trusted(LIAR, 'host'), trusted(8, 'host'), trusted(9, 'host')]);
+    for (const i of [8, 9]) src.src.push(fakeReport(i, 700, T0 + 60_500, { tokensPerS: CLAIM }));
+    src.c.refresh();
+    expect(src.c.throughput).toMatchObject({ basis: 'vouched', tokensPerS: HONEST_TPS + CLAIM, peers: 6, clients: 4 });
+    src.c.dispose();
+    // A lab or a local run, every id at one address (the coordinator lets them vouch for each other): each counts.
+    const { c } = await withLiar(honest.map((i) => trusted(i, 'lab')));
+    expect(c.throughput).toMatchObject({ basis: 'vouched', tokensPerS: HONEST_TPS, peers: 3, clients: 1, unvouched: { peers: 1, tokensPerS: CLAIM } });
+  });
+
+  it('with nobody off probation yet, estimates from every client address once, and bounds the axes by the agreed step', async () => {
+    const { c } = await withLiar([...honest.map((i) => newcomer(i)), newcomer(LIAR)]);
+    // Four addresses × the lower median of their claims (2000, 2100, 2200, 1,024,000).
+    expect(c.throughput).toEqual({ basis: 'every-client', tokensPerS: 4 * 2100, peers: 4, clients: 4, unvouched: { peers: 0, tokensPerS: 0 } });
+    // Twice the agreed step: room for honest peers faster than the median, none for the liar's 10,000.
+    expect(last(c.trainView.x)).toBeLessThanOrEqual(1200 * 1024);
+    expect(c.trainView.clipped).toEqual({ peers: 1, furthestStep: 10_000, axisStep: 1200 });
+  });
+
+  it('asks who is off probation again with the run, and estimates while the peer list does not load', async () => {
+    const { c, src, setNow } = await withLiar('fails');
+    expect(c.standingsListed).toBe(false);
+    // Every id its own client: the same estimate, one liar moving it one rank at most.
+    expect(c.throughput).toMatchObject({ basis: 'every-client', tokensPerS: 4 * 2100, clients: 4 });
+    // The list comes, then the honest peers leave probation: the liar is left out.
+    src.standings = FakeDashboardSource.prototype.standings;
+    src.standingRows = listed([...honest.map((i) => trusted(i)), newcomer(LIAR)]);
+    setNow(T0 + 63_000);
+    await vi.waitFor(() => expect(c.throughput).toMatchObject({ basis: 'vouched', tokensPerS: HONEST_TPS }));
+    expect(c.standingsListed).toBe(true);
+    // The liar leaves probation too (it earned three accepted exchanges): now it counts.
+    src.standingRows = listed([...honest.map((i) => trusted(i)), trusted(LIAR)]);
+    setNow(T0 + 65_000);
+    await vi.waitFor(() => expect(c.totalTokensPerS).toBe(HONEST_TPS + CLAIM));
+  });
+});

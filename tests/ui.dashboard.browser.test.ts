@@ -120,6 +120,23 @@ describe('dashboard', () => {
     await page.screenshot({ path: join(OUT, 'dashboard.png'), fullPage: true });
   });
 
+  // A peer's tokens/s and steps are its own claims: one new id claiming 1,024,000 tokens/s (inside
+  // the report bounds) showed as the run's total and stretched the loss axis 16-fold.
+  it('counts tokens/s from peers off probation only, says what it left out, and keeps a liar\'s steps off the loss axis', async () => {
+    await page.evaluate(() => {
+      const t = window.dashTest;
+      t.source.standingRows = [0, 1, 2].map((i) => ({ id: t.fakePeerId(i), probation: false, client: `c${i}` }))
+        .concat([{ id: t.fakePeerId(7), probation: true, client: 'c7' }]);
+      t.source.push(t.fakeReport(7, 10_000, Date.now(), { tokensPerS: 1_024_000 }));
+    });
+    await page.locator('[data-kpi="tps-basis"]', { hasText: '3 peers off probation + 1 peer on probation, claiming 1.02 M more' }).waitFor({ timeout: 5000 });
+    expect(await page.locator('[data-kpi="tps"]').innerText()).toBe('6.3 K');
+    const note = page.locator('murmur-chart[data-chart="train"] [data-note="clipped"]');
+    await note.waitFor({ timeout: 5000 });
+    expect(await note.innerText()).toMatch(/1 peer claims steps past this axis \(up to step 10000\)/);
+    expect((await xScale(page, 'train')).max).toBeLessThan(2000 * 1024);
+  });
+
   it('exports the reports as CSV', async () => {
     const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export metrics (CSV)' }).click()]);
     expect(download.suggestedFilename()).toBe('murmur-default-metrics.csv');
@@ -206,7 +223,7 @@ describe('dashboard', () => {
     expect(forgotten).toBeGreaterThanOrEqual(25);
     expect(await caption.innerText()).toContain(`, and ${forgotten} more that left or went stale earlier`);
     const rows = Number(await page.locator('murmur-peer-grid [role="table"]').getAttribute('aria-rowcount')) - 1;
-    expect(rows).toBeLessThanOrEqual(GONE_PEER_CAP + 4); // the gone ones kept, and the live (0-2, 9)
+    expect(rows).toBeLessThanOrEqual(GONE_PEER_CAP + 5); // the gone ones kept, and the live (0-2, the liar 7, 9)
     expect(await page.locator('murmur-peer-grid [data-peer="p-0000000000000000"]').count()).toBe(1);
   });
 

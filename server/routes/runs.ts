@@ -2,7 +2,7 @@
 import type { AppContext } from '../context.ts';
 import Type, { type Static } from 'typebox';
 import { CreateRun, RunError } from '../runs.ts';
-import { UpdateRun, type RunReply } from '../../src/protocol/api.ts';
+import { UpdateRun, type PeerList, type RunReply } from '../../src/protocol/api.ts';
 import { RUN_PARAMS, requireAdmin, type RunParams } from './guard.ts';
 import type { RunInfo } from '../../src/protocol/messages.ts';
 
@@ -78,11 +78,12 @@ export function registerRunRoutes(ctx: AppContext): void {
 
   // Every live peer of the run (10,000 at most, a few hundred KB): a read charged like the metrics
   // (server/read-budget.ts), or a loop of them would hold the event loop the volunteers need.
+  // Each with its standing (PeerList): the dashboard counts throughput claims by it.
   app.get<{ Params: RunParams }>('/api/runs/:run/peers', { schema: { params: RUN_PARAMS } }, async (req, reply) => {
     getRun(req.params.run);
     return reads.serve(req, reply, () => reads.timed(() => {
-      const peers = hub.livePeers(req.params.run).map((id) => ({ id, step: hub.lastStep(id) }));
-      return JSON.stringify({ peers, pool: hub.pool(req.params.run).size, pairs: hub.pool(req.params.run).stats });
+      const reply: PeerList = { peers: hub.standings(req.params.run), pool: hub.pool(req.params.run).size, pairs: { ...hub.pool(req.params.run).stats } };
+      return JSON.stringify(reply);
     }));
   });
 

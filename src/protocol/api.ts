@@ -99,6 +99,30 @@ export const MetricsPage = Type.Union([
   strict({ ...pageOf, downsampled: Type.Literal(true), bucketMs: amount, points: Type.Array(BucketPoint) }),
 ]);
 
+/**
+ * One live peer of GET /api/runs/:run/peers (PeerHub.standings): its furthest reported step (-1:
+ * none yet; its own claim), whether it is on probation (fewer than PROBATION_EXCHANGES accepted
+ * exchanges: its claims are vouched for by nobody), and `client`, an opaque tag its client
+ * address (addressKey) shares with every other id of that address, keyed by a secret of the
+ * coordinator's process: it says which ids are one client, never the address. The dashboard
+ * counts the run's throughput by these (src/ui/core/throughput.ts).
+ */
+export const PeerStanding = strict({
+  id: peerId,
+  step: Type.Integer({ minimum: -1, maximum: Number.MAX_SAFE_INTEGER }),
+  probation: Type.Boolean(),
+  client: Type.String({ pattern: '^[0-9a-f]{12}$' }),
+});
+export type PeerStanding = Static<typeof PeerStanding>;
+
+/** GET /api/runs/:run/peers: the run's live peers, the ready pool's size and its pairings so far. */
+export const PeerList = strict({
+  peers: Type.Array(PeerStanding),
+  pool: count,
+  pairs: strict({ pairs: count, solos: count, leftAtOnce: count }),
+});
+export type PeerList = Static<typeof PeerList>;
+
 /** GET /api/runs/:run/events. */
 export const EventsPage = strict({ events: Type.Array(RunEvent) });
 

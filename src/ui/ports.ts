@@ -275,8 +275,20 @@ export interface DashboardHandlers {
   connection(state: 'live' | 'reconnecting'): void;
 }
 
+/**
+ * A live peer as the coordinator lists it (GET /peers, PeerStanding): on probation or not, and
+ * an opaque tag of its client address that every id of that address shares (never the address).
+ */
+export interface PeerStandingItem {
+  id: string;
+  probation: boolean;
+  client: string;
+}
+
 export interface DashboardSource {
   run(): Promise<DashboardRun>;
+  /** The run's live peers and their standing: whose claims the dashboard counts (src/ui/core/throughput.ts). */
+  standings(): Promise<PeerStandingItem[]>;
   /** Stored reports, oldest first. */
   history(): Promise<MetricReport[]>;
   /** The newest stored run events (at most `limit`), oldest first. */

@@ -6,7 +6,7 @@ import type {
   VolunteerBackend, VolunteerReport, VolunteerSession,
 } from '../../src/ui/ports.ts';
 import type { Sensors } from '../../src/ui/core/policy.ts';
-import type { CheckpointItem, DashboardHandlers, DashboardRun, DashboardSource, MetricReport, RunEventItem, RunEventKind, TextSample } from '../../src/ui/ports.ts';
+import type { CheckpointItem, DashboardHandlers, DashboardRun, DashboardSource, MetricReport, PeerStandingItem, RunEventItem, RunEventKind, TextSample } from '../../src/ui/ports.ts';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -247,13 +247,25 @@ export class FakeDashboardSource implements DashboardSource {
   eventRows: RunEventItem[] = [];
   /** The `limit` of each events() call. */
   eventRequests: number[] = [];
-  /** checkpoints() and run() calls, to see that live events refresh them. */
-  calls = { checkpoints: 0, run: 0 };
+  /**
+   * The coordinator's peer list (GET /peers). Null: every peer of the history and the live feed,
+   * off probation, each its own client (an honest run whose peers all earned their standing).
+   */
+  standingRows: PeerStandingItem[] | null = null;
+  /** checkpoints(), run() and standings() calls, to see that live events refresh them. */
+  calls = { checkpoints: 0, run: 0, standings: 0 };
+  private readonly seen = new Set<string>();
   sampled: string[] = [];
 
   constructor(public runInfo: DashboardRun = FAKE_DASH_RUN) {}
 
   async run() { this.calls.run++; return this.runInfo; }
+  async standings() {
+    this.calls.standings++;
+    if (this.standingRows) return this.standingRows;
+    for (const r of this.historyRows) this.seen.add(r.peerId);
+    return [...this.seen].map((id) => ({ id, probation: false, client: `client-${id}` }));
+  }
   async history() { return this.historyRows; }
   async checkpoints() { this.calls.checkpoints++; return this.checkpointRows; }
   async events(limit: number) { this.eventRequests.push(limit); return this.eventRows.slice(-limit); }
@@ -265,7 +277,7 @@ export class FakeDashboardSource implements DashboardSource {
     this.handlers = h;
     return () => { this.handlers = null; };
   }
-  push(r: MetricReport) { this.handlers?.report(r); }
+  push(r: MetricReport) { this.seen.add(r.peerId); this.handlers?.report(r); }
   /** Stores the event and sends it live, as the coordinator's EventLog.append does. */
   pushEvent(e: RunEventItem) { this.eventRows.push(e); this.handlers?.event(e); }
 }

@@ -13,11 +13,11 @@
 // (where the rest of the page is kept: an older coordinator may have stored it).
 import { fetchRetrying, refusalText } from '../../protocol/retry-fetch.ts';
 import type { TSchema, Static } from 'typebox';
-import { CheckpointList, EventsPage, LiveReport, MetricsPage, RUN_EVENT_DATA, RunReply, type MetricPoint } from '../../protocol/api.ts';
+import { CheckpointList, EventsPage, LiveReport, MetricsPage, PeerList, RUN_EVENT_DATA, RunReply, type MetricPoint } from '../../protocol/api.ts';
 import { schemaProblem } from '../../protocol/check.ts';
 import { RunEvent } from '../../protocol/events.ts';
 import { lossFromWire } from '../../protocol/messages.ts';
-import type { CheckpointItem, DashboardHandlers, DashboardRun, DashboardSource, MetricReport, RunEventItem, TextSample } from '../ports.ts';
+import type { CheckpointItem, DashboardHandlers, DashboardRun, DashboardSource, MetricReport, PeerStandingItem, RunEventItem, TextSample } from '../ports.ts';
 
 /** Largest page the coordinator returns raw (its maxPoints limit). */
 const MAX_POINTS = 20_000;
@@ -73,6 +73,11 @@ export class CoordinatorDashboardSource implements DashboardSource {
       tokensPerStep: r.train.batch * r.train.seqLen, warmupSteps: r.train.warmupSteps, totalSteps: r.train.totalSteps, H: r.train.H,
       stepConsensus: r.stepConsensus ?? null,
     };
+  }
+
+  async standings(): Promise<PeerStandingItem[]> {
+    const r = await this.get('/peers', PeerList);
+    return r.peers.map((p) => ({ id: p.id, probation: p.probation, client: p.client }));
   }
 
   /**

@@ -14,6 +14,7 @@ import {
 import { toCsv } from '../core/csv.ts';
 import { describeEvent, type EventText } from '../core/events.ts';
 import { binMean, binMedian, binRange, fillGaps, makeGrid, median, smoothEma } from '../core/series.ts';
+import { EMPTY_COUNT, countThroughput, stepDomainEnd, type Claim, type Standing, type ThroughputBasis, type ThroughputCount } from '../core/throughput.ts';
 import type { CheckpointItem, DashboardRun, DashboardSource, MetricReport, RunEventItem, TextSample } from '../ports.ts';
 import { Observable, type Task } from './observable.ts';
 
@@ -44,6 +45,11 @@ export interface ChartView {
   /** Peers with a line of their own (the rest are in the median and the band). */
   shownPeers: number;
   totalPeers: number;
+  /**
+   * Peers whose claimed steps run past the axis (stepDomainEnd: no id on probation sets it), and
+   * the furthest step claimed; their points past it are left out.
+   */
+  clipped?: { peers: number; furthestStep: number; axisStep: number };
 }
 
 export interface Pairing { a: string; b: string; t: number; count: number }
@@ -128,7 +134,15 @@ export class DashboardController extends Observable {
   private readonly linkReasons = new Map<string, number>();
   private readonly linkPeers = new Map<string, PeerLinkState>();
   peerRows: PeerRow[] = [];
+  /**
+   * The run's tokens/s as counted (src/ui/core/throughput.ts): the claims of live ids off
+   * probation, each client address once; with nobody off probation, an estimate from every
+   * address once. The claims left out are in `throughput.unvouched`.
+   */
   totalTokensPerS = 0;
+  throughput: ThroughputCount = EMPTY_COUNT;
+  /** Whether the coordinator's peer list (who is off probation) came: false until it does, or after it failed. */
+  standingsListed = false;
   /** The newest `eventCap` run events, newest first. */
   events: RunEventView[] = [];
   /** Bumped whenever `events` changes, so the panel renders only then. */
@@ -141,6 +155,13 @@ export class DashboardController extends Observable {
   private readonly o: typeof DEFAULTS;
   private readonly now: () => number;
   private readonly peers = new Map<string, PeerRow>();
+  /**
+   * Each peer's standing as the coordinator last listed it (GET /peers), kept for those that left
+   * while they are held (their history still counts as what it was). Unlisted: unvouched.
+   */
+  private readonly standing = new Map<string, Standing>();
+  /** 'vouched' when the coordinator's last list had anyone off probation. */
+  private basis: ThroughputBasis = 'every-client';
   private readonly series = new Map<string, PeerSeries>();
   private log: MetricReport[] = [];
   logTruncated = false;
@@ -179,7 +200,7 @@ export class DashboardController extends Observable {
       event: (e) => (eventsLoaded ? this.onEvent(e, true) : earlyEvents.push(e)),
       connection: (s) => { this.connection = s; this.notify(); },
     });
-    await Promise.all([this.loadRun(), this.loadCheckpoints(), (async () => {
+    await Promise.all([this.loadRun(), this.loadStandings(), this.loadCheckpoints(), (async () => {
       try {
         for (const r of await src.history()) this.ingest(r);
       } catch (e) {
@@ -329,6 +350,7 @@ export class DashboardController extends Observable {
         this.linkPeers.delete(id);
         this.nanSeen.delete(id);
         this.linePeers.delete(id);
+        this.standing.delete(id);
       }
       this.forgottenPeers += excess;
     }
@@ -358,6 +380,37 @@ export class DashboardController extends Observable {
     }
     this.dirty = true;
     this.notify();
+  }
+
+  /**
+   * Who is off probation and which ids share a client (the coordinator's peer list): whose claims
+   * count. Asked with the run. A failed answer keeps the last one.
+   */
+  private async loadStandings(): Promise<void> {
+    try {
+      const list = await this.opts.source.standings();
+      const listed = new Set<string>();
+      let vouched = false;
+      for (const p of list) {
+        listed.add(p.id);
+        this.standing.set(p.id, { vouched: !p.probation, client: p.client });
+        if (!p.probation) vouched = true;
+      }
+      // Bounded: the listed peers and those the page holds.
+      for (const id of this.standing.keys()) if (!listed.has(id) && !this.peers.has(id)) this.standing.delete(id);
+      this.basis = vouched ? 'vouched' : 'every-client';
+      this.standingsListed = true;
+    } catch (e) {
+      if (this.standingsListed) console.warn(`[murmur] the run's peer list did not load: ${(e as Error).message}`);
+      this.standingsListed = this.standing.size > 0;
+    }
+    this.dirty = true;
+  }
+
+  /** A peer's claim as counted: unlisted ids are unvouched, each its own client. */
+  private claim(id: string, tokensPerS: number): Claim {
+    const st = this.standing.get(id);
+    return { tokensPerS, vouched: st?.vouched === true, client: st ? `c:${st.client}` : `id:${id}` };
   }
 
   private async loadCheckpoints(): Promise<void> {
@@ -449,7 +502,7 @@ export class DashboardController extends Observable {
 
   private async tick(): Promise<void> {
     // The run's agreed step moves on: ask for it now and then (a run-* event asks at once).
-    if (this.now() - this.runLoadedAt >= this.o.runRefreshMs) await this.loadRun();
+    if (this.now() - this.runLoadedAt >= this.o.runRefreshMs) await Promise.all([this.loadRun(), this.loadStandings()]);
     if (this.dirty) await this.refreshSliced();
     else { this.updateAlerts(); this.notify(); } // staleness and stalls change with time alone
   }
@@ -485,7 +538,8 @@ export class DashboardController extends Observable {
     const stale = new Map([...this.peers.values()].map((p) => [p.id, this.isStale(p, now)]));
     this.peerRows = [...this.peers.values()].sort((a, b) =>
       Number(stale.get(a.id)) - Number(stale.get(b.id)) || b.tokensPerS - a.tokensPerS || a.id.localeCompare(b.id));
-    this.totalTokensPerS = this.peerRows.filter((p) => !stale.get(p.id)).reduce((s, p) => s + p.tokensPerS, 0);
+    this.throughput = countThroughput(this.peerRows.filter((p) => !stale.get(p.id)).map((p) => this.claim(p.id, p.tokensPerS)), this.basis);
+    this.totalTokensPerS = this.throughput.tokensPerS;
     // Peers with a line of their own: sticky while they stay live, so the charts keep their
     // series (and colours) from one refresh to the next; free places go to the most recent.
     for (const id of this.linePeers) if (stale.get(id) !== false) this.linePeers.delete(id);
@@ -533,24 +587,48 @@ export class DashboardController extends Observable {
     return Math.min(created, this.t0 ?? Infinity);
   }
 
+  /**
+   * The furthest step the step and tokens axes reach (stepDomainEnd): the furthest step of a peer
+   * off probation and two rounds past the agreed step (twice it while nobody is off probation).
+   * A peer's steps are its own claims, and one new id inside its report bound stretched the axis
+   * to 16 times the honest peers' steps.
+   */
+  private stepAxisEnd(): number {
+    if (this.xAxis === 'time' || this.run.status !== 'complete') return Infinity;
+    let furthest: number | null = null;
+    for (const [id, s] of this.series) {
+      if (this.standing.get(id)?.vouched !== true || s.step.length === 0) continue;
+      let m = -Infinity;
+      for (const v of s.step) if (v > m) m = v;
+      furthest = Math.max(furthest ?? -Infinity, m);
+    }
+    return stepDomainEnd(furthest, this.run.value.stepConsensus, this.run.value.H);
+  }
+
   private lossView(which: 'train' | 'val'): ChartView {
     const tps = this.run.status === 'complete' ? this.run.value.tokensPerStep : 1;
     const perPeer: { id: string; x: number[]; y: (number | null)[]; raw: (number | null)[] }[] = [];
     let lo = Infinity, hi = -Infinity;
+    const axisStep = this.stepAxisEnd();
+    let clippedPeers = 0, furthestStep = -Infinity;
     for (const [id, s] of this.series) {
       const ys = which === 'train' ? s.train : s.val;
       const x: number[] = [], raw: (number | null)[] = [];
+      let clipped = false;
       for (let i = 0; i < s.t.length; i++) {
         if (ys[i] === null) continue;
+        if (s.step[i]! > axisStep) { clipped = true; furthestStep = Math.max(furthestStep, s.step[i]!); continue; }
         const xv = this.xOf(s, i, tps);
         if (this.logX && !(xv > 0)) continue;
         x.push(xv); raw.push(ys[i]!);
         if (xv < lo) lo = xv;
         if (xv > hi) hi = xv;
       }
+      if (clipped) clippedPeers++;
       if (x.length) perPeer.push({ id, x, raw, y: smoothEma(raw, this.smoothing) });
     }
-    if (perPeer.length === 0) return emptyView();
+    const clippedNote = clippedPeers > 0 ? { clipped: { peers: clippedPeers, furthestStep, axisStep } } : {};
+    if (perPeer.length === 0) return { ...emptyView(), ...clippedNote };
     const grid = makeGrid(lo, hi, this.o.bins, this.logX);
     const binned = perPeer.map((p) => fillGaps(binMean(grid, { x: p.x, y: p.y })));
     const range = binRange(grid, perPeer.map((p) => ({ x: p.x, y: p.raw })));
@@ -568,13 +646,16 @@ export class DashboardController extends Observable {
     const order = perPeer.map((p, i) => ({ p, i })).filter(({ p }) => recent.has(p.id)).sort((a, b) => a.p.id.localeCompare(b.p.id));
     for (const { p, i } of order) series.push({ label: p.id, role: 'peer', values: binned[i]! });
     series.push({ label: 'median', role: 'median', values: binMedian(binned, grid.x.length) });
-    return { x: grid.x, series, shownPeers: order.length, totalPeers: perPeer.length };
+    return { x: grid.x, series, shownPeers: order.length, totalPeers: perPeer.length, ...clippedNote };
   }
 
   /**
    * Throughput, bandwidth, live peers and partner spread per time bucket. Rates are carried
    * forward from each peer's last report until it goes stale, so a bucket between two reports
-   * still counts the peer (reports come every few seconds, buckets can be shorter).
+   * still counts the peer (reports come every few seconds, buckets can be shorter). Tokens/s is
+   * counted as the total is (countThroughput, by each peer's standing as last listed): the
+   * throughput-drop alert reads it, and a liar on probation who claimed a lot and stopped once
+   * raised a false one.
    */
   private computeTimeViews(): void {
     if (this.t0 === null) { this.throughputView = emptyView(); this.spreadView = emptyView(); return; }
@@ -584,9 +665,11 @@ export class DashboardController extends Observable {
     const span = Math.max(1000, tMax - t0);
     const bucketMs = Math.max(1000, Math.ceil(span / this.o.bins / 1000) * 1000);
     const n = Math.floor(span / bucketMs) + 1;
-    const tokens = new Float64Array(n), bytes = new Float64Array(n), live = new Uint32Array(n);
+    const bytes = new Float64Array(n), live = new Uint32Array(n);
+    const claims: Claim[][] = Array.from({ length: n }, () => []);
     const dists: number[][] = Array.from({ length: n }, () => []);
-    for (const s of this.series.values()) {
+    for (const [id, s] of this.series) {
+      const standing = this.claim(id, 0);
       let j = 0, lastT = -Infinity, tps = 0, rate = 0, dist: number | null = null;
       for (let k = 0; k < n; k++) {
         const end = t0 + (k + 1) * bucketMs;
@@ -598,7 +681,7 @@ export class DashboardController extends Observable {
           if (d !== null && d !== undefined && Number.isFinite(d)) dist = d;
         }
         if (end - lastT > this.o.staleMs + bucketMs) continue;
-        tokens[k] += tps;
+        claims[k]!.push({ ...standing, tokensPerS: tps });
         bytes[k] += rate;
         live[k]++;
         if (dist !== null) dists[k]!.push(dist);
@@ -608,7 +691,7 @@ export class DashboardController extends Observable {
     this.throughputView = {
       x, shownPeers: 0, totalPeers: this.series.size,
       series: [
-        { label: 'tokens/s', role: 'total', values: Array.from(tokens) },
+        { label: 'tokens/s', role: 'total', values: claims.map((c) => countThroughput(c, this.basis).tokensPerS) },
         { label: 'bytes/s', role: 'total', values: Array.from(bytes) },
         { label: 'live peers', role: 'total', values: Array.from(live) },
       ],

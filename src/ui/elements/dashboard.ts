@@ -32,6 +32,7 @@ export class Dashboard extends LitElement {
     .kpis { display: flex; flex-wrap: wrap; gap: 0.6rem 1.6rem; margin: 0.6rem 0 0.2rem; }
     .kpis div { font-size: 0.85rem; color: var(--murmur-muted); }
     .kpis strong { display: block; font-size: 1.25rem; color: var(--murmur-fg); font-variant-numeric: tabular-nums; }
+    .kpis small { display: block; max-width: 22rem; }
     .toolbar { display: flex; flex-wrap: wrap; gap: 0.6rem 1.4rem; align-items: center; margin: 0.8rem 0; padding: 0.6rem 0.8rem; background: var(--murmur-panel); border: 1px solid var(--murmur-line); border-radius: var(--murmur-radius); }
     fieldset { border: 0; padding: 0; margin: 0; display: inline-flex; gap: 0.2rem; align-items: center; }
     legend { float: left; margin-right: 0.5rem; font-weight: 600; }
@@ -71,7 +72,8 @@ export class Dashboard extends LitElement {
       ${c.run.status === 'error' ? html`<p role="alert">The run did not load: ${c.run.error}</p>` : nothing}
       ${run ? html`<div class="kpis">
         <div>Live peers<strong data-kpi="live">${live}</strong></div>
-        <div>Tokens/s (all)<strong data-kpi="tps">${formatCount(c.totalTokensPerS)}</strong></div>
+        <div>${c.throughput.basis === 'vouched' ? 'Tokens/s (off probation)' : 'Tokens/s (estimate)'}<strong data-kpi="tps">${formatCount(c.totalTokensPerS)}</strong>
+          <small data-kpi="tps-basis">${throughputBasis(c)}</small></div>
         <div>Model<strong>${run.preset}</strong></div>
         <div>Dataset<strong>${run.dataset}</strong></div>
         <div>Outer step every<strong>${run.H} steps</strong></div>
@@ -102,7 +104,7 @@ export class Dashboard extends LitElement {
         <section aria-labelledby="tp-h"><h2 id="tp-h">Throughput, bandwidth and live peers</h2>
           ${c.throughputView.series.length === 0 ? html`<murmur-chart .view=${c.throughputView} label="Throughput" height="260"></murmur-chart>`
             : c.throughputView.series.map((s, i) => html`<murmur-chart data-chart=${['throughput', 'bandwidth', 'peers'][i]} height="100" compact
-              .view=${{ ...c.throughputView, series: [s] }} label=${['Tokens per second, all peers', 'Bandwidth, bytes per second (sent + received)', 'Live peers'][i]!} x-label="time" x-kind="time"></murmur-chart>`)}</section>
+              .view=${{ ...c.throughputView, series: [s] }} label=${[c.throughput.basis === 'vouched' ? 'Tokens per second, peers off probation' : 'Tokens per second, estimated (nobody off probation yet)', 'Bandwidth, bytes per second (sent + received)', 'Live peers'][i]!} x-label="time" x-kind="time"></murmur-chart>`)}</section>
         <section aria-labelledby="spread-h"><h2 id="spread-h">Weight spread between partners</h2>
           <murmur-chart data-chart="spread" .view=${c.spreadView} label="L2 distance between partners' slow weights" x-label="time" x-kind="time"></murmur-chart></section>
       </div>
@@ -133,6 +135,23 @@ export class Dashboard extends LitElement {
     a.click();
     setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
   }
+}
+
+/**
+ * What the run's tokens/s counts, in words (src/ui/core/throughput.ts): whose claims, and those
+ * left out. Peers' speeds are their own claims; only ids off probation are vouched for.
+ */
+function throughputBasis(c: DashboardController): string {
+  const t = c.throughput;
+  const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+  const listed = c.standingsListed ? '' : ' The coordinator\'s peer list has not loaded: no id is known to be off probation.';
+  if (t.basis === 'every-client') {
+    return t.clients === 0 ? `No live peer reports its speed.${listed}`
+      : `Nobody is off probation yet: ${plural(t.clients, 'client address', 'client addresses')} × their median claim.${listed}`;
+  }
+  const counted = t.peers === t.clients ? plural(t.peers, 'peer') : `${plural(t.peers, 'peer')} from ${plural(t.clients, 'client address', 'client addresses')}, each address once`;
+  const left = t.unvouched.peers > 0 ? ` + ${plural(t.unvouched.peers, 'peer')} on probation, claiming ${formatCount(t.unvouched.tokensPerS)} more` : '';
+  return `${counted} off probation${left}.`;
 }
 
 customElements.define('murmur-dashboard', Dashboard);

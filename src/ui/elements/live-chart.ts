@@ -72,6 +72,10 @@ export class LiveChart extends LitElement {
       ${has ? '' : html`<div class="empty" style="height:${this.height}px">No data yet</div>`}
       ${v && v.totalPeers > v.shownPeers && v.shownPeers > 0
         ? html`<p class="note">Lines for the ${v.shownPeers} most recently active of ${v.totalPeers} peers; the median and the band cover all of them.</p>`
+        : ''}
+      ${v?.clipped
+        ? html`<p class="note" data-note="clipped">${v.clipped.peers} ${v.clipped.peers === 1 ? 'peer claims' : 'peers claim'} steps past this axis (up to step
+          ${v.clipped.furthestStep}), beyond what peers off probation and the run's agreed step reach (step ${v.clipped.axisStep}): not drawn there.</p>`
         : ''}`;
   }
 
