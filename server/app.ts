@@ -8,7 +8,7 @@ import websocket from '@fastify/websocket';
 import type { Db } from './db.ts';
 import { openDb } from './db.ts';
 import { backgroundClock, type Clock } from '../src/protocol/clock.ts';
-import { ADMIN_TOKEN_FILE, DEFAULT_SESSION_TTL_MS, SessionSigner, loadOrCreateSecret, loadSessionKeys } from './auth.ts';
+import { ADMIN_TOKEN_FILE, DEFAULT_SESSION_TTL_MS, SessionSigner, loadOrCreateSecret, startSessionKeys } from './auth.ts';
 import { RunStore } from './runs.ts';
 import { DEFAULT_METRICS_OPTIONS, inlineReader, MetricsStore, type MetricsOptions } from './metrics.ts';
 import { ReadWorker } from './read-worker.ts';
@@ -198,7 +198,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   mkdirSync(deps.dataDir, { recursive: true, mode: 0o700 });
   const db = deps.db ?? openDb(join(deps.dataDir, 'murmur.sqlite'));
   const admin = loadOrCreateSecret(deps.dataDir, ADMIN_TOKEN_FILE);
-  const signer = new SessionSigner(loadSessionKeys(deps.dataDir), () => clock.now(), o.sessionTtlMs);
+  const signer = new SessionSigner(startSessionKeys(deps.dataDir), () => clock.now(), o.sessionTtlMs);
   const hubOptions: PeerHubOptions = { ...DEFAULT_HUB_OPTIONS, ...o.hub, limits: { ...DEFAULT_LIMITS, ...(o.hub.limits ?? {}) } };
 
   const app = Fastify({

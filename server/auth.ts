@@ -6,16 +6,21 @@
 //   A token expires (default 7 days after it was issued; every welcome issues a fresh one, so a
 //   peer that reconnects keeps renewing it): a replayed old token cannot take over a peer id.
 //   The file holds one key per line, the signing key first: rotateSessionSecret adds a new
-//   signing key and keeps the previous one for checking, so rotation logs nobody out.
+//   signing key and keeps the previous one for checking, so rotation logs nobody out; and the
+//   key the running coordinator signs with (SESSION_KEY_IN_USE_FILE names it, by its id), when
+//   a second rotation comes before the restart that would have retired it.
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Type, { type Static } from 'typebox';
 import { schemaProblem } from '../src/protocol/check.ts';
 import { DB_FILE } from './db.ts';
+import { writeFileAtomic } from './fsutil.ts';
 
 export const ADMIN_TOKEN_FILE = 'admin-token';
 export const SESSION_SECRET_FILE = 'session-secret';
+/** The id (keyId) of the key the coordinator started with signs: rotation keeps that key. */
+export const SESSION_KEY_IN_USE_FILE = 'session-key-in-use';
 
 /** Reads a secret file, or creates it (0600) with 32 random bytes; `created` says which. */
 export function loadOrCreateSecret(dataDir: string, name: string): { value: string; created: boolean } {
@@ -48,15 +53,31 @@ export function loadSessionKeys(dataDir: string): string[] {
 }
 
 /**
- * A new signing key; the previous signing key is kept for checking tokens it signed (older keys
- * are dropped: their tokens have had a whole rotation period to be renewed). Takes effect when
- * the coordinator starts.
+ * The coordinator's session keys as it starts, signing key first; notes which one it signs with
+ * (SESSION_KEY_IN_USE_FILE), so that a rotation before its next start keeps that key.
+ */
+export function startSessionKeys(dataDir: string): string[] {
+  const keys = loadSessionKeys(dataDir);
+  writeFileAtomic(join(dataDir, SESSION_KEY_IN_USE_FILE), Buffer.from(keyId(keys[0]!) + '\n'), 0o600);
+  return keys;
+}
+
+/**
+ * A new signing key. The previous signing key is kept for checking the tokens it signed, and so
+ * is the key the running coordinator signs with, where that is another (two rotations before a
+ * restart: dropping it logged out every peer the coordinator had welcomed since its start). Older
+ * keys are dropped: their tokens have had a whole rotation period to be renewed, and a key kept
+ * longer would keep a leaked one valid longer. Takes effect when the coordinator starts.
  */
 export function rotateSessionSecret(dataDir: string): string[] {
   // A mistyped --data-dir would otherwise get a secret of its own and the rotation be reported
   // done, while the coordinator's key stayed as it was.
   if (!existsSync(join(dataDir, DB_FILE))) throw new Error(`${dataDir} holds no ${DB_FILE}: not a coordinator's data dir (--data-dir); nothing rotated`);
-  const keys = [randomBytes(32).toString('hex'), loadSessionKeys(dataDir)[0]!];
+  const old = loadSessionKeys(dataDir);
+  const marker = join(dataDir, SESSION_KEY_IN_USE_FILE);
+  const inUseId = existsSync(marker) ? readFileSync(marker, 'utf8').trim() : null;
+  const inUse = old.find((k) => keyId(k) === inUseId);
+  const keys = [randomBytes(32).toString('hex'), old[0]!, ...(inUse !== undefined && inUse !== old[0] ? [inUse] : [])];
   const path = join(dataDir, SESSION_SECRET_FILE);
   const tmp = `${path}.tmp-${randomBytes(4).toString('hex')}`;
   writeFileSync(tmp, keys.join('\n') + '\n', { mode: 0o600, flag: 'wx' });

@@ -93,6 +93,30 @@ describe('volunteer sessions', () => {
     renewed.peer.close();
   });
 
+  it('two rotations before a restart keep the key the running coordinator signs with', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'murmur-sessions-'));
+    dirs.push(dir);
+    s = await startServer({}, {}, dir);
+    const inUse = loadSessionKeys(dir)[0]!;
+    // Rotated twice while it runs: it still signs every welcome with the key it started with.
+    rotateSessionSecret(dir);
+    const keys = rotateSessionSecret(dir);
+    expect(keys).toHaveLength(3);
+    expect(keys[2]).toBe(inUse);
+    const welcomed = await RawPeer.join(s.wsUrl);
+    welcomed.peer.close();
+    await s.close();
+    s = null;
+    s = await startServer({}, {}, dir);
+    const resumed = await RawPeer.join(s.wsUrl, { session: welcomed.welcome.session });
+    expect(resumed.welcome).toMatchObject({ peerId: welcomed.welcome.peerId, resumed: true });
+    resumed.peer.close();
+    // Since this start the newest key signs: the next rotation keeps it and drops the others.
+    const after = rotateSessionSecret(dir);
+    expect(after).toHaveLength(2);
+    expect(after[1]).toBe(keys[0]);
+  });
+
   it('rotates nothing in a folder that is not a coordinator\'s data dir (a mistyped --data-dir)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'murmur-sessions-'));
     dirs.push(dir);

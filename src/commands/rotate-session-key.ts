@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 
 export function register(program: Command): void {
   program.command('rotate-session-key')
-    .description('sign volunteer sessions with a new key from the next start (tokens signed by the previous key stay valid)')
+    .description('sign volunteer sessions with a new key from the next start (tokens signed by the previous key, and by the key the running coordinator signs with, stay valid)')
     .option('--data-dir <dir>', 'the coordinator\'s data directory', '.murmur')
     .action(async (o: { dataDir: string }) => {
       const { rotateSessionSecret } = await import('../../server/auth.ts');
