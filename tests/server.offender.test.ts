@@ -63,6 +63,15 @@ async function pairUp(a: RawPeer, b: RawPeer | SignalingClient, bId: string, rou
   expect(m.partner).toBe(bId);
 }
 
+/** Report sequence numbers, unique across the file (each peer's acks are matched by them). */
+let reportSeq = 0;
+/** `p` reports round `round` as paired with `partner` (null: solo); waits for the ack. */
+async function reportRound(p: RawPeer, round: number, partner: string | null): Promise<void> {
+  const n = p.frames.length, k = ++reportSeq;
+  p.send(report(k, { round, step: round + 1, partner, partnerDist: partner ? 0.5 : null }));
+  await p.next((m) => m.t === 'ack' && m.seq === k, 5000, n);
+}
+
 /** Both ready for `round` with little wait; resolves with what each was told. */
 async function meet(a: RawPeer, b: RawPeer, round: number, waitMs = 300): Promise<[PairedMsg, PairedMsg]> {
   const [na, nb] = [a.frames.length, b.frames.length];
@@ -490,13 +499,6 @@ describe('identities that cost something (issue 15)', () => {
     const b = await RawPeer.join(s.wsUrl, { run: 'probation' }, { localAddress: '127.0.0.3' });
     const stop = heartbeat(a.peer, b.peer);
     const [ia, ib] = [a.welcome.peerId, b.welcome.peerId];
-    let seq = 0;
-    /** `p` reports round `round` as paired with `partner`; waits for the ack. */
-    const reportRound = async (p: RawPeer, round: number, partner: string | null) => {
-      const n = p.frames.length, k = ++seq;
-      p.send(report(k, { round, step: round + 1, partner, partnerDist: partner ? 0.5 : null }));
-      await p.next((m) => m.t === 'ack' && m.seq === k, 5000, n);
-    };
     try {
       // b joined after a: its welcome names a as a peer on probation.
       expect(b.welcome.peers).toContain(ia);
@@ -557,12 +559,6 @@ describe('identities that cost something (issue 15)', () => {
       const b = await RawPeer.join(s.wsUrl, { run }, { localAddress: address });
       const stop = heartbeat(a.peer, b.peer, ...others);
       const [ia, ib] = [a.welcome.peerId, b.welcome.peerId];
-      let seq = 0;
-      const reportRound = async (p: RawPeer, round: number, partner: string) => {
-        const n = p.frames.length, k = ++seq;
-        p.send(report(k, { round, step: round + 1, partner, partnerDist: 0.5 }));
-        await p.next((m) => m.t === 'ack' && m.seq === k, 5000, n);
-      };
       try {
         for (let round = 0; round < PROBATION_EXCHANGES + 2; round++) {
           const [ma, mb] = await meet(a.peer, b.peer, round, 3000);
@@ -701,12 +697,6 @@ describe('what offender reports can make the coordinator keep', () => {
       const body = r.json() as PeerList;
       expect(schemaProblem(PeerList, body, 'reply')).toBeNull();
       return new Map(body.peers.map((p) => [p.id, p]));
-    };
-    let seq = 0;
-    const reportRound = async (p: RawPeer, round: number, partner: string) => {
-      const n = p.frames.length, k = ++seq;
-      p.send(report(k, { round, step: round + 1, partner, partnerDist: 0.5 }));
-      await p.next((m) => m.t === 'ack' && m.seq === k, 5000, n);
     };
     try {
       const before = await list();

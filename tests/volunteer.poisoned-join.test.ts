@@ -72,6 +72,20 @@ async function rogue(run: RunInfo, state: Omit<BootState, 'from'> | null, report
 }
 
 /**
+ * A liar that reports as far as its report bound lets it (1,000 steps past `good`'s step at
+ * least) and serves `good`'s φ and momentum at that step: a good state with inflated counters.
+ */
+async function inflatingLiar(run: RunInfo, good: { phi: Float32Array; momentum: Float32Array; meta: { step: number } }): Promise<{ liar: string; inflated: number }> {
+  let inflated = 0;
+  const liar = await rogue(run, null, async (id) => {
+    await until(() => s.c.hub.maxStep(id) >= good.meta.step + 1000, 10_000, 'the liar\'s bound to allow 1,000 steps more');
+    return (inflated = s.c.hub.maxStep(id));
+  });
+  rogues.at(-1)!.mesh.serveState(() => ({ phi: good.phi, momentum: good.momentum, outerRound: Math.floor(inflated / run.train.H), innerStep: inflated }));
+  return { liar, inflated };
+}
+
+/**
  * A CPU newcomer for `rounds` outer rounds; resolves with where it joined from, its rounds, and
  * the step of every state loaded into its trainer (its learning-rate schedule goes on from the last).
  */
@@ -158,12 +172,7 @@ describe('a newcomer that cannot be poisoned or crashed', () => {
     await s.c.checkpoints.save(run, { ...good, meta: { ...good.meta, valLoss: valLoss(run, good.phi) } }, null, Date.now(), stateCheckBatchCount(run.model, run.train));
     // An honest peer at the checkpoint's step with nothing to serve yet.
     await rogue(run, null, good.meta.step);
-    let inflated = 0;
-    const liar = await rogue(run, null, async (id) => {
-      await until(() => s.c.hub.maxStep(id) >= good.meta.step + 1000, 10_000, 'the liar\'s bound to allow 1,000 steps more');
-      return (inflated = s.c.hub.maxStep(id));
-    });
-    rogues.at(-1)!.mesh.serveState(() => ({ phi: good.phi, momentum: good.momentum, outerRound: Math.floor(inflated / run.train.H), innerStep: inflated }));
+    const { liar, inflated } = await inflatingLiar(run, good);
     const { joined, summary, rounds, loadsAtJoin } = await newcomer('poison-inflate', 2);
     expect(served.get(liar)).toBe(1);
     expect(joined.source).toBe('peer');
@@ -188,12 +197,7 @@ describe('a newcomer that cannot be poisoned or crashed', () => {
     const run = await newRun('poison-early');
     const good = honestState(run, 60);
     await rogue(run, null, good.meta.step);
-    let inflated = 0;
-    const liar = await rogue(run, null, async (id) => {
-      await until(() => s.c.hub.maxStep(id) >= good.meta.step + 1000, 10_000, 'the liar\'s bound to allow 1,000 steps more');
-      return (inflated = s.c.hub.maxStep(id));
-    });
-    rogues.at(-1)!.mesh.serveState(() => ({ phi: good.phi, momentum: good.momentum, outerRound: Math.floor(inflated / run.train.H), innerStep: inflated }));
+    const { liar, inflated } = await inflatingLiar(run, good);
     const { joined, rounds, loadsAtJoin } = await newcomer('poison-early', 1);
     expect(served.get(liar)).toBe(1);
     expect(joined.source).toBe('peer');
