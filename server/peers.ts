@@ -225,7 +225,8 @@ const PARTNERS_KEPT = 4;
 /**
  * The votes on a run's step (consensusStep): one per address, its lowest reported step, from
  * peers off probation that have reported (`step` -1: none yet). When none of them has, and the
- * run has no checkpoint to stand for its step (`anchored` false), every address votes: early in
+ * run has no checkpoint to stand for its step (`anchored` false), every address votes (an IPv6
+ * site, its /48, once: siteKey): early in
  * a run nobody is off probation yet, and with no vote and no checkpoint a newcomer's only bound
  * was the furthest claim of any live peer (stepBase), so one new id reporting 10,000 steps set
  * the step of every newcomer that adopted its state. A checkpoint, where there is one, stays the
@@ -233,9 +234,13 @@ const PARTNERS_KEPT = 4;
  */
 export function stepVotes(peers: Iterable<{ address: string; step: number; trusted: boolean }>, anchored = true): number[] {
   const trusted = new Map<string, number>(), all = new Map<string, number>();
+  const vote = (m: Map<string, number>, key: string, step: number) => m.set(key, Math.min(m.get(key) ?? Infinity, step));
   for (const p of peers) {
     if (!(p.step >= 0)) continue;
-    for (const m of p.trusted ? [trusted, all] : [all]) m.set(p.address, Math.min(m.get(p.address) ?? Infinity, p.step));
+    if (p.trusted) vote(trusted, p.address, p.step);
+    // Where every address votes, an IPv6 site (/48) votes once: its 65,536 /64s are free to whoever
+    // holds it, and three of them outvoted two honest peers and set every newcomer's step.
+    vote(all, siteKey(p.address) ?? p.address, p.step);
   }
   return [...(trusted.size > 0 || anchored ? trusted : all).values()];
 }

@@ -207,6 +207,44 @@ describe('metric report bounds', () => {
     }
   });
 
+  // A /64 is one client's address, but a /48 (free from a tunnel broker) holds 65,536 of them and
+  // may hold 256 connections (server/peers.ts, maxConnectionsPerSite): with every address voting
+  // early in a run, three /64s of one site outvoted two honest IPv4 peers and put every newcomer's
+  // adopted state at the step they claimed (held or raised to it).
+  it('with nobody off probation yet, the /64s of one IPv6 site vote once: a site cannot set a newcomer\'s step', async () => {
+    const clock2 = new FakeClock();
+    const t = await startServer({ trustProxy: ['127.0.0.1'] }, { clock: clock2 });
+    const peers: RawPeer[] = [];
+    try {
+      const created = await t.c.app.inject({ method: 'POST', url: '/api/runs', headers: t.admin, payload: { id: 'sites', dataset: 'moby-dick', preset: 'micro', train: { H: 10, totalSteps: 5000 } } });
+      expect(created.statusCode).toBe(201);
+      const liars: RawPeer[] = [];
+      for (let i = 1; i <= 3; i++) {
+        const { peer } = await RawPeer.join(t.wsUrl, { run: 'sites' }, { localAddress: '127.0.0.1', headers: { 'x-forwarded-for': `2001:db8:7:${i}::1` } });
+        peers.push(peer);
+        liars.push(peer);
+      }
+      clock2.advance(10_000);
+      for (const [i, addr] of ['127.0.0.2', '127.0.0.3'].entries()) {
+        const { peer } = await RawPeer.join(t.wsUrl, { run: 'sites' }, { localAddress: addr });
+        peers.push(peer);
+        peer.send(report(1, { step: 50 + i, round: 5 }));
+        expect(await peer.next((m) => m.t === 'ack' && m.seq === 1)).toEqual({ t: 'ack', seq: 1 });
+      }
+      for (const liar of liars) {
+        liar.send(report(1, { step: 10_000, round: 1000 }));
+        expect(await liar.next((m) => m.t === 'ack' && m.seq === 1)).toEqual({ t: 'ack', seq: 1 });
+      }
+      const newcomer = await RawPeer.join(t.wsUrl, { run: 'sites' }, { localAddress: '127.0.0.4' });
+      peers.push(newcomer.peer);
+      // Votes: the site's 10,000 once, and the two honest addresses' 50 and 51.
+      expect(newcomer.welcome.stepConsensus).toBe(51);
+    } finally {
+      for (const p of peers) p.close();
+      await t.close();
+    }
+  });
+
   it('the run\'s step: one vote per address (its lowest step) from peers off probation, the lower median, never below the checkpoint', () => {
     const peer = (address: string, step: number, trusted = true) => ({ address, step, trusted });
     // Five connections from one host count once, at their lowest step.

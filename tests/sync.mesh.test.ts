@@ -619,6 +619,39 @@ describe('mesh: a round given up on that the partner never announced', () => {
   });
 });
 
+describe('mesh: a late announcement kept before the pool answered, then the coordinator went down', () => {
+  it("the partner's announcement of an earlier pairing, kept while waiting for the pool, is not taken for the direct pairing's: the two pair", async () => {
+    // Round 0 (p0's 0, p1's 10): everything p1 sends is held on the wire, so p0 never has p1's
+    // announcement and gives the round up at its deadline. p1's round-0 announcement arrives while
+    // p0 waits for its round-1 pool answer, and is kept. Then the coordinator goes down and the two
+    // pair directly (p0's 1, p1's 11): the kept announcement carries p1's round 10, not 11.
+    const { s, valves, phase } = stallablePair({ p0: 300, p1: 10_000 });
+    await s.connected(1);
+    const [p0, p1] = s.peers as [SwarmPeer, SwarmPeer];
+    for (const p of [p0, p1]) vi.spyOn(p.client, 'ready').mockImplementation(() => {});
+    const stash = (p: SwarmPeer) => ((p.mesh as unknown as { run: ExchangeRun | null }).run as unknown as { stash: Map<string, ControlMessage> } | null)?.stash;
+    valves.p1.holdFrom = () => true;
+    const r0 = [p0.mesh.exchange(0, syntheticPayload(256, 0, 0), { waitMs: 5_000 }), p1.mesh.exchange(10, syntheticPayload(256, 1, 10), { waitMs: 5_000 })];
+    p0.client.emit('paired', { round: 0, partner: p1.id, partnerRound: 10, initiator: true });
+    p1.client.emit('paired', { round: 10, partner: p0.id, partnerRound: 0, initiator: false });
+    const [a0, b0] = await Promise.all(r0);
+    expect([a0.reason, b0.reason]).toEqual(['deadline', 'partner-aborted']);
+    expect(valves.p1.kinds()[0]).toBe('xchg');
+
+    const r1 = [p0.mesh.exchange(1, syntheticPayload(256, 0, 1), { waitMs: 5_000 }), p1.mesh.exchange(11, syntheticPayload(256, 1, 11), { waitMs: 5_000 })];
+    expect([phase(p0), phase(p1)]).toEqual(['pairing', 'pairing']);
+    valves.p1.release();
+    await until(() => stash(p0)?.get(p1.id)?.t === 'xchg', 5_000, "p1's round-0 announcement kept at p0", 5);
+    expect(stash(p0)!.get(p1.id)).toMatchObject({ round: 10 });
+    s.hub.stop(); // the coordinator goes down: both pair through their neighbours
+    const [a1, b1] = await Promise.all(r1);
+    expect([[a1.outcome, a1.reason, a1.via, a1.partner], [b1.outcome, b1.reason, b1.via, b1.partner]])
+      .toEqual([['paired', null, 'direct', p1.id], ['paired', null, 'direct', p0.id]]);
+    expect([a1.payload!.round, b1.payload!.round]).toEqual([11, 1]);
+    expect(sameFloats(a1.payload!.delta, syntheticPayload(256, 1, 11).delta)).toBe('same');
+  });
+});
+
 describe('mesh: offers held at the hard cap', () => {
   it("another dialler's offer while the partner's is held does not displace it: the pool names the partner and the pair pairs", async () => {
     // max 1: a hard cap of 3 links. The victim's own dial and two offers that never complete fill it.

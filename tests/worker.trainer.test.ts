@@ -11,6 +11,7 @@ import { Trainer } from '../src/worker/trainer.ts';
 import type { TrainerConfig, TrainerEvent } from '../src/worker/types.ts';
 import { validationBatches, WindowSampler } from '../src/data/sampler.ts';
 import { probeCandidates } from '../src/train/outer.ts';
+import { until } from './support/wait.ts';
 import { ReferenceGPT } from '../src/model/reference.ts';
 
 const model = preset('micro');
@@ -270,6 +271,26 @@ describe('Trainer (Node, Dawn)', () => {
     expect(events.map((e) => e.type)).toEqual(['device-lost', 'rebuilt']);
     expect(events[1]).toMatchObject({ attempt: 2, step: 2, retrained: 2 });
     expect((await t.getInfo()).step).toBe(4);
+  });
+
+  it('dispose() while a rebuild waits for its next attempt: no device is acquired after it and the call fails', async () => {
+    // The first rebuild finds no adapter and waits (REBUILD_BACKOFF_MS) before the next attempt;
+    // the page disposes the trainer meanwhile (the volunteer stopped, the tab went away).
+    const g = scriptedGpu((n) => (n === 2 ? 'no-adapter' : 'ok'));
+    const t = new Trainer({ gpu: g.gpu, tuningStore: memoryStore(), noAdapterHint: NODE_NO_ADAPTER_HINT });
+    trainers.push(t);
+    const lost = new Promise<void>((r) => t.setEventListener((e) => { if (e.type === 'device-lost') r(); }));
+    await t.init(config, 10);
+    await t.train(2);
+    t.device!.destroy();
+    await lost;
+    const run = t.train(2);
+    run.catch(() => {});
+    await until(() => g.requests === 2, 10_000, 'the first rebuild to find no adapter', 5);
+    t.dispose();
+    await expect(run).rejects.toThrow(/dispose/);
+    expect(g.requests).toBe(2); // no device acquired (and held) after dispose()
+    expect(t.device).toBeUndefined();
   });
 
   it('a device lost in the middle of train() is rebuilt and the call completes', async () => {

@@ -255,8 +255,12 @@ export class ExchangeRun {
       const timer = mesh.clock.setTimeout(() => resolve({ kind: 'solo', reason: 'deadline' }), deadlineMs);
       this.settle = (o) => { mesh.clock.clearTimeout(timer); this.settle = null; resolve(o); };
       if (this.destroyed) this.settle({ kind: 'destroyed' });
+      // Only this pairing's (its round is the partner's round): one kept while we waited for a pool
+      // answer that never came (the coordinator went down and we paired directly) may be a late
+      // one of an earlier pairing of the two, which no pool answer sorted out (keepOnlyStash).
       const early = this.stash.get(partner);
-      if (early) { this.stash.delete(partner); this.adopt(this.prepare(partner, early)); }
+      this.stash.delete(partner);
+      if (early && early.round === this.partnerRound) this.adopt(this.prepare(partner, early));
     });
     const transferMs = mesh.clock.now() - tStart;
     if (outcome.kind === 'destroyed') throw new MeshDestroyedError('exchange');

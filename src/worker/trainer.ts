@@ -269,6 +269,7 @@ export class Trainer {
     const gpu = this.opts.gpu ? await this.opts.gpu() : undefined;
     const req = requirements(setup.layout, setup.train.batch, setup.train.seqLen, DEFAULT_TUNING);
     const acquired = await acquireDevice({ gpu, requiredLimits: req.requested, label: 'Trainer.device', noAdapterHint: this.opts.noAdapterHint });
+    if (this.disposed) { acquired.device.destroy(); this.checkNotDisposed(); }
     this.gpu = acquired;
     this.lost = null;
     void acquired.lost.then((err) => {
@@ -288,6 +289,16 @@ export class Trainer {
     } else {
       this.engine = new GpuEngine(acquired.device, { ...engineOpts, tuning: this.tuning });
     }
+    if (this.disposed) { this.teardown(); this.checkNotDisposed(); }
+  }
+
+  /**
+   * dispose() came while a call waited (a rebuild's backoff, a device being acquired or tuned):
+   * the call fails, and nothing it was building is kept (a device acquired after dispose() was
+   * held, and trained on, by a trainer nobody would dispose again).
+   */
+  private checkNotDisposed(): void {
+    if (this.disposed) throw new Error('Trainer: disposed while the call was running (a lost device was being rebuilt)');
   }
 
   private teardown(): void {
@@ -329,11 +340,13 @@ export class Trainer {
       if (this.rebuilds >= max) throw new DeviceLostError(cause.reason, `gave up after ${max} rebuilds`);
       this.rebuilds++;
       if (this.rebuilds > 1) await new Promise((r) => setTimeout(r, REBUILD_BACKOFF_MS * 2 ** (this.rebuilds - 2)));
+      this.checkNotDisposed();
       const target = (this.resumeAt ??= this.engine?.step ?? this.lastOuter!.step);
       this.teardown();
       try {
         await this.build();
       } catch (e) {
+        if (this.disposed) throw e;
         this.lost = cause; // still without a device: the next attempt, or the next call, tries again
         if (this.rebuilds < max) continue;
         throw e;

@@ -34,6 +34,8 @@ export async function startServer(opts: Partial<AppOptions> = {}, deps: Partial<
 }
 
 /** A raw WebSocket peer: sends anything, records every frame and the close. */
+export interface RawPeerOptions { localAddress?: string; headers?: Record<string, string> }
+
 export class RawPeer {
   readonly ws: WebSocket;
   readonly frames: ServerMessage[] = [];
@@ -41,9 +43,12 @@ export class RawPeer {
   private waiters: (() => void)[] = [];
   readonly opened: Promise<void>;
 
-  /** `localAddress`: the loopback address to connect from (127.0.0.2 looks like another client). */
-  constructor(url: string, opts: { localAddress?: string } = {}) {
-    this.ws = new WebSocket(url, opts.localAddress ? { localAddress: opts.localAddress } : {});
+  /**
+   * `localAddress`: the loopback address to connect from (127.0.0.2 looks like another client);
+   * `headers`: sent with the upgrade (X-Forwarded-For, to a coordinator that trusts 127.0.0.1).
+   */
+  constructor(url: string, opts: RawPeerOptions = {}) {
+    this.ws = new WebSocket(url, { ...(opts.localAddress ? { localAddress: opts.localAddress } : {}), ...(opts.headers ? { headers: opts.headers } : {}) });
     this.opened = new Promise((resolve, reject) => {
       this.ws.on('open', () => resolve());
       this.ws.on('error', reject);
@@ -60,14 +65,14 @@ export class RawPeer {
     this.ws.on('error', () => { /* the close event follows */ });
   }
 
-  static async connect(url: string, opts: { localAddress?: string } = {}): Promise<RawPeer> {
+  static async connect(url: string, opts: RawPeerOptions = {}): Promise<RawPeer> {
     const p = new RawPeer(url, opts);
     await p.opened;
     return p;
   }
 
   /** Joins (hello) and waits for the welcome. */
-  static async join(url: string, hello: Record<string, unknown> = {}, opts: { localAddress?: string } = {}): Promise<{ peer: RawPeer; welcome: Extract<ServerMessage, { t: 'welcome' }> }> {
+  static async join(url: string, hello: Record<string, unknown> = {}, opts: RawPeerOptions = {}): Promise<{ peer: RawPeer; welcome: Extract<ServerMessage, { t: 'welcome' }> }> {
     const peer = await RawPeer.connect(url, opts);
     peer.send({ t: 'hello', v: PROTOCOL_VERSION, ...hello });
     const welcome = await peer.next((m) => m.t === 'welcome');
