@@ -179,6 +179,8 @@ interface Conn {
   address: string;
   /** Its keyed tag, as the peer list gives it (standings), made at the first list that names it. */
   clientTag?: string;
+  /** The keyed tag of its site (an IPv6 /48; an IPv4 address is its own), likewise. */
+  siteTag?: string;
   ws: WebSocket;
   peerId: string | null;
   runId: string | null;
@@ -341,12 +343,16 @@ export class PeerHub {
    * claims by (src/ui/core/throughput.ts): only ids off probation vouch for their throughput,
    * and ids of one client count once.
    */
-  standings(runId: string): { id: string; step: number; probation: boolean; client: string }[] {
+  standings(runId: string): { id: string; step: number; probation: boolean; client: string; site: string }[] {
+    const tag = (key: string) => createHmac('sha256', this.clientTagKey).update(key).digest('hex').slice(0, 12);
     return this.livePeers(runId).flatMap((id) => {
       const c = this.byPeer.get(id);
       if (!c) return [];
-      c.clientTag ??= createHmac('sha256', this.clientTagKey).update(c.address).digest('hex').slice(0, 12);
-      return [{ id, step: c.lastStep, probation: this.onProbation(id), client: c.clientTag }];
+      c.clientTag ??= tag(c.address);
+      // The /64s of one /48 cost one tunnel broker's form: while nobody is off probation, the
+      // dashboard's estimate counts a site once, as stepVotes does (siteKey).
+      c.siteTag ??= tag(siteKey(c.address) ?? c.address);
+      return [{ id, step: c.lastStep, probation: this.onProbation(id), client: c.clientTag, site: c.siteTag }];
     });
   }
 

@@ -16,6 +16,8 @@ import { stepVotes } from '../server/peers.ts';
 import { welcomeStepCap } from '../src/sync/join.ts';
 import { stateCheckBatchCount } from '../src/data/sampler.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
+import { PeerList } from '../src/protocol/api.ts';
+import { schemaProblem } from '../src/protocol/check.ts';
 
 let s: TestServer;
 const clock = new FakeClock();
@@ -219,10 +221,12 @@ describe('metric report bounds', () => {
       const created = await t.c.app.inject({ method: 'POST', url: '/api/runs', headers: t.admin, payload: { id: 'sites', dataset: 'moby-dick', preset: 'micro', train: { H: 10, totalSteps: 5000 } } });
       expect(created.statusCode).toBe(201);
       const liars: RawPeer[] = [];
+      const liarIds: string[] = [];
       for (let i = 1; i <= 3; i++) {
-        const { peer } = await RawPeer.join(t.wsUrl, { run: 'sites' }, { localAddress: '127.0.0.1', headers: { 'x-forwarded-for': `2001:db8:7:${i}::1` } });
+        const { peer, welcome } = await RawPeer.join(t.wsUrl, { run: 'sites' }, { localAddress: '127.0.0.1', headers: { 'x-forwarded-for': `2001:db8:7:${i}::1` } });
         peers.push(peer);
         liars.push(peer);
+        liarIds.push(welcome.peerId);
       }
       clock2.advance(10_000);
       for (const [i, addr] of ['127.0.0.2', '127.0.0.3'].entries()) {
@@ -239,6 +243,18 @@ describe('metric report bounds', () => {
       peers.push(newcomer.peer);
       // Votes: the site's 10,000 once, and the two honest addresses' 50 and 51.
       expect(newcomer.welcome.stepConsensus).toBe(51);
+      // The peer list tells the dashboard the same: the site's /64s are clients of their own but
+      // one site (its throughput estimate counts a site once), and it names neither.
+      const list = await t.c.app.inject({ method: 'GET', url: '/api/runs/sites/peers' });
+      expect(list.statusCode).toBe(200);
+      expect(list.body).not.toMatch(/2001:db8|127\.0\.0/);
+      const body = list.json() as PeerList;
+      expect(schemaProblem(PeerList, body, 'reply')).toBeNull();
+      const byId = new Map(body.peers.map((p) => [p.id, p]));
+      const liarRows = liarIds.map((id) => byId.get(id)!);
+      expect(new Set(liarRows.map((r) => r.site)).size).toBe(1);
+      expect(new Set(liarRows.map((r) => r.client)).size).toBe(3);
+      expect(new Set(body.peers.map((p) => p.site)).size).toBe(4); // the /48, the two honest addresses, the newcomer's
     } finally {
       for (const p of peers) p.close();
       await t.close();

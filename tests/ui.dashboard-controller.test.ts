@@ -359,7 +359,7 @@ describe('DashboardController: claims the dashboard counts', () => {
   const CLAIM = 1_024_000;
 
   /** Three honest peers to step 600 over 60 s, the liar to step 10,000 claiming 1,024,000 tokens/s; standings as given. */
-  async function withLiar(standings: { id: number; probation: boolean; client: string }[] | 'fails', opts: { until?: number; liarUntil?: number; now?: number } = {}) {
+  async function withLiar(standings: { id: number; probation: boolean; client: string; site?: string }[] | 'fails', opts: { until?: number; liarUntil?: number; now?: number } = {}) {
     const until = opts.until ?? 60_000, liarUntil = opts.liarUntil ?? until;
     const src = new FakeDashboardSource();
     for (let t = 0; t <= until; t += 2000) {
@@ -373,7 +373,7 @@ describe('DashboardController: claims the dashboard counts', () => {
     await c.start();
     return { c, src, setNow: (t: number) => { clock = t; } };
   }
-  const listed = (standings: { id: number; probation: boolean; client: string }[]) => standings.map((s) => ({ id: fakePeerId(s.id), probation: s.probation, client: s.client }));
+  const listed = (standings: { id: number; probation: boolean; client: string; site?: string }[]) => standings.map((s) => ({ id: fakePeerId(s.id), probation: s.probation, client: s.client, site: s.site ?? s.client }));
   const trusted = (i: number, client = `c${i}`) => ({ id: i, probation: false, client });
   const newcomer = (i: number, client = `c${i}`) => ({ id: i, probation: true, client });
   const last = (xs: number[]) => xs[xs.length - 1]!;
@@ -443,6 +443,23 @@ describe('DashboardController: claims the dashboard counts', () => {
     // Twice the agreed step: room for honest peers faster than the median, none for the liar's 10,000.
     expect(last(c.trainView.x)).toBeLessThanOrEqual(1200 * 1024);
     expect(c.trainView.clipped).toEqual({ peers: 1, furthestStep: 10_000, axisStep: 1200 });
+  });
+
+  it('with nobody off probation yet, the /64s of one IPv6 site count once in the estimate', async () => {
+    // The liar's id and two more of its /48, each from its own /64 (a client of its own), all claiming.
+    const site = (i: number) => ({ id: i, probation: true, client: `v6-${i}`, site: 'one-48' });
+    const src = new FakeDashboardSource();
+    for (let t = 0; t <= 60_000; t += 2000) {
+      for (const i of honest) src.historyRows.push(fakeReport(i, Math.round(t / 100), T0 + t));
+      for (const i of [LIAR, 8, 9]) src.historyRows.push(fakeReport(i, Math.round(t / 6), T0 + t + 1, { tokensPerS: CLAIM }));
+    }
+    src.standingRows = listed([...honest.map((i) => newcomer(i)), site(LIAR), site(8), site(9)]);
+    const clock = T0 + 61_000;
+    const c = (ctl = new DashboardController({ source: src, now: () => clock, refreshMs: 10, runRefreshMs: 1000 }));
+    await c.start();
+    // Four sites × the lower median of their claims (2000, 2100, 2200 and the site's 1,024,000):
+    // as six clients, the site's three would have set the median and the multiplier.
+    expect(c.throughput).toEqual({ basis: 'every-client', tokensPerS: 4 * 2100, peers: 6, clients: 4, unvouched: { peers: 0, tokensPerS: 0 } });
   });
 
   it('asks who is off probation again with the run, and estimates while the peer list does not load', async () => {

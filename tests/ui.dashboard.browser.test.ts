@@ -125,8 +125,8 @@ describe('dashboard', () => {
   it('counts tokens/s from peers off probation only, says what it left out, and keeps a liar\'s steps off the loss axis', async () => {
     await page.evaluate(() => {
       const t = window.dashTest;
-      t.source.standingRows = [0, 1, 2].map((i) => ({ id: t.fakePeerId(i), probation: false, client: `c${i}` }))
-        .concat([{ id: t.fakePeerId(7), probation: true, client: 'c7' }]);
+      t.source.standingRows = [0, 1, 2].map((i) => ({ id: t.fakePeerId(i), probation: false, client: `c${i}`, site: `s${i}` }))
+        .concat([{ id: t.fakePeerId(7), probation: true, client: 'c7', site: 's7' }]);
       t.source.push(t.fakeReport(7, 10_000, Date.now(), { tokensPerS: 1_024_000 }));
     });
     await page.locator('[data-kpi="tps-basis"]', { hasText: '3 peers off probation + 1 peer on probation, claiming 1.02 M more' }).waitFor({ timeout: 5000 });

@@ -112,6 +112,8 @@ export const PeerStanding = strict({
   step: Type.Integer({ minimum: -1, maximum: Number.MAX_SAFE_INTEGER }),
   probation: Type.Boolean(),
   client: Type.String({ pattern: '^[0-9a-f]{12}$' }),
+  /** The same for its site: an IPv6 /48 (whose /64s are cheap to have many of); an IPv4 address is its own. */
+  site: Type.String({ pattern: '^[0-9a-f]{12}$' }),
 });
 export type PeerStanding = Static<typeof PeerStanding>;
 

@@ -283,6 +283,8 @@ export interface PeerStandingItem {
   id: string;
   probation: boolean;
   client: string;
+  /** Ids of one site (an IPv6 /48; an IPv4 address) share it. */
+  site: string;
 }
 
 export interface DashboardSource {

@@ -264,7 +264,7 @@ export class FakeDashboardSource implements DashboardSource {
     this.calls.standings++;
     if (this.standingRows) return this.standingRows;
     for (const r of this.historyRows) this.seen.add(r.peerId);
-    return [...this.seen].map((id) => ({ id, probation: false, client: `client-${id}` }));
+    return [...this.seen].map((id) => ({ id, probation: false, client: `client-${id}`, site: `site-${id}` }));
   }
   async history() { return this.historyRows; }
   async checkpoints() { this.calls.checkpoints++; return this.checkpointRows; }

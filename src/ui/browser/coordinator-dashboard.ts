@@ -77,7 +77,7 @@ export class CoordinatorDashboardSource implements DashboardSource {
 
   async standings(): Promise<PeerStandingItem[]> {
     const r = await this.get('/peers', PeerList);
-    return r.peers.map((p) => ({ id: p.id, probation: p.probation, client: p.client }));
+    return r.peers.map((p) => ({ id: p.id, probation: p.probation, client: p.client, site: p.site }));
   }
 
   /**

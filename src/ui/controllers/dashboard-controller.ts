@@ -393,7 +393,7 @@ export class DashboardController extends Observable {
       let vouched = false;
       for (const p of list) {
         listed.add(p.id);
-        this.standing.set(p.id, { vouched: !p.probation, client: p.client });
+        this.standing.set(p.id, { vouched: !p.probation, client: p.client, site: p.site });
         if (!p.probation) vouched = true;
       }
       // Bounded: the listed peers and those the page holds.
@@ -410,7 +410,7 @@ export class DashboardController extends Observable {
   /** A peer's claim as counted: unlisted ids are unvouched, each its own client. */
   private claim(id: string, tokensPerS: number): Claim {
     const st = this.standing.get(id);
-    return { tokensPerS, vouched: st?.vouched === true, client: st ? `c:${st.client}` : `id:${id}` };
+    return { tokensPerS, vouched: st?.vouched === true, client: st ? `c:${st.client}` : `id:${id}`, site: st ? `s:${st.site}` : `id:${id}` };
   }
 
   private async loadCheckpoints(): Promise<void> {

@@ -11,9 +11,10 @@
 //   lower median of its ids' claims), unless every one of them is at one address (a lab or a
 //   local run, where the coordinator lets ids vouch for each other too); ids on probation, and
 //   ids the coordinator never listed, are shown beside it, not in it;
-// - while nobody is off probation, every client address counts once, at the lower median of the
-//   clients' claims: the total is that times the number of clients, an estimate one liar moves
-//   by one rank at most (as stepVotes has every address vote then);
+// - while nobody is off probation, every site (an IPv6 /48, whose /64s are cheap to have many
+//   of; an IPv4 address) counts once, at the lower median of the sites' claims: the total is
+//   that times the number of sites, an estimate one liar moves by one rank at most (as
+//   stepVotes has every site vote then);
 // - the loss charts' step (and tokens) axis reaches the furthest step of an id off probation and
 //   two rounds past the agreed step (with nobody off probation yet, twice the agreed step); a
 //   claim past that is left out of the chart and counted beside it, never allowed to set the axis.
@@ -24,12 +25,15 @@ export interface Standing {
   vouched: boolean;
   /** Opaque: ids of one client address share it. */
   client: string;
+  /** Opaque: ids of one site (an IPv6 /48; an IPv4 address is its own) share it. */
+  site: string;
 }
 
 export interface Claim {
   tokensPerS: number;
   vouched: boolean;
   client: string;
+  site: string;
 }
 
 export type ThroughputBasis = 'vouched' | 'every-client';
@@ -62,8 +66,11 @@ export function countThroughput(claims: readonly Claim[], basis: ThroughputBasis
   for (const c of claims) {
     if (basis === 'vouched' && !c.vouched) { unvouchedPeers++; unvouchedTps += c.tokensPerS; continue; }
     peers++;
-    const list = byClient.get(c.client);
-    if (list) list.push(c.tokensPerS); else byClient.set(c.client, [c.tokensPerS]);
+    // The estimate groups by site: a /48's many /64s would otherwise set both its median and
+    // its multiplier. Vouched claims group by client address (one site may hold many honest users).
+    const key = basis === 'every-client' ? c.site : c.client;
+    const list = byClient.get(key);
+    if (list) list.push(c.tokensPerS); else byClient.set(key, [c.tokensPerS]);
   }
   const unvouched = { peers: unvouchedPeers, tokensPerS: unvouchedTps };
   if (byClient.size === 0) return { basis, tokensPerS: 0, peers: 0, clients: 0, unvouched };
