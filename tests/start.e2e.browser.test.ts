@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { ROOT, calmPage as calmPageIn, clickSettled, launchWebRtcBrowser } from './support/browser.ts';
+import { ROOT, calmPage as calmPageIn, clickSettled, launchWebRtcBrowser, startAll } from './support/browser.ts';
 import { ensureWebBuild } from '../src/commands/start.ts';
 
 const OUT = join(ROOT, 'tests', 'output');
@@ -82,9 +82,9 @@ describe('murmur start with two browser volunteers', () => {
       const slider = p.getByRole('slider', { name: 'GPU intensity' });
       await slider.focus();
       await p.keyboard.press('End');
-      await clickSettled(p, 'start');
       volunteers.push(p);
     }
+    await startAll(volunteers);
     const d = await calmPage();
     await d.setViewportSize({ width: 1400, height: 1100 });
     await d.goto(`${base}/dashboard?run=${RUN}`);

@@ -6,7 +6,7 @@
 // and every peer's validation loss lower at its last report than at its first.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { calmPage as calmPageIn, clickSettled, createRun, launchWebRtcBrowser, startBuiltApp } from './support/browser.ts';
+import { calmPage as calmPageIn, clickSettled, createRun, launchWebRtcBrowser, startAll, startBuiltApp } from './support/browser.ts';
 import type { TestServer } from './support/coordinator.ts';
 
 const RUN = 'mesh-e2e';
@@ -110,7 +110,7 @@ describe('three browser volunteers over WebRTC', () => {
       await slider.focus();
       await p.keyboard.press('End');
     }
-    for (const p of pages) await clickSettled(p, 'start');
+    await startAll(pages);
 
     const end = Date.now() + TRAIN_MS;
     let s = summarize(reports());

@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { ROOT, calmPage as calmPageIn, clickSettled, createRun, launchWebRtcBrowser, startBuiltApp } from './support/browser.ts';
+import { ROOT, calmPage as calmPageIn, clickSettled, createRun, launchWebRtcBrowser, startAll, startBuiltApp } from './support/browser.ts';
 import type { TestServer } from './support/coordinator.ts';
 import { decodeStateFrame } from '../src/protocol/state-frame.ts';
 
@@ -118,7 +118,7 @@ describe('volunteers training for real', () => {
   });
 
   it('trains in the worker and pairs the two volunteers for outer steps', async () => {
-    for (const p of pages) await clickSettled(p, 'start');
+    await startAll(pages);
     const [a, b] = pages as [Page, Page];
     const s1 = await until(a, 'two outer steps', (s) => s.f.rounds >= 2);
     expect(a.workers().length).toBeGreaterThanOrEqual(1);

@@ -147,6 +147,17 @@ export async function settledButton(page: Page, action: 'consent' | 'start' | 'r
   }, action, { polling: 100, timeout });
 }
 
+/**
+ * Clicks Start on every page, once every page's Start takes clicks: all of them settle before
+ * the first click, because a tab that trains starves the others' main threads on a small
+ * machine, and a Start that had to settle after that waited for the CPU (a fresh clone's run
+ * timed out on the third tab's). The bound is the one the consent click has.
+ */
+export async function startAll(pages: readonly Page[], timeout = 60_000): Promise<void> {
+  await Promise.all(pages.map((p) => settledButton(p, 'start', timeout)));
+  for (const p of pages) await p.locator('murmur-volunteer-panel button[data-action=start]').click();
+}
+
 /** Clicks the volunteer page's I agree, Start or Resume once it takes clicks (settledButton). */
 export async function clickSettled(page: Page, action: 'consent' | 'start' | 'resume', timeout = 30_000): Promise<void> {
   await settledButton(page, action, timeout);
