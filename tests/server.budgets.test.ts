@@ -10,6 +10,8 @@ import { startServer, until, type TestServer } from './support/coordinator.ts';
 import { FakeClock } from './support/fake-clock.ts';
 import { floodStreams, openStream as open } from './support/attacks.ts';
 import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
+import { connectionCapsOption } from '../src/commands/serve.ts';
+import { DEFAULT_HUB_OPTIONS } from '../server/peers.ts';
 
 const servers: TestServer[] = [];
 afterAll(async () => { for (const s of servers) await s.close(); });
@@ -223,9 +225,22 @@ describe('volunteer connections', () => {
     expect((await wsFrom(s.wsUrl, '127.0.0.1', true)).first).toMatchObject({ t: 'welcome' });
   });
 
+  it('murmur serve --sockets and --hellos: the defaults are the hub\'s, and anything else is refused, naming the flag', () => {
+    const defaults = connectionCapsOption('64,256', '60,240');
+    for (const [k, v] of Object.entries(defaults)) expect(DEFAULT_HUB_OPTIONS[k as keyof typeof defaults], k).toBe(v);
+    expect(connectionCapsOption('1000,4000', '600,2400')).toEqual({
+      maxConnectionsPerAddress: 1000, maxConnectionsPerSite: 4000, hellosPerMinute: 600, helloBurst: 1200, siteHellosPerMinute: 2400, siteHelloBurst: 4800,
+    });
+    for (const bad of ['64', '0,256', '300,256', '64,x', '64,256,1', '1.5,256', '']) {
+      expect(() => connectionCapsOption(bad, '60,240'), bad).toThrow(`--sockets takes "<per address>,<per IPv6 /48>", WebSockets open at once (1 to 100000 each, the first no more than the second; default 64,256), got "${bad}"`);
+      expect(() => connectionCapsOption('64,256', bad), bad).toThrow(`--hellos takes "<per address>,<per IPv6 /48>" a minute (1 to 100000 each, the first no more than the second; default 60,240), got "${bad}"`);
+    }
+  });
+
   it('caps WebSockets per IPv6 /48 as well as per /64: a site is not 65,536 clients', async () => {
-    // Behind a trusted proxy (127.0.0.1) that writes the client's address.
-    const s = await startServer({ hub: { maxConnectionsPerSite: 3 }, trustProxy: ['127.0.0.1'] });
+    // Behind a trusted proxy (127.0.0.1) that writes the client's address; the caps as
+    // `murmur serve --sockets 3,3` sets them.
+    const s = await startServer({ hub: connectionCapsOption('3,3', '60,240'), trustProxy: ['127.0.0.1'] });
     servers.push(s);
     const socks: WebSocket[] = [];
     const join = async (xff: string) => {

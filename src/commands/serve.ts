@@ -8,11 +8,13 @@ import { resolve } from 'node:path';
 import { coordinatorOptions, intInRange } from './options.ts';
 import { READ_BURST_S, type ReadLimits } from '../../server/read-budget.ts';
 import { DOWNLOAD_BURST_S, type DownloadLimits } from '../../server/download-budget.ts';
+import type { PeerHubOptions } from '../../server/peers.ts';
 
 interface ServeOptions {
   dataDir: string; port: string; host: string; checkpointEvery: string; keep: string; logLevel: string; evalThreads?: string;
   stun: string[]; turn: string[]; turnSecretFile?: string; turnTtl: string; tlsCert?: string; tlsKey?: string;
   trustProxy: string[]; readBudget: string; downloadBudget: string; downloadPlaces: string; inlineReads?: boolean;
+  sockets: string; hellos: string;
 }
 
 const collect = (v: string, acc: string[]) => [...acc, v];
@@ -74,6 +76,35 @@ export function downloadPlacesOption(value: string): Pick<DownloadLimits, 'perAd
   return { perAddressStreams: mine, totalStreams: all };
 }
 
+/**
+ * "<per address>,<per site>": two whole numbers from 1 to `max`, the first no more than the
+ * second (an address, an IPv6 /64, is part of its site, a /48); otherwise an error in `flag`'s words.
+ */
+function perSitePair(value: string, flag: string, unit: string, max: number, byDefault: string): [number, number] {
+  const parts = value.split(',').map((v) => v.trim());
+  const [mine, site] = parts.map(Number);
+  const ok = (n: number | undefined) => n !== undefined && Number.isInteger(n) && n >= 1 && n <= max;
+  if (parts.length !== 2 || !ok(mine) || !ok(site) || mine! > site!) {
+    throw new Error(`${flag} takes "<per address>,<per IPv6 /48>"${unit} (1 to ${max} each, the first no more than the second; default ${byDefault}), got "${value}"`);
+  }
+  return [mine!, site!];
+}
+
+/**
+ * `--sockets` and `--hellos`: volunteer WebSockets one client address (an IPv6 /64) and one IPv6
+ * /48 may hold open, and the hellos (joins) a minute each may send, with a burst of twice that.
+ * A campus or a carrier's NAT behind one address or one /48 needs more than the defaults.
+ */
+export function connectionCapsOption(sockets: string, hellos: string): Pick<PeerHubOptions,
+  'maxConnectionsPerAddress' | 'maxConnectionsPerSite' | 'hellosPerMinute' | 'helloBurst' | 'siteHellosPerMinute' | 'siteHelloBurst'> {
+  const [perAddress, perSite] = perSitePair(sockets, '--sockets', ', WebSockets open at once', 100_000, '64,256');
+  const [hellosAddress, hellosSite] = perSitePair(hellos, '--hellos', ' a minute', 100_000, '60,240');
+  return {
+    maxConnectionsPerAddress: perAddress, maxConnectionsPerSite: perSite,
+    hellosPerMinute: hellosAddress, helloBurst: 2 * hellosAddress, siteHellosPerMinute: hellosSite, siteHelloBurst: 2 * hellosSite,
+  };
+}
+
 export function register(program: Command): void {
   coordinatorOptions(program.command('serve')
     .description('run the coordinator: web app, volunteer WebSocket, metrics, checkpoints and data on one port'))
@@ -90,6 +121,8 @@ export function register(program: Command): void {
     .option('--read-budget <ms,ms>', 'event-loop milliseconds per second that anonymous metric, connectivity, event and peer-list reads may take, per client address and all together; past it they get 429 and Retry-After ("off": unlimited)', '250,500')
     .option('--download-budget <MiB,MiB>', 'MiB per second that anonymous downloads (data, checkpoints, states, exports) may take, per client address and all together, each gathering 128 s of it; past it they get 429 and Retry-After ("off": unlimited)', '8,64')
     .option('--download-places <n,n>', 'anonymous downloads open at once, per client address and all together (each holds a file and a socket); past it 429 and Retry-After', '8,256')
+    .option('--sockets <n,n>', 'volunteer WebSockets one client address (an IPv6 /64) and one IPv6 /48 may hold open; past it a connection is refused', '64,256')
+    .option('--hellos <n,n>', 'hellos (joins) a minute one client address (an IPv6 /64) and one IPv6 /48 may send, each with a burst of twice that; past it a hello is refused', '60,240')
     .option('--inline-reads', 'compute metric and connectivity answers on the event loop rather than in their worker thread (for comparison: bench/reads.ts)')
     .option('--trust-proxy <addr|cidr,...>', 'reverse proxies (e.g. 127.0.0.1 for Caddy on this host) whose X-Forwarded-For names the client, so per-address limits count clients, not the proxy (repeatable; default: none, the header is ignored)', collect, [])
     .action(async (o: ServeOptions) => {
@@ -104,9 +137,10 @@ export function register(program: Command): void {
       const trustProxy = trustProxyList(o.trustProxy);
       const reads = readBudgetOption(o.readBudget);
       const downloads = { ...downloadBudgetOption(o.downloadBudget), ...downloadPlacesOption(o.downloadPlaces) };
+      const hub = connectionCapsOption(o.sockets, o.hellos);
       const dataDir = resolve(o.dataDir);
       const c = await buildApp({ dataDir, logLevel: o.logLevel, logStream: process.stderr, ice, tls }, {
-        checkpointEveryMs: every * 1000, checkpointKeep: keep, trustProxy, reads, downloads, readWorker: !o.inlineReads,
+        checkpointEveryMs: every * 1000, checkpointKeep: keep, trustProxy, reads, downloads, readWorker: !o.inlineReads, hub,
         ...(o.evalThreads !== undefined ? { evalThreads: intInRange(o.evalThreads, '--eval-threads', 1, 256) } : {}),
       });
       const address = await c.app.listen({ port, host: o.host });
