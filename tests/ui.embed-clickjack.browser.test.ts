@@ -250,7 +250,7 @@ describe('the widget against clickjacking', () => {
     });
   }
 
-  it('counts Enter on Start only once the button has held the focus a moment with no other key typed', async () => {
+  it('counts Enter on Start only once the button has held the focus a moment with no other key typed since it got it, even when pressed again', async () => {
     const { p, sockets } = await openWidget('none');
     await waitForStatus(p, /^Ready/);
     const frame = trainingFrame(p);
@@ -269,11 +269,27 @@ describe('the widget against clickjacking', () => {
     await p.keyboard.type('hello');
     await p.keyboard.press('Enter');
     const said = await waitForStatus(p, /^Not started/);
-    expect(said).toBe('Not started: this button had only just got the keyboard focus, or other keys were typed on it. Press it again to start.');
+    expect(said).toBe('Not started: other keys were typed on this button. Move the focus off it and back, then press it to start.');
     expect(await note(p).innerText()).toBe(said);
+    // The visitor, who sees no answer where they think they typed, presses Enter again a moment
+    // later: the refusal has not forgotten the typing.
+    await hold(600);
+    // (What the frame says right after its own handler answered the press: listened for after it.)
+    await frame.evaluate(() => {
+      const w = window as unknown as { after: string[] };
+      w.after = [];
+      document.addEventListener('click', () => w.after.push(document.getElementById('murmur-note')!.textContent!), true);
+    });
+    await p.keyboard.press('Enter');
+    await frame.waitForFunction(() => (window as unknown as { after: string[] }).after.length > 0);
+    expect(await frame.evaluate(() => (window as unknown as { after: string[] }).after)).toEqual([said]);
     expect(p.workers()).toHaveLength(0);
     expect(sockets).toEqual([]);
-    // The button kept the focus a moment, no key pressed: Enter starts training.
+    // Off Start and back: the button has held the focus a moment, no key pressed, and Enter starts training.
+    await p.keyboard.press('Shift+Tab');
+    await expect.poll(() => frame.evaluate(() => document.hasFocus())).toBe(false);
+    await p.keyboard.press('Tab');
+    await expect.poll(() => frame.evaluate(() => document.hasFocus() && document.activeElement?.id)).toBe('murmur-start');
     await hold(600);
     await p.keyboard.press('Enter');
     await waitForStatus(p, /Starting|Training/);

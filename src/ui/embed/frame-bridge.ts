@@ -127,7 +127,8 @@ export const UNSEEN_LOOK_MS = 1000;
 export const REFUSED = {
   hidden: 'Not started: this button was hidden or covered. Click it in plain view to start.',
   early: 'Not started: this button had just appeared or moved. Click it again to start.',
-  keyboard: 'Not started: this button had only just got the keyboard focus, or other keys were typed on it. Press it again to start.',
+  keyboard: 'Not started: this button had only just got the keyboard focus. Press it again to start.',
+  typed: 'Not started: other keys were typed on this button. Move the focus off it and back, then press it to start.',
   unsupported: (origin: string) => 'Not started: this browser cannot confirm that this button is in view, ' +
     `so training cannot start from this site. Start it on ${origin} instead.`,
 } as const;
@@ -246,7 +247,10 @@ export function visibilityGate(button: HTMLButtonElement, win: Window) {
  * visitor typing in a form field the page put just before the frame presses Tab, lands on Start
  * and types on; the Space or Enter that follows is a trusted activation of the button. `verdict(t)`
  * takes the click's timeStamp; a refusal restarts the clock, so that pressing again after a moment
- * works (the keyboard keeps its way to start).
+ * works (the keyboard keeps its way to start), but forgets no key typed: only the button's getting
+ * the focus anew does. The visitor who typed on and pressed Enter, seeing no answer where they
+ * thought they typed, presses Enter again, and that press started training when the refusal
+ * forgot the typing.
  */
 export function keyGate(button: HTMLButtonElement, win: Window) {
   /** When the button got the focus (or a key press on it was last refused); null while it has none. */
@@ -262,7 +266,8 @@ export function keyGate(button: HTMLButtonElement, win: Window) {
   return {
     verdict(t: number): string | null {
       if (since !== null && !otherKeys && t - since >= KEY_FOCUS_MS) return null;
-      if (since !== null) { since = t; otherKeys = false; }
+      if (otherKeys) return REFUSED.typed;
+      if (since !== null) since = t;
       return REFUSED.keyboard;
     },
   };
