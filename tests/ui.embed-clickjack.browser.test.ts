@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, calmPage, createRun, startBuiltApp } from './support/browser.ts';
+import { CHROMIUM, CHROMIUM_ARGS, calmPage, createRun, restAndClick, startBuiltApp } from './support/browser.ts';
 import type { TestServer } from './support/coordinator.ts';
 
 const RUN = 'micro-clickjack';
@@ -21,6 +21,9 @@ let server: TestServer;
 let browser: Browser;
 let host: Server;
 let hostUrl: string;
+/** The same page from another site than the coordinator's (127.0.0.2): its frame is drawn by another process. */
+let otherSite: Server;
+let otherSiteUrl: string;
 const errors: string[] = [];
 
 /**
@@ -98,12 +101,12 @@ async function waitForStatus(p: Page, re: RegExp, timeout = 60_000): Promise<str
 }
 
 /** The host page with the widget, the visitor's real click on its button, and the frame ready; what it starts is recorded. */
-async function openWidget(attack: string, init?: () => void) {
+async function openWidget(attack: string, init?: () => void, site = hostUrl) {
   const p = await calmPage(browser, errors);
   if (init) await p.context().addInitScript(init);
   const sockets: string[] = [];
   p.on('websocket', (ws) => sockets.push(ws.url()));
-  await p.goto(`${hostUrl}?attack=${attack}`);
+  await p.goto(`${site}?attack=${attack}`);
   await p.locator('murmur-volunteer [part="consent-button"]').click();
   return { p, sockets };
 }
@@ -174,8 +177,11 @@ beforeAll(async () => {
   host = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }); res.end(hostPage(server.url)); });
   await new Promise<void>((r) => host.listen(0, '127.0.0.1', r));
   hostUrl = `http://127.0.0.1:${(host.address() as AddressInfo).port}/`;
+  otherSite = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }); res.end(hostPage(server.url)); });
+  await new Promise<void>((r) => otherSite.listen(0, '127.0.0.2', r));
+  otherSiteUrl = `http://127.0.0.2:${(otherSite.address() as AddressInfo).port}/`;
   server = await startBuiltApp();
-  await createRun(server, { id: RUN, name: 'clickjack', dataset: 'moby-dick', preset: 'micro', train: { H: 4, batch: 2 }, embedSites: [new URL(hostUrl).origin] });
+  await createRun(server, { id: RUN, name: 'clickjack', dataset: 'moby-dick', preset: 'micro', train: { H: 4, batch: 2 }, embedSites: [new URL(hostUrl).origin, new URL(otherSiteUrl).origin] });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 });
 
@@ -183,6 +189,7 @@ afterAll(async () => {
   await browser?.close();
   await server?.close();
   await new Promise((r) => host?.close(r));
+  await new Promise((r) => otherSite?.close(r));
 });
 
 describe('the widget against clickjacking', () => {
@@ -219,7 +226,7 @@ describe('the widget against clickjacking', () => {
     await p.evaluate(() => (window as unknown as { setAttack(a: string): void }).setAttack('none'));
     const worker = p.waitForEvent('worker', { timeout: 120_000 });
     // Playwright's click waits until the button takes clicks: in view for a moment, unmoved.
-    await startButton(p).click();
+    await restAndClick(startButton(p));
     await waitForStatus(p, /Starting|Training/);
     expect((await worker).url().startsWith(`${server.url}/`)).toBe(true);
     await expect.poll(() => sockets.length, { timeout: 120_000 }).toBeGreaterThan(0);
@@ -249,6 +256,40 @@ describe('the widget against clickjacking', () => {
       await p.close();
     });
   }
+
+  // The pointer rests on the page's own button; the page slides the frame's Start under it just
+  // before the visitor clicks. Nothing in the frame changed (Start in full view and in place), and
+  // Chromium let the click through to a frame of another site slid there 60 ms before it.
+  it('starts nothing on a click on a frame of another site slid under the resting pointer a moment before, and starts once the pointer has rested on Start', async () => {
+    const { p, sockets } = await openWidget('none', undefined, otherSiteUrl);
+    await waitForStatus(p, /^Ready/);
+    const frame = trainingFrame(p);
+    await frame.waitForFunction(() => document.getElementById('murmur-start')!.style.pointerEvents === '');
+    const start = (await startButton(p).boundingBox())!;
+    const iframe = (await p.locator('murmur-volunteer iframe').boundingBox())!;
+    // The pointer rests on the page, away from the frame.
+    const [x, y] = [iframe.x + iframe.width / 2, iframe.y + iframe.height + 200];
+    await p.mouse.move(x, y);
+    await p.evaluate(([dx, dy]) => {
+      const f = document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('iframe')!;
+      const r = f.getBoundingClientRect();
+      f.style.cssText += `;position: fixed; left: ${r.left + dx!}px; top: ${r.top + dy!}px; width: ${r.width}px`;
+    }, [x - (start.x + start.width / 2), y - (start.y + start.height / 2)]);
+    // (Drawn there: the page's clock has passed two animation frames and 60 ms.)
+    const t0 = await p.evaluate(() => new Promise<number>((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(performance.now())))));
+    await p.waitForFunction((t) => performance.now() - t > 60, t0);
+    await p.mouse.down();
+    await p.mouse.up();
+    const said = await waitForStatus(p, /^Not started|Starting|Training/);
+    expect(said).toBe('Not started: this button had just appeared or moved. Click it again to start.');
+    expect(p.workers()).toHaveLength(0);
+    expect(sockets).toEqual([]);
+    // The pointer has rested on Start a moment: a click counts.
+    await restAndClick(startButton(p));
+    await waitForStatus(p, /Starting|Training/);
+    await expect.poll(() => sockets.length, { timeout: 120_000 }).toBeGreaterThan(0);
+    await p.close();
+  });
 
   it('counts Enter on Start only once the button has held the focus a moment with no other key typed since it got it, even when pressed again', async () => {
     const { p, sockets } = await openWidget('none');
@@ -300,7 +341,7 @@ describe('the widget against clickjacking', () => {
   it('pauses by itself once the page hides the frame while it trains, ignores the page\'s resume, and resumes only on a click in the frame', async () => {
     const { p } = await openWidget('none');
     await waitForStatus(p, /^Ready/);
-    await startButton(p).click();
+    await restAndClick(startButton(p));
     await waitForStatus(p, /^(Training|Waiting)/, 240_000);
     // The page takes the frame out of view and would ignore its own Stop. The frame's document
     // still reads 'visible', so the pause-while-hidden policy does not see it.
@@ -328,7 +369,7 @@ describe('the widget against clickjacking', () => {
     await expect.poll(() => startButton(p).innerText()).toBe('Resume training');
     expect(await status(p)).toMatch(held);
     expect(await stopButton(p).isVisible()).toBe(true);
-    await startButton(p).click();
+    await restAndClick(startButton(p));
     await waitForStatus(p, /^(Training|Waiting)/);
     await expect.poll(() => startButton(p).isHidden()).toBe(true);
     // The frame's own Stop stops it.
@@ -342,7 +383,7 @@ describe('the widget against clickjacking', () => {
   it('pauses by itself once the page zooms the frame out to under half size while it trains, and resumes only on a click in it', async () => {
     const { p } = await openWidget('none');
     await waitForStatus(p, /^Ready/);
-    await startButton(p).click();
+    await restAndClick(startButton(p));
     await waitForStatus(p, /^(Training|Waiting)/, 240_000);
     const frame = trainingFrame(p);
     await p.evaluate(() => (window as unknown as { setAttack(a: string): void }).setAttack('shrink'));
@@ -359,7 +400,7 @@ describe('the widget against clickjacking', () => {
     await p.evaluate(() => (window as unknown as { setAttack(a: string): void }).setAttack('none'));
     await expect.poll(() => startButton(p).innerText()).toBe('Resume training');
     expect(await status(p)).toMatch(held);
-    await startButton(p).click();
+    await restAndClick(startButton(p));
     await waitForStatus(p, /^(Training|Waiting)/);
     await stopButton(p).click();
     await waitForStatus(p, /^Stopped/);

@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Frame, Page } from 'playwright-core';
-import { pageErrors, ROOT, startBrowser, type BrowserHarness } from './support/browser.ts';
+import { pageErrors, restAndClick, ROOT, startBrowser, type BrowserHarness } from './support/browser.ts';
 
 const OUT = join(ROOT, 'tests', 'output');
 mkdirSync(OUT, { recursive: true });
@@ -144,7 +144,7 @@ describe('embeddable widget', () => {
     await page.keyboard.press('ArrowLeft');
     await frame.waitForFunction(() => Math.abs(window.frameTest.controller!.intensity - 0.45) < 1e-9);
     expect(await frame.evaluate(() => [window.frameTest.controller!.phase, window.frameTest.backend.joins])).toEqual(['idle', 0]);
-    await start.click();
+    await restAndClick(start);
     await waitForStatus(/Training/);
     expect(await start.isHidden()).toBe(true);
     expect(new URL(frame.url()).origin).toBe(new URL(h.baseUrl).origin);

@@ -15,9 +15,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { build, createServer, type ViteDevServer } from 'vite';
 import type { AppOptions } from '../../server/app.ts';
+import { SETTLE_MS } from '../../src/ui/core/settle.ts';
 import { startServer, type TestServer } from './coordinator.ts';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -208,4 +209,19 @@ export async function createRun(server: TestServer, body: Record<string, unknown
     method: 'POST', headers: { ...server.admin, 'content-type': 'application/json' }, body: JSON.stringify(body),
   });
   if (res.status !== 201) throw new Error(`creating the test run failed: HTTP ${res.status} ${await res.text()}`);
+}
+
+/**
+ * A visitor's click on a button in the widget's training frame: the mouse comes to rest on it and
+ * stays there SETTLE_MS by the frame's own clock before the click, as the frame asks of a mouse
+ * click (pointerGate, src/ui/embed/frame-bridge.ts). hover() waits for the button to take clicks.
+ */
+export async function restAndClick(button: Locator): Promise<void> {
+  await button.hover();
+  const t0 = await button.evaluate(() => performance.now());
+  await button.evaluate((_el, [t, ms]) => new Promise<void>((done) => {
+    const look = () => (performance.now() - t! > ms! ? done() : setTimeout(look, 20));
+    look();
+  }), [t0, SETTLE_MS + 50]);
+  await button.click();
 }

@@ -15,7 +15,9 @@
 // under half size (isVisible sees neither clipping nor CSS zoom), and the button has not appeared
 // or moved in the frame for as long (Chromium also reports a frame its page just moved as not
 // visible for a moment). Until then the button takes no pointer events, and a click where it is
-// only says why. A key press on it (a click with detail 0) counts only once the button has held
+// only says why. A mouse click counts only once the pointer has been over the frame for as long
+// (pointerGate): the page can slide the frame under a resting pointer, which the frame sees no
+// other way. A key press on it (a click with detail 0) counts only once the button has held
 // the focus for KEY_FOCUS_MS with no other key pressed: a visitor typing in the page's form field
 // just before the frame tabs onto Start and types on. Where the browser has no
 // IntersectionObserver v2 (Firefox, Safari today), nothing can show the frame that it is in view,
@@ -274,6 +276,35 @@ export function keyGate(button: HTMLButtonElement, win: Window) {
 }
 
 /**
+ * Whether a mouse click counts: the mouse pointer has been over this frame, without leaving it,
+ * for SETTLE_MS before the click. A page can slide the frame under a pointer resting on its own
+ * decoy just before the visitor clicks: nothing the frame sees has changed (the button is in full
+ * view and in place within the frame, and IntersectionObserver v2 reports no move), and Chromium
+ * let that click through to a frame of another site slid there 60 ms before it (a frame of the
+ * same site had it dropped). The pointer that arrives over the frame with it, or with the click, is
+ * new to it. `verdict(ev)` takes the click; one from a touch, a pen or the keyboard (judged
+ * elsewhere) is not judged here. Call it from a capturing click listener.
+ */
+export function pointerGate(win: Window) {
+  /** Since when the mouse pointer has been over the frame; null while it is not. */
+  let since: number | null = null;
+  const doc = win.document;
+  const over = (e: PointerEvent) => { if (e.pointerType === 'mouse') since ??= e.timeStamp; };
+  doc.addEventListener('pointerover', over, true);
+  doc.addEventListener('pointermove', over, true);
+  doc.addEventListener('pointerdown', over, true);
+  // Out of the frame: the pointer leaves for an element of no document of ours.
+  doc.addEventListener('pointerout', (e) => { if (e.relatedTarget === null) since = null; }, true);
+  return {
+    verdict(ev: MouseEvent): string | null {
+      const type = (ev as PointerEvent).pointerType;
+      if (ev.detail === 0 || (type !== undefined && type !== 'mouse')) return null;
+      return since !== null && settled(ev.timeStamp, since) ? null : REFUSED.early;
+    },
+  };
+}
+
+/**
  * Calls `onUnseen` once `el` has been out of full view (visibleAndWhole and drawnFullSize) for
  * UNSEEN_PAUSE_MS while the watch is on and the tab is shown (in a hidden tab the policy pauses
  * training, and resumes it when the tab is back). Where the browser has no IntersectionObserver
@@ -382,6 +413,7 @@ export function serveFrame(
       const { button, stop, note } = controls(win.document);
       const gate = visibilityGate(button, win);
       const keys = keyGate(button, win);
+      const pointer = pointerGate(win);
       /** Why the last click on the start button did not count (or would not); cleared when training starts. */
       let refused: string | null = null;
       /** The frame paused training because it was out of view: only a click on its own Resume undoes that. */
@@ -424,7 +456,7 @@ export function serveFrame(
           if (!(ev.clientX >= r.left && ev.clientX <= r.right && ev.clientY >= r.top && ev.clientY <= r.bottom)) return;
         }
         // A key press on the button (Enter, Space) is a click with detail 0; a pointer's has 1 or more.
-        refused = (ev.detail === 0 ? keys.verdict(ev.timeStamp) : null) ?? gate.verdict(ev.timeStamp);
+        refused = (ev.detail === 0 ? keys.verdict(ev.timeStamp) : pointer.verdict(ev)) ?? gate.verdict(ev.timeStamp);
         if (refused === null && held) {
           held = false;
           c.resume();
