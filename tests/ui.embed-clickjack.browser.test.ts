@@ -291,6 +291,36 @@ describe('the widget against clickjacking', () => {
     await p.close();
   });
 
+  it('starts nothing on a click on Start slid under a pointer that rested on another part of the frame', async () => {
+    const { p, sockets } = await openWidget('none', undefined, otherSiteUrl);
+    await waitForStatus(p, /^Ready/);
+    const frame = trainingFrame(p);
+    await frame.waitForFunction(() => document.getElementById('murmur-start')!.style.pointerEvents === '');
+    const start = (await startButton(p).boundingBox())!;
+    const iframe = (await p.locator('murmur-volunteer iframe').boundingBox())!;
+    // The pointer rests in the frame, right of Start, past its own edge (no other part of the frame there).
+    const [x, y] = [start.x + start.width + 40, start.y + start.height / 2];
+    expect(x).toBeLessThan(iframe.x + iframe.width);
+    await p.mouse.move(x - 5, y);
+    await p.mouse.move(x, y);
+    const t1 = await frame.evaluate(() => performance.now());
+    await frame.waitForFunction((t) => performance.now() - t > 600, t1);
+    await p.evaluate((dx) => {
+      const f = document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('iframe')!;
+      const r = f.getBoundingClientRect();
+      f.style.cssText += `;position: fixed; left: ${r.left + dx}px; top: ${r.top}px; width: ${r.width}px`;
+    }, x - (start.x + start.width / 2));
+    const t0 = await p.evaluate(() => new Promise<number>((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(performance.now())))));
+    await p.waitForFunction((t) => performance.now() - t > 60, t0);
+    await p.mouse.down();
+    await p.mouse.up();
+    const said = await waitForStatus(p, /^Not started|Starting|Training/);
+    expect(said).toBe('Not started: this button had just appeared or moved. Click it again to start.');
+    expect(p.workers()).toHaveLength(0);
+    expect(sockets).toEqual([]);
+    await p.close();
+  });
+
   it('counts Enter on Start only once the button has held the focus a moment with no other key typed since it got it, even when pressed again', async () => {
     const { p, sockets } = await openWidget('none');
     await waitForStatus(p, /^Ready/);

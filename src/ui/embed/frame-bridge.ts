@@ -15,7 +15,7 @@
 // under half size (isVisible sees neither clipping nor CSS zoom), and the button has not appeared
 // or moved in the frame for as long (Chromium also reports a frame its page just moved as not
 // visible for a moment). Until then the button takes no pointer events, and a click where it is
-// only says why. A mouse click counts only once the pointer has been over the frame for as long
+// only says why. A mouse click counts only once the pointer has been over the button for as long
 // (pointerGate): the page can slide the frame under a resting pointer, which the frame sees no
 // other way. A key press on it (a click with detail 0) counts only once the button has held
 // the focus for KEY_FOCUS_MS with no other key pressed: a visitor typing in the page's form field
@@ -276,23 +276,30 @@ export function keyGate(button: HTMLButtonElement, win: Window) {
 }
 
 /**
- * Whether a mouse click counts: the mouse pointer has been over this frame, without leaving it,
- * for SETTLE_MS before the click. A page can slide the frame under a pointer resting on its own
- * decoy just before the visitor clicks: nothing the frame sees has changed (the button is in full
- * view and in place within the frame, and IntersectionObserver v2 reports no move), and Chromium
- * let that click through to a frame of another site slid there 60 ms before it (a frame of the
- * same site had it dropped). The pointer that arrives over the frame with it, or with the click, is
- * new to it. `verdict(ev)` takes the click; one from a touch, a pen or the keyboard (judged
- * elsewhere) is not judged here. Call it from a capturing click listener.
+ * Whether a mouse click on `button` counts: the mouse pointer has been over the button, without
+ * leaving it or the frame, for SETTLE_MS before the click. A page can slide the frame under a
+ * pointer resting on its own decoy just before the visitor clicks: nothing the frame sees has
+ * changed (the button is in full view and in place within the frame, and IntersectionObserver v2
+ * reports no move), and Chromium let that click through to a frame of another site slid there
+ * 60 ms before it (a frame of the same site had it dropped). The pointer that arrives over the
+ * button with the frame, or with the click, is new to it; so is one that rested on another part of
+ * the frame before the page slid Start under it. `verdict(ev)` takes the click; one from a touch, a
+ * pen or the keyboard (judged elsewhere) is not judged here.
  */
-export function pointerGate(win: Window) {
-  /** Since when the mouse pointer has been over the frame; null while it is not. */
+export function pointerGate(button: HTMLElement, win: Window) {
+  /** Since when the mouse pointer has been over the button; null while it is not. */
   let since: number | null = null;
   const doc = win.document;
-  const over = (e: PointerEvent) => { if (e.pointerType === 'mouse') since ??= e.timeStamp; };
-  doc.addEventListener('pointerover', over, true);
-  doc.addEventListener('pointermove', over, true);
-  doc.addEventListener('pointerdown', over, true);
+  const on = (e: PointerEvent) => {
+    const r = button.getBoundingClientRect();
+    return e.clientX >= r.left && e.clientX <= r.right && e.clientY >= r.top && e.clientY <= r.bottom;
+  };
+  const look = (e: PointerEvent) => {
+    if (e.pointerType !== 'mouse') return;
+    if (!on(e)) since = null;
+    else since ??= e.timeStamp;
+  };
+  for (const type of ['pointerover', 'pointermove', 'pointerdown'] as const) doc.addEventListener(type, look, true);
   // Out of the frame: the pointer leaves for an element of no document of ours.
   doc.addEventListener('pointerout', (e) => { if (e.relatedTarget === null) since = null; }, true);
   return {
@@ -413,7 +420,7 @@ export function serveFrame(
       const { button, stop, note } = controls(win.document);
       const gate = visibilityGate(button, win);
       const keys = keyGate(button, win);
-      const pointer = pointerGate(win);
+      const pointer = pointerGate(button, win);
       /** Why the last click on the start button did not count (or would not); cleared when training starts. */
       let refused: string | null = null;
       /** The frame paused training because it was out of view: only a click on its own Resume undoes that. */
