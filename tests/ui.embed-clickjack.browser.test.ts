@@ -100,6 +100,24 @@ async function waitForStatus(p: Page, re: RegExp, timeout = 60_000): Promise<str
   return status(p);
 }
 
+/**
+ * The host page slides the widget's frame by (dx, dy) (position: fixed) under the resting
+ * pointer, lets it be drawn there (two animation frames and 60 ms of the page's clock) and
+ * clicks: what the widget's status line says then.
+ */
+async function slideFrameThenClick(p: Page, dx: number, dy: number): Promise<string> {
+  await p.evaluate(([x, y]) => {
+    const f = document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('iframe')!;
+    const r = f.getBoundingClientRect();
+    f.style.cssText += `;position: fixed; left: ${r.left + x!}px; top: ${r.top + y!}px; width: ${r.width}px`;
+  }, [dx, dy]);
+  const t0 = await p.evaluate(() => new Promise<number>((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(performance.now())))));
+  await p.waitForFunction((t) => performance.now() - t > 60, t0);
+  await p.mouse.down();
+  await p.mouse.up();
+  return waitForStatus(p, /^Not started|Starting|Training/);
+}
+
 /** The host page with the widget, the visitor's real click on its button, and the frame ready; what it starts is recorded. */
 async function openWidget(attack: string, init?: () => void, site = hostUrl) {
   const p = await calmPage(browser, errors);
@@ -270,18 +288,7 @@ describe('the widget against clickjacking', () => {
     // The pointer rests on the page, away from the frame.
     const [x, y] = [iframe.x + iframe.width / 2, iframe.y + iframe.height + 200];
     await p.mouse.move(x, y);
-    await p.evaluate(([dx, dy]) => {
-      const f = document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('iframe')!;
-      const r = f.getBoundingClientRect();
-      f.style.cssText += `;position: fixed; left: ${r.left + dx!}px; top: ${r.top + dy!}px; width: ${r.width}px`;
-    }, [x - (start.x + start.width / 2), y - (start.y + start.height / 2)]);
-    // (Drawn there: the page's clock has passed two animation frames and 60 ms.)
-    const t0 = await p.evaluate(() => new Promise<number>((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(performance.now())))));
-    await p.waitForFunction((t) => performance.now() - t > 60, t0);
-    await p.mouse.down();
-    await p.mouse.up();
-    const said = await waitForStatus(p, /^Not started|Starting|Training/);
-    expect(said).toBe('Not started: this button had just appeared or moved. Click it again to start.');
+    expect(await slideFrameThenClick(p, x - (start.x + start.width / 2), y - (start.y + start.height / 2))).toBe('Not started: this button had just appeared or moved. Click it again to start.');
     expect(p.workers()).toHaveLength(0);
     expect(sockets).toEqual([]);
     // The pointer has rested on Start a moment: a click counts.
@@ -305,17 +312,7 @@ describe('the widget against clickjacking', () => {
     await p.mouse.move(x, y);
     const t1 = await frame.evaluate(() => performance.now());
     await frame.waitForFunction((t) => performance.now() - t > 600, t1);
-    await p.evaluate((dx) => {
-      const f = document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('iframe')!;
-      const r = f.getBoundingClientRect();
-      f.style.cssText += `;position: fixed; left: ${r.left + dx}px; top: ${r.top}px; width: ${r.width}px`;
-    }, x - (start.x + start.width / 2));
-    const t0 = await p.evaluate(() => new Promise<number>((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(performance.now())))));
-    await p.waitForFunction((t) => performance.now() - t > 60, t0);
-    await p.mouse.down();
-    await p.mouse.up();
-    const said = await waitForStatus(p, /^Not started|Starting|Training/);
-    expect(said).toBe('Not started: this button had just appeared or moved. Click it again to start.');
+    expect(await slideFrameThenClick(p, x - (start.x + start.width / 2), 0)).toBe('Not started: this button had just appeared or moved. Click it again to start.');
     expect(p.workers()).toHaveLength(0);
     expect(sockets).toEqual([]);
     await p.close();
