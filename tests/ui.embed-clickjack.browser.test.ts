@@ -118,6 +118,17 @@ async function slideFrameThenClick(p: Page, dx: number, dy: number): Promise<str
   return waitForStatus(p, /^Not started|Starting|Training/);
 }
 
+/** The widget on a page of another site, ready and taking clicks; where its Start and its frame are drawn. */
+async function readyOnOtherSite() {
+  const { p, sockets } = await openWidget('none', undefined, otherSiteUrl);
+  await waitForStatus(p, /^Ready/);
+  const frame = trainingFrame(p);
+  await frame.waitForFunction(() => document.getElementById('murmur-start')!.style.pointerEvents === '');
+  const start = (await startButton(p).boundingBox())!;
+  const iframe = (await p.locator('murmur-volunteer iframe').boundingBox())!;
+  return { p, sockets, frame, start, iframe };
+}
+
 /** The host page with the widget, the visitor's real click on its button, and the frame ready; what it starts is recorded. */
 async function openWidget(attack: string, init?: () => void, site = hostUrl) {
   const p = await calmPage(browser, errors);
@@ -279,12 +290,7 @@ describe('the widget against clickjacking', () => {
   // before the visitor clicks. Nothing in the frame changed (Start in full view and in place), and
   // Chromium let the click through to a frame of another site slid there 60 ms before it.
   it('starts nothing on a click on a frame of another site slid under the resting pointer a moment before, and starts once the pointer has rested on Start', async () => {
-    const { p, sockets } = await openWidget('none', undefined, otherSiteUrl);
-    await waitForStatus(p, /^Ready/);
-    const frame = trainingFrame(p);
-    await frame.waitForFunction(() => document.getElementById('murmur-start')!.style.pointerEvents === '');
-    const start = (await startButton(p).boundingBox())!;
-    const iframe = (await p.locator('murmur-volunteer iframe').boundingBox())!;
+    const { p, sockets, frame, start, iframe } = await readyOnOtherSite();
     // The pointer rests on the page, away from the frame.
     const [x, y] = [iframe.x + iframe.width / 2, iframe.y + iframe.height + 200];
     await p.mouse.move(x, y);
@@ -299,12 +305,7 @@ describe('the widget against clickjacking', () => {
   });
 
   it('starts nothing on a click on Start slid under a pointer that rested on another part of the frame', async () => {
-    const { p, sockets } = await openWidget('none', undefined, otherSiteUrl);
-    await waitForStatus(p, /^Ready/);
-    const frame = trainingFrame(p);
-    await frame.waitForFunction(() => document.getElementById('murmur-start')!.style.pointerEvents === '');
-    const start = (await startButton(p).boundingBox())!;
-    const iframe = (await p.locator('murmur-volunteer iframe').boundingBox())!;
+    const { p, sockets, frame, start, iframe } = await readyOnOtherSite();
     // The pointer rests in the frame, right of Start, past its own edge (no other part of the frame there).
     const [x, y] = [start.x + start.width + 40, start.y + start.height / 2];
     expect(x).toBeLessThan(iframe.x + iframe.width);
