@@ -52,8 +52,10 @@ describe('temps a killed writer left', () => {
       writeFileSync(join(dir, 'bk.tmp-89abcdef'), 'an older Murmur\'s temp: no pid');
       writeFileSync(join(dir, `bk.tmp-${live}-0123abcd`), 'being written');
       writeFileSync(join(dir, `other.tmp-${gone}-0123abcd`), 'not this file\'s');
-      expect(removeStaleTempsBeside(join(dir, 'bk')).sort()).toEqual([`bk.tmp-${gone}-0123abcd`, `bk.tmp-${gone}-4567abcd`, 'bk.tmp-89abcdef']);
-      expect(readdirSync(dir).sort()).toEqual([`bk.tmp-${live}-0123abcd`, `other.tmp-${gone}-0123abcd`]);
+      // Both sides sorted: where a pid sorts against the others depends on its digits (a pid
+      // 9651 sorts after '89abcdef').
+      expect(removeStaleTempsBeside(join(dir, 'bk')).sort()).toEqual([`bk.tmp-${gone}-0123abcd`, `bk.tmp-${gone}-4567abcd`, 'bk.tmp-89abcdef'].sort());
+      expect(readdirSync(dir).sort()).toEqual([`bk.tmp-${live}-0123abcd`, `other.tmp-${gone}-0123abcd`].sort());
       expect(removeStaleTempsBeside(join(dir, 'missing', 'x'))).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
