@@ -69,6 +69,16 @@ export function measuredForRun(info: CheckpointInfo, run: RunInfo): boolean {
   return info.valBatches === stateCheckBatchCount(run.model, run.train);
 }
 
+/**
+ * Whether two versions of a run measure a state on the same windows (its batch and sequence
+ * length). A change forgets every measurement of its checkpoints (forgetMeasurements), and a
+ * measurement taken on the run as it was before one is never recorded as the run's: the count of
+ * batches alone, all measuredForRun compares, is often the same on the new windows.
+ */
+export function sameWindows(a: RunInfo, b: RunInfo): boolean {
+  return a.train.batch === b.train.batch && a.train.seqLen === b.train.seqLen;
+}
+
 export function layoutHash(layout: Layout): string {
   return createHash('sha256').update(layoutSignature(layout)).digest('hex');
 }
@@ -335,11 +345,12 @@ export class CheckpointStore {
   }
 
   /**
-   * Marks every checkpoint of a run as not measured on its windows (its batch or sequence length
-   * changed): none is offered until measured again.
+   * Marks every checkpoint of a run (or the one `id`) as not measured on its windows (its batch or
+   * sequence length changed): none is offered until measured again.
    */
-  forgetMeasurements(runId: string): void {
-    this.db.prepare('UPDATE checkpoints SET val_batches = NULL WHERE run_id = ?').run(runId);
+  forgetMeasurements(runId: string, id?: string): void {
+    if (id === undefined) this.db.prepare('UPDATE checkpoints SET val_batches = NULL WHERE run_id = ?').run(runId);
+    else this.db.prepare('UPDATE checkpoints SET val_batches = NULL WHERE run_id = ? AND id = ?').run(runId, id);
   }
 
   /**
