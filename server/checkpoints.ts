@@ -16,19 +16,19 @@
 // whole checkpoint. A checkpoint saved before these files existed gets them on first request,
 // derived once however many requests wait for them.
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync, unlinkSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import type { Db } from './db.ts';
 import { removeStaleTemps, writeFileAtomicAsync } from './fsutil.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import { buildLayout, layoutSignature, view, type Layout } from '../src/model/layout.ts';
-import { concatBytes, readSafetensors, safetensorsParts, tensorF32, type SafeTensorIn } from '../src/model/safetensors.ts';
+import { concatBytes, readSafetensors, safetensorsLength, safetensorsParts, tensorF32, type SafeTensorIn } from '../src/model/safetensors.ts';
 import { ID_PATTERN, WireModelConfig, type CheckpointRef, type RunInfo } from '../src/protocol/messages.ts';
 import { CheckpointInfo } from '../src/protocol/api.ts';
 import { schemaProblem } from '../src/protocol/check.ts';
-import { encodeStateFrame, type StateFrame } from '../src/protocol/state-frame.ts';
-import { hfGpt2Config, hfModelSafetensors } from '../src/model/hf-export.ts';
+import { decodeStateMeta, encodeStateFrame, type StateFrame } from '../src/protocol/state-frame.ts';
+import { HfGpt2ConfigModel, hfGpt2Config, hfModelSafetensors } from '../src/model/hf-export.ts';
 import { stateCheckBatchCount } from '../src/data/sampler.ts';
 
 /** The files derived from a checkpoint for downloads, by kind. */
@@ -221,6 +221,35 @@ async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
   return h.digest('hex');
+}
+
+/** Bytes read from the start of a derived file to tell whether it is whole: its header, and all of a config. */
+const DERIVED_HEAD = 1 << 20;
+
+/**
+ * Whether a derived file holds all its header says it holds (a config: whether it parses as one).
+ * They are written without fsync, so after the machine crashed one can hold only its first part,
+ * not only nothing; served, a cut export would go out under its immutable ETag.
+ */
+function derivedWhole(path: string, kind: DerivedKind): boolean {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const size = fstatSync(fd).size;
+    const head = new Uint8Array(Math.min(size, DERIVED_HEAD));
+    if (readSync(fd, head, 0, head.length, 0) !== head.length) return false;
+    if (kind === 'state') {
+      const { meta, dataOffset } = decodeStateMeta(head);
+      return size === dataOffset + 8 * meta.floats;
+    }
+    if (kind === 'hfModel') return size === safetensorsLength(head);
+    const config: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(head));
+    return size <= DERIVED_HEAD && schemaProblem(HfGpt2ConfigModel, config, 'config.json') === null;
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }
 
 /** A checkpoint deleted while a download was deriving its files: the download answers 404. */
@@ -432,7 +461,8 @@ export class CheckpointStore {
 
   private async writeDerived(info: CheckpointInfo, model: ModelConfig, layout: Layout, phi: Float32Array, momentum: Float32Array): Promise<void> {
     const dir = this.dir(info.runId);
-    // Not fsynced: they are made again from the checkpoint if lost (see derived()).
+    // Not fsynced: they are made again from the checkpoint if lost or cut short by a crash (see
+    // derived() and reconcile()).
     await writeFileAtomicAsync(join(dir, DERIVED.state(info.id)), this.stateFrame(info, layout, phi, momentum), 0o644, false);
     const hf = hfModelSafetensors(layout, phi, { murmur_run: info.runId, murmur_checkpoint: info.id, murmur_step: String(info.step) });
     await writeFileAtomicAsync(join(dir, DERIVED.hfModel(info.id)), hf, 0o644, false);
@@ -471,12 +501,13 @@ export class CheckpointStore {
   /**
    * After a crash, or on a restored backup: drop temp files, index a checkpoint whose files were
    * complete but whose row was not yet written (verified by size and sha256), drop rows whose
-   * files are gone, and drop rows that do not read (a `file` that is a path, a size the file does
+   * files are gone, remove derived downloads cut short (`rederived`: made again on request),
+   * and drop rows that do not read (a `file` that is a path, a size the file does
    * not have) without touching any file they name. What is left unindexed is named in
    * `unreadable`; its files stay on disk for the operator.
    */
-  reconcile(): { indexed: number; dropped: number; temps: number; orphans: number; unreadable: string[] } {
-    let indexed = 0, dropped = 0, temps = 0, orphans = 0;
+  reconcile(): { indexed: number; dropped: number; temps: number; orphans: number; rederived: number; unreadable: string[] } {
+    let indexed = 0, dropped = 0, temps = 0, orphans = 0, rederived = 0;
     const unreadable: string[] = [];
     const known = new Set((this.db.prepare('SELECT id FROM checkpoints').all() as { id: string }[]).map((r) => r.id));
     const runs = new Set((this.db.prepare('SELECT id FROM runs').all() as { id: string }[]).map((r) => r.id));
@@ -553,6 +584,16 @@ export class CheckpointStore {
         this.withdrawDamaged(info);
         unreadable.push(`${info.runId}/${info.file} is ${size} bytes, but its row says ${info.bytes} (truncated or replaced); not offered`);
         dropped++;
+      } else {
+        // Its derived downloads, written without fsync: one cut short by the crash is removed,
+        // and derived again from the checkpoint by the first download that asks for it.
+        const dir = this.dir(info.runId);
+        for (const kind of Object.keys(DERIVED) as DerivedKind[]) {
+          const name = DERIVED[kind](info.id);
+          if (fileSize(join(dir, name)) === null || derivedWhole(join(dir, name), kind)) continue;
+          removeFiles(dir, [name]);
+          rederived++;
+        }
       }
     }
     // A checkpoint's files with neither a row nor a record (a save cut short by a crash, a
@@ -570,7 +611,7 @@ export class CheckpointStore {
       }
     }
     for (const runId of runs) this.prune(runId);
-    return { indexed, dropped, temps, orphans, unreadable };
+    return { indexed, dropped, temps, orphans, rederived, unreadable };
   }
 
   private insert(i: CheckpointInfo): void {

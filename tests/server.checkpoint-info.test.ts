@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDb } from '../server/db.ts';
 import { RunStore } from '../server/runs.ts';
-import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointStore, decodeCheckpoint } from '../server/checkpoints.ts';
+import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointStore, DERIVED, decodeCheckpoint } from '../server/checkpoints.ts';
 import { writeSafetensors } from '../src/model/safetensors.ts';
 import { honestState } from './support/states.ts';
 
@@ -168,6 +168,28 @@ describe('a checkpoint\'s files on disk', () => {
     const fixed = checkpoints.reconcile();
     expect(fixed.orphans).toBe(4);
     expect(readdirSync(run).sort()).toEqual(['notes.txt', 's10-0badc0de.json', 's10-0badc0de.safetensors']);
+    db.close();
+  });
+
+  it('after a crash, a derived download cut short (written without fsync) is derived again, never served cut', async () => {
+    const { db, checkpoints, run, runInfo, frame } = await saving();
+    const info = await checkpoints.save(runInfo, frame, null, 2000, 1);
+    const whole = new Map<string, Buffer>();
+    for (const kind of ['state', 'hfModel', 'hfConfig'] as const) whole.set(kind, readFileSync(await checkpoints.derived(info, kind)));
+    // What a machine crash can leave of files renamed into place before their data reached the
+    // disk: the first part of each, not only nothing.
+    for (const kind of ['state', 'hfModel', 'hfConfig'] as const) {
+      const path = join(run, DERIVED[kind](info.id));
+      writeFileSync(path, whole.get(kind)!.subarray(0, Math.floor(whole.get(kind)!.length / 2)));
+    }
+    const fixed = checkpoints.reconcile();
+    for (const kind of ['state', 'hfModel', 'hfConfig'] as const) {
+      const served = readFileSync(await checkpoints.derived(info, kind));
+      expect(served.equals(whole.get(kind)!), `${kind}: ${served.length} bytes served of ${whole.get(kind)!.length}`).toBe(true);
+    }
+    expect(fixed).toMatchObject({ indexed: 0, dropped: 0, unreadable: [], rederived: 3 });
+    // Whole ones are left as they are.
+    expect(checkpoints.reconcile()).toMatchObject({ rederived: 0 });
     db.close();
   });
 
