@@ -294,13 +294,19 @@ export class CheckpointStore {
   }
 
   /**
-   * Writes a checkpoint durably, then prunes to the newest `keep`. The hashing yields and the file
+   * Writes a checkpoint durably, then prunes to the newest `keep`; `createdAt` is raised past the
+   * run's newest checkpoint's when it is not later (a clock set back). The hashing yields and the file
    * I/O is asynchronous, so the coordinator keeps serving peers meanwhile. `valBatches`: how many
    * validation batches the coordinator measured frame.meta.valLoss on (absent: not measured).
    */
   async save(run: RunInfo, frame: StateFrame, peerId: string | null, createdAt: number, valBatches?: number): Promise<CheckpointInfo> {
     const dir = this.dir(run.id);
     mkdirSync(dir, { recursive: true });
+    // Never older than the run's newest checkpoint: the list, pruning and the checkpoint offered
+    // go by createdAt, and a clock set back (an NTP step) made the one just saved the oldest,
+    // pruned as it was acknowledged, while an older one stayed the bound and the offer.
+    const newest = this.latest(run.id);
+    if (newest !== null && createdAt <= newest.createdAt) createdAt = newest.createdAt + 1;
     const parts = encodeCheckpointParts(run, frame, peerId, createdAt);
     const size = parts.reduce((n, p) => n + p.length, 0);
     const id = `s${frame.meta.step}-${randomBytes(4).toString('hex')}`;

@@ -11,6 +11,7 @@ import { RunStore } from '../server/runs.ts';
 import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointStore, DERIVED, decodeCheckpoint } from '../server/checkpoints.ts';
 import { writeSafetensors } from '../src/model/safetensors.ts';
 import { honestState } from './support/states.ts';
+import { stateCheckBatchCount } from '../src/data/sampler.ts';
 
 const dirs: string[] = [];
 afterEach(() => { for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true }); });
@@ -190,6 +191,20 @@ describe('a checkpoint\'s files on disk', () => {
     expect(fixed).toMatchObject({ indexed: 0, dropped: 0, unreadable: [], rederived: 3 });
     // Whole ones are left as they are.
     expect(checkpoints.reconcile()).toMatchObject({ rederived: 0 });
+    db.close();
+  });
+
+  it('a checkpoint saved after the clock went back is still the newest: kept, offered, the others pruned', async () => {
+    const { db, checkpoints, runInfo, frame } = await saving();
+    const older = [];
+    const measuredOn = stateCheckBatchCount(runInfo.model, runInfo.train);
+    for (let i = 0; i < checkpoints.keep; i++) older.push(await checkpoints.save(runInfo, { ...frame, meta: { ...frame.meta, step: 10 * i } }, null, 10_000 + i, measuredOn));
+    // The machine's clock was set back an hour (an NTP step) before the next upload.
+    const info = await checkpoints.save(runInfo, { ...frame, meta: { ...frame.meta, step: 100 } }, null, 10_000 - 3_600_000, measuredOn);
+    expect(checkpoints.get('default', info.id), 'the checkpoint just saved and acknowledged').not.toBeNull();
+    expect(checkpoints.latest('default')?.id).toBe(info.id);
+    expect(checkpoints.current(runInfo)?.id).toBe(info.id);
+    expect(checkpoints.list('default').map((c) => c.id)).toEqual([info.id, ...older.slice(1).map((c) => c.id).reverse()]);
     db.close();
   });
 
