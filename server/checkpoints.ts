@@ -270,6 +270,8 @@ function removeFiles(dir: string, names: readonly string[]): void {
 export class CheckpointStore {
   /** Derivations under way (checkpoints saved before derived files existed): one per checkpoint. */
   private readonly deriving = new Map<string, Promise<void>>();
+  /** The derivation queued last: derivations run one after another (derived()). */
+  private deriveQueue: Promise<void> = Promise.resolve();
   /** Derivations that failed lately, by checkpoint id (at most DERIVE_FAILURES_KEPT). */
   private readonly deriveFailed = new Map<string, { at: number; err: Error }>();
   /**
@@ -446,13 +448,21 @@ export class CheckpointStore {
     if (failed && Date.now() - failed.at < DERIVE_RETRY_MS) throw failed.err;
     let p = this.deriving.get(info.id);
     if (!p) {
-      p = this.load(info).then((l) => this.writeDerived(info, l.model, l.layout, l.phi, l.momentum))
-        .then(() => { this.deriveFailed.delete(info.id); }, (err: Error) => {
-          if (this.deriveFailed.size >= DERIVE_FAILURES_KEPT) this.deriveFailed.delete(this.deriveFailed.keys().next().value!);
-          this.deriveFailed.set(info.id, { at: Date.now(), err });
-          throw err;
-        })
-        .finally(() => this.deriving.delete(info.id));
+      // One checkpoint at a time: each derivation holds the checkpoint read whole, φ and m, and the
+      // files it writes, a few times the checkpoint's size (387 MB on `base`), and anonymous
+      // downloads of every checkpoint that lacks its files (after an upgrade, or a crash) would
+      // otherwise all derive at once, before the download budget is asked.
+      const task = this.deriveQueue.then(() => {
+        if (!this.get(info.runId, info.id)) throw new CheckpointGoneError(info);
+        return this.load(info);
+      }).then((l) => this.writeDerived(info, l.model, l.layout, l.phi, l.momentum));
+      this.deriveQueue = task.catch(() => {});
+      p = task.then(() => { this.deriveFailed.delete(info.id); }, (err: Error) => {
+        if (err instanceof CheckpointGoneError) throw err;
+        if (this.deriveFailed.size >= DERIVE_FAILURES_KEPT) this.deriveFailed.delete(this.deriveFailed.keys().next().value!);
+        this.deriveFailed.set(info.id, { at: Date.now(), err });
+        throw err;
+      }).finally(() => this.deriving.delete(info.id));
       this.deriving.set(info.id, p);
     }
     await p;

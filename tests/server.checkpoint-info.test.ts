@@ -224,6 +224,25 @@ describe('a checkpoint\'s files on disk', () => {
     db.close();
   });
 
+  it('derives one checkpoint at a time, however many downloads ask for different ones: each holds a few copies of its checkpoint', async () => {
+    const { db, checkpoints, run, runInfo, frame } = await saving();
+    const infos = [];
+    for (let i = 0; i < 3; i++) infos.push(await checkpoints.save(runInfo, { ...frame, meta: { ...frame.meta, step: 10 * i } }, null, 2000 + i, 1));
+    // Saved by an older coordinator, or cut short by a crash: no derived files.
+    for (const f of readdirSync(run).filter((f) => f.endsWith('.bin'))) unlinkSync(join(run, f));
+    const p = checkpoints as unknown as Patchable;
+    const load = p.load.bind(checkpoints);
+    const writeDerived = p.writeDerived.bind(checkpoints);
+    let now = 0, most = 0;
+    // From the read of the whole checkpoint to its derived files written: its copies are held.
+    p.load = async (i) => { most = Math.max(most, ++now); return load(i); };
+    p.writeDerived = async (...a) => { try { await writeDerived(...a); } finally { now--; } };
+    const paths = await Promise.all(infos.flatMap((info) => [checkpoints.derived(info, 'hfModel'), checkpoints.derived(info, 'state')]));
+    expect(paths).toHaveLength(6);
+    expect(most).toBe(1);
+    db.close();
+  });
+
   it('a derivation that failed is not tried again for a while: each try reads and hashes the whole checkpoint', async () => {
     const { db, checkpoints, run, runInfo, frame } = await saving();
     const info = await checkpoints.save(runInfo, frame, null, 2000, 1);
