@@ -322,13 +322,15 @@ export class CheckpointStore {
       await writeFileAtomicAsync(join(dir, file), parts);
       await this.writeDerived(info, run.model, buildLayout(run.model), frame.phi, frame.momentum);
       await writeFileAtomicAsync(join(dir, `${id}.json`), new TextEncoder().encode(JSON.stringify(info, null, 2) + '\n'));
+      // The row last, in here too: one that cannot be written (SQLite finding the disk full) must
+      // not leave a record that the next start indexes as a checkpoint the upload was refused.
+      this.insert(info);
     } catch (err) {
       // A full disk (or any failed write) leaves nothing behind: no row, no record, and none of
       // the checkpoint-sized files written before the failure, which nothing would ever remove.
       removeFiles(dir, checkpointFiles(info));
       throw err;
     }
-    this.insert(info);
     this.prune(run.id);
     return info;
   }

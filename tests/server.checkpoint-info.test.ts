@@ -161,6 +161,17 @@ describe('a checkpoint\'s files on disk', () => {
     db.close();
   });
 
+  it('a save whose row cannot be written (a full disk under the database) leaves no file behind either', async () => {
+    const { db, checkpoints, run, runInfo, frame } = await saving();
+    // Every file is written; SQLite then finds no room for the row.
+    (checkpoints as unknown as { insert: () => void }).insert = () => { throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' }); };
+    await expect(checkpoints.save(runInfo, frame, null, 2000, 1)).rejects.toThrow(/disk is full/);
+    expect(readdirSync(run)).toEqual([]);
+    // Nor does the next start index it from a record left behind: the upload was answered with an error.
+    expect(checkpoints.reconcile().indexed).toBe(0);
+    db.close();
+  });
+
   it('after a crash, files of a checkpoint with neither a row nor a record are removed; a record keeps its files', () => {
     const { db, checkpoints, run } = store();
     saved(run, 's10-0badc0de', { step: -1 }); // a record that does not read: left, with its file, and named
