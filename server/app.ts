@@ -245,7 +245,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     events.append(run.id, 'run-created', null, { run });
   }
   const fixed = checkpoints.reconcile();
-  if (fixed.indexed + fixed.dropped + fixed.temps + fixed.orphans + fixed.unreadable.length > 0) logger.warn(fixed, 'checkpoint store repaired after an unclean stop');
+  if (fixed.indexed + fixed.dropped + fixed.temps + fixed.orphans + fixed.rederived + fixed.unreadable.length > 0) logger.warn(fixed, 'checkpoint store repaired after an unclean stop');
 
   const hub = new PeerHub({ db, clock, rng, logger, signer, runs, metrics, events, live, datasets, checkpoints, ice: deps.ice }, hubOptions);
   const scheduler = new CheckpointScheduler({ hub, runs, events, clock, rng, logger }, {

@@ -12,7 +12,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import { stateCheckBatchCount } from '../src/data/sampler.ts';
 import { EvaluatorBusyError, measuredLossError, uploadMemorisedError, type CheckpointEvaluator } from './checkpoint-validate.ts';
 import type { StateLosses } from '../src/protocol/memorised.ts';
-import { measuredForRun, type CheckpointStore } from './checkpoints.ts';
+import { measuredForRun, sameWindows, type CheckpointStore } from './checkpoints.ts';
 import type { RunStore } from './runs.ts';
 
 export interface RemeasureDeps {
@@ -65,6 +65,10 @@ export async function remeasureCheckpoints(d: RemeasureDeps, retryMs = 1000): Pr
       if (m === null) continue;
       // The coordinator closed meanwhile: nothing to record (the database goes next).
       if (d.evaluator.closed) return out;
+      // The run's windows changed meanwhile: this figure is the old windows', and the change
+      // queued a pass after this one that measures the checkpoint on the new ones.
+      const now = d.runs.get(run.id);
+      if (!now || !sameWindows(run, now)) continue;
       const bad = measuredLossError(m.val, null, run.model.vocab) ?? uploadMemorisedError(m);
       if (bad) {
         out.refused++;

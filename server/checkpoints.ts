@@ -16,19 +16,19 @@
 // whole checkpoint. A checkpoint saved before these files existed gets them on first request,
 // derived once however many requests wait for them.
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync, unlinkSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import type { Db } from './db.ts';
 import { removeStaleTemps, writeFileAtomicAsync } from './fsutil.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import { buildLayout, layoutSignature, view, type Layout } from '../src/model/layout.ts';
-import { concatBytes, readSafetensors, safetensorsParts, tensorF32, type SafeTensorIn } from '../src/model/safetensors.ts';
+import { concatBytes, readSafetensors, safetensorsLength, safetensorsParts, tensorF32, type SafeTensorIn } from '../src/model/safetensors.ts';
 import { ID_PATTERN, WireModelConfig, type CheckpointRef, type RunInfo } from '../src/protocol/messages.ts';
 import { CheckpointInfo } from '../src/protocol/api.ts';
 import { schemaProblem } from '../src/protocol/check.ts';
-import { encodeStateFrame, type StateFrame } from '../src/protocol/state-frame.ts';
-import { hfGpt2Config, hfModelSafetensors } from '../src/model/hf-export.ts';
+import { decodeStateMeta, encodeStateFrame, type StateFrame } from '../src/protocol/state-frame.ts';
+import { HfGpt2ConfigModel, hfGpt2Config, hfModelSafetensors } from '../src/model/hf-export.ts';
 import { stateCheckBatchCount } from '../src/data/sampler.ts';
 
 /** The files derived from a checkpoint for downloads, by kind. */
@@ -67,6 +67,16 @@ const fromRow = (r: Row): CheckpointInfo => ({
 /** Whether a checkpoint's loss is the coordinator's measurement on `run`'s state check windows. */
 export function measuredForRun(info: CheckpointInfo, run: RunInfo): boolean {
   return info.valBatches === stateCheckBatchCount(run.model, run.train);
+}
+
+/**
+ * Whether two versions of a run measure a state on the same windows (its batch and sequence
+ * length). A change forgets every measurement of its checkpoints (forgetMeasurements), and a
+ * measurement taken on the run as it was before one is never recorded as the run's: the count of
+ * batches alone, all measuredForRun compares, is often the same on the new windows.
+ */
+export function sameWindows(a: RunInfo, b: RunInfo): boolean {
+  return a.train.batch === b.train.batch && a.train.seqLen === b.train.seqLen;
 }
 
 export function layoutHash(layout: Layout): string {
@@ -213,6 +223,35 @@ async function sha256File(path: string): Promise<string> {
   return h.digest('hex');
 }
 
+/** Bytes read from the start of a derived file to tell whether it is whole: its header, and all of a config. */
+const DERIVED_HEAD = 1 << 20;
+
+/**
+ * Whether a derived file holds all its header says it holds (a config: whether it parses as one).
+ * They are written without fsync, so after the machine crashed one can hold only its first part,
+ * not only nothing; served, a cut export would go out under its immutable ETag.
+ */
+function derivedWhole(path: string, kind: DerivedKind): boolean {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const size = fstatSync(fd).size;
+    const head = new Uint8Array(Math.min(size, DERIVED_HEAD));
+    if (readSync(fd, head, 0, head.length, 0) !== head.length) return false;
+    if (kind === 'state') {
+      const { meta, dataOffset } = decodeStateMeta(head);
+      return size === dataOffset + 8 * meta.floats;
+    }
+    if (kind === 'hfModel') return size === safetensorsLength(head);
+    const config: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(head));
+    return size <= DERIVED_HEAD && schemaProblem(HfGpt2ConfigModel, config, 'config.json') === null;
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
 /** A checkpoint deleted while a download was deriving its files: the download answers 404. */
 export class CheckpointGoneError extends Error {
   readonly statusCode = 404;
@@ -231,6 +270,8 @@ function removeFiles(dir: string, names: readonly string[]): void {
 export class CheckpointStore {
   /** Derivations under way (checkpoints saved before derived files existed): one per checkpoint. */
   private readonly deriving = new Map<string, Promise<void>>();
+  /** The derivation queued last: derivations run one after another (derived()). */
+  private deriveQueue: Promise<void> = Promise.resolve();
   /** Derivations that failed lately, by checkpoint id (at most DERIVE_FAILURES_KEPT). */
   private readonly deriveFailed = new Map<string, { at: number; err: Error }>();
   /**
@@ -255,13 +296,19 @@ export class CheckpointStore {
   }
 
   /**
-   * Writes a checkpoint durably, then prunes to the newest `keep`. The hashing yields and the file
+   * Writes a checkpoint durably, then prunes to the newest `keep`; `createdAt` is raised past the
+   * run's newest checkpoint's when it is not later (a clock set back). The hashing yields and the file
    * I/O is asynchronous, so the coordinator keeps serving peers meanwhile. `valBatches`: how many
    * validation batches the coordinator measured frame.meta.valLoss on (absent: not measured).
    */
   async save(run: RunInfo, frame: StateFrame, peerId: string | null, createdAt: number, valBatches?: number): Promise<CheckpointInfo> {
     const dir = this.dir(run.id);
     mkdirSync(dir, { recursive: true });
+    // Never older than the run's newest checkpoint: the list, pruning and the checkpoint offered
+    // go by createdAt, and a clock set back (an NTP step) made the one just saved the oldest,
+    // pruned as it was acknowledged, while an older one stayed the bound and the offer.
+    const newest = this.latest(run.id);
+    if (newest !== null && createdAt <= newest.createdAt) createdAt = newest.createdAt + 1;
     const parts = encodeCheckpointParts(run, frame, peerId, createdAt);
     const size = parts.reduce((n, p) => n + p.length, 0);
     const id = `s${frame.meta.step}-${randomBytes(4).toString('hex')}`;
@@ -275,13 +322,15 @@ export class CheckpointStore {
       await writeFileAtomicAsync(join(dir, file), parts);
       await this.writeDerived(info, run.model, buildLayout(run.model), frame.phi, frame.momentum);
       await writeFileAtomicAsync(join(dir, `${id}.json`), new TextEncoder().encode(JSON.stringify(info, null, 2) + '\n'));
+      // The row last, in here too: one that cannot be written (SQLite finding the disk full) must
+      // not leave a record that the next start indexes as a checkpoint the upload was refused.
+      this.insert(info);
     } catch (err) {
       // A full disk (or any failed write) leaves nothing behind: no row, no record, and none of
       // the checkpoint-sized files written before the failure, which nothing would ever remove.
       removeFiles(dir, checkpointFiles(info));
       throw err;
     }
-    this.insert(info);
     this.prune(run.id);
     return info;
   }
@@ -335,11 +384,12 @@ export class CheckpointStore {
   }
 
   /**
-   * Marks every checkpoint of a run as not measured on its windows (its batch or sequence length
-   * changed): none is offered until measured again.
+   * Marks every checkpoint of a run (or the one `id`) as not measured on its windows (its batch or
+   * sequence length changed): none is offered until measured again.
    */
-  forgetMeasurements(runId: string): void {
-    this.db.prepare('UPDATE checkpoints SET val_batches = NULL WHERE run_id = ?').run(runId);
+  forgetMeasurements(runId: string, id?: string): void {
+    if (id === undefined) this.db.prepare('UPDATE checkpoints SET val_batches = NULL WHERE run_id = ?').run(runId);
+    else this.db.prepare('UPDATE checkpoints SET val_batches = NULL WHERE run_id = ? AND id = ?').run(runId, id);
   }
 
   /**
@@ -400,13 +450,21 @@ export class CheckpointStore {
     if (failed && Date.now() - failed.at < DERIVE_RETRY_MS) throw failed.err;
     let p = this.deriving.get(info.id);
     if (!p) {
-      p = this.load(info).then((l) => this.writeDerived(info, l.model, l.layout, l.phi, l.momentum))
-        .then(() => { this.deriveFailed.delete(info.id); }, (err: Error) => {
-          if (this.deriveFailed.size >= DERIVE_FAILURES_KEPT) this.deriveFailed.delete(this.deriveFailed.keys().next().value!);
-          this.deriveFailed.set(info.id, { at: Date.now(), err });
-          throw err;
-        })
-        .finally(() => this.deriving.delete(info.id));
+      // One checkpoint at a time: each derivation holds the checkpoint read whole, φ and m, and the
+      // files it writes, a few times the checkpoint's size (387 MB on `base`), and anonymous
+      // downloads of every checkpoint that lacks its files (after an upgrade, or a crash) would
+      // otherwise all derive at once, before the download budget is asked.
+      const task = this.deriveQueue.then(() => {
+        if (!this.get(info.runId, info.id)) throw new CheckpointGoneError(info);
+        return this.load(info);
+      }).then((l) => this.writeDerived(info, l.model, l.layout, l.phi, l.momentum));
+      this.deriveQueue = task.catch(() => {});
+      p = task.then(() => { this.deriveFailed.delete(info.id); }, (err: Error) => {
+        if (err instanceof CheckpointGoneError) throw err;
+        if (this.deriveFailed.size >= DERIVE_FAILURES_KEPT) this.deriveFailed.delete(this.deriveFailed.keys().next().value!);
+        this.deriveFailed.set(info.id, { at: Date.now(), err });
+        throw err;
+      }).finally(() => this.deriving.delete(info.id));
       this.deriving.set(info.id, p);
     }
     await p;
@@ -421,7 +479,8 @@ export class CheckpointStore {
 
   private async writeDerived(info: CheckpointInfo, model: ModelConfig, layout: Layout, phi: Float32Array, momentum: Float32Array): Promise<void> {
     const dir = this.dir(info.runId);
-    // Not fsynced: they are made again from the checkpoint if lost (see derived()).
+    // Not fsynced: they are made again from the checkpoint if lost or cut short by a crash (see
+    // derived() and reconcile()).
     await writeFileAtomicAsync(join(dir, DERIVED.state(info.id)), this.stateFrame(info, layout, phi, momentum), 0o644, false);
     const hf = hfModelSafetensors(layout, phi, { murmur_run: info.runId, murmur_checkpoint: info.id, murmur_step: String(info.step) });
     await writeFileAtomicAsync(join(dir, DERIVED.hfModel(info.id)), hf, 0o644, false);
@@ -460,12 +519,13 @@ export class CheckpointStore {
   /**
    * After a crash, or on a restored backup: drop temp files, index a checkpoint whose files were
    * complete but whose row was not yet written (verified by size and sha256), drop rows whose
-   * files are gone, and drop rows that do not read (a `file` that is a path, a size the file does
+   * files are gone, remove derived downloads cut short (`rederived`: made again on request),
+   * and drop rows that do not read (a `file` that is a path, a size the file does
    * not have) without touching any file they name. What is left unindexed is named in
    * `unreadable`; its files stay on disk for the operator.
    */
-  reconcile(): { indexed: number; dropped: number; temps: number; orphans: number; unreadable: string[] } {
-    let indexed = 0, dropped = 0, temps = 0, orphans = 0;
+  reconcile(): { indexed: number; dropped: number; temps: number; orphans: number; rederived: number; unreadable: string[] } {
+    let indexed = 0, dropped = 0, temps = 0, orphans = 0, rederived = 0;
     const unreadable: string[] = [];
     const known = new Set((this.db.prepare('SELECT id FROM checkpoints').all() as { id: string }[]).map((r) => r.id));
     const runs = new Set((this.db.prepare('SELECT id FROM runs').all() as { id: string }[]).map((r) => r.id));
@@ -542,6 +602,16 @@ export class CheckpointStore {
         this.withdrawDamaged(info);
         unreadable.push(`${info.runId}/${info.file} is ${size} bytes, but its row says ${info.bytes} (truncated or replaced); not offered`);
         dropped++;
+      } else {
+        // Its derived downloads, written without fsync: one cut short by the crash is removed,
+        // and derived again from the checkpoint by the first download that asks for it.
+        const dir = this.dir(info.runId);
+        for (const kind of Object.keys(DERIVED) as DerivedKind[]) {
+          const name = DERIVED[kind](info.id);
+          if (fileSize(join(dir, name)) === null || derivedWhole(join(dir, name), kind)) continue;
+          removeFiles(dir, [name]);
+          rederived++;
+        }
       }
     }
     // A checkpoint's files with neither a row nor a record (a save cut short by a crash, a
@@ -559,7 +629,7 @@ export class CheckpointStore {
       }
     }
     for (const runId of runs) this.prune(runId);
-    return { indexed, dropped, temps, orphans, unreadable };
+    return { indexed, dropped, temps, orphans, rederived, unreadable };
   }
 
   private insert(i: CheckpointInfo): void {

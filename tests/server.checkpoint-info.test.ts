@@ -8,9 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDb } from '../server/db.ts';
 import { RunStore } from '../server/runs.ts';
-import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointStore, decodeCheckpoint } from '../server/checkpoints.ts';
+import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointStore, DERIVED, decodeCheckpoint } from '../server/checkpoints.ts';
 import { writeSafetensors } from '../src/model/safetensors.ts';
 import { honestState } from './support/states.ts';
+import { stateCheckBatchCount } from '../src/data/sampler.ts';
 
 const dirs: string[] = [];
 afterEach(() => { for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true }); });
@@ -160,6 +161,17 @@ describe('a checkpoint\'s files on disk', () => {
     db.close();
   });
 
+  it('a save whose row cannot be written (a full disk under the database) leaves no file behind either', async () => {
+    const { db, checkpoints, run, runInfo, frame } = await saving();
+    // Every file is written; SQLite then finds no room for the row.
+    (checkpoints as unknown as { insert: () => void }).insert = () => { throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' }); };
+    await expect(checkpoints.save(runInfo, frame, null, 2000, 1)).rejects.toThrow(/disk is full/);
+    expect(readdirSync(run)).toEqual([]);
+    // Nor does the next start index it from a record left behind: the upload was answered with an error.
+    expect(checkpoints.reconcile().indexed).toBe(0);
+    db.close();
+  });
+
   it('after a crash, files of a checkpoint with neither a row nor a record are removed; a record keeps its files', () => {
     const { db, checkpoints, run } = store();
     saved(run, 's10-0badc0de', { step: -1 }); // a record that does not read: left, with its file, and named
@@ -168,6 +180,42 @@ describe('a checkpoint\'s files on disk', () => {
     const fixed = checkpoints.reconcile();
     expect(fixed.orphans).toBe(4);
     expect(readdirSync(run).sort()).toEqual(['notes.txt', 's10-0badc0de.json', 's10-0badc0de.safetensors']);
+    db.close();
+  });
+
+  it('after a crash, a derived download cut short (written without fsync) is derived again, never served cut', async () => {
+    const { db, checkpoints, run, runInfo, frame } = await saving();
+    const info = await checkpoints.save(runInfo, frame, null, 2000, 1);
+    const whole = new Map<string, Buffer>();
+    for (const kind of ['state', 'hfModel', 'hfConfig'] as const) whole.set(kind, readFileSync(await checkpoints.derived(info, kind)));
+    // What a machine crash can leave of files renamed into place before their data reached the
+    // disk: the first part of each, not only nothing.
+    for (const kind of ['state', 'hfModel', 'hfConfig'] as const) {
+      const path = join(run, DERIVED[kind](info.id));
+      writeFileSync(path, whole.get(kind)!.subarray(0, Math.floor(whole.get(kind)!.length / 2)));
+    }
+    const fixed = checkpoints.reconcile();
+    for (const kind of ['state', 'hfModel', 'hfConfig'] as const) {
+      const served = readFileSync(await checkpoints.derived(info, kind));
+      expect(served.equals(whole.get(kind)!), `${kind}: ${served.length} bytes served of ${whole.get(kind)!.length}`).toBe(true);
+    }
+    expect(fixed).toMatchObject({ indexed: 0, dropped: 0, unreadable: [], rederived: 3 });
+    // Whole ones are left as they are.
+    expect(checkpoints.reconcile()).toMatchObject({ rederived: 0 });
+    db.close();
+  });
+
+  it('a checkpoint saved after the clock went back is still the newest: kept, offered, the others pruned', async () => {
+    const { db, checkpoints, runInfo, frame } = await saving();
+    const older = [];
+    const measuredOn = stateCheckBatchCount(runInfo.model, runInfo.train);
+    for (let i = 0; i < checkpoints.keep; i++) older.push(await checkpoints.save(runInfo, { ...frame, meta: { ...frame.meta, step: 10 * i } }, null, 10_000 + i, measuredOn));
+    // The machine's clock was set back an hour (an NTP step) before the next upload.
+    const info = await checkpoints.save(runInfo, { ...frame, meta: { ...frame.meta, step: 100 } }, null, 10_000 - 3_600_000, measuredOn);
+    expect(checkpoints.get('default', info.id), 'the checkpoint just saved and acknowledged').not.toBeNull();
+    expect(checkpoints.latest('default')?.id).toBe(info.id);
+    expect(checkpoints.current(runInfo)?.id).toBe(info.id);
+    expect(checkpoints.list('default').map((c) => c.id)).toEqual([info.id, ...older.slice(1).map((c) => c.id).reverse()]);
     db.close();
   });
 
@@ -184,6 +232,25 @@ describe('a checkpoint\'s files on disk', () => {
     expect(gone).toBeInstanceOf(Error);
     expect([(gone as Error).message, (gone as { statusCode?: number }).statusCode]).toEqual([`checkpoint "${info.id}" of run default was deleted`, 404]);
     expect(readdirSync(run)).toEqual([]);
+    db.close();
+  });
+
+  it('derives one checkpoint at a time, however many downloads ask for different ones: each holds a few copies of its checkpoint', async () => {
+    const { db, checkpoints, run, runInfo, frame } = await saving();
+    const infos = [];
+    for (let i = 0; i < 3; i++) infos.push(await checkpoints.save(runInfo, { ...frame, meta: { ...frame.meta, step: 10 * i } }, null, 2000 + i, 1));
+    // Saved by an older coordinator, or cut short by a crash: no derived files.
+    for (const f of readdirSync(run).filter((f) => f.endsWith('.bin'))) unlinkSync(join(run, f));
+    const p = checkpoints as unknown as Patchable;
+    const load = p.load.bind(checkpoints);
+    const writeDerived = p.writeDerived.bind(checkpoints);
+    let now = 0, most = 0;
+    // From the read of the whole checkpoint to its derived files written: its copies are held.
+    p.load = async (i) => { most = Math.max(most, ++now); return load(i); };
+    p.writeDerived = async (...a) => { try { await writeDerived(...a); } finally { now--; } };
+    const paths = await Promise.all(infos.flatMap((info) => [checkpoints.derived(info, 'hfModel'), checkpoints.derived(info, 'state')]));
+    expect(paths).toHaveLength(6);
+    expect(most).toBe(1);
     db.close();
   });
 

@@ -126,7 +126,7 @@ describe('checkpoints stored by an older coordinator', () => {
         return { val: 3.25, train: 3.3 };
       },
     } as unknown as CheckpointEvaluator;
-    const runs = { list: () => [run] } as unknown as RunStore;
+    const runs = { list: () => [run], get: () => run } as unknown as RunStore;
     expect(await remeasureCheckpoints({ runs, checkpoints: s.c.checkpoints, evaluator, logger }, 1)).toEqual({ measured: 1, refused: 1 });
     expect(calls).toHaveLength(3);
     expect(s.c.checkpoints.list('legacy-2').map((c) => [c.id, c.valLoss, c.valBatches])).toEqual([[b.id, 3.25, 4], [a.id, 0.01, undefined]]);
@@ -144,10 +144,29 @@ describe('checkpoints stored by an older coordinator', () => {
     const warned: string[] = [];
     const logger = { info() {}, warn(o: { reason?: string }) { warned.push(o.reason ?? ''); }, error() {} } as unknown as Parameters<typeof remeasureCheckpoints>[0]['logger'];
     const evaluator = { closed: false, async measure() { return { val: 1.0, train: 2.9 }; } } as unknown as CheckpointEvaluator;
-    const runs = { list: () => [run] } as unknown as RunStore;
+    const runs = { list: () => [run], get: () => run } as unknown as RunStore;
     expect(await remeasureCheckpoints({ runs, checkpoints: s.c.checkpoints, evaluator, logger }, 1)).toEqual({ measured: 0, refused: 1 });
     expect(warned).toEqual([expect.stringMatching(/2\.9000 on the training text and 1\.0000 on the validation text/)]);
     expect(s.c.checkpoints.current(run)).toBeNull();
+  });
+
+  it('records no measurement taken on windows the run changed while it was measured: the pass the change queued measures it', async () => {
+    const s = await fresh();
+    const run = await newRun(s, 'legacy-5');
+    const st = honestState(run, 2);
+    await s.c.checkpoints.save(run, { ...st, meta: { ...st.meta, valLoss: 0.01 } }, 'p-old', 1000);
+    const logger = { info() {}, warn() {}, error() {} } as unknown as Parameters<typeof remeasureCheckpoints>[0]['logger'];
+    // The admin sets seqLen 16 while the checkpoint is measured on 32: the same number of batches.
+    let current = run;
+    const resized: RunInfo = { ...run, train: { ...run.train, seqLen: 16 } };
+    expect(stateCheckBatchCount(resized.model, resized.train)).toBe(stateCheckBatchCount(run.model, run.train));
+    const evaluator = { closed: false, async measure() { current = resized; return { val: 3.25, train: 3.3 }; } } as unknown as CheckpointEvaluator;
+    const runs = { list: () => [current], get: () => current } as unknown as RunStore;
+    expect(await remeasureCheckpoints({ runs, checkpoints: s.c.checkpoints, evaluator, logger }, 1)).toEqual({ measured: 0, refused: 0 });
+    expect(s.c.checkpoints.current(resized)).toBeNull();
+    // The next pass measures it on the run as it is now.
+    expect(await remeasureCheckpoints({ runs, checkpoints: s.c.checkpoints, evaluator, logger }, 1)).toEqual({ measured: 1, refused: 0 });
+    expect(s.c.checkpoints.current(resized)).toMatchObject({ valLoss: 3.25 });
   });
 
   it('a checkpoint deleted while it was measured leaves no record or state file behind', async () => {

@@ -15,6 +15,7 @@ import type { RunInfo } from '../src/protocol/messages.ts';
 import { earnTrust, RawPeer, reportedStep, startServer, until, type TestServer } from './support/coordinator.ts';
 import { fittedToCheckWindows, fittedToText, honestState, negated, valLoss } from './support/states.ts';
 import { datasetFromCorpus, loadDataset, prepareDataset } from '../src/data/dataset.ts';
+import { stateCheckBatchCount } from '../src/data/sampler.ts';
 
 let s: TestServer;
 const clients: SignalingClient[] = [];
@@ -197,6 +198,46 @@ describe('checkpoints the coordinator checks itself', () => {
     expect(s.c.evaluator.stats.evaluations).toBe(evaluations);
     expect(failed('momentum')).toEqual([expect.objectContaining({ peerId: c.peerId, rejected: true, reason: expect.stringMatching(/momentum/) })]);
     await nothingServed('momentum');
+  });
+
+  it('never offers a loss measured on windows the run changed while it was measured: the checkpoint waits to be measured on the new ones', async () => {
+    // Before: an upload measured on seqLen 32 while the admin stopped the run and set seqLen 16 (a
+    // run's windows change only while it is stopped or has no peers) was stored as
+    // measured on the new windows (the same number of batches), after the change had forgotten
+    // every other measurement; the run's bound and every newcomer's used its old-window figure.
+    const run = await newRun('rewindow');
+    const good = honestState(run, 60);
+    const c = await peer('rewindow', () => good);
+    await reportedStep(s, c, 60, 10);
+    const ev = s.c.evaluator;
+    const measure = ev.measure.bind(ev);
+    let entered!: () => void;
+    const measuring = new Promise<void>((r) => { entered = r; });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => { release = r; });
+    ev.measure = async (...a: Parameters<typeof measure>) => {
+      ev.measure = measure;
+      entered();
+      await gate;
+      return measure(...a);
+    };
+    const served = pull('rewindow', c);
+    await measuring;
+    const patched = await s.c.app.inject({ method: 'PATCH', url: '/api/runs/rewindow', headers: s.admin, payload: { status: 'stopped', train: { seqLen: 16 } } });
+    expect(patched.statusCode, patched.body).toBe(200);
+    const now = patched.json() as RunInfo;
+    expect(stateCheckBatchCount(now.model, now.train)).toBe(stateCheckBatchCount(run.model, run.train));
+    release();
+    expect(await served).toMatchObject({ ok: true });
+    const want = valLoss(now, good.phi);
+    expect(want).not.toBe(valLoss(run, good.phi));
+    expect((await s.c.app.inject({ method: 'PATCH', url: '/api/runs/rewindow', headers: s.admin, payload: { status: 'running' } })).statusCode).toBe(200);
+    // Offered only with its loss on the run's windows as they are now.
+    const offered = async () => (await RawPeer.join(s.wsUrl, { run: 'rewindow' }).then(({ peer: p, welcome }) => { p.close(); return welcome.checkpoint; }));
+    const first = await offered();
+    expect(first === null || first.valLoss === want, `offered with ${first?.valLoss}; measured on the new windows ${want}`).toBe(true);
+    await until(() => s.c.checkpoints.current(s.c.runs.get('rewindow')!) !== null, 60_000, 'the checkpoint to be measured on the new windows');
+    expect((await offered())?.valLoss).toBe(want);
   });
 
   it('asks only peers eligible for duty: none while the only peer is on probation', async () => {

@@ -9,7 +9,7 @@ import { RunError } from '../runs.ts';
 import Type, { type Static } from 'typebox';
 import { RUN_ID, RUN_PARAMS, requireAdmin, type RunParams } from './guard.ts';
 import { bearer } from '../auth.ts';
-import type { CheckpointInfo, DerivedKind } from '../checkpoints.ts';
+import { sameWindows, type CheckpointInfo, type DerivedKind } from '../checkpoints.ts';
 import { buildLayout } from '../../src/model/layout.ts';
 import { PRESETS } from '../../src/model/config.ts';
 import { decodeStateFrame, holdCounters, STATE_HEADER_MAX, stateFrameBytes, StateFrameError } from '../../src/protocol/state-frame.ts';
@@ -25,7 +25,7 @@ const UPLOAD_PARAMS = Type.Object({ id: Type.String({ pattern: '^[0-9a-f]{24}$' 
 const MAX_STATE_BYTES = Math.max(...Object.values(PRESETS).map((c) => stateFrameBytes(buildLayout(c).total, STATE_HEADER_MAX)));
 
 export function registerCheckpointRoutes(ctx: AppContext): void {
-  const { app, runs, checkpoints, scheduler, events, signer, clock, hub, evaluator, downloads } = ctx;
+  const { app, runs, checkpoints, scheduler, events, signer, clock, hub, evaluator, downloads, remeasure } = ctx;
   const admin = requireAdmin(ctx.adminToken);
   /**
    * State requests with an upload under way. A body is buffered whole before it is checked, so
@@ -220,7 +220,17 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
       // Its token count is only shown, but it is the uploader's claim too: no replica has trained
       // more tokens than its step's batches hold.
       const tokens = Math.min(held.tokens, held.step * run.train.batch * run.train.seqLen);
-      const info = await checkpoints.save(run, { ...frame, meta: { ...held, valLoss: measured, tokens } }, claims.p, clock.now(), valBatches);
+      let info = await checkpoints.save(run, { ...frame, meta: { ...held, valLoss: measured, tokens } }, claims.p, clock.now(), valBatches);
+      // The run's windows changed while this was measured or saved (its batch or seqLen; the
+      // change forgot every other measurement): the figure is the old windows', so the checkpoint
+      // is kept but not offered, nor the next upload's bound, until measured again on the new ones.
+      if (!sameWindows(run, runs.get(run.id) ?? run)) {
+        checkpoints.forgetMeasurements(run.id, info.id);
+        info = { ...info };
+        delete info.valBatches;
+        req.log.info({ run: run.id, checkpoint: info.id }, 'the run\'s windows changed while the checkpoint was measured: it waits to be measured again');
+        void remeasure();
+      }
       events.append(run.id, 'checkpoint-saved', claims.p, { ...info, claimedValLoss: frame.meta.valLoss });
       req.log.info({ run: run.id, checkpoint: info.id, step: info.step, bytes: info.bytes, valLoss: measured, evalMs: Math.round(evaluator.stats.lastMs) }, 'checkpoint saved');
       return reply.code(201).send(info);

@@ -4,6 +4,7 @@ import Type, { type Static } from 'typebox';
 import { CreateRun, RunError } from '../runs.ts';
 import { UpdateRun, type PeerList, type RunReply } from '../../src/protocol/api.ts';
 import { RUN_PARAMS, requireAdmin, type RunParams } from './guard.ts';
+import { sameWindows } from '../checkpoints.ts';
 import type { RunInfo } from '../../src/protocol/messages.ts';
 
 const EVENTS_QUERY = Type.Object({
@@ -56,7 +57,7 @@ export function registerRunRoutes(ctx: AppContext): void {
     }
     const run = runs.update(req.params.run, req.body);
     // Other validation windows: its checkpoints' losses were measured on the old ones.
-    if (run.train.batch !== before.train.batch || run.train.seqLen !== before.train.seqLen) {
+    if (!sameWindows(run, before)) {
       checkpoints.forgetMeasurements(run.id);
       void remeasure();
     }

@@ -8,6 +8,7 @@ import type { ModelConfig } from './config.ts';
 import type { Layout } from './layout.ts';
 import { view } from './layout.ts';
 import { writeSafetensors, type SafeTensorIn } from './safetensors.ts';
+import Type from 'typebox';
 
 /** LayerNorm epsilon our reference and kernels use (HF GPT-2's default too). */
 export const LAYER_NORM_EPS = 1e-5;
@@ -43,6 +44,12 @@ export function hfGpt2Config(c: ModelConfig): Record<string, unknown> {
     use_cache: true,
   };
 }
+
+const dim = Type.Integer({ minimum: 1 });
+/** What a config.json hfGpt2Config wrote says of its model (its other fields are transformers' defaults). */
+export const HfGpt2ConfigModel = Type.Object({
+  model_type: Type.Literal('gpt2'), vocab_size: dim, n_positions: dim, n_layer: dim, n_embd: dim, n_head: dim,
+});
 
 /** model.safetensors bytes for the weights `params` (flat, laid out by `layout`). */
 export function hfModelSafetensors(layout: Layout, params: Float32Array, extraMeta: Record<string, string> = {}): Uint8Array {

@@ -112,8 +112,8 @@ export function safetensorsParts(tensors: SafeTensorIn[], metadata: Record<strin
   return [head, ...tensors.map((t) => f32Bytes(t.data))];
 }
 
-/** Parses a safetensors buffer; checks every offset so a corrupt file fails with a reason. */
-export function readSafetensors(buf: Uint8Array): SafeFile {
+/** The length prefix and the JSON header at the start of `buf`, checked against its schema. */
+function readHeader(buf: Uint8Array): { n: number; header: Record<string, unknown> } {
   if (buf.length < 8) throw new SafetensorsError(`file too short (${buf.length} bytes) for a safetensors header`);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const n64 = dv.getBigUint64(0, true);
@@ -129,12 +129,30 @@ export function readSafetensors(buf: Uint8Array): SafeFile {
   }
   const problem = schemaProblem(Header, header, 'safetensors header');
   if (problem !== null) throw new SafetensorsError(problem);
+  return { n, header: header as Record<string, unknown> };
+}
+
+/**
+ * The length a safetensors file must have, from its first bytes (`head`: at least the length
+ * prefix and the whole header): the end of its last tensor. For telling a file cut short from a
+ * whole one without reading its data.
+ */
+export function safetensorsLength(head: Uint8Array): number {
+  const { n, header } = readHeader(head);
+  let end = 0;
+  for (const [name, raw] of Object.entries(header)) if (name !== '__metadata__') end = Math.max(end, (raw as HeaderEntry).data_offsets[1]);
+  return 8 + n + end;
+}
+
+/** Parses a safetensors buffer; checks every offset so a corrupt file fails with a reason. */
+export function readSafetensors(buf: Uint8Array): SafeFile {
+  const { n, header } = readHeader(buf);
   const dataStart = 8 + n;
   const dataLen = buf.length - dataStart;
   const tensors = new Map<string, SafeTensorOut>();
   let metadata: Record<string, string> = {};
   const spans: [number, number, string][] = [];
-  for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
+  for (const [name, raw] of Object.entries(header)) {
     if (name === '__metadata__') {
       metadata = raw as Record<string, string>;
       continue;
