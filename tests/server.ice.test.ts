@@ -12,7 +12,7 @@ import { Command } from 'commander';
 import { WebSocket } from 'ws';
 import wrtc from '@roamhq/wrtc';
 import { iceFor, iceSettings, readSecretFile, renewDelayMs, turnCredential, turnUser, TURN_USERS_PER_SITE } from '../server/ice.ts';
-import { toRange, turnConfig, TURN_DEFAULTS } from '../server/turn-config.ts';
+import { toRange, turnConfig, turnFirewall, TURN_DEFAULTS } from '../server/turn-config.ts';
 import { register as registerTurnConfig } from '../src/commands/turn-config.ts';
 import { describeLinkFailure, noteCandidateTypes, selectedRoute } from '../src/sync/links.ts';
 import { parseClientMessage, PROTOCOL_VERSION, type CandidateType, type ServerMessage } from '../src/protocol/messages.ts';
@@ -304,6 +304,27 @@ describe('murmur turn-config', () => {
     expect(() => turnConfig({ ...opts, maxPort: 49359 })).toThrow('relay ports 49160-49359 are 200, fewer than the total quota of 1200 allocations (one port each)');
     expect(() => turnConfig({ ...opts, userQuota: 2000 })).toThrow('the user quota (2000) is above the total quota (1200)');
     expect(() => turnConfig({ ...opts, realm: 'bad realm\nno-auth' })).toThrow(/realm/);
+  });
+
+  it('writes nftables rules that keep coturn\'s datagrams to this host on its relay ports (tests/nat.turn-host.test.ts loads them)', async () => {
+    expect(turnFirewall({ minPort: 49160, maxPort: 50359, user: 'turnserver' }).split('\n')).toContain(
+      '    meta skuid "turnserver" udp sport 49160-50359 fib daddr type local udp dport != 49160-50359 counter drop');
+    expect(() => turnFirewall({ minPort: 49160, maxPort: 50359, user: 'turn"; flush ruleset; "' })).toThrow(/is not a user name/);
+    expect(() => turnFirewall({ minPort: 50360, maxPort: 50359, user: 'turnserver' })).toThrow(/relay ports/);
+    const d = tmp();
+    const secretFile = join(d, 'secret'), fw = join(d, 'murmur-turn.nft');
+    writeFileSync(secretFile, SECRET, { mode: 0o600 });
+    const program = new Command().exitOverride();
+    registerTurnConfig(program);
+    const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+    try {
+      await program.parseAsync(['node', 'murmur', 'turn-config', '--secret-file', secretFile, '--realm', 'murmur.example.org', '--listen-ip', '198.18.0.1',
+        '--out', join(d, 'turnserver.conf'), '--min-port', '49160', '--max-port', '49400', '--total-quota', '240', '--user-quota', '24', '--firewall-out', fw, '--turn-user', 'coturn']);
+      expect(log).toHaveBeenCalledWith(`murmur turn-config: wrote ${fw} (load it now and at boot: nft -f ${fw})`);
+    } finally {
+      log.mockRestore();
+    }
+    expect(readFileSync(fw, 'utf8')).toContain('meta skuid "coturn" udp sport 49160-49400 fib daddr type local udp dport != 49160-49400 counter drop');
   });
 
   it('the written config (it holds the secret) is mode 600 and new, whatever waits at a temp name', async () => {
