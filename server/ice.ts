@@ -8,6 +8,7 @@
 // defaults for an hour, and no volunteer joining after could get a relay. The secret never leaves this process: peers get only short-lived
 // credentials, renewed before they expire while the peer stays connected, and afresh with every welcome.
 import { createHmac } from 'node:crypto';
+import { isIP } from 'node:net';
 import { addressKey, siteKey } from './address-budget.ts';
 import { readFileSync, statSync } from 'node:fs';
 import type { WireIce, WireIceServer } from '../src/protocol/messages.ts';
@@ -27,13 +28,48 @@ export const DEFAULT_TURN_TTL_S = 3600;
 /** Credentials are renewed once this fraction of their lifetime has passed. */
 export const RENEW_AT = 0.8;
 
-const URL_RE = /^(stun|turns?):[A-Za-z0-9.\-[\]:]+(?:\?transport=(?:udp|tcp))?$/;
+const URL_RE = /^(stun|turns?):([^?]*)(?:\?transport=(?:udp|tcp))?$/;
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/**
+ * What is wrong with a STUN or TURN URL (`schemes`: those allowed), or null. A volunteer's WebRTC
+ * refuses the whole server list for one URL with a port outside 1-65535 or an IPv6 host out of
+ * brackets ("ICE server parse failed"), and then no link ever opens: so the coordinator refuses
+ * them when it starts, with names that could not be a host.
+ */
+export function iceUrlProblem(u: string, schemes: readonly string[]): string | null {
+  const m = URL_RE.exec(u);
+  if (!m || !schemes.includes(m[1]!)) return `must look like ${schemes.map((s) => `${s}:host[:port]`).join(' or ')}${schemes[0] === 'stun' ? '' : '[?transport=udp|tcp]'}`;
+  const authority = m[2]!;
+  let host: string, port: string | undefined;
+  const bracketed = /^\[([^\]]*)\](?::(.*))?$/.exec(authority);
+  if (bracketed) {
+    [host, port] = [bracketed[1]!, bracketed[2]];
+    if (isIP(host) !== 6) return `host "[${host}]" is not an IPv6 address`;
+  } else {
+    const colon = authority.indexOf(':');
+    if (authority.startsWith('[') || colon !== authority.lastIndexOf(':')) {
+      return `host "${authority}" is not a host name or an IP address (an IPv6 address goes in brackets: [2001:db8::1]:3478)`;
+    }
+    [host, port] = colon < 0 ? [authority, undefined] : [authority.slice(0, colon), authority.slice(colon + 1)];
+    // All digits and dots is an IPv4 address or nothing (999.1.1.1 is no name).
+    if (!HOST_NAME.test(host) || (/^[\d.]+$/.test(host) && isIP(host) !== 4)) return `host "${host}" is not a host name or an IP address`;
+  }
+  if (port !== undefined && !(/^\d{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65535)) return `port "${port}" is not in 1-65535`;
+  return null;
+}
 
 /** Clear error for a bad URL list or a TURN URL without a secret; settings otherwise. */
 export function iceSettings(o: { stun?: string[]; turn?: string[]; turnSecret?: string | null; ttlS?: number }): IceSettings {
   const stun = o.stun ?? [], turn = o.turn ?? [];
-  for (const u of stun) if (!URL_RE.test(u) || !u.startsWith('stun:')) throw new Error(`STUN URL "${u}" must look like stun:host:port`);
-  for (const u of turn) if (!URL_RE.test(u) || !u.startsWith('turn')) throw new Error(`TURN URL "${u}" must look like turn:host:port or turns:host:port[?transport=tcp]`);
+  for (const u of stun) {
+    const problem = iceUrlProblem(u, ['stun']);
+    if (problem) throw new Error(`STUN URL "${u}": ${problem}`);
+  }
+  for (const u of turn) {
+    const problem = iceUrlProblem(u, ['turn', 'turns']);
+    if (problem) throw new Error(`TURN URL "${u}": ${problem}`);
+  }
   const secret = o.turnSecret ?? null;
   if (turn.length > 0 && !secret) throw new Error('TURN URLs need the TURN shared secret (--turn-secret-file or MURMUR_TURN_SECRET): coturn checks credentials made from it');
   if (secret !== null && secret.length < 16) throw new Error('the TURN secret must be at least 16 characters');

@@ -136,3 +136,35 @@ export function turnConfig(o: TurnConfigOptions): string {
   ];
   return lines.join('\n');
 }
+
+/** The nftables table `turnFirewall` writes (`nft list table inet murmur_turn` shows its drop counter). */
+export const TURN_FIREWALL_TABLE = 'murmur_turn';
+
+/**
+ * nftables rules for the TURN host, loaded beside coturn (`nft -f`). coturn relays to its own
+ * relay address on any port: the address is allowed (two relayed volunteers reach each other
+ * through it), and behind 1:1 NAT coturn allows it and its external address whatever the deny
+ * lists say. So anyone holding credentials could send UDP from the TURN host itself to every
+ * service it has on that address (a DNS resolver, syslog, SNMP), past a firewall that filters by
+ * source. These rules drop what `user` (coturn's) sends from a relay port to any address of this
+ * host on a port outside the relay range; relays still reach each other and the internet.
+ */
+export function turnFirewall(o: { minPort: number; maxPort: number; user: string }): string {
+  if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(o.user)) throw new Error(`--turn-user "${o.user}" is not a user name (coturn's user, e.g. turnserver)`);
+  if (!(o.minPort >= 1024 && o.maxPort <= 65535 && o.minPort <= o.maxPort)) throw new Error(`relay ports ${o.minPort}-${o.maxPort} must lie within 1024-65535`);
+  const relay = `${o.minPort}-${o.maxPort}`;
+  return [
+    '# nftables rules written by `murmur turn-config`: load with `nft -f` (and at boot) on the TURN host.',
+    '# coturn may relay to this host\'s own addresses (its relay address is allowed); these keep such',
+    '# datagrams to coturn\'s relay ports, so no holder of TURN credentials reaches another UDP service here.',
+    `table inet ${TURN_FIREWALL_TABLE}`,
+    `delete table inet ${TURN_FIREWALL_TABLE}`,
+    `table inet ${TURN_FIREWALL_TABLE} {`,
+    '  chain output {',
+    '    type filter hook output priority 0; policy accept;',
+    `    meta skuid "${o.user}" udp sport ${relay} fib daddr type local udp dport != ${relay} counter drop`,
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+}

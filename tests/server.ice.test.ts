@@ -10,8 +10,9 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Command } from 'commander';
 import { WebSocket } from 'ws';
+import wrtc from '@roamhq/wrtc';
 import { iceFor, iceSettings, readSecretFile, renewDelayMs, turnCredential, turnUser, TURN_USERS_PER_SITE } from '../server/ice.ts';
-import { toRange, turnConfig, TURN_DEFAULTS } from '../server/turn-config.ts';
+import { toRange, turnConfig, turnFirewall, TURN_DEFAULTS } from '../server/turn-config.ts';
 import { register as registerTurnConfig } from '../src/commands/turn-config.ts';
 import { describeLinkFailure, noteCandidateTypes, selectedRoute } from '../src/sync/links.ts';
 import { parseClientMessage, PROTOCOL_VERSION, type CandidateType, type ServerMessage } from '../src/protocol/messages.ts';
@@ -84,6 +85,33 @@ describe('TURN REST credentials', () => {
     expect(() => iceSettings({ stun: ['http://x.org'] })).toThrow(/STUN URL "http:\/\/x.org"/);
     expect(() => iceSettings({ turn: ['turn:x.org:3478'], turnSecret: 'short' })).toThrow(/at least 16/);
     expect(() => iceSettings({ ttlS: 1 })).toThrow(/lifetime/);
+  });
+
+  it('refuses at start the URLs no volunteer\'s WebRTC could use, naming the problem', () => {
+    // Each of these passed the old check; libwebrtc refused the whole server list at every link
+    // ("ICE server parse failed": ERR_PC_CONSTRUCTOR), so no volunteer ever linked, and each was
+    // told its links failed for want of a TURN server.
+    const unusable: [string, RegExp][] = [
+      ['stun:stun.example.org:99999', /port "99999" is not in 1-65535/],
+      ['stun:stun.example.org:0', /port "0" is not in 1-65535/],
+      ['stun:stun.example.org:3478:3479', /host "stun.example.org:3478:3479" is not/],
+      ['stun::', /host "" is not/],
+      ['stun:[2001:db8::1', /host "\[2001:db8::1" is not/],
+      ['stun:2001:db8::1', /host "2001:db8::1" is not/],
+    ];
+    for (const [url, why] of unusable) {
+      expect(() => new wrtc.RTCPeerConnection({ iceServers: [{ urls: [url] }] }), url).toThrow(/ICE server parse failed/);
+      expect(() => iceSettings({ stun: [url] }), url).toThrow(new RegExp(`STUN URL "${url.replace(/[[\]]/g, '\\$&')}": ${why.source}`));
+    }
+    // Nor names that cannot be a host (libwebrtc took them and failed later, unseen).
+    for (const url of ['stun:-', 'stun:a..b', 'stun:999.1.1.1', 'stun:ho_st.example.org']) expect(() => iceSettings({ stun: [url] }), url).toThrow(/is not a host name/);
+    expect(() => iceSettings({ turn: ['turn:turn.example.org:70000?transport=udp'], turnSecret: SECRET })).toThrow(/TURN URL .*port "70000"/);
+    const usable = ['stun:stun.example.org', 'stun:stun.example.org:3478', 'stun:198.18.0.1:3478', 'stun:[2001:db8::1]:3478', 'stun:[::1]'];
+    expect(iceSettings({ stun: usable }).stun).toEqual(usable);
+    const turn = ['turn:turn.example.org:3478?transport=udp', 'turns:turn.example.org:5349?transport=tcp', 'turn:198.18.0.1'];
+    expect(iceSettings({ turn, turnSecret: SECRET }).turn).toEqual(turn);
+    for (const url of usable) new wrtc.RTCPeerConnection({ iceServers: [{ urls: [url] }] }).close();
+    for (const url of turn) new wrtc.RTCPeerConnection({ iceServers: [{ urls: [url], username: 'u', credential: 'c' }] }).close();
   });
 
   it('reads the secret only from a file nobody else can read', () => {
@@ -276,6 +304,27 @@ describe('murmur turn-config', () => {
     expect(() => turnConfig({ ...opts, maxPort: 49359 })).toThrow('relay ports 49160-49359 are 200, fewer than the total quota of 1200 allocations (one port each)');
     expect(() => turnConfig({ ...opts, userQuota: 2000 })).toThrow('the user quota (2000) is above the total quota (1200)');
     expect(() => turnConfig({ ...opts, realm: 'bad realm\nno-auth' })).toThrow(/realm/);
+  });
+
+  it('writes nftables rules that keep coturn\'s datagrams to this host on its relay ports (tests/nat.turn-host.test.ts loads them)', async () => {
+    expect(turnFirewall({ minPort: 49160, maxPort: 50359, user: 'turnserver' }).split('\n')).toContain(
+      '    meta skuid "turnserver" udp sport 49160-50359 fib daddr type local udp dport != 49160-50359 counter drop');
+    expect(() => turnFirewall({ minPort: 49160, maxPort: 50359, user: 'turn"; flush ruleset; "' })).toThrow(/is not a user name/);
+    expect(() => turnFirewall({ minPort: 50360, maxPort: 50359, user: 'turnserver' })).toThrow(/relay ports/);
+    const d = tmp();
+    const secretFile = join(d, 'secret'), fw = join(d, 'murmur-turn.nft');
+    writeFileSync(secretFile, SECRET, { mode: 0o600 });
+    const program = new Command().exitOverride();
+    registerTurnConfig(program);
+    const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+    try {
+      await program.parseAsync(['node', 'murmur', 'turn-config', '--secret-file', secretFile, '--realm', 'murmur.example.org', '--listen-ip', '198.18.0.1',
+        '--out', join(d, 'turnserver.conf'), '--min-port', '49160', '--max-port', '49400', '--total-quota', '240', '--user-quota', '24', '--firewall-out', fw, '--turn-user', 'coturn']);
+      expect(log).toHaveBeenCalledWith(`murmur turn-config: wrote ${fw} (load it now and at boot: nft -f ${fw})`);
+    } finally {
+      log.mockRestore();
+    }
+    expect(readFileSync(fw, 'utf8')).toContain('meta skuid "coturn" udp sport 49160-49400 fib daddr type local udp dport != 49160-49400 counter drop');
   });
 
   it('the written config (it holds the secret) is mode 600 and new, whatever waits at a temp name', async () => {

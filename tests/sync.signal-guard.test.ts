@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import wrtc from '@roamhq/wrtc';
 import { WebSocket } from 'ws';
 import type SimplePeer from 'simple-peer';
-import { MAX_SIGNAL_SDP_BYTES, admitSignal, simplePeerLinks, type Link } from '../src/sync/links.ts';
+import { MAX_SIGNAL_CANDIDATES, MAX_SIGNAL_SDP_BYTES, admitSignal, simplePeerLinks, type Link } from '../src/sync/links.ts';
 import type { Logger } from '../src/sync/components.ts';
 import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../src/sync/signaling-client.ts';
 import type { ErrorMsg } from '../src/protocol/messages.ts';
@@ -120,6 +120,32 @@ describe('links refuse what would make them renegotiate', () => {
     expect(p.a.open).toBe(true);
     await stillCarries(p);
     expect(pcOf(p.a).signalingState).toBe('stable');
+  });
+});
+
+describe('a link takes a bounded number of candidates', () => {
+  /** The candidate cap links apply (MAX_SIGNAL_CANDIDATES); a literal so the test runs against older code too. */
+  const CANDIDATES = 64;
+  const candidate = (port: number) => ({ type: 'candidate', candidate: { candidate: `candidate:${port} 1 udp 2122260223 127.0.0.1 ${port} typ host generation 0`, sdpMid: '0', sdpMLineIndex: 0 } });
+
+  it('a remote trickling candidates without end adds at most the cap to our connection, and the link stays up', async () => {
+    // Each remote candidate is an address our connection sends ICE checks to and holds candidate
+    // pairs for, for as long as the link lives: a neighbour kept adding them to an open link.
+    const p = await connectedPair();
+    const pc = pcOf(p.b);
+    let added = 0;
+    const add = pc.addIceCandidate.bind(pc);
+    pc.addIceCandidate = ((c: RTCIceCandidateInit) => { added++; return add(c); }) as typeof pc.addIceCandidate;
+    const before = p.fromA.filter((s) => s.type === 'candidate').length;
+    expect(before, 'an honest initiator trickles a few candidates').toBeGreaterThan(0);
+    expect(before).toBeLessThan(CANDIDATES);
+    p.relay.aToB = false;
+    for (let i = 0; i < 500; i++) p.b.signal(candidate(40_000 + i));
+    expect(added).toBe(CANDIDATES - before);
+    expect(p.refused.length).toBe(500 - (CANDIDATES - before));
+    expect(p.refused.at(-1)).toEqual(expect.objectContaining({ remote: 'A', reason: expect.stringMatching(/64 candidates/) }));
+    expect(p.b.open).toBe(true);
+    await stillCarries(p);
   });
 });
 
@@ -237,6 +263,10 @@ describe('admitSignal', () => {
     const c = { candidate: 'candidate:2 1 udp 2122260223 127.0.0.1 50000 typ host generation 0', sdpMid: '0', sdpMLineIndex: 0 };
     expect(admitSignal({ type: 'candidate', candidate: { ...c, extra: 1 }, renegotiate: true }, { initiator: true, described: true }))
       .toEqual({ ok: true, signal: { type: 'candidate', candidate: c } });
+    expect(MAX_SIGNAL_CANDIDATES).toBe(64);
+    expect(admitSignal({ type: 'candidate', candidate: c }, { initiator: true, described: true, candidates: MAX_SIGNAL_CANDIDATES - 1 }).ok).toBe(true);
+    expect(admitSignal({ type: 'candidate', candidate: c }, { initiator: true, described: true, candidates: MAX_SIGNAL_CANDIDATES }))
+      .toEqual({ ok: false, reason: 'a candidate past the first 64 candidates: a link takes no more' });
   });
 });
 

@@ -76,6 +76,28 @@ describe('withPeerReplay', () => {
     expect(later).toEqual([1003]);
     expect(cancelled).toEqual([]);
   });
+
+  it('a peer flooding a newcomer before its mesh exists pushes out only its own early signals', async () => {
+    // Any peer of the run is listed the newcomer when the honest ones are: 64 signals of its own
+    // after an honest offer pushed that offer out, and the honest link waited out its connect timeout.
+    const c = fakeClient(['p-0000000000000001']);
+    const s = withPeerReplay(c);
+    const honest = (k: number) => ({ from: 'p-000000000000000a', data: { mesh: 1, cid: 'h', sig: { k } } });
+    const other = (k: number) => ({ from: 'p-000000000000000b', data: { mesh: 1, cid: 'o', sig: { k } } });
+    for (let k = 0; k < 4; k++) c.emit('signal', honest(k));
+    for (let k = 0; k < 3; k++) c.emit('signal', other(k));
+    for (let k = 0; k < 5 * MAX_EARLY_SIGNALS; k++) c.emit('signal', { from: 'p-00000000000000ff', data: { mesh: 1, cid: 'x', sig: { k } } });
+    c.emit('signal', honest(4));
+    const got: { from: string; k: number }[] = [];
+    s.on('signal', (e) => got.push({ from: e.from, k: (e.data as { sig: { k: number } }).sig.k }));
+    await Promise.resolve();
+    expect(got).toHaveLength(MAX_EARLY_SIGNALS);
+    expect(got.filter((g) => g.from === 'p-000000000000000a').map((g) => g.k)).toEqual([0, 1, 2, 3, 4]);
+    expect(got.filter((g) => g.from === 'p-000000000000000b').map((g) => g.k)).toEqual([0, 1, 2]);
+    // The flooder keeps its newest, in order, and everything comes in the order it arrived.
+    expect(got.filter((g) => g.from === 'p-00000000000000ff').map((g) => g.k)).toEqual(Array.from({ length: MAX_EARLY_SIGNALS - 8 }, (_, i) => 5 * MAX_EARLY_SIGNALS - (MAX_EARLY_SIGNALS - 8) + i));
+    expect(got.at(-1)).toEqual({ from: 'p-000000000000000a', k: 4 });
+  });
 });
 
 const P = 8;

@@ -9,7 +9,7 @@ const collect = (v: string, acc: string[]) => [...acc, v];
 interface TurnConfigCli {
   secretFile: string; realm: string; listenIp: string; relayIp?: string; externalIp?: string; port: string;
   tlsCert?: string; tlsKey?: string; tlsPort: string; minPort: string; maxPort: string; userQuota: string; totalQuota: string;
-  maxBps: number; bpsCapacity: number; deny: string[]; allow: string[]; out: string;
+  maxBps: number; bpsCapacity: number; deny: string[]; allow: string[]; out: string; firewallOut?: string; turnUser: string;
 }
 
 export function register(program: Command): void {
@@ -33,8 +33,10 @@ export function register(program: Command): void {
     .option('--deny <range>', 'also deny relaying to this range (CIDR, a-b or one address); e.g. the coordinator\'s private addresses (repeatable)', collect, [])
     .option('--allow <range>', 'exception to every deny (repeatable; only what volunteers must reach)', collect, [])
     .option('--out <file>', 'where to write the config (mode 600)', 'turnserver.conf')
+    .option('--firewall-out <file>', 'also write nftables rules that keep coturn off this host\'s other UDP services (load with nft -f)')
+    .option('--turn-user <name>', 'the user coturn runs as, for --firewall-out', 'turnserver')
     .action(async (o: TurnConfigCli) => {
-      const [{ readSecretFile }, { turnConfig }, { writeFileAtomic }] = await Promise.all([
+      const [{ readSecretFile }, { turnConfig, turnFirewall }, { writeFileAtomic }] = await Promise.all([
         import('../../server/ice.ts'), import('../../server/turn-config.ts'), import('../../server/fsutil.ts')]);
       if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new Error('--tls-cert and --tls-key go together');
       const text = turnConfig({
@@ -48,8 +50,14 @@ export function register(program: Command): void {
       // Written whole or not at all, never readable by others: it holds the secret. The temp file
       // has a random name and is created afresh (flag 'wx', mode 600): a file or symlink someone
       // left at a predictable name would have kept its mode or had its target overwritten.
+      const rules = o.firewallOut === undefined ? null : turnFirewall({ minPort: intInRange(o.minPort, '--min-port', 1024, 65535), maxPort: intInRange(o.maxPort, '--max-port', 1024, 65535), user: o.turnUser });
       const out = resolve(o.out);
       writeFileAtomic(out, Buffer.from(text, 'utf8'), 0o600);
       console.log(`murmur turn-config: wrote ${out} (mode 600; run: turnserver -c ${out})`);
+      if (rules !== null) {
+        const fw = resolve(o.firewallOut!);
+        writeFileAtomic(fw, Buffer.from(rules, 'utf8'), 0o644);
+        console.log(`murmur turn-config: wrote ${fw} (load it now and at boot: nft -f ${fw})`);
+      }
     });
 }

@@ -165,6 +165,8 @@ class SimplePeerLink implements Link {
   private readonly state: LinkInfo;
   /** The remote's offer or answer has been taken: the one description a link ever takes. */
   private described = false;
+  /** Remote candidates handed to simple-peer so far (admitSignal stops at MAX_SIGNAL_CANDIDATES). */
+  private candidates = 0;
   private refused = 0;
   private readonly logger: Logger | undefined;
 
@@ -253,7 +255,7 @@ class SimplePeerLink implements Link {
     // Only an offer or answer that sets up the one data channel, once, and bounded candidates
     // reach simple-peer (admitSignal): it would answer a renegotiation offer, add a transceiver
     // or renegotiate on request, and the answer or offer outgrows the coordinator's frame limit.
-    const v = admitSignal(data, { initiator: this.initiator, described: this.described || this.peer.connected });
+    const v = admitSignal(data, { initiator: this.initiator, described: this.described || this.peer.connected, candidates: this.candidates });
     if (!v.ok) {
       this.refused++;
       // Dropped, not an offence: the mesh drops malformed relayed signals the same way (mesh.ts
@@ -266,6 +268,7 @@ class SimplePeerLink implements Link {
     if (v.signal.type === 'offer' || v.signal.type === 'answer') this.described = true;
     const kept = withoutTcpCandidates(v.signal);
     if (kept === null) return;
+    if (v.signal.type === 'candidate') this.candidates++;
     noteCandidateTypes(kept, this.state.remoteTypes);
     try {
       this.peer.signal(kept as SimplePeer.SignalData);
@@ -315,6 +318,14 @@ class SimplePeerLink implements Link {
 export const MAX_SIGNAL_SDP_BYTES = 16 * 1024;
 /** Longest trickled candidate line a link takes (a real one is under 300 characters). */
 export const MAX_SIGNAL_CANDIDATE_CHARS = 1024;
+/**
+ * Remote candidates a link takes in all. Each is an address the connection sends ICE checks to and
+ * keeps candidate pairs for while the link lives, and a remote could trickle them without end (on
+ * an open link too): 100 named after the link opened made it send checks to all 100 addresses. An
+ * honest remote sends one per local address, STUN server and TURN transport: a few, a few dozen
+ * on a host with many interfaces.
+ */
+export const MAX_SIGNAL_CANDIDATES = 64;
 const MAX_SIGNAL_MID_CHARS = 64;
 
 export type SignalVerdict = { ok: true; signal: SimplePeer.SignalData } | { ok: false; reason: string };
@@ -324,12 +335,13 @@ export type SignalVerdict = { ok: true; signal: SimplePeer.SignalData } | { ok: 
  * the fields named here, so nothing rides along). Taken: the one description a link ever gets,
  * `{type, sdp}` (an offer to the responder, an answer to the initiator) whose SDP is at most
  * MAX_SIGNAL_SDP_BYTES and has exactly one media section, `m=application` (the data channel);
- * and `{type: 'candidate', candidate}` with a bounded candidate line. Everything else is refused:
+ * and `{type: 'candidate', candidate}` with a bounded candidate line, MAX_SIGNAL_CANDIDATES of
+ * them per link (`candidates`: how many the link took so far). Everything else is refused:
  * `renegotiate` and `transceiverRequest` (Murmur never renegotiates, and simple-peer would
  * renegotiate or add a transceiver on request), a second description, media sections. What an
  * honest simple-peer (trickle on, as links use it) sends is exactly those three signal types.
  */
-export function admitSignal(data: unknown, link: { initiator: boolean; described: boolean }): SignalVerdict {
+export function admitSignal(data: unknown, link: { initiator: boolean; described: boolean; candidates?: number }): SignalVerdict {
   const no = (reason: string): SignalVerdict => ({ ok: false, reason });
   if (typeof data !== 'object' || data === null || Array.isArray(data)) return no(`not an object (${data === null ? 'null' : typeof data})`);
   const d = data as Record<string, unknown>;
@@ -337,6 +349,7 @@ export function admitSignal(data: unknown, link: { initiator: boolean; described
   if (d.type === 'candidate') {
     const c = d.candidate;
     if (typeof c !== 'object' || c === null || Array.isArray(c)) return no('a candidate signal without a candidate object');
+    if ((link.candidates ?? 0) >= MAX_SIGNAL_CANDIDATES) return no(`a candidate past the first ${MAX_SIGNAL_CANDIDATES} candidates: a link takes no more`);
     const { candidate, sdpMid, sdpMLineIndex } = c as Record<string, unknown>;
     if (typeof candidate !== 'string') return no('candidate.candidate is not a string');
     if (candidate.length > MAX_SIGNAL_CANDIDATE_CHARS) return no(`a candidate of ${candidate.length} characters (at most ${MAX_SIGNAL_CANDIDATE_CHARS})`);

@@ -3,8 +3,8 @@
 // - A 'peers' subscriber gets the current peer list at once. The mesh learns who is live only
 //   from 'peers' events, so without the replay a peer that joined together with others would
 //   see nobody until someone else joined or left: no neighbours, no bootstrap from a peer.
-// - The first 'signal' subscriber gets the signals that came before it, in order (the newest
-//   MAX_EARLY_SIGNALS). Live peers dial a newcomer as soon as the coordinator lists it, seconds
+// - The first 'signal' subscriber gets the signals that came before it, in order (at most
+//   MAX_EARLY_SIGNALS; past that, the peer holding the most gives up its oldest). Live peers dial a newcomer as soon as the coordinator lists it, seconds
 //   before its mesh exists. Lost, their offers left every peer whose id is smaller than the
 //   newcomer's waiting out the connect timeout (10 s): the newcomer's own offer to it loses the
 //   glare rule (the smaller id's offer wins), and the winning offer never arrived. In a pairing
@@ -30,7 +30,15 @@ export function withPeerReplay(client: PeerListSource): Signaling {
   client.on('signal', (e) => {
     if (!early) return;
     early.push(e);
-    if (early.length > MAX_EARLY_SIGNALS) early.shift();
+    if (early.length <= MAX_EARLY_SIGNALS) return;
+    // Full: the peer holding the most gives up its oldest (on a tie, the one that came later). Any
+    // peer of the run may signal a newcomer, and the plain newest 64 let one send 64 after an
+    // honest offer and push it out; now a flooder pushes out only its own signals.
+    const held = new Map<string, number>();
+    for (const x of early) held.set(x.from, (held.get(x.from) ?? 0) + 1);
+    let top = e.from, most = 0;
+    for (const [from, n] of held) if (n >= most) [top, most] = [from, n];
+    early.splice(early.findIndex((x) => x.from === top), 1);
   });
   client.on('close', () => { last = { peers: [] }; if (early) early.length = 0; });
   return {

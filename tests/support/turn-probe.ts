@@ -7,13 +7,13 @@
 import { createSocket } from 'node:dgram';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 
-const MAGIC = 0x2112a442;
-const ATTR = { USERNAME: 0x0006, MESSAGE_INTEGRITY: 0x0008, ERROR_CODE: 0x0009, REALM: 0x0014, NONCE: 0x0015, XOR_PEER_ADDRESS: 0x0012, REQUESTED_TRANSPORT: 0x0019, XOR_RELAYED_ADDRESS: 0x0016 };
-const ALLOCATE = 0x0003, CREATE_PERMISSION = 0x0008;
+export const MAGIC = 0x2112a442;
+export const ATTR = { USERNAME: 0x0006, MESSAGE_INTEGRITY: 0x0008, ERROR_CODE: 0x0009, REALM: 0x0014, NONCE: 0x0015, XOR_PEER_ADDRESS: 0x0012, REQUESTED_TRANSPORT: 0x0019, XOR_RELAYED_ADDRESS: 0x0016 };
+export const ALLOCATE = 0x0003, CREATE_PERMISSION = 0x0008;
 
-type Attr = [type: number, value: Buffer];
+export type Attr = [type: number, value: Buffer];
 
-function encode(method: number, attrs: Attr[], key: Buffer | null): Buffer {
+export function encode(method: number, attrs: Attr[], key: Buffer | null): Buffer {
   const tx = randomBytes(12);
   const body = (list: Attr[]) => Buffer.concat(list.map(([t, v]) => {
     const head = Buffer.alloc(4);
@@ -37,7 +37,7 @@ function encode(method: number, attrs: Attr[], key: Buffer | null): Buffer {
   return Buffer.concat([header(b.length + 24), b, body([[ATTR.MESSAGE_INTEGRITY, mac]])]);
 }
 
-function decode(msg: Buffer): { cls: 'success' | 'error'; attrs: Map<number, Buffer> } {
+export function decode(msg: Buffer): { cls: 'success' | 'error'; attrs: Map<number, Buffer> } {
   const type = msg.readUInt16BE(0);
   const attrs = new Map<number, Buffer>();
   for (let off = 20; off + 4 <= msg.length;) {
@@ -48,12 +48,12 @@ function decode(msg: Buffer): { cls: 'success' | 'error'; attrs: Map<number, Buf
   return { cls: (type & 0x0110) === 0x0110 ? 'error' : 'success', attrs };
 }
 
-const errorCode = (attrs: Map<number, Buffer>) => {
+export const errorCode = (attrs: Map<number, Buffer>) => {
   const v = attrs.get(ATTR.ERROR_CODE);
   return v ? v[2]! * 100 + v[3]! : null;
 };
 
-function xorPeer(ip: string, port: number): Buffer {
+export function xorPeer(ip: string, port: number): Buffer {
   const v = Buffer.alloc(8);
   v.writeUInt8(1, 1); // IPv4
   v.writeUInt16BE(port ^ (MAGIC >>> 16), 2);
