@@ -47,7 +47,7 @@ afterAll(() => {
 function reach(): { control: boolean; service: number; dropped: number } {
   const { username, credential } = turnCredential(SECRET, turnUser(SECRET, '198.18.1.2'), Math.floor(Date.now() / 1000) + 600);
   const out = topo!.exec(topo!.inet, process.execPath, ['--import', join(ROOT, 'scripts', 'node-register.mjs'), join(ROOT, 'tests', 'support', 'turn-reach.ts'),
-    `${topo!.inetAddr}:${PORT}`, username, credential, `${topo!.inetAddr}:5353`], { timeoutMs: 60_000 });
+    `${topo!.inetAddr}:${PORT}`, username, credential, `${topo!.inetAddr}:5353`, `${MIN}-${MAX}`], { timeoutMs: 60_000 });
   return JSON.parse(out.trim().split('\n').pop()!);
 }
 

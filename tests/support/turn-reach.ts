@@ -1,7 +1,7 @@
 // Whether a TURN client can reach a UDP service on the TURN host itself through the relay. Run
 // inside the TURN server's namespace, as root:
 //   node --import ./scripts/node-register.mjs tests/support/turn-reach.ts \
-//        <turn host:port> <username> <password> <service ip:port>
+//        <turn host:port> <username> <password> <service ip:port> <relay ports min-max>
 // It binds the service, takes two relays (A and B) and from A sends one datagram to B's relay
 // (the control: two volunteers relayed by the same server reach each other that way), then one
 // to the service (in that order: coturn gives up on a relay whose send the firewall refused). It waits until the service has its datagram, or until the control arrived and the
@@ -22,9 +22,23 @@ function fromXor(v: Buffer): { ip: string; port: number } {
   return { ip: [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.'), port };
 }
 
-async function relay(host: string, port: number, username: string, password: string) {
-  const sock = createSocket('udp4');
-  await new Promise<void>((r) => sock.bind(0, r));
+/**
+ * A client socket on a port outside the relay range: this client runs as root in the TURN
+ * host's namespace, as coturn does here, so the firewall's rule (coturn's user, from a relay
+ * port) would drop its own requests to coturn from an ephemeral port that fell in that range.
+ */
+async function clientSocket(avoid: readonly [number, number]): Promise<Socket> {
+  for (;;) {
+    const sock = createSocket('udp4');
+    await new Promise<void>((r) => sock.bind(0, r));
+    const { port } = sock.address();
+    if (port < avoid[0] || port > avoid[1]) return sock;
+    sock.close();
+  }
+}
+
+async function relay(host: string, port: number, username: string, password: string, avoid: readonly [number, number]) {
+  const sock = await clientSocket(avoid);
   const ask = (m: Buffer) => new Promise<ReturnType<typeof decode>>((resolve, reject) => {
     const timer = setTimeout(() => { sock.off('message', on); reject(new Error('the TURN server did not answer')); }, 5000);
     const on = (data: Buffer) => { clearTimeout(timer); sock.off('message', on); resolve(decode(data)); };
@@ -52,16 +66,17 @@ async function relay(host: string, port: number, username: string, password: str
 }
 
 async function main(): Promise<void> {
-  const [server, username, password, service] = process.argv.slice(2);
-  if (!server || !username || !password || !service) throw new Error('usage: turn-reach.ts <turn host:port> <username> <password> <service ip:port>');
+  const [server, username, password, service, range] = process.argv.slice(2);
+  if (!server || !username || !password || !service || !range) throw new Error('usage: turn-reach.ts <turn host:port> <username> <password> <service ip:port> <relay ports min-max>');
+  const avoid = range.split('-').map(Number) as [number, number];
   const [host, portText] = server.split(':') as [string, string];
   const [serviceIp, servicePortText] = service.split(':') as [string, string];
   const got: string[] = [];
   const svc: Socket = createSocket('udp4');
   svc.on('message', (d) => got.push(d.toString()));
   await new Promise<void>((r) => svc.bind(Number(servicePortText), serviceIp, r));
-  const a = await relay(host, Number(portText), username, password);
-  const b = await relay(host, Number(portText), username, password);
+  const a = await relay(host, Number(portText), username, password, avoid);
+  const b = await relay(host, Number(portText), username, password, avoid);
   await a.permit(serviceIp);
   await a.permit(b.relayed.ip);
   await b.permit(a.relayed.ip);
