@@ -16,6 +16,16 @@
 // and ask again (src/protocol/retry-fetch.ts), so a crowd behind one NAT is delayed, not refused.
 // An answer the client already holds (304, If-None-Match) costs nothing. The admin token is
 // never refused, charged or cut.
+//
+// A live peer of the run fetching the run's offered checkpoint state to bootstrap (its session, the
+// token the coordinator signed in its welcome, sent as a Bearer token) is not an anonymous client:
+// its download comes from a share of its own, places and an allowance for all the run's peers
+// together that anonymous downloads cannot take, and is charged to its session (the per-address
+// allowance, keyed by peer id) as well as to its address. Anonymous clients saturating their share
+// then never hold a newcomer back, and neither one peer fetching in a loop nor one client holding
+// many sessions takes more of the peers' share than one address's part. Who is such a peer is the route's to say (server/routes/checkpoints.ts): a token
+// this coordinator's key signed, not expired, for this run, whose peer is connected now; anything
+// else is anonymous.
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -34,6 +44,14 @@ export interface DownloadLimits {
   /** The same for all anonymous clients together. */
   totalBytesPerS: number;
   totalBurstBytes: number;
+  /**
+   * The run's live peers' bootstrap downloads, all of them together: places and bytes a second,
+   * gathering up to `peerBurstBytes`. Each is also charged to its peer's session and its address,
+   * each held to the per-address allowance, and takes one of its address's places.
+   */
+  peerStreams: number;
+  peerBytesPerS: number;
+  peerBurstBytes: number;
   /** A download that sends less than `minBytesPerS` on average over two windows of `stallWindowMs` in a row is cut. */
   stallWindowMs: number;
   minBytesPerS: number;
@@ -48,6 +66,8 @@ export const DOWNLOAD_BURST_S = 128;
  * Eight downloads open per address (a volunteer joining takes its shards, the validation file and
  * a checkpoint's state; a NAT with many volunteers waits its turn), 256 in all; 8 MiB/s per
  * address and 64 MiB/s in all, each gathering 128 s of it; cut below 16 KiB/s over two 30 s windows.
+ * The run's peers' bootstrap states have 64 places and 32 MiB/s of their own besides (gathering
+ * 4 GiB, ten `base` states at once); each is charged to its session as to its address.
  */
 export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = {
   perAddressStreams: 8,
@@ -58,6 +78,9 @@ export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = {
   totalBurstBytes: 64 * MiB * DOWNLOAD_BURST_S,
   stallWindowMs: 30_000,
   minBytesPerS: 16 * 1024,
+  peerStreams: 64,
+  peerBytesPerS: 32 * MiB,
+  peerBurstBytes: 32 * MiB * DOWNLOAD_BURST_S,
 };
 
 /**
@@ -77,11 +100,18 @@ const mib = (n: number) => `${(n / MiB).toFixed(n >= 10 * MiB ? 0 : 1)} MiB`;
 /** A file to stream: where it is and how large it is (the response's content-length). */
 export interface DownloadFile { path: string; bytes: number }
 
+/** Whose share a download comes from: all anonymous clients', or all the run's peers'. */
+interface Share { places: OpenCounter; allowance: Allowance }
+
+/** The key a peer's session is charged under, beside addressKey's keys (never "peer:…"). */
+const sessionKey = (peerId: string) => `peer:${peerId}`;
+
 export class DownloadBudget {
+  /** Per client address; the allowance also per peer's session (sessionKey). */
   private readonly placesPerAddress: OpenCounter;
-  private readonly places: OpenCounter;
   private readonly perAddress: Allowance;
-  private readonly total: Allowance;
+  private readonly anonymous: Share;
+  private readonly peers: Share;
   readonly stats = { served: 0, refused: 0, cut: 0, bytes: 0 };
   /** Responses of the downloads being sent, so that a closing coordinator need not wait for them. */
   private readonly sending = new Set<FastifyReply['raw']>();
@@ -89,9 +119,9 @@ export class DownloadBudget {
   constructor(readonly limits: DownloadLimits, private readonly adminToken: string) {
     const now = limits.now ?? performance.now.bind(performance);
     this.placesPerAddress = new OpenCounter(limits.perAddressStreams);
-    this.places = new OpenCounter(limits.totalStreams);
     this.perAddress = new Allowance(limits.perAddressBytesPerS, limits.perAddressBurstBytes, now);
-    this.total = new Allowance(limits.totalBytesPerS, limits.totalBurstBytes, now);
+    this.anonymous = { places: new OpenCounter(limits.totalStreams), allowance: new Allowance(limits.totalBytesPerS, limits.totalBurstBytes, now) };
+    this.peers = { places: new OpenCounter(limits.peerStreams), allowance: new Allowance(limits.peerBytesPerS, limits.peerBurstBytes, now) };
   }
 
   /**
@@ -105,7 +135,12 @@ export class DownloadBudget {
 
   /** Downloads open for `address`, or for every anonymous client without one. */
   open(address?: string): number {
-    return address === undefined ? this.places.count('') : this.placesPerAddress.count(addressKey(address));
+    return address === undefined ? this.anonymous.places.count('') : this.placesPerAddress.count(addressKey(address));
+  }
+
+  /** Bootstrap downloads open for all the run's peers together. */
+  openForPeers(): number {
+    return this.peers.places.count('');
   }
 
   /** Bytes `address` may still start downloads with (negative: its debt). */
@@ -121,8 +156,10 @@ export class DownloadBudget {
   /**
    * Streams `file` as the reply's body (its other headers set by the caller), or refuses with 429
    * when the client's address, or all anonymous clients, have no free place or allowance left.
+   * `peer`: the download is the bootstrap of this live peer of the run, whose session the route
+   * checked: it comes from the peers' share and is charged to that session and to the address.
    */
-  send(req: FastifyRequest, reply: FastifyReply, file: DownloadFile): FastifyReply {
+  send(req: FastifyRequest, reply: FastifyReply, file: DownloadFile, o: { peer?: string } = {}): FastifyReply {
     // A client gone before its download starts (during the route's own awaits) takes nothing: its
     // response will never emit 'close' again, so a place taken now would never be given back.
     if (reply.raw.destroyed) return reply;
@@ -140,31 +177,40 @@ export class DownloadBudget {
     const open = () => (bytes === 0 ? Readable.from([]) : createReadStream(file.path, part ? { start: part.start, end: part.end } : {}));
     if (this.isAdmin(req)) return reply.send(open());
     const key = addressKey(req.ip);
+    const session = o.peer !== undefined ? sessionKey(o.peer) : null;
+    const share = session !== null ? this.peers : this.anonymous;
+    const together = session !== null ? 'the run\'s peers' : 'anonymous clients';
     const refuse = (error: string, waitMs: number): FastifyReply => {
       this.stats.refused++;
       void reply.removeHeader('content-length').removeHeader('content-disposition').removeHeader('content-range').removeHeader('accept-ranges');
       return reply.code(429).type('application/json; charset=utf-8')
         .header('retry-after', String(Math.max(1, Math.ceil(waitMs / 1000)))).send({ error, code: 'download-budget' });
     };
+    // A peer's bootstrap is charged to its address as well as its session: one client holding many
+    // sessions (a WebSocket each) takes no more of the peers' share than one address's.
     const mine = this.perAddress.waitMs(key);
-    const all = this.total.waitMs('');
-    if (mine > 0 || all > 0) {
-      const waitMs = Math.max(mine, all);
+    const ours = session !== null ? this.perAddress.waitMs(session) : 0;
+    const all = share.allowance.waitMs('');
+    if (mine > 0 || ours > 0 || all > 0) {
+      const waitMs = Math.max(mine, ours, all);
       const l = this.limits;
-      return refuse(`${mine >= all
-        ? `this address has downloaded its share, ${mib(l.perAddressBytesPerS)}/s gathering up to ${mib(l.perAddressBurstBytes)}`
-        : `anonymous clients together have downloaded their share, ${mib(l.totalBytesPerS)}/s gathering up to ${mib(l.totalBurstBytes)}`
+      const [allPerS, allBurst] = session !== null ? [l.peerBytesPerS, l.peerBurstBytes] : [l.totalBytesPerS, l.totalBurstBytes];
+      const client = ours === waitMs ? 'this session' : mine >= all ? 'this address' : null;
+      return refuse(`${client !== null
+        ? `${client} has downloaded its share, ${mib(l.perAddressBytesPerS)}/s gathering up to ${mib(l.perAddressBurstBytes)}`
+        : `${together} together have downloaded their share, ${mib(allPerS)}/s gathering up to ${mib(allBurst)}`
       }; retry in ${Math.ceil(waitMs / 1000)} s`, waitMs);
     }
     const releaseMine = this.placesPerAddress.acquire(key);
     if (!releaseMine) return refuse(`this address has ${this.limits.perAddressStreams} downloads open, the limit; retry when one has ended`, DOWNLOAD_PLACE_RETRY_S * 1000);
-    const releaseAll = this.places.acquire('');
+    const releaseAll = share.places.acquire('');
     if (!releaseAll) {
       releaseMine();
-      return refuse(`${this.limits.totalStreams} downloads are open, the limit for anonymous clients together; retry shortly`, DOWNLOAD_PLACE_RETRY_S * 1000);
+      return refuse(`${share.places.cap} downloads are open, the limit for ${together} together; retry shortly`, DOWNLOAD_PLACE_RETRY_S * 1000);
     }
     this.perAddress.charge(key, bytes);
-    this.total.charge('', bytes);
+    if (session !== null) this.perAddress.charge(session, bytes);
+    share.allowance.charge('', bytes);
     this.stats.served++;
 
     const stream = open();
@@ -182,7 +228,7 @@ export class DownloadBudget {
       slow = moved >= need ? 0 : slow + 1;
       if (sent >= bytes ? ++windowsAtEnd <= END_WINDOWS : slow < 2) return;
       this.stats.cut++;
-      req.log.info({ address: key, sent, bytes, url: req.url.slice(0, 200) }, 'download cut: the client stopped reading');
+      req.log.info({ address: key, peer: o.peer, sent, bytes, url: req.url.slice(0, 200) }, 'download cut: the client stopped reading');
       reply.raw.destroy();
     }, this.limits.stallWindowMs);
     timer.unref();
@@ -202,7 +248,8 @@ export class DownloadBudget {
       const unsent = Math.max(0, bytes - sent);
       if (unsent > 0) {
         this.perAddress.charge(key, -unsent);
-        this.total.charge('', -unsent);
+        if (session !== null) this.perAddress.charge(session, -unsent);
+        share.allowance.charge('', -unsent);
       }
     });
     return reply.send(stream);

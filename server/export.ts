@@ -1,9 +1,13 @@
 // Hugging Face export of a checkpoint file (used by `murmur export`; the dashboard download
 // builds the same two files in routes/checkpoints.ts).
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeCheckpoint } from './checkpoints.ts';
+import Database from 'better-sqlite3';
+import { CheckpointStore, decodeCheckpoint } from './checkpoints.ts';
+import { DB_FILE } from './db.ts';
+import { RunStore } from './runs.ts';
+import type { CheckpointInfo } from '../src/protocol/api.ts';
 import { writeFilesAtomic } from './fsutil.ts';
 import { hfGpt2Config, hfModelSafetensors } from '../src/model/hf-export.ts';
 import Type from 'typebox';
@@ -54,4 +58,36 @@ export function exportCheckpoint(file: string, outDir: string, record?: { sha256
     [join(outDir, 'config.json'), new TextEncoder().encode(JSON.stringify(hfGpt2Config(c.model), null, 2) + '\n')],
   ]);
   return { dir: outDir, step };
+}
+
+/**
+ * The checkpoint of run `runId` that the coordinator of `dataDir` offers newcomers
+ * (CheckpointStore.current: the newest measured on the run's state check windows), read from its
+ * database without writing to it, with the file it names. The `<id>.json` records cannot say
+ * this: a change of the run's windows forgets measurements in the database only, and a checkpoint
+ * measured worse than allowed keeps its record. Throws, naming why and how to name one instead,
+ * when there is no database, no such run, or no offered checkpoint.
+ */
+export function offeredCheckpoint(dataDir: string, runId: string): { info: CheckpointInfo; file: string } {
+  const path = join(dataDir, DB_FILE);
+  const byId = 'name a checkpoint by its id or its .safetensors file instead';
+  if (!existsSync(path)) throw new Error(`"latest" is the checkpoint the coordinator offers, which its database says, and ${dataDir} holds no ${DB_FILE} (set --data-dir); ${byId}`);
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    db.pragma('busy_timeout = 5000');
+    const run = new RunStore(db, Date.now).get(runId);
+    if (!run) throw new Error(`no run "${runId}" in ${path} (set --run)`);
+    // Nothing is saved here, so nothing is pruned: `keep` is never used.
+    const store = new CheckpointStore(db, join(dataDir, 'checkpoints'), Infinity);
+    const info = store.current(run);
+    if (!info) {
+      const all = store.list(runId);
+      throw new Error(all.length === 0
+        ? `run ${runId} has no checkpoint`
+        : `run ${runId} offers no checkpoint: none of its ${all.length} (newest ${all[0]!.id}) is measured on the run's state check windows (not measured yet, or measured worse than allowed); ${byId}`);
+    }
+    return { info, file: store.path(info) };
+  } finally {
+    db.close();
+  }
 }

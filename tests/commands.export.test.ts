@@ -1,5 +1,6 @@
 // Issue 16: `murmur export` finds a checkpoint by the `<id>.json` records beside the files; each
-// is read through the schema the coordinator writes it by, and a damaged one is named.
+// is read through the schema the coordinator writes it by, and a damaged one is named. "latest"
+// is the checkpoint the coordinator offers, read from its database.
 import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,9 @@ import { buildLayout } from '../src/model/layout.ts';
 import { initParams } from '../src/model/init.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
 import { murmurCli } from './support/murmur-cli.ts';
+import { startServer } from './support/coordinator.ts';
+import { stateCheckBatchCount } from '../src/data/sampler.ts';
+import { readSafetensors } from '../src/model/safetensors.ts';
 
 const dirs: string[] = [];
 afterEach(() => { for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true }); });
@@ -49,19 +53,70 @@ describe('export: finding a checkpoint by id or "latest"', () => {
     return { d, run };
   };
 
-  it('by id reads only that checkpoint\'s record: a damaged one of another stands in no way', () => {
+  it('by id reads only that checkpoint\'s record: a damaged one of another stands in no way', async () => {
     const { d, run } = dataDir();
-    expect(resolveCheckpoint('s10-0000000a', d, 'default')).toEqual({ file: join(run, 's10-0000000a.safetensors'), record: { sha256: '0'.repeat(64), step: 10 } });
-    expect(() => resolveCheckpoint('s20-0000000c', d, 'default')).toThrow(`${join(run, 's20-0000000c.json')} is not JSON`);
-    expect(() => resolveCheckpoint('s30-0000000d', d, 'default')).toThrow(`no checkpoint "s30-0000000d" in ${run} (have: s10-0000000a, s10-0000000b, s20-0000000c)`);
-    expect(() => resolveCheckpoint('../../x', d, 'default')).toThrow(/^no checkpoint "\.\.\/\.\.\/x" in /);
+    expect(await resolveCheckpoint('s10-0000000a', d, 'default')).toEqual({ file: join(run, 's10-0000000a.safetensors'), record: { sha256: '0'.repeat(64), step: 10 } });
+    await expect(resolveCheckpoint('s20-0000000c', d, 'default')).rejects.toThrow(`${join(run, 's20-0000000c.json')} is not JSON`);
+    await expect(resolveCheckpoint('s30-0000000d', d, 'default')).rejects.toThrow(`no checkpoint "s30-0000000d" in ${run} (have: s10-0000000a, s10-0000000b, s20-0000000c)`);
+    await expect(resolveCheckpoint('../../x', d, 'default')).rejects.toThrow(/^no checkpoint "\.\.\/\.\.\/x" in /);
   });
 
-  it('"latest" skips a damaged record with a warning naming it', () => {
-    const { d, run } = dataDir();
-    const warned: string[] = [];
-    expect(resolveCheckpoint('latest', d, 'default', (l) => warned.push(l)).file).toBe(join(run, 's10-0000000b.safetensors'));
-    expect(warned).toEqual([expect.stringMatching(new RegExp(`^skipped: ${join(run, 's20-0000000c.json').replace(/[.]/g, '\\.')} is not JSON`))]);
+  it('"latest" needs the coordinator\'s database, which says what it offers: records alone are not enough', async () => {
+    const { d } = dataDir();
+    await expect(resolveCheckpoint('latest', d, 'default')).rejects.toThrow(`"latest" is the checkpoint the coordinator offers, which its database says, and ${d} holds no murmur.sqlite (set --data-dir); name a checkpoint by its id or its .safetensors file instead`);
+  });
+});
+
+describe('export: "latest" is the checkpoint the coordinator offers', () => {
+  const frame = (run: RunInfo, step: number) => {
+    const layout = buildLayout(run.model);
+    return { meta: { runId: run.id, step, round: step / 10, floats: layout.total, valLoss: 3.25, tokens: step * 1024 }, phi: initParams(layout, step), momentum: new Float32Array(layout.total) };
+  };
+
+  it('not the newest record when the coordinator does not offer it; a clear refusal when it offers none; an id still names any', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'murmur-export-'));
+    dirs.push(d);
+    const s = await startServer({}, {}, d);
+    try {
+      const run = s.c.runs.get('default')!;
+      const batches = stateCheckBatchCount(run.model, run.train);
+      // Measured on the run's windows, then a newer one that is not (an older coordinator's
+      // upload, or one saved as the run's windows changed): the coordinator offers the older.
+      const measured = await s.c.checkpoints.save(run, frame(run, 10), null, Date.now(), batches);
+      const unmeasured = await s.c.checkpoints.save(run, frame(run, 20), null, Date.now());
+      expect(s.c.checkpoints.latest('default')!.id).toBe(unmeasured.id);
+      expect(s.c.checkpoints.current(run)!.id).toBe(measured.id);
+      // Read while the coordinator runs, from its database.
+      expect(await resolveCheckpoint('latest', d, 'default')).toEqual({ file: s.c.checkpoints.path(measured), record: { sha256: measured.sha256, step: 10 } });
+      // The one not offered is still exported when named.
+      expect(await resolveCheckpoint(unmeasured.id, d, 'default')).toEqual({ file: s.c.checkpoints.path(unmeasured), record: { sha256: unmeasured.sha256, step: 20 } });
+      // The run's windows change: every measurement is forgotten (in the database; the records
+      // keep theirs), and nothing is offered until measured again.
+      s.c.checkpoints.forgetMeasurements('default');
+      expect(s.c.checkpoints.current(run)).toBeNull();
+      await expect(resolveCheckpoint('latest', d, 'default')).rejects.toThrow(`run default offers no checkpoint: none of its 2 (newest ${unmeasured.id}) is measured on the run's state check windows (not measured yet, or measured worse than allowed); name a checkpoint by its id or its .safetensors file instead`);
+      await expect(resolveCheckpoint('latest', d, 'other')).rejects.toThrow(`no run "other" in ${join(d, 'murmur.sqlite')} (set --run)`);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('murmur export latest writes the offered checkpoint\'s model', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'murmur-export-'));
+    dirs.push(d);
+    const s = await startServer({}, {}, d);
+    try {
+      const run = s.c.runs.get('default')!;
+      await s.c.checkpoints.save(run, frame(run, 10), null, Date.now(), stateCheckBatchCount(run.model, run.train));
+      await s.c.checkpoints.save(run, frame(run, 20), null, Date.now());
+    } finally {
+      await s.close();
+    }
+    const out = join(d, 'hf');
+    const r = murmurCli(['export', 'latest', '--data-dir', d, '--out', out]);
+    expect([r.status, r.err]).toEqual([0, '']);
+    expect(r.out).toMatch(/\(step 10\) to /);
+    expect(readSafetensors(readFileSync(join(out, 'model.safetensors'))).metadata).toMatchObject({ murmur_step: '10' });
   });
 });
 

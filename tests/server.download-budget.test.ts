@@ -15,7 +15,7 @@ import { buildLayout } from '../src/model/layout.ts';
 import { preset } from '../src/model/config.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServer, type TestServer } from './support/coordinator.ts';
+import { RawPeer, startServer, type TestServer } from './support/coordinator.ts';
 import { until } from './support/wait.ts';
 import type { DatasetSource } from '../server/datasets.ts';
 import type { DownloadLimits } from '../server/download-budget.ts';
@@ -24,6 +24,11 @@ import { downloadBudgetOption, downloadPlacesOption } from '../src/commands/serv
 import { downloadAssignment, downloadVerified, MAX_ASSIGNMENT_BYTES } from '../src/volunteer/data.ts';
 import { DEFAULT_RETRY_AFTER_S, fetchRetrying, fetchWhole, HttpRefusal, MAX_RETRY_AFTER_S, retryAfterMs } from '../src/protocol/retry-fetch.ts';
 import type { DataFileRef } from '../src/protocol/messages.ts';
+import { WebSocket } from 'ws';
+import { SignalingClient, type WebSocketCtor } from '../src/sync/signaling-client.ts';
+import { initParams } from '../src/model/init.ts';
+import { stateCheckBatchCount } from '../src/data/sampler.ts';
+import { encodeStateFrame } from '../src/protocol/state-frame.ts';
 
 const MiB = 1024 * 1024;
 const BIG = 48 * MiB;
@@ -81,6 +86,13 @@ async function fetchAll(s: TestServer, url: string, from: string, headers: Recor
   const body = Buffer.concat(chunks);
   return { status: res.statusCode!, headers: res.headers, body, json: () => JSON.parse(body.toString()) as { error: string; code: string } };
 }
+
+/** fetch, except that a refusal to wait out (429) is thrown with the coordinator's reason instead of waited for. */
+const refusing = (async (url: string, init?: RequestInit) => {
+  const res = await fetch(url, init);
+  if (res.status === 429) throw new Error(`GET ${url} was refused: ${await res.text()}`);
+  return res;
+}) as typeof fetch;
 
 /** Ends a paused download from the client's side and waits until the coordinator has let go of it. */
 async function drop(s: TestServer, res: IncomingMessage, from: string, openBefore: number): Promise<void> {
@@ -330,6 +342,78 @@ describe('download budget', () => {
     await s.close();
     await Promise.all([idleClosed, pausedClosed]);
     expect(s.c.downloads.open()).toBe(0);
+  });
+
+  it('a live peer\'s bootstrap comes from the peers\' own share, charged to its session: anonymous clients saturating theirs do not hold it back', async () => {
+    // A clock that never moves: no allowance refills, so what is spent stays spent.
+    const s = await server({ perAddressBytesPerS: MiB, perAddressBurstBytes: 1024, totalBytesPerS: MiB, totalBurstBytes: 100 * MiB, now: () => 0 });
+    const newcomer = new SignalingClient({ url: s.url, run: 'r', WebSocket: WebSocket as unknown as WebSocketCtor, fetch: refusing });
+    const anonymous: IncomingMessage[] = [];
+    const others: RawPeer[] = [];
+    try {
+      const run = s.c.runs.get('r')!;
+      const layout = buildLayout(run.model);
+      const phi = initParams(layout, 7);
+      const momentum = new Float32Array(layout.total).fill(1e-3);
+      const ck = await s.c.checkpoints.save(run, { meta: { runId: 'r', step: 40, round: 4, floats: layout.total, valLoss: 3.25, tokens: 40960 }, phi, momentum }, null, Date.now(), stateCheckBatchCount(run.model, run.train));
+      const stateUrl = `/api/runs/r/checkpoints/${ck.id}/state`;
+      // Three anonymous addresses download 48 MiB each (and read none of it): 144 MiB of the
+      // anonymous 100, which are now in debt, and the next anonymous client is refused.
+      for (const from of ['198.18.0.1', '198.18.0.2', '198.18.0.3']) {
+        const res = await open(s, BIG_URL, from);
+        expect(res.statusCode).toBe(200);
+        anonymous.push(res);
+      }
+      const queued = await fetchAll(s, stateUrl, '198.18.0.4');
+      expect(queued.status).toBe(429);
+      expect(queued.json().error).toMatch(/^anonymous clients together have downloaded their share/);
+
+      // A newcomer joins and is offered the checkpoint: its bootstrap, with its session, starts at
+      // once (`refusing` throws at any 429) while the anonymous downloads still hold their share.
+      newcomer.start();
+      await until(() => newcomer.connected, 10_000, 'the newcomer to join');
+      expect(newcomer.welcome!.checkpoint).toMatchObject({ id: ck.id, step: 40 });
+      const boot = (await newcomer.fetchCheckpointState(layout.total))!;
+      expect(boot.meta).toMatchObject({ runId: 'r', step: 40, floats: layout.total });
+      expect(sha(new Uint8Array(boot.phi.buffer, boot.phi.byteOffset, boot.phi.byteLength))).toBe(sha(new Uint8Array(phi.buffer)));
+      expect(s.c.downloads.open()).toBe(3);
+      expect((await fetchAll(s, stateUrl, '198.18.0.4')).status).toBe(429);
+
+      // Charged to its session and its address, not shared with the run's other peers: the state
+      // is more than their 1 KiB, so the same peer asking again waits, from its address or from
+      // another, and so does another session from its address; another live peer does not.
+      await expect(newcomer.fetchCheckpointState(layout.total)).rejects.toThrow(/this session has downloaded its share, 1\.0 MiB\/s/);
+      const elsewhere = await fetchAll(s, stateUrl, '198.18.0.6', { authorization: `Bearer ${newcomer.welcome!.session}` });
+      expect(elsewhere.status).toBe(429);
+      expect(elsewhere.json().error).toMatch(/^this session has downloaded its share/);
+      const joined = await RawPeer.join(s.wsUrl, { run: 'r' });
+      others.push(joined.peer);
+      const second = await fetchAll(s, stateUrl, '198.18.0.4', { authorization: `Bearer ${joined.welcome.session}` });
+      expect(second.status).toBe(200);
+      expect(sha(second.body)).toBe(sha(encodeStateFrame(boot)));
+      const third = await RawPeer.join(s.wsUrl, { run: 'r' });
+      others.push(third.peer);
+      const sameAddress = await fetchAll(s, stateUrl, '198.18.0.4', { authorization: `Bearer ${third.welcome.session}` });
+      expect(sameAddress.status).toBe(429);
+      expect(sameAddress.json().error).toMatch(/^this address has downloaded its share/);
+
+      // A credential that is not a live peer's of this run is an anonymous client's, refused here as
+      // any other: a forged signature, and the session of a peer that has left.
+      const [body] = joined.welcome.session.split('.');
+      const forged = await fetchAll(s, stateUrl, '198.18.0.5', { authorization: `Bearer ${body}.${'A'.repeat(43)}` });
+      expect(forged.status).toBe(429);
+      expect(forged.json().error).toMatch(/^anonymous clients together/);
+      joined.peer.close();
+      await until(() => !s.c.hub.livePeers('r').includes(joined.welcome.peerId), 10_000, 'the other peer to leave');
+      const left = await fetchAll(s, stateUrl, '198.18.0.5', { authorization: `Bearer ${joined.welcome.session}` });
+      expect(left.status).toBe(429);
+      expect(left.json().error).toMatch(/^anonymous clients together/);
+    } finally {
+      newcomer.stop();
+      for (const p of others) p.close();
+      for (const res of anonymous) res.destroy();
+      await s.close();
+    }
   });
 
   it('murmur serve --download-budget and --download-places: the defaults, "off", and a clear refusal of anything else', () => {

@@ -10,13 +10,13 @@ import { schemaProblem } from '../protocol/check.ts';
 export function register(program: Command): void {
   program.command('export')
     .description('write a checkpoint as a Hugging Face GPT2LMHeadModel folder (config.json + model.safetensors)')
-    .argument('<checkpoint>', 'a checkpoint .safetensors file, or a checkpoint id / "latest" of --run in --data-dir')
+    .argument('<checkpoint>', 'a checkpoint .safetensors file, a checkpoint id of --run in --data-dir, or "latest": the checkpoint the coordinator offers newcomers')
     .requiredOption('--out <dir>', 'output folder (created if missing)')
     .option('--data-dir <dir>', 'coordinator data dir, for ids and "latest"', '.murmur')
     .option('--run <id>', 'run, for ids and "latest"', 'default')
     .action(async (checkpoint: string, o: { out: string; dataDir: string; run: string }) => {
       const { exportCheckpoint } = await import('../../server/export.ts');
-      const { file, record } = resolveCheckpoint(checkpoint, o.dataDir, o.run);
+      const { file, record } = await resolveCheckpoint(checkpoint, o.dataDir, o.run);
       const r = exportCheckpoint(file, resolve(o.out), record);
       process.stdout.write(`exported ${file} (step ${r.step}) to ${r.dir}\n` +
         `  python: from transformers import GPT2LMHeadModel; model = GPT2LMHeadModel.from_pretrained(${JSON.stringify(r.dir)})\n`);
@@ -28,26 +28,24 @@ const CHECKPOINT_ID = /^s\d+-[0-9a-f]{8}$/;
 
 /**
  * The checkpoint file `arg` names, with what its record says of it when it is named by id or
- * "latest". By id only that checkpoint's record is read: a damaged record of another checkpoint
- * (one the coordinator names as unreadable and leaves on disk) never stands in the way.
+ * "latest". "latest" is the checkpoint the coordinator offers newcomers, as its database says
+ * (offeredCheckpoint, server/export.ts), not the newest record: that may be one it does not offer
+ * (not measured on the run's windows, or measured worse than allowed). By id only that
+ * checkpoint's record is read: a damaged record of another checkpoint (one the coordinator names
+ * as unreadable and leaves on disk) never stands in the way.
  */
-export function resolveCheckpoint(arg: string, dataDir: string, run: string, warn: (line: string) => void = (l) => process.stderr.write(l + '\n')): { file: string; record?: { sha256: string; step: number } } {
+export async function resolveCheckpoint(arg: string, dataDir: string, run: string): Promise<{ file: string; record?: { sha256: string; step: number } }> {
   if (existsSync(arg) && statSync(arg).isFile()) return { file: resolve(arg) };
+  if (arg === 'latest') {
+    const { offeredCheckpoint } = await import('../../server/export.ts');
+    const { info, file } = offeredCheckpoint(resolve(dataDir), run);
+    return { file, record: { sha256: info.sha256, step: info.step } };
+  }
   const dir = resolve(dataDir, 'checkpoints', run);
   if (!existsSync(dir)) throw new Error(`"${arg}" is not a file, and ${dir} does not exist (set --data-dir / --run)`);
   const ids = () => readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length)).filter((id) => CHECKPOINT_ID.test(id)).sort();
   let hit: CheckpointInfo | undefined;
-  if (arg === 'latest') {
-    const infos: CheckpointInfo[] = [];
-    for (const id of ids()) {
-      try {
-        infos.push(checkpointInfo(join(dir, `${id}.json`)));
-      } catch (err) {
-        warn(`skipped: ${(err as Error).message}`);
-      }
-    }
-    hit = infos.sort((a, b) => b.createdAt - a.createdAt)[0];
-  } else if (CHECKPOINT_ID.test(arg) && existsSync(join(dir, `${arg}.json`))) {
+  if (CHECKPOINT_ID.test(arg) && existsSync(join(dir, `${arg}.json`))) {
     hit = checkpointInfo(join(dir, `${arg}.json`));
     if (hit.id !== arg) throw new Error(`${join(dir, `${arg}.json`)} is the record of checkpoint ${hit.id}, not ${arg}`);
   }

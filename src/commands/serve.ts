@@ -61,11 +61,12 @@ export function readBudgetOption(value: string): ReadLimits {
 
 /**
  * `--download-budget`: "<per address>,<all clients>" MiB per second of anonymous downloads, each
- * able to gather DOWNLOAD_BURST_S seconds of it; "off": no byte budget (the caps on open
- * downloads and the cut of stalled ones stay).
+ * able to gather DOWNLOAD_BURST_S seconds of it (the run's peers' bootstrap states keep their own
+ * share, DEFAULT_DOWNLOAD_LIMITS.peerBytesPerS); "off": no byte budget, for either (the caps on
+ * open downloads and the cut of stalled ones stay).
  */
 export function downloadBudgetOption(value: string): Partial<DownloadLimits> {
-  if (value.trim() === 'off') return { perAddressBytesPerS: Infinity, perAddressBurstBytes: Infinity, totalBytesPerS: Infinity, totalBurstBytes: Infinity };
+  if (value.trim() === 'off') return { perAddressBytesPerS: Infinity, perAddressBurstBytes: Infinity, totalBytesPerS: Infinity, totalBurstBytes: Infinity, peerBytesPerS: Infinity, peerBurstBytes: Infinity };
   const [mine, all] = perAddressPair(value, '--download-budget', ' in MiB per second', 100_000, '8,64', true).map((n) => n * 1024 * 1024) as [number, number];
   return { perAddressBytesPerS: mine, perAddressBurstBytes: mine * DOWNLOAD_BURST_S, totalBytesPerS: all, totalBurstBytes: all * DOWNLOAD_BURST_S };
 }

@@ -135,13 +135,14 @@ async function readWithin(reader: ReadableStreamDefaultReader<Uint8Array>, idleM
  * it is: a broken or hostile server cannot fill this process's memory. A transfer that sends
  * nothing for `idleMs` is broken (taken up again like any other), and one of known size still
  * going past `idleMs` plus its size at MIN_BYTES_PER_S fails: nor can it hold the caller for good.
+ * `headers` go with every request of it, the first and each resumption.
  */
-export async function fetchWhole(fetchFn: typeof fetch, url: string, o: RetryOptions & { resumes?: number; maxBytes?: number; idleMs?: number } = {}): Promise<Uint8Array> {
+export async function fetchWhole(fetchFn: typeof fetch, url: string, o: RetryOptions & { resumes?: number; maxBytes?: number; idleMs?: number; headers?: Record<string, string> } = {}): Promise<Uint8Array> {
   const idleMs = o.idleMs ?? DEFAULT_IDLE_MS;
   // From each answer, not from the first ask: a 429's waits (minutes, for a crowd behind one
   // address) are not the transfer's time.
   const deadlineFrom = (got: number) => Date.now() + idleMs + ((o.maxBytes ?? Infinity) - got) / MIN_BYTES_PER_S * 1000;
-  let res = await fetchRetrying(fetchFn, url, {}, o);
+  let res = await fetchRetrying(fetchFn, url, o.headers ? { headers: o.headers } : {}, o);
   let deadline = deadlineFrom(0);
   if (!res.ok) throw new HttpRefusal(res.status, await refusalText(res), url);
   const etag = res.headers.get('etag');
@@ -166,7 +167,7 @@ export async function fetchWhole(fetchFn: typeof fetch, url: string, o: RetryOpt
     } catch (err) {
       if (err instanceof TooLarge || err instanceof TooSlow || !resumable || resumes >= (o.resumes ?? DEFAULT_RESUMES) || o.signal?.aborted) throw err;
       resumes++;
-      res = await fetchRetrying(fetchFn, url, { headers: { range: `bytes=${got}-`, 'if-range': etag } }, o);
+      res = await fetchRetrying(fetchFn, url, { headers: { ...o.headers, range: `bytes=${got}-`, 'if-range': etag } }, o);
       deadline = deadlineFrom(res.status === 200 ? 0 : got);
       if (res.status === 200) { chunks = []; got = 0; continue; } // the content changed: start again
       if (res.status !== 206 || !res.headers.get('content-range')?.startsWith(`bytes ${got}-`)) {

@@ -242,7 +242,9 @@ export class SignalingClient implements Signaling {
    * A coordinator that asks this address to wait for its share of downloads (429, Retry-After;
    * server/download-budget.ts) is waited out for up to CHECKPOINT_WAIT_MS, then the refusal is
    * thrown; a transfer that breaks off (387 MB on `base`) is taken up where it stopped, and one
-   * longer than a frame of `floats` (the run's layout) is dropped as soon as it is.
+   * longer than a frame of `floats` (the run's layout) is dropped as soon as it is. The request
+   * carries this peer's session (the welcome's token): the coordinator serves a live peer's
+   * bootstrap from a share of its download budget that anonymous downloads cannot take.
    */
   async fetchCheckpointState(floats?: number): Promise<StateFrame | null> {
     const ref = this.welcomeMsg?.checkpoint;
@@ -251,7 +253,11 @@ export class SignalingClient implements Signaling {
     try {
       // No more than a frame of `floats` fills (one past it does not fit the layout anyway).
       const maxBytes = floats === undefined ? undefined : stateFrameBytes(floats, STATE_HEADER_MAX);
-      bytes = await fetchWhole(this.fetchFn(), this.httpUrl(ref.stateUrl), { maxWaitMs: CHECKPOINT_WAIT_MS, ...(maxBytes !== undefined ? { maxBytes } : {}) });
+      const session = this.session.load();
+      bytes = await fetchWhole(this.fetchFn(), this.httpUrl(ref.stateUrl), {
+        maxWaitMs: CHECKPOINT_WAIT_MS, ...(maxBytes !== undefined ? { maxBytes } : {}),
+        ...(session ? { headers: { authorization: `Bearer ${session}` } } : {}),
+      });
     } catch (err) {
       if (err instanceof HttpRefusal) throw new Error(`checkpoint ${ref.id}: GET ${ref.stateUrl} answered ${err.detail}`);
       throw err;
