@@ -438,43 +438,50 @@ export class CheckpointStore {
 
   /**
    * Path of a derived download file of a checkpoint, derived now if it was saved before derived
-   * files existed (concurrent callers share the one derivation).
+   * files existed (concurrent callers share the one derivation). What a remeasure writes
+   * (remeasured(): the bootstrap state alone) is waited for too, and a file it did not write is
+   * derived after it.
    */
   async derived(info: CheckpointInfo, kind: DerivedKind): Promise<string> {
     const path = join(this.dir(info.runId), DERIVED[kind](info.id));
-    // Empty: what an unsynced file can be after the machine crashed. Derive it again.
-    if (existsSync(path) && statSync(path).size > 0) return path;
-    // One that failed (a corrupt file, a full disk) is not tried again for a while: each try
-    // reads and hashes the whole checkpoint, and any anonymous client can ask.
-    const failed = this.deriveFailed.get(info.id);
-    if (failed && Date.now() - failed.at < DERIVE_RETRY_MS) throw failed.err;
-    let p = this.deriving.get(info.id);
-    if (!p) {
-      // One checkpoint at a time: each derivation holds the checkpoint read whole, φ and m, and the
-      // files it writes, a few times the checkpoint's size (387 MB on `base`), and anonymous
-      // downloads of every checkpoint that lacks its files (after an upgrade, or a crash) would
-      // otherwise all derive at once, before the download budget is asked.
-      const task = this.deriveQueue.then(() => {
-        if (!this.get(info.runId, info.id)) throw new CheckpointGoneError(info);
-        return this.load(info);
-      }).then((l) => this.writeDerived(info, l.model, l.layout, l.phi, l.momentum));
-      this.deriveQueue = task.catch(() => {});
-      p = task.then(() => { this.deriveFailed.delete(info.id); }, (err: Error) => {
-        if (err instanceof CheckpointGoneError) throw err;
-        if (this.deriveFailed.size >= DERIVE_FAILURES_KEPT) this.deriveFailed.delete(this.deriveFailed.keys().next().value!);
-        this.deriveFailed.set(info.id, { at: Date.now(), err });
-        throw err;
-      }).finally(() => this.deriving.delete(info.id));
-      this.deriving.set(info.id, p);
+    for (;;) {
+      // Empty: what an unsynced file can be after the machine crashed. Derive it again.
+      if (existsSync(path) && statSync(path).size > 0) return path;
+      // One that failed (a corrupt file, a full disk) is not tried again for a while: each try
+      // reads and hashes the whole checkpoint, and any anonymous client can ask.
+      const failed = this.deriveFailed.get(info.id);
+      if (failed && Date.now() - failed.at < DERIVE_RETRY_MS) throw failed.err;
+      let p = this.deriving.get(info.id);
+      const own = !p;
+      if (!p) {
+        // One checkpoint at a time: each derivation holds the checkpoint read whole, φ and m, and the
+        // files it writes, a few times the checkpoint's size (387 MB on `base`), and anonymous
+        // downloads of every checkpoint that lacks its files (after an upgrade, or a crash) would
+        // otherwise all derive at once, before the download budget is asked.
+        const task = this.deriveQueue.then(() => {
+          if (!this.get(info.runId, info.id)) throw new CheckpointGoneError(info);
+          return this.load(info);
+        }).then((l) => this.writeDerived(info, l.model, l.layout, l.phi, l.momentum));
+        this.deriveQueue = task.catch(() => {});
+        p = task.then(() => { this.deriveFailed.delete(info.id); }, (err: Error) => {
+          if (err instanceof CheckpointGoneError) throw err;
+          if (this.deriveFailed.size >= DERIVE_FAILURES_KEPT) this.deriveFailed.delete(this.deriveFailed.keys().next().value!);
+          this.deriveFailed.set(info.id, { at: Date.now(), err });
+          throw err;
+        }).finally(() => this.deriving.delete(info.id));
+        this.deriving.set(info.id, p);
+      }
+      await p;
+      // Deleted while it was derived (by the admin, a newer upload's prune, a withdrawal): what the
+      // derivation wrote after the delete removed the rest goes too, and the download is a 404.
+      if (!this.get(info.runId, info.id)) {
+        removeFiles(this.dir(info.runId), derivedFiles(info.id));
+        throw new CheckpointGoneError(info);
+      }
+      // Our own derivation wrote every file; a remeasure's rewrite of the state alone did not, and
+      // an export asked for meanwhile is derived now (it was answered with a missing file).
+      if (own) return path;
     }
-    await p;
-    // Deleted while it was derived (by the admin, a newer upload's prune, a withdrawal): what the
-    // derivation wrote after the delete removed the rest goes too, and the download is a 404.
-    if (!this.get(info.runId, info.id)) {
-      removeFiles(this.dir(info.runId), derivedFiles(info.id));
-      throw new CheckpointGoneError(info);
-    }
-    return path;
   }
 
   private async writeDerived(info: CheckpointInfo, model: ModelConfig, layout: Layout, phi: Float32Array, momentum: Float32Array): Promise<void> {

@@ -29,7 +29,8 @@ export const DEFAULT_TURN_TTL_S = 3600;
 export const RENEW_AT = 0.8;
 
 const URL_RE = /^(stun|turns?):([^?]*)(?:\?transport=(?:udp|tcp))?$/;
-const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+/** A DNS host name: labels of letters, digits and inner hyphens; written absolute, a trailing dot. */
+const HOST_NAME = /^(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
 /**
  * What is wrong with a STUN or TURN URL (`schemes`: those allowed), or null. A volunteer's WebRTC

@@ -2,7 +2,7 @@
 // coordinator re-indexes after an unclean stop. A record that does not match is left on disk,
 // not indexed, and named with the field that is wrong.
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -251,6 +251,21 @@ describe('a checkpoint\'s files on disk', () => {
     const paths = await Promise.all(infos.flatMap((info) => [checkpoints.derived(info, 'hfModel'), checkpoints.derived(info, 'state')]));
     expect(paths).toHaveLength(6);
     expect(most).toBe(1);
+    db.close();
+  });
+
+  it('an export asked for while a remeasure rewrites the checkpoint\'s state is derived, not answered with a file that is not there', async () => {
+    const { db, checkpoints, run, runInfo, frame } = await saving();
+    const info = await checkpoints.save(runInfo, frame, null, 2000);
+    // Saved by an older coordinator: no derived files, its loss not measured here. At start the
+    // remeasure pass measures it and rewrites its bootstrap state, while a download asks for its export.
+    for (const f of readdirSync(run).filter((f) => f.endsWith('.bin'))) unlinkSync(join(run, f));
+    const loaded = await checkpoints.load(info);
+    const remeasured = checkpoints.remeasured(info, 3.25, 1, loaded);
+    const [model, config] = await Promise.all([checkpoints.derived(info, 'hfModel'), checkpoints.derived(info, 'hfConfig')]);
+    await remeasured;
+    expect(existsSync(model), 'model.safetensors to serve').toBe(true);
+    expect(existsSync(config), 'config.json to serve').toBe(true);
     db.close();
   });
 

@@ -114,6 +114,19 @@ describe('TURN REST credentials', () => {
     for (const url of turn) new wrtc.RTCPeerConnection({ iceServers: [{ urls: [url], username: 'u', credential: 'c' }] }).close();
   });
 
+  it('takes a host name written as an absolute name, with its trailing dot', () => {
+    // What an operator who writes names absolute (no resolver search list) puts in --stun and
+    // --turn: libwebrtc takes it and resolves it, and the check before this diff took it too.
+    const stun = ['stun:stun.example.org.', 'stun:stun.example.org.:3478'];
+    const turn = ['turn:turn.example.org.:3478?transport=udp', 'turns:turn.example.org.:5349?transport=tcp'];
+    for (const url of stun) new wrtc.RTCPeerConnection({ iceServers: [{ urls: [url] }] }).close();
+    for (const url of turn) new wrtc.RTCPeerConnection({ iceServers: [{ urls: [url], username: 'u', credential: 'c' }] }).close();
+    expect(iceSettings({ stun }).stun).toEqual(stun);
+    expect(iceSettings({ turn, turnSecret: SECRET }).turn).toEqual(turn);
+    // Still no empty label, and no bare dot.
+    for (const url of ['stun:stun.example.org..', 'stun:.', 'stun:.example.org', 'stun:1.2.3.4.']) expect(() => iceSettings({ stun: [url] }), url).toThrow(/is not a host name/);
+  });
+
   it('reads the secret only from a file nobody else can read', () => {
     const f = join(tmp(), 'secret');
     writeFileSync(f, `${SECRET}\n`, { mode: 0o644 });

@@ -98,6 +98,30 @@ describe('withPeerReplay', () => {
     expect(got.filter((g) => g.from === 'p-00000000000000ff').map((g) => g.k)).toEqual(Array.from({ length: MAX_EARLY_SIGNALS - 8 }, (_, i) => 5 * MAX_EARLY_SIGNALS - (MAX_EARLY_SIGNALS - 8) + i));
     expect(got.at(-1)).toEqual({ from: 'p-000000000000000a', k: 4 });
   });
+
+  it('honest peers dialling a newcomer together past the early limit all keep their offers', async () => {
+    // 13 live peers dial a newcomer before its mesh exists, each an offer and 5 candidates (78
+    // signals): giving up each holder's oldest threw away every offer, and kept their candidates,
+    // useless without it; not one link could open (the plain newest 64 kept 10 of them).
+    const c = fakeClient(['p-0000000000000001']);
+    const s = withPeerReplay(c);
+    const peer = (p: number) => `p-00000000000001${p.toString(16).padStart(2, '0')}`;
+    for (let p = 0; p < 13; p++) {
+      c.emit('signal', { from: peer(p), data: { mesh: 1, cid: `c${p}`, sig: { type: 'offer', sdp: 'v=0' } } });
+      for (let k = 0; k < 5; k++) c.emit('signal', { from: peer(p), data: { mesh: 1, cid: `c${p}`, sig: { type: 'candidate', candidate: { candidate: `candidate:${k}` } } } });
+    }
+    const got: { from: string; type: string }[] = [];
+    s.on('signal', (e) => got.push({ from: e.from, type: (e.data as { sig: { type: string } }).sig.type }));
+    await Promise.resolve();
+    expect(got).toHaveLength(MAX_EARLY_SIGNALS);
+    expect(got.filter((g) => g.type === 'offer').map((g) => g.from)).toEqual(Array.from({ length: 13 }, (_, p) => peer(p)));
+    // Each still has candidates, in the order they came, after its offer.
+    for (let p = 0; p < 13; p++) {
+      const own = got.filter((g) => g.from === peer(p)).map((g) => g.type);
+      expect(own[0]).toBe('offer');
+      expect(own.length).toBeGreaterThanOrEqual(4);
+    }
+  });
 });
 
 const P = 8;
