@@ -469,6 +469,11 @@ function controls(doc: Document): { button: HTMLButtonElement; stop: HTMLButtonE
   // At most two lines (the frame is one button high); the widget's status line has it all.
   note.style.cssText = 'font-size: 0.72rem; line-height: 1.2; max-height: 2.4em; overflow: hidden; color: #5a6272;';
   row.append(b, stop, note);
+  // All of it fits in the frame (2.6rem high), which never scrolls: a note of two lines made it
+  // scroll by 2 px, and a scroll (the wheel, or a browser bringing Start into view) moves Start,
+  // so that the click after it was refused as "just moved".
+  doc.documentElement.style.overflow = 'hidden';
+  doc.body.style.margin = '4px 8px';
   doc.body.appendChild(row);
   return { button: b, stop, note };
 }
