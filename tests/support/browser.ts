@@ -261,7 +261,14 @@ export async function answerConsent(popup: Page, answer: 'allow' | 'deny' = 'all
  * training through the widget.
  */
 export async function startThroughConsent(button: Locator): Promise<void> {
-  const popup = await consentWindowFrom(button.page().context(), () => restAndClick(button));
+  let popup: Page;
+  try {
+    popup = await consentWindowFrom(button.page().context(), () => restAndClick(button));
+  } catch (e) {
+    // What the frame said beside its button instead (its note: a refusal, or an error).
+    const said = await button.locator('xpath=..').innerText({ timeout: 5000 }).catch(() => '(unreadable)');
+    throw new Error(`the click on the widget's button opened no consent window; the frame says "${said}"`, { cause: e });
+  }
   await answerConsent(popup);
   await popup.close();
 }

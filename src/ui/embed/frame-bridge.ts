@@ -469,11 +469,10 @@ function controls(doc: Document): { button: HTMLButtonElement; stop: HTMLButtonE
   // At most two lines (the frame is one button high); the widget's status line has it all.
   note.style.cssText = 'font-size: 0.72rem; line-height: 1.2; max-height: 2.4em; overflow: hidden; color: #5a6272;';
   row.append(b, stop, note);
-  // All of it fits in the frame (2.6rem high), which never scrolls: a note of two lines made it
-  // scroll by 2 px, and a scroll (the wheel, or a browser bringing Start into view) moves Start,
-  // so that the click after it was refused as "just moved".
+  // The frame (2.6rem high) is not scrolled by the visitor's wheel: a scroll moves Start, and the
+  // click after it is refused as "just moved". (web/frame.html's margins leave room for a note of
+  // two lines: the page cannot be scrolled at all.)
   doc.documentElement.style.overflow = 'hidden';
-  doc.body.style.margin = '4px 8px';
   doc.body.appendChild(row);
   return { button: b, stop, note };
 }
