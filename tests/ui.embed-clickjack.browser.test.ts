@@ -61,7 +61,7 @@ function hostPage(murmur: string): string {
       return 'iframe { opacity: 0 !important; position: fixed !important; left: ' + d.left + 'px; top: ' + d.top + 'px; width: 22rem !important; }';
     })() : attack === 'clip' ? 'iframe { position: fixed !important; left: 80vw; top: 60vh; width: 12px !important; height: 12px !important; }'
       : attack === 'mask' ? 'iframe { mask-image: linear-gradient(transparent, transparent) !important; }'
-      : attack === 'zoom' ? 'iframe { zoom: 0.03 !important; }' : attack === 'shrink' ? 'iframe { zoom: 0.4 !important; }'
+      : attack === 'zoom' ? 'iframe { zoom: 0.03 !important; }' : attack === 'quarter' ? 'iframe { zoom: 0.25 !important; }' : attack === 'shrink' ? 'iframe { zoom: 0.4 !important; }'
       : attack === 'hide' ? 'iframe { display: none !important; }' : null;
     if (css !== null) {
       if (style.textContent !== css) style.textContent = css; // (a mutation too: only when it changes)
@@ -131,8 +131,8 @@ async function readyOnOtherSite() {
 }
 
 /** The host page with the widget, the visitor's real click on its button, and the frame ready; what it starts is recorded. */
-async function openWidget(attack: string, init?: () => void, site = hostUrl) {
-  const p = await calmPage(browser, errors);
+async function openWidget(attack: string, init?: () => void, site = hostUrl, deviceScaleFactor = 1) {
+  const p = await calmPage(browser, errors, { deviceScaleFactor });
   if (init) await p.context().addInitScript(init);
   const sockets: string[] = [];
   p.on('websocket', (ws) => sockets.push(ws.url()));
@@ -155,6 +155,12 @@ function trainingFrame(p: Page): Frame {
  * zoomed one is drawn small).
  */
 async function clickWhereStartIs(p: Page): Promise<void> {
+  const [x, y] = await whereStartIs(p);
+  await p.mouse.click(x, y);
+}
+
+/** Where clickWhereStartIs clicks, in the page. */
+async function whereStartIs(p: Page): Promise<[number, number]> {
   const frame = await p.locator('murmur-volunteer iframe').boundingBox();
   if (!frame) throw new Error('the training frame has no box');
   const r = await trainingFrame(p).evaluate(() => {
@@ -163,7 +169,7 @@ async function clickWhereStartIs(p: Page): Promise<void> {
   });
   if (r.right <= r.left || r.bottom <= r.top) throw new Error('no part of the Start button shows in the frame');
   const scale = frame.width / r.width;
-  await p.mouse.click(frame.x + scale * (r.left + r.right) / 2, frame.y + scale * (r.top + r.bottom) / 2);
+  return [frame.x + scale * (r.left + r.right) / 2, frame.y + scale * (r.top + r.bottom) / 2];
 }
 
 /**
@@ -323,6 +329,34 @@ describe('the widget against clickjacking', () => {
     expect(p.workers()).toHaveLength(0);
     expect(sockets).toEqual([]);
     expect(server.c.consents.size).toBe(0);
+    await popup.close();
+    await p.close();
+  });
+
+  // zoom: 0.25 on the <iframe> on a 2x screen: Start is drawn at a quarter of its size, and the
+  // frame's devicePixelRatio reads 0.5, what a volunteer's own 50% browser zoom on a common screen
+  // gives, so the frame's floor of 0.5 lets the click through. Only the consent window stops it.
+  it('starts nothing on a click on a frame zoomed to a quarter on a 2x screen: the click only opens the consent window', async () => {
+    const { p, sockets } = await openWidget('quarter', undefined, hostUrl, 2);
+    await waitForStatus(p, /^Ready/);
+    const frame = trainingFrame(p);
+    expect(await frame.evaluate(() => devicePixelRatio)).toBe(0.5);
+    await frame.waitForFunction(() => document.getElementById('murmur-start')!.style.pointerEvents === '');
+    const opened = p.context().waitForEvent('page', { timeout: 60_000 });
+    opened.catch(() => {}); // (awaited below, once the click was answered)
+    // The pointer rests on the small Start a moment, as a visitor's does on the page's decoy.
+    const [x, y] = await whereStartIs(p);
+    await p.mouse.move(x, y);
+    const t0 = await frame.evaluate(() => performance.now());
+    await frame.waitForFunction((t) => performance.now() - t > 600, t0);
+    await p.mouse.click(x, y);
+    const said = await waitForStatus(p, /^Not started|^Confirm in the Murmur window|Starting|Training/);
+    expect(said).toMatch(/^Confirm in the Murmur window/);
+    const popup = await opened;
+    await popup.waitForLoadState();
+    expect(new URL(popup.url()).pathname).toBe('/consent');
+    expect(p.workers()).toHaveLength(0);
+    expect(sockets).toEqual([]);
     await popup.close();
     await p.close();
   });

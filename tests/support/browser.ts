@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Locator, type Page } from 'playwright-core';
 import { build, createServer, type ViteDevServer } from 'vite';
 import type { AppOptions } from '../../server/app.ts';
 import { SETTLE_MS } from '../../src/ui/core/settle.ts';
@@ -169,10 +169,11 @@ export async function clickSettled(page: Page, action: 'consent' | 'start' | 're
 /**
  * A page in its own browser context whose Compute Pressure reads "nominal": this shared
  * machine's real load would otherwise make the volunteer page back off. Page errors go to
- * `errors`; console errors are printed.
+ * `errors`; console errors are printed. `context`: the context's options (a 2x screen:
+ * deviceScaleFactor 2).
  */
-export async function calmPage(browser: Browser, errors: string[]): Promise<Page> {
-  const p = await (await browser.newContext()).newPage();
+export async function calmPage(browser: Browser, errors: string[], context: BrowserContextOptions = {}): Promise<Page> {
+  const p = await (await browser.newContext(context)).newPage();
   const cdp = await p.context().newCDPSession(p);
   await cdp.send('Emulation.setPressureSourceOverrideEnabled', { enabled: true, source: 'cpu' });
   await cdp.send('Emulation.setPressureStateOverride', { source: 'cpu', state: 'nominal' });
