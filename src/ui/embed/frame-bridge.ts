@@ -183,8 +183,9 @@ export interface FrameConsent { port: ConsentPort; path: string }
  * Registers a fresh nonce with the coordinator, opens the consent window for it, and resolves with
  * the visitor's answer there: 'allowed', 'denied', 'expired' (no answer within CONSENT_WAIT_MS, or
  * the coordinator forgot it), or an Error to show. The window opens in the click's own task (a
- * pop-up needs the click's user activation); it asks the coordinator again until the nonce is
- * there. `stillWanted()` false ends the wait early ('expired').
+ * pop-up needs the click's user activation), before the nonce is registered: it looks for the
+ * nonce until the coordinator has it (src/ui/elements/consent-window.ts). `stillWanted()` false
+ * ends the wait early ('expired').
  */
 export function askConsent(consent: FrameConsent, win: Window, nonce: string, stillWanted: () => boolean): Promise<'allowed' | 'denied' | 'expired' | Error> {
   const site = embeddingSite(win);
