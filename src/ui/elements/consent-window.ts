@@ -8,7 +8,7 @@
 // src/ui/core/settle.ts), as the volunteer page's do: a site could otherwise open it under a
 // double-click it asked for.
 import { LitElement, html, css, nothing, type TemplateResult } from 'lit';
-import { pageGate } from '../core/settle.ts';
+import { pageGate, PAGE_REFUSED } from '../core/settle.ts';
 import type { ConsentAsked, ConsentWindowPort } from '../ports.ts';
 import { theme } from './theme.ts';
 
@@ -71,6 +71,15 @@ export class ConsentWindow extends LitElement {
       }
       await new Promise((r) => setTimeout(r, FIND_EVERY_MS));
     }
+  }
+
+  protected override firstUpdated(): void {
+    // A click where Allow or Don't allow is, while it takes no pointer events, lands behind it: it
+    // is answered too, as on the volunteer page.
+    this.renderRoot.addEventListener('click', (ev) => {
+      const e = ev as MouseEvent;
+      if (e.detail > 0 && !(e.target as Element).matches('button[data-action]') && this.gate.at(e.clientX, e.clientY)) this.refused = PAGE_REFUSED;
+    });
   }
 
   protected override updated(): void {
