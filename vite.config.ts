@@ -2,7 +2,7 @@
 import { defineConfig, type Plugin } from 'vitest/config';
 
 /**
- * The page entries live in web/ but are served from the site root (/, /dashboard, /frame.html):
+ * The page entries live in web/ but are served from the site root (/, /dashboard, /consent, /frame.html):
  * move the emitted HTML files up one level. Their asset URLs are absolute (base '/'), so they
  * stay valid.
  */
@@ -40,6 +40,7 @@ export default defineConfig({
         index: 'web/index.html',
         dashboard: 'web/dashboard.html',
         frame: 'web/frame.html',
+        consent: 'web/consent.html',
         // A classic script for other sites: a fixed name, no imports (see src/ui/embed/embed.ts).
         embed: 'src/ui/embed/embed.ts',
       },

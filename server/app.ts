@@ -36,6 +36,8 @@ import { registerOpsRoute } from './ops.ts';
 import { registerWsRoute } from './routes/ws.ts';
 import { registerSecurityHeaders, registerWebRoutes } from './routes/web.ts';
 import { DEFAULT_LIMITS } from '../src/protocol/messages.ts';
+import { ConsentRequests, DEFAULT_CONSENT_LIMITS, type ConsentLimits } from './consent.ts';
+import { registerConsentRoutes } from './routes/consent.ts';
 
 export interface AppDeps {
   dataDir: string;
@@ -101,6 +103,8 @@ export interface AppOptions {
    * A database in memory is always read on the event loop.
    */
   readWorker: boolean;
+  /** How long the widget's consent requests live, and how many may be open (server/consent.ts). */
+  consent: Partial<ConsentLimits>;
 }
 
 /** How long a closing coordinator lets the requests in flight finish before it closes every connection left. */
@@ -121,6 +125,7 @@ export const DEFAULT_APP_OPTIONS: AppOptions = {
   reads: {},
   downloads: {},
   readWorker: true,
+  consent: {},
 };
 
 export interface Coordinator {
@@ -139,6 +144,8 @@ export interface Coordinator {
   reads: ReadBudget;
   /** What anonymous downloads have taken, been refused and been cut (server/download-budget.ts). */
   downloads: DownloadBudget;
+  /** The widget's open consent requests (server/consent.ts). */
+  consents: ConsentRequests;
   /** The thread computing metric and connectivity answers (null: they are computed on the event loop). */
   readWorker: ReadWorker | null;
   /** Stored checkpoints not measured by this coordinator on their run's windows, measured at start (server/checkpoint-remeasure.ts). */
@@ -282,6 +289,8 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   registerDataRoutes(ctx);
   registerOpsRoute(ctx, { evaluator, readWorker, dbFile });
   registerWsRoute(ctx);
+  const consents = new ConsentRequests({ ...DEFAULT_CONSENT_LIMITS, ...o.consent }, now);
+  registerConsentRoutes(ctx, consents);
   await registerWebRoutes(app, o.webRoot);
 
   // Long-lived connections (volunteer WebSockets, dashboard event streams, downloads) end before the HTTP
@@ -306,7 +315,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   scheduler.start();
 
   return {
-    app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, datasets, reads, downloads, readWorker, remeasured,
+    app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, datasets, reads, downloads, readWorker, remeasured, consents,
     adminToken: admin.value, adminTokenCreated: admin.created,
     close: async () => {
       await app.close();

@@ -287,16 +287,22 @@ describe('coordinator REST', () => {
 });
 
 describe('web app serving', () => {
-  it('serves the built app at /, /dashboard and /embed.js beside the API', async () => {
+  it('serves the built app at /, /dashboard, /consent and /embed.js beside the API', async () => {
     const web = mkdtempSync(join(tmpdir(), 'murmur-web-'));
     writeFileSync(join(web, 'index.html'), '<title>volunteer</title>');
     writeFileSync(join(web, 'dashboard.html'), '<title>dashboard</title>');
+    writeFileSync(join(web, 'consent.html'), '<title>consent</title>');
     writeFileSync(join(web, 'embed.js'), 'export {}');
     const w = await startServer({ webRoot: web });
     try {
       const get = (url: string) => w.c.app.inject({ method: 'GET', url });
       expect((await get('/')).body).toContain('volunteer');
       expect((await get('/dashboard')).body).toContain('dashboard');
+      // The widget's consent window, never in a frame.
+      const consent = await get('/consent');
+      expect(consent.body).toContain('consent');
+      expect(consent.headers['x-frame-options']).toBe('DENY');
+      expect(consent.headers['content-security-policy']).toMatch(/frame-ancestors 'none'$/);
       expect((await get('/embed.js')).headers['content-type']).toMatch(/javascript/);
       expect((await get('/api/runs')).json().runs[0].id).toBe('default');
       const missing = await get('/api/nothing-here');

@@ -1,5 +1,5 @@
 // Who may frame the coordinator's pages, enforced by Chromium itself: a page on another origin
-// frames the volunteer page, the dashboard and the widget's training frame. By default every one
+// frames the volunteer page, the dashboard, the widget's consent window and its training frame. By default every one
 // is refused (CSP frame-ancestors 'none'); once the admin adds that site to the run's
 // embedSites, the training frame of that run loads there (and still nothing else, nor another
 // run's frame). Every response carries the content security policy and the other security
@@ -30,12 +30,13 @@ beforeAll(async () => {
   writeFileSync(join(web, 'index.html'), page('volunteer'));
   writeFileSync(join(web, 'dashboard.html'), page('dashboard'));
   writeFileSync(join(web, 'frame.html'), page('frame'));
+  writeFileSync(join(web, 'consent.html'), page('consent'));
   writeFileSync(join(web, 'who.js'), 'window.loadedBy = document.title;');
   s = await startServer({ webRoot: web });
   await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'other', dataset: 'moby-dick', preset: 'micro' } })
     .then((r) => expect(r.statusCode).toBe(201));
   host = createServer((req, res) => {
-    const frames = ['/', '/dashboard', '/frame.html?run=default', '/frame.html?run=other', '/frame.html']
+    const frames = ['/', '/dashboard', '/consent', '/frame.html?run=default', '/frame.html?run=other', '/frame.html']
       .map((p, i) => `<iframe id="f${i}" src="${s.url}${p}" onload="window.loaded = (window.loaded || 0) + 1"></iframe>`).join('\n');
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
     res.end(`<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>another site</title></head><body>${frames}</body></html>`);
@@ -55,10 +56,10 @@ afterAll(async () => {
 async function framedPages(): Promise<Record<string, boolean>> {
   const p: Page = await (await browser.newContext()).newPage();
   await p.goto(hostOrigin);
-  // A refused frame fires load too (with an error page in it): wait for all five.
-  await p.waitForFunction(() => (window as unknown as { loaded?: number }).loaded === 5);
+  // A refused frame fires load too (with an error page in it): wait for all six.
+  await p.waitForFunction(() => (window as unknown as { loaded?: number }).loaded === 6);
   const out: Record<string, boolean> = {};
-  for (let i = 0; i < 5; i++) {
+  for (let i = 0; i < 6; i++) {
     const el = await p.$(`#f${i}`);
     const f = await el!.contentFrame();
     const src = new URL((await el!.getAttribute('src'))!);
@@ -84,7 +85,7 @@ function headOf(path: string): Promise<IncomingHttpHeaders> {
 
 describe('framing policy', () => {
   it('sends the security headers on every response, the live stream\'s too; only a run\'s frame may list ancestors', async () => {
-    for (const url of ['/', '/dashboard', '/frame.html?run=default', '/who.js', '/api/runs', '/api/nothing', '/api/runs/default/stream']) {
+    for (const url of ['/', '/dashboard', '/consent', '/frame.html?run=default', '/who.js', '/api/runs', '/api/nothing', '/api/runs/default/stream', '/api/consent/AAAAAAAAAAAAAAAAAAAAAA']) {
       const r = await headOf(url);
       const csp = String(r['content-security-policy']);
       expect(csp, url).toContain("script-src 'self'");
@@ -101,14 +102,14 @@ describe('framing policy', () => {
     // A page that opened ours (or that ours was opened from) could otherwise navigate it or close
     // it under the visitor's pointer. Browsers ignore it on a framed document: the frame still
     // loads where its run allows (below).
-    for (const url of ['/', '/dashboard', '/index.html', '/dashboard.html', '/frame.html?run=default']) {
+    for (const url of ['/', '/dashboard', '/consent', '/index.html', '/dashboard.html', '/frame.html?run=default']) {
       expect((await headOf(url))['cross-origin-opener-policy'], url).toBe('same-origin');
     }
   });
 
   it('refuses every frame on a site no run allows', async () => {
     expect(await framedPages()).toEqual({
-      '/': false, '/dashboard': false, '/frame.html?run=default': false, '/frame.html?run=other': false, '/frame.html': false,
+      '/': false, '/dashboard': false, '/consent': false, '/frame.html?run=default': false, '/frame.html?run=other': false, '/frame.html': false,
     });
   });
 
@@ -127,7 +128,7 @@ describe('framing policy', () => {
     expect(frame.headers['content-security-policy']).toMatch(new RegExp(`frame-ancestors ${hostOrigin} https://whales.example.org$`));
     expect(frame.headers['x-frame-options']).toBeUndefined();
     expect(await framedPages()).toEqual({
-      '/': false, '/dashboard': false, '/frame.html?run=default': true, '/frame.html?run=other': false, '/frame.html': false,
+      '/': false, '/dashboard': false, '/consent': false, '/frame.html?run=default': true, '/frame.html?run=other': false, '/frame.html': false,
     });
     // Removing the site refuses it again.
     expect((await patch({ embedSites: [] })).json().embedSites).toEqual([]);

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, calmPage, createRun, restAndClick, startBuiltApp } from './support/browser.ts';
+import { CHROMIUM, CHROMIUM_ARGS, answerConsent, calmPage, consentWindowFrom, createRun, restAndClick, startBuiltApp, startThroughConsent } from './support/browser.ts';
 import type { TestServer } from './support/coordinator.ts';
 
 const RUN = 'micro-clickjack';
@@ -60,7 +60,8 @@ function hostPage(murmur: string): string {
       const d = document.getElementById('decoy').getBoundingClientRect();
       return 'iframe { opacity: 0 !important; position: fixed !important; left: ' + d.left + 'px; top: ' + d.top + 'px; width: 22rem !important; }';
     })() : attack === 'clip' ? 'iframe { position: fixed !important; left: 80vw; top: 60vh; width: 12px !important; height: 12px !important; }'
-      : attack === 'zoom' ? 'iframe { zoom: 0.03 !important; }' : attack === 'shrink' ? 'iframe { zoom: 0.4 !important; }'
+      : attack === 'mask' ? 'iframe { mask-image: linear-gradient(transparent, transparent) !important; }'
+      : attack === 'zoom' ? 'iframe { zoom: 0.03 !important; }' : attack === 'quarter' ? 'iframe { zoom: 0.25 !important; }' : attack === 'shrink' ? 'iframe { zoom: 0.4 !important; }'
       : attack === 'hide' ? 'iframe { display: none !important; }' : null;
     if (css !== null) {
       if (style.textContent !== css) style.textContent = css; // (a mutation too: only when it changes)
@@ -115,7 +116,7 @@ async function slideFrameThenClick(p: Page, dx: number, dy: number): Promise<str
   await p.waitForFunction((t) => performance.now() - t > 60, t0);
   await p.mouse.down();
   await p.mouse.up();
-  return waitForStatus(p, /^Not started|Starting|Training/);
+  return waitForStatus(p, /^Not started|^Confirm in the Murmur window|Starting|Training/);
 }
 
 /** The widget on a page of another site, ready and taking clicks; where its Start and its frame are drawn. */
@@ -130,8 +131,8 @@ async function readyOnOtherSite() {
 }
 
 /** The host page with the widget, the visitor's real click on its button, and the frame ready; what it starts is recorded. */
-async function openWidget(attack: string, init?: () => void, site = hostUrl) {
-  const p = await calmPage(browser, errors);
+async function openWidget(attack: string, init?: () => void, site = hostUrl, deviceScaleFactor = 1) {
+  const p = await calmPage(browser, errors, { deviceScaleFactor });
   if (init) await p.context().addInitScript(init);
   const sockets: string[] = [];
   p.on('websocket', (ws) => sockets.push(ws.url()));
@@ -154,6 +155,12 @@ function trainingFrame(p: Page): Frame {
  * zoomed one is drawn small).
  */
 async function clickWhereStartIs(p: Page): Promise<void> {
+  const [x, y] = await whereStartIs(p);
+  await p.mouse.click(x, y);
+}
+
+/** Where clickWhereStartIs clicks, in the page. */
+async function whereStartIs(p: Page): Promise<[number, number]> {
   const frame = await p.locator('murmur-volunteer iframe').boundingBox();
   if (!frame) throw new Error('the training frame has no box');
   const r = await trainingFrame(p).evaluate(() => {
@@ -162,7 +169,7 @@ async function clickWhereStartIs(p: Page): Promise<void> {
   });
   if (r.right <= r.left || r.bottom <= r.top) throw new Error('no part of the Start button shows in the frame');
   const scale = frame.width / r.width;
-  await p.mouse.click(frame.x + scale * (r.left + r.right) / 2, frame.y + scale * (r.top + r.bottom) / 2);
+  return [frame.x + scale * (r.left + r.right) / 2, frame.y + scale * (r.top + r.bottom) / 2];
 }
 
 /**
@@ -192,7 +199,7 @@ async function isVisibleHeld(p: Page, ms: number): Promise<void> {
  * appeared or moved (a click a moment later might count).
  */
 async function clickUntilAnswered(p: Page): Promise<string> {
-  const answered = /^Not started: (?!this button had just appeared or moved)|Starting|Training/;
+  const answered = /^Not started: (?!this button had just appeared or moved)|^Confirm in the Murmur window|Starting|Training/;
   await expect.poll(async () => {
     const now = await status(p);
     // (Start hides once training starts: then wait for the status to say so.)
@@ -255,7 +262,7 @@ describe('the widget against clickjacking', () => {
     await p.evaluate(() => (window as unknown as { setAttack(a: string): void }).setAttack('none'));
     const worker = p.waitForEvent('worker', { timeout: 120_000 });
     // Playwright's click waits until the button takes clicks: in view for a moment, unmoved.
-    await restAndClick(startButton(p));
+    await startThroughConsent(startButton(p));
     await waitForStatus(p, /Starting|Training/);
     expect((await worker).url().startsWith(`${server.url}/`)).toBe(true);
     await expect.poll(() => sockets.length, { timeout: 120_000 }).toBeGreaterThan(0);
@@ -286,6 +293,74 @@ describe('the widget against clickjacking', () => {
     });
   }
 
+  // A fully transparent mask-image on the <iframe>: IntersectionObserver v2 reports Start visible,
+  // nothing in the frame tells it apart from a frame in plain view, and the click passes every
+  // gate of the frame. Only the consent window, which the page cannot touch, stands between that
+  // click and the visitor's GPU: the click opens it and starts nothing.
+  it('starts nothing on a click on a frame masked to full transparency: the click only opens the consent window, where Don\'t allow leaves it ready', async () => {
+    const { p, sockets } = await openWidget('mask');
+    await waitForStatus(p, /^Ready/);
+    const frame = trainingFrame(p);
+    expect(await p.evaluate(() => getComputedStyle(document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('iframe')!).maskImage)).toMatch(/transparent|rgba\(0, 0, 0, 0\)/);
+    // The frame's gates cannot see the mask: Start takes clicks.
+    await frame.waitForFunction(() => document.getElementById('murmur-start')!.style.pointerEvents === '');
+    const opened = p.context().waitForEvent('page', { timeout: 60_000 });
+    opened.catch(() => {}); // (awaited below, once the click was answered)
+    await restAndClick(startButton(p));
+    // Whatever the click did shows in the status line: asking in the consent window, or starting
+    // (as it did before the consent window: the click passed every gate and training started).
+    const said = await waitForStatus(p, /^Not started|^Confirm in the Murmur window|Starting|Training/);
+    expect(said).toMatch(/^Confirm in the Murmur window/);
+    const popup = await opened;
+    await popup.waitForLoadState();
+    expect(await startButton(p).innerText()).toBe('Open the Murmur window again');
+    // The consent window is the Murmur origin's own page, naming the site that asks and the run.
+    expect(new URL(popup.url()).origin).toBe(server.url);
+    await popup.locator('murmur-consent-window [data-site]').waitFor();
+    expect(await popup.locator('murmur-consent-window [data-site]').innerText()).toBe(new URL(hostUrl).origin);
+    expect(await popup.locator('murmur-consent-window [data-run]').innerText()).toBe('clickjack');
+    expect(p.workers()).toHaveLength(0);
+    expect(sockets).toEqual([]);
+    expect(await frame.evaluate(() => document.getElementById('murmur-stop')!.hidden)).toBe(true);
+    // Don't allow: the widget is back to Start, and nothing ran.
+    await answerConsent(popup, 'deny');
+    expect(await waitForStatus(p, /^Not started: you chose/)).toBe('Not started: you chose Don\'t allow in the Murmur window.');
+    await expect.poll(() => startButton(p).innerText()).toBe('Start training on my GPU');
+    expect(p.workers()).toHaveLength(0);
+    expect(sockets).toEqual([]);
+    expect(server.c.consents.size).toBe(0);
+    await popup.close();
+    await p.close();
+  });
+
+  // zoom: 0.25 on the <iframe> on a 2x screen: Start is drawn at a quarter of its size, and the
+  // frame's devicePixelRatio reads 0.5, what a volunteer's own 50% browser zoom on a common screen
+  // gives, so the frame's floor of 0.5 lets the click through. Only the consent window stops it.
+  it('starts nothing on a click on a frame zoomed to a quarter on a 2x screen: the click only opens the consent window', async () => {
+    const { p, sockets } = await openWidget('quarter', undefined, hostUrl, 2);
+    await waitForStatus(p, /^Ready/);
+    const frame = trainingFrame(p);
+    expect(await frame.evaluate(() => devicePixelRatio)).toBe(0.5);
+    await frame.waitForFunction(() => document.getElementById('murmur-start')!.style.pointerEvents === '');
+    const opened = p.context().waitForEvent('page', { timeout: 60_000 });
+    opened.catch(() => {}); // (awaited below, once the click was answered)
+    // The pointer rests on the small Start a moment, as a visitor's does on the page's decoy.
+    const [x, y] = await whereStartIs(p);
+    await p.mouse.move(x, y);
+    const t0 = await frame.evaluate(() => performance.now());
+    await frame.waitForFunction((t) => performance.now() - t > 600, t0);
+    await p.mouse.click(x, y);
+    const said = await waitForStatus(p, /^Not started|^Confirm in the Murmur window|Starting|Training/);
+    expect(said).toMatch(/^Confirm in the Murmur window/);
+    const popup = await opened;
+    await popup.waitForLoadState();
+    expect(new URL(popup.url()).pathname).toBe('/consent');
+    expect(p.workers()).toHaveLength(0);
+    expect(sockets).toEqual([]);
+    await popup.close();
+    await p.close();
+  });
+
   // The pointer rests on the page's own button; the page slides the frame's Start under it just
   // before the visitor clicks. Nothing in the frame changed (Start in full view and in place), and
   // Chromium let the click through to a frame of another site slid there 60 ms before it.
@@ -298,7 +373,7 @@ describe('the widget against clickjacking', () => {
     expect(p.workers()).toHaveLength(0);
     expect(sockets).toEqual([]);
     // The pointer has rested on Start a moment: a click counts.
-    await restAndClick(startButton(p));
+    await startThroughConsent(startButton(p));
     await waitForStatus(p, /Starting|Training/);
     await expect.poll(() => sockets.length, { timeout: 120_000 }).toBeGreaterThan(0);
     await p.close();
@@ -360,7 +435,9 @@ describe('the widget against clickjacking', () => {
     await p.keyboard.press('Tab');
     await expect.poll(() => frame.evaluate(() => document.hasFocus() && document.activeElement?.id)).toBe('murmur-start');
     await hold(600);
-    await p.keyboard.press('Enter');
+    const popup = await consentWindowFrom(p.context(), () => p.keyboard.press('Enter'));
+    await answerConsent(popup);
+    await popup.close();
     await waitForStatus(p, /Starting|Training/);
     await expect.poll(() => sockets.length, { timeout: 120_000 }).toBeGreaterThan(0);
     await p.close();
@@ -369,7 +446,7 @@ describe('the widget against clickjacking', () => {
   it('pauses by itself once the page hides the frame while it trains, ignores the page\'s resume, and resumes only on a click in the frame', async () => {
     const { p } = await openWidget('none');
     await waitForStatus(p, /^Ready/);
-    await restAndClick(startButton(p));
+    await startThroughConsent(startButton(p));
     await waitForStatus(p, /^(Training|Waiting)/, 240_000);
     // The page takes the frame out of view and would ignore its own Stop. The frame's document
     // still reads 'visible', so the pause-while-hidden policy does not see it.
@@ -397,7 +474,7 @@ describe('the widget against clickjacking', () => {
     await expect.poll(() => startButton(p).innerText()).toBe('Resume training');
     expect(await status(p)).toMatch(held);
     expect(await stopButton(p).isVisible()).toBe(true);
-    await restAndClick(startButton(p));
+    await startThroughConsent(startButton(p));
     await waitForStatus(p, /^(Training|Waiting)/);
     await expect.poll(() => startButton(p).isHidden()).toBe(true);
     // The frame's own Stop stops it.
@@ -411,7 +488,7 @@ describe('the widget against clickjacking', () => {
   it('pauses by itself once the page zooms the frame out to under half size while it trains, and resumes only on a click in it', async () => {
     const { p } = await openWidget('none');
     await waitForStatus(p, /^Ready/);
-    await restAndClick(startButton(p));
+    await startThroughConsent(startButton(p));
     await waitForStatus(p, /^(Training|Waiting)/, 240_000);
     const frame = trainingFrame(p);
     await p.evaluate(() => (window as unknown as { setAttack(a: string): void }).setAttack('shrink'));
@@ -428,7 +505,7 @@ describe('the widget against clickjacking', () => {
     await p.evaluate(() => (window as unknown as { setAttack(a: string): void }).setAttack('none'));
     await expect.poll(() => startButton(p).innerText()).toBe('Resume training');
     expect(await status(p)).toMatch(held);
-    await restAndClick(startButton(p));
+    await startThroughConsent(startButton(p));
     await waitForStatus(p, /^(Training|Waiting)/);
     await stopButton(p).click();
     await waitForStatus(p, /^Stopped/);

@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { ROOT, calmPage as calmPageIn, clickSettled, createRun, restAndClick, launchWebRtcBrowser, startAll, startBuiltApp } from './support/browser.ts';
+import { ROOT, calmPage as calmPageIn, clickSettled, createRun, launchWebRtcBrowser, startAll, startBuiltApp, startThroughConsent } from './support/browser.ts';
 import type { TestServer } from './support/coordinator.ts';
 import { decodeStateFrame } from '../src/protocol/state-frame.ts';
 
@@ -292,11 +292,12 @@ describe('the widget training for real', () => {
     await p.waitForTimeout(500);
     expect(murmurRequests).toEqual(['/embed.js']);
     await p.locator('murmur-volunteer [part="consent-button"]').click();
-    // The host's button only opens the frame; consent is a click on the frame's own button.
+    // The host's button only opens the frame; consent is a click on the frame's own button,
+    // confirmed with Allow in the consent window it opens.
     const frameStart = p.frameLocator('murmur-volunteer iframe').locator('#murmur-start');
     await frameStart.waitFor({ state: 'visible', timeout: 60_000 });
     await expect.poll(() => frameStart.isEnabled(), { timeout: 60_000 }).toBe(true);
-    await restAndClick(frameStart);
+    await startThroughConsent(frameStart);
     // "Training: N tokens/s, ..." with N > 0: steps have run in the frame's worker.
     await p.waitForFunction(() => /Training: [1-9]/.test(document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('[part=status]')!.textContent!), null, { timeout: 240_000 });
     expect(murmurRequests).toContain('/frame.html');

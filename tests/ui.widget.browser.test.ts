@@ -4,20 +4,25 @@
 // which trains only after a click on its own start button (not on a click dispatched by script,
 // not on a `start` posted by the embedding page); the widget shows its status, pauses and stops
 // it, the site's intensity cap holds, CSS parts theme it, and the host page cannot reach into
-// the frame. A forging page on a third origin that frames the training frame itself and posts
-// `connect` and `start` trains nothing.
+// the frame. A click on the frame's Start only opens the consent window (the real page, its
+// /api requests handed by the dev server to a real coordinator): nothing trains until Allow
+// there, Don't allow leaves the widget ready, and a second click while one window is open asks
+// nothing new of the coordinator. A forging page on a third origin that frames the training
+// frame itself and posts `connect` and `start` trains nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Frame, Page } from 'playwright-core';
-import { pageErrors, restAndClick, ROOT, startBrowser, type BrowserHarness } from './support/browser.ts';
+import { answerConsent, consentWindowFrom, pageErrors, restAndClick, ROOT, startBrowser, startThroughConsent, type BrowserHarness } from './support/browser.ts';
+import { startServer, type TestServer } from './support/coordinator.ts';
 
 const OUT = join(ROOT, 'tests', 'output');
 mkdirSync(OUT, { recursive: true });
 
 let h: BrowserHarness;
+let coordinator: TestServer;
 let host: Server;
 let hostUrl: string;
 let page: Page;
@@ -79,13 +84,19 @@ async function waitForStatus(re: RegExp, timeout = 30_000): Promise<void> {
 }
 
 beforeAll(async () => {
-  h = await startBrowser();
   host = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }); res.end(hostPage(h.baseUrl)); });
   await new Promise<void>((r) => host.listen(0, '127.0.0.1', r));
   hostUrl = `http://127.0.0.1:${(host.address() as AddressInfo).port}/`;
   forger = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }); res.end(forgerPage(h.baseUrl)); });
   await new Promise<void>((r) => forger.listen(0, '127.0.0.1', r));
   forgerUrl = `http://127.0.0.1:${(forger.address() as AddressInfo).port}/`;
+  // The coordinator the consent requests go to: the host page is one of its run's embedding sites.
+  coordinator = await startServer();
+  const sites = await fetch(`${coordinator.url}/api/runs/default`, {
+    method: 'PATCH', headers: { ...coordinator.admin, 'content-type': 'application/json' }, body: JSON.stringify({ embedSites: [new URL(hostUrl).origin] }),
+  });
+  expect(sites.status).toBe(200);
+  h = await startBrowser({ proxy: { '/api': coordinator.url } });
   const context = await h.browser.newContext();
   page = await context.newPage();
   // Compute Pressure reads "nominal" (as in calmPage): this shared machine's real load would
@@ -101,6 +112,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await h?.close();
+  await coordinator?.close();
   await new Promise((r) => host?.close(r));
   await new Promise((r) => forger?.close(r));
 });
@@ -144,7 +156,36 @@ describe('embeddable widget', () => {
     await page.keyboard.press('ArrowLeft');
     await frame.waitForFunction(() => Math.abs(window.frameTest.controller!.intensity - 0.45) < 1e-9);
     expect(await frame.evaluate(() => [window.frameTest.controller!.phase, window.frameTest.backend.joins])).toEqual(['idle', 0]);
-    await restAndClick(start);
+    const idle = () => frame.evaluate(() => [window.frameTest.controller!.phase, window.frameTest.backend.joins]);
+    // A click on Start only asks: the consent window opens, and nothing trains until Allow there.
+    const first = await consentWindowFrom(page.context(), () => restAndClick(start));
+    await waitForStatus(/^Confirm in the Murmur window that opened/);
+    expect(await start.innerText()).toBe('Open the Murmur window again');
+    expect(new URL(first.url()).pathname).toBe('/web/consent.html');
+    expect(coordinator.c.consents.size).toBe(1);
+    // A second click while it is open opens the same request again: nothing new on the coordinator.
+    const second = await consentWindowFrom(page.context(), () => restAndClick(start));
+    expect(new URL(second.url()).hash).toBe(new URL(first.url()).hash);
+    expect(new URL(first.url()).hash).toMatch(/^#[A-Za-z0-9_-]{22}$/);
+    expect(coordinator.c.consents.size).toBe(1);
+    await first.locator('murmur-consent-window [data-site]').waitFor();
+    expect(await first.locator('murmur-consent-window [data-site]').innerText()).toBe(new URL(hostUrl).origin);
+    expect(await idle()).toEqual(['idle', 0]);
+    // Don't allow: back to ready, nothing ran, and the request is used up.
+    await answerConsent(first, 'deny');
+    await waitForStatus(/^Not started: you chose Don't allow in the Murmur window/);
+    await expect.poll(() => start.innerText()).toBe('Start training on my GPU');
+    expect(await idle()).toEqual(['idle', 0]);
+    await expect.poll(() => coordinator.c.consents.size).toBe(0);
+    // The other window's Allow comes too late: its answer is not taken, and nothing starts.
+    await second.waitForFunction(() => getComputedStyle(document.querySelector('murmur-consent-window')!.shadowRoot!.querySelector('button[data-action=allow]')!).pointerEvents !== 'none');
+    await second.locator('murmur-consent-window button[data-action=allow]').click();
+    await expect.poll(() => second.locator('murmur-consent-window .error').innerText()).toMatch(/^Your answer was not taken: (no such consent request|this consent request was already answered)/);
+    expect(await idle()).toEqual(['idle', 0]);
+    await first.close();
+    await second.close();
+    // Start again, and Allow in its window: training starts.
+    await startThroughConsent(start);
     await waitForStatus(/Training/);
     expect(await start.isHidden()).toBe(true);
     expect(new URL(frame.url()).origin).toBe(new URL(h.baseUrl).origin);
@@ -204,7 +245,7 @@ describe('embeddable widget', () => {
       document: { ok: false, value: 'SecurityError' },
       globals: { ok: false, value: 'SecurityError' },
       storage: { ok: false, value: 'SecurityError' },
-      sandbox: 'allow-scripts allow-same-origin',
+      sandbox: 'allow-scripts allow-same-origin allow-popups allow-popups-to-escape-sandbox',
       referrer: 'no-referrer',
     });
     // The frame was not told where it is embedded.

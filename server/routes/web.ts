@@ -1,4 +1,5 @@
-// The built web app (volunteer page `/`, dashboard `/dashboard`, embed script `/embed.js`) from
+// The built web app (volunteer page `/`, dashboard `/dashboard`, the widget's consent window
+// `/consent`, embed script `/embed.js`) from
 // dist/web when it has been built; otherwise `/` says how to build it. The API works either way.
 // Every response carries the content security policy and the other security headers
 // (securityHeaders); only the widget's training frame may be framed, and only by the sites its
@@ -79,11 +80,11 @@ export async function registerWebRoutes(app: FastifyInstance, webRoot: string): 
   if (!existsSync(join(webRoot, 'index.html'))) {
     app.get('/', { schema: {} }, async (_req, reply) => reply.type('text/plain; charset=utf-8').send(
       `Murmur coordinator. The web app is not built (no ${webRoot}/index.html): run \`npx vite build\`.\n` +
-      'API: /api/runs, /api/runs/:run/metrics, /api/runs/:run/stream, /api/runs/:run/checkpoints, WebSocket /api/ws\n'));
+      'API: /api/runs, /api/runs/:run/metrics, /api/runs/:run/stream, /api/runs/:run/checkpoints, /api/consent, WebSocket /api/ws\n'));
     return;
   }
   await app.register(fastifyStatic, { root: webRoot, prefix: '/', index: ['index.html'] });
-  for (const page of ['dashboard']) {
+  for (const page of ['dashboard', 'consent']) {
     const file = existsSync(join(webRoot, `${page}.html`)) ? `${page}.html` : `${page}/index.html`;
     if (existsSync(join(webRoot, file))) app.get(`/${page}`, { schema: {} }, async (_req, reply) => reply.sendFile(file));
   }

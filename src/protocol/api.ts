@@ -187,3 +187,33 @@ export const RUN_EVENT_DATA = {
   'checkpoint-failed': strict({ request: Type.String({ maxLength: 64 }), reason: reason(4000), rejected: Type.Optional(Type.Literal(true)) }),
 } satisfies Record<RunEventKind, TSchema>;
 export type RunEventData = { [K in RunEventKind]: Static<(typeof RUN_EVENT_DATA)[K]> };
+
+/**
+ * The widget's consent window (server/consent.ts, server/routes/consent.ts). A nonce is 16 to 64
+ * random bytes in base64url, made by the widget's frame for one click on its Start or Resume.
+ */
+export const CONSENT_NONCE_PATTERN = '^[A-Za-z0-9_-]{22,86}$';
+const consentNonce = Type.String({ pattern: CONSENT_NONCE_PATTERN });
+const embedSite = Type.String({ maxLength: 200, pattern: EMBED_SITE_PATTERN });
+
+/** POST /api/consent: the frame registers its nonce, the run it would train and the site it is on (location.ancestorOrigins). */
+export const ConsentRequest = strict({ nonce: consentNonce, run: runId, site: embedSite });
+export type ConsentRequest = Static<typeof ConsentRequest>;
+
+/** The path parameter of /api/consent/:nonce and its /decision and /claim. */
+export const ConsentParams = strict({ nonce: consentNonce });
+export type ConsentParams = Static<typeof ConsentParams>;
+
+/** POST /api/consent/:nonce/decision: the consent window's Allow (true) or Don't allow (false). */
+export const ConsentDecision = strict({ allow: Type.Boolean() });
+export type ConsentDecision = Static<typeof ConsentDecision>;
+
+export const ConsentState = Type.Enum(['pending', 'allowed', 'denied']);
+export type ConsentState = Static<typeof ConsentState>;
+
+/**
+ * GET /api/consent/:nonce (what the consent window names), and the answer of each POST: the run
+ * (its name too, for the window), the site, the state and when the nonce expires (ms since the epoch).
+ */
+export const ConsentReply = strict({ run: runId, runName: Type.String({ maxLength: 200 }), site: embedSite, state: ConsentState, expiresAt: time });
+export type ConsentReply = Static<typeof ConsentReply>;

@@ -300,3 +300,27 @@ export interface DashboardSource {
   sample(c: CheckpointItem): Promise<TextSample>;
   subscribe(h: DashboardHandlers): () => void;
 }
+
+/**
+ * The coordinator's side of the widget's consent window (src/ui/browser/consent-client.ts): the
+ * frame registers a nonce for one click on its Start or Resume, opens the window for it, and
+ * claims the visitor's answer.
+ */
+export interface ConsentPort {
+  /** Registers `nonce` for this frame's run on `site` (the page the frame is on); rejects with the coordinator's reason. */
+  register(nonce: string, site: string): Promise<void>;
+  /**
+   * The answer so far: once 'allowed' or 'denied' the nonce is used up; 'gone' when the
+   * coordinator no longer knows it (expired, or already claimed).
+   */
+  claim(nonce: string): Promise<'pending' | 'allowed' | 'denied' | 'gone'>;
+}
+
+/** A consent request as the consent window shows it: the run, the site that asks, the state, when it expires (ms since the epoch). */
+export interface ConsentAsked { run: string; runName: string; site: string; state: 'pending' | 'allowed' | 'denied'; expiresAt: number }
+
+/** The consent window's side (src/ui/elements/consent-window.ts): reads a request and answers it; each rejects with the coordinator's reason. */
+export interface ConsentWindowPort {
+  load(nonce: string): Promise<ConsentAsked>;
+  decide(nonce: string, allow: boolean): Promise<ConsentAsked>;
+}

@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Locator, type Page } from 'playwright-core';
 import { build, createServer, type ViteDevServer } from 'vite';
 import type { AppOptions } from '../../server/app.ts';
 import { SETTLE_MS } from '../../src/ui/core/settle.ts';
@@ -53,6 +53,8 @@ export interface BrowserOptions {
   optimizeDeps?: string[];
   /** false: launch without --enable-unsafe-webgpu, as a stock Linux Chromium (navigator.gpu exists, no adapter). */
   webgpu?: boolean;
+  /** Paths the dev server hands to another server, e.g. { '/api': coordinator.url } for the widget's consent requests. */
+  proxy?: Record<string, string>;
 }
 
 const errorsByPage = new WeakMap<Page, Error[]>();
@@ -88,7 +90,7 @@ export async function startBrowser(opts: BrowserOptions = {}): Promise<BrowserHa
       logLevel: 'warn',
       clearScreen: false,
       // No file watching or HMR: pages load once per test, and the machine is shared.
-      server: { host: '127.0.0.1', port: 0, strictPort: true, hmr: false, watch: null },
+      server: { host: '127.0.0.1', port: 0, strictPort: true, hmr: false, watch: null, ...(opts.proxy ? { proxy: opts.proxy } : {}) },
       // Crawl the test pages (and the workers they start) at startup and hold requests until
       // done, so a dependency found late never triggers a full reload in the middle of a test.
       optimizeDeps: {
@@ -167,10 +169,11 @@ export async function clickSettled(page: Page, action: 'consent' | 'start' | 're
 /**
  * A page in its own browser context whose Compute Pressure reads "nominal": this shared
  * machine's real load would otherwise make the volunteer page back off. Page errors go to
- * `errors`; console errors are printed.
+ * `errors`; console errors are printed. `context`: the context's options (a 2x screen:
+ * deviceScaleFactor 2).
  */
-export async function calmPage(browser: Browser, errors: string[]): Promise<Page> {
-  const p = await (await browser.newContext()).newPage();
+export async function calmPage(browser: Browser, errors: string[], context: BrowserContextOptions = {}): Promise<Page> {
+  const p = await (await browser.newContext(context)).newPage();
   const cdp = await p.context().newCDPSession(p);
   await cdp.send('Emulation.setPressureSourceOverrideEnabled', { enabled: true, source: 'cpu' });
   await cdp.send('Emulation.setPressureStateOverride', { source: 'cpu', state: 'nominal' });
@@ -224,4 +227,49 @@ export async function restAndClick(button: Locator): Promise<void> {
     look();
   }), [t0, SETTLE_MS + 50]);
   await button.click();
+}
+
+/**
+ * Runs `act` (a click or key press on Start or Resume in the widget's training frame, which now
+ * only asks) and returns the consent window it opened: a new page of `context`, loaded.
+ */
+export async function consentWindowFrom(context: BrowserContext, act: () => Promise<void>, timeout = 60_000): Promise<Page> {
+  const opened = context.waitForEvent('page', { timeout });
+  await act();
+  const popup = await opened;
+  await popup.waitForLoadState();
+  return popup;
+}
+
+/**
+ * Answers the consent window: waits until its Allow (or Don't allow) takes clicks (pageGate: the
+ * window at the front and the button in place for half a second), clicks it, and waits until the
+ * coordinator has taken the answer. The consent window stays open.
+ */
+export async function answerConsent(popup: Page, answer: 'allow' | 'deny' = 'allow', timeout = 60_000): Promise<void> {
+  await popup.waitForFunction((a) => {
+    const b = document.querySelector('murmur-consent-window')?.shadowRoot?.querySelector<HTMLButtonElement>(`button[data-action=${a}]`);
+    return b ? getComputedStyle(b).pointerEvents !== 'none' : false;
+  }, answer, { polling: 100, timeout });
+  await popup.locator(`murmur-consent-window button[data-action=${answer}]`).click();
+  await popup.locator('murmur-consent-window [data-answer]').waitFor({ timeout });
+}
+
+/**
+ * A visitor's Start (or Resume) in the widget's training frame, as it goes now: the click on the
+ * frame's button (restAndClick), then Allow in the consent window that click opened
+ * (src/ui/elements/consent-window.ts), which is closed after. The one way the tests start
+ * training through the widget.
+ */
+export async function startThroughConsent(button: Locator): Promise<void> {
+  let popup: Page;
+  try {
+    popup = await consentWindowFrom(button.page().context(), () => restAndClick(button));
+  } catch (e) {
+    // What the frame said beside its button instead (its note: a refusal, or an error).
+    const said = await button.locator('xpath=..').innerText({ timeout: 5000 }).catch(() => '(unreadable)');
+    throw new Error(`the click on the widget's button opened no consent window; the frame says "${said}"`, { cause: e });
+  }
+  await answerConsent(popup);
+  await popup.close();
 }

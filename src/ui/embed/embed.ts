@@ -6,7 +6,8 @@
 // button; training starts only on a click inside that frame, which the host page cannot forge,
 // on the button in plain view: the frame itself refuses a click while it is transparent, covered
 // or has just appeared or moved (src/ui/embed/frame-bridge.ts), since this page owns the
-// <iframe> element and could style it any way it likes.
+// <iframe> element and could style it any way it likes; and even then only once the visitor has
+// allowed it in the consent window, a pop-up of the Murmur origin that this page cannot touch.
 // The host page talks to the frame only through a private MessageChannel (pause, resume, stop,
 // intensity: never start) and cannot reach into it.
 //
@@ -180,9 +181,13 @@ type WidgetPhase = import('./bridge.ts').WidgetPhase;
       // No `part` on the frame: ::part(frame) let one CSS rule make it invisible (clickjacking).
       const frame = document.createElement('iframe');
       frame.title = 'Murmur: start training on this device';
-      // The frame never learns which page embeds it, and cannot navigate it or open windows.
+      // The frame gets no referrer (it learns only the embedding site's origin, from
+      // location.ancestorOrigins) and cannot navigate this page. It may open one kind of window:
+      // the consent window on the Murmur origin, a page of its own, not sandboxed (a sandboxed
+      // pop-up could not load a page with Cross-Origin-Opener-Policy), where the visitor allows
+      // training (frame-bridge.ts, askConsent).
       frame.referrerPolicy = 'no-referrer';
-      frame.setAttribute('sandbox', 'allow-scripts allow-same-origin');
+      frame.setAttribute('sandbox', 'allow-scripts allow-same-origin allow-popups allow-popups-to-escape-sandbox');
       frame.setAttribute('allow', 'compute-pressure');
       const path = this.getAttribute('frame-path') ?? '/frame.html';
       frame.src = `${this.origin}${path}?run=${encodeURIComponent(this.getAttribute('run') ?? '')}`;

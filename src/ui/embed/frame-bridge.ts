@@ -24,6 +24,13 @@
 // so the button never starts: it says so and points to the Murmur site, whose pages cannot be
 // framed (docs/design.md section 6).
 //
+// Even a click that passes all of that does not start training by itself: a page can put a mask
+// (CSS mask-image, fully transparent) on the <iframe>, or zoom it by 0.25 on a 2x screen, and
+// the frame sees neither (IntersectionObserver v2 still reports the button visible; the frame's
+// devicePixelRatio reads 0.5). So the click opens the consent window (askConsent): a pop-up of
+// the Murmur origin, which no page can frame, mask or zoom, naming the site and the run, and
+// training starts only once its Allow was pressed for this click's own nonce.
+//
 // While training runs, the frame shows its own Stop and status, and pauses by itself when its Stop
 // has been out of full view for UNSEEN_PAUSE_MS: the page could hide the frame and ignore its own
 // Pause and Stop, and a frame hidden by its page still reads document.visibilityState 'visible',
@@ -31,6 +38,7 @@
 // full view as Start must be, undoes that pause; the page's commands remain a second way to pause
 // or stop.
 import type { TrainingController } from '../controllers/training-controller.ts';
+import type { ConsentPort } from '../ports.ts';
 import { formatCount } from '../core/format.ts';
 import { placeClock, settled, settlesAt } from '../core/settle.ts';
 import Value from 'typebox/value';
@@ -134,6 +142,81 @@ export const REFUSED = {
   unsupported: (origin: string) => 'Not started: this browser cannot confirm that this button is in view, ' +
     `so training cannot start from this site. Start it on ${origin} instead.`,
 } as const;
+
+/** What the frame says while it waits for the consent window, and what became of it. */
+export const CONSENT = {
+  waiting: 'Confirm in the Murmur window that opened. No window? Press the button again to open it.',
+  denied: 'Not started: you chose Don\'t allow in the Murmur window.',
+  expired: 'Not started: the Murmur window was not answered in time. Press Start to ask again.',
+  unplaced: 'Not started: this browser does not say which site shows this frame, so the Murmur window cannot name it.',
+  failed: (why: string) => `Not started: the Murmur coordinator did not take the request: ${why}`,
+} as const;
+
+/** The button's text while a consent window is open for it. */
+export const CONSENT_AGAIN = 'Open the Murmur window again';
+
+/** How often the frame asks the coordinator for the consent window's answer. */
+export const CONSENT_POLL_MS = 1000;
+
+/** How long the frame waits for that answer: the coordinator forgets a request after 5 minutes (server/consent.ts). */
+export const CONSENT_WAIT_MS = 5 * 60_000;
+
+/** The consent window's size: room for what it says and its two buttons. */
+export const CONSENT_FEATURES = 'popup,noopener,noreferrer,width=520,height=640';
+
+/** A fresh nonce: 16 random bytes in base64url (22 characters), unguessable by the embedding page. */
+export function newNonce(crypto: Crypto): string {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return btoa(String.fromCharCode(...b)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/** The site whose page shows this frame (Chromium and Safari have location.ancestorOrigins), or null. */
+export function embeddingSite(win: Window): string | null {
+  const a = (win.location as Location & { ancestorOrigins?: DOMStringList }).ancestorOrigins;
+  return a && a.length > 0 ? a[0]! : null;
+}
+
+/** Where the coordinator serves the consent window, and how the frame reaches it. */
+export interface FrameConsent { port: ConsentPort; path: string }
+
+/**
+ * Registers a fresh nonce with the coordinator, opens the consent window for it, and resolves with
+ * the visitor's answer there: 'allowed', 'denied', 'expired' (no answer within CONSENT_WAIT_MS, or
+ * the coordinator forgot it), or an Error to show. The window opens in the click's own task (a
+ * pop-up needs the click's user activation), before the nonce is registered: it looks for the
+ * nonce until the coordinator has it (src/ui/elements/consent-window.ts). `stillWanted()` false
+ * ends the wait early ('expired').
+ */
+export function askConsent(consent: FrameConsent, win: Window, nonce: string, stillWanted: () => boolean): Promise<'allowed' | 'denied' | 'expired' | Error> {
+  const site = embeddingSite(win);
+  if (site === null) return Promise.resolve(new Error(CONSENT.unplaced));
+  openConsent(consent, win, nonce);
+  return (async () => {
+    try {
+      await consent.port.register(nonce, site);
+    } catch (e) {
+      return new Error(CONSENT.failed((e as Error).message));
+    }
+    const until = win.performance.now() + CONSENT_WAIT_MS;
+    while (stillWanted() && win.performance.now() < until) {
+      await new Promise((r) => setTimeout(r, CONSENT_POLL_MS));
+      let state: Awaited<ReturnType<ConsentPort['claim']>>;
+      try {
+        state = await consent.port.claim(nonce);
+      } catch {
+        continue; // the coordinator for a moment unreachable: asked again until the deadline
+      }
+      if (state === 'allowed' || state === 'denied') return state;
+      if (state === 'gone') return 'expired';
+    }
+    return 'expired';
+  })();
+}
+
+/** Opens the consent window for `nonce` (again): the nonce in the fragment, which no server sees. */
+export function openConsent(consent: FrameConsent, win: Window, nonce: string): void {
+  win.open(`${consent.path}#${nonce}`, '_blank', CONSENT_FEATURES);
+}
 
 /** The status while the frame holds training paused because it was out of view. */
 export const HELD = 'Paused while this frame was out of view. Press Resume in it to go on.';
@@ -387,6 +470,10 @@ function controls(doc: Document): { button: HTMLButtonElement; stop: HTMLButtonE
   // At most two lines (the frame is one button high); the widget's status line has it all.
   note.style.cssText = 'font-size: 0.72rem; line-height: 1.2; max-height: 2.4em; overflow: hidden; color: #5a6272;';
   row.append(b, stop, note);
+  // The frame (2.6rem high) is not scrolled by the visitor's wheel: a scroll moves Start, and the
+  // click after it is refused as "just moved". (web/frame.html's margins leave room for a note of
+  // two lines: the page cannot be scrolled at all.)
+  doc.documentElement.style.overflow = 'hidden';
   doc.body.appendChild(row);
   return { button: b, stop, note };
 }
@@ -399,6 +486,7 @@ function controls(doc: Document): { button: HTMLButtonElement; stop: HTMLButtonE
  */
 export function serveFrame(
   make: (hello: Required<ConnectMsg>) => TrainingController | Promise<TrainingController>,
+  consent: FrameConsent,
   win: Window = window,
 ): Promise<TrainingController> {
   return new Promise((resolve, reject) => {
@@ -425,6 +513,8 @@ export function serveFrame(
       let refused: string | null = null;
       /** The frame paused training because it was out of view: only a click on its own Resume undoes that. */
       let held = false;
+      /** The consent window open for a click on Start or Resume: one at a time, so a second click only opens it again. */
+      let asking: { nonce: string; resume: boolean } | null = null;
       const push = () => {
         if (queued) return;
         queued = true;
@@ -442,7 +532,7 @@ export function serveFrame(
         stop.disabled = c.phase === 'stopping';
         watch.on = c.running && !held;
         button.disabled = !c.canHelp || !gate.supported;
-        button.textContent = held ? 'Resume training' : c.phase === 'stopped' ? 'Start again' : 'Start training on my GPU';
+        button.textContent = asking ? CONSENT_AGAIN : held ? 'Resume training' : c.phase === 'stopped' ? 'Start again' : 'Start training on my GPU';
         if (c.running && !held) refused = null;
         else if (!gate.supported) refused = REFUSED.unsupported(win.location.origin);
         const text = refused ?? (c.running ? widgetStatus(c, null, held).text : '');
@@ -464,16 +554,36 @@ export function serveFrame(
         }
         // A key press on the button (Enter, Space) is a click with detail 0; a pointer's has 1 or more.
         refused = (ev.detail === 0 ? keys.verdict(ev.timeStamp) : pointer.verdict(ev)) ?? gate.verdict(ev.timeStamp);
-        if (refused === null && held) {
-          held = false;
-          c.resume();
-        } else if (refused === null) {
-          if (!c.consentRecord) c.giveConsent();
-          c.start();
-        }
+        // The click is the visitor's as far as this frame can tell; whether they meant it only the
+        // consent window, out of the page's reach, can say.
+        if (refused === null && asking) openConsent(consent, win, asking.nonce);
+        else if (refused === null) ask(held);
+        if (refused === null) refused = CONSENT.waiting;
         showButton();
         push();
       }, true);
+      const ask = (resume: boolean) => {
+        const mine = { nonce: newNonce(win.crypto), resume };
+        asking = mine;
+        void askConsent(consent, win, mine.nonce, () => asking === mine).then((answer) => {
+          if (asking !== mine) return;
+          asking = null;
+          if (answer === 'allowed') {
+            refused = null;
+            if (resume && held) {
+              held = false;
+              c.resume();
+            } else if (!resume && !c.running) {
+              if (!c.consentRecord) c.giveConsent();
+              c.start();
+            }
+          } else {
+            refused = answer === 'denied' ? CONSENT.denied : answer === 'expired' ? CONSENT.expired : answer.message;
+          }
+          showButton();
+          push();
+        });
+      };
       port.onmessage = async (m: MessageEvent) => {
         const cmd = parseCommand(m.data);
         if (!cmd) return;

@@ -37,5 +37,5 @@ export async function volunteerWiring(remember: boolean) {
     baseUrl, runId, WebSocket: WebSocket as unknown as WebSocketCtor, session: sessionStore(storage), createTrainer, createMesh,
   });
   const sensors = await BrowserSensors.start();
-  return { backend, sensors, storage };
+  return { backend, sensors, storage, runId };
 }

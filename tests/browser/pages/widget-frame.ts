@@ -5,6 +5,7 @@ import { BrowserSensors } from '../../../src/ui/browser/sensors.ts';
 import { browserProbeEnv, probeGpu } from '../../../src/ui/browser/gpu-probe.ts';
 import { serveFrame } from '../../../src/ui/embed/frame-bridge.ts';
 import { FakeBackend } from '../../support/ui-fakes.ts';
+import { CoordinatorConsent } from '../../../src/ui/browser/consent-client.ts';
 
 const backend = new FakeBackend(undefined, undefined, 20);
 backend.mesh.peers = 1;
@@ -16,6 +17,9 @@ window.frameTest = frameTest;
 // awaits its wiring first would, on a busy machine). The host must wait for its `ready`.
 await new Promise((r) => setTimeout(r, 1500));
 const sensorsReady = BrowserSensors.start();
+// The consent window is the real page (web/consent.html), and /api goes to a real coordinator
+// (startBrowser's `proxy`): the run's embedding sites are the test's host pages.
+const consent = { port: new CoordinatorConsent(location.origin, () => 'default'), path: '/web/consent.html' };
 frameTest.controller = await serveFrame(async (hello) => new TrainingController({
   backend, sensors: await sensorsReady, consent: new ConsentStore(null), maxIntensity: hello.maxIntensity, intensity: hello.intensity,
-}));
+}), consent);

@@ -1,0 +1,54 @@
+// The widget's consent window (server/consent.ts): the frame registers a nonce for a click on its
+// Start, the consent window (/consent#nonce) reads what it names and posts the visitor's answer,
+// and the frame claims the answer once. Anonymous, so each request is bounded per client address
+// and in all (the store's limits), and a site may ask only for a run that lists it as an embedding
+// site: the frame says which site it is on, and nothing else is believed of it.
+import type { FastifyReply } from 'fastify';
+import type { AppContext } from '../context.ts';
+import { addressKey } from '../address-budget.ts';
+import { ConsentError, type ConsentEntry, type ConsentRequests } from '../consent.ts';
+import { ConsentDecision, ConsentParams, ConsentRequest, type ConsentReply } from '../../src/protocol/api.ts';
+import { RunError } from '../runs.ts';
+
+export function registerConsentRoutes(ctx: AppContext, consents: ConsentRequests): void {
+  const { app, runs } = ctx;
+  const reply = (_nonce: string, e: ConsentEntry): ConsentReply =>
+    ({ run: e.run, runName: runs.get(e.run)?.name ?? e.run, site: e.site, state: e.state, expiresAt: e.expiresAt });
+  // A consent answer is about this moment: never cached.
+  const fresh = (r: FastifyReply) => r.header('cache-control', 'no-store');
+
+  app.post<{ Body: ConsentRequest }>('/api/consent', { schema: { body: ConsentRequest } }, async (req, res) => {
+    const { nonce, run, site } = req.body;
+    const info = runs.get(run);
+    if (!info) throw new RunError(`no run "${run}"`, 404);
+    if (info.status === 'stopped') throw new RunError(`run ${run} is stopped: there is nothing to train`, 409);
+    if (!runs.embedSites(run).includes(site)) {
+      req.log.warn({ run, site }, 'consent asked from a site the run does not list');
+      throw new ConsentError(`${site} is not an embedding site of run ${run}: the run's admin adds it to embedSites`, 403);
+    }
+    let e: ConsentEntry;
+    try {
+      e = consents.open(nonce, run, site, addressKey(req.ip));
+    } catch (err) {
+      // Sent here: the error handler hides the words of a 5xx, and a full store's 503 must name its limit.
+      if (!(err instanceof ConsentError)) throw err;
+      if (err.statusCode >= 429) void res.header('retry-after', String(Math.ceil(consents.limits.ttlMs / 1000)));
+      return fresh(res).code(err.statusCode).send({ error: err.message });
+    }
+    return fresh(res).code(201).send(reply(nonce, e));
+  });
+
+  app.get<{ Params: ConsentParams }>('/api/consent/:nonce', { schema: { params: ConsentParams } }, async (req, res) =>
+    fresh(res).send(reply(req.params.nonce, consents.get(req.params.nonce))));
+
+  app.post<{ Params: ConsentParams; Body: ConsentDecision }>('/api/consent/:nonce/decision', {
+    schema: { params: ConsentParams, body: ConsentDecision },
+  }, async (req, res) => {
+    const e = consents.decide(req.params.nonce, req.body.allow);
+    req.log.info({ run: e.run, site: e.site, state: e.state }, 'consent answered');
+    return fresh(res).send(reply(req.params.nonce, e));
+  });
+
+  app.post<{ Params: ConsentParams }>('/api/consent/:nonce/claim', { schema: { params: ConsentParams } }, async (req, res) =>
+    fresh(res).send(reply(req.params.nonce, consents.claim(req.params.nonce))));
+}

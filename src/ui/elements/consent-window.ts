@@ -1,0 +1,140 @@
+// <murmur-consent-window>: the widget's consent window (/consent#nonce), a pop-up the widget's
+// frame opens on a click on its Start or Resume. It names the site that shows the widget and the
+// run, says what donating means, and asks Allow or Don't allow; the frame trains only after Allow
+// for its own nonce. A page of another site can fade, mask or zoom the frame in ways the frame
+// cannot see, but not this window: the coordinator serves it with frame-ancestors 'none' and
+// Cross-Origin-Opener-Policy (server/routes/web.ts), and its buttons take a click only once the
+// window has been at the front, and the button in place, for half a second (pageGate,
+// src/ui/core/settle.ts), as the volunteer page's do: a site could otherwise open it under a
+// double-click it asked for.
+import { LitElement, html, css, nothing, type TemplateResult } from 'lit';
+import { pageGate, PAGE_REFUSED } from '../core/settle.ts';
+import type { ConsentAsked, ConsentWindowPort } from '../ports.ts';
+import { theme } from './theme.ts';
+
+/** How long the window looks for its request: the frame registers it while the window opens. */
+export const FIND_MS = 10_000;
+const FIND_EVERY_MS = 250;
+
+type View =
+  | { kind: 'loading' }
+  | { kind: 'asking'; asked: ConsentAsked }
+  | { kind: 'answered'; asked: ConsentAsked }
+  | { kind: 'error'; text: string };
+
+export class ConsentWindow extends LitElement {
+  static override properties = { view: { state: true }, refused: { state: true } };
+  declare view: View;
+  /** Why the last click on Allow or Don't allow did not count. */
+  declare refused: string | null;
+  private port: ConsentWindowPort | null = null;
+  private key = '';
+  private sending = false;
+  private gate = pageGate(window, () => [...this.renderRoot.querySelectorAll<HTMLElement>('button[data-action]')].map((b) => [b.dataset.action!, b]));
+
+  static override styles = [theme, css`
+    :host { display: block; max-width: 30rem; margin: 0 auto; padding: 1.2rem 1rem 2rem; }
+    h1 { font-size: 1.3rem; margin: 0 0 0.6rem; }
+    .site { font-weight: 700; overflow-wrap: anywhere; }
+    ul { margin: 0.4rem 0 0.8rem; padding-left: 1.2rem; }
+    .row { display: flex; gap: 0.6rem; margin-top: 1rem; }
+    button { font: inherit; border-radius: var(--murmur-radius); border: 1px solid var(--murmur-line); background: #fff; padding: 0.45em 1em; cursor: pointer; }
+    button[data-action=allow] { background: var(--murmur-accent); border-color: var(--murmur-accent); color: var(--murmur-accent-fg); font-weight: 600; }
+    .refused, .error { color: var(--murmur-bad); font-weight: 600; }
+  `];
+
+  constructor() {
+    super();
+    this.view = { kind: 'loading' };
+    this.refused = null;
+  }
+
+  /** Reads the request of `nonce`, looking again until the frame has registered it (FIND_MS at most). */
+  async load(port: ConsentWindowPort, nonce: string): Promise<void> {
+    this.port = port;
+    this.key = nonce;
+    if (!/^[A-Za-z0-9_-]{22,86}$/.test(nonce)) {
+      this.view = { kind: 'error', text: 'This window was opened without a consent request. Close it, and press Start in the Murmur widget.' };
+      return;
+    }
+    const until = performance.now() + FIND_MS;
+    for (;;) {
+      try {
+        const asked = await port.load(nonce);
+        this.view = asked.state === 'pending' ? { kind: 'asking', asked } : { kind: 'answered', asked };
+        return;
+      } catch (e) {
+        if (performance.now() >= until) {
+          this.view = { kind: 'error', text: `${(e as Error).message} Nothing was started.` };
+          return;
+        }
+      }
+      await new Promise((r) => setTimeout(r, FIND_EVERY_MS));
+    }
+  }
+
+  protected override firstUpdated(): void {
+    // A click where Allow or Don't allow is, while it takes no pointer events, lands behind it: it
+    // is answered too, as on the volunteer page.
+    this.renderRoot.addEventListener('click', (ev) => {
+      const e = ev as MouseEvent;
+      if (e.detail > 0 && !(e.target as Element).matches('button[data-action]') && this.gate.at(e.clientX, e.clientY)) this.refused = PAGE_REFUSED;
+    });
+  }
+
+  protected override updated(): void {
+    this.gate.refresh();
+  }
+
+  private async answer(ev: Event, allow: boolean): Promise<void> {
+    const b = ev.currentTarget as HTMLElement;
+    this.refused = this.gate.verdict(b.dataset.action!, b, ev.timeStamp);
+    if (this.refused !== null || this.sending || !this.port) return;
+    this.sending = true;
+    try {
+      this.view = { kind: 'answered', asked: await this.port.decide(this.key, allow) };
+    } catch (e) {
+      this.view = { kind: 'error', text: `Your answer was not taken: ${(e as Error).message}` };
+    } finally {
+      this.sending = false;
+    }
+  }
+
+  override render(): TemplateResult {
+    const v = this.view;
+    switch (v.kind) {
+      case 'loading': return html`<p>Loading the request…</p>`;
+      case 'error': return html`<h1>Murmur</h1><p class="error" role="alert">${v.text}</p>`;
+      case 'answered': return this.renderAnswered(v.asked);
+      case 'asking': return this.renderAsking(v.asked);
+    }
+  }
+
+  private renderAsking(a: ConsentAsked): TemplateResult {
+    return html`
+      <h1>Lend your GPU to Murmur?</h1>
+      <p>The page on <span class="site" data-site>${a.site}</span> asks to start training on this device
+        for the Murmur run <strong data-run>${a.runName}</strong> (${a.run}).</p>
+      <ul>
+        <li>Your graphics card trains part of an open language model, in short bursts, inside that page's tab.</li>
+        <li>It downloads training text and exchanges model updates with the coordinator and other volunteers: tens of MB, more over hours.</li>
+        <li>It stops when you press Stop in the widget or close that tab. Nothing is installed, and nothing else on this device is read.</li>
+      </ul>
+      <p>Only allow it if you pressed Start on that page yourself.</p>
+      <div class="row">
+        <button type="button" data-action="allow" @click=${(e: Event) => this.answer(e, true)}>Allow</button>
+        <button type="button" data-action="deny" @click=${(e: Event) => this.answer(e, false)}>Don't allow</button>
+      </div>
+      ${this.refused ? html`<p class="refused" role="alert" data-refused>${this.refused}</p>` : nothing}`;
+  }
+
+  private renderAnswered(a: ConsentAsked): TemplateResult {
+    const text = a.state === 'allowed'
+      ? html`Allowed. Training starts in the widget on <span class="site">${a.site}</span> in a moment; it stops when you press Stop there or close that tab.`
+      : html`Not allowed. Nothing runs on this device; the widget on <span class="site">${a.site}</span> is back to its Start button.`;
+    return html`<h1>Murmur</h1><p role="status" data-answer=${a.state}>${text}</p><p>You can close this window.</p>`;
+  }
+}
+
+customElements.define('murmur-consent-window', ConsentWindow);
+declare global { interface HTMLElementTagNameMap { 'murmur-consent-window': ConsentWindow } }

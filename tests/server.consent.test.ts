@@ -1,0 +1,146 @@
+// The widget's consent requests (server/consent.ts, server/routes/consent.ts): a nonce is
+// registered only for a run that lists the frame's site, is answered once, claimed once, forgotten
+// after its time, and the requests one address, one IPv6 /48 and everyone may hold are capped.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { InjectOptions } from 'fastify';
+import { backgroundClock } from '../src/protocol/clock.ts';
+import { ConsentRequests } from '../server/consent.ts';
+import { startServer, type TestServer } from './support/coordinator.ts';
+
+const SITE = 'https://whales.example';
+const TTL = 60_000;
+let s: TestServer;
+/** The coordinator's clock runs this far ahead of the real one. */
+let skew = 0;
+let n = 0;
+/** A fresh nonce: 16 bytes' worth of base64url. */
+const nonce = () => `n${String(++n).padStart(21, '0')}`;
+
+beforeAll(async () => {
+  s = await startServer({ consent: { ttlMs: TTL, perAddress: 3, perSite: 5, total: 9 } }, { clock: { ...backgroundClock, now: () => Date.now() + skew } });
+  const r = await inject({ method: 'PATCH', url: '/api/runs/default', headers: { ...s.admin }, payload: { embedSites: [SITE] } });
+  expect(r.statusCode).toBe(200);
+});
+afterAll(async () => { await s?.close(); });
+
+function inject(o: InjectOptions) { return s.c.app.inject(o); }
+const ask = (nc: string, from = '192.0.2.1', body: Record<string, unknown> = {}) =>
+  inject({ method: 'POST', url: '/api/consent', remoteAddress: from, payload: { nonce: nc, run: 'default', site: SITE, ...body } });
+const decide = (nc: string, allow: boolean) => inject({ method: 'POST', url: `/api/consent/${nc}/decision`, payload: { allow } });
+const claim = (nc: string) => inject({ method: 'POST', url: `/api/consent/${nc}/claim` });
+
+describe('consent requests', () => {
+  it('go from pending to allowed, are claimed once and then are gone', async () => {
+    const nc = nonce();
+    const r = await ask(nc);
+    expect(r.statusCode).toBe(201);
+    expect(r.json()).toMatchObject({ run: 'default', site: SITE, state: 'pending' });
+    expect(r.headers['cache-control']).toBe('no-store');
+    // What the consent window shows.
+    expect((await inject({ method: 'GET', url: `/api/consent/${nc}` })).json()).toMatchObject({ run: 'default', runName: expect.any(String), site: SITE, state: 'pending' });
+    expect((await claim(nc)).json()).toMatchObject({ state: 'pending' });
+    expect((await decide(nc, true)).json()).toMatchObject({ state: 'allowed' });
+    expect((await claim(nc)).json()).toMatchObject({ state: 'allowed' });
+    // Single use: a second claim of the same nonce finds nothing.
+    const again = await claim(nc);
+    expect(again.statusCode).toBe(404);
+    expect(again.json().error).toMatch(/no such consent request/);
+  });
+
+  it('answers a refusal once, and refuses a second answer with 409', async () => {
+    const nc = nonce();
+    await ask(nc);
+    expect((await decide(nc, false)).json()).toMatchObject({ state: 'denied' });
+    const twice = await decide(nc, true);
+    expect(twice.statusCode).toBe(409);
+    expect(twice.json().error).toMatch(/already answered \(denied\)/);
+    expect((await claim(nc)).json()).toMatchObject({ state: 'denied' });
+  });
+
+  it('gives 404 for a nonce never registered, and 409 for one registered twice', async () => {
+    const unknown = nonce();
+    for (const r of [await inject({ method: 'GET', url: `/api/consent/${unknown}` }), await decide(unknown, true), await claim(unknown)]) {
+      expect(r.statusCode).toBe(404);
+      expect(r.json().error).toMatch(/no such consent request/);
+    }
+    const nc = nonce();
+    expect((await ask(nc, '192.0.2.2')).statusCode).toBe(201);
+    const dup = await ask(nc, '192.0.2.2');
+    expect(dup.statusCode).toBe(409);
+    expect(dup.json().error).toMatch(/already registered/);
+    await decide(nc, false); await claim(nc);
+  });
+
+  it('takes only a site the run lists, a run that exists and a well-formed nonce', async () => {
+    const other = await ask(nonce(), '192.0.2.3', { site: 'https://evil.example' });
+    expect(other.statusCode).toBe(403);
+    expect(other.json().error).toMatch(/https:\/\/evil\.example is not an embedding site of run default/);
+    expect((await ask(nonce(), '192.0.2.3', { run: 'no-such-run' })).statusCode).toBe(404);
+    for (const bad of [{ nonce: 'short' }, { site: 'https://whales.example/path' }, { extra: 1 }]) {
+      expect((await ask(nonce(), '192.0.2.3', bad)).statusCode).toBe(400);
+    }
+    expect((await decide(nonce(), 'yes' as unknown as boolean)).statusCode).toBe(400);
+    // None of them was kept.
+    expect(s.c.consents.size).toBe(0);
+  });
+
+  it('forgets a request after its time', async () => {
+    const nc = nonce();
+    await ask(nc, '192.0.2.4');
+    expect(s.c.consents.size).toBe(1);
+    skew += TTL + 1;
+    try {
+      expect((await decide(nc, true)).statusCode).toBe(404);
+      expect((await claim(nc)).statusCode).toBe(404);
+      expect(s.c.consents.size).toBe(0);
+    } finally {
+      skew = 0;
+    }
+  });
+
+  it('caps the requests open per address, per IPv6 /48 and in all, and frees a place once one is claimed', async () => {
+    const mine = [nonce(), nonce(), nonce()];
+    for (const nc of mine) expect((await ask(nc, '198.51.100.7')).statusCode).toBe(201);
+    const fourth = await ask(nonce(), '198.51.100.7');
+    expect(fourth.statusCode).toBe(429);
+    expect(fourth.json().error).toMatch(/this address has 3 consent requests open, its limit/);
+    // The same address on another port, or written another way, is the same address.
+    expect((await ask(nonce(), '::ffff:198.51.100.7')).statusCode).toBe(429);
+    await decide(mine[0]!, true);
+    await claim(mine[0]!);
+    expect((await ask(nonce(), '198.51.100.7')).statusCode).toBe(201);
+    // Five /64s of one /48 share its five places; another /48 is not held back by them.
+    const v6 = (i: number) => `2001:db8:7:${i}::1`;
+    for (let i = 0; i < 2; i++) for (let k = 0; k < 2; k++) expect((await ask(nonce(), v6(i))).statusCode).toBe(201);
+    expect((await ask(nonce(), v6(2))).statusCode).toBe(201);
+    const sixth = await ask(nonce(), v6(3));
+    expect(sixth.statusCode).toBe(429);
+    expect(sixth.json().error).toMatch(/this network \(2001:db8:7::\/48\) has 5 consent requests open, its limit/);
+    // 3 + 5 + 1 = 9 open: everyone's limit.
+    expect((await ask(nonce(), '203.0.113.9')).statusCode).toBe(201);
+    expect(s.c.consents.size).toBe(9);
+    const full = await ask(nonce(), '203.0.113.10');
+    expect(full.statusCode).toBe(503);
+    expect(full.json().error).toMatch(/limit of 9 open consent requests/);
+    // All expire, and every place is free again.
+    skew += TTL + 1;
+    try {
+      expect((await ask(nonce(), '203.0.113.9')).statusCode).toBe(201);
+      expect(s.c.consents.size).toBe(1);
+    } finally {
+      skew = 0;
+    }
+  });
+
+  it('drops only the expired requests, oldest first', () => {
+    let t = 0;
+    const store = new ConsentRequests({ ttlMs: 100, perAddress: 10, perSite: 10, total: 10 }, () => t);
+    store.open('a'.repeat(22), 'default', SITE, '192.0.2.1');
+    t = 50;
+    store.open('b'.repeat(22), 'default', SITE, '192.0.2.1');
+    t = 100;
+    expect(() => store.get('a'.repeat(22))).toThrow(/no such consent request/);
+    expect(store.get('b'.repeat(22)).state).toBe('pending');
+    expect(store.size).toBe(1);
+  });
+});

@@ -1,0 +1,98 @@
+// The widget frame's side of the consent window (askConsent, src/ui/embed/frame-bridge.ts), on a
+// fake window and coordinator: the window opens at once with a fresh nonce in its fragment, the
+// frame names the site it is on, and only the coordinator's 'allowed' for that nonce resolves
+// 'allowed'; a refusal, a forgotten nonce, a deadline passed or a coordinator that refuses the
+// request each end the wait with what to say.
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { webcrypto } from 'node:crypto';
+import { askConsent, CONSENT, CONSENT_POLL_MS, CONSENT_WAIT_MS, newNonce, type FrameConsent } from '../src/ui/embed/frame-bridge.ts';
+import type { ConsentPort } from '../src/ui/ports.ts';
+
+type Claim = Awaited<ReturnType<ConsentPort['claim']>>;
+
+function fakeWindow(ancestors: string[] | null) {
+  const opened: [string, string, string][] = [];
+  const win = {
+    location: ancestors === null ? {} : { ancestorOrigins: Object.assign([...ancestors], { contains: () => false, item: (i: number) => ancestors[i] ?? null }) },
+    performance: { now: () => Date.now() },
+    open: (url: string, target: string, features: string) => { opened.push([url, target, features]); return null; },
+  } as unknown as Window;
+  return { win, opened };
+}
+
+function fakePort(claims: Claim[], register: () => Promise<void> = async () => {}) {
+  const calls: string[] = [];
+  const port: ConsentPort = {
+    register: async (nonce, site) => { calls.push(`register ${nonce} ${site}`); await register(); },
+    claim: async (nonce) => { calls.push(`claim ${nonce}`); return claims.shift() ?? 'pending'; },
+  };
+  return { port, calls };
+}
+
+const NONCE = 'A'.repeat(22);
+
+beforeEach(() => { vi.useFakeTimers(); });
+afterEach(() => { vi.useRealTimers(); });
+
+describe('askConsent', () => {
+  it('opens the consent window at once, registers the site, and resolves allowed only when the coordinator says so', async () => {
+    const { win, opened } = fakeWindow(['https://whales.example']);
+    const { port, calls } = fakePort(['pending', 'pending', 'allowed']);
+    const consent: FrameConsent = { port, path: '/consent' };
+    const answer = askConsent(consent, win, NONCE, () => true);
+    // In the click's own task: before anything was awaited.
+    expect(opened).toEqual([[`/consent#${NONCE}`, '_blank', expect.stringMatching(/^popup,noopener/)]]);
+    await vi.advanceTimersByTimeAsync(3 * CONSENT_POLL_MS);
+    expect(await answer).toBe('allowed');
+    expect(calls).toEqual([`register ${NONCE} https://whales.example`, `claim ${NONCE}`, `claim ${NONCE}`, `claim ${NONCE}`]);
+  });
+
+  it('resolves denied, and expired for a nonce the coordinator no longer knows', async () => {
+    for (const [last, want] of [['denied', 'denied'], ['gone', 'expired']] as const) {
+      const { win } = fakeWindow(['https://whales.example']);
+      const answer = askConsent({ port: fakePort(['pending', last]).port, path: '/consent' }, win, NONCE, () => true);
+      await vi.advanceTimersByTimeAsync(2 * CONSENT_POLL_MS);
+      expect(await answer).toBe(want);
+    }
+  });
+
+  it('gives up once its deadline has passed, or once no longer wanted', async () => {
+    const { win } = fakeWindow(['https://whales.example']);
+    const { port, calls } = fakePort([]);
+    const answer = askConsent({ port, path: '/consent' }, win, NONCE, () => true);
+    await vi.advanceTimersByTimeAsync(CONSENT_WAIT_MS + 2 * CONSENT_POLL_MS);
+    expect(await answer).toBe('expired');
+    // One question a poll interval, no more.
+    expect(calls.length).toBeLessThanOrEqual(1 + CONSENT_WAIT_MS / CONSENT_POLL_MS + 1);
+    let wanted = true;
+    const dropped = askConsent({ port: fakePort([]).port, path: '/consent' }, win, NONCE, () => wanted);
+    await vi.advanceTimersByTimeAsync(CONSENT_POLL_MS);
+    wanted = false;
+    await vi.advanceTimersByTimeAsync(CONSENT_POLL_MS);
+    expect(await dropped).toBe('expired');
+  });
+
+  it('says why when the coordinator refuses the request, and opens nothing where the browser names no site', async () => {
+    const { win } = fakeWindow(['https://evil.example']);
+    const refused = askConsent({ port: fakePort([], async () => { throw new Error('https://evil.example is not an embedding site of run default'); }).port, path: '/consent' }, win, NONCE, () => true);
+    const e = await refused;
+    expect(e).toBeInstanceOf(Error);
+    expect((e as Error).message).toBe(CONSENT.failed('https://evil.example is not an embedding site of run default'));
+    const bare = fakeWindow(null);
+    const none = await askConsent({ port: fakePort([]).port, path: '/consent' }, bare.win, NONCE, () => true);
+    expect((none as Error).message).toBe(CONSENT.unplaced);
+    expect(bare.opened).toEqual([]);
+  });
+});
+
+describe('newNonce', () => {
+  it('is 16 random bytes in base64url, fresh each time', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 1000; i++) {
+      const n = newNonce(webcrypto as unknown as Crypto);
+      expect(n).toMatch(/^[A-Za-z0-9_-]{22}$/);
+      seen.add(n);
+    }
+    expect(seen.size).toBe(1000);
+  });
+});
