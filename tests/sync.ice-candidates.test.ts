@@ -4,7 +4,7 @@
 // between volunteers go over UDP host candidates or TURN relays.
 import { afterEach, describe, expect, it } from 'vitest';
 import wrtc from '@roamhq/wrtc';
-import { simplePeerLinks, withoutTcpCandidates, type Link, type RtcImplementation } from '../src/sync/links.ts';
+import { admitSignal, MAX_SIGNAL_CANDIDATES, simplePeerLinks, withoutTcpCandidates, type Link, type RtcImplementation } from '../src/sync/links.ts';
 
 const TCP = 'candidate:1 1 tcp 1518280447 192.0.2.2 9 typ host tcptype active generation 0';
 const UDP = 'candidate:2 1 udp 2122260223 127.0.0.1 50000 typ host generation 0';
@@ -100,5 +100,60 @@ describe('real WebRTC links', () => {
     a.send(new Uint8Array([1, 2, 3]));
     const got = await new Promise<Uint8Array>((r) => b.on('data', r));
     expect([...got]).toEqual([1, 2, 3]);
+  });
+});
+
+/**
+ * @roamhq/wrtc whose connections, once they have a local description, first report the
+ * candidates of a host with many interfaces (`lines`, in gathering order), then their real ones.
+ */
+function manyInterfacesRtc(lines: string[]): RtcImplementation {
+  class Crowded extends (wrtc.RTCPeerConnection as unknown as typeof RTCPeerConnection) {
+    override async setLocalDescription(d?: RTCLocalSessionDescriptionInit): Promise<void> {
+      await super.setLocalDescription(d);
+      for (const candidate of lines) {
+        this.onicecandidate?.({ candidate: { candidate, sdpMid: '0', sdpMLineIndex: 0 } } as unknown as RTCPeerConnectionIceEvent);
+      }
+    }
+  }
+  return { ...wrtc, RTCPeerConnection: Crowded };
+}
+
+describe('a link on a host with many interfaces', () => {
+  // A Node volunteer gathers on every interface: a server with a dozen container bridges has a
+  // host and a server-reflexive candidate on each, and its TURN relays come last. The remote takes
+  // MAX_SIGNAL_CANDIDATES of them (admitSignal); sent all, the relays were past it and refused,
+  // and two volunteers behind symmetric NATs had no route left.
+  it('sends what its remote takes, relays included: each type within its share', async () => {
+    const iface = (i: number) => `198.18.${Math.floor(i / 200)}.${(i % 200) + 1}`;
+    const lines = [
+      ...Array.from({ length: 40 }, (_, i) => `candidate:${i} 1 udp 2122260223 ${iface(i)} ${50000 + i} typ host generation 0`),
+      ...Array.from({ length: 40 }, (_, i) => `candidate:${100 + i} 1 udp 1686052607 198.19.0.${i + 1} ${51000 + i} typ srflx raddr ${iface(i)} rport ${50000 + i} generation 0`),
+      ...Array.from({ length: 6 }, (_, i) => `candidate:${200 + i} 1 udp 41885439 198.19.1.1 ${52000 + i} typ relay raddr 198.19.0.1 rport ${51000 + i} generation 0`),
+    ];
+    const a = simplePeerLinks({ rtc: manyInterfacesRtc(lines) })({ remote: 'B', initiator: true });
+    links.push(a);
+    const sent: unknown[] = [];
+    a.on('signal', (s) => sent.push(s));
+    const ours = () => sent.filter((s) => lines.includes((s as { candidate?: { candidate?: string } }).candidate?.candidate ?? ''));
+    const deadline = Date.now() + 10_000;
+    // Every one of the crowd is reported before the real ones; wait for the last relay's turn.
+    while (!sent.some((s) => /typ relay/.test(JSON.stringify(s)) && / 52005 /.test(JSON.stringify(s))) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // What the remote's link makes of them, in order: every relay is taken.
+    let taken = 0;
+    const relays: string[] = [];
+    for (const s of sent) {
+      const v = admitSignal(s, { initiator: false, described: true, candidates: taken });
+      if (!v.ok) continue;
+      const line = (v.signal as { candidate?: { candidate?: string } }).candidate?.candidate;
+      if (line === undefined) continue;
+      taken++;
+      if (/typ relay/.test(line)) relays.push(line);
+    }
+    expect(relays).toEqual(lines.slice(80));
+    expect(sent.filter((s) => (s as { type?: string }).type === 'candidate').length).toBeLessThanOrEqual(MAX_SIGNAL_CANDIDATES);
+    expect(ours().length).toBe(24 + 16 + 6);
   });
 });

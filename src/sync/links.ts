@@ -168,6 +168,8 @@ class SimplePeerLink implements Link {
   /** Remote candidates handed to simple-peer so far (admitSignal stops at MAX_SIGNAL_CANDIDATES). */
   private candidates = 0;
   private refused = 0;
+  /** Own candidates sent so far, by type (never past what the remote takes). */
+  private readonly sentCandidates = new SentCandidates();
   private readonly logger: Logger | undefined;
 
   constructor(readonly remote: string, readonly initiator: boolean, opts: SimplePeerLinkOptions, private readonly clock: Clock) {
@@ -190,7 +192,7 @@ class SimplePeerLink implements Link {
     this.admitOneChannel();
     this.peer.on('signal', (data) => {
       const kept = withoutTcpCandidates(data);
-      if (kept === null) return;
+      if (kept === null || !this.sentCandidates.admit(kept)) return;
       noteCandidateTypes(kept, this.state.localTypes);
       this.events.emit('signal', kept);
     });
@@ -327,6 +329,35 @@ export const MAX_SIGNAL_CANDIDATE_CHARS = 1024;
  */
 export const MAX_SIGNAL_CANDIDATES = 64;
 const MAX_SIGNAL_MID_CHARS = 64;
+
+/**
+ * What a link sends of its own candidates, by type, so that it never passes the remote's
+ * MAX_SIGNAL_CANDIDATES and its relay candidates, which libwebrtc gathers last, always fit: a Node
+ * volunteer gathers on every interface (a server with a dozen container bridges has as many host
+ * and server-reflexive candidates), and past the remote's cap its relays were refused, the only
+ * route between two volunteers behind symmetric NATs. The shares sum to MAX_SIGNAL_CANDIDATES;
+ * a line of no known type (the end-of-candidates marker) takes the `other` share.
+ */
+export const SENT_CANDIDATE_SHARES: Readonly<Record<CandidateType | 'other', number>> = { host: 24, srflx: 16, prflx: 4, relay: 16, other: 4 };
+
+/** Counts a link's own trickled candidates against SENT_CANDIDATE_SHARES. */
+export class SentCandidates {
+  private readonly sent: Record<CandidateType | 'other', number> = { host: 0, srflx: 0, prflx: 0, relay: 0, other: 0 };
+  /** How many candidates this link held back (past their type's share). */
+  held = 0;
+
+  /** Whether to send `data`: anything but a trickled candidate always; a candidate while its type has room. */
+  admit(data: unknown): boolean {
+    if (typeof data !== 'object' || data === null) return true;
+    const c = (data as { candidate?: { candidate?: unknown } }).candidate;
+    if (typeof c !== 'object' || c === null) return true;
+    const line = typeof c.candidate === 'string' ? c.candidate : '';
+    const type = (new RegExp(CANDIDATE_TYPE.source).exec(line)?.[1] ?? 'other') as CandidateType | 'other';
+    if (this.sent[type] >= SENT_CANDIDATE_SHARES[type]) { this.held++; return false; }
+    this.sent[type]++;
+    return true;
+  }
+}
 
 export type SignalVerdict = { ok: true; signal: SimplePeer.SignalData } | { ok: false; reason: string };
 
