@@ -17,15 +17,16 @@
 // An answer the client already holds (304, If-None-Match) costs nothing. The admin token is
 // never refused, charged or cut.
 //
-// A live peer of the run fetching the run's offered checkpoint state to bootstrap (its session, the
-// token the coordinator signed in its welcome, sent as a Bearer token) is not an anonymous client:
-// its download comes from a share of its own, places and an allowance for all the run's peers
-// together that anonymous downloads cannot take, and is charged to its session (the per-address
-// allowance, keyed by peer id) as well as to its address. Anonymous clients saturating their share
-// then never hold a newcomer back, and neither one peer fetching in a loop nor one client holding
-// many sessions takes more of the peers' share than one address's part. Who is such a peer is the route's to say (server/routes/checkpoints.ts): a token
-// this coordinator's key signed, not expired, for this run, whose peer is connected now; anything
-// else is anonymous.
+// A live peer of the run downloading the run's files (its data shards and the validation file, and
+// the offered checkpoint's state to bootstrap) with its session (the token the coordinator signed in
+// its welcome, sent as a Bearer token) is not an anonymous client: its download comes from a share
+// of its own, places and an allowance for all the run's peers together that anonymous downloads
+// cannot take, and is charged to its session (the per-address allowance, keyed by peer id) as well
+// as to its address. Anonymous clients saturating their share then never hold a newcomer back, and
+// neither one peer fetching in a loop nor one client holding many sessions takes more of the peers'
+// share than one address's part. Who is such a peer is the routes' to say (sessionPeer,
+// server/routes/guard.ts): a token this coordinator's key signed, not expired, for this run, whose
+// peer is connected now; anything else is anonymous. The file sent is the same either way.
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -45,9 +46,9 @@ export interface DownloadLimits {
   totalBytesPerS: number;
   totalBurstBytes: number;
   /**
-   * The run's live peers' bootstrap downloads, all of them together: places and bytes a second,
-   * gathering up to `peerBurstBytes`. Each is also charged to its peer's session and its address,
-   * each held to the per-address allowance, and takes one of its address's places.
+   * The run's live peers' downloads (their data and bootstrap states), all of them together: places
+   * and bytes a second, gathering up to `peerBurstBytes`. Each is also charged to its peer's session
+   * and its address, each held to the per-address allowance, and takes one of its address's places.
    */
   peerStreams: number;
   peerBytesPerS: number;
@@ -66,8 +67,8 @@ export const DOWNLOAD_BURST_S = 128;
  * Eight downloads open per address (a volunteer joining takes its shards, the validation file and
  * a checkpoint's state; a NAT with many volunteers waits its turn), 256 in all; 8 MiB/s per
  * address and 64 MiB/s in all, each gathering 128 s of it; cut below 16 KiB/s over two 30 s windows.
- * The run's peers' bootstrap states have 64 places and 32 MiB/s of their own besides (gathering
- * 4 GiB, ten `base` states at once); each is charged to its session as to its address.
+ * The run's peers' data and bootstrap states have 64 places and 32 MiB/s of their own besides
+ * (gathering 4 GiB, ten `base` states at once); each is charged to its session as to its address.
  */
 export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = {
   perAddressStreams: 8,
@@ -138,7 +139,7 @@ export class DownloadBudget {
     return address === undefined ? this.anonymous.places.count('') : this.placesPerAddress.count(addressKey(address));
   }
 
-  /** Bootstrap downloads open for all the run's peers together. */
+  /** Downloads open for all the run's peers together (data and bootstrap states). */
   openForPeers(): number {
     return this.peers.places.count('');
   }
@@ -156,8 +157,8 @@ export class DownloadBudget {
   /**
    * Streams `file` as the reply's body (its other headers set by the caller), or refuses with 429
    * when the client's address, or all anonymous clients, have no free place or allowance left.
-   * `peer`: the download is the bootstrap of this live peer of the run, whose session the route
-   * checked: it comes from the peers' share and is charged to that session and to the address.
+   * `peer`: the download is this live peer's of the run (its data or its bootstrap), whose session
+   * the route checked: it comes from the peers' share and is charged to that session and to the address.
    */
   send(req: FastifyRequest, reply: FastifyReply, file: DownloadFile, o: { peer?: string } = {}): FastifyReply {
     // A client gone before its download starts (during the route's own awaits) takes nothing: its
@@ -186,7 +187,7 @@ export class DownloadBudget {
       return reply.code(429).type('application/json; charset=utf-8')
         .header('retry-after', String(Math.max(1, Math.ceil(waitMs / 1000)))).send({ error, code: 'download-budget' });
     };
-    // A peer's bootstrap is charged to its address as well as its session: one client holding many
+    // A peer's download is charged to its address as well as its session: one client holding many
     // sessions (a WebSocket each) takes no more of the peers' share than one address's.
     const mine = this.perAddress.waitMs(key);
     const ours = session !== null ? this.perAddress.waitMs(session) : 0;

@@ -100,6 +100,21 @@ async function drop(s: TestServer, res: IncomingMessage, from: string, openBefor
   await until(() => s.c.downloads.open(from) < openBefore, 10_000, `the coordinator to see ${from}'s download end`);
 }
 
+/**
+ * Three anonymous addresses download 48 MiB each (and read none of it): 144 MiB of the anonymous
+ * 100 (a server whose clock never moves), which are now in debt, and the next anonymous client is
+ * refused. The paused downloads, to destroy at the end.
+ */
+async function anonymousInDebt(s: TestServer): Promise<IncomingMessage[]> {
+  const held: IncomingMessage[] = [];
+  for (const from of ['198.18.0.1', '198.18.0.2', '198.18.0.3']) {
+    const res = await open(s, BIG_URL, from);
+    held.push(res);
+    expect(res.statusCode).toBe(200);
+  }
+  return held;
+}
+
 describe('download budget', () => {
   it('holds each address to a few open downloads and all clients to a bound, names the limit, and frees a place when one ends', async () => {
     const s = await server({ perAddressStreams: 2, totalStreams: 3 });
@@ -357,13 +372,7 @@ describe('download budget', () => {
       const momentum = new Float32Array(layout.total).fill(1e-3);
       const ck = await s.c.checkpoints.save(run, { meta: { runId: 'r', step: 40, round: 4, floats: layout.total, valLoss: 3.25, tokens: 40960 }, phi, momentum }, null, Date.now(), stateCheckBatchCount(run.model, run.train));
       const stateUrl = `/api/runs/r/checkpoints/${ck.id}/state`;
-      // Three anonymous addresses download 48 MiB each (and read none of it): 144 MiB of the
-      // anonymous 100, which are now in debt, and the next anonymous client is refused.
-      for (const from of ['198.18.0.1', '198.18.0.2', '198.18.0.3']) {
-        const res = await open(s, BIG_URL, from);
-        expect(res.statusCode).toBe(200);
-        anonymous.push(res);
-      }
+      anonymous.push(...await anonymousInDebt(s));
       const queued = await fetchAll(s, stateUrl, '198.18.0.4');
       expect(queued.status).toBe(429);
       expect(queued.json().error).toMatch(/^anonymous clients together have downloaded their share/);
@@ -414,6 +423,74 @@ describe('download budget', () => {
       for (const res of anonymous) res.destroy();
       await s.close();
     }
+  });
+
+  it('a live peer\'s data comes from the peers\' own share too: its shards and validation file are not held behind anonymous downloads; a refusal is never cached', async () => {
+    // Room in each address's and session's allowance for the run's data (48 MiB and the small file).
+    const s = await server({ perAddressBytesPerS: MiB, perAddressBurstBytes: 64 * MiB, totalBytesPerS: MiB, totalBurstBytes: 100 * MiB, now: () => 0 });
+    const anonymous: IncomingMessage[] = [];
+    const peers: RawPeer[] = [];
+    try {
+      anonymous.push(...await anonymousInDebt(s));
+      const queued = await fetchAll(s, SMALL_URL, '198.18.0.4');
+      expect(queued.status).toBe(429);
+      expect(queued.json().error).toMatch(/^anonymous clients together have downloaded their share/);
+      // The refusal is this client's alone: no ETag a cache could revalidate it with, and not stored.
+      expect(queued.headers['cache-control']).toBe('no-store');
+      expect(queued.headers.etag).toBeUndefined();
+
+      // A peer joins: its data, downloaded as the volunteers download it (downloadAssignment with
+      // the welcome's session; `refusing` throws at any 429), comes at once and whole.
+      const joined = await RawPeer.join(s.wsUrl, { run: 'r' });
+      peers.push(joined.peer);
+      const a = joined.welcome.assignment;
+      expect(a.shards).toEqual([0]);
+      const data = await downloadAssignment(s.url, a, refusing, { session: joined.welcome.session });
+      expect(sha(data.train)).toBe(sha(big));
+      expect(sha(data.val)).toBe(sha(small));
+      // The same bytes and ETag as an anonymous client's, so a cache may serve either to either.
+      const mine = await fetchAll(s, SMALL_URL, '198.18.0.4', { authorization: `Bearer ${joined.welcome.session}` });
+      expect(mine.status).toBe(200);
+      expect(mine.headers.etag).toBe(`"${sha(small)}"`);
+      expect(mine.headers['cache-control']).toBe('public, max-age=300');
+      // The anonymous share is as much in debt as before: anonymous clients are still refused.
+      expect(s.c.downloads.open()).toBe(3);
+      expect((await fetchAll(s, SMALL_URL, '198.18.0.4')).status).toBe(429);
+      // Without its session the same peer is anonymous, and waits like any other.
+      await expect(downloadAssignment(s.url, a, refusing)).rejects.toThrow(/anonymous clients together have downloaded their share/);
+
+      // A credential that is not a live peer's of this run is anonymous: a forged signature, and
+      // the session of a peer that has left.
+      const [body] = joined.welcome.session.split('.');
+      const forged = await fetchAll(s, SMALL_URL, '198.18.0.5', { authorization: `Bearer ${body}.${'A'.repeat(43)}` });
+      expect(forged.status).toBe(429);
+      expect(forged.json().error).toMatch(/^anonymous clients together/);
+      joined.peer.close();
+      await until(() => !s.c.hub.livePeers('r').includes(joined.welcome.peerId), 10_000, 'the peer to leave');
+      const left = await fetchAll(s, SMALL_URL, '198.18.0.5', { authorization: `Bearer ${joined.welcome.session}` });
+      expect(left.status).toBe(429);
+      expect(left.json().error).toMatch(/^anonymous clients together/);
+    } finally {
+      for (const p of peers) p.close();
+      for (const res of anonymous) res.destroy();
+      await s.close();
+    }
+  });
+
+  it('downloadAssignment sends the session only to the coordinator that gave it', async () => {
+    const bytes = new TextEncoder().encode('tokens');
+    const ref = (url: string): DataFileRef => ({ name: 'f', url, bytes: bytes.length, sha256: sha(bytes), dtype: 'u8' });
+    const seen: { url: string; authorization: string | null }[] = [];
+    const fn = (async (url: string, init?: RequestInit) => {
+      seen.push({ url, authorization: new Headers(init?.headers).get('authorization') });
+      return new Response(bytes);
+    }) as typeof fetch;
+    const a = { dataset: 'd', train: [ref('/api/runs/r/data/t0')], val: ref('https://elsewhere.example/v'), seed: 1, replica: 0, shards: [0] };
+    await downloadAssignment('http://coordinator.example:8080', a, fn, { session: 'tok' });
+    expect(seen).toEqual([
+      { url: 'http://coordinator.example:8080/api/runs/r/data/t0', authorization: 'Bearer tok' },
+      { url: 'https://elsewhere.example/v', authorization: null },
+    ]);
   });
 
   it('murmur serve --download-budget and --download-places: the defaults, "off", and a clear refusal of anything else', () => {

@@ -7,7 +7,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AppContext } from '../context.ts';
 import { RunError } from '../runs.ts';
 import Type, { type Static } from 'typebox';
-import { RUN_ID, RUN_PARAMS, requireAdmin, type RunParams } from './guard.ts';
+import { RUN_ID, RUN_PARAMS, requireAdmin, sessionPeer, type RunParams } from './guard.ts';
 import { bearer } from '../auth.ts';
 import { sameWindows, type CheckpointInfo, type DerivedKind } from '../checkpoints.ts';
 import { buildLayout } from '../../src/model/layout.ts';
@@ -91,26 +91,13 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
 
   /**
    * Streams a file derived at save time (checkpoints.ts): no request decodes a checkpoint. Every
-   * download is under the anonymous download budget (server/download-budget.ts).
+   * download is under the download budget (server/download-budget.ts): a live peer's (`peer`,
+   * sessionPeer) under the run's peers' share, any other under the anonymous one.
    */
   const sendDerived = async (req: FastifyRequest, reply: FastifyReply, c: CheckpointInfo, kind: DerivedKind, type: string, download: string | null, peer?: string) => {
     const path = await checkpoints.derived(c, kind);
     if (download) void reply.header('content-disposition', `attachment; filename="${download}"`);
     return downloads.send(req, reply.type(type), { path, bytes: (await stat(path)).size }, peer !== undefined ? { peer } : {});
-  };
-
-  /**
-   * The live peer of `runId` whose session the request presents (Authorization: Bearer, the token
-   * of its welcome), or undefined: its bootstrap comes from the run's peers' share of the download
-   * budget. Only a token this coordinator's keys signed, not expired, for this run, whose peer is
-   * connected to it now, counts; anything else (none, forged, expired, another run's, a peer that
-   * left) is an anonymous download like any other, never refused for it: it is no less than what
-   * dropping the header would get, and a volunteer whose session lapsed still bootstraps.
-   */
-  const sessionPeer = (req: FastifyRequest, runId: string): string | undefined => {
-    const token = bearer(req.headers.authorization);
-    const claims = token === null ? null : signer.verify(token);
-    return claims && claims.r === runId && hub.livePeers(runId).includes(claims.p) ? claims.p : undefined;
   };
 
   app.get<P>('/api/runs/:run/checkpoints/:ckpt/state', { schema: { params: CKPT_PARAMS } }, async (req, reply) => {
@@ -119,7 +106,7 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
     // an older coordinator's figure): its ETag names that too, so neither a cache nor a resumed
     // download (If-Range) joins the old frame to the new one.
     if (cached(req, reply, `${c.sha256}-state-${c.valBatches ?? 0}-${c.valLoss ?? 'none'}`, false)) return reply;
-    return sendDerived(req, reply, c, 'state', 'application/octet-stream', null, sessionPeer(req, c.runId));
+    return sendDerived(req, reply, c, 'state', 'application/octet-stream', null, sessionPeer(ctx, req, c.runId));
   });
 
   app.get<P>('/api/runs/:run/checkpoints/:ckpt/export/config.json', { schema: { params: CKPT_PARAMS } }, async (req, reply) => {

@@ -1,11 +1,15 @@
 // A run's token files and validation set. ETag = the file's sha256 from the dataset manifest,
 // so volunteers revalidate with If-None-Match and a browser cache serves repeat visits. Each
-// download is under the anonymous download budget (server/download-budget.ts).
+// download is under the download budget (server/download-budget.ts): a live peer of the run that
+// sends its session (its welcome's token, Authorization: Bearer) downloads from the run's peers'
+// share, anyone else from the anonymous one (sessionPeer, ./guard.ts). The bytes and the ETag are
+// the same for both, so a cache may serve either's copy to either (no Vary); only a refusal (429)
+// differs, and no refusal is stored (no-store, no ETag: the onSend hook of ./web.ts).
 import { statSync } from 'node:fs';
 import type { AppContext } from '../context.ts';
 import { RunError } from '../runs.ts';
 import Type, { type Static } from 'typebox';
-import { RUN_ID, RUN_PARAMS, type RunParams } from './guard.ts';
+import { RUN_ID, RUN_PARAMS, sessionPeer, type RunParams } from './guard.ts';
 import { fileRefs } from '../datasets.ts';
 
 const FILE_PARAMS = Type.Object({ run: RUN_ID, file: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$' }) }, { additionalProperties: false });
@@ -37,6 +41,7 @@ export function registerDataRoutes(ctx: AppContext): void {
     const path = datasets.filePath(m.name, f.name);
     const size = statSync(path).size;
     if (size !== f.bytes) throw new Error(`dataset ${m.name}/${f.name} is ${size} bytes on disk but ${f.bytes} in its manifest`);
-    return downloads.send(req, reply.type('application/octet-stream').header('x-token-dtype', f.dtype), { path, bytes: size });
+    const peer = sessionPeer(ctx, req, req.params.run);
+    return downloads.send(req, reply.type('application/octet-stream').header('x-token-dtype', f.dtype), { path, bytes: size }, peer !== undefined ? { peer } : {});
   });
 }

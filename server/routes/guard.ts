@@ -5,6 +5,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import Type, { type Static } from 'typebox';
 import { ID_PATTERN } from '../../src/protocol/messages.ts';
 import { bearer, tokenEquals } from '../auth.ts';
+import type { AppContext } from '../context.ts';
 
 export function requireAdmin(adminToken: string) {
   return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
@@ -19,6 +20,22 @@ export function requireAdmin(adminToken: string) {
       return reply.code(403).send({ error: 'admin token is wrong' });
     }
   };
+}
+
+/**
+ * The live peer of `runId` whose session the request presents (Authorization: Bearer, the token
+ * of its welcome), or undefined. Its downloads of the run's files (its data shards, the validation
+ * file, the offered checkpoint's state) come from the run's peers' share of the download budget
+ * (server/download-budget.ts). Only a token this coordinator's keys signed, not expired, for this
+ * run, whose peer is connected to it now, counts; anything else (none, forged, expired, another
+ * run's, a peer that left) is an anonymous download like any other, never refused for it: it is
+ * no less than what dropping the header would get, and a volunteer whose session lapsed still
+ * downloads.
+ */
+export function sessionPeer(ctx: Pick<AppContext, 'signer' | 'hub'>, req: FastifyRequest, runId: string): string | undefined {
+  const token = bearer(req.headers.authorization);
+  const claims = token === null ? null : ctx.signer.verify(token);
+  return claims && claims.r === runId && ctx.hub.livePeers(runId).includes(claims.p) ? claims.p : undefined;
 }
 
 /** A run id in the path: the params schema (and its type) of every per-run route. */

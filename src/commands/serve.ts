@@ -61,9 +61,9 @@ export function readBudgetOption(value: string): ReadLimits {
 
 /**
  * `--download-budget`: "<per address>,<all clients>" MiB per second of anonymous downloads, each
- * able to gather DOWNLOAD_BURST_S seconds of it (the run's peers' bootstrap states keep their own
- * share, DEFAULT_DOWNLOAD_LIMITS.peerBytesPerS); "off": no byte budget, for either (the caps on
- * open downloads and the cut of stalled ones stay).
+ * able to gather DOWNLOAD_BURST_S seconds of it (the run's peers' data and bootstrap states keep
+ * their own share, DEFAULT_DOWNLOAD_LIMITS.peerBytesPerS); "off": no byte budget, for either (the
+ * caps on open downloads and the cut of stalled ones stay).
  */
 export function downloadBudgetOption(value: string): Partial<DownloadLimits> {
   if (value.trim() === 'off') return { perAddressBytesPerS: Infinity, perAddressBurstBytes: Infinity, totalBytesPerS: Infinity, totalBurstBytes: Infinity, peerBytesPerS: Infinity, peerBurstBytes: Infinity };

@@ -7,17 +7,28 @@ import { DataIntegrityError } from './errors.ts';
 import { fetchWhole, HttpRefusal, type RetryOptions } from '../protocol/retry-fetch.ts';
 
 /**
+ * How a volunteer downloads its data: the waits of src/protocol/retry-fetch.ts, and `session`, its
+ * welcome's token, sent as `Authorization: Bearer` with each request to the coordinator itself
+ * (never to another origin): the coordinator serves a live peer's data from a share of its
+ * download budget that anonymous downloads cannot take (server/download-budget.ts).
+ */
+export type DataFetchOptions = RetryOptions & { session?: string };
+
+/**
  * Downloads one file and verifies its size, hash and token type (byte-level runs only). A
  * coordinator that asks this address to wait for its share of downloads (429, Retry-After;
- * server/download-budget.ts) is waited out and asked again, for `retry.maxWaitMs` at most, and a
+ * server/download-budget.ts) is waited out and asked again, for `o.maxWaitMs` at most, and a
  * transfer that breaks off is taken up where it stopped (src/protocol/retry-fetch.ts, fetchWhole).
  */
-export async function downloadVerified(baseUrl: string, f: DataFileRef, fetchFn: typeof fetch = fetch, retry: RetryOptions = {}): Promise<Uint8Array> {
+export async function downloadVerified(baseUrl: string, f: DataFileRef, fetchFn: typeof fetch = fetch, o: DataFetchOptions = {}): Promise<Uint8Array> {
   if (f.dtype !== 'u8') throw new DataIntegrityError(`${f.name}: token type ${f.dtype} is not supported (the trainers are byte-level, u8)`);
   const url = new URL(f.url, baseUrl).toString();
+  const { session, ...retry } = o;
+  // The session only to the coordinator that gave it: a file the welcome names elsewhere is fetched without it.
+  const ours = session !== undefined && new URL(url).origin === new URL(baseUrl).origin;
   let bytes: Uint8Array;
   try {
-    bytes = await fetchWhole(fetchFn, url, { ...retry, maxBytes: f.bytes });
+    bytes = await fetchWhole(fetchFn, url, { ...retry, maxBytes: f.bytes, ...(ours ? { headers: { authorization: `Bearer ${session}` } } : {}) });
   } catch (err) {
     if (err instanceof HttpRefusal) throw new DataIntegrityError(`downloading ${f.name} from ${url} failed: ${err.detail}`);
     throw new DataIntegrityError(`downloading ${f.name} from ${url} failed: ${(err as Error).message}`, { cause: err });
@@ -36,8 +47,12 @@ export async function downloadVerified(baseUrl: string, f: DataFileRef, fetchFn:
  */
 export const MAX_ASSIGNMENT_BYTES = 2 ** 31;
 
-/** This replica's training tokens (its shards, concatenated) and the run's validation tokens. */
-export async function downloadAssignment(baseUrl: string, a: DataAssignment, fetchFn: typeof fetch = fetch, retry: RetryOptions = {}, maxBytes = MAX_ASSIGNMENT_BYTES): Promise<{ train: Uint8Array; val: Uint8Array }> {
+/**
+ * This replica's training tokens (its shards, concatenated) and the run's validation tokens: the
+ * one place both the Node volunteer and the browser's (src/ui/pages/engine-wiring.ts) fetch their
+ * data, with `o.session`.
+ */
+export async function downloadAssignment(baseUrl: string, a: DataAssignment, fetchFn: typeof fetch = fetch, o: DataFetchOptions = {}, maxBytes = MAX_ASSIGNMENT_BYTES): Promise<{ train: Uint8Array; val: Uint8Array }> {
   if (a.shards.length === 0) throw new DataIntegrityError('the coordinator assigned no training shard to this replica');
   // A shard named twice would be downloaded and trained on twice (10,000 times in a welcome's room).
   if (new Set(a.shards).size !== a.shards.length) throw new DataIntegrityError(`the assignment names a shard more than once (${a.shards.length} entries, ${new Set(a.shards).size} shards)`);
@@ -48,10 +63,10 @@ export async function downloadAssignment(baseUrl: string, a: DataAssignment, fet
   });
   const total = refs.reduce((n, r) => n + r.bytes, a.val.bytes);
   if (total > maxBytes) throw new DataIntegrityError(`the assignment announces ${total} bytes of data; a volunteer takes at most ${maxBytes}`);
-  const shards = await Promise.all(refs.map((r) => downloadVerified(baseUrl, r, fetchFn, retry)));
+  const shards = await Promise.all(refs.map((r) => downloadVerified(baseUrl, r, fetchFn, o)));
   const train = new Uint8Array(shards.reduce((n, s) => n + s.length, 0));
   let at = 0;
   for (const s of shards) { train.set(s, at); at += s.length; }
-  const val = await downloadVerified(baseUrl, a.val, fetchFn, retry);
+  const val = await downloadVerified(baseUrl, a.val, fetchFn, o);
   return { train, val };
 }

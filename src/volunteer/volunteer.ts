@@ -282,8 +282,10 @@ class HeadlessVolunteer implements Volunteer {
     if (this.stopping) this.wake();
     let data: { train: Uint8Array; val: Uint8Array };
     try {
+      // With the welcome's session: a live peer's data comes from the peers' share of the
+      // coordinator's download budget, not behind anonymous downloads.
       data = await downloadAssignment(this.opts.url, assignment, this.c.fetch, {
-        signal: stopped.signal,
+        signal: stopped.signal, session: welcome.session,
         onWait: (w) => this.log.info('the coordinator asks this address to wait before downloading the data', { status: w.status, waitMs: w.waitMs, reason: w.reason }),
       });
     } catch (err) {

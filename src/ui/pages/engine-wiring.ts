@@ -26,9 +26,10 @@ export { runConfigHash };
 export async function createTrainer({ run, welcome, baseUrl, signal }: TrainerFactoryArgs): Promise<TrainerPort> {
   const a = welcome.assignment;
   // A crowd behind this page's address waits its turn for the coordinator's download budget;
-  // Stop ends the download, its waits included.
+  // Stop ends the download, its waits included. The welcome's session goes with it (baseUrl is this
+  // page's own origin, the coordinator's): a live peer's data is not an anonymous download.
   const { train: data, val: valTokens } = await downloadAssignment(baseUrl, a, fetch, {
-    ...(signal ? { signal } : {}),
+    ...(signal ? { signal } : {}), session: welcome.session,
     onWait: (w) => consoleLogger('murmur data', true).info('the coordinator asks this address to wait before downloading the data', { status: w.status, waitMs: w.waitMs, reason: w.reason }),
   });
   signal?.throwIfAborted();
