@@ -3,7 +3,9 @@
 // no embedding page can frame, fade or zoom; the frame trains only once that window's Allow was
 // pressed for its own nonce (docs/design.md section 6). Each request is kept for a few minutes at
 // most, and there are at most so many per client address, per IPv6 /48 and in all (the keys of
-// server/address-budget.ts), so no client can grow this without bound.
+// server/address-budget.ts), so no client can grow this without bound; when all places are
+// taken, a new request takes the oldest place of whoever holds the most (evict), so no client
+// can fill it to refuse everyone.
 import { OpenCounter, siteKey } from './address-budget.ts';
 import type { ConsentState } from '../src/protocol/api.ts';
 
@@ -36,6 +38,8 @@ export class ConsentRequests {
   private readonly entries = new Map<string, ConsentEntry & { release: () => void }>();
   private readonly addresses: OpenCounter;
   private readonly sites: OpenCounter;
+  /** The nonces open per holder (holder()), oldest first: whom evict() takes a place from. */
+  private readonly holders = new Map<string, Set<string>>();
 
   constructor(readonly limits: ConsentLimits, private readonly now: () => number) {
     this.addresses = new OpenCounter(limits.perAddress);
@@ -56,17 +60,36 @@ export class ConsentRequests {
     this.entries.delete(nonce);
   }
 
+  /** Who holds a request of `address` (an addressKey): its IPv6 /48, or the address itself. */
+  private static holder(address: string): string {
+    return siteKey(address) ?? address;
+  }
+
+  /**
+   * Makes room for one more when all places are taken: drops the oldest request, pending or
+   * answered, of the holder (an IPv4 address or an IPv6 /48) with the most open. A client that
+   * fills the store from many addresses cannot lock every widget out (a 503 for all, renewed every
+   * few minutes from 2,500 IPv4 addresses or 313 /48s): each new request takes a place of the
+   * largest holder, and an honest visitor, holding one, loses theirs only to a client with as many
+   * holders as there are places.
+   */
+  private evict(): boolean {
+    let most: Set<string> | undefined;
+    for (const held of this.holders.values()) if (!most || held.size > most.size) most = held;
+    const oldest = most?.values().next();
+    if (!oldest || oldest.done) return false;
+    this.drop(oldest.value);
+    return true;
+  }
+
   /**
    * Opens a request for `nonce` from `address` (an addressKey). The caller has checked that `site`
    * may embed `run`. 409 for a nonce already open, 429 when the address or its /48 has its share
-   * open, 503 when all are taken.
+   * open; when all places are taken, one of the largest holder's requests gives way (evict).
    */
   open(nonce: string, run: string, site: string, address: string): ConsentEntry {
     this.sweep();
     if (this.entries.has(nonce)) throw new ConsentError('this consent nonce is already registered: make a fresh one for each request', 409);
-    if (this.entries.size >= this.limits.total) {
-      throw new ConsentError(`the coordinator holds its limit of ${this.limits.total} open consent requests; try again in a few minutes`, 503);
-    }
     const mine = this.addresses.acquire(address);
     if (!mine) throw new ConsentError(`this address has ${this.limits.perAddress} consent requests open, its limit; answer or close one, or wait ${this.limits.ttlMs / 60_000} minutes`, 429);
     const site48 = siteKey(address);
@@ -75,9 +98,22 @@ export class ConsentRequests {
       mine();
       throw new ConsentError(`this network (${site48}) has ${this.limits.perSite} consent requests open, its limit; try again in a few minutes`, 429);
     }
+    while (this.entries.size >= this.limits.total && this.evict());
     const created = this.now();
     const entry = { run, site, created, state: 'pending' as ConsentState, expiresAt: created + this.limits.ttlMs };
-    this.entries.set(nonce, { ...entry, release: () => { mine(); ours(); } });
+    const key = ConsentRequests.holder(address);
+    let held = this.holders.get(key);
+    if (!held) this.holders.set(key, held = new Set());
+    held.add(nonce);
+    this.entries.set(nonce, {
+      ...entry,
+      release: () => {
+        mine();
+        ours();
+        held.delete(nonce);
+        if (held.size === 0 && this.holders.get(key) === held) this.holders.delete(key);
+      },
+    });
     return entry;
   }
 

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InjectOptions } from 'fastify';
 import { backgroundClock } from '../src/protocol/clock.ts';
 import { ConsentRequests } from '../server/consent.ts';
+import { addressKey } from '../server/address-budget.ts';
 import { startServer, type TestServer } from './support/coordinator.ts';
 
 const SITE = 'https://whales.example';
@@ -119,9 +120,11 @@ describe('consent requests', () => {
     // 3 + 5 + 1 = 9 open: everyone's limit.
     expect((await ask(nonce(), '203.0.113.9')).statusCode).toBe(201);
     expect(s.c.consents.size).toBe(9);
+    // A tenth is not refused: the /48 holding the most gives up its oldest place.
     const full = await ask(nonce(), '203.0.113.10');
-    expect(full.statusCode).toBe(503);
-    expect(full.json().error).toMatch(/limit of 9 open consent requests/);
+    expect(full.statusCode).toBe(201);
+    expect(s.c.consents.size).toBe(9);
+    expect(s.c.consents.get(mine[1]!).state).toBe('pending');
     // All expire, and every place is free again.
     skew += TTL + 1;
     try {
@@ -142,5 +145,33 @@ describe('consent requests', () => {
     expect(() => store.get('a'.repeat(22))).toThrow(/no such consent request/);
     expect(store.get('b'.repeat(22)).state).toBe('pending');
     expect(store.size).toBe(1);
+  });
+
+  it('at its limit in all, makes room by dropping the oldest request of whoever holds the most, never by refusing everyone', () => {
+    const t = 0;
+    const store = new ConsentRequests({ ttlMs: 100, perAddress: 4, perSite: 32, total: 8 }, () => t);
+    const key = (c: string, i: number) => `${c}${String(i).padStart(21, '0')}`;
+    // An anonymous client fills the store from two addresses, and answers its own requests so none is pending.
+    for (let i = 0; i < 4; i++) store.open(key('a', i), 'default', SITE, '192.0.2.1');
+    for (let i = 0; i < 4; i++) store.open(key('b', i), 'default', SITE, '192.0.2.2');
+    store.decide(key('a', 0), true);
+    // An honest visitor still gets a request: the oldest of the largest holder's (192.0.2.1's) is dropped.
+    expect(store.open(key('v', 0), 'default', SITE, '203.0.113.5').state).toBe('pending');
+    expect(() => store.get(key('a', 0))).toThrow(/no such consent request/);
+    expect(store.size).toBe(8);
+    // The next one is made room for by the other address, which now holds the most; the visitor's stays.
+    store.open(key('v', 1), 'default', SITE, '203.0.113.6');
+    expect(() => store.get(key('b', 0))).toThrow(/no such consent request/);
+    expect(store.get(key('v', 0)).state).toBe('pending');
+    // An IPv6 client is one holder per /48, whichever /64s it spreads over.
+    const big = new ConsentRequests({ ttlMs: 100, perAddress: 4, perSite: 32, total: 6 }, () => t);
+    for (let i = 0; i < 3; i++) big.open(key('x', i), 'default', SITE, addressKey(`2001:db8:9:${i}::1`));
+    for (let i = 0; i < 2; i++) big.open(key('y', i), 'default', SITE, '192.0.2.3');
+    big.open(key('z', 0), 'default', SITE, addressKey('2001:db8:8::1'));
+    big.open(key('w', 0), 'default', SITE, '198.51.100.1');
+    expect(() => big.get(key('x', 0))).toThrow(/no such consent request/);
+    expect(big.get(key('y', 0)).state).toBe('pending');
+    // The counts follow: the /48 that lost one may open one again.
+    expect(big.open(key('x', 9), 'default', SITE, addressKey('2001:db8:9:0::1')).state).toBe('pending');
   });
 });

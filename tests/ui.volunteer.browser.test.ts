@@ -9,6 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CDPSession, Page } from 'playwright-core';
 import { pageErrors, ROOT, settledButton as settled, startBrowser, type BrowserHarness } from './support/browser.ts';
+import { KEY_FOCUS_MS } from '../src/ui/core/settle.ts';
 
 const OUT = join(ROOT, 'tests', 'output');
 mkdirSync(OUT, { recursive: true });
@@ -83,9 +84,13 @@ describe('volunteer page', () => {
     });
     expect(unnamed).toEqual([]);
 
-    // A key press counts once the page and the button have settled, as a click does.
+    // A key press counts once the page and the button have settled, as a click does, and the
+    // button has held the focus half a second with nothing else typed (keyGate).
     await settled(page, 'consent');
     await page.getByRole('button', { name: /I agree/ }).focus();
+    await page.keyboard.press('Enter');
+    expect(await page.locator('murmur-volunteer-panel [data-refused]').innerText()).toMatch(/only just got the keyboard focus/);
+    await page.waitForTimeout(KEY_FOCUS_MS + 100);
     await page.keyboard.press('Enter');
     await page.getByRole('button', { name: 'Start training' }).waitFor();
     expect(await page.getByRole('button', { name: 'Start training' }).isEnabled()).toBe(true);
@@ -94,6 +99,7 @@ describe('volunteer page', () => {
 
     await settled(page, 'start');
     await page.getByRole('button', { name: 'Start training' }).focus();
+    await page.waitForTimeout(KEY_FOCUS_MS + 100);
     await page.keyboard.press('Space');
     await waitFor(page, 'window.volunteerTest.controller.figures.rounds >= 2');
     // Where the weights came from (the fake backend starts fresh).
@@ -119,6 +125,7 @@ describe('volunteer page', () => {
     expect(await page.locator('murmur-volunteer-panel [role=status]').innerText()).toMatch(/Paused[\s\S]*you paused it/);
 
     await page.getByRole('button', { name: 'Resume' }).focus();
+    await page.waitForTimeout(KEY_FOCUS_MS + 100);
     await page.keyboard.press('Enter');
     await waitFor(page, `window.volunteerTest.controller.figures.step > ${p1}`);
 

@@ -1,7 +1,7 @@
 // The widget's consent window (server/consent.ts): the frame registers a nonce for a click on its
 // Start, the consent window (/consent#nonce) reads what it names and posts the visitor's answer,
 // and the frame claims the answer once. Anonymous, so each request is bounded per client address
-// and in all (the store's limits), and a site may ask only for a run that lists it as an embedding
+// and in all (the store's limits; a full store makes room rather than refusing), and a site may ask only for a run that lists it as an embedding
 // site: the frame says which site it is on, and nothing else is believed of it.
 import type { FastifyReply } from 'fastify';
 import type { AppContext } from '../context.ts';
@@ -30,9 +30,9 @@ export function registerConsentRoutes(ctx: AppContext, consents: ConsentRequests
     try {
       e = consents.open(nonce, run, site, addressKey(req.ip));
     } catch (err) {
-      // Sent here: the error handler hides the words of a 5xx, and a full store's 503 must name its limit.
+      // Sent here: a 429 says when a place frees (Retry-After).
       if (!(err instanceof ConsentError)) throw err;
-      if (err.statusCode >= 429) void res.header('retry-after', String(Math.ceil(consents.limits.ttlMs / 1000)));
+      if (err.statusCode === 429) void res.header('retry-after', String(Math.ceil(consents.limits.ttlMs / 1000)));
       return fresh(res).code(err.statusCode).send({ error: err.message });
     }
     return fresh(res).code(201).send(reply(nonce, e));

@@ -45,8 +45,55 @@ export function placeClock(win: Window, t0: number) {
   };
 }
 
+/** How long a button must have held the keyboard focus, with no other key pressed, before Enter or Space on it counts (keyGate). */
+export const KEY_FOCUS_MS = 500;
+
+/** Why a key press on a button did not count: it had only just got the focus, or other keys were typed on it. */
+export type KeyRefusal = 'keyboard' | 'typed';
+
+/**
+ * Whether a key press on `button` (its click with detail 0) counts: the button has held the
+ * keyboard focus for KEY_FOCUS_MS, and no other key was pressed in `doc` since it got it, nor
+ * was the key held (a repeat). A visitor typing in a form field the page put just before the
+ * widget's frame presses Tab, lands on Start and types on; the Space or Enter that follows is a
+ * trusted activation of the button. So with a top-level window a page opened under a visitor
+ * who types (the consent window, after a click on Start the page got through a mask): its keys
+ * go on into it, a Tab lands on Allow and the next Space pressed it. `verdict(t)` takes the
+ * click's timeStamp; a refusal restarts the clock, so that pressing again after a moment works
+ * (the keyboard keeps its way), but forgets no key typed: only the button's getting the focus
+ * anew does. The visitor who typed on and pressed Enter, seeing no answer where they thought they
+ * typed, presses Enter again, and that press counted when the refusal forgot the typing. The
+ * button may be in a shadow root: a key's own target is the first of its composed path.
+ */
+export function keyGate(button: HTMLElement, doc: Document) {
+  /** When the button got the focus (or a key press on it was last refused); null while it has none. */
+  let since: number | null = null;
+  let otherKeys = false;
+  button.addEventListener('focus', (e) => { since = e.timeStamp; otherKeys = false; });
+  button.addEventListener('blur', () => { since = null; });
+  // Capture: the keys reach the document first, wherever its focus is.
+  doc.addEventListener('keydown', (e) => {
+    // Enter or Space pressed once on the button is the press being judged; any other key is not.
+    if (e.composedPath()[0] !== button || e.repeat || (e.key !== 'Enter' && e.key !== ' ')) otherKeys = true;
+  }, true);
+  return {
+    verdict(t: number): KeyRefusal | null {
+      if (since !== null && !otherKeys && t - since >= KEY_FOCUS_MS) return null;
+      if (otherKeys) return 'typed';
+      if (since !== null) since = t;
+      return 'keyboard';
+    },
+  };
+}
+
 /** Why a click on the volunteer page's I agree or Start did not count. */
 export const PAGE_REFUSED = 'That click did not count: this page had only just come to the front, or this button had just appeared or moved. Click it again.';
+
+/** Why a key press (Enter, Space) on one of them did not count (keyGate). */
+export const PAGE_KEY_REFUSED: Record<KeyRefusal, string> = {
+  keyboard: 'That key did not count: this button had only just got the keyboard focus. Press it again.',
+  typed: 'That key did not count: other keys were typed on this button, or the key was held. Move the focus off it and back, then press it.',
+};
 
 /**
  * Whether a click on one of the volunteer page's guarded buttons (I agree, Start) counts: the page
@@ -70,14 +117,25 @@ export function pageGate(win: Window, buttons: () => Iterable<[string, HTMLEleme
     if (!c) clocks.set(key, c = placeClock(win, t));
     return c.look(el, t);
   };
-  const verdict = (key: string, el: HTMLElement, t: number): string | null =>
-    front() && settled(t, frontSince, placedAt(key, el, t)) ? null : PAGE_REFUSED;
+  /** Each guarded button's keyGate, made when refresh() first sees it (before it can have the focus). */
+  const keyed = new WeakMap<HTMLElement, ReturnType<typeof keyGate>>();
+  const keysOf = (el: HTMLElement) => {
+    let k = keyed.get(el);
+    if (!k) keyed.set(el, k = keyGate(el, doc));
+    return k;
+  };
+  const verdict = (key: string, el: HTMLElement, t: number, keyboard = false): string | null => {
+    if (!(front() && settled(t, frontSince, placedAt(key, el, t)))) return PAGE_REFUSED;
+    const why = keyboard ? keysOf(el).verdict(t) : null;
+    return why === null ? null : PAGE_KEY_REFUSED[why];
+  };
   const refresh = () => {
     clearTimeout(timer);
     const t = win.performance.now();
     let next = Infinity;
     for (const [key, el] of buttons()) {
-      const open = verdict(key, el, t) === null;
+      keysOf(el);
+      const open = front() && settled(t, frontSince, placedAt(key, el, t));
       el.style.pointerEvents = open ? '' : 'none';
       if (!open && frontSince !== null) next = Math.min(next, settlesAt(frontSince, placedAt(key, el, t)));
     }
@@ -94,7 +152,10 @@ export function pageGate(win: Window, buttons: () => Iterable<[string, HTMLEleme
   win.addEventListener('scroll', refresh, { capture: true, passive: true });
   win.addEventListener('resize', refresh);
   return {
-    /** Null when a click at `t` (its timeStamp) on `el`, the button of `key`, counts; otherwise why not. */
+    /**
+     * Null when a click at `t` (its timeStamp) on `el`, the button of `key`, counts; otherwise why
+     * not. `keyboard`: the click is a key press (detail 0), which keyGate judges too.
+     */
     verdict,
     refresh,
     at(x: number, y: number): boolean {

@@ -88,7 +88,7 @@ export class ConsentWindow extends LitElement {
 
   private async answer(ev: Event, allow: boolean): Promise<void> {
     const b = ev.currentTarget as HTMLElement;
-    this.refused = this.gate.verdict(b.dataset.action!, b, ev.timeStamp);
+    this.refused = this.gate.verdict(b.dataset.action!, b, ev.timeStamp, (ev as MouseEvent).detail === 0);
     if (this.refused !== null || this.sending || !this.port) return;
     this.sending = true;
     try {

@@ -85,7 +85,7 @@ export class VolunteerPanel extends LitElement {
   /** Runs `act` when this click on a guarded button counts; otherwise says to click again. */
   private guarded(ev: Event, act: () => void): void {
     const b = ev.currentTarget as HTMLElement;
-    this.refused = this.gate.verdict(b.dataset.action!, b, ev.timeStamp);
+    this.refused = this.gate.verdict(b.dataset.action!, b, ev.timeStamp, (ev as MouseEvent).detail === 0);
     if (this.refused === null) act();
   }
 

@@ -40,7 +40,7 @@
 import type { TrainingController } from '../controllers/training-controller.ts';
 import type { ConsentPort } from '../ports.ts';
 import { formatCount } from '../core/format.ts';
-import { placeClock, settled, settlesAt } from '../core/settle.ts';
+import { keyGate, placeClock, settled, settlesAt, type KeyRefusal } from '../core/settle.ts';
 import Value from 'typebox/value';
 import { READY, type ReadyMsg, type FrameStatus, type WidgetPhase } from './bridge.ts';
 import { ConnectMsg, HOST_COMMANDS, MAX_STATUS_TEXT, type HostCommand } from './bridge-schemas.ts';
@@ -120,8 +120,8 @@ export function frameActivated(ev: Event, win: Window): boolean {
  */
 export const MIN_PIXEL_RATIO = 0.5;
 
-/** How long the start button must have held the keyboard focus, with no other key pressed, before Enter or Space on it counts. */
-export const KEY_FOCUS_MS = 500;
+/** How long the start button must have held the keyboard focus, with no other key pressed, before Enter or Space on it counts (keyGate). */
+export { KEY_FOCUS_MS } from '../core/settle.ts';
 
 /**
  * How long the frame's Stop may be out of full view while training runs before the frame pauses
@@ -326,36 +326,9 @@ export function visibilityGate(button: HTMLButtonElement, win: Window) {
   };
 }
 
-/**
- * Whether a key press on `button` (its click with detail 0) counts: the button has held the
- * keyboard focus for KEY_FOCUS_MS, and no other key was pressed in the frame since it got it. A
- * visitor typing in a form field the page put just before the frame presses Tab, lands on Start
- * and types on; the Space or Enter that follows is a trusted activation of the button. `verdict(t)`
- * takes the click's timeStamp; a refusal restarts the clock, so that pressing again after a moment
- * works (the keyboard keeps its way to start), but forgets no key typed: only the button's getting
- * the focus anew does. The visitor who typed on and pressed Enter, seeing no answer where they
- * thought they typed, presses Enter again, and that press started training when the refusal
- * forgot the typing.
- */
-export function keyGate(button: HTMLButtonElement, win: Window) {
-  /** When the button got the focus (or a key press on it was last refused); null while it has none. */
-  let since: number | null = null;
-  let otherKeys = false;
-  button.addEventListener('focus', (e) => { since = e.timeStamp; otherKeys = false; });
-  button.addEventListener('blur', () => { since = null; });
-  // Capture: the keys reach the frame's document first, wherever its focus is.
-  win.document.addEventListener('keydown', (e) => {
-    // Enter or Space pressed once on the button is the press being judged; any other key is not.
-    if (e.target !== button || e.repeat || (e.key !== 'Enter' && e.key !== ' ')) otherKeys = true;
-  }, true);
-  return {
-    verdict(t: number): string | null {
-      if (since !== null && !otherKeys && t - since >= KEY_FOCUS_MS) return null;
-      if (otherKeys) return REFUSED.typed;
-      if (since !== null) since = t;
-      return REFUSED.keyboard;
-    },
-  };
+/** The frame's words for a key press keyGate (src/ui/core/settle.ts) did not count. */
+function keyRefused(why: KeyRefusal | null): string | null {
+  return why === null ? null : REFUSED[why];
 }
 
 /**
@@ -507,7 +480,7 @@ export function serveFrame(
       let queued = false;
       const { button, stop, note } = controls(win.document);
       const gate = visibilityGate(button, win);
-      const keys = keyGate(button, win);
+      const keys = keyGate(button, win.document);
       const pointer = pointerGate(button, win);
       /** Why the last click on the start button did not count (or would not); cleared when training starts. */
       let refused: string | null = null;
@@ -553,7 +526,7 @@ export function serveFrame(
           if (!(ev.clientX >= r.left && ev.clientX <= r.right && ev.clientY >= r.top && ev.clientY <= r.bottom)) return;
         }
         // A key press on the button (Enter, Space) is a click with detail 0; a pointer's has 1 or more.
-        refused = (ev.detail === 0 ? keys.verdict(ev.timeStamp) : pointer.verdict(ev)) ?? gate.verdict(ev.timeStamp);
+        refused = (ev.detail === 0 ? keyRefused(keys.verdict(ev.timeStamp)) : pointer.verdict(ev)) ?? gate.verdict(ev.timeStamp);
         // The click is the visitor's as far as this frame can tell; whether they meant it only the
         // consent window, out of the page's reach, can say.
         if (refused === null && asking) openConsent(consent, win, asking.nonce);

@@ -1,0 +1,92 @@
+// The widget's consent window (/consent#nonce, src/ui/elements/consent-window.ts) in Chromium: its
+// Allow counts only as a deliberate press. A page that got a click on the widget's Start (through
+// a mask or zoom the frame cannot see) opens this window under a visitor who is typing into that
+// page (a game: "Tab to switch, hold Space to charge"): the keys go on into the window, which has
+// taken the focus, and a Tab lands on Allow and the Space after it presses it.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { startBrowser, type BrowserHarness } from './support/browser.ts';
+import { startServer, type TestServer } from './support/coordinator.ts';
+
+const SITE = 'https://whales.example';
+let h: BrowserHarness;
+let coordinator: TestServer;
+let n = 0;
+
+beforeAll(async () => {
+  coordinator = await startServer();
+  const r = await coordinator.c.app.inject({ method: 'PATCH', url: '/api/runs/default', headers: { ...coordinator.admin }, payload: { embedSites: [SITE] } });
+  expect(r.statusCode).toBe(200);
+  h = await startBrowser({ proxy: { '/api': coordinator.url } });
+});
+afterAll(async () => {
+  await h?.close();
+  await coordinator?.close();
+});
+
+/** A consent window for a freshly registered nonce, its buttons taking clicks (the window at the front half a second). */
+async function openWindow(): Promise<{ page: Page; nonce: string }> {
+  const nonce = `k${String(++n).padStart(21, '0')}`;
+  const r = await coordinator.c.app.inject({ method: 'POST', url: '/api/consent', payload: { nonce, run: 'default', site: SITE } });
+  expect(r.statusCode).toBe(201);
+  const page = await h.openPage(`/web/consent.html#${nonce}`);
+  await page.waitForFunction(() => {
+    const b = document.querySelector('murmur-consent-window')?.shadowRoot?.querySelector<HTMLButtonElement>('button[data-action=allow]');
+    return b ? getComputedStyle(b).pointerEvents !== 'none' : false;
+  }, undefined, { polling: 100, timeout: 30_000 });
+  return { page, nonce };
+}
+const state = (nonce: string) => coordinator.c.consents.get(nonce).state;
+const refusal = (p: Page) => p.locator('murmur-consent-window [data-refused]').innerText();
+
+describe('the consent window', () => {
+  it('does not take the Space that follows the Tab which brought Allow the focus', async () => {
+    const { page, nonce } = await openWindow();
+    await page.keyboard.press('Tab');
+    expect(await page.evaluate(() => document.querySelector('murmur-consent-window')!.shadowRoot!.activeElement?.getAttribute('data-action'))).toBe('allow');
+    await page.keyboard.press(' ');
+    await page.waitForTimeout(300);
+    expect(state(nonce)).toBe('pending');
+    expect(await refusal(page)).toMatch(/did not count/);
+    await page.close();
+  });
+
+  it('does not take a held key, nor a press after other keys were typed on Allow', async () => {
+    const { page, nonce } = await openWindow();
+    await page.keyboard.press('Tab');
+    await page.waitForTimeout(700);
+    // Held: the key repeats before it is let go.
+    await page.keyboard.down(' ');
+    await page.keyboard.down(' ');
+    await page.keyboard.up(' ');
+    await page.waitForTimeout(300);
+    expect(state(nonce)).toBe('pending');
+    // Typed on: letters, then Enter.
+    await page.waitForTimeout(700);
+    await page.keyboard.type('abc');
+    await page.keyboard.press('Enter');
+    await page.waitForTimeout(300);
+    expect(state(nonce)).toBe('pending');
+    await page.close();
+  });
+
+  it('takes Enter or Space pressed on Allow once it has held the focus half a second, with nothing typed', async () => {
+    const { page, nonce } = await openWindow();
+    await page.keyboard.press('Tab');
+    await page.waitForTimeout(700);
+    await page.keyboard.press('Enter');
+    await page.locator('murmur-consent-window [data-answer=allowed]').waitFor({ timeout: 10_000 });
+    expect(state(nonce)).toBe('allowed');
+    await page.close();
+    // Focus moved off and back on gives a fresh start after typing.
+    const second = await openWindow();
+    await second.page.keyboard.press('Tab');
+    await second.page.keyboard.type('x');
+    await second.page.keyboard.press('Shift+Tab');
+    await second.page.keyboard.press('Tab');
+    await second.page.waitForTimeout(700);
+    await second.page.keyboard.press(' ');
+    await second.page.locator('murmur-consent-window [data-answer=allowed]').waitFor({ timeout: 10_000 });
+    await second.page.close();
+  });
+});
