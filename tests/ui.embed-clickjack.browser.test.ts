@@ -324,7 +324,7 @@ describe('the widget against clickjacking', () => {
     expect(await frame.evaluate(() => document.getElementById('murmur-stop')!.hidden)).toBe(true);
     // Don't allow: the widget is back to Start, and nothing ran.
     await answerConsent(popup, 'deny');
-    expect(await waitForStatus(p, /^Not started: you chose/)).toBe('Not started: you chose Don\'t allow in the Murmur window.');
+    expect(await waitForStatus(p, /^Not started: you chose/)).toBe('Not started: you chose Don\'t allow in the Murmur window, or closed it.');
     await expect.poll(() => startButton(p).innerText()).toBe('Start training on my GPU');
     expect(p.workers()).toHaveLength(0);
     expect(sockets).toEqual([]);

@@ -184,6 +184,15 @@ describe('embeddable widget', () => {
     expect(await idle()).toEqual(['idle', 0]);
     await first.close();
     await second.close();
+    // A window closed unanswered is Don't allow: the widget is ready again at once, and the
+    // coordinator holds nothing (it waited out the 5 minutes, the frame asking once a second).
+    const closed = await consentWindowFrom(page.context(), () => restAndClick(start));
+    await closed.locator('murmur-consent-window button[data-action=allow]').waitFor();
+    await closed.close();
+    await waitForStatus(/^Not started: you chose Don't allow in the Murmur window, or closed it/);
+    await expect.poll(() => start.innerText()).toBe('Start training on my GPU');
+    await expect.poll(() => coordinator.c.consents.size).toBe(0);
+    expect(await idle()).toEqual(['idle', 0]);
     // Start again, and Allow in its window: training starts.
     await startThroughConsent(start);
     await waitForStatus(/Training/);

@@ -323,4 +323,6 @@ export interface ConsentAsked { run: string; runName: string; site: string; stat
 export interface ConsentWindowPort {
   load(nonce: string): Promise<ConsentAsked>;
   decide(nonce: string, allow: boolean): Promise<ConsentAsked>;
+  /** Don't allow, sent as the window closes (a request that outlives the page). */
+  declineOnClose(nonce: string): void;
 }

@@ -39,6 +39,12 @@ export class CoordinatorConsentWindow implements ConsentWindowPort {
       method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ allow }),
     }));
   }
+
+  declineOnClose(nonce: string): void {
+    void this.f(`${this.baseUrl}/api/consent/${encodeURIComponent(nonce)}/decision`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ allow: false }), keepalive: true,
+    }).catch(() => { /* the window is gone: the request expires by itself */ });
+  }
 }
 
 async function read(res: Response): Promise<ConsentAsked> {

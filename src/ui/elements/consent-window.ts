@@ -73,6 +73,24 @@ export class ConsentWindow extends LitElement {
     }
   }
 
+  override connectedCallback(): void {
+    super.connectedCallback();
+    window.addEventListener('pagehide', this.onClose);
+  }
+
+  override disconnectedCallback(): void {
+    window.removeEventListener('pagehide', this.onClose);
+    super.disconnectedCallback();
+  }
+
+  /**
+   * Closing the window unanswered is Don't allow: the widget went on asking the coordinator once a
+   * second, and said to confirm in a window that was gone, until the request expired 5 minutes on.
+   */
+  private readonly onClose = (): void => {
+    if (this.view.kind === 'asking' && !this.sending && this.port) this.port.declineOnClose(this.key);
+  };
+
   protected override firstUpdated(): void {
     // A click where Allow or Don't allow is, while it takes no pointer events, lands behind it: it
     // is answered too, as on the volunteer page.

@@ -146,7 +146,7 @@ export const REFUSED = {
 /** What the frame says while it waits for the consent window, and what became of it. */
 export const CONSENT = {
   waiting: 'Confirm in the Murmur window that opened. No window? Press the button again to open it.',
-  denied: 'Not started: you chose Don\'t allow in the Murmur window.',
+  denied: 'Not started: you chose Don\'t allow in the Murmur window, or closed it.',
   expired: 'Not started: the Murmur window was not answered in time. Press Start to ask again.',
   unplaced: 'Not started: this browser does not say which site shows this frame, so the Murmur window cannot name it.',
   failed: (why: string) => `Not started: the Murmur coordinator did not take the request: ${why}`,
