@@ -88,13 +88,18 @@ export function toRange(spec: string): string {
 
 const dotted = (n: number) => [24, 16, 8, 0].map((sh) => Math.floor(n / 2 ** sh) % 256).join('.');
 
+/** coturn's relay port range, as both the config and the firewall rules take it. */
+function checkRelayPorts(o: { minPort: number; maxPort: number }): void {
+  if (!(o.minPort >= 1024 && o.maxPort <= 65535 && o.minPort <= o.maxPort)) throw new Error(`relay ports ${o.minPort}-${o.maxPort} must lie within 1024-65535`);
+}
+
 export function turnConfig(o: TurnConfigOptions): string {
   for (const [name, ip] of [['listen', o.listenIp], ['relay', o.relayIp], ['external', o.externalIp]] as const) {
     if (ip !== undefined && isIP(ip) === 0) throw new Error(`--${name}-ip "${ip}" is not an IP address`);
   }
   if (!/^[A-Za-z0-9.-]{1,100}$/.test(o.realm)) throw new Error(`realm "${o.realm}" must be a domain-like name`);
   if (o.secret.length < 16 || /\s/.test(o.secret)) throw new Error('the TURN secret must be at least 16 characters, without spaces');
-  if (!(o.minPort >= 1024 && o.maxPort <= 65535 && o.minPort <= o.maxPort)) throw new Error(`relay ports ${o.minPort}-${o.maxPort} must lie within 1024-65535`);
+  checkRelayPorts(o);
   const ports = o.maxPort - o.minPort + 1;
   if (ports < o.totalQuota) {
     throw new Error(`relay ports ${o.minPort}-${o.maxPort} are ${ports}, fewer than the total quota of ${o.totalQuota} allocations (one port each): ` +
@@ -151,7 +156,7 @@ export const TURN_FIREWALL_TABLE = 'murmur_turn';
  */
 export function turnFirewall(o: { minPort: number; maxPort: number; user: string }): string {
   if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(o.user)) throw new Error(`--turn-user "${o.user}" is not a user name (coturn's user, e.g. turnserver)`);
-  if (!(o.minPort >= 1024 && o.maxPort <= 65535 && o.minPort <= o.maxPort)) throw new Error(`relay ports ${o.minPort}-${o.maxPort} must lie within 1024-65535`);
+  checkRelayPorts(o);
   const relay = `${o.minPort}-${o.maxPort}`;
   return [
     '# nftables rules written by `murmur turn-config`: load with `nft -f` (and at boot) on the TURN host.',

@@ -39,18 +39,19 @@ export function register(program: Command): void {
       const [{ readSecretFile }, { turnConfig, turnFirewall }, { writeFileAtomic }] = await Promise.all([
         import('../../server/ice.ts'), import('../../server/turn-config.ts'), import('../../server/fsutil.ts')]);
       if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new Error('--tls-cert and --tls-key go together');
+      const relay = { minPort: intInRange(o.minPort, '--min-port', 1024, 65535), maxPort: intInRange(o.maxPort, '--max-port', 1024, 65535) };
       const text = turnConfig({
         secret: readSecretFile(resolve(o.secretFile)), realm: o.realm, listenIp: o.listenIp, relayIp: o.relayIp, externalIp: o.externalIp,
         port: intInRange(o.port, '--port', 1, 65535),
         tls: o.tlsCert && o.tlsKey ? { cert: resolve(o.tlsCert), key: resolve(o.tlsKey), port: intInRange(o.tlsPort, '--tls-port', 1, 65535) } : undefined,
-        minPort: intInRange(o.minPort, '--min-port', 1024, 65535), maxPort: intInRange(o.maxPort, '--max-port', 1024, 65535),
+        ...relay,
         userQuota: intInRange(o.userQuota, '--user-quota', 1, 10_000), totalQuota: intInRange(o.totalQuota, '--total-quota', 1, 1_000_000),
         maxBps: o.maxBps, bpsCapacity: o.bpsCapacity, deny: o.deny, allow: o.allow,
       });
       // Written whole or not at all, never readable by others: it holds the secret. The temp file
       // has a random name and is created afresh (flag 'wx', mode 600): a file or symlink someone
       // left at a predictable name would have kept its mode or had its target overwritten.
-      const rules = o.firewallOut === undefined ? null : turnFirewall({ minPort: intInRange(o.minPort, '--min-port', 1024, 65535), maxPort: intInRange(o.maxPort, '--max-port', 1024, 65535), user: o.turnUser });
+      const rules = o.firewallOut === undefined ? null : turnFirewall({ ...relay, user: o.turnUser });
       const out = resolve(o.out);
       writeFileAtomic(out, Buffer.from(text, 'utf8'), 0o600);
       console.log(`murmur turn-config: wrote ${out} (mode 600; run: turnserver -c ${out})`);
