@@ -239,8 +239,7 @@ function derivedWhole(path: string, kind: DerivedKind): boolean {
     const head = new Uint8Array(Math.min(size, DERIVED_HEAD));
     if (readSync(fd, head, 0, head.length, 0) !== head.length) return false;
     if (kind === 'state') {
-      const { meta, dataOffset } = decodeStateMeta(head);
-      return size === dataOffset + 8 * meta.floats;
+      return size === decodeStateMeta(head).bytes;
     }
     if (kind === 'hfModel') return size === safetensorsLength(head);
     const config: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(head));

@@ -189,8 +189,11 @@ export function encodeStateFrame(f: StateFrame): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** Reads only the header: lets the server check a frame before trusting its length. */
-export function decodeStateMeta(buf: Uint8Array): { meta: StateMeta; dataOffset: number } {
+/**
+ * Reads only the header: lets the server check a frame before trusting its length. `bytes`: the
+ * whole frame's length, as its header gives it.
+ */
+export function decodeStateMeta(buf: Uint8Array): { meta: StateMeta; dataOffset: number; bytes: number } {
   if (buf.length < 12) throw new StateFrameError(`state frame too short (${buf.length} bytes)`);
   const magic = new TextDecoder().decode(buf.subarray(0, 4));
   if (magic !== STATE_MAGIC) throw new StateFrameError(`not a state frame (magic ${JSON.stringify(magic)}, expected "${STATE_MAGIC}")`);
@@ -207,12 +210,12 @@ export function decodeStateMeta(buf: Uint8Array): { meta: StateMeta; dataOffset:
   }
   const problem = schemaProblem(StateMeta, raw, 'meta');
   if (problem !== null) throw new StateFrameError(`state frame header: ${problem}`);
-  return { meta: raw as StateMeta, dataOffset: padTo4(12 + n) };
+  const dataOffset = padTo4(12 + n);
+  return { meta: raw as StateMeta, dataOffset, bytes: dataOffset + 8 * (raw as StateMeta).floats };
 }
 
 export function decodeStateFrame(buf: Uint8Array): StateFrame {
-  const { meta, dataOffset } = decodeStateMeta(buf);
-  const expected = dataOffset + 8 * meta.floats;
+  const { meta, dataOffset, bytes: expected } = decodeStateMeta(buf);
   if (buf.length !== expected) {
     throw new StateFrameError(`state frame is ${buf.length} bytes; its header (floats=${meta.floats}) needs exactly ${expected}`);
   }
