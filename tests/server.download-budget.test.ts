@@ -101,6 +101,22 @@ async function drop(s: TestServer, res: IncomingMessage, from: string, openBefor
 }
 
 /**
+ * With the anonymous share in debt, `url` refuses as it refuses any anonymous client a request
+ * carrying a forged signature, and then one carrying the session of `joined` once it has left.
+ */
+async function expectAnonymous(s: TestServer, url: string, joined: { peer: { close(): void }; welcome: { session: string; peerId: string } }): Promise<void> {
+  const [body] = joined.welcome.session.split('.');
+  const forged = await fetchAll(s, url, '198.18.0.5', { authorization: `Bearer ${body}.${'A'.repeat(43)}` });
+  expect(forged.status).toBe(429);
+  expect(forged.json().error).toMatch(/^anonymous clients together/);
+  joined.peer.close();
+  await until(() => !s.c.hub.livePeers('r').includes(joined.welcome.peerId), 10_000, 'the peer to leave');
+  const left = await fetchAll(s, url, '198.18.0.5', { authorization: `Bearer ${joined.welcome.session}` });
+  expect(left.status).toBe(429);
+  expect(left.json().error).toMatch(/^anonymous clients together/);
+}
+
+/**
  * Three anonymous addresses download 48 MiB each (and read none of it): 144 MiB of the anonymous
  * 100 (a server whose clock never moves), which are now in debt, and the next anonymous client is
  * refused. The paused downloads, to destroy at the end.
@@ -407,16 +423,8 @@ describe('download budget', () => {
       expect(sameAddress.json().error).toMatch(/^this address has downloaded its share/);
 
       // A credential that is not a live peer's of this run is an anonymous client's, refused here as
-      // any other: a forged signature, and the session of a peer that has left.
-      const [body] = joined.welcome.session.split('.');
-      const forged = await fetchAll(s, stateUrl, '198.18.0.5', { authorization: `Bearer ${body}.${'A'.repeat(43)}` });
-      expect(forged.status).toBe(429);
-      expect(forged.json().error).toMatch(/^anonymous clients together/);
-      joined.peer.close();
-      await until(() => !s.c.hub.livePeers('r').includes(joined.welcome.peerId), 10_000, 'the other peer to leave');
-      const left = await fetchAll(s, stateUrl, '198.18.0.5', { authorization: `Bearer ${joined.welcome.session}` });
-      expect(left.status).toBe(429);
-      expect(left.json().error).toMatch(/^anonymous clients together/);
+      // any other.
+      await expectAnonymous(s, stateUrl, joined);
     } finally {
       newcomer.stop();
       for (const p of others) p.close();
@@ -459,17 +467,8 @@ describe('download budget', () => {
       // Without its session the same peer is anonymous, and waits like any other.
       await expect(downloadAssignment(s.url, a, refusing)).rejects.toThrow(/anonymous clients together have downloaded their share/);
 
-      // A credential that is not a live peer's of this run is anonymous: a forged signature, and
-      // the session of a peer that has left.
-      const [body] = joined.welcome.session.split('.');
-      const forged = await fetchAll(s, SMALL_URL, '198.18.0.5', { authorization: `Bearer ${body}.${'A'.repeat(43)}` });
-      expect(forged.status).toBe(429);
-      expect(forged.json().error).toMatch(/^anonymous clients together/);
-      joined.peer.close();
-      await until(() => !s.c.hub.livePeers('r').includes(joined.welcome.peerId), 10_000, 'the peer to leave');
-      const left = await fetchAll(s, SMALL_URL, '198.18.0.5', { authorization: `Bearer ${joined.welcome.session}` });
-      expect(left.status).toBe(429);
-      expect(left.json().error).toMatch(/^anonymous clients together/);
+      // A credential that is not a live peer's of this run is anonymous.
+      await expectAnonymous(s, SMALL_URL, joined);
     } finally {
       for (const p of peers) p.close();
       for (const res of anonymous) res.destroy();
