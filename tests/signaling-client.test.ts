@@ -7,6 +7,7 @@ import { SignalingClient, memorySessionStore, type WebSocketCtor, type WebSocket
 import type { ReportFields, ServerMessage, WelcomeMsg } from '../src/protocol/messages.ts';
 import { FakeClock } from './support/fake-clock.ts';
 import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
+import type { StateFrame } from '../src/protocol/state-frame.ts';
 
 class FakeSocket implements WebSocketLike {
   static all: FakeSocket[] = [];
@@ -116,6 +117,34 @@ describe('signaling client', () => {
     sock().deliver({ t: 'peers-change', joined: ['../x'], left: [X] } as unknown as ServerMessage);
     expect(errors).toEqual(['refused a coordinator frame: peers-change.joined[0] does not match ^p-[0-9a-f]{16}$, got "../x"']);
     expect(lists).toEqual([[X]]);
+  });
+
+  it('sends its session and its state only to the coordinator: a named path that would leave its origin is refused', async () => {
+    FakeSocket.all = [];
+    const fetched: string[] = [];
+    const fetchFn = (async (url: string | URL) => { fetched.push(String(url)); return new Response('no', { status: 500 }); }) as typeof fetch;
+    const c = new SignalingClient({ url: 'http://127.0.0.1:9', WebSocket: FakeSocket, timers: new FakeClock(), session: memorySessionStore(), fetch: fetchFn });
+    const errors: string[] = [];
+    const served: { ok: boolean; error?: string }[] = [];
+    c.on('error', (e) => errors.push(e.message));
+    c.on('state-served', (e) => served.push(e));
+    c.setStateProvider(() => ({ meta: { floats: 1 } as StateFrame['meta'], phi: new Float32Array(1), momentum: new Float32Array(1) }));
+    c.start();
+    const sock = FakeSocket.all.at(-1)!;
+    sock.open();
+    // '@host/…' appended to the coordinator's address is userinfo: the request would go to 198.18.0.9.
+    const ref = { id: 'c1', step: 1, round: 1, sha256: '0'.repeat(64), valLoss: null, stateUrl: '@198.18.0.9/steal' };
+    sock.deliver(welcome({ checkpoint: ref }));
+    expect(errors[0]).toMatch(/^refused a coordinator frame: welcome\.checkpoint\.stateUrl does not match/);
+    sock.deliver(welcome({ checkpoint: { ...ref, stateUrl: '/api/runs/default/checkpoints/c1/state' } }));
+    sock.deliver({ t: 'state-request', id: 'r1', url: '@198.18.0.9/steal' } as ServerMessage);
+    expect(errors[1]).toMatch(/^refused a coordinator frame: state-request\.url does not match/);
+    for (const url of ['//198.18.0.9/steal', '/api/x']) sock.deliver({ t: 'state-request', id: 'r2', url } as ServerMessage);
+    await expect.poll(() => served.length).toBe(1);
+    await c.fetchCheckpointState().catch(() => null);
+    c.stop();
+    expect(fetched.every((u) => new URL(u).origin === 'http://127.0.0.1:9')).toBe(true);
+    expect(fetched).toEqual(['http://127.0.0.1:9/api/x', 'http://127.0.0.1:9/api/runs/default/checkpoints/c1/state']);
   });
 
   it('reconnects with exponential backoff, capped, with jitter, reset after a welcome', () => {

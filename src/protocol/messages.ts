@@ -79,6 +79,12 @@ const count = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const finite = (minimum: number, maximum: number) => Type.Number({ minimum, maximum });
 const peerId = Type.String({ pattern: PEER_ID_PATTERN });
 const text = (maxLength: number) => Type.String({ maxLength });
+/**
+ * A path on the coordinator itself ('/api/…'): what a volunteer uploads its state to or fetches a
+ * checkpoint from, with its session. Not '//host' (another host) and nothing a URL parser reads
+ * as another origin once appended to the coordinator's address ('@host/…' made it userinfo).
+ */
+const coordinatorPath = (maxLength: number) => Type.String({ maxLength, pattern: '^/(?![/\\\\])[^\\s\\\\#]*$' });
 
 // ---------- shared shapes (structurally equal to src/model's types; protocol imports nothing) ----
 
@@ -203,8 +209,8 @@ const CheckpointRef = strict({
    * against it (maxStateLoss). Null: not known.
    */
   valLoss: nullable(finite(0, 1e6)),
-  /** State-frame download (src/protocol/state-frame.ts) for bootstrapping. */
-  stateUrl: text(300),
+  /** State-frame download (src/protocol/state-frame.ts) for bootstrapping: a path on the coordinator. */
+  stateUrl: coordinatorPath(300),
 });
 export type CheckpointRef = Static<typeof CheckpointRef>;
 
@@ -424,7 +430,7 @@ const PairedMsg = Type.Union([
 export type PairedMsg = Static<typeof PairedMsg>;
 const AckMsg = strict({ t: Type.Literal('ack'), seq: count, duplicate: Type.Optional(Type.Boolean()) });
 const ConfigMsg = strict({ t: Type.Literal('config'), run: RunInfo });
-const StateRequestMsg = strict({ t: Type.Literal('state-request'), id: text(64), url: text(300) });
+const StateRequestMsg = strict({ t: Type.Literal('state-request'), id: text(64), url: coordinatorPath(300) });
 const IceMsg = strict({ t: Type.Literal('ice'), ice: WireIce });
 
 /** The schema of each server message, by its tag. */

@@ -490,8 +490,16 @@ export class SignalingClient implements Signaling {
     ws.send(text);
   }
 
+  /**
+   * `path` (a welcome's or a state request's) on the coordinator. The request carries this peer's
+   * session, so a path that would leave the coordinator's origin once appended ('@host/…' reads as
+   * userinfo, '.host' or ':port' as another host) is refused, whatever the schema let through.
+   */
   private httpUrl(path: string): string {
-    return this.init.url.replace(/\/$/, '') + path;
+    const base = this.init.url.replace(/\/$/, '');
+    const url = new URL(base + path);
+    if (url.origin !== new URL(base).origin) throw new Error(`the coordinator named ${JSON.stringify(path.slice(0, 100))}, which is not a path on ${new URL(base).origin}: refused`);
+    return url.toString();
   }
 
   private fetchFn(): typeof fetch {
