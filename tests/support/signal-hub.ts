@@ -2,7 +2,7 @@
 // live peer list, pairs ready peers with the one ready-pool rule (src/protocol/ready-pool.ts, as
 // the server does), records reports, and can be stopped and started to simulate the coordinator
 // going down.
-import { ReadyPool, type PoolEvents } from '../../src/protocol/ready-pool.ts';
+import { ReadyPool, type PoolEvents, type ReadyPoolOptions } from '../../src/protocol/ready-pool.ts';
 import type { Signaling, SignalingEventMap } from '../../src/protocol/signaling.ts';
 import { Emitter } from '../../src/sync/emitter.ts';
 
@@ -10,6 +10,13 @@ export interface HubOptions {
   random?: () => number;
   /** Delay of every relayed message, ms. */
   latencyMs?: number;
+  /**
+   * The pool's rules a test sets: `predict: false` for peers with no inner loop whose readies
+   * follow each other's rounds (a partner's cadence learnt from them says nothing of when it
+   * comes, and a loaded machine made it late enough to leave at once), `repeatHoldFrac: 0` to
+   * pair the same two at once round after round.
+   */
+  pool?: Pick<ReadyPoolOptions, 'predict' | 'repeatHoldFrac'>;
 }
 
 export class SignalHub {
@@ -23,15 +30,18 @@ export class SignalHub {
   private seq = 0;
   readonly latencyMs: number;
   private random: () => number;
+  private readonly poolOptions: HubOptions['pool'];
 
   private newPool(): ReadyPool {
     return new ReadyPool({
       now: () => performance.now(), random: this.random, liveCount: () => [...this.clients.values()].filter((c) => c.connected).length,
+      ...this.poolOptions,
     });
   }
 
   constructor(opts: HubOptions = {}) {
     this.random = opts.random ?? Math.random;
+    this.poolOptions = opts.pool;
     this.pool = this.newPool();
     this.latencyMs = opts.latencyMs ?? 1;
   }
