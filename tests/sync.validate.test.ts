@@ -424,6 +424,22 @@ describe('PartnerValidator', () => {
     }
   });
 
+  it('with no Δ scale yet (our first round\'s own Δ was zero: a reset or all-skipped inner loop) a payload is refused as a solo step, no offence: any finite size and any φ passed unclipped before', () => {
+    const v = new PartnerValidator(n);
+    const zero = new Float32Array(n);
+    v.observeOwn(norm2(zero));
+    expect(v.deltaScale).toBe(0);
+    const huge = { phi: phi.map((x, i) => x + 1e6 * Math.sin(i)), delta: gaussian(70, 1e30) };
+    const res = v.check(phi, huge, { peer: 'first', round: 0 }, zero);
+    expect(res).toMatchObject({ ok: false, reason: 'no-scale', offence: false });
+    if (!res.ok) expect(res.detail).toMatch(/no Δ scale/);
+    // Nothing was applied in place, nothing recorded: the next round with a Δ of our own judges as usual.
+    expect(huge.delta[0]).toBe(gaussian(70, 1e30)[0]);
+    v.observeOwn(norm2(gaussian(2, 1e-3)));
+    expect(v.check(phi, { phi: plus(phi, gaussian(71, 1e-3)), delta: gaussian(72, 1e-3) }, { peer: 'first', round: 1 }, gaussian(2, 1e-3))).toMatchObject({ ok: true });
+    expect(v.check(phi, huge, { peer: 'other', round: 1 })).toMatchObject({ ok: false, reason: 'delta-norm', offence: true });
+  });
+
   it('helpers', () => {
     expect(median([3, 1, 2])).toBe(2);
     expect(median([4, 1, 2, 3])).toBe(2); // lower median

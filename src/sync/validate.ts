@@ -152,7 +152,7 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   mirrorCosine: 0.8,
 };
 
-export type RejectReason = 'size' | 'non-finite' | 'delta-norm' | 'delta-direction' | 'phi-distance' | 'phi-lag';
+export type RejectReason = 'size' | 'non-finite' | 'no-scale' | 'delta-norm' | 'delta-direction' | 'phi-distance' | 'phi-lag';
 
 export type Verdict =
   | {
@@ -176,7 +176,7 @@ export type Verdict =
      * forward along that Δ to it, in place.
      */
     phiLagClipped: boolean;
-    /** How far φ_j sat behind ours along the partner's own Δ, in Δ scales, as received; null without a Δ scale. */
+    /** How far φ_j sat behind ours along the partner's own Δ, in Δ scales, as received; null for a zero Δ. */
     phiLagTheirs: number | null;
     /** The partner's lag CUSUM after this payload (see lagLimit). */
     lagSum: number;
@@ -185,7 +185,8 @@ export type Verdict =
     ok: false; reason: RejectReason; detail: string;
     /**
      * False for a Δ refused on direction that is not yet an offence (a single one between
-     * −antiCosine and −antiCosineReport): a solo step, no strike, no report.
+     * −antiCosine and −antiCosineReport), and for a payload we had no Δ scale to judge by
+     * ('no-scale'): a solo step, no strike, no report.
      */
     offence: boolean;
   };
@@ -339,14 +340,21 @@ export class PartnerValidator {
     // Compared before this round's Δ to it replaces the last one.
     const mirror = this.mirrorCosine(at.peer, delta);
     if (ownDelta) this.remember(at.peer, at.round, ownDelta);
-    if (scale > 0 && deltaNorm > this.settings.rejectFactor * scale) {
+    // Every bound below is a multiple of the Δ scale. With none yet (our own Δ of our first round
+    // was zero: a first inner loop that diverged and was reset to φ, or whose steps all
+    // overflowed) a payload of any finite size would pass unclipped, φ anywhere: refused, a solo
+    // step, no offence (the partner cannot know our scale).
+    if (!(scale > 0)) {
+      return { ok: false, reason: 'no-scale', offence: false, detail: `no Δ scale to judge the payload by yet (our own ||Δ|| is ${fmt(this.ownNorm)}): a solo step` };
+    }
+    if (deltaNorm > this.settings.rejectFactor * scale) {
       return { ok: false, reason: 'delta-norm', offence: true, detail: `||Δ|| = ${fmt(deltaNorm)} > ${this.settings.rejectFactor} × median ${fmt(scale)}` };
     }
     // A partner that says it is ahead of us in rounds may be further along the LR warm-up: its
     // larger Δ is clipped (a claim buys no more; past rejectFactor it is an offence whatever it says).
     const claim = claimedRound(at.peerRound);
     const ahead = claim !== null && claim > at.round;
-    if (scale > 0 && deltaNorm > this.settings.normReportFactor * scale && !ahead) {
+    if (deltaNorm > this.settings.normReportFactor * scale && !ahead) {
       return {
         ok: false, reason: 'delta-norm', offence: true,
         detail: `||Δ|| = ${fmt(deltaNorm)} > ${this.settings.normReportFactor} × median ${fmt(scale)} from a partner that is not ahead of our round ${at.round} (it says ${claim ?? 'nothing'})`,
@@ -400,7 +408,7 @@ export class PartnerValidator {
     const theirRoom = Math.max(roomScale, deltaNorm) * theirs;
     const byTheirs = theirRoom > roomScale * apart;
     const bound = last.distance + this.settings.phiFactor * Math.max(roomScale * apart, theirRoom);
-    if (scale > 0 && phiDistance > bound) {
+    if (phiDistance > bound) {
       const room = byTheirs
         ? `its ||Δ|| ${fmt(Math.max(roomScale, deltaNorm))} × ${theirs} of its rounds since`
         : `Δ scale ${fmt(roomScale)} × ${apart} rounds apart${known ? '' : ' (never met)'}`;
@@ -411,7 +419,7 @@ export class PartnerValidator {
     }
     // The lag along the partner's own Δ, as received: the anti-progress φ's signature (its φ set
     // back along the progress it claims), added up per partner; see lagLimit.
-    const phiLagTheirs = dd > 0 && scale > 0 && Number.isFinite(jdot / deltaNorm) ? -jdot / deltaNorm / scale : null;
+    const phiLagTheirs = dd > 0 && Number.isFinite(jdot / deltaNorm) ? -jdot / deltaNorm / scale : null;
     const allowance = lagAllowance(this.settings, at.round, at.peerRound);
     const lagSum = Math.max(0, (this.lagSums.get(at.peer) ?? 0) + Math.min(phiLagTheirs ?? 0, this.settings.lagCap) - this.settings.lagSlack - allowance);
     this.lagSums.delete(at.peer);
@@ -427,7 +435,7 @@ export class PartnerValidator {
     let phiClipped = false;
     let phiScale = 1;
     const phiClip = this.settings.phiClipFactor * scale;
-    if (scale > 0 && phiDistance > phiClip) {
+    if (phiDistance > phiClip) {
       phiScale = phiClip / phiDistance;
       for (let i = 0; i < n; i++) phi[i] = ownPhi[i] + (phi[i] - ownPhi[i]) * phiScale;
       phiClipped = true;
@@ -437,7 +445,7 @@ export class PartnerValidator {
     // scaled it by phiScale) is what the consensus term would pull us back along its progress and
     // ours. φ − 4Δ sits about 3.4 Δ scales behind along w and 1.1 along u (bench/results/probe.json).
     const ownNorm = Math.sqrt(oo);
-    const phiLag = ownDelta && oo > 0 && scale > 0 && Number.isFinite(pdot / ownNorm) ? -pdot / ownNorm / scale : null;
+    const phiLag = ownDelta && oo > 0 && Number.isFinite(pdot / ownNorm) ? -pdot / ownNorm / scale : null;
     let phiLagClipped = false;
     // Both lags as they stand now, in Δ scales.
     const lagW = phiLagTheirs === null ? null : phiLagTheirs * phiScale;
@@ -458,7 +466,7 @@ export class PartnerValidator {
     let accepted = deltaNorm;
     const proven = (known?.accepted ?? 0) >= this.settings.provenExchanges && at.probation !== true;
     const clip = (proven ? this.settings.clipFactor : this.settings.strangerClipFactor) * scale;
-    if (scale > 0 && deltaNorm > clip) {
+    if (deltaNorm > clip) {
       const s = clip / deltaNorm;
       for (let i = 0; i < n; i++) delta[i] *= s;
       clipped = true;
