@@ -95,6 +95,15 @@ export interface ValidationSettings {
    * that fell rounds apart (H = 4, batch 2); the mirror sits at −0.99 (q8 rounding).
    */
   mirrorCosine: number;
+  /**
+   * A partner's Δ whose cosine with our own Δ of the round is above this is our update sent back
+   * (the partner took our payload of this round and returned it as its own): refused, a solo
+   * step. It moves nothing (the pair step of a copy is the solo step), but accepted it counted as
+   * an exchange: a camper that never trains earned its way off the stranger's clip and, after
+   * provenAccepted of them, the probe's leniency. Honest Δ sat at 0.93 at the most (two replicas
+   * of micro that trained apart, tests/sync.validate.test.ts); a copy sits at 1 − 1e-4 after q8.
+   */
+  echoCosine: number;
 }
 
 export const DEFAULT_VALIDATION: ValidationSettings = {
@@ -150,9 +159,10 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   // near −0.2 to −0.4, but every round, so its second in a row is the report.
   antiCosineReport: 0.4,
   mirrorCosine: 0.8,
+  echoCosine: 0.999,
 };
 
-export type RejectReason = 'size' | 'non-finite' | 'no-scale' | 'delta-norm' | 'delta-direction' | 'phi-distance' | 'phi-lag';
+export type RejectReason = 'size' | 'non-finite' | 'no-scale' | 'delta-norm' | 'delta-direction' | 'delta-echo' | 'phi-distance' | 'phi-lag';
 
 export type Verdict =
   | {
@@ -185,8 +195,8 @@ export type Verdict =
     ok: false; reason: RejectReason; detail: string;
     /**
      * False for a Δ refused on direction that is not yet an offence (a single one between
-     * −antiCosine and −antiCosineReport), and for a payload we had no Δ scale to judge by
-     * ('no-scale'): a solo step, no strike, no report.
+     * −antiCosine and −antiCosineReport), for a payload we had no Δ scale to judge by
+     * ('no-scale') and for our own Δ sent back ('delta-echo'): a solo step, no strike, no report.
      */
     offence: boolean;
   };
@@ -247,12 +257,13 @@ export class PartnerValidator {
   constructor(readonly elements: number, readonly settings: ValidationSettings = DEFAULT_VALIDATION, random: () => number = Math.random) {
     this.sampleStride = Math.max(1, Math.floor(elements / MIRROR_SAMPLES));
     this.sampleOffset = Math.min(this.sampleStride - 1, Math.floor(random() * this.sampleStride));
-    for (const k of ['clipFactor', 'strangerClipFactor', 'rejectFactor', 'normReportFactor', 'phiFactor', 'phiClipFactor', 'phiLagFactor', 'lagSlack', 'lagCap', 'lagLimit', 'strangerRounds', 'antiCosine', 'antiCosineReport', 'mirrorCosine'] as const) {
+    for (const k of ['clipFactor', 'strangerClipFactor', 'rejectFactor', 'normReportFactor', 'phiFactor', 'phiClipFactor', 'phiLagFactor', 'lagSlack', 'lagCap', 'lagLimit', 'strangerRounds', 'antiCosine', 'antiCosineReport', 'mirrorCosine', 'echoCosine'] as const) {
       if (!(settings[k] > 0)) throw new RangeError(`validation: ${k} must be > 0, got ${settings[k]}`);
     }
     if (settings.lagCap - settings.lagSlack > settings.lagLimit) throw new RangeError('validation: lagCap − lagSlack must be <= lagLimit (one lag alone is no report)');
     if (settings.antiCosineReport < settings.antiCosine) throw new RangeError('validation: antiCosineReport must be >= antiCosine');
     if (settings.mirrorCosine > 1) throw new RangeError(`validation: mirrorCosine must be <= 1 (a cosine), got ${settings.mirrorCosine}`);
+    if (settings.echoCosine > 1) throw new RangeError(`validation: echoCosine must be <= 1 (a cosine), got ${settings.echoCosine}`);
     if (settings.rejectFactor < settings.clipFactor) throw new RangeError('validation: rejectFactor must be >= clipFactor');
     if (settings.normReportFactor < settings.clipFactor || settings.normReportFactor > settings.rejectFactor) throw new RangeError('validation: normReportFactor must be within [clipFactor, rejectFactor]');
     if (settings.strangerClipFactor > settings.clipFactor) throw new RangeError('validation: strangerClipFactor must be <= clipFactor');
@@ -373,6 +384,14 @@ export class PartnerValidator {
     }
     const cosine = ownDelta && dd > 0 && oo > 0 && Number.isFinite(dot / Math.sqrt(oo)) ? dot / (deltaNorm * Math.sqrt(oo)) : null;
     const phiCosine = ownDelta && pd > 0 && oo > 0 && Number.isFinite(pdot / Math.sqrt(oo)) ? pdot / (phiDistance * Math.sqrt(oo)) : null;
+    // Our own update of this round sent back as the partner's (see echoCosine). No offence: two
+    // replicas that trained identically (one data stream, one state) would send it honestly.
+    if (cosine !== null && cosine > this.settings.echoCosine) {
+      return {
+        ok: false, reason: 'delta-echo', offence: false,
+        detail: `cos(Δ_j, Δ_i) = ${cosine.toFixed(6)} > ${this.settings.echoCosine}: the partner sent our own update of this round back`,
+      };
+    }
     const floor = -Math.max(this.settings.antiCosine, 6 / Math.sqrt(n));
     if (cosine !== null && cosine < floor) {
       const again = this.againstUs.has(at.peer);
