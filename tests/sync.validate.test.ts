@@ -444,7 +444,7 @@ describe('PartnerValidator', () => {
     expect(v.check(phi, huge, { peer: 'other', round: 1 })).toMatchObject({ ok: false, reason: 'delta-norm', offence: true });
   });
 
-  it('our own update of the round sent back as the partner\'s (as sent, or through f16, bf16 or q8) is refused, a solo step and no offence, and earns no accepted exchange: three echoes leave the partner on the stranger\'s clip', () => {
+  it('our own update of the round sent back as the partner\'s (as sent, or through f16, bf16 or q8) is refused, a solo step and no offence, and earns no accepted exchange: three echoes leave the partner on the stranger\'s clip; so is the Δ we sent it a round before', () => {
     const own = gaussian(80, 1e-3);
     const v = honestValidator();
     for (const [round, dtype] of (['f32', 'f16', 'bf16', 'q8'] as const).entries()) {
@@ -452,8 +452,19 @@ describe('PartnerValidator', () => {
       const back = { phi: decodeTensor('f32', encodeTensor('f32', phi), n), delta: decodeTensor(dtype, encodeTensor(dtype, own), n) };
       const res = v.check(phi, back, { peer: 'camper', round }, own);
       expect(res, dtype).toMatchObject({ ok: false, reason: 'delta-echo', offence: false });
-      if (!res.ok) expect(res.detail).toMatch(/sent our own update of this round back/);
+      // Round 0's against our Δ of the round, later ones against the Δ we sent it the round before (the same).
+      if (!res.ok) expect(res.detail).toMatch(round === 0 ? /sent our own update of this round back/ : new RegExp(`the Δ we sent it at round ${round - 1}\\) = .*sent our own update back`));
     }
+    // The Δ we sent it at our last exchange, sent back a round later when our Δ has moved on
+    // (cosine ~0.3 with it): refused the same way, naming the round we sent it.
+    const earlier = gaussian(84, 1e-3);
+    v.observeOwn(norm2(earlier));
+    expect(v.check(phi, { phi: phi.slice(), delta: gaussian(85, 1e-3) }, { peer: 'camper2', round: 10 }, earlier)).toMatchObject({ ok: true });
+    const later = plus(earlier.map((x) => 0.32 * x), gaussian(86, 1e-3));
+    v.observeOwn(norm2(later));
+    const stale = v.check(phi, { phi: phi.slice(), delta: decodeTensor('q8', encodeTensor('q8', earlier), n) }, { peer: 'camper2', round: 11 }, later);
+    expect(stale).toMatchObject({ ok: false, reason: 'delta-echo', offence: false });
+    if (!stale.ok) expect(stale.detail).toMatch(/the Δ we sent it at round 10\) = (0\.999\d+|1\.000000) > 0\.999: the partner sent our own update back/);
     // Still a stranger here: a large Δ of its own (from a partner ahead of us) is clipped at 1.5×, not 3×.
     v.observeOwn(norm2(own));
     const scale = v.deltaScale;

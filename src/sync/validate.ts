@@ -96,9 +96,9 @@ export interface ValidationSettings {
    */
   mirrorCosine: number;
   /**
-   * A partner's Δ whose cosine with our own Δ of the round is above this is our update sent back
-   * (the partner took our payload of this round and returned it as its own): refused, a solo
-   * step. It moves nothing (the pair step of a copy is the solo step), but accepted it counted as
+   * A partner's Δ whose cosine with our own Δ of the round, or with the Δ we sent it at our last
+   * exchange (the mirror check's sample), is above this is our update sent back (the partner took
+   * our payload and returned it as its own): refused, a solo step. It moves nothing (the pair step of a copy is the solo step), but accepted it counted as
    * an exchange: a camper that never trains earned its way off the stranger's clip and, after
    * provenAccepted of them, the probe's leniency. Honest Δ sat at 0.93 at the most (two replicas
    * of micro that trained apart, tests/sync.validate.test.ts); a copy sits at 1 − 1e-4 after q8.
@@ -380,6 +380,14 @@ export class PartnerValidator {
       return {
         ok: false, reason: 'delta-direction', offence: true,
         detail: `cos(Δ_j, the Δ we sent it at round ${mirror.round}) = ${fmt(mirror.cosine)} < ${fmt(mirrorFloor)}: the partner sent our update back reversed`,
+      };
+    }
+    // The Δ we sent this partner at our last exchange, sent back as it was (the echo of an earlier
+    // round; see echoCosine): its cosine with our Δ of the round tells nothing.
+    if (mirror !== null && mirror.cosine > this.settings.echoCosine) {
+      return {
+        ok: false, reason: 'delta-echo', offence: false,
+        detail: `cos(Δ_j, the Δ we sent it at round ${mirror.round}) = ${mirror.cosine.toFixed(6)} > ${this.settings.echoCosine}: the partner sent our own update back`,
       };
     }
     const cosine = ownDelta && dd > 0 && oo > 0 && Number.isFinite(dot / Math.sqrt(oo)) ? dot / (deltaNorm * Math.sqrt(oo)) : null;
