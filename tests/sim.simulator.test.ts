@@ -262,9 +262,11 @@ describe('the mesh\'s checks in the simulator (SimConfig.checks)', () => {
     // Δ × 100, past the 30× bound: refused (a solo step), as 'delta-norm'.
     expect(sim.checkPartner(r!, 'attacker', sent, 0)).toBeNull();
     expect(sent.delta).toEqual(before);
-    // A Δ three times ours from a partner never met: passed on clipped to the stranger's 1.5× the
+    // A Δ three times ours from a partner never met (the other replica's, scaled: ours scaled is our
+    // update sent back, refused as delta-echo): passed on clipped to the stranger's 1.5× the
     // honest scale; what was sent is not touched.
-    const big = { phi: r!.msg!.phi.slice(), delta: r!.msg!.delta.map((x) => 3 * x) };
+    const k = (3 * norm(r!.msg!.delta)) / norm(other!.msg!.delta);
+    const big = { phi: r!.msg!.phi.slice(), delta: other!.msg!.delta.map((x) => k * x) };
     const passed = sim.checkPartner(r!, 'stranger', big, 0);
     expect(passed).not.toBeNull();
     expect(norm(passed!.delta)).toBeLessThan(0.99 * norm(big.delta));

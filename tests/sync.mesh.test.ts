@@ -12,6 +12,9 @@ import { Swarm, syntheticPayload, sleep, CONFIG_HASH, sameFloats, type SwarmPeer
 import { chiSquareUniform } from './support/stats.ts';
 import type { ExchangeResult, Offence } from '../src/sync/types.ts';
 import { MAX_REMEMBERED } from '../src/sync/validate.ts';
+import { decodeTensor, encodeTensor, phiBesideOwn } from '../src/sync/compress.ts';
+import { nolocoOuterStep } from '../src/train/outer.ts';
+import { DEFAULT_TRAIN } from '../src/model/config.ts';
 import type { MeshCore } from '../src/sync/mesh-core.ts';
 import { until } from './support/wait.ts';
 
@@ -305,6 +308,55 @@ describe('mesh: bounded resources towards strangers', () => {
     expect(seen.stashPeak).toBeLessThanOrEqual(hostile.length + 1);
     // Once the pool named the partner every stranger was told no.
     await until(() => hostile.every((x) => x.received.some((m) => m.t === 'abort')), 20_000, 'every stranger aborted', 10);
+  });
+
+  it('a φ sent rounded (f16, bf16) reaches the outer step beside ours rounded alike: the pair\'s consensus pulls are equal and opposite, and over 100 rounds the pair keeps its progress as the float64 reference does', async () => {
+    for (const dtype of ['f16', 'bf16'] as const) {
+      const s = (swarm = new Swarm({ n: 2, transport: 'memory', elements: N, init: { compression: { phi: dtype, delta: 'f32' } } }));
+      await s.connected(1);
+      // Weights near 1 (norm gains), off the wire's grid, the two φ a few hundredths of an ulp apart.
+      const base = Float32Array.from({ length: N }, (_, i) => 1 + 0.1 * Math.sin(i));
+      const sent = s.peers.map((_, k) => ({ phi: base.map((x, i) => x + 1e-5 * k * Math.cos(3 * i)), delta: syntheticPayload(N, k, 0).delta }));
+      const [r0, r1] = await Promise.all(s.peers.map((p, k) => p.mesh.exchange(0, sent[k]!, { waitMs: 2_000 })));
+      expect(r0!.outcome, `${dtype}: ${r0!.reason}`).toBe('paired');
+      expect(r1!.outcome, `${dtype}: ${r1!.reason}`).toBe('paired');
+      // What the consensus term moves each by (γ/2 × this): equal and opposite, so the pair's mean stays.
+      let worst = 0, scale = 0;
+      for (let i = 0; i < N; i++) {
+        const pull0 = r0!.payload!.phi[i]! - sent[0]!.phi[i]!, pull1 = r1!.payload!.phi[i]! - sent[1]!.phi[i]!;
+        worst = Math.max(worst, Math.abs(pull0 + pull1));
+        scale = Math.max(scale, Math.abs(pull0));
+      }
+      expect(worst, dtype).toBeLessThanOrEqual(2 * 2 ** -23); // f32 rounding of each side's own φ plus the difference
+      expect(scale, dtype).toBeGreaterThan(0);
+      s.destroy();
+      swarm = null;
+    }
+    // What that does over rounds: two replicas on weights near 1, each moving 1e-4 a round (its Δ),
+    // exchanging φ through the wire's dtype as the exchange passes it on, against float64 exchanging it exactly.
+    const h = { momentum: DEFAULT_TRAIN.outerMomentum, lr: DEFAULT_TRAIN.outerLr, consensus: DEFAULT_TRAIN.consensus };
+    const n = 4096, rounds = 100;
+    const progress = (dtype: 'f32' | 'f16' | 'bf16') => {
+      const phi0 = Float32Array.from({ length: n }, (_, i) => 1 + 0.1 * Math.sin(i));
+      const A = { phi: phi0.slice(), momentum: new Float32Array(n), theta: new Float32Array(n) };
+      const B = { phi: phi0.map((x, i) => x + 1e-4 * Math.cos(3 * i)), momentum: new Float32Array(n), theta: new Float32Array(n) };
+      const start = A.phi.map((x, i) => (x + B.phi[i]!) / 2);
+      for (let k = 0; k < rounds; k++) {
+        const dA = Float32Array.from({ length: n }, (_, i) => 1e-4 * (1 + 0.5 * Math.sin(i * 7 + k))), dB = Float32Array.from({ length: n }, (_, i) => 1e-4 * (1 + 0.5 * Math.cos(i * 5 + k)));
+        const wA = encodeTensor(dtype, A.phi), wB = encodeTensor(dtype, B.phi);
+        const atA = phiBesideOwn(dtype, decodeTensor(dtype, wB, n), A.phi, wA), atB = phiBesideOwn(dtype, decodeTensor(dtype, wA, n), B.phi, wB);
+        const mA = { phi: A.phi.slice(), delta: dA }, mB = { phi: B.phi.slice(), delta: dB };
+        nolocoOuterStep(A, [mA, { phi: atA, delta: dB }], h);
+        nolocoOuterStep(B, [mB, { phi: atB, delta: dA }], h);
+      }
+      let moved = 0;
+      for (let i = 0; i < n; i++) moved += (A.phi[i]! + B.phi[i]!) / 2 - start[i]!;
+      return moved / n;
+    };
+    // The float64 reference: the pair's mean moves by β × the mean Δ a round, carried by momentum.
+    let ref = 0, m = 0;
+    for (let k = 0; k < rounds; k++) { m = h.momentum * m + h.lr * 1e-4; ref += m; }
+    for (const dtype of ['f32', 'f16', 'bf16'] as const) expect(Math.abs(progress(dtype) / ref - 1), dtype).toBeLessThan(0.01);
   });
 
   it("an announcement in another dtype than the run's compression is rejected, never decoded", async () => {

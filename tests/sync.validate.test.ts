@@ -7,6 +7,7 @@ import { initParams } from '../src/model/init.ts';
 import { datasetFromCorpus } from '../src/data/dataset.ts';
 import { nolocoOuterStep, type OuterMessage } from '../src/train/outer.ts';
 import { CpuReplica } from './support/cpu-replica.ts';
+import { decodeTensor, encodeTensor } from '../src/sync/compress.ts';
 import { seededRandom } from './support/stats.ts';
 
 const n = 4096;
@@ -401,12 +402,15 @@ describe('PartnerValidator', () => {
 
   it('partners that send a tiny or zero Δ cannot drag the scale below our own ||Δ|| / clipFactor: an honest partner after eight of them is accepted, an absurd payload still refused by size', () => {
     const own = gaussian(2, 1e-3); // ||Δ_i|| ~0.064
-    /** Eight rounds in a row, each a new id accepted as partner, its Δ along ours but × `shrink`; then our next round's own Δ. */
+    /**
+     * Eight rounds in a row, each a new id accepted as partner, its Δ one of its own at our size × `shrink` (along ours it is
+     * our update sent back, refused: delta-echo); then our next round's own Δ.
+     */
     const dragged = (shrink: number) => {
       const v = honestValidator();
       for (let round = 0; round < 8; round++) {
         v.observeOwn(norm2(own));
-        const res = v.check(phi, { phi: phi.slice(), delta: own.map((x) => x * shrink) }, { peer: `liar${round}`, round }, own);
+        const res = v.check(phi, { phi: phi.slice(), delta: gaussian(90 + round, 1e-3).map((x) => x * shrink) }, { peer: `liar${round}`, round }, own);
         expect(res.ok, JSON.stringify(res)).toBe(true);
       }
       v.observeOwn(norm2(own));
@@ -422,6 +426,57 @@ describe('PartnerValidator', () => {
       const absurd = dragged(shrink).check(phi, { phi: phi.map((x, i) => x + 1e6 * Math.sin(i)), delta: own.map((x) => x * 1e30) }, { peer: 'absurd', round: 8 }, own);
       expect(absurd, `shrink ${shrink}`).toMatchObject({ ok: false, reason: 'delta-norm', offence: true });
     }
+  });
+
+  it('with no Δ scale yet (our first round\'s own Δ was zero: a reset or all-skipped inner loop) a payload is refused as a solo step, no offence: any finite size and any φ passed unclipped before', () => {
+    const v = new PartnerValidator(n);
+    const zero = new Float32Array(n);
+    v.observeOwn(norm2(zero));
+    expect(v.deltaScale).toBe(0);
+    const huge = { phi: phi.map((x, i) => x + 1e6 * Math.sin(i)), delta: gaussian(70, 1e30) };
+    const res = v.check(phi, huge, { peer: 'first', round: 0 }, zero);
+    expect(res).toMatchObject({ ok: false, reason: 'no-scale', offence: false });
+    if (!res.ok) expect(res.detail).toMatch(/no Δ scale/);
+    // Nothing was applied in place, nothing recorded: the next round with a Δ of our own judges as usual.
+    expect(huge.delta[0]).toBe(gaussian(70, 1e30)[0]);
+    v.observeOwn(norm2(gaussian(2, 1e-3)));
+    expect(v.check(phi, { phi: plus(phi, gaussian(71, 1e-3)), delta: gaussian(72, 1e-3) }, { peer: 'first', round: 1 }, gaussian(2, 1e-3))).toMatchObject({ ok: true });
+    expect(v.check(phi, huge, { peer: 'other', round: 1 })).toMatchObject({ ok: false, reason: 'delta-norm', offence: true });
+  });
+
+  it('our own update of the round sent back as the partner\'s (as sent, or through f16, bf16 or q8) is refused, a solo step and no offence, and earns no accepted exchange: three echoes leave the partner on the stranger\'s clip; so is the Δ we sent it a round before', () => {
+    const own = gaussian(80, 1e-3);
+    const v = honestValidator();
+    for (const [round, dtype] of (['f32', 'f16', 'bf16', 'q8'] as const).entries()) {
+      v.observeOwn(norm2(own));
+      const back = { phi: decodeTensor('f32', encodeTensor('f32', phi), n), delta: decodeTensor(dtype, encodeTensor(dtype, own), n) };
+      const res = v.check(phi, back, { peer: 'camper', round }, own);
+      expect(res, dtype).toMatchObject({ ok: false, reason: 'delta-echo', offence: false });
+      // Round 0's against our Δ of the round, later ones against the Δ we sent it the round before (the same).
+      if (!res.ok) expect(res.detail).toMatch(round === 0 ? /sent our own update of this round back/ : new RegExp(`the Δ we sent it at round ${round - 1}\\) = .*sent our own update back`));
+    }
+    // The Δ we sent it at our last exchange, sent back a round later when our Δ has moved on
+    // (cosine ~0.3 with it): refused the same way, naming the round we sent it.
+    const earlier = gaussian(84, 1e-3);
+    v.observeOwn(norm2(earlier));
+    expect(v.check(phi, { phi: phi.slice(), delta: gaussian(85, 1e-3) }, { peer: 'camper2', round: 10 }, earlier)).toMatchObject({ ok: true });
+    const later = plus(earlier.map((x) => 0.32 * x), gaussian(86, 1e-3));
+    v.observeOwn(norm2(later));
+    const stale = v.check(phi, { phi: phi.slice(), delta: decodeTensor('q8', encodeTensor('q8', earlier), n) }, { peer: 'camper2', round: 11 }, later);
+    expect(stale).toMatchObject({ ok: false, reason: 'delta-echo', offence: false });
+    if (!stale.ok) expect(stale.detail).toMatch(/the Δ we sent it at round 10\) = (0\.999\d+|1\.000000) > 0\.999: the partner sent our own update back/);
+    // Still a stranger here: a large Δ of its own (from a partner ahead of us) is clipped at 1.5×, not 3×.
+    v.observeOwn(norm2(own));
+    const scale = v.deltaScale;
+    const big = v.check(phi, { phi: phi.slice(), delta: gaussian(81, 1e-2) }, { peer: 'camper', round: 4, peerRound: 9 }, own);
+    expect(big).toMatchObject({ ok: true, clipped: true });
+    if (big.ok) expect(norm2(big.delta) / scale).toBeCloseTo(DEFAULT_VALIDATION.strangerClipFactor, 3);
+    // An honest partner close to our direction (cosine ~0.9) is accepted.
+    const near = plus(own, gaussian(82, 5e-4));
+    const ok = v.check(phi, { phi: plus(phi, gaussian(83, 1e-4)), delta: near }, { peer: 'near', round: 5 }, own);
+    expect(ok).toMatchObject({ ok: true });
+    expect(ok.ok && ok.cosine).toBeGreaterThan(0.85);
+    expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, echoCosine: 1.5 })).toThrow(/echoCosine/);
   });
 
   it('helpers', () => {

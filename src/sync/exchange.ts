@@ -24,7 +24,7 @@
 import { FrameError } from '../protocol/errors.ts';
 import type { ControlMessage, Announce } from '../protocol/peer-messages.ts';
 import { chunkHeaderBytes, maxChunkSize, payloadBytes, type Dtype } from '../protocol/frame.ts';
-import { decodeTensor, encodeTensor } from './compress.ts';
+import { decodeTensor, encodeTensor, phiBesideOwn } from './compress.ts';
 import { LinkClosedError, MeshDestroyedError, PayloadError } from './errors.ts';
 import type { MeshCore } from './mesh-core.ts';
 import { DirectPairing } from './pairing.ts';
@@ -279,7 +279,8 @@ export class ExchangeRun {
 
     // Everything arrived and matched its checksum: now judge the values.
     const { inbound } = outcome;
-    const phi = decodeTensor(inbound.msg.phi.dtype, outcome.phi, n);
+    // φ rounded on the wire is judged and applied beside ours rounded alike (phiBesideOwn).
+    const phi = phiBesideOwn(inbound.msg.phi.dtype, decodeTensor(inbound.msg.phi.dtype, outcome.phi, n), payload.phi, phiBytes);
     const delta = decodeTensor(inbound.msg.delta.dtype, outcome.delta, n);
     const verdict = mesh.validator.check(payload.phi, { phi, delta }, { peer: partner, round, peerRound: inbound.msg.round, probation: this.probation }, payload.delta);
     if (!verdict.ok) {

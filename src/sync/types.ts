@@ -96,7 +96,7 @@ export interface ExchangeResult {
   reason: SoloReason | null;
   /** Error code of the rejection (validator reason or FrameError code), when reason is 'rejected'. */
   rejection: string | null;
-  /** A rejection that was no offence (a single Δ mildly against ours from a proven partner): not reported. */
+  /** A rejection that was no offence (a single Δ mildly against ours from a proven partner, or no Δ scale of ours to judge by): not reported. */
   unreported?: boolean;
   via: 'coordinator' | 'direct' | null;
   /** Time to find a partner, to receive its payload, and in all. */

@@ -95,6 +95,15 @@ export interface ValidationSettings {
    * that fell rounds apart (H = 4, batch 2); the mirror sits at −0.99 (q8 rounding).
    */
   mirrorCosine: number;
+  /**
+   * A partner's Δ whose cosine with our own Δ of the round, or with the Δ we sent it at our last
+   * exchange (the mirror check's sample), is above this is our update sent back (the partner took
+   * our payload and returned it as its own): refused, a solo step. It moves nothing (the pair step of a copy is the solo step), but accepted it counted as
+   * an exchange: a camper that never trains earned its way off the stranger's clip and, after
+   * provenAccepted of them, the probe's leniency. Honest Δ sat at 0.93 at the most (two replicas
+   * of micro that trained apart, tests/sync.validate.test.ts); a copy sits at 1 − 1e-4 after q8.
+   */
+  echoCosine: number;
 }
 
 export const DEFAULT_VALIDATION: ValidationSettings = {
@@ -150,9 +159,10 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   // near −0.2 to −0.4, but every round, so its second in a row is the report.
   antiCosineReport: 0.4,
   mirrorCosine: 0.8,
+  echoCosine: 0.999,
 };
 
-export type RejectReason = 'size' | 'non-finite' | 'delta-norm' | 'delta-direction' | 'phi-distance' | 'phi-lag';
+export type RejectReason = 'size' | 'non-finite' | 'no-scale' | 'delta-norm' | 'delta-direction' | 'delta-echo' | 'phi-distance' | 'phi-lag';
 
 export type Verdict =
   | {
@@ -176,7 +186,7 @@ export type Verdict =
      * forward along that Δ to it, in place.
      */
     phiLagClipped: boolean;
-    /** How far φ_j sat behind ours along the partner's own Δ, in Δ scales, as received; null without a Δ scale. */
+    /** How far φ_j sat behind ours along the partner's own Δ, in Δ scales, as received; null for a zero Δ. */
     phiLagTheirs: number | null;
     /** The partner's lag CUSUM after this payload (see lagLimit). */
     lagSum: number;
@@ -185,7 +195,8 @@ export type Verdict =
     ok: false; reason: RejectReason; detail: string;
     /**
      * False for a Δ refused on direction that is not yet an offence (a single one between
-     * −antiCosine and −antiCosineReport): a solo step, no strike, no report.
+     * −antiCosine and −antiCosineReport), for a payload we had no Δ scale to judge by
+     * ('no-scale') and for our own Δ sent back ('delta-echo'): a solo step, no strike, no report.
      */
     offence: boolean;
   };
@@ -246,12 +257,13 @@ export class PartnerValidator {
   constructor(readonly elements: number, readonly settings: ValidationSettings = DEFAULT_VALIDATION, random: () => number = Math.random) {
     this.sampleStride = Math.max(1, Math.floor(elements / MIRROR_SAMPLES));
     this.sampleOffset = Math.min(this.sampleStride - 1, Math.floor(random() * this.sampleStride));
-    for (const k of ['clipFactor', 'strangerClipFactor', 'rejectFactor', 'normReportFactor', 'phiFactor', 'phiClipFactor', 'phiLagFactor', 'lagSlack', 'lagCap', 'lagLimit', 'strangerRounds', 'antiCosine', 'antiCosineReport', 'mirrorCosine'] as const) {
+    for (const k of ['clipFactor', 'strangerClipFactor', 'rejectFactor', 'normReportFactor', 'phiFactor', 'phiClipFactor', 'phiLagFactor', 'lagSlack', 'lagCap', 'lagLimit', 'strangerRounds', 'antiCosine', 'antiCosineReport', 'mirrorCosine', 'echoCosine'] as const) {
       if (!(settings[k] > 0)) throw new RangeError(`validation: ${k} must be > 0, got ${settings[k]}`);
     }
     if (settings.lagCap - settings.lagSlack > settings.lagLimit) throw new RangeError('validation: lagCap − lagSlack must be <= lagLimit (one lag alone is no report)');
     if (settings.antiCosineReport < settings.antiCosine) throw new RangeError('validation: antiCosineReport must be >= antiCosine');
     if (settings.mirrorCosine > 1) throw new RangeError(`validation: mirrorCosine must be <= 1 (a cosine), got ${settings.mirrorCosine}`);
+    if (settings.echoCosine > 1) throw new RangeError(`validation: echoCosine must be <= 1 (a cosine), got ${settings.echoCosine}`);
     if (settings.rejectFactor < settings.clipFactor) throw new RangeError('validation: rejectFactor must be >= clipFactor');
     if (settings.normReportFactor < settings.clipFactor || settings.normReportFactor > settings.rejectFactor) throw new RangeError('validation: normReportFactor must be within [clipFactor, rejectFactor]');
     if (settings.strangerClipFactor > settings.clipFactor) throw new RangeError('validation: strangerClipFactor must be <= clipFactor');
@@ -339,14 +351,21 @@ export class PartnerValidator {
     // Compared before this round's Δ to it replaces the last one.
     const mirror = this.mirrorCosine(at.peer, delta);
     if (ownDelta) this.remember(at.peer, at.round, ownDelta);
-    if (scale > 0 && deltaNorm > this.settings.rejectFactor * scale) {
+    // Every bound below is a multiple of the Δ scale. With none yet (our own Δ of our first round
+    // was zero: a first inner loop that diverged and was reset to φ, or whose steps all
+    // overflowed) a payload of any finite size would pass unclipped, φ anywhere: refused, a solo
+    // step, no offence (the partner cannot know our scale).
+    if (!(scale > 0)) {
+      return { ok: false, reason: 'no-scale', offence: false, detail: `no Δ scale to judge the payload by yet (our own ||Δ|| is ${fmt(this.ownNorm)}): a solo step` };
+    }
+    if (deltaNorm > this.settings.rejectFactor * scale) {
       return { ok: false, reason: 'delta-norm', offence: true, detail: `||Δ|| = ${fmt(deltaNorm)} > ${this.settings.rejectFactor} × median ${fmt(scale)}` };
     }
     // A partner that says it is ahead of us in rounds may be further along the LR warm-up: its
     // larger Δ is clipped (a claim buys no more; past rejectFactor it is an offence whatever it says).
     const claim = claimedRound(at.peerRound);
     const ahead = claim !== null && claim > at.round;
-    if (scale > 0 && deltaNorm > this.settings.normReportFactor * scale && !ahead) {
+    if (deltaNorm > this.settings.normReportFactor * scale && !ahead) {
       return {
         ok: false, reason: 'delta-norm', offence: true,
         detail: `||Δ|| = ${fmt(deltaNorm)} > ${this.settings.normReportFactor} × median ${fmt(scale)} from a partner that is not ahead of our round ${at.round} (it says ${claim ?? 'nothing'})`,
@@ -363,8 +382,24 @@ export class PartnerValidator {
         detail: `cos(Δ_j, the Δ we sent it at round ${mirror.round}) = ${fmt(mirror.cosine)} < ${fmt(mirrorFloor)}: the partner sent our update back reversed`,
       };
     }
+    // The Δ we sent this partner at our last exchange, sent back as it was (the echo of an earlier
+    // round; see echoCosine): its cosine with our Δ of the round tells nothing.
+    if (mirror !== null && mirror.cosine > this.settings.echoCosine) {
+      return {
+        ok: false, reason: 'delta-echo', offence: false,
+        detail: `cos(Δ_j, the Δ we sent it at round ${mirror.round}) = ${mirror.cosine.toFixed(6)} > ${this.settings.echoCosine}: the partner sent our own update back`,
+      };
+    }
     const cosine = ownDelta && dd > 0 && oo > 0 && Number.isFinite(dot / Math.sqrt(oo)) ? dot / (deltaNorm * Math.sqrt(oo)) : null;
     const phiCosine = ownDelta && pd > 0 && oo > 0 && Number.isFinite(pdot / Math.sqrt(oo)) ? pdot / (phiDistance * Math.sqrt(oo)) : null;
+    // Our own update of this round sent back as the partner's (see echoCosine). No offence: two
+    // replicas that trained identically (one data stream, one state) would send it honestly.
+    if (cosine !== null && cosine > this.settings.echoCosine) {
+      return {
+        ok: false, reason: 'delta-echo', offence: false,
+        detail: `cos(Δ_j, Δ_i) = ${cosine.toFixed(6)} > ${this.settings.echoCosine}: the partner sent our own update of this round back`,
+      };
+    }
     const floor = -Math.max(this.settings.antiCosine, 6 / Math.sqrt(n));
     if (cosine !== null && cosine < floor) {
       const again = this.againstUs.has(at.peer);
@@ -400,7 +435,7 @@ export class PartnerValidator {
     const theirRoom = Math.max(roomScale, deltaNorm) * theirs;
     const byTheirs = theirRoom > roomScale * apart;
     const bound = last.distance + this.settings.phiFactor * Math.max(roomScale * apart, theirRoom);
-    if (scale > 0 && phiDistance > bound) {
+    if (phiDistance > bound) {
       const room = byTheirs
         ? `its ||Δ|| ${fmt(Math.max(roomScale, deltaNorm))} × ${theirs} of its rounds since`
         : `Δ scale ${fmt(roomScale)} × ${apart} rounds apart${known ? '' : ' (never met)'}`;
@@ -411,7 +446,7 @@ export class PartnerValidator {
     }
     // The lag along the partner's own Δ, as received: the anti-progress φ's signature (its φ set
     // back along the progress it claims), added up per partner; see lagLimit.
-    const phiLagTheirs = dd > 0 && scale > 0 && Number.isFinite(jdot / deltaNorm) ? -jdot / deltaNorm / scale : null;
+    const phiLagTheirs = dd > 0 && Number.isFinite(jdot / deltaNorm) ? -jdot / deltaNorm / scale : null;
     const allowance = lagAllowance(this.settings, at.round, at.peerRound);
     const lagSum = Math.max(0, (this.lagSums.get(at.peer) ?? 0) + Math.min(phiLagTheirs ?? 0, this.settings.lagCap) - this.settings.lagSlack - allowance);
     this.lagSums.delete(at.peer);
@@ -427,7 +462,7 @@ export class PartnerValidator {
     let phiClipped = false;
     let phiScale = 1;
     const phiClip = this.settings.phiClipFactor * scale;
-    if (scale > 0 && phiDistance > phiClip) {
+    if (phiDistance > phiClip) {
       phiScale = phiClip / phiDistance;
       for (let i = 0; i < n; i++) phi[i] = ownPhi[i] + (phi[i] - ownPhi[i]) * phiScale;
       phiClipped = true;
@@ -437,7 +472,7 @@ export class PartnerValidator {
     // scaled it by phiScale) is what the consensus term would pull us back along its progress and
     // ours. φ − 4Δ sits about 3.4 Δ scales behind along w and 1.1 along u (bench/results/probe.json).
     const ownNorm = Math.sqrt(oo);
-    const phiLag = ownDelta && oo > 0 && scale > 0 && Number.isFinite(pdot / ownNorm) ? -pdot / ownNorm / scale : null;
+    const phiLag = ownDelta && oo > 0 && Number.isFinite(pdot / ownNorm) ? -pdot / ownNorm / scale : null;
     let phiLagClipped = false;
     // Both lags as they stand now, in Δ scales.
     const lagW = phiLagTheirs === null ? null : phiLagTheirs * phiScale;
@@ -458,7 +493,7 @@ export class PartnerValidator {
     let accepted = deltaNorm;
     const proven = (known?.accepted ?? 0) >= this.settings.provenExchanges && at.probation !== true;
     const clip = (proven ? this.settings.clipFactor : this.settings.strangerClipFactor) * scale;
-    if (scale > 0 && deltaNorm > clip) {
+    if (deltaNorm > clip) {
       const s = clip / deltaNorm;
       for (let i = 0; i < n; i++) delta[i] *= s;
       clipped = true;
