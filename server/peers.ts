@@ -99,6 +99,16 @@ export interface PeerHubOptions {
   relayBufferBytes: number;
   /** Largest relayed signal frame (a simple-peer offer is a few KB); a larger one is refused to its sender. */
   maxSignalBytes: number;
+  /**
+   * Ids of one client address, and of one IPv6 /48 together, that may signal one peer unasked
+   * (not answering it, not its pool partner) within `diallerWindowMs` of their last such signal:
+   * a peer holds at most 8 such offers (src/sync/mesh.ts) and 64 signals before its mesh
+   * (src/volunteer/signaling.ts), and ids of one client filled both. Past it the signal is dropped
+   * and its sender told (`rate-limited`, ref `signal`).
+   */
+  diallersPerAddress: number;
+  diallersPerSite: number;
+  diallerWindowMs: number;
   /** Bounds of a peer's pairing wait (docs/design.md section 3: never zero). */
   minPairWaitMs: number;
   maxPairWaitMs: number;
@@ -133,6 +143,9 @@ export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
   maxSendBufferBytes: 4 << 20,
   relayBufferBytes: 256 << 10,
   maxSignalBytes: 16 << 10,
+  diallersPerAddress: 4,
+  diallersPerSite: 4,
+  diallerWindowMs: 60_000,
   minPairWaitMs: 50,
   maxPairWaitMs: 120_000,
   pairPrediction: true,
@@ -205,6 +218,8 @@ interface Conn {
   listedSeq: number;
   /** Peers that signalled this one lately -> signals it may still answer them with, free of its rate. */
   replies: Map<string, number>;
+  /** Peers that signalled this one unasked lately (diallerRefusal), oldest first. */
+  diallers: Map<string, { address: string; site: string | null; at: number }>;
 }
 
 /**
@@ -221,6 +236,8 @@ const REPLY_CREDITS = 4;
 const MAX_REPLY_CREDITS = 1024;
 /** Peers one connection keeps answer credits for (the oldest are forgotten first). */
 const MAX_REPLY_PEERS = 64;
+/** Unasked diallers one connection keeps (the oldest are forgotten first): as many as its replay holds signals. */
+const MAX_DIALLERS = 64;
 
 /** Partners the pool gave a peer that its reports may name (a report covers the last few rounds). */
 const PARTNERS_KEPT = 4;
@@ -525,7 +542,7 @@ export class PeerHub {
     const c: Conn = {
       n: this.nextConn++, ws, release: () => {}, address, peerId: null, runId: null, lastSeen: now, bucket: this.o.limits.burst, refilledAt: now,
       lastRateError: -Infinity, overRate: 0, strikes: 0, helloTimer: null, lastStep: -1, closed: false,
-      joinedAt: now, stepBase: 0, lastReportAt: now, joinSeq: 0, listedSeq: 0, replies: new Map(),
+      joinedAt: now, stepBase: 0, lastReportAt: now, joinSeq: 0, listedSeq: 0, replies: new Map(), diallers: new Map(),
     };
     if (this.conns.size >= this.o.maxConnections) {
       this.fail(c, 'server-full', `the coordinator holds ${this.conns.size} connections, its limit; try again later`, CLOSE.overloaded);
@@ -632,9 +649,17 @@ export class PeerHub {
       if (toId !== peerId && (credit > 0 || this.wasPeerOf(runId, toId))) return;
       return this.reject(c, 'unknown-peer', `peer ${toId} is not a live peer of run ${runId}`, 'signal');
     }
-    const introduced = credit > 0 || to.joinSeq <= c.listedSeq ||
-      (this.partners.get(peerId) ?? []).includes(toId) || (this.partners.get(toId) ?? []).includes(peerId);
+    const partners = (this.partners.get(peerId) ?? []).includes(toId) || (this.partners.get(toId) ?? []).includes(peerId);
+    const introduced = credit > 0 || to.joinSeq <= c.listedSeq || partners;
     if (!introduced) return this.reject(c, 'unknown-peer', `peer ${toId} was not introduced to you; signal peers from your peer list or your pool partner`, 'signal');
+    // Unasked: neither an answer (`to` signalled us lately) nor to or from a pool partner.
+    if (!partners && !c.replies.has(toId)) {
+      const refused = this.diallerRefusal(c, to);
+      if (refused !== null) {
+        this.stats.relayDropped++;
+        return this.slowDown(c, refused, 'signal');
+      }
+    }
     const text = JSON.stringify({ t: 'signal', from: peerId, data } satisfies ServerMessage);
     const bytes = Buffer.byteLength(text);
     if (bytes > this.o.maxSignalBytes) return this.reject(c, 'too-large', `signal of ${bytes} bytes exceeds ${this.o.maxSignalBytes}; not relayed`, 'signal');
@@ -652,6 +677,42 @@ export class PeerHub {
     to.replies.set(peerId, Math.min(MAX_REPLY_CREDITS, (left ?? 0) + (credit === 0 ? REPLY_CREDITS : 0)));
     if (to.replies.size > MAX_REPLY_PEERS) to.replies.delete(to.replies.keys().next().value!);
     this.sendRaw(to, text);
+  }
+
+  /**
+   * Why `c` may not signal `to` unasked now, or null (and it is counted). Each of a peer's held
+   * offers and replayed signals is one dialler's, and several ids of one client (an address, or
+   * the /64s of one /48) together took all 8 held offers or all 64 replayed signals, so the pool
+   * partner's offer behind them was dropped and the pair waited out its connect timeout. Now ids
+   * of one address, and of one /48, dial one peer unasked diallersPerAddress and diallersPerSite
+   * (4) at a time: half the held offers, so no client fills them, while a household or a lab
+   * behind one NAT still has 4 of its ids dial a newcomer at once, the others a minute on (or when
+   * the pool pairs them, or the newcomer dials them: neither is counted). A dialler counts while
+   * it is live and for diallerWindowMs (60 s, the mesh's rewiring period) after its last unasked signal.
+   */
+  private diallerRefusal(c: Conn, to: Conn): string | null {
+    const now = this.d.clock.now(), d = to.diallers, peerId = c.peerId!;
+    const site = siteKey(c.address);
+    let ofAddress = 0, ofSite = 0;
+    for (const [id, x] of d) {
+      if (now - x.at > this.o.diallerWindowMs || this.byPeer.get(id)?.runId !== to.runId) d.delete(id);
+      else if (id !== peerId) {
+        if (x.address === c.address) ofAddress++;
+        if (site !== null && x.site === site) ofSite++;
+      }
+    }
+    if (!d.has(peerId)) {
+      if (ofAddress >= this.o.diallersPerAddress) {
+        return `${ofAddress} other ids of this address are dialling peer ${to.peerId} (at most ${this.o.diallersPerAddress}); signal it when one has left or a minute has passed, or wait for it or the pool to name you`;
+      }
+      if (ofSite >= this.o.diallersPerSite) {
+        return `${ofSite} other ids of this address's /48 are dialling peer ${to.peerId} (at most ${this.o.diallersPerSite}); signal it when one has left or a minute has passed, or wait for it or the pool to name you`;
+      }
+    }
+    d.delete(peerId); // re-inserted last: the oldest entry is the one to forget
+    d.set(peerId, { address: c.address, site, at: now });
+    forgetOldest(d, MAX_DIALLERS);
+    return null;
   }
 
   private wasPeerOf(runId: string, peerId: string): boolean {
