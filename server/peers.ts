@@ -44,7 +44,7 @@ import type { RunStore } from './runs.ts';
 import type { MetricsStore, ReportRow } from './metrics.ts';
 import { reportError, stepRate } from './report-bounds.ts';
 import { consensusStep, maxStepNow } from '../src/protocol/state-frame.ts';
-import { OpenCounter, RateBudget, addressKey, siteKey } from './address-budget.ts';
+import { Allowance, OpenCounter, RateBudget, addressKey, siteKey } from './address-budget.ts';
 import type { EventLog } from './events.ts';
 import type { LiveHub } from './live.ts';
 import type { DatasetSource } from './datasets.ts';
@@ -109,6 +109,14 @@ export interface PeerHubOptions {
   diallersPerAddress: number;
   diallersPerSite: number;
   diallerWindowMs: number;
+  /**
+   * Bytes a second of unasked signals the ids of one address, and of one /48, may send one peer,
+   * gathering up to `diallerBurstBytes`: a dialler's offer and candidates are about 10 KB, and
+   * 4 ids sending 16 KiB signals at their frame rate filled a victim's relayBufferBytes, so the
+   * relay dropped every other peer's signals to it.
+   */
+  diallerBytesPerS: number;
+  diallerBurstBytes: number;
   /** Bounds of a peer's pairing wait (docs/design.md section 3: never zero). */
   minPairWaitMs: number;
   maxPairWaitMs: number;
@@ -146,6 +154,8 @@ export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
   diallersPerAddress: 4,
   diallersPerSite: 4,
   diallerWindowMs: 60_000,
+  diallerBytesPerS: 16 << 10,
+  diallerBurstBytes: 128 << 10,
   minPairWaitMs: 50,
   maxPairWaitMs: 120_000,
   pairPrediction: true,
@@ -291,6 +301,8 @@ export class PeerHub {
   private readonly conns = new Set<Conn>();
   private readonly perAddress: OpenCounter;
   private readonly hellos: RateBudget;
+  /** Bytes of unasked signals per (recipient connection, sender's address or /48): diallerRefusal. */
+  private readonly dialBytes: Allowance;
   private readonly perSite: OpenCounter;
   private readonly siteHellos: RateBudget;
   private readonly offenderReports: RateBudget;
@@ -327,6 +339,7 @@ export class PeerHub {
   constructor(private readonly d: PeerHubDeps, readonly o: PeerHubOptions = DEFAULT_HUB_OPTIONS) {
     this.perAddress = new OpenCounter(o.maxConnectionsPerAddress);
     this.hellos = new RateBudget(o.hellosPerMinute, o.helloBurst, () => d.clock.now());
+    this.dialBytes = new Allowance(o.diallerBytesPerS, o.diallerBurstBytes, () => d.clock.now());
     this.perSite = new OpenCounter(o.maxConnectionsPerSite);
     this.siteHellos = new RateBudget(o.siteHellosPerMinute, o.siteHelloBurst, () => d.clock.now());
     this.offenderReports = new RateBudget(o.offenderReportsPerMinute, o.offenderReportBurst, () => d.clock.now());
@@ -652,17 +665,17 @@ export class PeerHub {
     const partners = (this.partners.get(peerId) ?? []).includes(toId) || (this.partners.get(toId) ?? []).includes(peerId);
     const introduced = credit > 0 || to.joinSeq <= c.listedSeq || partners;
     if (!introduced) return this.reject(c, 'unknown-peer', `peer ${toId} was not introduced to you; signal peers from your peer list or your pool partner`, 'signal');
+    const text = JSON.stringify({ t: 'signal', from: peerId, data } satisfies ServerMessage);
+    const bytes = Buffer.byteLength(text);
+    if (bytes > this.o.maxSignalBytes) return this.reject(c, 'too-large', `signal of ${bytes} bytes exceeds ${this.o.maxSignalBytes}; not relayed`, 'signal');
     // Unasked: neither an answer (`to` signalled us lately) nor to or from a pool partner.
     if (!partners && !c.replies.has(toId)) {
-      const refused = this.diallerRefusal(c, to);
+      const refused = this.diallerRefusal(c, to, bytes);
       if (refused !== null) {
         this.stats.relayDropped++;
         return this.slowDown(c, refused, 'signal');
       }
     }
-    const text = JSON.stringify({ t: 'signal', from: peerId, data } satisfies ServerMessage);
-    const bytes = Buffer.byteLength(text);
-    if (bytes > this.o.maxSignalBytes) return this.reject(c, 'too-large', `signal of ${bytes} bytes exceeds ${this.o.maxSignalBytes}; not relayed`, 'signal');
     if (to.ws.bufferedAmount > this.o.relayBufferBytes) {
       // The recipient reads slower than it is signalled: the signal is dropped and its sender
       // told, so no sender can make the hub close a peer (maxSendBufferBytes) for not reading.
@@ -689,8 +702,11 @@ export class PeerHub {
    * behind one NAT still has 4 of its ids dial a newcomer at once, the others a minute on (or when
    * the pool pairs them, or the newcomer dials them: neither is counted). A dialler counts while
    * it is live and for diallerWindowMs (60 s, the mesh's rewiring period) after its last unasked signal.
+   * What they send it together is held to diallerBytesPerS (16 KiB/s, gathering 128 KiB), per
+   * address and per /48, so they cannot fill its relayBufferBytes and have every other peer's
+   * signals to it dropped.
    */
-  private diallerRefusal(c: Conn, to: Conn): string | null {
+  private diallerRefusal(c: Conn, to: Conn, bytes: number): string | null {
     const now = this.d.clock.now(), d = to.diallers, peerId = c.peerId!;
     const site = siteKey(c.address);
     let ofAddress = 0, ofSite = 0;
@@ -709,6 +725,12 @@ export class PeerHub {
         return `${ofSite} other ids of this address's /48 are dialling peer ${to.peerId} (at most ${this.o.diallersPerSite}); signal it when one has left or a minute has passed, or wait for it or the pool to name you`;
       }
     }
+    const keys = [`${to.n} ${c.address}`, ...(site !== null ? [`${to.n} ${site}`] : [])];
+    const waitMs = Math.max(...keys.map((k) => this.dialBytes.waitMs(k)));
+    if (waitMs > 0) {
+      return `this address${keys.length > 1 && this.dialBytes.waitMs(keys[1]!) === waitMs ? '\'s /48' : ''} sent peer ${to.peerId} more unasked signals than ${this.o.diallerBytesPerS} bytes a second (gathering up to ${this.o.diallerBurstBytes}); retry in ${Math.ceil(waitMs / 1000)} s`;
+    }
+    for (const k of keys) this.dialBytes.charge(k, bytes);
     d.delete(peerId); // re-inserted last: the oldest entry is the one to forget
     d.set(peerId, { address: c.address, site, at: now });
     forgetOldest(d, MAX_DIALLERS);
