@@ -24,13 +24,17 @@
 // cannot take, and is charged to its session (the per-address allowance, keyed by peer id) as well
 // as to its address. Anonymous clients saturating their share then never hold a newcomer back, and
 // neither one peer fetching in a loop nor one client holding many sessions takes more of the peers'
-// share than one address's part. Who is such a peer is the routes' to say (sessionPeer,
+// share than one address's part. The /64s of one IPv6 /48 (siteKey) are one client too: each /64
+// had places and an allowance of its own, and a /48 is 65,536 of them, so four /64s holding a
+// session each took the peers' whole 32 MiB/s and eight their 64 places. A site now has
+// DOWNLOAD_ADDRESSES_PER_SITE (2) addresses' worth, together: half the peers' share, a quarter of
+// their places. Who is such a peer is the routes' to say (sessionPeer,
 // server/routes/guard.ts): a token this coordinator's key signed, not expired, for this run, whose
 // peer is connected now; anything else is anonymous. The file sent is the same either way.
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { addressKey, Allowance, OpenCounter } from './address-budget.ts';
+import { addressKey, Allowance, OpenCounter, siteKey } from './address-budget.ts';
 import { bearer, tokenEquals } from './auth.ts';
 
 const MiB = 1024 * 1024;
@@ -85,6 +89,12 @@ export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = {
 };
 
 /**
+ * What the /64s of one IPv6 /48 may take together, in addresses' places and allowances: 2, so a
+ * site, like an IPv4 address, never takes the peers' share whole (16 of 32 MiB/s, 16 of 64 places).
+ */
+export const DOWNLOAD_ADDRESSES_PER_SITE = 2;
+
+/**
  * When to ask again after finding no free place: nothing says when an open download will end,
  * and most are a run's token files, sent in milliseconds.
  */
@@ -111,6 +121,9 @@ export class DownloadBudget {
   /** Per client address; the allowance also per peer's session (sessionKey). */
   private readonly placesPerAddress: OpenCounter;
   private readonly perAddress: Allowance;
+  /** Per IPv6 /48 (siteKey), all its /64s together. */
+  private readonly placesPerSite: OpenCounter;
+  private readonly perSite: Allowance;
   private readonly anonymous: Share;
   private readonly peers: Share;
   readonly stats = { served: 0, refused: 0, cut: 0, bytes: 0 };
@@ -121,6 +134,9 @@ export class DownloadBudget {
     const now = limits.now ?? performance.now.bind(performance);
     this.placesPerAddress = new OpenCounter(limits.perAddressStreams);
     this.perAddress = new Allowance(limits.perAddressBytesPerS, limits.perAddressBurstBytes, now);
+    const k = DOWNLOAD_ADDRESSES_PER_SITE;
+    this.placesPerSite = new OpenCounter(limits.perAddressStreams * k);
+    this.perSite = new Allowance(limits.perAddressBytesPerS * k, limits.perAddressBurstBytes * k, now);
     this.anonymous = { places: new OpenCounter(limits.totalStreams), allowance: new Allowance(limits.totalBytesPerS, limits.totalBurstBytes, now) };
     this.peers = { places: new OpenCounter(limits.peerStreams), allowance: new Allowance(limits.peerBytesPerS, limits.peerBurstBytes, now) };
   }
@@ -178,6 +194,7 @@ export class DownloadBudget {
     const open = () => (bytes === 0 ? Readable.from([]) : createReadStream(file.path, part ? { start: part.start, end: part.end } : {}));
     if (this.isAdmin(req)) return reply.send(open());
     const key = addressKey(req.ip);
+    const site = siteKey(key);
     const session = o.peer !== undefined ? sessionKey(o.peer) : null;
     const share = session !== null ? this.peers : this.anonymous;
     const together = session !== null ? 'the run\'s peers' : 'anonymous clients';
@@ -189,28 +206,39 @@ export class DownloadBudget {
     };
     // A peer's download is charged to its address as well as its session: one client holding many
     // sessions (a WebSocket each) takes no more of the peers' share than one address's.
+    // And the /64s of a /48 together as one client (siteKey), so that many /64s, each holding a
+    // session, take no more than a site's part.
     const mine = this.perAddress.waitMs(key);
     const ours = session !== null ? this.perAddress.waitMs(session) : 0;
+    const theirs = site !== null ? this.perSite.waitMs(site) : 0;
     const all = share.allowance.waitMs('');
-    if (mine > 0 || ours > 0 || all > 0) {
-      const waitMs = Math.max(mine, ours, all);
-      const l = this.limits;
+    if (mine > 0 || ours > 0 || theirs > 0 || all > 0) {
+      const waitMs = Math.max(mine, ours, theirs, all);
+      const l = this.limits, k = DOWNLOAD_ADDRESSES_PER_SITE;
       const [allPerS, allBurst] = session !== null ? [l.peerBytesPerS, l.peerBurstBytes] : [l.totalBytesPerS, l.totalBurstBytes];
-      const client = ours === waitMs ? 'this session' : mine >= all ? 'this address' : null;
+      const client = ours === waitMs ? 'this session' : mine === waitMs ? 'this address' : theirs === waitMs ? 'this address\'s /48' : null;
+      const [perS, burst] = client === 'this address\'s /48' ? [l.perAddressBytesPerS * k, l.perAddressBurstBytes * k] : [l.perAddressBytesPerS, l.perAddressBurstBytes];
       return refuse(`${client !== null
-        ? `${client} has downloaded its share, ${mib(l.perAddressBytesPerS)}/s gathering up to ${mib(l.perAddressBurstBytes)}`
+        ? `${client} has downloaded its share, ${mib(perS)}/s gathering up to ${mib(burst)}`
         : `${together} together have downloaded their share, ${mib(allPerS)}/s gathering up to ${mib(allBurst)}`
       }; retry in ${Math.ceil(waitMs / 1000)} s`, waitMs);
     }
     const releaseMine = this.placesPerAddress.acquire(key);
     if (!releaseMine) return refuse(`this address has ${this.limits.perAddressStreams} downloads open, the limit; retry when one has ended`, DOWNLOAD_PLACE_RETRY_S * 1000);
+    const releaseSite = site === null ? () => {} : this.placesPerSite.acquire(site);
+    if (!releaseSite) {
+      releaseMine();
+      return refuse(`this address's /48 has ${this.placesPerSite.cap} downloads open, the limit; retry when one has ended`, DOWNLOAD_PLACE_RETRY_S * 1000);
+    }
     const releaseAll = share.places.acquire('');
     if (!releaseAll) {
       releaseMine();
+      releaseSite();
       return refuse(`${share.places.cap} downloads are open, the limit for ${together} together; retry shortly`, DOWNLOAD_PLACE_RETRY_S * 1000);
     }
     this.perAddress.charge(key, bytes);
     if (session !== null) this.perAddress.charge(session, bytes);
+    if (site !== null) this.perSite.charge(site, bytes);
     share.allowance.charge('', bytes);
     this.stats.served++;
 
@@ -242,6 +270,7 @@ export class DownloadBudget {
       clearInterval(timer);
       stream.destroy();
       releaseMine();
+      releaseSite();
       releaseAll();
       this.stats.bytes += sent;
       // What was never read for it is given back: a client whose download broke (or that asked
@@ -250,6 +279,7 @@ export class DownloadBudget {
       if (unsent > 0) {
         this.perAddress.charge(key, -unsent);
         if (session !== null) this.perAddress.charge(session, -unsent);
+        if (site !== null) this.perSite.charge(site, -unsent);
         share.allowance.charge('', -unsent);
       }
     });

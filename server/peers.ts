@@ -44,7 +44,7 @@ import type { RunStore } from './runs.ts';
 import type { MetricsStore, ReportRow } from './metrics.ts';
 import { reportError, stepRate } from './report-bounds.ts';
 import { consensusStep, maxStepNow } from '../src/protocol/state-frame.ts';
-import { OpenCounter, RateBudget, addressKey, siteKey } from './address-budget.ts';
+import { Allowance, OpenCounter, RateBudget, addressKey, siteKey } from './address-budget.ts';
 import type { EventLog } from './events.ts';
 import type { LiveHub } from './live.ts';
 import type { DatasetSource } from './datasets.ts';
@@ -99,6 +99,24 @@ export interface PeerHubOptions {
   relayBufferBytes: number;
   /** Largest relayed signal frame (a simple-peer offer is a few KB); a larger one is refused to its sender. */
   maxSignalBytes: number;
+  /**
+   * Ids of one client address, and of one IPv6 /48 together, that may signal one peer unasked
+   * (not answering it, not its pool partner) within `diallerWindowMs` of their last such signal:
+   * a peer holds at most 8 such offers (src/sync/mesh.ts) and 64 signals before its mesh
+   * (src/volunteer/signaling.ts), and ids of one client filled both. Past it the signal is dropped
+   * and its sender told (`rate-limited`, ref `signal`).
+   */
+  diallersPerAddress: number;
+  diallersPerSite: number;
+  diallerWindowMs: number;
+  /**
+   * Bytes a second of unasked signals the ids of one address, and of one /48, may send one peer,
+   * gathering up to `diallerBurstBytes`: a dialler's offer and candidates are about 10 KB, and
+   * 4 ids sending 16 KiB signals at their frame rate filled a victim's relayBufferBytes, so the
+   * relay dropped every other peer's signals to it.
+   */
+  diallerBytesPerS: number;
+  diallerBurstBytes: number;
   /** Bounds of a peer's pairing wait (docs/design.md section 3: never zero). */
   minPairWaitMs: number;
   maxPairWaitMs: number;
@@ -133,6 +151,11 @@ export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
   maxSendBufferBytes: 4 << 20,
   relayBufferBytes: 256 << 10,
   maxSignalBytes: 16 << 10,
+  diallersPerAddress: 4,
+  diallersPerSite: 4,
+  diallerWindowMs: 60_000,
+  diallerBytesPerS: 16 << 10,
+  diallerBurstBytes: 128 << 10,
   minPairWaitMs: 50,
   maxPairWaitMs: 120_000,
   pairPrediction: true,
@@ -205,6 +228,8 @@ interface Conn {
   listedSeq: number;
   /** Peers that signalled this one lately -> signals it may still answer them with, free of its rate. */
   replies: Map<string, number>;
+  /** Peers that signalled this one unasked lately (diallerRefusal), oldest first. */
+  diallers: Map<string, { address: string; site: string | null; at: number }>;
 }
 
 /**
@@ -221,6 +246,8 @@ const REPLY_CREDITS = 4;
 const MAX_REPLY_CREDITS = 1024;
 /** Peers one connection keeps answer credits for (the oldest are forgotten first). */
 const MAX_REPLY_PEERS = 64;
+/** Unasked diallers one connection keeps (the oldest are forgotten first): as many as its replay holds signals. */
+const MAX_DIALLERS = 64;
 
 /** Partners the pool gave a peer that its reports may name (a report covers the last few rounds). */
 const PARTNERS_KEPT = 4;
@@ -274,6 +301,8 @@ export class PeerHub {
   private readonly conns = new Set<Conn>();
   private readonly perAddress: OpenCounter;
   private readonly hellos: RateBudget;
+  /** Bytes of unasked signals per (recipient connection, sender's address or /48): diallerRefusal. */
+  private readonly dialBytes: Allowance;
   private readonly perSite: OpenCounter;
   private readonly siteHellos: RateBudget;
   private readonly offenderReports: RateBudget;
@@ -310,6 +339,7 @@ export class PeerHub {
   constructor(private readonly d: PeerHubDeps, readonly o: PeerHubOptions = DEFAULT_HUB_OPTIONS) {
     this.perAddress = new OpenCounter(o.maxConnectionsPerAddress);
     this.hellos = new RateBudget(o.hellosPerMinute, o.helloBurst, () => d.clock.now());
+    this.dialBytes = new Allowance(o.diallerBytesPerS, o.diallerBurstBytes, () => d.clock.now());
     this.perSite = new OpenCounter(o.maxConnectionsPerSite);
     this.siteHellos = new RateBudget(o.siteHellosPerMinute, o.siteHelloBurst, () => d.clock.now());
     this.offenderReports = new RateBudget(o.offenderReportsPerMinute, o.offenderReportBurst, () => d.clock.now());
@@ -525,7 +555,7 @@ export class PeerHub {
     const c: Conn = {
       n: this.nextConn++, ws, release: () => {}, address, peerId: null, runId: null, lastSeen: now, bucket: this.o.limits.burst, refilledAt: now,
       lastRateError: -Infinity, overRate: 0, strikes: 0, helloTimer: null, lastStep: -1, closed: false,
-      joinedAt: now, stepBase: 0, lastReportAt: now, joinSeq: 0, listedSeq: 0, replies: new Map(),
+      joinedAt: now, stepBase: 0, lastReportAt: now, joinSeq: 0, listedSeq: 0, replies: new Map(), diallers: new Map(),
     };
     if (this.conns.size >= this.o.maxConnections) {
       this.fail(c, 'server-full', `the coordinator holds ${this.conns.size} connections, its limit; try again later`, CLOSE.overloaded);
@@ -632,12 +662,20 @@ export class PeerHub {
       if (toId !== peerId && (credit > 0 || this.wasPeerOf(runId, toId))) return;
       return this.reject(c, 'unknown-peer', `peer ${toId} is not a live peer of run ${runId}`, 'signal');
     }
-    const introduced = credit > 0 || to.joinSeq <= c.listedSeq ||
-      (this.partners.get(peerId) ?? []).includes(toId) || (this.partners.get(toId) ?? []).includes(peerId);
+    const partners = (this.partners.get(peerId) ?? []).includes(toId) || (this.partners.get(toId) ?? []).includes(peerId);
+    const introduced = credit > 0 || to.joinSeq <= c.listedSeq || partners;
     if (!introduced) return this.reject(c, 'unknown-peer', `peer ${toId} was not introduced to you; signal peers from your peer list or your pool partner`, 'signal');
     const text = JSON.stringify({ t: 'signal', from: peerId, data } satisfies ServerMessage);
     const bytes = Buffer.byteLength(text);
     if (bytes > this.o.maxSignalBytes) return this.reject(c, 'too-large', `signal of ${bytes} bytes exceeds ${this.o.maxSignalBytes}; not relayed`, 'signal');
+    // Unasked: neither an answer (`to` signalled us lately) nor to or from a pool partner.
+    if (!partners && !c.replies.has(toId)) {
+      const refused = this.diallerRefusal(c, to, bytes);
+      if (refused !== null) {
+        this.stats.relayDropped++;
+        return this.slowDown(c, refused, 'signal');
+      }
+    }
     if (to.ws.bufferedAmount > this.o.relayBufferBytes) {
       // The recipient reads slower than it is signalled: the signal is dropped and its sender
       // told, so no sender can make the hub close a peer (maxSendBufferBytes) for not reading.
@@ -652,6 +690,51 @@ export class PeerHub {
     to.replies.set(peerId, Math.min(MAX_REPLY_CREDITS, (left ?? 0) + (credit === 0 ? REPLY_CREDITS : 0)));
     if (to.replies.size > MAX_REPLY_PEERS) to.replies.delete(to.replies.keys().next().value!);
     this.sendRaw(to, text);
+  }
+
+  /**
+   * Why `c` may not signal `to` unasked now, or null (and it is counted). Each of a peer's held
+   * offers and replayed signals is one dialler's, and several ids of one client (an address, or
+   * the /64s of one /48) together took all 8 held offers or all 64 replayed signals, so the pool
+   * partner's offer behind them was dropped and the pair waited out its connect timeout. Now ids
+   * of one address, and of one /48, dial one peer unasked diallersPerAddress and diallersPerSite
+   * (4) at a time: half the held offers, so no client fills them, while a household or a lab
+   * behind one NAT still has 4 of its ids dial a newcomer at once, the others a minute on (or when
+   * the pool pairs them, or the newcomer dials them: neither is counted). A dialler counts while
+   * it is live and for diallerWindowMs (60 s, the mesh's rewiring period) after its last unasked signal.
+   * What they send it together is held to diallerBytesPerS (16 KiB/s, gathering 128 KiB), per
+   * address and per /48, so they cannot fill its relayBufferBytes and have every other peer's
+   * signals to it dropped.
+   */
+  private diallerRefusal(c: Conn, to: Conn, bytes: number): string | null {
+    const now = this.d.clock.now(), d = to.diallers, peerId = c.peerId!;
+    const site = siteKey(c.address);
+    let ofAddress = 0, ofSite = 0;
+    for (const [id, x] of d) {
+      if (now - x.at > this.o.diallerWindowMs || this.byPeer.get(id)?.runId !== to.runId) d.delete(id);
+      else if (id !== peerId) {
+        if (x.address === c.address) ofAddress++;
+        if (site !== null && x.site === site) ofSite++;
+      }
+    }
+    if (!d.has(peerId)) {
+      if (ofAddress >= this.o.diallersPerAddress) {
+        return `${ofAddress} other ids of this address are dialling peer ${to.peerId} (at most ${this.o.diallersPerAddress}); signal it when one has left or a minute has passed, or wait for it or the pool to name you`;
+      }
+      if (ofSite >= this.o.diallersPerSite) {
+        return `${ofSite} other ids of this address's /48 are dialling peer ${to.peerId} (at most ${this.o.diallersPerSite}); signal it when one has left or a minute has passed, or wait for it or the pool to name you`;
+      }
+    }
+    const keys = [`${to.n} ${c.address}`, ...(site !== null ? [`${to.n} ${site}`] : [])];
+    const waitMs = Math.max(...keys.map((k) => this.dialBytes.waitMs(k)));
+    if (waitMs > 0) {
+      return `this address${keys.length > 1 && this.dialBytes.waitMs(keys[1]!) === waitMs ? '\'s /48' : ''} sent peer ${to.peerId} more unasked signals than ${this.o.diallerBytesPerS} bytes a second (gathering up to ${this.o.diallerBurstBytes}); retry in ${Math.ceil(waitMs / 1000)} s`;
+    }
+    for (const k of keys) this.dialBytes.charge(k, bytes);
+    d.delete(peerId); // re-inserted last: the oldest entry is the one to forget
+    d.set(peerId, { address: c.address, site, at: now });
+    forgetOldest(d, MAX_DIALLERS);
+    return null;
   }
 
   private wasPeerOf(runId: string, peerId: string): boolean {

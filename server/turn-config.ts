@@ -5,6 +5,7 @@
 // names (the coordinator's other addresses, the office LAN). Relay ports are a bounded range,
 // allocations per user and bandwidth are capped, and the admin CLI is off.
 import { isIP } from 'node:net';
+import { TURN_USERS_PER_SITE } from './ice.ts';
 
 export interface TurnConfigOptions {
   secret: string;
@@ -23,7 +24,11 @@ export interface TurnConfigOptions {
   /** Concurrent allocations per TURN user (one client address: server/ice.ts turnUser) and in all. */
   userQuota: number;
   totalQuota: number;
-  /** Bytes per second per session, and for the whole server (0: no cap). */
+  /**
+   * Bytes per second per session, and for the whole server (0: no cap). coturn reserves each new
+   * allocation's max-bps out of the capacity and refuses one (486) once it is spent, so the
+   * capacity also bounds allocations: at least one /48's users at full rate must leave room.
+   */
   maxBps: number;
   bpsCapacity: number;
   /** Extra ranges to deny ("a.b.c.d-e.f.g.h" or CIDR), and exceptions to every deny. */
@@ -37,9 +42,16 @@ export interface TurnConfigOptions {
  * all. An IPv6 /64 is one address, and the /64s of one /48 share TURN_USERS_PER_SITE (4) users
  * (server/ice.ts): at most 192 allocations a /48, so taking them all takes 7 /48s. One relay port
  * per allocation, so the port range holds the total quota.
+ *
+ * Bandwidth: 500 KB/s a session each way (4 Mbit/s: a relayed link is the rare route between
+ * two symmetric NATs) and 125 MB/s for all together (1 Gbit/s each way, coturn counts in and out
+ * apart). Without a total a joined stranger's 48 allocations sent 144 MB/s to any public address
+ * it named, and all users together whatever the host's link held. coturn reserves max-bps per
+ * allocation from the capacity, so it holds 250 sessions at full rate: a /64 user's 48 are a fifth,
+ * a /48's 192 under four fifths; taking all of it takes 6 addresses or 2 /48s.
  */
 export const TURN_DEFAULTS = {
-  port: 3478, minPort: 49160, maxPort: 50359, userQuota: 48, totalQuota: 1200, maxBps: 3_000_000, bpsCapacity: 0,
+  port: 3478, minPort: 49160, maxPort: 50359, userQuota: 48, totalQuota: 1200, maxBps: 500_000, bpsCapacity: 125_000_000,
 } as const;
 
 /**
@@ -106,6 +118,12 @@ export function turnConfig(o: TurnConfigOptions): string {
       'the ports would run out first, before any quota held; widen the range or lower --total-quota');
   }
   if (o.userQuota > o.totalQuota) throw new Error(`the user quota (${o.userQuota}) is above the total quota (${o.totalQuota})`);
+  if (o.bpsCapacity > 0 && o.maxBps === 0) throw new Error(`a bps capacity (${o.bpsCapacity}) needs a per-session max bps: without one coturn reserves nothing per session and the first session may take it all`);
+  const site = TURN_USERS_PER_SITE * o.userQuota * o.maxBps;
+  if (o.bpsCapacity > 0 && o.bpsCapacity <= site) {
+    throw new Error(`a bps capacity of ${o.bpsCapacity} is no more than one /48's ${TURN_USERS_PER_SITE} users x user quota ${o.userQuota} x max bps ${o.maxBps} = ${site}: ` +
+      'coturn refuses allocations once the capacity is reserved, so one client could take every relay; raise --bps-capacity or lower --max-bps');
+  }
   const relayIp = o.relayIp ?? o.listenIp;
   const lines = [
     '# coturn configuration written by `murmur turn-config`; it holds the TURN secret: keep it mode 600.',

@@ -12,26 +12,29 @@ import { join } from 'node:path';
 import { createTopology, netnsUnavailable, type Topology } from './support/netns.ts';
 import { waitFor } from './support/nat-run.ts';
 import { turnCredential, turnUser } from '../server/ice.ts';
-import { turnConfig, turnFirewall } from '../server/turn-config.ts';
+import { TURN_DEFAULTS, turnConfig, turnFirewall } from '../server/turn-config.ts';
 import { ROOT } from './support/browser.ts';
 
 const SECRET = 'turn-host-test-secret-0123';
 const PORT = 3478, MIN = 49160, MAX = 49400;
 let topo: Topology | null = null;
 let dir = '';
+/** coturn's output. */
+const log: string[] = [];
 
 beforeAll(async () => {
   const missing = netnsUnavailable();
   if (missing) throw new Error(`NAT tests cannot run: ${missing}`);
   topo = createTopology({ homes: 1, nat: 'cone' });
   dir = mkdtempSync(join(tmpdir(), 'murmur-turn-host-'));
-  // The generated config as a public deployment uses it: no extra allow, the relay address allowed.
+  // The generated config as a public deployment uses it: no extra allow, the relay address allowed,
+  // the default bandwidth caps.
   const conf = turnConfig({
     secret: SECRET, realm: 'murmur.test', listenIp: topo.inetAddr, port: PORT, minPort: MIN, maxPort: MAX,
-    userQuota: 24, totalQuota: 240, maxBps: 0, bpsCapacity: 0, deny: [], allow: [],
+    userQuota: 24, totalQuota: 240, maxBps: TURN_DEFAULTS.maxBps, bpsCapacity: TURN_DEFAULTS.bpsCapacity, deny: [], allow: [],
   });
   writeFileSync(join(dir, 'turnserver.conf'), conf, { mode: 0o600 });
-  const log: string[] = [];
+  log.length = 0;
   const turn = topo.spawn(topo.inet, '/usr/bin/turnserver', ['-c', join(dir, 'turnserver.conf'), '--pidfile', join(dir, 'turn.pid')]);
   for (const s of [turn.stdout, turn.stderr]) s?.on('data', (d: Buffer) => log.push(...String(d).split('\n')));
   await waitFor('coturn to listen', () => log.some((l) => /Total (UDP|General) servers/i.test(l)), 20_000);
@@ -52,6 +55,15 @@ function reach(): { control: boolean; service: number; dropped: number } {
 }
 
 describe('the TURN host', () => {
+  it('coturn runs the generated config with a per-session and a total bandwidth cap', () => {
+    // Before: no bps-capacity line unless --bps-capacity was given, and coturn said
+    // "0 bytes per second allowed, combined server capacity": no total at all.
+    expect(log).toEqual(expect.arrayContaining([
+      expect.stringMatching(new RegExp(`: ${TURN_DEFAULTS.maxBps} bytes per second allowed per session$`)),
+      expect.stringMatching(new RegExp(`: ${TURN_DEFAULTS.bpsCapacity} bytes per second allowed, combined server capacity$`)),
+    ]));
+  });
+
   it('coturn alone relays to any UDP port of its own address; with turnFirewall only relay ports are reached', () => {
     // Without the rules: the service on 198.18.0.1:5353 gets the datagram a TURN user sent it.
     expect(reach()).toEqual(expect.objectContaining({ service: 1 }));

@@ -476,6 +476,44 @@ describe('download budget', () => {
     }
   });
 
+  it('the /64s of one /48, each with a live session, take a site\'s part of the peers\' share, not all of it: a peer elsewhere is still served', async () => {
+    // Before: each /64 had an address's places and allowance, and sessions cost a hello each, so
+    // four /64s of one /48 downloaded 4 x 48 MiB from the peers' share and left the next peer, from
+    // another address, refused. Each address may take 64 MiB, the peers together 160 (no refill).
+    const s = await server({ perAddressBytesPerS: MiB, perAddressBurstBytes: 64 * MiB, peerBytesPerS: MiB, peerBurstBytes: 160 * MiB, now: () => 0 });
+    const peers: RawPeer[] = [];
+    const held: IncomingMessage[] = [];
+    const join = async (from: string) => {
+      const j = await RawPeer.join(s.wsUrl, { run: 'r' }, { headers: { 'x-forwarded-for': from } });
+      peers.push(j.peer);
+      return { authorization: `Bearer ${j.welcome.session}` };
+    };
+    try {
+      const statuses: number[] = [];
+      for (let i = 1; i <= 4; i++) {
+        const from = `2001:db8:77:${i}::1`;
+        const res = await open(s, BIG_URL, from, await join(from));
+        statuses.push(res.statusCode!);
+        if (res.statusCode === 200) held.push(res);
+        else {
+          const body = await new Promise<string>((resolve) => { let t = ''; res.on('data', (c: Buffer) => { t += c; }); res.on('end', () => resolve(t)); res.resume(); });
+          expect(JSON.parse(body).error).toMatch(/^this address's \/48 has downloaded its share, 2\.0 MiB\/s gathering up to 128 MiB/);
+        }
+      }
+      // A site has two addresses' allowance (128 MiB): the third download starts while some is
+      // left, the fourth waits.
+      expect(statuses).toEqual([200, 200, 200, 429]);
+      const elsewhere = await open(s, BIG_URL, '198.18.0.9', await join('198.18.0.9'));
+      held.push(elsewhere);
+      expect(elsewhere.statusCode).toBe(200);
+      expect(s.c.downloads.openForPeers()).toBe(4);
+    } finally {
+      for (const res of held) res.destroy();
+      for (const p of peers) p.close();
+      await s.close();
+    }
+  });
+
   it('downloadAssignment sends the session only to the coordinator that gave it', async () => {
     const bytes = new TextEncoder().encode('tokens');
     const ref = (url: string): DataFileRef => ({ name: 'f', url, bytes: bytes.length, sha256: sha(bytes), dtype: 'u8' });

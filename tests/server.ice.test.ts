@@ -303,9 +303,22 @@ describe('murmur turn-config', () => {
     const lines = turnConfig(opts).split('\n');
     for (const l of ['use-auth-secret', `static-auth-secret=${SECRET}`, 'realm=murmur.example.org', 'no-cli', 'no-multicast-peers', 'no-tcp-relay',
       'min-port=49160', 'max-port=50359', 'user-quota=48', 'total-quota=1200', 'denied-peer-ip=127.0.0.0-127.255.255.255', 'denied-peer-ip=198.19.32.0-198.19.47.255',
-      'allowed-peer-ip=198.18.0.1', 'max-bps=3000000']) {
+      'allowed-peer-ip=198.18.0.1', 'max-bps=500000', 'bps-capacity=125000000']) {
       expect(lines).toContain(l);
     }
+  });
+  it('caps bandwidth per session and in all by default, and refuses a total one client could take whole', () => {
+    // Before: no total unless --bps-capacity was given, so a joined stranger relayed to any public
+    // address at 48 allocations x 3 MB/s, and everyone together at whatever the host's link held.
+    expect(TURN_DEFAULTS).toEqual(expect.objectContaining({ maxBps: 500_000, bpsCapacity: 125_000_000 }));
+    // coturn reserves max-bps per allocation from the capacity and refuses the next past it (486):
+    // one /48's 4 users at their quota must not be able to reserve it all.
+    expect(() => turnConfig({ ...opts, bpsCapacity: 4 * 48 * 500_000 })).toThrow(/is no more than one \/48's 4 users x user quota 48 x max bps 500000 = 96000000/);
+    expect(() => turnConfig({ ...opts, maxBps: 0 })).toThrow(/needs a per-session max bps/);
+    // Overridable: 0 is no cap, as before.
+    const open = turnConfig({ ...opts, maxBps: 0, bpsCapacity: 0 }).split('\n');
+    expect(open.some((l) => l.startsWith('max-bps=') || l.startsWith('bps-capacity='))).toBe(false);
+    expect(turnConfig({ ...opts, maxBps: 1_000_000, bpsCapacity: 400_000_000 }).split('\n')).toEqual(expect.arrayContaining(['max-bps=1000000', 'bps-capacity=400000000']));
   });
   it('refuses what coturn would misread', () => {
     expect(toRange('198.19.4.0/22')).toBe('198.19.4.0-198.19.7.255');
@@ -338,6 +351,8 @@ describe('murmur turn-config', () => {
       log.mockRestore();
     }
     expect(readFileSync(fw, 'utf8')).toContain('meta skuid "coturn" udp sport 49160-49400 fib daddr type local udp dport != 49160-49400 counter drop');
+    // The command's defaults are TURN_DEFAULTS': a per-session and a total bandwidth cap.
+    expect(readFileSync(join(d, 'turnserver.conf'), 'utf8').split('\n')).toEqual(expect.arrayContaining(['max-bps=500000', 'bps-capacity=125000000']));
   });
 
   it('the written config (it holds the secret) is mode 600 and new, whatever waits at a temp name', async () => {

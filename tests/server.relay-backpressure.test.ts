@@ -9,12 +9,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Socket } from 'node:net';
 import { DEFAULT_LIMITS, type ServerMessage } from '../src/protocol/messages.ts';
 import { RawPeer, startServer, until, type TestServer } from './support/coordinator.ts';
+import { FakeClock } from './support/fake-clock.ts';
 
 let s: TestServer;
 beforeAll(async () => {
   // No frame rate limit: the flood goes on until the relay pushes back (or the victim is closed)
   // however much the kernel's socket buffers take first, not until the sender's bucket runs out.
-  s = await startServer({ hub: { limits: { ...DEFAULT_LIMITS, messagesPerSecond: 1e6, burst: 1e6 } } });
+  // Nor a byte budget for unasked signals (the last test's): one sender alone fills the buffer here.
+  s = await startServer({ hub: { limits: { ...DEFAULT_LIMITS, messagesPerSecond: 1e6, burst: 1e6 }, diallerBytesPerS: Infinity, diallerBurstBytes: Infinity } });
 });
 afterAll(async () => {
   await s?.close();
@@ -88,6 +90,50 @@ describe('signal relay towards a peer that reads slowly', () => {
       expect(victim.peer.closed).toBeNull();
     } finally {
       victim.peer.close(); sender.peer.close();
+    }
+  });
+});
+
+describe('unasked signals of one client towards a peer that reads slowly', () => {
+  it('are held to a byte budget per address, so they never fill its buffer and the relay keeps passing other peers\' signals to it', async () => {
+    // Before: two ids of one address sent 15 KB signals until the victim had relayBufferBytes
+    // unsent, and from then on the relay dropped every signal to it: an honest dialler's offer too.
+    const clock = new FakeClock(); // no refill while the test runs, however slowly
+    const h = await startServer({ hub: { limits: { ...DEFAULT_LIMITS, messagesPerSecond: 1e6, burst: 1e6 } } }, { clock });
+    const victim = await RawPeer.join(h.wsUrl, {}, { localAddress: '127.0.0.2' });
+    const attackers = [await RawPeer.join(h.wsUrl, {}, { localAddress: '127.0.0.3' }), await RawPeer.join(h.wsUrl, {}, { localAddress: '127.0.0.3' })];
+    const honest = await RawPeer.join(h.wsUrl, {}, { localAddress: '127.0.0.4' });
+    const victimId = victim.welcome.peerId, hub = h.c.hub;
+    const socket = (victim.peer.ws as unknown as { _socket: Socket })._socket;
+    socket.pause();
+    try {
+      const frame = hub.o.maxSignalBytes - 1024;
+      const refused = (p: RawPeer) => p.frames.some(isRefusal('rate-limited'));
+      let sent = 0;
+      while (!attackers.every((a) => refused(a.peer))) {
+        if (sent > 20_000) throw new Error(`${sent} signals of ${frame} bytes sent and not refused`);
+        const base = hub.stats.frames, busy = attackers.filter((a) => !refused(a.peer));
+        for (const a of busy) for (let i = 0; i < 16; i++) a.peer.send({ t: 'signal', to: victimId, data: padded(frame, `f${sent + i}`) });
+        sent += 16;
+        await until(() => hub.stats.frames >= base + 16 * busy.length, 10_000, 'the hub to read the batch');
+      }
+      const relayedBefore = hub.stats.relayed;
+      console.log(`dialler bytes: ${sent} signals of ~${frame} bytes sent by each of two ids of one address; ${relayedBefore} relayed`);
+      expect(relayedBefore * frame).toBeLessThanOrEqual(hub.o.diallerBurstBytes + frame);
+      const told = attackers[0]!.peer.frames.find(isRefusal('rate-limited')) as Extract<ServerMessage, { t: 'error' }>;
+      expect(told.message).toMatch(/^this address sent peer .* more unasked signals than 16384 bytes a second/);
+      // A peer from elsewhere dials the victim: relayed, and the victim, reading again, gets it.
+      const from = honest.peer.frames.length;
+      honest.peer.send({ t: 'signal', to: victimId, data: { mesh: 1, cid: 'honest', sig: { type: 'offer', sdp: 'v=0' } } });
+      socket.resume();
+      const arrived = () => victim.peer.frames.some((m) => m.t === 'signal' && (m.data as { cid?: string }).cid === 'honest');
+      await until(() => arrived() || honest.peer.frames.slice(from).some(isRefusal('rate-limited')), 20_000, 'the honest offer to arrive or be refused');
+      expect(arrived(), JSON.stringify(honest.peer.frames.slice(from))).toBe(true);
+      expect(hub.isLive(victimId)).toBe(true);
+    } finally {
+      socket.resume();
+      for (const p of [victim, honest, ...attackers]) p.peer.close();
+      await h.close();
     }
   });
 });

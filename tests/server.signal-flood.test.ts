@@ -13,6 +13,7 @@ import { RawPeer, sleep, startServer, until, type TestServer } from './support/c
 import { syntheticPayload } from './support/swarm.ts';
 import { consoleLogger } from '../src/sync/components.ts';
 import { answerEverySignal, floodOffers } from './support/attacks.ts';
+import { FakeClock } from './support/fake-clock.ts';
 
 let s: TestServer;
 beforeAll(async () => {
@@ -162,6 +163,62 @@ describe('answer credits between two peers in league', () => {
     } finally {
       a.peer.close();
       b.peer.close();
+    }
+  });
+});
+
+describe('ids of one client dialling one peer unasked', () => {
+  it('are relayed 4 at a time per address and per /48, so they cannot fill the peer\'s held offers and replay; an honest dialler still gets through', async () => {
+    // Before: five ids of one address (or of one /48) each reached the victim with an offer, and
+    // nine such ids (three addresses' worth of them, or more from one) filled its 8 held offers and
+    // its 64 replayed signals, so the pool partner's offer behind them was dropped.
+    const clock = new FakeClock();
+    const h = await startServer({ hub: { hellosPerMinute: 1e6, helloBurst: 1e6, livenessMs: 3_600_000 }, trustProxy: ['127.0.0.1'] }, { clock });
+    const r = await h.c.app.inject({ method: 'POST', url: '/api/runs', headers: h.admin, payload: { id: 'dial', dataset: 'moby-dick', preset: 'micro' } });
+    expect(r.statusCode).toBe(201);
+    const peers: RawPeer[] = [];
+    const join = async (xff: string) => {
+      const j = await RawPeer.join(h.wsUrl, { run: 'dial' }, { headers: { 'x-forwarded-for': xff } });
+      peers.push(j.peer);
+      return { peer: j.peer, id: j.welcome.peerId };
+    };
+    try {
+      const victim = await join('198.51.100.10');
+      let n = 0;
+      /** Sends an offer to the victim and waits until it arrived there or its sender was told it was not. */
+      const dial = async (p: { peer: RawPeer; id: string }): Promise<'relayed' | 'refused'> => {
+        const cid = `c${n++}`, from = p.peer.frames.length;
+        p.peer.send({ t: 'signal', to: victim.id, data: { mesh: 1, cid, sig: { type: 'offer', sdp: 'v=0' } } });
+        const arrived = () => victim.peer.frames.some((m) => m.t === 'signal' && m.from === p.id && (m.data as { cid?: string }).cid === cid);
+        const told = () => p.peer.frames.slice(from).some((m) => m.t === 'error' && m.code === 'rate-limited' && m.ref === 'signal');
+        await until(() => arrived() || told(), 10_000, `the outcome of ${p.id}'s offer`);
+        return arrived() ? 'relayed' : 'refused';
+      };
+      const ofAddress: { peer: RawPeer; id: string }[] = [];
+      for (let i = 0; i < 6; i++) ofAddress.push(await join('198.51.100.20'));
+      const ofSite: { peer: RawPeer; id: string }[] = [];
+      for (let i = 1; i <= 5; i++) ofSite.push(await join(`2001:db8:77:${i}::1`));
+      const honest = await join('198.51.100.30');
+      const outcomes: string[] = [];
+      for (const p of ofAddress.slice(0, 5)) outcomes.push(await dial(p));
+      expect(outcomes).toEqual(['relayed', 'relayed', 'relayed', 'relayed', 'refused']);
+      const siteOutcomes: string[] = [];
+      for (const p of ofSite) siteOutcomes.push(await dial(p));
+      expect(siteOutcomes).toEqual(['relayed', 'relayed', 'relayed', 'relayed', 'refused']);
+      expect(await dial(honest)).toBe('relayed');
+      // A counted id dials again freely; one that left frees its place for another id of its address.
+      expect(await dial(ofAddress[1]!)).toBe('relayed');
+      ofAddress[0]!.peer.close();
+      await until(() => !h.c.hub.isLive(ofAddress[0]!.id), 10_000, 'the first dialler to leave');
+      expect(await dial(ofAddress[4]!)).toBe('relayed');
+      expect(await dial(ofAddress[5]!)).toBe('refused');
+      // A dialler counts for a minute after its last unasked signal.
+      clock.advance(h.c.hub.o.diallerWindowMs + 1);
+      expect(await dial(ofAddress[5]!)).toBe('relayed');
+      expect(victim.peer.closed).toBeNull();
+    } finally {
+      for (const p of peers) p.close();
+      await h.close();
     }
   });
 });

@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { intInRange, nonNegativeInt } from './options.ts';
+import { TURN_DEFAULTS } from '../../server/turn-config.ts';
 
 const collect = (v: string, acc: string[]) => [...acc, v];
 
@@ -28,8 +29,8 @@ export function register(program: Command): void {
     .option('--max-port <n>', 'highest relay port (the range holds at least --total-quota ports)', '50359')
     .option('--user-quota <n>', 'concurrent allocations per client address (a host\'s volunteers together; an IPv6 /48 has at most 4 such users)', '48')
     .option('--total-quota <n>', 'concurrent allocations in all', '1200')
-    .option('--max-bps <n>', 'bytes/s per relayed session (0: no cap)', (v) => nonNegativeInt(v, '--max-bps'), 3_000_000)
-    .option('--bps-capacity <n>', 'bytes/s for the whole server (0: no cap)', (v) => nonNegativeInt(v, '--bps-capacity'), 0)
+    .option('--max-bps <n>', 'bytes/s per relayed session, each way (0: no cap)', (v) => nonNegativeInt(v, '--max-bps'), TURN_DEFAULTS.maxBps)
+    .option('--bps-capacity <n>', 'bytes/s for the whole server, each way (0: no cap); above one /48\'s users at --max-bps', (v) => nonNegativeInt(v, '--bps-capacity'), TURN_DEFAULTS.bpsCapacity)
     .option('--deny <range>', 'also deny relaying to this range (CIDR, a-b or one address); e.g. the coordinator\'s private addresses (repeatable)', collect, [])
     .option('--allow <range>', 'exception to every deny (repeatable; only what volunteers must reach)', collect, [])
     .option('--out <file>', 'where to write the config (mode 600)', 'turnserver.conf')
