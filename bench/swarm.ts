@@ -27,6 +27,7 @@ import { Rng } from '../src/model/rng.ts';
 import { trainLocal } from '../src/commands/train.ts';
 import { startLocalVolunteers, type LocalVolunteers } from '../src/volunteer/local.ts';
 import { SPEC_DEFAULTS, runSpec } from '../src/sim/setup.ts';
+import type { EvalRow } from '../src/sim/simulator.ts';
 import { startServer } from '../tests/support/coordinator.ts';
 import { isSoftOffence } from '../src/protocol/messages.ts';
 import { RUN_VAL_BATCHES } from '../src/data/sampler.ts';
@@ -83,7 +84,7 @@ interface Row {
   /** Each seed's loss (sim_val_loss is their mean) and their sample standard deviation; absent
    *  in rows simulated with one seed (before 2026-12-06 evening). */
   sim_val_loss_seeds?: number[]; sim_val_loss_sd?: number | null;
-  /** The least mean step a seed's simulation reached: at or past mean_steps, or sim_val_loss was not read at the volunteers' step. */
+  /** The least mean step of its replicas' φ (EvalRow.meanRoundStep) a seed's simulation reached: at or past mean_steps, or sim_val_loss was not read at the volunteers' step. */
   sim_reached_step?: number | null;
   /** The same simulation's mean loss of its replicas' fast weights (part-way into a loop) there. */
   sim_fast_val_loss: number | null;
@@ -332,7 +333,7 @@ function exchangeNetwork(seconds: number): { latency: number; upBps: number; sig
 interface SimLoss {
   /** The seeds' mean, each seed's, and their sample standard deviation (null with one seed). */
   loss: number; seeds: number[]; sd: number | null; fastLoss: number; t: number;
-  /** The mean step each seed's last evaluation reached (past the volunteers' mean step, or the run was extended). */
+  /** The mean step of φ each seed's last evaluation reached (past the volunteers' mean step, or the run was extended). */
   reached: number;
   /** Summed over the seeds. */
   probe: NonNullable<Row['sim_probe']>; checks: NonNullable<Row['sim_checks']>;
@@ -396,23 +397,32 @@ async function simulateLossSeed({ x, meanSteps, idle, seed }: SimLossJob): Promi
       // This simulator runs the probe and charges it itself: the link takes the transfer only.
       valBatches: RUN_VAL_BATCHES, valBatch: BATCH, network: exchangeNetwork(x.exchangeS), roundLoss: true, checks: SIM_CHECKS,
     });
-    // Each loss at the volunteers' mean step, between the two evaluations around it.
-    const at = res.evals.findIndex((e) => e.meanStep >= meanSteps);
-    if (at < 0) {
-      const reached = res.evals.at(-1)!.meanStep;
+    // Each loss at the volunteers' mean step, between the two evaluations around it: the loss of
+    // the replicas' φ at the mean step those φ stand at (their last outer step's, as a
+    // volunteer's report gives it; before 2026-12-07 it was read at the fast weights' mean step,
+    // up to H steps further on), the fast weights' loss at theirs.
+    const reached = res.evals.at(-1)!.meanRoundStep!;
+    if (reached < meanSteps) {
       if (attempt >= 2) throw new Error(`the simulator (n = ${n}, seed ${seed}) reached mean step ${reached.toFixed(0)} in ${time.toFixed(0)} s, short of the volunteers' ${meanSteps}`);
       time *= 1.2 * (meanSteps / Math.max(1, reached));
       continue;
     }
-    const [a, b] = at === 0 ? [res.evals[0]!, res.evals[0]!] : [res.evals[at - 1]!, res.evals[at]!];
-    const f = b.meanStep > a.meanStep ? (meanSteps - a.meanStep) / (b.meanStep - a.meanStep) : 0;
-    const lerp = (u: number, v: number) => u + f * (v - u);
+    const phi = atStep(res.evals, meanSteps, (e) => e.meanRoundStep!), fast = atStep(res.evals, meanSteps, (e) => e.meanStep);
     return {
-      loss: lerp(a.meanRoundLoss!, b.meanRoundLoss!), fastLoss: lerp(a.meanLoss, b.meanLoss), t: lerp(a.t, b.t), reached: res.evals.at(-1)!.meanStep,
+      loss: phi((e) => e.meanRoundLoss!), fastLoss: fast((e) => e.meanLoss), t: phi((e) => e.t), reached,
       probe: { judged: res.probe.judged, rejected: res.probe.rejected, offences: res.probe.offences },
       checks: { checked: res.checks.checked, refused: res.checks.refused, delta_clipped: res.checks.deltaClipped, phi_moved: res.checks.phiMoved, reasons: res.checks.reasons },
     };
   }
+}
+
+/** A figure of the evaluations at `step` of `stepOf`, linear between the two around it (the first evaluation's before it). */
+function atStep(evals: EvalRow[], step: number, stepOf: (e: EvalRow) => number): (value: (e: EvalRow) => number) => number {
+  const at = evals.findIndex((e) => stepOf(e) >= step);
+  if (at < 0) throw new Error(`no evaluation at or past step ${step}`);
+  const [a, b] = at === 0 ? [evals[0]!, evals[0]!] : [evals[at - 1]!, evals[at]!];
+  const f = stepOf(b) > stepOf(a) ? (step - stepOf(a)) / (stepOf(b) - stepOf(a)) : 0;
+  return (value) => value(a) + f * (value(b) - value(a));
 }
 
 function table(rows: Row[]): string {

@@ -79,6 +79,19 @@ describe('every method runs', () => {
     expect(withRound.final.meanRoundLoss).toBeCloseTo(expected.reduce((a, b) => a + b, 0) / expected.length, 12);
     // Mid-loop the fast weights are somewhere else: the two losses differ.
     expect(withRound.final.roundLosses).not.toEqual(withRound.final.losses);
+    // Each φ stands at the step of its replica's last outer step (H × outer steps here: no churn,
+    // every loop H steps), behind the fast weights' step mid-loop: the step its loss is read at.
+    const H = cfg.H;
+    expect(withRound.final.roundSteps).toEqual(withRound.perReplica.map((r) => r.outerSteps * H));
+    for (const row of withRound.evals) {
+      for (let i = 0; i < row.steps.length; i++) {
+        const behind = row.steps[i]! - row.roundSteps![i]!;
+        expect(behind, `slot ${i} at t = ${row.t}`).toBeGreaterThanOrEqual(0);
+        expect(behind, `slot ${i} at t = ${row.t}`).toBeLessThanOrEqual(H);
+      }
+      expect(row.meanRoundStep).toBeCloseTo(row.roundSteps!.reduce((a, b) => a! + b!, 0)! / row.roundSteps!.length, 12);
+    }
+    expect(withRound.final.meanRoundStep).toBeLessThan(withRound.final.meanStep);
     // Methods with no outer step have no φ of a round.
     expect((await run('local', { roundLoss: true })).final.roundLosses).toBeUndefined();
   });
