@@ -22,7 +22,7 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { ReportFields } from '../src/protocol/messages.ts';
+import { measuredVal, type RoundLine } from './swarm-rounds.ts';
 import { Rng } from '../src/model/rng.ts';
 import { trainLocal } from '../src/commands/train.ts';
 import { startLocalVolunteers, type LocalVolunteers } from '../src/volunteer/local.ts';
@@ -61,11 +61,6 @@ const SETUPS: { n: number; speeds: 'equal' | 'uniform:1:4' }[] = [
   { n: 2, speeds: 'equal' }, { n: 4, speeds: 'equal' }, { n: 8, speeds: 'uniform:1:4' },
 ];
 const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
-/** What `murmur volunteer --json` prints for each outer round (the fields used here). */
-interface RoundLine {
-  report: ReportFields;
-  exchange: { outcome: 'paired' | 'solo'; reason: string | null; pairMs: number; elapsedMs: number };
-}
 
 interface Row {
   /** When this row was measured (an --only rerun keeps the other rows of the last run). */
@@ -73,6 +68,10 @@ interface Row {
   n: number; speeds: string; speed_list: number[]; H: number; batch: number; lr: number; warmup_steps: number; seconds: number;
   rounds: number; pair_fraction: number; solo_fraction: number; idle_fraction: number; exchanges_per_min: number;
   final_val_loss: number | null; local_val_loss: number | null; mean_steps: number; step_ms: number;
+  /** The mean step of the rounds whose losses final_val_loss averages (measuredVal): where
+   *  local_val_loss and sim_val_loss are read. Absent in rows recorded before 2026-12-07, which
+   *  read them at mean_steps, the mean of the volunteers' last steps. */
+  val_step?: number | null;
   /** Each volunteer's last step, and its median loop time (ms, exchange and probe left out): the
    *  speeds it really trained at, beside `speed_list`, the throttles it was given (on a shared
    *  machine the two can differ; the simulator is given speed_list). */
@@ -199,8 +198,7 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
     const pairedProbeMs = median(pairedRounds.map((e) => e.report.probeMs ?? 0));
     const soloReasons: Record<string, number> = {};
     for (const e of all) if (e.exchange.outcome !== 'paired') soloReasons[e.exchange.reason ?? '?'] = (soloReasons[e.exchange.reason ?? '?'] ?? 0) + 1;
-    const vals = rounds.map((rs) => [...rs].reverse().find((e) => typeof e.report.valLoss === 'number')?.report.valLoss as number | undefined)
-      .filter((x): x is number => x !== undefined);
+    const val = measuredVal(rounds);
     const steps = rounds.map((rs) => rs.at(-1)?.report.step ?? 0);
     const meanSteps = steps.reduce((a, b) => a + b, 0) / n;
     // Compute time per inner step at the fastest speed: the fastest volunteers' rounds minus
@@ -208,7 +206,9 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
     const fast = rounds.filter((_, i) => speeds[i] === fastest).flat();
     const loopMs = loopTimes(fast);
     const stepMs = loopMs.length > 0 ? loopMs.reduce((a, b) => a + b, 0) / loopMs.length / H : NaN;
-    const local = await localLoss(Math.max(1, Math.round(meanSteps)));
+    // The simulator and the replica alone are read where the volunteers' losses were measured.
+    const valStep = val?.step ?? meanSteps;
+    const local = await localLoss(Math.max(1, Math.round(valStep)));
     // How much each volunteer's loop time varies round to round (a loaded machine): the
     // simulator's per-step jitter is set so that its loops of H steps vary as much as the part
     // of the measured variation that is each volunteer's own. Rounds that measured the
@@ -231,12 +231,12 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
     const setup: SimSetup = { n, speeds, stepTime: stepMs / 1000 / Math.exp((jitter * jitter) / 2), jitter, wait, exchangeS: exchangeMs / 1000, probeS: pairedProbeMs / 1000 };
     const sim = await simulate(setup);
     const idle = pooledMs / (n * wallMs);
-    const simLoss = SIM_LOSS ? await simulateLoss(setup, meanSteps, idle) : null;
+    const simLoss = SIM_LOSS ? await simulateLoss(setup, valStep, idle) : null;
     return {
       n, speeds: speedSpec, speed_list: speeds, H, batch: BATCH, lr: LR, warmup_steps: WARMUP, seconds: round(wallMs / 1000, 1), rounds: all.length,
       pair_fraction: round(all.length ? paired / all.length : 0, 4), solo_fraction: round(all.length ? 1 - paired / all.length : 0, 4),
       idle_fraction: round(idle, 4), exchanges_per_min: round(paired / 2 / (wallMs / 60_000), 2),
-      final_val_loss: vals.length ? round(vals.reduce((a, b) => a + b, 0) / vals.length, 4) : null, local_val_loss: local,
+      final_val_loss: val && round(val.loss, 4), val_step: val && round(val.step, 1), local_val_loss: local,
       mean_steps: round(meanSteps, 1), step_ms: round(stepMs, 1),
       steps_list: steps, loop_ms_list: rounds.map((rs) => round(median(loopTimes(rs)), 1)),
       sim_val_loss: simLoss && round(simLoss.loss, 4), sim_val_loss_seeds: simLoss?.seeds, sim_val_loss_sd: simLoss?.sd == null ? null : round(simLoss.sd, 4), sim_reached_step: simLoss && round(simLoss.reached, 1), sim_fast_val_loss: simLoss && round(simLoss.fastLoss, 4), sim_val_seconds: simLoss && round(simLoss.t, 1),
@@ -457,7 +457,7 @@ async function resim(): Promise<void> {
     if (r.exchange_ms === undefined) throw new Error(`row n = ${r.n} has no exchange_ms: recorded before the exchange's time was measured; rerun it live`);
     const x = recordedSetup(r);
     const sim = await simulate(x);
-    const loss = SIM_LOSS ? await simulateLoss(x, r.mean_steps, r.idle_fraction) : null;
+    const loss = SIM_LOSS ? await simulateLoss(x, r.val_step ?? r.mean_steps, r.idle_fraction) : null;
     const f = (v: number | null | undefined) => (v == null ? '-' : v.toFixed(3));
     lines.push([String(r.n), f(r.final_val_loss), f(r.sim_val_loss), f(loss?.loss), f(loss?.sd), f(r.pair_fraction), f(r.sim_pair_fraction), f(sim.pair), f(r.idle_fraction), f(r.sim_idle_fraction), f(sim.idle),
       `${r.probe_rejected}/${r.probe_judged}`, loss ? `${loss.probe.rejected}/${loss.probe.judged}` : '-', loss ? `${loss.checks.refused}/${loss.checks.checked}` : '-',
@@ -500,7 +500,7 @@ async function main(): Promise<void> {
   }
   writeFileSync(out, JSON.stringify({
     when, quick, cores: cpus().length,
-    note: 'each volunteer is its own `murmur volunteer --backend cpu` process (all share this machine\'s cores); the window starts once every volunteer finished its first round; idle = time in the ready pool / wall time; final_val_loss = mean of each volunteer\'s last measured validation loss (every 3 rounds); local_val_loss = one replica trained alone for the mean steps on the run\'s schedule; sim_val_loss = the simulator on the real micro GPT (same data, batch, rate, schedule, H, speeds, pool rule and probe), its replicas\' mean validation loss at the volunteers\' mean step; all three on the same validation windows (RUN_VAL_BATCHES batches of the run\'s batch)',
+    note: 'each volunteer is its own `murmur volunteer --backend cpu` process (all share this machine\'s cores); the window starts once every volunteer finished its first round; idle = time in the ready pool / wall time; final_val_loss = mean of each volunteer\'s last measured validation loss (every 3 rounds), val_step = the mean step of the rounds that measured them; local_val_loss = one replica trained alone for val_step steps on the run\'s schedule; sim_val_loss = the simulator on the real micro GPT (same data, batch, rate, schedule, H, speeds, pool rule and probe), its replicas\' mean validation loss of φ where their φ stand at val_step on average; all three on the same validation windows (RUN_VAL_BATCHES batches of the run\'s batch)',
     rows,
   }, null, 2) + '\n');
   console.log(`wrote ${out}`);

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from './support/browser.ts';
+import { measuredVal, type RoundLine } from '../bench/swarm-rounds.ts';
 
 interface SwarmRow {
   n: number; speeds: string; rounds: number; mean_steps: number;
@@ -77,5 +78,22 @@ describe('bench:swarm results: the live swarm beside the simulator', () => {
       expect(Math.abs(live - sim), `n = ${r.n}: ${live} live, ${sim} simulated`).toBeLessThanOrEqual(LOSS_GAP);
       expect(live, `n = ${r.n}: ${live} live, ${alone} alone`).toBeLessThan(alone);
     }
+  });
+});
+
+describe('bench:swarm reads the volunteers\' loss at the step it was measured', () => {
+  const line = (step: number, valLoss: number | null): RoundLine => ({
+    report: { step, valLoss } as RoundLine['report'],
+    exchange: { outcome: 'paired', reason: null, pairMs: 0, elapsedMs: 0 },
+  });
+  it('gives the mean of each volunteer\'s last measured loss and the mean step of the rounds that measured them', () => {
+    // Volunteers measure every few rounds: their last rounds are past their last measurement.
+    const rounds = [
+      [line(20, 3.0), line(40, null), line(60, 2.5), line(80, null), line(100, null)],
+      [line(20, null), line(40, 2.9), line(60, null), line(80, 2.3)],
+      [line(20, null)], // none measured: left out of both
+    ];
+    expect(measuredVal(rounds)).toEqual({ loss: 2.4, step: 70 });
+    expect(measuredVal([[line(20, null)]])).toBeNull();
   });
 });
