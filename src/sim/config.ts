@@ -7,6 +7,7 @@ import { HOME_LINK, validateNetwork } from '../train/network.ts';
 import type { SpeedSpec } from './speeds.ts';
 import { validateSpeeds } from './speeds.ts';
 import { DEFAULT_PAIR_WAIT_FRAC } from '../protocol/ready-pool.ts';
+import { DEFAULT_TRAIN } from '../model/config.ts';
 
 export const METHODS = ['noloco-async', 'noloco-lockstep', 'diloco', 'ddp', 'local'] as const;
 export type Method = (typeof METHODS)[number];
@@ -87,10 +88,13 @@ export interface SimConfig {
   roundLoss?: boolean;
 }
 
-/** NoLoCo paper settings: NoLoCo H=50, alpha=0.5, beta=gamma=0.7; DiLoCo H=100, alpha=0.3, beta=0.7. */
+/**
+ * NoLoCo paper settings: NoLoCo's are a run's defaults (DEFAULT_TRAIN: H=50, alpha=0.5,
+ * beta=gamma=0.7), read from there so the two cannot drift; DiLoCo H=100, alpha=0.3, beta=0.7.
+ */
 export function methodDefaults(method: Method): { H: number; outer: OuterHyper } {
   if (method === 'diloco') return { H: 100, outer: { momentum: 0.3, lr: 0.7, consensus: 0 } };
-  return { H: 50, outer: { momentum: 0.5, lr: 0.7, consensus: 0.7 } };
+  return { H: DEFAULT_TRAIN.H, outer: { momentum: DEFAULT_TRAIN.outerMomentum, lr: DEFAULT_TRAIN.outerLr, consensus: DEFAULT_TRAIN.consensus } };
 }
 
 export const SIM_DEFAULTS = {
