@@ -17,7 +17,9 @@ interface SwarmRow {
   sim_val_loss_seeds?: number[]; sim_val_loss_sd?: number | null; sim_reached_step?: number | null;
   probe_judged: number; probe_rejected: number; sim_probe?: { judged: number; rejected: number } | null;
 }
-const rows = (JSON.parse(readFileSync(join(ROOT, 'bench', 'results', 'swarm.json'), 'utf8')) as { rows: SwarmRow[] }).rows;
+const results = (file: string) => (JSON.parse(readFileSync(join(ROOT, 'bench', 'results', file), 'utf8')) as { rows: SwarmRow[] }).rows;
+const rows = results('swarm.json');
+const pairingDoc = () => readFileSync(join(ROOT, 'docs', 'pairing.md'), 'utf8');
 
 /** docs/pairing.md's targets: swarms of 2 and 4 pair at least 0.90 of their rounds, 8 at mixed speeds 0.80. */
 const minPaired = (n: number) => (n <= 4 ? 0.9 : 0.8);
@@ -95,5 +97,35 @@ describe('bench:swarm reads the volunteers\' loss at the step it was measured', 
     ];
     expect(measuredVal(rounds)).toEqual({ loss: 2.4, step: 70 });
     expect(measuredVal([[line(20, null)]])).toBeNull();
+  });
+});
+
+describe('what the docs say of these results is what they hold', () => {
+  it('docs/design.md section 1.2\'s gap between the simulator\'s loss and the volunteers\' holds in every row', () => {
+    const design = readFileSync(join(ROOT, 'docs/design.md'), 'utf8');
+    const m = /Read at the step, it is within (\d\.\d+) nats a token of the volunteers/.exec(design.replace(/\s+/g, ' '));
+    expect(m, 'docs/design.md section 1.2 states the gap').not.toBeNull();
+    const gaps = rows.map((r) => Math.abs(r.final_val_loss! - r.sim_val_loss!));
+    expect(Math.max(...gaps), `gaps ${gaps.map((g) => g.toFixed(4)).join(', ')}`).toBeLessThanOrEqual(Number(m![1]));
+  });
+
+  it('pairing.md\'s table of the two recorded runs prints what swarm.json (15:03) and swarm-1755.json (17:55) hold', () => {
+    const files: Record<string, string> = { '15:03': 'swarm.json', '17:55': 'swarm-1755.json' };
+    const lines = pairingDoc().split('\n').filter((l) => /^\| (15:03|17:55) \|/.test(l));
+    expect(lines.length).toBe(6);
+    const fixed = (x: number, cell: string) => x.toFixed((cell.split('.')[1] ?? '').length);
+    for (const line of lines) {
+      const [run, n, , steps, paired, simPaired, val, , simVal, local, refused, simRefused] = line.split('|').slice(1, -1).map((c) => c.trim());
+      const r = results(files[run!]!).find((x) => String(x.n) === n)!;
+      const what = `${run} n = ${n}`;
+      expect(r, what).toBeTruthy();
+      const [simMean, simSd] = simVal!.split(' ± ');
+      const count = (c: string) => c.split(' ')[0]!.replace(/,/g, '');
+      expect([steps!.replace(/,/g, ''), paired, simPaired, val, simMean, simSd, local, count(refused!), count(simRefused!)], what).toEqual([
+        String(r.mean_steps), fixed(r.pair_fraction, paired!), fixed(r.sim_pair_fraction, simPaired!), fixed(r.final_val_loss!, val!),
+        fixed(r.sim_val_loss!, simMean!), fixed(r.sim_val_loss_sd!, simSd!), fixed(r.local_val_loss!, local!),
+        `${r.probe_rejected}/${r.probe_judged}`, `${r.sim_probe!.rejected}/${r.sim_probe!.judged}`,
+      ]);
+    }
   });
 });
