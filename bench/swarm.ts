@@ -32,8 +32,6 @@ import type { EvalRow } from '../src/sim/simulator.ts';
 import { startServer } from '../tests/support/coordinator.ts';
 import { isSoftOffence } from '../src/protocol/messages.ts';
 import { RUN_VAL_BATCHES } from '../src/data/sampler.ts';
-import { PROBE_WINDOWS } from '../src/round/probe.ts';
-import { FORWARD_FRACTION_OF_STEP } from '../src/sim/config.ts';
 
 const quick = process.argv.includes('--quick');
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined; };
@@ -405,16 +403,17 @@ function simulateLossJob(job: SimLossJob): Promise<SimLossRun> {
 async function simulateLossSeed({ x, meanSteps, idle, seed }: SimLossJob): Promise<SimLossRun> {
   const { n, speeds, stepTime } = x;
   const fastest = Math.max(...speeds);
-  const meanStepS = (stepTime * fastest * Math.exp((x.jitter * x.jitter) / 2)) * (1 + (2 * PROBE_WINDOWS * FORWARD_FRACTION_OF_STEP) / x.run.train.H);
-  const stepsPerS = speeds.reduce((a, v) => a + v / meanStepS, 0) / n;
+  const stepsPerS = speeds.reduce((a, v) => a + 1 / (((stepTime * fastest) / v) * Math.exp((x.jitter * x.jitter) / 2) + x.probeS / x.run.train.H), 0) / n;
   let time = (1.25 * meanSteps) / stepsPerS / Math.max(0.5, 1 - idle);
   for (let attempt = 0; ; attempt++) {
     const res = await runSpec({
       // The run's model, H, outer rule, batch, rate, schedule, AdamW and validation windows.
       ...SPEC_DEFAULTS, method: 'noloco-async', ...specOfRun(x.run), seed, replicas: n, speeds: speeds.join(','), stepTime: stepTime * fastest,
       jitter: x.jitter, wait: x.wait, startSpread: 1, time, evals: 24, learner: 'gpt',
-      // This simulator runs the probe and charges it itself: the link takes the transfer only.
-      network: exchangeNetwork(x.exchangeS), roundLoss: true, checks: SIM_CHECKS,
+      // This simulator runs the probe and charges each the volunteers' measured median (they probe
+      // at full speed, throttled or not; before 2026-12-07 it charged 2 × PROBE_WINDOWS modelled
+      // forward passes at each replica's speed): the link takes the transfer only.
+      network: exchangeNetwork(x.exchangeS), probeTime: x.probeS, roundLoss: true, checks: SIM_CHECKS,
     });
     // Each loss at the volunteers' mean step, between the two evaluations around it: the loss of
     // the replicas' φ at the mean step those φ stand at (their last outer step's, as a

@@ -52,6 +52,13 @@ describe('simulator with the GPT learner', () => {
     expect(on.probe.secondsPerOuterRound).toBeCloseTo(8 / 3, 6);
     expect(on.probe.fractionOfInnerLoop).toBeCloseTo(8 / 3 / 4, 6);
     expect(off.probe).toMatchObject({ on: false, judged: 0, rejected: 0, secondsPerOuterRound: 0 });
+    // A measured probe time (bench:swarm's volunteers') is what each probe charges, at every speed.
+    const measured = await runSpec(spec('noloco-async', { ...over, speeds: '1,1,2,2', probeTime: 0.25 }));
+    const rounds = measured.perReplica.reduce((a, p) => a + p.outerSteps, 0);
+    expect(measured.probe.judged).toBeGreaterThan(0);
+    expect(measured.probe.secondsPerOuterRound).toBeCloseTo((0.25 * measured.probe.judged) / rounds, 9);
+    expect(measured.probe.fractionOfInnerLoop).toBeCloseTo((0.25 / 4 + 0.25 / 2) / 2, 9); // loops of 4 s and 2 s
+    await expect(runSpec(spec('noloco-async', { probeTime: -1 }))).rejects.toThrow(/probeTime must be >= 0/);
     expect(runRecord(spec('noloco-async'), on, 1).probe).toMatchObject({ on: true, judged: on.probe.judged });
     // Other methods have no pair step to judge.
     expect((await runSpec(spec('diloco'))).probe.on).toBe(false);

@@ -72,6 +72,12 @@ export interface SimConfig {
    */
   probe: boolean;
   /**
+   * Seconds one probe takes, the same for every replica: a measured time (bench:swarm gives its
+   * volunteers' median, which their throttle does not slow). Absent: 2 candidates × PROBE_WINDOWS
+   * forward passes of FORWARD_FRACTION_OF_STEP of a step each, at the replica's speed.
+   */
+  probeTime?: number;
+  /**
    * NoLoCo: check each partner's φ and Δ as the mesh does before the probe sees them (the one
    * PartnerValidator, src/sync/validate.ts; docs/design.md section 6): Δ clipped to a few times the
    * honest scale, a φ far away or behind us along our progress moved in, and a refusal (direction,
@@ -130,6 +136,7 @@ export function validateSimConfig(c: SimConfig): string[] {
   need(Number.isFinite(c.wait) && c.wait > 0,
     `wait must be a positive fraction of the inner-loop time, got ${c.wait} (with no wait nobody is ever in the pool and every outer step is solo)`);
   need(c.time !== undefined || c.steps !== undefined, 'give a time budget or a step budget');
+  if (c.probeTime !== undefined) need(Number.isFinite(c.probeTime) && c.probeTime >= 0, `probeTime must be >= 0 seconds, got ${c.probeTime}`);
   if (c.time !== undefined) need(Number.isFinite(c.time) && c.time > 0, `time budget must be > 0 seconds, got ${c.time}`);
   if (c.steps !== undefined) need(Number.isInteger(c.steps) && c.steps >= 1, `step budget must be a positive integer, got ${c.steps}`);
   need(Number.isFinite(c.evalEvery) && c.evalEvery > 0, `evalEvery must be > 0 seconds, got ${c.evalEvery}`);

@@ -43,6 +43,8 @@ export interface SimSpec {
   churn: ChurnConfig | null;
   /** NoLoCo: the probe judges every pair step (default true; SimConfig.probe). */
   probe?: boolean;
+  /** Seconds one probe takes, measured (SimConfig.probeTime; default: modelled from the step time). */
+  probeTime?: number;
   /** NoLoCo: the mesh's checks of a partner's payload (default true; SimConfig.checks). */
   checks?: boolean;
   /** Also the loss of each replica's weights at its last outer step (SimConfig.roundLoss). */
@@ -202,6 +204,7 @@ export function simConfig(spec: SimSpec): SimConfig {
     churn: spec.churn,
     lr: makeLr(spec),
     probe: spec.probe ?? SIM_DEFAULTS.probe,
+    ...(spec.probeTime !== undefined && { probeTime: spec.probeTime }),
     checks: spec.checks ?? SIM_DEFAULTS.checks,
     roundLoss: spec.roundLoss ?? false,
   };

@@ -371,9 +371,10 @@ export class Simulation {
       && this.replicas.length > 0 && typeof this.replicas[0]!.learner.probeLosses === 'function';
   }
 
-  /** Simulated seconds r's probe takes: 2 candidates × PROBE_WINDOWS forward passes; 0 when off. */
+  /** Simulated seconds r's probe takes: SimConfig.probeTime, or 2 candidates × PROBE_WINDOWS forward passes at r's speed; 0 when off. */
   probeSeconds(r: Replica): number {
-    return this.probing ? (2 * PROBE_WINDOWS * FORWARD_FRACTION_OF_STEP * this.cfg.stepTime) / r.speed : 0;
+    if (!this.probing) return 0;
+    return this.cfg.probeTime ?? (2 * PROBE_WINDOWS * FORWARD_FRACTION_OF_STEP * this.cfg.stepTime) / r.speed;
   }
 
   /**
@@ -525,11 +526,15 @@ export class Simulation {
   private probeSummary(): ProbeSummary {
     const rounds = this.replicas.reduce((a, r) => a + r.outerSteps, 0);
     const perRound = rounds > 0 ? this.probeTotals.seconds / rounds : 0;
-    // Against one inner loop of H steps: the share is the same at every speed.
+    // Against one inner loop of H steps: the modelled share is the same at every speed; a given
+    // probeTime's is its mean over the replicas' nominal loops.
+    const fixed = this.cfg.probeTime;
+    const fraction = !this.probing ? 0 : fixed === undefined ? (2 * PROBE_WINDOWS * FORWARD_FRACTION_OF_STEP) / this.cfg.H
+      : this.replicas.reduce((a, r) => a + fixed / r.loopTime(this.cfg.H, this.cfg.stepTime), 0) / this.replicas.length;
     return {
       on: this.probing, judged: this.probeTotals.judged, rejected: this.probeTotals.rejected, offences: { ...this.probeTotals.offences },
       secondsPerOuterRound: perRound,
-      fractionOfInnerLoop: this.probing ? (2 * PROBE_WINDOWS * FORWARD_FRACTION_OF_STEP) / this.cfg.H : 0,
+      fractionOfInnerLoop: fraction,
     };
   }
 
