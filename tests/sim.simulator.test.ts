@@ -259,10 +259,19 @@ describe('the mesh\'s checks in the simulator (SimConfig.checks)', () => {
     expect(on.checks.on).toBe(true);
     expect(on.checks.checked).toBeGreaterThan(0);
     // A pair step whose partner's payload was checked, each side its own (the last ones may still be in flight at the end).
-    expect(on.checks.checked).toBeLessThanOrEqual(pairHalves);
+    expect(on.checks.checked).toBeLessThanOrEqual(pairHalves + on.checks.refused);
     expect(on.checks.checked).toBeGreaterThanOrEqual(pairHalves - on.replicas);
     expect(off.checks).toMatchObject({ on: false, checked: 0, refused: 0 });
     expect((await run('diloco', { network: FLAT_NET })).checks.on).toBe(false);
+  });
+
+  it('counts a pair step whose payload the checks refused as a solo step, as the mesh reports it (\'rejected\')', async () => {
+    const cfg = config('noloco-async', { network: FLAT_NET, speeds: { kind: 'equal' }, replicas: 4, time: 60 });
+    const sim = new Simulation(cfg, quadraticFactory({ dim: 32, seed: cfg.seed, noise: 2, bias: 0.2 }), makeStrategy('noloco-async'));
+    vi.spyOn(sim, 'checkPartner').mockReturnValue(null); // every payload refused
+    const res = await sim.run();
+    expect(res.final.exchanges).toBeGreaterThan(0); // the pool paired them
+    expect(res.final.soloFraction).toBe(1);
   });
 
   it('refuses a payload the mesh refuses and clips one it clips, on a copy, as a volunteer\'s mesh does', async () => {
