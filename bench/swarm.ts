@@ -22,16 +22,16 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { ReportFields } from '../src/protocol/messages.ts';
+import { measuredVal, type RoundLine } from './swarm-rounds.ts';
 import { Rng } from '../src/model/rng.ts';
 import { trainLocal } from '../src/commands/train.ts';
 import { startLocalVolunteers, type LocalVolunteers } from '../src/volunteer/local.ts';
-import { SPEC_DEFAULTS, runSpec } from '../src/sim/setup.ts';
+import { SPEC_DEFAULTS, runSpec, specOfRun, type RunShape } from '../src/sim/setup.ts';
+import { preset, trainConfig } from '../src/model/config.ts';
+import type { EvalRow } from '../src/sim/simulator.ts';
 import { startServer } from '../tests/support/coordinator.ts';
 import { isSoftOffence } from '../src/protocol/messages.ts';
 import { RUN_VAL_BATCHES } from '../src/data/sampler.ts';
-import { PROBE_WINDOWS } from '../src/round/probe.ts';
-import { FORWARD_FRACTION_OF_STEP } from '../src/sim/config.ts';
 
 const quick = process.argv.includes('--quick');
 const arg = (name: string) => { const i = process.argv.indexOf(name); return i >= 0 ? process.argv[i + 1] : undefined; };
@@ -47,7 +47,8 @@ const SIM_LOSS = !process.argv.includes('--no-sim-loss');
 /** --no-checks: the simulator without the mesh's checks of a partner's payload (SimConfig.checks; before 2026-12-06). */
 const SIM_CHECKS = !process.argv.includes('--no-checks');
 /**
- * --sim-seeds K: the simulator's loss is the mean of K runs, seeds 1..K (each seed its own
+ * --sim-seeds K: the simulator's loss is the mean of K runs, seeds s..s+K−1 from the run's seed s
+ * (the first draws the volunteers' starting weights and data streams; each seed its own
  * starting weights, data streams, pairing and jitter draws), and its spread is recorded: one
  * live run is one draw of the same process, and the gap to it is read against that spread.
  */
@@ -60,11 +61,6 @@ const SETUPS: { n: number; speeds: 'equal' | 'uniform:1:4' }[] = [
   { n: 2, speeds: 'equal' }, { n: 4, speeds: 'equal' }, { n: 8, speeds: 'uniform:1:4' },
 ];
 const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
-/** What `murmur volunteer --json` prints for each outer round (the fields used here). */
-interface RoundLine {
-  report: ReportFields;
-  exchange: { outcome: 'paired' | 'solo'; reason: string | null; pairMs: number; elapsedMs: number };
-}
 
 interface Row {
   /** When this row was measured (an --only rerun keeps the other rows of the last run). */
@@ -72,10 +68,16 @@ interface Row {
   n: number; speeds: string; speed_list: number[]; H: number; batch: number; lr: number; warmup_steps: number; seconds: number;
   rounds: number; pair_fraction: number; solo_fraction: number; idle_fraction: number; exchanges_per_min: number;
   final_val_loss: number | null; local_val_loss: number | null; mean_steps: number; step_ms: number;
+  /** The mean step of the rounds whose losses final_val_loss averages (measuredVal): where
+   *  local_val_loss and sim_val_loss are read. Absent in rows recorded before 2026-12-07, which
+   *  read them at mean_steps, the mean of the volunteers' last steps. */
+  val_step?: number | null;
   /** Each volunteer's last step, and its median loop time (ms, exchange and probe left out): the
    *  speeds it really trained at, beside `speed_list`, the throttles it was given (on a shared
    *  machine the two can differ; the simulator is given speed_list). */
   steps_list?: number[]; loop_ms_list?: number[];
+  /** The run's seed: the simulator's first seed and the replica alone's (absent before 2026-12-07: the coordinator's default, RUN_SEED). */
+  run_seed?: number;
   /** The simulator's mean validation loss over its replicas at the volunteers' mean step (the real
    *  micro GPT on the same data, batch, rate, schedule, H, speeds and pool rule; null with
    *  --no-sim-loss), and the simulated seconds it took to get there. */
@@ -83,7 +85,7 @@ interface Row {
   /** Each seed's loss (sim_val_loss is their mean) and their sample standard deviation; absent
    *  in rows simulated with one seed (before 2026-12-06 evening). */
   sim_val_loss_seeds?: number[]; sim_val_loss_sd?: number | null;
-  /** The least mean step a seed's simulation reached: at or past mean_steps, or sim_val_loss was not read at the volunteers' step. */
+  /** The least mean step of its replicas' φ (EvalRow.meanRoundStep) a seed's simulation reached: at or past mean_steps, or sim_val_loss was not read at the volunteers' step. */
   sim_reached_step?: number | null;
   /** The same simulation's mean loss of its replicas' fast weights (part-way into a loop) there. */
   sim_fast_val_loss: number | null;
@@ -114,9 +116,16 @@ interface Row {
   exchange_ms: number; paired_probe_ms: number;
 }
 
+/** The live run's seed (the coordinator's default, given explicitly: the simulator's first seed and the replica alone's). */
+const RUN_SEED = 1337;
+/** The run every setup creates. */
+const RUN_REQUEST = { dataset: 'moby-dick', preset: 'micro', seed: RUN_SEED, train: { batch: BATCH, H, lr: LR, warmupSteps: WARMUP, totalSteps: TOTAL_STEPS } } as const;
+
 /** A swarm's setup as the simulator is given it. */
 interface SimSetup {
   n: number; speeds: number[];
+  /** The live run (its model, seed and train config, as the coordinator sent it): what the simulator's replicas train as (specOfRun). */
+  run: RunShape;
   /** Seconds a step at the fastest speed, and the per-step jitter σ (see loop_cv). */
   stepTime: number; jitter: number;
   wait: number;
@@ -136,10 +145,12 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
   const runId = 'swarm';
   const r = await s.c.app.inject({
     method: 'POST', url: '/api/runs', headers: s.admin,
-    payload: { id: runId, dataset: 'moby-dick', preset: 'micro', train: { batch: BATCH, H, lr: LR, warmupSteps: WARMUP, totalSteps: TOTAL_STEPS } },
+    payload: { id: runId, ...RUN_REQUEST },
   });
   if (r.statusCode !== 201) throw new Error(`creating the run failed: ${r.statusCode} ${r.body}`);
-  const wait = (r.json() as { pairWaitFrac: number }).pairWaitFrac;
+  const created = r.json() as RunShape & { pairWaitFrac: number };
+  const wait = created.pairWaitFrac;
+  const run: RunShape = { preset: created.preset, seed: created.seed, train: created.train };
   const speeds = drawSpeeds(n, speedSpec);
   const fastest = Math.max(...speeds);
   const rounds: RoundLine[][] = speeds.map(() => []);
@@ -198,16 +209,17 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
     const pairedProbeMs = median(pairedRounds.map((e) => e.report.probeMs ?? 0));
     const soloReasons: Record<string, number> = {};
     for (const e of all) if (e.exchange.outcome !== 'paired') soloReasons[e.exchange.reason ?? '?'] = (soloReasons[e.exchange.reason ?? '?'] ?? 0) + 1;
-    const vals = rounds.map((rs) => [...rs].reverse().find((e) => typeof e.report.valLoss === 'number')?.report.valLoss as number | undefined)
-      .filter((x): x is number => x !== undefined);
+    const val = measuredVal(rounds);
     const steps = rounds.map((rs) => rs.at(-1)?.report.step ?? 0);
     const meanSteps = steps.reduce((a, b) => a + b, 0) / n;
     // Compute time per inner step at the fastest speed: the fastest volunteers' rounds minus
     // their exchange time, over H.
     const fast = rounds.filter((_, i) => speeds[i] === fastest).flat();
-    const loopMs = loopTimes(fast);
+    const loopMs = loopTimes(fast, run);
     const stepMs = loopMs.length > 0 ? loopMs.reduce((a, b) => a + b, 0) / loopMs.length / H : NaN;
-    const local = await localLoss(Math.max(1, Math.round(meanSteps)));
+    // The simulator and the replica alone are read where the volunteers' losses were measured.
+    const valStep = val?.step ?? meanSteps;
+    const local = await localLoss(Math.max(1, Math.round(valStep)), run);
     // How much each volunteer's loop time varies round to round (a loaded machine): the
     // simulator's per-step jitter is set so that its loops of H steps vary as much as the part
     // of the measured variation that is each volunteer's own. Rounds that measured the
@@ -218,7 +230,7 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
     // independently, so it gets only the independent part, cv·√(1 − corr); given the whole cv it
     // predicted 0.72 paired where 4 volunteers paired 0.91.
     const series = rounds.map((rs) => rs.filter((e) => e.report.valLoss === null)
-      .map((e) => ({ t: e.report.time, ms: loopTimes([e])[0] })).filter((x): x is { t: number; ms: number } => x.ms !== undefined));
+      .map((e) => ({ t: e.report.time, ms: loopTimes([e], run)[0] })).filter((x): x is { t: number; ms: number } => x.ms !== undefined));
     const cvs = series.filter((xs) => xs.length >= 3).map((xs) => cv(xs.map((x) => x.ms)));
     const loopCv = cvs.length > 0 ? cvs.reduce((a, b) => a + b, 0) / cvs.length : 0.1 / Math.sqrt(H);
     const loopCorr = sharedFraction(series);
@@ -227,17 +239,17 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
     // has CV √((e^σ² − 1)/H) and mean stepTime × e^(σ²/2), so σ = √ln(1 + H·cv²) and stepTime
     // is divided by e^(σ²/2) to keep the measured mean.
     const jitter = Math.sqrt(Math.log(1 + H * indepCv * indepCv));
-    const setup: SimSetup = { n, speeds, stepTime: stepMs / 1000 / Math.exp((jitter * jitter) / 2), jitter, wait, exchangeS: exchangeMs / 1000, probeS: pairedProbeMs / 1000 };
+    const setup: SimSetup = { n, speeds, run, stepTime: stepMs / 1000 / Math.exp((jitter * jitter) / 2), jitter, wait, exchangeS: exchangeMs / 1000, probeS: pairedProbeMs / 1000 };
     const sim = await simulate(setup);
     const idle = pooledMs / (n * wallMs);
-    const simLoss = SIM_LOSS ? await simulateLoss(setup, meanSteps, idle) : null;
+    const simLoss = SIM_LOSS ? await simulateLoss(setup, valStep, idle) : null;
     return {
       n, speeds: speedSpec, speed_list: speeds, H, batch: BATCH, lr: LR, warmup_steps: WARMUP, seconds: round(wallMs / 1000, 1), rounds: all.length,
       pair_fraction: round(all.length ? paired / all.length : 0, 4), solo_fraction: round(all.length ? 1 - paired / all.length : 0, 4),
       idle_fraction: round(idle, 4), exchanges_per_min: round(paired / 2 / (wallMs / 60_000), 2),
-      final_val_loss: vals.length ? round(vals.reduce((a, b) => a + b, 0) / vals.length, 4) : null, local_val_loss: local,
+      final_val_loss: val && round(val.loss, 4), val_step: val && round(val.step, 1), local_val_loss: local,
       mean_steps: round(meanSteps, 1), step_ms: round(stepMs, 1),
-      steps_list: steps, loop_ms_list: rounds.map((rs) => round(median(loopTimes(rs)), 1)),
+      steps_list: steps, loop_ms_list: rounds.map((rs) => round(median(loopTimes(rs, run)), 1)), run_seed: run.seed,
       sim_val_loss: simLoss && round(simLoss.loss, 4), sim_val_loss_seeds: simLoss?.seeds, sim_val_loss_sd: simLoss?.sd == null ? null : round(simLoss.sd, 4), sim_reached_step: simLoss && round(simLoss.reached, 1), sim_fast_val_loss: simLoss && round(simLoss.fastLoss, 4), sim_val_seconds: simLoss && round(simLoss.t, 1),
       sim_probe: simLoss?.probe ?? null, sim_checks: simLoss?.checks ?? null,
       sim_pair_fraction: round(sim.pair, 4), sim_idle_fraction: round(sim.idle, 4), load_avg_1m: round(load, 2),
@@ -253,16 +265,22 @@ async function swarm(n: number, speedSpec: string): Promise<Row> {
   }
 }
 
-/** One replica alone for `steps` inner steps on the run's schedule: what the swarm's replicas would reach without gossip. */
-async function localLoss(steps: number): Promise<number | null> {
+/**
+ * One replica alone for `steps` inner steps on the run's schedule: what the swarm's replicas would
+ * reach without gossip. From the run's seed: the starting weights and data stream of its first
+ * volunteer (stream 0), where it used seed 1, weights and data no volunteer had (before 2026-12-07).
+ */
+async function localLoss(steps: number, run: RunShape): Promise<number | null> {
+  const t = run.train;
   let last: number | null = null;
-  for await (const p of trainLocal({ preset: 'micro', steps, batch: BATCH, lr: LR, evalEvery: steps, evalBatches: RUN_VAL_BATCHES, seed: 1, schedule: { warmupSteps: WARMUP, totalSteps: TOTAL_STEPS } })) last = p.valLoss;
+  for await (const p of trainLocal({ preset: run.preset, steps, batch: t.batch, seqLen: t.seqLen, lr: t.lr, evalEvery: steps, evalBatches: RUN_VAL_BATCHES, seed: run.seed, schedule: { warmupSteps: t.warmupSteps, totalSteps: t.totalSteps } })) last = p.valLoss;
   return last === null ? null : round(last, 4);
 }
 
 /** Each round's loop time, ms: the round's whole time (from tokens/s) less its exchange. */
-function loopTimes(rs: RoundLine[]): number[] {
-  return rs.map((e) => (e.report.tokensPerS > 0 ? (H * BATCH * 32 * 1000) / e.report.tokensPerS - e.exchange.elapsedMs - (e.report.probeMs ?? 0) : NaN)).filter(Number.isFinite);
+function loopTimes(rs: RoundLine[], run: RunShape): number[] {
+  const tokens = run.train.H * run.train.batch * run.train.seqLen;
+  return rs.map((e) => (e.report.tokensPerS > 0 ? (tokens * 1000) / e.report.tokensPerS - e.exchange.elapsedMs - (e.report.probeMs ?? 0) : NaN)).filter(Number.isFinite);
 }
 
 /**
@@ -308,7 +326,7 @@ function cv(xs: number[]): number {
 async function simulate(x: SimSetup): Promise<{ pair: number; idle: number }> {
   if (!(x.stepTime > 0)) return { pair: NaN, idle: NaN };
   const res = await runSpec({
-    ...SPEC_DEFAULTS, method: 'noloco-async', seed: 1, replicas: x.n, H, speeds: x.speeds.join(','), stepTime: x.stepTime * Math.max(...x.speeds),
+    ...SPEC_DEFAULTS, method: 'noloco-async', seed: 1, replicas: x.n, H: x.run.train.H, speeds: x.speeds.join(','), stepTime: x.stepTime * Math.max(...x.speeds),
     jitter: x.jitter, wait: x.wait, startSpread: 1, time: SECONDS, learner: 'quadratic', network: exchangeNetwork(x.exchangeS + x.probeS),
   });
   return { pair: 1 - res.final.soloFraction, idle: res.final.idleFraction };
@@ -332,7 +350,7 @@ function exchangeNetwork(seconds: number): { latency: number; upBps: number; sig
 interface SimLoss {
   /** The seeds' mean, each seed's, and their sample standard deviation (null with one seed). */
   loss: number; seeds: number[]; sd: number | null; fastLoss: number; t: number;
-  /** The mean step each seed's last evaluation reached (past the volunteers' mean step, or the run was extended). */
+  /** The mean step of φ each seed's last evaluation reached (past the volunteers' mean step, or the run was extended). */
   reached: number;
   /** Summed over the seeds. */
   probe: NonNullable<Row['sim_probe']>; checks: NonNullable<Row['sim_checks']>;
@@ -341,7 +359,7 @@ interface SimLoss {
 async function simulateLoss(x: SimSetup, meanSteps: number, idle: number): Promise<SimLoss | null> {
   if (!(x.stepTime > 0 && meanSteps > 0)) return null;
   // The seeds run side by side, each its own process (one core each).
-  const seeds = Array.from({ length: SIM_SEEDS }, (_, i) => i + 1);
+  const seeds = Array.from({ length: SIM_SEEDS }, (_, i) => x.run.seed + i);
   const runs: SimLossRun[] = new Array(seeds.length);
   let next = 0;
   await Promise.all(Array.from({ length: Math.min(seeds.length, cpus().length) }, async () => {
@@ -385,34 +403,44 @@ function simulateLossJob(job: SimLossJob): Promise<SimLossRun> {
 async function simulateLossSeed({ x, meanSteps, idle, seed }: SimLossJob): Promise<SimLossRun> {
   const { n, speeds, stepTime } = x;
   const fastest = Math.max(...speeds);
-  const meanStepS = (stepTime * fastest * Math.exp((x.jitter * x.jitter) / 2)) * (1 + (2 * PROBE_WINDOWS * FORWARD_FRACTION_OF_STEP) / H);
-  const stepsPerS = speeds.reduce((a, v) => a + v / meanStepS, 0) / n;
+  const stepsPerS = speeds.reduce((a, v) => a + 1 / (((stepTime * fastest) / v) * Math.exp((x.jitter * x.jitter) / 2) + x.probeS / x.run.train.H), 0) / n;
   let time = (1.25 * meanSteps) / stepsPerS / Math.max(0.5, 1 - idle);
   for (let attempt = 0; ; attempt++) {
     const res = await runSpec({
-      ...SPEC_DEFAULTS, method: 'noloco-async', seed, replicas: n, H, speeds: speeds.join(','), stepTime: stepTime * fastest,
-      jitter: x.jitter, wait: x.wait, startSpread: 1, time, evals: 24,
-      learner: 'gpt', preset: 'micro', batch: BATCH, seqLen: 32, lr: LR, schedule: { warmupSteps: WARMUP, totalSteps: TOTAL_STEPS },
-      // This simulator runs the probe and charges it itself: the link takes the transfer only.
-      valBatches: RUN_VAL_BATCHES, valBatch: BATCH, network: exchangeNetwork(x.exchangeS), roundLoss: true, checks: SIM_CHECKS,
+      // The run's model, H, outer rule, batch, rate, schedule, AdamW and validation windows.
+      ...SPEC_DEFAULTS, method: 'noloco-async', ...specOfRun(x.run), seed, replicas: n, speeds: speeds.join(','), stepTime: stepTime * fastest,
+      jitter: x.jitter, wait: x.wait, startSpread: 1, time, evals: 24, learner: 'gpt',
+      // This simulator runs the probe and charges each the volunteers' measured median (they probe
+      // at full speed, throttled or not; before 2026-12-07 it charged 2 × PROBE_WINDOWS modelled
+      // forward passes at each replica's speed): the link takes the transfer only.
+      network: exchangeNetwork(x.exchangeS), probeTime: x.probeS, roundLoss: true, checks: SIM_CHECKS,
     });
-    // Each loss at the volunteers' mean step, between the two evaluations around it.
-    const at = res.evals.findIndex((e) => e.meanStep >= meanSteps);
-    if (at < 0) {
-      const reached = res.evals.at(-1)!.meanStep;
+    // Each loss at the volunteers' mean step, between the two evaluations around it: the loss of
+    // the replicas' φ at the mean step those φ stand at (their last outer step's, as a
+    // volunteer's report gives it; before 2026-12-07 it was read at the fast weights' mean step,
+    // up to H steps further on), the fast weights' loss at theirs.
+    const reached = res.evals.at(-1)!.meanRoundStep!;
+    if (reached < meanSteps) {
       if (attempt >= 2) throw new Error(`the simulator (n = ${n}, seed ${seed}) reached mean step ${reached.toFixed(0)} in ${time.toFixed(0)} s, short of the volunteers' ${meanSteps}`);
       time *= 1.2 * (meanSteps / Math.max(1, reached));
       continue;
     }
-    const [a, b] = at === 0 ? [res.evals[0]!, res.evals[0]!] : [res.evals[at - 1]!, res.evals[at]!];
-    const f = b.meanStep > a.meanStep ? (meanSteps - a.meanStep) / (b.meanStep - a.meanStep) : 0;
-    const lerp = (u: number, v: number) => u + f * (v - u);
+    const phi = atStep(res.evals, meanSteps, (e) => e.meanRoundStep!), fast = atStep(res.evals, meanSteps, (e) => e.meanStep);
     return {
-      loss: lerp(a.meanRoundLoss!, b.meanRoundLoss!), fastLoss: lerp(a.meanLoss, b.meanLoss), t: lerp(a.t, b.t), reached: res.evals.at(-1)!.meanStep,
+      loss: phi((e) => e.meanRoundLoss!), fastLoss: fast((e) => e.meanLoss), t: phi((e) => e.t), reached,
       probe: { judged: res.probe.judged, rejected: res.probe.rejected, offences: res.probe.offences },
       checks: { checked: res.checks.checked, refused: res.checks.refused, delta_clipped: res.checks.deltaClipped, phi_moved: res.checks.phiMoved, reasons: res.checks.reasons },
     };
   }
+}
+
+/** A figure of the evaluations at `step` of `stepOf`, linear between the two around it (the first evaluation's before it). */
+function atStep(evals: EvalRow[], step: number, stepOf: (e: EvalRow) => number): (value: (e: EvalRow) => number) => number {
+  const at = evals.findIndex((e) => stepOf(e) >= step);
+  if (at < 0) throw new Error(`no evaluation at or past step ${step}`);
+  const [a, b] = at === 0 ? [evals[0]!, evals[0]!] : [evals[at - 1]!, evals[at]!];
+  const f = stepOf(b) > stepOf(a) ? (step - stepOf(a)) / (stepOf(b) - stepOf(a)) : 0;
+  return (value) => value(a) + f * (value(b) - value(a));
 }
 
 function table(rows: Row[]): string {
@@ -426,8 +454,11 @@ function table(rows: Row[]): string {
 
 /** The simulator's setup for a recorded live row, as `swarm` built it from the measurements. */
 function recordedSetup(r: Row): SimSetup {
+  // The run as the coordinator made it from RUN_REQUEST (DEFAULT_TRAIN, the preset's ctx, the
+  // row's overrides); rows before 2026-12-07 ran on the coordinator's default seed, RUN_SEED.
+  const run: RunShape = { preset: 'micro', seed: r.run_seed ?? RUN_SEED, train: trainConfig({ batch: r.batch, H: r.H, lr: r.lr, warmupSteps: r.warmup_steps, totalSteps: TOTAL_STEPS }, preset('micro')) };
   return {
-    n: r.n, speeds: r.speed_list, stepTime: r.step_ms / 1000 / Math.exp((r.sim_jitter * r.sim_jitter) / 2), jitter: r.sim_jitter,
+    n: r.n, speeds: r.speed_list, run, stepTime: r.step_ms / 1000 / Math.exp((r.sim_jitter * r.sim_jitter) / 2), jitter: r.sim_jitter,
     wait: r.pair_wait_frac, exchangeS: r.exchange_ms / 1000, probeS: r.paired_probe_ms / 1000,
   };
 }
@@ -447,7 +478,7 @@ async function resim(): Promise<void> {
     if (r.exchange_ms === undefined) throw new Error(`row n = ${r.n} has no exchange_ms: recorded before the exchange's time was measured; rerun it live`);
     const x = recordedSetup(r);
     const sim = await simulate(x);
-    const loss = SIM_LOSS ? await simulateLoss(x, r.mean_steps, r.idle_fraction) : null;
+    const loss = SIM_LOSS ? await simulateLoss(x, r.val_step ?? r.mean_steps, r.idle_fraction) : null;
     const f = (v: number | null | undefined) => (v == null ? '-' : v.toFixed(3));
     lines.push([String(r.n), f(r.final_val_loss), f(r.sim_val_loss), f(loss?.loss), f(loss?.sd), f(r.pair_fraction), f(r.sim_pair_fraction), f(sim.pair), f(r.idle_fraction), f(r.sim_idle_fraction), f(sim.idle),
       `${r.probe_rejected}/${r.probe_judged}`, loss ? `${loss.probe.rejected}/${loss.probe.judged}` : '-', loss ? `${loss.checks.refused}/${loss.checks.checked}` : '-',
@@ -490,7 +521,7 @@ async function main(): Promise<void> {
   }
   writeFileSync(out, JSON.stringify({
     when, quick, cores: cpus().length,
-    note: 'each volunteer is its own `murmur volunteer --backend cpu` process (all share this machine\'s cores); the window starts once every volunteer finished its first round; idle = time in the ready pool / wall time; final_val_loss = mean of each volunteer\'s last measured validation loss (every 3 rounds); local_val_loss = one replica trained alone for the mean steps on the run\'s schedule; sim_val_loss = the simulator on the real micro GPT (same data, batch, rate, schedule, H, speeds, pool rule and probe), its replicas\' mean validation loss at the volunteers\' mean step; all three on the same validation windows (RUN_VAL_BATCHES batches of the run\'s batch)',
+    note: 'each volunteer is its own `murmur volunteer --backend cpu` process (all share this machine\'s cores); the window starts once every volunteer finished its first round; idle = time in the ready pool / wall time; final_val_loss = mean of each volunteer\'s last measured validation loss (every 3 rounds), val_step = the mean step of the rounds that measured them; local_val_loss = one replica trained alone for val_step steps on the run\'s schedule; sim_val_loss = the simulator on the real micro GPT (same data, batch, rate, schedule, H, speeds, pool rule and probe), its replicas\' mean validation loss of φ where their φ stand at val_step on average; all three on the same validation windows (RUN_VAL_BATCHES batches of the run\'s batch)',
     rows,
   }, null, 2) + '\n');
   console.log(`wrote ${out}`);

@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { SPEC_DEFAULTS, prepare, runSpec, makeLr, type SimSpec } from '../src/sim/setup.ts';
+import { SPEC_DEFAULTS, prepare, runSpec, makeLr, learnerFactory, simConfig, specOfRun, type SimSpec } from '../src/sim/setup.ts';
+import { preset, trainConfig } from '../src/model/config.ts';
+import { datasetFromCorpus } from '../src/data/dataset.ts';
+import { createBackend } from '../src/volunteer/backend.ts';
+import type { RunInfo } from '../src/protocol/messages.ts';
 import type { ProbeEvent } from '../src/sim/simulator.ts';
 import { METHODS, type Method } from '../src/sim/config.ts';
 import { shardOf } from '../src/sim/gpt-learner.ts';
@@ -48,6 +52,13 @@ describe('simulator with the GPT learner', () => {
     expect(on.probe.secondsPerOuterRound).toBeCloseTo(8 / 3, 6);
     expect(on.probe.fractionOfInnerLoop).toBeCloseTo(8 / 3 / 4, 6);
     expect(off.probe).toMatchObject({ on: false, judged: 0, rejected: 0, secondsPerOuterRound: 0 });
+    // A measured probe time (bench:swarm's volunteers') is what each probe charges, at every speed.
+    const measured = await runSpec(spec('noloco-async', { ...over, speeds: '1,1,2,2', probeTime: 0.25 }));
+    const rounds = measured.perReplica.reduce((a, p) => a + p.outerSteps, 0);
+    expect(measured.probe.judged).toBeGreaterThan(0);
+    expect(measured.probe.secondsPerOuterRound).toBeCloseTo((0.25 * measured.probe.judged) / rounds, 9);
+    expect(measured.probe.fractionOfInnerLoop).toBeCloseTo((0.25 / 4 + 0.25 / 2) / 2, 9); // loops of 4 s and 2 s
+    await expect(runSpec(spec('noloco-async', { probeTime: -1 }))).rejects.toThrow(/probeTime must be >= 0/);
     expect(runRecord(spec('noloco-async'), on, 1).probe).toMatchObject({ on: true, judged: on.probe.judged });
     // Other methods have no pair step to judge.
     expect((await runSpec(spec('diloco'))).probe.on).toBe(false);
@@ -69,6 +80,31 @@ describe('simulator with the GPT learner', () => {
     for (const e of seen) if (e.verdict.offence) codes[e.verdict.offence.code] = (codes[e.verdict.offence.code] ?? 0) + 1;
     expect(r.probe.offences).toEqual(codes);
     expect(runRecord(spec('noloco-async'), r, 1).probe?.offences).toEqual(codes);
+  });
+
+  it('a replica of specOfRun(run) trains as the run\'s volunteer with its stream does: same start, data, rate, AdamW, clip and validation loss', async () => {
+    // Every setting away from its default, so that one the simulator dropped would show.
+    const model = preset('micro');
+    const train = trainConfig({
+      batch: 2, seqLen: 16, lr: 2e-3, warmupSteps: 3, totalSteps: 40, minLrFrac: 0.2, weightDecay: 0.05, beta1: 0.8, beta2: 0.99,
+      eps: 1e-6, gradClip: 0.5, H: 5, outerMomentum: 0.3, outerLr: 0.9, consensus: 0.5,
+    }, model);
+    const run = { id: 'r', preset: 'micro', model, train, seed: 7 } as RunInfo;
+    const s: SimSpec = { ...SPEC_DEFAULTS, method: 'noloco-async', replicas: 2, ...specOfRun(run) };
+    const cfg = simConfig(s);
+    expect([cfg.H, cfg.outer]).toEqual([5, { momentum: 0.3, lr: 0.9, consensus: 0.5 }]);
+    const factory = await learnerFactory(s);
+    const data = datasetFromCorpus();
+    const stream = 1;
+    // The headless volunteer's CPU trainer on the files the coordinator serves (src/volunteer/backend.ts).
+    const volunteer = await createBackend('cpu', { run, train: data.train, val: data.val, stream, probeSeed: 1, checkSeed: 1, checkBatches: 1 });
+    const replica = factory.create(stream, factory.initial);
+    expect(await factory.evaluate(factory.initial)).toBeCloseTo(await volunteer.evaluate(), 6);
+    const steps = 12; // through the warm-up and into the cosine
+    await volunteer.train(steps);
+    for (let k = 0; k < steps; k++) { replica.computeGrads(); replica.applyGrads(replica.grads, cfg.lr(replica.step, 0)); }
+    const { delta } = await volunteer.outerPayload(); // θ − φ, φ the run's initial weights
+    expect(replica.params.map((x, i) => x - factory.initial[i]!)).toEqual(delta);
   });
 
   it('the same seed replays exactly', async () => {

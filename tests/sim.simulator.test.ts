@@ -79,6 +79,19 @@ describe('every method runs', () => {
     expect(withRound.final.meanRoundLoss).toBeCloseTo(expected.reduce((a, b) => a + b, 0) / expected.length, 12);
     // Mid-loop the fast weights are somewhere else: the two losses differ.
     expect(withRound.final.roundLosses).not.toEqual(withRound.final.losses);
+    // Each φ stands at the step of its replica's last outer step (H × outer steps here: no churn,
+    // every loop H steps), behind the fast weights' step mid-loop: the step its loss is read at.
+    const H = cfg.H;
+    expect(withRound.final.roundSteps).toEqual(withRound.perReplica.map((r) => r.outerSteps * H));
+    for (const row of withRound.evals) {
+      for (let i = 0; i < row.steps.length; i++) {
+        const behind = row.steps[i]! - row.roundSteps![i]!;
+        expect(behind, `slot ${i} at t = ${row.t}`).toBeGreaterThanOrEqual(0);
+        expect(behind, `slot ${i} at t = ${row.t}`).toBeLessThanOrEqual(H);
+      }
+      expect(row.meanRoundStep).toBeCloseTo(row.roundSteps!.reduce((a, b) => a! + b!, 0)! / row.roundSteps!.length, 12);
+    }
+    expect(withRound.final.meanRoundStep).toBeLessThan(withRound.final.meanStep);
     // Methods with no outer step have no φ of a round.
     expect((await run('local', { roundLoss: true })).final.roundLosses).toBeUndefined();
   });
@@ -246,10 +259,19 @@ describe('the mesh\'s checks in the simulator (SimConfig.checks)', () => {
     expect(on.checks.on).toBe(true);
     expect(on.checks.checked).toBeGreaterThan(0);
     // A pair step whose partner's payload was checked, each side its own (the last ones may still be in flight at the end).
-    expect(on.checks.checked).toBeLessThanOrEqual(pairHalves);
+    expect(on.checks.checked).toBeLessThanOrEqual(pairHalves + on.checks.refused);
     expect(on.checks.checked).toBeGreaterThanOrEqual(pairHalves - on.replicas);
     expect(off.checks).toMatchObject({ on: false, checked: 0, refused: 0 });
     expect((await run('diloco', { network: FLAT_NET })).checks.on).toBe(false);
+  });
+
+  it('counts a pair step whose payload the checks refused as a solo step, as the mesh reports it (\'rejected\')', async () => {
+    const cfg = config('noloco-async', { network: FLAT_NET, speeds: { kind: 'equal' }, replicas: 4, time: 60 });
+    const sim = new Simulation(cfg, quadraticFactory({ dim: 32, seed: cfg.seed, noise: 2, bias: 0.2 }), makeStrategy('noloco-async'));
+    vi.spyOn(sim, 'checkPartner').mockReturnValue(null); // every payload refused
+    const res = await sim.run();
+    expect(res.final.exchanges).toBeGreaterThan(0); // the pool paired them
+    expect(res.final.soloFraction).toBe(1);
   });
 
   it('refuses a payload the mesh refuses and clips one it clips, on a copy, as a volunteer\'s mesh does', async () => {

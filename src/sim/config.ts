@@ -7,6 +7,7 @@ import { HOME_LINK, validateNetwork } from '../train/network.ts';
 import type { SpeedSpec } from './speeds.ts';
 import { validateSpeeds } from './speeds.ts';
 import { DEFAULT_PAIR_WAIT_FRAC } from '../protocol/ready-pool.ts';
+import { DEFAULT_TRAIN } from '../model/config.ts';
 
 export const METHODS = ['noloco-async', 'noloco-lockstep', 'diloco', 'ddp', 'local'] as const;
 export type Method = (typeof METHODS)[number];
@@ -71,6 +72,12 @@ export interface SimConfig {
    */
   probe: boolean;
   /**
+   * Seconds one probe takes, the same for every replica: a measured time (bench:swarm gives its
+   * volunteers' median, which their throttle does not slow). Absent: 2 candidates × PROBE_WINDOWS
+   * forward passes of FORWARD_FRACTION_OF_STEP of a step each, at the replica's speed.
+   */
+  probeTime?: number;
+  /**
    * NoLoCo: check each partner's φ and Δ as the mesh does before the probe sees them (the one
    * PartnerValidator, src/sync/validate.ts; docs/design.md section 6): Δ clipped to a few times the
    * honest scale, a φ far away or behind us along our progress moved in, and a refusal (direction,
@@ -87,10 +94,13 @@ export interface SimConfig {
   roundLoss?: boolean;
 }
 
-/** NoLoCo paper settings: NoLoCo H=50, alpha=0.5, beta=gamma=0.7; DiLoCo H=100, alpha=0.3, beta=0.7. */
+/**
+ * NoLoCo paper settings: NoLoCo's are a run's defaults (DEFAULT_TRAIN: H=50, alpha=0.5,
+ * beta=gamma=0.7), read from there so the two cannot drift; DiLoCo H=100, alpha=0.3, beta=0.7.
+ */
 export function methodDefaults(method: Method): { H: number; outer: OuterHyper } {
   if (method === 'diloco') return { H: 100, outer: { momentum: 0.3, lr: 0.7, consensus: 0 } };
-  return { H: 50, outer: { momentum: 0.5, lr: 0.7, consensus: 0.7 } };
+  return { H: DEFAULT_TRAIN.H, outer: { momentum: DEFAULT_TRAIN.outerMomentum, lr: DEFAULT_TRAIN.outerLr, consensus: DEFAULT_TRAIN.consensus } };
 }
 
 export const SIM_DEFAULTS = {
@@ -126,6 +136,7 @@ export function validateSimConfig(c: SimConfig): string[] {
   need(Number.isFinite(c.wait) && c.wait > 0,
     `wait must be a positive fraction of the inner-loop time, got ${c.wait} (with no wait nobody is ever in the pool and every outer step is solo)`);
   need(c.time !== undefined || c.steps !== undefined, 'give a time budget or a step budget');
+  if (c.probeTime !== undefined) need(Number.isFinite(c.probeTime) && c.probeTime >= 0, `probeTime must be >= 0 seconds, got ${c.probeTime}`);
   if (c.time !== undefined) need(Number.isFinite(c.time) && c.time > 0, `time budget must be > 0 seconds, got ${c.time}`);
   if (c.steps !== undefined) need(Number.isInteger(c.steps) && c.steps >= 1, `step budget must be a positive integer, got ${c.steps}`);
   need(Number.isFinite(c.evalEvery) && c.evalEvery > 0, `evalEvery must be > 0 seconds, got ${c.evalEvery}`);

@@ -1,7 +1,8 @@
 // From a plain, JSON-able run description (what the CLI parses and the benchmark sends to worker
 // threads) to a finished simulation. Everything a run depends on is in the spec, so a spec and
 // its result can be stored side by side and replayed.
-import { preset, trainConfig, validateModelConfig, type ModelConfig } from '../model/config.ts';
+import { DEFAULT_TRAIN, preset, trainConfig, validateModelConfig, type ModelConfig, type TrainConfig } from '../model/config.ts';
+import { RUN_VAL_BATCHES } from '../data/sampler.ts';
 import { learningRate } from '../train/schedule.ts';
 import type { NetworkModel, AllReduceKind } from '../train/network.ts';
 import type { DilocoMomentum } from '../train/outer.ts';
@@ -42,6 +43,8 @@ export interface SimSpec {
   churn: ChurnConfig | null;
   /** NoLoCo: the probe judges every pair step (default true; SimConfig.probe). */
   probe?: boolean;
+  /** Seconds one probe takes, measured (SimConfig.probeTime; default: modelled from the step time). */
+  probeTime?: number;
   /** NoLoCo: the mesh's checks of a partner's payload (default true; SimConfig.checks). */
   checks?: boolean;
   /** Also the loss of each replica's weights at its last outer step (SimConfig.roundLoss). */
@@ -75,8 +78,32 @@ export interface SimSpec {
    * do (src/train/schedule.ts). `warmup` is then unused.
    */
   schedule?: { warmupSteps: number; totalSteps: number };
+  /** The inner AdamW's settings and gradient clip (default: a run's, DEFAULT_TRAIN). */
+  optimizer?: Partial<Pick<TrainConfig, OptimizerKey>>;
   valBatches: number;
   valBatch: number;
+}
+
+type OptimizerKey = 'weightDecay' | 'beta1' | 'beta2' | 'eps' | 'gradClip';
+
+/** A live run as far as the simulator can train like its volunteers (RunInfo's fields). */
+export interface RunShape { preset: string; seed: number; train: TrainConfig }
+
+/**
+ * What a spec takes from a live run so that its replicas train as the run's volunteers do (the
+ * one place bench:swarm and any other comparison get them): the run's model, seed (a replica's
+ * starting weights and its data stream k, as volunteer k's), H and outer rule, batch, sequence
+ * length, peak rate and its own schedule on each replica's step, AdamW and clip, and the
+ * volunteers' validation windows (RUN_VAL_BATCHES batches of the run's batch).
+ */
+export function specOfRun(run: RunShape): Pick<SimSpec, 'preset' | 'seed' | 'H' | 'alpha' | 'beta' | 'gamma' | 'batch' | 'seqLen' | 'lr' | 'minLrFrac' | 'schedule' | 'optimizer' | 'valBatches' | 'valBatch'> {
+  const t = run.train;
+  return {
+    preset: run.preset, seed: run.seed, H: t.H, alpha: t.outerMomentum, beta: t.outerLr, gamma: t.consensus,
+    batch: t.batch, seqLen: t.seqLen, lr: t.lr, minLrFrac: t.minLrFrac, schedule: { warmupSteps: t.warmupSteps, totalSteps: t.totalSteps },
+    optimizer: { weightDecay: t.weightDecay, beta1: t.beta1, beta2: t.beta2, eps: t.eps, gradClip: t.gradClip },
+    valBatches: RUN_VAL_BATCHES, valBatch: t.batch,
+  };
 }
 
 export const LEARNERS = ['gpt', 'webgpu', 'quadratic'] as const;
@@ -106,7 +133,7 @@ export const SPEC_DEFAULTS: Omit<SimSpec, 'method' | 'seed'> = {
   // better of {2e-3, 6e-3} for the data-parallel and local baselines in bench/sim.ts.
   lr: 2e-3,
   warmup: 0.05,
-  minLrFrac: 0.1,
+  minLrFrac: DEFAULT_TRAIN.minLrFrac,
   valBatches: 4,
   valBatch: 16,
 };
@@ -177,6 +204,7 @@ export function simConfig(spec: SimSpec): SimConfig {
     churn: spec.churn,
     lr: makeLr(spec),
     probe: spec.probe ?? SIM_DEFAULTS.probe,
+    ...(spec.probeTime !== undefined && { probeTime: spec.probeTime }),
     checks: spec.checks ?? SIM_DEFAULTS.checks,
     roundLoss: spec.roundLoss ?? false,
   };
@@ -199,7 +227,7 @@ export async function learnerFactory(spec: SimSpec): Promise<LearnerFactory> {
   if (!LEARNERS.includes(spec.learner)) throw new Error(`unknown learner "${String(spec.learner)}"; use ${LEARNERS.join(', ')}`);
   corpusCache ??= loadDefaultCorpus();
   const model = simModel(spec);
-  const train = trainConfig({ batch: spec.batch, seqLen: spec.seqLen, lr: spec.lr }, model);
+  const train = trainConfig({ ...pickOptimizer(spec.optimizer), batch: spec.batch, seqLen: spec.seqLen, lr: spec.lr }, model);
   const data = spec.data ?? 'shared';
   if (!DATA_MODES.includes(data)) throw new Error(`unknown data mode "${String(data)}"; use ${DATA_MODES.join(' or ')}`);
   const o = {
@@ -210,6 +238,18 @@ export async function learnerFactory(spec: SimSpec): Promise<LearnerFactory> {
   // Loaded only here: the CPU paths never load Dawn or the WGSL sources.
   const { gpuFactory } = await import('./gpu-learner.ts');
   return gpuFactory(o);
+}
+
+/** The optimizer fields a spec gives, nothing else (a stored spec's extra keys change no training setting). */
+function pickOptimizer(o: SimSpec['optimizer']): Partial<Pick<TrainConfig, OptimizerKey>> {
+  const out: Partial<Pick<TrainConfig, OptimizerKey>> = {};
+  for (const k of ['weightDecay', 'beta1', 'beta2', 'eps', 'gradClip'] as const) {
+    const v = o?.[k];
+    if (v === undefined) continue;
+    if (!(Number.isFinite(v) && v >= 0)) throw new Error(`sim optimizer: ${k} must be a finite number >= 0, got ${v}`);
+    out[k] = v;
+  }
+  return out;
 }
 
 /** Warnings for the spec (bad hyper-parameters for the method, etc.); throws on an invalid one. Builds nothing. */

@@ -51,6 +51,8 @@ export class Replica {
   msg: OuterMessage | null = null;
   outerSteps = 0;
   soloSteps = 0;
+  /** Inner steps at its last outer step: the step its φ stands at (learner.step runs ahead of it within a loop). */
+  phiStep = 0;
   bytesSent = 0;
   /** This instance's probe judge (src/round/probe.ts); made at its first judged pair step. */
   judge: ProbeJudge | null = null;
@@ -110,10 +112,15 @@ export interface EvalRow {
   /**
    * With SimConfig.roundLoss (methods with outer steps): per slot, the validation loss of the
    * weights it held at the end of its last outer round (φ; the initial weights before its first),
-   * what a volunteer reports, and their mean over present replicas. Absent otherwise.
+   * what a volunteer reports, and their mean over present replicas; and the inner step each of
+   * those φ stands at (the step at its last outer step, up to H behind `steps`), and their mean:
+   * the step to read meanRoundLoss at, as a volunteer's report gives the step of its outer round.
+   * Absent otherwise.
    */
   roundLosses?: (number | null)[];
   meanRoundLoss?: number;
+  roundSteps?: (number | null)[];
+  meanRoundStep?: number;
   /** Validation loss of the present replicas' averaged weights. */
   avgModelLoss: number;
   /** Mean over present replicas of the training loss of each one's last inner step. */
@@ -364,9 +371,10 @@ export class Simulation {
       && this.replicas.length > 0 && typeof this.replicas[0]!.learner.probeLosses === 'function';
   }
 
-  /** Simulated seconds r's probe takes: 2 candidates × PROBE_WINDOWS forward passes; 0 when off. */
+  /** Simulated seconds r's probe takes: SimConfig.probeTime, or 2 candidates × PROBE_WINDOWS forward passes at r's speed; 0 when off. */
   probeSeconds(r: Replica): number {
-    return this.probing ? (2 * PROBE_WINDOWS * FORWARD_FRACTION_OF_STEP * this.cfg.stepTime) / r.speed : 0;
+    if (!this.probing) return 0;
+    return this.cfg.probeTime ?? (2 * PROBE_WINDOWS * FORWARD_FRACTION_OF_STEP * this.cfg.stepTime) / r.speed;
   }
 
   /**
@@ -392,6 +400,7 @@ export class Simulation {
 
   countOuter(r: Replica, solo: boolean): void {
     r.outerSteps++;
+    r.phiStep = r.learner.step;
     if (solo) r.soloSteps++;
   }
 
@@ -442,6 +451,7 @@ export class Simulation {
     r.learner.step = donor ? donor.learner.step : 0;
     r.phi = phi.slice();
     r.mom = donor ? donor.mom.slice() : new Float32Array(phi.length);
+    r.phiStep = donor ? donor.phiStep : 0;
   }
 
   // ---- the run ------------------------------------------------------------------------------
@@ -516,11 +526,15 @@ export class Simulation {
   private probeSummary(): ProbeSummary {
     const rounds = this.replicas.reduce((a, r) => a + r.outerSteps, 0);
     const perRound = rounds > 0 ? this.probeTotals.seconds / rounds : 0;
-    // Against one inner loop of H steps: the share is the same at every speed.
+    // Against one inner loop of H steps: the modelled share is the same at every speed; a given
+    // probeTime's is its mean over the replicas' nominal loops.
+    const fixed = this.cfg.probeTime;
+    const fraction = !this.probing ? 0 : fixed === undefined ? (2 * PROBE_WINDOWS * FORWARD_FRACTION_OF_STEP) / this.cfg.H
+      : this.replicas.reduce((a, r) => a + fixed / r.loopTime(this.cfg.H, this.cfg.stepTime), 0) / this.replicas.length;
     return {
       on: this.probing, judged: this.probeTotals.judged, rejected: this.probeTotals.rejected, offences: { ...this.probeTotals.offences },
       secondsPerOuterRound: perRound,
-      fractionOfInnerLoop: this.probing ? (2 * PROBE_WINDOWS * FORWARD_FRACTION_OF_STEP) / this.cfg.H : 0,
+      fractionOfInnerLoop: fraction,
     };
   }
 
@@ -571,7 +585,10 @@ export class Simulation {
       steps: this.replicas.map((r) => (present(r) ? r.learner.step : null)),
       losses,
       meanLoss: mean(presentLosses),
-      ...(roundLosses && { roundLosses, meanRoundLoss: mean(roundLosses.filter((x): x is number => x !== null)) }),
+      ...(roundLosses && {
+        roundLosses, meanRoundLoss: mean(roundLosses.filter((x): x is number => x !== null)),
+        roundSteps: this.replicas.map((r) => (present(r) ? r.phiStep : null)), meanRoundStep: mean(here.map((r) => r.phiStep)),
+      }),
       avgModelLoss,
       trainLoss: mean(here.map((r) => r.learner.lastLoss).filter(Number.isFinite)),
       spread: weightSpread(thetas, this.factory.paramCount),

@@ -14,7 +14,8 @@ export function prepareMessage(sim: Simulation, r: Replica): void {
  * a and b exchange phi and delta (each sends both tensors); when both messages have arrived each
  * checks the other's as its mesh would (src/sync/validate.ts), judges the pair step with the probe
  * (its forward passes on its own clock; src/round/probe.ts), applies the pair outer step or, if
- * the checks or the probe refused it, a solo step, and starts its next inner loop. A member that left meanwhile is skipped; its message had already been sent, so the
+ * the checks or the probe refused it, a solo step (counted solo when the checks refused it, as
+ * the mesh's 'rejected'), and starts its next inner loop. A member that left meanwhile is skipped; its message had already been sent, so the
  * other still completes its step.
  */
 export function pairExchange(sim: Simulation, a: Replica, b: Replica): void {
@@ -30,8 +31,10 @@ export function pairExchange(sim: Simulation, a: Replica, b: Replica): void {
       const partner = sim.checkPartner(r, partnerId, sent, behind);
       const accept = partner !== null && sim.probePair(r, partnerId, partner, behind);
       nolocoOuterStep({ phi: r.phi, momentum: r.mom, theta: r.theta }, accept ? [r.msg!, partner] : [r.msg!], sim.cfg.outer);
-      // Counted as paired either way (the pool did pair them); the probe counts its rejections.
-      sim.countOuter(r, false);
+      // A payload the checks refused is a solo step, as the mesh reports it (reason 'rejected'); one
+      // the probe rejected counts as paired, as a volunteer's exchange did pair (the probe counts
+      // its rejections). Before 2026-12-07 a refused payload counted as paired too.
+      sim.countOuter(r, partner === null);
       sim.startLoop(r);
     });
   }
