@@ -46,6 +46,12 @@ interface Held extends ConsentEntry {
   release: () => void;
 }
 
+/** How long a refused registration is remembered: the consent window looks for its request for 10 s (FIND_MS). */
+export const REFUSAL_MS = 60_000;
+
+/** How many refused registrations are remembered at most (a few hundred KB): the oldest make way. */
+export const REFUSALS_KEPT = 1000;
+
 /** A request refused, with the HTTP status that says why. */
 export class ConsentError extends Error {
   constructor(message: string, readonly statusCode: number) {
@@ -59,6 +65,12 @@ export class ConsentRequests {
   private readonly entries = new Map<string, Held>();
   private readonly addresses: OpenCounter;
   private readonly sites: OpenCounter;
+  /**
+   * Nonces whose registration was refused, with why, for REFUSAL_MS and REFUSALS_KEPT at most
+   * (oldest dropped first): the consent window opens before the frame registers its nonce, and
+   * says the coordinator's reason rather than that the request never existed.
+   */
+  private readonly refusals = new Map<string, { reason: string; until: number }>();
   /** The nonces open per holder (holder()), oldest first: whom evict() takes a place from. */
   private readonly holders = new Map<string, Set<string>>();
 
@@ -159,8 +171,26 @@ export class ConsentRequests {
   private held(nonce: string): Held {
     this.sweep();
     const e = this.entries.get(nonce);
-    if (!e) throw new ConsentError('no such consent request: it expired, ended, was already used, or never existed. Press Start in the widget again.', 404);
-    return e;
+    if (e) return e;
+    const refused = this.refusals.get(nonce);
+    if (refused && refused.until > this.now()) throw new ConsentError(`This request was refused by the Murmur coordinator: ${refused.reason}`, 410);
+    throw new ConsentError('no such consent request: it expired, ended, was already used, or never existed. Press Start in the widget again.', 404);
+  }
+
+  /**
+   * Remembers that registering `nonce` was refused, and why (a 403, 404, 409 or 429 of
+   * POST /api/consent): the consent window, already open, asks for it and gets 410 with the
+   * reason. A nonce open here (a second registration of it, refused 409) is not marked.
+   */
+  refuse(nonce: string, reason: string): void {
+    if (this.entries.has(nonce)) return;
+    const t = this.now();
+    for (const [n, r] of this.refusals) {
+      if (r.until > t && this.refusals.size < REFUSALS_KEPT) break;
+      this.refusals.delete(n);
+    }
+    this.refusals.delete(nonce);
+    this.refusals.set(nonce, { reason: reason.slice(0, 300), until: t + REFUSAL_MS });
   }
 
   private static view(e: Held): ConsentEntry {

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InjectOptions } from 'fastify';
 import { backgroundClock } from '../src/protocol/clock.ts';
-import { ConsentRequests } from '../server/consent.ts';
+import { ConsentRequests, REFUSALS_KEPT, REFUSAL_MS } from '../server/consent.ts';
 import { addressKey } from '../server/address-budget.ts';
 import { startServer, type TestServer } from './support/coordinator.ts';
 
@@ -97,6 +97,12 @@ describe('consent requests', () => {
     expect(other.statusCode).toBe(403);
     expect(other.json().error).toMatch(/https:\/\/evil\.example is not an embedding site of run default/);
     expect((await ask(nonce(), '192.0.2.3', { run: 'no-such-run' })).statusCode).toBe(404);
+    // The consent window, open already for a refused nonce, hears why (410), not that it never existed.
+    const refused = nonce();
+    await ask(refused, '192.0.2.3', { site: 'https://evil.example' });
+    const told = await inject({ method: 'GET', url: `/api/consent/${refused}` });
+    expect(told.statusCode).toBe(410);
+    expect(told.json().error).toBe('This request was refused by the Murmur coordinator: https://evil.example is not an embedding site of run default: the run\'s admin adds it to embedSites');
     for (const bad of [{ nonce: 'short' }, { site: 'https://whales.example/path' }, { extra: 1 }]) {
       expect((await ask(nonce(), '192.0.2.3', bad)).statusCode).toBe(400);
     }
@@ -190,6 +196,27 @@ describe('consent requests', () => {
     expect(() => store.claim(a)).toThrow(/no such consent request/);
     expect(() => store.watch(d)).toThrow(/no such consent request/);
     expect(store.size).toBe(0);
+  });
+
+  it('remembers refused registrations for a while, a bounded number of them, and never marks a nonce that is open', () => {
+    let t = 0;
+    const store = new ConsentRequests({ ttlMs: 100, frameMs: 100, windowMs: 100, perAddress: 10, perSite: 10, total: 10 }, () => t);
+    const key = (i: number) => `q${String(i).padStart(21, '0')}`;
+    store.refuse(key(0), 'not listed');
+    expect(() => store.get(key(0))).toThrow(/refused by the Murmur coordinator: not listed/);
+    t = REFUSAL_MS;
+    expect(() => store.get(key(0))).toThrow(/no such consent request/);
+    // A flood of refusals keeps REFUSALS_KEPT at most: the oldest make way.
+    for (let i = 1; i <= REFUSALS_KEPT + 5; i++) store.refuse(key(i), `r${i}`);
+    expect(() => store.get(key(5))).toThrow(/no such consent request/);
+    expect(() => store.get(key(6))).toThrow(/refused by the Murmur coordinator: r6$/);
+    expect(() => store.get(key(REFUSALS_KEPT + 5))).toThrow(/refused/);
+    // A second registration of an open nonce is refused (409), but the open request stands.
+    const open = key(REFUSALS_KEPT + 9);
+    store.open(open, 'default', SITE, '192.0.2.1');
+    store.refuse(open, 'already registered');
+    store.decide(open, true);
+    expect(store.get(open).state).toBe('allowed');
   });
 
   it('drops only the expired requests, oldest first', () => {

@@ -20,19 +20,21 @@ export function registerConsentRoutes(ctx: AppContext, consents: ConsentRequests
 
   app.post<{ Body: ConsentRequest }>('/api/consent', { schema: { body: ConsentRequest } }, async (req, res) => {
     const { nonce, run, site } = req.body;
-    const info = runs.get(run);
-    if (!info) throw new RunError(`no run "${run}"`, 404);
-    if (info.status === 'stopped') throw new RunError(`run ${run} is stopped: there is nothing to train`, 409);
-    if (!runs.embedSites(run).includes(site)) {
-      req.log.warn({ run, site }, 'consent asked from a site the run does not list');
-      throw new ConsentError(`${site} is not an embedding site of run ${run}: the run's admin adds it to embedSites`, 403);
-    }
     let e: ConsentEntry;
     try {
+      const info = runs.get(run);
+      if (!info) throw new RunError(`no run "${run}"`, 404);
+      if (info.status === 'stopped') throw new RunError(`run ${run} is stopped: there is nothing to train`, 409);
+      if (!runs.embedSites(run).includes(site)) {
+        req.log.warn({ run, site }, 'consent asked from a site the run does not list');
+        throw new ConsentError(`${site} is not an embedding site of run ${run}: the run's admin adds it to embedSites`, 403);
+      }
       e = consents.open(nonce, run, site, addressKey(req.ip));
     } catch (err) {
-      // Sent here: a 429 says when a place frees (Retry-After).
-      if (!(err instanceof ConsentError)) throw err;
+      // Sent here: a 429 says when a place frees (Retry-After); and the consent window, open
+      // already, hears the reason (refuse).
+      if (!(err instanceof ConsentError || err instanceof RunError)) throw err;
+      consents.refuse(nonce, err.message);
       if (err.statusCode === 429) void res.header('retry-after', String(Math.ceil(consents.limits.ttlMs / 1000)));
       return fresh(res).code(err.statusCode).send({ error: err.message });
     }

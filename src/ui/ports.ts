@@ -323,9 +323,13 @@ export interface ConsentPort {
 /** A consent request as the consent window shows it: the run, the site that asks, the state, when it expires (ms since the epoch). */
 export interface ConsentAsked { run: string; runName: string; site: string; state: ConsentState; expiresAt: number }
 
+/** What the coordinator says of a nonce whose registration it refused: why (a site not listed, a limit reached). */
+export interface ConsentRefusal { refused: string }
+
 /** The consent window's side (src/ui/elements/consent-window.ts): reads a request and answers it; each rejects with the coordinator's reason. */
 export interface ConsentWindowPort {
-  load(nonce: string): Promise<ConsentAsked>;
+  /** The request, or why its registration was refused. */
+  load(nonce: string): Promise<ConsentAsked | ConsentRefusal>;
   decide(nonce: string, allow: boolean): Promise<ConsentAsked>;
   /** Don't allow, sent as the window closes (a request that outlives the page). */
   declineOnClose(nonce: string): void;

@@ -2,7 +2,7 @@
 // Same origin as the frame: nothing here crosses to the embedding page.
 import { ConsentReply, type ConsentState } from '../../protocol/api.ts';
 import { schemaProblem } from '../../protocol/check.ts';
-import type { ConsentAsked, ConsentPort, ConsentWindowPort } from '../ports.ts';
+import type { ConsentAsked, ConsentPort, ConsentRefusal, ConsentWindowPort } from '../ports.ts';
 
 export class CoordinatorConsent implements ConsentPort {
   /** `run()`: the run this frame trains (known once the frame's wiring has picked it). */
@@ -40,8 +40,10 @@ function send(f: typeof fetch, url: string, body?: unknown): void {
 export class CoordinatorConsentWindow implements ConsentWindowPort {
   constructor(private readonly baseUrl: string, private readonly f: typeof fetch = (...a) => fetch(...a)) {}
 
-  async load(nonce: string): Promise<ConsentAsked> {
-    return read(await this.f(`${this.baseUrl}/api/consent/${encodeURIComponent(nonce)}`));
+  async load(nonce: string): Promise<ConsentAsked | ConsentRefusal> {
+    const res = await this.f(`${this.baseUrl}/api/consent/${encodeURIComponent(nonce)}`);
+    // 410: the coordinator refused to register it (server/consent.ts, refuse).
+    return res.status === 410 ? { refused: await reason(res) } : read(res);
   }
 
   async decide(nonce: string, allow: boolean): Promise<ConsentAsked> {

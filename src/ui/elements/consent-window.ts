@@ -66,7 +66,7 @@ export class ConsentWindow extends LitElement {
     this.refused = null;
   }
 
-  /** Reads the request of `nonce`, looking again until the frame has registered it (FIND_MS at most). */
+  /** Reads the request of `nonce`, looking again until the frame has registered it (FIND_MS at most) or the coordinator has refused it. */
   async load(port: ConsentWindowPort, nonce: string): Promise<void> {
     this.port = port;
     this.key = nonce;
@@ -77,7 +77,10 @@ export class ConsentWindow extends LitElement {
     const until = performance.now() + FIND_MS;
     for (;;) {
       try {
-        this.show(await port.load(nonce));
+        const got = await port.load(nonce);
+        // Refused when the frame registered it: the coordinator's reason, not a request that never was.
+        if ('refused' in got) this.view = { kind: 'error', text: `${got.refused}. Nothing was started.` };
+        else this.show(got);
         return;
       } catch (e) {
         if (performance.now() >= until) {
