@@ -110,8 +110,8 @@ export class ConsentRequests {
   }
 
   /**
-   * Makes room for one more when all places are taken: drops the oldest request, pending or
-   * answered, of the holder (an IPv4 address or an IPv6 /48) with the most open. A client that
+   * Makes room for one more when all places are taken: drops the oldest request, pending,
+   * answered or a live session, of the holder (an IPv4 address or an IPv6 /48) with the most open. A client that
    * fills the store from many addresses cannot lock every widget out (a 503 for all, renewed every
    * few minutes from 2,500 IPv4 addresses or 313 /48s): each new request takes a place of the
    * largest holder, and an honest visitor, holding one, loses theirs only to a client with as many
