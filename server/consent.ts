@@ -1,17 +1,31 @@
 // The widget's consent requests: a click on Start (or Resume) in the widget's frame registers a
 // nonce here and opens the consent window (/consent#nonce), a top-level page of this origin that
 // no embedding page can frame, fade or zoom; the frame trains only once that window's Allow was
-// pressed for its own nonce (docs/design.md section 6). Each request is kept for a few minutes at
-// most, and there are at most so many per client address, per IPv6 /48 and in all (the keys of
-// server/address-budget.ts), so no client can grow this without bound; when all places are
-// taken, a new request takes the oldest place of whoever holds the most (evict), so no client
-// can fill it to refuse everyone.
+// pressed for its own nonce (docs/design.md section 6). An allowed request is then the live
+// session the frame trains under: the frame holds it (claiming it on) and the window watches it, each renewing its
+// own last-seen time, and it ends when either side ends it or is not seen for its time
+// (frameMs, windowMs), so the window the visitor can see stays the donation's Stop. A pending
+// request is kept a few minutes at most, and there are at most so many per client address, per
+// IPv6 /48 and in all (the keys of server/address-budget.ts), live sessions included, so no
+// client can grow this without bound; when all places are taken, a new request takes the oldest
+// place of whoever holds the most (evict), so no client can fill it to refuse everyone.
 import { OpenCounter, siteKey } from './address-budget.ts';
 import type { ConsentState } from '../src/protocol/api.ts';
 
 export interface ConsentLimits {
-  /** How long a request waits for its decision, and then for the frame to claim it. */
+  /** How long a request waits for its decision, and then for the frame to claim a refusal. */
   ttlMs: number;
+  /**
+   * How long a live session outlives the frame's last claim (CONSENT_HOLD_MS apart while it trains): a frame in a
+   * hidden tab may have its timers held to one a minute.
+   */
+  frameMs: number;
+  /**
+   * How long it outlives the consent window's last watch (CONSENT_WATCH_MS apart): the window is a
+   * pop-up that mostly sits behind the page, and Chromium runs a background page's timers once a
+   * minute at most (intensive throttling), so two missed minutes and some.
+   */
+  windowMs: number;
   /** Requests one client address (addressKey) may have open at once: a visitor with a few tabs. */
   perAddress: number;
   /** The same for all the /64s of one IPv6 /48 together (siteKey). */
@@ -20,10 +34,23 @@ export interface ConsentLimits {
   total: number;
 }
 
-/** Five minutes to answer; a few tabs per address; 10,000 in all (a few MB at most). */
-export const DEFAULT_CONSENT_LIMITS: ConsentLimits = { ttlMs: 5 * 60_000, perAddress: 4, perSite: 32, total: 10_000 };
+/** Five minutes to answer; a session ends 2 minutes after the frame's last claim, 3 after the window's last watch; a few tabs per address; 10,000 in all (a few MB at most). */
+export const DEFAULT_CONSENT_LIMITS: ConsentLimits = { ttlMs: 5 * 60_000, frameMs: 2 * 60_000, windowMs: 3 * 60_000, perAddress: 4, perSite: 32, total: 10_000 };
 
 export interface ConsentEntry { run: string; site: string; created: number; state: ConsentState; expiresAt: number }
+
+interface Held extends ConsentEntry {
+  /** When the frame (claim) and the window (watch) were last heard, while the session is live. */
+  frameSeen: number;
+  windowSeen: number;
+  release: () => void;
+}
+
+/** How long a refused registration is remembered: the consent window looks for its request for 10 s (FIND_MS). */
+export const REFUSAL_MS = 60_000;
+
+/** How many refused registrations are remembered at most (a few hundred KB): the oldest make way. */
+export const REFUSALS_KEPT = 1000;
 
 /** A request refused, with the HTTP status that says why. */
 export class ConsentError extends Error {
@@ -34,10 +61,16 @@ export class ConsentError extends Error {
 }
 
 export class ConsentRequests {
-  /** By nonce, oldest first (the TTL is one for all, so the expired ones are at the front). */
-  private readonly entries = new Map<string, ConsentEntry & { release: () => void }>();
+  /** By nonce, oldest first. */
+  private readonly entries = new Map<string, Held>();
   private readonly addresses: OpenCounter;
   private readonly sites: OpenCounter;
+  /**
+   * Nonces whose registration was refused, with why, for REFUSAL_MS and REFUSALS_KEPT at most
+   * (oldest dropped first): the consent window opens before the frame registers its nonce, and
+   * says the coordinator's reason rather than that the request never existed.
+   */
+  private readonly refusals = new Map<string, { reason: string; until: number }>();
   /** The nonces open per holder (holder()), oldest first: whom evict() takes a place from. */
   private readonly holders = new Map<string, Set<string>>();
 
@@ -46,12 +79,23 @@ export class ConsentRequests {
     this.sites = new OpenCounter(limits.perSite);
   }
 
-  /** Forgets every request past its time. */
+  /** Forgets every request past its time (a live session's depends on both sides: all are looked at). */
   private sweep(): void {
     const t = this.now();
-    for (const [nonce, e] of this.entries) {
-      if (e.expiresAt > t) break;
-      this.drop(nonce);
+    for (const [nonce, e] of this.entries) if (e.expiresAt <= t) this.drop(nonce);
+  }
+
+  /** Sets `e`'s state and when it ends: a live session when the first of its two sides goes unseen too long. */
+  private settle(e: Held, state: ConsentState): void {
+    const t = this.now();
+    e.state = state;
+    const { frameMs, windowMs } = this.limits;
+    switch (state) {
+      // Kept until the other side has heard it, as long as that side may go unheard.
+      case 'allowed': e.expiresAt = Math.min(e.frameSeen + frameMs, e.windowSeen + windowMs); break;
+      case 'stopped': case 'closed': e.expiresAt = t + frameMs; break;
+      case 'released': e.expiresAt = t + windowMs; break;
+      default: break;
     }
   }
 
@@ -66,8 +110,8 @@ export class ConsentRequests {
   }
 
   /**
-   * Makes room for one more when all places are taken: drops the oldest request, pending or
-   * answered, of the holder (an IPv4 address or an IPv6 /48) with the most open. A client that
+   * Makes room for one more when all places are taken: drops the oldest request, pending,
+   * answered or a live session, of the holder (an IPv4 address or an IPv6 /48) with the most open. A client that
    * fills the store from many addresses cannot lock every widget out (a 503 for all, renewed every
    * few minutes from 2,500 IPv4 addresses or 313 /48s): each new request takes a place of the
    * largest holder, and an honest visitor, holding one, loses theirs only to a client with as many
@@ -100,13 +144,15 @@ export class ConsentRequests {
     }
     while (this.entries.size >= this.limits.total && this.evict());
     const created = this.now();
-    const entry = { run, site, created, state: 'pending' as ConsentState, expiresAt: created + this.limits.ttlMs };
+    const entry: ConsentEntry = { run, site, created, state: 'pending', expiresAt: created + this.limits.ttlMs };
     const key = ConsentRequests.holder(address);
     let held = this.holders.get(key);
     if (!held) this.holders.set(key, held = new Set());
     held.add(nonce);
     this.entries.set(nonce, {
       ...entry,
+      frameSeen: created,
+      windowSeen: created,
       release: () => {
         mine();
         ours();
@@ -117,28 +163,96 @@ export class ConsentRequests {
     return entry;
   }
 
-  /** The request of `nonce`; 404 when there is none (never registered, expired or already claimed). */
+  /** The request of `nonce`; 404 when there is none (never registered, expired, ended or already claimed). */
   get(nonce: string): ConsentEntry {
+    return ConsentRequests.view(this.held(nonce));
+  }
+
+  private held(nonce: string): Held {
     this.sweep();
     const e = this.entries.get(nonce);
-    if (!e) throw new ConsentError('no such consent request: it expired, was already used, or never existed. Press Start in the widget again.', 404);
+    if (e) return e;
+    const refused = this.refusals.get(nonce);
+    if (refused && refused.until > this.now()) throw new ConsentError(`This request was refused by the Murmur coordinator: ${refused.reason}`, 410);
+    throw new ConsentError('no such consent request: it expired, ended, was already used, or never existed. Press Start in the widget again.', 404);
+  }
+
+  /**
+   * Remembers that registering `nonce` was refused, and why (a 403, 404, 409 or 429 of
+   * POST /api/consent): the consent window, already open, asks for it and gets 410 with the
+   * reason. A nonce open here (a second registration of it, refused 409) is not marked.
+   */
+  refuse(nonce: string, reason: string): void {
+    if (this.entries.has(nonce)) return;
+    const t = this.now();
+    for (const [n, r] of this.refusals) {
+      if (r.until > t && this.refusals.size < REFUSALS_KEPT) break;
+      this.refusals.delete(n);
+    }
+    this.refusals.delete(nonce);
+    this.refusals.set(nonce, { reason: reason.slice(0, 300), until: t + REFUSAL_MS });
+  }
+
+  private static view(e: Held): ConsentEntry {
     return { run: e.run, site: e.site, created: e.created, state: e.state, expiresAt: e.expiresAt };
   }
 
-  /** The consent window's answer: 409 once decided. */
-  decide(nonce: string, allow: boolean): ConsentEntry {
-    this.get(nonce);
-    const e = this.entries.get(nonce)!;
-    if (e.state !== 'pending') throw new ConsentError(`this consent request was already answered (${e.state})`, 409);
-    e.state = allow ? 'allowed' : 'denied';
-    return this.get(nonce);
+  /** The state as the other side hears it; an ending heard by it is forgotten (the nonce is done). */
+  private heard(nonce: string, e: Held): ConsentEntry {
+    const v = ConsentRequests.view(e);
+    this.drop(nonce);
+    return v;
   }
 
-  /** The frame asks: the state, and once it is decided the request is gone (a nonce is used once). */
+  /** The consent window's answer: 409 once decided. Allow makes it a live session, both sides seen now. */
+  decide(nonce: string, allow: boolean): ConsentEntry {
+    const e = this.held(nonce);
+    if (e.state !== 'pending') throw new ConsentError(`this consent request was already answered (${e.state})`, 409);
+    e.frameSeen = e.windowSeen = this.now();
+    this.settle(e, allow ? 'allowed' : 'denied');
+    return ConsentRequests.view(e);
+  }
+
+  /**
+   * The frame asks for the answer, and then holds the session it trains under (claim and hold are
+   * one): 'allowed' renews the frame's side; a refusal, or an ending by the window ('stopped', 'closed'), is
+   * answered once and the request is gone.
+   */
   claim(nonce: string): ConsentEntry {
-    const e = this.get(nonce);
-    if (e.state !== 'pending') this.drop(nonce);
-    return e;
+    const e = this.held(nonce);
+    if (e.state === 'allowed') {
+      e.frameSeen = this.now();
+      this.settle(e, 'allowed');
+    } else if (e.state === 'denied' || e.state === 'stopped' || e.state === 'closed') return this.heard(nonce, e);
+    return ConsentRequests.view(e);
+  }
+
+  /** The frame ends its session (its Stop, its pause while out of view) or gives up a request: the window hears 'released'. */
+  release(nonce: string): ConsentEntry {
+    const e = this.held(nonce);
+    if (e.state === 'allowed') this.settle(e, 'released');
+    else if (e.state !== 'released') return this.heard(nonce, e);
+    return ConsentRequests.view(e);
+  }
+
+  /** The consent window watches the session: 'allowed' renews its side; the frame's ending ('released') is answered once. */
+  watch(nonce: string): ConsentEntry {
+    const e = this.held(nonce);
+    if (e.state === 'allowed') {
+      e.windowSeen = this.now();
+      this.settle(e, 'allowed');
+    } else if (e.state === 'released') return this.heard(nonce, e);
+    return ConsentRequests.view(e);
+  }
+
+  /** The window ends the session: its Stop ('stopped'), or its closing ('closed'); the frame hears it and stops. 409 for a request not allowed. */
+  stop(nonce: string, closed = false): ConsentEntry {
+    const e = this.held(nonce);
+    if (e.state === 'released') return this.heard(nonce, e);
+    if (e.state === 'stopped' || e.state === 'closed') return ConsentRequests.view(e);
+    if (e.state !== 'allowed') throw new ConsentError(`this consent request is not a donation under way (${e.state}): nothing to stop`, 409);
+    this.settle(e, closed ? 'closed' : 'stopped');
+    return ConsentRequests.view(e);
   }
 
   get size(): number {

@@ -1,15 +1,19 @@
 // The widget's consent requests (server/consent.ts, server/routes/consent.ts): a nonce is
-// registered only for a run that lists the frame's site, is answered once, claimed once, forgotten
-// after its time, and the requests one address, one IPv6 /48 and everyone may hold are capped.
+// registered only for a run that lists the frame's site, is answered once, a refusal claimed once,
+// an Allow kept as a live session while the frame holds it and the window watches it, forgotten
+// after its time, and the requests one address, one IPv6 /48 and everyone may hold, live sessions
+// included, are capped.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InjectOptions } from 'fastify';
 import { backgroundClock } from '../src/protocol/clock.ts';
-import { ConsentRequests } from '../server/consent.ts';
+import { ConsentRequests, REFUSALS_KEPT, REFUSAL_MS } from '../server/consent.ts';
 import { addressKey } from '../server/address-budget.ts';
 import { startServer, type TestServer } from './support/coordinator.ts';
 
 const SITE = 'https://whales.example';
 const TTL = 60_000;
+const FRAME = 20_000;
+const WINDOW = 30_000;
 let s: TestServer;
 /** The coordinator's clock runs this far ahead of the real one. */
 let skew = 0;
@@ -18,7 +22,7 @@ let n = 0;
 const nonce = () => `n${String(++n).padStart(21, '0')}`;
 
 beforeAll(async () => {
-  s = await startServer({ consent: { ttlMs: TTL, perAddress: 3, perSite: 5, total: 9 } }, { clock: { ...backgroundClock, now: () => Date.now() + skew } });
+  s = await startServer({ consent: { ttlMs: TTL, frameMs: FRAME, windowMs: WINDOW, perAddress: 3, perSite: 5, total: 9 } }, { clock: { ...backgroundClock, now: () => Date.now() + skew } });
   const r = await inject({ method: 'PATCH', url: '/api/runs/default', headers: { ...s.admin }, payload: { embedSites: [SITE] } });
   expect(r.statusCode).toBe(200);
 });
@@ -28,10 +32,12 @@ function inject(o: InjectOptions) { return s.c.app.inject(o); }
 const ask = (nc: string, from = '192.0.2.1', body: Record<string, unknown> = {}) =>
   inject({ method: 'POST', url: '/api/consent', remoteAddress: from, payload: { nonce: nc, run: 'default', site: SITE, ...body } });
 const decide = (nc: string, allow: boolean) => inject({ method: 'POST', url: `/api/consent/${nc}/decision`, payload: { allow } });
-const claim = (nc: string) => inject({ method: 'POST', url: `/api/consent/${nc}/claim` });
+const side = (nc: string, what: 'claim' | 'release' | 'watch' | 'stop', closed = false) =>
+  inject({ method: 'POST', url: `/api/consent/${nc}/${what}`, ...(what === 'stop' ? { payload: { closed } } : {}) });
+const claim = (nc: string) => side(nc, 'claim');
 
 describe('consent requests', () => {
-  it('go from pending to allowed, are claimed once and then are gone', async () => {
+  it('go from pending to allowed, and are then the session the frame holds until the window stops it', async () => {
     const nc = nonce();
     const r = await ask(nc);
     expect(r.statusCode).toBe(201);
@@ -42,34 +48,48 @@ describe('consent requests', () => {
     expect((await claim(nc)).json()).toMatchObject({ state: 'pending' });
     expect((await decide(nc, true)).json()).toMatchObject({ state: 'allowed' });
     expect((await claim(nc)).json()).toMatchObject({ state: 'allowed' });
-    // Single use: a second claim of the same nonce finds nothing.
+    // The frame holds it on, the window watches it.
+    expect((await claim(nc)).json()).toMatchObject({ state: 'allowed' });
+    expect((await side(nc, 'watch')).json()).toMatchObject({ state: 'allowed' });
+    // The window's Stop: the frame hears it once, and the nonce is done.
+    const stop = await side(nc, 'stop');
+    expect(stop.json()).toMatchObject({ state: 'stopped' });
+    expect(stop.headers['cache-control']).toBe('no-store');
+    expect((await claim(nc)).json()).toMatchObject({ state: 'stopped' });
     const again = await claim(nc);
     expect(again.statusCode).toBe(404);
     expect(again.json().error).toMatch(/no such consent request/);
+    // Closing the window (its pagehide) says so.
+    const closing = nonce();
+    await ask(closing);
+    await decide(closing, true);
+    expect((await side(closing, 'stop', true)).json()).toMatchObject({ state: 'closed' });
+    expect((await claim(closing)).json()).toMatchObject({ state: 'closed' });
+    expect((await claim(closing)).statusCode).toBe(404);
+    expect((await inject({ method: 'POST', url: `/api/consent/${nonce()}/stop`, payload: {} })).statusCode).toBe(400);
   });
 
-  it('answers a refusal once, and refuses a second answer with 409', async () => {
+  it('end when the frame releases the session, which the window hears once', async () => {
     const nc = nonce();
-    await ask(nc);
-    expect((await decide(nc, false)).json()).toMatchObject({ state: 'denied' });
-    const twice = await decide(nc, true);
-    expect(twice.statusCode).toBe(409);
-    expect(twice.json().error).toMatch(/already answered \(denied\)/);
-    expect((await claim(nc)).json()).toMatchObject({ state: 'denied' });
+    await ask(nc, '192.0.2.5');
+    await decide(nc, true);
+    expect((await claim(nc)).json()).toMatchObject({ state: 'allowed' });
+    expect((await side(nc, 'release')).json()).toMatchObject({ state: 'released' });
+    expect((await side(nc, 'watch')).json()).toMatchObject({ state: 'released' });
+    expect((await side(nc, 'watch')).statusCode).toBe(404);
+    expect(s.c.consents.size).toBe(0);
   });
 
-  it('gives 404 for a nonce never registered, and 409 for one registered twice', async () => {
-    const unknown = nonce();
-    for (const r of [await inject({ method: 'GET', url: `/api/consent/${unknown}` }), await decide(unknown, true), await claim(unknown)]) {
-      expect(r.statusCode).toBe(404);
-      expect(r.json().error).toMatch(/no such consent request/);
-    }
+  it('refuse to stop a request not allowed, and a watch or release of an unknown nonce', async () => {
     const nc = nonce();
-    expect((await ask(nc, '192.0.2.2')).statusCode).toBe(201);
-    const dup = await ask(nc, '192.0.2.2');
-    expect(dup.statusCode).toBe(409);
-    expect(dup.json().error).toMatch(/already registered/);
-    await decide(nc, false); await claim(nc);
+    await ask(nc, '192.0.2.6');
+    const early = await side(nc, 'stop');
+    expect(early.statusCode).toBe(409);
+    expect(early.json().error).toMatch(/not a donation under way \(pending\)/);
+    // The frame gives up a request it waited for: gone.
+    expect((await side(nc, 'release')).json()).toMatchObject({ state: 'pending' });
+    for (const what of ['watch', 'release', 'stop'] as const) expect((await side(nonce(), what)).statusCode).toBe(404);
+    expect(s.c.consents.size).toBe(0);
   });
 
   it('takes only a site the run lists, a run that exists and a well-formed nonce', async () => {
@@ -77,6 +97,12 @@ describe('consent requests', () => {
     expect(other.statusCode).toBe(403);
     expect(other.json().error).toMatch(/https:\/\/evil\.example is not an embedding site of run default/);
     expect((await ask(nonce(), '192.0.2.3', { run: 'no-such-run' })).statusCode).toBe(404);
+    // The consent window, open already for a refused nonce, hears why (410), not that it never existed.
+    const refused = nonce();
+    await ask(refused, '192.0.2.3', { site: 'https://evil.example' });
+    const told = await inject({ method: 'GET', url: `/api/consent/${refused}` });
+    expect(told.statusCode).toBe(410);
+    expect(told.json().error).toBe('This request was refused by the Murmur coordinator: https://evil.example is not an embedding site of run default: the run\'s admin adds it to embedSites');
     for (const bad of [{ nonce: 'short' }, { site: 'https://whales.example/path' }, { extra: 1 }]) {
       expect((await ask(nonce(), '192.0.2.3', bad)).statusCode).toBe(400);
     }
@@ -99,7 +125,7 @@ describe('consent requests', () => {
     }
   });
 
-  it('caps the requests open per address, per IPv6 /48 and in all, and frees a place once one is claimed', async () => {
+  it('caps the requests open per address, per IPv6 /48 and in all, live sessions too, and frees a place once one is done', async () => {
     const mine = [nonce(), nonce(), nonce()];
     for (const nc of mine) expect((await ask(nc, '198.51.100.7')).statusCode).toBe(201);
     const fourth = await ask(nonce(), '198.51.100.7');
@@ -107,7 +133,11 @@ describe('consent requests', () => {
     expect(fourth.json().error).toMatch(/this address has 3 consent requests open, its limit/);
     // The same address on another port, or written another way, is the same address.
     expect((await ask(nonce(), '::ffff:198.51.100.7')).statusCode).toBe(429);
+    // A live session holds its place; one ended and heard frees it.
     await decide(mine[0]!, true);
+    await claim(mine[0]!);
+    expect((await ask(nonce(), '198.51.100.7')).statusCode).toBe(429);
+    await side(mine[0]!, 'stop');
     await claim(mine[0]!);
     expect((await ask(nonce(), '198.51.100.7')).statusCode).toBe(201);
     // Five /64s of one /48 share its five places; another /48 is not held back by them.
@@ -135,9 +165,63 @@ describe('consent requests', () => {
     }
   });
 
+  it('ends a live session once the window or the frame has not been seen for its time, and keeps no ending longer than the other side may take to hear it', () => {
+    let t = 0;
+    const store = new ConsentRequests({ ttlMs: 100, frameMs: 20, windowMs: 30, perAddress: 10, perSite: 10, total: 10 }, () => t);
+    const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((x) => x.repeat(22)) as [string, string, string, string];
+    for (const nc of [a, b, c, d]) { store.open(nc, 'default', SITE, '192.0.2.1'); store.decide(nc, true); }
+    // Both sides renew: far past the TTL of a pending request.
+    for (; t <= 500; t += 10) for (const nc of [a, b, c, d]) { expect(store.claim(nc).state).toBe('allowed'); expect(store.watch(nc).state).toBe('allowed'); }
+    const start = 500;
+    // c: stopped by the window, never heard by the frame: kept frameMs. d: released by the frame, never heard: kept windowMs.
+    t = start;
+    expect(store.stop(c).state).toBe('stopped');
+    expect(store.release(d).state).toBe('released');
+    // a: the window goes silent (closed without its pagehide); the frame holding on does not keep it past windowMs.
+    // b: the frame goes silent; the window watching on does not keep it past frameMs.
+    t = start + 10;
+    expect(store.watch(b).state).toBe('allowed');
+    // (Looked at in time order: each look forgets whatever has expired.)
+    t = start + 19;
+    expect(store.claim(a).state).toBe('allowed');
+    expect(store.get(b).state).toBe('allowed');
+    expect(store.get(c).state).toBe('stopped');
+    t = start + 20;
+    expect(() => store.get(b)).toThrow(/no such consent request/);
+    expect(() => store.get(c)).toThrow(/no such consent request/);
+    t = start + 29;
+    expect(store.get(a).state).toBe('allowed');
+    expect(store.get(d).state).toBe('released');
+    t = start + 30;
+    expect(() => store.claim(a)).toThrow(/no such consent request/);
+    expect(() => store.watch(d)).toThrow(/no such consent request/);
+    expect(store.size).toBe(0);
+  });
+
+  it('remembers refused registrations for a while, a bounded number of them, and never marks a nonce that is open', () => {
+    let t = 0;
+    const store = new ConsentRequests({ ttlMs: 100, frameMs: 100, windowMs: 100, perAddress: 10, perSite: 10, total: 10 }, () => t);
+    const key = (i: number) => `q${String(i).padStart(21, '0')}`;
+    store.refuse(key(0), 'not listed');
+    expect(() => store.get(key(0))).toThrow(/refused by the Murmur coordinator: not listed/);
+    t = REFUSAL_MS;
+    expect(() => store.get(key(0))).toThrow(/no such consent request/);
+    // A flood of refusals keeps REFUSALS_KEPT at most: the oldest make way.
+    for (let i = 1; i <= REFUSALS_KEPT + 5; i++) store.refuse(key(i), `r${i}`);
+    expect(() => store.get(key(5))).toThrow(/no such consent request/);
+    expect(() => store.get(key(6))).toThrow(/refused by the Murmur coordinator: r6$/);
+    expect(() => store.get(key(REFUSALS_KEPT + 5))).toThrow(/refused/);
+    // A second registration of an open nonce is refused (409), but the open request stands.
+    const open = key(REFUSALS_KEPT + 9);
+    store.open(open, 'default', SITE, '192.0.2.1');
+    store.refuse(open, 'already registered');
+    store.decide(open, true);
+    expect(store.get(open).state).toBe('allowed');
+  });
+
   it('drops only the expired requests, oldest first', () => {
     let t = 0;
-    const store = new ConsentRequests({ ttlMs: 100, perAddress: 10, perSite: 10, total: 10 }, () => t);
+    const store = new ConsentRequests({ ttlMs: 100, frameMs: 100, windowMs: 100, perAddress: 10, perSite: 10, total: 10 }, () => t);
     store.open('a'.repeat(22), 'default', SITE, '192.0.2.1');
     t = 50;
     store.open('b'.repeat(22), 'default', SITE, '192.0.2.1');
@@ -149,7 +233,7 @@ describe('consent requests', () => {
 
   it('at its limit in all, makes room by dropping the oldest request of whoever holds the most, never by refusing everyone', () => {
     const t = 0;
-    const store = new ConsentRequests({ ttlMs: 100, perAddress: 4, perSite: 32, total: 8 }, () => t);
+    const store = new ConsentRequests({ ttlMs: 100, frameMs: 100, windowMs: 100, perAddress: 4, perSite: 32, total: 8 }, () => t);
     const key = (c: string, i: number) => `${c}${String(i).padStart(21, '0')}`;
     // An anonymous client fills the store from two addresses, and answers its own requests so none is pending.
     for (let i = 0; i < 4; i++) store.open(key('a', i), 'default', SITE, '192.0.2.1');
@@ -164,7 +248,7 @@ describe('consent requests', () => {
     expect(() => store.get(key('b', 0))).toThrow(/no such consent request/);
     expect(store.get(key('v', 0)).state).toBe('pending');
     // An IPv6 client is one holder per /48, whichever /64s it spreads over.
-    const big = new ConsentRequests({ ttlMs: 100, perAddress: 4, perSite: 32, total: 6 }, () => t);
+    const big = new ConsentRequests({ ttlMs: 100, frameMs: 100, windowMs: 100, perAddress: 4, perSite: 32, total: 6 }, () => t);
     for (let i = 0; i < 3; i++) big.open(key('x', i), 'default', SITE, addressKey(`2001:db8:9:${i}::1`));
     for (let i = 0; i < 2; i++) big.open(key('y', i), 'default', SITE, '192.0.2.3');
     big.open(key('z', 0), 'default', SITE, addressKey('2001:db8:8::1'));

@@ -5,7 +5,7 @@
 // request each end the wait with what to say.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { webcrypto } from 'node:crypto';
-import { askConsent, CONSENT, CONSENT_POLL_MS, CONSENT_WAIT_MS, newNonce, type FrameConsent } from '../src/ui/embed/frame-bridge.ts';
+import { askConsent, CONSENT, CONSENT_GRACE_MS, CONSENT_HOLD_MS, CONSENT_POLL_MS, CONSENT_WAIT_MS, holdConsent, newNonce, type FrameConsent } from '../src/ui/embed/frame-bridge.ts';
 import type { ConsentPort } from '../src/ui/ports.ts';
 
 type Claim = Awaited<ReturnType<ConsentPort['claim']>>;
@@ -20,11 +20,17 @@ function fakeWindow(ancestors: string[] | null) {
   return { win, opened };
 }
 
-function fakePort(claims: Claim[], register: () => Promise<void> = async () => {}) {
+function fakePort(claims: (Claim | Error)[], register: () => Promise<void> = async () => {}, otherwise: Claim = 'pending') {
   const calls: string[] = [];
   const port: ConsentPort = {
     register: async (nonce, site) => { calls.push(`register ${nonce} ${site}`); await register(); },
-    claim: async (nonce) => { calls.push(`claim ${nonce}`); return claims.shift() ?? 'pending'; },
+    claim: async (nonce) => {
+      calls.push(`claim ${nonce}`);
+      const c = claims.shift() ?? otherwise;
+      if (c instanceof Error) throw c;
+      return c;
+    },
+    release: (nonce) => { calls.push(`release ${nonce}`); },
   };
   return { port, calls };
 }
@@ -82,6 +88,68 @@ describe('askConsent', () => {
     const none = await askConsent({ port: fakePort([]).port, path: '/consent' }, bare.win, NONCE, () => true);
     expect((none as Error).message).toBe(CONSENT.unplaced);
     expect(bare.opened).toEqual([]);
+  });
+});
+
+// Once allowed, the frame trains only while the consent window holds the session: it claims the
+// session on, and stops when the window's Stop or its closing ended it (the page may have masked
+// the frame's own Stop), or pauses once the coordinator has not answered for its grace.
+describe('holdConsent', () => {
+  const fakeWin = () => fakeWindow(['https://whales.example']).win;
+
+  it('holds the session while the coordinator says allowed, and ends it when the window stopped it or is gone', async () => {
+    for (const [last, want] of [['stopped', 'stopped'], ['closed', 'closed'], ['gone', 'closed'], ['released', 'closed']] as const) {
+      const { port, calls } = fakePort(['allowed', 'allowed', last]);
+      const ends: string[] = [];
+      holdConsent(port, NONCE, fakeWin(), () => true, (why) => ends.push(why));
+      await vi.advanceTimersByTimeAsync(2 * CONSENT_HOLD_MS);
+      expect(ends).toEqual([]);
+      await vi.advanceTimersByTimeAsync(CONSENT_HOLD_MS);
+      expect(ends).toEqual([want]);
+      // And asks no more.
+      await vi.advanceTimersByTimeAsync(5 * CONSENT_HOLD_MS);
+      expect(calls).toEqual([`claim ${NONCE}`, `claim ${NONCE}`, `claim ${NONCE}`]);
+      expect(ends).toEqual([want]);
+    }
+  });
+
+  it('trains on through a coordinator out of reach for less than its grace, and pauses once it has been out of reach for the whole grace', async () => {
+    const down = new Error('fetch failed');
+    const misses = Math.ceil(CONSENT_GRACE_MS / CONSENT_HOLD_MS) - 1;
+    // Out of reach for a while, then back: the session goes on.
+    const back = fakePort([...Array<Error>(misses).fill(down), 'allowed'], undefined, 'allowed');
+    const kept: string[] = [];
+    holdConsent(back.port, NONCE, fakeWin(), () => true, (why) => kept.push(why));
+    await vi.advanceTimersByTimeAsync(3 * CONSENT_GRACE_MS);
+    expect(kept).toEqual([]);
+    // Out of reach for good: 'lost' once the grace has passed, not before.
+    const gone = fakePort([], undefined, 'allowed');
+    gone.port.claim = async () => { throw down; };
+    const ends: string[] = [];
+    holdConsent(gone.port, NONCE, fakeWin(), () => true, (why) => ends.push(why));
+    await vi.advanceTimersByTimeAsync(CONSENT_GRACE_MS - 1);
+    expect(ends).toEqual([]);
+    await vi.advanceTimersByTimeAsync(CONSENT_HOLD_MS + 1);
+    expect(ends).toEqual(['lost']);
+    // A claim that never answers is no answer either.
+    const hung = fakePort([]);
+    hung.port.claim = () => new Promise(() => {});
+    const hungEnds: string[] = [];
+    holdConsent(hung.port, NONCE, fakeWin(), () => true, (why) => hungEnds.push(why));
+    await vi.advanceTimersByTimeAsync(CONSENT_GRACE_MS + 3 * CONSENT_HOLD_MS);
+    expect(hungEnds).toEqual(['lost']);
+  });
+
+  it('stops holding once the frame no longer trains under the session', async () => {
+    const { port, calls } = fakePort([], undefined, 'allowed');
+    let held = true;
+    const ends: string[] = [];
+    holdConsent(port, NONCE, fakeWin(), () => held, (why) => ends.push(why));
+    await vi.advanceTimersByTimeAsync(2 * CONSENT_HOLD_MS);
+    held = false;
+    await vi.advanceTimersByTimeAsync(5 * CONSENT_HOLD_MS);
+    expect(calls).toEqual([`claim ${NONCE}`, `claim ${NONCE}`]);
+    expect(ends).toEqual([]);
   });
 });
 

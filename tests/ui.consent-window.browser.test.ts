@@ -40,6 +40,20 @@ const state = (nonce: string) => coordinator.c.consents.get(nonce).state;
 const refusal = (p: Page) => p.locator('murmur-consent-window [data-refused]').innerText();
 
 describe('the consent window', () => {
+  it('says the coordinator refused the request, and why, when the widget\'s registration was refused after the window opened', async () => {
+    const nonce = `r${String(++n).padStart(21, '0')}`;
+    const page = await h.openPage(`/web/consent.html#${nonce}`);
+    // The window is looking for its request (it opens before the frame registers it).
+    await page.locator('murmur-consent-window').getByText('Loading the request').waitFor();
+    const r = await coordinator.c.app.inject({ method: 'POST', url: '/api/consent', payload: { nonce, run: 'default', site: 'https://evil.example' } });
+    expect(r.statusCode).toBe(403);
+    const said = page.locator('murmur-consent-window .error');
+    await said.waitFor();
+    expect(await said.innerText()).toBe('This request was refused by the Murmur coordinator: https://evil.example is not an embedding site of run default: ' +
+      'the run\'s admin adds it to embedSites. Nothing was started.');
+    await page.close();
+  });
+
   it('does not take the Space that follows the Tab which brought Allow the focus', async () => {
     const { page, nonce } = await openWindow();
     await page.keyboard.press('Tab');

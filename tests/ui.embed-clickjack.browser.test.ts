@@ -437,7 +437,8 @@ describe('the widget against clickjacking', () => {
     await hold(600);
     const popup = await consentWindowFrom(p.context(), () => p.keyboard.press('Enter'));
     await answerConsent(popup);
-    await popup.close();
+    // (The window stays open: closing it would stop training.)
+    await p.bringToFront();
     await waitForStatus(p, /Starting|Training/);
     await expect.poll(() => sockets.length, { timeout: 120_000 }).toBeGreaterThan(0);
     await p.close();

@@ -226,6 +226,56 @@ describe('embeddable widget', () => {
     expect(await start.innerText()).toBe('Start again');
   });
 
+  // After Allow the page can hide the frame, its Stop included, with a fully transparent
+  // mask-image, which nothing in the frame can see: the consent window, which the page cannot
+  // touch, stays open as the donation's Stop, and the frame trains only while it holds.
+  it('trains behind a fully transparent mask only while the consent window holds: its Stop, or closing it, stops the frame, and the frame\'s own Stop ends it there', async () => {
+    const frame = trainingFrame(page);
+    const start = frame.locator('#murmur-start');
+    const phase = () => frame.evaluate(() => window.frameTest.controller!.phase);
+    const mask = (on: boolean) => page.evaluate((v) => {
+      document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('iframe')!.style.maskImage = v ? 'linear-gradient(transparent, transparent)' : '';
+    }, on);
+    const masked = async () => {
+      await waitForStatus(/Training/);
+      await mask(true);
+      expect(await page.evaluate(() => getComputedStyle(document.querySelector('murmur-volunteer')!.shadowRoot!.querySelector('iframe')!).maskImage)).toMatch(/transparent|rgba\(0, 0, 0, 0\)/);
+    };
+    try {
+      // Closing the window: the frame stops, and says why (it trained on behind the mask).
+      const first = await startThroughConsent(start);
+      await masked();
+      await first.close();
+      await waitForStatus(/^Stopped: the Murmur window was closed/);
+      expect(await phase()).toBe('stopped');
+      await expect.poll(() => frame.locator('#murmur-note').innerText()).toMatch(/^Stopped: the Murmur window was closed/);
+      await expect.poll(() => coordinator.c.consents.size).toBe(0);
+      // The window's Stop donating: the frame stops as well. The window says what runs, for whom, and how to stop it.
+      await mask(false);
+      const second = await startThroughConsent(start);
+      await masked();
+      expect(await second.locator('murmur-consent-window [data-donating]').innerText()).toContain(new URL(hostUrl).origin);
+      await second.getByText('Closing this window stops it.').waitFor();
+      await second.locator('murmur-consent-window button[data-stop]').click();
+      await second.locator('murmur-consent-window [data-ended=stopped]').waitFor();
+      await waitForStatus(/^Stopped from the Murmur window/);
+      expect(await phase()).toBe('stopped');
+      await expect.poll(() => coordinator.c.consents.size).toBe(0);
+      await second.close();
+      // The frame's own Stop (here the page's, which the frame obeys): the window says the widget stopped.
+      await mask(false);
+      const third = await startThroughConsent(start);
+      await waitForStatus(/Training/);
+      await part(page, 'stop-button').click();
+      await waitForStatus(/^Stopped/);
+      await third.locator('murmur-consent-window [data-ended=released]').waitFor({ timeout: 30_000 });
+      await expect.poll(() => coordinator.c.consents.size).toBe(0);
+      await third.close();
+    } finally {
+      await mask(false);
+    }
+  });
+
   it('trains nothing for a page that frames the training frame and posts start itself', async () => {
     const p = await (await h.browser.newContext()).newPage();
     await p.goto(forgerUrl);

@@ -1,13 +1,14 @@
 // The widget's consent window (server/consent.ts): the frame registers a nonce for a click on its
 // Start, the consent window (/consent#nonce) reads what it names and posts the visitor's answer,
-// and the frame claims the answer once. Anonymous, so each request is bounded per client address
+// and the frame claims the answer; an allowed request is then the session the frame trains
+// under, held by the frame (claim, release) and watched by the window (watch, stop). Anonymous, so each request is bounded per client address
 // and in all (the store's limits; a full store makes room rather than refusing), and a site may ask only for a run that lists it as an embedding
 // site: the frame says which site it is on, and nothing else is believed of it.
 import type { FastifyReply } from 'fastify';
 import type { AppContext } from '../context.ts';
 import { addressKey } from '../address-budget.ts';
 import { ConsentError, type ConsentEntry, type ConsentRequests } from '../consent.ts';
-import { ConsentDecision, ConsentParams, ConsentRequest, type ConsentReply } from '../../src/protocol/api.ts';
+import { ConsentDecision, ConsentParams, ConsentRequest, ConsentStop, type ConsentReply } from '../../src/protocol/api.ts';
 import { RunError } from '../runs.ts';
 
 export function registerConsentRoutes(ctx: AppContext, consents: ConsentRequests): void {
@@ -19,19 +20,21 @@ export function registerConsentRoutes(ctx: AppContext, consents: ConsentRequests
 
   app.post<{ Body: ConsentRequest }>('/api/consent', { schema: { body: ConsentRequest } }, async (req, res) => {
     const { nonce, run, site } = req.body;
-    const info = runs.get(run);
-    if (!info) throw new RunError(`no run "${run}"`, 404);
-    if (info.status === 'stopped') throw new RunError(`run ${run} is stopped: there is nothing to train`, 409);
-    if (!runs.embedSites(run).includes(site)) {
-      req.log.warn({ run, site }, 'consent asked from a site the run does not list');
-      throw new ConsentError(`${site} is not an embedding site of run ${run}: the run's admin adds it to embedSites`, 403);
-    }
     let e: ConsentEntry;
     try {
+      const info = runs.get(run);
+      if (!info) throw new RunError(`no run "${run}"`, 404);
+      if (info.status === 'stopped') throw new RunError(`run ${run} is stopped: there is nothing to train`, 409);
+      if (!runs.embedSites(run).includes(site)) {
+        req.log.warn({ run, site }, 'consent asked from a site the run does not list');
+        throw new ConsentError(`${site} is not an embedding site of run ${run}: the run's admin adds it to embedSites`, 403);
+      }
       e = consents.open(nonce, run, site, addressKey(req.ip));
     } catch (err) {
-      // Sent here: a 429 says when a place frees (Retry-After).
-      if (!(err instanceof ConsentError)) throw err;
+      // Sent here: a 429 says when a place frees (Retry-After); and the consent window, open
+      // already, hears the reason (refuse).
+      if (!(err instanceof ConsentError || err instanceof RunError)) throw err;
+      consents.refuse(nonce, err.message);
       if (err.statusCode === 429) void res.header('retry-after', String(Math.ceil(consents.limits.ttlMs / 1000)));
       return fresh(res).code(err.statusCode).send({ error: err.message });
     }
@@ -49,6 +52,20 @@ export function registerConsentRoutes(ctx: AppContext, consents: ConsentRequests
     return fresh(res).send(reply(req.params.nonce, e));
   });
 
-  app.post<{ Params: ConsentParams }>('/api/consent/:nonce/claim', { schema: { params: ConsentParams } }, async (req, res) =>
-    fresh(res).send(reply(req.params.nonce, consents.claim(req.params.nonce))));
+  // The frame's side (claim, release) and the window's watch of the session: no body.
+  for (const side of ['claim', 'release', 'watch'] as const) {
+    app.post<{ Params: ConsentParams }>(`/api/consent/:nonce/${side}`, { schema: { params: ConsentParams } }, async (req, res) => {
+      const e = consents[side](req.params.nonce);
+      if (side === 'release') req.log.info({ run: e.run, site: e.site, state: e.state }, 'consent session released');
+      return fresh(res).send(reply(req.params.nonce, e));
+    });
+  }
+
+  app.post<{ Params: ConsentParams; Body: ConsentStop }>('/api/consent/:nonce/stop', {
+    schema: { params: ConsentParams, body: ConsentStop },
+  }, async (req, res) => {
+    const e = consents.stop(req.params.nonce, req.body.closed);
+    req.log.info({ run: e.run, site: e.site, state: e.state }, 'consent session stopped');
+    return fresh(res).send(reply(req.params.nonce, e));
+  });
 }

@@ -200,7 +200,12 @@ const embedSite = Type.String({ maxLength: 200, pattern: EMBED_SITE_PATTERN });
 export const ConsentRequest = strict({ nonce: consentNonce, run: runId, site: embedSite });
 export type ConsentRequest = Static<typeof ConsentRequest>;
 
-/** The path parameter of /api/consent/:nonce and its /decision and /claim. */
+/**
+ * The path parameter of /api/consent/:nonce and its POSTs: /decision (the window's answer), /claim
+ * (the frame asks for it, and then holds the session it trains under by claiming on), /release
+ * (the frame ends it), /watch and /stop (the window keeps watching it, or ends it: its Stop, or
+ * its closing). Only /decision and /stop take a body; each answers a ConsentReply.
+ */
 export const ConsentParams = strict({ nonce: consentNonce });
 export type ConsentParams = Static<typeof ConsentParams>;
 
@@ -208,7 +213,17 @@ export type ConsentParams = Static<typeof ConsentParams>;
 export const ConsentDecision = strict({ allow: Type.Boolean() });
 export type ConsentDecision = Static<typeof ConsentDecision>;
 
-export const ConsentState = Type.Enum(['pending', 'allowed', 'denied']);
+/** POST /api/consent/:nonce/stop: the consent window ends the session, by its Stop donating (false) or by closing (true). */
+export const ConsentStop = strict({ closed: Type.Boolean() });
+export type ConsentStop = Static<typeof ConsentStop>;
+
+/**
+ * A request's state: 'pending' until the window's answer; 'allowed' is then the live session the
+ * frame trains under; 'stopped' once the window's Stop ended it, 'closed' once the window was
+ * closed, 'released' once the frame ended it (its Stop, or training ended), each kept until the
+ * other side has heard.
+ */
+export const ConsentState = Type.Enum(['pending', 'allowed', 'denied', 'stopped', 'closed', 'released']);
 export type ConsentState = Static<typeof ConsentState>;
 
 /**

@@ -3,7 +3,7 @@
 // worker, the WebRTC mesh, the coordinator client), and tests pass fakes.
 import type { AdapterSummary } from '../gpu/device.ts';
 import type { GpuErrorCode } from '../gpu/errors.ts';
-import type { RunEventData } from '../protocol/api.ts';
+import type { ConsentState, RunEventData } from '../protocol/api.ts';
 import type { RunEvent, RunEventKind } from '../protocol/events.ts';
 import type { ReportFields } from '../protocol/messages.ts';
 import type { StateLosses } from '../protocol/memorised.ts';
@@ -303,26 +303,43 @@ export interface DashboardSource {
 
 /**
  * The coordinator's side of the widget's consent window (src/ui/browser/consent-client.ts): the
- * frame registers a nonce for one click on its Start or Resume, opens the window for it, and
- * claims the visitor's answer.
+ * frame registers a nonce for one click on its Start or Resume, opens the window for it, claims
+ * the visitor's answer, and once allowed holds the session it trains under by claiming on.
  */
 export interface ConsentPort {
   /** Registers `nonce` for this frame's run on `site` (the page the frame is on); rejects with the coordinator's reason. */
   register(nonce: string, site: string): Promise<void>;
   /**
-   * The answer so far: once 'allowed' or 'denied' the nonce is used up; 'gone' when the
-   * coordinator no longer knows it (expired, or already claimed).
+   * The answer so far, and while 'allowed' the session held on: 'denied', 'stopped' and 'closed'
+   * (the window's Stop, or its closing, ended the session) are answered once; 'gone' when the coordinator no longer knows the nonce
+   * (expired, already answered, or the window was not seen for its time). Rejects when the
+   * coordinator cannot be reached or answers otherwise.
    */
-  claim(nonce: string): Promise<'pending' | 'allowed' | 'denied' | 'gone'>;
+  claim(nonce: string): Promise<ConsentState | 'gone'>;
+  /** Ends the session (or gives up the request), sent so that it outlives the page; never rejects. */
+  release(nonce: string): void;
 }
 
 /** A consent request as the consent window shows it: the run, the site that asks, the state, when it expires (ms since the epoch). */
-export interface ConsentAsked { run: string; runName: string; site: string; state: 'pending' | 'allowed' | 'denied'; expiresAt: number }
+export interface ConsentAsked { run: string; runName: string; site: string; state: ConsentState; expiresAt: number }
+
+/** What the coordinator says of a nonce whose registration it refused: why (a site not listed, a limit reached). */
+export interface ConsentRefusal { refused: string }
 
 /** The consent window's side (src/ui/elements/consent-window.ts): reads a request and answers it; each rejects with the coordinator's reason. */
 export interface ConsentWindowPort {
-  load(nonce: string): Promise<ConsentAsked>;
+  /** The request, or why its registration was refused. */
+  load(nonce: string): Promise<ConsentAsked | ConsentRefusal>;
   decide(nonce: string, allow: boolean): Promise<ConsentAsked>;
   /** Don't allow, sent as the window closes (a request that outlives the page). */
   declineOnClose(nonce: string): void;
+  /**
+   * While the donation runs: renews the window's side of the session; 'released' once the frame
+   * ended it, 'gone' once the coordinator no longer knows it (the frame was not seen for its time).
+   */
+  watch(nonce: string): Promise<ConsentAsked | 'gone'>;
+  /** The window's Stop: ends the session, and the frame stops at its next claim. */
+  stop(nonce: string): Promise<ConsentAsked>;
+  /** Stop, sent as the window closes ('closed'; a request that outlives the page); never rejects. */
+  stopOnClose(nonce: string): void;
 }

@@ -258,10 +258,11 @@ export async function answerConsent(popup: Page, answer: 'allow' | 'deny' = 'all
 /**
  * A visitor's Start (or Resume) in the widget's training frame, as it goes now: the click on the
  * frame's button (restAndClick), then Allow in the consent window that click opened
- * (src/ui/elements/consent-window.ts), which is closed after. The one way the tests start
- * training through the widget.
+ * (src/ui/elements/consent-window.ts). The window stays open, as the donation's Stop (closing it
+ * stops training), and is returned; the widget's page is brought back to the front. The one way
+ * the tests start training through the widget.
  */
-export async function startThroughConsent(button: Locator): Promise<void> {
+export async function startThroughConsent(button: Locator): Promise<Page> {
   let popup: Page;
   try {
     popup = await consentWindowFrom(button.page().context(), () => restAndClick(button));
@@ -271,5 +272,6 @@ export async function startThroughConsent(button: Locator): Promise<void> {
     throw new Error(`the click on the widget's button opened no consent window; the frame says "${said}"`, { cause: e });
   }
   await answerConsent(popup);
-  await popup.close();
+  await button.page().bringToFront();
+  return popup;
 }

@@ -7,6 +7,12 @@
 // window has been at the front, and the button in place, for half a second (pageGate,
 // src/ui/core/settle.ts), as the volunteer page's do: a site could otherwise open it under a
 // double-click it asked for.
+//
+// After Allow the window is the donation's own control, which the page cannot hide as it can hide
+// the frame (a transparent mask-image): it says what runs and for whom, and its Stop donating, or
+// closing it, ends the session on the coordinator, and the frame stops at its next claim
+// (holdConsent, src/ui/embed/frame-bridge.ts). It watches the session every CONSENT_WATCH_MS and
+// says when the widget has stopped. Stop takes any click: stopping is always safe.
 import { LitElement, html, css, nothing, type TemplateResult } from 'lit';
 import { pageGate, PAGE_REFUSED } from '../core/settle.ts';
 import type { ConsentAsked, ConsentWindowPort } from '../ports.ts';
@@ -16,10 +22,21 @@ import { theme } from './theme.ts';
 export const FIND_MS = 10_000;
 const FIND_EVERY_MS = 250;
 
+/**
+ * How often the window renews its side of the session while the donation runs: well inside the
+ * coordinator's windowMs (server/consent.ts), which allows for a background window's timers
+ * running once a minute.
+ */
+export const CONSENT_WATCH_MS = 10_000;
+
 type View =
   | { kind: 'loading' }
   | { kind: 'asking'; asked: ConsentAsked }
   | { kind: 'answered'; asked: ConsentAsked }
+  /** Allowed, and the session is live: the window is the donation's Stop. */
+  | { kind: 'donating'; asked: ConsentAsked }
+  /** The session ended, and why. */
+  | { kind: 'ended'; asked: ConsentAsked; why: 'stopped' | 'closed' | 'released' | 'gone' }
   | { kind: 'error'; text: string };
 
 export class ConsentWindow extends LitElement {
@@ -39,7 +56,7 @@ export class ConsentWindow extends LitElement {
     ul { margin: 0.4rem 0 0.8rem; padding-left: 1.2rem; }
     .row { display: flex; gap: 0.6rem; margin-top: 1rem; }
     button { font: inherit; border-radius: var(--murmur-radius); border: 1px solid var(--murmur-line); background: #fff; padding: 0.45em 1em; cursor: pointer; }
-    button[data-action=allow] { background: var(--murmur-accent); border-color: var(--murmur-accent); color: var(--murmur-accent-fg); font-weight: 600; }
+    button[data-action=allow], button[data-stop] { background: var(--murmur-accent); border-color: var(--murmur-accent); color: var(--murmur-accent-fg); font-weight: 600; }
     .refused, .error { color: var(--murmur-bad); font-weight: 600; }
   `];
 
@@ -49,7 +66,7 @@ export class ConsentWindow extends LitElement {
     this.refused = null;
   }
 
-  /** Reads the request of `nonce`, looking again until the frame has registered it (FIND_MS at most). */
+  /** Reads the request of `nonce`, looking again until the frame has registered it (FIND_MS at most) or the coordinator has refused it. */
   async load(port: ConsentWindowPort, nonce: string): Promise<void> {
     this.port = port;
     this.key = nonce;
@@ -60,8 +77,10 @@ export class ConsentWindow extends LitElement {
     const until = performance.now() + FIND_MS;
     for (;;) {
       try {
-        const asked = await port.load(nonce);
-        this.view = asked.state === 'pending' ? { kind: 'asking', asked } : { kind: 'answered', asked };
+        const got = await port.load(nonce);
+        // Refused when the frame registered it: the coordinator's reason, not a request that never was.
+        if ('refused' in got) this.view = { kind: 'error', text: `${got.refused}. Nothing was started.` };
+        else this.show(got);
         return;
       } catch (e) {
         if (performance.now() >= until) {
@@ -70,6 +89,50 @@ export class ConsentWindow extends LitElement {
         }
       }
       await new Promise((r) => setTimeout(r, FIND_EVERY_MS));
+    }
+  }
+
+  /** The view for the request as the coordinator has it; a live session is watched. */
+  private show(asked: ConsentAsked): void {
+    switch (asked.state) {
+      case 'pending': this.view = { kind: 'asking', asked }; break;
+      case 'denied': this.view = { kind: 'answered', asked }; break;
+      case 'allowed': this.view = { kind: 'donating', asked }; this.watchLater(); break;
+      default: this.view = { kind: 'ended', asked, why: asked.state };
+    }
+  }
+
+  private watchLater(): void {
+    setTimeout(() => void this.watch(), CONSENT_WATCH_MS);
+  }
+
+  /** Renews the window's side of the session, and says so once the widget has stopped. */
+  private async watch(): Promise<void> {
+    const v = this.view;
+    if (v.kind !== 'donating' || !this.port) return;
+    let now: ConsentAsked | 'gone';
+    try {
+      now = await this.port.watch(this.key);
+    } catch {
+      this.watchLater(); // the coordinator for a moment unreachable: the session outlasts a few missed watches
+      return;
+    }
+    if (this.view !== v) return;
+    if (now === 'gone') this.view = { kind: 'ended', asked: v.asked, why: 'gone' };
+    else this.show(now);
+  }
+
+  private async stopDonating(): Promise<void> {
+    const v = this.view;
+    if (v.kind !== 'donating' || this.sending || !this.port) return;
+    this.sending = true;
+    try {
+      const now = await this.port.stop(this.key);
+      this.view = { kind: 'ended', asked: now, why: now.state === 'released' ? 'released' : 'stopped' };
+    } catch (e) {
+      this.refused = `Not stopped: ${(e as Error).message} Close this window to stop.`;
+    } finally {
+      this.sending = false;
     }
   }
 
@@ -89,6 +152,8 @@ export class ConsentWindow extends LitElement {
    */
   private readonly onClose = (): void => {
     if (this.view.kind === 'asking' && !this.sending && this.port) this.port.declineOnClose(this.key);
+    // Closing the window while it donates is its Stop.
+    if (this.view.kind === 'donating' && this.port) this.port.stopOnClose(this.key);
   };
 
   protected override firstUpdated(): void {
@@ -110,7 +175,7 @@ export class ConsentWindow extends LitElement {
     if (this.refused !== null || this.sending || !this.port) return;
     this.sending = true;
     try {
-      this.view = { kind: 'answered', asked: await this.port.decide(this.key, allow) };
+      this.show(await this.port.decide(this.key, allow));
     } catch (e) {
       this.view = { kind: 'error', text: `Your answer was not taken: ${(e as Error).message}` };
     } finally {
@@ -125,6 +190,8 @@ export class ConsentWindow extends LitElement {
       case 'error': return html`<h1>Murmur</h1><p class="error" role="alert">${v.text}</p>`;
       case 'answered': return this.renderAnswered(v.asked);
       case 'asking': return this.renderAsking(v.asked);
+      case 'donating': return this.renderDonating(v.asked);
+      case 'ended': return this.renderEnded(v.asked, v.why);
     }
   }
 
@@ -136,7 +203,7 @@ export class ConsentWindow extends LitElement {
       <ul>
         <li>Your graphics card trains part of an open language model, in short bursts, inside that page's tab.</li>
         <li>It downloads training text and exchanges model updates with the coordinator and other volunteers: tens of MB, more over hours.</li>
-        <li>It stops when you press Stop in the widget or close that tab. Nothing is installed, and nothing else on this device is read.</li>
+        <li>This window then stays open as its Stop: it stops when you press Stop here or in the widget, or close this window or that tab. Nothing is installed, and nothing else on this device is read.</li>
       </ul>
       <p>Only allow it if you pressed Start on that page yourself.</p>
       <div class="row">
@@ -147,10 +214,26 @@ export class ConsentWindow extends LitElement {
   }
 
   private renderAnswered(a: ConsentAsked): TemplateResult {
-    const text = a.state === 'allowed'
-      ? html`Allowed. Training starts in the widget on <span class="site">${a.site}</span> in a moment; it stops when you press Stop there or close that tab.`
-      : html`Not allowed. Nothing runs on this device; the widget on <span class="site">${a.site}</span> is back to its Start button.`;
-    return html`<h1>Murmur</h1><p role="status" data-answer=${a.state}>${text}</p><p>You can close this window.</p>`;
+    return html`<h1>Murmur</h1><p role="status" data-answer=${a.state}>Not allowed. Nothing runs on this device; the widget on
+      <span class="site">${a.site}</span> is back to its Start button.</p><p>You can close this window.</p>`;
+  }
+
+  private renderDonating(a: ConsentAsked): TemplateResult {
+    return html`
+      <h1>Donating your GPU to Murmur</h1>
+      <p role="status" data-answer=${a.state} data-donating>The widget on <span class="site" data-site>${a.site}</span> is training the
+        Murmur run <strong data-run>${a.runName}</strong> (${a.run}) on this device.</p>
+      <p><strong>Closing this window stops it.</strong> Keep it open while you donate.</p>
+      <div class="row"><button type="button" data-stop @click=${() => this.stopDonating()}>Stop donating</button></div>
+      ${this.refused ? html`<p class="refused" role="alert" data-refused>${this.refused}</p>` : nothing}`;
+  }
+
+  private renderEnded(a: ConsentAsked, why: 'stopped' | 'closed' | 'released' | 'gone'): TemplateResult {
+    const site = html`<span class="site">${a.site}</span>`;
+    const text = why === 'stopped' || why === 'closed' ? html`Stopped. The widget on ${site} stops training within a few seconds.`
+      : why === 'released' ? html`The widget on ${site} stopped training: its Stop was pressed, it paused while out of view, or its page was closed.`
+      : html`The widget on ${site} is gone: its page was closed or lost touch with Murmur.`;
+    return html`<h1>Murmur</h1><p role="status" data-ended=${why}>${text} Nothing runs on this device for it now.</p><p>You can close this window.</p>`;
   }
 }
 

@@ -29,7 +29,10 @@
 // the frame sees neither (IntersectionObserver v2 still reports the button visible; the frame's
 // devicePixelRatio reads 0.5). So the click opens the consent window (askConsent): a pop-up of
 // the Murmur origin, which no page can frame, mask or zoom, naming the site and the run, and
-// training starts only once its Allow was pressed for this click's own nonce.
+// training starts only once its Allow was pressed for this click's own nonce. The window then
+// stays open as the donation's own Stop, where the page cannot hide it: the frame trains only while
+// the coordinator says the window still holds the session (holdConsent), and stops when the
+// window's Stop was pressed or the window was closed.
 //
 // While training runs, the frame shows its own Stop and status, and pauses by itself when its Stop
 // has been out of full view for UNSEEN_PAUSE_MS: the page could hide the frame and ignore its own
@@ -150,6 +153,9 @@ export const CONSENT = {
   expired: 'Not started: the Murmur window was not answered in time. Press Start to ask again.',
   unplaced: 'Not started: this browser does not say which site shows this frame, so the Murmur window cannot name it.',
   failed: (why: string) => `Not started: the Murmur coordinator did not take the request: ${why}`,
+  stopped: 'Stopped from the Murmur window. Press Start to donate again.',
+  closed: 'Stopped: the Murmur window was closed. Press Start to donate again.',
+  lost: 'Paused: the Murmur coordinator could not be reached to confirm that the Murmur window is still open. Press Resume to ask again.',
 } as const;
 
 /** The button's text while a consent window is open for it. */
@@ -160,6 +166,20 @@ export const CONSENT_POLL_MS = 1000;
 
 /** How long the frame waits for that answer: the coordinator forgets a request after 5 minutes (server/consent.ts). */
 export const CONSENT_WAIT_MS = 5 * 60_000;
+
+/**
+ * How often the frame holds its session while it trains (a claim): well inside the coordinator's
+ * frameMs (server/consent.ts), and soon enough that the window's Stop stops training within seconds.
+ */
+export const CONSENT_HOLD_MS = 5000;
+
+/**
+ * How long the frame trains on without hearing the coordinator before it pauses: it cannot tell
+ * whether the window is still open, and a page can cut the frame off from the coordinator no more
+ * than the network can (the frame's requests are its own), so a short outage passes and a long one
+ * pauses.
+ */
+export const CONSENT_GRACE_MS = 45_000;
 
 /** The consent window's size: room for what it says and its two buttons. */
 export const CONSENT_FEATURES = 'popup,noopener,noreferrer,width=520,height=640';
@@ -207,10 +227,38 @@ export function askConsent(consent: FrameConsent, win: Window, nonce: string, st
         continue; // the coordinator for a moment unreachable: asked again until the deadline
       }
       if (state === 'allowed' || state === 'denied') return state;
-      if (state === 'gone') return 'expired';
+      if (state !== 'pending') return 'expired';
     }
     return 'expired';
   })();
+}
+
+/**
+ * Holds the session `nonce` while `stillHeld()`: claims it every CONSENT_HOLD_MS, and calls `onEnd`
+ * once with why it ended: 'stopped' (the window's Stop), 'closed' (the window was closed, or the
+ * coordinator no longer knows the session: the window was not seen for its time), or 'lost' (no answer from the
+ * coordinator for CONSENT_GRACE_MS; a claim that takes longer than CONSENT_HOLD_MS counts as none).
+ */
+export function holdConsent(port: ConsentPort, nonce: string, win: Window, stillHeld: () => boolean, onEnd: (why: 'stopped' | 'closed' | 'lost') => void): void {
+  let heard = win.performance.now();
+  const look = async () => {
+    if (!stillHeld()) return;
+    let state: Awaited<ReturnType<ConsentPort['claim']>> | null;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      state = await Promise.race([port.claim(nonce), new Promise<null>((r) => { timer = setTimeout(() => r(null), CONSENT_HOLD_MS); })]);
+    } catch {
+      state = null;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!stillHeld()) return;
+    if (state === 'allowed') heard = win.performance.now();
+    else if (state !== null) return onEnd(state === 'stopped' ? 'stopped' : 'closed');
+    else if (win.performance.now() - heard >= CONSENT_GRACE_MS) return onEnd('lost');
+    setTimeout(() => void look(), CONSENT_HOLD_MS);
+  };
+  setTimeout(() => void look(), CONSENT_HOLD_MS);
 }
 
 /** Opens the consent window for `nonce` (again): the nonce in the fragment, which no server sees. */
@@ -488,6 +536,16 @@ export function serveFrame(
       let held = false;
       /** The consent window open for a click on Start or Resume: one at a time, so a second click only opens it again. */
       let asking: { nonce: string; resume: boolean } | null = null;
+      /** The nonce of the session training runs under (allowed in its consent window, held since: holdConsent). */
+      let session: string | null = null;
+      /** Ends the session, so the consent window says the widget stopped. */
+      const release = () => {
+        if (session === null) return;
+        consent.port.release(session);
+        session = null;
+      };
+      // (A tab closed, or the frame taken out of the page: the window hears it at once.)
+      win.addEventListener('pagehide', release);
       const push = () => {
         if (queued) return;
         queued = true;
@@ -495,9 +553,16 @@ export function serveFrame(
         setTimeout(() => { queued = false; port.postMessage(widgetStatus(c, refused, held)); }, 150);
       };
       // (pauseNow notifies: the controls and the status follow.)
+      // Paused so, it keeps holding its session (the window's Stop, or its closing, still stops it),
+      // but Resume asks through a new consent window, as Start does: the page that hid the frame
+      // gets no resume from the old one.
       const watch = unseenWatch(stop, win, () => { held = true; c.pauseNow(); });
       const showButton = () => {
-        if (!c.running) held = false;
+        if (!c.running) {
+          held = false;
+          // Training ended (its Stop, the page's, an error, the run stopped): so did its session.
+          release();
+        }
         // While it trains the frame shows Stop (and, when it paused itself, Resume): the page may
         // hide its own controls.
         button.hidden = c.running && !held;
@@ -516,7 +581,7 @@ export function serveFrame(
       c.subscribe(showButton);
       const ready = c.init().then(() => { push(); showButton(); });
       // Stopping needs no proof of anything: it is always what the volunteer may want.
-      stop.addEventListener('click', () => { void c.stop(); });
+      stop.addEventListener('click', () => { release(); void c.stop(); });
       // On the document: a click where the button is while it takes no pointer events lands on
       // the page behind it, and is answered too.
       win.document.addEventListener('click', (ev) => {
@@ -543,13 +608,34 @@ export function serveFrame(
           asking = null;
           if (answer === 'allowed') {
             refused = null;
+            let started = false;
             if (resume && held) {
               held = false;
               c.resume();
+              started = true;
             } else if (!resume && !c.running) {
               if (!c.consentRecord) c.giveConsent();
               c.start();
+              started = true;
             }
+            if (started) {
+              release();
+              session = mine.nonce;
+              holdConsent(consent.port, mine.nonce, win, () => session === mine.nonce && c.running, (why) => {
+                session = null;
+                if (why === 'lost') {
+                  // The window may still be open: paused, and Resume asks afresh.
+                  held = true;
+                  refused = CONSENT.lost;
+                  c.pauseNow();
+                  consent.port.release(mine.nonce);
+                } else {
+                  void c.stop().then(() => { refused = why === 'stopped' ? CONSENT.stopped : CONSENT.closed; showButton(); push(); });
+                }
+                showButton();
+                push();
+              });
+            } else consent.port.release(mine.nonce);
           } else {
             refused = answer === 'denied' ? CONSENT.denied : answer === 'expired' ? CONSENT.expired : answer.message;
           }
@@ -565,7 +651,7 @@ export function serveFrame(
           case 'pause': c.pauseNow(); break;
           // Not while the frame holds training paused: the page that hid it would resume it.
           case 'resume': if (!held) c.resume(); break;
-          case 'stop': await c.stop(); break;
+          case 'stop': release(); await c.stop(); break;
           case 'intensity': c.setIntensity(cmd.value); break;
         }
         push();
