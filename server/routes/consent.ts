@@ -4,7 +4,7 @@
 // under, held by the frame (claim, release) and watched by the window (watch, stop). Anonymous, so each request is bounded per client address
 // and in all (the store's limits; a full store makes room rather than refusing), and a site may ask only for a run that lists it as an embedding
 // site: the frame says which site it is on, and nothing else is believed of it.
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AppContext } from '../context.ts';
 import { addressKey } from '../address-budget.ts';
 import { ConsentError, type ConsentEntry, type ConsentRequests } from '../consent.ts';
@@ -17,6 +17,11 @@ export function registerConsentRoutes(ctx: AppContext, consents: ConsentRequests
     ({ run: e.run, runName: runs.get(e.run)?.name ?? e.run, site: e.site, state: e.state, expiresAt: e.expiresAt });
   // A consent answer is about this moment: never cached.
   const fresh = (r: FastifyReply) => r.header('cache-control', 'no-store');
+  /** Answers with what a visitor's side (the window's answer or Stop, the frame's release) made of a request, logged. */
+  const told = (req: FastifyRequest, res: FastifyReply, e: ConsentEntry, what: string) => {
+    req.log.info({ run: e.run, site: e.site, state: e.state }, what);
+    return fresh(res).send(reply('', e));
+  };
 
   app.post<{ Body: ConsentRequest }>('/api/consent', { schema: { body: ConsentRequest } }, async (req, res) => {
     const { nonce, run, site } = req.body;
@@ -46,26 +51,17 @@ export function registerConsentRoutes(ctx: AppContext, consents: ConsentRequests
 
   app.post<{ Params: ConsentParams; Body: ConsentDecision }>('/api/consent/:nonce/decision', {
     schema: { params: ConsentParams, body: ConsentDecision },
-  }, async (req, res) => {
-    const e = consents.decide(req.params.nonce, req.body.allow);
-    req.log.info({ run: e.run, site: e.site, state: e.state }, 'consent answered');
-    return fresh(res).send(reply(req.params.nonce, e));
-  });
+  }, async (req, res) => told(req, res, consents.decide(req.params.nonce, req.body.allow), 'consent answered'));
 
   // The frame's side (claim, release) and the window's watch of the session: no body.
   for (const side of ['claim', 'release', 'watch'] as const) {
     app.post<{ Params: ConsentParams }>(`/api/consent/:nonce/${side}`, { schema: { params: ConsentParams } }, async (req, res) => {
       const e = consents[side](req.params.nonce);
-      if (side === 'release') req.log.info({ run: e.run, site: e.site, state: e.state }, 'consent session released');
-      return fresh(res).send(reply(req.params.nonce, e));
+      return side === 'release' ? told(req, res, e, 'consent session released') : fresh(res).send(reply(req.params.nonce, e));
     });
   }
 
   app.post<{ Params: ConsentParams; Body: ConsentStop }>('/api/consent/:nonce/stop', {
     schema: { params: ConsentParams, body: ConsentStop },
-  }, async (req, res) => {
-    const e = consents.stop(req.params.nonce, req.body.closed);
-    req.log.info({ run: e.run, site: e.site, state: e.state }, 'consent session stopped');
-    return fresh(res).send(reply(req.params.nonce, e));
-  });
+  }, async (req, res) => told(req, res, consents.stop(req.params.nonce, req.body.closed), 'consent session stopped'));
 }
