@@ -21,6 +21,7 @@ const DIGESTS: Record<number, string> = {
   3: 'cf5037a7f360fb32e3c84c677f2bfd2e9b907468064da789d4cadfa624c79048',
   4: '7089b4d0ca159ab72b58cd61dd7bd3c174d49d24f1186d5c981a4a5b8e8c169a',
   5: 'c8ea69b5e96e54bf9ac1248b94e448c399c7e875f0c3e78b4766e734b115ac8e',
+  6: 'ebbb4e6b4e9e29b04fcd2f147babe345068496e32685d4df71c92b86a49ecf2c',
 };
 
 /** JSON with sorted keys: the same schemas give the same text whatever order they were built in. */

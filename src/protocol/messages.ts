@@ -47,8 +47,10 @@ import { jsonDepth, schemaProblem } from './check.ts';
  *      (`yourRound`). Rounds are each peer's own, so a receiver could not tell an `xchg` or an
  *      `abort` of an earlier pairing of the same two peers, come late, from this pairing's: now
  *      it compares the round each carries with the partner's round of this pairing.
+ *   6: a checkpoint's `stateUrl` (in `welcome`) and a `state-request`'s `url` are paths on the
+ *      coordinator (coordinatorPath): the peer sends its session, and its state, where they point.
  */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 
 /** Limits every connection lives under; the server announces its values in `welcome`. */
 export const DEFAULT_LIMITS = {
