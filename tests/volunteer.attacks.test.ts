@@ -113,7 +113,11 @@ async function attackRun(runId: string, third: { attack: Attack } | { rejoin: At
     rejoiner = rejoining(() => runVolunteer({ ...base, rounds: REJOIN_EVERY }, { ...components, createBackend: hostileFactory(third.rejoin), WebSocket: webSocketFrom('127.0.0.2') }));
     rejoiners.push(rejoiner);
   } else {
-    attacker = runVolunteer(base, 'attack' in third ? { ...components, createBackend: hostileFactory(third.attack) } : components);
+    // The camper never trains, so it has no Δ scale of its own and its mesh would refuse every
+    // payload ('no-scale'): it would never see a partner's Δ to mirror. An attacker's own code
+    // checks nothing, so its checks take any size (minScale).
+    const own = 'attack' in third && third.attack === 'camp-mirror' ? { ...base, validation: { minScale: 1e30 } } : base;
+    attacker = runVolunteer(own, 'attack' in third ? { ...components, createBackend: hostileFactory(third.attack) } : components);
   }
   const all = [...honest, ...(attacker ? [attacker] : [])];
   volunteers.push(...all);

@@ -104,6 +104,12 @@ export interface ValidationSettings {
    * of micro that trained apart, tests/sync.validate.test.ts); a copy sits at 1 − 1e-4 after q8.
    */
   echoCosine: number;
+  /**
+   * The least Δ scale a payload is judged by (deltaScale). 0, the default: none, and a payload is
+   * refused ('no-scale') until we have one of our own. A test's hostile peer sets it high to
+   * check nothing, as an attacker's own code would not: it takes every payload it is sent.
+   */
+  minScale: number;
 }
 
 export const DEFAULT_VALIDATION: ValidationSettings = {
@@ -160,6 +166,7 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   antiCosineReport: 0.4,
   mirrorCosine: 0.8,
   echoCosine: 0.999,
+  minScale: 0,
 };
 
 export type RejectReason = 'size' | 'non-finite' | 'no-scale' | 'delta-norm' | 'delta-direction' | 'delta-echo' | 'phi-distance' | 'phi-lag';
@@ -316,7 +323,7 @@ export class PartnerValidator {
    * within about 2× of ours, so the floor binds only below what they send (docs/design.md section 6).
    */
   get deltaScale(): number {
-    return Math.max(median(this.deltaNorms), this.ownNorm / this.settings.clipFactor);
+    return Math.max(median(this.deltaNorms), this.ownNorm / this.settings.clipFactor, this.settings.minScale);
   }
 
   /**

@@ -6,6 +6,7 @@
 //   welcome (run config, data assignment) -> download + verify data -> trainer -> mesh
 //   -> join (state from a live peer, else the newest checkpoint, else fresh)
 //   -> loop { H inner steps in chunks -> outer round with one partner or solo -> report }
+import type { ValidationSettings } from '../sync/validate.ts';
 import type { ReportFields, RunInfo, WelcomeMsg } from '../protocol/messages.ts';
 import { maxStateLoss } from '../protocol/state-frame.ts';
 import type { Signaling } from '../protocol/signaling.ts';
@@ -56,6 +57,8 @@ export interface VolunteerOptions {
   autotune?: boolean;
   /** Mesh neighbour bounds (default 4..8, the mesh's). */
   neighbours?: { min: number; max: number };
+  /** The mesh's checks of a partner's payload, where they differ from DEFAULT_VALIDATION (tests' hostile peers). */
+  validation?: Partial<ValidationSettings>;
   /**
    * Judge each partner's update by its effect on the loss (src/round/probe.ts). Default true;
    * false only to measure what the probe costs and changes.
@@ -310,6 +313,7 @@ class HeadlessVolunteer implements Volunteer {
     this.mesh = createMesh({
       runId: run.id, configHash: runConfigHash(run), elements: this.backend.total, compression: compressionForRun(run.compression),
       ...(this.opts.neighbours ? { neighbours: this.opts.neighbours } : {}),
+      ...(this.opts.validation ? { validation: this.opts.validation } : {}),
     })({ signaling: this.meshSignaling, rtc: this.c.rtc, logger: this.log });
     const others = welcome.peers.filter((p) => p !== welcome.peerId).length;
     const floats = this.backend.total;
