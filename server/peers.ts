@@ -51,6 +51,7 @@ import type { DatasetSource } from './datasets.ts';
 import { fileRefs } from './datasets.ts';
 import type { CheckpointInfo, CheckpointStore } from './checkpoints.ts';
 import { ReadyPool } from './pairing.ts';
+import { PAIR_WAIT_BOUNDS_MS } from '../src/protocol/ready-pool.ts';
 import { iceFor, renewDelayMs, type IceSettings } from './ice.ts';
 import {
   DEFAULT_LIMITS, PROTOCOL_VERSION, isLagReport, isSoftOffence, isStateOffence, parseClientMessage,
@@ -156,8 +157,8 @@ export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
   diallerWindowMs: 60_000,
   diallerBytesPerS: 16 << 10,
   diallerBurstBytes: 128 << 10,
-  minPairWaitMs: 50,
-  maxPairWaitMs: 120_000,
+  minPairWaitMs: PAIR_WAIT_BOUNDS_MS.min,
+  maxPairWaitMs: PAIR_WAIT_BOUNDS_MS.max,
   pairPrediction: true,
   peersEveryMs: 100,
   departedRetentionMs: 7 * 24 * 3600_000,

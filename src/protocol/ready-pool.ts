@@ -55,6 +55,14 @@ export interface PoolSolo { peer: string; round: number }
 /** What a call decided: pairs to announce and peers to send to a solo step. */
 export interface PoolEvents { matches: PoolMatch[]; solos: PoolSolo[] }
 
+/**
+ * A pairing wait's bounds on the live clock (ms), the coordinator's defaults (server/peers.ts):
+ * never zero, or nobody is ever in the pool together; at most two minutes, so a stuck pool never
+ * holds a peer for ever. The simulator's clock has no unit (stepTime is 1 by default) and runs
+ * unclamped.
+ */
+export const PAIR_WAIT_BOUNDS_MS = { min: 50, max: 120_000 } as const;
+
 export interface ReadyPoolOptions {
   /** The clock, ms. */
   now: () => number;
@@ -217,8 +225,8 @@ export class ReadyPool {
 
   constructor(private readonly o: ReadyPoolOptions) {
     this.canPair = o.canPair ?? (() => true);
-    this.minWaitMs = o.minWaitMs ?? 50;
-    this.maxWaitMs = o.maxWaitMs ?? 120_000;
+    this.minWaitMs = o.minWaitMs ?? PAIR_WAIT_BOUNDS_MS.min;
+    this.maxWaitMs = o.maxWaitMs ?? PAIR_WAIT_BOUNDS_MS.max;
     this.repeatHoldFrac = o.repeatHoldFrac ?? 0.25;
     this.graceFrac = o.graceFrac ?? 0.25;
     this.capFrac = o.capFrac ?? 0.75;
