@@ -1,10 +1,12 @@
 // The probe's judge (src/round/probe.ts) on made-up losses: honest noise is accepted, a harmful
 // update is rejected and reported, a steady harm under the margin is reported by the CUSUM
-// within 3 exchanges, and a partner on probation gets the strict margin.
+// within 3 exchanges, a steady harm under the fast CUSUM's slack by the slow one, and a partner
+// on probation gets the strict margin.
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../src/model/rng.ts';
 import { DEFAULT_PROBE, PARTNERS_KEPT, PROBE_WINDOWS, ProbeError, ProbeJudge, type ProbeLosses } from '../src/round/probe.ts';
 import { runOuterRound, type RoundPorts } from '../src/round/outer-round.ts';
+import { isSoftOffence } from '../src/protocol/messages.ts';
 
 /**
  * One exchange's probe losses: windows of differing difficulty shared by both candidates, a
@@ -194,6 +196,133 @@ describe('ProbeJudge', () => {
     expect(reportedAt, seen.join('; ')).toBeLessThanOrEqual(3);
   });
 
+  it('reports a steady harm under the fast CUSUM\'s slack (0.3 noise units, accepted every time) through the slow CUSUM, as soft evidence; the fast one alone never does', () => {
+    // Beside three honest partners, a drifter whose update costs 0.3 of the judge's noise units
+    // every time, with none of the honest scatter: under the fast CUSUM's slack of 0.5, so it
+    // adds nothing there, and far under the margin, so it is accepted every time.
+    const run = (settings: Partial<typeof DEFAULT_PROBE>) => {
+      const rng = new Rng(15, 40);
+      const j = new ProbeJudge(settings);
+      for (let i = 0; i < 40; i++) j.judge(`honest${i % 3}`, exchange(rng, -0.002));
+      const unit = j.judge('probe-of-noise', exchange(rng, -0.002)).noise;
+      let harm = 0;
+      for (let i = 1; i <= 150; i++) {
+        const v = j.judge('drifter', exchange(rng, -0.002 + 0.3 * unit, 0));
+        expect(j.judge(`honest${i % 3}`, exchange(rng, -0.002)).offence).toBeNull();
+        if (v.offence) return { at: i, v, harm };
+        expect(v.accept).toBe(true);
+        harm += v.excess / v.noise;
+      }
+      return { at: null, v: null, harm };
+    };
+    // Without the slow CUSUM (the judge before it): 150 exchanges, every one taken, none reported.
+    const fastOnly = run({ slowLimit: Infinity });
+    console.log(`a steady harm of 0.3 noise units, fast CUSUM alone: reported at ${fastOnly.at ?? 'never'}, ${fastOnly.harm.toFixed(1)} noise units accepted over 150 exchanges`);
+    expect(fastOnly.at).toBeNull();
+    expect(fastOnly.harm).toBeGreaterThan(30);
+    const now = run({});
+    console.log(`with the slow CUSUM: reported at exchange ${now.at} after ${now.harm.toFixed(1)} noise units: ${now.v?.offence?.detail}`);
+    expect(now.at).not.toBeNull();
+    // (slowLimit + slack) / (0.3 − slowSlack) = 55 exchanges, give or take the baseline's scatter.
+    expect(now.at!).toBeLessThanOrEqual(80);
+    expect(now.v!.offence!.code).toBe('probe-harm');
+    expect(now.v!.offence!.detail).toMatch(/; slow cusum \d+\.\d+ > 11 \(a steady harm over 0.1 noise units an exchange\)$/);
+    // Soft evidence through the mesh's offence path (no strike), and the exchange that makes
+    // the report is not applied; both CUSUMs start again from 0.
+    expect(isSoftOffence(`${now.v!.offence!.code}: ${now.v!.offence!.detail}`)).toBe(true);
+    expect(now.v!.accept).toBe(false);
+    expect(now.v!.excess).toBeLessThan(now.v!.margin);
+    expect([now.v!.cusum, now.v!.slowCusum]).toEqual([0, 0]);
+  });
+
+  it('the slow CUSUM alarms on honest noise no more often than the fast one, and reports a steady 0.3-unit harm within a bounded number of exchanges (seeded)', () => {
+    // Two kinds of honest noise. `scatter`: pair steps that scatter 0.012 round to round over a
+    // loss of 2.0 (the micro GPT's, bench:probe-calibration), above the relative floor, so the
+    // noise unit is the judge's estimate of that scatter and an excess runs about 1 unit either
+    // way. `floor`: a scatter of 0.004 under the floor (0.4% of 2.5), so an honest excess runs
+    // about 0.4 units (the unit is the largest of its estimates; honest units in the
+    // simulator sat at 0.5% to 0.9% of the loss, over a floor of 0.4%).
+    const kinds = { scatter: { effect: -0.02, scatter: 0.012, base: 2.0 }, floor: { effect: -0.002, scatter: 0.004, base: 2.5 } };
+    type Kind = keyof typeof kinds;
+    const honest = (rng: Rng, kind: Kind, harm = 0) => exchange(rng, kinds[kind].effect + harm, kinds[kind].scatter, kinds[kind].base);
+    const fastOnly = { slowLimit: Infinity }, slowOnly = { cusumLimit: Infinity };
+    // Each detector alone on the same honest exchanges (the same seed).
+    const alarms = (settings: Partial<typeof DEFAULT_PROBE>, kind: Kind, partners: number, n: number) => {
+      const rng = new Rng(16, partners);
+      const j = new ProbeJudge(settings);
+      let reports = 0;
+      for (let i = 0; i < n; i++) if (j.judge(`honest${i % partners}`, honest(rng, kind)).offence) reports++;
+      return reports;
+    };
+    const n = 20_000;
+    for (const partners of [1, 3]) {
+      const fast = alarms(fastOnly, 'scatter', partners, n), slow = alarms(slowOnly, 'scatter', partners, n);
+      console.log(`honest scatter over the floor, ${partners} partner(s), ${n} exchanges: the fast CUSUM reported ${fast} (one in ${Math.round(n / fast)}), the slow one ${slow} (one in ${Math.round(n / Math.max(1, slow))})`);
+      expect(slow, `${partners} partner(s)`).toBeLessThanOrEqual(fast);
+      expect(slow, `${partners} partner(s)`).toBeLessThanOrEqual(n / 150);
+    }
+    // What weighing down a partner whose slow CUSUM is high would cost honest pairs: the share
+    // of honest updates that would have been refused besides, were every accepted one that
+    // harmed (excess > 0) refused while its sender's slow CUSUM was over half its limit.
+    for (const partners of [1, 3]) {
+      const rng = new Rng(16, partners);
+      const j = new ProbeJudge();
+      const before = new Map<string, number>();
+      let refused = 0, more = 0;
+      for (let i = 0; i < n; i++) {
+        const p = `honest${i % partners}`;
+        const v = j.judge(p, honest(rng, 'scatter'));
+        if (!v.accept) refused++;
+        else if (v.excess > 0 && (before.get(p) ?? 0) > DEFAULT_PROBE.slowLimit / 2) more++;
+        before.set(p, v.slowCusum);
+      }
+      console.log(`honest scatter over the floor, ${partners} partner(s): ${refused} of ${n} refused (${(100 * refused / n).toFixed(2)}%); refusing accepted harms while the slow CUSUM is over half its limit would refuse ${more} more (${(100 * more / n).toFixed(2)}%)`);
+      expect(more / n, `${partners} partner(s)`).toBeGreaterThan(0.01);
+    }
+    const floorAlarms = [alarms(fastOnly, 'floor', 3, n), alarms(slowOnly, 'floor', 3, n)];
+    console.log(`honest scatter under the floor, 3 partners, ${n} exchanges: the fast CUSUM reported ${floorAlarms[0]}, the slow one ${floorAlarms[1]}`);
+    // Both far under one in 340 (the fast CUSUM's rate on noise of exactly one unit).
+    expect(floorAlarms[1]).toBeLessThanOrEqual(n / 1000);
+    // A drifter beside three honest partners, its update 0.3 of the judge's noise units worse
+    // than theirs and scattering as theirs do: at which of its exchanges is it first reported?
+    // Never within 300: counted as 301.
+    const q = (a: readonly number[], p: number) => [...a].sort((x, y) => x - y)[Math.ceil(p * a.length) - 1]!;
+    const detect = (settings: Partial<typeof DEFAULT_PROBE>, kind: Kind) => {
+      const at: number[] = [];
+      for (let seed = 1; seed <= 100; seed++) {
+        const rng = new Rng(seed, 41);
+        const j = new ProbeJudge(settings);
+        for (let i = 0; i < 60; i++) j.judge(`honest${i % 3}`, honest(rng, kind));
+        const unit = j.judge('probe-of-noise', honest(rng, kind)).noise;
+        let found = 301;
+        for (let i = 1; i <= 300 && found > 300; i++) {
+          if (j.judge('drifter', honest(rng, kind, 0.3 * unit)).offence) found = i;
+          j.judge(`honest${i % 3}`, honest(rng, kind));
+        }
+        at.push(found);
+      }
+      const never = at.filter((x) => x > 300).length;
+      return { median: q(at, 0.5), p95: q(at, 0.95), most: Math.max(...at), never, text: `median ${q(at, 0.5)}, 95th percentile ${q(at, 0.95)}, at most ${Math.max(...at)}${never ? ` (never within 300 in ${never})` : ''}` };
+    };
+    const measured: Record<string, ReturnType<typeof detect>> = {};
+    for (const kind of ['floor', 'scatter'] as const) {
+      for (const [name, settings] of [['default', {}], ['slow alone', slowOnly], ['fast alone', fastOnly]] as const) measured[`${kind} ${name}`] = detect(settings, kind);
+      console.log(`a steady 0.3-unit harm, honest scatter ${kind === 'floor' ? 'under' : 'over'} the floor, 100 seeds, reported at: the default judge ${measured[`${kind} default`]!.text}; the slow CUSUM alone ${measured[`${kind} slow alone`]!.text}; the fast one alone (the judge before) ${measured[`${kind} fast alone`]!.text}`);
+    }
+    // Under the floor the fast CUSUM alone missed it within 300 exchanges in most seeds; the slow
+    // one reports it in every seed, near (11 + 0.3) / (0.3 − 0.1) ≈ 57 exchanges.
+    expect(measured['floor fast alone']!.never).toBeGreaterThanOrEqual(70);
+    expect(measured['floor default']!.never).toBe(0);
+    expect(measured['floor default']!.median).toBeLessThanOrEqual(55);
+    expect(measured['floor default']!.p95).toBeLessThanOrEqual(100);
+    // Over it, the fast CUSUM's false alarms (one in about 105 exchanges, above) come sooner with
+    // the harm added and report it too; the two together report it sooner than either.
+    expect(measured['scatter default']!.never).toBe(0);
+    expect(measured['scatter default']!.median).toBeLessThanOrEqual(31);
+    expect(measured['scatter default']!.p95).toBeLessThanOrEqual(90);
+    expect(measured['scatter default']!.p95).toBeLessThan(measured['scatter fast alone']!.p95);
+  });
+
   it('reports a partner rejected twice in a row (each rejection adds at least z − slack to its CUSUM)', () => {
     const rng = new Rng(15, 5);
     const j = warmJudge(rng);
@@ -285,6 +414,8 @@ describe('ProbeJudge', () => {
     expect(() => j.judge('p', { solo: [], paired: [] })).toThrow(/same positive number of windows/);
     expect(() => new ProbeJudge({ z: 0 })).toThrow(/z, zProbation/);
     expect(() => new ProbeJudge({ cusumCap: 0.5 })).toThrow(/cusumCap > cusumSlack/);
+    expect(() => new ProbeJudge({ slowSlack: 0 })).toThrow(/slow CUSUM needs slowCap > slowSlack > 0 and slowLimit > 0; got slowSlack 0,/);
+    expect(() => new ProbeJudge({ slowCap: 0.1 })).toThrow(/slowCap 0.1/);
     expect(() => new ProbeJudge({ minHistory: 10, history: 5 })).toThrow(/minHistory <= history/);
   });
 });

@@ -5,7 +5,8 @@
 // paired step is taken unless its probe loss is worse than the solo one by more than a margin
 // calibrated from this peer's own noise; then the round is a solo step and the partner gets a
 // strike. A CUSUM over each partner's excess harm reports a steady small harm as an offence, a
-// gross harm is reported at once.
+// slow one with a small slack a steadier and smaller one (evidence both), a gross harm is
+// reported at once.
 //
 // Pure and backend-independent: the caller evaluates the candidates (src/volunteer/backend.ts on
 // the CPU or the GPU, the simulator's learners) and hands over one loss per probe window.
@@ -66,6 +67,21 @@ export interface ProbeSettings {
   cusumSlack: number;
   cusumCap: number;
   cusumLimit: number;
+  /**
+   * The slow CUSUM's allowance, most one exchange adds or takes away, and threshold, in noise
+   * units: S ← max(0, S + clamp(excess/σ, ±slowCap) − slowSlack), reported past slowLimit (as
+   * `probe-harm`, evidence). It sees the steady small harm the fast one lets through: 0.2 to 0.45
+   * σ an exchange is under its slack of 0.5, accepted every time, and 30 to 45 σ in 100
+   * exchanges. Seeded (tests/round.probe.test.ts), a steady 0.3 σ was reported at a median of
+   * 52 exchanges and a 95th percentile of 97 where the honest excess runs under a unit (σ at the
+   * floor; the fast one alone missed it within 300 in 78 of 100 seeds), and of 30 and 85 with
+   * both where σ is the honest scatter itself. On the same honest noise it alarmed once in 192
+   * exchanges where the fast one did once in 105 (once in about 420 and 340 on noise of exactly
+   * one unit). Infinity: none.
+   */
+  slowSlack: number;
+  slowCap: number;
+  slowLimit: number;
   /** An excess beyond this many margins is a gross harm: reported at once. */
   gross: number;
   /**
@@ -103,11 +119,13 @@ export interface ProbeSettings {
  * exchanges, and between honest volunteers in a swarm of two about once per hundred (the noise
  * from 4 windows runs low). So a CUSUM report is evidence, not a strike (isSoftOffence). The
  * slack was 1 until a Δ × −20 attacker in a fresh-clone CI run cost 1.2 to 2.8 units an exchange
- * and went unreported.
+ * and went unreported. The slow CUSUM (slack 0.1, at most ±2.5 an exchange, limit 11) adds up what
+ * is left under that slack: (11 + 0.3) / (0.3 − 0.1) ≈ 57 exchanges of a steady 0.3 σ, and on noise
+ * of exactly one unit an alarm about once in 420 exchanges, fewer than the fast one's 340.
  */
 export const DEFAULT_PROBE: ProbeSettings = {
   z: 3, zProbation: 2, strictExchanges: 8, relFloor: 0.004, coldFloor: 0.02, ceiling: 0.02, history: 8, minHistory: 4, spreadHistory: 32,
-  cusumSlack: 0.5, cusumCap: 3.5, cusumLimit: 4, gross: 2.5, coldGross: 0.1, provenAccepted: 20, behindRounds: 2,
+  cusumSlack: 0.5, cusumCap: 3.5, cusumLimit: 4, slowSlack: 0.1, slowCap: 2.5, slowLimit: 11, gross: 2.5, coldGross: 0.1, provenAccepted: 20, behindRounds: 2,
 };
 
 /**
@@ -143,12 +161,15 @@ export interface ProbeVerdict {
   margin: number;
   /** The partner's CUSUM after this exchange (0 after a report). */
   cusum: number;
+  /** The partner's slow CUSUM after this exchange (0 after a report). */
+  slowCusum: number;
   /** Set when the partner is to be reported to the coordinator now. */
   offence: { code: 'probe-harm' | 'probe-gross'; detail: string } | null;
 }
 
 interface PartnerRecord {
   cusum: number;
+  slow: number;
   strikes: number;
   /** Exchanges left that are judged with the strict margin (strictExchanges from a report). */
   strictLeft: number;
@@ -206,6 +227,9 @@ export class ProbeJudge {
     if (!(s.z > 0 && s.zProbation > 0 && s.relFloor > 0 && s.coldFloor >= s.relFloor && s.cusumLimit > 0 && s.cusumSlack >= 0 && s.cusumCap > s.cusumSlack && s.gross >= 1)) {
       throw new ProbeError(`probe settings need z, zProbation, relFloor, cusumLimit > 0, coldFloor >= relFloor, cusumCap > cusumSlack >= 0 and gross >= 1; got ${JSON.stringify(s)}`);
     }
+    if (!(s.slowSlack > 0 && s.slowCap > s.slowSlack && s.slowLimit > 0)) {
+      throw new ProbeError(`probe slow CUSUM needs slowCap > slowSlack > 0 and slowLimit > 0; got slowSlack ${s.slowSlack}, slowCap ${s.slowCap}, slowLimit ${s.slowLimit}`);
+    }
     if (!(s.ceiling >= s.coldFloor)) throw new ProbeError(`probe ceiling must be >= coldFloor (${s.coldFloor}); got ${s.ceiling}`);
     if (!(Number.isInteger(s.provenAccepted) && s.provenAccepted >= 0)) throw new ProbeError(`probe provenAccepted must be an integer >= 0; got ${s.provenAccepted}`);
     if (!(Number.isInteger(s.behindRounds) && s.behindRounds >= 1)) throw new ProbeError(`probe behindRounds must be an integer >= 1; got ${s.behindRounds}`);
@@ -235,7 +259,7 @@ export class ProbeJudge {
     }
     const s = this.settings;
     const soloMean = mean(solo), pairedMean = mean(paired);
-    const rec = this.partners.get(partner) ?? { cusum: 0, strikes: 0, strictLeft: 0, exchanges: 0, meanDiff: 0, accepted: 0 };
+    const rec = this.partners.get(partner) ?? { cusum: 0, slow: 0, strikes: 0, strictLeft: 0, exchanges: 0, meanDiff: 0, accepted: 0 };
     // Re-inserted on every exchange, so the map's order is the order partners were last met.
     this.partners.delete(partner);
     this.partners.set(partner, rec);
@@ -250,7 +274,7 @@ export class ProbeJudge {
         rec.strictLeft = s.strictExchanges;
       }
       return {
-        accept: !harmed, solo: soloMean, paired: pairedMean, excess: harmed ? Infinity : 0, noise: NaN, margin: NaN, cusum: rec.cusum,
+        accept: !harmed, solo: soloMean, paired: pairedMean, excess: harmed ? Infinity : 0, noise: NaN, margin: NaN, cusum: rec.cusum, slowCusum: rec.slow,
         offence: harmed ? { code: 'probe-gross', detail: `probe loss of the paired step is ${pairedMean} (solo ${soloMean.toFixed(4)})` } : null,
       };
     }
@@ -289,6 +313,14 @@ export class ProbeJudge {
     // reports at once only a harm no honest partner came near; the CUSUM, capped per exchange,
     // needs two such exchanges in a row.
     rec.cusum = Math.max(0, rec.cusum + Math.min(excess / noise, s.cusumCap) - s.cusumSlack);
+    // The slow CUSUM adds up what is left under the fast one's slack: a steady harm of 0.2 to
+    // 0.45 σ is accepted every time and never reaches the fast limit, yet over 100 exchanges it
+    // costs 20 to 45 σ. Only once the history is trusted (a cold start's σ is the wide floor,
+    // and a run's first honest pair steps are often worse than solo), and clamped both ways, so
+    // no one exchange, a rejected outlier or a helpful one sent to wipe the sum, moves it by
+    // more than slowCap. It weighs nothing down before its report: the accepted update is taken
+    // whole (docs/design.md section 6.1 says why).
+    if (trusted) rec.slow = Math.max(0, rec.slow + Math.max(-s.slowCap, Math.min(excess / noise, s.slowCap)) - s.slowSlack);
     let offence: ProbeVerdict['offence'] = null;
     const numbers = `paired ${pairedMean.toFixed(4)} vs solo ${soloMean.toFixed(4)} on ${d.length} probe windows: excess ${excess.toFixed(4)}, margin ${margin.toFixed(4)}`;
     if (trusted ? excess > s.gross * margin : excess > Math.max(s.gross * margin, s.coldGross * Math.abs(soloMean))) {
@@ -299,8 +331,10 @@ export class ProbeJudge {
         : { code: 'probe-gross', detail: numbers };
     }
     else if (rec.cusum > s.cusumLimit) offence = { code: 'probe-harm', detail: `${numbers}; cusum ${rec.cusum.toFixed(2)} > ${s.cusumLimit}` };
+    else if (rec.slow > s.slowLimit) offence = { code: 'probe-harm', detail: `${numbers}; slow cusum ${rec.slow.toFixed(2)} > ${s.slowLimit} (a steady harm over ${s.slowSlack} noise units an exchange)` };
     if (offence) {
       rec.cusum = 0;
+      rec.slow = 0;
       rec.strictLeft = s.strictExchanges;
     }
     // Under the margin, an update is taken, unless it is the one that makes this peer report the
@@ -315,6 +349,6 @@ export class ProbeJudge {
     }
     if (accept) rec.meanDiff += (diff - rec.meanDiff) / ++rec.accepted;
     else rec.strikes++;
-    return { accept, solo: soloMean, paired: pairedMean, excess, noise, margin, cusum: rec.cusum, offence };
+    return { accept, solo: soloMean, paired: pairedMean, excess, noise, margin, cusum: rec.cusum, slowCusum: rec.slow, offence };
   }
 }
