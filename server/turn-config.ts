@@ -55,6 +55,46 @@ export const TURN_DEFAULTS = {
 } as const;
 
 /**
+ * The run a relay is sized for: its preset and compression (the coordinator's run config), and
+ * the bytes each way of one of its exchanges (`runExchangeBytes`, src/commands/turn-config.ts).
+ */
+export interface RelayedRun { preset: string; compression: string; bytes: number }
+
+/** How long a volunteer waits for its partner's payload: DEFAULT_DEADLINE's (src/sync/deadline.ts). */
+export interface ReceiveDeadline { initialMs: number; maxMs: number }
+
+/** The smallest max-bps (rounded up to 1,000) that carries `bytes` within `ms`. */
+export const bpsFor = (bytes: number, ms: number): number => Math.ceil(bytes / (ms / 1000) / 1000) * 1000;
+
+/**
+ * What coturn's max-bps does to `run`'s exchange between two relayed volunteers: both directions
+ * run at once and coturn caps each direction of a session apart, so an exchange takes its bytes
+ * each way / max-bps (bench/results/nat-turn-cap.json measures it). A receive waits at most
+ * `deadline.maxMs` (60 s) for the partner's payload, so past that no relayed exchange ever
+ * finishes: refused. Past `initialMs` (15 s, a volunteer's first exchange, before it has measured
+ * a rate) each relayed volunteer's first exchange misses and is a solo round, after which the
+ * deadline grows to fit: a warning. 0 is no cap, nothing to check.
+ */
+export function relayedExchange(maxBps: number, run: RelayedRun, deadline: ReceiveDeadline): { seconds: number | null; warning: string | null } {
+  if (maxBps === 0) return { seconds: null, warning: null };
+  const { bytes } = run;
+  const ms = (bytes / maxBps) * 1000;
+  const seconds = Math.round(ms / 10) / 100;
+  const what = `a relayed exchange of ${run.preset} (compression ${run.compression}: ${bytes} bytes each way) takes ${seconds} s at max-bps ${maxBps}`;
+  const { maxMs, initialMs } = deadline;
+  if (ms > maxMs) {
+    throw new Error(`${what}, longer than the ${maxMs / 1000} s a volunteer waits for its partner's payload (src/sync/deadline.ts): ` +
+      `relayed volunteers would never finish an exchange; raise --max-bps to at least ${bpsFor(bytes, maxMs)} (and --bps-capacity with it), ` +
+      'or give the run a smaller --compression');
+  }
+  const warning = ms > initialMs
+    ? `${what}, longer than the ${initialMs / 1000} s a volunteer's first exchange may take: each relayed volunteer's first exchange will miss it ` +
+      `and be a solo round (later ones wait up to ${maxMs / 1000} s); --max-bps ${bpsFor(bytes, initialMs)} keeps it in time`
+    : null;
+  return { seconds, warning };
+}
+
+/**
  * Ranges a relay must never reach (IANA special-purpose registries): this host's loopback, the
  * operator's private networks, link-local (cloud metadata at 169.254.169.254), CGNAT, and
  * ranges that are not public unicast.

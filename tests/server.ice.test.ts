@@ -12,8 +12,9 @@ import { Command } from 'commander';
 import { WebSocket } from 'ws';
 import wrtc from '@roamhq/wrtc';
 import { iceFor, iceSettings, readSecretFile, renewDelayMs, turnCredential, turnUser, TURN_USERS_PER_SITE } from '../server/ice.ts';
-import { toRange, turnConfig, turnFirewall, TURN_DEFAULTS } from '../server/turn-config.ts';
-import { register as registerTurnConfig } from '../src/commands/turn-config.ts';
+import { relayedExchange, toRange, turnConfig, turnFirewall, TURN_DEFAULTS } from '../server/turn-config.ts';
+import { register as registerTurnConfig, runExchangeBytes } from '../src/commands/turn-config.ts';
+import { DEFAULT_DEADLINE } from '../src/sync/deadline.ts';
 import { describeLinkFailure, noteCandidateTypes, selectedRoute } from '../src/sync/links.ts';
 import { parseClientMessage, PROTOCOL_VERSION, type CandidateType, type ServerMessage } from '../src/protocol/messages.ts';
 import { FakeClock } from './support/fake-clock.ts';
@@ -330,6 +331,95 @@ describe('murmur turn-config', () => {
     expect(() => turnConfig({ ...opts, maxPort: 49359 })).toThrow('relay ports 49160-49359 are 200, fewer than the total quota of 1200 allocations (one port each)');
     expect(() => turnConfig({ ...opts, userQuota: 2000 })).toThrow('the user quota (2000) is above the total quota (1200)');
     expect(() => turnConfig({ ...opts, realm: 'bad realm\nno-auth' })).toThrow(/realm/);
+  });
+
+  it('sizes max-bps by the run: a relayed exchange past the 60 s receive deadline is refused, past the first exchange\'s 15 s a warning', () => {
+    // Bytes each way: φ and Δ of every parameter slot, in the run's encodings (f32 both for 'none').
+    const bytes = (preset: string, compression: string) => runExchangeBytes({ preset, compression }).bytes;
+    expect(bytes('micro', 'none')).toBe(281_600);
+    expect(bytes('tiny', 'none')).toBe(8_326_144);
+    expect(bytes('tiny', 'int8')).toBe(3_154_828);
+    const relayed = (maxBps: number, preset: string, compression: string) => relayedExchange(maxBps, runExchangeBytes({ preset, compression }), DEFAULT_DEADLINE);
+    expect(relayed(TURN_DEFAULTS.maxBps, 'micro', 'none')).toEqual({ seconds: 0.56, warning: null });
+    expect(relayed(0, 'base', 'none')).toEqual({ seconds: null, warning: null });
+    // The default run (tiny, no compression) at the default cap: 16.65 s, over the 15 s a first exchange waits.
+    expect(relayed(TURN_DEFAULTS.maxBps, 'tiny', 'none').warning).toBe(
+      'a relayed exchange of tiny (compression none: 8326144 bytes each way) takes 16.65 s at max-bps 500000, longer than the 15 s a volunteer\'s first ' +
+      'exchange may take: each relayed volunteer\'s first exchange will miss it and be a solo round (later ones wait up to 60 s); --max-bps 556000 keeps it in time');
+    expect(relayed(TURN_DEFAULTS.maxBps, 'tiny', 'int8')).toEqual({ seconds: 6.31, warning: null });
+    // small at the default cap: 173.51 s, which no receive waits for; relayed volunteers would only ever step alone.
+    expect(() => relayed(TURN_DEFAULTS.maxBps, 'small', 'none')).toThrow(
+      'a relayed exchange of small (compression none: 86753280 bytes each way) takes 173.51 s at max-bps 500000, longer than the 60 s a volunteer waits ' +
+      'for its partner\'s payload (src/sync/deadline.ts): relayed volunteers would never finish an exchange; raise --max-bps to at least 1446000');
+    expect(() => runExchangeBytes({ preset: 'huge', compression: 'none' })).toThrow(/unknown model preset "huge"/);
+    expect(() => runExchangeBytes({ preset: 'tiny', compression: 'zip' })).toThrow(/unknown compression "zip"/);
+  });
+
+  it('docs/design.md\'s relay table is runExchangeBytes at the default cap, and its measurements are bench/results/nat-turn-cap.json\'s', () => {
+    const doc = readFileSync(new URL('../docs/design.md', import.meta.url), 'utf8');
+    const n = (x: number) => x.toLocaleString('en-US');
+    const at = (bytes: number) => `${(bytes / TURN_DEFAULTS.maxBps).toFixed(2)} s`;
+    for (const preset of ['micro', 'tiny', 'small', 'base']) {
+      const cells = ['none', 'fp16', 'int8'].flatMap((compression) => {
+        const { bytes } = runExchangeBytes({ preset, compression });
+        return [n(bytes), at(bytes)];
+      });
+      expect(doc).toContain(`| ${preset} | ${cells.join(' | ')} |`);
+    }
+    const flat = doc.replace(/\s+/g, ' ');
+    const rows = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'bench', 'results', 'nat-turn-cap.json'), 'utf8')).rows as
+      { max_bps: number; exchange_bytes: number; exchange_ms: number; predicted_ms: number; ms_ratio: number }[];
+    const row = (bps: number) => rows.find((r) => r.max_bps === bps)!;
+    expect(flat).toContain(`micro's exchange of ${n(row(0).exchange_bytes)} bytes each way (frame headers included) took ${row(0).exchange_ms} ms uncapped ` +
+      `and ${row(500_000).exchange_ms} ms at 500 KB/s, not the ${row(500_000).predicted_ms} ms the cap predicts`);
+    for (const bps of [140_000, 70_000]) {
+      const r = row(bps);
+      expect(flat).toContain(`${n(r.exchange_ms)} ms at ${bps / 1000} KB/s against ${n(r.predicted_ms)} ms (${r.ms_ratio.toFixed(2)}×)`);
+    }
+  });
+
+  it('murmur turn-config checks the run\'s exchange against --max-bps, or sets max-bps from --exchange-s', async () => {
+    const d = tmp();
+    const secretFile = join(d, 'secret'), out = join(d, 'turnserver.conf');
+    writeFileSync(secretFile, SECRET, { mode: 0o600 });
+    const cli = async (...extra: string[]) => {
+      const program = new Command().exitOverride();
+      registerTurnConfig(program);
+      const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+      const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
+      try {
+        await program.parseAsync(['node', 'murmur', 'turn-config', '--secret-file', secretFile, '--realm', 'murmur.example.org', '--listen-ip', '198.18.0.1', '--out', out, ...extra]);
+        return { log: log.mock.calls.map((c) => String(c[0])), warn: warn.mock.calls.map((c) => String(c[0])) };
+      } finally {
+        log.mockRestore();
+        warn.mockRestore();
+      }
+    };
+    const maxBps = () => readFileSync(out, 'utf8').split('\n').find((l) => l.startsWith('max-bps='));
+    // The defaults: the default run (tiny), whose first relayed exchange at 500 KB/s misses its deadline.
+    const plain = await cli();
+    expect(plain.warn).toEqual([expect.stringMatching(/^murmur turn-config: warning: a relayed exchange of tiny .* takes 16\.65 s at max-bps 500000, longer than the 15 s/)]);
+    expect(plain.log).toContain('murmur turn-config: max-bps 500000: a relayed exchange of tiny (compression none, 8326144 bytes each way) takes 16.65 s');
+    expect(maxBps()).toBe('max-bps=500000');
+    expect((await cli('--compression', 'int8')).warn).toEqual([]);
+    // A run whose exchange never fits: refused, and nothing written.
+    rmSync(out);
+    await expect(cli('--preset', 'small')).rejects.toThrow(/takes 173\.51 s at max-bps 500000, longer than the 60 s .* raise --max-bps to at least 1446000/);
+    expect(() => statSync(out)).toThrow(/ENOENT/);
+    // --exchange-s: max-bps from the run's bytes; the capacity check still holds it to one /48's share.
+    await expect(cli('--exchange-s', '10')).rejects.toThrow(/a bps capacity of 125000000 is no more than one \/48's 4 users x user quota 48 x max bps 833000 = 159936000/);
+    const sized = await cli('--exchange-s', '10', '--bps-capacity', '200000000');
+    expect(sized.warn).toEqual([]);
+    expect(maxBps()).toBe('max-bps=833000');
+    expect(sized.log).toContain('murmur turn-config: max-bps 833000: a relayed exchange of tiny (compression none, 8326144 bytes each way) takes 10 s');
+    await cli('--preset', 'micro', '--exchange-s', '2');
+    expect(maxBps()).toBe('max-bps=141000');
+    await expect(cli('--exchange-s', '10', '--max-bps', '900000')).rejects.toThrow('give --max-bps or --exchange-s, not both');
+    await expect(cli('--exchange-s', '0')).rejects.toThrow('--exchange-s must be a positive number, got "0"');
+    await expect(cli('--preset', 'huge')).rejects.toThrow(/unknown model preset "huge"/);
+    // No cap: nothing to check.
+    expect((await cli('--preset', 'base', '--max-bps', '0', '--bps-capacity', '0')).log).toContain(
+      'murmur turn-config: no per-session cap; a relayed exchange of base (386472960 bytes each way) goes as fast as the relay\'s links');
   });
 
   it('writes nftables rules that keep coturn\'s datagrams to this host on its relay ports (tests/nat.turn-host.test.ts loads them)', async () => {

@@ -2,15 +2,26 @@
 // the deny lists and caps a public TURN server needs (server/turn-config.ts, docs/deploy.md).
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { intInRange, nonNegativeInt } from './options.ts';
-import { TURN_DEFAULTS } from '../../server/turn-config.ts';
+import { intInRange, nonNegativeInt, positiveNum } from './options.ts';
+import { bpsFor, TURN_DEFAULTS, type RelayedRun } from '../../server/turn-config.ts';
+import { preset as presetConfig } from '../model/config.ts';
+import { buildLayout } from '../model/layout.ts';
+import { compressionForRun, exchangePayloadBytes } from '../sync/compress.ts';
+import { DEFAULT_DEADLINE } from '../sync/deadline.ts';
 
 const collect = (v: string, acc: string[]) => [...acc, v];
+
+/** A run's exchange as a relay carries it: bytes each way, φ and Δ of every parameter slot in its encodings. */
+export function runExchangeBytes(run: { preset: string; compression: string }): RelayedRun {
+  const bytes = exchangePayloadBytes(compressionForRun(run.compression), buildLayout(presetConfig(run.preset)).total);
+  return { ...run, bytes };
+}
 
 interface TurnConfigCli {
   secretFile: string; realm: string; listenIp: string; relayIp?: string; externalIp?: string; port: string;
   tlsCert?: string; tlsKey?: string; tlsPort: string; minPort: string; maxPort: string; userQuota: string; totalQuota: string;
   maxBps: number; bpsCapacity: number; deny: string[]; allow: string[]; out: string; firewallOut?: string; turnUser: string;
+  preset: string; compression: string; exchangeS?: number;
 }
 
 export function register(program: Command): void {
@@ -30,16 +41,27 @@ export function register(program: Command): void {
     .option('--user-quota <n>', 'concurrent allocations per client address (a host\'s volunteers together; an IPv6 /48 has at most 4 such users)', '48')
     .option('--total-quota <n>', 'concurrent allocations in all', '1200')
     .option('--max-bps <n>', 'bytes/s per relayed session, each way (0: no cap)', (v) => nonNegativeInt(v, '--max-bps'), TURN_DEFAULTS.maxBps)
+    .option('--preset <name>', 'the largest model relayed volunteers train (the run\'s preset: micro, tiny, small, base); its exchange at --max-bps must fit a volunteer\'s wait', 'tiny')
+    .option('--compression <name>', 'that run\'s compression (none, fp16, bf16, int8)', 'none')
+    .option('--exchange-s <s>', 'instead of --max-bps: the seconds a relayed exchange of --preset may take; max-bps is its bytes each way / s', (v) => positiveNum(v, '--exchange-s'))
     .option('--bps-capacity <n>', 'bytes/s for the whole server, each way (0: no cap); above one /48\'s users at --max-bps', (v) => nonNegativeInt(v, '--bps-capacity'), TURN_DEFAULTS.bpsCapacity)
     .option('--deny <range>', 'also deny relaying to this range (CIDR, a-b or one address); e.g. the coordinator\'s private addresses (repeatable)', collect, [])
     .option('--allow <range>', 'exception to every deny (repeatable; only what volunteers must reach)', collect, [])
     .option('--out <file>', 'where to write the config (mode 600)', 'turnserver.conf')
     .option('--firewall-out <file>', 'also write nftables rules that keep coturn off this host\'s other UDP services (load with nft -f)')
     .option('--turn-user <name>', 'the user coturn runs as, for --firewall-out', 'turnserver')
-    .action(async (o: TurnConfigCli) => {
-      const [{ readSecretFile }, { turnConfig, turnFirewall }, { writeFileAtomic }] = await Promise.all([
+    .action(async (o: TurnConfigCli, cmd: Command) => {
+      const [{ readSecretFile }, { relayedExchange, turnConfig, turnFirewall }, { writeFileAtomic }] = await Promise.all([
         import('../../server/ice.ts'), import('../../server/turn-config.ts'), import('../../server/fsutil.ts')]);
       if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new Error('--tls-cert and --tls-key go together');
+      // The cap follows the run: its exchange's bytes each way over the time it may take.
+      const run = runExchangeBytes({ preset: o.preset, compression: o.compression });
+      if (o.exchangeS !== undefined) {
+        if (cmd.getOptionValueSource('maxBps') === 'cli') throw new Error('give --max-bps or --exchange-s, not both');
+        o.maxBps = bpsFor(run.bytes, o.exchangeS * 1000);
+      }
+      const exchange = relayedExchange(o.maxBps, run, DEFAULT_DEADLINE);
+      if (exchange.warning) console.warn(`murmur turn-config: warning: ${exchange.warning}`);
       const relay = { minPort: intInRange(o.minPort, '--min-port', 1024, 65535), maxPort: intInRange(o.maxPort, '--max-port', 1024, 65535) };
       const text = turnConfig({
         secret: readSecretFile(resolve(o.secretFile)), realm: o.realm, listenIp: o.listenIp, relayIp: o.relayIp, externalIp: o.externalIp,
@@ -56,6 +78,9 @@ export function register(program: Command): void {
       const out = resolve(o.out);
       writeFileAtomic(out, Buffer.from(text, 'utf8'), 0o600);
       console.log(`murmur turn-config: wrote ${out} (mode 600; run: turnserver -c ${out})`);
+      console.log(exchange.seconds === null
+        ? `murmur turn-config: no per-session cap; a relayed exchange of ${run.preset} (${run.bytes} bytes each way) goes as fast as the relay's links`
+        : `murmur turn-config: max-bps ${o.maxBps}: a relayed exchange of ${run.preset} (compression ${run.compression}, ${run.bytes} bytes each way) takes ${exchange.seconds} s`);
       if (rules !== null) {
         const fw = resolve(o.firewallOut!);
         writeFileAtomic(fw, Buffer.from(rules, 'utf8'), 0o644);

@@ -236,6 +236,11 @@ export const NO_COMPRESSION: CompressionSetting = { phi: 'f32', delta: 'f32' };
 export const PHI_DTYPES: readonly Dtype[] = ['f32', 'f16', 'bf16'];
 export const DELTA_DTYPES: readonly Dtype[] = ['f32', 'f16', 'bf16', 'q8'];
 
+/** Bytes a peer sends its partner in one exchange, φ and Δ in the run's encodings (each way; frame headers aside). */
+export function exchangePayloadBytes(c: CompressionSetting, elements: number): number {
+  return payloadBytes(c.phi, elements) + payloadBytes(c.delta, elements);
+}
+
 /**
  * The coordinator's run setting (RunInfo.compression) as mesh encodings: 'none' sends f32;
  * 'fp16' and 'bf16' halve both tensors; 'int8' sends φ as f16 and Δ as blockwise int8 with

@@ -23,8 +23,8 @@
 // carry either.
 import { FrameError } from '../protocol/errors.ts';
 import type { ControlMessage, Announce } from '../protocol/peer-messages.ts';
-import { chunkHeaderBytes, maxChunkSize, payloadBytes, type Dtype } from '../protocol/frame.ts';
-import { decodeTensor, encodeTensor, phiBesideOwn } from './compress.ts';
+import { chunkHeaderBytes, maxChunkSize, type Dtype } from '../protocol/frame.ts';
+import { decodeTensor, encodeTensor, exchangePayloadBytes, phiBesideOwn } from './compress.ts';
 import { LinkClosedError, MeshDestroyedError, PayloadError } from './errors.ts';
 import type { MeshCore } from './mesh-core.ts';
 import { DirectPairing } from './pairing.ts';
@@ -208,7 +208,7 @@ export class ExchangeRun {
     const n = s.elements;
     const id = mesh.identity();
     const tStart = mesh.clock.now();
-    const expectBytes = payloadBytes(s.compression.phi, n) + payloadBytes(s.compression.delta, n);
+    const expectBytes = exchangePayloadBytes(s.compression, n);
     const deadlineMs = mesh.estimator.deadlineMs(expectBytes);
     this.phase = 'transfer';
     this.budgetExtra += deadlineMs;

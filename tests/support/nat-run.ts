@@ -49,6 +49,8 @@ export interface IceMode {
 export interface NatRunOptions {
   /** Serve the coordinator over https with a fresh self-signed certificate for its address. */
   tls?: boolean;
+  /** coturn's max-bps and bps-capacity (server/turn-config.ts); default 0 and 0, no caps. */
+  turnCaps?: { maxBps: number; bpsCapacity: number };
 }
 
 export interface NatRun {
@@ -83,7 +85,7 @@ export async function startNatRun(topo: Topology, ice: IceMode, opts: NatRunOpti
       // one range relays may reach (everything else in 198.18.0.0/15 stays denied: the homes).
       const conf = turnConfig({
         secret, realm: 'murmur.test', listenIp: ip, port: TURN_PORT, minPort: 49160, maxPort: 49400,
-        userQuota: 24, totalQuota: 240, maxBps: 0, bpsCapacity: 0, deny: [], allow: ['198.18.0.0/24'],
+        userQuota: 24, totalQuota: 240, maxBps: opts.turnCaps?.maxBps ?? 0, bpsCapacity: opts.turnCaps?.bpsCapacity ?? 0, deny: [], allow: ['198.18.0.0/24'],
       });
       writeFileSync(join(dir, 'turnserver.conf'), conf, { mode: 0o600 });
       const turn = topo.spawn(topo.inet, '/usr/bin/turnserver', ['-c', join(dir, 'turnserver.conf'), '--pidfile', join(dir, 'turn.pid')]);
