@@ -12,6 +12,8 @@ import { preset, trainConfig } from '../src/model/config.ts';
 import { buildLayout } from '../src/model/layout.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
 import type { MetricReport } from '../src/ui/ports.ts';
+import { encodeTensor } from '../src/sync/compress.ts';
+import type { Dtype } from '../src/protocol/frame.ts';
 
 const model = preset('tiny');
 const RUN: RunInfo = {
@@ -282,7 +284,13 @@ describe('volunteer backend', () => {
     const layout = buildLayout(model);
     expect(s).toMatchObject({ id: 'default', params: layout.params, H: RUN.train.H, tokensPerStep: RUN.train.batch * RUN.train.seqLen });
     expect(s.bytesPerExchange).toBe(2 * layout.total * 4);
-    expect(summarizeRun({ ...RUN, compression: 'int8' }, 'x').bytesPerExchange).toBe(2 * layout.total);
+    // What the encoders really put on the wire for φ and Δ of this model (int8: φ in f16, Δ in
+    // blockwise int8 with its scales), not one byte a value.
+    const wire = (phi: Dtype, delta: Dtype) => encodeTensor(phi, new Float32Array(layout.total).fill(0.5)).byteLength
+      + encodeTensor(delta, new Float32Array(layout.total).fill(0.5)).byteLength;
+    expect(s.bytesPerExchange).toBe(wire('f32', 'f32'));
+    expect(summarizeRun({ ...RUN, compression: 'int8' }, 'x').bytesPerExchange).toBe(wire('f16', 'q8'));
+    expect(summarizeRun({ ...RUN, compression: 'fp16' }, 'x').bytesPerExchange).toBe(wire('f16', 'f16'));
     expect(s.operator).toBe('the operator of murmur.example');
     // The consent text says whether partners may see the volunteer's address.
     expect(s.icePolicy).toBe('all');

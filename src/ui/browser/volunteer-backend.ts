@@ -10,6 +10,7 @@ import { RunReply } from '../../protocol/api.ts';
 import { schemaProblem } from '../../protocol/check.ts';
 import { lossToWire, type RunInfo, type WelcomeMsg } from '../../protocol/messages.ts';
 import { maxStateLoss } from '../../protocol/state-frame.ts';
+import { compressionForRun, exchangePayloadBytes } from '../../sync/compress.ts';
 import { consoleLogger, type Logger } from '../../sync/components.ts';
 import { joinRunState, serveRunState, welcomeMaxStep, welcomeStepCap } from '../../sync/join.ts';
 import type { Mesh } from '../../sync/mesh.ts';
@@ -17,9 +18,6 @@ import { SignalingClient, type SessionStore, type WebSocketCtor } from '../../sy
 import type { GpuProbe, MeshPort, RunSummary, SessionStart, TrainerPort, VolunteerBackend, VolunteerSession } from '../ports.ts';
 import { browserProbeEnv, probeGpu } from './gpu-probe.ts';
 import { ServingTrainer } from './serving-trainer.ts';
-
-/** Bytes per element on the wire for each compression setting of a run. */
-const WIRE_BYTES: Record<string, number> = { none: 4, fp16: 2, bf16: 2, int8: 1 };
 
 export function summarizeRun(run: RunInfo, host: string): RunSummary {
   const layout = buildLayout(run.model);
@@ -32,8 +30,8 @@ export function summarizeRun(run: RunInfo, host: string): RunSummary {
     tokensPerStep: run.train.batch * run.train.seqLen,
     H: run.train.H,
     pairWaitFrac: run.pairWaitFrac,
-    // φ and Δ, each one value per parameter slot.
-    bytesPerExchange: 2 * layout.total * (WIRE_BYTES[run.compression] ?? 4),
+    // φ and Δ as the run's compression puts them on the wire (int8: φ in f16, Δ in blockwise int8).
+    bytesPerExchange: exchangePayloadBytes(compressionForRun(run.compression), layout.total),
     icePolicy: run.icePolicy ?? 'all',
     operator: `the operator of ${host}`,
     resultsUrl: '/dashboard',
