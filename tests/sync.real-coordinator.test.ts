@@ -85,8 +85,11 @@ describe('offender reports through the real coordinator', () => {
     for (const c of pair) { c.start(); clients.push(c); }
     await until(() => pair.every((c) => c.connected), 5000, 'both peers to join');
     const hash = configHash({ run: 'mesh-bad', elements: n });
-    const [honest, rogue] = replayed.map((signaling) => {
-      const m = createMesh({ runId: 'mesh-bad', configHash: hash, elements: n, neighbours: { min: 1, max: 1 }, maintainMs: 100 })({
+    // The rogue checks no Δ for being next to nothing: its own Δ a million times an honest one, the
+    // honest partner's sits at a millionth of its scale, and it would refuse and report it
+    // (delta-null) as the honest side reports it; an attacker's own code checks nothing.
+    const [honest, rogue] = replayed.map((signaling, i) => {
+      const m = createMesh({ runId: 'mesh-bad', configHash: hash, elements: n, neighbours: { min: 1, max: 1 }, maintainMs: 100, ...(i === 1 ? { validation: { nullFraction: 0 } } : {}) })({
         signaling, links: simplePeerLinks({ rtc: wrtc }),
       });
       meshes.push(m);

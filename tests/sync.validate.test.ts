@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { DEFAULT_VALIDATION, PartnerValidator, lagAllowance, median, norm2, allFinite } from '../src/sync/validate.ts';
 import { isSoftOffence } from '../src/protocol/messages.ts';
 import { DEFAULT_TRAIN, preset, trainConfig } from '../src/model/config.ts';
@@ -406,8 +406,10 @@ describe('PartnerValidator', () => {
      * Eight rounds in a row, each a new id accepted as partner, its Δ one of its own at our size × `shrink` (along ours it is
      * our update sent back, refused: delta-echo); then our next round's own Δ.
      */
+    // With the null check off (nullFraction 0): the floor alone, whatever passes the checks.
     const dragged = (shrink: number) => {
-      const v = honestValidator();
+      const v = new PartnerValidator(n, { ...DEFAULT_VALIDATION, nullFraction: 0 });
+      v.observeOwn(norm2(gaussian(2, 1e-3)));
       for (let round = 0; round < 8; round++) {
         v.observeOwn(norm2(own));
         const res = v.check(phi, { phi: phi.slice(), delta: gaussian(90 + round, 1e-3).map((x) => x * shrink) }, { peer: `liar${round}`, round }, own);
@@ -417,6 +419,10 @@ describe('PartnerValidator', () => {
       return v;
     };
     for (const shrink of [1e-6, 0]) {
+      // With the null check on (the default) such a Δ is refused outright and never reaches the median.
+      const on = honestValidator();
+      on.observeOwn(norm2(own));
+      expect(on.check(phi, { phi: phi.slice(), delta: gaussian(90, 1e-3).map((x) => x * shrink) }, { peer: 'liar', round: 0 }, own)).toMatchObject({ ok: false, reason: 'delta-null', offence: true });
       // Before the floor the lower median was the largest of theirs: 6.3e-8, or 0.
       expect(dragged(shrink).deltaScale, `shrink ${shrink}`).toBeGreaterThanOrEqual(norm2(own) / DEFAULT_VALIDATION.clipFactor);
       // An honest partner at our norm: accepted, no offence (a strike, 0.0636 > 30 × 6.34e-8, before).
@@ -426,6 +432,70 @@ describe('PartnerValidator', () => {
       const absurd = dragged(shrink).check(phi, { phi: phi.map((x, i) => x + 1e6 * Math.sin(i)), delta: own.map((x) => x * 1e30) }, { peer: 'absurd', round: 8 }, own);
       expect(absurd, `shrink ${shrink}`).toMatchObject({ ok: false, reason: 'delta-norm', offence: true });
     }
+  });
+
+  it('a zero Δ, or one scaled to 1e-4 of an honest one (a claim of no training: the camper\'s), is refused and an offence (delta-null), through every wire dtype, from a partner behind us in rounds at its second in a row; an honest Δ at the edge of the measured spread is accepted; the scale is left as it was', () => {
+    const own = gaussian(2, 1e-3); // ||Δ_i|| ~0.064
+    const honest = gaussian(110, 1e-3);
+    const v = honestValidator();
+    const scale = v.deltaScale;
+    for (const [round, dtype] of (['f32', 'f16', 'bf16', 'q8'] as const).entries()) {
+      v.observeOwn(norm2(own));
+      for (const [what, delta] of [['zero', new Float32Array(n)], ['1e-4', honest.map((x) => x * 1e-4)]] as const) {
+        const sent = decodeTensor(dtype, encodeTensor(dtype, delta), n);
+        const res = v.check(phi, { phi: plus(phi, gaussian(111, 1e-3)), delta: sent }, { peer: `camper-${what}`, round, peerRound: round }, own);
+        expect(res, `${what} ${dtype}`).toMatchObject({ ok: false, reason: 'delta-null', offence: true });
+        if (!res.ok) expect(res.detail).toMatch(/^\|\|Δ\|\| = \S+ < 0\.01 × our Δ scale 0\.0\d+: the partner's update is next to nothing$/);
+      }
+      // The honest spread's lower edge: a Δ at 0.06 of ours, as a volunteer left behind in the
+      // warm-up sent its partner far along it (the browser test's run: 0.0115 against about 0.2),
+      // and one at 0.015 of ours: accepted, through every dtype.
+      for (const shrink of [0.06, 0.015]) {
+        const sent = decodeTensor(dtype, encodeTensor(dtype, honest.map((x) => x * shrink)), n);
+        expect(v.check(phi, { phi: plus(phi, gaussian(112, 1e-3)), delta: sent }, { peer: `slow-${shrink}`, round, peerRound: round }, own), `${shrink} ${dtype}`).toMatchObject({ ok: true });
+      }
+    }
+    expect(isSoftOffence('delta-null')).toBe(false);
+    // The refusals never entered the median: the honest edges did, and the scale holds at our own.
+    expect(v.deltaScale).toBeGreaterThanOrEqual(scale / DEFAULT_VALIDATION.clipFactor);
+    expect(v.deltaScale).toBeCloseTo(norm2(own) / DEFAULT_VALIDATION.clipFactor, 6);
+    // In our first round (one norm of ours, a partner never met) the same.
+    const first = new PartnerValidator(n);
+    first.observeOwn(norm2(own));
+    expect(first.check(phi, { phi: phi.slice(), delta: new Float32Array(n) }, { peer: 'first', round: 0 }, own)).toMatchObject({ ok: false, reason: 'delta-null', offence: true });
+    expect(first.check(phi, { phi: plus(phi, gaussian(113, 1e-3)), delta: honest }, { peer: 'other', round: 0 }, own)).toMatchObject({ ok: true });
+    // With no Δ scale of our own, the no-scale rule answers first: no offence (the partner cannot know our scale).
+    const none = new PartnerValidator(n);
+    none.observeOwn(0);
+    expect(none.check(phi, { phi: phi.slice(), delta: new Float32Array(n) }, { peer: 'first', round: 0 }, new Float32Array(n))).toMatchObject({ ok: false, reason: 'no-scale', offence: false });
+    // A validator told to take any size (minScale, the tests' camper that checks nothing) judges
+    // the null check by what it measured: an honest Δ still passes, and with nothing measured
+    // (a camper's own Δ is zero) nothing is null.
+    const lax = new PartnerValidator(n, { ...DEFAULT_VALIDATION, minScale: 1e30 });
+    lax.observeOwn(norm2(own));
+    expect(lax.check(phi, { phi: plus(phi, gaussian(114, 1e-3)), delta: honest }, { peer: 'honest', round: 0 }, own)).toMatchObject({ ok: true });
+    expect(lax.check(phi, { phi: phi.slice(), delta: new Float32Array(n) }, { peer: 'camper', round: 0 }, own)).toMatchObject({ ok: false, reason: 'delta-null' });
+    const camper = new PartnerValidator(n, { ...DEFAULT_VALIDATION, minScale: 1e30 });
+    camper.observeOwn(0);
+    expect(camper.check(phi, { phi: plus(phi, gaussian(115, 1e-3)), delta: honest }, { peer: 'honest', round: 0 }, new Float32Array(n))).toMatchObject({ ok: true });
+    // A partner that says it is behind us in rounds (a fresh newcomer at the start of the warm-up,
+    // beside peers far along: its rate a fraction of a percent of ours) is refused, but a strike
+    // only at its second null Δ in a row; one at or ahead of our round, or with no claim, at once.
+    const w = honestValidator();
+    const tiny = () => honest.map((x) => x * 0.001);
+    const behind = w.check(phi, { phi: phi.slice(), delta: tiny() }, { peer: 'fresh', round: 40, peerRound: 0 }, own);
+    expect(behind).toMatchObject({ ok: false, reason: 'delta-null', offence: false });
+    if (!behind.ok) expect(behind.detail).toMatch(/\(it says it is at round 0, behind our 40\)$/);
+    expect(w.check(phi, { phi: plus(phi, gaussian(116, 1e-3)), delta: honest.map((x) => x * 0.05) }, { peer: 'fresh', round: 41, peerRound: 1 }, own)).toMatchObject({ ok: true });
+    expect(w.check(phi, { phi: phi.slice(), delta: tiny() }, { peer: 'fresh', round: 42, peerRound: 2 }, own)).toMatchObject({ ok: false, reason: 'delta-null', offence: false });
+    const twice = w.check(phi, { phi: phi.slice(), delta: new Float32Array(n) }, { peer: 'fresh', round: 43, peerRound: 3 }, own);
+    expect(twice).toMatchObject({ ok: false, reason: 'delta-null', offence: true });
+    if (!twice.ok) expect(twice.detail).toMatch(/behind our 43, and its last one was too\)$/);
+    for (const peerRound of [40, 41, undefined, -1]) {
+      expect(w.check(phi, { phi: phi.slice(), delta: tiny() }, { peer: `p${peerRound}`, round: 40, peerRound }, own), String(peerRound)).toMatchObject({ ok: false, reason: 'delta-null', offence: true });
+    }
+    expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, nullFraction: 1 })).toThrow(/nullFraction must be in \[0, 1\)/);
+    expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, nullFraction: NaN })).toThrow(/nullFraction/);
   });
 
   it('with no Δ scale yet (our first round\'s own Δ was zero: a reset or all-skipped inner loop) a payload is refused as a solo step, no offence: any finite size and any φ passed unclipped before', () => {
@@ -671,5 +741,35 @@ describe('PartnerValidator: peers that trained apart for rounds', () => {
     console.log(`cos(Δ_B, Δ_A) over ${K} rounds: ${cosines.map((c) => c.toFixed(2)).join(' ')}; the loner's: ${verdict.ok ? verdict.cosine!.toFixed(2) : '-'}`);
     expect(verdict.ok && verdict.cosine).toBeGreaterThan(0);
     expect(Math.min(...cosines)).toBeGreaterThan(0);
+  });
+});
+
+// The null bound's evidence (DEFAULT_VALIDATION.nullFraction): honest replicas in the simulator on
+// `micro`, each on the run's own schedule through a long warm-up, at speeds spread so that
+// partners meet at different points of it. Their ||Δ|| over the receiver's Δ scale stays more
+// than 10 × the bound above it, and none is refused as null.
+describe('PartnerValidator: the null bound against honest partners', () => {
+  it('honest partners across a 400-step warm-up (H = 4, batch 1, lognormal speeds σ = 1) send ||Δ|| at least 10 × nullFraction of the receiver\'s scale; none is refused as delta-null', async () => {
+    const { SPEC_DEFAULTS, runSpec } = await import('../src/sim/setup.ts');
+    const ratios: number[] = [];
+    const check = PartnerValidator.prototype.check;
+    const spy = vi.spyOn(PartnerValidator.prototype, 'check').mockImplementation(function (this: PartnerValidator, ownPhi, partner, at, ownDelta) {
+      ratios.push(norm2(partner.delta) / this.measuredScale);
+      return check.call(this, ownPhi, partner, at, ownDelta);
+    });
+    try {
+      const r = await runSpec({
+        ...SPEC_DEFAULTS, method: 'noloco-async', seed: 3, evals: 1, replicas: 6, H: 4, batch: 1, seqLen: 16, lr: 3e-3,
+        time: 400, speeds: 'lognormal:1', schedule: { warmupSteps: 400, totalSteps: 3000 },
+      });
+      expect(r.checks.checked).toBe(ratios.length);
+      expect(r.checks.reasons['delta-null'] ?? 0).toBe(0);
+    } finally {
+      spy.mockRestore();
+    }
+    const least = Math.min(...ratios);
+    console.log(`${ratios.length} honest checks: ||Δ_j|| / scale at least ${least.toFixed(3)}, median ${median(ratios).toFixed(3)}`);
+    expect(ratios.length).toBeGreaterThan(300);
+    expect(least).toBeGreaterThan(10 * DEFAULT_VALIDATION.nullFraction);
   });
 });

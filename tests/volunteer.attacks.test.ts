@@ -113,10 +113,11 @@ async function attackRun(runId: string, third: { attack: Attack } | { rejoin: At
     rejoiner = rejoining(() => runVolunteer({ ...base, rounds: REJOIN_EVERY }, { ...components, createBackend: hostileFactory(third.rejoin), WebSocket: webSocketFrom('127.0.0.2') }));
     rejoiners.push(rejoiner);
   } else {
-    // The camper never trains, so it has no Δ scale of its own and its mesh would refuse every
+    // A camper never trains, so it has no Δ scale of its own and its mesh would refuse every
     // payload ('no-scale'): it would never see a partner's Δ to mirror. An attacker's own code
     // checks nothing, so its checks take any size (minScale).
-    const own = 'attack' in third && third.attack === 'camp-mirror' ? { ...base, validation: { minScale: 1e30 } } : base;
+    const camper = 'attack' in third && (third.attack === 'camp-mirror' || third.attack === 'camp-null');
+    const own = camper ? { ...base, validation: { minScale: 1e30 } } : base;
     attacker = runVolunteer(own, 'attack' in third ? { ...components, createBackend: hostileFactory(third.attack) } : components);
   }
   const all = [...honest, ...(attacker ? [attacker] : [])];
@@ -368,6 +369,28 @@ describe('an attacker in the test suite: two honest volunteers and a third', () 
     const withCamper = events.flat().filter((e) => isAttacker(e.exchange.partner)).length;
     const withEachOther = events.flat().filter((e) => e.exchange.partner === ids.ia || e.exchange.partner === ids.ib).length;
     expect(withCamper, `${withCamper} rounds with the camper, ${withEachOther} with each other`).toBeLessThanOrEqual(withEachOther);
+  });
+
+  it('camp-null (never trains, sends its own Δ, zero, while it claims a round\'s training): refused as delta-null at every exchange, a strike reported within 3 of them (at once unless it says it is behind in rounds), and paired less than the honest peers pair with each other', async () => {
+    // Before delta-null it was judged by the probe alone (a zero Δ has no cosine to refuse), and
+    // in one run the honest peers had 10 rounds with it against 8 with each other.
+    const { ids, peers, events, honestPairs, isAttacker } = await attackRun('camp-null', { attack: 'camp-null' }, (r) => reportedOrHarmed()(r) && r.honestJudged().length >= 8,
+      'each honest volunteer to report the camper, and eight judged honest exchanges');
+    allRefused(peers, /^delta-null$/);
+    reportedWithin(ids.attackers, peers);
+    const reports = offences().filter((o) => ids.attackers.includes(o.accused) && (o.reporter === ids.ia || o.reporter === ids.ib));
+    console.log(`reports of the camper: ${JSON.stringify(reports)}`);
+    expect(reports.length).toBeGreaterThan(0);
+    // Each a strike (the pool then pairs it less, and the coordinator's veto never again), naming the bound.
+    for (const o of reports) {
+      expect(o.reason).toMatch(/^delta-null: \|\|Δ\|\| = 0\.00 < 0\.01 × our Δ scale /);
+      expect(isSoftOffence(o.reason)).toBe(false);
+    }
+    noHonestVetoed(ids);
+    honestStillPair(honestPairs);
+    const withCamper = events.flat().filter((e) => isAttacker(e.exchange.partner)).length;
+    const withEachOther = events.flat().filter((e) => e.exchange.partner === ids.ia || e.exchange.partner === ids.ib).length;
+    expect(withCamper, `${withCamper} rounds with the camper, ${withEachOther} with each other`).toBeLessThan(withEachOther);
   });
 
   it('rejoin (Δ × −20 under a new identity every 3 rounds, from another address): each identity is refused; after VETO_AFTER reports from an address an honest volunteer meets none of its new ids', async () => {

@@ -1,10 +1,11 @@
 // Partner validation: the last gate before a partner's φ and Δ reach the outer step. Frame-level
 // checks (checksums, run, config hash, sizes) already happened in transfer.ts; this judges the
-// values: sizes (finite, ||Δ|| against a median, ||φ_j − φ_i|| against a bound) and two direction
-// tests. Honest partners' Δ point the same way as ours: both descend the same loss from nearby φ
-// (cosine 0.12 to 0.87 measured on `micro`, docs/design.md section 6), so a Δ pointing clearly
-// against ours (a negated or reversed update) is rejected, and so is the Δ we sent the partner
-// last time, sent back reversed (the mirror); anything subtler is the probe's to judge.
+// values: sizes (finite, ||Δ|| against a median: neither next to nothing nor far above it,
+// ||φ_j − φ_i|| against a bound) and two direction tests. Honest partners' Δ point the same way
+// as ours: both descend the same loss from nearby φ (cosine 0.12 to 0.87 measured on `micro`,
+// docs/design.md section 6), so a Δ pointing clearly against ours (a negated or reversed update)
+// is rejected, and so is the Δ we sent the partner last time, sent back reversed (the mirror);
+// anything subtler is the probe's to judge.
 
 import { forgetOldest as forgetOldestPast } from '../protocol/bounded.ts';
 
@@ -105,6 +106,15 @@ export interface ValidationSettings {
    */
   echoCosine: number;
   /**
+   * A partner's Δ whose norm is below this × our measured Δ scale (measuredScale: the median and
+   * our own floor, never minScale) is a claim of no training: refused and an offence at once
+   * ('delta-null'). An honest partner does H inner steps at the run's learning rate, so its ||Δ||
+   * is of the order of ours (the measured spread is at DEFAULT_VALIDATION). From a partner that
+   * says it is behind us in rounds (earlier in the warm-up) the first in a row is no offence, a
+   * solo step. 0: no such check.
+   */
+  nullFraction: number;
+  /**
    * The least Δ scale a payload is judged by (deltaScale). 0, the default: none, and a payload is
    * refused ('no-scale') until we have one of our own. A test's hostile peer sets it high to
    * check nothing, as an attacker's own code would not: it takes every payload it is sent.
@@ -166,10 +176,18 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   antiCosineReport: 0.4,
   mirrorCosine: 0.8,
   echoCosine: 0.999,
+  // Honest partners' ||Δ|| over our Δ scale, simulated on `micro` with the run's own schedule
+  // (2,475 checks; H = 4 to 50, batch 1 to 4, warm-up 4 to 400 steps, speeds 1:4, 1:8 and
+  // lognormal σ = 1, so peers at different points of the warm-up): 0.18 at the least (0.10 of our
+  // own Δ of the round), 0.95 to 1.06 at the median. Live, a volunteer left behind in the warm-up
+  // had a Δ scale of 0.0115 to 0.0173 while its partner far along sent about 0.2 (the browser
+  // test's run): seen from that partner, about 0.06. 1% of the scale is six times under that and
+  // 18 under the simulated least; the camper's zero, or an honest Δ × 1e-4, sits far below it.
+  nullFraction: 0.01,
   minScale: 0,
 };
 
-export type RejectReason = 'size' | 'non-finite' | 'no-scale' | 'delta-norm' | 'delta-direction' | 'delta-echo' | 'phi-distance' | 'phi-lag';
+export type RejectReason = 'size' | 'non-finite' | 'no-scale' | 'delta-null' | 'delta-norm' | 'delta-direction' | 'delta-echo' | 'phi-distance' | 'phi-lag';
 
 export type Verdict =
   | {
@@ -202,8 +220,9 @@ export type Verdict =
     ok: false; reason: RejectReason; detail: string;
     /**
      * False for a Δ refused on direction that is not yet an offence (a single one between
-     * −antiCosine and −antiCosineReport), for a payload we had no Δ scale to judge by
-     * ('no-scale') and for our own Δ sent back ('delta-echo'): a solo step, no strike, no report.
+     * −antiCosine and −antiCosineReport), for a first null Δ from a partner behind us in rounds
+     * ('delta-null'), for a payload we had no Δ scale to judge by ('no-scale') and for our own Δ
+     * sent back ('delta-echo'): a solo step, no strike, no report.
      */
     offence: boolean;
   };
@@ -252,6 +271,8 @@ export class PartnerValidator {
   private met = new Map<string, { round: number; peerRound: number | null; distance: number; scale: number; accepted: number }>();
   /** Partners whose last payload to us was refused on direction (bounded as `met`). */
   private againstUs = new Set<string>();
+  /** Partners whose last payload to us was refused as null (delta-null; bounded as `met`). */
+  private nullFrom = new Set<string>();
   /** Per partner: the CUSUM of its lag along its own Δ (bounded as `met`). */
   private lagSums = new Map<string, number>();
   /** Per partner: our round and a sample of the Δ we sent it then (the mirror check). */
@@ -276,6 +297,7 @@ export class PartnerValidator {
     if (settings.strangerClipFactor > settings.clipFactor) throw new RangeError('validation: strangerClipFactor must be <= clipFactor');
     if (!(Number.isInteger(settings.provenExchanges) && settings.provenExchanges >= 0)) throw new RangeError('validation: provenExchanges must be an integer >= 0');
     if (!(Number.isInteger(settings.window) && settings.window >= 1)) throw new RangeError(`validation: window must be a positive integer`);
+    if (!(settings.nullFraction >= 0 && settings.nullFraction < 1)) throw new RangeError(`validation: nullFraction must be in [0, 1), got ${settings.nullFraction}`);
     if (!(settings.lagPerRound >= 0)) throw new RangeError(`validation: lagPerRound must be >= 0, got ${settings.lagPerRound}`);
     if (!(Number.isInteger(settings.lagRounds) && settings.lagRounds >= 0)) throw new RangeError(`validation: lagRounds must be an integer >= 0, got ${settings.lagRounds}`);
   }
@@ -323,7 +345,16 @@ export class PartnerValidator {
    * within about 2× of ours, so the floor binds only below what they send (docs/design.md section 6).
    */
   get deltaScale(): number {
-    return Math.max(median(this.deltaNorms), this.ownNorm / this.settings.clipFactor, this.settings.minScale);
+    return Math.max(this.measuredScale, this.settings.minScale);
+  }
+
+  /**
+   * The Δ scale from what we measured alone (deltaScale without minScale): what the null check
+   * compares a partner's ||Δ|| with, so a validator told to take any size (minScale) still takes
+   * an honest Δ.
+   */
+  get measuredScale(): number {
+    return Math.max(median(this.deltaNorms), this.ownNorm / this.settings.clipFactor);
   }
 
   /**
@@ -365,12 +396,33 @@ export class PartnerValidator {
     if (!(scale > 0)) {
       return { ok: false, reason: 'no-scale', offence: false, detail: `no Δ scale to judge the payload by yet (our own ||Δ|| is ${fmt(this.ownNorm)}): a solo step` };
     }
+    // A Δ of next to nothing: a claim of no training (the camper's, which never trains and says
+    // it did). Averaged with ours it halves our progress of the round, and its Δ tells the
+    // direction and echo checks nothing (a zero Δ has no cosine).
+    // Only a partner that says it is behind us in rounds can honestly be this far below: one that
+    // started fresh beside peers far along is at the start of the warm-up, where the learning rate
+    // is a small fraction of ours (H = 4 and 400 warm-up steps: its first round's rates average
+    // 0.6% of the peak). Its first such refusal is a solo step, no strike; the
+    // next in a row is one (its rate grows every round; a camper's zero does not).
+    const claim = claimedRound(at.peerRound);
+    const nullBound = this.settings.nullFraction * this.measuredScale;
+    if (deltaNorm < nullBound) {
+      const again = this.nullFrom.has(at.peer);
+      const behind = claim !== null && claim < at.round;
+      this.nullFrom.delete(at.peer);
+      this.nullFrom.add(at.peer);
+      forgetOldest(this.nullFrom);
+      return {
+        ok: false, reason: 'delta-null', offence: again || !behind,
+        detail: `||Δ|| = ${fmt(deltaNorm)} < ${this.settings.nullFraction} × our Δ scale ${fmt(this.measuredScale)}: the partner's update is next to nothing${behind ? ` (it says it is at round ${claim}, behind our ${at.round}${again ? ', and its last one was too' : ''})` : ''}`,
+      };
+    }
+    this.nullFrom.delete(at.peer);
     if (deltaNorm > this.settings.rejectFactor * scale) {
       return { ok: false, reason: 'delta-norm', offence: true, detail: `||Δ|| = ${fmt(deltaNorm)} > ${this.settings.rejectFactor} × median ${fmt(scale)}` };
     }
     // A partner that says it is ahead of us in rounds may be further along the LR warm-up: its
     // larger Δ is clipped (a claim buys no more; past rejectFactor it is an offence whatever it says).
-    const claim = claimedRound(at.peerRound);
     const ahead = claim !== null && claim > at.round;
     if (deltaNorm > this.settings.normReportFactor * scale && !ahead) {
       return {

@@ -23,6 +23,9 @@ import { camping } from './camper.ts';
  *                 partner's Δ is exact here, not approximated: the backend sees each partner's
  *                 validated payload in probe() and applyOuter(). That Δ has the honest norm (it
  *                 is an honest peer's, clipped by our own validator if it was large).
+ * - 'camp-null'   never trains (camper.ts) and sends what that leaves: its own Δ, zero (θ never
+ *                 leaves φ), while its step counter and reports claim a round's training. Averaged
+ *                 with it, an honest partner's progress of the round is halved.
  * - 'poison-state' trains and exchanges honestly, but the state it serves (to a newcomer's
  *                 bootstrap and to the coordinator's checkpoint pull) has φ negated plus unit
  *                 Gaussian noise (seeded): the right shape, finite, plausible counters; only its
@@ -30,7 +33,7 @@ import { camping } from './camper.ts';
  *                 poison: the signs cancel through LayerNorm and the products often enough that
  *                 it measured 3.70 beside an honest 3.17, within the 0.5 a state may be worse.
  */
-export type Attack = 'sign-flip' | 'scale-flip' | 'nan' | 'scale100' | 'phi-bias' | 'combined' | 'camp-mirror' | 'poison-state';
+export type Attack = 'sign-flip' | 'scale-flip' | 'nan' | 'scale100' | 'phi-bias' | 'combined' | 'camp-mirror' | 'camp-null' | 'poison-state';
 
 /** φ shift of the phi-bias attacks, in the sender's own Δ norms (see Attack). */
 const PHI_BIAS = 4;
@@ -98,6 +101,7 @@ function alter(attack: Attack, p: OuterPayload, m: Memory): OuterPayload {
     case 'phi-bias': return phiBias(p);
     case 'combined': return combined(p);
     case 'camp-mirror': return campMirror(p, m);
+    case 'camp-null': return p;
     case 'poison-state': return p;
   }
 }
@@ -105,7 +109,7 @@ function alter(attack: Attack, p: OuterPayload, m: Memory): OuterPayload {
 /** The backend with `attack` applied to every payload it sends; its own outer step stays honest. */
 export function hostile(b: ReplicaBackend, attack: Attack): ReplicaBackend {
   const memory: Memory = { partnerDelta: null };
-  const inner = attack === 'camp-mirror' ? camping(b) : b;
+  const inner = attack === 'camp-mirror' || attack === 'camp-null' ? camping(b) : b;
   // The partner's validated payload reaches the backend in probe() (probe on) and applyOuter()
   // (accepted, or probe off); the mirror keeps a copy of its Δ.
   const see = (p: PartnerPayload | undefined) => { if (p && attack === 'camp-mirror') memory.partnerDelta = p.delta.slice(); };

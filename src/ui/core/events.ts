@@ -35,6 +35,7 @@ export function offenderReason(reason: string): { words: string; detail: string 
     switch (code) {
       case 'non-finite': return detail?.startsWith('Δ') ? 'non-finite Δ' : detail?.startsWith('φ') ? 'non-finite φ' : 'non-finite values';
       case 'delta-norm': return 'Δ norm far above the honest scale';
+      case 'delta-null': return 'a Δ of next to nothing (no training)';
       case 'delta-direction': return 'Δ pointing against its partner’s';
       case 'phi-distance': return 'φ far from its partner’s';
       case 'phi-lag': return 'φ kept behind along its own progress';
