@@ -9,8 +9,16 @@
 // IPv6 /48 and in all (the keys of server/address-budget.ts), live sessions included, so no
 // client can grow this without bound; when all places are taken, a new request takes the oldest
 // place of whoever holds the most (evict), so no client can fill it to refuse everyone.
+//
+// A coordinator that closes (SIGTERM, Ctrl-C: its normal shutdown) keeps its sessions: it writes
+// every request it holds to its database as it closes (saveConsents), and the next start on the
+// same data dir loads them back with both sides seen afresh (loadConsents, restore), so the
+// frame's next claim and the window's next watch find them. Nothing is written while it runs: a
+// claim every 5 s from each frame costs no write, and a crash loses the sessions (the frame then
+// says the coordinator lost it, and Resume asks again).
 import { OpenCounter, siteKey } from './address-budget.ts';
-import type { ConsentState } from '../src/protocol/api.ts';
+import { CONSENT_NONCE_PATTERN, type ConsentState } from '../src/protocol/api.ts';
+import type { Db } from './db.ts';
 
 export interface ConsentLimits {
   /** How long a request waits for its decision, and then for the frame to claim a refusal. */
@@ -39,7 +47,12 @@ export const DEFAULT_CONSENT_LIMITS: ConsentLimits = { ttlMs: 5 * 60_000, frameM
 
 export interface ConsentEntry { run: string; site: string; created: number; state: ConsentState; expiresAt: number }
 
+/** A request as a closing coordinator writes it (the consent_sessions table), and the next start reads it back. */
+export interface SavedConsent { nonce: string; run: string; site: string; state: ConsentState; address: string; created: number }
+
 interface Held extends ConsentEntry {
+  /** The client address that opened it (an addressKey): its place counts against that address and its /48. */
+  address: string;
   /** When the frame (claim) and the window (watch) were last heard, while the session is live. */
   frameSeen: number;
   windowSeen: number;
@@ -134,33 +147,68 @@ export class ConsentRequests {
   open(nonce: string, run: string, site: string, address: string): ConsentEntry {
     this.sweep();
     if (this.entries.has(nonce)) throw new ConsentError('this consent nonce is already registered: make a fresh one for each request', 409);
+    const e = this.place(nonce, run, site, address, this.now());
+    if (typeof e === 'string') throw new ConsentError(e, 429);
+    return ConsentRequests.view(e);
+  }
+
+  /** Takes a place for `nonce` (pending, both sides seen now), or says why the address or its /48 has none. */
+  private place(nonce: string, run: string, site: string, address: string, created: number): Held | string {
     const mine = this.addresses.acquire(address);
-    if (!mine) throw new ConsentError(`this address has ${this.limits.perAddress} consent requests open, its limit; answer or close one, or wait ${this.limits.ttlMs / 60_000} minutes`, 429);
+    if (!mine) return `this address has ${this.limits.perAddress} consent requests open, its limit; answer or close one, or wait ${this.limits.ttlMs / 60_000} minutes`;
     const site48 = siteKey(address);
     const ours = site48 === null ? () => {} : this.sites.acquire(site48);
     if (!ours) {
       mine();
-      throw new ConsentError(`this network (${site48}) has ${this.limits.perSite} consent requests open, its limit; try again in a few minutes`, 429);
+      return `this network (${site48}) has ${this.limits.perSite} consent requests open, its limit; try again in a few minutes`;
     }
     while (this.entries.size >= this.limits.total && this.evict());
-    const created = this.now();
-    const entry: ConsentEntry = { run, site, created, state: 'pending', expiresAt: created + this.limits.ttlMs };
+    const t = this.now();
     const key = ConsentRequests.holder(address);
     let held = this.holders.get(key);
     if (!held) this.holders.set(key, held = new Set());
     held.add(nonce);
-    this.entries.set(nonce, {
-      ...entry,
-      frameSeen: created,
-      windowSeen: created,
+    const e: Held = {
+      run, site, created, state: 'pending', expiresAt: t + this.limits.ttlMs, address,
+      frameSeen: t,
+      windowSeen: t,
       release: () => {
         mine();
         ours();
         held.delete(nonce);
         if (held.size === 0 && this.holders.get(key) === held) this.holders.delete(key);
       },
-    });
-    return entry;
+    };
+    this.entries.set(nonce, e);
+    return e;
+  }
+
+  /**
+   * Every request held now, oldest first, to be written as the coordinator closes (saveConsents).
+   */
+  saved(): SavedConsent[] {
+    this.sweep();
+    return [...this.entries].map(([nonce, e]) => ({ nonce, run: e.run, site: e.site, state: e.state, address: e.address, created: e.created }));
+  }
+
+  /**
+   * Takes back the requests a closing coordinator saved (loadConsents), both sides seen now: a
+   * session is then kept as long as one just renewed, a pending request or a refusal as long as
+   * one just opened, and an ending as long as the other side may take to hear it. Each takes a
+   * place as a new request does; one that finds none (the limits were lowered), or whose nonce is
+   * open already, is left out. Returns how many were taken.
+   */
+  restore(saved: readonly SavedConsent[]): number {
+    let taken = 0;
+    for (const s of saved) {
+      if (this.entries.has(s.nonce)) continue;
+      const e = this.place(s.nonce, s.run, s.site, s.address, s.created);
+      if (typeof e === 'string') continue;
+      if (s.state !== 'pending' && s.state !== 'denied') this.settle(e, s.state);
+      else e.state = s.state;
+      taken++;
+    }
+    return taken;
   }
 
   /** The request of `nonce`; 404 when there is none (never registered, expired, ended or already claimed). */
@@ -259,4 +307,39 @@ export class ConsentRequests {
     this.sweep();
     return this.entries.size;
   }
+}
+
+const STATES: readonly string[] = ['pending', 'allowed', 'denied', 'stopped', 'closed', 'released'] satisfies ConsentState[];
+const NONCE = new RegExp(CONSENT_NONCE_PATTERN);
+
+/**
+ * Writes `saved` (ConsentRequests.saved, at most its `total` places) as the requests the next start
+ * takes back, in place of any written before: one transaction as the coordinator closes.
+ */
+export function saveConsents(db: Db, saved: readonly SavedConsent[]): void {
+  const insert = db.prepare('INSERT OR REPLACE INTO consent_sessions (nonce, run_id, site, state, address, created_at) VALUES (?, ?, ?, ?, ?, ?)');
+  db.transaction(() => {
+    db.prepare('DELETE FROM consent_sessions').run();
+    for (const s of saved) insert.run(s.nonce, s.run, s.site, s.state, s.address, s.created);
+  })();
+}
+
+/**
+ * Reads back, and deletes, what the last closing coordinator wrote (at most `max` rows, oldest
+ * first): a crash after this start writes nothing, so nothing older comes back after it. Rows
+ * this build cannot read (a state it does not know, a nonce out of pattern) are left out and counted.
+ */
+export function loadConsents(db: Db, max: number): { saved: SavedConsent[]; unreadable: number } {
+  return db.transaction(() => {
+    const rows = db.prepare('SELECT nonce, run_id AS run, site, state, address, created_at AS created FROM consent_sessions ORDER BY created_at, rowid LIMIT ?').all(max) as Record<string, unknown>[];
+    db.prepare('DELETE FROM consent_sessions').run();
+    const saved: SavedConsent[] = [];
+    for (const r of rows) {
+      if (typeof r.nonce === 'string' && NONCE.test(r.nonce) && typeof r.state === 'string' && STATES.includes(r.state) &&
+        typeof r.run === 'string' && typeof r.site === 'string' && typeof r.address === 'string' && typeof r.created === 'number') {
+        saved.push(r as unknown as SavedConsent);
+      }
+    }
+    return { saved, unreadable: rows.length - saved.length };
+  })();
 }
