@@ -34,6 +34,12 @@ export interface ConsentLimits {
    * minute at most (intensive throttling), so two missed minutes and some.
    */
   windowMs: number;
+  /**
+   * How long a live session outlives the window's pagehide (POST …/leave): a reload sends it as a
+   * close does, and the reloaded window (its #nonce kept) watches again at once; a window that
+   * does not is taken as closed, which the frame hears at its next claim.
+   */
+  leaveMs: number;
   /** Requests one client address (addressKey) may have open at once: a visitor with a few tabs. */
   perAddress: number;
   /** The same for all the /64s of one IPv6 /48 together (siteKey). */
@@ -42,13 +48,13 @@ export interface ConsentLimits {
   total: number;
 }
 
-/** Five minutes to answer; a session ends 2 minutes after the frame's last claim, 3 after the window's last watch; a few tabs per address; 10,000 in all (a few MB at most). */
-export const DEFAULT_CONSENT_LIMITS: ConsentLimits = { ttlMs: 5 * 60_000, frameMs: 2 * 60_000, windowMs: 3 * 60_000, perAddress: 4, perSite: 32, total: 10_000 };
+/** Five minutes to answer; a session ends 2 minutes after the frame's last claim, 3 after the window's last watch, 15 s after the window left unless it watches again; a few tabs per address; 10,000 in all (a few MB at most). */
+export const DEFAULT_CONSENT_LIMITS: ConsentLimits = { ttlMs: 5 * 60_000, frameMs: 2 * 60_000, windowMs: 3 * 60_000, leaveMs: 15_000, perAddress: 4, perSite: 32, total: 10_000 };
 
 export interface ConsentEntry { run: string; site: string; created: number; state: ConsentState; expiresAt: number }
 
 /** A request as a closing coordinator writes it (the consent_sessions table), and the next start reads it back. */
-export interface SavedConsent { nonce: string; run: string; site: string; state: ConsentState; address: string; created: number }
+export interface SavedConsent { nonce: string; run: string; site: string; state: ConsentState; address: string; created: number; left: boolean }
 
 interface Held extends ConsentEntry {
   /** The client address that opened it (an addressKey): its place counts against that address and its /48. */
@@ -56,6 +62,8 @@ interface Held extends ConsentEntry {
   /** When the frame (claim) and the window (watch) were last heard, while the session is live. */
   frameSeen: number;
   windowSeen: number;
+  /** When the window's page went (pagehide: a close or a reload) and it has not watched since; null while it stays. */
+  leftAt: number | null;
   release: () => void;
 }
 
@@ -95,7 +103,22 @@ export class ConsentRequests {
   /** Forgets every request past its time (a live session's depends on both sides: all are looked at). */
   private sweep(): void {
     const t = this.now();
-    for (const [nonce, e] of this.entries) if (e.expiresAt <= t) this.drop(nonce);
+    for (const [nonce, e] of this.entries) if (e.expiresAt <= t) this.expire(nonce, e, t);
+  }
+
+  /**
+   * Ends `e`, past its time at `t`: a session whose window left and did not come back while the
+   * frame still held it is closed (kept frameMs for the frame to hear); anything else is forgotten.
+   */
+  private expire(nonce: string, e: Held, t: number): void {
+    const gone = e.leftAt === null ? Infinity : e.leftAt + this.limits.leaveMs;
+    if (e.state === 'allowed' && gone <= e.frameSeen + this.limits.frameMs && gone <= e.windowSeen + this.limits.windowMs && gone + this.limits.frameMs > t) {
+      e.state = 'closed';
+      e.leftAt = null;
+      e.expiresAt = gone + this.limits.frameMs;
+      return;
+    }
+    this.drop(nonce);
   }
 
   /** Sets `e`'s state and when it ends: a live session when the first of its two sides goes unseen too long. */
@@ -105,7 +128,7 @@ export class ConsentRequests {
     const { frameMs, windowMs } = this.limits;
     switch (state) {
       // Kept until the other side has heard it, as long as that side may go unheard.
-      case 'allowed': e.expiresAt = Math.min(e.frameSeen + frameMs, e.windowSeen + windowMs); break;
+      case 'allowed': e.expiresAt = Math.min(e.frameSeen + frameMs, e.windowSeen + windowMs, e.leftAt === null ? Infinity : e.leftAt + this.limits.leaveMs); break;
       case 'stopped': case 'closed': e.expiresAt = t + frameMs; break;
       case 'released': e.expiresAt = t + windowMs; break;
       default: break;
@@ -172,6 +195,7 @@ export class ConsentRequests {
       run, site, created, state: 'pending', expiresAt: t + this.limits.ttlMs, address,
       frameSeen: t,
       windowSeen: t,
+      leftAt: null,
       release: () => {
         mine();
         ours();
@@ -188,7 +212,7 @@ export class ConsentRequests {
    */
   saved(): SavedConsent[] {
     this.sweep();
-    return [...this.entries].map(([nonce, e]) => ({ nonce, run: e.run, site: e.site, state: e.state, address: e.address, created: e.created }));
+    return [...this.entries].map(([nonce, e]) => ({ nonce, run: e.run, site: e.site, state: e.state, address: e.address, created: e.created, left: e.leftAt !== null }));
   }
 
   /**
@@ -204,6 +228,8 @@ export class ConsentRequests {
       if (this.entries.has(s.nonce)) continue;
       const e = this.place(s.nonce, s.run, s.site, s.address, s.created);
       if (typeof e === 'string') continue;
+      // A window that had left: its grace starts afresh.
+      if (s.left && s.state === 'allowed') e.leftAt = this.now();
       if (s.state !== 'pending' && s.state !== 'denied') this.settle(e, s.state);
       else e.state = s.state;
       taken++;
@@ -283,13 +309,30 @@ export class ConsentRequests {
     return ConsentRequests.view(e);
   }
 
-  /** The consent window watches the session: 'allowed' renews its side; the frame's ending ('released') is answered once. */
+  /** The consent window watches the session: 'allowed' renews its side (and takes back its leaving); the frame's ending ('released') is answered once. */
   watch(nonce: string): ConsentEntry {
     const e = this.held(nonce);
     if (e.state === 'allowed') {
       e.windowSeen = this.now();
+      e.leftAt = null;
       this.settle(e, 'allowed');
     } else if (e.state === 'released') return this.heard(nonce, e);
+    return ConsentRequests.view(e);
+  }
+
+  /**
+   * The window's page goes (its pagehide: a close, or a reload, which the page cannot tell apart):
+   * the session ends leaveMs on, as 'closed', unless the window watches again before (a reloaded
+   * window keeps its #nonce and watches at once). The frame's ending ('released') is answered
+   * once; an ending by the window stands.
+   */
+  leave(nonce: string): ConsentEntry {
+    const e = this.held(nonce);
+    if (e.state === 'released') return this.heard(nonce, e);
+    if (e.state === 'allowed') {
+      e.leftAt ??= this.now();
+      this.settle(e, 'allowed');
+    }
     return ConsentRequests.view(e);
   }
 
@@ -317,10 +360,10 @@ const NONCE = new RegExp(CONSENT_NONCE_PATTERN);
  * takes back, in place of any written before: one transaction as the coordinator closes.
  */
 export function saveConsents(db: Db, saved: readonly SavedConsent[]): void {
-  const insert = db.prepare('INSERT OR REPLACE INTO consent_sessions (nonce, run_id, site, state, address, created_at) VALUES (?, ?, ?, ?, ?, ?)');
+  const insert = db.prepare('INSERT OR REPLACE INTO consent_sessions (nonce, run_id, site, state, address, created_at, left) VALUES (?, ?, ?, ?, ?, ?, ?)');
   db.transaction(() => {
     db.prepare('DELETE FROM consent_sessions').run();
-    for (const s of saved) insert.run(s.nonce, s.run, s.site, s.state, s.address, s.created);
+    for (const s of saved) insert.run(s.nonce, s.run, s.site, s.state, s.address, s.created, s.left ? 1 : 0);
   })();
 }
 
@@ -331,13 +374,13 @@ export function saveConsents(db: Db, saved: readonly SavedConsent[]): void {
  */
 export function loadConsents(db: Db, max: number): { saved: SavedConsent[]; unreadable: number } {
   return db.transaction(() => {
-    const rows = db.prepare('SELECT nonce, run_id AS run, site, state, address, created_at AS created FROM consent_sessions ORDER BY created_at, rowid LIMIT ?').all(max) as Record<string, unknown>[];
+    const rows = db.prepare('SELECT nonce, run_id AS run, site, state, address, created_at AS created, left FROM consent_sessions ORDER BY created_at, rowid LIMIT ?').all(max) as Record<string, unknown>[];
     db.prepare('DELETE FROM consent_sessions').run();
     const saved: SavedConsent[] = [];
     for (const r of rows) {
       if (typeof r.nonce === 'string' && NONCE.test(r.nonce) && typeof r.state === 'string' && STATES.includes(r.state) &&
         typeof r.run === 'string' && typeof r.site === 'string' && typeof r.address === 'string' && typeof r.created === 'number') {
-        saved.push(r as unknown as SavedConsent);
+        saved.push({ ...(r as unknown as SavedConsent), left: r.left === 1 });
       }
     }
     return { saved, unreadable: rows.length - saved.length };

@@ -117,7 +117,8 @@ const MIGRATIONS: string[] = [
     site TEXT NOT NULL,
     state TEXT NOT NULL,
     address TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    left INTEGER NOT NULL DEFAULT 0
   );
   `,
 ];

@@ -100,7 +100,7 @@ describe('consent sessions across a coordinator restart', () => {
     const dir = mkdtempSync(join(tmpdir(), 'murmur-consent-rows-'));
     dirs.push(dir);
     const s = await start(dir);
-    const rows = Array.from({ length: 5 }, (_, i) => ({ nonce: nonce(), run: 'default', site: SITE, state: 'allowed' as const, address: '192.0.2.1', created: i }));
+    const rows = Array.from({ length: 5 }, (_, i) => ({ nonce: nonce(), run: 'default', site: SITE, state: 'allowed' as const, address: '192.0.2.1', created: i, left: false }));
     saveConsents(s.c.db, rows);
     s.c.db.prepare('INSERT INTO consent_sessions (nonce, run_id, site, state, address, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(nonce(), 'default', SITE, 'weird', '192.0.2.1', 9);
     s.c.db.prepare('INSERT INTO consent_sessions (nonce, run_id, site, state, address, created_at) VALUES (?, ?, ?, ?, ?, ?)').run('short', 'default', SITE, 'allowed', '192.0.2.1', 10);

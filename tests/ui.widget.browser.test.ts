@@ -91,7 +91,8 @@ beforeAll(async () => {
   await new Promise<void>((r) => forger.listen(0, '127.0.0.1', r));
   forgerUrl = `http://127.0.0.1:${(forger.address() as AddressInfo).port}/`;
   // The coordinator the consent requests go to: the host page is one of its run's embedding sites.
-  coordinator = await startServer();
+  // A closed consent window ends the session a second after its pagehide here (leaveMs; 15 s by default).
+  coordinator = await startServer({ consent: { leaveMs: 1000 } });
   const sites = await fetch(`${coordinator.url}/api/runs/default`, {
     method: 'PATCH', headers: { ...coordinator.admin, 'content-type': 'application/json' }, body: JSON.stringify({ embedSites: [new URL(hostUrl).origin] }),
   });
