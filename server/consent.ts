@@ -19,6 +19,7 @@
 import { OpenCounter, siteKey } from './address-budget.ts';
 import { CONSENT_NONCE_PATTERN, type ConsentState } from '../src/protocol/api.ts';
 import type { Db } from './db.ts';
+import { EventQueue } from '../src/sim/events.ts';
 
 export interface ConsentLimits {
   /** How long a request waits for its decision, and then for the frame to claim a refusal. */
@@ -57,6 +58,7 @@ export interface ConsentEntry { run: string; site: string; created: number; stat
 export interface SavedConsent { nonce: string; run: string; site: string; state: ConsentState; address: string; created: number; left: boolean }
 
 interface Held extends ConsentEntry {
+  nonce: string;
   /** The client address that opened it (an addressKey): its place counts against that address and its /48. */
   address: string;
   /** When the frame (claim) and the window (watch) were last heard, while the session is live. */
@@ -64,8 +66,13 @@ interface Held extends ConsentEntry {
   windowSeen: number;
   /** When the window's page went (pagehide: a close or a reload) and it has not watched since; null while it stays. */
   leftAt: number | null;
+  /** Its place in the expiry queue: due at or before expiresAt (null while popped). */
+  due: Due | null;
   release: () => void;
 }
+
+/** An entry's time in the expiry queue; stale once the entry is gone or holds another. */
+interface Due { time: number; priority: 0; nonce: string }
 
 /** How long a refused registration is remembered: the consent window looks for its request for 10 s (FIND_MS). */
 export const REFUSAL_MS = 60_000;
@@ -94,16 +101,48 @@ export class ConsentRequests {
   private readonly refusals = new Map<string, { reason: string; until: number }>();
   /** The nonces open per holder (holder()), oldest first: whom evict() takes a place from. */
   private readonly holders = new Map<string, Set<string>>();
+  /**
+   * When each entry is due to be looked at, soonest first (a min-heap): at or before its
+   * expiresAt, since a live session's time moves on with each claim and watch, which push nothing.
+   * A popped entry whose time has moved on is queued again at its new time (once per frameMs or
+   * so for a live session); an item whose entry is gone or queued anew is passed over (lazy
+   * deletion), and the queue is rebuilt once such items outnumber the entries.
+   */
+  private queue = new EventQueue<Due>();
+  /** Items the expiry queue has popped: a test's count that expiry costs O(expired) per request, not O(entries). */
+  examined = 0;
 
   constructor(readonly limits: ConsentLimits, private readonly now: () => number) {
     this.addresses = new OpenCounter(limits.perAddress);
     this.sites = new OpenCounter(limits.perSite);
   }
 
-  /** Forgets every request past its time (a live session's depends on both sides: all are looked at). */
+  /**
+   * Forgets every request past its time, looking only at those the queue has due by now: each
+   * request's cost is the entries that expired, items passed over, and sessions queued again.
+   */
   private sweep(): void {
     const t = this.now();
-    for (const [nonce, e] of this.entries) if (e.expiresAt <= t) this.expire(nonce, e, t);
+    for (let d = this.queue.peek(); d !== undefined && d.time <= t; d = this.queue.peek()) {
+      this.queue.pop();
+      this.examined++;
+      const e = this.entries.get(d.nonce);
+      if (e === undefined || e.due !== d) continue;
+      e.due = null;
+      if (e.expiresAt > t) this.schedule(e);
+      else this.expire(d.nonce, e, t);
+    }
+  }
+
+  /** Queues `e` at its expiresAt, unless an item at or before it stands for it already. */
+  private schedule(e: Held): void {
+    if (e.due !== null && e.due.time <= e.expiresAt) return;
+    e.due = { time: e.expiresAt, priority: 0, nonce: e.nonce };
+    this.queue.push(e.due);
+    if (this.queue.size > 2 * this.entries.size + 64) {
+      this.queue = new EventQueue<Due>();
+      for (const x of this.entries.values()) if (x.due !== null) this.queue.push(x.due);
+    }
   }
 
   /**
@@ -116,6 +155,7 @@ export class ConsentRequests {
       e.state = 'closed';
       e.leftAt = null;
       e.expiresAt = gone + this.limits.frameMs;
+      this.schedule(e);
       return;
     }
     this.drop(nonce);
@@ -133,6 +173,7 @@ export class ConsentRequests {
       case 'released': e.expiresAt = t + windowMs; break;
       default: break;
     }
+    this.schedule(e);
   }
 
   private drop(nonce: string): void {
@@ -192,10 +233,11 @@ export class ConsentRequests {
     if (!held) this.holders.set(key, held = new Set());
     held.add(nonce);
     const e: Held = {
-      run, site, created, state: 'pending', expiresAt: t + this.limits.ttlMs, address,
+      nonce, run, site, created, state: 'pending', expiresAt: t + this.limits.ttlMs, address,
       frameSeen: t,
       windowSeen: t,
       leftAt: null,
+      due: null,
       release: () => {
         mine();
         ours();
@@ -204,6 +246,7 @@ export class ConsentRequests {
       },
     };
     this.entries.set(nonce, e);
+    this.schedule(e);
     return e;
   }
 

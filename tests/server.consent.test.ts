@@ -298,6 +298,42 @@ describe('consent requests', () => {
     expect(() => store.get(quiet)).toThrow(/no such consent request/);
   });
 
+  it('looks only at the entries due when it forgets expired ones: none while nothing expires, one each as they do, not every entry on every request', () => {
+    let t = 0;
+    const N = 1000;
+    const store = new ConsentRequests({ ttlMs: 100, frameMs: 20, windowMs: 30, leaveMs: 15, perAddress: N, perSite: N, total: 10_000 }, () => t);
+    const key = (i: number) => `e${String(i).padStart(21, '0')}`;
+    for (let i = 0; i < N; i++) { store.open(key(i), 'default', SITE, '192.0.2.1'); store.decide(key(i), true); }
+    // 2,000 requests at one moment, nothing past its time: nothing looked at.
+    store.examined = 0;
+    for (let i = 0; i < N; i++) { store.claim(key(i)); store.watch(key(i)); }
+    expect(store.examined).toBe(0);
+    // Both sides renew every 2 ms for 100 ms, far past every first expiry: 100,000 requests. A
+    // session is looked at when its queued time comes and is queued again at its new one, at
+    // least frameMs - 2 = 18 ms on, so at most N × (100 / 18 + 1) looks; a walk of every entry on
+    // every request (as before) is 100,000 × N.
+    let requests = 0;
+    for (t = 2; t <= 100; t += 2) for (let i = 0; i < N; i++) { expect(store.claim(key(i)).state).toBe('allowed'); store.watch(key(i)); requests += 2; }
+    expect(requests).toBe(100 * N);
+    expect(store.examined).toBeLessThanOrEqual(N * (100 / 18 + 1));
+    // Half stop renewing and expire: the request that finds them gone looks at each entry once at
+    // most (the other half's may come due and be queued again).
+    t = 110;
+    for (let i = 0; i < N / 2; i++) { store.claim(key(i)); store.watch(key(i)); }
+    store.examined = 0;
+    t = 125;
+    expect(store.size).toBe(N / 2);
+    expect(store.examined).toBeGreaterThanOrEqual(N / 2);
+    expect(store.examined).toBeLessThanOrEqual(N);
+    expect(() => store.get(key(N - 1))).toThrow(/no such consent request/);
+    // Stale queue items (sessions ended early: each stop queues a sooner time) stay within bounds.
+    for (let i = 0; i < N / 2; i++) store.stop(key(i));
+    t = 200;
+    store.examined = 0;
+    expect(store.size).toBe(0);
+    expect(store.examined).toBeLessThanOrEqual(2 * (N / 2));
+  });
+
   it('remembers refused registrations for a while, a bounded number of them, and never marks a nonce that is open', () => {
     let t = 0;
     const store = new ConsentRequests({ ttlMs: 100, frameMs: 100, windowMs: 100, leaveMs: 15, perAddress: 10, perSite: 10, total: 10 }, () => t);
