@@ -182,6 +182,13 @@ export const CONSENT_HOLD_MS = 5000;
  */
 export const CONSENT_GRACE_MS = 45_000;
 
+/**
+ * How often the frame claims its session and how long it trains on unheard (holdConsent): the
+ * constants above, read at each claim, so a test page may shorten them on the object it passed.
+ */
+export interface HoldTiming { holdMs: number; graceMs: number }
+const HOLD_TIMING: HoldTiming = { holdMs: CONSENT_HOLD_MS, graceMs: CONSENT_GRACE_MS };
+
 /** The consent window's size: room for what it says and its two buttons. */
 export const CONSENT_FEATURES = 'popup,noopener,noreferrer,width=520,height=640';
 
@@ -245,14 +252,16 @@ export type HoldEnd = 'stopped' | 'closed' | 'forgotten' | 'lost';
  * time; the window may well be open, so it is not said to be closed), or 'lost' (no answer from the
  * coordinator for CONSENT_GRACE_MS; a claim that takes longer than CONSENT_HOLD_MS counts as none).
  */
-export function holdConsent(port: ConsentPort, nonce: string, win: Window, stillHeld: () => boolean, onEnd: (why: HoldEnd) => void): void {
+export function holdConsent(
+  port: ConsentPort, nonce: string, win: Window, stillHeld: () => boolean, onEnd: (why: HoldEnd) => void, timing: HoldTiming = HOLD_TIMING,
+): void {
   let heard = win.performance.now();
   const look = async () => {
     if (!stillHeld()) return;
     let state: Awaited<ReturnType<ConsentPort['claim']>> | null;
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      state = await Promise.race([port.claim(nonce), new Promise<null>((r) => { timer = setTimeout(() => r(null), CONSENT_HOLD_MS); })]);
+      state = await Promise.race([port.claim(nonce), new Promise<null>((r) => { timer = setTimeout(() => r(null), timing.holdMs); })]);
     } catch {
       state = null;
     } finally {
@@ -261,10 +270,10 @@ export function holdConsent(port: ConsentPort, nonce: string, win: Window, still
     if (!stillHeld()) return;
     if (state === 'allowed') heard = win.performance.now();
     else if (state !== null) return onEnd(state === 'stopped' ? 'stopped' : state === 'gone' ? 'forgotten' : 'closed');
-    else if (win.performance.now() - heard >= CONSENT_GRACE_MS) return onEnd('lost');
-    setTimeout(() => void look(), CONSENT_HOLD_MS);
+    else if (win.performance.now() - heard >= timing.graceMs) return onEnd('lost');
+    setTimeout(() => void look(), timing.holdMs);
   };
-  setTimeout(() => void look(), CONSENT_HOLD_MS);
+  setTimeout(() => void look(), timing.holdMs);
 }
 
 /** Opens the consent window for `nonce` (again): the nonce in the fragment, which no server sees. */
@@ -515,6 +524,7 @@ export function serveFrame(
   make: (hello: Required<ConnectMsg>) => TrainingController | Promise<TrainingController>,
   consent: FrameConsent,
   win: Window = window,
+  timing: HoldTiming = HOLD_TIMING,
 ): Promise<TrainingController> {
   return new Promise((resolve, reject) => {
     const onMessage = async (ev: MessageEvent) => {
@@ -640,7 +650,7 @@ export function serveFrame(
                 }
                 showButton();
                 push();
-              });
+              }, timing);
             } else consent.port.release(mine.nonce);
           } else {
             refused = answer === 'denied' ? CONSENT.denied : answer === 'expired' ? CONSENT.expired : answer.message;
