@@ -156,7 +156,7 @@ export const CONSENT = {
   stopped: 'Stopped from the Murmur window. Press Start to donate again.',
   closed: 'Stopped: the Murmur window was closed. Press Start to donate again.',
   lost: 'Paused: the Murmur coordinator could not be reached to confirm that the Murmur window is still open. Press Resume to ask again.',
-  forgotten: 'Paused: the Murmur coordinator lost this donation\'s session (it restarted, or did not hear this frame for minutes). Press Resume to ask again.',
+  forgotten: 'Paused: the Murmur coordinator lost this donation\'s session (it restarted, or did not hear from this frame or the Murmur window for minutes). Press Resume to ask again.',
 } as const;
 
 /** The button's text while a consent window is open for it. */
