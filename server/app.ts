@@ -36,7 +36,7 @@ import { registerOpsRoute } from './ops.ts';
 import { registerWsRoute } from './routes/ws.ts';
 import { registerSecurityHeaders, registerWebRoutes } from './routes/web.ts';
 import { DEFAULT_LIMITS } from '../src/protocol/messages.ts';
-import { ConsentRequests, DEFAULT_CONSENT_LIMITS, type ConsentLimits } from './consent.ts';
+import { ConsentRequests, DEFAULT_CONSENT_LIMITS, loadConsents, saveConsents, type ConsentLimits } from './consent.ts';
 import { registerConsentRoutes } from './routes/consent.ts';
 
 export interface AppDeps {
@@ -290,6 +290,12 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   registerOpsRoute(ctx, { evaluator, readWorker, dbFile });
   registerWsRoute(ctx);
   const consents = new ConsentRequests({ ...DEFAULT_CONSENT_LIMITS, ...o.consent }, now);
+  {
+    // The sessions the last coordinator on this data dir held as it closed, for runs still training.
+    const { saved, unreadable } = loadConsents(db, consents.limits.total);
+    const taken = consents.restore(saved.filter((s) => runs.get(s.run)?.status === 'running'));
+    if (saved.length + unreadable > 0) logger.info({ saved: saved.length, taken, unreadable }, 'consent sessions taken back from the last close');
+  }
   registerConsentRoutes(ctx, consents);
   await registerWebRoutes(app, o.webRoot);
 
@@ -306,6 +312,8 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     setTimeout(() => app.server.closeAllConnections(), SHUTDOWN_GRACE_MS).unref();
   });
   app.addHook('onClose', async () => {
+    // Served no more: the widget's sessions go to the next start, whose first claims find them.
+    saveConsents(db, consents.saved());
     scheduler.stop();
     await evaluator.close();
     await remeasuring;

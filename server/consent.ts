@@ -9,8 +9,17 @@
 // IPv6 /48 and in all (the keys of server/address-budget.ts), live sessions included, so no
 // client can grow this without bound; when all places are taken, a new request takes the oldest
 // place of whoever holds the most (evict), so no client can fill it to refuse everyone.
+//
+// A coordinator that closes (SIGTERM, Ctrl-C: its normal shutdown) keeps its sessions: it writes
+// every request it holds to its database as it closes (saveConsents), and the next start on the
+// same data dir loads them back with both sides seen afresh (loadConsents, restore), so the
+// frame's next claim and the window's next watch find them. Nothing is written while it runs: a
+// claim every 5 s from each frame costs no write, and a crash loses the sessions (the frame then
+// says the coordinator lost it, and Resume asks again).
 import { OpenCounter, siteKey } from './address-budget.ts';
-import type { ConsentState } from '../src/protocol/api.ts';
+import { CONSENT_NONCE_PATTERN, type ConsentState } from '../src/protocol/api.ts';
+import type { Db } from './db.ts';
+import { EventQueue } from '../src/sim/events.ts';
 
 export interface ConsentLimits {
   /** How long a request waits for its decision, and then for the frame to claim a refusal. */
@@ -26,6 +35,12 @@ export interface ConsentLimits {
    * minute at most (intensive throttling), so two missed minutes and some.
    */
   windowMs: number;
+  /**
+   * How long a live session outlives the window's pagehide (POST …/leave): a reload sends it as a
+   * close does, and the reloaded window (its #nonce kept) watches again at once; a window that
+   * does not is taken as closed, which the frame hears at its next claim.
+   */
+  leaveMs: number;
   /** Requests one client address (addressKey) may have open at once: a visitor with a few tabs. */
   perAddress: number;
   /** The same for all the /64s of one IPv6 /48 together (siteKey). */
@@ -34,17 +49,30 @@ export interface ConsentLimits {
   total: number;
 }
 
-/** Five minutes to answer; a session ends 2 minutes after the frame's last claim, 3 after the window's last watch; a few tabs per address; 10,000 in all (a few MB at most). */
-export const DEFAULT_CONSENT_LIMITS: ConsentLimits = { ttlMs: 5 * 60_000, frameMs: 2 * 60_000, windowMs: 3 * 60_000, perAddress: 4, perSite: 32, total: 10_000 };
+/** Five minutes to answer; a session ends 2 minutes after the frame's last claim, 3 after the window's last watch, 15 s after the window left unless it watches again; a few tabs per address; 10,000 in all (a few MB at most). */
+export const DEFAULT_CONSENT_LIMITS: ConsentLimits = { ttlMs: 5 * 60_000, frameMs: 2 * 60_000, windowMs: 3 * 60_000, leaveMs: 15_000, perAddress: 4, perSite: 32, total: 10_000 };
 
 export interface ConsentEntry { run: string; site: string; created: number; state: ConsentState; expiresAt: number }
 
+/** A request as a closing coordinator writes it (the consent_sessions table), and the next start reads it back. */
+export interface SavedConsent { nonce: string; run: string; site: string; state: ConsentState; address: string; created: number; left: boolean }
+
 interface Held extends ConsentEntry {
+  nonce: string;
+  /** The client address that opened it (an addressKey): its place counts against that address and its /48. */
+  address: string;
   /** When the frame (claim) and the window (watch) were last heard, while the session is live. */
   frameSeen: number;
   windowSeen: number;
+  /** When the window's page went (pagehide: a close or a reload) and it has not watched since; null while it stays. */
+  leftAt: number | null;
+  /** Its place in the expiry queue: due at or before expiresAt (null while popped). */
+  due: Due | null;
   release: () => void;
 }
+
+/** An entry's time in the expiry queue; stale once the entry is gone or holds another. */
+interface Due { time: number; priority: 0; nonce: string }
 
 /** How long a refused registration is remembered: the consent window looks for its request for 10 s (FIND_MS). */
 export const REFUSAL_MS = 60_000;
@@ -73,16 +101,64 @@ export class ConsentRequests {
   private readonly refusals = new Map<string, { reason: string; until: number }>();
   /** The nonces open per holder (holder()), oldest first: whom evict() takes a place from. */
   private readonly holders = new Map<string, Set<string>>();
+  /**
+   * When each entry is due to be looked at, soonest first (a min-heap): at or before its
+   * expiresAt, since a live session's time moves on with each claim and watch, which push nothing.
+   * A popped entry whose time has moved on is queued again at its new time (once per frameMs or
+   * so for a live session); an item whose entry is gone or queued anew is passed over (lazy
+   * deletion), and the queue is rebuilt once such items outnumber the entries.
+   */
+  private queue = new EventQueue<Due>();
+  /** Items the expiry queue has popped: a test's count that expiry costs O(expired) per request, not O(entries). */
+  examined = 0;
 
   constructor(readonly limits: ConsentLimits, private readonly now: () => number) {
     this.addresses = new OpenCounter(limits.perAddress);
     this.sites = new OpenCounter(limits.perSite);
   }
 
-  /** Forgets every request past its time (a live session's depends on both sides: all are looked at). */
+  /**
+   * Forgets every request past its time, looking only at those the queue has due by now: each
+   * request's cost is the entries that expired, items passed over, and sessions queued again.
+   */
   private sweep(): void {
     const t = this.now();
-    for (const [nonce, e] of this.entries) if (e.expiresAt <= t) this.drop(nonce);
+    for (let d = this.queue.peek(); d !== undefined && d.time <= t; d = this.queue.peek()) {
+      this.queue.pop();
+      this.examined++;
+      const e = this.entries.get(d.nonce);
+      if (e === undefined || e.due !== d) continue;
+      e.due = null;
+      if (e.expiresAt > t) this.schedule(e);
+      else this.expire(d.nonce, e, t);
+    }
+  }
+
+  /** Queues `e` at its expiresAt, unless an item at or before it stands for it already. */
+  private schedule(e: Held): void {
+    if (e.due !== null && e.due.time <= e.expiresAt) return;
+    e.due = { time: e.expiresAt, priority: 0, nonce: e.nonce };
+    this.queue.push(e.due);
+    if (this.queue.size > 2 * this.entries.size + 64) {
+      this.queue = new EventQueue<Due>();
+      for (const x of this.entries.values()) if (x.due !== null) this.queue.push(x.due);
+    }
+  }
+
+  /**
+   * Ends `e`, past its time at `t`: a session whose window left and did not come back while the
+   * frame still held it is closed (kept frameMs for the frame to hear); anything else is forgotten.
+   */
+  private expire(nonce: string, e: Held, t: number): void {
+    const gone = e.leftAt === null ? Infinity : e.leftAt + this.limits.leaveMs;
+    if (e.state === 'allowed' && gone <= e.frameSeen + this.limits.frameMs && gone <= e.windowSeen + this.limits.windowMs && gone + this.limits.frameMs > t) {
+      e.state = 'closed';
+      e.leftAt = null;
+      e.expiresAt = gone + this.limits.frameMs;
+      this.schedule(e);
+      return;
+    }
+    this.drop(nonce);
   }
 
   /** Sets `e`'s state and when it ends: a live session when the first of its two sides goes unseen too long. */
@@ -92,11 +168,12 @@ export class ConsentRequests {
     const { frameMs, windowMs } = this.limits;
     switch (state) {
       // Kept until the other side has heard it, as long as that side may go unheard.
-      case 'allowed': e.expiresAt = Math.min(e.frameSeen + frameMs, e.windowSeen + windowMs); break;
+      case 'allowed': e.expiresAt = Math.min(e.frameSeen + frameMs, e.windowSeen + windowMs, e.leftAt === null ? Infinity : e.leftAt + this.limits.leaveMs); break;
       case 'stopped': case 'closed': e.expiresAt = t + frameMs; break;
       case 'released': e.expiresAt = t + windowMs; break;
       default: break;
     }
+    this.schedule(e);
   }
 
   private drop(nonce: string): void {
@@ -134,33 +211,73 @@ export class ConsentRequests {
   open(nonce: string, run: string, site: string, address: string): ConsentEntry {
     this.sweep();
     if (this.entries.has(nonce)) throw new ConsentError('this consent nonce is already registered: make a fresh one for each request', 409);
+    const e = this.place(nonce, run, site, address, this.now());
+    if (typeof e === 'string') throw new ConsentError(e, 429);
+    return ConsentRequests.view(e);
+  }
+
+  /** Takes a place for `nonce` (pending, both sides seen now), or says why the address or its /48 has none. */
+  private place(nonce: string, run: string, site: string, address: string, created: number): Held | string {
     const mine = this.addresses.acquire(address);
-    if (!mine) throw new ConsentError(`this address has ${this.limits.perAddress} consent requests open, its limit; answer or close one, or wait ${this.limits.ttlMs / 60_000} minutes`, 429);
+    if (!mine) return `this address has ${this.limits.perAddress} consent requests open, its limit; answer or close one, or wait ${this.limits.ttlMs / 60_000} minutes`;
     const site48 = siteKey(address);
     const ours = site48 === null ? () => {} : this.sites.acquire(site48);
     if (!ours) {
       mine();
-      throw new ConsentError(`this network (${site48}) has ${this.limits.perSite} consent requests open, its limit; try again in a few minutes`, 429);
+      return `this network (${site48}) has ${this.limits.perSite} consent requests open, its limit; try again in a few minutes`;
     }
     while (this.entries.size >= this.limits.total && this.evict());
-    const created = this.now();
-    const entry: ConsentEntry = { run, site, created, state: 'pending', expiresAt: created + this.limits.ttlMs };
+    const t = this.now();
     const key = ConsentRequests.holder(address);
     let held = this.holders.get(key);
     if (!held) this.holders.set(key, held = new Set());
     held.add(nonce);
-    this.entries.set(nonce, {
-      ...entry,
-      frameSeen: created,
-      windowSeen: created,
+    const e: Held = {
+      nonce, run, site, created, state: 'pending', expiresAt: t + this.limits.ttlMs, address,
+      frameSeen: t,
+      windowSeen: t,
+      leftAt: null,
+      due: null,
       release: () => {
         mine();
         ours();
         held.delete(nonce);
         if (held.size === 0 && this.holders.get(key) === held) this.holders.delete(key);
       },
-    });
-    return entry;
+    };
+    this.entries.set(nonce, e);
+    this.schedule(e);
+    return e;
+  }
+
+  /**
+   * Every request held now, oldest first, to be written as the coordinator closes (saveConsents).
+   */
+  saved(): SavedConsent[] {
+    this.sweep();
+    return [...this.entries].map(([nonce, e]) => ({ nonce, run: e.run, site: e.site, state: e.state, address: e.address, created: e.created, left: e.leftAt !== null }));
+  }
+
+  /**
+   * Takes back the requests a closing coordinator saved (loadConsents), both sides seen now: a
+   * session is then kept as long as one just renewed, a pending request or a refusal as long as
+   * one just opened, and an ending as long as the other side may take to hear it. Each takes a
+   * place as a new request does; one that finds none (the limits were lowered), or whose nonce is
+   * open already, is left out. Returns how many were taken.
+   */
+  restore(saved: readonly SavedConsent[]): number {
+    let taken = 0;
+    for (const s of saved) {
+      if (this.entries.has(s.nonce)) continue;
+      const e = this.place(s.nonce, s.run, s.site, s.address, s.created);
+      if (typeof e === 'string') continue;
+      // A window that had left: its grace starts afresh.
+      if (s.left && s.state === 'allowed') e.leftAt = this.now();
+      if (s.state !== 'pending' && s.state !== 'denied') this.settle(e, s.state);
+      else e.state = s.state;
+      taken++;
+    }
+    return taken;
   }
 
   /** The request of `nonce`; 404 when there is none (never registered, expired, ended or already claimed). */
@@ -235,13 +352,30 @@ export class ConsentRequests {
     return ConsentRequests.view(e);
   }
 
-  /** The consent window watches the session: 'allowed' renews its side; the frame's ending ('released') is answered once. */
+  /** The consent window watches the session: 'allowed' renews its side (and takes back its leaving); the frame's ending ('released') is answered once. */
   watch(nonce: string): ConsentEntry {
     const e = this.held(nonce);
     if (e.state === 'allowed') {
       e.windowSeen = this.now();
+      e.leftAt = null;
       this.settle(e, 'allowed');
     } else if (e.state === 'released') return this.heard(nonce, e);
+    return ConsentRequests.view(e);
+  }
+
+  /**
+   * The window's page goes (its pagehide: a close, or a reload, which the page cannot tell apart):
+   * the session ends leaveMs on, as 'closed', unless the window watches again before (a reloaded
+   * window keeps its #nonce and watches at once). The frame's ending ('released') is answered
+   * once; an ending by the window stands.
+   */
+  leave(nonce: string): ConsentEntry {
+    const e = this.held(nonce);
+    if (e.state === 'released') return this.heard(nonce, e);
+    if (e.state === 'allowed') {
+      e.leftAt ??= this.now();
+      this.settle(e, 'allowed');
+    }
     return ConsentRequests.view(e);
   }
 
@@ -259,4 +393,39 @@ export class ConsentRequests {
     this.sweep();
     return this.entries.size;
   }
+}
+
+const STATES: readonly string[] = ['pending', 'allowed', 'denied', 'stopped', 'closed', 'released'] satisfies ConsentState[];
+const NONCE = new RegExp(CONSENT_NONCE_PATTERN);
+
+/**
+ * Writes `saved` (ConsentRequests.saved, at most its `total` places) as the requests the next start
+ * takes back, in place of any written before: one transaction as the coordinator closes.
+ */
+export function saveConsents(db: Db, saved: readonly SavedConsent[]): void {
+  const insert = db.prepare('INSERT OR REPLACE INTO consent_sessions (nonce, run_id, site, state, address, created_at, left) VALUES (?, ?, ?, ?, ?, ?, ?)');
+  db.transaction(() => {
+    db.prepare('DELETE FROM consent_sessions').run();
+    for (const s of saved) insert.run(s.nonce, s.run, s.site, s.state, s.address, s.created, s.left ? 1 : 0);
+  })();
+}
+
+/**
+ * Reads back, and deletes, what the last closing coordinator wrote (at most `max` rows, oldest
+ * first): a crash after this start writes nothing, so nothing older comes back after it. Rows
+ * this build cannot read (a state it does not know, a nonce out of pattern) are left out and counted.
+ */
+export function loadConsents(db: Db, max: number): { saved: SavedConsent[]; unreadable: number } {
+  return db.transaction(() => {
+    const rows = db.prepare('SELECT nonce, run_id AS run, site, state, address, created_at AS created, left FROM consent_sessions ORDER BY created_at, rowid LIMIT ?').all(max) as Record<string, unknown>[];
+    db.prepare('DELETE FROM consent_sessions').run();
+    const saved: SavedConsent[] = [];
+    for (const r of rows) {
+      if (typeof r.nonce === 'string' && NONCE.test(r.nonce) && typeof r.state === 'string' && STATES.includes(r.state) &&
+        typeof r.run === 'string' && typeof r.site === 'string' && typeof r.address === 'string' && typeof r.created === 'number') {
+        saved.push({ ...(r as unknown as SavedConsent), left: r.left === 1 });
+      }
+    }
+    return { saved, unreadable: rows.length - saved.length };
+  })();
 }

@@ -107,6 +107,20 @@ const MIGRATIONS: string[] = [
   // 7: how many validation batches the coordinator measured a checkpoint's loss on (null: not
   // measured by it, or on other windows; server/checkpoint-remeasure.ts measures it again).
   `ALTER TABLE checkpoints ADD COLUMN val_batches INTEGER;`,
+  // 8: the widget's consent requests a closing coordinator hands to its next start (server/consent.ts,
+  // saveConsents): written as it closes, read back and emptied as it starts, so at most the
+  // store's 10,000 places.
+  `
+  CREATE TABLE consent_sessions (
+    nonce TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    site TEXT NOT NULL,
+    state TEXT NOT NULL,
+    address TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    left INTEGER NOT NULL DEFAULT 0
+  );
+  `,
 ];
 
 /** The coordinator's database in its data dir: what marks a folder as a coordinator's. */

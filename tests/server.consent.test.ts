@@ -14,6 +14,7 @@ const SITE = 'https://whales.example';
 const TTL = 60_000;
 const FRAME = 20_000;
 const WINDOW = 30_000;
+const LEAVE = 15_000;
 let s: TestServer;
 /** The coordinator's clock runs this far ahead of the real one. */
 let skew = 0;
@@ -22,7 +23,7 @@ let n = 0;
 const nonce = () => `n${String(++n).padStart(21, '0')}`;
 
 beforeAll(async () => {
-  s = await startServer({ consent: { ttlMs: TTL, frameMs: FRAME, windowMs: WINDOW, perAddress: 3, perSite: 5, total: 9 } }, { clock: { ...backgroundClock, now: () => Date.now() + skew } });
+  s = await startServer({ consent: { ttlMs: TTL, frameMs: FRAME, windowMs: WINDOW, leaveMs: LEAVE, perAddress: 3, perSite: 5, total: 9 } }, { clock: { ...backgroundClock, now: () => Date.now() + skew } });
   const r = await inject({ method: 'PATCH', url: '/api/runs/default', headers: { ...s.admin }, payload: { embedSites: [SITE] } });
   expect(r.statusCode).toBe(200);
 });
@@ -32,7 +33,7 @@ function inject(o: InjectOptions) { return s.c.app.inject(o); }
 const ask = (nc: string, from = '192.0.2.1', body: Record<string, unknown> = {}) =>
   inject({ method: 'POST', url: '/api/consent', remoteAddress: from, payload: { nonce: nc, run: 'default', site: SITE, ...body } });
 const decide = (nc: string, allow: boolean) => inject({ method: 'POST', url: `/api/consent/${nc}/decision`, payload: { allow } });
-const side = (nc: string, what: 'claim' | 'release' | 'watch' | 'stop', closed = false) =>
+const side = (nc: string, what: 'claim' | 'release' | 'watch' | 'leave' | 'stop', closed = false) =>
   inject({ method: 'POST', url: `/api/consent/${nc}/${what}`, ...(what === 'stop' ? { payload: { closed } } : {}) });
 const claim = (nc: string) => side(nc, 'claim');
 
@@ -78,6 +79,66 @@ describe('consent requests', () => {
     expect((await side(nc, 'watch')).json()).toMatchObject({ state: 'released' });
     expect((await side(nc, 'watch')).statusCode).toBe(404);
     expect(s.c.consents.size).toBe(0);
+  });
+
+  it('outlive the window\'s leaving (its pagehide: a close or a reload) only while it watches again within the grace', async () => {
+    // A reload: pagehide says the window left, and the reloaded window watches at once.
+    const reloaded = nonce();
+    await ask(reloaded, '192.0.2.7');
+    await decide(reloaded, true);
+    expect((await claim(reloaded)).json()).toMatchObject({ state: 'allowed' });
+    const left = await side(reloaded, 'leave');
+    expect(left.statusCode).toBe(200);
+    expect(left.json()).toMatchObject({ state: 'allowed' });
+    // (This coordinator's clock runs on with the real one: the steps below keep half the grace
+    // clear of each boundary; the store's own test below takes them to the millisecond.)
+    try {
+      skew += LEAVE / 2;
+      expect((await claim(reloaded)).json()).toMatchObject({ state: 'allowed' });
+      expect((await side(reloaded, 'watch')).json()).toMatchObject({ state: 'allowed' });
+      // Past the grace: taken back by the watch, so the frame trains on.
+      skew += LEAVE;
+      expect((await claim(reloaded)).json()).toMatchObject({ state: 'allowed' });
+      // A close: the window left and watches no more; once the grace has passed the frame's
+      // next claim hears the window was closed, once.
+      const closed = nonce();
+      await ask(closed, '192.0.2.7');
+      await decide(closed, true);
+      expect((await side(closed, 'leave')).json()).toMatchObject({ state: 'allowed' });
+      skew += LEAVE / 2;
+      expect((await claim(closed)).json()).toMatchObject({ state: 'allowed' });
+      skew += LEAVE / 2;
+      expect((await claim(closed)).json()).toMatchObject({ state: 'closed' });
+      expect((await claim(closed)).statusCode).toBe(404);
+      // Heard by no frame: the ending is kept frameMs from the grace's end, then forgotten.
+      const unheard = nonce();
+      await ask(unheard, '192.0.2.7');
+      await decide(unheard, true);
+      await side(unheard, 'leave');
+      skew += LEAVE + FRAME / 2;
+      expect(s.c.consents.get(unheard).state).toBe('closed');
+      skew += FRAME / 2;
+      expect((await claim(unheard)).statusCode).toBe(404);
+      // Stop donating stays immediate.
+      const stopped = nonce();
+      await ask(stopped, '192.0.2.7');
+      await decide(stopped, true);
+      await side(stopped, 'leave');
+      expect((await side(stopped, 'stop')).json()).toMatchObject({ state: 'stopped' });
+      expect((await claim(stopped)).json()).toMatchObject({ state: 'stopped' });
+      // A window leaving after the frame released the session hears that once; an unknown nonce is 404.
+      const released = nonce();
+      await ask(released, '192.0.2.7');
+      await decide(released, true);
+      await side(released, 'release');
+      expect((await side(released, 'leave')).json()).toMatchObject({ state: 'released' });
+      expect((await side(released, 'leave')).statusCode).toBe(404);
+      expect((await side(nonce(), 'leave')).statusCode).toBe(404);
+      // (The reloaded window's session, unheard since, is past its time by now.)
+      expect(s.c.consents.size).toBe(0);
+    } finally {
+      skew = 0;
+    }
   });
 
   it('refuse to stop a request not allowed, and a watch or release of an unknown nonce', async () => {
@@ -167,7 +228,7 @@ describe('consent requests', () => {
 
   it('ends a live session once the window or the frame has not been seen for its time, and keeps no ending longer than the other side may take to hear it', () => {
     let t = 0;
-    const store = new ConsentRequests({ ttlMs: 100, frameMs: 20, windowMs: 30, perAddress: 10, perSite: 10, total: 10 }, () => t);
+    const store = new ConsentRequests({ ttlMs: 100, frameMs: 20, windowMs: 30, leaveMs: 15, perAddress: 10, perSite: 10, total: 10 }, () => t);
     const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((x) => x.repeat(22)) as [string, string, string, string];
     for (const nc of [a, b, c, d]) { store.open(nc, 'default', SITE, '192.0.2.1'); store.decide(nc, true); }
     // Both sides renew: far past the TTL of a pending request.
@@ -198,9 +259,84 @@ describe('consent requests', () => {
     expect(store.size).toBe(0);
   });
 
+  it('closes a session leaveMs after its window left unless the window watched again, to the millisecond, and leaves Stop immediate', () => {
+    let t = 0;
+    const store = new ConsentRequests({ ttlMs: 100, frameMs: 20, windowMs: 30, leaveMs: 15, perAddress: 10, perSite: 10, total: 10 }, () => t);
+    const [reload, close, late, stop] = ['r', 'c', 'l', 's'].map((x) => x.repeat(22)) as [string, string, string, string];
+    for (const nc of [reload, close, late, stop]) { store.open(nc, 'default', SITE, '192.0.2.1'); store.decide(nc, true); }
+    t = 10;
+    for (const nc of [reload, close, late, stop]) { store.claim(nc); expect(store.leave(nc).state).toBe('allowed'); }
+    // A second leave does not push the grace on.
+    t = 12;
+    expect(store.leave(close).state).toBe('allowed');
+    expect(store.stop(stop).state).toBe('stopped');
+    t = 24;
+    expect(store.watch(reload).state).toBe('allowed');
+    for (const nc of [reload, close]) expect(store.claim(nc).state).toBe('allowed');
+    t = 25;
+    // The frame hears the close at its next claim; the reloaded window's session goes on.
+    expect(store.claim(close).state).toBe('closed');
+    expect(store.claim(reload).state).toBe('allowed');
+    expect(store.claim(stop).state).toBe('stopped');
+    // Unheard, the close is kept frameMs from the grace's end (25 + 20), then forgotten.
+    t = 44;
+    expect(store.get(late).state).toBe('closed');
+    expect(store.watch(reload).state).toBe('allowed');
+    expect(store.claim(reload).state).toBe('allowed');
+    t = 45;
+    expect(() => store.get(late)).toThrow(/no such consent request/);
+    expect(store.claim(reload).state).toBe('allowed');
+    // A window that left and whose frame went silent first: forgotten when the frame's time is up, as before.
+    const quiet = 'q'.repeat(22);
+    store.open(quiet, 'default', SITE, '192.0.2.1');
+    store.decide(quiet, true);
+    t = 50;
+    store.claim(quiet);
+    t = 60;
+    store.leave(quiet);
+    t = 70;
+    expect(() => store.get(quiet)).toThrow(/no such consent request/);
+  });
+
+  it('looks only at the entries due when it forgets expired ones: none while nothing expires, one each as they do, not every entry on every request', () => {
+    let t = 0;
+    const N = 1000;
+    const store = new ConsentRequests({ ttlMs: 100, frameMs: 20, windowMs: 30, leaveMs: 15, perAddress: N, perSite: N, total: 10_000 }, () => t);
+    const key = (i: number) => `e${String(i).padStart(21, '0')}`;
+    for (let i = 0; i < N; i++) { store.open(key(i), 'default', SITE, '192.0.2.1'); store.decide(key(i), true); }
+    // 2,000 requests at one moment, nothing past its time: nothing looked at.
+    store.examined = 0;
+    for (let i = 0; i < N; i++) { store.claim(key(i)); store.watch(key(i)); }
+    expect(store.examined).toBe(0);
+    // Both sides renew every 2 ms for 100 ms, far past every first expiry: 100,000 requests. A
+    // session is looked at when its queued time comes and is queued again at its new one, at
+    // least frameMs - 2 = 18 ms on, so at most N × (100 / 18 + 1) looks; a walk of every entry on
+    // every request (as before) is 100,000 × N.
+    let requests = 0;
+    for (t = 2; t <= 100; t += 2) for (let i = 0; i < N; i++) { expect(store.claim(key(i)).state).toBe('allowed'); store.watch(key(i)); requests += 2; }
+    expect(requests).toBe(100 * N);
+    expect(store.examined).toBeLessThanOrEqual(N * (100 / 18 + 1));
+    // Half stop renewing and expire: the request that finds them gone looks at each entry once at
+    // most (the other half's may come due and be queued again).
+    t = 110;
+    for (let i = 0; i < N / 2; i++) { store.claim(key(i)); store.watch(key(i)); }
+    store.examined = 0;
+    t = 125;
+    expect(store.size).toBe(N / 2);
+    expect(store.examined).toBeGreaterThanOrEqual(N / 2);
+    expect(store.examined).toBeLessThanOrEqual(N);
+    expect(() => store.get(key(N - 1))).toThrow(/no such consent request/);
+    // Stale queue items (sessions ended early: each stop queues a sooner time) stay within bounds.
+    for (let i = 0; i < N / 2; i++) store.stop(key(i));
+    t = 200;
+    store.examined = 0;
+    expect(store.size).toBe(0);
+    expect(store.examined).toBeLessThanOrEqual(2 * (N / 2));
+  });
+
   it('remembers refused registrations for a while, a bounded number of them, and never marks a nonce that is open', () => {
     let t = 0;
-    const store = new ConsentRequests({ ttlMs: 100, frameMs: 100, windowMs: 100, perAddress: 10, perSite: 10, total: 10 }, () => t);
+    const store = new ConsentRequests({ ttlMs: 100, frameMs: 100, windowMs: 100, leaveMs: 15, perAddress: 10, perSite: 10, total: 10 }, () => t);
     const key = (i: number) => `q${String(i).padStart(21, '0')}`;
     store.refuse(key(0), 'not listed');
     expect(() => store.get(key(0))).toThrow(/refused by the Murmur coordinator: not listed/);
@@ -221,7 +357,7 @@ describe('consent requests', () => {
 
   it('drops only the expired requests, oldest first', () => {
     let t = 0;
-    const store = new ConsentRequests({ ttlMs: 100, frameMs: 100, windowMs: 100, perAddress: 10, perSite: 10, total: 10 }, () => t);
+    const store = new ConsentRequests({ ttlMs: 100, frameMs: 100, windowMs: 100, leaveMs: 15, perAddress: 10, perSite: 10, total: 10 }, () => t);
     store.open('a'.repeat(22), 'default', SITE, '192.0.2.1');
     t = 50;
     store.open('b'.repeat(22), 'default', SITE, '192.0.2.1');
@@ -233,7 +369,7 @@ describe('consent requests', () => {
 
   it('at its limit in all, makes room by dropping the oldest request of whoever holds the most, never by refusing everyone', () => {
     const t = 0;
-    const store = new ConsentRequests({ ttlMs: 100, frameMs: 100, windowMs: 100, perAddress: 4, perSite: 32, total: 8 }, () => t);
+    const store = new ConsentRequests({ ttlMs: 100, frameMs: 100, windowMs: 100, leaveMs: 15, perAddress: 4, perSite: 32, total: 8 }, () => t);
     const key = (c: string, i: number) => `${c}${String(i).padStart(21, '0')}`;
     // An anonymous client fills the store from two addresses, and answers its own requests so none is pending.
     for (let i = 0; i < 4; i++) store.open(key('a', i), 'default', SITE, '192.0.2.1');
@@ -248,7 +384,7 @@ describe('consent requests', () => {
     expect(() => store.get(key('b', 0))).toThrow(/no such consent request/);
     expect(store.get(key('v', 0)).state).toBe('pending');
     // An IPv6 client is one holder per /48, whichever /64s it spreads over.
-    const big = new ConsentRequests({ ttlMs: 100, frameMs: 100, windowMs: 100, perAddress: 4, perSite: 32, total: 6 }, () => t);
+    const big = new ConsentRequests({ ttlMs: 100, frameMs: 100, windowMs: 100, leaveMs: 15, perAddress: 4, perSite: 32, total: 6 }, () => t);
     for (let i = 0; i < 3; i++) big.open(key('x', i), 'default', SITE, addressKey(`2001:db8:9:${i}::1`));
     for (let i = 0; i < 2; i++) big.open(key('y', i), 'default', SITE, '192.0.2.3');
     big.open(key('z', 0), 'default', SITE, addressKey('2001:db8:8::1'));

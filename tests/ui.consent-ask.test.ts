@@ -97,8 +97,8 @@ describe('askConsent', () => {
 describe('holdConsent', () => {
   const fakeWin = () => fakeWindow(['https://whales.example']).win;
 
-  it('holds the session while the coordinator says allowed, and ends it when the window stopped it or is gone', async () => {
-    for (const [last, want] of [['stopped', 'stopped'], ['closed', 'closed'], ['gone', 'closed'], ['released', 'closed']] as const) {
+  it('holds the session while the coordinator says allowed, and ends it when the window stopped it, or says the coordinator forgot it', async () => {
+    for (const [last, want] of [['stopped', 'stopped'], ['closed', 'closed'], ['gone', 'forgotten'], ['released', 'closed']] as const) {
       const { port, calls } = fakePort(['allowed', 'allowed', last]);
       const ends: string[] = [];
       holdConsent(port, NONCE, fakeWin(), () => true, (why) => ends.push(why));

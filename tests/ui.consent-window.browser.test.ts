@@ -2,19 +2,25 @@
 // Allow counts only as a deliberate press. A page that got a click on the widget's Start (through
 // a mask or zoom the frame cannot see) opens this window under a visitor who is typing into that
 // page (a game: "Tab to switch, hold Space to charge"): the keys go on into the window, which has
-// taken the focus, and a Tab lands on Allow and the Space after it presses it.
+// taken the focus, and a Tab lands on Allow and the Space after it presses it. A reload of the
+// window, which its page cannot tell from a close, keeps the donation; a close ends it once the
+// coordinator's leaving grace has passed.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { startBrowser, type BrowserHarness } from './support/browser.ts';
 import { startServer, type TestServer } from './support/coordinator.ts';
+import { backgroundClock } from '../src/protocol/clock.ts';
+import { DEFAULT_CONSENT_LIMITS } from '../server/consent.ts';
 
 const SITE = 'https://whales.example';
 let h: BrowserHarness;
 let coordinator: TestServer;
 let n = 0;
+/** The coordinator's clock runs this far ahead of the real one. */
+let skew = 0;
 
 beforeAll(async () => {
-  coordinator = await startServer();
+  coordinator = await startServer({}, { clock: { ...backgroundClock, now: () => Date.now() + skew } });
   const r = await coordinator.c.app.inject({ method: 'PATCH', url: '/api/runs/default', headers: { ...coordinator.admin }, payload: { embedSites: [SITE] } });
   expect(r.statusCode).toBe(200);
   h = await startBrowser({ proxy: { '/api': coordinator.url } });
@@ -27,7 +33,8 @@ afterAll(async () => {
 /** A consent window for a freshly registered nonce, its buttons taking clicks (the window at the front half a second). */
 async function openWindow(): Promise<{ page: Page; nonce: string }> {
   const nonce = `k${String(++n).padStart(21, '0')}`;
-  const r = await coordinator.c.app.inject({ method: 'POST', url: '/api/consent', payload: { nonce, run: 'default', site: SITE } });
+  // (Each from an address of its own: one address may hold 4 requests, and the windows before stay answered.)
+  const r = await coordinator.c.app.inject({ method: 'POST', url: '/api/consent', remoteAddress: `198.18.0.${n}`, payload: { nonce, run: 'default', site: SITE } });
   expect(r.statusCode).toBe(201);
   const page = await h.openPage(`/web/consent.html#${nonce}`);
   await page.waitForFunction(() => {
@@ -102,5 +109,41 @@ describe('the consent window', () => {
     await second.page.keyboard.press(' ');
     await second.page.locator('murmur-consent-window [data-answer=allowed]').waitFor({ timeout: 10_000 });
     await second.page.close();
+  });
+
+  it('keeps the donation through a reload, which says the window left and then watches at once, and ends it once a closed window stays gone', async () => {
+    const { page, nonce } = await openWindow();
+    // What the window's page tells the coordinator, in order.
+    const told: string[] = [];
+    const consents = coordinator.c.consents;
+    const { leave, watch } = consents;
+    consents.leave = (nc) => { if (nc === nonce) told.push('leave'); return leave.call(consents, nc); };
+    consents.watch = (nc) => { if (nc === nonce) told.push('watch'); return watch.call(consents, nc); };
+    try {
+      await page.keyboard.press('Tab');
+      await page.waitForTimeout(700);
+      await page.keyboard.press('Enter');
+      await page.locator('murmur-consent-window [data-donating]').waitFor({ timeout: 10_000 });
+      expect(state(nonce)).toBe('allowed');
+      // The reload: its pagehide says the window left, and the page it loads (the same #nonce) watches.
+      told.length = 0;
+      await page.reload();
+      await page.locator('murmur-consent-window [data-donating]').waitFor({ timeout: 10_000 });
+      await expect.poll(() => told.join(' '), { timeout: 30_000 }).toMatch(/^leave watch/);
+      // Past the grace the donation still runs: the watch took the leaving back.
+      skew += DEFAULT_CONSENT_LIMITS.leaveMs + 1;
+      expect(state(nonce)).toBe('allowed');
+      // A close: it says it left, and once the grace has passed the session is closed for the frame to hear.
+      told.length = 0;
+      await page.close();
+      await expect.poll(() => told.join(' '), { timeout: 30_000 }).toBe('leave');
+      expect(state(nonce)).toBe('allowed');
+      skew += DEFAULT_CONSENT_LIMITS.leaveMs + 1;
+      expect(state(nonce)).toBe('closed');
+    } finally {
+      consents.leave = leave;
+      consents.watch = watch;
+      skew = 0;
+    }
   });
 });

@@ -91,7 +91,8 @@ beforeAll(async () => {
   await new Promise<void>((r) => forger.listen(0, '127.0.0.1', r));
   forgerUrl = `http://127.0.0.1:${(forger.address() as AddressInfo).port}/`;
   // The coordinator the consent requests go to: the host page is one of its run's embedding sites.
-  coordinator = await startServer();
+  // A closed consent window ends the session a second after its pagehide here (leaveMs; 15 s by default).
+  coordinator = await startServer({ consent: { leaveMs: 1000 } });
   const sites = await fetch(`${coordinator.url}/api/runs/default`, {
     method: 'PATCH', headers: { ...coordinator.admin, 'content-type': 'application/json' }, body: JSON.stringify({ embedSites: [new URL(hostUrl).origin] }),
   });
@@ -273,6 +274,45 @@ describe('embeddable widget', () => {
       await third.close();
     } finally {
       await mask(false);
+    }
+  });
+
+  it('pauses once the coordinator has been out of reach for the grace, or says it lost the session, and Resume asks through a new consent window', async () => {
+    const frame = trainingFrame(page);
+    const start = frame.locator('#murmur-start');
+    const phase = () => frame.evaluate(() => window.frameTest.controller!.phase);
+    const claims = (v: 'through' | 'unreachable' | 'forgotten') => frame.evaluate((x) => { window.frameTest.claims = x; }, v);
+    // A claim every 200 ms, a grace of 1.5 s (5 s and 45 s in production): the same code paths.
+    await frame.evaluate(() => { window.frameTest.hold.holdMs = 200; window.frameTest.hold.graceMs = 1500; });
+    const windows: Page[] = [];
+    try {
+      windows.push(await startThroughConsent(start));
+      await waitForStatus(/Training/);
+      // The coordinator out of the frame's reach: training goes on through the grace, then pauses and says why.
+      await claims('unreachable');
+      await waitForStatus(/^Paused: the Murmur coordinator could not be reached/);
+      expect(await phase()).toBe('paused');
+      expect(await start.innerText()).toBe('Resume training');
+      await expect.poll(() => frame.locator('#murmur-note').innerText()).toMatch(/^Paused: the Murmur coordinator could not be reached/);
+      // It gave the session up (its release is not a claim): the window says the widget stopped.
+      await windows[0]!.locator('murmur-consent-window [data-ended=released]').waitFor({ timeout: 30_000 });
+      // Resume in the frame asks through a new window, for a new nonce.
+      await claims('through');
+      windows.push(await startThroughConsent(start));
+      expect(new URL(windows[1]!.url()).hash).not.toBe(new URL(windows[0]!.url()).hash);
+      await waitForStatus(/Training/);
+      expect(await phase()).not.toBe('paused');
+      // A coordinator that answers it has no such session (it crashed): paused, with that said, not "window closed".
+      await claims('forgotten');
+      await waitForStatus(/^Paused: the Murmur coordinator lost this donation's session/);
+      expect(await start.innerText()).toBe('Resume training');
+      await claims('through');
+      await part(page, 'stop-button').click();
+      await frame.waitForFunction(() => window.frameTest.controller!.phase === 'stopped');
+    } finally {
+      await claims('through');
+      await frame.evaluate(() => { window.frameTest.hold.holdMs = 5000; window.frameTest.hold.graceMs = 45_000; });
+      for (const w of windows) await w.close();
     }
   });
 

@@ -53,11 +53,13 @@ export function registerConsentRoutes(ctx: AppContext, consents: ConsentRequests
     schema: { params: ConsentParams, body: ConsentDecision },
   }, async (req, res) => told(req, res, consents.decide(req.params.nonce, req.body.allow), 'consent answered'));
 
-  // The frame's side (claim, release) and the window's watch of the session: no body.
-  for (const side of ['claim', 'release', 'watch'] as const) {
+  // The frame's side (claim, release) and the window's watch of the session and its leaving (its pagehide): no body.
+  for (const side of ['claim', 'release', 'watch', 'leave'] as const) {
     app.post<{ Params: ConsentParams }>(`/api/consent/:nonce/${side}`, { schema: { params: ConsentParams } }, async (req, res) => {
       const e = consents[side](req.params.nonce);
-      return side === 'release' ? told(req, res, e, 'consent session released') : fresh(res).send(reply(req.params.nonce, e));
+      return side === 'release' ? told(req, res, e, 'consent session released')
+        : side === 'leave' ? told(req, res, e, 'consent window left')
+        : fresh(res).send(reply(req.params.nonce, e));
     });
   }
 

@@ -340,6 +340,10 @@ export interface ConsentWindowPort {
   watch(nonce: string): Promise<ConsentAsked | 'gone'>;
   /** The window's Stop: ends the session, and the frame stops at its next claim. */
   stop(nonce: string): Promise<ConsentAsked>;
-  /** Stop, sent as the window closes ('closed'; a request that outlives the page); never rejects. */
-  stopOnClose(nonce: string): void;
+  /**
+   * Sent as the window's page goes (a request that outlives the page; never rejects): a close or a
+   * reload, which the page cannot tell apart. The session ends as 'closed' a short grace on
+   * (leaveMs, server/consent.ts) unless the window watches again, as a reloaded one does at once.
+   */
+  leaveOnClose(nonce: string): void;
 }

@@ -67,8 +67,8 @@ export class CoordinatorConsentWindow implements ConsentWindowPort {
     }));
   }
 
-  stopOnClose(nonce: string): void {
-    send(this.f, `${this.baseUrl}/api/consent/${encodeURIComponent(nonce)}/stop`, { closed: true });
+  leaveOnClose(nonce: string): void {
+    send(this.f, `${this.baseUrl}/api/consent/${encodeURIComponent(nonce)}/leave`);
   }
 }
 

@@ -11,8 +11,11 @@
 // After Allow the window is the donation's own control, which the page cannot hide as it can hide
 // the frame (a transparent mask-image): it says what runs and for whom, and its Stop donating, or
 // closing it, ends the session on the coordinator, and the frame stops at its next claim
-// (holdConsent, src/ui/embed/frame-bridge.ts). It watches the session every CONSENT_WATCH_MS and
-// says when the widget has stopped. Stop takes any click: stopping is always safe.
+// (holdConsent, src/ui/embed/frame-bridge.ts). Its Stop is at once; its closing (pagehide) is told
+// as leaving, which ends the session 15 s on unless the window watches again: a reload cannot be
+// told from a close in the page, and the reloaded window (its #nonce kept) watches at once. It
+// watches the session every CONSENT_WATCH_MS and says when the widget has stopped. Stop takes
+// any click: stopping is always safe.
 import { LitElement, html, css, nothing, type TemplateResult } from 'lit';
 import { pageGate, PAGE_REFUSED } from '../core/settle.ts';
 import type { ConsentAsked, ConsentWindowPort } from '../ports.ts';
@@ -80,7 +83,12 @@ export class ConsentWindow extends LitElement {
         const got = await port.load(nonce);
         // Refused when the frame registered it: the coordinator's reason, not a request that never was.
         if ('refused' in got) this.view = { kind: 'error', text: `${got.refused}. Nothing was started.` };
-        else this.show(got);
+        else {
+          this.show(got);
+          // A donation under way: this window was reloaded (or opened again), and its page's
+          // pagehide told the coordinator it left; a watch now takes that back.
+          if (this.view.kind === 'donating') void this.watch();
+        }
         return;
       } catch (e) {
         if (performance.now() >= until) {
@@ -97,17 +105,22 @@ export class ConsentWindow extends LitElement {
     switch (asked.state) {
       case 'pending': this.view = { kind: 'asking', asked }; break;
       case 'denied': this.view = { kind: 'answered', asked }; break;
-      case 'allowed': this.view = { kind: 'donating', asked }; this.watchLater(); break;
+      case 'allowed': this.view = { kind: 'donating', asked }; break;
       default: this.view = { kind: 'ended', asked, why: asked.state };
     }
   }
 
+  /** One watch at a time, each CONSENT_WATCH_MS after the last answer. */
+  private watching: ReturnType<typeof setTimeout> | undefined;
+
   private watchLater(): void {
-    setTimeout(() => void this.watch(), CONSENT_WATCH_MS);
+    clearTimeout(this.watching);
+    this.watching = setTimeout(() => void this.watch(), CONSENT_WATCH_MS);
   }
 
   /** Renews the window's side of the session, and says so once the widget has stopped. */
   private async watch(): Promise<void> {
+    clearTimeout(this.watching);
     const v = this.view;
     if (v.kind !== 'donating' || !this.port) return;
     let now: ConsentAsked | 'gone';
@@ -120,6 +133,7 @@ export class ConsentWindow extends LitElement {
     if (this.view !== v) return;
     if (now === 'gone') this.view = { kind: 'ended', asked: v.asked, why: 'gone' };
     else this.show(now);
+    if (this.view.kind === 'donating') this.watchLater();
   }
 
   private async stopDonating(): Promise<void> {
@@ -152,8 +166,9 @@ export class ConsentWindow extends LitElement {
    */
   private readonly onClose = (): void => {
     if (this.view.kind === 'asking' && !this.sending && this.port) this.port.declineOnClose(this.key);
-    // Closing the window while it donates is its Stop.
-    if (this.view.kind === 'donating' && this.port) this.port.stopOnClose(this.key);
+    // Closing the window while it donates is its Stop, a short grace on: a reload sends this too,
+    // and the reloaded window takes it back by watching at once.
+    if (this.view.kind === 'donating' && this.port) this.port.leaveOnClose(this.key);
   };
 
   protected override firstUpdated(): void {
@@ -176,6 +191,7 @@ export class ConsentWindow extends LitElement {
     this.sending = true;
     try {
       this.show(await this.port.decide(this.key, allow));
+      if (this.view.kind === 'donating') this.watchLater();
     } catch (e) {
       this.view = { kind: 'error', text: `Your answer was not taken: ${(e as Error).message}` };
     } finally {

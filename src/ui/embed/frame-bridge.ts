@@ -156,6 +156,7 @@ export const CONSENT = {
   stopped: 'Stopped from the Murmur window. Press Start to donate again.',
   closed: 'Stopped: the Murmur window was closed. Press Start to donate again.',
   lost: 'Paused: the Murmur coordinator could not be reached to confirm that the Murmur window is still open. Press Resume to ask again.',
+  forgotten: 'Paused: the Murmur coordinator lost this donation\'s session (it restarted, or did not hear from this frame or the Murmur window for minutes). Press Resume to ask again.',
 } as const;
 
 /** The button's text while a consent window is open for it. */
@@ -180,6 +181,13 @@ export const CONSENT_HOLD_MS = 5000;
  * pauses.
  */
 export const CONSENT_GRACE_MS = 45_000;
+
+/**
+ * How often the frame claims its session and how long it trains on unheard (holdConsent): the
+ * constants above, read at each claim, so a test page may shorten them on the object it passed.
+ */
+export interface HoldTiming { holdMs: number; graceMs: number }
+const HOLD_TIMING: HoldTiming = { holdMs: CONSENT_HOLD_MS, graceMs: CONSENT_GRACE_MS };
 
 /** The consent window's size: room for what it says and its two buttons. */
 export const CONSENT_FEATURES = 'popup,noopener,noreferrer,width=520,height=640';
@@ -233,20 +241,27 @@ export function askConsent(consent: FrameConsent, win: Window, nonce: string, st
   })();
 }
 
+/** Why a held session ended (holdConsent). */
+export type HoldEnd = 'stopped' | 'closed' | 'forgotten' | 'lost';
+
 /**
  * Holds the session `nonce` while `stillHeld()`: claims it every CONSENT_HOLD_MS, and calls `onEnd`
  * once with why it ended: 'stopped' (the window's Stop), 'closed' (the window was closed, or the
- * coordinator no longer knows the session: the window was not seen for its time), or 'lost' (no answer from the
+ * frame heard its own release), 'forgotten' (the coordinator no longer knows the session: it
+ * restarted without saving it, a crash, or heard neither this frame nor the window for their
+ * time; the window may well be open, so it is not said to be closed), or 'lost' (no answer from the
  * coordinator for CONSENT_GRACE_MS; a claim that takes longer than CONSENT_HOLD_MS counts as none).
  */
-export function holdConsent(port: ConsentPort, nonce: string, win: Window, stillHeld: () => boolean, onEnd: (why: 'stopped' | 'closed' | 'lost') => void): void {
+export function holdConsent(
+  port: ConsentPort, nonce: string, win: Window, stillHeld: () => boolean, onEnd: (why: HoldEnd) => void, timing: HoldTiming = HOLD_TIMING,
+): void {
   let heard = win.performance.now();
   const look = async () => {
     if (!stillHeld()) return;
     let state: Awaited<ReturnType<ConsentPort['claim']>> | null;
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      state = await Promise.race([port.claim(nonce), new Promise<null>((r) => { timer = setTimeout(() => r(null), CONSENT_HOLD_MS); })]);
+      state = await Promise.race([port.claim(nonce), new Promise<null>((r) => { timer = setTimeout(() => r(null), timing.holdMs); })]);
     } catch {
       state = null;
     } finally {
@@ -254,11 +269,11 @@ export function holdConsent(port: ConsentPort, nonce: string, win: Window, still
     }
     if (!stillHeld()) return;
     if (state === 'allowed') heard = win.performance.now();
-    else if (state !== null) return onEnd(state === 'stopped' ? 'stopped' : 'closed');
-    else if (win.performance.now() - heard >= CONSENT_GRACE_MS) return onEnd('lost');
-    setTimeout(() => void look(), CONSENT_HOLD_MS);
+    else if (state !== null) return onEnd(state === 'stopped' ? 'stopped' : state === 'gone' ? 'forgotten' : 'closed');
+    else if (win.performance.now() - heard >= timing.graceMs) return onEnd('lost');
+    setTimeout(() => void look(), timing.holdMs);
   };
-  setTimeout(() => void look(), CONSENT_HOLD_MS);
+  setTimeout(() => void look(), timing.holdMs);
 }
 
 /** Opens the consent window for `nonce` (again): the nonce in the fragment, which no server sees. */
@@ -509,6 +524,7 @@ export function serveFrame(
   make: (hello: Required<ConnectMsg>) => TrainingController | Promise<TrainingController>,
   consent: FrameConsent,
   win: Window = window,
+  timing: HoldTiming = HOLD_TIMING,
 ): Promise<TrainingController> {
   return new Promise((resolve, reject) => {
     const onMessage = async (ev: MessageEvent) => {
@@ -623,18 +639,18 @@ export function serveFrame(
               session = mine.nonce;
               holdConsent(consent.port, mine.nonce, win, () => session === mine.nonce && c.running, (why) => {
                 session = null;
-                if (why === 'lost') {
+                if (why === 'lost' || why === 'forgotten') {
                   // The window may still be open: paused, and Resume asks afresh.
                   held = true;
-                  refused = CONSENT.lost;
+                  refused = CONSENT[why];
                   c.pauseNow();
-                  consent.port.release(mine.nonce);
+                  if (why === 'lost') consent.port.release(mine.nonce);
                 } else {
                   void c.stop().then(() => { refused = why === 'stopped' ? CONSENT.stopped : CONSENT.closed; showButton(); push(); });
                 }
                 showButton();
                 push();
-              });
+              }, timing);
             } else consent.port.release(mine.nonce);
           } else {
             refused = answer === 'denied' ? CONSENT.denied : answer === 'expired' ? CONSENT.expired : answer.message;
