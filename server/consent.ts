@@ -19,7 +19,7 @@
 import { OpenCounter, siteKey } from './address-budget.ts';
 import { CONSENT_NONCE_PATTERN, type ConsentState } from '../src/protocol/api.ts';
 import type { Db } from './db.ts';
-import { EventQueue } from '../src/sim/events.ts';
+import { EventQueue } from '../src/protocol/event-queue.ts';
 
 export interface ConsentLimits {
   /** How long a request waits for its decision, and then for the frame to claim a refusal. */

@@ -57,9 +57,8 @@ const ALLOWED: Record<string, string[]> = {
   // The one outer round (wait, exchange, apply, evaluate, report) that the page and the headless
   // volunteer share: it knows the wire protocol's report and nothing else of ours.
   'src/round': ['src/protocol'],
-  // The coordinator: the wire protocol, plus the model (export, evaluation) and the dataset format;
-  // and the simulator's min-heap (a leaf), the consent store's expiry queue (server/consent.ts).
-  server: ['src/protocol', 'src/model', 'src/data', 'src/sim/events.ts'],
+  // The coordinator: the wire protocol, plus the model (export, evaluation) and the dataset format.
+  server: ['src/protocol', 'src/model', 'src/data'],
   // Lit components, their state and the widget see only the UI's own ports and helpers.
   'src/ui/core': ['src/ui/ports.ts'],
   // Controllers may run the shared outer round: it sees its trainer and mesh only through the

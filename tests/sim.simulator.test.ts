@@ -4,7 +4,7 @@ import { quadraticFactory } from '../src/sim/quadratic.ts';
 import { Simulation, type SimResult } from '../src/sim/simulator.ts';
 import { makeStrategy } from '../src/sim/methods/index.ts';
 import { METHODS, SIM_DEFAULTS, methodDefaults, validateSimConfig, type Method, type SimConfig } from '../src/sim/config.ts';
-import { EventQueue } from '../src/sim/events.ts';
+import { EventQueue } from '../src/protocol/event-queue.ts';
 import { parseSpeeds } from '../src/sim/speeds.ts';
 import { shuffle, weightSpread } from '../src/sim/metrics.ts';
 import { Rng } from '../src/model/rng.ts';

@@ -13,7 +13,7 @@ import { PartnerValidator, norm2 } from '../sync/validate.ts';
 import type { Learner, LearnerFactory } from './learner.ts';
 import type { Method, SimConfig } from './config.ts';
 import { FORWARD_FRACTION_OF_STEP, validateSimConfig } from './config.ts';
-import { EventQueue } from './events.ts';
+import { EventQueue } from '../protocol/event-queue.ts';
 import { averageWeights, sameWeights, weightSpread } from './metrics.ts';
 import { drawSpeed } from './speeds.ts';
 

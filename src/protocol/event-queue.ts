@@ -1,5 +1,6 @@
-// The simulated clock: a min-heap of events ordered by (time, priority, insertion order). Equal
-// keys never depend on heap internals, so a run is the same on every machine.
+// A min-heap of timed events ordered by (time, priority, insertion order): the simulator's clock
+// and the consent store's expiry queue. Equal keys never depend on heap internals, so a
+// simulated run is the same on every machine.
 
 export interface Timed {
   time: number;
