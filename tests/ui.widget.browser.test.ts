@@ -185,8 +185,9 @@ describe('embeddable widget', () => {
     expect(await idle()).toEqual(['idle', 0]);
     await first.close();
     await second.close();
-    // A window closed unanswered is Don't allow: the widget is ready again at once, and the
-    // coordinator holds nothing (it waited out the 5 minutes, the frame asking once a second).
+    // A window closed unanswered is Don't allow: the widget is ready again once the leaving grace
+    // has passed (a second here, leaveMs), and the coordinator holds nothing (it waited out the 5
+    // minutes, the frame asking once a second).
     const closed = await consentWindowFrom(page.context(), () => restAndClick(start));
     await closed.locator('murmur-consent-window button[data-action=allow]').waitFor();
     await closed.close();
