@@ -36,9 +36,10 @@ export interface ConsentLimits {
    */
   windowMs: number;
   /**
-   * How long a live session outlives the window's pagehide (POST …/leave): a reload sends it as a
+   * How long a request outlives the window's pagehide (POST …/leave): a reload sends it as a
    * close does, and the reloaded window (its #nonce kept) watches again at once; a window that
-   * does not is taken as closed, which the frame hears at its next claim.
+   * does not is taken as closed, which the frame hears at its next claim: a live session as
+   * 'closed', a request still unanswered as 'denied' (Don't allow, as closing it unanswered was).
    */
   leaveMs: number;
   /** Requests one client address (addressKey) may have open at once: a visitor with a few tabs. */
@@ -49,7 +50,7 @@ export interface ConsentLimits {
   total: number;
 }
 
-/** Five minutes to answer; a session ends 2 minutes after the frame's last claim, 3 after the window's last watch, 15 s after the window left unless it watches again; a few tabs per address; 10,000 in all (a few MB at most). */
+/** Five minutes to answer; a session ends 2 minutes after the frame's last claim, 3 after the window's last watch, and a request or session 15 s after the window left unless it watches again; a few tabs per address; 10,000 in all (a few MB at most). */
 export const DEFAULT_CONSENT_LIMITS: ConsentLimits = { ttlMs: 5 * 60_000, frameMs: 2 * 60_000, windowMs: 3 * 60_000, leaveMs: 15_000, perAddress: 4, perSite: 32, total: 10_000 };
 
 export interface ConsentEntry { run: string; site: string; created: number; state: ConsentState; expiresAt: number }
@@ -64,8 +65,10 @@ interface Held extends ConsentEntry {
   /** When the frame (claim) and the window (watch) were last heard, while the session is live. */
   frameSeen: number;
   windowSeen: number;
-  /** When the window's page went (pagehide: a close or a reload) and it has not watched since; null while it stays. */
+  /** When the window's page went (pagehide: a close or a reload) and it has not watched or answered since; null while it stays. */
   leftAt: number | null;
+  /** When a pending request's wait for its answer ends (ttlMs after it was opened or taken back), and then a refusal's wait for the frame to claim it. */
+  answerBy: number;
   /** Its place in the expiry queue: due at or before expiresAt (null while popped). */
   due: Due | null;
   release: () => void;
@@ -145,12 +148,25 @@ export class ConsentRequests {
     }
   }
 
+  /** When the window that left `e` is taken as closed: leaveMs after its pagehide; never while it stays. */
+  private gone(e: Held): number {
+    return e.leftAt === null ? Infinity : e.leftAt + this.limits.leaveMs;
+  }
+
   /**
-   * Ends `e`, past its time at `t`: a session whose window left and did not come back while the
-   * frame still held it is closed (kept frameMs for the frame to hear); anything else is forgotten.
+   * Ends `e`, past its time at `t`: a request whose window left unanswered and did not come back
+   * within leaveMs is declined (kept until its answerBy for the frame to hear, as Don't allow is);
+   * a session whose window left and did not come back while the frame still held it is closed
+   * (kept frameMs for the frame to hear); anything else is forgotten.
    */
   private expire(nonce: string, e: Held, t: number): void {
-    const gone = e.leftAt === null ? Infinity : e.leftAt + this.limits.leaveMs;
+    // Due before its answerBy: only its window's leaving brings a pending request's time that near.
+    if (e.state === 'pending' && e.answerBy > t) {
+      e.leftAt = null;
+      this.settle(e, 'denied');
+      return;
+    }
+    const gone = this.gone(e);
     if (e.state === 'allowed' && gone <= e.frameSeen + this.limits.frameMs && gone <= e.windowSeen + this.limits.windowMs && gone + this.limits.frameMs > t) {
       e.state = 'closed';
       e.leftAt = null;
@@ -168,10 +184,12 @@ export class ConsentRequests {
     const { frameMs, windowMs } = this.limits;
     switch (state) {
       // Kept until the other side has heard it, as long as that side may go unheard.
-      case 'allowed': e.expiresAt = Math.min(e.frameSeen + frameMs, e.windowSeen + windowMs, e.leftAt === null ? Infinity : e.leftAt + this.limits.leaveMs); break;
+      case 'allowed': e.expiresAt = Math.min(e.frameSeen + frameMs, e.windowSeen + windowMs, this.gone(e)); break;
       case 'stopped': case 'closed': e.expiresAt = t + frameMs; break;
       case 'released': e.expiresAt = t + windowMs; break;
-      default: break;
+      // Unanswered: its answerBy, or sooner once its window left.
+      case 'pending': e.expiresAt = Math.min(e.answerBy, this.gone(e)); break;
+      case 'denied': e.expiresAt = e.answerBy; break;
     }
     this.schedule(e);
   }
@@ -237,6 +255,7 @@ export class ConsentRequests {
       frameSeen: t,
       windowSeen: t,
       leftAt: null,
+      answerBy: t + this.limits.ttlMs,
       due: null,
       release: () => {
         mine();
@@ -271,10 +290,9 @@ export class ConsentRequests {
       if (this.entries.has(s.nonce)) continue;
       const e = this.place(s.nonce, s.run, s.site, s.address, s.created);
       if (typeof e === 'string') continue;
-      // A window that had left: its grace starts afresh.
-      if (s.left && s.state === 'allowed') e.leftAt = this.now();
-      if (s.state !== 'pending' && s.state !== 'denied') this.settle(e, s.state);
-      else e.state = s.state;
+      // A window that had left, asking or donating: its grace starts afresh.
+      if (s.left && (s.state === 'allowed' || s.state === 'pending')) e.leftAt = this.now();
+      this.settle(e, s.state);
       taken++;
     }
     return taken;
@@ -326,6 +344,8 @@ export class ConsentRequests {
     const e = this.held(nonce);
     if (e.state !== 'pending') throw new ConsentError(`this consent request was already answered (${e.state})`, 409);
     e.frameSeen = e.windowSeen = this.now();
+    // The window answering is the window there (a reloaded one, or an answer sent just before a leave it outran).
+    e.leftAt = null;
     this.settle(e, allow ? 'allowed' : 'denied');
     return ConsentRequests.view(e);
   }
@@ -352,29 +372,34 @@ export class ConsentRequests {
     return ConsentRequests.view(e);
   }
 
-  /** The consent window watches the session: 'allowed' renews its side (and takes back its leaving); the frame's ending ('released') is answered once. */
+  /**
+   * The consent window watches the request or session: it takes back its leaving, while it asks
+   * (pending) or donates ('allowed', which renews its side too); the frame's ending ('released')
+   * is answered once.
+   */
   watch(nonce: string): ConsentEntry {
     const e = this.held(nonce);
-    if (e.state === 'allowed') {
-      e.windowSeen = this.now();
+    if (e.state === 'allowed' || e.state === 'pending') {
+      if (e.state === 'allowed') e.windowSeen = this.now();
       e.leftAt = null;
-      this.settle(e, 'allowed');
+      this.settle(e, e.state);
     } else if (e.state === 'released') return this.heard(nonce, e);
     return ConsentRequests.view(e);
   }
 
   /**
    * The window's page goes (its pagehide: a close, or a reload, which the page cannot tell apart):
-   * the session ends leaveMs on, as 'closed', unless the window watches again before (a reloaded
-   * window keeps its #nonce and watches at once). The frame's ending ('released') is answered
-   * once; an ending by the window stands.
+   * leaveMs on, the session ends as 'closed', or the request still unanswered is declined
+   * ('denied'), unless the window watches (or answers) again before: a reloaded window keeps its
+   * #nonce and watches at once. The frame's ending ('released') is answered once; an answer or an
+   * ending by the window stands.
    */
   leave(nonce: string): ConsentEntry {
     const e = this.held(nonce);
     if (e.state === 'released') return this.heard(nonce, e);
-    if (e.state === 'allowed') {
+    if (e.state === 'allowed' || e.state === 'pending') {
       e.leftAt ??= this.now();
-      this.settle(e, 'allowed');
+      this.settle(e, e.state);
     }
     return ConsentRequests.view(e);
   }

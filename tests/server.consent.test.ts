@@ -226,6 +226,40 @@ describe('consent requests', () => {
     }
   });
 
+  it('keep a request still unanswered through the window\'s leaving while it looks at it again within the grace, and decline it once it does not', async () => {
+    // A reload while asking: pagehide says the window left, and the reloaded window finds the
+    // request (GET) and watches it: it is still pending, and its Allow is taken past the grace.
+    const reloaded = nonce();
+    await ask(reloaded, '192.0.2.8');
+    const left = await side(reloaded, 'leave');
+    expect(left.statusCode).toBe(200);
+    expect(left.json()).toMatchObject({ state: 'pending' });
+    try {
+      skew += LEAVE / 2;
+      expect((await inject({ method: 'GET', url: `/api/consent/${reloaded}` })).json()).toMatchObject({ state: 'pending' });
+      expect((await side(reloaded, 'watch')).json()).toMatchObject({ state: 'pending' });
+      skew += LEAVE;
+      expect((await claim(reloaded)).json()).toMatchObject({ state: 'pending' });
+      expect((await decide(reloaded, true)).json()).toMatchObject({ state: 'allowed' });
+      expect((await claim(reloaded)).json()).toMatchObject({ state: 'allowed' });
+      await side(reloaded, 'release');
+      // A close while asking: nothing looks at it again, and once the grace has passed the
+      // frame's next question hears Don't allow, once; the window, were it back, could not answer.
+      const closed = nonce();
+      await ask(closed, '192.0.2.8');
+      await side(closed, 'leave');
+      skew += LEAVE / 2;
+      expect((await claim(closed)).json()).toMatchObject({ state: 'pending' });
+      skew += LEAVE / 2;
+      expect((await inject({ method: 'GET', url: `/api/consent/${closed}` })).json()).toMatchObject({ state: 'denied' });
+      expect((await decide(closed, true)).statusCode).toBe(409);
+      expect((await claim(closed)).json()).toMatchObject({ state: 'denied' });
+      expect((await claim(closed)).statusCode).toBe(404);
+    } finally {
+      skew = 0;
+    }
+  });
+
   it('ends a live session once the window or the frame has not been seen for its time, and keeps no ending longer than the other side may take to hear it', () => {
     let t = 0;
     const store = new ConsentRequests({ ttlMs: 100, frameMs: 20, windowMs: 30, leaveMs: 15, perAddress: 10, perSite: 10, total: 10 }, () => t);
@@ -296,6 +330,61 @@ describe('consent requests', () => {
     store.leave(quiet);
     t = 70;
     expect(() => store.get(quiet)).toThrow(/no such consent request/);
+  });
+
+  it('declines a request still unanswered leaveMs after its window left unless the window watched or answered again, to the millisecond', () => {
+    let t = 0;
+    const store = new ConsentRequests({ ttlMs: 100, frameMs: 20, windowMs: 30, leaveMs: 15, perAddress: 10, perSite: 10, total: 10 }, () => t);
+    const [reload, answer, close, late, expiring] = ['R', 'A', 'C', 'L', 'E'].map((x) => x.repeat(22)) as [string, string, string, string, string];
+    for (const nc of [reload, answer, close, late]) store.open(nc, 'default', SITE, '192.0.2.1');
+    t = 10;
+    for (const nc of [reload, answer, close, late]) expect(store.leave(nc).state).toBe('pending');
+    // A second leave does not push the grace on.
+    t = 12;
+    expect(store.leave(close).state).toBe('pending');
+    t = 24;
+    // The reloaded window watches; another answers at once (its answer is the window there).
+    expect(store.watch(reload).state).toBe('pending');
+    expect(store.decide(answer, true).state).toBe('allowed');
+    expect(store.claim(close).state).toBe('pending');
+    t = 25;
+    // The frame's next question hears Don't allow, once.
+    expect(store.claim(close).state).toBe('denied');
+    expect(() => store.claim(close)).toThrow(/no such consent request/);
+    expect(store.claim(reload).state).toBe('pending');
+    expect(store.claim(answer).state).toBe('allowed');
+    // The answered one's session holds past the grace; taken back, the request waits for its answer its full time.
+    t = 40;
+    expect(store.claim(answer).state).toBe('allowed');
+    t = 99;
+    expect(store.get(reload).state).toBe('pending');
+    expect(store.decide(reload, true).state).toBe('allowed');
+    // Unheard, the refusal is kept until the request's own time (opened at 0, ttl 100), then forgotten.
+    expect(store.get(late).state).toBe('denied');
+    t = 100;
+    expect(() => store.get(late)).toThrow(/no such consent request/);
+    // A window that left within leaveMs of the request's own end: forgotten at that end, as before.
+    store.open(expiring, 'default', SITE, '192.0.2.1');
+    t = 195;
+    store.leave(expiring);
+    t = 199;
+    expect(store.get(expiring).state).toBe('pending');
+    t = 200;
+    expect(() => store.get(expiring)).toThrow(/no such consent request/);
+    // Through a restart (saved as the coordinator closes, taken back at the next start): its grace starts afresh.
+    const restarted = 'G'.repeat(22);
+    store.open(restarted, 'default', SITE, '192.0.2.1');
+    t = 201;
+    store.leave(restarted);
+    const saved = store.saved();
+    expect(saved).toMatchObject([{ nonce: restarted, state: 'pending', left: true }]);
+    const next = new ConsentRequests(store.limits, () => t);
+    t = 300;
+    expect(next.restore(saved)).toBe(1);
+    t = 314;
+    expect(next.claim(restarted).state).toBe('pending');
+    t = 315;
+    expect(next.claim(restarted).state).toBe('denied');
   });
 
   it('looks only at the entries due when it forgets expired ones: none while nothing expires, one each as they do, not every entry on every request', () => {

@@ -3,8 +3,9 @@
 // a mask or zoom the frame cannot see) opens this window under a visitor who is typing into that
 // page (a game: "Tab to switch, hold Space to charge"): the keys go on into the window, which has
 // taken the focus, and a Tab lands on Allow and the Space after it presses it. A reload of the
-// window, which its page cannot tell from a close, keeps the donation; a close ends it once the
-// coordinator's leaving grace has passed.
+// window, which its page cannot tell from a close, keeps the donation, or the question still
+// asked; a close ends the one, or declines the other, once the coordinator's leaving grace has
+// passed.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { startBrowser, type BrowserHarness } from './support/browser.ts';
@@ -143,6 +144,46 @@ describe('the consent window', () => {
     } finally {
       consents.leave = leave;
       consents.watch = watch;
+      skew = 0;
+    }
+  });
+
+  it('keeps the question through a reload before the answer, so the reloaded window can still answer, and declines it once a closed window stays gone', async () => {
+    const { page, nonce } = await openWindow();
+    const told: string[] = [];
+    const consents = coordinator.c.consents;
+    const { leave, watch, decide } = consents;
+    consents.leave = (nc) => { if (nc === nonce) told.push('leave'); return leave.call(consents, nc); };
+    consents.watch = (nc) => { if (nc === nonce) told.push('watch'); return watch.call(consents, nc); };
+    consents.decide = (nc, allow) => { if (nc === nonce) told.push(`decide ${allow}`); return decide.call(consents, nc, allow); };
+    try {
+      // The reload while asking: its pagehide says the window left (it said Don't allow), and the
+      // reloaded page asks again and watches.
+      await page.reload();
+      await page.locator('murmur-consent-window button[data-action=allow]').waitFor({ timeout: 10_000 });
+      await expect.poll(() => told.join(' '), { timeout: 30_000 }).toMatch(/^leave watch/);
+      // Past the grace it still asks, and its Allow is taken.
+      skew += DEFAULT_CONSENT_LIMITS.leaveMs + 1;
+      expect(state(nonce)).toBe('pending');
+      await page.keyboard.press('Tab');
+      await page.waitForTimeout(700);
+      await page.keyboard.press('Enter');
+      await page.locator('murmur-consent-window [data-donating]').waitFor({ timeout: 10_000 });
+      expect(state(nonce)).toBe('allowed');
+      await page.close();
+      // Closed unanswered: it says it left, and once the grace has passed the request is declined for the frame to hear.
+      const second = await openWindow();
+      told.length = 0;
+      consents.leave = (nc) => { if (nc === second.nonce) told.push('leave'); return leave.call(consents, nc); };
+      await second.page.close();
+      await expect.poll(() => told.join(' '), { timeout: 30_000 }).toBe('leave');
+      expect(state(second.nonce)).toBe('pending');
+      skew += DEFAULT_CONSENT_LIMITS.leaveMs + 1;
+      expect(state(second.nonce)).toBe('denied');
+    } finally {
+      consents.leave = leave;
+      consents.watch = watch;
+      consents.decide = decide;
       skew = 0;
     }
   });

@@ -185,8 +185,9 @@ describe('embeddable widget', () => {
     expect(await idle()).toEqual(['idle', 0]);
     await first.close();
     await second.close();
-    // A window closed unanswered is Don't allow: the widget is ready again at once, and the
-    // coordinator holds nothing (it waited out the 5 minutes, the frame asking once a second).
+    // A window closed unanswered is Don't allow: the widget is ready again once the leaving grace
+    // has passed (a second here, leaveMs), and the coordinator holds nothing (it waited out the 5
+    // minutes, the frame asking once a second).
     const closed = await consentWindowFrom(page.context(), () => restAndClick(start));
     await closed.locator('murmur-consent-window button[data-action=allow]').waitFor();
     await closed.close();
@@ -291,7 +292,8 @@ describe('embeddable widget', () => {
       // The coordinator out of the frame's reach: training goes on through the grace, then pauses and says why.
       await claims('unreachable');
       await waitForStatus(/^Paused: the Murmur coordinator could not be reached/);
-      expect(await phase()).toBe('paused');
+      // (The status says so as the pause is asked for; the pause lands once a wait for peers ends.)
+      await frame.waitForFunction(() => window.frameTest.controller!.phase === 'paused');
       expect(await start.innerText()).toBe('Resume training');
       await expect.poll(() => frame.locator('#murmur-note').innerText()).toMatch(/^Paused: the Murmur coordinator could not be reached/);
       // It gave the session up (its release is not a claim): the window says the widget stopped.
@@ -307,8 +309,13 @@ describe('embeddable widget', () => {
       await waitForStatus(/^Paused: the Murmur coordinator lost this donation's session/);
       expect(await start.innerText()).toBe('Resume training');
       await claims('through');
+      // The page's Stop while paused so: the status and the frame's note follow the phase, and no
+      // longer say the pause's words (they did, beside phase 'stopped').
       await part(page, 'stop-button').click();
       await frame.waitForFunction(() => window.frameTest.controller!.phase === 'stopped');
+      await waitForStatus(/^Stopped\. Thank you!$/);
+      await expect.poll(() => frame.locator('#murmur-note').textContent()).toBe('');
+      expect(await start.innerText()).toBe('Start again');
     } finally {
       await claims('through');
       await frame.evaluate(() => { window.frameTest.hold.holdMs = 5000; window.frameTest.hold.graceMs = 45_000; });

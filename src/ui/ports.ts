@@ -331,19 +331,19 @@ export interface ConsentWindowPort {
   /** The request, or why its registration was refused. */
   load(nonce: string): Promise<ConsentAsked | ConsentRefusal>;
   decide(nonce: string, allow: boolean): Promise<ConsentAsked>;
-  /** Don't allow, sent as the window closes (a request that outlives the page). */
-  declineOnClose(nonce: string): void;
   /**
-   * While the donation runs: renews the window's side of the session; 'released' once the frame
-   * ended it, 'gone' once the coordinator no longer knows it (the frame was not seen for its time).
+   * While the window asks or the donation runs: takes back its leaving (leaveOnClose) and, while
+   * the donation runs, renews the window's side of the session; 'released' once the frame ended
+   * it, 'gone' once the coordinator no longer knows it (the frame was not seen for its time).
    */
   watch(nonce: string): Promise<ConsentAsked | 'gone'>;
   /** The window's Stop: ends the session, and the frame stops at its next claim. */
   stop(nonce: string): Promise<ConsentAsked>;
   /**
-   * Sent as the window's page goes (a request that outlives the page; never rejects): a close or a
-   * reload, which the page cannot tell apart. The session ends as 'closed' a short grace on
-   * (leaveMs, server/consent.ts) unless the window watches again, as a reloaded one does at once.
+   * Sent as the window's page goes while it asks or donates (a request that outlives the page;
+   * never rejects): a close or a reload, which the page cannot tell apart. A short grace on
+   * (leaveMs, server/consent.ts) the session ends as 'closed', or the unanswered request as Don't
+   * allow, unless the window watches again, as a reloaded one does at once.
    */
   leaveOnClose(nonce: string): void;
 }

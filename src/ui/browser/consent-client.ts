@@ -52,10 +52,6 @@ export class CoordinatorConsentWindow implements ConsentWindowPort {
     }));
   }
 
-  declineOnClose(nonce: string): void {
-    send(this.f, `${this.baseUrl}/api/consent/${encodeURIComponent(nonce)}/decision`, { allow: false });
-  }
-
   async watch(nonce: string): Promise<ConsentAsked | 'gone'> {
     const res = await this.f(`${this.baseUrl}/api/consent/${encodeURIComponent(nonce)}/watch`, { method: 'POST' });
     return res.status === 404 ? 'gone' : read(res);

@@ -13,9 +13,10 @@
 // closing it, ends the session on the coordinator, and the frame stops at its next claim
 // (holdConsent, src/ui/embed/frame-bridge.ts). Its Stop is at once; its closing (pagehide) is told
 // as leaving, which ends the session 15 s on unless the window watches again: a reload cannot be
-// told from a close in the page, and the reloaded window (its #nonce kept) watches at once. It
-// watches the session every CONSENT_WATCH_MS and says when the widget has stopped. Stop takes
-// any click: stopping is always safe.
+// told from a close in the page, and the reloaded window (its #nonce kept) watches at once. The
+// same holds before the answer: closing the window unanswered is Don't allow 15 s on, and a
+// reloaded window can still answer. It watches the request every CONSENT_WATCH_MS while it asks
+// or donates, and says when the widget has stopped. Stop takes any click: stopping is always safe.
 import { LitElement, html, css, nothing, type TemplateResult } from 'lit';
 import { pageGate, PAGE_REFUSED } from '../core/settle.ts';
 import type { ConsentAsked, ConsentWindowPort } from '../ports.ts';
@@ -28,7 +29,9 @@ const FIND_EVERY_MS = 250;
 /**
  * How often the window renews its side of the session while the donation runs: well inside the
  * coordinator's windowMs (server/consent.ts), which allows for a background window's timers
- * running once a minute.
+ * running once a minute. While it asks, the same watch takes back a leave of its page before it
+ * was reloaded that reached the coordinator after the reloaded window's first watch: inside
+ * leaveMs (15 s).
  */
 export const CONSENT_WATCH_MS = 10_000;
 
@@ -85,9 +88,10 @@ export class ConsentWindow extends LitElement {
         if ('refused' in got) this.view = { kind: 'error', text: `${got.refused}. Nothing was started.` };
         else {
           this.show(got);
-          // A donation under way: this window was reloaded (or opened again), and its page's
-          // pagehide told the coordinator it left; a watch now takes that back.
-          if (this.view.kind === 'donating') void this.watch();
+          // A request asked or a donation under way: this window may have been reloaded (or
+          // opened again), and its page's pagehide told the coordinator it left; a watch now
+          // takes that back.
+          void this.watch();
         }
         return;
       } catch (e) {
@@ -118,11 +122,14 @@ export class ConsentWindow extends LitElement {
     this.watching = setTimeout(() => void this.watch(), CONSENT_WATCH_MS);
   }
 
-  /** Renews the window's side of the session, and says so once the widget has stopped. */
+  /**
+   * While it asks or donates: says the window is here (taking back a leave), renews its side of
+   * the session, and says so once the widget has stopped.
+   */
   private async watch(): Promise<void> {
     clearTimeout(this.watching);
     const v = this.view;
-    if (v.kind !== 'donating' || !this.port) return;
+    if ((v.kind !== 'donating' && v.kind !== 'asking') || !this.port) return;
     let now: ConsentAsked | 'gone';
     try {
       now = await this.port.watch(this.key);
@@ -131,9 +138,14 @@ export class ConsentWindow extends LitElement {
       return;
     }
     if (this.view !== v) return;
-    if (now === 'gone') this.view = { kind: 'ended', asked: v.asked, why: 'gone' };
+    // Still asking: the buttons stay as they are (a click on them is answered as it was).
+    if (v.kind === 'asking') {
+      // Gone (expired): an answer now is told so when it is given.
+      if (now === 'gone') return;
+      if (now.state !== 'pending') this.show(now);
+    } else if (now === 'gone') this.view = { kind: 'ended', asked: v.asked, why: 'gone' };
     else this.show(now);
-    if (this.view.kind === 'donating') this.watchLater();
+    if (this.view.kind === 'donating' || this.view.kind === 'asking') this.watchLater();
   }
 
   private async stopDonating(): Promise<void> {
@@ -161,14 +173,14 @@ export class ConsentWindow extends LitElement {
   }
 
   /**
-   * Closing the window unanswered is Don't allow: the widget went on asking the coordinator once a
-   * second, and said to confirm in a window that was gone, until the request expired 5 minutes on.
+   * Closing the window is, a short grace on (leaveMs, server/consent.ts), Don't allow while it asks
+   * (the widget went on asking the coordinator once a second, and said to confirm in a window that
+   * was gone, until the request expired 5 minutes on) and Stop while it donates. A reload sends
+   * this too, and the reloaded window takes it back by watching at once: sending Don't allow here
+   * showed the reloaded window "Not allowed", and the visitor could not answer.
    */
   private readonly onClose = (): void => {
-    if (this.view.kind === 'asking' && !this.sending && this.port) this.port.declineOnClose(this.key);
-    // Closing the window while it donates is its Stop, a short grace on: a reload sends this too,
-    // and the reloaded window takes it back by watching at once.
-    if (this.view.kind === 'donating' && this.port) this.port.leaveOnClose(this.key);
+    if ((this.view.kind === 'asking' || this.view.kind === 'donating') && this.port) this.port.leaveOnClose(this.key);
   };
 
   protected override firstUpdated(): void {

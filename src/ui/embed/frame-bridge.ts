@@ -65,8 +65,10 @@ export function parseCommand(data: unknown): HostCommand | null {
 /**
  * What the host widget may show: a phase and one sentence, nothing identifying. Always within its
  * schema (FrameStatus), which embed.js holds it to: a status it refused would leave the widget stale.
+ * `held`: why the frame holds training paused (HELD, CONSENT.lost, CONSENT.forgotten), said while
+ * it pauses or is paused; `refused`: why a click on its start (or resume) button did not count.
  */
-export function widgetStatus(c: TrainingController, refused: string | null = null, held = false): FrameStatus {
+export function widgetStatus(c: TrainingController, refused: string | null = null, held: string | null = null): FrameStatus {
   let phase: WidgetPhase, text: string;
   const f = c.figures;
   if (c.gpu.status === 'pending' || c.run.status === 'pending') { phase = 'checking'; text = 'Checking whether this device can help…'; }
@@ -88,7 +90,7 @@ export function widgetStatus(c: TrainingController, refused: string | null = nul
       case 'waiting-peers': phase = 'waiting'; text = f.peersOnline === 0 ? 'Waiting for peers: none online, training alone for now.' : 'Waiting for a partner to exchange with…'; break;
       case 'paused':
         phase = 'paused';
-        text = held ? HELD : c.pauseReasons.includes('user') ? 'Paused. Your progress is kept.'
+        text = c.pauseReasons.includes('user') ? 'Paused. Your progress is kept.'
           : c.pauseReasons.includes('hidden') ? 'Paused while this tab is hidden.' : 'Paused: your device is busy, hot or low on battery.';
         break;
       case 'stopping': phase = 'training'; text = 'Stopping…'; break;
@@ -96,9 +98,11 @@ export function widgetStatus(c: TrainingController, refused: string | null = nul
       default: phase = 'error'; text = 'Training stopped because of an error.';
     }
   }
-  // While the start (or resume) button shows, why a click on it did not (or would not) count: the
-  // frame says it too.
-  if (refused !== null && (phase === 'ready' || phase === 'stopped' || held)) text = refused;
+  // While the frame holds training paused, why, until training ends (a Stop: 'Stopping…', then
+  // 'Stopped'); and while the start (or resume) button shows, why a click on it did not (or would
+  // not) count: the frame says it too.
+  if (held !== null && c.running && phase !== 'stopped' && c.phase !== 'stopping') text = held;
+  if (refused !== null && (phase === 'ready' || phase === 'stopped' || held !== null)) text = refused;
   return {
     type: 'status', phase, text: text.slice(0, MAX_STATUS_TEXT), intensity: c.intensity, maxIntensity: c.maxIntensity,
     tokensPerS: Math.max(0, Math.round(f.tokensPerS) || 0), userPaused: c.pauseReasons.includes('user'),
@@ -548,8 +552,13 @@ export function serveFrame(
       const pointer = pointerGate(button, win);
       /** Why the last click on the start button did not count (or would not); cleared when training starts. */
       let refused: string | null = null;
-      /** The frame paused training because it was out of view: only a click on its own Resume undoes that. */
-      let held = false;
+      /**
+       * Why the frame paused training itself (out of view: HELD; the window's session not
+       * confirmed: CONSENT.lost, CONSENT.forgotten), or null: only a click on its own Resume
+       * undoes that. Training's end ends it, and its words with it: a Stop while paused said the
+       * pause's words beside 'stopped'.
+       */
+      let held: string | null = null;
       /** The consent window open for a click on Start or Resume: one at a time, so a second click only opens it again. */
       let asking: { nonce: string; resume: boolean } | null = null;
       /** The nonce of the session training runs under (allowed in its consent window, held since: holdConsent). */
@@ -572,22 +581,22 @@ export function serveFrame(
       // Paused so, it keeps holding its session (the window's Stop, or its closing, still stops it),
       // but Resume asks through a new consent window, as Start does: the page that hid the frame
       // gets no resume from the old one.
-      const watch = unseenWatch(stop, win, () => { held = true; c.pauseNow(); });
+      const watch = unseenWatch(stop, win, () => { held = HELD; c.pauseNow(); });
       const showButton = () => {
         if (!c.running) {
-          held = false;
+          held = null;
           // Training ended (its Stop, the page's, an error, the run stopped): so did its session.
           release();
         }
         // While it trains the frame shows Stop (and, when it paused itself, Resume): the page may
         // hide its own controls.
-        button.hidden = c.running && !held;
+        button.hidden = c.running && held === null;
         stop.hidden = !c.running;
         stop.disabled = c.phase === 'stopping';
-        watch.on = c.running && !held;
+        watch.on = c.running && held === null;
         button.disabled = !c.canHelp || !gate.supported;
-        button.textContent = asking ? CONSENT_AGAIN : held ? 'Resume training' : c.phase === 'stopped' ? 'Start again' : 'Start training on my GPU';
-        if (c.running && !held) refused = null;
+        button.textContent = asking ? CONSENT_AGAIN : held !== null ? 'Resume training' : c.phase === 'stopped' ? 'Start again' : 'Start training on my GPU';
+        if (c.running && held === null) refused = null;
         else if (!gate.supported) refused = REFUSED.unsupported(win.location.origin);
         const text = refused ?? (c.running ? widgetStatus(c, null, held).text : '');
         if (note.textContent !== text) note.textContent = note.title = text;
@@ -601,7 +610,7 @@ export function serveFrame(
       // On the document: a click where the button is while it takes no pointer events lands on
       // the page behind it, and is answered too.
       win.document.addEventListener('click', (ev) => {
-        if (!frameActivated(ev, win) || ev.target === stop || button.hidden || !c.canHelp || (c.running && !held)) return;
+        if (!frameActivated(ev, win) || ev.target === stop || button.hidden || !c.canHelp || (c.running && held === null)) return;
         if (ev.target !== button) {
           const r = button.getBoundingClientRect();
           if (!(ev.clientX >= r.left && ev.clientX <= r.right && ev.clientY >= r.top && ev.clientY <= r.bottom)) return;
@@ -611,7 +620,7 @@ export function serveFrame(
         // The click is the visitor's as far as this frame can tell; whether they meant it only the
         // consent window, out of the page's reach, can say.
         if (refused === null && asking) openConsent(consent, win, asking.nonce);
-        else if (refused === null) ask(held);
+        else if (refused === null) ask(held !== null);
         if (refused === null) refused = CONSENT.waiting;
         showButton();
         push();
@@ -625,8 +634,8 @@ export function serveFrame(
           if (answer === 'allowed') {
             refused = null;
             let started = false;
-            if (resume && held) {
-              held = false;
+            if (resume && held !== null) {
+              held = null;
               c.resume();
               started = true;
             } else if (!resume && !c.running) {
@@ -641,8 +650,8 @@ export function serveFrame(
                 session = null;
                 if (why === 'lost' || why === 'forgotten') {
                   // The window may still be open: paused, and Resume asks afresh.
-                  held = true;
-                  refused = CONSENT[why];
+                  held = CONSENT[why];
+                  refused = null;
                   c.pauseNow();
                   if (why === 'lost') consent.port.release(mine.nonce);
                 } else {
@@ -666,7 +675,7 @@ export function serveFrame(
         switch (cmd.cmd) {
           case 'pause': c.pauseNow(); break;
           // Not while the frame holds training paused: the page that hid it would resume it.
-          case 'resume': if (!held) c.resume(); break;
+          case 'resume': if (held === null) c.resume(); break;
           case 'stop': release(); await c.stop(); break;
           case 'intensity': c.setIntensity(cmd.value); break;
         }
