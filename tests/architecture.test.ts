@@ -57,8 +57,10 @@ const ALLOWED: Record<string, string[]> = {
   // The one outer round (wait, exchange, apply, evaluate, report) that the page and the headless
   // volunteer share: it knows the wire protocol's report and nothing else of ours.
   'src/round': ['src/protocol'],
-  // The coordinator: the wire protocol, plus the model (export, evaluation) and the dataset format.
-  server: ['src/protocol', 'src/model', 'src/data'],
+  // The coordinator: the wire protocol, plus the model (export, evaluation) and the dataset format,
+  // and the receive deadline's one account of what a run's exchange asks of a link (it imports the
+  // wire encodings' sizes and nothing of the mesh), so a run's creator is told what volunteers see.
+  server: ['src/protocol', 'src/model', 'src/data', 'src/sync/deadline.ts'],
   // Lit components, their state and the widget see only the UI's own ports and helpers.
   'src/ui/core': ['src/ui/ports.ts'],
   // Controllers may run the shared outer round: it sees its trainer and mesh only through the

@@ -42,6 +42,8 @@ describe('dashboard', () => {
     expect(await page.locator('murmur-peer-grid [data-peer]').count()).toBe(3);
     expect(await page.locator('murmur-peer-grid [data-peer="p-0000000000000002"]').innerText()).toMatch(/fake GPU 2[\s\S]*2\.2 K/);
     expect(await page.locator('[data-kpi="live"]').innerText()).toBe('3');
+    // The link the run's exchange needs (the fake run: 138,770 bytes/s each way).
+    expect(await page.locator('[data-kpi="link"]').innerText()).toBe('139 KB/s (1.1 Mbit/s)');
     const reports0 = await page.evaluate(() => window.dashTest.controller.reportCount);
     await page.waitForFunction((n) => window.dashTest.controller.reportCount >= n + 6, reports0, { timeout: 10_000 });
     const x1 = (await xScale(page, 'train')).max;

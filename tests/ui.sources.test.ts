@@ -13,6 +13,7 @@ import { buildLayout } from '../src/model/layout.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
 import type { MetricReport } from '../src/ui/ports.ts';
 import { encodeTensor } from '../src/sync/compress.ts';
+import { DEFAULT_DEADLINE, exchangeLink } from '../src/sync/deadline.ts';
 import type { Dtype } from '../src/protocol/frame.ts';
 
 const model = preset('tiny');
@@ -72,6 +73,8 @@ describe('coordinator dashboard source', () => {
     });
     const s = new CoordinatorDashboardSource({ baseUrl: 'http://c.test', runId: 'default', fetch });
     expect(await s.run()).toMatchObject({ id: 'default', tokensPerStep: RUN.train.batch * RUN.train.seqLen, H: RUN.train.H, livePeers: 2, stepConsensus: 120 });
+    // The link the run's exchange needs, from its model and compression (RunReply carries no rate).
+    expect((await s.run()).linkBytesPerS).toBe(exchangeLink(RUN.compression, buildLayout(model).total).leastBytesPerS);
     const [ck, measured] = await s.checkpoints();
     // A loss without valBatches is a claim an older coordinator stored; with them, its measurement.
     expect([ck!.measured, measured!.measured]).toEqual([false, true]);
@@ -291,6 +294,11 @@ describe('volunteer backend', () => {
     expect(s.bytesPerExchange).toBe(wire('f32', 'f32'));
     expect(summarizeRun({ ...RUN, compression: 'int8' }, 'x').bytesPerExchange).toBe(wire('f16', 'q8'));
     expect(summarizeRun({ ...RUN, compression: 'fp16' }, 'x').bytesPerExchange).toBe(wire('f16', 'f16'));
+    // The least link rate that ends an exchange inside the longest wait, in the run's encodings.
+    expect(s.exchangeWaitS * 1000).toBe(DEFAULT_DEADLINE.maxMs);
+    expect(s.linkBytesPerS).toBe(Math.ceil(s.bytesPerExchange / s.exchangeWaitS));
+    const int8 = summarizeRun({ ...RUN, compression: 'int8' }, 'x');
+    expect(int8.linkBytesPerS).toBe(Math.ceil(int8.bytesPerExchange / int8.exchangeWaitS));
     expect(s.operator).toBe('the operator of murmur.example');
     // The consent text says whether partners may see the volunteer's address.
     expect(s.icePolicy).toBe('all');

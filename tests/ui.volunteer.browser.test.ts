@@ -65,6 +65,9 @@ describe('volunteer page', () => {
     await expect(page.getByRole('button', { name: 'Start training' }).isDisabled()).resolves.toBe(true);
     // Before consent the page says who may see the volunteer's address (the run allows direct links).
     await expect(page.locator('murmur-volunteer-panel [data-ice-policy="all"]').innerText()).resolves.toMatch(/direct link .* shows that volunteer your IP address/);
+    // ... and the link rate the run needs (FAKE_RUN: 136,000 bytes/s each way within 60 s).
+    await expect(page.locator('murmur-volunteer-panel [data-link-rate]').innerText()).resolves
+      .toMatch(/within the 60 s each side waits, your connection needs at least 136 KB\/s \(1\.1 Mbit\/s\) each way; on a slower one every exchange misses/);
     await page.waitForTimeout(1500);
     expect(await state(page)).toMatchObject({ phase: 'idle', joins: 0, step: 0 });
     await page.screenshot({ path: join(OUT, 'volunteer-before-consent.png'), fullPage: true });

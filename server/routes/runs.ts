@@ -2,7 +2,9 @@
 import type { AppContext } from '../context.ts';
 import Type, { type Static } from 'typebox';
 import { CreateRun, RunError } from '../runs.ts';
-import { UpdateRun, type PeerList, type RunReply } from '../../src/protocol/api.ts';
+import { UpdateRun, type PeerList, type RunReply, type RunWriteReply } from '../../src/protocol/api.ts';
+import { buildLayout } from '../../src/model/layout.ts';
+import { linkWarning } from '../../src/sync/deadline.ts';
 import { RUN_PARAMS, requireAdmin, type RunParams } from './guard.ts';
 import { sameWindows } from '../checkpoints.ts';
 import type { RunInfo } from '../../src/protocol/messages.ts';
@@ -27,6 +29,12 @@ export function registerRunRoutes(ctx: AppContext): void {
     const step = hub.stepConsensus(r.id);
     return { ...r, livePeers: hub.livePeers(r.id).length, embedSites: runs.embedSites(r.id), ...(step === null ? {} : { stepConsensus: step }) };
   };
+  // A create or change answers with a warning when the run's exchange needs more than a home
+  // uplink; the run is made all the same (a lab with fast links may want base).
+  const written = (r: RunInfo): RunWriteReply => {
+    const warning = runLinkWarning(r);
+    return { ...summary(r), ...(warning === null ? {} : { warning }) };
+  };
 
   app.get('/api/runs', { schema: {} }, async () => ({ runs: runs.list().map(summary) }));
 
@@ -37,7 +45,7 @@ export function registerRunRoutes(ctx: AppContext): void {
     const run = runs.create(req.body);
     events.append(run.id, 'run-created', null, { run });
     req.log.info({ run: run.id }, 'run created');
-    return reply.code(201).send(summary(run));
+    return reply.code(201).send(written(run));
   });
 
   app.patch<{ Params: RunParams; Body: UpdateRun }>('/api/runs/:run', {
@@ -64,7 +72,7 @@ export function registerRunRoutes(ctx: AppContext): void {
     events.append(run.id, run.status === 'stopped' ? 'run-stopped' : 'run-updated', null, { change: req.body });
     hub.runChanged(run);
     req.log.info({ run: run.id, change: req.body }, 'run changed');
-    return reply.send(summary(run));
+    return reply.send(written(run));
   });
 
   app.post<{ Params: RunParams }>('/api/runs/:run/stop', { onRequest: admin, schema: { params: RUN_PARAMS } }, async (req) => {
@@ -95,4 +103,9 @@ export function registerRunRoutes(ctx: AppContext): void {
     const { from = 0, to = clock.now(), limit = 1000, order = 'asc' } = req.query;
     return reads.serve(req, reply, () => reads.timed(() => JSON.stringify({ events: events.list(req.params.run, from, to, limit, order) })));
   });
+}
+
+/** What a run's exchange asks of a volunteer's link, when that is more than a home uplink (null otherwise). */
+export function runLinkWarning(run: RunInfo): string | null {
+  return linkWarning(run, buildLayout(run.model).total);
 }

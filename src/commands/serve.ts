@@ -148,6 +148,13 @@ export function register(program: Command): void {
       if (c.adminTokenCreated) {
         process.stdout.write(`murmur admin token (shown once; also in ${dataDir}/admin-token): ${c.adminToken}\n`);
       }
+      // What each run's exchange asks of a volunteer's link, where it is more than a home uplink
+      // (the same words as POST /api/runs answers; src/sync/deadline.ts linkWarning).
+      const { runLinkWarning } = await import('../../server/routes/runs.ts');
+      for (const run of c.runs.list()) {
+        const warning = run.status === 'stopped' ? null : runLinkWarning(run);
+        if (warning !== null) process.stdout.write(`murmur: run ${run.id}: ${warning}\n`);
+      }
       process.stdout.write(`murmur listening on ${address}\n`);
       // Which ICE servers volunteers get, never the secret.
       process.stdout.write(`murmur ICE: ${ice.stun.length + ice.turn.length === 0 ? 'none (volunteers connect only where their host addresses reach each other)'

@@ -6,14 +6,13 @@ import { intInRange, nonNegativeInt, positiveNum } from './options.ts';
 import { bpsFor, TURN_DEFAULTS, type RelayedRun } from '../../server/turn-config.ts';
 import { preset as presetConfig } from '../model/config.ts';
 import { buildLayout } from '../model/layout.ts';
-import { compressionForRun, exchangePayloadBytes } from '../sync/compress.ts';
-import { DEFAULT_DEADLINE } from '../sync/deadline.ts';
+import { DEFAULT_DEADLINE, exchangeLink } from '../sync/deadline.ts';
 
 const collect = (v: string, acc: string[]) => [...acc, v];
 
 /** A run's exchange as a relay carries it: bytes each way, φ and Δ of every parameter slot in its encodings. */
 export function runExchangeBytes(run: { preset: string; compression: string }): RelayedRun {
-  const bytes = exchangePayloadBytes(compressionForRun(run.compression), buildLayout(presetConfig(run.preset)).total);
+  const { bytes } = exchangeLink(run.compression, buildLayout(presetConfig(run.preset)).total);
   return { ...run, bytes };
 }
 

@@ -41,6 +41,13 @@ export const RunReply = strict({
 });
 export type RunReply = Static<typeof RunReply>;
 
+/**
+ * POST /api/runs and PATCH /api/runs/:run: the run, with a warning when its exchange needs more
+ * than a home uplink carries (src/sync/deadline.ts linkWarning). The run is made all the same.
+ */
+export const RunWriteReply = strict({ ...RunReply.properties, warning: Type.Optional(Type.String({ maxLength: 2000 })) });
+export type RunWriteReply = Static<typeof RunWriteReply>;
+
 /** The hyper-parameters a researcher may set, each within WireTrainConfig's bounds (anything outside is a 400). */
 export const TrainOverrides = Type.Partial(WireTrainConfig, { additionalProperties: false });
 

@@ -29,8 +29,15 @@ export interface RunSummary {
   H: number;
   /** Ready-pool wait as a fraction of the peer's own inner-loop time. */
   pairWaitFrac: number;
-  /** Bytes this volunteer sends per outer step (φ and Δ after compression). */
+  /** Bytes this volunteer sends per outer step (φ and Δ after compression); as many come back. */
   bytesPerExchange: number;
+  /**
+   * The least link rate, bytes/s each way, at which an exchange ends inside the longest a
+   * volunteer waits for its partner (exchangeWaitS); slower, every round is solo.
+   */
+  linkBytesPerS: number;
+  /** That longest wait, seconds (DEFAULT_DEADLINE.maxMs). */
+  exchangeWaitS: number;
   /** 'relay': links go only through the run's TURN server, so partners never see this volunteer's address. */
   icePolicy?: 'all' | 'relay';
   /** Who runs it and where results go, in the coordinator operator's words. */
@@ -230,6 +237,8 @@ export interface DashboardRun {
    * `stepConsensus`); null with nothing agreed yet. A peer's reported step is its own claim.
    */
   stepConsensus: number | null;
+  /** The least link rate, bytes/s each way, at which the run's exchange ends in time (src/sync/deadline.ts exchangeLink). */
+  linkBytesPerS: number;
 }
 
 export interface CheckpointItem {

@@ -10,7 +10,7 @@ import { RunReply } from '../../protocol/api.ts';
 import { schemaProblem } from '../../protocol/check.ts';
 import { lossToWire, type RunInfo, type WelcomeMsg } from '../../protocol/messages.ts';
 import { maxStateLoss } from '../../protocol/state-frame.ts';
-import { compressionForRun, exchangePayloadBytes } from '../../sync/compress.ts';
+import { DEFAULT_DEADLINE, exchangeLink } from '../../sync/deadline.ts';
 import { consoleLogger, type Logger } from '../../sync/components.ts';
 import { joinRunState, serveRunState, welcomeMaxStep, welcomeStepCap } from '../../sync/join.ts';
 import type { Mesh } from '../../sync/mesh.ts';
@@ -21,6 +21,7 @@ import { ServingTrainer } from './serving-trainer.ts';
 
 export function summarizeRun(run: RunInfo, host: string): RunSummary {
   const layout = buildLayout(run.model);
+  const link = exchangeLink(run.compression, layout.total);
   return {
     id: run.id,
     name: run.name,
@@ -31,7 +32,9 @@ export function summarizeRun(run: RunInfo, host: string): RunSummary {
     H: run.train.H,
     pairWaitFrac: run.pairWaitFrac,
     // φ and Δ as the run's compression puts them on the wire (int8: φ in f16, Δ in blockwise int8).
-    bytesPerExchange: exchangePayloadBytes(compressionForRun(run.compression), layout.total),
+    bytesPerExchange: link.bytes,
+    linkBytesPerS: link.leastBytesPerS,
+    exchangeWaitS: DEFAULT_DEADLINE.maxMs / 1000,
     icePolicy: run.icePolicy ?? 'all',
     operator: `the operator of ${host}`,
     resultsUrl: '/dashboard',

@@ -8,6 +8,12 @@ export function formatBytes(n: number): string {
   return `${i === 0 ? v : v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)} ${units[i]}`;
 }
 
+/** A link rate for people: "1.45 MB/s (11.6 Mbit/s)". */
+export function formatRate(bytesPerS: number): string {
+  if (!Number.isFinite(bytesPerS) || bytesPerS < 0) return '–';
+  return `${formatBytes(bytesPerS)}/s (${((bytesPerS * 8) / 1e6).toFixed(1)} Mbit/s)`;
+}
+
 export function formatDuration(ms: number): string {
   if (!Number.isFinite(ms) || ms < 0) return '–';
   if (ms < 10_000) return `${(ms / 1000).toFixed(1)} s`;

@@ -5,7 +5,7 @@
 import { LitElement, html, css, nothing, type PropertyValues } from 'lit';
 import type { DashboardController, XAxis } from '../controllers/dashboard-controller.ts';
 import { LitWatch } from '../controllers/observable.ts';
-import { formatCount } from '../core/format.ts';
+import { formatCount, formatRate } from '../core/format.ts';
 import { theme } from './theme.ts';
 import './live-chart.ts';
 import './peer-grid.ts';
@@ -75,6 +75,7 @@ export class Dashboard extends LitElement {
         <div>${c.throughput.basis === 'vouched' ? 'Tokens/s (off probation)' : 'Tokens/s (estimate)'}<strong data-kpi="tps">${formatCount(c.totalTokensPerS)}</strong>
           <small data-kpi="tps-basis">${throughputBasis(c)}</small></div>
         <div>Model<strong>${run.preset}</strong></div>
+        <div>Each volunteer's link<strong data-kpi="link">${formatRate(run.linkBytesPerS)}</strong><small>each way, at least</small></div>
         <div>Dataset<strong>${run.dataset}</strong></div>
         <div>Outer step every<strong>${run.H} steps</strong></div>
         <div>Reports<strong data-kpi="reports">${formatCount(c.reportCount)}</strong></div>

@@ -6,7 +6,7 @@
 import { LitElement, html, css, nothing, type PropertyValues, type TemplateResult } from 'lit';
 import type { Figures, PauseReason, TrainingController } from '../controllers/training-controller.ts';
 import { LitWatch } from '../controllers/observable.ts';
-import { formatBytes, formatCount, formatDuration, formatLoss } from '../core/format.ts';
+import { formatBytes, formatCount, formatDuration, formatLoss, formatRate } from '../core/format.ts';
 import { MIN_INTENSITY } from '../core/duty.ts';
 import { pageGate, PAGE_REFUSED } from '../core/settle.ts';
 import type { RunSummary, SessionStart } from '../ports.ts';
@@ -136,6 +136,9 @@ export class VolunteerPanel extends LitElement {
                 go to one other volunteer over a WebRTC link. ${r.icePolicy === 'relay'
                   ? 'This run sends every link through its own relay server, so other volunteers never see your IP address.'
                   : 'Where a direct link works it is used, and it shows that volunteer your IP address; otherwise the link goes through this run\'s relay server.'}</li>
+              <li data-link-rate=${r.linkBytesPerS}>As much comes back from that volunteer. For the exchange to finish within the ${r.exchangeWaitS} s
+                each side waits, your connection needs at least ${formatRate(r.linkBytesPerS)} each way; on a slower one every
+                exchange misses and your GPU trains alone.</li>
               <li>To this coordinator: training figures (loss, speed, bytes sent) and your GPU's name, under a random
                 id for this session. No account, no cookies, no tracking.</li>
               <li>Your consent is kept in this browser only, for 30 days.</li>
