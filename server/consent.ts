@@ -418,6 +418,11 @@ export class ConsentRequests {
     this.sweep();
     return this.entries.size;
   }
+
+  /** Items in the expiry queue, passed-over ones included: at most twice the entries and 64. */
+  get queued(): number {
+    return this.queue.size;
+  }
 }
 
 const STATES: readonly string[] = ['pending', 'allowed', 'denied', 'stopped', 'closed', 'released'] satisfies ConsentState[];

@@ -423,6 +423,28 @@ describe('consent requests', () => {
     expect(store.examined).toBeLessThanOrEqual(2 * (N / 2));
   });
 
+  it('keeps the expiry queue within twice the entries and 64 however a window alternates leave and watch', () => {
+    // A leave pulls a session's end in to leaveMs on (an item queued), a watch pushes it out again
+    // (the item stays); once the near item comes due the session is queued again far out. With a
+    // 1 ms grace and hour-long sides, each session left a far item behind every millisecond: past
+    // 10,000 items for 10 sessions without the rebuild.
+    let t = 0;
+    const N = 10;
+    const hour = 3_600_000;
+    const store = new ConsentRequests({ ttlMs: hour, frameMs: hour, windowMs: hour, leaveMs: 1, perAddress: N, perSite: N, total: N }, () => t);
+    const key = (i: number) => `w${String(i).padStart(21, '0')}`;
+    for (let i = 0; i < N; i++) { store.open(key(i), 'default', SITE, '192.0.2.1'); store.decide(key(i), true); }
+    let most = 0;
+    for (let ms = 0; ms < 1000; ms++) {
+      t += 1;
+      for (let i = 0; i < N; i++) { store.claim(key(i)); store.leave(key(i)); store.watch(key(i)); }
+      most = Math.max(most, store.queued);
+    }
+    expect(store.size).toBe(N);
+    expect(store.get(key(0)).state).toBe('allowed');
+    expect(most).toBeLessThanOrEqual(2 * N + 64 + 1);
+  });
+
   it('remembers refused registrations for a while, a bounded number of them, and never marks a nonce that is open', () => {
     let t = 0;
     const store = new ConsentRequests({ ttlMs: 100, frameMs: 100, windowMs: 100, leaveMs: 15, perAddress: 10, perSite: 10, total: 10 }, () => t);
