@@ -10,7 +10,7 @@
 // Needs root, iproute2, nftables, conntrack and coturn. Usage: npm run bench:nat [-- --quick]
 //
 // --turn-cap runs only the relay-only case, once per coturn max-bps (uncapped, TURN_DEFAULTS'
-// 500 KB/s, TURN_CAP_LOW, at which micro's exchange should take about 2 s, and half that), and sets each
+// (1 MB/s; 500 KB/s when the stored results were measured), TURN_CAP_LOW, at which micro's exchange should take about 2 s, and half that), and sets each
 // exchange against what the cap predicts: payload wire bytes / max-bps (coturn counts each
 // direction apart, and both ways run at once). Writes bench/results/nat-turn-cap.json.
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -24,7 +24,7 @@ import { TURN_DEFAULTS } from '../server/turn-config.ts';
 const quick = process.argv.includes('--quick');
 const turnCap = process.argv.includes('--turn-cap');
 const ROUNDS = quick ? 3 : 8;
-/** micro's f32 exchange is 282 KB each way: at 140 KB/s about 2 s, where the default's 0.56 s hides in the round. */
+/** micro's f32 exchange is 282 KB each way: at 140 KB/s about 2 s, where the default's fraction of a second hides in the round. */
 const TURN_CAP_LOW = 140_000;
 
 interface Case {

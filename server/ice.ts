@@ -95,7 +95,8 @@ export function readSecretFile(path: string): string {
 
 /**
  * TURN users one IPv6 /48 (siteKey) may have: its /64s share out this many, so a site holds at
- * most TURN_USERS_PER_SITE x coturn's user-quota allocations (4 x 48 = 192 of the default 1,200),
+ * most TURN_USERS_PER_SITE x coturn's user-quota allocations (4 x 24 = 96 of the default 1,200,
+ * reserving at most 4/5 of its bandwidth capacity: MAX_SITE_SHARE, server/turn-config.ts),
  * where a user per /64 let 25 /64s of one /48 take every relay.
  */
 export const TURN_USERS_PER_SITE = 4;

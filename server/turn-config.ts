@@ -37,22 +37,48 @@ export interface TurnConfigOptions {
 }
 
 /**
- * A user is a client address, so its quota is a host's: 48 allocations, a few volunteers' links
- * each (one allocation per link a volunteer relays), of 1,200 in all; 25 addresses to take them
- * all. An IPv6 /64 is one address, and the /64s of one /48 share TURN_USERS_PER_SITE (4) users
- * (server/ice.ts): at most 192 allocations a /48, so taking them all takes 7 /48s. One relay port
- * per allocation, so the port range holds the total quota.
+ * A user is a client address, so its quota is a host's: 24 allocations, a few volunteers' links
+ * each (one allocation per link a volunteer relays, and a relayed link is the rare route between
+ * two symmetric NATs). An IPv6 /64 is one address, and the /64s of one /48 share
+ * TURN_USERS_PER_SITE (4) users (server/ice.ts): at most 96 allocations a /48. One relay port per
+ * allocation, so the port range holds the total quota (1,200).
  *
- * Bandwidth: 500 KB/s a session each way (4 Mbit/s: a relayed link is the rare route between
- * two symmetric NATs) and 125 MB/s for all together (1 Gbit/s each way, coturn counts in and out
- * apart). Without a total a joined stranger's 48 allocations sent 144 MB/s to any public address
- * it named, and all users together whatever the host's link held. coturn reserves max-bps per
- * allocation from the capacity, so it holds 250 sessions at full rate: a /64 user's 48 are a fifth,
- * a /48's 192 under four fifths; taking all of it takes 6 addresses or 2 /48s.
+ * Bandwidth: 1 MB/s a session each way (8 Mbit/s) and 125 MB/s for all together (1 Gbit/s each
+ * way, coturn counts in and out apart). The session cap is sized for the default run: a relayed
+ * exchange of tiny without compression carries 8,326,144 bytes each way, which at max-bps takes
+ * bytes / max-bps x RELAY_OVERHEAD = 10.41 s, inside the 15 s a volunteer's first exchange waits
+ * (src/sync/deadline.ts). The old 500 KB/s made it 16.65 s even before the overhead, so every
+ * relayed volunteer's first exchange of the default run missed; the least cap that fits is
+ * 694,000, and 1 MB/s leaves 1.44x on top of the measured overhead.
+ *
+ * Without a total a joined stranger's allocations relayed to any public address at whatever the
+ * host's link held. coturn reserves max-bps per allocation from the capacity and refuses the next
+ * (486) once it is spent, so the capacity holds 125 sessions at full rate, and the capacity, not
+ * the total quota, is what a stranger would exhaust. One /48's users at their quota may reserve at
+ * most MAX_SITE_SHARE (4/5) of it: 96 of 125 here, a /64 user's 24 under a fifth; taking all of it takes
+ * 6 addresses or 2 /48s (as it did at 500 KB/s with a user quota of 48). Doubling max-bps is why
+ * the user quota halved: at 48, one /48's 192 allocations at 1 MB/s would have reserved 192 MB/s,
+ * more than the whole capacity.
  */
 export const TURN_DEFAULTS = {
-  port: 3478, minPort: 49160, maxPort: 50359, userQuota: 48, totalQuota: 1200, maxBps: 500_000, bpsCapacity: 125_000_000,
+  port: 3478, minPort: 49160, maxPort: 50359, userQuota: 24, totalQuota: 1200, maxBps: 1_000_000, bpsCapacity: 125_000_000,
 } as const;
+
+/**
+ * How much longer a relayed exchange takes than its payload bytes each way / max-bps: DTLS, SCTP
+ * and TURN framing, and coturn's pacing. bench/results/nat-turn-cap.json measured 1.21x at
+ * 140 KB/s and 1.02x at 70 KB/s (1.22x and 1.02x of the payload bytes this module counts, its
+ * 281,600 for micro against 282,074 on the wire); an earlier run 1.04x. The checks take the worst,
+ * rounded up: an exchange is predicted to take bytes x 1.25 / max-bps.
+ */
+export const RELAY_OVERHEAD = 1.25;
+
+/**
+ * The most of coturn's bps-capacity one IPv6 /48's TURN_USERS_PER_SITE users may reserve at their
+ * quota: a fifth stays for everyone else whatever one site does, so taking it all takes two /48s,
+ * and one /64 user (a quarter of a site) gets at most a fifth.
+ */
+export const MAX_SITE_SHARE = 4 / 5;
 
 /**
  * The run a relay is sized for: its preset and compression (the coordinator's run config), and
@@ -69,23 +95,25 @@ export const bpsFor = (bytes: number, ms: number): number => Math.ceil(bytes / (
 /**
  * What coturn's max-bps does to `run`'s exchange between two relayed volunteers: both directions
  * run at once and coturn caps each direction of a session apart, so an exchange takes its bytes
- * each way / max-bps (bench/results/nat-turn-cap.json measures it). A receive waits at most
- * `deadline.maxMs` (60 s) for the partner's payload, so past that no relayed exchange ever
- * finishes: refused. Past `initialMs` (15 s, a volunteer's first exchange, before it has measured
- * a rate) each relayed volunteer's first exchange misses and is a solo round, after which the
- * deadline grows to fit: a warning. 0 is no cap, nothing to check.
+ * each way / max-bps, times RELAY_OVERHEAD for the framing and pacing
+ * bench/results/nat-turn-cap.json measured. A receive waits at most `deadline.maxMs` (60 s) for
+ * the partner's payload, so past that no relayed exchange ever finishes: refused. Past `initialMs`
+ * (15 s, a volunteer's first exchange, before it has measured a rate) each relayed volunteer's
+ * first exchange misses and is a solo round, after which the deadline grows to fit: a warning.
+ * 0 is no cap, nothing to check.
  */
 export function relayedExchange(maxBps: number, run: RelayedRun, deadline: ReceiveDeadline): { seconds: number | null; warning: string | null } {
   if (maxBps === 0) return { seconds: null, warning: null };
-  const { bytes } = run;
+  const bytes = run.bytes * RELAY_OVERHEAD;
   const ms = (bytes / maxBps) * 1000;
   const seconds = Math.round(ms / 10) / 100;
-  const what = `a relayed exchange of ${run.preset} (compression ${run.compression}: ${bytes} bytes each way) takes ${seconds} s at max-bps ${maxBps}`;
+  const what = `a relayed exchange of ${run.preset} (compression ${run.compression}: ${run.bytes} bytes each way, x ${RELAY_OVERHEAD} relay overhead) ` +
+    `takes ${seconds} s at max-bps ${maxBps}`;
   const { maxMs, initialMs } = deadline;
   if (ms > maxMs) {
     throw new Error(`${what}, longer than the ${maxMs / 1000} s a volunteer waits for its partner's payload (src/sync/deadline.ts): ` +
-      `relayed volunteers would never finish an exchange; raise --max-bps to at least ${bpsFor(bytes, maxMs)} (and --bps-capacity with it), ` +
-      'or give the run a smaller --compression');
+      `relayed volunteers would never finish an exchange; raise --max-bps to at least ${bpsFor(bytes, maxMs)} (and --bps-capacity with it, ` +
+      'or lower --user-quota), or give the run a smaller --compression');
   }
   const warning = ms > initialMs
     ? `${what}, longer than the ${initialMs / 1000} s a volunteer's first exchange may take: each relayed volunteer's first exchange will miss it ` +
@@ -145,6 +173,25 @@ function checkRelayPorts(o: { minPort: number; maxPort: number }): void {
   if (!(o.minPort >= 1024 && o.maxPort <= 65535 && o.minPort <= o.maxPort)) throw new Error(`relay ports ${o.minPort}-${o.maxPort} must lie within 1024-65535`);
 }
 
+/**
+ * coturn reserves max-bps per allocation out of bps-capacity and refuses allocations past it, so
+ * one /48's TURN_USERS_PER_SITE users at their quota must reserve at most MAX_SITE_SHARE of it.
+ * The error names what would fit: the capacity, the user quota or the max-bps.
+ */
+function checkSiteShare(o: { userQuota: number; maxBps: number; bpsCapacity: number }): void {
+  if (o.bpsCapacity === 0) return;
+  const site = TURN_USERS_PER_SITE * o.userQuota * o.maxBps;
+  if (site <= o.bpsCapacity * MAX_SITE_SHARE) return;
+  const share = site / o.bpsCapacity;
+  const fits = Math.floor((o.bpsCapacity * MAX_SITE_SHARE) / (TURN_USERS_PER_SITE * o.maxBps));
+  throw new Error(`one /48's ${TURN_USERS_PER_SITE} users x user quota ${o.userQuota} x max bps ${o.maxBps} = ${site} would reserve ` +
+    `${Math.round(share * 100)}% of the bps capacity of ${o.bpsCapacity}, more than ${Math.round(MAX_SITE_SHARE * 100)}%: coturn refuses ` +
+    `allocations once the capacity is reserved, so one client could take ${share >= 1 ? 'every relay' : 'nearly every relay'}; ` +
+    `raise --bps-capacity to at least ${Math.ceil(site / MAX_SITE_SHARE)}` +
+    (fits >= 1 ? `, lower --user-quota to ${fits}` : '') +
+    ` or lower --max-bps to ${Math.floor((o.bpsCapacity * MAX_SITE_SHARE) / (TURN_USERS_PER_SITE * o.userQuota))}`);
+}
+
 export function turnConfig(o: TurnConfigOptions): string {
   for (const [name, ip] of [['listen', o.listenIp], ['relay', o.relayIp], ['external', o.externalIp]] as const) {
     if (ip !== undefined && isIP(ip) === 0) throw new Error(`--${name}-ip "${ip}" is not an IP address`);
@@ -159,11 +206,7 @@ export function turnConfig(o: TurnConfigOptions): string {
   }
   if (o.userQuota > o.totalQuota) throw new Error(`the user quota (${o.userQuota}) is above the total quota (${o.totalQuota})`);
   if (o.bpsCapacity > 0 && o.maxBps === 0) throw new Error(`a bps capacity (${o.bpsCapacity}) needs a per-session max bps: without one coturn reserves nothing per session and the first session may take it all`);
-  const site = TURN_USERS_PER_SITE * o.userQuota * o.maxBps;
-  if (o.bpsCapacity > 0 && o.bpsCapacity <= site) {
-    throw new Error(`a bps capacity of ${o.bpsCapacity} is no more than one /48's ${TURN_USERS_PER_SITE} users x user quota ${o.userQuota} x max bps ${o.maxBps} = ${site}: ` +
-      'coturn refuses allocations once the capacity is reserved, so one client could take every relay; raise --bps-capacity or lower --max-bps');
-  }
+  checkSiteShare(o);
   const relayIp = o.relayIp ?? o.listenIp;
   const lines = [
     '# coturn configuration written by `murmur turn-config`; it holds the TURN secret: keep it mode 600.',

@@ -12,7 +12,7 @@ import { Command } from 'commander';
 import { WebSocket } from 'ws';
 import wrtc from '@roamhq/wrtc';
 import { iceFor, iceSettings, readSecretFile, renewDelayMs, turnCredential, turnUser, TURN_USERS_PER_SITE } from '../server/ice.ts';
-import { relayedExchange, toRange, turnConfig, turnFirewall, TURN_DEFAULTS } from '../server/turn-config.ts';
+import { MAX_SITE_SHARE, RELAY_OVERHEAD, relayedExchange, toRange, turnConfig, turnFirewall, TURN_DEFAULTS } from '../server/turn-config.ts';
 import { register as registerTurnConfig, runExchangeBytes } from '../src/commands/turn-config.ts';
 import { DEFAULT_DEADLINE } from '../src/sync/deadline.ts';
 import { describeLinkFailure, noteCandidateTypes, selectedRoute } from '../src/sync/links.ts';
@@ -75,7 +75,7 @@ describe('TURN REST credentials', () => {
     const site = (prefix: string) => new Set(Array.from({ length: 256 }, (_, i) => turnUser(SECRET, `${prefix}:${i.toString(16)}::1`)));
     const users = site('2001:db8:77');
     expect(users.size).toBe(TURN_USERS_PER_SITE);
-    expect(TURN_USERS_PER_SITE * TURN_DEFAULTS.userQuota).toBe(192); // of TURN_DEFAULTS.totalQuota, 1,200
+    expect(TURN_USERS_PER_SITE * TURN_DEFAULTS.userQuota).toBe(96); // of the 125 sessions TURN_DEFAULTS' bps-capacity holds at max-bps
     // Still one user for all of a /64; another /48's users are its own.
     expect(turnUser(SECRET, '2001:db8:77:5::1')).toBe(turnUser(SECRET, '2001:db8:77:5:ffff::9'));
     for (const u of site('2001:db8:78')) expect(users.has(u)).toBe(false);
@@ -303,23 +303,43 @@ describe('murmur turn-config', () => {
   it('writes shared-secret auth, deny lists, bounded ports and quotas', () => {
     const lines = turnConfig(opts).split('\n');
     for (const l of ['use-auth-secret', `static-auth-secret=${SECRET}`, 'realm=murmur.example.org', 'no-cli', 'no-multicast-peers', 'no-tcp-relay',
-      'min-port=49160', 'max-port=50359', 'user-quota=48', 'total-quota=1200', 'denied-peer-ip=127.0.0.0-127.255.255.255', 'denied-peer-ip=198.19.32.0-198.19.47.255',
-      'allowed-peer-ip=198.18.0.1', 'max-bps=500000', 'bps-capacity=125000000']) {
+      'min-port=49160', 'max-port=50359', 'user-quota=24', 'total-quota=1200', 'denied-peer-ip=127.0.0.0-127.255.255.255', 'denied-peer-ip=198.19.32.0-198.19.47.255',
+      'allowed-peer-ip=198.18.0.1', 'max-bps=1000000', 'bps-capacity=125000000']) {
       expect(lines).toContain(l);
     }
   });
   it('caps bandwidth per session and in all by default, and refuses a total one client could take whole', () => {
     // Before: no total unless --bps-capacity was given, so a joined stranger relayed to any public
     // address at 48 allocations x 3 MB/s, and everyone together at whatever the host's link held.
-    expect(TURN_DEFAULTS).toEqual(expect.objectContaining({ maxBps: 500_000, bpsCapacity: 125_000_000 }));
+    expect(TURN_DEFAULTS).toEqual(expect.objectContaining({ maxBps: 1_000_000, bpsCapacity: 125_000_000, userQuota: 24 }));
     // coturn reserves max-bps per allocation from the capacity and refuses the next past it (486):
     // one /48's 4 users at their quota must not be able to reserve it all.
-    expect(() => turnConfig({ ...opts, bpsCapacity: 4 * 48 * 500_000 })).toThrow(/is no more than one \/48's 4 users x user quota 48 x max bps 500000 = 96000000/);
+    expect(() => turnConfig({ ...opts, bpsCapacity: 4 * 24 * 1_000_000 })).toThrow(/one \/48's 4 users x user quota 24 x max bps 1000000 = 96000000 would reserve 100% of the bps capacity of 96000000, more than 80%/);
     expect(() => turnConfig({ ...opts, maxBps: 0 })).toThrow(/needs a per-session max bps/);
     // Overridable: 0 is no cap, as before.
     const open = turnConfig({ ...opts, maxBps: 0, bpsCapacity: 0 }).split('\n');
     expect(open.some((l) => l.startsWith('max-bps=') || l.startsWith('bps-capacity='))).toBe(false);
-    expect(turnConfig({ ...opts, maxBps: 1_000_000, bpsCapacity: 400_000_000 }).split('\n')).toEqual(expect.arrayContaining(['max-bps=1000000', 'bps-capacity=400000000']));
+    expect(turnConfig({ ...opts, maxBps: 2_000_000, bpsCapacity: 400_000_000 }).split('\n')).toEqual(expect.arrayContaining(['max-bps=2000000', 'bps-capacity=400000000']));
+  });
+  it('refuses a /48 that could reserve more than 4/5 of the capacity (a /64 user more than a fifth), naming what fits', () => {
+    // The defaults: a /48's 4 users reserve 96 MB/s of 125 MB/s, a /64 user's 24 MB/s under a fifth.
+    const share = (o: { userQuota: number; maxBps: number; bpsCapacity: number }) => (TURN_USERS_PER_SITE * o.userQuota * o.maxBps) / o.bpsCapacity;
+    expect(MAX_SITE_SHARE).toBe(0.8);
+    expect(share(TURN_DEFAULTS)).toBe(0.768);
+    expect(share(TURN_DEFAULTS) / TURN_USERS_PER_SITE).toBeLessThanOrEqual(1 / 5);
+    // At the boundary: a user quota of 25 reserves exactly 4/5 (100 MB/s), 26 is past it. Before,
+    // anything short of the whole capacity passed, so a /48 could leave 1 byte/s for everyone else.
+    expect(turnConfig({ ...opts, userQuota: 25 }).split('\n')).toContain('user-quota=25');
+    expect(() => turnConfig({ ...opts, userQuota: 26 })).toThrow(
+      'one /48\'s 4 users x user quota 26 x max bps 1000000 = 104000000 would reserve 83% of the bps capacity of 125000000, more than 80%: coturn refuses ' +
+      'allocations once the capacity is reserved, so one client could take nearly every relay; raise --bps-capacity to at least 130000000, ' +
+      'lower --user-quota to 25 or lower --max-bps to 961538');
+    // The old user quota (48) at the new max-bps: 192 MB/s, more than the whole capacity.
+    expect(() => turnConfig({ ...opts, userQuota: 48 })).toThrow(/= 192000000 would reserve 154% .* take every relay; raise --bps-capacity to at least 240000000, lower --user-quota to 25 or lower --max-bps to 520833$/);
+    // Explicit options that the old check passed (96% and 96%): refused now.
+    expect(() => turnConfig({ ...opts, userQuota: 48, maxBps: 500_000, bpsCapacity: 100_000_000 })).toThrow(/would reserve 96% of the bps capacity of 100000000, more than 80%/);
+    expect(() => turnConfig({ ...opts, userQuota: 48, bpsCapacity: 200_000_000 })).toThrow(/would reserve 96% of the bps capacity of 200000000, more than 80%/);
+    expect(turnConfig({ ...opts, userQuota: 48, bpsCapacity: 240_000_000 }).split('\n')).toEqual(expect.arrayContaining(['user-quota=48', 'bps-capacity=240000000']));
   });
   it('refuses what coturn would misread', () => {
     expect(toRange('198.19.4.0/22')).toBe('198.19.4.0-198.19.7.255');
@@ -340,25 +360,56 @@ describe('murmur turn-config', () => {
     expect(bytes('tiny', 'none')).toBe(8_326_144);
     expect(bytes('tiny', 'int8')).toBe(3_154_828);
     const relayed = (maxBps: number, preset: string, compression: string) => relayedExchange(maxBps, runExchangeBytes({ preset, compression }), DEFAULT_DEADLINE);
-    expect(relayed(TURN_DEFAULTS.maxBps, 'micro', 'none')).toEqual({ seconds: 0.56, warning: null });
+    // Predicted: bytes each way x RELAY_OVERHEAD (1.25) / max-bps.
+    expect(relayed(TURN_DEFAULTS.maxBps, 'micro', 'none')).toEqual({ seconds: 0.35, warning: null });
     expect(relayed(0, 'base', 'none')).toEqual({ seconds: null, warning: null });
-    // The default run (tiny, no compression) at the default cap: 16.65 s, over the 15 s a first exchange waits.
-    expect(relayed(TURN_DEFAULTS.maxBps, 'tiny', 'none').warning).toBe(
-      'a relayed exchange of tiny (compression none: 8326144 bytes each way) takes 16.65 s at max-bps 500000, longer than the 15 s a volunteer\'s first ' +
-      'exchange may take: each relayed volunteer\'s first exchange will miss it and be a solo round (later ones wait up to 60 s); --max-bps 556000 keeps it in time');
-    expect(relayed(TURN_DEFAULTS.maxBps, 'tiny', 'int8')).toEqual({ seconds: 6.31, warning: null });
-    // small at the default cap: 173.51 s, which no receive waits for; relayed volunteers would only ever step alone.
+    // The default run (tiny, no compression) at the default cap: 10.41 s, inside the 15 s a first
+    // exchange waits. At the old 500 KB/s it was 16.65 s without the overhead, and every relayed
+    // volunteer's first exchange missed.
+    expect(relayed(TURN_DEFAULTS.maxBps, 'tiny', 'none')).toEqual({ seconds: 10.41, warning: null });
+    expect(relayed(500_000, 'tiny', 'none').warning).toBe(
+      'a relayed exchange of tiny (compression none: 8326144 bytes each way, x 1.25 relay overhead) takes 20.82 s at max-bps 500000, longer than the 15 s ' +
+      'a volunteer\'s first exchange may take: each relayed volunteer\'s first exchange will miss it and be a solo round (later ones wait up to 60 s); ' +
+      '--max-bps 694000 keeps it in time');
+    expect(relayed(TURN_DEFAULTS.maxBps, 'tiny', 'int8')).toEqual({ seconds: 3.94, warning: null });
+    // small at the default cap: 108.44 s, which no receive waits for; relayed volunteers would only ever step alone.
     expect(() => relayed(TURN_DEFAULTS.maxBps, 'small', 'none')).toThrow(
-      'a relayed exchange of small (compression none: 86753280 bytes each way) takes 173.51 s at max-bps 500000, longer than the 60 s a volunteer waits ' +
-      'for its partner\'s payload (src/sync/deadline.ts): relayed volunteers would never finish an exchange; raise --max-bps to at least 1446000');
+      'a relayed exchange of small (compression none: 86753280 bytes each way, x 1.25 relay overhead) takes 108.44 s at max-bps 1000000, longer than ' +
+      'the 60 s a volunteer waits for its partner\'s payload (src/sync/deadline.ts): relayed volunteers would never finish an exchange; ' +
+      'raise --max-bps to at least 1808000 (and --bps-capacity with it, or lower --user-quota)');
     expect(() => runExchangeBytes({ preset: 'huge', compression: 'none' })).toThrow(/unknown model preset "huge"/);
     expect(() => runExchangeBytes({ preset: 'tiny', compression: 'zip' })).toThrow(/unknown compression "zip"/);
+  });
+
+  it('the headroom applies at the boundary: bytes x 1.25 / max-bps against 15 s and 60 s', () => {
+    const tiny = runExchangeBytes({ preset: 'tiny', compression: 'none' });
+    // 8,326,144 x 1.25 / 15 s = 693,845 bytes/s: 694,000 keeps the first exchange in time, 693,000 does not.
+    // Without the overhead both took 12 s and passed.
+    expect(relayedExchange(694_000, tiny, DEFAULT_DEADLINE)).toEqual({ seconds: 15, warning: null });
+    expect(relayedExchange(693_000, tiny, DEFAULT_DEADLINE)).toEqual({ seconds: 15.02, warning: expect.stringMatching(/takes 15\.02 s at max-bps 693000, longer than the 15 s .* --max-bps 694000 keeps it in time$/) });
+    // 60 s: 173,462 bytes/s. Without the overhead 173,000 took 48.13 s and passed.
+    expect(relayedExchange(174_000, tiny, DEFAULT_DEADLINE).seconds).toBe(59.81);
+    expect(() => relayedExchange(173_000, tiny, DEFAULT_DEADLINE)).toThrow(/takes 60\.16 s at max-bps 173000, longer than the 60 s .* raise --max-bps to at least 174000/);
+  });
+
+  it('the relay overhead covers the worst exchange bench/results/nat-turn-cap.json measured against bytes / max-bps', () => {
+    const rows = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'bench', 'results', 'nat-turn-cap.json'), 'utf8')).rows as
+      { max_bps: number; exchange_bytes: number; exchange_ms: number; predicted_ms: number | null; ms_ratio: number | null }[];
+    // The rows where the cap paces (a payload under a second's worth of max-bps passes at full speed).
+    const paced = rows.filter((r) => r.predicted_ms !== null && r.predicted_ms >= 1000);
+    expect(paced.length).toBeGreaterThanOrEqual(2);
+    // Against the wire bytes the bench counts, and against the payload bytes relayedExchange counts (micro's 281,600).
+    const payload = runExchangeBytes({ preset: 'micro', compression: 'none' }).bytes;
+    const worst = Math.max(...paced.map((r) => r.ms_ratio!), ...paced.map((r) => r.exchange_ms / ((payload / r.max_bps) * 1000)));
+    expect(worst).toBeGreaterThan(1.2);
+    expect(RELAY_OVERHEAD).toBeGreaterThanOrEqual(worst);
+    expect(RELAY_OVERHEAD).toBeLessThanOrEqual(Math.ceil(worst * 20) / 20); // rounded up to the next 0.05, no more
   });
 
   it('docs/design.md\'s relay table is runExchangeBytes at the default cap, and its measurements are bench/results/nat-turn-cap.json\'s', () => {
     const doc = readFileSync(new URL('../docs/design.md', import.meta.url), 'utf8');
     const n = (x: number) => x.toLocaleString('en-US');
-    const at = (bytes: number) => `${(bytes / TURN_DEFAULTS.maxBps).toFixed(2)} s`;
+    const at = (bytes: number) => `${((bytes * RELAY_OVERHEAD) / TURN_DEFAULTS.maxBps).toFixed(2)} s`;
     for (const preset of ['micro', 'tiny', 'small', 'base']) {
       const cells = ['none', 'fp16', 'int8'].flatMap((compression) => {
         const { bytes } = runExchangeBytes({ preset, compression });
@@ -396,24 +447,31 @@ describe('murmur turn-config', () => {
       }
     };
     const maxBps = () => readFileSync(out, 'utf8').split('\n').find((l) => l.startsWith('max-bps='));
-    // The defaults: the default run (tiny), whose first relayed exchange at 500 KB/s misses its deadline.
+    // The defaults: the default run (tiny) at 1 MB/s, its first relayed exchange in time with the
+    // relay overhead. Before, 500 KB/s warned that it took 16.65 s.
     const plain = await cli();
-    expect(plain.warn).toEqual([expect.stringMatching(/^murmur turn-config: warning: a relayed exchange of tiny .* takes 16\.65 s at max-bps 500000, longer than the 15 s/)]);
-    expect(plain.log).toContain('murmur turn-config: max-bps 500000: a relayed exchange of tiny (compression none, 8326144 bytes each way) takes 16.65 s');
-    expect(maxBps()).toBe('max-bps=500000');
-    expect((await cli('--compression', 'int8')).warn).toEqual([]);
+    expect(plain.warn).toEqual([]);
+    expect(plain.log).toContain('murmur turn-config: max-bps 1000000: a relayed exchange of tiny (compression none, 8326144 bytes each way, x 1.25 relay overhead) takes 10.41 s');
+    expect(maxBps()).toBe('max-bps=1000000');
+    expect(readFileSync(out, 'utf8').split('\n')).toEqual(expect.arrayContaining(['user-quota=24', 'bps-capacity=125000000']));
+    expect((await cli('--max-bps', '500000')).warn).toEqual([expect.stringMatching(/^murmur turn-config: warning: a relayed exchange of tiny .* takes 20\.82 s at max-bps 500000, longer than the 15 s/)]);
     // A run whose exchange never fits: refused, and nothing written.
     rmSync(out);
-    await expect(cli('--preset', 'small')).rejects.toThrow(/takes 173\.51 s at max-bps 500000, longer than the 60 s .* raise --max-bps to at least 1446000/);
+    await expect(cli('--preset', 'small')).rejects.toThrow(/takes 108\.44 s at max-bps 1000000, longer than the 60 s .* raise --max-bps to at least 1808000/);
     expect(() => statSync(out)).toThrow(/ENOENT/);
-    // --exchange-s: max-bps from the run's bytes; the capacity check still holds it to one /48's share.
-    await expect(cli('--exchange-s', '10')).rejects.toThrow(/a bps capacity of 125000000 is no more than one \/48's 4 users x user quota 48 x max bps 833000 = 159936000/);
-    const sized = await cli('--exchange-s', '10', '--bps-capacity', '200000000');
+    // Explicit options past a /48's 4/5 of the capacity: refused, nothing written. The old check
+    // passed both (a /48 could reserve 96% of the capacity).
+    await expect(cli('--user-quota', '30')).rejects.toThrow(/user quota 30 x max bps 1000000 = 120000000 would reserve 96% of the bps capacity of 125000000, more than 80%.* lower --user-quota to 25/);
+    await expect(cli('--user-quota', '48', '--bps-capacity', '200000000')).rejects.toThrow(/would reserve 96% of the bps capacity of 200000000, more than 80%: .* raise --bps-capacity to at least 240000000/);
+    expect(() => statSync(out)).toThrow(/ENOENT/);
+    // --exchange-s: max-bps from the run's bytes and the overhead; the capacity check still holds it to one /48's share.
+    await expect(cli('--exchange-s', '5')).rejects.toThrow(/one \/48's 4 users x user quota 24 x max bps 2082000 = 199872000 would reserve 160% of the bps capacity of 125000000/);
+    const sized = await cli('--exchange-s', '5', '--bps-capacity', '250000000');
     expect(sized.warn).toEqual([]);
-    expect(maxBps()).toBe('max-bps=833000');
-    expect(sized.log).toContain('murmur turn-config: max-bps 833000: a relayed exchange of tiny (compression none, 8326144 bytes each way) takes 10 s');
+    expect(maxBps()).toBe('max-bps=2082000');
+    expect(sized.log).toContain('murmur turn-config: max-bps 2082000: a relayed exchange of tiny (compression none, 8326144 bytes each way, x 1.25 relay overhead) takes 5 s');
     await cli('--preset', 'micro', '--exchange-s', '2');
-    expect(maxBps()).toBe('max-bps=141000');
+    expect(maxBps()).toBe('max-bps=176000');
     await expect(cli('--exchange-s', '10', '--max-bps', '900000')).rejects.toThrow('give --max-bps or --exchange-s, not both');
     await expect(cli('--exchange-s', '0')).rejects.toThrow('--exchange-s must be a positive number, got "0"');
     await expect(cli('--preset', 'huge')).rejects.toThrow(/unknown model preset "huge"/);
@@ -442,7 +500,7 @@ describe('murmur turn-config', () => {
     }
     expect(readFileSync(fw, 'utf8')).toContain('meta skuid "coturn" udp sport 49160-49400 fib daddr type local udp dport != 49160-49400 counter drop');
     // The command's defaults are TURN_DEFAULTS': a per-session and a total bandwidth cap.
-    expect(readFileSync(join(d, 'turnserver.conf'), 'utf8').split('\n')).toEqual(expect.arrayContaining(['max-bps=500000', 'bps-capacity=125000000']));
+    expect(readFileSync(join(d, 'turnserver.conf'), 'utf8').split('\n')).toEqual(expect.arrayContaining(['max-bps=1000000', 'bps-capacity=125000000']));
   });
 
   it('the written config (it holds the secret) is mode 600 and new, whatever waits at a temp name', async () => {

@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { intInRange, nonNegativeInt, positiveNum } from './options.ts';
-import { bpsFor, TURN_DEFAULTS, type RelayedRun } from '../../server/turn-config.ts';
+import { bpsFor, RELAY_OVERHEAD, TURN_DEFAULTS, type RelayedRun } from '../../server/turn-config.ts';
 import { preset as presetConfig } from '../model/config.ts';
 import { buildLayout } from '../model/layout.ts';
 import { DEFAULT_DEADLINE, exchangeLink } from '../sync/deadline.ts';
@@ -37,13 +37,13 @@ export function register(program: Command): void {
     .option('--tls-port <n>', 'turns: port', '5349')
     .option('--min-port <n>', 'lowest relay port', '49160')
     .option('--max-port <n>', 'highest relay port (the range holds at least --total-quota ports)', '50359')
-    .option('--user-quota <n>', 'concurrent allocations per client address (a host\'s volunteers together; an IPv6 /48 has at most 4 such users)', '48')
+    .option('--user-quota <n>', 'concurrent allocations per client address (a host\'s volunteers together; an IPv6 /48 has at most 4 such users, whose allocations at --max-bps reserve at most 4/5 of --bps-capacity)', String(TURN_DEFAULTS.userQuota))
     .option('--total-quota <n>', 'concurrent allocations in all', '1200')
     .option('--max-bps <n>', 'bytes/s per relayed session, each way (0: no cap)', (v) => nonNegativeInt(v, '--max-bps'), TURN_DEFAULTS.maxBps)
     .option('--preset <name>', 'the largest model relayed volunteers train (the run\'s preset: micro, tiny, small, base); its exchange at --max-bps must fit a volunteer\'s wait', 'tiny')
     .option('--compression <name>', 'that run\'s compression (none, fp16, bf16, int8)', 'none')
-    .option('--exchange-s <s>', 'instead of --max-bps: the seconds a relayed exchange of --preset may take; max-bps is its bytes each way / s', (v) => positiveNum(v, '--exchange-s'))
-    .option('--bps-capacity <n>', 'bytes/s for the whole server, each way (0: no cap); above one /48\'s users at --max-bps', (v) => nonNegativeInt(v, '--bps-capacity'), TURN_DEFAULTS.bpsCapacity)
+    .option('--exchange-s <s>', 'instead of --max-bps: the seconds a relayed exchange of --preset may take; max-bps is its bytes each way x the relay overhead (1.25) / s', (v) => positiveNum(v, '--exchange-s'))
+    .option('--bps-capacity <n>', 'bytes/s for the whole server, each way (0: no cap); one /48\'s users at --max-bps reserve at most 4/5 of it', (v) => nonNegativeInt(v, '--bps-capacity'), TURN_DEFAULTS.bpsCapacity)
     .option('--deny <range>', 'also deny relaying to this range (CIDR, a-b or one address); e.g. the coordinator\'s private addresses (repeatable)', collect, [])
     .option('--allow <range>', 'exception to every deny (repeatable; only what volunteers must reach)', collect, [])
     .option('--out <file>', 'where to write the config (mode 600)', 'turnserver.conf')
@@ -57,7 +57,7 @@ export function register(program: Command): void {
       const run = runExchangeBytes({ preset: o.preset, compression: o.compression });
       if (o.exchangeS !== undefined) {
         if (cmd.getOptionValueSource('maxBps') === 'cli') throw new Error('give --max-bps or --exchange-s, not both');
-        o.maxBps = bpsFor(run.bytes, o.exchangeS * 1000);
+        o.maxBps = bpsFor(run.bytes * RELAY_OVERHEAD, o.exchangeS * 1000);
       }
       const exchange = relayedExchange(o.maxBps, run, DEFAULT_DEADLINE);
       if (exchange.warning) console.warn(`murmur turn-config: warning: ${exchange.warning}`);
@@ -79,7 +79,7 @@ export function register(program: Command): void {
       console.log(`murmur turn-config: wrote ${out} (mode 600; run: turnserver -c ${out})`);
       console.log(exchange.seconds === null
         ? `murmur turn-config: no per-session cap; a relayed exchange of ${run.preset} (${run.bytes} bytes each way) goes as fast as the relay's links`
-        : `murmur turn-config: max-bps ${o.maxBps}: a relayed exchange of ${run.preset} (compression ${run.compression}, ${run.bytes} bytes each way) takes ${exchange.seconds} s`);
+        : `murmur turn-config: max-bps ${o.maxBps}: a relayed exchange of ${run.preset} (compression ${run.compression}, ${run.bytes} bytes each way, x ${RELAY_OVERHEAD} relay overhead) takes ${exchange.seconds} s`);
       if (rules !== null) {
         const fw = resolve(o.firewallOut!);
         writeFileAtomic(fw, Buffer.from(rules, 'utf8'), 0o644);
