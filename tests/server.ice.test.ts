@@ -14,7 +14,7 @@ import wrtc from '@roamhq/wrtc';
 import { iceFor, iceSettings, readSecretFile, renewDelayMs, turnCredential, turnUser, TURN_USERS_PER_SITE } from '../server/ice.ts';
 import { relayedExchange, toRange, turnConfig, turnFirewall, TURN_DEFAULTS } from '../server/turn-config.ts';
 import { register as registerTurnConfig, runExchangeBytes } from '../src/commands/turn-config.ts';
-import { DEFAULT_DEADLINE } from '../src/sync/deadline.ts';
+import { DEFAULT_DEADLINE } from '../src/protocol/exchange-link.ts';
 import { describeLinkFailure, noteCandidateTypes, selectedRoute } from '../src/sync/links.ts';
 import { parseClientMessage, PROTOCOL_VERSION, type CandidateType, type ServerMessage } from '../src/protocol/messages.ts';
 import { FakeClock } from './support/fake-clock.ts';

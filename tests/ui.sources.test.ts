@@ -13,7 +13,7 @@ import { buildLayout } from '../src/model/layout.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
 import type { MetricReport } from '../src/ui/ports.ts';
 import { encodeTensor } from '../src/sync/compress.ts';
-import { DEFAULT_DEADLINE, exchangeLink } from '../src/sync/deadline.ts';
+import { DEFAULT_DEADLINE, exchangeLink } from '../src/protocol/exchange-link.ts';
 import type { Dtype } from '../src/protocol/frame.ts';
 
 const model = preset('tiny');

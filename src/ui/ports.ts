@@ -237,7 +237,7 @@ export interface DashboardRun {
    * `stepConsensus`); null with nothing agreed yet. A peer's reported step is its own claim.
    */
   stepConsensus: number | null;
-  /** The least link rate, bytes/s each way, at which the run's exchange ends in time (src/sync/deadline.ts exchangeLink). */
+  /** The least link rate, bytes/s each way, at which the run's exchange ends in time (src/protocol/exchange-link.ts exchangeLink). */
   linkBytesPerS: number;
 }
 

@@ -18,7 +18,7 @@ import { schemaProblem } from '../../protocol/check.ts';
 import { RunEvent } from '../../protocol/events.ts';
 import { lossFromWire } from '../../protocol/messages.ts';
 import { buildLayout } from '../../model/layout.ts';
-import { exchangeLink } from '../../sync/deadline.ts';
+import { exchangeLink } from '../../protocol/exchange-link.ts';
 import type { CheckpointItem, DashboardHandlers, DashboardRun, DashboardSource, MetricReport, PeerStandingItem, RunEventItem, TextSample } from '../ports.ts';
 
 /** Largest page the coordinator returns raw (its maxPoints limit). */

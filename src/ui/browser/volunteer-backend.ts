@@ -10,7 +10,7 @@ import { RunReply } from '../../protocol/api.ts';
 import { schemaProblem } from '../../protocol/check.ts';
 import { lossToWire, type RunInfo, type WelcomeMsg } from '../../protocol/messages.ts';
 import { maxStateLoss } from '../../protocol/state-frame.ts';
-import { DEFAULT_DEADLINE, exchangeLink } from '../../sync/deadline.ts';
+import { DEFAULT_DEADLINE, exchangeLink } from '../../protocol/exchange-link.ts';
 import { consoleLogger, type Logger } from '../../sync/components.ts';
 import { joinRunState, serveRunState, welcomeMaxStep, welcomeStepCap } from '../../sync/join.ts';
 import type { Mesh } from '../../sync/mesh.ts';
