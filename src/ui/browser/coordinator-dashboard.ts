@@ -70,12 +70,14 @@ export class CoordinatorDashboardSource implements DashboardSource {
 
   async run(): Promise<DashboardRun> {
     const r = await this.get('', RunReply);
+    // Computed here from the run's model and compression, as the volunteer page does: RunReply carries no rate.
+    const link = exchangeLink(r.compression, buildLayout(r.model).total);
     return {
       id: r.id, name: r.name, preset: r.preset, dataset: r.dataset, status: r.status, createdAt: r.createdAt, livePeers: r.livePeers,
       tokensPerStep: r.train.batch * r.train.seqLen, warmupSteps: r.train.warmupSteps, totalSteps: r.train.totalSteps, H: r.train.H,
       stepConsensus: r.stepConsensus ?? null,
-      // Computed here from the run's model and compression, as the volunteer page does: RunReply carries no rate.
-      linkBytesPerS: exchangeLink(r.compression, buildLayout(r.model).total).leastBytesPerS,
+      linkBytesPerS: link.leastBytesPerS,
+      firstLinkBytesPerS: link.firstBytesPerS,
     };
   }
 

@@ -35,6 +35,8 @@ export function summarizeRun(run: RunInfo, host: string): RunSummary {
     bytesPerExchange: link.bytes,
     linkBytesPerS: link.leastBytesPerS,
     exchangeWaitS: DEFAULT_DEADLINE.maxMs / 1000,
+    firstLinkBytesPerS: link.firstBytesPerS,
+    firstExchangeWaitS: DEFAULT_DEADLINE.initialMs / 1000,
     icePolicy: run.icePolicy ?? 'all',
     operator: `the operator of ${host}`,
     resultsUrl: '/dashboard',
