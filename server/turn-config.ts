@@ -6,6 +6,7 @@
 // allocations per user and bandwidth are capped, and the admin CLI is off.
 import { isIP } from 'node:net';
 import { TURN_USERS_PER_SITE } from './ice.ts';
+import type { DeadlineSettings } from '../src/protocol/exchange-link.ts';
 
 export interface TurnConfigOptions {
   secret: string;
@@ -47,7 +48,7 @@ export interface TurnConfigOptions {
  * way, coturn counts in and out apart). The session cap is sized for the default run: a relayed
  * exchange of tiny without compression carries 8,326,144 bytes each way, which at max-bps takes
  * bytes / max-bps x RELAY_OVERHEAD = 10.41 s, inside the 15 s a volunteer's first exchange waits
- * (src/sync/deadline.ts). The old 500 KB/s made it 16.65 s even before the overhead, so every
+ * (src/protocol/exchange-link.ts). The old 500 KB/s made it 16.65 s even before the overhead, so every
  * relayed volunteer's first exchange of the default run missed; the least cap that fits is
  * 694,000, and 1 MB/s leaves 1.44x on top of the measured overhead.
  *
@@ -86,8 +87,8 @@ export const MAX_SITE_SHARE = 4 / 5;
  */
 export interface RelayedRun { preset: string; compression: string; bytes: number }
 
-/** How long a volunteer waits for its partner's payload: DEFAULT_DEADLINE's (src/sync/deadline.ts). */
-export interface ReceiveDeadline { initialMs: number; maxMs: number }
+/** How long a volunteer waits for its partner's payload: DEFAULT_DEADLINE's bounds (src/protocol/exchange-link.ts). */
+export type ReceiveDeadline = Pick<DeadlineSettings, 'initialMs' | 'maxMs'>;
 
 /** The smallest max-bps (rounded up to 1,000) that carries `bytes` within `ms`. */
 export const bpsFor = (bytes: number, ms: number): number => Math.ceil(bytes / (ms / 1000) / 1000) * 1000;
@@ -111,7 +112,7 @@ export function relayedExchange(maxBps: number, run: RelayedRun, deadline: Recei
     `takes ${seconds} s at max-bps ${maxBps}`;
   const { maxMs, initialMs } = deadline;
   if (ms > maxMs) {
-    throw new Error(`${what}, longer than the ${maxMs / 1000} s a volunteer waits for its partner's payload (src/sync/deadline.ts): ` +
+    throw new Error(`${what}, longer than the ${maxMs / 1000} s a volunteer waits for its partner's payload (src/protocol/exchange-link.ts): ` +
       `relayed volunteers would never finish an exchange; raise --max-bps to at least ${bpsFor(bytes, maxMs)} (and --bps-capacity with it, ` +
       'or lower --user-quota), or give the run a smaller --compression');
   }

@@ -57,10 +57,10 @@ const ALLOWED: Record<string, string[]> = {
   // The one outer round (wait, exchange, apply, evaluate, report) that the page and the headless
   // volunteer share: it knows the wire protocol's report and nothing else of ours.
   'src/round': ['src/protocol'],
-  // The coordinator: the wire protocol, plus the model (export, evaluation) and the dataset format,
-  // and the receive deadline's one account of what a run's exchange asks of a link (it imports the
-  // wire encodings' sizes and nothing of the mesh), so a run's creator is told what volunteers see.
-  server: ['src/protocol', 'src/model', 'src/data', 'src/sync/deadline.ts'],
+  // The coordinator: the wire protocol (with what a run's exchange asks of a link,
+  // src/protocol/exchange-link.ts), plus the model (export, evaluation) and the dataset format.
+  // Nothing of the mesh.
+  server: ['src/protocol', 'src/model', 'src/data'],
   // Lit components, their state and the widget see only the UI's own ports and helpers.
   'src/ui/core': ['src/ui/ports.ts'],
   // Controllers may run the shared outer round: it sees its trainer and mesh only through the
@@ -219,6 +219,9 @@ describe('architecture (docs/design.md section 2)', () => {
     expect(allows(APPS['src/ui/pages']!, 'src/ui/elements/dashboard.ts')).toBe(false);
     expect(allows(ALLOWED['src/round']!, 'src/sync/mesh.ts')).toBe(false);
     expect(allows(ALLOWED['src/ui/controllers']!, 'src/sync/mesh.ts')).toBe(false);
+    // The coordinator takes what a run's exchange asks of a link from the protocol, none of the mesh.
+    expect(allows(ALLOWED.server!, 'src/sync/deadline.ts')).toBe(false);
+    expect(allows(ALLOWED.server!, 'src/protocol/exchange-link.ts')).toBe(true);
   });
 
   it('has no import circle in src/ or server/', () => {
@@ -239,6 +242,12 @@ describe('architecture (docs/design.md section 2)', () => {
       ['Clock', /^export interface Clock\b/m, 'src/protocol/clock.ts'],
       // The base of the coded errors (FrameError, SyncError, VolunteerError narrow its code).
       ['an error base with a code', /constructor\(code: \w+, message: string/, 'src/protocol/errors.ts'],
+      // What a run's exchange asks of a link: the deadline's bounds, the run's encodings and their
+      // bytes, the rates (src/protocol/exchange-link.ts); the mesh and the coordinator share them.
+      ['the receive deadline\'s bounds', /^export (?:interface DeadlineSettings\b|const DEFAULT_DEADLINE\b)/m, 'src/protocol/exchange-link.ts'],
+      ['a run\'s wire encodings', /^export (?:interface CompressionSetting\b|function (?:compressionForRun|exchangePayloadBytes)\b)/m, 'src/protocol/exchange-link.ts'],
+      ['what a run\'s exchange asks of a link', /^export function (?:exchangeLink|linkWarning)\b/m, 'src/protocol/exchange-link.ts'],
+      ['the run\'s compression names', /\[\s*'none',\s*'fp16',\s*'bf16',\s*'int8'\s*\]/, 'src/protocol/messages.ts'],
     ];
     for (const [name, pattern, home] of once) {
       const where = files.filter((f) => pattern.test(readFileSync(join(ROOT, f), 'utf8')));

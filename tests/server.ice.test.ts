@@ -14,7 +14,7 @@ import wrtc from '@roamhq/wrtc';
 import { iceFor, iceSettings, readSecretFile, renewDelayMs, turnCredential, turnUser, TURN_USERS_PER_SITE } from '../server/ice.ts';
 import { MAX_SITE_SHARE, RELAY_OVERHEAD, relayedExchange, toRange, turnConfig, turnFirewall, TURN_DEFAULTS } from '../server/turn-config.ts';
 import { register as registerTurnConfig, runExchangeBytes } from '../src/commands/turn-config.ts';
-import { DEFAULT_DEADLINE } from '../src/sync/deadline.ts';
+import { DEFAULT_DEADLINE } from '../src/protocol/exchange-link.ts';
 import { describeLinkFailure, noteCandidateTypes, selectedRoute } from '../src/sync/links.ts';
 import { parseClientMessage, PROTOCOL_VERSION, type CandidateType, type ServerMessage } from '../src/protocol/messages.ts';
 import { FakeClock } from './support/fake-clock.ts';
@@ -375,7 +375,7 @@ describe('murmur turn-config', () => {
     // small at the default cap: 108.44 s, which no receive waits for; relayed volunteers would only ever step alone.
     expect(() => relayed(TURN_DEFAULTS.maxBps, 'small', 'none')).toThrow(
       'a relayed exchange of small (compression none: 86753280 bytes each way, x 1.25 relay overhead) takes 108.44 s at max-bps 1000000, longer than ' +
-      'the 60 s a volunteer waits for its partner\'s payload (src/sync/deadline.ts): relayed volunteers would never finish an exchange; ' +
+      'the 60 s a volunteer waits for its partner\'s payload (src/protocol/exchange-link.ts): relayed volunteers would never finish an exchange; ' +
       'raise --max-bps to at least 1808000 (and --bps-capacity with it, or lower --user-quota)');
     expect(() => runExchangeBytes({ preset: 'huge', compression: 'none' })).toThrow(/unknown model preset "huge"/);
     expect(() => runExchangeBytes({ preset: 'tiny', compression: 'zip' })).toThrow(/unknown compression "zip"/);

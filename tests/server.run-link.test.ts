@@ -1,4 +1,4 @@
-// What a run's exchange asks of a volunteer's link (src/sync/deadline.ts exchangeLink,
+// What a run's exchange asks of a volunteer's link (src/protocol/exchange-link.ts exchangeLink,
 // linkWarning): the numbers follow exchangePayloadBytes and DEFAULT_DEADLINE, POST/PATCH
 // /api/runs answer with a warning past a home uplink, and `murmur serve` prints it at start.
 import { afterAll, describe, expect, it } from 'vitest';
@@ -8,8 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildLayout } from '../src/model/layout.ts';
 import { preset } from '../src/model/config.ts';
-import { compressionForRun, exchangePayloadBytes } from '../src/sync/compress.ts';
-import { DEFAULT_DEADLINE, HOME_UPLINK_BYTES_PER_S, REFERENCE_LINKS, exchangeLink, linkWarning } from '../src/sync/deadline.ts';
+import { DEFAULT_DEADLINE, HOME_UPLINK_BYTES_PER_S, REFERENCE_LINKS, compressionForRun, exchangeLink, exchangePayloadBytes, linkWarning } from '../src/protocol/exchange-link.ts';
 import { RunWriteReply } from '../src/protocol/api.ts';
 import { schemaProblem } from '../src/protocol/check.ts';
 import { startServer } from './support/coordinator.ts';

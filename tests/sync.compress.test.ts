@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import {
-  bf16ToF32, compressionForRun, decodeBf16, encodeBf16, f32ToBf16,
+  bf16ToF32, decodeBf16, encodeBf16, f32ToBf16,
   decodeF16, decodeTensor, dequantizeQ8, encodeF16, encodeTensor, f16ToF32, f32ToF16, quantizeQ8,
 } from '../src/sync/compress.ts';
+import { compressionForRun } from '../src/protocol/exchange-link.ts';
 import { Q8_BLOCK, payloadBytes } from '../src/protocol/frame.ts';
 import { CompressionError } from '../src/sync/errors.ts';
 import { seededRandom } from './support/stats.ts';

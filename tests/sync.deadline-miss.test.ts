@@ -2,7 +2,8 @@
 // receives, one fast exchange set the deadline for every partner: an honest slower one missed it
 // ('deadline', solo on both sides) and, since a miss changed nothing, went on missing for good.
 import { afterEach, describe, expect, it } from 'vitest';
-import { DeadlineEstimator, DEFAULT_DEADLINE } from '../src/sync/deadline.ts';
+import { DEFAULT_DEADLINE } from '../src/protocol/exchange-link.ts';
+import { DeadlineEstimator } from '../src/sync/deadline.ts';
 import { chaosLinks } from './support/chaos.ts';
 import { Swarm, syntheticPayload } from './support/swarm.ts';
 

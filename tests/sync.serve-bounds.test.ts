@@ -8,7 +8,7 @@ import { MAX_STATE_SERVES } from '../src/sync/bootstrap.ts';
 import { MAX_LINGERING_SENDS } from '../src/sync/exchange.ts';
 import type { MeshCore } from '../src/sync/mesh-core.ts';
 import { SendAbort, sendTensor, type TransferIdentity } from '../src/sync/transfer.ts';
-import { DEFAULT_DEADLINE } from '../src/sync/deadline.ts';
+import { DEFAULT_DEADLINE } from '../src/protocol/exchange-link.ts';
 import { LinkClosedError, TransferAbortedError } from '../src/sync/errors.ts';
 import { decodeFrame, encodeControl } from '../src/protocol/frame.ts';
 import { parseControl, type ControlMessage } from '../src/protocol/peer-messages.ts';

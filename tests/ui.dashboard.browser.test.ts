@@ -44,6 +44,8 @@ describe('dashboard', () => {
     expect(await page.locator('[data-kpi="live"]').innerText()).toBe('3');
     // The link the run's exchange needs (the fake run: 138,770 bytes/s each way).
     expect(await page.locator('[data-kpi="link"]').innerText()).toBe('139 KB/s (1.1 Mbit/s)');
+    // ... and beside it a volunteer's first exchange's (15 s before its link is measured: 555,077 bytes/s).
+    expect(await page.locator('[data-kpi="first-link"]').innerText()).toBe('555 KB/s (4.4 Mbit/s)');
     const reports0 = await page.evaluate(() => window.dashTest.controller.reportCount);
     await page.waitForFunction((n) => window.dashTest.controller.reportCount >= n + 6, reports0, { timeout: 10_000 });
     const x1 = (await xScale(page, 'train')).max;

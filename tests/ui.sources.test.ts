@@ -13,7 +13,12 @@ import { buildLayout } from '../src/model/layout.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
 import type { MetricReport } from '../src/ui/ports.ts';
 import { encodeTensor } from '../src/sync/compress.ts';
-import { DEFAULT_DEADLINE, exchangeLink } from '../src/sync/deadline.ts';
+import { DEFAULT_DEADLINE, exchangeLink } from '../src/protocol/exchange-link.ts';
+import { TrainingController } from '../src/ui/controllers/training-controller.ts';
+import { ConsentStore } from '../src/ui/core/consent.ts';
+import { widgetStatus } from '../src/ui/embed/frame-bridge.ts';
+import { MAX_STATUS_TEXT } from '../src/ui/embed/bridge-schemas.ts';
+import { FAKE_RUN, FakeBackend, FakeSensors } from './support/ui-fakes.ts';
 import type { Dtype } from '../src/protocol/frame.ts';
 
 const model = preset('tiny');
@@ -75,6 +80,11 @@ describe('coordinator dashboard source', () => {
     expect(await s.run()).toMatchObject({ id: 'default', tokensPerStep: RUN.train.batch * RUN.train.seqLen, H: RUN.train.H, livePeers: 2, stepConsensus: 120 });
     // The link the run's exchange needs, from its model and compression (RunReply carries no rate).
     expect((await s.run()).linkBytesPerS).toBe(exchangeLink(RUN.compression, buildLayout(model).total).leastBytesPerS);
+    // ... and the rate a volunteer's first exchange needs (15 s, before it measured its link): 4x as much.
+    const need = exchangeLink(RUN.compression, buildLayout(model).total);
+    expect((await s.run()).firstLinkBytesPerS).toBe(need.firstBytesPerS);
+    expect(need.firstBytesPerS).toBe(Math.ceil((need.bytes * 1000) / DEFAULT_DEADLINE.initialMs));
+    expect(need.firstBytesPerS / need.leastBytesPerS).toBeCloseTo(DEFAULT_DEADLINE.maxMs / DEFAULT_DEADLINE.initialMs, 4);
     const [ck, measured] = await s.checkpoints();
     // A loss without valBatches is a claim an older coordinator stored; with them, its measurement.
     expect([ck!.measured, measured!.measured]).toEqual([false, true]);
@@ -299,6 +309,12 @@ describe('volunteer backend', () => {
     expect(s.linkBytesPerS).toBe(Math.ceil(s.bytesPerExchange / s.exchangeWaitS));
     const int8 = summarizeRun({ ...RUN, compression: 'int8' }, 'x');
     expect(int8.linkBytesPerS).toBe(Math.ceil(int8.bytesPerExchange / int8.exchangeWaitS));
+    // The first exchange ends inside the shorter wait before the link is measured (15 s): tiny
+    // without compression needs 555,077 bytes/s for it, 138,770 for the later ones.
+    expect(s.firstExchangeWaitS * 1000).toBe(DEFAULT_DEADLINE.initialMs);
+    expect(s.firstLinkBytesPerS).toBe(Math.ceil(s.bytesPerExchange / s.firstExchangeWaitS));
+    expect([s.linkBytesPerS, s.firstLinkBytesPerS]).toEqual([138_770, 555_077]);
+    expect(int8.firstLinkBytesPerS).toBe(Math.ceil(int8.bytesPerExchange / int8.firstExchangeWaitS));
     expect(s.operator).toBe('the operator of murmur.example');
     // The consent text says whether partners may see the volunteer's address.
     expect(s.icePolicy).toBe('all');
@@ -328,5 +344,20 @@ describe('volunteer backend', () => {
     const good = jsonFetch({ '/api/runs/default': () => ({ ...RUN, livePeers: 0, embedSites: [] }) });
     const ok = new CoordinatorVolunteerBackend({ baseUrl: 'http://c.test', runId: 'default', fetch: good.fetch, ...unused });
     expect(await ok.describeRun()).toMatchObject({ id: 'default', H: RUN.train.H });
+  });
+});
+
+describe('widget frame', () => {
+  it('says beside Start what the run asks of the visitor\'s connection, for every exchange and the first', async () => {
+    const c = new TrainingController({ backend: new FakeBackend(FAKE_RUN), sensors: new FakeSensors(), consent: new ConsentStore(null) });
+    expect(widgetStatus(c).text).toBe('Checking whether this device can help…');
+    await c.init();
+    const status = widgetStatus(c);
+    expect(status.phase).toBe('ready');
+    // FAKE_RUN: 136,000 bytes/s each way within 60 s, 544,000 within the first exchange's 15 s.
+    expect(status.text).toBe('Ready: nothing runs until you press Start. This run needs a connection of at least ' +
+      '136 KB/s (1.1 Mbit/s) each way, 544 KB/s (4.4 Mbit/s) for the first exchange.');
+    // Within what the host widget accepts (FrameStatus), so the widget shows it whole.
+    expect(status.text.length).toBeLessThanOrEqual(MAX_STATUS_TEXT);
   });
 });

@@ -68,6 +68,9 @@ describe('volunteer page', () => {
     // ... and the link rate the run needs (FAKE_RUN: 136,000 bytes/s each way within 60 s).
     await expect(page.locator('murmur-volunteer-panel [data-link-rate]').innerText()).resolves
       .toMatch(/within the 60 s each side waits, your connection needs at least 136 KB\/s \(1\.1 Mbit\/s\) each way; on a slower one every exchange misses/);
+    // ... and the first exchange's, before the wait fits the link (544,000 bytes/s within 15 s).
+    await expect(page.locator('murmur-volunteer-panel [data-first-link-rate]').innerText()).resolves
+      .toMatch(/Your first exchange, before the wait is fitted to your connection, has 15 s: it needs 544 KB\/s \(4\.4 Mbit\/s\) each way/);
     await page.waitForTimeout(1500);
     expect(await state(page)).toMatchObject({ phase: 'idle', joins: 0, step: 0 });
     await page.screenshot({ path: join(OUT, 'volunteer-before-consent.png'), fullPage: true });

@@ -147,6 +147,8 @@ describe('embeddable widget', () => {
     await page.locator('murmur-volunteer iframe').waitFor({ state: 'attached' });
     // The test frame listens only 1.5 s after its load event: the widget waits for its `ready`.
     await waitForStatus(/^Ready: nothing runs until you press Start/);
+    // ... and what the run asks of the visitor's connection (FakeBackend's FAKE_RUN).
+    expect(await part(page, 'status').innerText()).toMatch(/at least 136 KB\/s \(1\.1 Mbit\/s\) each way, 544 KB\/s \(4\.4 Mbit\/s\) for the first exchange\.$/);
     const frame = trainingFrame(page);
     const start = frame.locator('#murmur-start');
     await start.waitFor({ state: 'visible' });

@@ -4,7 +4,7 @@ import Type, { type Static } from 'typebox';
 import { CreateRun, RunError } from '../runs.ts';
 import { UpdateRun, type PeerList, type RunReply, type RunWriteReply } from '../../src/protocol/api.ts';
 import { buildLayout } from '../../src/model/layout.ts';
-import { linkWarning } from '../../src/sync/deadline.ts';
+import { linkWarning } from '../../src/protocol/exchange-link.ts';
 import { RUN_PARAMS, requireAdmin, type RunParams } from './guard.ts';
 import { sameWindows } from '../checkpoints.ts';
 import type { RunInfo } from '../../src/protocol/messages.ts';

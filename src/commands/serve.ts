@@ -149,7 +149,7 @@ export function register(program: Command): void {
         process.stdout.write(`murmur admin token (shown once; also in ${dataDir}/admin-token): ${c.adminToken}\n`);
       }
       // What each run's exchange asks of a volunteer's link, where it is more than a home uplink
-      // (the same words as POST /api/runs answers; src/sync/deadline.ts linkWarning).
+      // (the same words as POST /api/runs answers; src/protocol/exchange-link.ts linkWarning).
       const { runLinkWarning } = await import('../../server/routes/runs.ts');
       for (const run of c.runs.list()) {
         const warning = run.status === 'stopped' ? null : runLinkWarning(run);

@@ -6,7 +6,7 @@ import { intInRange, nonNegativeInt, positiveNum } from './options.ts';
 import { bpsFor, RELAY_OVERHEAD, TURN_DEFAULTS, type RelayedRun } from '../../server/turn-config.ts';
 import { preset as presetConfig } from '../model/config.ts';
 import { buildLayout } from '../model/layout.ts';
-import { DEFAULT_DEADLINE, exchangeLink } from '../sync/deadline.ts';
+import { DEFAULT_DEADLINE, exchangeLink } from '../protocol/exchange-link.ts';
 
 const collect = (v: string, acc: string[]) => [...acc, v];
 

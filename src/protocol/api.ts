@@ -43,7 +43,7 @@ export type RunReply = Static<typeof RunReply>;
 
 /**
  * POST /api/runs and PATCH /api/runs/:run: the run, with a warning when its exchange needs more
- * than a home uplink carries (src/sync/deadline.ts linkWarning). The run is made all the same.
+ * than a home uplink carries (src/protocol/exchange-link.ts linkWarning). The run is made all the same.
  */
 export const RunWriteReply = strict({ ...RunReply.properties, warning: Type.Optional(Type.String({ maxLength: 2000 })) });
 export type RunWriteReply = Static<typeof RunWriteReply>;

@@ -2,6 +2,7 @@
 // bf16 (half the bytes, f32's range, relative error <= 2^-8), and q8 for Δ: int8 per element with one f32 scale per block of Q8_BLOCK values (a quarter of
 // the bytes). q8 is lossy, so the sender keeps what rounding dropped (error feedback) and adds it
 // to the next Δ it sends: over rounds nothing is lost, only delayed.
+import type { CompressionSetting } from '../protocol/exchange-link.ts';
 import { Q8_BLOCK, payloadBytes, type Dtype } from '../protocol/frame.ts';
 import { CompressionError } from './errors.ts';
 
@@ -225,33 +226,7 @@ function alignedCopy(bytes: Uint8Array): Uint8Array {
   return bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
 }
 
-/** Run setting: which encodings peers use. Off (f32 both) until the simulator shows no loss regression. */
-export interface CompressionSetting {
-  phi: 'f32' | 'f16' | 'bf16';
-  /** q8 only for Δ: its error feedback lives with the sender across rounds; φ has no such memory. */
-  delta: 'f32' | 'f16' | 'bf16' | 'q8';
-}
-
 export const NO_COMPRESSION: CompressionSetting = { phi: 'f32', delta: 'f32' };
 export const PHI_DTYPES: readonly Dtype[] = ['f32', 'f16', 'bf16'];
 export const DELTA_DTYPES: readonly Dtype[] = ['f32', 'f16', 'bf16', 'q8'];
 
-/** Bytes a peer sends its partner in one exchange, φ and Δ in the run's encodings (each way; frame headers aside). */
-export function exchangePayloadBytes(c: CompressionSetting, elements: number): number {
-  return payloadBytes(c.phi, elements) + payloadBytes(c.delta, elements);
-}
-
-/**
- * The coordinator's run setting (RunInfo.compression) as mesh encodings: 'none' sends f32;
- * 'fp16' and 'bf16' halve both tensors; 'int8' sends φ as f16 and Δ as blockwise int8 with
- * error feedback (0.38x the bytes of f32 per exchange).
- */
-export function compressionForRun(name: string): CompressionSetting {
-  switch (name) {
-    case 'none': return { phi: 'f32', delta: 'f32' };
-    case 'fp16': return { phi: 'f16', delta: 'f16' };
-    case 'bf16': return { phi: 'bf16', delta: 'bf16' };
-    case 'int8': return { phi: 'f16', delta: 'q8' };
-    default: throw new CompressionError(`unknown compression "${name}"; expected none, fp16, bf16 or int8`);
-  }
-}

@@ -24,7 +24,8 @@
 import { FrameError } from '../protocol/errors.ts';
 import type { ControlMessage, Announce } from '../protocol/peer-messages.ts';
 import { chunkHeaderBytes, maxChunkSize, type Dtype } from '../protocol/frame.ts';
-import { decodeTensor, encodeTensor, exchangePayloadBytes, phiBesideOwn } from './compress.ts';
+import { exchangePayloadBytes } from '../protocol/exchange-link.ts';
+import { decodeTensor, encodeTensor, phiBesideOwn } from './compress.ts';
 import { LinkClosedError, MeshDestroyedError, PayloadError } from './errors.ts';
 import type { MeshCore } from './mesh-core.ts';
 import { DirectPairing } from './pairing.ts';

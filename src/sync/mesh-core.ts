@@ -5,14 +5,14 @@
 import type { ControlMessage } from '../protocol/peer-messages.ts';
 import type { Signaling } from '../protocol/signaling.ts';
 import type { Clock } from '../protocol/clock.ts';
-import type { CompressionSetting } from './compress.ts';
+import type { CompressionSetting, DeadlineSettings } from '../protocol/exchange-link.ts';
 import type { Logger } from './components.ts';
 import type { DeadlineEstimator } from './deadline.ts';
 import type { Emitter } from './emitter.ts';
 import type { Link } from './links.ts';
 import type { Assembler, TransferIdentity } from './transfer.ts';
 import type { PartnerValidator, ValidationSettings } from './validate.ts';
-import type { DeadlineSettings, MeshEvents } from './types.ts';
+import type { MeshEvents } from './types.ts';
 
 /** Resolved settings: every default filled in. */
 export interface MeshSettings {

@@ -1,18 +1,7 @@
 // Public types of the mesh: its settings, its events, and what an outer exchange returns.
 import type { CandidateType } from '../protocol/messages.ts';
-import type { CompressionSetting } from './compress.ts';
+import type { CompressionSetting, DeadlineSettings } from '../protocol/exchange-link.ts';
 import type { ValidationSettings } from './validate.ts';
-
-export interface DeadlineSettings {
-  /** The deadline is this multiple of the expected transfer time (bytes / measured throughput). */
-  multiple: number;
-  /** Never shorter: connection jitter and GC pauses must not turn honest partners into solo steps. */
-  minMs: number;
-  /** Never longer: a partner that slow costs more than the exchange is worth. */
-  maxMs: number;
-  /** Before any transfer was measured. */
-  initialMs: number;
-}
 
 export interface MeshInit {
   /** The run every peer of this mesh trains; frames of other runs are refused. */

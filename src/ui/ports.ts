@@ -38,6 +38,14 @@ export interface RunSummary {
   linkBytesPerS: number;
   /** That longest wait, seconds (DEFAULT_DEADLINE.maxMs). */
   exchangeWaitS: number;
+  /**
+   * The least rate, bytes/s each way, at which a volunteer's first exchange ends inside the
+   * shorter wait it has before it measured its link (firstExchangeWaitS): 4x linkBytesPerS.
+   * Slower, that first round is solo and the wait then grows to fit the link.
+   */
+  firstLinkBytesPerS: number;
+  /** That first wait, seconds (DEFAULT_DEADLINE.initialMs). */
+  firstExchangeWaitS: number;
   /** 'relay': links go only through the run's TURN server, so partners never see this volunteer's address. */
   icePolicy?: 'all' | 'relay';
   /** Who runs it and where results go, in the coordinator operator's words. */
@@ -237,8 +245,10 @@ export interface DashboardRun {
    * `stepConsensus`); null with nothing agreed yet. A peer's reported step is its own claim.
    */
   stepConsensus: number | null;
-  /** The least link rate, bytes/s each way, at which the run's exchange ends in time (src/sync/deadline.ts exchangeLink). */
+  /** The least link rate, bytes/s each way, at which the run's exchange ends in time (src/protocol/exchange-link.ts exchangeLink). */
   linkBytesPerS: number;
+  /** The least link rate at which a volunteer's first exchange ends in time, before it measured its link (exchangeLink's firstBytesPerS). */
+  firstLinkBytesPerS: number;
 }
 
 export interface CheckpointItem {

@@ -12,7 +12,7 @@ import { maxStateLoss } from '../protocol/state-frame.ts';
 import type { Signaling } from '../protocol/signaling.ts';
 import { silentLogger, type Logger } from '../sync/components.ts';
 import { createMesh, type Mesh } from '../sync/mesh.ts';
-import { compressionForRun } from '../sync/compress.ts';
+import { compressionForRun } from '../protocol/exchange-link.ts';
 import type { RtcImplementation } from '../sync/links.ts';
 import { joinRunState, serveRunState, welcomeMaxStep, welcomeStepCap } from '../sync/join.ts';
 import type { JoinSource } from '../sync/replica.ts';

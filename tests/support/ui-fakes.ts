@@ -22,6 +22,8 @@ export const FAKE_RUN: RunSummary = {
   bytesPerExchange: 8_160_000,
   linkBytesPerS: 136_000,
   exchangeWaitS: 60,
+  firstLinkBytesPerS: 544_000,
+  firstExchangeWaitS: 15,
   operator: 'The Murmur test coordinator',
   resultsUrl: '/dashboard',
 };
@@ -237,7 +239,7 @@ export class MemoryStorage {
 
 export const FAKE_DASH_RUN: DashboardRun = {
   id: 'default', name: 'Moby Dick, tiny GPT', preset: 'tiny', dataset: 'moby-dick', status: 'running',
-  tokensPerStep: 1024, warmupSteps: 100, totalSteps: 5000, H: 50, createdAt: 1_700_000_000_000, livePeers: 3, stepConsensus: 600, linkBytesPerS: 138_770,
+  tokensPerStep: 1024, warmupSteps: 100, totalSteps: 5000, H: 50, createdAt: 1_700_000_000_000, livePeers: 3, stepConsensus: 600, linkBytesPerS: 138_770, firstLinkBytesPerS: 555_077,
 };
 
 /** A coordinator as the dashboard sees it: history, a live feed the test pushes, checkpoints, run events. */

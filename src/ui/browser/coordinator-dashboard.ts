@@ -18,7 +18,7 @@ import { schemaProblem } from '../../protocol/check.ts';
 import { RunEvent } from '../../protocol/events.ts';
 import { lossFromWire } from '../../protocol/messages.ts';
 import { buildLayout } from '../../model/layout.ts';
-import { exchangeLink } from '../../sync/deadline.ts';
+import { exchangeLink } from '../../protocol/exchange-link.ts';
 import type { CheckpointItem, DashboardHandlers, DashboardRun, DashboardSource, MetricReport, PeerStandingItem, RunEventItem, TextSample } from '../ports.ts';
 
 /** Largest page the coordinator returns raw (its maxPoints limit). */
@@ -70,12 +70,14 @@ export class CoordinatorDashboardSource implements DashboardSource {
 
   async run(): Promise<DashboardRun> {
     const r = await this.get('', RunReply);
+    // Computed here from the run's model and compression, as the volunteer page does: RunReply carries no rate.
+    const link = exchangeLink(r.compression, buildLayout(r.model).total);
     return {
       id: r.id, name: r.name, preset: r.preset, dataset: r.dataset, status: r.status, createdAt: r.createdAt, livePeers: r.livePeers,
       tokensPerStep: r.train.batch * r.train.seqLen, warmupSteps: r.train.warmupSteps, totalSteps: r.train.totalSteps, H: r.train.H,
       stepConsensus: r.stepConsensus ?? null,
-      // Computed here from the run's model and compression, as the volunteer page does: RunReply carries no rate.
-      linkBytesPerS: exchangeLink(r.compression, buildLayout(r.model).total).leastBytesPerS,
+      linkBytesPerS: link.leastBytesPerS,
+      firstLinkBytesPerS: link.firstBytesPerS,
     };
   }
 

@@ -10,7 +10,7 @@ import { RunReply } from '../../protocol/api.ts';
 import { schemaProblem } from '../../protocol/check.ts';
 import { lossToWire, type RunInfo, type WelcomeMsg } from '../../protocol/messages.ts';
 import { maxStateLoss } from '../../protocol/state-frame.ts';
-import { DEFAULT_DEADLINE, exchangeLink } from '../../sync/deadline.ts';
+import { DEFAULT_DEADLINE, exchangeLink } from '../../protocol/exchange-link.ts';
 import { consoleLogger, type Logger } from '../../sync/components.ts';
 import { joinRunState, serveRunState, welcomeMaxStep, welcomeStepCap } from '../../sync/join.ts';
 import type { Mesh } from '../../sync/mesh.ts';
@@ -35,6 +35,8 @@ export function summarizeRun(run: RunInfo, host: string): RunSummary {
     bytesPerExchange: link.bytes,
     linkBytesPerS: link.leastBytesPerS,
     exchangeWaitS: DEFAULT_DEADLINE.maxMs / 1000,
+    firstLinkBytesPerS: link.firstBytesPerS,
+    firstExchangeWaitS: DEFAULT_DEADLINE.initialMs / 1000,
     icePolicy: run.icePolicy ?? 'all',
     operator: `the operator of ${host}`,
     resultsUrl: '/dashboard',

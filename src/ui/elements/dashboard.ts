@@ -75,7 +75,8 @@ export class Dashboard extends LitElement {
         <div>${c.throughput.basis === 'vouched' ? 'Tokens/s (off probation)' : 'Tokens/s (estimate)'}<strong data-kpi="tps">${formatCount(c.totalTokensPerS)}</strong>
           <small data-kpi="tps-basis">${throughputBasis(c)}</small></div>
         <div>Model<strong>${run.preset}</strong></div>
-        <div>Each volunteer's link<strong data-kpi="link">${formatRate(run.linkBytesPerS)}</strong><small>each way, at least</small></div>
+        <div>Each volunteer's link<strong data-kpi="link">${formatRate(run.linkBytesPerS)}</strong><small>each way, at least;
+          <span data-kpi="first-link">${formatRate(run.firstLinkBytesPerS)}</span> for a first exchange</small></div>
         <div>Dataset<strong>${run.dataset}</strong></div>
         <div>Outer step every<strong>${run.H} steps</strong></div>
         <div>Reports<strong data-kpi="reports">${formatCount(c.reportCount)}</strong></div>

@@ -138,7 +138,9 @@ export class VolunteerPanel extends LitElement {
                   : 'Where a direct link works it is used, and it shows that volunteer your IP address; otherwise the link goes through this run\'s relay server.'}</li>
               <li data-link-rate=${r.linkBytesPerS}>As much comes back from that volunteer. For the exchange to finish within the ${r.exchangeWaitS} s
                 each side waits, your connection needs at least ${formatRate(r.linkBytesPerS)} each way; on a slower one every
-                exchange misses and your GPU trains alone.</li>
+                exchange misses and your GPU trains alone. <span data-first-link-rate=${r.firstLinkBytesPerS}>Your first exchange, before the
+                wait is fitted to your connection, has ${r.firstExchangeWaitS} s: it needs ${formatRate(r.firstLinkBytesPerS)} each way,
+                and on a slower one that first round is trained alone.</span></li>
               <li>To this coordinator: training figures (loss, speed, bytes sent) and your GPU's name, under a random
                 id for this session. No account, no cookies, no tracking.</li>
               <li>Your consent is kept in this browser only, for 30 days.</li>

@@ -42,7 +42,7 @@
 // or stop.
 import type { TrainingController } from '../controllers/training-controller.ts';
 import type { ConsentPort } from '../ports.ts';
-import { formatCount } from '../core/format.ts';
+import { formatCount, formatRate } from '../core/format.ts';
 import { keyGate, placeClock, settled, settlesAt, type KeyRefusal } from '../core/settle.ts';
 import Value from 'typebox/value';
 import { READY, type ReadyMsg, type FrameStatus, type WidgetPhase } from './bridge.ts';
@@ -79,7 +79,7 @@ export function widgetStatus(c: TrainingController, refused: string | null = nul
     text = `${title}: this device cannot help. Nothing was started.`;
   } else {
     switch (c.phase) {
-      case 'idle': phase = 'ready'; text = 'Ready: nothing runs until you press Start.'; break;
+      case 'idle': phase = 'ready'; text = `Ready: nothing runs until you press Start.${linkNote(c)}`; break;
       case 'starting': phase = 'starting'; text = 'Starting: preparing your GPU…'; break;
       case 'training':
         phase = 'training';
@@ -107,6 +107,17 @@ export function widgetStatus(c: TrainingController, refused: string | null = nul
     type: 'status', phase, text: text.slice(0, MAX_STATUS_TEXT), intensity: c.intensity, maxIntensity: c.maxIntensity,
     tokensPerS: Math.max(0, Math.round(f.tokensPerS) || 0), userPaused: c.pauseReasons.includes('user'),
   };
+}
+
+/**
+ * What the run asks of the visitor's connection, said beside Start as the volunteer page's consent
+ * text says it: the least rate each way at which an exchange ends inside the 60 s a volunteer
+ * waits, and the first exchange's (15 s, before the wait is fitted to the link). Empty until the run is known.
+ */
+function linkNote(c: TrainingController): string {
+  if (c.run.status !== 'complete') return '';
+  const r = c.run.value;
+  return ` This run needs a connection of at least ${formatRate(r.linkBytesPerS)} each way, ${formatRate(r.firstLinkBytesPerS)} for the first exchange.`;
 }
 
 /**

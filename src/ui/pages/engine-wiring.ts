@@ -7,7 +7,7 @@ import type { TrainerApi } from '../../worker/worker.ts';
 import { STATE_FORMAT, STATE_VERSION, type LoadState, type TrainerEvent } from '../../worker/types.ts';
 import { privateCheckBatches, randomSeed, validationBatches } from '../../data/sampler.ts';
 import { buildLayout } from '../../model/layout.ts';
-import { compressionForRun } from '../../sync/compress.ts';
+import { compressionForRun } from '../../protocol/exchange-link.ts';
 import { consoleLogger } from '../../sync/components.ts';
 import { createMesh as makeMesh } from '../../sync/mesh.ts';
 import { downloadAssignment } from '../../volunteer/data.ts';
