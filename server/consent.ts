@@ -443,6 +443,7 @@ export class ConsentRequests {
   decide(nonce: string, allow: boolean): ConsentEntry {
     return this.tx(() => {
       const e = this.held(nonce);
+      if (e.state === 'released') throw new ConsentError('the widget withdrew this request (its Stop was pressed, or its page was closed): nothing was started', 409);
       if (e.state !== 'pending') throw new ConsentError(`this consent request was already answered (${e.state})`, 409);
       e.frameSeen = e.windowSeen = this.now();
       // The window answering is the window there (a reloaded one, or an answer sent just before a leave it outran).
@@ -468,11 +469,16 @@ export class ConsentRequests {
     });
   }
 
-  /** The frame ends its session (its Stop, its pause while out of view) or gives up a request: the window hears 'released'. */
+  /**
+   * The frame ends its session (its Stop, its pause while out of view), or withdraws a request
+   * still asked (its Stop while a Resume window asks): the window hears 'released' at its next
+   * watch, and says the widget stopped instead of asking; an Allow sent before is refused (409).
+   * A refusal or an ending the frame had not heard is gone.
+   */
   release(nonce: string): ConsentEntry {
     return this.tx(() => {
       const e = this.held(nonce);
-      if (e.state === 'allowed') this.settle(e, 'released');
+      if (e.state === 'allowed' || e.state === 'pending') this.settle(e, 'released');
       else if (e.state !== 'released') return this.heard(nonce, e);
       return ConsentRequests.view(e);
     });
