@@ -36,7 +36,7 @@ import { registerOpsRoute } from './ops.ts';
 import { registerWsRoute } from './routes/ws.ts';
 import { registerSecurityHeaders, registerWebRoutes } from './routes/web.ts';
 import { DEFAULT_LIMITS } from '../src/protocol/messages.ts';
-import { ConsentRequests, DEFAULT_CONSENT_LIMITS, loadConsents, saveConsents, type ConsentLimits } from './consent.ts';
+import { ConsentRequests, ConsentTable, DEFAULT_CONSENT_LIMITS, loadConsents, saveConsents, type ConsentLimits } from './consent.ts';
 import { registerConsentRoutes } from './routes/consent.ts';
 
 export interface AppDeps {
@@ -291,10 +291,15 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   registerWsRoute(ctx);
   const consents = new ConsentRequests({ ...DEFAULT_CONSENT_LIMITS, ...o.consent }, now);
   {
-    // The sessions the last coordinator on this data dir held as it closed, for runs still training.
+    // The sessions the last coordinator on this data dir held as it closed or crashed, for runs still training.
     const { saved, unreadable } = loadConsents(db, consents.limits.total);
     const taken = consents.restore(saved.filter((s) => runs.get(s.run)?.status === 'running'));
-    if (saved.length + unreadable > 0) logger.info({ saved: saved.length, taken, unreadable }, 'consent sessions taken back from the last close');
+    if (saved.length + unreadable > 0) logger.info({ saved: saved.length, taken, unreadable }, 'consent sessions taken back from the last coordinator');
+    // From here on each change is written as it happens, so a crash keeps them too; a failed write
+    // is said (the first of a streak, then every 100th) and the sessions go on in memory.
+    consents.persistTo(new ConsentTable(db), (err, streak) => {
+      if (streak === 1 || streak % 100 === 0) logger.error({ err, streak }, 'consent sessions not written to the database: they go on in memory, and a crash now would lose them');
+    });
   }
   registerConsentRoutes(ctx, consents);
   await registerWebRoutes(app, o.webRoot);
@@ -312,8 +317,13 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     setTimeout(() => app.server.closeAllConnections(), SHUTDOWN_GRACE_MS).unref();
   });
   app.addHook('onClose', async () => {
-    // Served no more: the widget's sessions go to the next start, whose first claims find them.
-    saveConsents(db, consents.saved());
+    // Served no more: the widget's sessions go to the next start, whose first claims find them
+    // (written as they changed; written whole once more here).
+    try {
+      saveConsents(db, consents.saved());
+    } catch (err) {
+      logger.error({ err }, 'consent sessions not written as the coordinator closed: the next start has those last written');
+    }
     scheduler.stop();
     await evaluator.close();
     await remeasuring;

@@ -10,12 +10,17 @@
 // client can grow this without bound; when all places are taken, a new request takes the oldest
 // place of whoever holds the most (evict), so no client can fill it to refuse everyone.
 //
-// A coordinator that closes (SIGTERM, Ctrl-C: its normal shutdown) keeps its sessions: it writes
-// every request it holds to its database as it closes (saveConsents), and the next start on the
-// same data dir loads them back with both sides seen afresh (loadConsents, restore), so the
-// frame's next claim and the window's next watch find them. Nothing is written while it runs: a
-// claim every 5 s from each frame costs no write, and a crash loses the sessions (the frame then
-// says the coordinator lost it, and Resume asks again).
+// A coordinator that stops keeps its sessions, whether it closes (SIGTERM, Ctrl-C) or crashes
+// (SIGKILL, out of memory): each change that matters is written to its database as it happens
+// (ConsentTable, attached by persistTo: a request registered, answered, ended, forgotten, or its
+// window leaving and coming back), one transaction per request to the coordinator that changed
+// something, and the next start on the same data dir loads them back with both sides seen afresh
+// (loadConsents, restore), so the frame's next claim and the window's next watch find them. A
+// claim every 5 s from each frame, and the window's watch, only move a seen-time on, which the
+// load sets afresh anyway: they write nothing. The table mirrors the store, so it holds at most
+// its 10,000 places; a write that fails is logged, the store goes on in memory, and the next
+// change writes the whole store again (a closing coordinator writes it all too, saveConsents).
+import type Database from 'better-sqlite3';
 import { OpenCounter, siteKey } from './address-budget.ts';
 import { CONSENT_NONCE_PATTERN, type ConsentState } from '../src/protocol/api.ts';
 import type { Db } from './db.ts';
@@ -55,7 +60,7 @@ export const DEFAULT_CONSENT_LIMITS: ConsentLimits = { ttlMs: 5 * 60_000, frameM
 
 export interface ConsentEntry { run: string; site: string; created: number; state: ConsentState; expiresAt: number }
 
-/** A request as a closing coordinator writes it (the consent_sessions table), and the next start reads it back. */
+/** A request as the coordinator writes it (the consent_sessions table), and the next start reads it back. */
 export interface SavedConsent { nonce: string; run: string; site: string; state: ConsentState; address: string; created: number; left: boolean }
 
 interface Held extends ConsentEntry {
@@ -82,6 +87,17 @@ export const REFUSAL_MS = 60_000;
 
 /** How many refused registrations are remembered at most (a few hundred KB): the oldest make way. */
 export const REFUSALS_KEPT = 1000;
+
+/**
+ * Where the store writes its requests as they change (ConsentTable): what a crash loses is what
+ * changed in the request to the coordinator it crashed in.
+ */
+export interface ConsentSink {
+  /** Writes `put` (in place of any row of the same nonce) and deletes the rows of `gone`, as one transaction. */
+  write(put: readonly SavedConsent[], gone: readonly string[]): void;
+  /** Writes `all` in place of every row, as one transaction. */
+  replace(all: readonly SavedConsent[]): void;
+}
 
 /** A request refused, with the HTTP status that says why. */
 export class ConsentError extends Error {
@@ -114,6 +130,72 @@ export class ConsentRequests {
   private queue = new EventQueue<Due>();
   /** Items the expiry queue has popped: a test's count that expiry costs O(expired) per request, not O(entries). */
   examined = 0;
+  /** Where the changes are written (persistTo), and what to do with a write that failed. */
+  private sink: { to: ConsentSink; failed: (err: unknown, streak: number) => void } | null = null;
+  /** Nonces changed since the last write: each row is written again, or deleted if the entry is gone. */
+  private readonly changed = new Set<string>();
+  /** The whole store is written at the next change (a write failed). */
+  private rewrite = false;
+  /** Writes that failed in a row (0 once one succeeds). */
+  private failing = 0;
+  /** Writes done (transactions): a test's count that a claim or watch renewal writes nothing. */
+  written = 0;
+  /** Writes that failed, in all. */
+  unwritten = 0;
+
+  /**
+   * Writes every change that matters from now on to `to` (a ConsentTable), after writing the whole
+   * store to it: what a crash loses is then what changed in the request it crashed in. `failed`
+   * hears each write that failed and how many failed in a row; the requests stay in memory, and the
+   * next change writes the whole store again.
+   */
+  persistTo(to: ConsentSink, failed: (err: unknown, streak: number) => void): void {
+    this.sink = { to, failed };
+    this.flush(true);
+  }
+
+  /**
+   * Writes what changed since the last write, in one transaction; nothing when nothing changed
+   * (a store that could not write waits for a change to try again). `all`: the whole store.
+   */
+  private flush(all = false): void {
+    if (this.sink === null || (!all && this.changed.size === 0)) return;
+    try {
+      if (all || this.rewrite) this.sink.to.replace([...this.entries.values()].map(ConsentRequests.saving));
+      else {
+        const put: SavedConsent[] = [], gone: string[] = [];
+        for (const nonce of this.changed) {
+          const e = this.entries.get(nonce);
+          if (e) put.push(ConsentRequests.saving(e));
+          else gone.push(nonce);
+        }
+        this.sink.to.write(put, gone);
+      }
+      this.changed.clear();
+      this.rewrite = false;
+      this.failing = 0;
+      this.written++;
+    } catch (err) {
+      // Kept in memory; written whole at the next change (the nonces pending here need no list).
+      this.changed.clear();
+      this.rewrite = true;
+      this.unwritten++;
+      this.sink.failed(err, ++this.failing);
+    }
+  }
+
+  /** Runs a request of the routes, and then writes what it changed (even when it throws: a sweep may have). */
+  private tx<T>(f: () => T): T {
+    try {
+      return f();
+    } finally {
+      this.flush();
+    }
+  }
+
+  private static saving(e: Held): SavedConsent {
+    return { nonce: e.nonce, run: e.run, site: e.site, state: e.state, address: e.address, created: e.created, left: e.leftAt !== null };
+  }
 
   constructor(readonly limits: ConsentLimits, private readonly now: () => number) {
     this.addresses = new OpenCounter(limits.perAddress);
@@ -162,7 +244,7 @@ export class ConsentRequests {
   private expire(nonce: string, e: Held, t: number): void {
     // Due before its answerBy: only its window's leaving brings a pending request's time that near.
     if (e.state === 'pending' && e.answerBy > t) {
-      e.leftAt = null;
+      this.setLeft(e, null);
       this.settle(e, 'denied');
       return;
     }
@@ -170,6 +252,7 @@ export class ConsentRequests {
     if (e.state === 'allowed' && gone <= e.frameSeen + this.limits.frameMs && gone <= e.windowSeen + this.limits.windowMs && gone + this.limits.frameMs > t) {
       e.state = 'closed';
       e.leftAt = null;
+      this.changed.add(nonce);
       e.expiresAt = gone + this.limits.frameMs;
       this.schedule(e);
       return;
@@ -180,6 +263,7 @@ export class ConsentRequests {
   /** Sets `e`'s state and when it ends: a live session when the first of its two sides goes unseen too long. */
   private settle(e: Held, state: ConsentState): void {
     const t = this.now();
+    if (e.state !== state) this.changed.add(e.nonce);
     e.state = state;
     const { frameMs, windowMs } = this.limits;
     switch (state) {
@@ -195,8 +279,17 @@ export class ConsentRequests {
   }
 
   private drop(nonce: string): void {
-    this.entries.get(nonce)?.release();
+    const e = this.entries.get(nonce);
+    if (!e) return;
+    e.release();
     this.entries.delete(nonce);
+    this.changed.add(nonce);
+  }
+
+  /** Sets when `e`'s window left (null: it stays), marking the row to write when that changes. */
+  private setLeft(e: Held, at: number | null): void {
+    if ((e.leftAt === null) !== (at === null)) this.changed.add(e.nonce);
+    e.leftAt = at;
   }
 
   /** Who holds a request of `address` (an addressKey): its IPv6 /48, or the address itself. */
@@ -227,11 +320,13 @@ export class ConsentRequests {
    * open; when all places are taken, one of the largest holder's requests gives way (evict).
    */
   open(nonce: string, run: string, site: string, address: string): ConsentEntry {
-    this.sweep();
-    if (this.entries.has(nonce)) throw new ConsentError('this consent nonce is already registered: make a fresh one for each request', 409);
-    const e = this.place(nonce, run, site, address, this.now());
-    if (typeof e === 'string') throw new ConsentError(e, 429);
-    return ConsentRequests.view(e);
+    return this.tx(() => {
+      this.sweep();
+      if (this.entries.has(nonce)) throw new ConsentError('this consent nonce is already registered: make a fresh one for each request', 409);
+      const e = this.place(nonce, run, site, address, this.now());
+      if (typeof e === 'string') throw new ConsentError(e, 429);
+      return ConsentRequests.view(e);
+    });
   }
 
   /** Takes a place for `nonce` (pending, both sides seen now), or says why the address or its /48 has none. */
@@ -265,6 +360,7 @@ export class ConsentRequests {
       },
     };
     this.entries.set(nonce, e);
+    this.changed.add(nonce);
     this.schedule(e);
     return e;
   }
@@ -273,8 +369,10 @@ export class ConsentRequests {
    * Every request held now, oldest first, to be written as the coordinator closes (saveConsents).
    */
   saved(): SavedConsent[] {
-    this.sweep();
-    return [...this.entries].map(([nonce, e]) => ({ nonce, run: e.run, site: e.site, state: e.state, address: e.address, created: e.created, left: e.leftAt !== null }));
+    return this.tx(() => {
+      this.sweep();
+      return [...this.entries.values()].map(ConsentRequests.saving);
+    });
   }
 
   /**
@@ -285,22 +383,24 @@ export class ConsentRequests {
    * open already, is left out. Returns how many were taken.
    */
   restore(saved: readonly SavedConsent[]): number {
-    let taken = 0;
-    for (const s of saved) {
-      if (this.entries.has(s.nonce)) continue;
-      const e = this.place(s.nonce, s.run, s.site, s.address, s.created);
-      if (typeof e === 'string') continue;
-      // A window that had left, asking or donating: its grace starts afresh.
-      if (s.left && (s.state === 'allowed' || s.state === 'pending')) e.leftAt = this.now();
-      this.settle(e, s.state);
-      taken++;
-    }
-    return taken;
+    return this.tx(() => {
+      let taken = 0;
+      for (const s of saved) {
+        if (this.entries.has(s.nonce)) continue;
+        const e = this.place(s.nonce, s.run, s.site, s.address, s.created);
+        if (typeof e === 'string') continue;
+        // A window that had left, asking or donating: its grace starts afresh.
+        if (s.left && (s.state === 'allowed' || s.state === 'pending')) e.leftAt = this.now();
+        this.settle(e, s.state);
+        taken++;
+      }
+      return taken;
+    });
   }
 
   /** The request of `nonce`; 404 when there is none (never registered, expired, ended or already claimed). */
   get(nonce: string): ConsentEntry {
-    return ConsentRequests.view(this.held(nonce));
+    return this.tx(() => ConsentRequests.view(this.held(nonce)));
   }
 
   private held(nonce: string): Held {
@@ -341,50 +441,64 @@ export class ConsentRequests {
 
   /** The consent window's answer: 409 once decided. Allow makes it a live session, both sides seen now. */
   decide(nonce: string, allow: boolean): ConsentEntry {
-    const e = this.held(nonce);
-    if (e.state !== 'pending') throw new ConsentError(`this consent request was already answered (${e.state})`, 409);
-    e.frameSeen = e.windowSeen = this.now();
-    // The window answering is the window there (a reloaded one, or an answer sent just before a leave it outran).
-    e.leftAt = null;
-    this.settle(e, allow ? 'allowed' : 'denied');
-    return ConsentRequests.view(e);
+    return this.tx(() => {
+      const e = this.held(nonce);
+      if (e.state === 'released') throw new ConsentError('the widget withdrew this request (its Stop was pressed, or its page was closed): nothing was started', 409);
+      if (e.state !== 'pending') throw new ConsentError(`this consent request was already answered (${e.state})`, 409);
+      e.frameSeen = e.windowSeen = this.now();
+      // The window answering is the window there (a reloaded one, or an answer sent just before a leave it outran).
+      this.setLeft(e, null);
+      this.settle(e, allow ? 'allowed' : 'denied');
+      return ConsentRequests.view(e);
+    });
   }
 
   /**
    * The frame asks for the answer, and then holds the session it trains under (claim and hold are
-   * one): 'allowed' renews the frame's side; a refusal, or an ending by the window ('stopped', 'closed'), is
+   * one): 'allowed' renews the frame's side (no write); a refusal, or an ending by the window ('stopped', 'closed'), is
    * answered once and the request is gone.
    */
   claim(nonce: string): ConsentEntry {
-    const e = this.held(nonce);
-    if (e.state === 'allowed') {
-      e.frameSeen = this.now();
-      this.settle(e, 'allowed');
-    } else if (e.state === 'denied' || e.state === 'stopped' || e.state === 'closed') return this.heard(nonce, e);
-    return ConsentRequests.view(e);
+    return this.tx(() => {
+      const e = this.held(nonce);
+      if (e.state === 'allowed') {
+        e.frameSeen = this.now();
+        this.settle(e, 'allowed');
+      } else if (e.state === 'denied' || e.state === 'stopped' || e.state === 'closed') return this.heard(nonce, e);
+      return ConsentRequests.view(e);
+    });
   }
 
-  /** The frame ends its session (its Stop, its pause while out of view) or gives up a request: the window hears 'released'. */
+  /**
+   * The frame ends its session (its Stop, its pause while out of view), or withdraws a request
+   * still asked (its Stop while a Resume window asks): the window hears 'released' at its next
+   * watch, and says the widget stopped instead of asking; an Allow sent before is refused (409).
+   * A refusal or an ending the frame had not heard is gone.
+   */
   release(nonce: string): ConsentEntry {
-    const e = this.held(nonce);
-    if (e.state === 'allowed') this.settle(e, 'released');
-    else if (e.state !== 'released') return this.heard(nonce, e);
-    return ConsentRequests.view(e);
+    return this.tx(() => {
+      const e = this.held(nonce);
+      if (e.state === 'allowed' || e.state === 'pending') this.settle(e, 'released');
+      else if (e.state !== 'released') return this.heard(nonce, e);
+      return ConsentRequests.view(e);
+    });
   }
 
   /**
    * The consent window watches the request or session: it takes back its leaving, while it asks
-   * (pending) or donates ('allowed', which renews its side too); the frame's ending ('released')
+   * (pending) or donates ('allowed', which renews its side too: no write); the frame's ending ('released')
    * is answered once.
    */
   watch(nonce: string): ConsentEntry {
-    const e = this.held(nonce);
-    if (e.state === 'allowed' || e.state === 'pending') {
-      if (e.state === 'allowed') e.windowSeen = this.now();
-      e.leftAt = null;
-      this.settle(e, e.state);
-    } else if (e.state === 'released') return this.heard(nonce, e);
-    return ConsentRequests.view(e);
+    return this.tx(() => {
+      const e = this.held(nonce);
+      if (e.state === 'allowed' || e.state === 'pending') {
+        if (e.state === 'allowed') e.windowSeen = this.now();
+        this.setLeft(e, null);
+        this.settle(e, e.state);
+      } else if (e.state === 'released') return this.heard(nonce, e);
+      return ConsentRequests.view(e);
+    });
   }
 
   /**
@@ -395,28 +509,34 @@ export class ConsentRequests {
    * ending by the window stands.
    */
   leave(nonce: string): ConsentEntry {
-    const e = this.held(nonce);
-    if (e.state === 'released') return this.heard(nonce, e);
-    if (e.state === 'allowed' || e.state === 'pending') {
-      e.leftAt ??= this.now();
-      this.settle(e, e.state);
-    }
-    return ConsentRequests.view(e);
+    return this.tx(() => {
+      const e = this.held(nonce);
+      if (e.state === 'released') return this.heard(nonce, e);
+      if (e.state === 'allowed' || e.state === 'pending') {
+        this.setLeft(e, e.leftAt ?? this.now());
+        this.settle(e, e.state);
+      }
+      return ConsentRequests.view(e);
+    });
   }
 
   /** The window ends the session: its Stop ('stopped'), or its closing ('closed'); the frame hears it and stops. 409 for a request not allowed. */
   stop(nonce: string, closed = false): ConsentEntry {
-    const e = this.held(nonce);
-    if (e.state === 'released') return this.heard(nonce, e);
-    if (e.state === 'stopped' || e.state === 'closed') return ConsentRequests.view(e);
-    if (e.state !== 'allowed') throw new ConsentError(`this consent request is not a donation under way (${e.state}): nothing to stop`, 409);
-    this.settle(e, closed ? 'closed' : 'stopped');
-    return ConsentRequests.view(e);
+    return this.tx(() => {
+      const e = this.held(nonce);
+      if (e.state === 'released') return this.heard(nonce, e);
+      if (e.state === 'stopped' || e.state === 'closed') return ConsentRequests.view(e);
+      if (e.state !== 'allowed') throw new ConsentError(`this consent request is not a donation under way (${e.state}): nothing to stop`, 409);
+      this.settle(e, closed ? 'closed' : 'stopped');
+      return ConsentRequests.view(e);
+    });
   }
 
   get size(): number {
-    this.sweep();
-    return this.entries.size;
+    return this.tx(() => {
+      this.sweep();
+      return this.entries.size;
+    });
   }
 
   /** Items in the expiry queue, passed-over ones included: at most twice the entries and 64. */
@@ -429,21 +549,55 @@ const STATES: readonly string[] = ['pending', 'allowed', 'denied', 'stopped', 'c
 const NONCE = new RegExp(CONSENT_NONCE_PATTERN);
 
 /**
+ * The consent_sessions table as the store's ConsentSink: prepared statements, one transaction per
+ * write. `writes` counts the transactions: a test's count that a claim renewal writes nothing.
+ */
+export class ConsentTable implements ConsentSink {
+  writes = 0;
+  private readonly upsert: Database.Statement;
+  private readonly remove: Database.Statement;
+  private readonly clear: Database.Statement;
+
+  constructor(private readonly db: Db) {
+    this.upsert = db.prepare('INSERT OR REPLACE INTO consent_sessions (nonce, run_id, site, state, address, created_at, left) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    this.remove = db.prepare('DELETE FROM consent_sessions WHERE nonce = ?');
+    this.clear = db.prepare('DELETE FROM consent_sessions');
+  }
+
+  write(put: readonly SavedConsent[], gone: readonly string[]): void {
+    this.db.transaction(() => {
+      for (const nonce of gone) this.remove.run(nonce);
+      for (const s of put) this.put(s);
+    })();
+    this.writes++;
+  }
+
+  replace(all: readonly SavedConsent[]): void {
+    this.db.transaction(() => {
+      this.clear.run();
+      for (const s of all) this.put(s);
+    })();
+    this.writes++;
+  }
+
+  private put(s: SavedConsent): void {
+    this.upsert.run(s.nonce, s.run, s.site, s.state, s.address, s.created, s.left ? 1 : 0);
+  }
+}
+
+/**
  * Writes `saved` (ConsentRequests.saved, at most its `total` places) as the requests the next start
  * takes back, in place of any written before: one transaction as the coordinator closes.
  */
 export function saveConsents(db: Db, saved: readonly SavedConsent[]): void {
-  const insert = db.prepare('INSERT OR REPLACE INTO consent_sessions (nonce, run_id, site, state, address, created_at, left) VALUES (?, ?, ?, ?, ?, ?, ?)');
-  db.transaction(() => {
-    db.prepare('DELETE FROM consent_sessions').run();
-    for (const s of saved) insert.run(s.nonce, s.run, s.site, s.state, s.address, s.created, s.left ? 1 : 0);
-  })();
+  new ConsentTable(db).replace(saved);
 }
 
 /**
- * Reads back, and deletes, what the last closing coordinator wrote (at most `max` rows, oldest
- * first): a crash after this start writes nothing, so nothing older comes back after it. Rows
- * this build cannot read (a state it does not know, a nonce out of pattern) are left out and counted.
+ * Reads back, and deletes, what the last coordinator on this data dir wrote (at most `max` rows,
+ * oldest first); the store this start fills writes those it takes back again as it is attached
+ * (persistTo), so a row not taken does not come back after a crash. Rows this build cannot read
+ * (a state it does not know, a nonce out of pattern) are left out and counted.
  */
 export function loadConsents(db: Db, max: number): { saved: SavedConsent[]; unreadable: number } {
   return db.transaction(() => {

@@ -107,9 +107,9 @@ const MIGRATIONS: string[] = [
   // 7: how many validation batches the coordinator measured a checkpoint's loss on (null: not
   // measured by it, or on other windows; server/checkpoint-remeasure.ts measures it again).
   `ALTER TABLE checkpoints ADD COLUMN val_batches INTEGER;`,
-  // 8: the widget's consent requests a closing coordinator hands to its next start (server/consent.ts,
-  // saveConsents): written as it closes, read back and emptied as it starts, so at most the
-  // store's 10,000 places.
+  // 8: the widget's consent requests a coordinator hands to its next start (server/consent.ts,
+  // ConsentTable): each change written as it happens and all as it closes, read back as it starts
+  // and written again as taken back; a mirror of the store, so at most its 10,000 places.
   `
   CREATE TABLE consent_sessions (
     nonce TEXT PRIMARY KEY,

@@ -147,9 +147,36 @@ describe('consent requests', () => {
     const early = await side(nc, 'stop');
     expect(early.statusCode).toBe(409);
     expect(early.json().error).toMatch(/not a donation under way \(pending\)/);
-    // The frame gives up a request it waited for: gone.
-    expect((await side(nc, 'release')).json()).toMatchObject({ state: 'pending' });
     for (const what of ['watch', 'release', 'stop'] as const) expect((await side(nonce(), what)).statusCode).toBe(404);
+    await side(nc, 'release');
+    expect((await side(nc, 'watch')).json()).toMatchObject({ state: 'released' });
+    expect(s.c.consents.size).toBe(0);
+  });
+
+  it('withdraw a request still asked when the frame releases it (its Stop while a Resume window asks): the window hears it, and an Allow there is refused', async () => {
+    const nc = nonce();
+    await ask(nc, '192.0.2.16');
+    expect((await side(nc, 'watch')).json()).toMatchObject({ state: 'pending' });
+    const released = await side(nc, 'release');
+    expect(released.statusCode).toBe(200);
+    expect(released.json()).toMatchObject({ state: 'released' });
+    // The frame's release is idempotent (its pagehide may follow its Stop).
+    expect((await side(nc, 'release')).json()).toMatchObject({ state: 'released' });
+    // The window, asking still, learns it (not 'gone', after which it kept asking); an Allow sent first is refused, and starts nothing.
+    expect((await inject({ method: 'GET', url: `/api/consent/${nc}` })).json()).toMatchObject({ state: 'released' });
+    const allowed = await decide(nc, true);
+    expect(allowed.statusCode).toBe(409);
+    expect(allowed.json().error).toBe('the widget withdrew this request (its Stop was pressed, or its page was closed): nothing was started');
+    expect((await claim(nc)).json()).toMatchObject({ state: 'released' });
+    expect((await side(nc, 'watch')).json()).toMatchObject({ state: 'released' });
+    // Heard by the window: the nonce is done.
+    expect((await side(nc, 'watch')).statusCode).toBe(404);
+    // One the window never hears is kept no longer than a session's ending: windowMs.
+    const unheard = nonce();
+    await ask(unheard, '192.0.2.16');
+    await side(unheard, 'release');
+    expect(s.c.consents.get(unheard).expiresAt).toBeLessThanOrEqual(Date.now() + skew + WINDOW);
+    expect((await side(unheard, 'leave')).json()).toMatchObject({ state: 'released' });
     expect(s.c.consents.size).toBe(0);
   });
 

@@ -78,6 +78,19 @@ describe('askConsent', () => {
     expect(await dropped).toBe('expired');
   });
 
+  it('withdraws a request that was no longer wanted by the time it was registered (a Stop while it was on its way), so its window asks no more', async () => {
+    const { win } = fakeWindow(['https://whales.example']);
+    let registered!: () => void;
+    const { port, calls } = fakePort([], () => new Promise<void>((r) => { registered = r; }));
+    let wanted = true;
+    const answer = askConsent({ port, path: '/consent' }, win, NONCE, () => wanted);
+    await vi.advanceTimersByTimeAsync(0);
+    wanted = false;
+    registered();
+    expect(await answer).toBe('expired');
+    expect(calls).toEqual([`register ${NONCE} https://whales.example`, `release ${NONCE}`]);
+  });
+
   it('says why when the coordinator refuses the request, and opens nothing where the browser names no site', async () => {
     const { win } = fakeWindow(['https://evil.example']);
     const refused = askConsent({ port: fakePort([], async () => { throw new Error('https://evil.example is not an embedding site of run default'); }).port, path: '/consent' }, win, NONCE, () => true);

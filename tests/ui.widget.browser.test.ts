@@ -325,6 +325,48 @@ describe('embeddable widget', () => {
     }
   });
 
+  it('withdraws the question a Resume window still asks when the frame\'s Stop is pressed: the window says so instead of asking', async () => {
+    const frame = trainingFrame(page);
+    const start = frame.locator('#murmur-start');
+    const claims = (v: 'through' | 'unreachable' | 'forgotten') => frame.evaluate((x) => { window.frameTest.claims = x; }, v);
+    const known = (nc: string) => { try { return coordinator.c.consents.get(nc).state; } catch { return 'gone'; } };
+    await frame.evaluate(() => { window.frameTest.hold.holdMs = 200; });
+    const windows: Page[] = [];
+    try {
+      windows.push(await startThroughConsent(start));
+      await waitForStatus(/Training/);
+      // Paused by the frame (the coordinator said it lost the session): Resume asks through a new window.
+      await claims('forgotten');
+      await waitForStatus(/^Paused: the Murmur coordinator lost this donation's session/);
+      await claims('through');
+      const asking = await consentWindowFrom(page.context(), () => restAndClick(start));
+      windows.push(asking);
+      const nc = new URL(asking.url()).hash.slice(1);
+      await asking.locator('murmur-consent-window button[data-action=allow]').waitFor();
+      await expect.poll(() => known(nc)).toBe('pending');
+      expect(await start.innerText()).toBe('Open the Murmur window again');
+      // The frame's own Stop before the window was answered.
+      await page.bringToFront();
+      await frame.locator('#murmur-stop').click();
+      await frame.waitForFunction(() => window.frameTest.controller!.phase === 'stopped');
+      // The coordinator has it withdrawn; the window hears it at its next watch and asks no more.
+      await expect.poll(() => known(nc)).not.toBe('pending');
+      const said = asking.locator('murmur-consent-window [data-ended=withdrawn]');
+      await said.waitFor({ timeout: 30_000 });
+      expect(await said.innerText()).toBe(`The widget on ${new URL(hostUrl).origin} stopped before you answered: its Stop was pressed, or its page was closed. ` +
+        'Nothing was started, and nothing runs on this device for it.');
+      expect(await asking.locator('murmur-consent-window button[data-action]').count()).toBe(0);
+      // Heard by the window: the nonce is done, and the frame is back to Start, saying nothing of a window to confirm in.
+      await expect.poll(() => known(nc)).toBe('gone');
+      expect(await start.innerText()).toBe('Start again');
+      await expect.poll(() => frame.locator('#murmur-note').innerText()).not.toMatch(/Confirm in the Murmur window/);
+    } finally {
+      await claims('through');
+      await frame.evaluate(() => { window.frameTest.hold.holdMs = 5000; });
+      for (const w of windows) await w.close();
+    }
+  });
+
   it('trains nothing for a page that frames the training frame and posts start itself', async () => {
     const p = await (await h.browser.newContext()).newPage();
     await p.goto(forgerUrl);

@@ -16,7 +16,8 @@
 // told from a close in the page, and the reloaded window (its #nonce kept) watches at once. The
 // same holds before the answer: closing the window unanswered is Don't allow 15 s on, and a
 // reloaded window can still answer. It watches the request every CONSENT_WATCH_MS while it asks
-// or donates, and says when the widget has stopped. Stop takes any click: stopping is always safe.
+// or donates, and says when the widget has stopped: a Stop in the widget while this window still
+// asks (a Resume's) withdraws the question, and the window then says so instead of asking. Stop takes any click: stopping is always safe.
 import { LitElement, html, css, nothing, type TemplateResult } from 'lit';
 import { pageGate, PAGE_REFUSED } from '../core/settle.ts';
 import type { ConsentAsked, ConsentWindowPort } from '../ports.ts';
@@ -41,8 +42,8 @@ type View =
   | { kind: 'answered'; asked: ConsentAsked }
   /** Allowed, and the session is live: the window is the donation's Stop. */
   | { kind: 'donating'; asked: ConsentAsked }
-  /** The session ended, and why. */
-  | { kind: 'ended'; asked: ConsentAsked; why: 'stopped' | 'closed' | 'released' | 'gone' }
+  /** The session ended, and why; or the question did ('withdrawn': the widget stopped before it was answered). */
+  | { kind: 'ended'; asked: ConsentAsked; why: 'stopped' | 'closed' | 'released' | 'gone' | 'withdrawn' }
   | { kind: 'error'; text: string };
 
 export class ConsentWindow extends LitElement {
@@ -142,7 +143,9 @@ export class ConsentWindow extends LitElement {
     if (v.kind === 'asking') {
       // Gone (expired): an answer now is told so when it is given.
       if (now === 'gone') return;
-      if (now.state !== 'pending') this.show(now);
+      // The widget's Stop (or its page closing) withdrew the question: it asks no more.
+      if (now.state === 'released') this.view = { kind: 'ended', asked: now, why: 'withdrawn' };
+      else if (now.state !== 'pending') this.show(now);
     } else if (now === 'gone') this.view = { kind: 'ended', asked: v.asked, why: 'gone' };
     else this.show(now);
     if (this.view.kind === 'donating' || this.view.kind === 'asking') this.watchLater();
@@ -256,8 +259,12 @@ export class ConsentWindow extends LitElement {
       ${this.refused ? html`<p class="refused" role="alert" data-refused>${this.refused}</p>` : nothing}`;
   }
 
-  private renderEnded(a: ConsentAsked, why: 'stopped' | 'closed' | 'released' | 'gone'): TemplateResult {
+  private renderEnded(a: ConsentAsked, why: 'stopped' | 'closed' | 'released' | 'gone' | 'withdrawn'): TemplateResult {
     const site = html`<span class="site">${a.site}</span>`;
+    if (why === 'withdrawn') {
+      return html`<h1>Murmur</h1><p role="status" data-ended=${why}>The widget on ${site} stopped before you answered: its Stop was
+        pressed, or its page was closed. Nothing was started, and nothing runs on this device for it.</p><p>You can close this window.</p>`;
+    }
     const text = why === 'stopped' || why === 'closed' ? html`Stopped. The widget on ${site} stops training within a few seconds.`
       : why === 'released' ? html`The widget on ${site} stopped training: its Stop was pressed, it paused while out of view, or its page was closed.`
       : html`The widget on ${site} is gone: its page was closed or lost touch with Murmur.`;

@@ -240,6 +240,11 @@ export function askConsent(consent: FrameConsent, win: Window, nonce: string, st
     } catch (e) {
       return new Error(CONSENT.failed((e as Error).message));
     }
+    // Withdrawn while it was being registered (a Stop): the window hears it and asks no more.
+    if (!stillWanted()) {
+      consent.port.release(nonce);
+      return 'expired';
+    }
     const until = win.performance.now() + CONSENT_WAIT_MS;
     while (stillWanted() && win.performance.now() < until) {
       await new Promise((r) => setTimeout(r, CONSENT_POLL_MS));
@@ -580,8 +585,21 @@ export function serveFrame(
         consent.port.release(session);
         session = null;
       };
+      /**
+       * A Stop (the frame's, the page's) or the page going: ends the session, and withdraws the
+       * question a consent window still asks (a Resume's), which then says the widget stopped
+       * instead of asking: an Allow there would start what the visitor just stopped.
+       */
+      const withdraw = () => {
+        release();
+        if (asking === null) return;
+        consent.port.release(asking.nonce);
+        asking = null;
+        // No window to confirm in any more: the status follows the Stop.
+        if (refused === CONSENT.waiting) refused = null;
+      };
       // (A tab closed, or the frame taken out of the page: the window hears it at once.)
-      win.addEventListener('pagehide', release);
+      win.addEventListener('pagehide', withdraw);
       const push = () => {
         if (queued) return;
         queued = true;
@@ -617,7 +635,7 @@ export function serveFrame(
       c.subscribe(showButton);
       const ready = c.init().then(() => { push(); showButton(); });
       // Stopping needs no proof of anything: it is always what the volunteer may want.
-      stop.addEventListener('click', () => { release(); void c.stop(); });
+      stop.addEventListener('click', () => { withdraw(); void c.stop(); });
       // On the document: a click where the button is while it takes no pointer events lands on
       // the page behind it, and is answered too.
       win.document.addEventListener('click', (ev) => {
@@ -687,7 +705,7 @@ export function serveFrame(
           case 'pause': c.pauseNow(); break;
           // Not while the frame holds training paused: the page that hid it would resume it.
           case 'resume': if (held === null) c.resume(); break;
-          case 'stop': release(); await c.stop(); break;
+          case 'stop': withdraw(); await c.stop(); break;
           case 'intensity': c.setIntensity(cmd.value); break;
         }
         push();
