@@ -996,8 +996,18 @@ export class PeerHub {
     let base = Math.max(0, this.d.checkpoints.latest(runId)?.step ?? 0);
     for (const p of this.byRun.get(runId) ?? []) if (p !== peerId) base = Math.max(base, this.byPeer.get(p)?.lastStep ?? 0);
     if (resumed) {
-      const own = this.d.db.prepare('SELECT MAX(step) AS s FROM reports WHERE run_id = ? AND peer_id = ?').get(runId, peerId) as { s: number | null };
-      base = Math.max(base, own.s ?? 0);
+      // Its own furthest accepted report, and what it could have trained since that report arrived
+      // at the run's fastest rate: a volunteer away for a while (its network, or this coordinator
+      // restarting) trained on and flushes the reports it buffered the moment it is back. Counted
+      // from its join alone, those were refused as impossible, each a strike, and past maxStrikes
+      // the connection was closed, to come back with the same unacknowledged reports.
+      const own = this.d.db.prepare('SELECT step, received_at AS at FROM reports WHERE run_id = ? AND peer_id = ? ORDER BY step DESC LIMIT 1')
+        .get(runId, peerId) as { step: number; at: number } | undefined;
+      if (own) {
+        const run = this.d.runs.get(runId);
+        const away = Math.max(0, this.d.clock.now() - own.at) / 1000;
+        base = Math.max(base, own.step + (run ? Math.ceil(away * stepRate(run)) : 0));
+      }
     }
     return base;
   }
