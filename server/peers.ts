@@ -54,7 +54,7 @@ import { ReadyPool } from './pairing.ts';
 import { PAIR_WAIT_BOUNDS_MS } from '../src/protocol/ready-pool.ts';
 import { iceFor, renewDelayMs, type IceSettings } from './ice.ts';
 import {
-  DEFAULT_LIMITS, PROTOCOL_VERSION, isLagReport, isSoftOffence, isStateOffence, parseClientMessage,
+  DEFAULT_LIMITS, PROTOCOL_VERSION, isLagReport, isSoftOffence, isStateOffence, parseClientMessage, reportRefusal,
   type ClientMessage, type DataAssignment, type ErrorCode, type HelloMsg, type OffenderMsg, type ReportMsg, type RunInfo, type ServerMessage,
 } from '../src/protocol/messages.ts';
 import { DEFAULT_RUN_ID } from './runs.ts';
@@ -1017,7 +1017,7 @@ export class PeerHub {
     const run = this.d.runs.get(c.runId!);
     if (!run) return;
     const impossible = reportError(msg, { run, now, joinedAt: c.joinedAt, stepBase: c.stepBase, lastReportAt: c.lastReportAt });
-    if (impossible) return this.reject(c, 'bad-message', `report ${msg.seq}: ${impossible}`, 'report');
+    if (impossible) return this.reject(c, 'bad-message', reportRefusal(msg.seq, impossible), 'report');
     c.lastReportAt = now;
     const { t: _t, seq, ...fields } = msg;
     // A partner the pool never gave this peer (or gave it before a reconnect) is not plotted as one.
