@@ -7,18 +7,24 @@
 // addresses: on a full run, the address holding the most gives up its newest stream to one
 // holding fewer, so a crowd of addresses cannot hold them all (63 addresses of 8 did).
 import type { ServerResponse } from 'node:http';
-import { OpenCounter } from './address-budget.ts';
+import { OpenCounter, siteKey } from './address-budget.ts';
 
 export interface LiveLimits {
   /** All streams together: each holds a socket and a send buffer. */
   maxSubscribers: number;
   /** Streams one client address (IPv6: one /64) may hold. */
   perAddress: number;
+  /**
+   * Streams all the /64s of one IPv6 /48 (siteKey) may hold together: 4 /64s' worth, as for
+   * WebSockets. Without it 125 /64s of one /48, 8 streams each, held all 1,000 and every
+   * dashboard of every run was refused.
+   */
+  perSite: number;
   /** Streams on one run. */
   perRun: number;
 }
 
-export const DEFAULT_LIVE_LIMITS: LiveLimits = { maxSubscribers: 1000, perAddress: 8, perRun: 500 };
+export const DEFAULT_LIVE_LIMITS: LiveLimits = { maxSubscribers: 1000, perAddress: 8, perSite: 32, perRun: 500 };
 
 export type LiveEvent = 'report' | 'peer' | 'checkpoint' | 'run';
 
@@ -41,10 +47,12 @@ export class LiveHub {
   }
 
   private readonly byAddress: OpenCounter;
+  private readonly bySite: OpenCounter;
   private readonly byRun: OpenCounter;
 
   constructor(private readonly maxBufferedBytes = 1 << 20, keepAliveMs = 15_000, readonly limits: LiveLimits = DEFAULT_LIVE_LIMITS) {
     this.byAddress = new OpenCounter(limits.perAddress);
+    this.bySite = new OpenCounter(limits.perSite);
     this.byRun = new OpenCounter(limits.perRun);
     // A comment line now and then keeps proxies from closing an idle stream.
     this.keepAlive = setInterval(() => {
@@ -67,6 +75,12 @@ export class LiveHub {
     if (this.subs.size >= this.limits.maxSubscribers) return { status: 503, error: `${this.subs.size} dashboards are connected, the limit; try again later` };
     const addr = this.byAddress.acquire(address);
     if (!addr) return { status: 429, error: `this address holds ${this.limits.perAddress} live streams, the limit; close one first` };
+    const site = siteKey(address);
+    const siteRelease = site === null ? () => {} : this.bySite.acquire(site);
+    if (!siteRelease) {
+      addr();
+      return { status: 429, error: `this address's /48 holds ${this.limits.perSite} live streams, the limit; close one first` };
+    }
     let run = this.byRun.acquire(runId);
     if (!run) {
       const crowded = this.displaceable(runId, address);
@@ -79,10 +93,11 @@ export class LiveHub {
     }
     if (!run) {
       addr();
+      siteRelease();
       return { status: 503, error: `run ${runId} has ${this.limits.perRun} live streams, the limit, and no address holds more than one over this one's; try again later` };
     }
     const release = run;
-    return (res, headers) => this.subscribe(runId, address, res, headers, () => { addr(); release(); });
+    return (res, headers) => this.subscribe(runId, address, res, headers, () => { addr(); siteRelease(); release(); });
   }
 
   /**

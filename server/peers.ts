@@ -54,7 +54,7 @@ import { ReadyPool } from './pairing.ts';
 import { PAIR_WAIT_BOUNDS_MS } from '../src/protocol/ready-pool.ts';
 import { iceFor, renewDelayMs, type IceSettings } from './ice.ts';
 import {
-  DEFAULT_LIMITS, PROTOCOL_VERSION, isLagReport, isSoftOffence, isStateOffence, parseClientMessage,
+  DEFAULT_LIMITS, PROTOCOL_VERSION, isLagReport, isSoftOffence, isStateOffence, parseClientMessage, reportRefusal,
   type ClientMessage, type DataAssignment, type ErrorCode, type HelloMsg, type OffenderMsg, type ReportMsg, type RunInfo, type ServerMessage,
 } from '../src/protocol/messages.ts';
 import { DEFAULT_RUN_ID } from './runs.ts';
@@ -996,8 +996,18 @@ export class PeerHub {
     let base = Math.max(0, this.d.checkpoints.latest(runId)?.step ?? 0);
     for (const p of this.byRun.get(runId) ?? []) if (p !== peerId) base = Math.max(base, this.byPeer.get(p)?.lastStep ?? 0);
     if (resumed) {
-      const own = this.d.db.prepare('SELECT MAX(step) AS s FROM reports WHERE run_id = ? AND peer_id = ?').get(runId, peerId) as { s: number | null };
-      base = Math.max(base, own.s ?? 0);
+      // Its own furthest accepted report, and what it could have trained since that report arrived
+      // at the run's fastest rate: a volunteer away for a while (its network, or this coordinator
+      // restarting) trained on and flushes the reports it buffered the moment it is back. Counted
+      // from its join alone, those were refused as impossible, each a strike, and past maxStrikes
+      // the connection was closed, to come back with the same unacknowledged reports.
+      const own = this.d.db.prepare('SELECT step, received_at AS at FROM reports WHERE run_id = ? AND peer_id = ? ORDER BY step DESC LIMIT 1')
+        .get(runId, peerId) as { step: number; at: number } | undefined;
+      if (own) {
+        const run = this.d.runs.get(runId);
+        const away = Math.max(0, this.d.clock.now() - own.at) / 1000;
+        base = Math.max(base, own.step + (run ? Math.ceil(away * stepRate(run)) : 0));
+      }
     }
     return base;
   }
@@ -1007,7 +1017,7 @@ export class PeerHub {
     const run = this.d.runs.get(c.runId!);
     if (!run) return;
     const impossible = reportError(msg, { run, now, joinedAt: c.joinedAt, stepBase: c.stepBase, lastReportAt: c.lastReportAt });
-    if (impossible) return this.reject(c, 'bad-message', `report ${msg.seq}: ${impossible}`, 'report');
+    if (impossible) return this.reject(c, 'bad-message', reportRefusal(msg.seq, impossible), 'report');
     c.lastReportAt = now;
     const { t: _t, seq, ...fields } = msg;
     // A partner the pool never gave this peer (or gave it before a reconnect) is not plotted as one.

@@ -265,6 +265,21 @@ export function lossFromWire(x: WireLoss): number | null {
   return x;
 }
 
+/**
+ * The message of the coordinator's refusal of report `seq` (an `error` with ref 'report'): it
+ * names the seq first, so the client knows which report it refused and drops it (refusedReportSeq).
+ */
+export function reportRefusal(seq: number, why: string): string {
+  return `report ${seq}: ${why}`;
+}
+
+/** The seq of the report an `error` refused (reportRefusal), or null when it refused none. */
+export function refusedReportSeq(e: { ref?: string; message: string }): number | null {
+  if (e.ref !== 'report') return null;
+  const m = /^report (\d{1,16}): /.exec(e.message);
+  return m ? Number(m[1]) : null;
+}
+
 /** Longest `linkError` of a report; the mesh's reason is cut to fit. */
 export const MAX_LINK_ERROR = 300;
 /** Longest `reason` of an offender report; the mesh's "code: detail" is cut to fit. */

@@ -12,7 +12,7 @@
 //   its wait runs out, so the trainer never blocks on pairing.
 import type { IceConfig, PairAssignment, Signaling, SignalingEventMap } from '../protocol/signaling.ts';
 import {
-  DEFAULT_LIMITS, MAX_OFFENDER_REASON, PROTOCOL_VERSION, parseServerMessage,
+  DEFAULT_LIMITS, MAX_OFFENDER_REASON, PROTOCOL_VERSION, parseServerMessage, refusedReportSeq,
   type ClientMessage, type ErrorMsg, type ReportFields, type ReportMsg, type RunInfo, type ServerMessage, type WelcomeMsg,
 } from '../protocol/messages.ts';
 import { decodeStateFrame, encodeStateFrame, STATE_HEADER_MAX, stateFrameBytes, type StateFrame } from '../protocol/state-frame.ts';
@@ -126,6 +126,8 @@ export class SignalingClient implements Signaling {
   lastCloseReason: string | null = null;
   /** Reports dropped because the buffer was full. */
   droppedReports = 0;
+  /** Reports the coordinator refused (dropped, never sent again). */
+  refusedReports = 0;
   /** Frames not sent because they exceeded the coordinator's frame limit. */
   droppedFrames = 0;
 
@@ -360,10 +362,16 @@ export class SignalingClient implements Signaling {
       case 'state-request':
         void this.serveState(m.id, m.url);
         return;
-      case 'error':
+      case 'error': {
         if (m.code === 'bad-session') this.session.save(null);
+        // A report the coordinator refused (a claim it judged impossible) is never stored: sent
+        // again at every reconnect, each refusal was another invalid frame, and past maxStrikes
+        // of them the coordinator closed the connection, to get the same reports again.
+        const refused = refusedReportSeq(m);
+        if (refused !== null && this.unacked.delete(refused)) this.refusedReports++;
         this.emit('error', m);
         return;
+      }
     }
   }
 
