@@ -1,6 +1,6 @@
 // Simulator configuration: one documented place for every knob, with the NoLoCo paper's
 // settings as defaults for each method.
-import type { DilocoMomentum, OuterHyper } from '../train/outer.ts';
+import type { DilocoMomentum, OuterHyper, StaleRule } from '../train/outer.ts';
 import { pairStabilityWarnings, validateOuterHyper } from '../train/outer.ts';
 import type { AllReduceKind, NetworkModel } from '../train/network.ts';
 import { HOME_LINK, validateNetwork } from '../train/network.ts';
@@ -84,6 +84,11 @@ export interface SimConfig {
    * norm, distance, lag) a solo step. On by default, as for the probe: volunteers do it every round.
    */
   checks: boolean;
+  /**
+   * NoLoCo: how the consensus treats a partner whose message is rounds behind (StaleRule in
+   * src/train/outer.ts; docs/design.md section 6, "Rounds behind"). Absent: none, the live rule.
+   */
+  stale?: StaleRule;
   /**
    * Also evaluate, at every evaluation, the weights each replica held at the end of its last
    * outer round (φ), what a volunteer measures and reports after its outer step, where the

@@ -5,7 +5,7 @@ import { DEFAULT_TRAIN, preset, trainConfig, validateModelConfig, type ModelConf
 import { RUN_VAL_BATCHES } from '../data/sampler.ts';
 import { learningRate } from '../train/schedule.ts';
 import type { NetworkModel, AllReduceKind } from '../train/network.ts';
-import type { DilocoMomentum } from '../train/outer.ts';
+import { parseStaleRule, type DilocoMomentum } from '../train/outer.ts';
 import type { Corpus } from '../data/corpus.ts';
 import { loadDefaultCorpus } from '../data/corpus.ts';
 import type { ChurnConfig, Method, SimConfig } from './config.ts';
@@ -47,6 +47,8 @@ export interface SimSpec {
   probeTime?: number;
   /** NoLoCo: the mesh's checks of a partner's payload (default true; SimConfig.checks). */
   checks?: boolean;
+  /** NoLoCo: the consensus rule for a partner rounds behind, "none", "weight:K" or "solo:K" (SimConfig.stale; default none). */
+  stale?: string;
   /** Also the loss of each replica's weights at its last outer step (SimConfig.roundLoss). */
   roundLoss?: boolean;
   /**
@@ -206,6 +208,7 @@ export function simConfig(spec: SimSpec): SimConfig {
     probe: spec.probe ?? SIM_DEFAULTS.probe,
     ...(spec.probeTime !== undefined && { probeTime: spec.probeTime }),
     checks: spec.checks ?? SIM_DEFAULTS.checks,
+    ...(spec.stale !== undefined && { stale: parseStaleRule(spec.stale) }),
     roundLoss: spec.roundLoss ?? false,
   };
 }

@@ -7,7 +7,7 @@
 // equal times run in a fixed order, and replicas that finish an inner loop at the same instant
 // are handed to the strategy together, in slot order. Same config -> identical results.
 import { Rng } from '../model/rng.ts';
-import { probeCandidates, type OuterMessage } from '../train/outer.ts';
+import { probeCandidates, type OuterHyper, type OuterMessage } from '../train/outer.ts';
 import { PROBE_WINDOWS, ProbeJudge, type ProbeLosses, type ProbeVerdict } from '../round/probe.ts';
 import { PartnerValidator, norm2 } from '../sync/validate.ts';
 import type { Learner, LearnerFactory } from './learner.ts';
@@ -383,9 +383,9 @@ export class Simulation {
    * message is behind r's, as a volunteer's round tells its judge (src/round/outer-round.ts).
    * Charges its time to the probe totals.
    */
-  probePair(r: Replica, partnerId: string, partner: OuterMessage, behind?: number): boolean {
+  probePair(r: Replica, partnerId: string, partner: OuterMessage, behind?: number, outer: OuterHyper = this.cfg.outer): boolean {
     if (!this.probing || !r.msg) return true;
-    const c = probeCandidates(r.phi, r.mom, r.msg, partner, this.cfg.outer);
+    const c = probeCandidates(r.phi, r.mom, r.msg, partner, outer);
     const [solo, paired] = r.learner.probeLosses!([c.solo, c.paired], PROBE_WINDOWS);
     r.judge ??= new ProbeJudge();
     const losses = { solo: solo!, paired: paired! };

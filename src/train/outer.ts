@@ -103,6 +103,42 @@ export function probeCandidates(
   return { solo: one([own]), paired: one([own, partner]) };
 }
 
+/**
+ * How the consensus treats a partner whose payload is `behind` outer rounds behind ours (its
+ * round's claim; docs/design.md section 6, "Rounds behind"):
+ * - none: every partner alike (the live rule);
+ * - weight K: γ·w(k), w(k) = 1 for k <= K and K/k beyond (a stale φ pulls less);
+ * - solo K: a partner more than K rounds behind is not taken (a solo step).
+ * A partner at or ahead of our round, or one whose round is unknown, always gets the full γ.
+ */
+export type StaleRule = { kind: 'none' } | { kind: 'weight'; from: number } | { kind: 'solo'; beyond: number };
+
+export const STALE_NONE: StaleRule = { kind: 'none' };
+
+/** "none", "weight:K" or "solo:K" (K a whole number of rounds >= 0), as a bench or the CLI names it. */
+export function parseStaleRule(s: string): StaleRule {
+  if (s === 'none') return STALE_NONE;
+  const m = /^(weight|solo):(\d+)$/.exec(s);
+  if (!m) throw new Error(`stale rule "${s}": use none, weight:K or solo:K with K a whole number of rounds`);
+  const k = Number(m[2]);
+  if (m[1] === 'weight' && k === 0) throw new Error(`stale rule "${s}": weight:K needs K >= 1 (K = 0 removes the consensus for every partner behind)`);
+  return m[1] === 'weight' ? { kind: 'weight', from: k } : { kind: 'solo', beyond: k };
+}
+
+export function staleRuleName(r: StaleRule): string {
+  return r.kind === 'none' ? 'none' : r.kind === 'weight' ? `weight:${r.from}` : `solo:${r.beyond}`;
+}
+
+/**
+ * The outer hyper-parameters for a pair step with a partner `behind` rounds behind us under
+ * `rule`, or null when the rule takes a solo step instead.
+ */
+export function staleOuter(h: OuterHyper, behind: number | undefined, rule: StaleRule): OuterHyper | null {
+  if (rule.kind === 'none' || behind === undefined || !Number.isFinite(behind)) return h;
+  if (rule.kind === 'solo') return behind > rule.beyond ? null : h;
+  return behind > rule.from ? { ...h, consensus: (h.consensus * rule.from) / behind } : h;
+}
+
 /** DiLoCo's outer momentum: heavy-ball (the NoLoCo authors' baseline code) or Nesterov (Douillard et al.). */
 export const DILOCO_MOMENTA = ['heavy-ball', 'nesterov'] as const;
 export type DilocoMomentum = (typeof DILOCO_MOMENTA)[number];

@@ -1,5 +1,5 @@
 // Pieces NoLoCo's two pairing rules share: a pair exchange and a solo step.
-import { nolocoOuterStep, outerMessage } from '../../train/outer.ts';
+import { STALE_NONE, nolocoOuterStep, outerMessage, staleOuter } from '../../train/outer.ts';
 import { pairExchangeTime } from '../../train/network.ts';
 import type { Replica, Simulation } from '../simulator.ts';
 import { PRIORITY } from '../simulator.ts';
@@ -28,9 +28,12 @@ export function pairExchange(sim: Simulation, a: Replica, b: Replica): void {
     const behind = r.outerSteps - other.outerSteps;
     sim.atFor(r, sim.now + seconds + sim.probeSeconds(r), PRIORITY.comm, () => {
       // As the mesh passes it on (clipped, or refused), then as the probe judges it.
-      const partner = sim.checkPartner(r, partnerId, sent, behind);
-      const accept = partner !== null && sim.probePair(r, partnerId, partner, behind);
-      nolocoOuterStep({ phi: r.phi, momentum: r.mom, theta: r.theta }, accept ? [r.msg!, partner] : [r.msg!], sim.cfg.outer);
+      const checked = sim.checkPartner(r, partnerId, sent, behind);
+      // The consensus rule for a partner rounds behind (SimConfig.stale): a smaller γ, or no pair step.
+      const h = staleOuter(sim.cfg.outer, behind, sim.cfg.stale ?? STALE_NONE);
+      const partner = h === null ? null : checked;
+      const accept = partner !== null && sim.probePair(r, partnerId, partner, behind, h!);
+      nolocoOuterStep({ phi: r.phi, momentum: r.mom, theta: r.theta }, accept ? [r.msg!, partner] : [r.msg!], h ?? sim.cfg.outer);
       // A payload the checks refused is a solo step, as the mesh reports it (reason 'rejected'); one
       // the probe rejected counts as paired, as a volunteer's exchange did pair (the probe counts
       // its rejections). Before 2026-12-07 a refused payload counted as paired too.
