@@ -7,6 +7,7 @@
 //                        least round cap whose bytes x RELAY_OVERHEAD fit the 15 s first wait),
 //                        into nat-turn-cap-tiny.json, so micro's file stays.
 //   --caps A,B,...       max-bps per row, bytes/s (0: uncapped), instead of the preset's.
+//   --out NAME.json      the results file under bench/results/ instead of the preset's.
 import { RELAY_OVERHEAD, TURN_DEFAULTS } from '../server/turn-config.ts';
 
 export type CapPreset = 'micro' | 'tiny';
@@ -68,13 +69,18 @@ export function turnCapPlan(argv: string[]): TurnCapPlan {
       return Number(s.trim());
     });
   }
+  const out = valueOf(argv, '--out');
+  if (out !== undefined) {
+    if (!/^[\w-][\w.-]{0,100}\.json$/.test(out)) throw new Error(`--out "${out}": a file name under bench/results/ ending .json (letters, digits, . _ -)`);
+    plan.out = out;
+  }
   return plan;
 }
 
 /** Without --turn-cap, --preset and --caps mean nothing: say so rather than run the NAT table on micro. */
 export function turnCapFlagsAlone(argv: string[]): string | null {
   if (argv.includes('--turn-cap')) return null;
-  const stray = ['--preset', '--caps'].filter((f) => argv.includes(f));
+  const stray = ['--preset', '--caps', '--out'].filter((f) => argv.includes(f));
   return stray.length ? `${stray.join(' and ')} ${stray.length > 1 ? 'apply' : 'applies'} only with --turn-cap` : null;
 }
 

@@ -35,6 +35,14 @@ describe('bench:nat --turn-cap plan', () => {
     expect(() => turnCapPlan(argv('--preset'))).toThrow(/--preset needs a value/);
     expect(turnCapFlagsAlone(['node', 'bench/nat.ts', '--preset', 'tiny'])).toBe('--preset applies only with --turn-cap');
     expect(turnCapFlagsAlone(argv('--preset', 'tiny'))).toBeNull();
+    expect(turnCapFlagsAlone(['node', 'bench/nat.ts', '--caps', '0', '--out', 'x.json'])).toBe('--caps and --out apply only with --turn-cap');
+  });
+
+  it('--out names another results file, and only a plain .json name under bench/results/', () => {
+    expect(turnCapPlan(argv('--preset', 'tiny', '--caps', '0', '--out', 'nat-turn-cap-tiny-uncapped.json')).out).toBe('nat-turn-cap-tiny-uncapped.json');
+    for (const bad of ['../nat.json', 'results/x.json', 'x.txt', '.json']) {
+      expect(() => turnCapPlan(argv('--out', bad)), bad).toThrow(/a file name under bench\/results\/ ending .json/);
+    }
   });
 
   it('each cap predicts bytes / max-bps and bytes x 1.25 / max-bps: tiny at 1 MB/s 8.33 s and 10.41 s', () => {
