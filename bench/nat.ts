@@ -9,23 +9,39 @@
 //   exchange_MBps               payload bytes received / transfer time, per paired exchange (median)
 // Needs root, iproute2, nftables, conntrack and coturn. Usage: npm run bench:nat [-- --quick]
 //
-// --turn-cap runs only the relay-only case, once per coturn max-bps (uncapped, TURN_DEFAULTS'
-// (1 MB/s; 500 KB/s when the stored results were measured), TURN_CAP_LOW, at which micro's exchange should take about 2 s, and half that), and sets each
-// exchange against what the cap predicts: payload wire bytes / max-bps (coturn counts each
-// direction apart, and both ways run at once). Writes bench/results/nat-turn-cap.json.
+// --turn-cap runs only the relay-only case, once per coturn max-bps (bench/nat-turn-cap.ts: on
+// micro uncapped, TURN_DEFAULTS' (1 MB/s; 500 KB/s when the stored results were measured),
+// TURN_CAP_LOW, at which micro's exchange should take about 2 s, and half that; with --preset tiny
+// the default run's exchange at 1 MB/s and 700 KB/s; --caps A,B,... for others), and sets each
+// exchange against what the cap predicts: wire bytes / max-bps (coturn counts each direction
+// apart, and both ways run at once) and that x RELAY_OVERHEAD, what turn-config checks. Writes
+// bench/results/nat-turn-cap.json (micro) or nat-turn-cap-<preset>.json.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTopology, loopbackTopology, netnsUnavailable, type NatKind, type Topology } from '../tests/support/netns.ts';
 import { createMicroRun, startNatRun, swarmUntil, type IceMode, type SwarmMember } from '../tests/support/nat-run.ts';
-import { TURN_DEFAULTS } from '../server/turn-config.ts';
+import { RELAY_OVERHEAD, TURN_DEFAULTS } from '../server/turn-config.ts';
+import { runExchangeBytes } from '../src/commands/turn-config.ts';
+import { capPrediction, turnCapFlagsAlone, turnCapPlan } from './nat-turn-cap.ts';
 
 const quick = process.argv.includes('--quick');
 const turnCap = process.argv.includes('--turn-cap');
-const ROUNDS = quick ? 3 : 8;
-/** micro's f32 exchange is 282 KB each way: at 140 KB/s about 2 s, where the default's fraction of a second hides in the round. */
-const TURN_CAP_LOW = 140_000;
+const stray = turnCapFlagsAlone(process.argv);
+if (stray) {
+  console.error(`bench:nat: ${stray}`);
+  process.exit(1);
+}
+let plan: ReturnType<typeof turnCapPlan> | null = null;
+try {
+  plan = turnCap ? turnCapPlan(process.argv) : null;
+} catch (err) {
+  console.error(`bench:nat: ${(err as Error).message}`);
+  process.exit(1);
+}
+const ROUNDS = plan?.rounds ?? (quick ? 3 : 8);
+const PRESET = plan?.preset ?? 'micro';
 
 interface Case {
   nat: NatKind | 'loopback'; ice: 'none' | 'stun' | 'stun+turn' | 'turn relay-only';
@@ -38,14 +54,13 @@ interface Row {
   partnered_rounds: number; paired_rounds: number; seconds: number;
   /** --turn-cap only: the cap, the median exchange (wire bytes received, transfer ms) and what the cap predicts for it. */
   max_bps?: number; exchange_bytes?: number | null; exchange_ms?: number | null; predicted_ms?: number | null; ms_ratio?: number | null;
+  /** --turn-cap: bytes x RELAY_OVERHEAD / max-bps (what turn-config checks), the slowest exchange and its ratio to bytes / max-bps. */
+  overhead_ms?: number | null; max_exchange_ms?: number | null; max_ratio?: number | null;
+  /** --turn-cap: each volunteer's first partnered round (its receive waits DEFAULT_DEADLINE.initialMs, 15 s). */
+  first_exchanges?: { outcome: string; reason: string | null; transfer_ms: number }[];
 }
 
-const CASES: Case[] = turnCap ? [
-  { nat: 'cone', ice: 'turn relay-only', maxBps: 0 },
-  { nat: 'cone', ice: 'turn relay-only', maxBps: TURN_DEFAULTS.maxBps },
-  { nat: 'cone', ice: 'turn relay-only', maxBps: TURN_CAP_LOW },
-  { nat: 'cone', ice: 'turn relay-only', maxBps: TURN_CAP_LOW / 2 },
-] : [
+const CASES: Case[] = plan ? plan.caps.map((maxBps) => ({ nat: 'cone' as const, ice: 'turn relay-only' as const, maxBps })) : [
   { nat: 'loopback', ice: 'none' },
   { nat: 'cone', ice: 'none' },
   { nat: 'cone', ice: 'stun' },
@@ -68,13 +83,16 @@ async function measure(c: Case): Promise<Row> {
   const caps = c.maxBps ? { maxBps: c.maxBps, bpsCapacity: TURN_DEFAULTS.bpsCapacity } : undefined;
   const run = await startNatRun(topo, ice, { turnCaps: caps });
   try {
-    createMicroRun(run, 'micro', c.ice === 'turn relay-only' ? { icePolicy: 'relay' } : {});
+    createMicroRun(run, PRESET, {
+      ...(c.ice === 'turn relay-only' ? { icePolicy: 'relay' } : {}),
+      ...(plan ? { preset: plan.preset, train: plan.train } : {}),
+    });
     const partnered = (m: SwarmMember) => m.rounds.filter((r) => r.exchange.partner !== null);
-    const ms = await swarmUntil(run, 'micro', [0, 1], (all) => all.every((m) => partnered(m).length >= ROUNDS), 600_000);
-    const given = ms.flatMap(partnered);
+    const members = await swarmUntil(run, PRESET, [0, 1], (all) => all.every((m) => partnered(m).length >= ROUNDS), 600_000);
+    const given = members.flatMap(partnered);
     const paired = given.filter((r) => r.exchange.outcome === 'paired');
     const links = paired.map((r) => r.exchange.link).filter((l) => l !== null && l !== undefined);
-    const summaries = ms.map((m) => m.summary ?? {});
+    const summaries = members.map((m) => m.summary ?? {});
     const opened = summaries.reduce((a, s) => a + Number(s.linksOpened ?? 0), 0);
     const failed = summaries.reduce((a, s) => a + Number(s.linkFailures ?? 0), 0);
     const timed = paired.filter((r) => r.exchange.transferMs > 0);
@@ -82,8 +100,14 @@ async function measure(c: Case): Promise<Row> {
     const capped = c.maxBps === undefined ? {} : (() => {
       const bytes = median(timed.map((r) => r.exchange.bytesReceived));
       const ms = median(timed.map((r) => r.exchange.transferMs));
-      const predicted = c.maxBps && bytes !== null ? (bytes / c.maxBps) * 1000 : null;
-      return { max_bps: c.maxBps, exchange_bytes: bytes, exchange_ms: ms, predicted_ms: r2(predicted, 0), ms_ratio: predicted && ms !== null ? r2(ms / predicted) : null };
+      const p = c.maxBps && bytes !== null ? capPrediction(bytes, c.maxBps) : null;
+      const slowest = timed.length ? Math.max(...timed.map((r) => r.exchange.transferMs)) : null;
+      return {
+        max_bps: c.maxBps, exchange_bytes: bytes, exchange_ms: ms, predicted_ms: p?.predicted_ms ?? null,
+        ms_ratio: p && ms !== null ? r2(ms / p.predicted_ms) : null, overhead_ms: p?.overhead_ms ?? null,
+        max_exchange_ms: slowest, max_ratio: p && slowest !== null ? r2(slowest / p.predicted_ms) : null,
+        first_exchanges: members.map((m) => partnered(m)[0]!).map((r) => ({ outcome: r.exchange.outcome, reason: r.exchange.reason, transfer_ms: r.exchange.transferMs })),
+      };
     })();
     return {
       nat: c.nat, ice: c.ice, peers: 2, links_tried: opened + failed, links_opened: opened,
@@ -111,20 +135,23 @@ for (const c of CASES) {
 }
 const load = loadavg();
 if (turnCap) {
-  console.log(`\nTURN per-session cap (2 CPU volunteers on micro, relay-only, ${ROUNDS} partnered rounds each; ${cpus().length} cores, load ${load.map((x) => x.toFixed(1)).join(' ')})\n`);
-  const head = ['max-bps', 'paired/partnered', 'bytes each way', 'MB/s', 'exchange ms', 'cap predicts ms', 'ratio'];
+  console.log(`\nTURN per-session cap (2 CPU volunteers on ${PRESET}, relay-only, ${ROUNDS} partnered rounds each; ${cpus().length} cores, load ${load.map((x) => x.toFixed(1)).join(' ')})\n`);
+  const head = ['max-bps', 'paired/partnered', 'bytes each way', 'MB/s', 'exchange ms', 'bytes/max-bps ms', `x${RELAY_OVERHEAD} ms`, 'ratio', 'slowest ms', 'slowest ratio', 'first exchanges'];
   console.log(head.map((h) => h.padEnd(18)).join(''));
   for (const r of rows) {
-    console.log([r.max_bps || 'none', `${r.paired_rounds}/${r.partnered_rounds}`, r.exchange_bytes ?? '-', r.exchange_MBps ?? '-', r.exchange_ms ?? '-', r.predicted_ms ?? '-', r.ms_ratio ?? '-']
+    console.log([r.max_bps || 'none', `${r.paired_rounds}/${r.partnered_rounds}`, r.exchange_bytes ?? '-', r.exchange_MBps ?? '-', r.exchange_ms ?? '-', r.predicted_ms ?? '-', r.overhead_ms ?? '-', r.ms_ratio ?? '-',
+      r.max_exchange_ms ?? '-', r.max_ratio ?? '-', (r.first_exchanges ?? []).map((f) => `${f.outcome === 'paired' ? 'paired' : f.reason ?? f.outcome} ${f.transfer_ms}`).join(', ')]
       .map((x) => String(x).padEnd(18)).join(''));
   }
-  const out = join(dirname(fileURLToPath(import.meta.url)), 'results', 'nat-turn-cap.json');
+  const out = join(dirname(fileURLToPath(import.meta.url)), 'results', plan!.out);
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify({
     bench: 'nat-turn-cap', quick, date: new Date().toISOString(), machine: { cores: cpus().length, load },
-    setup: { preset: 'micro', compression: 'none', backend: 'cpu', volunteers: 2, partnered_rounds_each: ROUNDS, ice: 'relay-only, cone NATs',
+    setup: { preset: PRESET, compression: 'none', backend: 'cpu', volunteers: 2, partnered_rounds_each: ROUNDS, ice: 'relay-only, cone NATs',
+      ...(PRESET === 'micro' ? {} : { train: plan!.train, payload_bytes: runExchangeBytes({ preset: PRESET, compression: 'none' }).bytes, relay_overhead: RELAY_OVERHEAD }),
       turn: `coturn 4.6 (murmur turn-config), bps-capacity ${TURN_DEFAULTS.bpsCapacity} when capped`,
-      predicted: 'exchange_bytes (wire bytes received, median) / max_bps; ms_ratio = exchange_ms / predicted_ms' },
+      predicted: 'exchange_bytes (wire bytes received, median) / max_bps; ms_ratio = exchange_ms / predicted_ms' +
+        (PRESET === 'micro' ? '' : `; overhead_ms = predicted_ms x ${RELAY_OVERHEAD}; max_ratio = max_exchange_ms / predicted_ms; first_exchanges: each volunteer's first partnered round, against the 15 s first wait`) },
     rows,
   }, null, 2) + '\n');
   console.log(`wrote ${out}`);

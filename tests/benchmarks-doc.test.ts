@@ -277,6 +277,8 @@ const CLAIMS: Claim[] = [
   bm('data and state 6.32× shorter', () => json('downloads.json').newcomer_p50_flood_ratio_before_over_now),
   bm('still got 218.60 MB/s', () => json('downloads.json').modes[1].flood.mb_per_s),
   bm('(2.75× less than before)', () => json('downloads.json').flood_mb_per_s_ratio_before_over_now),
+  // nat-turn-cap-tiny.json: the default run's relayed exchange at the 700 KB/s row, against bytes / max-bps
+  bm('at 700 KB/s the median took 1.43×', () => json('nat-turn-cap-tiny.json').rows.find((r: any) => r.max_bps === 700_000).ms_ratio),
   // checkpoint.json: the coordinator's validation of an upload
   bm('| tiny | 4 | 5.32 s', () => val('tiny').ms_1_thread / 1000),
   bm('| tiny | 4 | 5.32 s | 2.99 s', () => val('tiny').ms_threads / 1000),

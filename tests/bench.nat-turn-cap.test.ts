@@ -1,0 +1,114 @@
+// `npm run bench:nat -- --turn-cap` on the default run's preset: what bench/nat-turn-cap.ts plans
+// from the command line (no namespaces needed), and what each cap predicts for tiny's exchange.
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { capPrediction, TINY_CAP_LOW, turnCapFlagsAlone, turnCapPlan } from '../bench/nat-turn-cap.ts';
+import { runExchangeBytes } from '../src/commands/turn-config.ts';
+import { RELAY_OVERHEAD, relayedExchange, TURN_DEFAULTS } from '../server/turn-config.ts';
+import { DEFAULT_DEADLINE } from '../src/protocol/exchange-link.ts';
+
+const argv = (...a: string[]) => ['node', 'bench/nat.ts', '--turn-cap', ...a];
+
+describe('bench:nat --turn-cap plan', () => {
+  it('micro stays as it was: uncapped, the default cap, 140 and 70 KB/s, into nat-turn-cap.json', () => {
+    expect(turnCapPlan(argv('--quick'))).toMatchObject({ preset: 'micro', caps: [0, TURN_DEFAULTS.maxBps, 140_000, 70_000], rounds: 3, out: 'nat-turn-cap.json' });
+    expect(turnCapPlan(argv()).rounds).toBe(8);
+  });
+
+  it('--preset tiny runs the default run at the default cap and 700,000, into its own file, few rounds at batch 1 and H 2', () => {
+    const plan = turnCapPlan(argv('--preset', 'tiny'));
+    expect(plan).toEqual({
+      preset: 'tiny', caps: [1_000_000, 700_000], rounds: 3, out: 'nat-turn-cap-tiny.json',
+      train: { batch: 1, H: 2, lr: 3e-3, warmupSteps: 4, totalSteps: 2000 },
+    });
+    // 700,000 is the least round cap whose predicted first exchange fits the 15 s wait.
+    const tiny = runExchangeBytes({ preset: 'tiny', compression: 'none' });
+    expect(relayedExchange(TINY_CAP_LOW, tiny, DEFAULT_DEADLINE).warning).toBeNull();
+    expect(relayedExchange(TINY_CAP_LOW - 10_000, tiny, DEFAULT_DEADLINE).warning).toMatch(/longer than the 15 s/);
+  });
+
+  it('--caps replaces the preset\'s rows; a bad --preset or --caps is refused by name', () => {
+    expect(turnCapPlan(argv('--preset', 'tiny', '--caps', '1000000,0')).caps).toEqual([1_000_000, 0]);
+    expect(() => turnCapPlan(argv('--preset', 'small'))).toThrow(/--preset "small": bench:nat --turn-cap runs micro or tiny/);
+    expect(() => turnCapPlan(argv('--caps', '1e6,700000'))).toThrow(/"1e6" is not a max-bps in bytes\/s/);
+    expect(() => turnCapPlan(argv('--caps', '-5'))).toThrow(/"-5" is not a max-bps/);
+    expect(() => turnCapPlan(argv('--caps', '--quick'))).toThrow(/--caps needs a value/);
+    expect(() => turnCapPlan(argv('--preset'))).toThrow(/--preset needs a value/);
+    expect(turnCapFlagsAlone(['node', 'bench/nat.ts', '--preset', 'tiny'])).toBe('--preset applies only with --turn-cap');
+    expect(turnCapFlagsAlone(argv('--preset', 'tiny'))).toBeNull();
+    expect(turnCapFlagsAlone(['node', 'bench/nat.ts', '--caps', '0', '--out', 'x.json'])).toBe('--caps and --out apply only with --turn-cap');
+  });
+
+  it('--out names another results file, and only a plain .json name under bench/results/', () => {
+    expect(turnCapPlan(argv('--preset', 'tiny', '--caps', '0', '--out', 'nat-turn-cap-tiny-uncapped.json')).out).toBe('nat-turn-cap-tiny-uncapped.json');
+    for (const bad of ['../nat.json', 'results/x.json', 'x.txt', '.json']) {
+      expect(() => turnCapPlan(argv('--out', bad)), bad).toThrow(/a file name under bench\/results\/ ending .json/);
+    }
+  });
+
+  it('each cap predicts bytes / max-bps and bytes x 1.25 / max-bps: tiny at 1 MB/s 8.33 s and 10.41 s', () => {
+    const { bytes } = runExchangeBytes({ preset: 'tiny', compression: 'none' });
+    expect(bytes).toBe(8_326_144);
+    expect(capPrediction(bytes, 1_000_000)).toEqual({ predicted_ms: 8326, overhead_ms: 10408 });
+    expect(capPrediction(bytes, 700_000)).toEqual({ predicted_ms: 11894, overhead_ms: 14868 });
+    expect(capPrediction(bytes, 0)).toBeNull();
+  });
+});
+
+interface CapRow {
+  max_bps: number; exchange_bytes: number; exchange_ms: number; predicted_ms: number | null; ms_ratio: number | null; overhead_ms: number | null;
+  max_exchange_ms: number; max_ratio: number | null; paired_rounds: number; partnered_rounds: number;
+  first_exchanges: { outcome: string; reason: string | null; transfer_ms: number }[];
+}
+const results = (file: string) => JSON.parse(readFileSync(join(import.meta.dirname, '..', 'bench', 'results', file), 'utf8')) as { setup: Record<string, unknown>; rows: CapRow[] };
+const flat = (doc: string) => readFileSync(join(import.meta.dirname, '..', doc), 'utf8').replace(/\s+/g, ' ');
+const n = (x: number) => x.toLocaleString('en-US');
+
+describe('the default run\'s relayed exchange, measured (bench/results/nat-turn-cap-tiny.json)', () => {
+  const capped = results('nat-turn-cap-tiny.json');
+  const uncapped = results('nat-turn-cap-tiny-uncapped.json').rows[0]!;
+  const row = (bps: number) => capped.rows.find((r) => r.max_bps === bps)!;
+
+  it('ran tiny at the default cap and 700,000, each with at least 3 paired exchanges, and uncapped', () => {
+    expect(capped.setup).toMatchObject({ preset: 'tiny', compression: 'none', payload_bytes: 8_326_144 });
+    expect(capped.rows.map((r) => r.max_bps)).toEqual([TURN_DEFAULTS.maxBps, TINY_CAP_LOW]);
+    for (const r of [...capped.rows, uncapped]) expect(r.paired_rounds).toBeGreaterThanOrEqual(3);
+    expect(uncapped.max_bps).toBe(0);
+  });
+
+  it('docs/design.md quotes its figures, and the RELAY_OVERHEAD they call for', () => {
+    const doc = flat('docs/design.md');
+    const [u0, u1] = uncapped.first_exchanges;
+    expect(doc).toContain(`tiny's exchange of ${n(uncapped.exchange_bytes)} bytes each way took ${n(uncapped.exchange_ms)} ms uncapped ` +
+      `(${uncapped.paired_rounds} of ${uncapped.partnered_rounds} paired, the first two in ${n(u0!.transfer_ms)} and ${n(u1!.transfer_ms)} ms)`);
+    for (const [bps, label] of [[1_000_000, 'At 1 MB/s it took'], [700_000, 'at 700 KB/s']] as const) {
+      const r = row(bps);
+      expect(doc).toContain(`${label} ${n(r.exchange_ms)} ms against ${n(r.predicted_ms!)} ms (${r.ms_ratio!.toFixed(2)}×), the slowest ${n(r.max_exchange_ms)} ms (${r.max_ratio!.toFixed(2)}×)`);
+    }
+    const low = row(700_000);
+    expect(low.first_exchanges.map((f) => f.reason)).toEqual(['deadline', 'deadline']);
+    expect(doc).toContain(`missed the 15 s wait (${low.first_exchanges.map((f) => n(f.transfer_ms)).join(' and ')} ms), where bytes × 1.25 predicted ${n(low.overhead_ms!)} ms`);
+    const def = row(1_000_000);
+    expect(def.first_exchanges.map((f) => f.reason)).toEqual(['partner-gone', 'partner-aborted']);
+    expect(doc).toContain(`(\`partner-gone\`, ${def.first_exchanges[0]!.transfer_ms} ms) and its partner's was aborted ${n(def.first_exchanges[1]!.transfer_ms)} ms in`);
+    // Every paired exchange at the default cap ended inside the first wait.
+    expect(def.max_exchange_ms).toBeLessThan(DEFAULT_DEADLINE.initialMs);
+    expect(doc).toContain(`(measured above: ${n(def.exchange_ms)} ms, the slowest ${n(def.max_exchange_ms)} ms, ${(DEFAULT_DEADLINE.initialMs / def.max_exchange_ms).toFixed(2)}× inside)`);
+    // The worst ratio, rounded up to the next 0.05 as server/turn-config.ts's rule: more than RELAY_OVERHEAD, which the text says is unchanged.
+    const worst = Math.max(...capped.rows.map((r) => r.max_ratio!));
+    const wanted = Math.ceil(worst * 20) / 20;
+    expect(worst).toBeGreaterThan(RELAY_OVERHEAD);
+    const { bytes } = runExchangeBytes({ preset: 'tiny', compression: 'none' });
+    expect(doc).toContain(`the worst, ${worst.toFixed(2)}×, rounded up as before would make \`RELAY_OVERHEAD\` ${wanted.toFixed(2)}, ` +
+      `at which the default run's relayed exchange is predicted at ${((bytes * wanted) / TURN_DEFAULTS.maxBps).toFixed(2)} s`);
+    expect(doc).toContain(`the least cap that fits is ${n(Math.ceil((bytes * wanted) / 15 / 1000) * 1000)} bytes/s, so 700,000, which passes the check now, ` +
+      `would be warned about (${((bytes * wanted) / TINY_CAP_LOW).toFixed(2)} s). \`RELAY_OVERHEAD\` is still ${RELAY_OVERHEAD}`);
+  });
+
+  it('docs/deploy.md quotes the ratios', () => {
+    const def = row(1_000_000), low = row(700_000);
+    expect(flat('docs/deploy.md')).toContain(`${def.ms_ratio!.toFixed(2)}x at 1 MB/s (the slowest ${def.max_ratio!.toFixed(2)}x, ${(def.max_exchange_ms / 1000).toFixed(2)} s, ` +
+      `still inside the 15 s first wait) and ${low.ms_ratio!.toFixed(2)}x at 700 KB/s, where the first exchanges missed the 15 s`);
+  });
+});
