@@ -1,7 +1,8 @@
 // A coordinator in its own process for the benchmarks that load it (bench/server.ts,
 // bench/reads.ts, bench/downloads.ts), so its CPU and memory are its own; what they read about
 // it; and the volunteers whose report acknowledgements they time.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { murmurServe } from '../tests/support/murmur-cli.ts';
 import { WebSocket } from 'ws';
 import { PROTOCOL_VERSION } from '../src/protocol/messages.ts';
 import { readFileSync } from 'node:fs';
@@ -11,22 +12,8 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CLK_TCK = 100; // Linux USER_HZ: /proc times are in 1/100 s
 
-/** `murmur serve` on `dataDir` at a free loopback port, with `args` added; resolves once it listens. */
-export async function startServe(dataDir: string, args: string[] = []): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['bin/murmur.mjs', 'serve', '--data-dir', dataDir, '--port', '0', '--log-level', 'warn', '--checkpoint-every', '0', ...args], {
-    cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /murmur listening on (http:\/\/[\d.]+:\d+)/.exec(out);
-      if (m) resolve(m[1]!);
-    });
-    child.on('exit', (code) => reject(new Error(`murmur serve exited with ${code}`)));
-  });
-  return { child, url };
-}
+/** `murmur serve` on `dataDir` at a free loopback port, with `args` added, its stderr passed through; resolves once it listens. */
+export const startServe = (dataDir: string, args: string[] = []): Promise<{ child: ChildProcess; url: string }> => murmurServe(dataDir, args, { stderr: 'inherit' });
 
 /** Stops a coordinator `startServe` started and waits until it has exited. */
 export async function stopServe(child: ChildProcess): Promise<void> {

@@ -12,7 +12,8 @@
 // per address as the download budget admits) 127.0.2.x, the honest peers from 127.0.0.3 and .4,
 // the researcher from 127.0.0.2, so each address budget applies as deployed.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { murmurServe } from './support/murmur-cli.ts';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -95,19 +96,7 @@ beforeAll(async () => {
   checkpointBytes = ck.bytes;
   await setup.close();
 
-  child = spawn(process.execPath, ['bin/murmur.mjs', 'serve', '--data-dir', dataDir, '--port', '0', '--checkpoint-every', '0', '--log-level', 'warn'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '', err = '';
-  child.stderr!.on('data', (d) => { err += d; });
-  url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /murmur listening on (http:\/\/[\d.]+:\d+)/.exec(out);
-      if (m) resolve(m[1]!);
-    });
-    child.on('exit', (code) => reject(new Error(`murmur serve exited with ${code}: ${err.slice(-2000)}`)));
-  });
+  ({ child, url } = await murmurServe(dataDir));
   wsUrl = url.replace('http', 'ws') + '/api/ws';
 });
 

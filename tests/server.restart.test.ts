@@ -2,7 +2,8 @@
 // acknowledged report and every completed checkpoint are intact, and the volunteer reconnects by
 // itself (same peer id) and delivers what it buffered during the outage.
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { murmurServe } from './support/murmur-cli.ts';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,23 +19,7 @@ import { PROBATION_EXCHANGES } from '../server/peers.ts';
 const dataDir = mkdtempSync(join(tmpdir(), 'murmur-restart-'));
 const children: ChildProcess[] = [];
 
-async function serve(port: number): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['bin/murmur.mjs', 'serve', '--data-dir', dataDir, '--port', String(port), '--checkpoint-every', '0', '--log-level', 'warn'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  let out = '', err = '';
-  child.stderr!.on('data', (d) => { err += d; });
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /murmur listening on (http:\/\/[\d.]+:\d+)/.exec(out);
-      if (m) resolve(m[1]!);
-    });
-    child.on('exit', (code) => reject(new Error(`murmur serve exited with ${code}: ${err.slice(-2000)}`)));
-  });
-  return { child, url };
-}
+const serve = (port: number) => murmurServe(dataDir, ['--port', String(port)]);
 
 function kill9(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
