@@ -4,8 +4,8 @@
 //   --preset micro|tiny  micro (the default): 282 KB each way, rows uncapped, at TURN_DEFAULTS'
 //                        max-bps, 140 and 70 KB/s, into nat-turn-cap.json. tiny: the default
 //                        run's 8.3 MB each way, rows at TURN_DEFAULTS' max-bps and 700,000 (the
-//                        least round cap whose bytes x RELAY_OVERHEAD fit the 15 s first wait),
-//                        into nat-turn-cap-tiny.json, so micro's file stays.
+//                        least round cap whose bytes x 1.25, the old RELAY_OVERHEAD, fit the 15 s
+//                        first wait), into nat-turn-cap-tiny.json, so micro's file stays.
 //   --caps A,B,...       max-bps per row, bytes/s (0: uncapped), instead of the preset's.
 //   --out NAME.json      the results file under bench/results/ instead of the preset's.
 import { RELAY_OVERHEAD, TURN_DEFAULTS } from '../server/turn-config.ts';
@@ -26,7 +26,11 @@ export interface TurnCapPlan {
 
 /** micro's f32 exchange is 282 KB each way: at 140 KB/s about 2 s, where the default's fraction of a second hides in the round. */
 export const TURN_CAP_LOW = 140_000;
-/** tiny's lower row: 8,326,144 x 1.25 / 700,000 = 14.87 s, the least round cap inside the 15 s first wait (694,000 exactly). */
+/**
+ * tiny's lower row: 8,326,144 x 1.25 / 700,000 = 14.87 s, the least round cap the old RELAY_OVERHEAD
+ * (1.25) put inside the 15 s first wait (694,000 exactly). Both first exchanges there missed it, which
+ * is why RELAY_OVERHEAD is 1.7 now, at which this row is predicted at 20.22 s and turn-config warns.
+ */
 export const TINY_CAP_LOW = 700_000;
 
 const PRESETS: Record<CapPreset, (quick: boolean) => Omit<TurnCapPlan, 'preset'>> = {

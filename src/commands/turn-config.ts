@@ -42,7 +42,7 @@ export function register(program: Command): void {
     .option('--max-bps <n>', 'bytes/s per relayed session, each way (0: no cap)', (v) => nonNegativeInt(v, '--max-bps'), TURN_DEFAULTS.maxBps)
     .option('--preset <name>', 'the largest model relayed volunteers train (the run\'s preset: micro, tiny, small, base); its exchange at --max-bps must fit a volunteer\'s wait', 'tiny')
     .option('--compression <name>', 'that run\'s compression (none, fp16, bf16, int8)', 'none')
-    .option('--exchange-s <s>', 'instead of --max-bps: the seconds a relayed exchange of --preset may take; max-bps is its bytes each way x the relay overhead (1.25) / s', (v) => positiveNum(v, '--exchange-s'))
+    .option('--exchange-s <s>', `instead of --max-bps: the seconds a relayed exchange of --preset may take; max-bps is its bytes each way x the relay overhead (${RELAY_OVERHEAD}) / s`, (v) => positiveNum(v, '--exchange-s'))
     .option('--bps-capacity <n>', 'bytes/s for the whole server, each way (0: no cap); one /48\'s users at --max-bps reserve at most 4/5 of it', (v) => nonNegativeInt(v, '--bps-capacity'), TURN_DEFAULTS.bpsCapacity)
     .option('--deny <range>', 'also deny relaying to this range (CIDR, a-b or one address); e.g. the coordinator\'s private addresses (repeatable)', collect, [])
     .option('--allow <range>', 'exception to every deny (repeatable; only what volunteers must reach)', collect, [])
