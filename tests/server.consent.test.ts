@@ -9,6 +9,8 @@ import { backgroundClock } from '../src/protocol/clock.ts';
 import { ConsentRequests, REFUSALS_KEPT, REFUSAL_MS } from '../server/consent.ts';
 import { addressKey } from '../server/address-budget.ts';
 import { startServer, type TestServer } from './support/coordinator.ts';
+import { exchangeLink } from '../src/protocol/exchange-link.ts';
+import { buildLayout } from '../src/model/layout.ts';
 
 const SITE = 'https://whales.example';
 const TTL = 60_000;
@@ -68,6 +70,22 @@ describe('consent requests', () => {
     expect((await claim(closing)).json()).toMatchObject({ state: 'closed' });
     expect((await claim(closing)).statusCode).toBe(404);
     expect((await inject({ method: 'POST', url: `/api/consent/${nonce()}/stop`, payload: {} })).statusCode).toBe(400);
+  });
+
+  it('say what the run asks of the visitor\'s link: the coordinator\'s exchangeLink of the run\'s model and compression', async () => {
+    const nc = nonce();
+    const asked = await ask(nc, '198.18.1.30');
+    const run = s.c.runs.get('default')!;
+    const want = exchangeLink(run.compression, buildLayout(run.model).total);
+    const link = { bytes: want.bytes, leastBytesPerS: want.leastBytesPerS, firstBytesPerS: want.firstBytesPerS, waitS: 60, firstWaitS: 15 };
+    expect(asked.json().link).toEqual(link);
+    // What the window reads, and each answer after.
+    expect((await inject({ method: 'GET', url: `/api/consent/${nc}` })).json().link).toEqual(link);
+    expect((await decide(nc, false)).json().link).toEqual(link);
+    expect(link.bytes).toBeGreaterThan(0);
+    expect(link.leastBytesPerS).toBe(Math.ceil(link.bytes / 60));
+    expect(link.firstBytesPerS).toBe(Math.ceil(link.bytes / 15));
+    await claim(nc);
   });
 
   it('end when the frame releases the session, which the window hears once', async () => {
