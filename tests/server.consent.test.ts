@@ -144,12 +144,17 @@ describe('consent requests', () => {
       await side(stopped, 'leave');
       expect((await side(stopped, 'stop')).json()).toMatchObject({ state: 'stopped' });
       expect((await claim(stopped)).json()).toMatchObject({ state: 'stopped' });
-      // A window leaving after the frame released the session hears that once; an unknown nonce is 404.
+      // A window leaving after the frame released the session (a close, or a reload) hears it, and
+      // it is kept the leaving grace for a reloaded window to read; an unknown nonce is 404.
       const released = nonce();
       await ask(released, '192.0.2.7');
       await decide(released, true);
       await side(released, 'release');
       expect((await side(released, 'leave')).json()).toMatchObject({ state: 'released' });
+      expect((await side(released, 'leave')).json()).toMatchObject({ state: 'released' });
+      expect(s.c.consents.get(released).expiresAt).toBeLessThanOrEqual(Date.now() + skew + LEAVE);
+      expect((await inject({ method: 'GET', url: `/api/consent/${released}` })).json()).toMatchObject({ state: 'released' });
+      skew += LEAVE + 1;
       expect((await side(released, 'leave')).statusCode).toBe(404);
       expect((await side(nonce(), 'leave')).statusCode).toBe(404);
       // (The reloaded window's session, unheard since, is past its time by now.)
@@ -167,7 +172,7 @@ describe('consent requests', () => {
     expect(early.json().error).toMatch(/not a donation under way \(pending\)/);
     for (const what of ['watch', 'release', 'stop'] as const) expect((await side(nonce(), what)).statusCode).toBe(404);
     await side(nc, 'release');
-    expect((await side(nc, 'watch')).json()).toMatchObject({ state: 'released' });
+    expect((await side(nc, 'watch')).json()).toMatchObject({ state: 'withdrawn' });
     expect(s.c.consents.size).toBe(0);
   });
 
@@ -177,16 +182,18 @@ describe('consent requests', () => {
     expect((await side(nc, 'watch')).json()).toMatchObject({ state: 'pending' });
     const released = await side(nc, 'release');
     expect(released.statusCode).toBe(200);
-    expect(released.json()).toMatchObject({ state: 'released' });
+    // Withdrawn: a state of its own, not a donation the frame ended ('released'), so a window
+    // reloaded now reads, on its first load, that the question was taken back.
+    expect(released.json()).toMatchObject({ state: 'withdrawn' });
     // The frame's release is idempotent (its pagehide may follow its Stop).
-    expect((await side(nc, 'release')).json()).toMatchObject({ state: 'released' });
+    expect((await side(nc, 'release')).json()).toMatchObject({ state: 'withdrawn' });
     // The window, asking still, learns it (not 'gone', after which it kept asking); an Allow sent first is refused, and starts nothing.
-    expect((await inject({ method: 'GET', url: `/api/consent/${nc}` })).json()).toMatchObject({ state: 'released' });
+    expect((await inject({ method: 'GET', url: `/api/consent/${nc}` })).json()).toMatchObject({ state: 'withdrawn' });
     const allowed = await decide(nc, true);
     expect(allowed.statusCode).toBe(409);
     expect(allowed.json().error).toBe('the widget withdrew this request (its Stop was pressed, or its page was closed): nothing was started');
-    expect((await claim(nc)).json()).toMatchObject({ state: 'released' });
-    expect((await side(nc, 'watch')).json()).toMatchObject({ state: 'released' });
+    expect((await claim(nc)).json()).toMatchObject({ state: 'withdrawn' });
+    expect((await side(nc, 'watch')).json()).toMatchObject({ state: 'withdrawn' });
     // Heard by the window: the nonce is done.
     expect((await side(nc, 'watch')).statusCode).toBe(404);
     // One the window never hears is kept no longer than a session's ending: windowMs.
@@ -194,7 +201,22 @@ describe('consent requests', () => {
     await ask(unheard, '192.0.2.16');
     await side(unheard, 'release');
     expect(s.c.consents.get(unheard).expiresAt).toBeLessThanOrEqual(Date.now() + skew + WINDOW);
-    expect((await side(unheard, 'leave')).json()).toMatchObject({ state: 'released' });
+    expect((await side(unheard, 'leave')).json()).toMatchObject({ state: 'withdrawn' });
+    // Its window left (a close, or a reload): kept the leaving grace, for a reloaded window's first load to read.
+    expect((await inject({ method: 'GET', url: `/api/consent/${unheard}` })).json()).toMatchObject({ state: 'withdrawn' });
+    expect(s.c.consents.get(unheard).expiresAt).toBeLessThanOrEqual(Date.now() + skew + LEAVE);
+    skew += LEAVE + 1;
+    expect((await inject({ method: 'GET', url: `/api/consent/${unheard}` })).statusCode).toBe(404);
+    skew = 0;
+    // A donation the frame ends is still 'released': the window says the widget stopped training.
+    const session = nonce();
+    await ask(session, '192.0.2.16');
+    await decide(session, true);
+    expect((await side(session, 'release')).json()).toMatchObject({ state: 'released' });
+    const late = await decide(session, true);
+    expect(late.statusCode).toBe(409);
+    expect(late.json().error).toBe('this consent request was already answered (released)');
+    expect((await side(session, 'watch')).json()).toMatchObject({ state: 'released' });
     expect(s.c.consents.size).toBe(0);
   });
 

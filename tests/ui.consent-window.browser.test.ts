@@ -78,6 +78,21 @@ describe('the consent window', () => {
     await page.close();
   });
 
+  it('says a question the widget withdrew was withdrawn, on the first load of a window reloaded since: not that the widget stopped training', async () => {
+    const { page, nonce } = await openWindow();
+    // The frame's Stop while the window asks (POST …/release on the pending request), told to the
+    // coordinator after the window's last watch: the window, reloaded, reads it as it loads.
+    expect((await coordinator.c.app.inject({ method: 'POST', url: `/api/consent/${nonce}/release` })).json()).toMatchObject({ state: 'withdrawn' });
+    await page.reload();
+    const said = page.locator('murmur-consent-window [data-ended]');
+    await said.waitFor({ timeout: 10_000 });
+    expect(await said.getAttribute('data-ended')).toBe('withdrawn');
+    expect((await said.innerText()).replace(/\s+/g, ' ')).toBe(`The widget on ${SITE} stopped before you answered: its Stop was pressed, or its page was closed. ` +
+      'Nothing was started, and nothing runs on this device for it.');
+    expect(await page.locator('murmur-consent-window button[data-action]').count()).toBe(0);
+    await page.close();
+  });
+
   it('does not take the Space that follows the Tab which brought Allow the focus', async () => {
     const { page, nonce } = await openWindow();
     await page.keyboard.press('Tab');

@@ -227,10 +227,11 @@ export type ConsentStop = Static<typeof ConsentStop>;
 /**
  * A request's state: 'pending' until the window's answer; 'allowed' is then the live session the
  * frame trains under; 'stopped' once the window's Stop ended it, 'closed' once the window was
- * closed, 'released' once the frame ended it (its Stop, or training ended), each kept until the
- * other side has heard.
+ * closed, 'released' once the frame ended it (its Stop, or training ended), 'withdrawn' once the
+ * frame took back a request still pending (its Stop, or its page going, while the window asked),
+ * each kept until the other side has heard.
  */
-export const ConsentState = Type.Enum(['pending', 'allowed', 'denied', 'stopped', 'closed', 'released']);
+export const ConsentState = Type.Enum(['pending', 'allowed', 'denied', 'stopped', 'closed', 'released', 'withdrawn']);
 export type ConsentState = Static<typeof ConsentState>;
 
 /**

@@ -359,7 +359,7 @@ export interface ConsentWindowPort {
   /**
    * While the window asks or the donation runs: takes back its leaving (leaveOnClose) and, while
    * the donation runs, renews the window's side of the session; 'released' once the frame ended
-   * it, 'gone' once the coordinator no longer knows it (the frame was not seen for its time).
+   * it, 'withdrawn' once it took back the question still asked, 'gone' once the coordinator no longer knows it (the frame was not seen for its time).
    */
   watch(nonce: string): Promise<ConsentAsked | 'gone'>;
   /** The window's Stop: ends the session, and the frame stops at its next claim. */

@@ -106,7 +106,11 @@ export class ConsentWindow extends LitElement {
     }
   }
 
-  /** The view for the request as the coordinator has it; a live session is watched. */
+  /**
+   * The view for the request as the coordinator has it; a live session is watched. An ending is
+   * said as its state names it, on the first load of a reloaded window too: 'withdrawn' (the
+   * question taken back before an answer) is not 'released' (a donation the widget stopped).
+   */
   private show(asked: ConsentAsked): void {
     switch (asked.state) {
       case 'pending': this.view = { kind: 'asking', asked }; break;
@@ -144,9 +148,8 @@ export class ConsentWindow extends LitElement {
     if (v.kind === 'asking') {
       // Gone (expired): an answer now is told so when it is given.
       if (now === 'gone') return;
-      // The widget's Stop (or its page closing) withdrew the question: it asks no more.
-      if (now.state === 'released') this.view = { kind: 'ended', asked: now, why: 'withdrawn' };
-      else if (now.state !== 'pending') this.show(now);
+      // Answered, or the widget's Stop (or its page closing) withdrew the question ('withdrawn'): it asks no more.
+      if (now.state !== 'pending') this.show(now);
     } else if (now === 'gone') this.view = { kind: 'ended', asked: v.asked, why: 'gone' };
     else this.show(now);
     if (this.view.kind === 'donating' || this.view.kind === 'asking') this.watchLater();
