@@ -270,7 +270,7 @@ export class ConsentRequests {
       // Kept until the other side has heard it, as long as that side may go unheard.
       case 'allowed': e.expiresAt = Math.min(e.frameSeen + frameMs, e.windowSeen + windowMs, this.gone(e)); break;
       case 'stopped': case 'closed': e.expiresAt = t + frameMs; break;
-      case 'released': e.expiresAt = t + windowMs; break;
+      case 'released': case 'withdrawn': e.expiresAt = t + windowMs; break;
       // Unanswered: its answerBy, or sooner once its window left.
       case 'pending': e.expiresAt = Math.min(e.answerBy, this.gone(e)); break;
       case 'denied': e.expiresAt = e.answerBy; break;
@@ -443,7 +443,7 @@ export class ConsentRequests {
   decide(nonce: string, allow: boolean): ConsentEntry {
     return this.tx(() => {
       const e = this.held(nonce);
-      if (e.state === 'released') throw new ConsentError('the widget withdrew this request (its Stop was pressed, or its page was closed): nothing was started', 409);
+      if (e.state === 'withdrawn') throw new ConsentError('the widget withdrew this request (its Stop was pressed, or its page was closed): nothing was started', 409);
       if (e.state !== 'pending') throw new ConsentError(`this consent request was already answered (${e.state})`, 409);
       e.frameSeen = e.windowSeen = this.now();
       // The window answering is the window there (a reloaded one, or an answer sent just before a leave it outran).
@@ -470,23 +470,26 @@ export class ConsentRequests {
   }
 
   /**
-   * The frame ends its session (its Stop, its pause while out of view), or withdraws a request
-   * still asked (its Stop while a Resume window asks): the window hears 'released' at its next
-   * watch, and says the widget stopped instead of asking; an Allow sent before is refused (409).
+   * The frame ends its session (its Stop, its pause while out of view): the window hears
+   * 'released' at its next watch, and says the widget stopped. Or it withdraws a request still
+   * asked (its Stop while a Resume window asks, or its page going): the window hears 'withdrawn',
+   * a state of its own that a reloaded window reads on its first load too, and says the widget
+   * stopped before it was answered instead of asking; an Allow sent before is refused (409).
    * A refusal or an ending the frame had not heard is gone.
    */
   release(nonce: string): ConsentEntry {
     return this.tx(() => {
       const e = this.held(nonce);
-      if (e.state === 'allowed' || e.state === 'pending') this.settle(e, 'released');
-      else if (e.state !== 'released') return this.heard(nonce, e);
+      if (e.state === 'allowed') this.settle(e, 'released');
+      else if (e.state === 'pending') this.settle(e, 'withdrawn');
+      else if (!ConsentRequests.frameEnded(e)) return this.heard(nonce, e);
       return ConsentRequests.view(e);
     });
   }
 
   /**
    * The consent window watches the request or session: it takes back its leaving, while it asks
-   * (pending) or donates ('allowed', which renews its side too: no write); the frame's ending ('released')
+   * (pending) or donates ('allowed', which renews its side too: no write); the frame's ending ('released', 'withdrawn')
    * is answered once.
    */
   watch(nonce: string): ConsentEntry {
@@ -496,22 +499,33 @@ export class ConsentRequests {
         if (e.state === 'allowed') e.windowSeen = this.now();
         this.setLeft(e, null);
         this.settle(e, e.state);
-      } else if (e.state === 'released') return this.heard(nonce, e);
+      } else if (ConsentRequests.frameEnded(e)) return this.heard(nonce, e);
       return ConsentRequests.view(e);
     });
+  }
+
+  /** Ended by the frame, for the window to hear: a session released, or a question withdrawn. */
+  private static frameEnded(e: Held): boolean {
+    return e.state === 'released' || e.state === 'withdrawn';
   }
 
   /**
    * The window's page goes (its pagehide: a close, or a reload, which the page cannot tell apart):
    * leaveMs on, the session ends as 'closed', or the request still unanswered is declined
    * ('denied'), unless the window watches (or answers) again before: a reloaded window keeps its
-   * #nonce and watches at once. The frame's ending ('released') is answered once; an answer or an
+   * #nonce and watches at once. The frame's ending ('released', 'withdrawn') is kept leaveMs more
+   * at most, for the reloaded window to read on its first load (a leave shows the visitor
+   * nothing: taking it as heard had the reloaded window find no request at all); an answer or an
    * ending by the window stands.
    */
   leave(nonce: string): ConsentEntry {
     return this.tx(() => {
       const e = this.held(nonce);
-      if (e.state === 'released') return this.heard(nonce, e);
+      if (ConsentRequests.frameEnded(e)) {
+        e.expiresAt = Math.min(e.expiresAt, this.now() + this.limits.leaveMs);
+        this.schedule(e);
+        return ConsentRequests.view(e);
+      }
       if (e.state === 'allowed' || e.state === 'pending') {
         this.setLeft(e, e.leftAt ?? this.now());
         this.settle(e, e.state);
@@ -524,7 +538,7 @@ export class ConsentRequests {
   stop(nonce: string, closed = false): ConsentEntry {
     return this.tx(() => {
       const e = this.held(nonce);
-      if (e.state === 'released') return this.heard(nonce, e);
+      if (ConsentRequests.frameEnded(e)) return this.heard(nonce, e);
       if (e.state === 'stopped' || e.state === 'closed') return ConsentRequests.view(e);
       if (e.state !== 'allowed') throw new ConsentError(`this consent request is not a donation under way (${e.state}): nothing to stop`, 409);
       this.settle(e, closed ? 'closed' : 'stopped');
@@ -545,7 +559,7 @@ export class ConsentRequests {
   }
 }
 
-const STATES: readonly string[] = ['pending', 'allowed', 'denied', 'stopped', 'closed', 'released'] satisfies ConsentState[];
+const STATES: readonly string[] = ['pending', 'allowed', 'denied', 'stopped', 'closed', 'released', 'withdrawn'] satisfies ConsentState[];
 const NONCE = new RegExp(CONSENT_NONCE_PATTERN);
 
 /**

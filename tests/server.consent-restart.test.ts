@@ -130,6 +130,11 @@ describe('consent sessions across a coordinator restart', () => {
     expect((await post(first, `/api/consent/${left}/decision`, { allow: true })).json.state).toBe('allowed');
     expect((await post(first, `/api/consent/${left}/release`)).json.state).toBe('released');
     expect((await post(first, `/api/consent/${left}/watch`)).json.state).toBe('released');
+    // Withdrawn by the frame while its window still asked, not yet heard by the window: a state of
+    // its own, written as it happens, so a window reloaded after the crash says so on its first load.
+    const withdrawn = nonce();
+    expect((await post(first, '/api/consent', { nonce: withdrawn, run: 'default', site: SITE })).status).toBe(201);
+    expect((await post(first, `/api/consent/${withdrawn}/release`)).json.state).toBe('withdrawn');
     await kill9(first.child);
 
     const second = await serve(dir);
@@ -138,6 +143,10 @@ describe('consent sessions across a coordinator restart', () => {
     expect(claimed.json).toMatchObject({ state: 'allowed', site: SITE, run: 'default' });
     expect((await post(second, `/api/consent/${live}/watch`)).json.state).toBe('allowed');
     for (const nc of [ended, left]) expect((await post(second, `/api/consent/${nc}/claim`)).status).toBe(404);
+    expect(await (await fetch(`${second.url}/api/consent/${withdrawn}`)).json()).toMatchObject({ state: 'withdrawn' });
+    const late = await post(second, `/api/consent/${withdrawn}/decision`, { allow: true });
+    expect(late.status).toBe(409);
+    expect((await post(second, `/api/consent/${withdrawn}/watch`)).json.state).toBe('withdrawn');
     // The window's Don't allow still reaches the frame; the question still asked can still be answered.
     expect((await post(second, `/api/consent/${denied}/claim`)).json.state).toBe('denied');
     expect((await post(second, `/api/consent/${asked}/decision`, { allow: true })).json.state).toBe('allowed');

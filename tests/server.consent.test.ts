@@ -9,6 +9,8 @@ import { backgroundClock } from '../src/protocol/clock.ts';
 import { ConsentRequests, REFUSALS_KEPT, REFUSAL_MS } from '../server/consent.ts';
 import { addressKey } from '../server/address-budget.ts';
 import { startServer, type TestServer } from './support/coordinator.ts';
+import { exchangeLink } from '../src/protocol/exchange-link.ts';
+import { buildLayout } from '../src/model/layout.ts';
 
 const SITE = 'https://whales.example';
 const TTL = 60_000;
@@ -70,6 +72,22 @@ describe('consent requests', () => {
     expect((await inject({ method: 'POST', url: `/api/consent/${nonce()}/stop`, payload: {} })).statusCode).toBe(400);
   });
 
+  it('say what the run asks of the visitor\'s link: the coordinator\'s exchangeLink of the run\'s model and compression', async () => {
+    const nc = nonce();
+    const asked = await ask(nc, '198.18.1.30');
+    const run = s.c.runs.get('default')!;
+    const want = exchangeLink(run.compression, buildLayout(run.model).total);
+    const link = { bytes: want.bytes, leastBytesPerS: want.leastBytesPerS, firstBytesPerS: want.firstBytesPerS, waitS: 60, firstWaitS: 15 };
+    expect(asked.json().link).toEqual(link);
+    // What the window reads, and each answer after.
+    expect((await inject({ method: 'GET', url: `/api/consent/${nc}` })).json().link).toEqual(link);
+    expect((await decide(nc, false)).json().link).toEqual(link);
+    expect(link.bytes).toBeGreaterThan(0);
+    expect(link.leastBytesPerS).toBe(Math.ceil(link.bytes / 60));
+    expect(link.firstBytesPerS).toBe(Math.ceil(link.bytes / 15));
+    await claim(nc);
+  });
+
   it('end when the frame releases the session, which the window hears once', async () => {
     const nc = nonce();
     await ask(nc, '192.0.2.5');
@@ -126,12 +144,17 @@ describe('consent requests', () => {
       await side(stopped, 'leave');
       expect((await side(stopped, 'stop')).json()).toMatchObject({ state: 'stopped' });
       expect((await claim(stopped)).json()).toMatchObject({ state: 'stopped' });
-      // A window leaving after the frame released the session hears that once; an unknown nonce is 404.
+      // A window leaving after the frame released the session (a close, or a reload) hears it, and
+      // it is kept the leaving grace for a reloaded window to read; an unknown nonce is 404.
       const released = nonce();
       await ask(released, '192.0.2.7');
       await decide(released, true);
       await side(released, 'release');
       expect((await side(released, 'leave')).json()).toMatchObject({ state: 'released' });
+      expect((await side(released, 'leave')).json()).toMatchObject({ state: 'released' });
+      expect(s.c.consents.get(released).expiresAt).toBeLessThanOrEqual(Date.now() + skew + LEAVE);
+      expect((await inject({ method: 'GET', url: `/api/consent/${released}` })).json()).toMatchObject({ state: 'released' });
+      skew += LEAVE + 1;
       expect((await side(released, 'leave')).statusCode).toBe(404);
       expect((await side(nonce(), 'leave')).statusCode).toBe(404);
       // (The reloaded window's session, unheard since, is past its time by now.)
@@ -149,7 +172,7 @@ describe('consent requests', () => {
     expect(early.json().error).toMatch(/not a donation under way \(pending\)/);
     for (const what of ['watch', 'release', 'stop'] as const) expect((await side(nonce(), what)).statusCode).toBe(404);
     await side(nc, 'release');
-    expect((await side(nc, 'watch')).json()).toMatchObject({ state: 'released' });
+    expect((await side(nc, 'watch')).json()).toMatchObject({ state: 'withdrawn' });
     expect(s.c.consents.size).toBe(0);
   });
 
@@ -159,16 +182,18 @@ describe('consent requests', () => {
     expect((await side(nc, 'watch')).json()).toMatchObject({ state: 'pending' });
     const released = await side(nc, 'release');
     expect(released.statusCode).toBe(200);
-    expect(released.json()).toMatchObject({ state: 'released' });
+    // Withdrawn: a state of its own, not a donation the frame ended ('released'), so a window
+    // reloaded now reads, on its first load, that the question was taken back.
+    expect(released.json()).toMatchObject({ state: 'withdrawn' });
     // The frame's release is idempotent (its pagehide may follow its Stop).
-    expect((await side(nc, 'release')).json()).toMatchObject({ state: 'released' });
+    expect((await side(nc, 'release')).json()).toMatchObject({ state: 'withdrawn' });
     // The window, asking still, learns it (not 'gone', after which it kept asking); an Allow sent first is refused, and starts nothing.
-    expect((await inject({ method: 'GET', url: `/api/consent/${nc}` })).json()).toMatchObject({ state: 'released' });
+    expect((await inject({ method: 'GET', url: `/api/consent/${nc}` })).json()).toMatchObject({ state: 'withdrawn' });
     const allowed = await decide(nc, true);
     expect(allowed.statusCode).toBe(409);
     expect(allowed.json().error).toBe('the widget withdrew this request (its Stop was pressed, or its page was closed): nothing was started');
-    expect((await claim(nc)).json()).toMatchObject({ state: 'released' });
-    expect((await side(nc, 'watch')).json()).toMatchObject({ state: 'released' });
+    expect((await claim(nc)).json()).toMatchObject({ state: 'withdrawn' });
+    expect((await side(nc, 'watch')).json()).toMatchObject({ state: 'withdrawn' });
     // Heard by the window: the nonce is done.
     expect((await side(nc, 'watch')).statusCode).toBe(404);
     // One the window never hears is kept no longer than a session's ending: windowMs.
@@ -176,7 +201,22 @@ describe('consent requests', () => {
     await ask(unheard, '192.0.2.16');
     await side(unheard, 'release');
     expect(s.c.consents.get(unheard).expiresAt).toBeLessThanOrEqual(Date.now() + skew + WINDOW);
-    expect((await side(unheard, 'leave')).json()).toMatchObject({ state: 'released' });
+    expect((await side(unheard, 'leave')).json()).toMatchObject({ state: 'withdrawn' });
+    // Its window left (a close, or a reload): kept the leaving grace, for a reloaded window's first load to read.
+    expect((await inject({ method: 'GET', url: `/api/consent/${unheard}` })).json()).toMatchObject({ state: 'withdrawn' });
+    expect(s.c.consents.get(unheard).expiresAt).toBeLessThanOrEqual(Date.now() + skew + LEAVE);
+    skew += LEAVE + 1;
+    expect((await inject({ method: 'GET', url: `/api/consent/${unheard}` })).statusCode).toBe(404);
+    skew = 0;
+    // A donation the frame ends is still 'released': the window says the widget stopped training.
+    const session = nonce();
+    await ask(session, '192.0.2.16');
+    await decide(session, true);
+    expect((await side(session, 'release')).json()).toMatchObject({ state: 'released' });
+    const late = await decide(session, true);
+    expect(late.statusCode).toBe(409);
+    expect(late.json().error).toBe('this consent request was already answered (released)');
+    expect((await side(session, 'watch')).json()).toMatchObject({ state: 'released' });
     expect(s.c.consents.size).toBe(0);
   });
 

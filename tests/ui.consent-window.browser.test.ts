@@ -12,6 +12,9 @@ import { startBrowser, type BrowserHarness } from './support/browser.ts';
 import { startServer, type TestServer } from './support/coordinator.ts';
 import { backgroundClock } from '../src/protocol/clock.ts';
 import { DEFAULT_CONSENT_LIMITS } from '../server/consent.ts';
+import { exchangeLink } from '../src/protocol/exchange-link.ts';
+import { buildLayout } from '../src/model/layout.ts';
+import { formatBytes, formatRate } from '../src/ui/core/format.ts';
 
 const SITE = 'https://whales.example';
 let h: BrowserHarness;
@@ -59,6 +62,34 @@ describe('the consent window', () => {
     await said.waitFor();
     expect(await said.innerText()).toBe('This request was refused by the Murmur coordinator: https://evil.example is not an embedding site of run default: ' +
       'the run\'s admin adds it to embedSites. Nothing was started.');
+    await page.close();
+  });
+
+  it('states what the run asks of the visitor\'s link before they answer: an exchange\'s bytes each way, the least rate, the first exchange\'s', async () => {
+    const { page } = await openWindow();
+    const run = coordinator.c.runs.get('default')!;
+    const need = exchangeLink(run.compression, buildLayout(run.model).total);
+    const said = page.locator('murmur-consent-window [data-link]');
+    expect(await said.getAttribute('data-link')).toBe(String(need.leastBytesPerS));
+    expect(await said.getAttribute('data-first-link')).toBe(String(need.firstBytesPerS));
+    expect((await said.innerText()).replace(/\s+/g, ' ')).toBe(`Each exchange sends about ${formatBytes(need.bytes)} of model updates to one other volunteer and receives as much. ` +
+      `It needs a connection of at least ${formatRate(need.leastBytesPerS)} each way to end within the 60 s each side waits, ` +
+      `and ${formatRate(need.firstBytesPerS)} for the first exchange (15 s); on a slower one your GPU trains alone.`);
+    await page.close();
+  });
+
+  it('says a question the widget withdrew was withdrawn, on the first load of a window reloaded since: not that the widget stopped training', async () => {
+    const { page, nonce } = await openWindow();
+    // The frame's Stop while the window asks (POST …/release on the pending request), told to the
+    // coordinator after the window's last watch: the window, reloaded, reads it as it loads.
+    expect((await coordinator.c.app.inject({ method: 'POST', url: `/api/consent/${nonce}/release` })).json()).toMatchObject({ state: 'withdrawn' });
+    await page.reload();
+    const said = page.locator('murmur-consent-window [data-ended]');
+    await said.waitFor({ timeout: 10_000 });
+    expect(await said.getAttribute('data-ended')).toBe('withdrawn');
+    expect((await said.innerText()).replace(/\s+/g, ' ')).toBe(`The widget on ${SITE} stopped before you answered: its Stop was pressed, or its page was closed. ` +
+      'Nothing was started, and nothing runs on this device for it.');
+    expect(await page.locator('murmur-consent-window button[data-action]').count()).toBe(0);
     await page.close();
   });
 

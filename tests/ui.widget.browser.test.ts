@@ -7,7 +7,8 @@
 // the frame. A click on the frame's Start only opens the consent window (the real page, its
 // /api requests handed by the dev server to a real coordinator): nothing trains until Allow
 // there, Don't allow leaves the widget ready, and a second click while one window is open asks
-// nothing new of the coordinator. A forging page on a third origin that frames the training
+// nothing new of the coordinator; the frame's Stop, or its page closing, while the window still
+// asks withdraws the question, and the window says so. A forging page on a third origin that frames the training
 // frame itself and posts `connect` and `start` trains nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
@@ -364,6 +365,47 @@ describe('embeddable widget', () => {
       await claims('through');
       await frame.evaluate(() => { window.frameTest.hold.holdMs = 5000; });
       for (const w of windows) await w.close();
+    }
+  });
+
+  it('withdraws the question the consent window still asks when the embedding page closes: the window says so instead of asking', async () => {
+    const known = (nc: string) => { try { return coordinator.c.consents.get(nc).state; } catch { return 'gone'; } };
+    // A second tab of the same site (the shared page goes on to the tests after this one).
+    const other = await page.context().newPage();
+    let asking: Page | null = null;
+    try {
+      const cdp = await page.context().newCDPSession(other);
+      await cdp.send('Emulation.setPressureSourceOverrideEnabled', { enabled: true, source: 'cpu' });
+      await cdp.send('Emulation.setPressureStateOverride', { source: 'cpu', state: 'nominal' });
+      await other.setViewportSize({ width: 900, height: 700 });
+      await other.goto(hostUrl);
+      await part(other, 'consent-button').focus();
+      await other.keyboard.press('Enter');
+      await other.locator('murmur-volunteer iframe').waitFor({ state: 'attached' });
+      await expect.poll(() => part(other, 'status').innerText(), { timeout: 30_000 }).toMatch(/^Ready: nothing runs until you press Start/);
+      const frame = other.frames().find((fr) => fr.url().includes('/widget-frame.html'));
+      if (!frame) throw new Error('the second tab\'s training frame is not there');
+      const start = frame.locator('#murmur-start');
+      await start.waitFor({ state: 'visible' });
+      asking = await consentWindowFrom(other.context(), () => restAndClick(start));
+      const nc = new URL(asking.url()).hash.slice(1);
+      await asking.locator('murmur-consent-window button[data-action=allow]').waitFor();
+      await expect.poll(() => known(nc)).toBe('pending');
+      // The embedding page goes (its tab closed, with its unload handlers run): the frame's
+      // pagehide withdraws the question, and the window hears it at its next watch.
+      await other.close({ runBeforeUnload: true });
+      await expect.poll(() => known(nc), { timeout: 30_000 }).not.toBe('pending');
+      const said = asking.locator('murmur-consent-window [data-ended=withdrawn]');
+      await said.waitFor({ timeout: 30_000 });
+      expect((await said.innerText()).replace(/\s+/g, ' ')).toBe(`The widget on ${new URL(hostUrl).origin} stopped before you answered: its Stop was pressed, or its page was closed. ` +
+        'Nothing was started, and nothing runs on this device for it.');
+      expect(await asking.locator('murmur-consent-window button[data-action]').count()).toBe(0);
+      // Heard by the window: the nonce is done.
+      await expect.poll(() => known(nc)).toBe('gone');
+    } finally {
+      if (!other.isClosed()) await other.close();
+      await asking?.close();
+      await page.bringToFront();
     }
   });
 

@@ -8,13 +8,39 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AppContext } from '../context.ts';
 import { addressKey } from '../address-budget.ts';
 import { ConsentError, type ConsentEntry, type ConsentRequests } from '../consent.ts';
-import { ConsentDecision, ConsentParams, ConsentRequest, ConsentStop, type ConsentReply } from '../../src/protocol/api.ts';
+import { ConsentDecision, ConsentParams, ConsentRequest, ConsentStop, type ConsentLink, type ConsentReply } from '../../src/protocol/api.ts';
 import { RunError } from '../runs.ts';
+import { buildLayout } from '../../src/model/layout.ts';
+import { DEFAULT_DEADLINE, exchangeLink } from '../../src/protocol/exchange-link.ts';
+import type { RunInfo } from '../../src/protocol/messages.ts';
+
+/** How many runs' link accounts are kept at once (linkOf): each a few numbers; the map is cleared when full. */
+const LINKS_KEPT = 64;
+
+/**
+ * What `run`'s exchange asks of a visitor's link (exchangeLink of its model and compression), as
+ * the consent window states it; kept per model and compression, since a claim comes every 5 s
+ * from each frame and the layout is the same each time.
+ */
+function linkOf(cache: Map<string, ConsentLink>, run: RunInfo): ConsentLink {
+  const key = `${run.compression} ${JSON.stringify(run.model)}`;
+  let link = cache.get(key);
+  if (link === undefined) {
+    const l = exchangeLink(run.compression, buildLayout(run.model).total);
+    link = { bytes: l.bytes, leastBytesPerS: l.leastBytesPerS, firstBytesPerS: l.firstBytesPerS, waitS: DEFAULT_DEADLINE.maxMs / 1000, firstWaitS: DEFAULT_DEADLINE.initialMs / 1000 };
+    if (cache.size >= LINKS_KEPT) cache.clear();
+    cache.set(key, link);
+  }
+  return link;
+}
 
 export function registerConsentRoutes(ctx: AppContext, consents: ConsentRequests): void {
   const { app, runs } = ctx;
-  const reply = (_nonce: string, e: ConsentEntry): ConsentReply =>
-    ({ run: e.run, runName: runs.get(e.run)?.name ?? e.run, site: e.site, state: e.state, expiresAt: e.expiresAt });
+  const links = new Map<string, ConsentLink>();
+  const reply = (_nonce: string, e: ConsentEntry): ConsentReply => {
+    const info = runs.get(e.run);
+    return { run: e.run, runName: info?.name ?? e.run, site: e.site, state: e.state, expiresAt: e.expiresAt, ...(info ? { link: linkOf(links, info) } : {}) };
+  };
   // A consent answer is about this moment: never cached.
   const fresh = (r: FastifyReply) => r.header('cache-control', 'no-store');
   /** Answers with what a visitor's side (the window's answer or Stop, the frame's release) made of a request, logged. */

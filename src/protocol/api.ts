@@ -227,15 +227,35 @@ export type ConsentStop = Static<typeof ConsentStop>;
 /**
  * A request's state: 'pending' until the window's answer; 'allowed' is then the live session the
  * frame trains under; 'stopped' once the window's Stop ended it, 'closed' once the window was
- * closed, 'released' once the frame ended it (its Stop, or training ended), each kept until the
- * other side has heard.
+ * closed, 'released' once the frame ended it (its Stop, or training ended), 'withdrawn' once the
+ * frame took back a request still pending (its Stop, or its page going, while the window asked),
+ * each kept until the other side has heard.
  */
-export const ConsentState = Type.Enum(['pending', 'allowed', 'denied', 'stopped', 'closed', 'released']);
+export const ConsentState = Type.Enum(['pending', 'allowed', 'denied', 'stopped', 'closed', 'released', 'withdrawn']);
 export type ConsentState = Static<typeof ConsentState>;
 
 /**
- * GET /api/consent/:nonce (what the consent window names), and the answer of each POST: the run
- * (its name too, for the window), the site, the state and when the nonce expires (ms since the epoch).
+ * What a run's exchange asks of the visitor's link, as the consent window states it (the
+ * coordinator's exchangeLink of the run's model and compression, src/protocol/exchange-link.ts):
+ * bytes sent and as many received each outer round, the least rate each way at which an exchange
+ * ends inside the longest wait (60 s), and the first exchange's (15 s, before the wait is fitted to
+ * the link), with those two waits in seconds.
  */
-export const ConsentReply = strict({ run: runId, runName: Type.String({ maxLength: 200 }), site: embedSite, state: ConsentState, expiresAt: time });
+export const ConsentLink = strict({
+  bytes: Type.Integer({ minimum: 0, maximum: 1e13 }),
+  leastBytesPerS: Type.Integer({ minimum: 0, maximum: 1e13 }),
+  firstBytesPerS: Type.Integer({ minimum: 0, maximum: 1e13 }),
+  waitS: Type.Number({ minimum: 0, maximum: 3600 }),
+  firstWaitS: Type.Number({ minimum: 0, maximum: 3600 }),
+});
+export type ConsentLink = Static<typeof ConsentLink>;
+
+/**
+ * GET /api/consent/:nonce (what the consent window names), and the answer of each POST: the run
+ * (its name too, for the window), the site, the state and when the nonce expires (ms since the
+ * epoch), and what the run asks of the visitor's link (absent when the coordinator no longer has the run).
+ */
+export const ConsentReply = strict({
+  run: runId, runName: Type.String({ maxLength: 200 }), site: embedSite, state: ConsentState, expiresAt: time, link: Type.Optional(ConsentLink),
+});
 export type ConsentReply = Static<typeof ConsentReply>;

@@ -3,7 +3,9 @@
 // worker, the WebRTC mesh, the coordinator client), and tests pass fakes.
 import type { AdapterSummary } from '../gpu/device.ts';
 import type { GpuErrorCode } from '../gpu/errors.ts';
-import type { ConsentState, RunEventData } from '../protocol/api.ts';
+import type { ConsentLink, ConsentState, RunEventData } from '../protocol/api.ts';
+
+export type { ConsentLink };
 import type { RunEvent, RunEventKind } from '../protocol/events.ts';
 import type { ReportFields } from '../protocol/messages.ts';
 import type { StateLosses } from '../protocol/memorised.ts';
@@ -340,7 +342,11 @@ export interface ConsentPort {
 }
 
 /** A consent request as the consent window shows it: the run, the site that asks, the state, when it expires (ms since the epoch). */
-export interface ConsentAsked { run: string; runName: string; site: string; state: ConsentState; expiresAt: number }
+export interface ConsentAsked {
+  run: string; runName: string; site: string; state: ConsentState; expiresAt: number;
+  /** What the run's exchange asks of the visitor's link (ConsentLink); absent when the coordinator no longer has the run. */
+  link?: ConsentLink;
+}
 
 /** What the coordinator says of a nonce whose registration it refused: why (a site not listed, a limit reached). */
 export interface ConsentRefusal { refused: string }
@@ -353,7 +359,7 @@ export interface ConsentWindowPort {
   /**
    * While the window asks or the donation runs: takes back its leaving (leaveOnClose) and, while
    * the donation runs, renews the window's side of the session; 'released' once the frame ended
-   * it, 'gone' once the coordinator no longer knows it (the frame was not seen for its time).
+   * it, 'withdrawn' once it took back the question still asked, 'gone' once the coordinator no longer knows it (the frame was not seen for its time).
    */
   watch(nonce: string): Promise<ConsentAsked | 'gone'>;
   /** The window's Stop: ends the session, and the frame stops at its next claim. */

@@ -20,7 +20,8 @@
 // asks (a Resume's) withdraws the question, and the window then says so instead of asking. Stop takes any click: stopping is always safe.
 import { LitElement, html, css, nothing, type TemplateResult } from 'lit';
 import { pageGate, PAGE_REFUSED } from '../core/settle.ts';
-import type { ConsentAsked, ConsentWindowPort } from '../ports.ts';
+import type { ConsentAsked, ConsentLink, ConsentWindowPort } from '../ports.ts';
+import { formatBytes, formatRate } from '../core/format.ts';
 import { theme } from './theme.ts';
 
 /** How long the window looks for its request: the frame registers it while the window opens. */
@@ -105,7 +106,11 @@ export class ConsentWindow extends LitElement {
     }
   }
 
-  /** The view for the request as the coordinator has it; a live session is watched. */
+  /**
+   * The view for the request as the coordinator has it; a live session is watched. An ending is
+   * said as its state names it, on the first load of a reloaded window too: 'withdrawn' (the
+   * question taken back before an answer) is not 'released' (a donation the widget stopped).
+   */
   private show(asked: ConsentAsked): void {
     switch (asked.state) {
       case 'pending': this.view = { kind: 'asking', asked }; break;
@@ -143,9 +148,8 @@ export class ConsentWindow extends LitElement {
     if (v.kind === 'asking') {
       // Gone (expired): an answer now is told so when it is given.
       if (now === 'gone') return;
-      // The widget's Stop (or its page closing) withdrew the question: it asks no more.
-      if (now.state === 'released') this.view = { kind: 'ended', asked: now, why: 'withdrawn' };
-      else if (now.state !== 'pending') this.show(now);
+      // Answered, or the widget's Stop (or its page closing) withdrew the question ('withdrawn'): it asks no more.
+      if (now.state !== 'pending') this.show(now);
     } else if (now === 'gone') this.view = { kind: 'ended', asked: v.asked, why: 'gone' };
     else this.show(now);
     if (this.view.kind === 'donating' || this.view.kind === 'asking') this.watchLater();
@@ -234,6 +238,7 @@ export class ConsentWindow extends LitElement {
       <ul>
         <li>Your graphics card trains part of an open language model, in short bursts, inside that page's tab.</li>
         <li>It downloads training text and exchanges model updates with the coordinator and other volunteers: tens of MB, more over hours.</li>
+        ${a.link ? this.renderLink(a.link) : nothing}
         <li>This window then stays open as its Stop: it stops when you press Stop here or in the widget, or close this window or that tab. Nothing is installed, and nothing else on this device is read.</li>
       </ul>
       <p>Only allow it if you pressed Start on that page yourself.</p>
@@ -242,6 +247,18 @@ export class ConsentWindow extends LitElement {
         <button type="button" data-action="deny" @click=${(e: Event) => this.answer(e, false)}>Don't allow</button>
       </div>
       ${this.refused ? html`<p class="refused" role="alert" data-refused>${this.refused}</p>` : nothing}`;
+  }
+
+  /**
+   * What the run asks of the visitor's link (the coordinator's exchangeLink of the run), said as the
+   * volunteer page and the widget's frame say it: an exchange's bytes each way, the least rate at
+   * which it ends inside the wait, and the first exchange's.
+   */
+  private renderLink(l: ConsentLink): TemplateResult {
+    return html`<li data-link=${l.leastBytesPerS} data-first-link=${l.firstBytesPerS}>Each exchange sends about ${formatBytes(l.bytes)} of model
+      updates to one other volunteer and receives as much. It needs a connection of at least ${formatRate(l.leastBytesPerS)} each way
+      to end within the ${l.waitS} s each side waits, and ${formatRate(l.firstBytesPerS)} for the first exchange (${l.firstWaitS} s);
+      on a slower one your GPU trains alone.</li>`;
   }
 
   private renderAnswered(a: ConsentAsked): TemplateResult {
