@@ -7,7 +7,8 @@
 // nothing of a session answers 404, which the frame says as the coordinator having lost the
 // session, not as the window having been closed.
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { murmurServe } from './support/murmur-cli.ts';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,18 +39,8 @@ async function start(dir: string, consent = {}): Promise<TestServer> {
 
 /** `murmur serve` on `dir` in its own process, as an operator runs it: its URL once it listens. */
 async function serve(dir: string): Promise<{ child: ChildProcess; url: string; admin: Record<string, string> }> {
-  const child = spawn(process.execPath, ['bin/murmur.mjs', 'serve', '--data-dir', dir, '--port', '0', '--checkpoint-every', '0', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const { child, url } = await murmurServe(dir);
   children.push(child);
-  let out = '', err = '';
-  child.stderr!.on('data', (d) => { err += d; });
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /murmur listening on (http:\/\/[\d.]+:\d+)/.exec(out);
-      if (m) resolve(m[1]!);
-    });
-    child.on('exit', (code) => reject(new Error(`murmur serve exited with ${code}: ${err.slice(-2000)}`)));
-  });
   const admin = { authorization: `Bearer ${readFileSync(join(dir, 'admin-token'), 'utf8').trim()}` };
   return { child, url, admin };
 }
