@@ -19,11 +19,10 @@
 // issue 4 holds on this run (it reports; it does not assert). `npm run bench:bundle` packs it as
 // plain JavaScript for a machine with more cores (scripts/device-run.sh).
 import { Worker } from 'node:worker_threads';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import os from 'node:os';
-import { execSync } from 'node:child_process';
 import { METHODS, methodDefaults } from '../src/sim/config.ts';
 import { DATA_MODES, LEARNERS, SPEC_DEFAULTS, simModel, type DataMode, type LearnerKind, type SimSpec } from '../src/sim/setup.ts';
 import { groupRuns, mean, runLabel, runsTable, sd, summaryTable, table, type RunRecord } from '../src/sim/report.ts';
@@ -32,6 +31,7 @@ import { DEFAULT_SYNC_TRIALS, HOME_LINK, syncTable, type SyncRow } from '../src/
 import { buildLayout } from '../src/model/layout.ts';
 import { pickVulkanDrivers } from '../src/gpu/node-gpu.ts';
 import { preset } from '../src/model/config.ts';
+import { atomicWrite, gitCommit } from './provenance.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -313,22 +313,6 @@ function collectRuns(files: string[], wanted: SimSpec[]): RunRecord[] {
 /** JSON with every object's keys sorted: equal values give equal strings. */
 function canonical(v: unknown): string {
   return JSON.stringify(v, (_k, x) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => a.localeCompare(b))) : x));
-}
-
-/** The commit the results came from (with "+dirty" when the tree had changes), or null outside git. */
-function gitCommit(): string | null {
-  try {
-    const head = execSync('git rev-parse --short HEAD', { cwd: root, encoding: 'utf8' }).trim();
-    const dirty = execSync('git status --porcelain -- src bench ":(exclude)bench/results"', { cwd: root, encoding: 'utf8' }).trim() !== '';
-    return head + (dirty ? '+dirty' : '');
-  } catch {
-    return null;
-  }
-}
-
-function atomicWrite(path: string, text: string): void {
-  writeFileSync(path + '.tmp', text);
-  renameSync(path + '.tmp', path);
 }
 
 async function main(): Promise<void> {

@@ -14,18 +14,17 @@
 //   quad8:  the quadratic toy (src/sim/quadratic.ts), 8 replicas, speeds U[1,4], 600 simulated s
 //   quad16: the same toy, 16 replicas, speeds U[1,8], start phases spread over a loop, jitter 0.3
 //   gpt:    (--gpt) the micro GPT on the CPU reference, 8 replicas, speeds U[1,4], 300 simulated s
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
-import { execSync } from 'node:child_process';
 import { SPEC_DEFAULTS, runSpec, type SimSpec } from '../src/sim/setup.ts';
 import { parseStaleRule, staleRuleName } from '../src/train/outer.ts';
 import { mean, sd, table } from '../src/sim/report.ts';
 import type { SimResult } from '../src/sim/simulator.ts';
+import { atomicWrite, gitCommit } from './provenance.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, '..');
 const args = process.argv.slice(2);
 function arg(name: string): string | undefined {
   const i = args.indexOf(name);
@@ -102,16 +101,6 @@ function summary(rows: Row[], setup: string): { text: string; rules: Record<stri
   return { text, rules: out };
 }
 
-function gitCommit(): string | null {
-  try {
-    const head = execSync('git rev-parse --short HEAD', { cwd: root, encoding: 'utf8' }).trim();
-    const dirty = execSync('git status --porcelain -- src bench ":(exclude)bench/results"', { cwd: root, encoding: 'utf8' }).trim() !== '';
-    return head + (dirty ? '+dirty' : '');
-  } catch {
-    return null;
-  }
-}
-
 async function main(): Promise<void> {
   const t0 = performance.now();
   const commit = gitCommit();
@@ -147,8 +136,7 @@ async function main(): Promise<void> {
     setups: Object.fromEntries(NAMES.map((n) => [n, { ...SETUPS[n], ...(TIME !== undefined && { time: TIME }) }])),
     summary: summaries, runs: rows,
   };
-  writeFileSync(file + '.tmp', JSON.stringify(result, null, 1) + '\n');
-  renameSync(file + '.tmp', file);
+  atomicWrite(file, JSON.stringify(result, null, 1) + '\n');
   console.log(`\nwrote ${relative(process.cwd(), file)} in ${result.wall_s} s`);
 }
 
