@@ -142,3 +142,23 @@ describe('the default run\'s relayed exchange, measured (bench/results/nat-turn-
       `still inside the 15 s first wait) and ${low.ms_ratio!.toFixed(2)}x at 700 KB/s, where the first exchanges missed the 15 s`);
   });
 });
+
+describe('a newcomer\'s state pull behind the 1 MB/s relay (bench/results/nat-turn-cap-tiny-join-*.json)', () => {
+  const rows = (f: string) => (results(f).rows as (CapRow & { joined_from: (string | null)[]; links_tried: number })[]);
+
+  it('with the state given its own deadline every newcomer joined from its peer on one link, as docs/design.md says', () => {
+    const after = rows('nat-turn-cap-tiny-join-after.json'), before = rows('nat-turn-cap-tiny-join-before.json');
+    for (const r of [...after, ...before]) {
+      expect(r.max_bps).toBe(1_000_000);
+      expect([...r.joined_from].sort()).toEqual(['fresh', 'peer']); // the first volunteer has nobody to ask
+      expect(r.links_tried).toBe(2);
+    }
+    const doc = flat('docs/design.md');
+    expect(doc).toContain(`each with 2 links tried, 6 of 6, 6 of 6, ${after.map((r) => `${r.paired_rounds} of ${r.partnered_rounds}`).join(' and ')} paired`);
+    const missed = after.flatMap((r) => r.first_exchanges).filter((f) => f.outcome !== 'paired');
+    expect(missed.map((f) => f.reason)).toEqual(['deadline']);
+    expect(doc).toContain(`missed for time (${n(missed[0]!.transfer_ms)} ms)`);
+    const old = before.find((r) => r.paired_rounds === 5)!;
+    expect(doc).toContain(`the old code's 5 of ${old.partnered_rounds} row (${old.first_exchanges.map((f) => n(f.transfer_ms)).join(' and ')} ms)`);
+  });
+});
