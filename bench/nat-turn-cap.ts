@@ -8,6 +8,9 @@
 //                        first wait), into nat-turn-cap-tiny.json, so micro's file stays.
 //   --caps A,B,...       max-bps per row, bytes/s (0: uncapped), instead of the preset's.
 //   --out NAME.json      the results file under bench/results/ instead of the preset's.
+// With or without --turn-cap:
+//   --keep-logs DIR      each volunteer's whole output (--verbose: mesh and link events too), one
+//                        file per volunteer and row under DIR/<row>/, each line after its ms.
 import { RELAY_OVERHEAD, TURN_DEFAULTS } from '../server/turn-config.ts';
 
 export type CapPreset = 'micro' | 'tiny';
@@ -96,4 +99,14 @@ export function turnCapFlagsAlone(argv: string[]): string | null {
 export function capPrediction(bytes: number, maxBps: number): { predicted_ms: number; overhead_ms: number } | null {
   if (!maxBps) return null;
   return { predicted_ms: Math.round((bytes / maxBps) * 1000), overhead_ms: Math.round(((bytes * RELAY_OVERHEAD) / maxBps) * 1000) };
+}
+
+/** --keep-logs DIR: where each row's volunteer logs go (null without the flag); throws on a missing value. */
+export function keepLogsDir(argv: string[]): string | null {
+  return valueOf(argv, '--keep-logs') ?? null;
+}
+
+/** A row's folder name under --keep-logs: `cone-turn-relay-only-1000000`. */
+export function rowLogName(nat: string, ice: string, maxBps: number | undefined): string {
+  return [nat, ice, ...(maxBps === undefined ? [] : [String(maxBps)])].join('-').replace(/[^\w.-]+/g, '-');
 }

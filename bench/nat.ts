@@ -18,13 +18,13 @@
 // bench/results/nat-turn-cap.json (micro) or nat-turn-cap-<preset>.json.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTopology, loopbackTopology, netnsUnavailable, type NatKind, type Topology } from '../tests/support/netns.ts';
 import { createMicroRun, startNatRun, swarmUntil, type IceMode, type SwarmMember } from '../tests/support/nat-run.ts';
 import { RELAY_OVERHEAD, TURN_DEFAULTS } from '../server/turn-config.ts';
 import { runExchangeBytes } from '../src/commands/turn-config.ts';
-import { capPrediction, turnCapFlagsAlone, turnCapPlan } from './nat-turn-cap.ts';
+import { capPrediction, keepLogsDir, rowLogName, turnCapFlagsAlone, turnCapPlan } from './nat-turn-cap.ts';
 
 const quick = process.argv.includes('--quick');
 const turnCap = process.argv.includes('--turn-cap');
@@ -34,8 +34,10 @@ if (stray) {
   process.exit(1);
 }
 let plan: ReturnType<typeof turnCapPlan> | null = null;
+let logs: string | null = null;
 try {
   plan = turnCap ? turnCapPlan(process.argv) : null;
+  logs = keepLogsDir(process.argv);
 } catch (err) {
   console.error(`bench:nat: ${(err as Error).message}`);
   process.exit(1);
@@ -58,6 +60,8 @@ interface Row {
   overhead_ms?: number | null; max_exchange_ms?: number | null; max_ratio?: number | null;
   /** --turn-cap: each volunteer's first partnered round (its receive waits DEFAULT_DEADLINE.initialMs, 15 s). */
   first_exchanges?: { outcome: string; reason: string | null; transfer_ms: number }[];
+  /** --turn-cap: where each volunteer's state came from (its summary's joinedFrom: peer, checkpoint or fresh). */
+  joined_from?: (string | null)[];
 }
 
 const CASES: Case[] = plan ? plan.caps.map((maxBps) => ({ nat: 'cone' as const, ice: 'turn relay-only' as const, maxBps })) : [
@@ -88,7 +92,11 @@ async function measure(c: Case): Promise<Row> {
       ...(plan ? { preset: plan.preset, train: plan.train } : {}),
     });
     const partnered = (m: SwarmMember) => m.rounds.filter((r) => r.exchange.partner !== null);
-    const members = await swarmUntil(run, PRESET, [0, 1], (all) => all.every((m) => partnered(m).length >= ROUNDS), 600_000);
+    const logDir = logs === null ? undefined : join(resolve(logs), rowLogName(c.nat, c.ice, c.maxBps));
+    if (logDir) mkdirSync(logDir, { recursive: true });
+    const members = await swarmUntil(run, PRESET, [0, 1], (all) => all.every((m) => partnered(m).length >= ROUNDS), 600_000,
+      logDir ? { logDir, extra: ['--verbose'] } : {});
+    if (logDir) process.stderr.write(`bench:nat: volunteer logs in ${logDir}\n`);
     const given = members.flatMap(partnered);
     const paired = given.filter((r) => r.exchange.outcome === 'paired');
     const links = paired.map((r) => r.exchange.link).filter((l) => l !== null && l !== undefined);
@@ -107,6 +115,7 @@ async function measure(c: Case): Promise<Row> {
         ms_ratio: p && ms !== null ? r2(ms / p.predicted_ms) : null, overhead_ms: p?.overhead_ms ?? null,
         max_exchange_ms: slowest, max_ratio: p && slowest !== null ? r2(slowest / p.predicted_ms) : null,
         first_exchanges: members.map((m) => partnered(m)[0]!).map((r) => ({ outcome: r.exchange.outcome, reason: r.exchange.reason, transfer_ms: r.exchange.transferMs })),
+        joined_from: summaries.map((s) => (typeof s.joinedFrom === 'string' ? s.joinedFrom : null)),
       };
     })();
     return {
@@ -136,11 +145,11 @@ for (const c of CASES) {
 const load = loadavg();
 if (turnCap) {
   console.log(`\nTURN per-session cap (2 CPU volunteers on ${PRESET}, relay-only, ${ROUNDS} partnered rounds each; ${cpus().length} cores, load ${load.map((x) => x.toFixed(1)).join(' ')})\n`);
-  const head = ['max-bps', 'paired/partnered', 'bytes each way', 'MB/s', 'exchange ms', 'bytes/max-bps ms', `x${RELAY_OVERHEAD} ms`, 'ratio', 'slowest ms', 'slowest ratio', 'first exchanges'];
+  const head = ['max-bps', 'paired/partnered', 'bytes each way', 'MB/s', 'exchange ms', 'bytes/max-bps ms', `x${RELAY_OVERHEAD} ms`, 'ratio', 'slowest ms', 'slowest ratio', 'first exchanges', 'joined from'];
   console.log(head.map((h) => h.padEnd(18)).join(''));
   for (const r of rows) {
     console.log([r.max_bps || 'none', `${r.paired_rounds}/${r.partnered_rounds}`, r.exchange_bytes ?? '-', r.exchange_MBps ?? '-', r.exchange_ms ?? '-', r.predicted_ms ?? '-', r.overhead_ms ?? '-', r.ms_ratio ?? '-',
-      r.max_exchange_ms ?? '-', r.max_ratio ?? '-', (r.first_exchanges ?? []).map((f) => `${f.outcome === 'paired' ? 'paired' : f.reason ?? f.outcome} ${f.transfer_ms}`).join(', ')]
+      r.max_exchange_ms ?? '-', r.max_ratio ?? '-', (r.first_exchanges ?? []).map((f) => `${f.outcome === 'paired' ? 'paired' : f.reason ?? f.outcome} ${f.transfer_ms}`).join(', '), (r.joined_from ?? []).join(', ')]
       .map((x) => String(x).padEnd(18)).join(''));
   }
   const out = join(dirname(fileURLToPath(import.meta.url)), 'results', plan!.out);

@@ -1,9 +1,13 @@
 // `npm run bench:nat -- --turn-cap` on the default run's preset: what bench/nat-turn-cap.ts plans
 // from the command line (no namespaces needed), and what each cap predicts for tiny's exchange.
 import { describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { capPrediction, TINY_CAP_LOW, turnCapFlagsAlone, turnCapPlan } from '../bench/nat-turn-cap.ts';
+import { capPrediction, keepLogsDir, rowLogName, TINY_CAP_LOW, turnCapFlagsAlone, turnCapPlan } from '../bench/nat-turn-cap.ts';
+import { keepLog } from './support/nat-run.ts';
+import { until } from './support/wait.ts';
 import { runExchangeBytes } from '../src/commands/turn-config.ts';
 import { RELAY_OVERHEAD, relayedExchange, TURN_DEFAULTS } from '../server/turn-config.ts';
 import { DEFAULT_DEADLINE } from '../src/protocol/exchange-link.ts';
@@ -55,6 +59,32 @@ describe('bench:nat --turn-cap plan', () => {
     expect(capPrediction(bytes, 1_000_000)).toEqual({ predicted_ms: 8326, overhead_ms: 14154 });
     expect(capPrediction(bytes, 700_000)).toEqual({ predicted_ms: 11894, overhead_ms: 20221 });
     expect(capPrediction(bytes, 0)).toBeNull();
+  });
+});
+
+describe('bench:nat --keep-logs DIR', () => {
+  it('names a folder per row, and a missing value is refused by name', () => {
+    expect(keepLogsDir(argv('--preset', 'tiny', '--keep-logs', '/tmp/x'))).toBe('/tmp/x');
+    expect(keepLogsDir(argv('--preset', 'tiny'))).toBeNull();
+    expect(() => keepLogsDir(argv('--keep-logs'))).toThrow(/--keep-logs needs a value/);
+    expect(() => keepLogsDir(argv('--keep-logs', '--quick'))).toThrow(/--keep-logs needs a value/);
+    expect(rowLogName('cone', 'turn relay-only', 1_000_000)).toBe('cone-turn-relay-only-1000000');
+    expect(rowLogName('loopback', 'none', undefined)).toBe('loopback-none');
+  });
+
+  it('keeps every line a volunteer prints, stdout and stderr, past the 400 its SwarmMember.log holds', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'murmur-keep-logs-'));
+    try {
+      const file = join(dir, 'volunteer-home0.log');
+      const child = spawn(process.execPath, ['-e', 'for (let i = 0; i < 1000; i++) console.log(`line ${i}`); console.error("on stderr");'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      keepLog(child, file);
+      await until(() => child.exitCode !== null && readFileSync(file, 'utf8').split('\n').filter(Boolean).length === 1001, 30_000, () => `the log to hold 1001 lines (exit ${child.exitCode})`);
+      const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean);
+      expect(lines.filter((l) => /^\d+ line \d+$/.test(l))).toHaveLength(1000);
+      expect(lines.some((l) => /^\d+ on stderr$/.test(l))).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -124,5 +154,25 @@ describe('the default run\'s relayed exchange, measured (bench/results/nat-turn-
     const { bytes } = runExchangeBytes({ preset: 'tiny', compression: 'none' });
     expect(flat('docs/deploy.md')).toContain(`At the default 1 MB/s tiny takes ${((bytes * RELAY_OVERHEAD) / TURN_DEFAULTS.maxBps).toFixed(2)} s with the overhead, ` +
       `inside the 15 s but by only 6%: ${n(Math.ceil((bytes * RELAY_OVERHEAD) / 15 / 1000) * 1000)} is the least \`max-bps\` that passes`);
+  });
+});
+
+describe('a newcomer\'s state pull behind the 1 MB/s relay (bench/results/nat-turn-cap-tiny-join-*.json)', () => {
+  const rows = (f: string) => (results(f).rows as (CapRow & { joined_from: (string | null)[]; links_tried: number })[]);
+
+  it('with the state given its own deadline every newcomer joined from its peer on one link, as docs/design.md says', () => {
+    const after = rows('nat-turn-cap-tiny-join-after.json'), before = rows('nat-turn-cap-tiny-join-before.json');
+    for (const r of [...after, ...before]) {
+      expect(r.max_bps).toBe(1_000_000);
+      expect([...r.joined_from].sort()).toEqual(['fresh', 'peer']); // the first volunteer has nobody to ask
+      expect(r.links_tried).toBe(2);
+    }
+    const doc = flat('docs/design.md');
+    expect(doc).toContain(`each with 2 links tried, 6 of 6, 6 of 6, ${after.map((r) => `${r.paired_rounds} of ${r.partnered_rounds}`).join(' and ')} paired`);
+    const missed = after.flatMap((r) => r.first_exchanges).filter((f) => f.outcome !== 'paired');
+    expect(missed.map((f) => f.reason)).toEqual(['deadline']);
+    expect(doc).toContain(`missed for time (${n(missed[0]!.transfer_ms)} ms)`);
+    const old = before.find((r) => r.paired_rounds === 5)!;
+    expect(doc).toContain(`the old code's 5 of ${old.partnered_rounds} row (${old.first_exchanges.map((f) => n(f.transfer_ms)).join(' and ')} ms)`);
   });
 });

@@ -9,7 +9,9 @@ import type { ControlMessage } from '../src/protocol/peer-messages.ts';
 import { systemClock } from '../src/protocol/clock.ts';
 import { silentLogger } from '../src/sync/components.ts';
 import { LinkClosedError } from '../src/sync/errors.ts';
-import type { Assembler } from '../src/sync/transfer.ts';
+import { sendTensor, type Assembler } from '../src/sync/transfer.ts';
+import { decodeFrame } from '../src/protocol/frame.ts';
+import type { Link } from '../src/sync/links.ts';
 import { FakeClock } from './support/fake-clock.ts';
 import { until } from './support/wait.ts';
 
@@ -284,6 +286,72 @@ describe('requestState gives up on a neighbour', () => {
     answer = (nonce) => ({ t: 'state-offer', nonce, ok: false, reason: 'busy' });
     expect(await requestState(core, 60_000, 1)).toBeNull();
     expect(destroyed).toEqual([]);
+  });
+});
+
+describe('requestState gives an offered state its transfer deadline', () => {
+  it('past the join\'s own end: a state still arriving over a slow link is taken, and its link kept', async () => {
+    // A newcomer behind a capped relay (bench:nat --turn-cap --preset tiny, 1 MB/s) was offered
+    // tiny's 8.3 MB state 2.8 s into its 15 s join; cut at the join's end, the pull gave up 12.3 s
+    // into the transfer's 15 s deadline and destroyed the link its first exchange then needed.
+    const PEER = 'p-0000000000000001';
+    const clock = new FakeClock();
+    const destroyed: string[] = [];
+    const conn = { peer: PEER, inbound: new Map<number, Assembler>(), link: { destroy: (reason: string) => destroyed.push(reason), on: () => () => {} } };
+    let listener: ((msg: ControlMessage) => void) | null = null;
+    let offered = false;
+    const core = {
+      clock, random: () => 0, logger: silentLogger, isDestroyed: false, settings: { elements: 4 },
+      eligibleNeighbours: () => [PEER],
+      onProbation: () => false,
+      conn: () => conn,
+      holding: <T>(_c: unknown, fn: () => Promise<T>) => fn(),
+      randomU32: () => 7,
+      identity: () => ({ runId: 'run', configHash: 'aaaabbbbccccdddd', sender: 'me' }),
+      estimator: { deadlineMs: () => 15_000 },
+      listen: (_p: string, fn: (msg: ControlMessage) => void) => { listener = fn; return () => { listener = null; }; },
+      sendControl: (_peer: string, msg: ControlMessage) => {
+        if (msg.t === 'state-req') {
+          queueMicrotask(() => {
+            clock.advance(2_800); // the offer comes 2.8 s into the join
+            listener?.({ t: 'state-offer', nonce: msg.nonce, ok: true, tensor: { tid: 3, dtype: 'f32', elements: 8, bytes: 32 }, outerRound: 1, innerStep: 5 });
+            offered = true;
+          });
+        }
+        return true;
+      },
+      offence: () => { throw new Error('a slow state is no offence'); },
+    } as unknown as MeshCore;
+    let result: BootState | null | undefined;
+    void requestState(core, 15_000, 1).then((r) => { result = r; });
+    await until(() => offered, 3_000, () => 'the state offer', 5);
+    // The join's 15 s end passes while the state is on its way (12.3 s into the transfer).
+    clock.advance(12_300);
+    await Promise.resolve();
+    expect(destroyed).toEqual([]);
+    expect(result).toBeUndefined();
+    // Then the state arrives, inside its own 15 s.
+    const values = new Float32Array([1, 2, 3, 4, 0.5, 0.25, 0.125, 0.0625]);
+    const link = {
+      remote: 'me', open: true, bufferedAmount: 0,
+      send: (frame: Uint8Array) => { const f = decodeFrame(frame); if (f.type === 'chunk') conn.inbound.get(f.header.transferId)?.add(f.header, f.payload); },
+    } as unknown as Link;
+    await sendTensor(link, { runId: 'run', configHash: 'aaaabbbbccccdddd', sender: PEER }, { kind: 'state', dtype: 'f32', round: 1, transferId: 3, elements: 8, bytes: new Uint8Array(values.buffer) }, { highWater: 1 << 20 });
+    await until(() => result !== undefined, 3_000, () => 'the pull to end', 5);
+    expect(result).not.toBeNull();
+    expect([...result!.phi]).toEqual([1, 2, 3, 4]);
+    expect([...result!.momentum]).toEqual([0.5, 0.25, 0.125, 0.0625]);
+    expect(destroyed).toEqual([]);
+    // Past the state's own deadline it is given up as before (the link closed, its serve ended).
+    destroyed.length = 0;
+    offered = false;
+    result = undefined;
+    void requestState(core, 15_000, 1).then((r) => { result = r; });
+    await until(() => offered, 3_000, () => 'the second state offer', 5);
+    clock.advance(15_000);
+    await until(() => result !== undefined, 3_000, () => 'the second pull to end', 5);
+    expect(result).toBeNull();
+    expect(destroyed).toEqual(['state pull given up']);
   });
 });
 

@@ -92,9 +92,14 @@ function pullFrom(mesh: MeshCore, peer: string, end: number): Promise<BootState>
     // timeout, and the neighbour is not asked again (requestState).
     const asked = (cause?: unknown) => new BootstrapError(`${peer} closed the link before its state arrived`, { cause });
     let offClose = () => {};
-    const arm = (ms: number, what: string) => {
+    // The offer is waited for until the join's own end at most; a state offered is then given its
+    // transfer deadline in full, past that end if need be. Cut at the end, a newcomer behind a
+    // capped relay (tiny's 8.3 MB state at 1 MB/s, offered 2.8 s into a 15 s join) gave up at
+    // 12.3 s of its 15 s deadline, destroying the one link its first exchange then needed.
+    const arm = (ms: number, what: string, untilEnd: boolean) => {
       if (timer !== null) mesh.clock.clearTimeout(timer);
-      timer = mesh.clock.setTimeout(() => giveUp(new BootstrapError(`${what} from ${peer} timed out`)), Math.max(0, Math.min(ms, end - mesh.clock.now())));
+      const wait = untilEnd ? Math.min(ms, end - mesh.clock.now()) : ms;
+      timer = mesh.clock.setTimeout(() => giveUp(new BootstrapError(`${what} from ${peer} timed out`)), Math.max(0, wait));
     };
     const finish = () => {
       off();
@@ -120,7 +125,7 @@ function pullFrom(mesh: MeshCore, peer: string, end: number): Promise<BootState>
       const id = mesh.identity();
       asm = new Assembler({ runId: id.runId, configHash: id.configHash, sender: peer, kind: 'state', transferId: offer.tensor.tid, dtype: 'f32', elements: 2 * n });
       conn.inbound.set(offer.tensor.tid, asm);
-      arm(mesh.estimator.deadlineMs(offer.tensor.bytes), 'state transfer');
+      arm(mesh.estimator.deadlineMs(offer.tensor.bytes), 'state transfer', false);
       asm.done.then((bytes) => {
         finish();
         const all = new Float32Array(bytes.buffer, bytes.byteOffset, 2 * n);
@@ -128,7 +133,7 @@ function pullFrom(mesh: MeshCore, peer: string, end: number): Promise<BootState>
         resolve({ from: peer, phi: all.slice(0, n), momentum: all.slice(n), outerRound: offer.outerRound, innerStep: offer.innerStep });
       }, (err) => giveUp(err instanceof LinkClosedError ? asked(err) : err));
     });
-    arm(OFFER_TIMEOUT_MS, 'state offer');
+    arm(OFFER_TIMEOUT_MS, 'state offer', true);
     if (!mesh.sendControl(peer, { t: 'state-req', nonce })) fail(new LinkClosedError(peer));
     else offClose = conn.link.on('close', () => fail(asked()));
   });

@@ -3,7 +3,7 @@
 // volunteer`, CPU backend) in the homes. Used by tests/nat.*.test.ts and bench/nat.ts.
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { turnConfig } from '../../server/turn-config.ts';
@@ -24,6 +24,28 @@ function capture(child: ChildProcess, into: string[]): void {
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
+}
+
+/**
+ * Every line `child` prints (stdout and stderr), each after the ms since it started, appended to
+ * `file` as it comes: the whole log, where SwarmMember.log keeps the last 400 lines.
+ */
+export function keepLog(child: ChildProcess, file: string): void {
+  const t0 = Date.now();
+  const out = createWriteStream(file, { flags: 'a' });
+  // Per stream, a line split across two chunks is written whole once its end comes.
+  const keep = (stream: NodeJS.ReadableStream | null) => {
+    let buf = '';
+    stream?.on('data', (d: Buffer) => {
+      buf += String(d);
+      const lines = buf.split('\n');
+      buf = lines.pop()!;
+      for (const line of lines) if (line) out.write(`${Date.now() - t0} ${line}\n`);
+    });
+    return () => { if (buf) out.write(`${Date.now() - t0} ${buf}\n`); buf = ''; };
+  };
+  const flushOut = keep(child.stdout), flushErr = keep(child.stderr);
+  child.once('close', () => { flushOut(); flushErr(); out.end(); });
 }
 
 /** Resolves once `test()` holds, checking every `everyMs`; rejects with `what` after `timeoutMs`. */
@@ -198,7 +220,7 @@ export interface SwarmMember {
  */
 export async function swarmUntil(
   run: NatRun, runId: string, homes: number[], done: (m: SwarmMember[]) => boolean, timeoutMs: number,
-  opts: { extra?: string[]; startWhen?: Record<number, (m: SwarmMember[]) => boolean> } = {},
+  opts: { extra?: string[]; startWhen?: Record<number, (m: SwarmMember[]) => boolean>; logDir?: string } = {},
 ): Promise<SwarmMember[]> {
   const members: SwarmMember[] = homes.map((home) => ({ home, rounds: [], summary: null, log: [] }));
   const procs: (ReturnType<NatRun['volunteer']> | null)[] = homes.map(() => null);
@@ -219,6 +241,7 @@ export async function swarmUntil(
       }
     });
     m.log = v.log;
+    if (opts.logDir) keepLog(v.child, join(opts.logDir, `volunteer-home${m.home}.log`));
     procs[i] = v;
   };
   try {
