@@ -136,6 +136,52 @@ describe('ProbeJudge', () => {
     expect(() => new ProbeJudge({ behindRounds: 0 })).toThrow(/behindRounds/);
   });
 
+  it('a partner that always says it is far behind is struck once its behindExcuses gross harms are spent (the old judge never struck it)', () => {
+    const rng = new Rng(15, 22);
+    const j = warmJudge(rng, 4 * 10);
+    expect(DEFAULT_PROBE.behindExcuses).toBe(2);
+    // A liar that claims, every exchange, to be 5 rounds behind whatever our round is: its claims
+    // go up with ours, so only the cap stops it.
+    const codes: string[] = [];
+    for (let round = 10; round < 16; round++) {
+      const v = j.judge('liar', exchange(rng, 0.3), { behind: 5, round });
+      expect(v.accept).toBe(false);
+      codes.push(v.offence!.code);
+      if (codes.length === 3) expect(v.offence!.detail).toMatch(/it says it is 5 rounds behind us, but its 2 gross harms excused for being behind are spent/);
+    }
+    expect(codes).toEqual(['probe-harm', 'probe-harm', 'probe-gross', 'probe-gross', 'probe-gross', 'probe-gross']);
+    expect(j.strikes('liar')).toBe(6);
+    // The cap is per partner: another one's first gross harm while behind is still evidence.
+    expect(j.judge('slow-starter', exchange(rng, 0.3), { behind: 40, round: 16 }).offence?.code).toBe('probe-harm');
+    // 0: no excuse at all.
+    const strict = new ProbeJudge({ behindExcuses: 0 });
+    for (let i = 0; i < 4 * 10; i++) strict.judge(`h${i % 4}`, exchange(rng, 0));
+    expect(strict.judge('slow-starter', exchange(rng, 0.3), { behind: 40, round: 50 }).offence?.code).toBe('probe-gross');
+    expect(() => new ProbeJudge({ behindExcuses: -1 })).toThrow(/behindExcuses/);
+    expect(() => new ProbeJudge({ behindExcuses: 1.5 })).toThrow(/behindExcuses/);
+  });
+
+  it('a claimed round below one the same partner claimed before excuses nothing: a gross harm is a strike, and the lie alone is evidence', () => {
+    const rng = new Rng(15, 23);
+    const j = warmJudge(rng, 4 * 10);
+    // An honest exchange at its round 8 (our 10), then one where it says it is at round 3.
+    expect(j.judge('liar', exchange(rng, 0), { behind: 2, round: 10 }).offence).toBeNull();
+    const gross = j.judge('liar', exchange(rng, 0.3), { behind: 8, round: 11 });
+    expect(gross.offence?.code).toBe('probe-gross');
+    expect(gross.offence?.detail).toMatch(/it says it is at round 3, below the round 8 it claimed to us before: no slack for being behind/);
+    // A harmless update with a lying round: refused and reported as evidence (no strike code).
+    const lie = j.judge('liar', exchange(rng, 0), { behind: 9, round: 12 });
+    expect(lie.accept).toBe(false);
+    expect(lie.offence?.code).toBe('probe-harm');
+    expect(lie.offence?.detail).toMatch(/it says it is at round 3, below the round 8 it claimed to us before/);
+    // The same round again, or a higher one, is no lie; nor is a claim we cannot count.
+    const h = new ProbeJudge();
+    for (let i = 0; i < 4 * 10; i++) h.judge(`h${i % 4}`, exchange(rng, 0));
+    for (const [round, behind] of [[10, 2], [11, 3], [13, 3], [14, Number.NaN], [15, 2]] as const) {
+      expect(h.judge('honest', exchange(rng, 0), { behind, round }).offence).toBeNull();
+    }
+  });
+
   it('before it has any history (the cold start) rejects large harms but reports only a gross one', () => {
     const rng = new Rng(15, 3);
     const j = new ProbeJudge();
@@ -470,6 +516,15 @@ describe('the outer round with the probe', () => {
     expect(behind.reported).toEqual([{ peer: 'p-1', code: 'probe-harm' }]);
     expect(behind.out.probe!.offence!.detail).toMatch(/3 rounds behind us/);
     expect((await round(warmJudge(rng), 0.3, rng, false, 3)).reported).toEqual([{ peer: 'p-1', code: 'probe-gross' }]);
+  });
+
+  it('passes our round on too, so a partner\'s claims to us are held against each other (round 3 then round 1: a strike)', async () => {
+    const rng = new Rng(15, 11);
+    const judge = warmJudge(rng);
+    expect((await round(judge, 0, rng, false, 3)).reported).toEqual([]);
+    const lie = await round(judge, 0.3, rng, false, 1);
+    expect(lie.reported).toEqual([{ peer: 'p-1', code: 'probe-gross' }]);
+    expect(lie.out.probe!.offence!.detail).toMatch(/it says it is at round 1, below the round 3 it claimed to us before/);
   });
 
   it('applies the update unjudged when the round has no judge (the probe off)', async () => {

@@ -381,6 +381,37 @@ describe('PartnerValidator', () => {
     expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, lagPerRound: -1 })).toThrow(/lagPerRound/);
   });
 
+  it('a partner whose claimed round goes below one it claimed at an exchange we accepted gets no slack for being behind: its lags are reported as at our round, and its first null Δ is a strike', () => {
+    const v = honestValidator();
+    const s = v.deltaScale;
+    const mine = plus(gaussian(41, 0.7e-3), gaussian(40, 0.7e-3));
+    const payload = (seed: number, back: number) => {
+      const delta = plus(gaussian(seed, 0.7e-3), gaussian(40, 0.7e-3));
+      const k = (back * s) / norm2(delta);
+      return { phi: phi.map((x, i) => x - k * delta[i]), delta };
+    };
+    const lag = 2.4;
+    // Each first says round 8 at our round 6 (ahead; nothing lags), then two lags of 2.4: one
+    // partner's claims go on up from 8 but sit 2 behind ours, the other's drop to 4 and 5.
+    const run = (peer: string, rounds: [number, number]) => [
+      v.check(phi, payload(80, 0), { peer, round: 6, peerRound: 8 }, mine),
+      v.check(phi, payload(81, lag), { peer, round: 10, peerRound: rounds[0] }, mine),
+      v.check(phi, payload(82, lag), { peer, round: 11, peerRound: rounds[1] }, mine),
+    ];
+    for (const r of run('honest', [8, 9])) expect(r).toMatchObject({ ok: true });
+    const liar = run('liar', [4, 5]);
+    expect(liar[0]).toMatchObject({ ok: true });
+    expect(liar[1]).toMatchObject({ ok: true });
+    expect(liar[2]).toMatchObject({ ok: false, reason: 'phi-lag', offence: true });
+    if (!liar[2].ok) expect(liar[2].detail).toMatch(/\(it says it is at round 5, below the round 8 it claimed to us before: no slack for being behind\)$/);
+    // A null Δ: from a partner whose claims went up, the first is no strike; from the liar it is.
+    const zero = { phi: plus(phi, gaussian(83, 1e-3)), delta: new Float32Array(n) };
+    expect(v.check(phi, zero, { peer: 'honest', round: 12, peerRound: 9 }, mine)).toMatchObject({ ok: false, reason: 'delta-null', offence: false });
+    const lie = v.check(phi, zero, { peer: 'liar', round: 12, peerRound: 7 }, mine);
+    expect(lie).toMatchObject({ ok: false, reason: 'delta-null', offence: true });
+    if (!lie.ok) expect(lie.detail).toMatch(/below the round 8 it claimed to us before/);
+  });
+
   it('rejects wrong sizes', () => {
     const v = honestValidator();
     expect(v.check(phi, { phi: new Float32Array(n - 1), delta: new Float32Array(n) }, at)).toMatchObject({ ok: false, reason: 'size' });

@@ -129,7 +129,7 @@ export async function runOuterRound<P>(ports: RoundPorts<P>, input: RoundInput):
   if (exchange.payload && exchange.partner && ports.probe && input.judge) {
     const p0 = now();
     const behind = exchange.partnerRound === undefined ? undefined : input.round - exchange.partnerRound;
-    probe = input.judge.judge(exchange.partner, await ports.probe(exchange.payload), { probation: exchange.probation === true, behind });
+    probe = input.judge.judge(exchange.partner, await ports.probe(exchange.payload), { probation: exchange.probation === true, behind, round: input.round });
     probeMs = now() - p0;
     if (!probe.accept) partners = [];
     if (probe.offence) ports.reportOffence?.(exchange.partner, probe.offence.code, probe.offence.detail);

@@ -106,6 +106,15 @@ export interface ProbeSettings {
    * attacker no update: it is still refused, and the partner judged strictly after.
    */
   behindRounds: number;
+  /**
+   * The claim is the partner's own word, so it excuses at most this many gross harms of one
+   * partner (per record); past them a gross harm is a strike again, however far behind it says it
+   * is. A claim below a round the same partner claimed to us before excuses nothing (an honest
+   * peer's round only goes up: it counts its outer rounds from the state it joined with) and is
+   * itself reported as evidence. Measured in honest simulated swarms (bench/lag-claims.ts,
+   * docs/design.md section 6, "Rounds behind").
+   */
+  behindExcuses: number;
 }
 
 /**
@@ -126,6 +135,7 @@ export interface ProbeSettings {
 export const DEFAULT_PROBE: ProbeSettings = {
   z: 3, zProbation: 2, strictExchanges: 8, relFloor: 0.004, coldFloor: 0.02, ceiling: 0.02, history: 8, minHistory: 4, spreadHistory: 32,
   cusumSlack: 0.5, cusumCap: 3.5, cusumLimit: 4, slowSlack: 0.1, slowCap: 2.5, slowLimit: 11, gross: 2.5, coldGross: 0.1, provenAccepted: 20, behindRounds: 2,
+  behindExcuses: 2,
 };
 
 /**
@@ -177,6 +187,10 @@ interface PartnerRecord {
   /** Mean (paired − solo) of this partner's accepted exchanges: the spread across partners. */
   meanDiff: number;
   accepted: number;
+  /** The highest round this partner has claimed to us (our round less how far behind it said it was); null: none yet. */
+  claimed: number | null;
+  /** Gross harms of this partner excused as evidence because it said it was behind us (at most behindExcuses). */
+  excused: number;
 }
 
 function mean(a: readonly number[]): number {
@@ -233,6 +247,7 @@ export class ProbeJudge {
     if (!(s.ceiling >= s.coldFloor)) throw new ProbeError(`probe ceiling must be >= coldFloor (${s.coldFloor}); got ${s.ceiling}`);
     if (!(Number.isInteger(s.provenAccepted) && s.provenAccepted >= 0)) throw new ProbeError(`probe provenAccepted must be an integer >= 0; got ${s.provenAccepted}`);
     if (!(Number.isInteger(s.behindRounds) && s.behindRounds >= 1)) throw new ProbeError(`probe behindRounds must be an integer >= 1; got ${s.behindRounds}`);
+    if (!(Number.isInteger(s.behindExcuses) && s.behindExcuses >= 0)) throw new ProbeError(`probe behindExcuses must be an integer >= 0; got ${s.behindExcuses}`);
     if (!(Number.isInteger(s.history) && Number.isInteger(s.minHistory) && s.minHistory >= 2 && s.history >= s.minHistory)) {
       throw new ProbeError(`probe history must be integers with 2 <= minHistory <= history; got ${s.minHistory}, ${s.history}`);
     }
@@ -251,20 +266,30 @@ export class ProbeJudge {
     return this.partners.size;
   }
 
-  /** Judges one exchange with `partner` and records it. */
-  judge(partner: string, losses: ProbeLosses, opts: { probation?: boolean; behind?: number } = {}): ProbeVerdict {
+  /**
+   * Judges one exchange with `partner` and records it. `behind`: how many rounds behind us the
+   * partner says it is; `round`: our round, so that behind gives the round it claims.
+   */
+  judge(partner: string, losses: ProbeLosses, opts: { probation?: boolean; behind?: number; round?: number } = {}): ProbeVerdict {
     const { solo, paired } = losses;
     if (solo.length === 0 || solo.length !== paired.length) {
       throw new ProbeError(`probe needs the same positive number of windows for both candidates; got ${solo.length} solo and ${paired.length} paired`);
     }
     const s = this.settings;
     const soloMean = mean(solo), pairedMean = mean(paired);
-    const rec = this.partners.get(partner) ?? { cusum: 0, slow: 0, strikes: 0, strictLeft: 0, exchanges: 0, meanDiff: 0, accepted: 0 };
+    const rec = this.partners.get(partner) ?? { cusum: 0, slow: 0, strikes: 0, strictLeft: 0, exchanges: 0, meanDiff: 0, accepted: 0, claimed: null, excused: 0 };
     // Re-inserted on every exchange, so the map's order is the order partners were last met.
     this.partners.delete(partner);
     this.partners.set(partner, rec);
     if (this.partners.size > PARTNERS_KEPT) this.partners.delete(this.partners.keys().next().value!);
     rec.exchanges++;
+    // The round the partner claims, against the highest it claimed to us before: an honest peer's
+    // round only goes up, so one below it is a lie, and it excuses nothing.
+    const claim = Number.isInteger(opts.round) && Number.isInteger(opts.behind) ? opts.round! - opts.behind! : null;
+    const earlier = rec.claimed;
+    const lied = claim !== null && earlier !== null && claim < earlier;
+    if (claim !== null) rec.claimed = earlier === null ? claim : Math.max(earlier, claim);
+    const liedDetail = lied ? `it says it is at round ${claim}, below the round ${earlier} it claimed to us before` : '';
     // A non-finite paired loss is the worst harm there is; a non-finite solo loss is our own
     // divergence, which the partner cannot be blamed for: take its step if it is finite.
     if (!Number.isFinite(soloMean) || !Number.isFinite(pairedMean)) {
@@ -325,13 +350,19 @@ export class ProbeJudge {
     const numbers = `paired ${pairedMean.toFixed(4)} vs solo ${soloMean.toFixed(4)} on ${d.length} probe windows: excess ${excess.toFixed(4)}, margin ${margin.toFixed(4)}`;
     if (trusted ? excess > s.gross * margin : excess > Math.max(s.gross * margin, s.coldGross * Math.abs(soloMean))) {
       const behind = Number.isInteger(opts.behind) && opts.behind! >= s.behindRounds ? opts.behind! : 0;
-      offence = rec.accepted >= s.provenAccepted
-        ? { code: 'probe-harm', detail: `a gross harm from a partner with ${rec.accepted} accepted exchanges: ${numbers}` }
-        : behind > 0 ? { code: 'probe-harm', detail: `a gross harm from a partner ${behind} rounds behind us: ${numbers}` }
-        : { code: 'probe-gross', detail: numbers };
+      const spent = behind > 0 && rec.excused >= s.behindExcuses;
+      if (rec.accepted >= s.provenAccepted) offence = { code: 'probe-harm', detail: `a gross harm from a partner with ${rec.accepted} accepted exchanges: ${numbers}` };
+      else if (behind > 0 && !lied && !spent) {
+        rec.excused++;
+        offence = { code: 'probe-harm', detail: `a gross harm from a partner ${behind} rounds behind us: ${numbers}` };
+      }
+      else if (lied) offence = { code: 'probe-gross', detail: `${numbers}; ${liedDetail}: no slack for being behind` };
+      else if (spent) offence = { code: 'probe-gross', detail: `${numbers}; it says it is ${behind} rounds behind us, but its ${s.behindExcuses} gross harms excused for being behind are spent` };
+      else offence = { code: 'probe-gross', detail: numbers };
     }
     else if (rec.cusum > s.cusumLimit) offence = { code: 'probe-harm', detail: `${numbers}; cusum ${rec.cusum.toFixed(2)} > ${s.cusumLimit}` };
     else if (rec.slow > s.slowLimit) offence = { code: 'probe-harm', detail: `${numbers}; slow cusum ${rec.slow.toFixed(2)} > ${s.slowLimit} (a steady harm over ${s.slowSlack} noise units an exchange)` };
+    else if (lied) offence = { code: 'probe-harm', detail: `${numbers}; ${liedDetail}` };
     if (offence) {
       rec.cusum = 0;
       rec.slow = 0;

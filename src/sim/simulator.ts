@@ -389,7 +389,7 @@ export class Simulation {
     const [solo, paired] = r.learner.probeLosses!([c.solo, c.paired], PROBE_WINDOWS);
     r.judge ??= new ProbeJudge();
     const losses = { solo: solo!, paired: paired! };
-    const v = r.judge.judge(partnerId, losses, { behind });
+    const v = r.judge.judge(partnerId, losses, { behind, round: r.outerSteps });
     this.probeTotals.judged++;
     this.probeTotals.seconds += this.probeSeconds(r);
     if (!v.accept) this.probeTotals.rejected++;

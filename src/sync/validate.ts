@@ -405,16 +405,22 @@ export class PartnerValidator {
     // 0.6% of the peak). Its first such refusal is a solo step, no strike; the
     // next in a row is one (its rate grows every round; a camper's zero does not).
     const claim = claimedRound(at.peerRound);
+    // An honest peer's round only goes up (it counts its outer rounds on from the state it joined
+    // with), so a claim below one this partner made at an exchange we accepted is a lie: it buys
+    // no slack for being behind (here, the lag allowance, the drift room of its rounds).
+    const before = this.met.get(at.peer)?.peerRound ?? null;
+    const backwards = claim !== null && before !== null && claim < before;
+    const lie = backwards ? ` (it says it is at round ${claim}, below the round ${before} it claimed to us before: no slack for being behind)` : '';
     const nullBound = this.settings.nullFraction * this.measuredScale;
     if (deltaNorm < nullBound) {
       const again = this.nullFrom.has(at.peer);
-      const behind = claim !== null && claim < at.round;
+      const behind = claim !== null && claim < at.round && !backwards;
       this.nullFrom.delete(at.peer);
       this.nullFrom.add(at.peer);
       forgetOldest(this.nullFrom);
       return {
         ok: false, reason: 'delta-null', offence: again || !behind,
-        detail: `||Δ|| = ${fmt(deltaNorm)} < ${this.settings.nullFraction} × our Δ scale ${fmt(this.measuredScale)}: the partner's update is next to nothing${behind ? ` (it says it is at round ${claim}, behind our ${at.round}${again ? ', and its last one was too' : ''})` : ''}`,
+        detail: `||Δ|| = ${fmt(deltaNorm)} < ${this.settings.nullFraction} × our Δ scale ${fmt(this.measuredScale)}: the partner's update is next to nothing${behind ? ` (it says it is at round ${claim}, behind our ${at.round}${again ? ', and its last one was too' : ''})` : lie}`,
       };
     }
     this.nullFrom.delete(at.peer);
@@ -490,7 +496,7 @@ export class PartnerValidator {
     // distance within a second, for good, when only our rounds at our Δ scale counted. Its Δ is
     // its claim too, but one over rejectFactor × our scale was refused above; and what a far φ
     // does once accepted is bounded by the φ clip (phiClipFactor), then judged by the probe.
-    const theirs = known?.peerRound != null && claim !== null ? Math.min(Math.abs(claim - known.peerRound), this.settings.strangerRounds) : 0;
+    const theirs = known?.peerRound != null && claim !== null && !backwards ? Math.min(Math.abs(claim - known.peerRound), this.settings.strangerRounds) : 0;
     const theirRoom = Math.max(roomScale, deltaNorm) * theirs;
     const byTheirs = theirRoom > roomScale * apart;
     const bound = last.distance + this.settings.phiFactor * Math.max(roomScale * apart, theirRoom);
@@ -506,14 +512,14 @@ export class PartnerValidator {
     // The lag along the partner's own Δ, as received: the anti-progress φ's signature (its φ set
     // back along the progress it claims), added up per partner; see lagLimit.
     const phiLagTheirs = dd > 0 && Number.isFinite(jdot / deltaNorm) ? -jdot / deltaNorm / scale : null;
-    const allowance = lagAllowance(this.settings, at.round, at.peerRound);
+    const allowance = backwards ? 0 : lagAllowance(this.settings, at.round, at.peerRound);
     const lagSum = Math.max(0, (this.lagSums.get(at.peer) ?? 0) + Math.min(phiLagTheirs ?? 0, this.settings.lagCap) - this.settings.lagSlack - allowance);
     this.lagSums.delete(at.peer);
     if (lagSum > this.settings.lagLimit) {
       this.lagSums.set(at.peer, 0);
       return {
         ok: false, reason: 'phi-lag', offence: true,
-        detail: `φ_j sat ${fmt(phiLagTheirs!)} Δ scales behind ours along its own Δ; lag sum ${fmt(lagSum)} > ${this.settings.lagLimit} (slack ${this.settings.lagSlack}${allowance > 0 ? ` + ${fmt(allowance)} for rounds behind` : ''} a payload)`,
+        detail: `φ_j sat ${fmt(phiLagTheirs!)} Δ scales behind ours along its own Δ; lag sum ${fmt(lagSum)} > ${this.settings.lagLimit} (slack ${this.settings.lagSlack}${allowance > 0 ? ` + ${fmt(allowance)} for rounds behind` : ''} a payload)${lie}`,
       };
     }
     this.lagSums.set(at.peer, lagSum);
@@ -563,7 +569,7 @@ export class PartnerValidator {
     push(this.deltaNorms, accepted, this.settings.window);
     // The consensus step pulls the pair closer: what it leaves is within this plus a round's room.
     this.met.delete(at.peer);
-    this.met.set(at.peer, { round: at.round, peerRound: claim, distance: phiDistance, scale, accepted: (known?.accepted ?? 0) + 1 });
+    this.met.set(at.peer, { round: at.round, peerRound: claim === null || before === null ? claim ?? before : Math.max(claim, before), distance: phiDistance, scale, accepted: (known?.accepted ?? 0) + 1 });
     forgetOldest(this.met);
     return { ok: true, delta, deltaNorm, clipped, phiDistance, phiClipped, cosine, phiCosine, phiLag, phiLagClipped, phiLagTheirs, lagSum };
   }
