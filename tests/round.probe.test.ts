@@ -139,20 +139,20 @@ describe('ProbeJudge', () => {
   it('a partner that always says it is far behind is struck once its behindExcuses gross harms are spent (the old judge never struck it)', () => {
     const rng = new Rng(15, 22);
     const j = warmJudge(rng, 4 * 10);
-    expect(DEFAULT_PROBE.behindExcuses).toBe(2);
+    expect(DEFAULT_PROBE.behindExcuses).toBe(4);
     // A liar that claims, every exchange, to be 5 rounds behind whatever our round is: its claims
     // go up with ours, so only the cap stops it.
     const codes: string[] = [];
-    for (let round = 10; round < 16; round++) {
+    for (let round = 10; round < 18; round++) {
       const v = j.judge('liar', exchange(rng, 0.3), { behind: 5, round });
       expect(v.accept).toBe(false);
       codes.push(v.offence!.code);
-      if (codes.length === 3) expect(v.offence!.detail).toMatch(/it says it is 5 rounds behind us, but its 2 gross harms excused for being behind are spent/);
+      if (codes.length === 5) expect(v.offence!.detail).toMatch(/it says it is 5 rounds behind us, but its 4 gross harms excused for being behind are spent/);
     }
-    expect(codes).toEqual(['probe-harm', 'probe-harm', 'probe-gross', 'probe-gross', 'probe-gross', 'probe-gross']);
-    expect(j.strikes('liar')).toBe(6);
+    expect(codes).toEqual(['probe-harm', 'probe-harm', 'probe-harm', 'probe-harm', 'probe-gross', 'probe-gross', 'probe-gross', 'probe-gross']);
+    expect(j.strikes('liar')).toBe(8);
     // The cap is per partner: another one's first gross harm while behind is still evidence.
-    expect(j.judge('slow-starter', exchange(rng, 0.3), { behind: 40, round: 16 }).offence?.code).toBe('probe-harm');
+    expect(j.judge('slow-starter', exchange(rng, 0.3), { behind: 40, round: 18 }).offence?.code).toBe('probe-harm');
     // 0: no excuse at all.
     const strict = new ProbeJudge({ behindExcuses: 0 });
     for (let i = 0; i < 4 * 10; i++) strict.judge(`h${i % 4}`, exchange(rng, 0));
