@@ -14,6 +14,8 @@ import { decodeFrame } from '../src/protocol/frame.ts';
 import type { Link } from '../src/sync/links.ts';
 import { FakeClock } from './support/fake-clock.ts';
 import { until } from './support/wait.ts';
+import { DeadlineEstimator } from '../src/sync/deadline.ts';
+import { DEFAULT_DEADLINE } from '../src/protocol/exchange-link.ts';
 
 let swarm: Swarm | null = null;
 afterEach(() => { swarm?.destroy(); swarm = null; });
@@ -269,7 +271,7 @@ describe('requestState gives up on a neighbour', () => {
       holding: <T>(_c: unknown, fn: () => Promise<T>) => fn(),
       randomU32: () => 7,
       identity: () => ({ runId: 'run', configHash: 'aaaabbbbccccdddd', sender: 'me' }),
-      estimator: { deadlineMs: () => 50 },
+      estimator: { deadlineMs: () => 50, observe: () => {} },
       listen: (_p: string, fn: (msg: ControlMessage) => void) => { listener = fn; return () => { listener = null; }; },
       sendControl: (_peer: string, msg: ControlMessage) => {
         if (msg.t === 'state-req') queueMicrotask(() => listener?.(answer(msg.nonce)));
@@ -300,6 +302,7 @@ describe('requestState gives an offered state its transfer deadline', () => {
     const conn = { peer: PEER, inbound: new Map<number, Assembler>(), link: { destroy: (reason: string) => destroyed.push(reason), on: () => () => {} } };
     let listener: ((msg: ControlMessage) => void) | null = null;
     let offered = false;
+    const estimator = new DeadlineEstimator(DEFAULT_DEADLINE);
     const core = {
       clock, random: () => 0, logger: silentLogger, isDestroyed: false, settings: { elements: 4 },
       eligibleNeighbours: () => [PEER],
@@ -308,7 +311,7 @@ describe('requestState gives an offered state its transfer deadline', () => {
       holding: <T>(_c: unknown, fn: () => Promise<T>) => fn(),
       randomU32: () => 7,
       identity: () => ({ runId: 'run', configHash: 'aaaabbbbccccdddd', sender: 'me' }),
-      estimator: { deadlineMs: () => 15_000 },
+      estimator,
       listen: (_p: string, fn: (msg: ControlMessage) => void) => { listener = fn; return () => { listener = null; }; },
       sendControl: (_peer: string, msg: ControlMessage) => {
         if (msg.t === 'state-req') {
@@ -342,13 +345,17 @@ describe('requestState gives an offered state its transfer deadline', () => {
     expect([...result!.phi]).toEqual([1, 2, 3, 4]);
     expect([...result!.momentum]).toEqual([0.5, 0.25, 0.125, 0.0625]);
     expect(destroyed).toEqual([]);
+    // Its rate is the receive deadlines' first measure: 32 bytes in 12.3 s, so a transfer of the
+    // same size now waits 4 x 12.3 s, not the 15 s of a link never measured (the old pull told the
+    // estimator nothing, and the first exchange behind a capped relay missed its 15 s).
+    expect(estimator.deadlineMs(32)).toBe(4 * 12_300);
     // Past the state's own deadline it is given up as before (the link closed, its serve ended).
     destroyed.length = 0;
     offered = false;
     result = undefined;
     void requestState(core, 15_000, 1).then((r) => { result = r; });
     await until(() => offered, 3_000, () => 'the second state offer', 5);
-    clock.advance(15_000);
+    clock.advance(4 * 12_300);
     await until(() => result !== undefined, 3_000, () => 'the second pull to end', 5);
     expect(result).toBeNull();
     expect(destroyed).toEqual(['state pull given up']);
@@ -374,7 +381,7 @@ describe('requestState moves on from a neighbour that closed its link once asked
       holding: <T>(_c: unknown, fn: () => Promise<T>) => fn(),
       randomU32: () => 7,
       identity: () => ({ runId: 'run', configHash: 'aaaabbbbccccdddd', sender: 'me' }),
-      estimator: { deadlineMs: () => 60_000 },
+      estimator: { deadlineMs: () => 60_000, observe: () => {} },
       listen: (p: string, fn: (msg: ControlMessage) => void) => { listeners.set(p, fn); return () => { listeners.delete(p); }; },
       sendControl: (p: string, msg: ControlMessage) => {
         if (msg.t !== 'state-req') return true;

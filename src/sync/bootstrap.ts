@@ -126,8 +126,14 @@ function pullFrom(mesh: MeshCore, peer: string, end: number): Promise<BootState>
       asm = new Assembler({ runId: id.runId, configHash: id.configHash, sender: peer, kind: 'state', transferId: offer.tensor.tid, dtype: 'f32', elements: 2 * n });
       conn.inbound.set(offer.tensor.tid, asm);
       arm(mesh.estimator.deadlineMs(offer.tensor.bytes), 'state transfer', false);
+      const offeredAt = mesh.clock.now();
       asm.done.then((bytes) => {
         finish();
+        // The state came over a link like the ones our exchanges take: its rate is the first
+        // measure our receive deadlines get, so the first exchange waits what this link needs
+        // rather than the 15 s a volunteer gives one before it knows (behind a capped relay, a
+        // tiny exchange at 1 MB/s took up to 15.5 s).
+        mesh.estimator.observe(offer.tensor.bytes, mesh.clock.now() - offeredAt);
         const all = new Float32Array(bytes.buffer, bytes.byteOffset, 2 * n);
         if (!allFinite(all)) { reject(new BootstrapError(`state from ${peer} has non-finite values`)); return; }
         resolve({ from: peer, phi: all.slice(0, n), momentum: all.slice(n), outerRound: offer.outerRound, innerStep: offer.innerStep });
