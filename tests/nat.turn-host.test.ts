@@ -31,7 +31,7 @@ beforeAll(async () => {
   // the default bandwidth caps.
   const conf = turnConfig({
     secret: SECRET, realm: 'murmur.test', listenIp: topo.inetAddr, port: PORT, minPort: MIN, maxPort: MAX,
-    userQuota: 24, totalQuota: 240, maxBps: TURN_DEFAULTS.maxBps, bpsCapacity: TURN_DEFAULTS.bpsCapacity, deny: [], allow: [],
+    userQuota: TURN_DEFAULTS.userQuota, totalQuota: 240, maxBps: TURN_DEFAULTS.maxBps, bpsCapacity: TURN_DEFAULTS.bpsCapacity, deny: [], allow: [],
   });
   writeFileSync(join(dir, 'turnserver.conf'), conf, { mode: 0o600 });
   log.length = 0;

@@ -6,7 +6,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { turnConfig } from '../../server/turn-config.ts';
+import { turnConfig, TURN_DEFAULTS } from '../../server/turn-config.ts';
 import { ROOT } from './browser.ts';
 import type { Topology } from './netns.ts';
 
@@ -107,7 +107,7 @@ export async function startNatRun(topo: Topology, ice: IceMode, opts: NatRunOpti
       // one range relays may reach (everything else in 198.18.0.0/15 stays denied: the homes).
       const conf = turnConfig({
         secret, realm: 'murmur.test', listenIp: ip, port: TURN_PORT, minPort: 49160, maxPort: 49400,
-        userQuota: 24, totalQuota: 240, maxBps: opts.turnCaps?.maxBps ?? 0, bpsCapacity: opts.turnCaps?.bpsCapacity ?? 0, deny: [], allow: ['198.18.0.0/24'],
+        userQuota: TURN_DEFAULTS.userQuota, totalQuota: 240, maxBps: opts.turnCaps?.maxBps ?? 0, bpsCapacity: opts.turnCaps?.bpsCapacity ?? 0, deny: [], allow: ['198.18.0.0/24'],
       });
       writeFileSync(join(dir, 'turnserver.conf'), conf, { mode: 0o600 });
       const turn = topo.spawn(topo.inet, '/usr/bin/turnserver', ['-c', join(dir, 'turnserver.conf'), '--pidfile', join(dir, 'turn.pid')]);
