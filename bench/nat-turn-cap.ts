@@ -32,8 +32,9 @@ export const TURN_CAP_LOW = 140_000;
 /**
  * tiny's lower row: 8,326,144 x 1.25 / 700,000 = 14.87 s, the least round cap the old RELAY_OVERHEAD
  * (1.25) put inside the 15 s first wait (694,000 exactly). Both first exchanges there missed it, which
- * is why RELAY_OVERHEAD became 1.7 (1.9 since the 1 MB/s rows of nat-turn-cap-tiny-join-*.json), at
- * which this row is predicted at 22.60 s and turn-config warns.
+ * is why RELAY_OVERHEAD became 1.7 (1.9 since the 1 MB/s rows of nat-turn-cap-tiny-join-*.json, 2.3
+ * since the 1.25 MB/s rows of nat-turn-cap-tiny-1250k.json), at which this row is predicted at 27.36 s
+ * and turn-config warns.
  */
 export const TINY_CAP_LOW = 700_000;
 

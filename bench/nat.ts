@@ -10,7 +10,7 @@
 // Needs root, iproute2, nftables, conntrack and coturn. Usage: npm run bench:nat [-- --quick]
 //
 // --turn-cap runs only the relay-only case, once per coturn max-bps (bench/nat-turn-cap.ts: on
-// micro uncapped, TURN_DEFAULTS' (1.25 MB/s; 500 KB/s when the stored results were measured),
+// micro uncapped, TURN_DEFAULTS' (1.5 MB/s; 500 KB/s when the stored results were measured),
 // TURN_CAP_LOW, at which micro's exchange should take about 2 s, and half that; with --preset tiny
 // the default run's exchange at TURN_DEFAULTS' max-bps and 700 KB/s (1 MB/s and 700 KB/s stored); --caps A,B,... for others), and sets each
 // exchange against what the cap predicts: wire bytes / max-bps (coturn counts each direction

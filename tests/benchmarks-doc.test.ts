@@ -280,6 +280,7 @@ const CLAIMS: Claim[] = [
   // nat-turn-cap-tiny.json: the default run's relayed exchange at the 700 KB/s row, against bytes / max-bps
   bm('at 700 KB/s the median took 1.43×', () => json('nat-turn-cap-tiny.json').rows.find((r: any) => r.max_bps === 700_000).ms_ratio),
   bm('at 700 KB/s the median took 1.43× bytes / `max-bps` and the slowest 1.69×', () => json('nat-turn-cap-tiny.json').rows.find((r: any) => r.max_bps === 700_000).max_ratio),
+  bm('the slowest later exchange 2.26×', () => Math.max(...json('nat-turn-cap-tiny-1250k.json').rows.map((r: any) => r.max_ratio))),
   // checkpoint.json: the coordinator's validation of an upload
   bm('| tiny | 4 | 5.32 s', () => val('tiny').ms_1_thread / 1000),
   bm('| tiny | 4 | 5.32 s | 2.99 s', () => val('tiny').ms_threads / 1000),

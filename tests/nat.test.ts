@@ -150,7 +150,7 @@ describe('volunteers across NATs (network namespaces, coturn)', () => {
   it('coturn from `murmur turn-config`: credentials expire, and relaying into private, loopback and link-local ranges is refused', async () => {
     const r = await setup('cone', { stun: true, turn: true });
     const conf = readFileSync(join(r.dir, 'turnserver.conf'), 'utf8');
-    for (const line of ['use-auth-secret', 'no-cli', 'no-multicast-peers', 'no-tcp-relay', 'realm=murmur.test', 'min-port=49160', 'max-port=49400', 'user-quota=20']) {
+    for (const line of ['use-auth-secret', 'no-cli', 'no-multicast-peers', 'no-tcp-relay', 'realm=murmur.test', 'min-port=49160', 'max-port=49400', 'user-quota=16']) {
       expect(conf.split('\n')).toContain(line);
     }
     // Every range the config module denies is in the file (which ranges those are is pinned by
