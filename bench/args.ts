@@ -9,6 +9,20 @@ export function arg(name: string): string | undefined {
   return i < 0 ? undefined : process.argv[i + 1];
 }
 
+/**
+ * The value after `flag` (given with its dashes, as bench:sim and bench:stale read theirs), or
+ * undefined when it is not given; the flag without a value, or followed by another flag, is an
+ * error naming it.
+ */
+export function flagValue(flag: string): string | undefined {
+  const args = process.argv.slice(2);
+  const i = args.indexOf(flag);
+  if (i < 0) return undefined;
+  const v = args[i + 1];
+  if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`);
+  return v;
+}
+
 /** `--name` as an integer of at least `min` (`dflt` when not given); anything else is an error naming the option. */
 export function intArg(name: string, dflt: number, min = 1): number {
   const v = Number(arg(name) ?? dflt);

@@ -32,18 +32,13 @@ import { buildLayout } from '../src/model/layout.ts';
 import { pickVulkanDrivers } from '../src/gpu/node-gpu.ts';
 import { preset } from '../src/model/config.ts';
 import { atomicWrite, gitCommit } from './provenance.ts';
+import { flagValue } from './args.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
-function arg(name: string): string | undefined {
-  const i = args.indexOf(name);
-  if (i < 0) return undefined;
-  const v = args[i + 1];
-  if (v === undefined || v.startsWith('--')) throw new Error(`${name} needs a value`);
-  return v;
-}
+const arg = flagValue;
 const workers = Number(arg('--workers') ?? Math.min(2, os.availableParallelism()));
 if (!(Number.isInteger(workers) && workers >= 1)) throw new Error(`--workers must be a positive integer, got ${arg('--workers')}`);
 // --lr runs the same comparison at another common inner rate; --tag names its output files

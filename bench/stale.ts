@@ -23,16 +23,11 @@ import { parseStaleRule, staleRuleName } from '../src/train/outer.ts';
 import { mean, sd, table } from '../src/sim/report.ts';
 import type { SimResult } from '../src/sim/simulator.ts';
 import { atomicWrite, gitCommit } from './provenance.ts';
+import { flagValue } from './args.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
-function arg(name: string): string | undefined {
-  const i = args.indexOf(name);
-  if (i < 0) return undefined;
-  const v = args[i + 1];
-  if (v === undefined || v.startsWith('--')) throw new Error(`${name} needs a value`);
-  return v;
-}
+const arg = flagValue;
 const NSEEDS = Number(arg('--seeds') ?? 6);
 if (!(Number.isInteger(NSEEDS) && NSEEDS >= 1)) throw new Error(`--seeds must be a positive integer, got ${arg('--seeds')}`);
 const RULES = (arg('--rules') ?? 'none,weight:1,weight:2,solo:2').split(',').map((s) => staleRuleName(parseStaleRule(s)));

@@ -345,6 +345,15 @@ describe('PartnerValidator', () => {
     expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, lagCap: 5 })).toThrow(/one lag alone/);
   });
 
+  /** Our own Δ of the round, for the lag tests below. */
+  const ourDelta = () => plus(gaussian(41, 0.7e-3), gaussian(40, 0.7e-3));
+  /** A partner's payload (seeded Δ) whose φ sits `back` × our Δ scale `s` behind along its own Δ. */
+  const behindAlongDelta = (s: number) => (seed: number, back: number) => {
+    const delta = plus(gaussian(seed, 0.7e-3), gaussian(40, 0.7e-3));
+    const k = (back * s) / norm2(delta);
+    return { phi: phi.map((x, i) => x - k * delta[i]), delta };
+  };
+
   it('a partner a few rounds behind us has that much more lag slack (lagPerRound a round, at most lagRounds), so an honest peer that fell behind is not reported where one at our round would be', () => {
     const { lagSlack, lagLimit, lagPerRound, lagRounds } = DEFAULT_VALIDATION;
     expect(lagAllowance(DEFAULT_VALIDATION, 10, 10)).toBe(0);
@@ -356,12 +365,8 @@ describe('PartnerValidator', () => {
     expect(lagAllowance(DEFAULT_VALIDATION, 10, -3)).toBe(0);
     const v = honestValidator();
     const s = v.deltaScale;
-    const mine = plus(gaussian(41, 0.7e-3), gaussian(40, 0.7e-3));
-    const payload = (seed: number, back: number) => {
-      const delta = plus(gaussian(seed, 0.7e-3), gaussian(40, 0.7e-3));
-      const k = (back * s) / norm2(delta);
-      return { phi: phi.map((x, i) => x - k * delta[i]), delta };
-    };
+    const mine = ourDelta();
+    const payload = behindAlongDelta(s);
     // Two lags of 2.4 in a row: past the limit at our round (2 × 1.4 > 2.5), under it two rounds behind (2 × 0.4).
     const lag = 2.4;
     expect(2 * (lag - lagSlack)).toBeGreaterThan(lagLimit);
@@ -384,12 +389,8 @@ describe('PartnerValidator', () => {
   it('a partner whose claimed round goes below one it claimed at an exchange we accepted gets no slack for being behind: its lags are reported as at our round, and its first null Δ is a strike', () => {
     const v = honestValidator();
     const s = v.deltaScale;
-    const mine = plus(gaussian(41, 0.7e-3), gaussian(40, 0.7e-3));
-    const payload = (seed: number, back: number) => {
-      const delta = plus(gaussian(seed, 0.7e-3), gaussian(40, 0.7e-3));
-      const k = (back * s) / norm2(delta);
-      return { phi: phi.map((x, i) => x - k * delta[i]), delta };
-    };
+    const mine = ourDelta();
+    const payload = behindAlongDelta(s);
     const lag = 2.4;
     // Each first says round 8 at our round 6 (ahead; nothing lags), then two lags of 2.4: one
     // partner's claims go on up from 8 but sit 2 behind ours, the other's drop to 4 and 5.
