@@ -6,12 +6,9 @@
 // time (a client's clock is not trusted at all), so these bounds use only the server's clock.
 import { stepFlopsFloor } from '../src/model/flops.ts';
 import { buildLayout } from '../src/model/layout.ts';
-import type { ReportFields, RunInfo, WireLoss } from '../src/protocol/messages.ts';
+import { MAX_LOSS, MIN_LOSS, type ReportFields, type RunInfo, type WireLoss } from '../src/protocol/messages.ts';
 import { MAX_STEPS_PER_S, maxStepNow } from '../src/protocol/state-frame.ts';
 
-/** A cross-entropy over 256 bytes starts near ln 256 = 5.5; below this or above the max it is not a loss. */
-export const MIN_LOSS = 1e-4;
-export const MAX_LOSS = 1e4;
 /** Fastest link any volunteer could have (10 Gbit/s), and whole exchanges a report may cover at once. */
 export const MAX_LINK_BYTES_PER_S = 1.25e9;
 export const EXCHANGES_PER_REPORT = 4;
@@ -62,7 +59,8 @@ function paramCount(run: RunInfo): number {
 
 function lossError(name: string, v: WireLoss): string | null {
   if (v === null || typeof v === 'string') return null; // null, or "NaN"/"Infinity": the dashboard's alert
-  return v >= MIN_LOSS && v <= MAX_LOSS ? null : `${name} ${v} is outside [${MIN_LOSS}, ${MAX_LOSS}], no cross-entropy this model can have`;
+  // Volunteers send a loss past MAX_LOSS as "Infinity" (lossToWire): a number past it is no report of ours.
+  return v >= MIN_LOSS && v <= MAX_LOSS ? null : `${name} ${v} is outside [${MIN_LOSS}, ${MAX_LOSS}]: a diverged loss travels as "Infinity"`;
 }
 
 /** Null when the report could be true; otherwise what is impossible about it. */

@@ -61,8 +61,9 @@ const ALLOWED: Record<string, string[]> = {
   // src/protocol/exchange-link.ts), plus the model (export, evaluation) and the dataset format.
   // Nothing of the mesh.
   server: ['src/protocol', 'src/model', 'src/data'],
-  // Lit components, their state and the widget see only the UI's own ports and helpers.
-  'src/ui/core': ['src/ui/ports.ts'],
+  // Lit components, their state and the widget see only the UI's own ports and helpers, and the
+  // protocol's leaf of byte counts and rates for people (the coordinator's link warning says them too).
+  'src/ui/core': ['src/ui/ports.ts', 'src/protocol/units.ts'],
   // Controllers may run the shared outer round: it sees its trainer and mesh only through the
   // RoundPorts the controller hands it (built from the UI's ports), so this edge brings in no
   // worker, GPU or mesh code, and the page cannot drift from the headless volunteer (issue 14).
@@ -222,6 +223,9 @@ describe('architecture (docs/design.md section 2)', () => {
     // The coordinator takes what a run's exchange asks of a link from the protocol, none of the mesh.
     expect(allows(ALLOWED.server!, 'src/sync/deadline.ts')).toBe(false);
     expect(allows(ALLOWED.server!, 'src/protocol/exchange-link.ts')).toBe(true);
+    // The UI's core takes the protocol's rates for people, nothing else of it.
+    expect(allows(ALLOWED['src/ui/core']!, 'src/protocol/units.ts')).toBe(true);
+    expect(allows(ALLOWED['src/ui/core']!, 'src/protocol/messages.ts')).toBe(false);
   });
 
   it('has no import circle in src/ or server/', () => {
@@ -248,6 +252,8 @@ describe('architecture (docs/design.md section 2)', () => {
       ['a run\'s wire encodings', /^export (?:interface CompressionSetting\b|function (?:compressionForRun|exchangePayloadBytes)\b)/m, 'src/protocol/exchange-link.ts'],
       ['what a run\'s exchange asks of a link', /^export function (?:exchangeLink|linkWarning)\b/m, 'src/protocol/exchange-link.ts'],
       ['the run\'s compression names', /\[\s*'none',\s*'fp16',\s*'bf16',\s*'int8'\s*\]/, 'src/protocol/messages.ts'],
+      // A rate for people: the coordinator's link warning said "0.72 MB/s" where the pages said "723 KB/s".
+      ['a byte count or rate for people', /^export function format(?:Bytes|Rate)\b/m, 'src/protocol/units.ts'],
     ];
     for (const [name, pattern, home] of once) {
       const where = files.filter((f) => pattern.test(readFileSync(join(ROOT, f), 'utf8')));

@@ -47,7 +47,7 @@ describe('exchangeLink', () => {
     const small = linkWarning({ preset: 'small', compression: 'none' }, total('small'))!;
     expect(small).toContain(`${exchangePayloadBytes(compressionForRun('none'), total('small'))} bytes`);
     expect(small).toContain('1.45 MB/s (11.6 Mbit/s)');
-    expect(small).toContain('Compression fp16 needs 0.72 MB/s');
+    expect(small).toContain('Compression fp16 needs 723 KB/s (5.8 Mbit/s)');
     const base = linkWarning({ preset: 'base', compression: 'int8' }, total('base'))!;
     expect(base).toContain('No compression fits such a link (int8 needs 2.44 MB/s');
   });

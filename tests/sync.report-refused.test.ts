@@ -1,13 +1,12 @@
 // A report the coordinator refuses (a claim it judges impossible: here a finite training loss
-// past MAX_LOSS, as a run with too high a learning rate can have before it turns NaN) is dropped
+// past MAX_LOSS, which volunteers send as "Infinity" since lossToWire maps it) is dropped
 // by the volunteer, never sent again. Kept with the unacknowledged ones, every reconnect sent it
 // again, each refusal an invalid frame: past maxStrikes of them the coordinator closed the
 // connection, and the volunteer came back with the same reports, for good.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../src/sync/signaling-client.ts';
-import { reportRefusal, refusedReportSeq, type ReportFields } from '../src/protocol/messages.ts';
-import { MAX_LOSS } from '../server/report-bounds.ts';
+import { MAX_LOSS, reportRefusal, refusedReportSeq, type ReportFields } from '../src/protocol/messages.ts';
 import { startServer, until, type TestServer } from './support/coordinator.ts';
 
 let s: TestServer;

@@ -121,6 +121,10 @@ describe('dashboard', () => {
     const alert = page.locator('murmur-alerts [data-alert="nan"]');
     await alert.waitFor({ timeout: 5000 });
     expect(await alert.innerText()).toMatch(/p-0000000000000001 reported a NaN training loss/);
+    // The loss chart names it too: the point is a gap in the peer's line.
+    const note = page.locator('murmur-chart[data-chart="train"] [data-note="diverged"]');
+    await note.waitFor({ timeout: 5000 });
+    expect(await note.innerText()).toMatch(/^p-0000000000000001 reported a NaN or infinite loss \(or one past 10,000\), first at step \d+: diverged/);
     await page.screenshot({ path: join(OUT, 'dashboard.png'), fullPage: true });
   });
 

@@ -6,6 +6,7 @@
 import { CodedError } from './errors.ts';
 import { payloadBytes } from './frame.ts';
 import { COMPRESSIONS } from './messages.ts';
+import { formatRate } from './units.ts';
 
 export interface DeadlineSettings {
   /** The deadline is this multiple of the expected transfer time (bytes / measured throughput). */
@@ -91,11 +92,6 @@ export function exchangeLink(compression: string, elements: number, deadline: Pi
     firstBytesPerS: Math.ceil((bytes * 1000) / deadline.initialMs),
     secondsAt: REFERENCE_LINKS.map((bytesPerS) => ({ bytesPerS, seconds: bytes / bytesPerS })),
   };
-}
-
-/** A rate for people: "1.45 MB/s (11.6 Mbit/s)". */
-export function formatRate(bytesPerS: number): string {
-  return `${(bytesPerS / 1e6).toFixed(2)} MB/s (${((bytesPerS * 8) / 1e6).toFixed(1)} Mbit/s)`;
 }
 
 /**

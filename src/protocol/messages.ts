@@ -243,6 +243,15 @@ export type MeshSignal = Static<typeof MeshSignal>;
 const ReadyMsg = strict({ t: Type.Literal('ready'), round: count, waitMs: finite(1, 600_000) });
 
 /**
+ * The finite losses the coordinator stores (server/report-bounds.ts refuses a report past them).
+ * A cross-entropy over 256 bytes starts near ln 256 = 5.5; a run that blows up passes 1e4 on its
+ * way to NaN (a softmax whose logits grew apart gives 1e4 to 1e6), which says only "diverged",
+ * and a number that size would stretch every loss chart's axis.
+ */
+export const MIN_LOSS = 1e-4;
+export const MAX_LOSS = 1e4;
+
+/**
  * A loss on the wire. JSON has no NaN or Infinity, and a diverged replica must still be seen
  * (the dashboard's NaN alert), so a non-finite loss travels as its name; null = not measured.
  */
@@ -251,10 +260,25 @@ export type NonFiniteLoss = Static<typeof NonFiniteLoss>;
 export const WireLoss = Type.Union([finite(0, 1e6), NonFiniteLoss, Type.Null()]);
 export type WireLoss = Static<typeof WireLoss>;
 
-/** A measured loss (possibly NaN or ±Infinity) as it goes into a report. */
+/**
+ * A measured loss (possibly NaN or ±Infinity) as it goes into a report. A finite loss past
+ * MAX_LOSS is a diverged replica too and travels as "Infinity": sent as a number, the coordinator
+ * refused the report and the volunteer dropped it, so the run vanished from the dashboard just as
+ * it diverged.
+ */
 export function lossToWire(x: number | null): WireLoss {
-  if (x === null || Number.isFinite(x)) return x;
+  if (x === null || (Number.isFinite(x) && x <= MAX_LOSS)) return x;
   return Number.isNaN(x) ? 'NaN' : x > 0 ? 'Infinity' : '-Infinity';
+}
+
+/**
+ * A probe's loss as it goes into a report (probeSolo, probePaired): null outside [MIN_LOSS,
+ * MAX_LOSS]. A partner's harmful update can put the paired loss past MAX_LOSS, and the schema
+ * (finite up to MAX_LOSS) failed the whole report: with no seq to refuse, the volunteer sent it
+ * again at every reconnect. probeRejected still says what the probe decided.
+ */
+export function probeLossToWire(x: number): number | null {
+  return x >= MIN_LOSS && x <= MAX_LOSS ? x : null;
 }
 
 /** The inverse of lossToWire, for readers of reports (dashboards, progress lines). */
@@ -348,9 +372,9 @@ export const REPORT_FIELDS = {
   // The probe (src/round/probe.ts; optional on the wire: absent when no partner was judged).
   /** Time the probe took this round, ms. */
   probeMs: Type.Optional(nullable(finite(0, 3_600_000))),
-  /** Mean probe loss of the solo and of the paired candidate (null: not finite). */
-  probeSolo: Type.Optional(nullable(finite(0, 1e4))),
-  probePaired: Type.Optional(nullable(finite(0, 1e4))),
+  /** Mean probe loss of the solo and of the paired candidate (null: outside [MIN_LOSS, MAX_LOSS], probeLossToWire). */
+  probeSolo: Type.Optional(nullable(finite(0, MAX_LOSS))),
+  probePaired: Type.Optional(nullable(finite(0, MAX_LOSS))),
   probeRejected: Type.Optional(Type.Boolean()),
 };
 const ReportFields = strict(REPORT_FIELDS);

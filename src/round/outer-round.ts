@@ -18,7 +18,7 @@
 //   drift the dashboard plots it to show.
 // - `accepted`: gone. The page set it from "the exchange paired", so it was always true; a round
 //   is paired exactly when a validated partner payload came back (`partner` below).
-import { lossToWire, type ReportFields } from '../protocol/messages.ts';
+import { lossToWire, probeLossToWire, type ReportFields } from '../protocol/messages.ts';
 import type { ProbeJudge, ProbeLosses, ProbeVerdict } from './probe.ts';
 
 /** Shortest ready-pool wait: a coordinator round trip with room for a loaded machine. */
@@ -160,11 +160,7 @@ export async function runOuterRound<P>(ports: RoundPorts<P>, input: RoundInput):
     partnerDist: applied ? exchange.partnerDist : null,
     adapter: input.adapter,
     ...exchange.link,
-    ...(probe ? { probeMs, probeSolo: finiteOrNull(probe.solo), probePaired: finiteOrNull(probe.paired), probeRejected: !probe.accept } : {}),
+    ...(probe ? { probeMs, probeSolo: probeLossToWire(probe.solo), probePaired: probeLossToWire(probe.paired), probeRejected: !probe.accept } : {}),
   };
   return { exchange, waitMs, trainLoss, valLoss, report, probe };
-}
-
-function finiteOrNull(x: number): number | null {
-  return Number.isFinite(x) ? x : null;
 }

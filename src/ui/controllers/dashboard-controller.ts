@@ -50,6 +50,12 @@ export interface ChartView {
    * the furthest step claimed; their points past it are left out.
    */
   clipped?: { peers: number; furthestStep: number; axisStep: number };
+  /**
+   * Peers that reported a non-finite loss (NaN, or Infinity: a volunteer sends a finite loss
+   * past MAX_LOSS so) among the points drawn, the first of them and its step: such a point is a
+   * gap in the line, so the chart says so.
+   */
+  diverged?: { peers: number; first: string; step: number };
 }
 
 export interface Pairing { a: string; b: string; t: number; count: number }
@@ -611,10 +617,11 @@ export class DashboardController extends Observable {
     let lo = Infinity, hi = -Infinity;
     const axisStep = this.stepAxisEnd();
     let clippedPeers = 0, furthestStep = -Infinity;
+    let diverged: ChartView['diverged'] = undefined;
     for (const [id, s] of this.series) {
       const ys = which === 'train' ? s.train : s.val;
       const x: number[] = [], raw: (number | null)[] = [];
-      let clipped = false;
+      let clipped = false, bad = false;
       for (let i = 0; i < s.t.length; i++) {
         if (ys[i] === null) continue;
         if (s.step[i]! > axisStep) { clipped = true; furthestStep = Math.max(furthestStep, s.step[i]!); continue; }
@@ -623,12 +630,21 @@ export class DashboardController extends Observable {
         x.push(xv); raw.push(ys[i]!);
         if (xv < lo) lo = xv;
         if (xv > hi) hi = xv;
+        if (!bad && !Number.isFinite(ys[i]!)) {
+          bad = true;
+          if (!diverged) diverged = { peers: 0, first: id, step: s.step[i]! };
+          else if (s.step[i]! < diverged.step) { diverged.first = id; diverged.step = s.step[i]!; }
+          diverged.peers++;
+        }
       }
       if (clipped) clippedPeers++;
       if (x.length) perPeer.push({ id, x, raw, y: smoothEma(raw, this.smoothing) });
     }
-    const clippedNote = clippedPeers > 0 ? { clipped: { peers: clippedPeers, furthestStep, axisStep } } : {};
-    if (perPeer.length === 0) return { ...emptyView(), ...clippedNote };
+    const notes = {
+      ...(clippedPeers > 0 ? { clipped: { peers: clippedPeers, furthestStep, axisStep } } : {}),
+      ...(diverged ? { diverged } : {}),
+    };
+    if (perPeer.length === 0) return { ...emptyView(), ...notes };
     const grid = makeGrid(lo, hi, this.o.bins, this.logX);
     const binned = perPeer.map((p) => fillGaps(binMean(grid, { x: p.x, y: p.y })));
     const range = binRange(grid, perPeer.map((p) => ({ x: p.x, y: p.raw })));
@@ -646,7 +662,7 @@ export class DashboardController extends Observable {
     const order = perPeer.map((p, i) => ({ p, i })).filter(({ p }) => recent.has(p.id)).sort((a, b) => a.p.id.localeCompare(b.p.id));
     for (const { p, i } of order) series.push({ label: p.id, role: 'peer', values: binned[i]! });
     series.push({ label: 'median', role: 'median', values: binMedian(binned, grid.x.length) });
-    return { x: grid.x, series, shownPeers: order.length, totalPeers: perPeer.length, ...clippedNote };
+    return { x: grid.x, series, shownPeers: order.length, totalPeers: perPeer.length, ...notes };
   }
 
   /**

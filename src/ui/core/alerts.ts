@@ -37,14 +37,15 @@ export const ALERT_DEFAULTS = {
 };
 export type AlertConfig = typeof ALERT_DEFAULTS;
 
-/** A non-finite loss in any report. */
+/** A non-finite loss in any report (a finite loss past MAX_LOSS arrives as Infinity). */
 export function nanAlerts(peerId: string, points: LossPoint[]): Alert[] {
   for (const p of points) {
     for (const [name, v] of [['training', p.trainLoss], ['validation', p.valLoss]] as const) {
       if (v !== null && !Number.isFinite(v)) {
         return [{
           key: `nan:${peerId}`, kind: 'nan', severity: 'critical', peerId, t: p.t,
-          message: `${peerId} reported a ${Number.isNaN(v) ? 'NaN' : 'infinite'} ${name} loss at step ${p.step}. ` +
+          // Volunteers send a finite loss past 10,000 as Infinity too (lossToWire): it diverged all the same.
+          message: `${peerId} reported ${Number.isNaN(v) ? `a NaN ${name} loss` : `an infinite ${name} loss (or one past 10,000, sent as Infinity)`} at step ${p.step}. ` +
             'Its weights may be corrupt and can spread to partners at the next exchange; check its adapter and the learning rate.',
         }];
       }

@@ -1,18 +1,7 @@
 // Numbers for people: bytes, durations, token counts, losses, relative times.
 
-export function formatBytes(n: number): string {
-  if (!Number.isFinite(n) || n < 0) return '–';
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let i = 0, v = n;
-  while (v >= 1000 && i < units.length - 1) { v /= 1000; i++; }
-  return `${i === 0 ? v : v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)} ${units[i]}`;
-}
-
-/** A link rate for people: "1.45 MB/s (11.6 Mbit/s)". */
-export function formatRate(bytesPerS: number): string {
-  if (!Number.isFinite(bytesPerS) || bytesPerS < 0) return '–';
-  return `${formatBytes(bytesPerS)}/s (${((bytesPerS * 8) / 1e6).toFixed(1)} Mbit/s)`;
-}
+// Bytes and rates are shared with the coordinator's link warning: one text for both.
+export { formatBytes, formatRate } from '../../protocol/units.ts';
 
 export function formatDuration(ms: number): string {
   if (!Number.isFinite(ms) || ms < 0) return '–';

@@ -76,6 +76,10 @@ export class LiveChart extends LitElement {
       ${v?.clipped
         ? html`<p class="note" data-note="clipped">${v.clipped.peers} ${v.clipped.peers === 1 ? 'peer claims' : 'peers claim'} steps past this axis (up to step
           ${v.clipped.furthestStep}), beyond what peers off probation and the run's agreed step reach (step ${v.clipped.axisStep}): not drawn there.</p>`
+        : ''}
+      ${v?.diverged
+        ? html`<p class="note" data-note="diverged">${v.diverged.first}${v.diverged.peers > 1 ? ` and ${v.diverged.peers - 1} more` : ''} reported a NaN
+          or infinite loss (or one past 10,000), first at step ${v.diverged.step}: diverged; such points are gaps in the lines (see the NaN alert).</p>`
         : ''}`;
   }
 
