@@ -234,13 +234,14 @@ describe('dashboard', () => {
 
   it('keeps its layout under long unbroken peer-supplied strings: nothing is wider than its box', async () => {
     // The longest each schema allows, with no place to break a line: an adapter name (200), a
-    // link error (300), an offender reason of an unknown code (300), a checkpoint's failure (500).
+    // link error (300), an offender reason of an unknown code (300), a checkpoint's failure (500);
+    // and the largest numbers: a step of 2^53 - 1, a loss of 999,999.999, 10^12 tokens/s.
     const long = (c: string, n: number) => c.repeat(n);
     await page.evaluate(({ adapter, linkError, reason, failed }) => {
       const t = window.dashTest;
       const now = Date.now();
       // Peer 11 reports link failures and trains alone: its reason raises the connectivity alert.
-      for (let k = 0; k < 6; k++) t.source.push(t.fakeReport(11, t.step(), now + k, { adapter, partner: null, linkFailures: 1, linkError }));
+      for (let k = 0; k < 6; k++) t.source.push(t.fakeReport(11, Number.MAX_SAFE_INTEGER, now + k, { adapter, partner: null, linkFailures: 1, linkError, trainLoss: 999_999.999, tokensPerS: 1e12 }));
       t.source.pushEvent(t.fakeEvent('peer-offender', now + 10, t.fakePeerId(0), { accused: t.fakePeerId(11), reason, paired: true }));
       t.source.pushEvent(t.fakeEvent('peer-offender', now + 11, t.fakePeerId(1), { accused: t.fakePeerId(11), reason: `${reason}2`, paired: true }));
       t.source.pushEvent(t.fakeEvent('checkpoint-failed', now + 12, t.fakePeerId(11), { request: 'r-1', reason: failed }));
@@ -248,6 +249,8 @@ describe('dashboard', () => {
     await page.locator('murmur-alerts [data-alert="connectivity"]').waitFor();
     await page.locator('murmur-alerts [data-alert="offender"]', { hasText: 'p-000000000000000b' }).waitFor();
     await page.locator('murmur-alerts [data-alert="checkpoint"]').waitFor();
+    // Peer 11 claims the most tokens/s: the grid's first row, in view.
+    await page.locator('murmur-peer-grid [data-peer="p-000000000000000b"]').waitFor();
     const wide = await page.evaluate(() => {
       const out: string[] = [];
       const walk = (root: Document | ShadowRoot) => {
