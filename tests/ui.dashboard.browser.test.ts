@@ -244,8 +244,19 @@ describe('dashboard', () => {
       for (let k = 0; k < 6; k++) t.source.push(t.fakeReport(11, Number.MAX_SAFE_INTEGER, now + k, { adapter, partner: null, linkFailures: 1, linkError, trainLoss: 999_999.999, tokensPerS: 1e12 }));
       t.source.pushEvent(t.fakeEvent('peer-offender', now + 10, t.fakePeerId(0), { accused: t.fakePeerId(11), reason, paired: true }));
       t.source.pushEvent(t.fakeEvent('peer-offender', now + 11, t.fakePeerId(1), { accused: t.fakePeerId(11), reason: `${reason}2`, paired: true }));
+      // A checkpoint whose model writes one long run of a byte (an early or a poisoned model does),
+      // saved before the failure below, which so stays an alert.
+      t.source.sample = async (c) => ({ checkpointId: c.id, step: c.step, prompt: 'Call me', text: 'e'.repeat(400) });
+      const ck = { ...t.source.checkpointRows.at(-1)!, id: 'c-900', step: 900, round: 18, createdAt: now + 9 };
+      t.source.checkpointRows.push(ck);
+      t.source.pushEvent(t.fakeEvent('checkpoint-saved', now + 9, ck.peerId, { id: ck.id, step: ck.step, valLoss: ck.valLoss, bytes: ck.bytes }));
       t.source.pushEvent(t.fakeEvent('checkpoint-failed', now + 12, t.fakePeerId(11), { request: 'r-1', reason: failed }));
     }, { adapter: long('W', 200), linkError: long('X', 300), reason: long('Y', 299), failed: long('Z', 500) });
+    const slider = page.getByRole('slider', { name: /Checkpoint at step/ });
+    await expect.poll(() => slider.getAttribute('max')).toBe('3');
+    await slider.focus();
+    await page.keyboard.press('End');
+    await page.locator('murmur-samples pre').filter({ hasText: 'eeee' }).waitFor();
     await page.locator('murmur-alerts [data-alert="connectivity"]').waitFor();
     await page.locator('murmur-alerts [data-alert="offender"]', { hasText: 'p-000000000000000b' }).waitFor();
     await page.locator('murmur-alerts [data-alert="checkpoint"]').waitFor();

@@ -91,7 +91,8 @@ export class SampleViewer extends Part {
   static override properties = { ...Part.properties, index: { state: true } };
   declare index: number;
   static override styles = [theme, css`
-    pre { white-space: pre-wrap; background: var(--murmur-bg); border: 1px solid var(--murmur-line); border-radius: var(--murmur-radius); padding: 0.7rem; min-height: 6rem; font-size: 0.9rem; margin: 0.5rem 0 0; }
+    /* A model may write a long run with no space (an early or a poisoned one does): broken anywhere. */
+    pre { white-space: pre-wrap; overflow-wrap: anywhere; background: var(--murmur-bg); border: 1px solid var(--murmur-line); border-radius: var(--murmur-radius); padding: 0.7rem; min-height: 6rem; font-size: 0.9rem; margin: 0.5rem 0 0; }
     .prompt { font-weight: 700; background: #e8eefc; }
     input[type=range] { width: min(28rem, 100%); }
   `];
