@@ -17,7 +17,8 @@ export function csvCell(v: Cell): string {
   // where our quotes, mid-field, are plain characters and a line break inside them ends the row,
   // so a volunteer's adapter "GPU;=1+cmd|..." or "GPU\n=1+1" put a formula in a cell of its own.
   // So a trigger after ';', a tab or a line break gets the quote too.
-  const safe = s.replace(/(?<=^|[;\t\r\n])(?=[=+\-@\t\r])/g, "'");
+  // (No lookbehind: Safari before 16.4 cannot parse one, and the whole dashboard would not load.)
+  const safe = s.replace(/(^|[;\t\r\n])(?=[=+\-@\t\r])/g, "$1'");
   return /[",\r\n]/.test(safe) || safe !== s ? `"${safe.replace(/"/g, '""')}"` : safe;
 }
 
