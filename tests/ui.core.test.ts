@@ -304,4 +304,41 @@ describe('CSV', () => {
     const csv = toCsv([{ a: 1, b: 'x' }, { a: 2.5, b: null }], [{ name: 'a', get: (r) => r.a }, { name: 'b', get: (r) => r.b }]);
     expect(csv).toBe('a,b\r\n1,x\r\n2.5,\r\n');
   });
+
+  /**
+   * The fields a spreadsheet reads from `text` when it splits on `sep`: Excel takes a .csv by the
+   * locale's list separator (';' in much of Europe), and a quote opens a quoted field only at the
+   * field's start. Records end at a line break outside quotes.
+   */
+  const spreadsheetFields = (text: string, sep: string): string[] => {
+    const out: string[] = [];
+    let i = 0;
+    while (i < text.length) {
+      let f = '';
+      if (text[i] === '"') {
+        for (i++; i < text.length; i++) {
+          if (text[i] === '"' && text[i + 1] === '"') { f += '"'; i++; } else if (text[i] === '"') { i++; break; } else f += text[i];
+        }
+      }
+      for (; i < text.length && text[i] !== sep && text[i] !== '\r' && text[i] !== '\n'; i++) f += text[i];
+      out.push(f);
+      i += text[i] === '\r' && text[i + 1] === '\n' ? 2 : 1;
+    }
+    return out;
+  };
+
+  it('leaves no field that starts a formula, whichever separator the spreadsheet splits on', () => {
+    // A volunteer names its own adapter (200 characters of anything): the rows are read by researchers.
+    const adapters = ['GPU;=1+cmd|\' /C calc\'!A0', 'GPU\t@SUM(1+1)', 'GPU\n=1+1', 'GPU\r\n+1+1', 'x, y;-2+3', '=1+1', 'plain; -text'];
+    const csv = toCsv(adapters.map((adapter, i) => ({ i, adapter })), [{ name: 'i', get: (r) => r.i }, { name: 'adapter', get: (r) => r.adapter }]);
+    for (const sep of [',', ';', '\t']) {
+      const formulas = spreadsheetFields(csv, sep).filter((f) => /^[=+\-@]/.test(f));
+      expect(formulas, `split on ${JSON.stringify(sep)}`).toEqual([]);
+    }
+    // Read on commas, as written, each adapter comes back whole behind one quote per place it was disarmed.
+    const fields = spreadsheetFields(csv, ',');
+    expect(fields.filter((_, k) => k % 2 === 1).slice(1)).toEqual([
+      "GPU;'=1+cmd|' /C calc'!A0", "GPU\t'@SUM(1+1)", "GPU\n'=1+1", "GPU\r\n'+1+1", "x, y;'-2+3", "'=1+1", 'plain; -text',
+    ]);
+  });
 });

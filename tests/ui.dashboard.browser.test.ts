@@ -2,7 +2,8 @@
 // charts and the peer grid show the data, the x-axis switch and log-x change the charts, the run
 // events panel lists stored and live events, an offender report and a failed checkpoint raise
 // their alerts, a NaN report raises an alert, the CSV export holds every report; controls are
-// labelled and work from the keyboard; the peer grid counts the gone peers it no longer lists. (tests/ui.e2e.browser.test.ts runs it against the real
+// labelled and work from the keyboard; the peer grid counts the gone peers it no longer lists; peer text of the longest the
+// schemas allow, with no place to break, leaves nothing wider than its box. (tests/ui.e2e.browser.test.ts runs it against the real
 // coordinator.)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -233,6 +234,54 @@ describe('dashboard', () => {
     const rows = Number(await page.locator('murmur-peer-grid [role="table"]').getAttribute('aria-rowcount')) - 1;
     expect(rows).toBeLessThanOrEqual(GONE_PEER_CAP + 5); // the gone ones kept, and the live (0-2, the liar 7, 9)
     expect(await page.locator('murmur-peer-grid [data-peer="p-0000000000000000"]').count()).toBe(1);
+  });
+
+  it('keeps its layout under long unbroken peer-supplied strings: nothing is wider than its box', async () => {
+    // The longest each schema allows, with no place to break a line: an adapter name (200), a
+    // link error (300), an offender reason of an unknown code (300), a checkpoint's failure (500);
+    // and the largest numbers: a step of 2^53 - 1, a loss of 999,999.999, 10^12 tokens/s.
+    const long = (c: string, n: number) => c.repeat(n);
+    await page.evaluate(({ adapter, linkError, reason, failed }) => {
+      const t = window.dashTest;
+      const now = Date.now();
+      // Peer 11 reports link failures and trains alone: its reason raises the connectivity alert.
+      for (let k = 0; k < 6; k++) t.source.push(t.fakeReport(11, Number.MAX_SAFE_INTEGER, now + k, { adapter, partner: null, linkFailures: 1, linkError, trainLoss: 999_999.999, tokensPerS: 1e12 }));
+      t.source.pushEvent(t.fakeEvent('peer-offender', now + 10, t.fakePeerId(0), { accused: t.fakePeerId(11), reason, paired: true }));
+      t.source.pushEvent(t.fakeEvent('peer-offender', now + 11, t.fakePeerId(1), { accused: t.fakePeerId(11), reason: `${reason}2`, paired: true }));
+      // A checkpoint whose model writes one long run of a byte (an early or a poisoned model does),
+      // saved before the failure below, which so stays an alert.
+      t.source.sample = async (c) => ({ checkpointId: c.id, step: c.step, prompt: 'Call me', text: 'e'.repeat(400) });
+      const ck = { ...t.source.checkpointRows.at(-1)!, id: 'c-900', step: 900, round: 18, createdAt: now + 9 };
+      t.source.checkpointRows.push(ck);
+      t.source.pushEvent(t.fakeEvent('checkpoint-saved', now + 9, ck.peerId, { id: ck.id, step: ck.step, valLoss: ck.valLoss, bytes: ck.bytes }));
+      t.source.pushEvent(t.fakeEvent('checkpoint-failed', now + 12, t.fakePeerId(11), { request: 'r-1', reason: failed }));
+    }, { adapter: long('W', 200), linkError: long('X', 300), reason: long('Y', 299), failed: long('Z', 500) });
+    const slider = page.getByRole('slider', { name: /Checkpoint at step/ });
+    await expect.poll(() => slider.getAttribute('max')).toBe('3');
+    await slider.focus();
+    await page.keyboard.press('End');
+    await page.locator('murmur-samples pre').filter({ hasText: 'eeee' }).waitFor();
+    await page.locator('murmur-alerts [data-alert="connectivity"]').waitFor();
+    await page.locator('murmur-alerts [data-alert="offender"]', { hasText: 'p-000000000000000b' }).waitFor();
+    await page.locator('murmur-alerts [data-alert="checkpoint"]').waitFor();
+    // Peer 11 claims the most tokens/s: the grid's first row, in view.
+    await page.locator('murmur-peer-grid [data-peer="p-000000000000000b"]').waitFor();
+    const wide = await page.evaluate(() => {
+      const out: string[] = [];
+      const walk = (root: Document | ShadowRoot) => {
+        for (const el of root.querySelectorAll<HTMLElement>('*')) {
+          // A box whose content spills out of it sideways, where nothing scrolls or clips it.
+          const style = getComputedStyle(el);
+          if (style.display !== 'inline' && style.overflowX === 'visible' && el.scrollWidth > el.clientWidth + 1) {
+            out.push(`${el.tagName.toLowerCase()}${el.className ? `.${el.className}` : ''}${el.dataset.alert ? `[${el.dataset.alert}]` : ''}`);
+          }
+          if (el.shadowRoot) walk(el.shadowRoot);
+        }
+      };
+      walk(document);
+      return { out, pageWider: document.documentElement.scrollWidth > document.documentElement.clientWidth };
+    });
+    expect(wide).toEqual({ out: [], pageWider: false });
   });
 
   it('saw no uncaught page errors', () => {

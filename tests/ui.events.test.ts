@@ -80,6 +80,20 @@ describe('alerts from run events', () => {
     expect(offenderAlerts([])).toEqual([]);
   });
 
+  it('keeps an alert short whatever its reporters write: a few reasons, each cut, and a count of the rest', () => {
+    // Reporters are peers, and an unknown code is shown as it came (up to 300 characters): 40 ids
+    // of one hostile client, each with a sentence of its own, once made one critical alert of 12 KB.
+    const ids = Array.from({ length: 40 }, (_, i) => `p-${(0x100 + i).toString(16).padStart(16, '0')}`);
+    const say = (i: number) => `${i} Researchers, this run is compromised, download the fixed checkpoint from evil.example ${'x'.repeat(200)}`;
+    const [many] = offenderAlerts(ids.map((id, i) => report(5000 + i, id, B, say(i))));
+    expect(many!.severity).toBe('critical');
+    expect(many!.message.length).toBeLessThan(600);
+    expect(many!.message).toMatch(new RegExp(`^${B} sent bad updates to 40 peers \\(${ids[0]}, ${ids[1]}, ${ids[2]}, …\\): 0 Researchers, this run is compromised[^;]{0,60}…; 1 Researchers[^;]*…; 2 Researchers[^;]*…; and 37 other reasons\\.`));
+    const [one] = offenderAlerts([report(5000, A, B, say(7))]);
+    expect(one!.message.length).toBeLessThan(400);
+    expect(one!.message).toMatch(new RegExp(`^${B} sent ${A} a bad update: 7 Researchers, this run is compromised[^.]{0,60}…\\. It was rejected`));
+  });
+
   it('stays a warning when the reporters were not checked as the accused\'s partners (issue 15)', () => {
     // Two fresh ids accusing a peer they never met: events from before the coordinator checked
     // partners, or forged ones, carry no `paired`. One checked report plus one unchecked is one.

@@ -121,6 +121,14 @@ export interface OffenderReport { t: number; reporter: string; accused: string; 
 const cut = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
 
 /**
+ * How many distinct reasons an offender alert names, and how long each may be: the known codes'
+ * words are under 50 characters; an unknown code (up to 300) is the reporter's own text, and 40
+ * ids of one client, each with a sentence, made one critical alert of 12 KB.
+ */
+const REASONS_SHOWN = 3;
+const REASON_CHARS = 80;
+
+/**
  * One alert per peer reported for a bad update, naming it and why. One report can be a glitch
  * (a bit flip, a driver hiccup); reports from two or more peers are independent evidence of a
  * broken GPU or a hostile volunteer, and raise it to critical, but only from peers the
@@ -135,7 +143,12 @@ export function offenderAlerts(reports: OffenderReport[]): Alert[] {
   const out: Alert[] = [];
   for (const [accused, list] of byAccused) {
     const reporters = [...new Set(list.map((r) => r.reporter))];
-    const words = [...new Set(list.map((r) => offenderReason(r.reason).words))];
+    // What each reporter said, in the words of a known code, or an unknown one as it came: a
+    // reporter is any peer, so a few of them, each cut, and a count of the rest (REASONS_SHOWN).
+    const words = [...new Set(list.map((r) => cut(offenderReason(r.reason).words, REASON_CHARS)))];
+    const said = words.length > REASONS_SHOWN
+      ? `${words.slice(0, REASONS_SHOWN).join('; ')}; and ${words.length - REASONS_SHOWN} other reason${words.length - REASONS_SHOWN === 1 ? '' : 's'}`
+      : words.join('; ');
     const first = list.reduce((a, b) => (b.t < a.t ? b : a));
     const many = new Set(list.filter((r) => r.paired === true).map((r) => r.reporter)).size >= 2;
     const detail = offenderReason(list[list.length - 1]!.reason).detail;
@@ -143,7 +156,7 @@ export function offenderAlerts(reports: OffenderReport[]): Alert[] {
       key: `offender:${accused}`, kind: 'offender', severity: many ? 'critical' : 'warning', peerId: accused, t: first.t,
       message: many
         ? `${accused} sent bad updates to ${reporters.length} peers (${reporters.slice(0, 3).join(', ')}${reporters.length > 3 ? ', …' : ''}): ` +
-          `${words.join('; ')}. They rejected them and no longer pair with it. Independent reports point to a broken GPU or a hostile volunteer.`
+          `${said}. They rejected them and no longer pair with it. Independent reports point to a broken GPU or a hostile volunteer.`
         : `${accused} sent ${reporters[0]} a bad update: ${words[0]}${detail ? ` (${cut(detail, 120)})` : ''}. ` +
           'It was rejected and the two are no longer paired; more reports about this peer would mean a broken GPU or a hostile volunteer.',
     });

@@ -29,7 +29,9 @@ export class AlertList extends Part {
     li { display: flex; gap: 0.8rem; align-items: flex-start; justify-content: space-between; padding: 0.5rem 0.7rem; border-radius: var(--murmur-radius); border-left: 5px solid var(--murmur-warn); background: #fff8eb; }
     li.critical { border-color: var(--murmur-bad); background: #fdecea; }
     .kind { font-weight: 700; text-transform: uppercase; font-size: 0.75rem; letter-spacing: 0.04em; margin-right: 0.4rem; }
-    p { margin: 0; }
+    /* A peer's text (a link error, an unknown offence code, a checkpoint's failure) may hold no
+       place to break: wrapped anywhere, it stays in its box, and Dismiss beside it. */
+    p { margin: 0; min-width: 0; overflow-wrap: anywhere; }
   `];
 
   override render() {
@@ -89,7 +91,8 @@ export class SampleViewer extends Part {
   static override properties = { ...Part.properties, index: { state: true } };
   declare index: number;
   static override styles = [theme, css`
-    pre { white-space: pre-wrap; background: var(--murmur-bg); border: 1px solid var(--murmur-line); border-radius: var(--murmur-radius); padding: 0.7rem; min-height: 6rem; font-size: 0.9rem; margin: 0.5rem 0 0; }
+    /* A model may write a long run with no space (an early or a poisoned one does): broken anywhere. */
+    pre { white-space: pre-wrap; overflow-wrap: anywhere; background: var(--murmur-bg); border: 1px solid var(--murmur-line); border-radius: var(--murmur-radius); padding: 0.7rem; min-height: 6rem; font-size: 0.9rem; margin: 0.5rem 0 0; }
     .prompt { font-weight: 700; background: #e8eefc; }
     input[type=range] { width: min(28rem, 100%); }
   `];

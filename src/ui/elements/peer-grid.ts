@@ -34,6 +34,8 @@ export class PeerGrid extends LitElement {
     .row.stale { background: #fff4e5; color: #6b4a00; }
     .num { text-align: right; font-variant-numeric: tabular-nums; }
     .id, .partner { font-family: ui-monospace, monospace; font-size: 0.8rem; }
+    /* Every cell holds a peer's claim (an adapter name of 200 characters, a step of 16 digits, a
+       loss of 10): cut to its column, whole in its title, never drawn over the next one. */
     .cell { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
     .badge { font-size: 0.72rem; font-weight: 700; border: 1px solid currentColor; border-radius: 4px; padding: 0 0.3em; margin-left: 0.3em; }
   `];
@@ -72,9 +74,9 @@ export class PeerGrid extends LitElement {
             style="top:${ROW + i * ROW}px">
             <span role="cell" class="cell id">${r.id}</span>
             <span role="cell" class="cell" title=${r.adapter ?? ''}>${r.adapter ?? '–'}</span>
-            <span role="cell" class="num">${formatCount(r.tokensPerS)}</span>
-            <span role="cell" class="num">${r.step}</span>
-            <span role="cell" class="num">${formatLoss(r.trainLoss)}</span>
+            <span role="cell" class="cell num">${formatCount(r.tokensPerS)}</span>
+            <span role="cell" class="cell num" title=${r.step}>${r.step}</span>
+            <span role="cell" class="cell num" title=${formatLoss(r.trainLoss)}>${formatLoss(r.trainLoss)}</span>
             <span role="cell" class="cell">${formatAgo(this.now - r.lastSeen)}${stale ? html`<span class="badge">${r.left ? 'left' : 'stale'}</span>` : nothing}</span>
             <span role="cell" class="cell partner">${r.partner ?? '–'}</span>
           </div>`;
