@@ -111,6 +111,16 @@ function resolveSettings(init: MeshInit): MeshSettings {
 }
 
 const MAX_QUEUED_REPORTS = 100;
+/**
+ * Direct pairing leaves a partner that stalled us (our exchange with it ran to its deadline
+ * without its payload) alone for our next 2^(k−2) rounds after its k-th stall in a row (k >= 2:
+ * one stall alone, a link that hiccupped once, costs an honest partner nothing), at most this
+ * many; an exchange with it that we accept clears the count. While the coordinator is down,
+ * a neighbour that asks everyone at once is paired with whoever is not asking (the question
+ * comes first), and one that then sends nothing held each of them a whole deadline every round,
+ * each miss doubling the next deadline: solo rounds of maxMs for as long as the outage lasted.
+ */
+export const MAX_STALL_REST_ROUNDS = 64;
 /** A remote may replace its own unopened incoming link this often at most. */
 const REOFFER_MS = 1_000;
 /** Signals (the offer and its trickled ICE candidates) kept of a held offer. */
@@ -156,6 +166,8 @@ class MeshImpl implements Mesh, MeshCore {
   private probation = new Set<string>();
   /** Peers we dropped or that dropped us on purpose: not re-dialled by housekeeping until then. */
   private readonly cooldown = new Map<string, number>();
+  /** Per partner: stalls in a row and the last of our rounds direct pairing leaves it alone (noteStall). */
+  private readonly stalls = new Map<string, { count: number; until: number }>();
   private provider: StateProvider | null = null;
   private timer: unknown = null;
   private lastRewire: number;
@@ -294,6 +306,19 @@ class MeshImpl implements Mesh, MeshCore {
 
   notePartner(peer: string): void {
     this.partner = peer;
+    this.stalls.delete(peer);
+  }
+
+  noteStall(peer: string, round: number): void {
+    const count = (this.stalls.get(peer)?.count ?? 0) + 1;
+    this.stalls.delete(peer);
+    this.stalls.set(peer, { count, until: count < 2 ? -1 : round + Math.min(MAX_STALL_REST_ROUNDS, 2 ** Math.min(count - 2, 30)) });
+    forgetOldest(this.stalls);
+  }
+
+  resting(peer: string, round: number): boolean {
+    const s = this.stalls.get(peer);
+    return s !== undefined && round <= s.until;
   }
 
   q8Residual(): Float32Array {
