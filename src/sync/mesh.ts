@@ -370,6 +370,7 @@ class MeshImpl implements Mesh, MeshCore {
         if (done) return;
         done = true;
         this.clock.clearTimeout(timer);
+        this.unwait(peer, finish);
         const now = this.conns.get(peer);
         if (ok && now?.state === 'open') resolve(now);
         else reject(ok ? new LinkClosedError(peer) : new ConnectTimeoutError(peer, timeoutMs));
@@ -447,6 +448,18 @@ class MeshImpl implements Mesh, MeshCore {
     let set = this.waiters.get(peer);
     if (!set) this.waiters.set(peer, (set = new Set()));
     set.add(fn);
+  }
+
+  /**
+   * Forget one wait for `peer`'s link (it ended). Kept until the peer's link opened or closed, a
+   * wait for a partner that never dialled us (the pool named us its responder) stayed for good:
+   * one per such round, under an id that need never come back.
+   */
+  private unwait(peer: string, fn: (ok: boolean) => void): void {
+    const set = this.waiters.get(peer);
+    if (!set) return;
+    set.delete(fn);
+    if (set.size === 0) this.waiters.delete(peer);
   }
 
   private wake(peer: string, ok: boolean): void {
