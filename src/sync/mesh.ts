@@ -1,7 +1,7 @@
 // The WebRTC mesh of one peer: a bounded, random, slowly rewired set of neighbour links,
 // signalled through the coordinator; the outer exchange (exchange.ts) and bootstrap
 // (bootstrap.ts) run on top of it. Built js-libp2p style: createMesh(init)(components).
-import { decodeFrame, encodeControl } from '../protocol/frame.ts';
+import { decodeFrame, encodeControl, MAX_FRAME_BYTES } from '../protocol/frame.ts';
 import { FrameError } from '../protocol/errors.ts';
 import { parseControl, type ControlMessage } from '../protocol/peer-messages.ts';
 import { isSoftOffence, parseMeshSignal, type MeshSignal } from '../protocol/messages.ts';
@@ -133,6 +133,14 @@ const MAX_HELD_SIGNALS = 32;
  * is at most one 16 KiB SDP and MAX_HELD_SIGNALS candidates of 1 KiB: a few hundred KiB in all.
  */
 const MAX_HELD_OFFERS = 8;
+/**
+ * Bytes a link may hold queued past its high-water mark before no more control messages are put
+ * on it. Tensor sends keep within the mark plus one frame each (at most three of an exchange's
+ * and one serve at once), so only control messages queue past this, and only to a remote that
+ * reads nothing: each question it sends us (pair-req, xchg, state-req, ~60 bytes) is answered, and
+ * 20,000 of them held 1.4 MB of answers on its link, without end.
+ */
+const CONTROL_BACKLOG_BYTES = 8 * MAX_FRAME_BYTES;
 /** Time a planned disconnect leaves its bye to reach the remote before the link closes. */
 const BYE_FLUSH_MS = 200;
 
@@ -346,10 +354,14 @@ class MeshImpl implements Mesh, MeshCore {
     return this.probation.has(peer);
   }
 
-  /** Send a control message; false if the link is not open. */
+  /** Send a control message; false if the link is not open, or its remote reads nothing (CONTROL_BACKLOG_BYTES). */
   sendControl(peer: string, msg: ControlMessage): boolean {
     const c = this.conns.get(peer);
     if (!c || !c.link.open) return false;
+    if (c.link.bufferedAmount > this.settings.highWaterBytes + CONTROL_BACKLOG_BYTES) {
+      this.logger.debug('not answering a neighbour that reads nothing', { peer, buffered: c.link.bufferedAmount, t: msg.t });
+      return false;
+    }
     try {
       c.link.send(encodeControl(msg));
       return true;
