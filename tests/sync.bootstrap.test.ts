@@ -362,6 +362,62 @@ describe('requestState gives an offered state its transfer deadline', () => {
   });
 });
 
+describe('requestState learns a link\'s rate only from a state it takes', () => {
+  it('a state refused (NaN, or a momentum 1e30) leaves the first exchange\'s deadline as it was; a state taken sets it', async () => {
+    // The rate is the sender's to choose: trickled over 12.3 s, a refused state had set the first
+    // exchanges' deadline to 4 x 12.3 s (sent at once, to the 2 s floor) all the same.
+    const PEER = 'p-0000000000000001';
+    const honest = [1, 2, 3, 4, 0.5, 0.25, 0.125, 0.0625];
+    const cases = [
+      { name: 'NaN in the momentum', values: [1, 2, 3, 4, 0.5, NaN, 0.125, 0.0625], offence: 'non-finite', taken: false },
+      { name: 'momentum 1e30', values: [1, 2, 3, 4, 1e30, 1e30, 1e30, 1e30], offence: 'bad-state', taken: false },
+      { name: 'an honest state', values: honest, offence: null, taken: true },
+    ];
+    for (const c of cases) {
+      const clock = new FakeClock();
+      const conn = { peer: PEER, inbound: new Map<number, Assembler>(), link: { destroy: () => {}, on: () => () => {} } };
+      let listener: ((msg: ControlMessage) => void) | null = null;
+      let offered = false;
+      const offences: string[] = [];
+      const estimator = new DeadlineEstimator(DEFAULT_DEADLINE);
+      const core = {
+        clock, random: () => 0, logger: silentLogger, isDestroyed: false, settings: { elements: 4 },
+        eligibleNeighbours: () => [PEER],
+        onProbation: () => false,
+        conn: () => conn,
+        holding: <T>(_c: unknown, fn: () => Promise<T>) => fn(),
+        randomU32: () => 7,
+        identity: () => ({ runId: 'run', configHash: 'aaaabbbbccccdddd', sender: 'me' }),
+        estimator,
+        listen: (_p: string, fn: (msg: ControlMessage) => void) => { listener = fn; return () => { listener = null; }; },
+        sendControl: (_peer: string, msg: ControlMessage) => {
+          if (msg.t === 'state-req') {
+            queueMicrotask(() => {
+              listener?.({ t: 'state-offer', nonce: msg.nonce, ok: true, tensor: { tid: 3, dtype: 'f32', elements: 8, bytes: 32 }, outerRound: 1, innerStep: 5 });
+              offered = true;
+            });
+          }
+          return true;
+        },
+        offence: (_peer: string, code: string) => { offences.push(code); },
+      } as unknown as MeshCore;
+      let result: BootState | null | undefined;
+      void requestState(core, 15_000, 1, { floats: 4 }).then((r) => { result = r; });
+      await until(() => offered, 3_000, () => `${c.name}: the state offer`, 5);
+      clock.advance(12_300);
+      const link = {
+        remote: 'me', open: true, bufferedAmount: 0,
+        send: (frame: Uint8Array) => { const f = decodeFrame(frame); if (f.type === 'chunk') conn.inbound.get(f.header.transferId)?.add(f.header, f.payload); },
+      } as unknown as Link;
+      await sendTensor(link, { runId: 'run', configHash: 'aaaabbbbccccdddd', sender: PEER }, { kind: 'state', dtype: 'f32', round: 1, transferId: 3, elements: 8, bytes: new Uint8Array(new Float32Array(c.values).buffer) }, { highWater: 1 << 20 });
+      await until(() => result !== undefined, 3_000, () => `${c.name}: the pull to end`, 5);
+      expect(result === null, c.name).toBe(!c.taken);
+      expect(offences, c.name).toEqual(c.offence ? [c.offence] : []);
+      expect(estimator.deadlineMs(32), c.name).toBe(c.taken ? 4 * 12_300 : DEFAULT_DEADLINE.initialMs);
+    }
+  });
+});
+
 describe('requestState moves on from a neighbour that closed its link once asked', () => {
   /** A fake mesh core of neighbours that answer a state-req as `answer` says; each ask gets a fresh link (the neighbour dials again). */
   function core(peers: string[], answer: (peer: string, nonce: number, link: FakeLink) => void, clock: MeshCore['clock'] = systemClock) {

@@ -3,7 +3,7 @@
 // ('deadline', solo on both sides) and, since a miss changed nothing, went on missing for good.
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_DEADLINE } from '../src/protocol/exchange-link.ts';
-import { DeadlineEstimator } from '../src/sync/deadline.ts';
+import { DeadlineEstimator, MISS_GROWTH } from '../src/sync/deadline.ts';
 import { chaosLinks } from './support/chaos.ts';
 import { Swarm, syntheticPayload } from './support/swarm.ts';
 
@@ -51,6 +51,32 @@ describe('DeadlineEstimator after a miss', () => {
     // A partner that never sends: misses stop at maxMs.
     for (let i = 0; i < 20; i++) est.miss(BYTES, est.deadlineMs(BYTES));
     expect(est.deadlineMs(BYTES)).toBe(DEFAULT_DEADLINE.maxMs);
+  });
+
+  it('a partner that sends one byte and stalls lengthens the deadline at most MISS_GROWTH times, not to maxMs', () => {
+    const est = new DeadlineEstimator(DEFAULT_DEADLINE);
+    est.observe(BYTES, BYTES / FAST);
+    const before = est.deadlineMs(BYTES);
+    expect(before).toBe(DEFAULT_DEADLINE.minMs);
+    // Its one chunk carried a single byte (the chunk size is the sender's to pick), then nothing.
+    est.miss(BYTES, before, 1, before);
+    const after = est.deadlineMs(BYTES);
+    expect(after).toBe(MISS_GROWTH * before);
+    expect(after).toBeLessThan(DEFAULT_DEADLINE.maxMs);
+    // A partner that sent nothing at all doubles it, as before: one byte buys no more than 4x.
+    const mute = new DeadlineEstimator(DEFAULT_DEADLINE);
+    mute.observe(BYTES, BYTES / FAST);
+    mute.miss(BYTES, before);
+    expect(mute.deadlineMs(BYTES)).toBe(2 * before);
+  });
+
+  it('an honest partner needing up to MISS_GROWTH times the missed deadline fits the next one', () => {
+    const est = new DeadlineEstimator(DEFAULT_DEADLINE);
+    est.observe(BYTES, BYTES / FAST);
+    const before = est.deadlineMs(BYTES);
+    const need = MISS_GROWTH * before; // 8 s: 2.4 MB/s
+    est.miss(BYTES, before, (BYTES / need) * before, before);
+    expect(est.deadlineMs(BYTES)).toBeGreaterThanOrEqual(need);
   });
 
   it('a miss never shortens a deadline, also before anything was measured', () => {

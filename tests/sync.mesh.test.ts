@@ -740,3 +740,21 @@ describe('mesh: offers held at the hard cap', () => {
     await dialled;
   });
 });
+
+describe('mesh: a partner the pool names that never dials us', () => {
+  it('leaves nothing behind once the connect timeout ends the wait, however many such rounds', async () => {
+    // Named as its responder, we wait for the partner's offer; one that never sends it (a new id
+    // every round) left its wait in the mesh for good: one per round, for ids that never return.
+    const s = (swarm = new Swarm({ n: 1, transport: 'memory', elements: 256, init: { connectTimeoutMs: 50 } }));
+    const [p0] = s.peers as [SwarmPeer];
+    await until(() => p0.mesh.peerId !== null, 5_000, 'p0 to join', 5);
+    vi.spyOn(p0.client, 'ready').mockImplementation(() => {});
+    const waiters = () => (p0.mesh as unknown as { waiters: Map<string, Set<unknown>> }).waiters;
+    for (let round = 0; round < 5; round++) {
+      const r = p0.mesh.exchange(round, syntheticPayload(256, 0, round), { waitMs: 1_000 });
+      p0.client.emit('paired', { round, partner: `ghost-${round}`, partnerRound: 7, initiator: false });
+      expect((await r).reason).toBe('connect-failed');
+    }
+    expect([...waiters().keys()]).toEqual([]);
+  });
+});

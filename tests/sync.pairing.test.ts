@@ -1,11 +1,13 @@
 // Pairing without the coordinator (src/sync/pairing.ts) against a scripted mesh: only a yes to a
 // question we put to that neighbour this round makes it our partner. Before the check, any
 // neighbour's unasked `pair-ack ok` did: a hostile one could make itself our partner every round.
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { DirectPairing } from '../src/sync/pairing.ts';
 import type { MeshCore } from '../src/sync/mesh-core.ts';
 import type { ControlMessage } from '../src/protocol/peer-messages.ts';
 import { FakeClock } from './support/fake-clock.ts';
+import { chaosLinks } from './support/chaos.ts';
+import { Swarm, syntheticPayload } from './support/swarm.ts';
 
 const TIMEOUT_MS = 200;
 
@@ -18,6 +20,7 @@ function scriptedMesh(neighbours: string[]) {
     randomU32: () => ++nonce,
     eligibleNeighbours: () => neighbours,
     isBanned: () => false,
+    resting: () => false,
     sendControl: (to: string, msg: ControlMessage) => { sent.push({ to, msg }); return true; },
   } as unknown as MeshCore;
   /** The questions put so far: [peer, nonce]. */
@@ -75,5 +78,42 @@ describe('direct pairing', () => {
     p.onAck('slow', { t: 'pair-ack', nonce: first, ok: true, round: 9 });
     expect(await p.result).toBe('slow');
     expect(p.partnerRound).toBe(9);
+  });
+});
+
+describe('direct pairing with a neighbour that stalls', () => {
+  let swarm: Swarm | null = null;
+  afterEach(() => { swarm?.destroy(); swarm = null; });
+
+  it('leaves a partner whose payload twice in a row never came by the deadline alone next round; honest neighbours still pair', async () => {
+    const n = 20_000;
+    // p2 answers pairings and announces, but none of its chunks ever leave: every exchange with it
+    // runs to the deadline. Asking everyone at once, it was the partner of whoever was not asking
+    // round after round while the coordinator was down, each round a whole deadline, solo.
+    const s = (swarm = new Swarm({
+      n: 3, transport: 'memory', elements: n, seed: 5,
+      init: { deadline: { minMs: 100, initialMs: 400, maxMs: 1_000 }, neighbours: { min: 2, max: 2 } },
+      wrap: (id, links) => (id === 'p2' ? chaosLinks(links, (f, { chunk }) => (chunk ? [] : [f])) : links),
+    }));
+    await s.connected(2);
+    s.hub.stop(); // the coordinator is down: pairing goes through neighbours
+    const [p0, p1, p2] = s.peers;
+    const exchange = (p: typeof p0, i: number, round: number, waitMs: number) => p!.mesh.exchange(round, syntheticPayload(n, i, round), { waitMs });
+    // Rounds 1 and 2: p1 is busy elsewhere (not exchanging); p0 and p2 pair, and p2's payload
+    // never comes. One stall alone is no rest (a link may hiccup once): they pair again.
+    for (const round of [1, 2]) {
+      const [a] = await Promise.all([exchange(p0, 0, round, 3_000), exchange(p2, 2, round, 3_000)]);
+      expect(a!.via).toBe('direct');
+      expect(a!.partner, `round ${round}`).toBe('p2');
+      expect(a!.reason).toBe('deadline');
+    }
+    // Round 3: p2 is ready again and asks; p0 neither asks it nor says yes, and trains alone.
+    const [b] = await Promise.all([exchange(p0, 0, 3, 600), exchange(p2, 2, 3, 600)]);
+    expect(b!.partner, JSON.stringify({ ...b, payload: null })).toBeNull();
+    expect(b!.reason).toBe('no-partner');
+    // Round 4: the honest neighbour pairs as ever.
+    const [c] = await Promise.all([exchange(p0, 0, 4, 3_000), exchange(p1, 1, 4, 3_000)]);
+    expect(c!.partner).toBe('p1');
+    expect(c!.outcome).toBe('paired');
   });
 });

@@ -170,7 +170,7 @@ async function scene(rogueCount: number, clock?: Clock) {
     await until(() => m.neighbours().includes('p0'), 20_000, 'the newcomer to reach p0', 5);
     return m;
   };
-  return { server, rogues, ask, replies, deaf, log, newcomer };
+  return { server, rogues, ask, replies, deaf, log, newcomer, net };
 }
 
 const deadlineOf = (settings = DEFAULT_DEADLINE) => settings.maxMs + settings.minMs;
@@ -293,6 +293,23 @@ describe('state serves towards a requester that never reads', () => {
     await until(() => ok.every((i) => down.includes(`r${i}`)), 20_000, 'the stuck serves to be cut off', 5);
     const got = await honest.bootstrap({ timeoutMs: 20_000, tries: 1 });
     expect(got?.from).toBe('p0');
+  });
+});
+
+describe('control messages towards a neighbour that never reads', () => {
+  it('answers its questions only until its link holds a backlog: 20,000 questions do not queue 20,000 answers', async () => {
+    const { deaf, net, server } = await scene(1);
+    const link = net.all.find((l) => l.local === 'r0' && l.remote === 'p0' && l.open)!;
+    // p0 runs no exchange: every question is answered (not-ready), and nothing p0 sends is read.
+    const QUESTIONS = 20_000;
+    for (let k = 0; k < QUESTIONS; k++) link.send(encodeControl({ t: 'pair-req', round: 1, nonce: k }));
+    await until(() => link.bufferedAmount === 0, 60_000, 'p0 to take every question', 5);
+    const queued = deaf.get('r0')!;
+    // The answers queued stop at the backlog (the link's high-water mark and 8 frames), not 1.4 MB.
+    expect(queued.buffered).toBeLessThanOrEqual(HIGH_WATER + 8 * 64 * 1024 + 4096);
+    expect(queued.queued.length).toBeGreaterThan(0);
+    expect(queued.queued.length).toBeLessThan(QUESTIONS);
+    expect(server.neighbours()).toContain('r0');
   });
 });
 

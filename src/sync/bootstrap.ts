@@ -57,8 +57,15 @@ export async function requestState(mesh: MeshCore, timeoutMs: number, tries: num
     try {
       if (!conn) throw new LinkClosedError(peer);
       const got = await mesh.holding(conn, () => pullFrom(mesh, peer, end));
-      if (check) await checkState(got, check, `neighbour ${peer}`);
-      return got;
+      if (check) await checkState(got.state, check, `neighbour ${peer}`);
+      // The state came over a link like the ones our exchanges take: its rate is the first
+      // measure our receive deadlines get, so the first exchange waits what this link needs
+      // rather than the 15 s a volunteer gives one before it knows (behind a capped relay, a
+      // tiny exchange at 1 MB/s took up to 15.5 s). Only a state we take: the rate is its
+      // sender's to choose, and one whose state was refused (non-finite, a momentum 1e30) set
+      // the deadline of our first exchanges all the same, minMs sent fast, maxMs trickled.
+      mesh.estimator.observe(got.bytes, got.ms);
+      return got.state;
     } catch (err) {
       mesh.logger.info('bootstrap from a neighbour failed', { peer, error: String(err) });
       if (err instanceof LinkClosedError) {
@@ -80,12 +87,19 @@ export async function requestState(mesh: MeshCore, timeoutMs: number, tries: num
   return null;
 }
 
-function pullFrom(mesh: MeshCore, peer: string, end: number): Promise<BootState> {
+/** A state pulled from `peer`, with how many bytes it took how long to arrive (from its offer). */
+interface Pulled {
+  state: BootState;
+  bytes: number;
+  ms: number;
+}
+
+function pullFrom(mesh: MeshCore, peer: string, end: number): Promise<Pulled> {
   const n = mesh.settings.elements;
   const nonce = mesh.randomU32();
   const conn = mesh.conn(peer);
   if (!conn) return Promise.reject(new LinkClosedError(peer));
-  return new Promise<BootState>((resolve, reject) => {
+  return new Promise<Pulled>((resolve, reject) => {
     let asm: Assembler | null = null;
     let timer: unknown = null;
     // Asked, the neighbour's link closing is its answer: the pull ends now, not at the offer's
@@ -129,14 +143,10 @@ function pullFrom(mesh: MeshCore, peer: string, end: number): Promise<BootState>
       const offeredAt = mesh.clock.now();
       asm.done.then((bytes) => {
         finish();
-        // The state came over a link like the ones our exchanges take: its rate is the first
-        // measure our receive deadlines get, so the first exchange waits what this link needs
-        // rather than the 15 s a volunteer gives one before it knows (behind a capped relay, a
-        // tiny exchange at 1 MB/s took up to 15.5 s).
-        mesh.estimator.observe(offer.tensor.bytes, mesh.clock.now() - offeredAt);
+        const ms = mesh.clock.now() - offeredAt;
         const all = new Float32Array(bytes.buffer, bytes.byteOffset, 2 * n);
         if (!allFinite(all)) { reject(new BootstrapError(`state from ${peer} has non-finite values`)); return; }
-        resolve({ from: peer, phi: all.slice(0, n), momentum: all.slice(n), outerRound: offer.outerRound, innerStep: offer.innerStep });
+        resolve({ state: { from: peer, phi: all.slice(0, n), momentum: all.slice(n), outerRound: offer.outerRound, innerStep: offer.innerStep }, bytes: offer.tensor.bytes, ms });
       }, (err) => giveUp(err instanceof LinkClosedError ? asked(err) : err));
     });
     arm(OFFER_TIMEOUT_MS, 'state offer', true);

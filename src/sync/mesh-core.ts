@@ -73,8 +73,12 @@ export interface MeshCore {
   readonly lastPartner: string | null;
   /** Mark the coordinator unresponsive (cleared when its connection opens again). */
   suspectCoordinator(): void;
-  /** Record the partner of a successful exchange. */
+  /** Record the partner of a successful exchange (it clears that partner's stalls, noteStall). */
   notePartner(peer: string): void;
+  /** Our exchange of `round` with `peer` ran to its deadline without the partner's payload. */
+  noteStall(peer: string, round: number): void;
+  /** Whether direct pairing leaves `peer` alone in our `round`: it stalled us lately (noteStall). */
+  resting(peer: string, round: number): boolean;
   /** Sender-side error feedback for q8 Δ (what rounding has not delivered yet), made on first use. */
   q8Residual(): Float32Array;
   identity(): TransferIdentity;

@@ -1,7 +1,7 @@
 // The WebRTC mesh of one peer: a bounded, random, slowly rewired set of neighbour links,
 // signalled through the coordinator; the outer exchange (exchange.ts) and bootstrap
 // (bootstrap.ts) run on top of it. Built js-libp2p style: createMesh(init)(components).
-import { decodeFrame, encodeControl } from '../protocol/frame.ts';
+import { decodeFrame, encodeControl, MAX_FRAME_BYTES } from '../protocol/frame.ts';
 import { FrameError } from '../protocol/errors.ts';
 import { parseControl, type ControlMessage } from '../protocol/peer-messages.ts';
 import { isSoftOffence, parseMeshSignal, type MeshSignal } from '../protocol/messages.ts';
@@ -111,6 +111,16 @@ function resolveSettings(init: MeshInit): MeshSettings {
 }
 
 const MAX_QUEUED_REPORTS = 100;
+/**
+ * Direct pairing leaves a partner that stalled us (our exchange with it ran to its deadline
+ * without its payload) alone for our next 2^(k−2) rounds after its k-th stall in a row (k >= 2:
+ * one stall alone, a link that hiccupped once, costs an honest partner nothing), at most this
+ * many; an exchange with it that we accept clears the count. While the coordinator is down,
+ * a neighbour that asks everyone at once is paired with whoever is not asking (the question
+ * comes first), and one that then sends nothing held each of them a whole deadline every round,
+ * each miss doubling the next deadline: solo rounds of maxMs for as long as the outage lasted.
+ */
+export const MAX_STALL_REST_ROUNDS = 64;
 /** A remote may replace its own unopened incoming link this often at most. */
 const REOFFER_MS = 1_000;
 /** Signals (the offer and its trickled ICE candidates) kept of a held offer. */
@@ -123,6 +133,14 @@ const MAX_HELD_SIGNALS = 32;
  * is at most one 16 KiB SDP and MAX_HELD_SIGNALS candidates of 1 KiB: a few hundred KiB in all.
  */
 const MAX_HELD_OFFERS = 8;
+/**
+ * Bytes a link may hold queued past its high-water mark before no more control messages are put
+ * on it. Tensor sends keep within the mark plus one frame each (at most three of an exchange's
+ * and one serve at once), so only control messages queue past this, and only to a remote that
+ * reads nothing: each question it sends us (pair-req, xchg, state-req, ~60 bytes) is answered, and
+ * 20,000 of them held 1.4 MB of answers on its link, without end.
+ */
+const CONTROL_BACKLOG_BYTES = 8 * MAX_FRAME_BYTES;
 /** Time a planned disconnect leaves its bye to reach the remote before the link closes. */
 const BYE_FLUSH_MS = 200;
 
@@ -156,6 +174,8 @@ class MeshImpl implements Mesh, MeshCore {
   private probation = new Set<string>();
   /** Peers we dropped or that dropped us on purpose: not re-dialled by housekeeping until then. */
   private readonly cooldown = new Map<string, number>();
+  /** Per partner: stalls in a row and the last of our rounds direct pairing leaves it alone (noteStall). */
+  private readonly stalls = new Map<string, { count: number; until: number }>();
   private provider: StateProvider | null = null;
   private timer: unknown = null;
   private lastRewire: number;
@@ -294,6 +314,19 @@ class MeshImpl implements Mesh, MeshCore {
 
   notePartner(peer: string): void {
     this.partner = peer;
+    this.stalls.delete(peer);
+  }
+
+  noteStall(peer: string, round: number): void {
+    const count = (this.stalls.get(peer)?.count ?? 0) + 1;
+    this.stalls.delete(peer);
+    this.stalls.set(peer, { count, until: count < 2 ? -1 : round + Math.min(MAX_STALL_REST_ROUNDS, 2 ** Math.min(count - 2, 30)) });
+    forgetOldest(this.stalls);
+  }
+
+  resting(peer: string, round: number): boolean {
+    const s = this.stalls.get(peer);
+    return s !== undefined && round <= s.until;
   }
 
   q8Residual(): Float32Array {
@@ -321,10 +354,14 @@ class MeshImpl implements Mesh, MeshCore {
     return this.probation.has(peer);
   }
 
-  /** Send a control message; false if the link is not open. */
+  /** Send a control message; false if the link is not open, or its remote reads nothing (CONTROL_BACKLOG_BYTES). */
   sendControl(peer: string, msg: ControlMessage): boolean {
     const c = this.conns.get(peer);
     if (!c || !c.link.open) return false;
+    if (c.link.bufferedAmount > this.settings.highWaterBytes + CONTROL_BACKLOG_BYTES) {
+      this.logger.debug('not answering a neighbour that reads nothing', { peer, buffered: c.link.bufferedAmount, t: msg.t });
+      return false;
+    }
     try {
       c.link.send(encodeControl(msg));
       return true;
@@ -345,6 +382,7 @@ class MeshImpl implements Mesh, MeshCore {
         if (done) return;
         done = true;
         this.clock.clearTimeout(timer);
+        this.unwait(peer, finish);
         const now = this.conns.get(peer);
         if (ok && now?.state === 'open') resolve(now);
         else reject(ok ? new LinkClosedError(peer) : new ConnectTimeoutError(peer, timeoutMs));
@@ -422,6 +460,18 @@ class MeshImpl implements Mesh, MeshCore {
     let set = this.waiters.get(peer);
     if (!set) this.waiters.set(peer, (set = new Set()));
     set.add(fn);
+  }
+
+  /**
+   * Forget one wait for `peer`'s link (it ended). Kept until the peer's link opened or closed, a
+   * wait for a partner that never dialled us (the pool named us its responder) stayed for good:
+   * one per such round, under an id that need never come back.
+   */
+  private unwait(peer: string, fn: (ok: boolean) => void): void {
+    const set = this.waiters.get(peer);
+    if (!set) return;
+    set.delete(fn);
+    if (set.size === 0) this.waiters.delete(peer);
   }
 
   private wake(peer: string, ok: boolean): void {

@@ -7,7 +7,9 @@
 //
 // Partners finish an exchange together, so equal-speed peers would find each other ready first
 // every round and never change partners; for the first quarter of the wait we neither ask nor
-// accept our last partner, which gives the others the chance to be found.
+// accept our last partner, which gives the others the chance to be found. A partner that stalled
+// us lately (its payload never came by the deadline) is neither asked nor accepted for a few of
+// our rounds, more after each stall in a row (mesh.ts, MAX_STALL_REST_ROUNDS).
 import { pick } from './components.ts';
 import type { MeshCore } from './mesh-core.ts';
 import type { ControlMessage } from '../protocol/peer-messages.ts';
@@ -104,8 +106,9 @@ export class DirectPairing {
     this.outstanding = { to, nonce, timer };
   }
 
+  /** Our last partner for the first part of the wait, and a partner that stalled us lately (MeshCore.resting). */
   private avoiding(peer: string): boolean {
-    return peer === this.avoid && this.mesh.clock.now() < this.avoidUntil;
+    return (peer === this.avoid && this.mesh.clock.now() < this.avoidUntil) || this.mesh.resting(peer, this.round);
   }
 
   private clearOutstanding(): void {
