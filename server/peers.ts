@@ -12,12 +12,13 @@
 // (`offender`). The report is accepted only about one of the reporter's recent partners as the
 // pool recorded them (anyone else is refused and nothing is stored), so fresh ids cannot accuse
 // a peer they never met. Each
-// report is a strike (but a probe CUSUM report, `probe-harm`, is evidence only: honest partners'
-// noisy losses add up to one now and then), stored as a `peer-offender` run event; at VETO_AFTER strikes of one
+// report is a strike (but the soft ones, isSoftOffence, are evidence only: a probe CUSUM report,
+// `probe-harm`, as honest partners' noisy losses add up to one now and then; a `stall`, as an
+// honest slow link also misses deadlines), stored as a `peer-offender` run event; at VETO_AFTER strikes of one
 // (reporter, accused) pair the ready pool never pairs the two again in this run (also after a
 // coordinator restart: strikes are counted again from the events table). A report of any kind
 // soon after another of the same partner rests the pair for a number of the reporter's rounds
-// (rest()). One strike is not a
+// (rest()); a stall report rests it at once. One strike is not a
 // veto, as in the mesh (banAfter): a single damaged chunk or an outlier φ from a peer that just
 // joined should not split a run. Reports past the veto write nothing, so a hostile reporter
 // cannot grow the database faster than the run's peer count.
@@ -54,7 +55,7 @@ import { ReadyPool } from './pairing.ts';
 import { PAIR_WAIT_BOUNDS_MS } from '../src/protocol/ready-pool.ts';
 import { iceFor, renewDelayMs, type IceSettings } from './ice.ts';
 import {
-  DEFAULT_LIMITS, PROTOCOL_VERSION, isLagReport, isSoftOffence, isStateOffence, parseClientMessage, reportRefusal,
+  DEFAULT_LIMITS, PROTOCOL_VERSION, isLagReport, isSoftOffence, isStallReport, isStateOffence, parseClientMessage, reportRefusal,
   type ClientMessage, type DataAssignment, type ErrorCode, type HelloMsg, type OffenderMsg, type ReportMsg, type RunInfo, type ServerMessage,
 } from '../src/protocol/messages.ts';
 import { DEFAULT_RUN_ID } from './runs.ts';
@@ -772,7 +773,7 @@ export class PeerHub {
     // (bench/results/swarm.json, `offences`), so two of them parted the only pair of the run.
     // The judge that made it holds the partner to the strict margin from then on; a gross harm
     // or a failed size check still counts. Its stored reports per pair are bounded.
-    if (paired) this.rest(runId, reporter, msg.peer, isLagReport(msg.reason));
+    if (paired) this.rest(runId, reporter, msg.peer, msg.reason);
     if (isSoftOffence(msg.reason)) {
       const soft = this.runSoftReports(runId);
       const n = strikeCount(soft, reporter, msg.peer);
@@ -780,7 +781,7 @@ export class PeerHub {
       addStrike(soft, reporter, msg.peer);
       const data: OffenderEventData = { accused: msg.peer, reason: msg.reason, strike: n + 1, vetoed: false, paired: true };
       this.d.events.append(runId, 'peer-offender', reporter, data);
-      this.d.logger.warn({ run: runId, reporter, accused: msg.peer, reason: msg.reason }, 'offender reported (probe CUSUM: no strike)');
+      this.d.logger.warn({ run: runId, reporter, accused: msg.peer, reason: msg.reason }, 'offender reported (evidence: no strike)');
       return;
     }
     const strikes = this.runStrikes(runId);
@@ -813,9 +814,13 @@ export class PeerHub {
    * third of its victims' rounds, each one a solo step for them; rule 1 of the pool (no repeat
    * partner while another is due) even sends honest peers to it every other round. The rest
    * affects only the reporter's own pairings with the accused, and a report needs a recent
-   * pairing, so a hostile reporter can part nobody but itself.
+   * pairing, so a hostile reporter can part nobody but itself. A stall report (isStallReport)
+   * rests the pair at once, as a report's second would (REST_READIES × 2^(k − 1) at its k-th):
+   * the mesh sends it only at the partner's second stall in a row, each of which cost the
+   * reporter a whole deadline, and the pool would otherwise pair it with the staller again.
    */
-  private rest(runId: string, reporter: string, accused: string, lag = false): void {
+  private rest(runId: string, reporter: string, accused: string, reason: string): void {
+    const lag = isLagReport(reason), stall = isStallReport(reason);
     let byReporter = this.rests.get(runId);
     if (!byReporter) this.rests.set(runId, (byReporter = new Map()));
     let m = byReporter.get(reporter);
@@ -823,12 +828,12 @@ export class PeerHub {
       byReporter.set(reporter, (m = new Map()));
       forgetOldest(byReporter, MAX_REPORTERS_KEPT);
     }
-    const last = m.get(accused);
+    let last = m.get(accused);
     if (!last) {
-      m.set(accused, { resting: false, left: 0, since: 0 });
-      return;
+      m.set(accused, (last = { resting: false, left: 0, since: 0 }));
+      if (!stall) return;
     }
-    const k = Math.max(2, 1 + strikeCount(this.runSoftReports(runId), reporter, accused) + strikeCount(this.runStrikes(runId), reporter, accused));
+    const k = Math.max(2, (stall ? 2 : 1) + strikeCount(this.runSoftReports(runId), reporter, accused) + strikeCount(this.runStrikes(runId), reporter, accused));
     last.resting = true;
     // A lag report rests REST_READIES, never longer (isLagReport): an honest peer behind must
     // meet the peers ahead again to catch up, while a φ that keeps lagging is rested each time.

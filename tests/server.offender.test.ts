@@ -19,7 +19,7 @@ beforeAll(async () => {
   // the pool to predict from, so it runs the plain rule (everyone waits its whole wait).
   // Every peer here is on 127.0.0.1, one address: its offender-report budget is tested alone below.
   s = await startServer({ hub: { heartbeatMs: 200, livenessMs: 5000, helloTimeoutMs: 2000, pairPrediction: false, offenderReportsPerMinute: 1e6, offenderReportBurst: 1e6 } });
-  for (const id of ['off', 'soft', 'lag', 'rest', 'spread', 'two', 'state', 'elsewhere', 'ids', 'probation', 'one-host', 'lab', 'standing']) {
+  for (const id of ['off', 'soft', 'lag', 'stall', 'rest', 'spread', 'two', 'state', 'elsewhere', 'ids', 'probation', 'one-host', 'lab', 'standing']) {
     const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id, dataset: 'moby-dick', preset: 'micro' } });
     expect(r.statusCode).toBe(201);
   }
@@ -367,6 +367,40 @@ describe('probe CUSUM reports', () => {
       }
       await pairUp(a.peer, b.peer, ids[1]!, round++);
       for (const r of rows()) expect(JSON.parse(r.data)).toMatchObject({ accused: ids[0], vetoed: false });
+    } finally {
+      stopHb();
+      a.peer.close(); b.peer.close(); idle.peer.close();
+    }
+  });
+
+  it('a stall report (a partner\'s payload missed the deadline twice in a row) is evidence, no strike nor veto, and rests the pair at once: REST_READIES of the reporter\'s readies, twice that at the next', async () => {
+    // The mesh sends it only at the second stall in a row (src/sync/mesh.ts noteStall), each one a
+    // whole deadline of the reporter's; before, the pool learnt of no missed deadline and paired
+    // the two again next round.
+    const [a, b, idle] = [await RawPeer.join(s.wsUrl, { run: 'stall' }), await RawPeer.join(s.wsUrl, { run: 'stall' }), await RawPeer.join(s.wsUrl, { run: 'stall' })];
+    const stopHb = heartbeat(a.peer, b.peer, idle.peer);
+    const ids = [a, b].map((p) => p.welcome.peerId);
+    const rows = () => offenderRows().filter((r) => r.runId === 'stall');
+    const stall = (k: number) => b.peer.send({ t: 'offender', peer: ids[0], reason: `stall: its payload missed our deadline ${k + 2} exchanges in a row (round ${k})` });
+    try {
+      let round = 0;
+      for (const [k, readies] of [[0, REST_READIES], [1, 2 * REST_READIES]] as const) {
+        await pairUp(a.peer, b.peer, ids[1]!, round++);
+        stall(k);
+        await until(() => rows().length === k + 1, 5000, `stall report ${k + 1}`);
+        expect(JSON.parse(rows()[k]!.data)).toMatchObject({ accused: ids[0], strike: k + 1, vetoed: false, paired: true });
+        expect(s.c.hub.canPair('stall', ids[1]!, ids[0]!)).toBe(false);
+        for (let r = 0; r < readies; r++, round++) {
+          const [ma, mb] = await meet(a.peer, b.peer, round);
+          expect([ma.partner, mb.partner], `stall report ${k + 1}, b's ready ${r + 1} of the rest`).toEqual([null, null]);
+        }
+      }
+      // The rest is over and two reports made no veto: they pair again. A gross harm is then the
+      // pair's first strike: the stall reports were none.
+      await pairUp(a.peer, b.peer, ids[1]!, round++);
+      b.peer.send({ t: 'offender', peer: ids[0], reason: 'probe-gross: paired 3.1 vs solo 2.1' });
+      await until(() => rows().length === 3, 5000, 'the gross report');
+      expect(JSON.parse(rows()[2]!.data)).toMatchObject({ reason: 'probe-gross: paired 3.1 vs solo 2.1', strike: 1, vetoed: false });
     } finally {
       stopHb();
       a.peer.close(); b.peer.close(); idle.peer.close();

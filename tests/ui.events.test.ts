@@ -34,6 +34,7 @@ describe('run events in words', () => {
     expect(words('probe-gross: paired 3.1 vs solo 2.5 on 4 probe windows: excess 0.6, margin 0.03')).toBe('an update that made the loss much worse');
     expect(words('probe-harm: paired 2.52 vs solo 2.5 on 4 probe windows: excess 0.02, margin 0.03; cusum 4.5 > 4')).toBe('updates that kept making the loss worse');
     expect(words('phi-lag: φ_j sat 3.4 Δ scales behind ours along its own Δ; lag sum 2.9 > 2.5 (slack 1 a payload)')).toBe('φ kept behind along its own progress');
+    expect(offenderReason('stall: its payload missed our deadline 2 exchanges in a row (round 7)')).toEqual({ words: 'no payload by the deadline, twice or more in a row', detail: 'its payload missed our deadline 2 exchanges in a row (round 7)' });
     expect(offenderReason('ERR_SOMETHING_NEW: x')).toEqual({ words: 'ERR_SOMETHING_NEW', detail: 'x' });
     expect(offenderReason('no colon here')).toEqual({ words: 'no colon here', detail: null });
   });

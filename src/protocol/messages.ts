@@ -314,10 +314,12 @@ export const MAX_OFFENDER_REASON = 300;
  * probe's CUSUM report (`probe-harm`) adds up noisy losses, and honest partners in a swarm of two
  * reached one about once per hundred exchanges; the lag report (`phi-lag`, src/sync/validate.ts)
  * adds up how far a partner's φ sat behind along its own progress, which a peer that fell behind
- * honestly also does for a while. Neither the mesh's cut-off nor the coordinator's veto counts
+ * honestly also does for a while; the stall report (`stall`, src/sync/mesh.ts noteStall) says a
+ * pool partner's payload missed our deadline twice in a row, which an honest partner on a slow
+ * or briefly broken link also does. Neither the mesh's cut-off nor the coordinator's veto counts
  * it (docs/design.md, section 6.1); a gross harm or a failed size check does.
  */
-export const SOFT_OFFENCES = ['probe-harm', 'phi-lag'] as const;
+export const SOFT_OFFENCES = ['probe-harm', 'phi-lag', 'stall'] as const;
 
 export function isSoftOffence(reason: string): boolean {
   return SOFT_OFFENCES.some((code) => reason === code || reason.startsWith(`${code}:`));
@@ -339,6 +341,14 @@ export function isSoftOffence(reason: string): boolean {
  */
 export function isLagReport(reason: string): boolean {
   return reason === 'phi-lag' || reason.startsWith('phi-lag:');
+}
+
+/**
+ * Whether a report is the stall report (`stall`): it is sent only at a partner's second stall in
+ * a row, so it rests the pair at once (server/peers.ts, rest), where another report's first is free.
+ */
+export function isStallReport(reason: string): boolean {
+  return reason === 'stall' || reason.startsWith('stall:');
 }
 
 export function isStateOffence(reason: string): boolean {

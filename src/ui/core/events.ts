@@ -25,7 +25,7 @@ const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFi
 /**
  * What a partner's payload was rejected for. The mesh reports "code: detail" (src/sync/mesh.ts
  * offence): a validator reason (src/sync/validate.ts), a frame error code (src/protocol/errors.ts),
- * a hello mismatch or the probe's verdict (src/round/probe.ts). Unknown codes are shown as they are.
+ * a hello mismatch, the probe's verdict (src/round/probe.ts) or a stall. Unknown codes are shown as they are.
  */
 export function offenderReason(reason: string): { words: string; detail: string | null } {
   const at = reason.indexOf(': ');
@@ -49,6 +49,8 @@ export function offenderReason(reason: string): { words: string; detail: string 
       // The probe (src/round/probe.ts): the update made the reporter's own loss worse.
       case 'probe-gross': return 'an update that made the loss much worse';
       case 'probe-harm': return 'updates that kept making the loss worse';
+      // The mesh (src/sync/mesh.ts noteStall): a pool partner's payload missed the deadline again.
+      case 'stall': return 'no payload by the deadline, twice or more in a row';
       default: return code.startsWith('ERR_FRAME_') ? 'a malformed frame' : code || 'unspecified';
     }
   })();
