@@ -8,6 +8,7 @@ import type { ControlMessage } from '../src/protocol/peer-messages.ts';
 import { FakeClock } from './support/fake-clock.ts';
 import { chaosLinks } from './support/chaos.ts';
 import { Swarm, syntheticPayload } from './support/swarm.ts';
+import { isSoftOffence } from '../src/protocol/messages.ts';
 
 const TIMEOUT_MS = 200;
 
@@ -115,5 +116,42 @@ describe('direct pairing with a neighbour that stalls', () => {
     const [c] = await Promise.all([exchange(p0, 0, 4, 3_000), exchange(p1, 1, 4, 3_000)]);
     expect(c!.partner).toBe('p1');
     expect(c!.outcome).toBe('paired');
+  });
+});
+
+describe('pool pairing with a partner that stalls', () => {
+  let swarm: Swarm | null = null;
+  afterEach(() => { swarm?.destroy(); swarm = null; });
+
+  it('reports a pool partner whose payload twice in a row never came by the deadline (soft `stall`), once, at the second; the first reports nothing', async () => {
+    const n = 20_000;
+    // p1 takes the pool's pairings and announces, but none of its chunks ever leave. Without a
+    // report the coordinator's pool, which learns of no missed deadline, paired us with it again
+    // and again: each round a whole deadline, solo, the next deadline longer.
+    const s = (swarm = new Swarm({
+      // Deadlines long enough for p0's payload to reach p1 on a loaded machine: only p1 stalls.
+      n: 2, transport: 'memory', elements: n, seed: 9,
+      init: { deadline: { minMs: 1_000, initialMs: 1_000, maxMs: 2_000 } },
+      wrap: (id, links) => (id === 'p1' ? chaosLinks(links, (f, { chunk }) => (chunk ? [] : [f])) : links),
+    }));
+    await s.connected(1);
+    const [p0, p1] = s.peers;
+    const exchange = (p: typeof p0, i: number, round: number) => p!.mesh.exchange(round, syntheticPayload(n, i, round), { waitMs: 3_000 });
+    const stalls = () => s.hub.reports.filter((r) => r.reason.split(':')[0] === 'stall');
+    const [a1, b1] = await Promise.all([exchange(p0, 0, 1), exchange(p1, 1, 1)]);
+    expect(a1!.via).toBe('coordinator');
+    expect(a1!.partner).toBe('p1');
+    expect(a1!.reason).toBe('deadline');
+    expect(b1!.outcome).toBe('paired'); // p0's payload reached p1: only p0 was stalled
+    // One stall alone reports nothing: a link may hiccup once.
+    expect(stalls()).toEqual([]);
+    const [a2] = await Promise.all([exchange(p0, 0, 2), exchange(p1, 1, 2)]);
+    expect(a2!.via).toBe('coordinator');
+    expect(a2!.partner).toBe('p1');
+    expect(a2!.reason).toBe('deadline');
+    const got = stalls();
+    expect(got.map((r) => [r.from, r.peer]), JSON.stringify(s.hub.reports)).toEqual([['p0', 'p1']]);
+    expect(isSoftOffence(got[0]!.reason)).toBe(true);
+    expect(s.hub.reports).toHaveLength(1);
   });
 });

@@ -273,7 +273,7 @@ export class ExchangeRun {
         const inb = this.inbound;
         const received = (inb?.phi?.receivedBytes ?? 0) + (inb?.delta?.receivedBytes ?? 0);
         mesh.estimator.miss(expectBytes, deadlineMs, received, inb ? mesh.clock.now() - inb.at : transferMs);
-        mesh.noteStall(partner, round);
+        mesh.noteStall(partner, round, via === 'coordinator');
       }
       if (outcome.reason === 'rejected') mesh.offence(partner, outcome.code ?? 'rejected', outcome.detail ?? '');
       return this.solo(outcome.reason, partner, pairMs, via, transferMs, outcome.code);

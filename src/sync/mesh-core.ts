@@ -75,8 +75,11 @@ export interface MeshCore {
   suspectCoordinator(): void;
   /** Record the partner of a successful exchange (it clears that partner's stalls, noteStall). */
   notePartner(peer: string): void;
-  /** Our exchange of `round` with `peer` ran to its deadline without the partner's payload. */
-  noteStall(peer: string, round: number): void;
+  /**
+   * Our exchange of `round` with `peer` ran to its deadline without the partner's payload;
+   * `pooled`: the coordinator's pool paired us (from the second stall in a row it is reported).
+   */
+  noteStall(peer: string, round: number, pooled: boolean): void;
   /** Whether direct pairing leaves `peer` alone in our `round`: it stalled us lately (noteStall). */
   resting(peer: string, round: number): boolean;
   /** Sender-side error feedback for q8 Δ (what rounding has not delivered yet), made on first use. */

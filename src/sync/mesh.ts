@@ -317,11 +317,18 @@ class MeshImpl implements Mesh, MeshCore {
     this.stalls.delete(peer);
   }
 
-  noteStall(peer: string, round: number): void {
+  noteStall(peer: string, round: number, pooled: boolean): void {
     const count = (this.stalls.get(peer)?.count ?? 0) + 1;
     this.stalls.delete(peer);
     this.stalls.set(peer, { count, until: count < 2 ? -1 : round + Math.min(MAX_STALL_REST_ROUNDS, 2 ** Math.min(count - 2, 30)) });
     forgetOldest(this.stalls);
+    // The same rule for the pool: from the second stall in a row, each one of a partner the pool
+    // gave us is reported (soft: evidence, no strike), and the coordinator rests the pair. One
+    // of a direct pairing is not: the coordinator takes reports only of the pool's partners.
+    if (count >= 2 && pooled) {
+      this.logger.warn('partner stalled us again', { peer, round, stalls: count });
+      this.report(peer, `stall: its payload missed our deadline ${count} exchanges in a row (round ${round})`);
+    }
   }
 
   resting(peer: string, round: number): boolean {
