@@ -18,7 +18,7 @@ import { DirDatasetSource, prepareMobyDick, type DatasetSource } from './dataset
 import { CheckpointStore } from './checkpoints.ts';
 import { DEFAULT_HUB_OPTIONS, PeerHub, type PeerHubOptions } from './peers.ts';
 import { iceFor, iceSettings, type IceSettings } from './ice.ts';
-import { requireAdmin } from './routes/guard.ts';
+import { ANON_BODY_BYTES, requireAdmin } from './routes/guard.ts';
 import { randomBytes } from 'node:crypto';
 import { CheckpointScheduler } from './checkpoint-scheduler.ts';
 import Ajv, { type ValidateFunction } from 'ajv';
@@ -211,8 +211,11 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   const app = Fastify({
     ...(deps.tls ? { https: { key: deps.tls.key, cert: deps.tls.cert } } : {}),
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: deps.logLevel ? { level: deps.logLevel, ...(deps.logStream ? { stream: deps.logStream } : {}) } : false }),
-    // JSON bodies are small (run configs); state uploads set their own limit.
-    bodyLimit: 64 * 1024,
+    // Any anonymous client may send a body (the consent routes take one, and an unknown route or
+    // method still reads what it was sent), which waits in memory until it is whole, for up to
+    // requestTimeout: so the default is what an anonymous body needs. The admin's run configs
+    // (ADMIN_BODY_BYTES) and state uploads set their own limits, checked after their token.
+    bodyLimit: ANON_BODY_BYTES,
     // A slow request cannot hold a socket for ever, yet a `small` checkpoint upload (~80 MB)
     // still fits through a slow home uplink; headers must arrive within Node's 60 s anyway.
     requestTimeout: 600_000,
