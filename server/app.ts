@@ -2,6 +2,7 @@
 // in-process on port 0 with a temp data dir and a fake clock, and `murmur serve` starts the same
 // thing on a real port. HTTP and WebSocket share the port.
 import { mkdirSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import websocket from '@fastify/websocket';
@@ -38,6 +39,7 @@ import { registerSecurityHeaders, registerWebRoutes } from './routes/web.ts';
 import { DEFAULT_LIMITS } from '../src/protocol/messages.ts';
 import { ConsentRequests, ConsentTable, DEFAULT_CONSENT_LIMITS, loadConsents, saveConsents, type ConsentLimits } from './consent.ts';
 import { registerConsentRoutes } from './routes/consent.ts';
+import { ConnectionCap, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './address-budget.ts';
 
 export interface AppDeps {
   dataDir: string;
@@ -105,6 +107,8 @@ export interface AppOptions {
   readWorker: boolean;
   /** How long the widget's consent requests live, and how many may be open (server/consent.ts). */
   consent: Partial<ConsentLimits>;
+  /** TCP connections one client address, and one IPv6 /48, may hold open (server/address-budget.ts, ConnectionCap). */
+  connections: Partial<ConnectionLimits>;
 }
 
 /** How long a closing coordinator lets the requests in flight finish before it closes every connection left. */
@@ -126,6 +130,7 @@ export const DEFAULT_APP_OPTIONS: AppOptions = {
   downloads: {},
   readWorker: true,
   consent: {},
+  connections: {},
 };
 
 export interface Coordinator {
@@ -146,6 +151,8 @@ export interface Coordinator {
   downloads: DownloadBudget;
   /** The widget's open consent requests (server/consent.ts). */
   consents: ConsentRequests;
+  /** Connections open per client, and those refused (server/address-budget.ts). */
+  connections: ConnectionCap;
   /** The thread computing metric and connectivity answers (null: they are computed on the event loop). */
   readWorker: ReadWorker | null;
   /** Stored checkpoints not measured by this coordinator on their run's windows, measured at start (server/checkpoint-remeasure.ts). */
@@ -227,6 +234,20 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     // WebSocket and peer messages use (src/protocol/check.ts).
     schemaErrorFormatter: (errors, dataVar) => new Error(describeIssues(errors as unknown as SchemaIssue[], dataVar)),
   });
+  // Connections per client, counted at the socket before a request is read (ConnectionCap). Behind
+  // --trust-proxy every connection is the proxy's, which holds the clients' own: its limits apply there.
+  const connections = new ConnectionCap({ ...DEFAULT_CONNECTION_LIMITS, ...o.connections });
+  if (!(o.trustProxy && o.trustProxy.length > 0)) {
+    app.server.on('connection', (socket: Socket) => {
+      if (socket.destroyed) return;
+      const release = connections.admit(socket.remoteAddress ?? '');
+      if (release === null) {
+        socket.destroy();
+        return;
+      }
+      socket.once('close', release);
+    });
+  }
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strictAjv.compile(schema) : finiteOnly(textAjv.compile(schema))));
   app.setErrorHandler((err: Error & { statusCode?: number; validationContext?: string; code?: string }, req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
@@ -336,7 +357,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   scheduler.start();
 
   return {
-    app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, datasets, reads, downloads, readWorker, remeasured, consents,
+    app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, datasets, reads, downloads, readWorker, remeasured, consents, connections,
     adminToken: admin.value, adminTokenCreated: admin.created,
     close: async () => {
       await app.close();
