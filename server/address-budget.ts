@@ -203,3 +203,60 @@ export class HeldAmounts {
     return key === undefined ? this.all : this.held.get(key) ?? 0;
   }
 }
+
+/** TCP connections one client may hold open to the coordinator at once (ConnectionCap). */
+export interface ConnectionLimits {
+  /** Per IPv4 address or IPv6 /64 (addressKey). */
+  perAddress: number;
+  /** Per IPv6 /48 (siteKey), all its /64s together. */
+  perSite: number;
+}
+
+/**
+ * 1,024 an address: 64 volunteer WebSockets, 8 dashboard streams and 8 downloads (the caps of
+ * their own budgets) and the page loads of a lab behind one NAT fit many times over; a /48 four
+ * addresses' worth, as for WebSockets.
+ */
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { perAddress: 1024, perSite: 4096 };
+
+/**
+ * Open connections per client, counted at the socket, before any request is read. Each holds a
+ * file descriptor and the parser's state, and a request whose body comes a byte now and then holds
+ * it for the whole requestTimeout (10 minutes): without a cap one client could open connections
+ * until the process had no descriptor left for SQLite, checkpoints or new volunteers.
+ */
+export class ConnectionCap {
+  private readonly addresses: OpenCounter;
+  private readonly sites: OpenCounter;
+  /** Connections closed at once for their client's cap. */
+  refused = 0;
+
+  constructor(readonly limits: ConnectionLimits) {
+    this.addresses = new OpenCounter(limits.perAddress);
+    this.sites = new OpenCounter(limits.perSite);
+  }
+
+  /** A connection from `remote` (a socket's peer address): its release (once), or null when its address or /48 is full. */
+  admit(remote: string): (() => void) | null {
+    const key = addressKey(remote);
+    const mine = this.addresses.acquire(key);
+    if (!mine) return this.refuse();
+    const site = siteKey(key);
+    const ours = site === null ? () => {} : this.sites.acquire(site);
+    if (!ours) {
+      mine();
+      return this.refuse();
+    }
+    return () => { mine(); ours(); };
+  }
+
+  /** Connections open from `remote`'s address (its /64 for IPv6). */
+  open(remote: string): number {
+    return this.addresses.count(addressKey(remote));
+  }
+
+  private refuse(): null {
+    this.refused++;
+    return null;
+  }
+}

@@ -2,6 +2,7 @@
 // in-process on port 0 with a temp data dir and a fake clock, and `murmur serve` starts the same
 // thing on a real port. HTTP and WebSocket share the port.
 import { mkdirSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import websocket from '@fastify/websocket';
@@ -18,7 +19,7 @@ import { DirDatasetSource, prepareMobyDick, type DatasetSource } from './dataset
 import { CheckpointStore } from './checkpoints.ts';
 import { DEFAULT_HUB_OPTIONS, PeerHub, type PeerHubOptions } from './peers.ts';
 import { iceFor, iceSettings, type IceSettings } from './ice.ts';
-import { requireAdmin } from './routes/guard.ts';
+import { ANON_BODY_BYTES, requireAdmin } from './routes/guard.ts';
 import { randomBytes } from 'node:crypto';
 import { CheckpointScheduler } from './checkpoint-scheduler.ts';
 import Ajv, { type ValidateFunction } from 'ajv';
@@ -38,6 +39,7 @@ import { registerSecurityHeaders, registerWebRoutes } from './routes/web.ts';
 import { DEFAULT_LIMITS } from '../src/protocol/messages.ts';
 import { ConsentRequests, ConsentTable, DEFAULT_CONSENT_LIMITS, loadConsents, saveConsents, type ConsentLimits } from './consent.ts';
 import { registerConsentRoutes } from './routes/consent.ts';
+import { ConnectionCap, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './address-budget.ts';
 
 export interface AppDeps {
   dataDir: string;
@@ -105,6 +107,8 @@ export interface AppOptions {
   readWorker: boolean;
   /** How long the widget's consent requests live, and how many may be open (server/consent.ts). */
   consent: Partial<ConsentLimits>;
+  /** TCP connections one client address, and one IPv6 /48, may hold open (server/address-budget.ts, ConnectionCap). */
+  connections: Partial<ConnectionLimits>;
 }
 
 /** How long a closing coordinator lets the requests in flight finish before it closes every connection left. */
@@ -126,6 +130,7 @@ export const DEFAULT_APP_OPTIONS: AppOptions = {
   downloads: {},
   readWorker: true,
   consent: {},
+  connections: {},
 };
 
 export interface Coordinator {
@@ -146,6 +151,8 @@ export interface Coordinator {
   downloads: DownloadBudget;
   /** The widget's open consent requests (server/consent.ts). */
   consents: ConsentRequests;
+  /** Connections open per client, and those refused (server/address-budget.ts). */
+  connections: ConnectionCap;
   /** The thread computing metric and connectivity answers (null: they are computed on the event loop). */
   readWorker: ReadWorker | null;
   /** Stored checkpoints not measured by this coordinator on their run's windows, measured at start (server/checkpoint-remeasure.ts). */
@@ -211,8 +218,11 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   const app = Fastify({
     ...(deps.tls ? { https: { key: deps.tls.key, cert: deps.tls.cert } } : {}),
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: deps.logLevel ? { level: deps.logLevel, ...(deps.logStream ? { stream: deps.logStream } : {}) } : false }),
-    // JSON bodies are small (run configs); state uploads set their own limit.
-    bodyLimit: 64 * 1024,
+    // Any anonymous client may send a body (the consent routes take one, and an unknown route or
+    // method still reads what it was sent), which waits in memory until it is whole, for up to
+    // requestTimeout: so the default is what an anonymous body needs. The admin's run configs
+    // (ADMIN_BODY_BYTES) and state uploads set their own limits, checked after their token.
+    bodyLimit: ANON_BODY_BYTES,
     // A slow request cannot hold a socket for ever, yet a `small` checkpoint upload (~80 MB)
     // still fits through a slow home uplink; headers must arrive within Node's 60 s anyway.
     requestTimeout: 600_000,
@@ -224,6 +234,20 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     // WebSocket and peer messages use (src/protocol/check.ts).
     schemaErrorFormatter: (errors, dataVar) => new Error(describeIssues(errors as unknown as SchemaIssue[], dataVar)),
   });
+  // Connections per client, counted at the socket before a request is read (ConnectionCap). Behind
+  // --trust-proxy every connection is the proxy's, which holds the clients' own: its limits apply there.
+  const connections = new ConnectionCap({ ...DEFAULT_CONNECTION_LIMITS, ...o.connections });
+  if (!(o.trustProxy && o.trustProxy.length > 0)) {
+    app.server.on('connection', (socket: Socket) => {
+      if (socket.destroyed) return;
+      const release = connections.admit(socket.remoteAddress ?? '');
+      if (release === null) {
+        socket.destroy();
+        return;
+      }
+      socket.once('close', release);
+    });
+  }
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strictAjv.compile(schema) : finiteOnly(textAjv.compile(schema))));
   app.setErrorHandler((err: Error & { statusCode?: number; validationContext?: string; code?: string }, req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
@@ -333,7 +357,7 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   scheduler.start();
 
   return {
-    app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, datasets, reads, downloads, readWorker, remeasured, consents,
+    app, db, hub, runs, metrics, live, events, checkpoints, scheduler, evaluator, datasets, reads, downloads, readWorker, remeasured, consents, connections,
     adminToken: admin.value, adminTokenCreated: admin.created,
     close: async () => {
       await app.close();

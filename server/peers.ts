@@ -167,7 +167,7 @@ export const DEFAULT_HUB_OPTIONS: PeerHubOptions = {
 };
 
 /** Departed peers forgotten per prune pass (one transaction); the next pass takes the rest. */
-const PRUNE_BATCH = 500;
+export const PRUNE_BATCH = 500;
 
 export interface PeerHubDeps {
   db: Db;
@@ -331,6 +331,8 @@ export class PeerHub {
   private readonly addressStrikes = new Map<string, Map<string, Map<string, number>>>();
   private sweepTimer: unknown = null;
   private lastPrune = -Infinity;
+  /** The next batch of a prune that is behind (pruneBehind), or null. */
+  private pruneNext: ReturnType<typeof setImmediate> | null = null;
   private nextConn = 1;
   /** Set by the checkpoint scheduler. */
   onStateFail: StateFailHandler | null = null;
@@ -1228,9 +1230,9 @@ export class PeerHub {
   /** Drops peers that have been silent longer than livenessMs; now and then, forgets departed ones. */
   sweep(): void {
     const now = this.d.clock.now();
-    if (now - this.lastPrune >= Math.min(60_000, this.o.departedRetentionMs)) {
+    if (this.pruneNext === null && now - this.lastPrune >= Math.min(60_000, this.o.departedRetentionMs)) {
       this.lastPrune = now;
-      this.prune(now);
+      this.pruneBehind();
     }
     for (const c of [...this.conns]) {
       if (c.peerId && now - c.lastSeen > this.o.livenessMs) {
@@ -1241,13 +1243,33 @@ export class PeerHub {
   }
 
   /**
-   * Deletes the rows and events of peers gone longer than departedRetentionMs (a live peer's
-   * last_seen is its join time, so live ones are skipped by id). Returns how many it forgot.
+   * Forgets departed peers a batch at a time, the next batch as soon as the event loop is free
+   * while each comes full: one batch a minute forgot 500 peers a minute, and fresh ids from 9
+   * addresses (60 hellos a minute each) outran it for good, the table growing past the retention.
+   */
+  private pruneBehind(): void {
+    this.pruneNext = null;
+    let forgotten: number;
+    try {
+      forgotten = this.prune();
+    } catch (err) {
+      this.d.logger.error({ err: (err as Error).message }, 'forgetting departed peers failed; the next sweep tries again');
+      return;
+    }
+    if (forgotten >= PRUNE_BATCH) this.pruneNext = setImmediate(() => this.pruneBehind());
+  }
+
+  /**
+   * Deletes the rows and events of at most PRUNE_BATCH peers gone longer than departedRetentionMs,
+   * the longest gone first. A live peer's last_seen is its join time, so the live ones are passed
+   * over: read past, since a batch of the oldest rows alone stopped at peers connected for longer
+   * than the retention, and 500 of them (8 addresses' WebSockets) kept every departed row for good.
+   * Returns how many it forgot.
    */
   prune(now = this.d.clock.now()): number {
     const db = this.d.db;
-    const ids = (db.prepare('SELECT id FROM peers WHERE last_seen < ? ORDER BY last_seen LIMIT ?').all(now - this.o.departedRetentionMs, PRUNE_BATCH) as { id: string }[])
-      .map((r) => r.id).filter((id) => !this.byPeer.has(id));
+    const ids = (db.prepare('SELECT id FROM peers WHERE last_seen < ? ORDER BY last_seen LIMIT ?').all(now - this.o.departedRetentionMs, PRUNE_BATCH + this.byPeer.size) as { id: string }[])
+      .map((r) => r.id).filter((id) => !this.byPeer.has(id)).slice(0, PRUNE_BATCH);
     if (ids.length === 0) return 0;
     const events = db.prepare('DELETE FROM events WHERE peer_id = ?');
     const peer = db.prepare('DELETE FROM peers WHERE id = ?');
@@ -1305,6 +1327,8 @@ export class PeerHub {
 
   shutdown(): void {
     this.d.clock.clearTimeout(this.sweepTimer);
+    if (this.pruneNext !== null) clearImmediate(this.pruneNext);
+    this.pruneNext = null;
     for (const p of this.peersPending.values()) this.d.clock.clearTimeout(p.timer);
     this.peersPending.clear();
     for (const p of this.pools.values()) p.clear();

@@ -7,6 +7,16 @@ import { ID_PATTERN } from '../../src/protocol/messages.ts';
 import { bearer, tokenEquals } from '../auth.ts';
 import type { AppContext } from '../context.ts';
 
+/**
+ * The largest request body an anonymous client may send (a consent request is under 400 bytes).
+ * It was the admin's 64 KiB for every route: a request that announced 64 KiB and sent it a byte at
+ * a time held that much for the 10 minutes of requestTimeout, on as many connections as the client
+ * opened (tests/server.body-limits.test.ts).
+ */
+export const ANON_BODY_BYTES = 1024;
+/** The largest run config the admin may send (a run with 100 embedding sites is ~21 KB), read only after the admin token. */
+export const ADMIN_BODY_BYTES = 64 * 1024;
+
 export function requireAdmin(adminToken: string) {
   return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const presented = bearer(req.headers.authorization);

@@ -5,7 +5,7 @@ import { CreateRun, RunError } from '../runs.ts';
 import { UpdateRun, type PeerList, type RunReply, type RunWriteReply } from '../../src/protocol/api.ts';
 import { buildLayout } from '../../src/model/layout.ts';
 import { linkWarning } from '../../src/protocol/exchange-link.ts';
-import { RUN_PARAMS, requireAdmin, type RunParams } from './guard.ts';
+import { ADMIN_BODY_BYTES, RUN_PARAMS, requireAdmin, type RunParams } from './guard.ts';
 import { sameWindows } from '../checkpoints.ts';
 import type { RunInfo } from '../../src/protocol/messages.ts';
 
@@ -40,7 +40,7 @@ export function registerRunRoutes(ctx: AppContext): void {
 
   app.get<{ Params: RunParams }>('/api/runs/:run', { schema: { params: RUN_PARAMS } }, async (req) => summary(getRun(req.params.run)));
 
-  app.post<{ Body: CreateRun }>('/api/runs', { onRequest: admin, schema: { body: CreateRun } }, async (req, reply) => {
+  app.post<{ Body: CreateRun }>('/api/runs', { onRequest: admin, bodyLimit: ADMIN_BODY_BYTES, schema: { body: CreateRun } }, async (req, reply) => {
     if (!datasets.manifest(req.body.dataset)) throw new RunError(`no dataset "${req.body.dataset}" on this coordinator`, 400);
     const run = runs.create(req.body);
     events.append(run.id, 'run-created', null, { run });
@@ -49,7 +49,7 @@ export function registerRunRoutes(ctx: AppContext): void {
   });
 
   app.patch<{ Params: RunParams; Body: UpdateRun }>('/api/runs/:run', {
-    onRequest: admin, schema: { params: RUN_PARAMS, body: UpdateRun },
+    onRequest: admin, bodyLimit: ADMIN_BODY_BYTES, schema: { params: RUN_PARAMS, body: UpdateRun },
   }, async (req, reply) => {
     const before = getRun(req.params.run);
     // Training and wire settings are part of what peers must agree on (the config hash): peers
