@@ -160,7 +160,7 @@ describe('chaos: damaged chunks', () => {
   it('a corrupted payload byte fails the tensor checksum: solo, reported', async () => {
     const { honest, s } = await scenario((f, i) => (i === 1 ? [corruptPayload(f)] : [f]), PATIENT);
     expect(honest[0]).toMatchObject({ outcome: 'solo', reason: 'rejected', rejection: 'ERR_FRAME_CHECKSUM', payload: null });
-    expect(s.hub.reports.filter((r) => r.peer === 'p0').length).toBe(1);
+    expect(s.hub.judged.filter((r) => r.peer === 'p0').length).toBe(1);
   });
 });
 
@@ -192,7 +192,7 @@ describe('chaos: a malicious peer', () => {
       for (const r of rs) expect(r.payload).toBeNull(); // nothing from the rogue was ever applied
       expect(withRogue.slice(0, 2).map((r) => [r.reason, r.rejection])).toEqual([['rejected', code], ['rejected', code]]);
       expect(withRogue.slice(2).every((r) => r.reason === 'banned-partner')).toBe(true);
-      expect(s.hub.reports.filter((r) => r.peer === 'rogue' && r.from === honest.id).map((r) => r.reason.split(':')[0])).toEqual([code, code]);
+      expect(s.hub.judged.filter((r) => r.peer === 'rogue' && r.from === honest.id).map((r) => r.reason.split(':')[0])).toEqual([code, code]);
       expect(honest.mesh.stats().banned).toEqual(['rogue']);
       expect(honest.mesh.neighbours()).not.toContain('rogue');
       withinBudget(results.values());
@@ -210,8 +210,8 @@ describe('chaos: a malicious peer', () => {
     const rs = results.get(s.peers[0].id)!;
     for (const r of rs) expect(r.payload).toBeNull();
     expect(s.peers[0].mesh.stats().banned).toEqual(['rogue']);
-    expect(s.hub.reports.filter((r) => r.peer === 'rogue').length).toBe(1);
-    expect(s.hub.reports[0].reason).toMatch(/^ERR_FRAME_CONFIG/);
+    expect(s.hub.judged.filter((r) => r.peer === 'rogue').length).toBe(1);
+    expect(s.hub.judged[0].reason).toMatch(/^ERR_FRAME_CONFIG/);
     withinBudget(results.values());
   });
 
@@ -233,7 +233,7 @@ describe('chaos: a malicious peer', () => {
       const rejected = met.filter((r) => r.reason === 'rejected').length;
       expect(rejected).toBeLessThanOrEqual(2);
       if (rejected === 2) expect(p.mesh.stats().banned).toContain('rogue');
-      expect(s.hub.reports.filter((x) => x.from === p.id).length).toBe(rejected);
+      expect(s.hub.judged.filter((x) => x.from === p.id).length).toBe(rejected);
     }
     expect(honestPairs).toBeGreaterThanOrEqual(6);
     expect(s.hub.reports.length).toBeGreaterThanOrEqual(1);

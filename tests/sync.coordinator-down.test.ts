@@ -61,7 +61,7 @@ describe('coordinator down for 30 s', () => {
       expect(e.r.elapsedMs, JSON.stringify({ ...e.r, payload: null, stalled, maxLag: lag.max })).toBeLessThanOrEqual(e.r.budgetMs + stalled + 20);
     }
     expect(offences).toEqual([]);
-    expect(s.hub.reports).toEqual([]);
+    expect(s.hub.judged).toEqual([]);
     // Exactly one partner per outer step, and partners agree.
     const byPeerRound = new Map(log.map((e) => [`${e.peer}:${e.r.round}`, e.r]));
     for (const e of log) {

@@ -81,7 +81,7 @@ describe('6 headless peers on micro, 10 outer rounds over WebRTC', () => {
     const lagEvidence = (code: string) => code === 'phi-lag' && isSoftOffence(code);
     const lagReports = offences.filter((o) => lagEvidence(o.code));
     expect(offences.filter((o) => !lagEvidence(o.code) || o.strikes !== 0 || o.cutOff)).toEqual([]);
-    expect(s.hub.reports.filter((r) => !lagEvidence(r.reason.split(':')[0]))).toEqual([]);
+    expect(s.hub.judged.filter((r) => !lagEvidence(r.reason.split(':')[0]))).toEqual([]);
 
     const spreadOn = weightSpread(on.map((r) => r.phi));
     const spreadOff = weightSpread(off.map((r) => r.phi));

@@ -34,9 +34,9 @@ describe('run events in words', () => {
     expect(words('probe-gross: paired 3.1 vs solo 2.5 on 4 probe windows: excess 0.6, margin 0.03')).toBe('an update that made the loss much worse');
     expect(words('probe-harm: paired 2.52 vs solo 2.5 on 4 probe windows: excess 0.02, margin 0.03; cusum 4.5 > 4')).toBe('updates that kept making the loss worse');
     expect(words('phi-lag: φ_j sat 3.4 Δ scales behind ours along its own Δ; lag sum 2.9 > 2.5 (slack 1 a payload)')).toBe('φ kept behind along its own progress');
-    expect(offenderReason('stall: its payload missed our deadline 2 exchanges in a row (round 7)')).toEqual({ words: 'no payload by the deadline, twice or more in a row', detail: 'its payload missed our deadline 2 exchanges in a row (round 7)' });
-    expect(offenderReason('ERR_SOMETHING_NEW: x')).toEqual({ words: 'ERR_SOMETHING_NEW', detail: 'x' });
-    expect(offenderReason('no colon here')).toEqual({ words: 'no colon here', detail: null });
+    expect(offenderReason('stall: its payload missed our deadline 2 exchanges in a row (round 7)')).toEqual({ code: 'stall', words: 'no payload by the deadline, twice or more in a row', detail: 'its payload missed our deadline 2 exchanges in a row (round 7)' });
+    expect(offenderReason('ERR_SOMETHING_NEW: x')).toEqual({ code: 'ERR_SOMETHING_NEW', words: 'ERR_SOMETHING_NEW', detail: 'x' });
+    expect(offenderReason('no colon here')).toEqual({ code: 'no colon here', words: 'no colon here', detail: null });
   });
 
   it('words every other kind from the data the coordinator writes', () => {
@@ -93,6 +93,20 @@ describe('alerts from run events', () => {
     const [one] = offenderAlerts([report(5000, A, B, say(7))]);
     expect(one!.message.length).toBeLessThan(400);
     expect(one!.message).toMatch(new RegExp(`^${B} sent ${A} a bad update: 7 Researchers, this run is compromised[^.]{0,60}…\\. It was rejected`));
+  });
+
+  it('says a stall is no bad update: a warning however many partners report it, and the event says stalling (a slow link does it too)', () => {
+    const stall = (k: number) => `stall: its payload missed our deadline ${k} exchanges in a row (round ${k + 5})`;
+    const [a] = offenderAlerts([report(5000, A, B, stall(2)), report(6000, C, B, stall(3))]);
+    expect(a).toMatchObject({ key: `offender:${B}`, severity: 'warning', peerId: B, t: 5000 });
+    expect(a!.message).toMatch(new RegExp(`^${B} stalled 2 peers: no payload by the deadline, twice or more in a row\\. No update of it was judged`));
+    expect(a!.message).not.toMatch(/bad update|rejected/);
+    // A bad update among the reports is judged as before.
+    const [mixed] = offenderAlerts([report(5000, A, B, stall(2)), report(6000, C, B, 'non-finite: Δ[12] = NaN')]);
+    expect(mixed).toMatchObject({ severity: 'critical' });
+    expect(mixed!.message).toMatch(new RegExp(`^${B} sent bad updates to 2 peers`));
+    const d = describeEvent(ev('peer-offender', A, { accused: B, reason: stall(2), strike: 1, vetoed: false, paired: true }));
+    expect([d.text, d.tone]).toEqual([`peer ${A} reported ${B} for stalling: no payload by the deadline, twice or more in a row`, 'warn']);
   });
 
   it('stays a warning when the reporters were not checked as the accused\'s partners (issue 15)', () => {

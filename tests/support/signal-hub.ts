@@ -5,6 +5,7 @@
 import { ReadyPool, type PoolEvents, type ReadyPoolOptions } from '../../src/protocol/ready-pool.ts';
 import type { Signaling, SignalingEventMap } from '../../src/protocol/signaling.ts';
 import { Emitter } from '../../src/sync/emitter.ts';
+import { isStallReport } from '../../src/protocol/messages.ts';
 
 export interface HubOptions {
   random?: () => number;
@@ -22,6 +23,14 @@ export interface HubOptions {
 export class SignalHub {
   readonly clients = new Map<string, HubClient>();
   readonly reports: { from: string; peer: string; reason: string }[] = [];
+  /**
+   * The reports that judge a partner's update: all but `stall` (a payload that missed the deadline
+   * twice in a row, src/sync/mesh.ts noteStall), which honest partners on a loaded machine file too,
+   * so a test that counts an honest or a rogue peer's reports counts these.
+   */
+  get judged(): { from: string; peer: string; reason: string }[] {
+    return this.reports.filter((r) => !isStallReport(r.reason));
+  }
   readonly pairings: { a: string; b: string; roundA: number; roundB: number }[] = [];
   readonly solos: { peer: string; round: number }[] = [];
   running = true;

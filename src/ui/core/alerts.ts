@@ -150,8 +150,18 @@ export function offenderAlerts(reports: OffenderReport[]): Alert[] {
       ? `${words.slice(0, REASONS_SHOWN).join('; ')}; and ${words.length - REASONS_SHOWN} other reason${words.length - REASONS_SHOWN === 1 ? '' : 's'}`
       : words.join('; ');
     const first = list.reduce((a, b) => (b.t < a.t ? b : a));
-    const many = new Set(list.filter((r) => r.paired === true).map((r) => r.reporter)).size >= 2;
     const detail = offenderReason(list[list.length - 1]!.reason).detail;
+    // Only stalls (no payload by the deadline, twice in a row): no update was judged, and an
+    // honest slow link stalls too, so a warning that says so, however many partners report it.
+    if (list.every((r) => offenderReason(r.reason).code === 'stall')) {
+      out.push({
+        key: `offender:${accused}`, kind: 'offender', severity: 'warning', peerId: accused, t: first.t,
+        message: `${accused} stalled ${reporters.length === 1 ? reporters[0] : `${reporters.length} peers`}: ${said}. ` +
+          'No update of it was judged; the pool pairs them elsewhere for a while. A slow link does this; a peer that keeps it up holds its partners back.',
+      });
+      continue;
+    }
+    const many = new Set(list.filter((r) => r.paired === true).map((r) => r.reporter)).size >= 2;
     out.push({
       key: `offender:${accused}`, kind: 'offender', severity: many ? 'critical' : 'warning', peerId: accused, t: first.t,
       message: many

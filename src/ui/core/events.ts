@@ -27,7 +27,7 @@ const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFi
  * offence): a validator reason (src/sync/validate.ts), a frame error code (src/protocol/errors.ts),
  * a hello mismatch, the probe's verdict (src/round/probe.ts) or a stall. Unknown codes are shown as they are.
  */
-export function offenderReason(reason: string): { words: string; detail: string | null } {
+export function offenderReason(reason: string): { code: string; words: string; detail: string | null } {
   const at = reason.indexOf(': ');
   const code = (at >= 0 ? reason.slice(0, at) : reason).trim();
   const detail = at >= 0 ? reason.slice(at + 2).trim() || null : null;
@@ -54,7 +54,7 @@ export function offenderReason(reason: string): { words: string; detail: string 
       default: return code.startsWith('ERR_FRAME_') ? 'a malformed frame' : code || 'unspecified';
     }
   })();
-  return { words, detail };
+  return { code, words, detail };
 }
 
 /** "train.H = 20, pairWaitFrac = 0.5" from a PATCH body; long bodies are cut. */
@@ -101,6 +101,9 @@ export function describeEvent(e: RunEventItem): EventText {
       const r = offenderReason(str(d.reason) ?? 'unspecified');
       // The coordinator stops pairing the two at the second report (d.vetoed).
       const veto = d.vetoed === true ? 'no longer paired with each other' : null;
+      // A stall says nothing of an update: no payload came (a slow link, or a peer that holds its
+      // partners up); the pool rests the two for a while (server/peers.ts).
+      if (r.code === 'stall') return out(`${peer} reported ${str(d.accused) ?? 'a partner'} for stalling: ${r.words}`, [r.detail, 'the pool pairs them elsewhere for a while'].filter(Boolean).join('; '), 'warn');
       return out(`${peer} reported ${str(d.accused) ?? 'a partner'} for a bad update: ${r.words}`, [r.detail, veto].filter(Boolean).join('; ') || null, 'bad');
     }
     case 'checkpoint-saved': {
