@@ -495,21 +495,6 @@ export class PartnerValidator {
       };
     }
     this.againstUs.delete(at.peer);
-    // A Δ we have seen before: the partner's own of an earlier round, another peer's, or ours
-    // (the free rider's replay; see replayCosine). Compared before it is remembered.
-    const sketch = this.replay.sketch(delta);
-    const seen = this.replay.match(sketch);
-    if (seen !== null) {
-      const { entry } = seen;
-      const ours = entry.peer === null;
-      const whose = ours ? 'the Δ we sent' : entry.peer === at.peer ? 'the Δ this partner sent us' : `the Δ ${entry.peer} sent us`;
-      const echo = ours && entry.round === at.round;
-      return {
-        ok: false, reason: echo ? 'delta-echo' : 'delta-replay', offence: !echo,
-        detail: `sketch cosine ${seen.cosine.toFixed(5)} > ${this.settings.replayCosine} with ${whose} at our round ${entry.round} (norm ratio ${fmt(deltaNorm / entry.sketch.norm)}): ${echo ? 'the partner sent our own update of this round back' : 'the partner replayed an earlier update instead of computing one'}`,
-      };
-    }
-    this.replay.remember(sketch, at.round, at.peer);
     // Replicas that train apart drift apart: a bound that ignores rounds apart (as a median of
     // recent partner distances did) cuts off an honest peer that was alone for a while. Since we
     // last accepted j, each of us moved at most a few Δ norms per round; a peer never met shares
@@ -541,6 +526,21 @@ export class PartnerValidator {
         detail: `||φ_j − φ_i|| = ${fmt(phiDistance)} > ${fmt(bound)} = ${fmt(last.distance)} at round ${last.round} + ${this.settings.phiFactor} × ${room}`,
       };
     }
+    // A Δ we have seen before: the partner's own of an earlier round, another peer's, or ours
+    // (the free rider's replay; see replayCosine). Compared before it is remembered.
+    const sketch = this.replay.sketch(delta);
+    const seen = this.replay.match(sketch);
+    if (seen !== null) {
+      const { entry } = seen;
+      const ours = entry.peer === null;
+      const whose = ours ? 'the Δ we sent' : entry.peer === at.peer ? 'the Δ this partner sent us' : `the Δ ${entry.peer} sent us`;
+      const echo = ours && entry.round === at.round;
+      return {
+        ok: false, reason: echo ? 'delta-echo' : 'delta-replay', offence: !echo,
+        detail: `sketch cosine ${seen.cosine.toFixed(5)} > ${this.settings.replayCosine} with ${whose} at our round ${entry.round} (norm ratio ${fmt(deltaNorm / entry.sketch.norm)}): ${echo ? 'the partner sent our own update of this round back' : 'the partner replayed an earlier update instead of computing one'}`,
+      };
+    }
+    this.replay.remember(sketch, at.round, at.peer);
     // The lag along the partner's own Δ, as received: the anti-progress φ's signature (its φ set
     // back along the progress it claims), added up per partner; see lagLimit.
     const phiLagTheirs = dd > 0 && Number.isFinite(jdot / deltaNorm) ? -jdot / deltaNorm / scale : null;
