@@ -110,7 +110,7 @@ describe('mesh (in-memory links)', () => {
         // H inner steps with timing noise, as in a real run: partners that finished an
         // exchange together reach the pool in random order next time.
         await sleep(Math.floor(Math.random() * 20));
-        out.push(await p.mesh.exchange(r, syntheticPayload(256, idx, r % 7), { waitMs: 300 }));
+        out.push(await p.mesh.exchange(r, syntheticPayload(256, idx, r), { waitMs: 300 }));
       }
       return out;
     }));
@@ -132,7 +132,7 @@ describe('mesh (in-memory links)', () => {
       const out: ExchangeResult[] = [];
       for (let r = 0; r < rounds; r++) {
         await sleep(Math.floor(Math.random() * 3));
-        out.push(await p.mesh.exchange(r, syntheticPayload(256, idx, r % 7), { waitMs: 300 }));
+        out.push(await p.mesh.exchange(r, syntheticPayload(256, idx, r), { waitMs: 300 }));
       }
       return out;
     }));

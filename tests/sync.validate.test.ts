@@ -113,7 +113,8 @@ describe('PartnerValidator', () => {
     // Without our own Δ (or with a zero one) there is no direction to judge (from partners we sent
     // nothing yet: `p` got `mine`, so its −honest would be our update sent back reversed).
     expect(v.check(phi, { phi: phi.slice(), delta: honest.map((x) => -x) }, { peer: 'q', round: 0 })).toMatchObject({ ok: true, cosine: null });
-    expect(v.check(phi, { phi: phi.slice(), delta: honest.map((x) => -x) }, { peer: 'r', round: 0 }, new Float32Array(n))).toMatchObject({ ok: true, cosine: null });
+    // (Another update than q's: q's again would be a replay, src/sync/replay.ts.)
+    expect(v.check(phi, { phi: phi.slice(), delta: plus(honest, gaussian(25, 1e-3)).map((x) => -x) }, { peer: 'r', round: 0 }, new Float32Array(n))).toMatchObject({ ok: true, cosine: null });
     // 16 elements: unrelated random vectors reach cosines of ±0.5 by chance; there the floor is
     // −6/√16 = −1.5, below any cosine, so none of 200 such pairs is rejected on direction.
     const short = new PartnerValidator(16);
@@ -296,14 +297,18 @@ describe('PartnerValidator', () => {
     // A φ ahead of ours (the same shift forward) and one beside it (orthogonal noise) are untouched.
     for (const [name, p] of [['ahead', phi.map((x, i) => x + 3 * honest[i])], ['beside', plus(phi, gaussian(33, 1e-3))]] as const) {
       const copy = p.slice();
-      const res = v.check(phi, { phi: p, delta: honest.slice() }, { peer: name, round: 2 }, mine);
+      // A validator of its own: the lagger's Δ sent again from here would be a replay.
+      const res = honestValidator().check(phi, { phi: p, delta: honest.slice() }, { peer: name, round: 2 }, mine);
       expect(res, name).toMatchObject({ ok: true, phiLagClipped: false });
       expect(p, name).toEqual(copy);
     }
     // Without our own Δ the lag along ours is unknown; the one along the partner's Δ is still cut.
     const blind = sent.slice();
-    const sNow = v.deltaScale; // the accepted norms above moved the median
-    const nb = v.check(phi, { phi: blind, delta: honest.slice() }, { peer: 'blind', round: 3 });
+    // The lagger's Δ again is a replay here (src/sync/replay.ts): judged by a validator of its own.
+    expect(v.check(phi, { phi: sent.slice(), delta: honest.slice() }, { peer: 'blind', round: 3 })).toMatchObject({ ok: false, reason: 'delta-replay', offence: true });
+    const fresh = honestValidator();
+    const sNow = fresh.deltaScale;
+    const nb = fresh.check(phi, { phi: blind, delta: honest.slice() }, { peer: 'blind', round: 3 });
     expect(nb).toMatchObject({ ok: true, phiLag: null, phiLagClipped: true });
     expect(along(blind, w) / sNow).toBeCloseTo(-DEFAULT_VALIDATION.phiLagFactor, 5);
   });
@@ -394,13 +399,14 @@ describe('PartnerValidator', () => {
     const lag = 2.4;
     // Each first says round 8 at our round 6 (ahead; nothing lags), then two lags of 2.4: one
     // partner's claims go on up from 8 but sit 2 behind ours, the other's drop to 4 and 5.
-    const run = (peer: string, rounds: [number, number]) => [
-      v.check(phi, payload(80, 0), { peer, round: 6, peerRound: 8 }, mine),
-      v.check(phi, payload(81, lag), { peer, round: 10, peerRound: rounds[0] }, mine),
-      v.check(phi, payload(82, lag), { peer, round: 11, peerRound: rounds[1] }, mine),
+    // Each its own updates (the same ones twice would be a replay, src/sync/replay.ts).
+    const run = (peer: string, rounds: [number, number], seed: number) => [
+      v.check(phi, payload(seed, 0), { peer, round: 6, peerRound: 8 }, mine),
+      v.check(phi, payload(seed + 1, lag), { peer, round: 10, peerRound: rounds[0] }, mine),
+      v.check(phi, payload(seed + 2, lag), { peer, round: 11, peerRound: rounds[1] }, mine),
     ];
-    for (const r of run('honest', [8, 9])) expect(r).toMatchObject({ ok: true });
-    const liar = run('liar', [4, 5]);
+    for (const r of run('honest', [8, 9], 80)) expect(r).toMatchObject({ ok: true });
+    const liar = run('liar', [4, 5], 180);
     expect(liar[0]).toMatchObject({ ok: true });
     expect(liar[1]).toMatchObject({ ok: true });
     expect(liar[2]).toMatchObject({ ok: false, reason: 'phi-lag', offence: true });
@@ -482,8 +488,9 @@ describe('PartnerValidator', () => {
       // The honest spread's lower edge: a Δ at 0.06 of ours, as a volunteer left behind in the
       // warm-up sent its partner far along it (the browser test's run: 0.0115 against about 0.2),
       // and one at 0.015 of ours: accepted, through every dtype.
-      for (const shrink of [0.06, 0.015]) {
-        const sent = decodeTensor(dtype, encodeTensor(dtype, honest.map((x) => x * shrink)), n);
+      // Each a fresh update (one sent again, scaled or not, would be a replay: src/sync/replay.ts).
+      for (const [k, shrink] of [0.06, 0.015].entries()) {
+        const sent = decodeTensor(dtype, encodeTensor(dtype, gaussian(120 + 2 * round + k, 1e-3).map((x) => x * shrink)), n);
         expect(v.check(phi, { phi: plus(phi, gaussian(112, 1e-3)), delta: sent }, { peer: `slow-${shrink}`, round, peerRound: round }, own), `${shrink} ${dtype}`).toMatchObject({ ok: true });
       }
     }

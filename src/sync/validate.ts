@@ -4,10 +4,12 @@
 // ||φ_j − φ_i|| against a bound) and two direction tests. Honest partners' Δ point the same way
 // as ours: both descend the same loss from nearby φ (cosine 0.12 to 0.87 measured on `micro`,
 // docs/design.md section 6), so a Δ pointing clearly against ours (a negated or reversed update)
-// is rejected, and so is the Δ we sent the partner last time, sent back reversed (the mirror);
-// anything subtler is the probe's to judge.
+// is rejected, and so is the Δ we sent the partner last time, sent back reversed (the mirror),
+// and a Δ seen in the last 32 exchanges sent again (the replay, src/sync/replay.ts); anything
+// subtler is the probe's to judge.
 
 import { forgetOldest as forgetOldestPast } from '../protocol/bounded.ts';
+import { REPLAY_BUCKETS, REPLAY_COSINE, REPLAY_KEPT, ReplayMemory } from './replay.ts';
 
 export interface ValidationSettings {
   /** κ: ||Δ_j|| is scaled down to at most κ × the median of recently accepted Δ norms. */
@@ -106,6 +108,14 @@ export interface ValidationSettings {
    */
   echoCosine: number;
   /**
+   * A partner's Δ whose sketch (src/sync/replay.ts) has a cosine above this with the sketch of a
+   * Δ we received or sent in the last 32 exchanges is that update again, not one computed this
+   * round (a replay): refused and an offence ('delta-replay'), except our own Δ of this round
+   * sent back, which is the echo ('delta-echo', no offence). Honest Δs reached 0.992 at the most
+   * (bench/results/replay.json).
+   */
+  replayCosine: number;
+  /**
    * A partner's Δ whose norm is below this × our measured Δ scale (measuredScale: the median and
    * our own floor, never minScale) is a claim of no training: refused and an offence at once
    * ('delta-null'). An honest partner does H inner steps at the run's learning rate, so its ||Δ||
@@ -176,6 +186,7 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   antiCosineReport: 0.4,
   mirrorCosine: 0.8,
   echoCosine: 0.999,
+  replayCosine: REPLAY_COSINE,
   // Honest partners' ||Δ|| over our Δ scale, simulated on `micro` with the run's own schedule
   // (2,475 checks; H = 4 to 50, batch 1 to 4, warm-up 4 to 400 steps, speeds 1:4, 1:8 and
   // lognormal σ = 1, so peers at different points of the warm-up): 0.18 at the least (0.10 of our
@@ -187,7 +198,7 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   minScale: 0,
 };
 
-export type RejectReason = 'size' | 'non-finite' | 'no-scale' | 'delta-null' | 'delta-norm' | 'delta-direction' | 'delta-echo' | 'phi-distance' | 'phi-lag';
+export type RejectReason = 'size' | 'non-finite' | 'no-scale' | 'delta-null' | 'delta-norm' | 'delta-direction' | 'delta-echo' | 'delta-replay' | 'phi-distance' | 'phi-lag';
 
 export type Verdict =
   | {
@@ -280,11 +291,15 @@ export class PartnerValidator {
   /** The sampled coordinates: offset + k × stride. */
   private readonly sampleStride: number;
   private readonly sampleOffset: number;
+  /** Sketches of the Δs we received and sent lately, whoever from (the replay check). */
+  private readonly replay: ReplayMemory;
 
   /** `random` (uniform in [0, 1)) draws which coordinates the mirror check samples. */
   constructor(readonly elements: number, readonly settings: ValidationSettings = DEFAULT_VALIDATION, random: () => number = Math.random) {
     this.sampleStride = Math.max(1, Math.floor(elements / MIRROR_SAMPLES));
     this.sampleOffset = Math.min(this.sampleStride - 1, Math.floor(random() * this.sampleStride));
+    if (!(settings.replayCosine > 0 && settings.replayCosine <= 1)) throw new RangeError(`validation: replayCosine must be in (0, 1], got ${settings.replayCosine}`);
+    this.replay = new ReplayMemory({ buckets: REPLAY_BUCKETS, kept: REPLAY_KEPT, cosine: settings.replayCosine }, random);
     for (const k of ['clipFactor', 'strangerClipFactor', 'rejectFactor', 'normReportFactor', 'phiFactor', 'phiClipFactor', 'phiLagFactor', 'lagSlack', 'lagCap', 'lagLimit', 'strangerRounds', 'antiCosine', 'antiCosineReport', 'mirrorCosine', 'echoCosine'] as const) {
       if (!(settings[k] > 0)) throw new RangeError(`validation: ${k} must be > 0, got ${settings[k]}`);
     }
@@ -389,6 +404,8 @@ export class PartnerValidator {
     // Compared before this round's Δ to it replaces the last one.
     const mirror = this.mirrorCosine(at.peer, delta);
     if (ownDelta) this.remember(at.peer, at.round, ownDelta);
+    // The Δ we send this round is one a partner may send back later (src/sync/replay.ts).
+    if (ownDelta) this.replay.remember(this.replay.sketch(ownDelta), at.round, null);
     // Every bound below is a multiple of the Δ scale. With none yet (our own Δ of our first round
     // was zero: a first inner loop that diverged and was reset to φ, or whose steps all
     // overflowed) a payload of any finite size would pass unclipped, φ anywhere: refused, a solo
@@ -509,6 +526,21 @@ export class PartnerValidator {
         detail: `||φ_j − φ_i|| = ${fmt(phiDistance)} > ${fmt(bound)} = ${fmt(last.distance)} at round ${last.round} + ${this.settings.phiFactor} × ${room}`,
       };
     }
+    // A Δ we have seen before: the partner's own of an earlier round, another peer's, or ours
+    // (the free rider's replay; see replayCosine). Compared before it is remembered.
+    const sketch = this.replay.sketch(delta);
+    const seen = this.replay.match(sketch);
+    if (seen !== null) {
+      const { entry } = seen;
+      const ours = entry.peer === null;
+      const whose = ours ? 'the Δ we sent' : entry.peer === at.peer ? 'the Δ this partner sent us' : `the Δ ${entry.peer} sent us`;
+      const echo = ours && entry.round === at.round;
+      return {
+        ok: false, reason: echo ? 'delta-echo' : 'delta-replay', offence: !echo,
+        detail: `sketch cosine ${seen.cosine.toFixed(5)} > ${this.settings.replayCosine} with ${whose} at our round ${entry.round} (norm ratio ${fmt(deltaNorm / entry.sketch.norm)}): ${echo ? 'the partner sent our own update of this round back' : 'the partner replayed an earlier update instead of computing one'}`,
+      };
+    }
+    this.replay.remember(sketch, at.round, at.peer);
     // The lag along the partner's own Δ, as received: the anti-progress φ's signature (its φ set
     // back along the progress it claims), added up per partner; see lagLimit.
     const phiLagTheirs = dd > 0 && Number.isFinite(jdot / deltaNorm) ? -jdot / deltaNorm / scale : null;
