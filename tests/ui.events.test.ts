@@ -25,6 +25,7 @@ describe('run events in words', () => {
     expect(words('non-finite: state holds NaN')).toBe('non-finite values');
     expect(words('delta-norm: ||Δ|| = 9.1e+3 > 30 × median 1.2')).toBe('Δ norm far above the honest scale');
     expect(words('delta-null: ||Δ|| = 0.00 < 0.01 × our Δ scale 2.67: the partner\'s update is next to nothing')).toBe('a Δ of next to nothing (no training)');
+    expect(words('delta-replay: sketch cosine 0.99998 > 0.999 with the Δ this partner sent us at our round 12 (norm ratio 1.00): the partner replayed an earlier update instead of computing one')).toBe('a Δ it had sent before (a replayed update, no training)');
     expect(words('phi-distance: ||φ_j − φ_i|| = 50 > 10 × reference 1')).toBe('φ far from its partner’s');
     expect(words('size: expected 10 elements, got φ 9, Δ 9')).toBe('wrong payload size');
     expect(words('ERR_FRAME_CONFIG: hello from p-1 has config abc, ours is def')).toBe('a different model or training config');

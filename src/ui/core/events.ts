@@ -37,6 +37,8 @@ export function offenderReason(reason: string): { code: string; words: string; d
       case 'delta-norm': return 'Δ norm far above the honest scale';
       case 'delta-null': return 'a Δ of next to nothing (no training)';
       case 'delta-direction': return 'Δ pointing against its partner’s';
+      // src/sync/replay.ts: the sketch of a Δ seen before (its own earlier one, another peer's, or ours).
+      case 'delta-replay': return 'a Δ it had sent before (a replayed update, no training)';
       case 'phi-distance': return 'φ far from its partner’s';
       case 'phi-lag': return 'φ kept behind along its own progress';
       case 'size': case 'ERR_FRAME_SIZE': return 'wrong payload size';
