@@ -265,15 +265,16 @@ export interface FrameConsent { port: ConsentPort; path: string }
  * the coordinator forgot it), or an Error to show. The window opens in the click's own task (a
  * pop-up needs the click's user activation), before the nonce is registered: it looks for the
  * nonce until the coordinator has it (src/ui/elements/consent-window.ts). `stillWanted()` false
- * ends the wait early ('expired').
+ * ends the wait early ('expired'). `maxIntensity`: the ceiling the frame holds the page to
+ * (hostIntensity), registered with the nonce so that the window states it.
  */
-export function askConsent(consent: FrameConsent, win: Window, nonce: string, stillWanted: () => boolean): Promise<'allowed' | 'denied' | 'expired' | Error> {
+export function askConsent(consent: FrameConsent, win: Window, nonce: string, stillWanted: () => boolean, maxIntensity = 1): Promise<'allowed' | 'denied' | 'expired' | Error> {
   const site = embeddingSite(win);
   if (site === null) return Promise.resolve(new Error(CONSENT.unplaced));
   openConsent(consent, win, nonce);
   return (async () => {
     try {
-      await consent.port.register(nonce, site);
+      await consent.port.register(nonce, site, maxIntensity);
     } catch (e) {
       return new Error(CONSENT.failed((e as Error).message));
     }
@@ -697,7 +698,7 @@ export function serveFrame(
       const ask = (resume: boolean) => {
         const mine = { nonce: newNonce(win.crypto), resume };
         asking = mine;
-        void askConsent(consent, win, mine.nonce, () => asking === mine).then((answer) => {
+        void askConsent(consent, win, mine.nonce, () => asking === mine, c.maxIntensity).then((answer) => {
           if (asking !== mine) return;
           asking = null;
           if (answer === 'allowed') {
