@@ -1,12 +1,13 @@
 // The widget frame's intensity against a hostile embedding page (src/ui/embed/frame-bridge.ts): the
 // page sets the cap in its connect and the intensity by command, and draws its own slider, which
-// may say anything. The frame states the ceiling beside Start (the cap at connect), refuses a
+// may say anything. The ceiling is the cap at connect (the consent window states it: its tests are
+// tests/server.consent.test.ts and ui.consent-window.browser.test.ts); the frame refuses a
 // command above it with a sentence saying so, trains on at or below it, and says in its own
 // status what it trains at. A real TrainingController on fakes, under fake timers.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { TrainingController } from '../src/ui/controllers/training-controller.ts';
 import { ConsentStore } from '../src/ui/core/consent.ts';
-import { ceilingNote, hostIntensity, parseCommand, parseConnect, widgetStatus } from '../src/ui/embed/frame-bridge.ts';
+import { hostIntensity, parseCommand, parseConnect, widgetStatus } from '../src/ui/embed/frame-bridge.ts';
 import { FAKE_RUN, FakeBackend, FakeSensors, MemoryStorage } from './support/ui-fakes.ts';
 
 beforeEach(() => { vi.useFakeTimers({ now: 1_700_000_000_000 }); });
@@ -44,10 +45,9 @@ function command(c: TrainingController, value: number): number | null {
 }
 
 describe('widget frame intensity', () => {
-  it('states the ceiling beside Start, refuses a page raising the intensity above it, and says what it trains at', async () => {
+  it('refuses a page raising the intensity above the ceiling, trains on at or below it, and says what it trains at', async () => {
     const { c, backend } = await connected({ type: 'murmur:connect', run: '', maxIntensity: 0.4, intensity: 0.2 });
     backend.mesh.peers = 2;
-    expect(ceilingNote(c)).toBe('Uses up to 40% of your GPU\'s time; this site can lower that, never raise it.');
 
     c.giveConsent();
     c.start();
@@ -60,7 +60,7 @@ describe('widget frame intensity', () => {
     expect(c.intensity).toBe(0.2);
     await until(() => c.phase === 'training', 'training again');
     const status = widgetStatus(c, null, null, asked);
-    expect(status.text).toBe('Refused: this site asked for 100% of your GPU, above the 40% shown beside Start; GPU at 20%.');
+    expect(status.text).toBe('Refused: this site asked for 100% of your GPU, above its cap of 40% that the Murmur window states; GPU at 20%.');
     expect(status.intensity).toBe(0.2);
     expect(status.maxIntensity).toBe(0.4);
     // Training goes on, at the intensity it had.
@@ -85,9 +85,9 @@ describe('widget frame intensity', () => {
     await done;
   });
 
-  it('states a ceiling of all of the GPU before Start for a page that sets no cap', async () => {
+  it('takes a ceiling of all of the GPU from a page that sets no cap', async () => {
     const { c } = await connected({ type: 'murmur:connect', run: '' });
-    expect(ceilingNote(c)).toBe('Uses up to 100% of your GPU\'s time; this site can lower that, never raise it.');
+    expect(c.maxIntensity).toBe(1);
     expect(command(c, 1)).toBeNull();
     expect(c.intensity).toBe(1);
   });

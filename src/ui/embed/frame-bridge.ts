@@ -4,7 +4,7 @@
 // own button (a user activation inside this frame, which no embedding page can forge or
 // dispatch), given for this page view only (the frame keeps nothing). The embedding page can
 // pause, resume, stop and lower the intensity, never start, and never raise it above the ceiling
-// the frame showed beside Start (the site's cap at connect): the frame says the intensity it
+// the consent window stated (the site's cap at connect): the frame says the intensity it
 // trains at in its own status line, since the page's slider may say anything.
 //
 // A real click is not enough: the embedding page owns the <iframe> element and can make it
@@ -122,21 +122,16 @@ function gpuAt(c: TrainingController): string {
 }
 
 /**
- * The ceiling the frame states beside Start while nothing runs: the site's cap, which the connect
- * set and nothing raises afterwards, so a click on Start consents to at most that.
+ * Why the page's intensity `asked` was refused: above the ceiling (the site's cap at connect, which
+ * the consent window states). While training runs, what it runs at.
  */
-export function ceilingNote(c: TrainingController): string {
-  return `Uses up to ${pct(c.maxIntensity)} of your GPU's time; this site can lower that, never raise it.`;
-}
-
-/** Why the page's intensity `asked` was refused: above the ceiling shown beside Start. While training runs, what it runs at. */
 export function raiseRefused(c: TrainingController, asked: number): string {
-  return `Refused: this site asked for ${pct(asked)} of your GPU, above the ${pct(c.maxIntensity)} shown beside Start` +
+  return `Refused: this site asked for ${pct(asked)} of your GPU, above its cap of ${pct(c.maxIntensity)} that the Murmur window states` +
     (c.phase === 'training' ? `; ${gpuAt(c)}.` : '.');
 }
 
 /**
- * The page's `intensity` command: sets it when it is within the ceiling shown beside Start (the
+ * The page's `intensity` command: sets it when it is within the ceiling the consent window states (the
  * site's cap at connect; the page may lower it and raise it back up to that), and returns null;
  * above it changes nothing and returns the share asked, which the frame then says it refused.
  */
@@ -617,7 +612,7 @@ export function serveFrame(
       let asking: { nonce: string; resume: boolean } | null = null;
       /** The nonce of the session training runs under (allowed in its consent window, held since: holdConsent). */
       let session: string | null = null;
-      /** The page's last intensity above the ceiling shown beside Start (refused), or null once it asks within it. */
+      /** The page's last intensity above the ceiling (refused), or null once it asks within it. */
       let asked: number | null = null;
       /** Ends the session, so the consent window says the widget stopped. */
       const release = () => {
@@ -667,8 +662,9 @@ export function serveFrame(
         button.textContent = asking ? CONSENT_AGAIN : held !== null ? 'Resume training' : c.phase === 'stopped' ? 'Start again' : 'Start training on my GPU';
         if (c.running && held === null) refused = null;
         else if (!gate.supported) refused = REFUSED.unsupported(win.location.origin);
-        // While it trains, what it trains at (the page's slider may say anything); before Start, the ceiling a click consents to.
-        const text = refused ?? (c.running ? widgetStatus(c, null, held, asked).text : c.phase === 'idle' && c.canHelp && gate.supported ? ceilingNote(c) : '');
+        // While it trains, what it trains at: the page's slider may say anything. (The ceiling a
+        // click consents to is stated in the consent window, which the page cannot mask.)
+        const text = refused ?? (c.running ? widgetStatus(c, null, held, asked).text : '');
         if (note.textContent !== text) note.textContent = note.title = text;
         gate.placed();
       };
