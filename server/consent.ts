@@ -58,10 +58,11 @@ export interface ConsentLimits {
 /** Five minutes to answer; a session ends 2 minutes after the frame's last claim, 3 after the window's last watch, and a request or session 15 s after the window left unless it watches again; a few tabs per address; 10,000 in all (a few MB at most). */
 export const DEFAULT_CONSENT_LIMITS: ConsentLimits = { ttlMs: 5 * 60_000, frameMs: 2 * 60_000, windowMs: 3 * 60_000, leaveMs: 15_000, perAddress: 4, perSite: 32, total: 10_000 };
 
-export interface ConsentEntry { run: string; site: string; created: number; state: ConsentState; expiresAt: number }
+/** A request; `maxIntensity`: the most of the GPU's time the widget may use (its frame's ceiling), which the window states. */
+export interface ConsentEntry { run: string; site: string; created: number; state: ConsentState; expiresAt: number; maxIntensity: number }
 
 /** A request as the coordinator writes it (the consent_sessions table), and the next start reads it back. */
-export interface SavedConsent { nonce: string; run: string; site: string; state: ConsentState; address: string; created: number; left: boolean }
+export interface SavedConsent { nonce: string; run: string; site: string; state: ConsentState; address: string; created: number; left: boolean; maxIntensity: number }
 
 interface Held extends ConsentEntry {
   nonce: string;
@@ -194,7 +195,7 @@ export class ConsentRequests {
   }
 
   private static saving(e: Held): SavedConsent {
-    return { nonce: e.nonce, run: e.run, site: e.site, state: e.state, address: e.address, created: e.created, left: e.leftAt !== null };
+    return { nonce: e.nonce, run: e.run, site: e.site, state: e.state, address: e.address, created: e.created, left: e.leftAt !== null, maxIntensity: e.maxIntensity };
   }
 
   constructor(readonly limits: ConsentLimits, private readonly now: () => number) {
@@ -319,18 +320,18 @@ export class ConsentRequests {
    * may embed `run`. 409 for a nonce already open, 429 when the address or its /48 has its share
    * open; when all places are taken, one of the largest holder's requests gives way (evict).
    */
-  open(nonce: string, run: string, site: string, address: string): ConsentEntry {
+  open(nonce: string, run: string, site: string, address: string, maxIntensity = 1): ConsentEntry {
     return this.tx(() => {
       this.sweep();
       if (this.entries.has(nonce)) throw new ConsentError('this consent nonce is already registered: make a fresh one for each request', 409);
-      const e = this.place(nonce, run, site, address, this.now());
+      const e = this.place(nonce, run, site, address, this.now(), maxIntensity);
       if (typeof e === 'string') throw new ConsentError(e, 429);
       return ConsentRequests.view(e);
     });
   }
 
   /** Takes a place for `nonce` (pending, both sides seen now), or says why the address or its /48 has none. */
-  private place(nonce: string, run: string, site: string, address: string, created: number): Held | string {
+  private place(nonce: string, run: string, site: string, address: string, created: number, maxIntensity: number): Held | string {
     const mine = this.addresses.acquire(address);
     if (!mine) return `this address has ${this.limits.perAddress} consent requests open, its limit; answer or close one, or wait ${this.limits.ttlMs / 60_000} minutes`;
     const site48 = siteKey(address);
@@ -346,7 +347,7 @@ export class ConsentRequests {
     if (!held) this.holders.set(key, held = new Set());
     held.add(nonce);
     const e: Held = {
-      nonce, run, site, created, state: 'pending', expiresAt: t + this.limits.ttlMs, address,
+      nonce, run, site, created, state: 'pending', expiresAt: t + this.limits.ttlMs, address, maxIntensity,
       frameSeen: t,
       windowSeen: t,
       leftAt: null,
@@ -387,7 +388,7 @@ export class ConsentRequests {
       let taken = 0;
       for (const s of saved) {
         if (this.entries.has(s.nonce)) continue;
-        const e = this.place(s.nonce, s.run, s.site, s.address, s.created);
+        const e = this.place(s.nonce, s.run, s.site, s.address, s.created, s.maxIntensity);
         if (typeof e === 'string') continue;
         // A window that had left, asking or donating: its grace starts afresh.
         if (s.left && (s.state === 'allowed' || s.state === 'pending')) e.leftAt = this.now();
@@ -429,7 +430,7 @@ export class ConsentRequests {
   }
 
   private static view(e: Held): ConsentEntry {
-    return { run: e.run, site: e.site, created: e.created, state: e.state, expiresAt: e.expiresAt };
+    return { run: e.run, site: e.site, created: e.created, state: e.state, expiresAt: e.expiresAt, maxIntensity: e.maxIntensity };
   }
 
   /** The state as the other side hears it; an ending heard by it is forgotten (the nonce is done). */
@@ -573,7 +574,7 @@ export class ConsentTable implements ConsentSink {
   private readonly clear: Database.Statement;
 
   constructor(private readonly db: Db) {
-    this.upsert = db.prepare('INSERT OR REPLACE INTO consent_sessions (nonce, run_id, site, state, address, created_at, left) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    this.upsert = db.prepare('INSERT OR REPLACE INTO consent_sessions (nonce, run_id, site, state, address, created_at, left, max_intensity) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
     this.remove = db.prepare('DELETE FROM consent_sessions WHERE nonce = ?');
     this.clear = db.prepare('DELETE FROM consent_sessions');
   }
@@ -595,7 +596,7 @@ export class ConsentTable implements ConsentSink {
   }
 
   private put(s: SavedConsent): void {
-    this.upsert.run(s.nonce, s.run, s.site, s.state, s.address, s.created, s.left ? 1 : 0);
+    this.upsert.run(s.nonce, s.run, s.site, s.state, s.address, s.created, s.left ? 1 : 0, s.maxIntensity);
   }
 }
 
@@ -615,12 +616,13 @@ export function saveConsents(db: Db, saved: readonly SavedConsent[]): void {
  */
 export function loadConsents(db: Db, max: number): { saved: SavedConsent[]; unreadable: number } {
   return db.transaction(() => {
-    const rows = db.prepare('SELECT nonce, run_id AS run, site, state, address, created_at AS created, left FROM consent_sessions ORDER BY created_at, rowid LIMIT ?').all(max) as Record<string, unknown>[];
+    const rows = db.prepare('SELECT nonce, run_id AS run, site, state, address, created_at AS created, left, max_intensity AS maxIntensity FROM consent_sessions ORDER BY created_at, rowid LIMIT ?').all(max) as Record<string, unknown>[];
     db.prepare('DELETE FROM consent_sessions').run();
     const saved: SavedConsent[] = [];
     for (const r of rows) {
       if (typeof r.nonce === 'string' && NONCE.test(r.nonce) && typeof r.state === 'string' && STATES.includes(r.state) &&
-        typeof r.run === 'string' && typeof r.site === 'string' && typeof r.address === 'string' && typeof r.created === 'number') {
+        typeof r.run === 'string' && typeof r.site === 'string' && typeof r.address === 'string' && typeof r.created === 'number' &&
+        typeof r.maxIntensity === 'number' && r.maxIntensity >= 0.1 && r.maxIntensity <= 1) {
         saved.push({ ...(r as unknown as SavedConsent), left: r.left === 1 });
       }
     }

@@ -121,6 +121,8 @@ const MIGRATIONS: string[] = [
     left INTEGER NOT NULL DEFAULT 0
   );
   `,
+  // 9: the widget's intensity ceiling a consent request names (its frame's; rows of before: 1, all of the GPU).
+  `ALTER TABLE consent_sessions ADD COLUMN max_intensity REAL NOT NULL DEFAULT 1;`,
 ];
 
 /** The coordinator's database in its data dir: what marks a folder as a coordinator's. */

@@ -73,7 +73,7 @@ describe('consent sessions across a coordinator restart', () => {
     const first = await start(dir, { perAddress: 3 });
     await embedding(first);
     const live = nonce(), stopped = nonce(), pending = nonce();
-    for (const nc of [live, stopped, pending]) expect((await post(first, '/api/consent', { nonce: nc, run: 'default', site: SITE })).status).toBe(201);
+    for (const nc of [live, stopped, pending]) expect((await post(first, '/api/consent', { nonce: nc, run: 'default', site: SITE, maxIntensity: 0.4 })).status).toBe(201);
     for (const nc of [live, stopped]) {
       expect((await post(first, `/api/consent/${nc}/decision`, { allow: true })).json.state).toBe('allowed');
       expect((await post(first, `/api/consent/${nc}/claim`)).json.state).toBe('allowed');
@@ -84,7 +84,8 @@ describe('consent sessions across a coordinator restart', () => {
     const second = await start(dir, { perAddress: 3 });
     const claimed = await post(second, `/api/consent/${live}/claim`);
     expect(claimed.status).toBe(200);
-    expect(claimed.json).toMatchObject({ state: 'allowed', site: SITE, run: 'default' });
+    // With the intensity ceiling the window stated before the restart.
+    expect(claimed.json).toMatchObject({ state: 'allowed', site: SITE, run: 'default', maxIntensity: 0.4 });
     // Taken back, and written again as this start holds them (a crash from here on keeps them too).
     expect(second.c.consents.size).toBe(3);
     expect(rows(second)).toBe(3);
@@ -252,7 +253,7 @@ describe('consent sessions across a coordinator restart', () => {
     const dir = mkdtempSync(join(tmpdir(), 'murmur-consent-rows-'));
     dirs.push(dir);
     const s = await start(dir);
-    const rows = Array.from({ length: 5 }, (_, i) => ({ nonce: nonce(), run: 'default', site: SITE, state: 'allowed' as const, address: '192.0.2.1', created: i, left: false }));
+    const rows = Array.from({ length: 5 }, (_, i) => ({ nonce: nonce(), run: 'default', site: SITE, state: 'allowed' as const, address: '192.0.2.1', created: i, left: false, maxIntensity: 0.4 }));
     saveConsents(s.c.db, rows);
     s.c.db.prepare('INSERT INTO consent_sessions (nonce, run_id, site, state, address, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(nonce(), 'default', SITE, 'weird', '192.0.2.1', 9);
     s.c.db.prepare('INSERT INTO consent_sessions (nonce, run_id, site, state, address, created_at) VALUES (?, ?, ?, ?, ?, ?)').run('short', 'default', SITE, 'allowed', '192.0.2.1', 10);

@@ -220,6 +220,26 @@ describe('consent requests', () => {
     expect(s.c.consents.size).toBe(0);
   });
 
+  it('say the widget\'s intensity ceiling as its frame registered it (absent: all of the GPU), and take none outside 0.1 to 1', async () => {
+    const nc = nonce();
+    expect((await ask(nc, '198.18.1.31', { maxIntensity: 0.4 })).json().maxIntensity).toBe(0.4);
+    // What the window reads, and each answer after.
+    expect((await inject({ method: 'GET', url: `/api/consent/${nc}` })).json().maxIntensity).toBe(0.4);
+    expect((await decide(nc, true)).json().maxIntensity).toBe(0.4);
+    expect((await claim(nc)).json().maxIntensity).toBe(0.4);
+    await side(nc, 'release');
+    await side(nc, 'watch');
+    const bare = nonce();
+    expect((await ask(bare, '198.18.1.31')).json().maxIntensity).toBe(1);
+    await decide(bare, false);
+    await claim(bare);
+    for (const maxIntensity of [0, 0.05, 1.5, 'all']) {
+      const r = await ask(nonce(), '198.18.1.31', { maxIntensity });
+      expect(r.statusCode).toBe(400);
+      expect(r.json().error).toMatch(/maxIntensity/);
+    }
+  });
+
   it('takes only a site the run lists, a run that exists and a well-formed nonce', async () => {
     const other = await ask(nonce(), '192.0.2.3', { site: 'https://evil.example' });
     expect(other.statusCode).toBe(403);

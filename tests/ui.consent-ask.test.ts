@@ -23,7 +23,7 @@ function fakeWindow(ancestors: string[] | null) {
 function fakePort(claims: (Claim | Error)[], register: () => Promise<void> = async () => {}, otherwise: Claim = 'pending') {
   const calls: string[] = [];
   const port: ConsentPort = {
-    register: async (nonce, site) => { calls.push(`register ${nonce} ${site}`); await register(); },
+    register: async (nonce, site, maxIntensity) => { calls.push(`register ${nonce} ${site} ${maxIntensity}`); await register(); },
     claim: async (nonce) => {
       calls.push(`claim ${nonce}`);
       const c = claims.shift() ?? otherwise;
@@ -45,12 +45,13 @@ describe('askConsent', () => {
     const { win, opened } = fakeWindow(['https://whales.example']);
     const { port, calls } = fakePort(['pending', 'pending', 'allowed']);
     const consent: FrameConsent = { port, path: '/consent' };
-    const answer = askConsent(consent, win, NONCE, () => true);
+    const answer = askConsent(consent, win, NONCE, () => true, 0.4);
     // In the click's own task: before anything was awaited.
     expect(opened).toEqual([[`/consent#${NONCE}`, '_blank', expect.stringMatching(/^popup,noopener/)]]);
     await vi.advanceTimersByTimeAsync(3 * CONSENT_POLL_MS);
     expect(await answer).toBe('allowed');
-    expect(calls).toEqual([`register ${NONCE} https://whales.example`, `claim ${NONCE}`, `claim ${NONCE}`, `claim ${NONCE}`]);
+    // With the frame's intensity ceiling, which the window states.
+    expect(calls).toEqual([`register ${NONCE} https://whales.example 0.4`, `claim ${NONCE}`, `claim ${NONCE}`, `claim ${NONCE}`]);
   });
 
   it('resolves denied, and expired for a nonce the coordinator no longer knows', async () => {
@@ -88,7 +89,7 @@ describe('askConsent', () => {
     wanted = false;
     registered();
     expect(await answer).toBe('expired');
-    expect(calls).toEqual([`register ${NONCE} https://whales.example`, `release ${NONCE}`]);
+    expect(calls).toEqual([`register ${NONCE} https://whales.example 1`, `release ${NONCE}`]);
   });
 
   it('says why when the coordinator refuses the request, and opens nothing where the browser names no site', async () => {

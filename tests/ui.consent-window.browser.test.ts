@@ -35,10 +35,10 @@ afterAll(async () => {
 });
 
 /** A consent window for a freshly registered nonce, its buttons taking clicks (the window at the front half a second). */
-async function openWindow(): Promise<{ page: Page; nonce: string }> {
+async function openWindow(asked: Record<string, unknown> = {}): Promise<{ page: Page; nonce: string }> {
   const nonce = `k${String(++n).padStart(21, '0')}`;
   // (Each from an address of its own: one address may hold 4 requests, and the windows before stay answered.)
-  const r = await coordinator.c.app.inject({ method: 'POST', url: '/api/consent', remoteAddress: `198.18.0.${n}`, payload: { nonce, run: 'default', site: SITE } });
+  const r = await coordinator.c.app.inject({ method: 'POST', url: '/api/consent', remoteAddress: `198.18.0.${n}`, payload: { nonce, run: 'default', site: SITE, ...asked } });
   expect(r.statusCode).toBe(201);
   const page = await h.openPage(`/web/consent.html#${nonce}`);
   await page.waitForFunction(() => {
@@ -75,6 +75,15 @@ describe('the consent window', () => {
     expect((await said.innerText()).replace(/\s+/g, ' ')).toBe(`Each exchange sends about ${formatBytes(need.bytes)} of model updates to one other volunteer and receives as much. ` +
       `It needs a connection of at least ${formatRate(need.leastBytesPerS)} each way to end within the 60 s each side waits, ` +
       `and ${formatRate(need.firstBytesPerS)} for the first exchange (15 s); on a slower one your GPU trains alone.`);
+    await page.close();
+  });
+
+  it('states the widget\'s intensity ceiling before they answer: the most of the GPU\'s time the site allows, which it cannot raise', async () => {
+    const { page } = await openWindow({ maxIntensity: 0.4 });
+    const said = page.locator('murmur-consent-window [data-max-intensity]');
+    expect(await said.getAttribute('data-max-intensity')).toBe('0.4');
+    expect((await said.innerText()).replace(/\s+/g, ' ')).toBe('Your graphics card trains part of an open language model inside that page\'s tab, ' +
+      'in short bursts: at most 40% of its time, which the site can lower but not raise.');
     await page.close();
   });
 

@@ -14,19 +14,20 @@ import Value from 'typebox/value';
 import { FrameStatus } from '../src/ui/embed/bridge-schemas.ts';
 import { ROOT } from './support/browser.ts';
 
-type Port = { onmessage: ((ev: { data: unknown }) => void) | null; postMessage(): void };
+type Port = { onmessage: ((ev: { data: unknown }) => void) | null; postMessage(m: unknown): void };
 
 /** embed.js's widget, connected to a fake frame: a function that posts a status and says whether the widget took it. */
-function embedWidget(): (data: unknown) => boolean {
+function embedWidget(attrs: Record<string, string> = {}, sent: unknown[] = []): (data: unknown) => boolean {
   const { code } = transformSync(readFileSync(join(ROOT, 'src/ui/embed/embed.ts'), 'utf8'), { loader: 'ts', target: 'es2022' });
   const defined = new Map<string, new () => Record<string, unknown>>();
   // Just enough of a page: no script tag to insert after, no shadow DOM to render into.
   class HTMLElement {
     attachShadow() { return {}; }
-    getAttribute() { return null; }
+    getAttribute(name: string) { return attrs[name] ?? null; }
+    get isConnected() { return false; }
   }
   class MessageChannel {
-    port1: Port = { onmessage: null, postMessage() {} };
+    port1: Port = { onmessage: null, postMessage: (m: unknown) => { sent.push(m); } };
     port2 = {};
   }
   runInNewContext(code, {
@@ -37,13 +38,19 @@ function embedWidget(): (data: unknown) => boolean {
   el.render = () => {};
   (el.connectFrame as (frame: unknown) => void)({ contentWindow: { postMessage() {} } });
   const port = el.port as Port;
-  return (data) => {
+  const takes = (data: unknown) => {
     const before = {};
     el.status = before;
     port.onmessage!({ data });
     return el.status !== before;
   };
+  elements.set(takes, el);
+  return takes;
 }
+
+/** The widget element behind each embedWidget(). */
+const elements = new WeakMap<object, Record<string, unknown>>();
+const widgetOf = (takes: object) => elements.get(takes)!;
 
 /** A message in a line a person can read (long strings cut, NaN and undefined named). */
 function shown(v: unknown): string {
@@ -109,6 +116,19 @@ describe('embed.js and the frame status schema', () => {
     const accepted = cases.filter((c) => Value.Check(FrameStatus, c)).length;
     expect(accepted).toBeGreaterThan(200);
     expect(cases.length - accepted).toBeGreaterThan(1000);
+  });
+
+  it('holds its slider to the ceiling the frame states, when the page raises its attribute after the frame connected', () => {
+    const attrs: Record<string, string> = { 'max-intensity': '0.4' };
+    const sent: unknown[] = [];
+    const takes = embedWidget(attrs, sent);
+    expect(takes({ ...good, intensity: 0.2, maxIntensity: 0.4 })).toBe(true);
+    attrs['max-intensity'] = '1';
+    const el = widgetOf(takes);
+    (el.attributeChangedCallback as () => void)();
+    // The frame connected with 0.4, and refuses more: the widget does not offer more.
+    expect(el.cap).toBe(0.4);
+    expect(sent.at(-1)).toEqual({ cmd: 'intensity', value: 0.2 });
   });
 
   it('shows a good status after refusing bad ones', () => {

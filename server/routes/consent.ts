@@ -39,7 +39,10 @@ export function registerConsentRoutes(ctx: AppContext, consents: ConsentRequests
   const links = new Map<string, ConsentLink>();
   const reply = (_nonce: string, e: ConsentEntry): ConsentReply => {
     const info = runs.get(e.run);
-    return { run: e.run, runName: info?.name ?? e.run, site: e.site, state: e.state, expiresAt: e.expiresAt, ...(info ? { link: linkOf(links, info) } : {}) };
+    return {
+      run: e.run, runName: info?.name ?? e.run, site: e.site, state: e.state, expiresAt: e.expiresAt, ...(info ? { link: linkOf(links, info) } : {}),
+      maxIntensity: e.maxIntensity,
+    };
   };
   // A consent answer is about this moment: never cached.
   const fresh = (r: FastifyReply) => r.header('cache-control', 'no-store');
@@ -50,7 +53,7 @@ export function registerConsentRoutes(ctx: AppContext, consents: ConsentRequests
   };
 
   app.post<{ Body: ConsentRequest }>('/api/consent', { schema: { body: ConsentRequest } }, async (req, res) => {
-    const { nonce, run, site } = req.body;
+    const { nonce, run, site, maxIntensity } = req.body;
     let e: ConsentEntry;
     try {
       const info = runs.get(run);
@@ -60,7 +63,7 @@ export function registerConsentRoutes(ctx: AppContext, consents: ConsentRequests
         req.log.warn({ run, site }, 'consent asked from a site the run does not list');
         throw new ConsentError(`${site} is not an embedding site of run ${run}: the run's admin adds it to embedSites`, 403);
       }
-      e = consents.open(nonce, run, site, addressKey(req.ip));
+      e = consents.open(nonce, run, site, addressKey(req.ip), maxIntensity ?? 1);
     } catch (err) {
       // Sent here: a 429 says when a place frees (Retry-After); and the consent window, open
       // already, hears the reason (refuse).

@@ -203,8 +203,17 @@ export const CONSENT_NONCE_PATTERN = '^[A-Za-z0-9_-]{22,86}$';
 const consentNonce = Type.String({ pattern: CONSENT_NONCE_PATTERN });
 const embedSite = Type.String({ maxLength: 200, pattern: EMBED_SITE_PATTERN });
 
-/** POST /api/consent: the frame registers its nonce, the run it would train and the site it is on (location.ancestorOrigins). */
-export const ConsentRequest = strict({ nonce: consentNonce, run: runId, site: embedSite });
+/**
+ * The most of the visitor's GPU time the widget may use: the site's cap when its frame connected,
+ * which the frame never lets the page raise (src/ui/embed/frame-bridge.ts, hostIntensity).
+ */
+const intensityCeiling = Type.Number({ minimum: 0.1, maximum: 1 });
+
+/**
+ * POST /api/consent: the frame registers its nonce, the run it would train, the site it is on
+ * (location.ancestorOrigins) and its intensity ceiling (absent: 1), which the window states.
+ */
+export const ConsentRequest = strict({ nonce: consentNonce, run: runId, site: embedSite, maxIntensity: Type.Optional(intensityCeiling) });
 export type ConsentRequest = Static<typeof ConsentRequest>;
 
 /**
@@ -253,9 +262,12 @@ export type ConsentLink = Static<typeof ConsentLink>;
 /**
  * GET /api/consent/:nonce (what the consent window names), and the answer of each POST: the run
  * (its name too, for the window), the site, the state and when the nonce expires (ms since the
- * epoch), and what the run asks of the visitor's link (absent when the coordinator no longer has the run).
+ * epoch), and what the run asks of the visitor's link (absent when the coordinator no longer has the run), and the
+ * widget's intensity ceiling.
  */
 export const ConsentReply = strict({
   run: runId, runName: Type.String({ maxLength: 200 }), site: embedSite, state: ConsentState, expiresAt: time, link: Type.Optional(ConsentLink),
+  /** The widget's intensity ceiling, as its frame registered it. */
+  maxIntensity: Type.Optional(intensityCeiling),
 });
 export type ConsentReply = Static<typeof ConsentReply>;

@@ -328,8 +328,11 @@ export interface DashboardSource {
  * the visitor's answer, and once allowed holds the session it trains under by claiming on.
  */
 export interface ConsentPort {
-  /** Registers `nonce` for this frame's run on `site` (the page the frame is on); rejects with the coordinator's reason. */
-  register(nonce: string, site: string): Promise<void>;
+  /**
+   * Registers `nonce` for this frame's run on `site` (the page the frame is on), with the frame's
+   * intensity ceiling (the site's cap, which it never lets the page raise); rejects with the coordinator's reason.
+   */
+  register(nonce: string, site: string, maxIntensity: number): Promise<void>;
   /**
    * The answer so far, and while 'allowed' the session held on: 'denied', 'stopped' and 'closed'
    * (the window's Stop, or its closing, ended the session) are answered once; 'gone' when the coordinator no longer knows the nonce
@@ -346,6 +349,8 @@ export interface ConsentAsked {
   run: string; runName: string; site: string; state: ConsentState; expiresAt: number;
   /** What the run's exchange asks of the visitor's link (ConsentLink); absent when the coordinator no longer has the run. */
   link?: ConsentLink;
+  /** The most of the GPU's time the widget may use (its frame's ceiling). */
+  maxIntensity?: number;
 }
 
 /** What the coordinator says of a nonce whose registration it refused: why (a site not listed, a limit reached). */

@@ -8,9 +8,9 @@ export class CoordinatorConsent implements ConsentPort {
   /** `run()`: the run this frame trains (known once the frame's wiring has picked it). */
   constructor(private readonly baseUrl: string, private readonly run: () => Promise<string> | string, private readonly f: typeof fetch = (...a) => fetch(...a)) {}
 
-  async register(nonce: string, site: string): Promise<void> {
+  async register(nonce: string, site: string, maxIntensity: number): Promise<void> {
     const res = await this.f(`${this.baseUrl}/api/consent`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ nonce, run: await this.run(), site }),
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ nonce, run: await this.run(), site, maxIntensity }),
     });
     if (res.status !== 201) throw new Error(await reason(res));
   }

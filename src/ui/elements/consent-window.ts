@@ -231,12 +231,15 @@ export class ConsentWindow extends LitElement {
   }
 
   private renderAsking(a: ConsentAsked): TemplateResult {
+    // The widget's ceiling: its frame refuses the page any intensity above it (hostIntensity).
+    const ceiling = a.maxIntensity ?? 1;
     return html`
       <h1>Lend your GPU to Murmur?</h1>
       <p>The page on <span class="site" data-site>${a.site}</span> asks to start training on this device
         for the Murmur run <strong data-run>${a.runName}</strong> (${a.run}).</p>
       <ul>
-        <li>Your graphics card trains part of an open language model, in short bursts, inside that page's tab.</li>
+        <li data-max-intensity=${ceiling}>Your graphics card trains part of an open language model inside that page's tab, in short bursts: at most
+          ${Math.round(ceiling * 100)}% of its time, which the site can lower but not raise.</li>
         <li>It downloads training text and exchanges model updates with the coordinator and other volunteers: tens of MB, more over hours.</li>
         ${a.link ? this.renderLink(a.link) : nothing}
         <li>This window then stays open as its Stop: it stops when you press Stop here or in the widget, or close this window or that tab. Nothing is installed, and nothing else on this device is read.</li>

@@ -101,7 +101,13 @@ type WidgetPhase = import('./bridge.ts').WidgetPhase;
       this.root = this.attachShadow({ mode: 'open' });
     }
 
-    private get cap(): number { return clampCap(this.getAttribute('max-intensity')); }
+    /**
+     * The site's cap, and once the frame has said its ceiling (the cap it connected with, which
+     * it never raises: it refuses an intensity above it), no more than that.
+     */
+    private get cap(): number {
+      return Math.min(clampCap(this.getAttribute('max-intensity')), Math.max(0.1, this.status?.maxIntensity ?? 1));
+    }
     private get origin(): string { return this.getAttribute('origin') ?? ''; }
 
     connectedCallback(): void {

@@ -3,7 +3,9 @@
 // commands on the private port, reporting a short status back. Consent is a click on the frame's
 // own button (a user activation inside this frame, which no embedding page can forge or
 // dispatch), given for this page view only (the frame keeps nothing). The embedding page can
-// pause, resume, stop and lower the intensity, never start.
+// pause, resume, stop and lower the intensity, never start, and never raise it above the ceiling
+// the consent window stated (the site's cap at connect): the frame says the intensity it
+// trains at in its own status line, since the page's slider may say anything.
 //
 // A real click is not enough: the embedding page owns the <iframe> element and can make it
 // transparent, cover it with a decoy, slide it under the pointer, cut it down to a corner of the
@@ -68,7 +70,7 @@ export function parseCommand(data: unknown): HostCommand | null {
  * `held`: why the frame holds training paused (HELD, CONSENT.lost, CONSENT.forgotten), said while
  * it pauses or is paused; `refused`: why a click on its start (or resume) button did not count.
  */
-export function widgetStatus(c: TrainingController, refused: string | null = null, held: string | null = null): FrameStatus {
+export function widgetStatus(c: TrainingController, refused: string | null = null, held: string | null = null, asked: number | null = null): FrameStatus {
   let phase: WidgetPhase, text: string;
   const f = c.figures;
   if (c.gpu.status === 'pending' || c.run.status === 'pending') { phase = 'checking'; text = 'Checking whether this device can help…'; }
@@ -84,8 +86,8 @@ export function widgetStatus(c: TrainingController, refused: string | null = nul
       case 'training':
         phase = 'training';
         text = c.pauseReasons.includes('user') ? 'Pausing after this burst…'
-          : f.step === 0 ? 'Training: running the first steps on your GPU…'
-          : `Training: ${formatCount(f.tokensPerS)} tokens/s, ${f.rounds} exchange${f.rounds === 1 ? '' : 's'} so far.`;
+          : f.step === 0 ? `Training: running the first steps on your GPU, ${gpuAt(c)}.`
+          : `Training: ${formatCount(f.tokensPerS)} tokens/s, ${f.rounds} exchange${f.rounds === 1 ? '' : 's'} so far, ${gpuAt(c)}.`;
         break;
       case 'waiting-peers': phase = 'waiting'; text = f.peersOnline === 0 ? 'Waiting for peers: none online, training alone for now.' : 'Waiting for a partner to exchange with…'; break;
       case 'paused':
@@ -98,6 +100,8 @@ export function widgetStatus(c: TrainingController, refused: string | null = nul
       default: phase = 'error'; text = 'Training stopped because of an error.';
     }
   }
+  // The page's last intensity refused, while nothing else needs saying.
+  if (asked !== null && phase !== 'stopped' && phase !== 'error' && phase !== 'unsupported' && phase !== 'checking') text = raiseRefused(c, asked);
   // While the frame holds training paused, why, until training ends (a Stop: 'Stopping…', then
   // 'Stopped'); and while the start (or resume) button shows, why a click on it did not (or would
   // not) count: the frame says it too.
@@ -107,6 +111,34 @@ export function widgetStatus(c: TrainingController, refused: string | null = nul
     type: 'status', phase, text: text.slice(0, MAX_STATUS_TEXT), intensity: c.intensity, maxIntensity: c.maxIntensity,
     tokensPerS: Math.max(0, Math.round(f.tokensPerS) || 0), userPaused: c.pauseReasons.includes('user'),
   };
+}
+
+/** A share (0..1) as a whole percentage. */
+const pct = (x: number) => `${Math.round(x * 100)}%`;
+
+/** What the frame trains at now: the intensity after the policy's back-off (effectiveIntensity). */
+function gpuAt(c: TrainingController): string {
+  return `GPU at ${pct(c.effectiveIntensity)}`;
+}
+
+/**
+ * Why the page's intensity `asked` was refused: above the ceiling (the site's cap at connect, which
+ * the consent window states). While training runs, what it runs at.
+ */
+export function raiseRefused(c: TrainingController, asked: number): string {
+  return `Refused: this site asked for ${pct(asked)} of your GPU, above its cap of ${pct(c.maxIntensity)} that the Murmur window states` +
+    (c.phase === 'training' ? `; ${gpuAt(c)}.` : '.');
+}
+
+/**
+ * The page's `intensity` command: sets it when it is within the ceiling the consent window states (the
+ * site's cap at connect; the page may lower it and raise it back up to that), and returns null;
+ * above it changes nothing and returns the share asked, which the frame then says it refused.
+ */
+export function hostIntensity(c: TrainingController, value: number): number | null {
+  if (value > c.maxIntensity) return value;
+  c.setIntensity(value);
+  return null;
 }
 
 /**
@@ -228,15 +260,16 @@ export interface FrameConsent { port: ConsentPort; path: string }
  * the coordinator forgot it), or an Error to show. The window opens in the click's own task (a
  * pop-up needs the click's user activation), before the nonce is registered: it looks for the
  * nonce until the coordinator has it (src/ui/elements/consent-window.ts). `stillWanted()` false
- * ends the wait early ('expired').
+ * ends the wait early ('expired'). `maxIntensity`: the ceiling the frame holds the page to
+ * (hostIntensity), registered with the nonce so that the window states it.
  */
-export function askConsent(consent: FrameConsent, win: Window, nonce: string, stillWanted: () => boolean): Promise<'allowed' | 'denied' | 'expired' | Error> {
+export function askConsent(consent: FrameConsent, win: Window, nonce: string, stillWanted: () => boolean, maxIntensity = 1): Promise<'allowed' | 'denied' | 'expired' | Error> {
   const site = embeddingSite(win);
   if (site === null) return Promise.resolve(new Error(CONSENT.unplaced));
   openConsent(consent, win, nonce);
   return (async () => {
     try {
-      await consent.port.register(nonce, site);
+      await consent.port.register(nonce, site, maxIntensity);
     } catch (e) {
       return new Error(CONSENT.failed((e as Error).message));
     }
@@ -579,6 +612,8 @@ export function serveFrame(
       let asking: { nonce: string; resume: boolean } | null = null;
       /** The nonce of the session training runs under (allowed in its consent window, held since: holdConsent). */
       let session: string | null = null;
+      /** The page's last intensity above the ceiling (refused), or null once it asks within it. */
+      let asked: number | null = null;
       /** Ends the session, so the consent window says the widget stopped. */
       const release = () => {
         if (session === null) return;
@@ -604,7 +639,7 @@ export function serveFrame(
         if (queued) return;
         queued = true;
         // Coalesce bursts of changes: a few status messages per second at most.
-        setTimeout(() => { queued = false; port.postMessage(widgetStatus(c, refused, held)); }, 150);
+        setTimeout(() => { queued = false; port.postMessage(widgetStatus(c, refused, held, asked)); }, 150);
       };
       // (pauseNow notifies: the controls and the status follow.)
       // Paused so, it keeps holding its session (the window's Stop, or its closing, still stops it),
@@ -627,7 +662,9 @@ export function serveFrame(
         button.textContent = asking ? CONSENT_AGAIN : held !== null ? 'Resume training' : c.phase === 'stopped' ? 'Start again' : 'Start training on my GPU';
         if (c.running && held === null) refused = null;
         else if (!gate.supported) refused = REFUSED.unsupported(win.location.origin);
-        const text = refused ?? (c.running ? widgetStatus(c, null, held).text : '');
+        // While it trains, what it trains at: the page's slider may say anything. (The ceiling a
+        // click consents to is stated in the consent window, which the page cannot mask.)
+        const text = refused ?? (c.running ? widgetStatus(c, null, held, asked).text : '');
         if (note.textContent !== text) note.textContent = note.title = text;
         gate.placed();
       };
@@ -657,7 +694,7 @@ export function serveFrame(
       const ask = (resume: boolean) => {
         const mine = { nonce: newNonce(win.crypto), resume };
         asking = mine;
-        void askConsent(consent, win, mine.nonce, () => asking === mine).then((answer) => {
+        void askConsent(consent, win, mine.nonce, () => asking === mine, c.maxIntensity).then((answer) => {
           if (asking !== mine) return;
           asking = null;
           if (answer === 'allowed') {
@@ -706,8 +743,9 @@ export function serveFrame(
           // Not while the frame holds training paused: the page that hid it would resume it.
           case 'resume': if (held === null) c.resume(); break;
           case 'stop': withdraw(); await c.stop(); break;
-          case 'intensity': c.setIntensity(cmd.value); break;
+          case 'intensity': asked = hostIntensity(c, cmd.value); break;
         }
+        showButton();
         push();
       };
       resolve(c);
