@@ -153,6 +153,33 @@ describe('PartnerValidator', () => {
     expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, normReportFactor: 40 })).toThrow(/normReportFactor/);
   });
 
+  it('a claimed lead past leadRounds is no lead: round 2^32 − 1 with a Δ past normReportFactor × the median is reported; an honest partner a few rounds ahead is only clipped, as before', () => {
+    const v = honestValidator();
+    const scale = v.deltaScale;
+    const mine = gaussian(80, 1e-3);
+    // Δ × −20, nearly orthogonal to ours: past 8× the median, under 30× (see the test above).
+    const flipped = gaussian(81, 1e-3).map((x) => -20 * x);
+    expect(norm2(flipped) / scale).toBeGreaterThan(DEFAULT_VALIDATION.normReportFactor);
+    expect(norm2(flipped) / scale).toBeLessThan(DEFAULT_VALIDATION.rejectFactor);
+    const round = 5;
+    const bound = DEFAULT_VALIDATION.leadRounds;
+    for (const peerRound of [2 ** 32 - 1, round + bound + 1]) {
+      const res = v.check(phi, { phi: phi.slice(), delta: flipped.slice() }, { peer: `far${peerRound}`, round, peerRound }, mine);
+      expect(res).toMatchObject({ ok: false, reason: 'delta-norm', offence: true });
+      if (!res.ok) expect(res.detail).toContain(`(it says ${peerRound}, ${peerRound - round} rounds ahead: past the ${bound} an honest partner could be, so no lead)`);
+    }
+    // An honest fast partner a few rounds ahead, or as far as the bound: clipped, no offence.
+    for (const peerRound of [round + 3, round + bound]) {
+      const res = v.check(phi, { phi: phi.slice(), delta: flipped.slice() }, { peer: `near${peerRound}`, round, peerRound }, mine);
+      expect(res).toMatchObject({ ok: true, clipped: true });
+    }
+    // A far claim with a Δ of the honest size needs no lead: taken as from any partner.
+    const honest = v.check(phi, { phi: phi.slice(), delta: gaussian(83, 1.2e-3) }, { peer: 'farHonest', round, peerRound: 2 ** 32 - 1 }, mine);
+    expect(honest).toMatchObject({ ok: true, clipped: false });
+    expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, leadRounds: -1 })).toThrow(/leadRounds/);
+    expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, leadRounds: 1.5 })).toThrow(/leadRounds/);
+  });
+
   it('a Δ mildly against ours (cosine between −antiCosineReport and −antiCosine) is refused but is an offence only at its second in a row or from a partner on probation; one further against ours is one at once', () => {
     const mine = plus(gaussian(40, 1e-3), gaussian(41, 1e-3));
     /** A Δ whose cosine with ours is about −c (own noise plus −c' of ours). */
@@ -252,10 +279,13 @@ describe('PartnerValidator', () => {
     const slow = meetAgain(40, 1, 200);
     expect(slow).toMatchObject({ ok: false, reason: 'phi-distance', offence: true });
     if (!slow.ok) expect(slow.detail).toMatch(/× 16 of its rounds since$/);
-    // A claim of a million rounds counts as strangerRounds (16): 1,700 scales is beyond it.
-    const liar = meetAgain(1e6, 10, 1700);
+    // A claim of a million rounds counts as strangerRounds (16): with a Δ 6× ours, 10 × 6 × 16 =
+    // 960 scales of room, and 1,000 is beyond it.
+    const liar = meetAgain(1e6, 6, 1000);
     expect(liar).toMatchObject({ ok: false, reason: 'phi-distance' });
     if (!liar.ok) expect(liar.detail).toMatch(/× 16 of its rounds since$/);
+    // Past leadRounds the claim is no lead at all: its Δ 10× ours is refused on its size first.
+    expect(meetAgain(1e6, 10, 1700)).toMatchObject({ ok: false, reason: 'delta-norm', offence: true });
     // A claim that is no count (negative, fractional) buys no rounds.
     for (const bad of [-1e6, 2.5]) expect(meetAgain(bad, 5, 200)).toMatchObject({ ok: false, reason: 'phi-distance' });
     // A never-met peer is judged as before: its claim counts rounds from round 0, not its Δ.

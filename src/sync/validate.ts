@@ -25,6 +25,7 @@ export interface ValidationSettings {
   rejectFactor: number;
   /**
    * ||Δ_j|| above this × the median from a partner that does not say it is ahead of us in rounds
+   * (by at most leadRounds)
    * is refused and an offence too: peers at the same point of the LR schedule send Δ within about
    * 2× of each other, and only a peer further along the warm-up sends a much larger one honestly
    * (a fast peer that ran rounds alone while a slow one loaded: Δ about 0.2 against a Δ scale of
@@ -33,6 +34,15 @@ export interface ValidationSettings {
    * four exchanges running and went unreported in a fresh-clone CI run.
    */
   normReportFactor: number;
+  /**
+   * The most rounds ahead of ours a partner's claim may be and still count as a lead (for
+   * normReportFactor). A claim further ahead is a lie, judged as a claim of our own round: a
+   * claim costs nothing to make, and round 2^32 − 1 bought any Δ up to rejectFactor × the median
+   * a clip instead of a report, every round. Honest partners in the simulator's swarms
+   * (bench/lead-claims.ts) were at most 29 rounds ahead, and at most 4 where their Δ was past
+   * normReportFactor × the median: in the warm-up, where a lead means a larger learning rate.
+   */
+  leadRounds: number;
   /**
    * ||φ_j − φ_i|| may exceed its value at our last accepted exchange with j by this × the Δ
    * scale per round since then (since round 0 if never): beyond that it is rejected.
@@ -148,6 +158,9 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   // let a peer that sends junk every round stay unnoticed.
   rejectFactor: 30,
   normReportFactor: 8,
+  // Over twice the farthest honest lead measured (29 rounds; 4 where the Δ was past 8×): a fast
+  // volunteer runs dozens of solo rounds while a slow one still loads (docs/design.md section 6).
+  leadRounds: 64,
   // An outer step moves φ by |m| <= β/(1−α)·||Δ|| (1.4 Δ norms at the defaults), so two
   // replicas training apart drift by at most ~3 Δ norms a round; 10 leaves room for larger α.
   phiFactor: 10,
@@ -315,6 +328,7 @@ export class PartnerValidator {
     if (!(settings.nullFraction >= 0 && settings.nullFraction < 1)) throw new RangeError(`validation: nullFraction must be in [0, 1), got ${settings.nullFraction}`);
     if (!(settings.lagPerRound >= 0)) throw new RangeError(`validation: lagPerRound must be >= 0, got ${settings.lagPerRound}`);
     if (!(Number.isInteger(settings.lagRounds) && settings.lagRounds >= 0)) throw new RangeError(`validation: lagRounds must be an integer >= 0, got ${settings.lagRounds}`);
+    if (!(Number.isInteger(settings.leadRounds) && settings.leadRounds >= 0)) throw new RangeError(`validation: leadRounds must be an integer >= 0, got ${settings.leadRounds}`);
   }
 
   /** How many coordinates the mirror check samples. */
@@ -446,11 +460,14 @@ export class PartnerValidator {
     }
     // A partner that says it is ahead of us in rounds may be further along the LR warm-up: its
     // larger Δ is clipped (a claim buys no more; past rejectFactor it is an offence whatever it says).
-    const ahead = claim !== null && claim > at.round;
+    // Only a lead an honest partner could have (leadRounds): one further ahead is a lie, no lead.
+    const lead = claim === null ? 0 : claim - at.round;
+    const ahead = lead > 0 && lead <= this.settings.leadRounds;
     if (deltaNorm > this.settings.normReportFactor * scale && !ahead) {
+      const past = lead > 0 ? `, ${lead} rounds ahead: past the ${this.settings.leadRounds} an honest partner could be, so no lead` : '';
       return {
         ok: false, reason: 'delta-norm', offence: true,
-        detail: `||Δ|| = ${fmt(deltaNorm)} > ${this.settings.normReportFactor} × median ${fmt(scale)} from a partner that is not ahead of our round ${at.round} (it says ${claim ?? 'nothing'})`,
+        detail: `||Δ|| = ${fmt(deltaNorm)} > ${this.settings.normReportFactor} × median ${fmt(scale)} from a partner that is not ahead of our round ${at.round} (it says ${claim ?? 'nothing'}${past})`,
       };
     }
     // The mirror: the Δ we sent this partner at our last exchange, sent back reversed (issue 15's
