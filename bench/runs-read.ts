@@ -7,7 +7,8 @@
 // newcomer to every peer already there); the routes read those tables alone. Also counted: how
 // many times the run's agreed step (PeerHub.stepConsensus, a pass over every live peer plus a
 // SQLite read of the newest checkpoint) was worked out for those requests, and the answers'
-// status codes (a 429 is the read budget refusing the one address asking).
+// status codes (a 429 is the read budget refusing the one address asking), and what the read
+// budget charged that address per request (nothing before: the routes were not charged).
 //
 //   npx tsx bench/runs-read.ts --label before   (on the code before the fix)
 //   npx tsx bench/runs-read.ts --label after    (on the code after it)
@@ -26,7 +27,7 @@ const LABEL = arg('label') ?? 'after';
 if (LABEL !== 'before' && LABEL !== 'after') throw new Error(`--label must be "before" or "after", got ${JSON.stringify(LABEL)}`);
 const ROUTES = ['/api/runs', '/api/runs/default'] as const;
 
-interface Row { route: string; peers: number; requests: number; usPerRequest: number; p99Us: number; agreedStepComputations: number; status: Record<string, number> }
+interface Row { route: string; peers: number; requests: number; usPerRequest: number; p99Us: number; agreedStepComputations: number; chargedUsPerRequest: number; status: Record<string, number> }
 
 /** `n` live peers on the run, each from its own address, with steps around 1,000; every other one off probation. */
 function seed(c: Coordinator, runId: string, n: number): void {
@@ -52,10 +53,12 @@ async function measure(c: Coordinator, route: string, peers: number): Promise<Ro
   const original = hub.stepConsensus;
   hub.stepConsensus = function (this: unknown, ...a: unknown[]) { computed++; return original.apply(this, a); };
   const status: Record<string, number> = {};
+  let charged0 = 0;
   const us: number[] = [];
   try {
     for (let i = 0; i < 20; i++) await c.app.inject({ method: 'GET', url: route }); // warm up
     computed = 0;
+    charged0 = c.reads.stats.chargedMs;
     for (let i = 0; i < REQUESTS; i++) {
       const t0 = performance.now();
       const res = await c.app.inject({ method: 'GET', url: route, remoteAddress: '192.0.2.7' });
@@ -67,7 +70,7 @@ async function measure(c: Coordinator, route: string, peers: number): Promise<Ro
   }
   us.sort((a, b) => a - b);
   const mean = us.reduce((a, b) => a + b, 0) / us.length;
-  return { route, peers, requests: REQUESTS, usPerRequest: Math.round(mean * 10) / 10, p99Us: Math.round(us[Math.floor(us.length * 0.99)]! * 10) / 10, agreedStepComputations: computed, status };
+  return { route, peers, requests: REQUESTS, usPerRequest: Math.round(mean * 10) / 10, p99Us: Math.round(us[Math.floor(us.length * 0.99)]! * 10) / 10, agreedStepComputations: computed, chargedUsPerRequest: Math.round(((c.reads.stats.chargedMs - charged0) / REQUESTS) * 1e4) / 10, status };
 }
 
 const rows: Row[] = [];
@@ -99,13 +102,13 @@ writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
 const before = (result as { before?: { rows: Row[] } }).before?.rows ?? [];
 const after = (result as { after?: { rows: Row[] } }).after?.rows ?? [];
 const pad = (s: string | number, w: number) => String(s).padStart(w);
-console.log(`${pad('route', 18)} ${pad('live peers', 10)} ${pad('before µs/req', 13)} ${pad('after µs/req', 12)} ${pad('ratio', 7)} ${pad('steps before', 12)} ${pad('steps after', 11)}  statuses after`);
+console.log(`${pad('route', 18)} ${pad('live peers', 10)} ${pad('before µs/req', 13)} ${pad('after µs/req', 12)} ${pad('ratio', 7)} ${pad('steps before', 12)} ${pad('steps after', 11)} ${pad('charged µs/req after', 20)}  statuses after`);
 for (const route of ROUTES) {
   for (const n of PEERS) {
     const b = before.find((r) => r.route === route && r.peers === n);
     const a = after.find((r) => r.route === route && r.peers === n);
     const ratio = a && b ? `${(b.usPerRequest / a.usPerRequest).toFixed(1)}×` : '-';
-    console.log(`${pad(route, 18)} ${pad(n, 10)} ${pad(b?.usPerRequest ?? '-', 13)} ${pad(a?.usPerRequest ?? '-', 12)} ${pad(ratio, 7)} ${pad(b?.agreedStepComputations ?? '-', 12)} ${pad(a?.agreedStepComputations ?? '-', 11)}  ${a ? JSON.stringify(a.status) : '-'}`);
+    console.log(`${pad(route, 18)} ${pad(n, 10)} ${pad(b?.usPerRequest ?? '-', 13)} ${pad(a?.usPerRequest ?? '-', 12)} ${pad(ratio, 7)} ${pad(b?.agreedStepComputations ?? '-', 12)} ${pad(a?.agreedStepComputations ?? '-', 11)} ${pad(a?.chargedUsPerRequest ?? '-', 20)}  ${a ? JSON.stringify(a.status) : '-'}`);
   }
 }
 console.log(`(${REQUESTS} requests each, one address; steps: how many times the agreed step was worked out; written to ${file})`);
