@@ -94,7 +94,7 @@ export interface AppOptions {
    * client can send it.
    */
   trustProxy?: string[];
-  /** What anonymous metric, connectivity, event and peer-list reads may cost the event loop (server/read-budget.ts). */
+  /** What anonymous metric, connectivity, event, peer-list and run reads may cost the event loop (server/read-budget.ts). */
   reads: Partial<ReadLimits>;
   /** What anonymous downloads (data, checkpoints, states, exports) may hold and send (server/download-budget.ts). */
   downloads: Partial<DownloadLimits>;

@@ -1,5 +1,6 @@
 // What anonymous reads may cost the coordinator. GET /metrics, /connectivity and /events are
-// public and run SQLite (and /peers lists every live peer of a run): identical questions share
+// public and run SQLite (and /peers lists every live peer of a run; GET /api/runs and /api/runs/:run
+// are charged too, their agreed step worked out once a second: PeerHub.agreedStep): identical questions share
 // one cached answer (server/metrics.ts, AnswerCache), but a client that varies its range gets a fresh query each time, 0.1-0.9 s on a
 // full run (200,000 rows), computed in the read worker (server/read-worker.ts), and every answer,
 // cached or not, takes the event loop a few ms per MB to send. So each read is charged what it
@@ -129,8 +130,8 @@ export class ReadBudget {
     if (mine > 0 || all > 0) {
       const waitMs = Math.max(mine, all);
       return refuse(`${mine >= all
-        ? `this address has used its ${this.limits.perAddressMsPerS} ms per second of the coordinator's time for metric, connectivity, event and peer-list reads`
-        : `anonymous clients together have used their ${this.limits.totalMsPerS} ms per second of the coordinator's time for metric, connectivity, event and peer-list reads (the rest is the volunteers')`
+        ? `this address has used its ${this.limits.perAddressMsPerS} ms per second of the coordinator's time for metric, connectivity, event, peer-list and run reads`
+        : `anonymous clients together have used their ${this.limits.totalMsPerS} ms per second of the coordinator's time for metric, connectivity, event, peer-list and run reads (the rest is the volunteers')`
       }; retry in ${(waitMs / 1000).toFixed(1)} s`, waitMs);
     }
     // Answers are computed one after another off the event loop (server/read-worker.ts): a

@@ -12,7 +12,7 @@ import { RawPeer, report, startServer, until, type TestServer } from './support/
 import { FakeClock } from './support/fake-clock.ts';
 import { ABSURD_REPORTS, insertOverflowRows } from './support/attacks.ts';
 import { honestState } from './support/states.ts';
-import { stepVotes } from '../server/peers.ts';
+import { AGREED_STEP_MS, stepVotes } from '../server/peers.ts';
 import { welcomeStepCap } from '../src/sync/join.ts';
 import { stateCheckBatchCount } from '../src/data/sampler.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
@@ -171,6 +171,8 @@ describe('metric report bounds', () => {
       expect(await summary()).toMatchObject({ stepConsensus: 30 });
       const st = honestState(run, 0);
       await s.c.checkpoints.save(run, { ...st, meta: { ...st.meta, step: 40, round: 4, valLoss: 5 } }, null, clock.now(), stateCheckBatchCount(run.model, run.train));
+      // Anonymous reads show the agreed step as worked out within the last AGREED_STEP_MS.
+      clock.advance(AGREED_STEP_MS);
       expect(await summary()).toMatchObject({ stepConsensus: 40 });
       const list = (await s.c.app.inject({ method: 'GET', url: '/api/runs' })).json() as { runs: { id: string; stepConsensus?: number }[] };
       expect(list.runs.find((r) => r.id === 'summary-step')).toMatchObject({ stepConsensus: 40 });

@@ -345,6 +345,25 @@ describe('volunteer backend', () => {
     const ok = new CoordinatorVolunteerBackend({ baseUrl: 'http://c.test', runId: 'default', fetch: good.fetch, ...unused });
     expect(await ok.describeRun()).toMatchObject({ id: 'default', H: RUN.train.H });
   });
+
+  it('waits out the read budget\'s 429 on the run list and the run, as the coordinator says, instead of failing', async () => {
+    // GET /api/runs and /api/runs/:run are charged to the address's read budget
+    // (server/read-budget.ts): an honest page behind a shared address may be told to wait.
+    const reply = { ...RUN, livePeers: 0, embedSites: [] };
+    const waits: number[] = [];
+    const sleep = async (ms: number) => { waits.push(ms); };
+    const refusingOnce = (body: unknown) => {
+      let n = 0;
+      return (async () => (n++ === 0
+        ? new Response(JSON.stringify({ error: 'this address has used its 250 ms per second', code: 'read-budget' }), { status: 429, headers: { 'retry-after': '3' } })
+        : new Response(JSON.stringify(body), { status: 200, headers: { 'content-type': 'application/json' } }))) as typeof fetch;
+    };
+    expect(await pickRun('http://c.test', '', refusingOnce({ runs: [reply] }), { sleep })).toBe('default');
+    const unused = { WebSocket: class {} as unknown as WebSocketCtor, createTrainer: () => Promise.reject(new Error('unused')), createMesh: () => Promise.reject(new Error('unused')) };
+    const backend = new CoordinatorVolunteerBackend({ baseUrl: 'http://c.test', runId: 'default', fetch: refusingOnce(reply), readRetry: { sleep }, ...unused });
+    expect(await backend.describeRun()).toMatchObject({ id: 'default', H: RUN.train.H });
+    expect(waits).toEqual([3000, 3000]);
+  });
 });
 
 describe('widget frame', () => {

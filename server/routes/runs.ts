@@ -25,20 +25,29 @@ export function registerRunRoutes(ctx: AppContext): void {
     return r;
   };
   // The run's step is the one its peers agree on (hub.stepConsensus), never the furthest claim.
-  const summary = (r: RunInfo): RunReply => {
-    const step = hub.stepConsensus(r.id);
-    return { ...r, livePeers: hub.livePeers(r.id).length, embedSites: runs.embedSites(r.id), ...(step === null ? {} : { stepConsensus: step }) };
+  // Anonymous reads get it as worked out within the last AGREED_STEP_MS (hub.agreedStep): a pass
+  // over up to 10,000 live peers and a SQLite read per request let a loop of them hold the event
+  // loop; the admin's writes answer with it fresh.
+  const summary = (r: RunInfo, fresh = false): RunReply => {
+    const step = fresh ? hub.stepConsensus(r.id) : hub.agreedStep(r.id);
+    return { ...r, livePeers: hub.liveCount(r.id), embedSites: runs.embedSites(r.id), ...(step === null ? {} : { stepConsensus: step }) };
   };
   // A create or change answers with a warning when the run's exchange needs more than a home
   // uplink; the run is made all the same (a lab with fast links may want base).
   const written = (r: RunInfo): RunWriteReply => {
     const warning = runLinkWarning(r);
-    return { ...summary(r), ...(warning === null ? {} : { warning }) };
+    return { ...summary(r, true), ...(warning === null ? {} : { warning }) };
   };
 
-  app.get('/api/runs', { schema: {} }, async () => ({ runs: runs.list().map(summary) }));
+  // Anonymous, so charged to the read budget like the other public reads (server/read-budget.ts):
+  // one address asking in a loop is refused with 429 and Retry-After once its share is spent.
+  app.get('/api/runs', { schema: {} }, async (req, reply) =>
+    reads.serve(req, reply, () => reads.timed(() => JSON.stringify({ runs: runs.list().map((r) => summary(r)) }))));
 
-  app.get<{ Params: RunParams }>('/api/runs/:run', { schema: { params: RUN_PARAMS } }, async (req) => summary(getRun(req.params.run)));
+  app.get<{ Params: RunParams }>('/api/runs/:run', { schema: { params: RUN_PARAMS } }, async (req, reply) => {
+    const run = getRun(req.params.run);
+    return reads.serve(req, reply, () => reads.timed(() => JSON.stringify(summary(run))));
+  });
 
   app.post<{ Body: CreateRun }>('/api/runs', { onRequest: admin, bodyLimit: ADMIN_BODY_BYTES, schema: { body: CreateRun } }, async (req, reply) => {
     if (!datasets.manifest(req.body.dataset)) throw new RunError(`no dataset "${req.body.dataset}" on this coordinator`, 400);
@@ -77,12 +86,12 @@ export function registerRunRoutes(ctx: AppContext): void {
 
   app.post<{ Params: RunParams }>('/api/runs/:run/stop', { onRequest: admin, schema: { params: RUN_PARAMS } }, async (req) => {
     const before = getRun(req.params.run);
-    if (before.status === 'stopped') return summary(before);
+    if (before.status === 'stopped') return summary(before, true);
     const run = runs.update(before.id, { status: 'stopped' });
     events.append(run.id, 'run-stopped', null, null);
     hub.runChanged(run);
     req.log.info({ run: run.id }, 'run stopped');
-    return summary(run);
+    return summary(run, true);
   });
 
   // Every live peer of the run (10,000 at most, a few hundred KB): a read charged like the metrics

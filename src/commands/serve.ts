@@ -119,7 +119,7 @@ export function register(program: Command): void {
     .option('--turn-ttl <seconds>', 'lifetime of each volunteer\'s TURN credential (renewed before it expires)', '3600')
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM); browsers give WebGPU only to secure contexts')
     .option('--tls-key <file>', 'the certificate\'s private key (PEM)')
-    .option('--read-budget <ms,ms>', 'event-loop milliseconds per second that anonymous metric, connectivity, event and peer-list reads may take, per client address and all together; past it they get 429 and Retry-After ("off": unlimited)', '250,500')
+    .option('--read-budget <ms,ms>', 'event-loop milliseconds per second that anonymous metric, connectivity, event, peer-list and run reads may take, per client address and all together; past it they get 429 and Retry-After ("off": unlimited)', '250,500')
     .option('--download-budget <MiB,MiB>', 'MiB per second that anonymous downloads (data, checkpoints, states, exports) may take, per client address and all together, each gathering 128 s of it; past it they get 429 and Retry-After ("off": unlimited)', '8,64')
     .option('--download-places <n,n>', 'anonymous downloads open at once, per client address and all together (each holds a file and a socket); past it 429 and Retry-After', '8,256')
     .option('--sockets <n,n>', 'volunteer WebSockets one client address (an IPv6 /64) and one IPv6 /48 may hold open; past it a connection is refused', '64,256')

@@ -4,6 +4,9 @@
 // share one address behind a NAT, so Murmur's own clients wait as told and ask again instead of
 // failing. Pages import this file, so it imports nothing that needs Node.
 
+/** Times one of Murmur's pages asks a read refused for the coordinator's read budget (429) again, after its Retry-After. */
+export const READ_RETRIES = 2;
+
 /** The wait when a 429 names none. */
 export const DEFAULT_RETRY_AFTER_S = 5;
 /** The longest single wait, whatever the header says: a hostile or broken server cannot park a client for a day. */

@@ -11,7 +11,7 @@
 // (RUN_EVENT_DATA, what the coordinator's event log takes) before the controller reads a field of
 // it; one that fails is dropped the same way, from the stream or from a page of stored events
 // (where the rest of the page is kept: an older coordinator may have stored it).
-import { fetchRetrying, refusalText } from '../../protocol/retry-fetch.ts';
+import { fetchRetrying, refusalText, READ_RETRIES } from '../../protocol/retry-fetch.ts';
 import type { TSchema, Static } from 'typebox';
 import { CheckpointList, EventsPage, LiveReport, MetricsPage, PeerList, RUN_EVENT_DATA, RunReply, type MetricPoint } from '../../protocol/api.ts';
 import { schemaProblem } from '../../protocol/check.ts';
@@ -23,9 +23,6 @@ import type { CheckpointItem, DashboardHandlers, DashboardRun, DashboardSource, 
 
 /** Largest page the coordinator returns raw (its maxPoints limit). */
 const MAX_POINTS = 20_000;
-
-/** Times a read refused for the coordinator's read budget (429) is asked again after its Retry-After. */
-const READ_RETRIES = 2;
 
 /** Dropped frames a page warns about before it goes quiet: a stream of junk must not flood the console. */
 const MAX_DROP_WARNINGS = 20;

@@ -8,6 +8,7 @@
 import { buildLayout } from '../../model/layout.ts';
 import { RunReply } from '../../protocol/api.ts';
 import { schemaProblem } from '../../protocol/check.ts';
+import { fetchRetrying, READ_RETRIES, type RetryOptions } from '../../protocol/retry-fetch.ts';
 import { lossToWire, type RunInfo, type WelcomeMsg } from '../../protocol/messages.ts';
 import { maxStateLoss } from '../../protocol/state-frame.ts';
 import { DEFAULT_DEADLINE, exchangeLink } from '../../protocol/exchange-link.ts';
@@ -73,6 +74,8 @@ export type RunMesh = MeshPort & Pick<Mesh, 'bootstrap' | 'serveState' | 'destro
 export interface VolunteerBackendInit {
   baseUrl: string;
   runId: string;
+  /** How a refused read of the run is asked again (tests pass their own sleep). */
+  readRetry?: RetryOptions;
   WebSocket: WebSocketCtor;
   session?: SessionStore;
   fetch?: typeof fetch;
@@ -94,7 +97,8 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
   private async runInfo(): Promise<RunInfo> {
     if (this.run) return this.run;
     const f = this.init.fetch ?? fetch;
-    const res = await f(`${this.init.baseUrl}/api/runs/${encodeURIComponent(this.init.runId)}`);
+    // A read charged to this address (server/read-budget.ts): a 429 is waited out as it says.
+    const res = await fetchRetrying(f, `${this.init.baseUrl}/api/runs/${encodeURIComponent(this.init.runId)}`, {}, { retries: READ_RETRIES, ...this.init.readRetry });
     if (!res.ok) throw new Error(`the coordinator did not describe run "${this.init.runId}" (HTTP ${res.status})`);
     const body: unknown = await res.json();
     // The run a volunteer would train on: the page says what is wrong rather than train on it.
