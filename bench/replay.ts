@@ -8,21 +8,12 @@
 // is the real one: its refusals by reason are listed, 'delta-replay' among them.
 // Usage: npx tsx bench/replay.ts [--steps N] [--seeds 1,2] [--only 0,2] (setups by index) [--buckets k] [--out file]
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { RUN_VAL_BATCHES } from '../src/data/sampler.ts';
-import { SPEC_DEFAULTS, prepare, type SimSpec } from '../src/sim/setup.ts';
+import { prepare } from '../src/sim/setup.ts';
 import { DEFAULT_REPLAY, ReplayMemory, type Sketch } from '../src/sync/replay.ts';
 import { flagValue } from './args.ts';
+import { claimOptions, claimSpec } from './claim-setups.ts';
 
-const STEPS = Number(flagValue('--steps') ?? 2000);
-const SEEDS = (flagValue('--seeds') ?? '1,2').split(',').map(Number);
-const ONLY = flagValue('--only')?.split(',').map(Number);
-const STEP_S = 0.0155;
-const SETUPS = [
-  { n: 2, speeds: 'equal', H: 20, batch: 4, lr: 3e-3, warmup: 10 },
-  { n: 2, speeds: 'uniform:1:4', H: 4, batch: 2, lr: 6e-4, warmup: 100 },
-  { n: 8, speeds: 'uniform:1:4', H: 4, batch: 2, lr: 6e-4, warmup: 100 },
-  { n: 8, speeds: 'uniform:1:4', H: 20, batch: 4, lr: 3e-3, warmup: 10 },
-] as const;
+const { steps: STEPS, seeds: SEEDS, setups: SETUPS } = claimOptions(2000);
 const NOISE = [0.01, 0.05, 0.1, 0.15, 0.2];
 /** --buckets k: sketches of k buckets instead of the default (to compare). */
 const REPLAY = { ...DEFAULT_REPLAY, buckets: Number(flagValue('--buckets') ?? DEFAULT_REPLAY.buckets) };
@@ -50,17 +41,10 @@ const add = (s: Stat, full: number, sketch: number) => {
 const rows: Record<string, unknown>[] = [];
 const totals = { consecutive: stat(), sameRound: stat(), remembered: stat() };
 const noiseMin = new Map<number, number>(NOISE.map((x) => [x, 1]));
-for (const [i, { n, speeds, H, batch, lr, warmup }] of SETUPS.entries()) {
-  if (ONLY && !ONLY.includes(i)) continue;
+for (const [i, setup] of SETUPS) {
+  const { n, speeds, H, batch } = setup;
   for (const seed of SEEDS) {
-    const fastest = speeds === 'equal' ? 1 : 4;
-    const spec: SimSpec = {
-      ...SPEC_DEFAULTS, method: 'noloco-async', seed, replicas: n, H, speeds, stepTime: STEP_S * fastest,
-      jitter: 0.5, wait: 0.5, startSpread: 1, time: STEPS * STEP_S, evals: 2,
-      learner: 'gpt', preset: 'micro', batch, seqLen: 32, lr, schedule: { warmupSteps: warmup, totalSteps: 100_000 },
-      valBatches: RUN_VAL_BATCHES, valBatch: 4,
-    };
-    const sim = await prepare(spec);
+    const sim = await prepare(claimSpec(setup, seed, STEPS));
     const row = { consecutive: stat(), sameRound: stat(), remembered: stat() };
     // Per judge: a memory as its validator keeps one (own seed), with the full vectors beside.
     const memories = new Map<number, { mem: ReplayMemory; full: { s: Sketch; d: Float32Array }[] }>();
