@@ -291,55 +291,67 @@ describe('requestState gives up on a neighbour', () => {
   });
 });
 
+/**
+ * A fake mesh core with one neighbour, PEER, that offers an 8-float state (φ and momentum of 4)
+ * when asked, `delayMs` of the fake clock into the join; `send` delivers that state's frames, at
+ * whatever time the test has moved the clock to.
+ */
+function offeringCore(opts: { delayMs?: number; offence: (peer: string, code: string) => void }) {
+  const PEER = 'p-0000000000000001';
+  const clock = new FakeClock();
+  const destroyed: string[] = [];
+  const conn = { peer: PEER, inbound: new Map<number, Assembler>(), link: { destroy: (reason: string) => destroyed.push(reason), on: () => () => {} } };
+  let listener: ((msg: ControlMessage) => void) | null = null;
+  const t = { offered: false };
+  const estimator = new DeadlineEstimator(DEFAULT_DEADLINE);
+  const core = {
+    clock, random: () => 0, logger: silentLogger, isDestroyed: false, settings: { elements: 4 },
+    eligibleNeighbours: () => [PEER],
+    onProbation: () => false,
+    conn: () => conn,
+    holding: <T>(_c: unknown, fn: () => Promise<T>) => fn(),
+    randomU32: () => 7,
+    identity: () => ({ runId: 'run', configHash: 'aaaabbbbccccdddd', sender: 'me' }),
+    estimator,
+    listen: (_p: string, fn: (msg: ControlMessage) => void) => { listener = fn; return () => { listener = null; }; },
+    sendControl: (_peer: string, msg: ControlMessage) => {
+      if (msg.t === 'state-req') {
+        queueMicrotask(() => {
+          if (opts.delayMs) clock.advance(opts.delayMs);
+          listener?.({ t: 'state-offer', nonce: msg.nonce, ok: true, tensor: { tid: 3, dtype: 'f32', elements: 8, bytes: 32 }, outerRound: 1, innerStep: 5 });
+          t.offered = true;
+        });
+      }
+      return true;
+    },
+    offence: opts.offence,
+  } as unknown as MeshCore;
+  const link = {
+    remote: 'me', open: true, bufferedAmount: 0,
+    send: (frame: Uint8Array) => { const f = decodeFrame(frame); if (f.type === 'chunk') conn.inbound.get(f.header.transferId)?.add(f.header, f.payload); },
+  } as unknown as Link;
+  const send = (values: number[]) =>
+    sendTensor(link, { runId: 'run', configHash: 'aaaabbbbccccdddd', sender: PEER }, { kind: 'state', dtype: 'f32', round: 1, transferId: 3, elements: 8, bytes: new Uint8Array(new Float32Array(values).buffer) }, { highWater: 1 << 20 });
+  return { core, clock, destroyed, estimator, t, send };
+}
+
 describe('requestState gives an offered state its transfer deadline', () => {
   it('past the join\'s own end: a state still arriving over a slow link is taken, and its link kept', async () => {
     // A newcomer behind a capped relay (bench:nat --turn-cap --preset tiny, 1 MB/s) was offered
     // tiny's 8.3 MB state 2.8 s into its 15 s join; cut at the join's end, the pull gave up 12.3 s
     // into the transfer's 15 s deadline and destroyed the link its first exchange then needed.
-    const PEER = 'p-0000000000000001';
-    const clock = new FakeClock();
-    const destroyed: string[] = [];
-    const conn = { peer: PEER, inbound: new Map<number, Assembler>(), link: { destroy: (reason: string) => destroyed.push(reason), on: () => () => {} } };
-    let listener: ((msg: ControlMessage) => void) | null = null;
-    let offered = false;
-    const estimator = new DeadlineEstimator(DEFAULT_DEADLINE);
-    const core = {
-      clock, random: () => 0, logger: silentLogger, isDestroyed: false, settings: { elements: 4 },
-      eligibleNeighbours: () => [PEER],
-      onProbation: () => false,
-      conn: () => conn,
-      holding: <T>(_c: unknown, fn: () => Promise<T>) => fn(),
-      randomU32: () => 7,
-      identity: () => ({ runId: 'run', configHash: 'aaaabbbbccccdddd', sender: 'me' }),
-      estimator,
-      listen: (_p: string, fn: (msg: ControlMessage) => void) => { listener = fn; return () => { listener = null; }; },
-      sendControl: (_peer: string, msg: ControlMessage) => {
-        if (msg.t === 'state-req') {
-          queueMicrotask(() => {
-            clock.advance(2_800); // the offer comes 2.8 s into the join
-            listener?.({ t: 'state-offer', nonce: msg.nonce, ok: true, tensor: { tid: 3, dtype: 'f32', elements: 8, bytes: 32 }, outerRound: 1, innerStep: 5 });
-            offered = true;
-          });
-        }
-        return true;
-      },
-      offence: () => { throw new Error('a slow state is no offence'); },
-    } as unknown as MeshCore;
+    // The offer comes 2.8 s into the join.
+    const { core, clock, destroyed, estimator, t, send } = offeringCore({ delayMs: 2_800, offence: () => { throw new Error('a slow state is no offence'); } });
     let result: BootState | null | undefined;
     void requestState(core, 15_000, 1).then((r) => { result = r; });
-    await until(() => offered, 3_000, () => 'the state offer', 5);
+    await until(() => t.offered, 3_000, () => 'the state offer', 5);
     // The join's 15 s end passes while the state is on its way (12.3 s into the transfer).
     clock.advance(12_300);
     await Promise.resolve();
     expect(destroyed).toEqual([]);
     expect(result).toBeUndefined();
     // Then the state arrives, inside its own 15 s.
-    const values = new Float32Array([1, 2, 3, 4, 0.5, 0.25, 0.125, 0.0625]);
-    const link = {
-      remote: 'me', open: true, bufferedAmount: 0,
-      send: (frame: Uint8Array) => { const f = decodeFrame(frame); if (f.type === 'chunk') conn.inbound.get(f.header.transferId)?.add(f.header, f.payload); },
-    } as unknown as Link;
-    await sendTensor(link, { runId: 'run', configHash: 'aaaabbbbccccdddd', sender: PEER }, { kind: 'state', dtype: 'f32', round: 1, transferId: 3, elements: 8, bytes: new Uint8Array(values.buffer) }, { highWater: 1 << 20 });
+    await send([1, 2, 3, 4, 0.5, 0.25, 0.125, 0.0625]);
     await until(() => result !== undefined, 3_000, () => 'the pull to end', 5);
     expect(result).not.toBeNull();
     expect([...result!.phi]).toEqual([1, 2, 3, 4]);
@@ -351,10 +363,10 @@ describe('requestState gives an offered state its transfer deadline', () => {
     expect(estimator.deadlineMs(32)).toBe(4 * 12_300);
     // Past the state's own deadline it is given up as before (the link closed, its serve ended).
     destroyed.length = 0;
-    offered = false;
+    t.offered = false;
     result = undefined;
     void requestState(core, 15_000, 1).then((r) => { result = r; });
-    await until(() => offered, 3_000, () => 'the second state offer', 5);
+    await until(() => t.offered, 3_000, () => 'the second state offer', 5);
     clock.advance(4 * 12_300);
     await until(() => result !== undefined, 3_000, () => 'the second pull to end', 5);
     expect(result).toBeNull();
@@ -366,7 +378,6 @@ describe('requestState learns a link\'s rate only from a state it takes', () => 
   it('a state refused (NaN, or a momentum 1e30) leaves the first exchange\'s deadline as it was; a state taken sets it', async () => {
     // The rate is the sender's to choose: trickled over 12.3 s, a refused state had set the first
     // exchanges' deadline to 4 x 12.3 s (sent at once, to the 2 s floor) all the same.
-    const PEER = 'p-0000000000000001';
     const honest = [1, 2, 3, 4, 0.5, 0.25, 0.125, 0.0625];
     const cases = [
       { name: 'NaN in the momentum', values: [1, 2, 3, 4, 0.5, NaN, 0.125, 0.0625], offence: 'non-finite', taken: false },
@@ -374,42 +385,13 @@ describe('requestState learns a link\'s rate only from a state it takes', () => 
       { name: 'an honest state', values: honest, offence: null, taken: true },
     ];
     for (const c of cases) {
-      const clock = new FakeClock();
-      const conn = { peer: PEER, inbound: new Map<number, Assembler>(), link: { destroy: () => {}, on: () => () => {} } };
-      let listener: ((msg: ControlMessage) => void) | null = null;
-      let offered = false;
       const offences: string[] = [];
-      const estimator = new DeadlineEstimator(DEFAULT_DEADLINE);
-      const core = {
-        clock, random: () => 0, logger: silentLogger, isDestroyed: false, settings: { elements: 4 },
-        eligibleNeighbours: () => [PEER],
-        onProbation: () => false,
-        conn: () => conn,
-        holding: <T>(_c: unknown, fn: () => Promise<T>) => fn(),
-        randomU32: () => 7,
-        identity: () => ({ runId: 'run', configHash: 'aaaabbbbccccdddd', sender: 'me' }),
-        estimator,
-        listen: (_p: string, fn: (msg: ControlMessage) => void) => { listener = fn; return () => { listener = null; }; },
-        sendControl: (_peer: string, msg: ControlMessage) => {
-          if (msg.t === 'state-req') {
-            queueMicrotask(() => {
-              listener?.({ t: 'state-offer', nonce: msg.nonce, ok: true, tensor: { tid: 3, dtype: 'f32', elements: 8, bytes: 32 }, outerRound: 1, innerStep: 5 });
-              offered = true;
-            });
-          }
-          return true;
-        },
-        offence: (_peer: string, code: string) => { offences.push(code); },
-      } as unknown as MeshCore;
+      const { core, clock, estimator, t, send } = offeringCore({ offence: (_peer, code) => { offences.push(code); } });
       let result: BootState | null | undefined;
       void requestState(core, 15_000, 1, { floats: 4 }).then((r) => { result = r; });
-      await until(() => offered, 3_000, () => `${c.name}: the state offer`, 5);
+      await until(() => t.offered, 3_000, () => `${c.name}: the state offer`, 5);
       clock.advance(12_300);
-      const link = {
-        remote: 'me', open: true, bufferedAmount: 0,
-        send: (frame: Uint8Array) => { const f = decodeFrame(frame); if (f.type === 'chunk') conn.inbound.get(f.header.transferId)?.add(f.header, f.payload); },
-      } as unknown as Link;
-      await sendTensor(link, { runId: 'run', configHash: 'aaaabbbbccccdddd', sender: PEER }, { kind: 'state', dtype: 'f32', round: 1, transferId: 3, elements: 8, bytes: new Uint8Array(new Float32Array(c.values).buffer) }, { highWater: 1 << 20 });
+      await send(c.values);
       await until(() => result !== undefined, 3_000, () => `${c.name}: the pull to end`, 5);
       expect(result === null, c.name).toBe(!c.taken);
       expect(offences, c.name).toEqual(c.offence ? [c.offence] : []);
