@@ -401,8 +401,10 @@ describe("an exchange's send to a partner that never reads", () => {
     // Before: a round that resolved left its send streaming (an honest partner may still be
     // receiving) until the send deadline a minute on; a paired partner that read nothing after
     // our xchg kept one send, with its copies of φ and Δ, per round.
-    // Honest-looking payloads: every round is paired, no strike.
-    const { mesh, rogue, ended, deaf } = await deafPartner(() => syntheticPayload(n, 1, 0));
+    // Honest-looking payloads: every round is paired, no strike (each its own Δ: one sent again
+    // would be a replay, src/sync/replay.ts).
+    let sent = 0;
+    const { mesh, rogue, ended, deaf } = await deafPartner(() => syntheticPayload(n, 1, sent++));
     const rounds = 6;
     const endedBy = (k: number) => Math.max(0, k - MAX_LINGERING_SENDS);
     for (let k = 0; k < rounds; k++) {
