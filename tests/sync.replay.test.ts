@@ -154,7 +154,7 @@ describe('PartnerValidator: replayed updates (the real model, micro, H = 4 in th
     // B's honest Δ of the round passes.
     await b.innerLoop(H);
     expect(va.check(pa.phi, { phi: phiB.slice(), delta: b.outerPayload().delta }, { peer: 'B', round: K, peerRound: K }, pa.delta)).toMatchObject({ ok: true });
-  }, 120_000);
+  });
 });
 
 describe('mesh: a partner that replays an update', () => {
@@ -191,5 +191,5 @@ describe('mesh: a partner that replays an update', () => {
     expect(offences[0]!.detail).toMatch(new RegExp(`with the Δ this partner sent us at our round ${old} `));
     const report = s.hub.reports.find((x) => x.from === p0.id && x.peer === p1.id);
     expect(report?.reason).toMatch(new RegExp(`^delta-replay: sketch cosine \\S+ > 0\\.999 with the Δ this partner sent us at our round ${old} `));
-  }, 60_000);
+  });
 });
