@@ -128,14 +128,21 @@ describe('PartnerValidator', () => {
     expect(() => v.check(phi, { phi: phi.slice(), delta: honest.slice() }, at, new Float32Array(3))).toThrow(/own Δ/);
   });
 
-  it('a Δ over normReportFactor × the median from a partner not ahead of us in rounds is refused and an offence (Δ × −20 nearly orthogonal to ours passes the direction check); one ahead of us is only clipped', () => {
+  /**
+   * An honest validator, our Δ, and a partner's Δ × −20 nearly orthogonal to it (late in a run:
+   * it sits near cos 0, past the direction check): past normReportFactor × the median, under rejectFactor.
+   */
+  function pastReportFactor() {
     const v = honestValidator();
-    const scale = v.deltaScale;
-    // Our Δ nearly orthogonal to the attacker's own (late in a run): Δ × −20 sits near cos 0.
     const mine = gaussian(80, 1e-3);
     const flipped = gaussian(81, 1e-3).map((x) => -20 * x);
-    expect(norm2(flipped) / scale).toBeGreaterThan(DEFAULT_VALIDATION.normReportFactor);
-    expect(norm2(flipped) / scale).toBeLessThan(DEFAULT_VALIDATION.rejectFactor);
+    expect(norm2(flipped) / v.deltaScale).toBeGreaterThan(DEFAULT_VALIDATION.normReportFactor);
+    expect(norm2(flipped) / v.deltaScale).toBeLessThan(DEFAULT_VALIDATION.rejectFactor);
+    return { v, mine, flipped };
+  }
+
+  it('a Δ over normReportFactor × the median from a partner not ahead of us in rounds is refused and an offence (Δ × −20 nearly orthogonal to ours passes the direction check); one ahead of us is only clipped', () => {
+    const { v, mine, flipped } = pastReportFactor();
     for (const peerRound of [5, 3, undefined]) {
       const res = v.check(phi, { phi: phi.slice(), delta: flipped.slice() }, { peer: `at${peerRound}`, round: 5, peerRound }, mine);
       expect(res).toMatchObject({ ok: false, reason: 'delta-norm', offence: true });
@@ -154,13 +161,7 @@ describe('PartnerValidator', () => {
   });
 
   it('a claimed lead past leadRounds is no lead: round 2^32 − 1 with a Δ past normReportFactor × the median is reported; an honest partner a few rounds ahead is only clipped, as before', () => {
-    const v = honestValidator();
-    const scale = v.deltaScale;
-    const mine = gaussian(80, 1e-3);
-    // Δ × −20, nearly orthogonal to ours: past 8× the median, under 30× (see the test above).
-    const flipped = gaussian(81, 1e-3).map((x) => -20 * x);
-    expect(norm2(flipped) / scale).toBeGreaterThan(DEFAULT_VALIDATION.normReportFactor);
-    expect(norm2(flipped) / scale).toBeLessThan(DEFAULT_VALIDATION.rejectFactor);
+    const { v, mine, flipped } = pastReportFactor();
     const round = 5;
     const bound = DEFAULT_VALIDATION.leadRounds;
     for (const peerRound of [2 ** 32 - 1, round + bound + 1]) {
