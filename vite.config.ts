@@ -64,6 +64,11 @@ export default defineConfig({
     // GPU tests run on SwiftShader even on a machine with a GPU (Node would pick the GPU): their
     // tolerances and adapter checks are SwiftShader's. Set VK_ICD_FILENAMES to test another driver.
     env: { VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES || '/usr/lib/chromium/vk_swiftshader_icd.json' },
+    // expect.poll's deadline, like every wait's (tests/support/wait.ts, HANG_GUARD_MS), only
+    // guards against a hang: its default second ran out on a loaded machine while the condition
+    // was still coming (a widget's button text, in a fresh-clone run). A poll that passes returns
+    // as soon as its condition holds.
+    expect: { poll: { timeout: 30_000 } },
     reporters: ['default', './tests/support/summary-reporter.ts'],
   },
 });

@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DashboardController, GONE_PEER_CAP } from '../src/ui/controllers/dashboard-controller.ts';
 import { FakeDashboardSource, fakeCheckpoint, fakeEvent, fakePeerId, fakeReport, FAKE_DASH_RUN } from './support/ui-fakes.ts';
+import { HANG_GUARD_MS } from './support/wait.ts';
 
 const T0 = 1_700_000_000_000;
 let ctl: DashboardController | null = null;
@@ -145,12 +146,12 @@ describe('DashboardController', () => {
     const loads = src.calls.run;
     src.runInfo = { ...src.runInfo, stepConsensus: 700 };
     setNow(T0 + 62_000);
-    await vi.waitFor(() => expect(c.phase.text).toBe('Training (cosine decay): step 700 of 5000, 14%'));
+    await vi.waitFor(() => expect(c.phase.text).toBe('Training (cosine decay): step 700 of 5000, 14%'), { timeout: HANG_GUARD_MS });
     expect(src.calls.run).toBeGreaterThan(loads);
     // Nothing agreed on yet (every peer on probation, no checkpoint): no step is named.
     src.runInfo = { ...src.runInfo, stepConsensus: null };
     setNow(T0 + 64_000);
-    await vi.waitFor(() => expect(c.phase.key).toBe('starting'));
+    await vi.waitFor(() => expect(c.phase.key).toBe('starting'), { timeout: HANG_GUARD_MS });
     expect(c.phase.text).not.toMatch(/59000|59,000/);
   });
 
@@ -471,11 +472,11 @@ describe('DashboardController: claims the dashboard counts', () => {
     src.standings = FakeDashboardSource.prototype.standings;
     src.standingRows = listed([...honest.map((i) => trusted(i)), newcomer(LIAR)]);
     setNow(T0 + 63_000);
-    await vi.waitFor(() => expect(c.throughput).toMatchObject({ basis: 'vouched', tokensPerS: HONEST_TPS }));
+    await vi.waitFor(() => expect(c.throughput).toMatchObject({ basis: 'vouched', tokensPerS: HONEST_TPS }), { timeout: HANG_GUARD_MS });
     expect(c.standingsListed).toBe(true);
     // The liar leaves probation too (it earned three accepted exchanges): now it counts.
     src.standingRows = listed([...honest.map((i) => trusted(i)), trusted(LIAR)]);
     setNow(T0 + 65_000);
-    await vi.waitFor(() => expect(c.totalTokensPerS).toBe(HONEST_TPS + CLAIM));
+    await vi.waitFor(() => expect(c.totalTokensPerS).toBe(HONEST_TPS + CLAIM), { timeout: HANG_GUARD_MS });
   });
 });

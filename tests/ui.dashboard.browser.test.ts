@@ -80,7 +80,7 @@ describe('dashboard', () => {
 
   it('lists run events newest first, and an offender report or a failed checkpoint shows up there and raises its alert', async () => {
     const events = page.locator('murmur-events li');
-    await page.locator('murmur-events [data-event="checkpoint-saved"]').first().waitFor({ timeout: 5000 });
+    await page.locator('murmur-events [data-event="checkpoint-saved"]').first().waitFor({ timeout: 30_000 });
     expect(await page.locator('murmur-events [data-event="checkpoint-saved"]').first().innerText()).toMatch(/checkpoint saved at step 500[\s\S]*val\. loss 2\.500/);
     expect(await page.locator('murmur-events [data-event="run-created"]').innerText()).toMatch(/run created[\s\S]*tiny on moby-dick/);
     await page.evaluate(() => {
@@ -88,7 +88,7 @@ describe('dashboard', () => {
       t.source.pushEvent(t.fakeEvent('peer-offender', Date.now(), t.fakePeerId(0), { accused: t.fakePeerId(2), reason: 'non-finite: Δ[12] = NaN' }));
     });
     const offender = page.locator('murmur-alerts [data-alert="offender"]');
-    await offender.waitFor({ timeout: 5000 });
+    await offender.waitFor({ timeout: 30_000 });
     expect(await offender.innerText()).toMatch(/bad update[\s\S]*p-0000000000000002 sent p-0000000000000000 a bad update: non-finite Δ \(Δ\[12\] = NaN\)/i);
     expect(await page.locator('murmur-events [data-event="peer-offender"]').innerText()).toMatch(/bad update\s+peer p-0000000000000000 reported p-0000000000000002 for a bad update: non-finite Δ\s+Δ\[12\] = NaN/i);
     await page.evaluate(() => {
@@ -96,7 +96,7 @@ describe('dashboard', () => {
       t.source.pushEvent(t.fakeEvent('checkpoint-failed', Date.now() + 1, t.fakePeerId(1), { request: 'r-1', reason: 'no upload within 60000 ms' }));
     });
     const ck = page.locator('murmur-alerts [data-alert="checkpoint"]');
-    await ck.waitFor({ timeout: 5000 });
+    await ck.waitFor({ timeout: 30_000 });
     expect(await ck.innerText()).toMatch(/checkpoint failed[\s\S]*Checkpoint from p-0000000000000001 failed: no upload within 60000 ms\. The newest saved checkpoint is at step 500/i);
     expect(await page.locator('murmur-events [data-event="checkpoint-failed"]').innerText()).toMatch(/checkpoint from peer p-0000000000000001 failed\s+no upload within 60000 ms/);
     // Bounded: the panel holds at most eventCap entries however many arrive.
@@ -120,11 +120,11 @@ describe('dashboard', () => {
       t.source.push(t.fakeReport(1, t.step(), Date.now(), { trainLoss: NaN }));
     });
     const alert = page.locator('murmur-alerts [data-alert="nan"]');
-    await alert.waitFor({ timeout: 5000 });
+    await alert.waitFor({ timeout: 30_000 });
     expect(await alert.innerText()).toMatch(/p-0000000000000001 reported a NaN training loss/);
     // The loss chart names it too: the point is a gap in the peer's line.
     const note = page.locator('murmur-chart[data-chart="train"] [data-note="diverged"]');
-    await note.waitFor({ timeout: 5000 });
+    await note.waitFor({ timeout: 30_000 });
     expect(await note.innerText()).toMatch(/^p-0000000000000001 reported a NaN or infinite loss \(or one past 10,000\), first at step \d+: diverged/);
     await page.screenshot({ path: join(OUT, 'dashboard.png'), fullPage: true });
   });
@@ -138,10 +138,10 @@ describe('dashboard', () => {
         .concat([{ id: t.fakePeerId(7), probation: true, client: 'c7', site: 's7' }]);
       t.source.push(t.fakeReport(7, 10_000, Date.now(), { tokensPerS: 1_024_000 }));
     });
-    await page.locator('[data-kpi="tps-basis"]', { hasText: '3 peers off probation + 1 peer on probation, claiming 1.02 M more' }).waitFor({ timeout: 5000 });
+    await page.locator('[data-kpi="tps-basis"]', { hasText: '3 peers off probation + 1 peer on probation, claiming 1.02 M more' }).waitFor({ timeout: 30_000 });
     expect(await page.locator('[data-kpi="tps"]').innerText()).toBe('6.3 K');
     const note = page.locator('murmur-chart[data-chart="train"] [data-note="clipped"]');
-    await note.waitFor({ timeout: 5000 });
+    await note.waitFor({ timeout: 30_000 });
     expect(await note.innerText()).toMatch(/1 peer claims steps past this axis \(up to step 10000\)/);
     expect((await xScale(page, 'train')).max).toBeLessThan(2000 * 1024);
   });

@@ -249,7 +249,7 @@ describe('volunteer page against double-clickjacking', () => {
       return b !== null && b !== undefined && !b.disabled;
     }, null, { polling: 'raf' });
     await clickStartNow(p);
-    await refused(p).waitFor({ timeout: 5000 });
+    await refused(p).waitFor({ timeout: 30_000 });
     expect(await refused(p).innerText()).toMatch(/Click it again/);
     await idle(p);
 
@@ -267,7 +267,7 @@ describe('volunteer page against double-clickjacking', () => {
     const joins = (await state(p)).joins;
     await p.evaluate(() => { window.dispatchEvent(new FocusEvent('blur')); window.dispatchEvent(new FocusEvent('focus')); });
     await clickStartNow(p);
-    await refused(p).waitFor({ timeout: 5000 });
+    await refused(p).waitFor({ timeout: 30_000 });
     expect(await state(p)).toMatchObject({ phase: 'stopped', joins });
     await settled(p, 'start');
     await start(p).click();
@@ -280,7 +280,7 @@ describe('volunteer page against double-clickjacking', () => {
     await p.evaluate(() => { window.dispatchEvent(new FocusEvent('blur')); window.dispatchEvent(new FocusEvent('focus')); });
     const box = (await resume(p).boundingBox())!;
     await p.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
-    await refused(p).waitFor({ timeout: 5000 });
+    await refused(p).waitFor({ timeout: 30_000 });
     expect((await state(p)).phase).toBe('paused');
     await settled(p, 'resume');
     await resume(p).click();

@@ -94,8 +94,8 @@ export class RawPeer {
   }
 
   /** The first frame (from index `from` on) matching `pred`; rejects after `ms` or on close. */
-  async next<T extends ServerMessage = ServerMessage>(pred: (m: ServerMessage) => boolean, ms = 5000, from = 0): Promise<T> {
-    const deadline = Date.now() + ms;
+  async next<T extends ServerMessage = ServerMessage>(pred: (m: ServerMessage) => boolean, ms = HANG_GUARD_MS, from = 0): Promise<T> {
+    const deadline = Date.now() + guarded(ms);
     for (;;) {
       const hit = this.frames.slice(from).find(pred);
       if (hit) return hit as T;
@@ -110,8 +110,8 @@ export class RawPeer {
   }
 
   /** Resolves once `cond()` holds, re-checked on every frame and on close; false after `ms`. */
-  async waitUntil(cond: () => boolean, ms = 5000): Promise<boolean> {
-    const deadline = Date.now() + ms;
+  async waitUntil(cond: () => boolean, ms = HANG_GUARD_MS): Promise<boolean> {
+    const deadline = Date.now() + guarded(ms);
     while (!cond()) {
       if (Date.now() >= deadline) return false;
       await new Promise<void>((resolve) => {
@@ -123,8 +123,8 @@ export class RawPeer {
   }
 
   /** Resolves when the server closed the connection (or after `ms`, with null). */
-  async waitClosed(ms = 5000): Promise<{ code: number; reason: string } | null> {
-    const deadline = Date.now() + ms;
+  async waitClosed(ms = HANG_GUARD_MS): Promise<{ code: number; reason: string } | null> {
+    const deadline = Date.now() + guarded(ms);
     while (!this.closed && Date.now() < deadline) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, deadline - Date.now());
@@ -162,7 +162,7 @@ export function report(seq: number, over: Partial<Record<string, unknown>> = {})
 }
 
 export { sleep, until } from './wait.ts';
-import { until } from './wait.ts';
+import { guarded, HANG_GUARD_MS, until } from './wait.ts';
 
 /**
  * `client` reports `step`, as a live peer does after each outer step, and the coordinator has
