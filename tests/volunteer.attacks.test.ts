@@ -363,9 +363,19 @@ describe('an attacker in the test suite: two honest volunteers and a third', () 
     honestStillPair(honestPairs);
   });
 
+  /**
+   * Judged honest exchanges a camper run waits for before it compares the camper's rounds with the
+   * honest peers' rounds together. The camper meets each honest peer until its reports veto the
+   * pair (a few harmful exchanges, and any of its payloads that passed), and never after; at 8
+   * that could still be about even when one honest peer loaded late and met the camper alone
+   * (a full-suite run under load had it so once). At 16 the honest pairs that follow the veto
+   * decide it, as they would in a run of any length.
+   */
+  const CAMP_HONEST_JUDGED = 16;
+
   it('camp-mirror (never trains, always waits, sends the last partner\'s Δ negated): reported within 3 of its harmful exchanges, and paired no more often than the honest peers pair with each other', async () => {
-    const { ids, peers, events, honestPairs, isAttacker } = await attackRun('camp-mirror', { attack: 'camp-mirror' }, (r) => reportedOrHarmed()(r) && r.honestJudged().length >= 8,
-      'each honest volunteer to report the camper, and eight judged honest exchanges');
+    const { ids, peers, events, honestPairs, isAttacker } = await attackRun('camp-mirror', { attack: 'camp-mirror' }, (r) => reportedOrHarmed()(r) && r.honestJudged().length >= CAMP_HONEST_JUDGED,
+      `each honest volunteer to report the camper, and ${CAMP_HONEST_JUDGED} judged honest exchanges`);
     reportedWithin(ids.attackers, peers);
     noHonestVetoed(ids);
     honestStillPair(honestPairs);
@@ -373,14 +383,15 @@ describe('an attacker in the test suite: two honest volunteers and a third', () 
     // issue's camper had 58 of 60 with each).
     const withCamper = events.flat().filter((e) => isAttacker(e.exchange.partner)).length;
     const withEachOther = events.flat().filter((e) => e.exchange.partner === ids.ia || e.exchange.partner === ids.ib).length;
+    console.log(`${withCamper} rounds with the camper, ${withEachOther} with each other; each honest volunteer's rounds: ${JSON.stringify(events.map((es) => es.map((e) => `${e.report.round}:${isAttacker(e.exchange.partner) ? 'camper' : e.exchange.partner === null ? 'solo' : 'honest'}:${e.exchange.outcome}${e.exchange.reason ? `/${e.exchange.reason}` : ''}`)))}`);
     expect(withCamper, `${withCamper} rounds with the camper, ${withEachOther} with each other`).toBeLessThanOrEqual(withEachOther);
   });
 
   it('camp-null (never trains, sends its own Δ, zero, while it claims a round\'s training): refused as delta-null at every exchange, a strike reported within 3 of them (at once unless it says it is behind in rounds), and paired less than the honest peers pair with each other', async () => {
     // Before delta-null it was judged by the probe alone (a zero Δ has no cosine to refuse), and
     // in one run the honest peers had 10 rounds with it against 8 with each other.
-    const { ids, peers, events, honestPairs, isAttacker } = await attackRun('camp-null', { attack: 'camp-null' }, (r) => reportedOrHarmed()(r) && r.honestJudged().length >= 8,
-      'each honest volunteer to report the camper, and eight judged honest exchanges');
+    const { ids, peers, events, honestPairs, isAttacker } = await attackRun('camp-null', { attack: 'camp-null' }, (r) => reportedOrHarmed()(r) && r.honestJudged().length >= CAMP_HONEST_JUDGED,
+      `each honest volunteer to report the camper, and ${CAMP_HONEST_JUDGED} judged honest exchanges`);
     allRefused(peers, /^delta-null$/);
     reportedWithin(ids.attackers, peers);
     const reports = offences().filter((o) => ids.attackers.includes(o.accused) && (o.reporter === ids.ia || o.reporter === ids.ib));
