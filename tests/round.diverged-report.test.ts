@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runOuterRound, type RoundPorts } from '../src/round/outer-round.ts';
 import { ProbeJudge } from '../src/round/probe.ts';
-import { lossFromWire, lossToWire, MAX_LOSS, parseClientMessage, type ReportFields } from '../src/protocol/messages.ts';
+import { lossFromWire, lossToWire, MAX_LOSS, MIN_LOSS, parseClientMessage, probeLossToWire, type ReportFields } from '../src/protocol/messages.ts';
 import { DashboardController } from '../src/ui/controllers/dashboard-controller.ts';
 import { RawPeer, startServer, type TestServer } from './support/coordinator.ts';
 import { FakeDashboardSource, fakeReport } from './support/ui-fakes.ts';
@@ -91,6 +91,35 @@ describe('a diverged volunteer stays on the dashboard', () => {
     const { peer } = await RawPeer.join(s.wsUrl);
     try {
       expect(await answer(peer, 1, report)).toEqual({ t: 'ack', seq: 1 });
+    } finally {
+      peer.close();
+    }
+  });
+
+  // A run that learned a small dataset by heart goes below MIN_LOSS honestly (a cross-entropy can
+  // reach 0): sent as the number, the coordinator refused the report and the volunteer dropped
+  // it, so the run vanished from the charts. It goes as MIN_LOSS, the floor the charts can draw.
+  it('a round at a loss below MIN_LOSS reports MIN_LOSS, and the coordinator stores it', async () => {
+    const { report, trainLoss } = await roundReport([2e-5, 4e-5], 1e-6);
+    expect(trainLoss).toBeCloseTo(3e-5, 12);
+    expect(report.trainLoss).toBe(MIN_LOSS);
+    expect(report.probePaired).toBe(MIN_LOSS);
+    expect(lossToWire(0)).toBe(MIN_LOSS);
+    expect(lossToWire(MIN_LOSS)).toBe(MIN_LOSS);
+    expect(lossToWire(2 * MIN_LOSS)).toBe(2 * MIN_LOSS);
+    expect(lossToWire(-1)).toBe(-1);
+    expect(probeLossToWire(0)).toBe(MIN_LOSS);
+    expect(probeLossToWire(-1)).toBeNull();
+    expect(probeLossToWire(Number.NaN)).toBeNull();
+    const { peer, welcome } = await RawPeer.join(s.wsUrl);
+    try {
+      expect(await answer(peer, 1, report)).toEqual({ t: 'ack', seq: 1 });
+      expect(await answer(peer, 2, { ...report, valLoss: lossToWire(0) })).toEqual({ t: 'ack', seq: 2 });
+      const stored = s.c.db.prepare('SELECT train_loss AS train FROM reports WHERE peer_id = ? ORDER BY seq').all(welcome.peerId) as { train: number }[];
+      expect(stored.map((r) => r.train)).toEqual([MIN_LOSS, MIN_LOSS]);
+      // A crafted number under the floor is still no report of ours.
+      const under = await answer(peer, 3, { ...report, trainLoss: 1e-6 });
+      expect(String(under.message)).toMatch(/trainLoss 0\.000001 is outside \[0\.0001, 10000\]/);
     } finally {
       peer.close();
     }

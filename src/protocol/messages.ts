@@ -246,7 +246,10 @@ const ReadyMsg = strict({ t: Type.Literal('ready'), round: count, waitMs: finite
  * The finite losses the coordinator stores (server/report-bounds.ts refuses a report past them).
  * A cross-entropy over 256 bytes starts near ln 256 = 5.5; a run that blows up passes 1e4 on its
  * way to NaN (a softmax whose logits grew apart gives 1e4 to 1e6), which says only "diverged",
- * and a number that size would stretch every loss chart's axis.
+ * and a number that size would stretch every loss chart's axis. At the other end a run that
+ * memorised a small dataset honestly goes below MIN_LOSS (a cross-entropy can reach 0), where a
+ * log axis has no room: volunteers send such a loss as MIN_LOSS itself (lossToWire), and the
+ * charts draw it on the floor rather than lose the report.
  */
 export const MIN_LOSS = 1e-4;
 export const MAX_LOSS = 1e4;
@@ -264,20 +267,24 @@ export type WireLoss = Static<typeof WireLoss>;
  * A measured loss (possibly NaN or ±Infinity) as it goes into a report. A finite loss past
  * MAX_LOSS is a diverged replica too and travels as "Infinity": sent as a number, the coordinator
  * refused the report and the volunteer dropped it, so the run vanished from the dashboard just as
- * it diverged.
+ * it diverged. One in [0, MIN_LOSS) travels as MIN_LOSS, for the same reason: a run that learned
+ * its data by heart vanished from the dashboard as its loss fell past the floor.
  */
 export function lossToWire(x: number | null): WireLoss {
+  if (x !== null && x >= 0 && x < MIN_LOSS) return MIN_LOSS;
   if (x === null || (Number.isFinite(x) && x <= MAX_LOSS)) return x;
   return Number.isNaN(x) ? 'NaN' : x > 0 ? 'Infinity' : '-Infinity';
 }
 
 /**
- * A probe's loss as it goes into a report (probeSolo, probePaired): null outside [MIN_LOSS,
- * MAX_LOSS]. A partner's harmful update can put the paired loss past MAX_LOSS, and the schema
- * (finite up to MAX_LOSS) failed the whole report: with no seq to refuse, the volunteer sent it
- * again at every reconnect. probeRejected still says what the probe decided.
+ * A probe's loss as it goes into a report (probeSolo, probePaired): MIN_LOSS for one in [0,
+ * MIN_LOSS) (lossToWire), null past MAX_LOSS or not a loss at all. A partner's harmful update can
+ * put the paired loss past MAX_LOSS, and the schema (finite up to MAX_LOSS) failed the whole
+ * report: with no seq to refuse, the volunteer sent it again at every reconnect. probeRejected
+ * still says what the probe decided.
  */
 export function probeLossToWire(x: number): number | null {
+  if (x >= 0 && x < MIN_LOSS) return MIN_LOSS;
   return x >= MIN_LOSS && x <= MAX_LOSS ? x : null;
 }
 
