@@ -3,34 +3,60 @@
 // honest simulated swarms on the micro GPT (bench/lag-claims.ts's setups). A lead matters to the
 // checks only where ||Δ_j|| is past normReportFactor × the scale (src/sync/validate.ts), so those
 // leads are counted apart.
+// Each judge bounds a lead by the swarm's pace as a volunteer's mesh does by the run's (roundsPerS):
+// here the fastest speed's nominal pace, one round of H steps of STEP_S seconds, on the simulated
+// clock. `impossible` counts honest claims that bound refused a lead; `maxPace`, the most rounds a
+// second any honest claim rose by past the one accepted before it (the + 1 of the bound left out),
+// as a fraction of that pace. A run's own pace (stepRate over H) sits far above its peers' real one.
 // Usage: npx tsx bench/lead-claims.ts [--steps N] [--seeds 1,2] [--only 1,2] (setups by index)
 import { prepare } from '../src/sim/setup.ts';
 import { DEFAULT_VALIDATION, norm2, PartnerValidator } from '../src/sync/validate.ts';
-import { claimOptions, claimSpec } from './claim-setups.ts';
+import { claimOptions, claimSpec, STEP_S } from './claim-setups.ts';
 
 const { steps: STEPS, seeds: SEEDS, setups: SETUPS } = claimOptions(3000);
 
-let current: { checked: number; ahead: number; maxLead: number; big: number; maxBigLead: number; maxRatio: number } | null = null;
+interface Tally { checked: number; ahead: number; maxLead: number; big: number; maxBigLead: number; maxRatio: number; impossible: number; maxPace: number }
+let current: Tally | null = null;
+/** The simulated clock (s) and pace (rounds/s) of the swarm running now. */
+let clock = { now: () => 0, pace: 0 };
+/** Per judge and partner: the claim and time of the last exchange the judge accepted. */
+const accepted = new WeakMap<PartnerValidator, Map<string, { claim: number; t: number }>>();
 const check = PartnerValidator.prototype.check;
 PartnerValidator.prototype.check = function (this: PartnerValidator, own, partner, at, ownDelta) {
+  let mine = accepted.get(this);
+  if (!mine) {
+    // The simulator's judge, timed as the mesh's is: on the swarm's clock at the swarm's pace.
+    const { now, pace } = clock;
+    Object.assign(this, { settings: { ...this.settings, roundsPerS: pace }, now: () => now() * 1000 });
+    accepted.set(this, mine = new Map());
+  }
   const lead = (at.peerRound ?? at.round) - at.round;
   const ratio = norm2(partner.delta) / this.deltaScale;
+  const t = clock.now();
+  const before = mine.get(at.peer);
+  const v = check.call(this, own, partner, at, ownDelta);
   if (current) {
     current.checked++;
     if (lead > 0) current.ahead++;
     current.maxLead = Math.max(current.maxLead, lead);
     current.maxRatio = Math.max(current.maxRatio, ratio);
     if (ratio > DEFAULT_VALIDATION.normReportFactor) { current.big++; current.maxBigLead = Math.max(current.maxBigLead, lead); }
+    if (!v.ok && v.detail.includes('impossible')) current.impossible++;
+    if (lead > 0 && before && at.peerRound !== undefined && t > before.t) {
+      current.maxPace = Math.max(current.maxPace, (at.peerRound - before.claim - 1) / (t - before.t) / clock.pace);
+    }
   }
-  return check.call(this, own, partner, at, ownDelta);
+  if (v.ok && at.peerRound !== undefined) mine.set(at.peer, { claim: Math.max(at.peerRound, before?.claim ?? 0), t });
+  return v;
 };
 
 for (const [i, setup] of SETUPS) {
   const { n, speeds, H } = setup;
   for (const seed of SEEDS) {
     const sim = await prepare(claimSpec(setup, seed, STEPS));
-    current = { checked: 0, ahead: 0, maxLead: 0, big: 0, maxBigLead: 0, maxRatio: 0 };
+    clock = { now: () => sim.now, pace: 1 / (STEP_S * H) };
+    current = { checked: 0, ahead: 0, maxLead: 0, big: 0, maxBigLead: 0, maxRatio: 0, impossible: 0, maxPace: 0 };
     try { await sim.run(); } finally { sim.dispose(); }
-    console.log(JSON.stringify({ setup: i, n, speeds, H, seed, steps: STEPS, ...current, maxRatio: +current.maxRatio.toFixed(2) }));
+    console.log(JSON.stringify({ setup: i, n, speeds, H, seed, steps: STEPS, ...current, maxRatio: +current.maxRatio.toFixed(2), maxPace: +current.maxPace.toFixed(3) }));
   }
 }

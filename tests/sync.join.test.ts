@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { consensusStep, decodeStateFrame, encodeStateFrame, MAX_STATE_COUNTER, MAX_STEPS_PER_S, STEP_SLACK, type StateFrame } from '../src/protocol/state-frame.ts';
 import type { Logger } from '../src/sync/components.ts';
-import { joinRunState, serveRunState, welcomeMaxStep, welcomeStepCap, type ServedState } from '../src/sync/join.ts';
+import { joinRunState, serveRunState, welcomeMaxStep, welcomeRoundsPerS, welcomeStepCap, type ServedState } from '../src/sync/join.ts';
 import type { BootState, StateProvider } from '../src/sync/types.ts';
 import { checkState, type StateCheck } from '../src/sync/state-check.ts';
 import type { StateProvider as CheckpointProvider } from '../src/sync/signaling-client.ts';
@@ -210,6 +210,14 @@ describe('a state beyond the coordinator\'s bound on this peer\'s steps', () => 
     expect(welcomeMaxStep({ stepBase: 1000, stepRate: 1e6 }, 5000, () => t)!()).toBe(edge + MAX_STEPS_PER_S);
     // A coordinator that sent no stepBase: no bound.
     expect(welcomeMaxStep({ stepRate: MAX_STEPS_PER_S }, 0)).toBeUndefined();
+  });
+});
+
+describe('the run\'s pace in rounds (welcomeRoundsPerS, the validator\'s roundsPerS)', () => {
+  it('is the welcome\'s stepRate, at most MAX_STEPS_PER_S, over the run\'s H; 0 (unknown) for an H that is no positive integer', () => {
+    expect(welcomeRoundsPerS({ stepRate: 170, run: { train: { H: 50 } } })).toBe(3.4);
+    expect(welcomeRoundsPerS({ stepRate: 1e6, run: { train: { H: 4 } } })).toBe(MAX_STEPS_PER_S / 4);
+    for (const H of [0, -1, 1.5, NaN]) expect(welcomeRoundsPerS({ stepRate: 170, run: { train: { H } } })).toBe(0);
   });
 });
 

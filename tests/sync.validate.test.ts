@@ -1,4 +1,4 @@
-import { describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DEFAULT_VALIDATION, PartnerValidator, lagAllowance, median, norm2, allFinite } from '../src/sync/validate.ts';
 import { isSoftOffence } from '../src/protocol/messages.ts';
 import { DEFAULT_TRAIN, preset, trainConfig } from '../src/model/config.ts';
@@ -9,6 +9,8 @@ import { nolocoOuterStep, type OuterMessage } from '../src/train/outer.ts';
 import { CpuReplica } from './support/cpu-replica.ts';
 import { decodeTensor, encodeTensor } from '../src/sync/compress.ts';
 import { seededRandom } from './support/stats.ts';
+import { Swarm, syntheticPayload } from './support/swarm.ts';
+import type { Offence } from '../src/sync/types.ts';
 
 const n = 4096;
 function gaussian(seed: number, scale: number): Float32Array {
@@ -181,6 +183,44 @@ describe('PartnerValidator', () => {
     expect(honest).toMatchObject({ ok: true, clipped: false });
     expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, leadRounds: -1 })).toThrow(/leadRounds/);
     expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, leadRounds: 1.5 })).toThrow(/leadRounds/);
+  });
+
+  it('a claimed lead inside leadRounds counts only as far as the partner could have run since we last accepted its claim, at the run\'s fastest pace (roundsPerS); the lie is reported with the numbers that make it impossible', () => {
+    let t = 10_000;
+    const v = new PartnerValidator(n, { ...DEFAULT_VALIDATION, roundsPerS: 2 }, undefined, () => t);
+    v.observeOwn(norm2(gaussian(2, 1e-3)));
+    const mine = gaussian(80, 1e-3);
+    /** A Δ past normReportFactor × the median (nearly orthogonal to ours): it needs a lead to be only clipped. */
+    const big = (seed: number) => gaussian(seed, 1e-3).map((x) => -20 * x);
+    const send = (delta: Float32Array, round: number, peerRound: number, readyAt: number) =>
+      v.check(phi, { phi: phi.slice(), delta }, { peer: 'q', round, peerRound, readyAt }, mine);
+    // Our round 5, we entered the pool at 9.5 s: the partner says 6, with a Δ of the honest size.
+    expect(send(gaussian(100, 1.2e-3), 5, 6, 9_500)).toMatchObject({ ok: true, clipped: false });
+    // 1.5 s later it cannot have run more than 6 + 1 + ⌊2 × 1.5⌋ = 10: a claim of 40, well inside
+    // the 64 rounds of leadRounds, buys its Δ × −20 no clip; reported, with why.
+    t = 11_000;
+    const lie = send(big(101), 6, 40, 10_800);
+    expect(lie).toMatchObject({ ok: false, reason: 'delta-norm', offence: true });
+    if (!lie.ok) expect(lie.detail).toContain('(it says 40, 34 rounds ahead: impossible, at most round 10: round 6 at an exchange we accepted 1.500 s ago, + 1, + 2.00 rounds/s (the run\'s fastest) × 1.500 s, so no lead)');
+    // A lead it could have made is one: round 10 then, clipped, no offence.
+    expect(send(big(102), 6, 10, 10_800)).toMatchObject({ ok: true, clipped: true });
+    // A lie told with a Δ of the honest size is accepted (it needs no lead) but buys no reach:
+    // it is kept as the round the partner could have been at: 13 (10 at 10.8 s, + 1, + ⌊2 × 1.2⌋).
+    t = 12_000;
+    expect(send(gaussian(103, 1.2e-3), 7, 60, 11_900)).toMatchObject({ ok: true, clipped: false });
+    t = 12_400;
+    const again = send(big(104), 8, 60, 12_300);
+    expect(again).toMatchObject({ ok: false, reason: 'delta-norm', offence: true });
+    if (!again.ok) expect(again.detail).toContain('(it says 60, 52 rounds ahead: impossible, at most round 15: round 13 at an exchange we accepted 0.500 s ago');
+    // An honest fast partner whose claims rise at most at the run's pace keeps its lead, round after round.
+    for (let k = 0; k < 20; k++) {
+      t += 1_000;
+      v.observeOwn(norm2(mine));
+      expect(send(big(110 + k), 8 + k, 13 + 2 * k, t - 500), `exchange ${k}`).toMatchObject({ ok: true, clipped: true });
+    }
+    expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, roundsPerS: -1 })).toThrow(/roundsPerS/);
+    expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, roundsPerS: Infinity })).toThrow(/roundsPerS/);
+    expect(() => send(gaussian(140, 1e-3), 30, 30, NaN)).toThrow(/readyAt/);
   });
 
   it('a Δ mildly against ours (cosine between −antiCosineReport and −antiCosine) is refused but is an offence only at its second in a row or from a partner on probation; one further against ours is one at once', () => {
@@ -843,5 +883,37 @@ describe('PartnerValidator: the null bound against honest partners', () => {
     console.log(`${ratios.length} honest checks: ||Δ_j|| / scale at least ${least.toFixed(3)}, median ${median(ratios).toFixed(3)}`);
     expect(ratios.length).toBeGreaterThan(300);
     expect(least).toBeGreaterThan(10 * DEFAULT_VALIDATION.nullFraction);
+  });
+});
+
+describe('mesh: a partner that claims a lead it could not have run', () => {
+  let swarm: Swarm | null = null;
+  afterEach(() => { swarm?.destroy(); swarm = null; });
+
+  it('gets no lead for its Δ past normReportFactor × the median: refused and reported with the round it could be at, timed on the mesh\'s clock from when we entered the pool for its last accepted claim', async () => {
+    const N = 20_000;
+    // A run so slow that a partner moves up one round between two exchanges at most (the + 1).
+    const s = (swarm = new Swarm({ n: 2, transport: 'memory', elements: N, seed: 6, init: { validation: { roundsPerS: 1e-3 } } }));
+    await s.connected(1);
+    const [p0, p1] = s.peers;
+    const offences: Offence[] = [];
+    p0.mesh.on('offence', (e) => offences.push(e));
+    const round = (r: number, claim: number, scale = 1) => {
+      const theirs = syntheticPayload(N, 1, claim);
+      return Promise.all([
+        p0.mesh.exchange(r, syntheticPayload(N, 0, r), { waitMs: 5_000 }),
+        p1.mesh.exchange(claim, { phi: theirs.phi, delta: theirs.delta.map((x) => scale * x) }, { waitMs: 5_000 }),
+      ]);
+    };
+    // Honest rounds until one is paired (under load the pool may send a round solo).
+    let r = 0, accepted = -1;
+    for (; accepted < 0 && r < 30; r++) if ((await round(r, r))[0].outcome === 'paired') accepted = r;
+    expect(accepted).toBeGreaterThanOrEqual(0);
+    // Then p1 says it is 10 rounds ahead of p0, inside leadRounds, with a Δ 20× the honest size.
+    let mine = (await round(r, r + 10, 20))[0];
+    for (r++; mine.reason === 'no-partner' && r < 60; r++) mine = (await round(r, r + 10, 20))[0];
+    expect(mine).toMatchObject({ outcome: 'solo', reason: 'rejected', rejection: 'delta-norm', partner: p1.id });
+    expect(offences).toHaveLength(1);
+    expect(offences[0]!.detail).toMatch(new RegExp(`\\(it says ${r + 9}, 10 rounds ahead: impossible, at most round ${accepted + 1}: round ${accepted} at an exchange we accepted \\S+ s ago, \\+ 1, \\+ 0\\.00100 rounds/s`));
   });
 });

@@ -284,7 +284,7 @@ export class ExchangeRun {
     // φ rounded on the wire is judged and applied beside ours rounded alike (phiBesideOwn).
     const phi = phiBesideOwn(inbound.msg.phi.dtype, decodeTensor(inbound.msg.phi.dtype, outcome.phi, n), payload.phi, phiBytes);
     const delta = decodeTensor(inbound.msg.delta.dtype, outcome.delta, n);
-    const verdict = mesh.validator.check(payload.phi, { phi, delta }, { peer: partner, round, peerRound: inbound.msg.round, probation: this.probation }, payload.delta);
+    const verdict = mesh.validator.check(payload.phi, { phi, delta }, { peer: partner, round, peerRound: inbound.msg.round, probation: this.probation, readyAt: this.t0 }, payload.delta);
     if (!verdict.ok) {
       this.stopAndAbort(partner, 'rejected');
       if (verdict.offence) mesh.offence(partner, verdict.reason, verdict.detail);

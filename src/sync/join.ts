@@ -4,7 +4,7 @@
 // starts fresh (φ_0 from the run's seed). From then on it answers newcomers (mesh) and the
 // coordinator's checkpoint requests (signaling) with the state of its LAST OUTER STEP: φ and m
 // only change there, so a snapshot never holds a half-finished inner loop.
-import { holdCounters, MAX_STATE_COUNTER, maxStepNow, type StateFrame } from '../protocol/state-frame.ts';
+import { holdCounters, MAX_STATE_COUNTER, MAX_STEPS_PER_S, maxStepNow, type StateFrame } from '../protocol/state-frame.ts';
 import type { StateLosses } from '../protocol/memorised.ts';
 import { silentLogger, type Logger } from './components.ts';
 import type { Mesh } from './mesh.ts';
@@ -64,6 +64,17 @@ export function welcomeMaxStep(welcome: { stepBase?: number; stepRate: number },
   const { stepBase, stepRate: rate } = welcome;
   if (stepBase === undefined) return undefined;
   return () => maxStepNow({ now: now(), joinedAt: receivedAt, stepBase, rate });
+}
+
+/**
+ * ValidationSettings.roundsPerS from a welcome: the run's fastest step rate over its H, the most
+ * outer rounds a second any of its peers could run (every round is H inner steps), the rate held to
+ * MAX_STEPS_PER_S as the coordinator's own bound is (maxStepNow). 0 (unknown) for an H that is no
+ * positive integer.
+ */
+export function welcomeRoundsPerS(welcome: { stepRate: number; run: { train: { H: number } } }): number {
+  const { stepRate } = welcome, { H } = welcome.run.train;
+  return Number.isInteger(H) && H >= 1 && stepRate > 0 ? Math.min(stepRate, MAX_STEPS_PER_S) / H : 0;
 }
 
 /** RunJoinOptions.stepCap from a welcome; undefined when the coordinator sent no `stepConsensus`. */

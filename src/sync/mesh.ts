@@ -198,7 +198,8 @@ class MeshImpl implements Mesh, MeshCore {
       rtc: components.rtc, iceServers: settings.iceServers, ice: () => this.signaling.ice?.() ?? null, clock: this.clock,
     });
     this.events = new Emitter<MeshEvents>((err, ev) => this.logger.error('mesh event listener threw', { event: String(ev), error: String(err) }));
-    this.validator = new PartnerValidator(settings.elements, settings.validation);
+    // On the mesh's clock: a partner's claimed rounds are bounded by the time between our exchanges.
+    this.validator = new PartnerValidator(settings.elements, settings.validation, undefined, () => this.clock.now());
     this.estimator = new DeadlineEstimator(settings.deadline);
     this.lastRewire = this.clock.now();
     const s = this.signaling;

@@ -44,6 +44,15 @@ export interface ValidationSettings {
    */
   leadRounds: number;
   /**
+   * The most outer rounds a second any peer of the run could run: the run's fastest step rate
+   * (the welcome's stepRate, server/report-bounds.ts) over its H (welcomeRoundsPerS). A partner's
+   * round can rise from its claim at an exchange we accepted by at most this × the seconds since we
+   * entered the pool for that exchange (it was still at that round then), plus one: a claim past
+   * that is no lead however far inside leadRounds, as one past leadRounds is not. 0: unknown, only
+   * leadRounds bounds a lead.
+   */
+  roundsPerS: number;
+  /**
    * ||φ_j − φ_i|| may exceed its value at our last accepted exchange with j by this × the Δ
    * scale per round since then (since round 0 if never): beyond that it is rejected.
    */
@@ -161,6 +170,8 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   // Over twice the farthest honest lead measured (29 rounds; 4 where the Δ was past 8×): a fast
   // volunteer runs dozens of solo rounds while a slow one still loads (docs/design.md section 6).
   leadRounds: 64,
+  // Set from the welcome where the mesh is made: validators without it keep leadRounds alone.
+  roundsPerS: 0,
   // An outer step moves φ by |m| <= β/(1−α)·||Δ|| (1.4 Δ norms at the defaults), so two
   // replicas training apart drift by at most ~3 Δ norms a round; 10 leaves room for larger α.
   phiFactor: 10,
@@ -265,6 +276,12 @@ export interface PartnerContext {
   peerRound?: number;
   /** The coordinator said the partner is on probation (a new id): its Δ gets the stranger's clip. */
   probation?: boolean;
+  /**
+   * When we entered the pool for this exchange, on the validator's clock (ms; default: now). The
+   * pairing came after it, so the partner was still at its claimed round then and began its next
+   * round no earlier: its later claims are bounded from this time (roundsPerS).
+   */
+  readyAt?: number;
 }
 
 /**
@@ -291,8 +308,12 @@ export class PartnerValidator {
   private deltaNorms: number[] = [];
   /** Our own latest ||Δ_i||: the scale's floor (see deltaScale). */
   private ownNorm = 0;
-  /** Per partner: our round and ||φ_j − φ_i|| at the last exchange we accepted from it. */
-  private met = new Map<string, { round: number; peerRound: number | null; distance: number; scale: number; accepted: number }>();
+  /**
+   * Per partner: our round and ||φ_j − φ_i|| at the last exchange we accepted from it; the highest
+   * round it claimed at one, as far as that could be true (reach), and when we entered the pool
+   * for the exchange that raised it (peerAt, the validator's clock).
+   */
+  private met = new Map<string, { round: number; peerRound: number | null; peerAt: number; distance: number; scale: number; accepted: number }>();
   /** Partners whose last payload to us was refused on direction (bounded as `met`). */
   private againstUs = new Set<string>();
   /** Partners whose last payload to us was refused as null (delta-null; bounded as `met`). */
@@ -307,8 +328,16 @@ export class PartnerValidator {
   /** Sketches of the Δs we received and sent lately, whoever from (the replay check). */
   private readonly replay: ReplayMemory;
 
-  /** `random` (uniform in [0, 1)) draws which coordinates the mirror check samples. */
-  constructor(readonly elements: number, readonly settings: ValidationSettings = DEFAULT_VALIDATION, random: () => number = Math.random) {
+  /**
+   * `random` (uniform in [0, 1)) draws which coordinates the mirror check samples; `now` (ms) is
+   * the clock a partner's rounds are timed by (roundsPerS): the mesh's.
+   */
+  constructor(
+    readonly elements: number,
+    readonly settings: ValidationSettings = DEFAULT_VALIDATION,
+    random: () => number = Math.random,
+    private readonly now: () => number = () => performance.now(),
+  ) {
     this.sampleStride = Math.max(1, Math.floor(elements / MIRROR_SAMPLES));
     this.sampleOffset = Math.min(this.sampleStride - 1, Math.floor(random() * this.sampleStride));
     if (!(settings.replayCosine > 0 && settings.replayCosine <= 1)) throw new RangeError(`validation: replayCosine must be in (0, 1], got ${settings.replayCosine}`);
@@ -329,6 +358,7 @@ export class PartnerValidator {
     if (!(settings.lagPerRound >= 0)) throw new RangeError(`validation: lagPerRound must be >= 0, got ${settings.lagPerRound}`);
     if (!(Number.isInteger(settings.lagRounds) && settings.lagRounds >= 0)) throw new RangeError(`validation: lagRounds must be an integer >= 0, got ${settings.lagRounds}`);
     if (!(Number.isInteger(settings.leadRounds) && settings.leadRounds >= 0)) throw new RangeError(`validation: leadRounds must be an integer >= 0, got ${settings.leadRounds}`);
+    if (!(settings.roundsPerS >= 0 && Number.isFinite(settings.roundsPerS))) throw new RangeError(`validation: roundsPerS must be finite and >= 0 (0: unknown), got ${settings.roundsPerS}`);
   }
 
   /** How many coordinates the mirror check samples. */
@@ -355,6 +385,24 @@ export class PartnerValidator {
       dot += d * o; dd += d * d; ss += o * o;
     }
     return dd > 0 && ss > 0 ? { cosine: dot / Math.sqrt(dd * ss), round: last.round } : null;
+  }
+
+  /**
+   * The furthest round a partner could honestly be at `now`, and why: our round + leadRounds, or,
+   * when we know the run's pace (roundsPerS) and accepted a claim from it before, that claim + 1 +
+   * the rounds it could have run since we entered the pool for that exchange, if fewer.
+   */
+  private reach(known: { peerRound: number | null; peerAt: number } | undefined, round: number, now: number): { round: number; why: string } {
+    const cap = round + this.settings.leadRounds;
+    const rate = this.settings.roundsPerS;
+    if (rate > 0 && known?.peerRound != null) {
+      const seconds = Math.max(0, now - known.peerAt) / 1000;
+      const most = known.peerRound + 1 + Math.floor(rate * seconds);
+      if (most < cap) {
+        return { round: most, why: `impossible, at most round ${most}: round ${known.peerRound} at an exchange we accepted ${seconds.toFixed(3)} s ago, + 1, + ${fmt(rate)} rounds/s (the run's fastest) × ${seconds.toFixed(3)} s` };
+      }
+    }
+    return { round: cap, why: `past the ${this.settings.leadRounds} an honest partner could be` };
   }
 
   /** Our own ||Δ_i|| of this round: the honest scale every partner is compared with. */
@@ -392,6 +440,7 @@ export class PartnerValidator {
    */
   check(ownPhi: Float32Array, partner: { phi: Float32Array; delta: Float32Array }, at: PartnerContext, ownDelta?: Float32Array): Verdict {
     if (!(Number.isInteger(at?.round) && at.round >= 0)) throw new RangeError(`validation: round must be an integer >= 0, got ${at?.round}`);
+    if (at.readyAt !== undefined && !Number.isFinite(at.readyAt)) throw new RangeError(`validation: readyAt must be a finite time in ms, got ${at.readyAt}`);
     const n = this.elements;
     if (ownPhi.length !== n || partner.phi.length !== n || partner.delta.length !== n) {
       return { ok: false, reason: 'size', offence: true, detail: `expected ${n} elements, got φ ${partner.phi.length}, Δ ${partner.delta.length}` };
@@ -439,7 +488,8 @@ export class PartnerValidator {
     // An honest peer's round only goes up (it counts its outer rounds on from the state it joined
     // with), so a claim below one this partner made at an exchange we accepted is a lie: it buys
     // no slack for being behind (here, the lag allowance, the drift room of its rounds).
-    const before = this.met.get(at.peer)?.peerRound ?? null;
+    const known = this.met.get(at.peer);
+    const before = known?.peerRound ?? null;
     const backwards = claim !== null && before !== null && claim < before;
     const lie = backwards ? ` (it says it is at round ${claim}, below the round ${before} it claimed to us before: no slack for being behind)` : '';
     const nullBound = this.settings.nullFraction * this.measuredScale;
@@ -460,11 +510,15 @@ export class PartnerValidator {
     }
     // A partner that says it is ahead of us in rounds may be further along the LR warm-up: its
     // larger Δ is clipped (a claim buys no more; past rejectFactor it is an offence whatever it says).
-    // Only a lead an honest partner could have (leadRounds): one further ahead is a lie, no lead.
+    // Only a lead an honest partner could have (leadRounds, and the rounds it could have run since
+    // we last accepted its claim: reach): one further ahead is a lie, no lead.
+    const now = this.now();
+    const readyAt = Math.min(at.readyAt ?? now, now);
+    const reach = this.reach(known, at.round, now);
     const lead = claim === null ? 0 : claim - at.round;
-    const ahead = lead > 0 && lead <= this.settings.leadRounds;
+    const ahead = lead > 0 && claim! <= reach.round;
     if (deltaNorm > this.settings.normReportFactor * scale && !ahead) {
-      const past = lead > 0 ? `, ${lead} rounds ahead: past the ${this.settings.leadRounds} an honest partner could be, so no lead` : '';
+      const past = lead > 0 ? `, ${lead} rounds ahead: ${reach.why}, so no lead` : '';
       return {
         ok: false, reason: 'delta-norm', offence: true,
         detail: `||Δ|| = ${fmt(deltaNorm)} > ${this.settings.normReportFactor} × median ${fmt(scale)} from a partner that is not ahead of our round ${at.round} (it says ${claim ?? 'nothing'}${past})`,
@@ -517,7 +571,6 @@ export class PartnerValidator {
     // last accepted j, each of us moved at most a few Δ norms per round; a peer never met shares
     // only the run's φ_0 with us (round 0). A round count that went back counts as rounds apart.
     // The drift built up at the rate of its time: the larger of the Δ scales then and now.
-    const known = this.met.get(at.peer);
     const last = known ?? { round: 0, distance: 0, scale };
     const apart = known
       ? Math.max(1, Math.abs(at.round - last.round))
@@ -618,7 +671,12 @@ export class PartnerValidator {
     push(this.deltaNorms, accepted, this.settings.window);
     // The consensus step pulls the pair closer: what it leaves is within this plus a round's room.
     this.met.delete(at.peer);
-    this.met.set(at.peer, { round: at.round, peerRound: claim === null || before === null ? claim ?? before : Math.max(claim, before), distance: phiDistance, scale, accepted: (known?.accepted ?? 0) + 1 });
+    // The claim as far as it could be true (reach): a lie accepted with an honest Δ buys no
+    // reach for the next.
+    const held = claim === null ? null : Math.min(claim, reach.round);
+    const rose = held !== null && (before === null || held > before);
+    const peerRound = rose ? held : before;
+    this.met.set(at.peer, { round: at.round, peerRound, peerAt: rose ? readyAt : known?.peerAt ?? readyAt, distance: phiDistance, scale, accepted: (known?.accepted ?? 0) + 1 });
     forgetOldest(this.met);
     return { ok: true, delta, deltaNorm, clipped, phiDistance, phiClipped, cosine, phiCosine, phiLag, phiLagClipped, phiLagTheirs, lagSum };
   }
