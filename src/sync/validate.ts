@@ -306,6 +306,8 @@ export class PartnerValidator {
   private readonly sampleOffset: number;
   /** Sketches of the Δs we received and sent lately, whoever from (the replay check). */
   private readonly replay: ReplayMemory;
+  /** The round of our Δ last remembered (sending), so a round's is sketched once. */
+  private sentRound: number | null = null;
 
   /** `random` (uniform in [0, 1)) draws which coordinates the mirror check samples. */
   constructor(readonly elements: number, readonly settings: ValidationSettings = DEFAULT_VALIDATION, random: () => number = Math.random) {
@@ -355,6 +357,20 @@ export class PartnerValidator {
       dot += d * o; dd += d * d; ss += o * o;
     }
     return dd > 0 && ss > 0 ? { cosine: dot / Math.sqrt(dd * ss), round: last.round } : null;
+  }
+
+  /**
+   * Our Δ of `round` as it goes to a partner: remembered for the replay check (src/sync/replay.ts)
+   * whether or not the partner's payload ever comes. Remembered only beside a payload we judged,
+   * our Δ of an exchange the partner stalled was not: it could send that Δ back as its own a round
+   * later and be accepted, and the accepted exchange cleared its stall count. Once per round (one
+   * exchange a round): check passes the same Δ again. Only the round is kept, not the Δ: a model's
+   * worth of floats held a round longer.
+   */
+  sending(ownDelta: Float32Array, round: number): void {
+    if (this.sentRound === round) return;
+    this.replay.remember(this.replay.sketch(ownDelta), round, null);
+    this.sentRound = round;
   }
 
   /** Our own ||Δ_i|| of this round: the honest scale every partner is compared with. */
@@ -419,7 +435,7 @@ export class PartnerValidator {
     const mirror = this.mirrorCosine(at.peer, delta);
     if (ownDelta) this.remember(at.peer, at.round, ownDelta);
     // The Δ we send this round is one a partner may send back later (src/sync/replay.ts).
-    if (ownDelta) this.replay.remember(this.replay.sketch(ownDelta), at.round, null);
+    if (ownDelta) this.sending(ownDelta, at.round);
     // Every bound below is a multiple of the Δ scale. With none yet (our own Δ of our first round
     // was zero: a first inner loop that diverged and was reset to φ, or whose steps all
     // overflowed) a payload of any finite size would pass unclipped, φ anywhere: refused, a solo
