@@ -158,6 +158,34 @@ describe('PartnerValidator: replayed updates (the real model, micro, H = 4 in th
   });
 });
 
+describe('PartnerValidator: the replay bound where honest Δs are most alike (H = 1)', () => {
+  it('takes an honest partner whose Δ sits at 0.9992 with its last while ours sit at 0.9987 with our last; its earlier Δ sent again, or with 1% noise, is still refused', () => {
+    // At H = 1 a Δ is one AdamW step, and momentum carries each along the last: micro at batch 16
+    // in the LR warm-up read 0.99873 between consecutive Δs, 0.99901 as sketches (20 seeds, 119
+    // rounds: one past 0.999). The fixed bound refused such an honest partner as a replay, an
+    // offence. Our own Δs tell how alike honest ones are in this run: the bound sits 8× closer to 1
+    // than the most alike pair of ours, and never below replayCosine.
+    const n = 50_000;
+    const v = new PartnerValidator(n, DEFAULT_VALIDATION, seededRandom(3));
+    const phi = gaussian(n, 3, 0.02);
+    let ours = gaussian(n, 1), theirs = gaussian(n, 2);
+    const sent: Float32Array[] = [];
+    for (let round = 0; round < 20; round++) {
+      if (round > 0) { ours = atCosine(ours, 0.9987, 100 + round); theirs = atCosine(theirs, 0.9992, 200 + round); }
+      sent.push(theirs.slice());
+      v.observeOwn(norm2(ours));
+      const res = v.check(phi, { phi: phi.slice(), delta: theirs.slice() }, { peer: 'B', round, peerRound: round }, ours);
+      expect(res, `round ${round}`).toMatchObject({ ok: true });
+    }
+    const judge = (delta: Float32Array) => v.check(phi, { phi: phi.slice(), delta }, { peer: 'B', round: 20, peerRound: 20 }, atCosine(ours, 0.9987, 300));
+    for (const [what, d] of [['its Δ of round 15 again', sent[15]!], ['with 1% noise', perturbed(sent[15]!, 0.01, 9)]] as const) {
+      const res = judge(d.slice());
+      expect(res, what).toMatchObject({ ok: false, reason: 'delta-replay', offence: true });
+      if (!res.ok) expect(res.detail, what).toMatch(/> 0\.9998\d+ \(our own Δs were alike up to 0\.99\d+\) with the Δ this partner sent us at our round 15 /);
+    }
+  });
+});
+
 describe('mesh: a partner that replays an update', () => {
   let swarm: Swarm | null = null;
   afterEach(() => { swarm?.destroy(); swarm = null; });
