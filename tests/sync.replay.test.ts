@@ -12,6 +12,7 @@ import { datasetFromCorpus } from '../src/data/dataset.ts';
 import { CpuReplica } from './support/cpu-replica.ts';
 import { seededRandom } from './support/stats.ts';
 import { Swarm, syntheticPayload } from './support/swarm.ts';
+import { chaosLinks } from './support/chaos.ts';
 import type { Offence } from '../src/sync/types.ts';
 
 function gaussian(n: number, seed: number, scale = 1e-3): Float32Array {
@@ -157,6 +158,34 @@ describe('PartnerValidator: replayed updates (the real model, micro, H = 4 in th
   });
 });
 
+describe('PartnerValidator: the replay bound where honest Δs are most alike (H = 1)', () => {
+  it('takes an honest partner whose Δ sits at 0.9992 with its last while ours sit at 0.9987 with our last; its earlier Δ sent again, or with 1% noise, is still refused', () => {
+    // At H = 1 a Δ is one AdamW step, and momentum carries each along the last: micro at batch 16
+    // in the LR warm-up read 0.99873 between consecutive Δs, 0.99901 as sketches (20 seeds, 119
+    // rounds: one past 0.999). The fixed bound refused such an honest partner as a replay, an
+    // offence. Our own Δs tell how alike honest ones are in this run: the bound sits 8× closer to 1
+    // than the most alike pair of ours, and never below replayCosine.
+    const n = 50_000;
+    const v = new PartnerValidator(n, DEFAULT_VALIDATION, seededRandom(3));
+    const phi = gaussian(n, 3, 0.02);
+    let ours = gaussian(n, 1), theirs = gaussian(n, 2);
+    const sent: Float32Array[] = [];
+    for (let round = 0; round < 20; round++) {
+      if (round > 0) { ours = atCosine(ours, 0.9987, 100 + round); theirs = atCosine(theirs, 0.9992, 200 + round); }
+      sent.push(theirs.slice());
+      v.observeOwn(norm2(ours));
+      const res = v.check(phi, { phi: phi.slice(), delta: theirs.slice() }, { peer: 'B', round, peerRound: round }, ours);
+      expect(res, `round ${round}`).toMatchObject({ ok: true });
+    }
+    const judge = (delta: Float32Array) => v.check(phi, { phi: phi.slice(), delta }, { peer: 'B', round: 20, peerRound: 20 }, atCosine(ours, 0.9987, 300));
+    for (const [what, d] of [['its Δ of round 15 again', sent[15]!], ['with 1% noise', perturbed(sent[15]!, 0.01, 9)]] as const) {
+      const res = judge(d.slice());
+      expect(res, what).toMatchObject({ ok: false, reason: 'delta-replay', offence: true });
+      if (!res.ok) expect(res.detail, what).toMatch(/> 0\.9998\d+ \(our own Δs were alike up to 0\.99\d+\) with the Δ this partner sent us at our round 15 /);
+    }
+  });
+});
+
 describe('mesh: a partner that replays an update', () => {
   let swarm: Swarm | null = null;
   afterEach(() => { swarm?.destroy(); swarm = null; });
@@ -191,5 +220,41 @@ describe('mesh: a partner that replays an update', () => {
     expect(offences[0]!.detail).toMatch(new RegExp(`with the Δ this partner sent us at our round ${old} `));
     const report = s.hub.reports.find((x) => x.from === p0.id && x.peer === p1.id);
     expect(report?.reason).toMatch(new RegExp(`^delta-replay: sketch cosine \\S+ > 0\\.999 with the Δ this partner sent us at our round ${old} `));
+  });
+
+  it('remembers our Δ when it is sent, not when the partner\'s payload comes: a partner that stalled that exchange and sends our Δ back later is refused (delta-replay, ours)', async () => {
+    const N = 20_000;
+    // p1 takes p0's payload and lets none of its own chunks leave while `stalling`: p0's exchange
+    // runs to its deadline and its validator never sees a payload of that round. Before, our Δ
+    // entered the replay memory only beside a partner's payload it judged, so p1 could send it
+    // back a round later as its own, accepted (one stall alone is no report, and the accepted
+    // exchange clears the stall count: stall, replay, stall, replay, ... never reported).
+    let stalling = false;
+    const s = (swarm = new Swarm({
+      n: 2, transport: 'memory', elements: N, seed: 6,
+      init: { deadline: { minMs: 1_000, initialMs: 1_000, maxMs: 2_000 } },
+      wrap: (id, links) => (id === 'p1' ? chaosLinks(links, (f, { chunk }) => (chunk && stalling ? [] : [f])) : links),
+    }));
+    await s.connected(1);
+    const [p0, p1] = s.peers;
+    const round = async (r: number, theirs = syntheticPayload(N, 1, r)) =>
+      (await Promise.all([p0.mesh.exchange(r, syntheticPayload(N, 0, r), { waitMs: 5_000 }), p1.mesh.exchange(r, theirs, { waitMs: 5_000 })]))[0];
+    // Honest rounds until two paired (under load the pool may send a round solo, 'no-partner').
+    let r = 0;
+    for (let paired = 0; paired < 2 && r < 30; r++) if ((await round(r)).outcome === 'paired') paired++;
+    // Then a round p1 stalls.
+    stalling = true;
+    let stalled = await round(r);
+    for (r++; stalled.reason === 'no-partner' && r < 60; r++) stalled = await round(r);
+    expect(stalled).toMatchObject({ outcome: 'solo', reason: 'deadline', partner: p1.id });
+    const ours = r - 1;
+    stalling = false;
+    // Next paired round, p1 sends its own φ with the Δ p0 sent it in the stalled round.
+    const replay = (k: number) => round(k, { phi: syntheticPayload(N, 1, k).phi, delta: syntheticPayload(N, 0, ours).delta });
+    let mine = await replay(r);
+    for (r++; mine.reason === 'no-partner' && r < 90; r++) mine = await replay(r);
+    expect(mine).toMatchObject({ outcome: 'solo', reason: 'rejected', rejection: 'delta-replay', partner: p1.id });
+    const report = s.hub.reports.find((x) => x.from === p0.id && x.peer === p1.id && x.reason.startsWith('delta-replay'));
+    expect(report?.reason).toMatch(new RegExp(`with the Δ we sent at our round ${ours} `));
   });
 });

@@ -6,7 +6,7 @@ import { checkpointAlerts, offenderAlerts, type CheckpointOutcome, type Offender
 import { describeEvent, offenderReason } from '../src/ui/core/events.ts';
 import type { RunEventItem, RunEventKind } from '../src/ui/ports.ts';
 
-const A = 'p-1a2b3c4d5e6f7081', B = 'p-9f8e7d6c5b4a3921', C = 'p-0c0c0c0c0c0c0c0c';
+const A = 'p-1a2b3c4d5e6f7081', B = 'p-9f8e7d6c5b4a3921', C = 'p-0c0c0c0c0c0c0c0c', D = 'p-0d0d0d0d0d0d0d0d';
 // Unchecked on purpose: describeEvent words partial or wrong data without throwing.
 const ev = (kind: RunEventKind, peerId: string | null, data: unknown): RunEventItem => ({ id: 1, t: 1000, kind, peerId, data }) as RunEventItem;
 
@@ -102,10 +102,14 @@ describe('alerts from run events', () => {
     expect(a).toMatchObject({ key: `offender:${B}`, severity: 'warning', peerId: B, t: 5000 });
     expect(a!.message).toMatch(new RegExp(`^${B} stalled 2 peers: no payload by the deadline, twice or more in a row\\. No update of it was judged`));
     expect(a!.message).not.toMatch(/bad update|rejected/);
-    // A bad update among the reports is judged as before.
+    // A bad update among the reports is judged as before, by the reports that judged an update: a
+    // stall beside one bad update is no second witness of it (A got no update from B).
     const [mixed] = offenderAlerts([report(5000, A, B, stall(2)), report(6000, C, B, 'non-finite: Δ[12] = NaN')]);
-    expect(mixed).toMatchObject({ severity: 'critical' });
-    expect(mixed!.message).toMatch(new RegExp(`^${B} sent bad updates to 2 peers`));
+    expect(mixed).toMatchObject({ severity: 'warning', t: 5000 });
+    expect(mixed!.message).toMatch(new RegExp(`^${B} sent ${C} a bad update: non-finite Δ \\(Δ\\[12\\] = NaN\\)\\. .* ${A} reported it stalling too\\.$`));
+    const [two] = offenderAlerts([report(5000, A, B, stall(2)), report(6000, C, B, 'non-finite: Δ[12] = NaN'), report(7000, D, B, 'delta-norm: ||Δ|| = 1e9 > 30 × median 1')]);
+    expect(two).toMatchObject({ severity: 'critical' });
+    expect(two!.message).toMatch(new RegExp(`^${B} sent bad updates to 2 peers \\(${C}, ${D}\\): non-finite Δ; Δ norm far above the honest scale\\. .* ${A} reported it stalling too\\.$`));
     const d = describeEvent(ev('peer-offender', A, { accused: B, reason: stall(2), strike: 1, vetoed: false, paired: true }));
     expect([d.text, d.tone]).toEqual([`peer ${A} reported ${B} for stalling: no payload by the deadline, twice or more in a row`, 'warn']);
   });

@@ -225,6 +225,8 @@ export class ExchangeRun {
       return this.solo('partner-gone', partner, pairMs, via);
     }
     this.bytesSent = wireBytes(id.runId, id.sender, phiBytes.length, s.chunkSize) + wireBytes(id.runId, id.sender, deltaBytes.length, s.chunkSize);
+    // Announced, our Δ may reach the partner whatever comes back: a replay of it is caught later.
+    mesh.validator.sending(payload.delta, round);
     // Keeps streaming after this round resolves while the partner may still be receiving: no
     // longer than its own deadline could wait, and not past our stopAndAbort.
     const opts = {

@@ -28,6 +28,14 @@ export const REPLAY_KEPT = 64;
  */
 export const REPLAY_COSINE = 0.999;
 
+/**
+ * Where honest Δs are more alike than the bench's (H = 1: each Δ one AdamW step, which momentum
+ * carries along the last; micro read 0.99873 between consecutive Δs, 0.99901 as sketches), the
+ * bound sits this many times closer to 1 than the most alike pair of our own recent Δs, as
+ * REPLAY_COSINE sits 8× closer than the bench's honest extreme (PartnerValidator.replayBound).
+ */
+export const REPLAY_MARGIN = 8;
+
 export interface ReplaySettings {
   buckets: number;
   kept: number;
@@ -121,6 +129,17 @@ export class ReplayMemory {
     for (const entry of this.ring) {
       const c = ReplayMemory.cosine(s, entry.sketch);
       if (c !== null && (best === null || c > best.cosine)) best = { entry, cosine: c };
+    }
+    return best;
+  }
+
+  /** The highest cosine of `s` with our own remembered sketches of rounds other than `round`; null when none. */
+  nearestOwn(s: Sketch, round: number): number | null {
+    let best: number | null = null;
+    for (const e of this.ring) {
+      if (e.peer !== null || e.round === round) continue;
+      const c = ReplayMemory.cosine(s, e.sketch);
+      if (c !== null && (best === null || c > best)) best = c;
     }
     return best;
   }

@@ -9,7 +9,7 @@
 // subtler is the probe's to judge.
 
 import { forgetOldest as forgetOldestPast } from '../protocol/bounded.ts';
-import { REPLAY_BUCKETS, REPLAY_COSINE, REPLAY_KEPT, ReplayMemory } from './replay.ts';
+import { REPLAY_BUCKETS, REPLAY_COSINE, REPLAY_KEPT, REPLAY_MARGIN, ReplayMemory } from './replay.ts';
 
 export interface ValidationSettings {
   /** κ: ||Δ_j|| is scaled down to at most κ × the median of recently accepted Δ norms. */
@@ -131,7 +131,8 @@ export interface ValidationSettings {
    * Δ we received or sent in the last 32 exchanges is that update again, not one computed this
    * round (a replay): refused and an offence ('delta-replay'), except our own Δ of this round
    * sent back, which is the echo ('delta-echo', no offence). Honest Δs reached 0.992 at the most
-   * (bench/results/replay.json).
+   * (bench/results/replay.json). The least bound: where our own Δs are more alike (H = 1) it is
+   * raised (replayBound).
    */
   replayCosine: number;
   /**
@@ -327,6 +328,10 @@ export class PartnerValidator {
   private readonly sampleOffset: number;
   /** Sketches of the Δs we received and sent lately, whoever from (the replay check). */
   private readonly replay: ReplayMemory;
+  /** The round of our Δ last remembered (sending), so a round's is sketched once. */
+  private sentRound: number | null = null;
+  /** Sketch cosines of our recent Δs with the most alike earlier one of ours (replayBound). */
+  private readonly ownLikeness: number[] = [];
 
   /**
    * `random` (uniform in [0, 1)) draws which coordinates the mirror check samples; `now` (ms) is
@@ -405,6 +410,35 @@ export class PartnerValidator {
     return { round: cap, why: `past the ${this.settings.leadRounds} an honest partner could be` };
   }
 
+  /**
+   * Our Δ of `round` as it goes to a partner: remembered for the replay check (src/sync/replay.ts)
+   * whether or not the partner's payload ever comes. Remembered only beside a payload we judged,
+   * our Δ of an exchange the partner stalled was not: it could send that Δ back as its own a round
+   * later and be accepted, and the accepted exchange cleared its stall count. Once per round (one
+   * exchange a round): check passes the same Δ again. Only the round is kept, not the Δ: a model's
+   * worth of floats held a round longer.
+   */
+  sending(ownDelta: Float32Array, round: number): void {
+    if (this.sentRound === round) return;
+    const s = this.replay.sketch(ownDelta);
+    const like = this.replay.nearestOwn(s, round);
+    if (like !== null) push(this.ownLikeness, like, this.settings.window);
+    this.replay.remember(s, round, null);
+    this.sentRound = round;
+  }
+
+  /**
+   * The replay bound now: replayCosine, or REPLAY_MARGIN times closer to 1 than the most alike of
+   * our own recent Δs were to an earlier one of ours, where that is higher. An honest partner
+   * trains as we do, so its Δs are about as alike as ours: at H = 1 consecutive honest Δs reached
+   * 0.999 as sketches, and the fixed bound refused them as replays. A partner cannot move it: it
+   * is measured on our own updates alone. At H = 4 (ours alike up to 0.992) it stays replayCosine.
+   */
+  get replayBound(): number {
+    const like = this.ownLikeness.length > 0 ? Math.max(...this.ownLikeness) : -1;
+    return Math.max(this.settings.replayCosine, 1 - (1 - like) / REPLAY_MARGIN);
+  }
+
   /** Our own ||Δ_i|| of this round: the honest scale every partner is compared with. */
   observeOwn(deltaNorm: number): void {
     if (!Number.isFinite(deltaNorm)) return;
@@ -468,7 +502,7 @@ export class PartnerValidator {
     const mirror = this.mirrorCosine(at.peer, delta);
     if (ownDelta) this.remember(at.peer, at.round, ownDelta);
     // The Δ we send this round is one a partner may send back later (src/sync/replay.ts).
-    if (ownDelta) this.replay.remember(this.replay.sketch(ownDelta), at.round, null);
+    if (ownDelta) this.sending(ownDelta, at.round);
     // Every bound below is a multiple of the Δ scale. With none yet (our own Δ of our first round
     // was zero: a first inner loop that diverged and was reset to φ, or whose steps all
     // overflowed) a payload of any finite size would pass unclipped, φ anywhere: refused, a solo
@@ -599,15 +633,19 @@ export class PartnerValidator {
     // A Δ we have seen before: the partner's own of an earlier round, another peer's, or ours
     // (the free rider's replay; see replayCosine). Compared before it is remembered.
     const sketch = this.replay.sketch(delta);
-    const seen = this.replay.match(sketch);
-    if (seen !== null) {
+    const seen = this.replay.nearest(sketch);
+    const replayBound = this.replayBound;
+    if (seen !== null && seen.cosine > replayBound) {
       const { entry } = seen;
+      const bound = replayBound === this.settings.replayCosine
+        ? `${replayBound}`
+        : `${replayBound.toFixed(5)} (our own Δs were alike up to ${Math.max(...this.ownLikeness).toFixed(5)})`;
       const ours = entry.peer === null;
       const whose = ours ? 'the Δ we sent' : entry.peer === at.peer ? 'the Δ this partner sent us' : `the Δ ${entry.peer} sent us`;
       const echo = ours && entry.round === at.round;
       return {
         ok: false, reason: echo ? 'delta-echo' : 'delta-replay', offence: !echo,
-        detail: `sketch cosine ${seen.cosine.toFixed(5)} > ${this.settings.replayCosine} with ${whose} at our round ${entry.round} (norm ratio ${fmt(deltaNorm / entry.sketch.norm)}): ${echo ? 'the partner sent our own update of this round back' : 'the partner replayed an earlier update instead of computing one'}`,
+        detail: `sketch cosine ${seen.cosine.toFixed(5)} > ${bound} with ${whose} at our round ${entry.round} (norm ratio ${fmt(deltaNorm / entry.sketch.norm)}): ${echo ? 'the partner sent our own update of this round back' : 'the partner replayed an earlier update instead of computing one'}`,
       };
     }
     this.replay.remember(sketch, at.round, at.peer);

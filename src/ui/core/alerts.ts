@@ -142,33 +142,44 @@ export function offenderAlerts(reports: OffenderReport[]): Alert[] {
   }
   const out: Alert[] = [];
   for (const [accused, list] of byAccused) {
-    const reporters = [...new Set(list.map((r) => r.reporter))];
+    const isStall = (r: OffenderReport) => offenderReason(r.reason).code === 'stall';
+    // A stall judged no update (no payload came): its reporter is no witness of a bad one, so the
+    // alert's count, names and reasons are those of the reports that judged an update.
+    const judged = list.filter((r) => !isStall(r));
+    const first = list.reduce((a, b) => (b.t < a.t ? b : a));
+    const stallers = [...new Set(list.filter(isStall).map((r) => r.reporter))];
     // What each reporter said, in the words of a known code, or an unknown one as it came: a
     // reporter is any peer, so a few of them, each cut, and a count of the rest (REASONS_SHOWN).
-    const words = [...new Set(list.map((r) => cut(offenderReason(r.reason).words, REASON_CHARS)))];
-    const said = words.length > REASONS_SHOWN
-      ? `${words.slice(0, REASONS_SHOWN).join('; ')}; and ${words.length - REASONS_SHOWN} other reason${words.length - REASONS_SHOWN === 1 ? '' : 's'}`
-      : words.join('; ');
-    const first = list.reduce((a, b) => (b.t < a.t ? b : a));
-    const detail = offenderReason(list[list.length - 1]!.reason).detail;
+    const sayOf = (rs: OffenderReport[]) => {
+      const words = [...new Set(rs.map((r) => cut(offenderReason(r.reason).words, REASON_CHARS)))];
+      const said = words.length > REASONS_SHOWN
+        ? `${words.slice(0, REASONS_SHOWN).join('; ')}; and ${words.length - REASONS_SHOWN} other reason${words.length - REASONS_SHOWN === 1 ? '' : 's'}`
+        : words.join('; ');
+      return { words, said };
+    };
     // Only stalls (no payload by the deadline, twice in a row): no update was judged, and an
     // honest slow link stalls too, so a warning that says so, however many partners report it.
-    if (list.every((r) => offenderReason(r.reason).code === 'stall')) {
+    if (judged.length === 0) {
       out.push({
         key: `offender:${accused}`, kind: 'offender', severity: 'warning', peerId: accused, t: first.t,
-        message: `${accused} stalled ${reporters.length === 1 ? reporters[0] : `${reporters.length} peers`}: ${said}. ` +
+        message: `${accused} stalled ${stallers.length === 1 ? stallers[0] : `${stallers.length} peers`}: ${sayOf(list).said}. ` +
           'No update of it was judged; the pool pairs them elsewhere for a while. A slow link does this; a peer that keeps it up holds its partners back.',
       });
       continue;
     }
-    const many = new Set(list.filter((r) => r.paired === true).map((r) => r.reporter)).size >= 2;
+    const reporters = [...new Set(judged.map((r) => r.reporter))];
+    const { words, said } = sayOf(judged);
+    const detail = offenderReason(judged[judged.length - 1]!.reason).detail;
+    const many = new Set(judged.filter((r) => r.paired === true).map((r) => r.reporter)).size >= 2;
+    const stalled = stallers.length === 0 ? ''
+      : ` ${stallers.length === 1 ? stallers[0] : `${stallers.length} peers`} reported it stalling too.`;
     out.push({
       key: `offender:${accused}`, kind: 'offender', severity: many ? 'critical' : 'warning', peerId: accused, t: first.t,
-      message: many
+      message: (many
         ? `${accused} sent bad updates to ${reporters.length} peers (${reporters.slice(0, 3).join(', ')}${reporters.length > 3 ? ', …' : ''}): ` +
           `${said}. They rejected them and no longer pair with it. Independent reports point to a broken GPU or a hostile volunteer.`
         : `${accused} sent ${reporters[0]} a bad update: ${words[0]}${detail ? ` (${cut(detail, 120)})` : ''}. ` +
-          'It was rejected and the two are no longer paired; more reports about this peer would mean a broken GPU or a hostile volunteer.',
+          'It was rejected and the two are no longer paired; more reports about this peer would mean a broken GPU or a hostile volunteer.') + stalled,
     });
   }
   return out;
