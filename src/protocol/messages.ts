@@ -22,7 +22,7 @@
 // (docs/design.md section 5.4). What a schema cannot state (signal nesting) is checked right
 // after it, in the parse function.
 import Type, { type Static, type TProperties, type TSchema } from 'typebox';
-import { jsonDepth, schemaProblem } from './check.ts';
+import { jsonDepth, schemaProblem, shownTag } from './check.ts';
 
 /**
  * The version of every schema a client and the coordinator exchange, and of the peer-to-peer
@@ -507,7 +507,7 @@ function parseTagged<S extends Record<string, TSchema>>(
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return { ok: false, code: 'bad-message', error: `${what} must be a JSON object` };
   const t = (v as { t?: unknown }).t;
   if (typeof t !== 'string' || !Object.prototype.hasOwnProperty.call(schemas, t)) {
-    return { ok: false, code: 'bad-message', error: `unknown message type ${JSON.stringify(t)?.slice(0, 40) ?? 'undefined'}; expected one of ${Object.keys(schemas).join(', ')}` };
+    return { ok: false, code: 'bad-message', error: `unknown message type ${shownTag(t)}; expected one of ${Object.keys(schemas).join(', ')}` };
   }
   const problem = schemaProblem(schemas[t]!, v, t);
   if (problem !== null) return { ok: false, code: 'bad-message', error: problem };
