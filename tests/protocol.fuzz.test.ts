@@ -17,4 +17,15 @@ describe('fuzz: the cases it found', () => {
     expect(() => parseControl(JSON.parse(raw))).toThrow(/^unknown control message type an array$/);
     expect(parseClientMessage(`{"t":${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}}`)).toMatchObject({ ok: false, error: expect.stringMatching(/^unknown message type an object;/) });
   });
+
+  it('a relayed signal nested deeper than the coordinator relays is refused by the client too', () => {
+    // parseServerMessage, seed 0x5e7e: it took a signal 30,000 arrays deep, which no JSON.stringify could write again.
+    const signal = (data: string) => `{"t":"signal","from":"p-fedcba9876543210","data":{"sig":${data}}}`;
+    for (const depth of [DEFAULT_LIMITS.maxSignalDepth + 1, 30_000]) {
+      expect(parseServerMessage(signal('['.repeat(depth) + ']'.repeat(depth)))).toEqual({ ok: false, error: `signal.data nests deeper than ${DEFAULT_LIMITS.maxSignalDepth}` });
+    }
+    const ok = signal('['.repeat(DEFAULT_LIMITS.maxSignalDepth) + ']'.repeat(DEFAULT_LIMITS.maxSignalDepth));
+    expect(parseServerMessage(ok).ok).toBe(true);
+    expect(parseClientMessage(ok.replace('"from"', '"to"')).ok).toBe(true);
+  });
 });

@@ -545,5 +545,12 @@ export function parseMeshSignal(data: unknown): { ok: true; value: MeshSignal } 
  */
 export function parseServerMessage(raw: string): { ok: true; msg: ServerMessage } | { ok: false; error: string } {
   const r = parseTagged(raw, SERVER_SCHEMAS, 'server frame');
-  return r.ok ? { ok: true, msg: r.value as ServerMessage } : { ok: false, error: r.error };
+  if (!r.ok) return { ok: false, error: r.error };
+  const msg = r.value as ServerMessage;
+  // The coordinator relays no signal deeper than this; one that is came from something else, and
+  // a client that took it held a value no JSON.stringify (a log line, a re-send) could write.
+  if (msg.t === 'signal' && jsonDepth(msg.data, DEFAULT_LIMITS.maxSignalDepth) > DEFAULT_LIMITS.maxSignalDepth) {
+    return { ok: false, error: `signal.data nests deeper than ${DEFAULT_LIMITS.maxSignalDepth}` };
+  }
+  return { ok: true, msg };
 }
