@@ -1,6 +1,9 @@
 // Seeded fuzz of every decoder that reads bytes or JSON from a party we do not trust. The cases
 // it found are kept below, each named by what went wrong.
 import { describe, expect, it } from 'vitest';
+import { crc32 } from '../src/protocol/crc32.ts';
+import { FieldError } from '../src/protocol/errors.ts';
+import { decodeFrame, encodeChunk, encodeControl } from '../src/protocol/frame.ts';
 import { DEFAULT_LIMITS, parseClientMessage, parseServerMessage } from '../src/protocol/messages.ts';
 import { parseControl } from '../src/protocol/peer-messages.ts';
 
@@ -27,5 +30,29 @@ describe('fuzz: the cases it found', () => {
     const ok = signal('['.repeat(DEFAULT_LIMITS.maxSignalDepth) + ']'.repeat(DEFAULT_LIMITS.maxSignalDepth));
     expect(parseServerMessage(ok).ok).toBe(true);
     expect(parseClientMessage(ok.replace('"from"', '"to"')).ok).toBe(true);
+  });
+
+  it('a frame whose reserved bytes are not zero is refused: what decodes re-encodes to the same bytes', () => {
+    // decodeFrame, seed 0xf00d: a chunk with byte 50 set to 32 and its header CRC made again was
+    // accepted, and encodeChunk of what it decoded to gave other bytes.
+    const payload = new Uint8Array([1, 2, 3, 4]);
+    const chunk = encodeChunk({
+      kind: 'delta', dtype: 'f32', transferId: 7, round: 3, elements: 1, totalBytes: 4, chunkSize: 1, chunkIndex: 1, chunkCount: 4,
+      tensorCrc: 0x89d2984c, configHash: '0123456789abcdef', runId: 'default', sender: 'p-0123456789abcdef',
+    }, payload.subarray(1, 2));
+    expect(decodeFrame(chunk).type).toBe('chunk');
+    const crcAt = chunk.length - 1 - 4;
+    for (const at of [50, 51]) {
+      const bad = chunk.slice();
+      bad[at] = 32;
+      new DataView(bad.buffer).setUint32(crcAt, crc32(bad.subarray(0, crcAt)), true);
+      expect(() => decodeFrame(bad)).toThrow(FieldError);
+      expect(() => decodeFrame(bad)).toThrow(/bytes 50\.\.51 are reserved and must be zero/);
+    }
+    for (const at of [6, 7]) {
+      const bad = encodeControl({ t: 'bye' });
+      bad[at] = 1;
+      expect(() => decodeFrame(bad)).toThrow(/control frame bytes 6\.\.7 are reserved and must be zero/);
+    }
   });
 });
