@@ -1,0 +1,103 @@
+// Seeded fuzz of a volunteer's mesh on what a partner sends it: two meshes over in-memory links,
+// one of them honest, the other's outgoing frames mutated on the way (bytes flipped, cut or
+// extended, headers resealed so the damage reaches the checks behind the CRCs, control messages
+// rewritten field by field as tests/support/fuzz.ts mutates JSON). The honest mesh must end every
+// exchange with a result (paired, or solo with its reason), decode nothing by an exception other
+// than a FrameError, and log no error; an exception out of a link's data handler would reach
+// vitest as an uncaught error and fail the run.
+import { afterEach, describe, expect, it } from 'vitest';
+import { decodeFrame } from '../src/protocol/frame.ts';
+import type { Logger } from '../src/sync/components.ts';
+import { createMesh, type Mesh } from '../src/sync/mesh.ts';
+import type { LinkFactory } from '../src/sync/links.ts';
+import type { ExchangeResult } from '../src/sync/types.ts';
+import { chaosLinks } from './support/chaos.ts';
+import { Rand, mutateBytes, mutatedJson, reseal } from './support/fuzz.ts';
+import { MemoryNet } from './support/memory-links.ts';
+import { SignalHub } from './support/signal-hub.ts';
+import { until } from './support/wait.ts';
+import { seededRandom } from './support/stats.ts';
+import { CONFIG_HASH, syntheticPayload } from './support/swarm.ts';
+
+const ELEMENTS = 3000;
+const LIVES = 8;
+const ROUNDS_A_LIFE = 4;
+
+/** A logger that keeps what it was told. */
+function recorder(): Logger & { lines: { level: string; msg: string; fields?: Record<string, unknown> }[] } {
+  const lines: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
+  const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => { lines.push({ level, msg, fields }); };
+  return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+/** One outgoing frame as a hostile or broken partner might send it instead. */
+function mangle(r: Rand, frame: Uint8Array): Uint8Array[] {
+  const roll = r.next();
+  if (roll < 0.05) return [];
+  if (roll < 0.1) return [frame, frame];
+  let decoded;
+  try { decoded = decodeFrame(frame); } catch { decoded = null; }
+  if (decoded?.type === 'control' && r.chance(0.6)) {
+    const json = new TextEncoder().encode(mutatedJson(r, decoded.message).json);
+    return [reseal(new Uint8Array([...frame.subarray(0, 16), ...json]))];
+  }
+  const bad = mutateBytes(r, frame);
+  return [r.chance(0.7) ? reseal(bad) : bad];
+}
+
+let peers: { mesh: Mesh; destroy(): void }[] = [];
+let hub: SignalHub | null = null;
+afterEach(() => { for (const p of peers) p.destroy(); peers = []; hub = null; });
+
+describe('fuzz: a mesh on what its partner sends', () => {
+  it('ends every exchange with a result and decodes nothing by another exception, whatever the partner sends', async () => {
+    const r = new Rand(0x5eed);
+    const net = new MemoryNet();
+    hub = new SignalHub({ random: seededRandom(7919) });
+    const logs = recorder();
+    let mangled = 0;
+    const make = (id: string, wrap: (l: LinkFactory) => LinkFactory, logger: Logger) => {
+      const client = hub!.client(id);
+      const mesh = createMesh({
+        runId: 'test-run', configHash: CONFIG_HASH, elements: ELEMENTS, neighbours: { min: 1, max: 2 }, maintainMs: 50,
+        connectTimeoutMs: 5_000, deadline: { minMs: 300, initialMs: 600, maxMs: 1500 },
+      })({ signaling: client, links: wrap(net.links(id)), random: seededRandom(id.length * 1000 + 1), logger });
+      const peer = { mesh, destroy: () => { mesh.destroy(); client.close(); } };
+      peers.push(peer);
+      return peer;
+    };
+    const honest = make('honest', (l) => l, logs).mesh;
+    const results: ExchangeResult[] = [];
+    let round = 0;
+    // A mangling partner is cut off after a strike or two: a fresh one takes its place, LIVES times.
+    for (let life = 0; life < LIVES; life++) {
+      // Its frames are mangled only after its hello got through: a partner refused at the
+      // greeting is cut off before the fuzz reaches any further.
+      let greeted = false;
+      const { mesh: mangler, destroy } = make(`mangler-${life}`, (l) => chaosLinks(l, (f) => {
+        if (!greeted) { greeted = true; return [f]; }
+        if (!r.chance(0.3)) return [f];
+        mangled++;
+        return mangle(r, f);
+      }), recorder());
+      await until(() => honest.neighbours().includes(`mangler-${life}`) && mangler.neighbours().length >= 1, 20_000, `mangler-${life} linked`);
+      const start = round;
+      await Promise.all([honest, mangler].map(async (m, idx) => {
+        for (let k = 0; k < ROUNDS_A_LIFE; k++) {
+          const res = await m.exchange(start + k, syntheticPayload(ELEMENTS, idx, start + k), { waitMs: 200 });
+          if (m === honest) results.push(res);
+        }
+      }));
+      round += ROUNDS_A_LIFE;
+      destroy();
+    }
+    expect(mangled).toBeGreaterThan(LIVES);
+    expect(results).toHaveLength(LIVES * ROUNDS_A_LIFE);
+    for (const res of results) {
+      expect(res.outcome === 'paired' ? res.payload !== null : res.reason !== null).toBe(true);
+    }
+    // A frame decodeFrame refused with anything but a FrameError is logged as ERR_FRAME.
+    const bad = logs.lines.filter((l) => l.level === 'error' || (l.msg === 'bad frame' && l.fields?.code === 'ERR_FRAME'));
+    expect(bad).toEqual([]);
+  });
+});
