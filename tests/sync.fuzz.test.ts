@@ -10,9 +10,10 @@ import { decodeFrame } from '../src/protocol/frame.ts';
 import type { Logger } from '../src/sync/components.ts';
 import { createMesh, type Mesh } from '../src/sync/mesh.ts';
 import type { LinkFactory } from '../src/sync/links.ts';
+import { SignalingClient, type WebSocketLike } from '../src/sync/signaling-client.ts';
 import type { ExchangeResult } from '../src/sync/types.ts';
 import { chaosLinks } from './support/chaos.ts';
-import { Rand, mutateBytes, mutatedJson, reseal } from './support/fuzz.ts';
+import { Rand, SERVER_SAMPLES, atBounds, fuzz, mutateBytes, mutatedJson, reseal } from './support/fuzz.ts';
 import { MemoryNet } from './support/memory-links.ts';
 import { SignalHub } from './support/signal-hub.ts';
 import { until } from './support/wait.ts';
@@ -99,5 +100,96 @@ describe('fuzz: a mesh on what its partner sends', () => {
     // A frame decodeFrame refused with anything but a FrameError is logged as ERR_FRAME.
     const bad = logs.lines.filter((l) => l.level === 'error' || (l.msg === 'bad frame' && l.fields?.code === 'ERR_FRAME'));
     expect(bad).toEqual([]);
+  });
+});
+
+/**
+ * A manual clock, as tests/support/fake-clock.ts, that also counts what fires: advance() stops
+ * after `maxFires` timers, where a timer that re-arms itself at 0 ms would spin for ever.
+ */
+class CountingClock {
+  private t = 1_700_000_000_000;
+  private seq = 0;
+  private timers = new Map<number, { at: number; fn: () => void }>();
+  now = (): number => this.t;
+  setTimeout = (fn: () => void, ms: number): unknown => { this.timers.set(++this.seq, { at: this.t + Math.max(0, ms), fn }); return this.seq; };
+  clearTimeout = (h: unknown): void => { this.timers.delete(h as number); };
+  /** Timers fired in this advance of `ms`, at most `maxFires`. */
+  advance(ms: number, maxFires: number): number {
+    const end = this.t + ms;
+    let fired = 0;
+    while (fired < maxFires) {
+      let next: [number, { at: number; fn: () => void }] | null = null;
+      for (const e of this.timers) if (e[1].at <= end && (!next || e[1].at < next[1].at)) next = e;
+      if (!next) break;
+      this.timers.delete(next[0]);
+      this.t = next[1].at;
+      next[1].fn();
+      fired++;
+    }
+    this.t = end;
+    return fired;
+  }
+}
+
+/** The client's end of a WebSocket, driven by the test. */
+class ScriptedSocket implements WebSocketLike {
+  static last: ScriptedSocket | null = null;
+  readyState = 0;
+  sent = 0;
+  onopen: ((ev: unknown) => void) | null = null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
+  onerror: ((ev: unknown) => void) | null = null;
+  onmessage: ((ev: { data: unknown }) => void) | null = null;
+  constructor(readonly url: string) { ScriptedSocket.last = this; }
+  send(): void { this.sent++; }
+  close(): void { this.readyState = 3; }
+}
+
+describe('fuzz: a volunteer on what its coordinator sends', () => {
+  it('the signaling client takes every mutated frame without throwing, and arms no timer that spins', () => {
+    const welcome = SERVER_SAMPLES.welcome;
+    // Every number of the welcome at each bound, then welcomes mutated at random.
+    const welcomes = atBounds(welcome);
+    fuzz('SignalingClient', 0x5c1e, welcomes.length + 200, (r, i) => {
+      const clock = new CountingClock();
+      const c = new SignalingClient({
+        url: 'http://127.0.0.1:9', WebSocket: ScriptedSocket, timers: clock, random: () => r.next(),
+        fetch: async () => new Response('', { status: 503 }),
+      });
+      c.start();
+      const ws = ScriptedSocket.last!;
+      ws.readyState = 1;
+      ws.onopen?.({});
+      ws.onmessage?.({ data: i < welcomes.length ? welcomes[i]! : mutatedJson(r, welcome).json });
+      for (let k = 0; k < (i < welcomes.length ? 3 : 10); k++) {
+        if (r.chance(0.2)) c.ready(k, 500);
+        ws.onmessage?.({ data: mutatedJson(r, r.pick(Object.values(SERVER_SAMPLES))).json });
+        // The heartbeat, the report pacing and the pairing wait fire a few times a second; a
+        // hundred in one simulated second is a loop.
+        const fired = clock.advance(1000, 100);
+        expect(fired, `timers fired in one simulated second after frame ${k}`).toBeLessThan(100);
+      }
+      c.stop();
+    });
+  });
+});
+
+describe('fuzz: the cases it found', () => {
+  it('a welcome with heartbeatMs 0 or -0 gets a heartbeat every 100 ms, not one every turn of the loop', () => {
+    // SignalingClient, seed 0x5c1e, iteration 0: the welcome's first number at 0, its heartbeat.
+    for (const heartbeatMs of [0, -0, 1]) {
+      const clock = new CountingClock();
+      const c = new SignalingClient({ url: 'http://127.0.0.1:9', WebSocket: ScriptedSocket, timers: clock });
+      c.start();
+      const ws = ScriptedSocket.last!;
+      ws.readyState = 1;
+      ws.onopen?.({});
+      ws.onmessage?.({ data: JSON.stringify({ ...SERVER_SAMPLES.welcome, heartbeatMs }).replace('"heartbeatMs":0', `"heartbeatMs":${Object.is(heartbeatMs, -0) ? '-0' : heartbeatMs}`) });
+      const before = ws.sent;
+      expect(clock.advance(1000, 1000)).toBeLessThanOrEqual(10);
+      expect(ws.sent - before).toBe(10);
+      c.stop();
+    }
   });
 });

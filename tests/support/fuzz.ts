@@ -234,6 +234,23 @@ function mutateTree(r: Rand, j: J): void {
   if (set) set(oddValue(r));
 }
 
+/** BOUNDS a schema may allow at either end of a field, and past them. */
+const BOUNDS = [0, -0, 1, 0.5, 2 ** 31, 2 ** 53 - 1, 1e308];
+
+/** `sample` with one of its numbers set to one of BOUNDS, the rest valid: every such text, in order. */
+export function atBounds(sample: unknown): string[] {
+  const out: string[] = [];
+  const count = nodes(tree(sample)).filter((n) => n.node.k === 'num').length;
+  for (let i = 0; i < count; i++) {
+    for (const v of BOUNDS) {
+      const j = tree(sample);
+      (nodes(j).filter((n) => n.node.k === 'num')[i]!.node as Extract<J, { k: 'num' }>).v = v;
+      out.push(text(j));
+    }
+  }
+  return out;
+}
+
 /** A mutated JSON text of `sample`: tree mutations, now and then a byte-level one on the text. */
 export function mutatedJson(r: Rand, sample: unknown): { j: J; json: string } {
   const j = tree(sample);
