@@ -1,10 +1,13 @@
-// Seeded fuzz of a volunteer's mesh on what a partner sends it: two meshes over in-memory links,
-// one of them honest, the other's outgoing frames mutated on the way (bytes flipped, cut or
-// extended, headers resealed so the damage reaches the checks behind the CRCs, control messages
-// rewritten field by field as tests/support/fuzz.ts mutates JSON). The honest mesh must end every
-// exchange with a result (paired, or solo with its reason), decode nothing by an exception other
-// than a FrameError, and log no error; an exception out of a link's data handler would reach
-// vitest as an uncaught error and fail the run.
+// Seeded fuzz of a volunteer on what others send it. Its signaling client takes the
+// coordinator's frames, every number of a welcome at its bounds and then mutated at random, on a
+// counting clock: no frame may make it throw or arm a timer that spins. Its mesh takes a
+// partner's frames: two meshes over in-memory links, one honest, the other's outgoing frames
+// mutated on the way (bytes flipped, cut or extended, headers resealed so the damage reaches the
+// checks behind the CRCs, control messages rewritten field by field as tests/support/fuzz.ts
+// mutates JSON). The honest mesh must end every exchange with a result (paired, or solo with its
+// reason), decode nothing by an exception other than a FrameError, and log no error; an exception
+// out of a link's data handler would reach vitest as an uncaught error and fail the run. Link
+// timing decides which frames the mangler's seeded choices fall on, so that part varies a little.
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeFrame } from '../src/protocol/frame.ts';
 import type { Logger } from '../src/sync/components.ts';
