@@ -5,6 +5,7 @@
 // connection and logs a stack) nor leave a rejected promise behind. The sockets are in-memory
 // stand-ins for ws's: the hub reads only on/send/close/terminate, readyState and bufferedAmount.
 import { EventEmitter } from 'node:events';
+import { Writable } from 'node:stream';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WebSocket } from 'ws';
 import { buildApp, type Coordinator } from '../server/app.ts';
 import { PROTOCOL_VERSION, type ServerMessage } from '../src/protocol/messages.ts';
-import { CLIENT_SAMPLES, P1, Rand, mutatedJson } from './support/fuzz.ts';
+import { CLIENT_SAMPLES, P1, Rand, atBounds, mutatedJson } from './support/fuzz.ts';
 
 class FakeSocket extends EventEmitter {
   readonly OPEN = 1;
@@ -34,10 +35,13 @@ class FakeSocket extends EventEmitter {
 
 let dir: string;
 let c: Coordinator;
+const errorLines: string[] = [];
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'murmur-ws-fuzz-'));
   // A bucket no fuzz run empties and strikes it never reaches: every frame reaches a handler.
-  c = await buildApp({ dataDir: dir }, { checkpointEveryMs: 0, hub: { limits: { maxMessageBytes: 64 * 1024, messagesPerSecond: 1e6, burst: 1e6, maxSignalDepth: 8 }, maxStrikes: 1e6 } });
+  // What the coordinator logs at level error (a handler that failed, a stack): the fuzz must leave none.
+  const logStream = new Writable({ write(chunk, _enc, done) { errorLines.push(String(chunk)); done(); } });
+  c = await buildApp({ dataDir: dir, logLevel: 'error', logStream }, { checkpointEveryMs: 0, hub: { limits: { maxMessageBytes: 64 * 1024, messagesPerSecond: 1e6, burst: 1e6, maxSignalDepth: 8 }, maxStrikes: 1e6 } });
 });
 afterAll(async () => {
   await c?.close();
@@ -70,5 +74,26 @@ describe('fuzz: the coordinator WebSocket handler', () => {
     }
     expect(frames).toBeGreaterThan(1000);
     expect(internal).toEqual([]);
+    expect(errorLines).toEqual([]);
+  });
+
+  it('answers every client message with each of its numbers at a bound without failing inside its handler', async () => {
+    const hello = { t: 'hello', v: PROTOCOL_VERSION, run: 'default' };
+    const texts = Object.values(CLIENT_SAMPLES).flatMap((m) => atBounds(m));
+    const internal: string[] = [];
+    // One connection per 50 texts: a peer at the strike limit would be closed, not answered.
+    for (let from = 0; from < texts.length; from += 50) {
+      const ws = new FakeSocket();
+      c.hub.attach(ws as unknown as WebSocket, '127.0.0.1');
+      ws.frame(JSON.stringify(hello));
+      expect(ws.got[0]?.t).toBe('welcome');
+      for (const text of texts.slice(from, from + 50)) if (ws.readyState === ws.OPEN) ws.frame(text);
+      internal.push(...ws.got.filter((m) => m.t === 'error' && m.code === 'internal').map((m) => JSON.stringify(m)));
+      ws.close();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(texts.length).toBeGreaterThan(100);
+    expect(internal).toEqual([]);
+    expect(errorLines).toEqual([]);
   });
 });
