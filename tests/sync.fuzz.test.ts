@@ -12,11 +12,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { decodeFrame } from '../src/protocol/frame.ts';
 import type { Logger } from '../src/sync/components.ts';
 import { createMesh, type Mesh } from '../src/sync/mesh.ts';
-import type { LinkFactory } from '../src/sync/links.ts';
+import { MAX_SIGNAL_CANDIDATE_CHARS, MAX_SIGNAL_SDP_BYTES, admitSignal, noteCandidateTypes, withoutTcpCandidates, type LinkFactory } from '../src/sync/links.ts';
 import { SignalingClient, type WebSocketLike } from '../src/sync/signaling-client.ts';
 import type { ExchangeResult } from '../src/sync/types.ts';
 import { chaosLinks } from './support/chaos.ts';
-import { Rand, SERVER_SAMPLES, atBounds, fuzz, mutateBytes, mutatedJson, reseal } from './support/fuzz.ts';
+import { Rand, SERVER_SAMPLES, atBounds, fuzz, mutateBytes, mutatedJson, reseal, value } from './support/fuzz.ts';
 import { MemoryNet } from './support/memory-links.ts';
 import { SignalHub } from './support/signal-hub.ts';
 import { until } from './support/wait.ts';
@@ -174,6 +174,27 @@ describe('fuzz: a volunteer on what its coordinator sends', () => {
         expect(fired, `timers fired in one simulated second after frame ${k}`).toBeLessThan(100);
       }
       c.stop();
+    });
+  });
+});
+
+describe('fuzz: a link on the signals a peer relays to it', () => {
+  it('admitSignal refuses with a reason or hands on a signal within its bounds, never throwing', () => {
+    const sdp = ['v=0', 'o=- 1 2 IN IP4 127.0.0.1', 's=-', 't=0 0', 'm=application 9 UDP/DTLS/SCTP webrtc-datachannel',
+      'a=candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host', 'a=candidate:2 1 tcp 1518280447 192.0.2.1 9 typ host tcptype active', ''].join('\r\n');
+    const signals = [
+      { type: 'offer', sdp }, { type: 'answer', sdp },
+      { type: 'candidate', candidate: { candidate: 'candidate:1 1 udp 2122260223 192.0.2.1 54321 typ srflx', sdpMid: '0', sdpMLineIndex: 0 } },
+    ];
+    fuzz('admitSignal', 0x516a, 3000, (r) => {
+      const { j } = mutatedJson(r, r.pick(signals));
+      const data = value(j);
+      const v = admitSignal(data, { initiator: r.chance(0.5), described: r.chance(0.2), candidates: r.pick([0, 63, 64]) });
+      if (!v.ok) { expect(v.reason.length).toBeGreaterThan(0); expect(v.reason.length).toBeLessThan(500); return; }
+      const s = v.signal as { type: string; sdp?: string; candidate?: { candidate: string } };
+      if (s.type === 'candidate') expect(s.candidate!.candidate.length).toBeLessThanOrEqual(MAX_SIGNAL_CANDIDATE_CHARS);
+      else expect(new TextEncoder().encode(s.sdp!).length).toBeLessThanOrEqual(MAX_SIGNAL_SDP_BYTES);
+      noteCandidateTypes(withoutTcpCandidates(v.signal), []);
     });
   });
 });
