@@ -151,6 +151,17 @@ export function describeIssue(e: SchemaIssue, root: string, value?: unknown): st
   }
 }
 
+/**
+ * A message's type tag in words, whatever the sender put there: a string quoted and cut, anything
+ * else only its kind. JSON.stringify of the value itself recursed through a tag nested 32,000
+ * arrays deep (a 64 KB frame) and threw RangeError out of a parser that promises never to throw.
+ */
+export function shownTag(t: unknown): string {
+  if (typeof t === 'string') return JSON.stringify(t.length > 40 ? t.slice(0, 40) + '…' : t);
+  if (typeof t === 'number' || typeof t === 'boolean' || t === null || t === undefined) return String(t);
+  return Array.isArray(t) ? 'an array' : 'an object';
+}
+
 /** Nesting depth of a parsed JSON value (scalars are 0); bounds "any JSON" fields. */
 export function jsonDepth(v: unknown, limit = 64): number {
   let max = 0;

@@ -18,7 +18,8 @@
 //     0..5 as above, 6 u16 zero, 8 u32 JSON byte length, 12 u32 CRC-32 of the JSON, 16 JSON
 //
 // The header carries its own CRC so a corrupt index or length is caught before it is used; the
-// whole-tensor CRC is checked only once every chunk is in.
+// whole-tensor CRC is checked only once every chunk is in. The zero bytes must be zero: a frame
+// decodes only if encoding what it decoded to gives back the same bytes.
 import { crc32 } from './crc32.ts';
 import { isConfigHash } from './hash.ts';
 import {
@@ -159,6 +160,7 @@ export function decodeFrame(bytes: Uint8Array): Frame {
 }
 
 function decodeControl(bytes: Uint8Array, dv: DataView): Frame {
+  if (bytes[6] !== 0 || bytes[7] !== 0) throw new FieldError(`control frame bytes 6..7 are reserved and must be zero, got ${bytes[6]}, ${bytes[7]}`);
   const len = dv.getUint32(8, true);
   if (len > MAX_CONTROL_BYTES) throw new FrameTooLargeError(len, MAX_CONTROL_BYTES);
   if (bytes.length !== 16 + len) throw new TruncatedFrameError(`control frame declares ${len} JSON bytes, carries ${bytes.length - 16}`);
@@ -186,6 +188,9 @@ function decodeChunk(bytes: Uint8Array, dv: DataView): Frame {
   const want = crc32(bytes.subarray(0, crcAt));
   const got = dv.getUint32(crcAt, true);
   if (got !== want) throw new HeaderChecksumError(got, want);
+  // Reserved bytes are zero, as every encoder writes them: a frame is accepted only in the one
+  // form encodeChunk gives it, so a later version may give these bytes a meaning.
+  if (bytes[50] !== 0 || bytes[51] !== 0) throw new FieldError(`chunk header bytes 50..51 are reserved and must be zero, got ${bytes[50]}, ${bytes[51]}`);
   const kind = KIND_NAMES[bytes[6]];
   if (!kind) throw new FieldError(`unknown tensor kind ${bytes[6]}`);
   const dtype = DTYPE_NAMES[bytes[7]];

@@ -22,7 +22,7 @@
 // (docs/design.md section 5.4). What a schema cannot state (signal nesting) is checked right
 // after it, in the parse function.
 import Type, { type Static, type TProperties, type TSchema } from 'typebox';
-import { jsonDepth, schemaProblem } from './check.ts';
+import { jsonDepth, schemaProblem, shownTag } from './check.ts';
 
 /**
  * The version of every schema a client and the coordinator exchange, and of the peer-to-peer
@@ -514,7 +514,7 @@ function parseTagged<S extends Record<string, TSchema>>(
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return { ok: false, code: 'bad-message', error: `${what} must be a JSON object` };
   const t = (v as { t?: unknown }).t;
   if (typeof t !== 'string' || !Object.prototype.hasOwnProperty.call(schemas, t)) {
-    return { ok: false, code: 'bad-message', error: `unknown message type ${JSON.stringify(t)?.slice(0, 40) ?? 'undefined'}; expected one of ${Object.keys(schemas).join(', ')}` };
+    return { ok: false, code: 'bad-message', error: `unknown message type ${shownTag(t)}; expected one of ${Object.keys(schemas).join(', ')}` };
   }
   const problem = schemaProblem(schemas[t]!, v, t);
   if (problem !== null) return { ok: false, code: 'bad-message', error: problem };
@@ -552,5 +552,12 @@ export function parseMeshSignal(data: unknown): { ok: true; value: MeshSignal } 
  */
 export function parseServerMessage(raw: string): { ok: true; msg: ServerMessage } | { ok: false; error: string } {
   const r = parseTagged(raw, SERVER_SCHEMAS, 'server frame');
-  return r.ok ? { ok: true, msg: r.value as ServerMessage } : { ok: false, error: r.error };
+  if (!r.ok) return { ok: false, error: r.error };
+  const msg = r.value as ServerMessage;
+  // The coordinator relays no signal deeper than this; one that is came from something else, and
+  // a client that took it held a value no JSON.stringify (a log line, a re-send) could write.
+  if (msg.t === 'signal' && jsonDepth(msg.data, DEFAULT_LIMITS.maxSignalDepth) > DEFAULT_LIMITS.maxSignalDepth) {
+    return { ok: false, error: `signal.data nests deeper than ${DEFAULT_LIMITS.maxSignalDepth}` };
+  }
+  return { ok: true, msg };
 }

@@ -6,7 +6,7 @@ import Type, { type Static, type TProperties } from 'typebox';
 import { DTYPES, payloadBytes } from './frame.ts';
 import { CONFIG_HASH_PATTERN } from './hash.ts';
 import { MessageError } from './errors.ts';
-import { schemaProblem } from './check.ts';
+import { schemaProblem, shownTag } from './check.ts';
 
 const MAX_TEXT = 200;
 
@@ -66,7 +66,7 @@ export function parseControl(value: unknown): ControlMessage {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new MessageError('control message must be an object');
   const t = (value as { t?: unknown }).t;
   if (typeof t !== 'string' || !Object.prototype.hasOwnProperty.call(CONTROL_SCHEMAS, t)) {
-    throw new MessageError(`unknown control message type ${JSON.stringify(t)?.slice(0, 40)}`);
+    throw new MessageError(`unknown control message type ${shownTag(t)}`);
   }
   const problem = schemaProblem(CONTROL_SCHEMAS[t as keyof ControlSchemas], value, t);
   if (problem !== null) throw new MessageError(problem);

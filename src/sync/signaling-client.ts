@@ -85,6 +85,13 @@ export interface ClientEventMap extends SignalingEventMap {
   ice: IceConfig;
 }
 
+/**
+ * The shortest heartbeat period the client keeps, whatever a welcome says (its schema allows 0):
+ * at 0 ms the heartbeat re-armed itself at once and sent a frame every turn of the event loop,
+ * past the coordinator's 50 frames/s. The coordinator's own liveness sweep runs no faster.
+ */
+const MIN_HEARTBEAT_MS = 100;
+
 /** Codes after which reconnecting cannot help. */
 const TERMINAL: ReadonlySet<string> = new Set(['unknown-run', 'run-stopped', 'bad-version']);
 const CLOSE_REPLACED = 4000;
@@ -319,7 +326,7 @@ export class SignalingClient implements Signaling {
         this.setIce(m.ice, m.run);
         this.attempt = 0;
         this.session.save(m.session);
-        this.startHeartbeat(m.heartbeatMs);
+        this.startHeartbeat(Math.max(MIN_HEARTBEAT_MS, m.heartbeatMs));
         this.emit('welcome', m);
         this.emit('open', { peerId: m.peerId });
         this.livePeers = new Set(m.peers);
