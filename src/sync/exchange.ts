@@ -98,6 +98,8 @@ export class ExchangeRun {
   private onAnnounced: (() => void) | null = null;
   private readonly t0: number;
   private bytesSent = 0;
+  /** Every chunk of our φ and Δ was handed to the partner's link (stalled). */
+  private sendDone = false;
   /** Grows as the exchange enters each bounded phase: connect timeout, then transfer deadline. */
   private budgetExtra = 0;
 
@@ -248,6 +250,7 @@ export class ExchangeRun {
       if (!(await announced)) return;
       await sendTensor(conn.link, id, { kind: 'phi', dtype: phiA.dtype, round, transferId: phiA.tid, elements: n, bytes: phiBytes }, opts);
       await sendTensor(conn.link, id, { kind: 'delta', dtype: deltaA.dtype, round, transferId: deltaA.tid, elements: n, bytes: deltaBytes }, opts);
+      this.sendDone = true;
     }).catch((err) => mesh.logger.debug('send to partner ended early', { partner, error: String(err) })).finally(() => {
       const i = sends.indexOf(this.abortSend);
       if (i >= 0) sends.splice(i, 1);
@@ -268,6 +271,8 @@ export class ExchangeRun {
     const transferMs = mesh.clock.now() - tStart;
     if (outcome.kind === 'destroyed') throw new MeshDestroyedError('exchange');
     if (outcome.kind === 'solo') {
+      // Read before stopAndAbort, whose abort could close what the check reads.
+      const stalled = this.stalled(outcome.reason, conn.link);
       this.stopAndAbort(partner, outcome.reason);
       if (outcome.reason === 'deadline') {
         // A miss must relax the estimate too: fed only completed receives, one fast exchange would
@@ -275,8 +280,8 @@ export class ExchangeRun {
         const inb = this.inbound;
         const received = (inb?.phi?.receivedBytes ?? 0) + (inb?.delta?.receivedBytes ?? 0);
         mesh.estimator.miss(expectBytes, deadlineMs, received, inb ? mesh.clock.now() - inb.at : transferMs);
-        mesh.noteStall(partner, round, via === 'coordinator');
       }
+      if (stalled) mesh.noteStall(partner, round, via === 'coordinator');
       if (outcome.reason === 'rejected') mesh.offence(partner, outcome.code ?? 'rejected', outcome.detail ?? '');
       return this.solo(outcome.reason, partner, pairMs, via, transferMs, outcome.code);
     }
@@ -306,6 +311,24 @@ export class ExchangeRun {
       outcome: 'paired', payload: result, reason: null, rejection: null, ...(this.probation ? { probation: true } : {}),
       bytesReceived: wireBytes(s.runId, partner, outcome.phi.length, undefined) + wireBytes(s.runId, partner, outcome.delta.length, undefined),
     };
+  }
+
+  /**
+   * Whether an exchange that ended `reason`, without the partner's payload, stalled us: it ran to
+   * our deadline, or the partner ended it (an abort, its link closed) once it had ours. Only the
+   * deadline counted before, and a free rider that took our φ and Δ and then aborted or hung up
+   * just before it was never rested nor reported. An honest partner ends an exchange too (its
+   * own shorter deadline, a rejection, a closed tab): a stall stays soft, and one alone rests
+   * nothing (noteStall). One that ended before our payload reached the partner is no stall of
+   * its. No acks come back, so "reached it" is what our side can see: every chunk handed to the
+   * link and, while the link is open, none of them still queued on it (the channel is reliable
+   * and ordered). A closed link's queue reads empty whatever it held, so there the chunks handed
+   * over are all we know.
+   */
+  private stalled(reason: SoloReason, link: { readonly open: boolean; readonly bufferedAmount: number }): boolean {
+    if (reason === 'deadline') return true;
+    if (reason !== 'partner-aborted' && reason !== 'partner-gone') return false;
+    return this.sendDone && (!link.open || link.bufferedAmount === 0);
   }
 
   /** Take the partner's announcement: check its sizes, then wait for both tensors. */

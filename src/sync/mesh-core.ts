@@ -76,7 +76,8 @@ export interface MeshCore {
   /** Record the partner of a successful exchange (it clears that partner's stalls, noteStall). */
   notePartner(peer: string): void;
   /**
-   * Our exchange of `round` with `peer` ran to its deadline without the partner's payload;
+   * Our exchange of `round` with `peer` ended without the partner's payload: at our deadline, or
+   * by the partner (an abort, its link closed) once it had ours (ExchangeRun.stalled);
    * `pooled`: the coordinator's pool paired us (from the second stall in a row it is reported).
    */
   noteStall(peer: string, round: number, pooled: boolean): void;

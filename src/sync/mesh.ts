@@ -113,7 +113,7 @@ function resolveSettings(init: MeshInit): MeshSettings {
 const MAX_QUEUED_REPORTS = 100;
 /**
  * Direct pairing leaves a partner that stalled us (our exchange with it ran to its deadline
- * without its payload) alone for our next 2^(k−2) rounds after its k-th stall in a row (k >= 2:
+ * without its payload, or the partner ended it once it had ours: exchange.ts, stalled) alone for our next 2^(k−2) rounds after its k-th stall in a row (k >= 2:
  * one stall alone, a link that hiccupped once, costs an honest partner nothing), at most this
  * many; an exchange with it that we accept clears the count. While the coordinator is down,
  * a neighbour that asks everyone at once is paired with whoever is not asking (the question
@@ -328,7 +328,7 @@ class MeshImpl implements Mesh, MeshCore {
     // of a direct pairing is not: the coordinator takes reports only of the pool's partners.
     if (count >= 2 && pooled) {
       this.logger.warn('partner stalled us again', { peer, round, stalls: count });
-      this.report(peer, `stall: its payload missed our deadline ${count} exchanges in a row (round ${round})`);
+      this.report(peer, `stall: no payload of its by our deadline, or it ended the exchange once it had ours, ${count} exchanges in a row (round ${round})`);
     }
   }
 

@@ -2,7 +2,7 @@
 // answers pairings and sends whatever payload it is told to, with correct framing and
 // checksums, so only the honest peers' validation can stop it.
 import wrtc from '@roamhq/wrtc';
-import { encodeControl, decodeFrame } from '../../src/protocol/frame.ts';
+import { encodeControl, decodeFrame, type ChunkHeader } from '../../src/protocol/frame.ts';
 import { parseControl, type ControlMessage } from '../../src/protocol/peer-messages.ts';
 import { encodeTensor } from '../../src/sync/compress.ts';
 import { simplePeerLinks, type Link, type LinkFactory } from '../../src/sync/links.ts';
@@ -20,6 +20,12 @@ export interface RogueOptions {
   /** φ and Δ it sends (length = elements). */
   payload: () => { phi: Float32Array; delta: Float32Array };
   links?: LinkFactory;
+  /** A free rider: it announces its φ and Δ as ever but never streams them. */
+  withhold?: boolean;
+  /** Called once its own announcement to `peer` is out (what it does next is the test's). */
+  onAnnounced?: (peer: string) => void;
+  /** Called once the whole of `peer`'s φ and Δ of one round has arrived (the last chunk of each). */
+  onTaken?: (peer: string) => void;
 }
 
 export class Rogue {
@@ -27,6 +33,10 @@ export class Rogue {
   readonly sentTo: string[] = [];
   /** Control messages the honest side sent it, by sender. */
   readonly received: { from: string; t: string; reason?: string }[] = [];
+  /** Payloads (a whole φ and Δ of one round) it has taken, by sender. */
+  readonly taken: string[] = [];
+  /** Last chunks that arrived, by sender and round: `${peer}:${round}` to the kinds complete. */
+  private lastChunks = new Map<string, Set<string>>();
   private links = new Map<string, { link: Link; cid: string }>();
   /** Rounds it has asked the pool for. */
   private round = 0;
@@ -67,6 +77,16 @@ export class Rogue {
     await new Promise((r) => setTimeout(r, 30)); // let both hellos land
   }
 
+  /** End its exchange of the round it was paired for with `peer`, as an honest peer's abort does. */
+  abort(peer: string, reason: string): void {
+    this.links.get(peer)?.link.send(encodeControl({ t: 'abort', round: this.pairRound, reason }));
+  }
+
+  /** Close its link to `peer`, as a closed tab does. */
+  hangUp(peer: string): void {
+    this.links.get(peer)?.link.destroy('hung up');
+  }
+
   /** Announce and stream a φ, Δ exchange to `peer` on an open link, paired or not. */
   announce(peer: string): Promise<void> {
     return this.send(peer);
@@ -83,6 +103,7 @@ export class Rogue {
       try {
         const f = decodeFrame(b);
         if (f.type === 'control') this.onControl(peer, link, parseControl(f.message));
+        else if (f.type === 'chunk') this.onChunk(peer, f.header);
       } catch { /* ignore */ }
     });
     link.on('close', () => { if (this.links.get(peer)?.link === link) this.links.delete(peer); });
@@ -102,6 +123,18 @@ export class Rogue {
     // Accept every direct pairing request: a rogue wants partners.
     if (msg.t === 'pair-req') link.send(encodeControl({ t: 'pair-ack', nonce: msg.nonce, ok: true, round: this.pairRound }));
     if (msg.t === 'pair-req' || msg.t === 'xchg') void this.send(peer);
+  }
+
+  /** Links are ordered: a tensor's last chunk means the whole of it arrived. */
+  private onChunk(peer: string, h: ChunkHeader): void {
+    if (h.chunkIndex !== h.chunkCount - 1) return;
+    const key = `${peer}:${h.round}`;
+    const kinds = this.lastChunks.get(key) ?? new Set<string>();
+    this.lastChunks.set(key, kinds.add(h.kind));
+    if (kinds.size < 2) return;
+    this.lastChunks.delete(key);
+    this.taken.push(peer);
+    this.o.onTaken?.(peer);
   }
 
   /** Paired: dial the partner if it is no neighbour yet. Its chunks follow the partner's announcement (onControl), as an honest peer's do. */
@@ -125,6 +158,8 @@ export class Rogue {
         phi: { tid: tPhi, dtype: 'f32', elements: phi.length, bytes: pb.length },
         delta: { tid: tDelta, dtype: 'f32', elements: delta.length, bytes: db.length },
       }));
+      this.o.onAnnounced?.(peer);
+      if (this.o.withhold) return;
       const id = { runId: this.o.runId, configHash: this.o.frameConfigHash, sender: this.client.id };
       await sendTensor(entry.link, id, { kind: 'phi', dtype: 'f32', round, transferId: tPhi, elements: phi.length, bytes: pb }, { highWater: 1 << 20 });
       await sendTensor(entry.link, id, { kind: 'delta', dtype: 'f32', round, transferId: tDelta, elements: delta.length, bytes: db }, { highWater: 1 << 20 });
