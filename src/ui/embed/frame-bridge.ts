@@ -68,7 +68,8 @@ export function parseCommand(data: unknown): HostCommand | null {
  * What the host widget may show: a phase and one sentence, nothing identifying. Always within its
  * schema (FrameStatus), which embed.js holds it to: a status it refused would leave the widget stale.
  * `held`: why the frame holds training paused (HELD, CONSENT.lost, CONSENT.forgotten), said while
- * it pauses or is paused; `refused`: why a click on its start (or resume) button did not count.
+ * it pauses or is paused; `refused`: why a click on its start (or resume) button did not count;
+ * `asked`: the page's intensity refused just now, said over all of these while it stands (intensityRefusal).
  */
 export function widgetStatus(c: TrainingController, refused: string | null = null, held: string | null = null, asked: number | null = null): FrameStatus {
   let phase: WidgetPhase, text: string;
@@ -100,13 +101,13 @@ export function widgetStatus(c: TrainingController, refused: string | null = nul
       default: phase = 'error'; text = 'Training stopped because of an error.';
     }
   }
-  // The page's last intensity refused, while nothing else needs saying.
-  if (asked !== null && phase !== 'stopped' && phase !== 'error' && phase !== 'unsupported' && phase !== 'checking') text = raiseRefused(c, asked);
   // While the frame holds training paused, why, until training ends (a Stop: 'Stopping…', then
   // 'Stopped'); and while the start (or resume) button shows, why a click on it did not (or would
   // not) count: the frame says it too.
   if (held !== null && c.running && phase !== 'stopped' && c.phase !== 'stopping') text = held;
   if (refused !== null && (phase === 'ready' || phase === 'stopped' || held !== null)) text = refused;
+  // The answer to the page's intensity refused just now (intensityRefusal decides how long it stands).
+  if (asked !== null) text = raiseRefused(c, asked);
   return {
     type: 'status', phase, text: text.slice(0, MAX_STATUS_TEXT), intensity: c.intensity, maxIntensity: c.maxIntensity,
     tokensPerS: Math.max(0, Math.round(f.tokensPerS) || 0), userPaused: c.pauseReasons.includes('user'),
@@ -139,6 +140,49 @@ export function hostIntensity(c: TrainingController, value: number): number | nu
   if (value > c.maxIntensity) return value;
   c.setIntensity(value);
   return null;
+}
+
+/**
+ * How long the frame's status says it refused the page's intensity, unless the status's words
+ * change first: time to read its sentence (about 20 words, some 5 s at an ordinary pace).
+ */
+export const INTENSITY_REFUSAL_MS = 6000;
+
+/**
+ * What a status says apart from its figures (widgetStatus): its phase, the controller's, why it
+ * pauses, why the frame holds it, and why a click did not count. When this changes, something
+ * happened that the status must say at once.
+ */
+export function statusWords(c: TrainingController, refused: string | null, held: string | null): string {
+  return JSON.stringify([widgetStatus(c, refused, held).phase, c.phase, c.pauseReasons, held, refused]);
+}
+
+/**
+ * The page's intensity refused (hostIntensity), as the answer to the request that asked for it:
+ * `refuse(asked, words)` after each refused request, `shown(words)` the share to say refused in a
+ * status with those words (statusWords) now, or null. The refusal stands for INTENSITY_REFUSAL_MS
+ * while the words stay as they were when it was refused, so the status sent in reply to each
+ * refused request names the cap, and no Paused, Training, Stopped or held reason waits behind it
+ * (it once stood until the page asked within the cap, and said "Refused" over all of them).
+ * `onLapse` is called when it lapses, to send the status that follows it.
+ */
+export function intensityRefusal(onLapse: () => void) {
+  let standing: { asked: number; words: string } | null = null;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const end = () => { standing = null; clearTimeout(timer); };
+  return {
+    refuse(asked: number, words: string): void {
+      end();
+      standing = { asked, words };
+      timer = setTimeout(() => { standing = null; onLapse(); }, INTENSITY_REFUSAL_MS);
+    },
+    shown(words: string): number | null {
+      if (standing !== null && standing.words !== words) end();
+      return standing?.asked ?? null;
+    },
+    /** A request within the cap: nothing refused stands. */
+    end,
+  };
 }
 
 /**
@@ -612,8 +656,10 @@ export function serveFrame(
       let asking: { nonce: string; resume: boolean } | null = null;
       /** The nonce of the session training runs under (allowed in its consent window, held since: holdConsent). */
       let session: string | null = null;
-      /** The page's last intensity above the ceiling (refused), or null once it asks within it. */
-      let asked: number | null = null;
+      /** The page's intensity refused just now, said in the status while it stands (intensityRefusal). */
+      const refusal = intensityRefusal(() => { showButton(); push(); });
+      /** The share to say refused in a status now, or null. */
+      const asked = () => refusal.shown(statusWords(c, refused, held));
       /** Ends the session, so the consent window says the widget stopped. */
       const release = () => {
         if (session === null) return;
@@ -639,7 +685,7 @@ export function serveFrame(
         if (queued) return;
         queued = true;
         // Coalesce bursts of changes: a few status messages per second at most.
-        setTimeout(() => { queued = false; port.postMessage(widgetStatus(c, refused, held, asked)); }, 150);
+        setTimeout(() => { queued = false; port.postMessage(widgetStatus(c, refused, held, asked())); }, 150);
       };
       // (pauseNow notifies: the controls and the status follow.)
       // Paused so, it keeps holding its session (the window's Stop, or its closing, still stops it),
@@ -664,7 +710,7 @@ export function serveFrame(
         else if (!gate.supported) refused = REFUSED.unsupported(win.location.origin);
         // While it trains, what it trains at: the page's slider may say anything. (The ceiling a
         // click consents to is stated in the consent window, which the page cannot mask.)
-        const text = refused ?? (c.running ? widgetStatus(c, null, held, asked).text : '');
+        const text = refused ?? (c.running ? widgetStatus(c, null, held, asked()).text : '');
         if (note.textContent !== text) note.textContent = note.title = text;
         gate.placed();
       };
@@ -743,7 +789,18 @@ export function serveFrame(
           // Not while the frame holds training paused: the page that hid it would resume it.
           case 'resume': if (held === null) c.resume(); break;
           case 'stop': withdraw(); await c.stop(); break;
-          case 'intensity': asked = hostIntensity(c, cmd.value); break;
+          case 'intensity': {
+            const over = hostIntensity(c, cmd.value);
+            if (over === null) {
+              refusal.end();
+              break;
+            }
+            refusal.refuse(over, statusWords(c, refused, held));
+            // Its answer at once, not coalesced with what follows: each refused request gets one
+            // naming the cap, even when the phase changes before the next status.
+            port.postMessage(widgetStatus(c, refused, held, over));
+            break;
+          }
         }
         showButton();
         push();
