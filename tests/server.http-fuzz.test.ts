@@ -123,6 +123,7 @@ describe('fuzz: query strings and path params of the public reads', () => {
       { path: (id) => `/api/consent/${id()}`, keys: ['x'] },
       { path: () => '/api/runs', keys: ['x'] },
       { path: () => '/health', keys: ['x'] },
+      { path: () => '/api/ws', keys: ['x'] },
     ];
     const r = new Rand(0x4877);
     const counts = { ok: 0, refused: 0 };
@@ -144,6 +145,22 @@ describe('fuzz: query strings and path params of the public reads', () => {
     const honest = await inject({ method: 'GET', url: '/api/runs/m/metrics?from=0&maxPoints=10' });
     expect(honest.statusCode).toBe(200);
     expect(honest.json().run).toBe('m');
+  });
+});
+
+describe('the WebSocket endpoint asked without an upgrade', () => {
+  it('answers a plain GET with 426 naming the WebSocket, and still takes a volunteer (found by the fuzz: a 404 with no body)', async () => {
+    for (const url of ['/api/ws', '/api/ws?run=m']) {
+      const res = await inject({ method: 'GET', url });
+      expectAnswered(res, `GET ${url}`);
+      expect(res.statusCode).toBe(426);
+      expect(res.headers.upgrade).toBe('websocket');
+      expect(res.json().error).toMatch(/WebSocket/);
+    }
+    expect((await inject({ method: 'HEAD', url: '/api/ws' })).statusCode).toBe(426);
+    const { peer, welcome } = await RawPeer.join(s.wsUrl, { run: 'm' });
+    expect(welcome.run.id).toBe('m');
+    peer.close();
   });
 });
 
