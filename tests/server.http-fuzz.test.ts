@@ -8,6 +8,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
 import { connect } from 'node:net';
+import { STATUS_CODES } from 'node:http';
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
@@ -161,6 +162,80 @@ describe('the WebSocket endpoint asked without an upgrade', () => {
     const { peer, welcome } = await RawPeer.join(s.wsUrl, { run: 'm' });
     expect(welcome.run.id).toBe('m');
     peer.close();
+  });
+});
+
+// ---------- requests Node's HTTP parser refuses ----------
+
+/**
+ * Sends `bytes` on a new connection; resolves with everything that came back once the coordinator
+ * closed it. `end`: the client then ends its side too, so a head cut short is not waited on (Node
+ * then drops a request it had whole without an answer, as the client has gone).
+ */
+function rawExchange(bytes: Buffer, end = false): Promise<string> {
+  const { port, hostname } = new URL(s.url);
+  return new Promise((resolve) => {
+    let got = '';
+    const socket = connect(Number(port), hostname, () => (end ? socket.end(bytes) : socket.write(bytes)));
+    socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
+    socket.on('close', () => resolve(got));
+    socket.on('error', () => { /* the close follows */ });
+  });
+}
+
+/** The status and the parsed JSON body of a raw answer; fails unless it is below 500 and, when a refusal, names its problem. */
+function expectRawAnswered(got: string, what: string): { status: number; error?: string } {
+  const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(got)?.[1]);
+  if (!(status >= 200 && status < 500)) throw new Error(`${what}: answered ${JSON.stringify(got.slice(0, 200))}`);
+  if (status < 400) return { status };
+  const body = got.slice(got.indexOf('\r\n\r\n') + 4);
+  let error: unknown;
+  try {
+    error = (JSON.parse(body) as { error?: unknown }).error;
+  } catch {
+    throw new Error(`${what}: ${status} with a body that is no JSON: ${JSON.stringify(body.slice(0, 200))}`);
+  }
+  // A sentence, not the status's bare name ("Bad Request"), which names nothing.
+  if (typeof error !== 'string' || error.length === 0 || error.length > 2000 || error === STATUS_CODES[status]) {
+    throw new Error(`${what}: ${status} without an error naming the problem: ${body.slice(0, 200)}`);
+  }
+  return { status, error };
+}
+
+describe('fuzz: requests the HTTP parser refuses', () => {
+  it('names what was wrong with each malformed head, then answers an honest request (found by the fuzz: "Bad Request", "Client Error")', async () => {
+    const named: [string, RegExp][] = [
+      ['POST /api/consent HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', /Transfer-Encoding/],
+      ['POST /api/consent HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n', /Content-Length/],
+      ['POST /api/consent HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n', /Content-Length/],
+      ['POST /api/consent HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n', /chunk/],
+      ['GET /api/runs HTTP/1.1\r\nHost: x\r\nX\u0001: 1\r\n\r\n', /header/],
+      ['GET /api/runs HTTP/9.9\r\nHost: x\r\n\r\n', /version/],
+      [`GET /api/runs HTTP/1.1\r\nHost: x\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`, /headers/],
+    ];
+    for (const [head, says] of named) {
+      const { status, error } = expectRawAnswered(await rawExchange(Buffer.from(head, 'latin1')), JSON.stringify(head.slice(0, 60)));
+      expect(status, head.slice(0, 60)).toBeGreaterThanOrEqual(400);
+      expect(error, head.slice(0, 60)).toMatch(says);
+    }
+    // Valid heads mutated byte by byte: each answered as the route would, or refused by name.
+    const heads = [
+      'GET /api/runs/m/metrics?from=0&maxPoints=10 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+      'GET /api/runs/m/data HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\nConnection: close\r\n\r\n',
+      `POST /api/consent/${NONCE}/stop HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16\r\nConnection: close\r\n\r\n{"closed":false}`,
+    ];
+    const r = new Rand(0x4ead);
+    let refusedByParser = 0;
+    for (let i = 0; i < 120; i++) {
+      const bytes = Buffer.from(mutateBytes(r, Buffer.from(r.pick(heads), 'latin1')).subarray(0, 4096));
+      const got = await rawExchange(bytes, true);
+      // A request whose client left before its answer: the coordinator may close without a word.
+      if (got === '') continue;
+      const { error } = expectRawAnswered(got, `${JSON.stringify(bytes.toString('latin1').slice(0, 120))} (iteration ${i})`);
+      if (error?.startsWith('malformed HTTP request')) refusedByParser++;
+    }
+    expect(refusedByParser).toBeGreaterThan(10);
+    expectRawAnswered(await rawExchange(Buffer.from(heads[0]!, 'latin1')), 'the honest request');
   });
 });
 
