@@ -165,6 +165,27 @@ describe('the WebSocket endpoint asked without an upgrade', () => {
   });
 });
 
+describe('the live stream asked with HEAD', () => {
+  it('answers at once with the stream\'s head and takes no live stream (it once waited unanswered, holding a stream)', async () => {
+    const streams = s.c.live.count;
+    const { port, hostname } = new URL(s.url);
+    for (let i = 0; i < 3; i++) {
+      let got = '';
+      const socket = connect(Number(port), hostname, () => socket.write('HEAD /api/runs/m/stream HTTP/1.1\r\nHost: x\r\n\r\n'));
+      socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
+      socket.on('error', () => { /* destroyed below */ });
+      try {
+        await until(() => got.includes('\r\n\r\n'), 10_000, 'the answer to HEAD');
+      } finally {
+        socket.destroy();
+      }
+      expect(got.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+      expect(got.toLowerCase()).toContain('content-type: text/event-stream');
+    }
+    expect(s.c.live.count).toBe(streams);
+  });
+});
+
 // ---------- requests Node's HTTP parser refuses ----------
 
 /**
