@@ -35,7 +35,7 @@ import { registerCheckpointRoutes } from './routes/checkpoints.ts';
 import { registerDataRoutes } from './routes/data.ts';
 import { registerOpsRoute } from './ops.ts';
 import { registerWsRoute } from './routes/ws.ts';
-import { registerSecurityHeaders, registerWebRoutes } from './routes/web.ts';
+import { answerClientError, registerSecurityHeaders, registerWebRoutes } from './routes/web.ts';
 import { DEFAULT_LIMITS } from '../src/protocol/messages.ts';
 import { ConsentRequests, ConsentTable, DEFAULT_CONSENT_LIMITS, loadConsents, saveConsents, type ConsentLimits } from './consent.ts';
 import { registerConsentRoutes } from './routes/consent.ts';
@@ -233,6 +233,8 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     // Routes declare TypeBox schemas; a refused request names the field in the words the
     // WebSocket and peer messages use (src/protocol/check.ts).
     schemaErrorFormatter: (errors, dataVar) => new Error(describeIssues(errors as unknown as SchemaIssue[], dataVar)),
+    // A request the HTTP parser refused is answered by name too (answerClientError).
+    clientErrorHandler: answerClientError,
   });
   // Connections per client, counted at the socket before a request is read (ConnectionCap). Behind
   // --trust-proxy every connection is the proxy's, which holds the clients' own: its limits apply there.

@@ -49,6 +49,10 @@ export function registerMetricRoutes(ctx: AppContext): void {
 
   app.get<{ Params: RunParams }>('/api/runs/:run/stream', { schema: { params: RUN_PARAMS } }, async (req, reply) => {
     if (!runs.get(req.params.run)) throw new RunError(`no run "${req.params.run}"`, 404);
+    // A HEAD (Fastify answers one for every GET) gets the stream's head and nothing more: Node sends
+    // a HEAD's headers only when it ends, which a stream never does, so a HEAD once waited with no
+    // answer while it held one of the address's live streams, and could displace a dashboard's.
+    if (req.method === 'HEAD') return reply.type('text/event-stream; charset=utf-8').header('cache-control', 'no-cache, no-transform').send();
     const admitted = live.admit(req.params.run, addressKey(req.ip));
     if (typeof admitted !== 'function') return reply.code(admitted.status).send({ error: admitted.error });
     reply.hijack();

@@ -5,6 +5,8 @@
 // (securityHeaders); only the widget's training frame may be framed, and only by the sites its
 // run allows.
 import { existsSync } from 'node:fs';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import fastifyStatic from '@fastify/static';
@@ -88,4 +90,25 @@ export async function registerWebRoutes(app: FastifyInstance, webRoot: string): 
     const file = existsSync(join(webRoot, `${page}.html`)) ? `${page}.html` : `${page}/index.html`;
     if (existsSync(join(webRoot, file))) app.get(`/${page}`, { schema: {} }, async (_req, reply) => reply.sendFile(file));
   }
+}
+
+/**
+ * The answer to a request Node's HTTP parser refused before Fastify saw it (a Content-Length
+ * beside Transfer-Encoding, a bad header character, a bad chunk size, an unknown HTTP version,
+ * headers past 16 KB, a head that never finished): a JSON error that names what was wrong, as
+ * every other refusal does. Fastify's own said only "Client Error". The connection then closes,
+ * since the parser cannot tell where the next request would start.
+ */
+export function answerClientError(err: Error & { code?: string; reason?: string }, socket: Duplex): void {
+  // A reset connection, or one already gone: nothing to answer.
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, text] = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'the request was not received in time']
+    : err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'the request\'s headers are larger than the 16 KB this coordinator reads']
+    : [400, `malformed HTTP request: ${String(err.reason ?? err.message).slice(0, 200)}`];
+  const body = JSON.stringify({ error: text, ...(err.code ? { code: err.code.slice(0, 64) } : {}) });
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `x-content-type-options: nosniff\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy();
 }
