@@ -7,10 +7,8 @@ import { parseCommand, parseConnect } from '../src/ui/embed/frame-bridge.ts';
 import Value from 'typebox/value';
 import { describeIssues, jsonDepth, schemaProblem } from '../src/protocol/check.ts';
 import { INF_MARK, asJson, mutants, naming, type Shape } from './support/mutants.ts';
+import { P1, P2, SAMPLE_FILE, SAMPLE_ICE, SAMPLE_RUN, SHA } from './support/samples.ts';
 
-const P1 = 'p-0123456789abcdef';
-const P2 = 'p-fedcba9876543210';
-const SHA = 'ab'.repeat(32);
 
 const report = {
   t: 'report', seq: 1, time: 1, step: 1, round: 0, trainLoss: 4.2, valLoss: null, tokensPerS: 10,
@@ -96,17 +94,9 @@ describe('server message validation', () => {
 
 // ---------- every message kind, valid and mutated ----------
 
-const run = {
-  id: 'default', name: 'tiny on Moby Dick', dataset: 'moby-dick', preset: 'tiny',
-  model: { vocab: 256, ctx: 64, layers: 2, d: 64, heads: 2 },
-  train: {
-    batch: 8, seqLen: 64, lr: 0.001, warmupSteps: 10, totalSteps: 1000, minLrFrac: 0.1, weightDecay: 0.1, beta1: 0.9,
-    beta2: 0.95, eps: 1e-8, gradClip: 1, H: 50, outerMomentum: 0.9, outerLr: 0.7, consensus: 0.5,
-  },
-  compression: 'fp16', pairWaitFrac: 0.25, icePolicy: 'all', seed: 1337, status: 'running', createdAt: 1, updatedAt: 2,
-};
-const file = { name: 'train-0.bin', url: '/api/runs/default/data/train-0.bin', sha256: SHA, bytes: 1000, dtype: 'u8' };
-const ice = { iceServers: [{ urls: ['turn:198.18.0.1:3478'], username: 'u', credential: 'c' }], expiresAt: 5000 };
+const run = SAMPLE_RUN;
+const file = SAMPLE_FILE;
+const ice = SAMPLE_ICE;
 
 const CLIENT_SAMPLES: Record<keyof typeof CLIENT_SCHEMAS, object> = {
   hello: { t: 'hello', v: PROTOCOL_VERSION, run: 'default', session: 'x.y', client: { kind: 'browser', adapter: 'nvidia', version: '0.1.0' } },

@@ -18,6 +18,7 @@ import type { ExchangeResult } from '../src/sync/types.ts';
 import { chaosLinks } from './support/chaos.ts';
 import { Rand, SERVER_SAMPLES, atBounds, fuzz, mutateBytes, mutatedJson, reseal, value } from './support/fuzz.ts';
 import { MemoryNet } from './support/memory-links.ts';
+import { FakeClock } from './support/fake-clock.ts';
 import { SignalHub } from './support/signal-hub.ts';
 import { until } from './support/wait.ts';
 import { seededRandom } from './support/stats.ts';
@@ -109,35 +110,6 @@ describe('fuzz: a mesh on what its partner sends', () => {
   });
 });
 
-/**
- * A manual clock, as tests/support/fake-clock.ts, that also counts what fires: advance() stops
- * after `maxFires` timers, where a timer that re-arms itself at 0 ms would spin for ever.
- */
-class CountingClock {
-  private t = 1_700_000_000_000;
-  private seq = 0;
-  private timers = new Map<number, { at: number; fn: () => void }>();
-  now = (): number => this.t;
-  setTimeout = (fn: () => void, ms: number): unknown => { this.timers.set(++this.seq, { at: this.t + Math.max(0, ms), fn }); return this.seq; };
-  clearTimeout = (h: unknown): void => { this.timers.delete(h as number); };
-  /** Timers fired in this advance of `ms`, at most `maxFires`. */
-  advance(ms: number, maxFires: number): number {
-    const end = this.t + ms;
-    let fired = 0;
-    while (fired < maxFires) {
-      let next: [number, { at: number; fn: () => void }] | null = null;
-      for (const e of this.timers) if (e[1].at <= end && (!next || e[1].at < next[1].at)) next = e;
-      if (!next) break;
-      this.timers.delete(next[0]);
-      this.t = next[1].at;
-      next[1].fn();
-      fired++;
-    }
-    this.t = end;
-    return fired;
-  }
-}
-
 /** The client's end of a WebSocket, driven by the test. */
 class ScriptedSocket implements WebSocketLike {
   static last: ScriptedSocket | null = null;
@@ -158,7 +130,7 @@ describe('fuzz: a volunteer on what its coordinator sends', () => {
     // Every number of the welcome at each bound, then welcomes mutated at random.
     const welcomes = atBounds(welcome);
     fuzz('SignalingClient', 0x5c1e, welcomes.length + 200, (r, i) => {
-      const clock = new CountingClock();
+      const clock = new FakeClock();
       const c = new SignalingClient({
         url: 'http://127.0.0.1:9', WebSocket: ScriptedSocket, timers: clock, random: () => r.next(),
         fetch: async () => new Response('', { status: 503 }),
@@ -206,7 +178,7 @@ describe('fuzz: the cases it found', () => {
   it('a welcome with heartbeatMs 0 or -0 gets a heartbeat every 100 ms, not one every turn of the loop', () => {
     // SignalingClient, seed 0x5c1e, iteration 0: the welcome's first number at 0, its heartbeat.
     for (const heartbeatMs of [0, -0, 1]) {
-      const clock = new CountingClock();
+      const clock = new FakeClock();
       const c = new SignalingClient({ url: 'http://127.0.0.1:9', WebSocket: ScriptedSocket, timers: clock });
       c.start();
       const ws = ScriptedSocket.last!;

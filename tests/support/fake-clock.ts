@@ -25,16 +25,23 @@ export class FakeClock {
     return this.timers.size;
   }
 
-  advance(ms: number): void {
+  /**
+   * Moves time on by `ms`, firing due timers in order; stops firing after `maxFires` (a timer that
+   * re-arms itself at 0 ms would otherwise spin for ever). Returns how many fired.
+   */
+  advance(ms: number, maxFires = Infinity): number {
     const end = this.t + ms;
-    for (;;) {
+    let fired = 0;
+    while (fired < maxFires) {
       let next: [number, { at: number; fn: () => void }] | null = null;
       for (const e of this.timers) if (e[1].at <= end && (!next || e[1].at < next[1].at)) next = e;
       if (!next) break;
       this.timers.delete(next[0]);
       this.t = next[1].at;
       next[1].fn();
+      fired++;
     }
     this.t = end;
+    return fired;
   }
 }

@@ -5,6 +5,7 @@ import { expect } from 'vitest';
 import { crc32 } from '../../src/protocol/crc32.ts';
 import { MAX_FRAME_BYTES } from '../../src/protocol/frame.ts';
 import { CLIENT_SCHEMAS, PROTOCOL_VERSION, SERVER_SCHEMAS } from '../../src/protocol/messages.ts';
+import { P1, P2, SAMPLE_FILE, SAMPLE_ICE, SAMPLE_RUN, SHA } from './samples.ts';
 
 // ---------- a seeded PRNG and its helpers ----------
 
@@ -265,20 +266,10 @@ export function mutatedJson(r: Rand, sample: unknown): { j: J; json: string } {
 
 // ---------- valid samples, as the project's own code writes them ----------
 
-export const P1 = 'p-0123456789abcdef';
-export const P2 = 'p-fedcba9876543210';
-const SHA = 'ab'.repeat(32);
-const run = {
-  id: 'default', name: 'tiny on Moby Dick', dataset: 'moby-dick', preset: 'tiny',
-  model: { vocab: 256, ctx: 64, layers: 2, d: 64, heads: 2 },
-  train: {
-    batch: 8, seqLen: 64, lr: 0.001, warmupSteps: 10, totalSteps: 1000, minLrFrac: 0.1, weightDecay: 0.1, beta1: 0.9,
-    beta2: 0.95, eps: 1e-8, gradClip: 1, H: 50, outerMomentum: 0.9, outerLr: 0.7, consensus: 0.5,
-  },
-  compression: 'fp16', pairWaitFrac: 0.25, icePolicy: 'all', seed: 1337, status: 'running', createdAt: 1, updatedAt: 2,
-};
-const file = { name: 'train-0.bin', url: '/api/runs/default/data/train-0.bin', sha256: SHA, bytes: 1000, dtype: 'u8' };
-const ice = { iceServers: [{ urls: ['turn:198.18.0.1:3478'], username: 'u', credential: 'c' }], expiresAt: 5000 };
+export { P1, P2 };
+const run = SAMPLE_RUN;
+const file = SAMPLE_FILE;
+const ice = SAMPLE_ICE;
 const report = {
   t: 'report', seq: 1, time: 1, step: 1, round: 0, trainLoss: 4.2, valLoss: 'NaN', tokensPerS: 10, bytesIn: 0, bytesOut: 0,
   partner: P1, partnerDist: 0.5, adapter: 'nvidia', linkLocal: 'host', linkRemote: 'relay', connectMs: 30, linkFailures: 1, linkError: 'timeout',
