@@ -101,6 +101,16 @@ async function waitForStatus(p: Page, re: RegExp, timeout = 60_000): Promise<str
   return status(p);
 }
 
+/** Waits for the phase of the frame's last status to the page (FrameStatus); on timeout the error names the phase it had. */
+async function waitForPhase(p: Page, phase: string, timeout = 240_000): Promise<void> {
+  const now = () => p.evaluate(() => (document.querySelector('murmur-volunteer') as unknown as { status: { phase: string } | null }).status?.phase ?? null);
+  try {
+    await p.waitForFunction((want) => (document.querySelector('murmur-volunteer') as unknown as { status: { phase: string } | null }).status?.phase === want, phase, { timeout });
+  } catch (e) {
+    throw new Error(`the frame's phase never became ${phase} in ${timeout} ms; it is ${await now()}, its status says "${await status(p)}"`, { cause: e });
+  }
+}
+
 /**
  * The host page slides the widget's frame by (dx, dy) (position: fixed) under the resting
  * pointer, lets it be drawn there (two animation frames and 60 ms of the page's clock) and
@@ -457,6 +467,10 @@ describe('the widget against clickjacking', () => {
     // 'paused' once the burst in flight has ended: the GPU does nothing for the run now.
     const held = /^Paused while this frame was out of view\. Press Resume in it to go on\./;
     await waitForStatus(p, held);
+    // The frame says why at once, but its phase turns 'paused' only once the burst in flight has
+    // ended (an exchange may still wait for its partner): a resume sent before that proves nothing,
+    // and a status sent then still said 'training' (a fresh-clone run under load, twice).
+    await waitForPhase(p, 'paused');
     // The page's resume does not undo it. (The page holds the widget's port, as any page script
     // can: a status with the intensity sent after the resume shows the resume was handled.)
     const after = await p.evaluate(() => new Promise<{ phase: string; text: string }>((resolve) => {
