@@ -39,7 +39,7 @@ import { answerClientError, registerSecurityHeaders, registerWebRoutes } from '.
 import { DEFAULT_LIMITS } from '../src/protocol/messages.ts';
 import { ConsentRequests, ConsentTable, DEFAULT_CONSENT_LIMITS, loadConsents, saveConsents, type ConsentLimits } from './consent.ts';
 import { registerConsentRoutes } from './routes/consent.ts';
-import { ConnectionCap, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './address-budget.ts';
+import { ConnectionCap, DEFAULT_CONNECTION_LIMITS, proxyMatcher, type ConnectionLimits } from './address-budget.ts';
 
 export interface AppDeps {
   dataDir: string;
@@ -236,20 +236,23 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     // A request the HTTP parser refused is answered by name too (answerClientError).
     clientErrorHandler: answerClientError,
   });
-  // Connections per client, counted at the socket before a request is read (ConnectionCap). Behind
-  // --trust-proxy every connection is the proxy's, which holds the clients' own: its limits apply there.
+  // Connections per client, counted at the socket before a request is read (ConnectionCap). A
+  // connection from a proxy named by --trust-proxy holds many clients' requests, so the proxy's
+  // own limits apply there; any other peer, behind --trust-proxy too, reached the port itself and
+  // is capped like any client (naming a proxy used to lift the cap from every connection).
   const connections = new ConnectionCap({ ...DEFAULT_CONNECTION_LIMITS, ...o.connections });
-  if (!(o.trustProxy && o.trustProxy.length > 0)) {
-    app.server.on('connection', (socket: Socket) => {
-      if (socket.destroyed) return;
-      const release = connections.admit(socket.remoteAddress ?? '');
-      if (release === null) {
-        socket.destroy();
-        return;
-      }
-      socket.once('close', release);
-    });
-  }
+  const fromProxy = proxyMatcher(o.trustProxy ?? []);
+  app.server.on('connection', (socket: Socket) => {
+    if (socket.destroyed) return;
+    const remote = socket.remoteAddress ?? '';
+    if (fromProxy(remote)) return;
+    const release = connections.admit(remote);
+    if (release === null) {
+      socket.destroy();
+      return;
+    }
+    socket.once('close', release);
+  });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strictAjv.compile(schema) : finiteOnly(textAjv.compile(schema))));
   app.setErrorHandler((err: Error & { statusCode?: number; validationContext?: string; code?: string }, req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;

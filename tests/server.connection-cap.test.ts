@@ -6,7 +6,7 @@
 // many at once, counted at the socket before a request is read (ConnectionCap).
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type Socket } from 'node:net';
-import { ConnectionCap } from '../server/address-budget.ts';
+import { ConnectionCap, proxyMatcher } from '../server/address-budget.ts';
 import { startServer, type TestServer } from './support/coordinator.ts';
 import { until } from './support/wait.ts';
 
@@ -29,6 +29,18 @@ describe('ConnectionCap', () => {
     expect(cap.admit('2001:db8:1:3::1')).toBeNull();
     expect(cap.admit('2001:db8:2:1::1')).not.toBeNull();
     expect(cap.refused).toBe(3);
+  });
+});
+
+describe('proxyMatcher', () => {
+  it('knows the proxies --trust-proxy names: addresses, CIDRs, netmasks and named ranges, an IPv4 peer mapped or not', () => {
+    const m = proxyMatcher(['198.51.100.7', '198.18.0.0/255.254.0.0', '2001:db8::/32', 'loopback', 'linklocal']);
+    for (const yes of ['198.51.100.7', '::ffff:198.51.100.7', '198.19.255.1', '2001:db8:1::1', '127.0.0.9', '::1', '169.254.3.4', 'fe80::1%eth0']) {
+      expect(m(yes), yes).toBe(true);
+    }
+    for (const no of ['198.51.100.8', '198.20.0.1', '2001:db9::1', '10.0.0.1', '', 'unknown', '::ffff:10.0.0.1']) expect(m(no), no).toBe(false);
+    expect(proxyMatcher(['uniquelocal'])('fd00::1')).toBe(true);
+    expect(proxyMatcher([])('127.0.0.1')).toBe(false);
   });
 });
 
@@ -90,6 +102,31 @@ describe('connections to the coordinator', () => {
     try {
       for (let i = 0; i < 6; i++) {
         const r = await health(s);
+        expect(r.status).toBe('HTTP/1.1 200 OK');
+        held.push(r.socket);
+      }
+    } finally {
+      for (const x of held) x.destroy();
+    }
+  });
+
+  it('behind --trust-proxy a client that connects directly, not through a named proxy, is still capped', async () => {
+    // The proxy is 127.0.0.2 (and a range elsewhere); 127.0.0.1 is a client that reached the port
+    // itself. The cap used to be off for every connection as soon as any proxy was named.
+    s = await startServer({ connections: { perAddress: 2 }, trustProxy: ['127.0.0.2', '198.18.0.0/15'] });
+    const held: Socket[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        const r = await health(s);
+        expect(r.status).toBe('HTTP/1.1 200 OK');
+        held.push(r.socket);
+      }
+      const third = await health(s);
+      if (third.status !== null) held.push(third.socket);
+      expect(third.status, 'a third direct connection of one address was served behind --trust-proxy').toBeNull();
+      // The named proxy's own connections carry many clients: not capped.
+      for (let i = 0; i < 4; i++) {
+        const r = await health(s, '127.0.0.2');
         expect(r.status).toBe('HTTP/1.1 200 OK');
         held.push(r.socket);
       }
