@@ -11,7 +11,8 @@
 // has one key whatever its source port or spelling, and anything it cannot parse shares ONE key
 // (INVALID_ADDRESS): an unparseable string kept as is would be a fresh budget (and TURN user) per
 // connection.
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
+import { compile as compileTrust } from '@fastify/proxy-addr';
 
 /** The one key of every address addressKey cannot parse: together they share one budget. */
 export const INVALID_ADDRESS = 'invalid';
@@ -261,37 +262,14 @@ export class ConnectionCap {
   }
 }
 
-/** The ranges proxy-addr (Fastify's trustProxy) names, as it defines them. */
-const PROXY_RANGE_NAMES: Record<string, string[]> = {
-  loopback: ['127.0.0.0/8', '::1/128'],
-  linklocal: ['169.254.0.0/16', 'fe80::/10'],
-  uniquelocal: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],
-};
-
-/** The prefix length of a dotted IPv4 netmask ("255.254.0.0" is 15). */
-function maskBits(mask: string): number {
-  return mask.split('.').reduce((n, o) => n + Number(o).toString(2).replace(/0/g, '').length, 0);
-}
-
 /**
  * Whether a socket peer is one of the proxies named by --trust-proxy (addresses, CIDRs, netmasks,
  * or loopback | linklocal | uniquelocal, as src/commands/serve.ts trustProxyList admits them).
  * Only those connections carry many clients: any other peer reached the port itself and is one
- * client, under the ConnectionCap like any connection without a proxy.
+ * client, under the ConnectionCap like any connection without a proxy. The rule is proxy-addr's,
+ * the one Fastify trusts X-Forwarded-For by, so the cap and the address keys agree on who a proxy is.
  */
 export function proxyMatcher(trusted: readonly string[]): (remote: string) => boolean {
-  const list = new BlockList();
-  const add = (entry: string) => {
-    const [addr = '', bits] = entry.split('/');
-    const family = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
-    if (bits === undefined) list.addAddress(addr, family);
-    else list.addSubnet(addr, isIP(bits) === 4 ? maskBits(bits) : Number(bits), family);
-  };
-  for (const entry of trusted) (PROXY_RANGE_NAMES[entry] ?? [entry]).forEach(add);
-  return (remote) => {
-    // An IPv4 peer on a dual-stack socket is written ::ffff:a.b.c.d; a link-local one may carry a zone.
-    const ip = remote.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '').replace(/%.*$/, '');
-    const family = isIP(ip);
-    return family !== 0 && list.check(ip, family === 6 ? 'ipv6' : 'ipv4');
-  };
+  const trust = compileTrust([...trusted]);
+  return (remote) => trust(remote, 0);
 }
