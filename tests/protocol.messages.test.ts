@@ -7,7 +7,9 @@ import { parseCommand, parseConnect } from '../src/ui/embed/frame-bridge.ts';
 import Value from 'typebox/value';
 import { describeIssues, jsonDepth, schemaProblem } from '../src/protocol/check.ts';
 import { INF_MARK, asJson, mutants, naming, type Shape } from './support/mutants.ts';
-import { P1, P2, SAMPLE_FILE, SAMPLE_ICE, SAMPLE_RUN, SHA } from './support/samples.ts';
+import { P1, P2, SAMPLE_RUN } from './support/samples.ts';
+// Every client and server message kind, valid, as the project writes them (shared with the fuzz).
+import { CLIENT_SAMPLES, SERVER_SAMPLES } from './support/fuzz.ts';
 
 
 const report = {
@@ -95,36 +97,6 @@ describe('server message validation', () => {
 // ---------- every message kind, valid and mutated ----------
 
 const run = SAMPLE_RUN;
-const file = SAMPLE_FILE;
-const ice = SAMPLE_ICE;
-
-const CLIENT_SAMPLES: Record<keyof typeof CLIENT_SCHEMAS, object> = {
-  hello: { t: 'hello', v: PROTOCOL_VERSION, run: 'default', session: 'x.y', client: { kind: 'browser', adapter: 'nvidia', version: '0.1.0' } },
-  hb: { t: 'hb' },
-  signal: { t: 'signal', to: P1, data: { type: 'offer', sdp: 'v=0' } },
-  ready: { t: 'ready', round: 3, waitMs: 250 },
-  report: { ...report, partner: P1, partnerDist: 0.5, adapter: 'nvidia', linkLocal: 'host', linkRemote: 'relay', connectMs: 30, linkFailures: 1, linkError: 'timeout' },
-  'state-fail': { t: 'state-fail', id: 'abc', reason: 'busy' },
-  offender: { t: 'offender', peer: P1, reason: 'ERR_FRAME_CRC' },
-};
-
-const SERVER_SAMPLES: Record<keyof typeof SERVER_SCHEMAS, object> = {
-  welcome: {
-    t: 'welcome', peerId: P1, session: 'a.b', resumed: false, run,
-    assignment: { dataset: 'moby-dick', train: [file], val: { ...file, name: 'val.bin' }, shards: [0], seed: 7, replica: 0 },
-    checkpoint: { id: 'c1', step: 100, round: 2, sha256: SHA, valLoss: 3.3, stateUrl: '/api/runs/default/checkpoints/c1/state' },
-    peers: [P2], probation: [P2], heartbeatMs: 10_000, limits: { maxMessageBytes: 65536, messagesPerSecond: 50, burst: 200 }, ice,
-    stepBase: 100, stepRate: 170.5,
-  },
-  error: { t: 'error', code: 'bad-message', message: 'ready.round must be >= 0', ref: 'signal', fatal: false },
-  signal: { t: 'signal', from: P2, data: { type: 'answer' } },
-  'peers-change': { t: 'peers-change', joined: [P1], left: [P2], probation: [P1], trusted: [P2] },
-  paired: { t: 'paired', round: 4, partner: P2, partnerRound: 9, initiator: true, probation: false },
-  ack: { t: 'ack', seq: 9, duplicate: true },
-  config: { t: 'config', run },
-  'state-request': { t: 'state-request', id: 'a'.repeat(24), url: '/api/peer/state/' + 'a'.repeat(24) },
-  ice: { t: 'ice', ice },
-};
 
 const CONTROL_SAMPLES: [keyof typeof CONTROL_SCHEMAS, object][] = [
   ['hello', { t: 'hello', peer: P1, runId: 'default', configHash: '0123456789abcdef', elements: 10 }],
