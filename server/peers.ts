@@ -299,6 +299,11 @@ interface Exchange {
   counted: boolean;
   /** The two came from one address while the run had a peer from another: it never counts towards trust. */
   oneAddress: boolean;
+  /**
+   * Each side's client address when the pool paired them: a report may come after the accused
+   * hung up (its data channel needs no coordinator), and its strike must still reach the address.
+   */
+  addresses: Map<string, string>;
 }
 
 export interface StateFailHandler {
@@ -536,7 +541,10 @@ export class PeerHub {
     const elsewhere = (run: string | null | undefined, address: string | undefined) =>
       [...(this.byRun.get(run ?? '') ?? [])].some((p) => this.byPeer.get(p)?.address !== address);
     const oneAddress = ca?.address === cb?.address && elsewhere(ca?.runId, ca?.address);
-    const x: Exchange = { a, b, aOk: false, bOk: false, offended: false, counted: false, oneAddress };
+    const addresses = new Map<string, string>();
+    if (ca) addresses.set(a, ca.address);
+    if (cb) addresses.set(b, cb.address);
+    const x: Exchange = { a, b, aOk: false, bOk: false, offended: false, counted: false, oneAddress, addresses };
     for (const p of [a, b]) {
       const list = this.exchanges.get(p) ?? [];
       list.push(x);
@@ -818,7 +826,10 @@ export class PeerHub {
     }
     const strikes = this.runStrikes(runId);
     const before = strikeCount(strikes, reporter, msg.peer);
-    const accusedAddress = this.byPeer.get(msg.peer)?.address;
+    // Where the accused is now, else where it was when it was paired with the reporter, or when it
+    // signalled it unasked: one that left before the report came took no strike with it before,
+    // and its next id from the same address was paired with the reporter again.
+    const accusedAddress = this.byPeer.get(msg.peer)?.address ?? x?.addresses.get(msg.peer) ?? c.diallers.get(msg.peer)?.address;
     if (accusedAddress !== undefined && accusedAddress !== c.address) {
       let byAddr = this.addressStrikes.get(runId);
       if (!byAddr) this.addressStrikes.set(runId, (byAddr = new Map()));

@@ -19,7 +19,7 @@ beforeAll(async () => {
   // the pool to predict from, so it runs the plain rule (everyone waits its whole wait).
   // Every peer here is on 127.0.0.1, one address: its offender-report budget is tested alone below.
   s = await startServer({ hub: { heartbeatMs: 200, livenessMs: 5000, helloTimeoutMs: 2000, pairPrediction: false, offenderReportsPerMinute: 1e6, offenderReportBurst: 1e6 } });
-  for (const id of ['off', 'soft', 'lag', 'stall', 'rest', 'spread', 'two', 'state', 'elsewhere', 'ids', 'probation', 'one-host', 'lab', 'standing']) {
+  for (const id of ['off', 'soft', 'lag', 'stall', 'rest', 'spread', 'two', 'state', 'elsewhere', 'ids', 'probation', 'one-host', 'lab', 'standing', 'departed']) {
     const r = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id, dataset: 'moby-dick', preset: 'micro' } });
     expect(r.statusCode).toBe(201);
   }
@@ -521,6 +521,35 @@ describe('identities that cost something (issue 15)', () => {
       await until(() => !s.c.hub.isLive(x2.welcome.peerId), 5000, 'x2 to leave');
       expect((await meet(r.peer, y.peer, 5, 3000))[0].partner).toBe(y.welcome.peerId);
       y.peer.close();
+    } finally {
+      for (const stop of stops) stop();
+      r.peer.close();
+    }
+  });
+
+  // Before: the address's strike was taken from the accused's live connection, so a rogue that
+  // hung up once its payload was sent (its data channel needs no coordinator) left none, and its
+  // next id from the same address was paired with its victim again, strikes or not.
+  it('a veto follows the accused to a new id from its address when it left before the reports came', async () => {
+    const r = await RawPeer.join(s.wsUrl, { run: 'departed' });
+    const x = await RawPeer.join(s.wsUrl, { run: 'departed' }, { localAddress: '127.0.0.2' });
+    const stops = [heartbeat(r.peer, x.peer)];
+    try {
+      const [rx] = await meet(r.peer, x.peer, 0, 3000);
+      expect(rx.partner).toBe(x.welcome.peerId);
+      x.peer.close();
+      await until(() => !s.c.hub.isLive(x.welcome.peerId), 5000, 'x to leave');
+      for (let i = 0; i < 2; i++) r.peer.send({ t: 'offender', peer: x.welcome.peerId, reason: 'ERR_NONFINITE: NaN in delta' });
+      await until(() => offenderRows().filter((row) => row.runId === 'departed').length === 2, 5000, 'the two strikes');
+
+      const x2 = await RawPeer.join(s.wsUrl, { run: 'departed' }, { localAddress: '127.0.0.2' });
+      stops.push(heartbeat(x2.peer));
+      for (let round = 1; round <= 3; round++) {
+        const [a, b] = await meet(r.peer, x2.peer, round);
+        expect(a.partner).toBeNull();
+        expect(b.partner).toBeNull();
+      }
+      x2.peer.close();
     } finally {
       for (const stop of stops) stop();
       r.peer.close();
