@@ -1,6 +1,7 @@
 // Pulls checkpoints from live peers: on a schedule (and on an admin's request) it asks one peer
 // of each running run, chosen at random among those eligible for duty (PeerHub.eligibleForDuty:
-// off probation, with accepted exchanges) whose upload was never refused. Never by the step a
+// off probation, with accepted exchanges) whose upload was never refused, one client (address, or
+// IPv6 /48) drawn first and then one of its ids. Never by the step a
 // peer reports about itself: a peer that claims to be furthest ahead must not get the duty for it.
 // The peer answers by uploading a state frame over HTTP to the one-time URL it was given
 // (POST /api/peer/state/:id with its session token); the upload is checked and measured
@@ -10,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Clock } from '../src/protocol/clock.ts';
 import type { EventLog } from './events.ts';
+import { siteKey } from './address-budget.ts';
 import type { PeerHub } from './peers.ts';
 import type { RunStore } from './runs.ts';
 
@@ -73,7 +75,7 @@ export class CheckpointScheduler {
     if (existing) return existing;
     const candidates = this.eligible(runId);
     if (candidates.length === 0) return null;
-    const peerId = candidates[Math.floor(this.d.rng() * candidates.length)] ?? candidates[0]!;
+    const peerId = this.draw(candidates);
     const id = randomBytes(12).toString('hex');
     const timer = this.d.clock.setTimeout(() => this.fail(id, peerId, `no upload within ${this.o.requestTimeoutMs} ms`), this.o.requestTimeoutMs);
     const p: PendingState = { id, runId, peerId, requestedAt: this.d.clock.now(), timer };
@@ -81,6 +83,24 @@ export class CheckpointScheduler {
     this.d.hub.sendTo(peerId, { t: 'state-request', id, url: `/api/peer/state/${id}` });
     this.d.logger.info({ run: runId, peer: peerId, request: id }, 'checkpoint requested');
     return p;
+  }
+
+  /**
+   * One client drawn uniformly (an address, an IPv6 /48 once: siteKey), then one of its ids. Ids
+   * of one address vouch for each other on a run with nobody else live (PeerHub), so a host can
+   * bring any number of trusted ids; drawn per id, 10 of them beside one honest peer took 10 of
+   * every 11 duties, and with them the checkpoint every newcomer starts from.
+   */
+  private draw(candidates: string[]): string {
+    const byClient = new Map<string, string[]>();
+    for (const p of candidates) {
+      const address = this.d.hub.addressOf(p);
+      const key = address === null ? p : siteKey(address) ?? address;
+      const ids = byClient.get(key);
+      if (ids) ids.push(p); else byClient.set(key, [p]);
+    }
+    const pick = <T>(xs: T[]): T => xs[Math.min(xs.length - 1, Math.floor(this.d.rng() * xs.length))]!;
+    return pick(pick([...byClient.values()]));
   }
 
   /** The pending request `id` if it was made to `peerId`, without consuming it. */

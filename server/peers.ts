@@ -375,6 +375,11 @@ export class PeerHub {
     return this.byPeer.has(peerId);
   }
 
+  /** A live peer's client address (addressKey), what duty and votes are counted by; null once it left. */
+  addressOf(peerId: string): string | null {
+    return this.byPeer.get(peerId)?.address ?? null;
+  }
+
   lastStep(peerId: string): number {
     return this.byPeer.get(peerId)?.lastStep ?? -1;
   }
