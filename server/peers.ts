@@ -238,6 +238,10 @@ interface Conn {
   replies: Map<string, number>;
   /** Peers that signalled this one unasked lately (diallerRefusal), oldest first. */
   diallers: Map<string, { address: string; site: string | null; at: number }>;
+  /** Links (peer and `cid`) the relay carried signals of lately, oldest first (creditLink). */
+  linkCids: Set<string>;
+  /** Links seen through the relay not yet reported as failed: what this peer's reports may claim (onReport). */
+  linkCredit: number;
 }
 
 /**
@@ -256,6 +260,11 @@ const MAX_REPLY_CREDITS = 1024;
 const MAX_REPLY_PEERS = 64;
 /** Unasked diallers one connection keeps (the oldest are forgotten first): as many as its replay holds signals. */
 const MAX_DIALLERS = 64;
+
+/** Links a connection remembers having seen through the relay (creditLink): a few times the mesh's links. */
+const LINK_CIDS_KEPT = 32;
+/** Link failures a connection may have in hand to report at once (creditLink). */
+const LINK_CREDIT_MAX = 256;
 
 /** Partners the pool gave a peer that its reports may name (a report covers the last few rounds). */
 const PARTNERS_KEPT = 4;
@@ -602,7 +611,7 @@ export class PeerHub {
     const c: Conn = {
       n: this.nextConn++, ws, release: () => {}, address, peerId: null, runId: null, lastSeen: now, bucket: this.o.limits.burst, refilledAt: now,
       lastRateError: -Infinity, overRate: 0, strikes: 0, helloTimer: null, lastStep: -1, closed: false,
-      joinedAt: now, stepBase: 0, lastReportAt: now, joinSeq: 0, listedSeq: 0, replies: new Map(), diallers: new Map(),
+      joinedAt: now, stepBase: 0, lastReportAt: now, joinSeq: 0, listedSeq: 0, replies: new Map(), diallers: new Map(), linkCids: new Set(), linkCredit: 0,
     };
     if (this.conns.size >= this.o.maxConnections) {
       this.fail(c, 'server-full', `the coordinator holds ${this.conns.size} connections, its limit; try again later`, CLOSE.overloaded);
@@ -736,7 +745,27 @@ export class PeerHub {
     to.replies.delete(peerId); // re-inserted last: the oldest entry is the one to forget
     to.replies.set(peerId, Math.min(MAX_REPLY_CREDITS, (left ?? 0) + (credit === 0 ? REPLY_CREDITS : 0)));
     if (to.replies.size > MAX_REPLY_PEERS) to.replies.delete(to.replies.keys().next().value!);
+    this.creditLink(c, to, data);
     this.sendRaw(to, text);
+  }
+
+  /**
+   * A link attempt seen through the relay. Every mesh signal names its link (`cid`, MeshSignal),
+   * and no link opens without one, so a (peer, cid) new to either end is one link that end may
+   * later report as failed to open (onReport). A report's `linkFailures` was taken as claimed, up
+   * to 100,000 a report with a reason of the peer's own words, and the dashboard's "links failed
+   * to open" and its reasons are sums over the run: one new id that signalled nobody filled both.
+   */
+  private creditLink(c: Conn, to: Conn, data: Record<string, unknown>): void {
+    const cid = data.cid;
+    if (typeof cid !== 'string' || cid.length > 64) return;
+    for (const [side, other] of [[c, to.peerId!], [to, c.peerId!]] as const) {
+      const key = `${other} ${cid}`;
+      if (side.linkCids.has(key)) continue;
+      side.linkCids.add(key);
+      if (side.linkCids.size > LINK_CIDS_KEPT) side.linkCids.delete(side.linkCids.values().next().value!);
+      side.linkCredit = Math.min(LINK_CREDIT_MAX, side.linkCredit + 1);
+    }
   }
 
   /**
@@ -1076,8 +1105,14 @@ export class PeerHub {
     // A partner the pool never gave this peer (or gave it before a reconnect) is not plotted as one.
     const paired = fields.partner !== null && (this.partners.get(c.peerId!) ?? []).includes(fields.partner);
     if (paired) this.confirmExchange(c.runId!, c.peerId!, fields.partner!);
+    // Links failed to open: at most as many as the relay carried signals of for this connection
+    // and no report claimed yet (creditLink). An honest report is never refused for it: one sent
+    // after a reconnect, for links of the connection before, is stored with fewer.
+    const failures = Math.min(fields.linkFailures ?? 0, c.linkCredit);
+    c.linkCredit -= failures;
     const row: ReportRow = {
-      ...fields, partner: paired ? fields.partner : null, partnerDist: paired ? fields.partnerDist : null,
+      ...fields, ...(fields.linkFailures === undefined ? {} : { linkFailures: failures }),
+      partner: paired ? fields.partner : null, partnerDist: paired ? fields.partnerDist : null,
       runId: c.runId!, peerId: c.peerId!, seq, t: now, receivedAt: now,
     };
     if (msg.step > c.lastStep) c.lastStep = msg.step;

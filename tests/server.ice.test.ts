@@ -254,6 +254,8 @@ describe('reports carry connectivity', () => {
     send(a.peer, { partner: pb, linkLocal: 'srflx', linkRemote: 'prflx', connectMs: 300 });
     send(a.peer, { partner: pb, linkLocal: 'relay', linkRemote: 'relay', connectMs: 900 });
     send(b.peer, { partner: pa, linkLocal: 'host', linkRemote: 'host', connectMs: 100 });
+    // Three links b dialled through the relay: what its failures may count (tests/server.link-claims.test.ts).
+    for (let i = 0; i < 3; i++) b.peer.send({ t: 'signal', to: pa, data: { mesh: 1, cid: `l${i}`, sig: { type: 'offer' } } });
     for (let i = 0; i < 3; i++) send(b.peer, { linkFailures: 1, linkError: 'connect timeout: no ICE path' });
     await Promise.all([a.peer.next((m) => m.t === 'ack' && m.seq === 2), b.peer.next((m) => m.t === 'ack' && m.seq === 6)]);
     const c = (await server.c.app.inject({ url: '/api/runs/default/connectivity' })).json();
