@@ -53,6 +53,15 @@ export interface ValidationSettings {
    */
   roundsPerS: number;
   /**
+   * The furthest outer round any peer of the run could be at now (welcomeRunRound: the welcome's
+   * stepBase, the furthest inner step any peer could have been at when we joined, run on at its
+   * stepRate and over H), or null: unknown (a welcome with no stepBase), and leadRounds and
+   * roundsPerS alone bound a lead. It bounds every partner, one never met too: without it a fresh
+   * id claimed our round + leadRounds whatever the run's age. Timed on its own clock (the one the
+   * welcome's receipt was), so the validator's clock cannot skew it.
+   */
+  runRound: (() => number) | null;
+  /**
    * ||φ_j − φ_i|| may exceed its value at our last accepted exchange with j by this × the Δ
    * scale per round since then (since round 0 if never): beyond that it is rejected.
    */
@@ -173,6 +182,8 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   leadRounds: 64,
   // Set from the welcome where the mesh is made: validators without it keep leadRounds alone.
   roundsPerS: 0,
+  // Set from the welcome where the mesh is made, as roundsPerS is.
+  runRound: null,
   // An outer step moves φ by |m| <= β/(1−α)·||Δ|| (1.4 Δ norms at the defaults), so two
   // replicas training apart drift by at most ~3 Δ norms a round; 10 leaves room for larger α.
   phiFactor: 10,
@@ -364,6 +375,7 @@ export class PartnerValidator {
     if (!(Number.isInteger(settings.lagRounds) && settings.lagRounds >= 0)) throw new RangeError(`validation: lagRounds must be an integer >= 0, got ${settings.lagRounds}`);
     if (!(Number.isInteger(settings.leadRounds) && settings.leadRounds >= 0)) throw new RangeError(`validation: leadRounds must be an integer >= 0, got ${settings.leadRounds}`);
     if (!(settings.roundsPerS >= 0 && Number.isFinite(settings.roundsPerS))) throw new RangeError(`validation: roundsPerS must be finite and >= 0 (0: unknown), got ${settings.roundsPerS}`);
+    if (settings.runRound !== null && typeof settings.runRound !== 'function') throw new RangeError(`validation: runRound must be a function of no arguments or null (unknown), got ${typeof settings.runRound}`);
   }
 
   /** How many coordinates the mirror check samples. */
@@ -393,21 +405,26 @@ export class PartnerValidator {
   }
 
   /**
-   * The furthest round a partner could honestly be at `now`, and why: our round + leadRounds, or,
-   * when we know the run's pace (roundsPerS) and accepted a claim from it before, that claim + 1 +
-   * the rounds it could have run since we entered the pool for that exchange, if fewer.
+   * The furthest round a partner could honestly be at `now`, and why: the least of our round +
+   * leadRounds, the furthest round any peer of the run could be at (runRound), and, when we know
+   * the run's pace (roundsPerS) and accepted a claim from this partner before, that claim + 1 + the
+   * rounds it could have run since we entered the pool for that exchange.
    */
   private reach(known: { peerRound: number | null; peerAt: number } | undefined, round: number, now: number): { round: number; why: string } {
-    const cap = round + this.settings.leadRounds;
+    let bound = { round: round + this.settings.leadRounds, why: `past the ${this.settings.leadRounds} an honest partner could be` };
+    const run = this.settings.runRound?.();
+    if (run !== undefined && Number.isFinite(run) && run < bound.round) {
+      bound = { round: Math.max(0, Math.floor(run)), why: `impossible, at most round ${Math.max(0, Math.floor(run))}: the furthest any peer of the run could be at now (the welcome's stepBase run on at its stepRate, over H)` };
+    }
     const rate = this.settings.roundsPerS;
     if (rate > 0 && known?.peerRound != null) {
       const seconds = Math.max(0, now - known.peerAt) / 1000;
       const most = known.peerRound + 1 + Math.floor(rate * seconds);
-      if (most < cap) {
+      if (most < bound.round) {
         return { round: most, why: `impossible, at most round ${most}: round ${known.peerRound} at an exchange we accepted ${seconds.toFixed(3)} s ago, + 1, + ${fmt(rate)} rounds/s (the run's fastest) × ${seconds.toFixed(3)} s` };
       }
     }
-    return { round: cap, why: `past the ${this.settings.leadRounds} an honest partner could be` };
+    return bound;
   }
 
   /**
