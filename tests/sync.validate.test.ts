@@ -258,6 +258,41 @@ describe('PartnerValidator', () => {
     expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, runRound: 5 as unknown as () => number })).toThrow(/runRound/);
   });
 
+  it('a partner that came back with a newer state (a reload keeps its id) claims past its own pace: within the run\'s reach its lead counts, and it is judged as never met (the stranger\'s clip), as a fresh id would be; past the reach it is still a lie', () => {
+    let t = 10_000;
+    // The run's reach: 40 rounds now, 10 more a second.
+    const v = new PartnerValidator(n, { ...DEFAULT_VALIDATION, roundsPerS: 2, runRound: () => 40 + Math.floor((t - 10_000) / 100) }, undefined, () => t);
+    v.observeOwn(norm2(gaussian(2, 1e-3)));
+    const mine = gaussian(80, 1e-3);
+    const big = (seed: number) => gaussian(seed, 1e-3).map((x) => -20 * x);
+    let scale = 0;
+    const send = (delta: Float32Array, round: number, peerRound: number) => {
+      scale = v.deltaScale;
+      return v.check(phi, { phi: phi.slice(), delta }, { peer: 'r', round, peerRound, readyAt: t - 100 }, mine);
+    };
+    // Proven: three exchanges accepted at our rounds 5 to 7, a round ahead of us, entered at
+    // 9.9 s; the fourth, its Δ × −20, is clipped at clipFactor (3×).
+    for (const k of [0, 1, 2]) expect(send(gaussian(160 + k, 1.2e-3), 5 + k, 6 + k)).toMatchObject({ ok: true });
+    const proven = send(big(163), 8, 9);
+    expect(proven).toMatchObject({ ok: true, clipped: true });
+    if (proven.ok) expect(norm2(proven.delta) / scale).toBeCloseTo(DEFAULT_VALIDATION.clipFactor, 2);
+    // It reloads its page and adopts a live peer's state at round 30: 2.1 s on, its own pace
+    // allows 9 + 1 + ⌊2 × 2.1⌋ = 14, the run's reach 61. Its lead counts, at the stranger's clip (1.5×).
+    t = 12_000;
+    const back = send(big(164), 9, 30);
+    expect(back).toMatchObject({ ok: true, clipped: true });
+    if (back.ok) expect(norm2(back.delta) / scale).toBeCloseTo(DEFAULT_VALIDATION.strangerClipFactor, 2);
+    // From there its own pace bounds it again: 30 + 1 + ⌊2 × 0.6⌋ = 32 at 12.5 s.
+    t = 12_500;
+    expect(send(big(165), 10, 32)).toMatchObject({ ok: true, clipped: true });
+    // A claim past the run's reach (70 at 13 s), inside leadRounds (75), is no rejoin: its own pace
+    // bounds it, and it is no lead.
+    t = 13_000;
+    const lie = send(big(166), 11, 75);
+    expect(lie).toMatchObject({ ok: false, reason: 'delta-norm', offence: true });
+    if (!lie.ok) expect(lie.detail).toContain('(it says 75, 64 rounds ahead: impossible, at most round 34: round 32 at an exchange we accepted 0.600 s ago');
+  });
+
   it('a Δ mildly against ours (cosine between −antiCosineReport and −antiCosine) is refused but is an offence only at its second in a row or from a partner on probation; one further against ours is one at once', () => {
     const mine = plus(gaussian(40, 1e-3), gaussian(41, 1e-3));
     /** A Δ whose cosine with ours is about −c (own noise plus −c' of ours). */
