@@ -10,6 +10,7 @@ import { CpuReplica } from './support/cpu-replica.ts';
 import { decodeTensor, encodeTensor } from '../src/sync/compress.ts';
 import { seededRandom } from './support/stats.ts';
 import { Swarm, syntheticPayload } from './support/swarm.ts';
+import { welcomeRunRound } from '../src/sync/join.ts';
 import type { Offence } from '../src/sync/types.ts';
 
 const n = 4096;
@@ -221,6 +222,75 @@ describe('PartnerValidator', () => {
     expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, roundsPerS: -1 })).toThrow(/roundsPerS/);
     expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, roundsPerS: Infinity })).toThrow(/roundsPerS/);
     expect(() => send(gaussian(140, 1e-3), 30, 30, NaN)).toThrow(/readyAt/);
+  });
+
+  it('a partner never met is held to the run\'s reach (runRound, from the welcome\'s stepBase at its stepRate over H): a lead no peer of the run could have is reported, one at the run\'s front is clipped; no stepBase, leadRounds alone', () => {
+    // The welcome: any peer could have been at step 1,000 when it came; 100 steps/s at most, H = 50.
+    let t = 0;
+    const welcome = { stepBase: 1_000, stepRate: 100, run: { train: { H: 50 } } };
+    const runRound = welcomeRunRound(welcome, 0, () => t)!;
+    // ⌊(1,000 + 0 + STEP_SLACK 100) / 50⌋ + 1 = 23 now; 10 s on, ⌊2,100 / 50⌋ + 1 = 43.
+    expect(runRound()).toBe(23);
+    // The validator's own clock is far from the welcome's (another origin): the reach is timed on
+    // the welcome's alone.
+    const v = new PartnerValidator(n, { ...DEFAULT_VALIDATION, runRound }, undefined, () => 9e9);
+    v.observeOwn(norm2(gaussian(2, 1e-3)));
+    const mine = gaussian(80, 1e-3);
+    const big = (seed: number) => gaussian(seed, 1e-3).map((x) => -20 * x);
+    const send = (peer: string, delta: Float32Array, peerRound: number) =>
+      v.check(phi, { phi: phi.slice(), delta }, { peer, round: 20, peerRound }, mine);
+    // Our round 20: a fresh id claiming 60, inside the 64 of leadRounds but past any peer of a run
+    // this young, buys its Δ × −20 no clip: reported, with why.
+    const lie = send('fresh', big(150), 60);
+    expect(lie).toMatchObject({ ok: false, reason: 'delta-norm', offence: true });
+    if (!lie.ok) expect(lie.detail).toContain('(it says 60, 40 rounds ahead: impossible, at most round 23: the furthest any peer of the run could be at now');
+    // An honest partner at the run's front: clipped, no offence; 10 s on the front is at 43.
+    expect(send('front', big(151), 23)).toMatchObject({ ok: true, clipped: true });
+    expect(send('late', big(152), 43)).toMatchObject({ ok: false, offence: true });
+    t = 10_000;
+    expect(runRound()).toBe(43);
+    expect(send('later', big(153), 43)).toMatchObject({ ok: true, clipped: true });
+    // A welcome with no stepBase (an older coordinator): no reach, and leadRounds alone bounds the lead.
+    expect(welcomeRunRound({ stepRate: 100, run: { train: { H: 50 } } }, 0, () => t)).toBeNull();
+    const old = new PartnerValidator(n, { ...DEFAULT_VALIDATION, runRound: null }, undefined, () => 9e9);
+    old.observeOwn(norm2(gaussian(2, 1e-3)));
+    expect(old.check(phi, { phi: phi.slice(), delta: big(154) }, { peer: 'fresh', round: 20, peerRound: 60 }, mine)).toMatchObject({ ok: true, clipped: true });
+    expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, runRound: 5 as unknown as () => number })).toThrow(/runRound/);
+  });
+
+  it('a partner that came back with a newer state (a reload keeps its id) claims past its own pace: within the run\'s reach its lead counts, and it is judged as never met (the stranger\'s clip), as a fresh id would be; past the reach it is still a lie', () => {
+    let t = 10_000;
+    // The run's reach: 40 rounds now, 10 more a second.
+    const v = new PartnerValidator(n, { ...DEFAULT_VALIDATION, roundsPerS: 2, runRound: () => 40 + Math.floor((t - 10_000) / 100) }, undefined, () => t);
+    v.observeOwn(norm2(gaussian(2, 1e-3)));
+    const mine = gaussian(80, 1e-3);
+    const big = (seed: number) => gaussian(seed, 1e-3).map((x) => -20 * x);
+    let scale = 0;
+    const send = (delta: Float32Array, round: number, peerRound: number) => {
+      scale = v.deltaScale;
+      return v.check(phi, { phi: phi.slice(), delta }, { peer: 'r', round, peerRound, readyAt: t - 100 }, mine);
+    };
+    // Proven: three exchanges accepted at our rounds 5 to 7, a round ahead of us, entered at
+    // 9.9 s; the fourth, its Δ × −20, is clipped at clipFactor (3×).
+    for (const k of [0, 1, 2]) expect(send(gaussian(160 + k, 1.2e-3), 5 + k, 6 + k)).toMatchObject({ ok: true });
+    const proven = send(big(163), 8, 9);
+    expect(proven).toMatchObject({ ok: true, clipped: true });
+    if (proven.ok) expect(norm2(proven.delta) / scale).toBeCloseTo(DEFAULT_VALIDATION.clipFactor, 2);
+    // It reloads its page and adopts a live peer's state at round 30: 2.1 s on, its own pace
+    // allows 9 + 1 + ⌊2 × 2.1⌋ = 14, the run's reach 61. Its lead counts, at the stranger's clip (1.5×).
+    t = 12_000;
+    const back = send(big(164), 9, 30);
+    expect(back).toMatchObject({ ok: true, clipped: true });
+    if (back.ok) expect(norm2(back.delta) / scale).toBeCloseTo(DEFAULT_VALIDATION.strangerClipFactor, 2);
+    // From there its own pace bounds it again: 30 + 1 + ⌊2 × 0.6⌋ = 32 at 12.5 s.
+    t = 12_500;
+    expect(send(big(165), 10, 32)).toMatchObject({ ok: true, clipped: true });
+    // A claim past the run's reach (70 at 13 s), inside leadRounds (75), is no rejoin: its own pace
+    // bounds it, and it is no lead.
+    t = 13_000;
+    const lie = send(big(166), 11, 75);
+    expect(lie).toMatchObject({ ok: false, reason: 'delta-norm', offence: true });
+    if (!lie.ok) expect(lie.detail).toContain('(it says 75, 64 rounds ahead: impossible, at most round 34: round 32 at an exchange we accepted 0.600 s ago');
   });
 
   it('a Δ mildly against ours (cosine between −antiCosineReport and −antiCosine) is refused but is an offence only at its second in a row or from a partner on probation; one further against ours is one at once', () => {

@@ -77,6 +77,24 @@ export function welcomeRoundsPerS(welcome: { stepRate: number; run: { train: { H
   return Number.isInteger(H) && H >= 1 && stepRate > 0 ? Math.min(stepRate, MAX_STEPS_PER_S) / H : 0;
 }
 
+/**
+ * ValidationSettings.runRound from a welcome: the furthest outer round any peer of the run could
+ * be at now, ⌊welcomeMaxStep / H⌋ + 1. Every round takes H inner steps, and a partner at round r
+ * has run r + 1 rounds' steps by its exchange of r; the + 1 and maxStepNow's STEP_SLACK (100
+ * steps, 2 rounds at H = 50) cover a peer that ran on past its last report when we joined, which
+ * stepBase (live peers' reported steps) has not seen. Timed as welcomeMaxStep is, on the clock
+ * the welcome's receipt was taken on. Null when the coordinator sent no `stepBase` (leadRounds
+ * and roundsPerS alone bound a lead then) or H is no positive integer. A state adopted is held to
+ * round ⌊step / H⌋ at most when its step is held (holdCounters); a replica whose rounds outnumber
+ * step / H after the run's H was raised is not covered (docs/design.md section 6, "Rounds ahead").
+ */
+export function welcomeRunRound(welcome: { stepBase?: number; stepRate: number; run: { train: { H: number } } }, receivedAt: number, now: () => number = () => performance.now()): (() => number) | null {
+  const maxStep = welcomeMaxStep(welcome, receivedAt, now);
+  const { H } = welcome.run.train;
+  if (!maxStep || !(Number.isInteger(H) && H >= 1)) return null;
+  return () => Math.floor(maxStep() / H) + 1;
+}
+
 /** RunJoinOptions.stepCap from a welcome; undefined when the coordinator sent no `stepConsensus`. */
 export function welcomeStepCap(welcome: { stepConsensus?: number; run: { train: { H: number } } }): { step: number; H: number } | undefined {
   return welcome.stepConsensus === undefined ? undefined : { step: welcome.stepConsensus, H: welcome.run.train.H };

@@ -48,10 +48,22 @@ export interface ValidationSettings {
    * (the welcome's stepRate, server/report-bounds.ts) over its H (welcomeRoundsPerS). A partner's
    * round can rise from its claim at an exchange we accepted by at most this × the seconds since we
    * entered the pool for that exchange (it was still at that round then), plus one: a claim past
-   * that is no lead however far inside leadRounds, as one past leadRounds is not. 0: unknown, only
-   * leadRounds bounds a lead.
+   * that is no lead however far inside leadRounds, as one past leadRounds is not, unless the run's
+   * reach (runRound) is known and the claim is within it: a page reloaded keeps its peer id (the
+   * session token in localStorage) and adopts a live peer's or a checkpoint's newer state, far past
+   * its own pace. Such a partner is judged from then on as one never met, which is all a liar's
+   * fresh id would get it. 0: unknown, only leadRounds bounds a lead.
    */
   roundsPerS: number;
+  /**
+   * The furthest outer round any peer of the run could be at now (welcomeRunRound: the welcome's
+   * stepBase, the furthest inner step any peer could have been at when we joined, run on at its
+   * stepRate and over H), or null: unknown (a welcome with no stepBase), and leadRounds and
+   * roundsPerS alone bound a lead. It bounds every partner, one never met too: without it a fresh
+   * id claimed our round + leadRounds whatever the run's age. Timed on its own clock (the one the
+   * welcome's receipt was), so the validator's clock cannot skew it.
+   */
+  runRound: (() => number) | null;
   /**
    * ||φ_j − φ_i|| may exceed its value at our last accepted exchange with j by this × the Δ
    * scale per round since then (since round 0 if never): beyond that it is rejected.
@@ -173,6 +185,8 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   leadRounds: 64,
   // Set from the welcome where the mesh is made: validators without it keep leadRounds alone.
   roundsPerS: 0,
+  // Set from the welcome where the mesh is made, as roundsPerS is.
+  runRound: null,
   // An outer step moves φ by |m| <= β/(1−α)·||Δ|| (1.4 Δ norms at the defaults), so two
   // replicas training apart drift by at most ~3 Δ norms a round; 10 leaves room for larger α.
   phiFactor: 10,
@@ -364,6 +378,7 @@ export class PartnerValidator {
     if (!(Number.isInteger(settings.lagRounds) && settings.lagRounds >= 0)) throw new RangeError(`validation: lagRounds must be an integer >= 0, got ${settings.lagRounds}`);
     if (!(Number.isInteger(settings.leadRounds) && settings.leadRounds >= 0)) throw new RangeError(`validation: leadRounds must be an integer >= 0, got ${settings.leadRounds}`);
     if (!(settings.roundsPerS >= 0 && Number.isFinite(settings.roundsPerS))) throw new RangeError(`validation: roundsPerS must be finite and >= 0 (0: unknown), got ${settings.roundsPerS}`);
+    if (settings.runRound !== null && typeof settings.runRound !== 'function') throw new RangeError(`validation: runRound must be a function of no arguments or null (unknown), got ${typeof settings.runRound}`);
   }
 
   /** How many coordinates the mirror check samples. */
@@ -393,21 +408,33 @@ export class PartnerValidator {
   }
 
   /**
-   * The furthest round a partner could honestly be at `now`, and why: our round + leadRounds, or,
-   * when we know the run's pace (roundsPerS) and accepted a claim from it before, that claim + 1 +
-   * the rounds it could have run since we entered the pool for that exchange, if fewer.
+   * The furthest round a partner could honestly be at `now`, and why: the least of our round +
+   * leadRounds, the furthest round any peer of the run could be at (runRound), and, when we know
+   * the run's pace (roundsPerS) and accepted a claim from this partner before, that claim + 1 + the
+   * rounds it could have run since we entered the pool for that exchange. `rejoin`: where that pace
+   * bound is the least and the run's reach is known, the least of the other two: how far a partner
+   * that left and came back (a reload keeps its id, server/peers.ts, and it adopts a newer state)
+   * could be, judged then as a partner never met (see check).
    */
-  private reach(known: { peerRound: number | null; peerAt: number } | undefined, round: number, now: number): { round: number; why: string } {
-    const cap = round + this.settings.leadRounds;
+  private reach(known: { peerRound: number | null; peerAt: number } | undefined, round: number, now: number): { round: number; why: string; rejoin: number | null } {
+    let bound = { round: round + this.settings.leadRounds, why: `past the ${this.settings.leadRounds} an honest partner could be` };
+    const run = this.settings.runRound?.();
+    const runKnown = run !== undefined && Number.isFinite(run);
+    if (runKnown && run < bound.round) {
+      bound = { round: Math.max(0, Math.floor(run)), why: `impossible, at most round ${Math.max(0, Math.floor(run))}: the furthest any peer of the run could be at now (the welcome's stepBase run on at its stepRate, over H)` };
+    }
     const rate = this.settings.roundsPerS;
     if (rate > 0 && known?.peerRound != null) {
       const seconds = Math.max(0, now - known.peerAt) / 1000;
       const most = known.peerRound + 1 + Math.floor(rate * seconds);
-      if (most < cap) {
-        return { round: most, why: `impossible, at most round ${most}: round ${known.peerRound} at an exchange we accepted ${seconds.toFixed(3)} s ago, + 1, + ${fmt(rate)} rounds/s (the run's fastest) × ${seconds.toFixed(3)} s` };
+      if (most < bound.round) {
+        return {
+          round: most, rejoin: runKnown ? bound.round : null,
+          why: `impossible, at most round ${most}: round ${known.peerRound} at an exchange we accepted ${seconds.toFixed(3)} s ago, + 1, + ${fmt(rate)} rounds/s (the run's fastest) × ${seconds.toFixed(3)} s`,
+        };
       }
     }
-    return { round: cap, why: `past the ${this.settings.leadRounds} an honest partner could be` };
+    return { ...bound, rejoin: null };
   }
 
   /**
@@ -522,7 +549,7 @@ export class PartnerValidator {
     // An honest peer's round only goes up (it counts its outer rounds on from the state it joined
     // with), so a claim below one this partner made at an exchange we accepted is a lie: it buys
     // no slack for being behind (here, the lag allowance, the drift room of its rounds).
-    const known = this.met.get(at.peer);
+    let known = this.met.get(at.peer);
     const before = known?.peerRound ?? null;
     const backwards = claim !== null && before !== null && claim < before;
     const lie = backwards ? ` (it says it is at round ${claim}, below the round ${before} it claimed to us before: no slack for being behind)` : '';
@@ -550,7 +577,13 @@ export class PartnerValidator {
     const readyAt = Math.min(at.readyAt ?? now, now);
     const reach = this.reach(known, at.round, now);
     const lead = claim === null ? 0 : claim - at.round;
-    const ahead = lead > 0 && claim! <= reach.round;
+    // A claim past this partner's own pace but within what any peer of the run could be at: it
+    // may have reloaded its page (the id survives) and adopted a newer state. Its lead counts, and
+    // from here on it is judged as a partner never met (the stranger's clip and φ room, its count
+    // of accepted exchanges started over): a liar gains nothing a fresh id would not give it.
+    const rejoined = lead > 0 && claim! > reach.round && reach.rejoin !== null && claim! <= reach.rejoin;
+    const ahead = lead > 0 && (claim! <= reach.round || rejoined);
+    if (rejoined) known = undefined;
     if (deltaNorm > this.settings.normReportFactor * scale && !ahead) {
       const past = lead > 0 ? `, ${lead} rounds ahead: ${reach.why}, so no lead` : '';
       return {
@@ -711,7 +744,7 @@ export class PartnerValidator {
     this.met.delete(at.peer);
     // The claim as far as it could be true (reach): a lie accepted with an honest Δ buys no
     // reach for the next.
-    const held = claim === null ? null : Math.min(claim, reach.round);
+    const held = claim === null ? null : Math.min(claim, rejoined ? reach.rejoin! : reach.round);
     const rose = held !== null && (before === null || held > before);
     const peerRound = rose ? held : before;
     this.met.set(at.peer, { round: at.round, peerRound, peerAt: rose ? readyAt : known?.peerAt ?? readyAt, distance: phiDistance, scale, accepted: (known?.accepted ?? 0) + 1 });

@@ -14,7 +14,7 @@ import { silentLogger, type Logger } from '../sync/components.ts';
 import { createMesh, type Mesh } from '../sync/mesh.ts';
 import { compressionForRun } from '../protocol/exchange-link.ts';
 import type { RtcImplementation } from '../sync/links.ts';
-import { joinRunState, serveRunState, welcomeMaxStep, welcomeRoundsPerS, welcomeStepCap } from '../sync/join.ts';
+import { joinRunState, serveRunState, welcomeMaxStep, welcomeRoundsPerS, welcomeRunRound, welcomeStepCap } from '../sync/join.ts';
 import type { JoinSource } from '../sync/replica.ts';
 import { SignalingClient, memorySessionStore, type SessionStore, type WebSocketCtor } from '../sync/signaling-client.ts';
 import type { BootState, ExchangeResult } from '../sync/types.ts';
@@ -313,8 +313,9 @@ class HeadlessVolunteer implements Volunteer {
     this.mesh = createMesh({
       runId: run.id, configHash: runConfigHash(run), elements: this.backend.total, compression: compressionForRun(run.compression),
       ...(this.opts.neighbours ? { neighbours: this.opts.neighbours } : {}),
-      // A partner's claimed lead counts only as far as the run's pace allows (validate.ts, roundsPerS).
-      validation: { roundsPerS: welcomeRoundsPerS(welcome), ...this.opts.validation },
+      // A partner's claimed lead counts only as far as the run's pace and age allow (validate.ts,
+      // roundsPerS and runRound).
+      validation: { roundsPerS: welcomeRoundsPerS(welcome), runRound: welcomeRunRound(welcome, welcomedAt), ...this.opts.validation },
     })({ signaling: this.meshSignaling, rtc: this.c.rtc, logger: this.log });
     const others = welcome.peers.filter((p) => p !== welcome.peerId).length;
     const floats = this.backend.total;

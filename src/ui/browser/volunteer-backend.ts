@@ -66,6 +66,8 @@ export interface MeshFactoryArgs {
   welcome: WelcomeMsg;
   /** Other live peers of the run right now (kept from the welcome on, before the mesh exists). */
   otherPeers(): number;
+  /** When the welcome arrived (performance.now()): the run's reach is timed from it (welcomeRunRound). */
+  welcomedAt: number;
 }
 
 /** The run's mesh as the backend needs it: the controller's port, plus joining and serving state. */
@@ -167,7 +169,7 @@ export class CoordinatorVolunteerBackend implements VolunteerBackend {
       // ended): raced from outside, a trainer it finished later would hold the GPU unowned.
       trainer = await this.init.createTrainer({ run, welcome: w, baseUrl: this.init.baseUrl, signal: interrupt.signal });
       interrupt.signal.throwIfAborted();
-      mesh = await step(this.init.createMesh({ run, signaling, welcome: w, otherPeers: () => others.length }));
+      mesh = await step(this.init.createMesh({ run, signaling, welcome: w, otherPeers: () => others.length, welcomedAt }));
       // The run's current state: a live peer's, else the newest checkpoint's, else the fresh init;
       // each candidate measured in the trainer before it is adopted (src/sync/state-check.ts).
       const t0 = trainer;

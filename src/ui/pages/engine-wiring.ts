@@ -9,7 +9,7 @@ import { privateCheckBatches, randomSeed, validationBatches } from '../../data/s
 import { buildLayout } from '../../model/layout.ts';
 import { compressionForRun } from '../../protocol/exchange-link.ts';
 import { consoleLogger } from '../../sync/components.ts';
-import { welcomeRoundsPerS } from '../../sync/join.ts';
+import { welcomeRoundsPerS, welcomeRunRound } from '../../sync/join.ts';
 import { createMesh as makeMesh } from '../../sync/mesh.ts';
 import { downloadAssignment } from '../../volunteer/data.ts';
 import { runConfigHash, VAL_BATCHES } from '../../volunteer/run-config.ts';
@@ -120,14 +120,15 @@ const SOLO_TEXT: Record<string, string> = {
   rejected: "the partner's update failed the checks",
 };
 
-export async function createMesh({ run, signaling, welcome, otherPeers }: MeshFactoryArgs): Promise<RunMesh> {
+export async function createMesh({ run, signaling, welcome, otherPeers, welcomedAt }: MeshFactoryArgs): Promise<RunMesh> {
   // The mesh is made after the welcome: replay the peer list it would otherwise have missed.
   // Warnings (a rejected partner with the validator's numbers, a silent coordinator) go to the
   // console, where a browser test or a volunteer's devtools can see why a pair failed.
   const mesh = makeMesh({
     runId: run.id, configHash: runConfigHash(run), elements: buildLayout(run.model).total, compression: compressionForRun(run.compression),
-    // A partner's claimed lead counts only as far as the run's pace allows (validate.ts, roundsPerS).
-    validation: { roundsPerS: welcomeRoundsPerS(welcome) },
+    // A partner's claimed lead counts only as far as the run's pace and age allow (validate.ts,
+    // roundsPerS and runRound).
+    validation: { roundsPerS: welcomeRoundsPerS(welcome), runRound: welcomeRunRound(welcome, welcomedAt) },
   })({ signaling: withPeerReplay(signaling), logger: consoleLogger('[murmur mesh]') });
   let bytesIn = 0, bytesOut = 0;
   let lastSolo: string | null = null;
