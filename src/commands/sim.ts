@@ -37,7 +37,7 @@ export function register(program: Command): void {
     .addOption(new Option('--diloco-momentum <kind>', 'DiLoCo outer momentum: heavy-ball (the NoLoCo authors\' baseline) or nesterov (Douillard et al.)').choices(DILOCO_MOMENTA).default('heavy-ball'))
     .option('--time <s>', 'simulated-time budget in seconds (default 600 unless --steps)', pos('time'))
     .option('--steps <n>', 'step budget: each replica stops after n inner steps', int('steps'))
-    .option('--start-spread <f>', 'replicas start part-way into their first inner loop, uniform in [0, f) of H (real volunteers: 1)', num('start-spread (in [0, 1])', (v) => Number.isFinite(v) && v >= 0 && v <= 1), 0)
+    .option('--start-spread <f>', 'replicas start late by a uniform [0, f) of their own inner loop, each round still H steps (real volunteers: 1)', num('start-spread (in [0, 1])', (v) => Number.isFinite(v) && v >= 0 && v <= 1), 0)
     .option('--step-time <s>', 'seconds per inner step at speed 1', pos('step-time'), SPEC_DEFAULTS.stepTime)
     .option('--speeds <spec>', 'speed distribution: uniform:LO:HI, lognormal:SIGMA, equal, or a list 1,2,4', SPEC_DEFAULTS.speeds)
     .option('--jitter <sigma>', 'log-normal spread of each step time around 1/speed', nonneg('jitter'), 0)

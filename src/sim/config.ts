@@ -40,9 +40,10 @@ export interface SimConfig {
    */
   wait: number;
   /**
-   * Phase offsets at the start: replica i begins part-way into its first inner loop, at a uniform
-   * fraction in [0, startSpread) of H. 0 (the default) starts everyone in step; real volunteers
-   * start whenever their page or process is ready, so compare them with 1.
+   * Phase offsets at the start: replica i starts its first inner loop (of H steps, as every
+   * round) a uniform fraction in [0, startSpread) of its own loop time late, in whole steps. 0 (the
+   * default) starts everyone in step; real volunteers start whenever their page or process is
+   * ready, so compare them with 1.
    */
   startSpread: number;
   /** Seconds per inner step at speed 1; a replica of speed s takes stepTime / s. */

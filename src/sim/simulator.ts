@@ -74,8 +74,7 @@ export class Replica {
   loopTime(H: number, stepTime: number): number { return (H * stepTime) / this.speed; }
   /**
    * The inner loop just run, as a volunteer times it (its pairing wait is a fraction of this):
-   * with jitter a slow loop waits longer, as on a real machine. A first loop that began part-way
-   * (startSpread) is scaled to H steps; before any step, the nominal time.
+   * with jitter a slow loop waits longer, as on a real machine. Before any step, the nominal time.
    */
   lastLoopTime(H: number, stepTime: number): number {
     return this.loopSteps > 0 ? (this.loopSeconds * H) / this.loopSteps : this.loopTime(H, stepTime);
@@ -462,8 +461,15 @@ export class Simulation {
     const phaseRng = new Rng(cfg.seed, 0x57a7);
     for (const r of this.replicas) {
       r.since = 0;
-      this.startLoop(r);
-      if (cfg.startSpread > 0) r.inLoop = Math.floor(phaseRng.uniform() * cfg.startSpread * this.strategy.loopLength(this));
+      // A start phase is a later start, not a shorter first loop: a volunteer's every round is H
+      // inner steps from its state (src/volunteer/volunteer.ts, the page's training controller).
+      // Begun part-way, a replica's first Δ was a step or two at the warm-up's least rate, its Δ
+      // scale a tenth of an honest partner's at the same round, and bench/lead-claims.ts saw the
+      // live validator report that partner (13.8× the scale, setup 3, seed 1).
+      const skipped = cfg.startSpread > 0 ? Math.floor(phaseRng.uniform() * cfg.startSpread * this.strategy.loopLength(this)) : 0;
+      if (skipped === 0) { this.startLoop(r); continue; }
+      this.setState(r, 'off');
+      this.atFor(r, (skipped * cfg.stepTime) / r.speed, PRIORITY.step, () => this.startLoop(r));
     }
     if (cfg.churn) for (const r of this.replicas) this.scheduleLeave(r);
     const scheduleEval = (k: number) => {
