@@ -11,7 +11,9 @@
 // Each judge bounds every claim by the swarm's reach too (runRound, welcomeRunRound): a welcome at
 // time 0 with stepBase 0 and the fastest speed's step rate. `byRun`, `byPace` and `byLeadRounds`
 // count honest claims each bound refused a lead; `runMargin`, the least rounds any honest lead
-// sat under the run's reach (with that lead, `runMarginLead`). Writes bench/results/lead-claims.json.
+// sat under the run's reach (with that lead, `runMarginLead`). `offences` counts the payloads the
+// validator refused as an offence (each a false report: every partner is honest), by reason in
+// `offenceReasons`, each named on stderr. Writes bench/results/lead-claims.json.
 // Usage: npx tsx bench/lead-claims.ts [--steps N] [--seeds 1,2] [--only 1,2] (setups by index)
 import { prepare } from '../src/sim/setup.ts';
 import { writeFileSync } from 'node:fs';
@@ -24,6 +26,7 @@ const { steps: STEPS, seeds: SEEDS, setups: SETUPS } = claimOptions(3000);
 interface Tally {
   checked: number; ahead: number; maxLead: number; big: number; maxBigLead: number; maxRatio: number; impossible: number; maxPace: number;
   byRun: number; byPace: number; byLeadRounds: number; runMargin: number; runMarginLead: number;
+  offences: number; offenceReasons: Record<string, number>;
 }
 let current: Tally | null = null;
 /** The simulated clock (s) and pace (rounds/s) of the swarm running now. */
@@ -52,6 +55,12 @@ PartnerValidator.prototype.check = function (this: PartnerValidator, own, partne
     current.maxRatio = Math.max(current.maxRatio, ratio);
     if (ratio > DEFAULT_VALIDATION.normReportFactor) { current.big++; current.maxBigLead = Math.max(current.maxBigLead, lead); }
     if (!v.ok && v.detail.includes('impossible')) current.impossible++;
+    if (!v.ok && v.offence) {
+      // Every partner here is honest: an offence is a false report, named on stderr with the case.
+      current.offences++;
+      current.offenceReasons[v.reason] = (current.offenceReasons[v.reason] ?? 0) + 1;
+      console.error(`honest offence at ${t.toFixed(3)} s: ${at.peer} judged at our round ${at.round}: ${v.reason}: ${v.detail}`);
+    }
     if (!v.ok && v.detail.includes('the furthest any peer of the run')) current.byRun++;
     if (!v.ok && v.detail.includes('at an exchange we accepted')) current.byPace++;
     if (!v.ok && v.detail.includes('an honest partner could be, so no lead')) current.byLeadRounds++;
@@ -74,7 +83,7 @@ for (const [i, setup] of SETUPS) {
   for (const seed of SEEDS) {
     const sim = await prepare(claimSpec(setup, seed, STEPS));
     clock = { now: () => sim.now, pace: 1 / (STEP_S * H), H };
-    current = { checked: 0, ahead: 0, maxLead: 0, big: 0, maxBigLead: 0, maxRatio: 0, impossible: 0, maxPace: 0, byRun: 0, byPace: 0, byLeadRounds: 0, runMargin: Infinity, runMarginLead: 0 };
+    current = { checked: 0, ahead: 0, maxLead: 0, big: 0, maxBigLead: 0, maxRatio: 0, impossible: 0, maxPace: 0, byRun: 0, byPace: 0, byLeadRounds: 0, runMargin: Infinity, runMarginLead: 0, offences: 0, offenceReasons: {} };
     try { await sim.run(); } finally { sim.dispose(); }
     const row = { setup: i, n, speeds, H, seed, steps: STEPS, ...current, maxRatio: +current.maxRatio.toFixed(2), maxPace: +current.maxPace.toFixed(3) };
     rows.push(row);

@@ -39,8 +39,9 @@ export interface ValidationSettings {
    * normReportFactor). A claim further ahead is a lie, judged as a claim of our own round: a
    * claim costs nothing to make, and round 2^32 − 1 bought any Δ up to rejectFactor × the median
    * a clip instead of a report, every round. Honest partners in the simulator's swarms
-   * (bench/lead-claims.ts) were at most 29 rounds ahead, and at most 4 where their Δ was past
-   * normReportFactor × the median: in the warm-up, where a lead means a larger learning rate.
+   * (bench/lead-claims.ts, 1,500 steps) were at most 31 rounds ahead, and none sent a Δ past
+   * normReportFactor × the median (up to 4 rounds ahead did, in the warm-up, before the
+   * simulator's first rounds all ran H steps).
    */
   leadRounds: number;
   /**
@@ -180,7 +181,7 @@ export const DEFAULT_VALIDATION: ValidationSettings = {
   // let a peer that sends junk every round stay unnoticed.
   rejectFactor: 30,
   normReportFactor: 8,
-  // Over twice the farthest honest lead measured (29 rounds; 4 where the Δ was past 8×): a fast
+  // Over twice the farthest honest lead measured (31 rounds over 1,500 steps; none past 8×): a fast
   // volunteer runs dozens of solo rounds while a slow one still loads (docs/design.md section 6).
   leadRounds: 64,
   // Set from the welcome where the mesh is made: validators without it keep leadRounds alone.
