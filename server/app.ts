@@ -4,7 +4,7 @@
 import { mkdirSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import websocket from '@fastify/websocket';
 import type { Db } from './db.ts';
 import { openDb } from './db.ts';
@@ -235,6 +235,15 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     schemaErrorFormatter: (errors, dataVar) => new Error(describeIssues(errors as unknown as SchemaIssue[], dataVar)),
     // A request the HTTP parser refused is answered by name too (answerClientError).
     clientErrorHandler: answerClientError,
+    // A path Fastify cannot route (a bad percent-escape, a parameter past maxParamLength) is
+    // answered here, before any hook: named like every other refusal (onSend adds the security
+    // headers), and, for an Upgrade request, its socket closed once answered. No hook of
+    // @fastify/websocket's runs to close it, and it is no longer Node's HTTP server's: it stayed
+    // open for as long as its client kept it, and the coordinator's close waited on it.
+    frameworkErrors: (err, req, reply) => {
+      if (req.raw.headers.upgrade !== undefined) reply.raw.once('finish', () => req.raw.socket.destroy());
+      void (reply as FastifyReply).code(err.statusCode ?? 400).send({ error: err.message.slice(0, 300), code: err.code });
+    },
   });
   // Connections per client, counted at the socket before a request is read (ConnectionCap). A
   // connection from a proxy named by --trust-proxy holds many clients' requests, so the proxy's

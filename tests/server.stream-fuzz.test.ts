@@ -241,3 +241,13 @@ describe('an upgrade asked of the live stream', () => {
     await streamsAre(0, 'after the honest stream');
   });
 });
+
+describe('an upgrade asked of a path that cannot be routed', () => {
+  it('is answered by name and its socket closed, so the coordinator\'s close does not wait on it (found by the fuzz: the socket stayed open and close() hung)', async () => {
+    const c = await open('GET /api/runs/%zz/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n');
+    const a = await until<Answer | null>(() => { const x = c.answer(); return x.closed ? x : null; }, 10_000, () => `the socket closed after its answer (got ${JSON.stringify(c.answer()).slice(0, 200)})`);
+    expect(a!.status).toBe(400);
+    expect(expectNamedRefusal(a!, 'GET /api/runs/%zz/stream with an upgrade')).toMatch(/%zz/);
+    await connectionsAre(0, 'after the bad path\'s upgrade');
+  });
+});
