@@ -216,7 +216,9 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   const hubOptions: PeerHubOptions = { ...DEFAULT_HUB_OPTIONS, ...o.hub, limits: { ...DEFAULT_LIMITS, ...(o.hub.limits ?? {}) } };
 
   const app = Fastify({
-    ...(deps.tls ? { https: { key: deps.tls.key, cert: deps.tls.cert } } : {}),
+    // Node's own refusal of an HTTP/1.1 request without Host was a bare 400 with no body; an
+    // onRequest hook refuses it by name instead (below, after the WebSocket plugin's).
+    ...(deps.tls ? { https: { key: deps.tls.key, cert: deps.tls.cert, requireHostHeader: false } } : { http: { requireHostHeader: false } }),
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: deps.logLevel ? { level: deps.logLevel, ...(deps.logStream ? { stream: deps.logStream } : {}) } : false }),
     // Any anonymous client may send a body (the consent routes take one, and an unknown route or
     // method still reads what it was sent), which waits in memory until it is whole, for up to
@@ -312,6 +314,14 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
 
   await app.register(websocket, {
     options: { maxPayload: hubOptions.limits.maxMessageBytes },
+  });
+  // HTTP/1.1 requires a Host; Node's own check (off above) answered a bare 400 with no body. After
+  // @fastify/websocket's hooks: an answer before them to an Upgrade request left its socket, no
+  // longer Node's HTTP server's, open for good, and the coordinator's close waited on it.
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.raw.httpVersion === '1.1' && req.headers.host === undefined) {
+      return reply.code(400).send({ error: 'an HTTP/1.1 request must carry a Host header (RFC 9112, section 3.2); this one has none' });
+    }
   });
   const reads = new ReadBudget({ ...DEFAULT_READ_LIMITS, ...o.reads }, admin.value);
   const downloads = new DownloadBudget({ ...DEFAULT_DOWNLOAD_LIMITS, ...o.downloads }, admin.value);

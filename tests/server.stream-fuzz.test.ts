@@ -242,6 +242,25 @@ describe('an upgrade asked of the live stream', () => {
   });
 });
 
+describe('a request without Host', () => {
+  it('is refused by name, and the connection still serves (found by the fuzz: Node\'s bare 400 with no body)', async () => {
+    for (const path of ['/api/runs/m/stream', '/api/runs/m/metrics', '/health', '/nope']) {
+      const c = await open(`GET ${path} HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n`);
+      const a = await settled(c, `GET ${path} without Host`);
+      c.socket.destroy();
+      expect(a.status, path).toBe(400);
+      expect(expectNamedRefusal(a, `GET ${path} without Host`)).toMatch(/Host header/);
+    }
+    // HTTP/1.0 has no Host to require.
+    const c = await open('GET /api/runs/m/stream HTTP/1.0\r\n\r\n');
+    const a = await settled(c, 'an HTTP/1.0 stream');
+    c.socket.destroy();
+    expect(a.status).toBe(200);
+    expectWellFormedStream(a.body, 'an HTTP/1.0 stream');
+    await streamsAre(0, 'after the requests without Host');
+  });
+});
+
 describe('an upgrade asked of a path that cannot be routed', () => {
   it('is answered by name and its socket closed, so the coordinator\'s close does not wait on it (found by the fuzz: the socket stayed open and close() hung)', async () => {
     const c = await open('GET /api/runs/%zz/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n');
