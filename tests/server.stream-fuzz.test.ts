@@ -12,8 +12,7 @@ import { connect, type Socket } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Writable } from 'node:stream';
 import { startServer, until, type TestServer } from './support/coordinator.ts';
-import { DEFAULT_LIVE_LIMITS, LiveHub } from '../server/live.ts';
-import { createServer, type Server } from 'node:http';
+import { DEFAULT_LIVE_LIMITS } from '../server/live.ts';
 import { ODD_IDS, ODD_QUERY_VALUES, Rand, oddQuery } from './support/fuzz.ts';
 
 let s: TestServer;
@@ -227,6 +226,49 @@ function oddRequest(r: Rand): { head: Buffer; method: string; what: string } {
   return { head: Buffer.from(text, 'utf8'), method, what: `${JSON.stringify(text.slice(0, 160))}` };
 }
 
+describe('fuzz: requests for the live stream, over sockets', () => {
+  it('answers each with a well-formed stream or a named 4xx, and gives every stream\'s place back when its client goes', async () => {
+    const r = new Rand(0x55e1);
+    const counts = { streams: 0, refused: 0, heads: 0, gone: 0 };
+    for (let i = 0; i < 300; i++) {
+      const req = oddRequest(r);
+      const what = `${req.what} (iteration ${i})`;
+      const how = r.chance(0.8) ? 'read' : r.pick(['close-at-once', 'half-close', 'cut-head'] as const);
+      if (how === 'close-at-once' || how === 'cut-head') {
+        const c = await open(how === 'cut-head' ? req.head.subarray(0, r.int(req.head.length)) : req.head);
+        c.socket.destroy();
+        counts.gone++;
+      } else {
+        const c = await open(req.head, { halfClose: how === 'half-close', isHead: req.method === 'HEAD' });
+        const a = await settled(c, what);
+        c.socket.destroy();
+        if (a.status === 0 && how === 'half-close') {
+          counts.gone++;
+        } else if (req.method === 'HEAD') {
+          // A HEAD's answer has no body to name a refusal in.
+          if (!(a.status >= 200 && a.status < 500)) throw new Error(`${what}: answered ${a.status}`);
+          if (a.status === 200) counts.heads++;
+        } else if (a.status === 200 && a.headers['content-type']?.startsWith('text/event-stream')) {
+          expectWellFormedStream(a.body, what);
+          counts.streams++;
+        } else {
+          expectNamedRefusal(a, what);
+          counts.refused++;
+        }
+      }
+      await streamsAre(0, `once the client of ${what} went`);
+      await connectionsAre(0, `once the client of ${what} went`);
+      // The coordinator is still up for an honest dashboard.
+      if (i % 50 === 49) (await honestStream()).socket.destroy();
+    }
+    // The fuzz reached the stream itself as well as its refusals.
+    expect(counts.streams).toBeGreaterThan(60);
+    expect(counts.refused).toBeGreaterThan(60);
+    expect(counts.heads).toBeGreaterThan(0);
+    await streamsAre(0, 'after the fuzz');
+  });
+});
+
 describe('an upgrade asked of the live stream', () => {
   it('is refused by name, and the stream still serves (found by the fuzz: 101 Switching Protocols and a WebSocket closed at once, or ws\'s plain-text "Invalid Upgrade header")', async () => {
     for (const [path, upgrade] of [['/api/runs/m/stream', 'websocket'], ['/api/runs/m/stream', 'h2c'], ['/api/runs/m/metrics', 'websocket'], ['/health', 'websocket']] as const) {
@@ -268,5 +310,125 @@ describe('an upgrade asked of a path that cannot be routed', () => {
     expect(a!.status).toBe(400);
     expect(expectNamedRefusal(a!, 'GET /api/runs/%zz/stream with an upgrade')).toMatch(/%zz/);
     await connectionsAre(0, 'after the bad path\'s upgrade');
+  });
+});
+
+describe('dashboards that do not read', () => {
+  it('hold at most the hub\'s bound unsent each, then are dropped and give their place back; a reading dashboard beside them gets every event', async () => {
+    const bound = 1 << 20; // LiveHub's default maxBufferedBytes
+    const slow = await open('GET /api/runs/m/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', { read: false, localAddress: '127.0.0.4' });
+    await streamsAre(1, 'with the slow dashboard in');
+    const slowRes = responses.at(-1)!;
+    const reader = await honestStream('m', '127.0.0.5');
+    const frame = { pad: 'x'.repeat(16 * 1024) };
+    let published = 0, most = 0;
+    const dropped = s.c.live.stats.dropped;
+    while (s.c.live.stats.dropped === dropped) {
+      for (let k = 0; k < 8; k++) {
+        s.c.live.publish('m', 'report', { ...frame, n: published++ });
+        most = Math.max(most, slowRes.writableLength);
+      }
+      // The reader takes each batch before the next, as a dashboard that keeps up does.
+      await until(() => reader.answer().body.split('event: report\n').length - 1 === published, 10_000, `the reader to get ${published} events`);
+      if (published > 100_000) throw new Error('the slow dashboard was never dropped');
+    }
+    // Never more than the bound and one frame unsent, however much was published.
+    expect(most).toBeLessThanOrEqual(bound + 17 * 1024);
+    expect(published * 16 * 1024).toBeGreaterThan(bound);
+    await streamsAre(1, 'once the slow dashboard was dropped');
+    expectWellFormedStream(reader.answer().body, 'the reading dashboard');
+    expect(reader.answer().closed).toBe(false);
+    reader.socket.destroy();
+    slow.socket.destroy();
+    await streamsAre(0, 'after both went');
+  });
+});
+
+describe('streams from one address', () => {
+  it('are at most perAddress; clients that went, however they went, hold none', async () => {
+    const { perAddress } = DEFAULT_LIVE_LIMITS;
+    const held: Conn[] = [];
+    try {
+      for (let i = 0; i < perAddress; i++) held.push(await honestStream('m', '127.0.0.2'));
+      const over = await open('GET /api/runs/m/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', { localAddress: '127.0.0.2' });
+      const a = await settled(over, 'a stream past the cap');
+      over.socket.destroy();
+      expect(a.status).toBe(429);
+      expect(expectNamedRefusal(a, 'a stream past the cap')).toMatch(new RegExp(`holds ${perAddress} live streams, the limit`));
+      // From another address: 60 clients that close at once, cut their head or half-close.
+      const head = Buffer.from('GET /api/runs/m/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+      for (let i = 0; i < 60; i++) {
+        const c = await open(i % 3 === 1 ? head.subarray(0, 20 + i) : head, { localAddress: '127.0.0.3', halfClose: i % 3 === 2 });
+        if (i % 3 !== 2) c.socket.destroy();
+        else await until(() => c.answer().closed, 10_000, 'the half-closed stream to end');
+      }
+      await streamsAre(perAddress, 'once the clients that went are gone');
+      for (let i = 0; i < perAddress; i++) held.push(await honestStream('m', '127.0.0.3'));
+      // One of the first address's goes: its place is taken again.
+      held.shift()!.socket.destroy();
+      await streamsAre(2 * perAddress - 1, 'once one stream closed');
+      held.push(await honestStream('m', '127.0.0.2'));
+    } finally {
+      for (const c of held) c.socket.destroy();
+    }
+    await streamsAre(0, 'after all went');
+  });
+});
+
+describe('a run stopped under an open stream', () => {
+  it('tells the stream, which stays well formed and open', async () => {
+    const created = await s.c.app.inject({ method: 'POST', url: '/api/runs', headers: s.admin, payload: { id: 'n', dataset: 'moby-dick', preset: 'micro' } });
+    expect(created.statusCode).toBe(201);
+    const c = await honestStream('n');
+    expect((await s.c.app.inject({ method: 'POST', url: '/api/runs/n/stop', headers: s.admin })).statusCode).toBe(200);
+    await until(() => c.answer().body.includes('event: run\n'), 10_000, 'the run event on the stream');
+    expectWellFormedStream(c.answer().body, 'the stopped run\'s stream');
+    expect(c.answer().body).toMatch(/"kind":"run-stopped"/);
+    expect(c.answer().closed).toBe(false);
+    c.socket.destroy();
+    await streamsAre(0, 'after the stopped run\'s stream went');
+  });
+});
+
+describe('a coordinator closed under open streams', () => {
+  it('ends each stream well formed and closes, whatever its clients do', async () => {
+    const t = await startServer();
+    const { port } = new URL(t.url);
+    const raw = (head: string, o: { read?: boolean; halfClose?: boolean } = {}) => new Promise<Conn>((resolve) => {
+      let got = '';
+      let closed = false;
+      const socket = connect(Number(port), '127.0.0.1', () => {
+        if (o.halfClose) socket.end(head); else socket.write(head);
+        resolve({ socket, answer: () => parse(got, false, closed), received: () => got.length });
+      });
+      if (o.read !== false) socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
+      socket.on('close', () => { closed = true; });
+      socket.on('error', () => { /* the close follows */ });
+    });
+    const made: ServerResponse[] = [];
+    t.c.app.server.on('request', (_req: IncomingMessage, res: ServerResponse) => made.push(res));
+    const head = 'GET /api/runs/default/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n';
+    const reading = await raw(head);
+    await until(() => made.length === 1, 10_000, 'the reading stream\'s request');
+    const slow = await raw(head, { read: false });
+    await until(() => made.length === 2, 10_000, 'the slow stream\'s request');
+    const idle = await raw('GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    await until(() => t.c.live.count === 2, 10_000, 'two streams open');
+    await until(() => reading.answer().body.includes(STREAM_START), 10_000, 'the reading stream to start');
+    // Publish until the slow one's bytes queue in the coordinator (the kernel's buffers full): its
+    // stream cannot end until they are sent. The reader takes each batch before the next.
+    let published = 0;
+    while (made[1]!.writableLength === 0) {
+      for (let k = 0; k < 16; k++) t.c.live.publish('default', 'report', { pad: 'y'.repeat(4096), n: published++ });
+      await until(() => reading.answer().body.split('event: report\n').length - 1 === published, 10_000, `the reader to get ${published} events`);
+      if (published > 100_000) throw new Error('the slow stream\'s socket never filled');
+    }
+    await t.close();
+    // The slow client sees its end once it reads again.
+    slow.socket.resume();
+    await until(() => reading.answer().closed && slow.answer().closed && idle.answer().closed, 10_000,
+      () => `every client to see its connection closed (reading ${reading.answer().closed}, slow ${slow.answer().closed}, idle ${idle.answer().closed})`);
+    expect(reading.answer().complete).toBe(true);
+    expectWellFormedStream(reading.answer().body, 'the stream ended by the close');
   });
 });
