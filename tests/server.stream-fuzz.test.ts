@@ -12,7 +12,7 @@ import { connect, type Socket } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Writable } from 'node:stream';
 import { startServer, until, type TestServer } from './support/coordinator.ts';
-import { DEFAULT_LIVE_LIMITS } from '../server/live.ts';
+import { DEFAULT_LIVE_LIMITS, LiveHub } from '../server/live.ts';
 import { ODD_IDS, ODD_QUERY_VALUES, Rand, oddQuery } from './support/fuzz.ts';
 
 let s: TestServer;
@@ -430,5 +430,42 @@ describe('a coordinator closed under open streams', () => {
       () => `every client to see its connection closed (reading ${reading.answer().closed}, slow ${slow.answer().closed}, idle ${idle.answer().closed})`);
     expect(reading.answer().complete).toBe(true);
     expectWellFormedStream(reading.answer().body, 'the stream ended by the close');
+  });
+});
+
+describe('a dashboard that does not read, on a quiet run', () => {
+  it('is dropped once the keep-alives it leaves unsent pass the bound (found beside the fuzz: they queued without end, the bound was checked only when an event was published)', async () => {
+    const bound = 4096;
+    const live = new LiveHub(bound, 1); // a keep-alive every millisecond
+    // A response whose socket takes nothing more: every byte written stays queued (writableLength),
+    // as on a real socket once the client's and the kernel's buffers are full (loopback's grow
+    // with what is sent, so a real socket gets there only after megabytes).
+    const closers: (() => void)[] = [];
+    const res = {
+      destroyed: false, writableLength: 0,
+      writeHead: () => res, end: () => res,
+      write: (chunk: string) => { res.writableLength += Buffer.byteLength(chunk); return false; },
+      on: (e: string, f: () => void) => { if (e === 'close') closers.push(f); return res; },
+      destroy: () => { res.destroyed = true; for (const f of closers) f(); return res; },
+    };
+    try {
+      const admitted = live.admit('q', '198.18.0.1');
+      if (typeof admitted !== 'function') throw new Error(admitted.error);
+      admitted(res as unknown as ServerResponse, {});
+      // Events took it near the bound; from here on the run is quiet.
+      live.publish('q', 'report', { pad: 'z'.repeat(bound - 200) });
+      expect(res.writableLength).toBeLessThanOrEqual(bound);
+      let most = 0;
+      await until(() => {
+        most = Math.max(most, res.writableLength);
+        return res.destroyed || res.writableLength > bound + 1024;
+      }, 10_000, () => `the quiet stream to be dropped or pass its bound (unsent ${res.writableLength})`);
+      expect(res.destroyed).toBe(true);
+      expect(most).toBeLessThanOrEqual(bound + 64);
+      expect(live.count).toBe(0);
+      expect(live.stats.dropped).toBe(1);
+    } finally {
+      live.close();
+    }
   });
 });
