@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Socket } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Writable } from 'node:stream';
-import { startServer, until, type TestServer } from './support/coordinator.ts';
+import { RawPeer, startServer, until, type TestServer } from './support/coordinator.ts';
 import { DEFAULT_LIVE_LIMITS, LiveHub } from '../server/live.ts';
 import { ODD_IDS, ODD_QUERY_VALUES, Rand, oddQuery } from './support/fuzz.ts';
 
@@ -281,6 +281,10 @@ describe('an upgrade asked of the live stream', () => {
     await streamsAre(0, 'after the upgrades');
     (await honestStream()).socket.destroy();
     await streamsAre(0, 'after the honest stream');
+    // The volunteers' WebSocket still upgrades.
+    const { peer, welcome } = await RawPeer.join(s.wsUrl, { run: 'm' });
+    expect(welcome.run.id).toBe('m');
+    peer.close();
   });
 });
 
