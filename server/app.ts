@@ -4,7 +4,7 @@
 import { mkdirSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import websocket from '@fastify/websocket';
 import type { Db } from './db.ts';
 import { openDb } from './db.ts';
@@ -216,7 +216,9 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
   const hubOptions: PeerHubOptions = { ...DEFAULT_HUB_OPTIONS, ...o.hub, limits: { ...DEFAULT_LIMITS, ...(o.hub.limits ?? {}) } };
 
   const app = Fastify({
-    ...(deps.tls ? { https: { key: deps.tls.key, cert: deps.tls.cert } } : {}),
+    // Node's own refusal of an HTTP/1.1 request without Host was a bare 400 with no body; an
+    // onRequest hook refuses it by name instead (below, after the WebSocket plugin's).
+    ...(deps.tls ? { https: { key: deps.tls.key, cert: deps.tls.cert, requireHostHeader: false } } : { http: { requireHostHeader: false } }),
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: deps.logLevel ? { level: deps.logLevel, ...(deps.logStream ? { stream: deps.logStream } : {}) } : false }),
     // Any anonymous client may send a body (the consent routes take one, and an unknown route or
     // method still reads what it was sent), which waits in memory until it is whole, for up to
@@ -235,6 +237,15 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
     schemaErrorFormatter: (errors, dataVar) => new Error(describeIssues(errors as unknown as SchemaIssue[], dataVar)),
     // A request the HTTP parser refused is answered by name too (answerClientError).
     clientErrorHandler: answerClientError,
+    // A path Fastify cannot route (a bad percent-escape, a parameter past maxParamLength) is
+    // answered here, before any hook: named like every other refusal (onSend adds the security
+    // headers), and, for an Upgrade request, its socket closed once answered. No hook of
+    // @fastify/websocket's runs to close it, and it is no longer Node's HTTP server's: it stayed
+    // open for as long as its client kept it, and the coordinator's close waited on it.
+    frameworkErrors: (err, req, reply) => {
+      if (req.raw.headers.upgrade !== undefined) reply.raw.once('finish', () => req.raw.socket.destroy());
+      void (reply as FastifyReply).code(err.statusCode ?? 400).send({ error: err.message.slice(0, 300), code: err.code });
+    },
   });
   // Connections per client, counted at the socket before a request is read (ConnectionCap). A
   // connection from a proxy named by --trust-proxy holds many clients' requests, so the proxy's
@@ -303,6 +314,14 @@ export async function buildApp(deps: AppDeps, opts: Partial<AppOptions> = {}): P
 
   await app.register(websocket, {
     options: { maxPayload: hubOptions.limits.maxMessageBytes },
+  });
+  // HTTP/1.1 requires a Host; Node's own check (off above) answered a bare 400 with no body. After
+  // @fastify/websocket's hooks: an answer before them to an Upgrade request left its socket, no
+  // longer Node's HTTP server's, open for good, and the coordinator's close waited on it.
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.raw.httpVersion === '1.1' && req.headers.host === undefined) {
+      return reply.code(400).send({ error: 'an HTTP/1.1 request must carry a Host header (RFC 9112, section 3.2); this one has none' });
+    }
   });
   const reads = new ReadBudget({ ...DEFAULT_READ_LIMITS, ...o.reads }, admin.value);
   const downloads = new DownloadBudget({ ...DEFAULT_DOWNLOAD_LIMITS, ...o.downloads }, admin.value);

@@ -54,9 +54,11 @@ export class LiveHub {
     this.byAddress = new OpenCounter(limits.perAddress);
     this.bySite = new OpenCounter(limits.perSite);
     this.byRun = new OpenCounter(limits.perRun);
-    // A comment line now and then keeps proxies from closing an idle stream.
+    // A comment line now and then keeps proxies from closing an idle stream. It is held to the
+    // same bound as an event: a client that stopped reading on a quiet run once had keep-alives
+    // queued for it without end, since the bound was checked only when an event was published.
     this.keepAlive = setInterval(() => {
-      for (const s of this.subs) s.res.write(': keep-alive\n\n');
+      for (const s of this.subs) if (!this.dropIfBehind(s)) s.res.write(': keep-alive\n\n');
     }, keepAliveMs);
     this.keepAlive.unref?.();
   }
@@ -148,16 +150,19 @@ export class LiveHub {
     if (this.subs.size === 0) return;
     const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
     for (const s of this.subs) {
-      if (s.runId !== runId) continue;
-      if (s.res.writableLength > this.maxBufferedBytes) {
-        this.stats.dropped++;
-        this.subs.delete(s);
-        s.res.destroy(); // its close event releases the slot
-        continue;
-      }
+      if (s.runId !== runId || this.dropIfBehind(s)) continue;
       s.res.write(frame);
       this.stats.sent++;
     }
+  }
+
+  /** Drops `s` when it holds more than maxBufferedBytes unsent; true when it did. */
+  private dropIfBehind(s: Subscriber): boolean {
+    if (s.res.writableLength <= this.maxBufferedBytes) return false;
+    this.stats.dropped++;
+    this.subs.delete(s);
+    s.res.destroy(); // its close event releases the slot
+    return true;
   }
 
   close(): void {

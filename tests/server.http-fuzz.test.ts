@@ -19,7 +19,7 @@ import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../src/
 import { decodeStateFrame, encodeStateFrame, type StateFrame } from '../src/protocol/state-frame.ts';
 import { PROBATION_EXCHANGES } from '../server/peers.ts';
 import { earnTrust, report, reportedStep, startServer, until, RawPeer, type TestServer } from './support/coordinator.ts';
-import { Rand, mutateBytes, mutatedJson } from './support/fuzz.ts';
+import { ODD_IDS, Rand, mutateBytes, mutatedJson, oddQuery } from './support/fuzz.ts';
 import { honestState } from './support/states.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
 
@@ -76,32 +76,6 @@ function expectAnswered(res: LightMyRequestResponse, what: string): void {
 const inject = (o: InjectOptions): Promise<LightMyRequestResponse> => s.c.app.inject(o);
 
 // ---------- query strings and params ----------
-
-const ODD_QUERY_VALUES = [
-  '', '0', '-1', '-0', '1.5', '1e3', '1e999', '-1e999', 'NaN', 'Infinity', '-Infinity', '0x10', '0b1', ' 1', '1 ',
-  '99999999999999999999', String(2 ** 53 + 2), String(1e14 + 1), 'true', 'false', 'null', 'undefined', '[]', '{}',
-  '%00', '%FF', '%', '%zz', '%E2%80%AE', 'é', '\u{1F600}', '%ED%A0%80', 'a'.repeat(5000),
-  'p-0123456789abcdef', 'p-0123456789ABCDEF', 'asc', 'desc', 'ASC', '__proto__', 'constructor',
-];
-
-/** A query string of the route's own keys and a few odd ones, each value odd, some keys repeated or bracketed. */
-function oddQuery(r: Rand, keys: readonly string[]): string {
-  const parts: string[] = [];
-  for (let n = 1 + r.int(4); n > 0; n--) {
-    const key = r.chance(0.85) ? r.pick(keys) : r.pick(['__proto__', 'constructor', 'x', '', 'from[]', 'to[a]', 'from.a', 'a'.repeat(300)]);
-    const k = r.chance(0.1) ? `${key}[]` : r.chance(0.05) ? `${key}[0]` : key;
-    const v = r.pick(ODD_QUERY_VALUES);
-    parts.push(r.chance(0.05) ? k : `${k}=${/%/.test(v) ? v : encodeURIComponent(v)}`);
-    // The same key again: a parser that makes it an array must still refuse by name.
-    if (r.chance(0.2)) parts.push(`${k}=${encodeURIComponent(r.pick(ODD_QUERY_VALUES))}`);
-  }
-  return parts.join(r.chance(0.05) ? ';' : '&');
-}
-
-const ODD_IDS = [
-  'm', 'M', 'default', 'nope', '', ' ', '..', '%2e%2e', '..%2fm', 'm%00', 'm%2F', 'a'.repeat(65), 'a'.repeat(5000), 'é', '%E2%80%AE',
-  '%', '%zz', '__proto__', 'constructor', 'c-' + '0'.repeat(20), 'train-0.bin', 'val.bin', 'manifest.json',
-];
 
 describe('fuzz: query strings and path params of the public reads', () => {
   it('answers every mutated query and param with a 2xx or a named 4xx', async () => {

@@ -1,6 +1,7 @@
-// The fuzz harness (tests/protocol.fuzz.test.ts, tests/server.ws-fuzz.test.ts): a seeded PRNG,
-// mutations of bytes and of JSON texts that keep what JSON.parse would lose (duplicate and
-// __proto__ keys, -0, ±Infinity), and valid samples of every message, as the project writes them.
+// The fuzz harness (tests/protocol.fuzz.test.ts, tests/server.ws-fuzz.test.ts, the HTTP fuzz files):
+// a seeded PRNG, mutations of bytes and of JSON texts that keep what JSON.parse would lose
+// (duplicate and __proto__ keys, -0, ±Infinity), odd query strings and path ids, and valid
+// samples of every message, as the project writes them.
 import { expect } from 'vitest';
 import { crc32 } from '../../src/protocol/crc32.ts';
 import { MAX_FRAME_BYTES } from '../../src/protocol/frame.ts';
@@ -263,6 +264,35 @@ export function mutatedJson(r: Rand, sample: unknown): { j: J; json: string } {
   }
   return { j, json };
 }
+
+// ---------- query strings and path params of HTTP requests ----------
+
+export const ODD_QUERY_VALUES = [
+  '', '0', '-1', '-0', '1.5', '1e3', '1e999', '-1e999', 'NaN', 'Infinity', '-Infinity', '0x10', '0b1', ' 1', '1 ',
+  '99999999999999999999', String(2 ** 53 + 2), String(1e14 + 1), 'true', 'false', 'null', 'undefined', '[]', '{}',
+  '%00', '%FF', '%', '%zz', '%E2%80%AE', 'é', '\u{1F600}', '%ED%A0%80', 'a'.repeat(5000),
+  'p-0123456789abcdef', 'p-0123456789ABCDEF', 'asc', 'desc', 'ASC', '__proto__', 'constructor',
+];
+
+/** A query string of the route's own keys and a few odd ones, each value odd, some keys repeated or bracketed. */
+export function oddQuery(r: Rand, keys: readonly string[]): string {
+  const parts: string[] = [];
+  for (let n = 1 + r.int(4); n > 0; n--) {
+    const key = r.chance(0.85) ? r.pick(keys) : r.pick(['__proto__', 'constructor', 'x', '', 'from[]', 'to[a]', 'from.a', 'a'.repeat(300)]);
+    const k = r.chance(0.1) ? `${key}[]` : r.chance(0.05) ? `${key}[0]` : key;
+    const v = r.pick(ODD_QUERY_VALUES);
+    parts.push(r.chance(0.05) ? k : `${k}=${/%/.test(v) ? v : encodeURIComponent(v)}`);
+    // The same key again: a parser that makes it an array must still refuse by name.
+    if (r.chance(0.2)) parts.push(`${k}=${encodeURIComponent(r.pick(ODD_QUERY_VALUES))}`);
+  }
+  return parts.join(r.chance(0.05) ? ';' : '&');
+}
+
+/** Path ids: 'm' is the run the HTTP fuzz files create; the rest unknown, long, encoded, unicode or `..`. */
+export const ODD_IDS = [
+  'm', 'M', 'default', 'nope', '', ' ', '..', '%2e%2e', '..%2fm', 'm%00', 'm%2F', 'a'.repeat(65), 'a'.repeat(5000), 'é', '%E2%80%AE',
+  '%', '%zz', '__proto__', 'constructor', 'c-' + '0'.repeat(20), 'train-0.bin', 'val.bin', 'manifest.json',
+];
 
 // ---------- valid samples, as the project's own code writes them ----------
 
