@@ -8,6 +8,7 @@ import type { ControlMessage } from '../src/protocol/peer-messages.ts';
 import { FakeClock } from './support/fake-clock.ts';
 import { chaosLinks } from './support/chaos.ts';
 import { Swarm, syntheticPayload } from './support/swarm.ts';
+import { HANG_GUARD_MS, until } from './support/wait.ts';
 import { isSoftOffence } from '../src/protocol/messages.ts';
 
 const TIMEOUT_MS = 200;
@@ -93,7 +94,11 @@ describe('direct pairing with a neighbour that stalls', () => {
     // round after round while the coordinator was down, each round a whole deadline, solo.
     const s = (swarm = new Swarm({
       n: 3, transport: 'memory', elements: n, seed: 5,
-      init: { deadline: { minMs: 100, initialMs: 400, maxMs: 1_000 }, neighbours: { min: 2, max: 2 } },
+      // Short first deadlines keep p2's stalls quick. The honest exchange of round 4 waits as long
+      // as it needs: p1 never met a staller, and p0's deadline grows with each of p2's misses (a
+      // loaded machine once moved no byte of either payload in the 400 ms p1 started from).
+      init: { deadline: { minMs: 100, initialMs: 400, maxMs: HANG_GUARD_MS }, neighbours: { min: 2, max: 2 } },
+      initFor: (id) => (id === 'p1' ? { deadline: { minMs: 100, initialMs: HANG_GUARD_MS, maxMs: HANG_GUARD_MS } } : {}),
       wrap: (id, links) => (id === 'p2' ? chaosLinks(links, (f, { chunk }) => (chunk ? [] : [f])) : links),
     }));
     await s.connected(2);
@@ -112,10 +117,15 @@ describe('direct pairing with a neighbour that stalls', () => {
     const [b] = await Promise.all([exchange(p0, 0, 3, 600), exchange(p2, 2, 3, 600)]);
     expect(b!.partner, JSON.stringify({ ...b, payload: null })).toBeNull();
     expect(b!.reason).toBe('no-partner');
+    // A question of round 3 still on its way would land in a neighbour's round 4 and be taken
+    // there (p0's to p1, p2's to p0 once its rest is over): paired with a peer that has stopped,
+    // the neighbour loses round 4 (1 run in 4 under load). Round 4 starts once every link is quiet.
+    await until(() => s.net.inFlight === 0, HANG_GUARD_MS, 'the round-3 questions to land');
     // Round 4: the honest neighbour pairs as ever.
-    const [c] = await Promise.all([exchange(p0, 0, 4, 3_000), exchange(p1, 1, 4, 3_000)]);
-    expect(c!.partner).toBe('p1');
-    expect(c!.outcome).toBe('paired');
+    const [c, d] = await Promise.all([exchange(p0, 0, 4, 3_000), exchange(p1, 1, 4, 3_000)]);
+    const both = JSON.stringify({ p0: { ...c, payload: null }, p1: { ...d, payload: null } });
+    expect(c!.partner, both).toBe('p1');
+    expect(c!.outcome, both).toBe('paired');
   });
 });
 

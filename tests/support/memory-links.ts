@@ -25,6 +25,11 @@ export class MemoryNet {
     };
   }
 
+  /** Bytes sent on any link and not yet delivered: 0 once every message sent so far has landed. */
+  get inFlight(): number {
+    return this.all.reduce((n, link) => n + link.bufferedAmount, 0);
+  }
+
   /** A non-initiator got an offer: pair it with the initiator that made the token. */
   answer(link: MemoryLink, token: string): void {
     const other = this.offers.get(token);
