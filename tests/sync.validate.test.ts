@@ -515,8 +515,8 @@ describe('PartnerValidator', () => {
     const s = v.deltaScale;
     const mine = ourDelta();
     const payload = behindAlongDelta(s);
-    // Two lags of 2.4 in a row: past the limit at our round (2 × 1.4 > 2.5), under it two rounds behind (2 × 0.4).
-    const lag = 2.4;
+    // Two lags of 3 in a row: past the limit at our round (2 × 2 > 2.5), under it two rounds behind (2 × 0.5).
+    const lag = 3;
     expect(2 * (lag - lagSlack)).toBeGreaterThan(lagLimit);
     expect(2 * (lag - lagSlack - lagPerRound * lagRounds)).toBeLessThan(lagLimit);
     const level = [v.check(phi, payload(70, lag), { peer: 'level', round: 6, peerRound: 6 }, mine), v.check(phi, payload(71, lag), { peer: 'level', round: 7, peerRound: 7 }, mine)];
@@ -525,13 +525,33 @@ describe('PartnerValidator', () => {
     for (const r of behind) expect(r).toMatchObject({ ok: true });
     const slack = lagSlack + lagPerRound * lagRounds;
     if (behind[0].ok && behind[1].ok) expect(behind[1].lagSum).toBeCloseTo(behind[0].phiLagTheirs! - slack + behind[1].phiLagTheirs! - slack, 6);
-    // A partner claiming to be far behind gets no more than lagRounds of it: φ − 4Δ is still reported.
-    const far = [v.check(phi, payload(74, 4), { peer: 'far', round: 30, peerRound: 0 }, mine), v.check(phi, payload(75, 4), { peer: 'far', round: 31, peerRound: 0 }, mine)];
+    // A partner claiming to be far behind gets no more than lagRounds of it: φ − 4Δ is still
+    // reported, at its third payload (each adds lagCap − lagSlack − 1.5 = 1).
+    const far = [74, 75, 76].map((seed, i) => v.check(phi, payload(seed, 4), { peer: 'far', round: 30 + i, peerRound: 0 }, mine));
     expect(far[0]).toMatchObject({ ok: true });
-    expect(far[1]).toMatchObject({ ok: false, reason: 'phi-lag', offence: true });
-    if (!far[1].ok) expect(far[1].detail).toMatch(/\+ 1\.00 for rounds behind/);
+    expect(far[1]).toMatchObject({ ok: true });
+    expect(far[2]).toMatchObject({ ok: false, reason: 'phi-lag', offence: true });
+    if (!far[2].ok) expect(far[2].detail).toMatch(/\+ 1\.50 for rounds behind/);
     expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, lagRounds: 1.5 })).toThrow(/lagRounds/);
     expect(() => new PartnerValidator(n, { ...DEFAULT_VALIDATION, lagPerRound: -1 })).toThrow(/lagPerRound/);
+  });
+
+  it('an honest partner rounds behind in the LR warm-up is not reported for two lags past the cap in a row (bench/lead-claims.ts, setup 2, seed 1); a third in a row is', () => {
+    // The simulator's replica 8 at round 12 met replica 2 at its round 7, its φ 7.71 Δ scales
+    // behind along its own Δ, and at round 13 at its round 9, 4.23 behind: both honest, both past
+    // lagCap. With 0.5 a round for at most 2 rounds the sum went 1.5, then 3.0 (a phi-lag report).
+    const { lagCap, lagSlack, lagLimit } = DEFAULT_VALIDATION;
+    const v = honestValidator();
+    const mine = ourDelta();
+    const payload = behindAlongDelta(v.deltaScale);
+    const first = v.check(phi, payload(80, 7.71), { peer: 'replica 2', round: 12, peerRound: 7 }, mine);
+    const second = v.check(phi, payload(81, 4.23), { peer: 'replica 2', round: 13, peerRound: 9 }, mine);
+    expect(first).toMatchObject({ ok: true, phiLagClipped: true });
+    expect(second).toMatchObject({ ok: true, phiLagClipped: true });
+    if (first.ok) expect(first.lagSum).toBeCloseTo(lagCap - lagSlack - lagAllowance(DEFAULT_VALIDATION, 12, 7), 6);
+    if (second.ok) expect(second.lagSum).toBeLessThanOrEqual(lagLimit);
+    // The cap still binds: a third lag past lagCap in a row, at any claim, is reported.
+    expect(v.check(phi, payload(82, 4.23), { peer: 'replica 2', round: 14, peerRound: 0 }, mine)).toMatchObject({ ok: false, reason: 'phi-lag', offence: true });
   });
 
   it('a partner whose claimed round goes below one it claimed at an exchange we accepted gets no slack for being behind: its lags are reported as at our round, and its first null Δ is a strike', () => {
