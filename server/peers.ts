@@ -25,8 +25,8 @@
 // cannot grow the database faster than the run's peer count.
 //
 // Identities cost something (issue 15). A veto follows the accused across reconnects (its session
-// keeps its id) and across new ids from the same client address (addressKey: an IPv4 address or
-// an IPv6 /64), unless reporter and accused share that address (a household or a lab: the
+// keeps its id) and across new ids from the same client (clientKey: an IPv4 address or an IPv6
+// /48), unless reporter and accused share that client (a household or a lab: the
 // coordinator cannot tell them apart). Hellos per address are rate limited (RateBudget), so new
 // ids come slowly. A new id is on probation until PROBATION_EXCHANGES accepted exchanges: the
 // pool paired the two, they come from different addresses (addressKey: one host's two ids
@@ -352,7 +352,7 @@ export class PeerHub {
   private readonly rests = new Map<string, Map<string, Map<string, Rest>>>();
   /** run -> accused -> the clients that reported it stalling lately, and its benches (noteStaller). */
   private readonly stallers = new Map<string, Map<string, Staller>>();
-  /** run -> reporter -> accused address key -> strikes: a veto that follows new ids from that address. */
+  /** run -> reporter -> accused client (clientKey: an address, an IPv6 /48) -> strikes: a veto that follows new ids from that client. */
   private readonly addressStrikes = new Map<string, Map<string, Map<string, number>>>();
   private sweepTimer: unknown = null;
   private lastPrune = -Infinity;
@@ -495,7 +495,7 @@ export class PeerHub {
     if (strikeCount(v, a, b) >= VETO_AFTER || strikeCount(v, b, a) >= VETO_AFTER) return false;
     const byAddr = this.addressStrikes.get(runId);
     if (!byAddr) return true;
-    const [aa, ab] = [this.byPeer.get(a)?.address, this.byPeer.get(b)?.address];
+    const [aa, ab] = [this.byPeer.get(a)?.address, this.byPeer.get(b)?.address].map((x) => (x === undefined ? undefined : clientKey(x)));
     if (aa === undefined || ab === undefined || aa === ab) return true;
     return strikeCount(byAddr, a, ab) < VETO_AFTER && strikeCount(byAddr, b, aa) < VETO_AFTER;
   }
@@ -870,10 +870,15 @@ export class PeerHub {
     // signalled it unasked: one that left before the report came took no strike with it before,
     // and its next id from the same address was paired with the reporter again.
     const accusedAddress = this.byPeer.get(msg.peer)?.address ?? x?.addresses.get(msg.peer) ?? c.diallers.get(msg.peer)?.address;
-    if (accusedAddress !== undefined && accusedAddress !== c.address) {
+    // The strike binds the accused's client (clientKey: an IPv6 /48, not its /64): a /48 is 65,536
+    // /64s for one tunnel broker's form, and bound to the /64, the accused's next id from the
+    // /64 beside it was paired with the reporter again. An honest household elsewhere in that /48
+    // loses only its pairings with this one reporter.
+    const accusedClient = accusedAddress === undefined ? undefined : clientKey(accusedAddress);
+    if (accusedClient !== undefined && accusedClient !== clientKey(c.address)) {
       let byAddr = this.addressStrikes.get(runId);
       if (!byAddr) this.addressStrikes.set(runId, (byAddr = new Map()));
-      if (strikeCount(byAddr, reporter, accusedAddress) < VETO_AFTER) addStrike(byAddr, reporter, accusedAddress);
+      if (strikeCount(byAddr, reporter, accusedClient) < VETO_AFTER) addStrike(byAddr, reporter, accusedClient);
       forgetOldest(byAddr, MAX_REPORTERS_KEPT);
     }
     if (before >= VETO_AFTER) return; // already vetoed: nothing more to write
