@@ -69,6 +69,15 @@ export function siteKey(key: string): string | null {
   return m ? `${m[1]}::/48` : null;
 }
 
+/**
+ * The client an address key stands for: an IPv4 address, or an IPv6 /48 (siteKey), whose 65,536
+ * /64s cost one tunnel broker's form. What checkpoint duty is drawn by, and what counts as one
+ * witness of a peer's stalls.
+ */
+export function clientKey(key: string): string {
+  return siteKey(key) ?? key;
+}
+
 /** Open things per key, each under a cap; `acquire` hands back the release (once), or null when full. */
 export class OpenCounter {
   private readonly open = new Map<string, number>();

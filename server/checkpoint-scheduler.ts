@@ -1,7 +1,7 @@
 // Pulls checkpoints from live peers: on a schedule (and on an admin's request) it asks one peer
 // of each running run, chosen at random among those eligible for duty (PeerHub.eligibleForDuty:
-// off probation, with accepted exchanges) whose upload was never refused, one client (address, or
-// IPv6 /48) drawn first and then one of its ids. Never by the step a
+// off probation, with accepted exchanges) whose client's upload was never refused, one client
+// (address, or IPv6 /48) drawn first and then one of its ids. Never by the step a
 // peer reports about itself: a peer that claims to be furthest ahead must not get the duty for it.
 // The peer answers by uploading a state frame over HTTP to the one-time URL it was given
 // (POST /api/peer/state/:id with its session token); the upload is checked and measured
@@ -11,7 +11,8 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Clock } from '../src/protocol/clock.ts';
 import type { EventLog } from './events.ts';
-import { siteKey } from './address-budget.ts';
+import { clientKey } from './address-budget.ts';
+import { forgetOldest } from '../src/protocol/bounded.ts';
 import type { PeerHub } from './peers.ts';
 import type { RunStore } from './runs.ts';
 
@@ -33,6 +34,15 @@ export class CheckpointScheduler {
   private readonly pending = new Map<string, PendingState>();
   /** Peers whose upload failed the coordinator's checks: never asked again by this process. */
   private readonly refused = new Set<string>();
+  /**
+   * Clients (clientKey) of those peers, per run (`run client`): none of their ids is asked again
+   * in that run either. Refused per id,
+   * a host's other ids stayed eligible and their checkpoints stayed offered, so one client's bad
+   * state cost it one id of many.
+   */
+  private readonly refusedClients = new Set<string>();
+  /** Each asked peer's client when it was asked (the oldest forgotten first): an uploader may have left by the time one of its ids is refused. */
+  private readonly askedClient = new Map<string, string>();
   private timer: unknown = null;
 
   constructor(
@@ -64,9 +74,31 @@ export class CheckpointScheduler {
     return null;
   }
 
-  /** Peers eligible for checkpoint duty in `runId` now (live, off probation, never refused). */
+  /** Peers eligible for checkpoint duty in `runId` now (live, off probation, no id of their client refused). */
   eligible(runId: string): string[] {
-    return this.d.hub.livePeers(runId).filter((p) => this.d.hub.eligibleForDuty(p) && !this.refused.has(p));
+    return this.d.hub.livePeers(runId).filter((p) => {
+      if (!this.d.hub.eligibleForDuty(p) || this.refused.has(p)) return false;
+      const client = this.clientOf(p);
+      return client === null || !this.refusedClients.has(`${runId} ${client}`);
+    });
+  }
+
+  /** `peerId`'s client: where it is connected from now, else where it was when it was asked; null when unknown. */
+  clientOf(peerId: string): string | null {
+    const address = this.d.hub.addressOf(peerId);
+    return address !== null ? clientKey(address) : this.askedClient.get(peerId) ?? null;
+  }
+
+  /**
+   * Whether a checkpoint uploaded by `uploader` goes with `refused`'s refusal: the same id, or an
+   * id asked from the same client (its upload came through a request, so its client is known to
+   * this process; after a restart only the id is).
+   */
+  withdrawnWith(uploader: string | null, refused: string): boolean {
+    if (uploader === null) return false;
+    if (uploader === refused) return true;
+    const client = this.clientOf(refused);
+    return client !== null && this.askedClient.get(uploader) === client;
   }
 
   /** Asks a random eligible peer of `runId` for its state; null when no peer is eligible. */
@@ -76,6 +108,12 @@ export class CheckpointScheduler {
     const candidates = this.eligible(runId);
     if (candidates.length === 0) return null;
     const peerId = this.draw(candidates);
+    const client = this.clientOf(peerId);
+    if (client !== null) {
+      this.askedClient.delete(peerId); // re-inserted last: the oldest entry is the one to forget
+      this.askedClient.set(peerId, client);
+      forgetOldest(this.askedClient, ASKED_KEPT);
+    }
     const id = randomBytes(12).toString('hex');
     const timer = this.d.clock.setTimeout(() => this.fail(id, peerId, `no upload within ${this.o.requestTimeoutMs} ms`), this.o.requestTimeoutMs);
     const p: PendingState = { id, runId, peerId, requestedAt: this.d.clock.now(), timer };
@@ -94,8 +132,7 @@ export class CheckpointScheduler {
   private draw(candidates: string[]): string {
     const byClient = new Map<string, string[]>();
     for (const p of candidates) {
-      const address = this.d.hub.addressOf(p);
-      const key = address === null ? p : siteKey(address) ?? address;
+      const key = this.clientOf(p) ?? p;
       const ids = byClient.get(key);
       if (ids) ids.push(p); else byClient.set(key, [p]);
     }
@@ -120,10 +157,12 @@ export class CheckpointScheduler {
 
   /**
    * The upload of a taken request failed the coordinator's own checks: a failed checkpoint event
-   * naming why, and this peer gets no checkpoint duty again.
+   * naming why, and neither this peer nor any id of its client gets checkpoint duty again.
    */
   reject(p: PendingState, reason: string): void {
     this.refused.add(p.peerId);
+    const client = this.clientOf(p.peerId);
+    if (client !== null) this.refusedClients.add(`${p.runId} ${client}`);
     this.d.events.append(p.runId, 'checkpoint-failed', p.peerId, { request: p.id, reason, rejected: true });
     this.d.logger.warn({ run: p.runId, peer: p.peerId, request: p.id, reason }, 'checkpoint upload rejected');
   }
@@ -141,3 +180,6 @@ export class CheckpointScheduler {
     this.d.logger.warn({ run: p.runId, peer: peerId, request: id, reason }, 'checkpoint failed');
   }
 }
+
+/** Asked peers whose client a scheduler remembers (withdrawnWith): ids are free, memory is not. */
+const ASKED_KEPT = 100_000;

@@ -74,6 +74,11 @@ export class ReadyPool {
     this.rule.regroup();
   }
 
+  /** The run's typical cadence in ms (the pool rule's), null until one is known. */
+  typicalCadence(): number | null {
+    return this.rule.typicalCadence();
+  }
+
   /** How many times the pool paired `peer` while it was live. */
   partnersOf(peer: string): number {
     return this.rule.partnersOf.get(peer) ?? 0;

@@ -18,14 +18,15 @@
 // (reporter, accused) pair the ready pool never pairs the two again in this run (also after a
 // coordinator restart: strikes are counted again from the events table). A report of any kind
 // soon after another of the same partner rests the pair for a number of the reporter's rounds
-// (rest()); a stall report rests it at once. One strike is not a
+// (rest()); a stall report rests it at once, and stall reports of two clients bench the accused
+// from every pairing for a while (noteStaller). One strike is not a
 // veto, as in the mesh (banAfter): a single damaged chunk or an outlier φ from a peer that just
 // joined should not split a run. Reports past the veto write nothing, so a hostile reporter
 // cannot grow the database faster than the run's peer count.
 //
 // Identities cost something (issue 15). A veto follows the accused across reconnects (its session
-// keeps its id) and across new ids from the same client address (addressKey: an IPv4 address or
-// an IPv6 /64), unless reporter and accused share that address (a household or a lab: the
+// keeps its id) and across new ids from the same client (clientKey: an IPv4 address or an IPv6
+// /48), unless reporter and accused share that client (a household or a lab: the
 // coordinator cannot tell them apart). Hellos per address are rate limited (RateBudget), so new
 // ids come slowly. A new id is on probation until PROBATION_EXCHANGES accepted exchanges: the
 // pool paired the two, they come from different addresses (addressKey: one host's two ids
@@ -45,7 +46,7 @@ import type { RunStore } from './runs.ts';
 import type { MetricsStore, ReportRow } from './metrics.ts';
 import { reportError, stepRate } from './report-bounds.ts';
 import { consensusStep, maxStepNow } from '../src/protocol/state-frame.ts';
-import { Allowance, OpenCounter, RateBudget, addressKey, siteKey } from './address-budget.ts';
+import { Allowance, OpenCounter, RateBudget, addressKey, clientKey, siteKey } from './address-budget.ts';
 import type { EventLog } from './events.ts';
 import type { LiveHub } from './live.ts';
 import type { DatasetSource } from './datasets.ts';
@@ -349,7 +350,9 @@ export class PeerHub {
   private readonly accepted = new Map<string, number>();
   /** run -> reporter -> accused -> the pair's rest, from the reporter's last report of the accused until REST_WINDOW readies after it (or after the rest it started). */
   private readonly rests = new Map<string, Map<string, Map<string, Rest>>>();
-  /** run -> reporter -> accused address key -> strikes: a veto that follows new ids from that address. */
+  /** run -> accused -> the clients that reported it stalling lately, and its benches (noteStaller). */
+  private readonly stallers = new Map<string, Map<string, Staller>>();
+  /** run -> reporter -> accused client (clientKey: an address, an IPv6 /48) -> strikes: a veto that follows new ids from that client. */
   private readonly addressStrikes = new Map<string, Map<string, Map<string, number>>>();
   private sweepTimer: unknown = null;
   private lastPrune = -Infinity;
@@ -485,12 +488,14 @@ export class PeerHub {
    */
   canPair(runId: string, a: string, b: string): boolean {
     const rests = this.rests.get(runId);
-    if (rests && (rests.get(a)?.get(b)?.resting || rests.get(b)?.get(a)?.resting) && (this.byRun.get(runId)?.size ?? 0) > 2) return false;
+    const others = (this.byRun.get(runId)?.size ?? 0) > 2;
+    if (rests && (rests.get(a)?.get(b)?.resting || rests.get(b)?.get(a)?.resting) && others) return false;
+    if (others && (this.benched(runId, a) || this.benched(runId, b))) return false;
     const v = this.runStrikes(runId);
     if (strikeCount(v, a, b) >= VETO_AFTER || strikeCount(v, b, a) >= VETO_AFTER) return false;
     const byAddr = this.addressStrikes.get(runId);
     if (!byAddr) return true;
-    const [aa, ab] = [this.byPeer.get(a)?.address, this.byPeer.get(b)?.address];
+    const [aa, ab] = [this.byPeer.get(a)?.address, this.byPeer.get(b)?.address].map((x) => (x === undefined ? undefined : clientKey(x)));
     if (aa === undefined || ab === undefined || aa === ab) return true;
     return strikeCount(byAddr, a, ab) < VETO_AFTER && strikeCount(byAddr, b, aa) < VETO_AFTER;
   }
@@ -848,6 +853,7 @@ export class PeerHub {
     // The judge that made it holds the partner to the strict margin from then on; a gross harm
     // or a failed size check still counts. Its stored reports per pair are bounded.
     if (paired) this.rest(runId, reporter, msg.peer, msg.reason);
+    if (paired && isStallReport(msg.reason)) this.noteStaller(runId, c, msg.peer, this.byPeer.get(msg.peer)?.address ?? x?.addresses.get(msg.peer));
     if (isSoftOffence(msg.reason)) {
       const soft = this.runSoftReports(runId);
       const n = strikeCount(soft, reporter, msg.peer);
@@ -864,10 +870,15 @@ export class PeerHub {
     // signalled it unasked: one that left before the report came took no strike with it before,
     // and its next id from the same address was paired with the reporter again.
     const accusedAddress = this.byPeer.get(msg.peer)?.address ?? x?.addresses.get(msg.peer) ?? c.diallers.get(msg.peer)?.address;
-    if (accusedAddress !== undefined && accusedAddress !== c.address) {
+    // The strike binds the accused's client (clientKey: an IPv6 /48, not its /64): a /48 is 65,536
+    // /64s for one tunnel broker's form, and bound to the /64, the accused's next id from the
+    // /64 beside it was paired with the reporter again. An honest household elsewhere in that /48
+    // loses only its pairings with this one reporter.
+    const accusedClient = accusedAddress === undefined ? undefined : clientKey(accusedAddress);
+    if (accusedClient !== undefined && accusedClient !== clientKey(c.address)) {
       let byAddr = this.addressStrikes.get(runId);
       if (!byAddr) this.addressStrikes.set(runId, (byAddr = new Map()));
-      if (strikeCount(byAddr, reporter, accusedAddress) < VETO_AFTER) addStrike(byAddr, reporter, accusedAddress);
+      if (strikeCount(byAddr, reporter, accusedClient) < VETO_AFTER) addStrike(byAddr, reporter, accusedClient);
       forgetOldest(byAddr, MAX_REPORTERS_KEPT);
     }
     if (before >= VETO_AFTER) return; // already vetoed: nothing more to write
@@ -916,6 +927,60 @@ export class PeerHub {
     // meet the peers ahead again to catch up, while a φ that keeps lagging is rested each time.
     last.left = lag ? REST_READIES : Math.min(REST_MAX_READIES, REST_READIES * 2 ** (k - 2));
     last.since = 0;
+  }
+
+  /**
+   * A stall report of `accused` by a pool partner (c). A pair's rest (rest()) parts only that pair,
+   * so a peer that takes its partners' φ and Δ and stalls each one in turn cost every honest peer
+   * of a small swarm two deadlines before its rest, and one more at each rest's end, for good.
+   * Here the reports of distinct clients add up: STALL_REPORTERS clients (clientKey: an address,
+   * an IPv6 /48 once; never the accused's own) reporting it within STALL_WINDOW_ROUNDS of the
+   * run's rounds bench it, no pairing with anyone while the run has someone else live, for
+   * BENCH_ROUNDS rounds, doubled at each bench that follows within BENCH_MAX_ROUNDS of the last
+   * one's end, up to BENCH_MAX_ROUNDS. Ids of one client are one witness, and only ids off
+   * probation are witnesses, so one host's ids, or fresh ids of two hosts, cannot bench an honest
+   * peer; each report already took two stalls in a row of that reporter.
+   */
+  private noteStaller(runId: string, c: Conn, accused: string, accusedAddress: string | undefined): void {
+    // A witness has earned trust (new ids cost only a hello), and is not of the accused's client.
+    const key = clientKey(c.address);
+    if (this.onProbation(c.peerId!) || (accusedAddress !== undefined && clientKey(accusedAddress) === key)) return;
+    const now = this.d.clock.now(), round = this.roundMs(runId);
+    let byAccused = this.stallers.get(runId);
+    if (!byAccused) this.stallers.set(runId, (byAccused = new Map()));
+    const s = byAccused.get(accused) ?? { reporters: new Map<string, number>(), benches: 0, until: -Infinity };
+    byAccused.delete(accused); // re-inserted last: the oldest entry is the one to forget
+    byAccused.set(accused, s);
+    forgetOldest(byAccused, MAX_REPORTERS_KEPT);
+    s.reporters.delete(key);
+    s.reporters.set(key, now);
+    forgetOldest(s.reporters, STALL_REPORTERS_KEPT);
+    for (const [k, at] of s.reporters) if (now - at > STALL_WINDOW_ROUNDS * round) s.reporters.delete(k);
+    if (now < s.until || s.reporters.size < STALL_REPORTERS) return;
+    // A quiet spell as long as the longest bench forgives the earlier ones: a link that was bad
+    // for an hour starts again from BENCH_ROUNDS.
+    if (now - s.until > BENCH_MAX_ROUNDS * round) s.benches = 0;
+    s.benches++;
+    const rounds = Math.min(BENCH_MAX_ROUNDS, BENCH_ROUNDS * 2 ** Math.min(s.benches - 1, 30));
+    s.until = now + rounds * round;
+    // The next bench needs fresh witnesses: those of this one said what they saw.
+    s.reporters.clear();
+    this.d.logger.warn({ run: runId, peer: accused, rounds, roundMs: round, bench: s.benches }, 'peer benched: partners of distinct clients reported it stalling');
+  }
+
+  /** Whether `peer` sits out its bench (noteStaller). */
+  private benched(runId: string, peer: string): boolean {
+    const s = this.stallers.get(runId)?.get(peer);
+    return s !== undefined && this.d.clock.now() < s.until;
+  }
+
+  /**
+   * A round of the run in ms for stall benches: the pool's typical cadence (one vote per address,
+   * from peers off probation when any has one), within BENCH_ROUND_MS; its fallback before one is known.
+   */
+  private roundMs(runId: string): number {
+    const typical = this.pool(runId).typicalCadence();
+    return typical === null ? BENCH_ROUND_MS.fallback : Math.min(BENCH_ROUND_MS.max, Math.max(BENCH_ROUND_MS.min, typical));
   }
 
   /**
@@ -1435,6 +1500,21 @@ export const REST_WINDOW = 16;
 interface Rest { resting: boolean; left: number; since: number }
 /** The longest rest, in the reporter's readies. */
 export const REST_MAX_READIES = 64;
+
+/** Distinct clients (clientKey) whose stall reports of one peer within STALL_WINDOW_ROUNDS bench it (noteStaller). */
+export const STALL_REPORTERS = 2;
+/** The run's rounds within which stall reports of distinct clients add up. */
+export const STALL_WINDOW_ROUNDS = 32;
+/** A peer's first bench, in the run's rounds; it doubles at each bench within BENCH_MAX_ROUNDS of the last. */
+export const BENCH_ROUNDS = 8;
+/** The longest bench, in the run's rounds. */
+export const BENCH_MAX_ROUNDS = 64;
+/** A round's length for benches: the run's typical cadence within min and max, `fallback` while none is known. */
+export const BENCH_ROUND_MS = { min: 1_000, max: 120_000, fallback: 10_000 } as const;
+/** Reporting clients kept per accused (the oldest forgotten first). */
+const STALL_REPORTERS_KEPT = 16;
+/** A peer reported for stalls: the clients that reported it lately (when), its benches so far and when the last one ends. */
+interface Staller { reporters: Map<string, number>; benches: number; until: number }
 
 function strikeCount(v: Map<string, Map<string, number>>, reporter: string, accused: string): number {
   return v.get(reporter)?.get(accused) ?? 0;

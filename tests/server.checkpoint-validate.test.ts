@@ -1,9 +1,9 @@
 // Checkpoints the coordinator checks itself (issue 15, docs/design.md section 6): an upload is
 // stored only after its counters are judged against what the peer could have trained and its
 // validation loss is MEASURED by the coordinator; the stored loss is that measurement, never
-// the peer's claim; only eligible peers (off probation, never refused) are asked; a rejected
-// upload is never listed, served as bootstrap state or exported, and neither is any earlier
-// checkpoint of the peer that made it.
+// the peer's claim; only eligible peers (off probation, no id of their client refused) are asked;
+// a rejected upload is never listed, served as bootstrap state or exported, and neither is any
+// earlier checkpoint of the client (address, IPv6 /48) that made it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readdirSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import { SignalingClient, memorySessionStore, type WebSocketCtor } from '../src/
 import { PROBATION_EXCHANGES } from '../server/peers.ts';
 import { STATE_LOSS_MARGIN, type StateFrame } from '../src/protocol/state-frame.ts';
 import type { RunInfo } from '../src/protocol/messages.ts';
-import { earnTrust, RawPeer, reportedStep, startServer, until, type TestServer } from './support/coordinator.ts';
+import { earnTrust, RawPeer, reportedStep, startServer, until, webSocketFrom, type TestServer } from './support/coordinator.ts';
 import { fittedToCheckWindows, fittedToText, honestState, negated, valLoss } from './support/states.ts';
 import { datasetFromCorpus, loadDataset, prepareDataset } from '../src/data/dataset.ts';
 import { stateCheckBatchCount } from '../src/data/sampler.ts';
@@ -35,8 +35,9 @@ async function newRun(id: string): Promise<RunInfo> {
 }
 
 /** A scripted peer of `run` that serves whatever `state()` returns, off probation unless told. */
-async function peer(run: string, state: () => StateFrame, trusted = true): Promise<SignalingClient> {
-  const c = new SignalingClient({ url: s.url, run, WebSocket: WebSocket as unknown as WebSocketCtor, session: memorySessionStore() });
+async function peer(run: string, state: () => StateFrame, trusted = true, from?: string): Promise<SignalingClient> {
+  const ws = from === undefined ? WebSocket as unknown as WebSocketCtor : webSocketFrom(from);
+  const c = new SignalingClient({ url: s.url, run, WebSocket: ws, session: memorySessionStore() });
   clients.push(c);
   c.setStateProvider(() => state());
   c.start();
@@ -81,12 +82,13 @@ describe('checkpoints the coordinator checks itself', () => {
     expect(first.error).toMatch(/422.*counters: step 9007199254740991 is outside/);
     await nothingServed('garbage');
 
-    // The peer that served it is never asked again; a second one serves finite garbage at step 20.
+    // The peer that served it, and its address, are never asked again; a second one, from another
+    // address, serves finite garbage at step 20.
     expect((await s.c.app.inject({ method: 'POST', url: '/api/runs/garbage/checkpoints', headers: s.admin })).statusCode).toBe(409);
     const garbage = new Float32Array(honest.phi.length);
     for (let i = 0; i < garbage.length; i++) garbage[i] = 3 * Math.sin(i * 12.9898);
     state = { meta: { ...honest.meta, step: 20, round: 2, valLoss: 0.001 }, phi: garbage, momentum: honest.momentum };
-    const c2 = await peer('garbage', () => state);
+    const c2 = await peer('garbage', () => state, true, '127.0.0.2');
     const second = await pull('garbage', c2);
     expect(second.ok).toBe(false);
     expect(second.error).toMatch(/422.*the coordinator measured a validation loss of/);
@@ -134,6 +136,38 @@ describe('checkpoints the coordinator checks itself', () => {
     expect(deleted.map((e) => ({ peerId: e.peerId, ...JSON.parse(e.d) }))).toEqual([{ peerId: c.peerId, id: info.id, reason: expect.stringMatching(/withdrawn/) }]);
   });
 
+  it('a refusal is per client: the refused id\'s other ids (one address) are asked no more and their earlier checkpoint is withdrawn', async () => {
+    // Per id, a host's other ids stayed eligible for duty and their checkpoints stayed offered.
+    const run = await newRun('one-client');
+    const good = honestState(run, 60);
+    let state: StateFrame = good;
+    const first = await peer('one-client', () => state);
+    await reportedStep(s, first, 60, 10);
+    expect(await pull('one-client', first)).toMatchObject({ ok: true });
+    const [info] = (await s.c.app.inject({ method: 'GET', url: '/api/runs/one-client/checkpoints' })).json().checkpoints;
+    expect(info).toMatchObject({ peerId: first.peerId });
+    // A second id of the same address (127.0.0.1), off probation too; both now serve φ negated,
+    // so whichever of the two the scheduler draws is refused.
+    const second = await peer('one-client', () => state);
+    const bad = negated(good);
+    bad.meta.step = 60;
+    state = bad;
+    const served = new Promise<{ ok: boolean; error?: string }>((resolve) => {
+      for (const c of [first, second]) { const off = c.on('state-served', (e) => { off(); resolve(e); }); }
+    });
+    const r = await s.c.app.inject({ method: 'POST', url: '/api/runs/one-client/checkpoints', headers: s.admin });
+    expect(r.statusCode, JSON.stringify(r.json())).toBe(202);
+    const drawn = r.json().peerId as string;
+    expect((await served).error).toMatch(/422.*above the bound/);
+    const other = drawn === first.peerId ? second : first;
+    expect(s.c.hub.eligibleForDuty(other.peerId!)).toBe(true);
+    expect(s.c.scheduler.eligible('one-client')).toEqual([]);
+    const again = await s.c.app.inject({ method: 'POST', url: '/api/runs/one-client/checkpoints', headers: s.admin });
+    expect(again.statusCode).toBe(409);
+    // The first id's checkpoint goes with its client's refusal, whichever id served the bad state.
+    await nothingServed('one-client');
+  });
+
   it('refuses a state fitted to the run\'s public check windows: the coordinator measures windows of its own', async () => {
     // Before: the coordinator measured the run's check windows, a function of public data. A
     // state trained on them alone (400 CPU steps) measured 0.03, became the newest checkpoint,
@@ -178,10 +212,11 @@ describe('checkpoints the coordinator checks itself', () => {
     expect(v).toBeLessThan(Math.log(256));
     await nothingServed('memorised');
 
-    // An honest state (trained on the book) scores both texts alike, and is stored.
+    // An honest state (trained on the book) scores both texts alike, and is stored; it comes
+    // from another address (a refusal ends the duty of every id of the refused one's).
     const honest = honestState(run, 60);
     state = honest;
-    const c2 = await peer('memorised', () => state);
+    const c2 = await peer('memorised', () => state, true, '127.0.0.2');
     await reportedStep(s, c2, 60, 10);
     expect(await pull('memorised', c2)).toMatchObject({ ok: true });
     expect(failed('memorised')).toEqual([expect.objectContaining({ peerId: c.peerId, rejected: true, reason: expect.stringMatching(/on the training text/) })]);

@@ -65,7 +65,7 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
     if (!run) throw new RunError(`no run "${req.params.run}"`, 404);
     if (run.status !== 'running') throw new RunError(`run ${run.id} is stopped`, 409);
     const p = scheduler.request(run.id);
-    if (!p) throw new RunError(`run ${run.id} has no peer eligible to serve a checkpoint (live, off probation, never refused)`, 409);
+    if (!p) throw new RunError(`run ${run.id} has no peer eligible to serve a checkpoint (live, off probation, no upload of its client refused)`, 409);
     return reply.code(202).send({ request: p.id, peerId: p.peerId });
   });
 
@@ -129,15 +129,16 @@ export function registerCheckpointRoutes(ctx: AppContext): void {
   });
 
   /**
-   * A peer whose upload was refused served a bad state: its earlier checkpoints of the run are
-   * withdrawn too. Each passed its measurement, but with no checkpoint before it the only bound
+   * A peer whose upload was refused served a bad state: its client's earlier checkpoints of the
+   * run (its own, and any other id's asked from its address or IPv6 /48) are withdrawn too. Each passed its measurement, but with no checkpoint before it the only bound
    * is ln(vocab) + margin, under which a poisoned state can measure (a φ negated after 18 rounds
    * measured 5.44 against 6.05), and the bound for every later upload is the newest one's loss.
    */
   const withdrawFrom = (runId: string, peerId: string, log: FastifyRequest['log']) => {
-    for (const c of checkpoints.list(runId).filter((x) => x.peerId === peerId)) {
+    for (const c of checkpoints.list(runId).filter((x) => scheduler.withdrawnWith(x.peerId, peerId))) {
       checkpoints.delete(c);
-      events.append(runId, 'checkpoint-deleted', peerId, { id: c.id, reason: 'withdrawn: a later upload of this peer was refused' });
+      const whose = c.peerId === peerId ? 'this peer' : `peer ${peerId} of its client`;
+      events.append(runId, 'checkpoint-deleted', peerId, { id: c.id, reason: `withdrawn: a later upload of ${whose} was refused` });
       log.warn({ run: runId, checkpoint: c.id, peer: peerId }, 'checkpoint withdrawn: its peer served a refused state');
     }
   };
