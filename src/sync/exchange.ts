@@ -51,7 +51,9 @@ interface Inbound {
 type Outcome =
   | { kind: 'received'; phi: Uint8Array; delta: Uint8Array; inbound: Inbound }
   | { kind: 'solo'; reason: SoloReason; code?: string; detail?: string }
-  | { kind: 'destroyed' };
+  | { kind: 'destroyed' }
+  /** A direct partner that was never paired with us said so before anything of ours but the announcement went to it (unpairedAbort). */
+  | { kind: 'unpaired' };
 
 /**
  * Each mesh's exchange sends, oldest first: this round's and those of earlier rounds still
@@ -65,6 +67,12 @@ type Outcome =
 const sending = new WeakMap<MeshCore, SendAbort[]>();
 /** Earlier rounds' sends that may go on beside this round's. */
 export const MAX_LINGERING_SENDS = 2;
+/**
+ * An abort's reasons that say its sender was never paired with us: it had no exchange running,
+ * or a yes or announcement of ours found it paired with someone else or pairing by the pool
+ * (mesh.ts onControl, pairing.ts onAck, onXchg and onControl here).
+ */
+const NEVER_PAIRED = new Set(['not-ready', 'paired elsewhere', 'not paired with you', 'busy with another partner', 'not pairing directly']);
 
 export class ExchangeRun {
   phase: 'pairing' | 'connecting' | 'transfer' | 'done' = 'pairing';
@@ -93,13 +101,18 @@ export class ExchangeRun {
   private settle: ((o: Outcome) => void) | null = null;
   private destroyed = false;
   private onDestroy: (() => void)[] = [];
-  private readonly abortSend = new SendAbort();
+  /** Ends this pairing's send; a new one for each pairing (pairAgain). */
+  private abortSend = new SendAbort();
+  /** Direct partners of this round that said they were never paired with us: not asked again. */
+  private readonly excluded = new Set<string>();
   /** Called once the partner's announcement is taken (adopt): our chunks may follow. */
   private onAnnounced: (() => void) | null = null;
   private readonly t0: number;
   private bytesSent = 0;
   /** Every chunk of our φ and Δ was handed to the partner's link (stalled). */
   private sendDone = false;
+  /** The partner's announcement was taken and our chunks may be on their way to it. */
+  private streaming = false;
   /** Grows as the exchange enters each bounded phase: connect timeout, then transfer deadline. */
   private budgetExtra = 0;
 
@@ -131,23 +144,27 @@ export class ExchangeRun {
     try {
       if (!mesh.signaling.peerId) return this.solo('no-identity', null, 0);
       mesh.validator.observeOwn(norm2(payload.delta));
-      const p = await this.pair();
-      if (this.destroyed) throw new MeshDestroyedError('exchange');
-      const pairMs = mesh.clock.now() - this.t0;
-      if ('reason' in p) return this.solo(p.reason, null, pairMs, p.via);
-      this.partner = p.partner;
-      this.partnerRound = p.partnerRound;
-      if (mesh.isBanned(p.partner)) return this.solo('banned-partner', p.partner, pairMs, p.via);
-      this.phase = 'connecting';
-      this.budgetExtra += mesh.settings.connectTimeoutMs;
-      try {
-        await this.guard(mesh.ensureOpen(p.partner, p.initiator, mesh.settings.connectTimeoutMs));
-      } catch (err) {
+      let p = await this.pair();
+      for (;;) {
         if (this.destroyed) throw new MeshDestroyedError('exchange');
-        mesh.logger.info('no connection to partner', { partner: p.partner, error: String(err) });
-        return this.solo('connect-failed', p.partner, pairMs, p.via);
+        const pairMs = mesh.clock.now() - this.t0;
+        if ('reason' in p) return this.solo(p.reason, null, pairMs, p.via);
+        this.partner = p.partner;
+        this.partnerRound = p.partnerRound;
+        if (mesh.isBanned(p.partner)) return this.solo('banned-partner', p.partner, pairMs, p.via);
+        this.phase = 'connecting';
+        this.budgetExtra += mesh.settings.connectTimeoutMs;
+        try {
+          await this.guard(mesh.ensureOpen(p.partner, p.initiator, mesh.settings.connectTimeoutMs));
+        } catch (err) {
+          if (this.destroyed) throw new MeshDestroyedError('exchange');
+          mesh.logger.info('no connection to partner', { partner: p.partner, error: String(err) });
+          return this.solo('connect-failed', p.partner, pairMs, p.via);
+        }
+        const r = await this.transfer(p.partner, p.via, pairMs);
+        if (r !== 'unpaired') return r;
+        p = await this.pairAgain(p.partner);
       }
-      return await this.transfer(p.partner, p.via, pairMs);
     } finally {
       this.cleanup();
     }
@@ -161,13 +178,44 @@ export class ExchangeRun {
       const r = await this.pairViaCoordinator();
       if (r !== 'coordinator-down') return r;
     }
+    return this.pairDirect();
+  }
+
+  private async pairDirect(): Promise<Pairing> {
+    const { mesh } = this;
     const remaining = Math.max(0, this.waitMs - (mesh.clock.now() - this.t0));
-    this.direct = new DirectPairing(mesh, this.round, remaining, mesh.lastPartner);
-    const onDestroy = () => this.direct?.cancel();
-    this.onDestroy.push(onDestroy);
-    const partner = await this.direct.result;
+    const direct = (this.direct = new DirectPairing(mesh, this.round, remaining, mesh.lastPartner, this.excluded));
+    this.onDestroy.push(() => direct.cancel());
+    if (this.destroyed) direct.cancel();
+    const partner = await direct.result;
     const partnerRound = this.direct.partnerRound;
     return partner !== null && partnerRound !== null ? { partner, partnerRound, initiator: false, via: 'direct' } : { reason: 'no-partner', via: 'direct' };
+  }
+
+  /**
+   * A direct partner said it was never paired with us (unpairedAbort): a question of its that
+   * arrived after it had left that round, which we said yes to. Pair again through neighbours for
+   * what is left of the wait, that peer left out for the rest of this round. Nothing of this
+   * pairing's is kept: its announcement never came, no chunk of ours left, and the send waiting
+   * for it is ended. The budget starts again from the wait: the pairing that holds is the one
+   * whose connect and deadline bound this exchange.
+   */
+  private async pairAgain(unpaired: string): Promise<Pairing> {
+    const { mesh } = this;
+    mesh.logger.info('direct partner was never paired with us; pairing again', { peer: unpaired, round: this.round });
+    this.abortSend.abort('partner was never paired with us');
+    this.abortSend = new SendAbort();
+    this.excluded.add(unpaired);
+    this.stash.delete(unpaired);
+    this.partner = null;
+    this.partnerRound = null;
+    this.partnerAborted = false;
+    this.partnerUnpaired = false;
+    this.onAnnounced = null;
+    this.bytesSent = 0;
+    this.budgetExtra = 0;
+    this.phase = 'pairing';
+    return this.pairDirect();
   }
 
   private pairViaCoordinator(): Promise<Pairing | 'coordinator-down'> {
@@ -205,7 +253,7 @@ export class ExchangeRun {
 
   // ---- transfer ---------------------------------------------------------------------------
 
-  private async transfer(partner: string, via: 'coordinator' | 'direct', pairMs: number): Promise<ExchangeResult> {
+  private async transfer(partner: string, via: 'coordinator' | 'direct', pairMs: number): Promise<ExchangeResult | 'unpaired'> {
     const { mesh, round, payload } = this;
     const s = mesh.settings;
     const n = s.elements;
@@ -222,7 +270,7 @@ export class ExchangeRun {
     const phiA: Announce = { tid: mesh.randomU32(), dtype: s.compression.phi, elements: n, bytes: phiBytes.length };
     const deltaA: Announce = { tid: mesh.randomU32(), dtype: s.compression.delta, elements: n, bytes: deltaBytes.length };
     const conn = mesh.conn(partner);
-    if (this.partnerAborted) return this.solo('partner-aborted', partner, pairMs, via);
+    if (this.partnerAborted) return this.partnerUnpaired ? 'unpaired' : this.solo('partner-aborted', partner, pairMs, via);
     if (!conn || !mesh.sendControl(partner, { t: 'xchg', round, phi: phiA, delta: deltaA })) {
       return this.solo('partner-gone', partner, pairMs, via);
     }
@@ -240,7 +288,7 @@ export class ExchangeRun {
     // that never announces ends this round at the deadline, whose stopAndAbort ends this wait.
     const announced = new Promise<boolean>((resolve) => {
       const off = this.abortSend.onAbort(() => resolve(false));
-      this.onAnnounced = () => { off(); resolve(true); };
+      this.onAnnounced = () => { off(); this.streaming = true; resolve(true); };
     });
     let sends = sending.get(mesh);
     if (!sends) sending.set(mesh, (sends = []));
@@ -270,6 +318,7 @@ export class ExchangeRun {
     });
     const transferMs = mesh.clock.now() - tStart;
     if (outcome.kind === 'destroyed') throw new MeshDestroyedError('exchange');
+    if (outcome.kind === 'unpaired') return 'unpaired';
     if (outcome.kind === 'solo') {
       // Read before stopAndAbort, whose abort could close what the check reads.
       const stalled = this.stalled(outcome.reason, conn.link);
@@ -404,6 +453,8 @@ export class ExchangeRun {
   }
 
   private partnerAborted = false;
+  /** The partner's abort came while connecting and says it was never paired with us (unpairedAbort). */
+  private partnerUnpaired = false;
 
   /**
    * An abort from `peer`. It ends this pairing only if it is this pairing's: its `round` is the
@@ -417,9 +468,28 @@ export class ExchangeRun {
     if (this.stash.get(peer)?.round === msg.round) this.stash.delete(peer);
     if (peer !== this.partner || !(msg.round === this.partnerRound || msg.yourRound === this.round)) return;
     if (this.phase === 'connecting' || this.phase === 'transfer') {
-      if (this.settle) this.settle({ kind: 'solo', reason: 'partner-aborted', detail: msg.reason });
-      else this.partnerAborted = true;
+      const unpaired = this.unpairedAbort(peer, msg);
+      if (this.settle) this.settle(unpaired ? { kind: 'unpaired' } : { kind: 'solo', reason: 'partner-aborted', detail: msg.reason });
+      else { this.partnerAborted = true; this.partnerUnpaired = unpaired; }
     }
+  }
+
+  /**
+   * Whether the partner's abort says it was never paired with us, early enough to pair again.
+   * A direct pairing can take a question the asker put in the last moments of its round, which
+   * landed in ours: we said yes, but the asker has moved on and answers the yes or our
+   * announcement with one of NEVER_PAIRED, naming our round. Ending solo there lost the round
+   * although most of the wait was left and an honest neighbour was ready. Only while nothing of
+   * ours went to it but the announcement (its own announcement of this pairing never came, so no
+   * chunk followed), and only with wait left: a neighbour that says so on purpose gets no
+   * payload, is not asked again this round, and can cost us no more than the wait we had (the
+   * pool's pairing is the coordinator's word, never undone here). An abort after its
+   * announcement is the partner ending an exchange it was in (stalled).
+   */
+  private unpairedAbort(peer: string, msg: Abort): boolean {
+    return this.direct !== null && msg.yourRound === this.round && NEVER_PAIRED.has(msg.reason)
+      && this.inbound === null && this.stash.get(peer)?.round !== this.partnerRound && !this.streaming
+      && this.mesh.clock.now() - this.t0 < this.waitMs;
   }
 
   private onXchg(peer: string, msg: Xchg): void {

@@ -4,6 +4,8 @@
 // other at once both say yes and pair. A yes that arrives after we moved on is answered with an
 // abort so the asker does not wait for us. The question names the asker's round and a yes the
 // responder's: each side knows the round its partner's messages of this pairing carry (exchange.ts).
+// A question can still land after its asker left that round; the asker then answers our yes with
+// an abort, and the exchange pairs again with that peer excluded (exchange.ts, unpairedAbort).
 //
 // Partners finish an exchange together, so equal-speed peers would find each other ready first
 // every round and never change partners; for the first quarter of the wait we neither ask nor
@@ -38,7 +40,14 @@ export class DirectPairing {
 
   private readonly avoidUntil: number;
 
-  constructor(private readonly mesh: MeshCore, private readonly round: number, budgetMs: number, private readonly avoid: string | null = null) {
+  /**
+   * `exclude`: neighbours neither asked nor accepted this round whatever the time: ones that said
+   * they were never paired with us after we took them (ExchangeRun, pairing again).
+   */
+  constructor(
+    private readonly mesh: MeshCore, private readonly round: number, budgetMs: number,
+    private readonly avoid: string | null = null, private readonly exclude: ReadonlySet<string> = new Set(),
+  ) {
     this.result = new Promise((r) => { this.resolve = r; });
     this.avoidUntil = mesh.clock.now() + AVOID_LAST_FRAC * budgetMs;
     this.later(() => this.finish(null), Math.max(0, budgetMs));
@@ -106,9 +115,9 @@ export class DirectPairing {
     this.outstanding = { to, nonce, timer };
   }
 
-  /** Our last partner for the first part of the wait, and a partner that stalled us lately (MeshCore.resting). */
+  /** Our last partner for the first part of the wait, one excluded this round, and a partner that stalled us lately (MeshCore.resting). */
   private avoiding(peer: string): boolean {
-    return (peer === this.avoid && this.mesh.clock.now() < this.avoidUntil) || this.mesh.resting(peer, this.round);
+    return (peer === this.avoid && this.mesh.clock.now() < this.avoidUntil) || this.exclude.has(peer) || this.mesh.resting(peer, this.round);
   }
 
   private clearOutstanding(): void {
